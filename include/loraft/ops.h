@@ -1,0 +1,149 @@
+/* ops.h: the op interface the model is written against; one table per backend.
+ *
+ * Every tensor pointer below lives in the backend's memory (host memory for "cpu",
+ * device memory for "cuda") and comes from that backend's alloc. The model never
+ * dereferences them. A GPU test runs the same op on both tables with the same inputs and
+ * compares: that is how every CUDA kernel is checked against the CPU reference.
+ *
+ * Dimensions: B batch, T sequence length, C channels (input features), OC output
+ * features, NH attention heads (head size HS = C/NH), R LoRA rank, V classes/vocab,
+ * N rows (= B*T for token-wise ops). Tensors are row-major, last dimension contiguous.
+ *
+ * Conventions:
+ * - forward ops overwrite their outputs;
+ * - backward ops ACCUMULATE (+=) into every gradient they write, so residual branches
+ *   and shared inputs just add up; the trainer zeroes gradient buffers before backward;
+ * - a NULL gradient pointer means "not needed" (a frozen weight, or an input whose
+ *   gradient no one uses) and that work is skipped;
+ * - dropout is a pure function of (seed, element index), see rng.h, so backward
+ *   regenerates the mask and both backends draw identical masks.
+ */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loraft/error.h"
+
+typedef enum Activation {
+    ACT_GELU,      /* exact: x * 0.5 * (1 + erf(x / sqrt(2))), HF "gelu" */
+    ACT_GELU_TANH, /* tanh approximation, HF "gelu_new" / "gelu_pytorch_tanh" */
+    ACT_RELU,
+    ACT_TANH,
+} Activation;
+
+typedef struct Ops {
+    const char *name; /* "cpu" or "cuda" */
+
+    /* ---- memory ---- */
+    void *(*alloc)(size_t bytes); /* zero-filled; NULL when out of memory */
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *host_dst, const void *src, size_t bytes);
+    void (*zero)(void *p, size_t bytes);
+    /* Waits for queued work; returns -1 with a message if any op failed since last call. */
+    int (*status)(LfError *err);
+
+    /* ---- embeddings ----
+     * out[B,T,C] = wte[ids[b,t]] + wpe[t] + wtt[types[b,t]]
+     * ids, types: [B,T] int32; wte [V,C]; wpe [maxT,C]; wtt [2,C] or NULL (no token
+     * types, DistilBERT); types NULL means all zero. */
+    void (*embedding_forward)(float *out, const int32_t *ids, const int32_t *types,
+                              const float *wte, const float *wpe, const float *wtt, int B,
+                              int T, int C);
+    void (*embedding_backward)(float *dwte, float *dwpe, float *dwtt, const float *dout,
+                               const int32_t *ids, const int32_t *types, int B, int T, int C);
+
+    /* ---- layer norm over the last dimension ----
+     * out[N,C] = (inp - mean) * rstd * weight + bias; saves mean[N], rstd[N]. */
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
+                              const float *weight, const float *bias, float eps, int N, int C);
+    void (*layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, const float *mean,
+                               const float *rstd, int N, int C);
+
+    /* ---- dense layer (frozen base GEMM on cuBLAS / OpenBLAS) ----
+     * out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC]; bias may be NULL. */
+    void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias,
+                           int N, int C, int OC);
+    /* dinp[N,C] += dout @ weight; dweight[OC,C] += dout^T @ inp; dbias[OC] += sum_n dout. */
+    void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int N, int C, int OC);
+
+    /* ---- LoRA branch beside a dense layer ----
+     * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop = dropout(p, seed)
+     * on inp [N,C]; A [R,C], B [OC,R]. Saves u for backward. scratch: N*C floats. */
+    void (*lora_forward)(float *out, float *u, const float *inp, const float *A, const float *B,
+                         float scale, float p, uint64_t seed, float *scratch, int N, int C,
+                         int OC, int R);
+    /* With du = scale * dout @ B [N,R]:
+     * dB[OC,R] += scale * dout^T @ u; dA[R,C] += du^T @ drop(inp);
+     * dinp[N,C] += drop'(du @ A) (dinp may be NULL). scratch: N*C + N*R floats. */
+    void (*lora_backward)(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
+                          const float *u, const float *A, const float *B, float scale, float p,
+                          uint64_t seed, float *scratch, int N, int C, int OC, int R);
+
+    /* ---- multi-head softmax attention with padding mask ----
+     * q, k, v, out: [B,T,C]; mask [B,T] int32 (1 = token, 0 = padding, never attended).
+     * att[B,NH,T,T] = softmax(q_h k_h^T / sqrt(HS) over unmasked keys), saved;
+     * out = dropout(att; p, seed) @ v_h, heads concatenated back to C. */
+    void (*attention_forward)(float *out, float *att, const float *q, const float *k,
+                              const float *v, const int32_t *mask, float p, uint64_t seed, int B,
+                              int T, int C, int NH);
+    /* dq, dk, dv [B,T,C] += gradients; scratch: B*NH*T*T floats. */
+    void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout,
+                               const float *q, const float *k, const float *v, const float *att,
+                               float p, uint64_t seed, float *scratch, int B, int T, int C,
+                               int NH);
+
+    /* ---- element-wise ---- */
+    void (*activation_forward)(float *out, const float *inp, Activation act, size_t n);
+    /* dinp += act'(inp) * dout */
+    void (*activation_backward)(float *dinp, const float *inp, const float *dout, Activation act,
+                                size_t n);
+    /* out = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
+    void (*dropout_forward)(float *out, const float *inp, float p, uint64_t seed, size_t n);
+    /* dinp += dout * rng_dropout_scale(seed, i, p) */
+    void (*dropout_backward)(float *dinp, const float *dout, float p, uint64_t seed, size_t n);
+    /* out = a + b */
+    void (*add)(float *out, const float *a, const float *b, size_t n);
+    /* dst += alpha * src */
+    void (*axpy)(float *dst, const float *src, float alpha, size_t n);
+    /* x *= s */
+    void (*scale)(float *x, float s, size_t n);
+
+    /* ---- pooling: the first token ([CLS]) of every sequence ----
+     * out[B,C] = inp[b,0,:] of inp [B,T,C]; backward: dinp[b,0,:] += dout[b,:]. */
+    void (*first_token_forward)(float *out, const float *inp, int B, int T, int C);
+    void (*first_token_backward)(float *dinp, const float *dout, int B, int T, int C);
+
+    /* ---- softmax cross-entropy, forward and backward in one pass ----
+     * logits [N,V], labels [N] int32; rows with label < 0 are ignored (HF's -100).
+     * losses[N] = -log softmax(logits)[label] (0 for ignored rows);
+     * dlogits[N,V] = (softmax - onehot(label)) * grad_scale (0 for ignored rows), skipped
+     * when dlogits is NULL. grad_scale is usually 1 / (valid rows * accumulation steps). */
+    void (*cross_entropy)(float *losses, float *dlogits, const float *logits,
+                          const int32_t *labels, float grad_scale, int N, int V);
+
+    /* ---- optimizer ----
+     * torch.optim.AdamW, step counted from 1:
+     *   param *= 1 - lr * weight_decay
+     *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+     *   param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps) */
+    void (*adamw_step)(float *param, const float *grad, float *m, float *v, float lr,
+                       float beta1, float beta2, float eps, float weight_decay, int step,
+                       size_t n);
+    /* Sum of squares of x, accumulated in double, returned to the host (synchronous). */
+    double (*sum_squares)(const float *x, size_t n);
+} Ops;
+
+/* The backends. ops_cuda exists only in builds with CUDA (LORAFT_HAVE_CUDA). */
+extern const Ops ops_cpu;
+#ifdef LORAFT_HAVE_CUDA
+extern const Ops ops_cuda;
+#endif
+
+/* "cpu", "cuda" or "auto" (cuda when a device is present, else cpu). */
+const Ops *ops_by_name(const char *device, LfError *err);
+
+/* Number of usable CUDA devices; 0 in CPU-only builds or on machines without a GPU. */
+int ops_cuda_device_count(void);

@@ -1,0 +1,32 @@
+/* main.c: the loraft command-line entry point; dispatches to one subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "loraft/cli.h"
+
+static const Command commands[] = {
+    {"tokenize", cmd_tokenize, "encode JSONL or text lines on stdin into token ids"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: loraft <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'loraft <command> --help' for the options of one command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "loraft: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,47 @@
+/* check.h: the few assertions the C tests use. A test file includes this, calls
+ * CHECK/CHECK_NEAR freely, and ends main with `return check_report();`: it prints
+ * "N passed, N failed" and returns non-zero when anything failed. skip() exits 77,
+ * which CTest reports as skipped. */
+#pragma once
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int check_passed, check_failed;
+
+#define CHECK(cond)                                                                           \
+    do {                                                                                      \
+        if (cond) check_passed++;                                                             \
+        else {                                                                                \
+            check_failed++;                                                                   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);          \
+        }                                                                                     \
+    } while (0)
+
+/* |a - b| <= atol + rtol * |b| */
+#define CHECK_CLOSE(a, b, atol, rtol)                                                         \
+    do {                                                                                      \
+        double a_ = (a), b_ = (b);                                                            \
+        if (fabs(a_ - b_) <= (atol) + (rtol) * fabs(b_)) check_passed++;                      \
+        else {                                                                                \
+            check_failed++;                                                                   \
+            fprintf(stderr, "%s:%d: %s = %.9g, expected %s = %.9g (atol %g, rtol %g)\n",      \
+                    __FILE__, __LINE__, #a, a_, #b, b_, (double)(atol), (double)(rtol));      \
+        }                                                                                     \
+    } while (0)
+
+static inline int check_report(void) {
+    printf("%d passed, %d failed\n", check_passed, check_failed);
+    return check_failed ? 1 : 0;
+}
+
+static inline void skip(const char *why) {
+    printf("SKIP: %s\n", why);
+    exit(77);
+}
+
+/* ../shared/data, or $LORAFT_SHARED_DATA when CTest sets it. */
+static inline const char *shared_data_dir(void) {
+    const char *d = getenv("LORAFT_SHARED_DATA");
+    return d ? d : "../shared/data";
+}
