@@ -16,12 +16,19 @@ int lf_fail(LfError *err, const char *fmt, ...) {
 
 int lf_wrap(LfError *err, const char *fmt, ...) {
     if (!err) return -1;
-    char prefix[512], old[sizeof err->msg];
+    char prefix[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    int n = vsnprintf(prefix, sizeof prefix - 2, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    if (n < 0) return -1;
+    size_t plen = strlen(prefix);
+    memcpy(prefix + plen, ": ", 3);
+    plen += 2;
+    size_t old = strnlen(err->msg, sizeof err->msg - 1);
+    if (plen + old >= sizeof err->msg) old = sizeof err->msg - 1 - plen;
+    memmove(err->msg + plen, err->msg, old);
+    memcpy(err->msg, prefix, plen);
+    err->msg[plen + old] = 0;
     return -1;
 }

@@ -5,6 +5,11 @@
 #include "loraft/cli.h"
 
 static const Command commands[] = {
+    {"train", cmd_train, "fine-tune a model from a JSON config (LoRA, head-only or full)"},
+    {"eval", cmd_eval, "evaluate a model (and adapter) on a validation set"},
+    {"predict", cmd_predict, "classify texts with a model and an optional LoRA adapter"},
+    {"merge", cmd_merge, "fold a LoRA adapter into the base weights (HF model directory)"},
+    {"init", cmd_init, "write a seeded random HF checkpoint (for tests and experiments)"},
     {"tokenize", cmd_tokenize, "encode JSONL or text lines on stdin into token ids"},
 };
 

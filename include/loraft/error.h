@@ -4,6 +4,10 @@
  * prints and never exits; only the CLI decides that. */
 #pragma once
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct LfError {
     char msg[1024];
 } LfError;
@@ -14,3 +18,7 @@ int lf_fail(LfError *err, const char *fmt, ...) __attribute__((format(printf, 2,
 
 /* Prefixes an existing message with more context ("loading model: <old message>"). */
 int lf_wrap(LfError *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif

@@ -24,6 +24,10 @@
 
 #include "loraft/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum Activation {
     ACT_GELU,      /* exact: x * 0.5 * (1 + erf(x / sqrt(2))), HF "gelu" */
     ACT_GELU_TANH, /* tanh approximation, HF "gelu_new" / "gelu_pytorch_tanh" */
@@ -147,3 +151,7 @@ const Ops *ops_by_name(const char *device, LfError *err);
 
 /* Number of usable CUDA devices; 0 in CPU-only builds or on machines without a GPU. */
 int ops_cuda_device_count(void);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,136 @@
+/* bench_cpu_ops.c: GFLOP/s and GB/s of the CPU backend at a BERT-base layer shape.
+ *
+ * Informative only (tests never assert on time): prints the median of a few repetitions
+ * of the frozen GEMM, the LoRA branch, attention, layer norm and GELU, forward and backward,
+ * at B=4, T=256, C=768, NH=12, R=8 (override with argv: B T C NH R).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "loraft/ops.h"
+
+static const Ops *ops = &ops_cpu;
+enum { REPS = 5 };
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Allocates n floats filled with small values; exits the benchmark when out of memory. */
+static float *buf(size_t n) {
+    float *p = ops->alloc(sizeof(float) * n);
+    if (!p) {
+        fprintf(stderr, "bench_cpu_ops: out of memory allocating %zu floats\n", n);
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    return p;
+}
+
+typedef struct Bench {
+    float *out, *inp, *w, *bias, *dout, *dinp, *dw, *dbias, *A, *Bm, *u, *dA, *dB, *scratch;
+    float *q, *k, *v, *att, *dq, *dk, *dv, *mean, *rstd;
+    int32_t *mask;
+    int B, T, C, NH, R;
+} Bench;
+
+/* Runs op(b) REPS times after one warm-up and prints the median against flops and bytes. */
+static void run(const char *name, void (*op)(Bench *), Bench *b, double flops, double bytes) {
+    double t[REPS];
+    op(b);
+    for (int r = 0; r < REPS; r++) {
+        double t0 = now();
+        op(b);
+        t[r] = now() - t0;
+    }
+    qsort(t, REPS, sizeof t[0], cmp_double);
+    double med = t[REPS / 2];
+    printf("%-22s %9.3f ms %9.1f GFLOP/s %8.1f GB/s\n", name, 1e3 * med, flops / med * 1e-9,
+           bytes / med * 1e-9);
+}
+
+#define NT (b->B * b->T)
+static void mm_fwd(Bench *b) {
+    ops->matmul_forward(b->out, b->inp, b->w, b->bias, NT, b->C, b->C);
+}
+static void mm_bwd_frozen(Bench *b) {
+    ops->matmul_backward(b->dinp, NULL, NULL, b->dout, b->inp, b->w, NT, b->C, b->C);
+}
+static void mm_bwd(Bench *b) {
+    ops->matmul_backward(b->dinp, b->dw, b->dbias, b->dout, b->inp, b->w, NT, b->C, b->C);
+}
+static void lora_fwd(Bench *b) {
+    ops->lora_forward(b->out, b->u, b->inp, b->A, b->Bm, 2.0f, 0.1f, 1, b->scratch, NT, b->C, b->C,
+                      b->R);
+}
+static void lora_bwd(Bench *b) {
+    ops->lora_backward(b->dinp, b->dA, b->dB, b->dout, b->inp, b->u, b->A, b->Bm, 2.0f, 0.1f, 1,
+                       b->scratch, NT, b->C, b->C, b->R);
+}
+static void att_fwd(Bench *b) {
+    ops->attention_forward(b->out, b->att, b->q, b->k, b->v, b->mask, 0.1f, 1, b->B, b->T, b->C,
+                           b->NH);
+}
+static void att_bwd(Bench *b) {
+    ops->attention_backward(b->dq, b->dk, b->dv, b->dout, b->q, b->k, b->v, b->att, 0.1f, 1,
+                            b->scratch, b->B, b->T, b->C, b->NH);
+}
+static void ln_fwd(Bench *b) {
+    ops->layernorm_forward(b->out, b->mean, b->rstd, b->inp, b->w, b->bias, 1e-12f, NT, b->C);
+}
+static void ln_bwd(Bench *b) {
+    ops->layernorm_backward(b->dinp, b->dw, b->dbias, b->dout, b->inp, b->w, b->mean, b->rstd, NT,
+                            b->C);
+}
+static void gelu_fwd(Bench *b) {
+    ops->activation_forward(b->out, b->inp, ACT_GELU, (size_t)NT * b->C);
+}
+static void gelu_bwd(Bench *b) {
+    ops->activation_backward(b->dinp, b->inp, b->dout, ACT_GELU, (size_t)NT * b->C);
+}
+
+int main(int argc, char **argv) {
+    Bench bb = {.B = 4, .T = 256, .C = 768, .NH = 12, .R = 8}, *b = &bb;
+    if (argc == 6)
+        b->B = atoi(argv[1]), b->T = atoi(argv[2]), b->C = atoi(argv[3]), b->NH = atoi(argv[4]),
+        b->R = atoi(argv[5]);
+    if (b->B <= 0 || b->T <= 0 || b->C <= 0 || b->NH <= 0 || b->C % b->NH || b->R <= 0) {
+        fprintf(stderr, "usage: bench_cpu_ops [B T C NH R], positive, C divisible by NH\n");
+        return 2;
+    }
+    size_t n = (size_t)NT * b->C, cc = (size_t)b->C * b->C, tt = (size_t)b->B * b->NH * b->T * b->T;
+    b->out = buf(n), b->inp = buf(n), b->w = buf(cc), b->bias = buf(b->C), b->dout = buf(n);
+    b->dinp = buf(n), b->dw = buf(cc), b->dbias = buf(b->C), b->A = buf((size_t)b->R * b->C);
+    b->Bm = buf((size_t)b->C * b->R), b->u = buf((size_t)NT * b->R),
+    b->dA = buf((size_t)b->R * b->C);
+    b->dB = buf((size_t)b->C * b->R);
+    b->scratch = buf(tt > n + (size_t)NT * b->R ? tt : n + (size_t)NT * b->R);
+    b->q = buf(n), b->k = buf(n), b->v = buf(n), b->att = buf(tt), b->dq = buf(n), b->dk = buf(n);
+    b->dv = buf(n), b->mean = buf(NT), b->rstd = buf(NT);
+    b->mask = ops->alloc(sizeof(int32_t) * NT);
+    if (!b->mask) return 1;
+    for (int i = 0; i < NT; i++) b->mask[i] = 1;
+
+    double N = (double)NT, C = b->C, T = b->T, R = b->R, f = sizeof(float);
+    printf("B=%d T=%d C=%d NH=%d R=%d (median of %d)\n", b->B, b->T, b->C, b->NH, b->R, REPS);
+    run("matmul fwd", mm_fwd, b, 2 * N * C * C, f * (2 * N * C + C * C));
+    run("matmul bwd (frozen)", mm_bwd_frozen, b, 2 * N * C * C, f * (3 * N * C + C * C));
+    run("matmul bwd (all)", mm_bwd, b, 4 * N * C * C, f * (4 * N * C + 2 * C * C));
+    run("lora fwd (p=0.1)", lora_fwd, b, 4 * N * C * R, f * (4 * N * C));
+    run("lora bwd (p=0.1)", lora_bwd, b, 8 * N * C * R, f * (5 * N * C));
+    run("attention fwd (p=0.1)", att_fwd, b, 4 * N * T * C, f * (4 * N * C + tt));
+    run("attention bwd (p=0.1)", att_bwd, b, 8 * N * T * C, f * (8 * N * C + 2 * tt));
+    run("layernorm fwd", ln_fwd, b, 8 * N * C, f * 2 * N * C);
+    run("layernorm bwd", ln_bwd, b, 12 * N * C, f * 4 * N * C);
+    run("gelu fwd", gelu_fwd, b, 0, f * 2 * N * C);
+    run("gelu bwd", gelu_bwd, b, 0, f * 4 * N * C);
+    return 0; /* the process exits; the buffers go with it */
+}

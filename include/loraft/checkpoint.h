@@ -1,0 +1,54 @@
+/* checkpoint.h: what a training run writes and reads back.
+ *
+ * - a PEFT adapter directory (adapter_config.json + adapter_model.safetensors with PEFT's
+ *   tensor names) that PeftModel.from_pretrained loads unchanged;
+ * - an HF model directory (config.json + model.safetensors + tokenizer files), with LoRA
+ *   merged into the weights on request (`loraft merge`), or the fully trained model;
+ * - the training state for --resume: every trainable tensor, the AdamW moments, the step.
+ * Every file is written atomically, and a checkpoint directory appears under its final
+ * name only once complete (written as NAME.tmp, then renamed). */
+#pragma once
+#include <stddef.h>
+
+#include "loraft/model.h"
+#include "loraft/optimizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int adapter_save(Model *m, const char *dir, const char *base_model, LfError *err);
+/* Reads dir/adapter_config.json into spec; base_model (may be NULL) gets
+ * base_model_name_or_path. */
+int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const char *dir,
+                        LfError *err);
+/* Loads dir/adapter_model.safetensors into a model built with adapter_read_config's spec. */
+int adapter_load_weights(Model *m, const char *dir, LfError *err);
+
+/* Builds a model from an HF directory plus, when adapter_dir is not NULL, a PEFT adapter
+ * (nothing else trains). */
+int model_open(Model *m, const char *model_dir, const char *adapter_dir, const Ops *ops,
+               int max_batch, int max_len, LfError *err);
+
+/* An HF model directory; merge folds LoRA into the base weights of the written copy. */
+int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int merge, LfError *err);
+
+typedef struct TrainState {
+    int global_step, epoch; /* optimizer steps done; epochs finished */
+    double best_metric;
+    char best_checkpoint[256]; /* directory name inside the output dir, "" if none */
+} TrainState;
+
+/* dir/training_state.safetensors + dir/trainer_state.json */
+int train_state_save(Model *m, const AdamW *opt, const TrainState *ts, const char *dir,
+                     LfError *err);
+int train_state_load(Model *m, AdamW *opt, TrainState *ts, const char *dir, LfError *err);
+
+/* Moves a completely written directory tmp to its final name, replacing an old one. */
+int dir_commit(const char *tmp, const char *final_dir, LfError *err);
+/* rm -r */
+int dir_remove(const char *path, LfError *err);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,46 @@
+/* fileio.h: whole-file reads, crash-safe (atomic) writes, mkdir -p and path
+ * joining. Atomic writes go to `<path>.tmp.<pid>` in the same directory, are
+ * fsynced, renamed over the target and the directory is fsynced: a crash leaves
+ * either the old file or the new one, never a half-written mix. */
+#pragma once
+#include <stddef.h>
+
+#include "loraft/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Reads the whole file into a malloc'd, NUL-terminated buffer (*len excludes
+ * the NUL). The caller frees *data. */
+int file_read_all(const char *path, char **data, size_t *len, LfError *err);
+
+/* Replaces path with exactly len bytes of data, atomically. */
+int file_write_atomic(const char *path, const void *data, size_t len, LfError *err);
+
+/* Streaming variant for large files: open, write any number of times, then
+ * commit (rename into place) or abort (remove the temp file). After a failed
+ * write or commit the temp file is already removed; abort is then a harmless
+ * no-op. */
+typedef struct AtomicFile {
+    int fd; /* -1 when not open */
+    char path[4096];
+    char tmp_path[4096 + 32];
+} AtomicFile;
+
+int atomic_file_open(AtomicFile *f, const char *path, LfError *err);
+int atomic_file_write(AtomicFile *f, const void *data, size_t len, LfError *err);
+int atomic_file_commit(AtomicFile *f, LfError *err);
+void atomic_file_abort(AtomicFile *f);
+
+/* mkdir -p: creates path and its missing parents (mode 0755); ok when it
+ * already exists as a directory. */
+int dir_create(const char *path, LfError *err);
+
+/* out = dir + "/" + name (no doubled slash; name alone when dir is "" or NULL).
+ * Fails when the result does not fit in cap bytes. */
+int path_join(char *out, size_t cap, const char *dir, const char *name, LfError *err);
+
+#ifdef __cplusplus
+}
+#endif

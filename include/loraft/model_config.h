@@ -1,0 +1,60 @@
+/* model_config.h: the Hugging Face config.json of a DistilBERT or BERT
+ * checkpoint (BERT- derived ones such as all-MiniLM-L6-v2 included), read into
+ * one flat struct and written back in a form transformers' AutoConfig loads.
+ * Keys absent from the file keep HF's defaults; keys of the wrong JSON type,
+ * unsupported options and inconsistent sizes are errors naming the file and the
+ * key. Not a general HF config parser: only what sequence classification with
+ * these two architectures needs. */
+#pragma once
+
+#include "loraft/error.h"
+#include "loraft/ops.h" /* Activation */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MAX_LABELS 64
+
+typedef enum Arch { ARCH_DISTILBERT, ARCH_BERT } Arch;
+
+typedef struct ModelConfig {
+    Arch arch;
+    int vocab_size, hidden_size, num_layers, num_heads, ffn_size, max_positions;
+    int type_vocab_size;   /* BERT token types; 0 for DistilBERT */
+    Activation activation; /* "gelu" -> ACT_GELU, "gelu_new"/"gelu_pytorch_tanh"
+                              -> ACT_GELU_TANH, "relu" -> ACT_RELU; anything else
+                              is an error */
+    float layer_norm_eps;  /* DistilBERT: 1e-12 (hard-coded in HF) */
+    float hidden_dropout, attention_dropout;
+    float classifier_dropout; /* DistilBERT seq_classif_dropout; BERT
+                                 classifier_dropout or, when null or absent,
+                                 hidden_dropout_prob */
+    float initializer_range;
+    int pad_token_id;
+    int num_labels;              /* id2label's size, else the num_labels key, else 2 */
+    char labels[MAX_LABELS][64]; /* id2label in id order; default "LABEL_<i>" */
+} ModelConfig;
+
+/* HF's defaults: distilbert-base-uncased / bert-base-uncased, 2 labels. */
+void model_config_defaults(ModelConfig *cfg, Arch arch);
+
+/* path: a config.json, or a directory containing one. */
+int model_config_load(ModelConfig *cfg, const char *path, LfError *err);
+
+/* Writes an HF-loadable config.json (atomically) to path: model_type,
+ * architectures (DistilBertForSequenceClassification /
+ * BertForSequenceClassification), every size, dropout and activation key,
+ * id2label and label2id. Fails on an invalid cfg. */
+int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);
+
+/* Checks sizes and ranges (positive sizes, hidden divisible by
+ * heads, 1..MAX_LABELS labels, dropouts in [0, 1), ...). `where` names the
+ * source in the message. */
+int model_config_validate(const ModelConfig *cfg, const char *where, LfError *err);
+
+const char *arch_name(Arch arch); /* "distilbert" / "bert" */
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,36 @@
+/* optimizer.h: AdamW over a model's trainable parameters, the learning-rate schedule and
+ * gradient clipping, with the semantics of torch.optim.AdamW and HF Trainer. */
+#pragma once
+#include <stddef.h>
+
+#include "loraft/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct AdamW {
+    float beta1, beta2, eps, weight_decay;
+    int step;    /* optimizer steps taken */
+    float *m, *v; /* backend memory, one slot per trainable value (same layout as grads) */
+    size_t n;
+} AdamW;
+
+int adamw_create(AdamW *opt, const Model *m, float beta1, float beta2, float eps,
+                 float weight_decay, LfError *err);
+void adamw_free(AdamW *opt, const Model *m);
+/* One step at learning rate lr; weight decay only on parameters with decay set. */
+void adamw_update(AdamW *opt, Model *m, float lr);
+
+/* Scales the gradients so their global L2 norm is at most max_norm (skipped when
+ * max_norm <= 0), as torch.nn.utils.clip_grad_norm_; returns the norm before clipping. */
+double clip_grad_norm(Model *m, float max_norm);
+
+typedef enum Schedule { SCHEDULE_LINEAR, SCHEDULE_CONSTANT, SCHEDULE_COSINE } Schedule;
+int schedule_parse(const char *s, Schedule *out, LfError *err);
+/* HF's schedulers: learning rate for optimizer step `step` (0-based) of `total`. */
+float schedule_lr(Schedule kind, float base_lr, int step, int total, int warmup);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,104 @@
+/* train_config.h: the training configuration, read from a JSON file with the sections
+ * model / data / lora / train, plus "section.key=value" overrides from the command line.
+ * Every key is described once in a table (src/train_config.c) from which loading,
+ * overrides, saving and docs/CONFIG.md all derive. This module only reads, checks and
+ * writes settings; resolving defaults that depend on the model (num_labels, target
+ * modules, eval batch size) is left to the code that knows the model. */
+#pragma once
+#include <stdint.h>
+#include <stdio.h>
+
+#include "loraft/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CFG_PATH 4096
+#define CFG_MAX_TARGETS 16
+#define CFG_MAX_LABELS 64
+#define CFG_MAX_SAVE 8
+
+typedef struct TrainConfig {
+    /* model */
+    char model[CFG_PATH];     /* HF model directory (config.json + model.safetensors + vocab) */
+    char tokenizer[CFG_PATH]; /* "" = same as model */
+    char device[16];          /* "auto" | "cpu" | "cuda" */
+    int num_labels;           /* 0 = from the model config (or from labels) */
+    char labels[CFG_MAX_LABELS][64]; /* label names in id order, e.g. ["neg","pos"] */
+    int n_labels;
+    /* data */
+    char train_file[CFG_PATH], validation_file[CFG_PATH];
+    char format[16];                   /* "auto" | "jsonl" | "csv" | "imdb" */
+    char text_column[64];              /* "text" */
+    char label_column[64];             /* "label" */
+    int max_length;                    /* 512 */
+    int truncate_left;                 /* JSON "truncation_side": "right" = 0 | "left" = 1 */
+    int train_limit, validation_limit; /* 0 = all */
+    int bucket_by_length;              /* 0 = off; else window size in batches */
+    /* lora */
+    char strategy[8];                         /* "lora" | "head" | "full" */
+    int r;                                    /* 8 */
+    float alpha;                              /* 8 */
+    float dropout;                            /* 0 */
+    char target_modules[CFG_MAX_TARGETS][32]; /* empty = the architecture's PEFT default */
+    int n_targets;
+    int use_rslora;                         /* scale alpha/sqrt(r) instead of alpha/r */
+    char bias[8];                           /* "none" only */
+    char modules_to_save[CFG_MAX_SAVE][64]; /* empty = the classification head */
+    int n_modules_to_save;
+    /* train */
+    float lr;                               /* "learning_rate", 5e-5 */
+    int batch_size;                         /* 8 */
+    int eval_batch_size;                    /* 0 = 2 * batch_size */
+    int epochs;                             /* "num_epochs", 3 */
+    int max_steps;                          /* 0 = epochs decide */
+    float weight_decay;                     /* 0 */
+    float warmup_ratio;                     /* 0 */
+    int warmup_steps;                       /* 0; wins over warmup_ratio when > 0 */
+    char lr_scheduler[16];                  /* "linear" | "constant" | "cosine" */
+    float max_grad_norm;                    /* 1; 0 = no clipping */
+    int grad_accum;                         /* "gradient_accumulation_steps", 1 */
+    float adam_beta1, adam_beta2, adam_eps; /* 0.9, 0.999, 1e-8 */
+    uint64_t seed;                          /* 42 */
+    char output_dir[CFG_PATH];              /* "" -> "runs/<config file stem>" by load */
+    char eval_strategy[8];                  /* "epoch" | "steps" | "no" */
+    int eval_steps;                         /* used with eval_strategy "steps" */
+    char save_strategy[8];                  /* "epoch" | "steps" | "no" */
+    int save_steps;                         /* used with save_strategy "steps" */
+    char metric_for_best[16];               /* "eval_loss" (lower is better) | "accuracy" | "f1" */
+    int eval_before_training;               /* 1 */
+    int logging_steps;                      /* 10; 0 = no per-step log lines */
+    int threads;                            /* 0 = all cores */
+} TrainConfig;
+
+/* Zeroes c and fills every key's default. */
+void train_config_defaults(TrainConfig *c);
+
+/* Reads a JSON file into c on top of the defaults. Unknown sections or keys, wrong types
+ * and out-of-range values are errors naming the file, line and key ("cfg.json:7:
+ * train.learning_rte: unknown key (did you mean learning_rate?)"). Relative paths inside
+ * the file stay relative to the current working directory, not to the file. An empty
+ * train.output_dir becomes "runs/<config file stem>". Cross-key rules are not checked
+ * here: call train_config_check once all overrides are applied. */
+int train_config_load(TrainConfig *c, const char *path, LfError *err);
+
+/* Applies one "section.key=value" override. The value is parsed as JSON when it parses
+ * (numbers, true/false, ["q_lin","v_lin"]); otherwise, and always for string keys, it is
+ * the raw text; for list keys a non-JSON value is split at commas. Same checks as load. */
+int train_config_set(TrainConfig *c, const char *assignment, LfError *err);
+
+/* Rules that span keys: model is set, labels agree with num_labels, "steps" strategies
+ * have a step count. */
+int train_config_check(const TrainConfig *c, LfError *err);
+
+/* Writes every key of c as JSON to path, atomically (temp file, fsync, rename). Loading
+ * the result gives back an identical struct. */
+int train_config_save(const TrainConfig *c, const char *path, LfError *err);
+
+/* Writes the Markdown reference of every key (docs/CONFIG.md is this output). */
+void train_config_write_docs(FILE *out);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,34 @@
+/* trainer.h: a whole fine-tuning run (or an evaluation) from a TrainConfig.
+ *
+ * Loads the model, tokenizer and data, tokenizes once, evaluates before training, trains
+ * with AdamW, evaluates and checkpoints every epoch (or every N steps), keeps the best
+ * model by the chosen metric, and stops with a clear error on a NaN/Inf loss while keeping
+ * the last good checkpoint. Output directory layout:
+ *   OUT/config.json          the effective training config
+ *   OUT/metrics.jsonl        one JSON object per log step and per evaluation
+ *   OUT/last/                latest checkpoint: adapter or model + training state (--resume)
+ *   OUT/best/                best checkpoint so far (adapter for LoRA, model otherwise)
+ */
+#pragma once
+#include <stdio.h>
+
+#include "loraft/error.h"
+#include "loraft/metrics.h"
+#include "loraft/train_config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* resume: a checkpoint directory written by an earlier run (OUT/last), or NULL.
+ * Progress and results go to out. */
+int trainer_run(const TrainConfig *cfg, const char *resume, FILE *out, LfError *err);
+
+/* Evaluates cfg's model (plus the adapter in adapter_dir, may be NULL) on the validation
+ * file. */
+int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out,
+                     ClassMetrics *result, LfError *err);
+
+#ifdef __cplusplus
+}
+#endif

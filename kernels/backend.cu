@@ -1,0 +1,171 @@
+/* backend.cu: the CUDA op table (ops_cuda) and what it stands on: device
+ * memory, the first-error slot and fault word behind status(), the cuBLAS
+ * handle and GEMM wrapper, and the device count. The kernels live one op family
+ * per file beside it. Deliberately not a device manager: one device, the
+ * default stream, no graphs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_common.cuh"
+
+static char first_error[768]; /* "" while nothing failed since the last status() */
+static int *fault_word;       /* device int, CudaFault bits */
+static cublasHandle_t blas;
+static cublasComputeType_t blas_compute = CUBLAS_COMPUTE_32F;
+
+void cuda_note_text(const char *what, const char *file, int line) {
+    if (first_error[0]) return;
+    const char *base = strrchr(file, '/');
+    snprintf(first_error, sizeof first_error, "%s:%d: %s", base ? base + 1 : file, line, what);
+}
+
+void cuda_note(cudaError_t e, const char *what, const char *file, int line) {
+    if (e == cudaSuccess) return;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: %s", what, cudaGetErrorString(e));
+    cuda_note_text(msg, file, line);
+}
+
+void cuda_note_blas(cublasStatus_t s, const char *what, const char *file, int line) {
+    if (s == CUBLAS_STATUS_SUCCESS) return;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: %s", what, cublasGetStatusString(s));
+    cuda_note_text(msg, file, line);
+}
+
+int *cuda_fault_word(void) {
+    if (fault_word) return fault_word;
+    int *w = NULL;
+    if (cudaMalloc(&w, sizeof *w) != cudaSuccess || cudaMemset(w, 0, sizeof *w) != cudaSuccess) {
+        CUDA_CHECK(cudaGetLastError());
+        cudaFree(w);
+        return NULL;
+    }
+    return fault_word = w;
+}
+
+/* Lazily created; NULL (error noted) if cuBLAS cannot start. */
+static cublasHandle_t cuda_blas(void) {
+    if (blas) return blas;
+    cublasStatus_t s = cublasCreate(&blas);
+    cuda_note_blas(s, "cublasCreate", __FILE__, __LINE__);
+    if (s != CUBLAS_STATUS_SUCCESS) return blas = NULL;
+    /* TF32 tensor cores only on request: the default keeps parity with the CPU
+     * tight. */
+    const char *tf32 = getenv("LORAFT_CUDA_TF32");
+    if (tf32 && !strcmp(tf32, "1")) blas_compute = CUBLAS_COMPUTE_32F_FAST_TF32;
+    return blas;
+}
+
+void cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+               const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
+               float beta, float *C, int ldc, long long sC, int batch) {
+    cublasHandle_t h = cuda_blas();
+    if (!h || m <= 0 || n <= 0 || batch <= 0) return;
+    cublasStatus_t s;
+    if (batch == 1)
+        s = cublasGemmEx(h, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &beta,
+                         C, CUDA_R_32F, ldc, blas_compute, CUBLAS_GEMM_DEFAULT);
+    else
+        s = cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, sA, B,
+                                       CUDA_R_32F, ldb, sB, &beta, C, CUDA_R_32F, ldc, sC, batch,
+                                       blas_compute, CUBLAS_GEMM_DEFAULT);
+    cuda_note_blas(s, "cublasGemm", __FILE__, __LINE__);
+}
+
+/* ---- memory ---- */
+static void *cuda_alloc(size_t bytes) {
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError(); /* out of memory is the caller's NULL, not a sticky op
+                               error */
+        return NULL;
+    }
+    if (cudaMemset(p, 0, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        cudaFree(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void cuda_free(void *p) {
+    CUDA_CHECK(cudaFree(p));
+}
+
+static void cuda_upload(void *dst, const void *host_src, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice));
+}
+
+static void cuda_download(void *host_dst, const void *src, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+static void cuda_zero(void *p, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemset(p, 0, bytes));
+}
+
+/* Turns fault bits raised by kernels since the last status() into the error
+ * message. */
+static void cuda_collect_faults(void) {
+    int bits = 0;
+    if (!fault_word) return;
+    CUDA_CHECK(cudaMemcpy(&bits, fault_word, sizeof bits, cudaMemcpyDeviceToHost));
+    if (!bits) return;
+    CUDA_CHECK(cudaMemset(fault_word, 0, sizeof bits));
+    if (bits & FAULT_LABEL) CUDA_FAIL("cross_entropy: a label is >= V (the number of classes)");
+    if (bits & FAULT_TOKEN_ID) CUDA_FAIL("embedding_forward/backward: a token id is negative");
+    if (bits & FAULT_TOKEN_TYPE)
+        CUDA_FAIL("embedding_forward/backward: a token type is not 0 or 1");
+}
+
+static int cuda_status(LfError *err) {
+    CUDA_CHECK(cudaDeviceSynchronize());
+    cuda_collect_faults();
+    if (!first_error[0]) return 0;
+    lf_fail(err, "cuda: %s", first_error);
+    first_error[0] = 0;
+    return -1;
+}
+
+int ops_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError(); /* no driver or no device: simply none */
+        return 0;
+    }
+    return n;
+}
+
+extern "C" const Ops ops_cuda = {
+    .name = "cuda",
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .zero = cuda_zero,
+    .status = cuda_status,
+    .embedding_forward = cuda_embedding_forward,
+    .embedding_backward = cuda_embedding_backward,
+    .layernorm_forward = cuda_layernorm_forward,
+    .layernorm_backward = cuda_layernorm_backward,
+    .matmul_forward = cuda_matmul_forward,
+    .matmul_backward = cuda_matmul_backward,
+    .lora_forward = cuda_lora_forward,
+    .lora_backward = cuda_lora_backward,
+    .attention_forward = cuda_attention_forward,
+    .attention_backward = cuda_attention_backward,
+    .activation_forward = cuda_activation_forward,
+    .activation_backward = cuda_activation_backward,
+    .dropout_forward = cuda_dropout_forward,
+    .dropout_backward = cuda_dropout_backward,
+    .add = cuda_add,
+    .axpy = cuda_axpy,
+    .scale = cuda_scale,
+    .first_token_forward = cuda_first_token_forward,
+    .first_token_backward = cuda_first_token_backward,
+    .cross_entropy = cuda_cross_entropy,
+    .adamw_step = cuda_adamw_step,
+    .sum_squares = cuda_sum_squares,
+};

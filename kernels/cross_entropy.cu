@@ -1,0 +1,42 @@
+/* cross_entropy.cu: softmax cross-entropy, forward and backward in one pass.
+ * One block per row (V is 2 for classification, ~30k for a vocabulary),
+ * max-subtracted so any logits are safe. A label >= V raises a fault bit that
+ * status() reports. */
+#include "cuda_common.cuh"
+
+/* losses[N], dlogits[N,V] (may be NULL) from logits [N,V], labels [N] */
+__global__ void cross_entropy_kernel(float *losses, float *dlogits, const float *logits,
+                                     const int32_t *labels, float grad_scale, int N, int V,
+                                     int *fault) {
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+        const float *x = logits + (size_t)n * V;
+        float *dx = dlogits ? dlogits + (size_t)n * V : NULL;
+        int label = labels[n];
+        if (label >= V && fault && threadIdx.x == 0) atomicOr(fault, FAULT_LABEL);
+        if (label < 0 || label >= V) { /* ignored row (HF's -100), or a faulted one */
+            if (threadIdx.x == 0) losses[n] = 0.0f;
+            if (dx)
+                for (int j = threadIdx.x; j < V; j += blockDim.x) dx[j] = 0.0f;
+            continue;
+        }
+        float mx = -INFINITY, sum = 0.0f;
+        for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, x[j]);
+        mx = block_max(mx);
+        for (int j = threadIdx.x; j < V; j += blockDim.x) sum += expf(x[j] - mx);
+        sum = block_sum(sum);
+        if (threadIdx.x == 0) losses[n] = logf(sum) + mx - x[label];
+        if (dx)
+            for (int j = threadIdx.x; j < V; j += blockDim.x)
+                dx[j] = (expf(x[j] - mx) / sum - (j == label ? 1.0f : 0.0f)) * grad_scale;
+    }
+}
+
+void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,
+                        float grad_scale, int N, int V) {
+    if (N <= 0 || V <= 0) return;
+    unsigned threads = V >= 256 ? 256 : (unsigned)(V + 31) / 32 * 32;
+    unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
+    cross_entropy_kernel<<<blocks, threads>>>(losses, dlogits, logits, labels, grad_scale, N, V,
+                                              cuda_fault_word());
+    CUDA_LAUNCHED("cross_entropy");
+}

@@ -1,0 +1,130 @@
+/* cuda_common.cuh: what every kernel file shares: the first-error slot that
+ * status() reports, the device fault flags for bad indices, launch-size
+ * helpers, warp and block reductions, the cuBLAS GEMM wrapper, and the
+ * launchers that backend.cu puts into ops_cuda. Internal to kernels/: C code
+ * sees only ops_cuda through ops.h. */
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loraft/ops.h"
+#include "loraft/rng.h"
+
+/* ---- errors: kernels cannot return them, so the first one is kept for
+ * status() ---- */
+void cuda_note(cudaError_t e, const char *what, const char *file, int line);
+void cuda_note_blas(cublasStatus_t s, const char *what, const char *file, int line);
+void cuda_note_text(const char *what, const char *file, int line);
+#define CUDA_CHECK(call) cuda_note((call), #call, __FILE__, __LINE__)
+#define CUDA_LAUNCHED(name) cuda_note(cudaGetLastError(), "launching " name, __FILE__, __LINE__)
+#define CUDA_FAIL(what) cuda_note_text((what), __FILE__, __LINE__)
+
+/* Bits a kernel sets in the device fault word when an input index is out of
+ * range; status() turns them into a message. */
+enum CudaFault {
+    FAULT_LABEL = 1,      /* cross_entropy: label >= V */
+    FAULT_TOKEN_ID = 2,   /* embedding: negative token id */
+    FAULT_TOKEN_TYPE = 4, /* embedding: token type not 0 or 1 */
+};
+/* Device pointer to the fault word (NULL if it could not be allocated). */
+int *cuda_fault_word(void);
+
+/* ---- launch sizes ---- */
+static const unsigned CUDA_THREADS = 256, CUDA_MAX_BLOCKS = 1u << 16;
+/* Blocks for a grid-stride loop over n items; the loop covers whatever the cap
+ * leaves. */
+static inline unsigned cuda_blocks(size_t n, unsigned threads) {
+    size_t b = (n + threads - 1) / threads;
+    return (unsigned)(b < CUDA_MAX_BLOCKS ? (b ? b : 1) : CUDA_MAX_BLOCKS);
+}
+#define GRID_STRIDE(i, n)                                                                          \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)(n);                \
+         i += (size_t)gridDim.x * blockDim.x)
+/* One warp per row: the warp's row loop for `rows` rows. */
+#define WARP_ROWS(row, rows)                                                                       \
+    for (size_t row = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;                   \
+         row < (size_t)(rows); row += (size_t)gridDim.x * (blockDim.x / 32))
+
+/* ---- reductions (blockDim.x a multiple of 32, at most 1024) ---- */
+template <typename T> __device__ inline T warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ inline float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+/* Every thread of the block gets the total. Safe to call repeatedly in a loop.
+ */
+template <typename T> __device__ inline T block_sum(T v) {
+    __shared__ T part[32];
+    int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads(); /* the previous call's readers are done with part[] */
+    if (lane == 0) part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    return warp_sum(lane < nwarps ? part[lane] : (T)0);
+}
+__device__ inline float block_max(float v) {
+    __shared__ float part[32];
+    int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    return warp_max(lane < nwarps ? part[lane] : -INFINITY);
+}
+
+/* ---- cuBLAS, column-major: C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C,
+ * batched with element strides sA, sB, sC (batch 1 ignores them). FP32 compute
+ * unless the environment sets LORAFT_CUDA_TF32=1. Errors go to the slot. ----
+ */
+void cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+               const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
+               float beta, float *C, int ldc, long long sC, int batch);
+
+/* ---- the launchers behind ops_cuda (same arguments as the Ops members) ----
+ */
+void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types, const float *wte,
+                            const float *wpe, const float *wtt, int B, int T, int C);
+void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
+                             const int32_t *ids, const int32_t *types, int B, int T, int C);
+void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, float eps, int N, int C);
+void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *mean,
+                             const float *rstd, int N, int C);
+void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         int N, int C, int OC);
+void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, int N, int C, int OC);
+void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
+                       float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
+                       int R);
+void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
+                        const float *u, const float *A, const float *B, float scale, float p,
+                        uint64_t seed, float *scratch, int N, int C, int OC, int R);
+void cuda_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                            const int32_t *mask, float p, uint64_t seed, int B, int T, int C,
+                            int NH);
+void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                             const float *k, const float *v, const float *att, float p,
+                             uint64_t seed, float *scratch, int B, int T, int C, int NH);
+void cuda_activation_forward(float *out, const float *inp, Activation act, size_t n);
+void cuda_activation_backward(float *dinp, const float *inp, const float *dout, Activation act,
+                              size_t n);
+void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n);
+void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n);
+void cuda_add(float *out, const float *a, const float *b, size_t n);
+void cuda_axpy(float *dst, const float *src, float alpha, size_t n);
+void cuda_scale(float *x, float s, size_t n);
+void cuda_first_token_forward(float *out, const float *inp, int B, int T, int C);
+void cuda_first_token_backward(float *dinp, const float *dout, int B, int T, int C);
+void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,
+                        float grad_scale, int N, int V);
+void cuda_adamw_step(float *param, const float *grad, float *m, float *v, float lr, float beta1,
+                     float beta2, float eps, float weight_decay, int step, size_t n);
+double cuda_sum_squares(const float *x, size_t n);

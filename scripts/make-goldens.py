@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Golden references for the CPU model, computed by PyTorch + transformers + peft.
+
+For each case, `loraft init` writes a tiny seeded checkpoint; transformers loads it
+(AutoModelForSequenceClassification), peft wraps it as a LoRA SEQ_CLS model (or the body is
+frozen / everything trains), and one batch is run in eval mode (no dropout). The golden
+file holds the batch, the initial LoRA weights (peft draws them), the logits, the loss, the
+gradient of every trainable tensor, and every trainable tensor after 3 AdamW steps with
+gradient clipping (HF Trainer's weight-decay grouping). tests/test_golden.c rebuilds the
+same checkpoint with `loraft init` and compares.
+
+    scripts/make-goldens.py --loraft build/loraft            # rewrite tests/golden/model_*.json
+    scripts/make-goldens.py --loraft build/loraft --model models/all-MiniLM-L6-v2 \
+        --out /tmp/minilm.json                                # the same check on a real model
+
+Needs: torch, transformers, peft (pip). No network: the vocab comes from
+../shared/data/tokenizers/bert-base-uncased.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForSequenceClassification
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VOCAB = os.path.join(ROOT, "..", "shared", "data", "tokenizers", "bert-base-uncased")
+
+TINY = ["--layers", "2", "--hidden", "32", "--heads", "4", "--ffn", "48",
+        "--max-positions", "64", "--seed", "7"]
+CASES = [
+    dict(name="distilbert_lora", init=["--arch", "distilbert", "--num-labels", "2"] + TINY,
+         strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"]),
+    dict(name="bert_lora", init=["--arch", "bert", "--num-labels", "3"] + TINY,
+         strategy="lora", r=3, alpha=6.0, rslora=True, targets=["query", "value", "dense"]),
+    dict(name="distilbert_full", init=["--arch", "distilbert", "--num-labels", "2"] + TINY,
+         strategy="full"),
+    dict(name="bert_head", init=["--arch", "bert", "--num-labels", "3"] + TINY,
+         strategy="head"),
+]
+ADAMW = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, max_grad_norm=1.0)
+STEPS = 3
+
+
+def c_name(name):
+    """peft's parameter name -> loraft's (HF name; LoRA as ...q_lin.lora_A.weight)."""
+    name = name.replace("base_model.model.", "")
+    return name.replace(".modules_to_save.default", "").replace(".default", "")
+
+
+def encode(t):
+    """Small tensors in full; large ones as sum, sum of squares and the first 256 values."""
+    flat = t.detach().double().flatten()
+    if flat.numel() <= 4096:
+        return {"values": [float("%.9g" % v) for v in flat.tolist()]}
+    return {"sum": flat.sum().item(), "sumsq": (flat * flat).sum().item(),
+            "head": [float("%.9g" % v) for v in flat[:256].tolist()]}
+
+
+def make_batch(vocab_size, num_labels, seed, B=3, T=9):
+    g = torch.Generator().manual_seed(seed)
+    lengths = [T, T - 3, 4][:B]
+    ids = torch.zeros(B, T, dtype=torch.long)
+    mask = torch.zeros(B, T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        ids[b, 0], ids[b, n - 1] = 101, 102
+        ids[b, 1:n - 1] = torch.randint(1000, min(vocab_size, 29000), (n - 2,), generator=g)
+        mask[b, :n] = 1
+    labels = torch.randint(0, num_labels, (B,), generator=g)
+    return ids, mask, labels
+
+
+def wrap(model, case):
+    if case["strategy"] == "lora":
+        cfg = LoraConfig(task_type="SEQ_CLS", r=case["r"], lora_alpha=case["alpha"],
+                         lora_dropout=0.0, target_modules=case["targets"],
+                         use_rslora=case["rslora"], init_lora_weights=False)
+        torch.manual_seed(11)
+        return get_peft_model(model, cfg)
+    if case["strategy"] == "head":
+        body = getattr(model, model.base_model_prefix)
+        for p in body.parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def run_case(case, model_dir, batch):
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    model = wrap(model, case)
+    model.eval()  # no dropout: the comparison is exact up to float rounding
+    ids, mask, labels = batch
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    out = {"init": {c_name(n): encode(p) for n, p in named if "lora_" in n}}
+    decay = [p for n, p in named if not (n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n)]
+    no_decay = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAMW["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"], foreach=False)
+    for step in range(STEPS):
+        opt.zero_grad()
+        res = model(input_ids=ids, attention_mask=mask, labels=labels)
+        res.loss.backward()
+        if step == 0:
+            out["logits"] = encode(res.logits)
+            out["loss"] = res.loss.item()
+            out["grads"] = {c_name(n): encode(p.grad) for n, p in named}
+            out["grad_norm"] = torch.nn.utils.clip_grad_norm_([p for _, p in named],
+                                                              ADAMW["max_grad_norm"]).item()
+        else:
+            torch.nn.utils.clip_grad_norm_([p for _, p in named], ADAMW["max_grad_norm"])
+        opt.step()
+    out["after"] = {c_name(n): encode(p) for n, p in named}
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--loraft", default=os.path.join(ROOT, "build", "loraft"))
+    ap.add_argument("--vocab", default=VOCAB)
+    ap.add_argument("--model", help="a real HF checkpoint directory instead of the tiny ones")
+    ap.add_argument("--out", help="output file for --model")
+    args = ap.parse_args()
+    if not os.path.isdir(args.vocab):
+        sys.exit(f"make-goldens: vocabulary directory {args.vocab} not found")
+    torch.set_num_threads(2)
+    jobs = []
+    if args.model:
+        with open(os.path.join(args.model, "config.json")) as f:
+            cfg = json.load(f)
+        real = dict(name="real", init=None, strategy="lora", r=4, alpha=32.0, rslora=False,
+                    targets=["q_lin"] if cfg["model_type"] == "distilbert" else ["query", "value"])
+        jobs.append((real, args.model, args.out or "/tmp/loraft-golden-real.json"))
+    else:
+        for case in CASES:
+            d = tempfile.mkdtemp(prefix="loraft-golden-")
+            subprocess.run([args.loraft, "init", *case["init"], "--vocab-from", args.vocab,
+                            "--out", d], check=True, stdout=subprocess.DEVNULL)
+            jobs.append((case, d, os.path.join(ROOT, "tests", "golden", f"model_{case['name']}.json")))
+    for case, model_dir, path in jobs:
+        with open(os.path.join(model_dir, "config.json")) as f:
+            cfg = json.load(f)
+        num_labels = len(cfg.get("id2label", {"0": 0, "1": 1}))
+        batch = make_batch(cfg["vocab_size"], num_labels, seed=3)
+        res = run_case(case, model_dir, batch)
+        golden = {
+            "case": {k: v for k, v in case.items()},
+            "adamw": dict(ADAMW, betas=list(ADAMW["betas"]), steps=STEPS),
+            "input_ids": batch[0].flatten().tolist(),
+            "attention_mask": batch[1].flatten().tolist(),
+            "labels": batch[2].tolist(),
+            "shape": list(batch[0].shape),
+            **res,
+        }
+        with open(path, "w") as f:
+            json.dump(golden, f, separators=(",", ":"))
+        print(f"wrote {path} ({os.path.getsize(path)} bytes): loss {res['loss']:.6f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+/* checkpoint.c: adapters, model directories and training state (see checkpoint.h). */
+#include "loraft/checkpoint.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loraft/fileio.h"
+#include "loraft/safetensors.h"
+#include "loraft/tokenizer.h"
+
+#define PEFT_PREFIX "base_model.model."
+
+/* ---- helpers ---- */
+
+static int json_save(cJSON *root, const char *dir, const char *name, LfError *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *text = cJSON_Print(root);
+    if (!text) return lf_fail(err, "%s: out of memory", path);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* cJSON_Print leaves room for the NUL only: write it as "\n" */
+    int rc = file_write_atomic(path, text, len + 1, err);
+    free(text);
+    return rc;
+}
+
+static cJSON *json_load(const char *dir, const char *name, LfError *err) {
+    char path[4200], *text;
+    size_t len;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (file_read_all(path, &text, &len, err)) return NULL;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        lf_fail(err, "%s: not a JSON object", path);
+        return NULL;
+    }
+    return root;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+int dir_remove(const char *path, LfError *err) {
+    if (access(path, F_OK)) return 0;
+    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS))
+        return lf_fail(err, "%s: cannot remove: %s", path, strerror(errno));
+    return 0;
+}
+
+int dir_commit(const char *tmp, const char *final_dir, LfError *err) {
+    char old[4200];
+    snprintf(old, sizeof old, "%s.old", final_dir);
+    if (dir_remove(old, err)) return -1;
+    if (!access(final_dir, F_OK) && rename(final_dir, old))
+        return lf_fail(err, "%s: cannot move aside: %s", final_dir, strerror(errno));
+    if (rename(tmp, final_dir))
+        return lf_fail(err, "%s: cannot rename to %s: %s", tmp, final_dir, strerror(errno));
+    return dir_remove(old, err);
+}
+
+/* The tensors an adapter holds: LoRA A/B and the trained modules_to_save. */
+static int in_adapter(const Param *p) { return p->grad && (p->is_lora || p->in_checkpoint); }
+
+/* ---- PEFT adapters ---- */
+
+static cJSON *string_array(const char (*items)[64], int n, size_t stride) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString((const char *)items + i * stride));
+    return a;
+}
+
+static cJSON *adapter_config_json(const Model *m, const char *base_model) {
+    const TrainSpec *s = &m->spec;
+    static const char dflt_distil[2][64] = {"q_lin", "v_lin"}, dflt_bert[2][64] = {"query", "value"};
+    static const char dflt_save[2][64] = {"classifier", "score"};
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "peft_type", "LORA");
+    cJSON_AddStringToObject(c, "task_type", "SEQ_CLS");
+    cJSON_AddStringToObject(c, "base_model_name_or_path", base_model ? base_model : "");
+    cJSON_AddNumberToObject(c, "r", s->r);
+    cJSON_AddNumberToObject(c, "lora_alpha", s->alpha);
+    cJSON_AddNumberToObject(c, "lora_dropout", s->dropout);
+    cJSON_AddBoolToObject(c, "use_rslora", s->use_rslora);
+    cJSON_AddStringToObject(c, "bias", "none");
+    cJSON_AddBoolToObject(c, "fan_in_fan_out", 0);
+    cJSON_AddBoolToObject(c, "inference_mode", 1);
+    cJSON_AddBoolToObject(c, "init_lora_weights", 1);
+    cJSON_AddBoolToObject(c, "use_dora", 0);
+    if (s->n_targets)
+        cJSON_AddItemToObject(c, "target_modules", string_array((const char (*)[64])s->targets, s->n_targets, sizeof s->targets[0]));
+    else
+        cJSON_AddItemToObject(c, "target_modules", string_array(m->cfg.arch == ARCH_DISTILBERT ? dflt_distil : dflt_bert, 2, 64));
+    if (s->n_modules_to_save)
+        cJSON_AddItemToObject(c, "modules_to_save", string_array(s->modules_to_save, s->n_modules_to_save, 64));
+    else
+        cJSON_AddItemToObject(c, "modules_to_save", string_array(dflt_save, 2, 64));
+    cJSON_AddItemToObject(c, "rank_pattern", cJSON_CreateObject());
+    cJSON_AddItemToObject(c, "alpha_pattern", cJSON_CreateObject());
+    return c;
+}
+
+/* Downloads the selected parameters into one host block and describes them as entries named
+ * prefix + name (+ suffix). Returns the number of entries. */
+static int gather(Model *m, int (*pick)(const Param *), const char *prefix, const char *suffix,
+                  float *host, StEntry *entries, char (*names)[200], int n, const float *src_base,
+                  int use_grad_layout) {
+    size_t off = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        if (!pick(p)) continue;
+        const float *src = use_grad_layout ? src_base + (p->grad - m->grads) : p->value;
+        m->ops->download(host + off, src, p->numel * sizeof(float));
+        snprintf(names[n], 200, "%s%s%s", prefix, p->name, suffix);
+        entries[n] = (StEntry){names[n], ST_F32, p->ndim, {p->shape[0], p->shape[1]}, host + off};
+        off += p->numel;
+        n++;
+    }
+    return n;
+}
+
+int adapter_save(Model *m, const char *dir, const char *base_model, LfError *err) {
+    if (m->spec.strategy != STRATEGY_LORA)
+        return lf_fail(err, "%s: only LoRA runs produce an adapter (strategy is %s)", dir,
+                       strategy_name(m->spec.strategy));
+    if (dir_create(dir, err)) return -1;
+    float *host = malloc((m->n_grads + 1) * sizeof(float));
+    StEntry *entries = calloc(m->n_params, sizeof *entries);
+    char(*names)[200] = calloc(m->n_params, sizeof *names);
+    int rc = -1;
+    if (host && entries && names) {
+        int n = gather(m, in_adapter, PEFT_PREFIX, "", host, entries, names, 0, NULL, 0);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+        static const char *const meta[] = {"format", "pt", NULL};
+        rc = safetensors_write(path, entries, n, meta, err);
+        if (!rc) {
+            cJSON *c = adapter_config_json(m, base_model);
+            rc = json_save(c, dir, "adapter_config.json", err);
+            cJSON_Delete(c);
+        }
+    } else {
+        lf_fail(err, "out of memory");
+    }
+    free(host);
+    free(entries);
+    free(names);
+    return rc;
+}
+
+static int read_strings(const cJSON *arr, char *out, size_t stride, int max, int *n,
+                        const char *key, const char *dir, LfError *err) {
+    *n = 0;
+    if (!arr || cJSON_IsNull(arr)) return 0;
+    if (cJSON_IsString(arr)) /* PEFT also allows a single regex string: not supported */
+        return lf_fail(err, "%s/adapter_config.json: %s as a regular expression is not supported", dir, key);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        if (!cJSON_IsString(it) || *n == max || strlen(it->valuestring) >= stride)
+            return lf_fail(err, "%s/adapter_config.json: bad entry in %s", dir, key);
+        strcpy(out + (size_t)(*n)++ * stride, it->valuestring);
+    }
+    return 0;
+}
+
+int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const char *dir,
+                        LfError *err) {
+    cJSON *c = json_load(dir, "adapter_config.json", err);
+    if (!c) return -1;
+    train_spec_defaults(spec);
+    const cJSON *type = cJSON_GetObjectItem(c, "peft_type"), *r = cJSON_GetObjectItem(c, "r");
+    const cJSON *alpha = cJSON_GetObjectItem(c, "lora_alpha"), *drop = cJSON_GetObjectItem(c, "lora_dropout");
+    const cJSON *bias = cJSON_GetObjectItem(c, "bias"), *base = cJSON_GetObjectItem(c, "base_model_name_or_path");
+    int rc = 0;
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA"))
+        rc = lf_fail(err, "%s/adapter_config.json: peft_type must be \"LORA\"", dir);
+    else if (!cJSON_IsNumber(r) || r->valueint < 1 || !cJSON_IsNumber(alpha))
+        rc = lf_fail(err, "%s/adapter_config.json: r and lora_alpha must be numbers (r >= 1)", dir);
+    else if (bias && cJSON_IsString(bias) && strcmp(bias->valuestring, "none"))
+        rc = lf_fail(err, "%s/adapter_config.json: bias \"%s\" is not supported (only \"none\")", dir, bias->valuestring);
+    else if (cJSON_IsTrue(cJSON_GetObjectItem(c, "use_dora")))
+        rc = lf_fail(err, "%s/adapter_config.json: DoRA is not supported", dir);
+    if (!rc) {
+        spec->strategy = STRATEGY_LORA;
+        spec->r = r->valueint;
+        spec->alpha = (float)alpha->valuedouble;
+        spec->dropout = cJSON_IsNumber(drop) ? (float)drop->valuedouble : 0.0f;
+        spec->use_rslora = cJSON_IsTrue(cJSON_GetObjectItem(c, "use_rslora"));
+        rc = read_strings(cJSON_GetObjectItem(c, "target_modules"), spec->targets[0],
+                          sizeof spec->targets[0], LORA_MAX_TARGETS, &spec->n_targets,
+                          "target_modules", dir, err);
+    }
+    if (!rc)
+        rc = read_strings(cJSON_GetObjectItem(c, "modules_to_save"), spec->modules_to_save[0],
+                          sizeof spec->modules_to_save[0], LORA_MAX_SAVE,
+                          &spec->n_modules_to_save, "modules_to_save", dir, err);
+    if (!rc && base_model && cap)
+        snprintf(base_model, cap, "%s", cJSON_IsString(base) ? base->valuestring : "");
+    cJSON_Delete(c);
+    return rc;
+}
+
+/* Reads the tensors named prefix + p->name for every picked parameter into the model. */
+static int scatter(Model *m, const char *path, int (*pick)(const Param *), const char *prefix,
+                   float *dst_base, int use_grad_layout, LfError *err) {
+    SafeTensors st;
+    if (safetensors_open(&st, path, err)) return -1;
+    int rc = 0;
+    for (int i = 0; i < m->n_params && !rc; i++) {
+        Param *p = &m->params[i];
+        if (!pick(p)) continue;
+        char name[260];
+        snprintf(name, sizeof name, "%s%s", prefix, p->name);
+        float *host = malloc(p->numel * sizeof *host);
+        if (!host) rc = lf_fail(err, "out of memory");
+        if (!rc) rc = safetensors_read_f32(&st, name, p->ndim, p->shape, host, err);
+        float *dst = use_grad_layout ? dst_base + (p->grad - m->grads) : p->value;
+        if (!rc) m->ops->upload(dst, host, p->numel * sizeof *host);
+        free(host);
+    }
+    safetensors_close(&st);
+    return rc;
+}
+
+int adapter_load_weights(Model *m, const char *dir, LfError *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    return scatter(m, path, in_adapter, PEFT_PREFIX, NULL, 0, err);
+}
+
+/* ---- model directories ---- */
+
+int model_open(Model *m, const char *model_dir, const char *adapter_dir, const Ops *ops,
+               int max_batch, int max_len, LfError *err) {
+    ModelConfig cfg;
+    TrainSpec spec;
+    if (model_config_load(&cfg, model_dir, err)) return -1;
+    train_spec_defaults(&spec);
+    spec.strategy = STRATEGY_HEAD;
+    if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
+    if (model_create(m, &cfg, &spec, ops, model_dir, 0, max_batch, max_len, NULL, 0, err))
+        return -1;
+    if (adapter_dir && adapter_load_weights(m, adapter_dir, err)) return model_free(m), -1;
+    return 0;
+}
+
+int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int merge, LfError *err) {
+    char path[4200];
+    if (dir_create(dir, err)) return -1;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (model_config_save(&m->cfg, path, err)) return -1;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (model_save_weights(m, path, merge, err)) return -1;
+    return tokenizer_dir ? tokenizer_copy_files(tokenizer_dir, dir, err) : 0;
+}
+
+/* ---- training state ---- */
+
+static int trains(const Param *p) { return p->grad != NULL; }
+
+int train_state_save(Model *m, const AdamW *opt, const TrainState *ts, const char *dir,
+                     LfError *err) {
+    if (dir_create(dir, err)) return -1;
+    int n = m->n_params;
+    float *host = malloc((3 * m->n_grads + 1) * sizeof(float));
+    StEntry *entries = calloc(3 * n, sizeof *entries);
+    char(*names)[200] = calloc(3 * n, sizeof *names);
+    int rc = -1;
+    if (host && entries && names) {
+        int k = gather(m, trains, "param.", "", host, entries, names, 0, NULL, 0);
+        k = gather(m, trains, "adam_m.", "", host + m->n_grads, entries, names, k, opt->m, 1);
+        k = gather(m, trains, "adam_v.", "", host + 2 * m->n_grads, entries, names, k, opt->v, 1);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
+        rc = safetensors_write(path, entries, k, NULL, err);
+    } else {
+        lf_fail(err, "out of memory");
+    }
+    free(host);
+    free(entries);
+    free(names);
+    if (rc) return -1;
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c, "global_step", ts->global_step);
+    cJSON_AddNumberToObject(c, "epoch", ts->epoch);
+    cJSON_AddNumberToObject(c, "adam_step", opt->step);
+    cJSON_AddNumberToObject(c, "best_metric", ts->best_metric);
+    cJSON_AddStringToObject(c, "best_checkpoint", ts->best_checkpoint);
+    cJSON_AddStringToObject(c, "strategy", strategy_name(m->spec.strategy));
+    cJSON_AddNumberToObject(c, "trainable_values", (double)m->n_grads);
+    rc = json_save(c, dir, "trainer_state.json", err);
+    cJSON_Delete(c);
+    return rc;
+}
+
+int train_state_load(Model *m, AdamW *opt, TrainState *ts, const char *dir, LfError *err) {
+    cJSON *c = json_load(dir, "trainer_state.json", err);
+    if (!c) return -1;
+    const cJSON *step = cJSON_GetObjectItem(c, "global_step"), *epoch = cJSON_GetObjectItem(c, "epoch");
+    const cJSON *adam = cJSON_GetObjectItem(c, "adam_step"), *best = cJSON_GetObjectItem(c, "best_metric");
+    const cJSON *bestdir = cJSON_GetObjectItem(c, "best_checkpoint"), *strat = cJSON_GetObjectItem(c, "strategy");
+    const cJSON *nvals = cJSON_GetObjectItem(c, "trainable_values");
+    int rc = 0;
+    if (!cJSON_IsNumber(step) || !cJSON_IsNumber(epoch) || !cJSON_IsNumber(adam) ||
+        !cJSON_IsNumber(best) || !cJSON_IsString(bestdir) || !cJSON_IsString(strat) || !cJSON_IsNumber(nvals))
+        rc = lf_fail(err, "%s/trainer_state.json: missing or mistyped fields", dir);
+    else if (strcmp(strat->valuestring, strategy_name(m->spec.strategy)) ||
+             (size_t)nvals->valuedouble != m->n_grads)
+        rc = lf_fail(err, "%s: the state is from a %s run with %.0f trainable values; this run is %s with %zu",
+                     dir, strat->valuestring, nvals->valuedouble, strategy_name(m->spec.strategy), m->n_grads);
+    if (!rc) {
+        ts->global_step = step->valueint;
+        ts->epoch = epoch->valueint;
+        ts->best_metric = best->valuedouble;
+        snprintf(ts->best_checkpoint, sizeof ts->best_checkpoint, "%s", bestdir->valuestring);
+        opt->step = adam->valueint;
+    }
+    cJSON_Delete(c);
+    if (rc) return -1;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
+    if (scatter(m, path, trains, "param.", NULL, 0, err)) return -1;
+    if (scatter(m, path, trains, "adam_m.", opt->m, 1, err)) return -1;
+    return scatter(m, path, trains, "adam_v.", opt->v, 1, err);
+}

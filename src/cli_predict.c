@@ -1,0 +1,105 @@
+/* cli_predict.c: `loraft predict` classifies texts with a model (plus an adapter) and
+ * `loraft merge` folds a LoRA adapter into the base weights as a plain HF model directory. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loraft/checkpoint.h"
+#include "loraft/cli.h"
+#include "loraft/tokenizer.h"
+
+/* Prints "label<TAB>probability<TAB>text" for one text. */
+static int predict_one(Model *m, const Tokenizer *tok, const char *text, int max_len,
+                       int32_t *ids, int32_t *types, int32_t *mask, LfError *err) {
+    IdList words = {0};
+    if (tokenizer_encode(tok, text, strlen(text), &words, err)) return idlist_free(&words), -1;
+    int T = tokenizer_build_inputs(tok, words.ids, (int)words.n, NULL, 0, max_len, 0, ids, types);
+    idlist_free(&words);
+    for (int t = 0; t < T; t++) mask[t] = 1;
+    float loss, logits[MAX_LABELS];
+    if (model_set_batch(m, ids, types, mask, NULL, 1, T, err) ||
+        model_forward(m, 0, 0, 1.0f, &loss, err))
+        return -1;
+    int K = m->cfg.num_labels, best = 0;
+    m->ops->download(logits, m->logits, K * sizeof(float));
+    double z = 0;
+    for (int k = 0; k < K; k++) best = logits[k] > logits[best] ? k : best;
+    for (int k = 0; k < K; k++) z += exp((double)logits[k] - logits[best]);
+    printf("%s\t%.4f\t%.60s%s\n", m->cfg.labels[best], 1.0 / z, text, strlen(text) > 60 ? "..." : "");
+    return 0;
+}
+
+int cmd_predict(int argc, char **argv) {
+    const char *model = NULL, *adapter = NULL, *device = "auto";
+    int max_len = 512;
+    CliList texts = {0};
+    const CliOpt opts[] = {
+        {"model", OPT_STR, &model, "HF model directory [required]"},
+        {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory"},
+        {"max-length", OPT_INT, &max_len, "truncate to this many tokens (default 512)"},
+        {"device", OPT_STR, &device, "auto, cpu or cuda"},
+    };
+    int rc = cli_parse("loraft predict --model DIR [--adapter DIR] \"text\" ... (or lines on stdin)",
+                       opts, sizeof opts / sizeof *opts, &texts, argc, argv);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!model) return fprintf(stderr, "loraft predict: --model DIR is required\n"), 2;
+    LfError err;
+    Model m;
+    Tokenizer *tok = NULL;
+    const Ops *ops = ops_by_name(device, &err);
+    if (!ops || tokenizer_load(&tok, model, &err)) {
+        fprintf(stderr, "loraft predict: %s\n", err.msg);
+        return 1;
+    }
+    int32_t *buf = NULL;
+    if (model_open(&m, model, adapter, ops, 1, max_len, &err)) {
+        fprintf(stderr, "loraft predict: %s\n", err.msg);
+        tokenizer_free(tok);
+        return 1;
+    }
+    buf = malloc(3 * (size_t)max_len * sizeof *buf);
+    rc = buf ? 0 : 1;
+    for (int i = 0; !rc && i < texts.n; i++)
+        rc = predict_one(&m, tok, texts.items[i], max_len, buf, buf + max_len, buf + 2 * max_len, &err);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while (!rc && !texts.n && (len = getline(&line, &cap, stdin)) > 0) {
+        if (line[len - 1] == '\n') line[len - 1] = 0;
+        rc = predict_one(&m, tok, line, max_len, buf, buf + max_len, buf + 2 * max_len, &err);
+    }
+    if (rc) fprintf(stderr, "loraft predict: %s\n", buf ? err.msg : "out of memory");
+    free(line);
+    free(buf);
+    model_free(&m);
+    tokenizer_free(tok);
+    return rc ? 1 : 0;
+}
+
+int cmd_merge(int argc, char **argv) {
+    const char *model = NULL, *adapter = NULL, *out = NULL;
+    const CliOpt opts[] = {
+        {"model", OPT_STR, &model, "base HF model directory [required]"},
+        {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory [required]"},
+        {"out", OPT_STR, &out, "output HF model directory [required]"},
+    };
+    int rc = cli_parse("loraft merge --model DIR --adapter DIR --out DIR", opts,
+                       sizeof opts / sizeof *opts, NULL, argc, argv);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!model || !adapter || !out)
+        return fprintf(stderr, "loraft merge: --model, --adapter and --out are required\n"), 2;
+    LfError err;
+    Model m;
+    if (model_open(&m, model, adapter, &ops_cpu, 1, 2, &err)) {
+        fprintf(stderr, "loraft merge: %s\n", err.msg);
+        return 1;
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    rc = dir_remove(tmp, &err) || model_dir_save(&m, tmp, model, 1, &err) || dir_commit(tmp, out, &err);
+    if (rc) fprintf(stderr, "loraft merge: %s\n", err.msg);
+    else printf("merged %s + %s into %s (%d LoRA modules)\n", model, adapter, out, m.n_loras);
+    model_free(&m);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,534 @@
+/* cpu_ops.c: the CPU backend, every op of ops.h forward and backward (`ops_cpu`).
+ *
+ * This is the reference every CUDA kernel is tested against and the CPU trainer's engine: plain f32
+ * C, GEMMs on OpenBLAS, OpenMP on the outer loops (rows, heads, channel blocks), `omp simd` on
+ * inner loops. It deliberately has no intrinsics, no allocation inside an op (scratch comes from
+ * the caller) and no mutable static state.
+ *
+ * Ops cannot fail, so they cannot report bad indices: callers validate token ids (ids < V, token
+ * types < 2, T <= maxT) before embedding_forward. cross_entropy treats a label >= V like an ignored
+ * one (loss 0, gradient 0) rather than reading out of bounds. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loraft/ops.h"
+#include "loraft/rng.h"
+
+/* Element-wise loops below this size run on one thread: forking costs more than it saves. */
+#define CPU_PAR_MIN 32768
+
+/* The slice [*lo, *hi) of n items owned by the calling thread of a parallel region. Used where
+ * gradients are reduced over rows: threads split the columns and never race. */
+static void thread_slice(int n, int *lo, int *hi) {
+    int nth = omp_get_num_threads(), th = omp_get_thread_num();
+    *lo = (int)((long long)n * th / nth);
+    *hi = (int)((long long)n * (th + 1) / nth);
+}
+
+/* ---- memory: host memory, 64-byte aligned for vector loads ---- */
+
+static void *cpu_alloc(size_t bytes) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (rounded < bytes) return NULL; /* overflow */
+    if (rounded == 0) rounded = 64;
+    void *p = aligned_alloc(64, rounded);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+static void cpu_free(void *p) {
+    free(p);
+}
+static void cpu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes) memcpy(dst, src, bytes);
+}
+static void cpu_zero(void *p, size_t bytes) {
+    if (bytes) memset(p, 0, bytes);
+}
+static int cpu_status(LfError *err) {
+    (void)err; /* CPU ops run synchronously and cannot fail */
+    return 0;
+}
+
+/* ---- embeddings ---- */
+
+/* out[B,T,C] = wte[ids] + wpe[t] + wtt[types]; ids, types [B,T]; types/wtt may be NULL. */
+static void cpu_embedding_forward(float *out, const int32_t *ids, const int32_t *types,
+                                  const float *wte, const float *wpe, const float *wtt, int B,
+                                  int T, int C) {
+#pragma omp parallel for
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *te = wte + (size_t)ids[bt] * C;
+        const float *pe = wpe + (size_t)(bt % T) * C;
+        float *o = out + (size_t)bt * C;
+        for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
+        if (wtt) {
+            const float *tt = wtt + (size_t)(types ? types[bt] : 0) * C;
+            for (int c = 0; c < C; c++) o[c] += tt[c];
+        }
+    }
+}
+
+/* dwte[V,C], dwpe[maxT,C], dwtt[2,C] += dout[B,T,C] scattered back; each may be NULL. */
+static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
+                                   const int32_t *ids, const int32_t *types, int B, int T, int C) {
+    if (!dwte && !dwpe && !dwtt) return;
+#pragma omp parallel
+    {
+        int lo, hi;
+        thread_slice(C, &lo, &hi);
+        for (int bt = 0; bt < B * T; bt++) {
+            const float *d = dout + (size_t)bt * C;
+            float *te = dwte ? dwte + (size_t)ids[bt] * C : NULL;
+            float *pe = dwpe ? dwpe + (size_t)(bt % T) * C : NULL;
+            float *tt = dwtt ? dwtt + (size_t)(types ? types[bt] : 0) * C : NULL;
+            if (te)
+                for (int c = lo; c < hi; c++) te[c] += d[c];
+            if (pe)
+                for (int c = lo; c < hi; c++) pe[c] += d[c];
+            if (tt)
+                for (int c = lo; c < hi; c++) tt[c] += d[c];
+        }
+    }
+}
+
+/* ---- layer norm ---- */
+
+/* out[N,C] = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] saved. Two-pass statistics in
+ * float, biased variance (like torch). */
+static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                  const float *weight, const float *bias, float eps, int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int c = 0; c < C; c++) sum += x[c];
+        float m = sum / (float)C, var = 0.0f;
+#pragma omp simd reduction(+ : var)
+        for (int c = 0; c < C; c++) var += (x[c] - m) * (x[c] - m);
+        float s = 1.0f / sqrtf(var / (float)C + eps);
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+/* With xhat = (inp - mean) * rstd and g = dout * weight, per row of [N,C]:
+ * dinp += rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)); dweight[C] += sum_n dout * xhat;
+ * dbias[C] += sum_n dout. Each may be NULL. */
+static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                                   const float *inp, const float *weight, const float *mean,
+                                   const float *rstd, int N, int C) {
+    if (dinp) {
+#pragma omp parallel for
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+            float m = mean[n], s = rstd[n], g_mean = 0.0f, gx_mean = 0.0f;
+#pragma omp simd reduction(+ : g_mean, gx_mean)
+            for (int c = 0; c < C; c++) {
+                float g = d[c] * weight[c];
+                g_mean += g;
+                gx_mean += g * (x[c] - m) * s;
+            }
+            g_mean /= (float)C;
+            gx_mean /= (float)C;
+            float *dx = dinp + (size_t)n * C;
+            for (int c = 0; c < C; c++)
+                dx[c] += (d[c] * weight[c] - g_mean - (x[c] - m) * s * gx_mean) * s;
+        }
+    }
+    if (!dweight && !dbias) return;
+#pragma omp parallel
+    {
+        int lo, hi;
+        thread_slice(C, &lo, &hi);
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+            if (dweight)
+                for (int c = lo; c < hi; c++) dweight[c] += d[c] * (x[c] - mean[n]) * rstd[n];
+            if (dbias)
+                for (int c = lo; c < hi; c++) dbias[c] += d[c];
+        }
+    }
+}
+
+/* ---- dense layer ---- */
+
+/* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be NULL). */
+static void cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                               int N, int C, int OC) {
+    if (bias) {
+#pragma omp parallel for if ((size_t)N * OC > CPU_PAR_MIN)
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, sizeof(float) * OC);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C,
+                bias ? 1.0f : 0.0f, out, OC);
+}
+
+/* dinp[N,C] += dout[N,OC] @ weight[OC,C]; dweight[OC,C] += dout^T @ inp[N,C];
+ * dbias[OC] += sum_n dout. Each may be NULL, and is then not computed at all. */
+static void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *inp, const float *weight, int N, int C, int OC) {
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
+                    1.0f, dinp, C);
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+                    dweight, C);
+    if (!dbias) return;
+#pragma omp parallel if ((size_t)N * OC > CPU_PAR_MIN)
+    {
+        int lo, hi;
+        thread_slice(OC, &lo, &hi);
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * OC;
+            for (int o = lo; o < hi; o++) dbias[o] += d[o];
+        }
+    }
+}
+
+/* ---- element-wise (dropout first: the LoRA branch uses it) ---- */
+
+/* out[n] = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
+static void cpu_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n) {
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = inp[i] * rng_dropout_scale(seed, i, p);
+}
+
+/* dinp[n] += dout * rng_dropout_scale(seed, i, p) */
+static void cpu_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n) {
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * rng_dropout_scale(seed, i, p);
+}
+
+/* ---- LoRA branch ---- */
+
+/* out[N,OC] += scale * u @ B^T, u[N,R] = drop(inp[N,C]) @ A[R,C]^T; B [OC,R]; scratch: N*C floats
+ * (the dropped input; unused when p == 0). */
+static void cpu_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
+                             float scale, float p, uint64_t seed, float *scratch, int N, int C,
+                             int OC, int R) {
+    const float *x = inp;
+    if (p > 0.0f) {
+        cpu_dropout_forward(scratch, inp, p, seed, (size_t)N * C);
+        x = scratch;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, x, C, A, C, 0.0f, u, R);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, R, scale, u, R, B, R, 1.0f, out,
+                OC);
+}
+
+/* With du[N,R] = scale * dout[N,OC] @ B[OC,R] and x = drop(inp): dB[OC,R] += scale * dout^T @ u;
+ * dA[R,C] += du^T @ x; dinp[N,C] += drop'(du @ A). Any gradient may be NULL.
+ * scratch: N*C (x, then du @ A) + N*R (du) floats. */
+static void cpu_lora_backward(float *dinp, float *dA, float *dB, const float *dout,
+                              const float *inp, const float *u, const float *A, const float *B,
+                              float scale, float p, uint64_t seed, float *scratch, int N, int C,
+                              int OC, int R) {
+    if (dB)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, R, N, scale, dout, OC, u, R, 1.0f,
+                    dB, R);
+    if (!dA && !dinp) return;
+    float *x_drop = scratch, *du = scratch + (size_t)N * C;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, dout, OC, B, R, 0.0f,
+                du, R);
+    if (dA) {
+        const float *x = inp;
+        if (p > 0.0f) {
+            cpu_dropout_forward(x_drop, inp, p, seed, (size_t)N * C);
+            x = x_drop;
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, N, 1.0f, du, R, x, C, 1.0f, dA,
+                    C);
+    }
+    if (!dinp) return;
+    if (p <= 0.0f) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, R, 1.0f, du, R, A, C, 1.0f,
+                    dinp, C);
+        return;
+    }
+    /* Dropout sits between inp and A: route du @ A through its mask. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, R, 1.0f, du, R, A, C, 0.0f, x_drop,
+                C);
+    cpu_dropout_backward(dinp, x_drop, p, seed, (size_t)N * C);
+}
+
+/* ---- attention ---- */
+
+/* y[n] += a * x[n] */
+static void axpy_row(float *y, const float *x, float a, int n) {
+#pragma omp simd
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/* Per head: att_bh[T,T] = alpha * x_h[T,HS] @ y_h[T,HS]^T, the heads of x and y [B,T,C] being
+ * column blocks at row stride C. OpenBLAS threads each product itself. */
+static void heads_abt(float *att, const float *x, const float *y, float alpha, int B, int T, int C,
+                      int NH) {
+    int HS = C / NH;
+    for (int bh = 0; bh < B * NH; bh++) {
+        size_t off = (size_t)(bh / NH) * T * C + (size_t)(bh % NH) * HS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, alpha, x + off, C, y + off,
+                    C, 0.0f, att + (size_t)bh * T * T, T);
+    }
+}
+
+/* Per head: out_h[T,HS] += att_bh[T,T] (transposed when trans) @ x_h[T,HS]. */
+static void heads_ax(float *out, const float *att, const float *x, int trans, int B, int T, int C,
+                     int NH) {
+    int HS = C / NH;
+    for (int bh = 0; bh < B * NH; bh++) {
+        size_t off = (size_t)(bh / NH) * T * C + (size_t)(bh % NH) * HS;
+        cblas_sgemm(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f,
+                    att + (size_t)bh * T * T, T, x + off, C, 1.0f, out + off, C);
+    }
+}
+
+/* In place over one row of scores a[T]: the softmax over keys with mask[j] != 0, masked keys
+ * exactly 0; a row with no unmasked key becomes all zeros (no NaN). */
+static void softmax_row(float *a, const int32_t *mask, int T) {
+    float maxv = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < T; j++)
+        if (mask[j] && a[j] > maxv) maxv = a[j];
+    for (int j = 0; j < T; j++) {
+        a[j] = mask[j] ? expf(a[j] - maxv) : 0.0f; /* all masked: maxv = -inf, never used */
+        sum += a[j];
+    }
+    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    for (int j = 0; j < T; j++) a[j] *= inv;
+}
+
+/* The dropout index of att[b,h,i,j] is its flat index ((b*NH + h)*T + i)*T + j,
+ * with row = (b*NH + h)*T + i. */
+static uint64_t att_index(int row, int j, int T) {
+    return (uint64_t)row * T + j;
+}
+
+/* out[B,T,C] = dropout(att) @ v per head; att[B,NH,T,T] = masked softmax(q k^T / sqrt(HS)). q, k, v
+ * [B,T,C]; mask [B,T]; head h owns channels [h*HS, (h+1)*HS). */
+static void cpu_attention_forward(float *out, float *att, const float *q, const float *k,
+                                  const float *v, const int32_t *mask, float p, uint64_t seed,
+                                  int B, int T, int C, int NH) {
+    int HS = C / NH;
+    heads_abt(att, q, k, 1.0f / sqrtf((float)HS), B, T, C, NH);
+    /* rows (b, h, i) of att; out row i of head h is dropout(att row) @ v_h */
+#pragma omp parallel for
+    for (int row = 0; row < B * NH * T; row++) {
+        int b = row / (NH * T), h = row / T % NH, i = row % T;
+        float *a = att + (size_t)row * T, *o = out + ((size_t)b * T + i) * C + (size_t)h * HS;
+        const float *vh = v + (size_t)b * T * C + (size_t)h * HS;
+        softmax_row(a, mask + (size_t)b * T, T);
+        memset(o, 0, sizeof(float) * HS);
+        for (int j = 0; j < T; j++) {
+            float w = a[j] * rng_dropout_scale(seed, att_index(row, j, T), p);
+            if (w != 0.0f) axpy_row(o, vh + (size_t)j * C, w, HS);
+        }
+    }
+}
+
+/* dq, dk, dv [B,T,C] += gradients of out = dropout(att) @ v, att = softmax(q k^T / sqrt(HS)); each
+ * may be NULL. scratch [B,NH,T,T]: dropout(att), then d(att), then d(q k^T). */
+static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                   const float *q, const float *k, const float *v, const float *att,
+                                   float p, uint64_t seed, float *scratch, int B, int T, int C,
+                                   int NH) {
+    int HS = C / NH, rows = B * NH * T;
+    if (dv) { /* dv_h += dropout(att)^T @ dout_h */
+#pragma omp parallel for
+        for (int row = 0; row < rows; row++)
+            for (int j = 0; j < T; j++)
+                scratch[(size_t)row * T + j] =
+                    att[(size_t)row * T + j] * rng_dropout_scale(seed, att_index(row, j, T), p);
+        heads_ax(dv, scratch, dout, 1, B, T, C, NH);
+    }
+    if (!dq && !dk) return;
+    heads_abt(scratch, dout, v, 1.0f, B, T, C, NH); /* d(dropout(att)) = dout_h v_h^T */
+    float inv_sqrt_hs = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for
+    for (int row = 0; row < rows; row++) {
+        const float *a = att + (size_t)row * T;
+        float *d = scratch + (size_t)row * T, row_dot = 0.0f;
+        for (int j = 0; j < T; j++) {
+            d[j] *= rng_dropout_scale(seed, att_index(row, j, T), p); /* d(att) */
+            row_dot += a[j] * d[j];
+        }
+        /* softmax backward, 1/sqrt(HS) folded in: d(q k^T); masked keys get a[j] = 0 */
+        for (int j = 0; j < T; j++) d[j] = a[j] * (d[j] - row_dot) * inv_sqrt_hs;
+    }
+    if (dq) heads_ax(dq, scratch, k, 0, B, T, C, NH);
+    if (dk) heads_ax(dk, scratch, q, 1, B, T, C, NH);
+}
+
+/* ---- activations and vector arithmetic ---- */
+
+#define SQRT_2_OVER_PI 0.7978845608028654f
+#define INV_SQRT_2 0.7071067811865476f
+#define INV_SQRT_2PI 0.3989422804014327f
+#define GELU_TANH_K 0.044715f
+
+static float act_value(float x, Activation act) {
+    switch (act) {
+    case ACT_GELU:
+        return 0.5f * x * (1.0f + erff(x * INV_SQRT_2));
+    case ACT_GELU_TANH:
+        return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x)));
+    case ACT_RELU:
+        return x > 0.0f ? x : 0.0f;
+    case ACT_TANH:
+        return tanhf(x);
+    }
+    return x;
+}
+
+/* d act(x) / dx, analytic */
+static float act_derivative(float x, Activation act) {
+    switch (act) {
+    case ACT_GELU:
+        return 0.5f * (1.0f + erff(x * INV_SQRT_2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+    case ACT_GELU_TANH: {
+        float t = tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x));
+        return 0.5f * (1.0f + t) +
+               0.5f * x * (1.0f - t * t) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_TANH_K * x * x);
+    }
+    case ACT_RELU:
+        return x > 0.0f ? 1.0f : 0.0f;
+    case ACT_TANH: {
+        float t = tanhf(x);
+        return 1.0f - t * t;
+    }
+    }
+    return 1.0f;
+}
+
+/* out[n] = act(inp) */
+static void cpu_activation_forward(float *out, const float *inp, Activation act, size_t n) {
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = act_value(inp[i], act);
+}
+
+/* dinp[n] += act'(inp) * dout */
+static void cpu_activation_backward(float *dinp, const float *inp, const float *dout,
+                                    Activation act, size_t n) {
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) dinp[i] += act_derivative(inp[i], act) * dout[i];
+}
+
+static void cpu_add(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for simd if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static void cpu_axpy(float *dst, const float *src, float alpha, size_t n) {
+#pragma omp parallel for simd if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) dst[i] += alpha * src[i];
+}
+
+static void cpu_scale(float *x, float s, size_t n) {
+#pragma omp parallel for simd if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+/* ---- pooling ---- */
+
+/* out[B,C] = inp[b,0,:] of inp [B,T,C] */
+static void cpu_first_token_forward(float *out, const float *inp, int B, int T, int C) {
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * C, inp + (size_t)b * T * C, sizeof(float) * C);
+}
+
+/* dinp[b,0,:] += dout[b,:] */
+static void cpu_first_token_backward(float *dinp, const float *dout, int B, int T, int C) {
+    for (int b = 0; b < B; b++) axpy_row(dinp + (size_t)b * T * C, dout + (size_t)b * C, 1.0f, C);
+}
+
+/* ---- softmax cross-entropy ---- */
+
+/* losses[N] = logsumexp(logits[n]) - logits[n][label]; dlogits[N,V] (may be NULL) = (softmax -
+ * onehot) * grad_scale, overwritten. Rows with label < 0 or >= V: 0 and 0. */
+static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits,
+                              const int32_t *labels, float grad_scale, int N, int V) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float *d = dlogits ? dlogits + (size_t)n * V : NULL;
+        int label = labels[n];
+        if (label < 0 || label >= V) {
+            losses[n] = 0.0f;
+            if (d) memset(d, 0, sizeof(float) * V);
+            continue;
+        }
+        float maxv = -INFINITY, sum = 0.0f;
+        for (int j = 0; j < V; j++) maxv = x[j] > maxv ? x[j] : maxv;
+        for (int j = 0; j < V; j++) sum += expf(x[j] - maxv);
+        losses[n] = maxv + logf(sum) - x[label];
+        if (!d) continue;
+        float inv = 1.0f / sum;
+        for (int j = 0; j < V; j++) d[j] = expf(x[j] - maxv) * inv * grad_scale;
+        d[label] -= grad_scale;
+    }
+}
+
+/* ---- optimizer ---- */
+
+/* torch.optim.AdamW (foreach=False) on param, grad, m, v [n]: bias corrections in double on the
+ * host like torch's Python scalars, the moment update as torch's lerp. */
+static void cpu_adamw_step(float *param, const float *grad, float *m, float *v, float lr,
+                           float beta1, float beta2, float eps, float weight_decay, int step,
+                           size_t n) {
+    double bc1 = 1.0 - pow((double)beta1, step), bc2 = 1.0 - pow((double)beta2, step);
+    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    float decay = (float)(1.0 - (double)lr * weight_decay);
+#pragma omp parallel for simd if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i];
+        param[i] *= decay;
+        m[i] += (1.0f - beta1) * (g - m[i]);
+        v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+        param[i] -= step_size * (m[i] / (sqrtf(v[i]) / bc2_sqrt + eps));
+    }
+}
+
+/* sum_i x[i]^2, accumulated in double */
+static double cpu_sum_squares(const float *x, size_t n) {
+    double s = 0.0;
+#pragma omp parallel for simd reduction(+ : s) if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
+const Ops ops_cpu = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .zero = cpu_zero,
+    .status = cpu_status,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .matmul_forward = cpu_matmul_forward,
+    .matmul_backward = cpu_matmul_backward,
+    .lora_forward = cpu_lora_forward,
+    .lora_backward = cpu_lora_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .activation_forward = cpu_activation_forward,
+    .activation_backward = cpu_activation_backward,
+    .dropout_forward = cpu_dropout_forward,
+    .dropout_backward = cpu_dropout_backward,
+    .add = cpu_add,
+    .axpy = cpu_axpy,
+    .scale = cpu_scale,
+    .first_token_forward = cpu_first_token_forward,
+    .first_token_backward = cpu_first_token_backward,
+    .cross_entropy = cpu_cross_entropy,
+    .adamw_step = cpu_adamw_step,
+    .sum_squares = cpu_sum_squares,
+};

@@ -1,0 +1,391 @@
+/* model_config.c: HF config.json <-> ModelConfig for DistilBERT and BERT.
+ * The plain numeric keys of each architecture are one table (JSON name, type,
+ * field), used both to read and to write; the few keys with rules of their own
+ * (activation, position embeddings, BERT's nullable classifier_dropout, labels)
+ * are handled beside it. */
+#include "loraft/model_config.h"
+
+#include "loraft/fileio.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct Key {
+    const char *name;
+    int is_int; /* else float */
+    size_t offset;
+} Key;
+
+#define INT_KEY(name, field)                                                                       \
+    { name, 1, offsetof(ModelConfig, field) }
+#define FLOAT_KEY(name, field)                                                                     \
+    { name, 0, offsetof(ModelConfig, field) }
+
+static const Key distilbert_keys[] = {
+    INT_KEY("vocab_size", vocab_size),
+    INT_KEY("max_position_embeddings", max_positions),
+    INT_KEY("n_layers", num_layers),
+    INT_KEY("n_heads", num_heads),
+    INT_KEY("dim", hidden_size),
+    INT_KEY("hidden_dim", ffn_size),
+    FLOAT_KEY("dropout", hidden_dropout),
+    FLOAT_KEY("attention_dropout", attention_dropout),
+    FLOAT_KEY("seq_classif_dropout", classifier_dropout),
+    FLOAT_KEY("initializer_range", initializer_range),
+    INT_KEY("pad_token_id", pad_token_id),
+    {NULL, 0, 0},
+};
+
+static const Key bert_keys[] = {
+    INT_KEY("vocab_size", vocab_size),
+    INT_KEY("max_position_embeddings", max_positions),
+    INT_KEY("num_hidden_layers", num_layers),
+    INT_KEY("num_attention_heads", num_heads),
+    INT_KEY("hidden_size", hidden_size),
+    INT_KEY("intermediate_size", ffn_size),
+    INT_KEY("type_vocab_size", type_vocab_size),
+    FLOAT_KEY("hidden_dropout_prob", hidden_dropout),
+    FLOAT_KEY("attention_probs_dropout_prob", attention_dropout),
+    FLOAT_KEY("initializer_range", initializer_range),
+    FLOAT_KEY("layer_norm_eps", layer_norm_eps),
+    INT_KEY("pad_token_id", pad_token_id),
+    {NULL, 0, 0},
+};
+
+/* Per architecture: HF's names for the model type, the head class and the
+ * activation key. */
+static const struct {
+    const char *model_type, *architecture, *activation_key;
+    const Key *keys;
+} arch_info[] = {
+    [ARCH_DISTILBERT] = {"distilbert", "DistilBertForSequenceClassification", "activation",
+                         distilbert_keys},
+    [ARCH_BERT] = {"bert", "BertForSequenceClassification", "hidden_act", bert_keys},
+};
+
+static const struct {
+    const char *name;
+    Activation act;
+} activations[] = {
+    {"gelu", ACT_GELU},
+    {"gelu_new", ACT_GELU_TANH},
+    {"gelu_pytorch_tanh", ACT_GELU_TANH},
+    {"relu", ACT_RELU},
+};
+#define N_ACTIVATIONS ((int)(sizeof activations / sizeof activations[0]))
+
+const char *arch_name(Arch arch) {
+    return arch == ARCH_BERT ? "bert" : "distilbert";
+}
+
+void model_config_defaults(ModelConfig *cfg, Arch arch) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->arch = arch;
+    cfg->vocab_size = 30522;
+    cfg->hidden_size = 768;
+    cfg->num_layers = arch == ARCH_BERT ? 12 : 6;
+    cfg->num_heads = 12;
+    cfg->ffn_size = 3072;
+    cfg->max_positions = 512;
+    cfg->type_vocab_size = arch == ARCH_BERT ? 2 : 0;
+    cfg->activation = ACT_GELU;
+    cfg->layer_norm_eps = 1e-12f;
+    cfg->hidden_dropout = 0.1f;
+    cfg->attention_dropout = 0.1f;
+    cfg->classifier_dropout = arch == ARCH_BERT ? 0.1f : 0.2f;
+    cfg->initializer_range = 0.02f;
+    cfg->pad_token_id = 0;
+    cfg->num_labels = 2;
+    for (int i = 0; i < MAX_LABELS; i++)
+        snprintf(cfg->labels[i], sizeof cfg->labels[i], "LABEL_%d", i);
+}
+
+/* ---------------------------------------------------------------------- load
+ * ---- */
+
+static const char *json_type(const cJSON *j) {
+    if (cJSON_IsNull(j)) return "null";
+    if (cJSON_IsBool(j)) return "a boolean";
+    if (cJSON_IsNumber(j)) return "a number";
+    if (cJSON_IsString(j)) return "a string";
+    if (cJSON_IsArray(j)) return "a list";
+    return "an object";
+}
+
+static int read_int(const cJSON *j, const char *path, const char *key, int *out, LfError *err) {
+    double v = j->valuedouble;
+    if (!cJSON_IsNumber(j) || v != floor(v) || v < INT_MIN || v > INT_MAX)
+        return lf_fail(err, "%s: key '%s' must be an integer (got %s)", path, key,
+                       cJSON_IsNumber(j) ? "a non-integer number" : json_type(j));
+    *out = (int)v;
+    return 0;
+}
+
+static int read_float(const cJSON *j, const char *path, const char *key, float *out, LfError *err) {
+    if (!cJSON_IsNumber(j) || !isfinite((float)j->valuedouble))
+        return lf_fail(err, "%s: key '%s' must be a finite number (got %s)", path, key,
+                       json_type(j));
+    *out = (float)j->valuedouble;
+    return 0;
+}
+
+/* Reads every key of the table that is present; HF treats a null pad_token_id
+ * as unset. */
+static int load_keys(ModelConfig *cfg, const cJSON *root, const Key *keys, const char *path,
+                     LfError *err) {
+    for (const Key *k = keys; k->name; k++) {
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, k->name);
+        if (!j || (cJSON_IsNull(j) && !strcmp(k->name, "pad_token_id"))) continue;
+        void *field = (char *)cfg + k->offset;
+        if (k->is_int ? read_int(j, path, k->name, field, err)
+                      : read_float(j, path, k->name, field, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* A string-valued key: NULL when absent, error when present with another type.
+ */
+static int get_string(const cJSON *root, const char *key, const char *path, const char **out,
+                      LfError *err) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    *out = NULL;
+    if (!j) return 0;
+    if (!cJSON_IsString(j))
+        return lf_fail(err, "%s: key '%s' must be a string (got %s)", path, key, json_type(j));
+    *out = j->valuestring;
+    return 0;
+}
+
+static int load_activation(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    const char *key = arch_info[cfg->arch].activation_key, *name;
+    if (get_string(root, key, path, &name, err)) return -1;
+    if (!name) return 0;
+    for (int i = 0; i < N_ACTIVATIONS; i++)
+        if (!strcmp(name, activations[i].name)) {
+            cfg->activation = activations[i].act;
+            return 0;
+        }
+    return lf_fail(err,
+                   "%s: key '%s': activation '%s' is not supported (supported: "
+                   "gelu, gelu_new, gelu_pytorch_tanh, relu)",
+                   path, key, name);
+}
+
+/* Position embeddings must be learned absolute ones; BERT's classifier_dropout
+ * defaults to hidden_dropout_prob when null or absent. */
+static int load_arch_specials(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    if (cfg->arch == ARCH_DISTILBERT) {
+        const cJSON *sin = cJSON_GetObjectItemCaseSensitive(root, "sinusoidal_pos_embds");
+        if (sin && !cJSON_IsBool(sin))
+            return lf_fail(err, "%s: key 'sinusoidal_pos_embds' must be a boolean (got %s)", path,
+                           json_type(sin));
+        if (cJSON_IsTrue(sin))
+            return lf_fail(err,
+                           "%s: sinusoidal_pos_embds = true is not supported (only "
+                           "learned position embeddings)",
+                           path);
+        return 0;
+    }
+    const char *pos;
+    if (get_string(root, "position_embedding_type", path, &pos, err)) return -1;
+    if (pos && strcmp(pos, "absolute") != 0)
+        return lf_fail(err, "%s: position_embedding_type '%s' is not supported (only 'absolute')",
+                       path, pos);
+    const cJSON *cd = cJSON_GetObjectItemCaseSensitive(root, "classifier_dropout");
+    if (!cd || cJSON_IsNull(cd)) {
+        cfg->classifier_dropout = cfg->hidden_dropout;
+        return 0;
+    }
+    return read_float(cd, path, "classifier_dropout", &cfg->classifier_dropout, err);
+}
+
+/* id2label {"0": "neg", "1": "pos"} sets the labels and their count; else
+ * num_labels. */
+static int load_labels(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    const cJSON *nl = cJSON_GetObjectItemCaseSensitive(root, "num_labels");
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "id2label"), *e;
+    if (nl && read_int(nl, path, "num_labels", &cfg->num_labels, err)) return -1;
+    if (!map || cJSON_IsNull(map)) return 0;
+    int n = cJSON_GetArraySize(map);
+    if (!cJSON_IsObject(map) || n < 1 || n > MAX_LABELS)
+        return lf_fail(err, "%s: key 'id2label' must be an object of 1 to %d id -> name entries",
+                       path, MAX_LABELS);
+    if (nl && cfg->num_labels != n)
+        return lf_fail(err, "%s: num_labels %d disagrees with the %d entries of id2label", path,
+                       cfg->num_labels, n);
+    unsigned char seen[MAX_LABELS] = {0};
+    cJSON_ArrayForEach(e, map) {
+        char *end;
+        long id = strtol(e->string, &end, 10);
+        if (!*e->string || *end || id < 0 || id >= n || seen[id])
+            return lf_fail(err, "%s: id2label key '%s' is not a distinct id in 0..%d", path,
+                           e->string, n - 1);
+        if (!cJSON_IsString(e) || strlen(e->valuestring) >= sizeof cfg->labels[0])
+            return lf_fail(err, "%s: id2label['%s'] must be a string of under %zu bytes", path,
+                           e->string, sizeof cfg->labels[0]);
+        seen[id] = 1;
+        strcpy(cfg->labels[id], e->valuestring);
+    }
+    cfg->num_labels = n;
+    return 0;
+}
+
+static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfError *err) {
+    const char *type;
+    if (get_string(root, "model_type", path, &type, err)) return -1;
+    if (!type) return lf_fail(err, "%s: key 'model_type' is missing", path);
+    for (int a = ARCH_DISTILBERT; a <= ARCH_BERT; a++)
+        if (!strcmp(type, arch_info[a].model_type)) {
+            *arch = (Arch)a;
+            return 0;
+        }
+    return lf_fail(err, "%s: model_type '%s' is not supported (supported: distilbert, bert)", path,
+                   type);
+}
+
+static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    if (!cJSON_IsObject(root)) return lf_fail(err, "%s: not a JSON object", path);
+    Arch arch = ARCH_DISTILBERT;
+    if (load_model_type(root, path, &arch, err)) return -1;
+    model_config_defaults(cfg, arch);
+    if (load_keys(cfg, root, arch_info[arch].keys, path, err) ||
+        load_activation(cfg, root, path, err) || load_arch_specials(cfg, root, path, err) ||
+        load_labels(cfg, root, path, err))
+        return -1;
+    return model_config_validate(cfg, path, err);
+}
+
+int model_config_load(ModelConfig *cfg, const char *path, LfError *err) {
+    char file[4096];
+    struct stat sb;
+    int is_dir = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (path_join(file, sizeof file, is_dir ? path : NULL, is_dir ? "config.json" : path, err))
+        return -1;
+    char *text;
+    size_t len;
+    if (file_read_all(file, &text, &len, err)) return -1;
+    const char *end = NULL;
+    /* len + 1: the parse must end exactly on the NUL that file_read_all appends. */
+    cJSON *root =
+        memchr(text, '\0', len) ? NULL : cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
+    int rc =
+        root ? load_json(cfg, root, file, err)
+             : lf_fail(err, "%s: not valid JSON (error at byte %td)", file, end ? end - text : 0);
+    cJSON_Delete(root);
+    free(text);
+    return rc;
+}
+
+int model_config_validate(const ModelConfig *c, const char *where, LfError *err) {
+    const struct {
+        const char *what;
+        int ok;
+    } rules[] = {
+        {"architecture is distilbert or bert", c->arch == ARCH_DISTILBERT || c->arch == ARCH_BERT},
+        {"vocab_size > 0", c->vocab_size > 0},
+        {"hidden size > 0", c->hidden_size > 0},
+        {"number of layers > 0", c->num_layers > 0},
+        {"number of heads > 0", c->num_heads > 0},
+        {"hidden size divisible by the number of heads",
+         c->num_heads > 0 && c->hidden_size % c->num_heads == 0},
+        {"feed-forward size > 0", c->ffn_size > 0},
+        {"max_position_embeddings > 0", c->max_positions > 0},
+        {"type_vocab_size > 0 for BERT (0 for DistilBERT)",
+         c->arch == ARCH_BERT ? c->type_vocab_size > 0 : c->type_vocab_size == 0},
+        {"activation is gelu, gelu_new or relu",
+         c->activation == ACT_GELU || c->activation == ACT_GELU_TANH || c->activation == ACT_RELU},
+        {"layer_norm_eps > 0", c->layer_norm_eps > 0},
+        {"dropouts in [0, 1)", c->hidden_dropout >= 0 && c->hidden_dropout < 1 &&
+                                   c->attention_dropout >= 0 && c->attention_dropout < 1 &&
+                                   c->classifier_dropout >= 0 && c->classifier_dropout < 1},
+        {"initializer_range >= 0", c->initializer_range >= 0},
+        {"pad_token_id in [0, vocab_size)",
+         c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size},
+        {"num_labels in 1..64", c->num_labels >= 1 && c->num_labels <= MAX_LABELS},
+    };
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+        if (!rules[i].ok)
+            return lf_fail(err,
+                           "%s: invalid model config: %s does not hold (hidden %d, heads %d, "
+                           "layers %d, vocab %d, labels %d)",
+                           where, rules[i].what, c->hidden_size, c->num_heads, c->num_layers,
+                           c->vocab_size, c->num_labels);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- save
+ * ---- */
+
+/* The float as the shortest decimal that reads back to it (0.1f -> 0.1, not
+ * 0.10000000149011612), so the saved file looks like one transformers wrote. */
+static double shortest(float f) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
+}
+
+static const char *activation_name(Activation act) {
+    for (int i = 0; i < N_ACTIVATIONS; i++)
+        if (activations[i].act == act) return activations[i].name;
+    return "?";
+}
+
+static int add_labels(cJSON *root, const ModelConfig *cfg) {
+    cJSON *id2label = cJSON_AddObjectToObject(root, "id2label");
+    cJSON *label2id = cJSON_AddObjectToObject(root, "label2id");
+    for (int i = 0; i < cfg->num_labels; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", i);
+        if (!cJSON_AddStringToObject(id2label, id, cfg->labels[i]) ||
+            !cJSON_AddNumberToObject(label2id, cfg->labels[i], i))
+            return -1;
+    }
+    return 0;
+}
+
+/* Builds the config object; returns -1 only when out of memory. */
+static int build_json(cJSON *root, const ModelConfig *cfg) {
+    cJSON *archs = cJSON_AddArrayToObject(root, "architectures");
+    if (!archs || !cJSON_AddStringToObject(root, "model_type", arch_info[cfg->arch].model_type))
+        return -1;
+    cJSON_AddItemToArray(archs, cJSON_CreateString(arch_info[cfg->arch].architecture));
+    for (const Key *k = arch_info[cfg->arch].keys; k->name; k++) {
+        const void *field = (const char *)cfg + k->offset;
+        double v = k->is_int ? *(const int *)field : shortest(*(const float *)field);
+        if (!cJSON_AddNumberToObject(root, k->name, v)) return -1;
+    }
+    if (!cJSON_AddStringToObject(root, arch_info[cfg->arch].activation_key,
+                                 activation_name(cfg->activation)))
+        return -1;
+    if (cfg->arch == ARCH_DISTILBERT) {
+        if (!cJSON_AddFalseToObject(root, "sinusoidal_pos_embds")) return -1;
+    } else if (!cJSON_AddStringToObject(root, "position_embedding_type", "absolute") ||
+               !cJSON_AddNumberToObject(root, "classifier_dropout",
+                                        shortest(cfg->classifier_dropout))) {
+        return -1;
+    }
+    return add_labels(root, cfg);
+}
+
+int model_config_save(const ModelConfig *cfg, const char *path, LfError *err) {
+    if (model_config_validate(cfg, path, err)) return -1;
+    cJSON *root = cJSON_CreateObject();
+    char *text = root && build_json(root, cfg) == 0 ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!text) return lf_fail(err, "%s: out of memory building config.json", path);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* replaces the NUL: the file ends with a newline */
+    int rc = file_write_atomic(path, text, len + 1, err);
+    free(text);
+    return rc;
+}

@@ -1,0 +1,684 @@
+/* train_config.c: the table of every TrainConfig key and all that derives from it:
+ * defaults, JSON loading (with "did you mean" for typos), "section.key=value" overrides,
+ * atomic saving and the Markdown reference. It checks values, not whether the files or
+ * model they name exist: that is the loaders' job. */
+#include "loraft/train_config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum { T_STR, T_CHOICE, T_INT, T_FLOAT, T_BOOL, T_U64, T_LIST } KeyType;
+
+typedef struct Key {
+    const char *section, *name;
+    KeyType type;
+    size_t off, size;       /* field offset; char capacity of a string or of one list item */
+    size_t count_off;       /* T_LIST: offset of the item count */
+    int max_items;          /* T_LIST: capacity */
+    const char *def;        /* default, as JSON text */
+    int ranged;             /* T_INT, T_FLOAT, T_U64: min/max apply */
+    double min, max;        /* max = INFINITY: no upper bound */
+    int min_open, max_open; /* bounds are exclusive */
+    const char *choices;    /* "a|b|c": allowed strings; T_CHOICE stores the index */
+    const char *later;      /* strings recognised but not supported yet */
+    const char *help;
+} Key;
+
+#define MEMBER(f) (((TrainConfig *)0)->f)
+#define AT(f) .off = offsetof(TrainConfig, f), .size = sizeof MEMBER(f)
+#define AT_LIST(f, n)                                                                              \
+    .off = offsetof(TrainConfig, f), .size = sizeof MEMBER(f)[0],                                  \
+    .count_off = offsetof(TrainConfig, n),                                                         \
+    .max_items = (int)(sizeof MEMBER(f) / sizeof MEMBER(f)[0])
+#define RANGE(lo, hi) .ranged = 1, .min = (lo), .max = (hi)
+
+static const Key keys[] = {
+    {"model", "model", T_STR, AT(model), .def = "\"\"",
+     .help = "Hugging Face model directory (config.json, model.safetensors, vocab). Required."},
+    {"model", "tokenizer", T_STR, AT(tokenizer), .def = "\"\"",
+     .help = "Tokenizer directory; empty = the model directory."},
+    {"model", "device", T_STR, AT(device), .def = "\"auto\"", .choices = "auto|cpu|cuda",
+     .help = "Where to train; auto = cuda when a GPU is usable, else cpu."},
+    {"model", "num_labels", T_INT, AT(num_labels), .def = "0", RANGE(0, 1 << 20),
+     .help = "Number of classes; 0 = from `labels`, else from the model's config.json."},
+    {"model", "labels", T_LIST, AT_LIST(labels, n_labels), .def = "[]",
+     .help = "Label names in id order, e.g. [\"neg\", \"pos\"]."},
+
+    {"data", "train_file", T_STR, AT(train_file), .def = "\"\"", .help = "Training examples."},
+    {"data", "validation_file", T_STR, AT(validation_file), .def = "\"\"",
+     .help = "Validation examples; empty = no evaluation."},
+    {"data", "format", T_STR, AT(format), .def = "\"auto\"", .choices = "auto|jsonl|csv|imdb",
+     .help = "File format; auto = from the file name's extension."},
+    {"data", "text_column", T_STR, AT(text_column), .def = "\"text\"",
+     .help = "Field (JSONL) or column (CSV) holding the text."},
+    {"data", "label_column", T_STR, AT(label_column), .def = "\"label\"",
+     .help = "Field or column holding the label (an id or a name from `model.labels`)."},
+    {"data", "max_length", T_INT, AT(max_length), .def = "512", RANGE(2, 1 << 20),
+     .help = "Tokens per example, special tokens included; longer texts are truncated."},
+    {"data", "truncation_side", T_CHOICE, AT(truncate_left), .def = "\"right\"",
+     .choices = "right|left", .help = "Which end of a long text is cut off."},
+    {"data", "train_limit", T_INT, AT(train_limit), .def = "0", RANGE(0, INFINITY),
+     .help = "Use only the first N training examples; 0 = all."},
+    {"data", "validation_limit", T_INT, AT(validation_limit), .def = "0", RANGE(0, INFINITY),
+     .help = "Use only the first N validation examples; 0 = all."},
+    {"data", "bucket_by_length", T_INT, AT(bucket_by_length), .def = "0", RANGE(0, INFINITY),
+     .help = "0 = off; N = sort each window of N shuffled batches by length (less padding)."},
+
+    {"lora", "strategy", T_STR, AT(strategy), .def = "\"lora\"", .choices = "lora|head|full",
+     .help = "lora = adapters + head; head = classifier head only; full = every weight."},
+    {"lora", "r", T_INT, AT(r), .def = "8", RANGE(1, 4096), .help = "LoRA rank."},
+    {"lora", "alpha", T_FLOAT, AT(alpha), .def = "8", RANGE(0, INFINITY), .min_open = 1,
+     .help = "LoRA scale numerator: the update is scaled by alpha/r."},
+    {"lora", "dropout", T_FLOAT, AT(dropout), .def = "0", RANGE(0, 1), .max_open = 1,
+     .help = "Dropout on the LoRA input (PEFT's lora_dropout)."},
+    {"lora", "target_modules", T_LIST, AT_LIST(target_modules, n_targets), .def = "[]",
+     .help = "Linear layers that get adapters, by PEFT module name; empty = PEFT's default "
+             "for the architecture (q_lin, v_lin for DistilBERT; query, value for BERT)."},
+    {"lora", "use_rslora", T_BOOL, AT(use_rslora), .def = "false",
+     .help = "Scale by alpha/sqrt(r) (rank-stabilised LoRA) instead of alpha/r."},
+    {"lora", "bias", T_STR, AT(bias), .def = "\"none\"", .choices = "none",
+     .later = "all|lora_only", .help = "Which biases train (PEFT's bias)."},
+    {"lora", "modules_to_save", T_LIST, AT_LIST(modules_to_save, n_modules_to_save), .def = "[]",
+     .help = "Modules trained in full besides the adapters; empty = the "
+             "classification head (PEFT's SEQ_CLS default)."},
+
+    {"train", "learning_rate", T_FLOAT, AT(lr), .def = "5e-05", RANGE(0, INFINITY), .min_open = 1,
+     .help = "Peak learning rate of AdamW."},
+    {"train", "batch_size", T_INT, AT(batch_size), .def = "8", RANGE(1, 1 << 20),
+     .help = "Examples per micro-batch."},
+    {"train", "eval_batch_size", T_INT, AT(eval_batch_size), .def = "0", RANGE(0, 1 << 20),
+     .help = "Examples per evaluation batch; 0 = 2 * batch_size."},
+    {"train", "num_epochs", T_INT, AT(epochs), .def = "3", RANGE(1, 1 << 20),
+     .help = "Passes over the training data (unless max_steps is set)."},
+    {"train", "max_steps", T_INT, AT(max_steps), .def = "0", RANGE(0, INFINITY),
+     .help = "Stop after this many optimizer steps; 0 = num_epochs decides."},
+    {"train", "weight_decay", T_FLOAT, AT(weight_decay), .def = "0", RANGE(0, INFINITY),
+     .help = "AdamW decoupled weight decay."},
+    {"train", "warmup_ratio", T_FLOAT, AT(warmup_ratio), .def = "0", RANGE(0, 1),
+     .help = "Warmup length as a fraction of all steps."},
+    {"train", "warmup_steps", T_INT, AT(warmup_steps), .def = "0", RANGE(0, INFINITY),
+     .help = "Warmup length in steps; wins over warmup_ratio when > 0."},
+    {"train", "lr_scheduler", T_STR, AT(lr_scheduler), .def = "\"linear\"",
+     .choices = "linear|constant|cosine", .help = "Learning-rate decay after warmup."},
+    {"train", "max_grad_norm", T_FLOAT, AT(max_grad_norm), .def = "1", RANGE(0, INFINITY),
+     .help = "Clip the global gradient norm to this; 0 = no clipping."},
+    {"train", "gradient_accumulation_steps", T_INT, AT(grad_accum), .def = "1", RANGE(1, 1 << 20),
+     .help = "Micro-batches per optimizer step."},
+    {"train", "adam_beta1", T_FLOAT, AT(adam_beta1), .def = "0.9", RANGE(0, 1), .max_open = 1,
+     .help = "AdamW first-moment decay."},
+    {"train", "adam_beta2", T_FLOAT, AT(adam_beta2), .def = "0.999", RANGE(0, 1), .max_open = 1,
+     .help = "AdamW second-moment decay."},
+    {"train", "adam_eps", T_FLOAT, AT(adam_eps), .def = "1e-08", RANGE(0, 1), .min_open = 1,
+     .help = "AdamW epsilon."},
+    {"train", "seed", T_U64, AT(seed), .def = "42", RANGE(0, 9007199254740992.0),
+     .help = "Seeds initialisation, shuffling and dropout."},
+    {"train", "output_dir", T_STR, AT(output_dir), .def = "\"\"",
+     .help =
+         "Run directory; empty = runs/NAME where NAME is the config file name without extension."},
+    {"train", "eval_strategy", T_STR, AT(eval_strategy), .def = "\"epoch\"",
+     .choices = "epoch|steps|no", .help = "When to evaluate."},
+    {"train", "eval_steps", T_INT, AT(eval_steps), .def = "0", RANGE(0, INFINITY),
+     .help = "Evaluate every N optimizer steps (eval_strategy \"steps\")."},
+    {"train", "save_strategy", T_STR, AT(save_strategy), .def = "\"epoch\"",
+     .choices = "epoch|steps|no", .help = "When to write a checkpoint."},
+    {"train", "save_steps", T_INT, AT(save_steps), .def = "0", RANGE(0, INFINITY),
+     .help = "Save every N optimizer steps (save_strategy \"steps\")."},
+    {"train", "metric_for_best", T_STR, AT(metric_for_best), .def = "\"eval_loss\"",
+     .choices = "eval_loss|accuracy|f1",
+     .help = "Picks the best checkpoint: eval_loss lower is better, accuracy and f1 higher."},
+    {"train", "eval_before_training", T_BOOL, AT(eval_before_training), .def = "true",
+     .help = "Evaluate once before the first step (the untrained baseline)."},
+    {"train", "logging_steps", T_INT, AT(logging_steps), .def = "10", RANGE(0, INFINITY),
+     .help = "Log loss and speed every N optimizer steps; 0 = only at evaluations."},
+    {"train", "threads", T_INT, AT(threads), .def = "0", RANGE(0, 4096),
+     .help = "CPU threads; 0 = all cores."},
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
+static const char *const sections[] = {"model", "data", "lora", "train"};
+#define N_SECTIONS (sizeof sections / sizeof sections[0])
+
+/* Names people bring from PEFT / HF Trainer configs, suggested by their loraft spelling. */
+static const char *const aliases[][2] = {
+    {"lora_alpha", "alpha"},
+    {"lora_dropout", "dropout"},
+    {"num_train_epochs", "num_epochs"},
+    {"per_device_train_batch_size", "batch_size"},
+    {"lr", "learning_rate"},
+    {"epochs", "num_epochs"},
+};
+
+/* ---- table look-ups ---- */
+
+static const Key *key_find(const char *section, const char *name) {
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name)) return &keys[i];
+    return NULL;
+}
+
+static int section_known(const char *section) {
+    for (size_t i = 0; i < N_SECTIONS; i++)
+        if (!strcmp(sections[i], section)) return 1;
+    return 0;
+}
+
+/* Levenshtein distance, names cut at 63 characters. */
+static int edit_distance(const char *a, const char *b) {
+    int n = (int)strnlen(a, 63), m = (int)strnlen(b, 63), row[64];
+    for (int j = 0; j <= m; j++) row[j] = j;
+    for (int i = 1; i <= n; i++) {
+        int diag = row[0];
+        row[0] = i;
+        for (int j = 1; j <= m; j++) {
+            int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[m];
+}
+
+/* Index of the closest of n names (name pointers `stride` bytes apart) within a third of
+ * the name's length (at least 2 edits), or -1. */
+static int closest(const char *name, const char *const *names, size_t n, size_t stride) {
+    int best = -1, best_d = INT_MAX, limit = (int)strlen(name) / 3;
+    if (limit < 2) limit = 2;
+    for (size_t i = 0; i < n; i++) {
+        int d = edit_distance(name, *(const char *const *)((const char *)names + i * stride));
+        if (d <= limit && d < best_d) best = (int)i, best_d = d;
+    }
+    return best;
+}
+
+static int unknown_section(const char *section, LfError *err) {
+    int s = closest(section, sections, N_SECTIONS, sizeof sections[0]);
+    if (s >= 0) return lf_fail(err, "%s: unknown section (did you mean %s?)", section, sections[s]);
+    return lf_fail(err, "%s: unknown section (known: model, data, lora, train)", section);
+}
+
+/* "train.learning_rte: unknown key (did you mean learning_rate?)". Tries, in order: a
+ * PEFT/HF alias, a close name in the same section, a close name in another section. */
+static int unknown_key(const char *section, const char *name, LfError *err) {
+    const char *want = NULL;
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (!strcmp(name, aliases[i][0])) want = aliases[i][1];
+    const char *here[N_KEYS];
+    size_t n = 0;
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(keys[i].section, section)) here[n++] = keys[i].name;
+    int h = want ? -1 : closest(name, here, n, sizeof here[0]);
+    if (h >= 0)
+        return lf_fail(err, "%s.%s: unknown key (did you mean %s?)", section, name, here[h]);
+    int k = closest(want ? want : name, &keys[0].name, N_KEYS, sizeof keys[0]);
+    if (k >= 0 && !strcmp(keys[k].section, section))
+        return lf_fail(err, "%s.%s: unknown key (did you mean %s?)", section, name, keys[k].name);
+    if (k >= 0)
+        return lf_fail(err, "%s.%s: unknown key (did you mean %s.%s?)", section, name,
+                       keys[k].section, keys[k].name);
+    return lf_fail(err, "%s.%s: unknown key (see docs/CONFIG.md)", section, name);
+}
+
+/* The i-th entry of "a|b|c" into buf; 0 when there is no such entry. */
+static int choice_at(const char *choices, int i, char *buf, size_t cap) {
+    for (; i > 0 && choices; i--) {
+        choices = strchr(choices, '|');
+        if (choices) choices++;
+    }
+    if (!choices) return 0;
+    size_t len = strcspn(choices, "|");
+    if (len >= cap) len = cap - 1;
+    memcpy(buf, choices, len);
+    buf[len] = 0;
+    return 1;
+}
+
+/* Index of s in "a|b|c", or -1. */
+static int choice_index(const char *choices, const char *s) {
+    char buf[64];
+    for (int i = 0; choices && choice_at(choices, i, buf, sizeof buf); i++)
+        if (!strcmp(buf, s)) return i;
+    return -1;
+}
+
+/* ---- applying one JSON value to one key ---- */
+
+static const char *json_kind(const cJSON *v) {
+    if (!v) return "nothing";
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "null";
+}
+
+static const char *type_name(KeyType t) {
+    static const char *const names[] = {"string",  "string",  "integer",         "number",
+                                        "boolean", "integer", "array of strings"};
+    return names[t];
+}
+
+/* Allowed range as text: ">= 1", "(0, 1)", "[0, 1]". */
+static void range_text(const Key *k, char *buf, size_t cap) {
+    if (isinf(k->max))
+        snprintf(buf, cap, "%s %.16g", k->min_open ? ">" : ">=", k->min);
+    else
+        snprintf(buf, cap, "%c%.16g, %.16g%c", k->min_open ? '(' : '[', k->min, k->max,
+                 k->max_open ? ')' : ']');
+}
+
+static int check_range(const Key *k, double x, LfError *err) {
+    if (!k->ranged) return 0;
+    int low = k->min_open ? x <= k->min : x < k->min;
+    int high = k->max_open ? x >= k->max : x > k->max;
+    if (!low && !high) return 0;
+    char r[96];
+    range_text(k, r, sizeof r);
+    return lf_fail(err, "%s.%s: %.16g is out of range (allowed: %s)", k->section, k->name, x, r);
+}
+
+static int set_string(char *dst, size_t cap, const Key *k, const char *s, LfError *err) {
+    size_t len = strlen(s);
+    if (len >= cap)
+        return lf_fail(err, "%s.%s: \"%.40s...\" is longer than %zu characters", k->section,
+                       k->name, s, cap - 1);
+    memset(dst, 0, cap);
+    memcpy(dst, s, len);
+    return 0;
+}
+
+static int choices_error(const Key *k, const char *s, LfError *err) {
+    char list[128], one[64];
+    list[0] = 0;
+    for (int i = 0; choice_at(k->choices, i, one, sizeof one); i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", one);
+    if (choice_index(k->later, s) >= 0)
+        return lf_fail(err, "%s.%s: \"%s\" is not supported yet (supported: %s)", k->section,
+                       k->name, s, list);
+    return lf_fail(err, "%s.%s: \"%s\" is not one of %s", k->section, k->name, s, list);
+}
+
+/* Checks every item before writing any, so a failed override leaves the list as it was. */
+static int apply_list(TrainConfig *c, const Key *k, const cJSON *v, LfError *err) {
+    int n = cJSON_GetArraySize(v), i = 0;
+    if (n > k->max_items)
+        return lf_fail(err, "%s.%s: %d entries, at most %d allowed", k->section, k->name, n,
+                       k->max_items);
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        if (!cJSON_IsString(e))
+            return lf_fail(err, "%s.%s[%d]: expected a string, got %s", k->section, k->name, i,
+                           json_kind(e));
+        if (!e->valuestring[0] || strlen(e->valuestring) >= k->size)
+            return lf_fail(err, "%s.%s[%d]: \"%.40s\" must have 1 to %zu characters", k->section,
+                           k->name, i, e->valuestring, k->size - 1);
+    }
+    char *items = (char *)c + k->off;
+    memset(items, 0, k->size * (size_t)k->max_items);
+    i = 0;
+    for (const cJSON *e = v->child; e; e = e->next, i++)
+        memcpy(items + (size_t)i * k->size, e->valuestring, strlen(e->valuestring));
+    *(int *)((char *)c + k->count_off) = n;
+    return 0;
+}
+
+static int apply_number(TrainConfig *c, const Key *k, double x, LfError *err) {
+    if (k->type != T_FLOAT && x != floor(x))
+        return lf_fail(err, "%s.%s: expected an integer, got %.16g", k->section, k->name, x);
+    if (k->type == T_INT && (x < INT_MIN || x > INT_MAX))
+        return lf_fail(err, "%s.%s: %.16g does not fit an int", k->section, k->name, x);
+    if (k->type == T_FLOAT && fabs(x) > FLT_MAX)
+        return lf_fail(err, "%s.%s: %.16g does not fit a float", k->section, k->name, x);
+    if (check_range(k, x, err)) return -1;
+    void *dst = (char *)c + k->off;
+    if (k->type == T_INT)
+        *(int *)dst = (int)x;
+    else if (k->type == T_FLOAT)
+        *(float *)dst = (float)x;
+    else
+        *(uint64_t *)dst = (uint64_t)x;
+    return 0;
+}
+
+static int key_apply(TrainConfig *c, const Key *k, const cJSON *v, LfError *err) {
+    int ok = k->type == T_STR || k->type == T_CHOICE ? cJSON_IsString(v)
+             : k->type == T_BOOL                     ? cJSON_IsBool(v)
+             : k->type == T_LIST                     ? cJSON_IsArray(v)
+                                                     : cJSON_IsNumber(v);
+    if (!ok) {
+        const char *t = type_name(k->type);
+        return lf_fail(err, "%s.%s: expected %s %s, got %s", k->section, k->name,
+                       k->type == T_INT || k->type == T_U64 || k->type == T_LIST ? "an" : "a", t,
+                       json_kind(v));
+    }
+    char *dst = (char *)c + k->off;
+    switch (k->type) {
+    case T_STR:
+        if (k->choices && choice_index(k->choices, v->valuestring) < 0)
+            return choices_error(k, v->valuestring, err);
+        return set_string(dst, k->size, k, v->valuestring, err);
+    case T_CHOICE: {
+        int i = choice_index(k->choices, v->valuestring);
+        if (i < 0) return choices_error(k, v->valuestring, err);
+        *(int *)dst = i;
+        return 0;
+    }
+    case T_BOOL:
+        *(int *)dst = cJSON_IsTrue(v);
+        return 0;
+    case T_LIST:
+        return apply_list(c, k, v, err);
+    default:
+        return apply_number(c, k, v->valuedouble, err);
+    }
+}
+
+void train_config_defaults(TrainConfig *c) {
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        cJSON *v = cJSON_Parse(keys[i].def);
+        (void)key_apply(c, &keys[i], v, NULL); /* defaults are valid: tests check them */
+        cJSON_Delete(v);
+    }
+}
+
+/* ---- loading ---- */
+
+/* 1-based line of `pos` in text. */
+static int line_at(const char *text, const char *pos) {
+    int line = 1;
+    for (const char *p = text; p < pos && *p; p++) line += *p == '\n';
+    return line;
+}
+
+/* Line of "key" after "section" in text (0 = not found): good enough for messages. */
+static int line_of_key(const char *text, const char *section, const char *key) {
+    char q[160];
+    snprintf(q, sizeof q, "\"%s\"", section);
+    const char *p = strstr(text, q);
+    if (p && key) {
+        snprintf(q, sizeof q, "\"%s\"", key);
+        p = strstr(p, q);
+    }
+    return p ? line_at(text, p) : 0;
+}
+
+static char *read_text(const char *path, LfError *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return lf_fail(err, "%s: cannot open: %s", path, strerror(errno)), NULL;
+    char *text = NULL;
+    long len = -1;
+    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
+    if (len < 0 || len > (16l << 20) || fseek(f, 0, SEEK_SET) != 0)
+        lf_fail(err, "%s: not a regular file of at most 16 MiB", path);
+    else if (!(text = malloc((size_t)len + 1)))
+        lf_fail(err, "%s: out of memory", path);
+    else if (fread(text, 1, (size_t)len, f) != (size_t)len)
+        lf_fail(err, "%s: read error", path), free(text), text = NULL;
+    else
+        text[len] = 0;
+    fclose(f);
+    return text;
+}
+
+static int has_earlier(const cJSON *first, const cJSON *item) {
+    for (const cJSON *e = first; e != item; e = e->next)
+        if (!strcmp(e->string, item->string)) return 1;
+    return 0;
+}
+
+/* Applies every section.key of root; on error returns the key's message (no location). */
+static int apply_object(TrainConfig *c, const cJSON *root, const char **sec, const char **key,
+                        LfError *err) {
+    for (const cJSON *s = root->child; s; s = s->next) {
+        *sec = s->string, *key = NULL;
+        if (!section_known(s->string)) return unknown_section(s->string, err);
+        if (has_earlier(root->child, s)) return lf_fail(err, "%s: duplicate section", s->string);
+        if (!cJSON_IsObject(s))
+            return lf_fail(err, "%s: expected an object of keys, got %s", s->string, json_kind(s));
+        for (const cJSON *v = s->child; v; v = v->next) {
+            *key = v->string;
+            const Key *k = key_find(s->string, v->string);
+            if (!k) return unknown_key(s->string, v->string, err);
+            if (has_earlier(s->child, v))
+                return lf_fail(err, "%s.%s: duplicate key", s->string, v->string);
+            if (key_apply(c, k, v, err)) return -1;
+        }
+    }
+    return 0;
+}
+
+/* "runs/<file name without extension>" */
+static int default_output_dir(TrainConfig *c, const char *path, LfError *err) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+    int n = snprintf(c->output_dir, sizeof c->output_dir, "runs/%.*s", stem, base);
+    if (n < 0 || (size_t)n >= sizeof c->output_dir)
+        return lf_fail(err, "%s: file name too long for train.output_dir", path);
+    return 0;
+}
+
+int train_config_load(TrainConfig *c, const char *path, LfError *err) {
+    train_config_defaults(c);
+    char *text = read_text(path, err);
+    if (!text) return -1;
+    const char *end = NULL, *sec = NULL, *key = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+    int rc = 0;
+    if (!root)
+        rc = lf_fail(err, "%s:%d: invalid JSON near \"%.20s\"", path,
+                     line_at(text, end ? end : text), end ? end : "");
+    else if (!cJSON_IsObject(root))
+        rc =
+            lf_fail(err, "%s: expected a JSON object with sections model, data, lora, train", path);
+    else if (apply_object(c, root, &sec, &key, err))
+        rc = lf_wrap(err, "%s:%d", path, line_of_key(text, sec, key));
+    else if (!c->output_dir[0])
+        rc = default_output_dir(c, path, err);
+    cJSON_Delete(root);
+    free(text);
+    return rc;
+}
+
+/* ---- overrides ---- */
+
+/* The JSON value an override's text stands for (see train_config_set). */
+static cJSON *override_value(const Key *k, const char *text) {
+    cJSON *v = cJSON_ParseWithOpts(text, NULL, 1);
+    int textual = k->type == T_STR || k->type == T_CHOICE;
+    if (v && (!textual || cJSON_IsString(v))) return v;
+    cJSON_Delete(v);
+    if (k->type != T_LIST) return cJSON_CreateString(text);
+    cJSON *list = cJSON_CreateArray();
+    for (const char *p = text; list && *p;) {
+        size_t len = strcspn(p, ",");
+        char item[256];
+        snprintf(item, sizeof item, "%.*s", (int)(len < 255 ? len : 255), p);
+        cJSON_AddItemToArray(list, cJSON_CreateString(item));
+        p += len + (p[len] == ',');
+    }
+    return list;
+}
+
+int train_config_set(TrainConfig *c, const char *assignment, LfError *err) {
+    const char *eq = strchr(assignment, '=');
+    const char *dot = eq ? memchr(assignment, '.', (size_t)(eq - assignment)) : NULL;
+    if (!dot) return lf_fail(err, "override \"%s\": expected section.key=value", assignment);
+    char sec[64], name[64];
+    snprintf(sec, sizeof sec, "%.*s", (int)(dot - assignment), assignment);
+    snprintf(name, sizeof name, "%.*s", (int)(eq - dot - 1), dot + 1);
+    const Key *k = key_find(sec, name);
+    int rc;
+    if (!section_known(sec))
+        rc = unknown_section(sec, err);
+    else if (!k)
+        rc = unknown_key(sec, name, err);
+    else {
+        cJSON *v = override_value(k, eq + 1);
+        rc = v ? key_apply(c, k, v, err) : lf_fail(err, "out of memory");
+        cJSON_Delete(v);
+    }
+    return rc ? lf_wrap(err, "override \"%s\"", assignment) : 0;
+}
+
+int train_config_check(const TrainConfig *c, LfError *err) {
+    if (!c->model[0])
+        return lf_fail(err, "model.model is required (the Hugging Face model directory)");
+    if (c->n_labels && c->num_labels && c->n_labels != c->num_labels)
+        return lf_fail(err, "model.labels has %d names but model.num_labels is %d", c->n_labels,
+                       c->num_labels);
+    if (!strcmp(c->eval_strategy, "steps") && c->eval_steps < 1)
+        return lf_fail(err, "train.eval_strategy \"steps\" needs train.eval_steps >= 1");
+    if (!strcmp(c->save_strategy, "steps") && c->save_steps < 1)
+        return lf_fail(err, "train.save_strategy \"steps\" needs train.save_steps >= 1");
+    return 0;
+}
+
+/* ---- saving ---- */
+
+/* The shortest decimal that reads back as the same float (5e-05, not 4.99999987e-05). */
+static void float_text(float x, char *buf, size_t cap) {
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, cap, "%.*g", p, (double)x);
+        if (strtof(buf, NULL) == x) return;
+    }
+}
+
+static cJSON *key_to_json(const TrainConfig *c, const Key *k) {
+    const char *src = (const char *)c + k->off;
+    char buf[64];
+    switch (k->type) {
+    case T_STR:
+        return cJSON_CreateString(src);
+    case T_CHOICE:
+        return choice_at(k->choices, *(const int *)src, buf, sizeof buf) ? cJSON_CreateString(buf)
+                                                                         : NULL;
+    /* numbers as raw text: cJSON's own printing rounds 2^53 to 15 digits */
+    case T_INT:
+        snprintf(buf, sizeof buf, "%d", *(const int *)src);
+        return cJSON_CreateRaw(buf);
+    case T_FLOAT:
+        float_text(*(const float *)src, buf, sizeof buf);
+        return cJSON_CreateRaw(buf);
+    case T_U64:
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)*(const uint64_t *)src);
+        return cJSON_CreateRaw(buf);
+    case T_BOOL:
+        return cJSON_CreateBool(*(const int *)src);
+    case T_LIST: {
+        cJSON *list = cJSON_CreateArray();
+        int n = *(const int *)((const char *)c + k->count_off);
+        for (int i = 0; list && i < n; i++)
+            cJSON_AddItemToArray(list, cJSON_CreateString(src + (size_t)i * k->size));
+        return list;
+    }
+    }
+    return NULL;
+}
+
+static char *config_to_text(const TrainConfig *c) {
+    cJSON *root = cJSON_CreateObject();
+    for (size_t i = 0; root && i < N_KEYS; i++) {
+        cJSON *sec = cJSON_GetObjectItemCaseSensitive(root, keys[i].section);
+        if (!sec) sec = cJSON_AddObjectToObject(root, keys[i].section);
+        cJSON *v = key_to_json(c, &keys[i]);
+        if (!sec || !v || !cJSON_AddItemToObject(sec, keys[i].name, v)) {
+            cJSON_Delete(v);
+            cJSON_Delete(root);
+            return NULL;
+        }
+    }
+    char *text = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    return text;
+}
+
+/* Writes data to path via a temp file in the same directory, fsync and rename. */
+static int write_atomic(const char *path, const char *data, size_t len, LfError *err) {
+    char tmp[CFG_PATH + 16];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmpXXXXXX", path) >= sizeof tmp)
+        return lf_fail(err, "%s: path too long", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) return lf_fail(err, "%s: cannot create temp file: %s", path, strerror(errno));
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(fd, data + done, len - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
+    int failed = done < len || fsync(fd) != 0;
+    failed |= close(fd) != 0;
+    if (failed || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return lf_fail(err, "%s: write failed: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int train_config_save(const TrainConfig *c, const char *path, LfError *err) {
+    char *text = config_to_text(c);
+    if (!text) return lf_fail(err, "%s: out of memory", path);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* cJSON_Print's buffer ends in one NUL we may reuse */
+    int rc = write_atomic(path, text, len + 1, err);
+    free(text);
+    return rc;
+}
+
+/* ---- docs/CONFIG.md ---- */
+
+static void doc_allowed(const Key *k, FILE *out) {
+    char buf[96];
+    if (k->choices)
+        for (int i = 0; choice_at(k->choices, i, buf, sizeof buf); i++)
+            fprintf(out, "%s`%s`", i ? ", " : "", buf);
+    else if (k->ranged) {
+        range_text(k, buf, sizeof buf);
+        fputs(buf, out);
+    } else if (k->type == T_LIST)
+        fprintf(out, "at most %d names of < %zu characters", k->max_items, k->size);
+}
+
+void train_config_write_docs(FILE *out) {
+    fputs("# Training configuration\n\n"
+          "<!-- Generated by `loraft config-docs > docs/CONFIG.md` from the key table in\n"
+          "     src/train_config.c; edit the table, not this file. -->\n\n"
+          "A config is one JSON object with up to four sections, `model`, `data`, `lora`\n"
+          "and `train`. Every key is optional except `model.model`; a missing key keeps\n"
+          "the default below. Unknown sections or keys, values of the wrong type and\n"
+          "values out of range are errors that name the file, line and key, and suggest\n"
+          "the closest known key for a typo.\n\n"
+          "Relative paths (model, tokenizer, data files, output_dir) are resolved against\n"
+          "the current working directory, as in Hugging Face scripts, not against the\n"
+          "config file's directory.\n\n"
+          "Any key can be overridden on the command line as `section.key=value`, e.g.\n"
+          "`train.learning_rate=1e-3` or `lora.target_modules=q_lin,v_lin`. The value is\n"
+          "read as JSON when it parses (numbers, `true`/`false`, `[\"q_lin\",\"v_lin\"]`),\n"
+          "else as text; string keys always take the text as is. The trainer saves the\n"
+          "effective config, overrides applied, in the run directory.\n",
+          out);
+    for (size_t s = 0; s < N_SECTIONS; s++) {
+        fprintf(out,
+                "\n## %s\n\n| key | type | default | allowed | meaning |\n"
+                "|---|---|---|---|---|\n",
+                sections[s]);
+        for (size_t i = 0; i < N_KEYS; i++) {
+            const Key *k = &keys[i];
+            if (strcmp(k->section, sections[s])) continue;
+            fprintf(out, "| `%s` | %s | `%s` | ", k->name, type_name(k->type), k->def);
+            doc_allowed(k, out);
+            fprintf(out, " | %s |\n", k->help);
+        }
+    }
+}

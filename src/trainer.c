@@ -1,0 +1,399 @@
+/* trainer.c: the fine-tuning loop (see trainer.h). Host-side orchestration only: every
+ * tensor operation goes through the model and the op table. */
+#include "loraft/trainer.h"
+
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loraft/checkpoint.h"
+#include "loraft/data.h"
+#include "loraft/fileio.h"
+#include "loraft/model.h"
+#include "loraft/optimizer.h"
+#include "loraft/progress.h"
+#include "loraft/rng.h"
+#include "loraft/tokenizer.h"
+
+typedef struct Run {
+    const TrainConfig *cfg;
+    FILE *out;
+    ModelConfig mcfg;
+    Tokenizer *tok;
+    Dataset train_ds, val_ds;
+    TokenizedSet train_ts, val_ts;
+    Batcher train_b, val_b;
+    Model model;
+    AdamW opt;
+    RunLog log;
+    int *preds, *labels; /* [validation examples] */
+    float *logits;       /* [eval batch * classes], host */
+    int has_train, has_model, has_opt, has_log;
+} Run;
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static const char *tokenizer_dir(const TrainConfig *c) {
+    return c->tokenizer[0] ? c->tokenizer : c->model;
+}
+
+static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, int *rc) {
+    train_spec_defaults(s);
+    *rc = strategy_parse(c->strategy, &s->strategy, err);
+    s->r = c->r;
+    s->alpha = c->alpha;
+    s->dropout = c->dropout;
+    s->use_rslora = c->use_rslora;
+    s->n_targets = c->n_targets;
+    for (int i = 0; i < c->n_targets; i++) memcpy(s->targets[i], c->target_modules[i], sizeof s->targets[i]);
+    s->n_modules_to_save = c->n_modules_to_save;
+    for (int i = 0; i < c->n_modules_to_save; i++)
+        memcpy(s->modules_to_save[i], c->modules_to_save[i], sizeof s->modules_to_save[i]);
+}
+
+/* The label set: the config's names or count override the checkpoint's. */
+static int apply_labels(const TrainConfig *c, ModelConfig *m, LfError *err) {
+    if (c->n_labels) {
+        if (c->num_labels && c->num_labels != c->n_labels)
+            return lf_fail(err, "model.num_labels %d disagrees with the %d names in model.labels",
+                           c->num_labels, c->n_labels);
+        m->num_labels = c->n_labels;
+        for (int i = 0; i < c->n_labels; i++) memcpy(m->labels[i], c->labels[i], sizeof m->labels[i]);
+    } else if (c->num_labels && c->num_labels != m->num_labels) {
+        m->num_labels = c->num_labels;
+        for (int i = 0; i < m->num_labels; i++) snprintf(m->labels[i], sizeof m->labels[i], "LABEL_%d", i);
+    }
+    return 0;
+}
+
+static int load_split(Run *r, const char *path, int limit, Dataset *ds, TokenizedSet *ts,
+                      LfError *err) {
+    const TrainConfig *c = r->cfg;
+    const char *names[MAX_LABELS];
+    for (int i = 0; i < r->mcfg.num_labels; i++) names[i] = r->mcfg.labels[i];
+    DatasetSpec spec = {path,           c->format, c->text_column, c->label_column,
+                        r->mcfg.num_labels, names,  limit};
+    if (dataset_load(ds, &spec, err)) return -1;
+    double t0 = now_seconds();
+    if (tokenized_set_build(ts, ds, r->tok, c->max_length, c->truncate_left, err)) return -1;
+    long tokens = (long)ts->offsets[ts->n];
+    fprintf(r->out, "data: %s: %d examples, %ld tokens (mean %.0f, max %d) tokenized in %.2f s\n",
+            path, ds->n, tokens, (double)tokens / (ds->n ? ds->n : 1), ts->max_len,
+            now_seconds() - t0);
+    return 0;
+}
+
+static void run_close(Run *r) {
+    if (r->has_opt) adamw_free(&r->opt, &r->model);
+    if (r->has_model) model_free(&r->model);
+    if (r->has_log) runlog_close(&r->log);
+    if (r->has_train) {
+        batcher_free(&r->train_b);
+        tokenized_set_free(&r->train_ts);
+        dataset_free(&r->train_ds);
+    }
+    batcher_free(&r->val_b);
+    tokenized_set_free(&r->val_ts);
+    dataset_free(&r->val_ds);
+    if (r->tok) tokenizer_free(r->tok);
+    free(r->preds);
+    free(r->labels);
+    free(r->logits);
+}
+
+/* Everything a run needs, sized once. adapter_dir (eval only) replaces the LoRA spec. */
+static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter_dir, FILE *out,
+                    LfError *err) {
+    memset(r, 0, sizeof *r);
+    r->cfg = c;
+    r->out = out;
+    if (c->threads > 0) {
+        openblas_set_num_threads(c->threads);
+        omp_set_num_threads(c->threads);
+    }
+    const Ops *ops = ops_by_name(c->device, err);
+    if (!ops) return -1;
+    if (model_config_load(&r->mcfg, c->model, err) || apply_labels(c, &r->mcfg, err)) return -1;
+    if (tokenizer_load(&r->tok, tokenizer_dir(c), err)) return -1;
+    if (train) {
+        if (load_split(r, c->train_file, c->train_limit, &r->train_ds, &r->train_ts, err)) return -1;
+        r->has_train = 1;
+    }
+    if (load_split(r, c->validation_file, c->validation_limit, &r->val_ds, &r->val_ts, err)) return -1;
+    int bs = c->batch_size, ebs = c->eval_batch_size ? c->eval_batch_size : 2 * c->batch_size;
+    int32_t pad = tokenizer_special(r->tok, TOK_PAD);
+    if (train && batcher_init(&r->train_b, &r->train_ts, bs, pad, err)) return -1;
+    if (batcher_init(&r->val_b, &r->val_ts, ebs, pad, err)) return -1;
+
+    TrainSpec spec;
+    int rc;
+    spec_from_config(c, &spec, err, &rc);
+    if (rc) return -1;
+    if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
+    int max_len = r->val_ts.max_len;
+    if (train && r->train_ts.max_len > max_len) max_len = r->train_ts.max_len;
+    char missing[2048];
+    if (model_create(&r->model, &r->mcfg, &spec, ops, c->model, c->seed, train ? (bs > ebs ? bs : ebs) : ebs,
+                     max_len, missing, sizeof missing, err))
+        return -1;
+    r->has_model = 1;
+    if (adapter_dir && adapter_load_weights(&r->model, adapter_dir, err)) return -1;
+    if (missing[0])
+        fprintf(out, "model: newly initialised (not in the checkpoint): %s\n", missing);
+    size_t trainable = model_trainable_count(&r->model), all = model_all_count(&r->model);
+    fprintf(out, "model: %s %s, %d layers, hidden %d, on %s; strategy %s\n",
+            arch_name(r->mcfg.arch), c->model, r->mcfg.num_layers, r->mcfg.hidden_size, ops->name,
+            strategy_name(spec.strategy));
+    if (train)
+        fprintf(out, "trainable params: %'zu || all params: %'zu || trainable%%: %.4f\n", trainable, all,
+                100.0 * (double)trainable / (double)all);
+    r->preds = malloc(r->val_ts.n * sizeof *r->preds);
+    r->labels = malloc(r->val_ts.n * sizeof *r->labels);
+    r->logits = malloc((size_t)ebs * r->mcfg.num_labels * sizeof *r->logits);
+    if (!r->preds || !r->labels || !r->logits) return lf_fail(err, "out of memory");
+    return 0;
+}
+
+/* Loss, accuracy and F1 on the validation set, in file order. */
+static int evaluate(Run *r, ClassMetrics *res, LfError *err) {
+    Model *m = &r->model;
+    int K = r->mcfg.num_labels, n = 0, k = 0;
+    double loss_sum = 0;
+    long tokens = 0;
+    Batch b;
+    Progress p;
+    batcher_start_epoch(&r->val_b, 0, 0, 0, 0);
+    progress_start(&p, r->out, "eval", batcher_num_batches(&r->val_b));
+    while (batcher_next(&r->val_b, &b)) {
+        float loss;
+        if (model_set_batch(m, b.ids, b.types, b.mask, b.labels, b.B, b.T, err) ||
+            model_forward(m, 0, 0, 1.0f, &loss, err))
+            return -1;
+        m->ops->download(r->logits, m->logits, (size_t)b.B * K * sizeof(float));
+        for (int i = 0; i < b.B; i++) {
+            int best = 0;
+            for (int j = 1; j < K; j++)
+                if (r->logits[i * K + j] > r->logits[i * K + best]) best = j;
+            r->preds[n + i] = best;
+            r->labels[n + i] = b.labels[i];
+        }
+        loss_sum += (double)loss * m->n_valid;
+        n += b.B;
+        tokens += b.n_tokens;
+        progress_update(&p, ++k, loss_sum / n, tokens);
+    }
+    progress_finish(&p);
+    metrics_classification(r->preds, r->labels, n, K, loss_sum / (n ? n : 1), res);
+    return 0;
+}
+
+static int log_eval(Run *r, const char *when, int step, double epoch, const ClassMetrics *mt,
+                    LfError *err) {
+    fprintf(r->out, "%s: eval_loss %.4f  accuracy %.4f  f1 %.4f  (%d examples)\n", when, mt->loss,
+            mt->accuracy, mt->f1, mt->n);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "eval");
+    cJSON_AddNumberToObject(o, "step", step);
+    cJSON_AddNumberToObject(o, "epoch", epoch);
+    cJSON_AddNumberToObject(o, "eval_loss", mt->loss);
+    cJSON_AddNumberToObject(o, "accuracy", mt->accuracy);
+    cJSON_AddNumberToObject(o, "f1", mt->f1);
+    int rc = runlog_write_json(&r->log, o, err);
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* Writes OUT/name atomically: the adapter (LoRA) or the model, plus the training state. */
+static int save_checkpoint(Run *r, const char *name, const TrainState *ts, LfError *err) {
+    char final_dir[4200], tmp[4300];
+    snprintf(final_dir, sizeof final_dir, "%s/%s", r->cfg->output_dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", final_dir);
+    if (dir_remove(tmp, err)) return -1;
+    int rc = r->model.spec.strategy == STRATEGY_LORA
+                 ? adapter_save(&r->model, tmp, r->cfg->model, err)
+                 : model_dir_save(&r->model, tmp, tokenizer_dir(r->cfg), 0, err);
+    if (!rc) rc = train_state_save(&r->model, &r->opt, ts, tmp, err);
+    if (!rc) rc = dir_commit(tmp, final_dir, err);
+    return rc;
+}
+
+static double metric_value(const TrainConfig *c, const ClassMetrics *m) {
+    if (!strcmp(c->metric_for_best, "accuracy")) return m->accuracy;
+    if (!strcmp(c->metric_for_best, "f1")) return m->f1;
+    return m->loss;
+}
+
+static int better(const TrainConfig *c, double value, double best) {
+    return !strcmp(c->metric_for_best, "eval_loss") ? value < best : value > best;
+}
+
+/* Evaluation and checkpointing at the end of an epoch or every N steps. */
+static int checkpoint_point(Run *r, TrainState *ts, int eval, int save, double epoch_f,
+                            LfError *err) {
+    ClassMetrics mt;
+    char when[64];
+    snprintf(when, sizeof when, "epoch %.2f step %d", epoch_f, ts->global_step);
+    int improved = 0;
+    if (eval) {
+        if (evaluate(r, &mt, err) || log_eval(r, when, ts->global_step, epoch_f, &mt, err)) return -1;
+        double v = metric_value(r->cfg, &mt);
+        if (!ts->best_checkpoint[0] || better(r->cfg, v, ts->best_metric)) {
+            ts->best_metric = v;
+            snprintf(ts->best_checkpoint, sizeof ts->best_checkpoint, "best");
+            improved = 1;
+        }
+    }
+    if (save && save_checkpoint(r, "last", ts, err)) return -1;
+    if (improved && save_checkpoint(r, "best", ts, err)) return -1;
+    if (improved)
+        fprintf(r->out, "%s: new best %s %.4f, saved to %s/best\n", when, r->cfg->metric_for_best,
+                ts->best_metric, r->cfg->output_dir);
+    return 0;
+}
+
+static int log_step(Run *r, int step, double epoch, double loss, float lr, double norm,
+                    double tok_s, LfError *err) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "train");
+    cJSON_AddNumberToObject(o, "step", step);
+    cJSON_AddNumberToObject(o, "epoch", epoch);
+    cJSON_AddNumberToObject(o, "loss", loss);
+    cJSON_AddNumberToObject(o, "learning_rate", lr);
+    cJSON_AddNumberToObject(o, "grad_norm", norm);
+    cJSON_AddNumberToObject(o, "tokens_per_s", tok_s);
+    int rc = runlog_write_json(&r->log, o, err);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int train(Run *r, const char *resume, LfError *err) {
+    const TrainConfig *c = r->cfg;
+    Model *m = &r->model;
+    Schedule sched;
+    if (schedule_parse(c->lr_scheduler, &sched, err)) return -1;
+    if (adamw_create(&r->opt, m, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, err)) return -1;
+    r->has_opt = 1;
+    int nb = batcher_num_batches(&r->train_b);
+    int steps_per_epoch = (nb + c->grad_accum - 1) / c->grad_accum;
+    int total = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
+    int warmup = c->warmup_steps > 0 ? c->warmup_steps : (int)ceil(c->warmup_ratio * total);
+    TrainState ts = {0, 0, 0.0, ""};
+    if (resume) {
+        if (train_state_load(m, &r->opt, &ts, resume, err)) return lf_wrap(err, "--resume");
+        fprintf(r->out, "resumed from %s at step %d (epoch %d)\n", resume, ts.global_step, ts.epoch);
+    }
+    fprintf(r->out, "training: %d optimizer steps (%d per epoch, batch %d x %d accumulation), warmup %d, lr %g %s\n",
+            total, steps_per_epoch, c->batch_size, c->grad_accum, warmup, c->lr, c->lr_scheduler);
+    if (!resume && c->eval_before_training && strcmp(c->eval_strategy, "no")) {
+        ClassMetrics mt;
+        if (evaluate(r, &mt, err) || log_eval(r, "before training", 0, 0, &mt, err)) return -1;
+    }
+    int eval_epoch = !strcmp(c->eval_strategy, "epoch"), save_epoch = !strcmp(c->save_strategy, "epoch");
+    int eval_steps = !strcmp(c->eval_strategy, "steps") ? c->eval_steps : 0;
+    int save_steps = !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
+    uint64_t dropout_stream = rng_hash(c->seed, 0xD20F);
+    double t_start = now_seconds(), log_loss = 0;
+    int log_n = 0;
+    for (int epoch = ts.epoch; ts.global_step < total; epoch++) {
+        batcher_start_epoch(&r->train_b, c->seed, epoch, 1, c->bucket_by_length);
+        int skip = (ts.global_step - epoch * steps_per_epoch) * c->grad_accum; /* resume mid-epoch */
+        char label[64];
+        snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, (total + steps_per_epoch - 1) / steps_per_epoch);
+        Progress p;
+        progress_start(&p, r->out, label, nb);
+        double t0 = now_seconds(), epoch_loss = 0;
+        long tokens = 0;
+        int micro = 0, k = 0;
+        Batch b;
+        model_zero_grad(m);
+        while (ts.global_step < total && batcher_next(&r->train_b, &b)) {
+            if (k++ < skip) continue;
+            uint64_t seed = rng_hash(dropout_stream, (uint64_t)ts.global_step * 4096 + (uint64_t)micro);
+            float loss;
+            if (model_set_batch(m, b.ids, b.types, b.mask, b.labels, b.B, b.T, err) ||
+                model_forward(m, 1, seed, 1.0f / (float)c->grad_accum, &loss, err))
+                return -1;
+            if (!isfinite(loss))
+                return lf_fail(err, "loss is %s at step %d (epoch %d); stopped. The last good checkpoint is %s/last",
+                               isnan(loss) ? "NaN" : "infinite", ts.global_step, epoch + 1, c->output_dir);
+            if (model_backward(m, seed, err)) return -1;
+            epoch_loss += loss;
+            log_loss += loss;
+            log_n++;
+            tokens += b.n_tokens;
+            micro++;
+            if (micro < c->grad_accum && k < nb) continue;
+            micro = 0;
+            double norm = clip_grad_norm(m, c->max_grad_norm);
+            if (!isfinite(norm))
+                return lf_fail(err, "gradient norm is not finite at step %d; stopped. The last good checkpoint is %s/last",
+                               ts.global_step, c->output_dir);
+            float lr = schedule_lr(sched, c->lr, ts.global_step, total, warmup);
+            adamw_update(&r->opt, m, lr);
+            model_zero_grad(m);
+            ts.global_step++;
+            double epoch_f = epoch + (double)k / nb;
+            if (c->logging_steps && ts.global_step % c->logging_steps == 0) {
+                if (log_step(r, ts.global_step, epoch_f, log_loss / log_n, lr, norm,
+                             tokens / (now_seconds() - t0), err))
+                    return -1;
+                log_loss = 0, log_n = 0;
+            }
+            progress_update(&p, k, epoch_loss / (k - skip), tokens);
+            int ev = eval_steps && ts.global_step % eval_steps == 0;
+            int sv = save_steps && ts.global_step % save_steps == 0;
+            if ((ev || sv) && checkpoint_point(r, &ts, ev, sv, epoch_f, err)) return -1;
+        }
+        progress_finish(&p);
+        ts.epoch = epoch + 1;
+        fprintf(r->out, "epoch %d: train loss %.4f, %.0f tokens/s, %.1f s\n", epoch + 1,
+                epoch_loss / (k - skip > 0 ? k - skip : 1), tokens / (now_seconds() - t0), now_seconds() - t0);
+        if ((eval_epoch || save_epoch) && checkpoint_point(r, &ts, eval_epoch, save_epoch, epoch + 1, err))
+            return -1;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    fprintf(r->out, "done: %d steps in %.1f s, peak memory %.0f MiB; best %s %.4f in %s/best\n",
+            ts.global_step, now_seconds() - t_start, ru.ru_maxrss / 1024.0, c->metric_for_best,
+            ts.best_metric, c->output_dir);
+    return 0;
+}
+
+int trainer_run(const TrainConfig *cfg, const char *resume, FILE *out, LfError *err) {
+    Run r;
+    memset(&r, 0, sizeof r);
+    char path[4200];
+    int rc = dir_create(cfg->output_dir, err);
+    if (!rc) snprintf(path, sizeof path, "%s/train_config.json", cfg->output_dir), rc = train_config_save(cfg, path, err);
+    if (!rc) rc = run_open(&r, cfg, 1, NULL, out, err);
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->output_dir);
+        rc = runlog_open(&r.log, path, err);
+        r.has_log = !rc;
+    }
+    if (!rc) rc = train(&r, resume, err);
+    run_close(&r);
+    return rc;
+}
+
+int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out,
+                     ClassMetrics *result, LfError *err) {
+    Run r;
+    int rc = run_open(&r, cfg, 0, adapter_dir, out, err);
+    if (!rc) rc = evaluate(&r, result, err);
+    if (!rc)
+        fprintf(out, "eval: eval_loss %.4f  accuracy %.4f  f1 %.4f  (%d examples)\n", result->loss,
+                result->accuracy, result->f1, result->n);
+    run_close(&r);
+    return rc;
+}

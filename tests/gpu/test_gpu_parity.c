@@ -1,0 +1,426 @@
+/* test_gpu_parity.c: every op of ops.h, forward and backward, run on the CUDA
+ * backend and on the CPU reference with the same random inputs, over a grid of
+ * shapes that includes ragged ones (T not a multiple of 32, C not a multiple of
+ * 4, N = 1, R in {1, 4, 16, 80}, padding in the mask, p = 0 and p > 0). Prints
+ * one line per op and tensor with the max abs/rel difference; dropout masks
+ * must match exactly.
+ *
+ * Skips (77) without a CUDA device. LORAFT_PARITY_SELF=1 compares the CPU table
+ * with itself instead: that checks this harness (and must give zero
+ * differences) on machines without a GPU. Not a gradient check: the CPU ops
+ * have their own finite-difference tests. */
+#include <stdint.h>
+#include <string.h>
+
+#include "check.h"
+#include "loraft/ops.h"
+#include "loraft/rng.h"
+
+static const Ops *ref = &ops_cpu, *dut;
+static Rng rng = {0x5eed, 0};
+
+/* ---- one tensor in both backends' memory ---- */
+typedef struct Pair {
+    void *mem[2]; /* [0] ref, [1] dut */
+    size_t bytes;
+} Pair;
+
+enum { MAX_PAIRS = 64 };
+static Pair pairs[MAX_PAIRS];
+static int npairs;
+
+static Pair *pair_new(size_t bytes) {
+    if (npairs == MAX_PAIRS) {
+        fprintf(stderr, "test_gpu_parity: more than %d live tensors\n", MAX_PAIRS);
+        exit(1);
+    }
+    Pair *p = &pairs[npairs++];
+    p->bytes = bytes;
+    p->mem[0] = ref->alloc(bytes);
+    p->mem[1] = dut->alloc(bytes);
+    if (!p->mem[0] || !p->mem[1]) {
+        fprintf(stderr, "test_gpu_parity: cannot allocate %zu bytes\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
+static Pair *pair_upload(const void *host, size_t bytes) {
+    Pair *p = pair_new(bytes);
+    ref->upload(p->mem[0], host, bytes);
+    dut->upload(p->mem[1], host, bytes);
+    return p;
+}
+
+/* n floats uniform in [-amp, amp) */
+static Pair *pair_random(size_t n, float amp) {
+    float *h = malloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = amp * (2.0f * rng_next_uniform(&rng) - 1.0f);
+    Pair *p = pair_upload(h, n * sizeof *h);
+    free(h);
+    return p;
+}
+
+/* n int32 uniform in [lo, hi) */
+static Pair *pair_ints(size_t n, int lo, int hi) {
+    int32_t *h = malloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = lo + (int32_t)(rng_next(&rng) % (uint64_t)(hi - lo));
+    Pair *p = pair_upload(h, n * sizeof *h);
+    free(h);
+    return p;
+}
+
+static void pairs_free(void) {
+    for (int i = 0; i < npairs; i++) {
+        ref->free(pairs[i].mem[0]);
+        dut->free(pairs[i].mem[1]);
+    }
+    npairs = 0;
+}
+
+/* Backend w's pointer of p (NULL stays NULL). */
+#define F(p, w) ((float *)((p) ? (p)->mem[w] : NULL))
+#define I(p, w) ((const int32_t *)((p) ? (p)->mem[w] : NULL))
+#define BACKENDS(w, o)                                                                             \
+    for (int w = 0; w < 2; w++)                                                                    \
+        for (const Ops *o = w ? dut : ref; o; o = NULL)
+
+/* ---- comparison ---- */
+static char op_name[160]; /* the case being run, for the report lines */
+
+static void status_ok(void) {
+    LfError e = {{0}};
+    int rc = dut->status(&e);
+    if (rc) fprintf(stderr, "%s: status: %s\n", op_name, e.msg);
+    CHECK(rc == 0);
+}
+
+/* Every element within atol + rtol*|ref| (rtol < 0: bitwise equal). */
+static void compare(const char *tensor, const Pair *p, double atol, double rtol) {
+    size_t n = p->bytes / sizeof(float), bad = 0, first = 0;
+    float *a = malloc(p->bytes), *b = malloc(p->bytes);
+    ref->download(a, p->mem[0], p->bytes);
+    dut->download(b, p->mem[1], p->bytes);
+    status_ok();
+    double max_abs = 0.0, max_rel = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        int ok = rtol < 0 ? !memcmp(&a[i], &b[i], sizeof a[i]) : d <= atol + rtol * fabs(a[i]);
+        if (!ok && !bad++) first = i;
+        if (d > max_abs || d != d) max_abs = d;
+        if (fabs(a[i]) > 1e-3 && d / fabs(a[i]) > max_rel) max_rel = d / fabs(a[i]);
+    }
+    printf("%-58s %-6s n=%-8zu max abs %.2e  max rel %.2e%s\n", op_name, tensor, n, max_abs,
+           max_rel, rtol < 0 ? "  (exact)" : "");
+    if (bad)
+        fprintf(stderr, "  %s: %zu of %zu elements off, first [%zu]: cpu %.9g cuda %.9g\n", tensor,
+                bad, n, first, a[first], b[first]);
+    CHECK(bad == 0);
+    free(a);
+    free(b);
+}
+
+#define NAME(...) snprintf(op_name, sizeof op_name, __VA_ARGS__)
+/* f32 GEMM-based ops and reductions over a few hundred terms */
+#define GEMM_TOL 1e-4, 1e-4
+/* one transcendental per element */
+#define ELEM_TOL 1e-5, 1e-5
+#define EXACT 0.0, -1.0
+
+/* ---- element-wise ---- */
+static void test_elementwise(size_t n) {
+    static const char *acts[] = {"gelu", "gelu_tanh", "relu", "tanh"};
+    Pair *x = pair_random(n, 4.0f), *dy = pair_random(n, 1.0f), *y = pair_random(n, 1.0f);
+    for (int a = ACT_GELU; a <= ACT_TANH; a++) {
+        Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f);
+        BACKENDS(w, o) {
+            o->activation_forward(F(out, w), F(x, w), (Activation)a, n);
+            o->activation_backward(F(dx, w), F(x, w), F(dy, w), (Activation)a, n);
+        }
+        NAME("activation %s n=%zu", acts[a], n);
+        compare("out", out, ELEM_TOL);
+        compare("dinp", dx, ELEM_TOL);
+    }
+    for (int k = 0; k < 3; k++) {
+        float p = (float[]){0.0f, 0.1f, 0.5f}[k];
+        Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f);
+        Pair *inplace = pair_random(n, 1.0f);
+        BACKENDS(w, o) {
+            o->dropout_forward(F(out, w), F(x, w), p, 1234 + k, n);
+            o->dropout_forward(F(inplace, w), F(inplace, w), p, 99, n);
+            o->dropout_backward(F(dx, w), F(dy, w), p, 1234 + k, n);
+        }
+        NAME("dropout p=%.1f n=%zu", p, n);
+        compare("out", out, EXACT);
+        compare("inplc", inplace, EXACT);
+        compare("dinp", dx, ELEM_TOL);
+    }
+    Pair *sum = pair_new(n * sizeof(float)), *acc = pair_random(n, 1.0f);
+    BACKENDS(w, o) {
+        o->add(F(sum, w), F(x, w), F(y, w), n);
+        o->axpy(F(acc, w), F(x, w), -0.37f, n);
+        o->scale(F(acc, w), 1.9f, n);
+    }
+    NAME("add, axpy, scale n=%zu", n);
+    compare("add", sum, ELEM_TOL);
+    compare("axpy", acc, ELEM_TOL);
+    double ss[2] = {0.0, 0.0};
+    BACKENDS(w, o) ss[w] = o->sum_squares(F(x, w), n);
+    NAME("sum_squares n=%zu", n);
+    status_ok();
+    printf("%-58s %-6s cpu %.15g cuda %.15g\n", op_name, "sum", ss[0], ss[1]);
+    CHECK_CLOSE(ss[1], ss[0], 0.0, 1e-10);
+    pairs_free();
+}
+
+/* ---- embeddings and pooling ---- */
+static void test_embedding(int B, int T, int C, int with_types) {
+    int V = 50, maxT = T + 3;
+    Pair *ids = pair_ints((size_t)B * T, 0, V),
+         *types = with_types ? pair_ints((size_t)B * T, 0, 2) : NULL;
+    Pair *wte = pair_random((size_t)V * C, 1.0f), *wpe = pair_random((size_t)maxT * C, 1.0f);
+    Pair *wtt = with_types ? pair_random(2 * (size_t)C, 1.0f) : NULL;
+    Pair *out = pair_new((size_t)B * T * C * sizeof(float)),
+         *dout = pair_random((size_t)B * T * C, 1.0f);
+    Pair *dwte = pair_random((size_t)V * C, 1.0f), *dwpe = pair_random((size_t)maxT * C, 1.0f);
+    Pair *dwtt = with_types ? pair_random(2 * (size_t)C, 1.0f) : NULL;
+    BACKENDS(w, o) {
+        o->embedding_forward(F(out, w), I(ids, w), I(types, w), F(wte, w), F(wpe, w), F(wtt, w), B,
+                             T, C);
+        o->embedding_backward(F(dwte, w), F(dwpe, w), F(dwtt, w), F(dout, w), I(ids, w),
+                              I(types, w), B, T, C);
+    }
+    NAME("embedding B=%d T=%d C=%d types=%d", B, T, C, with_types);
+    compare("out", out, ELEM_TOL);
+    compare("dwte", dwte, ELEM_TOL);
+    compare("dwpe", dwpe, ELEM_TOL);
+    if (with_types) compare("dwtt", dwtt, GEMM_TOL);
+
+    Pair *cls = pair_new((size_t)B * C * sizeof(float)), *dcls = pair_random((size_t)B * C, 1.0f);
+    BACKENDS(w, o) {
+        o->first_token_forward(F(cls, w), F(out, w), B, T, C);
+        o->first_token_backward(F(dout, w), F(dcls, w), B, T, C);
+    }
+    NAME("first_token B=%d T=%d C=%d", B, T, C);
+    compare("out", cls, EXACT);
+    compare("dinp", dout, ELEM_TOL);
+    pairs_free();
+}
+
+/* ---- layer norm ---- */
+static void test_layernorm(int N, int C) {
+    size_t NC = (size_t)N * C;
+    Pair *x = pair_random(NC, 3.0f), *wgt = pair_random(C, 1.0f), *bias = pair_random(C, 1.0f);
+    Pair *out = pair_new(NC * sizeof(float)), *mean = pair_new(N * sizeof(float));
+    Pair *rstd = pair_new(N * sizeof(float)), *dout = pair_random(NC, 1.0f);
+    Pair *dx = pair_random(NC, 1.0f), *dw = pair_random(C, 1.0f), *db = pair_random(C, 1.0f);
+    BACKENDS(w, o) {
+        o->layernorm_forward(F(out, w), F(mean, w), F(rstd, w), F(x, w), F(wgt, w), F(bias, w),
+                             1e-5f, N, C);
+        o->layernorm_backward(F(dx, w), F(dw, w), F(db, w), F(dout, w), F(x, w), F(wgt, w),
+                              F(mean, w), F(rstd, w), N, C);
+    }
+    NAME("layernorm N=%d C=%d", N, C);
+    compare("out", out, GEMM_TOL);
+    compare("mean", mean, GEMM_TOL);
+    compare("rstd", rstd, GEMM_TOL);
+    compare("dinp", dx, GEMM_TOL);
+    compare("dw", dw, GEMM_TOL);
+    compare("db", db, GEMM_TOL);
+    pairs_free();
+}
+
+/* ---- dense layer ---- */
+static void test_matmul(int N, int C, int OC, int with_bias) {
+    Pair *x = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)OC * C, 1.0f);
+    Pair *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
+    Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
+    Pair *dx = pair_random((size_t)N * C, 1.0f), *dW = pair_random((size_t)OC * C, 1.0f);
+    Pair *db = with_bias ? pair_random(OC, 1.0f) : NULL;
+    BACKENDS(w, o) {
+        o->matmul_forward(F(out, w), F(x, w), F(W, w), F(bias, w), N, C, OC);
+        o->matmul_backward(F(dx, w), F(dW, w), F(db, w), F(dout, w), F(x, w), F(W, w), N, C, OC);
+    }
+    NAME("matmul N=%d C=%d OC=%d bias=%d", N, C, OC, with_bias);
+    compare("out", out, GEMM_TOL);
+    compare("dinp", dx, GEMM_TOL);
+    compare("dw", dW, GEMM_TOL);
+    if (with_bias) compare("db", db, GEMM_TOL);
+    pairs_free();
+}
+
+/* ---- LoRA branch ---- */
+static void test_lora(int N, int C, int OC, int R, float p, int with_dinp) {
+    size_t NC = (size_t)N * C;
+    Pair *x = pair_random(NC, 1.0f), *A = pair_random((size_t)R * C, 0.5f);
+    Pair *Bw = pair_random((size_t)OC * R, 0.5f), *out = pair_random((size_t)N * OC, 1.0f);
+    Pair *u = pair_new((size_t)N * R * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
+    Pair *scratch = pair_new((NC + (size_t)N * R) * sizeof(float));
+    Pair *dx = with_dinp ? pair_random(NC, 1.0f) : NULL, *dA = pair_random((size_t)R * C, 1.0f);
+    Pair *dB = pair_random((size_t)OC * R, 1.0f);
+    float scale = 2.0f / R;
+    BACKENDS(w, o) {
+        o->lora_forward(F(out, w), F(u, w), F(x, w), F(A, w), F(Bw, w), scale, p, 77, F(scratch, w),
+                        N, C, OC, R);
+    }
+    NAME("lora_forward N=%d C=%d OC=%d R=%d p=%.1f", N, C, OC, R, p);
+    compare("out", out, GEMM_TOL);
+    compare("u", u, GEMM_TOL);
+    BACKENDS(w, o) {
+        o->lora_backward(F(dx, w), F(dA, w), F(dB, w), F(dout, w), F(x, w), F(u, w), F(A, w),
+                         F(Bw, w), scale, p, 77, F(scratch, w), N, C, OC, R);
+    }
+    NAME("lora_backward N=%d C=%d OC=%d R=%d p=%.1f dinp=%d", N, C, OC, R, p, with_dinp);
+    if (with_dinp) compare("dinp", dx, GEMM_TOL);
+    compare("dA", dA, GEMM_TOL);
+    compare("dB", dB, GEMM_TOL);
+    pairs_free();
+}
+
+/* ---- attention ---- */
+/* Sequence b keeps its first T - b*pad tokens (at least one unless
+ * all_pad_last). */
+static Pair *attention_mask(int B, int T, int pad, int all_pad_last) {
+    int32_t *m = malloc((size_t)B * T * sizeof *m);
+    for (int b = 0; b < B; b++) {
+        int len = T - b * pad > 0 ? T - b * pad : 1;
+        if (all_pad_last && b == B - 1) len = 0;
+        for (int t = 0; t < T; t++) m[b * T + t] = t < len;
+    }
+    Pair *p = pair_upload(m, (size_t)B * T * sizeof *m);
+    free(m);
+    return p;
+}
+
+static void test_attention(int B, int T, int C, int NH, int pad, float p, int all_pad_last) {
+    size_t BTC = (size_t)B * T * C, att_n = (size_t)B * NH * T * T;
+    Pair *q = pair_random(BTC, 1.0f), *k = pair_random(BTC, 1.0f), *v = pair_random(BTC, 1.0f);
+    Pair *mask = attention_mask(B, T, pad, all_pad_last);
+    Pair *out = pair_new(BTC * sizeof(float)), *att = pair_new(att_n * sizeof(float));
+    Pair *dout = pair_random(BTC, 1.0f), *scratch = pair_new(att_n * sizeof(float));
+    Pair *dq = pair_random(BTC, 1.0f), *dk = pair_random(BTC, 1.0f), *dv = pair_random(BTC, 1.0f);
+    BACKENDS(w, o) {
+        o->attention_forward(F(out, w), F(att, w), F(q, w), F(k, w), F(v, w), I(mask, w), p, 5, B,
+                             T, C, NH);
+    }
+    NAME("attention_forward B=%d T=%d C=%d NH=%d pad=%d p=%.1f", B, T, C, NH, pad, p);
+    compare("att", att, GEMM_TOL);
+    compare("out", out, GEMM_TOL);
+    BACKENDS(w, o) {
+        o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), F(q, w), F(k, w), F(v, w),
+                              F(att, w), p, 5, F(scratch, w), B, T, C, NH);
+    }
+    NAME("attention_backward B=%d T=%d C=%d NH=%d pad=%d p=%.1f", B, T, C, NH, pad, p);
+    compare("dq", dq, GEMM_TOL);
+    compare("dk", dk, GEMM_TOL);
+    compare("dv", dv, GEMM_TOL);
+    pairs_free();
+}
+
+/* ---- cross-entropy ---- */
+static void test_cross_entropy(int N, int V, float amp, int with_grad) {
+    Pair *logits = pair_random((size_t)N * V, amp), *labels = pair_ints(N, 0, V);
+    if (N > 2) { /* one ignored row (HF's -100) */
+        int32_t ignore = -100;
+        ref->upload((int32_t *)labels->mem[0] + 1, &ignore, sizeof ignore);
+        dut->upload((int32_t *)labels->mem[1] + 1, &ignore, sizeof ignore);
+    }
+    Pair *loss = pair_new(N * sizeof(float));
+    Pair *dl = with_grad ? pair_random((size_t)N * V, 1.0f) : NULL;
+    BACKENDS(w, o) {
+        o->cross_entropy(F(loss, w), F(dl, w), F(logits, w), I(labels, w), 1.0f / N, N, V);
+    }
+    NAME("cross_entropy N=%d V=%d amp=%g grad=%d", N, V, amp, with_grad);
+    compare("loss", loss, GEMM_TOL);
+    if (with_grad) compare("dlog", dl, ELEM_TOL);
+    pairs_free();
+}
+
+/* ---- optimizer: three steps with fresh gradients each ---- */
+static void test_adamw(size_t n) {
+    Pair *param = pair_random(n, 1.0f), *m = pair_new(n * sizeof(float));
+    Pair *v = pair_new(n * sizeof(float));
+    for (int step = 1; step <= 3; step++) {
+        Pair *g = pair_random(n, 0.1f);
+        BACKENDS(w, o) {
+            o->adamw_step(F(param, w), F(g, w), F(m, w), F(v, w), 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f,
+                          step, n);
+        }
+    }
+    NAME("adamw_step n=%zu, 3 steps", n);
+    compare("param", param, 1e-6, 1e-5);
+    compare("m", m, 1e-7, 1e-5);
+    compare("v", v, 1e-9, 1e-5);
+    pairs_free();
+}
+
+/* ---- errors: reported by status(), never a crash ---- */
+static void test_errors(void) {
+    LfError e = {{0}};
+    CHECK(dut->alloc((size_t)1 << 50) == NULL); /* 1 PiB */
+    CHECK(dut->status(&e) == 0);                /* out of memory is not a sticky op error */
+
+    Pair *logits = pair_random(4 * 3, 1.0f), *labels = pair_ints(4, 3, 4); /* label == V */
+    Pair *loss = pair_new(4 * sizeof(float));
+    dut->cross_entropy(F(loss, 1), NULL, F(logits, 1), I(labels, 1), 1.0f, 4, 3);
+    CHECK(dut->status(&e) == -1);
+    printf("bad label: %s\n", e.msg);
+    CHECK(strstr(e.msg, "label") != NULL);
+
+    Pair *x = pair_random(2 * 3 * 10, 1.0f), *att = pair_new(2 * 3 * 3 * 3 * sizeof(float));
+    dut->attention_forward(F(x, 1), F(att, 1), F(x, 1), F(x, 1), F(x, 1), NULL, 0.0f, 1, 2, 3, 10,
+                           3); /* C = 10 not a multiple of NH = 3 */
+    CHECK(dut->status(&e) == -1);
+    printf("bad heads: %s\n", e.msg);
+    CHECK(strstr(e.msg, "NH") != NULL);
+    CHECK(dut->status(&e) == 0); /* reported once, then clear */
+    pairs_free();
+}
+
+int main(void) {
+    const char *self = getenv("LORAFT_PARITY_SELF");
+    if (self && !strcmp(self, "1"))
+        dut = &ops_cpu;
+    else {
+#ifdef LORAFT_HAVE_CUDA
+        if (ops_cuda_device_count() == 0) skip("no CUDA device");
+        dut = &ops_cuda;
+#else
+        skip("built without CUDA");
+#endif
+    }
+    printf("comparing %s against %s\n", dut->name, ref->name);
+
+    size_t elem_sizes[] = {1, 1000, 100003};
+    for (int i = 0; i < 3; i++) test_elementwise(elem_sizes[i]);
+    test_embedding(1, 1, 5, 0);
+    test_embedding(2, 7, 13, 1);
+    test_embedding(3, 33, 64, 0);
+    test_layernorm(1, 13);
+    test_layernorm(37, 768);
+    test_layernorm(5, 1030);
+    test_matmul(1, 5, 3, 1);
+    test_matmul(37, 67, 45, 0);
+    test_matmul(128, 768, 64, 1);
+    static const int ranks[] = {1, 4, 16, 80};
+    for (int r = 0; r < 4; r++) {
+        test_lora(1, 13, 7, ranks[r], 0.0f, 1);
+        test_lora(37, 67, 45, ranks[r], 0.3f, 1);
+    }
+    test_lora(64, 768, 768, 8, 0.1f, 0);
+    test_attention(1, 1, 4, 1, 0, 0.0f, 0);
+    test_attention(2, 7, 12, 3, 2, 0.0f, 0);
+    test_attention(2, 7, 12, 3, 2, 0.2f, 1);
+    test_attention(3, 33, 64, 4, 5, 0.0f, 0);
+    test_attention(3, 33, 64, 4, 5, 0.1f, 0);
+    test_attention(2, 70, 96, 2, 20, 0.1f, 0);
+    test_cross_entropy(1, 2, 3.0f, 1);
+    test_cross_entropy(37, 2, 3.0f, 1);
+    test_cross_entropy(16, 1000, 50.0f, 1);
+    test_cross_entropy(5, 30522, 10.0f, 0);
+    test_adamw(1);
+    test_adamw(10007);
+    if (dut != ref) test_errors();
+    status_ok();
+    return check_report();
+}

@@ -1,0 +1,240 @@
+/* test_golden.c: the CPU model against PyTorch + transformers + peft.
+ *
+ * For every tests/golden/model_*.json (written by scripts/make-goldens.py) the test rebuilds
+ * the same tiny checkpoint with `loraft init`, sets the LoRA weights peft drew, runs the
+ * golden batch, and compares logits, loss, every trainable gradient, the gradient norm and
+ * every trainable tensor after 3 AdamW steps with clipping. Also the set of trainable
+ * tensors and the parameter counts must be PEFT's.
+ *
+ *   test_golden                       all committed goldens (tiny models)
+ *   test_golden GOLDEN.json MODEL_DIR a golden made with --model on a real checkpoint
+ *
+ * Tolerance: |ours - ref| <= ATOL_REL * max|ref| + RTOL * |ref| per element, both sides
+ * float32 with different summation orders. After the AdamW steps, plus 1e-3 * lr absolute:
+ * AdamW divides each gradient by its own magnitude, so a gradient that is pure rounding
+ * noise on both sides (the key bias, whose true gradient is exactly 0) moves its weight by
+ * different tiny amounts; a real error moves weights by a sizeable fraction of lr. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "loraft/cli.h"
+#include "loraft/fileio.h"
+#include "loraft/model.h"
+#include "loraft/optimizer.h"
+
+#define RTOL 1e-4
+#define ATOL_REL 1e-5
+
+/* Worst error of one tensor against its golden encoding ({"values"} or {"sum","sumsq","head"}). */
+static void compare(const char *what, const float *ours, size_t n, const cJSON *ref, double atol) {
+    const cJSON *vals = cJSON_GetObjectItem(ref, "values");
+    const cJSON *head = vals ? vals : cJSON_GetObjectItem(ref, "head");
+    int nh = cJSON_GetArraySize(head);
+    double scale = 0, worst = 0;
+    for (int i = 0; i < nh; i++) {
+        double r = fabs(cJSON_GetArrayItem(head, i)->valuedouble);
+        if (r > scale) scale = r;
+    }
+    int bad = 0;
+    for (int i = 0; i < nh && (size_t)i < n; i++) {
+        double r = cJSON_GetArrayItem(head, i)->valuedouble, d = fabs(ours[i] - r);
+        if (d > worst) worst = d;
+        if (d > ATOL_REL * scale + RTOL * fabs(r) + atol) bad++;
+    }
+    if (vals) CHECK((size_t)nh == n);
+    if (!vals) { /* large tensor: also the sum and sum of squares */
+        double s = 0, s2 = 0;
+        for (size_t i = 0; i < n; i++) s += ours[i], s2 += (double)ours[i] * ours[i];
+        double rs2 = cJSON_GetObjectItem(ref, "sumsq")->valuedouble;
+        CHECK_CLOSE(s2, rs2, 1e-9, 1e-4);
+        CHECK_CLOSE(s, cJSON_GetObjectItem(ref, "sum")->valuedouble, 1e-4 * sqrt(rs2 * n), 0);
+    }
+    if (bad) fprintf(stderr, "%s: %d of %d elements off (worst abs diff %.3g, scale %.3g)\n", what, bad, nh, worst, scale);
+    CHECK(bad == 0);
+}
+
+static int spec_from_case(const cJSON *c, TrainSpec *s) {
+    train_spec_defaults(s);
+    LfError err;
+    if (strategy_parse(cJSON_GetObjectItem(c, "strategy")->valuestring, &s->strategy, &err)) return -1;
+    if (s->strategy != STRATEGY_LORA) return 0;
+    s->r = cJSON_GetObjectItem(c, "r")->valueint;
+    s->alpha = (float)cJSON_GetObjectItem(c, "alpha")->valuedouble;
+    s->use_rslora = cJSON_IsTrue(cJSON_GetObjectItem(c, "rslora"));
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "targets"))
+        snprintf(s->targets[s->n_targets++], sizeof s->targets[0], "%s", t->valuestring);
+    return 0;
+}
+
+static float *download(Model *m, const float *p, size_t n) {
+    float *h = malloc(n * sizeof *h);
+    m->ops->download(h, p, n * sizeof *h);
+    return h;
+}
+
+static void run_golden(const char *golden_path, const char *model_dir) {
+    char *text;
+    size_t len;
+    LfError err;
+    if (file_read_all(golden_path, &text, &len, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        CHECK(0);
+        return;
+    }
+    cJSON *g = cJSON_Parse(text);
+    free(text);
+    CHECK(g != NULL);
+    if (!g) return;
+    printf("golden %s\n", golden_path);
+    TrainSpec spec;
+    CHECK(spec_from_case(cJSON_GetObjectItem(g, "case"), &spec) == 0);
+    ModelConfig cfg;
+    int ok = model_config_load(&cfg, model_dir, &err) == 0;
+    if (!ok) fprintf(stderr, "%s\n", err.msg);
+    CHECK(ok);
+    const cJSON *shape = cJSON_GetObjectItem(g, "shape");
+    int B = cJSON_GetArrayItem(shape, 0)->valueint, T = cJSON_GetArrayItem(shape, 1)->valueint;
+    Model m;
+    ok = ok && model_create(&m, &cfg, &spec, &ops_cpu, model_dir, 1, B, T, NULL, 0, &err) == 0;
+    if (!ok) {
+        fprintf(stderr, "%s\n", err.msg);
+        CHECK(0);
+        cJSON_Delete(g);
+        return;
+    }
+    /* peft's initial LoRA weights */
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(g, "init")) {
+        Param *p = model_find_param(&m, t->string);
+        CHECK(p != NULL);
+        if (!p) continue;
+        const cJSON *vals = cJSON_GetObjectItem(t, "values");
+        CHECK((size_t)cJSON_GetArraySize(vals) == p->numel);
+        float *h = malloc(p->numel * sizeof *h);
+        for (size_t i = 0; i < p->numel; i++) h[i] = (float)cJSON_GetArrayItem(vals, (int)i)->valuedouble;
+        m.ops->upload(p->value, h, p->numel * sizeof *h);
+        free(h);
+    }
+    /* the same tensors train as in peft */
+    const cJSON *grads = cJSON_GetObjectItem(g, "grads");
+    int n_trainable = 0;
+    for (int i = 0; i < m.n_params; i++)
+        if (m.params[i].grad) {
+            n_trainable++;
+            if (!cJSON_GetObjectItem(grads, m.params[i].name))
+                fprintf(stderr, "trains here but not in peft: %s\n", m.params[i].name);
+        }
+    CHECK(n_trainable == cJSON_GetArraySize(grads));
+
+    int32_t ids[B * T], mask[B * T], labels[B];
+    for (int i = 0; i < B * T; i++) {
+        ids[i] = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "input_ids"), i)->valueint;
+        mask[i] = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "attention_mask"), i)->valueint;
+    }
+    for (int b = 0; b < B; b++) labels[b] = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "labels"), b)->valueint;
+    CHECK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err) == 0);
+
+    const cJSON *adamw = cJSON_GetObjectItem(g, "adamw");
+    AdamW opt;
+    CHECK(adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f,
+                       (float)cJSON_GetObjectItem(adamw, "weight_decay")->valuedouble, &err) == 0);
+    float lr = (float)cJSON_GetObjectItem(adamw, "lr")->valuedouble;
+    float clip = (float)cJSON_GetObjectItem(adamw, "max_grad_norm")->valuedouble;
+    int steps = cJSON_GetObjectItem(adamw, "steps")->valueint;
+    for (int step = 0; step < steps; step++) {
+        float loss;
+        model_zero_grad(&m);
+        CHECK(model_forward(&m, 0, 5, 1.0f, &loss, &err) == 0);
+        CHECK(model_backward(&m, 5, &err) == 0);
+        if (step == 0) {
+            int K = cfg.num_labels;
+            float *logits = download(&m, m.logits, (size_t)B * K);
+            compare("logits", logits, (size_t)B * K, cJSON_GetObjectItem(g, "logits"), 1e-12);
+            free(logits);
+            CHECK_CLOSE(loss, cJSON_GetObjectItem(g, "loss")->valuedouble, 1e-6, 1e-5);
+            cJSON_ArrayForEach(t, grads) {
+                Param *p = model_find_param(&m, t->string);
+                CHECK(p && p->grad);
+                if (!p || !p->grad) continue;
+                float *h = download(&m, p->grad, p->numel);
+                char what[200];
+                snprintf(what, sizeof what, "grad %s", t->string);
+                compare(what, h, p->numel, t, 1e-12);
+                free(h);
+            }
+        }
+        double norm = clip_grad_norm(&m, clip);
+        if (step == 0) CHECK_CLOSE(norm, cJSON_GetObjectItem(g, "grad_norm")->valuedouble, 1e-7, 1e-4);
+        adamw_update(&opt, &m, lr);
+    }
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(g, "after")) {
+        Param *p = model_find_param(&m, t->string);
+        CHECK(p != NULL);
+        if (!p) continue;
+        float *h = download(&m, p->value, p->numel);
+        char what[200];
+        snprintf(what, sizeof what, "after %d steps %s", steps, t->string);
+        compare(what, h, p->numel, t, 1e-3 * lr);
+        free(h);
+    }
+    adamw_free(&opt, &m);
+    model_free(&m);
+    cJSON_Delete(g);
+}
+
+/* Rebuilds the tiny checkpoint of a committed golden with `loraft init`. */
+static int init_from_golden(const char *golden_path, const char *vocab, const char *out) {
+    char *text;
+    size_t len;
+    LfError err;
+    if (file_read_all(golden_path, &text, &len, &err)) return -1;
+    cJSON *g = cJSON_Parse(text);
+    free(text);
+    const cJSON *init = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "case"), "init");
+    char *argv[40];
+    int argc = 0;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, init) argv[argc++] = a->valuestring;
+    argv[argc++] = "--vocab-from";
+    argv[argc++] = (char *)vocab;
+    argv[argc++] = "--out";
+    argv[argc++] = (char *)out;
+    int rc = cmd_init(argc, argv);
+    cJSON_Delete(g);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3) {
+        run_golden(argv[1], argv[2]);
+        return check_report();
+    }
+    char vocab[4096];
+    snprintf(vocab, sizeof vocab, "%s/tokenizers/bert-base-uncased", shared_data_dir());
+    if (access(vocab, R_OK)) skip("../shared/data/tokenizers/bert-base-uncased is absent");
+    DIR *d = opendir("tests/golden");
+    CHECK(d != NULL);
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, "model_", 6) || !strstr(e->d_name, ".json")) continue;
+        char golden[4400], tmp[] = "/tmp/loraft-golden-XXXXXX";
+        snprintf(golden, sizeof golden, "tests/golden/%s", e->d_name);
+        CHECK(mkdtemp(tmp) != NULL);
+        CHECK(init_from_golden(golden, vocab, tmp) == 0);
+        run_golden(golden, tmp);
+        char cmd[200];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+        CHECK(system(cmd) == 0);
+        n++;
+    }
+    if (d) closedir(d);
+    CHECK(n >= 4);
+    return check_report();
+}

@@ -1,0 +1,209 @@
+/* test_model.c: the whole model on the CPU backend.
+ *
+ * - finite-difference check of the gradient of a tiny DistilBERT and a tiny BERT, in train
+ *   mode with every dropout on (masks are a pure function of the seed, so the loss is a
+ *   deterministic function of the weights), for LoRA, head-only and full fine-tuning: one
+ *   random direction per trainable tensor, tolerance 2% of the directional derivative
+ *   (float32 forward, central differences);
+ * - frozen weights have no gradient, and less trains means fewer activations kept;
+ * - PEFT's parameter counts for the seed's DistilBERT config (628,994 of 67,584,004);
+ * - bad batches (token id outside the vocabulary, label out of range) are errors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "loraft/cli.h"
+#include "loraft/model.h"
+#include "loraft/rng.h"
+
+enum { B = 2, T = 6 };
+
+/* A vocabulary of 40 tokens, written to dir/vocab.txt. */
+static void write_vocab(const char *dir) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    FILE *f = fopen(path, "w");
+    fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", f);
+    for (int i = 0; i < 35; i++) fprintf(f, "w%d\n", i);
+    fclose(f);
+}
+
+static void tiny_checkpoint(const char *arch, const char *vocab, const char *out) {
+    char *argv[] = {"--arch", (char *)arch, "--layers", "2", "--hidden", "8", "--heads", "2",
+                    "--ffn", "12", "--max-positions", "16", "--num-labels", "3", "--seed", "3",
+                    "--vocab-from", (char *)vocab, "--out", (char *)out};
+    CHECK(cmd_init(sizeof argv / sizeof *argv, argv) == 0);
+}
+
+static float loss_at(Model *m, uint64_t seed) {
+    float loss;
+    LfError err;
+    CHECK(model_forward(m, 1, seed, 1.0f, &loss, &err) == 0);
+    return loss;
+}
+
+static void set_batch(Model *m) {
+    int32_t ids[B * T] = {2, 7, 9, 11, 3, 0, 2, 12, 30, 14, 22, 3};
+    int32_t types[B * T] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1};
+    int32_t mask[B * T] = {1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1};
+    int32_t labels[B] = {2, 0};
+    LfError err;
+    CHECK(model_set_batch(m, ids, m->cfg.arch == ARCH_BERT ? types : NULL, mask, labels, B, T, &err) == 0);
+}
+
+static void gradcheck(const char *dir, Strategy strategy) {
+    ModelConfig cfg;
+    LfError err;
+    CHECK(model_config_load(&cfg, dir, &err) == 0);
+    cfg.hidden_dropout = 0.1f, cfg.attention_dropout = 0.1f, cfg.classifier_dropout = 0.2f;
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.strategy = strategy;
+    spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f;
+    const char *all_distil[] = {"q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"};
+    const char *all_bert[] = {"query", "key", "value", "dense"};
+    int nt = cfg.arch == ARCH_DISTILBERT ? 6 : 4;
+    for (int i = 0; i < nt; i++)
+        strcpy(spec.targets[spec.n_targets++], cfg.arch == ARCH_DISTILBERT ? all_distil[i] : all_bert[i]);
+    Model m;
+    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 9, B, T, NULL, 0, &err) == 0);
+    /* LoRA B starts at zero, which hides errors in dA: start from random B */
+    Rng rng = {77, 0};
+    for (int i = 0; i < m.n_params; i++)
+        if (m.params[i].is_lora)
+            for (size_t j = 0; j < m.params[i].numel; j++) m.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
+    /* ReLU has a kink at 0 that finite differences cannot step over: keep DistilBERT's
+     * pre_classifier outputs positive */
+    Param *pre_bias = model_find_param(&m, "pre_classifier.bias");
+    for (size_t j = 0; pre_bias && j < pre_bias->numel; j++) pre_bias->value[j] = 1.0f;
+    set_batch(&m);
+    uint64_t seed = 1234;
+    model_zero_grad(&m);
+    loss_at(&m, seed);
+    CHECK(model_backward(&m, seed, &err) == 0);
+    int checked = 0, failed = 0;
+    for (int i = 0; i < m.n_params; i++) {
+        Param *p = &m.params[i];
+        if (!p->grad) continue;
+        /* random direction d (unit norm): compare g.d with (L(w+hd) - L(w-hd)) / 2h */
+        float *d = malloc(p->numel * sizeof *d), *w0 = malloc(p->numel * sizeof *w0);
+        double norm = 0, gd = 0;
+        for (size_t j = 0; j < p->numel; j++) d[j] = rng_next_uniform(&rng) - 0.5f, norm += (double)d[j] * d[j];
+        for (size_t j = 0; j < p->numel; j++) d[j] /= (float)sqrt(norm), gd += (double)p->grad[j] * d[j];
+        memcpy(w0, p->value, p->numel * sizeof *w0);
+        const float h = 1e-2f;
+        for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] + h * d[j];
+        double lp = loss_at(&m, seed);
+        for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] - h * d[j];
+        double lm = loss_at(&m, seed);
+        memcpy(p->value, w0, p->numel * sizeof *w0);
+        double fd = (lp - lm) / (2 * h);
+        int ok = fabs(fd - gd) <= 2e-2 * fabs(gd) + 2e-4;
+        if (!ok) {
+            fprintf(stderr, "%s %s: analytic %.6g, finite difference %.6g\n",
+                    strategy_name(strategy), p->name, gd, fd);
+            failed++;
+        }
+        checked++;
+        free(d);
+        free(w0);
+    }
+    CHECK(failed == 0);
+    printf("%s %s: %d tensors checked, %d off\n", arch_name(cfg.arch), strategy_name(strategy), checked, failed);
+    /* frozen means no gradient: under LoRA only A, B and the head modules train */
+    for (int i = 0; i < m.n_params; i++) {
+        const Param *p = &m.params[i];
+        if (strategy == STRATEGY_LORA && !p->is_lora && !strstr(p->name, "classifier")) CHECK(p->grad == NULL);
+        if (strategy == STRATEGY_FULL) CHECK(p->grad != NULL);
+        if (strategy == STRATEGY_HEAD) CHECK((p->grad != NULL) == (strncmp(p->name, model_prefix(&cfg), 4) != 0));
+    }
+    model_free(&m);
+}
+
+/* Activations kept: head-only < LoRA on q < full. */
+static size_t activations(const char *dir, Strategy s) {
+    ModelConfig cfg;
+    LfError err;
+    CHECK(model_config_load(&cfg, dir, &err) == 0);
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.strategy = s;
+    Model m;
+    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 1, B, T, NULL, 0, &err) == 0);
+    size_t n = m.n_act;
+    model_free(&m);
+    return n;
+}
+
+static void bad_batches(const char *dir) {
+    ModelConfig cfg;
+    LfError err;
+    CHECK(model_config_load(&cfg, dir, &err) == 0);
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    Model m;
+    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 1, B, T, NULL, 0, &err) == 0);
+    int32_t ids[T] = {2, 5, 999, 3, 0, 0}, mask[T] = {1, 1, 1, 1, 0, 0}, label = 1, bad_label = 3;
+    CHECK(model_set_batch(&m, ids, NULL, mask, &label, 1, T, &err) != 0);
+    CHECK(strstr(err.msg, "outside the vocabulary") != NULL);
+    ids[2] = 7;
+    CHECK(model_set_batch(&m, ids, NULL, mask, &bad_label, 1, T, &err) != 0);
+    CHECK(strstr(err.msg, "num_labels") != NULL);
+    CHECK(model_set_batch(&m, ids, NULL, mask, &label, 1, T + 1, &err) != 0);
+    /* a LoRA target that matches nothing is PEFT's error too */
+    strcpy(spec.targets[0], "no_such_module");
+    spec.n_targets = 1;
+    model_free(&m);
+    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 1, B, T, NULL, 0, &err) != 0);
+    CHECK(strstr(err.msg, "no_such_module") != NULL);
+}
+
+/* The seed experiment's counts, as PEFT prints them. */
+static void peft_counts(const char *vocab_dir) {
+    ModelConfig cfg;
+    model_config_defaults(&cfg, ARCH_DISTILBERT);
+    cfg.num_labels = 2;
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.r = 4, spec.alpha = 32;
+    strcpy(spec.targets[0], "q_lin");
+    spec.n_targets = 1;
+    Model m;
+    LfError err;
+    (void)vocab_dir;
+    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, NULL, 1, 1, 2, NULL, 0, &err) == 0);
+    CHECK(model_trainable_count(&m) == 628994);
+    CHECK(model_all_count(&m) == 67584004);
+    CHECK(m.n_base == 66955010);
+    model_free(&m);
+}
+
+int main(void) {
+    char tmp[] = "/tmp/loraft-model-XXXXXX";
+    CHECK(mkdtemp(tmp) != NULL);
+    char vocab[512], distil[512], bert[512];
+    snprintf(vocab, sizeof vocab, "%s/vocab", tmp);
+    snprintf(distil, sizeof distil, "%s/distilbert", tmp);
+    snprintf(bert, sizeof bert, "%s/bert", tmp);
+    mkdir(vocab, 0700);
+    write_vocab(vocab);
+    tiny_checkpoint("distilbert", vocab, distil);
+    tiny_checkpoint("bert", vocab, bert);
+    for (int s = 0; s < 3; s++) {
+        gradcheck(distil, (Strategy)s);
+        gradcheck(bert, (Strategy)s);
+    }
+    size_t head = activations(distil, STRATEGY_HEAD), lora = activations(distil, STRATEGY_LORA),
+           full = activations(distil, STRATEGY_FULL);
+    printf("activations kept (floats): head %zu, lora %zu, full %zu\n", head, lora, full);
+    CHECK(head < lora && lora < full);
+    bad_batches(distil);
+    peft_counts(vocab);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0);
+    return check_report();
+}

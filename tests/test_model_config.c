@@ -1,0 +1,208 @@
+/* test_model_config.c: config.json loading and saving for DistilBERT and BERT.
+ * The two literal configs below are the config.json files of distilbert-base-uncased and
+ * sentence-transformers/all-MiniLM-L6-v2 as published on the Hugging Face hub, so the
+ * expected values are what transformers itself reads from them. */
+#include "check.h"
+#include "loraft/fileio.h"
+#include "loraft/model_config.h"
+
+#include <cjson/cJSON.h>
+#include <ftw.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[] = "/tmp/loraft_cfg_XXXXXX";
+static char cfg_path[512];
+
+static const char *distilbert_base_uncased =
+    "{\"activation\": \"gelu\", \"architectures\": [\"DistilBertForMaskedLM\"],"
+    " \"attention_dropout\": 0.1, \"dim\": 768, \"dropout\": 0.1, \"hidden_dim\": 3072,"
+    " \"initializer_range\": 0.02, \"max_position_embeddings\": 512,"
+    " \"model_type\": \"distilbert\", \"n_heads\": 12, \"n_layers\": 6, \"pad_token_id\": 0,"
+    " \"qa_dropout\": 0.1, \"seq_classif_dropout\": 0.2, \"sinusoidal_pos_embds\": false,"
+    " \"tie_weights_\": true, \"transformers_version\": \"4.10.0.dev0\", \"vocab_size\": 30522}";
+
+static const char *all_minilm_l6_v2 =
+    "{\"_name_or_path\": \"nreimers/MiniLM-L6-H384-uncased\", \"architectures\": [\"BertModel\"],"
+    " \"attention_probs_dropout_prob\": 0.1, \"gradient_checkpointing\": false,"
+    " \"hidden_act\": \"gelu\", \"hidden_dropout_prob\": 0.1, \"hidden_size\": 384,"
+    " \"initializer_range\": 0.02, \"intermediate_size\": 1536, \"layer_norm_eps\": 1e-12,"
+    " \"max_position_embeddings\": 512, \"model_type\": \"bert\", \"num_attention_heads\": 12,"
+    " \"num_hidden_layers\": 6, \"pad_token_id\": 0, \"position_embedding_type\": \"absolute\","
+    " \"transformers_version\": \"4.8.2\", \"type_vocab_size\": 2, \"use_cache\": true,"
+    " \"vocab_size\": 30522}";
+
+static int load_literal(const char *json, ModelConfig *cfg, LfError *err) {
+    if (file_write_atomic(cfg_path, json, strlen(json), err)) return -1;
+    return model_config_load(cfg, cfg_path, err);
+}
+
+static void expect_fail(const char *json, const char *phrase, int line) {
+    ModelConfig cfg;
+    LfError err = {{0}};
+    int rc = load_literal(json, &cfg, &err);
+    int ok = rc == -1 && strstr(err.msg, cfg_path) && strstr(err.msg, phrase);
+    CHECK(ok);
+    if (!ok)
+        fprintf(stderr, "  line %d: expected '%s', got rc=%d '%s'\n", line, phrase, rc, err.msg);
+}
+#define FAIL(json, phrase) expect_fail(json, phrase, __LINE__)
+
+static void test_hub_configs(void) {
+    ModelConfig c;
+    LfError err = {{0}};
+    CHECK(load_literal(distilbert_base_uncased, &c, &err) == 0);
+    CHECK(c.arch == ARCH_DISTILBERT && c.vocab_size == 30522 && c.hidden_size == 768);
+    CHECK(c.num_layers == 6 && c.num_heads == 12 && c.ffn_size == 3072 && c.max_positions == 512);
+    CHECK(c.type_vocab_size == 0 && c.activation == ACT_GELU && c.pad_token_id == 0);
+    CHECK(c.layer_norm_eps == 1e-12f && c.hidden_dropout == 0.1f && c.attention_dropout == 0.1f);
+    CHECK(c.classifier_dropout == 0.2f && c.initializer_range == 0.02f);
+    CHECK(c.num_labels == 2 && !strcmp(c.labels[0], "LABEL_0") && !strcmp(c.labels[1], "LABEL_1"));
+
+    CHECK(load_literal(all_minilm_l6_v2, &c, &err) == 0);
+    CHECK(c.arch == ARCH_BERT && c.vocab_size == 30522 && c.hidden_size == 384);
+    CHECK(c.num_layers == 6 && c.num_heads == 12 && c.ffn_size == 1536 && c.max_positions == 512);
+    CHECK(c.type_vocab_size == 2 && c.activation == ACT_GELU && c.layer_norm_eps == 1e-12f);
+    CHECK(c.classifier_dropout == 0.1f); /* absent: hidden_dropout_prob, as HF does */
+    CHECK(c.num_labels == 2);
+}
+
+static void test_labels_and_options(void) {
+    ModelConfig c;
+    LfError err = {{0}};
+    CHECK(load_literal(
+              "{\"model_type\":\"bert\",\"hidden_act\":\"gelu_new\",\"classifier_dropout\":null,"
+              "\"hidden_dropout_prob\":0.25,\"id2label\":{\"2\":\"c\",\"0\":\"a\",\"1\":\"b\"},"
+              "\"label2id\":{\"a\":0,\"b\":1,\"c\":2},\"pad_token_id\":null}",
+              &c, &err) == 0);
+    CHECK(c.num_labels == 3 && !strcmp(c.labels[0], "a") && !strcmp(c.labels[2], "c"));
+    CHECK(c.activation == ACT_GELU_TANH && c.classifier_dropout == 0.25f && c.pad_token_id == 0);
+    CHECK(load_literal("{\"model_type\":\"bert\",\"classifier_dropout\":0.3,\"num_labels\":5,"
+                       "\"hidden_act\":\"gelu_pytorch_tanh\"}",
+                       &c, &err) == 0);
+    CHECK(c.num_labels == 5 && !strcmp(c.labels[4], "LABEL_4") && c.classifier_dropout == 0.3f);
+    CHECK(c.activation == ACT_GELU_TANH && c.num_layers == 12); /* bert-base default */
+    CHECK(load_literal("{\"model_type\":\"distilbert\",\"activation\":\"relu\"}", &c, &err) == 0);
+    CHECK(c.activation == ACT_RELU);
+}
+
+static void test_errors(void) {
+    FAIL("{\"model_type\":\"roberta\"}",
+         "model_type 'roberta' is not supported (supported: distilbert, bert)");
+    FAIL("{\"dim\":768}", "key 'model_type' is missing");
+    FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
+    FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
+         "key 'n_layers' must be an integer (got a string)");
+    FAIL("{\"model_type\":\"distilbert\",\"n_layers\":6.5}", "key 'n_layers' must be an integer");
+    FAIL("{\"model_type\":\"distilbert\",\"dim\":1e10}", "key 'dim' must be an integer");
+    FAIL("{\"model_type\":\"distilbert\",\"dropout\":\"0.1\"}",
+         "key 'dropout' must be a finite number");
+    FAIL("{\"model_type\":\"bert\",\"layer_norm_eps\":1e300}",
+         "key 'layer_norm_eps' must be a finite number");
+    FAIL("{\"model_type\":\"bert\",\"classifier_dropout\":[]}",
+         "key 'classifier_dropout' must be a finite number (got a list)");
+    FAIL("{\"model_type\":\"distilbert\",\"sinusoidal_pos_embds\":true}",
+         "sinusoidal_pos_embds = true is not supported");
+    FAIL("{\"model_type\":\"distilbert\",\"sinusoidal_pos_embds\":1}",
+         "'sinusoidal_pos_embds' must be a boolean");
+    FAIL("{\"model_type\":\"bert\",\"position_embedding_type\":\"relative_key\"}",
+         "position_embedding_type 'relative_key' is not supported");
+    FAIL("{\"model_type\":\"bert\",\"hidden_act\":\"swish\"}",
+         "activation 'swish' is not supported");
+    FAIL("{\"model_type\":\"distilbert\",\"activation\":null}",
+         "key 'activation' must be a string (got null)");
+    FAIL("{\"model_type\":\"distilbert\",\"dim\":770}",
+         "hidden size divisible by the number of heads");
+    FAIL("{\"model_type\":\"bert\",\"num_attention_heads\":0}", "number of heads > 0");
+    FAIL("{\"model_type\":\"bert\",\"vocab_size\":-3}", "vocab_size > 0");
+    FAIL("{\"model_type\":\"bert\",\"type_vocab_size\":0}", "type_vocab_size > 0");
+    FAIL("{\"model_type\":\"bert\",\"hidden_dropout_prob\":1.0}", "dropouts in [0, 1)");
+    FAIL("{\"model_type\":\"bert\",\"pad_token_id\":30522}", "pad_token_id in [0, vocab_size)");
+    FAIL("{\"model_type\":\"bert\",\"num_labels\":0}", "num_labels in 1..64");
+    FAIL("{\"model_type\":\"bert\",\"num_labels\":65}", "num_labels in 1..64");
+    FAIL("{\"model_type\":\"bert\",\"id2label\":{}}",
+         "key 'id2label' must be an object of 1 to 64");
+    FAIL("{\"model_type\":\"bert\",\"id2label\":[\"a\"]}", "key 'id2label' must be an object");
+    FAIL("{\"model_type\":\"bert\",\"id2label\":{\"0\":\"a\",\"x\":\"b\"}}",
+         "id2label key 'x' is not a distinct id in 0..1");
+    FAIL("{\"model_type\":\"bert\",\"id2label\":{\"0\":\"a\",\"2\":\"b\"}}", "id2label key '2'");
+    FAIL("{\"model_type\":\"bert\",\"id2label\":{\"0\":\"a\",\"0\":\"b\"}}",
+         "id2label key '0' is not a distinct id");
+    FAIL("{\"model_type\":\"bert\",\"id2label\":{\"0\":5}}", "id2label['0'] must be a string");
+    FAIL("{\"model_type\":\"bert\",\"id2label\":{\"0\":\"a\"},\"num_labels\":2}",
+         "num_labels 2 disagrees with the 1 entries");
+    FAIL("{\"model_type\":\"bert\",\"id2label\":{\"0\":"
+         "\"0123456789012345678901234567890123456789012345678901234567890123\"}}",
+         "must be a string of under 64 bytes");
+    FAIL("{\"model_type\":\"bert\",", "not valid JSON");
+    FAIL("{\"model_type\":\"bert\"} x", "not valid JSON");
+    FAIL("[1]", "not a JSON object");
+
+    ModelConfig c;
+    LfError err = {{0}};
+    CHECK(file_write_atomic(cfg_path, "{\"model_type\":\"bert\"}\0x", 23, &err) == 0);
+    CHECK(model_config_load(&c, cfg_path, &err) == -1 && strstr(err.msg, "not valid JSON"));
+    char missing[600];
+    snprintf(missing, sizeof missing, "%s/nope/config.json", tmpdir);
+    CHECK(model_config_load(&c, missing, &err) == -1 && strstr(err.msg, missing) &&
+          strstr(err.msg, "No such file"));
+}
+
+/* Every field survives save -> load; the file has the keys transformers looks for. */
+static void test_round_trip(Arch arch) {
+    ModelConfig a, b;
+    model_config_defaults(&a, arch);
+    CHECK(model_config_validate(&a, "defaults", NULL) == 0);
+    a.vocab_size = 1000, a.hidden_size = 96, a.num_layers = 3, a.num_heads = 4, a.ffn_size = 200;
+    a.max_positions = 128, a.activation = ACT_GELU_TANH, a.hidden_dropout = 0.15f;
+    a.attention_dropout = 0.05f, a.classifier_dropout = 0.3f, a.initializer_range = 0.01f;
+    a.pad_token_id = 1, a.num_labels = 3;
+    if (arch == ARCH_BERT) a.type_vocab_size = 4, a.layer_norm_eps = 1e-5f;
+    strcpy(a.labels[0], "neg"), strcpy(a.labels[1], "neu \"quoted\""), strcpy(a.labels[2], "pos");
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, arch_name(arch));
+    LfError err = {{0}};
+    CHECK(dir_create(dir, &err) == 0);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK(model_config_save(&a, path, &err) == 0);
+    CHECK(model_config_load(&b, dir, &err) == 0); /* a directory works too */
+    CHECK(memcmp(&a, &b, offsetof(ModelConfig, labels)) == 0);
+    for (int i = 0; i < a.num_labels; i++) CHECK(!strcmp(a.labels[i], b.labels[i]));
+
+    char *text;
+    size_t len;
+    CHECK(file_read_all(path, &text, &len, &err) == 0);
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *archs = cJSON_GetObjectItem(root, "architectures");
+    const char *want =
+        arch == ARCH_BERT ? "BertForSequenceClassification" : "DistilBertForSequenceClassification";
+    CHECK(cJSON_IsArray(archs) && !strcmp(cJSON_GetArrayItem(archs, 0)->valuestring, want));
+    CHECK(!strcmp(cJSON_GetObjectItem(root, "model_type")->valuestring, arch_name(arch)));
+    CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "label2id"), "pos")->valueint == 2);
+    CHECK(strstr(text, "0.15,") != NULL); /* shortest decimal, as transformers writes it */
+    cJSON_Delete(root);
+    free(text);
+
+    a.num_heads = 5; /* 96 % 5 != 0: refused, the good file stays */
+    CHECK(model_config_save(&a, path, &err) == -1 && strstr(err.msg, "divisible"));
+    CHECK(model_config_load(&b, path, &err) == 0 && b.num_heads == 4);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+int main(void) {
+    if (!mkdtemp(tmpdir)) skip("cannot create a temp directory");
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", tmpdir);
+    test_hub_configs();
+    test_labels_and_options();
+    test_errors();
+    test_round_trip(ARCH_DISTILBERT);
+    test_round_trip(ARCH_BERT);
+    CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&
+          !strcmp(arch_name(ARCH_BERT), "bert"));
+    nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return check_report();
+}

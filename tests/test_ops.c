@@ -1,0 +1,820 @@
+/* test_ops.c: the CPU backend (ops_cpu) against finite differences and naive references.
+ *
+ * Every op with a backward goes through gradcheck(): L = sum(out * w) for a random w, the
+ * analytic gradient from the op's backward (dout = w) is compared per element with central
+ * differences of the float forward evaluated in double, and along one random direction.
+ * The same driver checks that backward accumulates (+=, twice = double) and that a NULL
+ * gradient skips only that gradient. Forward values are compared with naive double loops
+ * written here. Shapes are small (B=2, T=5, C=8, NH=2, R=2) so this stays fast under ASan.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "loraft/ops.h"
+#include "loraft/rng.h"
+
+static const Ops *ops = &ops_cpu;
+static Rng rng = {20240601, 0};
+
+/* Uniform in [lo, hi). */
+static float urand(float lo, float hi) {
+    return lo + (hi - lo) * rng_next_uniform(&rng);
+}
+
+static void fill(float *x, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) x[i] = urand(lo, hi);
+}
+
+/* A malloc'ed vector of n uniform values in [lo, hi) (all lo when lo == hi). */
+static float *rand_vec(size_t n, float lo, float hi) {
+    float *x = malloc(sizeof(float) * (n ? n : 1));
+    fill(x, n, lo, hi);
+    return x;
+}
+
+static float *copy_vec(const float *x, size_t n) {
+    float *y = malloc(sizeof(float) * (n ? n : 1));
+    memcpy(y, x, sizeof(float) * n);
+    return y;
+}
+
+static float max_abs(const float *x, size_t n) {
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
+
+/* Counts elements with |a - b| > atol + rtol * |b|, printing the first few. */
+static int count_mismatch(const char *what, const float *a, const double *b, size_t n, double atol,
+                          double rtol) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(a[i] - b[i]) <= atol + rtol * fabs(b[i])) continue;
+        if (bad++ < 5) fprintf(stderr, "  %s[%zu] = %.8g, expected %.8g\n", what, i, a[i], b[i]);
+    }
+    return bad;
+}
+
+/* ---- the gradient-check driver ---- */
+
+typedef struct Param {
+    const char *name;
+    float *x, *g; /* input and its gradient buffer, n elements */
+    size_t n;
+} Param;
+
+typedef struct GradCase {
+    const char *name;
+    void *ctx;
+    void (*forward)(void *ctx); /* fills out from the params' x */
+    /* += into params[k].g where bit k of use is set, NULL for the others */
+    void (*backward)(void *ctx, const float *dout, unsigned use);
+    float *out, *w;
+    size_t nout;
+    Param p[4];
+    int np;
+    float eps;  /* finite-difference step */
+    int keep_w; /* use the w set by the caller instead of a random one */
+} GradCase;
+
+/* A case with no params yet and a malloc'ed w[nout]; gradcheck() frees w. */
+static GradCase grad_case(const char *name, void *ctx, void (*forward)(void *),
+                          void (*backward)(void *, const float *, unsigned), float *out,
+                          size_t nout, float eps) {
+    GradCase gc = {.name = name,
+                   .ctx = ctx,
+                   .forward = forward,
+                   .backward = backward,
+                   .out = out,
+                   .w = rand_vec(nout, 0, 0),
+                   .nout = nout,
+                   .eps = eps};
+    return gc;
+}
+
+static void case_param(GradCase *gc, const char *name, float *x, float *g, size_t n) {
+    gc->p[gc->np++] = (Param){name, x, g, n};
+}
+
+static double case_loss(GradCase *gc) {
+    gc->forward(gc->ctx);
+    double L = 0.0;
+    for (size_t i = 0; i < gc->nout; i++) L += (double)gc->out[i] * gc->w[i];
+    return L;
+}
+
+/* Runs backward with the gradients in `use` starting from random values and returns, per
+ * param, what was added (g_after - g_before) in an[k] (NULL when not in use). */
+static void backward_delta(GradCase *gc, unsigned use, float *an[4]) {
+    float *before[4];
+    for (int k = 0; k < gc->np; k++) {
+        float *g = gc->p[k].g;
+        for (size_t i = 0; i < gc->p[k].n; i++) g[i] = urand(-1.0f, 1.0f);
+        before[k] = copy_vec(g, gc->p[k].n);
+    }
+    gc->backward(gc->ctx, gc->w, use);
+    for (int k = 0; k < gc->np; k++) {
+        an[k] = NULL;
+        if (use >> k & 1) {
+            an[k] = copy_vec(gc->p[k].g, gc->p[k].n);
+            for (size_t i = 0; i < gc->p[k].n; i++) an[k][i] -= before[k][i];
+        } else {
+            /* not requested: the buffer must be untouched (it was passed as NULL) */
+            CHECK(!memcmp(before[k], gc->p[k].g, sizeof(float) * gc->p[k].n));
+        }
+        free(before[k]);
+    }
+}
+
+/* Central difference of L along x[i] (dir == NULL) or along direction dir (all of x). */
+static double fd_derivative(GradCase *gc, Param *p, size_t i, const float *dir) {
+    float *save = copy_vec(p->x, p->n);
+    double L[2], h = 2.0 * gc->eps;
+    for (int s = 0; s < 2; s++) {
+        float step = s ? -gc->eps : gc->eps;
+        if (dir)
+            for (size_t j = 0; j < p->n; j++) p->x[j] = save[j] + step * dir[j];
+        else
+            p->x[i] = save[i] + step;
+        L[s] = case_loss(gc);
+    }
+    if (!dir) h = (double)(save[i] + gc->eps) - (double)(save[i] - gc->eps); /* float steps */
+    memcpy(p->x, save, sizeof(float) * p->n);
+    free(save);
+    return (L[0] - L[1]) / h;
+}
+
+/* Per element: |fd - an| <= 3e-3 * max|an| + 1e-2 * |an|. Projected on a random direction
+ * d: relative error of sum(an * d) vs the directional difference < 1e-2. */
+static void check_param_fd(GradCase *gc, Param *p, const float *an) {
+    float scale = max_abs(an, p->n);
+    double *fd = malloc(sizeof(double) * p->n), worst = 0.0;
+    for (size_t i = 0; i < p->n; i++) {
+        fd[i] = fd_derivative(gc, p, i, NULL);
+        double e = fabs(fd[i] - an[i]) / (scale + 1e-30);
+        worst = e > worst ? e : worst;
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%s d%s (analytic vs finite difference)", gc->name, p->name);
+    int bad = count_mismatch(what, an, fd, p->n, 3e-3 * scale + 1e-6, 1e-2);
+    if (bad) fprintf(stderr, "%s: %d of %zu elements off\n", what, bad, p->n);
+    CHECK(bad == 0);
+    CHECK(scale > 0.0f); /* a zero gradient would make this check vacuous */
+
+    float *dir = rand_vec(p->n, -1.0f, 1.0f);
+    double proj = 0.0;
+    for (size_t i = 0; i < p->n; i++) proj += (double)an[i] * dir[i];
+    double fd_dir = fd_derivative(gc, p, 0, dir);
+    double rel = fabs(fd_dir - proj) / (fabs(proj) + 1e-6);
+    if (rel >= 1e-2) fprintf(stderr, "%s: projected %.8g vs %.8g\n", what, proj, fd_dir);
+    CHECK(rel < 1e-2);
+    printf("  %-28s d%-7s max elem err %.1e (of max|g|), projected rel err %.1e\n", gc->name,
+           p->name, worst, rel);
+    free(dir);
+    free(fd);
+}
+
+static void gradcheck(GradCase *gc) {
+    unsigned all = (1u << gc->np) - 1;
+    if (!gc->keep_w)
+        for (size_t i = 0; i < gc->nout; i++) gc->w[i] = urand(-1.0f, 1.0f);
+    case_loss(gc); /* forward at the base point: saves what backward reads */
+    float *an[4], *again[4];
+    backward_delta(gc, all, an);
+
+    /* accumulate: a second backward on top of the first adds the same again */
+    for (int k = 0; k < gc->np; k++) again[k] = copy_vec(gc->p[k].g, gc->p[k].n);
+    gc->backward(gc->ctx, gc->w, all);
+    for (int k = 0; k < gc->np; k++) {
+        int bad = 0;
+        for (size_t i = 0; i < gc->p[k].n; i++)
+            bad += fabsf(gc->p[k].g[i] - again[k][i] - an[k][i]) > 1e-5f * (1 + fabsf(an[k][i]));
+        if (bad) fprintf(stderr, "%s d%s: second backward did not add\n", gc->name, gc->p[k].name);
+        CHECK(bad == 0);
+        free(again[k]);
+    }
+
+    /* NULL gradients: each one alone gives the same as with all; none at all is a no-op */
+    for (int k = 0; k < gc->np && gc->np > 1; k++) {
+        float *one[4];
+        backward_delta(gc, 1u << k, one);
+        int bad = 0;
+        for (size_t i = 0; i < gc->p[k].n; i++)
+            bad += fabsf(one[k][i] - an[k][i]) > 1e-5f * (1 + fabsf(an[k][i]));
+        if (bad) fprintf(stderr, "%s d%s: differs when computed alone\n", gc->name, gc->p[k].name);
+        CHECK(bad == 0);
+        free(one[k]);
+    }
+    if (gc->np > 1) {
+        float *none[4]; /* all NULL on return */
+        backward_delta(gc, 0, none);
+    }
+
+    for (int k = 0; k < gc->np; k++) {
+        check_param_fd(gc, &gc->p[k], an[k]);
+        free(an[k]);
+    }
+    free(gc->w);
+    gc->w = NULL;
+}
+
+#define USE(k, g) ((use >> (k)&1) ? (g) : NULL)
+
+/* ---- embedding ---- */
+
+enum { B = 2, T = 5, C = 8, NH = 2, R = 2, V = 7, N = B * T, OC = 6 };
+
+typedef struct EmbCtx {
+    int32_t ids[N], types[N];
+    float wte[V * C], wpe[(T + 1) * C], wtt[2 * C], out[N * C];
+    float dwte[V * C], dwpe[(T + 1) * C], dwtt[2 * C];
+} EmbCtx;
+
+static void emb_fwd(void *p) {
+    EmbCtx *c = p;
+    ops->embedding_forward(c->out, c->ids, c->types, c->wte, c->wpe, c->wtt, B, T, C);
+}
+static void emb_bwd(void *p, const float *dout, unsigned use) {
+    EmbCtx *c = p;
+    ops->embedding_backward(USE(0, c->dwte), USE(1, c->dwpe), USE(2, c->dwtt), dout, c->ids,
+                            c->types, B, T, C);
+}
+
+static void test_embedding(void) {
+    EmbCtx c;
+    for (int i = 0; i < N; i++) c.ids[i] = i % 3 == 0 ? 2 : (int32_t)(rng_next(&rng) % V);
+    for (int i = 0; i < N; i++) c.types[i] = (int32_t)(rng_next(&rng) % 2);
+    fill(c.wte, V * C, -1, 1), fill(c.wpe, (T + 1) * C, -1, 1), fill(c.wtt, 2 * C, -1, 1);
+    GradCase gc = grad_case("embedding", &c, emb_fwd, emb_bwd, c.out, N * C, 1e-2f);
+    case_param(&gc, "wte", c.wte, c.dwte, V * C);
+    case_param(&gc, "wpe", c.wpe, c.dwpe, (T + 1) * C);
+    case_param(&gc, "wtt", c.wtt, c.dwtt, 2 * C);
+    gradcheck(&gc);
+
+    /* forward vs naive, and without token types (DistilBERT): wtt NULL, types NULL */
+    double ref[N * C];
+    for (int bt = 0; bt < N; bt++)
+        for (int k = 0; k < C; k++)
+            ref[bt * C + k] = (double)c.wte[c.ids[bt] * C + k] + c.wpe[(bt % T) * C + k] +
+                              c.wtt[c.types[bt] * C + k];
+    emb_fwd(&c);
+    CHECK(count_mismatch("embedding out", c.out, ref, N * C, 1e-6, 1e-6) == 0);
+    for (int bt = 0; bt < N; bt++)
+        for (int k = 0; k < C; k++) ref[bt * C + k] -= c.wtt[c.types[bt] * C + k];
+    ops->embedding_forward(c.out, c.ids, NULL, c.wte, c.wpe, NULL, B, T, C);
+    CHECK(count_mismatch("embedding out (no types)", c.out, ref, N * C, 1e-6, 1e-6) == 0);
+}
+
+/* ---- layer norm ---- */
+
+typedef struct LnCtx {
+    float inp[N * C], weight[C], bias[C], out[N * C], mean[N], rstd[N];
+    float dinp[N * C], dweight[C], dbias[C];
+} LnCtx;
+
+static void ln_fwd(void *p) {
+    LnCtx *c = p;
+    ops->layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->weight, c->bias, 1e-5f, N, C);
+}
+static void ln_bwd(void *p, const float *dout, unsigned use) {
+    LnCtx *c = p;
+    ops->layernorm_backward(USE(0, c->dinp), USE(1, c->dweight), USE(2, c->dbias), dout, c->inp,
+                            c->weight, c->mean, c->rstd, N, C);
+}
+
+static void test_layernorm(void) {
+    LnCtx c;
+    fill(c.inp, N * C, -1, 1), fill(c.weight, C, 0.5f, 1.5f), fill(c.bias, C, -1, 1);
+    GradCase gc = grad_case("layernorm", &c, ln_fwd, ln_bwd, c.out, N * C, 1e-3f);
+    case_param(&gc, "inp", c.inp, c.dinp, N * C);
+    case_param(&gc, "weight", c.weight, c.dweight, C);
+    case_param(&gc, "bias", c.bias, c.dbias, C);
+    gradcheck(&gc);
+
+    for (int k = 0; k < C; k++) c.inp[C + k] += 100.0f; /* a row far from zero: two-pass */
+    double mean[N], rstd[N], out[N * C];
+    for (int n = 0; n < N; n++) {
+        double s = 0, v = 0;
+        for (int k = 0; k < C; k++) s += c.inp[n * C + k];
+        mean[n] = s / C;
+        for (int k = 0; k < C; k++)
+            v += (c.inp[n * C + k] - mean[n]) * (c.inp[n * C + k] - mean[n]);
+        rstd[n] = 1.0 / sqrt(v / C + 1e-5);
+        for (int k = 0; k < C; k++)
+            out[n * C + k] = (c.inp[n * C + k] - mean[n]) * rstd[n] * c.weight[k] + c.bias[k];
+    }
+    ln_fwd(&c);
+    CHECK(count_mismatch("layernorm mean", c.mean, mean, N, 1e-6, 1e-6) == 0);
+    CHECK(count_mismatch("layernorm rstd", c.rstd, rstd, N, 0, 1e-4) == 0);
+    CHECK(count_mismatch("layernorm out", c.out, out, N * C, 1e-4, 1e-4) == 0);
+}
+
+/* ---- dense layer ---- */
+
+typedef struct MmCtx {
+    float *inp, *weight, *bias, *out, *dinp, *dweight, *dbias;
+    int n, c, oc;
+} MmCtx;
+
+static void mm_fwd(void *p) {
+    MmCtx *m = p;
+    ops->matmul_forward(m->out, m->inp, m->weight, m->bias, m->n, m->c, m->oc);
+}
+static void mm_bwd(void *p, const float *dout, unsigned use) {
+    MmCtx *m = p;
+    ops->matmul_backward(USE(0, m->dinp), USE(1, m->dweight), USE(2, m->dbias), dout, m->inp,
+                         m->weight, m->n, m->c, m->oc);
+}
+
+static MmCtx mm_make(int n, int c, int oc) {
+    MmCtx m = {rand_vec((size_t)n * c, -1, 1),
+               rand_vec((size_t)oc * c, -1, 1),
+               rand_vec(oc, -1, 1),
+               rand_vec((size_t)n * oc, 0, 0),
+               rand_vec((size_t)n * c, 0, 0),
+               rand_vec((size_t)oc * c, 0, 0),
+               rand_vec(oc, 0, 0),
+               n,
+               c,
+               oc};
+    return m;
+}
+static void mm_free(MmCtx *m) {
+    free(m->inp), free(m->weight), free(m->bias), free(m->out);
+    free(m->dinp), free(m->dweight), free(m->dbias);
+}
+
+/* Forward and backward at a ragged shape against double loops (OpenBLAS's blocked paths). */
+static void test_matmul_reference(int n, int c, int oc) {
+    MmCtx m = mm_make(n, c, oc);
+    float *dout = rand_vec((size_t)n * oc, -1, 1);
+    double *ref = malloc(sizeof(double) * n * c * oc); /* big enough for every ref below */
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < oc; o++) {
+            double s = m.bias[o];
+            for (int k = 0; k < c; k++) s += (double)m.inp[i * c + k] * m.weight[o * c + k];
+            ref[i * oc + o] = s;
+        }
+    mm_fwd(&m);
+    CHECK(count_mismatch("matmul out", m.out, ref, (size_t)n * oc, 1e-5, 1e-5) == 0);
+    memset(m.dinp, 0, sizeof(float) * n * c), memset(m.dweight, 0, sizeof(float) * oc * c);
+    memset(m.dbias, 0, sizeof(float) * oc);
+    mm_bwd(&m, dout, 7);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < c; k++) {
+            double s = 0;
+            for (int o = 0; o < oc; o++) s += (double)dout[i * oc + o] * m.weight[o * c + k];
+            ref[i * c + k] = s;
+        }
+    CHECK(count_mismatch("matmul dinp", m.dinp, ref, (size_t)n * c, 1e-5, 1e-5) == 0);
+    for (int o = 0; o < oc; o++)
+        for (int k = 0; k < c; k++) {
+            double s = 0;
+            for (int i = 0; i < n; i++) s += (double)dout[i * oc + o] * m.inp[i * c + k];
+            ref[o * c + k] = s;
+        }
+    CHECK(count_mismatch("matmul dweight", m.dweight, ref, (size_t)oc * c, 1e-5, 1e-5) == 0);
+    for (int o = 0; o < oc; o++) {
+        double s = 0;
+        for (int i = 0; i < n; i++) s += dout[i * oc + o];
+        ref[o] = s;
+    }
+    CHECK(count_mismatch("matmul dbias", m.dbias, ref, oc, 1e-5, 1e-5) == 0);
+    /* without bias */
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < oc; o++) {
+            double s = 0;
+            for (int k = 0; k < c; k++) s += (double)m.inp[i * c + k] * m.weight[o * c + k];
+            ref[i * oc + o] = s;
+        }
+    ops->matmul_forward(m.out, m.inp, m.weight, NULL, n, c, oc);
+    CHECK(count_mismatch("matmul out (no bias)", m.out, ref, (size_t)n * oc, 1e-5, 1e-5) == 0);
+    free(ref), free(dout);
+    mm_free(&m);
+}
+
+static void test_matmul(void) {
+    MmCtx m = mm_make(N, C, OC);
+    GradCase gc = grad_case("matmul", &m, mm_fwd, mm_bwd, m.out, N * OC, 1e-2f);
+    case_param(&gc, "inp", m.inp, m.dinp, N * C);
+    case_param(&gc, "weight", m.weight, m.dweight, OC * C);
+    case_param(&gc, "bias", m.bias, m.dbias, OC);
+    gradcheck(&gc);
+    mm_free(&m);
+    test_matmul_reference(37, 53, 29);
+    test_matmul_reference(130, 70, 257);
+}
+
+/* ---- LoRA ---- */
+
+typedef struct LoraCtx {
+    float inp[N * C], A[R * C], Bm[OC * R], base[N * OC], out[N * OC], u[N * R];
+    float dinp[N * C], dA[R * C], dB[OC * R], scratch[N * C + N * R];
+    float p;
+} LoraCtx;
+
+static const float lora_scale = 2.0f;
+static const uint64_t lora_seed = 42;
+
+static void lora_fwd(void *p) {
+    LoraCtx *c = p;
+    memcpy(c->out, c->base, sizeof c->out); /* the branch adds onto the base output */
+    ops->lora_forward(c->out, c->u, c->inp, c->A, c->Bm, lora_scale, c->p, lora_seed, c->scratch, N,
+                      C, OC, R);
+}
+static void lora_bwd(void *p, const float *dout, unsigned use) {
+    LoraCtx *c = p;
+    ops->lora_backward(USE(0, c->dinp), USE(1, c->dA), USE(2, c->dB), dout, c->inp, c->u, c->A,
+                       c->Bm, lora_scale, c->p, lora_seed, c->scratch, N, C, OC, R);
+}
+
+static void test_lora(float p) {
+    LoraCtx c;
+    c.p = p;
+    fill(c.inp, N * C, -1, 1), fill(c.A, R * C, -1, 1), fill(c.Bm, OC * R, -1, 1);
+    fill(c.base, N * OC, -1, 1);
+    GradCase gc = grad_case(p > 0 ? "lora (p=0.3)" : "lora (p=0)", &c, lora_fwd, lora_bwd, c.out,
+                            N * OC, 1e-2f);
+    case_param(&gc, "inp", c.inp, c.dinp, N * C);
+    case_param(&gc, "A", c.A, c.dA, R * C);
+    case_param(&gc, "B", c.Bm, c.dB, OC * R);
+    gradcheck(&gc);
+
+    /* forward vs naive: out = base + scale * (drop(inp) A^T) B^T */
+    double ref[N * OC];
+    lora_fwd(&c);
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = 0;
+            for (int r = 0; r < R; r++) {
+                double u = 0;
+                for (int k = 0; k < C; k++)
+                    u += (double)c.inp[n * C + k] * rng_dropout_scale(lora_seed, n * C + k, p) *
+                         c.A[r * C + k];
+                s += u * c.Bm[o * R + r];
+            }
+            ref[n * OC + o] = c.base[n * OC + o] + lora_scale * s;
+        }
+    CHECK(count_mismatch("lora out", c.out, ref, N * OC, 1e-5, 1e-5) == 0);
+}
+
+/* ---- attention ---- */
+
+typedef struct AttCtx {
+    float q[N * C], k[N * C], v[N * C], out[N * C], att[B * NH * T * T];
+    float dq[N * C], dk[N * C], dv[N * C], scratch[B * NH * T * T];
+    int32_t mask[N];
+    float p;
+} AttCtx;
+
+static const uint64_t att_seed = 7;
+
+static void att_fwd(void *p) {
+    AttCtx *c = p;
+    ops->attention_forward(c->out, c->att, c->q, c->k, c->v, c->mask, c->p, att_seed, B, T, C, NH);
+}
+static void att_bwd(void *p, const float *dout, unsigned use) {
+    AttCtx *c = p;
+    ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->q, c->k, c->v,
+                            c->att, c->p, att_seed, c->scratch, B, T, C, NH);
+}
+
+/* Naive double attention; checks att (masked keys exactly 0) and out. */
+static void attention_reference_check(AttCtx *c) {
+    int HS = C / NH;
+    double att[B * NH * T * T], out[N * C] = {0};
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < T; i++) {
+                double *a = att + ((b * NH + h) * T + i) * T, maxv = -INFINITY, sum = 0;
+                for (int j = 0; j < T; j++) {
+                    double s = 0;
+                    for (int d = 0; d < HS; d++)
+                        s += (double)c->q[(b * T + i) * C + h * HS + d] *
+                             c->k[(b * T + j) * C + h * HS + d];
+                    a[j] = s / sqrt(HS);
+                    if (c->mask[b * T + j] && a[j] > maxv) maxv = a[j];
+                }
+                for (int j = 0; j < T; j++) {
+                    a[j] = c->mask[b * T + j] ? exp(a[j] - maxv) : 0.0;
+                    sum += a[j];
+                }
+                for (int j = 0; j < T; j++) {
+                    a[j] = sum > 0 ? a[j] / sum : 0.0;
+                    double keep = rng_dropout_scale(att_seed, ((b * NH + h) * T + i) * T + j, c->p);
+                    for (int d = 0; d < HS; d++)
+                        out[(b * T + i) * C + h * HS + d] +=
+                            a[j] * keep * c->v[(b * T + j) * C + h * HS + d];
+                }
+            }
+    att_fwd(c);
+    CHECK(count_mismatch("attention att", c->att, att, B * NH * T * T, 1e-6, 1e-5) == 0);
+    CHECK(count_mismatch("attention out", c->out, out, N * C, 1e-6, 1e-5) == 0);
+    int masked_nonzero = 0;
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < T; j++)
+            if (!c->mask[b * T + j])
+                for (int hi = 0; hi < NH * T; hi++)
+                    masked_nonzero += c->att[((b * NH) * T + hi) * T + j] != 0.0f;
+    CHECK(masked_nonzero == 0);
+}
+
+static void test_attention(float p) {
+    AttCtx c;
+    c.p = p;
+    fill(c.q, N * C, -1, 1), fill(c.k, N * C, -1, 1), fill(c.v, N * C, -1, 1);
+    for (int i = 0; i < N; i++) c.mask[i] = i < T || i % T < 3; /* batch 1: 2 padding keys */
+    GradCase gc = grad_case(p > 0 ? "attention (p=0.3)" : "attention (p=0)", &c, att_fwd, att_bwd,
+                            c.out, N * C, 1e-2f);
+    case_param(&gc, "q", c.q, c.dq, N * C);
+    case_param(&gc, "k", c.k, c.dk, N * C);
+    case_param(&gc, "v", c.v, c.dv, N * C);
+    gradcheck(&gc);
+    attention_reference_check(&c);
+
+    /* a fully masked sequence: all-zero probabilities and output, no NaN; gradients 0 */
+    for (int j = 0; j < T; j++) c.mask[T + j] = 0;
+    attention_reference_check(&c);
+    memset(c.dq, 0, sizeof c.dq), memset(c.dk, 0, sizeof c.dk), memset(c.dv, 0, sizeof c.dv);
+    float dout[N * C];
+    fill(dout, N * C, -1, 1);
+    att_bwd(&c, dout, 7);
+    int finite = 1, zero = 1;
+    for (int i = 0; i < N * C; i++) {
+        finite &= isfinite(c.dq[i]) && isfinite(c.dk[i]) && isfinite(c.dv[i]);
+        if (i >= T * C) zero &= c.dq[i] == 0 && c.dk[i] == 0 && c.dv[i] == 0;
+    }
+    CHECK(finite);
+    CHECK(zero);
+}
+
+/* ---- element-wise ---- */
+
+typedef struct EwCtx {
+    float a[N * C], b[N * C], out[N * C], da[N * C], db[N * C];
+    Activation act;
+    float p;
+} EwCtx;
+
+static void act_fwd(void *p) {
+    EwCtx *c = p;
+    ops->activation_forward(c->out, c->a, c->act, N * C);
+}
+static void act_bwd(void *p, const float *dout, unsigned use) {
+    EwCtx *c = p;
+    if (use) ops->activation_backward(c->da, c->a, dout, c->act, N * C);
+}
+
+static double act_reference(double x, Activation act) {
+    switch (act) {
+    case ACT_GELU:
+        return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    case ACT_GELU_TANH:
+        return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case ACT_RELU:
+        return x > 0 ? x : 0;
+    case ACT_TANH:
+        return tanh(x);
+    }
+    return NAN;
+}
+
+static void test_activations(void) {
+    const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh"};
+    for (int act = ACT_GELU; act <= ACT_TANH; act++) {
+        EwCtx c;
+        c.act = (Activation)act;
+        fill(c.a, N * C, -3, 3);
+        for (int i = 0; i < N * C; i++) /* keep away from relu's kink */
+            if (fabsf(c.a[i]) < 0.1f) c.a[i] += c.a[i] < 0 ? -0.1f : 0.1f;
+        GradCase gc = grad_case(names[act], &c, act_fwd, act_bwd, c.out, N * C, 1e-2f);
+        case_param(&gc, "inp", c.a, c.da, N * C);
+        gradcheck(&gc);
+        double ref[N * C];
+        for (int i = 0; i < N * C; i++) ref[i] = act_reference(c.a[i], c.act);
+        act_fwd(&c);
+        CHECK(count_mismatch(names[act], c.out, ref, N * C, 1e-6, 1e-5) == 0);
+    }
+}
+
+static void drop_fwd(void *p) {
+    EwCtx *c = p;
+    ops->dropout_forward(c->out, c->a, c->p, 99, N * C);
+}
+static void drop_bwd(void *p, const float *dout, unsigned use) {
+    EwCtx *c = p;
+    if (use) ops->dropout_backward(c->da, dout, c->p, 99, N * C);
+}
+
+static void add_fwd(void *p) {
+    EwCtx *c = p;
+    ops->add(c->out, c->a, c->b, N * C);
+}
+/* add's backward in the model is axpy of dout into both inputs */
+static void add_bwd(void *p, const float *dout, unsigned use) {
+    EwCtx *c = p;
+    if (use & 1) ops->axpy(c->da, dout, 1.0f, N * C);
+    if (use & 2) ops->axpy(c->db, dout, 1.0f, N * C);
+}
+
+static void ft_fwd(void *p) {
+    EwCtx *c = p;
+    ops->first_token_forward(c->out, c->a, B, T, C);
+}
+static void ft_bwd(void *p, const float *dout, unsigned use) {
+    EwCtx *c = p;
+    if (use) ops->first_token_backward(c->da, dout, B, T, C);
+}
+
+static void test_elementwise_grads(void) {
+    EwCtx c;
+    c.p = 0.3f;
+    fill(c.a, N * C, -1, 1), fill(c.b, N * C, -1, 1);
+    GradCase drop = grad_case("dropout (p=0.3)", &c, drop_fwd, drop_bwd, c.out, N * C, 1e-2f);
+    case_param(&drop, "inp", c.a, c.da, N * C);
+    gradcheck(&drop);
+    GradCase add = grad_case("add/axpy", &c, add_fwd, add_bwd, c.out, N * C, 1e-2f);
+    case_param(&add, "a", c.a, c.da, N * C);
+    case_param(&add, "b", c.b, c.db, N * C);
+    gradcheck(&add);
+    GradCase ft = grad_case("first_token", &c, ft_fwd, ft_bwd, c.out, B * C, 1e-2f);
+    case_param(&ft, "inp", c.a, c.da, N * C);
+    gradcheck(&ft);
+
+    /* forward values of the vector helpers */
+    double ref[N * C];
+    for (int i = 0; i < N * C; i++) ref[i] = (double)c.a[i] + c.b[i];
+    add_fwd(&c);
+    CHECK(count_mismatch("add", c.out, ref, N * C, 0, 1e-7) == 0);
+    for (int i = 0; i < N * C; i++) ref[i] = (double)c.out[i] + 0.5 * c.b[i];
+    ops->axpy(c.out, c.b, 0.5f, N * C);
+    CHECK(count_mismatch("axpy", c.out, ref, N * C, 1e-7, 1e-7) == 0);
+    for (int i = 0; i < N * C; i++) ref[i] = -3.0 * c.out[i];
+    ops->scale(c.out, -3.0f, N * C);
+    CHECK(count_mismatch("scale", c.out, ref, N * C, 0, 1e-7) == 0);
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < C; k++) ref[b * C + k] = c.a[b * T * C + k];
+    ft_fwd(&c);
+    CHECK(count_mismatch("first_token", c.out, ref, B * C, 0, 0) == 0);
+}
+
+/* ---- dropout statistics ---- */
+
+static void test_dropout_stats(void) {
+    enum { n = 100000 };
+    const float p = 0.3f;
+    float *x = rand_vec(n, 0.5f, 1.5f), *y = malloc(sizeof(float) * n), *z = copy_vec(x, n);
+    ops->dropout_forward(y, x, p, 1234, n);
+    int dropped = 0, kept_ok = 1;
+    for (int i = 0; i < n; i++) {
+        dropped += y[i] == 0.0f;
+        if (y[i] != 0.0f) kept_ok &= y[i] == x[i] * (1.0f / (1.0f - p));
+    }
+    double frac = (double)dropped / n, sigma = sqrt(p * (1 - p) / n);
+    printf("  dropout: dropped %.4f (p %.2f, 4 sigma %.4f)\n", frac, p, 4 * sigma);
+    CHECK(fabs(frac - p) < 4 * sigma);
+    CHECK(kept_ok);
+    ops->dropout_forward(z, z, p, 1234, n); /* in place, same seed: the same mask */
+    CHECK(!memcmp(y, z, sizeof(float) * n));
+    memcpy(z, x, sizeof(float) * n);
+    ops->dropout_forward(z, z, p, 1235, n);
+    int differ = 0;
+    for (int i = 0; i < n; i++) differ += (z[i] == 0.0f) != (y[i] == 0.0f);
+    CHECK(differ > n / 10); /* another seed, another mask */
+    ops->dropout_forward(z, x, 0.0f, 1234, n);
+    CHECK(!memcmp(z, x, sizeof(float) * n)); /* p = 0 is the identity */
+    free(x), free(y), free(z);
+}
+
+/* ---- cross-entropy ---- */
+
+typedef struct CeCtx {
+    float logits[N * V], losses[N], dlogits[N * V], scaled[N];
+    int32_t labels[N];
+    float grad_scale;
+} CeCtx;
+
+/* out = losses * grad_scale, so L = grad_scale * sum(losses) with w = 1 */
+static void ce_fwd(void *p) {
+    CeCtx *c = p;
+    ops->cross_entropy(c->losses, NULL, c->logits, c->labels, c->grad_scale, N, V);
+    for (int n = 0; n < N; n++) c->scaled[n] = c->losses[n] * c->grad_scale;
+}
+static void ce_bwd(void *p, const float *dout, unsigned use) {
+    CeCtx *c = p;
+    (void)dout; /* w is all ones: see ce_fwd */
+    float losses[N], d[N * V];
+    ops->cross_entropy(losses, d, c->logits, c->labels, c->grad_scale, N, V);
+    if (use)
+        for (int i = 0; i < N * V; i++) c->dlogits[i] += d[i];
+}
+
+static void test_cross_entropy(void) {
+    CeCtx c;
+    fill(c.logits, N * V, -2, 2);
+    for (int n = 0; n < N; n++) c.labels[n] = (int32_t)(rng_next(&rng) % V);
+    c.labels[3] = -100;  /* ignored, like HF */
+    c.labels[6] = V + 5; /* out of range: treated as ignored, never read */
+    c.grad_scale = 1.0f / 8;
+    GradCase gc = grad_case("cross_entropy", &c, ce_fwd, ce_bwd, c.scaled, N, 1e-2f);
+    case_param(&gc, "logits", c.logits, c.dlogits, N * V);
+    for (int n = 0; n < N; n++) gc.w[n] = 1.0f; /* ce_fwd already scales by grad_scale */
+    gc.keep_w = 1;
+    gradcheck(&gc);
+
+    /* values vs a double log-sum-exp, with one row of huge logits (stability) */
+    for (int k = 0; k < V; k++) c.logits[V + k] = 1000.0f + 10.0f * k;
+    double ref[N];
+    for (int n = 0; n < N; n++) {
+        double maxv = -INFINITY, s = 0;
+        for (int k = 0; k < V; k++) maxv = fmax(maxv, c.logits[n * V + k]);
+        for (int k = 0; k < V; k++) s += exp(c.logits[n * V + k] - maxv);
+        int ok = c.labels[n] >= 0 && c.labels[n] < V;
+        ref[n] = ok ? maxv + log(s) - c.logits[n * V + c.labels[n]] : 0.0;
+    }
+    for (int i = 0; i < N * V; i++) c.dlogits[i] = NAN; /* overwritten, not accumulated */
+    ops->cross_entropy(c.losses, c.dlogits, c.logits, c.labels, c.grad_scale, N, V);
+    CHECK(count_mismatch("cross_entropy loss", c.losses, ref, N, 1e-5, 1e-5) == 0);
+    int finite = 1, ignored_zero = 1;
+    double row1 = 0;
+    for (int i = 0; i < N * V; i++) finite &= isfinite(c.dlogits[i]);
+    for (int k = 0; k < V; k++) {
+        ignored_zero &= c.dlogits[3 * V + k] == 0.0f && c.dlogits[6 * V + k] == 0.0f;
+        row1 += c.dlogits[V + k]; /* softmax - onehot sums to 0 */
+    }
+    CHECK(finite);
+    CHECK(ignored_zero);
+    CHECK_CLOSE(row1, 0.0, 1e-6, 0);
+}
+
+/* ---- optimizer and reductions ---- */
+
+static void test_adamw(void) {
+    enum { n = 1000 };
+    const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f;
+    float *param = rand_vec(n, -1, 1), *m = rand_vec(n, 0, 0), *v = rand_vec(n, 0, 0);
+    double rp[n], rm[n] = {0}, rv[n] = {0};
+    for (int i = 0; i < n; i++) rp[i] = param[i];
+    for (int step = 1; step <= 3; step++) {
+        float *g = rand_vec(n, -1, 1);
+        g[0] = 0.0f; /* a zero gradient: only decay and momentum move it */
+        ops->adamw_step(param, g, m, v, lr, b1, b2, eps, wd, step, n);
+        for (int i = 0; i < n; i++) {
+            rp[i] *= 1 - (double)lr * wd;
+            rm[i] = b1 * rm[i] + (1 - (double)b1) * g[i];
+            rv[i] = b2 * rv[i] + (1 - (double)b2) * g[i] * g[i];
+            rp[i] -=
+                lr / (1 - pow(b1, step)) * rm[i] / (sqrt(rv[i]) / sqrt(1 - pow(b2, step)) + eps);
+        }
+        free(g);
+    }
+    CHECK(count_mismatch("adamw param", param, rp, n, 1e-6, 1e-5) == 0);
+    CHECK(count_mismatch("adamw m", m, rm, n, 1e-7, 1e-5) == 0);
+    CHECK(count_mismatch("adamw v", v, rv, n, 1e-9, 1e-5) == 0);
+    free(param), free(m), free(v);
+}
+
+static void test_sum_squares_and_memory(void) {
+    enum { n = 100003 };
+    float *x = ops->alloc(sizeof(float) * n);
+    CHECK(x != NULL && ((uintptr_t)x % 64) == 0);
+    int zeroed = 1;
+    for (int i = 0; i < n; i++) zeroed &= x[i] == 0.0f;
+    CHECK(zeroed);
+    float *h = rand_vec(n, -100, 100), *back = malloc(sizeof(float) * n);
+    ops->upload(x, h, sizeof(float) * n);
+    ops->download(back, x, sizeof(float) * n);
+    CHECK(!memcmp(h, back, sizeof(float) * n));
+    double ref = 0;
+    for (int i = 0; i < n; i++) ref += (double)h[i] * h[i];
+    CHECK_CLOSE(ops->sum_squares(x, n), ref, 0, 1e-12);
+    ops->zero(x, sizeof(float) * n);
+    CHECK(ops->sum_squares(x, n) == 0.0);
+    LfError err;
+    CHECK(ops->status(&err) == 0);
+    ops->free(x);
+    void *empty = ops->alloc(0); /* a valid pointer that free accepts */
+    CHECK(empty != NULL);
+    ops->free(empty);
+    free(h), free(back);
+}
+
+int main(void) {
+    CHECK(!strcmp(ops->name, "cpu"));
+    test_embedding();
+    test_layernorm();
+    test_matmul();
+    test_lora(0.0f);
+    test_lora(0.3f);
+    test_attention(0.0f);
+    test_attention(0.3f);
+    test_activations();
+    test_elementwise_grads();
+    test_dropout_stats();
+    test_cross_entropy();
+    test_adamw();
+    test_sum_squares_and_memory();
+    return check_report();
+}

@@ -1,0 +1,320 @@
+/* test_train_config.c: TrainConfig defaults, loading, error messages, overrides, save ->
+ * load round trip, the shipped configs/ files, and that docs/CONFIG.md is up to date.
+ * Expected defaults are the values the spec and HF Trainer/PEFT document, not read back
+ * from the table under test. */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "loraft/train_config.h"
+
+static char dir[] = "/tmp/loraft-cfg-XXXXXX";
+
+/* Writes text to dir/name and returns the path (static buffer, one at a time). */
+static const char *write_file(const char *name, const char *text) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) return path;
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Loads text as a config; returns the error message ("" on success). */
+static const char *load_text(TrainConfig *c, const char *text) {
+    static LfError err;
+    err.msg[0] = 0;
+    if (train_config_load(c, write_file("cfg.json", text), &err) == 0) return "";
+    return err.msg;
+}
+
+#define CHECK_HAS(msg, part)                                                                       \
+    do {                                                                                           \
+        const char *m_ = (msg);                                                                    \
+        CHECK(strstr(m_, part) != NULL);                                                           \
+        if (!strstr(m_, part)) fprintf(stderr, "  message: %s\n  wanted: %s\n", m_, part);         \
+    } while (0)
+
+#define CHECK_LOADS(c, text)                                                                       \
+    do {                                                                                           \
+        const char *m_ = load_text(c, text);                                                       \
+        CHECK(m_[0] == 0);                                                                         \
+        if (m_[0]) fprintf(stderr, "  message: %s\n", m_);                                         \
+    } while (0)
+
+static void test_defaults(void) {
+    TrainConfig c;
+    train_config_defaults(&c);
+    CHECK(!strcmp(c.model, "") && !strcmp(c.tokenizer, "") && !strcmp(c.device, "auto"));
+    CHECK(c.num_labels == 0 && c.n_labels == 0);
+    CHECK(!strcmp(c.format, "auto") && !strcmp(c.text_column, "text"));
+    CHECK(!strcmp(c.label_column, "label") && c.max_length == 512 && c.truncate_left == 0);
+    CHECK(c.train_limit == 0 && c.validation_limit == 0 && c.bucket_by_length == 0);
+    CHECK(!strcmp(c.strategy, "lora") && c.r == 8 && c.alpha == 8.0f && c.dropout == 0.0f);
+    CHECK(c.n_targets == 0 && c.use_rslora == 0 && !strcmp(c.bias, "none"));
+    CHECK(c.n_modules_to_save == 0);
+    CHECK(c.lr == 5e-5f && c.batch_size == 8 && c.eval_batch_size == 0 && c.epochs == 3);
+    CHECK(c.max_steps == 0 && c.weight_decay == 0.0f && c.warmup_ratio == 0.0f);
+    CHECK(c.warmup_steps == 0 && !strcmp(c.lr_scheduler, "linear"));
+    CHECK(c.max_grad_norm == 1.0f && c.grad_accum == 1);
+    CHECK(c.adam_beta1 == 0.9f && c.adam_beta2 == 0.999f && c.adam_eps == 1e-8f);
+    CHECK(c.seed == 42 && !strcmp(c.output_dir, ""));
+    CHECK(!strcmp(c.eval_strategy, "epoch") && !strcmp(c.save_strategy, "epoch"));
+    CHECK(!strcmp(c.metric_for_best, "eval_loss") && c.eval_before_training == 1);
+    CHECK(c.logging_steps == 10 && c.threads == 0);
+}
+
+static const char *full_config =
+    "{\n"
+    "  \"model\": {\"model\": \"models/distilbert-base-uncased\", \"device\": \"cpu\",\n"
+    "            \"labels\": [\"neg\", \"pos\"], \"num_labels\": 2},\n"
+    "  \"data\": {\"train_file\": \"d/train.jsonl\", \"validation_file\": \"d/val.jsonl\",\n"
+    "           \"format\": \"jsonl\", \"text_column\": \"review\", \"max_length\": 256,\n"
+    "           \"truncation_side\": \"left\", \"train_limit\": 100, \"bucket_by_length\": 4},\n"
+    "  \"lora\": {\"r\": 4, \"alpha\": 32, \"dropout\": 0.01, \"use_rslora\": true,\n"
+    "           \"target_modules\": [\"q_lin\", \"v_lin\"], \"modules_to_save\": "
+    "[\"pre_classifier\"]},\n"
+    "  \"train\": {\"learning_rate\": 1e-3, \"batch_size\": 4, \"num_epochs\": 10,\n"
+    "            \"weight_decay\": 0.01, \"warmup_steps\": 5, \"lr_scheduler\": \"cosine\",\n"
+    "            \"gradient_accumulation_steps\": 2, \"seed\": 9007199254740992,\n"
+    "            \"output_dir\": \"runs/x\", \"eval_strategy\": \"steps\", \"eval_steps\": 50,\n"
+    "            \"metric_for_best\": \"f1\", \"eval_before_training\": false, \"threads\": 2}\n"
+    "}\n";
+
+static void test_full_file(void) {
+    TrainConfig c;
+    CHECK_LOADS(&c, full_config);
+    CHECK(!strcmp(c.model, "models/distilbert-base-uncased") && !strcmp(c.device, "cpu"));
+    CHECK(c.n_labels == 2 && !strcmp(c.labels[0], "neg") && !strcmp(c.labels[1], "pos"));
+    CHECK(c.num_labels == 2 && !strcmp(c.train_file, "d/train.jsonl"));
+    CHECK(!strcmp(c.validation_file, "d/val.jsonl") && !strcmp(c.format, "jsonl"));
+    CHECK(!strcmp(c.text_column, "review") && !strcmp(c.label_column, "label"));
+    CHECK(c.max_length == 256 && c.truncate_left == 1 && c.train_limit == 100);
+    CHECK(c.bucket_by_length == 4 && c.r == 4 && c.alpha == 32.0f && c.dropout == 0.01f);
+    CHECK(c.use_rslora == 1 && c.n_targets == 2 && !strcmp(c.target_modules[0], "q_lin"));
+    CHECK(!strcmp(c.target_modules[1], "v_lin") && c.n_modules_to_save == 1);
+    CHECK(!strcmp(c.modules_to_save[0], "pre_classifier"));
+    CHECK(c.lr == 1e-3f && c.batch_size == 4 && c.epochs == 10 && c.weight_decay == 0.01f);
+    CHECK(c.warmup_steps == 5 && !strcmp(c.lr_scheduler, "cosine") && c.grad_accum == 2);
+    CHECK(c.seed == 9007199254740992ull && !strcmp(c.output_dir, "runs/x"));
+    CHECK(!strcmp(c.eval_strategy, "steps") && c.eval_steps == 50);
+    CHECK(!strcmp(c.metric_for_best, "f1") && c.eval_before_training == 0 && c.threads == 2);
+    CHECK(!strcmp(c.strategy, "lora") && c.epochs == 10); /* untouched keys keep defaults */
+    LfError err;
+    CHECK(train_config_check(&c, &err) == 0);
+}
+
+static void test_output_dir_default(void) {
+    TrainConfig c;
+    LfError err;
+    CHECK(train_config_load(&c, write_file("my-run.v2.json", "{\"model\":{\"model\":\"m\"}}"),
+                            &err) == 0);
+    CHECK(!strcmp(c.output_dir, "runs/my-run.v2"));
+}
+
+static void test_errors(void) {
+    TrainConfig c;
+    /* unknown keys and sections, with suggestions and file:line */
+    CHECK_HAS(load_text(&c, "{\n\"train\": {\n  \"batch_size\": 2,\n  \"learning_rte\": 1}}"),
+              "cfg.json:4: train.learning_rte: unknown key (did you mean learning_rate?)");
+    CHECK_HAS(load_text(&c, "{\"trian\": {}}"), "trian: unknown section (did you mean train?)");
+    CHECK_HAS(load_text(&c, "{\"train\": {\"r\": 4}}"),
+              "train.r: unknown key (did you mean lora.r?)");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"lora_alpha\": 4}}"),
+              "lora.lora_alpha: unknown key (did you mean alpha?)");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"zzzzzzzzzzzz\": 4}}"),
+              "unknown key (see docs/CONFIG.md)");
+    /* wrong types */
+    CHECK_HAS(load_text(&c, "{\"train\": {\"batch_size\": \"8\"}}"),
+              "train.batch_size: expected an integer, got a string");
+    CHECK_HAS(load_text(&c, "{\"train\": {\"batch_size\": 2.5}}"), "expected an integer, got 2.5");
+    CHECK_HAS(load_text(&c, "{\"model\": {\"model\": 3}}"),
+              "model.model: expected a string, got a number");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"use_rslora\": 1}}"), "expected a boolean, got a number");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"target_modules\": \"q_lin\"}}"),
+              "expected an array of strings, got a string");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"target_modules\": [\"q\", 1]}}"),
+              "lora.target_modules[1]: expected a string, got a number");
+    CHECK_HAS(load_text(&c, "{\"lora\": 3}"), "lora: expected an object of keys, got a number");
+    CHECK_HAS(load_text(&c, "[1]"), "expected a JSON object");
+    /* ranges and choices */
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"r\": 0}}"),
+              "lora.r: 0 is out of range (allowed: [1, 4096])");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"dropout\": 1}}"), "allowed: [0, 1)");
+    CHECK_HAS(load_text(&c, "{\"train\": {\"learning_rate\": 0}}"), "allowed: > 0");
+    CHECK_HAS(load_text(&c, "{\"train\": {\"batch_size\": 0}}"),
+              "train.batch_size: 0 is out of range");
+    CHECK_HAS(load_text(&c, "{\"train\": {\"seed\": -1}}"), "train.seed: -1 is out of range");
+    CHECK_HAS(load_text(&c, "{\"train\": {\"warmup_ratio\": 1e40}}"), "does not fit a float");
+    CHECK_HAS(load_text(&c, "{\"model\": {\"device\": \"gpu\"}}"),
+              "model.device: \"gpu\" is not one of auto, cpu, cuda");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"bias\": \"all\"}}"),
+              "lora.bias: \"all\" is not supported yet (supported: none)");
+    CHECK_HAS(load_text(&c, "{\"data\": {\"truncation_side\": \"middle\"}}"),
+              "not one of right, left");
+    /* structure */
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"r\": 4,\n\"r\": 5}}"),
+              "cfg.json:1: lora.r: duplicate key");
+    CHECK_HAS(load_text(&c, "{\n\"lora\": {\"r\": 4,,}}"), "cfg.json:2: invalid JSON near");
+    CHECK_HAS(load_text(&c, ""), "invalid JSON");
+    char long_list[512] = "{\"model\": {\"labels\": [";
+    for (int i = 0; i < 65; i++) strcat(long_list, i ? ",\"a\"" : "\"a\"");
+    CHECK_HAS(load_text(&c, strcat(long_list, "]}}")),
+              "model.labels: 65 entries, at most 64 allowed");
+    char long_name[200];
+    snprintf(long_name, sizeof long_name, "{\"data\": {\"text_column\": \"%070d\"}}", 0);
+    CHECK_HAS(load_text(&c, long_name), "is longer than 63 characters");
+    LfError err;
+    CHECK(train_config_load(&c, "/nonexistent/x.json", &err) == -1);
+    CHECK_HAS(err.msg, "/nonexistent/x.json: cannot open");
+}
+
+static void test_check(void) {
+    TrainConfig c;
+    LfError err;
+    train_config_defaults(&c);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "model.model is required");
+    CHECK(train_config_set(&c, "model.model=m", &err) == 0 && train_config_check(&c, &err) == 0);
+    CHECK(train_config_set(&c, "model.labels=a,b,c", &err) == 0);
+    CHECK(train_config_set(&c, "model.num_labels=2", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "model.labels has 3 names but model.num_labels is 2");
+    CHECK(train_config_set(&c, "model.num_labels=0", &err) == 0);
+    CHECK(train_config_set(&c, "train.save_strategy=steps", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "train.save_steps >= 1");
+    CHECK(train_config_set(&c, "train.save_steps=100", &err) == 0 &&
+          train_config_check(&c, &err) == 0);
+}
+
+static void test_set(void) {
+    TrainConfig c;
+    LfError err;
+    train_config_defaults(&c);
+    CHECK(train_config_set(&c, "train.learning_rate=1e-3", &err) == 0 && c.lr == 1e-3f);
+    CHECK(train_config_set(&c, "lora.target_modules=q_lin,v_lin", &err) == 0);
+    CHECK(c.n_targets == 2 && !strcmp(c.target_modules[1], "v_lin"));
+    CHECK(train_config_set(&c, "lora.target_modules=[\"query\"]", &err) == 0);
+    CHECK(c.n_targets == 1 && !strcmp(c.target_modules[0], "query") && !c.target_modules[1][0]);
+    CHECK(train_config_set(&c, "lora.target_modules=[]", &err) == 0 && c.n_targets == 0);
+    CHECK(train_config_set(&c, "model.model=models/x=y", &err) == 0 &&
+          !strcmp(c.model, "models/x=y"));
+    CHECK(train_config_set(&c, "data.text_column=123", &err) == 0 && !strcmp(c.text_column, "123"));
+    CHECK(train_config_set(&c, "data.text_column=\"quoted\"", &err) == 0);
+    CHECK(!strcmp(c.text_column, "quoted"));
+    CHECK(train_config_set(&c, "data.truncation_side=left", &err) == 0 && c.truncate_left == 1);
+    CHECK(train_config_set(&c, "lora.use_rslora=true", &err) == 0 && c.use_rslora == 1);
+    CHECK(train_config_set(&c, "train.seed=7", &err) == 0 && c.seed == 7);
+    CHECK(train_config_set(&c, "train.batch_size=abc", &err) == -1);
+    CHECK_HAS(
+        err.msg,
+        "override \"train.batch_size=abc\": train.batch_size: expected an integer, got a string");
+    CHECK(train_config_set(&c, "train.lr=1", &err) == -1);
+    CHECK_HAS(err.msg, "train.lr: unknown key (did you mean learning_rate?)");
+    CHECK(train_config_set(&c, "train.learning_rate", &err) == -1);
+    CHECK_HAS(err.msg, "expected section.key=value");
+    CHECK(train_config_set(&c, "lr=1", &err) == -1);
+    CHECK(train_config_set(&c, "lora.dropout=-0.1", &err) == -1);
+    CHECK_HAS(err.msg, "lora.dropout: -0.1 is out of range");
+    CHECK(train_config_set(&c, "trian.seed=1", &err) == -1);
+    CHECK_HAS(err.msg, "did you mean train?");
+    CHECK(train_config_set(&c, "lora.target_modules=a,b", &err) == 0);
+    CHECK(train_config_set(&c, "lora.target_modules=[\"x\", 1]", &err) == -1);
+    CHECK(train_config_set(&c, "lora.target_modules=x,,y", &err) == -1);
+    CHECK_HAS(err.msg, "lora.target_modules[1]: \"\" must have 1 to 31 characters");
+    /* failed overrides change nothing */
+    CHECK(c.lr == 1e-3f && c.dropout == 0.0f && c.n_targets == 2);
+    CHECK(!strcmp(c.target_modules[0], "a") && !strcmp(c.target_modules[1], "b"));
+}
+
+static void test_round_trip(void) {
+    TrainConfig a, b;
+    LfError err;
+    CHECK_LOADS(&a, full_config);
+    CHECK(train_config_set(&a, "lora.alpha=0.3", &err) == 0);
+    CHECK(train_config_set(&a, "train.adam_eps=1.5e-7", &err) == 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/saved.json", dir);
+    CHECK(train_config_save(&a, path, &err) == 0);
+    CHECK(train_config_load(&b, path, &err) == 0);
+    CHECK(memcmp(&a, &b, sizeof a) == 0);
+    train_config_defaults(&a); /* defaults (+ an output_dir) round-trip too */
+    snprintf(a.output_dir, sizeof a.output_dir, "out");
+    CHECK(train_config_save(&a, path, &err) == 0 && train_config_load(&b, path, &err) == 0);
+    CHECK(memcmp(&a, &b, sizeof a) == 0);
+    CHECK(train_config_save(&a, "/nonexistent/dir/c.json", &err) == -1);
+    CHECK_HAS(err.msg, "/nonexistent/dir/c.json: cannot create temp file");
+    unlink(path);
+}
+
+/* Every shipped config loads and passes the cross-key checks. */
+static void test_shipped_configs(void) {
+    DIR *d = opendir("configs");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 5, ".json")) continue;
+        char path[512];
+        snprintf(path, sizeof path, "configs/%s", e->d_name);
+        TrainConfig c;
+        LfError err;
+        int ok = train_config_load(&c, path, &err) == 0 && train_config_check(&c, &err) == 0;
+        CHECK(ok);
+        if (!ok) fprintf(stderr, "  %s\n", err.msg);
+        n++;
+    }
+    if (d) closedir(d);
+    CHECK(n >= 5);
+}
+
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    size_t cap = 0;
+    FILE *m = open_memstream(&buf, &cap);
+    char chunk[4096];
+    for (size_t r; (r = fread(chunk, 1, sizeof chunk, f)) > 0;) fwrite(chunk, 1, r, m);
+    fclose(f);
+    fclose(m);
+    *len = cap;
+    return buf;
+}
+
+static void test_docs_up_to_date(void) {
+    char *fresh = NULL;
+    size_t fresh_len = 0, doc_len = 0;
+    FILE *m = open_memstream(&fresh, &fresh_len);
+    train_config_write_docs(m);
+    fclose(m);
+    char *doc = read_all("docs/CONFIG.md", &doc_len);
+    int same = doc && doc_len == fresh_len && !memcmp(doc, fresh, doc_len);
+    CHECK(same);
+    if (!same)
+        fprintf(stderr, "docs/CONFIG.md is missing or out of date with src/train_config.c; "
+                        "regenerate it with: loraft config-docs > docs/CONFIG.md\n");
+    CHECK(strstr(fresh, "| `learning_rate` | number | `5e-05` | > 0 |") != NULL);
+    free(doc);
+    free(fresh);
+}
+
+int main(void) {
+    if (!mkdtemp(dir)) skip("cannot create a temp directory");
+    test_defaults();
+    test_full_file();
+    test_output_dir_default();
+    test_errors();
+    test_check();
+    test_set();
+    test_round_trip();
+    test_shipped_configs();
+    test_docs_up_to_date();
+    unlink(write_file("cfg.json", ""));
+    unlink(write_file("my-run.v2.json", ""));
+    rmdir(dir);
+    return check_report();
+}
