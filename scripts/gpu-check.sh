@@ -34,8 +34,10 @@ step() { # step NAME TIMEOUT_S LOG CMD...: runs CMD with a timeout, logs it, rec
     return 0
   fi
   timeout "$limit" "$@" >"$log" 2>&1 || rc=$?
-  printf '  %-28s %s (%ds)\n' "$name" "$([ $rc -eq 0 ] && echo ok || echo "FAILED rc=$rc, see $log")" \
-    $((SECONDS - start))
+  local verdict="ok"
+  [ $rc -eq 77 ] && verdict="SKIPPED (exit 77: the CUDA runtime found no device), see $log"
+  [ $rc -ne 0 ] && [ $rc -ne 77 ] && verdict="FAILED rc=$rc, see $log"
+  printf '  %-28s %s (%ds)\n' "$name" "$verdict" $((SECONDS - start))
   [ $rc -eq 0 ] || failed+=("$name")
   return 0
 }
@@ -57,7 +59,7 @@ grep -E "off, first|CHECK failed|status:" "$logs/parity.log" | head -20 | sed 's
 echo "== ctest (whole suite)"
 step ctest 240 "$logs/ctest.log" ctest --test-dir "$build" -j"$jobs" --timeout 200 --output-on-failure
 grep -E "^ *[0-9]+/[0-9]+ Test +#" "$logs/ctest.log" |
-  sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: ([^ ]+) \.*/\1/' | awk '{printf "  %-32s %s %s\n", $1, $2, $3}' || true
+  sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: ([^ ]+) [.*]*/\1 /' | awk '{printf "  %-32s %s %s\n", $1, $2, $3}' || true
 grep -E "tests passed|tests failed" "$logs/ctest.log" | sed 's/^/  /' || true
 
 echo "== kernel benchmarks (FP32 GEMMs)"

@@ -12,123 +12,112 @@
 #include "loraft/tokenizer.h"
 
 typedef struct TokenizeOpts {
-  const char *dir, *side;
-  int max_length, no_special;
+    const char *dir, *side;
+    int max_length, no_special;
 } TokenizeOpts;
 
 /* The text of one input line (NUL-terminated, len bytes); *json to free
  * afterwards. */
-static int line_text(char *line, size_t len, cJSON **json, const char **text,
-                     size_t *text_len, long lineno) {
-  *json = NULL;
-  if (len && line[len - 1] == '\n')
-    line[--len] = 0;
-  if (line[0] != '{') {
-    *text = line;
-    *text_len = len;
-    return 0;
-  }
-  *json = cJSON_ParseWithLength(line, len);
-  const cJSON *t = cJSON_GetObjectItemCaseSensitive(*json, "text");
-  if (!*json)
-    fprintf(stderr, "loraft tokenize: stdin:%ld: invalid JSON\n", lineno);
-  else if (!cJSON_IsString(t))
-    fprintf(stderr, "loraft tokenize: stdin:%ld: no string field \"text\"\n",
-            lineno);
-  else {
-    *text = t->valuestring;
-    *text_len = strlen(t->valuestring);
-    return 0;
-  }
-  return -1;
+static int line_text(char *line, size_t len, cJSON **json, const char **text, size_t *text_len,
+                     long lineno) {
+    *json = NULL;
+    if (len && line[len - 1] == '\n') line[--len] = 0;
+    if (line[0] != '{') {
+        *text = line;
+        *text_len = len;
+        return 0;
+    }
+    *json = cJSON_ParseWithLength(line, len);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(*json, "text");
+    if (!*json)
+        fprintf(stderr, "loraft tokenize: stdin:%ld: invalid JSON\n", lineno);
+    else if (strstr(line, "\\u0000")) /* cJSON strings end at a NUL: refuse, don't cut */
+        fprintf(stderr, "loraft tokenize: stdin:%ld: \\u0000 in a JSON text is not supported\n",
+                lineno);
+    else if (!cJSON_IsString(t))
+        fprintf(stderr, "loraft tokenize: stdin:%ld: no string field \"text\"\n", lineno);
+    else {
+        *text = t->valuestring;
+        *text_len = strlen(t->valuestring);
+        return 0;
+    }
+    return -1;
 }
 
 /* Writes {"ids":[...]} for the encoded ids, with [CLS]/[SEP] and truncation as
  * asked. */
-static int write_ids(const Tokenizer *tok, const TokenizeOpts *o,
-                     const IdList *ids, IdList *buf, LfError *err) {
-  int left = !strcmp(o->side, "left");
-  int n = (int)ids->n, max = o->max_length > 0 ? o->max_length : n + 2;
-  const int32_t *out = ids->ids;
-  if (!o->no_special) {
-    buf->n = 0;
-    for (int i = 0; i < max; i++)
-      if (idlist_push(buf, 0, err))
-        return -1;
-    n = tokenizer_build_inputs(tok, ids->ids, (int)ids->n, NULL, 0, max, left,
-                               buf->ids, NULL);
-    if (n < 0)
-      return lf_fail(err, "--max-length %d cannot hold [CLS] and [SEP]", max);
-    out = buf->ids;
-  } else if (o->max_length > 0 && n > o->max_length) {
-    out += left ? n - o->max_length : 0;
-    n = o->max_length;
-  }
-  fputs("{\"ids\":[", stdout);
-  for (int i = 0; i < n; i++)
-    printf(i ? ",%d" : "%d", out[i]);
-  fputs("]}\n", stdout);
-  return 0;
+static int write_ids(const Tokenizer *tok, const TokenizeOpts *o, const IdList *ids, IdList *buf,
+                     LfError *err) {
+    int left = !strcmp(o->side, "left");
+    int n = (int)ids->n, max = o->max_length > 0 ? o->max_length : n + 2;
+    const int32_t *out = ids->ids;
+    if (!o->no_special) {
+        buf->n = 0;
+        for (int i = 0; i < max; i++)
+            if (idlist_push(buf, 0, err)) return -1;
+        n = tokenizer_build_inputs(tok, ids->ids, (int)ids->n, NULL, 0, max, left, buf->ids, NULL);
+        if (n < 0) return lf_fail(err, "--max-length %d cannot hold [CLS] and [SEP]", max);
+        out = buf->ids;
+    } else if (o->max_length > 0 && n > o->max_length) {
+        out += left ? n - o->max_length : 0;
+        n = o->max_length;
+    }
+    fputs("{\"ids\":[", stdout);
+    for (int i = 0; i < n; i++) printf(i ? ",%d" : "%d", out[i]);
+    fputs("]}\n", stdout);
+    return 0;
 }
 
 static int tokenize_stdin(const Tokenizer *tok, const TokenizeOpts *o) {
-  IdList ids = {0}, buf = {0};
-  LfError err;
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  int rc = 0;
-  for (long lineno = 1; !rc && (len = getline(&line, &cap, stdin)) >= 0;
-       lineno++) {
-    cJSON *json;
-    const char *text;
-    size_t text_len;
-    ids.n = 0;
-    rc = line_text(line, (size_t)len, &json, &text, &text_len, lineno);
-    if (!rc && (tokenizer_encode(tok, text, text_len, &ids, &err) ||
-                write_ids(tok, o, &ids, &buf, &err))) {
-      fprintf(stderr, "loraft tokenize: stdin:%ld: %s\n", lineno, err.msg);
-      rc = -1;
+    IdList ids = {0}, buf = {0};
+    LfError err;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0;
+    for (long lineno = 1; !rc && (len = getline(&line, &cap, stdin)) >= 0; lineno++) {
+        cJSON *json;
+        const char *text;
+        size_t text_len;
+        ids.n = 0;
+        rc = line_text(line, (size_t)len, &json, &text, &text_len, lineno);
+        if (!rc && (tokenizer_encode(tok, text, text_len, &ids, &err) ||
+                    write_ids(tok, o, &ids, &buf, &err))) {
+            fprintf(stderr, "loraft tokenize: stdin:%ld: %s\n", lineno, err.msg);
+            rc = -1;
+        }
+        cJSON_Delete(json);
     }
-    cJSON_Delete(json);
-  }
-  free(line);
-  idlist_free(&ids);
-  idlist_free(&buf);
-  return rc;
+    free(line);
+    idlist_free(&ids);
+    idlist_free(&buf);
+    return rc;
 }
 
 int cmd_tokenize(int argc, char **argv) {
-  TokenizeOpts o = {.side = "right"};
-  const CliOpt opts[] = {
-      {"tokenizer", OPT_STR, &o.dir,
-       "directory with vocab.txt and/or tokenizer.json"},
-      {"max-length", OPT_INT, &o.max_length,
-       "truncate to N ids, [CLS]/[SEP] included"},
-      {"truncation-side", OPT_STR, &o.side, "right (default) or left"},
-      {"no-special", OPT_FLAG, &o.no_special, "do not add [CLS] and [SEP]"},
-  };
-  int rc = cli_parse("loraft tokenize --tokenizer DIR [options] < lines", opts,
-                     4, NULL, argc, argv);
-  if (rc)
-    return rc == 1 ? 0 : 2;
-  if (!o.dir || (strcmp(o.side, "left") && strcmp(o.side, "right")) ||
-      o.max_length < 0) {
-    fprintf(
-        stderr,
-        "loraft tokenize: need --tokenizer DIR; --truncation-side is left or "
-        "right; --max-length >= 0\n");
-    return 2;
-  }
-  Tokenizer *tok;
-  LfError err;
-  if (tokenizer_load(&tok, o.dir, &err)) {
-    fprintf(stderr, "loraft tokenize: %s\n", err.msg);
-    return 1;
-  }
-  rc = tokenize_stdin(tok, &o);
-  tokenizer_free(tok);
-  if (fflush(stdout))
-    rc = -1;
-  return rc ? 1 : 0;
+    TokenizeOpts o = {.side = "right"};
+    const CliOpt opts[] = {
+        {"tokenizer", OPT_STR, &o.dir, "directory with vocab.txt and/or tokenizer.json"},
+        {"max-length", OPT_INT, &o.max_length, "truncate to N ids, [CLS]/[SEP] included"},
+        {"truncation-side", OPT_STR, &o.side, "right (default) or left"},
+        {"no-special", OPT_FLAG, &o.no_special, "do not add [CLS] and [SEP]"},
+    };
+    int rc =
+        cli_parse("loraft tokenize --tokenizer DIR [options] < lines", opts, 4, NULL, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!o.dir || (strcmp(o.side, "left") && strcmp(o.side, "right")) || o.max_length < 0) {
+        fprintf(stderr, "loraft tokenize: need --tokenizer DIR; --truncation-side is left or "
+                        "right; --max-length >= 0\n");
+        return 2;
+    }
+    Tokenizer *tok;
+    LfError err;
+    if (tokenizer_load(&tok, o.dir, &err)) {
+        fprintf(stderr, "loraft tokenize: %s\n", err.msg);
+        return 1;
+    }
+    rc = tokenize_stdin(tok, &o);
+    tokenizer_free(tok);
+    if (fflush(stdout)) rc = -1;
+    return rc ? 1 : 0;
 }

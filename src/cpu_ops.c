@@ -59,7 +59,7 @@ static int cpu_status(LfError *err) {
 static void cpu_embedding_forward(float *out, const int32_t *ids, const int32_t *types,
                                   const float *wte, const float *wpe, const float *wtt, int B,
                                   int T, int C) {
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)B * T * C > CPU_PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
         const float *te = wte + (size_t)ids[bt] * C;
         const float *pe = wpe + (size_t)(bt % T) * C;
@@ -76,7 +76,7 @@ static void cpu_embedding_forward(float *out, const int32_t *ids, const int32_t 
 static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
                                    const int32_t *ids, const int32_t *types, int B, int T, int C) {
     if (!dwte && !dwpe && !dwtt) return;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)B * T * C > CPU_PAR_MIN)
     {
         int lo, hi;
         thread_slice(C, &lo, &hi);
@@ -101,7 +101,7 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const 
  * float, biased variance (like torch). */
 static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                                   const float *weight, const float *bias, float eps, int N, int C) {
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -125,7 +125,7 @@ static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, co
                                    const float *inp, const float *weight, const float *mean,
                                    const float *rstd, int N, int C) {
     if (dinp) {
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
             float m = mean[n], s = rstd[n], g_mean = 0.0f, gx_mean = 0.0f;
@@ -143,7 +143,7 @@ static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, co
         }
     }
     if (!dweight && !dbias) return;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)N * C > CPU_PAR_MIN)
     {
         int lo, hi;
         thread_slice(C, &lo, &hi);
@@ -317,7 +317,7 @@ static void cpu_attention_forward(float *out, float *att, const float *q, const 
     int HS = C / NH;
     heads_abt(att, q, k, 1.0f / sqrtf((float)HS), B, T, C, NH);
     /* rows (b, h, i) of att; out row i of head h is dropout(att row) @ v_h */
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)B * NH * T * T > CPU_PAR_MIN)
     for (int row = 0; row < B * NH * T; row++) {
         int b = row / (NH * T), h = row / T % NH, i = row % T;
         float *a = att + (size_t)row * T, *o = out + ((size_t)b * T + i) * C + (size_t)h * HS;
@@ -339,7 +339,7 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
                                    int NH) {
     int HS = C / NH, rows = B * NH * T;
     if (dv) { /* dv_h += dropout(att)^T @ dout_h */
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)rows * T > CPU_PAR_MIN)
         for (int row = 0; row < rows; row++)
             for (int j = 0; j < T; j++)
                 scratch[(size_t)row * T + j] =
@@ -349,7 +349,7 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
     if (!dq && !dk) return;
     heads_abt(scratch, dout, v, 1.0f, B, T, C, NH); /* d(dropout(att)) = dout_h v_h^T */
     float inv_sqrt_hs = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)rows * T > CPU_PAR_MIN)
     for (int row = 0; row < rows; row++) {
         const float *a = att + (size_t)row * T;
         float *d = scratch + (size_t)row * T, row_dot = 0.0f;
@@ -452,7 +452,7 @@ static void cpu_first_token_backward(float *dinp, const float *dout, int B, int 
  * onehot) * grad_scale, overwritten. Rows with label < 0 or >= V: 0 and 0. */
 static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits,
                               const int32_t *labels, float grad_scale, int N, int V) {
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)N * V > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;
         float *d = dlogits ? dlogits + (size_t)n * V : NULL;

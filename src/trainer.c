@@ -43,6 +43,18 @@ static double now_seconds(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* 1234567 -> "1,234,567", as PEFT prints counts. */
+static const char *with_commas(size_t n, char *buf) {
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%zu", n), o = 0;
+    for (int i = 0; i < len; i++) {
+        if (i && (len - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 static const char *tokenizer_dir(const TrainConfig *c) {
     return c->tokenizer[0] ? c->tokenizer : c->model;
 }
@@ -154,9 +166,10 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     fprintf(out, "model: %s %s, %d layers, hidden %d, on %s; strategy %s\n",
             arch_name(r->mcfg.arch), c->model, r->mcfg.num_layers, r->mcfg.hidden_size, ops->name,
             strategy_name(spec.strategy));
+    char a[40], b[40];
     if (train)
-        fprintf(out, "trainable params: %'zu || all params: %'zu || trainable%%: %.4f\n", trainable, all,
-                100.0 * (double)trainable / (double)all);
+        fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",
+                with_commas(trainable, a), with_commas(all, b), 100.0 * (double)trainable / (double)all);
     r->preds = malloc(r->val_ts.n * sizeof *r->preds);
     r->labels = malloc(r->val_ts.n * sizeof *r->labels);
     r->logits = malloc((size_t)ebs * r->mcfg.num_labels * sizeof *r->logits);

@@ -7,6 +7,7 @@
  * gradient skips only that gradient. Forward values are compared with naive double loops
  * written here. Shapes are small (B=2, T=5, C=8, NH=2, R=2) so this stays fast under ASan.
  */
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -801,6 +802,72 @@ static void test_sum_squares_and_memory(void) {
     free(h), free(back);
 }
 
+/* ---- threads: the parallel paths give what one thread gives ---- */
+
+enum { LB = 2, LT = 128, LC = 256, LNH = 4, LV = 300, LN = LB * LT };
+
+/* Runs every op with a parallel loop at a shape above the serial threshold, from inputs drawn
+ * from a fixed seed, and writes everything it produced to res (filled in a fixed order). */
+static size_t large_pass(float *res) {
+    Rng saved = rng;
+    rng = (Rng){777, 0};
+    size_t n = (size_t)LN * LC, tt = (size_t)LB * LNH * LT * LT, at = 0;
+    float *x = rand_vec(n, -1, 1), *y = rand_vec(n, -1, 1), *z = rand_vec(n, -1, 1);
+    float *g = rand_vec(n, -1, 1), *wte = rand_vec((size_t)LV * LC, -1, 1);
+    float *wpe = rand_vec((size_t)LT * LC, -1, 1), *wtt = rand_vec(2 * LC, -1, 1);
+    float *lnw = rand_vec(LC, 0.5f, 1.5f), *lnb = rand_vec(LC, -1, 1), *mean = rand_vec(LN, 0, 0);
+    float *rstd = rand_vec(LN, 0, 0), *att = rand_vec(tt, 0, 0), *scratch = rand_vec(tt, 0, 0);
+    float *logits = rand_vec((size_t)LN * LV, -3, 3), *losses = rand_vec(LN, 0, 0);
+    /* gradients: never aliasing an input */
+    float *d1 = rand_vec(n, -1, 1), *d2 = rand_vec(n, -1, 1), *d3 = rand_vec(n, -1, 1);
+    float *dwte = rand_vec((size_t)LV * LC, 0, 0), *dwpe = rand_vec((size_t)LT * LC, 0, 0);
+    float *dwtt = rand_vec(2 * LC, 0, 0), *dlnw = rand_vec(LC, 0, 0), *dlnb = rand_vec(LC, 0, 0);
+    float *dlogits = rand_vec((size_t)LN * LV, 0, 0);
+    int32_t ids[LN], types[LN], mask[LN], labels[LN];
+    for (int i = 0; i < LN; i++) {
+        ids[i] = (int32_t)(rng_next(&rng) % LV), types[i] = i % 2;
+        mask[i] = i % LT < LT - 7, labels[i] = i % 11 ? (int32_t)(rng_next(&rng) % LV) : -100;
+    }
+#define SAVE(p, cnt) (memcpy(res + at, p, sizeof(float) * (cnt)), at += (cnt))
+    ops->embedding_forward(z, ids, types, wte, wpe, wtt, LB, LT, LC);
+    SAVE(z, n);
+    ops->embedding_backward(dwte, dwpe, dwtt, g, ids, types, LB, LT, LC);
+    SAVE(dwte, (size_t)LV * LC), SAVE(dwpe, (size_t)LT * LC), SAVE(dwtt, 2 * LC);
+    ops->layernorm_forward(z, mean, rstd, x, lnw, lnb, 1e-5f, LN, LC);
+    SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
+    ops->layernorm_backward(d1, dlnw, dlnb, g, x, lnw, mean, rstd, LN, LC);
+    SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
+    ops->attention_forward(z, att, x, y, g, mask, 0.1f, 5, LB, LT, LC, LNH);
+    SAVE(z, n), SAVE(att, tt);
+    ops->attention_backward(d1, d2, d3, z, x, y, g, att, 0.1f, 5, scratch, LB, LT, LC, LNH);
+    SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
+    ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
+    SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
+    ops->activation_backward(d1, x, g, ACT_GELU, n);
+    ops->dropout_backward(d1, y, 0.2f, 9, n);
+    SAVE(d1, n);
+#undef SAVE
+    free(x), free(y), free(z), free(g), free(wte), free(wpe), free(wtt), free(lnw), free(lnb);
+    free(mean), free(rstd), free(att), free(scratch), free(logits), free(losses);
+    free(d1), free(d2), free(d3), free(dwte), free(dwpe), free(dwtt), free(dlnw), free(dlnb);
+    free(dlogits);
+    rng = saved;
+    return at;
+}
+
+static void test_parallel_matches_serial(void) {
+    size_t cap = 16 * (size_t)LN * LC + 2 * (size_t)LB * LNH * LT * LT + (size_t)LN * LV * 3;
+    float *serial = malloc(sizeof(float) * cap), *parallel = malloc(sizeof(float) * cap);
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    size_t n = large_pass(serial);
+    omp_set_num_threads(threads > 1 ? threads : 2);
+    CHECK(large_pass(parallel) == n);
+    CHECK(!memcmp(serial, parallel, sizeof(float) * n)); /* same per-element order: bitwise */
+    omp_set_num_threads(threads);
+    free(serial), free(parallel);
+}
+
 int main(void) {
     CHECK(!strcmp(ops->name, "cpu"));
     test_embedding();
@@ -816,5 +883,6 @@ int main(void) {
     test_cross_entropy();
     test_adamw();
     test_sum_squares_and_memory();
+    test_parallel_matches_serial();
     return check_report();
 }

@@ -30,18 +30,14 @@ typedef struct Dataset {
 } Dataset;
 
 typedef struct DatasetSpec {
-    const char *path;         /* file.jsonl, file.csv, or an aclImdb split dir with pos/
-                                 and neg/ */
-    const char *format;       /* "auto" or NULL (by extension / directory), "jsonl",
-                                 "csv", "imdb" */
-    const char *text_column;  /* NULL = "text" */
-    const char *label_column; /* NULL or "" = unlabeled (every label -1); "label"
-                                 usually */
-    /* Labels must be integers 0..num_labels-1 (num_labels 0: any integer >= 0),
-     * or strings matched against label_names (num_labels of them, NULL if none).
-     * A CSV field is an integer when it looks like one, else a name; a JSON label
-     * is an integer, a name, or a decimal integer string. aclImdb labels are neg
-     * = 0, pos = 1. */
+    const char *path;        /* file.jsonl, file.csv, or an aclImdb split dir (pos/, neg/) */
+    const char *format;      /* "auto" or NULL (by extension / directory), "jsonl", "csv", "imdb" */
+    const char *text_column; /* NULL = "text" */
+    const char *label_column; /* usually "label"; NULL or "" = unlabeled (every label -1) */
+    /* Labels must be integers 0..num_labels-1 (num_labels 0: any integer >= 0), or strings
+     * matched against label_names (num_labels of them, NULL if none). A CSV field is an
+     * integer when it looks like one, else a name; a JSON label is an integer, a name, or a
+     * decimal integer string. aclImdb labels are neg = 0, pos = 1. */
     int num_labels;
     const char *const *label_names;
     int limit; /* 0 = all; else only the first `limit` examples (in file order) */

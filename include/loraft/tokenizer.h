@@ -27,8 +27,8 @@ extern "C" {
 
 /* A growable array of token ids; zero-initialise, push, free. */
 typedef struct IdList {
-  int32_t *ids;
-  size_t n, cap;
+    int32_t *ids;
+    size_t n, cap;
 } IdList;
 int idlist_push(IdList *l, int32_t id, LfError *err);
 void idlist_free(IdList *l);
@@ -47,16 +47,13 @@ int tokenizer_vocab_size(const Tokenizer *t); /* largest id + 1 */
 /* The id of a special token, -1 when the vocabulary lacks it ([UNK] never
  * lacks). */
 int32_t tokenizer_special(const Tokenizer *t, SpecialToken which);
-int32_t tokenizer_lookup(const Tokenizer *t,
-                         const char *token); /* -1 when absent */
-const char *tokenizer_token(const Tokenizer *t,
-                            int32_t id); /* NULL when out of range */
+int32_t tokenizer_lookup(const Tokenizer *t, const char *token); /* -1 when absent */
+const char *tokenizer_token(const Tokenizer *t, int32_t id);     /* NULL when out of range */
 
 /* Appends the WordPiece ids of text[0..len) (no special tokens added) to ids.
  * Invalid UTF-8 is an error naming the byte offset; ids is then left as it was.
  */
-int tokenizer_encode(const Tokenizer *t, const char *text, size_t len,
-                     IdList *ids, LfError *err);
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdList *ids, LfError *err);
 
 /* Builds [CLS] a [SEP] (or [CLS] a [SEP] b [SEP] when b != NULL) into
  * out[max_len] and the token types (0 for [CLS] a [SEP], 1 for b [SEP]) into
@@ -65,16 +62,14 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len,
  * truncate_left); a pair is "longest_first": one token at a time from the
  * longer of the two (from b on a tie). Returns the length written, or -1 when
  * max_len cannot even hold the special tokens (HF raises an error there). */
-int tokenizer_build_inputs(const Tokenizer *t, const int32_t *a, int na,
-                           const int32_t *b, int nb, int max_len,
-                           int truncate_left, int32_t *out, int32_t *types);
+int tokenizer_build_inputs(const Tokenizer *t, const int32_t *a, int na, const int32_t *b, int nb,
+                           int max_len, int truncate_left, int32_t *out, int32_t *types);
 
 /* Copies vocab.txt, tokenizer.json, tokenizer_config.json and
  * special_tokens_map.json, those present, from src_dir to dst_dir (which must
  * exist), each atomically (temp file, fsync, rename). Fails when src_dir has
  * neither vocab.txt nor tokenizer.json. */
-int tokenizer_copy_files(const char *src_dir, const char *dst_dir,
-                         LfError *err);
+int tokenizer_copy_files(const char *src_dir, const char *dst_dir, LfError *err);
 
 #ifdef __cplusplus
 }

@@ -9,51 +9,51 @@
 
 /* Flag bits of a code point. */
 enum {
-  UNI_OTHER = 1, /* general category Cc, Cf, Co or Cs (not Cn: tokenizers keeps
-                    those) */
-  UNI_PUNCT = 2, /* general category P* */
-  UNI_MN = 4, /* general category Mn (nonspacing mark: stripped as an accent) */
-  UNI_SPACE = 8, /* White_Space property */
-  UNI_CJK = 16,  /* in the CJK ideograph blocks BERT surrounds with spaces */
-  UNI_NONSTARTER = 32 /* canonical combining class != 0 */
+    UNI_OTHER = 1,      /* general category Cc, Cf, Co or Cs (not Cn: tokenizers keeps
+                           those) */
+    UNI_PUNCT = 2,      /* general category P* */
+    UNI_MN = 4,         /* general category Mn (nonspacing mark: stripped as an accent) */
+    UNI_SPACE = 8,      /* White_Space property */
+    UNI_CJK = 16,       /* in the CJK ideograph blocks BERT surrounds with spaces */
+    UNI_NONSTARTER = 32 /* canonical combining class != 0 */
 };
 
 /* Code points first..(next range's first - 1) have these flags; sorted, first =
  * 0x80. */
 typedef struct UnicodeFlagRange {
-  uint32_t first;
-  uint8_t flags;
+    uint32_t first;
+    uint8_t flags;
 } UnicodeFlagRange;
 
 /* Simple lowercase: first + k*stride maps to itself + delta, for k < count. */
 typedef struct UnicodeLowerRun {
-  uint32_t first;
-  uint16_t count;
-  uint8_t stride;
-  int32_t delta;
+    uint32_t first;
+    uint16_t count;
+    uint8_t stride;
+    int32_t delta;
 } UnicodeLowerRun;
 
 /* Lowercase mappings to more than one code point (SpecialCasing,
  * unconditional). */
 typedef struct UnicodeLowerSpecial {
-  uint32_t cp;
-  uint8_t n;
-  uint32_t to[3];
+    uint32_t cp;
+    uint8_t n;
+    uint32_t to[3];
 } UnicodeLowerSpecial;
 
 /* Full canonical decomposition of cp: unicode_decomp_data[offset .. offset+n),
  * n <= 4. Hangul syllables are not listed: they decompose algorithmically. */
 typedef struct UnicodeDecomp {
-  uint32_t cp;
-  uint16_t offset;
-  uint8_t n;
+    uint32_t cp;
+    uint16_t offset;
+    uint8_t n;
 } UnicodeDecomp;
 
 /* Code points first..first+count-1 have canonical combining class ccc. */
 typedef struct UnicodeCccRun {
-  uint32_t first;
-  uint8_t ccc;
-  uint16_t count;
+    uint32_t first;
+    uint8_t ccc;
+    uint16_t count;
 } UnicodeCccRun;
 
 extern const UnicodeFlagRange unicode_flag_ranges[];

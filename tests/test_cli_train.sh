@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# End to end through the CLI on a tiny seeded DistilBERT (`loraft init`) and a small
+# synthetic sentiment set: train (LoRA, head, full), evaluate, predict, merge, resume, and
+# the failure paths (unknown config key, NaN loss keeps the last good checkpoint).
+set -euo pipefail
+bin=${LORAFT_BIN:-build/loraft}
+vocab=${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased
+[ -d "$vocab" ] || { echo "SKIP: $vocab is absent"; exit 77; }
+tmp=$(mktemp -d /tmp/loraft-e2e-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+passed=0
+ok() { passed=$((passed + 1)); }
+
+python3 - "$tmp" <<'EOF'
+import json, random, sys
+random.seed(5)
+pos = ["good", "great", "wonderful", "excellent", "loved", "brilliant"]
+neg = ["bad", "awful", "terrible", "boring", "hated", "worst"]
+filler = "the movie was a and it film story actor plot really very i this of to".split()
+def make(n, path):
+    with open(path, "w") as f:
+        for i in range(n):
+            words = [random.choice(filler) for _ in range(random.randint(4, 12))]
+            words.insert(random.randint(0, len(words)), random.choice(pos if i % 2 else neg))
+            f.write(json.dumps({"text": " ".join(words), "label": i % 2}) + "\n")
+make(64, sys.argv[1] + "/train.jsonl")
+make(32, sys.argv[1] + "/val.jsonl")
+EOF
+"$bin" init --arch distilbert --layers 2 --hidden 32 --heads 4 --ffn 64 --vocab-from "$vocab" \
+  --seed 1 --out "$tmp/model" >/dev/null
+cat >"$tmp/cfg.json" <<EOF
+{"model": {"model": "$tmp/model"},
+ "data": {"train_file": "$tmp/train.jsonl", "validation_file": "$tmp/val.jsonl", "max_length": 32},
+ "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_lin", "v_lin", "lin1"]},
+ "train": {"learning_rate": 3e-3, "batch_size": 8, "num_epochs": 2, "logging_steps": 4,
+           "lr_scheduler": "constant", "output_dir": "$tmp/run"}}
+EOF
+train() { "$bin" train --config "$tmp/cfg.json" "$@"; }
+
+# 1. a LoRA run: PEFT's counts line, metrics log, adapter checkpoints
+train >"$tmp/log" 2>&1 || { cat "$tmp/log"; fail "LoRA training run"; }
+grep -q "trainable params: 2,914 || all params: 1,014,276 || trainable%: 0.2873" "$tmp/log" \
+  || { grep trainable "$tmp/log"; fail "trainable parameter line"; }; ok
+for f in best/adapter_config.json best/adapter_model.safetensors last/training_state.safetensors \
+         last/trainer_state.json metrics.jsonl train_config.json; do
+  [ -s "$tmp/run/$f" ] || fail "missing $f"
+done; ok
+[ "$(grep -c '"event":"eval"' "$tmp/run/metrics.jsonl")" = 3 ] || fail "expected 3 evaluations"; ok
+
+# 2. eval with the best adapter reproduces the best evaluation of the run
+best_loss=$(python3 -c "
+import json
+ev=[json.loads(l) for l in open('$tmp/run/metrics.jsonl') if '\"eval\"' in l][1:]
+print('%.4f' % min(e['eval_loss'] for e in ev))")
+"$bin" eval --config "$tmp/cfg.json" --adapter "$tmp/run/best" >"$tmp/eval" 2>&1 || fail "eval"
+grep -q "eval: eval_loss $best_loss" "$tmp/eval" || { cat "$tmp/eval"; fail "eval loss != best ($best_loss)"; }; ok
+
+# 3. merge: the merged model alone evaluates like base + adapter
+"$bin" merge --model "$tmp/model" --adapter "$tmp/run/best" --out "$tmp/merged" >/dev/null || fail merge
+"$bin" eval --config "$tmp/cfg.json" --set model.model="$tmp/merged" --set lora.strategy=head >"$tmp/eval2" 2>&1 \
+  || { cat "$tmp/eval2"; fail "eval of merged model"; }
+grep -q "eval: eval_loss $best_loss" "$tmp/eval2" || { cat "$tmp/eval2"; fail "merged eval_loss differs"; }; ok
+
+# 4. predict prints a label and a probability per text
+out=$("$bin" predict --model "$tmp/model" --adapter "$tmp/run/best" "a great film" "an awful film")
+[ "$(echo "$out" | grep -cE '^LABEL_[01]	0\.[0-9]{4}	')" = 2 ] || { echo "$out"; fail predict; }; ok
+
+# 5. resume: 1 epoch + resume to 2 epochs == 2 epochs straight (deterministic, constant lr)
+train --set train.num_epochs=1 --set train.output_dir="$tmp/r1" >/dev/null 2>&1 || fail "1-epoch run"
+train --set train.output_dir="$tmp/r1" --resume "$tmp/r1/last" >"$tmp/resume" 2>&1 || { cat "$tmp/resume"; fail resume; }
+grep -q "resumed from" "$tmp/resume" || fail "no resume message"
+cmp "$tmp/r1/last/adapter_model.safetensors" "$tmp/run/last/adapter_model.safetensors" \
+  || fail "resumed run differs from the straight run"; ok
+
+# 6. NaN loss stops the run with a clear message and keeps the last good checkpoint
+cp "$tmp/r1/last/adapter_model.safetensors" "$tmp/good.safetensors"
+if train --set train.output_dir="$tmp/r1" --set train.num_epochs=3 --set train.learning_rate=1e38 \
+   --set train.max_grad_norm=0 --resume "$tmp/r1/last" >"$tmp/nan" 2>&1; then fail "NaN run succeeded"; fi
+grep -qE "(loss is (NaN|infinite)|gradient norm is not finite).*last good checkpoint" "$tmp/nan" \
+  || { tail -3 "$tmp/nan"; fail "NaN message"; }
+cmp "$tmp/good.safetensors" "$tmp/r1/last/adapter_model.safetensors" || fail "last checkpoint overwritten"; ok
+
+# 7. head-only and full fine-tuning save HF model directories; less trains, fewer params
+for s in head full; do
+  train --set lora.strategy=$s --set train.output_dir="$tmp/$s" >"$tmp/$s.log" 2>&1 \
+    || { cat "$tmp/$s.log"; fail "$s run"; }
+  [ -s "$tmp/$s/best/model.safetensors" ] && [ -s "$tmp/$s/best/config.json" ] || fail "$s best model"
+done
+grep -q "trainable params: 1,122 " "$tmp/head.log" || fail "head trainable count"
+grep -q "trainable params: 1,011,362 " "$tmp/full.log" || fail "full trainable count"; ok
+
+# 8. bad input: unknown config key, missing data file
+if train --set train.learnin_rate=1 >"$tmp/bad" 2>&1; then fail "typo accepted"; fi
+grep -q "learnin_rate" "$tmp/bad" || fail "typo message"; ok
+if train --set data.train_file="$tmp/nope.jsonl" >"$tmp/bad2" 2>&1; then fail "missing file accepted"; fi
+grep -q "nope.jsonl" "$tmp/bad2" || fail "missing file message"; ok
+
+echo "$passed passed, 0 failed"
