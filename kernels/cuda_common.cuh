@@ -40,6 +40,13 @@ static inline unsigned cuda_blocks(size_t n, unsigned threads) {
     size_t b = (n + threads - 1) / threads;
     return (unsigned)(b < CUDA_MAX_BLOCKS ? (b ? b : 1) : CUDA_MAX_BLOCKS);
 }
+/* grid.y of the column-tile kernels (block (32, 8), 32 columns each, rows split over
+ * threadIdx.y and blockIdx.y, partial sums joined with atomics): about 64 rows per block
+ * and at most 128 row groups, enough blocks to fill the GPU for any C. */
+static inline unsigned cuda_row_groups(size_t rows) {
+    size_t g = (rows + 63) / 64;
+    return (unsigned)(g < 128 ? (g ? g : 1) : 128);
+}
 #define GRID_STRIDE(i, n)                                                                          \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)(n);                \
          i += (size_t)gridDim.x * blockDim.x)

@@ -1,7 +1,8 @@
 /* elementwise.cu: the memory-bound ops of ops_cuda: activations, dropout,
  * add/axpy/scale, [CLS] pooling and the embedding lookup. One thread per
- * element, grid-stride loops, no shared memory: these run at HBM bandwidth or
- * not at all, so they are kept plain. */
+ * element with grid-stride loops: these run at HBM bandwidth or not at all, so
+ * they are kept plain. Only the token-type gradient, a column sum over all
+ * rows, uses a shared-memory tile. */
 #include "cuda_common.cuh"
 
 /* ---- activations ---- */
@@ -199,19 +200,26 @@ __global__ void embedding_dwpe_kernel(float *dwpe, const float *dout, int B, int
     }
 }
 
-/* dwtt[ty,c] += sum over rows of that type: one thread per channel, both types
- * at once. */
+/* dwtt[ty,c] += sum over the rows of type ty. Block (32, 8) owns 32 channels; the
+ * rows are split over threadIdx.y and the grid's y dimension, and the block's partial
+ * sums for both types meet in atomics. */
 __global__ void embedding_dwtt_kernel(float *dwtt, const float *dout, const int32_t *types, int C,
-                                      size_t N, int *fault) {
-    GRID_STRIDE(c, (size_t)C) {
-        float s[2] = {0.0f, 0.0f};
-        for (size_t n = 0; n < N; n++) {
+                                      int N, int *fault) {
+    __shared__ float part[2][8][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float s[2] = {0.0f, 0.0f};
+    if (c < C)
+        for (int n = blockIdx.y * 8 + threadIdx.y; n < N; n += gridDim.y * 8) {
             int ty = checked_type(types, n, fault);
-            if (ty >= 0) s[ty] += dout[n * C + c];
+            if (ty >= 0) s[ty] += dout[(size_t)n * C + c];
         }
-        dwtt[c] += s[0];
-        dwtt[C + c] += s[1];
-    }
+    part[0][threadIdx.y][threadIdx.x] = s[0];
+    part[1][threadIdx.y][threadIdx.x] = s[1];
+    __syncthreads();
+    if (threadIdx.y || c >= C) return;
+    for (int y = 1; y < 8; y++) s[0] += part[0][y][threadIdx.x], s[1] += part[1][y][threadIdx.x];
+    atomicAdd(&dwtt[c], s[0]);
+    atomicAdd(&dwtt[C + c], s[1]);
 }
 
 void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types, const float *wte,
@@ -238,8 +246,8 @@ void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float 
         CUDA_LAUNCHED("embedding_backward (wpe)");
     }
     if (dwtt) {
-        embedding_dwtt_kernel<<<cuda_blocks((size_t)C, CUDA_THREADS), CUDA_THREADS>>>(
-            dwtt, dout, types, C, N, cuda_fault_word());
+        embedding_dwtt_kernel<<<dim3((C + 31) / 32, cuda_row_groups(N)), dim3(32, 8)>>>(
+            dwtt, dout, types, C, (int)N, cuda_fault_word());
         CUDA_LAUNCHED("embedding_backward (wtt)");
     }
 }

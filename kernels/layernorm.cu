@@ -98,10 +98,7 @@ void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
         CUDA_LAUNCHED("layernorm_backward (dinp)");
     }
     if (dweight || dbias) {
-        /* about 64 rows per block, at most 128 row groups: enough blocks to fill
-         * the GPU */
-        int groups = (N + 63) / 64 < 128 ? (N + 63) / 64 : 128;
-        dim3 grid((C + 31) / 32, groups), block(32, 8);
+        dim3 grid((C + 31) / 32, cuda_row_groups(N)), block(32, 8);
         layernorm_dparams_kernel<<<grid, block>>>(dweight, dbias, dout, inp, mean, rstd, N, C);
         CUDA_LAUNCHED("layernorm_backward (dweight, dbias)");
     }

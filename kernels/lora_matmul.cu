@@ -137,8 +137,8 @@ void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, 0, dout, OC, 0, 1.0f, dweight,
                   C, 0, 1);
     if (dbias) {
-        int groups = (N + 63) / 64 < 128 ? (N + 63) / 64 : 128;
-        bias_grad_kernel<<<dim3((OC + 31) / 32, groups), dim3(32, 8)>>>(dbias, dout, N, OC);
+        bias_grad_kernel<<<dim3((OC + 31) / 32, cuda_row_groups(N)), dim3(32, 8)>>>(dbias, dout, N,
+                                                                                    OC);
         CUDA_LAUNCHED("matmul_backward (dbias)");
     }
 }

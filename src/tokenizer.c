@@ -434,20 +434,20 @@ int tokenizer_build_inputs(const Tokenizer *t, const int32_t *a, int na, const i
     int budget = max_len - (b ? 3 : 2);
     if (budget < 0) return -1;
     int ka = na < budget ? na : budget, kb = 0;
-    if (b && na + nb > budget) { /* longest_first, one token at a time, second on a tie */
-        int half = budget / 2;
-        if (na <= half)
-            ka = na, kb = budget - na;
-        else if (nb <= half)
-            ka = budget - nb, kb = nb;
-        else
-            ka = budget - half, kb = half;
+    if (b && na + nb > budget) { /* longest_first, as tokenizers' truncate_encodings */
+        int swap = na > nb, shorter = swap ? nb : na, ks, kl;
+        if (shorter <= budget - shorter) /* only the longer is cut */
+            ks = shorter, kl = budget - shorter;
+        else /* both are cut; the longer keeps the odd token */
+            ks = budget / 2, kl = budget - budget / 2;
+        ka = swap ? kl : ks;
+        kb = swap ? ks : kl;
     } else if (b) {
         ka = na, kb = nb;
     }
     int n = 0;
     const int32_t *parts[2] = {a + (truncate_left ? na - ka : 0),
-                               b + (truncate_left && b ? nb - kb : 0)};
+                               b ? b + (truncate_left ? nb - kb : 0) : NULL};
     int counts[2] = {ka, kb};
     out[n++] = t->special[TOK_CLS];
     for (int s = 0; s < (b ? 2 : 1); s++) {

@@ -55,13 +55,13 @@ const char *tokenizer_token(const Tokenizer *t, int32_t id);     /* NULL when ou
  */
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, IdList *ids, LfError *err);
 
-/* Builds [CLS] a [SEP] (or [CLS] a [SEP] b [SEP] when b != NULL) into
- * out[max_len] and the token types (0 for [CLS] a [SEP], 1 for b [SEP]) into
- * types[max_len] (may be NULL). a[na], b[nb] are truncated to fit max_len as HF
- * does: a single sequence loses tokens from the end (from the start when
- * truncate_left); a pair is "longest_first": one token at a time from the
- * longer of the two (from b on a tie). Returns the length written, or -1 when
- * max_len cannot even hold the special tokens (HF raises an error there). */
+/* Builds [CLS] a [SEP] (or [CLS] a [SEP] b [SEP] when b != NULL) into out[max_len] and the
+ * token types (0 for [CLS] a [SEP], 1 for b [SEP]) into types[max_len] (may be NULL).
+ * a[na], b[nb] are truncated to fit max_len as HF does, from the end (from the start when
+ * truncate_left). A pair is cut "longest_first" the way `tokenizers` computes it: when the
+ * shorter fits in half the room, only the longer is cut; else both get half, the longer
+ * (b on a tie) the odd token. Returns the length written, or -1 when max_len cannot even
+ * hold the special tokens (HF raises an error there). */
 int tokenizer_build_inputs(const Tokenizer *t, const int32_t *a, int na, const int32_t *b, int nb,
                            int max_len, int truncate_left, int32_t *out, int32_t *types);
 

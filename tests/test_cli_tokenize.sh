@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# test_cli_tokenize.sh: `loraft tokenize` end to end against golden records of
+# tests/golden/tokenizer_bert_uncased.jsonl (Hugging Face ids), plus its error handling.
+set -u
+tok="${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased"
+golden=tests/golden/tokenizer_bert_uncased.jsonl
+bin="${LORAFT_BIN:?LORAFT_BIN must name the loraft executable}"
+if [ ! -f "$tok/vocab.txt" ]; then
+    echo "SKIP: $tok is absent"
+    exit 77
+fi
+tmp=$(mktemp -d /tmp/test_cli_tokenize.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { # check NAME EXPECTED_FILE ACTUAL_FILE
+    if cmp -s "$2" "$3"; then
+        echo "ok: $1"
+    else
+        echo "FAIL: $1"
+        diff "$2" "$3" | head -5
+        fail=1
+    fi
+}
+ids_of() { sed -E 's/.*"ids": \[([^]]*)\].*/{"ids":[\1]}/; s/ //g'; }
+
+# 1. plain records (no special tokens), JSONL input; \u0000 texts are refused by the CLI
+grep -v '"max_length"' "$golden" | grep -v '_hex"' | head -200 >"$tmp/plain.jsonl"
+ids_of <"$tmp/plain.jsonl" >"$tmp/want"
+"$bin" tokenize --tokenizer "$tok" --no-special <"$tmp/plain.jsonl" >"$tmp/got"
+check "200 golden texts, --no-special" "$tmp/want" "$tmp/got"
+
+# 2. truncated records with [CLS]/[SEP], both sides
+grep '"truncation_side"' "$golden" | grep -v '"text_pair"' | grep -v '_hex"' >"$tmp/trunc.jsonl"
+: >"$tmp/want"
+: >"$tmp/got"
+while IFS= read -r line; do
+    n=$(sed -E 's/.*"max_length": ([0-9]+).*/\1/' <<<"$line")
+    side=$(sed -E 's/.*"truncation_side": "([a-z]+)".*/\1/' <<<"$line")
+    ids_of <<<"$line" >>"$tmp/want"
+    "$bin" tokenize --tokenizer "$tok" --max-length "$n" --truncation-side "$side" \
+        <<<"$line" >>"$tmp/got"
+done <"$tmp/trunc.jsonl"
+check "$(wc -l <"$tmp/trunc.jsonl") truncated golden records" "$tmp/want" "$tmp/got"
+
+# 3. a plain-text line gives what the same text as JSON gives, [CLS]/[SEP] added
+printf 'The film was <br /><br />GREAT, wasn'"'"'t it?\n' >"$tmp/text"
+printf '{"text": "The film was <br /><br />GREAT, wasn'"'"'t it?"}\n' >"$tmp/json"
+"$bin" tokenize --tokenizer "$tok" <"$tmp/text" >"$tmp/got"
+"$bin" tokenize --tokenizer "$tok" <"$tmp/json" >"$tmp/want"
+check "plain text line = JSON line" "$tmp/want" "$tmp/got"
+grep -q '^{"ids":\[101,.*,102\]}$' "$tmp/got" || { echo "FAIL: no [CLS]/[SEP]"; fail=1; }
+
+# 4. errors: bad JSON names the line, bad options exit 2
+printf '{"text": "fine"}\n{"text": broken\n' | "$bin" tokenize --tokenizer "$tok" \
+    >/dev/null 2>"$tmp/err"
+rc=$?
+if [ $rc -ne 0 ] && grep -q 'stdin:2: invalid JSON' "$tmp/err"; then echo "ok: bad JSON line"
+else echo "FAIL: bad JSON line (rc $rc): $(cat "$tmp/err")"; fail=1; fi
+printf 'bad \xff byte\n' | "$bin" tokenize --tokenizer "$tok" >/dev/null 2>"$tmp/err"
+rc=$?
+if [ $rc -ne 0 ] && grep -q 'stdin:1: invalid UTF-8 at byte offset 4' "$tmp/err"; then
+    echo "ok: invalid UTF-8"
+else echo "FAIL: invalid UTF-8 (rc $rc): $(cat "$tmp/err")"; fail=1; fi
+"$bin" tokenize --tokenizer "$tok" --truncation-side middle </dev/null 2>/dev/null
+rc=$?
+[ $rc -eq 2 ] && echo "ok: bad option" || { echo "FAIL: bad option gave $rc"; fail=1; }
+"$bin" tokenize --tokenizer /nonexistent </dev/null 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 1 ] && grep -q '/nonexistent' "$tmp/err"; then echo "ok: missing tokenizer"
+else echo "FAIL: missing tokenizer (rc $rc)"; fail=1; fi
+exit $fail
