@@ -1,8 +1,8 @@
 /* bench_tokenizer.c: WordPiece tokenization speed, one thread.
- *   bench_tokenizer TOKENIZER_DIR FILE.jsonl [REPEATS]
- * Reads every "text" of the JSONL file (untimed), then times tokenizer_encode over all of
- * them, REPEATS times (default 3), and prints the best pass in MB/s of text and tokens/s.
- * bench/bench_tokenizer_hf.py measures Hugging Face `tokenizers` the same way. */
+ *   bench_tokenizer TOKENIZER_DIR FILE.jsonl [REPEATS] Reads every "text" of the JSONL file
+ *   (untimed), then times tokenizer_encode over all of them, REPEATS times (default 3), and
+ *   prints the best pass in MB/s of text and tokens/s. bench/bench_tokenizer_hf.py measures
+ *   Hugging Face `tokenizers` the same way. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -71,9 +71,16 @@ def load():
 
 def main(out_path):
     age, cat, ccc, dec, lower, space = load()
-    old = lambda c, v: age.get(c, (99,)) <= v
-    cat8 = lambda c: CATEGORY_8_0_CHANGES.get(c) or (cat.get(c, "Cn") if old(c, CATEGORY_VERSION) else "Cn")
-    ccc9 = lambda c: ccc.get(c, 0) if old(c, NORMALIZATION_VERSION) else 0
+    def old(c, version):  # assigned by that Unicode version?
+        return age.get(c, (99,)) <= version
+
+    def cat8(c):  # general category as in Unicode 8.0; Cn when unassigned then
+        if c in CATEGORY_8_0_CHANGES:
+            return CATEGORY_8_0_CHANGES[c]
+        return cat.get(c, "Cn") if old(c, CATEGORY_VERSION) else "Cn"
+
+    def ccc9(c):  # canonical combining class as in Unicode 9.0
+        return ccc.get(c, 0) if old(c, NORMALIZATION_VERSION) else 0
 
     def nfd(c):
         if 0xAC00 <= c <= 0xD7A3:  # Hangul syllables decompose algorithmically at run time

@@ -1,7 +1,6 @@
-/* cli_tokenize.c: `loraft tokenize`: token ids for each line of stdin, one JSON
- * object per line on stdout. A line starting with '{' is JSON with a "text"
- * field; any other line is the text itself. For checking the tokenizer against
- * Hugging Face, not for training. */
+/* cli_tokenize.c: `loraft tokenize`: token ids for each line of stdin, one JSON object per line
+ * on stdout. A line starting with '{' is JSON with a "text" field; any other line is the text
+ * itself. For checking the tokenizer against Hugging Face, not for training. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +15,7 @@ typedef struct TokenizeOpts {
     int max_length, no_special;
 } TokenizeOpts;
 
-/* The text of one input line (NUL-terminated, len bytes); *json to free
- * afterwards. */
+/* The text of one input line (NUL-terminated, len bytes); *json to free afterwards. */
 static int line_text(char *line, size_t len, cJSON **json, const char **text, size_t *text_len,
                      long lineno) {
     *json = NULL;
@@ -44,8 +42,7 @@ static int line_text(char *line, size_t len, cJSON **json, const char **text, si
     return -1;
 }
 
-/* Writes {"ids":[...]} for the encoded ids, with [CLS]/[SEP] and truncation as
- * asked. */
+/* Writes {"ids":[...]} for the encoded ids, with [CLS]/[SEP] and truncation as asked. */
 static int write_ids(const Tokenizer *tok, const TokenizeOpts *o, const IdList *ids, IdList *buf,
                      LfError *err) {
     int left = !strcmp(o->side, "left");

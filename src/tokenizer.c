@@ -1,11 +1,9 @@
-/* tokenizer.c: the BERT WordPiece tokenizer (see tokenizer.h), exact to Hugging
- * Face's BertTokenizerFast. One pass over the text: added tokens, cleaning, NFD
- * + accent stripping, lowercasing and the whitespace/punctuation split are
- * applied char by char while each word collects in a fixed buffer; WordPiece
- * then looks pieces up in an open-addressing hash table. No allocation per
- * word; ASCII skips the Unicode tables. It is not a general `tokenizers`
- * runtime: other normalizers, pre-tokenizers and models (BPE, Unigram) are
- * refused at load time. */
+/* tokenizer.c: the BERT WordPiece tokenizer (see tokenizer.h), exact to Hugging Face's
+ * BertTokenizerFast. One pass over the text: added tokens, cleaning, NFD + accent stripping,
+ * lowercasing and the whitespace/punctuation split are applied char by char while each word
+ * collects in a fixed buffer; WordPiece then looks pieces up in an open-addressing hash table.
+ * No allocation per word; ASCII skips the Unicode tables. It is not a general `tokenizers`
+ * runtime: other normalizers, pre-tokenizers and models (BPE, Unigram) are refused at load time. */
 #include "loraft/tokenizer.h"
 
 #include <errno.h>
@@ -22,8 +20,7 @@
 enum { MAX_WORD_CHARS = 1024 }; /* largest max_input_chars_per_word we accept */
 enum { MAX_ADDED = 64 };        /* added tokens of tokenizer.json */
 
-/* Class of an ASCII byte after cleaning: what the pre-tokenizer does with it.
- */
+/* Class of an ASCII byte after cleaning: what the pre-tokenizer does with it. */
 enum { C_WORD, C_SPACE, C_PUNCT, C_DROP };
 
 /* Maps a token (its bytes after `skip` prefix bytes) to its id. */
@@ -32,8 +29,7 @@ typedef struct VocabTable {
     int32_t *slot_id;
     size_t mask;    /* capacity - 1, capacity a power of two */
     size_t max_len; /* longest key in bytes */
-    size_t skip;    /* bytes of each token left out of its key ("##" for
-                       continuations) */
+    size_t skip;    /* bytes of each token left out of its key: "##" for continuations */
 } VocabTable;
 
 typedef struct AddedToken {
@@ -76,12 +72,10 @@ void idlist_free(IdList *l) {
     *l = (IdList){0};
 }
 
-/* ---------------------------------------------------------------- UTF-8 and
- * Unicode */
+/* ---------------------------------------------------------------- UTF-8 and Unicode */
 
-/* Decodes one code point of s[0..n) as Rust's str would accept it (no
- * overlongs, no surrogates, at most U+10FFFF). Returns its length in bytes, or
- * 0 when invalid. */
+/* Decodes one code point of s[0..n) as Rust's str would accept it (no overlongs, no surrogates,
+ * at most U+10FFFF). Returns its length in bytes, or 0 when invalid. */
 static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
     unsigned char b = s[0];
     int len = b < 0xC2 ? 0 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : b < 0xF5 ? 4 : 0;
@@ -147,8 +141,7 @@ static int uni_ccc(uint32_t c) {
     return c - r->first < r->count ? r->ccc : 0;
 }
 
-/* Full lowercase mapping (char::to_lowercase): writes 1..3 code points, returns
- * the count. */
+/* Full lowercase mapping (char::to_lowercase): writes 1..3 code points, returns the count. */
 static int uni_lower(uint32_t c, uint32_t out[3]) {
     for (size_t i = 0; i < unicode_lower_specials_len; i++)
         if (unicode_lower_specials[i].cp == c) {
@@ -164,8 +157,7 @@ static int uni_lower(uint32_t c, uint32_t out[3]) {
     return 1;
 }
 
-/* Full canonical decomposition (NFD of one char, canonically ordered): 1..4
- * code points. */
+/* Full canonical decomposition (NFD of one char, canonically ordered): 1..4 code points. */
 static int uni_nfd(uint32_t c, uint32_t out[4]) {
     if (c >= 0xAC00 && c <= 0xD7A3) { /* Hangul syllable: L V (T) */
         uint32_t s = c - 0xAC00, t = s % 28;
@@ -189,8 +181,7 @@ static int uni_nfd(uint32_t c, uint32_t out[4]) {
     return unicode_decomps[lo].n;
 }
 
-/* ---------------------------------------------------------------- vocabulary
- * hash table */
+/* ---------------------------------------------------------------- vocabulary hash table */
 
 /* Word-at-a-time multiplicative hash; never 0 (0 marks an empty slot). */
 static uint32_t hash_bytes(const char *s, size_t n) {
@@ -223,8 +214,8 @@ static int32_t table_find(const Tokenizer *t, const VocabTable *tab, const char 
     }
 }
 
-/* Inserts every token (those starting with the prefix, prefix removed, when
- * skip > 0); a later duplicate wins, as in HF's dict. */
+/* Inserts every token (those starting with the prefix, prefix removed, when skip > 0); a later
+ * duplicate wins, as in HF's dict. */
 static int table_build(Tokenizer *t, VocabTable *tab, size_t skip, LfError *err) {
     size_t n = 0;
     for (int32_t id = 0; id < t->n_ids; id++) n += t->off[id] != UINT32_MAX;
@@ -261,13 +252,18 @@ typedef struct Encoder {
     IdList *ids;
     LfError *err;
     size_t n, nchars;
-    size_t run; /* byte offset where the trailing run of non-starters begins (NFD
-                   order) */
+    size_t run; /* where the trailing run of non-starters begins (for NFD order) */
     char buf[4 * MAX_WORD_CHARS + 16];
 } Encoder;
 
-/* Greedy longest-match-first WordPiece of s[0..n); a word that cannot be
- * covered is [UNK]. */
+/* The start of the char before s[end] (a char boundary > start). */
+static size_t prev_char(const char *s, size_t start, size_t end) {
+    do end--;
+    while (end > start && (s[end] & 0xC0) == 0x80);
+    return end;
+}
+
+/* Greedy longest-match-first WordPiece of s[0..n); a word that cannot be covered is [UNK]. */
 static int wordpiece(const Tokenizer *t, const char *s, size_t n, IdList *ids, LfError *err) {
     size_t n0 = ids->n;
     for (size_t start = 0; start < n;) {
@@ -275,9 +271,8 @@ static int wordpiece(const Tokenizer *t, const char *s, size_t n, IdList *ids, L
         size_t end = n - start > tab->max_len ? start + tab->max_len : n;
         while (end < n && (s[end] & 0xC0) == 0x80) end--; /* to a char boundary */
         int32_t id = -1;
-        while (end > start && (id = table_find(t, tab, s + start, end - start)) < 0) do
-                end--;
-            while (end > start && (s[end] & 0xC0) == 0x80);
+        while (end > start && (id = table_find(t, tab, s + start, end - start)) < 0)
+            end = prev_char(s, start, end);
         if (id < 0) {
             ids->n = n0;
             return idlist_push(ids, t->special[TOK_UNK], err);
@@ -297,8 +292,8 @@ static int word_flush(Encoder *e) {
     return rc;
 }
 
-/* Appends c to the word. A non-starter moves before the non-starters of higher
- * combining class that precede it in its run: the canonical ordering of NFD. */
+/* Appends c to the word. A non-starter moves before the non-starters of higher combining class
+ * that precede it in its run: the canonical ordering of NFD. */
 static void word_append(Encoder *e, uint32_t c, int flags) {
     if (++e->nchars > (size_t)e->t->max_chars) return; /* [UNK] anyway: stop storing */
     char enc[4];
@@ -322,18 +317,14 @@ static void word_append(Encoder *e, uint32_t c, int flags) {
     e->n += k;
 }
 
-static int ascii_class(const Tokenizer *t, uint32_t c) {
-    return t->ascii_class[c];
-}
-
-/* One normalized char: split on whitespace, isolate punctuation, else extend
- * the word. */
+/* One normalized char: split on whitespace, isolate punctuation, else extend the word. */
 static int emit_char(Encoder *e, uint32_t c) {
     int flags = c < 0x80 ? 0 : uni_flags(c);
-    int cls = c < 0x80            ? ascii_class(e->t, c)
+    int cls = c < 0x80            ? e->t->ascii_class[c]
               : flags & UNI_SPACE ? C_SPACE
               : flags & UNI_PUNCT ? C_PUNCT
                                   : C_WORD;
+    if (cls == C_DROP) return 0;
     if (cls == C_SPACE) return word_flush(e);
     if (cls == C_PUNCT) {
         if (word_flush(e)) return -1;
@@ -446,7 +437,7 @@ int tokenizer_build_inputs(const Tokenizer *t, const int32_t *a, int na, const i
         ka = na, kb = nb;
     }
     int n = 0;
-    const int32_t *parts[2] = {a + (truncate_left ? na - ka : 0),
+    const int32_t *parts[2] = {a ? a + (truncate_left ? na - ka : 0) : NULL,
                                b ? b + (truncate_left ? nb - kb : 0) : NULL};
     int counts[2] = {ka, kb};
     out[n++] = t->special[TOK_CLS];
@@ -463,8 +454,8 @@ int tokenizer_build_inputs(const Tokenizer *t, const int32_t *a, int na, const i
 
 /* ---------------------------------------------------------------- loading */
 
-/* Reads path into a NUL-terminated buffer. Returns 0, 1 when the file does not
- * exist, or -1 with err. */
+/* Reads path into a NUL-terminated buffer. Returns 0, 1 when the file does not exist, or -1 with
+ * err. */
 static int read_file(const char *path, char **data, size_t *len, LfError *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return errno == ENOENT ? 1 : lf_fail(err, "%s: %s", path, strerror(errno));
@@ -517,8 +508,7 @@ static int json_load(const char *path, cJSON **out, LfError *err) {
 
 enum { UNSET = 2 }; /* strip_accents: null, i.e. "same as lowercase" */
 
-/* A boolean member: 1/0, UNSET when null, def when absent; -1 with err for
- * another type. */
+/* A boolean member: 1/0, UNSET when null, def when absent; -1 with err for another type. */
 static int json_bool(const cJSON *obj, const char *key, int def, const char *path, LfError *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v) return def;
@@ -618,8 +608,7 @@ static int check_type(const cJSON *obj, const char *want, const char *what, cons
                    path, what, want, cJSON_IsString(type) ? type->valuestring : "none");
 }
 
-/* tokenizer.json: WordPiece model, BertNormalizer, BertPreTokenizer, added
- * tokens. */
+/* tokenizer.json: WordPiece model, BertNormalizer, BertPreTokenizer, added tokens. */
 static int load_tokenizer_json(Tokenizer *t, const cJSON *root, const char *path, LfError *err) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
@@ -664,8 +653,8 @@ static int load_tokenizer_json(Tokenizer *t, const cJSON *root, const char *path
     return 0;
 }
 
-/* tokenizer_config.json / special_tokens_map.json: lowercasing options and
- * token names, as BertTokenizerFast applies them over tokenizer.json. */
+/* tokenizer_config.json / special_tokens_map.json: lowercasing options and token names, as
+ * BertTokenizerFast applies them over tokenizer.json. */
 static int load_config(Tokenizer *t, const cJSON *cfg, const char *names[5], const char *path,
                        LfError *err) {
     if ((t->lowercase = json_bool(cfg, "do_lower_case", t->lowercase, path, err)) < 0 ||
@@ -730,8 +719,7 @@ static int load_all(Tokenizer *t, const char *dir, LfError *err) {
     if (!rc) rc = load_optional(dir, "tokenizer_config.json", &cfg, path, sizeof path, err);
     if (!rc && cfg) rc = load_config(t, cfg, names, path, err);
     if (!rc) rc = resolve_specials(t, names, dir, err);
-    /* without tokenizer.json, the special tokens are the added tokens
-     * (BertTokenizerFast) */
+    /* without tokenizer.json, the special tokens are the added tokens (BertTokenizerFast) */
     for (int i = 0; !rc && !tj && i < 5; i++)
         if (t->special[i] >= 0) rc = add_token(t, names[i], t->special[i], dir, err);
     cJSON_Delete(tj);
@@ -789,8 +777,7 @@ const char *tokenizer_token(const Tokenizer *t, int32_t id) {
     return id >= 0 && id < t->n_ids && t->off[id] != UINT32_MAX ? token_at(t, id) : NULL;
 }
 
-/* ---------------------------------------------------------------- copying the
- * files */
+/* ---------------------------------------------------------------- copying the files */
 
 static int copy_atomic(const char *src, const char *dst, LfError *err) {
     char *data, tmp[4200];

@@ -1,7 +1,7 @@
 /* test_tokenizer.c: the WordPiece tokenizer against Hugging Face goldens
- * (tests/golden/tokenizer_bert_*.jsonl, from scripts/make-tokenizer-goldens.py) on the
- * shared bert-base-uncased files, plus hand-checked cases on a tiny vocabulary the test
- * writes itself, and the error paths. */
+ * (tests/golden/tokenizer_bert_*.jsonl, from scripts/make-tokenizer-goldens.py) on the shared
+ * bert-base-uncased files, plus hand-checked cases on a tiny vocabulary the test writes itself,
+ * and the error paths. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,8 +178,10 @@ static void check_tokens(const Tokenizer *t, const char *text, const char *const
 static void test_invalid_utf8(const Tokenizer *t);
 static void test_build_inputs(const Tokenizer *t);
 
+/* The last entry is x U+1D165 U+1D16D (musical stem, ccc 216; flag, ccc 226). */
 static const char *tiny_vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nun\n##aff\n##able\naff\n"
-                                "a\nab\n##b\n##bc\n##c\n,\n!\n##a\ncafe\n";
+                                "a\nab\n##b\n##bc\n##c\n,\n!\n##a\ncafe\n"
+                                "x\xf0\x9d\x85\xa5\xf0\x9d\x85\xad\n";
 
 /* WordPiece rules on a vocabulary small enough to check by hand. */
 static void test_tiny_vocab(void) {
@@ -187,12 +189,12 @@ static void test_tiny_vocab(void) {
     Tokenizer *t;
     LfError err;
     CHECK(tokenizer_load(&t, dir, &err) == 0);
-    CHECK(tokenizer_vocab_size(t) == 18);
+    CHECK(tokenizer_vocab_size(t) == 19);
     CHECK(tokenizer_special(t, TOK_PAD) == 0 && tokenizer_special(t, TOK_UNK) == 1);
     CHECK(tokenizer_special(t, TOK_CLS) == 2 && tokenizer_special(t, TOK_SEP) == 3);
     CHECK(tokenizer_special(t, TOK_MASK) == 4);
     CHECK(tokenizer_lookup(t, "##aff") == 6 && tokenizer_lookup(t, "nope") == -1);
-    CHECK(!strcmp(tokenizer_token(t, 17), "cafe") && tokenizer_token(t, 18) == NULL);
+    CHECK(!strcmp(tokenizer_token(t, 17), "cafe") && tokenizer_token(t, 19) == NULL);
     CHECK(tokenizer_token(t, -1) == NULL);
     TOKENS(t, "unaffable", "un", "##aff", "##able");
     TOKENS(t, "UnAffable aff", "un", "##aff", "##able", "aff"); /* lowercased */
@@ -207,10 +209,13 @@ static void test_tiny_vocab(void) {
            "a\x01\xe2\x80\x8b"
            "b",
            "ab"); /* control and zero-width chars are dropped inside a word */
+    IdList ids = {0};
+    /* NFD puts the two non-starters in combining-class order (Unicode canonical ordering) */
+    CHECK(encode(t, "X\xf0\x9d\x85\xad\xf0\x9d\x85\xa5", &ids) == 0 && ids.n == 1 &&
+          ids.ids[0] == 18);
     char word[160];
     memset(word, 'a', 100);
     word[100] = 0;
-    IdList ids = {0};
     CHECK(encode(t, word, &ids) == 0 && ids.n == 100); /* a ##a ##a ... */
     word[100] = 'a', word[101] = 0;
     CHECK(encode(t, word, &ids) == 0 && ids.n == 1 && ids.ids[0] == 1); /* > 100 chars */
@@ -299,7 +304,7 @@ static void test_copy_files(void) {
     CHECK(tokenizer_copy_files(src_dir, dst, &err) == 0);
     Tokenizer *t;
     CHECK(tokenizer_load(&t, dst, &err) == 0);
-    CHECK(tokenizer_vocab_size(t) == 18);
+    CHECK(tokenizer_vocab_size(t) == 19);
     TOKENS(t, "UN un", "[UNK]", "un"); /* the copied config: cased */
     tokenizer_free(t);
     CHECK(tokenizer_copy_files("/nonexistent", dst, &err) == -1);

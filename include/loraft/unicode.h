@@ -1,16 +1,14 @@
-/* unicode.h: the generated Unicode tables behind the BERT normalizer
- * (src/unicode_tables.c, written by scripts/gen-unicode-tables.py; never edit
- * by hand). Data only: the lookups live in tokenizer.c, the one user. Versions
- * follow Hugging Face `tokenizers`, see the generator: categories as of
- * Unicode 8.0, NFD as of 9.0, lowercase/White_Space 15.0. */
+/* unicode.h: the generated Unicode tables behind the BERT normalizer (src/unicode_tables.c,
+ * written by scripts/gen-unicode-tables.py; never edit by hand). Data only: the lookups live in
+ * tokenizer.c, the one user. Versions follow Hugging Face `tokenizers`, see the generator:
+ * categories as of Unicode 8.0, NFD as of 9.0, lowercase/White_Space 15.0. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 
 /* Flag bits of a code point. */
 enum {
-    UNI_OTHER = 1,      /* general category Cc, Cf, Co or Cs (not Cn: tokenizers keeps
-                           those) */
+    UNI_OTHER = 1,      /* category Cc, Cf, Co or Cs (not Cn: tokenizers keeps those) */
     UNI_PUNCT = 2,      /* general category P* */
     UNI_MN = 4,         /* general category Mn (nonspacing mark: stripped as an accent) */
     UNI_SPACE = 8,      /* White_Space property */
@@ -18,8 +16,7 @@ enum {
     UNI_NONSTARTER = 32 /* canonical combining class != 0 */
 };
 
-/* Code points first..(next range's first - 1) have these flags; sorted, first =
- * 0x80. */
+/* Code points first..(next range's first - 1) have these flags; sorted, first = 0x80. */
 typedef struct UnicodeFlagRange {
     uint32_t first;
     uint8_t flags;
@@ -33,16 +30,15 @@ typedef struct UnicodeLowerRun {
     int32_t delta;
 } UnicodeLowerRun;
 
-/* Lowercase mappings to more than one code point (SpecialCasing,
- * unconditional). */
+/* Lowercase mappings to more than one code point (SpecialCasing, unconditional). */
 typedef struct UnicodeLowerSpecial {
     uint32_t cp;
     uint8_t n;
     uint32_t to[3];
 } UnicodeLowerSpecial;
 
-/* Full canonical decomposition of cp: unicode_decomp_data[offset .. offset+n),
- * n <= 4. Hangul syllables are not listed: they decompose algorithmically. */
+/* Full canonical decomposition of cp: unicode_decomp_data[offset .. offset+n), n <= 4. Hangul
+ * syllables are not listed: they decompose algorithmically. */
 typedef struct UnicodeDecomp {
     uint32_t cp;
     uint16_t offset;

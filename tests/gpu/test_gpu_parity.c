@@ -1,7 +1,7 @@
 /* test_gpu_parity.c: every op of ops.h, forward and backward, run on the CUDA
  * backend and on the CPU reference with the same random inputs, over a grid of
  * shapes that includes ragged ones (T not a multiple of 32, C not a multiple of
- * 4, N = 1, R in {1, 4, 16, 80}, padding in the mask, p = 0 and p > 0). Prints
+ * 4, N = 1, R in {1, 4, 16, 32, 64, 80}, padding in the mask, p = 0 and p > 0). Prints
  * one line per op and tensor with the max abs/rel difference; dropout masks
  * must match exactly.
  *
@@ -164,6 +164,12 @@ static void test_elementwise(size_t n) {
     NAME("add, axpy, scale n=%zu", n);
     compare("add", sum, ELEM_TOL);
     compare("axpy", acc, ELEM_TOL);
+    pairs_free();
+}
+
+/* ---- sum of squares (double accumulation; partial order differs) ---- */
+static void test_sum_squares(size_t n) {
+    Pair *x = pair_random(n, 4.0f);
     double ss[2] = {0.0, 0.0};
     BACKENDS(w, o) ss[w] = o->sum_squares(F(x, w), n);
     NAME("sum_squares n=%zu", n);
@@ -393,17 +399,21 @@ int main(void) {
 
     size_t elem_sizes[] = {1, 1000, 100003};
     for (int i = 0; i < 3; i++) test_elementwise(elem_sizes[i]);
+    test_sum_squares(1);
+    test_sum_squares(300007); /* more blocks than the 1024 partial sums */
     test_embedding(1, 1, 5, 0);
     test_embedding(2, 7, 13, 1);
     test_embedding(3, 33, 64, 0);
+    test_embedding(3, 50, 40, 1); /* 150 rows: several row groups in the dwtt kernel */
     test_layernorm(1, 13);
     test_layernorm(37, 768);
     test_layernorm(5, 1030);
+    test_layernorm(200, 67); /* several row groups in the dweight/dbias kernel */
     test_matmul(1, 5, 3, 1);
     test_matmul(37, 67, 45, 0);
     test_matmul(128, 768, 64, 1);
-    static const int ranks[] = {1, 4, 16, 80};
-    for (int r = 0; r < 4; r++) {
+    static const int ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant + cuBLAS */
+    for (int r = 0; r < 6; r++) {
         test_lora(1, 13, 7, ranks[r], 0.0f, 1);
         test_lora(37, 67, 45, ranks[r], 0.3f, 1);
     }
