@@ -95,7 +95,9 @@ def run_case(case, model_dir, batch):
     model.eval()  # no dropout: the comparison is exact up to float rounding
     ids, mask, labels = batch
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    out = {"init": {c_name(n): encode(p) for n, p in named if "lora_" in n}}
+    # peft's LoRA draws, and a head that transformers initialised because the checkpoint has none
+    out = {"init": {c_name(n): encode(p) for n, p in named
+                    if "lora_" in n or ("classifier" in n and p.numel() <= 4096)}}
     decay = [p for n, p in named if not (n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n)]
     no_decay = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAMW["weight_decay"]},

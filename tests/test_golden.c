@@ -30,8 +30,16 @@
 #define RTOL 1e-4
 #define ATOL_REL 1e-5
 
+/* Per kind of value (logits, gradients, weights after the steps): the worst |ours - ref| and
+ * the largest |ref|, for the summary line. */
+typedef struct Worst {
+    double diff, scale;
+} Worst;
+static Worst worst_logits, worst_grads, worst_after;
+
 /* Worst error of one tensor against its golden encoding ({"values"} or {"sum","sumsq","head"}). */
-static void compare(const char *what, const float *ours, size_t n, const cJSON *ref, double atol) {
+static void compare(const char *what, const float *ours, size_t n, const cJSON *ref, double atol,
+                    Worst *w) {
     const cJSON *vals = cJSON_GetObjectItem(ref, "values");
     const cJSON *head = vals ? vals : cJSON_GetObjectItem(ref, "head");
     int nh = cJSON_GetArraySize(head);
@@ -54,6 +62,8 @@ static void compare(const char *what, const float *ours, size_t n, const cJSON *
         CHECK_CLOSE(s2, rs2, 1e-9, 1e-4);
         CHECK_CLOSE(s, cJSON_GetObjectItem(ref, "sum")->valuedouble, 1e-4 * sqrt(rs2 * n), 0);
     }
+    if (worst > w->diff) w->diff = worst;
+    if (scale > w->scale) w->scale = scale;
     if (bad) fprintf(stderr, "%s: %d of %d elements off (worst abs diff %.3g, scale %.3g)\n", what, bad, nh, worst, scale);
     CHECK(bad == 0);
 }
@@ -155,7 +165,7 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         if (step == 0) {
             int K = cfg.num_labels;
             float *logits = download(&m, m.logits, (size_t)B * K);
-            compare("logits", logits, (size_t)B * K, cJSON_GetObjectItem(g, "logits"), 1e-12);
+            compare("logits", logits, (size_t)B * K, cJSON_GetObjectItem(g, "logits"), 1e-12, &worst_logits);
             free(logits);
             CHECK_CLOSE(loss, cJSON_GetObjectItem(g, "loss")->valuedouble, 1e-6, 1e-5);
             cJSON_ArrayForEach(t, grads) {
@@ -165,7 +175,7 @@ static void run_golden(const char *golden_path, const char *model_dir) {
                 float *h = download(&m, p->grad, p->numel);
                 char what[200];
                 snprintf(what, sizeof what, "grad %s", t->string);
-                compare(what, h, p->numel, t, 1e-12);
+                compare(what, h, p->numel, t, 1e-12, &worst_grads);
                 free(h);
             }
         }
@@ -180,9 +190,13 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         float *h = download(&m, p->value, p->numel);
         char what[200];
         snprintf(what, sizeof what, "after %d steps %s", steps, t->string);
-        compare(what, h, p->numel, t, 1e-3 * lr);
+        compare(what, h, p->numel, t, 1e-3 * lr, &worst_after);
         free(h);
     }
+    printf("  max |diff| / max |ref|: logits %.2e, gradients %.2e, weights after %d steps %.2e\n",
+           worst_logits.diff / worst_logits.scale, worst_grads.diff / worst_grads.scale, steps,
+           worst_after.diff / worst_after.scale);
+    worst_logits = worst_grads = worst_after = (Worst){0, 0};
     adamw_free(&opt, &m);
     model_free(&m);
     cJSON_Delete(g);
