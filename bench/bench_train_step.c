@@ -31,14 +31,22 @@ int main(int argc, char **argv) {
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
     int B = 8, T = 128, steps = 5, r = 8;
     for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--device")) device = argv[i + 1];
-        else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--seq")) T = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--r")) r = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--targets")) targets = argv[i + 1];
-        else if (!strcmp(argv[i], "--strategy")) strategy = argv[i + 1];
-        else return fprintf(stderr, "unknown option %s\n", argv[i]), 2;
+        if (!strcmp(argv[i], "--device"))
+            device = argv[i + 1];
+        else if (!strcmp(argv[i], "--batch"))
+            B = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seq"))
+            T = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--steps"))
+            steps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--r"))
+            r = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--targets"))
+            targets = argv[i + 1];
+        else if (!strcmp(argv[i], "--strategy"))
+            strategy = argv[i + 1];
+        else
+            return fprintf(stderr, "unknown option %s\n", argv[i]), 2;
     }
     LfError err;
     const Ops *ops = ops_by_name(device, &err);
@@ -48,7 +56,8 @@ int main(int argc, char **argv) {
     spec.r = r;
     spec.alpha = 2.0f * r;
     spec.dropout = 0.1f;
-    if (!ops || model_config_load(&cfg, dir, &err) || strategy_parse(strategy, &spec.strategy, &err))
+    if (!ops || model_config_load(&cfg, dir, &err) ||
+        strategy_parse(strategy, &spec.strategy, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
     char list[512];
     snprintf(list, sizeof list, "%s", targets ? targets : "");
@@ -59,18 +68,21 @@ int main(int argc, char **argv) {
     if (model_create(&m, &cfg, &spec, ops, dir, 1, B, T, NULL, 0, &err) ||
         adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.01f, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
-    int32_t *ids = malloc((size_t)B * T * sizeof *ids), *mask = malloc((size_t)B * T * sizeof *mask);
+    int32_t *ids = malloc((size_t)B * T * sizeof *ids),
+            *mask = malloc((size_t)B * T * sizeof *mask);
     int32_t labels[B];
     Rng rng = {42, 0};
     for (int i = 0; i < B * T; i++) ids[i] = 1000 + (int32_t)(rng_next(&rng) % 20000), mask[i] = 1;
     for (int b = 0; b < B; b++) labels[b] = b % cfg.num_labels;
-    if (model_set_batch(&m, ids, NULL, mask, labels, B, T, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    if (model_set_batch(&m, ids, NULL, mask, labels, B, T, &err))
+        return fprintf(stderr, "%s\n", err.msg), 1;
     double t0 = 0;
     for (int s = 0; s <= steps; s++) {
         if (s == 1) t0 = now(); /* step 0 warms up */
         float loss;
         model_zero_grad(&m);
-        if (model_forward(&m, 1, (uint64_t)s, 1.0f, &loss, &err) || model_backward(&m, (uint64_t)s, &err))
+        if (model_forward(&m, 1, (uint64_t)s, 1.0f, &loss, &err) ||
+            model_backward(&m, (uint64_t)s, &err))
             return fprintf(stderr, "%s\n", err.msg), 1;
         clip_grad_norm(&m, 1.0f);
         adamw_update(&opt, &m, 1e-4f);

@@ -4,7 +4,9 @@
 #include "loraft/ops.h"
 
 #ifndef LORAFT_HAVE_CUDA
-int ops_cuda_device_count(void) { return 0; }
+int ops_cuda_device_count(void) {
+    return 0;
+}
 #endif
 
 const Ops *ops_by_name(const char *device, LfError *err) {

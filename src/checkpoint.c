@@ -69,21 +69,21 @@ int dir_commit(const char *tmp, const char *final_dir, LfError *err) {
 }
 
 /* The tensors an adapter holds: LoRA A/B and the trained modules_to_save. */
-static int in_adapter(const Param *p) { return p->grad && (p->is_lora || p->in_checkpoint); }
+static int in_adapter(const Param *p) {
+    return p->grad && (p->is_lora || p->in_checkpoint);
+}
 
 /* ---- PEFT adapters ---- */
 
-static cJSON *string_array(const char (*items)[64], int n, size_t stride) {
+/* n strings stored every stride bytes from first. */
+static cJSON *string_array(const char *first, int n, size_t stride) {
     cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString((const char *)items + i * stride));
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(first + i * stride));
     return a;
 }
 
 static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     const TrainSpec *s = &m->spec;
-    static const char dflt_distil[2][64] = {"q_lin", "v_lin"}, dflt_bert[2][64] = {"query", "value"};
-    static const char dflt_save[2][64] = {"classifier", "score"};
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "peft_type", "LORA");
     cJSON_AddStringToObject(c, "task_type", "SEQ_CLS");
@@ -97,14 +97,11 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddBoolToObject(c, "inference_mode", 1);
     cJSON_AddBoolToObject(c, "init_lora_weights", 1);
     cJSON_AddBoolToObject(c, "use_dora", 0);
-    if (s->n_targets)
-        cJSON_AddItemToObject(c, "target_modules", string_array((const char (*)[64])s->targets, s->n_targets, sizeof s->targets[0]));
-    else
-        cJSON_AddItemToObject(c, "target_modules", string_array(m->cfg.arch == ARCH_DISTILBERT ? dflt_distil : dflt_bert, 2, 64));
-    if (s->n_modules_to_save)
-        cJSON_AddItemToObject(c, "modules_to_save", string_array(s->modules_to_save, s->n_modules_to_save, 64));
-    else
-        cJSON_AddItemToObject(c, "modules_to_save", string_array(dflt_save, 2, 64));
+    cJSON_AddItemToObject(c, "target_modules",
+                          string_array(s->targets[0], s->n_targets, sizeof s->targets[0]));
+    cJSON_AddItemToObject(
+        c, "modules_to_save",
+        string_array(s->modules_to_save[0], s->n_modules_to_save, sizeof s->modules_to_save[0]));
     cJSON_AddItemToObject(c, "rank_pattern", cJSON_CreateObject());
     cJSON_AddItemToObject(c, "alpha_pattern", cJSON_CreateObject());
     return c;
@@ -163,7 +160,8 @@ static int read_strings(const cJSON *arr, char *out, size_t stride, int max, int
     *n = 0;
     if (!arr || cJSON_IsNull(arr)) return 0;
     if (cJSON_IsString(arr)) /* PEFT also allows a single regex string: not supported */
-        return lf_fail(err, "%s/adapter_config.json: %s as a regular expression is not supported", dir, key);
+        return lf_fail(err, "%s/adapter_config.json: %s as a regular expression is not supported",
+                       dir, key);
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         if (!cJSON_IsString(it) || *n == max || strlen(it->valuestring) >= stride)
@@ -179,15 +177,18 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     if (!c) return -1;
     train_spec_defaults(spec);
     const cJSON *type = cJSON_GetObjectItem(c, "peft_type"), *r = cJSON_GetObjectItem(c, "r");
-    const cJSON *alpha = cJSON_GetObjectItem(c, "lora_alpha"), *drop = cJSON_GetObjectItem(c, "lora_dropout");
-    const cJSON *bias = cJSON_GetObjectItem(c, "bias"), *base = cJSON_GetObjectItem(c, "base_model_name_or_path");
+    const cJSON *alpha = cJSON_GetObjectItem(c, "lora_alpha"),
+                *drop = cJSON_GetObjectItem(c, "lora_dropout");
+    const cJSON *bias = cJSON_GetObjectItem(c, "bias"),
+                *base = cJSON_GetObjectItem(c, "base_model_name_or_path");
     int rc = 0;
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA"))
         rc = lf_fail(err, "%s/adapter_config.json: peft_type must be \"LORA\"", dir);
     else if (!cJSON_IsNumber(r) || r->valueint < 1 || !cJSON_IsNumber(alpha))
         rc = lf_fail(err, "%s/adapter_config.json: r and lora_alpha must be numbers (r >= 1)", dir);
     else if (bias && cJSON_IsString(bias) && strcmp(bias->valuestring, "none"))
-        rc = lf_fail(err, "%s/adapter_config.json: bias \"%s\" is not supported (only \"none\")", dir, bias->valuestring);
+        rc = lf_fail(err, "%s/adapter_config.json: bias \"%s\" is not supported (only \"none\")",
+                     dir, bias->valuestring);
     else if (cJSON_IsTrue(cJSON_GetObjectItem(c, "use_dora")))
         rc = lf_fail(err, "%s/adapter_config.json: DoRA is not supported", dir);
     if (!rc) {
@@ -202,8 +203,8 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     }
     if (!rc)
         rc = read_strings(cJSON_GetObjectItem(c, "modules_to_save"), spec->modules_to_save[0],
-                          sizeof spec->modules_to_save[0], LORA_MAX_SAVE,
-                          &spec->n_modules_to_save, "modules_to_save", dir, err);
+                          sizeof spec->modules_to_save[0], LORA_MAX_SAVE, &spec->n_modules_to_save,
+                          "modules_to_save", dir, err);
     if (!rc && base_model && cap)
         snprintf(base_model, cap, "%s", cJSON_IsString(base) ? base->valuestring : "");
     cJSON_Delete(c);
@@ -266,7 +267,9 @@ int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int mer
 
 /* ---- training state ---- */
 
-static int trains(const Param *p) { return p->grad != NULL; }
+static int trains(const Param *p) {
+    return p->grad != NULL;
+}
 
 int train_state_save(Model *m, const AdamW *opt, const TrainState *ts, const char *dir,
                      LfError *err) {
@@ -306,18 +309,25 @@ int train_state_save(Model *m, const AdamW *opt, const TrainState *ts, const cha
 int train_state_load(Model *m, AdamW *opt, TrainState *ts, const char *dir, LfError *err) {
     cJSON *c = json_load(dir, "trainer_state.json", err);
     if (!c) return -1;
-    const cJSON *step = cJSON_GetObjectItem(c, "global_step"), *epoch = cJSON_GetObjectItem(c, "epoch");
-    const cJSON *adam = cJSON_GetObjectItem(c, "adam_step"), *best = cJSON_GetObjectItem(c, "best_metric");
-    const cJSON *bestdir = cJSON_GetObjectItem(c, "best_checkpoint"), *strat = cJSON_GetObjectItem(c, "strategy");
+    const cJSON *step = cJSON_GetObjectItem(c, "global_step"),
+                *epoch = cJSON_GetObjectItem(c, "epoch");
+    const cJSON *adam = cJSON_GetObjectItem(c, "adam_step"),
+                *best = cJSON_GetObjectItem(c, "best_metric");
+    const cJSON *bestdir = cJSON_GetObjectItem(c, "best_checkpoint"),
+                *strat = cJSON_GetObjectItem(c, "strategy");
     const cJSON *nvals = cJSON_GetObjectItem(c, "trainable_values");
     int rc = 0;
     if (!cJSON_IsNumber(step) || !cJSON_IsNumber(epoch) || !cJSON_IsNumber(adam) ||
-        !cJSON_IsNumber(best) || !cJSON_IsString(bestdir) || !cJSON_IsString(strat) || !cJSON_IsNumber(nvals))
+        !cJSON_IsNumber(best) || !cJSON_IsString(bestdir) || !cJSON_IsString(strat) ||
+        !cJSON_IsNumber(nvals))
         rc = lf_fail(err, "%s/trainer_state.json: missing or mistyped fields", dir);
     else if (strcmp(strat->valuestring, strategy_name(m->spec.strategy)) ||
              (size_t)nvals->valuedouble != m->n_grads)
-        rc = lf_fail(err, "%s: the state is from a %s run with %.0f trainable values; this run is %s with %zu",
-                     dir, strat->valuestring, nvals->valuedouble, strategy_name(m->spec.strategy), m->n_grads);
+        rc = lf_fail(
+            err,
+            "%s: the state is from a %s run with %.0f trainable values; this run is %s with %zu",
+            dir, strat->valuestring, nvals->valuedouble, strategy_name(m->spec.strategy),
+            m->n_grads);
     if (!rc) {
         ts->global_step = step->valueint;
         ts->epoch = epoch->valueint;

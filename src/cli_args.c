@@ -8,15 +8,16 @@
 
 static void print_usage(FILE *out, const char *usage, const CliOpt *opts, int n) {
     fprintf(out, "usage: %s\n\noptions:\n", usage);
-    for (int i = 0; i < n; i++)
-        fprintf(out, "  --%-18s %s\n", opts[i].name, opts[i].help);
+    for (int i = 0; i < n; i++) fprintf(out, "  --%-18s %s\n", opts[i].name, opts[i].help);
 }
 
 static int parse_value(const CliOpt *o, const char *v) {
     char *end;
     errno = 0;
     switch (o->type) {
-    case OPT_STR: *(const char **)o->dst = v; return 0;
+    case OPT_STR:
+        *(const char **)o->dst = v;
+        return 0;
     case OPT_INT: {
         long x = strtol(v, &end, 10);
         if (errno || *end || end == v || x < -2147483647L || x > 2147483647L) return -1;
@@ -35,7 +36,8 @@ static int parse_value(const CliOpt *o, const char *v) {
         l->items[l->n++] = v;
         return 0;
     }
-    case OPT_FLAG: return -1;
+    case OPT_FLAG:
+        return -1;
     }
     return -1;
 }
@@ -71,7 +73,9 @@ int cli_parse(const char *usage, const CliOpt *opts, int n_opts, CliList *positi
         }
         if (i + 1 >= argc || parse_value(o, argv[i + 1])) {
             fprintf(stderr, "loraft: option '%s' needs a valid %s value\n", a,
-                    o->type == OPT_INT ? "integer" : o->type == OPT_FLOAT ? "number" : "string");
+                    o->type == OPT_INT     ? "integer"
+                    : o->type == OPT_FLOAT ? "number"
+                                           : "string");
             return 2;
         }
         i++;

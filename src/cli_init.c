@@ -13,9 +13,12 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
                            int max_pos, int num_labels, const char *vocab_from, int seed,
                            const char *out, LfError *err) {
     ModelConfig cfg;
-    if (!strcmp(arch, "distilbert")) model_config_defaults(&cfg, ARCH_DISTILBERT);
-    else if (!strcmp(arch, "bert")) model_config_defaults(&cfg, ARCH_BERT);
-    else return lf_fail(err, "--arch '%s': expected distilbert or bert", arch);
+    if (!strcmp(arch, "distilbert"))
+        model_config_defaults(&cfg, ARCH_DISTILBERT);
+    else if (!strcmp(arch, "bert"))
+        model_config_defaults(&cfg, ARCH_BERT);
+    else
+        return lf_fail(err, "--arch '%s': expected distilbert or bert", arch);
     Tokenizer *tok;
     if (tokenizer_load(&tok, vocab_from, err)) return lf_wrap(err, "--vocab-from");
     cfg.vocab_size = tokenizer_vocab_size(tok);
@@ -29,20 +32,26 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
     if (num_labels > 0) {
         if (num_labels > MAX_LABELS) return lf_fail(err, "--num-labels must be <= %d", MAX_LABELS);
         cfg.num_labels = num_labels;
-        for (int i = 0; i < num_labels; i++) snprintf(cfg.labels[i], sizeof cfg.labels[i], "LABEL_%d", i);
+        for (int i = 0; i < num_labels; i++)
+            snprintf(cfg.labels[i], sizeof cfg.labels[i], "LABEL_%d", i);
     }
     if (cfg.hidden_size % cfg.num_heads)
-        return lf_fail(err, "--hidden %d is not divisible by --heads %d", cfg.hidden_size, cfg.num_heads);
+        return lf_fail(err, "--hidden %d is not divisible by --heads %d", cfg.hidden_size,
+                       cfg.num_heads);
 
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.strategy = STRATEGY_HEAD;
     Model m;
-    if (model_create(&m, &cfg, &spec, &ops_cpu, NULL, (uint64_t)seed, 1, 2, NULL, 0, err)) return -1;
+    if (model_create(&m, &cfg, &spec, &ops_cpu, NULL, (uint64_t)seed, 1, 2, NULL, 0, err))
+        return -1;
     char path[4200];
     int rc = dir_create(out, err);
-    if (!rc) snprintf(path, sizeof path, "%s/config.json", out), rc = model_config_save(&cfg, path, err);
-    if (!rc) snprintf(path, sizeof path, "%s/model.safetensors", out), rc = model_save_weights(&m, path, 0, err);
+    if (!rc)
+        snprintf(path, sizeof path, "%s/config.json", out), rc = model_config_save(&cfg, path, err);
+    if (!rc)
+        snprintf(path, sizeof path, "%s/model.safetensors", out),
+            rc = model_save_weights(&m, path, 0, err);
     if (!rc) rc = tokenizer_copy_files(vocab_from, out, err);
     if (!rc)
         printf("wrote %s: %s, %d layers, hidden %d, %d heads, ffn %d, vocab %d, %zu parameters\n",
@@ -75,7 +84,8 @@ int cmd_init(int argc, char **argv) {
         return 2;
     }
     LfError err;
-    if (init_checkpoint(arch, layers, hidden, heads, ffn, max_pos, labels, vocab, seed, out, &err)) {
+    if (init_checkpoint(arch, layers, hidden, heads, ffn, max_pos, labels, vocab, seed, out,
+                        &err)) {
         fprintf(stderr, "loraft init: %s\n", err.msg);
         return 1;
     }

@@ -10,8 +10,8 @@
 #include "loraft/tokenizer.h"
 
 /* Prints "label<TAB>probability<TAB>text" for one text. */
-static int predict_one(Model *m, const Tokenizer *tok, const char *text, int max_len,
-                       int32_t *ids, int32_t *types, int32_t *mask, LfError *err) {
+static int predict_one(Model *m, const Tokenizer *tok, const char *text, int max_len, int32_t *ids,
+                       int32_t *types, int32_t *mask, LfError *err) {
     IdList words = {0};
     if (tokenizer_encode(tok, text, strlen(text), &words, err)) return idlist_free(&words), -1;
     int T = tokenizer_build_inputs(tok, words.ids, (int)words.n, NULL, 0, max_len, 0, ids, types);
@@ -26,7 +26,8 @@ static int predict_one(Model *m, const Tokenizer *tok, const char *text, int max
     double z = 0;
     for (int k = 0; k < K; k++) best = logits[k] > logits[best] ? k : best;
     for (int k = 0; k < K; k++) z += exp((double)logits[k] - logits[best]);
-    printf("%s\t%.4f\t%.60s%s\n", m->cfg.labels[best], 1.0 / z, text, strlen(text) > 60 ? "..." : "");
+    printf("%s\t%.4f\t%.60s%s\n", m->cfg.labels[best], 1.0 / z, text,
+           strlen(text) > 60 ? "..." : "");
     return 0;
 }
 
@@ -40,8 +41,9 @@ int cmd_predict(int argc, char **argv) {
         {"max-length", OPT_INT, &max_len, "truncate to this many tokens (default 512)"},
         {"device", OPT_STR, &device, "auto, cpu or cuda"},
     };
-    int rc = cli_parse("loraft predict --model DIR [--adapter DIR] \"text\" ... (or lines on stdin)",
-                       opts, sizeof opts / sizeof *opts, &texts, argc, argv);
+    int rc =
+        cli_parse("loraft predict --model DIR [--adapter DIR] \"text\" ... (or lines on stdin)",
+                  opts, sizeof opts / sizeof *opts, &texts, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!model) return fprintf(stderr, "loraft predict: --model DIR is required\n"), 2;
     LfError err;
@@ -61,7 +63,8 @@ int cmd_predict(int argc, char **argv) {
     buf = malloc(3 * (size_t)max_len * sizeof *buf);
     rc = buf ? 0 : 1;
     for (int i = 0; !rc && i < texts.n; i++)
-        rc = predict_one(&m, tok, texts.items[i], max_len, buf, buf + max_len, buf + 2 * max_len, &err);
+        rc = predict_one(&m, tok, texts.items[i], max_len, buf, buf + max_len, buf + 2 * max_len,
+                         &err);
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -97,9 +100,12 @@ int cmd_merge(int argc, char **argv) {
     }
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    rc = dir_remove(tmp, &err) || model_dir_save(&m, tmp, model, 1, &err) || dir_commit(tmp, out, &err);
-    if (rc) fprintf(stderr, "loraft merge: %s\n", err.msg);
-    else printf("merged %s + %s into %s (%d LoRA modules)\n", model, adapter, out, m.n_loras);
+    rc = dir_remove(tmp, &err) || model_dir_save(&m, tmp, model, 1, &err) ||
+         dir_commit(tmp, out, &err);
+    if (rc)
+        fprintf(stderr, "loraft merge: %s\n", err.msg);
+    else
+        printf("merged %s + %s into %s (%d LoRA modules)\n", model, adapter, out, m.n_loras);
     model_free(&m);
     return rc ? 1 : 0;
 }

@@ -35,7 +35,9 @@ int strategy_parse(const char *s, Strategy *out, LfError *err) {
     return lf_fail(err, "unknown strategy '%s' (expected lora, head or full)", s);
 }
 
-const char *strategy_name(Strategy s) { return strategy_names[s]; }
+const char *strategy_name(Strategy s) {
+    return strategy_names[s];
+}
 
 void train_spec_defaults(TrainSpec *s) {
     memset(s, 0, sizeof *s);
@@ -84,16 +86,16 @@ static void norm_add(Model *m, Norm *n, const char *module, int C) {
 
 /* Module names of layer l, in the order q k v o ffn_in ffn_out ln_attn ln_ffn. */
 static void layer_module_names(const ModelConfig *cfg, int l, char names[8][128]) {
-    static const char *distil[8] = {"attention.q_lin", "attention.k_lin",  "attention.v_lin",
-                                    "attention.out_lin", "ffn.lin1",       "ffn.lin2",
-                                    "sa_layer_norm",   "output_layer_norm"};
-    static const char *bert[8] = {"attention.self.query",   "attention.self.key",
-                                  "attention.self.value",   "attention.output.dense",
-                                  "intermediate.dense",     "output.dense",
+    static const char *distil[8] = {"attention.q_lin",   "attention.k_lin",  "attention.v_lin",
+                                    "attention.out_lin", "ffn.lin1",         "ffn.lin2",
+                                    "sa_layer_norm",     "output_layer_norm"};
+    static const char *bert[8] = {"attention.self.query",       "attention.self.key",
+                                  "attention.self.value",       "attention.output.dense",
+                                  "intermediate.dense",         "output.dense",
                                   "attention.output.LayerNorm", "output.LayerNorm"};
     const char **local = cfg->arch == ARCH_DISTILBERT ? distil : bert;
-    const char *stem = cfg->arch == ARCH_DISTILBERT ? "distilbert.transformer.layer"
-                                                    : "bert.encoder.layer";
+    const char *stem =
+        cfg->arch == ARCH_DISTILBERT ? "distilbert.transformer.layer" : "bert.encoder.layer";
     for (int i = 0; i < 8; i++) snprintf(names[i], 128, "%s.%d.%s", stem, l, local[i]);
 }
 
@@ -149,14 +151,27 @@ static int name_matches(const char *module, const char *target) {
 /* PEFT's modules_to_save test is a plain suffix match (so "pre_classifier" matches
  * "classifier"). */
 static int is_saved_module(const TrainSpec *s, const char *module) {
-    static const char *dflt[] = {"classifier", "score"};
-    int n = s->n_modules_to_save ? s->n_modules_to_save : 2;
-    for (int i = 0; i < n; i++) {
-        const char *t = s->n_modules_to_save ? s->modules_to_save[i] : dflt[i];
-        size_t lm = strlen(module), lt = strlen(t);
-        if (lm >= lt && !strcmp(module + lm - lt, t)) return 1;
+    for (int i = 0; i < s->n_modules_to_save; i++) {
+        size_t lm = strlen(module), lt = strlen(s->modules_to_save[i]);
+        if (lm >= lt && !strcmp(module + lm - lt, s->modules_to_save[i])) return 1;
     }
     return 0;
+}
+
+/* Empty lists mean PEFT's defaults: target_modules by architecture (q_lin, v_lin for
+ * DistilBERT; query, value for BERT), modules_to_save ["classifier", "score"] for SEQ_CLS.
+ * Written into the spec so that adapters record what was actually used. */
+static void resolve_defaults(TrainSpec *s, Arch arch) {
+    if (!s->n_targets) {
+        strcpy(s->targets[0], arch == ARCH_DISTILBERT ? "q_lin" : "query");
+        strcpy(s->targets[1], arch == ARCH_DISTILBERT ? "v_lin" : "value");
+        s->n_targets = 2;
+    }
+    if (!s->n_modules_to_save) {
+        strcpy(s->modules_to_save[0], "classifier");
+        strcpy(s->modules_to_save[1], "score");
+        s->n_modules_to_save = 2;
+    }
 }
 
 /* All Linear modules in table order, for LoRA targeting. */
@@ -175,9 +190,6 @@ static int all_linears(Model *m, Linear **out) {
 /* Adds LoRA A/B beside every targeted Linear. */
 static int attach_loras(Model *m, LfError *err) {
     const TrainSpec *s = &m->spec;
-    static const char *distil_dflt[] = {"q_lin", "v_lin"}, *bert_dflt[] = {"query", "value"};
-    const char **dflt = m->cfg.arch == ARCH_DISTILBERT ? distil_dflt : bert_dflt;
-    int n_targets = s->n_targets ? s->n_targets : 2;
     int used[LORA_MAX_TARGETS] = {0};
     Linear *lins[6 * 256 + 2];
     int n = all_linears(m, lins);
@@ -186,8 +198,8 @@ static int attach_loras(Model *m, LfError *err) {
         char module[160];
         module_of(lins[i]->w, module, sizeof module);
         int hit = 0;
-        for (int t = 0; t < n_targets; t++)
-            if (name_matches(module, s->n_targets ? s->targets[t] : dflt[t])) hit = used[t] = 1;
+        for (int t = 0; t < s->n_targets; t++)
+            if (name_matches(module, s->targets[t])) hit = used[t] = 1;
         if (!hit) continue;
         if (is_saved_module(s, module))
             return lf_fail(err, "LoRA target '%s' is also in modules_to_save", module);
@@ -199,10 +211,10 @@ static int attach_loras(Model *m, LfError *err) {
         lo->scale = scale;
         lins[i]->lora = lo;
     }
-    for (int t = 0; t < n_targets; t++)
+    for (int t = 0; t < s->n_targets; t++)
         if (!used[t])
-            return lf_fail(err, "LoRA target module '%s' not found in the %s model",
-                           s->n_targets ? s->targets[t] : dflt[t], arch_name(m->cfg.arch));
+            return lf_fail(err, "LoRA target module '%s' not found in the %s model", s->targets[t],
+                           arch_name(m->cfg.arch));
     return 0;
 }
 
@@ -211,9 +223,12 @@ static int param_trains(const Model *m, const Param *p) {
     char module[160];
     module_of(p, module, sizeof module);
     switch (m->spec.strategy) {
-    case STRATEGY_FULL: return 1;
-    case STRATEGY_HEAD: return strncmp(p->name, model_prefix(&m->cfg), strlen(model_prefix(&m->cfg))) != 0;
-    case STRATEGY_LORA: return p->is_lora || is_saved_module(&m->spec, module);
+    case STRATEGY_FULL:
+        return 1;
+    case STRATEGY_HEAD:
+        return strncmp(p->name, model_prefix(&m->cfg), strlen(model_prefix(&m->cfg))) != 0;
+    case STRATEGY_LORA:
+        return p->is_lora || is_saved_module(&m->spec, module);
     }
     return 0;
 }
@@ -303,7 +318,9 @@ static void take(Plan *pl, float **slot, size_t n, int keep, float *shared) {
     pl->used += (n + 15) & ~(size_t)15; /* 64-byte aligned slices */
 }
 
-static int linear_trains(const Linear *l) { return l->w->grad || l->b->grad || l->lora; }
+static int linear_trains(const Linear *l) {
+    return l->w->grad || l->b->grad || l->lora;
+}
 
 /* Lays out all activations; called twice (size, then assign). A buffer that backward
  * does not need shares one of a few scratch buffers, chosen so that no op ever reads and
@@ -364,7 +381,8 @@ static void plan_activations(Model *m, Plan *pl) {
     if (B * NH * T * T > scratch) scratch = B * NH * T * T;
     take(pl, &m->scratch, scratch, 1, NULL);
     /* gradient buffers, only when something trains */
-    float **dn[] = {&m->d_a, &m->d_b, &m->d_c, &m->d_br, &m->d_r, &m->d_ctx, &m->d_q, &m->d_k, &m->d_v};
+    float **dn[] = {&m->d_a,   &m->d_b, &m->d_c, &m->d_br, &m->d_r,
+                    &m->d_ctx, &m->d_q, &m->d_k, &m->d_v};
     for (size_t i = 0; i < sizeof dn / sizeof *dn; i++) take(pl, dn[i], N * C, any, NULL);
     take(pl, &m->d_ffn, N * F, any, NULL);
     take(pl, &m->d_ffn2, N * F, any, NULL);
@@ -408,13 +426,13 @@ static int assign_gradients(Model *m, LfError *err) {
 static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, int max_len,
                        LfError *err) {
     if (max_batch < 1 || max_len < 2)
-        return lf_fail(err, "batch size %d and sequence length %d must be >= 1 and >= 2",
-                       max_batch, max_len);
+        return lf_fail(err, "batch size %d and sequence length %d must be >= 1 and >= 2", max_batch,
+                       max_len);
     if (c->num_layers < 1 || c->num_layers > 256)
         return lf_fail(err, "num_layers %d must be in 1..256", c->num_layers);
     if (max_len > c->max_positions)
-        return lf_fail(err, "max_length %d exceeds the model's max_position_embeddings %d",
-                       max_len, c->max_positions);
+        return lf_fail(err, "max_length %d exceeds the model's max_position_embeddings %d", max_len,
+                       c->max_positions);
     if (s->strategy == STRATEGY_LORA && (s->r < 1 || s->r > 1024))
         return lf_fail(err, "LoRA rank r = %d must be in 1..1024", s->r);
     return 0;
@@ -427,6 +445,7 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     if (check_sizes(cfg, spec, max_batch, max_len, err)) return -1;
     m->cfg = *cfg;
     m->spec = *spec;
+    if (spec->strategy == STRATEGY_LORA) resolve_defaults(&m->spec, cfg->arch);
     m->ops = ops;
     m->max_batch = max_batch;
     m->max_len = max_len;
@@ -445,9 +464,11 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
         if (m->params[i].in_checkpoint) m->n_base += m->params[i].numel;
     }
     m->values = ops->alloc(m->n_values * sizeof(float));
-    if (!m->values) return model_free(m), lf_fail(err, "out of memory for %zu weights", m->n_values);
+    if (!m->values)
+        return model_free(m), lf_fail(err, "out of memory for %zu weights", m->n_values);
     size_t off = 0;
-    for (int i = 0; i < m->n_params; i++) m->params[i].value = m->values + off, off += m->params[i].numel;
+    for (int i = 0; i < m->n_params; i++)
+        m->params[i].value = m->values + off, off += m->params[i].numel;
     if (assign_gradients(m, err)) return model_free(m), -1;
 
     Plan pl = {NULL, 0};
@@ -499,7 +520,9 @@ void model_zero_grad(Model *m) {
     if (m->n_grads) m->ops->zero(m->grads, m->n_grads * sizeof(float));
 }
 
-size_t model_trainable_count(const Model *m) { return m->n_grads; }
+size_t model_trainable_count(const Model *m) {
+    return m->n_grads;
+}
 
 /* PEFT counts a modules_to_save module twice (the frozen original and the trained copy). */
 size_t model_all_count(const Model *m) {
@@ -517,8 +540,8 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
                     const int32_t *labels, int B, int T, LfError *err) {
     const ModelConfig *c = &m->cfg;
     if (B < 1 || B > m->max_batch || T < 1 || T > m->max_len)
-        return lf_fail(err, "batch %dx%d exceeds the sizes the model was built for (%dx%d)", B,
-                       T, m->max_batch, m->max_len);
+        return lf_fail(err, "batch %dx%d exceeds the sizes the model was built for (%dx%d)", B, T,
+                       m->max_batch, m->max_len);
     for (int i = 0; i < B * T; i++) {
         if (ids[i] < 0 || ids[i] >= c->vocab_size)
             return lf_fail(err, "token id %d at position %d is outside the vocabulary (size %d)",
@@ -536,8 +559,10 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
     const Ops *o = m->ops;
     size_t n = (size_t)B * T * sizeof(int32_t);
     o->upload(m->ids, ids, n);
-    if (types) o->upload(m->types, types, n);
-    else o->zero(m->types, n);
+    if (types)
+        o->upload(m->types, types, n);
+    else
+        o->zero(m->types, n);
     o->upload(m->mask, mask, n);
     if (labels) o->upload(m->labels, labels, B * sizeof(int32_t));
     m->B = B;
@@ -550,8 +575,17 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
 /* forward and backward, side by side                                                   */
 
 /* Dropout sites: each (layer, site) pair draws from its own stream of the step's seed. */
-enum { SITE_Q, SITE_K, SITE_V, SITE_ATT, SITE_O, SITE_O_DROP, SITE_FFN_IN, SITE_FFN_OUT,
-       SITE_FFN_DROP };
+enum {
+    SITE_Q,
+    SITE_K,
+    SITE_V,
+    SITE_ATT,
+    SITE_O,
+    SITE_O_DROP,
+    SITE_FFN_IN,
+    SITE_FFN_OUT,
+    SITE_FFN_DROP
+};
 enum { SITE_EMB, SITE_HEAD_DROP, SITE_PRE, SITE_CLS };
 static uint64_t site(uint64_t seed, int layer, int which) {
     return rng_hash(seed, (uint64_t)layer * 16 + (uint64_t)which);
@@ -563,19 +597,19 @@ static void linear_forward(Model *m, Linear *l, float *out, const float *inp, in
     const Ops *o = m->ops;
     o->matmul_forward(out, inp, l->w->value, l->b->value, N, l->in, l->out);
     if (l->lora)
-        o->lora_forward(out, l->lora->u, inp, l->lora->A->value, l->lora->B->value,
-                        l->lora->scale, p, seed, m->scratch, N, l->in, l->out, m->spec.r);
+        o->lora_forward(out, l->lora->u, inp, l->lora->A->value, l->lora->B->value, l->lora->scale,
+                        p, seed, m->scratch, N, l->in, l->out, m->spec.r);
 }
 
 /* dinp (may be NULL) and the layer's trainable grads += from dout. */
-static void linear_backward(Model *m, Linear *l, float *dinp, const float *dout,
-                            const float *inp, int N, float p, uint64_t seed) {
+static void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp,
+                            int N, float p, uint64_t seed) {
     const Ops *o = m->ops;
     o->matmul_backward(dinp, l->w->grad, l->b->grad, dout, inp, l->w->value, N, l->in, l->out);
     if (l->lora)
         o->lora_backward(dinp, l->lora->A->grad, l->lora->B->grad, dout, inp, l->lora->u,
-                         l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed,
-                         m->scratch, N, l->in, l->out, m->spec.r);
+                         l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed, m->scratch,
+                         N, l->in, l->out, m->spec.r);
 }
 
 typedef struct Drop {
@@ -642,11 +676,13 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
         dy = m->d_br;
     }
     o->zero(m->d_ffn, NF * sizeof(float));
-    linear_backward(m, &Ly->ffn_out, m->d_ffn, dy, a->ffn_act, N, d.lora, site(seed, l, SITE_FFN_OUT));
+    linear_backward(m, &Ly->ffn_out, m->d_ffn, dy, a->ffn_act, N, d.lora,
+                    site(seed, l, SITE_FFN_OUT));
     o->zero(m->d_ffn2, NF * sizeof(float));
     o->activation_backward(m->d_ffn2, a->ffn_pre, m->d_ffn, c->activation, NF);
     /* d_c (the residual's share of dh) now also takes the FFN branch's share */
-    linear_backward(m, &Ly->ffn_in, m->d_c, m->d_ffn2, a->h_attn, N, d.lora, site(seed, l, SITE_FFN_IN));
+    linear_backward(m, &Ly->ffn_in, m->d_c, m->d_ffn2, a->h_attn, N, d.lora,
+                    site(seed, l, SITE_FFN_IN));
     /* attention block: h = LN(drop(o(attention(q(x), k(x), v(x)))) + x) */
     o->zero(m->d_r, bytes);
     o->layernorm_backward(m->d_r, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, m->d_c, a->res_attn,
@@ -785,8 +821,8 @@ int model_save_weights(Model *m, const char *path, int merge, LfError *err) {
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         if (!p->in_checkpoint) continue;
-        entries[n++] = (StEntry){p->name, ST_F32, p->ndim, {p->shape[0], p->shape[1]},
-                                 host + (p->value - m->values)};
+        entries[n++] = (StEntry){
+            p->name, ST_F32, p->ndim, {p->shape[0], p->shape[1]}, host + (p->value - m->values)};
     }
     Linear *lins[6 * 256 + 2];
     int nl = all_linears(m, lins);

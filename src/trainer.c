@@ -67,7 +67,8 @@ static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, i
     s->dropout = c->dropout;
     s->use_rslora = c->use_rslora;
     s->n_targets = c->n_targets;
-    for (int i = 0; i < c->n_targets; i++) memcpy(s->targets[i], c->target_modules[i], sizeof s->targets[i]);
+    for (int i = 0; i < c->n_targets; i++)
+        memcpy(s->targets[i], c->target_modules[i], sizeof s->targets[i]);
     s->n_modules_to_save = c->n_modules_to_save;
     for (int i = 0; i < c->n_modules_to_save; i++)
         memcpy(s->modules_to_save[i], c->modules_to_save[i], sizeof s->modules_to_save[i]);
@@ -80,10 +81,12 @@ static int apply_labels(const TrainConfig *c, ModelConfig *m, LfError *err) {
             return lf_fail(err, "model.num_labels %d disagrees with the %d names in model.labels",
                            c->num_labels, c->n_labels);
         m->num_labels = c->n_labels;
-        for (int i = 0; i < c->n_labels; i++) memcpy(m->labels[i], c->labels[i], sizeof m->labels[i]);
+        for (int i = 0; i < c->n_labels; i++)
+            memcpy(m->labels[i], c->labels[i], sizeof m->labels[i]);
     } else if (c->num_labels && c->num_labels != m->num_labels) {
         m->num_labels = c->num_labels;
-        for (int i = 0; i < m->num_labels; i++) snprintf(m->labels[i], sizeof m->labels[i], "LABEL_%d", i);
+        for (int i = 0; i < m->num_labels; i++)
+            snprintf(m->labels[i], sizeof m->labels[i], "LABEL_%d", i);
     }
     return 0;
 }
@@ -93,8 +96,8 @@ static int load_split(Run *r, const char *path, int limit, Dataset *ds, Tokenize
     const TrainConfig *c = r->cfg;
     const char *names[MAX_LABELS];
     for (int i = 0; i < r->mcfg.num_labels; i++) names[i] = r->mcfg.labels[i];
-    DatasetSpec spec = {path,           c->format, c->text_column, c->label_column,
-                        r->mcfg.num_labels, names,  limit};
+    DatasetSpec spec = {path,  c->format, c->text_column, c->label_column, r->mcfg.num_labels,
+                        names, limit};
     if (dataset_load(ds, &spec, err)) return -1;
     double t0 = now_seconds();
     if (tokenized_set_build(ts, ds, r->tok, c->max_length, c->truncate_left, err)) return -1;
@@ -138,10 +141,12 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     if (model_config_load(&r->mcfg, c->model, err) || apply_labels(c, &r->mcfg, err)) return -1;
     if (tokenizer_load(&r->tok, tokenizer_dir(c), err)) return -1;
     if (train) {
-        if (load_split(r, c->train_file, c->train_limit, &r->train_ds, &r->train_ts, err)) return -1;
+        if (load_split(r, c->train_file, c->train_limit, &r->train_ds, &r->train_ts, err))
+            return -1;
         r->has_train = 1;
     }
-    if (load_split(r, c->validation_file, c->validation_limit, &r->val_ds, &r->val_ts, err)) return -1;
+    if (load_split(r, c->validation_file, c->validation_limit, &r->val_ds, &r->val_ts, err))
+        return -1;
     int bs = c->batch_size, ebs = c->eval_batch_size ? c->eval_batch_size : 2 * c->batch_size;
     int32_t pad = tokenizer_special(r->tok, TOK_PAD);
     if (train && batcher_init(&r->train_b, &r->train_ts, bs, pad, err)) return -1;
@@ -155,13 +160,12 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     int max_len = r->val_ts.max_len;
     if (train && r->train_ts.max_len > max_len) max_len = r->train_ts.max_len;
     char missing[2048];
-    if (model_create(&r->model, &r->mcfg, &spec, ops, c->model, c->seed, train ? (bs > ebs ? bs : ebs) : ebs,
-                     max_len, missing, sizeof missing, err))
+    if (model_create(&r->model, &r->mcfg, &spec, ops, c->model, c->seed,
+                     train ? (bs > ebs ? bs : ebs) : ebs, max_len, missing, sizeof missing, err))
         return -1;
     r->has_model = 1;
     if (adapter_dir && adapter_load_weights(&r->model, adapter_dir, err)) return -1;
-    if (missing[0])
-        fprintf(out, "model: newly initialised (not in the checkpoint): %s\n", missing);
+    if (missing[0]) fprintf(out, "model: newly initialised (not in the checkpoint): %s\n", missing);
     size_t trainable = model_trainable_count(&r->model), all = model_all_count(&r->model);
     fprintf(out, "model: %s %s, %d layers, hidden %d, on %s; strategy %s\n",
             arch_name(r->mcfg.arch), c->model, r->mcfg.num_layers, r->mcfg.hidden_size, ops->name,
@@ -169,7 +173,8 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     char a[40], b[40];
     if (train)
         fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",
-                with_commas(trainable, a), with_commas(all, b), 100.0 * (double)trainable / (double)all);
+                with_commas(trainable, a), with_commas(all, b),
+                100.0 * (double)trainable / (double)all);
     r->preds = malloc(r->val_ts.n * sizeof *r->preds);
     r->labels = malloc(r->val_ts.n * sizeof *r->labels);
     r->logits = malloc((size_t)ebs * r->mcfg.num_labels * sizeof *r->logits);
@@ -258,7 +263,8 @@ static int checkpoint_point(Run *r, TrainState *ts, int eval, int save, double e
     snprintf(when, sizeof when, "epoch %.2f step %d", epoch_f, ts->global_step);
     int improved = 0;
     if (eval) {
-        if (evaluate(r, &mt, err) || log_eval(r, when, ts->global_step, epoch_f, &mt, err)) return -1;
+        if (evaluate(r, &mt, err) || log_eval(r, when, ts->global_step, epoch_f, &mt, err))
+            return -1;
         double v = metric_value(r->cfg, &mt);
         if (!ts->best_checkpoint[0] || better(r->cfg, v, ts->best_metric)) {
             ts->best_metric = v;
@@ -294,7 +300,8 @@ static int train(Run *r, const char *resume, LfError *err) {
     Model *m = &r->model;
     Schedule sched;
     if (schedule_parse(c->lr_scheduler, &sched, err)) return -1;
-    if (adamw_create(&r->opt, m, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, err)) return -1;
+    if (adamw_create(&r->opt, m, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, err))
+        return -1;
     r->has_opt = 1;
     int nb = batcher_num_batches(&r->train_b);
     int steps_per_epoch = (nb + c->grad_accum - 1) / c->grad_accum;
@@ -303,15 +310,19 @@ static int train(Run *r, const char *resume, LfError *err) {
     TrainState ts = {0, 0, 0.0, ""};
     if (resume) {
         if (train_state_load(m, &r->opt, &ts, resume, err)) return lf_wrap(err, "--resume");
-        fprintf(r->out, "resumed from %s at step %d (epoch %d)\n", resume, ts.global_step, ts.epoch);
+        fprintf(r->out, "resumed from %s at step %d (epoch %d)\n", resume, ts.global_step,
+                ts.epoch);
     }
-    fprintf(r->out, "training: %d optimizer steps (%d per epoch, batch %d x %d accumulation), warmup %d, lr %g %s\n",
+    fprintf(r->out,
+            "training: %d optimizer steps (%d per epoch, batch %d x %d accumulation), warmup %d, "
+            "lr %g %s\n",
             total, steps_per_epoch, c->batch_size, c->grad_accum, warmup, c->lr, c->lr_scheduler);
     if (!resume && c->eval_before_training && strcmp(c->eval_strategy, "no")) {
         ClassMetrics mt;
         if (evaluate(r, &mt, err) || log_eval(r, "before training", 0, 0, &mt, err)) return -1;
     }
-    int eval_epoch = !strcmp(c->eval_strategy, "epoch"), save_epoch = !strcmp(c->save_strategy, "epoch");
+    int eval_epoch = !strcmp(c->eval_strategy, "epoch"),
+        save_epoch = !strcmp(c->save_strategy, "epoch");
     int eval_steps = !strcmp(c->eval_strategy, "steps") ? c->eval_steps : 0;
     int save_steps = !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
     uint64_t dropout_stream = rng_hash(c->seed, 0xD20F);
@@ -319,9 +330,11 @@ static int train(Run *r, const char *resume, LfError *err) {
     int log_n = 0;
     for (int epoch = ts.epoch; ts.global_step < total; epoch++) {
         batcher_start_epoch(&r->train_b, c->seed, epoch, 1, c->bucket_by_length);
-        int skip = (ts.global_step - epoch * steps_per_epoch) * c->grad_accum; /* resume mid-epoch */
+        int skip =
+            (ts.global_step - epoch * steps_per_epoch) * c->grad_accum; /* resume mid-epoch */
         char label[64];
-        snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, (total + steps_per_epoch - 1) / steps_per_epoch);
+        snprintf(label, sizeof label, "epoch %d/%d", epoch + 1,
+                 (total + steps_per_epoch - 1) / steps_per_epoch);
         Progress p;
         progress_start(&p, r->out, label, nb);
         double t0 = now_seconds(), epoch_loss = 0;
@@ -331,14 +344,18 @@ static int train(Run *r, const char *resume, LfError *err) {
         model_zero_grad(m);
         while (ts.global_step < total && batcher_next(&r->train_b, &b)) {
             if (k++ < skip) continue;
-            uint64_t seed = rng_hash(dropout_stream, (uint64_t)ts.global_step * 4096 + (uint64_t)micro);
+            uint64_t seed =
+                rng_hash(dropout_stream, (uint64_t)ts.global_step * 4096 + (uint64_t)micro);
             float loss;
             if (model_set_batch(m, b.ids, b.types, b.mask, b.labels, b.B, b.T, err) ||
                 model_forward(m, 1, seed, 1.0f / (float)c->grad_accum, &loss, err))
                 return -1;
             if (!isfinite(loss))
-                return lf_fail(err, "loss is %s at step %d (epoch %d); stopped. The last good checkpoint is %s/last",
-                               isnan(loss) ? "NaN" : "infinite", ts.global_step, epoch + 1, c->output_dir);
+                return lf_fail(err,
+                               "loss is %s at step %d (epoch %d); stopped. The last good "
+                               "checkpoint is %s/last",
+                               isnan(loss) ? "NaN" : "infinite", ts.global_step, epoch + 1,
+                               c->output_dir);
             if (model_backward(m, seed, err)) return -1;
             epoch_loss += loss;
             log_loss += loss;
@@ -349,7 +366,9 @@ static int train(Run *r, const char *resume, LfError *err) {
             micro = 0;
             double norm = clip_grad_norm(m, c->max_grad_norm);
             if (!isfinite(norm))
-                return lf_fail(err, "gradient norm is not finite at step %d; stopped. The last good checkpoint is %s/last",
+                return lf_fail(err,
+                               "gradient norm is not finite at step %d; stopped. The last good "
+                               "checkpoint is %s/last",
                                ts.global_step, c->output_dir);
             float lr = schedule_lr(sched, c->lr, ts.global_step, total, warmup);
             adamw_update(&r->opt, m, lr);
@@ -370,8 +389,10 @@ static int train(Run *r, const char *resume, LfError *err) {
         progress_finish(&p);
         ts.epoch = epoch + 1;
         fprintf(r->out, "epoch %d: train loss %.4f, %.0f tokens/s, %.1f s\n", epoch + 1,
-                epoch_loss / (k - skip > 0 ? k - skip : 1), tokens / (now_seconds() - t0), now_seconds() - t0);
-        if ((eval_epoch || save_epoch) && checkpoint_point(r, &ts, eval_epoch, save_epoch, epoch + 1, err))
+                epoch_loss / (k - skip > 0 ? k - skip : 1), tokens / (now_seconds() - t0),
+                now_seconds() - t0);
+        if ((eval_epoch || save_epoch) &&
+            checkpoint_point(r, &ts, eval_epoch, save_epoch, epoch + 1, err))
             return -1;
     }
     struct rusage ru;
@@ -387,7 +408,9 @@ int trainer_run(const TrainConfig *cfg, const char *resume, FILE *out, LfError *
     memset(&r, 0, sizeof r);
     char path[4200];
     int rc = dir_create(cfg->output_dir, err);
-    if (!rc) snprintf(path, sizeof path, "%s/train_config.json", cfg->output_dir), rc = train_config_save(cfg, path, err);
+    if (!rc)
+        snprintf(path, sizeof path, "%s/train_config.json", cfg->output_dir),
+            rc = train_config_save(cfg, path, err);
     if (!rc) rc = run_open(&r, cfg, 1, NULL, out, err);
     if (!rc) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->output_dir);

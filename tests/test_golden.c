@@ -64,14 +64,17 @@ static void compare(const char *what, const float *ours, size_t n, const cJSON *
     }
     if (worst > w->diff) w->diff = worst;
     if (scale > w->scale) w->scale = scale;
-    if (bad) fprintf(stderr, "%s: %d of %d elements off (worst abs diff %.3g, scale %.3g)\n", what, bad, nh, worst, scale);
+    if (bad)
+        fprintf(stderr, "%s: %d of %d elements off (worst abs diff %.3g, scale %.3g)\n", what, bad,
+                nh, worst, scale);
     CHECK(bad == 0);
 }
 
 static int spec_from_case(const cJSON *c, TrainSpec *s) {
     train_spec_defaults(s);
     LfError err;
-    if (strategy_parse(cJSON_GetObjectItem(c, "strategy")->valuestring, &s->strategy, &err)) return -1;
+    if (strategy_parse(cJSON_GetObjectItem(c, "strategy")->valuestring, &s->strategy, &err))
+        return -1;
     if (s->strategy != STRATEGY_LORA) return 0;
     s->r = cJSON_GetObjectItem(c, "r")->valueint;
     s->alpha = (float)cJSON_GetObjectItem(c, "alpha")->valuedouble;
@@ -127,7 +130,8 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         const cJSON *vals = cJSON_GetObjectItem(t, "values");
         CHECK((size_t)cJSON_GetArraySize(vals) == p->numel);
         float *h = malloc(p->numel * sizeof *h);
-        for (size_t i = 0; i < p->numel; i++) h[i] = (float)cJSON_GetArrayItem(vals, (int)i)->valuedouble;
+        for (size_t i = 0; i < p->numel; i++)
+            h[i] = (float)cJSON_GetArrayItem(vals, (int)i)->valuedouble;
         m.ops->upload(p->value, h, p->numel * sizeof *h);
         free(h);
     }
@@ -147,7 +151,8 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         ids[i] = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "input_ids"), i)->valueint;
         mask[i] = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "attention_mask"), i)->valueint;
     }
-    for (int b = 0; b < B; b++) labels[b] = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "labels"), b)->valueint;
+    for (int b = 0; b < B; b++)
+        labels[b] = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "labels"), b)->valueint;
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err) == 0);
 
     const cJSON *adamw = cJSON_GetObjectItem(g, "adamw");
@@ -165,7 +170,8 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         if (step == 0) {
             int K = cfg.num_labels;
             float *logits = download(&m, m.logits, (size_t)B * K);
-            compare("logits", logits, (size_t)B * K, cJSON_GetObjectItem(g, "logits"), 1e-12, &worst_logits);
+            compare("logits", logits, (size_t)B * K, cJSON_GetObjectItem(g, "logits"), 1e-12,
+                    &worst_logits);
             free(logits);
             CHECK_CLOSE(loss, cJSON_GetObjectItem(g, "loss")->valuedouble, 1e-6, 1e-5);
             cJSON_ArrayForEach(t, grads) {
@@ -180,7 +186,8 @@ static void run_golden(const char *golden_path, const char *model_dir) {
             }
         }
         double norm = clip_grad_norm(&m, clip);
-        if (step == 0) CHECK_CLOSE(norm, cJSON_GetObjectItem(g, "grad_norm")->valuedouble, 1e-7, 1e-4);
+        if (step == 0)
+            CHECK_CLOSE(norm, cJSON_GetObjectItem(g, "grad_norm")->valuedouble, 1e-7, 1e-4);
         adamw_update(&opt, &m, lr);
     }
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(g, "after")) {

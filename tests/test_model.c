@@ -32,9 +32,11 @@ static void write_vocab(const char *dir) {
 }
 
 static void tiny_checkpoint(const char *arch, const char *vocab, const char *out) {
-    char *argv[] = {"--arch", (char *)arch, "--layers", "2", "--hidden", "8", "--heads", "2",
-                    "--ffn", "12", "--max-positions", "16", "--num-labels", "3", "--seed", "3",
-                    "--vocab-from", (char *)vocab, "--out", (char *)out};
+    char *argv[] = {"--arch",       (char *)arch,  "--layers",        "2",
+                    "--hidden",     "8",           "--heads",         "2",
+                    "--ffn",        "12",          "--max-positions", "16",
+                    "--num-labels", "3",           "--seed",          "3",
+                    "--vocab-from", (char *)vocab, "--out",           (char *)out};
     CHECK(cmd_init(sizeof argv / sizeof *argv, argv) == 0);
 }
 
@@ -51,7 +53,8 @@ static void set_batch(Model *m) {
     int32_t mask[B * T] = {1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1};
     int32_t labels[B] = {2, 0};
     LfError err;
-    CHECK(model_set_batch(m, ids, m->cfg.arch == ARCH_BERT ? types : NULL, mask, labels, B, T, &err) == 0);
+    CHECK(model_set_batch(m, ids, m->cfg.arch == ARCH_BERT ? types : NULL, mask, labels, B, T,
+                          &err) == 0);
 }
 
 static void gradcheck(const char *dir, Strategy strategy) {
@@ -67,14 +70,16 @@ static void gradcheck(const char *dir, Strategy strategy) {
     const char *all_bert[] = {"query", "key", "value", "dense"};
     int nt = cfg.arch == ARCH_DISTILBERT ? 6 : 4;
     for (int i = 0; i < nt; i++)
-        strcpy(spec.targets[spec.n_targets++], cfg.arch == ARCH_DISTILBERT ? all_distil[i] : all_bert[i]);
+        strcpy(spec.targets[spec.n_targets++],
+               cfg.arch == ARCH_DISTILBERT ? all_distil[i] : all_bert[i]);
     Model m;
     CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 9, B, T, NULL, 0, &err) == 0);
     /* LoRA B starts at zero, which hides errors in dA: start from random B */
     Rng rng = {77, 0};
     for (int i = 0; i < m.n_params; i++)
         if (m.params[i].is_lora)
-            for (size_t j = 0; j < m.params[i].numel; j++) m.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
+            for (size_t j = 0; j < m.params[i].numel; j++)
+                m.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
     /* ReLU has a kink at 0 that finite differences cannot step over: keep DistilBERT's
      * pre_classifier outputs positive */
     Param *pre_bias = model_find_param(&m, "pre_classifier.bias");
@@ -91,8 +96,10 @@ static void gradcheck(const char *dir, Strategy strategy) {
         /* random direction d (unit norm): compare g.d with (L(w+hd) - L(w-hd)) / 2h */
         float *d = malloc(p->numel * sizeof *d), *w0 = malloc(p->numel * sizeof *w0);
         double norm = 0, gd = 0;
-        for (size_t j = 0; j < p->numel; j++) d[j] = rng_next_uniform(&rng) - 0.5f, norm += (double)d[j] * d[j];
-        for (size_t j = 0; j < p->numel; j++) d[j] /= (float)sqrt(norm), gd += (double)p->grad[j] * d[j];
+        for (size_t j = 0; j < p->numel; j++)
+            d[j] = rng_next_uniform(&rng) - 0.5f, norm += (double)d[j] * d[j];
+        for (size_t j = 0; j < p->numel; j++)
+            d[j] /= (float)sqrt(norm), gd += (double)p->grad[j] * d[j];
         memcpy(w0, p->value, p->numel * sizeof *w0);
         const float h = 1e-2f;
         for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] + h * d[j];
@@ -112,13 +119,16 @@ static void gradcheck(const char *dir, Strategy strategy) {
         free(w0);
     }
     CHECK(failed == 0);
-    printf("%s %s: %d tensors checked, %d off\n", arch_name(cfg.arch), strategy_name(strategy), checked, failed);
+    printf("%s %s: %d tensors checked, %d off\n", arch_name(cfg.arch), strategy_name(strategy),
+           checked, failed);
     /* frozen means no gradient: under LoRA only A, B and the head modules train */
     for (int i = 0; i < m.n_params; i++) {
         const Param *p = &m.params[i];
-        if (strategy == STRATEGY_LORA && !p->is_lora && !strstr(p->name, "classifier")) CHECK(p->grad == NULL);
+        if (strategy == STRATEGY_LORA && !p->is_lora && !strstr(p->name, "classifier"))
+            CHECK(p->grad == NULL);
         if (strategy == STRATEGY_FULL) CHECK(p->grad != NULL);
-        if (strategy == STRATEGY_HEAD) CHECK((p->grad != NULL) == (strncmp(p->name, model_prefix(&cfg), 4) != 0));
+        if (strategy == STRATEGY_HEAD)
+            CHECK((p->grad != NULL) == (strncmp(p->name, model_prefix(&cfg), 4) != 0));
     }
     model_free(&m);
 }

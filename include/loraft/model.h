@@ -30,35 +30,35 @@ typedef struct TrainSpec {
     Strategy strategy;
     int r;
     float alpha, dropout;
-    int use_rslora;                            /* scale = alpha / sqrt(r) instead of alpha / r */
-    char targets[LORA_MAX_TARGETS][32];        /* module names, matched as PEFT does */
-    int n_targets;                             /* 0: PEFT's default for the architecture */
-    char modules_to_save[LORA_MAX_SAVE][64];   /* 0 given: PEFT SEQ_CLS's ["classifier", "score"] */
+    int use_rslora;                     /* scale = alpha / sqrt(r) instead of alpha / r */
+    char targets[LORA_MAX_TARGETS][32]; /* module names, matched as PEFT does */
+    int n_targets; /* 0: PEFT's default for the architecture (model_create fills it in) */
+    char modules_to_save[LORA_MAX_SAVE][64]; /* none: PEFT SEQ_CLS's ["classifier", "score"] */
     int n_modules_to_save;
 } TrainSpec;
 
 /* One named tensor of the parameter table. */
 typedef struct Param {
-    char name[160];  /* HF name: "distilbert.transformer.layer.0.attention.q_lin.weight";
-                        LoRA: "...q_lin.lora_A.weight" (PEFT's name, without base_model.model) */
+    char name[160]; /* HF name: "distilbert.transformer.layer.0.attention.q_lin.weight";
+                       LoRA: "...q_lin.lora_A.weight" (PEFT's name, without base_model.model) */
     int ndim;
     int64_t shape[2];
     size_t numel;
-    float *value;    /* into Model.values */
-    float *grad;     /* into Model.grads; NULL when frozen */
-    int decay;       /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
+    float *value; /* into Model.values */
+    float *grad;  /* into Model.grads; NULL when frozen */
+    int decay;    /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
     int is_lora, in_checkpoint;
 } Param;
 
 typedef struct Lora {
     Param *A, *B; /* A [R,in], B [out,R] */
     float scale;
-    float *u;     /* saved drop(x) A^T per layer use [N,R] */
+    float *u; /* saved drop(x) A^T per layer use [N,R] */
 } Lora;
 
 typedef struct Linear {
     Param *w, *b;
-    Lora *lora;   /* NULL when this module is not a LoRA target */
+    Lora *lora; /* NULL when this module is not a LoRA target */
     int in, out;
 } Linear;
 
@@ -73,18 +73,18 @@ typedef struct Layer {
 
 /* Activations of one layer kept for backward; pointers are NULL when not needed. */
 typedef struct LayerActs {
-    float *x;        /* [N,C] layer input (kept only if q/k/v train) */
-    float *q, *k, *v;/* [N,C] */
-    float *att;      /* [B,NH,T,T] softmax probabilities */
-    float *ctx;      /* [N,C] attention output, input of o (kept only if o trains) */
-    float *res_attn; /* [N,C] o(ctx) + x, input of ln_attn */
-    float *h_attn;   /* [N,C] ln_attn output */
+    float *x;                     /* [N,C] layer input (kept only if q/k/v train) */
+    float *q, *k, *v;             /* [N,C] */
+    float *att;                   /* [B,NH,T,T] softmax probabilities */
+    float *ctx;                   /* [N,C] attention output, input of o (kept only if o trains) */
+    float *res_attn;              /* [N,C] o(ctx) + x, input of ln_attn */
+    float *h_attn;                /* [N,C] ln_attn output */
     float *mean_attn, *rstd_attn; /* [N] */
-    float *ffn_pre;  /* [N,F] ffn_in output (activation input) */
-    float *ffn_act;  /* [N,F] activation output (kept only if ffn_out trains) */
-    float *res_ffn;  /* [N,C] */
+    float *ffn_pre;               /* [N,F] ffn_in output (activation input) */
+    float *ffn_act;               /* [N,F] activation output (kept only if ffn_out trains) */
+    float *res_ffn;               /* [N,C] */
     float *mean_ffn, *rstd_ffn;
-    float *out;      /* [N,C] layer output */
+    float *out; /* [N,C] layer output */
 } LayerActs;
 
 typedef struct Model {
@@ -93,7 +93,7 @@ typedef struct Model {
     TrainSpec spec;
     int max_batch, max_len; /* activation sizes */
 
-    Param *params;       /* the table, in checkpoint order, then LoRA tensors */
+    Param *params; /* the table, in checkpoint order, then LoRA tensors */
     int n_params;
     float *values, *grads; /* backend memory */
     size_t n_values, n_grads;
@@ -106,8 +106,8 @@ typedef struct Model {
     Layer *layers;
     Lora *loras;
     int n_loras;
-    Linear pre, cls; /* pre_classifier (DistilBERT) or pooler (BERT), then classifier */
-    Activation pre_act; /* ReLU (DistilBERT) or tanh (BERT pooler) */
+    Linear pre, cls;          /* pre_classifier (DistilBERT) or pooler (BERT), then classifier */
+    Activation pre_act;       /* ReLU (DistilBERT) or tanh (BERT pooler) */
     int lowest_trained_layer; /* backward stops below it; L means "head only" */
 
     /* activations and gradient scratch (backend memory, one allocation) */
@@ -121,10 +121,10 @@ typedef struct Model {
     float *d_a, *d_b, *d_c, *d_q, *d_k, *d_v, *d_ffn, *d_ffn2, *d_head;
     float *d_br, *d_r, *d_ctx;
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */
-    int B, T;       /* shape of the current batch */
-    int n_valid;    /* rows of the batch with a label (>= 0) */
+    int B, T;                             /* shape of the current batch */
+    int n_valid;                          /* rows of the batch with a label (>= 0) */
     int has_labels;
-    int train_mode; /* dropout on in the last forward (backward must match) */
+    int train_mode;     /* dropout on in the last forward (backward must match) */
     float *host_losses; /* [max_batch] host copy for the mean loss */
 } Model;
 
@@ -145,8 +145,7 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
 /* Forward pass; train != 0 enables dropout drawn from seed. Fills m->logits and, when
  * labels were given, m->losses, the mean loss over labelled rows in *loss, and m->dlogits:
  * the gradient of loss_weight * mean loss (loss_weight = 1 / accumulation steps). */
-int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *loss,
-                  LfError *err);
+int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *loss, LfError *err);
 /* Backward pass of the last forward (same seed); accumulates into the trainable grads. */
 int model_backward(Model *m, uint64_t seed, LfError *err);
 void model_zero_grad(Model *m);

@@ -11,7 +11,7 @@ extern "C" {
 
 typedef struct AdamW {
     float beta1, beta2, eps, weight_decay;
-    int step;    /* optimizer steps taken */
+    int step;     /* optimizer steps taken */
     float *m, *v; /* backend memory, one slot per trainable value (same layout as grads) */
     size_t n;
 } AdamW;
