@@ -23,6 +23,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
+    ops_cpu_select_blas_kernels(argv);
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train_step MODEL_DIR [--device D] [--batch B] [--seq T] "
                         "[--steps N] [--r R] [--targets a,b] [--strategy S]\n");

@@ -14,10 +14,4 @@ cmake --build build -j"$(nproc)" >/dev/null
   scripts/fetch-model.sh all-MiniLM-L6-v2 models/all-MiniLM-L6-v2
 [ -f ../shared/data/imdb/train.jsonl ] ||
   { echo "demo: ../shared/data/imdb/train.jsonl not found (the shared IMDb split)" >&2; exit 1; }
-# Debian 12's OpenBLAS does not recognise recent Xeon/EPYC models and falls back to its
-# SSE3 kernels (4x slower); name the kernel family the CPU supports.
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
-  elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
-fi
 build/loraft train --config "$config" "$@"

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "loraft/cli.h"
+#include "loraft/ops.h"
 
 static const Command commands[] = {
     {"train", cmd_train, "fine-tune a model from a JSON config (LoRA, head-only or full)"},
@@ -21,6 +22,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    ops_cpu_select_blas_kernels(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

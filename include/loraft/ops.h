@@ -149,6 +149,10 @@ extern const Ops ops_cuda;
 /* "cpu", "cuda" or "auto" (cuda when a device is present, else cpu). */
 const Ops *ops_by_name(const char *device, LfError *err);
 
+/* Called first thing in main(): when OpenBLAS fell back to its slowest kernels on a CPU it
+ * does not recognise, sets OPENBLAS_CORETYPE and re-executes the program (see backend.c). */
+void ops_cpu_select_blas_kernels(char **argv);
+
 /* Number of usable CUDA devices; 0 in CPU-only builds or on machines without a GPU. */
 int ops_cuda_device_count(void);
 
