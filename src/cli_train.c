@@ -72,3 +72,10 @@ int cmd_eval(int argc, char **argv) {
     }
     return 0;
 }
+
+int cmd_config_docs(int argc, char **argv) {
+    (void)argv;
+    if (argc) return fprintf(stderr, "usage: loraft config-docs > docs/CONFIG.md\n"), 2;
+    train_config_write_docs(stdout);
+    return 0;
+}

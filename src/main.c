@@ -10,6 +10,7 @@ static const Command commands[] = {
     {"eval", cmd_eval, "evaluate a model (and adapter) on a validation set"},
     {"predict", cmd_predict, "classify texts with a model and an optional LoRA adapter"},
     {"merge", cmd_merge, "fold a LoRA adapter into the base weights (HF model directory)"},
+    {"config-docs", cmd_config_docs, "print the reference of every config key (docs/CONFIG.md)"},
     {"init", cmd_init, "write a seeded random HF checkpoint (for tests and experiments)"},
     {"tokenize", cmd_tokenize, "encode JSONL or text lines on stdin into token ids"},
 };

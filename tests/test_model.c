@@ -7,6 +7,8 @@
  *   (float32 forward, central differences);
  * - frozen weights have no gradient, and less trains means fewer activations kept;
  * - PEFT's parameter counts for the seed's DistilBERT config (628,994 of 67,584,004);
+ * - gradient accumulation: two half batches with loss weight 1/2 give the gradient of the
+ *   whole batch (eval mode, tolerance 1e-5 of the largest gradient);
  * - bad batches (token id outside the vocabulary, label out of range) are errors. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +173,45 @@ static void bad_batches(const char *dir) {
     CHECK(strstr(err.msg, "no_such_module") != NULL);
 }
 
+/* Gradient of a batch of 4 == sum of two batches of 2, each weighted 1/2. */
+static void accumulation(const char *dir) {
+    ModelConfig cfg;
+    LfError err;
+    CHECK(model_config_load(&cfg, dir, &err) == 0);
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    Model m;
+    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 4, 4, T, NULL, 0, &err) == 0);
+    for (int i = 0; i < m.n_params; i++) /* non-zero LoRA B, so every gradient is non-zero */
+        if (m.params[i].is_lora)
+            for (size_t j = 0; j < m.params[i].numel; j++)
+                m.params[i].value[j] = 0.01f * (float)(j % 7);
+    int32_t ids[4 * T] = {2, 7, 9, 11, 3, 0, 2, 12, 30, 14, 22, 3,
+                          2, 5, 3, 0,  0, 0, 2, 8,  8,  9,  10, 3};
+    int32_t mask[4 * T], labels[4] = {2, 0, 1, 1};
+    for (int i = 0; i < 4 * T; i++) mask[i] = ids[i] != 0;
+    float loss, *whole = malloc(m.n_grads * sizeof *whole);
+    model_zero_grad(&m);
+    CHECK(model_set_batch(&m, ids, NULL, mask, labels, 4, T, &err) == 0);
+    CHECK(model_forward(&m, 0, 1, 1.0f, &loss, &err) == 0 && model_backward(&m, 1, &err) == 0);
+    memcpy(whole, m.grads, m.n_grads * sizeof *whole);
+    model_zero_grad(&m);
+    for (int half = 0; half < 2; half++) {
+        CHECK(model_set_batch(&m, ids + half * 2 * T, NULL, mask + half * 2 * T, labels + half * 2,
+                              2, T, &err) == 0);
+        CHECK(model_forward(&m, 0, 1, 0.5f, &loss, &err) == 0 && model_backward(&m, 1, &err) == 0);
+    }
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < m.n_grads; i++) {
+        scale = fabs(whole[i]) > scale ? fabs(whole[i]) : scale;
+        worst = fabs(whole[i] - m.grads[i]) > worst ? fabs(whole[i] - m.grads[i]) : worst;
+    }
+    CHECK(scale > 0);
+    CHECK(worst <= 1e-5 * scale);
+    free(whole);
+    model_free(&m);
+}
+
 /* The seed experiment's counts, as PEFT prints them. */
 static void peft_counts(const char *vocab_dir) {
     ModelConfig cfg;
@@ -211,6 +252,8 @@ int main(void) {
     printf("activations kept (floats): head %zu, lora %zu, full %zu\n", head, lora, full);
     CHECK(head < lora && lora < full);
     bad_batches(distil);
+    accumulation(distil);
+    accumulation(bert);
     peft_counts(vocab);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
