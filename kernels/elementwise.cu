@@ -4,52 +4,16 @@
  * they are kept plain. Only the token-type gradient, a column sum over all
  * rows, uses a shared-memory tile. */
 #include "cuda_common.cuh"
+#include "loraft/activation.h"
 
 /* ---- activations ---- */
-#define GELU_TANH_K 0.7978845608028654f /* sqrt(2/pi) */
-
-__device__ inline float act_value(float x, Activation act) {
-    switch (act) {
-    case ACT_GELU:
-        return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-    case ACT_GELU_TANH:
-        return 0.5f * x * (1.0f + tanhf(GELU_TANH_K * (x + 0.044715f * x * x * x)));
-    case ACT_RELU:
-        return x > 0.0f ? x : 0.0f;
-    case ACT_TANH:
-        return tanhf(x);
-    }
-    return x;
-}
-
-/* d act(x) / dx */
-__device__ inline float act_grad(float x, Activation act) {
-    switch (act) {
-    case ACT_GELU:
-        return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) +
-               x * 0.3989422804014327f * expf(-0.5f * x * x); /* x * pdf(x) */
-    case ACT_GELU_TANH: {
-        float t = tanhf(GELU_TANH_K * (x + 0.044715f * x * x * x));
-        return 0.5f * (1.0f + t) +
-               0.5f * x * (1.0f - t * t) * GELU_TANH_K * (1.0f + 3.0f * 0.044715f * x * x);
-    }
-    case ACT_RELU:
-        return x > 0.0f ? 1.0f : 0.0f;
-    case ACT_TANH: {
-        float t = tanhf(x);
-        return 1.0f - t * t;
-    }
-    }
-    return 1.0f;
-}
-
 __global__ void activation_forward_kernel(float *out, const float *inp, Activation act, size_t n) {
     GRID_STRIDE(i, n) out[i] = act_value(inp[i], act);
 }
 
 __global__ void activation_backward_kernel(float *dinp, const float *inp, const float *dout,
                                            Activation act, size_t n) {
-    GRID_STRIDE(i, n) dinp[i] += act_grad(inp[i], act) * dout[i];
+    GRID_STRIDE(i, n) dinp[i] += act_derivative(inp[i], act) * dout[i];
 }
 
 /* out[n] = act(inp[n]) */

@@ -4,10 +4,12 @@
 #pragma once
 #include <stdint.h>
 
+#ifndef LF_HOST_DEVICE
 #ifdef __CUDACC__
 #define LF_HOST_DEVICE __host__ __device__
 #else
 #define LF_HOST_DEVICE
+#endif
 #endif
 
 /* splitmix64 finaliser of (seed, index): a well-mixed 64-bit value. */

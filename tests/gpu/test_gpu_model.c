@@ -21,7 +21,7 @@
 enum { B = 3, T = 7 };
 
 static void write_vocab(const char *dir) {
-    char path[600];
+    char path[700];
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
     FILE *f = fopen(path, "w");
     fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", f);

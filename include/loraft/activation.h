@@ -1,0 +1,99 @@
+/* activation.h: the scalar math of the activations, shared by the CPU and CUDA backends so
+ * both compute exactly the same function. exp and erf are polynomial fits rather than libm
+ * calls: the compiler vectorises them on the CPU (libm's expf/erff are opaque calls), and
+ * they are as accurate as float needs (relative error < 2e-7). */
+#pragma once
+#include <math.h>
+#include <stdint.h>
+
+#include "loraft/ops.h"
+
+#ifndef LF_HOST_DEVICE
+#ifdef __CUDACC__
+#define LF_HOST_DEVICE __host__ __device__
+#else
+#define LF_HOST_DEVICE
+#endif
+#endif
+
+/* exp(x) that the compiler can vectorise (libm's expf is a call it cannot): 2^k * e^r with
+ * |r| <= ln2/2 and a degree-6 Taylor polynomial; relative error < 2e-7. Inputs are clamped
+ * to [-87, 88], so exp of a very negative number is ~1e-38 rather than 0. */
+static inline LF_HOST_DEVICE float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x; /* NaN stays NaN */
+    float k = rintf(x * 1.44269504088896341f);
+    float r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f +
+                                                  r * (4.1666668e-2f +
+                                                       r * (8.3333338e-3f + r * 1.3888889e-3f)))));
+    union {
+        int32_t i;
+        float f;
+    } scale = {((int32_t)k + 127) << 23};
+    return p * scale.f;
+}
+
+/* erf(x) from the erfc fit of Numerical Recipes (fractional error < 1.2e-7), vectorisable;
+ * GELU uses 1 + erf, where this is within 1.2e-7 of the exact value. */
+static inline LF_HOST_DEVICE float erf_approx(float x) {
+    float z = fabsf(x), t = 1.0f / (1.0f + 0.5f * z);
+    float poly =
+        -1.26551223f +
+        t * (1.00002368f +
+             t * (0.37409196f +
+                  t * (0.09678418f +
+                       t * (-0.18628806f +
+                            t * (0.27886807f + t * (-1.13520398f +
+                                                    t * (1.48851587f + t * (-0.82215223f +
+                                                                            t * 0.17087277f))))))));
+    float erfc = t * exp_approx(-z * z + poly);
+    return x >= 0.0f ? 1.0f - erfc : erfc - 1.0f;
+}
+
+#define SQRT_2_OVER_PI 0.7978845608028654f
+#define INV_SQRT_2 0.7071067811865476f
+#define INV_SQRT_2PI 0.3989422804014327f
+#define GELU_TANH_K 0.044715f
+
+static inline LF_HOST_DEVICE float gelu(float x) {
+    return 0.5f * x * (1.0f + erf_approx(x * INV_SQRT_2));
+}
+
+static inline LF_HOST_DEVICE float gelu_derivative(float x) {
+    return 0.5f * (1.0f + erf_approx(x * INV_SQRT_2)) +
+           x * INV_SQRT_2PI * exp_approx(-0.5f * x * x);
+}
+
+static inline LF_HOST_DEVICE float act_value(float x, Activation act) {
+    switch (act) {
+    case ACT_GELU:
+        return gelu(x);
+    case ACT_GELU_TANH:
+        return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x)));
+    case ACT_RELU:
+        return x > 0.0f ? x : 0.0f;
+    case ACT_TANH:
+        return tanhf(x);
+    }
+    return x;
+}
+
+/* d act(x) / dx, analytic */
+static inline LF_HOST_DEVICE float act_derivative(float x, Activation act) {
+    switch (act) {
+    case ACT_GELU:
+        return gelu_derivative(x);
+    case ACT_GELU_TANH: {
+        float t = tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x));
+        return 0.5f * (1.0f + t) +
+               0.5f * x * (1.0f - t * t) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_TANH_K * x * x);
+    }
+    case ACT_RELU:
+        return x > 0.0f ? 1.0f : 0.0f;
+    case ACT_TANH: {
+        float t = tanhf(x);
+        return 1.0f - t * t;
+    }
+    }
+    return 1.0f;
+}
