@@ -10,9 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int file_read_all(const char *path, char **data, size_t *len, LfError *err) {
-    *data = NULL;
-    *len = 0;
+int file_open_read(const char *path, int *fd_out, size_t *size, LfError *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return lf_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
@@ -21,8 +19,19 @@ int file_read_all(const char *path, char **data, size_t *len, LfError *err) {
         close(fd);
         return lf_fail(err, "%s: cannot read: %s", path, strerror(e));
     }
+    *fd_out = fd;
+    *size = (size_t)sb.st_size;
+    return 0;
+}
+
+int file_read_all(const char *path, char **data, size_t *len, LfError *err) {
+    *data = NULL;
+    *len = 0;
+    int fd;
+    size_t hint;
+    if (file_open_read(path, &fd, &hint, err)) return -1;
     /* Grow as needed: st_size is only a hint (pipes and /proc files report 0). */
-    size_t cap = (size_t)sb.st_size + 1, n = 0;
+    size_t cap = hint + 1, n = 0;
     char *buf = malloc(cap);
     for (;;) {
         if (!buf) {

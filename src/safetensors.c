@@ -350,21 +350,15 @@ int safetensors_parse(SafeTensors *st, const void *buf, size_t len, const char *
 
 int safetensors_open(SafeTensors *st, const char *path, LfError *err) {
     memset(st, 0, sizeof *st);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return lf_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    int e = fstat(fd, &sb) != 0 ? errno : S_ISDIR(sb.st_mode) ? EISDIR : 0;
-    if (e) {
-        close(fd);
-        return lf_fail(err, "%s: cannot read: %s", path, strerror(e));
-    }
-    size_t size = (size_t)sb.st_size;
+    int fd;
+    size_t size;
+    if (file_open_read(path, &fd, &size, err)) return -1;
     if (size == 0) {
         close(fd);
         return safetensors_parse(st, "", 0, path, err); /* reports the empty file */
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    e = errno;
+    int e = errno;
     close(fd);
     if (map == MAP_FAILED) return lf_fail(err, "%s: mmap failed: %s", path, strerror(e));
     if (safetensors_parse(st, map, size, path, err) != 0) {

@@ -17,30 +17,11 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "loraft/cli.h"
+#include "tiny.h"
 #include "loraft/model.h"
 #include "loraft/rng.h"
 
 enum { B = 2, T = 6 };
-
-/* A vocabulary of 40 tokens, written to dir/vocab.txt. */
-static void write_vocab(const char *dir) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/vocab.txt", dir);
-    FILE *f = fopen(path, "w");
-    fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", f);
-    for (int i = 0; i < 35; i++) fprintf(f, "w%d\n", i);
-    fclose(f);
-}
-
-static void tiny_checkpoint(const char *arch, const char *vocab, const char *out) {
-    char *argv[] = {"--arch",       (char *)arch,  "--layers",        "2",
-                    "--hidden",     "8",           "--heads",         "2",
-                    "--ffn",        "12",          "--max-positions", "16",
-                    "--num-labels", "3",           "--seed",          "3",
-                    "--vocab-from", (char *)vocab, "--out",           (char *)out};
-    CHECK(cmd_init(sizeof argv / sizeof *argv, argv) == 0);
-}
 
 static float loss_at(Model *m, uint64_t seed) {
     float loss;
@@ -240,9 +221,9 @@ int main(void) {
     snprintf(distil, sizeof distil, "%s/distilbert", tmp);
     snprintf(bert, sizeof bert, "%s/bert", tmp);
     mkdir(vocab, 0700);
-    write_vocab(vocab);
-    tiny_checkpoint("distilbert", vocab, distil);
-    tiny_checkpoint("bert", vocab, bert);
+    tiny_write_vocab(vocab);
+    tiny_checkpoint("distilbert", 8, 3, vocab, distil);
+    tiny_checkpoint("bert", 8, 3, vocab, bert);
     for (int s = 0; s < 3; s++) {
         gradcheck(distil, (Strategy)s);
         gradcheck(bert, (Strategy)s);

@@ -7,14 +7,7 @@
 #include <stdint.h>
 
 #include "loraft/ops.h"
-
-#ifndef LF_HOST_DEVICE
-#ifdef __CUDACC__
-#define LF_HOST_DEVICE __host__ __device__
-#else
-#define LF_HOST_DEVICE
-#endif
-#endif
+#include "loraft/hostdevice.h"
 
 /* exp(x) that the compiler can vectorise (libm's expf is a call it cannot): 2^k * e^r with
  * |r| <= ln2/2 and a degree-6 Taylor polynomial; relative error < 2e-7. Inputs are clamped

@@ -21,7 +21,7 @@ typedef enum OptType { OPT_STR, OPT_INT, OPT_FLOAT, OPT_FLAG, OPT_LIST } OptType
 typedef struct CliOpt {
     const char *name; /* without the leading "--" */
     OptType type;
-    void *dst;        /* const char **, int *, float *, int * (flag), or CliList * */
+    void *dst; /* const char **, int *, float *, int * (flag), or CliList * */
     const char *help;
 } CliOpt;
 

@@ -13,6 +13,9 @@ extern "C" {
 
 /* Reads the whole file into a malloc'd, NUL-terminated buffer (*len excludes
  * the NUL). The caller frees *data. */
+/* Opens a regular file for reading (a directory is an error) and gives its size. */
+int file_open_read(const char *path, int *fd, size_t *size, LfError *err);
+
 int file_read_all(const char *path, char **data, size_t *len, LfError *err);
 
 /* Replaces path with exactly len bytes of data, atomically. */

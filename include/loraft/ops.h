@@ -52,8 +52,8 @@ typedef struct Ops {
      * ids, types: [B,T] int32; wte [V,C]; wpe [maxT,C]; wtt [2,C] or NULL (no token
      * types, DistilBERT); types NULL means all zero. */
     void (*embedding_forward)(float *out, const int32_t *ids, const int32_t *types,
-                              const float *wte, const float *wpe, const float *wtt, int B,
-                              int T, int C);
+                              const float *wte, const float *wpe, const float *wtt, int B, int T,
+                              int C);
     void (*embedding_backward)(float *dwte, float *dwpe, float *dwtt, const float *dout,
                                const int32_t *ids, const int32_t *types, int B, int T, int C);
 
@@ -77,8 +77,8 @@ typedef struct Ops {
      * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop = dropout(p, seed)
      * on inp [N,C]; A [R,C], B [OC,R]. Saves u for backward. scratch: N*C floats. */
     void (*lora_forward)(float *out, float *u, const float *inp, const float *A, const float *B,
-                         float scale, float p, uint64_t seed, float *scratch, int N, int C,
-                         int OC, int R);
+                         float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
+                         int R);
     /* With du = scale * dout @ B [N,R]:
      * dB[OC,R] += scale * dout^T @ u; dA[R,C] += du^T @ drop(inp);
      * dinp[N,C] += drop'(du @ A) (dinp may be NULL). scratch: N*C + N*R floats. */
@@ -94,10 +94,9 @@ typedef struct Ops {
                               const float *v, const int32_t *mask, float p, uint64_t seed, int B,
                               int T, int C, int NH);
     /* dq, dk, dv [B,T,C] += gradients; scratch: B*NH*T*T floats. */
-    void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout,
-                               const float *q, const float *k, const float *v, const float *att,
-                               float p, uint64_t seed, float *scratch, int B, int T, int C,
-                               int NH);
+    void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                               const float *k, const float *v, const float *att, float p,
+                               uint64_t seed, float *scratch, int B, int T, int C, int NH);
 
     /* ---- element-wise ---- */
     void (*activation_forward)(float *out, const float *inp, Activation act, size_t n);
@@ -125,17 +124,16 @@ typedef struct Ops {
      * losses[N] = -log softmax(logits)[label] (0 for ignored rows);
      * dlogits[N,V] = (softmax - onehot(label)) * grad_scale (0 for ignored rows), skipped
      * when dlogits is NULL. grad_scale is usually 1 / (valid rows * accumulation steps). */
-    void (*cross_entropy)(float *losses, float *dlogits, const float *logits,
-                          const int32_t *labels, float grad_scale, int N, int V);
+    void (*cross_entropy)(float *losses, float *dlogits, const float *logits, const int32_t *labels,
+                          float grad_scale, int N, int V);
 
     /* ---- optimizer ----
      * torch.optim.AdamW, step counted from 1:
      *   param *= 1 - lr * weight_decay
      *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
      *   param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps) */
-    void (*adamw_step)(float *param, const float *grad, float *m, float *v, float lr,
-                       float beta1, float beta2, float eps, float weight_decay, int step,
-                       size_t n);
+    void (*adamw_step)(float *param, const float *grad, float *m, float *v, float lr, float beta1,
+                       float beta2, float eps, float weight_decay, int step, size_t n);
     /* Sum of squares of x, accumulated in double, returned to the host (synchronous). */
     double (*sum_squares)(const float *x, size_t n);
 } Ops;

@@ -4,13 +4,7 @@
 #pragma once
 #include <stdint.h>
 
-#ifndef LF_HOST_DEVICE
-#ifdef __CUDACC__
-#define LF_HOST_DEVICE __host__ __device__
-#else
-#define LF_HOST_DEVICE
-#endif
-#endif
+#include "loraft/hostdevice.h"
 
 /* splitmix64 finaliser of (seed, index): a well-mixed 64-bit value. */
 static inline LF_HOST_DEVICE uint64_t rng_hash(uint64_t seed, uint64_t index) {
@@ -36,5 +30,9 @@ typedef struct Rng {
     uint64_t seed, counter;
 } Rng;
 
-static inline uint64_t rng_next(Rng *r) { return rng_hash(r->seed, r->counter++); }
-static inline float rng_next_uniform(Rng *r) { return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f); }
+static inline uint64_t rng_next(Rng *r) {
+    return rng_hash(r->seed, r->counter++);
+}
+static inline float rng_next_uniform(Rng *r) {
+    return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f);
+}

@@ -13,21 +13,12 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "loraft/cli.h"
+#include "tiny.h"
 #include "loraft/model.h"
 #include "loraft/optimizer.h"
 #include "loraft/rng.h"
 
 enum { B = 3, T = 7 };
-
-static void write_vocab(const char *dir) {
-    char path[700];
-    snprintf(path, sizeof path, "%s/vocab.txt", dir);
-    FILE *f = fopen(path, "w");
-    fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", f);
-    for (int i = 0; i < 35; i++) fprintf(f, "w%d\n", i);
-    fclose(f);
-}
 
 /* Worst element of a (device) against b (host reference). */
 static void compare(const char *what, const Ops *ops, const float *dev, const float *ref,
@@ -103,19 +94,11 @@ int main(void) {
     char vocab[600];
     snprintf(vocab, sizeof vocab, "%s/vocab", tmp);
     mkdir(vocab, 0700);
-    write_vocab(vocab);
+    tiny_write_vocab(vocab);
     for (int a = 0; a < 2; a++) {
         char out[700];
         snprintf(out, sizeof out, "%s/%s", tmp, archs[a]);
-        char *argv[] = {"--arch",          (char *)archs[a],
-                        "--layers",        "2",
-                        "--hidden",        "32",
-                        "--heads",         "4",
-                        "--ffn",           "40",
-                        "--max-positions", "16",
-                        "--vocab-from",    vocab,
-                        "--out",           out};
-        CHECK(cmd_init(sizeof argv / sizeof *argv, argv) == 0);
+        tiny_checkpoint(archs[a], 32, 2, vocab, out);
         run(out);
         printf("%s: cuda model matches cpu\n", archs[a]);
     }

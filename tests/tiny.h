@@ -1,0 +1,40 @@
+/* tiny.h: tiny seeded checkpoints for tests, with a 40-token vocabulary written to disk, so
+ * model tests need neither downloads nor ../shared/data. */
+#pragma once
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "loraft/cli.h"
+
+/* dir/vocab.txt: the five BERT special tokens, then w0 .. w34. dir must exist. */
+static inline void tiny_write_vocab(const char *dir) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", f);
+    for (int i = 0; i < 35; i++) fprintf(f, "w%d\n", i);
+    fclose(f);
+}
+
+/* `loraft init` of a 2-layer model with hidden size `hidden` into out. */
+static inline void tiny_checkpoint(const char *arch, int hidden, int labels, const char *vocab,
+                                   const char *out) {
+    char h[16], ffn[16], k[16];
+    snprintf(h, sizeof h, "%d", hidden);
+    snprintf(ffn, sizeof ffn, "%d", hidden * 3 / 2);
+    snprintf(k, sizeof k, "%d", labels);
+    char *argv[] = {"--arch",          (char *)arch,
+                    "--layers",        "2",
+                    "--hidden",        h,
+                    "--heads",         "2",
+                    "--ffn",           ffn,
+                    "--max-positions", "16",
+                    "--num-labels",    k,
+                    "--seed",          "3",
+                    "--vocab-from",    (char *)vocab,
+                    "--out",           (char *)out};
+    CHECK(cmd_init(sizeof argv / sizeof *argv, argv) == 0);
+}
