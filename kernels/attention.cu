@@ -11,7 +11,7 @@
  * transpose of the row-major formula in its comment. */
 #include "cuda_common.cuh"
 
-enum { SM_WARPS = 8, TILE = 16 };
+enum { SM_WARPS = 8 };
 
 /* In place on the B*NH*T rows of att [B,NH,T,T]: scores -> softmax over the
  * keys j with mask[b,j] != 0; masked keys get exactly 0, and a row with no key
@@ -47,29 +47,6 @@ __global__ void softmax_backward_kernel(float *g, const float *att, float p, uin
         for (int j = lane; j < T; j += 32)
             d[j] = P[j] * (d[j] * rng_dropout_scale(seed, row * T + j, p) - dot);
     }
-}
-
-/* out[b,i,h*HS+d] = sum_j drop(att)[b,h,i,j] v[b,j,h*HS+d]: the p > 0 forward
- * product, which has no scratch to hold drop(att), so dropout is applied on the
- * tile load. Block TILE x TILE outputs; grid (HS tiles, T tiles, B*NH). */
-__global__ void dropout_av_kernel(float *out, const float *att, const float *v, float p,
-                                  uint64_t seed, int NH, int T, int C) {
-    __shared__ float Ps[TILE][TILE + 1], Vs[TILE][TILE + 1];
-    int HS = C / NH, bh = blockIdx.z, b = bh / NH, h = bh % NH;
-    int tx = threadIdx.x, ty = threadIdx.y;
-    int i = blockIdx.y * TILE + ty, d = blockIdx.x * TILE + tx;
-    size_t att0 = (size_t)bh * T * T, tok0 = (size_t)b * T * C + (size_t)h * HS;
-    float acc = 0.0f;
-    for (int j0 = 0; j0 < T; j0 += TILE) {
-        size_t ia = att0 + (size_t)i * T + j0 + tx;
-        Ps[ty][tx] = i < T && j0 + tx < T ? att[ia] * rng_dropout_scale(seed, ia, p) : 0.0f;
-        Vs[ty][tx] = j0 + ty < T && d < HS ? v[tok0 + (size_t)(j0 + ty) * C + d] : 0.0f;
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < TILE; kk++) acc += Ps[ty][kk] * Vs[kk][tx];
-        __syncthreads();
-    }
-    if (i < T && d < HS) out[tok0 + (size_t)i * C + d] = acc;
 }
 
 /* Shapes the attention GEMMs need; 0 (error noted) if the call cannot be
@@ -132,21 +109,20 @@ static void attention_gtv(float *dx, const float *G, const float *y, float alpha
 
 /* q, k, v, out [B,T,C]; mask [B,T]; att [B,NH,T,T] saved (before dropout) */
 void cuda_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                            const int32_t *mask, float p, uint64_t seed, int B, int T, int C,
-                            int NH) {
+                            const int32_t *mask, float p, uint64_t seed, float *scratch, int B,
+                            int T, int C, int NH) {
     if (!attention_shape_ok(B, T, C, NH)) return;
     int HS = C / NH;
     attention_scores(att, q, k, 1.0f / sqrtf((float)HS), B, T, C, NH);
     size_t rows = (size_t)B * NH * T;
     softmax_forward_kernel<<<cuda_blocks(rows, SM_WARPS), SM_WARPS * 32>>>(att, mask, B, NH, T);
     CUDA_LAUNCHED("attention_forward (softmax)");
-    if (p <= 0.0f) {
-        attention_pv(out, att, v, 1.0f, 0.0f, B, T, C, NH);
+    if (p > 0.0f) { /* the dropout index of att[b,h,i,j] is its flat index */
+        cuda_dropout_forward(scratch, att, p, seed, rows * T);
+        attention_pv(out, scratch, v, 1.0f, 0.0f, B, T, C, NH);
         return;
     }
-    dim3 grid((HS + TILE - 1) / TILE, (T + TILE - 1) / TILE, B * NH), block(TILE, TILE);
-    dropout_av_kernel<<<grid, block>>>(out, att, v, p, seed, NH, T, C);
-    CUDA_LAUNCHED("attention_forward (dropout, att @ v)");
+    attention_pv(out, att, v, 1.0f, 0.0f, B, T, C, NH);
 }
 
 /* dq, dk, dv [B,T,C] += gradients; scratch [B,NH,T,T] */

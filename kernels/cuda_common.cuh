@@ -115,8 +115,8 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
                         const float *u, const float *A, const float *B, float scale, float p,
                         uint64_t seed, float *scratch, int N, int C, int OC, int R);
 void cuda_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                            const int32_t *mask, float p, uint64_t seed, int B, int T, int C,
-                            int NH);
+                            const int32_t *mask, float p, uint64_t seed, float *scratch, int B,
+                            int T, int C, int NH);
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *att, float p,
                              uint64_t seed, float *scratch, int B, int T, int C, int NH);

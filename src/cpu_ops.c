@@ -315,22 +315,19 @@ static uint64_t att_index(int row, int j, int T) {
  * [B,T,C]; mask [B,T]; head h owns channels [h*HS, (h+1)*HS). */
 static void cpu_attention_forward(float *out, float *att, const float *q, const float *k,
                                   const float *v, const int32_t *mask, float p, uint64_t seed,
-                                  int B, int T, int C, int NH) {
-    int HS = C / NH;
+                                  float *scratch, int B, int T, int C, int NH) {
+    int HS = C / NH, rows = B * NH * T;
     heads_abt(att, q, k, 1.0f / sqrtf((float)HS), B, T, C, NH);
-    /* rows (b, h, i) of att; out row i of head h is dropout(att row) @ v_h */
-#pragma omp parallel for if ((size_t)B * NH * T * T > CPU_PAR_MIN)
-    for (int row = 0; row < B * NH * T; row++) {
-        int b = row / (NH * T), h = row / T % NH, i = row % T;
-        float *a = att + (size_t)row * T, *o = out + ((size_t)b * T + i) * C + (size_t)h * HS;
-        const float *vh = v + (size_t)b * T * C + (size_t)h * HS;
-        softmax_row(a, mask + (size_t)b * T, T);
-        memset(o, 0, sizeof(float) * HS);
-        for (int j = 0; j < T; j++) {
-            float w = a[j] * rng_dropout_scale(seed, att_index(row, j, T), p);
-            if (w != 0.0f) axpy_row(o, vh + (size_t)j * C, w, HS);
-        }
+#pragma omp parallel for if ((size_t)rows * T > CPU_PAR_MIN)
+    for (int row = 0; row < rows; row++)
+        softmax_row(att + (size_t)row * T, mask + (size_t)row / (NH * T) * T, T);
+    const float *probs = att;
+    if (p > 0.0f) { /* the dropout index of att[b,h,i,j] is its flat index */
+        cpu_dropout_forward(scratch, att, p, seed, (size_t)rows * T);
+        probs = scratch;
     }
+    memset(out, 0, sizeof(float) * (size_t)B * T * C);
+    heads_ax(out, probs, v, 0, B, T, C, NH);
 }
 
 /* dq, dk, dv [B,T,C] += gradients of out = dropout(att) @ v, att = softmax(q k^T / sqrt(HS)); each
@@ -341,11 +338,7 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
                                    int NH) {
     int HS = C / NH, rows = B * NH * T;
     if (dv) { /* dv_h += dropout(att)^T @ dout_h */
-#pragma omp parallel for if ((size_t)rows * T > CPU_PAR_MIN)
-        for (int row = 0; row < rows; row++)
-            for (int j = 0; j < T; j++)
-                scratch[(size_t)row * T + j] =
-                    att[(size_t)row * T + j] * rng_dropout_scale(seed, att_index(row, j, T), p);
+        cpu_dropout_forward(scratch, att, p, seed, (size_t)rows * T);
         heads_ax(dv, scratch, dout, 1, B, T, C, NH);
     }
     if (!dq && !dk) return;

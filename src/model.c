@@ -640,7 +640,7 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     linear_forward(m, &Ly->k, a->k, a->x, N, d.lora, site(seed, l, SITE_K));
     linear_forward(m, &Ly->v, a->v, a->x, N, d.lora, site(seed, l, SITE_V));
     o->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, d.attention,
-                         site(seed, l, SITE_ATT), B, T, C, c->num_heads);
+                         site(seed, l, SITE_ATT), m->scratch, B, T, C, c->num_heads);
     linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, site(seed, l, SITE_O));
     float po = attn_out_dropout(m, d);
     if (po > 0) o->dropout_forward(a->res_attn, a->res_attn, po, site(seed, l, SITE_O_DROP), NC);

@@ -474,7 +474,8 @@ static const uint64_t att_seed = 7;
 
 static void att_fwd(void *p) {
     AttCtx *c = p;
-    ops->attention_forward(c->out, c->att, c->q, c->k, c->v, c->mask, c->p, att_seed, B, T, C, NH);
+    ops->attention_forward(c->out, c->att, c->q, c->k, c->v, c->mask, c->p, att_seed, c->scratch, B,
+                           T, C, NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
@@ -837,7 +838,7 @@ static size_t large_pass(float *res) {
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
     ops->layernorm_backward(d1, dlnw, dlnb, g, x, lnw, mean, rstd, LN, LC);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
-    ops->attention_forward(z, att, x, y, g, mask, 0.1f, 5, LB, LT, LC, LNH);
+    ops->attention_forward(z, att, x, y, g, mask, 0.1f, 5, scratch, LB, LT, LC, LNH);
     SAVE(z, n), SAVE(att, tt);
     ops->attention_backward(d1, d2, d3, z, x, y, g, att, 0.1f, 5, scratch, LB, LT, LC, LNH);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);

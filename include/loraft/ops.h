@@ -89,10 +89,12 @@ typedef struct Ops {
     /* ---- multi-head softmax attention with padding mask ----
      * q, k, v, out: [B,T,C]; mask [B,T] int32 (1 = token, 0 = padding, never attended).
      * att[B,NH,T,T] = softmax(q_h k_h^T / sqrt(HS) over unmasked keys), saved;
-     * out = dropout(att; p, seed) @ v_h, heads concatenated back to C. */
+     * out = dropout(att; p, seed) @ v_h, heads concatenated back to C. The dropout index of
+     * att[b,h,i,j] is its flat index, so dropout(att) is dropout_forward over att.
+     * scratch: B*NH*T*T floats (holds dropout(att) when p > 0). */
     void (*attention_forward)(float *out, float *att, const float *q, const float *k,
-                              const float *v, const int32_t *mask, float p, uint64_t seed, int B,
-                              int T, int C, int NH);
+                              const float *v, const int32_t *mask, float p, uint64_t seed,
+                              float *scratch, int B, int T, int C, int NH);
     /* dq, dk, dv [B,T,C] += gradients; scratch: B*NH*T*T floats. */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *att, float p,

@@ -306,8 +306,8 @@ static void test_attention(int B, int T, int C, int NH, int pad, float p, int al
     Pair *dout = pair_random(BTC, 1.0f), *scratch = pair_new(att_n * sizeof(float));
     Pair *dq = pair_random(BTC, 1.0f), *dk = pair_random(BTC, 1.0f), *dv = pair_random(BTC, 1.0f);
     BACKENDS(w, o) {
-        o->attention_forward(F(out, w), F(att, w), F(q, w), F(k, w), F(v, w), I(mask, w), p, 5, B,
-                             T, C, NH);
+        o->attention_forward(F(out, w), F(att, w), F(q, w), F(k, w), F(v, w), I(mask, w), p, 5,
+                             F(scratch, w), B, T, C, NH);
     }
     NAME("attention_forward B=%d T=%d C=%d NH=%d pad=%d p=%.1f", B, T, C, NH, pad, p);
     compare("att", att, GEMM_TOL);
@@ -374,8 +374,8 @@ static void test_errors(void) {
     CHECK(strstr(e.msg, "label") != NULL);
 
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *att = pair_new(2 * 3 * 3 * 3 * sizeof(float));
-    dut->attention_forward(F(x, 1), F(att, 1), F(x, 1), F(x, 1), F(x, 1), NULL, 0.0f, 1, 2, 3, 10,
-                           3); /* C = 10 not a multiple of NH = 3 */
+    dut->attention_forward(F(x, 1), F(att, 1), F(x, 1), F(x, 1), F(x, 1), NULL, 0.0f, 1, F(att, 1),
+                           2, 3, 10, 3); /* C = 10 not a multiple of NH = 3 */
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NH") != NULL);
