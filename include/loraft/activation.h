@@ -11,7 +11,7 @@
 
 /* exp(x) that the compiler can vectorise (libm's expf is a call it cannot): 2^k * e^r with
  * |r| <= ln2/2 and a degree-6 Taylor polynomial; relative error < 2e-7. Inputs are clamped
- * to [-87, 88], so exp of a very negative number is ~1e-38 rather than 0. */
+ * to [-87, 88], so exp of a very negative number is ~1e-38 rather than 0; NaN gives NaN. */
 static inline LF_HOST_DEVICE float exp_approx(float x) {
     x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x; /* NaN stays NaN */
     float k = rintf(x * 1.44269504088896341f);
@@ -19,10 +19,11 @@ static inline LF_HOST_DEVICE float exp_approx(float x) {
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f +
                                                   r * (4.1666668e-2f +
                                                        r * (8.3333338e-3f + r * 1.3888889e-3f)))));
+    /* k in [-126, 127]: a normal power of two (for NaN, p is NaN whatever the bits) */
     union {
-        int32_t i;
+        uint32_t i;
         float f;
-    } scale = {((int32_t)k + 127) << 23};
+    } scale = {(uint32_t)((int32_t)k + 127) << 23};
     return p * scale.f;
 }
 
