@@ -19,10 +19,26 @@ static inline LF_HOST_DEVICE float rng_uniform(uint64_t seed, uint64_t index) {
     return (float)(rng_hash(seed, index) >> 40) * (1.0f / 16777216.0f);
 }
 
-/* Dropout multiplier for element `index`: 0 with probability p, else 1/(1-p). */
+/* 32-bit integer mix ("lowbias32", C. Wellons): two multiplies, so the per-element mask
+ * loops vectorise with 32-bit vector multiplies (splitmix64's 64-bit products do not on
+ * AVX2). */
+static inline LF_HOST_DEVICE uint32_t rng_mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    return x ^ (x >> 16);
+}
+
+/* Dropout multiplier for element `index`: 0 with probability p, else 1/(1-p). The seed is
+ * already a well-mixed 64-bit value (rng_hash of the run seed, step and site); its two
+ * halves key two rounds of the 32-bit mix. */
 static inline LF_HOST_DEVICE float rng_dropout_scale(uint64_t seed, uint64_t index, float p) {
     if (p <= 0.0f) return 1.0f;
-    return rng_uniform(seed, index) < p ? 0.0f : 1.0f / (1.0f - p);
+    uint32_t h = rng_mix32((uint32_t)index * 0x9E3779B9u + (uint32_t)seed);
+    h = rng_mix32(h ^ (uint32_t)(seed >> 32) ^ (uint32_t)(index >> 32));
+    float u = (float)(h >> 8) * (1.0f / 16777216.0f);
+    return u < p ? 0.0f : 1.0f / (1.0f - p);
 }
 
 /* A sequential generator for host-side use (init, shuffling): state advances by one. */
