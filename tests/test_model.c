@@ -116,29 +116,30 @@ static void gradcheck(const char *dir, Strategy strategy) {
     model_free(&m);
 }
 
-/* Activations kept: head-only < LoRA on q < full. */
-static size_t activations(const char *dir, Strategy s) {
+/* A model of the checkpoint in dir with PEFT's default LoRA spec (or another strategy). */
+static void open_model(Model *m, const char *dir, Strategy strategy, int max_batch) {
     ModelConfig cfg;
     LfError err;
     CHECK(model_config_load(&cfg, dir, &err) == 0);
     TrainSpec spec;
     train_spec_defaults(&spec);
-    spec.strategy = s;
+    spec.strategy = strategy;
+    CHECK(model_create(m, &cfg, &spec, &ops_cpu, dir, 1, max_batch, T, NULL, 0, &err) == 0);
+}
+
+/* Activations kept: head-only < LoRA on q < full. */
+static size_t activations(const char *dir, Strategy s) {
     Model m;
-    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 1, B, T, NULL, 0, &err) == 0);
+    open_model(&m, dir, s, B);
     size_t n = m.n_act;
     model_free(&m);
     return n;
 }
 
 static void bad_batches(const char *dir) {
-    ModelConfig cfg;
-    LfError err;
-    CHECK(model_config_load(&cfg, dir, &err) == 0);
-    TrainSpec spec;
-    train_spec_defaults(&spec);
     Model m;
-    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 1, B, T, NULL, 0, &err) == 0);
+    LfError err;
+    open_model(&m, dir, STRATEGY_LORA, B);
     int32_t ids[T] = {2, 5, 999, 3, 0, 0}, mask[T] = {1, 1, 1, 1, 0, 0}, label = 1, bad_label = 3;
     CHECK(model_set_batch(&m, ids, NULL, mask, &label, 1, T, &err) != 0);
     CHECK(strstr(err.msg, "outside the vocabulary") != NULL);
@@ -147,6 +148,9 @@ static void bad_batches(const char *dir) {
     CHECK(strstr(err.msg, "num_labels") != NULL);
     CHECK(model_set_batch(&m, ids, NULL, mask, &label, 1, T + 1, &err) != 0);
     /* a LoRA target that matches nothing is PEFT's error too */
+    ModelConfig cfg = m.cfg;
+    TrainSpec spec;
+    train_spec_defaults(&spec);
     strcpy(spec.targets[0], "no_such_module");
     spec.n_targets = 1;
     model_free(&m);
@@ -156,13 +160,9 @@ static void bad_batches(const char *dir) {
 
 /* Gradient of a batch of 4 == sum of two batches of 2, each weighted 1/2. */
 static void accumulation(const char *dir) {
-    ModelConfig cfg;
-    LfError err;
-    CHECK(model_config_load(&cfg, dir, &err) == 0);
-    TrainSpec spec;
-    train_spec_defaults(&spec);
     Model m;
-    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 4, 4, T, NULL, 0, &err) == 0);
+    LfError err;
+    open_model(&m, dir, STRATEGY_LORA, 4);
     for (int i = 0; i < m.n_params; i++) /* non-zero LoRA B, so every gradient is non-zero */
         if (m.params[i].is_lora)
             for (size_t j = 0; j < m.params[i].numel; j++)
