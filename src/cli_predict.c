@@ -31,8 +31,26 @@ static int predict_one(Model *m, const Tokenizer *tok, const char *text, int max
     return 0;
 }
 
+/* "a,b,c" -> the label names, which must be as many as the model's classes. */
+static int set_labels(ModelConfig *cfg, const char *list, LfError *err) {
+    char names[MAX_LABELS][64];
+    int n = 0;
+    for (const char *p = list; *p; n++) {
+        size_t len = strcspn(p, ",");
+        if (n == MAX_LABELS || len == 0 || len >= sizeof names[0])
+            return lf_fail(err, "'%s' is not a comma-separated list of names", list);
+        memcpy(names[n], p, len);
+        names[n][len] = 0;
+        p += len + (p[len] == ',');
+    }
+    if (n != cfg->num_labels)
+        return lf_fail(err, "%d names given; the model has %d classes", n, cfg->num_labels);
+    memcpy(cfg->labels, names, sizeof names[0] * n);
+    return 0;
+}
+
 int cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *device = "auto";
+    const char *model = NULL, *adapter = NULL, *device = "auto", *labels = NULL;
     int max_len = 512;
     CliList texts = {0};
     const CliOpt opts[] = {
@@ -40,6 +58,7 @@ int cmd_predict(int argc, char **argv) {
         {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory"},
         {"max-length", OPT_INT, &max_len, "truncate to this many tokens (default 512)"},
         {"device", OPT_STR, &device, "auto, cpu or cuda"},
+        {"labels", OPT_STR, &labels, "label names in id order, e.g. negative,positive"},
     };
     int rc =
         cli_parse("loraft predict --model DIR [--adapter DIR] \"text\" ... (or lines on stdin)",
@@ -59,6 +78,12 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "loraft predict: %s\n", err.msg);
         tokenizer_free(tok);
         return 1;
+    }
+    if (labels && set_labels(&m.cfg, labels, &err)) {
+        fprintf(stderr, "loraft predict: --labels: %s\n", err.msg);
+        model_free(&m);
+        tokenizer_free(tok);
+        return 2;
     }
     buf = malloc(3 * (size_t)max_len * sizeof *buf);
     rc = buf ? 0 : 1;

@@ -64,7 +64,11 @@ grep -q "eval: eval_loss $best_loss" "$tmp/eval2" || { cat "$tmp/eval2"; fail "m
 
 # 4. predict prints a label and a probability per text
 out=$("$bin" predict --model "$tmp/model" --adapter "$tmp/run/best" "a great film" "an awful film")
-[ "$(echo "$out" | grep -cE '^LABEL_[01]	0\.[0-9]{4}	')" = 2 ] || { echo "$out"; fail predict; }; ok
+[ "$(echo "$out" | grep -cE '^LABEL_[01]	0\.[0-9]{4}	')" = 2 ] || { echo "$out"; fail predict; }
+out=$("$bin" predict --model "$tmp/model" --adapter "$tmp/run/best" --labels neg,pos "a great film")
+echo "$out" | grep -qE '^(neg|pos)	' || { echo "$out"; fail "predict --labels"; }
+if "$bin" predict --model "$tmp/model" --labels a,b,c "x" 2>"$tmp/err"; then fail "3 labels for 2 classes"; fi
+grep -q "model has 2 classes" "$tmp/err" || fail "label count message"; ok
 
 # 5. resume: 1 epoch + resume to 2 epochs == 2 epochs straight (deterministic, constant lr)
 train --set train.num_epochs=1 --set train.output_dir="$tmp/r1" >/dev/null 2>&1 || fail "1-epoch run"
