@@ -54,10 +54,11 @@ int schedule_parse(const char *s, Schedule *out, LfError *err) {
 float schedule_lr(Schedule kind, float base_lr, int step, int total, int warmup) {
     if (step < warmup) return base_lr * (float)step / (float)(warmup > 1 ? warmup : 1);
     if (kind == SCHEDULE_CONSTANT) return base_lr;
-    double progress = (double)(step - warmup) / (double)(total - warmup > 1 ? total - warmup : 1);
+    double span = total - warmup > 1 ? total - warmup : 1;
     if (kind == SCHEDULE_LINEAR) {
-        double f = (double)(total - step) / (double)(total - warmup > 1 ? total - warmup : 1);
+        double f = (total - step) / span;
         return base_lr * (float)(f > 0 ? f : 0);
     }
+    double progress = (step - warmup) / span;
     return base_lr * (float)(0.5 * (1.0 + cos(M_PI * (progress < 1 ? progress : 1))));
 }

@@ -4,7 +4,7 @@
  * with AdamW, evaluates and checkpoints every epoch (or every N steps), keeps the best
  * model by the chosen metric, and stops with a clear error on a NaN/Inf loss while keeping
  * the last good checkpoint. Output directory layout:
- *   OUT/config.json          the effective training config
+ *   OUT/train_config.json    the effective training config
  *   OUT/metrics.jsonl        one JSON object per log step and per evaluation
  *   OUT/last/                latest checkpoint: adapter or model + training state (--resume)
  *   OUT/best/                best checkpoint so far (adapter for LoRA, model otherwise)
