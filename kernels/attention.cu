@@ -57,10 +57,6 @@ static int attention_shape_ok(int B, int T, int C, int NH) {
         CUDA_FAIL("attention: C is not a multiple of NH");
         return 0;
     }
-    if ((long long)B * NH > 65535) {
-        CUDA_FAIL("attention: B*NH > 65535 is beyond the grid's z dimension");
-        return 0;
-    }
     return 1;
 }
 

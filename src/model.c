@@ -303,19 +303,60 @@ static int load_weights(Model *m, const char *dir, float *host, Rng *r, char *re
 /* ------------------------------------------------------------------------------------ */
 /* memory plan: every activation sized once for (max_batch, max_len)                    */
 
+/* Debug and sanitizer builds (LORAFT_ACT_GUARDS) follow every planned buffer with a guard
+ * block of a fixed NaN pattern, checked after each forward and backward: an op that writes
+ * past its buffer stays inside the one activation allocation, where neither ASan nor
+ * compute-sanitizer can see it, so without guards an under-sized buffer corrupts silently. */
+#ifdef LORAFT_ACT_GUARDS
+enum { GUARD_FLOATS = 16 };
+#else
+enum { GUARD_FLOATS = 0 };
+#endif
+static const uint32_t GUARD_BITS = 0x7fa5a5a5u; /* a NaN no op produces */
+
 typedef struct Plan {
     float *base; /* NULL while sizing */
     size_t used;
+    ActGuard *guards; /* NULL while sizing */
+    int n_guards;
 } Plan;
 
 /* Assigns the next n floats to *slot when keep, else points *slot at a shared buffer. */
-static void take(Plan *pl, float **slot, size_t n, int keep, float *shared) {
+static void take_named(Plan *pl, float **slot, size_t n, int keep, float *shared,
+                       const char *name) {
     if (!keep) {
         *slot = shared;
         return;
     }
     *slot = pl->base ? pl->base + pl->used : NULL;
     pl->used += (n + 15) & ~(size_t)15; /* 64-byte aligned slices */
+    if (!GUARD_FLOATS) return;
+    if (pl->guards) pl->guards[pl->n_guards] = (ActGuard){pl->used, n, name};
+    pl->n_guards++;
+    pl->used += GUARD_FLOATS;
+}
+#define take(pl, slot, n, keep, shared) take_named(pl, slot, n, keep, shared, #slot)
+
+static size_t max_size(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+
+/* Scratch the LoRA branch of l needs for `rows` input rows (0 without LoRA). */
+static size_t lora_scratch(const Linear *l, size_t rows, size_t R) {
+    return l->lora ? ops_lora_scratch(rows, (size_t)l->in, R) : 0;
+}
+
+/* The largest op scratch any op of this model asks for (ops.h's contract). */
+static size_t scratch_floats(const Model *m) {
+    size_t B = m->max_batch, N = B * m->max_len, R = m->spec.r;
+    size_t need = ops_attention_scratch(B, m->max_len, m->cfg.num_heads);
+    need = max_size(need, max_size(lora_scratch(&m->pre, B, R), lora_scratch(&m->cls, B, R)));
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const Layer *Ly = &m->layers[l];
+        const Linear *ls[6] = {&Ly->q, &Ly->k, &Ly->v, &Ly->o, &Ly->ffn_in, &Ly->ffn_out};
+        for (int i = 0; i < 6; i++) need = max_size(need, lora_scratch(ls[i], N, R));
+    }
+    return need;
 }
 
 static int linear_trains(const Linear *l) {
@@ -370,16 +411,15 @@ static void plan_activations(Model *m, Plan *pl) {
             if (ls[i]->lora) take(pl, &ls[i]->lora->u, N * R, 1, NULL);
     }
     take(pl, &m->acts[L - 1].out, N * C, 0, O[(L + 1) % 2]);
-    if (m->pre.lora) take(pl, &m->pre.lora->u, B * R, 1, NULL);
+    Linear *heads[2] = {&m->pre, &m->cls};
+    for (int i = 0; i < 2; i++)
+        if (heads[i]->lora) take(pl, &heads[i]->lora->u, B * R, 1, NULL);
     float **head[] = {&m->pooled, &m->pre_out, &m->pre_act_out, &m->head_in};
     for (int i = 0; i < 4; i++) take(pl, head[i], B * C, 1, NULL);
     take(pl, &m->logits, B * K, 1, NULL);
     take(pl, &m->losses, B, 1, NULL);
     take(pl, &m->dlogits, B * K, 1, NULL);
-    /* op scratch: LoRA needs N*C + N*R, attention backward B*NH*T*T */
-    size_t scratch = N * C + N * R;
-    if (B * NH * T * T > scratch) scratch = B * NH * T * T;
-    take(pl, &m->scratch, scratch, 1, NULL);
+    take(pl, &m->scratch, scratch_floats(m), 1, NULL);
     /* gradient buffers, only when something trains */
     float **dn[] = {&m->d_a,   &m->d_b, &m->d_c, &m->d_br, &m->d_r,
                     &m->d_ctx, &m->d_q, &m->d_k, &m->d_v};
@@ -438,6 +478,47 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
     return 0;
 }
 
+/* Sizes the plan, allocates the activations and the batch buffers, assigns the plan and
+ * arms the guards. */
+static int activations_create(Model *m, LfError *err) {
+    const Ops *ops = m->ops;
+    Plan pl = {0};
+    plan_activations(m, &pl);
+    m->n_act = pl.used;
+    m->act_mem = ops->alloc(m->n_act * sizeof(float));
+    size_t NT = (size_t)m->max_batch * m->max_len;
+    m->ids = ops->alloc(3 * NT * sizeof(int32_t) + m->max_batch * sizeof(int32_t));
+    m->guards = calloc(pl.n_guards ? pl.n_guards : 1, sizeof *m->guards);
+    if (!m->act_mem || !m->ids || !m->guards)
+        return lf_fail(err, "out of memory for %zu activations (%.1f MiB)", m->n_act,
+                       m->n_act * sizeof(float) / 1048576.0);
+    m->types = m->ids + NT;
+    m->mask = m->types + NT;
+    m->labels = m->mask + NT;
+    pl = (Plan){m->act_mem, 0, m->guards, 0};
+    plan_activations(m, &pl);
+    m->n_guards = pl.n_guards;
+    uint32_t pattern[GUARD_FLOATS + 1];
+    for (int i = 0; i < GUARD_FLOATS; i++) pattern[i] = GUARD_BITS;
+    for (int g = 0; g < m->n_guards; g++)
+        ops->upload(m->act_mem + m->guards[g].offset, pattern, GUARD_FLOATS * sizeof(float));
+    return 0;
+}
+
+/* Fails, naming the buffer, when an op wrote past a planned activation buffer. */
+static int check_guards(Model *m, LfError *err) {
+    uint32_t got[GUARD_FLOATS + 1];
+    for (int g = 0; g < m->n_guards; g++) {
+        const ActGuard *a = &m->guards[g];
+        m->ops->download(got, m->act_mem + a->offset, GUARD_FLOATS * sizeof(float));
+        for (int i = 0; i < GUARD_FLOATS; i++)
+            if (got[i] != GUARD_BITS)
+                return lf_fail(err, "activation memory: an op wrote past %s (%zu floats planned)",
+                               a->name + (a->name[0] == '&'), a->floats);
+    }
+    return 0;
+}
+
 int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const Ops *ops,
                  const char *dir, uint64_t seed, int max_batch, int max_len, char *missing_report,
                  size_t report_cap, LfError *err) {
@@ -464,26 +545,15 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
         if (m->params[i].in_checkpoint) m->n_base += m->params[i].numel;
     }
     m->values = ops->alloc(m->n_values * sizeof(float));
-    if (!m->values)
-        return model_free(m), lf_fail(err, "out of memory for %zu weights", m->n_values);
+    if (!m->values) {
+        size_t n = m->n_values;
+        return model_free(m), lf_fail(err, "out of memory for %zu weights", n);
+    }
     size_t off = 0;
     for (int i = 0; i < m->n_params; i++)
         m->params[i].value = m->values + off, off += m->params[i].numel;
     if (assign_gradients(m, err)) return model_free(m), -1;
-
-    Plan pl = {NULL, 0};
-    plan_activations(m, &pl);
-    m->n_act = pl.used;
-    m->act_mem = ops->alloc(m->n_act * sizeof(float));
-    size_t NT = (size_t)max_batch * max_len;
-    m->ids = ops->alloc(3 * NT * sizeof(int32_t) + max_batch * sizeof(int32_t));
-    if (!m->act_mem || !m->ids)
-        return model_free(m), lf_fail(err, "out of memory for %zu activations", m->n_act);
-    m->types = m->ids + NT;
-    m->mask = m->types + NT;
-    m->labels = m->mask + NT;
-    pl = (Plan){m->act_mem, 0};
-    plan_activations(m, &pl);
+    if (activations_create(m, err)) return model_free(m), -1;
 
     float *host = malloc(m->n_values * sizeof(float));
     if (!host) return model_free(m), lf_fail(err, "out of memory");
@@ -513,6 +583,7 @@ void model_free(Model *m) {
     free(m->loras);
     free(m->params);
     free(m->host_losses);
+    free(m->guards);
     memset(m, 0, sizeof *m);
 }
 
@@ -760,7 +831,7 @@ int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *
         for (int b = 0; b < B; b++) sum += m->host_losses[b];
         *loss = m->n_valid ? (float)(sum / m->n_valid) : 0.0f;
     }
-    return o->status(err);
+    return o->status(err) ? -1 : check_guards(m, err);
 }
 
 int model_backward(Model *m, uint64_t seed, LfError *err) {
@@ -794,7 +865,7 @@ int model_backward(Model *m, uint64_t seed, LfError *err) {
         o->embedding_backward(m->wte->grad, m->wpe->grad, m->wtt ? m->wtt->grad : NULL, m->d_r,
                               m->ids, m->wtt ? m->types : NULL, B, T, C);
     }
-    return o->status(err);
+    return o->status(err) ? -1 : check_guards(m, err);
 }
 
 /* ------------------------------------------------------------------------------------ */

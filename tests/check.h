@@ -9,25 +9,39 @@
 
 static int check_passed, check_failed;
 
-#define CHECK(cond)                                                                           \
-    do {                                                                                      \
-        if (cond) check_passed++;                                                             \
-        else {                                                                                \
-            check_failed++;                                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);          \
-        }                                                                                     \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (cond)                                                                                  \
+            check_passed++;                                                                        \
+        else {                                                                                     \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
+    } while (0)
+
+/* A libloraft call that must succeed (return 0); on failure prints the LfError message. */
+#define CHECK_OK(call, err)                                                                        \
+    do {                                                                                           \
+        if ((call) == 0)                                                                           \
+            check_passed++;                                                                        \
+        else {                                                                                     \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: %s\n", __FILE__, __LINE__, #call,            \
+                    (err)->msg);                                                                   \
+        }                                                                                          \
     } while (0)
 
 /* |a - b| <= atol + rtol * |b| */
-#define CHECK_CLOSE(a, b, atol, rtol)                                                         \
-    do {                                                                                      \
-        double a_ = (a), b_ = (b);                                                            \
-        if (fabs(a_ - b_) <= (atol) + (rtol) * fabs(b_)) check_passed++;                      \
-        else {                                                                                \
-            check_failed++;                                                                   \
-            fprintf(stderr, "%s:%d: %s = %.9g, expected %s = %.9g (atol %g, rtol %g)\n",      \
-                    __FILE__, __LINE__, #a, a_, #b, b_, (double)(atol), (double)(rtol));      \
-        }                                                                                     \
+#define CHECK_CLOSE(a, b, atol, rtol)                                                              \
+    do {                                                                                           \
+        double a_ = (a), b_ = (b);                                                                 \
+        if (fabs(a_ - b_) <= (atol) + (rtol)*fabs(b_))                                             \
+            check_passed++;                                                                        \
+        else {                                                                                     \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: %s = %.9g, expected %s = %.9g (atol %g, rtol %g)\n", __FILE__, \
+                    __LINE__, #a, a_, #b, b_, (double)(atol), (double)(rtol));                     \
+        }                                                                                          \
     } while (0)
 
 static inline int check_report(void) {

@@ -26,7 +26,7 @@ enum { B = 2, T = 6 };
 static float loss_at(Model *m, uint64_t seed) {
     float loss;
     LfError err;
-    CHECK(model_forward(m, 1, seed, 1.0f, &loss, &err) == 0);
+    CHECK_OK(model_forward(m, 1, seed, 1.0f, &loss, &err), &err);
     return loss;
 }
 
@@ -71,7 +71,7 @@ static void gradcheck(const char *dir, Strategy strategy) {
     uint64_t seed = 1234;
     model_zero_grad(&m);
     loss_at(&m, seed);
-    CHECK(model_backward(&m, seed, &err) == 0);
+    CHECK_OK(model_backward(&m, seed, &err), &err);
     int checked = 0, failed = 0;
     for (int i = 0; i < m.n_params; i++) {
         Param *p = &m.params[i];

@@ -601,6 +601,21 @@ static void test_activations(void) {
     }
 }
 
+/* torch propagates NaN through every activation (relu(nan) = nan): a NaN weight must not
+ * turn into a finite loss. Infinities keep their limits. */
+static void test_activations_non_finite(void) {
+    const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh"};
+    float in[3] = {NAN, INFINITY, -INFINITY}, out[3];
+    for (int act = ACT_GELU; act <= ACT_TANH; act++) {
+        ops->activation_forward(out, in, (Activation)act, 3);
+        if (!isnan(out[0])) {
+            fprintf(stderr, "%s(nan) = %g, expected nan\n", names[act], out[0]);
+            CHECK(0);
+        }
+        CHECK(out[1] == (act == ACT_TANH ? 1.0f : INFINITY));
+    }
+}
+
 static void drop_fwd(void *p) {
     EwCtx *c = p;
     ops->dropout_forward(c->out, c->a, c->p, 99, N * C);
@@ -879,6 +894,7 @@ int main(void) {
     test_attention(0.0f);
     test_attention(0.3f);
     test_activations();
+    test_activations_non_finite();
     test_elementwise_grads();
     test_dropout_stats();
     test_cross_entropy();

@@ -65,7 +65,7 @@ static inline LF_HOST_DEVICE float act_value(float x, Activation act) {
     case ACT_GELU_TANH:
         return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x)));
     case ACT_RELU:
-        return x > 0.0f ? x : 0.0f;
+        return x < 0.0f ? 0.0f : x; /* NaN stays NaN, as in torch */
     case ACT_TANH:
         return tanhf(x);
     }

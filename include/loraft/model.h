@@ -87,6 +87,13 @@ typedef struct LayerActs {
     float *out; /* [N,C] layer output */
 } LayerActs;
 
+/* A guard block after a planned activation buffer (debug and sanitizer builds). */
+typedef struct ActGuard {
+    size_t offset; /* in floats from act_mem */
+    size_t floats; /* the size of the buffer it guards */
+    const char *name;
+} ActGuard;
+
 typedef struct Model {
     ModelConfig cfg;
     const Ops *ops;
@@ -113,6 +120,8 @@ typedef struct Model {
     /* activations and gradient scratch (backend memory, one allocation) */
     float *act_mem;
     size_t n_act;
+    ActGuard *guards;
+    int n_guards;
     float *emb, *emb_mean, *emb_rstd, *h0; /* [N,C], [N], [N], [N,C] */
     LayerActs *acts;
     float *pooled, *pre_out, *pre_act_out, *head_in, *logits; /* [B,C] x4, [B,K] */

@@ -75,13 +75,14 @@ typedef struct Ops {
 
     /* ---- LoRA branch beside a dense layer ----
      * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop = dropout(p, seed)
-     * on inp [N,C]; A [R,C], B [OC,R]. Saves u for backward. scratch: N*C floats. */
+     * on inp [N,C]; A [R,C], B [OC,R]. Saves u for backward.
+     * scratch: ops_lora_scratch(N, C, R) floats (forward and backward). */
     void (*lora_forward)(float *out, float *u, const float *inp, const float *A, const float *B,
                          float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
                          int R);
     /* With du = scale * dout @ B [N,R]:
      * dB[OC,R] += scale * dout^T @ u; dA[R,C] += du^T @ drop(inp);
-     * dinp[N,C] += drop'(du @ A) (dinp may be NULL). scratch: N*C + N*R floats. */
+     * dinp[N,C] += drop'(du @ A) (dinp may be NULL). */
     void (*lora_backward)(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
                           const float *u, const float *A, const float *B, float scale, float p,
                           uint64_t seed, float *scratch, int N, int C, int OC, int R);
@@ -91,11 +92,11 @@ typedef struct Ops {
      * att[B,NH,T,T] = softmax(q_h k_h^T / sqrt(HS) over unmasked keys), saved;
      * out = dropout(att; p, seed) @ v_h, heads concatenated back to C. The dropout index of
      * att[b,h,i,j] is its flat index, so dropout(att) is dropout_forward over att.
-     * scratch: B*NH*T*T floats (holds dropout(att) when p > 0). */
+     * scratch: ops_attention_scratch(B, T, NH) floats (forward and backward). */
     void (*attention_forward)(float *out, float *att, const float *q, const float *k,
                               const float *v, const int32_t *mask, float p, uint64_t seed,
                               float *scratch, int B, int T, int C, int NH);
-    /* dq, dk, dv [B,T,C] += gradients; scratch: B*NH*T*T floats. */
+    /* dq, dk, dv [B,T,C] += gradients. */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *att, float p,
                                uint64_t seed, float *scratch, int B, int T, int C, int NH);
@@ -139,6 +140,16 @@ typedef struct Ops {
     /* Sum of squares of x, accumulated in double, returned to the host (synchronous). */
     double (*sum_squares)(const float *x, size_t n);
 } Ops;
+
+/* The op scratch each op may use, in floats: one contract for every backend, so the model
+ * sizes its scratch from these and nothing else. LoRA: drop(inp) [N,C], then du [N,R];
+ * attention: dropout(att), then d(att) [B,NH,T,T]. */
+static inline size_t ops_lora_scratch(size_t N, size_t C, size_t R) {
+    return N * C + N * R;
+}
+static inline size_t ops_attention_scratch(size_t B, size_t T, size_t NH) {
+    return B * NH * T * T;
+}
 
 /* The backends. ops_cuda exists only in builds with CUDA (LORAFT_HAVE_CUDA). */
 extern const Ops ops_cpu;
