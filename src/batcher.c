@@ -36,9 +36,9 @@ static int ids_append(TokenizedSet *ts, int64_t *cap, const int32_t *seq, int le
  * words is scratch. */
 static int tokenize_one(const Dataset *ds, const Tokenizer *tok, int i, int max_len,
                         int truncate_left, IdList *words, int32_t *seq, LfError *err) {
-    const char *text = ds->examples[i].text;
+    const Example *ex = &ds->examples[i];
     words->n = 0;
-    if (tokenizer_encode(tok, text, strlen(text), words, err))
+    if (tokenizer_encode(tok, ex->text, ex->len, words, err))
         return lf_wrap(err, "%s: example %d", ds->source, i);
     int na = words->n > (size_t)1 << 30 ? 1 << 30 : (int)words->n;
     int len =

@@ -1,13 +1,13 @@
 /* cli_tokenize.c: `loraft tokenize`: token ids for each line of stdin, one JSON object per line
- * on stdout. A line starting with '{' is JSON with a "text" field; any other line is the text
- * itself. For checking the tokenizer against Hugging Face, not for training. */
+ * on stdout. A line starting with '{' is JSON with a "text" field, read as the JSONL loader reads
+ * it (so the ids are the ones training uses); any other line is the text itself. For checking
+ * the tokenizer against Hugging Face, not for training. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "loraft/cli.h"
+#include "loraft/data.h"
 #include "loraft/tokenizer.h"
 
 typedef struct TokenizeOpts {
@@ -15,31 +15,22 @@ typedef struct TokenizeOpts {
     int max_length, no_special;
 } TokenizeOpts;
 
-/* The text of one input line (NUL-terminated, len bytes); *json to free afterwards. */
-static int line_text(char *line, size_t len, cJSON **json, const char **text, size_t *text_len,
-                     long lineno) {
-    *json = NULL;
-    if (len && line[len - 1] == '\n') line[--len] = 0;
+/* The text of one input line[0..len): the line itself, or the "text" of a JSON object read
+ * as the JSONL loader reads it (\u0000 included). *owned is the text to free afterwards. */
+static int line_text(const char *line, size_t len, long lineno, const char **text, size_t *text_len,
+                     char **owned, LfError *err) {
+    *owned = NULL;
+    if (len && line[len - 1] == '\n') len--;
     if (line[0] != '{') {
         *text = line;
         *text_len = len;
         return 0;
     }
-    *json = cJSON_ParseWithLength(line, len);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(*json, "text");
-    if (!*json)
-        fprintf(stderr, "loraft tokenize: stdin:%ld: invalid JSON\n", lineno);
-    else if (strstr(line, "\\u0000")) /* cJSON strings end at a NUL: refuse, don't cut */
-        fprintf(stderr, "loraft tokenize: stdin:%ld: \\u0000 in a JSON text is not supported\n",
-                lineno);
-    else if (!cJSON_IsString(t))
-        fprintf(stderr, "loraft tokenize: stdin:%ld: no string field \"text\"\n", lineno);
-    else {
-        *text = t->valuestring;
-        *text_len = strlen(t->valuestring);
-        return 0;
-    }
-    return -1;
+    const DatasetSpec spec = {.path = "stdin", .text_column = "text"};
+    int label;
+    if (jsonl_record(&spec, line, len, lineno, owned, text_len, &label, err)) return -1;
+    *text = *owned;
+    return 0;
 }
 
 /* Writes {"ids":[...]} for the encoded ids, with [CLS]/[SEP] and truncation as asked. */
@@ -73,17 +64,19 @@ static int tokenize_stdin(const Tokenizer *tok, const TokenizeOpts *o) {
     ssize_t len;
     int rc = 0;
     for (long lineno = 1; !rc && (len = getline(&line, &cap, stdin)) >= 0; lineno++) {
-        cJSON *json;
         const char *text;
+        char *owned;
         size_t text_len;
         ids.n = 0;
-        rc = line_text(line, (size_t)len, &json, &text, &text_len, lineno);
-        if (!rc && (tokenizer_encode(tok, text, text_len, &ids, &err) ||
-                    write_ids(tok, o, &ids, &buf, &err))) {
+        if (line_text(line, (size_t)len, lineno, &text, &text_len, &owned, &err)) {
+            fprintf(stderr, "loraft tokenize: %s\n", err.msg);
+            rc = -1;
+        } else if (tokenizer_encode(tok, text, text_len, &ids, &err) ||
+                   write_ids(tok, o, &ids, &buf, &err)) {
             fprintf(stderr, "loraft tokenize: stdin:%ld: %s\n", lineno, err.msg);
             rc = -1;
         }
-        cJSON_Delete(json);
+        free(owned);
     }
     free(line);
     idlist_free(&ids);

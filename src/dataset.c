@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "loraft/utf8.h"
+
 /* ---- the growing example list: texts in one buffer, pointers fixed up at the end ---- */
 
 typedef struct Builder {
@@ -54,6 +56,7 @@ static int builder_add(Builder *b, const char *text, size_t len, int label, LfEr
     memcpy(b->buf + b->len, text, len);
     b->buf[b->len + len] = '\0';
     b->off[b->n] = b->len;
+    b->ex[b->n].len = len;
     b->ex[b->n].label = label;
     b->n++;
     b->len += len + 1;
@@ -76,36 +79,14 @@ static void builder_finish(Builder *b, Dataset *ds) {
 
 /* ---- text checks ---- */
 
-/* Length of the longest valid UTF-8 prefix of s[0..n); NUL bytes count as
- * invalid. */
+/* Length of the longest valid UTF-8 prefix of s[0..n). A NUL byte is a character like any
+ * other: texts are kept with their length. */
 static size_t utf8_valid_prefix(const unsigned char *s, size_t n) {
     size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c >= 0x01 && c < 0x80) {
-            i++;
-            continue;
-        }
-        unsigned lo = 0x80, hi = 0xBF; /* allowed range of the first continuation byte */
-        size_t more;
-        if (c >= 0xC2 && c <= 0xDF)
-            more = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            more = 2;
-            if (c == 0xE0) lo = 0xA0; /* overlong */
-            if (c == 0xED) hi = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            more = 3;
-            if (c == 0xF0) lo = 0x90; /* overlong */
-            if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
-        } else
-            return i;
-        if (i + more >= n || s[i + 1] < lo || s[i + 1] > hi) return i;
-        for (size_t k = 2; k <= more; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-        i += more + 1;
-    }
-    return n;
+    uint32_t c;
+    for (int k; i < n; i += (size_t)k)
+        if (!(k = s[i] < 0x80 ? 1 : utf8_decode(s + i, n - i, &c))) break;
+    return i;
 }
 
 /* Checks s[0..n), which starts at `line` column 1 of path; newlines inside
@@ -116,8 +97,8 @@ static int check_utf8(const char *s, size_t n, const char *path, long line, LfEr
     size_t bol = 0;
     for (size_t i = 0; i < bad; i++)
         if (s[i] == '\n') line++, bol = i + 1;
-    return lf_fail(err, "%s:%ld:%zu: %s (byte 0x%02x)", path, line, bad - bol + 1,
-                   s[bad] ? "invalid UTF-8" : "NUL byte in text", (unsigned char)s[bad]);
+    return lf_fail(err, "%s:%ld:%zu: invalid UTF-8 (byte 0x%02x)", path, line, bad - bol + 1,
+                   (unsigned char)s[bad]);
 }
 
 static const char *skip_bom(const char *s, size_t *n) {
@@ -191,12 +172,122 @@ static int label_from_text(const DatasetSpec *s, const char *t, size_t n, int *l
             *label = i;
             return 0;
         }
-    char known[512];
-    return lf_fail(err, "%s:%ld: unknown label '%.*s' (known labels: %s)", path, line,
-                   (int)(n > 100 ? 100 : n), t, known_labels(s, known, sizeof known));
+    char known[512], shown[128] = "";
+    for (size_t i = 0; i < n && i < 100; i++) /* control bytes (NUL too) as \xNN */
+        snprintf(shown + strlen(shown), sizeof shown - strlen(shown),
+                 (unsigned char)t[i] < 0x20 ? "\\x%02x" : "%c", (unsigned char)t[i]);
+    return lf_fail(err, "%s:%ld: unknown label '%s' (known labels: %s)", path, line, shown,
+                   known_labels(s, known, sizeof known));
 }
 
-/* ---- JSONL ---- */
+/* ---- JSONL ----
+ * cJSON checks each line and parses its numbers, but it ends a decoded string at the first
+ * NUL. The strings kept (the text, a label name) are decoded here from the line itself, with
+ * their length, so "a\u0000b" stays three bytes. */
+
+/* Past cJSON's whitespace: every byte up to ' '. */
+static const char *json_ws(const char *p, const char *end) {
+    while (p < end && (unsigned char)*p <= ' ') p++;
+    return p;
+}
+
+/* Past the JSON string at p (on its opening quote). */
+static const char *json_string_end(const char *p, const char *end) {
+    for (p++; p < end && *p != '"'; p++)
+        if (*p == '\\' && p + 1 < end) p++;
+    return p < end ? p + 1 : end;
+}
+
+/* Past the value at p: at the ',' or '}' that follows it in its object. */
+static const char *json_value_end(const char *p, const char *end) {
+    for (int depth = 0; p < end && (depth > 0 || (*p != ',' && *p != '}'));) {
+        if (*p == '"') {
+            p = json_string_end(p, end);
+            continue;
+        }
+        depth += (*p == '{' || *p == '[') - (*p == '}' || *p == ']');
+        p++;
+    }
+    return p;
+}
+
+static int json_hex4(const char *p, const char *end, uint32_t *v) {
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        int c = p + i < end ? p[i] | 0x20 : 0; /* | 0x20: lowercase */
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return 0;
+        *v = *v << 4 | (uint32_t)d;
+    }
+    return 1;
+}
+
+/* The \u escape at p (on the 'u'), or a surrogate pair of them: its code point, and where the
+ * escape ends; NULL when invalid. */
+static const char *json_u_escape(const char *p, const char *end, uint32_t *cp) {
+    uint32_t lo;
+    if (!json_hex4(p + 1, end, cp) || (*cp >= 0xDC00 && *cp <= 0xDFFF)) return NULL;
+    p += 5;
+    if (*cp < 0xD800 || *cp > 0xDBFF) return p;
+    if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !json_hex4(p + 2, end, &lo) || lo < 0xDC00 ||
+        lo > 0xDFFF)
+        return NULL;
+    *cp = 0x10000 + ((*cp - 0xD800) << 10) + (lo - 0xDC00);
+    return p + 6;
+}
+
+/* Decodes the JSON string at p (on its opening quote) into out, which has room for its raw
+ * bytes (an escape never decodes longer than it is written). Returns the decoded length, or
+ * -1 when malformed. */
+static long json_decode(const char *p, const char *end, char *out) {
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    long n = 0;
+    for (p++; p < end && *p != '"';) {
+        if (*p != '\\') {
+            out[n++] = *p++;
+            continue;
+        }
+        const char *e = ++p < end && *p ? strchr(from, *p) : NULL;
+        uint32_t cp;
+        if (p < end && *p == 'u' && (p = json_u_escape(p, end, &cp)))
+            n += utf8_encode(cp, out + n);
+        else if (e)
+            out[n++] = to[e - from], p++;
+        else
+            return -1;
+    }
+    return p < end ? n : -1;
+}
+
+/* The first member of the JSON object in [p, end) whose key is `key`, the decoded keys compared
+ * byte for byte: its index among the members (as cJSON lists them), *value where its value
+ * starts; -1 when there is none. scratch has room for end - p bytes. */
+static int json_member(const char *p, const char *end, const char *key, const char **value,
+                       char *scratch) {
+    long klen = (long)strlen(key);
+    p = json_ws(p, end);
+    if (p == end || *p != '{') return -1;
+    p = json_ws(p + 1, end);
+    for (int i = 0; p < end && *p == '"'; i++) {
+        long n = json_decode(p, end, scratch);
+        p = json_ws(json_string_end(p, end), end);
+        if (p < end && *p == ':') p = json_ws(p + 1, end);
+        if (n == klen && !memcmp(scratch, key, (size_t)klen)) {
+            *value = p;
+            return i;
+        }
+        p = json_value_end(p, end);
+        if (p == end || *p != ',') break;
+        p = json_ws(p + 1, end);
+    }
+    return -1;
+}
+
+static const cJSON *json_child(const cJSON *obj, int i) {
+    const cJSON *c = obj->child;
+    while (c && i-- > 0) c = c->next;
+    return c;
+}
 
 static int json_missing(const cJSON *obj, const char *key, const char *path, long line,
                         LfError *err) {
@@ -206,44 +297,62 @@ static int json_missing(const cJSON *obj, const char *key, const char *path, lon
     return lf_fail(err, "%s:%ld: no key '%s' (keys found: %s)", path, line, key, keys);
 }
 
-static int json_label(const DatasetSpec *s, const cJSON *v, int *label, const char *path, long line,
-                      LfError *err) {
-    if (cJSON_IsString(v))
-        return label_from_text(s, v->valuestring, strlen(v->valuestring), label, path, line, err);
+/* The label member v, whose value starts at raw; scratch has room for the line. */
+static int json_label(const DatasetSpec *s, const cJSON *v, const char *raw, const char *end,
+                      char *scratch, int *label, long line, LfError *err) {
+    long n = cJSON_IsString(v) ? json_decode(raw, end, scratch) : -1;
+    if (n >= 0) return label_from_text(s, scratch, (size_t)n, label, s->path, line, err);
     if (cJSON_IsNumber(v) && fabs(v->valuedouble) < 1e15 &&
         v->valuedouble == (double)(long long)v->valuedouble)
-        return label_from_int(s, (long long)v->valuedouble, label, path, line, err);
-    return lf_fail(err, "%s:%ld: the '%s' value must be an integer or a string", path, line,
+        return label_from_int(s, (long long)v->valuedouble, label, s->path, line, err);
+    return lf_fail(err, "%s:%ld: the '%s' value must be an integer or a string", s->path, line,
                    s->label_column);
 }
 
-/* One JSON object per line: its text and label are added to b. */
-static int jsonl_line(Builder *b, const DatasetSpec *s, const char *line, size_t len, long ln,
-                      LfError *err) {
-    const char *path = s->path, *end = NULL;
-    cJSON *obj = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+/* The checks of jsonl_record once cJSON has parsed the line; buf has room for the line. */
+static int jsonl_fields(const DatasetSpec *s, const cJSON *obj, const char *line, size_t len,
+                        const char *parse_end, long ln, char *buf, size_t *text_len, int *label,
+                        LfError *err) {
+    const char *path = s->path, *end = line + len, *tv = NULL, *lv = NULL;
+    parse_end = json_ws(parse_end, end);
+    if (parse_end != end)
+        return lf_fail(err, "%s:%ld: malformed JSON: text after the object at column %ld", path, ln,
+                       (long)(parse_end - line) + 1);
+    if (!cJSON_IsObject(obj)) return lf_fail(err, "%s:%ld: expected a JSON object", path, ln);
+    int ti = json_member(line, end, text_column(s), &tv, buf), li = -1;
+    if (ti < 0) return json_missing(obj, text_column(s), path, ln, err);
+    if (!cJSON_IsString(json_child(obj, ti)))
+        return lf_fail(err, "%s:%ld: '%s' is not a string", path, ln, text_column(s));
+    *label = -1;
+    if (is_labeled(s) && (li = json_member(line, end, s->label_column, &lv, buf)) < 0)
+        return json_missing(obj, s->label_column, path, ln, err);
+    if (li >= 0 && json_label(s, json_child(obj, li), lv, end, buf, label, ln, err)) return -1;
+    long n = json_decode(tv, end, buf);
+    if (n < 0) return lf_fail(err, "%s:%ld: malformed JSON string '%s'", path, ln, text_column(s));
+    buf[n] = '\0';
+    *text_len = (size_t)n;
+    return 0;
+}
+
+int jsonl_record(const DatasetSpec *s, const char *line, size_t len, long ln, char **text,
+                 size_t *text_len, int *label, LfError *err) {
+    *text = NULL;
+    if (check_utf8(line, len, s->path, ln, err)) return -1;
+    const char *parse_end = NULL;
+    cJSON *obj = cJSON_ParseWithLengthOpts(line, len, &parse_end, 0);
     if (!obj) {
         const char *at = cJSON_GetErrorPtr();
         long col = at && at >= line && at <= line + len ? (long)(at - line) + 1 : 1;
-        return lf_fail(err, "%s:%ld: malformed JSON near column %ld", path, ln, col);
+        return lf_fail(err, "%s:%ld: malformed JSON near column %ld", s->path, ln, col);
     }
-    int rc = -1, label = -1;
-    const cJSON *text = cJSON_GetObjectItemCaseSensitive(obj, text_column(s)), *lab = NULL;
-    while (end < line + len && strchr(" \t\r", *end)) end++;
-    if (end != line + len)
-        lf_fail(err, "%s:%ld: malformed JSON: text after the object at column %ld", path, ln,
-                (long)(end - line) + 1);
-    else if (!cJSON_IsObject(obj))
-        lf_fail(err, "%s:%ld: expected a JSON object", path, ln);
-    else if (!text)
-        json_missing(obj, text_column(s), path, ln, err);
-    else if (!cJSON_IsString(text))
-        lf_fail(err, "%s:%ld: '%s' is not a string", path, ln, text_column(s));
-    else if (is_labeled(s) && !(lab = cJSON_GetObjectItemCaseSensitive(obj, s->label_column)))
-        json_missing(obj, s->label_column, path, ln, err);
-    else if (!lab || json_label(s, lab, &label, path, ln, err) == 0)
-        rc = builder_add(b, text->valuestring, strlen(text->valuestring), label, err);
+    char *buf = malloc(len + 1);
+    int rc = buf ? jsonl_fields(s, obj, line, len, parse_end, ln, buf, text_len, label, err)
+                 : lf_fail(err, "out of memory for a %zu-byte line", len);
     cJSON_Delete(obj);
+    if (rc)
+        free(buf);
+    else
+        *text = buf;
     return rc;
 }
 
@@ -260,8 +369,12 @@ static int load_jsonl(Builder *b, const DatasetSpec *s, LfError *err) {
         while (n && (p[n - 1] == '\n' || p[n - 1] == '\r')) n--;
         size_t ws = strspn(p, " \t\r");
         if (ws >= n) continue; /* blank line */
-        rc = check_utf8(p, n, s->path, ln, err);
-        if (rc == 0) rc = jsonl_line(b, s, p, n, ln, err);
+        char *text;
+        size_t text_len;
+        int label;
+        rc = jsonl_record(s, p, n, ln, &text, &text_len, &label, err);
+        if (rc == 0) rc = builder_add(b, text, text_len, label, err);
+        free(text);
     }
     if (rc == 0 && ferror(f)) rc = lf_fail(err, "%s: read error: %s", s->path, strerror(errno));
     free(line);

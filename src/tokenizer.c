@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "loraft/unicode.h"
+#include "loraft/utf8.h"
 
 enum { MAX_WORD_CHARS = 1024 }; /* largest max_input_chars_per_word we accept */
 enum { MAX_ADDED = 64 };        /* added tokens of tokenizer.json */
@@ -72,44 +73,7 @@ void idlist_free(IdList *l) {
     *l = (IdList){0};
 }
 
-/* ---------------------------------------------------------------- UTF-8 and Unicode */
-
-/* Decodes one code point of s[0..n) as Rust's str would accept it (no overlongs, no surrogates,
- * at most U+10FFFF). Returns its length in bytes, or 0 when invalid. */
-static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    unsigned char b = s[0];
-    int len = b < 0xC2 ? 0 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : b < 0xF5 ? 4 : 0;
-    if (!len || (size_t)len > n) return 0;
-    uint32_t c = b & (0x7F >> len);
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (c < min[len] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-    *cp = c;
-    return len;
-}
-
-static int utf8_encode(uint32_t c, char *out) {
-    if (c < 0x80) return out[0] = (char)c, 1;
-    if (c < 0x800) {
-        out[0] = (char)(0xC0 | c >> 6);
-        out[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        out[0] = (char)(0xE0 | c >> 12);
-        out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | c >> 18);
-    out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
+/* ---------------------------------------------------------------- Unicode tables */
 
 /* Index of the last entry with first <= c in a sorted table of n structs of
  * `size` bytes, each starting with `uint32_t first` (c >= the first entry's).

@@ -1,10 +1,13 @@
 /* test_batcher.c: epoch order (seeded, machine-independent, each example once), padding,
  * masks and length bucketing on hand-made token sets; then, with the real bert-base-uncased
- * tokenizer from the shared data, truncation from either end and bucketing on IMDb. */
+ * tokenizer from the shared data, truncation from either end, the training path against the
+ * Hugging Face tokenizer goldens (\u0000 texts included) and bucketing on IMDb. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <cjson/cJSON.h>
 
 #include "check.h"
 #include "loraft/data.h"
@@ -149,7 +152,7 @@ static void test_errors(void) {
 
 static void test_truncation(const Tokenizer *tok) {
     char *texts[] = {"one two three four five six seven eight nine ten eleven twelve", "hi"};
-    Example ex[2] = {{texts[0], 1}, {texts[1], 0}};
+    Example ex[2] = {{texts[0], strlen(texts[0]), 1}, {texts[1], strlen(texts[1]), 0}};
     Dataset ds = {.examples = ex, .n = 2, .source = "inline"};
     TokenizedSet right, left;
     IdList head = {0}, tail = {0}, hi = {0};
@@ -181,11 +184,53 @@ static void test_truncation(const Tokenizer *tok) {
     CHECK(right.max_len == 3); /* the longest sequence, not the limit */
     tokenized_set_free(&right);
     char bad[] = "fine \xff";
-    ex[1].text = bad; /* invalid UTF-8 the loader would have refused */
+    ex[1] = (Example){bad, strlen(bad), 0}; /* invalid UTF-8 the loader would have refused */
     CHECK(tokenized_set_build(&right, &ds, tok, 6, 0, &err) != 0);
     CHECK(strstr(err.msg, "inline: example 1"));
     CHECK(right.n == 0 && right.ids == NULL);
     idlist_free(&head), idlist_free(&tail), idlist_free(&hi);
+}
+
+/* Sequence i of ts is [CLS] want [SEP]? */
+static int has_ids(const TokenizedSet *ts, int i, const cJSON *want, int32_t cls, int32_t sep) {
+    int64_t a = ts->offsets[i], n = ts->offsets[i + 1] - a;
+    int ok = n == cJSON_GetArraySize(want) + 2 && ts->ids[a] == cls && ts->ids[a + n - 1] == sep;
+    for (int k = 0; ok && k < n - 2; k++)
+        ok = ts->ids[a + 1 + k] == cJSON_GetArrayItem(want, k)->valueint;
+    return ok;
+}
+
+/* The training path (JSONL reader, then the tokenized set) gives Hugging Face's ids for every
+ * record of the golden file without truncation, those with a \u0000 in their text included:
+ * the file is itself JSONL with a "text" key. */
+static void test_golden(const Tokenizer *tok) {
+    const char *path = "tests/golden/tokenizer_bert_uncased.jsonl";
+    Dataset ds;
+    TokenizedSet ts;
+    LfError err = {""};
+    CHECK(dataset_load(&ds, &(DatasetSpec){.path = path}, &err) == 0);
+    CHECK(tokenized_set_build(&ts, &ds, tok, 512, 0, &err) == 0);
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    int plain = 0, same = 0, nul = 0;
+    int32_t cls = tokenizer_special(tok, TOK_CLS), sep = tokenizer_special(tok, TOK_SEP);
+    for (int i = 0; f && i < ts.n && getline(&line, &cap, f) > 0; i++) {
+        cJSON *rec = cJSON_Parse(line);
+        if (!cJSON_GetObjectItem(rec, "max_length")) {
+            plain++;
+            nul += memchr(ds.examples[i].text, 0, ds.examples[i].len) != NULL;
+            same += has_ids(&ts, i, cJSON_GetObjectItem(rec, "ids"), cls, sep);
+        }
+        cJSON_Delete(rec);
+    }
+    printf("%s through the JSONL reader: %d of %d plain records equal (%d with NUL)\n", path, same,
+           plain, nul);
+    CHECK(plain > 500 && same == plain && nul >= 4);
+    free(line);
+    if (f) fclose(f);
+    tokenized_set_free(&ts);
+    dataset_free(&ds);
 }
 
 /* The shared IMDb split at max_len 512: well-formed sequences, and bucketing (windows of
@@ -250,6 +295,7 @@ int main(void) {
         return check_report();
     }
     test_truncation(tok);
+    test_golden(tok);
     if (stat(jsonl, &st) == 0)
         test_imdb(tok, jsonl);
     else

@@ -6,6 +6,7 @@
  * machine-independent order and pads each batch to its longest sequence.
  * Nothing here knows about models or devices. */
 #pragma once
+#include <stddef.h>
 #include <stdint.h>
 
 #include "loraft/error.h"
@@ -16,9 +17,12 @@ extern "C" {
 
 typedef struct Tokenizer Tokenizer; /* tokenizer.h */
 
-/* label: class index, or -1 when the file has no labels (prediction). */
+/* text[0..len) may hold NUL bytes (a JSON "\u0000", a NUL in a CSV field): texts are
+ * length-aware end to end, and the tokenizer's cleaning drops NUL as Hugging Face's does.
+ * text[len] is a NUL too. label: class index, or -1 when the file has no labels. */
 typedef struct Example {
     char *text;
+    size_t len;
     int label;
 } Example;
 
@@ -48,6 +52,15 @@ typedef struct DatasetSpec {
  * invalid UTF-8). */
 int dataset_load(Dataset *ds, const DatasetSpec *spec, LfError *err);
 void dataset_free(Dataset *ds);
+
+/* One JSONL line: the JSON object in line[0..len) gives the text (spec->text_column) and
+ * label (spec->label_column; -1 when unlabeled) under the rules of dataset_load. The text is
+ * decoded with its length (a \u0000 is a NUL byte of it, where cJSON would end the string)
+ * into *text, malloc'ed, NUL-terminated, *text_len bytes; on failure *text is NULL. Errors
+ * name spec->path and lineno. The JSONL reader and `loraft tokenize` both read lines with it,
+ * so training and the CLI see the same text. */
+int jsonl_record(const DatasetSpec *spec, const char *line, size_t len, long lineno, char **text,
+                 size_t *text_len, int *label, LfError *err);
 
 /* Every example as [CLS] ids [SEP], truncated to max_len; sequence i is
  * ids[offsets[i] .. offsets[i+1]), its label labels[i] (-1 = none). */
