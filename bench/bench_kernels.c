@@ -252,9 +252,11 @@ static void bench_adamw(void) {
 }
 
 int main(void) {
-    if (ops_cuda_device_count() == 0) {
-        printf("no CUDA device, skipping\n");
-        return 0;
+    LfError err;
+    int devices = ops_cuda_device_count(&err);
+    if (devices <= 0) {
+        printf("bench_kernels: %s\n", devices < 0 ? err.msg : "no CUDA device, skipping");
+        return devices < 0;
     }
     const char *tf32 = getenv("LORAFT_CUDA_TF32");
     printf("bench_kernels: H200 roofline %.1f TB/s HBM, %.0f TFLOP/s FP32, %.0f "
@@ -270,7 +272,6 @@ int main(void) {
     bench_rows();
     bench_embedding_and_loss();
     bench_adamw();
-    LfError err;
     if (gpu->status(&err)) {
         fprintf(stderr, "bench_kernels: %s\n", err.msg);
         return 1;

@@ -129,13 +129,25 @@ static int cuda_status(LfError *err) {
     return -1;
 }
 
-int ops_cuda_device_count(void) {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        cudaGetLastError(); /* no driver or no device: simply none */
-        return 0;
-    }
-    return n;
+/* No GPU and no driver at all are "0 devices"; a driver that is there but cannot run this
+ * build is an error, so "auto" does not quietly train on the CPU and GPU tests do not skip. */
+int ops_cuda_device_count(LfError *err) {
+    int n = 0, driver = 0, runtime = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e == cudaSuccess) return n;
+    cudaGetLastError();
+    cudaDriverGetVersion(&driver); /* 0 when no driver is installed */
+    cudaRuntimeGetVersion(&runtime);
+    if (e == cudaErrorNoDevice || driver == 0) return 0;
+    if (e == cudaErrorInsufficientDriver)
+        return lf_fail(err,
+                       "CUDA driver too old for this build: the driver supports CUDA %d.%d, "
+                       "loraft was built with CUDA %d.%d (update the NVIDIA driver, or use "
+                       "--device cpu)",
+                       driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
+    return lf_fail(err, "CUDA cannot list devices: %s (driver CUDA %d.%d, runtime %d.%d)",
+                   cudaGetErrorString(e), driver / 1000, driver % 1000 / 10, runtime / 1000,
+                   runtime % 1000 / 10);
 }
 
 extern "C" const Ops ops_cuda = {

@@ -1,84 +1,97 @@
 #!/usr/bin/env bash
-# gpu-check.sh: the one command a session with an NVIDIA GPU runs. Builds a Release tree
-# with the CUDA backend, runs the GPU-vs-CPU parity test and the whole CTest suite, runs
-# the kernel benchmarks (FP32 GEMMs, then TF32), runs scripts/bench-vs-pytorch.sh when it
-# exists, and prints a compact summary. Full logs stay in <build>/gpu-check/.
-# Usage: scripts/gpu-check.sh [build-dir]   (default build-gpu). Exit 0 only if all passed.
-# Budget: a few minutes on a 16-core H200 machine; every step has a timeout and all of
-# them together stop at LORAFT_GPU_CHECK_BUDGET seconds (default 540).
-set -euo pipefail
+# gpu-check.sh: the one command a session with an NVIDIA GPU runs. Builds a Release tree with
+# the CUDA backend, runs the GPU-vs-CPU parity tests and the whole CTest suite on the device,
+# the kernel benchmarks (FP32 GEMMs, then TF32) and, when torch + transformers + peft are
+# importable, the end-to-end comparison with PyTorch + PEFT.
+#
+# Usage: scripts/gpu-check.sh [OUT]   (default build-gpu/gpu-check)
+# Every log and summary.txt go to OUT (emptied first, so nothing stale is read), which a
+# remote caller can bring back whole. The summary is always written and printed, also when
+# a step fails, times out or cannot run (it then says why). Exit 0 only if nothing failed;
+# skipped steps do not fail the check. All steps together stop at LORAFT_GPU_CHECK_BUDGET
+# seconds (default 540); the build tree is $LORAFT_GPU_BUILD (default build-gpu).
+set -uo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build-gpu}
-logs=$build/gpu-check
-jobs=$(nproc)
-die() { echo "gpu-check: $*" >&2; exit 2; }
-
-nvcc=$(command -v nvcc || true)
-[ -n "$nvcc" ] || { [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc; }
-[ -n "$nvcc" ] || die "nvcc not found: install the CUDA toolkit or put nvcc on PATH"
-if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
-  die "no NVIDIA GPU visible (nvidia-smi missing or failing); the GPU tests would only skip"
-fi
-echo "gpu-check: $(nvidia-smi -L | head -1); $("$nvcc" --version | tail -1)"
-
-mkdir -p "$logs"
-failed=()
+out=${1:-build-gpu/gpu-check}
+build=${LORAFT_GPU_BUILD:-build-gpu}
+rm -rf "$out" && mkdir -p "$out" || { echo "gpu-check: cannot create $out" >&2; exit 2; }
+out=$(cd "$out" && pwd)
+summary=$out/summary.txt
 deadline=$((SECONDS + ${LORAFT_GPU_CHECK_BUDGET:-540}))
-step() { # step NAME TIMEOUT_S LOG CMD...: runs CMD with a timeout, logs it, records failure
-  local name=$1 limit=$2 log=$3; shift 3
-  local start=$SECONDS rc=0 left=$((deadline - SECONDS))
+failed=0
+note() { echo "$*" | tee -a "$summary"; }
+trap 'note "== result: $([ $failed -eq 0 ] && echo "no step failed" || echo "$failed step(s) failed") (logs in $out)"' EXIT
+
+# step NAME TIMEOUT_S CMD...: runs CMD with a timeout into $out/NAME.log; one summary line.
+step() {
+  local name=$1 limit=$2 start=$SECONDS rc=0 left=$((deadline - SECONDS)) verdict
+  shift 2
   [ "$left" -lt "$limit" ] && limit=$left
   if [ "$limit" -lt 5 ]; then
-    printf '  %-28s SKIPPED (time budget spent)\n' "$name"
-    failed+=("$name")
-    return 0
+    note "$(printf '  %-22s SKIPPED: time budget spent' "$name")"
+    return 1
   fi
-  timeout "$limit" "$@" >"$log" 2>&1 || rc=$?
-  local verdict="ok"
-  [ $rc -eq 77 ] && verdict="SKIPPED (exit 77: the CUDA runtime found no device), see $log"
-  [ $rc -ne 0 ] && [ $rc -ne 77 ] && verdict="FAILED rc=$rc, see $log"
-  printf '  %-28s %s (%ds)\n' "$name" "$verdict" $((SECONDS - start))
-  [ $rc -eq 0 ] || failed+=("$name")
-  return 0
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1 || rc=$?
+  case $rc in
+    0) verdict=ok ;;
+    77) verdict="SKIPPED: $(grep -m1 -E 'SKIP' "$out/$name.log" || echo 'exit 77')" ;;
+    124) verdict="FAILED: timed out after ${limit}s" ;;
+    *) verdict="FAILED: exit $rc" ;;
+  esac
+  note "$(printf '  %-22s %s (%ds)' "$name" "$verdict" $((SECONDS - start)))"
+  [ $rc -eq 0 ] || [ $rc -eq 77 ] || { failed=$((failed + 1)); return 1; }
+  [ $rc -eq 0 ]
 }
+skip() { note "$(printf '  %-22s SKIPPED: %s' "$1" "$2")"; }
+# Lines of a step's log that matter, indented into the summary.
+show() { [ -f "$out/$1.log" ] && grep -E "$2" "$out/$1.log" | head -"${3:-20}" | sed 's/^/    /' | tee -a "$summary"; }
 
-echo "== build ($build, Release, CUDA on, -j$jobs)"
-step configure 120 "$logs/configure.log" \
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DLORAFT_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc"
-step build 240 "$logs/build.log" cmake --build "$build" -j"$jobs"
-if [ ${#failed[@]} -gt 0 ]; then
-  grep -E "error|Error" "$logs"/configure.log "$logs"/build.log | head -20 || true
-  die "build failed: ${failed[*]}"
-fi
-
-echo "== GPU parity (CUDA ops vs CPU reference)"
-step test_gpu_parity 120 "$logs/parity.log" "$build/test_gpu_parity"
-grep -E "passed, .* failed|SKIP" "$logs/parity.log" | sed 's/^/  /' || true
-grep -E "off, first|CHECK failed|status:" "$logs/parity.log" | head -20 | sed 's/^/  /' || true
-
-echo "== ctest (whole suite)"
-step ctest 240 "$logs/ctest.log" ctest --test-dir "$build" -j"$jobs" --timeout 200 --output-on-failure
-grep -E "^ *[0-9]+/[0-9]+ Test +#" "$logs/ctest.log" |
-  sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: ([^ ]+) [.*]*/\1 /' | awk '{printf "  %-32s %s %s\n", $1, $2, $3}' || true
-grep -E "tests passed|tests failed" "$logs/ctest.log" | sed 's/^/  /' || true
-
-echo "== kernel benchmarks (FP32 GEMMs)"
-step bench_kernels 120 "$logs/bench_fp32.txt" "$build/bench_kernels"
-sed 's/^/  /' "$logs/bench_fp32.txt"
-echo "== kernel benchmarks (TF32 GEMMs, LORAFT_CUDA_TF32=1)"
-step bench_kernels_tf32 120 "$logs/bench_tf32.txt" env LORAFT_CUDA_TF32=1 "$build/bench_kernels"
-grep -E "matmul|lora|attention" "$logs/bench_tf32.txt" | sed 's/^/  /' || true
-
-if [ -f scripts/bench-vs-pytorch.sh ]; then
-  echo "== end to end vs PyTorch (scripts/bench-vs-pytorch.sh)"
-  step bench-vs-pytorch 240 "$logs/bench_vs_pytorch.txt" env LORAFT_BUILD_DIR="$build" \
-    bash scripts/bench-vs-pytorch.sh
-  tail -25 "$logs/bench_vs_pytorch.txt" | sed 's/^/  /'
-fi
-
-echo "== summary"
-if [ ${#failed[@]} -gt 0 ]; then
-  echo "  FAILED: ${failed[*]} (logs in $logs/)"
+nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+note "== gpu-check $(date -u +%FT%TZ) on $(hostname), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+if [ ! -x "$nvcc" ]; then
+  note "  nvcc not found: install the CUDA toolkit or put nvcc on PATH"
+  failed=1
   exit 1
 fi
-echo "  all steps passed (logs in $logs/)"
+note "  $("$nvcc" --version | tail -1)"
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  note "  no NVIDIA GPU visible (nvidia-smi missing or failing): the GPU steps would only skip"
+  failed=1
+  exit 1
+fi
+note "  $(nvidia-smi -L | head -1); driver $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
+
+note "== build ($build, Release, CUDA on)"
+step configure 120 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DLORAFT_CUDA=ON \
+  -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES=native &&
+  step build 300 cmake --build "$build" -j"$(nproc)"
+if [ ! -x "$build/test_gpu_parity" ]; then
+  show configure "Error|error" 10
+  show build "error" 20
+  note "  the build did not finish: nothing else can run"
+  exit 1
+fi
+
+note "== GPU tests (CUDA ops vs the CPU reference)"
+step test_gpu_parity 150 "$build/test_gpu_parity"
+show test_gpu_parity "passed, .* failed|off, first|CHECK failed|status:|tf32|TF32" 25
+step test_gpu_model 120 "$build/test_gpu_model"
+show test_gpu_model "passed, .* failed|CHECK failed|max" 12
+step ctest 240 ctest --test-dir "$build" -j"$(nproc)" --timeout 200 --output-on-failure
+show ctest "tests passed|tests failed|\*\*\*Failed|Skipped" 20
+
+note "== kernel benchmarks"
+step bench_fp32 120 "$build/bench_kernels" && show bench_fp32 "." 60
+step bench_tf32 120 env LORAFT_CUDA_TF32=1 "$build/bench_kernels" &&
+  show bench_tf32 "matmul|lora|attention" 30
+
+note "== end to end vs PyTorch + PEFT"
+if ! python3 -c "import torch, transformers, peft" >/dev/null 2>&1; then
+  skip bench_vs_pytorch "python3 cannot import torch, transformers and peft"
+elif [ ! -d ../shared/data/tokenizers/bert-base-uncased ]; then
+  skip bench_vs_pytorch "../shared/data/tokenizers/bert-base-uncased is absent (vocabulary)"
+else
+  step bench_vs_pytorch 240 env LORAFT_BUILD_DIR="$build" bash scripts/bench-vs-pytorch.sh
+  show bench_vs_pytorch "." 25
+fi
+[ $failed -eq 0 ]

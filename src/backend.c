@@ -7,7 +7,8 @@
 #include "loraft/ops.h"
 
 #ifndef LORAFT_HAVE_CUDA
-int ops_cuda_device_count(void) {
+int ops_cuda_device_count(LfError *err) {
+    (void)err;
     return 0;
 }
 #endif
@@ -16,7 +17,9 @@ const Ops *ops_by_name(const char *device, LfError *err) {
     if (!strcmp(device, "cpu")) return &ops_cpu;
     if (!strcmp(device, "cuda") || !strcmp(device, "auto")) {
 #ifdef LORAFT_HAVE_CUDA
-        if (ops_cuda_device_count() > 0) return &ops_cuda;
+        int n = ops_cuda_device_count(err);
+        if (n < 0) return NULL;
+        if (n > 0) return &ops_cuda;
         if (!strcmp(device, "auto")) return &ops_cpu;
         lf_fail(err, "device 'cuda': no CUDA device found");
         return NULL;

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "loraft/ops.h"
+
 static int check_passed, check_failed;
 
 #define CHECK(cond)                                                                                \
@@ -52,6 +54,18 @@ static inline int check_report(void) {
 static inline void skip(const char *why) {
     printf("SKIP: %s\n", why);
     exit(77);
+}
+
+/* GPU tests start here: skip (77) without a CUDA device, fail when a driver is there but
+ * cannot run this build (a skip would hide that). */
+static inline void require_cuda_device(void) {
+    LfError err;
+    int n = ops_cuda_device_count(&err);
+    if (n < 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    if (n == 0) skip("no CUDA device");
 }
 
 /* ../shared/data, or $LORAFT_SHARED_DATA when CTest sets it. */

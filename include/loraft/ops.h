@@ -164,8 +164,10 @@ const Ops *ops_by_name(const char *device, LfError *err);
  * does not recognise, sets OPENBLAS_CORETYPE and re-executes the program (see backend.c). */
 void ops_cpu_select_blas_kernels(char **argv);
 
-/* Number of usable CUDA devices; 0 in CPU-only builds or on machines without a GPU. */
-int ops_cuda_device_count(void);
+/* Number of usable CUDA devices: 0 in CPU-only builds and on machines without a GPU or
+ * without an NVIDIA driver; -1 (err filled) when a driver is there but cannot run this
+ * build, e.g. one older than the CUDA toolkit loraft was built with. */
+int ops_cuda_device_count(LfError *err);
 
 #ifdef __cplusplus
 }

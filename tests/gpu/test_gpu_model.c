@@ -87,7 +87,7 @@ static void run(const char *dir) {
 }
 
 int main(void) {
-    if (ops_cuda_device_count() == 0) skip("no CUDA device");
+    require_cuda_device();
     char tmp[] = "/tmp/loraft-gpu-model-XXXXXX";
     CHECK(mkdtemp(tmp) != NULL);
     const char *archs[] = {"distilbert", "bert"};

@@ -389,7 +389,7 @@ int main(void) {
         dut = &ops_cpu;
     else {
 #ifdef LORAFT_HAVE_CUDA
-        if (ops_cuda_device_count() == 0) skip("no CUDA device");
+        require_cuda_device();
         dut = &ops_cuda;
 #else
         skip("built without CUDA");
