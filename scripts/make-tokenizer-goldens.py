@@ -3,13 +3,14 @@
 token ids Hugging Face gives for texts this script composes (fixed seed), for
 tests/test_tokenizer.c. No network: the tokenizer comes from ../shared/data.
 
-  python3 scripts/make-tokenizer-goldens.py [--shared ../shared/data]
+  $(scripts/setup-python.sh --python) scripts/make-tokenizer-goldens.py [--shared ../shared/data]
 
 Records: {"text", "ids"} (no special tokens); {"text", "max_length", "truncation_side",
 "ids"} (with [CLS]/[SEP], truncated); {"text", "text_pair", "max_length", "ids",
 "type_ids"} (a pair, longest_first). A text with a NUL char also comes as "text_hex"
-(/"text_pair_hex"), its UTF-8 bytes in hex, since cJSON strings end at NUL. Uncased: BertTokenizerFast loaded from the shared
-bert-base-uncased directory (its tokenizer.json). Cased: BertTokenizerFast(vocab_file=
+(/"text_pair_hex"), its UTF-8 bytes in hex, for readers whose strings end at NUL (cJSON in
+tests/test_tokenizer.c; loraft's own JSONL reader keeps the NUL). Uncased: BertTokenizerFast
+loaded from the shared bert-base-uncased directory (its tokenizer.json). Cased: BertTokenizerFast(vocab_file=
 vocab.txt, do_lower_case=False), the vocab.txt-only path. Where transformers' slow
 BertTokenizerLegacy disagrees with the fast tokenizer the golden follows the fast one;
 the script prints those texts.

@@ -3,7 +3,7 @@
 # The CUDA toolkit is optional: without nvcc the build is CPU-only.
 set -euo pipefail
 need=()
-for pkg in build-essential cmake libcjson-dev libopenblas-openmp-dev clang libclang-rt-14-dev; do
+for pkg in build-essential cmake libcjson-dev libopenblas-openmp-dev clang libclang-rt-14-dev python3-venv; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The test command: installs what the build needs, then builds and runs every test twice,
 # once optimised (with the CUDA backend when nvcc is present; GPU tests skip without a
-# device) and once under AddressSanitizer + UBSan, then fuzzes the safetensors header
-# parser for a few seconds.
+# device) and once under AddressSanitizer + UBSan, then fuzzes each parser for a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup-python.sh # torch/transformers/peft venv for the reference tests: once, then cached
 jobs=$(nproc)
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -17,4 +17,4 @@ cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
 
-if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh 20; fi
+if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh 10; fi

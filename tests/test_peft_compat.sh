@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Interoperability with Hugging Face peft, both ways (skips when python3 lacks torch,
-# transformers or peft, which are not runtime dependencies of loraft):
+# Interoperability with Hugging Face peft, both ways, with torch, transformers and peft from the
+# venv of scripts/setup-python.sh (test.sh creates it before ctest; the test skips, saying why,
+# only when it could not: PyPI unreachable):
 #  1. an adapter trained by loraft loads with PeftModel.from_pretrained unchanged and gives
 #     the same class probabilities as `loraft predict` (printed to 4 decimals: |diff| <= 2e-4);
 #  2. the `loraft merge` output loads as a plain transformers model with the same outputs;
@@ -9,8 +10,7 @@ set -euo pipefail
 bin=${LORAFT_BIN:-build/loraft}
 vocab=${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased
 [ -d "$vocab" ] || { echo "SKIP: $vocab is absent"; exit 77; }
-python3 -c 'import torch, transformers, peft' 2>/dev/null ||
-  { echo "SKIP: python3 with torch, transformers and peft is not installed"; exit 77; }
+if ! py=$(scripts/setup-python.sh --check 2>&1); then echo "SKIP: $py"; exit 77; fi
 tmp=$(mktemp -d /tmp/loraft-peft-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -18,7 +18,7 @@ for arch in distilbert bert; do
   "$bin" init --arch $arch --layers 2 --hidden 32 --heads 4 --ffn 64 --num-labels 3 \
     --vocab-from "$vocab" --seed 2 --out "$tmp/$arch" >/dev/null
 done
-python3 - "$tmp" <<'EOF'
+"$py" - "$tmp" <<'EOF'
 import json, random, sys
 random.seed(1)
 words = "good bad movie film plot great awful the a it was very".split()
@@ -41,7 +41,7 @@ predict "$tmp/distilbert" "$tmp/run/best" >"$tmp/ours_adapter"
 predict "$tmp/merged" >"$tmp/ours_merged"
 
 # peft writes an adapter for the BERT model; loraft reads it
-python3 - "$tmp" "${texts[@]}" <<'EOF'
+"$py" - "$tmp" "${texts[@]}" <<'EOF'
 import sys, torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForSequenceClassification
@@ -57,7 +57,7 @@ model.save_pretrained(tmp + "/peft_adapter")
 EOF
 predict "$tmp/bert" "$tmp/peft_adapter" >"$tmp/ours_peft"
 
-python3 - "$tmp" "${texts[@]}" <<'EOF'
+"$py" - "$tmp" "${texts[@]}" <<'EOF'
 import sys, torch
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, BertTokenizerFast
