@@ -1,0 +1,480 @@
+/* emu_runtime.cpp: the CUDA runtime and cuBLAS of the emulation (tests/cuda_emu). One
+ * device; device memory is posix_memalign'd host memory (256-byte aligned, exact size, so
+ * AddressSanitizer reports the first byte past a buffer), tracked so that memcpy/memset,
+ * kernel pointer arguments and GEMM operands can be checked against it; streams and events
+ * are ordered no-ops, as every call completes before it returns. cuBLAS GEMMs run on OpenBLAS
+ * cblas_sgemm in column-major order with every argument honoured and validated as cuBLAS
+ * does (CUBLAS_STATUS_INVALID_VALUE for a bad m/n/k/ld/batch).
+ *
+ * Deliberately not: a device allocator (no pooling, no out-of-memory other than the
+ * LORAFT_EMU_DEVICE_MEM budget, default 8 GiB), asynchronous, or cuBLAS beyond FP32 GEMMs in
+ * host pointer mode: any other data or compute type, algorithm or mode aborts with a
+ * message instead of computing something else. */
+#include <cblas.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <map>
+
+#include "cublas_v2.h"
+
+[[noreturn]] __attribute__((format(printf, 1, 2))) static void die(const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "cuda-emu: %s\n", msg);
+    fflush(stderr);
+    abort();
+}
+
+extern "C" int loraft_cuda_emulated(void) { /* tests/gpu ask this to pick a smaller grid */
+    return 1;
+}
+
+/* ---- errors ---- */
+static cudaError_t last_error = cudaSuccess;
+static cudaError_t ret(cudaError_t e) {
+    if (e != cudaSuccess) last_error = e;
+    return e;
+}
+void emu_launch_failed(int e) {
+    last_error = (cudaError_t)e;
+}
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) {
+    return last_error;
+}
+
+static const struct {
+    cudaError_t e;
+    const char *name, *text;
+} error_texts[] = {
+    {cudaSuccess, "cudaSuccess", "no error"},
+    {cudaErrorInvalidValue, "cudaErrorInvalidValue", "invalid argument"},
+    {cudaErrorMemoryAllocation, "cudaErrorMemoryAllocation", "out of memory"},
+    {cudaErrorInitializationError, "cudaErrorInitializationError", "initialization error"},
+    {cudaErrorInvalidConfiguration, "cudaErrorInvalidConfiguration",
+     "invalid configuration argument"},
+    {cudaErrorInvalidDevicePointer, "cudaErrorInvalidDevicePointer", "invalid device pointer"},
+    {cudaErrorInvalidMemcpyDirection, "cudaErrorInvalidMemcpyDirection",
+     "invalid copy direction for memcpy"},
+    {cudaErrorInsufficientDriver, "cudaErrorInsufficientDriver",
+     "CUDA driver version is insufficient for CUDA runtime version"},
+    {cudaErrorNoDevice, "cudaErrorNoDevice", "no CUDA-capable device is detected"},
+    {cudaErrorInvalidDevice, "cudaErrorInvalidDevice", "invalid device ordinal"},
+    {cudaErrorInvalidResourceHandle, "cudaErrorInvalidResourceHandle", "invalid resource handle"},
+    {cudaErrorNotReady, "cudaErrorNotReady", "device not ready"},
+    {cudaErrorLaunchFailure, "cudaErrorLaunchFailure", "unspecified launch failure"},
+    {cudaErrorUnknown, "cudaErrorUnknown", "unknown error"},
+};
+const char *cudaGetErrorString(cudaError_t e) {
+    for (const auto &t : error_texts)
+        if (t.e == e) return t.text;
+    return "unrecognized error code";
+}
+const char *cudaGetErrorName(cudaError_t e) {
+    for (const auto &t : error_texts)
+        if (t.e == e) return t.name;
+    return "cudaErrorUnknown";
+}
+
+/* ---- the device ---- */
+static size_t device_bytes(void) {
+    const char *s = getenv("LORAFT_EMU_DEVICE_MEM");
+    return s ? (size_t)strtoull(s, NULL, 0) : (size_t)8 << 30;
+}
+cudaError_t cudaGetDeviceCount(int *count) {
+    if (!count) return ret(cudaErrorInvalidValue);
+    *count = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+    return device == 0 ? cudaSuccess : ret(cudaErrorInvalidDevice);
+}
+cudaError_t cudaGetDevice(int *device) {
+    if (!device) return ret(cudaErrorInvalidValue);
+    *device = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
+    if (!prop) return ret(cudaErrorInvalidValue);
+    if (device != 0) return ret(cudaErrorInvalidDevice);
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "loraft CUDA emulator (tests/cuda_emu)");
+    prop->totalGlobalMem = device_bytes(), prop->sharedMemPerBlock = 48 << 10;
+    prop->warpSize = 32, prop->maxThreadsPerBlock = 1024, prop->multiProcessorCount = 1;
+    prop->maxThreadsDim[0] = prop->maxThreadsDim[1] = 1024, prop->maxThreadsDim[2] = 64;
+    prop->maxGridSize[0] = 2147483647, prop->maxGridSize[1] = prop->maxGridSize[2] = 65535;
+    prop->major = 9, prop->minor = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int *version) {
+    if (!version) return ret(cudaErrorInvalidValue);
+    *version = CUDART_VERSION;
+    return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int *version) {
+    return cudaDriverGetVersion(version);
+}
+cudaError_t cudaDeviceSynchronize(void) {
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceReset(void) {
+    return cudaSuccess;
+}
+cudaError_t emu_func_set_attribute(cudaFuncAttribute attr, int value) {
+    if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+        if (value < 0 || value > 227 * 1024) return ret(cudaErrorInvalidValue);
+        if ((size_t)value > emu_max_dynamic_shared) emu_max_dynamic_shared = (size_t)value;
+    }
+    return cudaSuccess;
+}
+
+/* ---- memory: every allocation by start address ---- */
+struct Block {
+    size_t bytes;
+    bool host; /* cudaMallocHost: mapped, kernels may read it too */
+};
+static std::map<uintptr_t, Block> blocks;
+static size_t allocated;
+
+/* The allocation [p, p + bytes] lies in (end inclusive: an empty range may sit at its end),
+ * or NULL. */
+static const std::pair<const uintptr_t, Block> *find_block(const void *p, size_t bytes) {
+    auto it = blocks.upper_bound((uintptr_t)p);
+    if (it == blocks.begin()) return NULL;
+    --it;
+    if ((uintptr_t)p + bytes > it->first + it->second.bytes) return NULL;
+    return &*it;
+}
+
+void emu_check_kernel_pointer(const char *kernel, int arg, const void *p) {
+    if (p && !find_block(p, 0))
+        die("%s: argument %d (%p) does not point into device memory: a host pointer?", kernel,
+            arg + 1, p);
+}
+
+static cudaError_t alloc(void **p, size_t bytes, bool host) {
+    if (!p) return ret(cudaErrorInvalidValue);
+    *p = NULL;
+    if (!bytes) return cudaSuccess;
+    if (bytes > device_bytes() - allocated) return ret(cudaErrorMemoryAllocation);
+    void *q = NULL;
+    if (posix_memalign(&q, 256, bytes)) return ret(cudaErrorMemoryAllocation);
+    blocks[(uintptr_t)q] = Block{bytes, host};
+    allocated += bytes;
+    *p = q;
+    return cudaSuccess;
+}
+
+static cudaError_t release(void *p, bool host) {
+    if (!p) return cudaSuccess;
+    auto it = blocks.find((uintptr_t)p);
+    if (it == blocks.end() || it->second.host != host) return ret(cudaErrorInvalidValue);
+    allocated -= it->second.bytes;
+    blocks.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **p, size_t bytes) {
+    return alloc(p, bytes, false);
+}
+cudaError_t cudaFree(void *p) {
+    return release(p, false);
+}
+cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    return alloc(p, bytes, true);
+}
+cudaError_t cudaFreeHost(void *p) {
+    return release(p, true);
+}
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+    if (!free_bytes || !total_bytes) return ret(cudaErrorInvalidValue);
+    *total_bytes = device_bytes(), *free_bytes = device_bytes() - allocated;
+    return cudaSuccess;
+}
+
+/* A side of a copy that the kind says is device memory must lie inside one allocation. */
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault)
+        return ret(cudaErrorInvalidMemcpyDirection);
+    if (!bytes) return cudaSuccess;
+    if (!dst || !src) return ret(cudaErrorInvalidValue);
+    bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if ((dst_dev && !find_block(dst, bytes)) || (src_dev && !find_block(src, bytes)))
+        return ret(cudaErrorInvalidValue);
+    memcpy(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t) {
+    return cudaMemcpy(dst, src, bytes, kind);
+}
+cudaError_t cudaMemset(void *p, int value, size_t bytes) {
+    if (!bytes) return cudaSuccess;
+    if (!find_block(p, bytes)) return ret(cudaErrorInvalidValue);
+    memset(p, value, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t) {
+    return cudaMemset(p, value, bytes);
+}
+
+/* ---- streams and events: everything has completed when the call returns ---- */
+struct CUstream_st {
+    int unused;
+};
+struct CUevent_st {
+    double ms; /* host time when recorded */
+    bool recorded;
+};
+cudaError_t cudaStreamCreate(cudaStream_t *stream) {
+    if (!stream) return ret(cudaErrorInvalidValue);
+    *stream = new CUstream_st();
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned) {
+    return cudaStreamCreate(stream);
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    if (!stream) return ret(cudaErrorInvalidResourceHandle);
+    delete stream;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t event, unsigned) {
+    return event ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+}
+cudaError_t cudaEventCreate(cudaEvent_t *event) {
+    if (!event) return ret(cudaErrorInvalidValue);
+    *event = new CUevent_st();
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned) {
+    return cudaEventCreate(event);
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+    if (!event) return ret(cudaErrorInvalidResourceHandle);
+    delete event;
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+    if (!event) return ret(cudaErrorInvalidResourceHandle);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    event->ms = ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6, event->recorded = true;
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+    return event ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+}
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+    return event ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+}
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+    if (!ms) return ret(cudaErrorInvalidValue);
+    if (!start || !end) return ret(cudaErrorInvalidResourceHandle);
+    if (!start->recorded || !end->recorded) return ret(cudaErrorInvalidResourceHandle);
+    *ms = (float)(end->ms - start->ms);
+    return cudaSuccess;
+}
+
+/* ---- cuBLAS ---- */
+struct cublasContext {
+    cudaStream_t stream;
+    cublasMath_t math;
+};
+
+cublasStatus_t cublasCreate(cublasHandle_t *handle) {
+    if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
+    *handle = new cublasContext{NULL, CUBLAS_DEFAULT_MATH};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t handle) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->stream = stream;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasGetStream(cublasHandle_t handle, cudaStream_t *stream) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!stream) return CUBLAS_STATUS_INVALID_VALUE;
+    *stream = handle->stream;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (mode < CUBLAS_DEFAULT_MATH || mode > CUBLAS_TF32_TENSOR_OP_MATH)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    handle->math = mode; /* TF32 runs as FP32 here */
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasGetMathMode(cublasHandle_t handle, cublasMath_t *mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!mode) return CUBLAS_STATUS_INVALID_VALUE;
+    *mode = handle->math;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetPointerMode(cublasHandle_t handle, cublasPointerMode_t mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (mode != CUBLAS_POINTER_MODE_HOST)
+        die("cublasSetPointerMode: only CUBLAS_POINTER_MODE_HOST is emulated");
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+static const struct {
+    cublasStatus_t s;
+    const char *name, *text;
+} status_texts[] = {
+    {CUBLAS_STATUS_SUCCESS, "CUBLAS_STATUS_SUCCESS", "success"},
+    {CUBLAS_STATUS_NOT_INITIALIZED, "CUBLAS_STATUS_NOT_INITIALIZED",
+     "the library was not initialized"},
+    {CUBLAS_STATUS_ALLOC_FAILED, "CUBLAS_STATUS_ALLOC_FAILED", "the resource allocation failed"},
+    {CUBLAS_STATUS_INVALID_VALUE, "CUBLAS_STATUS_INVALID_VALUE",
+     "an invalid numeric value was used as an argument"},
+    {CUBLAS_STATUS_ARCH_MISMATCH, "CUBLAS_STATUS_ARCH_MISMATCH",
+     "an absent device architectural feature is required"},
+    {CUBLAS_STATUS_MAPPING_ERROR, "CUBLAS_STATUS_MAPPING_ERROR",
+     "an access to GPU memory space failed"},
+    {CUBLAS_STATUS_EXECUTION_FAILED, "CUBLAS_STATUS_EXECUTION_FAILED",
+     "the GPU program failed to execute"},
+    {CUBLAS_STATUS_INTERNAL_ERROR, "CUBLAS_STATUS_INTERNAL_ERROR", "an internal operation failed"},
+    {CUBLAS_STATUS_NOT_SUPPORTED, "CUBLAS_STATUS_NOT_SUPPORTED",
+     "the functionality requested is not supported"},
+    {CUBLAS_STATUS_LICENSE_ERROR, "CUBLAS_STATUS_LICENSE_ERROR",
+     "error detected trying to check the license"},
+};
+const char *cublasGetStatusString(cublasStatus_t status) {
+    for (const auto &t : status_texts)
+        if (t.s == status) return t.text;
+    return "unknown error";
+}
+const char *cublasGetStatusName(cublasStatus_t status) {
+    for (const auto &t : status_texts)
+        if (t.s == status) return t.name;
+    return "CUBLAS_STATUS_UNKNOWN";
+}
+
+/* A column-major rows x cols operand with leading dimension ld must lie inside one device
+ * allocation: OpenBLAS is not instrumented, so this is the bounds check ASan cannot do. */
+static void check_operand(const char *fn, const char *name, int batch, const float *p, int rows,
+                          int cols, int ld) {
+    size_t span = ((size_t)(cols - 1) * (size_t)ld + (size_t)rows) * sizeof(float);
+    if (!find_block(p, 0))
+        die("%s: %s of batch %d (%p) is not in device memory", fn, name, batch, (const void *)p);
+    if (!find_block(p, span)) {
+        auto b = find_block(p, 0);
+        die("%s: %s of batch %d (%d x %d, ld %d: %zu bytes) reaches %zu bytes past the end of "
+            "its %zu-byte allocation",
+            fn, name, batch, rows, cols, ld, span,
+            (size_t)((uintptr_t)p + span - b->first - b->second.bytes), b->second.bytes);
+    }
+}
+
+static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t ta,
+                           cublasOperation_t tb, int m, int n, int k, const void *alpha,
+                           const void *A, cudaDataType At, int lda, long long sA, const void *B,
+                           cudaDataType Bt, int ldb, long long sB, const void *beta, void *C,
+                           cudaDataType Ct, int ldc, long long sC, int batch,
+                           cublasComputeType_t compute, int algo) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (At != CUDA_R_32F || Bt != CUDA_R_32F || Ct != CUDA_R_32F)
+        die("%s: data types A %d, B %d, C %d: only CUDA_R_32F is emulated", fn, (int)At, (int)Bt,
+            (int)Ct);
+    if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC &&
+        compute != CUBLAS_COMPUTE_32F_FAST_TF32)
+        die("%s: compute type %d: only CUBLAS_COMPUTE_32F[_PEDANTIC|_FAST_TF32] is emulated", fn,
+            (int)compute);
+    if (!(algo >= -1 && algo <= 23) && !(algo >= 99 && algo <= 115))
+        die("%s: algorithm %d is not a cublasGemmAlgo_t the emulation knows", fn, algo);
+    if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T && ta != CUBLAS_OP_C) ||
+        (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T && tb != CUBLAS_OP_C))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    int rows_a = ta == CUBLAS_OP_N ? m : k, cols_a = ta == CUBLAS_OP_N ? k : m;
+    int rows_b = tb == CUBLAS_OP_N ? k : n, cols_b = tb == CUBLAS_OP_N ? n : k;
+    if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < (rows_a > 1 ? rows_a : 1) ||
+        ldb < (rows_b > 1 ? rows_b : 1) || ldc < (m > 1 ? m : 1) || !alpha || !beta)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (!m || !n || !batch) return CUBLAS_STATUS_SUCCESS;
+    auto pa = find_block(alpha, 0), pb = find_block(beta, 0);
+    if ((pa && !pa->second.host) || (pb && !pb->second.host))
+        die("%s: alpha or beta is a device pointer, but the pointer mode is HOST", fn);
+    float a = *(const float *)alpha, b = *(const float *)beta;
+    for (int i = 0; i < batch; i++) {
+        const float *Ai = (const float *)A + i * sA, *Bi = (const float *)B + i * sB;
+        float *Ci = (float *)C + i * sC;
+        check_operand(fn, "C", i, Ci, m, n, ldc);
+        if (k == 0 || a == 0.0f) { /* A and B are not read: C = beta C */
+            for (int c = 0; c < n; c++)
+                for (int r = 0; r < m; r++)
+                    Ci[(size_t)c * ldc + r] = b == 0.0f ? 0.0f : b * Ci[(size_t)c * ldc + r];
+            continue;
+        }
+        check_operand(fn, "A", i, Ai, rows_a, cols_a, lda);
+        check_operand(fn, "B", i, Bi, rows_b, cols_b, ldb);
+        cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                    tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a, Ai, lda, Bi, ldb, b,
+                    Ci, ldc);
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
+                            cublasOperation_t transb, int m, int n, int k, const void *alpha,
+                            const void *A, cudaDataType Atype, int lda, const void *B,
+                            cudaDataType Btype, int ldb, const void *beta, void *C,
+                            cudaDataType Ctype, int ldc, cublasComputeType_t computeType,
+                            cublasGemmAlgo_t algo) {
+    return gemm("cublasGemmEx", handle, transa, transb, m, n, k, alpha, A, Atype, lda, 0, B, Btype,
+                ldb, 0, beta, C, Ctype, ldc, 0, 1, computeType, algo);
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa,
+                                          cublasOperation_t transb, int m, int n, int k,
+                                          const void *alpha, const void *A, cudaDataType Atype,
+                                          int lda, long long strideA, const void *B,
+                                          cudaDataType Btype, int ldb, long long strideB,
+                                          const void *beta, void *C, cudaDataType Ctype, int ldc,
+                                          long long strideC, int batchCount,
+                                          cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+    return gemm("cublasGemmStridedBatchedEx", handle, transa, transb, m, n, k, alpha, A, Atype, lda,
+                strideA, B, Btype, ldb, strideB, beta, C, Ctype, ldc, strideC, batchCount,
+                computeType, algo);
+}
+
+cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa,
+                           cublasOperation_t transb, int m, int n, int k, const float *alpha,
+                           const float *A, int lda, const float *B, int ldb, const float *beta,
+                           float *C, int ldc) {
+    return gemm("cublasSgemm", handle, transa, transb, m, n, k, alpha, A, CUDA_R_32F, lda, 0, B,
+                CUDA_R_32F, ldb, 0, beta, C, CUDA_R_32F, ldc, 0, 1, CUBLAS_COMPUTE_32F,
+                CUBLAS_GEMM_DEFAULT);
+}
+
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t transa,
+                                         cublasOperation_t transb, int m, int n, int k,
+                                         const float *alpha, const float *A, int lda,
+                                         long long strideA, const float *B, int ldb,
+                                         long long strideB, const float *beta, float *C, int ldc,
+                                         long long strideC, int batchCount) {
+    return gemm("cublasSgemmStridedBatched", handle, transa, transb, m, n, k, alpha, A, CUDA_R_32F,
+                lda, strideA, B, CUDA_R_32F, ldb, strideB, beta, C, CUDA_R_32F, ldc, strideC,
+                batchCount, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}

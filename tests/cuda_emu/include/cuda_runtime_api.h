@@ -1,0 +1,3 @@
+/* cuda_runtime_api.h (emulation): the same declarations as cuda_runtime.h. */
+#pragma once
+#include "cuda_runtime.h"
