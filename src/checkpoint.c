@@ -3,7 +3,11 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <float.h>
 #include <ftw.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +15,7 @@
 #include <unistd.h>
 
 #include "loraft/fileio.h"
+#include "loraft/rundir.h"
 #include "loraft/safetensors.h"
 #include "loraft/tokenizer.h"
 
@@ -45,27 +50,52 @@ static cJSON *json_load(const char *dir, const char *name, LfError *err) {
     return root;
 }
 
+/* path's key as a finite number (an integer when whole). */
+static int json_num(const cJSON *c, const char *key, const char *path, int whole, double *out,
+                    LfError *err) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(c, key);
+    if (!j) return lf_fail(err, "%s: key '%s' is missing", path, key);
+    if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble) ||
+        (whole && j->valuedouble != floor(j->valuedouble)))
+        return lf_fail(err, "%s: key '%s' must be %s", path, key,
+                       whole ? "an integer" : "a finite number");
+    *out = j->valuedouble;
+    return 0;
+}
+
+static int out_of_range(const char *path, const char *key, double v, const char *range,
+                        LfError *err) {
+    return lf_fail(err, "%s: key '%s' = %.17g is out of range (%s)", path, key, v, range);
+}
+
+/* A step or epoch count: an integer in 0..INT_MAX. */
+static int json_count(const cJSON *c, const char *key, const char *path, int *out, LfError *err) {
+    double v;
+    if (json_num(c, key, path, 1, &v, err)) return -1;
+    if (v < 0 || v > INT_MAX) return out_of_range(path, key, v, "0..2147483647", err);
+    *out = (int)v;
+    return 0;
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
     return remove(path);
 }
 
 int dir_remove(const char *path, LfError *err) {
-    if (access(path, F_OK)) return 0;
+    struct stat sb;
+    if (lstat(path, &sb)) return 0;
     if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS))
         return lf_fail(err, "%s: cannot remove: %s", path, strerror(errno));
     return 0;
 }
 
 int dir_commit(const char *tmp, const char *final_dir, LfError *err) {
-    char old[4200];
-    snprintf(old, sizeof old, "%s.old", final_dir);
-    if (dir_remove(old, err)) return -1;
-    if (!access(final_dir, F_OK) && rename(final_dir, old))
-        return lf_fail(err, "%s: cannot move aside: %s", final_dir, strerror(errno));
-    if (rename(tmp, final_dir))
-        return lf_fail(err, "%s: cannot rename to %s: %s", tmp, final_dir, strerror(errno));
-    return dir_remove(old, err);
+    /* One exchange, so final_dir is never missing; a plain rename when it does not exist. */
+    if (!renameat2(AT_FDCWD, tmp, AT_FDCWD, final_dir, RENAME_EXCHANGE))
+        return dir_remove(tmp, err);
+    if (errno == ENOENT && !rename(tmp, final_dir)) return 0;
+    return lf_fail(err, "%s: cannot replace with %s: %s", final_dir, tmp, strerror(errno));
 }
 
 /* The tensors an adapter holds: LoRA A/B and the trained modules_to_save. */
@@ -171,36 +201,52 @@ static int read_strings(const cJSON *arr, char *out, size_t stride, int max, int
     return 0;
 }
 
+/* r, lora_alpha, lora_dropout, use_rslora: PEFT's types, the ranges train config allows. */
+static int read_lora_numbers(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
+    double r, alpha, drop = 0;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(c, "use_rslora");
+    if (json_num(c, "r", path, 1, &r, err) || json_num(c, "lora_alpha", path, 0, &alpha, err) ||
+        (cJSON_GetObjectItemCaseSensitive(c, "lora_dropout") &&
+         json_num(c, "lora_dropout", path, 0, &drop, err)))
+        return -1;
+    char range[32];
+    snprintf(range, sizeof range, "1..%d", LORA_MAX_R);
+    if (r < 1 || r > LORA_MAX_R) return out_of_range(path, "r", r, range, err);
+    if (!(alpha > 0 && alpha <= FLT_MAX))
+        return out_of_range(path, "lora_alpha", alpha, "> 0 and a float", err);
+    if (!(drop >= 0 && drop < 1)) return out_of_range(path, "lora_dropout", drop, "[0, 1)", err);
+    if (rs && !cJSON_IsBool(rs))
+        return lf_fail(err, "%s: key 'use_rslora' must be true or false", path);
+    spec->r = (int)r;
+    spec->alpha = (float)alpha;
+    spec->dropout = (float)drop;
+    spec->use_rslora = cJSON_IsTrue(rs);
+    return 0;
+}
+
 int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const char *dir,
                         LfError *err) {
     cJSON *c = json_load(dir, "adapter_config.json", err);
     if (!c) return -1;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     train_spec_defaults(spec);
-    const cJSON *type = cJSON_GetObjectItem(c, "peft_type"), *r = cJSON_GetObjectItem(c, "r");
-    const cJSON *alpha = cJSON_GetObjectItem(c, "lora_alpha"),
-                *drop = cJSON_GetObjectItem(c, "lora_dropout");
-    const cJSON *bias = cJSON_GetObjectItem(c, "bias"),
+    spec->strategy = STRATEGY_LORA;
+    const cJSON *type = cJSON_GetObjectItem(c, "peft_type"), *bias = cJSON_GetObjectItem(c, "bias"),
                 *base = cJSON_GetObjectItem(c, "base_model_name_or_path");
     int rc = 0;
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA"))
-        rc = lf_fail(err, "%s/adapter_config.json: peft_type must be \"LORA\"", dir);
-    else if (!cJSON_IsNumber(r) || r->valueint < 1 || !cJSON_IsNumber(alpha))
-        rc = lf_fail(err, "%s/adapter_config.json: r and lora_alpha must be numbers (r >= 1)", dir);
+        rc = lf_fail(err, "%s: peft_type must be \"LORA\"", path);
     else if (bias && cJSON_IsString(bias) && strcmp(bias->valuestring, "none"))
-        rc = lf_fail(err, "%s/adapter_config.json: bias \"%s\" is not supported (only \"none\")",
-                     dir, bias->valuestring);
+        rc = lf_fail(err, "%s: bias \"%s\" is not supported (only \"none\")", path,
+                     bias->valuestring);
     else if (cJSON_IsTrue(cJSON_GetObjectItem(c, "use_dora")))
-        rc = lf_fail(err, "%s/adapter_config.json: DoRA is not supported", dir);
-    if (!rc) {
-        spec->strategy = STRATEGY_LORA;
-        spec->r = r->valueint;
-        spec->alpha = (float)alpha->valuedouble;
-        spec->dropout = cJSON_IsNumber(drop) ? (float)drop->valuedouble : 0.0f;
-        spec->use_rslora = cJSON_IsTrue(cJSON_GetObjectItem(c, "use_rslora"));
+        rc = lf_fail(err, "%s: DoRA is not supported", path);
+    if (!rc) rc = read_lora_numbers(c, path, spec, err);
+    if (!rc)
         rc = read_strings(cJSON_GetObjectItem(c, "target_modules"), spec->targets[0],
                           sizeof spec->targets[0], LORA_MAX_TARGETS, &spec->n_targets,
                           "target_modules", dir, err);
-    }
     if (!rc)
         rc = read_strings(cJSON_GetObjectItem(c, "modules_to_save"), spec->modules_to_save[0],
                           sizeof spec->modules_to_save[0], LORA_MAX_SAVE, &spec->n_modules_to_save,
@@ -249,6 +295,7 @@ int model_open(Model *m, const char *model_dir, const char *adapter_dir, const O
     train_spec_defaults(&spec);
     spec.strategy = STRATEGY_HEAD;
     if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
+    if (max_len <= 0) max_len = cfg.max_positions;
     if (model_create(m, &cfg, &spec, ops, model_dir, 0, max_batch, max_len, NULL, 0, err))
         return -1;
     if (adapter_dir && adapter_load_weights(m, adapter_dir, err)) return model_free(m), -1;
@@ -297,7 +344,11 @@ int train_state_save(Model *m, const AdamW *opt, const TrainState *ts, const cha
     cJSON_AddNumberToObject(c, "global_step", ts->global_step);
     cJSON_AddNumberToObject(c, "epoch", ts->epoch);
     cJSON_AddNumberToObject(c, "adam_step", opt->step);
-    cJSON_AddNumberToObject(c, "best_metric", ts->best_metric);
+    if (ts->evaluated)
+        cJSON_AddNumberToObject(c, "best_metric", ts->best_metric);
+    else
+        cJSON_AddNullToObject(c, "best_metric");
+    cJSON_AddStringToObject(c, "metric_for_best", ts->metric);
     cJSON_AddStringToObject(c, "best_checkpoint", ts->best_checkpoint);
     cJSON_AddStringToObject(c, "strategy", strategy_name(m->spec.strategy));
     cJSON_AddNumberToObject(c, "trainable_values", (double)m->n_grads);
@@ -306,37 +357,55 @@ int train_state_save(Model *m, const AdamW *opt, const TrainState *ts, const cha
     return rc;
 }
 
-int train_state_load(Model *m, AdamW *opt, TrainState *ts, const char *dir, LfError *err) {
+/* best_metric (a number, or null before any evaluation), metric_for_best, best_checkpoint. */
+static int read_best(const cJSON *c, const char *path, TrainState *ts, LfError *err) {
+    const cJSON *best = cJSON_GetObjectItemCaseSensitive(c, "best_metric");
+    const cJSON *metric = cJSON_GetObjectItemCaseSensitive(c, "metric_for_best");
+    const cJSON *dir = cJSON_GetObjectItemCaseSensitive(c, "best_checkpoint");
+    ts->evaluated = best && !cJSON_IsNull(best);
+    if (ts->evaluated && json_num(c, "best_metric", path, 0, &ts->best_metric, err)) return -1;
+    if (!cJSON_IsString(metric) || strlen(metric->valuestring) >= sizeof ts->metric ||
+        (ts->evaluated && strcmp(metric->valuestring, "eval_loss") &&
+         strcmp(metric->valuestring, "accuracy") && strcmp(metric->valuestring, "f1")))
+        return lf_fail(
+            err, "%s: key 'metric_for_best' must be \"eval_loss\", \"accuracy\" or \"f1\"", path);
+    if (!cJSON_IsString(dir) || !rundir_valid_checkpoint_ref(dir->valuestring))
+        return lf_fail(
+            err, "%s: key 'best_checkpoint' must be \"\" or \"" RUNDIR_CHECKPOINTS "/NAME\"", path);
+    strcpy(ts->metric, metric->valuestring);
+    strcpy(ts->best_checkpoint, dir->valuestring);
+    return 0;
+}
+
+/* trainer_state.json: every key typed and in range, and from a run like this one. */
+static int read_trainer_state(Model *m, AdamW *opt, TrainState *ts, const char *dir, LfError *err) {
     cJSON *c = json_load(dir, "trainer_state.json", err);
     if (!c) return -1;
-    const cJSON *step = cJSON_GetObjectItem(c, "global_step"),
-                *epoch = cJSON_GetObjectItem(c, "epoch");
-    const cJSON *adam = cJSON_GetObjectItem(c, "adam_step"),
-                *best = cJSON_GetObjectItem(c, "best_metric");
-    const cJSON *bestdir = cJSON_GetObjectItem(c, "best_checkpoint"),
-                *strat = cJSON_GetObjectItem(c, "strategy");
-    const cJSON *nvals = cJSON_GetObjectItem(c, "trainable_values");
-    int rc = 0;
-    if (!cJSON_IsNumber(step) || !cJSON_IsNumber(epoch) || !cJSON_IsNumber(adam) ||
-        !cJSON_IsNumber(best) || !cJSON_IsString(bestdir) || !cJSON_IsString(strat) ||
-        !cJSON_IsNumber(nvals))
-        rc = lf_fail(err, "%s/trainer_state.json: missing or mistyped fields", dir);
-    else if (strcmp(strat->valuestring, strategy_name(m->spec.strategy)) ||
-             (size_t)nvals->valuedouble != m->n_grads)
+    char path[4200];
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    const cJSON *strat = cJSON_GetObjectItemCaseSensitive(c, "strategy");
+    double nvals = 0;
+    int rc = json_count(c, "global_step", path, &ts->global_step, err) ||
+                     json_count(c, "epoch", path, &ts->epoch, err) ||
+                     json_count(c, "adam_step", path, &opt->step, err) ||
+                     read_best(c, path, ts, err) ||
+                     json_num(c, "trainable_values", path, 1, &nvals, err)
+                 ? -1
+                 : 0;
+    if (!rc && !cJSON_IsString(strat))
+        rc = lf_fail(err, "%s: key 'strategy' must be a string", path);
+    else if (!rc && (strcmp(strat->valuestring, strategy_name(m->spec.strategy)) ||
+                     nvals != (double)m->n_grads))
         rc = lf_fail(
             err,
             "%s: the state is from a %s run with %.0f trainable values; this run is %s with %zu",
-            dir, strat->valuestring, nvals->valuedouble, strategy_name(m->spec.strategy),
-            m->n_grads);
-    if (!rc) {
-        ts->global_step = step->valueint;
-        ts->epoch = epoch->valueint;
-        ts->best_metric = best->valuedouble;
-        snprintf(ts->best_checkpoint, sizeof ts->best_checkpoint, "%s", bestdir->valuestring);
-        opt->step = adam->valueint;
-    }
+            dir, strat->valuestring, nvals, strategy_name(m->spec.strategy), m->n_grads);
     cJSON_Delete(c);
-    if (rc) return -1;
+    return rc;
+}
+
+int train_state_load(Model *m, AdamW *opt, TrainState *ts, const char *dir, LfError *err) {
+    if (read_trainer_state(m, opt, ts, dir, err)) return -1;
     char path[4200];
     snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
     if (scatter(m, path, trains, "param.", NULL, 0, err)) return -1;

@@ -24,7 +24,13 @@ static int predict_one(Model *m, const Tokenizer *tok, const char *text, int max
     int K = m->cfg.num_labels, best = 0;
     m->ops->download(logits, m->logits, K * sizeof(float));
     double z = 0;
-    for (int k = 0; k < K; k++) best = logits[k] > logits[best] ? k : best;
+    for (int k = 0; k < K; k++) {
+        if (!isfinite(logits[k]))
+            return lf_fail(err,
+                           "the model's output for \"%.40s\" is %s: the weights are not finite",
+                           text, isnan(logits[k]) ? "NaN" : "infinite");
+        best = logits[k] > logits[best] ? k : best;
+    }
     for (int k = 0; k < K; k++) z += exp((double)logits[k] - logits[best]);
     printf("%s\t%.4f\t%.60s%s\n", m->cfg.labels[best], 1.0 / z, text,
            strlen(text) > 60 ? "..." : "");
@@ -51,12 +57,13 @@ static int set_labels(ModelConfig *cfg, const char *list, LfError *err) {
 
 int cmd_predict(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *device = "auto", *labels = NULL;
-    int max_len = 512;
+    int max_len = 0;
     CliList texts = {0};
     const CliOpt opts[] = {
         {"model", OPT_STR, &model, "HF model directory [required]"},
         {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory"},
-        {"max-length", OPT_INT, &max_len, "truncate to this many tokens (default 512)"},
+        {"max-length", OPT_INT, &max_len,
+         "truncate to this many tokens (default: the model's limit)"},
         {"device", OPT_STR, &device, "auto, cpu or cuda"},
         {"labels", OPT_STR, &labels, "label names in id order, e.g. negative,positive"},
     };
@@ -85,6 +92,7 @@ int cmd_predict(int argc, char **argv) {
         tokenizer_free(tok);
         return 2;
     }
+    max_len = m.max_len;
     buf = malloc(3 * (size_t)max_len * sizeof *buf);
     rc = buf ? 0 : 1;
     for (int i = 0; !rc && i < texts.n; i++)

@@ -29,20 +29,26 @@ static int load_config(TrainConfig *c, const char *path, const CliList *sets, co
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *config = NULL, *resume = NULL;
+    const char *config = NULL;
+    RunOptions ro = {NULL, 0};
     CliList sets = {0};
     const CliOpt opts[] = {
         {"config", OPT_STR, &config, "JSON training config (see docs/CONFIG.md) [required]"},
         {"set", OPT_LIST, &sets, "override one key, e.g. --set train.num_epochs=1 (repeatable)"},
-        {"resume", OPT_STR, &resume, "continue from a checkpoint directory (OUT/last)"},
+        {"resume", OPT_STR, &ro.resume, "continue from a checkpoint directory (OUT/last)"},
+        {"overwrite", OPT_FLAG, &ro.overwrite,
+         "start again in a non-empty output_dir, removing its earlier run"},
     };
-    int rc = cli_parse("loraft train --config FILE [--set section.key=value ...] [--resume DIR]",
+    int rc = cli_parse("loraft train --config FILE [--set section.key=value ...] "
+                       "[--resume DIR | --overwrite]",
                        opts, sizeof opts / sizeof *opts, NULL, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
+    if (ro.resume && ro.overwrite)
+        return fprintf(stderr, "loraft train: --resume and --overwrite exclude each other\n"), 2;
     static TrainConfig c;
     if ((rc = load_config(&c, config, &sets, "train"))) return rc;
     LfError err;
-    if (trainer_run(&c, resume, stdout, &err)) {
+    if (trainer_run(&c, &ro, stdout, &err)) {
         fflush(stdout);
         fprintf(stderr, "loraft train: %s\n", err.msg);
         return 1;

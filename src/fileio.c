@@ -4,11 +4,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+void crash_point(void) {
+    static long left = -1; /* -1: not read yet; 0: never */
+    if (left < 0) {
+        const char *at = getenv("LORAFT_CRASH_AT");
+        left = at ? strtol(at, NULL, 10) : 0;
+        if (left < 0) left = 0;
+    }
+    if (left && --left == 0) raise(SIGKILL);
+}
 
 int file_open_read(const char *path, int *fd_out, size_t *size, LfError *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -75,6 +86,7 @@ int atomic_file_open(AtomicFile *f, const char *path, LfError *err) {
     int n = snprintf(f->path, sizeof f->path, "%s", path);
     if (n < 0 || (size_t)n >= sizeof f->path) return lf_fail(err, "%s: path too long", path);
     snprintf(f->tmp_path, sizeof f->tmp_path, "%s.tmp.%ld", path, (long)getpid());
+    crash_point();
     f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (f->fd < 0) return lf_fail(err, "%s: cannot create: %s", f->tmp_path, strerror(errno));
     return 0;
@@ -100,7 +112,19 @@ int atomic_file_write(AtomicFile *f, const void *data, size_t len, LfError *err)
     return 0;
 }
 
-/* fsync the directory holding path, so the rename itself survives a crash. */
+int dir_sync(const char *dir, LfError *err) {
+    crash_point();
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return lf_fail(err, "%s: cannot open directory: %s", dir, strerror(errno));
+    /* Some file systems cannot sync directories (EINVAL); nothing more to do there. */
+    int rc = fsync(fd) != 0 && errno != EINVAL ? -1 : 0;
+    int e = errno;
+    close(fd);
+    if (rc) return lf_fail(err, "%s: fsync of directory failed: %s", dir, strerror(e));
+    return 0;
+}
+
+/* fsync the directory holding path, so a rename or a new entry survives a crash. */
 static int sync_parent_dir(const char *path, LfError *err) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
@@ -111,22 +135,32 @@ static int sync_parent_dir(const char *path, LfError *err) {
         dir[1] = '\0';
     else
         *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return lf_fail(err, "%s: cannot open directory: %s", dir, strerror(errno));
-    /* Some file systems cannot sync directories (EINVAL); nothing more to do
-     * there. */
-    int rc = fsync(fd) != 0 && errno != EINVAL ? -1 : 0;
-    int e = errno;
-    close(fd);
-    if (rc) return lf_fail(err, "%s: fsync of directory failed: %s", dir, strerror(e));
-    return 0;
+    return dir_sync(dir, err);
+}
+
+int symlink_replace(const char *target, const char *link, LfError *err) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", link);
+    unlink(tmp); /* left by a crash */
+    crash_point();
+    if (symlink(target, tmp))
+        return lf_fail(err, "%s: cannot create symlink: %s", tmp, strerror(errno));
+    crash_point();
+    if (rename(tmp, link)) {
+        int e = errno;
+        unlink(tmp);
+        return lf_fail(err, "%s: cannot replace with a symlink: %s", link, strerror(e));
+    }
+    return sync_parent_dir(link, err);
 }
 
 int atomic_file_commit(AtomicFile *f, LfError *err) {
     if (f->fd < 0) return lf_fail(err, "%s: commit of a closed atomic file", f->path);
+    crash_point();
     if (fsync(f->fd) != 0) return atomic_file_fail(f, "fsync failed", err);
     int rc = close(f->fd);
     f->fd = -1;
+    crash_point();
     if (rc != 0 || rename(f->tmp_path, f->path) != 0) {
         int e = errno;
         unlink(f->tmp_path);

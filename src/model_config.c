@@ -308,8 +308,10 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"initializer_range >= 0", c->initializer_range >= 0},
         {"pad_token_id in [0, vocab_size)",
          c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size},
-        {"num_labels in 1..64", c->num_labels >= 1 && c->num_labels <= MAX_LABELS},
     };
+    if (c->num_labels < 1 || c->num_labels > MAX_LABELS)
+        return lf_fail(err, "%s: num_labels %d is out of range (1..%d)", where, c->num_labels,
+                       MAX_LABELS);
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
         if (!rules[i].ok)
             return lf_fail(err,

@@ -12,7 +12,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "loraft/fileio.h"
 
 typedef enum { T_STR, T_CHOICE, T_INT, T_FLOAT, T_BOOL, T_U64, T_LIST } KeyType;
 
@@ -46,7 +47,7 @@ static const Key keys[] = {
      .help = "Tokenizer directory; empty = the model directory."},
     {"model", "device", T_STR, AT(device), .def = "\"auto\"", .choices = "auto|cpu|cuda",
      .help = "Where to train; auto = cuda when a GPU is usable, else cpu."},
-    {"model", "num_labels", T_INT, AT(num_labels), .def = "0", RANGE(0, 1 << 20),
+    {"model", "num_labels", T_INT, AT(num_labels), .def = "0", RANGE(0, MAX_LABELS),
      .help = "Number of classes; 0 = from `labels`, else from the model's config.json."},
     {"model", "labels", T_LIST, AT_LIST(labels, n_labels), .def = "[]",
      .help = "Label names in id order, e.g. [\"neg\", \"pos\"]."},
@@ -73,7 +74,7 @@ static const Key keys[] = {
 
     {"lora", "strategy", T_STR, AT(strategy), .def = "\"lora\"", .choices = "lora|head|full",
      .help = "lora = adapters + head; head = classifier head only; full = every weight."},
-    {"lora", "r", T_INT, AT(r), .def = "8", RANGE(1, 4096), .help = "LoRA rank."},
+    {"lora", "r", T_INT, AT(r), .def = "8", RANGE(1, LORA_MAX_R), .help = "LoRA rank."},
     {"lora", "alpha", T_FLOAT, AT(alpha), .def = "8", RANGE(0, INFINITY), .min_open = 1,
      .help = "LoRA scale numerator: the update is scaled by alpha/r."},
     {"lora", "dropout", T_FLOAT, AT(dropout), .def = "0", RANGE(0, 1), .max_open = 1,
@@ -602,36 +603,12 @@ static char *config_to_text(const TrainConfig *c) {
     return text;
 }
 
-/* Writes data to path via a temp file in the same directory, fsync and rename. */
-static int write_atomic(const char *path, const char *data, size_t len, LfError *err) {
-    char tmp[CFG_PATH + 16];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmpXXXXXX", path) >= sizeof tmp)
-        return lf_fail(err, "%s: path too long", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return lf_fail(err, "%s: cannot create temp file: %s", path, strerror(errno));
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        done += (size_t)w;
-    }
-    int failed = done < len || fsync(fd) != 0;
-    failed |= close(fd) != 0;
-    if (failed || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return lf_fail(err, "%s: write failed: %s", path, strerror(e));
-    }
-    return 0;
-}
-
 int train_config_save(const TrainConfig *c, const char *path, LfError *err) {
     char *text = config_to_text(c);
     if (!text) return lf_fail(err, "%s: out of memory", path);
     size_t len = strlen(text);
     text[len] = '\n'; /* cJSON_Print's buffer ends in one NUL we may reuse */
-    int rc = write_atomic(path, text, len + 1, err);
+    int rc = file_write_atomic(path, text, len + 1, err);
     free(text);
     return rc;
 }
@@ -666,7 +643,36 @@ void train_config_write_docs(FILE *out) {
           "`train.learning_rate=1e-3` or `lora.target_modules=q_lin,v_lin`. The value is\n"
           "read as JSON when it parses (numbers, `true`/`false`, `[\"q_lin\",\"v_lin\"]`),\n"
           "else as text; string keys always take the text as is. The trainer saves the\n"
-          "effective config, overrides applied, in the run directory.\n",
+          "effective config, overrides applied, in the run directory.\n\n"
+          "## The run directory\n\n"
+          "`loraft train` checks the config, model, data and any `--resume` state before\n"
+          "it writes anything; a rejected run leaves no trace. Then it locks\n"
+          "`train.output_dir` (`flock` on `OUT/.lock`, which holds the owner's pid): a\n"
+          "second run into the same directory is refused with that pid. A new run needs an\n"
+          "empty (or absent) directory; `--overwrite` removes an earlier run's files first\n"
+          "(only loraft's: `train_config.json`, `metrics.jsonl`, `checkpoints/`, `last`,\n"
+          "`best`), and `--resume OUT/last` continues it, appending to its log.\n\n"
+          "```\n"
+          "OUT/train_config.json        the effective config\n"
+          "OUT/metrics.jsonl            one JSON object per log step and evaluation\n"
+          "OUT/checkpoints/step-N/      one complete checkpoint per save (adapter or model,\n"
+          "                             training state, trainer_state.json)\n"
+          "OUT/last -> checkpoints/step-N   the latest checkpoint (--resume OUT/last)\n"
+          "OUT/best -> last/best            the best one by metric_for_best\n"
+          "```\n\n"
+          "A checkpoint is written at every save point and whenever an evaluation finds a\n"
+          "new best. It is complete and fsynced before `last` moves to it, and `best`\n"
+          "follows `last` in the same atomic rename, so a crash at any moment leaves both\n"
+          "complete and in agreement with `last/trainer_state.json`. Checkpoints neither\n"
+          "points to are deleted afterwards. `last` and `best` are symbolic links: copy\n"
+          "them with `cp -rL`. With no `data.validation_file` (or `eval_strategy` \"no\")\n"
+          "nothing is evaluated and there is no `best`. Resuming keeps the best checkpoint\n"
+          "only when the resumed state is one of `OUT`'s own, and refuses a different\n"
+          "`metric_for_best` (an accuracy does not compare with a loss).\n\n"
+          "A NaN or infinite training loss or gradient norm stops the run; so does an\n"
+          "evaluation with a NaN or infinite loss or logit (`loraft eval` then exits 1).\n"
+          "A finite loss above 1e4 (chance level is ln(num_labels), under 9) prints a\n"
+          "warning: the weights are diverging.\n",
           out);
     for (size_t s = 0; s < N_SECTIONS; s++) {
         fprintf(out,

@@ -19,7 +19,12 @@
 #include "loraft/optimizer.h"
 #include "loraft/progress.h"
 #include "loraft/rng.h"
+#include "loraft/rundir.h"
 #include "loraft/tokenizer.h"
+
+/* A mean cross-entropy above this is reported as diverging (chance level is ln K, under
+ * 9 for 4096 classes); documented in docs/CONFIG.md. */
+#define LOSS_WARN 1e4
 
 typedef struct Run {
     const TrainConfig *cfg;
@@ -32,9 +37,12 @@ typedef struct Run {
     Model model;
     AdamW opt;
     RunLog log;
+    RunDir dir;
     int *preds, *labels; /* [validation examples] */
     float *logits;       /* [eval batch * classes], host */
-    int has_train, has_model, has_opt, has_log;
+    int has_train, has_val, has_model, has_opt, has_log;
+    int saved;  /* OUT/last holds a checkpoint */
+    int warned; /* the diverging-loss warning was printed for training */
 } Run;
 
 static double now_seconds(void) {
@@ -109,6 +117,7 @@ static int load_split(Run *r, const char *path, int limit, Dataset *ds, Tokenize
 }
 
 static void run_close(Run *r) {
+    rundir_close(&r->dir);
     if (r->has_opt) adamw_free(&r->opt, &r->model);
     if (r->has_model) model_free(&r->model);
     if (r->has_log) runlog_close(&r->log);
@@ -132,6 +141,10 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     memset(r, 0, sizeof *r);
     r->cfg = c;
     r->out = out;
+    r->dir.lock_fd = -1;
+    r->has_val = c->validation_file[0] != 0;
+    if (!train && !r->has_val)
+        return lf_fail(err, "data.validation_file is empty: there is nothing to evaluate");
     if (c->threads > 0) {
         openblas_set_num_threads(c->threads);
         omp_set_num_threads(c->threads);
@@ -145,12 +158,14 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
             return -1;
         r->has_train = 1;
     }
-    if (load_split(r, c->validation_file, c->validation_limit, &r->val_ds, &r->val_ts, err))
+    if (r->has_val &&
+        load_split(r, c->validation_file, c->validation_limit, &r->val_ds, &r->val_ts, err))
         return -1;
+    if (!r->has_val) fprintf(out, "data: no validation_file: no evaluation, no best checkpoint\n");
     int bs = c->batch_size, ebs = c->eval_batch_size ? c->eval_batch_size : 2 * c->batch_size;
     int32_t pad = tokenizer_special(r->tok, TOK_PAD);
     if (train && batcher_init(&r->train_b, &r->train_ts, bs, pad, err)) return -1;
-    if (batcher_init(&r->val_b, &r->val_ts, ebs, pad, err)) return -1;
+    if (r->has_val && batcher_init(&r->val_b, &r->val_ts, ebs, pad, err)) return -1;
 
     TrainSpec spec;
     int rc;
@@ -175,17 +190,29 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
         fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",
                 with_commas(trainable, a), with_commas(all, b),
                 100.0 * (double)trainable / (double)all);
-    r->preds = malloc(r->val_ts.n * sizeof *r->preds);
-    r->labels = malloc(r->val_ts.n * sizeof *r->labels);
+    r->preds = malloc((r->val_ts.n + 1) * sizeof *r->preds);
+    r->labels = malloc((r->val_ts.n + 1) * sizeof *r->labels);
     r->logits = malloc((size_t)ebs * r->mcfg.num_labels * sizeof *r->logits);
     if (!r->preds || !r->labels || !r->logits) return lf_fail(err, "out of memory");
     return 0;
 }
 
-/* Loss, accuracy and F1 on the validation set, in file order. */
-static int evaluate(Run *r, ClassMetrics *res, LfError *err) {
+/* The index of x's largest of K values; -1 when one is NaN or infinite. */
+static int argmax_finite(const float *x, int K) {
+    int best = 0;
+    for (int j = 0; j < K; j++) {
+        if (!isfinite(x[j])) return -1;
+        if (x[j] > x[best]) best = j;
+    }
+    return best;
+}
+
+/* Loss, accuracy and F1 on the validation set, in file order; *nonfinite counts the
+ * examples with a NaN or infinite logit. */
+static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     Model *m = &r->model;
     int K = r->mcfg.num_labels, n = 0, k = 0;
+    *nonfinite = 0;
     double loss_sum = 0;
     long tokens = 0;
     Batch b;
@@ -199,10 +226,8 @@ static int evaluate(Run *r, ClassMetrics *res, LfError *err) {
             return -1;
         m->ops->download(r->logits, m->logits, (size_t)b.B * K * sizeof(float));
         for (int i = 0; i < b.B; i++) {
-            int best = 0;
-            for (int j = 1; j < K; j++)
-                if (r->logits[i * K + j] > r->logits[i * K + best]) best = j;
-            r->preds[n + i] = best;
+            r->preds[n + i] = argmax_finite(r->logits + (size_t)i * K, K);
+            *nonfinite += r->preds[n + i] < 0;
             r->labels[n + i] = b.labels[i];
         }
         loss_sum += (double)loss * m->n_valid;
@@ -226,22 +251,60 @@ static int log_eval(Run *r, const char *when, int step, double epoch, const Clas
     cJSON_AddNumberToObject(o, "eval_loss", mt->loss);
     cJSON_AddNumberToObject(o, "accuracy", mt->accuracy);
     cJSON_AddNumberToObject(o, "f1", mt->f1);
-    int rc = runlog_write_json(&r->log, o, err);
+    int rc = r->has_log ? runlog_write_json(&r->log, o, err) : 0;
     cJSON_Delete(o);
     return rc;
 }
 
-/* Writes OUT/name atomically: the adapter (LoRA) or the model, plus the training state. */
-static int save_checkpoint(Run *r, const char *name, const TrainState *ts, LfError *err) {
-    char final_dir[4200], tmp[4300];
-    snprintf(final_dir, sizeof final_dir, "%s/%s", r->cfg->output_dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", final_dir);
-    if (dir_remove(tmp, err)) return -1;
+/* Prints a warning when loss is finite but above LOSS_WARN; returns whether it did. */
+static int warn_loss(const Run *r, const char *what, double loss) {
+    if (!(loss > LOSS_WARN)) return 0;
+    fprintf(r->out,
+            "warning: %s %.4g is above %g: the weights are diverging (is "
+            "train.learning_rate too high?)\n",
+            what, loss, LOSS_WARN);
+    return 1;
+}
+
+/* Evaluates, prints and logs. A NaN or infinite loss or logit is an error. */
+static int eval_point(Run *r, const char *when, int step, double epoch, ClassMetrics *mt,
+                      LfError *err) {
+    int nonfinite;
+    if (evaluate(r, mt, &nonfinite, err) || log_eval(r, when, step, epoch, mt, err)) return -1;
+    if (nonfinite || !isfinite(mt->loss))
+        return lf_fail(err,
+                       "%s: eval_loss is %g and %d of %d examples have NaN or infinite logits: "
+                       "the weights are not finite",
+                       when, mt->loss, nonfinite, mt->n);
+    warn_loss(r, "eval_loss", mt->loss);
+    return 0;
+}
+
+/* Ends err's message with where the last good checkpoint is; returns -1. */
+static int stopped(const Run *r, LfError *err) {
+    size_t n = strlen(err->msg);
+    if (r->saved)
+        snprintf(err->msg + n, sizeof err->msg - n,
+                 "; stopped. The last good checkpoint is %s/last", r->cfg->output_dir);
+    else
+        snprintf(err->msg + n, sizeof err->msg - n, "; stopped before any checkpoint was saved");
+    return -1;
+}
+
+/* Writes the adapter (LoRA) or the model plus the training state as a new checkpoint and
+ * points OUT/last (and so OUT/best) at it. Until an evaluation picks one, a checkpoint is
+ * its own best. */
+static int save_checkpoint(Run *r, TrainState *ts, int improved, LfError *err) {
+    char name[64], tmp[4400];
+    if (rundir_begin(&r->dir, ts->global_step, name, sizeof name, tmp, sizeof tmp, err)) return -1;
+    if (improved || !ts->evaluated)
+        snprintf(ts->best_checkpoint, sizeof ts->best_checkpoint, RUNDIR_CHECKPOINTS "/%s", name);
     int rc = r->model.spec.strategy == STRATEGY_LORA
                  ? adapter_save(&r->model, tmp, r->cfg->model, err)
                  : model_dir_save(&r->model, tmp, tokenizer_dir(r->cfg), 0, err);
     if (!rc) rc = train_state_save(&r->model, &r->opt, ts, tmp, err);
-    if (!rc) rc = dir_commit(tmp, final_dir, err);
+    if (!rc) rc = rundir_commit(&r->dir, name, ts->best_checkpoint, ts->evaluated, err);
+    r->saved |= !rc;
     return rc;
 }
 
@@ -255,7 +318,8 @@ static int better(const TrainConfig *c, double value, double best) {
     return !strcmp(c->metric_for_best, "eval_loss") ? value < best : value > best;
 }
 
-/* Evaluation and checkpointing at the end of an epoch or every N steps. */
+/* Evaluation and checkpointing at the end of an epoch or every N steps. A new best is
+ * saved even when save is not set. */
 static int checkpoint_point(Run *r, TrainState *ts, int eval, int save, double epoch_f,
                             LfError *err) {
     ClassMetrics mt;
@@ -263,17 +327,16 @@ static int checkpoint_point(Run *r, TrainState *ts, int eval, int save, double e
     snprintf(when, sizeof when, "epoch %.2f step %d", epoch_f, ts->global_step);
     int improved = 0;
     if (eval) {
-        if (evaluate(r, &mt, err) || log_eval(r, when, ts->global_step, epoch_f, &mt, err))
-            return -1;
+        if (eval_point(r, when, ts->global_step, epoch_f, &mt, err)) return stopped(r, err);
         double v = metric_value(r->cfg, &mt);
-        if (!ts->best_checkpoint[0] || better(r->cfg, v, ts->best_metric)) {
+        improved = !ts->evaluated || better(r->cfg, v, ts->best_metric);
+        if (improved) {
+            ts->evaluated = 1;
             ts->best_metric = v;
-            snprintf(ts->best_checkpoint, sizeof ts->best_checkpoint, "best");
-            improved = 1;
+            snprintf(ts->metric, sizeof ts->metric, "%s", r->cfg->metric_for_best);
         }
     }
-    if (save && save_checkpoint(r, "last", ts, err)) return -1;
-    if (improved && save_checkpoint(r, "best", ts, err)) return -1;
+    if ((save || improved) && save_checkpoint(r, ts, improved, err)) return -1;
     if (improved)
         fprintf(r->out, "%s: new best %s %.4f, saved to %s/best\n", when, r->cfg->metric_for_best,
                 ts->best_metric, r->cfg->output_dir);
@@ -295,35 +358,27 @@ static int log_step(Run *r, int step, double epoch, double loss, float lr, doubl
     return rc;
 }
 
-static int train(Run *r, const char *resume, LfError *err) {
+static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     const TrainConfig *c = r->cfg;
     Model *m = &r->model;
     Schedule sched;
     if (schedule_parse(c->lr_scheduler, &sched, err)) return -1;
-    if (adamw_create(&r->opt, m, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, err))
-        return -1;
-    r->has_opt = 1;
     int nb = batcher_num_batches(&r->train_b);
     int steps_per_epoch = (nb + c->grad_accum - 1) / c->grad_accum;
     int total = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
     int warmup = c->warmup_steps > 0 ? c->warmup_steps : (int)ceil(c->warmup_ratio * total);
-    TrainState ts = {0, 0, 0.0, ""};
-    if (resume) {
-        if (train_state_load(m, &r->opt, &ts, resume, err)) return lf_wrap(err, "--resume");
-        fprintf(r->out, "resumed from %s at step %d (epoch %d)\n", resume, ts.global_step,
-                ts.epoch);
-    }
     fprintf(r->out,
             "training: %d optimizer steps (%d per epoch, batch %d x %d accumulation), warmup %d, "
             "lr %g %s\n",
             total, steps_per_epoch, c->batch_size, c->grad_accum, warmup, c->lr, c->lr_scheduler);
-    if (!resume && c->eval_before_training && strcmp(c->eval_strategy, "no")) {
+    int evals = r->has_val && strcmp(c->eval_strategy, "no");
+    if (!resumed && evals && c->eval_before_training) {
         ClassMetrics mt;
-        if (evaluate(r, &mt, err) || log_eval(r, "before training", 0, 0, &mt, err)) return -1;
+        if (eval_point(r, "before training", 0, 0, &mt, err)) return -1;
     }
-    int eval_epoch = !strcmp(c->eval_strategy, "epoch"),
+    int eval_epoch = r->has_val && !strcmp(c->eval_strategy, "epoch"),
         save_epoch = !strcmp(c->save_strategy, "epoch");
-    int eval_steps = !strcmp(c->eval_strategy, "steps") ? c->eval_steps : 0;
+    int eval_steps = r->has_val && !strcmp(c->eval_strategy, "steps") ? c->eval_steps : 0;
     int save_steps = !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
     uint64_t dropout_stream = rng_hash(c->seed, 0xD20F);
     double t_start = now_seconds(), log_loss = 0;
@@ -351,11 +406,10 @@ static int train(Run *r, const char *resume, LfError *err) {
                 model_forward(m, 1, seed, 1.0f / (float)c->grad_accum, &loss, err))
                 return -1;
             if (!isfinite(loss))
-                return lf_fail(err,
-                               "loss is %s at step %d (epoch %d); stopped. The last good "
-                               "checkpoint is %s/last",
-                               isnan(loss) ? "NaN" : "infinite", ts.global_step, epoch + 1,
-                               c->output_dir);
+                return lf_fail(err, "loss is %s at step %d (epoch %d)",
+                               isnan(loss) ? "NaN" : "infinite", ts.global_step, epoch + 1),
+                       stopped(r, err);
+            r->warned = r->warned || warn_loss(r, "train loss", loss);
             if (model_backward(m, seed, err)) return -1;
             epoch_loss += loss;
             log_loss += loss;
@@ -366,10 +420,8 @@ static int train(Run *r, const char *resume, LfError *err) {
             micro = 0;
             double norm = clip_grad_norm(m, c->max_grad_norm);
             if (!isfinite(norm))
-                return lf_fail(err,
-                               "gradient norm is not finite at step %d; stopped. The last good "
-                               "checkpoint is %s/last",
-                               ts.global_step, c->output_dir);
+                return lf_fail(err, "gradient norm is not finite at step %d", ts.global_step),
+                       stopped(r, err);
             float lr = schedule_lr(sched, c->lr, ts.global_step, total, warmup);
             adamw_update(&r->opt, m, lr);
             model_zero_grad(m);
@@ -397,27 +449,67 @@ static int train(Run *r, const char *resume, LfError *err) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    fprintf(r->out, "done: %d steps in %.1f s, peak memory %.0f MiB; best %s %.4f in %s/best\n",
-            ts.global_step, now_seconds() - t_start, ru.ru_maxrss / 1024.0, c->metric_for_best,
-            ts.best_metric, c->output_dir);
+    fprintf(r->out, "done: %d steps in %.1f s, peak memory %.0f MiB", ts.global_step,
+            now_seconds() - t_start, ru.ru_maxrss / 1024.0);
+    if (ts.evaluated)
+        fprintf(r->out, "; best %s %.4f in %s/best", c->metric_for_best, ts.best_metric,
+                c->output_dir);
+    if (r->saved)
+        fprintf(r->out, "; last checkpoint in %s/last\n", c->output_dir);
+    else
+        fprintf(r->out, "; no checkpoint saved\n");
     return 0;
 }
 
-int trainer_run(const TrainConfig *cfg, const char *resume, FILE *out, LfError *err) {
-    Run r;
-    memset(&r, 0, sizeof r);
+/* Reads --resume's state (checked like any input) before anything is written. */
+static int load_resume(Run *r, const char *resume, TrainState *ts, LfError *err) {
+    const char *want = r->cfg->metric_for_best;
+    if (train_state_load(&r->model, &r->opt, ts, resume, err)) return lf_wrap(err, "--resume");
+    if (ts->evaluated && strcmp(ts->metric, want))
+        return lf_fail(err,
+                       "--resume %s: its best checkpoint was chosen by %s, but this run's "
+                       "train.metric_for_best is %s, which does not compare with it; resume with "
+                       "--set train.metric_for_best=%s or start a new run",
+                       resume, ts->metric, want, ts->metric);
+    fprintf(r->out, "resumed from %s at step %d (epoch %d)\n", resume, ts->global_step, ts->epoch);
+    return 0;
+}
+
+/* Locks and prepares OUT, then writes the effective config and opens the log. A state
+ * resumed from another run directory keeps no best: its best is not in OUT. */
+static int open_output(Run *r, const RunOptions *o, TrainState *ts, LfError *err) {
+    const TrainConfig *c = r->cfg;
+    RunDirMode mode = o->resume ? RUNDIR_RESUME : o->overwrite ? RUNDIR_OVERWRITE : RUNDIR_FRESH;
     char path[4200];
-    int rc = dir_create(cfg->output_dir, err);
-    if (!rc)
-        snprintf(path, sizeof path, "%s/train_config.json", cfg->output_dir),
-            rc = train_config_save(cfg, path, err);
-    if (!rc) rc = run_open(&r, cfg, 1, NULL, out, err);
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->output_dir);
-        rc = runlog_open(&r.log, path, err);
-        r.has_log = !rc;
+    if (rundir_open(&r->dir, c->output_dir, mode, err)) return -1;
+    if (o->resume && ts->best_checkpoint[0] && !rundir_holds(&r->dir, o->resume)) {
+        fprintf(r->out, "note: %s is not a checkpoint of %s: the best checkpoint is chosen anew\n",
+                o->resume, c->output_dir);
+        ts->evaluated = 0;
+        ts->best_checkpoint[0] = 0;
     }
-    if (!rc) rc = train(&r, resume, err);
+    snprintf(path, sizeof path, "%s/last", c->output_dir);
+    r->saved = o->resume && !access(path, F_OK);
+    if (ts->evaluated && rundir_link_best(&r->dir, err)) return -1;
+    snprintf(path, sizeof path, "%s/train_config.json", c->output_dir);
+    if (train_config_save(c, path, err)) return -1;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
+    if (runlog_open(&r->log, path, err)) return -1;
+    r->has_log = 1;
+    return 0;
+}
+
+int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfError *err) {
+    Run r;
+    TrainState ts = {0};
+    int rc = run_open(&r, cfg, 1, NULL, out, err);
+    if (!rc)
+        rc = adamw_create(&r.opt, &r.model, cfg->adam_beta1, cfg->adam_beta2, cfg->adam_eps,
+                          cfg->weight_decay, err);
+    r.has_opt = !rc;
+    if (!rc && opt->resume) rc = load_resume(&r, opt->resume, &ts, err);
+    if (!rc) rc = open_output(&r, opt, &ts, err);
+    if (!rc) rc = train(&r, ts, opt->resume != NULL, err);
     run_close(&r);
     return rc;
 }
@@ -426,10 +518,7 @@ int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out,
                      ClassMetrics *result, LfError *err) {
     Run r;
     int rc = run_open(&r, cfg, 0, adapter_dir, out, err);
-    if (!rc) rc = evaluate(&r, result, err);
-    if (!rc)
-        fprintf(out, "eval: eval_loss %.4f  accuracy %.4f  f1 %.4f  (%d examples)\n", result->loss,
-                result->accuracy, result->f1, result->n);
+    if (!rc) rc = eval_point(&r, "eval", 0, 0, result, err);
     run_close(&r);
     return rc;
 }

@@ -118,10 +118,10 @@ static void test_errors(void) {
     FAIL("{\"model_type\":\"bert\",\"type_vocab_size\":0}", "type_vocab_size > 0");
     FAIL("{\"model_type\":\"bert\",\"hidden_dropout_prob\":1.0}", "dropouts in [0, 1)");
     FAIL("{\"model_type\":\"bert\",\"pad_token_id\":30522}", "pad_token_id in [0, vocab_size)");
-    FAIL("{\"model_type\":\"bert\",\"num_labels\":0}", "num_labels in 1..64");
-    FAIL("{\"model_type\":\"bert\",\"num_labels\":65}", "num_labels in 1..64");
+    FAIL("{\"model_type\":\"bert\",\"num_labels\":0}", "num_labels 0 is out of range (1..4096)");
+    FAIL("{\"model_type\":\"bert\",\"num_labels\":4097}", "num_labels 4097 is out of range");
     FAIL("{\"model_type\":\"bert\",\"id2label\":{}}",
-         "key 'id2label' must be an object of 1 to 64");
+         "key 'id2label' must be an object of 1 to 4096");
     FAIL("{\"model_type\":\"bert\",\"id2label\":[\"a\"]}", "key 'id2label' must be an object");
     FAIL("{\"model_type\":\"bert\",\"id2label\":{\"0\":\"a\",\"x\":\"b\"}}",
          "id2label key 'x' is not a distinct id in 0..1");

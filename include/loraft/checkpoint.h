@@ -5,8 +5,8 @@
  * - an HF model directory (config.json + model.safetensors + tokenizer files), with LoRA
  *   merged into the weights on request (`loraft merge`), or the fully trained model;
  * - the training state for --resume: every trainable tensor, the AdamW moments, the step.
- * Every file is written atomically, and a checkpoint directory appears under its final
- * name only once complete (written as NAME.tmp, then renamed). */
+ * Every file is written atomically; how checkpoint directories are committed is
+ * rundir.h's job. */
 #pragma once
 #include <stddef.h>
 
@@ -26,7 +26,7 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
 int adapter_load_weights(Model *m, const char *dir, LfError *err);
 
 /* Builds a model from an HF directory plus, when adapter_dir is not NULL, a PEFT adapter
- * (nothing else trains). */
+ * (nothing else trains). max_len <= 0: the model's max_position_embeddings. */
 int model_open(Model *m, const char *model_dir, const char *adapter_dir, const Ops *ops,
                int max_batch, int max_len, LfError *err);
 
@@ -35,16 +35,21 @@ int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int mer
 
 typedef struct TrainState {
     int global_step, epoch; /* optimizer steps done; epochs finished */
+    int evaluated;          /* an evaluation chose best_checkpoint; best_metric is its score */
     double best_metric;
-    char best_checkpoint[256]; /* directory name inside the output dir, "" if none */
+    char metric[16];           /* the metric_for_best that best_metric measures */
+    char best_checkpoint[256]; /* "checkpoints/step-N" inside the output dir, "" if none */
 } TrainState;
 
-/* dir/training_state.safetensors + dir/trainer_state.json */
+/* dir/training_state.safetensors + dir/trainer_state.json. Loading checks every key's
+ * type and range (errors name the file and key) and that the state is from a run with
+ * the same strategy and trainable values. */
 int train_state_save(Model *m, const AdamW *opt, const TrainState *ts, const char *dir,
                      LfError *err);
 int train_state_load(Model *m, AdamW *opt, TrainState *ts, const char *dir, LfError *err);
 
-/* Moves a completely written directory tmp to its final name, replacing an old one. */
+/* Moves a completely written directory tmp to its final name, exchanging it with an old
+ * one in a single rename (renameat2 RENAME_EXCHANGE), so final_dir is never missing. */
 int dir_commit(const char *tmp, const char *final_dir, LfError *err);
 /* rm -r */
 int dir_remove(const char *path, LfError *err);

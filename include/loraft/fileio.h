@@ -11,11 +11,11 @@
 extern "C" {
 #endif
 
-/* Reads the whole file into a malloc'd, NUL-terminated buffer (*len excludes
- * the NUL). The caller frees *data. */
 /* Opens a regular file for reading (a directory is an error) and gives its size. */
 int file_open_read(const char *path, int *fd, size_t *size, LfError *err);
 
+/* Reads the whole file into a malloc'd, NUL-terminated buffer (*len excludes
+ * the NUL). The caller frees *data. */
 int file_read_all(const char *path, char **data, size_t *len, LfError *err);
 
 /* Replaces path with exactly len bytes of data, atomically. */
@@ -35,6 +35,20 @@ int atomic_file_open(AtomicFile *f, const char *path, LfError *err);
 int atomic_file_write(AtomicFile *f, const void *data, size_t len, LfError *err);
 int atomic_file_commit(AtomicFile *f, LfError *err);
 void atomic_file_abort(AtomicFile *f);
+
+/* fsync a directory, so entries created or renamed in it survive a crash. */
+int dir_sync(const char *dir, LfError *err);
+
+/* Points link at target atomically: a symlink named link.tmp, renamed over link, then
+ * the parent directory fsynced. link is never missing once it existed. */
+int symlink_replace(const char *target, const char *link, LfError *err);
+
+/* Crash injection for the durability test (tests/test_crash_resume.sh): with
+ * LORAFT_CRASH_AT=N in the environment, the Nth durable step of the process (creating a
+ * temp file, fsync, rename, symlink, removal of a checkpoint) kills it with SIGKILL, as
+ * kill -9 would. Writes into a temp file nobody can see yet are not steps: a crash
+ * between two of them leaves the same state as one right after its creation. */
+void crash_point(void);
 
 /* mkdir -p: creates path and its missing parents (mode 0755); ok when it
  * already exists as a directory. */

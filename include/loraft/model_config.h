@@ -14,7 +14,10 @@
 extern "C" {
 #endif
 
-#define MAX_LABELS 64
+/* The most classes a model may have (config.json, train config, adapters). */
+#define MAX_LABELS 4096
+/* The largest LoRA rank (lora.r, adapter_config.json's r). */
+#define LORA_MAX_R 4096
 
 typedef enum Arch { ARCH_DISTILBERT, ARCH_BERT } Arch;
 

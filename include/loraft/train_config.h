@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "loraft/error.h"
+#include "loraft/model_config.h" /* MAX_LABELS, LORA_MAX_R */
 
 #ifdef __cplusplus
 extern "C" {
@@ -16,16 +17,15 @@ extern "C" {
 
 #define CFG_PATH 4096
 #define CFG_MAX_TARGETS 16
-#define CFG_MAX_LABELS 64
 #define CFG_MAX_SAVE 8
 
 typedef struct TrainConfig {
     /* model */
-    char model[CFG_PATH];     /* HF model directory (config.json + model.safetensors + vocab) */
-    char tokenizer[CFG_PATH]; /* "" = same as model */
-    char device[16];          /* "auto" | "cpu" | "cuda" */
-    int num_labels;           /* 0 = from the model config (or from labels) */
-    char labels[CFG_MAX_LABELS][64]; /* label names in id order, e.g. ["neg","pos"] */
+    char model[CFG_PATH];        /* HF model directory (config.json + model.safetensors + vocab) */
+    char tokenizer[CFG_PATH];    /* "" = same as model */
+    char device[16];             /* "auto" | "cpu" | "cuda" */
+    int num_labels;              /* 0 = from the model config (or from labels) */
+    char labels[MAX_LABELS][64]; /* label names in id order, e.g. ["neg","pos"] */
     int n_labels;
     /* data */
     char train_file[CFG_PATH], validation_file[CFG_PATH];
@@ -92,7 +92,7 @@ int train_config_set(TrainConfig *c, const char *assignment, LfError *err);
  * have a step count. */
 int train_config_check(const TrainConfig *c, LfError *err);
 
-/* Writes every key of c as JSON to path, atomically (temp file, fsync, rename). Loading
+/* Writes every key of c as JSON to path, atomically (fileio.h). Loading
  * the result gives back an identical struct. */
 int train_config_save(const TrainConfig *c, const char *path, LfError *err);
 

@@ -2,12 +2,14 @@
  *
  * Loads the model, tokenizer and data, tokenizes once, evaluates before training, trains
  * with AdamW, evaluates and checkpoints every epoch (or every N steps), keeps the best
- * model by the chosen metric, and stops with a clear error on a NaN/Inf loss while keeping
- * the last good checkpoint. Output directory layout:
+ * model by the chosen metric, and stops with a clear error on a NaN/Inf loss or evaluation
+ * while keeping the last good checkpoint. The output directory (locked while a run uses
+ * it; layout in rundir.h):
  *   OUT/train_config.json    the effective training config
  *   OUT/metrics.jsonl        one JSON object per log step and per evaluation
- *   OUT/last/                latest checkpoint: adapter or model + training state (--resume)
- *   OUT/best/                best checkpoint so far (adapter for LoRA, model otherwise)
+ *   OUT/last                 latest checkpoint: adapter or model + training state (--resume)
+ *   OUT/best                 best checkpoint so far (adapter for LoRA, model otherwise)
+ * Nothing is written before the config, model, data and resumed state are validated.
  */
 #pragma once
 #include <stdio.h>
@@ -20,12 +22,16 @@
 extern "C" {
 #endif
 
-/* resume: a checkpoint directory written by an earlier run (OUT/last), or NULL.
- * Progress and results go to out. */
-int trainer_run(const TrainConfig *cfg, const char *resume, FILE *out, LfError *err);
+typedef struct RunOptions {
+    const char *resume; /* a checkpoint directory of an earlier run (OUT/last), or NULL */
+    int overwrite;      /* a fresh run may replace the run in a non-empty output_dir */
+} RunOptions;
+
+/* Progress and results go to out. */
+int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfError *err);
 
 /* Evaluates cfg's model (plus the adapter in adapter_dir, may be NULL) on the validation
- * file. */
+ * file and prints the result. A NaN or infinite loss or logit is an error. */
 int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out,
                      ClassMetrics *result, LfError *err);
 

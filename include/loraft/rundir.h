@@ -1,0 +1,65 @@
+/* rundir.h: a training run's output directory (train.output_dir), locked and crash-safe.
+ *
+ *   OUT/.lock                    flock'ed by the run that owns OUT; holds its pid
+ *   OUT/train_config.json        the effective config
+ *   OUT/metrics.jsonl            the run log
+ *   OUT/checkpoints/step-N/      one complete checkpoint per save, never changed once named
+ *   OUT/checkpoints/step-N/best -> ../step-M   the best checkpoint as of step N (itself
+ *                                               until an evaluation picked one)
+ *   OUT/last -> checkpoints/step-N             the latest checkpoint
+ *   OUT/best -> last/best                      created once, after the first evaluation
+ *
+ * A checkpoint is written into checkpoints/step-N.tmp/ (every file fsynced), which is
+ * fsynced, renamed to step-N and checkpoints/ fsynced; then OUT/last is replaced by an
+ * atomic symlink rename and OUT fsynced. That one rename moves last and best together,
+ * so at every instant both are complete checkpoints and last's trainer_state.json names
+ * best's directory. Checkpoints no pointer reaches are removed after the pointers moved,
+ * and when a run opens OUT (clearing what a crash left behind). */
+#pragma once
+#include <stddef.h>
+
+#include "loraft/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RUNDIR_CHECKPOINTS "checkpoints"
+
+typedef enum RunDirMode {
+    RUNDIR_FRESH,     /* OUT must be empty (or absent) */
+    RUNDIR_OVERWRITE, /* loraft's files in OUT are removed first; others are left alone */
+    RUNDIR_RESUME,    /* OUT's checkpoints and log are kept */
+} RunDirMode;
+
+typedef struct RunDir {
+    char path[4096];
+    int lock_fd; /* -1 when not open */
+} RunDir;
+
+/* Creates OUT (mkdir -p) and locks it; a second run gets an error naming the pid of the
+ * first. Then applies mode and removes unreferenced checkpoints. */
+int rundir_open(RunDir *d, const char *path, RunDirMode mode, LfError *err);
+void rundir_close(RunDir *d); /* releases the lock; safe on a directory never opened */
+
+/* Names the checkpoint of step (step-N, or step-N.K while a pointer still uses step-N)
+ * and creates its empty temp directory tmp (cap bytes). */
+int rundir_begin(const RunDir *d, int step, char *name, size_t name_cap, char *tmp, size_t cap,
+                 LfError *err);
+
+/* Commits the filled temp directory of name: best is "checkpoints/step-M" (name itself
+ * allowed); with link_best, OUT/best is created if absent. */
+int rundir_commit(const RunDir *d, const char *name, const char *best, int link_best, LfError *err);
+
+/* Creates OUT/best -> last/best if absent (repairs a crash right after the first best). */
+int rundir_link_best(const RunDir *d, LfError *err);
+
+/* Whether the checkpoint directory dir is one of OUT's checkpoints. */
+int rundir_holds(const RunDir *d, const char *dir);
+
+/* "checkpoints/<name>" with a plain name (no '/', not "." or ".."), or "". */
+int rundir_valid_checkpoint_ref(const char *ref);
+
+#ifdef __cplusplus
+}
+#endif
