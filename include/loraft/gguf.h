@@ -1,0 +1,221 @@
+/* gguf.h: reader and writer for GGUF (llama.cpp's model format, versions 2 and 3), the
+ * Llama / GPT-2 architecture metadata in it, and the mapping of its tensors to Hugging
+ * Face's names and layout.
+ *
+ * File layout (all little-endian):
+ *   "GGUF" u32 version u64 n_tensors u64 n_kv
+ *   n_kv x   { string key, u32 value type, value }
+ *   n_tensors x { string name, u32 n_dims, u64 ne[n_dims], u32 ggml type, u64 offset }
+ *   padding to `general.alignment` (default 32), then the data section; tensor offsets are
+ *   relative to its start.
+ * A string is u64 length + bytes (no NUL); an array is u32 element type, u64 count, then
+ * the elements. The reader maps the file and validates everything (docs/FORMATS.md lists
+ * the rules), so every GgufKV and GgufTensor it hands out lies inside the file. Dims are
+ * kept in GGUF order (ne[0] is the contiguous one, ggml's convention); HF order is the
+ * reverse. Not a general GGUF library: no big-endian files, no v1, no editing in place,
+ * and tensors dequantise to f32 only. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loraft/error.h"
+#include "loraft/quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GGUF_MAX_DIMS 4
+#define GGUF_MAX_NAME 256
+#define GGUF_DEFAULT_ALIGNMENT 32
+
+/* Value types of the key-value metadata. */
+typedef enum GgufType {
+    GGUF_UINT8 = 0,
+    GGUF_INT8 = 1,
+    GGUF_UINT16 = 2,
+    GGUF_INT16 = 3,
+    GGUF_UINT32 = 4,
+    GGUF_INT32 = 5,
+    GGUF_FLOAT32 = 6,
+    GGUF_BOOL = 7,
+    GGUF_STRING = 8,
+    GGUF_ARRAY = 9,
+    GGUF_UINT64 = 10,
+    GGUF_INT64 = 11,
+    GGUF_FLOAT64 = 12,
+} GgufType;
+
+const char *gguf_type_name(uint32_t type); /* "UINT32", ...; "?" when unknown */
+size_t gguf_type_size(uint32_t type);      /* bytes of a value; 0 for STRING, ARRAY, unknown */
+
+/* A string from the file, copied and NUL-terminated (len excludes the NUL; a GGUF string
+ * may itself contain NUL bytes). */
+typedef struct GgufStr {
+    const char *s;
+    size_t len;
+} GgufStr;
+
+typedef struct GgufKV {
+    const char *key;          /* NUL-terminated */
+    GgufType type;            /* of the value */
+    GgufType elem_type;       /* ARRAY: of the elements; else == type */
+    uint64_t n;               /* ARRAY: element count; else 1 */
+    const unsigned char *raw; /* the value's bytes in the file (ARRAY: the first element) */
+    const GgufStr *strs;      /* STRING, ARRAY of STRING: the n strings; else NULL */
+} GgufKV;
+
+typedef struct GgufTensor {
+    char name[GGUF_MAX_NAME];
+    GgmlType type;
+    int n_dims;                /* 1..4 */
+    int64_t ne[GGUF_MAX_DIMS]; /* GGUF order; unused dims are 1 */
+    uint64_t offset;           /* in the data section */
+    size_t nbytes;             /* ne[0] / block_elems * block_bytes * ne[1] * ... */
+    const void *data;          /* inside the mapping; valid until gguf_close */
+} GgufTensor;
+
+typedef struct Gguf {
+    char path[4096]; /* for error messages */
+    void *map;       /* NULL when parsed from a caller's buffer */
+    size_t map_size;
+    uint32_t version;
+    uint32_t alignment;
+    size_t data_offset; /* start of the data section in the file */
+    GgufKV *kvs;
+    int n_kvs;
+    GgufTensor *tensors;
+    int n_tensors;
+    void *arena; /* keys and strings, one allocation */
+} Gguf;
+
+/* Maps and validates path. On failure g is left closed (safe to close again). */
+int gguf_open(Gguf *g, const char *path, LfError *err);
+/* Validates a whole file image in buf (len bytes); g points into buf, which must outlive
+ * it. name_for_errors stands in for the path in messages. */
+int gguf_parse(Gguf *g, const void *buf, size_t len, const char *name_for_errors, LfError *err);
+/* Frees everything and zeroes g; a zeroed or already closed g is fine. */
+void gguf_close(Gguf *g);
+
+/* ---- metadata ---- */
+
+const GgufKV *gguf_find_kv(const Gguf *g, const char *key); /* NULL if absent */
+
+/* Typed getters: each fails (naming the file and key) when the key is absent or its value
+ * has another type. Integer getters take any integer type whose value fits the result
+ * (an out-of-range value is an error); f32 takes FLOAT32 or FLOAT64; bool and string take
+ * only their own type. */
+int gguf_get_u32(const Gguf *g, const char *key, uint32_t *out, LfError *err);
+int gguf_get_i32(const Gguf *g, const char *key, int32_t *out, LfError *err);
+int gguf_get_f32(const Gguf *g, const char *key, float *out, LfError *err);
+int gguf_get_bool(const Gguf *g, const char *key, int *out, LfError *err);
+int gguf_get_str(const Gguf *g, const char *key, const GgufStr **out, LfError *err);
+/* Arrays: *n elements. Strings point into g; numbers are copied into out, which the caller
+ * sizes from gguf_get_arr_len, converted as the scalar getters do (ints: any integer
+ * element type that fits int32; floats: FLOAT32 or FLOAT64). */
+int gguf_get_arr_len(const Gguf *g, const char *key, size_t *n, LfError *err);
+int gguf_get_arr_str(const Gguf *g, const char *key, const GgufStr **strs, size_t *n, LfError *err);
+int gguf_get_arr_i32(const Gguf *g, const char *key, int32_t *out, size_t n, LfError *err);
+int gguf_get_arr_f32(const Gguf *g, const char *key, float *out, size_t n, LfError *err);
+
+/* ---- tensors ---- */
+
+const GgufTensor *gguf_find_tensor(const Gguf *g, const char *name); /* NULL if absent */
+int64_t gguf_numel(const GgufTensor *t);
+/* The shape in HF (row-major) order, the reverse of ne; returns n_dims. */
+int gguf_shape_hf(const GgufTensor *t, int64_t shape[GGUF_MAX_DIMS]);
+
+/* Dequantises tensor `name` into out[numel] after checking that it exists, that its type
+ * is one quant_dequantize handles and that its HF-order shape is exactly shape[ndim].
+ * Errors name the file, the tensor and the type or both shapes. */
+int gguf_read_f32(const Gguf *g, const char *name, int ndim, const int64_t *shape, float *out,
+                  LfError *err);
+
+/* ---- architecture ---- */
+
+/* A Llama-family or GPT-2 model described by its metadata (`<arch>.*` keys) and tensors. */
+typedef struct GgufArch {
+    char arch[32];       /* general.architecture: "llama" or "gpt2" */
+    int n_layers;        /* block_count */
+    int hidden;          /* embedding_length */
+    int ffn;             /* feed_forward_length */
+    int n_heads;         /* attention.head_count */
+    int n_kv_heads;      /* attention.head_count_kv (default n_heads; gpt2: n_heads) */
+    int head_dim;        /* hidden / n_heads */
+    int context_length;  /* context_length (gpt2: the position table's size) */
+    int vocab_size;      /* tokenizer.ggml.tokens, else <arch>.vocab_size, else token_embd */
+    float rope_theta;    /* llama: rope.freq_base (default 10000); gpt2: 0 */
+    float norm_eps;      /* llama: attention.layer_norm_rms_epsilon; gpt2: layer_norm_epsilon */
+    int tied_embeddings; /* 1 when there is no output.weight (head = token_embd) */
+    int bos_token_id, eos_token_id; /* tokenizer.ggml.*_token_id; -1 when absent */
+} GgufArch;
+
+/* Reads and checks the architecture: the required keys are present, sizes are positive,
+ * heads divide hidden (and kv heads divide heads), and token_embd.weight (and output.weight
+ * when present) has shape [vocab, hidden]. Llama files with RoPE scaling (`rope_freqs`
+ * tensor or a `rope.scaling.type` other than none) or experts are refused: loraft does not
+ * implement them. */
+int gguf_arch(const Gguf *g, GgufArch *a, LfError *err);
+
+/* What turns a GGUF tensor into its HF counterpart, besides the name. */
+typedef enum GgufFix {
+    GGUF_FIX_NONE,
+    GGUF_FIX_UNPERMUTE_Q, /* llama q_proj: gguf_unpermute_rows with n_heads */
+    GGUF_FIX_UNPERMUTE_K, /* llama k_proj: gguf_unpermute_rows with n_kv_heads */
+    GGUF_FIX_TRANSPOSE,   /* gpt2 Conv1D weights: HF stores [in, out], GGUF [out, in] */
+} GgufFix;
+
+/* HF tensor name of a GGUF tensor of architecture arch ("llama" or "gpt2"), e.g.
+ * blk.3.attn_q.weight -> model.layers.3.self_attn.q_proj.weight, and the fix it needs.
+ * Fails for a name the architecture does not have. */
+int gguf_hf_name(const char *arch, const char *gguf_name, char *out, size_t cap, GgufFix *fix,
+                 LfError *err);
+
+/* llama.cpp's converter reorders the rows of each head of Llama's q_proj / k_proj (and
+ * their biases) from HF's rotate-half RoPE layout to interleaved pairs: within a head of
+ * head_dim = rows / n_head rows, GGUF row 2i + j is HF row j * head_dim / 2 + i
+ * (i < head_dim / 2, j = 0, 1). in[rows][cols] -> out[rows][cols]; in and out must not
+ * overlap. Fails when rows is not a multiple of 2 * n_head. */
+int gguf_unpermute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
+                        LfError *err);
+/* The converter's direction (HF -> GGUF), for writing GGUF files and adapters. */
+int gguf_permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
+                      LfError *err);
+
+/* ---- writing ---- */
+
+/* One metadata entry to write. Scalars: the value in the member its type selects (u for
+ * UINT*, i for INT*, f for FLOAT*, b for BOOL, s for STRING). ARRAY: elem_type, n and arr,
+ * which holds n packed little-endian elements, or n `const char *` for STRING. */
+typedef struct GgufWriteKV {
+    const char *key;
+    GgufType type;
+    uint64_t u;
+    int64_t i;
+    double f;
+    int b;
+    const char *s;
+    GgufType elem_type;
+    uint64_t n;
+    const void *arr;
+} GgufWriteKV;
+
+/* One tensor to write: ne in GGUF order, data holds its blocks (gguf_write computes the
+ * size from type and ne; ne[0] must be a whole number of blocks). */
+typedef struct GgufWriteTensor {
+    const char *name;
+    GgmlType type;
+    int n_dims;
+    int64_t ne[GGUF_MAX_DIMS];
+    const void *data;
+} GgufWriteTensor;
+
+/* Writes a GGUF v3 file atomically: the KVs in order, then the tensors in order, each at
+ * the next multiple of alignment (a power of two; `general.alignment` is written when it
+ * is not 32). Keys and tensor names must be unique. */
+int gguf_write(const char *path, const GgufWriteKV *kvs, int n_kvs, const GgufWriteTensor *tensors,
+               int n_tensors, uint32_t alignment, LfError *err);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,299 @@
+/* gguf_arch.c: what a GGUF file's metadata and tensor names mean for the two decoder
+ * families loraft knows, Llama and GPT-2: the GgufArch config, the GGUF -> Hugging Face
+ * tensor names, and the Q/K row permutation llama.cpp's converter applies (see gguf.h).
+ * Names follow llama.cpp's convert_hf_to_gguf.py (blk.N.attn_q, ...) and transformers'
+ * LlamaForCausalLM / GPT2LMHeadModel. Deliberately not a model loader: it reads no tensor
+ * data and does not check that every layer's tensors are present. */
+#include "loraft/gguf.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ GgufArch ---- */
+
+/* `<arch>.<name>` as a positive int; absent is an error unless def > 0 (then *out = def). */
+static int arch_int(const Gguf *g, const char *arch, const char *name, int def, int *out,
+                    LfError *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, name);
+    uint32_t v;
+    if (def > 0 && !gguf_find_kv(g, key)) {
+        *out = def;
+        return 0;
+    }
+    if (gguf_get_u32(g, key, &v, err)) return -1;
+    if (v == 0 || v > INT_MAX)
+        return lf_fail(err, "%s: %s is %u, expected a positive int", g->path, key, v);
+    *out = (int)v;
+    return 0;
+}
+
+/* `<arch>.<name>` as a positive float; absent gives def when def > 0. */
+static int arch_float(const Gguf *g, const char *arch, const char *name, float def, float *out,
+                      LfError *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, name);
+    if (def > 0 && !gguf_find_kv(g, key)) {
+        *out = def;
+        return 0;
+    }
+    if (gguf_get_f32(g, key, out, err)) return -1;
+    if (!(*out > 0)) return lf_fail(err, "%s: %s is %g, expected > 0", g->path, key, *out);
+    return 0;
+}
+
+/* An optional token id: -1 when absent. */
+static int token_id(const Gguf *g, const char *key, int *out, LfError *err) {
+    uint32_t v;
+    *out = -1;
+    if (!gguf_find_kv(g, key)) return 0;
+    if (gguf_get_u32(g, key, &v, err)) return -1;
+    *out = v > INT_MAX ? -1 : (int)v;
+    return 0;
+}
+
+/* Tensor `name` must be 2-D with HF shape [rows, cols]. */
+static int check_matrix(const Gguf *g, const char *name, int64_t rows, int64_t cols,
+                        const char *why, LfError *err) {
+    const GgufTensor *t = gguf_find_tensor(g, name);
+    if (!t) return lf_fail(err, "%s: tensor '%s' not found", g->path, name);
+    if (t->n_dims != 2 || t->ne[1] != rows || t->ne[0] != cols)
+        return lf_fail(err,
+                       "%s: tensor '%s' has ne [%" PRId64 ", %" PRId64 "] (n_dims %d), "
+                       "expected HF shape [%" PRId64 ", %" PRId64 "] (%s)",
+                       g->path, name, t->ne[0], t->ne[1], t->n_dims, rows, cols, why);
+    return 0;
+}
+
+/* The vocabulary: the token list, else <arch>.vocab_size, else token_embd's rows. */
+static int vocab_size(const Gguf *g, GgufArch *a, LfError *err) {
+    char key[64];
+    snprintf(key, sizeof key, "%s.vocab_size", a->arch);
+    size_t n;
+    const GgufTensor *emb = gguf_find_tensor(g, "token_embd.weight");
+    if (gguf_find_kv(g, "tokenizer.ggml.tokens")) {
+        if (gguf_get_arr_len(g, "tokenizer.ggml.tokens", &n, err)) return -1;
+        if (n == 0 || n > INT_MAX)
+            return lf_fail(err, "%s: tokenizer.ggml.tokens has %zu tokens", g->path, n);
+        a->vocab_size = (int)n;
+    } else if (gguf_find_kv(g, key)) {
+        if (arch_int(g, a->arch, "vocab_size", 0, &a->vocab_size, err)) return -1;
+    } else if (emb && emb->n_dims == 2 && emb->ne[1] > 0 && emb->ne[1] <= INT_MAX) {
+        a->vocab_size = (int)emb->ne[1];
+    } else {
+        return lf_fail(err,
+                       "%s: no vocabulary size (no tokenizer.ggml.tokens, %s or 2-D "
+                       "token_embd.weight)",
+                       g->path, key);
+    }
+    return 0;
+}
+
+/* Llama keys beyond the common ones, and the features loraft refuses. */
+static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
+    if (arch_int(g, "llama", "attention.head_count_kv", a->n_heads, &a->n_kv_heads, err) ||
+        arch_float(g, "llama", "rope.freq_base", 10000.0f, &a->rope_theta, err) ||
+        arch_float(g, "llama", "attention.layer_norm_rms_epsilon", 0, &a->norm_eps, err))
+        return -1;
+    if (a->n_heads % a->n_kv_heads)
+        return lf_fail(err,
+                       "%s: llama.attention.head_count %d is not a multiple of "
+                       "head_count_kv %d",
+                       g->path, a->n_heads, a->n_kv_heads);
+    int rot;
+    if (arch_int(g, "llama", "rope.dimension_count", a->head_dim, &rot, err)) return -1;
+    if (rot != a->head_dim)
+        return lf_fail(err,
+                       "%s: llama.rope.dimension_count %d differs from the head size %d: "
+                       "partial rotary embeddings are not supported",
+                       g->path, rot, a->head_dim);
+    const GgufStr *scaling = NULL;
+    const char *key = "llama.rope.scaling.type";
+    if (gguf_find_kv(g, key) && gguf_get_str(g, key, &scaling, err)) return -1;
+    if (scaling && strcmp(scaling->s, "none") != 0)
+        return lf_fail(err, "%s: RoPE scaling (%s '%.40s') is not supported", g->path, key,
+                       scaling->s);
+    if (gguf_find_tensor(g, "rope_freqs.weight"))
+        return lf_fail(err,
+                       "%s: RoPE frequency factors (rope_freqs.weight, Llama 3.1 "
+                       "scaling) are not supported",
+                       g->path);
+    uint32_t experts = 0;
+    key = "llama.expert_count";
+    if (gguf_find_kv(g, key) && gguf_get_u32(g, key, &experts, err)) return -1;
+    if (experts > 1)
+        return lf_fail(err, "%s: mixture-of-experts models (%s %u) are not supported", g->path, key,
+                       experts);
+    return 0;
+}
+
+/* GPT-2 keys beyond the common ones; its position table must match context_length. */
+static int gpt2_keys(const Gguf *g, GgufArch *a, LfError *err) {
+    a->n_kv_heads = a->n_heads;
+    a->rope_theta = 0;
+    if (arch_float(g, "gpt2", "attention.layer_norm_epsilon", 0, &a->norm_eps, err)) return -1;
+    return check_matrix(g, "position_embd.weight", a->context_length, a->hidden,
+                        "[context_length, hidden]", err);
+}
+
+int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
+    memset(a, 0, sizeof *a);
+    const GgufStr *arch;
+    if (gguf_get_str(g, "general.architecture", &arch, err)) return -1;
+    if (strcmp(arch->s, "llama") != 0 && strcmp(arch->s, "gpt2") != 0)
+        return lf_fail(err, "%s: architecture '%.40s' is not supported (llama, gpt2)", g->path,
+                       arch->s);
+    snprintf(a->arch, sizeof a->arch, "%s", arch->s);
+    if (arch_int(g, a->arch, "block_count", 0, &a->n_layers, err) ||
+        arch_int(g, a->arch, "embedding_length", 0, &a->hidden, err) ||
+        arch_int(g, a->arch, "feed_forward_length", 0, &a->ffn, err) ||
+        arch_int(g, a->arch, "attention.head_count", 0, &a->n_heads, err) ||
+        arch_int(g, a->arch, "context_length", 0, &a->context_length, err))
+        return -1;
+    if (a->hidden % a->n_heads)
+        return lf_fail(err, "%s: %s.embedding_length %d is not a multiple of head_count %d",
+                       g->path, a->arch, a->hidden, a->n_heads);
+    a->head_dim = a->hidden / a->n_heads;
+    int rc = strcmp(a->arch, "llama") == 0 ? llama_keys(g, a, err) : gpt2_keys(g, a, err);
+    if (rc || vocab_size(g, a, err) ||
+        check_matrix(g, "token_embd.weight", a->vocab_size, a->hidden, "[vocab, hidden]", err))
+        return -1;
+    a->tied_embeddings = gguf_find_tensor(g, "output.weight") == NULL;
+    if (!a->tied_embeddings &&
+        check_matrix(g, "output.weight", a->vocab_size, a->hidden, "[vocab, hidden]", err))
+        return -1;
+    if (token_id(g, "tokenizer.ggml.bos_token_id", &a->bos_token_id, err) ||
+        token_id(g, "tokenizer.ggml.eos_token_id", &a->eos_token_id, err))
+        return -1;
+    return 0;
+}
+
+/* ----------------------------------------------------------------- HF names ---- */
+
+typedef struct NameMap {
+    const char *gguf, *hf; /* module names, without .weight / .bias */
+    GgufFix fix;           /* for .weight (a permutation applies to .bias too) */
+} NameMap;
+
+static const NameMap llama_global[] = {
+    {"token_embd", "model.embed_tokens", GGUF_FIX_NONE},
+    {"output_norm", "model.norm", GGUF_FIX_NONE},
+    {"output", "lm_head", GGUF_FIX_NONE},
+    {NULL, NULL, GGUF_FIX_NONE},
+};
+static const NameMap llama_layer[] = {
+    {"attn_norm", "input_layernorm", GGUF_FIX_NONE},
+    {"attn_q", "self_attn.q_proj", GGUF_FIX_UNPERMUTE_Q},
+    {"attn_k", "self_attn.k_proj", GGUF_FIX_UNPERMUTE_K},
+    {"attn_v", "self_attn.v_proj", GGUF_FIX_NONE},
+    {"attn_output", "self_attn.o_proj", GGUF_FIX_NONE},
+    {"ffn_norm", "post_attention_layernorm", GGUF_FIX_NONE},
+    {"ffn_gate", "mlp.gate_proj", GGUF_FIX_NONE},
+    {"ffn_up", "mlp.up_proj", GGUF_FIX_NONE},
+    {"ffn_down", "mlp.down_proj", GGUF_FIX_NONE},
+    {NULL, NULL, GGUF_FIX_NONE},
+};
+static const NameMap gpt2_global[] = {
+    {"token_embd", "transformer.wte", GGUF_FIX_NONE},
+    {"position_embd", "transformer.wpe", GGUF_FIX_NONE},
+    {"output_norm", "transformer.ln_f", GGUF_FIX_NONE},
+    {"output", "lm_head", GGUF_FIX_NONE},
+    {NULL, NULL, GGUF_FIX_NONE},
+};
+static const NameMap gpt2_layer[] = {
+    {"attn_norm", "ln_1", GGUF_FIX_NONE},
+    {"attn_qkv", "attn.c_attn", GGUF_FIX_TRANSPOSE},
+    {"attn_output", "attn.c_proj", GGUF_FIX_TRANSPOSE},
+    {"ffn_norm", "ln_2", GGUF_FIX_NONE},
+    {"ffn_up", "mlp.c_fc", GGUF_FIX_TRANSPOSE},
+    {"ffn_down", "mlp.c_proj", GGUF_FIX_TRANSPOSE},
+    {NULL, NULL, GGUF_FIX_NONE},
+};
+
+static const NameMap *lookup(const NameMap *map, const char *module, size_t len) {
+    for (; map->gguf; map++)
+        if (strlen(map->gguf) == len && memcmp(map->gguf, module, len) == 0) return map;
+    return NULL;
+}
+
+/* Splits "blk.N.module.param" / "module.param" into layer (-1 for none), module and param
+ * ("weight" or "bias"); -1 when the name has another form. */
+static int split_name(const char *name, long *layer, const char **module, size_t *len,
+                      const char **param) {
+    *layer = -1;
+    if (strncmp(name, "blk.", 4) == 0) {
+        char *end;
+        if (name[4] < '0' || name[4] > '9') return -1;
+        *layer = strtol(name + 4, &end, 10);
+        if (*end != '.' || *layer > INT_MAX) return -1;
+        name = end + 1;
+    }
+    const char *dot = strrchr(name, '.');
+    if (!dot || (strcmp(dot, ".weight") != 0 && strcmp(dot, ".bias") != 0)) return -1;
+    *module = name;
+    *len = (size_t)(dot - name);
+    *param = dot + 1;
+    return 0;
+}
+
+int gguf_hf_name(const char *arch, const char *gguf_name, char *out, size_t cap, GgufFix *fix,
+                 LfError *err) {
+    int llama = strcmp(arch, "llama") == 0;
+    if (!llama && strcmp(arch, "gpt2") != 0)
+        return lf_fail(err, "no Hugging Face names for architecture '%.40s' (llama, gpt2)", arch);
+    long layer;
+    const char *module, *param;
+    size_t len;
+    const NameMap *m = NULL;
+    if (split_name(gguf_name, &layer, &module, &len, &param) == 0) {
+        const NameMap *table =
+            layer < 0 ? (llama ? llama_global : gpt2_global) : (llama ? llama_layer : gpt2_layer);
+        m = lookup(table, module, len);
+    }
+    if (!m)
+        return lf_fail(err, "tensor '%s' has no Hugging Face counterpart in a %s model", gguf_name,
+                       arch);
+    int n = layer < 0 ? snprintf(out, cap, "%s.%s", m->hf, param)
+                      : snprintf(out, cap, "%s.%ld.%s.%s", llama ? "model.layers" : "transformer.h",
+                                 layer, m->hf, param);
+    if (n < 0 || (size_t)n >= cap)
+        return lf_fail(err, "tensor '%s': the Hugging Face name does not fit in %zu bytes",
+                       gguf_name, cap);
+    *fix = m->fix == GGUF_FIX_TRANSPOSE && strcmp(param, "bias") == 0 ? GGUF_FIX_NONE : m->fix;
+    return 0;
+}
+
+/* ------------------------------------------------------------- Q/K permutation ---- */
+
+/* Moves rows between the two layouts of each head: GGUF row 2i + j <-> HF row
+ * j * half + i. to_hf selects the direction. */
+static int permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
+                        int to_hf, LfError *err) {
+    if (n_head <= 0 || rows <= 0 || cols < 0 || rows % (2 * (int64_t)n_head) != 0)
+        return lf_fail(err,
+                       "Q/K permutation: %" PRId64 " rows cannot be split into %d heads "
+                       "of an even number of rows",
+                       rows, n_head);
+    int64_t head_dim = rows / n_head, half = head_dim / 2;
+    for (int64_t h = 0; h < n_head; h++)
+        for (int64_t i = 0; i < half; i++)
+            for (int64_t j = 0; j < 2; j++) {
+                int64_t g = h * head_dim + 2 * i + j, f = h * head_dim + j * half + i;
+                int64_t src = to_hf ? g : f, dst = to_hf ? f : g;
+                memcpy(out + dst * cols, in + src * cols, (size_t)cols * sizeof *out);
+            }
+    return 0;
+}
+
+int gguf_unpermute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
+                        LfError *err) {
+    return permute_rows(in, out, rows, cols, n_head, 1, err);
+}
+
+int gguf_permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
+                      LfError *err) {
+    return permute_rows(in, out, rows, cols, n_head, 0, err);
+}
