@@ -158,6 +158,90 @@ static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, co
     }
 }
 
+/* ---- RMS norm ---- */
+
+/* out[N,C] = inp * rstd * weight, rstd[N] = 1 / sqrt(mean(inp^2) + eps) saved; float sums, as
+ * HF's LlamaRMSNorm computes in float32. */
+static void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
+                                float eps, int N, int C) {
+#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C, ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float s = 1.0f / sqrtf(ss / (float)C + eps);
+        for (int c = 0; c < C; c++) o[c] = x[c] * s * weight[c];
+        rstd[n] = s;
+    }
+}
+
+/* dinp[N,C] += rstd * (g - xhat * mean_c(g * xhat)), g = dout * weight, xhat = inp * rstd;
+ * dweight[C] += sum_n dout * xhat. Either may be NULL. */
+static void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                                 const float *weight, const float *rstd, int N, int C) {
+    if (dinp) {
+#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+            float s = rstd[n], gx_mean = 0.0f;
+#pragma omp simd reduction(+ : gx_mean)
+            for (int c = 0; c < C; c++) gx_mean += d[c] * weight[c] * x[c] * s;
+            gx_mean /= (float)C;
+            float *dx = dinp + (size_t)n * C;
+            for (int c = 0; c < C; c++) dx[c] += (d[c] * weight[c] - x[c] * s * gx_mean) * s;
+        }
+    }
+    if (!dweight) return;
+#pragma omp parallel if ((size_t)N * C > CPU_PAR_MIN)
+    {
+        int lo, hi;
+        thread_slice(C, &lo, &hi);
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+            for (int c = lo; c < hi; c++) dweight[c] += d[c] * x[c] * rstd[n];
+        }
+    }
+}
+
+/* ---- rotary position embedding ---- */
+
+/* Rotates every head of x [B,T,NH*HS] in place by its position's angles; dir = -1 applies the
+ * transposed rotation (backward). The angles follow HF's float32 computation: inv_freq =
+ * 1 / theta^(2i/HS), angle = position * inv_freq. */
+static void rope_apply(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS,
+                       float dir) {
+    int half = HS / 2;
+#pragma omp parallel for if ((size_t)B * T * NH * HS > CPU_PAR_MIN)
+    for (int bt = 0; bt < B * T; bt++) {
+        float cs[half], sn[half];
+        float p = (float)(pos ? pos[bt] : bt % T);
+        for (int i = 0; i < half; i++) {
+            float angle = p * (1.0f / powf(theta, (float)(2 * i) / (float)HS));
+            cs[i] = cosf(angle);
+            sn[i] = dir * sinf(angle);
+        }
+        for (int h = 0; h < NH; h++) {
+            float *a = x + ((size_t)bt * NH + h) * HS, *b = a + half;
+            for (int i = 0; i < half; i++) {
+                float u = a[i], v = b[i];
+                a[i] = u * cs[i] - v * sn[i];
+                b[i] = v * cs[i] + u * sn[i];
+            }
+        }
+    }
+}
+
+static void cpu_rope_forward(float *x, const int32_t *pos, float theta, int B, int T, int NH,
+                             int HS) {
+    rope_apply(x, pos, theta, B, T, NH, HS, 1.0f);
+}
+
+static void cpu_rope_backward(float *dx, const int32_t *pos, float theta, int B, int T, int NH,
+                              int HS) {
+    rope_apply(dx, pos, theta, B, T, NH, HS, -1.0f);
+}
+
 /* ---- dense layer ---- */
 
 /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be NULL). */
@@ -384,6 +468,25 @@ static void cpu_activation_backward(float *dinp, const float *inp, const float *
     for (size_t i = 0; i < n; i++) dinp[i] += act_derivative(inp[i], act) * dout[i];
 }
 
+/* out[n] = silu(gate) * up */
+static void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for simd if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = silu(gate[i]) * up[i];
+}
+
+/* dgate[n] += dout * up * silu'(gate); dup[n] += dout * silu(gate); either may be NULL */
+static void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                                const float *up, size_t n) {
+    if (dgate) {
+#pragma omp parallel for simd if (n > CPU_PAR_MIN)
+        for (size_t i = 0; i < n; i++) dgate[i] += dout[i] * up[i] * silu_derivative(gate[i]);
+    }
+    if (dup) {
+#pragma omp parallel for simd if (n > CPU_PAR_MIN)
+        for (size_t i = 0; i < n; i++) dup[i] += dout[i] * silu(gate[i]);
+    }
+}
+
 static void cpu_add(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
@@ -431,7 +534,7 @@ static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits
         float maxv = -INFINITY, sum = 0.0f;
         for (int j = 0; j < V; j++) maxv = x[j] > maxv ? x[j] : maxv;
         for (int j = 0; j < V; j++) sum += expf(x[j] - maxv);
-        losses[n] = maxv + logf(sum) - x[label];
+        losses[n] = (maxv - x[label]) + logf(sum); /* exact difference first, as torch */
         if (!d) continue;
         float inv = 1.0f / sum;
         for (int j = 0; j < V; j++) d[j] = expf(x[j] - maxv) * inv * grad_scale;
@@ -479,6 +582,12 @@ const Ops ops_cpu = {
     .embedding_backward = cpu_embedding_backward,
     .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward = cpu_layernorm_backward,
+    .rmsnorm_forward = cpu_rmsnorm_forward,
+    .rmsnorm_backward = cpu_rmsnorm_backward,
+    .rope_forward = cpu_rope_forward,
+    .rope_backward = cpu_rope_backward,
+    .swiglu_forward = cpu_swiglu_forward,
+    .swiglu_backward = cpu_swiglu_backward,
     .matmul_forward = cpu_matmul_forward,
     .matmul_backward = cpu_matmul_backward,
     .lora_forward = cpu_lora_forward,

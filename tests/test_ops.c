@@ -312,6 +312,126 @@ static void test_layernorm(void) {
     CHECK(count_mismatch("layernorm out", c.out, out, N * C, 1e-4, 1e-4) == 0);
 }
 
+/* ---- RMS norm ---- */
+
+typedef struct RmsCtx {
+    float inp[N * C], weight[C], out[N * C], rstd[N], dinp[N * C], dweight[C];
+} RmsCtx;
+
+static void rms_fwd(void *p) {
+    RmsCtx *c = p;
+    ops->rmsnorm_forward(c->out, c->rstd, c->inp, c->weight, 1e-6f, N, C);
+}
+static void rms_bwd(void *p, const float *dout, unsigned use) {
+    RmsCtx *c = p;
+    ops->rmsnorm_backward(USE(0, c->dinp), USE(1, c->dweight), dout, c->inp, c->weight, c->rstd, N,
+                          C);
+}
+
+static void test_rmsnorm(void) {
+    RmsCtx c;
+    fill(c.inp, N * C, -1, 1), fill(c.weight, C, 0.5f, 1.5f);
+    GradCase gc = grad_case("rmsnorm", &c, rms_fwd, rms_bwd, c.out, N * C, 1e-3f);
+    case_param(&gc, "inp", c.inp, c.dinp, N * C);
+    case_param(&gc, "weight", c.weight, c.dweight, C);
+    gradcheck(&gc);
+
+    double rstd[N], out[N * C];
+    for (int n = 0; n < N; n++) {
+        double ss = 0;
+        for (int k = 0; k < C; k++) ss += (double)c.inp[n * C + k] * c.inp[n * C + k];
+        rstd[n] = 1.0 / sqrt(ss / C + 1e-6);
+        for (int k = 0; k < C; k++) out[n * C + k] = c.inp[n * C + k] * rstd[n] * c.weight[k];
+    }
+    rms_fwd(&c);
+    CHECK(count_mismatch("rmsnorm rstd", c.rstd, rstd, N, 0, 1e-5) == 0);
+    CHECK(count_mismatch("rmsnorm out", c.out, out, N * C, 1e-6, 1e-5) == 0);
+}
+
+/* ---- rotary position embedding: x [B,T,NH*HS] with HS = C / NH ---- */
+
+typedef struct RopeCtx {
+    float inp[N * C], out[N * C], dinp[N * C];
+    const int32_t *pos;
+    float theta;
+} RopeCtx;
+
+static void rope_fwd(void *p) {
+    RopeCtx *c = p;
+    memcpy(c->out, c->inp, sizeof c->out);
+    ops->rope_forward(c->out, c->pos, c->theta, B, T, NH, C / NH);
+}
+static void rope_bwd(void *p, const float *dout, unsigned use) {
+    RopeCtx *c = p;
+    float d[N * C];
+    memcpy(d, dout, sizeof d);
+    ops->rope_backward(d, c->pos, c->theta, B, T, NH, C / NH);
+    if (use) ops->axpy(c->dinp, d, 1.0f, N * C);
+}
+
+/* HF's rotate_half in double: out = x cos + rotate_half(x) sin, rotate_half = [-x2, x1]. */
+static void rope_reference(double *out, const float *x, const int32_t *pos, double theta) {
+    int HS = C / NH, half = HS / 2;
+    for (int bt = 0; bt < N; bt++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < HS; i++) {
+                int j = i % half;
+                double angle = (pos ? pos[bt] : bt % T) * pow(theta, -2.0 * j / HS);
+                const float *xh = x + (size_t)bt * C + h * HS;
+                double rot = i < half ? -xh[i + half] : xh[i - half];
+                out[(size_t)bt * C + h * HS + i] = xh[i] * cos(angle) + rot * sin(angle);
+            }
+}
+
+static void test_rope(void) {
+    int32_t pos[N];
+    for (int i = 0; i < N; i++) pos[i] = (int32_t)(rng_next(&rng) % 3000); /* long contexts */
+    for (int with_pos = 0; with_pos < 2; with_pos++) {
+        RopeCtx c = {.pos = with_pos ? pos : NULL, .theta = with_pos ? 100000.0f : 10000.0f};
+        fill(c.inp, N * C, -1, 1);
+        GradCase gc = grad_case(with_pos ? "rope (positions)" : "rope", &c, rope_fwd, rope_bwd,
+                                c.out, N * C, 1e-2f);
+        case_param(&gc, "inp", c.inp, c.dinp, N * C);
+        gradcheck(&gc);
+        double ref[N * C];
+        rope_reference(ref, c.inp, c.pos, c.theta);
+        rope_fwd(&c);
+        /* float angles of positions up to 3000 carry ~3000 * 6e-8 rad of rounding */
+        CHECK(count_mismatch("rope out", c.out, ref, N * C, with_pos ? 5e-4 : 1e-6, 1e-5) == 0);
+    }
+}
+
+/* ---- SwiGLU ---- */
+
+typedef struct SwiCtx {
+    float gate[N * C], up[N * C], out[N * C], dgate[N * C], dup[N * C];
+} SwiCtx;
+
+static void swi_fwd(void *p) {
+    SwiCtx *c = p;
+    ops->swiglu_forward(c->out, c->gate, c->up, N * C);
+}
+static void swi_bwd(void *p, const float *dout, unsigned use) {
+    SwiCtx *c = p;
+    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), dout, c->gate, c->up, N * C);
+}
+
+static void test_swiglu(void) {
+    SwiCtx c;
+    fill(c.gate, N * C, -6, 6), fill(c.up, N * C, -2, 2);
+    GradCase gc = grad_case("swiglu", &c, swi_fwd, swi_bwd, c.out, N * C, 1e-2f);
+    case_param(&gc, "gate", c.gate, c.dgate, N * C);
+    case_param(&gc, "up", c.up, c.dup, N * C);
+    gradcheck(&gc);
+    double ref[N * C];
+    for (int i = 0; i < N * C; i++) ref[i] = c.gate[i] / (1.0 + exp(-(double)c.gate[i])) * c.up[i];
+    swi_fwd(&c);
+    CHECK(count_mismatch("swiglu out", c.out, ref, N * C, 1e-6, 1e-6) == 0);
+    float nan_gate = NAN, one = 1.0f, out;
+    ops->swiglu_forward(&out, &nan_gate, &one, 1);
+    CHECK(isnan(out));
+}
+
 /* ---- dense layer ---- */
 
 typedef struct MmCtx {
@@ -888,6 +1008,9 @@ int main(void) {
     CHECK(!strcmp(ops->name, "cpu"));
     test_embedding();
     test_layernorm();
+    test_rmsnorm();
+    test_rope();
+    test_swiglu();
     test_matmul();
     test_lora(0.0f);
     test_lora(0.3f);

@@ -58,6 +58,20 @@ static inline LF_HOST_DEVICE float gelu_derivative(float x) {
            x * INV_SQRT_2PI * exp_approx(-0.5f * x * x);
 }
 
+/* SiLU (swish) and its derivative: g * sigmoid(g); sigmoid from exp_approx (vectorises). */
+static inline LF_HOST_DEVICE float sigmoid_approx(float x) {
+    return 1.0f / (1.0f + exp_approx(-x));
+}
+
+static inline LF_HOST_DEVICE float silu(float x) {
+    return x * sigmoid_approx(x);
+}
+
+static inline LF_HOST_DEVICE float silu_derivative(float x) {
+    float s = sigmoid_approx(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+
 static inline LF_HOST_DEVICE float act_value(float x, Activation act) {
     switch (act) {
     case ACT_GELU:

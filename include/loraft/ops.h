@@ -65,6 +65,30 @@ typedef struct Ops {
                                const float *inp, const float *weight, const float *mean,
                                const float *rstd, int N, int C);
 
+    /* ---- RMS norm over the last dimension (Llama) ----
+     * out[N,C] = inp * rstd * weight with rstd[N] = 1 / sqrt(mean_c(inp^2) + eps), saved. */
+    void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *weight,
+                            float eps, int N, int C);
+    /* With xhat = inp * rstd and g = dout * weight: dinp += rstd * (g - xhat * mean_c(g *
+     * xhat)); dweight[C] += sum_n dout * xhat. */
+    void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
+                             const float *weight, const float *rstd, int N, int C);
+
+    /* ---- rotary position embedding, in place (HF Llama's rotate_half layout) ----
+     * x [B,T,NH*HS]; for each head, position p = pos[b,t] (pos NULL: p = t) and i < HS/2,
+     * with angle = p * theta^(-2i/HS), c = cos(angle), s = sin(angle):
+     *   (x[i], x[i + HS/2]) <- (x[i] c - x[i + HS/2] s, x[i + HS/2] c + x[i] s).
+     * Backward applies the transposed rotation to the gradient, also in place. */
+    void (*rope_forward)(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS);
+    void (*rope_backward)(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
+
+    /* ---- gated MLP activation (Llama's SwiGLU) ----
+     * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g). */
+    void (*swiglu_forward)(float *out, const float *gate, const float *up, size_t n);
+    /* dgate += dout * up * silu'(gate); dup += dout * silu(gate). */
+    void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
+                            const float *up, size_t n);
+
     /* ---- dense layer (frozen base GEMM on cuBLAS / OpenBLAS) ----
      * out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC]; bias may be NULL. */
     void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias,
