@@ -214,8 +214,11 @@ static const char *json_value_end(const char *p, const char *end) {
 static int json_hex4(const char *p, const char *end, uint32_t *v) {
     *v = 0;
     for (int i = 0; i < 4; i++) {
-        int c = p + i < end ? p[i] | 0x20 : 0; /* | 0x20: lowercase */
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        int c = p + i < end ? p[i] : 0;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0) return 0;
         *v = *v << 4 | (uint32_t)d;
     }
@@ -300,8 +303,12 @@ static int json_missing(const cJSON *obj, const char *key, const char *path, lon
 /* The label member v, whose value starts at raw; scratch has room for the line. */
 static int json_label(const DatasetSpec *s, const cJSON *v, const char *raw, const char *end,
                       char *scratch, int *label, long line, LfError *err) {
-    long n = cJSON_IsString(v) ? json_decode(raw, end, scratch) : -1;
-    if (n >= 0) return label_from_text(s, scratch, (size_t)n, label, s->path, line, err);
+    if (cJSON_IsString(v)) {
+        long n = json_decode(raw, end, scratch);
+        return n < 0 ? lf_fail(err, "%s:%ld: malformed JSON string '%s'", s->path, line,
+                               s->label_column)
+                     : label_from_text(s, scratch, (size_t)n, label, s->path, line, err);
+    }
     if (cJSON_IsNumber(v) && fabs(v->valuedouble) < 1e15 &&
         v->valuedouble == (double)(long long)v->valuedouble)
         return label_from_int(s, (long long)v->valuedouble, label, s->path, line, err);

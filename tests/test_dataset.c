@@ -247,6 +247,12 @@ static void test_nul(void) {
     if (ds.n) dataset_free(&ds);
     s.path = put("lnul.jsonl", "{\"text\":\"a\",\"label\":\"pos\\u0000\"}\n", -1);
     expect_fail(s, "lnul.jsonl:1:", "unknown label 'pos\\x00'");
+    /* cJSON reads a \u escape with a non-hex digit as \u0000: an error here */
+    s.path = put("hex.jsonl",
+                 "{\"text\":\"\\uD7\x12"
+                 "D\",\"label\":0}\n",
+                 -1);
+    expect_fail(s, "hex.jsonl:1:", "malformed JSON string");
     s.path = put("knul.jsonl", "{\"text\\u0000\":\"a\",\"label\":0}\n", -1);
     expect_fail(s, "knul.jsonl:1:", "no key 'text'");
 }

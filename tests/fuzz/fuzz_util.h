@@ -1,0 +1,51 @@
+/* fuzz_util.h: what the fuzz targets whose API reads files share: a scratch directory for
+ * the process (on /dev/shm when there is one: cheaper writes and fsyncs) and writing an input
+ * into a file there. Each target removes its files after every input. */
+#pragma once
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char fuzz_dir_path[64];
+
+static inline void fuzz_dir_remove(void) {
+    rmdir(fuzz_dir_path);
+}
+
+/* The scratch directory, created on first use and removed at exit (when empty). */
+static inline const char *fuzz_dir(void) {
+    if (!fuzz_dir_path[0]) {
+        struct stat st;
+        const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
+        snprintf(fuzz_dir_path, sizeof fuzz_dir_path, "%s/loraft-fuzz-XXXXXX", base);
+        if (!mkdtemp(fuzz_dir_path)) {
+            perror(fuzz_dir_path);
+            abort();
+        }
+        atexit(fuzz_dir_remove);
+    }
+    return fuzz_dir_path;
+}
+
+/* Writes data[0..size) to fuzz_dir()/name; returns the path (a static buffer). */
+static inline const char *fuzz_write(const char *name, const uint8_t *data, size_t size) {
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", fuzz_dir(), name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, size, f) != size || fclose(f)) {
+        perror(path);
+        abort();
+    }
+    return path;
+}
+
+/* Stops the fuzzer with a message: a property of the API does not hold. */
+#define FUZZ_ASSERT(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, #cond);            \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
