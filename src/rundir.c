@@ -23,7 +23,7 @@ static void at(const RunDir *d, const char *rel, char *out) {
     snprintf(out, PATH_CAP, "%s/%s", d->path, rel);
 }
 
-/* The checkpoint name the symlink at path points to, after prefix; "" if none. */
+/* The name the symlink at path points to, after prefix; "" if none. */
 static void link_name(const char *path, const char *prefix, char *name) {
     char buf[NAME_CAP + 32];
     ssize_t n = readlink(path, buf, sizeof buf - 1);
@@ -32,26 +32,30 @@ static void link_name(const char *path, const char *prefix, char *name) {
     snprintf(name, NAME_CAP, "%s", strncmp(buf, prefix, len) ? "" : buf + len);
 }
 
-/* The checkpoints OUT/last and its best point to. */
-static void referenced(const RunDir *d, char *last, char *best) {
+/* What OUT/head points to: a links directory and the two checkpoints it names. */
+static void referenced(const RunDir *d, char *links, char *last, char *best) {
     char path[PATH_CAP];
-    at(d, "last", path);
-    link_name(path, RUNDIR_CHECKPOINTS "/", last);
-    snprintf(path, sizeof path, "%s/" RUNDIR_CHECKPOINTS "/%s/best", d->path, last);
+    at(d, "head", path);
+    link_name(path, RUNDIR_CHECKPOINTS "/", links);
+    snprintf(path, sizeof path, "%s/" RUNDIR_CHECKPOINTS "/%s/last", d->path, links);
+    link_name(path, "../", last);
+    snprintf(path, sizeof path, "%s/" RUNDIR_CHECKPOINTS "/%s/best", d->path, links);
     link_name(path, "../", best);
 }
 
-/* Removes every entry of checkpoints/ that neither pointer reaches. */
+/* Removes every entry of checkpoints/ that OUT/head does not reach. */
 static int collect_garbage(const RunDir *d, LfError *err) {
-    char dir[PATH_CAP], last[NAME_CAP], best[NAME_CAP];
+    char dir[PATH_CAP], links[NAME_CAP], last[NAME_CAP], best[NAME_CAP];
     at(d, RUNDIR_CHECKPOINTS, dir);
-    referenced(d, last, best);
+    referenced(d, links, last, best);
     DIR *dp = opendir(dir);
     if (!dp) return errno == ENOENT ? 0 : lf_fail(err, "%s: cannot list: %s", dir, strerror(errno));
     int removed = 0, rc = 0;
     for (struct dirent *e; !rc && (e = readdir(dp));) {
         const char *n = e->d_name;
-        if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, last) || !strcmp(n, best)) continue;
+        if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, links) || !strcmp(n, last) ||
+            !strcmp(n, best))
+            continue;
         char path[PATH_CAP + NAME_CAP];
         snprintf(path, sizeof path, "%s/%s", dir, n);
         crash_point();
@@ -60,6 +64,15 @@ static int collect_garbage(const RunDir *d, LfError *err) {
     }
     closedir(dp);
     return rc || !removed ? rc : dir_sync(dir, err);
+}
+
+/* OUT/<name> -> head/<name>, created once; kept from then on. */
+static int ensure_link(const RunDir *d, const char *name, LfError *err) {
+    char link[PATH_CAP], target[16];
+    struct stat sb;
+    at(d, name, link);
+    snprintf(target, sizeof target, "head/%s", name);
+    return lstat(link, &sb) ? symlink_replace(target, link, err) : 0;
 }
 
 /* Takes OUT/.lock for the life of the run and writes our pid into it. */
@@ -120,7 +133,8 @@ static int apply_mode(const RunDir *d, RunDirMode mode, LfError *err) {
     return rc || !removed ? rc : dir_sync(d->path, err);
 }
 
-/* OUT/last must be our symlink: a directory there is an earlier loraft's layout. */
+/* OUT/last must be our symlink (a directory there is an earlier loraft's layout); it is
+ * restored when a crash came right after the first commit. */
 static int check_layout(const RunDir *d, LfError *err) {
     char path[PATH_CAP];
     struct stat sb;
@@ -130,7 +144,8 @@ static int check_layout(const RunDir *d, LfError *err) {
                        "%s is a directory written by an earlier loraft; rename it (e.g. to "
                        "%s.old) and resume from there into a new train.output_dir",
                        path, path);
-    return 0;
+    at(d, "head", path);
+    return lstat(path, &sb) ? 0 : ensure_link(d, "last", err);
 }
 
 int rundir_open(RunDir *d, const char *path, RunDirMode mode, LfError *err) {
@@ -151,8 +166,8 @@ void rundir_close(RunDir *d) {
 
 int rundir_begin(const RunDir *d, int step, char *name, size_t name_cap, char *tmp, size_t cap,
                  LfError *err) {
-    char last[NAME_CAP], best[NAME_CAP];
-    referenced(d, last, best);
+    char links[NAME_CAP], last[NAME_CAP], best[NAME_CAP];
+    referenced(d, links, last, best);
     snprintf(name, name_cap, "step-%d", step);
     for (int k = 2; !strcmp(name, last) || !strcmp(name, best); k++)
         snprintf(name, name_cap, "step-%d.%d", step, k);
@@ -163,34 +178,54 @@ int rundir_begin(const RunDir *d, int step, char *name, size_t name_cap, char *t
     return dir_create(tmp, err);
 }
 
+/* checkpoints/name.links.tmp/ holding last -> ../name and best -> ../<best's name>. */
+static int write_links(const char *dir, const char *name, const char *best, LfError *err) {
+    char links[PATH_CAP + NAME_CAP], link[PATH_CAP + 2 * NAME_CAP], target[NAME_CAP + 8];
+    const char *names[] = {"last", "best"};
+    const char *targets[] = {name, best + strlen(RUNDIR_CHECKPOINTS "/")};
+    snprintf(links, sizeof links, "%s/%s.links.tmp", dir, name);
+    if (dir_remove(links, err)) return -1;
+    crash_point();
+    if (dir_create(links, err)) return -1;
+    for (int i = 0; i < 2; i++) {
+        snprintf(link, sizeof link, "%s/%s", links, names[i]);
+        snprintf(target, sizeof target, "../%s", targets[i]);
+        crash_point();
+        if (symlink(target, link))
+            return lf_fail(err, "%s: cannot create: %s", link, strerror(errno));
+    }
+    return dir_sync(links, err);
+}
+
+/* Renames checkpoints/<name><suffix>.tmp to checkpoints/<name><suffix>. */
+static int publish(const char *dir, const char *name, const char *suffix, LfError *err) {
+    char from[PATH_CAP + NAME_CAP], to[PATH_CAP + NAME_CAP];
+    snprintf(from, sizeof from, "%s/%s%s.tmp", dir, name, suffix);
+    snprintf(to, sizeof to, "%s/%s%s", dir, name, suffix);
+    crash_point();
+    if (rename(from, to))
+        return lf_fail(err, "%s: cannot rename to %s: %s", from, to, strerror(errno));
+    return 0;
+}
+
 int rundir_commit(const RunDir *d, const char *name, const char *best, int link_best,
                   LfError *err) {
-    char dir[PATH_CAP], tmp[PATH_CAP + NAME_CAP], final[PATH_CAP + NAME_CAP];
-    char target[NAME_CAP + 32], link[PATH_CAP + 2 * NAME_CAP];
+    char dir[PATH_CAP], tmp[PATH_CAP + NAME_CAP], head[PATH_CAP], target[NAME_CAP + 32];
     at(d, RUNDIR_CHECKPOINTS, dir);
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-    snprintf(final, sizeof final, "%s/%s", dir, name);
-    snprintf(target, sizeof target, "../%s", best + strlen(RUNDIR_CHECKPOINTS "/"));
-    snprintf(link, sizeof link, "%s/best", tmp);
-    crash_point();
-    if (symlink(target, link)) return lf_fail(err, "%s: cannot create: %s", link, strerror(errno));
-    if (dir_sync(tmp, err)) return -1;
-    crash_point();
-    if (rename(tmp, final))
-        return lf_fail(err, "%s: cannot rename to %s: %s", tmp, final, strerror(errno));
-    if (dir_sync(dir, err)) return -1;
-    snprintf(target, sizeof target, RUNDIR_CHECKPOINTS "/%s", name);
-    at(d, "last", link);
-    if (symlink_replace(target, link, err)) return -1;
-    if (link_best && rundir_link_best(d, err)) return -1;
+    if (dir_sync(tmp, err) || write_links(dir, name, best, err) || publish(dir, name, "", err) ||
+        publish(dir, name, ".links", err) || dir_sync(dir, err))
+        return -1;
+    snprintf(target, sizeof target, RUNDIR_CHECKPOINTS "/%s.links", name);
+    at(d, "head", head);
+    if (symlink_replace(target, head, err) || ensure_link(d, "last", err) ||
+        (link_best && ensure_link(d, "best", err)))
+        return -1;
     return collect_garbage(d, err);
 }
 
 int rundir_link_best(const RunDir *d, LfError *err) {
-    char link[PATH_CAP];
-    struct stat sb;
-    at(d, "best", link);
-    return lstat(link, &sb) ? symlink_replace("last/best", link, err) : 0;
+    return ensure_link(d, "best", err);
 }
 
 int rundir_holds(const RunDir *d, const char *dir) {

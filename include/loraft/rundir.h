@@ -1,20 +1,23 @@
 /* rundir.h: a training run's output directory (train.output_dir), locked and crash-safe.
  *
- *   OUT/.lock                    flock'ed by the run that owns OUT; holds its pid
- *   OUT/train_config.json        the effective config
- *   OUT/metrics.jsonl            the run log
- *   OUT/checkpoints/step-N/      one complete checkpoint per save, never changed once named
- *   OUT/checkpoints/step-N/best -> ../step-M   the best checkpoint as of step N (itself
- *                                               until an evaluation picked one)
- *   OUT/last -> checkpoints/step-N             the latest checkpoint
- *   OUT/best -> last/best                      created once, after the first evaluation
+ *   OUT/.lock                      flock'ed by the run that owns OUT; holds its pid
+ *   OUT/train_config.json          the effective config
+ *   OUT/metrics.jsonl              the run log
+ *   OUT/checkpoints/step-N/        one complete checkpoint, never changed once named
+ *   OUT/checkpoints/step-N.links/  last -> ../step-N, best -> ../step-M: the pair as of
+ *                                  step N (a checkpoint is its own best until an
+ *                                  evaluation picked one)
+ *   OUT/head -> checkpoints/step-N.links   replaced atomically at every commit
+ *   OUT/last -> head/last          created with the first checkpoint
+ *   OUT/best -> head/best          created after the first evaluation
  *
- * A checkpoint is written into checkpoints/step-N.tmp/ (every file fsynced), which is
- * fsynced, renamed to step-N and checkpoints/ fsynced; then OUT/last is replaced by an
- * atomic symlink rename and OUT fsynced. That one rename moves last and best together,
- * so at every instant both are complete checkpoints and last's trainer_state.json names
- * best's directory. Checkpoints no pointer reaches are removed after the pointers moved,
- * and when a run opens OUT (clearing what a crash left behind). */
+ * A checkpoint is written into checkpoints/step-N.tmp/ (every file fsynced); the
+ * directory is fsynced, its links directory written and fsynced, both renamed into place
+ * and checkpoints/ fsynced; then OUT/head is replaced (symlink + rename) and OUT fsynced.
+ * That one rename moves last and best together, so at every instant both are complete
+ * checkpoints and last's trainer_state.json names best's directory. Checkpoints head
+ * does not reach are removed after it moved, and when a run opens OUT (clearing what a
+ * crash left behind). */
 #pragma once
 #include <stddef.h>
 
