@@ -570,14 +570,14 @@ static int get_int(const Gguf *g, const char *key, int64_t lo, int64_t hi, const
 }
 
 int gguf_get_u32(const Gguf *g, const char *key, uint32_t *out, LfError *err) {
-    int64_t v;
+    int64_t v = 0;
     if (get_int(g, key, 0, UINT32_MAX, "an integer (u32)", &v, err)) return -1;
     *out = (uint32_t)v;
     return 0;
 }
 
 int gguf_get_i32(const Gguf *g, const char *key, int32_t *out, LfError *err) {
-    int64_t v;
+    int64_t v = 0;
     if (get_int(g, key, INT32_MIN, INT32_MAX, "an integer (i32)", &v, err)) return -1;
     *out = (int32_t)v;
     return 0;

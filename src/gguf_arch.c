@@ -103,7 +103,7 @@ static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
                        "%s: llama.attention.head_count %d is not a multiple of "
                        "head_count_kv %d",
                        g->path, a->n_heads, a->n_kv_heads);
-    int rot;
+    int rot = 0;
     if (arch_int(g, "llama", "rope.dimension_count", a->head_dim, &rot, err)) return -1;
     if (rot != a->head_dim)
         return lf_fail(err,
