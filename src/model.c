@@ -473,8 +473,8 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
     if (max_len > c->max_positions)
         return lf_fail(err, "max_length %d exceeds the model's max_position_embeddings %d", max_len,
                        c->max_positions);
-    if (s->strategy == STRATEGY_LORA && (s->r < 1 || s->r > 1024))
-        return lf_fail(err, "LoRA rank r = %d must be in 1..1024", s->r);
+    if (s->strategy == STRATEGY_LORA && (s->r < 1 || s->r > LORA_MAX_R))
+        return lf_fail(err, "lora.r = %d must be in 1..%d", s->r, LORA_MAX_R);
     return 0;
 }
 
