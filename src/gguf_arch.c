@@ -272,7 +272,7 @@ int gguf_hf_name(const char *arch, const char *gguf_name, char *out, size_t cap,
  * j * half + i. to_hf selects the direction. */
 static int permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
                         int to_hf, LfError *err) {
-    if (n_head <= 0 || rows <= 0 || cols < 0 || rows % (2 * (int64_t)n_head) != 0)
+    if (n_head <= 0 || rows < 0 || cols < 0 || rows % (2 * (int64_t)n_head) != 0)
         return lf_fail(err,
                        "Q/K permutation: %" PRId64 " rows cannot be split into %d heads "
                        "of an even number of rows",

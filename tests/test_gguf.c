@@ -771,6 +771,7 @@ static void test_permute(void) {
         free(gg);
         free(got);
     }
+    CHECK_OK(gguf_unpermute_rows(hf4, back, 0, 1, 2, &err), &err); /* empty: nothing moves */
     EXPECT_FAIL(gguf_unpermute_rows(hf4, back, 4, 1, 3, err_), "4 rows cannot be split into 3");
     EXPECT_FAIL(gguf_unpermute_rows(hf4, back, 3, 1, 1, err_), "3 rows");
     EXPECT_FAIL(gguf_permute_rows(hf4, back, 4, 1, 0, err_), "0 heads");
