@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every libFuzzer target (tests/fuzz/fuzz_*.c: safetensors header, tokenizer, JSONL and
-# CSV readers, training config with overrides, adapter_config.json) for SECONDS each (default
-# 10) under AddressSanitizer + UBSan, one after the other, each from its seed corpus
+# scripts/fuzz.sh [SECONDS [NAME...]]: runs every libFuzzer target (tests/fuzz/fuzz_*.c:
+# safetensors header, tokenizer, JSONL and CSV readers, training config with overrides,
+# adapter_config.json), or the NAMEs given, for SECONDS each (default 10) under
+# AddressSanitizer + UBSan, one after the other, each from its seed corpus
 # tests/fuzz/corpus/NAME/ with the dictionary tests/fuzz/corpus/NAME.dict when there is one.
 # Skips (exit 0) when clang is absent. Fails when a fuzzer finds a crash, leak, sanitizer
 # report or broken property; the reproducer is left in build-fuzz/artifacts/ (replay:
@@ -13,7 +14,8 @@ if ! command -v clang >/dev/null 2>&1; then
   echo "fuzz: clang not found, skipping"
   exit 0
 fi
-targets=$(basename -s .c tests/fuzz/fuzz_*.c | sed 's/^fuzz_//')
+targets=${*:2}
+[ -n "$targets" ] || targets=$(basename -s .c tests/fuzz/fuzz_*.c | sed 's/^fuzz_//')
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DLORAFT_FUZZ=ON -DLORAFT_CUDA=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 # shellcheck disable=SC2046

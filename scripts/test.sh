@@ -17,4 +17,4 @@ cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
 
-if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh 10; fi
+if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh 8; fi
