@@ -219,8 +219,8 @@ static int cmp_tensor_name(const void *a, const void *b) {
     return strcmp((*(const GgufTensor *const *)a)->name, (*(const GgufTensor *const *)b)->name);
 }
 
-/* Sorts pointers to the n items (of size `size` at base) by name: 0 when no two share
- * one, else the index of the second of a pair. */
+/* Sets *dup to the second of two of the n items (of `size` bytes at base) that cmp, given
+ * pointers to pointers to them, finds equal; NULL when all differ. -1 when out of memory. */
 static int find_duplicate(const void *base, size_t size, int n,
                           int (*cmp)(const void *, const void *), const void **dup) {
     const void **by = malloc((size_t)(n + 1) * sizeof *by);
@@ -280,11 +280,11 @@ static void format_ne(char *buf, size_t cap, int n_dims, const int64_t *ne) {
 static int tensor_nbytes(const GgufTensor *t, uint64_t *out) {
     int64_t be = quant_block_elems(t->type), numel = 1;
     if (t->ne[0] % be != 0) return -1;
-    uint64_t n = (uint64_t)(t->ne[0] / be) * (uint64_t)quant_block_bytes(t->type);
+    uint64_t n = (uint64_t)quant_block_bytes(t->type);
     for (int i = 0; i < GGUF_MAX_DIMS; i++)
-        if (__builtin_mul_overflow(numel, t->ne[i], &numel)) return -1;
-    for (int i = 1; i < GGUF_MAX_DIMS; i++)
-        if (__builtin_mul_overflow(n, (uint64_t)t->ne[i], &n)) return -1;
+        if (__builtin_mul_overflow(numel, t->ne[i], &numel) ||
+            __builtin_mul_overflow(n, (uint64_t)(i ? t->ne[i] : t->ne[0] / be), &n))
+            return -1;
     *out = n;
     return 0;
 }

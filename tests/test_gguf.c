@@ -254,6 +254,10 @@ static void test_malformed_tensors(void) {
     data(&b, 16);
     BAD(&b, "overflow"); /* the element count fits, the byte count does not */
     header(&b, 3, 1, 0);
+    tinfo(&b, "t", 1, (uint64_t[]){1ull << 62}, GGML_F32, 0);
+    data(&b, 16);
+    BAD(&b, "dims [4611686018427387904] of type F32 overflow"); /* 2^62 x 4 bytes wraps to 0 */
+    header(&b, 3, 1, 0);
     tinfo(&b, "t", 1, (uint64_t[]){4}, 4, 0); /* a retired id */
     data(&b, 16);
     BAD(&b, "tensor 't': type id 4 is not a ggml type");

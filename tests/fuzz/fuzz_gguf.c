@@ -51,8 +51,8 @@ static void touch_tensor(const Gguf *g, const GgufTensor *t, const uint8_t *data
     const uint8_t *p = t->data;
     FUZZ_ASSERT(t->nbytes == 0 || (p >= data && p + t->nbytes <= data + size));
     int64_t numel = gguf_numel(t);
-    FUZZ_ASSERT((uint64_t)numel / quant_block_elems(t->type) * quant_block_bytes(t->type) ==
-                t->nbytes);
+    FUZZ_ASSERT((double)numel / quant_block_elems(t->type) * quant_block_bytes(t->type) ==
+                (double)t->nbytes); /* in doubles: no wrap-around hides an overflow */
     int64_t shape[GGUF_MAX_DIMS];
     int nd = gguf_shape_hf(t, shape);
     float *out = malloc((size_t)numel * sizeof *out + 1);
