@@ -1,0 +1,105 @@
+/* bpe.h: byte-level BPE tokenization for decoder LLMs (GPT-2, Llama-3, SmolLM2), id for id
+ * equal to Hugging Face `tokenizers`.
+ *
+ * Construction, one core behind three sources:
+ *   bpe_load(PATH)             a tokenizer.json file, or a directory holding tokenizer.json, else
+ *                              vocab.json + merges.txt (GPT-2's older pair); tokenizer_config.json
+ *                              beside them may name bos_token / eos_token;
+ *   bpe_load_json(TEXT)        tokenizer.json text in memory;
+ *   bpe_from_arrays(SPEC)      GGUF metadata as plain C arrays: tokens, merges, token types and the
+ *                              pre-tokenizer name (tokenizer.ggml.pre).
+ * tokenizer.json must describe a byte-level BPE: model BPE (merges as "a b" strings or [a, b]
+ * pairs, no byte_fallback, no dropout, no subword prefix/suffix), no normalizer, a pre-tokenizer
+ * made of Digits, Split (with GPT-2's or Llama-3's regex, behavior Isolated) and a final ByteLevel,
+ * post-processor none, ByteLevel, TemplateProcessing or a Sequence of those, decoder ByteLevel.
+ * Anything else is refused with a message naming it. Merges naming tokens outside the vocabulary
+ * are errors, as in `tokenizers`.
+ *
+ * Pre-tokenizer names of bpe_from_arrays, as llama.cpp reads them:
+ *   "gpt-2" (and "default")        ByteLevel with GPT-2's regex;
+ *   "llama-bpe", "llama3", "llama-v3"   Split on Llama-3's regex + ByteLevel, ignore_merges;
+ *   "smollm"                       Digits(individual_digits) + ByteLevel with GPT-2's regex, as
+ *                                  SmolLM2's own tokenizer.json. transformers' GGUF conversion (5.24)
+ *                                  leaves the Digits step out, i.e. reads "smollm" as "gpt-2"; the
+ *                                  two differ only where whitespace precedes a digit.
+ * Tokens of type CONTROL become special added tokens and USER_DEFINED ones plain added tokens,
+ * as transformers does (a token outside the byte alphabet is respelled byte by byte).
+ *
+ * Encoding runs the `tokenizers` pipeline: added tokens are cut out of the raw text first
+ * (leftmost-longest; tokens with normalized=false before those with normalized=true; lstrip and
+ * rstrip swallow neighbouring whitespace), then each remaining piece is pre-tokenized (Digits,
+ * regex split, ByteLevel with add_prefix_space), each word mapped to the byte alphabet and merged
+ * by rank (a hash of pairs -> rank and merged id, the same priority queue as `tokenizers`).
+ * Unicode classes follow `tokenizers` (scripts/gen-unicode-tables.py).
+ * Decoding maps tokens back to bytes (ByteLevel decoder) and replaces invalid UTF-8 by U+FFFD
+ * as Rust's from_utf8_lossy does; decode(encode(x)) == x for any valid UTF-8 x.
+ * A Bpe is read-only after construction: one may be shared by many threads. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loraft/error.h"
+#include "loraft/tokenizer.h" /* IdList */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct Bpe Bpe;
+
+/* GGUF's token types (tokenizer.ggml.token_type). */
+enum {
+    BPE_TOKEN_NORMAL = 1,
+    BPE_TOKEN_UNKNOWN = 2,
+    BPE_TOKEN_CONTROL = 3,
+    BPE_TOKEN_USER_DEFINED = 4,
+    BPE_TOKEN_UNUSED = 5,
+    BPE_TOKEN_BYTE = 6
+};
+
+/* GGUF tokenizer metadata. Strings need not be NUL-terminated when their lengths are given
+ * (a NULL lengths array means NUL-terminated strings); merges are "a b". */
+typedef struct BpeArrays {
+    const char *const *tokens;
+    const size_t *token_lens; /* may be NULL */
+    int32_t n_tokens;
+    const char *const *merges;
+    const size_t *merge_lens; /* may be NULL */
+    int32_t n_merges;
+    const int32_t *token_types; /* [n_tokens], may be NULL (all normal) */
+    const char *pre;            /* tokenizer.ggml.pre; NULL means "gpt-2" */
+    int32_t bos_id, eos_id;     /* -1 when none */
+    int add_bos, add_eos;       /* what bpe_encode(add_special = 1) adds */
+} BpeArrays;
+
+int bpe_load(Bpe **out, const char *path, LfError *err);
+/* name is used in error messages only. */
+int bpe_load_json(Bpe **out, const char *json, size_t len, const char *name, LfError *err);
+int bpe_from_arrays(Bpe **out, const BpeArrays *spec, LfError *err);
+void bpe_free(Bpe *t);
+
+/* Appends the ids of text[0..len) to ids; with add_special, the post-processor's tokens too
+ * (TemplateProcessing's BOS, or GGUF's add_bos/add_eos). Invalid UTF-8 is an error naming the
+ * byte offset; ids is then left as it was. */
+int bpe_encode(const Bpe *t, const char *text, size_t len, int add_special, IdList *ids,
+               LfError *err);
+
+/* The text of ids[0..n): *text is malloc'd and NUL-terminated, *len excludes the NUL. Ids outside
+ * the vocabulary are left out, as are special tokens when skip_special. */
+int bpe_decode(const Bpe *t, const int32_t *ids, size_t n, int skip_special, char **text,
+               size_t *len, LfError *err);
+
+/* The bytes one token decodes to (for streaming: they may end inside a UTF-8 character); NULL
+ * when id is outside the vocabulary. */
+const char *bpe_token_bytes(const Bpe *t, int32_t id, size_t *len);
+
+int bpe_vocab_size(const Bpe *t);                  /* largest id + 1 */
+const char *bpe_token(const Bpe *t, int32_t id);   /* as the vocabulary spells it ("Ġthe") */
+int32_t bpe_lookup(const Bpe *t, const char *token); /* added tokens first; -1 when absent */
+int bpe_is_special(const Bpe *t, int32_t id);
+int32_t bpe_bos(const Bpe *t); /* -1 when none */
+int32_t bpe_eos(const Bpe *t); /* -1 when none */
+
+#ifdef __cplusplus
+}
+#endif

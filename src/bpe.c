@@ -1,0 +1,1382 @@
+/* bpe.c: byte-level BPE (see bpe.h), exact to Hugging Face `tokenizers`. The pre-tokenizer
+ * regexes are hand-written matchers over the generated Unicode classes (unicode_props.c), merges
+ * are an open-addressing hash of id pairs, and each word is merged with the same min-heap of
+ * (rank, position) that `tokenizers` uses, so ties and stale entries resolve as there. It is not a
+ * general `tokenizers` runtime: normalizers, other models and other regexes are refused at load
+ * time, and there is no word cache and no offset tracking. */
+#include "loraft/bpe.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "loraft/fileio.h"
+#include "loraft/unicode_props.h"
+#include "loraft/utf8.h"
+
+enum { MAX_STAGES = 4, MAX_TEMPLATE = 8 };
+
+/* Pre-tokenizer steps, applied in order; ByteLevel is always the last. */
+typedef enum { ST_DIGITS, ST_SPLIT_GPT2, ST_SPLIT_LLAMA3, ST_BYTELEVEL } StageKind;
+typedef struct Stage {
+    StageKind kind;
+    int flag; /* Digits: individual_digits; ByteLevel: add_prefix_space */
+    int regex; /* ByteLevel: use_regex */
+} Stage;
+
+typedef struct AddedToken {
+    uint32_t off, len; /* content in the arena */
+    int32_t id;
+    uint8_t special, normalized, lstrip, rstrip;
+} AddedToken;
+
+/* Byte strings -> id: keys live in an arena at off[id], len[id]. */
+typedef struct StrTable {
+    uint32_t *hash; /* 0 = empty slot */
+    int32_t *id;
+    size_t mask;
+} StrTable;
+
+/* (left id, right id) -> (rank, merged id). */
+typedef struct PairTable {
+    uint64_t *key; /* UINT64_MAX = empty */
+    uint32_t *rank;
+    int32_t *merged;
+    size_t mask, n;
+} PairTable;
+
+typedef struct Arena {
+    char *p;
+    size_t n, cap;
+} Arena;
+
+struct Bpe {
+    Arena text;              /* model spellings and added token contents */
+    Arena raw;               /* the bytes each id decodes to */
+    uint32_t *off, *len;     /* [n_ids] model spelling of id in text, off UINT32_MAX: none */
+    uint32_t *name_off, *name_len; /* [n_ids] what id_to_token gives: added content first */
+    uint32_t *raw_off, *raw_len;   /* [n_ids] decoded bytes, raw_off UINT32_MAX: no such id */
+    uint8_t *special;              /* [n_ids] 1 when decode(skip_special) drops it */
+    int32_t n_ids;
+    StrTable vocab; /* model vocabulary, by spelling */
+    PairTable merges;
+    int32_t byte_id[256];      /* the model token of each byte's char */
+    char byte_spell[256][2];   /* UTF-8 of each byte's char (1 or 2 bytes) */
+    AddedToken *added;
+    int n_added;
+    uint8_t added_first[2][256]; /* [normalized] some added token starts with this byte */
+    Stage stages[MAX_STAGES];
+    int n_stages;
+    int ignore_merges, fuse_unk;
+    int32_t unk;
+    int32_t prefix[MAX_TEMPLATE], suffix[MAX_TEMPLATE];
+    int n_prefix, n_suffix;
+    int32_t bos, eos;
+    uint8_t ascii[128]; /* unicode_props flags of ASCII */
+};
+
+/* ---------------------------------------------------------------- small helpers */
+
+static int arena_add(Arena *a, const void *s, size_t n, uint32_t *off, LfError *err) {
+    if (a->n + n + 1 > a->cap) {
+        size_t cap = a->cap ? a->cap : 4096;
+        while (cap < a->n + n + 1) cap *= 2;
+        if (cap >= UINT32_MAX) return lf_fail(err, "token strings too large");
+        char *p = realloc(a->p, cap);
+        if (!p) return lf_fail(err, "out of memory for token strings");
+        a->p = p;
+        a->cap = cap;
+    }
+    *off = (uint32_t)a->n;
+    memcpy(a->p + a->n, s, n);
+    a->p[a->n + n] = 0;
+    a->n += n + 1;
+    return 0;
+}
+
+/* IdList push without linking tokenizer.c (the fuzz target builds this file alone). */
+static int push_id(IdList *l, int32_t id, LfError *err) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        int32_t *p = realloc(l->ids, cap * sizeof *p);
+        if (!p) return lf_fail(err, "out of memory for %zu token ids", cap);
+        l->ids = p;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = id;
+    return 0;
+}
+
+static uint32_t hash_bytes(const void *data, size_t n) {
+    const unsigned char *s = data;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    for (; n >= 8; s += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 29;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s, n);
+    h = (h ^ w) * 0x94D049BB133111EBull;
+    h ^= h >> 32;
+    return (uint32_t)h | 1u << 31;
+}
+
+static int uprops(uint32_t c) {
+    size_t lo = 0, hi = unicode_prop_ranges_len;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (unicode_prop_ranges[mid].first <= c)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return unicode_prop_ranges[lo].flags;
+}
+
+/* GPT-2's byte alphabet: printable Latin-1 bytes stand for themselves, the other 68 bytes for
+ * U+0100.. in byte order. */
+static uint32_t byte_char(int b) {
+    if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
+    int n = 0;
+    for (int x = 0; x < b; x++) n += !((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE);
+    return 0x100 + n;
+}
+
+/* The byte char c stands for, -1 when c is not in the alphabet. */
+static int char_byte(uint32_t c) {
+    if (c < 0x100) return c == byte_char((int)c) ? (int)c : -1;
+    if (c >= 0x144) return -1;
+    for (int b = 0; b < 256; b++)
+        if (byte_char(b) == c) return b;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- hash tables */
+
+static int strtab_init(StrTable *tab, size_t n, LfError *err) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    tab->hash = calloc(cap, sizeof *tab->hash);
+    tab->id = malloc(cap * sizeof *tab->id);
+    tab->mask = cap - 1;
+    return tab->hash && tab->id ? 0 : lf_fail(err, "out of memory for the vocabulary");
+}
+
+/* Slot of key s[0..n) in tab: its id's slot, or the empty slot where it goes. */
+static size_t strtab_slot(const StrTable *tab, const char *arena, const uint32_t *off,
+                          const uint32_t *len, const void *s, size_t n, uint32_t h) {
+    size_t i = h & tab->mask;
+    while (tab->hash[i] && !(tab->hash[i] == h && len[tab->id[i]] == n &&
+                             !memcmp(arena + off[tab->id[i]], s, n)))
+        i = (i + 1) & tab->mask;
+    return i;
+}
+
+/* Later duplicates win, as in a Python dict or Rust's HashMap::insert. */
+static void strtab_put(StrTable *tab, const char *arena, const uint32_t *off, const uint32_t *len,
+                       int32_t id) {
+    uint32_t h = hash_bytes(arena + off[id], len[id]);
+    size_t i = strtab_slot(tab, arena, off, len, arena + off[id], len[id], h);
+    tab->hash[i] = h;
+    tab->id[i] = id;
+}
+
+static int32_t strtab_get(const StrTable *tab, const char *arena, const uint32_t *off,
+                          const uint32_t *len, const void *s, size_t n) {
+    if (!tab->hash) return -1;
+    size_t i = strtab_slot(tab, arena, off, len, s, n, hash_bytes(s, n));
+    return tab->hash[i] ? tab->id[i] : -1;
+}
+
+static int32_t vocab_get(const Bpe *t, const void *s, size_t n) {
+    return strtab_get(&t->vocab, t->text.p, t->off, t->len, s, n);
+}
+
+static size_t pair_slot(const PairTable *p, uint64_t key) {
+    uint64_t h = key * 0x9E3779B97F4A7C15ull;
+    size_t i = (size_t)(h >> 32) & p->mask;
+    while (p->key[i] != UINT64_MAX && p->key[i] != key) i = (i + 1) & p->mask;
+    return i;
+}
+
+static int pair_init(PairTable *p, size_t n, LfError *err) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    p->key = malloc(cap * sizeof *p->key);
+    p->rank = malloc(cap * sizeof *p->rank);
+    p->merged = malloc(cap * sizeof *p->merged);
+    if (!p->key || !p->rank || !p->merged) return lf_fail(err, "out of memory for the merges");
+    memset(p->key, 0xFF, cap * sizeof *p->key);
+    p->mask = cap - 1;
+    return 0;
+}
+
+/* A later rule for the same pair replaces the earlier one (HashMap::insert in `tokenizers`). */
+static void pair_put(PairTable *p, int32_t a, int32_t b, uint32_t rank, int32_t merged) {
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    size_t i = pair_slot(p, key);
+    p->key[i] = key;
+    p->rank[i] = rank;
+    p->merged[i] = merged;
+}
+
+/* The rule for (a, b), or NULL-like: returns 0 and fills rank/merged when present. */
+static int pair_get(const PairTable *p, int32_t a, int32_t b, uint32_t *rank, int32_t *merged) {
+    size_t i = pair_slot(p, (uint64_t)(uint32_t)a << 32 | (uint32_t)b);
+    if (p->key[i] == UINT64_MAX) return -1;
+    *rank = p->rank[i];
+    *merged = p->merged[i];
+    return 0;
+}
+
+/* ---------------------------------------------------------------- pre-tokenizer matchers */
+
+/* A piece of valid UTF-8 text and the classes of its characters. */
+typedef struct Scan {
+    const Bpe *t;
+    const unsigned char *s;
+    size_t n;
+} Scan;
+
+/* The char at i (i < n): its code point, and the index after it. */
+static size_t next_char(const Scan *sc, size_t i, uint32_t *c) {
+    if (sc->s[i] < 0x80) return *c = sc->s[i], i + 1;
+    int k = utf8_decode(sc->s + i, sc->n - i, c);
+    if (!k) *c = 0xFFFD; /* never: the text was validated */
+    return i + (size_t)(k ? k : 1);
+}
+
+static int flags_of(const Scan *sc, uint32_t c) {
+    return c < 0x80 ? sc->t->ascii[c] : uprops(c);
+}
+
+/* Flags of the char at i, 0 at the end. */
+static int flags_at(const Scan *sc, size_t i) {
+    uint32_t c;
+    if (i >= sc->n) return 0;
+    next_char(sc, i, &c);
+    return flags_of(sc, c);
+}
+
+enum { CLS_OTHER = 16 }; /* [^\s\p{L}\p{N}], beside the UPROP_ bits */
+
+static int in_class(int flags, int cls) {
+    if (cls == CLS_OTHER) return !(flags & (UPROP_L | UPROP_N | UPROP_SPACE));
+    return flags & cls;
+}
+
+/* End of the run of chars of class cls starting at i. */
+static size_t run_end(const Scan *sc, size_t i, int cls) {
+    while (i < sc->n) {
+        uint32_t c;
+        size_t j = next_char(sc, i, &c);
+        if (!in_class(flags_of(sc, c), cls)) break;
+        i = j;
+    }
+    return i;
+}
+
+/* 's|'t|'re|'ve|'m|'ll|'d at i: the end of the match, 0 when none. Case-insensitive as
+ * (?i:...) in Oniguruma, where U+017F (long s) folds to s. */
+static size_t contraction(const Scan *sc, size_t i, int icase) {
+    const unsigned char *s = sc->s + i;
+    size_t n = sc->n - i;
+    if (n < 2 || s[0] != '\'') return 0;
+    int a = icase && s[1] < 0x80 ? s[1] | 0x20 : s[1];
+    int b = n < 3 ? 0 : icase && s[2] < 0x80 ? s[2] | 0x20 : s[2];
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
+    if (icase && n >= 3 && s[1] == 0xC5 && s[2] == 0xBF) return i + 3;
+    return 0;
+}
+
+/* \s+(?!\S)|\s+ at i (a whitespace char): the whole run when it ends the text or is one char,
+ * else the run but its last char, which goes with the word after it. */
+static size_t space_run(const Scan *sc, size_t i) {
+    size_t end = run_end(sc, i, UPROP_SPACE), last = i, k = i;
+    while (k < end) {
+        uint32_t c;
+        last = k;
+        k = next_char(sc, k, &c);
+    }
+    return end == sc->n || last == i ? end : last;
+}
+
+/* GPT-2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+static size_t match_gpt2(const Scan *sc, size_t i) {
+    size_t k = contraction(sc, i, 0);
+    if (k) return k;
+    size_t j = sc->s[i] == ' ' && i + 1 < sc->n && !(flags_at(sc, i + 1) & UPROP_SPACE) ? i + 1 : i;
+    int f = flags_at(sc, j);
+    if (f & UPROP_L) return run_end(sc, j, UPROP_L);
+    if (f & UPROP_N) return run_end(sc, j, UPROP_N);
+    if (in_class(f, CLS_OTHER)) return run_end(sc, j, CLS_OTHER);
+    return space_run(sc, i);
+}
+
+/* Llama-3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
+static size_t match_llama3(const Scan *sc, size_t i) {
+    size_t k = contraction(sc, i, 1);
+    if (k) return k;
+    uint32_t c;
+    size_t i1 = next_char(sc, i, &c);
+    int f = flags_of(sc, c);
+    if (!(f & (UPROP_L | UPROP_N)) && c != '\r' && c != '\n' && (flags_at(sc, i1) & UPROP_L))
+        return run_end(sc, i1, UPROP_L);
+    if (f & UPROP_L) return run_end(sc, i, UPROP_L);
+    if (f & UPROP_N) {
+        for (int r = 0; r < 3 && i < sc->n && (flags_at(sc, i) & UPROP_N); r++)
+            i = next_char(sc, i, &c);
+        return i;
+    }
+    size_t j = c == ' ' && i1 < sc->n && in_class(flags_at(sc, i1), CLS_OTHER) ? i1 : i;
+    if (in_class(flags_at(sc, j), CLS_OTHER)) {
+        j = run_end(sc, j, CLS_OTHER);
+        while (j < sc->n && (sc->s[j] == '\r' || sc->s[j] == '\n')) j++;
+        return j;
+    }
+    size_t end = run_end(sc, i, UPROP_SPACE), nl = 0;
+    for (k = i; k < end; k = next_char(sc, k, &c))
+        if (sc->s[k] == '\r' || sc->s[k] == '\n') nl = k + 1;
+    return nl ? nl : space_run(sc, i);
+}
+
+/* ---------------------------------------------------------------- BPE of one word */
+
+typedef struct Sym {
+    int32_t id, prev, next;
+    int alive;
+} Sym;
+
+typedef struct Merge {
+    uint32_t rank, pos;
+    int32_t merged;
+} Merge;
+
+/* Per-call scratch: one Bpe serves many threads. */
+typedef struct Enc {
+    const Bpe *t;
+    IdList *ids;
+    LfError *err;
+    Sym *sym;
+    Merge *heap;
+    size_t cap, n_heap;
+    char *buf; /* a piece with its prefix space */
+    size_t buf_cap;
+    char *spell; /* a word in the byte alphabet, for ignore_merges */
+    size_t spell_cap;
+} Enc;
+
+static int merge_less(const Merge *a, const Merge *b) {
+    return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
+}
+
+static void heap_push(Enc *e, Merge m) {
+    size_t i = e->n_heap++;
+    while (i && merge_less(&m, &e->heap[(i - 1) / 2])) {
+        e->heap[i] = e->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    e->heap[i] = m;
+}
+
+static Merge heap_pop(Enc *e) {
+    Merge top = e->heap[0], last = e->heap[--e->n_heap];
+    size_t i = 0, n = e->n_heap;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && merge_less(&e->heap[c + 1], &e->heap[c])) c++;
+        if (!merge_less(&e->heap[c], &last)) break;
+        e->heap[i] = e->heap[c];
+        i = c;
+    }
+    if (n) e->heap[i] = last;
+    return top;
+}
+
+static void push_pair(Enc *e, int32_t pos) {
+    uint32_t rank;
+    int32_t merged;
+    const Sym *s = e->sym;
+    if (!pair_get(&e->t->merges, s[pos].id, s[s[pos].next].id, &rank, &merged))
+        heap_push(e, (Merge){rank, (uint32_t)pos, merged});
+}
+
+static int reserve(Enc *e, size_t n) {
+    if (n <= e->cap) return 0;
+    size_t cap = e->cap ? e->cap : 64;
+    while (cap < n) cap *= 2;
+    Sym *sym = realloc(e->sym, cap * sizeof *sym);
+    if (sym) e->sym = sym;
+    Merge *heap = realloc(e->heap, 3 * cap * sizeof *heap);
+    if (heap) e->heap = heap;
+    if (!sym || !heap) return lf_fail(e->err, "out of memory for a %zu-byte word", n);
+    e->cap = cap;
+    return 0;
+}
+
+/* The initial symbols: one per byte, a missing byte as [UNK] (fused when fuse_unk) or dropped. */
+static int32_t initial_symbols(Enc *e, const unsigned char *s, size_t n) {
+    const Bpe *t = e->t;
+    int32_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = t->byte_id[s[i]];
+        if (id < 0 && (id = t->unk) < 0) continue;
+        if (id == t->unk && t->byte_id[s[i]] < 0 && t->fuse_unk && k && e->sym[k - 1].id == t->unk)
+            continue;
+        e->sym[k] = (Sym){id, k - 1, k + 1, 1};
+        k++;
+    }
+    if (k) e->sym[k - 1].next = -1;
+    return k;
+}
+
+/* Word::merge_all of `tokenizers`: pop the lowest (rank, position); skip entries whose pair is
+ * gone or now merges into another token; merge; queue the two new neighbouring pairs. */
+static void merge_all(Enc *e, int32_t n) {
+    Sym *s = e->sym;
+    e->n_heap = 0;
+    for (int32_t i = 0; i + 1 < n; i++) push_pair(e, i);
+    while (e->n_heap) {
+        Merge m = heap_pop(e);
+        int32_t p = (int32_t)m.pos, q = s[p].next;
+        uint32_t rank;
+        int32_t merged;
+        if (!s[p].alive || q < 0 ||
+            pair_get(&e->t->merges, s[p].id, s[q].id, &rank, &merged) || merged != m.merged)
+            continue;
+        s[p].id = m.merged;
+        s[p].next = s[q].next;
+        s[q].alive = 0;
+        if (s[q].next >= 0) s[s[q].next].prev = p;
+        if (s[p].prev >= 0) push_pair(e, s[p].prev);
+        if (s[p].next >= 0) push_pair(e, p);
+    }
+}
+
+/* ignore_merges: the id of the whole word when the vocabulary has it, else -1. */
+static int32_t whole_word(Enc *e, const unsigned char *s, size_t n) {
+    if (2 * n > e->spell_cap) {
+        char *p = realloc(e->spell, 2 * n);
+        if (!p) return -1; /* the merges give the same ids, only slower */
+        e->spell = p;
+        e->spell_cap = 2 * n;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *c = e->t->byte_spell[s[i]];
+        e->spell[k++] = c[0];
+        if (c[1]) e->spell[k++] = c[1];
+    }
+    return vocab_get(e->t, e->spell, k);
+}
+
+static int bpe_word(Enc *e, const unsigned char *s, size_t n) {
+    const Bpe *t = e->t;
+    int32_t whole = t->ignore_merges ? whole_word(e, s, n) : -1;
+    if (whole >= 0) return push_id(e->ids, whole, e->err);
+    if (reserve(e, n)) return -1;
+    int32_t k = initial_symbols(e, s, n);
+    if (k > 1) merge_all(e, k);
+    for (int32_t i = 0; i < k; i++)
+        if (e->sym[i].alive && push_id(e->ids, e->sym[i].id, e->err)) return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- pre-tokenization */
+
+static int pretok(Enc *e, int stage, const unsigned char *s, size_t n);
+
+/* Isolated split by a regex: every match is a piece (the regexes match everywhere). */
+static int split_regex(Enc *e, int stage, const unsigned char *s, size_t n, int llama3) {
+    Scan sc = {e->t, s, n};
+    for (size_t i = 0; i < n;) {
+        size_t j = llama3 ? match_llama3(&sc, i) : match_gpt2(&sc, i);
+        if (pretok(e, stage + 1, s + i, j - i)) return -1;
+        i = j;
+    }
+    return 0;
+}
+
+/* Digits: numeric chars apart from the rest, each alone (individual) or in runs. */
+static int split_digits(Enc *e, int stage, const unsigned char *s, size_t n, int individual) {
+    Scan sc = {e->t, s, n};
+    size_t start = 0;
+    while (start < n) {
+        int numeric = flags_at(&sc, start) & UPROP_NUMERIC;
+        size_t end = start;
+        do {
+            uint32_t c;
+            end = next_char(&sc, end, &c);
+        } while (end < n && !(numeric && individual) &&
+                 !(flags_at(&sc, end) & UPROP_NUMERIC) == !numeric);
+        if (pretok(e, stage + 1, s + start, end - start)) return -1;
+        start = end;
+    }
+    return 0;
+}
+
+static int byte_level(Enc *e, int stage, const unsigned char *s, size_t n, const Stage *st) {
+    if (st->flag && s[0] != ' ') { /* add_prefix_space */
+        if (n + 1 > e->buf_cap) {
+            char *p = realloc(e->buf, n + 1);
+            if (!p) return lf_fail(e->err, "out of memory for a %zu-byte piece", n);
+            e->buf = p;
+            e->buf_cap = n + 1;
+        }
+        e->buf[0] = ' ';
+        memcpy(e->buf + 1, s, n);
+        s = (const unsigned char *)e->buf;
+        n++;
+    }
+    return st->regex ? split_regex(e, stage, s, n, 0) : pretok(e, stage + 1, s, n);
+}
+
+static int pretok(Enc *e, int stage, const unsigned char *s, size_t n) {
+    if (!n) return 0; /* `tokenizers` drops empty splits */
+    if (stage == e->t->n_stages) return bpe_word(e, s, n);
+    const Stage *st = &e->t->stages[stage];
+    switch (st->kind) {
+    case ST_DIGITS: return split_digits(e, stage, s, n, st->flag);
+    case ST_SPLIT_GPT2: return split_regex(e, stage, s, n, 0);
+    case ST_SPLIT_LLAMA3: return split_regex(e, stage, s, n, 1);
+    case ST_BYTELEVEL: return byte_level(e, stage, s, n, st);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- added tokens */
+
+/* Added token of the given normalized set that matches longest at s[i..n), or NULL. */
+static const AddedToken *match_added(const Bpe *t, const unsigned char *s, size_t n, size_t i,
+                                     int normalized) {
+    const AddedToken *best = NULL;
+    if (!t->added_first[normalized][s[i]]) return NULL; /* never a UTF-8 continuation byte */
+    for (int k = 0; k < t->n_added; k++) {
+        const AddedToken *a = &t->added[k];
+        if (a->normalized == normalized && a->len <= n - i && (!best || a->len > best->len) &&
+            !memcmp(s + i, t->text.p + a->off, a->len))
+            best = a;
+    }
+    return best;
+}
+
+/* Start of the whitespace that ends s[0..start) (the regex \s*$ of lstrip). */
+static size_t space_before(const Bpe *t, const unsigned char *s, size_t start) {
+    Scan sc = {t, s, start};
+    size_t i = start;
+    while (i > 0) {
+        size_t p = i - 1;
+        while (p > 0 && (s[p] & 0xC0) == 0x80) p--;
+        if (!(flags_at(&sc, p) & UPROP_SPACE)) break;
+        i = p;
+    }
+    return i;
+}
+
+/* Splits s[0..n) on the added tokens of one set (AddedVocabulary::find_matches); the text
+ * between them goes on to the next set, then to the pre-tokenizer. */
+static int split_added(Enc *e, const unsigned char *s, size_t n, int normalized) {
+    const Bpe *t = e->t;
+    size_t done = 0; /* start_offset: the end of the last token, with its stripped spaces */
+    for (size_t i = 0; i < n;) {
+        const AddedToken *a = match_added(t, s, n, i, normalized);
+        if (!a) {
+            i++;
+            continue;
+        }
+        size_t start = i, stop = i + a->len;
+        if (a->lstrip) start = space_before(t, s, start) > done ? space_before(t, s, start) : done;
+        if (a->rstrip) stop = run_end(&(Scan){t, s, n}, stop, UPROP_SPACE);
+        if (done < start) {
+            int rc = normalized ? pretok(e, 0, s + done, start - done)
+                                : split_added(e, s + done, start - done, 1);
+            if (rc) return -1;
+        }
+        if (push_id(e->ids, a->id, e->err)) return -1;
+        done = stop;
+        i += a->len;
+    }
+    if (done >= n) return 0;
+    return normalized ? pretok(e, 0, s + done, n - done) : split_added(e, s + done, n - done, 1);
+}
+
+int bpe_encode(const Bpe *t, const char *text, size_t len, int add_special, IdList *ids,
+               LfError *err) {
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < len;) {
+        uint32_t c;
+        int k = s[i] < 0x80 ? 1 : utf8_decode(s + i, len - i, &c);
+        if (!k) return lf_fail(err, "invalid UTF-8 at byte offset %zu", i);
+        i += (size_t)k;
+    }
+    Enc e = {.t = t, .ids = ids, .err = err};
+    size_t n0 = ids->n;
+    int rc = 0;
+    for (int i = 0; add_special && !rc && i < t->n_prefix; i++) rc = push_id(ids, t->prefix[i], err);
+    if (!rc) rc = split_added(&e, s, len, 0);
+    for (int i = 0; add_special && !rc && i < t->n_suffix; i++) rc = push_id(ids, t->suffix[i], err);
+    free(e.sym);
+    free(e.heap);
+    free(e.buf);
+    free(e.spell);
+    if (rc) ids->n = n0;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+/* Length of the UTF-8 sequence at s[0..n) when it is valid, else minus the length of its
+ * maximal invalid prefix (at least 1): what from_utf8_lossy replaces by one U+FFFD. */
+static int utf8_check(const unsigned char *s, size_t n) {
+    int b = s[0], need = b < 0x80 ? 1 : b < 0xC2 ? 0 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : b < 0xF5 ? 4 : 0;
+    if (need <= 1) return need ? 1 : -1;
+    int lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80, hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+    int k = 1;
+    for (; k < need && (size_t)k < n && s[k] >= lo && s[k] <= hi; k++) lo = 0x80, hi = 0xBF;
+    return k == need ? k : -k;
+}
+
+int bpe_decode(const Bpe *t, const int32_t *ids, size_t n, int skip_special, char **text,
+               size_t *len, LfError *err) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < t->n_ids && t->raw_off[ids[i]] != UINT32_MAX)
+            total += t->raw_len[ids[i]];
+    unsigned char *bytes = malloc(total + 1);
+    char *out = malloc(3 * total + 1); /* U+FFFD is 3 bytes: at most 3 per input byte */
+    if (!bytes || !out) {
+        free(bytes);
+        free(out);
+        return lf_fail(err, "out of memory decoding %zu ids", n);
+    }
+    size_t k = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = ids[i];
+        if (id < 0 || id >= t->n_ids || t->raw_off[id] == UINT32_MAX) continue;
+        if (skip_special && t->special[id]) continue;
+        memcpy(bytes + k, t->raw.p + t->raw_off[id], t->raw_len[id]);
+        k += t->raw_len[id];
+    }
+    for (size_t i = 0; i < k;) {
+        int c = utf8_check(bytes + i, k - i);
+        if (c > 0) {
+            memcpy(out + m, bytes + i, (size_t)c);
+            m += (size_t)c;
+            i += (size_t)c;
+        } else {
+            memcpy(out + m, "\xEF\xBF\xBD", 3);
+            m += 3;
+            i += (size_t)-c;
+        }
+    }
+    free(bytes);
+    out[m] = 0;
+    *text = out;
+    *len = m;
+    return 0;
+}
+
+const char *bpe_token_bytes(const Bpe *t, int32_t id, size_t *len) {
+    if (id < 0 || id >= t->n_ids || t->raw_off[id] == UINT32_MAX) return NULL;
+    *len = t->raw_len[id];
+    return t->raw.p + t->raw_off[id];
+}
+
+int bpe_vocab_size(const Bpe *t) {
+    return t->n_ids;
+}
+
+const char *bpe_token(const Bpe *t, int32_t id) {
+    if (id < 0 || id >= t->n_ids || t->name_off[id] == UINT32_MAX) return NULL;
+    return t->text.p + t->name_off[id];
+}
+
+int32_t bpe_lookup(const Bpe *t, const char *token) {
+    size_t n = strlen(token);
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].len == n && !memcmp(t->text.p + t->added[i].off, token, n))
+            return t->added[i].id;
+    return vocab_get(t, token, n);
+}
+
+int bpe_is_special(const Bpe *t, int32_t id) {
+    return id >= 0 && id < t->n_ids && t->special[id];
+}
+
+int32_t bpe_bos(const Bpe *t) {
+    return t->bos;
+}
+
+int32_t bpe_eos(const Bpe *t) {
+    return t->eos;
+}
+
+void bpe_free(Bpe *t) {
+    if (!t) return;
+    free(t->text.p);
+    free(t->raw.p);
+    free(t->off);
+    free(t->len);
+    free(t->name_off);
+    free(t->name_len);
+    free(t->raw_off);
+    free(t->raw_len);
+    free(t->special);
+    free(t->vocab.hash);
+    free(t->vocab.id);
+    free(t->merges.key);
+    free(t->merges.rank);
+    free(t->merges.merged);
+    free(t->added);
+    free(t);
+}
+
+/* ---------------------------------------------------------------- the core builder */
+
+static Bpe *bpe_new(LfError *err) {
+    Bpe *t = calloc(1, sizeof *t);
+    if (!t) {
+        lf_fail(err, "out of memory");
+        return NULL;
+    }
+    t->unk = t->bos = t->eos = -1;
+    for (int c = 0; c < 128; c++) t->ascii[c] = (uint8_t)uprops((uint32_t)c);
+    for (int b = 0; b < 256; b++) {
+        char u[4];
+        int k = utf8_encode(byte_char(b), u);
+        memcpy(t->byte_spell[b], u, (size_t)k);
+    }
+    return t;
+}
+
+/* Room for ids 0..n_ids-1 and a table of n_model model tokens. */
+static int begin_vocab(Bpe *t, int32_t n_ids, size_t n_model, LfError *err) {
+    size_t n = (size_t)n_ids;
+    t->n_ids = n_ids;
+    t->off = malloc(n * sizeof *t->off);
+    t->len = calloc(n, sizeof *t->len);
+    t->name_off = malloc(n * sizeof *t->name_off);
+    t->name_len = calloc(n, sizeof *t->name_len);
+    t->raw_off = malloc(n * sizeof *t->raw_off);
+    t->raw_len = calloc(n, sizeof *t->raw_len);
+    t->special = calloc(n, 1);
+    if (!t->off || !t->name_off || !t->raw_off || !t->len || !t->name_len || !t->raw_len ||
+        !t->special)
+        return lf_fail(err, "out of memory for %d tokens", n_ids);
+    memset(t->off, 0xFF, n * sizeof *t->off);
+    memset(t->name_off, 0xFF, n * sizeof *t->name_off);
+    memset(t->raw_off, 0xFF, n * sizeof *t->raw_off);
+    return strtab_init(&t->vocab, n_model, err);
+}
+
+static int model_token(Bpe *t, int32_t id, const char *s, size_t n, const char *name,
+                       LfError *err) {
+    if (t->off[id] != UINT32_MAX) return lf_fail(err, "%s: token id %d appears twice", name, id);
+    if (arena_add(&t->text, s, n, &t->off[id], err)) return -1;
+    t->len[id] = (uint32_t)n;
+    t->name_off[id] = t->off[id];
+    t->name_len[id] = (uint32_t)n;
+    strtab_put(&t->vocab, t->text.p, t->off, t->len, id);
+    return 0;
+}
+
+/* Rule `rank`: a + b -> the token spelled a b; every part must be in the vocabulary. */
+static int add_merge(Bpe *t, uint32_t rank, const char *a, size_t na, const char *b, size_t nb,
+                     const char *name, LfError *err) {
+    char stack[256], *ab = na + nb <= sizeof stack ? stack : malloc(na + nb);
+    if (!ab) return lf_fail(err, "out of memory");
+    memcpy(ab, a, na);
+    memcpy(ab + na, b, nb);
+    int32_t ia = vocab_get(t, a, na), ib = vocab_get(t, b, nb), iab = vocab_get(t, ab, na + nb);
+    const char *bad = ia < 0 ? a : ib < 0 ? b : ab;
+    int nbad = (int)(ia < 0 ? na : ib < 0 ? nb : na + nb);
+    int rc = 0;
+    if (ia < 0 || ib < 0 || iab < 0)
+        rc = lf_fail(err, "%s: merge %u (\"%.*s %.*s\"): \"%.*s\" is not in the vocabulary", name,
+                     rank + 1, (int)na, a, (int)nb, b, nbad, bad);
+    else
+        pair_put(&t->merges, ia, ib, rank, iab);
+    if (ab != stack) free(ab);
+    return rc;
+}
+
+static int valid_utf8(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        int c = utf8_check((const unsigned char *)s + i, n - i);
+        if (c < 0) return 0;
+        i += (size_t)c;
+    }
+    return 1;
+}
+
+static int add_added(Bpe *t, const char *s, size_t n, int32_t id, const uint8_t flags[4],
+                     const char *name, LfError *err) {
+    if (!n || !valid_utf8(s, n) || id < 0 || id >= t->n_ids)
+        return lf_fail(err, "%s: added token \"%.*s\" (id %d) is empty, not UTF-8 or out of range",
+                       name, (int)n, s, id);
+    AddedToken *p = realloc(t->added, (size_t)(t->n_added + 1) * sizeof *p);
+    if (!p) return lf_fail(err, "out of memory");
+    t->added = p;
+    AddedToken *a = &t->added[t->n_added++];
+    *a = (AddedToken){0, (uint32_t)n, id, flags[0], flags[1], flags[2], flags[3]};
+    if (arena_add(&t->text, s, n, &a->off, err)) return -1;
+    t->name_off[id] = a->off;
+    t->name_len[id] = (uint32_t)n;
+    t->added_first[a->normalized][(unsigned char)s[0]] = 1;
+    return 0;
+}
+
+/* The bytes of a token spelled s[0..n): its chars through the byte alphabet, or its own UTF-8
+ * when any char is outside it (the ByteLevel decoder). */
+static int raw_form(Bpe *t, int32_t id, LfError *err) {
+    const unsigned char *s = (const unsigned char *)t->text.p + t->name_off[id];
+    size_t n = t->name_len[id], k = 0;
+    unsigned char stack[256], *out = n <= sizeof stack ? stack : malloc(n);
+    if (!out) return lf_fail(err, "out of memory");
+    for (size_t i = 0; i < n && k != SIZE_MAX;) {
+        uint32_t c = s[i];
+        int len = c < 0x80 ? 1 : utf8_decode(s + i, n - i, &c);
+        int b = len ? char_byte(c) : -1;
+        if (b < 0) k = SIZE_MAX;
+        else out[k++] = (unsigned char)b, i += (size_t)len;
+    }
+    int rc = k == SIZE_MAX ? arena_add(&t->raw, s, n, &t->raw_off[id], err)
+                           : arena_add(&t->raw, out, k, &t->raw_off[id], err);
+    t->raw_len[id] = (uint32_t)(k == SIZE_MAX ? n : k);
+    if (out != stack) free(out);
+    return rc;
+}
+
+/* After the vocabulary, merges and added tokens: byte ids, decoded forms, special flags. */
+static int finish(Bpe *t, const char *name, LfError *err) {
+    int bytelevel = 0;
+    for (int i = 0; i < t->n_stages; i++) bytelevel |= t->stages[i].kind == ST_BYTELEVEL;
+    if (!bytelevel) return lf_fail(err, "%s: no ByteLevel pre-tokenizer: not a byte-level BPE", name);
+    for (int b = 0; b < 256; b++) {
+        const char *c = t->byte_spell[b];
+        t->byte_id[b] = vocab_get(t, c, c[1] ? 2 : 1);
+    }
+    for (int32_t id = 0; id < t->n_ids; id++)
+        if (t->name_off[id] != UINT32_MAX && raw_form(t, id, err)) return -1;
+    for (int i = 0; i < t->n_added; i++) {
+        const AddedToken *a = &t->added[i];
+        if (!a->special) continue;
+        t->special[a->id] = 1;
+        int32_t same = vocab_get(t, t->text.p + a->off, a->len); /* is_special_token is by name */
+        if (same >= 0 && t->name_len[same] == a->len &&
+            !memcmp(t->text.p + t->name_off[same], t->text.p + a->off, a->len))
+            t->special[same] = 1;
+    }
+    return 0;
+}
+
+/* bos/eos default: GPT-2's <|endoftext|>, when the vocabulary has it. */
+static void default_bos_eos(Bpe *t) {
+    if (t->bos < 0) t->bos = bpe_lookup(t, "<|endoftext|>");
+    if (t->eos < 0) t->eos = bpe_lookup(t, "<|endoftext|>");
+}
+
+/* ---------------------------------------------------------------- tokenizer.json */
+
+static const char GPT2_REGEX[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+static const char LLAMA3_REGEX[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static const char *type_of(const cJSON *obj) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(obj, "type");
+    return cJSON_IsString(type) ? type->valuestring : NULL;
+}
+
+/* A boolean member; def when absent or null; -1 with err for another type. */
+static int json_flag(const cJSON *obj, const char *key, int def, const char *name, LfError *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) return def;
+    if (!cJSON_IsBool(v)) return lf_fail(err, "%s: \"%s\" must be true or false", name, key);
+    return cJSON_IsTrue(v);
+}
+
+static const char *json_string(const cJSON *obj, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int add_stage(Bpe *t, Stage st, const char *name, LfError *err) {
+    if (t->n_stages == MAX_STAGES) return lf_fail(err, "%s: too many pre-tokenizers", name);
+    if (t->n_stages && t->stages[t->n_stages - 1].kind == ST_BYTELEVEL)
+        return lf_fail(err, "%s: a pre-tokenizer after ByteLevel is not supported", name);
+    t->stages[t->n_stages++] = st;
+    return 0;
+}
+
+static int parse_split(Bpe *t, const cJSON *pre, const char *name, LfError *err) {
+    const cJSON *pattern = cJSON_GetObjectItemCaseSensitive(pre, "pattern");
+    const char *regex = json_string(pattern, "Regex");
+    const char *behavior = json_string(pre, "behavior");
+    int invert = json_flag(pre, "invert", 0, name, err);
+    if (invert < 0) return -1;
+    if (invert || !behavior || strcmp(behavior, "Isolated"))
+        return lf_fail(err, "%s: Split pre-tokenizer: only behavior Isolated, not inverted", name);
+    if (regex && !strcmp(regex, GPT2_REGEX)) return add_stage(t, (Stage){ST_SPLIT_GPT2, 0, 0}, name, err);
+    if (regex && !strcmp(regex, LLAMA3_REGEX))
+        return add_stage(t, (Stage){ST_SPLIT_LLAMA3, 0, 0}, name, err);
+    return lf_fail(err, "%s: Split pre-tokenizer with an unsupported pattern %.200s (known: GPT-2's "
+                        "and Llama-3's regexes)",
+                   name, regex ? regex : "(not a Regex)");
+}
+
+static int parse_pre(Bpe *t, const cJSON *pre, int depth, const char *name, LfError *err) {
+    const char *type = type_of(pre);
+    if (!type) return lf_fail(err, "%s: pre_tokenizer without a type", name);
+    if (!strcmp(type, "Sequence") && depth == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(pre, "pretokenizers"), *p;
+        if (!cJSON_IsArray(list)) return lf_fail(err, "%s: Sequence without pretokenizers", name);
+        cJSON_ArrayForEach(p, list) if (parse_pre(t, p, 1, name, err)) return -1;
+        return 0;
+    }
+    if (!strcmp(type, "Split")) return parse_split(t, pre, name, err);
+    if (!strcmp(type, "Digits")) {
+        int individual = json_flag(pre, "individual_digits", 0, name, err);
+        return individual < 0 ? -1 : add_stage(t, (Stage){ST_DIGITS, individual, 0}, name, err);
+    }
+    if (!strcmp(type, "ByteLevel")) {
+        int prefix = json_flag(pre, "add_prefix_space", 1, name, err);
+        int regex = prefix < 0 ? -1 : json_flag(pre, "use_regex", 1, name, err);
+        return regex < 0 ? -1 : add_stage(t, (Stage){ST_BYTELEVEL, prefix, regex}, name, err);
+    }
+    return lf_fail(err, "%s: pre-tokenizer %s is not supported (byte-level BPE: ByteLevel, Split, "
+                        "Digits, Sequence)",
+                   name, type);
+}
+
+/* TemplateProcessing's "single": special tokens before and after $A. */
+static int parse_template(Bpe *t, const cJSON *post, const char *name, LfError *err) {
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(post, "single"), *item;
+    const cJSON *specials = cJSON_GetObjectItemCaseSensitive(post, "special_tokens");
+    int after = 0;
+    cJSON_ArrayForEach(item, single) {
+        const cJSON *sp = cJSON_GetObjectItemCaseSensitive(item, "SpecialToken");
+        if (!sp) {
+            after = 1;
+            continue;
+        }
+        const char *id = json_string(sp, "id");
+        const cJSON *entry = id ? cJSON_GetObjectItemCaseSensitive(specials, id) : NULL;
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(entry, "ids"), *v;
+        if (!cJSON_IsArray(ids))
+            return lf_fail(err, "%s: TemplateProcessing names special token %s without ids", name,
+                           id ? id : "(none)");
+        cJSON_ArrayForEach(v, ids) {
+            int *n = after ? &t->n_suffix : &t->n_prefix;
+            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= t->n_ids || *n == MAX_TEMPLATE)
+                return lf_fail(err, "%s: TemplateProcessing: bad id for %s", name, id);
+            (after ? t->suffix : t->prefix)[(*n)++] = (int32_t)v->valuedouble;
+        }
+    }
+    return 0;
+}
+
+static int parse_post(Bpe *t, const cJSON *post, int depth, const char *name, LfError *err) {
+    if (!post || cJSON_IsNull(post)) return 0;
+    const char *type = type_of(post);
+    if (type && !strcmp(type, "ByteLevel")) return 0; /* trims offsets only */
+    if (type && !strcmp(type, "TemplateProcessing")) return parse_template(t, post, name, err);
+    if (type && !strcmp(type, "Sequence") && depth == 0) {
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(post, "processors"))
+        if (parse_post(t, p, 1, name, err)) return -1;
+        return 0;
+    }
+    return lf_fail(err, "%s: post_processor %s is not supported", name, type ? type : "(untyped)");
+}
+
+static int parse_added(Bpe *t, const cJSON *added, const char *name, LfError *err) {
+    const cJSON *a;
+    cJSON_ArrayForEach(a, added) {
+        const char *s = json_string(a, "content");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
+        if (!s || !cJSON_IsNumber(id))
+            return lf_fail(err, "%s: added token without content/id", name);
+        static const char *keys[4] = {"special", "normalized", "lstrip", "rstrip"};
+        uint8_t flags[4];
+        for (int k = 0; k < 4; k++) {
+            int f = json_flag(a, keys[k], k == 1, name, err); /* AddedToken::default() */
+            if (f < 0) return -1;
+            flags[k] = (uint8_t)f;
+        }
+        int single = json_flag(a, "single_word", 0, name, err);
+        if (single) return single < 0 ? -1 : lf_fail(err, "%s: added token \"%s\": single_word is "
+                                                         "not supported", name, s);
+        if (add_added(t, s, strlen(s), (int32_t)id->valuedouble, flags, name, err)) return -1;
+    }
+    return 0;
+}
+
+/* The largest id of the model vocabulary and of the added tokens, checked. */
+static int max_id(const cJSON *vocab, const cJSON *added, const char *name, int32_t *out,
+                  LfError *err) {
+    const cJSON *v;
+    *out = -1;
+    cJSON_ArrayForEach(v, vocab) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= INT32_MAX ||
+            v->valuedouble != (int32_t)v->valuedouble)
+            return lf_fail(err, "%s: vocab[\"%s\"] is not a valid token id", name, v->string);
+        if ((int32_t)v->valuedouble > *out) *out = (int32_t)v->valuedouble;
+    }
+    cJSON_ArrayForEach(v, added) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(v, "id");
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= INT32_MAX ||
+            id->valuedouble != (int32_t)id->valuedouble)
+            return lf_fail(err, "%s: an added token has no valid id", name);
+        if ((int32_t)id->valuedouble > *out) *out = (int32_t)id->valuedouble;
+    }
+    return *out < 0 ? lf_fail(err, "%s: empty vocabulary", name) : 0;
+}
+
+/* One merge rule: "a b" (exactly one space, as `tokenizers` splits it) or ["a", "b"]. */
+static int parse_merge(Bpe *t, const cJSON *m, uint32_t rank, const char *name, LfError *err) {
+    if (cJSON_IsString(m)) {
+        const char *s = m->valuestring, *sp = strchr(s, ' ');
+        if (!sp || strchr(sp + 1, ' '))
+            return lf_fail(err, "%s: merge %u (\"%s\") is not two tokens", name, rank + 1, s);
+        return add_merge(t, rank, s, (size_t)(sp - s), sp + 1, strlen(sp + 1), name, err);
+    }
+    const cJSON *a = cJSON_GetArrayItem(m, 0), *b = cJSON_GetArrayItem(m, 1);
+    if (!cJSON_IsArray(m) || cJSON_GetArraySize(m) != 2 || !cJSON_IsString(a) || !cJSON_IsString(b))
+        return lf_fail(err, "%s: merge %u is neither \"a b\" nor [a, b]", name, rank + 1);
+    return add_merge(t, rank, a->valuestring, strlen(a->valuestring), b->valuestring,
+                     strlen(b->valuestring), name, err);
+}
+
+/* model.vocab and model.merges into t (vocab may be a separate vocab.json: added then NULL). */
+static int load_vocab_merges(Bpe *t, const cJSON *vocab, const cJSON *merges, const cJSON *added,
+                             const char *name, LfError *err) {
+    int32_t top;
+    if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
+        return lf_fail(err, "%s: model needs a vocab object and a merges array", name);
+    if (max_id(vocab, added, name, &top, err) ||
+        begin_vocab(t, top + 1, (size_t)cJSON_GetArraySize(vocab), err))
+        return -1;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, vocab) {
+        if (model_token(t, (int32_t)v->valuedouble, v->string, strlen(v->string), name, err))
+            return -1;
+    }
+    if (pair_init(&t->merges, (size_t)cJSON_GetArraySize(merges), err)) return -1;
+    uint32_t rank = 0;
+    cJSON_ArrayForEach(v, merges) if (parse_merge(t, v, rank++, name, err)) return -1;
+    return parse_added(t, added, name, err);
+}
+
+static int parse_model(Bpe *t, const cJSON *model, const cJSON *added, const char *name,
+                       LfError *err) {
+    const char *type = type_of(model);
+    if (!cJSON_IsObject(model)) return lf_fail(err, "%s: no model", name);
+    if (type && strcmp(type, "BPE"))
+        return lf_fail(err, "%s: model.type %s is not supported (byte-level BPE only)", name, type);
+    const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
+    const char *prefix = json_string(model, "continuing_subword_prefix");
+    const char *suffix = json_string(model, "end_of_word_suffix");
+    int fallback = json_flag(model, "byte_fallback", 0, name, err);
+    if (fallback) return fallback < 0 ? -1 : lf_fail(err, "%s: byte_fallback BPE is not supported", name);
+    if ((dropout && !cJSON_IsNull(dropout)) || (prefix && *prefix) || (suffix && *suffix))
+        return lf_fail(err, "%s: BPE dropout, subword prefix and word suffix are not supported", name);
+    if ((t->ignore_merges = json_flag(model, "ignore_merges", 0, name, err)) < 0 ||
+        (t->fuse_unk = json_flag(model, "fuse_unk", 0, name, err)) < 0 ||
+        load_vocab_merges(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"),
+                          cJSON_GetObjectItemCaseSensitive(model, "merges"), added, name, err))
+        return -1;
+    const char *unk = json_string(model, "unk_token");
+    if (unk && (t->unk = vocab_get(t, unk, strlen(unk))) < 0)
+        return lf_fail(err, "%s: unk_token \"%s\" is not in the vocabulary", name, unk);
+    return 0;
+}
+
+static int parse_tokenizer_json(Bpe *t, const cJSON *root, const char *name, LfError *err) {
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
+    if (norm && !cJSON_IsNull(norm))
+        return lf_fail(err, "%s: normalizer %s is not supported", name,
+                       type_of(norm) ? type_of(norm) : "(untyped)");
+    if (!type_of(dec) || strcmp(type_of(dec), "ByteLevel"))
+        return lf_fail(err, "%s: decoder must be ByteLevel (got %s)", name,
+                       type_of(dec) ? type_of(dec) : "none");
+    if (!pre || cJSON_IsNull(pre)) return lf_fail(err, "%s: no pre_tokenizer", name);
+    return parse_pre(t, pre, 0, name, err) ||
+           parse_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"),
+                       cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), name, err) ||
+           parse_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), 0, name, err) ||
+           finish(t, name, err);
+}
+
+static int parse_json(const char *text, size_t len, const char *name, cJSON **out, LfError *err) {
+    const char *end = NULL;
+    *out = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (*out) return 0;
+    int line = 1;
+    for (const char *p = text; end && p < end; p++) line += *p == '\n';
+    return lf_fail(err, "%s:%d: invalid JSON", name, line);
+}
+
+int bpe_load_json(Bpe **out, const char *json, size_t len, const char *name, LfError *err) {
+    cJSON *root;
+    if (parse_json(json, len, name, &root, err)) return -1;
+    Bpe *t = bpe_new(err);
+    int rc = t ? parse_tokenizer_json(t, root, name, err) : -1;
+    cJSON_Delete(root);
+    if (rc) {
+        bpe_free(t);
+        return -1;
+    }
+    default_bos_eos(t);
+    *out = t;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- files */
+
+static int read_json_file(const char *path, cJSON **out, LfError *err) {
+    char *text;
+    size_t len;
+    if (file_read_all(path, &text, &len, err)) return -1;
+    int rc = parse_json(text, len, path, out, err);
+    free(text);
+    return rc;
+}
+
+/* merges.txt: "#version" lines skipped, then one "a b" rule per line (BPE::read_file). */
+static int load_merges_txt(Bpe *t, const char *path, LfError *err) {
+    char *text;
+    size_t len;
+    if (file_read_all(path, &text, &len, err)) return -1;
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
+    int rc = pair_init(&t->merges, lines + 1, err);
+    uint32_t rank = 0;
+    for (char *p = text; !rc && p < text + len;) {
+        char *nl = memchr(p, '\n', (size_t)(text + len - p)), *end = nl ? nl : text + len;
+        if (end > p && end[-1] == '\r') end--;
+        *end = 0;
+        if (strncmp(p, "#version", 8)) {
+            char *sp = strchr(p, ' ');
+            if (!sp || strchr(sp + 1, ' '))
+                rc = lf_fail(err, "%s: merge %u (\"%s\") is not two tokens", path, rank + 1, p);
+            else
+                rc = add_merge(t, rank++, p, (size_t)(sp - p), sp + 1, strlen(sp + 1), path, err);
+        }
+        p = nl ? nl + 1 : text + len;
+    }
+    free(text);
+    return rc;
+}
+
+/* GPT-2's older pair: vocab.json + merges.txt, with GPT2Tokenizer's pipeline and
+ * <|endoftext|> as its special token. */
+static int load_pair(Bpe *t, const char *dir, LfError *err) {
+    char vocab_path[4096], merges_path[4096];
+    cJSON *vocab;
+    if (path_join(vocab_path, sizeof vocab_path, dir, "vocab.json", err) ||
+        path_join(merges_path, sizeof merges_path, dir, "merges.txt", err) ||
+        read_json_file(vocab_path, &vocab, err))
+        return -1;
+    int32_t top;
+    int rc = max_id(vocab, NULL, vocab_path, &top, err);
+    if (!rc) rc = begin_vocab(t, top + 1, (size_t)cJSON_GetArraySize(vocab), err);
+    const cJSON *v;
+    cJSON_ArrayForEach(v, vocab) {
+        if (!rc) rc = model_token(t, (int32_t)v->valuedouble, v->string, strlen(v->string), vocab_path, err);
+    }
+    cJSON_Delete(vocab);
+    if (rc || load_merges_txt(t, merges_path, err)) return -1;
+    int32_t eot = vocab_get(t, "<|endoftext|>", 13);
+    static const uint8_t special[4] = {1, 0, 0, 0};
+    if (eot >= 0 && add_added(t, "<|endoftext|>", 13, eot, special, vocab_path, err)) return -1;
+    t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 1};
+    return finish(t, dir, err);
+}
+
+/* tokenizer_config.json beside the tokenizer may name bos_token and eos_token. */
+static int load_config(Bpe *t, const char *dir, LfError *err) {
+    char path[4096];
+    struct stat st;
+    if (path_join(path, sizeof path, dir, "tokenizer_config.json", err)) return -1;
+    if (stat(path, &st)) return 0;
+    cJSON *cfg;
+    if (read_json_file(path, &cfg, err)) return -1;
+    const char *bos = json_string(cfg, "bos_token"), *eos = json_string(cfg, "eos_token");
+    int rc = 0;
+    if (bos && (t->bos = bpe_lookup(t, bos)) < 0)
+        rc = lf_fail(err, "%s: bos_token \"%s\" is not in the vocabulary", path, bos);
+    if (!rc && eos && (t->eos = bpe_lookup(t, eos)) < 0)
+        rc = lf_fail(err, "%s: eos_token \"%s\" is not in the vocabulary", path, eos);
+    cJSON_Delete(cfg);
+    return rc;
+}
+
+static int load_json_file(Bpe **out, const char *path, LfError *err) {
+    char *text;
+    size_t len;
+    if (file_read_all(path, &text, &len, err)) return -1;
+    int rc = bpe_load_json(out, text, len, path, err);
+    free(text);
+    return rc;
+}
+
+static int load_pair_dir(Bpe **out, const char *dir, LfError *err) {
+    Bpe *t = bpe_new(err);
+    if (!t || load_pair(t, dir, err)) {
+        bpe_free(t);
+        return -1;
+    }
+    default_bos_eos(t);
+    *out = t;
+    return 0;
+}
+
+int bpe_load(Bpe **out, const char *path, LfError *err) {
+    struct stat st;
+    char dir[4096], json[4096];
+    if (stat(path, &st)) return lf_fail(err, "%s: %s", path, strerror(errno));
+    snprintf(dir, sizeof dir, "%s", path);
+    snprintf(json, sizeof json, "%s", path);
+    if (S_ISDIR(st.st_mode)) {
+        if (path_join(json, sizeof json, dir, "tokenizer.json", err)) return -1;
+        if (stat(json, &st)) json[0] = 0; /* none: vocab.json + merges.txt */
+    } else {
+        char *slash = strrchr(dir, '/');
+        snprintf(slash ? slash : dir, sizeof dir - (size_t)(slash ? slash - dir : 0), "%s",
+                 slash ? "" : ".");
+    }
+    Bpe *t = NULL;
+    int rc = json[0] ? load_json_file(&t, json, err) : load_pair_dir(&t, dir, err);
+    if (!rc && load_config(t, dir, err)) rc = -1;
+    if (rc) {
+        bpe_free(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- GGUF arrays */
+
+/* GGUF strings: with a length, or NUL-terminated. */
+static size_t str_len(const char *const *s, const size_t *lens, int32_t i) {
+    return lens ? lens[i] : strlen(s[i]);
+}
+
+/* 1 when every char of s is in the byte alphabet. */
+static int in_alphabet(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint32_t c = (unsigned char)s[i];
+        int k = c < 0x80 ? 1 : utf8_decode((const unsigned char *)s + i, n - i, &c);
+        if (!k || char_byte(c) < 0) return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+/* A token outside the byte alphabet is respelled byte by byte, as transformers does. */
+static int gguf_token(Bpe *t, int32_t id, const char *s, size_t n, LfError *err) {
+    if (in_alphabet(s, n)) return model_token(t, id, s, n, "GGUF tokens", err);
+    char *spelled = malloc(2 * n + 1);
+    if (!spelled) return lf_fail(err, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *c = t->byte_spell[(unsigned char)s[i]];
+        spelled[k++] = c[0];
+        if (c[1]) spelled[k++] = c[1];
+    }
+    int rc = model_token(t, id, spelled, k, "GGUF tokens", err);
+    free(spelled);
+    return rc;
+}
+
+/* tokenizer.ggml.pre -> the pre-tokenizer steps (see bpe.h). */
+static int gguf_pre(Bpe *t, const char *pre, LfError *err) {
+    if (!pre || !strcmp(pre, "gpt-2") || !strcmp(pre, "default")) {
+        t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 1};
+    } else if (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") || !strcmp(pre, "llama-v3")) {
+        t->stages[t->n_stages++] = (Stage){ST_SPLIT_LLAMA3, 0, 0};
+        t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 0};
+        t->ignore_merges = 1;
+    } else if (!strcmp(pre, "smollm")) {
+        t->stages[t->n_stages++] = (Stage){ST_DIGITS, 1, 0};
+        t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 1};
+    } else {
+        return lf_fail(err, "GGUF pre-tokenizer \"%s\" is not supported (gpt-2, llama-bpe, smollm)",
+                       pre);
+    }
+    return 0;
+}
+
+/* CONTROL tokens become special added tokens, USER_DEFINED ones plain added tokens; those
+ * outside the byte alphabet are left out (transformers' add_gguf_special_tokens). */
+static int gguf_added(Bpe *t, const BpeArrays *a, LfError *err) {
+    for (int32_t i = 0; a->token_types && i < a->n_tokens; i++) {
+        int type = a->token_types[i];
+        const char *s = a->tokens[i];
+        size_t n = str_len(a->tokens, a->token_lens, i);
+        if ((type != BPE_TOKEN_CONTROL && type != BPE_TOKEN_USER_DEFINED) || !n ||
+            !in_alphabet(s, n))
+            continue;
+        const uint8_t flags[4] = {type == BPE_TOKEN_CONTROL, 0, 0, 0};
+        if (add_added(t, s, n, vocab_get(t, s, n), flags, "GGUF tokens", err)) return -1;
+    }
+    return 0;
+}
+
+static int gguf_build(Bpe *t, const BpeArrays *a, LfError *err) {
+    if (a->n_tokens <= 0 || !a->tokens || (a->n_merges && !a->merges))
+        return lf_fail(err, "GGUF tokenizer: no tokens");
+    if (gguf_pre(t, a->pre, err) || begin_vocab(t, a->n_tokens, (size_t)a->n_tokens, err) ||
+        pair_init(&t->merges, (size_t)(a->n_merges > 0 ? a->n_merges : 0), err))
+        return -1;
+    for (int32_t i = 0; i < a->n_tokens; i++)
+        if (gguf_token(t, i, a->tokens[i], str_len(a->tokens, a->token_lens, i), err)) return -1;
+    for (int32_t i = 0; i < a->n_merges; i++) {
+        const char *s = a->merges[i];
+        size_t n = str_len(a->merges, a->merge_lens, i);
+        const char *sp = memchr(s, ' ', n);
+        if (!sp || memchr(sp + 1, ' ', (size_t)(s + n - sp - 1)))
+            return lf_fail(err, "GGUF merge %d (\"%.*s\") is not two tokens", i + 1, (int)n, s);
+        if (add_merge(t, (uint32_t)i, s, (size_t)(sp - s), sp + 1, (size_t)(s + n - sp - 1),
+                      "GGUF merges", err))
+            return -1;
+    }
+    if (gguf_added(t, a, err)) return -1;
+    for (int k = 0; k < 2; k++) {
+        int32_t id = k ? a->eos_id : a->bos_id;
+        if (id >= a->n_tokens) return lf_fail(err, "GGUF %s id %d is out of range", k ? "eos" : "bos", id);
+        if (k ? a->add_eos : a->add_bos) {
+            if (id < 0) return lf_fail(err, "GGUF: add_%s without its id", k ? "eos" : "bos");
+            (k ? t->suffix : t->prefix)[0] = id;
+            *(k ? &t->n_suffix : &t->n_prefix) = 1;
+        }
+    }
+    t->bos = a->bos_id < 0 ? -1 : a->bos_id;
+    t->eos = a->eos_id < 0 ? -1 : a->eos_id;
+    return finish(t, "GGUF tokenizer", err);
+}
+
+int bpe_from_arrays(Bpe **out, const BpeArrays *spec, LfError *err) {
+    Bpe *t = bpe_new(err);
+    if (!t || gguf_build(t, spec, err)) {
+        bpe_free(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
