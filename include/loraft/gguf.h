@@ -68,7 +68,7 @@ typedef struct GgufKV {
 typedef struct GgufTensor {
     char name[GGUF_MAX_NAME];
     GgmlType type;
-    int n_dims;                /* 1..4 */
+    int n_dims;                /* 0..4 (0: a single value) */
     int64_t ne[GGUF_MAX_DIMS]; /* GGUF order; unused dims are 1 */
     uint64_t offset;           /* in the data section */
     size_t nbytes;             /* ne[0] / block_elems * block_bytes * ne[1] * ... */
