@@ -16,5 +16,6 @@ cmake -S . -B build-asan -DLORAFT_SANITIZE=ON -DLORAFT_CUDA=OFF -DCMAKE_BUILD_TY
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
+scripts/cuda-emu-test.sh # every CUDA kernel, executed on the CPU by tests/cuda_emu
 
 if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh 8; fi

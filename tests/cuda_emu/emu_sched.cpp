@@ -19,11 +19,17 @@
 
 #include "cuda_runtime.h"
 
+/* The build compiles this file without ASan instrumentation (it is the hot path) and
+ * defines EMU_ASAN=1 so that it still tells the ASan runtime about every stack switch. */
+#ifndef EMU_ASAN
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/common_interface_defs.h>
 #define EMU_ASAN 1
 #else
 #define EMU_ASAN 0
+#endif
+#endif
+#if EMU_ASAN
+#include <sanitizer/common_interface_defs.h>
 #endif
 
 /* emu_switch(save, next): saves the callee-saved registers and the stack pointer of the
@@ -71,6 +77,11 @@ struct Thread {
     char *stack;      /* owned from first run to exit */
 };
 
+/* Lanes of one warp by where they are, as bit masks (the per-thread fields hold the rest). */
+struct Warp {
+    unsigned waiting, at_barrier, exited;
+};
+
 const uint3 *emu_thread_idx;
 size_t emu_max_dynamic_shared = 48 * 1024;
 uint3 emu_block_idx;
@@ -81,11 +92,12 @@ static struct {
     void (*entry)(void *);
     void *ctx;
     Thread *thr;
+    Warp *warps;
     unsigned n, cap;
-    unsigned *ring, head, count; /* runnable threads (FRESH or READY) */
+    unsigned *ring, ring_mask, head, count; /* runnable threads (FRESH or READY) */
     unsigned live, at_barrier;
     const char *barrier_site;
-    Thread *cur, *next; /* next: already drawn by an exiting fiber */
+    Thread *cur;
     void *sched_sp;
     char *dyn_shared;
     size_t dyn_bytes;
@@ -177,18 +189,19 @@ static uint64_t rng_next(void) { /* xorshift64* */
 
 static void make_ready(Thread *t) {
     t->state = t->state == FRESH ? FRESH : READY;
-    S.ring[(S.head + S.count++) % S.n] = t->tid;
+    S.ring[(S.head + S.count++) & S.ring_mask] = t->tid;
 }
 
+/* Takes the runnable thread to go next out of the queue: the first, or a random one. */
 static Thread *draw(void) {
     if (!S.count) return NULL;
-    if (S.random && S.count > 1) { /* swap a random runnable thread to the front */
-        unsigned j = (S.head + (unsigned)(rng_next() % S.count)) % S.n;
+    if (S.random && S.count > 1) {
+        unsigned j = (S.head + (unsigned)((rng_next() >> 32) * S.count >> 32)) & S.ring_mask;
         unsigned tmp = S.ring[j];
         S.ring[j] = S.ring[S.head], S.ring[S.head] = tmp;
     }
     Thread *t = &S.thr[S.ring[S.head]];
-    S.head = (S.head + 1) % S.n, S.count--;
+    S.head = (S.head + 1) & S.ring_mask, S.count--;
     return t;
 }
 
@@ -202,6 +215,7 @@ static void set_current(Thread *t) {
 static void release_barrier(void) {
     for (unsigned i = 0; i < S.n; i++)
         if (S.thr[i].state == AT_BARRIER) make_ready(&S.thr[i]);
+    for (unsigned i = 0; i < (S.n + 31) / 32; i++) S.warps[i].at_barrier = 0;
     S.at_barrier = 0;
 }
 
@@ -209,9 +223,9 @@ static void release_barrier(void) {
  * `doing`) will never reach. */
 static void check_no_lane_waits_for(const Thread *t, const char *doing) {
     unsigned base = t->tid & ~31u, lane = t->tid & 31u;
-    for (unsigned i = base; i < base + 32 && i < S.n; i++) {
-        const Thread *o = &S.thr[i];
-        if (o->state == AT_WARP && (o->mask >> lane & 1u) && o != t)
+    for (unsigned w = S.warps[t->tid >> 5].waiting & ~(1u << lane); w; w &= w - 1) {
+        const Thread *o = &S.thr[base + (unsigned)__builtin_ctz(w)];
+        if (o->mask >> lane & 1u)
             die("%s %s while %s waits for it at %s (divergent warp collective)", who(t), doing,
                 who(o), where(o));
     }
@@ -219,30 +233,52 @@ static void check_no_lane_waits_for(const Thread *t, const char *doing) {
 
 static void thread_exited(Thread *t) {
     t->state = EXITED;
+    S.warps[t->tid >> 5].exited |= 1u << (t->tid & 31u);
     S.live--;
     check_no_lane_waits_for(t, "exited");
     if (S.at_barrier && S.at_barrier == S.live) release_barrier();
 }
 
+static void *fiber_init(char *stack);
+
+/* Leaves the running context for thread n (already drawn), or for the scheduler when n is
+ * NULL. save: where this context is kept until it runs again; NULL when it is done (its
+ * stack is then free, so n must not be FRESH: that would take this very stack). */
+static void switch_to(Thread *n, void **save) {
+    if (n && save && n == S.cur) { /* drawn itself: carry on */
+        n->state = RUNNING;
+        return;
+    }
+    void *sp = S.sched_sp, *fake = NULL, *dead;
+    const void *bottom = main_bottom;
+    size_t size = main_size;
+    if (n) {
+        if (n->state == FRESH) n->stack = stack_get(), n->sp = fiber_init(n->stack);
+        set_current(n);
+        sp = n->sp, bottom = n->stack, size = STACK_BYTES;
+    }
+    asan_start(save ? &fake : NULL, bottom, size);
+    emu_switch(save ? save : &dead, sp);
+    asan_finish(fake, NULL, NULL);
+}
+
 /* Every fiber starts here and never returns: it runs threads until one of them blocks. */
 static void fiber_main(void) {
-    asan_finish(NULL, &main_bottom, &main_size);
+    asan_finish(NULL, main_size ? NULL : &main_bottom, main_size ? NULL : &main_size);
     for (;;) {
         Thread *t = S.cur;
         S.entry(S.ctx);
         thread_exited(t);
         Thread *n = draw();
-        if (n && n->state == FRESH) { /* start it on this stack */
+        if (n && n->state == FRESH) { /* start it on this stack: no switch */
             n->stack = t->stack, t->stack = NULL;
             set_current(n);
             continue;
         }
-        stack_put(t->stack); /* free once we are off it: only the scheduler takes stacks */
+        /* the stack is free once we are off it: the next stack_get runs on another stack */
+        stack_put(t->stack);
         t->stack = NULL;
-        S.next = n;
-        void *dead;
-        asan_start(NULL, main_bottom, main_size);
-        emu_switch(&dead, S.sched_sp);
+        switch_to(n, NULL);
         __builtin_unreachable();
     }
 }
@@ -258,19 +294,13 @@ static void *fiber_init(char *stack) {
 
 /* The calling thread (state already set) gives way; returns when it runs again. */
 static void block_current(void) {
-    Thread *t = S.cur;
-    void *fake = NULL;
-    asan_start(&fake, main_bottom, main_size);
-    emu_switch(&t->sp, S.sched_sp);
-    asan_finish(fake, NULL, NULL);
+    switch_to(draw(), &S.cur->sp);
 }
 
 static void run_block(void) {
-    for (;;) {
-        Thread *t = S.next ? S.next : draw();
-        S.next = NULL;
-        if (!t) break;
-        if (t->state == FRESH) t->stack = stack_get(), t->sp = fiber_init(t->stack);
+    Thread *t = draw();
+    if (t) {
+        t->stack = stack_get(), t->sp = fiber_init(t->stack);
         set_current(t);
         void *fake = NULL;
         asan_start(&fake, t->stack, STACK_BYTES);
@@ -290,6 +320,7 @@ void emu_syncthreads(const char *site) {
     Thread *t = S.cur;
     if (!S.in_kernel) die("__syncthreads outside a kernel");
     t->state = AT_BARRIER, t->site = site;
+    S.warps[t->tid >> 5].at_barrier |= 1u << (t->tid & 31u);
     check_no_lane_waits_for(t, "waits at __syncthreads");
     if (S.at_barrier++ == 0)
         S.barrier_site = site;
@@ -354,25 +385,31 @@ uint64_t emu_warp_op(EmuWarpOp op, unsigned mask, uint64_t value, int size, int 
             op_names[op], mask, site);
     if (width < 1 || width > 32 || (width & (width - 1)))
         die("%s: width %d is not a power of two up to 32 (at %s)", op_names[op], width, site);
-    unsigned arrived = 0;
-    for (unsigned l = 0; l < 32; l++) {
-        if (!(mask >> l & 1u)) continue;
-        if (base + l >= S.n)
-            die("%s at %s: mask 0x%08x names lane %u, which does not exist (the block has %u "
-                "threads: a partial warp)",
-                op_names[op], site, mask, l, S.n);
-        const Thread *o = &S.thr[base + l];
-        if (o->state == EXITED || o->state == AT_BARRIER)
-            die("%s waits at %s for %s, which is %s (divergent warp collective)", who(t), where(t),
-                who(o), where(o));
-        if (o->state == AT_WARP) {
-            if (o->op != op || o->mask != mask || o->size != size)
-                die("%s waits at %s, but %s waits at %s (divergent warp collective)", who(t),
-                    where(t), who(o), where(o));
-            arrived++;
-        }
+    Warp *w = &S.warps[t->tid >> 5];
+    unsigned present = base + 32 <= S.n ? ~0u : (1u << (S.n - base)) - 1u;
+    if (mask & ~present)
+        die("%s at %s: mask 0x%08x names lane %d, which does not exist (the block has %u "
+            "threads: a partial warp)",
+            op_names[op], site, mask, __builtin_ctz(mask & ~present), S.n);
+    if (unsigned gone = mask & (w->exited | w->at_barrier)) {
+        const Thread *o = &S.thr[base + (unsigned)__builtin_ctz(gone)];
+        die("%s waits at %s for %s, which is %s (divergent warp collective)", who(t), where(t),
+            who(o), where(o));
     }
-    if (arrived == (unsigned)__builtin_popcount(mask)) complete_warp_op(base, mask);
+    /* lanes of the mask already waiting must wait at this same collective; one stands for
+     * all (a mismatch among the others was checked when they arrived, or ends in the
+     * deadlock report) */
+    if (unsigned others = mask & w->waiting) {
+        const Thread *o = &S.thr[base + (unsigned)__builtin_ctz(others)];
+        if (o->op != op || o->mask != mask || o->size != size)
+            die("%s waits at %s, but %s waits at %s (divergent warp collective)", who(t), where(t),
+                who(o), where(o));
+    }
+    w->waiting |= 1u << lane;
+    if ((w->waiting & mask) == mask) {
+        w->waiting &= ~mask;
+        complete_warp_op(base, mask);
+    }
     block_current();
     return t->result;
 }
@@ -430,9 +467,13 @@ int emu_run(const char *kernel, void (*entry)(void *), void *ctx, dim3 g, dim3 b
     }
     S.kernel = kernel, S.entry = entry, S.ctx = ctx, S.n = (unsigned)nthreads;
     if (S.n > S.cap) {
-        free(S.thr), free(S.ring);
+        free(S.thr), free(S.ring), free(S.warps);
         S.thr = (Thread *)calloc(S.n, sizeof *S.thr);
-        S.ring = (unsigned *)calloc(S.n, sizeof *S.ring);
+        S.warps = (Warp *)calloc((S.n + 31) / 32, sizeof *S.warps);
+        for (S.ring_mask = 1; S.ring_mask < S.n; S.ring_mask *= 2) {
+        }
+        S.ring = (unsigned *)calloc(S.ring_mask, sizeof *S.ring);
+        S.ring_mask--;
         S.cap = S.n;
     }
     for (unsigned i = 0; i < S.n; i++)
@@ -461,7 +502,8 @@ int emu_run(const char *kernel, void (*entry)(void *), void *ctx, dim3 g, dim3 b
             S.thr[i].state = FRESH;
             S.ring[S.count++] = i;
         }
-        S.live = S.n, S.at_barrier = 0, S.next = NULL;
+        memset(S.warps, 0, (S.n + 31) / 32 * sizeof *S.warps);
+        S.live = S.n, S.at_barrier = 0;
         run_block();
     }
     S.in_kernel = 0;

@@ -4,6 +4,9 @@
  * built on both backends with identical weights (LoRA B made non-zero); one training-mode
  * step with every dropout on (the masks are the same function of the seed on both sides)
  * must give the same loss, logits and gradients, and three AdamW steps the same weights.
+ * Each model runs twice: LoRA on PEFT's default targets, and LoRA on every linear layer of
+ * the encoder including the FFN ones (whose input width, the FFN size, exceeds the hidden
+ * size: the op scratch must follow ops_lora_scratch for the widest input).
  * Tolerance: 1e-4 * max|ref| + 1e-3 * |ref| per element (float32, different summation
  * orders, compounded over 2 layers). Skips (77) without a CUDA device. */
 #include <stdio.h>
@@ -34,7 +37,11 @@ static void compare(const char *what, const Ops *ops, const float *dev, const fl
     free(h);
 }
 
-static void run(const char *dir) {
+/* LoRA on every linear layer of the encoder (BERT's "dense" also takes the pooler). */
+static const char *all_linear[2][6] = {{"q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"},
+                                       {"query", "key", "value", "dense"}};
+
+static void run(const char *dir, int arch, int every_linear) {
     ModelConfig cfg;
     LfError err;
     CHECK(model_config_load(&cfg, dir, &err) == 0);
@@ -42,6 +49,12 @@ static void run(const char *dir) {
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    if (every_linear) {
+        spec.n_targets = 0;
+        for (int i = 0; i < 6 && all_linear[arch][i]; i++)
+            snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "%s",
+                     all_linear[arch][i]);
+    }
     Model cpu, gpu;
     CHECK(model_create(&cpu, &cfg, &spec, &ops_cpu, dir, 5, B, T, NULL, 0, &err) == 0);
     int ok = model_create(&gpu, &cfg, &spec, &ops_cuda, dir, 5, B, T, NULL, 0, &err) == 0;
@@ -53,6 +66,11 @@ static void run(const char *dir) {
         if (cpu.params[i].is_lora)
             for (size_t j = 0; j < cpu.params[i].numel; j++)
                 cpu.params[i].value[j] = 0.1f * (rng_next_uniform(&rng) - 0.5f);
+    int n_lora = 0;
+    for (int i = 0; i < cpu.n_params; i++) n_lora += cpu.params[i].is_lora;
+    printf("  LoRA on %s: %d adapted linear layers\n", every_linear ? "every linear" : "defaults",
+           n_lora / 2);
+    if (every_linear) CHECK(n_lora / 2 >= 6 * cfg.num_layers);
     ops_cuda.upload(gpu.values, cpu.values, cpu.n_values * sizeof(float));
     int32_t ids[B * T], mask[B * T], types[B * T] = {0}, labels[B] = {1, 0, 1};
     for (int i = 0; i < B * T; i++)
@@ -99,8 +117,11 @@ int main(void) {
         char out[700];
         snprintf(out, sizeof out, "%s/%s", tmp, archs[a]);
         tiny_checkpoint(archs[a], 32, 2, vocab, out);
-        run(out);
-        printf("%s: cuda model matches cpu\n", archs[a]);
+        for (int every = 0; every < 2; every++) {
+            run(out, a, every);
+            printf("%s (LoRA on %s): cuda model matches cpu\n", archs[a],
+                   every ? "every linear" : "the default targets");
+        }
     }
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

@@ -5,12 +5,22 @@
  * one line per op and tensor with the max abs/rel difference; dropout masks
  * must match exactly.
  *
+ * The grid also goes past the launch caps (element-wise ops over more than 65,535
+ * blocks of 256, cross-entropy over more than 65,536 rows), runs attention at BERT-base
+ * shape (NH = 12, HS = 64, T = 128 and 512), logits large enough that an unshifted
+ * softmax overflows, and backward calls with only some gradients requested (the skip
+ * paths). Under the CUDA emulation (tests/cuda_emu, where every emulated thread is a
+ * fiber) the slowest cases are left out: T = 512 and the repeated element-wise ops at
+ * the big size; LORAFT_PARITY_FULL=1 runs them anyway. The TF32 check runs on a real GPU
+ * only.
+ *
  * Skips (77) without a CUDA device. LORAFT_PARITY_SELF=1 compares the CPU table
  * with itself instead: that checks this harness (and must give zero
  * differences) on machines without a GPU. Not a gradient check: the CPU ops
  * have their own finite-difference tests. */
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "loraft/ops.h"
@@ -18,6 +28,10 @@
 
 static const Ops *ref = &ops_cpu, *dut;
 static Rng rng = {0x5eed, 0};
+
+/* Defined (returning 1) only by the CUDA emulation in tests/cuda_emu. */
+__attribute__((weak)) int loraft_cuda_emulated(void);
+static int emulated, full_grid; /* set in main */
 
 /* ---- one tensor in both backends' memory ---- */
 typedef struct Pair {
@@ -128,10 +142,11 @@ static void compare(const char *tensor, const Pair *p, double atol, double rtol)
 #define EXACT 0.0, -1.0
 
 /* ---- element-wise ---- */
-static void test_elementwise(size_t n) {
+/* quick: one activation and one dropout rate only (the big size under emulation) */
+static void test_elementwise(size_t n, int quick) {
     static const char *acts[] = {"gelu", "gelu_tanh", "relu", "tanh"};
     Pair *x = pair_random(n, 4.0f), *dy = pair_random(n, 1.0f), *y = pair_random(n, 1.0f);
-    for (int a = ACT_GELU; a <= ACT_TANH; a++) {
+    for (int a = ACT_GELU; a <= (quick ? ACT_GELU : ACT_TANH); a++) {
         Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f);
         BACKENDS(w, o) {
             o->activation_forward(F(out, w), F(x, w), (Activation)a, n);
@@ -141,7 +156,7 @@ static void test_elementwise(size_t n) {
         compare("out", out, ELEM_TOL);
         compare("dinp", dx, ELEM_TOL);
     }
-    for (int k = 0; k < 3; k++) {
+    for (int k = quick ? 1 : 0; k < (quick ? 2 : 3); k++) {
         float p = (float[]){0.0f, 0.1f, 0.5f}[k];
         Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f);
         Pair *inplace = pair_random(n, 1.0f);
@@ -237,33 +252,39 @@ static void test_layernorm(int N, int C) {
 }
 
 /* ---- dense layer ---- */
-static void test_matmul(int N, int C, int OC, int with_bias) {
+/* Which gradients a backward call asks for (a NULL gradient skips that work). */
+enum { G_DINP = 1, G_DW = 2, G_DB = 4, G_ALL = 7 };
+
+static void test_matmul(int N, int C, int OC, int with_bias, int grads) {
     Pair *x = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)OC * C, 1.0f);
     Pair *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
     Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
-    Pair *dx = pair_random((size_t)N * C, 1.0f), *dW = pair_random((size_t)OC * C, 1.0f);
-    Pair *db = with_bias ? pair_random(OC, 1.0f) : NULL;
+    Pair *dx = grads & G_DINP ? pair_random((size_t)N * C, 1.0f) : NULL;
+    Pair *dW = grads & G_DW ? pair_random((size_t)OC * C, 1.0f) : NULL;
+    Pair *db = with_bias && grads & G_DB ? pair_random(OC, 1.0f) : NULL;
     BACKENDS(w, o) {
         o->matmul_forward(F(out, w), F(x, w), F(W, w), F(bias, w), N, C, OC);
         o->matmul_backward(F(dx, w), F(dW, w), F(db, w), F(dout, w), F(x, w), F(W, w), N, C, OC);
     }
-    NAME("matmul N=%d C=%d OC=%d bias=%d", N, C, OC, with_bias);
+    NAME("matmul N=%d C=%d OC=%d bias=%d grads=%d", N, C, OC, with_bias, grads);
     compare("out", out, GEMM_TOL);
-    compare("dinp", dx, GEMM_TOL);
-    compare("dw", dW, GEMM_TOL);
-    if (with_bias) compare("db", db, GEMM_TOL);
+    if (dx) compare("dinp", dx, GEMM_TOL);
+    if (dW) compare("dw", dW, GEMM_TOL);
+    if (db) compare("db", db, GEMM_TOL);
     pairs_free();
 }
 
 /* ---- LoRA branch ---- */
-static void test_lora(int N, int C, int OC, int R, float p, int with_dinp) {
+/* grads: G_DINP, G_DW (dA), G_DB (dB) */
+static void test_lora(int N, int C, int OC, int R, float p, int grads) {
     size_t NC = (size_t)N * C;
     Pair *x = pair_random(NC, 1.0f), *A = pair_random((size_t)R * C, 0.5f);
     Pair *Bw = pair_random((size_t)OC * R, 0.5f), *out = pair_random((size_t)N * OC, 1.0f);
     Pair *u = pair_new((size_t)N * R * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
-    Pair *scratch = pair_new((NC + (size_t)N * R) * sizeof(float));
-    Pair *dx = with_dinp ? pair_random(NC, 1.0f) : NULL, *dA = pair_random((size_t)R * C, 1.0f);
-    Pair *dB = pair_random((size_t)OC * R, 1.0f);
+    Pair *scratch = pair_new(ops_lora_scratch(N, C, R) * sizeof(float));
+    Pair *dx = grads & G_DINP ? pair_random(NC, 1.0f) : NULL;
+    Pair *dA = grads & G_DW ? pair_random((size_t)R * C, 1.0f) : NULL;
+    Pair *dB = grads & G_DB ? pair_random((size_t)OC * R, 1.0f) : NULL;
     float scale = 2.0f / R;
     BACKENDS(w, o) {
         o->lora_forward(F(out, w), F(u, w), F(x, w), F(A, w), F(Bw, w), scale, p, 77, F(scratch, w),
@@ -276,10 +297,10 @@ static void test_lora(int N, int C, int OC, int R, float p, int with_dinp) {
         o->lora_backward(F(dx, w), F(dA, w), F(dB, w), F(dout, w), F(x, w), F(u, w), F(A, w),
                          F(Bw, w), scale, p, 77, F(scratch, w), N, C, OC, R);
     }
-    NAME("lora_backward N=%d C=%d OC=%d R=%d p=%.1f dinp=%d", N, C, OC, R, p, with_dinp);
-    if (with_dinp) compare("dinp", dx, GEMM_TOL);
-    compare("dA", dA, GEMM_TOL);
-    compare("dB", dB, GEMM_TOL);
+    NAME("lora_backward N=%d C=%d OC=%d R=%d p=%.1f grads=%d", N, C, OC, R, p, grads);
+    if (dx) compare("dinp", dx, GEMM_TOL);
+    if (dA) compare("dA", dA, GEMM_TOL);
+    if (dB) compare("dB", dB, GEMM_TOL);
     pairs_free();
 }
 
@@ -303,7 +324,8 @@ static void test_attention(int B, int T, int C, int NH, int pad, float p, int al
     Pair *q = pair_random(BTC, 1.0f), *k = pair_random(BTC, 1.0f), *v = pair_random(BTC, 1.0f);
     Pair *mask = attention_mask(B, T, pad, all_pad_last);
     Pair *out = pair_new(BTC * sizeof(float)), *att = pair_new(att_n * sizeof(float));
-    Pair *dout = pair_random(BTC, 1.0f), *scratch = pair_new(att_n * sizeof(float));
+    Pair *dout = pair_random(BTC, 1.0f);
+    Pair *scratch = pair_new(ops_attention_scratch(B, T, NH) * sizeof(float));
     Pair *dq = pair_random(BTC, 1.0f), *dk = pair_random(BTC, 1.0f), *dv = pair_random(BTC, 1.0f);
     BACKENDS(w, o) {
         o->attention_forward(F(out, w), F(att, w), F(q, w), F(k, w), F(v, w), I(mask, w), p, 5,
@@ -383,8 +405,68 @@ static void test_errors(void) {
     pairs_free();
 }
 
+/* ---- TF32 GEMMs (LORAFT_CUDA_TF32=1), real GPU only ----
+ * TF32 rounds the GEMM inputs to 10 explicit mantissa bits (unit roundoff 2^-11), so
+ * each product is off by up to ~1e-3 relative and a K-term sum by ~1e-3 * sqrt(K) * the
+ * typical term. Tolerance, stated: every element within 4e-3 of the largest |cpu| value
+ * of its tensor (FP32 parity is 1e-4 elementwise). The backend reads LORAFT_CUDA_TF32 once,
+ * so this runs in a child process of this test (main re-runs the executable). */
+static void compare_scaled(const char *tensor, const Pair *p, double frac) {
+    size_t n = p->bytes / sizeof(float);
+    float *a = malloc(p->bytes);
+    ref->download(a, p->mem[0], p->bytes);
+    double mx = 0.0;
+    for (size_t i = 0; i < n; i++) mx = fabs(a[i]) > mx ? fabs(a[i]) : mx;
+    free(a);
+    compare(tensor, p, frac * mx, 0.0);
+}
+
+static void test_tf32(void) {
+    int N = 256, C = 768, OC = 768;
+    Pair *x = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)OC * C, 1.0f);
+    Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
+    Pair *dx = pair_random((size_t)N * C, 1.0f), *dW = pair_random((size_t)OC * C, 1.0f);
+    BACKENDS(w, o) {
+        o->matmul_forward(F(out, w), F(x, w), F(W, w), NULL, N, C, OC);
+        o->matmul_backward(F(dx, w), F(dW, w), NULL, F(dout, w), F(x, w), F(W, w), N, C, OC);
+    }
+    NAME("tf32 matmul N=%d C=%d OC=%d", N, C, OC);
+    compare_scaled("out", out, 4e-3);
+    compare_scaled("dinp", dx, 4e-3);
+    compare_scaled("dw", dW, 4e-3);
+    pairs_free();
+    int B = 2, T = 128, NH = 12;
+    size_t BTC = (size_t)B * T * C, att_n = (size_t)B * NH * T * T;
+    Pair *q = pair_random(BTC, 1.0f), *k = pair_random(BTC, 1.0f), *v = pair_random(BTC, 1.0f);
+    Pair *o_ = pair_new(BTC * sizeof(float)), *att = pair_new(att_n * sizeof(float));
+    Pair *scratch = pair_new(ops_attention_scratch(B, T, NH) * sizeof(float));
+    BACKENDS(w, o) {
+        o->attention_forward(F(o_, w), F(att, w), F(q, w), F(k, w), F(v, w), NULL, 0.0f, 5,
+                             F(scratch, w), B, T, C, NH);
+    }
+    NAME("tf32 attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    compare_scaled("att", att, 4e-3);
+    compare_scaled("out", o_, 4e-3);
+    pairs_free();
+}
+
+/* Runs this executable again with LORAFT_CUDA_TF32=1 for test_tf32. */
+static void run_tf32_child(void) {
+    char self[4096], cmd[4200];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    CHECK(len > 0);
+    if (len <= 0) return;
+    self[len] = 0;
+    snprintf(cmd, sizeof cmd, "LORAFT_CUDA_TF32=1 LORAFT_PARITY_TF32_CHILD=1 '%s'", self);
+    fflush(stdout);
+    int rc = system(cmd);
+    if (rc) fprintf(stderr, "TF32 check failed (exit status %d)\n", rc);
+    CHECK(rc == 0);
+}
+
 int main(void) {
-    const char *self = getenv("LORAFT_PARITY_SELF");
+    const char *self = getenv("LORAFT_PARITY_SELF"), *full = getenv("LORAFT_PARITY_FULL");
+    const char *tf32_child = getenv("LORAFT_PARITY_TF32_CHILD");
     if (self && !strcmp(self, "1"))
         dut = &ops_cpu;
     else {
@@ -395,12 +477,26 @@ int main(void) {
         skip("built without CUDA");
 #endif
     }
-    printf("comparing %s against %s\n", dut->name, ref->name);
+    emulated = dut != ref && loraft_cuda_emulated && loraft_cuda_emulated();
+    full_grid = !emulated || (full && !strcmp(full, "1"));
+    printf("comparing %s against %s%s\n", dut->name, ref->name,
+           emulated
+               ? (full_grid ? " (CUDA emulation, full grid)" : " (CUDA emulation, reduced grid)")
+               : "");
+    if (tf32_child && !strcmp(tf32_child, "1")) {
+        test_tf32();
+        status_ok();
+        return check_report();
+    }
 
+    /* past the grid-stride cap: cuda_blocks() stops at 65,536 blocks of 256 */
+    size_t big = (size_t)65536 * 256 + 4099;
     size_t elem_sizes[] = {1, 1000, 100003};
-    for (int i = 0; i < 3; i++) test_elementwise(elem_sizes[i]);
+    for (int i = 0; i < 3; i++) test_elementwise(elem_sizes[i], 0);
+    test_elementwise(big, !full_grid);
     test_sum_squares(1);
     test_sum_squares(300007); /* more blocks than the 1024 partial sums */
+    test_sum_squares(big);
     test_embedding(1, 1, 5, 0);
     test_embedding(2, 7, 13, 1);
     test_embedding(3, 33, 64, 0);
@@ -409,28 +505,46 @@ int main(void) {
     test_layernorm(37, 768);
     test_layernorm(5, 1030);
     test_layernorm(200, 67); /* several row groups in the dweight/dbias kernel */
-    test_matmul(1, 5, 3, 1);
-    test_matmul(37, 67, 45, 0);
-    test_matmul(128, 768, 64, 1);
+    test_matmul(1, 5, 3, 1, G_ALL);
+    test_matmul(37, 67, 45, 0, G_ALL);
+    test_matmul(128, 768, 64, 1, G_ALL);
+    test_matmul(37, 67, 45, 1, G_DW); /* only some gradients: the skip paths */
+    test_matmul(37, 67, 45, 1, G_DINP);
+    test_matmul(37, 67, 45, 1, G_DB);
     static const int ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant + cuBLAS */
     for (int r = 0; r < 6; r++) {
-        test_lora(1, 13, 7, ranks[r], 0.0f, 1);
-        test_lora(37, 67, 45, ranks[r], 0.3f, 1);
+        test_lora(1, 13, 7, ranks[r], 0.0f, G_ALL);
+        test_lora(37, 67, 45, ranks[r], 0.3f, G_ALL);
+        test_lora(37, 67, 45, ranks[r], 0.3f, G_DINP); /* dA and dB NULL */
     }
-    test_lora(64, 768, 768, 8, 0.1f, 0);
+    test_lora(37, 67, 45, 16, 0.3f, G_DINP | G_DB); /* dA NULL, dinp set */
+    test_lora(37, 67, 45, 4, 0.3f, G_DW);           /* dA only */
+    test_lora(37, 67, 45, 80, 0.3f, G_DB);          /* dB only */
+    test_lora(64, 768, 768, 8, 0.1f, G_DW | G_DB);
+    test_lora(64, 3072, 768, 8, 0.1f, G_ALL); /* FFN output: input width F > OC */
     test_attention(1, 1, 4, 1, 0, 0.0f, 0);
     test_attention(2, 7, 12, 3, 2, 0.0f, 0);
     test_attention(2, 7, 12, 3, 2, 0.2f, 1);
     test_attention(3, 33, 64, 4, 5, 0.0f, 0);
     test_attention(3, 33, 64, 4, 5, 0.1f, 0);
     test_attention(2, 70, 96, 2, 20, 0.1f, 0);
+    test_attention(2, 128, 768, 12, 0, 0.0f, 0); /* BERT-base heads: NH = 12, HS = 64 */
+    test_attention(2, 128, 768, 12, 37, 0.1f, 0);
+    if (full_grid) test_attention(2, 512, 768, 12, 150, 0.1f, 0);
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
     test_cross_entropy(16, 1000, 50.0f, 1);
     test_cross_entropy(5, 30522, 10.0f, 0);
+    test_cross_entropy(37, 2, 200.0f, 1); /* exp(200) overflows float: the max shift matters */
+    test_cross_entropy(16, 1000, 200.0f, 1);
+    test_cross_entropy(65536 + 100, 2, 3.0f, 1); /* more rows than the 65,536 blocks */
     test_adamw(1);
     test_adamw(10007);
     if (dut != ref) test_errors();
+    if (dut != ref && !emulated)
+        run_tf32_child();
+    else
+        printf("SKIP tf32: needs a real GPU (the emulation and the CPU compute TF32 as FP32)\n");
     status_ok();
     return check_report();
 }
