@@ -104,6 +104,15 @@ void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *i
 void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *mean,
                              const float *rstd, int N, int C);
+void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, float eps,
+                          int N, int C);
+void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                           const float *weight, const float *rstd, int N, int C);
+void cuda_rope_forward(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS);
+void cuda_rope_backward(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
+void cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, size_t n);
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC);
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,

@@ -1,4 +1,4 @@
-/* elementwise.cu: the memory-bound ops of ops_cuda: activations, dropout,
+/* elementwise.cu: the memory-bound ops of ops_cuda: activations, SwiGLU, dropout,
  * add/axpy/scale, [CLS] pooling and the embedding lookup. One thread per
  * element with grid-stride loops: these run at HBM bandwidth or not at all, so
  * they are kept plain. Only the token-type gradient, a column sum over all
@@ -30,6 +30,35 @@ void cuda_activation_backward(float *dinp, const float *inp, const float *dout, 
     activation_backward_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(dinp, inp, dout, act,
                                                                                n);
     CUDA_LAUNCHED("activation_backward");
+}
+
+/* ---- SwiGLU: out = silu(gate) * up ---- */
+__global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up, size_t n) {
+    GRID_STRIDE(i, n) out[i] = silu(gate[i]) * up[i];
+}
+
+__global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout,
+                                       const float *gate, const float *up, size_t n) {
+    GRID_STRIDE(i, n) {
+        float g = gate[i], d = dout[i];
+        if (dgate) dgate[i] += d * up[i] * silu_derivative(g);
+        if (dup) dup[i] += d * silu(g);
+    }
+}
+
+void cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+    if (!n) return;
+    swiglu_forward_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, gate, up, n);
+    CUDA_LAUNCHED("swiglu_forward");
+}
+
+/* dgate += dout * up * silu'(gate); dup += dout * silu(gate); either may be NULL */
+void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, size_t n) {
+    if (!n || (!dgate && !dup)) return;
+    swiglu_backward_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(dgate, dup, dout, gate,
+                                                                           up, n);
+    CUDA_LAUNCHED("swiglu_backward");
 }
 
 /* ---- dropout: the mask is rng_dropout_scale(seed, element index), as on the

@@ -70,7 +70,7 @@ static int out_of_range(const char *path, const char *key, double v, const char 
 
 /* A step or epoch count: an integer in 0..INT_MAX. */
 static int json_count(const cJSON *c, const char *key, const char *path, int *out, LfError *err) {
-    double v;
+    double v = 0; /* set by json_num; gcc -O3 cannot see that */
     if (json_num(c, key, path, 1, &v, err)) return -1;
     if (v < 0 || v > INT_MAX) return out_of_range(path, key, v, "0..2147483647", err);
     *out = (int)v;
@@ -203,7 +203,7 @@ static int read_strings(const cJSON *arr, char *out, size_t stride, int max, int
 
 /* r, lora_alpha, lora_dropout, use_rslora: PEFT's types, the ranges train config allows. */
 static int read_lora_numbers(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
-    double r, alpha, drop = 0;
+    double r = 0, alpha = 0, drop = 0; /* set by json_num; gcc -O3 cannot see that */
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(c, "use_rslora");
     if (json_num(c, "r", path, 1, &r, err) || json_num(c, "lora_alpha", path, 0, &alpha, err) ||
         (cJSON_GetObjectItemCaseSensitive(c, "lora_dropout") &&

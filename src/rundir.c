@@ -25,11 +25,12 @@ static void at(const RunDir *d, const char *rel, char *out) {
 
 /* The name the symlink at path points to, after prefix; "" if none. */
 static void link_name(const char *path, const char *prefix, char *name) {
-    char buf[NAME_CAP + 32];
+    char buf[NAME_CAP];
     ssize_t n = readlink(path, buf, sizeof buf - 1);
     size_t len = strlen(prefix);
     buf[n > 0 ? n : 0] = 0;
-    snprintf(name, NAME_CAP, "%s", strncmp(buf, prefix, len) ? "" : buf + len);
+    name[0] = 0;
+    if (!strncmp(buf, prefix, len)) memcpy(name, buf + len, strlen(buf + len) + 1);
 }
 
 /* What OUT/head points to: a links directory and the two checkpoints it names. */
