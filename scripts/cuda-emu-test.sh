@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cuda-emu-test.sh: runs every GPU test (tests/gpu/test_*.c: the op parity grid and the
 # whole-model parity) with the CUDA kernels executed on the CPU by the emulation in
-# tests/cuda_emu (ASan + UBSan build in build-emu/), once per thread order: seed 0 runs the
+# tests/cuda_emu (ASan + UBSan build in build-emu/), and the emulation's own test
+# (tests/cuda_emu/test_emu.cu), once per thread order: seed 0 runs the
 # threads of a block in order, other seeds draw a random order between barriers and warp
 # collectives (LORAFT_EMU_SEED). Two runs at a time; logs in build-emu/emu-logs/.
 # Ends with the line "N passed, N failed" (one per test and seed); exit 0 only if none failed.
@@ -28,6 +29,7 @@ for src in tests/gpu/test_*.c; do
   t=$(basename "$src" .c)
   [ "$t" = test_gpu_parity ] && tests=("$t" "${tests[@]}") || tests+=("$t") # longest first
 done
+tests+=(test_emu)
 
 run_one() { # run_one TEST SEED: runs it, leaves LOG, LOG.rc and LOG.time
   local t=$1 s=$2 log=$logs/$1.seed$2.log t0=$SECONDS rc=0
