@@ -157,10 +157,9 @@ template <typename... P> struct EmuLaunch {
         else
             (void)i, (void)v;
     }
-    template <typename... A> void operator()(A &&...a) {
-        static_assert(sizeof...(A) == sizeof...(P),
-                      "kernel launched with the wrong argument count");
-        Call c{kernel, std::tuple<P...>(std::forward<A>(a)...)};
+    /* the parameters' own types, so arguments convert as in a call (NULL to a pointer) */
+    void operator()(P... a) {
+        Call c{kernel, std::tuple<P...>(a...)};
         check_pointers(c, std::index_sequence_for<P...>{});
         int e = emu_run(name, entry, &c, grid, block, shmem);
         if (e) emu_launch_failed(e);
