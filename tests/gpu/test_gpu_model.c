@@ -105,6 +105,7 @@ static void run(const char *dir, int arch, int every_linear) {
 }
 
 int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
     char tmp[] = "/tmp/loraft-gpu-model-XXXXXX";
     CHECK(mkdtemp(tmp) != NULL);

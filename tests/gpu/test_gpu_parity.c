@@ -127,8 +127,8 @@ static void compare(const char *tensor, const Pair *p, double atol, double rtol)
     printf("%-58s %-6s n=%-8zu max abs %.2e  max rel %.2e%s\n", op_name, tensor, n, max_abs,
            max_rel, rtol < 0 ? "  (exact)" : "");
     if (bad)
-        fprintf(stderr, "  %s: %zu of %zu elements off, first [%zu]: cpu %.9g cuda %.9g\n", tensor,
-                bad, n, first, a[first], b[first]);
+        fprintf(stderr, "  %s: %s: %zu of %zu elements off, first [%zu]: cpu %.9g cuda %.9g\n",
+                op_name, tensor, bad, n, first, a[first], b[first]);
     CHECK(bad == 0);
     free(a);
     free(b);
@@ -467,6 +467,7 @@ static void run_tf32_child(void) {
 int main(void) {
     const char *self = getenv("LORAFT_PARITY_SELF"), *full = getenv("LORAFT_PARITY_FULL");
     const char *tf32_child = getenv("LORAFT_PARITY_TF32_CHILD");
+    setvbuf(stdout, NULL, _IOLBF, 0); /* report lines and error lines in order in a log */
     if (self && !strcmp(self, "1"))
         dut = &ops_cpu;
     else {
