@@ -97,7 +97,8 @@ static int bench(const Bpe *tok, const Texts *texts, int repeats, double load_s)
         if (dt < best) best = dt;
     }
     double mb = texts->bytes / 1e6;
-    printf("loraft bpe: load %.3f s; %zu texts, %.1f MB, %zu tokens\n", load_s, texts->n, mb, tokens);
+    printf("loraft bpe: load %.3f s; %zu texts, %.1f MB, %zu tokens\n", load_s, texts->n, mb,
+           tokens);
     printf("  best of %d: %.3f s  %.1f MB/s  %.2f M tokens/s (1 thread)\n", repeats, best,
            mb / best, tokens / best / 1e6);
     free(ids.ids);
@@ -107,7 +108,8 @@ static int bench(const Bpe *tok, const Texts *texts, int repeats, double load_s)
 int main(int argc, char **argv) {
     int dump = argc > 1 && !strcmp(argv[1], "--ids");
     if (argc < 3 + dump) {
-        fprintf(stderr, "usage: bench_bpe TOKENIZER FILE [REPEATS] | bench_bpe --ids TOKENIZER FILE\n");
+        fprintf(stderr,
+                "usage: bench_bpe TOKENIZER FILE [REPEATS] | bench_bpe --ids TOKENIZER FILE\n");
         return 2;
     }
     Bpe *tok;
@@ -117,8 +119,8 @@ int main(int argc, char **argv) {
     if (bpe_load(&tok, argv[1 + dump], &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     double load_s = now() - t0;
     if (read_texts(argv[2 + dump], &texts)) return 1;
-    int rc = dump ? dump_ids(tok, &texts)
-                  : bench(tok, &texts, argc > 3 ? atoi(argv[3]) : 3, load_s);
+    int rc =
+        dump ? dump_ids(tok, &texts) : bench(tok, &texts, argc > 3 ? atoi(argv[3]) : 3, load_s);
     for (size_t i = 0; i < texts.n; i++) free(texts.s[i]);
     free(texts.s);
     free(texts.len);

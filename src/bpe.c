@@ -24,7 +24,7 @@ enum { MAX_STAGES = 4, MAX_TEMPLATE = 8 };
 typedef enum { ST_DIGITS, ST_SPLIT_GPT2, ST_SPLIT_LLAMA3, ST_BYTELEVEL } StageKind;
 typedef struct Stage {
     StageKind kind;
-    int flag; /* Digits: individual_digits; ByteLevel: add_prefix_space */
+    int flag;  /* Digits: individual_digits; ByteLevel: add_prefix_space */
     int regex; /* ByteLevel: use_regex */
 } Stage;
 
@@ -41,12 +41,15 @@ typedef struct StrTable {
     size_t mask;
 } StrTable;
 
-/* (left id, right id) -> (rank, merged id). */
+/* (left id, right id) -> (rank, merged id); one slot is one 16-byte load. */
+typedef struct PairSlot {
+    uint64_t key; /* left << 32 | right, UINT64_MAX = empty */
+    uint32_t rank;
+    int32_t merged;
+} PairSlot;
 typedef struct PairTable {
-    uint64_t *key; /* UINT64_MAX = empty */
-    uint32_t *rank;
-    int32_t *merged;
-    size_t mask, n;
+    PairSlot *slot;
+    size_t mask;
 } PairTable;
 
 typedef struct Arena {
@@ -55,17 +58,17 @@ typedef struct Arena {
 } Arena;
 
 struct Bpe {
-    Arena text;              /* model spellings and added token contents */
-    Arena raw;               /* the bytes each id decodes to */
-    uint32_t *off, *len;     /* [n_ids] model spelling of id in text, off UINT32_MAX: none */
+    Arena text;                    /* model spellings and added token contents */
+    Arena raw;                     /* the bytes each id decodes to */
+    uint32_t *off, *len;           /* [n_ids] model spelling of id in text, off UINT32_MAX: none */
     uint32_t *name_off, *name_len; /* [n_ids] what id_to_token gives: added content first */
     uint32_t *raw_off, *raw_len;   /* [n_ids] decoded bytes, raw_off UINT32_MAX: no such id */
     uint8_t *special;              /* [n_ids] 1 when decode(skip_special) drops it */
     int32_t n_ids;
     StrTable vocab; /* model vocabulary, by spelling */
     PairTable merges;
-    int32_t byte_id[256];      /* the model token of each byte's char */
-    char byte_spell[256][2];   /* UTF-8 of each byte's char (1 or 2 bytes) */
+    int32_t byte_id[256];    /* the model token of each byte's char */
+    char byte_spell[256][2]; /* UTF-8 of each byte's char (1 or 2 bytes) */
     AddedToken *added;
     int n_added;
     uint8_t added_first[2][256]; /* [normalized] some added token starts with this byte */
@@ -144,7 +147,8 @@ static int uprops(uint32_t c) {
 static uint32_t byte_char(int b) {
     if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
     int n = 0;
-    for (int x = 0; x < b; x++) n += !((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE);
+    for (int x = 0; x < b; x++)
+        n += !((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE);
     return 0x100 + n;
 }
 
@@ -172,8 +176,8 @@ static int strtab_init(StrTable *tab, size_t n, LfError *err) {
 static size_t strtab_slot(const StrTable *tab, const char *arena, const uint32_t *off,
                           const uint32_t *len, const void *s, size_t n, uint32_t h) {
     size_t i = h & tab->mask;
-    while (tab->hash[i] && !(tab->hash[i] == h && len[tab->id[i]] == n &&
-                             !memcmp(arena + off[tab->id[i]], s, n)))
+    while (tab->hash[i] &&
+           !(tab->hash[i] == h && len[tab->id[i]] == n && !memcmp(arena + off[tab->id[i]], s, n)))
         i = (i + 1) & tab->mask;
     return i;
 }
@@ -198,21 +202,19 @@ static int32_t vocab_get(const Bpe *t, const void *s, size_t n) {
     return strtab_get(&t->vocab, t->text.p, t->off, t->len, s, n);
 }
 
-static size_t pair_slot(const PairTable *p, uint64_t key) {
+static PairSlot *pair_slot(const PairTable *p, uint64_t key) {
     uint64_t h = key * 0x9E3779B97F4A7C15ull;
     size_t i = (size_t)(h >> 32) & p->mask;
-    while (p->key[i] != UINT64_MAX && p->key[i] != key) i = (i + 1) & p->mask;
-    return i;
+    while (p->slot[i].key != UINT64_MAX && p->slot[i].key != key) i = (i + 1) & p->mask;
+    return &p->slot[i];
 }
 
 static int pair_init(PairTable *p, size_t n, LfError *err) {
     size_t cap = 16;
     while (cap < 2 * n) cap *= 2;
-    p->key = malloc(cap * sizeof *p->key);
-    p->rank = malloc(cap * sizeof *p->rank);
-    p->merged = malloc(cap * sizeof *p->merged);
-    if (!p->key || !p->rank || !p->merged) return lf_fail(err, "out of memory for the merges");
-    memset(p->key, 0xFF, cap * sizeof *p->key);
+    p->slot = malloc(cap * sizeof *p->slot);
+    if (!p->slot) return lf_fail(err, "out of memory for the merges");
+    for (size_t i = 0; i < cap; i++) p->slot[i].key = UINT64_MAX;
     p->mask = cap - 1;
     return 0;
 }
@@ -220,18 +222,15 @@ static int pair_init(PairTable *p, size_t n, LfError *err) {
 /* A later rule for the same pair replaces the earlier one (HashMap::insert in `tokenizers`). */
 static void pair_put(PairTable *p, int32_t a, int32_t b, uint32_t rank, int32_t merged) {
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-    size_t i = pair_slot(p, key);
-    p->key[i] = key;
-    p->rank[i] = rank;
-    p->merged[i] = merged;
+    *pair_slot(p, key) = (PairSlot){key, rank, merged};
 }
 
-/* The rule for (a, b), or NULL-like: returns 0 and fills rank/merged when present. */
+/* The rule for (a, b): 0 with rank and merged filled, -1 when there is none. */
 static int pair_get(const PairTable *p, int32_t a, int32_t b, uint32_t *rank, int32_t *merged) {
-    size_t i = pair_slot(p, (uint64_t)(uint32_t)a << 32 | (uint32_t)b);
-    if (p->key[i] == UINT64_MAX) return -1;
-    *rank = p->rank[i];
-    *merged = p->merged[i];
+    const PairSlot *s = pair_slot(p, (uint64_t)(uint32_t)a << 32 | (uint32_t)b);
+    if (s->key == UINT64_MAX) return -1;
+    *rank = s->rank;
+    *merged = s->merged;
     return 0;
 }
 
@@ -450,8 +449,8 @@ static void merge_all(Enc *e, int32_t n) {
         int32_t p = (int32_t)m.pos, q = s[p].next;
         uint32_t rank;
         int32_t merged;
-        if (!s[p].alive || q < 0 ||
-            pair_get(&e->t->merges, s[p].id, s[q].id, &rank, &merged) || merged != m.merged)
+        if (!s[p].alive || q < 0 || pair_get(&e->t->merges, s[p].id, s[q].id, &rank, &merged) ||
+            merged != m.merged)
             continue;
         s[p].id = m.merged;
         s[p].next = s[q].next;
@@ -545,10 +544,14 @@ static int pretok(Enc *e, int stage, const unsigned char *s, size_t n) {
     if (stage == e->t->n_stages) return bpe_word(e, s, n);
     const Stage *st = &e->t->stages[stage];
     switch (st->kind) {
-    case ST_DIGITS: return split_digits(e, stage, s, n, st->flag);
-    case ST_SPLIT_GPT2: return split_regex(e, stage, s, n, 0);
-    case ST_SPLIT_LLAMA3: return split_regex(e, stage, s, n, 1);
-    case ST_BYTELEVEL: return byte_level(e, stage, s, n, st);
+    case ST_DIGITS:
+        return split_digits(e, stage, s, n, st->flag);
+    case ST_SPLIT_GPT2:
+        return split_regex(e, stage, s, n, 0);
+    case ST_SPLIT_LLAMA3:
+        return split_regex(e, stage, s, n, 1);
+    case ST_BYTELEVEL:
+        return byte_level(e, stage, s, n, st);
     }
     return 0;
 }
@@ -621,9 +624,11 @@ int bpe_encode(const Bpe *t, const char *text, size_t len, int add_special, IdLi
     Enc e = {.t = t, .ids = ids, .err = err};
     size_t n0 = ids->n;
     int rc = 0;
-    for (int i = 0; add_special && !rc && i < t->n_prefix; i++) rc = push_id(ids, t->prefix[i], err);
+    for (int i = 0; add_special && !rc && i < t->n_prefix; i++)
+        rc = push_id(ids, t->prefix[i], err);
     if (!rc) rc = split_added(&e, s, len, 0);
-    for (int i = 0; add_special && !rc && i < t->n_suffix; i++) rc = push_id(ids, t->suffix[i], err);
+    for (int i = 0; add_special && !rc && i < t->n_suffix; i++)
+        rc = push_id(ids, t->suffix[i], err);
     free(e.sym);
     free(e.heap);
     free(e.buf);
@@ -637,9 +642,19 @@ int bpe_encode(const Bpe *t, const char *text, size_t len, int add_special, IdLi
 /* Length of the UTF-8 sequence at s[0..n) when it is valid, else minus the length of its
  * maximal invalid prefix (at least 1): what from_utf8_lossy replaces by one U+FFFD. */
 static int utf8_check(const unsigned char *s, size_t n) {
-    int b = s[0], need = b < 0x80 ? 1 : b < 0xC2 ? 0 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : b < 0xF5 ? 4 : 0;
+    int b = s[0], need = b < 0x80   ? 1
+                         : b < 0xC2 ? 0
+                         : b < 0xE0 ? 2
+                         : b < 0xF0 ? 3
+                         : b < 0xF5 ? 4
+                                    : 0;
     if (need <= 1) return need ? 1 : -1;
-    int lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80, hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+    int lo = b == 0xE0   ? 0xA0
+             : b == 0xF0 ? 0x90
+                         : 0x80,
+        hi = b == 0xED   ? 0x9F
+             : b == 0xF4 ? 0x8F
+                         : 0xBF;
     int k = 1;
     for (; k < need && (size_t)k < n && s[k] >= lo && s[k] <= hi; k++) lo = 0x80, hi = 0xBF;
     return k == need ? k : -k;
@@ -733,9 +748,7 @@ void bpe_free(Bpe *t) {
     free(t->special);
     free(t->vocab.hash);
     free(t->vocab.id);
-    free(t->merges.key);
-    free(t->merges.rank);
-    free(t->merges.merged);
+    free(t->merges.slot);
     free(t->added);
     free(t);
 }
@@ -846,8 +859,10 @@ static int raw_form(Bpe *t, int32_t id, LfError *err) {
         uint32_t c = s[i];
         int len = c < 0x80 ? 1 : utf8_decode(s + i, n - i, &c);
         int b = len ? char_byte(c) : -1;
-        if (b < 0) k = SIZE_MAX;
-        else out[k++] = (unsigned char)b, i += (size_t)len;
+        if (b < 0)
+            k = SIZE_MAX;
+        else
+            out[k++] = (unsigned char)b, i += (size_t)len;
     }
     int rc = k == SIZE_MAX ? arena_add(&t->raw, s, n, &t->raw_off[id], err)
                            : arena_add(&t->raw, out, k, &t->raw_off[id], err);
@@ -860,7 +875,8 @@ static int raw_form(Bpe *t, int32_t id, LfError *err) {
 static int finish(Bpe *t, const char *name, LfError *err) {
     int bytelevel = 0;
     for (int i = 0; i < t->n_stages; i++) bytelevel |= t->stages[i].kind == ST_BYTELEVEL;
-    if (!bytelevel) return lf_fail(err, "%s: no ByteLevel pre-tokenizer: not a byte-level BPE", name);
+    if (!bytelevel)
+        return lf_fail(err, "%s: no ByteLevel pre-tokenizer: not a byte-level BPE", name);
     for (int b = 0; b < 256; b++) {
         const char *c = t->byte_spell[b];
         t->byte_id[b] = vocab_get(t, c, c[1] ? 2 : 1);
@@ -928,11 +944,13 @@ static int parse_split(Bpe *t, const cJSON *pre, const char *name, LfError *err)
     if (invert < 0) return -1;
     if (invert || !behavior || strcmp(behavior, "Isolated"))
         return lf_fail(err, "%s: Split pre-tokenizer: only behavior Isolated, not inverted", name);
-    if (regex && !strcmp(regex, GPT2_REGEX)) return add_stage(t, (Stage){ST_SPLIT_GPT2, 0, 0}, name, err);
+    if (regex && !strcmp(regex, GPT2_REGEX))
+        return add_stage(t, (Stage){ST_SPLIT_GPT2, 0, 0}, name, err);
     if (regex && !strcmp(regex, LLAMA3_REGEX))
         return add_stage(t, (Stage){ST_SPLIT_LLAMA3, 0, 0}, name, err);
-    return lf_fail(err, "%s: Split pre-tokenizer with an unsupported pattern %.200s (known: GPT-2's "
-                        "and Llama-3's regexes)",
+    return lf_fail(err,
+                   "%s: Split pre-tokenizer with an unsupported pattern %.200s (known: GPT-2's "
+                   "and Llama-3's regexes)",
                    name, regex ? regex : "(not a Regex)");
 }
 
@@ -955,8 +973,9 @@ static int parse_pre(Bpe *t, const cJSON *pre, int depth, const char *name, LfEr
         int regex = prefix < 0 ? -1 : json_flag(pre, "use_regex", 1, name, err);
         return regex < 0 ? -1 : add_stage(t, (Stage){ST_BYTELEVEL, prefix, regex}, name, err);
     }
-    return lf_fail(err, "%s: pre-tokenizer %s is not supported (byte-level BPE: ByteLevel, Split, "
-                        "Digits, Sequence)",
+    return lf_fail(err,
+                   "%s: pre-tokenizer %s is not supported (byte-level BPE: ByteLevel, Split, "
+                   "Digits, Sequence)",
                    name, type);
 }
 
@@ -979,7 +998,8 @@ static int parse_template(Bpe *t, const cJSON *post, const char *name, LfError *
                            id ? id : "(none)");
         cJSON_ArrayForEach(v, ids) {
             int *n = after ? &t->n_suffix : &t->n_prefix;
-            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= t->n_ids || *n == MAX_TEMPLATE)
+            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= t->n_ids ||
+                *n == MAX_TEMPLATE)
                 return lf_fail(err, "%s: TemplateProcessing: bad id for %s", name, id);
             (after ? t->suffix : t->prefix)[(*n)++] = (int32_t)v->valuedouble;
         }
@@ -994,8 +1014,9 @@ static int parse_post(Bpe *t, const cJSON *post, int depth, const char *name, Lf
     if (type && !strcmp(type, "TemplateProcessing")) return parse_template(t, post, name, err);
     if (type && !strcmp(type, "Sequence") && depth == 0) {
         const cJSON *p;
-        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(post, "processors"))
-        if (parse_post(t, p, 1, name, err)) return -1;
+        cJSON_ArrayForEach(
+            p, cJSON_GetObjectItemCaseSensitive(post, "processors")) if (parse_post(t, p, 1, name,
+                                                                                    err)) return -1;
         return 0;
     }
     return lf_fail(err, "%s: post_processor %s is not supported", name, type ? type : "(untyped)");
@@ -1016,8 +1037,12 @@ static int parse_added(Bpe *t, const cJSON *added, const char *name, LfError *er
             flags[k] = (uint8_t)f;
         }
         int single = json_flag(a, "single_word", 0, name, err);
-        if (single) return single < 0 ? -1 : lf_fail(err, "%s: added token \"%s\": single_word is "
-                                                         "not supported", name, s);
+        if (single)
+            return single < 0 ? -1
+                              : lf_fail(err,
+                                        "%s: added token \"%s\": single_word is "
+                                        "not supported",
+                                        name, s);
         if (add_added(t, s, strlen(s), (int32_t)id->valuedouble, flags, name, err)) return -1;
     }
     return 0;
@@ -1089,9 +1114,11 @@ static int parse_model(Bpe *t, const cJSON *model, const cJSON *added, const cha
     const char *prefix = json_string(model, "continuing_subword_prefix");
     const char *suffix = json_string(model, "end_of_word_suffix");
     int fallback = json_flag(model, "byte_fallback", 0, name, err);
-    if (fallback) return fallback < 0 ? -1 : lf_fail(err, "%s: byte_fallback BPE is not supported", name);
+    if (fallback)
+        return fallback < 0 ? -1 : lf_fail(err, "%s: byte_fallback BPE is not supported", name);
     if ((dropout && !cJSON_IsNull(dropout)) || (prefix && *prefix) || (suffix && *suffix))
-        return lf_fail(err, "%s: BPE dropout, subword prefix and word suffix are not supported", name);
+        return lf_fail(err, "%s: BPE dropout, subword prefix and word suffix are not supported",
+                       name);
     if ((t->ignore_merges = json_flag(model, "ignore_merges", 0, name, err)) < 0 ||
         (t->fuse_unk = json_flag(model, "fuse_unk", 0, name, err)) < 0 ||
         load_vocab_merges(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"),
@@ -1196,7 +1223,9 @@ static int load_pair(Bpe *t, const char *dir, LfError *err) {
     if (!rc) rc = begin_vocab(t, top + 1, (size_t)cJSON_GetArraySize(vocab), err);
     const cJSON *v;
     cJSON_ArrayForEach(v, vocab) {
-        if (!rc) rc = model_token(t, (int32_t)v->valuedouble, v->string, strlen(v->string), vocab_path, err);
+        if (!rc)
+            rc = model_token(t, (int32_t)v->valuedouble, v->string, strlen(v->string), vocab_path,
+                             err);
     }
     cJSON_Delete(vocab);
     if (rc || load_merges_txt(t, merges_path, err)) return -1;
@@ -1359,7 +1388,8 @@ static int gguf_build(Bpe *t, const BpeArrays *a, LfError *err) {
     if (gguf_added(t, a, err)) return -1;
     for (int k = 0; k < 2; k++) {
         int32_t id = k ? a->eos_id : a->bos_id;
-        if (id >= a->n_tokens) return lf_fail(err, "GGUF %s id %d is out of range", k ? "eos" : "bos", id);
+        if (id >= a->n_tokens)
+            return lf_fail(err, "GGUF %s id %d is out of range", k ? "eos" : "bos", id);
         if (k ? a->add_eos : a->add_bos) {
             if (id < 0) return lf_fail(err, "GGUF: add_%s without its id", k ? "eos" : "bos");
             (k ? t->suffix : t->prefix)[0] = id;

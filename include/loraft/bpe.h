@@ -19,11 +19,11 @@
  *   "gpt-2" (and "default")        ByteLevel with GPT-2's regex;
  *   "llama-bpe", "llama3", "llama-v3"   Split on Llama-3's regex + ByteLevel, ignore_merges;
  *   "smollm"                       Digits(individual_digits) + ByteLevel with GPT-2's regex, as
- *                                  SmolLM2's own tokenizer.json. transformers' GGUF conversion (5.24)
- *                                  leaves the Digits step out, i.e. reads "smollm" as "gpt-2"; the
- *                                  two differ only where whitespace precedes a digit.
- * Tokens of type CONTROL become special added tokens and USER_DEFINED ones plain added tokens,
- * as transformers does (a token outside the byte alphabet is respelled byte by byte).
+ *                                  SmolLM2's own tokenizer.json. transformers' GGUF conversion
+ * (5.24) leaves the Digits step out, i.e. reads "smollm" as "gpt-2"; the two differ only where
+ * whitespace precedes a digit. Tokens of type CONTROL become special added tokens and USER_DEFINED
+ * ones plain added tokens, as transformers does (a token outside the byte alphabet is respelled
+ * byte by byte).
  *
  * Encoding runs the `tokenizers` pipeline: added tokens are cut out of the raw text first
  * (leftmost-longest; tokens with normalized=false before those with normalized=true; lstrip and
@@ -93,8 +93,8 @@ int bpe_decode(const Bpe *t, const int32_t *ids, size_t n, int skip_special, cha
  * when id is outside the vocabulary. */
 const char *bpe_token_bytes(const Bpe *t, int32_t id, size_t *len);
 
-int bpe_vocab_size(const Bpe *t);                  /* largest id + 1 */
-const char *bpe_token(const Bpe *t, int32_t id);   /* as the vocabulary spells it ("Ġthe") */
+int bpe_vocab_size(const Bpe *t);                    /* largest id + 1 */
+const char *bpe_token(const Bpe *t, int32_t id);     /* as the vocabulary spells it ("Ġthe") */
 int32_t bpe_lookup(const Bpe *t, const char *token); /* added tokens first; -1 when absent */
 int bpe_is_special(const Bpe *t, int32_t id);
 int32_t bpe_bos(const Bpe *t); /* -1 when none */

@@ -1,0 +1,428 @@
+/* test_bpe.c: the byte-level BPE tokenizer against Hugging Face goldens
+ * (tests/golden/bpe_*.jsonl, from scripts/make-bpe-goldens.py): ids without and with special
+ * tokens, decoding with and without them, and decode(encode(x)) == x, for GPT-2 loaded three
+ * ways (tokenizer.json, vocab.json + merges.txt, GGUF-style arrays), GPT-2 under Llama-3's
+ * pre-tokenizer, and SmolLM2 (tokenizer.json and arrays; skipped without its tokenizer.json, see
+ * scripts/extract-smollm2-tokenizer.sh). Then a tiny tokenizer written here and the error paths. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "check.h"
+#include "loraft/bpe.h"
+#include "loraft/fileio.h"
+
+static cJSON *read_json(const char *path) {
+    char *text;
+    size_t len;
+    LfError err;
+    if (file_read_all(path, &text, &len, &err)) return NULL;
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    return j;
+}
+
+/* tokenizer.json at path with a golden's "edit" applied, as text (caller frees). */
+static char *edited_json(const char *path, const cJSON *edit) {
+    cJSON *root = read_json(path);
+    if (!root) return NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, edit) {
+        if (!strcmp(e->string, "ignore_merges")) {
+            cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+            cJSON_DeleteItemFromObjectCaseSensitive(model, "ignore_merges");
+            cJSON_AddItemToObject(model, "ignore_merges", cJSON_Duplicate(e, 1));
+        } else {
+            cJSON_ReplaceItemInObjectCaseSensitive(root, e->string, cJSON_Duplicate(e, 1));
+        }
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+/* GGUF-style arrays from a tokenizer.json: tokens by id, "a b" merges, special added tokens as
+ * CONTROL. */
+typedef struct Arrays {
+    BpeArrays a;
+    char **tokens, **merges;
+    int32_t *types;
+} Arrays;
+
+static int arrays_from_json(Arrays *out, const char *path, const char *pre) {
+    cJSON *root = read_json(path);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges"), *v;
+    if (!vocab || !merges) return cJSON_Delete(root), -1;
+    int n = cJSON_GetArraySize(vocab), m = cJSON_GetArraySize(merges);
+    *out = (Arrays){.tokens = calloc((size_t)n, sizeof(char *)),
+                    .merges = calloc((size_t)m, sizeof(char *)),
+                    .types = malloc((size_t)n * sizeof(int32_t))};
+    cJSON_ArrayForEach(v, vocab) {
+        out->tokens[v->valueint] = strdup(v->string);
+        out->types[v->valueint] = BPE_TOKEN_NORMAL;
+    }
+    int i = 0;
+    cJSON_ArrayForEach(v, merges) {
+        const char *a = cJSON_IsString(v) ? v->valuestring : cJSON_GetArrayItem(v, 0)->valuestring;
+        const char *b = cJSON_IsString(v) ? "" : cJSON_GetArrayItem(v, 1)->valuestring;
+        size_t len = strlen(a) + strlen(b) + 2;
+        out->merges[i] = malloc(len);
+        snprintf(out->merges[i++], len, cJSON_IsString(v) ? "%s%s" : "%s %s", a, b);
+    }
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(root, "added_tokens")) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "special")))
+            out->types[cJSON_GetObjectItemCaseSensitive(v, "id")->valueint] = BPE_TOKEN_CONTROL;
+    }
+    out->a = (BpeArrays){(const char *const *)out->tokens,
+                         NULL,
+                         n,
+                         (const char *const *)out->merges,
+                         NULL,
+                         m,
+                         out->types,
+                         pre,
+                         -1,
+                         -1,
+                         0,
+                         0};
+    cJSON_Delete(root);
+    return 0;
+}
+
+static void arrays_free(Arrays *a) {
+    for (int i = 0; i < a->a.n_tokens; i++) free(a->tokens[i]);
+    for (int i = 0; i < a->a.n_merges; i++) free(a->merges[i]);
+    free(a->tokens);
+    free(a->merges);
+    free(a->types);
+}
+
+static size_t unhex(const char *hex, char *out) {
+    size_t n = strlen(hex) / 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        out[i] = (char)v;
+    }
+    out[n] = 0;
+    return n;
+}
+
+static int same_ids(const IdList *ids, const cJSON *want) {
+    if ((int)ids->n != cJSON_GetArraySize(want)) return 0;
+    int i = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, want) if (ids->ids[i++] != v->valueint) return 0;
+    return 1;
+}
+
+static void print_ids(const char *label, const IdList *ids) {
+    fprintf(stderr, "  %s:", label);
+    for (size_t i = 0; i < ids->n && i < 40; i++) fprintf(stderr, " %d", ids->ids[i]);
+    fprintf(stderr, "\n");
+}
+
+/* One golden record: ids, ids with special tokens, both decodings, and the round trip
+ * decode(encode(x)) == x (not with lstrip/rstrip tokens: they swallow spaces). */
+static void check_record(const Bpe *t, const cJSON *rec, const char *label, int lineno,
+                         int roundtrip) {
+    const char *hex = cJSON_GetObjectItemCaseSensitive(rec, "hex")->valuestring;
+    char *text = malloc(strlen(hex) / 2 + 1), *want = malloc(strlen(hex) + 64);
+    size_t len = unhex(hex, text);
+    IdList ids = {0};
+    LfError err;
+    static const char *keys[2] = {"ids", "ids_special"};
+    for (int special = 0; special < 2; special++) {
+        ids.n = 0;
+        CHECK_OK(bpe_encode(t, text, len, special, &ids, &err), &err);
+        int ok = same_ids(&ids, cJSON_GetObjectItemCaseSensitive(rec, keys[special]));
+        CHECK(ok);
+        if (!ok) {
+            fprintf(stderr, "%s line %d (%s): %s differ for \"%.60s\"\n", label, lineno, hex,
+                    keys[special], text);
+            print_ids("loraft", &ids);
+        }
+    }
+    static const char *dec_keys[2] = {"decoded_hex", "decoded_skip_hex"};
+    for (int skip = 0; skip < 2; skip++) {
+        char *out;
+        size_t n;
+        const char *want_hex = cJSON_GetObjectItemCaseSensitive(rec, dec_keys[skip])->valuestring;
+        free(want);
+        want = malloc(strlen(want_hex) / 2 + 1);
+        size_t want_len = unhex(want_hex, want);
+        CHECK_OK(bpe_decode(t, ids.ids, ids.n, skip, &out, &n, &err), &err);
+        CHECK(n == want_len && !memcmp(out, want, n));
+        free(out);
+    }
+    if (roundtrip) {
+        ids.n = 0;
+        char *back;
+        size_t n;
+        CHECK_OK(bpe_encode(t, text, len, 0, &ids, &err), &err);
+        CHECK_OK(bpe_decode(t, ids.ids, ids.n, 0, &back, &n, &err), &err);
+        CHECK(n == len && !memcmp(back, text, len));
+        free(back);
+    }
+    free(text);
+    free(want);
+    idlist_free(&ids);
+}
+
+static void check_golden(const Bpe *t, const char *golden, const char *label, int roundtrip) {
+    FILE *f = fopen(golden, "r");
+    if (!f) {
+        perror(golden);
+        CHECK(0);
+        return;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0, failed = check_failed;
+    while (getline(&line, &cap, f) > 0) {
+        cJSON *rec = cJSON_Parse(line);
+        if (++lineno > 1) check_record(t, rec, label, lineno, roundtrip);
+        cJSON_Delete(rec);
+    }
+    free(line);
+    fclose(f);
+    printf("%s: %d texts%s\n", label, lineno - 1, check_failed > failed ? " FAILED" : "");
+}
+
+/* The golden's tokenizer from tokenizer.json with its edit applied. */
+static Bpe *golden_tokenizer(const char *golden, const char *json_path) {
+    FILE *f = fopen(golden, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    if (!f || getline(&line, &cap, f) <= 0) return NULL;
+    fclose(f);
+    cJSON *head = cJSON_Parse(line);
+    free(line);
+    char *text = edited_json(json_path, cJSON_GetObjectItemCaseSensitive(head, "edit"));
+    cJSON_Delete(head);
+    Bpe *t = NULL;
+    LfError err;
+    if (!text || bpe_load_json(&t, text, strlen(text), json_path, &err)) {
+        fprintf(stderr, "%s: %s\n", json_path, text ? err.msg : "unreadable");
+        t = NULL;
+    }
+    free(text);
+    return t;
+}
+
+static void check_json_golden(const char *golden, const char *json_path, const char *label,
+                              int roundtrip) {
+    Bpe *t = golden_tokenizer(golden, json_path);
+    CHECK(t != NULL);
+    if (t) check_golden(t, golden, label, roundtrip);
+    bpe_free(t);
+}
+
+static void check_arrays_golden(const char *golden, const char *json_path, const char *pre,
+                                const char *label, int roundtrip) {
+    Arrays a;
+    Bpe *t = NULL;
+    LfError err;
+    CHECK(arrays_from_json(&a, json_path, pre) == 0);
+    CHECK_OK(bpe_from_arrays(&t, &a.a, &err), &err);
+    if (t) check_golden(t, golden, label, roundtrip);
+    bpe_free(t);
+    arrays_free(&a);
+}
+
+static void test_gpt2(void) {
+    char dir[512], json[600], pair[64] = "/tmp/test_bpe_XXXXXX";
+    snprintf(dir, sizeof dir, "%s/tokenizers/gpt2", shared_data_dir());
+    snprintf(json, sizeof json, "%s/tokenizer.json", dir);
+    if (access(json, R_OK)) {
+        printf("SKIP GPT-2 goldens: %s not found (set LORAFT_SHARED_DATA)\n", json);
+        return;
+    }
+    check_json_golden("tests/golden/bpe_gpt2.jsonl", json, "gpt2 tokenizer.json", 1);
+    check_json_golden("tests/golden/bpe_gpt2_llama3.jsonl", json, "gpt2 with llama-3 pre-tokenizer",
+                      0);
+    check_arrays_golden("tests/golden/bpe_gpt2.jsonl", json, "gpt-2", "gpt2 from arrays", 1);
+    /* the older pair, alone in a directory */
+    CHECK(mkdtemp(pair) != NULL);
+    char src[600], dst[128];
+    static const char *files[2] = {"vocab.json", "merges.txt"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(src, sizeof src, "%s/%s", dir, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", pair, files[i]);
+        CHECK(symlink(src, dst) == 0);
+    }
+    Bpe *t = NULL;
+    LfError err;
+    CHECK_OK(bpe_load(&t, pair, &err), &err);
+    if (t) {
+        check_golden(t, "tests/golden/bpe_gpt2.jsonl", "gpt2 vocab.json + merges.txt", 1);
+        CHECK(bpe_bos(t) == 50256 && bpe_eos(t) == 50256 && bpe_vocab_size(t) == 50257);
+        CHECK(bpe_lookup(t, "<|endoftext|>") == 50256 && bpe_is_special(t, 50256));
+        CHECK(!strcmp(bpe_token(t, 262), "Ġthe") && bpe_lookup(t, "Ġthe") == 262);
+        size_t n;
+        const char *b = bpe_token_bytes(t, 262, &n);
+        CHECK(b && n == 4 && !memcmp(b, " the", 4) && !bpe_token_bytes(t, 50257, &n));
+    }
+    bpe_free(t);
+    for (int i = 0; i < 2; i++) {
+        snprintf(dst, sizeof dst, "%s/%s", pair, files[i]);
+        unlink(dst);
+    }
+    rmdir(pair);
+}
+
+static void test_smollm2(void) {
+    const char *path = getenv("LORAFT_SMOLLM2_TOKENIZER");
+    char json[600];
+    snprintf(json, sizeof json, "%s/tokenizer.json", path ? path : "models/smollm2-tokenizer");
+    if (access(json, R_OK)) {
+        printf("SKIP SmolLM2 goldens: %s not found (scripts/extract-smollm2-tokenizer.sh "
+               "models/smollm2-tokenizer, or set LORAFT_SMOLLM2_TOKENIZER to its directory)\n",
+               json);
+        return;
+    }
+    /* no round trip: 21 byte chars (controls such as \x04, and bytes UTF-8 never uses) are not
+     * in SmolLM2's vocabulary, and `tokenizers` drops them (the ids check that) */
+    check_json_golden("tests/golden/bpe_smollm2.jsonl", json, "smollm2 tokenizer.json", 0);
+    check_json_golden("tests/golden/bpe_smollm2_digits.jsonl", json, "smollm2 with Digits", 0);
+    check_arrays_golden("tests/golden/bpe_smollm2.jsonl", json, "gpt-2",
+                        "smollm2 from arrays, gpt-2", 0);
+    check_arrays_golden("tests/golden/bpe_smollm2_digits.jsonl", json, "smollm",
+                        "smollm2 from arrays, smollm", 0);
+}
+
+/* A tokenizer.json over the 256 byte chars plus the given extra tokens and merges. */
+static char *tiny_json(const char *extra_vocab, const char *merges, const char *rest) {
+    static char buf[1 << 16];
+    int n = snprintf(buf, sizeof buf, "{\"model\": {\"type\": \"BPE\", \"vocab\": {");
+    for (int b = 0; b < 256; b++) {
+        int c = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE ? b : -1;
+        if (c < 0) { /* the 68 others: U+0100.. in order */
+            int k = 0;
+            for (int x = 0; x < b; x++)
+                k += !((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE);
+            c = 0x100 + k;
+        }
+        char u[8] = {0};
+        if (c < 0x80)
+            u[0] = (char)c;
+        else
+            u[0] = (char)(0xC0 | c >> 6), u[1] = (char)(0x80 | (c & 0x3F));
+        if (c == '"' || c == '\\')
+            n += snprintf(buf + n, sizeof buf - n, "\"\\%s\": %d, ", u, b);
+        else
+            n += snprintf(buf + n, sizeof buf - n, "\"%s\": %d, ", u, b);
+    }
+    n -= 2; /* the last ", " */
+    snprintf(buf + n, sizeof buf - n,
+             "%s%s}, \"merges\": [%s]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
+             "\"add_prefix_space\": false}, \"decoder\": {\"type\": \"ByteLevel\"}%s}",
+             *extra_vocab ? ", " : "", extra_vocab, merges, rest);
+    return buf;
+}
+
+static void expect_ids(const Bpe *t, const char *text, const int32_t *want, size_t n) {
+    IdList ids = {0};
+    LfError err;
+    CHECK_OK(bpe_encode(t, text, strlen(text), 0, &ids, &err), &err);
+    int ok = ids.n == n && (!n || !memcmp(ids.ids, want, n * sizeof *want));
+    CHECK(ok);
+    if (!ok) print_ids(text, &ids);
+    idlist_free(&ids);
+}
+
+static void test_tiny(void) {
+    Bpe *t = NULL;
+    LfError err;
+    /* 'a' is byte 97: "aa" = 256, "aaa" = 257, "ba" = 258 (ids checked with `tokenizers`) */
+    const char *json =
+        tiny_json("\"aa\": 256, \"aaa\": 257, \"ba\": 258", "\"a a\", \"aa a\", \"b a\"", "");
+    CHECK_OK(bpe_load_json(&t, json, strlen(json), "tiny", &err), &err);
+    if (!t) return;
+    expect_ids(t, "aaa", (int32_t[]){257}, 1);
+    expect_ids(t, "aaaa", (int32_t[]){256, 256}, 2);
+    expect_ids(t, "aaaaa", (int32_t[]){256, 257}, 2); /* the queue's order, as `tokenizers` */
+    expect_ids(t, "baa", (int32_t[]){98, 256}, 2);    /* "a a" ranks before "b a" */
+    expect_ids(t, "", NULL, 0);
+    IdList ids = {0};
+    CHECK(bpe_encode(t, "ok\xC3(", 4, 0, &ids, &err) == -1 && strstr(err.msg, "byte offset 2"));
+    CHECK(ids.n == 0);
+    char *out;
+    size_t n;
+    int32_t bad[] = {0xC3 - 0x5E /* placeholder */, -5, 1000000};
+    bad[0] = 0xC3; /* the byte 0xC3 alone: invalid UTF-8, replaced by U+FFFD */
+    CHECK_OK(bpe_decode(t, bad, 3, 0, &out, &n, &err), &err);
+    CHECK(n == 3 && !memcmp(out, "\xEF\xBF\xBD", 3));
+    free(out);
+    bpe_free(t);
+}
+
+static void expect_error(const char *json, const char *want) {
+    Bpe *t = NULL;
+    LfError err = {{0}};
+    int rc = bpe_load_json(&t, json, strlen(json), "bad.json", &err);
+    CHECK(rc == -1 && t == NULL);
+    if (!strstr(err.msg, want)) {
+        fprintf(stderr, "error \"%s\" lacks \"%s\"\n", err.msg, want);
+        CHECK(0);
+    }
+}
+
+static void test_errors(void) {
+    expect_error("{\"model\": ", "invalid JSON");
+    expect_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}, \"pre_tokenizer\": "
+                 "{\"type\": \"ByteLevel\"}, \"decoder\": {\"type\": \"ByteLevel\"}}",
+                 "model.type WordPiece is not supported");
+    expect_error(tiny_json("", "\"a zz\"", ""), "\"zz\" is not in the vocabulary");
+    expect_error(tiny_json("", "\"a b\"", ""), "\"ab\" is not in the vocabulary");
+    expect_error(tiny_json("", "\"a b c\"", ""), "is not two tokens");
+    expect_error(tiny_json("", "", ", \"normalizer\": {\"type\": \"NFC\"}"), "normalizer NFC");
+    expect_error(tiny_json("\"x\": 3", "", ""), "appears twice");
+    expect_error(tiny_json("", "",
+                           ", \"added_tokens\": [{\"id\": 5, \"content\": \"<x>\", "
+                           "\"single_word\": true}]"),
+                 "single_word");
+    expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+                 "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\w+\"}, "
+                 "\"behavior\": \"Isolated\"}, \"decoder\": {\"type\": \"ByteLevel\"}}",
+                 "unsupported pattern");
+    expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+                 "\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"decoder\": {\"type\": "
+                 "\"ByteLevel\"}}",
+                 "pre-tokenizer Whitespace is not supported");
+    expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}, \"merges\": []}, "
+                 "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"decoder\": {\"type\": "
+                 "\"ByteLevel\"}}",
+                 "not a valid token id");
+    expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+                 "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+                 "decoder must be ByteLevel");
+    expect_error("[1, 2]", "decoder must be ByteLevel");
+    Bpe *t = NULL;
+    LfError err;
+    const char *tokens[] = {"a", "b"}, *merges[] = {"a b"};
+    BpeArrays a = {tokens, NULL, 2, merges, NULL, 1, NULL, "gpt-2", -1, -1, 0, 0};
+    CHECK(bpe_from_arrays(&t, &a, &err) == -1 &&
+          strstr(err.msg, "\"ab\" is not in the vocabulary"));
+    a.n_merges = 0;
+    a.pre = "qwen2";
+    CHECK(bpe_from_arrays(&t, &a, &err) == -1 && strstr(err.msg, "\"qwen2\" is not supported"));
+    a.pre = NULL;
+    a.add_bos = 1;
+    CHECK(bpe_from_arrays(&t, &a, &err) == -1 && strstr(err.msg, "add_bos without its id"));
+    CHECK(bpe_load(&t, "/nonexistent/tokenizer", &err) == -1 && strstr(err.msg, "/nonexistent"));
+}
+
+int main(void) {
+    test_gpt2();
+    test_smollm2();
+    test_tiny();
+    test_errors();
+    return check_report();
+}
