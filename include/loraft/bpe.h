@@ -3,8 +3,10 @@
  *
  * Construction, one core behind three sources:
  *   bpe_load(PATH)             a tokenizer.json file, or a directory holding tokenizer.json, else
- *                              vocab.json + merges.txt (GPT-2's older pair); tokenizer_config.json
- *                              beside them may name bos_token / eos_token;
+ *                              vocab.json + merges.txt (GPT-2's older pair, <|endoftext|> its
+ *                              special token); tokenizer_config.json beside them may name
+ *                              bos_token / eos_token, else both are <|endoftext|> when the
+ *                              vocabulary has it (GPT-2's defaults);
  *   bpe_load_json(TEXT)        tokenizer.json text in memory;
  *   bpe_from_arrays(SPEC)      GGUF metadata as plain C arrays: tokens, merges, token types and the
  *                              pre-tokenizer name (tokenizer.ggml.pre).
