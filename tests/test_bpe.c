@@ -4,6 +4,7 @@
  * ways (tokenizer.json, vocab.json + merges.txt, GGUF-style arrays), GPT-2 under Llama-3's
  * pre-tokenizer, and SmolLM2 (tokenizer.json and arrays; skipped without its tokenizer.json, see
  * scripts/extract-smollm2-tokenizer.sh). Then a tiny tokenizer written here and the error paths. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,12 +251,12 @@ static void test_gpt2(void) {
     check_arrays_golden("tests/golden/bpe_gpt2.jsonl", json, "gpt-2", "gpt2 from arrays", 1);
     /* the older pair, alone in a directory */
     CHECK(mkdtemp(pair) != NULL);
-    char src[600], dst[128];
+    char src[600], abs[PATH_MAX], dst[128];
     static const char *files[2] = {"vocab.json", "merges.txt"};
     for (int i = 0; i < 2; i++) {
         snprintf(src, sizeof src, "%s/%s", dir, files[i]);
         snprintf(dst, sizeof dst, "%s/%s", pair, files[i]);
-        CHECK(symlink(src, dst) == 0);
+        CHECK(realpath(src, abs) && symlink(abs, dst) == 0);
     }
     Bpe *t = NULL;
     LfError err;
