@@ -24,7 +24,8 @@ __global__ void cross_entropy_kernel(float *losses, float *dlogits, const float 
         mx = block_max(mx);
         for (int j = threadIdx.x; j < V; j += blockDim.x) sum += expf(x[j] - mx);
         sum = block_sum(sum);
-        if (threadIdx.x == 0) losses[n] = logf(sum) + mx - x[label];
+        /* the exact difference first, as torch: at large logits mx + log(sum) rounds */
+        if (threadIdx.x == 0) losses[n] = (mx - x[label]) + logf(sum);
         if (dx)
             for (int j = threadIdx.x; j < V; j += blockDim.x)
                 dx[j] = (expf(x[j] - mx) / sum - (j == label ? 1.0f : 0.0f)) * grad_scale;

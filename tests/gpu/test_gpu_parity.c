@@ -255,6 +255,56 @@ static void test_layernorm(int N, int C) {
 /* Which gradients a backward call asks for (a NULL gradient skips that work). */
 enum { G_DINP = 1, G_DW = 2, G_DB = 4, G_ALL = 7 };
 
+/* ---- decoder ops: RMS norm, rotary embedding, SwiGLU ---- */
+static void test_rmsnorm(int N, int C) {
+    size_t NC = (size_t)N * C;
+    Pair *x = pair_random(NC, 3.0f), *wgt = pair_random(C, 1.0f), *dout = pair_random(NC, 1.0f);
+    Pair *out = pair_new(NC * sizeof(float)), *rstd = pair_new(N * sizeof(float));
+    Pair *dx = pair_random(NC, 1.0f), *dw = pair_random(C, 1.0f);
+    BACKENDS(w, o) {
+        o->rmsnorm_forward(F(out, w), F(rstd, w), F(x, w), F(wgt, w), 1e-5f, N, C);
+        o->rmsnorm_backward(F(dx, w), F(dw, w), F(dout, w), F(x, w), F(wgt, w), F(rstd, w), N, C);
+    }
+    NAME("rmsnorm N=%d C=%d", N, C);
+    compare("out", out, GEMM_TOL);
+    compare("rstd", rstd, GEMM_TOL);
+    compare("dinp", dx, GEMM_TOL);
+    compare("dw", dw, GEMM_TOL);
+    pairs_free();
+}
+
+/* positions: explicit (up to 8191, SmolLM2's context) or NULL (t) */
+static void test_rope(int B, int T, int NH, int HS, float theta, int with_pos) {
+    size_t n = (size_t)B * T * NH * HS;
+    Pair *x = pair_random(n, 1.0f), *dx = pair_random(n, 1.0f);
+    Pair *pos = with_pos ? pair_ints((size_t)B * T, 0, 8192) : NULL;
+    BACKENDS(w, o) {
+        o->rope_forward(F(x, w), I(pos, w), theta, B, T, NH, HS);
+        o->rope_backward(F(dx, w), I(pos, w), theta, B, T, NH, HS);
+    }
+    NAME("rope B=%d T=%d NH=%d HS=%d theta=%g pos=%d", B, T, NH, HS, theta, with_pos);
+    /* an angle of up to 8191 rad: sinf/cosf of CPU and GPU agree to a few ulp of it */
+    compare("out", x, 1e-5, 1e-4);
+    compare("dinp", dx, 1e-5, 1e-4);
+    pairs_free();
+}
+
+static void test_swiglu(size_t n, int grads) {
+    Pair *g = pair_random(n, 8.0f), *u = pair_random(n, 2.0f), *dy = pair_random(n, 1.0f);
+    Pair *out = pair_new(n * sizeof(float));
+    Pair *dg = grads & G_DINP ? pair_random(n, 1.0f) : NULL;
+    Pair *du = grads & G_DW ? pair_random(n, 1.0f) : NULL;
+    BACKENDS(w, o) {
+        o->swiglu_forward(F(out, w), F(g, w), F(u, w), n);
+        o->swiglu_backward(F(dg, w), F(du, w), F(dy, w), F(g, w), F(u, w), n);
+    }
+    NAME("swiglu n=%zu grads=%d", n, grads);
+    compare("out", out, ELEM_TOL);
+    if (dg) compare("dgate", dg, ELEM_TOL);
+    if (du) compare("dup", du, ELEM_TOL);
+    pairs_free();
+}
+
 static void test_matmul(int N, int C, int OC, int with_bias, int grads) {
     Pair *x = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)OC * C, 1.0f);
     Pair *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
@@ -506,6 +556,16 @@ int main(void) {
     test_layernorm(37, 768);
     test_layernorm(5, 1030);
     test_layernorm(200, 67); /* several row groups in the dweight/dbias kernel */
+    test_rmsnorm(1, 13);
+    test_rmsnorm(37, 576); /* SmolLM2's hidden size */
+    test_rmsnorm(200, 67);
+    test_rope(1, 1, 1, 2, 10000.0f, 0);
+    test_rope(2, 37, 9, 64, 100000.0f, 0); /* SmolLM2's q heads */
+    test_rope(3, 20, 3, 64, 100000.0f, 1);
+    test_swiglu(1, G_ALL);
+    test_swiglu(100003, G_ALL);
+    test_swiglu(1000, G_DINP);
+    test_swiglu(1000, G_DW);
     test_matmul(1, 5, 3, 1, G_ALL);
     test_matmul(37, 67, 45, 0, G_ALL);
     test_matmul(128, 768, 64, 1, G_ALL);
@@ -532,6 +592,7 @@ int main(void) {
     test_attention(2, 128, 768, 12, 0, 0.0f, 0); /* BERT-base heads: NH = 12, HS = 64 */
     test_attention(2, 128, 768, 12, 37, 0.1f, 0);
     if (full_grid) test_attention(2, 512, 768, 12, 150, 0.1f, 0);
+    test_attention(4097, 2, 64, 16, 0, 0.1f, 0); /* B*NH > 65,535 */
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
     test_cross_entropy(16, 1000, 50.0f, 1);
