@@ -156,12 +156,14 @@ static void bench_attention(void) {
     int32_t *mask = ints(gpu, (size_t)N, 1, 2);
     double flops = 4.0 * B * NH * (double)T * T * (C / NH), io = FB * (4.0 * btc + att_n);
     float ms;
-    TIME_GPU(ms, gpu->attention_forward(out, att, q, k, v, mask, 0.0f, 1, scratch, B, T, C, NH));
+    TIME_GPU(ms, gpu->attention_forward(out, att, q, k, v, mask, 0, 0.0f, 1, scratch, B, T, NH, NH,
+                                        C / NH));
     row("attention_forward p=0", ms, io + FB * 2.0 * att_n, flops, 0);
-    TIME_GPU(ms, gpu->attention_forward(out, att, q, k, v, mask, 0.1f, 1, scratch, B, T, C, NH));
+    TIME_GPU(ms, gpu->attention_forward(out, att, q, k, v, mask, 0, 0.1f, 1, scratch, B, T, NH, NH,
+                                        C / NH));
     row("attention_forward p=0.1", ms, io + FB * 2.0 * att_n, flops, 0);
-    TIME_GPU(
-        ms, gpu->attention_backward(dq, dk, dv, dout, q, k, v, att, 0.1f, 1, scratch, B, T, C, NH));
+    TIME_GPU(ms, gpu->attention_backward(dq, dk, dv, dout, q, k, v, att, 0.1f, 1, scratch, B, T, NH,
+                                         NH, C / NH));
     row("attention_backward p=0.1", ms, FB * (7.0 * btc + 4.0 * att_n), 2.0 * flops, 0);
     float *ptrs[] = {q, k, v, out, att, scratch, dout, dq, dk, dv, (float *)mask};
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) gpu->free(ptrs[i]);

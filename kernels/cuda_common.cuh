@@ -124,11 +124,11 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
                         const float *u, const float *A, const float *B, float scale, float p,
                         uint64_t seed, float *scratch, int N, int C, int OC, int R);
 void cuda_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                            const int32_t *mask, float p, uint64_t seed, float *scratch, int B,
-                            int T, int C, int NH);
+                            const int32_t *mask, int causal, float p, uint64_t seed, float *scratch,
+                            int B, int T, int NH, int NKV, int HS);
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *att, float p,
-                             uint64_t seed, float *scratch, int B, int T, int C, int NH);
+                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
 void cuda_activation_forward(float *out, const float *inp, Activation act, size_t n);
 void cuda_activation_backward(float *dinp, const float *inp, const float *dout, Activation act,
                               size_t n);

@@ -351,38 +351,53 @@ static void axpy_row(float *y, const float *x, float a, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-/* Per head: att_bh[T,T] = alpha * x_h[T,HS] @ y_h[T,HS]^T, the heads of x and y [B,T,C] being
- * column blocks at row stride C. OpenBLAS threads each product itself. */
-static void heads_abt(float *att, const float *x, const float *y, float alpha, int B, int T, int C,
-                      int NH) {
-    int HS = C / NH;
-    for (int bh = 0; bh < B * NH; bh++) {
-        size_t off = (size_t)(bh / NH) * T * C + (size_t)(bh % NH) * HS;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, alpha, x + off, C, y + off,
-                    C, 0.0f, att + (size_t)bh * T * T, T);
-    }
+/* The heads of one attention problem: q-shaped tensors [B,T,NH*HS] and KV-shaped ones
+ * [B,T,NKV*HS]; query head h of sequence b is problem bh = b*NH + h and reads KV head
+ * h / (NH/NKV). A head is a column block of HS at row stride (heads * HS). */
+typedef struct Heads {
+    int B, T, NH, NKV, HS;
+} Heads;
+
+/* Offset of problem bh's head in a q-shaped (kv = 0) or KV-shaped (kv = 1) tensor. */
+static size_t head_offset(const Heads *g, int bh, int kv) {
+    int b = bh / g->NH, h = bh % g->NH, heads = kv ? g->NKV : g->NH;
+    int head = kv ? h / (g->NH / g->NKV) : h;
+    return (size_t)b * g->T * heads * g->HS + (size_t)head * g->HS;
 }
 
-/* Per head: out_h[T,HS] += att_bh[T,T] (transposed when trans) @ x_h[T,HS]. */
-static void heads_ax(float *out, const float *att, const float *x, int trans, int B, int T, int C,
-                     int NH) {
-    int HS = C / NH;
-    for (int bh = 0; bh < B * NH; bh++) {
-        size_t off = (size_t)(bh / NH) * T * C + (size_t)(bh % NH) * HS;
+/* Per problem: att_bh[T,T] = alpha * x_h[T,HS] @ y_kv[T,HS]^T (x q-shaped, y KV-shaped).
+ * OpenBLAS threads each product itself. */
+static void heads_abt(float *att, const float *x, const float *y, float alpha, const Heads *g) {
+    int T = g->T, HS = g->HS;
+    for (int bh = 0; bh < g->B * g->NH; bh++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, alpha,
+                    x + head_offset(g, bh, 0), g->NH * HS, y + head_offset(g, bh, 1), g->NKV * HS,
+                    0.0f, att + (size_t)bh * T * T, T);
+}
+
+/* Per problem: out_h[T,HS] += att_bh[T,T] @ x_kv[T,HS] (out q-shaped, x KV-shaped), or with
+ * trans: out_kv += att_bh^T @ x_h (out KV-shaped, x q-shaped; the query heads of a group
+ * add up in their KV head). */
+static void heads_ax(float *out, const float *att, const float *x, int trans, const Heads *g) {
+    int T = g->T, HS = g->HS, ld_q = g->NH * HS, ld_kv = g->NKV * HS;
+    for (int bh = 0; bh < g->B * g->NH; bh++)
         cblas_sgemm(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f,
-                    att + (size_t)bh * T * T, T, x + off, C, 1.0f, out + off, C);
-    }
+                    att + (size_t)bh * T * T, T, x + head_offset(g, bh, !trans),
+                    trans ? ld_q : ld_kv, 1.0f, out + head_offset(g, bh, trans),
+                    trans ? ld_kv : ld_q);
 }
 
-/* In place over one row of scores a[T]: the softmax over keys with mask[j] != 0, masked keys
- * exactly 0; a row with no unmasked key becomes all zeros (no NaN). */
-static void softmax_row(float *a, const int32_t *mask, int T) {
+/* In place over one row of scores a[T]: the softmax over the keys j < limit with
+ * mask[j] != 0 (mask NULL: all), the other keys exactly 0; a row with no allowed key
+ * becomes all zeros. */
+static void softmax_row(float *a, const int32_t *mask, int limit, int T) {
     float maxv = -INFINITY, sum = 0.0f;
-    for (int j = 0; j < T; j++)
-        if (mask[j] && a[j] > maxv) maxv = a[j];
+    for (int j = 0; j < limit; j++)
+        if ((!mask || mask[j]) && a[j] > maxv) maxv = a[j];
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < T; j++) {
-        a[j] = mask[j] ? exp_approx(a[j] - maxv) : 0.0f; /* all masked: maxv = -inf, unused */
+        int keep = j < limit && (!mask || mask[j]);
+        a[j] = keep ? exp_approx(a[j] - maxv) : 0.0f; /* none kept: maxv unused */
         sum += a[j];
     }
     float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
@@ -395,38 +410,42 @@ static uint64_t att_index(int row, int j, int T) {
     return (uint64_t)row * T + j;
 }
 
-/* out[B,T,C] = dropout(att) @ v per head; att[B,NH,T,T] = masked softmax(q k^T / sqrt(HS)). q, k, v
- * [B,T,C]; mask [B,T]; head h owns channels [h*HS, (h+1)*HS). */
+/* out = dropout(att) @ v per head; att[B,NH,T,T] = masked softmax(q k^T / sqrt(HS)), see ops.h
+ * for the shapes and masks. */
 static void cpu_attention_forward(float *out, float *att, const float *q, const float *k,
-                                  const float *v, const int32_t *mask, float p, uint64_t seed,
-                                  float *scratch, int B, int T, int C, int NH) {
-    int HS = C / NH, rows = B * NH * T;
-    heads_abt(att, q, k, 1.0f / sqrtf((float)HS), B, T, C, NH);
+                                  const float *v, const int32_t *mask, int causal, float p,
+                                  uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                                  int HS) {
+    Heads g = {B, T, NH, NKV, HS};
+    int rows = B * NH * T;
+    heads_abt(att, q, k, 1.0f / sqrtf((float)HS), &g);
 #pragma omp parallel for if ((size_t)rows * T > CPU_PAR_MIN)
     for (int row = 0; row < rows; row++)
-        softmax_row(att + (size_t)row * T, mask + (size_t)row / (NH * T) * T, T);
+        softmax_row(att + (size_t)row * T, mask ? mask + (size_t)row / (NH * T) * T : NULL,
+                    causal ? row % T + 1 : T, T);
     const float *probs = att;
     if (p > 0.0f) { /* the dropout index of att[b,h,i,j] is its flat index */
         cpu_dropout_forward(scratch, att, p, seed, (size_t)rows * T);
         probs = scratch;
     }
-    memset(out, 0, sizeof(float) * (size_t)B * T * C);
-    heads_ax(out, probs, v, 0, B, T, C, NH);
+    memset(out, 0, sizeof(float) * (size_t)B * T * NH * HS);
+    heads_ax(out, probs, v, 0, &g);
 }
 
-/* dq, dk, dv [B,T,C] += gradients of out = dropout(att) @ v, att = softmax(q k^T / sqrt(HS)); each
+/* dq, dk, dv += gradients of out = dropout(att) @ v, att = softmax(q k^T / sqrt(HS)); each
  * may be NULL. scratch [B,NH,T,T]: dropout(att), then d(att), then d(q k^T). */
 static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                    const float *q, const float *k, const float *v, const float *att,
-                                   float p, uint64_t seed, float *scratch, int B, int T, int C,
-                                   int NH) {
-    int HS = C / NH, rows = B * NH * T;
-    if (dv) { /* dv_h += dropout(att)^T @ dout_h */
+                                   float p, uint64_t seed, float *scratch, int B, int T, int NH,
+                                   int NKV, int HS) {
+    Heads g = {B, T, NH, NKV, HS};
+    int rows = B * NH * T;
+    if (dv) { /* dv_kv += dropout(att)^T @ dout_h */
         cpu_dropout_forward(scratch, att, p, seed, (size_t)rows * T);
-        heads_ax(dv, scratch, dout, 1, B, T, C, NH);
+        heads_ax(dv, scratch, dout, 1, &g);
     }
     if (!dq && !dk) return;
-    heads_abt(scratch, dout, v, 1.0f, B, T, C, NH); /* d(dropout(att)) = dout_h v_h^T */
+    heads_abt(scratch, dout, v, 1.0f, &g); /* d(dropout(att)) = dout_h v_kv^T */
     float inv_sqrt_hs = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for if ((size_t)rows * T > CPU_PAR_MIN)
     for (int row = 0; row < rows; row++) {
@@ -439,8 +458,8 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
         /* softmax backward, 1/sqrt(HS) folded in: d(q k^T); masked keys get a[j] = 0 */
         for (int j = 0; j < T; j++) d[j] = a[j] * (d[j] - row_dot) * inv_sqrt_hs;
     }
-    if (dq) heads_ax(dq, scratch, k, 0, B, T, C, NH);
-    if (dk) heads_ax(dk, scratch, q, 1, B, T, C, NH);
+    if (dq) heads_ax(dq, scratch, k, 0, &g);
+    if (dk) heads_ax(dk, scratch, q, 1, &g);
 }
 
 /* ---- activations and vector arithmetic ---- */

@@ -710,8 +710,9 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     linear_forward(m, &Ly->q, a->q, a->x, N, d.lora, site(seed, l, SITE_Q));
     linear_forward(m, &Ly->k, a->k, a->x, N, d.lora, site(seed, l, SITE_K));
     linear_forward(m, &Ly->v, a->v, a->x, N, d.lora, site(seed, l, SITE_V));
-    o->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, d.attention,
-                         site(seed, l, SITE_ATT), m->scratch, B, T, C, c->num_heads);
+    o->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, 0, d.attention,
+                         site(seed, l, SITE_ATT), m->scratch, B, T, c->num_heads, c->num_heads,
+                         C / c->num_heads);
     linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, site(seed, l, SITE_O));
     float po = attn_out_dropout(m, d);
     if (po > 0) o->dropout_forward(a->res_attn, a->res_attn, po, site(seed, l, SITE_O_DROP), NC);
@@ -771,7 +772,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(m->d_k, bytes);
     o->zero(m->d_v, bytes);
     o->attention_backward(m->d_q, m->d_k, m->d_v, m->d_ctx, a->q, a->k, a->v, a->att, d.attention,
-                          site(seed, l, SITE_ATT), m->scratch, B, T, C, c->num_heads);
+                          site(seed, l, SITE_ATT), m->scratch, B, T, c->num_heads, c->num_heads,
+                          C / c->num_heads);
     if (dx) o->axpy(dx, m->d_r, 1.0f, NC);
     linear_backward(m, &Ly->q, dx, m->d_q, a->x, N, d.lora, site(seed, l, SITE_Q));
     linear_backward(m, &Ly->k, dx, m->d_k, a->x, N, d.lora, site(seed, l, SITE_K));

@@ -583,44 +583,48 @@ static void test_lora(float p) {
 
 /* ---- attention ---- */
 
+/* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS] (the first N * nkv * HS floats of their arrays) */
 typedef struct AttCtx {
     float q[N * C], k[N * C], v[N * C], out[N * C], att[B * NH * T * T];
     float dq[N * C], dk[N * C], dv[N * C], scratch[B * NH * T * T];
     int32_t mask[N];
     float p;
+    int causal, nkv;
 } AttCtx;
 
 static const uint64_t att_seed = 7;
 
 static void att_fwd(void *p) {
     AttCtx *c = p;
-    ops->attention_forward(c->out, c->att, c->q, c->k, c->v, c->mask, c->p, att_seed, c->scratch, B,
-                           T, C, NH);
+    ops->attention_forward(c->out, c->att, c->q, c->k, c->v, c->mask, c->causal, c->p, att_seed,
+                           c->scratch, B, T, NH, c->nkv, C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->q, c->k, c->v,
-                            c->att, c->p, att_seed, c->scratch, B, T, C, NH);
+                            c->att, c->p, att_seed, c->scratch, B, T, NH, c->nkv, C / NH);
 }
 
-/* Naive double attention; checks att (masked keys exactly 0) and out. */
+/* Naive double attention; checks att (disallowed keys exactly 0) and out. */
 static void attention_reference_check(AttCtx *c) {
-    int HS = C / NH;
+    int HS = C / NH, KC = c->nkv * HS, group = NH / c->nkv;
     double att[B * NH * T * T], out[N * C] = {0};
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int i = 0; i < T; i++) {
                 double *a = att + ((b * NH + h) * T + i) * T, maxv = -INFINITY, sum = 0;
+                int kvh = h / group;
                 for (int j = 0; j < T; j++) {
                     double s = 0;
                     for (int d = 0; d < HS; d++)
                         s += (double)c->q[(b * T + i) * C + h * HS + d] *
-                             c->k[(b * T + j) * C + h * HS + d];
+                             c->k[(b * T + j) * KC + kvh * HS + d];
                     a[j] = s / sqrt(HS);
                     if (c->mask[b * T + j] && a[j] > maxv) maxv = a[j];
                 }
                 for (int j = 0; j < T; j++) {
-                    a[j] = c->mask[b * T + j] ? exp(a[j] - maxv) : 0.0;
+                    int allowed = c->mask[b * T + j] && (!c->causal || j <= i);
+                    a[j] = allowed ? exp(a[j] - maxv) : 0.0;
                     sum += a[j];
                 }
                 for (int j = 0; j < T; j++) {
@@ -628,7 +632,7 @@ static void attention_reference_check(AttCtx *c) {
                     double keep = rng_dropout_scale(att_seed, ((b * NH + h) * T + i) * T + j, c->p);
                     for (int d = 0; d < HS; d++)
                         out[(b * T + i) * C + h * HS + d] +=
-                            a[j] * keep * c->v[(b * T + j) * C + h * HS + d];
+                            a[j] * keep * c->v[(b * T + j) * KC + kvh * HS + d];
                 }
             }
     att_fwd(c);
@@ -643,16 +647,18 @@ static void attention_reference_check(AttCtx *c) {
     CHECK(masked_nonzero == 0);
 }
 
-static void test_attention(float p) {
-    AttCtx c;
-    c.p = p;
-    fill(c.q, N * C, -1, 1), fill(c.k, N * C, -1, 1), fill(c.v, N * C, -1, 1);
+/* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared) */
+static void test_attention(float p, int causal, int nkv) {
+    AttCtx c = {.p = p, .causal = causal, .nkv = nkv};
+    int KN = N * nkv * (C / NH);
+    fill(c.q, N * C, -1, 1), fill(c.k, KN, -1, 1), fill(c.v, KN, -1, 1);
     for (int i = 0; i < N; i++) c.mask[i] = i < T || i % T < 3; /* batch 1: 2 padding keys */
-    GradCase gc = grad_case(p > 0 ? "attention (p=0.3)" : "attention (p=0)", &c, att_fwd, att_bwd,
-                            c.out, N * C, 1e-2f);
+    char name[64];
+    snprintf(name, sizeof name, "attention (p=%.1f%s, NKV=%d)", p, causal ? ", causal" : "", nkv);
+    GradCase gc = grad_case(name, &c, att_fwd, att_bwd, c.out, N * C, 1e-2f);
     case_param(&gc, "q", c.q, c.dq, N * C);
-    case_param(&gc, "k", c.k, c.dk, N * C);
-    case_param(&gc, "v", c.v, c.dv, N * C);
+    case_param(&gc, "k", c.k, c.dk, KN);
+    case_param(&gc, "v", c.v, c.dv, KN);
     gradcheck(&gc);
     attention_reference_check(&c);
 
@@ -666,7 +672,8 @@ static void test_attention(float p) {
     int finite = 1, zero = 1;
     for (int i = 0; i < N * C; i++) {
         finite &= isfinite(c.dq[i]) && isfinite(c.dk[i]) && isfinite(c.dv[i]);
-        if (i >= T * C) zero &= c.dq[i] == 0 && c.dk[i] == 0 && c.dv[i] == 0;
+        if (i >= T * C) zero &= c.dq[i] == 0;
+        if (i >= KN / B && i < KN) zero &= c.dk[i] == 0 && c.dv[i] == 0;
     }
     CHECK(finite);
     CHECK(zero);
@@ -973,9 +980,10 @@ static size_t large_pass(float *res) {
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
     ops->layernorm_backward(d1, dlnw, dlnb, g, x, lnw, mean, rstd, LN, LC);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
-    ops->attention_forward(z, att, x, y, g, mask, 0.1f, 5, scratch, LB, LT, LC, LNH);
+    ops->attention_forward(z, att, x, y, g, mask, 0, 0.1f, 5, scratch, LB, LT, LNH, LNH, LC / LNH);
     SAVE(z, n), SAVE(att, tt);
-    ops->attention_backward(d1, d2, d3, z, x, y, g, att, 0.1f, 5, scratch, LB, LT, LC, LNH);
+    ops->attention_backward(d1, d2, d3, z, x, y, g, att, 0.1f, 5, scratch, LB, LT, LNH, LNH,
+                            LC / LNH);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
@@ -1014,8 +1022,11 @@ int main(void) {
     test_matmul();
     test_lora(0.0f);
     test_lora(0.3f);
-    test_attention(0.0f);
-    test_attention(0.3f);
+    test_attention(0.0f, 0, NH);
+    test_attention(0.3f, 0, NH);
+    test_attention(0.0f, 1, NH);
+    test_attention(0.3f, 1, 1);
+    test_attention(0.0f, 1, 1);
     test_activations();
     test_activations_non_finite();
     test_elementwise_grads();

@@ -111,19 +111,23 @@ typedef struct Ops {
                           const float *u, const float *A, const float *B, float scale, float p,
                           uint64_t seed, float *scratch, int N, int C, int OC, int R);
 
-    /* ---- multi-head softmax attention with padding mask ----
-     * q, k, v, out: [B,T,C]; mask [B,T] int32 (1 = token, 0 = padding, never attended).
-     * att[B,NH,T,T] = softmax(q_h k_h^T / sqrt(HS) over unmasked keys), saved;
-     * out = dropout(att; p, seed) @ v_h, heads concatenated back to C. The dropout index of
+    /* ---- multi-head softmax attention: padding mask, optional causal mask, grouped KV ----
+     * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads
+     * KV head h / (NH/NKV) (grouped-query attention; NKV = NH is plain multi-head).
+     * mask [B,T] int32 or NULL: 1 = token, 0 = padding (never attended); with causal, query i never
+     * attends to a key j > i either. att[B,NH,T,T] = softmax(q_h k^T / sqrt(HS)) over the
+     * allowed keys, 0 elsewhere (a row with no allowed key is all 0), saved;
+     * out = dropout(att; p, seed) @ v, heads concatenated. The dropout index of
      * att[b,h,i,j] is its flat index, so dropout(att) is dropout_forward over att.
      * scratch: ops_attention_scratch(B, T, NH) floats (forward and backward). */
     void (*attention_forward)(float *out, float *att, const float *q, const float *k,
-                              const float *v, const int32_t *mask, float p, uint64_t seed,
-                              float *scratch, int B, int T, int C, int NH);
-    /* dq, dk, dv [B,T,C] += gradients. */
+                              const float *v, const int32_t *mask, int causal, float p,
+                              uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
+    /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients (att holds both masks). */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *att, float p,
-                               uint64_t seed, float *scratch, int B, int T, int C, int NH);
+                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                               int HS);
 
     /* ---- element-wise ---- */
     void (*activation_forward)(float *out, const float *inp, Activation act, size_t n);

@@ -369,26 +369,31 @@ static Pair *attention_mask(int B, int T, int pad, int all_pad_last) {
     return p;
 }
 
-static void test_attention(int B, int T, int C, int NH, int pad, float p, int all_pad_last) {
-    size_t BTC = (size_t)B * T * C, att_n = (size_t)B * NH * T * T;
-    Pair *q = pair_random(BTC, 1.0f), *k = pair_random(BTC, 1.0f), *v = pair_random(BTC, 1.0f);
+/* q [B,T,NH*HS], k and v [B,T,NKV*HS]; causal: the decoder mask */
+static void test_attention(int B, int T, int NH, int NKV, int HS, int causal, int pad, float p,
+                           int all_pad_last) {
+    size_t BTQ = (size_t)B * T * NH * HS, BTK = (size_t)B * T * NKV * HS;
+    size_t att_n = (size_t)B * NH * T * T;
+    Pair *q = pair_random(BTQ, 1.0f), *k = pair_random(BTK, 1.0f), *v = pair_random(BTK, 1.0f);
     Pair *mask = attention_mask(B, T, pad, all_pad_last);
-    Pair *out = pair_new(BTC * sizeof(float)), *att = pair_new(att_n * sizeof(float));
-    Pair *dout = pair_random(BTC, 1.0f);
+    Pair *out = pair_new(BTQ * sizeof(float)), *att = pair_new(att_n * sizeof(float));
+    Pair *dout = pair_random(BTQ, 1.0f);
     Pair *scratch = pair_new(ops_attention_scratch(B, T, NH) * sizeof(float));
-    Pair *dq = pair_random(BTC, 1.0f), *dk = pair_random(BTC, 1.0f), *dv = pair_random(BTC, 1.0f);
+    Pair *dq = pair_random(BTQ, 1.0f), *dk = pair_random(BTK, 1.0f), *dv = pair_random(BTK, 1.0f);
     BACKENDS(w, o) {
-        o->attention_forward(F(out, w), F(att, w), F(q, w), F(k, w), F(v, w), I(mask, w), p, 5,
-                             F(scratch, w), B, T, C, NH);
+        o->attention_forward(F(out, w), F(att, w), F(q, w), F(k, w), F(v, w), I(mask, w), causal, p,
+                             5, F(scratch, w), B, T, NH, NKV, HS);
     }
-    NAME("attention_forward B=%d T=%d C=%d NH=%d pad=%d p=%.1f", B, T, C, NH, pad, p);
+    NAME("attention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", B, T, NH, NKV, HS,
+         causal ? " causal" : "", pad, p);
     compare("att", att, GEMM_TOL);
     compare("out", out, GEMM_TOL);
     BACKENDS(w, o) {
         o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), F(q, w), F(k, w), F(v, w),
-                              F(att, w), p, 5, F(scratch, w), B, T, C, NH);
+                              F(att, w), p, 5, F(scratch, w), B, T, NH, NKV, HS);
     }
-    NAME("attention_backward B=%d T=%d C=%d NH=%d pad=%d p=%.1f", B, T, C, NH, pad, p);
+    NAME("attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", B, T, NH, NKV, HS,
+         causal ? " causal" : "", pad, p);
     compare("dq", dq, GEMM_TOL);
     compare("dk", dk, GEMM_TOL);
     compare("dv", dv, GEMM_TOL);
@@ -446,11 +451,11 @@ static void test_errors(void) {
     CHECK(strstr(e.msg, "label") != NULL);
 
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *att = pair_new(2 * 3 * 3 * 3 * sizeof(float));
-    dut->attention_forward(F(x, 1), F(att, 1), F(x, 1), F(x, 1), F(x, 1), NULL, 0.0f, 1, F(att, 1),
-                           2, 3, 10, 3); /* C = 10 not a multiple of NH = 3 */
+    dut->attention_forward(F(x, 1), F(att, 1), F(x, 1), F(x, 1), F(x, 1), NULL, 0, 0.0f, 1,
+                           F(att, 1), 2, 3, 3, 2, 2); /* NH = 3 not a multiple of NKV = 2 */
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
-    CHECK(strstr(e.msg, "NH") != NULL);
+    CHECK(strstr(e.msg, "NKV") != NULL);
     CHECK(dut->status(&e) == 0); /* reported once, then clear */
     pairs_free();
 }
@@ -491,8 +496,8 @@ static void test_tf32(void) {
     Pair *o_ = pair_new(BTC * sizeof(float)), *att = pair_new(att_n * sizeof(float));
     Pair *scratch = pair_new(ops_attention_scratch(B, T, NH) * sizeof(float));
     BACKENDS(w, o) {
-        o->attention_forward(F(o_, w), F(att, w), F(q, w), F(k, w), F(v, w), NULL, 0.0f, 5,
-                             F(scratch, w), B, T, C, NH);
+        o->attention_forward(F(o_, w), F(att, w), F(q, w), F(k, w), F(v, w), NULL, 0, 0.0f, 5,
+                             F(scratch, w), B, T, NH, NH, C / NH);
     }
     NAME("tf32 attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
     compare_scaled("att", att, 4e-3);
@@ -583,16 +588,20 @@ int main(void) {
     test_lora(37, 67, 45, 80, 0.3f, G_DB);          /* dB only */
     test_lora(64, 768, 768, 8, 0.1f, G_DW | G_DB);
     test_lora(64, 3072, 768, 8, 0.1f, G_ALL); /* FFN output: input width F > OC */
-    test_attention(1, 1, 4, 1, 0, 0.0f, 0);
-    test_attention(2, 7, 12, 3, 2, 0.0f, 0);
-    test_attention(2, 7, 12, 3, 2, 0.2f, 1);
-    test_attention(3, 33, 64, 4, 5, 0.0f, 0);
-    test_attention(3, 33, 64, 4, 5, 0.1f, 0);
-    test_attention(2, 70, 96, 2, 20, 0.1f, 0);
-    test_attention(2, 128, 768, 12, 0, 0.0f, 0); /* BERT-base heads: NH = 12, HS = 64 */
-    test_attention(2, 128, 768, 12, 37, 0.1f, 0);
-    if (full_grid) test_attention(2, 512, 768, 12, 150, 0.1f, 0);
-    test_attention(4097, 2, 64, 16, 0, 0.1f, 0); /* B*NH > 65,535 */
+    test_attention(1, 1, 1, 1, 4, 0, 0, 0.0f, 0);
+    test_attention(2, 7, 3, 3, 4, 0, 2, 0.0f, 0);
+    test_attention(2, 7, 3, 3, 4, 0, 2, 0.2f, 1);
+    test_attention(3, 33, 4, 4, 16, 0, 5, 0.0f, 0);
+    test_attention(3, 33, 4, 4, 16, 0, 5, 0.1f, 0);
+    test_attention(2, 70, 2, 2, 48, 0, 20, 0.1f, 0);
+    test_attention(2, 128, 12, 12, 64, 0, 0, 0.0f, 0); /* BERT-base heads: NH = 12, HS = 64 */
+    test_attention(2, 128, 12, 12, 64, 0, 37, 0.1f, 0);
+    if (full_grid) test_attention(2, 512, 12, 12, 64, 0, 150, 0.1f, 0);
+    test_attention(4097, 2, 16, 16, 4, 0, 0, 0.1f, 0); /* B*NH > 65,535 */
+    test_attention(2, 7, 3, 3, 4, 1, 2, 0.2f, 0);      /* decoders: causal */
+    test_attention(3, 33, 4, 1, 16, 1, 5, 0.1f, 0);    /* causal, one KV head (MQA) */
+    test_attention(2, 70, 9, 3, 64, 1, 0, 0.0f, 0);    /* SmolLM2's heads: 9 q, 3 KV */
+    test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 1);
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
     test_cross_entropy(16, 1000, 50.0f, 1);
