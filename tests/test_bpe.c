@@ -16,6 +16,8 @@
 #include "check.h"
 #include "loraft/bpe.h"
 #include "loraft/fileio.h"
+#include "loraft/gguf.h"
+#include "loraft/text.h"
 
 static cJSON *read_json(const char *path) {
     char *text;
@@ -237,6 +239,71 @@ static void check_arrays_golden(const char *golden, const char *json_path, const
     arrays_free(&a);
 }
 
+/* The arrays as a GGUF file's tokenizer.ggml.* metadata (model "gpt2" unless told), written
+ * to path; the token types are left out when types is 0. */
+static int write_gguf_tokenizer(const char *path, const Arrays *a, const char *model, int types,
+                                LfError *err) {
+    GgufWriteKV kv[8] = {
+        {.key = "general.architecture", .type = GGUF_STRING, .s = "gpt2"},
+        {.key = "tokenizer.ggml.model", .type = GGUF_STRING, .s = model},
+        {.key = "tokenizer.ggml.pre", .type = GGUF_STRING, .s = a->a.pre ? a->a.pre : "gpt-2"},
+        {.key = "tokenizer.ggml.tokens",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_STRING,
+         .n = (uint64_t)a->a.n_tokens,
+         .arr = a->tokens},
+        {.key = "tokenizer.ggml.merges",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_STRING,
+         .n = (uint64_t)a->a.n_merges,
+         .arr = a->merges},
+        {.key = "tokenizer.ggml.bos_token_id", .type = GGUF_UINT32, .u = 50256},
+        {.key = "tokenizer.ggml.add_bos_token", .type = GGUF_BOOL, .b = 0},
+        {.key = "tokenizer.ggml.token_type",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_INT32,
+         .n = (uint64_t)a->a.n_tokens,
+         .arr = a->types},
+    };
+    return gguf_write(path, kv, types ? 8 : 7, NULL, 0, 32, err);
+}
+
+/* text.h's front door: a GGUF file's tokenizer (bpe_from_gguf) gives GPT-2's golden ids, and
+ * each kind of path picks its engine. */
+static void test_front_door(const char *dir, const char *json) {
+    Arrays a;
+    LfError err;
+    char gguf[64] = "/tmp/test_bpe_XXXXXX.gguf";
+    int fd = mkstemps(gguf, 5);
+    CHECK(fd >= 0 && close(fd) == 0);
+    CHECK(arrays_from_json(&a, json, "gpt-2") == 0);
+    CHECK_OK(write_gguf_tokenizer(gguf, &a, "gpt2", 1, &err), &err);
+    TextTokenizer t;
+    CHECK_OK(text_tokenizer_open(&t, gguf, &err), &err);
+    if (t.bpe) check_golden(t.bpe, "tests/golden/bpe_gpt2.jsonl", "gpt2 from a GGUF file", 1);
+    text_tokenizer_close(&t);
+    CHECK_OK(write_gguf_tokenizer(gguf, &a, "llama", 1, &err), &err); /* SentencePiece */
+    CHECK(text_tokenizer_open(&t, gguf, &err) == -1 && strstr(err.msg, "'llama'") &&
+          strstr(err.msg, gguf));
+    arrays_free(&a);
+    unlink(gguf);
+
+    const char *paths[3] = {dir, json, NULL};
+    char bert[600];
+    snprintf(bert, sizeof bert, "%s/tokenizers/bert-base-uncased", shared_data_dir());
+    paths[2] = bert;
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(text_tokenizer_open(&t, paths[i], &err), &err);
+        CHECK(t.kind == (i < 2 ? TEXT_BPE : TEXT_WORDPIECE) && (t.bpe != NULL) == (i < 2));
+        IdList ids = {0};
+        CHECK_OK(text_encode(&t, "Hello, world!", 13, &ids, &err), &err);
+        CHECK(ids.n == 4 && (i == 2 || (ids.ids[0] == 15496 && ids.ids[3] == 0)));
+        idlist_free(&ids);
+        text_tokenizer_close(&t);
+    }
+    CHECK(text_tokenizer_open(&t, "tests/check.h", &err) == -1 && strstr(err.msg, "check.h"));
+}
+
 static void test_gpt2(void) {
     char dir[512], json[600], pair[64] = "/tmp/test_bpe_XXXXXX";
     snprintf(dir, sizeof dir, "%s/tokenizers/gpt2", shared_data_dir());
@@ -249,6 +316,7 @@ static void test_gpt2(void) {
     check_json_golden("tests/golden/bpe_gpt2_llama3.jsonl", json, "gpt2 with llama-3 pre-tokenizer",
                       0);
     check_arrays_golden("tests/golden/bpe_gpt2.jsonl", json, "gpt-2", "gpt2 from arrays", 1);
+    test_front_door(dir, json);
     /* the older pair, alone in a directory */
     CHECK(mkdtemp(pair) != NULL);
     char src[600], abs[PATH_MAX], dst[128];

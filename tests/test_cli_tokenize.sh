@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_cli_tokenize.sh: `loraft tokenize` end to end against golden records of
-# tests/golden/tokenizer_bert_uncased.jsonl (Hugging Face ids), plus its error handling.
+# tests/golden/tokenizer_bert_uncased.jsonl and tests/golden/bpe_gpt2.jsonl (Hugging Face
+# ids; WordPiece and byte-level BPE), plus its error handling.
 set -u
 tok="${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased"
 golden=tests/golden/tokenizer_bert_uncased.jsonl
@@ -70,4 +71,24 @@ rc=$?
 rc=$?
 if [ $rc -eq 1 ] && grep -q '/nonexistent' "$tmp/err"; then echo "ok: missing tokenizer"
 else echo "FAIL: missing tokenizer (rc $rc)"; fail=1; fi
+# 5. byte-level BPE (GPT-2's directory): the golden texts that fit on one plain line
+gpt2="${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/gpt2"
+if [ -f "$gpt2/tokenizer.json" ]; then
+    : >"$tmp/bpe_in"
+    : >"$tmp/want"
+    tail -n +2 tests/golden/bpe_gpt2.jsonl | while IFS= read -r line; do
+        hex=$(sed -E 's/^\{"hex": "([0-9a-f]*)".*/\1/' <<<"$line")
+        # one line of text: no newline, CR or NUL, not starting with '{', not empty
+        grep -qE '^(7b|$)|^(..)*(0a|0d|00)' <<<"$hex" && continue
+        printf "$(sed 's/../\\x&/g' <<<"$hex")\n" >>"$tmp/bpe_in"
+        sed -E 's/.*"ids_special": \[([^]]*)\].*/{"ids":[\1]}/; s/ //g' <<<"$line" >>"$tmp/want"
+    done
+    "$bin" tokenize --tokenizer "$gpt2" <"$tmp/bpe_in" >"$tmp/got"
+    check "$(wc -l <"$tmp/bpe_in") GPT-2 golden texts (byte-level BPE)" "$tmp/want" "$tmp/got"
+    "$bin" tokenize --tokenizer "$gpt2/tokenizer.json" --no-special <"$tmp/bpe_in" >"$tmp/got"
+    check "the same through tokenizer.json itself" "$tmp/want" "$tmp/got"
+else
+    echo "skip: $gpt2 is absent (byte-level BPE through the CLI not checked)"
+fi
+
 exit $fail
