@@ -1,0 +1,86 @@
+/* chat.h: chat templates, rendered byte for byte as transformers'
+ * tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=...) renders
+ * the Jinja templates they stand for (tests/golden/chat_templates.json, from
+ * scripts/make-chat-goldens.py). Not a Jinja engine: a model's template text (chat_template of
+ * tokenizer_config.json or chat_template.jinja, GGUF tokenizer.chat_template) is recognised
+ * by comparison with the known texts below and mapped to a built-in renderer; anything else is
+ * an error naming the built-in templates, which the user can pick by name instead.
+ *
+ * The built-in templates, by name:
+ *   chatml   "<|im_start|>" role "\n" content "<|im_end|>\n" per message; generation prompt
+ *            "<|im_start|>assistant\n". Recognised: the common ChatML template (SmolLM v1,
+ *            Hermes, transformers' documentation).
+ *   smollm2  chatml, plus "<|im_start|>system\nYou are a helpful AI assistant named SmolLM,
+ *            trained by Hugging Face<|im_end|>\n" first when the first message is not a system
+ *            turn. Recognised: SmolLM2-Instruct's template (135M, 360M, 1.7B).
+ *   llama3   "<|begin_of_text|>" (BOS is part of the rendered text: tokenize it without adding
+ *            special tokens, as apply_chat_template(tokenize=True) does), then per message
+ *            "<|start_header_id|>" role "<|end_header_id|>\n\n" content "<|eot_id|>", the
+ *            content stripped of leading and trailing whitespace as Python's str.strip() (Jinja's
+ *            trim); generation prompt "<|start_header_id|>assistant<|end_header_id|>\n\n".
+ *            Recognised: Meta-Llama-3-8B/70B-Instruct's template (with the add_generation_prompt
+ *            test). Llama-3.1 and later templates (tools, dated system turn) are not recognised.
+ *   plain    for base models, loraft's own: a system turn is its content + "\n\n", a user turn
+ *            "User: " content "\n\n", an assistant turn "Assistant: " content "\n\n"; generation
+ *            prompt "Assistant:" (the answer's leading space is then the model's first token,
+ *            as BPE vocabularies prefer). As Jinja (also recognised):
+ *              {% for message in messages %}{% if message['role'] == 'system' %}{{
+ *              message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}{{ 'User: ' +
+ *              message['content'] + '\n\n' }}{% else %}{{ 'Assistant: ' + message['content'] +
+ *              '\n\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:'
+ *              }}{% endif %}
+ *
+ * Like the Jinja templates, rendering puts messages in the order given (a system turn may come
+ * anywhere) and does not check that roles alternate. For every template,
+ * render(msgs[0..n-1), add_generation_prompt = 1) is a prefix of render(msgs[0..n), 0) when
+ * msgs[n-1] is an assistant turn: the rest is the answer and its end of turn, which is what SFT
+ * trains on. */
+#pragma once
+#include <stddef.h>
+
+#include "loraft/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ChatFormat { CHAT_FORMAT_CHATML, CHAT_FORMAT_LLAMA3, CHAT_FORMAT_PLAIN } ChatFormat;
+
+enum { CHAT_MAX_STOPS = 2 };
+
+typedef struct ChatTemplate {
+    const char *name; /* "chatml", "smollm2", "llama3", "plain" */
+    ChatFormat format;
+    const char *default_system; /* rendered when the first message is not a system turn; or NULL */
+    /* End-of-turn strings generation stops at, besides the tokenizer's EOS; NULL-terminated.
+     * chatml, smollm2: "<|im_end|>"; llama3: "<|eot_id|>", "<|end_of_text|>" (each one special
+     * token); plain: "\nUser:" (text: match it in the decoded continuation and cut it off). */
+    const char *stops[CHAT_MAX_STOPS + 1];
+} ChatTemplate;
+
+typedef struct ChatMessage {
+    const char *role; /* "system", "user" or "assistant" */
+    const char *content;
+} ChatMessage;
+
+/* The built-in template of that name; an unknown name is an error listing the names. */
+int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err);
+
+/* The built-in template a model's Jinja chat template stands for. The comparison ignores only
+ * what cannot change the output: the escape "\n" versus a newline character inside the Jinja
+ * text, and one trailing newline (Jinja drops it). NULL or empty jinja (a model without a chat
+ * template) and unrecognised templates are errors that name the built-in templates. */
+int chat_template_detect(const char *jinja, ChatTemplate *out, LfError *err);
+
+/* A comma-separated list of the built-in names, for usage messages: "chatml, smollm2, ...". */
+const char *chat_template_names(void);
+
+/* Renders msgs[0..n) (n >= 1, as transformers refuses an empty conversation) into a new
+ * NUL-terminated string *out (caller frees) of *len bytes. Roles other than system, user and
+ * assistant, and NULL contents, are errors. */
+int chat_render(const ChatTemplate *t, const ChatMessage *msgs, int n, int add_generation_prompt,
+                char **out, size_t *len, LfError *err);
+
+#ifdef __cplusplus
+}
+#endif
