@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "loraft/fileio.h"
+#include "loraft/objective.h"
 #include "loraft/rundir.h"
 #include "loraft/safetensors.h"
 #include "loraft/tokenizer.h"
@@ -116,7 +117,7 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     const TrainSpec *s = &m->spec;
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "peft_type", "LORA");
-    cJSON_AddStringToObject(c, "task_type", "SEQ_CLS");
+    cJSON_AddStringToObject(c, "task_type", m->objective->task_type);
     cJSON_AddStringToObject(c, "base_model_name_or_path", base_model ? base_model : "");
     cJSON_AddNumberToObject(c, "r", s->r);
     cJSON_AddNumberToObject(c, "lora_alpha", s->alpha);

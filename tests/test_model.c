@@ -111,7 +111,7 @@ static void gradcheck(const char *dir, Strategy strategy) {
             CHECK(p->grad == NULL);
         if (strategy == STRATEGY_FULL) CHECK(p->grad != NULL);
         if (strategy == STRATEGY_HEAD)
-            CHECK((p->grad != NULL) == (strncmp(p->name, model_prefix(&cfg), 4) != 0));
+            CHECK((p->grad != NULL) == (strncmp(p->name, arch_name(cfg.arch), 4) != 0));
     }
     model_free(&m);
 }

@@ -1,10 +1,12 @@
-/* model.h: DistilBERT and BERT for sequence classification, with LoRA, on any backend.
+/* model.h: a transformer with LoRA on any backend: the model core.
  *
- * One model code path (src/model.c) written against the op table (ops.h). Every weight
- * lives in one allocation described by a table of named tensors (HF's exact names), every
- * activation is sized once for (max_batch, max_len), and nothing is allocated inside a
- * training step. Frozen weights get no gradient and no optimizer state, and an activation
- * that only a frozen weight's gradient would need is not kept.
+ * The core knows parameters, LoRA and memory; what the network computes is an architecture's
+ * (arch.h: DistilBERT and BERT in src/bert.c) and what it is trained for an objective's
+ * (objective.h: classification in src/classification.c). Every weight lives in one
+ * allocation described by a table of named tensors (HF's exact names), every activation is
+ * sized once for (max_batch, max_len), and nothing is allocated inside a training step.
+ * Frozen weights get no gradient and no optimizer state, and an activation that only a
+ * frozen weight's gradient would need is not kept.
  *
  * Dimensions: B batch, T sequence, C hidden, F feed-forward, NH heads, L layers,
  * K classes, R LoRA rank, N = B*T. */
@@ -21,6 +23,8 @@ extern "C" {
 #endif
 
 typedef enum Strategy { STRATEGY_LORA, STRATEGY_HEAD, STRATEGY_FULL } Strategy;
+/* What the model is trained for (PEFT's task_type); selects the objective. */
+typedef enum Task { TASK_CLASSIFICATION } Task;
 
 #define LORA_MAX_TARGETS 16
 #define LORA_MAX_SAVE 8
@@ -28,12 +32,13 @@ typedef enum Strategy { STRATEGY_LORA, STRATEGY_HEAD, STRATEGY_FULL } Strategy;
 /* What to train, with PEFT's LoraConfig meaning. */
 typedef struct TrainSpec {
     Strategy strategy;
+    Task task;
     int r;
     float alpha, dropout;
     int use_rslora;                     /* scale = alpha / sqrt(r) instead of alpha / r */
     char targets[LORA_MAX_TARGETS][32]; /* module names, matched as PEFT does */
-    int n_targets; /* 0: PEFT's default for the architecture (model_create fills it in) */
-    char modules_to_save[LORA_MAX_SAVE][64]; /* none: PEFT SEQ_CLS's ["classifier", "score"] */
+    int n_targets; /* 0: the architecture's default (model_create fills it in) */
+    char modules_to_save[LORA_MAX_SAVE][64]; /* none: the objective's default */
     int n_modules_to_save;
 } TrainSpec;
 
@@ -48,44 +53,26 @@ typedef struct Param {
     float *grad;  /* into Model.grads; NULL when frozen */
     int decay;    /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
     int is_lora, in_checkpoint;
+    int pad_row; /* an embedding's padding_idx row, zero at initialisation; -1: none */
 } Param;
 
+struct Linear;
 typedef struct Lora {
     Param *A, *B; /* A [R,in], B [out,R] */
     float scale;
-    float *u; /* saved drop(x) A^T per layer use [N,R] */
+    float *u;            /* saved drop(x) A^T per layer use [N,R] */
+    struct Linear *base; /* the dense layer it sits beside (for merging) */
 } Lora;
 
 typedef struct Linear {
-    Param *w, *b;
-    Lora *lora; /* NULL when this module is not a LoRA target */
+    Param *w, *b; /* b NULL for a layer without bias */
+    Lora *lora;   /* NULL when this module is not a LoRA target */
     int in, out;
 } Linear;
 
 typedef struct Norm {
-    Param *w, *b;
+    Param *w, *b; /* b NULL for RMS norm */
 } Norm;
-
-typedef struct Layer {
-    Linear q, k, v, o, ffn_in, ffn_out;
-    Norm ln_attn, ln_ffn;
-} Layer;
-
-/* Activations of one layer kept for backward; pointers are NULL when not needed. */
-typedef struct LayerActs {
-    float *x;                     /* [N,C] layer input (kept only if q/k/v train) */
-    float *q, *k, *v;             /* [N,C] */
-    float *att;                   /* [B,NH,T,T] softmax probabilities */
-    float *ctx;                   /* [N,C] attention output, input of o (kept only if o trains) */
-    float *res_attn;              /* [N,C] o(ctx) + x, input of ln_attn */
-    float *h_attn;                /* [N,C] ln_attn output */
-    float *mean_attn, *rstd_attn; /* [N] */
-    float *ffn_pre;               /* [N,F] ffn_in output (activation input) */
-    float *ffn_act;               /* [N,F] activation output (kept only if ffn_out trains) */
-    float *res_ffn;               /* [N,C] */
-    float *mean_ffn, *rstd_ffn;
-    float *out; /* [N,C] layer output */
-} LayerActs;
 
 /* A guard block after a planned activation buffer (debug and sanitizer builds). */
 typedef struct ActGuard {
@@ -94,47 +81,42 @@ typedef struct ActGuard {
     const char *name;
 } ActGuard;
 
+typedef struct ArchImpl ArchImpl;
+typedef struct Objective Objective;
+
 typedef struct Model {
     ModelConfig cfg;
     const Ops *ops;
+    const ArchImpl *arch;       /* the network: its modules, forward and backward */
+    const Objective *objective; /* the loss on the network's output */
+    void *body;                 /* the architecture's modules and activations */
     TrainSpec spec;
     int max_batch, max_len; /* activation sizes */
 
     Param *params; /* the table, in checkpoint order, then LoRA tensors */
-    int n_params;
+    int n_params, max_params;
     float *values, *grads; /* backend memory */
     size_t n_values, n_grads;
     size_t n_base;       /* parameters of the HF model (without LoRA) */
     size_t n_saved_copy; /* modules_to_save parameters (PEFT counts them twice) */
-
-    /* embeddings */
-    Param *wte, *wpe, *wtt; /* wtt NULL for DistilBERT */
-    Norm ln_emb;
-    Layer *layers;
+    Linear **linears;    /* every dense layer in table order: the LoRA candidates */
+    int n_linears;
     Lora *loras;
     int n_loras;
-    Linear pre, cls;          /* pre_classifier (DistilBERT) or pooler (BERT), then classifier */
-    Activation pre_act;       /* ReLU (DistilBERT) or tanh (BERT pooler) */
-    int lowest_trained_layer; /* backward stops below it; L means "head only" */
 
-    /* activations and gradient scratch (backend memory, one allocation) */
+    /* activations and op scratch (backend memory, one allocation) */
     float *act_mem;
     size_t n_act;
     ActGuard *guards;
     int n_guards;
-    float *emb, *emb_mean, *emb_rstd, *h0; /* [N,C], [N], [N], [N,C] */
-    LayerActs *acts;
-    float *pooled, *pre_out, *pre_act_out, *head_in, *logits; /* [B,C] x4, [B,K] */
-    float *losses, *dlogits;                                  /* [B], [B,K] */
-    float *scratch;                                           /* op scratch */
-    float *d_a, *d_b, *d_c, *d_q, *d_k, *d_v, *d_ffn, *d_ffn2, *d_head;
-    float *d_br, *d_r, *d_ctx;
+    float *scratch;                       /* op scratch */
+    float *logits, *losses, *dlogits;     /* the network's output and the objective's */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */
     int B, T;                             /* shape of the current batch */
-    int n_valid;                          /* rows of the batch with a label (>= 0) */
+    int n_valid;                          /* labels of the batch that count (>= 0) */
     int has_labels;
     int train_mode;     /* dropout on in the last forward (backward must match) */
-    float *host_losses; /* [max_batch] host copy for the mean loss */
+    float *host_losses; /* [max_batch * max_len] host copy for the mean loss */
 } Model;
 
 /* Builds the model from a config and a parameter source:
@@ -147,8 +129,8 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
                  size_t report_cap, LfError *err);
 void model_free(Model *m);
 
-/* Copies one batch (host arrays, [B*T] ids/types/mask and [B] labels; labels may be NULL)
- * to the backend. */
+/* Copies one batch (host arrays, [B*T] ids/types/mask and the objective's labels, [B] for
+ * classification; labels may be NULL) to the backend. */
 int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const int32_t *mask,
                     const int32_t *labels, int B, int T, LfError *err);
 /* Forward pass; train != 0 enables dropout drawn from seed. Fills m->logits and, when
@@ -168,8 +150,6 @@ Param *model_find_param(Model *m, const char *name);
 int strategy_parse(const char *s, Strategy *out, LfError *err);
 const char *strategy_name(Strategy s);
 void train_spec_defaults(TrainSpec *s);
-/* The architecture's name prefix ("distilbert" / "bert"). */
-const char *model_prefix(const ModelConfig *cfg);
 
 /* Writes every base parameter (not LoRA) to path as safetensors, HF names; with
  * merge_lora, W += scale * B A first (in the written copy only). */

@@ -1,0 +1,79 @@
+/* arch.h: the contract between the model core (src/model.c) and an architecture
+ * (src/bert.c: DistilBERT and BERT).
+ *
+ * An architecture owns its modules, the activations its backward needs and its forward and
+ * backward, written out by hand side by side. The core owns the parameter table, LoRA (which
+ * modules get adapters, the adapted linear's forward and backward), the activation memory
+ * plan with its guards, the op scratch, loading, saving and merging. An architecture adds
+ * its tensors with model_param / model_linear / model_norm, lays out its activations with
+ * PLAN_TAKE, and runs every dense layer through linear_forward / linear_backward, so LoRA
+ * applies wherever PEFT's target names match. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loraft/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Dropout rates of one pass (all 0 in eval mode). */
+typedef struct Drop {
+    float hidden, attention, classifier, lora;
+} Drop;
+
+/* The activation plan, run twice: sizing (base NULL), then assigning. */
+typedef struct Plan {
+    float *base;
+    size_t used;
+    ActGuard *guards; /* NULL while sizing */
+    int n_guards;
+} Plan;
+
+struct ArchImpl {
+    const char *name;   /* "distilbert", "bert" */
+    const char *prefix; /* the base model's name prefix: what head-only training leaves out */
+    const char *default_targets[2];            /* PEFT's default target_modules */
+    int (*max_params)(const ModelConfig *cfg); /* tensors build() adds, at most */
+    /* Allocates m->body and adds the tensors in checkpoint order. */
+    int (*build)(Model *m, LfError *err);
+    void (*free)(Model *m);
+    /* Lays out the activations (PLAN_TAKE), knowing which parameters train. */
+    void (*plan)(Model *m, Plan *pl);
+    /* ids, types, mask -> m->logits. */
+    void (*forward)(Model *m, Drop d, uint64_t seed);
+    /* m->dlogits -> the gradients of the trainable parameters. */
+    void (*backward)(Model *m, Drop d, uint64_t seed);
+};
+
+extern const ArchImpl arch_distilbert, arch_bert;
+
+/* ---- what the core offers an architecture ---- */
+
+/* Adds "fmt..." [d0] (d1 == 0) or [d0,d1] to the table; decay: AdamW weight decay applies. */
+Param *model_param(Model *m, int decay, int d0, int d1, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* A dense layer "module.weight" [out,in] (+ "module.bias" [out] with bias). */
+void model_linear(Model *m, Linear *l, const char *module, int in, int out, int bias);
+/* A norm "module.weight" [C] (+ "module.bias" [C] with bias). */
+void model_norm(Model *m, Norm *n, const char *module, int C, int bias);
+
+/* Assigns the next n floats to *slot when keep, else points it at shared. */
+void plan_take(Plan *pl, float **slot, size_t n, int keep, float *shared, const char *name);
+#define PLAN_TAKE(pl, slot, n, keep, shared) plan_take(pl, slot, n, keep, shared, #slot)
+
+/* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. */
+void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
+                    uint64_t seed);
+/* dinp (may be NULL) and l's trainable gradients += from dout. */
+void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
+                     float p, uint64_t seed);
+int linear_trains(const Linear *l); /* W, b or a LoRA branch has a gradient */
+
+/* The dropout seed of one (layer, site) pair of a step. */
+uint64_t model_site(uint64_t seed, int layer, int which);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,412 @@
+/* bert.c: the DistilBERT and BERT architectures for sequence classification (arch.h).
+ *
+ * The two share one post-LayerNorm encoder:
+ *   h0  = dropout(LN(wte[ids] + wpe[t] (+ wtt[type])))
+ *   per layer:  a = dropout_h(o(attention(q(x), k(x), v(x))));  h = LN(a + x)
+ *               y = dropout_h(ffn_out(act(ffn_in(h))));         out = LN(y + h)
+ *   head:       logits = cls(dropout_c(act_p(pre(out[:, 0]))))
+ * and differ only in names, in token types, in dropout after the attention output (BERT
+ * only) and in the head activation (ReLU after DistilBERT's pre_classifier, tanh in BERT's
+ * pooler): data, not code. Forward and backward are written out by hand, side by side, in
+ * the style of llm.c; every dense layer goes through the core's LoRA-aware linear. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loraft/arch.h"
+
+typedef struct Layer {
+    Linear q, k, v, o, ffn_in, ffn_out;
+    Norm ln_attn, ln_ffn;
+} Layer;
+
+/* Activations of one layer kept for backward; a buffer backward does not need points at a
+ * shared one. */
+typedef struct LayerActs {
+    float *x;                     /* [N,C] layer input (kept only if q/k/v train) */
+    float *q, *k, *v;             /* [N,C] */
+    float *att;                   /* [B,NH,T,T] softmax probabilities */
+    float *ctx;                   /* [N,C] attention output, input of o (kept only if o trains) */
+    float *res_attn;              /* [N,C] o(ctx) + x, input of ln_attn */
+    float *h_attn;                /* [N,C] ln_attn output */
+    float *mean_attn, *rstd_attn; /* [N] */
+    float *ffn_pre;               /* [N,F] ffn_in output (activation input) */
+    float *ffn_act;               /* [N,F] activation output (kept only if ffn_out trains) */
+    float *res_ffn;               /* [N,C] */
+    float *mean_ffn, *rstd_ffn;
+    float *out; /* [N,C] layer output */
+} LayerActs;
+
+typedef struct Bert {
+    Param *wte, *wpe, *wtt; /* wtt NULL for DistilBERT */
+    Norm ln_emb;
+    Layer *layers;
+    LayerActs *acts;
+    Linear pre, cls;          /* pre_classifier (DistilBERT) or pooler (BERT), then classifier */
+    Activation pre_act;       /* ReLU (DistilBERT) or tanh (BERT pooler) */
+    int lowest_trained_layer; /* backward stops below it; L means "head only" */
+    float *emb, *emb_mean, *emb_rstd, *h0;                     /* [N,C], [N], [N], [N,C] */
+    float *pooled, *pre_out, *pre_act_out, *head_in;           /* [B,C] */
+    float *d_a, *d_b, *d_c, *d_q, *d_k, *d_v, *d_ffn, *d_ffn2; /* gradient scratch */
+    float *d_head, *d_br, *d_r, *d_ctx;
+} Bert;
+
+static Bert *bert(const Model *m) {
+    return (Bert *)m->body;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* names and tensors                                                                    */
+
+static int is_distilbert(const Model *m) {
+    return m->cfg.arch == ARCH_DISTILBERT;
+}
+
+/* Module names of layer l, in the order q k v o ffn_in ffn_out ln_attn ln_ffn. */
+static void layer_module_names(const Model *m, int l, char names[8][128]) {
+    static const char *distil[8] = {"attention.q_lin",   "attention.k_lin",  "attention.v_lin",
+                                    "attention.out_lin", "ffn.lin1",         "ffn.lin2",
+                                    "sa_layer_norm",     "output_layer_norm"};
+    static const char *bert_names[8] = {"attention.self.query",       "attention.self.key",
+                                        "attention.self.value",       "attention.output.dense",
+                                        "intermediate.dense",         "output.dense",
+                                        "attention.output.LayerNorm", "output.LayerNorm"};
+    const char **local = is_distilbert(m) ? distil : bert_names;
+    const char *stem = is_distilbert(m) ? "distilbert.transformer.layer" : "bert.encoder.layer";
+    for (int i = 0; i < 8; i++) snprintf(names[i], 128, "%s.%d.%s", stem, l, local[i]);
+}
+
+static int bert_max_params(const ModelConfig *c) {
+    return 8 + 16 * c->num_layers + 4;
+}
+
+static int bert_build(Model *m, LfError *err) {
+    const ModelConfig *c = &m->cfg;
+    Bert *b = m->body = calloc(1, sizeof *b);
+    if (b) b->layers = calloc(c->num_layers, sizeof *b->layers);
+    if (b) b->acts = calloc(c->num_layers, sizeof *b->acts);
+    if (!b || !b->layers || !b->acts) return lf_fail(err, "out of memory");
+    const char *p = m->arch->prefix;
+    int C = c->hidden_size, F = c->ffn_size;
+    b->wte = model_param(m, 1, c->vocab_size, C, "%s.embeddings.word_embeddings.weight", p);
+    b->wte->pad_row = c->pad_token_id;
+    b->wpe = model_param(m, 1, c->max_positions, C, "%s.embeddings.position_embeddings.weight", p);
+    b->wtt = is_distilbert(m) ? NULL
+                              : model_param(m, 1, c->type_vocab_size, C,
+                                            "%s.embeddings.token_type_embeddings.weight", p);
+    char module[160];
+    snprintf(module, sizeof module, "%s.embeddings.LayerNorm", p);
+    model_norm(m, &b->ln_emb, module, C, 1);
+    for (int l = 0; l < c->num_layers; l++) {
+        char names[8][128];
+        layer_module_names(m, l, names);
+        Layer *L = &b->layers[l];
+        model_linear(m, &L->q, names[0], C, C, 1);
+        model_linear(m, &L->k, names[1], C, C, 1);
+        model_linear(m, &L->v, names[2], C, C, 1);
+        model_linear(m, &L->o, names[3], C, C, 1);
+        model_norm(m, &L->ln_attn, names[6], C, 1);
+        model_linear(m, &L->ffn_in, names[4], C, F, 1);
+        model_linear(m, &L->ffn_out, names[5], F, C, 1);
+        model_norm(m, &L->ln_ffn, names[7], C, 1);
+    }
+    model_linear(m, &b->pre, is_distilbert(m) ? "pre_classifier" : "bert.pooler.dense", C, C, 1);
+    b->pre_act = is_distilbert(m) ? ACT_RELU : ACT_TANH;
+    model_linear(m, &b->cls, "classifier", C, c->num_labels, 1);
+    return 0;
+}
+
+static void bert_free(Model *m) {
+    Bert *b = bert(m);
+    if (b) free(b->layers), free(b->acts);
+    free(b);
+    m->body = NULL;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* activations                                                                          */
+
+static int layer_trains(const Layer *L) {
+    const Linear *ls[6] = {&L->q, &L->k, &L->v, &L->o, &L->ffn_in, &L->ffn_out};
+    for (int i = 0; i < 6; i++)
+        if (linear_trains(ls[i])) return 1;
+    return L->ln_attn.w->grad || L->ln_ffn.w->grad;
+}
+
+/* A buffer that backward does not need shares one of a few scratch buffers, chosen so that
+ * no op ever reads and writes the same one: q S1, k S2, v S3, ctx S4, res_attn S1, h_attn
+ * S2, ffn_pre F1, ffn_act F2, res_ffn S3, layer outputs alternate between O0 and O1 (h0 is
+ * O1). Backward stops at the lowest layer that trains. */
+static void bert_plan(Model *m, Plan *pl) {
+    const ModelConfig *c = &m->cfg;
+    Bert *b = bert(m);
+    size_t B = m->max_batch, T = m->max_len, N = B * T, C = c->hidden_size, F = c->ffn_size;
+    size_t NH = c->num_heads, L = c->num_layers;
+    b->lowest_trained_layer = b->wte->grad ? 0 : (int)L;
+    for (int l = (int)L - 1; l >= 0; l--)
+        if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
+    int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = b->wte->grad != NULL;
+    float *S[4], *Fs[2], *O[2], *att, *mean, *rstd;
+    for (int i = 0; i < 4; i++) PLAN_TAKE(pl, &S[i], N * C, 1, NULL);
+    for (int i = 0; i < 2; i++) PLAN_TAKE(pl, &Fs[i], N * F, 1, NULL);
+    for (int i = 0; i < 2; i++) PLAN_TAKE(pl, &O[i], N * C, 1, NULL);
+    PLAN_TAKE(pl, &att, B * NH * T * T, 1, NULL);
+    PLAN_TAKE(pl, &mean, N, 1, NULL);
+    PLAN_TAKE(pl, &rstd, N, 1, NULL);
+
+    PLAN_TAKE(pl, &b->emb, N * C, emb_trains, S[0]);
+    PLAN_TAKE(pl, &b->emb_mean, N, emb_trains, mean);
+    PLAN_TAKE(pl, &b->emb_rstd, N, emb_trains, rstd);
+    for (size_t l = 0; l < L; l++) {
+        Layer *Ly = &b->layers[l];
+        LayerActs *a = &b->acts[l];
+        int bw = (int)l >= low; /* backward passes through this layer */
+        int qkv = bw && (linear_trains(&Ly->q) || linear_trains(&Ly->k) || linear_trains(&Ly->v));
+        /* the previous output (or h0) is this layer's x: kept when q/k/v train */
+        float **x = l == 0 ? &b->h0 : &b->acts[l - 1].out;
+        PLAN_TAKE(pl, x, N * C, qkv, O[(l + 1) % 2]);
+        a->x = *x;
+        PLAN_TAKE(pl, &a->q, N * C, bw, S[0]);
+        PLAN_TAKE(pl, &a->k, N * C, bw, S[1]);
+        PLAN_TAKE(pl, &a->v, N * C, bw, S[2]);
+        PLAN_TAKE(pl, &a->att, B * NH * T * T, bw, att);
+        PLAN_TAKE(pl, &a->ctx, N * C, bw && linear_trains(&Ly->o), S[3]);
+        PLAN_TAKE(pl, &a->res_attn, N * C, bw, S[0]);
+        PLAN_TAKE(pl, &a->mean_attn, N, bw, mean);
+        PLAN_TAKE(pl, &a->rstd_attn, N, bw, rstd);
+        PLAN_TAKE(pl, &a->h_attn, N * C, bw && linear_trains(&Ly->ffn_in), S[1]);
+        PLAN_TAKE(pl, &a->ffn_pre, N * F, bw, Fs[0]);
+        PLAN_TAKE(pl, &a->ffn_act, N * F, bw && linear_trains(&Ly->ffn_out), Fs[1]);
+        PLAN_TAKE(pl, &a->res_ffn, N * C, bw, S[2]);
+        PLAN_TAKE(pl, &a->mean_ffn, N, bw, mean);
+        PLAN_TAKE(pl, &a->rstd_ffn, N, bw, rstd);
+    }
+    PLAN_TAKE(pl, &b->acts[L - 1].out, N * C, 0, O[(L + 1) % 2]);
+    float **head[] = {&b->pooled, &b->pre_out, &b->pre_act_out, &b->head_in};
+    for (int i = 0; i < 4; i++) PLAN_TAKE(pl, head[i], B * C, 1, NULL);
+    /* gradient buffers, only when something trains */
+    float **dn[] = {&b->d_a,   &b->d_b, &b->d_c, &b->d_br, &b->d_r,
+                    &b->d_ctx, &b->d_q, &b->d_k, &b->d_v};
+    for (size_t i = 0; i < sizeof dn / sizeof *dn; i++) PLAN_TAKE(pl, dn[i], N * C, any, NULL);
+    PLAN_TAKE(pl, &b->d_ffn, N * F, any, NULL);
+    PLAN_TAKE(pl, &b->d_ffn2, N * F, any, NULL);
+    PLAN_TAKE(pl, &b->d_head, 4 * B * C, any, NULL);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* forward and backward, side by side                                                   */
+
+/* Dropout sites: each (layer, site) pair draws from its own stream of the step's seed. */
+enum {
+    SITE_Q,
+    SITE_K,
+    SITE_V,
+    SITE_ATT,
+    SITE_O,
+    SITE_O_DROP,
+    SITE_FFN_IN,
+    SITE_FFN_OUT,
+    SITE_FFN_DROP
+};
+enum { SITE_EMB, SITE_HEAD_DROP, SITE_PRE, SITE_CLS };
+
+/* BERT drops the attention output before the residual; DistilBERT does not. */
+static float attn_out_dropout(const Model *m, Drop d) {
+    return is_distilbert(m) ? 0.0f : d.hidden;
+}
+
+static void attention_forward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
+    int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
+    m->ops->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, 0, d.attention, seed,
+                              m->scratch, m->B, m->T, NH, NH, HS);
+}
+
+static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
+    Bert *b = bert(m);
+    int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
+    m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->att,
+                               d.attention, seed, m->scratch, m->B, m->T, NH, NH, HS);
+}
+
+static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Layer *Ly = &bert(m)->layers[l];
+    LayerActs *a = &bert(m)->acts[l];
+    int N = m->B * m->T, F = c->ffn_size;
+    size_t NC = (size_t)N * c->hidden_size;
+    linear_forward(m, &Ly->q, a->q, a->x, N, d.lora, model_site(seed, l, SITE_Q));
+    linear_forward(m, &Ly->k, a->k, a->x, N, d.lora, model_site(seed, l, SITE_K));
+    linear_forward(m, &Ly->v, a->v, a->x, N, d.lora, model_site(seed, l, SITE_V));
+    attention_forward(m, a, d, model_site(seed, l, SITE_ATT));
+    linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
+    float po = attn_out_dropout(m, d);
+    if (po > 0)
+        o->dropout_forward(a->res_attn, a->res_attn, po, model_site(seed, l, SITE_O_DROP), NC);
+    o->add(a->res_attn, a->res_attn, a->x, NC);
+    o->layernorm_forward(a->h_attn, a->mean_attn, a->rstd_attn, a->res_attn, Ly->ln_attn.w->value,
+                         Ly->ln_attn.b->value, c->layer_norm_eps, N, c->hidden_size);
+    linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora,
+                   model_site(seed, l, SITE_FFN_IN));
+    o->activation_forward(a->ffn_act, a->ffn_pre, c->activation, (size_t)N * F);
+    linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora,
+                   model_site(seed, l, SITE_FFN_OUT));
+    if (d.hidden > 0)
+        o->dropout_forward(a->res_ffn, a->res_ffn, d.hidden, model_site(seed, l, SITE_FFN_DROP),
+                           NC);
+    o->add(a->res_ffn, a->res_ffn, a->h_attn, NC);
+    o->layernorm_forward(a->out, a->mean_ffn, a->rstd_ffn, a->res_ffn, Ly->ln_ffn.w->value,
+                         Ly->ln_ffn.b->value, c->layer_norm_eps, N, c->hidden_size);
+}
+
+/* dout: gradient of the layer output [N,C]; dx (may be NULL) += gradient of its input. */
+static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Bert *b = bert(m);
+    Layer *Ly = &b->layers[l];
+    LayerActs *a = &b->acts[l];
+    int N = m->B * m->T, C = c->hidden_size, F = c->ffn_size;
+    size_t NC = (size_t)N * C, NF = (size_t)N * F, bytes = NC * sizeof(float);
+    /* FFN block: out = LN(drop(ffn_out(act(ffn_in(h)))) + h) */
+    o->zero(b->d_c, bytes);
+    o->layernorm_backward(b->d_c, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, dout, a->res_ffn,
+                          Ly->ln_ffn.w->value, a->mean_ffn, a->rstd_ffn, N, C);
+    const float *dy = b->d_c;
+    if (d.hidden > 0) {
+        o->zero(b->d_br, bytes);
+        o->dropout_backward(b->d_br, b->d_c, d.hidden, model_site(seed, l, SITE_FFN_DROP), NC);
+        dy = b->d_br;
+    }
+    o->zero(b->d_ffn, NF * sizeof(float));
+    linear_backward(m, &Ly->ffn_out, b->d_ffn, dy, a->ffn_act, N, d.lora,
+                    model_site(seed, l, SITE_FFN_OUT));
+    o->zero(b->d_ffn2, NF * sizeof(float));
+    o->activation_backward(b->d_ffn2, a->ffn_pre, b->d_ffn, c->activation, NF);
+    /* d_c (the residual's share of dh) now also takes the FFN branch's share */
+    linear_backward(m, &Ly->ffn_in, b->d_c, b->d_ffn2, a->h_attn, N, d.lora,
+                    model_site(seed, l, SITE_FFN_IN));
+    /* attention block: h = LN(drop(o(attention(q(x), k(x), v(x)))) + x) */
+    o->zero(b->d_r, bytes);
+    o->layernorm_backward(b->d_r, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c, a->res_attn,
+                          Ly->ln_attn.w->value, a->mean_attn, a->rstd_attn, N, C);
+    const float *da = b->d_r;
+    float po = attn_out_dropout(m, d);
+    if (po > 0) {
+        o->zero(b->d_br, bytes);
+        o->dropout_backward(b->d_br, b->d_r, po, model_site(seed, l, SITE_O_DROP), NC);
+        da = b->d_br;
+    }
+    o->zero(b->d_ctx, bytes);
+    linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
+    o->zero(b->d_q, bytes);
+    o->zero(b->d_k, bytes);
+    o->zero(b->d_v, bytes);
+    attention_backward(m, a, d, model_site(seed, l, SITE_ATT));
+    if (dx) o->axpy(dx, b->d_r, 1.0f, NC);
+    linear_backward(m, &Ly->q, dx, b->d_q, a->x, N, d.lora, model_site(seed, l, SITE_Q));
+    linear_backward(m, &Ly->k, dx, b->d_k, a->x, N, d.lora, model_site(seed, l, SITE_K));
+    linear_backward(m, &Ly->v, dx, b->d_v, a->x, N, d.lora, model_site(seed, l, SITE_V));
+}
+
+static void head_forward(Model *m, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    Bert *b = bert(m);
+    int B = m->B, C = m->cfg.hidden_size, L = m->cfg.num_layers;
+    o->first_token_forward(b->pooled, b->acts[L - 1].out, B, m->T, C);
+    linear_forward(m, &b->pre, b->pre_out, b->pooled, B, d.lora, model_site(seed, L, SITE_PRE));
+    o->activation_forward(b->pre_act_out, b->pre_out, b->pre_act, (size_t)B * C);
+    o->dropout_forward(b->head_in, b->pre_act_out, d.classifier,
+                       model_site(seed, L, SITE_HEAD_DROP), (size_t)B * C);
+    linear_forward(m, &b->cls, m->logits, b->head_in, B, d.lora, model_site(seed, L, SITE_CLS));
+}
+
+/* Returns the gradient of the last layer's output in d_a (when the body trains). */
+static void head_backward(Model *m, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    Bert *b = bert(m);
+    int B = m->B, C = m->cfg.hidden_size, L = m->cfg.num_layers;
+    size_t BC = (size_t)B * C;
+    float *d_in = b->d_head, *d_act = d_in + BC, *d_pre = d_act + BC, *d_pool = d_pre + BC;
+    o->zero(b->d_head, 4 * BC * sizeof(float));
+    linear_backward(m, &b->cls, d_in, m->dlogits, b->head_in, B, d.lora,
+                    model_site(seed, L, SITE_CLS));
+    o->dropout_backward(d_act, d_in, d.classifier, model_site(seed, L, SITE_HEAD_DROP), BC);
+    o->activation_backward(d_pre, b->pre_out, d_act, b->pre_act, BC);
+    int body = b->lowest_trained_layer < L;
+    linear_backward(m, &b->pre, body ? d_pool : NULL, d_pre, b->pooled, B, d.lora,
+                    model_site(seed, L, SITE_PRE));
+    if (!body) return;
+    o->zero(b->d_a, (size_t)B * m->T * C * sizeof(float));
+    o->first_token_backward(b->d_a, d_pool, B, m->T, C);
+}
+
+static void bert_forward(Model *m, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Bert *b = bert(m);
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, L = c->num_layers;
+    o->embedding_forward(b->emb, m->ids, b->wtt ? m->types : NULL, b->wte->value, b->wpe->value,
+                         b->wtt ? b->wtt->value : NULL, B, T, C);
+    o->layernorm_forward(b->h0, b->emb_mean, b->emb_rstd, b->emb, b->ln_emb.w->value,
+                         b->ln_emb.b->value, c->layer_norm_eps, N, C);
+    if (d.hidden > 0)
+        o->dropout_forward(b->h0, b->h0, d.hidden, model_site(seed, L, SITE_EMB), (size_t)N * C);
+    for (int l = 0; l < L; l++) layer_forward(m, l, d, seed);
+    head_forward(m, d, seed);
+}
+
+static void bert_backward(Model *m, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Bert *b = bert(m);
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, L = c->num_layers;
+    size_t NC = (size_t)N * C;
+    head_backward(m, d, seed);
+    int emb_trains = b->wte->grad != NULL;
+    float *dout = b->d_a, *dx = b->d_b;
+    for (int l = L - 1; l >= b->lowest_trained_layer; l--) {
+        int need_dx = l > b->lowest_trained_layer || emb_trains;
+        if (need_dx) o->zero(dx, NC * sizeof(float));
+        layer_backward(m, l, dout, need_dx ? dx : NULL, d, seed);
+        float *t = dout;
+        dout = dx;
+        dx = t;
+    }
+    if (!emb_trains) return;
+    const float *dh0 = dout;
+    if (d.hidden > 0) {
+        o->zero(b->d_br, NC * sizeof(float));
+        o->dropout_backward(b->d_br, dout, d.hidden, model_site(seed, L, SITE_EMB), NC);
+        dh0 = b->d_br;
+    }
+    o->zero(b->d_r, NC * sizeof(float));
+    o->layernorm_backward(b->d_r, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb,
+                          b->ln_emb.w->value, b->emb_mean, b->emb_rstd, N, C);
+    o->embedding_backward(b->wte->grad, b->wpe->grad, b->wtt ? b->wtt->grad : NULL, b->d_r, m->ids,
+                          b->wtt ? m->types : NULL, B, T, C);
+}
+
+const ArchImpl arch_distilbert = {
+    .name = "distilbert",
+    .prefix = "distilbert",
+    .default_targets = {"q_lin", "v_lin"},
+    .max_params = bert_max_params,
+    .build = bert_build,
+    .free = bert_free,
+    .plan = bert_plan,
+    .forward = bert_forward,
+    .backward = bert_backward,
+};
+
+const ArchImpl arch_bert = {
+    .name = "bert",
+    .prefix = "bert",
+    .default_targets = {"query", "value"},
+    .max_params = bert_max_params,
+    .build = bert_build,
+    .free = bert_free,
+    .plan = bert_plan,
+    .forward = bert_forward,
+    .backward = bert_backward,
+};

@@ -1,0 +1,52 @@
+/* classification.c: the sequence-classification objective (objective.h): one label per
+ * sequence, logits [B,K] from the architecture's head, softmax cross-entropy averaged over
+ * the labelled rows (label -100 is ignored, as in HF), PEFT task_type SEQ_CLS. */
+#include "loraft/objective.h"
+
+static void classification_plan(Model *m, Plan *pl) {
+    size_t B = m->max_batch, K = m->cfg.num_labels;
+    PLAN_TAKE(pl, &m->logits, B * K, 1, NULL);
+    PLAN_TAKE(pl, &m->losses, B, 1, NULL);
+    PLAN_TAKE(pl, &m->dlogits, B * K, 1, NULL);
+}
+
+/* labels[B]: a class below num_labels, or negative (ignored) */
+static int classification_check_labels(Model *m, const int32_t *labels, int B, int T,
+                                       LfError *err) {
+    (void)T;
+    for (int b = 0; b < B; b++) {
+        if (labels[b] >= m->cfg.num_labels)
+            return lf_fail(err, "label %d of example %d is not below num_labels %d", labels[b], b,
+                           m->cfg.num_labels);
+        m->n_valid += labels[b] >= 0;
+    }
+    return 0;
+}
+
+static int classification_loss(Model *m, float loss_weight, float *loss, LfError *err) {
+    (void)err;
+    const Ops *o = m->ops;
+    int B = m->B;
+    float scale = m->n_valid ? loss_weight / (float)m->n_valid : 0.0f;
+    o->cross_entropy(m->losses, m->dlogits, m->logits, m->labels, scale, B, m->cfg.num_labels);
+    o->download(m->host_losses, m->losses, B * sizeof(float));
+    double sum = 0;
+    for (int b = 0; b < B; b++) sum += m->host_losses[b];
+    *loss = m->n_valid ? (float)(sum / m->n_valid) : 0.0f;
+    return 0;
+}
+
+const Objective objective_classification = {
+    .name = "classification",
+    .task_type = "SEQ_CLS",
+    .modules_to_save = {"classifier", "score"},
+    .labels_per_token = 0,
+    .plan = classification_plan,
+    .check_labels = classification_check_labels,
+    .loss = classification_loss,
+};
+
+const Objective *objective_for(Task task) {
+    (void)task; /* the only task so far */
+    return &objective_classification;
+}
