@@ -1,0 +1,187 @@
+/* sample.c: temperature, top-k and top-p sampling of one token (sample.h). The filters leave a
+ * list of candidate tokens with unnormalised weights exp(x - max); the draw walks that list.
+ * Nothing here runs on the device or keeps state between tokens beyond the RNG counter. */
+#include "loraft/sample.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loraft/rng.h"
+
+typedef struct Cand {
+    double x; /* logit / temperature */
+    double w; /* exp(x - max x) */
+    int32_t id;
+} Cand;
+
+struct Sampler {
+    SampleConfig cfg;
+    int vocab;
+    Rng rng;
+    double *x;    /* [vocab] scaled logits */
+    double *heap; /* [top_k] the k largest scaled logits, smallest at the root */
+    Cand *cand;   /* [vocab] tokens the filters keep */
+};
+
+static int check_config(const SampleConfig *c, int vocab, LfError *err) {
+    if (vocab < 1) return lf_fail(err, "sampler: vocabulary of %d tokens", vocab);
+    if (!(c->temperature >= 0.0f) || isinf(c->temperature))
+        return lf_fail(err, "sampler: temperature %g must be finite and >= 0 (0 is greedy)",
+                       (double)c->temperature);
+    if (c->top_k < 0) return lf_fail(err, "sampler: top_k %d must be >= 0 (0 is off)", c->top_k);
+    if (!(c->top_p >= 0.0f && c->top_p <= 1.0f))
+        return lf_fail(err, "sampler: top_p %g must be in [0, 1] (1 is off)", (double)c->top_p);
+    return 0;
+}
+
+int sampler_create(Sampler **out, const SampleConfig *cfg, int vocab, LfError *err) {
+    *out = NULL;
+    if (check_config(cfg, vocab, err)) return -1;
+    Sampler *s = calloc(1, sizeof *s);
+    int k = cfg->top_k > 0 && cfg->top_k < vocab ? cfg->top_k : 1;
+    if (s) {
+        s->x = malloc((size_t)vocab * sizeof *s->x);
+        s->heap = malloc((size_t)k * sizeof *s->heap);
+        s->cand = malloc((size_t)vocab * sizeof *s->cand);
+    }
+    if (!s || !s->x || !s->heap || !s->cand) {
+        sampler_free(s);
+        return lf_fail(err, "sampler: out of memory for a vocabulary of %d", vocab);
+    }
+    s->cfg = *cfg;
+    s->vocab = vocab;
+    s->rng = (Rng){cfg->seed, 0};
+    *out = s;
+    return 0;
+}
+
+void sampler_free(Sampler *s) {
+    if (!s) return;
+    free(s->x);
+    free(s->heap);
+    free(s->cand);
+    free(s);
+}
+
+/* Index of the largest logit (the lowest such id); errors on NaN, +Inf and all -Inf. */
+static int scan_logits(const float *logits, int vocab, int32_t *argmax, LfError *err) {
+    int32_t best = -1;
+    for (int i = 0; i < vocab; i++) {
+        float v = logits[i];
+        if (isnan(v) || v == INFINITY)
+            return lf_fail(err, "sampler: logit of token %d is %s", i, isnan(v) ? "NaN" : "+Inf");
+        if (v > -INFINITY && (best < 0 || v > logits[best])) best = i;
+    }
+    if (best < 0) return lf_fail(err, "sampler: all %d logits are -Inf", vocab);
+    *argmax = best;
+    return 0;
+}
+
+static void heap_sift_down(double *h, int n, int i) {
+    for (;;) {
+        int l = 2 * i + 1, m = i;
+        if (l < n && h[l] < h[m]) m = l;
+        if (l + 1 < n && h[l + 1] < h[m]) m = l + 1;
+        if (m == i) return;
+        double t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+/* The k-th largest of x[0..n), 1 <= k < n, with a k-element min-heap. */
+static double kth_largest(const double *x, int n, int k, double *heap) {
+    memcpy(heap, x, (size_t)k * sizeof *heap);
+    for (int i = k / 2 - 1; i >= 0; i--) heap_sift_down(heap, k, i);
+    for (int i = k; i < n; i++) {
+        if (x[i] > heap[0]) {
+            heap[0] = x[i];
+            heap_sift_down(heap, k, 0);
+        }
+    }
+    return heap[0];
+}
+
+static int cand_ascending(const void *pa, const void *pb) {
+    const Cand *a = pa, *b = pb;
+    if (a->x != b->x) return a->x < b->x ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* Temperature and top-k: the candidates with their weights; returns their count. */
+static int filter_top_k(Sampler *s, const float *logits, int32_t argmax) {
+    const double t = s->cfg.temperature;
+    for (int i = 0; i < s->vocab; i++) s->x[i] = (double)logits[i] / t;
+    double thr = -INFINITY, max = s->x[argmax];
+    if (s->cfg.top_k > 0 && s->cfg.top_k < s->vocab)
+        thr = kth_largest(s->x, s->vocab, s->cfg.top_k, s->heap);
+    int n = 0;
+    for (int i = 0; i < s->vocab; i++) {
+        if (s->x[i] >= thr && s->x[i] > -INFINITY)
+            s->cand[n++] = (Cand){s->x[i], exp(s->x[i] - max), i};
+    }
+    return n;
+}
+
+/* Top-p over cand[0..n): sorts them ascending and returns the index of the first one kept. */
+static int filter_top_p(Sampler *s, int n) {
+    if (s->cfg.top_p >= 1.0f) return 0;
+    qsort(s->cand, (size_t)n, sizeof *s->cand, cand_ascending);
+    double z = 0.0, cum = 0.0, drop = 1.0 - (double)s->cfg.top_p;
+    for (int i = 0; i < n; i++) z += s->cand[i].w;
+    int first = 0;
+    while (first < n - 1 && (cum += s->cand[first].w) / z <= drop) first++;
+    return first;
+}
+
+/* The kept candidates: cand[*first .. *first + *n), or the argmax alone when greedy. */
+static int filter(Sampler *s, const float *logits, int *first, int *n, LfError *err) {
+    int32_t argmax;
+    if (scan_logits(logits, s->vocab, &argmax, err)) return -1;
+    if (s->cfg.temperature == 0.0f) {
+        s->cand[0] = (Cand){0.0, 1.0, argmax};
+        *first = 0;
+        *n = 1;
+        return 0;
+    }
+    int total = filter_top_k(s, logits, argmax);
+    *first = filter_top_p(s, total);
+    *n = total - *first;
+    return 0;
+}
+
+int sampler_probs(Sampler *s, const float *logits, double *probs, LfError *err) {
+    int first, n;
+    if (filter(s, logits, &first, &n, err)) return -1;
+    const Cand *c = s->cand + first;
+    double z = 0.0;
+    for (int i = 0; i < n; i++) z += c[i].w;
+    memset(probs, 0, (size_t)s->vocab * sizeof *probs);
+    for (int i = 0; i < n; i++) probs[c[i].id] = c[i].w / z;
+    return 0;
+}
+
+int sampler_next(Sampler *s, const float *logits, int32_t *token, LfError *err) {
+    int first, n;
+    if (filter(s, logits, &first, &n, err)) return -1;
+    const Cand *c = s->cand + first;
+    if (s->cfg.temperature == 0.0f) {
+        *token = c[0].id;
+        return 0;
+    }
+    double z = 0.0;
+    for (int i = 0; i < n; i++) z += c[i].w;
+    double u = (double)(rng_next(&s->rng) >> 11) * 0x1.0p-53 * z, cum = 0.0;
+    int pick = n - 1; /* where rounding leaves u past the last sum */
+    for (int i = 0; i < n - 1; i++) {
+        cum += c[i].w;
+        if (u < cum) {
+            pick = i;
+            break;
+        }
+    }
+    *token = c[pick].id;
+    return 0;
+}
