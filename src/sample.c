@@ -1,5 +1,7 @@
 /* sample.c: temperature, top-k and top-p sampling of one token (sample.h). The filters leave a
  * list of candidate tokens with unnormalised weights exp(x - max); the draw walks that list.
+ * Top-p first bins the candidates by x - max in half-nat steps, so that only the tokens that can
+ * be in the nucleus are sorted: all V only when the distribution is nearly flat.
  * Nothing here runs on the device or keeps state between tokens beyond the RNG counter. */
 #include "loraft/sample.h"
 
@@ -10,10 +12,12 @@
 #include "loraft/rng.h"
 
 typedef struct Cand {
-    double x; /* logit / temperature */
-    double w; /* exp(x - max x) */
+    double d; /* max x - x >= 0, where x = logit / temperature */
+    double w; /* exp(-d) */
     int32_t id;
 } Cand;
+
+enum { N_BINS = 64 }; /* top-p's bins of d, half a nat wide; the last one is open-ended */
 
 struct Sampler {
     SampleConfig cfg;
@@ -104,10 +108,15 @@ static double kth_largest(const double *x, int n, int k, double *heap) {
     return heap[0];
 }
 
+/* Least probable first; among equals the lower id first. */
 static int cand_ascending(const void *pa, const void *pb) {
     const Cand *a = pa, *b = pb;
-    if (a->x != b->x) return a->x < b->x ? -1 : 1;
+    if (a->d != b->d) return a->d > b->d ? -1 : 1;
     return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static int bin_of(double d) {
+    return d < N_BINS / 2 ? (int)(2.0 * d) : N_BINS - 1;
 }
 
 /* Temperature and top-k: the candidates with their weights; returns their count. */
@@ -120,20 +129,34 @@ static int filter_top_k(Sampler *s, const float *logits, int32_t argmax) {
     int n = 0;
     for (int i = 0; i < s->vocab; i++) {
         if (s->x[i] >= thr && s->x[i] > -INFINITY)
-            s->cand[n++] = (Cand){s->x[i], exp(s->x[i] - max), i};
+            s->cand[n++] = (Cand){max - s->x[i], exp(s->x[i] - max), i};
     }
     return n;
 }
 
-/* Top-p over cand[0..n): sorts them ascending and returns the index of the first one kept. */
-static int filter_top_p(Sampler *s, int n) {
-    if (s->cfg.top_p >= 1.0f) return 0;
-    qsort(s->cand, (size_t)n, sizeof *s->cand, cand_ascending);
-    double z = 0.0, cum = 0.0, drop = 1.0 - (double)s->cfg.top_p;
-    for (int i = 0; i < n; i++) z += s->cand[i].w;
-    int first = 0;
-    while (first < n - 1 && (cum += s->cand[first].w) / z <= drop) first++;
-    return first;
+/* Top-p over cand[0..n): moves the tokens of the bins that can hold nucleus tokens to the front,
+ * sorts them ascending and returns their count, *first the first one kept. A token outside
+ * those bins has at least p + 1e-9 of the mass above it, so HF's rule drops it whatever the
+ * rounding; the mass of the tokens left out starts the cumulative sum. */
+static int filter_top_p(Sampler *s, int n, int *first) {
+    *first = 0;
+    if (s->cfg.top_p >= 1.0f) return n;
+    double z = 0.0, mass[N_BINS] = {0}, p = s->cfg.top_p;
+    for (int i = 0; i < n; i++) mass[bin_of(s->cand[i].d)] += s->cand[i].w, z += s->cand[i].w;
+    int last = 0;
+    for (double above = mass[0]; last < N_BINS - 1 && above < (p + 1e-9) * z;)
+        above += mass[++last];
+    int m = 0;
+    double cum = 0.0;
+    for (int i = 0; i < n; i++) {
+        if (bin_of(s->cand[i].d) <= last)
+            s->cand[m++] = s->cand[i];
+        else
+            cum += s->cand[i].w;
+    }
+    qsort(s->cand, (size_t)m, sizeof *s->cand, cand_ascending);
+    while (*first < m - 1 && (cum += s->cand[*first].w) / z <= 1.0 - p) ++*first;
+    return m;
 }
 
 /* The kept candidates: cand[*first .. *first + *n), or the argmax alone when greedy. */
@@ -146,8 +169,7 @@ static int filter(Sampler *s, const float *logits, int *first, int *n, LfError *
         *n = 1;
         return 0;
     }
-    int total = filter_top_k(s, logits, argmax);
-    *first = filter_top_p(s, total);
+    int total = filter_top_p(s, filter_top_k(s, logits, argmax), first);
     *n = total - *first;
     return 0;
 }

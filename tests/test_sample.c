@@ -161,6 +161,9 @@ static void test_against_reference(void) {
     check_probs(l, V, 0.7f, 50, 0.9f);
     check_probs(l, V, 1.0f, 0, 0.95f);
     check_probs(l, V, 1e-3f, 0, 1.0f);
+    check_probs(l, V, 30.0f, 0, 0.5f);       /* nearly flat: every token in top-p's first bin */
+    check_probs(l, V, 0.05f, 0, 0.9999999f); /* spread over all bins, p next to 1 */
+    check_probs(l, V, 0.3f, 0, 0.97f);
 }
 
 /* Empirical frequencies of n draws against sampler_probs, within 4 sigma; filtered-out tokens

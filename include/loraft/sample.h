@@ -19,9 +19,11 @@
  * sequence from PyTorch but always the same one here. Each sampled token takes exactly one
  * 64-bit draw; greedy takes none.
  *
- * Cost per token: O(V) for the scan and scaling; top-k selects with a k-element heap,
- * O(V log k), and only the kept tokens are sorted; top-p without top-k sorts all V tokens,
- * O(V log V).
+ * Cost per token: O(V) for the scan, scaling and exponentials; top-k selects with a k-element
+ * heap, O(V log k), and sorts nothing; top-p sorts only the tokens within half a nat of the
+ * least probable token the nucleus can need (binned by logit), so O(V log V) only for a nearly
+ * flat distribution (then 14 ms for V = 49,152). Measured for V = 49,152 on one busy core:
+ * 0.2-0.5 ms greedy, 0.6 ms with k = 50, 1.5-2 ms with top-p alone.
  *
  * Logits: NaN and +Inf are errors, as are logits that are all -Inf; a -Inf logit is a masked
  * token (probability 0), as transformers' processors write them. */
