@@ -166,7 +166,7 @@ __global__ void embedding_forward_kernel(float *out, const int32_t *ids, const i
     GRID_STRIDE(i, N * C) {
         size_t n = i / C, c = i % C, t = n % T;
         int id = checked_id(ids, n, fault);
-        float x = wpe[t * C + c];
+        float x = wpe ? wpe[t * C + c] : 0.0f;
         if (id >= 0) x += wte[(size_t)id * C + c];
         if (wtt) {
             int ty = checked_type(types, n, fault);

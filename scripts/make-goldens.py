@@ -2,8 +2,9 @@
 """Golden references for the CPU model, computed by PyTorch + transformers + peft.
 
 For each case, `loraft init` writes a tiny seeded checkpoint; transformers loads it
-(AutoModelForSequenceClassification), peft wraps it as a LoRA SEQ_CLS model (or the body is
-frozen / everything trains), and one batch is run in eval mode (no dropout). The golden
+(AutoModelForSequenceClassification, or AutoModelForCausalLM for the Llama cases), peft wraps
+it as a LoRA SEQ_CLS / CAUSAL_LM model (or the body is frozen / everything trains), and one
+batch is run in eval mode (no dropout). The golden
 file holds the batch, the initial LoRA weights (peft draws them), the logits, the loss, the
 gradient of every trainable tensor, and every trainable tensor after 3 AdamW steps with
 gradient clipping (HF Trainer's weight-decay grouping). tests/test_golden.c rebuilds the
@@ -13,8 +14,8 @@ same checkpoint with `loraft init` and compares.
     scripts/make-goldens.py --loraft build/loraft --model models/all-MiniLM-L6-v2 \
         --out /tmp/minilm.json                                # the same check on a real model
 
-Needs: torch, transformers, peft (pip). No network: the vocab comes from
-../shared/data/tokenizers/bert-base-uncased.
+Needs: torch, transformers, peft (pip; scripts/setup-python.sh makes a venv). No network: the
+vocabularies come from ../shared/data/tokenizers (bert-base-uncased, gpt2).
 """
 import argparse
 import json
@@ -25,10 +26,11 @@ import tempfile
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VOCAB = os.path.join(ROOT, "..", "shared", "data", "tokenizers", "bert-base-uncased")
+TOKENIZERS = os.path.join(ROOT, "..", "shared", "data", "tokenizers")
+VOCAB = os.path.join(TOKENIZERS, "bert-base-uncased")
 
 TINY = ["--layers", "2", "--hidden", "32", "--heads", "4", "--ffn", "48",
         "--max-positions", "64", "--seed", "7"]
@@ -42,6 +44,11 @@ CASES = [
          strategy="full"),
     dict(name="bert_head", init=["--arch", "bert", "--num-labels", "3"] + TINY,
          strategy="head"),
+    dict(name="llama_lora", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    dict(name="llama_full", init=["--arch", "llama", "--untied"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="full"),
 ]
 ADAMW = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, max_grad_norm=1.0)
 STEPS = 3
@@ -62,7 +69,9 @@ def encode(t):
             "head": [float("%.9g" % v) for v in flat[:256].tolist()]}
 
 
-def make_batch(vocab_size, num_labels, seed, B=3, T=9):
+def make_batch(vocab_size, num_labels, seed, causal_lm, B=3, T=9):
+    """Right-padded rows of lengths T, T-3, 4; a class per row, or (causal LM) the ids with
+    -100 on the padding, as transformers' language-modelling collator makes them."""
     g = torch.Generator().manual_seed(seed)
     lengths = [T, T - 3, 4][:B]
     ids = torch.zeros(B, T, dtype=torch.long)
@@ -71,13 +80,20 @@ def make_batch(vocab_size, num_labels, seed, B=3, T=9):
         ids[b, 0], ids[b, n - 1] = 101, 102
         ids[b, 1:n - 1] = torch.randint(1000, min(vocab_size, 29000), (n - 2,), generator=g)
         mask[b, :n] = 1
+    if causal_lm:
+        return ids, mask, ids.masked_fill(mask == 0, -100)
     labels = torch.randint(0, num_labels, (B,), generator=g)
     return ids, mask, labels
 
 
+def causal_lm(case):
+    return case.get("task") == "causal-lm"
+
+
 def wrap(model, case):
     if case["strategy"] == "lora":
-        cfg = LoraConfig(task_type="SEQ_CLS", r=case["r"], lora_alpha=case["alpha"],
+        cfg = LoraConfig(task_type="CAUSAL_LM" if causal_lm(case) else "SEQ_CLS", r=case["r"],
+                         lora_alpha=case["alpha"],
                          lora_dropout=0.0, target_modules=case["targets"],
                          use_rslora=case["rslora"], init_lora_weights=False)
         torch.manual_seed(11)
@@ -90,7 +106,8 @@ def wrap(model, case):
 
 
 def run_case(case, model_dir, batch):
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    auto = AutoModelForCausalLM if causal_lm(case) else AutoModelForSequenceClassification
+    model = auto.from_pretrained(model_dir, dtype=torch.float32)
     model = wrap(model, case)
     model.eval()  # no dropout: the comparison is exact up to float rounding
     ids, mask, labels = batch
@@ -98,8 +115,9 @@ def run_case(case, model_dir, batch):
     # peft's LoRA draws, and a head that transformers initialised because the checkpoint has none
     out = {"init": {c_name(n): encode(p) for n, p in named
                     if "lora_" in n or ("classifier" in n and p.numel() <= 4096)}}
-    decay = [p for n, p in named if not (n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n)]
-    no_decay = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n]
+    # HF Trainer's grouping: no decay on biases and norm weights (LayerNorm, RMSNorm)
+    decay = [p for n, p in named if not (n.endswith("bias") or "norm" in n.lower())]
+    no_decay = [p for n, p in named if n.endswith("bias") or "norm" in n.lower()]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAMW["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"], foreach=False)
@@ -140,21 +158,22 @@ def main():
     else:
         for case in CASES:
             d = tempfile.mkdtemp(prefix="loraft-golden-")
-            subprocess.run([args.loraft, "init", *case["init"], "--vocab-from", args.vocab,
+            vocab = os.path.join(TOKENIZERS, case["vocab"]) if "vocab" in case else args.vocab
+            subprocess.run([args.loraft, "init", *case["init"], "--vocab-from", vocab,
                             "--out", d], check=True, stdout=subprocess.DEVNULL)
             jobs.append((case, d, os.path.join(ROOT, "tests", "golden", f"model_{case['name']}.json")))
     for case, model_dir, path in jobs:
         with open(os.path.join(model_dir, "config.json")) as f:
             cfg = json.load(f)
         num_labels = len(cfg.get("id2label", {"0": 0, "1": 1}))
-        batch = make_batch(cfg["vocab_size"], num_labels, seed=3)
+        batch = make_batch(cfg["vocab_size"], num_labels, seed=3, causal_lm=causal_lm(case))
         res = run_case(case, model_dir, batch)
         golden = {
             "case": {k: v for k, v in case.items()},
             "adamw": dict(ADAMW, betas=list(ADAMW["betas"]), steps=STEPS),
             "input_ids": batch[0].flatten().tolist(),
             "attention_mask": batch[1].flatten().tolist(),
-            "labels": batch[2].tolist(),
+            "labels": batch[2].flatten().tolist(),
             "shape": list(batch[0].shape),
             **res,
         }

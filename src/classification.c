@@ -10,15 +10,16 @@ static void classification_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &m->dlogits, B * K, 1, NULL);
 }
 
-/* labels[B]: a class below num_labels, or negative (ignored) */
-static int classification_check_labels(Model *m, const int32_t *labels, int B, int T,
-                                       LfError *err) {
+/* labels[B]: a class below num_labels, or negative (ignored); uploaded as they are */
+static int classification_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out,
+                                 LfError *err) {
     (void)T;
     for (int b = 0; b < B; b++) {
         if (labels[b] >= m->cfg.num_labels)
             return lf_fail(err, "label %d of example %d is not below num_labels %d", labels[b], b,
                            m->cfg.num_labels);
         m->n_valid += labels[b] >= 0;
+        out[b] = labels[b];
     }
     return 0;
 }
@@ -42,11 +43,10 @@ const Objective objective_classification = {
     .modules_to_save = {"classifier", "score"},
     .labels_per_token = 0,
     .plan = classification_plan,
-    .check_labels = classification_check_labels,
+    .prepare_labels = classification_labels,
     .loss = classification_loss,
 };
 
 const Objective *objective_for(Task task) {
-    (void)task; /* the only task so far */
-    return &objective_classification;
+    return task == TASK_CAUSAL_LM ? &objective_causal_lm : &objective_classification;
 }

@@ -6,8 +6,8 @@
  * the caller) and no mutable static state.
  *
  * Ops cannot fail, so they cannot report bad indices: callers validate token ids (ids < V, token
- * types < 2, T <= maxT) before embedding_forward. cross_entropy treats a label >= V like an ignored
- * one (loss 0, gradient 0) rather than reading out of bounds. */
+ * types < 2, T <= maxT) before embedding_forward. cross_entropy and the LM head treat a label >= V
+ * like an ignored one (loss 0, gradient 0) rather than reading out of bounds. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -56,16 +56,18 @@ static int cpu_status(LfError *err) {
 
 /* ---- embeddings ---- */
 
-/* out[B,T,C] = wte[ids] + wpe[t] + wtt[types]; ids, types [B,T]; types/wtt may be NULL. */
+/* out[B,T,C] = wte[ids] + wpe[t] + wtt[types]; ids, types [B,T]; wpe (Llama: no learned
+ * positions), types and wtt may be NULL. */
 static void cpu_embedding_forward(float *out, const int32_t *ids, const int32_t *types,
                                   const float *wte, const float *wpe, const float *wtt, int B,
                                   int T, int C) {
 #pragma omp parallel for if ((size_t)B * T * C > CPU_PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
         const float *te = wte + (size_t)ids[bt] * C;
-        const float *pe = wpe + (size_t)(bt % T) * C;
         float *o = out + (size_t)bt * C;
-        for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
+        memcpy(o, te, sizeof(float) * C);
+        if (wpe)
+            for (int c = 0; c < C; c++) o[c] += wpe[(size_t)(bt % T) * C + c];
         if (wtt) {
             const float *tt = wtt + (size_t)(types ? types[bt] : 0) * C;
             for (int c = 0; c < C; c++) o[c] += tt[c];
@@ -537,7 +539,8 @@ static void cpu_first_token_backward(float *dinp, const float *dout, int B, int 
 /* ---- softmax cross-entropy ---- */
 
 /* losses[N] = logsumexp(logits[n]) - logits[n][label]; dlogits[N,V] (may be NULL) = (softmax -
- * onehot) * grad_scale, overwritten. Rows with label < 0 or >= V: 0 and 0. */
+ * onehot) * grad_scale, overwritten; dlogits == logits allowed (each row is read before it is
+ * written). Rows with label < 0 or >= V: 0 and 0. */
 static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits,
                               const int32_t *labels, float grad_scale, int N, int V) {
 #pragma omp parallel for if ((size_t)N * V > CPU_PAR_MIN)
@@ -558,6 +561,27 @@ static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits
         float inv = 1.0f / sum;
         for (int j = 0; j < V; j++) d[j] = expf(x[j] - maxv) * inv * grad_scale;
         d[label] -= grad_scale;
+    }
+}
+
+/* ---- LM head + cross-entropy, in chunks of rows ---- */
+
+/* Per chunk of rows of h [N,C]: logits [rows,V] = h @ W[V,C]^T in scratch, losses and dlogits in
+ * place (cross_entropy), then dh[rows,C] += dlogits @ W and dW += dlogits^T @ h (NULL: skipped). */
+static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h,
+                                      const float *W, const int32_t *labels, float grad_scale,
+                                      float *scratch, int N, int C, int V, int chunk) {
+    if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
+    int grads = dh || dW;
+    for (int n0 = 0; n0 < N; n0 += chunk) {
+        int rows = N - n0 < chunk ? N - n0 : chunk;
+        const float *hc = h + (size_t)n0 * C;
+        cpu_matmul_forward(scratch, hc, W, NULL, rows, C, V);
+        cpu_cross_entropy(losses + n0, grads ? scratch : NULL, scratch, labels + n0, grad_scale,
+                          rows, V);
+        if (grads)
+            cpu_matmul_backward(dh ? dh + (size_t)n0 * C : NULL, dW, NULL, scratch, hc, W, rows, C,
+                                V);
     }
 }
 
@@ -623,6 +647,7 @@ const Ops ops_cpu = {
     .first_token_forward = cpu_first_token_forward,
     .first_token_backward = cpu_first_token_backward,
     .cross_entropy = cpu_cross_entropy,
+    .lm_head_cross_entropy = cpu_lm_head_cross_entropy,
     .adamw_step = cpu_adamw_step,
     .sum_squares = cpu_sum_squares,
 };

@@ -44,7 +44,7 @@ void train_spec_defaults(TrainSpec *s) {
 }
 
 static const ArchImpl *arch_for(Arch a) {
-    return a == ARCH_DISTILBERT ? &arch_distilbert : &arch_bert;
+    return a == ARCH_LLAMA ? &arch_llama : a == ARCH_DISTILBERT ? &arch_distilbert : &arch_bert;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -77,6 +77,8 @@ void model_linear(Model *m, Linear *l, const char *module, int in, int out, int 
 void model_norm(Model *m, Norm *n, const char *module, int C, int bias) {
     n->w = model_param(m, 0, C, 0, "%s.weight", module);
     n->b = bias ? model_param(m, 0, C, 0, "%s.bias", module) : NULL;
+    n->w->is_norm = 1;
+    if (n->b) n->b->is_norm = 1;
 }
 
 /* "a.b.weight" -> module "a.b" (into out). */
@@ -106,11 +108,11 @@ static int is_saved_module(const TrainSpec *s, const char *module) {
 /* Empty lists mean PEFT's defaults: target_modules by architecture, modules_to_save by task.
  * Written into the spec so that adapters record what was actually used. */
 static void resolve_defaults(TrainSpec *s, const ArchImpl *arch, const Objective *obj) {
-    for (int i = 0; !s->n_targets && i < 2; i++) strcpy(s->targets[i], arch->default_targets[i]);
-    if (!s->n_targets) s->n_targets = 2;
-    for (int i = 0; !s->n_modules_to_save && i < 2; i++)
-        strcpy(s->modules_to_save[i], obj->modules_to_save[i]);
-    if (!s->n_modules_to_save) s->n_modules_to_save = 2;
+    if (!s->n_targets)
+        for (int i = 0; i < 2; i++) strcpy(s->targets[s->n_targets++], arch->default_targets[i]);
+    if (!s->n_modules_to_save)
+        for (int i = 0; i < 2 && obj->modules_to_save[i]; i++)
+            strcpy(s->modules_to_save[s->n_modules_to_save++], obj->modules_to_save[i]);
 }
 
 /* Adds LoRA A/B beside every targeted dense layer. */
@@ -195,7 +197,6 @@ static float normal_draw(Rng *r) {
 static void param_init(const Model *m, const Param *p, float *v, Rng *r) {
     size_t len = strlen(p->name);
     int is_bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
-    int is_norm = strstr(p->name, "LayerNorm") || strstr(p->name, "layer_norm");
     if (p->is_lora) {
         int is_a = strstr(p->name, "lora_A") != NULL;
         float bound = 1.0f / sqrtf((float)p->shape[1]);
@@ -203,7 +204,7 @@ static void param_init(const Model *m, const Param *p, float *v, Rng *r) {
             v[i] = is_a ? (2.0f * rng_next_uniform(r) - 1.0f) * bound : 0.0f;
     } else if (is_bias) {
         memset(v, 0, p->numel * sizeof *v);
-    } else if (is_norm) {
+    } else if (p->is_norm) {
         for (size_t i = 0; i < p->numel; i++) v[i] = 1.0f;
     } else {
         for (size_t i = 0; i < p->numel; i++) v[i] = normal_draw(r) * m->cfg.initializer_range;
@@ -414,7 +415,8 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     m->max_batch = max_batch;
     m->max_len = max_len;
     m->host_losses = calloc((size_t)max_batch * max_len, sizeof *m->host_losses);
-    if (!m->host_losses) return lf_fail(err, "out of memory");
+    m->host_labels = calloc((size_t)max_batch * max_len, sizeof *m->host_labels);
+    if (!m->host_losses || !m->host_labels) return model_free(m), lf_fail(err, "out of memory");
     if (build_table(m, err) || assign_gradients(m, err) || activations_create(m, err) ||
         load_values(m, dir, seed, missing_report, report_cap, err))
         return model_free(m), -1;
@@ -433,6 +435,7 @@ void model_free(Model *m) {
     free(m->linears);
     free(m->loras);
     free(m->host_losses);
+    free(m->host_labels);
     free(m->guards);
     memset(m, 0, sizeof *m);
 }
@@ -474,7 +477,7 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
             return lf_fail(err, "token type %d at position %d is not supported", types[i], i);
     }
     m->n_valid = 0;
-    if (labels && m->objective->check_labels(m, labels, B, T, err)) return -1;
+    if (labels && m->objective->prepare_labels(m, labels, B, T, m->host_labels, err)) return -1;
     const Ops *o = m->ops;
     size_t n = (size_t)B * T * sizeof(int32_t);
     o->upload(m->ids, ids, n);
@@ -484,7 +487,7 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
         o->zero(m->types, n);
     o->upload(m->mask, mask, n);
     if (labels)
-        o->upload(m->labels, labels,
+        o->upload(m->labels, m->host_labels,
                   (m->objective->labels_per_token ? (size_t)B * T : (size_t)B) * sizeof(int32_t));
     m->B = B;
     m->T = T;

@@ -1,4 +1,4 @@
-/* model_config.c: HF config.json <-> ModelConfig for DistilBERT and BERT.
+/* model_config.c: HF config.json <-> ModelConfig for DistilBERT, BERT and Llama.
  * The plain numeric keys of each architecture are one table (JSON name, type,
  * field), used both to read and to write; the few keys with rules of their own
  * (activation, position embeddings, BERT's nullable classifier_dropout, labels)
@@ -58,6 +58,24 @@ static const Key bert_keys[] = {
     {NULL, 0, 0},
 };
 
+static const Key llama_keys[] = {
+    INT_KEY("vocab_size", vocab_size),
+    INT_KEY("max_position_embeddings", max_positions),
+    INT_KEY("num_hidden_layers", num_layers),
+    INT_KEY("num_attention_heads", num_heads),
+    INT_KEY("num_key_value_heads", num_kv_heads),
+    INT_KEY("hidden_size", hidden_size),
+    INT_KEY("intermediate_size", ffn_size),
+    FLOAT_KEY("rms_norm_eps", layer_norm_eps),
+    FLOAT_KEY("rope_theta", rope_theta),
+    FLOAT_KEY("attention_dropout", attention_dropout),
+    FLOAT_KEY("initializer_range", initializer_range),
+    INT_KEY("pad_token_id", pad_token_id),
+    INT_KEY("bos_token_id", bos_token_id),
+    INT_KEY("eos_token_id", eos_token_id),
+    {NULL, 0, 0},
+};
+
 /* Per architecture: HF's names for the model type, the head class and the
  * activation key. */
 static const struct {
@@ -67,21 +85,20 @@ static const struct {
     [ARCH_DISTILBERT] = {"distilbert", "DistilBertForSequenceClassification", "activation",
                          distilbert_keys},
     [ARCH_BERT] = {"bert", "BertForSequenceClassification", "hidden_act", bert_keys},
+    [ARCH_LLAMA] = {"llama", "LlamaForCausalLM", "hidden_act", llama_keys},
 };
 
 static const struct {
     const char *name;
     Activation act;
 } activations[] = {
-    {"gelu", ACT_GELU},
-    {"gelu_new", ACT_GELU_TANH},
-    {"gelu_pytorch_tanh", ACT_GELU_TANH},
-    {"relu", ACT_RELU},
+    {"gelu", ACT_GELU}, {"gelu_new", ACT_GELU_TANH}, {"gelu_pytorch_tanh", ACT_GELU_TANH},
+    {"relu", ACT_RELU}, {"silu", ACT_SILU},
 };
 #define N_ACTIVATIONS ((int)(sizeof activations / sizeof activations[0]))
 
 const char *arch_name(Arch arch) {
-    return arch == ARCH_BERT ? "bert" : "distilbert";
+    return arch_info[arch].model_type;
 }
 
 void model_config_defaults(ModelConfig *cfg, Arch arch) {
@@ -101,9 +118,18 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
     cfg->classifier_dropout = arch == ARCH_BERT ? 0.1f : 0.2f;
     cfg->initializer_range = 0.02f;
     cfg->pad_token_id = 0;
+    cfg->bos_token_id = cfg->eos_token_id = -1;
     cfg->num_labels = 2;
     for (int i = 0; i < MAX_LABELS; i++)
         snprintf(cfg->labels[i], sizeof cfg->labels[i], "LABEL_%d", i);
+    if (arch == ARCH_LLAMA) { /* transformers' LlamaConfig() */
+        cfg->vocab_size = 32000, cfg->hidden_size = 4096, cfg->num_layers = 32;
+        cfg->num_heads = 32, cfg->ffn_size = 11008, cfg->max_positions = 2048;
+        cfg->activation = ACT_SILU, cfg->layer_norm_eps = 1e-6f, cfg->rope_theta = 10000.0f;
+        cfg->hidden_dropout = cfg->attention_dropout = cfg->classifier_dropout = 0.0f;
+        cfg->pad_token_id = -1, cfg->bos_token_id = 1, cfg->eos_token_id = 2;
+    }
+    cfg->num_kv_heads = cfg->num_heads;
 }
 
 /* ---------------------------------------------------------------------- load
@@ -135,13 +161,12 @@ static int read_float(const cJSON *j, const char *path, const char *key, float *
     return 0;
 }
 
-/* Reads every key of the table that is present; HF treats a null pad_token_id
- * as unset. */
+/* Reads every key of the table that is present; HF treats a null token id as unset. */
 static int load_keys(ModelConfig *cfg, const cJSON *root, const Key *keys, const char *path,
                      LfError *err) {
     for (const Key *k = keys; k->name; k++) {
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, k->name);
-        if (!j || (cJSON_IsNull(j) && !strcmp(k->name, "pad_token_id"))) continue;
+        if (!j || (cJSON_IsNull(j) && strstr(k->name, "_token_id"))) continue;
         void *field = (char *)cfg + k->offset;
         if (k->is_int ? read_int(j, path, k->name, field, err)
                       : read_float(j, path, k->name, field, err))
@@ -180,7 +205,42 @@ static int load_activation(ModelConfig *cfg, const cJSON *root, const char *path
 
 /* Position embeddings must be learned absolute ones; BERT's classifier_dropout
  * defaults to hidden_dropout_prob when null or absent. */
+/* A boolean key (absent: the default already in *out). */
+static int get_bool(const cJSON *root, const char *key, const char *path, int *out, LfError *err) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!j) return 0;
+    if (!cJSON_IsBool(j))
+        return lf_fail(err, "%s: key '%s' must be a boolean (got %s)", path, key, json_type(j));
+    *out = cJSON_IsTrue(j);
+    return 0;
+}
+
+/* Llama: no RoPE scaling, no biases, head_dim = hidden / heads; num_key_value_heads
+ * defaults to the number of heads. */
+static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *path,
+                               LfError *err) {
+    int attention_bias = 0, mlp_bias = 0, head_dim = 0;
+    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
+    if (!cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
+        cfg->num_kv_heads = cfg->num_heads;
+    if (get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
+        get_bool(root, "attention_bias", path, &attention_bias, err) ||
+        get_bool(root, "mlp_bias", path, &mlp_bias, err) ||
+        (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &head_dim, err)))
+        return -1;
+    if (scaling && !cJSON_IsNull(scaling))
+        return lf_fail(err, "%s: rope_scaling is not supported (only plain RoPE)", path);
+    if (attention_bias || mlp_bias)
+        return lf_fail(err, "%s: attention_bias / mlp_bias are not supported", path);
+    if (head_dim && cfg->num_heads > 0 && head_dim * cfg->num_heads != cfg->hidden_size)
+        return lf_fail(err, "%s: head_dim %d is not hidden_size / num_attention_heads", path,
+                       head_dim);
+    return 0;
+}
+
 static int load_arch_specials(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    if (cfg->arch == ARCH_LLAMA) return load_llama_specials(cfg, root, path, err);
     if (cfg->arch == ARCH_DISTILBERT) {
         const cJSON *sin = cJSON_GetObjectItemCaseSensitive(root, "sinusoidal_pos_embds");
         if (sin && !cJSON_IsBool(sin))
@@ -241,13 +301,13 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     const char *type;
     if (get_string(root, "model_type", path, &type, err)) return -1;
     if (!type) return lf_fail(err, "%s: key 'model_type' is missing", path);
-    for (int a = ARCH_DISTILBERT; a <= ARCH_BERT; a++)
+    for (int a = ARCH_DISTILBERT; a <= ARCH_LLAMA; a++)
         if (!strcmp(type, arch_info[a].model_type)) {
             *arch = (Arch)a;
             return 0;
         }
-    return lf_fail(err, "%s: model_type '%s' is not supported (supported: distilbert, bert)", path,
-                   type);
+    return lf_fail(err, "%s: model_type '%s' is not supported (supported: distilbert, bert, llama)",
+                   path, type);
 }
 
 static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
@@ -255,8 +315,9 @@ static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     Arch arch = ARCH_DISTILBERT;
     if (load_model_type(root, path, &arch, err)) return -1;
     model_config_defaults(cfg, arch);
-    if (load_keys(cfg, root, arch_info[arch].keys, path, err) ||
-        load_activation(cfg, root, path, err) || load_arch_specials(cfg, root, path, err) ||
+    if (load_keys(cfg, root, arch_info[arch].keys, path, err)) return -1;
+    if (arch != ARCH_LLAMA) cfg->num_kv_heads = cfg->num_heads;
+    if (load_activation(cfg, root, path, err) || load_arch_specials(cfg, root, path, err) ||
         load_labels(cfg, root, path, err))
         return -1;
     return model_config_validate(cfg, path, err);
@@ -288,7 +349,8 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         const char *what;
         int ok;
     } rules[] = {
-        {"architecture is distilbert or bert", c->arch == ARCH_DISTILBERT || c->arch == ARCH_BERT},
+        {"architecture is distilbert, bert or llama",
+         c->arch == ARCH_DISTILBERT || c->arch == ARCH_BERT || c->arch == ARCH_LLAMA},
         {"vocab_size > 0", c->vocab_size > 0},
         {"hidden size > 0", c->hidden_size > 0},
         {"number of layers > 0", c->num_layers > 0},
@@ -299,15 +361,26 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"max_position_embeddings > 0", c->max_positions > 0},
         {"type_vocab_size > 0 for BERT (0 for DistilBERT)",
          c->arch == ARCH_BERT ? c->type_vocab_size > 0 : c->type_vocab_size == 0},
-        {"activation is gelu, gelu_new or relu",
-         c->activation == ACT_GELU || c->activation == ACT_GELU_TANH || c->activation == ACT_RELU},
+        {"activation is gelu, gelu_new or relu (silu for llama)",
+         c->arch == ARCH_LLAMA ? c->activation == ACT_SILU
+                               : c->activation == ACT_GELU || c->activation == ACT_GELU_TANH ||
+                                     c->activation == ACT_RELU},
+        {"num_key_value_heads divides the number of heads (llama)",
+         c->arch != ARCH_LLAMA || (c->num_kv_heads > 0 && c->num_heads % c->num_kv_heads == 0)},
+        {"head size even and rope_theta > 0 (llama)",
+         c->arch != ARCH_LLAMA ||
+             (c->num_heads > 0 && c->hidden_size / c->num_heads % 2 == 0 && c->rope_theta > 0)},
         {"layer_norm_eps > 0", c->layer_norm_eps > 0},
         {"dropouts in [0, 1)", c->hidden_dropout >= 0 && c->hidden_dropout < 1 &&
                                    c->attention_dropout >= 0 && c->attention_dropout < 1 &&
                                    c->classifier_dropout >= 0 && c->classifier_dropout < 1},
         {"initializer_range >= 0", c->initializer_range >= 0},
-        {"pad_token_id in [0, vocab_size)",
-         c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size},
+        {"pad_token_id in [0, vocab_size) (llama: or unset)",
+         (c->arch == ARCH_LLAMA && c->pad_token_id == -1) ||
+             (c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size)},
+        {"bos/eos token ids unset or in [0, vocab_size)",
+         c->bos_token_id >= -1 && c->bos_token_id < c->vocab_size && c->eos_token_id >= -1 &&
+             c->eos_token_id < c->vocab_size},
     };
     if (c->num_labels < 1 || c->num_labels > MAX_LABELS)
         return lf_fail(err, "%s: num_labels %d is out of range (1..%d)", where, c->num_labels,
@@ -364,12 +437,22 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
     for (const Key *k = arch_info[cfg->arch].keys; k->name; k++) {
         const void *field = (const char *)cfg + k->offset;
         double v = k->is_int ? *(const int *)field : shortest(*(const float *)field);
-        if (!cJSON_AddNumberToObject(root, k->name, v)) return -1;
+        if (k->is_int && v == -1 && strstr(k->name, "_token_id")) {
+            if (!cJSON_AddNullToObject(root, k->name)) return -1;
+        } else if (!cJSON_AddNumberToObject(root, k->name, v)) {
+            return -1;
+        }
     }
     if (!cJSON_AddStringToObject(root, arch_info[cfg->arch].activation_key,
                                  activation_name(cfg->activation)))
         return -1;
-    if (cfg->arch == ARCH_DISTILBERT) {
+    if (cfg->arch == ARCH_LLAMA) {
+        if (!cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_word_embeddings) ||
+            !cJSON_AddNullToObject(root, "rope_scaling") ||
+            !cJSON_AddFalseToObject(root, "attention_bias") ||
+            !cJSON_AddFalseToObject(root, "mlp_bias"))
+            return -1;
+    } else if (cfg->arch == ARCH_DISTILBERT) {
         if (!cJSON_AddFalseToObject(root, "sinusoidal_pos_embds")) return -1;
     } else if (!cJSON_AddStringToObject(root, "position_embedding_type", "absolute") ||
                !cJSON_AddNumberToObject(root, "classifier_dropout",

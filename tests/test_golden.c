@@ -73,6 +73,8 @@ static void compare(const char *what, const float *ours, size_t n, const cJSON *
 static int spec_from_case(const cJSON *c, TrainSpec *s) {
     train_spec_defaults(s);
     LfError err;
+    const cJSON *task = cJSON_GetObjectItem(c, "task");
+    if (task && !strcmp(task->valuestring, "causal-lm")) s->task = TASK_CAUSAL_LM;
     if (strategy_parse(cJSON_GetObjectItem(c, "strategy")->valuestring, &s->strategy, &err))
         return -1;
     if (s->strategy != STRATEGY_LORA) return 0;
@@ -146,13 +148,14 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         }
     CHECK(n_trainable == cJSON_GetArraySize(grads));
 
-    int32_t ids[B * T], mask[B * T], labels[B];
+    int32_t ids[B * T], mask[B * T], labels[B * T];
     for (int i = 0; i < B * T; i++) {
         ids[i] = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "input_ids"), i)->valueint;
         mask[i] = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "attention_mask"), i)->valueint;
     }
-    for (int b = 0; b < B; b++)
-        labels[b] = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "labels"), b)->valueint;
+    const cJSON *jl = cJSON_GetObjectItem(g, "labels");
+    for (int i = 0; i < cJSON_GetArraySize(jl) && i < B * T; i++)
+        labels[i] = cJSON_GetArrayItem(jl, i)->valueint;
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err) == 0);
 
     const cJSON *adamw = cJSON_GetObjectItem(g, "adamw");
@@ -165,13 +168,13 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     for (int step = 0; step < steps; step++) {
         float loss;
         model_zero_grad(&m);
-        CHECK(model_forward(&m, 0, 5, 1.0f, &loss, &err) == 0);
-        CHECK(model_backward(&m, 5, &err) == 0);
+        CHECK_OK(model_forward(&m, 0, 5, 1.0f, &loss, &err), &err);
+        CHECK_OK(model_backward(&m, 5, &err), &err);
         if (step == 0) {
-            int K = cfg.num_labels;
-            float *logits = download(&m, m.logits, (size_t)B * K);
-            compare("logits", logits, (size_t)B * K, cJSON_GetObjectItem(g, "logits"), 1e-12,
-                    &worst_logits);
+            size_t n = spec.task == TASK_CAUSAL_LM ? (size_t)B * T * cfg.vocab_size
+                                                   : (size_t)B * cfg.num_labels;
+            float *logits = download(&m, m.logits, n);
+            compare("logits", logits, n, cJSON_GetObjectItem(g, "logits"), 1e-12, &worst_logits);
             free(logits);
             CHECK_CLOSE(loss, cJSON_GetObjectItem(g, "loss")->valuedouble, 1e-6, 1e-5);
             cJSON_ArrayForEach(t, grads) {
@@ -209,21 +212,25 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     cJSON_Delete(g);
 }
 
-/* Rebuilds the tiny checkpoint of a committed golden with `loraft init`. */
-static int init_from_golden(const char *golden_path, const char *vocab, const char *out) {
-    char *text;
+/* Rebuilds the tiny checkpoint of a committed golden with `loraft init`, with the case's
+ * tokenizer from ../shared/data/tokenizers (default bert-base-uncased). */
+static int init_from_golden(const char *golden_path, const char *out) {
+    char *text, vocab[4200];
     size_t len;
     LfError err;
     if (file_read_all(golden_path, &text, &len, &err)) return -1;
     cJSON *g = cJSON_Parse(text);
     free(text);
-    const cJSON *init = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "case"), "init");
+    const cJSON *c = cJSON_GetObjectItem(g, "case"), *init = cJSON_GetObjectItem(c, "init");
+    const cJSON *v = cJSON_GetObjectItem(c, "vocab");
+    snprintf(vocab, sizeof vocab, "%s/tokenizers/%s", shared_data_dir(),
+             v ? v->valuestring : "bert-base-uncased");
     char *argv[40];
     int argc = 0;
     const cJSON *a;
     cJSON_ArrayForEach(a, init) argv[argc++] = a->valuestring;
     argv[argc++] = "--vocab-from";
-    argv[argc++] = (char *)vocab;
+    argv[argc++] = vocab;
     argv[argc++] = "--out";
     argv[argc++] = (char *)out;
     int rc = cmd_init(argc, argv);
@@ -248,7 +255,7 @@ int main(int argc, char **argv) {
         char golden[4400], tmp[] = "/tmp/loraft-golden-XXXXXX";
         snprintf(golden, sizeof golden, "tests/golden/%s", e->d_name);
         CHECK(mkdtemp(tmp) != NULL);
-        CHECK(init_from_golden(golden, vocab, tmp) == 0);
+        CHECK(init_from_golden(golden, tmp) == 0);
         run_golden(golden, tmp);
         char cmd[200];
         snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
@@ -256,6 +263,6 @@ int main(int argc, char **argv) {
         n++;
     }
     if (d) closedir(d);
-    CHECK(n >= 4);
+    CHECK(n >= 6);
     return check_report();
 }

@@ -6,6 +6,7 @@
  * The same driver checks that backward accumulates (+=, twice = double) and that a NULL
  * gradient skips only that gradient. Forward values are compared with naive double loops
  * written here. Shapes are small (B=2, T=5, C=8, NH=2, R=2) so this stays fast under ASan.
+ * The chunked LM head is also checked against the unchunked matmul + cross_entropy path.
  */
 #include <omp.h>
 #include <stdint.h>
@@ -706,13 +707,15 @@ static double act_reference(double x, Activation act) {
         return x > 0 ? x : 0;
     case ACT_TANH:
         return tanh(x);
+    case ACT_SILU:
+        return x / (1 + exp(-x));
     }
     return NAN;
 }
 
 static void test_activations(void) {
-    const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh"};
-    for (int act = ACT_GELU; act <= ACT_TANH; act++) {
+    const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh", "silu"};
+    for (int act = ACT_GELU; act <= ACT_SILU; act++) {
         EwCtx c;
         c.act = (Activation)act;
         fill(c.a, N * C, -3, 3);
@@ -731,9 +734,9 @@ static void test_activations(void) {
 /* torch propagates NaN through every activation (relu(nan) = nan): a NaN weight must not
  * turn into a finite loss. Infinities keep their limits. */
 static void test_activations_non_finite(void) {
-    const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh"};
+    const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh", "silu"};
     float in[3] = {NAN, INFINITY, -INFINITY}, out[3];
-    for (int act = ACT_GELU; act <= ACT_TANH; act++) {
+    for (int act = ACT_GELU; act <= ACT_SILU; act++) {
         ops->activation_forward(out, in, (Activation)act, 3);
         if (!isnan(out[0])) {
             fprintf(stderr, "%s(nan) = %g, expected nan\n", names[act], out[0]);
@@ -893,6 +896,173 @@ static void test_cross_entropy(void) {
     CHECK_CLOSE(row1, 0.0, 1e-6, 0);
 }
 
+/* ---- LM head + cross-entropy in chunks ---- */
+
+typedef struct LmCtx {
+    float *h, *W, *dh, *dW, *losses, *scaled, *scratch;
+    int32_t *labels;
+    float grad_scale;
+    int n, c, v, chunk;
+} LmCtx;
+
+/* h [n,c], W [v,c] in [-1, 1); labels in [0, v) except row 1 ignored (-100) and row 4 >= v. */
+static LmCtx lm_make(int n, int c, int v, int chunk) {
+    LmCtx m = {rand_vec((size_t)n * c, -1, 1),
+               rand_vec((size_t)v * c, -1, 1),
+               rand_vec((size_t)n * c, 0, 0),
+               rand_vec((size_t)v * c, 0, 0),
+               rand_vec(n, 0, 0),
+               rand_vec(n, 0, 0),
+               rand_vec(ops_lm_head_scratch(n, v, chunk), 0, 0), /* exact size: ASan's bound */
+               malloc(sizeof(int32_t) * n),
+               1.0f / 5,
+               n,
+               c,
+               v,
+               chunk};
+    for (int i = 0; i < n; i++) m.labels[i] = (int32_t)(rng_next(&rng) % v);
+    if (n > 1) m.labels[1] = -100;
+    if (n > 4) m.labels[4] = v + 2;
+    return m;
+}
+static void lm_free(LmCtx *m) {
+    free(m->h), free(m->W), free(m->dh), free(m->dW), free(m->losses), free(m->scaled);
+    free(m->scratch), free(m->labels);
+}
+
+/* out = losses * grad_scale, so L = grad_scale * sum(losses) with w = 1 (as cross_entropy's) */
+static void lm_fwd(void *p) {
+    LmCtx *m = p;
+    ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, m->labels, m->grad_scale,
+                               m->scratch, m->n, m->c, m->v, m->chunk);
+    for (int i = 0; i < m->n; i++) m->scaled[i] = m->losses[i] * m->grad_scale;
+}
+static void lm_bwd(void *p, const float *dout, unsigned use) {
+    LmCtx *m = p;
+    (void)dout; /* w is all ones: see lm_fwd */
+    ops->lm_head_cross_entropy(m->losses, USE(0, m->dh), USE(1, m->dW), m->h, m->W, m->labels,
+                               m->grad_scale, m->scratch, m->n, m->c, m->v, m->chunk);
+}
+
+static void lm_gradcheck(int n, int c, int v, int chunk) {
+    LmCtx m = lm_make(n, c, v, chunk);
+    char name[64];
+    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d", n, v, chunk);
+    GradCase gc = grad_case(name, &m, lm_fwd, lm_bwd, m.scaled, n, 1e-2f);
+    case_param(&gc, "h", m.h, m.dh, (size_t)n * c);
+    case_param(&gc, "W", m.W, m.dW, (size_t)v * c);
+    for (int i = 0; i < n; i++) gc.w[i] = 1.0f;
+    gc.keep_w = 1;
+    gradcheck(&gc);
+    lm_free(&m);
+}
+
+/* losses, dh, dW (from zero) against double loops over the whole [n,v] logits. */
+static void lm_reference_check(int n, int c, int v, int chunk) {
+    LmCtx m = lm_make(n, c, v, chunk);
+    double *loss = calloc(n, sizeof(double)), *dlog = calloc((size_t)n * v, sizeof(double));
+    double *dh = calloc((size_t)n * c, sizeof(double)), *dW = calloc((size_t)v * c, sizeof(double));
+    for (int i = 0; i < n; i++) {
+        int y = m.labels[i];
+        if (y < 0 || y >= v) continue;
+        double *x = dlog + (size_t)i * v, mx = -INFINITY, s = 0;
+        for (int j = 0; j < v; j++) {
+            x[j] = 0;
+            for (int k = 0; k < c; k++) x[j] += (double)m.h[i * c + k] * m.W[j * c + k];
+            mx = fmax(mx, x[j]);
+        }
+        for (int j = 0; j < v; j++) s += exp(x[j] - mx);
+        loss[i] = mx + log(s) - x[y];
+        for (int j = 0; j < v; j++) x[j] = (exp(x[j] - mx) / s - (j == y)) * m.grad_scale;
+        for (int j = 0; j < v; j++)
+            for (int k = 0; k < c; k++) {
+                dh[i * c + k] += x[j] * m.W[j * c + k];
+                dW[j * c + k] += x[j] * m.h[i * c + k];
+            }
+    }
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, m.grad_scale, m.scratch, n,
+                               c, v, chunk);
+    char what[96];
+    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d", n, c, v, chunk);
+    int bad = count_mismatch(what, m.losses, loss, n, 1e-5, 1e-5);
+    bad += count_mismatch(what, m.dh, dh, (size_t)n * c, 1e-6, 1e-5);
+    bad += count_mismatch(what, m.dW, dW, (size_t)v * c, 1e-6, 1e-5);
+    if (bad) fprintf(stderr, "%s: %d elements off the double reference\n", what, bad);
+    CHECK(bad == 0);
+    free(loss), free(dlog), free(dh), free(dW);
+    lm_free(&m);
+}
+
+/* count_mismatch of a against float b */
+static int float_mismatch(const char *what, const float *a, const float *b, size_t n, double atol,
+                          double rtol) {
+    double *ref = malloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) ref[i] = b[i];
+    int bad = count_mismatch(what, a, ref, n, atol, rtol);
+    free(ref);
+    return bad;
+}
+
+/* The chunked op gives what the unchunked path gives (matmul_forward over all rows,
+ * cross_entropy, matmul_backward) to float rounding: OpenBLAS may sum a GEMM of fewer rows in
+ * another order, and the chunks add into dW one after the other. */
+static void lm_matches_unchunked(int n, int c, int v, int chunk) {
+    LmCtx m = lm_make(n, c, v, chunk);
+    float *logits = rand_vec((size_t)n * v, 0, 0), *dlogits = rand_vec((size_t)n * v, 0, 0);
+    float *losses = rand_vec(n, 0, 0), *dh = rand_vec((size_t)n * c, 0, 0);
+    float *dW = rand_vec((size_t)v * c, 0, 0);
+    ops->matmul_forward(logits, m.h, m.W, NULL, n, c, v);
+    ops->cross_entropy(losses, dlogits, logits, m.labels, m.grad_scale, n, v);
+    ops->matmul_backward(dh, dW, NULL, dlogits, m.h, m.W, n, c, v);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, m.grad_scale, m.scratch, n,
+                               c, v, chunk);
+    CHECK(float_mismatch("lm_head loss vs unchunked", m.losses, losses, n, 1e-6, 1e-6) == 0);
+    CHECK(float_mismatch("lm_head dh vs unchunked", m.dh, dh, (size_t)n * c, 1e-6, 1e-5) == 0);
+    CHECK(float_mismatch("lm_head dW vs unchunked", m.dW, dW, (size_t)v * c, 1e-6, 1e-5) == 0);
+    free(logits), free(dlogits), free(losses), free(dh), free(dW);
+    lm_free(&m);
+}
+
+/* In place (dlogits == logits) gives what separate buffers give: the LM head relies on it. */
+static void test_cross_entropy_in_place(void) {
+    enum { n = 9, v = 37 };
+    float *x = rand_vec(n * v, -3, 3), *d = rand_vec(n * v, 0, 0), *l1 = rand_vec(n, 0, 0);
+    float *l2 = rand_vec(n, 0, 0);
+    int32_t labels[n];
+    for (int i = 0; i < n; i++) labels[i] = i == 2 ? -100 : (int32_t)(rng_next(&rng) % v);
+    ops->cross_entropy(l1, d, x, labels, 0.5f, n, v);
+    ops->cross_entropy(l2, x, x, labels, 0.5f, n, v);
+    CHECK(!memcmp(l1, l2, sizeof(float) * n));
+    CHECK(!memcmp(d, x, sizeof(float) * n * v));
+    free(x), free(d), free(l1), free(l2);
+}
+
+static void test_lm_head(void) {
+    lm_gradcheck(7, 5, 11, 3);                 /* chunks 3 + 3 + 1; ignored and >= V rows */
+    lm_gradcheck(1, 5, 11, OPS_LM_HEAD_CHUNK); /* one row */
+    lm_reference_check(7, 5, 11, 3);
+    lm_reference_check(1, 8, 13, OPS_LM_HEAD_CHUNK);
+    lm_reference_check(37, 53, 301, 8); /* a boundary inside N, N not a multiple of the chunk */
+    lm_reference_check(64, 16, 50, 16); /* N a multiple of the chunk */
+    lm_reference_check(20, 8, 30, 1);   /* one row per chunk */
+    lm_reference_check(20, 8, 30, 20);  /* chunk == N */
+    lm_matches_unchunked(37, 53, 301, 8);
+    lm_matches_unchunked(130, 70, 1000, 32);
+    lm_matches_unchunked(5, 16, 50, OPS_LM_HEAD_CHUNK); /* one chunk */
+
+    /* every row ignored: losses 0, gradients untouched, no label read out of range */
+    LmCtx m = lm_make(6, 4, 9, 4);
+    for (int i = 0; i < 6; i++) m.labels[i] = i % 2 ? -100 : 9 + i;
+    fill(m.losses, 6, 1, 2), fill(m.dh, 6 * 4, 1, 2), fill(m.dW, 9 * 4, 1, 2);
+    float *dh = copy_vec(m.dh, 6 * 4), *dW = copy_vec(m.dW, 9 * 4);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, 1.0f, m.scratch, 6, 4, 9,
+                               4);
+    CHECK(max_abs(m.losses, 6) == 0.0f);
+    CHECK(!memcmp(dh, m.dh, sizeof(float) * 6 * 4) && !memcmp(dW, m.dW, sizeof(float) * 9 * 4));
+    free(dh), free(dW);
+    lm_free(&m);
+}
+
 /* ---- optimizer and reductions ---- */
 
 static void test_adamw(void) {
@@ -1032,6 +1202,8 @@ int main(void) {
     test_elementwise_grads();
     test_dropout_stats();
     test_cross_entropy();
+    test_cross_entropy_in_place();
+    test_lm_head();
     test_adamw();
     test_sum_squares_and_memory();
     test_parallel_matches_serial();

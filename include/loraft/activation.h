@@ -82,6 +82,8 @@ static inline LF_HOST_DEVICE float act_value(float x, Activation act) {
         return x < 0.0f ? 0.0f : x; /* NaN stays NaN, as in torch */
     case ACT_TANH:
         return tanhf(x);
+    case ACT_SILU:
+        return silu(x);
     }
     return x;
 }
@@ -102,6 +104,8 @@ static inline LF_HOST_DEVICE float act_derivative(float x, Activation act) {
         float t = tanhf(x);
         return 1.0f - t * t;
     }
+    case ACT_SILU:
+        return silu_derivative(x);
     }
     return 1.0f;
 }

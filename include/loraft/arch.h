@@ -1,5 +1,5 @@
 /* arch.h: the contract between the model core (src/model.c) and an architecture
- * (src/bert.c: DistilBERT and BERT).
+ * (src/bert.c: DistilBERT and BERT; src/llama.c: Llama-family decoders).
  *
  * An architecture owns its modules, the activations its backward needs and its forward and
  * backward, written out by hand side by side. The core owns the parameter table, LoRA (which
@@ -47,7 +47,7 @@ struct ArchImpl {
     void (*backward)(Model *m, Drop d, uint64_t seed);
 };
 
-extern const ArchImpl arch_distilbert, arch_bert;
+extern const ArchImpl arch_distilbert, arch_bert, arch_llama;
 
 /* ---- what the core offers an architecture ---- */
 

@@ -24,7 +24,7 @@ extern "C" {
 
 typedef enum Strategy { STRATEGY_LORA, STRATEGY_HEAD, STRATEGY_FULL } Strategy;
 /* What the model is trained for (PEFT's task_type); selects the objective. */
-typedef enum Task { TASK_CLASSIFICATION } Task;
+typedef enum Task { TASK_CLASSIFICATION, TASK_CAUSAL_LM } Task;
 
 #define LORA_MAX_TARGETS 16
 #define LORA_MAX_SAVE 8
@@ -53,6 +53,7 @@ typedef struct Param {
     float *grad;  /* into Model.grads; NULL when frozen */
     int decay;    /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
     int is_lora, in_checkpoint;
+    int is_norm; /* a norm's weight or bias: initialised to 1 / 0 */
     int pad_row; /* an embedding's padding_idx row, zero at initialisation; -1: none */
 } Param;
 
@@ -115,8 +116,9 @@ typedef struct Model {
     int B, T;                             /* shape of the current batch */
     int n_valid;                          /* labels of the batch that count (>= 0) */
     int has_labels;
-    int train_mode;     /* dropout on in the last forward (backward must match) */
-    float *host_losses; /* [max_batch * max_len] host copy for the mean loss */
+    int train_mode;       /* dropout on in the last forward (backward must match) */
+    float *host_losses;   /* [max_batch * max_len] host copy for the mean loss */
+    int32_t *host_labels; /* [max_batch * max_len] the objective's labels before upload */
 } Model;
 
 /* Builds the model from a config and a parameter source:

@@ -1,5 +1,5 @@
-/* model_config.h: the Hugging Face config.json of a DistilBERT or BERT
- * checkpoint (BERT- derived ones such as all-MiniLM-L6-v2 included), read into
+/* model_config.h: the Hugging Face config.json of a DistilBERT, BERT (BERT-derived
+ * ones such as all-MiniLM-L6-v2 included) or Llama-family checkpoint, read into
  * one flat struct and written back in a form transformers' AutoConfig loads.
  * Keys absent from the file keep HF's defaults; keys of the wrong JSON type,
  * unsupported options and inconsistent sizes are errors naming the file and the
@@ -19,22 +19,26 @@ extern "C" {
 /* The largest LoRA rank (lora.r, adapter_config.json's r). */
 #define LORA_MAX_R 4096
 
-typedef enum Arch { ARCH_DISTILBERT, ARCH_BERT } Arch;
+typedef enum Arch { ARCH_DISTILBERT, ARCH_BERT, ARCH_LLAMA } Arch;
 
 typedef struct ModelConfig {
     Arch arch;
     int vocab_size, hidden_size, num_layers, num_heads, ffn_size, max_positions;
-    int type_vocab_size;   /* BERT token types; 0 for DistilBERT */
-    Activation activation; /* "gelu" -> ACT_GELU, "gelu_new"/"gelu_pytorch_tanh"
-                              -> ACT_GELU_TANH, "relu" -> ACT_RELU; anything else
-                              is an error */
-    float layer_norm_eps;  /* DistilBERT: 1e-12 (hard-coded in HF) */
+    int num_kv_heads;        /* Llama's grouped KV heads (num_key_value_heads); BERT: num_heads */
+    float rope_theta;        /* Llama's RoPE base; 0 for BERT */
+    int tie_word_embeddings; /* Llama: lm_head shares embed_tokens' weight */
+    int bos_token_id, eos_token_id; /* -1 when unset */
+    int type_vocab_size;            /* BERT token types; 0 for DistilBERT */
+    Activation activation;          /* "gelu" -> ACT_GELU, "gelu_new"/"gelu_pytorch_tanh"
+                                       -> ACT_GELU_TANH, "relu" -> ACT_RELU, "silu" -> ACT_SILU
+                                       (Llama's gated MLP); anything else is an error */
+    float layer_norm_eps;           /* DistilBERT: 1e-12 (hard-coded in HF); Llama: rms_norm_eps */
     float hidden_dropout, attention_dropout;
     float classifier_dropout; /* DistilBERT seq_classif_dropout; BERT
                                  classifier_dropout or, when null or absent,
                                  hidden_dropout_prob */
     float initializer_range;
-    int pad_token_id;
+    int pad_token_id;            /* -1 when unset (Llama's null) */
     int num_labels;              /* id2label's size, else the num_labels key, else 2 */
     char labels[MAX_LABELS][64]; /* id2label in id order; default "LABEL_<i>" */
 } ModelConfig;
@@ -56,7 +60,7 @@ int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);
  * source in the message. */
 int model_config_validate(const ModelConfig *cfg, const char *where, LfError *err);
 
-const char *arch_name(Arch arch); /* "distilbert" / "bert" */
+const char *arch_name(Arch arch); /* "distilbert" / "bert" / "llama" */
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,6 @@
 /* objective.h: what a model is trained for: the layout of its labels, the loss and its
  * gradient on the network's output, and PEFT's name for the task. One file per objective
- * (src/classification.c); the model core calls them through this table. */
+ * (src/classification.c, src/causal_lm.c); the model core calls them through this table. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -18,14 +18,16 @@ struct Objective {
     int labels_per_token;           /* labels [B*T] (1) or [B] (0) */
     /* Lays out the network's output and the loss buffers (m->logits, losses, dlogits). */
     void (*plan)(Model *m, Plan *pl);
-    /* Checks host labels of a B x T batch and counts those that count into m->n_valid. */
-    int (*check_labels)(Model *m, const int32_t *labels, int B, int T, LfError *err);
+    /* Checks the host labels of a B x T batch, writes what the loss reads into out (host,
+     * [B] or [B*T]) and counts the labels that count into m->n_valid. */
+    int (*prepare_labels)(Model *m, const int32_t *labels, int B, int T, int32_t *out,
+                          LfError *err);
     /* m->logits, m->labels -> m->losses, m->dlogits (the gradient of loss_weight times the
      * mean loss) and *loss, the mean loss over the counted labels. */
     int (*loss)(Model *m, float loss_weight, float *loss, LfError *err);
 };
 
-extern const Objective objective_classification;
+extern const Objective objective_classification, objective_causal_lm;
 
 /* The objective of a task. */
 const Objective *objective_for(Task task);

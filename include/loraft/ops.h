@@ -33,6 +33,7 @@ typedef enum Activation {
     ACT_GELU_TANH, /* tanh approximation, HF "gelu_new" / "gelu_pytorch_tanh" */
     ACT_RELU,
     ACT_TANH,
+    ACT_SILU, /* x * sigmoid(x), HF "silu" (Llama's gate) */
 } Activation;
 
 typedef struct Ops {
@@ -49,8 +50,8 @@ typedef struct Ops {
 
     /* ---- embeddings ----
      * out[B,T,C] = wte[ids[b,t]] + wpe[t] + wtt[types[b,t]]
-     * ids, types: [B,T] int32; wte [V,C]; wpe [maxT,C]; wtt [2,C] or NULL (no token
-     * types, DistilBERT); types NULL means all zero. */
+     * ids, types: [B,T] int32; wte [V,C]; wpe [maxT,C] or NULL (no learned positions,
+     * Llama); wtt [2,C] or NULL (no token types, DistilBERT); types NULL means all zero. */
     void (*embedding_forward)(float *out, const int32_t *ids, const int32_t *types,
                               const float *wte, const float *wpe, const float *wtt, int B, int T,
                               int C);
@@ -154,9 +155,26 @@ typedef struct Ops {
      * logits [N,V], labels [N] int32; rows with label < 0 are ignored (HF's -100).
      * losses[N] = -log softmax(logits)[label] (0 for ignored rows);
      * dlogits[N,V] = (softmax - onehot(label)) * grad_scale (0 for ignored rows), skipped
-     * when dlogits is NULL. grad_scale is usually 1 / (valid rows * accumulation steps). */
+     * when dlogits is NULL; dlogits == logits (in place) is allowed. grad_scale is usually
+     * 1 / (valid rows * accumulation steps). */
     void (*cross_entropy)(float *losses, float *dlogits, const float *logits, const int32_t *labels,
                           float grad_scale, int N, int V);
+
+    /* ---- LM head + softmax cross-entropy over a vocabulary, in chunks of rows ----
+     * h [N,C] (final hidden states), W [V,C] (the head, or the tied token embedding),
+     * labels [N] int32 as cross_entropy's. For each chunk of `chunk` rows (the last may be
+     * shorter), logits[rows,V] = h @ W^T are formed in scratch, never all N rows at once:
+     *   losses[N] = logsumexp(logits[n]) - logits[n][label] (0 for ignored rows), overwritten;
+     *   dh[N,C] += dlogits @ W and dW[V,C] += dlogits^T @ h, where dlogits = (softmax -
+     *   onehot(label)) * grad_scale (0 for ignored rows); a NULL dh / dW skips that GEMM, and
+     *   with both NULL this is the evaluation forward (losses only).
+     * Equal to matmul_forward + cross_entropy + matmul_backward on the whole [N,V] logits.
+     * chunk >= 1 rows (OPS_LM_HEAD_CHUNK unless memory says otherwise); scratch:
+     * ops_lm_head_scratch(N, V, chunk) floats. Generation's next-token logits are a plain
+     * matmul_forward of the last row. */
+    void (*lm_head_cross_entropy)(float *losses, float *dh, float *dW, const float *h,
+                                  const float *W, const int32_t *labels, float grad_scale,
+                                  float *scratch, int N, int C, int V, int chunk);
 
     /* ---- optimizer ----
      * torch.optim.AdamW, step counted from 1:
@@ -171,12 +189,20 @@ typedef struct Ops {
 
 /* The op scratch each op may use, in floats: one contract for every backend, so the model
  * sizes its scratch from these and nothing else. LoRA: drop(inp) [N,C], then du [N,R];
- * attention: dropout(att), then d(att) [B,NH,T,T]. */
+ * attention: dropout(att), then d(att) [B,NH,T,T]; LM head: a chunk of logits, then their
+ * gradient in place. */
 static inline size_t ops_lora_scratch(size_t N, size_t C, size_t R) {
     return N * C + N * R;
 }
 static inline size_t ops_attention_scratch(size_t B, size_t T, size_t NH) {
     return B * NH * T * T;
+}
+/* LM head: one chunk of logits [min(N, chunk), V]. The default chunk of 1024 rows keeps
+ * cuBLAS's GEMMs large (K = C, 1024 x V outputs) while SmolLM2's chunk (V = 49,152) is 201 MB
+ * instead of the 6.4 GB of logits and their gradient for 8 x 2048 tokens. */
+#define OPS_LM_HEAD_CHUNK 1024
+static inline size_t ops_lm_head_scratch(size_t N, size_t V, size_t chunk) {
+    return (N < chunk ? N : chunk) * V;
 }
 
 /* The backends. ops_cuda exists only in builds with CUDA (LORAFT_HAVE_CUDA). */

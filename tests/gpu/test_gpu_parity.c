@@ -9,10 +9,11 @@
  * blocks of 256, cross-entropy over more than 65,536 rows), runs attention at BERT-base
  * shape (NH = 12, HS = 64, T = 128 and 512), logits large enough that an unshifted
  * softmax overflows, and backward calls with only some gradients requested (the skip
- * paths). Under the CUDA emulation (tests/cuda_emu, where every emulated thread is a
- * fiber) the slowest cases are left out: T = 512 and the repeated element-wise ops at
- * the big size; LORAFT_PARITY_FULL=1 runs them anyway. The TF32 check runs on a real GPU
- * only.
+ * paths), and the chunked LM head at GPT-2's and SmolLM2's vocabularies. Under the CUDA
+ * emulation (tests/cuda_emu, where every emulated thread is a fiber) the slowest cases are
+ * left out or shrunk: T = 512, the repeated element-wise ops at the big size, and the LM
+ * head past its chunk at V = 2000 instead of 49,152; LORAFT_PARITY_FULL=1 runs them anyway. The
+ * TF32 check runs on a real GPU only.
  *
  * Skips (77) without a CUDA device. LORAFT_PARITY_SELF=1 compares the CPU table
  * with itself instead: that checks this harness (and must give zero
@@ -144,9 +145,9 @@ static void compare(const char *tensor, const Pair *p, double atol, double rtol)
 /* ---- element-wise ---- */
 /* quick: one activation and one dropout rate only (the big size under emulation) */
 static void test_elementwise(size_t n, int quick) {
-    static const char *acts[] = {"gelu", "gelu_tanh", "relu", "tanh"};
+    static const char *acts[] = {"gelu", "gelu_tanh", "relu", "tanh", "silu"};
     Pair *x = pair_random(n, 4.0f), *dy = pair_random(n, 1.0f), *y = pair_random(n, 1.0f);
-    for (int a = ACT_GELU; a <= (quick ? ACT_GELU : ACT_TANH); a++) {
+    for (int a = ACT_GELU; a <= (quick ? ACT_GELU : ACT_SILU); a++) {
         Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f);
         BACKENDS(w, o) {
             o->activation_forward(F(out, w), F(x, w), (Activation)a, n);
@@ -419,6 +420,41 @@ static void test_cross_entropy(int N, int V, float amp, int with_grad) {
     pairs_free();
 }
 
+/* In place (dlogits == logits): the LM head's use of the row kernel. */
+static void test_cross_entropy_in_place(int N, int V) {
+    Pair *x = pair_random((size_t)N * V, 5.0f), *labels = pair_ints(N, 0, V);
+    Pair *loss = pair_new(N * sizeof(float));
+    BACKENDS(w, o) {
+        o->cross_entropy(F(loss, w), F(x, w), F(x, w), I(labels, w), 1.0f / N, N, V);
+    }
+    NAME("cross_entropy in place N=%d V=%d", N, V);
+    compare("loss", loss, GEMM_TOL);
+    compare("dlog", x, ELEM_TOL);
+    pairs_free();
+}
+
+/* ---- LM head + cross-entropy in chunks ----
+ * grads: G_DINP (dh), G_DW (dW); every third label ignored (-100). */
+static void test_lm_head(int N, int C, int V, int chunk, int grads) {
+    Pair *h = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)V * C, 0.1f);
+    int32_t *lab = malloc(N * sizeof *lab);
+    for (int n = 0; n < N; n++) lab[n] = n % 3 == 1 ? -100 : (int32_t)(rng_next(&rng) % V);
+    Pair *labels = pair_upload(lab, N * sizeof *lab), *loss = pair_new(N * sizeof(float));
+    free(lab);
+    Pair *scratch = pair_new(ops_lm_head_scratch(N, V, chunk) * sizeof(float));
+    Pair *dh = grads & G_DINP ? pair_random((size_t)N * C, 1.0f) : NULL;
+    Pair *dW = grads & G_DW ? pair_random((size_t)V * C, 1.0f) : NULL;
+    BACKENDS(w, o) {
+        o->lm_head_cross_entropy(F(loss, w), F(dh, w), F(dW, w), F(h, w), F(W, w), I(labels, w),
+                                 1.0f / N, F(scratch, w), N, C, V, chunk);
+    }
+    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d", N, C, V, chunk, grads);
+    compare("loss", loss, GEMM_TOL);
+    if (dh) compare("dh", dh, GEMM_TOL);
+    if (dW) compare("dW", dW, GEMM_TOL);
+    pairs_free();
+}
+
 /* ---- optimizer: three steps with fresh gradients each ---- */
 static void test_adamw(size_t n) {
     Pair *param = pair_random(n, 1.0f), *m = pair_new(n * sizeof(float));
@@ -448,6 +484,13 @@ static void test_errors(void) {
     dut->cross_entropy(F(loss, 1), NULL, F(logits, 1), I(labels, 1), 1.0f, 4, 3);
     CHECK(dut->status(&e) == -1);
     printf("bad label: %s\n", e.msg);
+    CHECK(strstr(e.msg, "label") != NULL);
+    Pair *h = pair_random(4 * 5, 1.0f), *W = pair_random(3 * 5, 1.0f);
+    Pair *scratch = pair_new(ops_lm_head_scratch(4, 3, 2) * sizeof(float));
+    dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), I(labels, 1), 1.0f,
+                               F(scratch, 1), 4, 5, 3, 2);
+    CHECK(dut->status(&e) == -1);
+    printf("bad label (lm head): %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
 
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *att = pair_new(2 * 3 * 3 * 3 * sizeof(float));
@@ -609,6 +652,15 @@ int main(void) {
     test_cross_entropy(37, 2, 200.0f, 1); /* exp(200) overflows float: the max shift matters */
     test_cross_entropy(16, 1000, 200.0f, 1);
     test_cross_entropy(65536 + 100, 2, 3.0f, 1); /* more rows than the 65,536 blocks */
+    test_cross_entropy_in_place(37, 1000);
+    test_lm_head(1, 13, 7, OPS_LM_HEAD_CHUNK, G_DINP | G_DW);
+    test_lm_head(3, 64, 50257, OPS_LM_HEAD_CHUNK, G_DINP | G_DW); /* GPT-2's vocabulary */
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW);                /* chunks 16 + 16 + 5 */
+    test_lm_head(37, 64, 1000, 16, G_DINP); /* only dh (LoRA: the head is frozen) */
+    test_lm_head(37, 64, 1000, 16, G_DW);   /* only dW */
+    test_lm_head(37, 64, 1000, 16, 0);      /* neither: evaluation */
+    test_lm_head(full_grid ? 2100 : 1100, 576, full_grid ? 49152 : 2000, OPS_LM_HEAD_CHUNK,
+                 G_DINP | G_DW); /* past the default chunk; SmolLM2's C (and V on a GPU) */
     test_adamw(1);
     test_adamw(10007);
     if (dut != ref) test_errors();

@@ -1,0 +1,291 @@
+/* llama.c: the Llama family of decoders (Llama 2/3, SmolLM2, ...) as HF's LlamaForCausalLM
+ * computes it (arch.h):
+ *   h0 = wte[ids]
+ *   per layer:  a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1)))   n1 = rmsnorm(x)
+ *               out = a + down(silu(gate(n2)) * up(n2))                n2 = rmsnorm(a)
+ *   logits = lm_head(rmsnorm(out_L)), lm_head tied to wte or its own weight
+ * with causal attention over grouped KV heads (NKV <= NH), RoPE on q and k, no biases and no
+ * dropout but attention's (and LoRA's). Forward and backward side by side, as in bert.c; every
+ * dense layer goes through the core's LoRA-aware linear. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loraft/arch.h"
+
+typedef struct Layer {
+    Norm ln_attn;
+    Linear q, k, v, o;
+    Norm ln_ffn;
+    Linear gate, up, down;
+} Layer;
+
+/* What one layer keeps for backward (when backward reaches it). q and k hold the rotated
+ * values attention saw. */
+typedef struct LayerActs {
+    float *x;               /* [N,C] input (the residual stream) */
+    float *n1, *rstd1;      /* [N,C] rmsnorm(x), [N] */
+    float *q, *k, *v;       /* [N,NH*HS], [N,NKV*HS] x2 */
+    float *att;             /* [B,NH,T,T] */
+    float *ctx;             /* [N,C] attention output */
+    float *a;               /* [N,C] x + o(ctx) */
+    float *n2, *rstd2;      /* [N,C] rmsnorm(a), [N] */
+    float *gate, *up, *act; /* [N,F] */
+    float *out;             /* [N,C] a + down(act) */
+} LayerActs;
+
+typedef struct Llama {
+    Param *wte;
+    Layer *layers;
+    LayerActs *acts;
+    Norm ln_f;
+    Linear head; /* lm_head: its own weight, or wte's (tied; then not a LoRA candidate) */
+    int lowest_trained_layer;
+    float *hf, *rstd_f; /* [N,C] rmsnorm(out_L), [N] */
+    /* gradient scratch */
+    float *d_x, *d_out, *d_n, *d_a, *d_ctx, *d_q, *d_k, *d_v, *d_f, *d_g, *d_u;
+} Llama;
+
+static Llama *llama(const Model *m) {
+    return (Llama *)m->body;
+}
+
+static int head_size(const Model *m) {
+    return m->cfg.hidden_size / m->cfg.num_heads;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* tensors                                                                              */
+
+static int llama_max_params(const ModelConfig *c) {
+    return 3 + 9 * c->num_layers;
+}
+
+static int llama_build(Model *m, LfError *err) {
+    const ModelConfig *c = &m->cfg;
+    Llama *b = m->body = calloc(1, sizeof *b);
+    if (b) b->layers = calloc(c->num_layers, sizeof *b->layers);
+    if (b) b->acts = calloc(c->num_layers, sizeof *b->acts);
+    if (!b || !b->layers || !b->acts) return lf_fail(err, "out of memory");
+    int C = c->hidden_size, F = c->ffn_size, HS = head_size(m);
+    int QC = c->num_heads * HS, KC = c->num_kv_heads * HS;
+    b->wte = model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
+    b->wte->pad_row = c->pad_token_id;
+    for (int l = 0; l < c->num_layers; l++) {
+        Layer *L = &b->layers[l];
+        char name[128];
+#define MODULE(what) (snprintf(name, sizeof name, "model.layers.%d.%s", l, what), name)
+        model_norm(m, &L->ln_attn, MODULE("input_layernorm"), C, 0);
+        model_linear(m, &L->q, MODULE("self_attn.q_proj"), C, QC, 0);
+        model_linear(m, &L->k, MODULE("self_attn.k_proj"), C, KC, 0);
+        model_linear(m, &L->v, MODULE("self_attn.v_proj"), C, KC, 0);
+        model_linear(m, &L->o, MODULE("self_attn.o_proj"), QC, C, 0);
+        model_norm(m, &L->ln_ffn, MODULE("post_attention_layernorm"), C, 0);
+        model_linear(m, &L->gate, MODULE("mlp.gate_proj"), C, F, 0);
+        model_linear(m, &L->up, MODULE("mlp.up_proj"), C, F, 0);
+        model_linear(m, &L->down, MODULE("mlp.down_proj"), F, C, 0);
+#undef MODULE
+    }
+    model_norm(m, &b->ln_f, "model.norm", C, 0);
+    if (c->tie_word_embeddings)
+        b->head = (Linear){.w = b->wte, .in = C, .out = c->vocab_size};
+    else
+        model_linear(m, &b->head, "lm_head", C, c->vocab_size, 0);
+    return 0;
+}
+
+static void llama_free(Model *m) {
+    Llama *b = llama(m);
+    if (b) free(b->layers), free(b->acts);
+    free(b);
+    m->body = NULL;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* activations                                                                          */
+
+static int layer_trains(const Layer *L) {
+    const Linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+    for (int i = 0; i < 7; i++)
+        if (linear_trains(ls[i])) return 1;
+    return L->ln_attn.w->grad || L->ln_ffn.w->grad;
+}
+
+/* A layer that backward reaches keeps everything it computed; the others share one set of
+ * buffers, their outputs alternating between two (a layer reads its input while it writes
+ * its output). The last layer's output is always kept: the final norm's backward reads it. */
+static void llama_plan(Model *m, Plan *pl) {
+    const ModelConfig *c = &m->cfg;
+    Llama *b = llama(m);
+    size_t B = m->max_batch, T = m->max_len, N = B * T, C = c->hidden_size, F = c->ffn_size;
+    size_t HS = head_size(m), QC = c->num_heads * HS, KC = c->num_kv_heads * HS;
+    size_t L = c->num_layers, att_n = B * c->num_heads * T * T;
+    b->lowest_trained_layer = b->wte->grad ? 0 : (int)L;
+    for (int l = (int)L - 1; l >= 0; l--)
+        if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
+    int any = m->n_grads > 0;
+    LayerActs sh; /* the shared set */
+    float *O[2];
+    PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
+    PLAN_TAKE(pl, &O[1], N * C, 1, NULL);
+    size_t sizes[] = {N * C, N,     QC * N, KC * N, KC * N, att_n, N * C,
+                      N * C, N * C, N,      N * F,  N * F,  N * F};
+    float **fields[] = {&sh.n1, &sh.rstd1, &sh.q,     &sh.k,    &sh.v,  &sh.att, &sh.ctx,
+                        &sh.a,  &sh.n2,    &sh.rstd2, &sh.gate, &sh.up, &sh.act};
+    int nf = (int)(sizeof sizes / sizeof *sizes);
+    for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
+    for (size_t l = 0; l < L; l++) {
+        LayerActs *a = &b->acts[l];
+        int bw = (int)l >= b->lowest_trained_layer;
+        a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
+        float **mine[] = {&a->n1, &a->rstd1, &a->q,     &a->k,    &a->v,  &a->att, &a->ctx,
+                          &a->a,  &a->n2,    &a->rstd2, &a->gate, &a->up, &a->act};
+        for (int i = 0; i < nf; i++)
+            plan_take(pl, mine[i], sizes[i], bw, *fields[i], "llama layer activation");
+        PLAN_TAKE(pl, &a->out, N * C, bw || l + 1 == L, O[l % 2]);
+    }
+    PLAN_TAKE(pl, &b->acts[0].x, N * C, 1, NULL); /* the embeddings */
+    PLAN_TAKE(pl, &b->hf, N * C, 1, NULL);
+    PLAN_TAKE(pl, &b->rstd_f, N, 1, NULL);
+    float **dn[] = {&b->d_x, &b->d_out, &b->d_n, &b->d_a, &b->d_ctx};
+    for (size_t i = 0; i < sizeof dn / sizeof *dn; i++) PLAN_TAKE(pl, dn[i], N * C, any, NULL);
+    PLAN_TAKE(pl, &b->d_f, N * F, any, NULL);
+    PLAN_TAKE(pl, &b->d_q, N * QC, any, NULL);
+    PLAN_TAKE(pl, &b->d_k, N * KC, any, NULL);
+    PLAN_TAKE(pl, &b->d_v, N * KC, any, NULL);
+    PLAN_TAKE(pl, &b->d_g, N * F, any, NULL);
+    PLAN_TAKE(pl, &b->d_u, N * F, any, NULL);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* forward and backward, side by side                                                   */
+
+enum { SITE_Q, SITE_K, SITE_V, SITE_ATT, SITE_O, SITE_GATE, SITE_UP, SITE_DOWN };
+enum { SITE_HEAD };
+
+static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Llama *b = llama(m);
+    Layer *Ly = &b->layers[l];
+    LayerActs *a = &b->acts[l];
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, HS = head_size(m);
+    int NH = c->num_heads, NKV = c->num_kv_heads;
+    size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size;
+    o->rmsnorm_forward(a->n1, a->rstd1, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, N, C);
+    linear_forward(m, &Ly->q, a->q, a->n1, N, d.lora, model_site(seed, l, SITE_Q));
+    linear_forward(m, &Ly->k, a->k, a->n1, N, d.lora, model_site(seed, l, SITE_K));
+    linear_forward(m, &Ly->v, a->v, a->n1, N, d.lora, model_site(seed, l, SITE_V));
+    o->rope_forward(a->q, NULL, c->rope_theta, B, T, NH, HS);
+    o->rope_forward(a->k, NULL, c->rope_theta, B, T, NKV, HS);
+    o->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, 1, d.attention,
+                         model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
+    linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
+    o->add(a->a, a->a, a->x, NC);
+    o->rmsnorm_forward(a->n2, a->rstd2, a->a, Ly->ln_ffn.w->value, c->layer_norm_eps, N, C);
+    linear_forward(m, &Ly->gate, a->gate, a->n2, N, d.lora, model_site(seed, l, SITE_GATE));
+    linear_forward(m, &Ly->up, a->up, a->n2, N, d.lora, model_site(seed, l, SITE_UP));
+    o->swiglu_forward(a->act, a->gate, a->up, NF);
+    linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(seed, l, SITE_DOWN));
+    o->add(a->out, a->out, a->a, NC);
+}
+
+/* dout: gradient of the layer output [N,C]; dx (may be NULL) += gradient of its input. */
+static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Llama *b = llama(m);
+    Layer *Ly = &b->layers[l];
+    LayerActs *a = &b->acts[l];
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, HS = head_size(m);
+    int NH = c->num_heads, NKV = c->num_kv_heads;
+    size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size, F4 = sizeof(float);
+    /* MLP: out = a + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a) */
+    o->zero(b->d_f, NF * F4);
+    linear_backward(m, &Ly->down, b->d_f, dout, a->act, N, d.lora, model_site(seed, l, SITE_DOWN));
+    o->zero(b->d_g, NF * F4);
+    o->zero(b->d_u, NF * F4);
+    o->swiglu_backward(b->d_g, b->d_u, b->d_f, a->gate, a->up, NF);
+    o->zero(b->d_n, NC * F4);
+    linear_backward(m, &Ly->gate, b->d_n, b->d_g, a->n2, N, d.lora, model_site(seed, l, SITE_GATE));
+    linear_backward(m, &Ly->up, b->d_n, b->d_u, a->n2, N, d.lora, model_site(seed, l, SITE_UP));
+    o->zero(b->d_a, NC * F4);
+    o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
+    o->rmsnorm_backward(b->d_a, Ly->ln_ffn.w->grad, b->d_n, a->a, Ly->ln_ffn.w->value, a->rstd2, N,
+                        C);
+    /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x) */
+    o->zero(b->d_ctx, NC * F4);
+    linear_backward(m, &Ly->o, b->d_ctx, b->d_a, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
+    o->zero(b->d_q, (size_t)N * NH * HS * F4);
+    o->zero(b->d_k, (size_t)N * NKV * HS * F4);
+    o->zero(b->d_v, (size_t)N * NKV * HS * F4);
+    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->att, d.attention,
+                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
+    o->rope_backward(b->d_q, NULL, c->rope_theta, B, T, NH, HS);
+    o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
+    o->zero(b->d_n, NC * F4);
+    linear_backward(m, &Ly->q, b->d_n, b->d_q, a->n1, N, d.lora, model_site(seed, l, SITE_Q));
+    linear_backward(m, &Ly->k, b->d_n, b->d_k, a->n1, N, d.lora, model_site(seed, l, SITE_K));
+    linear_backward(m, &Ly->v, b->d_n, b->d_v, a->n1, N, d.lora, model_site(seed, l, SITE_V));
+    if (!dx) { /* the norm's weight may still train */
+        if (Ly->ln_attn.w->grad)
+            o->rmsnorm_backward(NULL, Ly->ln_attn.w->grad, b->d_n, a->x, Ly->ln_attn.w->value,
+                                a->rstd1, N, C);
+        return;
+    }
+    o->axpy(dx, b->d_a, 1.0f, NC);
+    o->rmsnorm_backward(dx, Ly->ln_attn.w->grad, b->d_n, a->x, Ly->ln_attn.w->value, a->rstd1, N,
+                        C);
+}
+
+static void llama_forward(Model *m, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Llama *b = llama(m);
+    int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
+    o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, m->B, m->T, C);
+    for (int l = 0; l < L; l++) layer_forward(m, l, d, seed);
+    o->rmsnorm_forward(b->hf, b->rstd_f, b->acts[L - 1].out, b->ln_f.w->value, c->layer_norm_eps, N,
+                       C);
+    linear_forward(m, &b->head, m->logits, b->hf, N, d.lora, model_site(seed, L, SITE_HEAD));
+}
+
+static void llama_backward(Model *m, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Llama *b = llama(m);
+    int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
+    size_t NC = (size_t)N * C, F4 = sizeof(float);
+    int body = b->lowest_trained_layer < L;
+    o->zero(b->d_n, NC * F4);
+    linear_backward(m, &b->head, b->d_n, m->dlogits, b->hf, N, d.lora,
+                    model_site(seed, L, SITE_HEAD));
+    if (!body && !b->ln_f.w->grad) return;
+    o->zero(b->d_out, NC * F4);
+    o->rmsnorm_backward(b->d_out, b->ln_f.w->grad, b->d_n, b->acts[L - 1].out, b->ln_f.w->value,
+                        b->rstd_f, N, C);
+    float *dout = b->d_out, *dx = b->d_x;
+    int emb_trains = b->wte->grad != NULL;
+    for (int l = L - 1; body && l >= b->lowest_trained_layer; l--) {
+        int need_dx = l > b->lowest_trained_layer || emb_trains;
+        if (need_dx) o->zero(dx, NC * F4);
+        layer_backward(m, l, dout, need_dx ? dx : NULL, d, seed);
+        float *t = dout;
+        dout = dx;
+        dx = t;
+    }
+    if (emb_trains)
+        o->embedding_backward(b->wte->grad, NULL, NULL, dout, m->ids, NULL, m->B, m->T, C);
+}
+
+const ArchImpl arch_llama = {
+    .name = "llama",
+    .prefix = "model",
+    .default_targets = {"q_proj", "v_proj"},
+    .max_params = llama_max_params,
+    .build = llama_build,
+    .free = llama_free,
+    .plan = llama_plan,
+    .forward = llama_forward,
+    .backward = llama_backward,
+};
