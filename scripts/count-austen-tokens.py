@@ -9,7 +9,7 @@ tokenizer gives it under lm_data's packing rule: the golden of tests/test_lm_dat
 each *.txt file, in name order, is one document, read as UTF-8 without newline translation (a
 BOM dropped); a file of only whitespace is none. Each is encoded as tokenizer(text) encodes it,
 with the tokenizer's own special tokens (GPT-2 adds none), and an EOS goes between consecutive
-documents unless the earlier one already ends with it. Prints each file's count, then the
+documents unless the earlier one already ends with it (a WordPiece tokenizer's EOS is [SEP]). Prints each file's count, then the
 length of the packed stream (the blocks plus the dropped remainder).
 
 Not run_clm: run_clm reads a .txt a line at a time and puts nothing between documents.
@@ -26,6 +26,9 @@ def main():
     tok_dir = sys.argv[2] if len(sys.argv) > 2 else "../shared/data/tokenizers/gpt2"
     tok = AutoTokenizer.from_pretrained(tok_dir)
     tok.model_max_length = sys.maxsize  # whole novels: no "longer than 1024" warning
+    eos = tok.eos_token_id
+    if eos is None:  # WordPiece: the token it ends a text with, [SEP]
+        eos = (tok("")["input_ids"] or [None])[-1]
     names = sorted(n for n in os.listdir(corpus) if n.endswith(".txt"))
     stream, last, start = 0, None, time.perf_counter()
     for name in names:
@@ -37,7 +40,7 @@ def main():
         print(f"{name}\t{len(ids)}")
         if not ids:
             continue
-        if last is not None and last != tok.eos_token_id:
+        if last is not None and last != eos:
             stream += 1  # the EOS between this document and the one before
         stream += len(ids)
         last = ids[-1]

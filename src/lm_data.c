@@ -46,13 +46,13 @@ static int grow_texts(TextList *l, size_t len, LfError *err) {
     return 0;
 }
 
-/* Adds a[0..na) followed by b[0..nb) as one text. */
+/* Adds a[0..na) followed by b[0..nb) (b may be NULL when nb is 0) as one text. */
 static int add_text(TextList *l, const char *a, size_t na, const char *b, size_t nb, LfError *err) {
     if (grow_texts(l, na + nb, err)) return -1;
     LmTexts *t = l->t;
     char *dst = t->buf + l->used;
     memcpy(dst, a, na);
-    memcpy(dst + na, b, nb);
+    if (nb) memcpy(dst + na, b, nb);
     dst[na + nb] = '\0';
     t->offsets[t->n] = l->used;
     t->lens[t->n++] = na + nb;

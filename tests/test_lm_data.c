@@ -370,47 +370,66 @@ static void test_shuffle(void) {
 
 /* ---- the Austen corpus ---- */
 
-/* scripts/count-austen-tokens.py: Hugging Face's GPT-2 tokenizer over the six novels, one
- * document each in name order, an EOS between documents (transformers 5.24, tokenizers 0.23). */
-enum { AUSTEN_GPT2_TOKENS = 1012769 };
-
 static double seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void test_austen(void) {
-    char corpus[4200], gpt2[4200], emma[4300];
-    snprintf(corpus, sizeof corpus, "%s/austen", shared_data_dir());
-    snprintf(gpt2, sizeof gpt2, "%s/tokenizers/gpt2", shared_data_dir());
-    snprintf(emma, sizeof emma, "%s/emma.txt", corpus);
+/* The packed stream of the six novels under one tokenizer equals the golden count. */
+static void austen_tokens(const char *corpus, const char *tok_dir, long long golden) {
     struct stat st;
-    if (stat(corpus, &st) || stat(gpt2, &st)) {
-        printf("SKIP test_austen: no %s or %s (set LORAFT_SHARED_DATA)\n", corpus, gpt2);
+    if (stat(tok_dir, &st)) {
+        printf("SKIP austen with %s: not found\n", tok_dir);
         return;
     }
     TextTokenizer tok;
     LfError err;
-    CHECK_OK(text_tokenizer_open(&tok, gpt2, &err), &err);
+    CHECK_OK(text_tokenizer_open(&tok, tok_dir, &err), &err);
     double t0 = seconds();
     LmSource src = {.path = corpus};
-    LmSet s;
+    LmSet s = {0};
     CHECK_OK(load_set(&s, &src, &tok, 1, 1024, &err), &err);
     double dt = seconds() - t0;
-    CHECK(s.n_texts == 6 && s.n_tokens + s.n_dropped == AUSTEN_GPT2_TOKENS);
-    CHECK(s.rows.n == AUSTEN_GPT2_TOKENS / 1024 && s.n_dropped == AUSTEN_GPT2_TOKENS % 1024);
-    printf("austen: %d texts, %lld tokens (%d blocks of 1024, %lld dropped) in %.3f s\n", s.n_texts,
-           (long long)(s.n_tokens + s.n_dropped), s.rows.n, (long long)s.n_dropped, dt);
+    long long stream = s.n_tokens + s.n_dropped;
+    CHECK(s.n_texts == 6 && stream == golden);
+    CHECK(s.rows.n == golden / 1024 && s.n_dropped == golden % 1024);
+    printf("austen, %s: %lld tokens (%d blocks of 1024, %lld dropped), read and packed in %.3f s\n",
+           tok_dir, stream, s.rows.n, (long long)s.n_dropped, dt);
     lm_set_free(&s);
+    text_tokenizer_close(&tok);
+}
+
+/* scripts/count-austen-tokens.py [DIR] [TOKENIZER]: Hugging Face's count of the packed stream
+ * (transformers 5.24, tokenizers 0.23). */
+enum {
+    AUSTEN_GPT2_TOKENS = 1012769,   /* ../shared/data/tokenizers/gpt2 */
+    AUSTEN_BERT_TOKENS = 919518,    /* ../shared/data/tokenizers/bert-base-uncased */
+    AUSTEN_SMOLLM2_TOKENS = 995454, /* models/smollm2-tokenizer */
+};
+
+static void test_austen(void) {
+    char corpus[4200], gpt2[4200], bert[4200], emma[4300];
+    snprintf(corpus, sizeof corpus, "%s/austen", shared_data_dir());
+    snprintf(gpt2, sizeof gpt2, "%s/tokenizers/gpt2", shared_data_dir());
+    snprintf(bert, sizeof bert, "%s/tokenizers/bert-base-uncased", shared_data_dir());
+    snprintf(emma, sizeof emma, "%s/emma.txt", corpus);
+    struct stat st;
+    if (stat(corpus, &st)) {
+        printf("SKIP test_austen: no %s (set LORAFT_SHARED_DATA)\n", corpus);
+        return;
+    }
+    austen_tokens(corpus, gpt2, AUSTEN_GPT2_TOKENS);
+    austen_tokens(corpus, bert, AUSTEN_BERT_TOKENS);
+    austen_tokens(corpus, "models/smollm2-tokenizer", AUSTEN_SMOLLM2_TOKENS);
 
     /* Emma's chapter 1 held out: train + held-out bytes are the corpus's */
+    LfError err;
     LmTexts all, train, held;
     LmSource a = {.path = corpus},
              tr = {.path = corpus, .holdout = {emma, 1}, .part = LM_PART_TRAIN};
     LmSource he = tr;
     he.part = LM_PART_HELDOUT;
-    he.unit = LM_UNIT_FILE;
     CHECK_OK(lm_texts_load(&all, &a, &err), &err);
     CHECK_OK(lm_texts_load(&train, &tr, &err), &err);
     CHECK_OK(lm_texts_load(&held, &he, &err), &err);
@@ -419,7 +438,6 @@ static void test_austen(void) {
     lm_texts_free(&all);
     lm_texts_free(&train);
     lm_texts_free(&held);
-    text_tokenizer_close(&tok);
 }
 
 int main(void) {
