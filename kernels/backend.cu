@@ -114,7 +114,8 @@ static void cuda_collect_faults(void) {
     CUDA_CHECK(cudaMemcpy(&bits, fault_word, sizeof bits, cudaMemcpyDeviceToHost));
     if (!bits) return;
     CUDA_CHECK(cudaMemset(fault_word, 0, sizeof bits));
-    if (bits & FAULT_LABEL) CUDA_FAIL("cross_entropy: a label is >= V (the number of classes)");
+    if (bits & FAULT_LABEL)
+        CUDA_FAIL("cross_entropy / lm_head_cross_entropy: a label is >= V (the number of classes)");
     if (bits & FAULT_TOKEN_ID) CUDA_FAIL("embedding_forward/backward: a token id is negative");
     if (bits & FAULT_TOKEN_TYPE)
         CUDA_FAIL("embedding_forward/backward: a token type is not 0 or 1");
@@ -184,6 +185,7 @@ extern "C" const Ops ops_cuda = {
     .first_token_forward = cuda_first_token_forward,
     .first_token_backward = cuda_first_token_backward,
     .cross_entropy = cuda_cross_entropy,
+    .lm_head_cross_entropy = cuda_lm_head_cross_entropy,
     .adamw_step = cuda_adamw_step,
     .sum_squares = cuda_sum_squares,
 };

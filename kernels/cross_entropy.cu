@@ -1,7 +1,8 @@
 /* cross_entropy.cu: softmax cross-entropy, forward and backward in one pass.
- * One block per row (V is 2 for classification, ~30k for a vocabulary),
- * max-subtracted so any logits are safe. A label >= V raises a fault bit that
- * status() reports. */
+ * One block per row (V is 2 for classification, ~50k for a vocabulary),
+ * max-subtracted so any logits are safe. In place (dlogits == logits) works:
+ * every read of another thread's element happens before the block's barriers.
+ * A label >= V raises a fault bit that status() reports. */
 #include "cuda_common.cuh"
 
 /* losses[N], dlogits[N,V] (may be NULL) from logits [N,V], labels [N] */
@@ -19,13 +20,13 @@ __global__ void cross_entropy_kernel(float *losses, float *dlogits, const float 
                 for (int j = threadIdx.x; j < V; j += blockDim.x) dx[j] = 0.0f;
             continue;
         }
-        float mx = -INFINITY, sum = 0.0f;
+        float mx = -INFINITY, sum = 0.0f, at_label = x[label]; /* read before dx is written */
         for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, x[j]);
         mx = block_max(mx);
         for (int j = threadIdx.x; j < V; j += blockDim.x) sum += expf(x[j] - mx);
         sum = block_sum(sum);
         /* the exact difference first, as torch: at large logits mx + log(sum) rounds */
-        if (threadIdx.x == 0) losses[n] = (mx - x[label]) + logf(sum);
+        if (threadIdx.x == 0) losses[n] = (mx - at_label) + logf(sum);
         if (dx)
             for (int j = threadIdx.x; j < V; j += blockDim.x)
                 dx[j] = (expf(x[j] - mx) / sum - (j == label ? 1.0f : 0.0f)) * grad_scale;

@@ -25,7 +25,7 @@ void cuda_note_text(const char *what, const char *file, int line);
 /* Bits a kernel sets in the device fault word when an input index is out of
  * range; status() turns them into a message. */
 enum CudaFault {
-    FAULT_LABEL = 1,      /* cross_entropy: label >= V */
+    FAULT_LABEL = 1,      /* cross_entropy, lm_head_cross_entropy: label >= V */
     FAULT_TOKEN_ID = 2,   /* embedding: negative token id */
     FAULT_TOKEN_TYPE = 4, /* embedding: token type not 0 or 1 */
 };
@@ -141,6 +141,9 @@ void cuda_first_token_forward(float *out, const float *inp, int B, int T, int C)
 void cuda_first_token_backward(float *dinp, const float *dout, int B, int T, int C);
 void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,
                         float grad_scale, int N, int V);
+void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
+                                const int32_t *labels, float grad_scale, float *scratch, int N,
+                                int C, int V, int chunk);
 void cuda_adamw_step(float *param, const float *grad, float *m, float *v, float lr, float beta1,
                      float beta2, float eps, float weight_decay, int step, size_t n);
 double cuda_sum_squares(const float *x, size_t n);
