@@ -116,7 +116,7 @@ static size_t skip_blanks(const char *s, size_t i, size_t end) {
 }
 
 static int is_roman(char c) {
-    return c && strchr("IVXLCDMivxlcdm", c);
+    return c && strchr("IVXLCDM", c);
 }
 
 static int is_digit(char c) {

@@ -28,9 +28,10 @@
  * (LmSet.n_predicted), and perplexity = exp(eval_loss).
  *
  * Holding out a chapter (LmHoldout): a chapter heading is a line that is "CHAPTER" or
- * "Chapter", one or more spaces or tabs, a numeral (arabic digits, or roman letters IVXLCDM
- * in either case), an optional '.', and nothing else but whitespace: how the six Austen
- * novels print them ("CHAPTER I", "CHAPTER 1", "Chapter 1"). Chapter N is the N-th heading of
+ * "Chapter", one or more spaces or tabs, a numeral (arabic digits, or the capitals IVXLCDM),
+ * an optional '.', and nothing else but whitespace: how the six Austen novels print them
+ * ("CHAPTER I", "CHAPTER 1", "Chapter 1"; a title after the numeral is not recognised, so
+ * that no line of prose is taken for a heading). Chapter N is the N-th heading of
  * the file counted from 1, whatever its numeral (Emma restarts at I in each volume, so its
  * chapter 19 is "CHAPTER I" of volume II); it runs from its heading line to the next heading
  * line or the end of the file, so a "VOLUME II" line ends the chapter before it. Text before
