@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "loraft/arch.h"
+#include "loraft/gguf.h"
 #include "loraft/objective.h"
 #include "loraft/rng.h"
 #include "loraft/safetensors.h"
@@ -213,6 +214,49 @@ static void param_init(const Model *m, const Param *p, float *v, Rng *r) {
     }
 }
 
+/* Reads every GGUF tensor into the parameter of its HF name, dequantised, Q/K rows back in
+ * HF's RoPE layout; every base parameter must be found once. */
+static int load_gguf_weights(Model *m, const char *path, float *host, LfError *err) {
+    Gguf g;
+    if (gguf_open(&g, path, err)) return -1;
+    int found = 0, rc = 0, base = 0;
+    for (int i = 0; i < m->n_params; i++) base += m->params[i].in_checkpoint;
+    for (int t = 0; t < g.n_tensors && !rc; t++) {
+        char name[GGUF_MAX_NAME + 64];
+        GgufFix fix;
+        if (gguf_hf_name(m->arch->name, g.tensors[t].name, name, sizeof name, &fix, err)) {
+            rc = -1;
+            break;
+        }
+        Param *p = model_find_param(m, name);
+        if (!p) {
+            rc = lf_fail(err, "%s: tensor '%s' (%s) has no place in this model", path,
+                         g.tensors[t].name, name);
+            break;
+        }
+        float *dst = host + (p->value - m->values);
+        int heads = fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
+        float *tmp = fix == GGUF_FIX_NONE ? dst : malloc(p->numel * sizeof *tmp);
+        rc = !tmp ? lf_fail(err, "out of memory")
+                  : gguf_read_f32(&g, g.tensors[t].name, p->ndim, p->shape, tmp, err);
+        if (!rc && fix != GGUF_FIX_NONE)
+            rc = fix == GGUF_FIX_TRANSPOSE
+                     ? lf_fail(err, "%s: transposed (GPT-2) tensors are not supported yet", path)
+                     : gguf_unpermute_rows(tmp, dst, p->shape[0], p->shape[1], heads, err);
+        if (tmp != dst) free(tmp);
+        found++;
+    }
+    gguf_close(&g);
+    if (!rc && found != base)
+        rc = lf_fail(err, "%s: %d tensors for the %d of the model", path, found, base);
+    return rc;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && !strcmp(s + ls - lx, suffix);
+}
+
 /* Reads base weights from dir/model.safetensors (names with or without the model prefix);
  * missing head tensors are initialised and reported, any other missing tensor is an error. */
 static int load_weights(Model *m, const char *dir, float *host, Rng *r, char *report,
@@ -383,14 +427,20 @@ static int build_table(Model *m, LfError *err) {
     return 0;
 }
 
-/* Initial values: from dir's checkpoint, else HF's initialisation from seed. */
+/* Initial values: from dir's checkpoint (an HF directory or a .gguf file), else HF's
+ * initialisation from seed. */
 static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_report,
                        size_t report_cap, LfError *err) {
     float *host = malloc(m->n_values * sizeof(float));
     if (!host) return lf_fail(err, "out of memory");
     Rng rng = {seed, 0};
     int rc = 0;
-    if (dir) {
+    if (dir && ends_with(dir, ".gguf")) {
+        rc = load_gguf_weights(m, dir, host, err);
+        for (int i = 0; !rc && i < m->n_params; i++) /* LoRA */
+            if (!m->params[i].in_checkpoint)
+                param_init(m, &m->params[i], host + (m->params[i].value - m->values), &rng);
+    } else if (dir) {
         rc = load_weights(m, dir, host, &rng, missing_report, report_cap, err);
     } else {
         for (int i = 0; i < m->n_params; i++)

@@ -6,6 +6,7 @@
 #include "loraft/model_config.h"
 
 #include "loraft/fileio.h"
+#include "loraft/gguf.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -323,7 +324,33 @@ static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     return model_config_validate(cfg, path, err);
 }
 
+/* A Llama-family GGUF file's metadata (gguf_arch) as the config.json it was made from. */
+static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
+    Gguf g;
+    GgufArch a;
+    if (gguf_open(&g, path, err)) return -1;
+    int rc = gguf_arch(&g, &a, err);
+    gguf_close(&g);
+    if (rc) return -1;
+    if (strcmp(a.arch, "llama"))
+        return lf_fail(err, "%s: general.architecture '%s' is not supported yet (llama)", path,
+                       a.arch);
+    model_config_defaults(cfg, ARCH_LLAMA);
+    cfg->vocab_size = a.vocab_size, cfg->hidden_size = a.hidden, cfg->num_layers = a.n_layers;
+    cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
+    cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
+    cfg->layer_norm_eps = a.norm_eps, cfg->tie_word_embeddings = a.tied_embeddings;
+    cfg->bos_token_id = a.bos_token_id, cfg->eos_token_id = a.eos_token_id;
+    return model_config_validate(cfg, path, err);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && !strcmp(s + ls - lx, suffix);
+}
+
 int model_config_load(ModelConfig *cfg, const char *path, LfError *err) {
+    if (ends_with(path, ".gguf")) return load_gguf(cfg, path, err);
     char file[4096];
     struct stat sb;
     int is_dir = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);

@@ -161,7 +161,7 @@ static int filter_top_p(Sampler *s, int n, int *first) {
 
 /* The kept candidates: cand[*first .. *first + *n), or the argmax alone when greedy. */
 static int filter(Sampler *s, const float *logits, int *first, int *n, LfError *err) {
-    int32_t argmax;
+    int32_t argmax = 0; /* set by scan_logits; gcc -O3 cannot see that */
     if (scan_logits(logits, s->vocab, &argmax, err)) return -1;
     if (s->cfg.temperature == 0.0f) {
         s->cand[0] = (Cand){0.0, 1.0, argmax};

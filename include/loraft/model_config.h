@@ -46,7 +46,8 @@ typedef struct ModelConfig {
 /* HF's defaults: distilbert-base-uncased / bert-base-uncased, 2 labels. */
 void model_config_defaults(ModelConfig *cfg, Arch arch);
 
-/* path: a config.json, or a directory containing one. */
+/* path: a config.json, a directory containing one, or a Llama-family .gguf file (its
+ * metadata read as transformers reads it). */
 int model_config_load(ModelConfig *cfg, const char *path, LfError *err);
 
 /* Writes an HF-loadable config.json (atomically) to path: model_type,
