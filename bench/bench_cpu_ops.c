@@ -2,7 +2,9 @@
  *
  * Informative only (tests never assert on time): prints the median of a few repetitions
  * of the frozen GEMM, the LoRA branch, attention, layer norm and GELU, forward and backward,
- * at B=4, T=256, C=768, NH=12, R=8 (override with argv: B T C NH R).
+ * at B=4, T=256, C=768, NH=12, R=8 (override with argv: B T C NH R); then SmolLM2's LM head
+ * + cross-entropy (C=576, V=49152, N=2048 tokens), chunked against the unchunked path, with
+ * the memory each holds for logits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,10 @@ typedef struct Bench {
     float *q, *k, *v, *att, *dq, *dk, *dv, *mean, *rstd;
     int32_t *mask;
     int B, T, C, NH, R;
+    /* the LM head: h [LN,LC], head [LV,LC], logits and dlogits [LN,LV] (chunked: scratch) */
+    float *h, *head, *dh, *dhead, *losses, *logits, *dlogits;
+    int32_t *labels;
+    int chunk;
 } Bench;
 
 /* Runs op(b) REPS times after one warm-up and prints the median against flops and bytes. */
@@ -97,6 +103,42 @@ static void gelu_bwd(Bench *b) {
     ops->activation_backward(b->dinp, b->inp, b->dout, ACT_GELU, (size_t)NT * b->C);
 }
 
+enum { LN = 2048, LC = 576, LV = 49152 };
+static void lm_head_chunked(Bench *b) {
+    ops->lm_head_cross_entropy(b->losses, b->dh, b->dhead, b->h, b->head, b->labels, 1.0f / LN,
+                               b->logits, LN, LC, LV, b->chunk);
+}
+static void lm_head_unchunked(Bench *b) {
+    ops->matmul_forward(b->logits, b->h, b->head, NULL, LN, LC, LV);
+    ops->cross_entropy(b->losses, b->dlogits, b->logits, b->labels, 1.0f / LN, LN, LV);
+    ops->matmul_backward(b->dh, b->dhead, NULL, b->dlogits, b->h, b->head, LN, LC, LV);
+}
+
+/* The LM head rows: dh and dW both computed, chunk 256 and the default against the unchunked
+ * path (matmul_forward, cross_entropy into separate dlogits, matmul_backward). */
+static void bench_lm_head(Bench *b) {
+    size_t nv = (size_t)LN * LV;
+    b->h = buf((size_t)LN * LC), b->head = buf((size_t)LV * LC), b->dh = buf((size_t)LN * LC);
+    b->dhead = buf((size_t)LV * LC), b->losses = buf(LN), b->logits = buf(nv), b->dlogits = buf(nv);
+    b->labels = ops->alloc(sizeof(int32_t) * LN);
+    if (!b->labels) exit(1);
+    for (int i = 0; i < LN; i++) b->labels[i] = (int32_t)((i * 2654435761u) % LV);
+    double flops = 6.0 * LN * LC * LV, f = sizeof(float);
+    double io = f * 3 * ((double)LN * LC + (double)LV * LC); /* h, W; dh, dW read + written */
+    printf("LM head + cross-entropy N=%d C=%d V=%d, dh and dW\n", LN, LC, LV);
+    static const int chunks[] = {256, OPS_LM_HEAD_CHUNK};
+    for (int c = 0; c < 2; c++) {
+        char name[32];
+        snprintf(name, sizeof name, "lm_head chunk=%d", chunks[c]);
+        b->chunk = chunks[c];
+        run(name, lm_head_chunked, b, flops, io);
+    }
+    run("lm_head unchunked", lm_head_unchunked, b, flops, io + f * 4 * nv);
+    size_t chunked = ops_lm_head_scratch(LN, LV, OPS_LM_HEAD_CHUNK);
+    printf("logits held: %zu floats (%.0f MB) chunked vs %zu (%.0f MB) unchunked\n", chunked,
+           f * chunked * 1e-6, 2 * nv, f * 2 * nv * 1e-6);
+}
+
 int main(int argc, char **argv) {
     Bench bb = {.B = 4, .T = 256, .C = 768, .NH = 12, .R = 8}, *b = &bb;
     if (argc == 6)
@@ -132,5 +174,6 @@ int main(int argc, char **argv) {
     run("layernorm bwd", ln_bwd, b, 12 * N * C, f * 4 * N * C);
     run("gelu fwd", gelu_fwd, b, 0, f * 2 * N * C);
     run("gelu bwd", gelu_bwd, b, 0, f * 4 * N * C);
+    bench_lm_head(b);
     return 0; /* the process exits; the buffers go with it */
 }

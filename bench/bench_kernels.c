@@ -1,8 +1,9 @@
 /* bench_kernels.c: the kernel lab's scoreboard. Times every CUDA op at
- * BERT-base shapes (B=8, T=512, C=768, NH=12, F=3072, R=8) with CUDA events (3
- * warm-up runs, then 20 timed) and prints GB/s and TFLOP/s next to the H200
- * roofline, LoRA next to the base GEMM it rides on, and the CPU op where timing
- * it is cheap.
+ * BERT-base shapes (B=8, T=512, C=768, NH=12, F=3072, R=8; the LM head at
+ * SmolLM2's C=576, V=49152) with CUDA events (3 warm-up runs, then 20 timed)
+ * and prints GB/s and TFLOP/s next to the H200 roofline, LoRA next to the base
+ * GEMM it rides on, the chunked LM head next to the unchunked path, and the CPU
+ * op where timing it is cheap.
  *
  * Not a test: it asserts nothing about speed. Without a CUDA device (or in a
  * CPU-only build) it prints "no CUDA device, skipping" and exits 0.
@@ -237,6 +238,43 @@ static void bench_embedding_and_loss(void) {
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) gpu->free(ptrs[i]);
 }
 
+/* SmolLM2's LM head + cross-entropy (C = 576, V = 49,152), dh and dW both computed: the
+ * chunked op against the unchunked path (matmul_forward into [N,V] logits, cross_entropy
+ * into [N,V] dlogits, matmul_backward), at N = 2048 and at B*T = 8 x 2048 tokens. */
+static void bench_lm_head(void) {
+    enum { LC = 576, LV = 49152 };
+    static const int rows[] = {2048, 8 * 2048};
+    for (int r = 0; r < 2; r++) {
+        int n = rows[r];
+        size_t nv = (size_t)n * LV;
+        float *h = randn(gpu, (size_t)n * LC, 1.0f), *w = randn(gpu, (size_t)LV * LC, 0.05f);
+        float *dh = zeros(gpu, (size_t)n * LC), *dw = zeros(gpu, (size_t)LV * LC);
+        float *losses = zeros(gpu, n), *logits = zeros(gpu, nv), *dlogits = zeros(gpu, nv);
+        int32_t *labels = ints(gpu, n, 0, LV); /* the chunked op's scratch: logits */
+        double flops = 6.0 * n * LC * LV, io = FB * 3.0 * ((double)n * LC + (double)LV * LC);
+        static const int chunks[] = {256, OPS_LM_HEAD_CHUNK};
+        char name[64];
+        float ms;
+        for (int c = 0; c < 2; c++) {
+            TIME_GPU(ms, gpu->lm_head_cross_entropy(losses, dh, dw, h, w, labels, 1.0f / n, logits,
+                                                    n, LC, LV, chunks[c]));
+            snprintf(name, sizeof name, "lm_head_cross_entropy N=%d chunk=%d", n, chunks[c]);
+            row(name, ms, io, flops, 0);
+        }
+        TIME_GPU(ms, (gpu->matmul_forward(logits, h, w, NULL, n, LC, LV),
+                      gpu->cross_entropy(losses, dlogits, logits, labels, 1.0f / n, n, LV),
+                      gpu->matmul_backward(dh, dw, NULL, dlogits, h, w, n, LC, LV)));
+        snprintf(name, sizeof name, "  unchunked matmul + cross_entropy N=%d", n);
+        row(name, ms, io + FB * 4.0 * nv, flops, 0);
+        size_t chunked = ops_lm_head_scratch(n, LV, OPS_LM_HEAD_CHUNK);
+        printf("%-40s %zu floats (%.0f MB) vs %zu floats (%.0f MB) unchunked\n",
+               "  lm_head memory (chunk=1024)", chunked, FB * chunked * 1e-6, 2 * nv,
+               FB * 2.0 * nv * 1e-6);
+        float *ptrs[] = {h, w, dh, dw, losses, logits, dlogits, (float *)labels};
+        for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) gpu->free(ptrs[i]);
+    }
+}
+
 /* AdamW over LoRA-sized state (q, v of 12 layers at R=8) and
  * full-fine-tune-sized state. */
 static void bench_adamw(void) {
@@ -273,6 +311,7 @@ int main(void) {
     bench_attention();
     bench_rows();
     bench_embedding_and_loss();
+    bench_lm_head();
     bench_adamw();
     if (gpu->status(&err)) {
         fprintf(stderr, "bench_kernels: %s\n", err.msg);
