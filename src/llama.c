@@ -282,6 +282,7 @@ const ArchImpl arch_llama = {
     .name = "llama",
     .prefix = "model",
     .default_targets = {"q_proj", "v_proj"},
+    .task = TASK_CAUSAL_LM,
     .max_params = llama_max_params,
     .build = llama_build,
     .free = llama_free,

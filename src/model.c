@@ -461,6 +461,9 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     m->ops = ops;
     m->arch = arch_for(cfg->arch);
     m->objective = objective_for(spec->task);
+    if (m->arch->task != spec->task)
+        return lf_fail(err, "model.task %s: a %s model is for %s", m->objective->name,
+                       m->arch->name, objective_for(m->arch->task)->name);
     if (spec->strategy == STRATEGY_LORA) resolve_defaults(&m->spec, m->arch, m->objective);
     m->max_batch = max_batch;
     m->max_len = max_len;

@@ -162,11 +162,15 @@ static int read_float(const cJSON *j, const char *path, const char *key, float *
     return 0;
 }
 
-/* Reads every key of the table that is present; HF treats a null token id as unset. */
+/* Reads every key of the table that is present; HF treats a null token id as unset (a null
+ * pad_token_id keeps the architecture's default). */
 static int load_keys(ModelConfig *cfg, const cJSON *root, const Key *keys, const char *path,
                      LfError *err) {
     for (const Key *k = keys; k->name; k++) {
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, k->name);
+        int *id = (int *)((char *)cfg + k->offset);
+        if (j && cJSON_IsNull(j) && strstr(k->name, "_token_id") && strcmp(k->name, "pad_token_id"))
+            *id = -1; /* an unset bos / eos */
         if (!j || (cJSON_IsNull(j) && strstr(k->name, "_token_id"))) continue;
         void *field = (char *)cfg + k->offset;
         if (k->is_int ? read_int(j, path, k->name, field, err)

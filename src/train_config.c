@@ -42,9 +42,14 @@ typedef struct Key {
 
 static const Key keys[] = {
     {"model", "model", T_STR, AT(model), .def = "\"\"",
-     .help = "Hugging Face model directory (config.json, model.safetensors, vocab). Required."},
+     .help = "Hugging Face model directory (config.json, model.safetensors, tokenizer) or a "
+             "Llama-family .gguf file. Required."},
     {"model", "tokenizer", T_STR, AT(tokenizer), .def = "\"\"",
-     .help = "Tokenizer directory; empty = the model directory."},
+     .help = "Tokenizer directory or file; empty = the model's."},
+    {"model", "task", T_STR, AT(task), .def = "\"classification\"",
+     .choices = "classification|causal-lm",
+     .help = "classification: a label per text (encoders); causal-lm: next-token prediction on "
+             "a corpus (decoders)."},
     {"model", "device", T_STR, AT(device), .def = "\"auto\"", .choices = "auto|cpu|cuda",
      .help = "Where to train; auto = cuda when a GPU is usable, else cpu."},
     {"model", "num_labels", T_INT, AT(num_labels), .def = "0", RANGE(0, MAX_LABELS),
@@ -55,14 +60,24 @@ static const Key keys[] = {
     {"data", "train_file", T_STR, AT(train_file), .def = "\"\"", .help = "Training examples."},
     {"data", "validation_file", T_STR, AT(validation_file), .def = "\"\"",
      .help = "Validation examples; empty = no evaluation."},
-    {"data", "format", T_STR, AT(format), .def = "\"auto\"", .choices = "auto|jsonl|csv|imdb",
-     .help = "File format; auto = from the file name's extension."},
+    {"data", "format", T_STR, AT(format), .def = "\"auto\"", .choices = "auto|jsonl|csv|imdb|txt",
+     .help = "File format; auto = from the file name's extension (causal-lm: jsonl, txt, or a "
+             "directory of .txt files)."},
+    {"data", "text_unit", T_STR, AT(text_unit), .def = "\"file\"", .choices = "file|line|paragraph",
+     .help = "causal-lm: how a .txt is cut into texts (one document, each line, each "
+             "paragraph); training packs them, evaluation scores each alone."},
+    {"data", "holdout_file", T_STR, AT(holdout_file), .def = "\"\"",
+     .help = "causal-lm: a .txt of train_file whose chapter holdout_chapter is the validation "
+             "set (and is left out of training)."},
+    {"data", "holdout_chapter", T_INT, AT(holdout_chapter), .def = "0", RANGE(0, 1 << 20),
+     .help = "causal-lm: the N-th chapter heading of holdout_file (\"CHAPTER I\", ...); 0 = none."},
     {"data", "text_column", T_STR, AT(text_column), .def = "\"text\"",
      .help = "Field (JSONL) or column (CSV) holding the text."},
     {"data", "label_column", T_STR, AT(label_column), .def = "\"label\"",
      .help = "Field or column holding the label (an id or a name from `model.labels`)."},
     {"data", "max_length", T_INT, AT(max_length), .def = "512", RANGE(2, 1 << 20),
-     .help = "Tokens per example, special tokens included; longer texts are truncated."},
+     .help = "Tokens per example, special tokens included; longer texts are truncated. "
+             "causal-lm: the training block size."},
     {"data", "truncation_side", T_CHOICE, AT(truncate_left), .def = "\"right\"",
      .choices = "right|left", .help = "Which end of a long text is cut off."},
     {"data", "train_limit", T_INT, AT(train_limit), .def = "0", RANGE(0, INFINITY),
@@ -133,7 +148,8 @@ static const Key keys[] = {
      .help = "Save every N optimizer steps (save_strategy \"steps\")."},
     {"train", "metric_for_best", T_STR, AT(metric_for_best), .def = "\"eval_loss\"",
      .choices = "eval_loss|accuracy|f1",
-     .help = "Picks the best checkpoint: eval_loss lower is better, accuracy and f1 higher."},
+     .help = "Picks the best checkpoint: eval_loss lower is better, accuracy and f1 higher "
+             "(classification only)."},
     {"train", "eval_before_training", T_BOOL, AT(eval_before_training), .def = "true",
      .help = "Evaluate once before the first step (the untrained baseline)."},
     {"train", "logging_steps", T_INT, AT(logging_steps), .def = "10", RANGE(0, INFINITY),

@@ -1,5 +1,7 @@
 /* trainer.c: the fine-tuning loop (see trainer.h). Host-side orchestration only: every
- * tensor operation goes through the model and the op table. */
+ * tensor operation goes through the model and the op table. The data and the evaluation
+ * follow model.task: labelled texts and accuracy / F1 for classification, a packed corpus
+ * and perplexity for causal-lm (lm_data.h). */
 #include "loraft/trainer.h"
 
 #include <cblas.h>
@@ -15,25 +17,81 @@
 #include "loraft/checkpoint.h"
 #include "loraft/data.h"
 #include "loraft/fileio.h"
+#include "loraft/lm_data.h"
 #include "loraft/model.h"
 #include "loraft/optimizer.h"
 #include "loraft/progress.h"
 #include "loraft/rng.h"
 #include "loraft/rundir.h"
-#include "loraft/tokenizer.h"
+#include "loraft/text.h"
 
 /* A mean cross-entropy above this is reported as diverging (chance level is ln K, under
  * 9 for 4096 classes); documented in docs/CONFIG.md. */
 #define LOSS_WARN 1e4
 
+/* One split's batches, whatever the task: labelled examples through a Batcher, or corpus
+ * blocks / rows through an LmLoader (labels per token). */
+typedef struct Feed {
+    int lm;
+    Dataset ds;
+    TokenizedSet ts; /* classification */
+    Batcher b;
+    LmSet set; /* causal-lm */
+    LmLoader l;
+} Feed;
+
+static void feed_start(Feed *f, uint64_t seed, int epoch, int shuffle, int bucket) {
+    if (f->lm)
+        lm_loader_start_epoch(&f->l, seed, epoch, shuffle, bucket);
+    else
+        batcher_start_epoch(&f->b, seed, epoch, shuffle, bucket);
+}
+
+static int feed_next(Feed *f, Batch *out) {
+    if (!f->lm) return batcher_next(&f->b, out);
+    LmBatch lb;
+    if (!lm_loader_next(&f->l, &lb)) return 0;
+    *out = (Batch){lb.B,
+                   lb.T,
+                   (int32_t *)lb.ids,
+                   NULL,
+                   (int32_t *)lb.mask,
+                   lb.labels,
+                   (int *)lb.index,
+                   (int)lb.n_tokens};
+    return 1;
+}
+
+static int feed_num_batches(const Feed *f) {
+    return f->lm ? lm_loader_num_batches(&f->l) : batcher_num_batches(&f->b);
+}
+
+static int feed_max_len(const Feed *f) {
+    return f->lm ? f->set.rows.max_len : f->ts.max_len;
+}
+
+static int feed_rows(const Feed *f) {
+    return f->lm ? f->set.rows.n : f->ts.n;
+}
+
+static void feed_free(Feed *f) {
+    if (f->lm) {
+        lm_loader_free(&f->l);
+        lm_set_free(&f->set);
+    } else {
+        batcher_free(&f->b);
+        tokenized_set_free(&f->ts);
+        dataset_free(&f->ds);
+    }
+}
+
 typedef struct Run {
     const TrainConfig *cfg;
     FILE *out;
     ModelConfig mcfg;
-    Tokenizer *tok;
-    Dataset train_ds, val_ds;
-    TokenizedSet train_ts, val_ts;
-    Batcher train_b, val_b;
+    TextTokenizer tok;
+    Feed train_f, val_f;
+    int causal_lm; /* model.task */
     Model model;
     AdamW opt;
     RunLog log;
@@ -99,21 +157,70 @@ static int apply_labels(const TrainConfig *c, ModelConfig *m, LfError *err) {
     return 0;
 }
 
-static int load_split(Run *r, const char *path, int limit, Dataset *ds, TokenizedSet *ts,
-                      LfError *err) {
+/* Labelled examples (classification). */
+static int load_split(Run *r, Feed *f, const char *path, int limit, int batch_size, LfError *err) {
     const TrainConfig *c = r->cfg;
     const char *names[MAX_LABELS];
     for (int i = 0; i < r->mcfg.num_labels; i++) names[i] = r->mcfg.labels[i];
     DatasetSpec spec = {path,  c->format, c->text_column, c->label_column, r->mcfg.num_labels,
                         names, limit};
-    if (dataset_load(ds, &spec, err)) return -1;
+    if (r->tok.kind != TEXT_WORDPIECE)
+        return lf_fail(err, "model.task classification needs a WordPiece (BERT) tokenizer");
+    if (dataset_load(&f->ds, &spec, err)) return -1;
     double t0 = now_seconds();
-    if (tokenized_set_build(ts, ds, r->tok, c->max_length, c->truncate_left, err)) return -1;
+    TokenizedSet *ts = &f->ts;
+    if (tokenized_set_build(ts, &f->ds, r->tok.wordpiece, c->max_length, c->truncate_left, err))
+        return -1;
     long tokens = (long)ts->offsets[ts->n];
     fprintf(r->out, "data: %s: %d examples, %ld tokens (mean %.0f, max %d) tokenized in %.2f s\n",
-            path, ds->n, tokens, (double)tokens / (ds->n ? ds->n : 1), ts->max_len,
+            path, f->ds.n, tokens, (double)tokens / (f->ds.n ? f->ds.n : 1), ts->max_len,
             now_seconds() - t0);
-    return 0;
+    int32_t pad = tokenizer_special(r->tok.wordpiece, TOK_PAD);
+    return batcher_init(&f->b, ts, batch_size, pad, err);
+}
+
+/* A corpus (causal-lm): training packs it into blocks of max_length, evaluation scores each
+ * text alone; a held-out chapter splits one corpus into the two. */
+static int load_corpus(Run *r, Feed *f, const char *path, int train, int batch_size, LfError *err) {
+    const TrainConfig *c = r->cfg;
+    LmSource src = {.path = path,
+                    .format = c->format,
+                    .text_column = c->text_column,
+                    .unit = !strcmp(c->text_unit, "line")        ? LM_UNIT_LINE
+                            : !strcmp(c->text_unit, "paragraph") ? LM_UNIT_PARAGRAPH
+                                                                 : LM_UNIT_FILE,
+                    .holdout = {c->holdout_chapter ? c->holdout_file : NULL, c->holdout_chapter},
+                    .part = !c->holdout_chapter ? LM_PART_ALL
+                            : train             ? LM_PART_TRAIN
+                                                : LM_PART_HELDOUT};
+    LmTexts texts;
+    LmSpecials sp;
+    double t0 = now_seconds();
+    f->lm = 1;
+    if (lm_texts_load(&texts, &src, err)) return -1;
+    int rc = lm_specials(&sp, &r->tok, err);
+    if (!rc && r->mcfg.eos_token_id >= 0) sp.eos = r->mcfg.eos_token_id;
+    if (!rc)
+        rc = train ? lm_pack(&f->set, &texts, &r->tok, &sp, c->max_length, err)
+                   : lm_rows(&f->set, &texts, &r->tok, &sp, c->max_length, err);
+    lm_texts_free(&texts);
+    if (rc) return -1;
+    fprintf(r->out,
+            "data: %s%s: %d texts, %lld tokens in %d %s of up to %d (%lld dropped), %.2f s\n", path,
+            c->holdout_chapter ? (train ? " less the held-out chapter" : ", held-out chapter") : "",
+            f->set.n_texts, (long long)f->set.n_tokens, f->set.rows.n, train ? "blocks" : "rows",
+            f->set.rows.max_len, (long long)f->set.n_dropped, now_seconds() - t0);
+    return lm_loader_init(&f->l, &f->set, batch_size, sp.eos, err);
+}
+
+static int load_data(Run *r, Feed *f, int train, int batch_size, LfError *err) {
+    const TrainConfig *c = r->cfg;
+    const char *path = train ? c->train_file : c->validation_file;
+    if (r->causal_lm) {
+        if (!train && c->holdout_chapter) path = c->train_file;
+        return load_corpus(r, f, path, train, batch_size, err);
+    }
+    return load_split(r, f, path, train ? c->train_limit : c->validation_limit, batch_size, err);
 }
 
 static void run_close(Run *r) {
@@ -121,15 +228,9 @@ static void run_close(Run *r) {
     if (r->has_opt) adamw_free(&r->opt, &r->model);
     if (r->has_model) model_free(&r->model);
     if (r->has_log) runlog_close(&r->log);
-    if (r->has_train) {
-        batcher_free(&r->train_b);
-        tokenized_set_free(&r->train_ts);
-        dataset_free(&r->train_ds);
-    }
-    batcher_free(&r->val_b);
-    tokenized_set_free(&r->val_ts);
-    dataset_free(&r->val_ds);
-    if (r->tok) tokenizer_free(r->tok);
+    if (r->has_train) feed_free(&r->train_f);
+    feed_free(&r->val_f);
+    text_tokenizer_close(&r->tok);
     free(r->preds);
     free(r->labels);
     free(r->logits);
@@ -142,9 +243,15 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     r->cfg = c;
     r->out = out;
     r->dir.lock_fd = -1;
-    r->has_val = c->validation_file[0] != 0;
+    r->causal_lm = !strcmp(c->task, "causal-lm");
+    r->has_val = c->validation_file[0] != 0 || (r->causal_lm && c->holdout_chapter);
     if (!train && !r->has_val)
         return lf_fail(err, "data.validation_file is empty: there is nothing to evaluate");
+    if (r->causal_lm && strcmp(c->metric_for_best, "eval_loss"))
+        return lf_fail(err,
+                       "train.metric_for_best '%s' is a classification metric: causal-lm "
+                       "picks by eval_loss",
+                       c->metric_for_best);
     if (c->threads > 0) {
         openblas_set_num_threads(c->threads);
         omp_set_num_threads(c->threads);
@@ -152,28 +259,21 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     const Ops *ops = ops_by_name(c->device, err);
     if (!ops) return -1;
     if (model_config_load(&r->mcfg, c->model, err) || apply_labels(c, &r->mcfg, err)) return -1;
-    if (tokenizer_load(&r->tok, tokenizer_dir(c), err)) return -1;
-    if (train) {
-        if (load_split(r, c->train_file, c->train_limit, &r->train_ds, &r->train_ts, err))
-            return -1;
-        r->has_train = 1;
-    }
-    if (r->has_val &&
-        load_split(r, c->validation_file, c->validation_limit, &r->val_ds, &r->val_ts, err))
-        return -1;
-    if (!r->has_val) fprintf(out, "data: no validation_file: no evaluation, no best checkpoint\n");
+    if (text_tokenizer_open(&r->tok, tokenizer_dir(c), err)) return -1;
     int bs = c->batch_size, ebs = c->eval_batch_size ? c->eval_batch_size : 2 * c->batch_size;
-    int32_t pad = tokenizer_special(r->tok, TOK_PAD);
-    if (train && batcher_init(&r->train_b, &r->train_ts, bs, pad, err)) return -1;
-    if (r->has_val && batcher_init(&r->val_b, &r->val_ts, ebs, pad, err)) return -1;
+    r->has_train = train;
+    if (train && load_data(r, &r->train_f, 1, bs, err)) return -1;
+    if (r->has_val && load_data(r, &r->val_f, 0, ebs, err)) return -1;
+    if (!r->has_val) fprintf(out, "data: no validation_file: no evaluation, no best checkpoint\n");
 
     TrainSpec spec;
     int rc;
     spec_from_config(c, &spec, err, &rc);
     if (rc) return -1;
+    spec.task = r->causal_lm ? TASK_CAUSAL_LM : TASK_CLASSIFICATION;
     if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
-    int max_len = r->val_ts.max_len;
-    if (train && r->train_ts.max_len > max_len) max_len = r->train_ts.max_len;
+    int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
+    if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
     char missing[2048];
     if (model_create(&r->model, &r->mcfg, &spec, ops, c->model, c->seed,
                      train ? (bs > ebs ? bs : ebs) : ebs, max_len, missing, sizeof missing, err))
@@ -190,8 +290,10 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
         fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",
                 with_commas(trainable, a), with_commas(all, b),
                 100.0 * (double)trainable / (double)all);
-    r->preds = malloc((r->val_ts.n + 1) * sizeof *r->preds);
-    r->labels = malloc((r->val_ts.n + 1) * sizeof *r->labels);
+    if (r->causal_lm) return 0;
+    int n_val = r->has_val ? feed_rows(&r->val_f) : 0;
+    r->preds = malloc((n_val + 1) * sizeof *r->preds);
+    r->labels = malloc((n_val + 1) * sizeof *r->labels);
     r->logits = malloc((size_t)ebs * r->mcfg.num_labels * sizeof *r->logits);
     if (!r->preds || !r->labels || !r->logits) return lf_fail(err, "out of memory");
     return 0;
@@ -207,9 +309,38 @@ static int argmax_finite(const float *x, int K) {
     return best;
 }
 
+/* Causal-lm: the mean loss over every predicted token of the validation rows, and its
+ * exp; a non-finite batch loss counts as non-finite. */
+static int evaluate_lm(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
+    Model *m = &r->model;
+    double loss_sum = 0;
+    long tokens = 0, predicted = 0;
+    int k = 0;
+    Batch b;
+    Progress p;
+    *nonfinite = 0;
+    feed_start(&r->val_f, 0, 0, 0, 0);
+    progress_start(&p, r->out, "eval", feed_num_batches(&r->val_f));
+    while (feed_next(&r->val_f, &b)) {
+        float loss;
+        if (model_set_batch(m, b.ids, NULL, b.mask, b.labels, b.B, b.T, err) ||
+            model_forward(m, 0, 0, 1.0f, &loss, err))
+            return -1;
+        *nonfinite += !isfinite(loss);
+        loss_sum += (double)loss * m->n_valid;
+        predicted += m->n_valid;
+        tokens += b.n_tokens;
+        progress_update(&p, ++k, loss_sum / (predicted ? predicted : 1), tokens);
+    }
+    progress_finish(&p);
+    *res = (ClassMetrics){.loss = loss_sum / (predicted ? predicted : 1), .n = (int)predicted};
+    return 0;
+}
+
 /* Loss, accuracy and F1 on the validation set, in file order; *nonfinite counts the
  * examples with a NaN or infinite logit. */
 static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
+    if (r->causal_lm) return evaluate_lm(r, res, nonfinite, err);
     Model *m = &r->model;
     int K = r->mcfg.num_labels, n = 0, k = 0;
     *nonfinite = 0;
@@ -217,9 +348,9 @@ static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     long tokens = 0;
     Batch b;
     Progress p;
-    batcher_start_epoch(&r->val_b, 0, 0, 0, 0);
-    progress_start(&p, r->out, "eval", batcher_num_batches(&r->val_b));
-    while (batcher_next(&r->val_b, &b)) {
+    feed_start(&r->val_f, 0, 0, 0, 0);
+    progress_start(&p, r->out, "eval", feed_num_batches(&r->val_f));
+    while (feed_next(&r->val_f, &b)) {
         float loss;
         if (model_set_batch(m, b.ids, b.types, b.mask, b.labels, b.B, b.T, err) ||
             model_forward(m, 0, 0, 1.0f, &loss, err))
@@ -242,15 +373,23 @@ static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
 
 static int log_eval(Run *r, const char *when, int step, double epoch, const ClassMetrics *mt,
                     LfError *err) {
-    fprintf(r->out, "%s: eval_loss %.4f  accuracy %.4f  f1 %.4f  (%d examples)\n", when, mt->loss,
-            mt->accuracy, mt->f1, mt->n);
+    if (r->causal_lm)
+        fprintf(r->out, "%s: eval_loss %.4f  perplexity %.3f  (%d tokens predicted)\n", when,
+                mt->loss, exp(mt->loss), mt->n);
+    else
+        fprintf(r->out, "%s: eval_loss %.4f  accuracy %.4f  f1 %.4f  (%d examples)\n", when,
+                mt->loss, mt->accuracy, mt->f1, mt->n);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "event", "eval");
     cJSON_AddNumberToObject(o, "step", step);
     cJSON_AddNumberToObject(o, "epoch", epoch);
     cJSON_AddNumberToObject(o, "eval_loss", mt->loss);
-    cJSON_AddNumberToObject(o, "accuracy", mt->accuracy);
-    cJSON_AddNumberToObject(o, "f1", mt->f1);
+    if (r->causal_lm) {
+        cJSON_AddNumberToObject(o, "perplexity", exp(mt->loss));
+    } else {
+        cJSON_AddNumberToObject(o, "accuracy", mt->accuracy);
+        cJSON_AddNumberToObject(o, "f1", mt->f1);
+    }
     int rc = r->has_log ? runlog_write_json(&r->log, o, err) : 0;
     cJSON_Delete(o);
     return rc;
@@ -363,7 +502,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     Model *m = &r->model;
     Schedule sched;
     if (schedule_parse(c->lr_scheduler, &sched, err)) return -1;
-    int nb = batcher_num_batches(&r->train_b);
+    int nb = feed_num_batches(&r->train_f);
     int steps_per_epoch = (nb + c->grad_accum - 1) / c->grad_accum;
     int total = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
     int warmup = c->warmup_steps > 0 ? c->warmup_steps : (int)ceil(c->warmup_ratio * total);
@@ -384,7 +523,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     double t_start = now_seconds(), log_loss = 0;
     int log_n = 0;
     for (int epoch = ts.epoch; ts.global_step < total; epoch++) {
-        batcher_start_epoch(&r->train_b, c->seed, epoch, 1, c->bucket_by_length);
+        feed_start(&r->train_f, c->seed, epoch, 1, c->bucket_by_length);
         int skip =
             (ts.global_step - epoch * steps_per_epoch) * c->grad_accum; /* resume mid-epoch */
         char label[64];
@@ -397,7 +536,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
         int micro = 0, k = 0;
         Batch b;
         model_zero_grad(m);
-        while (ts.global_step < total && batcher_next(&r->train_b, &b)) {
+        while (ts.global_step < total && feed_next(&r->train_f, &b)) {
             if (k++ < skip) continue;
             uint64_t seed =
                 rng_hash(dropout_stream, (uint64_t)ts.global_step * 4096 + (uint64_t)micro);

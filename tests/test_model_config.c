@@ -88,7 +88,7 @@ static void test_labels_and_options(void) {
 
 static void test_errors(void) {
     FAIL("{\"model_type\":\"roberta\"}",
-         "model_type 'roberta' is not supported (supported: distilbert, bert)");
+         "model_type 'roberta' is not supported (supported: distilbert, bert, llama)");
     FAIL("{\"dim\":768}", "key 'model_type' is missing");
     FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
     FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
@@ -154,10 +154,16 @@ static void test_round_trip(Arch arch) {
     model_config_defaults(&a, arch);
     CHECK(model_config_validate(&a, "defaults", NULL) == 0);
     a.vocab_size = 1000, a.hidden_size = 96, a.num_layers = 3, a.num_heads = 4, a.ffn_size = 200;
-    a.max_positions = 128, a.activation = ACT_GELU_TANH, a.hidden_dropout = 0.15f;
-    a.attention_dropout = 0.05f, a.classifier_dropout = 0.3f, a.initializer_range = 0.01f;
+    a.num_kv_heads = arch == ARCH_LLAMA ? 2 : 4;
+    a.max_positions = 128, a.activation = arch == ARCH_LLAMA ? ACT_SILU : ACT_GELU_TANH;
+    a.hidden_dropout = arch == ARCH_LLAMA ? 0.0f : 0.15f; /* Llama has no such key */
+    a.attention_dropout = 0.05f, a.initializer_range = 0.01f;
+    a.classifier_dropout = arch == ARCH_LLAMA ? 0.0f : 0.3f;
     a.pad_token_id = 1, a.num_labels = 3;
     if (arch == ARCH_BERT) a.type_vocab_size = 4, a.layer_norm_eps = 1e-5f;
+    if (arch == ARCH_LLAMA)
+        a.rope_theta = 100000.0f, a.tie_word_embeddings = 1, a.bos_token_id = 5,
+        a.eos_token_id = -1, a.layer_norm_eps = 1e-5f;
     strcpy(a.labels[0], "neg"), strcpy(a.labels[1], "neu \"quoted\""), strcpy(a.labels[2], "pos");
     char dir[600], path[700];
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, arch_name(arch));
@@ -174,12 +180,14 @@ static void test_round_trip(Arch arch) {
     CHECK(file_read_all(path, &text, &len, &err) == 0);
     cJSON *root = cJSON_Parse(text);
     const cJSON *archs = cJSON_GetObjectItem(root, "architectures");
-    const char *want =
-        arch == ARCH_BERT ? "BertForSequenceClassification" : "DistilBertForSequenceClassification";
+    const char *want = arch == ARCH_BERT    ? "BertForSequenceClassification"
+                       : arch == ARCH_LLAMA ? "LlamaForCausalLM"
+                                            : "DistilBertForSequenceClassification";
     CHECK(cJSON_IsArray(archs) && !strcmp(cJSON_GetArrayItem(archs, 0)->valuestring, want));
     CHECK(!strcmp(cJSON_GetObjectItem(root, "model_type")->valuestring, arch_name(arch)));
     CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "label2id"), "pos")->valueint == 2);
-    CHECK(strstr(text, "0.15,") != NULL); /* shortest decimal, as transformers writes it */
+    /* shortest decimal, as transformers writes it */
+    CHECK(strstr(text, arch == ARCH_LLAMA ? "0.05," : "0.15,") != NULL);
     cJSON_Delete(root);
     free(text);
 
@@ -201,6 +209,7 @@ int main(void) {
     test_errors();
     test_round_trip(ARCH_DISTILBERT);
     test_round_trip(ARCH_BERT);
+    test_round_trip(ARCH_LLAMA);
     CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&
           !strcmp(arch_name(ARCH_BERT), "bert"));
     nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -23,13 +23,17 @@ typedef struct TrainConfig {
     /* model */
     char model[CFG_PATH];        /* HF model directory (config.json + model.safetensors + vocab) */
     char tokenizer[CFG_PATH];    /* "" = same as model */
+    char task[16];               /* "classification" | "causal-lm" */
     char device[16];             /* "auto" | "cpu" | "cuda" */
     int num_labels;              /* 0 = from the model config (or from labels) */
     char labels[MAX_LABELS][64]; /* label names in id order, e.g. ["neg","pos"] */
     int n_labels;
     /* data */
     char train_file[CFG_PATH], validation_file[CFG_PATH];
-    char format[16];                   /* "auto" | "jsonl" | "csv" | "imdb" */
+    char format[16];                   /* "auto" | "jsonl" | "csv" | "imdb" | "txt" */
+    char text_unit[16];                /* causal-lm: "file" | "line" | "paragraph" */
+    char holdout_file[CFG_PATH];       /* causal-lm: validation = a chapter of this file */
+    int holdout_chapter;               /* its N-th chapter; 0 = none */
     char text_column[64];              /* "text" */
     char label_column[64];             /* "label" */
     int max_length;                    /* 512 */
