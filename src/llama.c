@@ -3,7 +3,7 @@
  *   h0 = wte[ids]
  *   per layer:  a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1)))   n1 = rmsnorm(x)
  *               out = a + down(silu(gate(n2)) * up(n2))                n2 = rmsnorm(a)
- *   logits = lm_head(rmsnorm(out_L)), lm_head tied to wte or its own weight
+ *   hidden = rmsnorm(out_L); the objective applies lm_head (tied to wte or its own weight)
  * with causal attention over grouped KV heads (NKV <= NH), RoPE on q and k, no biases and no
  * dropout but attention's (and LoRA's). Forward and backward side by side, as in bert.c; every
  * dense layer goes through the core's LoRA-aware linear. */
@@ -91,6 +91,7 @@ static int llama_build(Model *m, LfError *err) {
         b->head = (Linear){.w = b->wte, .in = C, .out = c->vocab_size};
     else
         model_linear(m, &b->head, "lm_head", C, c->vocab_size, 0);
+    m->head = &b->head;
     return 0;
 }
 
@@ -147,6 +148,7 @@ static void llama_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &b->acts[0].x, N * C, 1, NULL); /* the embeddings */
     PLAN_TAKE(pl, &b->hf, N * C, 1, NULL);
     PLAN_TAKE(pl, &b->rstd_f, N, 1, NULL);
+    m->hidden = b->hf;
     float **dn[] = {&b->d_x, &b->d_out, &b->d_n, &b->d_a, &b->d_ctx};
     for (size_t i = 0; i < sizeof dn / sizeof *dn; i++) PLAN_TAKE(pl, dn[i], N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_f, N * F, any, NULL);
@@ -161,7 +163,6 @@ static void llama_plan(Model *m, Plan *pl) {
 /* forward and backward, side by side                                                   */
 
 enum { SITE_Q, SITE_K, SITE_V, SITE_ATT, SITE_O, SITE_GATE, SITE_UP, SITE_DOWN };
-enum { SITE_HEAD };
 
 static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     const Ops *o = m->ops;
@@ -247,7 +248,6 @@ static void llama_forward(Model *m, Drop d, uint64_t seed) {
     for (int l = 0; l < L; l++) layer_forward(m, l, d, seed);
     o->rmsnorm_forward(b->hf, b->rstd_f, b->acts[L - 1].out, b->ln_f.w->value, c->layer_norm_eps, N,
                        C);
-    linear_forward(m, &b->head, m->logits, b->hf, N, d.lora, model_site(seed, L, SITE_HEAD));
 }
 
 static void llama_backward(Model *m, Drop d, uint64_t seed) {
@@ -257,12 +257,9 @@ static void llama_backward(Model *m, Drop d, uint64_t seed) {
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     size_t NC = (size_t)N * C, F4 = sizeof(float);
     int body = b->lowest_trained_layer < L;
-    o->zero(b->d_n, NC * F4);
-    linear_backward(m, &b->head, b->d_n, m->dlogits, b->hf, N, d.lora,
-                    model_site(seed, L, SITE_HEAD));
-    if (!body && !b->ln_f.w->grad) return;
+    if (!body && !b->ln_f.w->grad) return; /* the head's own gradient came with the loss */
     o->zero(b->d_out, NC * F4);
-    o->rmsnorm_backward(b->d_out, b->ln_f.w->grad, b->d_n, b->acts[L - 1].out, b->ln_f.w->value,
+    o->rmsnorm_backward(b->d_out, b->ln_f.w->grad, m->dhidden, b->acts[L - 1].out, b->ln_f.w->value,
                         b->rstd_f, N, C);
     float *dout = b->d_out, *dx = b->d_x;
     int emb_trains = b->wte->grad != NULL;

@@ -595,8 +595,24 @@ int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *
 
 int model_backward(Model *m, uint64_t seed, LfError *err) {
     if (!m->has_labels) return lf_fail(err, "backward needs a batch with labels");
+    if (m->objective->loss_backward && m->objective->loss_backward(m, err)) return -1;
     m->arch->backward(m, dropouts(m, m->train_mode), seed);
     return m->ops->status(err) ? -1 : check_guards(m, err);
+}
+
+int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
+    const Linear *h = m->head;
+    int C = m->cfg.hidden_size, V = m->cfg.vocab_size, chunk = OPS_LM_HEAD_CHUNK;
+    if (!h || row0 < 0 || n_rows < 0 || row0 + n_rows > m->B * m->T)
+        return lf_fail(err, "model_lm_logits: rows %d..%d of a %d-row batch of a decoder", row0,
+                       row0 + n_rows, m->B * m->T);
+    for (int r = 0; r < n_rows; r += chunk) {
+        int n = n_rows - r < chunk ? n_rows - r : chunk;
+        m->ops->matmul_forward(m->head_scratch, m->hidden + (size_t)(row0 + r) * C, h->w->value,
+                               NULL, n, C, V);
+        m->ops->download(out + (size_t)r * V, m->head_scratch, (size_t)n * V * sizeof(float));
+    }
+    return m->ops->status(err);
 }
 
 /* ------------------------------------------------------------------------------------ */

@@ -110,13 +110,19 @@ typedef struct Model {
     size_t n_act;
     ActGuard *guards;
     int n_guards;
-    float *scratch;                       /* op scratch */
-    float *logits, *losses, *dlogits;     /* the network's output and the objective's */
+    float *scratch;                   /* op scratch */
+    float *logits, *losses, *dlogits; /* the network's output and the objective's */
+    /* Decoders end before their LM head: hidden [N,C] (the final norm's output), the head
+     * (a dense layer, or the tied embedding), dhidden [N,C] the loss's gradient; the
+     * objective applies the head in chunks so the [N,V] logits are never held. */
+    float *hidden, *dhidden, *head_scratch;
+    const Linear *head;
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */
     int B, T;                             /* shape of the current batch */
     int n_valid;                          /* labels of the batch that count (>= 0) */
     int has_labels;
     int train_mode;       /* dropout on in the last forward (backward must match) */
+    float loss_scale;     /* d(loss_weight * mean loss) / d(one counted loss), last forward */
     float *host_losses;   /* [max_batch * max_len] host copy for the mean loss */
     int32_t *host_labels; /* [max_batch * max_len] the objective's labels before upload */
 } Model;
@@ -142,6 +148,10 @@ int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *
 /* Backward pass of the last forward (same seed); accumulates into the trainable grads. */
 int model_backward(Model *m, uint64_t seed, LfError *err);
 void model_zero_grad(Model *m);
+
+/* Logits [n_rows, V] of rows row0.. of the last forward of a decoder (hidden @ head^T),
+ * into host memory out; for evaluation tools and generation. */
+int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err);
 
 /* Parameters: counts as PEFT prints them. */
 size_t model_trainable_count(const Model *m);

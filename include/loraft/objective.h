@@ -22,9 +22,12 @@ struct Objective {
      * [B] or [B*T]) and counts the labels that count into m->n_valid. */
     int (*prepare_labels)(Model *m, const int32_t *labels, int B, int T, int32_t *out,
                           LfError *err);
-    /* m->logits, m->labels -> m->losses, m->dlogits (the gradient of loss_weight times the
-     * mean loss) and *loss, the mean loss over the counted labels. */
+    /* The network's output and m->labels -> m->losses and *loss, the mean loss over the
+     * counted labels; the gradient of loss_weight times the mean loss is m->dlogits. */
     int (*loss)(Model *m, float loss_weight, float *loss, LfError *err);
+    /* When the loss's gradient is not made by loss() (NULL otherwise): makes it, at the
+     * start of model_backward. */
+    int (*loss_backward)(Model *m, LfError *err);
 };
 
 extern const Objective objective_classification, objective_causal_lm;
