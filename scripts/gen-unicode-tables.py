@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gen-unicode-tables.py: writes src/unicode_tables.c, the character tables the BERT
+"""gen-unicode-tables.py: writes src/text/unicode_tables.c, the character tables the BERT
 tokenizer needs, from the Unicode Character Database of the Debian package `unicode-data`
 (/usr/share/unicode). Run from the repo root: python3 scripts/gen-unicode-tables.py
 
@@ -14,8 +14,8 @@ So categories and decompositions are cut back to the characters assigned by thos
 (DerivedAge.txt), plus the few characters whose category changed since 8.0, below.
 bench/check_tokenizer_parity.py --codepoints checks every code point against `tokenizers`.
 
-It also writes src/unicode_props.c, the classes the byte-level BPE pre-tokenizers need
-(src/bpe.c): letters \p{L}, numbers \p{N} and White_Space \s as the regexes of `tokenizers`
+It also writes src/text/unicode_props.c, the classes the byte-level BPE pre-tokenizers need
+(src/text/bpe.c): letters \p{L}, numbers \p{N} and White_Space \s as the regexes of `tokenizers`
 see them (Oniguruma, through the `onig` crate: Unicode 16.0), and char::is_numeric, which the
 Digits pre-tokenizer calls (Rust's std: Unicode 17.0). Our data is 15.0: the letters and
 numbers assigned since then are listed below; no character assigned in 15.0 changed between
@@ -194,7 +194,7 @@ def main(out_path):
 
 
 def write_props(out_path):
-    """src/unicode_props.c: (first, flags) ranges over all code points, for src/bpe.c."""
+    """src/text/unicode_props.c: (first, flags) ranges over all code points, for src/text/bpe.c."""
     _, cat, _, _, _, space = load()
     def flags(c):
         k = cat.get(c, "Cn")
@@ -223,5 +223,5 @@ def write_props(out_path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "src/unicode_tables.c")
-    write_props(sys.argv[2] if len(sys.argv) > 2 else "src/unicode_props.c")
+    main(sys.argv[1] if len(sys.argv) > 1 else "src/text/unicode_tables.c")
+    write_props(sys.argv[2] if len(sys.argv) > 2 else "src/text/unicode_props.c")
