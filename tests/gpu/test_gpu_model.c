@@ -7,8 +7,16 @@
  * Each model runs twice: LoRA on PEFT's default targets, and LoRA on every linear layer of
  * the encoder including the FFN ones (whose input width, the FFN size, exceeds the hidden
  * size: the op scratch must follow ops_lora_scratch for the widest input).
+ * A tiny Llama decoder (GQA: 4 heads, 2 KV heads; a 300-token vocabulary; tied and untied
+ * LM head) is built in memory from a seed for the causal-LM objective, and trained the same
+ * way with LoRA on its seven projections and with full fine-tuning, on right-padded random
+ * ids (labels -100 on padding), LoRA and attention dropout on: losses, every gradient and
+ * the model_lm_logits of every row must agree, and the weights after three AdamW steps.
  * Tolerance: 1e-4 * max|ref| + 1e-3 * |ref| per element (float32, different summation
- * orders, compounded over 2 layers). Skips (77) without a CUDA device. */
+ * orders, compounded over 2 layers); the decoder's gradients are compared tensor by tensor,
+ * each against its own max|ref|, its weights after the steps as one table (AdamW moves every
+ * weight by about lr whatever its size, so a small tensor gets no tighter bound). Skips (77)
+ * without a CUDA device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,17 +31,29 @@
 
 enum { B = 3, T = 7 };
 
-/* Worst element of a (device) against b (host reference). */
+/* Host values h against the host reference. */
+static void compare_host(const char *what, const float *h, const float *ref, size_t n) {
+    double scale = 0;
+    for (size_t i = 0; i < n; i++) scale = fabs(ref[i]) > scale ? fabs(ref[i]) : scale;
+    int bad = 0;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(h[i] - ref[i]);
+        bad += d > 1e-4 * scale + 1e-3 * fabs(ref[i]);
+        if (d > fabs(h[worst] - ref[worst])) worst = i;
+    }
+    if (bad)
+        fprintf(stderr, "%s: %d of %zu elements off; worst [%zu] %.9g, cpu %.9g (max|cpu| %.3g)\n",
+                what, bad, n, worst, h[worst], ref[worst], scale);
+    CHECK(bad == 0);
+}
+
+/* Device values against the host reference. */
 static void compare(const char *what, const Ops *ops, const float *dev, const float *ref,
                     size_t n) {
     float *h = malloc(n * sizeof *h);
     ops->download(h, dev, n * sizeof *h);
-    double scale = 0;
-    for (size_t i = 0; i < n; i++) scale = fabs(ref[i]) > scale ? fabs(ref[i]) : scale;
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) bad += fabs(h[i] - ref[i]) > 1e-4 * scale + 1e-3 * fabs(ref[i]);
-    if (bad) fprintf(stderr, "%s: %d of %zu elements off\n", what, bad, n);
-    CHECK(bad == 0);
+    compare_host(what, h, ref, n);
     free(h);
 }
 
@@ -104,6 +124,102 @@ static void run(const char *dir, int arch, int every_linear) {
     for (int k = 0; k < 2; k++) adamw_free(&opt[k], ms[k]), model_free(ms[k]);
 }
 
+/* Every gradient, tensor by tensor (each against its own max|ref|). */
+static void compare_grads(const Model *gpu, const Model *cpu) {
+    for (int i = 0; i < cpu->n_params; i++) {
+        const Param *c = &cpu->params[i];
+        char name[256];
+        snprintf(name, sizeof name, "gradient of %s", c->name);
+        if (c->grad) compare(name, &ops_cuda, gpu->params[i].grad, c->grad, c->numel);
+    }
+}
+
+/* The tiny Llama: vocabulary 300, hidden 32 (head size 8), 4 heads over 2 KV heads, FFN 48
+ * (wider than hidden: down_proj's input is the widest), 2 layers. */
+enum { LB = 3, LT = 8, LV = 300 };
+
+static void run_llama(int tied, Strategy strategy) {
+    ModelConfig cfg;
+    model_config_defaults(&cfg, ARCH_LLAMA);
+    cfg.vocab_size = LV, cfg.hidden_size = 32, cfg.num_layers = 2, cfg.num_heads = 4;
+    cfg.num_kv_heads = 2, cfg.ffn_size = 48, cfg.max_positions = 16;
+    cfg.tie_word_embeddings = tied;
+    cfg.attention_dropout = 0.1f;
+    LfError err;
+    CHECK_OK(model_config_validate(&cfg, "tiny llama", &err), &err);
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.task = TASK_CAUSAL_LM;
+    spec.strategy = strategy;
+    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                          "gate_proj", "up_proj", "down_proj"};
+    spec.n_targets = 7;
+    for (int i = 0; i < 7; i++) snprintf(spec.targets[i], sizeof spec.targets[0], "%s", proj[i]);
+    Model cpu, gpu;
+    CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, NULL, 5, LB, LT, NULL, 0, &err), &err);
+    int ok = model_create(&gpu, &cfg, &spec, &ops_cuda, NULL, 5, LB, LT, NULL, 0, &err) == 0;
+    if (!ok) fprintf(stderr, "%s\n", err.msg);
+    CHECK(ok);
+    if (!ok) return;
+    Rng rng = {11, 0};
+    int n_lora = 0;
+    for (int i = 0; i < cpu.n_params; i++)
+        if (cpu.params[i].is_lora) { /* B non-zero, so A has a gradient too */
+            n_lora++;
+            for (size_t j = 0; j < cpu.params[i].numel; j++)
+                cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
+        }
+    CHECK(n_lora == (strategy == STRATEGY_LORA ? 2 * 7 * cfg.num_layers : 0));
+    CHECK(model_trainable_count(&cpu) > 0);
+    ops_cuda.upload(gpu.values, cpu.values, cpu.n_values * sizeof(float));
+    /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100). */
+    int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
+    for (int i = 0; i < LB * LT; i++) {
+        ids[i] = (int32_t)(rng_next(&rng) % LV);
+        mask[i] = i % LT < LT - 2 * (i / LT);
+        labels[i] = mask[i] ? ids[i] : -100;
+        if (!mask[i]) ids[i] = 0;
+    }
+    Model *ms[2] = {&cpu, &gpu};
+    AdamW opt[2];
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(model_set_batch(ms[k], ids, NULL, mask, labels, LB, LT, &err), &err);
+        CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, 1e-8f, 0.01f, &err), &err);
+    }
+    CHECK(cpu.n_valid == (LT - 1) + (LT - 3) + (LT - 5)); /* a row predicts its length - 1 */
+    size_t n_logits = (size_t)LB * LT * LV;
+    float *lg[2] = {malloc(n_logits * sizeof(float)), malloc(n_logits * sizeof(float))};
+    for (int step = 0; step < 3; step++) {
+        float loss[2];
+        for (int k = 0; k < 2; k++) {
+            model_zero_grad(ms[k]);
+            CHECK_OK(model_forward(ms[k], 1, 77 + step, 1.0f, &loss[k], &err), &err);
+            CHECK_OK(model_backward(ms[k], 77 + step, &err), &err);
+            CHECK_OK(model_lm_logits(ms[k], 0, LB * LT, lg[k], &err), &err);
+        }
+        CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-4);
+        compare_host("lm logits", lg[1], lg[0], n_logits);
+        if (step == 0) compare_grads(&gpu, &cpu);
+        for (int k = 0; k < 2; k++) {
+            clip_grad_norm(ms[k], 1.0f);
+            adamw_update(&opt[k], ms[k], 1e-2f);
+        }
+    }
+    compare("weights after 3 steps", &ops_cuda, gpu.values, cpu.values, cpu.n_values);
+    /* and an eval-mode forward of the trained weights (no dropout) */
+    float loss[2];
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(model_forward(ms[k], 0, 0, 1.0f, &loss[k], &err), &err);
+        CHECK_OK(model_lm_logits(ms[k], 0, LB * LT, lg[k], &err), &err);
+    }
+    CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-4);
+    compare_host("eval lm logits after 3 steps", lg[1], lg[0], n_logits);
+    CHECK(ops_cuda.status(&err) == 0);
+    free(lg[0]), free(lg[1]);
+    for (int k = 0; k < 2; k++) adamw_free(&opt[k], ms[k]), model_free(ms[k]);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
@@ -124,6 +240,12 @@ int main(void) {
                    every ? "every linear" : "the default targets");
         }
     }
+    for (int tied = 1; tied >= 0; tied--)
+        for (int full = 0; full < 2; full++) {
+            run_llama(tied, full ? STRATEGY_FULL : STRATEGY_LORA);
+            printf("llama (%s, %s): cuda model matches cpu\n", tied ? "tied" : "untied",
+                   full ? "full fine-tuning" : "LoRA on the seven projections");
+        }
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     CHECK(system(cmd) == 0);
