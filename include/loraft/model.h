@@ -125,6 +125,10 @@ typedef struct Model {
     float loss_scale;     /* d(loss_weight * mean loss) / d(one counted loss), last forward */
     float *host_losses;   /* [max_batch * max_len] host copy for the mean loss */
     int32_t *host_labels; /* [max_batch * max_len] the objective's labels before upload */
+    /* generation (model_cache_reset, model_decode): allocated on first use, max_len positions */
+    float *kv_cache;    /* the architecture's cached keys and values */
+    int32_t *positions; /* [max_len] 0, 1, 2, ...: RoPE's positions */
+    int n_cached;       /* positions in the cache */
 } Model;
 
 /* Builds the model from a config and a parameter source:
@@ -153,6 +157,16 @@ void model_zero_grad(Model *m);
  * into host memory out; for evaluation tools and generation. */
 int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err);
 
+/* Generation with a KV cache (decoders), one sequence at a time, eval mode (LoRA applied
+ * through the adapted linears as in training). model_cache_reset empties the cache (allocating
+ * it the first time, for max_len positions). model_decode runs ids[0..n) at the next n
+ * positions: each layer's rotated keys and values are appended to the cache and each token
+ * attends to every cached position up to its own. A prompt is one call (the prefill), each
+ * generated token one more; then model_lm_logits(m, n - 1, 1, out) gives the next token's
+ * logits. Equal to model_forward over the whole sequence, without recomputing the prefix. */
+int model_cache_reset(Model *m, LfError *err);
+int model_decode(Model *m, const int32_t *ids, int n, LfError *err);
+
 /* Parameters: counts as PEFT prints them. */
 size_t model_trainable_count(const Model *m);
 size_t model_all_count(const Model *m);
@@ -162,6 +176,7 @@ Param *model_find_param(Model *m, const char *name);
 int strategy_parse(const char *s, Strategy *out, LfError *err);
 const char *strategy_name(Strategy s);
 void train_spec_defaults(TrainSpec *s);
+Task arch_task(Arch arch); /* the task an architecture's head is for */
 
 /* Writes every base parameter (not LoRA) to path as safetensors, HF names; with
  * merge_lora, W += scale * B A first (in the written copy only). */

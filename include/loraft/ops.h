@@ -130,6 +130,15 @@ typedef struct Ops {
                                uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
                                int HS);
 
+    /* ---- attention of new queries over a KV cache (generation, one sequence) ----
+     * q, out [n, NH*HS]: the queries of positions pos0 .. pos0+n-1; k, v [pos0+n, NKV*HS]: the
+     * keys (rotated) and values of positions 0 .. pos0+n-1, the new ones included. Query i
+     * attends keys j <= pos0 + i, grouped heads as attention_forward, no dropout:
+     * out = softmax(q_h k^T / sqrt(HS)) @ v. scratch: ops_attention_cached_scratch(n, pos0 + n,
+     * NH) floats. */
+    void (*attention_cached)(float *out, const float *q, const float *k, const float *v,
+                             float *scratch, int n, int pos0, int NH, int NKV, int HS);
+
     /* ---- element-wise ---- */
     void (*activation_forward)(float *out, const float *inp, Activation act, size_t n);
     /* dinp += act'(inp) * dout */
@@ -189,13 +198,17 @@ typedef struct Ops {
 
 /* The op scratch each op may use, in floats: one contract for every backend, so the model
  * sizes its scratch from these and nothing else. LoRA: drop(inp) [N,C], then du [N,R];
- * attention: dropout(att), then d(att) [B,NH,T,T]; LM head: a chunk of logits, then their
- * gradient in place. */
+ * attention: dropout(att), then d(att) [B,NH,T,T]; cached attention: the scores [NH,n,L]; LM head:
+ * a chunk of logits, then their gradient in place. */
 static inline size_t ops_lora_scratch(size_t N, size_t C, size_t R) {
     return N * C + N * R;
 }
 static inline size_t ops_attention_scratch(size_t B, size_t T, size_t NH) {
     return B * NH * T * T;
+}
+/* Attention over a cache: the scores of n queries against L keys, per head. */
+static inline size_t ops_attention_cached_scratch(size_t n, size_t L, size_t NH) {
+    return NH * n * L;
 }
 /* LM head: one chunk of logits [min(N, chunk), V]. The default chunk of 1024 rows keeps
  * cuBLAS's GEMMs large (K = C, 1024 x V outputs) while SmolLM2's chunk (V = 49,152) is 201 MB

@@ -464,6 +464,23 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
     if (dk) heads_ax(dk, scratch, q, 1, &g);
 }
 
+/* Generation: n queries at positions pos0.. over the L = pos0 + n cached keys, per head h
+ * (KV head h / (NH/NKV)): scores [n,L] in scratch, causal softmax, then out_h = P @ v. */
+static void cpu_attention_cached(float *out, const float *q, const float *k, const float *v,
+                                 float *scratch, int n, int pos0, int NH, int NKV, int HS) {
+    int L = pos0 + n, ldq = NH * HS, ldkv = NKV * HS, G = NH / NKV;
+    for (int h = 0; h < NH; h++) {
+        float *s = scratch + (size_t)h * n * L;
+        const float *kh = k + (size_t)(h / G) * HS, *vh = v + (size_t)(h / G) * HS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, HS, 1.0f / sqrtf((float)HS),
+                    q + (size_t)h * HS, ldq, kh, ldkv, 0.0f, s, L);
+#pragma omp parallel for if ((size_t)n * L > CPU_PAR_MIN)
+        for (int i = 0; i < n; i++) softmax_row(s + (size_t)i * L, NULL, pos0 + i + 1, L);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, L, 1.0f, s, L, vh, ldkv, 0.0f,
+                    out + (size_t)h * HS, ldq);
+    }
+}
+
 /* ---- activations and vector arithmetic ---- */
 
 /* out[n] = act(inp); exact GELU (the transformer FFN's) has its own loop so it vectorises */
@@ -637,6 +654,7 @@ const Ops ops_cpu = {
     .lora_backward = cpu_lora_backward,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
+    .attention_cached = cpu_attention_cached,
     .activation_forward = cpu_activation_forward,
     .activation_backward = cpu_activation_backward,
     .dropout_forward = cpu_dropout_forward,

@@ -173,3 +173,40 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     if (dq) attention_pv(dq, scratch, k, alpha, 1.0f, &g); /* += alpha dS_h k_kv */
     if (dk) attention_gtv(dk, scratch, q, alpha, &g);      /* += alpha dS_h^T q_h */
 }
+
+/* In place on the NH*n rows of scores [NH,n,L] (row = h*n + i, query position pos0 + i): the
+ * softmax over keys j <= pos0 + i, later keys exactly 0. */
+__global__ void softmax_cached_kernel(float *s, int rows, int n, int pos0, int L) {
+    int lane = threadIdx.x & 31;
+    WARP_ROWS(row, rows) {
+        float *a = s + row * L;
+        int limit = pos0 + (int)(row % n) + 1;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int j = lane; j < limit; j += 32) mx = fmaxf(mx, a[j]);
+        mx = warp_max(mx);
+        for (int j = lane; j < limit; j += 32) sum += expf(a[j] - mx);
+        float inv = 1.0f / warp_sum(sum);
+        for (int j = lane; j < L; j += 32) a[j] = j < limit ? expf(a[j] - mx) * inv : 0.0f;
+    }
+}
+
+/* Generation: q, out [n,NH*HS] at positions pos0..; k, v [L,NKV*HS], L = pos0 + n; scratch
+ * [NH,n,L]. As attention_forward, one batched GEMM per member j of a group: query heads j,
+ * j+G, ... each with its own KV head. */
+void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
+                           float *scratch, int n, int pos0, int NH, int NKV, int HS) {
+    Heads g = heads(1, n, NH, NKV, HS);
+    if (!g.ok || pos0 < 0) return;
+    int L = pos0 + n, G = NH / NKV, ldq = NH * HS, ldkv = NKV * HS;
+    long long nL = (long long)n * L;
+    for (int j = 0; j < G; j++) /* s_h^T (L x n) = k_kv q_h^T */
+        cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, L, n, HS, 1.0f / sqrtf((float)HS), k, ldkv, HS,
+                  q + (size_t)j * HS, ldq, (long long)G * HS, 0.0f, scratch + j * nL, L, G * nL,
+                  NKV);
+    softmax_cached_kernel<<<cuda_blocks((size_t)NH * n, SM_WARPS), SM_WARPS * 32>>>(scratch, NH * n,
+                                                                                    n, pos0, L);
+    CUDA_LAUNCHED("attention_cached (softmax)");
+    for (int j = 0; j < G; j++) /* out_h^T (HS x n) = v_kv^T P_h^T */
+        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, HS, n, L, 1.0f, v, ldkv, HS, scratch + j * nL, L,
+                  G * nL, 0.0f, out + (size_t)j * HS, ldq, (long long)G * HS, NKV);
+}

@@ -175,6 +175,7 @@ extern "C" const Ops ops_cuda = {
     .lora_backward = cuda_lora_backward,
     .attention_forward = cuda_attention_forward,
     .attention_backward = cuda_attention_backward,
+    .attention_cached = cuda_attention_cached,
     .activation_forward = cuda_activation_forward,
     .activation_backward = cuda_activation_backward,
     .dropout_forward = cuda_dropout_forward,

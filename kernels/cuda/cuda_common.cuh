@@ -129,6 +129,8 @@ void cuda_attention_forward(float *out, float *att, const float *q, const float 
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *att, float p,
                              uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
+void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
+                           float *scratch, int n, int pos0, int NH, int NKV, int HS);
 void cuda_activation_forward(float *out, const float *inp, Activation act, size_t n);
 void cuda_activation_backward(float *dinp, const float *inp, const float *dout, Activation act,
                               size_t n);

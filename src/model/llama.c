@@ -5,7 +5,8 @@
  *               out = a + down(silu(gate(n2)) * up(n2))                n2 = rmsnorm(a)
  *   hidden = rmsnorm(out_L); the objective applies lm_head (tied to wte or its own weight)
  * with causal attention over grouped KV heads (NKV <= NH), RoPE on q and k, no biases and no
- * dropout but attention's (and LoRA's). Forward and backward side by side, as in bert.c; every
+ * dropout but attention's (and LoRA's). Forward, backward and the cached decode (generation: one
+ * token at a time against each layer's cached keys and values) side by side, as in bert.c; every
  * dense layer goes through the core's LoRA-aware linear. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,10 +160,40 @@ static void llama_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &b->d_u, N * F, any, NULL);
 }
 
+/* The KV cache (generation): per layer, keys then values [max_len, NKV*HS], rotated keys. */
+static size_t llama_cache_floats(const Model *m) {
+    return 2 * (size_t)m->cfg.num_layers * m->max_len * m->cfg.num_kv_heads * head_size(m);
+}
+
+/* Layer l's cached keys (which 0) or values (which 1). */
+static float *cache_of(const Model *m, int l, int which) {
+    size_t per = (size_t)m->max_len * m->cfg.num_kv_heads * head_size(m);
+    return m->kv_cache + (2 * (size_t)l + which) * per;
+}
+
 /* ------------------------------------------------------------------------------------ */
-/* forward and backward, side by side                                                   */
+/* forward, backward and decode, side by side                                           */
 
 enum { SITE_Q, SITE_K, SITE_V, SITE_ATT, SITE_O, SITE_GATE, SITE_UP, SITE_DOWN };
+
+/* The rest of layer l once attention has written a->ctx [N rows]: a = x + o(ctx), then
+ * out = a + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a). */
+static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Layer *Ly = &llama(m)->layers[l];
+    LayerActs *a = &llama(m)->acts[l];
+    size_t NC = (size_t)N * c->hidden_size, NF = (size_t)N * c->ffn_size;
+    linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
+    o->add(a->a, a->a, a->x, NC);
+    o->rmsnorm_forward(a->n2, a->rstd2, a->a, Ly->ln_ffn.w->value, c->layer_norm_eps, N,
+                       c->hidden_size);
+    linear_forward(m, &Ly->gate, a->gate, a->n2, N, d.lora, model_site(seed, l, SITE_GATE));
+    linear_forward(m, &Ly->up, a->up, a->n2, N, d.lora, model_site(seed, l, SITE_UP));
+    o->swiglu_forward(a->act, a->gate, a->up, NF);
+    linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(seed, l, SITE_DOWN));
+    o->add(a->out, a->out, a->a, NC);
+}
 
 static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     const Ops *o = m->ops;
@@ -172,7 +203,6 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     LayerActs *a = &b->acts[l];
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, HS = head_size(m);
     int NH = c->num_heads, NKV = c->num_kv_heads;
-    size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size;
     o->rmsnorm_forward(a->n1, a->rstd1, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, N, C);
     linear_forward(m, &Ly->q, a->q, a->n1, N, d.lora, model_site(seed, l, SITE_Q));
     linear_forward(m, &Ly->k, a->k, a->n1, N, d.lora, model_site(seed, l, SITE_K));
@@ -181,14 +211,29 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     o->rope_forward(a->k, NULL, c->rope_theta, B, T, NKV, HS);
     o->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, 1, d.attention,
                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
-    linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
-    o->add(a->a, a->a, a->x, NC);
-    o->rmsnorm_forward(a->n2, a->rstd2, a->a, Ly->ln_ffn.w->value, c->layer_norm_eps, N, C);
-    linear_forward(m, &Ly->gate, a->gate, a->n2, N, d.lora, model_site(seed, l, SITE_GATE));
-    linear_forward(m, &Ly->up, a->up, a->n2, N, d.lora, model_site(seed, l, SITE_UP));
-    o->swiglu_forward(a->act, a->gate, a->up, NF);
-    linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(seed, l, SITE_DOWN));
-    o->add(a->out, a->out, a->a, NC);
+    layer_forward_tail(m, l, N, d, seed);
+}
+
+/* Generation: layer l on the n new tokens at positions pos0.. (rows 0..n-1 of a->x): their
+ * rotated keys and values go into the layer's cache, their queries attend to its positions
+ * 0..pos0+n-1; the rest as layer_forward in eval mode. */
+static void layer_decode(Model *m, int l, int pos0, int n) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Layer *Ly = &llama(m)->layers[l];
+    LayerActs *a = &llama(m)->acts[l];
+    int C = c->hidden_size, HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
+    float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
+    float *k_new = k + (size_t)pos0 * NKV * HS, *v_new = v + (size_t)pos0 * NKV * HS;
+    const int32_t *pos = m->positions + pos0;
+    o->rmsnorm_forward(a->n1, a->rstd1, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, n, C);
+    linear_forward(m, &Ly->q, a->q, a->n1, n, 0.0f, 0);
+    linear_forward(m, &Ly->k, k_new, a->n1, n, 0.0f, 0);
+    linear_forward(m, &Ly->v, v_new, a->n1, n, 0.0f, 0);
+    o->rope_forward(a->q, pos, c->rope_theta, 1, n, NH, HS);
+    o->rope_forward(k_new, pos, c->rope_theta, 1, n, NKV, HS);
+    o->attention_cached(a->ctx, a->q, k, v, m->scratch, n, pos0, NH, NKV, HS);
+    layer_forward_tail(m, l, n, (Drop){0, 0, 0, 0}, 0);
 }
 
 /* dout: gradient of the layer output [N,C]; dx (may be NULL) += gradient of its input. */
@@ -275,6 +320,17 @@ static void llama_backward(Model *m, Drop d, uint64_t seed) {
         o->embedding_backward(b->wte->grad, NULL, NULL, dout, m->ids, NULL, m->B, m->T, C);
 }
 
+static void llama_decode(Model *m, int pos0, int n) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Llama *b = llama(m);
+    int C = c->hidden_size, L = c->num_layers;
+    o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, 1, n, C);
+    for (int l = 0; l < L; l++) layer_decode(m, l, pos0, n);
+    o->rmsnorm_forward(b->hf, b->rstd_f, b->acts[L - 1].out, b->ln_f.w->value, c->layer_norm_eps, n,
+                       C);
+}
+
 const ArchImpl arch_llama = {
     .name = "llama",
     .prefix = "model",
@@ -286,4 +342,6 @@ const ArchImpl arch_llama = {
     .plan = llama_plan,
     .forward = llama_forward,
     .backward = llama_backward,
+    .cache_floats = llama_cache_floats,
+    .decode = llama_decode,
 };

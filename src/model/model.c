@@ -48,6 +48,10 @@ static const ArchImpl *arch_for(Arch a) {
     return a == ARCH_LLAMA ? &arch_llama : a == ARCH_DISTILBERT ? &arch_distilbert : &arch_bert;
 }
 
+Task arch_task(Arch a) {
+    return arch_for(a)->task;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* the parameter table                                                                  */
 
@@ -328,7 +332,9 @@ static size_t max_size(size_t a, size_t b) {
  * sized for B*T rows, the most any of them sees. */
 static size_t scratch_floats(const Model *m) {
     size_t B = m->max_batch, T = m->max_len, R = m->spec.r;
-    size_t need = ops_attention_scratch(B, T, m->cfg.num_heads);
+    size_t need =
+        max_size(ops_attention_scratch(B, T, m->cfg.num_heads),
+                 m->arch->decode ? ops_attention_cached_scratch(T, T, m->cfg.num_heads) : 0);
     for (int i = 0; i < m->n_linears; i++)
         if (m->linears[i]->lora)
             need = max_size(need, ops_lora_scratch(B * T, (size_t)m->linears[i]->in, R));
@@ -482,6 +488,8 @@ void model_free(Model *m) {
         m->ops->free(m->grads);
         m->ops->free(m->act_mem);
         m->ops->free(m->ids);
+        m->ops->free(m->kv_cache);
+        m->ops->free(m->positions);
     }
     if (m->arch) m->arch->free(m);
     free(m->params);
@@ -613,6 +621,46 @@ int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
         m->ops->download(out + (size_t)r * V, m->head_scratch, (size_t)n * V * sizeof(float));
     }
     return m->ops->status(err);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* generation                                                                           */
+
+int model_cache_reset(Model *m, LfError *err) {
+    if (!m->arch->decode)
+        return lf_fail(err, "generation needs a decoder; %s is not one", m->arch->name);
+    m->n_cached = 0;
+    if (m->kv_cache) return 0;
+    size_t n = m->arch->cache_floats(m), P = (size_t)m->max_len;
+    m->kv_cache = m->ops->alloc(n * sizeof(float));
+    m->positions = m->ops->alloc(P * sizeof(int32_t));
+    int32_t *host = malloc(P * sizeof *host);
+    int rc = m->kv_cache && m->positions && host
+                 ? 0
+                 : lf_fail(err, "out of memory for a KV cache of %zu floats", n);
+    for (size_t i = 0; !rc && i < P; i++) host[i] = (int32_t)i;
+    if (!rc) m->ops->upload(m->positions, host, P * sizeof(int32_t));
+    free(host);
+    return rc;
+}
+
+int model_decode(Model *m, const int32_t *ids, int n, LfError *err) {
+    if (!m->kv_cache) return lf_fail(err, "model_decode: no KV cache (model_cache_reset first)");
+    if (n < 1 || n > m->max_len - m->n_cached)
+        return lf_fail(err,
+                       "%d more tokens after %d exceed the %d positions the model was built for", n,
+                       m->n_cached, m->max_len);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return lf_fail(err, "token id %d is outside the vocabulary (size %d)", ids[i],
+                           m->cfg.vocab_size);
+    m->ops->upload(m->ids, ids, (size_t)n * sizeof(int32_t));
+    m->B = 1;
+    m->T = n;
+    m->train_mode = m->has_labels = 0;
+    m->arch->decode(m, m->n_cached, n);
+    m->n_cached += n;
+    return m->ops->status(err) ? -1 : check_guards(m, err);
 }
 
 /* ------------------------------------------------------------------------------------ */

@@ -401,6 +401,21 @@ static void test_attention(int B, int T, int NH, int NKV, int HS, int causal, in
     pairs_free();
 }
 
+/* generation: n queries at positions pos0.. over L = pos0 + n cached keys */
+static void test_attention_cached(int n, int pos0, int NH, int NKV, int HS) {
+    int L = pos0 + n;
+    Pair *q = pair_random((size_t)n * NH * HS, 1.0f), *out = pair_new((size_t)n * NH * HS * 4);
+    Pair *k = pair_random((size_t)L * NKV * HS, 1.0f), *v = pair_random((size_t)L * NKV * HS, 1.0f);
+    Pair *scratch = pair_new(ops_attention_cached_scratch(n, L, NH) * sizeof(float));
+    BACKENDS(w, o) {
+        o->attention_cached(F(out, w), F(q, w), F(k, w), F(v, w), F(scratch, w), n, pos0, NH, NKV,
+                            HS);
+    }
+    NAME("attention_cached n=%d pos0=%d NH=%d NKV=%d HS=%d", n, pos0, NH, NKV, HS);
+    compare("out", out, GEMM_TOL);
+    pairs_free();
+}
+
 /* ---- cross-entropy ---- */
 static void test_cross_entropy(int N, int V, float amp, int with_grad) {
     Pair *logits = pair_random((size_t)N * V, amp), *labels = pair_ints(N, 0, V);
@@ -645,6 +660,10 @@ int main(void) {
     test_attention(3, 33, 4, 1, 16, 1, 5, 0.1f, 0);    /* causal, one KV head (MQA) */
     test_attention(2, 70, 9, 3, 64, 1, 0, 0.0f, 0);    /* SmolLM2's heads: 9 q, 3 KV */
     test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 1);
+    test_attention_cached(1, 0, 1, 1, 4);   /* the first token */
+    test_attention_cached(7, 0, 4, 2, 16);  /* a prefill */
+    test_attention_cached(1, 69, 9, 3, 64); /* a decode step, SmolLM2's heads */
+    test_attention_cached(5, 40, 4, 1, 32); /* a chunk after a cached prefix, MQA */
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
     test_cross_entropy(16, 1000, 50.0f, 1);
