@@ -61,7 +61,7 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.strategy = STRATEGY_HEAD;
-    spec.task = cfg.arch == ARCH_LLAMA ? TASK_CAUSAL_LM : TASK_CLASSIFICATION;
+    spec.task = arch_task(cfg.arch);
     Model m;
     if (model_create(&m, &cfg, &spec, &ops_cpu, NULL, (uint64_t)seed, 1, 2, NULL, 0, err))
         return -1;

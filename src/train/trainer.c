@@ -272,6 +272,9 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     if (rc) return -1;
     spec.task = r->causal_lm ? TASK_CAUSAL_LM : TASK_CLASSIFICATION;
     if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
+    if (spec.task != (r->causal_lm ? TASK_CAUSAL_LM : TASK_CLASSIFICATION))
+        return lf_fail(err, "--adapter %s was trained for another task than model.task %s",
+                       adapter_dir, c->task);
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
     char missing[2048];
@@ -578,12 +581,14 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             if ((ev || sv) && checkpoint_point(r, &ts, ev, sv, epoch_f, err)) return -1;
         }
         progress_finish(&p);
-        ts.epoch = epoch + 1;
+        int complete = k >= nb; /* max_steps may end an epoch early: resume inside it */
+        ts.epoch = complete ? epoch + 1 : epoch;
         fprintf(r->out, "epoch %d: train loss %.4f, %.0f tokens/s, %.1f s\n", epoch + 1,
                 epoch_loss / (k - skip > 0 ? k - skip : 1), tokens / (now_seconds() - t0),
                 now_seconds() - t0);
         if ((eval_epoch || save_epoch) &&
-            checkpoint_point(r, &ts, eval_epoch, save_epoch, epoch + 1, err))
+            checkpoint_point(r, &ts, eval_epoch, save_epoch,
+                             complete ? epoch + 1 : epoch + (double)k / nb, err))
             return -1;
     }
     struct rusage ru;
