@@ -13,6 +13,7 @@ static const Command commands[] = {
     {"config-docs", cmd_config_docs, "print the reference of every config key (docs/CONFIG.md)"},
     {"init", cmd_init, "write a seeded random HF checkpoint (for tests and experiments)"},
     {"tokenize", cmd_tokenize, "encode JSONL or text lines on stdin into token ids"},
+    {"generate", cmd_generate, "continue prompts with a decoder (and an adapter), streaming"},
 };
 
 static void usage(FILE *out) {
