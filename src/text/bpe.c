@@ -4,6 +4,7 @@
  * (rank, position) that `tokenizers` uses, so ties and stale entries resolve as there. It is not a
  * general `tokenizers` runtime: normalizers, other models and other regexes are refused at load
  * time, and there is no word cache and no offset tracking. */
+#include "loraft/hash.h"
 #include "loraft/bpe.h"
 
 #include <errno.h>
@@ -112,22 +113,6 @@ static int push_id(IdList *l, int32_t id, LfError *err) {
     }
     l->ids[l->n++] = id;
     return 0;
-}
-
-static uint32_t hash_bytes(const void *data, size_t n) {
-    const unsigned char *s = data;
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-    for (; n >= 8; s += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-        h ^= h >> 29;
-    }
-    uint64_t w = 0;
-    memcpy(&w, s, n);
-    h = (h ^ w) * 0x94D049BB133111EBull;
-    h ^= h >> 32;
-    return (uint32_t)h | 1u << 31;
 }
 
 static int uprops(uint32_t c) {

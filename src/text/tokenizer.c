@@ -4,6 +4,7 @@
  * collects in a fixed buffer; WordPiece then looks pieces up in an open-addressing hash table.
  * No allocation per word; ASCII skips the Unicode tables. It is not a general `tokenizers`
  * runtime: other normalizers, pre-tokenizers and models (BPE, Unigram) are refused at load time. */
+#include "loraft/hash.h"
 #include "loraft/tokenizer.h"
 
 #include <errno.h>
@@ -146,22 +147,6 @@ static int uni_nfd(uint32_t c, uint32_t out[4]) {
 }
 
 /* ---------------------------------------------------------------- vocabulary hash table */
-
-/* Word-at-a-time multiplicative hash; never 0 (0 marks an empty slot). */
-static uint32_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-    for (; n >= 8; s += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-        h ^= h >> 29;
-    }
-    uint64_t w = 0;
-    memcpy(&w, s, n);
-    h = (h ^ w) * 0x94D049BB133111EBull;
-    h ^= h >> 32;
-    return (uint32_t)h | 1u << 31;
-}
 
 static const char *token_at(const Tokenizer *t, int32_t id) {
     return t->arena + t->off[id];
