@@ -4,7 +4,6 @@
  * (rank, position) that `tokenizers` uses, so ties and stale entries resolve as there. It is not a
  * general `tokenizers` runtime: normalizers, other models and other regexes are refused at load
  * time, and there is no word cache and no offset tracking. */
-#include "loraft/hash.h"
 #include "loraft/bpe.h"
 
 #include <errno.h>
@@ -18,6 +17,7 @@
 #include "loraft/fileio.h"
 #include "loraft/unicode_props.h"
 #include "loraft/utf8.h"
+#include "loraft/hash.h"
 
 enum { MAX_STAGES = 4, MAX_TEMPLATE = 8 };
 

@@ -4,7 +4,6 @@
  * collects in a fixed buffer; WordPiece then looks pieces up in an open-addressing hash table.
  * No allocation per word; ASCII skips the Unicode tables. It is not a general `tokenizers`
  * runtime: other normalizers, pre-tokenizers and models (BPE, Unigram) are refused at load time. */
-#include "loraft/hash.h"
 #include "loraft/tokenizer.h"
 
 #include <errno.h>
@@ -18,6 +17,7 @@
 
 #include "loraft/unicode.h"
 #include "loraft/utf8.h"
+#include "loraft/hash.h"
 
 enum { MAX_WORD_CHARS = 1024 }; /* largest max_input_chars_per_word we accept */
 enum { MAX_ADDED = 64 };        /* added tokens of tokenizer.json */
