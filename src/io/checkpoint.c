@@ -113,6 +113,17 @@ static cJSON *string_array(const char *first, int n, size_t stride) {
     return a;
 }
 
+/* The float as the shortest decimal that reads back to it, so lora_dropout 0.1 is written
+ * 0.1 as peft writes it, not 0.10000000149011612. */
+static double shortest(float f) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
+}
+
 static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     const TrainSpec *s = &m->spec;
     cJSON *c = cJSON_CreateObject();
@@ -120,8 +131,8 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddStringToObject(c, "task_type", m->objective->task_type);
     cJSON_AddStringToObject(c, "base_model_name_or_path", base_model ? base_model : "");
     cJSON_AddNumberToObject(c, "r", s->r);
-    cJSON_AddNumberToObject(c, "lora_alpha", s->alpha);
-    cJSON_AddNumberToObject(c, "lora_dropout", s->dropout);
+    cJSON_AddNumberToObject(c, "lora_alpha", shortest(s->alpha));
+    cJSON_AddNumberToObject(c, "lora_dropout", shortest(s->dropout));
     cJSON_AddBoolToObject(c, "use_rslora", s->use_rslora);
     cJSON_AddStringToObject(c, "bias", "none");
     cJSON_AddBoolToObject(c, "fan_in_fan_out", 0);
@@ -234,10 +245,17 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     train_spec_defaults(spec);
     spec->strategy = STRATEGY_LORA;
     const cJSON *type = cJSON_GetObjectItem(c, "peft_type"), *bias = cJSON_GetObjectItem(c, "bias"),
-                *base = cJSON_GetObjectItem(c, "base_model_name_or_path");
+                *base = cJSON_GetObjectItem(c, "base_model_name_or_path"),
+                *task = cJSON_GetObjectItem(c, "task_type");
     int rc = 0;
+    if (cJSON_IsString(task) && !strcmp(task->valuestring, "CAUSAL_LM"))
+        spec->task = TASK_CAUSAL_LM;
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA"))
         rc = lf_fail(err, "%s: peft_type must be \"LORA\"", path);
+    else if (task && !cJSON_IsNull(task) &&
+             (!cJSON_IsString(task) ||
+              (strcmp(task->valuestring, "SEQ_CLS") && strcmp(task->valuestring, "CAUSAL_LM"))))
+        rc = lf_fail(err, "%s: task_type must be \"SEQ_CLS\" or \"CAUSAL_LM\"", path);
     else if (bias && cJSON_IsString(bias) && strcmp(bias->valuestring, "none"))
         rc = lf_fail(err, "%s: bias \"%s\" is not supported (only \"none\")", path,
                      bias->valuestring);
@@ -295,6 +313,7 @@ int model_open(Model *m, const char *model_dir, const char *adapter_dir, const O
     if (model_config_load(&cfg, model_dir, err)) return -1;
     train_spec_defaults(&spec);
     spec.strategy = STRATEGY_HEAD;
+    spec.task = arch_task(cfg.arch);
     if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
     if (max_len <= 0) max_len = cfg.max_positions;
     if (model_create(m, &cfg, &spec, ops, model_dir, 0, max_batch, max_len, NULL, 0, err))

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Causal-LM adapters are PEFT's: a tiny seeded Llama (`loraft init --arch llama`, GQA 4 heads /
+# 2 KV heads, the GPT-2 tokenizer), once with a tied head and once `--untied`, trains LoRA
+# (r=4 on all seven projections q_proj..down_proj, lora_dropout 0.1) for a few steps on a
+# corpus written here; then, with torch, transformers and peft from the venv of
+# scripts/setup-python.sh (the test skips, saying why, when it is missing):
+#  1. AutoModelForCausalLM.from_pretrained(tiny) + PeftModel.from_pretrained(model, OUT/best)
+#     loads every tensor of the adapter, none missing or unexpected (and get_peft_model_state_dict
+#     gives back exactly the file's names and values), with the saved task_type CAUSAL_LM and
+#     lora_dropout;
+#  2. its loss on the validation texts equals `loraft eval --adapter OUT/best`'s eval_loss,
+#     computed as loraft defines it: each text alone, right-truncated at data.max_length, no BOS
+#     (the GPT-2 tokenizer adds none), the mean over every predicted token of all texts;
+#  3. `loraft merge` writes a directory that plain transformers loads (no missing or unexpected
+#     keys; a tied head stays tied: no lm_head.weight) with the same loss, and so does
+#     `loraft eval` of the merged directory; the base model without the adapter agrees too.
+# loraft's loss is read as ln(perplexity) from `loraft eval` (perplexity is printed to 3
+# decimals, i.e. the loss to about 1e-8 at these perplexities); all losses must agree within
+# 2e-5 (f32 throughout; the observed differences are about 1e-6).
+set -euo pipefail
+bin=${LORAFT_BIN:-build/loraft}
+data=${LORAFT_SHARED_DATA:-../shared/data}
+vocab=$data/tokenizers/gpt2
+[ -d "$vocab" ] || { echo "SKIP: $vocab (the GPT-2 tokenizer of the tiny llama) is absent"; exit 77; }
+if ! py=$(scripts/setup-python.sh --check 2>&1); then echo "SKIP: $py"; exit 77; fi
+tmp=$(mktemp -d /tmp/loraft-peft-lm-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+tol=2e-5
+max_len=32
+
+# Training texts (3 sentences each) and validation texts of 1 to 3 sentences, one of them longer
+# than max_length (right-truncated) and one a single token (nothing to predict: it counts for
+# neither side).
+"$py" - "$tmp" <<'EOF'
+import json, random, sys
+random.seed(5)
+names = ["Anne", "Captain Wentworth", "Lady Russell", "Mary", "Sir Walter", "Elizabeth"]
+verbs = ["walked to", "looked at", "spoke of", "thought of", "smiled at", "wrote to"]
+objs = ["the garden", "the house", "her sister", "the letter", "Bath", "the sea"]
+tails = ["in the morning.", "with great pleasure.", "and was very happy.", "once again."]
+sent = lambda: " ".join(random.choice(w) for w in (names, verbs, objs, tails))
+with open(sys.argv[1] + "/train.jsonl", "w") as f:
+    for i in range(40):
+        f.write(json.dumps({"text": " ".join(sent() for _ in range(3))}) + "\n")
+with open(sys.argv[1] + "/valid.jsonl", "w") as f:
+    for i in range(6):
+        f.write(json.dumps({"text": " ".join(sent() for _ in range(1 + i % 3))}) + "\n")
+    f.write(json.dumps({"text": " ".join(sent() for _ in range(6))}) + "\n")  # > max_length
+    f.write(json.dumps({"text": "Hello"}) + "\n")                              # one token
+EOF
+
+# loraft eval's loss, as ln(perplexity), and the number of predicted tokens: "LOSS N"
+eval_loss() {
+  "$bin" eval --config "$1" "${@:2}" 2>"$tmp/eval.err" | "$py" -c '
+import math, re, sys
+out = sys.stdin.read()
+m = re.search(r"eval_loss (\S+)\s+perplexity (\S+)\s+\((\d+) tokens predicted\)", out)
+if not m: sys.exit("no eval_loss in: " + out)
+loss, ppl = float(m[1]), float(m[2])
+assert abs(math.log(ppl) - loss) <= 5.1e-5, (loss, ppl)
+print("%.9f %s" % (math.log(ppl), m[3]))' || { cat "$tmp/eval.err"; return 1; }
+}
+
+for head in tied untied; do
+  "$bin" init --arch llama --layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 96 \
+    $([ $head = untied ] && echo --untied) --vocab-from "$vocab" --seed 3 \
+    --out "$tmp/$head" >/dev/null
+  cat >"$tmp/$head.json" <<EOF
+{"model": {"model": "$tmp/$head", "task": "causal-lm"},
+ "data": {"train_file": "$tmp/train.jsonl", "validation_file": "$tmp/valid.jsonl",
+          "max_length": $max_len},
+ "lora": {"r": 4, "alpha": 8, "dropout": 0.1,
+          "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                             "down_proj"]},
+ "train": {"learning_rate": 2e-2, "batch_size": 4, "max_steps": 8, "lr_scheduler": "constant",
+           "eval_strategy": "steps", "eval_steps": 8, "save_strategy": "steps", "save_steps": 8,
+           "logging_steps": 0, "threads": 1, "output_dir": "$tmp/$head-run"}}
+EOF
+  "$bin" train --config "$tmp/$head.json" >"$tmp/$head-train.log" 2>&1 \
+    || { cat "$tmp/$head-train.log"; echo "FAIL: loraft train ($head)"; exit 1; }
+  "$bin" merge --model "$tmp/$head" --adapter "$tmp/$head-run/best" --out "$tmp/$head-merged" \
+    >/dev/null
+  {
+    echo "adapter $(eval_loss "$tmp/$head.json" --adapter "$tmp/$head-run/best")"
+    echo "base $(eval_loss "$tmp/$head.json")"
+    echo "merged $(eval_loss "$tmp/$head.json" --set model.model="$tmp/$head-merged")"
+  } >"$tmp/$head-ours"
+done
+
+"$py" - "$tmp" "$max_len" "$tol" <<'EOF'
+import json, math, sys, warnings, logging
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model_state_dict
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+hf_logging.disable_progress_bar()
+tmp, max_len, tol = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+torch.set_num_threads(1)
+texts = [json.loads(l)["text"] for l in open(tmp + "/valid.jsonl")]
+results = []
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    results.append(bool(ok))
+
+class Grab(logging.Handler):  # peft and transformers report missing/unexpected keys as warnings
+    def __init__(self): super().__init__(); self.msgs = []
+    def emit(self, r): self.msgs.append(r.getMessage())
+grab = Grab()
+for name in ("peft", "transformers"): logging.getLogger(name).addHandler(grab)
+
+def hf_loss(model, tok):
+    """loraft's eval_loss: each text alone, right-truncated, no BOS, mean over predicted tokens."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for t in texts:
+            ids = tok(t)["input_ids"][:max_len]
+            if len(ids) < 2: continue
+            x = torch.tensor([ids])
+            logits = model(input_ids=x).logits[0, :-1].double()
+            total += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
+            count += len(ids) - 1
+    return total / count, count
+
+def load(path):
+    model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True,
+                                                       dtype=torch.float32)
+    return model, {k: v for k, v in info.items() if v}  # missing, unexpected, mismatched, errors
+
+for head in ("tied", "untied"):
+    base_dir, adapter = f"{tmp}/{head}", f"{tmp}/{head}-run/best"
+    ours = {}
+    for line in open(f"{tmp}/{head}-ours"):
+        what, loss, n = line.split()
+        ours[what] = (float(loss), int(n))
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    check(tok("Anne")["input_ids"] == tok.encode("Anne", add_special_tokens=False),
+          f"{head}: the tokenizer adds no special tokens (no BOS)")
+
+    # the adapter's config, as peft reads it
+    cfg = LoraConfig.from_pretrained(adapter)
+    check(cfg.task_type == "CAUSAL_LM" and cfg.lora_dropout == 0.1 and cfg.r == 4
+          and cfg.lora_alpha == 8 and set(cfg.target_modules) ==
+          {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+          f"{head}: adapter_config: task_type {cfg.task_type}, r {cfg.r}, alpha {cfg.lora_alpha}, "
+          f"lora_dropout {cfg.lora_dropout}, targets {sorted(cfg.target_modules)}")
+
+    base, bad = load(base_dir)
+    check(not bad, f"{head}: base loads with no missing/unexpected keys {bad}")
+    check(base.config.tie_word_embeddings == (head == "tied") and
+          (base.lm_head.weight.data_ptr() == base.model.embed_tokens.weight.data_ptr()) == (head == "tied"),
+          f"{head}: lm_head tied to embed_tokens: {head == 'tied'}")
+    loss, n = hf_loss(base, tok)
+    check(n == ours["base"][1] and abs(loss - ours["base"][0]) <= tol,
+          f"{head}: base model loss: loraft {ours['base'][0]:.7f} vs transformers {loss:.7f} "
+          f"(|diff| {abs(loss - ours['base'][0]):.1e}, {n} tokens vs loraft's {ours['base'][1]})")
+
+    # PEFT: every adapter tensor loads, none is missing or unexpected
+    grab.msgs.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = PeftModel.from_pretrained(base, adapter)
+    noise = [m for m in grab.msgs + [str(w.message) for w in caught]
+             if "missing" in m.lower() or "unexpected" in m.lower()]
+    check(not noise, f"{head}: PeftModel.from_pretrained reports no missing/unexpected keys {noise}")
+    saved = load_file(adapter + "/adapter_model.safetensors")
+    lora = {k.replace(".default", ""): v for k, v in model.state_dict().items() if "lora_" in k}
+    check(set(lora) == set(saved) and len(saved) == 2 * 7 * 2,
+          f"{head}: the PEFT model's {len(lora)} LoRA tensors are the file's {len(saved)} "
+          f"(missing {sorted(set(lora) - set(saved))[:3]}, unexpected {sorted(set(saved) - set(lora))[:3]})")
+    back = get_peft_model_state_dict(model)
+    check(set(back) == set(saved) and all(torch.equal(back[k], saved[k]) for k in saved),
+          f"{head}: get_peft_model_state_dict gives back the file's names and values")
+    check(all(float(saved[k].abs().max()) > 0 for k in saved if "lora_B" in k),
+          f"{head}: every lora_B trained (non-zero)")
+    drops = {float(m.lora_dropout["default"].p) for m in model.modules() if hasattr(m, "lora_dropout")
+             and "default" in m.lora_dropout}
+    check(len(drops) == 1 and abs(drops.pop() - 0.1) < 1e-6, f"{head}: PEFT's lora_dropout is 0.1")
+    loss_peft, n = hf_loss(model, tok)
+    a = ours["adapter"][0]
+    check(n == ours["adapter"][1] and abs(loss_peft - a) <= tol,
+          f"{head}: adapter loss: loraft eval {a:.7f} vs PEFT {loss_peft:.7f} "
+          f"(|diff| {abs(loss_peft - a):.1e}, {n} tokens)")
+    check(abs(a - ours["base"][0]) > 1e-3, f"{head}: the adapter changes the loss "
+          f"({ours['base'][0]:.4f} -> {a:.4f})")
+
+    # the merged directory in plain transformers
+    merged_dir = f"{tmp}/{head}-merged"
+    merged, bad = load(merged_dir)
+    check(not bad, f"{head}: merged loads with no missing/unexpected keys {bad}")
+    names = set(load_file(merged_dir + "/model.safetensors"))
+    check(("lm_head.weight" in names) == (head == "untied") and
+          merged.config.tie_word_embeddings == (head == "tied"),
+          f"{head}: merged head: lm_head.weight {'absent, tied' if head == 'tied' else 'present, untied'}")
+    loss_merged, n = hf_loss(merged, AutoTokenizer.from_pretrained(merged_dir))
+    check(abs(loss_merged - a) <= tol and abs(ours["merged"][0] - a) <= tol,
+          f"{head}: merged loss: transformers {loss_merged:.7f}, loraft eval {ours['merged'][0]:.7f} "
+          f"vs adapter {a:.7f} (|diff| {abs(loss_merged - a):.1e}, {abs(ours['merged'][0] - a):.1e})")
+
+print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
+sys.exit(0 if all(results) else 1)
+EOF
