@@ -92,7 +92,7 @@ static int resolve_template(const GenOpts *o, ChatTemplate *t, LfError *err) {
     if (gguf ? gguf_jinja(o->model, &jinja, err) : dir_jinja(o->model, &jinja, err)) return -1;
     int rc = chat_template_detect(jinja, t, err);
     free(jinja);
-    return rc ? lf_wrap(err, "%s (choose one with --template NAME)", o->model) : 0;
+    return rc ? lf_wrap(err, "%s (use --template NAME)", o->model) : 0;
 }
 
 /* ---- prompts ---- */
@@ -255,7 +255,7 @@ static int run(const GenOpts *o, const CliList *texts, LfError *err) {
     IdList ids[64] = {{0}};
     Model m = {0};
     float *logits = NULL;
-    int longest, max_len;
+    int longest = 0, max_len = 0;
     const Ops *ops = ops_by_name(o->device, err);
     int rc = !ops || text_tokenizer_open(&tok, o->model, err);
     if (!rc && tok.kind != TEXT_BPE)
