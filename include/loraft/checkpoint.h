@@ -30,7 +30,10 @@ int adapter_load_weights(Model *m, const char *dir, LfError *err);
 int model_open(Model *m, const char *model_dir, const char *adapter_dir, const Ops *ops,
                int max_batch, int max_len, LfError *err);
 
-/* An HF model directory; merge folds LoRA into the base weights of the written copy. */
+/* An HF model directory; merge folds LoRA into the base weights of the written copy. The
+ * tokenizer files are copied from tokenizer_dir (NULL: none); a tokenizer_dir ending in .gguf
+ * means the folder of that file, which must hold a tokenizer.json (checked before anything is
+ * written: loraft does not write GGUF tokenizer metadata as a tokenizer.json). */
 int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int merge, LfError *err);
 
 typedef struct TrainState {

@@ -322,8 +322,37 @@ int model_open(Model *m, const char *model_dir, const char *adapter_dir, const O
     return 0;
 }
 
-int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int merge, LfError *err) {
+/* A GGUF model holds its tokenizer in its metadata, which loraft does not write out as a
+ * tokenizer.json: the Hugging Face tokenizer files are taken from the folder of the .gguf
+ * file, and without a tokenizer.json there the save stops before writing anything. */
+static int gguf_tokenizer_dir(const char *gguf, char *dir, size_t cap, LfError *err) {
+    const char *slash = strrchr(gguf, '/');
+    int n = !slash ? 1 : slash == gguf ? 1 : (int)(slash - gguf);
+    if ((size_t)snprintf(dir, cap, "%.*s", n, slash ? gguf : ".") >= cap)
+        return lf_fail(err, "%s: path too long", gguf);
     char path[4200];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (stat(path, &sb))
+        return lf_fail(err,
+                       "%s: a model directory made from a GGUF file needs the model's Hugging Face "
+                       "tokenizer, which loraft cannot write from GGUF metadata: put its "
+                       "tokenizer.json (and tokenizer_config.json) beside the .gguf file, in %s",
+                       gguf, dir);
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && !strcmp(s + ls - lx, suffix);
+}
+
+int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int merge, LfError *err) {
+    char path[4200], gguf_dir[4096];
+    if (tokenizer_dir && ends_with(tokenizer_dir, ".gguf")) {
+        if (gguf_tokenizer_dir(tokenizer_dir, gguf_dir, sizeof gguf_dir, err)) return -1;
+        tokenizer_dir = gguf_dir;
+    }
     if (dir_create(dir, err)) return -1;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (model_config_save(&m->cfg, path, err)) return -1;
