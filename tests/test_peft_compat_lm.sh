@@ -13,7 +13,10 @@
 #     (the GPT-2 tokenizer adds none), the mean over every predicted token of all texts;
 #  3. `loraft merge` writes a directory that plain transformers loads (no missing or unexpected
 #     keys; a tied head stays tied: no lm_head.weight) with the same loss, and so does
-#     `loraft eval` of the merged directory; the base model without the adapter agrees too.
+#     `loraft eval` of the merged directory; the base model without the adapter agrees too;
+#  4. the same base as a GGUF file: the adapter gives the same loss on it, and `loraft merge`
+#     onto it needs the HF tokenizer files beside the .gguf (else a clear error, nothing
+#     written), then writes the same files as the merge onto the HF directory.
 # loraft's loss is read as ln(perplexity) from `loraft eval` (perplexity is printed to 3
 # decimals, i.e. the loss to about 1e-8 at these perplexities); all losses must agree within
 # 2e-5 (f32 throughout; the observed differences are about 1e-6).
