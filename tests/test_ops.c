@@ -713,6 +713,36 @@ static double act_reference(double x, Activation act) {
     return NAN;
 }
 
+/* Generation: n queries at positions pos0.. over L = pos0 + n cached keys (GQA), against
+ * naive double attention with query i allowed keys j <= pos0 + i. */
+static void test_attention_cached(int n, int pos0, int nh, int nkv, int hs) {
+    int L = pos0 + n, QC = nh * hs, KC = nkv * hs;
+    float *q = rand_vec((size_t)n * QC, -1, 1), *k = rand_vec((size_t)L * KC, -1, 1);
+    float *v = rand_vec((size_t)L * KC, -1, 1), *out = calloc((size_t)n * QC, sizeof *out);
+    float *scratch = rand_vec(ops_attention_cached_scratch(n, L, nh), -1, 1);
+    double *ref = calloc((size_t)n * QC, sizeof *ref), *p = calloc(L, sizeof *p);
+    ops->attention_cached(out, q, k, v, scratch, n, pos0, nh, nkv, hs);
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < nh; h++) {
+            const float *qi = q + (size_t)i * QC + h * hs;
+            int kvh = h / (nh / nkv), keys = pos0 + i + 1;
+            double mx = -INFINITY, z = 0;
+            for (int j = 0; j < keys; j++) {
+                p[j] = 0;
+                for (int d = 0; d < hs; d++)
+                    p[j] += (double)qi[d] * k[(size_t)j * KC + kvh * hs + d];
+                p[j] /= sqrt((double)hs);
+                mx = fmax(mx, p[j]);
+            }
+            for (int j = 0; j < keys; j++) z += p[j] = exp(p[j] - mx);
+            for (int j = 0; j < keys; j++)
+                for (int d = 0; d < hs; d++)
+                    ref[(size_t)i * QC + h * hs + d] += p[j] / z * v[(size_t)j * KC + kvh * hs + d];
+        }
+    CHECK(count_mismatch("attention_cached out", out, ref, (size_t)n * QC, 1e-6, 1e-5) == 0);
+    free(q), free(k), free(v), free(out), free(scratch), free(ref), free(p);
+}
+
 static void test_activations(void) {
     const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh", "silu"};
     for (int act = ACT_GELU; act <= ACT_SILU; act++) {
@@ -1197,6 +1227,10 @@ int main(void) {
     test_attention(0.0f, 1, NH);
     test_attention(0.3f, 1, 1);
     test_attention(0.0f, 1, 1);
+    test_attention_cached(1, 0, 2, 2, 8);   /* the first token */
+    test_attention_cached(6, 0, 4, 2, 8);   /* a prefill */
+    test_attention_cached(1, 17, 6, 2, 16); /* a decode step */
+    test_attention_cached(3, 9, 4, 1, 8);   /* a chunk after a cached prefix, MQA */
     test_activations();
     test_activations_non_finite();
     test_elementwise_grads();

@@ -641,6 +641,12 @@ int model_cache_reset(Model *m, LfError *err) {
     for (size_t i = 0; !rc && i < P; i++) host[i] = (int32_t)i;
     if (!rc) m->ops->upload(m->positions, host, P * sizeof(int32_t));
     free(host);
+    if (rc) { /* none or both */
+        m->ops->free(m->kv_cache);
+        m->ops->free(m->positions);
+        m->kv_cache = NULL;
+        m->positions = NULL;
+    }
     return rc;
 }
 
