@@ -58,6 +58,10 @@ int dir_create(const char *path, LfError *err);
  * Fails when the result does not fit in cap bytes. */
 int path_join(char *out, size_t cap, const char *dir, const char *name, LfError *err);
 
+/* The float as the shortest decimal that reads back to it (0.1f -> 0.1, not
+ * 0.10000000149011612), for JSON files that look like the ones transformers and peft write. */
+double float_shortest(float f);
+
 #ifdef __cplusplus
 }
 #endif

@@ -113,17 +113,6 @@ static cJSON *string_array(const char *first, int n, size_t stride) {
     return a;
 }
 
-/* The float as the shortest decimal that reads back to it, so lora_dropout 0.1 is written
- * 0.1 as peft writes it, not 0.10000000149011612. */
-static double shortest(float f) {
-    char buf[32];
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-        if (strtof(buf, NULL) == f) break;
-    }
-    return strtod(buf, NULL);
-}
-
 static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     const TrainSpec *s = &m->spec;
     cJSON *c = cJSON_CreateObject();
@@ -131,8 +120,8 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddStringToObject(c, "task_type", m->objective->task_type);
     cJSON_AddStringToObject(c, "base_model_name_or_path", base_model ? base_model : "");
     cJSON_AddNumberToObject(c, "r", s->r);
-    cJSON_AddNumberToObject(c, "lora_alpha", shortest(s->alpha));
-    cJSON_AddNumberToObject(c, "lora_dropout", shortest(s->dropout));
+    cJSON_AddNumberToObject(c, "lora_alpha", float_shortest(s->alpha));
+    cJSON_AddNumberToObject(c, "lora_dropout", float_shortest(s->dropout));
     cJSON_AddBoolToObject(c, "use_rslora", s->use_rslora);
     cJSON_AddStringToObject(c, "bias", "none");
     cJSON_AddBoolToObject(c, "fan_in_fan_out", 0);

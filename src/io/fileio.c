@@ -205,3 +205,12 @@ int path_join(char *out, size_t cap, const char *dir, const char *name, LfError 
                        cap - 1);
     return 0;
 }
+
+double float_shortest(float f) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
+}

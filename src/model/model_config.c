@@ -429,17 +429,6 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
 /* ---------------------------------------------------------------------- save
  * ---- */
 
-/* The float as the shortest decimal that reads back to it (0.1f -> 0.1, not
- * 0.10000000149011612), so the saved file looks like one transformers wrote. */
-static double shortest(float f) {
-    char buf[32];
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-        if (strtof(buf, NULL) == f) break;
-    }
-    return strtod(buf, NULL);
-}
-
 static const char *activation_name(Activation act) {
     for (int i = 0; i < N_ACTIVATIONS; i++)
         if (activations[i].act == act) return activations[i].name;
@@ -467,7 +456,7 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
     cJSON_AddItemToArray(archs, cJSON_CreateString(arch_info[cfg->arch].architecture));
     for (const Key *k = arch_info[cfg->arch].keys; k->name; k++) {
         const void *field = (const char *)cfg + k->offset;
-        double v = k->is_int ? *(const int *)field : shortest(*(const float *)field);
+        double v = k->is_int ? *(const int *)field : float_shortest(*(const float *)field);
         if (k->is_int && v == -1 && strstr(k->name, "_token_id")) {
             if (!cJSON_AddNullToObject(root, k->name)) return -1;
         } else if (!cJSON_AddNumberToObject(root, k->name, v)) {
@@ -487,7 +476,7 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
         if (!cJSON_AddFalseToObject(root, "sinusoidal_pos_embds")) return -1;
     } else if (!cJSON_AddStringToObject(root, "position_embedding_type", "absolute") ||
                !cJSON_AddNumberToObject(root, "classifier_dropout",
-                                        shortest(cfg->classifier_dropout))) {
+                                        float_shortest(cfg->classifier_dropout))) {
         return -1;
     }
     return add_labels(root, cfg);
