@@ -38,7 +38,8 @@ static void tiny_config(ModelConfig *c, int heads, int kv_heads, int tied) {
 }
 
 /* A LoRA adapter on every projection with random B, so the branch changes the logits. */
-static int tiny_model(Model *m, int heads, int kv_heads, int tied, int lora, LfError *err) {
+static int tiny_model(Model *m, int heads, int kv_heads, int tied, int lora, int max_len,
+                      LfError *err) {
     ModelConfig c;
     TrainSpec s;
     tiny_config(&c, heads, kv_heads, tied);
@@ -48,7 +49,7 @@ static int tiny_model(Model *m, int heads, int kv_heads, int tied, int lora, LfE
     s.r = 4;
     const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
     for (int i = 0; lora && i < 7; i++) strcpy(s.targets[s.n_targets++], t[i]);
-    if (model_create(m, &c, &s, &ops_cpu, NULL, 7, 1, SEQ, NULL, 0, err)) return -1;
+    if (model_create(m, &c, &s, &ops_cpu, NULL, 7, 1, max_len, NULL, 0, err)) return -1;
     Rng r = {11, 0};
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].is_lora && strstr(m->params[i].name, "lora_B"))
@@ -80,11 +81,13 @@ static int full_logits(Model *m, const int32_t *ids, int T, int row0, int n, flo
 }
 
 /* Prefill of PREFILL tokens, then one token at a time up to SEQ: every row against the full
- * recompute; the worst relative error in *worst. */
+ * recompute by a model of the same weights. The cached model's activations hold only the
+ * PREFILL rows of its largest call; its cache holds SEQ positions. */
 static void check_cache_matches(int heads, int kv_heads, int tied, int lora) {
     LfError err;
-    Model m;
-    if (tiny_model(&m, heads, kv_heads, tied, lora, &err)) {
+    Model m, ref;
+    if (tiny_model(&m, heads, kv_heads, tied, lora, PREFILL, &err) ||
+        tiny_model(&ref, heads, kv_heads, tied, lora, SEQ, &err)) {
         CHECK_OK(-1, &err);
         return;
     }
@@ -94,14 +97,14 @@ static void check_cache_matches(int heads, int kv_heads, int tied, int lora) {
     float cached[PREFILL * VOCAB], full[PREFILL * VOCAB];
     double worst = 0;
     int ok = 1;
-    CHECK_OK(model_cache_reset(&m, &err), &err);
+    CHECK_OK(model_cache_reset(&m, SEQ, &err), &err);
     ok &= !model_decode(&m, ids, PREFILL, &err) && !model_lm_logits(&m, 0, PREFILL, cached, &err) &&
-          !full_logits(&m, ids, PREFILL, 0, PREFILL, full, &err);
+          !full_logits(&ref, ids, PREFILL, 0, PREFILL, full, &err);
     for (int t = 0; ok && t < PREFILL; t++)
         worst = fmax(worst, row_error(cached + t * VOCAB, full + t * VOCAB, VOCAB));
     for (int t = PREFILL; ok && t < SEQ; t++) {
         ok &= !model_decode(&m, &ids[t], 1, &err) && !model_lm_logits(&m, 0, 1, cached, &err) &&
-              !full_logits(&m, ids, t + 1, t, 1, full, &err);
+              !full_logits(&ref, ids, t + 1, t, 1, full, &err);
         worst = fmax(worst, row_error(cached, full, VOCAB));
     }
     CHECK_OK(ok ? 0 : -1, &err);
@@ -111,6 +114,7 @@ static void check_cache_matches(int heads, int kv_heads, int tied, int lora) {
     CHECK(m.n_cached == SEQ);
     CHECK(model_decode(&m, ids, 1, &err) == -1 && strstr(err.msg, "exceed") != NULL);
     model_free(&m);
+    model_free(&ref);
 }
 
 /* n greedy tokens after prompt[0..P) with the cache, into out. */
@@ -119,7 +123,7 @@ static int greedy(Model *m, Sampler *s, const int32_t *prompt, int P, int n, int
     int V = m->cfg.vocab_size;
     float *logits = malloc((size_t)V * sizeof *logits);
     int rc = !logits ? lf_fail(err, "out of memory")
-                     : model_cache_reset(m, err) || model_decode(m, prompt, P, err) ||
+                     : model_cache_reset(m, P + n, err) || model_decode(m, prompt, P, err) ||
                            model_lm_logits(m, P - 1, 1, logits, err);
     for (int i = 0; !rc && i < n; i++)
         rc = sampler_next(s, logits, &out[i], err) ||
@@ -135,7 +139,7 @@ static void check_greedy_deterministic(void) {
     Sampler *s = NULL;
     SampleConfig sc = {0.0f, 0, 1.0f, 1};
     int32_t prompt[3] = {5, 17, 42}, a[SEQ - 3], b[SEQ - 3];
-    CHECK_OK(tiny_model(&m, 4, 2, 1, 0, &err), &err);
+    CHECK_OK(tiny_model(&m, 4, 2, 1, 0, SEQ, &err), &err);
     CHECK_OK(sampler_create(&s, &sc, VOCAB, &err), &err);
     CHECK_OK(greedy(&m, s, prompt, 3, SEQ - 3, a, &err), &err);
     CHECK_OK(greedy(&m, s, prompt, 3, SEQ - 3, b, &err), &err);
@@ -161,9 +165,9 @@ static void check_errors(void) {
     LfError err;
     Model m;
     int32_t id = VOCAB;
-    CHECK_OK(tiny_model(&m, 4, 4, 1, 0, &err), &err);
+    CHECK_OK(tiny_model(&m, 4, 4, 1, 0, SEQ, &err), &err);
     CHECK(model_decode(&m, &id, 1, &err) == -1 && strstr(err.msg, "model_cache_reset"));
-    CHECK_OK(model_cache_reset(&m, &err), &err);
+    CHECK_OK(model_cache_reset(&m, SEQ, &err), &err);
     CHECK(model_decode(&m, &id, 1, &err) == -1 && strstr(err.msg, "outside the vocabulary"));
     model_free(&m);
     ModelConfig c;
@@ -174,7 +178,7 @@ static void check_errors(void) {
     train_spec_defaults(&s);
     s.strategy = STRATEGY_HEAD;
     CHECK_OK(model_create(&m, &c, &s, &ops_cpu, NULL, 1, 1, 8, NULL, 0, &err), &err);
-    CHECK(model_cache_reset(&m, &err) == -1 && strstr(err.msg, "decoder"));
+    CHECK(model_cache_reset(&m, SEQ, &err) == -1 && strstr(err.msg, "decoder"));
     model_free(&m);
 }
 

@@ -46,10 +46,10 @@ struct ArchImpl {
     void (*forward)(Model *m, Drop d, uint64_t seed);
     /* m->dlogits -> the gradients of the trainable parameters. */
     void (*backward)(Model *m, Drop d, uint64_t seed);
-    /* Decoders (NULL otherwise), for generation: the floats of a KV cache for m->max_len
+    /* Decoders (NULL otherwise), for generation: the floats of a KV cache for m->cache_len
      * positions (m->kv_cache), and the cached forward in eval mode: m->ids[0..n) at positions
      * pos0 .. pos0+n-1 of one sequence -> m->hidden rows 0..n-1, their keys and values written
-     * into the cache, attention over the cached positions 0 .. pos0+n-1. */
+     * into the cache, attention over the cached positions 0 .. pos0+n-1 (m->cache_scratch). */
     size_t (*cache_floats)(const Model *m);
     void (*decode)(Model *m, int pos0, int n);
 };

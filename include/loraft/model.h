@@ -125,10 +125,13 @@ typedef struct Model {
     float loss_scale;     /* d(loss_weight * mean loss) / d(one counted loss), last forward */
     float *host_losses;   /* [max_batch * max_len] host copy for the mean loss */
     int32_t *host_labels; /* [max_batch * max_len] the objective's labels before upload */
-    /* generation (model_cache_reset, model_decode): allocated on first use, max_len positions */
-    float *kv_cache;    /* the architecture's cached keys and values */
-    int32_t *positions; /* [max_len] 0, 1, 2, ...: RoPE's positions */
-    int n_cached;       /* positions in the cache */
+    /* generation (model_cache_reset, model_decode): allocated there, for cache_len positions */
+    float *kv_cache;      /* the architecture's cached keys and values */
+    float *cache_scratch; /* attention over the cache: ops_attention_cached_scratch(max_len,
+                             cache_len, NH) floats */
+    int32_t *positions;   /* [cache_len] 0, 1, 2, ...: RoPE's positions */
+    int cache_len;        /* positions the cache holds */
+    int n_cached;         /* positions in use */
 } Model;
 
 /* Builds the model from a config and a parameter source:
@@ -158,13 +161,16 @@ void model_zero_grad(Model *m);
 int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err);
 
 /* Generation with a KV cache (decoders), one sequence at a time, eval mode (LoRA applied
- * through the adapted linears as in training). model_cache_reset empties the cache (allocating
- * it the first time, for max_len positions). model_decode runs ids[0..n) at the next n
- * positions: each layer's rotated keys and values are appended to the cache and each token
- * attends to every cached position up to its own. A prompt is one call (the prefill), each
- * generated token one more; then model_lm_logits(m, n - 1, 1, out) gives the next token's
- * logits. Equal to model_forward over the whole sequence, without recomputing the prefix. */
-int model_cache_reset(Model *m, LfError *err);
+ * through the adapted linears as in training). model_cache_reset empties the cache, allocating
+ * it for `positions` positions (prompt + new tokens, at most max_position_embeddings) unless it
+ * already holds that many; the activations stay sized for max_len rows, the most one
+ * model_decode call may run (the prompt), so a long generation costs only its cache.
+ * model_decode runs ids[0..n) at the next n positions: each layer's rotated keys and values are
+ * appended to the cache and each token attends to every cached position up to its own. A prompt is
+ * one call (the prefill), each generated token one more; then model_lm_logits(m, n - 1, 1, out)
+ * gives the next token's logits. Equal to model_forward over the whole sequence, without
+ * recomputing the prefix. */
+int model_cache_reset(Model *m, int positions, LfError *err);
 int model_decode(Model *m, const int32_t *ids, int n, LfError *err);
 
 /* Parameters: counts as PEFT prints them. */

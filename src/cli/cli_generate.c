@@ -198,10 +198,11 @@ static int generate_one(Model *m, const Bpe *bpe, const GenOpts *o, const Stops 
     SampleConfig sc = {o->temperature, o->top_k, o->top_p, (uint64_t)o->seed};
     Sampler *s;
     Stream out = {.len = 0};
-    int P = (int)prompt->n, max_new = o->max_new < m->max_len - P ? o->max_new : m->max_len - P;
+    int P = (int)prompt->n, room = m->cache_len - P,
+        max_new = o->max_new < room ? o->max_new : room;
     if (sampler_create(&s, &sc, m->cfg.vocab_size, err)) return -1;
     double t0 = now_s();
-    int rc = model_cache_reset(m, err) || model_decode(m, prompt->ids, P, err) ||
+    int rc = model_cache_reset(m, m->cache_len, err) || model_decode(m, prompt->ids, P, err) ||
              model_lm_logits(m, P - 1, 1, logits, err);
     double t1 = now_s();
     int n = 0, done = 0;
@@ -237,15 +238,17 @@ static int encode_all(const GenOpts *o, const ChatTemplate *t, const Bpe *bpe, c
     return 0;
 }
 
-/* Room for the longest prompt and max-new-tokens after it, within the model's positions. */
-static int model_length(const GenOpts *o, int longest, int *max_len, LfError *err) {
+/* The model's rows: the longest prompt (its prefill); the cache's positions: that prompt and
+ * max-new-tokens after it, within the model's positions. */
+static int model_length(const GenOpts *o, int longest, int *max_len, int *cache_len, LfError *err) {
     ModelConfig cfg;
     if (model_config_load(&cfg, o->model, err)) return -1;
     if (longest >= cfg.max_positions)
         return lf_fail(err, "a prompt of %d tokens leaves no room in the model's %d positions",
                        longest, cfg.max_positions);
-    *max_len = longest + o->max_new < cfg.max_positions ? longest + o->max_new : cfg.max_positions;
-    if (*max_len < 2) *max_len = 2;
+    *max_len = longest < 2 ? 2 : longest;
+    *cache_len =
+        o->max_new < cfg.max_positions - longest ? longest + o->max_new : cfg.max_positions;
     return 0;
 }
 
@@ -255,15 +258,16 @@ static int run(const GenOpts *o, const CliList *texts, LfError *err) {
     IdList ids[64] = {{0}};
     Model m = {0};
     float *logits = NULL;
-    int longest = 0, max_len = 0;
+    int longest = 0, max_len = 0, cache_len = 0;
     const Ops *ops = ops_by_name(o->device, err);
     int rc = !ops || text_tokenizer_open(&tok, o->model, err);
     if (!rc && tok.kind != TEXT_BPE)
         rc = lf_fail(err, "%s: the tokenizer is not byte-level BPE: not a decoder", o->model);
     rc = rc || (o->chat && resolve_template(o, &t, err)) ||
          encode_all(o, &t, tok.bpe, texts, ids, &longest, err) ||
-         model_length(o, longest, &max_len, err) ||
-         model_open(&m, o->model, o->adapter, ops, 1, max_len, err);
+         model_length(o, longest, &max_len, &cache_len, err) ||
+         model_open(&m, o->model, o->adapter, ops, 1, max_len, err) ||
+         model_cache_reset(&m, cache_len, err);
     if (!rc && !(logits = malloc((size_t)m.cfg.vocab_size * sizeof *logits)))
         rc = lf_fail(err, "out of memory");
     Stops st = rc ? (Stops){.n_ids = 0} : stops_for(o, &t, tok.bpe);

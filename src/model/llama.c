@@ -160,14 +160,14 @@ static void llama_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &b->d_u, N * F, any, NULL);
 }
 
-/* The KV cache (generation): per layer, keys then values [max_len, NKV*HS], rotated keys. */
+/* The KV cache (generation): per layer, keys then values [cache_len, NKV*HS], rotated keys. */
 static size_t llama_cache_floats(const Model *m) {
-    return 2 * (size_t)m->cfg.num_layers * m->max_len * m->cfg.num_kv_heads * head_size(m);
+    return 2 * (size_t)m->cfg.num_layers * m->cache_len * m->cfg.num_kv_heads * head_size(m);
 }
 
 /* Layer l's cached keys (which 0) or values (which 1). */
 static float *cache_of(const Model *m, int l, int which) {
-    size_t per = (size_t)m->max_len * m->cfg.num_kv_heads * head_size(m);
+    size_t per = (size_t)m->cache_len * m->cfg.num_kv_heads * head_size(m);
     return m->kv_cache + (2 * (size_t)l + which) * per;
 }
 
@@ -232,7 +232,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     linear_forward(m, &Ly->v, v_new, a->n1, n, 0.0f, 0);
     o->rope_forward(a->q, pos, c->rope_theta, 1, n, NH, HS);
     o->rope_forward(k_new, pos, c->rope_theta, 1, n, NKV, HS);
-    o->attention_cached(a->ctx, a->q, k, v, m->scratch, n, pos0, NH, NKV, HS);
+    o->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NKV, HS);
     layer_forward_tail(m, l, n, (Drop){0, 0, 0, 0}, 0);
 }
 

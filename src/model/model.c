@@ -332,9 +332,7 @@ static size_t max_size(size_t a, size_t b) {
  * sized for B*T rows, the most any of them sees. */
 static size_t scratch_floats(const Model *m) {
     size_t B = m->max_batch, T = m->max_len, R = m->spec.r;
-    size_t need =
-        max_size(ops_attention_scratch(B, T, m->cfg.num_heads),
-                 m->arch->decode ? ops_attention_cached_scratch(T, T, m->cfg.num_heads) : 0);
+    size_t need = ops_attention_scratch(B, T, m->cfg.num_heads);
     for (int i = 0; i < m->n_linears; i++)
         if (m->linears[i]->lora)
             need = max_size(need, ops_lora_scratch(B * T, (size_t)m->linears[i]->in, R));
@@ -482,14 +480,22 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     return ops->status(err) ? (model_free(m), -1) : 0;
 }
 
+static void cache_free(Model *m) {
+    m->ops->free(m->kv_cache);
+    m->ops->free(m->cache_scratch);
+    m->ops->free(m->positions);
+    m->kv_cache = m->cache_scratch = NULL;
+    m->positions = NULL;
+    m->cache_len = 0;
+}
+
 void model_free(Model *m) {
     if (m->ops) {
         m->ops->free(m->values);
         m->ops->free(m->grads);
         m->ops->free(m->act_mem);
         m->ops->free(m->ids);
-        m->ops->free(m->kv_cache);
-        m->ops->free(m->positions);
+        cache_free(m);
     }
     if (m->arch) m->arch->free(m);
     free(m->params);
@@ -626,36 +632,39 @@ int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
 /* ------------------------------------------------------------------------------------ */
 /* generation                                                                           */
 
-int model_cache_reset(Model *m, LfError *err) {
+int model_cache_reset(Model *m, int positions, LfError *err) {
     if (!m->arch->decode)
         return lf_fail(err, "generation needs a decoder; %s is not one", m->arch->name);
+    if (positions < 1 || positions > m->cfg.max_positions)
+        return lf_fail(err, "a KV cache of %d positions: the model has %d", positions,
+                       m->cfg.max_positions);
     m->n_cached = 0;
-    if (m->kv_cache) return 0;
-    size_t n = m->arch->cache_floats(m), P = (size_t)m->max_len;
+    if (m->cache_len >= positions) return 0;
+    cache_free(m);
+    m->cache_len = positions;
+    size_t n = m->arch->cache_floats(m), P = (size_t)positions;
+    size_t ns = ops_attention_cached_scratch(m->max_len, P, m->cfg.num_heads);
     m->kv_cache = m->ops->alloc(n * sizeof(float));
+    m->cache_scratch = m->ops->alloc(ns * sizeof(float));
     m->positions = m->ops->alloc(P * sizeof(int32_t));
     int32_t *host = malloc(P * sizeof *host);
-    int rc = m->kv_cache && m->positions && host
+    int rc = m->kv_cache && m->cache_scratch && m->positions && host
                  ? 0
-                 : lf_fail(err, "out of memory for a KV cache of %zu floats", n);
+                 : lf_fail(err, "out of memory for a KV cache of %zu floats", n + ns);
     for (size_t i = 0; !rc && i < P; i++) host[i] = (int32_t)i;
     if (!rc) m->ops->upload(m->positions, host, P * sizeof(int32_t));
     free(host);
-    if (rc) { /* none or both */
-        m->ops->free(m->kv_cache);
-        m->ops->free(m->positions);
-        m->kv_cache = NULL;
-        m->positions = NULL;
-    }
+    if (rc) cache_free(m);
     return rc;
 }
 
 int model_decode(Model *m, const int32_t *ids, int n, LfError *err) {
     if (!m->kv_cache) return lf_fail(err, "model_decode: no KV cache (model_cache_reset first)");
-    if (n < 1 || n > m->max_len - m->n_cached)
+    if (n < 1 || n > m->max_len || n > m->cache_len - m->n_cached)
         return lf_fail(err,
-                       "%d more tokens after %d exceed the %d positions the model was built for", n,
-                       m->n_cached, m->max_len);
+                       "%d more tokens after %d exceed the cache's %d positions or the %d rows "
+                       "the model was built for",
+                       n, m->n_cached, m->cache_len, m->max_len);
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
             return lf_fail(err, "token id %d is outside the vocabulary (size %d)", ids[i],

@@ -68,7 +68,7 @@ static void check_case(int heads, int kv_heads, int tied, int lora) {
     for (int t = 0; t < SEQ; t++) ids[t] = (int32_t)(rng_next_uniform(&r) * VOCAB) % VOCAB;
     float cached[VOCAB], full[VOCAB];
     double worst = 0;
-    int ok = !model_cache_reset(&gpu, &err) && !model_decode(&gpu, ids, PREFILL, &err);
+    int ok = !model_cache_reset(&gpu, SEQ, &err) && !model_decode(&gpu, ids, PREFILL, &err);
     for (int t = PREFILL - 1; ok && t < SEQ; t++) {
         if (t >= PREFILL) ok = !model_decode(&gpu, &ids[t], 1, &err);
         ok = ok && !model_lm_logits(&gpu, t >= PREFILL ? 0 : PREFILL - 1, 1, cached, &err) &&
