@@ -116,7 +116,7 @@ int cmd_predict(int argc, char **argv) {
 int cmd_merge(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *out = NULL;
     const CliOpt opts[] = {
-        {"model", OPT_STR, &model, "base HF model directory [required]"},
+        {"model", OPT_STR, &model, "base HF model directory or .gguf file [required]"},
         {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory [required]"},
         {"out", OPT_STR, &out, "output HF model directory [required]"},
     };
@@ -135,9 +135,10 @@ int cmd_merge(int argc, char **argv) {
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
     rc = dir_remove(tmp, &err) || model_dir_save(&m, tmp, model, 1, &err) ||
          dir_commit(tmp, out, &err);
-    if (rc)
+    if (rc) {
         fprintf(stderr, "loraft merge: %s\n", err.msg);
-    else
+        dir_remove(tmp, NULL); /* a failed merge leaves nothing behind; out is untouched */
+    } else
         printf("merged %s + %s into %s (%d LoRA modules)\n", model, adapter, out, m.n_loras);
     model_free(&m);
     return rc ? 1 : 0;
