@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Dequantisation goldens for the GGUF reader, computed by the PyPI `gguf` package.
 
-Writes tests/golden/gguf_quant.gguf (about 100 KB) with the gguf package's own writer. For
+Writes a GGUF file (about 90 KB) with the gguf package's own writer and commits it as text:
+tests/golden/gguf_quant.json holds the file's bytes in hex (no binary model-like file in the
+repository); tests/test_gguf.c parses them from memory. For
 every type loraft dequantises (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
 Q6_K) it holds a tensor `<type>` of 3 x 512 values and `<type>.expected`, the F32 values
 `gguf.quants.dequantize` gives for it. tests/test_gguf.c dequantises each tensor with loraft
@@ -21,11 +23,13 @@ reads back: a file written by the reference writer, parsed by loraft.
 
 Setup (once) and run:
     python3 -m venv /tmp/venv-gguf && /tmp/venv-gguf/bin/pip install gguf numpy
-    /tmp/venv-gguf/bin/python scripts/make-gguf-goldens.py [--out tests/golden/gguf_quant.gguf]
+    /tmp/venv-gguf/bin/python scripts/make-gguf-goldens.py [--out tests/golden/gguf_quant.json]
 """
 import argparse
+import json
 import os
 import sys
+import tempfile
 
 try:
     import numpy as np
@@ -104,10 +108,12 @@ def add_metadata(w):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join(ROOT, "tests", "golden", "gguf_quant.gguf"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "tests", "golden", "gguf_quant.json"))
     args = ap.parse_args()
     rng = np.random.default_rng(20240808)
-    w = gguf.GGUFWriter(args.out, arch="loraft-golden")
+    fd, gguf_path = tempfile.mkstemp(suffix=".gguf")
+    os.close(fd)
+    w = gguf.GGUFWriter(gguf_path, arch="loraft-golden")
     add_metadata(w)
     for qtype in [T.F32, T.F16, T.BF16] + QUANTISABLE + K_TYPES:
         raw = make_tensor(rng, qtype)
@@ -118,7 +124,15 @@ def main():
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)")
+    with open(gguf_path, "rb") as f:
+        data = f.read()
+    os.unlink(gguf_path)
+    with open(args.out, "w") as f:
+        json.dump({"made_by": f"scripts/make-gguf-goldens.py, gguf {gguf.__version__}"
+                   if hasattr(gguf, "__version__") else "scripts/make-gguf-goldens.py",
+                   "gguf_hex": data.hex()}, f)
+        f.write("\n")
+    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes; a {len(data)}-byte GGUF)")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 /* test_gguf.c: the GGUF reader, writer and architecture helpers, and block dequantisation.
- * - goldens: tests/golden/gguf_quant.gguf, written by the PyPI gguf package
- *   (scripts/make-gguf-goldens.py), holds every dequantised type beside gguf's own
- *   dequantisation; every value must match bit for bit. Its typed keys exercise the getters.
+ * - goldens: a GGUF file written by the PyPI gguf package (scripts/make-gguf-goldens.py),
+ *   committed as its bytes in hex in tests/golden/gguf_quant.json and parsed from memory,
+ *   holds every dequantised type beside gguf's own dequantisation; every value must match
+ *   bit for bit. Its typed keys exercise the getters.
  * - every malformed-file rule the reader enforces, one file each, built byte by byte;
  * - round trips through gguf_write; GgufArch for Llama and GPT-2; HF names; the Q/K
  *   permutation against numpy's reshape/swapaxes index arithmetic.
  * With LORAFT_GGUF_SMOLLM2=path/SmolLM2-135M-Instruct.Q4_1.gguf it also checks that real
  * file's config. */
+#include <cjson/cJSON.h>
+
 #include "check.h"
 #include "loraft/fileio.h"
 #include "loraft/gguf.h"
@@ -15,7 +18,32 @@
 #include <string.h>
 #include <unistd.h>
 
-#define GOLDEN "tests/golden/gguf_quant.gguf"
+#define GOLDEN "tests/golden/gguf_quant.json"
+
+/* Parses the golden GGUF (hex in GOLDEN) into g; the bytes stay in a buffer kept for the run. */
+static int open_golden(Gguf *g, LfError *err) {
+    static unsigned char *bytes;
+    static size_t n;
+    if (!bytes) {
+        char *text;
+        size_t len;
+        if (file_read_all(GOLDEN, &text, &len, err)) return -1;
+        cJSON *j = cJSON_Parse(text);
+        free(text);
+        const cJSON *hex = cJSON_GetObjectItem(j, "gguf_hex");
+        size_t h = cJSON_IsString(hex) ? strlen(hex->valuestring) : 0;
+        bytes = malloc(h / 2 + 1);
+        for (n = 0; bytes && 2 * n + 1 < h; n++) {
+            unsigned v;
+            if (sscanf(hex->valuestring + 2 * n, "%2x", &v) != 1) break;
+            bytes[n] = (unsigned char)v;
+        }
+        cJSON_Delete(j);
+        if (!bytes || !h || 2 * n != h)
+            return lf_fail(err, "%s: no gguf_hex of whole bytes", GOLDEN);
+    }
+    return gguf_parse(g, bytes, n, GOLDEN, err);
+}
 
 static char tmpdir[] = "/tmp/loraft_gguf_XXXXXX";
 
@@ -355,7 +383,7 @@ static void test_golden_dequant(void) {
                                         "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"};
     Gguf g;
     LfError err;
-    CHECK_OK(gguf_open(&g, GOLDEN, &err), &err);
+    CHECK_OK(open_golden(&g, &err), &err);
     if (g.n_tensors == 0) return;
     CHECK(g.n_tensors == 22);
     const int64_t shape[2] = {3, 512};
@@ -380,7 +408,7 @@ static void test_golden_dequant(void) {
 static void test_golden_metadata(void) {
     Gguf g;
     LfError err;
-    CHECK_OK(gguf_open(&g, GOLDEN, &err), &err);
+    CHECK_OK(open_golden(&g, &err), &err);
     if (g.n_tensors == 0) return;
     uint32_t u;
     int32_t i;
@@ -653,7 +681,7 @@ static void test_arch(void) {
 
     Gguf g; /* a key missing altogether */
     LfError err;
-    CHECK_OK(gguf_open(&g, GOLDEN, &err), &err);
+    CHECK_OK(open_golden(&g, &err), &err);
     EXPECT_FAIL(gguf_arch(&g, &a, err_), "architecture 'loraft-golden' is not supported");
     gguf_close(&g);
 }
