@@ -102,19 +102,6 @@ static int arena_add(Arena *a, const void *s, size_t n, uint32_t *off, LfError *
     return 0;
 }
 
-/* IdList push without linking tokenizer.c (the fuzz target builds this file alone). */
-static int push_id(IdList *l, int32_t id, LfError *err) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        int32_t *p = realloc(l->ids, cap * sizeof *p);
-        if (!p) return lf_fail(err, "out of memory for %zu token ids", cap);
-        l->ids = p;
-        l->cap = cap;
-    }
-    l->ids[l->n++] = id;
-    return 0;
-}
-
 static int uprops(uint32_t c) {
     size_t lo = 0, hi = unicode_prop_ranges_len;
     while (hi - lo > 1) {
@@ -466,12 +453,12 @@ static int32_t whole_word(Enc *e, const unsigned char *s, size_t n) {
 static int bpe_word(Enc *e, const unsigned char *s, size_t n) {
     const Bpe *t = e->t;
     int32_t whole = t->ignore_merges ? whole_word(e, s, n) : -1;
-    if (whole >= 0) return push_id(e->ids, whole, e->err);
+    if (whole >= 0) return idlist_push(e->ids, whole, e->err);
     if (reserve(e, n)) return -1;
     int32_t k = initial_symbols(e, s, n);
     if (k > 1) merge_all(e, k);
     for (int32_t i = 0; i < k; i++)
-        if (e->sym[i].alive && push_id(e->ids, e->sym[i].id, e->err)) return -1;
+        if (e->sym[i].alive && idlist_push(e->ids, e->sym[i].id, e->err)) return -1;
     return 0;
 }
 
@@ -589,7 +576,7 @@ static int split_added(Enc *e, const unsigned char *s, size_t n, int normalized)
                                 : split_added(e, s + done, start - done, 1);
             if (rc) return -1;
         }
-        if (push_id(e->ids, a->id, e->err)) return -1;
+        if (idlist_push(e->ids, a->id, e->err)) return -1;
         done = stop;
         i += a->len;
     }
@@ -610,10 +597,10 @@ int bpe_encode(const Bpe *t, const char *text, size_t len, int add_special, IdLi
     size_t n0 = ids->n;
     int rc = 0;
     for (int i = 0; add_special && !rc && i < t->n_prefix; i++)
-        rc = push_id(ids, t->prefix[i], err);
+        rc = idlist_push(ids, t->prefix[i], err);
     if (!rc) rc = split_added(&e, s, len, 0);
     for (int i = 0; add_special && !rc && i < t->n_suffix; i++)
-        rc = push_id(ids, t->suffix[i], err);
+        rc = idlist_push(ids, t->suffix[i], err);
     free(e.sym);
     free(e.heap);
     free(e.buf);
