@@ -273,13 +273,7 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     linear_backward(m, &Ly->q, b->d_n, b->d_q, a->n1, N, d.lora, model_site(seed, l, SITE_Q));
     linear_backward(m, &Ly->k, b->d_n, b->d_k, a->n1, N, d.lora, model_site(seed, l, SITE_K));
     linear_backward(m, &Ly->v, b->d_n, b->d_v, a->n1, N, d.lora, model_site(seed, l, SITE_V));
-    if (!dx) { /* the norm's weight may still train */
-        if (Ly->ln_attn.w->grad)
-            o->rmsnorm_backward(NULL, Ly->ln_attn.w->grad, b->d_n, a->x, Ly->ln_attn.w->value,
-                                a->rstd1, N, C);
-        return;
-    }
-    o->axpy(dx, b->d_a, 1.0f, NC);
+    if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
     o->rmsnorm_backward(dx, Ly->ln_attn.w->grad, b->d_n, a->x, Ly->ln_attn.w->value, a->rstd1, N,
                         C);
 }
