@@ -106,7 +106,7 @@ static void gelu_bwd(Bench *b) {
 enum { LN = 2048, LC = 576, LV = 49152 };
 static void lm_head_chunked(Bench *b) {
     ops->lm_head_cross_entropy(b->losses, b->dh, b->dhead, b->h, b->head, b->labels, 1.0f / LN,
-                               b->logits, LN, LC, LV, b->chunk);
+                               NULL, b->logits, LN, LC, LV, b->chunk);
 }
 static void lm_head_unchunked(Bench *b) {
     ops->matmul_forward(b->logits, b->h, b->head, NULL, LN, LC, LV);

@@ -256,8 +256,8 @@ static void bench_lm_head(void) {
         char name[64];
         float ms;
         for (int c = 0; c < 2; c++) {
-            TIME_GPU(ms, gpu->lm_head_cross_entropy(losses, dh, dw, h, w, labels, 1.0f / n, logits,
-                                                    n, LC, LV, chunks[c]));
+            TIME_GPU(ms, gpu->lm_head_cross_entropy(losses, dh, dw, h, w, labels, 1.0f / n, NULL,
+                                                    logits, n, LC, LV, chunks[c]));
             snprintf(name, sizeof name, "lm_head_cross_entropy N=%d chunk=%d", n, chunks[c]);
             row(name, ms, io, flops, 0);
         }

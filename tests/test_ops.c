@@ -933,6 +933,7 @@ typedef struct LmCtx {
     int32_t *labels;
     float grad_scale;
     int n, c, v, chunk;
+    float *row_scale; /* NULL, or [n] in [-2, 2) (lm_rows) */
 } LmCtx;
 
 /* h [n,c], W [v,c] in [-1, 1); labels in [0, v) except row 1 ignored (-100) and row 4 >= v. */
@@ -949,35 +950,46 @@ static LmCtx lm_make(int n, int c, int v, int chunk) {
                n,
                c,
                v,
-               chunk};
+               chunk,
+               NULL};
     for (int i = 0; i < n; i++) m.labels[i] = (int32_t)(rng_next(&rng) % v);
     if (n > 1) m.labels[1] = -100;
     if (n > 4) m.labels[4] = v + 2;
     return m;
 }
+/* lm_make with a weight per row, negative ones included (DPO's rejected sequences) */
+static LmCtx lm_make_rows(int n, int c, int v, int chunk) {
+    LmCtx m = lm_make(n, c, v, chunk);
+    m.row_scale = rand_vec(n, -2, 2);
+    return m;
+}
 static void lm_free(LmCtx *m) {
     free(m->h), free(m->W), free(m->dh), free(m->dW), free(m->losses), free(m->scaled);
-    free(m->scratch), free(m->labels);
+    free(m->scratch), free(m->labels), free(m->row_scale);
+}
+static float lm_row_weight(const LmCtx *m, int i) {
+    return m->grad_scale * (m->row_scale ? m->row_scale[i] : 1.0f);
 }
 
-/* out = losses * grad_scale, so L = grad_scale * sum(losses) with w = 1 (as cross_entropy's) */
+/* out = losses * grad_scale * row_scale, so L = sum(out) with w = 1 (as cross_entropy's) */
 static void lm_fwd(void *p) {
     LmCtx *m = p;
     ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, m->labels, m->grad_scale,
-                               m->scratch, m->n, m->c, m->v, m->chunk);
-    for (int i = 0; i < m->n; i++) m->scaled[i] = m->losses[i] * m->grad_scale;
+                               m->row_scale, m->scratch, m->n, m->c, m->v, m->chunk);
+    for (int i = 0; i < m->n; i++) m->scaled[i] = m->losses[i] * lm_row_weight(m, i);
 }
 static void lm_bwd(void *p, const float *dout, unsigned use) {
     LmCtx *m = p;
     (void)dout; /* w is all ones: see lm_fwd */
     ops->lm_head_cross_entropy(m->losses, USE(0, m->dh), USE(1, m->dW), m->h, m->W, m->labels,
-                               m->grad_scale, m->scratch, m->n, m->c, m->v, m->chunk);
+                               m->grad_scale, m->row_scale, m->scratch, m->n, m->c, m->v, m->chunk);
 }
 
-static void lm_gradcheck(int n, int c, int v, int chunk) {
-    LmCtx m = lm_make(n, c, v, chunk);
+static void lm_gradcheck(LmCtx (*make)(int, int, int, int), int n, int c, int v, int chunk) {
+    LmCtx m = make(n, c, v, chunk);
     char name[64];
-    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d", n, v, chunk);
+    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d%s", n, v, chunk,
+             m.row_scale ? " row_scale" : "");
     GradCase gc = grad_case(name, &m, lm_fwd, lm_bwd, m.scaled, n, 1e-2f);
     case_param(&gc, "h", m.h, m.dh, (size_t)n * c);
     case_param(&gc, "W", m.W, m.dW, (size_t)v * c);
@@ -988,8 +1000,8 @@ static void lm_gradcheck(int n, int c, int v, int chunk) {
 }
 
 /* losses, dh, dW (from zero) against double loops over the whole [n,v] logits. */
-static void lm_reference_check(int n, int c, int v, int chunk) {
-    LmCtx m = lm_make(n, c, v, chunk);
+static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, int v, int chunk) {
+    LmCtx m = make(n, c, v, chunk);
     double *loss = calloc(n, sizeof(double)), *dlog = calloc((size_t)n * v, sizeof(double));
     double *dh = calloc((size_t)n * c, sizeof(double)), *dW = calloc((size_t)v * c, sizeof(double));
     for (int i = 0; i < n; i++) {
@@ -1003,17 +1015,18 @@ static void lm_reference_check(int n, int c, int v, int chunk) {
         }
         for (int j = 0; j < v; j++) s += exp(x[j] - mx);
         loss[i] = mx + log(s) - x[y];
-        for (int j = 0; j < v; j++) x[j] = (exp(x[j] - mx) / s - (j == y)) * m.grad_scale;
+        for (int j = 0; j < v; j++) x[j] = (exp(x[j] - mx) / s - (j == y)) * lm_row_weight(&m, i);
         for (int j = 0; j < v; j++)
             for (int k = 0; k < c; k++) {
                 dh[i * c + k] += x[j] * m.W[j * c + k];
                 dW[j * c + k] += x[j] * m.h[i * c + k];
             }
     }
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, m.grad_scale, m.scratch, n,
-                               c, v, chunk);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, m.grad_scale, m.row_scale,
+                               m.scratch, n, c, v, chunk);
     char what[96];
-    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d", n, c, v, chunk);
+    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s", n, c, v, chunk,
+             m.row_scale ? " row_scale" : "");
     int bad = count_mismatch(what, m.losses, loss, n, 1e-5, 1e-5);
     bad += count_mismatch(what, m.dh, dh, (size_t)n * c, 1e-6, 1e-5);
     bad += count_mismatch(what, m.dW, dW, (size_t)v * c, 1e-6, 1e-5);
@@ -1044,8 +1057,8 @@ static void lm_matches_unchunked(int n, int c, int v, int chunk) {
     ops->matmul_forward(logits, m.h, m.W, NULL, n, c, v);
     ops->cross_entropy(losses, dlogits, logits, m.labels, m.grad_scale, n, v);
     ops->matmul_backward(dh, dW, NULL, dlogits, m.h, m.W, n, c, v);
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, m.grad_scale, m.scratch, n,
-                               c, v, chunk);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, m.grad_scale, NULL,
+                               m.scratch, n, c, v, chunk);
     CHECK(float_mismatch("lm_head loss vs unchunked", m.losses, losses, n, 1e-6, 1e-6) == 0);
     CHECK(float_mismatch("lm_head dh vs unchunked", m.dh, dh, (size_t)n * c, 1e-6, 1e-5) == 0);
     CHECK(float_mismatch("lm_head dW vs unchunked", m.dW, dW, (size_t)v * c, 1e-6, 1e-5) == 0);
@@ -1068,14 +1081,16 @@ static void test_cross_entropy_in_place(void) {
 }
 
 static void test_lm_head(void) {
-    lm_gradcheck(7, 5, 11, 3);                 /* chunks 3 + 3 + 1; ignored and >= V rows */
-    lm_gradcheck(1, 5, 11, OPS_LM_HEAD_CHUNK); /* one row */
-    lm_reference_check(7, 5, 11, 3);
-    lm_reference_check(1, 8, 13, OPS_LM_HEAD_CHUNK);
-    lm_reference_check(37, 53, 301, 8); /* a boundary inside N, N not a multiple of the chunk */
-    lm_reference_check(64, 16, 50, 16); /* N a multiple of the chunk */
-    lm_reference_check(20, 8, 30, 1);   /* one row per chunk */
-    lm_reference_check(20, 8, 30, 20);  /* chunk == N */
+    lm_gradcheck(lm_make, 7, 5, 11, 3);                 /* chunks 3 + 3 + 1; ignored, >= V rows */
+    lm_gradcheck(lm_make, 1, 5, 11, OPS_LM_HEAD_CHUNK); /* one row */
+    lm_gradcheck(lm_make_rows, 7, 5, 11, 3);            /* a weight per row */
+    lm_reference_check(lm_make, 7, 5, 11, 3);
+    lm_reference_check(lm_make, 1, 8, 13, OPS_LM_HEAD_CHUNK);
+    lm_reference_check(lm_make, 37, 53, 301, 8); /* a boundary inside N, N not a chunk multiple */
+    lm_reference_check(lm_make, 64, 16, 50, 16); /* N a multiple of the chunk */
+    lm_reference_check(lm_make, 20, 8, 30, 1);   /* one row per chunk */
+    lm_reference_check(lm_make, 20, 8, 30, 20);  /* chunk == N */
+    lm_reference_check(lm_make_rows, 37, 53, 301, 8); /* row weights cross chunk boundaries */
     lm_matches_unchunked(37, 53, 301, 8);
     lm_matches_unchunked(130, 70, 1000, 32);
     lm_matches_unchunked(5, 16, 50, OPS_LM_HEAD_CHUNK); /* one chunk */
@@ -1085,8 +1100,8 @@ static void test_lm_head(void) {
     for (int i = 0; i < 6; i++) m.labels[i] = i % 2 ? -100 : 9 + i;
     fill(m.losses, 6, 1, 2), fill(m.dh, 6 * 4, 1, 2), fill(m.dW, 9 * 4, 1, 2);
     float *dh = copy_vec(m.dh, 6 * 4), *dW = copy_vec(m.dW, 9 * 4);
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, 1.0f, m.scratch, 6, 4, 9,
-                               4);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, 1.0f, NULL, m.scratch, 6,
+                               4, 9, 4);
     CHECK(max_abs(m.losses, 6) == 0.0f);
     CHECK(!memcmp(dh, m.dh, sizeof(float) * 6 * 4) && !memcmp(dW, m.dW, sizeof(float) * 9 * 4));
     free(dh), free(dW);

@@ -34,8 +34,9 @@ typedef struct Plan {
 struct ArchImpl {
     const char *name;   /* "distilbert", "bert" */
     const char *prefix; /* the base model's name prefix: what head-only training leaves out */
-    const char *default_targets[2];            /* PEFT's default target_modules */
-    Task task;                                 /* what its head is for: the objective it serves */
+    const char *default_targets[2]; /* PEFT's default target_modules */
+    Task task;                      /* what its head is for by default: the objective it serves */
+    unsigned tasks;                 /* every task it can build a head for: bit 1u << Task */
     int (*max_params)(const ModelConfig *cfg); /* tensors build() adds, at most */
     /* Allocates m->body and adds the tensors in checkpoint order. */
     int (*build)(Model *m, LfError *err);

@@ -12,6 +12,9 @@ typedef struct ClassMetrics {
     double accuracy; /* fraction of pred[i] == label[i]; 0 when n == 0 */
     double f1;       /* see metrics_classification */
     int n;           /* examples counted */
+    /* preference pairs (dpo, reward): accuracy is the share of pairs whose chosen reward is
+     * above the rejected one, and these the mean rewards (DPO's implicit ones) */
+    double chosen_reward, rejected_reward;
 } ClassMetrics;
 
 /* pred, label: [n] class ids in [0, num_labels).

@@ -23,8 +23,16 @@ extern "C" {
 #endif
 
 typedef enum Strategy { STRATEGY_LORA, STRATEGY_HEAD, STRATEGY_FULL } Strategy;
-/* What the model is trained for (PEFT's task_type); selects the objective. */
-typedef enum Task { TASK_CLASSIFICATION, TASK_CAUSAL_LM } Task;
+/* What the model is trained for; selects the objective (and PEFT's task_type). */
+typedef enum Task { TASK_CLASSIFICATION, TASK_CAUSAL_LM, TASK_DPO, TASK_REWARD } Task;
+
+/* DPO's settings (TASK_DPO; objective.h). */
+typedef enum DpoLoss { DPO_SIGMOID, DPO_IPO } DpoLoss;
+typedef struct DpoSpec {
+    float beta;            /* 0.1 */
+    DpoLoss loss;          /* sigmoid */
+    float label_smoothing; /* sigmoid only: the share of pairs assumed mislabelled (cDPO) */
+} DpoSpec;
 
 #define LORA_MAX_TARGETS 16
 #define LORA_MAX_SAVE 8
@@ -40,7 +48,16 @@ typedef struct TrainSpec {
     int n_targets; /* 0: the architecture's default (model_create fills it in) */
     char modules_to_save[LORA_MAX_SAVE][64]; /* none: the objective's default */
     int n_modules_to_save;
+    DpoSpec dpo; /* TASK_DPO */
 } TrainSpec;
+
+/* Preference pairs of the last forward (TASK_DPO, TASK_REWARD): sums over the batch's pairs of
+ * the implicit (DPO: beta * (log-prob - reference log-prob)) or explicit rewards. */
+typedef struct PairStats {
+    int pairs;
+    double correct;          /* pairs whose chosen reward is above the rejected one */
+    double chosen, rejected; /* rewards */
+} PairStats;
 
 /* One named tensor of the parameter table. */
 typedef struct Param {
@@ -117,6 +134,14 @@ typedef struct Model {
      * objective applies the head in chunks so the [N,V] logits are never held. */
     float *hidden, *dhidden, *head_scratch;
     const Linear *head;
+    /* Preference tasks: a batch holds pairs, rows 2i (chosen) and 2i+1 (rejected). */
+    float *seq_scores;      /* [max_batch] host: each row's response log-prob (dpo) or reward */
+    const float *ref_logps; /* dpo: [B] host, the reference's seq_scores of the batch, set by the
+                               caller before forward; NULL: seq_scores only, loss 0 */
+    float *row_scale;       /* dpo: [max_batch * max_len] backend, the LM head's row weights */
+    PairStats pair_stats;   /* of the last forward with labels */
+    int adapters_off;       /* linear_forward skips the LoRA branches: the base model (DPO's
+                               reference policy, without a second copy of the weights) */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */
     int B, T;                             /* shape of the current batch */
     int n_valid;                          /* labels of the batch that count (>= 0) */
@@ -157,7 +182,8 @@ int model_backward(Model *m, uint64_t seed, LfError *err);
 void model_zero_grad(Model *m);
 
 /* Logits [n_rows, V] of rows row0.. of the last forward of a decoder (hidden @ head^T),
- * into host memory out; for evaluation tools and generation. */
+ * into host memory out; for evaluation tools and generation. A reward model's head is its
+ * score [1,C]: one logit per row, the reward of the sequence up to that token. */
 int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err);
 
 /* Generation with a KV cache (decoders), one sequence at a time, eval mode (LoRA applied
@@ -182,7 +208,10 @@ Param *model_find_param(Model *m, const char *name);
 int strategy_parse(const char *s, Strategy *out, LfError *err);
 const char *strategy_name(Strategy s);
 void train_spec_defaults(TrainSpec *s);
-Task arch_task(Arch arch); /* the task an architecture's head is for */
+Task arch_task(Arch arch); /* the task an architecture's head is for by default */
+/* The task of an adapter whose PEFT task_type gave t, on an architecture: SEQ_CLS on a decoder
+ * is a reward model. */
+Task arch_adapter_task(Arch arch, Task t);
 
 /* Writes every base parameter (not LoRA) to path as safetensors, HF names; with
  * merge_lora, W += scale * B A first (in the written copy only). */

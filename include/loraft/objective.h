@@ -1,6 +1,7 @@
 /* objective.h: what a model is trained for: the layout of its labels, the loss and its
  * gradient on the network's output, and PEFT's name for the task. One file per objective
- * (src/classification.c, src/causal_lm.c); the model core calls them through this table. */
+ * (src/objective/: classification.c, causal_lm.c, dpo.c, reward.c); the model core calls them
+ * through this table. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -30,10 +31,25 @@ struct Objective {
     int (*loss_backward)(Model *m, LfError *err);
 };
 
-extern const Objective objective_classification, objective_causal_lm;
+extern const Objective objective_classification, objective_causal_lm, objective_dpo,
+    objective_reward;
 
 /* The objective of a task. */
 const Objective *objective_for(Task task);
+
+/* ---- shared by the objectives on a decoder's LM head (causal_lm.c) ---- */
+void causal_lm_plan(Model *m, Plan *pl);
+/* Per-token labels shifted for next-token prediction; counts them into m->n_valid. */
+int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err);
+/* The fused head over the batch: m->losses, and with grads the gradients of hidden and of a
+ * trainable head, each row's scaled by m->loss_scale * row_scale[row] (NULL: 1). */
+int lm_head_run(Model *m, int grads, const float *row_scale, LfError *err);
+
+/* ---- reward.c ---- */
+/* The row a reward model reads its score at, by transformers' rule (LlamaForSequenceClassification
+ * in transformers 4.5x: the last token that is not pad_token_id, 0 when there is none):
+ * labels [T] the row's ids where it has tokens and < 0 on padding; pad_token_id < 0: none. */
+int reward_last_token(const int32_t *labels, int T, int pad_token_id);
 
 #ifdef __cplusplus
 }

@@ -175,15 +175,18 @@ typedef struct Ops {
      * shorter), logits[rows,V] = h @ W^T are formed in scratch, never all N rows at once:
      *   losses[N] = logsumexp(logits[n]) - logits[n][label] (0 for ignored rows), overwritten;
      *   dh[N,C] += dlogits @ W and dW[V,C] += dlogits^T @ h, where dlogits = (softmax -
-     *   onehot(label)) * grad_scale (0 for ignored rows); a NULL dh / dW skips that GEMM, and
-     *   with both NULL this is the evaluation forward (losses only).
+     *   onehot(label)) * grad_scale * row_scale[n] (0 for ignored rows); a NULL dh / dW skips
+     *   that GEMM, and with both NULL this is the evaluation forward (losses only).
+     * row_scale [N] or NULL (all 1): a weight per row, for losses that are not a plain mean of
+     * the token losses (DPO weighs each sequence's tokens by its pair's gradient).
      * Equal to matmul_forward + cross_entropy + matmul_backward on the whole [N,V] logits.
      * chunk >= 1 rows (OPS_LM_HEAD_CHUNK unless memory says otherwise); scratch:
      * ops_lm_head_scratch(N, V, chunk) floats. Generation's next-token logits are a plain
      * matmul_forward of the last row. */
     void (*lm_head_cross_entropy)(float *losses, float *dh, float *dW, const float *h,
                                   const float *W, const int32_t *labels, float grad_scale,
-                                  float *scratch, int N, int C, int V, int chunk);
+                                  const float *row_scale, float *scratch, int N, int C, int V,
+                                  int chunk);
 
     /* ---- optimizer ----
      * torch.optim.AdamW, step counted from 1:

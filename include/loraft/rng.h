@@ -52,3 +52,12 @@ static inline uint64_t rng_next(Rng *r) {
 static inline float rng_next_uniform(Rng *r) {
     return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f);
 }
+
+/* Fisher-Yates over v[0..n), drawing from r: the same order on every machine. */
+static inline void rng_shuffle(int *v, int n, Rng *r) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(rng_next(r) % (uint64_t)(i + 1)), t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+}

@@ -23,7 +23,7 @@ typedef struct TrainConfig {
     /* model */
     char model[CFG_PATH];        /* HF model directory (config.json + model.safetensors + vocab) */
     char tokenizer[CFG_PATH];    /* "" = same as model */
-    char task[16];               /* "classification" | "causal-lm" */
+    char task[16];               /* "classification" | "causal-lm" | "dpo" | "reward" */
     char device[16];             /* "auto" | "cpu" | "cuda" */
     int num_labels;              /* 0 = from the model config (or from labels) */
     char labels[MAX_LABELS][64]; /* label names in id order, e.g. ["neg","pos"] */
@@ -40,6 +40,9 @@ typedef struct TrainConfig {
     int truncate_left;                 /* JSON "truncation_side": "right" = 0 | "left" = 1 */
     int train_limit, validation_limit; /* 0 = all */
     int bucket_by_length;              /* 0 = off; else window size in batches */
+    int max_prompt_length;             /* dpo, reward: 128 */
+    int holdout_examples;              /* dpo, reward: the last N records validate */
+    char chat_template[32];            /* dpo, reward: a built-in template name; "" = none */
     /* lora */
     char strategy[8];                         /* "lora" | "head" | "full" */
     int r;                                    /* 8 */
@@ -66,6 +69,9 @@ typedef struct TrainConfig {
     float adam_beta1, adam_beta2, adam_eps; /* 0.9, 0.999, 1e-8 */
     uint64_t seed;                          /* 42 */
     char output_dir[CFG_PATH];              /* "" -> "runs/<config file stem>" by load */
+    float dpo_beta;                         /* 0.1 */
+    char dpo_loss[16];                      /* "sigmoid" | "ipo" */
+    float dpo_label_smoothing;              /* 0 */
     char eval_strategy[8];                  /* "epoch" | "steps" | "no" */
     int eval_steps;                         /* used with eval_strategy "steps" */
     char save_strategy[8];                  /* "epoch" | "steps" | "no" */

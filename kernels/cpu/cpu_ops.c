@@ -556,10 +556,11 @@ static void cpu_first_token_backward(float *dinp, const float *dout, int B, int 
 /* ---- softmax cross-entropy ---- */
 
 /* losses[N] = logsumexp(logits[n]) - logits[n][label]; dlogits[N,V] (may be NULL) = (softmax -
- * onehot) * grad_scale, overwritten; dlogits == logits allowed (each row is read before it is
- * written). Rows with label < 0 or >= V: 0 and 0. */
-static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits,
-                              const int32_t *labels, float grad_scale, int N, int V) {
+ * onehot) * grad_scale * row_scale[n] (row_scale NULL: 1), overwritten; dlogits == logits allowed
+ * (each row is read before it is written). Rows with label < 0 or >= V: 0 and 0. */
+static void cross_entropy_rows(float *losses, float *dlogits, const float *logits,
+                               const int32_t *labels, float grad_scale, const float *row_scale,
+                               int N, int V) {
 #pragma omp parallel for if ((size_t)N * V > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;
@@ -575,27 +576,34 @@ static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits
         for (int j = 0; j < V; j++) sum += expf(x[j] - maxv);
         losses[n] = (maxv - x[label]) + logf(sum); /* exact difference first, as torch */
         if (!d) continue;
-        float inv = 1.0f / sum;
-        for (int j = 0; j < V; j++) d[j] = expf(x[j] - maxv) * inv * grad_scale;
-        d[label] -= grad_scale;
+        float g = row_scale ? grad_scale * row_scale[n] : grad_scale, inv = 1.0f / sum;
+        for (int j = 0; j < V; j++) d[j] = expf(x[j] - maxv) * inv * g;
+        d[label] -= g;
     }
+}
+
+static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits,
+                              const int32_t *labels, float grad_scale, int N, int V) {
+    cross_entropy_rows(losses, dlogits, logits, labels, grad_scale, NULL, N, V);
 }
 
 /* ---- LM head + cross-entropy, in chunks of rows ---- */
 
 /* Per chunk of rows of h [N,C]: logits [rows,V] = h @ W[V,C]^T in scratch, losses and dlogits in
- * place (cross_entropy), then dh[rows,C] += dlogits @ W and dW += dlogits^T @ h (NULL: skipped). */
+ * place (cross_entropy_rows), then dh[rows,C] += dlogits @ W and dW += dlogits^T @ h (NULL:
+ * skipped). */
 static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h,
                                       const float *W, const int32_t *labels, float grad_scale,
-                                      float *scratch, int N, int C, int V, int chunk) {
+                                      const float *row_scale, float *scratch, int N, int C, int V,
+                                      int chunk) {
     if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
     int grads = dh || dW;
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int rows = N - n0 < chunk ? N - n0 : chunk;
         const float *hc = h + (size_t)n0 * C;
         cpu_matmul_forward(scratch, hc, W, NULL, rows, C, V);
-        cpu_cross_entropy(losses + n0, grads ? scratch : NULL, scratch, labels + n0, grad_scale,
-                          rows, V);
+        cross_entropy_rows(losses + n0, grads ? scratch : NULL, scratch, labels + n0, grad_scale,
+                           row_scale ? row_scale + n0 : NULL, rows, V);
         if (grads)
             cpu_matmul_backward(dh ? dh + (size_t)n0 * C : NULL, dW, NULL, scratch, hc, W, rows, C,
                                 V);

@@ -143,9 +143,13 @@ void cuda_first_token_forward(float *out, const float *inp, int B, int T, int C)
 void cuda_first_token_backward(float *dinp, const float *dout, int B, int T, int C);
 void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,
                         float grad_scale, int N, int V);
+/* cuda_cross_entropy with row n's gradient scaled by row_scale[n] too (NULL: 1) */
+void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
+                             const int32_t *labels, float grad_scale, const float *row_scale, int N,
+                             int V);
 void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
-                                const int32_t *labels, float grad_scale, float *scratch, int N,
-                                int C, int V, int chunk);
+                                const int32_t *labels, float grad_scale, const float *row_scale,
+                                float *scratch, int N, int C, int V, int chunk);
 void cuda_adamw_step(float *param, const float *grad, float *m, float *v, float lr, float beta1,
                      float beta2, float eps, float weight_decay, int step, size_t n);
 double cuda_sum_squares(const float *x, size_t n);

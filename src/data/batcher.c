@@ -156,15 +156,6 @@ int batcher_init(Batcher *b, const TokenizedSet *ts, int batch_size, int32_t pad
     return 0;
 }
 
-/* Fisher-Yates over v[0..n), drawing from r. */
-static void shuffle_ints(int *v, int n, Rng *r) {
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)(rng_next(r) % (uint64_t)(i + 1)), t = v[i];
-        v[i] = v[j];
-        v[j] = t;
-    }
-}
-
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
@@ -184,14 +175,14 @@ void batcher_start_epoch(Batcher *b, uint64_t seed, int epoch, int shuffle, int 
     int n = b->ts->n, nb = batcher_num_batches(b);
     Rng r = {rng_hash(seed, (uint64_t)epoch), 0};
     for (int i = 0; i < n; i++) b->order[i] = i;
-    if (shuffle) shuffle_ints(b->order, n, &r);
+    if (shuffle) rng_shuffle(b->order, n, &r);
     if (bucket > 0) {
         int64_t window = (int64_t)bucket * b->batch_size;
         for (int64_t s = 0; s < n; s += window)
             sort_by_length(b->ts, b->order + s, (int)(s + window < n ? window : n - s), b->keys);
     }
     for (int k = 0; k < nb; k++) b->batches[k] = k * b->batch_size;
-    if (shuffle && bucket > 0) shuffle_ints(b->batches, nb, &r);
+    if (shuffle && bucket > 0) rng_shuffle(b->batches, nb, &r);
     b->next = 0;
 }
 

@@ -304,6 +304,7 @@ int model_open(Model *m, const char *model_dir, const char *adapter_dir, const O
     spec.strategy = STRATEGY_HEAD;
     spec.task = arch_task(cfg.arch);
     if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
+    spec.task = arch_adapter_task(cfg.arch, spec.task);
     if (max_len <= 0) max_len = cfg.max_positions;
     if (model_create(m, &cfg, &spec, ops, model_dir, 0, max_batch, max_len, NULL, 0, err))
         return -1;

@@ -3,7 +3,8 @@
  *   h0 = wte[ids]
  *   per layer:  a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1)))   n1 = rmsnorm(x)
  *               out = a + down(silu(gate(n2)) * up(n2))                n2 = rmsnorm(a)
- *   hidden = rmsnorm(out_L); the objective applies lm_head (tied to wte or its own weight)
+ *   hidden = rmsnorm(out_L); the objective applies lm_head (tied to wte or its own weight), or
+ *   a reward model's score (LlamaForSequenceClassification, one label)
  * with causal attention over grouped KV heads (NKV <= NH), RoPE on q and k, no biases and no
  * dropout but attention's (and LoRA's). Forward, backward and the cached decode (generation: one
  * token at a time against each layer's cached keys and values) side by side, as in bert.c; every
@@ -40,7 +41,8 @@ typedef struct Llama {
     Layer *layers;
     LayerActs *acts;
     Norm ln_f;
-    Linear head; /* lm_head: its own weight, or wte's (tied; then not a LoRA candidate) */
+    Linear head; /* lm_head: its own weight, or wte's (tied; then not a LoRA candidate); a
+                    reward model's score [1,C] */
     int lowest_trained_layer;
     float *hf, *rstd_f; /* [N,C] rmsnorm(out_L), [N] */
     /* gradient scratch */
@@ -88,7 +90,9 @@ static int llama_build(Model *m, LfError *err) {
 #undef MODULE
     }
     model_norm(m, &b->ln_f, "model.norm", C, 0);
-    if (c->tie_word_embeddings)
+    if (m->spec.task == TASK_REWARD) /* LlamaForSequenceClassification with num_labels 1 */
+        model_linear(m, &b->head, "score", C, 1, 0);
+    else if (c->tie_word_embeddings)
         b->head = (Linear){.w = b->wte, .in = C, .out = c->vocab_size};
     else
         model_linear(m, &b->head, "lm_head", C, c->vocab_size, 0);
@@ -330,6 +334,7 @@ const ArchImpl arch_llama = {
     .prefix = "model",
     .default_targets = {"q_proj", "v_proj"},
     .task = TASK_CAUSAL_LM,
+    .tasks = 1u << TASK_CAUSAL_LM | 1u << TASK_DPO | 1u << TASK_REWARD,
     .max_params = llama_max_params,
     .build = llama_build,
     .free = llama_free,

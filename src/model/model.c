@@ -42,6 +42,7 @@ void train_spec_defaults(TrainSpec *s) {
     s->task = TASK_CLASSIFICATION;
     s->r = 8;
     s->alpha = 8.0f;
+    s->dpo = (DpoSpec){0.1f, DPO_SIGMOID, 0.0f};
 }
 
 static const ArchImpl *arch_for(Arch a) {
@@ -50,6 +51,13 @@ static const ArchImpl *arch_for(Arch a) {
 
 Task arch_task(Arch a) {
     return arch_for(a)->task;
+}
+
+Task arch_adapter_task(Arch a, Task t) {
+    unsigned tasks = arch_for(a)->tasks;
+    if (t == TASK_CLASSIFICATION && !(tasks & 1u << t) && tasks & 1u << TASK_REWARD)
+        return TASK_REWARD;
+    return t;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -218,13 +226,24 @@ static void param_init(const Model *m, const Param *p, float *v, Rng *r) {
     }
 }
 
+/* Initialises p (a head tensor the checkpoint lacks) and adds its name to report. */
+static void init_missing(const Model *m, const Param *p, float *dst, Rng *r, char *report,
+                         size_t report_cap) {
+    param_init(m, p, dst, r);
+    if (report && strlen(report) + strlen(p->name) + 3 < report_cap)
+        strcat(strcat(report, report[0] ? ", " : ""), p->name);
+}
+
 /* Reads every GGUF tensor into the parameter of its HF name, dequantised, Q/K rows back in
- * HF's RoPE layout; every base parameter must be found once. */
-static int load_gguf_weights(Model *m, const char *path, float *host, LfError *err) {
+ * HF's RoPE layout; every base parameter must be found once, but a task head outside the base
+ * model (a reward model's score) is initialised and reported, and a reward model has no use for
+ * the LM head (transformers' AutoModelForSequenceClassification drops it too). */
+static int load_gguf_weights(Model *m, const char *path, float *host, Rng *r, char *report,
+                             size_t report_cap, LfError *err) {
     Gguf g;
     if (gguf_open(&g, path, err)) return -1;
-    int found = 0, rc = 0, base = 0;
-    for (int i = 0; i < m->n_params; i++) base += m->params[i].in_checkpoint;
+    char *seen = calloc((size_t)m->n_params, 1);
+    int rc = seen ? 0 : lf_fail(err, "out of memory");
     for (int t = 0; t < g.n_tensors && !rc; t++) {
         char name[GGUF_MAX_NAME + 64];
         GgufFix fix;
@@ -233,11 +252,13 @@ static int load_gguf_weights(Model *m, const char *path, float *host, LfError *e
             break;
         }
         Param *p = model_find_param(m, name);
-        if (!p) {
+        if (!p && m->spec.task == TASK_REWARD && !strcmp(name, "lm_head.weight")) continue;
+        if (!p || seen[p - m->params]) {
             rc = lf_fail(err, "%s: tensor '%s' (%s) has no place in this model", path,
                          g.tensors[t].name, name);
             break;
         }
+        seen[p - m->params] = 1;
         float *dst = host + (p->value - m->values);
         int heads = fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
         float *tmp = fix == GGUF_FIX_NONE ? dst : malloc(p->numel * sizeof *tmp);
@@ -248,11 +269,19 @@ static int load_gguf_weights(Model *m, const char *path, float *host, LfError *e
                      ? lf_fail(err, "%s: transposed (GPT-2) tensors are not supported yet", path)
                      : gguf_unpermute_rows(tmp, dst, p->shape[0], p->shape[1], heads, err);
         if (tmp != dst) free(tmp);
-        found++;
     }
     gguf_close(&g);
-    if (!rc && found != base)
-        rc = lf_fail(err, "%s: %d tensors for the %d of the model", path, found, base);
+    const char *prefix = m->arch->prefix;
+    if (report && report_cap) report[0] = 0;
+    for (int i = 0; i < m->n_params && !rc; i++) {
+        Param *p = &m->params[i];
+        float *dst = host + (p->value - m->values);
+        if (!p->in_checkpoint || (!seen[i] && strncmp(p->name, prefix, strlen(prefix))))
+            init_missing(m, p, dst, r, p->in_checkpoint ? report : NULL, report_cap);
+        else if (!seen[i])
+            rc = lf_fail(err, "%s: tensor '%s' not found", path, p->name);
+    }
+    free(seen);
     return rc;
 }
 
@@ -286,9 +315,7 @@ static int load_weights(Model *m, const char *dir, float *host, Rng *r, char *re
         if (safetensors_find(&st, name)) {
             rc = safetensors_read_f32(&st, name, p->ndim, p->shape, dst, err);
         } else if (strncmp(p->name, prefix, plen - 1)) {
-            param_init(m, p, dst, r); /* the task head of a base checkpoint */
-            if (report && strlen(report) + strlen(p->name) + 3 < report_cap)
-                strcat(strcat(report, report[0] ? ", " : ""), p->name);
+            init_missing(m, p, dst, r, report, report_cap); /* the task head of a base model */
         } else {
             rc = lf_fail(err, "%s: tensor '%s' not found", path, p->name);
         }
@@ -440,10 +467,7 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
     Rng rng = {seed, 0};
     int rc = 0;
     if (dir && ends_with(dir, ".gguf")) {
-        rc = load_gguf_weights(m, dir, host, err);
-        for (int i = 0; !rc && i < m->n_params; i++) /* LoRA */
-            if (!m->params[i].in_checkpoint)
-                param_init(m, &m->params[i], host + (m->params[i].value - m->values), &rng);
+        rc = load_gguf_weights(m, dir, host, &rng, missing_report, report_cap, err);
     } else if (dir) {
         rc = load_weights(m, dir, host, &rng, missing_report, report_cap, err);
     } else {
@@ -465,7 +489,7 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     m->ops = ops;
     m->arch = arch_for(cfg->arch);
     m->objective = objective_for(spec->task);
-    if (m->arch->task != spec->task)
+    if (!(m->arch->tasks & 1u << spec->task))
         return lf_fail(err, "model.task %s: a %s model is for %s", m->objective->name,
                        m->arch->name, objective_for(m->arch->task)->name);
     if (spec->strategy == STRATEGY_LORA) resolve_defaults(&m->spec, m->arch, m->objective);
@@ -473,7 +497,9 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     m->max_len = max_len;
     m->host_losses = calloc((size_t)max_batch * max_len, sizeof *m->host_losses);
     m->host_labels = calloc((size_t)max_batch * max_len, sizeof *m->host_labels);
-    if (!m->host_losses || !m->host_labels) return model_free(m), lf_fail(err, "out of memory");
+    m->seq_scores = calloc((size_t)max_batch, sizeof *m->seq_scores);
+    if (!m->host_losses || !m->host_labels || !m->seq_scores)
+        return model_free(m), lf_fail(err, "out of memory");
     if (build_table(m, err) || assign_gradients(m, err) || activations_create(m, err) ||
         load_values(m, dir, seed, missing_report, report_cap, err))
         return model_free(m), -1;
@@ -503,6 +529,7 @@ void model_free(Model *m) {
     free(m->loras);
     free(m->host_losses);
     free(m->host_labels);
+    free(m->seq_scores);
     free(m->guards);
     memset(m, 0, sizeof *m);
 }
@@ -570,7 +597,7 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
                     uint64_t seed) {
     const Ops *o = m->ops;
     o->matmul_forward(out, inp, l->w->value, l->b ? l->b->value : NULL, N, l->in, l->out);
-    if (l->lora)
+    if (l->lora && !m->adapters_off)
         o->lora_forward(out, l->lora->u, inp, l->lora->A->value, l->lora->B->value, l->lora->scale,
                         p, seed, m->scratch, N, l->in, l->out, m->spec.r);
 }
@@ -616,7 +643,7 @@ int model_backward(Model *m, uint64_t seed, LfError *err) {
 
 int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
     const Linear *h = m->head;
-    int C = m->cfg.hidden_size, V = m->cfg.vocab_size, chunk = OPS_LM_HEAD_CHUNK;
+    int C = m->cfg.hidden_size, V = h ? h->out : 0, chunk = OPS_LM_HEAD_CHUNK;
     if (!h || row0 < 0 || n_rows < 0 || row0 + n_rows > m->B * m->T)
         return lf_fail(err, "model_lm_logits: rows %d..%d of a %d-row batch of a decoder", row0,
                        row0 + n_rows, m->B * m->T);

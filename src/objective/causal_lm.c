@@ -9,7 +9,7 @@
  * gradients of the hidden states and of a trainable head: forward never writes a gradient. */
 #include "loraft/objective.h"
 
-static void causal_lm_plan(Model *m, Plan *pl) {
+void causal_lm_plan(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len, V = m->cfg.vocab_size, C = m->cfg.hidden_size;
     PLAN_TAKE(pl, &m->losses, N, 1, NULL);
     PLAN_TAKE(pl, &m->dhidden, N * C, m->n_grads > 0, NULL);
@@ -18,8 +18,7 @@ static void causal_lm_plan(Model *m, Plan *pl) {
 
 /* labels[B,T]: token ids (< vocab_size) or negative (ignored); out[b,t] = labels[b,t+1],
  * and -100 at the last position of every row. */
-static int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out,
-                            LfError *err) {
+int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             int32_t y = labels[(size_t)b * T + t];
@@ -33,22 +32,22 @@ static int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32
     return 0;
 }
 
-/* The fused head: losses, and with grads the gradients of hidden and of a trainable head. */
-static int lm_head(Model *m, int grads, LfError *err) {
+int lm_head_run(Model *m, int grads, const float *row_scale, LfError *err) {
     const Linear *head = m->head;
     int N = m->B * m->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
     if (head->lora) return lf_fail(err, "a LoRA adapter on the LM head is not supported");
     if (grads) m->ops->zero(m->dhidden, (size_t)N * C * sizeof(float));
-    m->ops->lm_head_cross_entropy(
-        m->losses, grads ? m->dhidden : NULL, grads ? head->w->grad : NULL, m->hidden,
-        head->w->value, m->labels, m->loss_scale, m->head_scratch, N, C, V, OPS_LM_HEAD_CHUNK);
+    m->ops->lm_head_cross_entropy(m->losses, grads ? m->dhidden : NULL,
+                                  grads ? head->w->grad : NULL, m->hidden, head->w->value,
+                                  m->labels, m->loss_scale, row_scale, m->head_scratch, N, C, V,
+                                  OPS_LM_HEAD_CHUNK);
     return 0;
 }
 
 static int causal_lm_loss(Model *m, float loss_weight, float *loss, LfError *err) {
     int N = m->B * m->T;
     m->loss_scale = m->n_valid ? loss_weight / (float)m->n_valid : 0.0f;
-    if (lm_head(m, 0, err)) return -1;
+    if (lm_head_run(m, 0, NULL, err)) return -1;
     m->ops->download(m->host_losses, m->losses, (size_t)N * sizeof(float));
     double sum = 0;
     for (int i = 0; i < N; i++) sum += m->host_losses[i];
@@ -57,7 +56,7 @@ static int causal_lm_loss(Model *m, float loss_weight, float *loss, LfError *err
 }
 
 static int causal_lm_backward(Model *m, LfError *err) {
-    return lm_head(m, 1, err);
+    return lm_head_run(m, 1, NULL, err);
 }
 
 const Objective objective_causal_lm = {

@@ -48,5 +48,15 @@ const Objective objective_classification = {
 };
 
 const Objective *objective_for(Task task) {
-    return task == TASK_CAUSAL_LM ? &objective_causal_lm : &objective_classification;
+    switch (task) {
+    case TASK_CAUSAL_LM:
+        return &objective_causal_lm;
+    case TASK_DPO:
+        return &objective_dpo;
+    case TASK_REWARD:
+        return &objective_reward;
+    case TASK_CLASSIFICATION:
+        break;
+    }
+    return &objective_classification;
 }

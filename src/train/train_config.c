@@ -47,9 +47,11 @@ static const Key keys[] = {
     {"model", "tokenizer", T_STR, AT(tokenizer), .def = "\"\"",
      .help = "Tokenizer directory or file; empty = the model's."},
     {"model", "task", T_STR, AT(task), .def = "\"classification\"",
-     .choices = "classification|causal-lm",
+     .choices = "classification|causal-lm|dpo|reward",
      .help = "classification: a label per text (encoders); causal-lm: next-token prediction on "
-             "a corpus (decoders)."},
+             "a corpus (decoders); dpo: direct preference optimisation on prompt / chosen / "
+             "rejected pairs (decoders, LoRA); reward: a reward model (a scalar score head) on the "
+             "same pairs (decoders)."},
     {"model", "device", T_STR, AT(device), .def = "\"auto\"", .choices = "auto|cpu|cuda",
      .help = "Where to train; auto = cuda when a GPU is usable, else cpu."},
     {"model", "num_labels", T_INT, AT(num_labels), .def = "0", RANGE(0, MAX_LABELS),
@@ -78,6 +80,17 @@ static const Key keys[] = {
     {"data", "max_length", T_INT, AT(max_length), .def = "512", RANGE(2, 1 << 20),
      .help = "Tokens per example, special tokens included; longer texts are truncated. "
              "causal-lm: the training block size."},
+    {"data", "max_prompt_length", T_INT, AT(max_prompt_length), .def = "128", RANGE(0, 1 << 20),
+     .help = "dpo, reward: when prompt + the longer response exceed max_length, the prompt keeps "
+             "its last max_prompt_length tokens, then each response its first max_length - "
+             "max_prompt_length (TRL 0.12's DPOTrainer defaults: 512 and 128)."},
+    {"data", "holdout_examples", T_INT, AT(holdout_examples), .def = "0", RANGE(0, 1 << 30),
+     .help = "dpo, reward: without a validation_file, the last N records of train_file are the "
+             "validation set (and are left out of training)."},
+    {"data", "chat_template", T_STR, AT(chat_template), .def = "\"\"",
+     .help = "dpo, reward: render each prompt with this built-in chat template (chatml, smollm2, "
+             "llama3, plain; an Anthropic HH prompt is split into its turns) and end the response "
+             "with EOS; empty = prompt + \" \" + response + EOS as plain text."},
     {"data", "truncation_side", T_CHOICE, AT(truncate_left), .def = "\"right\"",
      .choices = "right|left", .help = "Which end of a long text is cut off."},
     {"data", "train_limit", T_INT, AT(train_limit), .def = "0", RANGE(0, INFINITY),
@@ -138,6 +151,15 @@ static const Key keys[] = {
     {"train", "output_dir", T_STR, AT(output_dir), .def = "\"\"",
      .help =
          "Run directory; empty = runs/NAME where NAME is the config file name without extension."},
+    {"train", "dpo_beta", T_FLOAT, AT(dpo_beta), .def = "0.1", RANGE(0, INFINITY), .min_open = 1,
+     .help = "dpo: beta, the strength of the pull towards the reference policy (the model with "
+             "the adapters off)."},
+    {"train", "dpo_loss", T_STR, AT(dpo_loss), .def = "\"sigmoid\"", .choices = "sigmoid|ipo",
+     .help = "dpo: the loss of a pair, as TRL 0.12: sigmoid (DPO) or ipo (IPO, on length-averaged "
+             "log-probs)."},
+    {"train", "dpo_label_smoothing", T_FLOAT, AT(dpo_label_smoothing), .def = "0", RANGE(0, 0.5),
+     .max_open = 1,
+     .help = "dpo, sigmoid loss: the assumed share of mislabelled pairs (conservative DPO)."},
     {"train", "eval_strategy", T_STR, AT(eval_strategy), .def = "\"epoch\"",
      .choices = "epoch|steps|no", .help = "When to evaluate."},
     {"train", "eval_steps", T_INT, AT(eval_steps), .def = "0", RANGE(0, INFINITY),
@@ -149,7 +171,8 @@ static const Key keys[] = {
     {"train", "metric_for_best", T_STR, AT(metric_for_best), .def = "\"eval_loss\"",
      .choices = "eval_loss|accuracy|f1",
      .help = "Picks the best checkpoint: eval_loss lower is better, accuracy and f1 higher "
-             "(classification only)."},
+             "(accuracy: classification, and dpo / reward, where it is the reward accuracy; f1: "
+             "classification only)."},
     {"train", "eval_before_training", T_BOOL, AT(eval_before_training), .def = "true",
      .help = "Evaluate once before the first step (the untrained baseline)."},
     {"train", "logging_steps", T_INT, AT(logging_steps), .def = "10", RANGE(0, INFINITY),
@@ -557,6 +580,12 @@ int train_config_check(const TrainConfig *c, LfError *err) {
         return lf_fail(err, "train.eval_strategy \"steps\" needs train.eval_steps >= 1");
     if (!strcmp(c->save_strategy, "steps") && c->save_steps < 1)
         return lf_fail(err, "train.save_strategy \"steps\" needs train.save_steps >= 1");
+    if (!strcmp(c->dpo_loss, "ipo") && c->dpo_label_smoothing > 0)
+        return lf_fail(err, "train.dpo_label_smoothing applies to the sigmoid loss, not ipo");
+    if ((!strcmp(c->task, "dpo") || !strcmp(c->task, "reward")) &&
+        c->max_prompt_length >= c->max_length)
+        return lf_fail(err, "data.max_prompt_length %d must be below data.max_length %d",
+                       c->max_prompt_length, c->max_length);
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /* trainer.c: the fine-tuning loop (see trainer.h). Host-side orchestration only: every
  * tensor operation goes through the model and the op table. The data and the evaluation
  * follow model.task: labelled texts and accuracy / F1 for classification, a packed corpus
- * and perplexity for causal-lm (lm_data.h). */
+ * and perplexity for causal-lm (lm_data.h), preference pairs and reward accuracy for dpo and
+ * reward (pref_data.h). */
 #include "loraft/trainer.h"
 
 #include <cblas.h>
@@ -19,7 +20,9 @@
 #include "loraft/fileio.h"
 #include "loraft/lm_data.h"
 #include "loraft/model.h"
+#include "loraft/objective.h"
 #include "loraft/optimizer.h"
+#include "loraft/pref_data.h"
 #include "loraft/progress.h"
 #include "loraft/rng.h"
 #include "loraft/rundir.h"
@@ -29,25 +32,32 @@
  * 9 for 4096 classes); documented in docs/CONFIG.md. */
 #define LOSS_WARN 1e4
 
-/* One split's batches, whatever the task: labelled examples through a Batcher, or corpus
- * blocks / rows through an LmLoader (labels per token). */
+/* One split's batches, whatever the task: labelled examples through a Batcher, corpus
+ * blocks / rows through an LmLoader (labels per token), or preference pairs through a
+ * PrefLoader (the pair feed). */
 typedef struct Feed {
-    int lm;
+    int lm, pairs;
     Dataset ds;
     TokenizedSet ts; /* classification */
     Batcher b;
     LmSet set; /* causal-lm */
     LmLoader l;
+    PrefSet pset; /* dpo, reward */
+    PrefLoader pl;
+    float *ref; /* dpo: [rows] the reference policy's log-prob of each row, NaN until computed */
 } Feed;
 
 static void feed_start(Feed *f, uint64_t seed, int epoch, int shuffle, int bucket) {
-    if (f->lm)
+    if (f->pairs)
+        pref_loader_start_epoch(&f->pl, seed, epoch, shuffle);
+    else if (f->lm)
         lm_loader_start_epoch(&f->l, seed, epoch, shuffle, bucket);
     else
         batcher_start_epoch(&f->b, seed, epoch, shuffle, bucket);
 }
 
 static int feed_next(Feed *f, Batch *out) {
+    if (f->pairs) return pref_loader_next(&f->pl, out);
     if (!f->lm) return batcher_next(&f->b, out);
     LmBatch lb;
     if (!lm_loader_next(&f->l, &lb)) return 0;
@@ -63,19 +73,26 @@ static int feed_next(Feed *f, Batch *out) {
 }
 
 static int feed_num_batches(const Feed *f) {
+    if (f->pairs) return pref_loader_num_batches(&f->pl);
     return f->lm ? lm_loader_num_batches(&f->l) : batcher_num_batches(&f->b);
 }
 
 static int feed_max_len(const Feed *f) {
+    if (f->pairs) return f->pset.rows.max_len;
     return f->lm ? f->set.rows.max_len : f->ts.max_len;
 }
 
 static int feed_rows(const Feed *f) {
+    if (f->pairs) return f->pset.rows.n;
     return f->lm ? f->set.rows.n : f->ts.n;
 }
 
 static void feed_free(Feed *f) {
-    if (f->lm) {
+    if (f->pairs) {
+        pref_loader_free(&f->pl);
+        pref_set_free(&f->pset);
+        free(f->ref);
+    } else if (f->lm) {
         lm_loader_free(&f->l);
         lm_set_free(&f->set);
     } else {
@@ -91,12 +108,15 @@ typedef struct Run {
     ModelConfig mcfg;
     TextTokenizer tok;
     Feed train_f, val_f;
-    int causal_lm; /* model.task */
+    Task task;
+    int causal_lm; /* model.task causal-lm */
+    int pairs;     /* model.task dpo or reward: batches of preference pairs */
     Model model;
     AdamW opt;
     RunLog log;
     RunDir dir;
     int *preds, *labels; /* [validation examples] */
+    float *ref_batch;    /* dpo: [model rows] the reference log-probs of the current batch */
     float *logits;       /* [eval batch * classes], host */
     int has_train, has_val, has_model, has_opt, has_log;
     int saved;  /* OUT/last holds a checkpoint */
@@ -213,9 +233,48 @@ static int load_corpus(Run *r, Feed *f, const char *path, int train, int batch_s
     return lm_loader_init(&f->l, &f->set, batch_size, sp.eos, err);
 }
 
+/* Preference pairs (dpo, reward): a validation_file, or the last holdout_examples records of
+ * train_file held out. The pair feed: batch_size pairs per batch, 2 rows each. */
+static int load_pairs(Run *r, Feed *f, int train, int batch_size, LfError *err) {
+    const TrainConfig *c = r->cfg;
+    int split = !c->validation_file[0];
+    ChatTemplate chat;
+    LmSpecials sp;
+    if (c->chat_template[0] && chat_template_by_name(c->chat_template, &chat, err))
+        return lf_wrap(err, "data.chat_template");
+    if (lm_specials(&sp, &r->tok, err)) return -1;
+    if (r->mcfg.eos_token_id >= 0) sp.eos = r->mcfg.eos_token_id;
+    PrefSpec spec = {.path = train || split ? c->train_file : c->validation_file,
+                     .kind = PREF_PAIRS,
+                     .max_length = c->max_length,
+                     .max_prompt_length = c->max_prompt_length,
+                     .limit = train ? c->train_limit : c->validation_limit,
+                     .holdout = split ? c->holdout_examples : 0,
+                     .heldout = !train,
+                     .chat = c->chat_template[0] ? &chat : NULL,
+                     .sp = &sp};
+    double t0 = now_seconds();
+    f->pairs = 1;
+    if (pref_set_load(&f->pset, &spec, &r->tok, err)) return -1;
+    const TokenizedSet *ts = &f->pset.rows;
+    fprintf(r->out, "data: %s%s: %d pairs, %lld tokens (max %d, %d pairs truncated), %.2f s\n",
+            spec.path,
+            split && c->holdout_examples ? (train ? " less the held-out pairs" : ", held-out pairs")
+                                         : "",
+            f->pset.n_items, (long long)ts->offsets[ts->n], ts->max_len, f->pset.n_truncated,
+            now_seconds() - t0);
+    if (r->task == TASK_DPO) {
+        if (!(f->ref = malloc((size_t)ts->n * sizeof *f->ref)))
+            return lf_fail(err, "out of memory");
+        for (int i = 0; i < ts->n; i++) f->ref[i] = NAN;
+    }
+    return pref_loader_init(&f->pl, &f->pset, batch_size, sp.eos, r->task == TASK_DPO, err);
+}
+
 static int load_data(Run *r, Feed *f, int train, int batch_size, LfError *err) {
     const TrainConfig *c = r->cfg;
     const char *path = train ? c->train_file : c->validation_file;
+    if (r->pairs) return load_pairs(r, f, train, batch_size, err);
     if (r->causal_lm) {
         if (!train && c->holdout_chapter) path = c->train_file;
         return load_corpus(r, f, path, train, batch_size, err);
@@ -234,6 +293,7 @@ static void run_close(Run *r) {
     free(r->preds);
     free(r->labels);
     free(r->logits);
+    free(r->ref_batch);
 }
 
 /* Everything a run needs, sized once. adapter_dir (eval only) replaces the LoRA spec. */
@@ -243,8 +303,14 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     r->cfg = c;
     r->out = out;
     r->dir.lock_fd = -1;
-    r->causal_lm = !strcmp(c->task, "causal-lm");
-    r->has_val = c->validation_file[0] != 0 || (r->causal_lm && c->holdout_chapter);
+    r->task = !strcmp(c->task, "causal-lm") ? TASK_CAUSAL_LM
+              : !strcmp(c->task, "dpo")     ? TASK_DPO
+              : !strcmp(c->task, "reward")  ? TASK_REWARD
+                                            : TASK_CLASSIFICATION;
+    r->causal_lm = r->task == TASK_CAUSAL_LM;
+    r->pairs = r->task == TASK_DPO || r->task == TASK_REWARD;
+    r->has_val = c->validation_file[0] != 0 || (r->causal_lm && c->holdout_chapter) ||
+                 (r->pairs && c->holdout_examples);
     if (!train && !r->has_val)
         return lf_fail(err, "data.validation_file is empty: there is nothing to evaluate");
     if (r->causal_lm && strcmp(c->metric_for_best, "eval_loss"))
@@ -252,6 +318,11 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
                        "train.metric_for_best '%s' is a classification metric: causal-lm "
                        "picks by eval_loss",
                        c->metric_for_best);
+    if (r->task == TASK_DPO && strcmp(c->strategy, "lora"))
+        return lf_fail(err, "model.task dpo needs lora.strategy lora: its reference policy is the "
+                            "model with the adapters switched off");
+    if (r->pairs && !strcmp(c->metric_for_best, "f1"))
+        return lf_fail(err, "train.metric_for_best f1: %s picks by eval_loss or accuracy", c->task);
     if (c->threads > 0) {
         openblas_set_num_threads(c->threads);
         omp_set_num_threads(c->threads);
@@ -261,6 +332,7 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     if (model_config_load(&r->mcfg, c->model, err) || apply_labels(c, &r->mcfg, err)) return -1;
     if (text_tokenizer_open(&r->tok, tokenizer_dir(c), err)) return -1;
     int bs = c->batch_size, ebs = c->eval_batch_size ? c->eval_batch_size : 2 * c->batch_size;
+    int rows = r->pairs ? 2 : 1; /* model rows per batch item */
     r->has_train = train;
     if (train && load_data(r, &r->train_f, 1, bs, err)) return -1;
     if (r->has_val && load_data(r, &r->val_f, 0, ebs, err)) return -1;
@@ -270,16 +342,21 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     int rc;
     spec_from_config(c, &spec, err, &rc);
     if (rc) return -1;
-    spec.task = r->causal_lm ? TASK_CAUSAL_LM : TASK_CLASSIFICATION;
+    spec.task = r->task;
     if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
-    if (spec.task != (r->causal_lm ? TASK_CAUSAL_LM : TASK_CLASSIFICATION))
+    if (strcmp(objective_for(arch_adapter_task(r->mcfg.arch, spec.task))->task_type,
+               objective_for(r->task)->task_type))
         return lf_fail(err, "--adapter %s was trained for another task than model.task %s",
                        adapter_dir, c->task);
+    spec.task = r->task; /* a CAUSAL_LM adapter evaluates as dpo too */
+    spec.dpo = (DpoSpec){c->dpo_beta, !strcmp(c->dpo_loss, "ipo") ? DPO_IPO : DPO_SIGMOID,
+                         c->dpo_label_smoothing};
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
     char missing[2048];
     if (model_create(&r->model, &r->mcfg, &spec, ops, c->model, c->seed,
-                     train ? (bs > ebs ? bs : ebs) : ebs, max_len, missing, sizeof missing, err))
+                     rows * (train ? (bs > ebs ? bs : ebs) : ebs), max_len, missing, sizeof missing,
+                     err))
         return -1;
     r->has_model = 1;
     if (adapter_dir && adapter_load_weights(&r->model, adapter_dir, err)) return -1;
@@ -293,7 +370,9 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
         fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",
                 with_commas(trainable, a), with_commas(all, b),
                 100.0 * (double)trainable / (double)all);
-    if (r->causal_lm) return 0;
+    if (r->task == TASK_DPO && !(r->ref_batch = malloc((size_t)r->model.max_batch * sizeof(float))))
+        return lf_fail(err, "out of memory");
+    if (r->causal_lm || r->pairs) return 0;
     int n_val = r->has_val ? feed_rows(&r->val_f) : 0;
     r->preds = malloc((n_val + 1) * sizeof *r->preds);
     r->labels = malloc((n_val + 1) * sizeof *r->labels);
@@ -340,10 +419,74 @@ static int evaluate_lm(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) 
     return 0;
 }
 
+/* DPO: points the model at the reference policy's log-probs of the batch's rows (the batch is
+ * set). A row's is computed at its first use, by the same model with its adapters switched off
+ * in eval mode, and kept for the run: with LoRA that is the base model whatever the steps. */
+static int reference_logps(Run *r, Feed *f, const Batch *b, LfError *err) {
+    Model *m = &r->model;
+    int missing = 0;
+    for (int i = 0; i < b->B; i++) missing |= isnan(f->ref[b->index[i]]);
+    if (missing) {
+        float ignored;
+        m->ref_logps = NULL;
+        m->adapters_off = 1;
+        int rc = model_forward(m, 0, 0, 1.0f, &ignored, err);
+        m->adapters_off = 0;
+        if (rc) return -1;
+        for (int i = 0; i < b->B; i++) f->ref[b->index[i]] = m->seq_scores[i];
+    }
+    for (int i = 0; i < b->B; i++) r->ref_batch[i] = f->ref[b->index[i]];
+    m->ref_logps = r->ref_batch;
+    return 0;
+}
+
+/* One batch of the feed set in the model, and for dpo its reference log-probs. */
+static int set_batch(Run *r, Feed *f, const Batch *b, LfError *err) {
+    if (model_set_batch(&r->model, b->ids, b->types, b->mask, b->labels, b->B, b->T, err))
+        return -1;
+    return r->task == TASK_DPO ? reference_logps(r, f, b, err) : 0;
+}
+
+/* Preference pairs: the mean loss over pairs, the share of pairs ranked right and the mean
+ * rewards. */
+static int evaluate_pairs(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
+    Model *m = &r->model;
+    double loss_sum = 0, correct = 0, chosen = 0, rejected = 0;
+    long tokens = 0;
+    int pairs = 0, k = 0;
+    Batch b;
+    Progress p;
+    *nonfinite = 0;
+    feed_start(&r->val_f, 0, 0, 0, 0);
+    progress_start(&p, r->out, "eval", feed_num_batches(&r->val_f));
+    while (feed_next(&r->val_f, &b)) {
+        float loss;
+        if (set_batch(r, &r->val_f, &b, err) || model_forward(m, 0, 0, 1.0f, &loss, err)) return -1;
+        const PairStats *ps = &m->pair_stats;
+        *nonfinite += !isfinite(loss);
+        loss_sum += (double)loss * ps->pairs;
+        correct += ps->correct;
+        chosen += ps->chosen;
+        rejected += ps->rejected;
+        pairs += ps->pairs;
+        tokens += b.n_tokens;
+        progress_update(&p, ++k, loss_sum / pairs, tokens);
+    }
+    progress_finish(&p);
+    double n = pairs ? pairs : 1;
+    *res = (ClassMetrics){.loss = loss_sum / n,
+                          .accuracy = correct / n,
+                          .n = pairs,
+                          .chosen_reward = chosen / n,
+                          .rejected_reward = rejected / n};
+    return 0;
+}
+
 /* Loss, accuracy and F1 on the validation set, in file order; *nonfinite counts the
  * examples with a NaN or infinite logit. */
 static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     if (r->causal_lm) return evaluate_lm(r, res, nonfinite, err);
+    if (r->pairs) return evaluate_pairs(r, res, nonfinite, err);
     Model *m = &r->model;
     int K = r->mcfg.num_labels, n = 0, k = 0;
     *nonfinite = 0;
@@ -376,9 +519,17 @@ static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
 
 static int log_eval(Run *r, const char *when, int step, double epoch, const ClassMetrics *mt,
                     LfError *err) {
+    const char *acc = r->task == TASK_DPO ? "reward_accuracy" : "accuracy";
+    double margin = mt->chosen_reward - mt->rejected_reward;
     if (r->causal_lm)
         fprintf(r->out, "%s: eval_loss %.4f  perplexity %.3f  (%d tokens predicted)\n", when,
                 mt->loss, exp(mt->loss), mt->n);
+    else if (r->pairs)
+        fprintf(r->out,
+                "%s: eval_loss %.4f  %s %.4f  margin %.4f  chosen %.4f  rejected %.4f  (%d "
+                "pairs)\n",
+                when, mt->loss, acc, mt->accuracy, margin, mt->chosen_reward, mt->rejected_reward,
+                mt->n);
     else
         fprintf(r->out, "%s: eval_loss %.4f  accuracy %.4f  f1 %.4f  (%d examples)\n", when,
                 mt->loss, mt->accuracy, mt->f1, mt->n);
@@ -389,6 +540,11 @@ static int log_eval(Run *r, const char *when, int step, double epoch, const Clas
     cJSON_AddNumberToObject(o, "eval_loss", mt->loss);
     if (r->causal_lm) {
         cJSON_AddNumberToObject(o, "perplexity", exp(mt->loss));
+    } else if (r->pairs) {
+        cJSON_AddNumberToObject(o, acc, mt->accuracy);
+        cJSON_AddNumberToObject(o, "margin", margin);
+        cJSON_AddNumberToObject(o, "chosen_reward", mt->chosen_reward);
+        cJSON_AddNumberToObject(o, "rejected_reward", mt->rejected_reward);
     } else {
         cJSON_AddNumberToObject(o, "accuracy", mt->accuracy);
         cJSON_AddNumberToObject(o, "f1", mt->f1);
@@ -544,7 +700,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             uint64_t seed =
                 rng_hash(dropout_stream, (uint64_t)ts.global_step * 4096 + (uint64_t)micro);
             float loss;
-            if (model_set_batch(m, b.ids, b.types, b.mask, b.labels, b.B, b.T, err) ||
+            if (set_batch(r, &r->train_f, &b, err) ||
                 model_forward(m, 1, seed, 1.0f / (float)c->grad_accum, &loss, err))
                 return -1;
             if (!isfinite(loss))

@@ -449,8 +449,9 @@ static void test_cross_entropy_in_place(int N, int V) {
 }
 
 /* ---- LM head + cross-entropy in chunks ----
- * grads: G_DINP (dh), G_DW (dW); every third label ignored (-100). */
-static void test_lm_head(int N, int C, int V, int chunk, int grads) {
+ * grads: G_DINP (dh), G_DW (dW); every third label ignored (-100); rows: a weight per row in
+ * [-1, 1) (row_scale) or none. */
+static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows) {
     Pair *h = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)V * C, 0.1f);
     int32_t *lab = malloc(N * sizeof *lab);
     for (int n = 0; n < N; n++) lab[n] = n % 3 == 1 ? -100 : (int32_t)(rng_next(&rng) % V);
@@ -459,11 +460,12 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads) {
     Pair *scratch = pair_new(ops_lm_head_scratch(N, V, chunk) * sizeof(float));
     Pair *dh = grads & G_DINP ? pair_random((size_t)N * C, 1.0f) : NULL;
     Pair *dW = grads & G_DW ? pair_random((size_t)V * C, 1.0f) : NULL;
+    Pair *row_scale = rows ? pair_random(N, 1.0f) : NULL;
     BACKENDS(w, o) {
         o->lm_head_cross_entropy(F(loss, w), F(dh, w), F(dW, w), F(h, w), F(W, w), I(labels, w),
-                                 1.0f / N, F(scratch, w), N, C, V, chunk);
+                                 1.0f / N, F(row_scale, w), F(scratch, w), N, C, V, chunk);
     }
-    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d", N, C, V, chunk, grads);
+    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d", N, C, V, chunk, grads, rows);
     compare("loss", loss, GEMM_TOL);
     if (dh) compare("dh", dh, GEMM_TOL);
     if (dW) compare("dW", dW, GEMM_TOL);
@@ -502,7 +504,7 @@ static void test_errors(void) {
     CHECK(strstr(e.msg, "label") != NULL);
     Pair *h = pair_random(4 * 5, 1.0f), *W = pair_random(3 * 5, 1.0f);
     Pair *scratch = pair_new(ops_lm_head_scratch(4, 3, 2) * sizeof(float));
-    dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), I(labels, 1), 1.0f,
+    dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), I(labels, 1), 1.0f, NULL,
                                F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad label (lm head): %s\n", e.msg);
@@ -672,14 +674,15 @@ int main(void) {
     test_cross_entropy(16, 1000, 200.0f, 1);
     test_cross_entropy(65536 + 100, 2, 3.0f, 1); /* more rows than the 65,536 blocks */
     test_cross_entropy_in_place(37, 1000);
-    test_lm_head(1, 13, 7, OPS_LM_HEAD_CHUNK, G_DINP | G_DW);
-    test_lm_head(3, 64, 50257, OPS_LM_HEAD_CHUNK, G_DINP | G_DW); /* GPT-2's vocabulary */
-    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW);                /* chunks 16 + 16 + 5 */
-    test_lm_head(37, 64, 1000, 16, G_DINP); /* only dh (LoRA: the head is frozen) */
-    test_lm_head(37, 64, 1000, 16, G_DW);   /* only dW */
-    test_lm_head(37, 64, 1000, 16, 0);      /* neither: evaluation */
+    test_lm_head(1, 13, 7, OPS_LM_HEAD_CHUNK, G_DINP | G_DW, 0);
+    test_lm_head(3, 64, 50257, OPS_LM_HEAD_CHUNK, G_DINP | G_DW, 0); /* GPT-2's vocabulary */
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 0);                /* chunks 16 + 16 + 5 */
+    test_lm_head(37, 64, 1000, 16, G_DINP, 0);        /* only dh (LoRA: the head is frozen) */
+    test_lm_head(37, 64, 1000, 16, G_DW, 0);          /* only dW */
+    test_lm_head(37, 64, 1000, 16, 0, 0);             /* neither: evaluation */
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1); /* a weight per row (DPO) */
     test_lm_head(full_grid ? 2100 : 1100, 576, full_grid ? 49152 : 2000, OPS_LM_HEAD_CHUNK,
-                 G_DINP | G_DW); /* past the default chunk; SmolLM2's C (and V on a GPU) */
+                 G_DINP | G_DW, 1); /* past the default chunk; SmolLM2's C (and V on a GPU) */
     test_adamw(1);
     test_adamw(10007);
     if (dut != ref) test_errors();

@@ -1,0 +1,86 @@
+/* reward.c: a reward model on a decoder (objective.h): the architecture's score head [1,C]
+ * (LlamaForSequenceClassification with num_labels 1, no bias) gives every token a score, and a
+ * sequence's reward is the score of its last non-pad token, by transformers' rule. A batch holds
+ * pairs, row 2i chosen and 2i+1 rejected; the loss is the mean over pairs of
+ * -log sigmoid(r_chosen - r_rejected) (TRL's RewardTrainer). PEFT task_type SEQ_CLS with
+ * modules_to_save ["score"], so transformers' AutoModelForSequenceClassification(num_labels=1)
+ * plus PeftModel loads the adapter and scores alike. The score GEMM runs over every row
+ * (N x C x 1, as transformers does), the pooling and the loss on the host. */
+#include <math.h>
+
+#include "loraft/objective.h"
+
+static void reward_plan(Model *m, Plan *pl) {
+    size_t N = (size_t)m->max_batch * m->max_len, C = m->cfg.hidden_size;
+    PLAN_TAKE(pl, &m->logits, N, 1, NULL);  /* the score of every token */
+    PLAN_TAKE(pl, &m->dlogits, N, 1, NULL); /* its gradient: nonzero at the pooled tokens */
+    PLAN_TAKE(pl, &m->dhidden, N * C, m->n_grads > 0, NULL);
+    PLAN_TAKE(pl, &m->head_scratch, ops_lm_head_scratch(N, 1, OPS_LM_HEAD_CHUNK), 1, NULL);
+}
+
+int reward_last_token(const int32_t *labels, int T, int pad_token_id) {
+    int last = 0, last_any = 0;
+    for (int t = 0; t < T; t++) {
+        if (labels[t] < 0) continue;
+        last_any = t;
+        if (labels[t] != pad_token_id) last = t;
+    }
+    return pad_token_id < 0 ? last_any : last;
+}
+
+/* labels [B,T]: the ids on tokens, < 0 on padding; out[b] = the row's pooled position. */
+static int reward_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out,
+                         LfError *err) {
+    if (B % 2) return lf_fail(err, "a reward-model batch holds pairs of rows, not %d rows", B);
+    for (int b = 0; b < B; b++)
+        out[b] = reward_last_token(labels + (size_t)b * T, T, m->cfg.pad_token_id);
+    m->n_valid = B / 2;
+    return 0;
+}
+
+static int reward_loss(Model *m, float loss_weight, float *loss, LfError *err) {
+    (void)err;
+    const Ops *o = m->ops;
+    int B = m->B, T = m->T, N = B * T, P = B / 2, C = m->cfg.hidden_size;
+    float *host = m->host_losses;
+    o->matmul_forward(m->logits, m->hidden, m->head->w->value, NULL, N, C, 1);
+    o->download(host, m->logits, (size_t)N * sizeof(float));
+    for (int b = 0; b < B; b++) m->seq_scores[b] = host[(size_t)b * T + m->host_labels[b]];
+    double sum = 0;
+    m->pair_stats = (PairStats){.pairs = P};
+    for (int i = 0; i < N; i++) host[i] = 0.0f; /* now the scores' gradient */
+    for (int p = 0; p < P; p++) {
+        double rc = m->seq_scores[2 * p], rr = m->seq_scores[2 * p + 1], d = rc - rr;
+        sum += d >= 0 ? log1p(exp(-d)) : -d + log1p(exp(d));  /* -log sigmoid(d) */
+        double g = -loss_weight / (double)P / (1.0 + exp(d)); /* d loss / d rc = -sigmoid(-d) */
+        host[(size_t)2 * p * T + m->host_labels[2 * p]] += (float)g;
+        host[(size_t)(2 * p + 1) * T + m->host_labels[2 * p + 1]] -= (float)g;
+        m->pair_stats.chosen += rc;
+        m->pair_stats.rejected += rr;
+        m->pair_stats.correct += rc > rr;
+    }
+    o->upload(m->dlogits, host, (size_t)N * sizeof(float));
+    *loss = (float)(sum / P);
+    return 0;
+}
+
+static int reward_backward(Model *m, LfError *err) {
+    (void)err;
+    const Linear *head = m->head;
+    int N = m->B * m->T, C = m->cfg.hidden_size;
+    m->ops->zero(m->dhidden, (size_t)N * C * sizeof(float));
+    m->ops->matmul_backward(m->dhidden, head->w->grad, NULL, m->dlogits, m->hidden, head->w->value,
+                            N, C, 1);
+    return 0;
+}
+
+const Objective objective_reward = {
+    .name = "reward",
+    .task_type = "SEQ_CLS",
+    .modules_to_save = {"score", NULL},
+    .labels_per_token = 1,
+    .plan = reward_plan,
+    .prepare_labels = reward_labels,
+    .loss = reward_loss,
+    .loss_backward = reward_backward,
+};
