@@ -4,13 +4,18 @@
 For each case, `loraft init` writes a tiny seeded checkpoint; transformers loads it
 (AutoModelForSequenceClassification, or AutoModelForCausalLM for the Llama cases), peft wraps
 it as a LoRA SEQ_CLS / CAUSAL_LM model (or the body is frozen / everything trains), and one
-batch is run in eval mode (no dropout). The golden
+batch is run in eval mode (no dropout). The preference cases pair the rows (2i chosen, 2i+1
+rejected): DPO is a direct PyTorch implementation of TRL 0.12's formulas on the causal LM (the
+reference is the same peft model under disable_adapter(), computed once), the reward model is
+AutoModelForSequenceClassification(num_labels=1) + peft SEQ_CLS with -log sigmoid(r_chosen -
+r_rejected). The golden
 file holds the batch, the initial LoRA weights (peft draws them), the logits, the loss, the
 gradient of every trainable tensor, and every trainable tensor after 3 AdamW steps with
 gradient clipping (HF Trainer's weight-decay grouping). tests/test_golden.c rebuilds the
 same checkpoint with `loraft init` and compares.
 
     scripts/make-goldens.py --loraft build/loraft            # rewrite tests/golden/model_*.json
+    scripts/make-goldens.py --loraft build/loraft --case llama_dpo   # one of them
     scripts/make-goldens.py --loraft build/loraft --model models/all-MiniLM-L6-v2 \
         --out /tmp/minilm.json                                # the same check on a real model
 
@@ -49,7 +54,23 @@ CASES = [
          targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
     dict(name="llama_full", init=["--arch", "llama", "--untied"] + TINY, task="causal-lm",
          vocab="gpt2", strategy="full"),
+    dict(name="llama_dpo", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="dpo",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         dpo=dict(beta=0.5, loss="sigmoid", label_smoothing=0.1), prompt_len=3,
+         after_atol=2e-2),
+    dict(name="llama_ipo", init=["--arch", "llama", "--untied"] + TINY, task="dpo",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=True,
+         targets=["q_proj", "v_proj", "down_proj"],
+         dpo=dict(beta=0.2, loss="ipo", label_smoothing=0.0), prompt_len=3, after_atol=2e-2),
+    dict(name="llama_reward", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="reward",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "up_proj"], pad_token_id=102),
 ]
+# after_atol: the absolute tolerance of the weights after the AdamW steps, as a fraction of lr
+# (default 1e-3, see tests/test_golden.c). DPO's gradient is the difference of two sequences'
+# gradients, so more of its elements are float rounding on both sides, and AdamW turns any
+# gradient, noise or not, into a step of up to lr: 2e-2 (a real error moves a weight by ~lr).
 ADAMW = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, max_grad_norm=1.0)
 STEPS = 3
 
@@ -69,25 +90,73 @@ def encode(t):
             "head": [float("%.9g" % v) for v in flat[:256].tolist()]}
 
 
-def make_batch(vocab_size, num_labels, seed, causal_lm, B=3, T=9):
+def make_batch(vocab_size, num_labels, seed, case, B=3, T=9):
     """Right-padded rows of lengths T, T-3, 4; a class per row, or (causal LM) the ids with
-    -100 on the padding, as transformers' language-modelling collator makes them."""
+    -100 on the padding, as transformers' language-modelling collator makes them. Preference
+    cases: two pairs of rows (lengths T, T-3, 4, T-1), labels -100 on the padding and (DPO) on
+    the prompt; padding ids are the pad token (reward: transformers pools by it)."""
     g = torch.Generator().manual_seed(seed)
-    lengths = [T, T - 3, 4][:B]
-    ids = torch.zeros(B, T, dtype=torch.long)
+    task = case.get("task")
+    B = 4 if task in ("dpo", "reward") else B
+    lengths = [T, T - 3, 4, T - 1][:B]
+    ids = torch.full((B, T), case.get("pad_token_id", 0), dtype=torch.long)
     mask = torch.zeros(B, T, dtype=torch.long)
     for b, n in enumerate(lengths):
         ids[b, 0], ids[b, n - 1] = 101, 102
         ids[b, 1:n - 1] = torch.randint(1000, min(vocab_size, 29000), (n - 2,), generator=g)
         mask[b, :n] = 1
-    if causal_lm:
-        return ids, mask, ids.masked_fill(mask == 0, -100)
+    if task in ("causal-lm", "dpo", "reward"):
+        labels = ids.masked_fill(mask == 0, -100)
+        if task == "dpo":
+            labels[:, :case["prompt_len"]] = -100
+        return ids, mask, labels
     labels = torch.randint(0, num_labels, (B,), generator=g)
     return ids, mask, labels
 
 
 def causal_lm(case):
-    return case.get("task") == "causal-lm"
+    return case.get("task") in ("causal-lm", "dpo")
+
+
+def seq_logps(model, ids, mask, labels):
+    """The logits, and each row's summed log-prob of its labelled tokens and their count."""
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    logp = torch.log_softmax(logits[:, :-1], -1)
+    target = labels[:, 1:]
+    keep = target != -100
+    tok = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * keep
+    return logits, tok.sum(-1), keep.sum(-1)
+
+
+def dpo_loss(case, pi, ref, count):
+    """TRL v0.12.0 DPOTrainer.dpo_loss (sigmoid with label smoothing, ipo on length-averaged
+    log-probs as its concatenated_forward), the mean over pairs."""
+    d = case["dpo"]
+    beta, eps = d["beta"], d["label_smoothing"]
+    if d["loss"] == "ipo":
+        pi, ref = pi / count, ref / count
+    x = (pi[0::2] - pi[1::2]) - (ref[0::2] - ref[1::2])
+    if d["loss"] == "ipo":
+        return ((x - 1 / (2 * beta)) ** 2).mean()
+    F = torch.nn.functional
+    return (-F.logsigmoid(beta * x) * (1 - eps) - F.logsigmoid(-beta * x) * eps).mean()
+
+
+def forward(case, model, batch, out, ref):
+    """The loss of one step; out gets the logits (and the preference tasks' scores)."""
+    ids, mask, labels = batch
+    task = case.get("task")
+    if task == "dpo":
+        logits, pi, count = seq_logps(model, ids, mask, labels)
+        out.update(logits=logits, logps=pi, ref_logps=ref)
+        return dpo_loss(case, pi, ref, count)
+    if task == "reward":
+        r = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+        out.update(logits=r)
+        return -torch.nn.functional.logsigmoid(r[0::2] - r[1::2]).mean()
+    res = model(input_ids=ids, attention_mask=mask, labels=labels)
+    out.update(logits=res.logits)
+    return res.loss
 
 
 def wrap(model, case):
@@ -107,14 +176,18 @@ def wrap(model, case):
 
 def run_case(case, model_dir, batch):
     auto = AutoModelForCausalLM if causal_lm(case) else AutoModelForSequenceClassification
-    model = auto.from_pretrained(model_dir, dtype=torch.float32)
+    extra = dict(num_labels=1, pad_token_id=case["pad_token_id"]) if case.get("task") == "reward" else {}
+    model = auto.from_pretrained(model_dir, dtype=torch.float32, **extra)
     model = wrap(model, case)
     model.eval()  # no dropout: the comparison is exact up to float rounding
-    ids, mask, labels = batch
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     # peft's LoRA draws, and a head that transformers initialised because the checkpoint has none
     out = {"init": {c_name(n): encode(p) for n, p in named
-                    if "lora_" in n or ("classifier" in n and p.numel() <= 4096)}}
+                    if "lora_" in n or (("classifier" in n or "score" in n) and p.numel() <= 4096)}}
+    ref = None
+    if case.get("task") == "dpo":
+        with model.disable_adapter(), torch.no_grad():
+            ref = seq_logps(model, *batch)[1]
     # HF Trainer's grouping: no decay on biases and norm weights (LayerNorm, RMSNorm)
     decay = [p for n, p in named if not (n.endswith("bias") or "norm" in n.lower())]
     no_decay = [p for n, p in named if n.endswith("bias") or "norm" in n.lower()]
@@ -123,11 +196,12 @@ def run_case(case, model_dir, batch):
                             lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"], foreach=False)
     for step in range(STEPS):
         opt.zero_grad()
-        res = model(input_ids=ids, attention_mask=mask, labels=labels)
-        res.loss.backward()
+        res = {}
+        loss = forward(case, model, batch, res, ref)
+        loss.backward()
         if step == 0:
-            out["logits"] = encode(res.logits)
-            out["loss"] = res.loss.item()
+            out.update({k: encode(v) for k, v in res.items()})
+            out["loss"] = loss.item()
             out["grads"] = {c_name(n): encode(p.grad) for n, p in named}
             out["grad_norm"] = torch.nn.utils.clip_grad_norm_([p for _, p in named],
                                                               ADAMW["max_grad_norm"]).item()
@@ -144,6 +218,7 @@ def main():
     ap.add_argument("--vocab", default=VOCAB)
     ap.add_argument("--model", help="a real HF checkpoint directory instead of the tiny ones")
     ap.add_argument("--out", help="output file for --model")
+    ap.add_argument("--case", action="append", help="only this case (repeatable), e.g. llama_dpo")
     args = ap.parse_args()
     if not os.path.isdir(args.vocab):
         sys.exit(f"make-goldens: vocabulary directory {args.vocab} not found")
@@ -157,6 +232,8 @@ def main():
         jobs.append((real, args.model, args.out or "/tmp/loraft-golden-real.json"))
     else:
         for case in CASES:
+            if args.case and case["name"] not in args.case:
+                continue
             d = tempfile.mkdtemp(prefix="loraft-golden-")
             vocab = os.path.join(TOKENIZERS, case["vocab"]) if "vocab" in case else args.vocab
             subprocess.run([args.loraft, "init", *case["init"], "--vocab-from", vocab,
@@ -166,7 +243,7 @@ def main():
         with open(os.path.join(model_dir, "config.json")) as f:
             cfg = json.load(f)
         num_labels = len(cfg.get("id2label", {"0": 0, "1": 1}))
-        batch = make_batch(cfg["vocab_size"], num_labels, seed=3, causal_lm=causal_lm(case))
+        batch = make_batch(cfg["vocab_size"], num_labels, seed=3, case=case)
         res = run_case(case, model_dir, batch)
         golden = {
             "case": {k: v for k, v in case.items()},

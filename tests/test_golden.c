@@ -6,6 +6,11 @@
  * every trainable tensor after 3 AdamW steps with clipping. Also the set of trainable
  * tensors and the parameter counts must be PEFT's.
  *
+ * The preference goldens pair the rows (2i chosen, 2i+1 rejected): DPO against a direct
+ * PyTorch implementation of TRL's formulas, its reference log-probs from the model with the
+ * adapters off against peft's disable_adapter(); the reward model against transformers'
+ * sequence classifier with one label (the score of the last non-pad token).
+ *
  *   test_golden                       all committed goldens (tiny models)
  *   test_golden GOLDEN.json MODEL_DIR a golden made with --model on a real checkpoint
  *
@@ -13,7 +18,8 @@
  * float32 with different summation orders. After the AdamW steps, plus 1e-3 * lr absolute:
  * AdamW divides each gradient by its own magnitude, so a gradient that is pure rounding
  * noise on both sides (the key bias, whose true gradient is exactly 0) moves its weight by
- * different tiny amounts; a real error moves weights by a sizeable fraction of lr. */
+ * different tiny amounts; a real error moves weights by a sizeable fraction of lr. A case may
+ * widen that (after_atol: DPO, where more gradients are rounding noise). */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -74,8 +80,15 @@ static void compare(const char *what, const float *ours, size_t n, const cJSON *
 static int spec_from_case(const cJSON *c, TrainSpec *s) {
     train_spec_defaults(s);
     LfError err;
-    const cJSON *task = cJSON_GetObjectItem(c, "task");
+    const cJSON *task = cJSON_GetObjectItem(c, "task"), *dpo = cJSON_GetObjectItem(c, "dpo");
     if (task && !strcmp(task->valuestring, "causal-lm")) s->task = TASK_CAUSAL_LM;
+    if (task && !strcmp(task->valuestring, "dpo")) s->task = TASK_DPO;
+    if (task && !strcmp(task->valuestring, "reward")) s->task = TASK_REWARD;
+    if (dpo)
+        s->dpo = (DpoSpec){
+            (float)cJSON_GetObjectItem(dpo, "beta")->valuedouble,
+            !strcmp(cJSON_GetObjectItem(dpo, "loss")->valuestring, "ipo") ? DPO_IPO : DPO_SIGMOID,
+            (float)cJSON_GetObjectItem(dpo, "label_smoothing")->valuedouble};
     if (strategy_parse(cJSON_GetObjectItem(c, "strategy")->valuestring, &s->strategy, &err))
         return -1;
     if (s->strategy != STRATEGY_LORA) return 0;
@@ -114,6 +127,8 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     int ok = model_config_load(&cfg, model_dir, &err) == 0;
     if (!ok) fprintf(stderr, "%s\n", err.msg);
     CHECK(ok);
+    const cJSON *pad = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "case"), "pad_token_id");
+    if (pad) cfg.pad_token_id = pad->valueint; /* transformers' from_pretrained(pad_token_id=) */
     const cJSON *shape = cJSON_GetObjectItem(g, "shape");
     int B = cJSON_GetArrayItem(shape, 0)->valueint, T = cJSON_GetArrayItem(shape, 1)->valueint;
     Model m;
@@ -158,6 +173,17 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     for (int i = 0; i < cJSON_GetArraySize(jl) && i < B * T; i++)
         labels[i] = cJSON_GetArrayItem(jl, i)->valueint;
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err) == 0);
+    float ref[B]; /* DPO: the reference log-probs, once, from the model with its adapters off */
+    if (spec.task == TASK_DPO) {
+        float ignored;
+        m.adapters_off = 1;
+        CHECK_OK(model_forward(&m, 0, 5, 1.0f, &ignored, &err), &err);
+        m.adapters_off = 0;
+        memcpy(ref, m.seq_scores, sizeof ref);
+        compare("reference log-probs", ref, B, cJSON_GetObjectItem(g, "ref_logps"), 1e-12,
+                &worst_logits);
+        m.ref_logps = ref;
+    }
 
     const cJSON *adamw = cJSON_GetObjectItem(g, "adamw");
     AdamW opt;
@@ -166,18 +192,29 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     float lr = (float)cJSON_GetObjectItem(adamw, "lr")->valuedouble;
     float clip = (float)cJSON_GetObjectItem(adamw, "max_grad_norm")->valuedouble;
     int steps = cJSON_GetObjectItem(adamw, "steps")->valueint;
+    const cJSON *ja = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "case"), "after_atol");
+    double after_atol = ja ? ja->valuedouble : 1e-3; /* scripts/make-goldens.py says why */
     for (int step = 0; step < steps; step++) {
         float loss;
         model_zero_grad(&m);
         CHECK_OK(model_forward(&m, 0, 5, 1.0f, &loss, &err), &err);
         CHECK_OK(model_backward(&m, 5, &err), &err);
         if (step == 0) {
-            int lm = spec.task == TASK_CAUSAL_LM;
+            int lm = spec.task == TASK_CAUSAL_LM || spec.task == TASK_DPO;
             size_t n = lm ? (size_t)B * T * cfg.vocab_size : (size_t)B * cfg.num_labels;
-            float *logits = lm ? malloc(n * sizeof *logits) : download(&m, m.logits, n);
-            if (lm) CHECK_OK(model_lm_logits(&m, 0, B * T, logits, &err), &err);
-            compare("logits", logits, n, cJSON_GetObjectItem(g, "logits"), 1e-12, &worst_logits);
-            free(logits);
+            if (spec.task == TASK_REWARD) { /* the pooled scores */
+                compare("rewards", m.seq_scores, B, cJSON_GetObjectItem(g, "logits"), 1e-12,
+                        &worst_logits);
+            } else {
+                float *logits = lm ? malloc(n * sizeof *logits) : download(&m, m.logits, n);
+                if (lm) CHECK_OK(model_lm_logits(&m, 0, B * T, logits, &err), &err);
+                compare("logits", logits, n, cJSON_GetObjectItem(g, "logits"), 1e-12,
+                        &worst_logits);
+                free(logits);
+            }
+            if (spec.task == TASK_DPO)
+                compare("log-probs", m.seq_scores, B, cJSON_GetObjectItem(g, "logps"), 1e-12,
+                        &worst_logits);
             CHECK_CLOSE(loss, cJSON_GetObjectItem(g, "loss")->valuedouble, 1e-6, 1e-5);
             cJSON_ArrayForEach(t, grads) {
                 Param *p = model_find_param(&m, t->string);
@@ -202,7 +239,7 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         float *h = download(&m, p->value, p->numel);
         char what[200];
         snprintf(what, sizeof what, "after %d steps %s", steps, t->string);
-        compare(what, h, p->numel, t, 1e-3 * lr, &worst_after);
+        compare(what, h, p->numel, t, after_atol * lr, &worst_after);
         free(h);
     }
     printf("  max |diff| / max |ref|: logits %.2e, gradients %.2e, weights after %d steps %.2e\n",
@@ -330,7 +367,7 @@ int main(int argc, char **argv) {
         n++;
     }
     if (d) closedir(d);
-    CHECK(n >= 6);
+    CHECK(n >= 9);
     check_smollm2();
     return check_report();
 }

@@ -16,6 +16,7 @@ int cmd_merge(int argc, char **argv);
 int cmd_config_docs(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_score(int argc, char **argv);
 
 /* A tiny option parser shared by the subcommands: --name value, --flag, positionals. */
 typedef enum OptType { OPT_STR, OPT_INT, OPT_FLOAT, OPT_FLAG, OPT_LIST } OptType;

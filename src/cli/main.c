@@ -14,6 +14,7 @@ static const Command commands[] = {
     {"init", cmd_init, "write a seeded random HF checkpoint (for tests and experiments)"},
     {"tokenize", cmd_tokenize, "encode JSONL or text lines on stdin into token ids"},
     {"generate", cmd_generate, "continue prompts with a decoder (and an adapter), streaming"},
+    {"score", cmd_score, "score prompt / response records with a reward model"},
 };
 
 static void usage(FILE *out) {
