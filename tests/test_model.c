@@ -9,7 +9,12 @@
  * - PEFT's parameter counts for the seed's DistilBERT config (628,994 of 67,584,004);
  * - gradient accumulation: two half batches with loss weight 1/2 give the gradient of the
  *   whole batch (eval mode, tolerance 1e-5 of the largest gradient);
- * - bad batches (token id outside the vocabulary, label out of range) are errors. */
+ * - bad batches (token id outside the vocabulary, label out of range) are errors;
+ * - the preference objectives on a tiny Llama with LoRA on every projection, in train mode
+ *   with attention and LoRA dropout: DPO (sigmoid with label smoothing, IPO) against a fixed
+ *   reference (the adapters-off forward), and the reward model (LoRA + its score head, the
+ *   pad rule pooling a row whose last token is the pad id); the same finite differences, and
+ *   the adapters-off forward equals a model without adapters. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +45,47 @@ static void set_batch(Model *m) {
                           &err) == 0);
 }
 
+/* Central differences of the loss (train mode, seed) along one random unit direction per
+ * trainable tensor against the gradient: tolerance 2% of the directional derivative + 2e-4.
+ * Returns the tensors off; *checked counts the tensors. */
+static int fd_check(Model *m, uint64_t seed, Rng *rng, const char *what, int *checked) {
+    LfError err;
+    model_zero_grad(m);
+    loss_at(m, seed);
+    CHECK_OK(model_backward(m, seed, &err), &err);
+    int failed = 0;
+    *checked = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        if (!p->grad) continue;
+        /* random direction d (unit norm): compare g.d with (L(w+hd) - L(w-hd)) / 2h */
+        float *d = malloc(p->numel * sizeof *d), *w0 = malloc(p->numel * sizeof *w0);
+        double norm = 0, gd = 0;
+        for (size_t j = 0; j < p->numel; j++)
+            d[j] = rng_next_uniform(rng) - 0.5f, norm += (double)d[j] * d[j];
+        for (size_t j = 0; j < p->numel; j++)
+            d[j] /= (float)sqrt(norm), gd += (double)p->grad[j] * d[j];
+        memcpy(w0, p->value, p->numel * sizeof *w0);
+        const float h = 1e-2f;
+        for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] + h * d[j];
+        double lp = loss_at(m, seed);
+        for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] - h * d[j];
+        double lm = loss_at(m, seed);
+        memcpy(p->value, w0, p->numel * sizeof *w0);
+        double fd = (lp - lm) / (2 * h);
+        int ok = fabs(fd - gd) <= 2e-2 * fabs(gd) + 2e-4;
+        if (!ok) {
+            fprintf(stderr, "%s %s: analytic %.6g, finite difference %.6g\n", what, p->name, gd,
+                    fd);
+            failed++;
+        }
+        (*checked)++;
+        free(d);
+        free(w0);
+    }
+    return failed;
+}
+
 static void gradcheck(const char *dir, Strategy strategy) {
     ModelConfig cfg;
     LfError err;
@@ -68,39 +114,7 @@ static void gradcheck(const char *dir, Strategy strategy) {
     Param *pre_bias = model_find_param(&m, "pre_classifier.bias");
     for (size_t j = 0; pre_bias && j < pre_bias->numel; j++) pre_bias->value[j] = 1.0f;
     set_batch(&m);
-    uint64_t seed = 1234;
-    model_zero_grad(&m);
-    loss_at(&m, seed);
-    CHECK_OK(model_backward(&m, seed, &err), &err);
-    int checked = 0, failed = 0;
-    for (int i = 0; i < m.n_params; i++) {
-        Param *p = &m.params[i];
-        if (!p->grad) continue;
-        /* random direction d (unit norm): compare g.d with (L(w+hd) - L(w-hd)) / 2h */
-        float *d = malloc(p->numel * sizeof *d), *w0 = malloc(p->numel * sizeof *w0);
-        double norm = 0, gd = 0;
-        for (size_t j = 0; j < p->numel; j++)
-            d[j] = rng_next_uniform(&rng) - 0.5f, norm += (double)d[j] * d[j];
-        for (size_t j = 0; j < p->numel; j++)
-            d[j] /= (float)sqrt(norm), gd += (double)p->grad[j] * d[j];
-        memcpy(w0, p->value, p->numel * sizeof *w0);
-        const float h = 1e-2f;
-        for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] + h * d[j];
-        double lp = loss_at(&m, seed);
-        for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] - h * d[j];
-        double lm = loss_at(&m, seed);
-        memcpy(p->value, w0, p->numel * sizeof *w0);
-        double fd = (lp - lm) / (2 * h);
-        int ok = fabs(fd - gd) <= 2e-2 * fabs(gd) + 2e-4;
-        if (!ok) {
-            fprintf(stderr, "%s %s: analytic %.6g, finite difference %.6g\n",
-                    strategy_name(strategy), p->name, gd, fd);
-            failed++;
-        }
-        checked++;
-        free(d);
-        free(w0);
-    }
+    int checked = 0, failed = fd_check(&m, 1234, &rng, strategy_name(strategy), &checked);
     CHECK(failed == 0);
     printf("%s %s: %d tensors checked, %d off\n", arch_name(cfg.arch), strategy_name(strategy),
            checked, failed);
@@ -193,6 +207,94 @@ static void accumulation(const char *dir) {
     model_free(&m);
 }
 
+/* A tiny Llama (initialised from a seed) for task with LoRA r=2 on all seven projections, B
+ * random (LoRA's zero B hides errors in dA), attention and LoRA dropout on. */
+static void tiny_llama(Model *m, Task task, DpoSpec dpo, Rng *rng) {
+    ModelConfig cfg;
+    model_config_defaults(&cfg, ARCH_LLAMA);
+    cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 2, cfg.num_heads = 4;
+    cfg.num_kv_heads = 2, cfg.ffn_size = 24, cfg.max_positions = 16, cfg.attention_dropout = 0.1f;
+    cfg.pad_token_id = 3, cfg.initializer_range = 0.2f;
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.task = task, spec.dpo = dpo;
+    spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f;
+    const char *all[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                         "gate_proj", "up_proj", "down_proj"};
+    for (int i = 0; i < 7; i++) strcpy(spec.targets[spec.n_targets++], all[i]);
+    LfError err;
+    CHECK_OK(model_create(m, &cfg, &spec, &ops_cpu, NULL, 5, 4, T, NULL, 0, &err), &err);
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].is_lora)
+            for (size_t j = 0; j < m->params[i].numel; j++)
+                m->params[i].value[j] = 0.4f * (rng_next_uniform(rng) - 0.5f);
+}
+
+/* Two pairs of rows; labels on the responses (DPO: after a 2-token prompt) or on every token
+ * (reward: row 1 ends with the pad id 3, so its score is read one token earlier). */
+static void set_pairs(Model *m, int mask_prompt) {
+    int32_t ids[4 * T] = {5, 9,  11, 17, 2, 0, 5, 9,  21, 3, 0, 0,
+                          8, 30, 14, 22, 6, 2, 8, 30, 7,  2, 0, 0};
+    int32_t mask[4 * T], labels[4 * T];
+    for (int i = 0; i < 4 * T; i++) {
+        mask[i] = i % T == 0 || ids[i] != 0;
+        labels[i] = !mask[i] || (mask_prompt && i % T < 2) ? -100 : ids[i];
+    }
+    LfError err;
+    CHECK_OK(model_set_batch(m, ids, NULL, mask, labels, 4, T, &err), &err);
+}
+
+static void preference_gradcheck(Task task, DpoSpec dpo, const char *what) {
+    Rng rng = {31, 0};
+    Model m;
+    tiny_llama(&m, task, dpo, &rng);
+    set_pairs(&m, task == TASK_DPO);
+    float ref[4], loss;
+    LfError err;
+    if (task == TASK_DPO) { /* the reference: the same model with its adapters off, eval mode */
+        m.adapters_off = 1;
+        CHECK_OK(model_forward(&m, 0, 0, 1.0f, &loss, &err), &err);
+        m.adapters_off = 0;
+        memcpy(ref, m.seq_scores, sizeof ref);
+        m.ref_logps = ref;
+    }
+    int checked, failed = fd_check(&m, 99, &rng, what, &checked);
+    CHECK(failed == 0 && checked == 2 * 7 * 2 + (task == TASK_REWARD));
+    printf("llama %s: %d tensors checked, %d off, loss %.4f\n", what, checked, failed,
+           loss_at(&m, 99));
+    if (task == TASK_REWARD) CHECK(model_find_param(&m, "score.weight")->grad != NULL);
+    model_free(&m);
+}
+
+/* The adapters-off forward is the base model's: equal log-probs to a model built without LoRA
+ * from the same weights (same seed, LoRA tensors drawn after the base ones). */
+static void adapters_off_is_base(void) {
+    Rng rng = {31, 0};
+    Model m, base;
+    DpoSpec dpo = {0.1f, DPO_SIGMOID, 0};
+    tiny_llama(&m, TASK_DPO, dpo, &rng);
+    tiny_llama(&base, TASK_DPO, dpo, &rng);
+    LfError err;
+    float loss, with_lora[4];
+    set_pairs(&m, 1);
+    CHECK_OK(model_forward(&m, 0, 0, 1.0f, &loss, &err), &err);
+    memcpy(with_lora, m.seq_scores, sizeof with_lora);
+    m.adapters_off = 1;
+    CHECK_OK(model_forward(&m, 0, 0, 1.0f, &loss, &err), &err);
+    for (int i = 0; i < base.n_loras; i++) { /* B = 0: the base model */
+        Param *B = base.loras[i].B;
+        memset(B->value, 0, B->numel * sizeof(float));
+    }
+    set_pairs(&base, 1);
+    CHECK_OK(model_forward(&base, 0, 0, 1.0f, &loss, &err), &err);
+    for (int i = 0; i < 4; i++) {
+        CHECK_CLOSE(m.seq_scores[i], base.seq_scores[i], 1e-5, 1e-6);
+        CHECK(fabsf(m.seq_scores[i] - with_lora[i]) > 1e-3f); /* LoRA does change them */
+    }
+    model_free(&m);
+    model_free(&base);
+}
+
 /* The seed experiment's counts, as PEFT prints them. */
 static void peft_counts(const char *vocab_dir) {
     ModelConfig cfg;
@@ -236,6 +338,10 @@ int main(void) {
     accumulation(distil);
     accumulation(bert);
     peft_counts(vocab);
+    preference_gradcheck(TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
+    preference_gradcheck(TASK_DPO, (DpoSpec){0.5f, DPO_IPO, 0.0f}, "dpo ipo");
+    preference_gradcheck(TASK_REWARD, (DpoSpec){0.1f, DPO_SIGMOID, 0.0f}, "reward");
+    adapters_off_is_base();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     CHECK(system(cmd) == 0);
