@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Reward-model adapters are PEFT's: a tiny seeded Llama (`loraft init --arch llama`, GQA, the
+# GPT-2 tokenizer, pad_token_id set to the EOS so that the pad rule matters: the score is read
+# at the token before a row's final EOS) trains as a reward model (LoRA r=4 on q/v/up, the score
+# head as modules_to_save) for a few steps on pairs written here; `loraft score` scores prompt /
+# response records, some longer than max_length; then, with torch, transformers and peft from
+# the venv of scripts/setup-python.sh (skipped, saying why, when it is missing):
+#  1. AutoModelForSequenceClassification.from_pretrained(tiny, num_labels=1) +
+#     PeftModel.from_pretrained(model, OUT/best) reports no missing or unexpected keys, with
+#     task_type SEQ_CLS, the score head (modules_to_save) taken from the adapter;
+#  2. its scores of the same rows (tok(prompt) + tok(" " + response) + [eos], truncated as
+#     loraft does, right-padded in one batch with the pad id) equal `loraft score`'s within
+#     2e-5 (f32 on both sides), and differ from the untrained score head's.
+set -euo pipefail
+bin=${LORAFT_BIN:-build/loraft}
+data=${LORAFT_SHARED_DATA:-../shared/data}
+vocab=$data/tokenizers/gpt2
+[ -d "$vocab" ] || { echo "SKIP: $vocab (the GPT-2 tokenizer of the tiny llama) is absent"; exit 77; }
+if ! py=$(scripts/setup-python.sh --check 2>&1); then echo "SKIP: $py"; exit 77; fi
+tmp=$(mktemp -d /tmp/loraft-peft-rm-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+"$py" - "$tmp" <<'EOF'
+import json, random, sys
+random.seed(9)
+topics = ["the garden", "my letter", "the weather", "a recipe", "the train", "my cat"]
+with open(sys.argv[1] + "/pairs.jsonl", "w") as f:
+    for i in range(24):
+        t = random.choice(topics)
+        f.write(json.dumps({"prompt": f"Human: Tell me about {t}.\n\nAssistant:",
+                            "chosen": f"Gladly, here is what I know about {t}.",
+                            "rejected": f"No. Ask someone else about {t}."}) + "\n")
+with open(sys.argv[1] + "/score.jsonl", "w") as f:
+    for i in range(5):
+        t = topics[i]
+        f.write(json.dumps({"prompt": f"Human: What about {t}?\n\nAssistant:",
+                            "response": ["Sure, happy to help.", "Go away.", "It is lovely " * 12,
+                                         "x", "Thanks!"][i]}) + "\n")
+    f.write(json.dumps({"prompt": "Human: " + "Tell me a long story. " * 10 + "\n\nAssistant:",
+                        "response": "Once upon a time " * 8}) + "\n")  # both parts cut
+EOF
+"$bin" init --arch llama --layers 2 --hidden 64 --heads 4 --kv-heads 2 --vocab-from "$vocab" \
+  --seed 3 --out "$tmp/model" >/dev/null
+sed -i 's/"pad_token_id":[[:space:]]*null/"pad_token_id":\t50256/' "$tmp/model/config.json"
+grep -q '"pad_token_id":.50256' "$tmp/model/config.json" || { echo "FAIL: pad_token_id not set"; exit 1; }
+cat >"$tmp/cfg.json" <<EOF
+{"model": {"model": "$tmp/model", "task": "reward"},
+ "data": {"train_file": "$tmp/pairs.jsonl", "max_length": 40, "max_prompt_length": 24},
+ "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "up_proj"]},
+ "train": {"learning_rate": 3e-3, "batch_size": 4, "num_epochs": 2, "threads": 1,
+           "output_dir": "$tmp/run"}}
+EOF
+"$bin" train --config "$tmp/cfg.json" >"$tmp/train.log" 2>&1 || { cat "$tmp/train.log"; exit 1; }
+"$bin" score --model "$tmp/model" --adapter "$tmp/run/last" --max-length 40 \
+  --max-prompt-length 24 --batch-size 4 "$tmp/score.jsonl" >"$tmp/scores" ||
+  { echo "FAIL: loraft score"; exit 1; }
+
+"$py" - "$tmp" <<'EOF'
+import json, logging, sys, warnings
+import torch
+from peft import LoraConfig, PeftModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
+hf_logging.disable_progress_bar()
+tmp = sys.argv[1]
+torch.set_num_threads(1)
+results = []
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    results.append(bool(ok))
+
+class Grab(logging.Handler):  # peft reports missing/unexpected keys as warnings
+    def __init__(self): super().__init__(); self.msgs = []
+    def emit(self, r): self.msgs.append(r.getMessage())
+grab = Grab()
+logging.getLogger("peft").addHandler(grab)
+
+adapter = tmp + "/run/last"
+cfg = LoraConfig.from_pretrained(adapter)
+check(cfg.task_type == "SEQ_CLS" and cfg.modules_to_save == ["score"],
+      f"adapter_config: task_type {cfg.task_type}, modules_to_save {cfg.modules_to_save}")
+base = AutoModelForSequenceClassification.from_pretrained(tmp + "/model", num_labels=1,
+                                                          dtype=torch.float32)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    model = PeftModel.from_pretrained(base, adapter).eval()
+noise = [m for m in grab.msgs + [str(w.message) for w in caught]
+         if "missing" in m.lower() or "unexpected" in m.lower()]
+check(not noise, f"PeftModel.from_pretrained reports no missing/unexpected keys {noise}")
+
+# the rows as loraft builds them (pref_data.h): TRL 0.12's truncation at 40 / 24
+tok = AutoTokenizer.from_pretrained(tmp + "/model")
+eos = pad = 50256
+rows = []
+for line in open(tmp + "/score.jsonl"):
+    r = json.loads(line)
+    p = tok.encode(r["prompt"], add_special_tokens=False)
+    a = tok.encode(" " + r["response"], add_special_tokens=False) + [eos]
+    if len(p) + len(a) > 40:
+        p = p[-24:] if len(p) > 24 else p
+        if len(p) + len(a) > 40:
+            a = a[:40 - 24]
+    rows.append(p + a)
+T = max(map(len, rows))
+ids = torch.tensor([r + [pad] * (T - len(r)) for r in rows])
+mask = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows])
+with torch.no_grad():
+    peft_scores = model(input_ids=ids, attention_mask=mask).logits[:, 0]
+    with model.disable_adapter():  # no LoRA, the untrained score head (modules_to_save's original)
+        plain = model(input_ids=ids, attention_mask=mask).logits[:, 0]
+ours = torch.tensor([float(x) for x in open(tmp + "/scores")])
+diff = float((ours - peft_scores).abs().max())
+check(len(ours) == len(rows) and diff <= 2e-5,
+      f"loraft score = PEFT's scores within 2e-5 (max |diff| {diff:.1e}): "
+      f"{[round(float(x), 4) for x in ours]}")
+check(float((ours - plain).abs().max()) > 1e-2, "the adapter changes the scores")
+print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
+sys.exit(0 if all(results) else 1)
+EOF
