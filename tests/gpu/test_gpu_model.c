@@ -11,7 +11,10 @@
  * LM head) is built in memory from a seed for the causal-LM objective, and trained the same
  * way with LoRA on its seven projections and with full fine-tuning, on right-padded random
  * ids (labels -100 on padding), LoRA and attention dropout on: losses, every gradient and
- * the model_lm_logits of every row must agree, and the weights after three AdamW steps.
+ * the model_lm_logits of every row must agree, and the weights after three AdamW steps. The
+ * preference objectives run the same way on two pairs of rows with LoRA: DPO (its reference
+ * log-probs from each backend's adapters-off forward) and the reward model (the score head's
+ * per-token scores as the logits).
  * Tolerance: 1e-4 * max|ref| + 1e-3 * |ref| per element (float32, different summation
  * orders, compounded over 2 layers); the decoder's gradients are compared tensor by tensor,
  * each against its own max|ref|, its weights after the steps as one table (AdamW moves every
@@ -136,9 +139,9 @@ static void compare_grads(const Model *gpu, const Model *cpu) {
 
 /* The tiny Llama: vocabulary 300, hidden 32 (head size 8), 4 heads over 2 KV heads, FFN 48
  * (wider than hidden: down_proj's input is the widest), 2 layers. */
-enum { LB = 3, LT = 8, LV = 300 };
+enum { LB = 4, LT = 8, LV = 300 };
 
-static void run_llama(int tied, Strategy strategy) {
+static void run_llama(int tied, Strategy strategy, Task task) {
     ModelConfig cfg;
     model_config_defaults(&cfg, ARCH_LLAMA);
     cfg.vocab_size = LV, cfg.hidden_size = 32, cfg.num_layers = 2, cfg.num_heads = 4;
@@ -149,9 +152,11 @@ static void run_llama(int tied, Strategy strategy) {
     CHECK_OK(model_config_validate(&cfg, "tiny llama", &err), &err);
     TrainSpec spec;
     train_spec_defaults(&spec);
-    spec.task = TASK_CAUSAL_LM;
+    spec.task = task;
+    spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.strategy = strategy;
     spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks: two pairs */
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     spec.n_targets = 7;
@@ -173,22 +178,33 @@ static void run_llama(int tied, Strategy strategy) {
     CHECK(n_lora == (strategy == STRATEGY_LORA ? 2 * 7 * cfg.num_layers : 0));
     CHECK(model_trainable_count(&cpu) > 0);
     ops_cuda.upload(gpu.values, cpu.values, cpu.n_values * sizeof(float));
-    /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100). */
+    /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100); DPO's prompt is the
+     * first 2 tokens. */
     int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
-    for (int i = 0; i < LB * LT; i++) {
+    for (int i = 0; i < rows * LT; i++) {
         ids[i] = (int32_t)(rng_next(&rng) % LV);
         mask[i] = i % LT < LT - 2 * (i / LT);
-        labels[i] = mask[i] ? ids[i] : -100;
+        labels[i] = mask[i] && !(task == TASK_DPO && i % LT < 2) ? ids[i] : -100;
         if (!mask[i]) ids[i] = 0;
     }
     Model *ms[2] = {&cpu, &gpu};
     AdamW opt[2];
+    float ref[2][LB];
     for (int k = 0; k < 2; k++) {
-        CHECK_OK(model_set_batch(ms[k], ids, NULL, mask, labels, LB, LT, &err), &err);
+        CHECK_OK(model_set_batch(ms[k], ids, NULL, mask, labels, rows, LT, &err), &err);
         CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, 1e-8f, 0.01f, &err), &err);
+        if (task != TASK_DPO) continue;
+        float ignored;
+        ms[k]->adapters_off = 1;
+        CHECK_OK(model_forward(ms[k], 0, 0, 1.0f, &ignored, &err), &err);
+        ms[k]->adapters_off = 0;
+        memcpy(ref[k], ms[k]->seq_scores, sizeof ref[k]);
+        ms[k]->ref_logps = ref[k];
     }
-    CHECK(cpu.n_valid == (LT - 1) + (LT - 3) + (LT - 5)); /* a row predicts its length - 1 */
-    size_t n_logits = (size_t)LB * LT * LV;
+    if (task == TASK_CAUSAL_LM) /* a row predicts its length - 1 */
+        CHECK(cpu.n_valid == (LT - 1) + (LT - 3) + (LT - 5));
+    if (task == TASK_DPO) compare_host("reference log-probs", ref[1], ref[0], LB);
+    size_t n_logits = (size_t)rows * LT * (task == TASK_REWARD ? 1 : LV);
     float *lg[2] = {malloc(n_logits * sizeof(float)), malloc(n_logits * sizeof(float))};
     for (int step = 0; step < 3; step++) {
         float loss[2];
@@ -196,10 +212,12 @@ static void run_llama(int tied, Strategy strategy) {
             model_zero_grad(ms[k]);
             CHECK_OK(model_forward(ms[k], 1, 77 + step, 1.0f, &loss[k], &err), &err);
             CHECK_OK(model_backward(ms[k], 77 + step, &err), &err);
-            CHECK_OK(model_lm_logits(ms[k], 0, LB * LT, lg[k], &err), &err);
+            CHECK_OK(model_lm_logits(ms[k], 0, rows * LT, lg[k], &err), &err);
         }
         CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-4);
         compare_host("lm logits", lg[1], lg[0], n_logits);
+        if (task != TASK_CAUSAL_LM)
+            compare_host("sequence scores", gpu.seq_scores, cpu.seq_scores, rows);
         if (step == 0) compare_grads(&gpu, &cpu);
         for (int k = 0; k < 2; k++) {
             clip_grad_norm(ms[k], 1.0f);
@@ -211,7 +229,7 @@ static void run_llama(int tied, Strategy strategy) {
     float loss[2];
     for (int k = 0; k < 2; k++) {
         CHECK_OK(model_forward(ms[k], 0, 0, 1.0f, &loss[k], &err), &err);
-        CHECK_OK(model_lm_logits(ms[k], 0, LB * LT, lg[k], &err), &err);
+        CHECK_OK(model_lm_logits(ms[k], 0, rows * LT, lg[k], &err), &err);
     }
     CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-4);
     compare_host("eval lm logits after 3 steps", lg[1], lg[0], n_logits);
@@ -242,10 +260,14 @@ int main(void) {
     }
     for (int tied = 1; tied >= 0; tied--)
         for (int full = 0; full < 2; full++) {
-            run_llama(tied, full ? STRATEGY_FULL : STRATEGY_LORA);
+            run_llama(tied, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM);
             printf("llama (%s, %s): cuda model matches cpu\n", tied ? "tied" : "untied",
                    full ? "full fine-tuning" : "LoRA on the seven projections");
         }
+    run_llama(1, STRATEGY_LORA, TASK_DPO);
+    printf("llama DPO (LoRA): cuda model matches cpu\n");
+    run_llama(0, STRATEGY_LORA, TASK_REWARD);
+    printf("llama reward model (LoRA): cuda model matches cpu\n");
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     CHECK(system(cmd) == 0);
