@@ -10,8 +10,9 @@
 #  2. reward model: the held-out accuracy rises; a SEQ_CLS adapter saving the score head;
 #     `loraft score` of the held-out chosen and rejected answers ranks them as `loraft eval`'s
 #     accuracy says;
-#  3. refusals: dpo without LoRA, f1 as the metric, max_prompt_length >= max_length, label
-#     smoothing with ipo, `loraft score` with a causal-LM adapter.
+#  3. refusals: dpo or reward without LoRA, merging a reward adapter (nothing written), f1 as
+#     the metric, max_prompt_length >= max_length, label smoothing with ipo, `loraft score` with
+#     a causal-LM adapter.
 # Every run uses 1 thread.
 set -euo pipefail
 bin=${LORAFT_BIN:-build/loraft}
@@ -117,6 +118,11 @@ refused() {
 }
 refused full "needs lora.strategy lora" train --config "$tmp/dpo.json" --set lora.strategy=full \
   --set train.output_dir="$tmp/x1"
+refused rmfull "reward needs lora.strategy lora" train --config "$tmp/dpo.json" \
+  --set model.task=reward --set lora.strategy=head --set train.output_dir="$tmp/x5"
+refused merge "a reward model is kept as its PEFT SEQ_CLS adapter" merge --model "$tmp/model" \
+  --adapter "$tmp/rm/best" --out "$tmp/merged"
+[ ! -e "$tmp/merged" ] && ok || bad "a refused merge writes nothing"
 refused f1 "picks by eval_loss or accuracy" train --config "$tmp/dpo.json" \
   --set train.metric_for_best=f1 --set train.output_dir="$tmp/x2"
 refused prompt "max_prompt_length 48 must be below" train --config "$tmp/dpo.json" \

@@ -343,6 +343,11 @@ int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int mer
         if (gguf_tokenizer_dir(tokenizer_dir, gguf_dir, sizeof gguf_dir, err)) return -1;
         tokenizer_dir = gguf_dir;
     }
+    if (m->spec.task == TASK_REWARD) /* config.json would need LlamaForSequenceClassification */
+        return lf_fail(err,
+                       "%s: a reward model is kept as its PEFT SEQ_CLS adapter; a merged "
+                       "model directory of one is not written yet",
+                       dir);
     if (dir_create(dir, err)) return -1;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (model_config_save(&m->cfg, path, err)) return -1;

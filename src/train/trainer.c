@@ -321,6 +321,9 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     if (r->task == TASK_DPO && strcmp(c->strategy, "lora"))
         return lf_fail(err, "model.task dpo needs lora.strategy lora: its reference policy is the "
                             "model with the adapters switched off");
+    if (r->task == TASK_REWARD && strcmp(c->strategy, "lora"))
+        return lf_fail(err, "model.task reward needs lora.strategy lora: a reward model is saved "
+                            "as a PEFT SEQ_CLS adapter (the score head in modules_to_save)");
     if (r->pairs && !strcmp(c->metric_for_best, "f1"))
         return lf_fail(err, "train.metric_for_best f1: %s picks by eval_loss or accuracy", c->task);
     if (c->threads > 0) {
