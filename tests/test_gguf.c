@@ -13,6 +13,7 @@
 #include "check.h"
 #include "loraft/fileio.h"
 #include "loraft/gguf.h"
+#include "loraft/safetensors.h" /* f32_to_f16, f16_to_f32 */
 
 #include <stdint.h>
 #include <string.h>
@@ -750,6 +751,11 @@ static void test_hf_names(void) {
         int ok = strcmp(out, cases[i].hf) == 0 && fix == cases[i].fix;
         CHECK(ok);
         if (!ok) fprintf(stderr, "  %s -> %s (fix %d)\n", cases[i].gguf, out, fix);
+        fix = (GgufFix)-1; /* and back, with the same fix (to be inverted) */
+        CHECK_OK(gguf_name_from_hf(cases[i].arch, cases[i].hf, out, sizeof out, &fix, &err), &err);
+        ok = strcmp(out, cases[i].gguf) == 0 && fix == cases[i].fix;
+        CHECK(ok);
+        if (!ok) fprintf(stderr, "  %s -> %s (fix %d)\n", cases[i].hf, out, fix);
     }
     char out[32];
     GgufFix fix;
@@ -762,6 +768,17 @@ static void test_hf_names(void) {
     EXPECT_FAIL(gguf_hf_name("llama", "blk.1.ffn_down.weight", out, 16, &fix, err_),
                 "does not fit in 16 bytes");
     EXPECT_FAIL(gguf_hf_name("bert", "output.weight", out, 32, &fix, err_), "architecture 'bert'");
+    EXPECT_FAIL(gguf_name_from_hf("llama", "model.layers.0.self_attn.q_proj.lora_A.weight", out, 32,
+                                  &fix, err_),
+                "'model.layers.0.self_attn.q_proj.lora_A.weight' has no GGUF counterpart");
+    EXPECT_FAIL(gguf_name_from_hf("llama", "transformer.h.0.ln_1.weight", out, 32, &fix, err_),
+                "counterpart in a llama model");
+    EXPECT_FAIL(
+        gguf_name_from_hf("llama", "model.layers.x.mlp.up_proj.weight", out, 32, &fix, err_),
+        "counterpart");
+    EXPECT_FAIL(
+        gguf_name_from_hf("llama", "model.layers.1.mlp.down_proj.weight", out, 16, &fix, err_),
+        "does not fit in 16 bytes");
 }
 
 /* ------------------------------------------------------------- permutation ---- */
@@ -825,6 +842,75 @@ static void test_quant_api(void) {
     CHECK(quant_dequantize(GGML_Q8_0, q8, out, 32) == 0 && out[0] == 0);
 }
 
+/* Every KV of the golden (the gguf package's file: each value type, string arrays) copied into a
+ * new file with GgufWriteKV.copy reads back with the same type, count and bytes. */
+static void test_copy_kvs(void) {
+    Gguf g, c;
+    LfError err;
+    CHECK_OK(open_golden(&g, &err), &err);
+    if (g.n_kvs == 0) return;
+    GgufWriteKV kvs[64];
+    int n = 0;
+    for (int i = 0; i < g.n_kvs && n < 64; i++)
+        if (strcmp(g.kvs[i].key, "general.alignment") != 0)
+            kvs[n++] = (GgufWriteKV){.key = g.kvs[i].key, .copy = &g.kvs[i]};
+    const char *path = tmp_path("copy.gguf");
+    CHECK_OK(gguf_write(path, kvs, n, NULL, 0, 32, &err), &err);
+    CHECK_OK(gguf_open(&c, path, &err), &err);
+    CHECK(c.n_kvs == n);
+    for (int i = 0; i < n && i < c.n_kvs; i++) {
+        const GgufKV *a = kvs[i].copy, *b = &c.kvs[i];
+        int same = strcmp(a->key, b->key) == 0 && a->type == b->type &&
+                   a->elem_type == b->elem_type && a->n == b->n;
+        for (uint64_t j = 0; same && a->elem_type == GGUF_STRING && j < a->n; j++)
+            same = a->strs[j].len == b->strs[j].len &&
+                   memcmp(a->strs[j].s, b->strs[j].s, a->strs[j].len) == 0;
+        if (same && a->elem_type != GGUF_STRING)
+            same = memcmp(a->raw, b->raw, a->n * gguf_type_size(a->elem_type)) == 0;
+        CHECK(same);
+        if (!same) fprintf(stderr, "  key '%s' differs after the copy\n", a->key);
+    }
+    gguf_close(&c);
+    gguf_close(&g);
+}
+
+/* quant_quantize: F16 is f32_to_f16; Q8_0 follows quantize_row_q8_0_ref: d = amax / 127 as f16,
+ * q = roundf(x / d) with halves away from zero, and dequantises to within d / 2 of x. */
+static void test_quantize(void) {
+    LfError err;
+    float x[64], back[64];
+    uint16_t h[64];
+    unsigned char q[68];
+    for (int i = 0; i < 64; i++) x[i] = sinf(0.7f * (float)i) * (i < 32 ? 3.0f : 1e-3f);
+    CHECK_OK(quant_quantize(GGML_F16, x, 64, h, &err), &err);
+    int same = 1;
+    for (int i = 0; i < 64; i++) same &= h[i] == f32_to_f16(x[i]); /* little-endian host */
+    CHECK(same);
+    CHECK_OK(quant_quantize(GGML_Q8_0, x, 64, q, &err), &err);
+    CHECK(quant_dequantize(GGML_Q8_0, q, back, 64) == 0);
+    for (int b = 0; b < 2; b++) {
+        float amax = 0, worst = 0, d = f16_to_f32((uint16_t)(q[34 * b] | q[34 * b + 1] << 8));
+        for (int j = 0; j < 32; j++) {
+            amax = fmaxf(amax, fabsf(x[32 * b + j]));
+            worst = fmaxf(worst, fabsf(back[32 * b + j] - x[32 * b + j]));
+        }
+        CHECK(d == f16_to_f32(f32_to_f16(amax / 127)));
+        CHECK_CLOSE(worst, 0, 0.5 * d + 1e-3 * amax, 0); /* + d's own f16 rounding, times 127 */
+    }
+    /* amax 127: d = 1 exactly, so 2.5 -> 3 and -2.5 -> -3 (roundf; rint would give 2 and -2) */
+    float halves[32] = {127, -2.5f, 2.5f, 0.49f, -0.5f};
+    CHECK_OK(quant_quantize(GGML_Q8_0, halves, 32, q, &err), &err);
+    CHECK(q[0] == 0x00 && q[1] == 0x3c && q[2] == 127 && (int8_t)q[3] == -3 && q[4] == 3 &&
+          q[5] == 0 && (int8_t)q[6] == -1 && q[7] == 0);
+    float zeros[32] = {0};
+    CHECK_OK(quant_quantize(GGML_Q8_0, zeros, 32, q, &err), &err);
+    CHECK(q[0] == 0 && q[1] == 0 && q[2] == 0 && q[33] == 0);
+    EXPECT_FAIL(quant_quantize(GGML_Q8_0, x, 31, q, err_), "not a whole number of Q8_0 blocks");
+    EXPECT_FAIL(quant_quantize(GGML_Q4_K, x, 256, q, err_), "cannot quantise to Q4_K");
+    x[5] = NAN;
+    EXPECT_FAIL(quant_quantize(GGML_Q8_0, x, 32, q, err_), "value 5 is nan");
+}
+
 int main(void) {
     if (!mkdtemp(tmpdir)) return 1;
     test_malformed_header();
@@ -841,6 +927,8 @@ int main(void) {
     test_hf_names();
     test_permute();
     test_quant_api();
+    test_copy_kvs();
+    test_quantize();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -13,6 +13,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_export_gguf(int argc, char **argv);
 int cmd_config_docs(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

@@ -96,6 +96,8 @@ int gguf_open(Gguf *g, const char *path, LfError *err);
 int gguf_parse(Gguf *g, const void *buf, size_t len, const char *name_for_errors, LfError *err);
 /* Frees everything and zeroes g; a zeroed or already closed g is fine. */
 void gguf_close(Gguf *g);
+/* 1 when path names a GGUF file (ends in ".gguf"), as loraft tells model paths apart. */
+int gguf_is_path(const char *path);
 
 /* ---- metadata ---- */
 
@@ -170,6 +172,11 @@ typedef enum GgufFix {
  * Fails for a name the architecture does not have. */
 int gguf_hf_name(const char *arch, const char *gguf_name, char *out, size_t cap, GgufFix *fix,
                  LfError *err);
+/* The reverse: the GGUF name of HF tensor hf_name (model.layers.3.self_attn.q_proj.weight
+ * -> blk.3.attn_q.weight) and the fix whose inverse it needs (UNPERMUTE_Q: apply
+ * gguf_permute_rows; TRANSPOSE: transpose). Fails for a name the architecture does not have. */
+int gguf_name_from_hf(const char *arch, const char *hf_name, char *out, size_t cap, GgufFix *fix,
+                      LfError *err);
 
 /* llama.cpp's converter reorders the rows of each head of Llama's q_proj / k_proj (and
  * their biases) from HF's rotate-half RoPE layout to interleaved pairs: within a head of
@@ -186,9 +193,12 @@ int gguf_permute_rows(const float *in, float *out, int64_t rows, int64_t cols, i
 
 /* One metadata entry to write. Scalars: the value in the member its type selects (u for
  * UINT*, i for INT*, f for FLOAT*, b for BOOL, s for STRING). ARRAY: elem_type, n and arr,
- * which holds n packed little-endian elements, or n `const char *` for STRING. */
+ * which holds n packed little-endian elements, or n `const char *` for STRING. copy, when
+ * not NULL, replaces all of these: the type and value of a KV of an open Gguf, written
+ * byte for byte (to carry metadata such as the tokenizer from one file to another). */
 typedef struct GgufWriteKV {
     const char *key;
+    const GgufKV *copy;
     GgufType type;
     uint64_t u;
     int64_t i;

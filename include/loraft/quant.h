@@ -7,11 +7,13 @@
  * ggml defines is known by name and size, so a file holding it still validates, but cannot
  * be dequantised. Written from the format definitions; each value is computed with the
  * same float operations in the same order as the PyPI `gguf` package's numpy reference, so
- * results are bit-identical to it (tests/test_gguf.c). Not a quantiser: loraft only reads
- * quantised weights. */
+ * results are bit-identical to it (tests/test_gguf.c). Quantised here (for GGUF export): F32, F16
+ * and Q8_0, as ggml's reference quantisers (quantize_row_q8_0_ref). */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+
+#include "loraft/error.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -69,6 +71,10 @@ const char *quant_dequantize_list(void);
  * block_bytes each, into dst[n]. Returns -1 (writing nothing) for a type it does not handle
  * or an n that is not a whole number of blocks. */
 int quant_dequantize(uint32_t type, const void *src, float *dst, int64_t n);
+
+/* Quantises n values (a multiple of the block size) into dst, n / block_elems blocks of
+ * block_bytes each. Fails for another type, a partial block, or (Q8_0) a non-finite value. */
+int quant_quantize(GgmlType type, const float *src, size_t n, void *dst, LfError *err);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /* cli_predict.c: `loraft predict` classifies texts with a model (plus an adapter) and
- * `loraft merge` folds a LoRA adapter into the base weights as a plain HF model directory. */
+ * `loraft merge` folds a LoRA adapter into the base weights as a plain HF model directory or a
+ * llama.cpp GGUF file. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,8 @@
 
 #include "loraft/checkpoint.h"
 #include "loraft/cli.h"
+#include "loraft/gguf.h"
+#include "loraft/gguf_export.h"
 #include "loraft/tokenizer.h"
 
 /* Prints "label<TAB>probability<TAB>text" for one text. */
@@ -113,32 +116,54 @@ int cmd_predict(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
+/* --type of a GGUF merge: f32, f16 or q8_0. */
+static int gguf_type_parse(const char *s, GgmlType *out) {
+    *out = !strcmp(s, "f32") ? GGML_F32 : !strcmp(s, "f16") ? GGML_F16 : GGML_Q8_0;
+    return strcmp(s, "f32") && strcmp(s, "f16") && strcmp(s, "q8_0") ? -1 : 0;
+}
+
+/* The merged model as an HF directory (atomically replaced as a whole) or a GGUF file. */
+static int merge_write(Model *m, const char *model, const char *out, int gguf, GgmlType type,
+                       LfError *err) {
+    if (gguf) return gguf_export_model(m, out, type, gguf_is_path(model) ? model : NULL, err);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    int rc =
+        dir_remove(tmp, err) || model_dir_save(m, tmp, model, 1, err) || dir_commit(tmp, out, err);
+    if (rc) dir_remove(tmp, NULL); /* a failed merge leaves nothing behind; out is untouched */
+    return rc ? -1 : 0;
+}
+
 int cmd_merge(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *out = NULL;
+    const char *model = NULL, *adapter = NULL, *out = NULL, *format = "hf", *type_name = "f16";
     const CliOpt opts[] = {
         {"model", OPT_STR, &model, "base HF model directory or .gguf file [required]"},
         {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory [required]"},
-        {"out", OPT_STR, &out, "output HF model directory [required]"},
+        {"out", OPT_STR, &out, "output HF model directory, or .gguf file [required]"},
+        {"format", OPT_STR, &format, "hf (default: an HF model directory) or gguf (llama.cpp)"},
+        {"type", OPT_STR, &type_name, "gguf: type of the 2-D weights, f16 (default), q8_0 or f32"},
     };
-    int rc = cli_parse("loraft merge --model DIR --adapter DIR --out DIR", opts,
+    int rc = cli_parse("loraft merge --model M --adapter DIR --out OUT [--format hf|gguf]", opts,
                        sizeof opts / sizeof *opts, NULL, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!model || !adapter || !out)
         return fprintf(stderr, "loraft merge: --model, --adapter and --out are required\n"), 2;
+    GgmlType type;
+    if (strcmp(format, "hf") && strcmp(format, "gguf"))
+        return fprintf(stderr, "loraft merge: --format '%s': expected hf or gguf\n", format), 2;
+    if (gguf_type_parse(type_name, &type))
+        return fprintf(stderr, "loraft merge: --type '%s': expected f16, q8_0 or f32\n", type_name),
+               2;
     LfError err;
     Model m;
     if (model_open(&m, model, adapter, &ops_cpu, 1, 2, &err)) {
         fprintf(stderr, "loraft merge: %s\n", err.msg);
         return 1;
     }
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    rc = dir_remove(tmp, &err) || model_dir_save(&m, tmp, model, 1, &err) ||
-         dir_commit(tmp, out, &err);
-    if (rc) {
+    rc = merge_write(&m, model, out, !strcmp(format, "gguf"), type, &err);
+    if (rc)
         fprintf(stderr, "loraft merge: %s\n", err.msg);
-        dir_remove(tmp, NULL); /* a failed merge leaves nothing behind; out is untouched */
-    } else
+    else
         printf("merged %s + %s into %s (%d LoRA modules)\n", model, adapter, out, m.n_loras);
     model_free(&m);
     return rc ? 1 : 0;

@@ -472,6 +472,11 @@ int gguf_open(Gguf *g, const char *path, LfError *err) {
     return 0;
 }
 
+int gguf_is_path(const char *path) {
+    size_t n = strlen(path);
+    return n >= 5 && strcmp(path + n - 5, ".gguf") == 0;
+}
+
 void gguf_close(Gguf *g) {
     if (g->map) munmap(g->map, g->map_size);
     free(g->kvs);

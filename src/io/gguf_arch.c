@@ -1,9 +1,10 @@
 /* gguf_arch.c: what a GGUF file's metadata and tensor names mean for the two decoder
- * families loraft knows, Llama and GPT-2: the GgufArch config, the GGUF -> Hugging Face
- * tensor names, and the Q/K row permutation llama.cpp's converter applies (see gguf.h).
- * Names follow llama.cpp's convert_hf_to_gguf.py (blk.N.attn_q, ...) and transformers'
- * LlamaForCausalLM / GPT2LMHeadModel. Deliberately not a model loader: it reads no tensor
- * data and does not check that every layer's tensors are present. */
+ * families loraft knows, Llama and GPT-2: the GgufArch config, the GGUF <-> Hugging Face
+ * tensor names (one table per architecture, read both ways), and the Q/K row permutation
+ * llama.cpp's converter applies (see gguf.h). Names follow llama.cpp's convert_hf_to_gguf.py
+ * (blk.N.attn_q, ...) and transformers' LlamaForCausalLM / GPT2LMHeadModel. Deliberately not a
+ * model loader: it reads no tensor data and does not check that every layer's tensors are present.
+ */
 #include "loraft/gguf.h"
 
 #include <inttypes.h>
@@ -213,21 +214,43 @@ static const NameMap gpt2_layer[] = {
     {NULL, NULL, GGUF_FIX_NONE},
 };
 
-static const NameMap *lookup(const NameMap *map, const char *module, size_t len) {
-    for (; map->gguf; map++)
-        if (strlen(map->gguf) == len && memcmp(map->gguf, module, len) == 0) return map;
+/* One architecture's names: the GGUF layer prefix is "blk", HF's layer_prefix. */
+typedef struct ArchNames {
+    const char *arch, *layer_prefix;
+    const NameMap *global, *layer;
+} ArchNames;
+
+static const ArchNames arch_names[] = {
+    {"llama", "model.layers", llama_global, llama_layer},
+    {"gpt2", "transformer.h", gpt2_global, gpt2_layer},
+};
+
+static const ArchNames *find_arch(const char *arch, LfError *err) {
+    for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
+        if (strcmp(arch_names[i].arch, arch) == 0) return &arch_names[i];
+    lf_fail(err, "no Hugging Face names for architecture '%.40s' (llama, gpt2)", arch);
     return NULL;
 }
 
-/* Splits "blk.N.module.param" / "module.param" into layer (-1 for none), module and param
+/* The entry whose GGUF (hf == 0) or HF (hf == 1) module name is module[0..len). */
+static const NameMap *lookup(const NameMap *map, int hf, const char *module, size_t len) {
+    for (; map->gguf; map++) {
+        const char *name = hf ? map->hf : map->gguf;
+        if (strlen(name) == len && memcmp(name, module, len) == 0) return map;
+    }
+    return NULL;
+}
+
+/* Splits "PREFIX.N.module.param" / "module.param" into layer (-1 for none), module and param
  * ("weight" or "bias"); -1 when the name has another form. */
-static int split_name(const char *name, long *layer, const char **module, size_t *len,
-                      const char **param) {
+static int split_name(const char *name, const char *prefix, long *layer, const char **module,
+                      size_t *len, const char **param) {
     *layer = -1;
-    if (strncmp(name, "blk.", 4) == 0) {
+    size_t plen = strlen(prefix);
+    if (strncmp(name, prefix, plen) == 0 && name[plen] == '.') {
         char *end;
-        if (name[4] < '0' || name[4] > '9') return -1;
-        *layer = strtol(name + 4, &end, 10);
+        if (name[plen + 1] < '0' || name[plen + 1] > '9') return -1;
+        *layer = strtol(name + plen + 1, &end, 10);
         if (*end != '.' || *layer > INT_MAX) return -1;
         name = end + 1;
     }
@@ -239,31 +262,40 @@ static int split_name(const char *name, long *layer, const char **module, size_t
     return 0;
 }
 
-int gguf_hf_name(const char *arch, const char *gguf_name, char *out, size_t cap, GgufFix *fix,
-                 LfError *err) {
-    int llama = strcmp(arch, "llama") == 0;
-    if (!llama && strcmp(arch, "gpt2") != 0)
-        return lf_fail(err, "no Hugging Face names for architecture '%.40s' (llama, gpt2)", arch);
+/* The name of a tensor on the other side: from GGUF to HF (to_hf), or back. */
+static int translate(const char *arch, const char *name, int to_hf, char *out, size_t cap,
+                     GgufFix *fix, LfError *err) {
+    const ArchNames *a = find_arch(arch, err);
+    if (!a) return -1;
+    const char *from_prefix = to_hf ? "blk" : a->layer_prefix;
+    const char *to_prefix = to_hf ? a->layer_prefix : "blk";
     long layer;
     const char *module, *param;
     size_t len;
     const NameMap *m = NULL;
-    if (split_name(gguf_name, &layer, &module, &len, &param) == 0) {
-        const NameMap *table =
-            layer < 0 ? (llama ? llama_global : gpt2_global) : (llama ? llama_layer : gpt2_layer);
-        m = lookup(table, module, len);
-    }
+    if (split_name(name, from_prefix, &layer, &module, &len, &param) == 0)
+        m = lookup(layer < 0 ? a->global : a->layer, !to_hf, module, len);
     if (!m)
-        return lf_fail(err, "tensor '%s' has no Hugging Face counterpart in a %s model", gguf_name,
-                       arch);
-    int n = layer < 0 ? snprintf(out, cap, "%s.%s", m->hf, param)
-                      : snprintf(out, cap, "%s.%ld.%s.%s", llama ? "model.layers" : "transformer.h",
-                                 layer, m->hf, param);
+        return lf_fail(err, "tensor '%s' has no %s counterpart in a %s model", name,
+                       to_hf ? "Hugging Face" : "GGUF", arch);
+    const char *target = to_hf ? m->hf : m->gguf;
+    int n = layer < 0 ? snprintf(out, cap, "%s.%s", target, param)
+                      : snprintf(out, cap, "%s.%ld.%s.%s", to_prefix, layer, target, param);
     if (n < 0 || (size_t)n >= cap)
-        return lf_fail(err, "tensor '%s': the Hugging Face name does not fit in %zu bytes",
-                       gguf_name, cap);
+        return lf_fail(err, "tensor '%s': the %s name does not fit in %zu bytes", name,
+                       to_hf ? "Hugging Face" : "GGUF", cap);
     *fix = m->fix == GGUF_FIX_TRANSPOSE && strcmp(param, "bias") == 0 ? GGUF_FIX_NONE : m->fix;
     return 0;
+}
+
+int gguf_hf_name(const char *arch, const char *gguf_name, char *out, size_t cap, GgufFix *fix,
+                 LfError *err) {
+    return translate(arch, gguf_name, 1, out, cap, fix, err);
+}
+
+int gguf_name_from_hf(const char *arch, const char *hf_name, char *out, size_t cap, GgufFix *fix,
+                      LfError *err) {
+    return translate(arch, hf_name, 0, out, cap, fix, err);
 }
 
 /* ------------------------------------------------------------- Q/K permutation ---- */

@@ -40,9 +40,13 @@ static void put_le(Buf *b, uint64_t v, int bytes) {
     put(b, le, (size_t)bytes);
 }
 
+static void put_strn(Buf *b, const char *s, size_t len) {
+    put_le(b, len, 8);
+    put(b, s, len);
+}
+
 static void put_str(Buf *b, const char *s) {
-    put_le(b, strlen(s), 8);
-    put(b, s, strlen(s));
+    put_strn(b, s, strlen(s));
 }
 
 /* One scalar value of kv's type (not ARRAY). */
@@ -92,6 +96,7 @@ static int check_kv(const char *path, const GgufWriteKV *kvs, int i, LfError *er
     for (int j = 0; j < i; j++)
         if (strcmp(kvs[j].key, kv->key) == 0)
             return lf_fail(err, "%s: duplicate key '%s'", path, kv->key);
+    if (kv->copy) return 0; /* validated by the reader */
     int bad_type = (unsigned)kv->type > GGUF_FLOAT64 || (kv->type == GGUF_STRING && !kv->s) ||
                    (kv->type == GGUF_ARRAY && ((unsigned)kv->elem_type > GGUF_FLOAT64 ||
                                                kv->elem_type == GGUF_ARRAY || (kv->n && !kv->arr)));
@@ -106,8 +111,25 @@ static int check_kv(const char *path, const GgufWriteKV *kvs, int i, LfError *er
     return 0;
 }
 
+/* The type and value of a KV read from a file, byte for byte. */
+static void put_copy(Buf *b, const GgufKV *src) {
+    put_le(b, src->type, 4);
+    if (src->type == GGUF_ARRAY) {
+        put_le(b, src->elem_type, 4);
+        put_le(b, src->n, 8);
+    }
+    if (src->elem_type == GGUF_STRING)
+        for (uint64_t j = 0; j < src->n; j++) put_strn(b, src->strs[j].s, src->strs[j].len);
+    else
+        put(b, src->raw, (size_t)src->n * gguf_type_size(src->elem_type));
+}
+
 static void put_kv(Buf *b, const GgufWriteKV *kv) {
     put_str(b, kv->key);
+    if (kv->copy) {
+        put_copy(b, kv->copy);
+        return;
+    }
     put_le(b, kv->type, 4);
     if (kv->type != GGUF_ARRAY) {
         put_scalar(b, kv);

@@ -9,6 +9,7 @@
 
 #include "loraft/safetensors.h" /* f16_to_f32, bf16_to_f32 */
 
+#include <math.h>
 #include <string.h>
 
 /* No fused multiply-adds (-march=x86-64-v3 has FMA): a fused d * q + m rounds once, numpy
@@ -246,6 +247,47 @@ int quant_dequantize(uint32_t type, const void *src, float *dst, int64_t n) {
         BlockFn fn = block_fn(type);
         int be = quant_block_elems(type), bb = quant_block_bytes(type);
         for (int64_t i = 0; i < n / be; i++) fn(p + i * bb, dst + i * be);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ quantisation ---- */
+
+/* Q8_0 as ggml's quantize_row_q8_0_ref: d = amax / 127 stored as f16, q = roundf(x * (1 / d))
+ * (halves away from zero), computed with d before its rounding to f16. */
+static void quantize_q8_0(const float *x, uint8_t *b) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint16_t h = f32_to_f16(d);
+    b[0] = (uint8_t)h;
+    b[1] = (uint8_t)(h >> 8);
+    for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+}
+
+int quant_quantize(GgmlType type, const float *src, size_t n, void *dst, LfError *err) {
+    if (type != GGML_F32 && type != GGML_F16 && type != GGML_Q8_0)
+        return lf_fail(err, "cannot quantise to %s (F32, F16, Q8_0)",
+                       quant_type_name(type) ? quant_type_name(type) : "an unknown type");
+    size_t be = (size_t)quant_block_elems(type);
+    if (n % be)
+        return lf_fail(err, "%zu values are not a whole number of %s blocks", n,
+                       quant_type_name(type));
+    uint8_t *out = dst;
+    if (type == GGML_F32) {
+        memcpy(out, src, n * sizeof *src);
+    } else if (type == GGML_F16) {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = f32_to_f16(src[i]);
+            out[2 * i] = (uint8_t)h;
+            out[2 * i + 1] = (uint8_t)(h >> 8);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(src[i]))
+                return lf_fail(err, "value %zu is %g: not quantisable", i, src[i]);
+        for (size_t i = 0; i < n / be; i++)
+            quantize_q8_0(src + i * be, out + i * (size_t)quant_block_bytes(type));
     }
     return 0;
 }

@@ -1,0 +1,39 @@
+/* gguf_export.h: a loraft model as llama.cpp files: its LoRA adapter in llama.cpp's LoRA GGUF
+ * format (what convert_lora_to_gguf.py writes and `llama-cli --lora` loads), or the model with
+ * LoRA merged in as a GGUF model.
+ *
+ * Both follow llama.cpp's converter: GGUF tensor names (blk.N.attn_q.weight, gguf.h), ggml's
+ * dimension order (ne[0] is a row's length: a HF [out, in] weight has ne [in, out]), and
+ * Llama's q_proj / k_proj rows permuted to llama.cpp's RoPE layout (gguf_permute_rows with
+ * num_heads / num_kv_heads); in an adapter only lora_b is permuted, since
+ * P (W + s B A) = P W + s (P B) A. Only Llama-family decoders for now. */
+#pragma once
+#include "loraft/error.h"
+#include "loraft/model.h"
+#include "loraft/quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The LoRA adapter of m (loaded with model_open(..., adapter_dir, ...)) as a llama.cpp LoRA
+ * adapter: general.type "adapter", adapter.type "lora", general.architecture, and
+ * adapter.lora.alpha = scale * r (llama.cpp scales by alpha / r, which then equals loraft's
+ * alpha / r or rsLoRA's alpha / sqrt(r)); per adapted linear W, F32 tensors `W.lora_a`
+ * (ne [in, r]) and `W.lora_b` (ne [r, out]). An adapter with trained modules_to_save has
+ * tensors llama.cpp's format cannot hold and is refused. Atomic. */
+int gguf_export_adapter(Model *m, const char *path, LfError *err);
+
+/* m's base weights with its LoRA merged in (W += scale * B A), as a llama.cpp model file:
+ * every 2-D weight of type (GGML_F32, GGML_F16 or GGML_Q8_0; a Q8_0 weight whose rows are not a
+ * multiple of 32 values is written F16, as llama.cpp's converter does), 1-D weights F32; the
+ * `llama.*` hyper-parameters from m->cfg. source_gguf (NULL for none): the GGUF file m was
+ * loaded from, whose tokenizer.* and general.* metadata (name, license, ...) are copied
+ * unchanged; without one the file gets tokenizer.ggml.model "none" and the vocabulary size
+ * (llama.cpp runs it on token ids). Atomic. */
+int gguf_export_model(Model *m, const char *path, GgmlType type, const char *source_gguf,
+                      LfError *err);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,47 @@
+/* cli_export.c: `loraft export-gguf` writes a PEFT LoRA adapter as a llama.cpp LoRA adapter
+ * (GGUF), for `llama-cli -m BASE.gguf --lora F.gguf`. */
+#include <stdio.h>
+
+#include "loraft/checkpoint.h"
+#include "loraft/cli.h"
+#include "loraft/gguf_export.h"
+
+int cmd_export_gguf(int argc, char **argv) {
+    const char *model = NULL, *adapter = NULL, *out = NULL;
+    const CliOpt opts[] = {
+        {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory [required]"},
+        {"out", OPT_STR, &out, "output .gguf file [required]"},
+        {"model", OPT_STR, &model,
+         "base model (.gguf or HF directory; default: the adapter's base_model_name_or_path)"},
+    };
+    int rc = cli_parse("loraft export-gguf --adapter DIR --out FILE.gguf [--model M]", opts,
+                       sizeof opts / sizeof *opts, NULL, argc, argv);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!adapter || !out)
+        return fprintf(stderr, "loraft export-gguf: --adapter and --out are required\n"), 2;
+    LfError err;
+    char base[4096];
+    if (!model) {
+        TrainSpec spec;
+        if (adapter_read_config(&spec, base, sizeof base, adapter, &err))
+            return fprintf(stderr, "loraft export-gguf: %s\n", err.msg), 1;
+        if (!*base)
+            return fprintf(stderr, "loraft export-gguf: %s names no base model: pass --model\n",
+                           adapter),
+                   2;
+        model = base;
+    }
+    Model m;
+    if (model_open(&m, model, adapter, &ops_cpu, 1, 2, &err)) {
+        fprintf(stderr, "loraft export-gguf: %s\n", err.msg);
+        return 1;
+    }
+    rc = gguf_export_adapter(&m, out, &err);
+    if (rc)
+        fprintf(stderr, "loraft export-gguf: %s\n", err.msg);
+    else
+        printf("wrote %s: %d LoRA modules of %s (r %d, alpha %g) for llama.cpp's --lora\n", out,
+               m.n_loras, model, m.spec.r, (double)m.loras[0].scale * m.spec.r);
+    model_free(&m);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,269 @@
+/* gguf_export.c: LoRA adapters and merged models as llama.cpp GGUF files (gguf_export.h).
+ *
+ * Each export gathers host copies of the tensors in GGUF names, layout and type, then hands
+ * them with the metadata to gguf_write in one atomic write. The names come from gguf_arch.c's
+ * tables read backwards; nothing here knows a tensor name of its own. */
+#include "loraft/gguf_export.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loraft/arch.h"
+#include "loraft/gguf.h"
+
+#define MAX_KVS 64
+
+/* llama.cpp's general.file_type (enum llama_ftype) of a model whose 2-D weights are `type`. */
+static uint64_t file_type(GgmlType type) {
+    return type == GGML_F32 ? 0 : type == GGML_F16 ? 1 : 7; /* ALL_F32, MOSTLY_F16, MOSTLY_Q8_0 */
+}
+
+/* The tensors being written and the memory behind them. */
+typedef struct Out {
+    GgufWriteTensor *ts;
+    char (*names)[GGUF_MAX_NAME];
+    int n;
+    unsigned char *data; /* every tensor's bytes, back to back */
+    size_t used, cap;
+} Out;
+
+static int out_init(Out *o, int max_tensors, size_t bytes, LfError *err) {
+    memset(o, 0, sizeof *o);
+    o->ts = calloc((size_t)max_tensors, sizeof *o->ts);
+    o->names = calloc((size_t)max_tensors, sizeof *o->names);
+    o->data = malloc(bytes ? bytes : 1);
+    o->cap = bytes;
+    if (!o->ts || !o->names || !o->data) return lf_fail(err, "out of memory for the GGUF tensors");
+    return 0;
+}
+
+static void out_free(Out *o) {
+    free(o->ts);
+    free(o->names);
+    free(o->data);
+}
+
+/* Appends tensor `name`, HF shape [rows, cols] (rows 0: 1-D of cols values) of values src, in
+ * GGUF order and of type. Q/K rows (fix) are permuted for llama.cpp's RoPE with `heads`. */
+static int out_add(Out *o, const char *name, const float *src, int64_t rows, int64_t cols,
+                   GgufFix fix, int heads, GgmlType type, LfError *err) {
+    int64_t n = (rows ? rows : 1) * cols;
+    float *tmp = NULL;
+    if (fix == GGUF_FIX_TRANSPOSE)
+        return lf_fail(err, "tensor '%s': transposed (GPT-2) tensors are not supported yet", name);
+    if (fix != GGUF_FIX_NONE) {
+        tmp = malloc((size_t)n * sizeof *tmp);
+        if (!tmp) return lf_fail(err, "out of memory");
+        if (gguf_permute_rows(src, tmp, rows ? rows : cols, rows ? cols : 1, heads, err))
+            return free(tmp), lf_wrap(err, "tensor '%s'", name);
+        src = tmp;
+    }
+    size_t bytes = (size_t)(n / quant_block_elems(type)) * (size_t)quant_block_bytes(type);
+    int rc = o->used + bytes > o->cap
+                 ? lf_fail(err, "tensor '%s': GGUF buffer too small", name)
+                 : quant_quantize(type, src, (size_t)n, o->data + o->used, err);
+    free(tmp);
+    if (rc) return -1;
+    snprintf(o->names[o->n], GGUF_MAX_NAME, "%s", name);
+    o->ts[o->n] = (GgufWriteTensor){
+        o->names[o->n], type, rows ? 2 : 1, {cols, rows ? rows : 1, 1, 1}, o->data + o->used};
+    o->used += bytes;
+    o->n++;
+    return 0;
+}
+
+/* GGUF name of HF parameter hf (suffix appended) and the fix it needs. */
+static int gguf_name(const Model *m, const char *hf, const char *suffix, char *out, GgufFix *fix,
+                     LfError *err) {
+    char base[GGUF_MAX_NAME];
+    if (gguf_name_from_hf(m->arch->name, hf, base, sizeof base, fix, err)) return -1;
+    if ((size_t)snprintf(out, GGUF_MAX_NAME, "%s%s", base, suffix) >= GGUF_MAX_NAME)
+        return lf_fail(err, "tensor '%s%s': name too long for GGUF", base, suffix);
+    return 0;
+}
+
+static int heads_for(const Model *m, GgufFix fix) {
+    return fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
+}
+
+static int check_llama(const Model *m, const char *path, LfError *err) {
+    if (m->cfg.arch != ARCH_LLAMA)
+        return lf_fail(err, "%s: GGUF export is for Llama-family decoders (the model is %s)", path,
+                       arch_name(m->cfg.arch));
+    return 0;
+}
+
+/* ------------------------------------------------------------------- adapters ---- */
+
+int gguf_export_adapter(Model *m, const char *path, LfError *err) {
+    if (check_llama(m, path, err)) return -1;
+    if (m->spec.strategy != STRATEGY_LORA || m->n_loras == 0)
+        return lf_fail(err, "%s: the model has no LoRA adapter to export", path);
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].grad && !m->params[i].is_lora)
+            return lf_fail(err,
+                           "%s: the adapter trains '%s' (modules_to_save), which a llama.cpp LoRA "
+                           "adapter cannot hold; merge it instead (loraft merge --format gguf)",
+                           path, m->params[i].name);
+    float *host = model_host_values(m, 0, err);
+    if (!host) return -1;
+    size_t bytes = 0;
+    for (int i = 0; i < m->n_loras; i++) bytes += (m->loras[i].A->numel + m->loras[i].B->numel) * 4;
+    Out o;
+    int rc = out_init(&o, 2 * m->n_loras, bytes, err);
+    for (int i = 0; rc == 0 && i < m->n_loras; i++) {
+        const Lora *lo = &m->loras[i];
+        char name[GGUF_MAX_NAME];
+        GgufFix fix;
+        rc = gguf_name(m, lo->base->w->name, ".lora_a", name, &fix, err) ||
+                     out_add(&o, name, host + (lo->A->value - m->values), lo->A->shape[0],
+                             lo->A->shape[1], GGUF_FIX_NONE, 0, GGML_F32, err) ||
+                     gguf_name(m, lo->base->w->name, ".lora_b", name, &fix, err) ||
+                     out_add(&o, name, host + (lo->B->value - m->values), lo->B->shape[0],
+                             lo->B->shape[1], fix, heads_for(m, fix), GGML_F32, err)
+                 ? -1
+                 : 0;
+    }
+    const GgufWriteKV kvs[] = {
+        {.key = "general.architecture", .type = GGUF_STRING, .s = m->arch->name},
+        {.key = "general.type", .type = GGUF_STRING, .s = "adapter"},
+        {.key = "general.name", .type = GGUF_STRING, .s = "loraft LoRA adapter"},
+        {.key = "adapter.type", .type = GGUF_STRING, .s = "lora"},
+        {.key = "adapter.lora.alpha",
+         .type = GGUF_FLOAT32,
+         .f = (double)m->loras[0].scale * m->spec.r},
+    };
+    if (rc == 0)
+        rc =
+            gguf_write(path, kvs, sizeof kvs / sizeof *kvs, o.ts, o.n, GGUF_DEFAULT_ALIGNMENT, err);
+    out_free(&o);
+    free(host);
+    return rc;
+}
+
+/* --------------------------------------------------------------- merged models ---- */
+
+/* The keys a merged file takes from its source: tokenizer.* and general.* but those that
+ * describe the file itself, which the export writes. */
+static int copied_key(const char *key) {
+    static const char *const own[] = {"general.architecture", "general.type", "general.file_type",
+                                      "general.quantization_version", "general.alignment"};
+    if (strncmp(key, "tokenizer.", 10) == 0) return 1;
+    if (strncmp(key, "general.", 8) != 0) return 0;
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        if (strcmp(key, own[i]) == 0) return 0;
+    return 1;
+}
+
+/* The `llama.*` hyper-parameters of cfg, as convert_hf_to_gguf.py writes them. */
+static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv) {
+    static const char *const keys[] = {
+        "llama.context_length",       "llama.embedding_length",
+        "llama.block_count",          "llama.feed_forward_length",
+        "llama.attention.head_count", "llama.attention.head_count_kv",
+        "llama.rope.dimension_count", "llama.vocab_size"};
+    const int vals[] = {c->max_positions,
+                        c->hidden_size,
+                        c->num_layers,
+                        c->ffn_size,
+                        c->num_heads,
+                        c->num_kv_heads,
+                        c->hidden_size / c->num_heads,
+                        c->vocab_size};
+    int n = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        kv[n++] = (GgufWriteKV){.key = keys[i], .type = GGUF_UINT32, .u = (uint64_t)vals[i]};
+    kv[n++] =
+        (GgufWriteKV){.key = "llama.rope.freq_base", .type = GGUF_FLOAT32, .f = c->rope_theta};
+    kv[n++] = (GgufWriteKV){.key = "llama.attention.layer_norm_rms_epsilon",
+                            .type = GGUF_FLOAT32,
+                            .f = c->layer_norm_eps};
+    return n;
+}
+
+/* Tokenizer metadata when there is no source file: none, with the special ids loraft knows. */
+static int plain_tokenizer_kvs(const ModelConfig *c, GgufWriteKV *kv) {
+    int n = 0;
+    kv[n++] = (GgufWriteKV){.key = "general.name", .type = GGUF_STRING, .s = "loraft merged model"};
+    kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.model", .type = GGUF_STRING, .s = "none"};
+    if (c->bos_token_id >= 0)
+        kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.bos_token_id",
+                                .type = GGUF_UINT32,
+                                .u = (uint64_t)c->bos_token_id};
+    if (c->eos_token_id >= 0)
+        kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.eos_token_id",
+                                .type = GGUF_UINT32,
+                                .u = (uint64_t)c->eos_token_id};
+    return n;
+}
+
+/* The bytes of the merged tensors, every 2-D one as `type` (the most a Q8_0 row can take is
+ * F16's 2 bytes per value, so this bounds a mix of the two). */
+static size_t merged_bytes(const Model *m, GgmlType type) {
+    size_t bytes = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].in_checkpoint)
+            bytes += m->params[i].numel * (m->params[i].ndim == 2 && type != GGML_F32 ? 2 : 4);
+    return bytes;
+}
+
+/* The merged file's metadata: its own keys, llama.* from the config, and the source's
+ * tokenizer.* and general.* keys (src NULL: plain_tokenizer_kvs). Returns the count. */
+static int merged_kvs(const Model *m, GgmlType type, const Gguf *src, GgufWriteKV *kv) {
+    int n = 0;
+    kv[n++] = (GgufWriteKV){.key = "general.architecture", .type = GGUF_STRING, .s = m->arch->name};
+    kv[n++] = (GgufWriteKV){.key = "general.type", .type = GGUF_STRING, .s = "model"};
+    kv[n++] = (GgufWriteKV){.key = "general.file_type", .type = GGUF_UINT32, .u = file_type(type)};
+    kv[n++] = (GgufWriteKV){.key = "general.quantization_version", .type = GGUF_UINT32, .u = 2};
+    n += llama_kvs(&m->cfg, kv + n);
+    if (!src) return n + plain_tokenizer_kvs(&m->cfg, kv + n);
+    for (int i = 0; i < src->n_kvs; i++)
+        if (copied_key(src->kvs[i].key))
+            kv[n++] = (GgufWriteKV){.key = src->kvs[i].key, .copy = &src->kvs[i]};
+    return n;
+}
+
+/* Every base parameter into o, merged host values, 2-D ones as type. */
+static int merged_tensors(const Model *m, const float *host, GgmlType type, Out *o, LfError *err) {
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        if (!p->in_checkpoint) continue;
+        char name[GGUF_MAX_NAME];
+        GgufFix fix;
+        GgmlType t = p->ndim == 1 ? GGML_F32 : type;
+        if (t == GGML_Q8_0 && p->shape[1] % quant_block_elems(GGML_Q8_0)) t = GGML_F16;
+        int two_d = p->ndim == 2;
+        if (gguf_name(m, p->name, "", name, &fix, err) ||
+            out_add(o, name, host + (p->value - m->values), two_d ? p->shape[0] : 0,
+                    two_d ? p->shape[1] : p->shape[0], fix, heads_for(m, fix), t, err))
+            return -1;
+    }
+    return 0;
+}
+
+int gguf_export_model(Model *m, const char *path, GgmlType type, const char *source_gguf,
+                      LfError *err) {
+    if (check_llama(m, path, err)) return -1;
+    if (type != GGML_F32 && type != GGML_F16 && type != GGML_Q8_0)
+        return lf_fail(err, "%s: tensor type %s: expected F32, F16 or Q8_0", path,
+                       quant_type_name(type) ? quant_type_name(type) : "?");
+    Gguf src = {0};
+    if (source_gguf && gguf_open(&src, source_gguf, err)) return -1;
+    GgufWriteKV *kv = calloc((size_t)src.n_kvs + MAX_KVS, sizeof *kv);
+    float *host = model_host_values(m, 1, err);
+    Out o;
+    int rc = !host ? -1 : out_init(&o, m->n_params, merged_bytes(m, type), err);
+    if (rc == 0 && !kv) rc = lf_fail(err, "out of memory");
+    if (rc == 0) rc = merged_tensors(m, host, type, &o, err);
+    if (rc == 0) {
+        int n = merged_kvs(m, type, source_gguf ? &src : NULL, kv);
+        rc = gguf_write(path, kv, n, o.ts, o.n, GGUF_DEFAULT_ALIGNMENT, err);
+    }
+    if (host) out_free(&o);
+    free(host);
+    free(kv);
+    gguf_close(&src);
+    return rc;
+}

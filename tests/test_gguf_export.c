@@ -1,0 +1,444 @@
+/* test_gguf_export.c: LoRA adapters and merged models written for llama.cpp (gguf_export.h),
+ * read back with loraft's own GGUF reader.
+ *
+ * On tiny random Llamas (4 heads over 2 KV heads, so Q and K permute differently; LoRA with
+ * random B on all seven projections):
+ * - the adapter file has llama.cpp's metadata (general.type adapter, adapter.type lora,
+ *   adapter.lora.alpha / r = loraft's scale, also with rsLoRA) and, per adapted linear,
+ *   `.lora_a` equal to A and `.lora_b` equal to B once its Q/K rows are un-permuted, both F32 in
+ *   ggml's dimension order; and applying it as llama.cpp does, W' = W + (alpha / r) B A on the
+ *   GGUF layout, gives the merged GGUF's weight (within 1e-6 of the largest value);
+ * - the merged model (F32, F16, Q8_0; tied and untied head) has the architecture metadata
+ *   loraft's own reader turns back into the same config, every base tensor with its GGUF name,
+ *   shape and type (1-D F32; a Q8_0 weight whose rows are not whole blocks F16), values equal to
+ *   the merged weights (F32 exactly, F16 bit for bit as f32_to_f16, Q8_0 within half a
+ *   quantisation step), and a model built from it gives the logits of the in-memory model
+ *   with its LoRA: within 1e-5 (F32), 5e-3 (F16) and 6e-2 (Q8_0) of the largest |logit|
+ *   (measured: 1.7e-6, 1.8e-3 and 2.9e-2: random weights of std 0.2 amplify the rounding);
+ * - refusals: not a decoder, no adapter, trained modules_to_save, a type other than F32 / F16 /
+ *   Q8_0.
+ * With the real SmolLM2-135M-Instruct GGUF (models/smollm2, or LORAFT_SMOLLM2_GGUF), a Q8_0
+ * merge carries the source's tokenizer.* and general.* metadata byte for byte, its tokenizer
+ * encodes like the source's, and its logits match the in-memory model's within 4e-2 of the
+ * largest (measured 1.9e-2). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "loraft/gguf.h"
+#include "loraft/gguf_export.h"
+#include "loraft/model.h"
+#include "loraft/rng.h"
+#include "loraft/safetensors.h" /* f32_to_f16 */
+#include "loraft/text.h"
+
+enum { VOCAB = 61, SEQ = 12, R = 4 };
+static const int32_t ids[SEQ] = {1, 5, 9, 60, 2, 33, 17, 8, 44, 0, 21, 13};
+
+static char tmpdir[] = "/tmp/loraft_export_XXXXXX";
+static const char *tmp_path(const char *name) {
+    static char buf[512];
+    snprintf(buf, sizeof buf, "%s/%s", tmpdir, name);
+    return buf;
+}
+
+#define EXPECT_FAIL(call, phrase)                                                                  \
+    do {                                                                                           \
+        LfError e_ = {{0}};                                                                        \
+        LfError *err_ = &e_;                                                                       \
+        int ok_ = (call) == -1 && strstr(e_.msg, phrase);                                          \
+        CHECK(ok_);                                                                                \
+        if (!ok_) fprintf(stderr, "  expected '%s', got '%s'\n", phrase, e_.msg);                  \
+        (void)err_;                                                                                \
+    } while (0)
+
+static void lora_spec(TrainSpec *s, int rslora) {
+    train_spec_defaults(s);
+    s->task = TASK_CAUSAL_LM;
+    s->r = R;
+    s->alpha = 6.0f;
+    s->use_rslora = rslora;
+    const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    for (int i = 0; i < 7; i++) strcpy(s->targets[s->n_targets++], t[i]);
+}
+
+/* hidden 64 (two Q8_0 blocks a row), head_dim 16, ffn 48 (down_proj's rows are not whole Q8_0
+ * blocks); LoRA with random B so that merging changes the weights. */
+static int tiny_model(Model *m, const TrainSpec *s, int tied, LfError *err) {
+    ModelConfig c;
+    model_config_defaults(&c, ARCH_LLAMA);
+    c.vocab_size = VOCAB, c.hidden_size = 64, c.num_layers = 2, c.num_heads = 4;
+    c.num_kv_heads = 2, c.ffn_size = 48, c.max_positions = 64, c.tie_word_embeddings = tied;
+    c.initializer_range = 0.2f, c.pad_token_id = -1, c.bos_token_id = 1, c.eos_token_id = 2;
+    if (model_create(m, &c, s, &ops_cpu, NULL, 5, 1, SEQ, NULL, 0, err)) return -1;
+    Rng r = {17, 0};
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].is_lora && strstr(m->params[i].name, "lora_B"))
+            for (size_t j = 0; j < m->params[i].numel; j++)
+                m->params[i].value[j] = 0.3f * (rng_next_uniform(&r) - 0.5f);
+    return 0;
+}
+
+/* A plain model (no LoRA) from a GGUF file, as `loraft generate --model F.gguf` builds it. */
+static int gguf_model(Model *m, const char *path, int max_len, LfError *err) {
+    ModelConfig c;
+    TrainSpec s;
+    train_spec_defaults(&s);
+    s.task = TASK_CAUSAL_LM;
+    s.strategy = STRATEGY_HEAD;
+    if (model_config_load(&c, path, err)) return -1;
+    return model_create(m, &c, &s, &ops_cpu, path, 0, 1, max_len, NULL, 0, err);
+}
+
+/* Logits [T, V] of one sequence. */
+static int logits(Model *m, const int32_t *tok, int T, float *out, LfError *err) {
+    int32_t mask[64];
+    float loss;
+    for (int t = 0; t < T; t++) mask[t] = 1;
+    if (model_set_batch(m, tok, NULL, mask, NULL, 1, T, err) ||
+        model_forward(m, 0, 0, 1.0f, &loss, err))
+        return -1;
+    return model_lm_logits(m, 0, T, out, err);
+}
+
+/* max |a - b| / max |b| */
+static double rel_error(const float *a, const float *b, size_t n) {
+    double d = 0, big = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        big = fmax(big, fabs((double)b[i]));
+    }
+    return d / big;
+}
+
+static int kv_is(const Gguf *g, const char *key, const char *want) {
+    const GgufStr *s;
+    LfError err;
+    return gguf_get_str(g, key, &s, &err) == 0 && strcmp(s->s, want) == 0;
+}
+
+/* The HF-layout copy of a GGUF tensor, Q/K rows un-permuted. */
+static int read_hf(const Model *m, const Gguf *g, const char *name, const int64_t *shape,
+                   GgufFix fix, float *out, LfError *err) {
+    int ndim = shape[1] ? 2 : 1;
+    if (fix == GGUF_FIX_NONE) return gguf_read_f32(g, name, ndim, shape, out, err);
+    float *tmp = malloc((size_t)(shape[0] * shape[1]) * sizeof *tmp);
+    int rc = !tmp || gguf_read_f32(g, name, ndim, shape, tmp, err) ||
+             gguf_unpermute_rows(
+                 tmp, out, shape[0], shape[1],
+                 fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads, err);
+    free(tmp);
+    return rc ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------------- adapters ---- */
+
+/* W + (alpha / r) B A on the GGUF side, as llama.cpp applies an adapter, for q_proj and
+ * k_proj of layer 1: the base weights come from an F32 export of the model without its
+ * adapter (B zeroed), the result must be the merged F32 export. */
+static void check_llama_cpp_sum(Model *m, const Gguf *adapter, float alpha, LfError *err) {
+    char merged[512], base[512];
+    snprintf(merged, sizeof merged, "%s", tmp_path("sum_merged.gguf"));
+    snprintf(base, sizeof base, "%s", tmp_path("sum_base.gguf"));
+    CHECK_OK(gguf_export_model(m, merged, GGML_F32, NULL, err), err);
+    for (int i = 0; i < m->n_loras; i++)
+        memset(m->loras[i].B->value, 0, m->loras[i].B->numel * sizeof(float));
+    CHECK_OK(gguf_export_model(m, base, GGML_F32, NULL, err), err);
+    Gguf gm, gb;
+    CHECK_OK(gguf_open(&gm, merged, err), err);
+    CHECK_OK(gguf_open(&gb, base, err), err);
+    const char *names[] = {"blk.1.attn_q.weight", "blk.1.attn_k.weight"};
+    for (int k = 0; k < 2 && gm.map && gb.map; k++) {
+        char an[64], bn[64];
+        snprintf(an, sizeof an, "%s.lora_a", names[k]);
+        snprintf(bn, sizeof bn, "%s.lora_b", names[k]);
+        const GgufTensor *w = gguf_find_tensor(&gb, names[k]), *a = gguf_find_tensor(adapter, an),
+                         *b = gguf_find_tensor(adapter, bn),
+                         *want = gguf_find_tensor(&gm, names[k]);
+        CHECK(w && a && b && want);
+        if (!w || !a || !b || !want) continue;
+        int64_t in = w->ne[0], out = w->ne[1];
+        float *sum = malloc((size_t)(in * out) * sizeof *sum);
+        const float *A = a->data, *B = b->data; /* A ne [in, R], B ne [R, out] */
+        memcpy(sum, w->data, (size_t)(in * out) * sizeof *sum);
+        for (int64_t o = 0; o < out; o++)
+            for (int r = 0; r < R; r++)
+                for (int64_t i = 0; i < in; i++)
+                    sum[o * in + i] += alpha / R * B[o * R + r] * A[r * in + i];
+        double e = rel_error(sum, want->data, (size_t)(in * out));
+        CHECK(e < 1e-6);
+        if (e >= 1e-6) fprintf(stderr, "  %s: W + s B A vs merged: %g\n", names[k], e);
+        free(sum);
+    }
+    gguf_close(&gm);
+    gguf_close(&gb);
+}
+
+static void test_adapter(int rslora) {
+    LfError err;
+    TrainSpec s;
+    Model m;
+    lora_spec(&s, rslora);
+    CHECK_OK(tiny_model(&m, &s, 0, &err), &err);
+    const char *path = tmp_path("adapter.gguf");
+    CHECK_OK(gguf_export_adapter(&m, path, &err), &err);
+    Gguf g;
+    CHECK_OK(gguf_open(&g, path, &err), &err);
+    if (!g.map) {
+        model_free(&m);
+        return;
+    }
+    CHECK(kv_is(&g, "general.type", "adapter") && kv_is(&g, "adapter.type", "lora") &&
+          kv_is(&g, "general.architecture", "llama"));
+    float alpha = 0;
+    CHECK_OK(gguf_get_f32(&g, "adapter.lora.alpha", &alpha, &err), &err);
+    CHECK_CLOSE(alpha / R, m.loras[0].scale, 0, 1e-6); /* llama.cpp's scale is alpha / rank */
+    CHECK(g.n_tensors == 2 * m.n_loras && m.n_loras == 14);
+    float *buf = malloc(64 * 64 * sizeof *buf);
+    for (int i = 0; i < m.n_loras && buf; i++) {
+        const Lora *lo = &m.loras[i];
+        char base[GGUF_MAX_NAME], name[GGUF_MAX_NAME + 8];
+        GgufFix fix;
+        CHECK_OK(gguf_name_from_hf("llama", lo->base->w->name, base, sizeof base, &fix, &err),
+                 &err);
+        snprintf(name, sizeof name, "%s.lora_a", base);
+        const GgufTensor *a = gguf_find_tensor(&g, name);
+        CHECK(a && a->type == GGML_F32 && a->n_dims == 2 && a->ne[0] == lo->base->in &&
+              a->ne[1] == R && memcmp(a->data, lo->A->value, lo->A->numel * 4) == 0);
+        snprintf(name, sizeof name, "%s.lora_b", base);
+        const GgufTensor *b = gguf_find_tensor(&g, name);
+        CHECK(b && b->type == GGML_F32 && b->n_dims == 2 && b->ne[0] == R &&
+              b->ne[1] == lo->base->out);
+        CHECK_OK(read_hf(&m, &g, name, lo->B->shape, fix, buf, &err), &err);
+        CHECK(memcmp(buf, lo->B->value, lo->B->numel * 4) == 0);
+        /* q and k of the GQA model: the permutation must have moved rows */
+        if (fix != GGUF_FIX_NONE) CHECK(memcmp(b->data, lo->B->value, lo->B->numel * 4) != 0);
+    }
+    free(buf);
+    check_llama_cpp_sum(&m, &g, alpha, &err);
+    gguf_close(&g);
+    model_free(&m);
+}
+
+/* ----------------------------------------------------------------- merged models ---- */
+
+/* Every base tensor: GGUF name, shape, type and values against the merged host copy. */
+static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
+    LfError err;
+    float *host = model_host_values(m, 1, &err), *got = malloc(64 * 64 * sizeof *got);
+    int n_base = 0;
+    for (int i = 0; i < m->n_params && host && got; i++) {
+        const Param *p = &m->params[i];
+        if (!p->in_checkpoint) continue;
+        n_base++;
+        char name[GGUF_MAX_NAME];
+        GgufFix fix;
+        CHECK_OK(gguf_name_from_hf("llama", p->name, name, sizeof name, &fix, &err), &err);
+        const GgufTensor *t = gguf_find_tensor(g, name);
+        GgmlType want = p->ndim == 1 ? GGML_F32 : type;
+        if (want == GGML_Q8_0 && p->shape[1] % 32) want = GGML_F16;
+        int64_t shape[2] = {p->shape[0], p->ndim == 2 ? p->shape[1] : 0};
+        int ok = t && t->type == want && t->n_dims == p->ndim &&
+                 t->ne[0] == (p->ndim == 2 ? p->shape[1] : p->shape[0]) &&
+                 (p->ndim == 1 || t->ne[1] == p->shape[0]) &&
+                 read_hf(m, g, name, shape, fix, got, &err) == 0;
+        CHECK(ok);
+        if (!ok) {
+            fprintf(stderr, "  %s (%s): missing, wrong type or shape\n", name, p->name);
+            continue;
+        }
+        const float *x = host + (p->value - m->values);
+        double worst = 0, amax = 0;
+        for (size_t j = 0; j < p->numel; j++) {
+            float expect = want == GGML_F16 ? f16_to_f32(f32_to_f16(x[j])) : x[j];
+            worst = fmax(worst, fabs((double)got[j] - expect));
+            amax = fmax(amax, fabs((double)x[j]));
+        }
+        /* Q8_0: half a step d / 2 = amax / 254 per block, plus d's rounding to f16 */
+        double tol = want == GGML_Q8_0 ? amax / 230 : 0;
+        CHECK(worst <= tol);
+        if (worst > tol)
+            fprintf(stderr, "  %s: values off by %g (tolerance %g)\n", name, worst, tol);
+    }
+    CHECK(g->n_tensors == n_base);
+    free(host);
+    free(got);
+}
+
+static void test_merged(GgmlType type, int tied, double tol) {
+    LfError err;
+    TrainSpec s;
+    Model m, back;
+    lora_spec(&s, 0);
+    CHECK_OK(tiny_model(&m, &s, tied, &err), &err);
+    const char *path = tmp_path("merged.gguf");
+    CHECK_OK(gguf_export_model(&m, path, type, NULL, &err), &err);
+    Gguf g;
+    GgufArch a;
+    CHECK_OK(gguf_open(&g, path, &err), &err);
+    if (!g.map) {
+        model_free(&m);
+        return;
+    }
+    CHECK(kv_is(&g, "general.type", "model") && kv_is(&g, "tokenizer.ggml.model", "none"));
+    uint32_t ftype = 99;
+    CHECK_OK(gguf_get_u32(&g, "general.file_type", &ftype, &err), &err);
+    CHECK(ftype == (type == GGML_F32 ? 0u : type == GGML_F16 ? 1u : 7u));
+    CHECK_OK(gguf_arch(&g, &a, &err), &err);
+    const ModelConfig *c = &m.cfg;
+    CHECK(a.n_layers == c->num_layers && a.hidden == c->hidden_size && a.ffn == c->ffn_size &&
+          a.n_heads == c->num_heads && a.n_kv_heads == c->num_kv_heads &&
+          a.vocab_size == c->vocab_size && a.context_length == c->max_positions &&
+          a.rope_theta == c->rope_theta && a.norm_eps == c->layer_norm_eps &&
+          a.tied_embeddings == tied && a.bos_token_id == 1 && a.eos_token_id == 2);
+    check_merged_tensors(&m, &g, type);
+    gguf_close(&g);
+
+    float want[SEQ * VOCAB], got[SEQ * VOCAB];
+    CHECK_OK(logits(&m, ids, SEQ, want, &err), &err);
+    CHECK_OK(gguf_model(&back, path, SEQ, &err), &err);
+    if (back.values) {
+        CHECK_OK(logits(&back, ids, SEQ, got, &err), &err);
+        double e = rel_error(got, want, SEQ * VOCAB);
+        printf("merged %s (%s head): max |logit diff| / max |logit| = %.3g\n",
+               quant_type_name(type), tied ? "tied" : "untied", e);
+        CHECK(e <= tol);
+        model_free(&back);
+    }
+    model_free(&m);
+}
+
+static void test_refusals(void) {
+    LfError err;
+    TrainSpec s;
+    Model m;
+    const char *path = tmp_path("refused.gguf");
+    lora_spec(&s, 0);
+    CHECK_OK(tiny_model(&m, &s, 1, &err), &err);
+    EXPECT_FAIL(gguf_export_model(&m, path, GGML_Q4_K, NULL, err_), "expected F32, F16 or Q8_0");
+    model_free(&m);
+
+    s.strategy = STRATEGY_HEAD;
+    CHECK_OK(tiny_model(&m, &s, 1, &err), &err);
+    EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "has no LoRA adapter to export");
+    model_free(&m);
+
+    lora_spec(&s, 0);
+    strcpy(s.modules_to_save[s.n_modules_to_save++], "lm_head");
+    CHECK_OK(tiny_model(&m, &s, 0, &err), &err);
+    EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "trains 'lm_head.weight' (modules_to_save)");
+    model_free(&m);
+
+    ModelConfig c;
+    model_config_defaults(&c, ARCH_DISTILBERT);
+    c.vocab_size = VOCAB, c.hidden_size = 32, c.num_layers = 1, c.num_heads = 2, c.ffn_size = 32;
+    train_spec_defaults(&s);
+    strcpy(s.targets[s.n_targets++], "q_lin");
+    CHECK_OK(model_create(&m, &c, &s, &ops_cpu, NULL, 5, 1, 8, NULL, 0, &err), &err);
+    EXPECT_FAIL(gguf_export_adapter(&m, path, err_),
+                "for Llama-family decoders (the model is distilbert)");
+    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F16, NULL, err_), "for Llama-family decoders");
+    model_free(&m);
+    CHECK(access(path, F_OK) != 0); /* nothing written */
+}
+
+/* ------------------------------------------------------------------------ SmolLM2 ---- */
+
+/* Every tokenizer.* and general.* key of src but the file's own is in g, byte for byte. */
+static void check_copied_metadata(const Gguf *src, const Gguf *g) {
+    int copied = 0;
+    for (int i = 0; i < src->n_kvs; i++) {
+        const GgufKV *a = &src->kvs[i];
+        if (strncmp(a->key, "tokenizer.", 10) && strcmp(a->key, "general.name")) continue;
+        const GgufKV *b = gguf_find_kv(g, a->key);
+        int same = b && a->type == b->type && a->elem_type == b->elem_type && a->n == b->n;
+        for (uint64_t j = 0; same && a->elem_type == GGUF_STRING && j < a->n; j++)
+            same = a->strs[j].len == b->strs[j].len &&
+                   memcmp(a->strs[j].s, b->strs[j].s, a->strs[j].len) == 0;
+        if (same && a->elem_type != GGUF_STRING)
+            same = memcmp(a->raw, b->raw, a->n * gguf_type_size(a->elem_type)) == 0;
+        CHECK(same);
+        if (!same) fprintf(stderr, "  %s: not copied unchanged\n", a->key);
+        copied += same;
+    }
+    CHECK(copied >= 5); /* model, pre, tokens, merges, token_type at least */
+}
+
+static void test_smollm2(void) {
+    const char *env = getenv("LORAFT_SMOLLM2_GGUF");
+    const char *src = env ? env : "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (access(src, R_OK)) {
+        printf("SKIP SmolLM2 merge: %s absent (scripts/fetch-model.sh smollm2-135m-instruct "
+               "models/smollm2)\n",
+               src);
+        return;
+    }
+    LfError err;
+    ModelConfig c;
+    TrainSpec s;
+    Model m, back;
+    lora_spec(&s, 0);
+    s.n_targets = 2; /* q_proj, k_proj: the permuted ones */
+    CHECK_OK(model_config_load(&c, src, &err), &err);
+    CHECK_OK(model_create(&m, &c, &s, &ops_cpu, src, 3, 1, SEQ, NULL, 0, &err), &err);
+    if (!m.values) return;
+    Rng r = {5, 0};
+    for (int i = 0; i < m.n_loras; i++)
+        for (size_t j = 0; j < m.loras[i].B->numel; j++)
+            m.loras[i].B->value[j] = 0.05f * (rng_next_uniform(&r) - 0.5f);
+    const char *path = tmp_path("smollm2.q8_0.gguf");
+    CHECK_OK(gguf_export_model(&m, path, GGML_Q8_0, src, &err), &err);
+    Gguf gs, g;
+    CHECK_OK(gguf_open(&gs, src, &err), &err);
+    CHECK_OK(gguf_open(&g, path, &err), &err);
+    if (gs.map && g.map) check_copied_metadata(&gs, &g);
+    gguf_close(&gs);
+    gguf_close(&g);
+
+    TextTokenizer ts, tm;
+    IdList a = {0}, b = {0};
+    const char *text = "It is a truth universally acknowledged, 1815.";
+    CHECK_OK(text_tokenizer_open(&ts, src, &err), &err);
+    CHECK_OK(text_tokenizer_open(&tm, path, &err), &err);
+    CHECK_OK(text_encode(&ts, text, strlen(text), &a, &err), &err);
+    CHECK_OK(text_encode(&tm, text, strlen(text), &b, &err), &err);
+    CHECK(a.n == b.n && a.n > 0 && memcmp(a.ids, b.ids, a.n * sizeof *a.ids) == 0);
+
+    float *want = malloc((size_t)SEQ * c.vocab_size * sizeof *want);
+    float *got = malloc((size_t)SEQ * c.vocab_size * sizeof *got);
+    int T = a.n < SEQ ? (int)a.n : SEQ;
+    CHECK_OK(logits(&m, a.ids, T, want, &err), &err);
+    model_free(&m);
+    CHECK_OK(gguf_model(&back, path, SEQ, &err), &err);
+    if (back.values && want && got) {
+        CHECK_OK(logits(&back, a.ids, T, got, &err), &err);
+        double e = rel_error(got, want, (size_t)T * c.vocab_size);
+        printf("SmolLM2 merged Q8_0: max |logit diff| / max |logit| = %.3g\n", e);
+        CHECK(e < 4e-2);
+    }
+    model_free(&back);
+    free(want);
+    free(got);
+    idlist_free(&a);
+    idlist_free(&b);
+    text_tokenizer_close(&ts);
+    text_tokenizer_close(&tm);
+}
+
+int main(void) {
+    if (!mkdtemp(tmpdir)) return 1;
+    test_adapter(0);
+    test_adapter(1);
+    for (int tied = 0; tied < 2; tied++) {
+        test_merged(GGML_F32, tied, 1e-5);
+        test_merged(GGML_F16, tied, 5e-3);
+        test_merged(GGML_Q8_0, tied, 6e-2);
+    }
+    test_refusals();
+    test_smollm2();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return check_report();
+}
