@@ -5,7 +5,6 @@
  * tables read backwards; nothing here knows a tensor name of its own. */
 #include "loraft/gguf_export.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "loraft/arch.h"
 #include "loraft/gguf.h"
 
+/* The most keys an export writes of its own (beside those it copies from a source file). */
 #define MAX_KVS 64
 
 /* llama.cpp's general.file_type (enum llama_ftype) of a model whose 2-D weights are `type`. */
