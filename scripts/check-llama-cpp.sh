@@ -6,11 +6,14 @@
 # adapter of SmolLM2-135M-Instruct (ADAPTER_DIR, else one trained here for 10 steps on
 # Persuasion with configs/austen-smollm2-lora.json) with `loraft export-gguf`, merges it with
 # `loraft merge --format gguf` (F16 and Q8_0), and compares llama.cpp's logits with loraft's
-# on a few prompts (scripts/llama-cpp-compare.c): the base GGUF, base + adapter (llama.cpp's
-# --lora), and each merged file. Fails when llama.cpp refuses a file, when its argmax differs
-# from loraft's at more than 10% of the positions, or when the adapter or merged rows differ by
-# more than twice the base row plus 0.5 (the base row is the floor: llama.cpp's Q4_1 kernels
-# round activations to 8 bits, loraft computes in f32).
+# at every position of three prompts (scripts/llama-cpp-logits.c and scripts/loraft-logits.c:
+# two programs, since libloraft and ggml both define gguf_* functions): the base GGUF, base +
+# adapter (llama.cpp's --lora), and each merged file. Fails when llama.cpp refuses a file, when
+# its argmax differs from loraft's at more than 10% of the positions, or when the adapter or
+# merged rows differ by more than twice the base row plus 0.5 (the base row is the floor:
+# llama.cpp's quantised kernels round activations to 8 bits, loraft computes in f32).
+# libllama is built without -march=native: that enables AMX on CPUs that advertise it, which
+# a virtual machine may not let a process execute (SIGILL).
 #
 # A llama.cpp source tree comes with the PyPI package llama-cpp-python:
 #   pip download --no-deps --no-binary :all: -d /tmp/lcp llama-cpp-python==0.3.36
@@ -23,8 +26,8 @@ cd "$(dirname "$0")/.."
 src=${1:-}
 if [ -z "$src" ] || [ ! -f "$src/include/llama.h" ] || [ ! -f "$src/CMakeLists.txt" ]; then
   echo "check-llama-cpp: '${src}' is not a llama.cpp source tree (no include/llama.h)." >&2
-  echo "usage: scripts/check-llama-cpp.sh LLAMA_CPP_SRC_DIR [ADAPTER_DIR]; see the top of this script" >&2
-  echo "for getting one from the llama-cpp-python package." >&2
+  echo "usage: scripts/check-llama-cpp.sh LLAMA_CPP_SRC_DIR [ADAPTER_DIR]; the top of this script" >&2
+  echo "says how to get one from the llama-cpp-python package." >&2
   exit 2
 fi
 src=$(cd "$src" && pwd)
@@ -38,23 +41,25 @@ trap 'rm -rf "$work"' EXIT
 echo "== building loraft ($build) and libllama ($lbuild)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j2 --target loraft loraft_lib >/dev/null
-cmake -S "$src" -B "$lbuild" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
+cmake -S "$src" -B "$lbuild" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_OPENMP=ON \
   -DBUILD_SHARED_LIBS=ON -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
   -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF >/dev/null
 cmake --build "$lbuild" -j2 --target llama >/dev/null
 libdir=$(dirname "$(find "$lbuild" -name 'libllama.so' | head -1)")
 blas=$(find /usr/lib -path '*openblas-openmp*' -name libopenblas.so | head -1)
-cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude -I"$src/include" -I"$src/ggml/include" \
-  scripts/llama-cpp-compare.c "$build/libloraft.a" -L"$libdir" -lllama -Wl,-rpath,"$libdir" \
-  -lcjson "${blas:--lopenblas}" -fopenmp -lm -o "$work/compare"
+cc -O2 -std=c11 -I"$src/include" -I"$src/ggml/include" scripts/llama-cpp-logits.c \
+  -L"$libdir" -lllama -Wl,-rpath,"$libdir" -o "$work/llama-cpp-logits"
+cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude scripts/loraft-logits.c "$build/libloraft.a" -lcjson \
+  "${blas:--lopenblas}" -fopenmp -lm -o "$work/loraft-logits"
 
 adapter=${2:-}
 if [ -z "$adapter" ]; then
   echo "== training a LoRA adapter for 10 steps (configs/austen-smollm2-lora.json)"
   "$build/loraft" train --config configs/austen-smollm2-lora.json --set train.max_steps=10 \
     --set train.learning_rate=2e-3 --set train.warmup_steps=0 --set data.max_length=128 \
-    --set train.batch_size=2 --set train.eval_strategy=no --set train.save_strategy=no \
-    --set train.output_dir="$work/run" >"$work/train.log" 2>&1 || { tail "$work/train.log"; exit 1; }
+    --set train.batch_size=2 --set train.eval_strategy=no --set train.save_strategy=steps \
+    --set train.save_steps=10 --set train.output_dir="$work/run" >"$work/train.log" 2>&1 ||
+    { tail "$work/train.log"; exit 1; }
   adapter=$work/run/last
 fi
 
@@ -65,30 +70,50 @@ for t in f16 q8_0; do
     --out "$work/merged.$t.gguf"
 done
 
-prompts=("It is a truth universally acknowledged, that a single man in possession of a good fortune"
-  "Sir Walter Elliot, of Kellynch Hall, in Somersetshire, was a man who"
-  "<|im_start|>user
-Who is Anne Elliot?<|im_end|>
-<|im_start|>assistant
-")
-status=0
-for t in f16 q8_0; do
-  echo "== llama.cpp vs loraft, merged $t"
-  "$work/compare" "$base" "$adapter" "$work/adapter.gguf" "$work/merged.$t.gguf" "${prompts[@]}" \
-    | tee "$work/cmp.$t" || { status=1; continue; }
-  python3 - "$work/cmp.$t" <<'EOF' || status=1
-import re, sys
-rows = {}
-for line in open(sys.argv[1]):
-    m = re.match(r"(\w+)\s+max \|logit loraft - llama.cpp\| = (\S+)\s+argmax agrees at (\d+)/(\d+)", line)
-    if m:
-        rows[m.group(1)] = (float(m.group(2)), int(m.group(3)), int(m.group(4)))
-floor = rows["base"][0]
-for name in ("base", "adapter", "merged"):
-    d, agree, total = rows[name]
-    assert agree >= 0.9 * total, "%s: argmax agrees at only %d/%d positions" % (name, agree, total)
-    assert name == "base" or d <= 2 * floor + 0.5, "%s: max |diff| %g > 2 x base %g + 0.5" % (name, d, floor)
-print("ok")
-EOF
-done
-exit $status
+echo "== logits"
+{
+  echo '{"text": "It is a truth universally acknowledged, that a single man in possession of a good fortune"}'
+  echo '{"text": "Sir Walter Elliot, of Kellynch Hall, in Somersetshire, was a man who"}'
+  echo '{"text": "<|im_start|>user\nWho is Anne Elliot?<|im_end|>\n<|im_start|>assistant\n"}'
+} | "$build/loraft" tokenize --tokenizer "$base" >"$work/ids.jsonl"
+logits() {  # NAME MODEL ADAPTER_DIR|- LORA.gguf|-
+  "$work/loraft-logits" "$2" "$3" "$work/ids.jsonl" "$work/$1.loraft.f32"
+  "$work/llama-cpp-logits" "$2" "$4" "$work/ids.jsonl" "$work/$1.llama.f32"
+}
+logits base "$base" - -
+logits adapter "$base" "$adapter" "$work/adapter.gguf"
+logits merged-f16 "$work/merged.f16.gguf" - -
+logits merged-q8_0 "$work/merged.q8_0.gguf" - -
+
+python3 - "$work" <<'PY'
+import array, json, os, sys
+work = sys.argv[1]
+positions = sum(len(json.loads(l)["ids"]) for l in open(os.path.join(work, "ids.jsonl")))
+def load(name):
+    a = array.array("f")
+    with open(os.path.join(work, name), "rb") as f:
+        a.frombytes(f.read())
+    return a
+def argmax(row):
+    return max(range(len(row)), key=row.__getitem__)
+base_diff, ok = None, True
+for name in ("base", "adapter", "merged-f16", "merged-q8_0"):
+    a, b = load(name + ".loraft.f32"), load(name + ".llama.f32")
+    V = len(a) // positions
+    assert len(a) == len(b) == positions * V, "%s: the two logit files differ in size" % name
+    diff, total, agree = 0.0, 0.0, 0
+    for t in range(positions):
+        ra, rb = a[t * V:(t + 1) * V], b[t * V:(t + 1) * V]
+        d = [abs(x - y) for x, y in zip(ra, rb)]
+        diff, total = max(diff, max(d)), total + sum(d)
+        agree += argmax(ra) == argmax(rb)
+    base_diff = diff if base_diff is None else base_diff
+    print("%-11s |logit loraft - llama.cpp|: max %.4f, mean %.4f; argmax agrees at %d/%d positions"
+          % (name, diff, total / len(a), agree, positions))
+    ok = ok and agree >= 0.9 * positions and (name == "base" or diff <= 2 * base_diff + 0.5)
+a, b = load("base.loraft.f32"), load("adapter.loraft.f32")
+d = [abs(x - y) for x, y in zip(a, b)]
+print("(the adapter moves loraft's logits by up to %.4f, %.4f on average)" % (max(d), sum(d) / len(d)))
+print("check-llama-cpp: " + ("ok" if ok else "FAILED"))
+sys.exit(0 if ok else 1)
+PY

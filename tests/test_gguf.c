@@ -752,7 +752,7 @@ static void test_hf_names(void) {
         CHECK(ok);
         if (!ok) fprintf(stderr, "  %s -> %s (fix %d)\n", cases[i].gguf, out, fix);
         fix = (GgufFix)-1; /* and back, with the same fix (to be inverted) */
-        CHECK_OK(gguf_name_from_hf(cases[i].arch, cases[i].hf, out, sizeof out, &fix, &err), &err);
+        CHECK_OK(gguf_name_of(cases[i].arch, cases[i].hf, out, sizeof out, &fix, &err), &err);
         ok = strcmp(out, cases[i].gguf) == 0 && fix == cases[i].fix;
         CHECK(ok);
         if (!ok) fprintf(stderr, "  %s -> %s (fix %d)\n", cases[i].hf, out, fix);
@@ -768,17 +768,15 @@ static void test_hf_names(void) {
     EXPECT_FAIL(gguf_hf_name("llama", "blk.1.ffn_down.weight", out, 16, &fix, err_),
                 "does not fit in 16 bytes");
     EXPECT_FAIL(gguf_hf_name("bert", "output.weight", out, 32, &fix, err_), "architecture 'bert'");
-    EXPECT_FAIL(gguf_name_from_hf("llama", "model.layers.0.self_attn.q_proj.lora_A.weight", out, 32,
-                                  &fix, err_),
-                "'model.layers.0.self_attn.q_proj.lora_A.weight' has no GGUF counterpart");
-    EXPECT_FAIL(gguf_name_from_hf("llama", "transformer.h.0.ln_1.weight", out, 32, &fix, err_),
+    EXPECT_FAIL(
+        gguf_name_of("llama", "model.layers.0.self_attn.q_proj.lora_A.weight", out, 32, &fix, err_),
+        "'model.layers.0.self_attn.q_proj.lora_A.weight' has no GGUF counterpart");
+    EXPECT_FAIL(gguf_name_of("llama", "transformer.h.0.ln_1.weight", out, 32, &fix, err_),
                 "counterpart in a llama model");
-    EXPECT_FAIL(
-        gguf_name_from_hf("llama", "model.layers.x.mlp.up_proj.weight", out, 32, &fix, err_),
-        "counterpart");
-    EXPECT_FAIL(
-        gguf_name_from_hf("llama", "model.layers.1.mlp.down_proj.weight", out, 16, &fix, err_),
-        "does not fit in 16 bytes");
+    EXPECT_FAIL(gguf_name_of("llama", "model.layers.x.mlp.up_proj.weight", out, 32, &fix, err_),
+                "counterpart");
+    EXPECT_FAIL(gguf_name_of("llama", "model.layers.1.mlp.down_proj.weight", out, 16, &fix, err_),
+                "does not fit in 16 bytes");
 }
 
 /* ------------------------------------------------------------- permutation ---- */

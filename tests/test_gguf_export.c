@@ -200,8 +200,7 @@ static void test_adapter(int rslora) {
         const Lora *lo = &m.loras[i];
         char base[GGUF_MAX_NAME], name[GGUF_MAX_NAME + 8];
         GgufFix fix;
-        CHECK_OK(gguf_name_from_hf("llama", lo->base->w->name, base, sizeof base, &fix, &err),
-                 &err);
+        CHECK_OK(gguf_name_of("llama", lo->base->w->name, base, sizeof base, &fix, &err), &err);
         snprintf(name, sizeof name, "%s.lora_a", base);
         const GgufTensor *a = gguf_find_tensor(&g, name);
         CHECK(a && a->type == GGML_F32 && a->n_dims == 2 && a->ne[0] == lo->base->in &&
@@ -226,7 +225,7 @@ static void test_adapter(int rslora) {
 /* Every base tensor: GGUF name, shape, type and values against the merged host copy. */
 static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
     LfError err;
-    float *host = model_host_values(m, 1, &err), *got = malloc(64 * 64 * sizeof *got);
+    float **slot, *host = model_host_weights(m, 1, &slot, &err), *got = malloc(64 * 64 * 4);
     int n_base = 0;
     for (int i = 0; i < m->n_params && host && got; i++) {
         const Param *p = &m->params[i];
@@ -234,7 +233,7 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
         n_base++;
         char name[GGUF_MAX_NAME];
         GgufFix fix;
-        CHECK_OK(gguf_name_from_hf("llama", p->name, name, sizeof name, &fix, &err), &err);
+        CHECK_OK(gguf_name_of("llama", p->name, name, sizeof name, &fix, &err), &err);
         const GgufTensor *t = gguf_find_tensor(g, name);
         GgmlType want = p->ndim == 1 ? GGML_F32 : type;
         if (want == GGML_Q8_0 && p->shape[1] % 32) want = GGML_F16;
@@ -248,7 +247,7 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
             fprintf(stderr, "  %s (%s): missing, wrong type or shape\n", name, p->name);
             continue;
         }
-        const float *x = host + (p->value - m->values);
+        const float *x = slot[i];
         double worst = 0, amax = 0;
         for (size_t j = 0; j < p->numel; j++) {
             float expect = want == GGML_F16 ? f16_to_f32(f32_to_f16(x[j])) : x[j];
@@ -263,6 +262,7 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
     }
     CHECK(g->n_tensors == n_base);
     free(host);
+    if (host) free(slot);
     free(got);
 }
 

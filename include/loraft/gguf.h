@@ -175,8 +175,8 @@ int gguf_hf_name(const char *arch, const char *gguf_name, char *out, size_t cap,
 /* The reverse: the GGUF name of HF tensor hf_name (model.layers.3.self_attn.q_proj.weight
  * -> blk.3.attn_q.weight) and the fix whose inverse it needs (UNPERMUTE_Q: apply
  * gguf_permute_rows; TRANSPOSE: transpose). Fails for a name the architecture does not have. */
-int gguf_name_from_hf(const char *arch, const char *hf_name, char *out, size_t cap, GgufFix *fix,
-                      LfError *err);
+int gguf_name_of(const char *arch, const char *hf_name, char *out, size_t cap, GgufFix *fix,
+                 LfError *err);
 
 /* llama.cpp's converter reorders the rows of each head of Llama's q_proj / k_proj (and
  * their biases) from HF's rotate-half RoPE layout to interleaved pairs: within a head of

@@ -213,9 +213,10 @@ Task arch_task(Arch arch); /* the task an architecture's head is for by default 
  * is a reward model. */
 Task arch_adapter_task(Arch arch, Task t);
 
-/* A malloc'd host copy of all m->values (parameter p at host + (p->value - m->values)); with
- * merge, W += scale * B A folded into every adapted linear of the copy. Caller frees. */
-float *model_host_values(Model *m, int merge, LfError *err);
+/* Host f32 copies of every parameter: (*slot)[i] holds params[i]'s values; with merge,
+ * W += scale * B A folded into every adapted linear of the copy. Returns the one allocation
+ * behind them (NULL on failure); the caller frees it and *slot. */
+float *model_host_weights(Model *m, int merge, float ***slot, LfError *err);
 
 /* Writes every base parameter (not LoRA) to path as safetensors, HF names; with
  * merge_lora, W += scale * B A first (in the written copy only). */

@@ -293,8 +293,8 @@ int gguf_hf_name(const char *arch, const char *gguf_name, char *out, size_t cap,
     return translate(arch, gguf_name, 1, out, cap, fix, err);
 }
 
-int gguf_name_from_hf(const char *arch, const char *hf_name, char *out, size_t cap, GgufFix *fix,
-                      LfError *err) {
+int gguf_name_of(const char *arch, const char *hf_name, char *out, size_t cap, GgufFix *fix,
+                 LfError *err) {
     return translate(arch, hf_name, 0, out, cap, fix, err);
 }
 

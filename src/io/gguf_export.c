@@ -78,7 +78,7 @@ static int out_add(Out *o, const char *name, const float *src, int64_t rows, int
 static int gguf_name(const Model *m, const char *hf, const char *suffix, char *out, GgufFix *fix,
                      LfError *err) {
     char base[GGUF_MAX_NAME];
-    if (gguf_name_from_hf(m->arch->name, hf, base, sizeof base, fix, err)) return -1;
+    if (gguf_name_of(m->arch->name, hf, base, sizeof base, fix, err)) return -1;
     if ((size_t)snprintf(out, GGUF_MAX_NAME, "%s%s", base, suffix) >= GGUF_MAX_NAME)
         return lf_fail(err, "tensor '%s%s': name too long for GGUF", base, suffix);
     return 0;
@@ -107,7 +107,8 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
                            "%s: the adapter trains '%s' (modules_to_save), which a llama.cpp LoRA "
                            "adapter cannot hold; merge it instead (loraft merge --format gguf)",
                            path, m->params[i].name);
-    float *host = model_host_values(m, 0, err);
+    float **slot;
+    float *host = model_host_weights(m, 0, &slot, err);
     if (!host) return -1;
     size_t bytes = 0;
     for (int i = 0; i < m->n_loras; i++) bytes += (m->loras[i].A->numel + m->loras[i].B->numel) * 4;
@@ -118,11 +119,11 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
         char name[GGUF_MAX_NAME];
         GgufFix fix;
         rc = gguf_name(m, lo->base->w->name, ".lora_a", name, &fix, err) ||
-                     out_add(&o, name, host + (lo->A->value - m->values), lo->A->shape[0],
-                             lo->A->shape[1], GGUF_FIX_NONE, 0, GGML_F32, err) ||
+                     out_add(&o, name, slot[lo->A - m->params], lo->A->shape[0], lo->A->shape[1],
+                             GGUF_FIX_NONE, 0, GGML_F32, err) ||
                      gguf_name(m, lo->base->w->name, ".lora_b", name, &fix, err) ||
-                     out_add(&o, name, host + (lo->B->value - m->values), lo->B->shape[0],
-                             lo->B->shape[1], fix, heads_for(m, fix), GGML_F32, err)
+                     out_add(&o, name, slot[lo->B - m->params], lo->B->shape[0], lo->B->shape[1],
+                             fix, heads_for(m, fix), GGML_F32, err)
                  ? -1
                  : 0;
     }
@@ -140,6 +141,7 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
             gguf_write(path, kvs, sizeof kvs / sizeof *kvs, o.ts, o.n, GGUF_DEFAULT_ALIGNMENT, err);
     out_free(&o);
     free(host);
+    free(slot);
     return rc;
 }
 
@@ -225,8 +227,8 @@ static int merged_kvs(const Model *m, GgmlType type, const Gguf *src, GgufWriteK
     return n;
 }
 
-/* Every base parameter into o, merged host values, 2-D ones as type. */
-static int merged_tensors(const Model *m, const float *host, GgmlType type, Out *o, LfError *err) {
+/* Every base parameter into o from its merged host values slot[i], 2-D ones as type. */
+static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out *o, LfError *err) {
     for (int i = 0; i < m->n_params; i++) {
         const Param *p = &m->params[i];
         if (!p->in_checkpoint) continue;
@@ -236,8 +238,8 @@ static int merged_tensors(const Model *m, const float *host, GgmlType type, Out 
         if (t == GGML_Q8_0 && p->shape[1] % quant_block_elems(GGML_Q8_0)) t = GGML_F16;
         int two_d = p->ndim == 2;
         if (gguf_name(m, p->name, "", name, &fix, err) ||
-            out_add(o, name, host + (p->value - m->values), two_d ? p->shape[0] : 0,
-                    two_d ? p->shape[1] : p->shape[0], fix, heads_for(m, fix), t, err))
+            out_add(o, name, slot[i], two_d ? p->shape[0] : 0, two_d ? p->shape[1] : p->shape[0],
+                    fix, heads_for(m, fix), t, err))
             return -1;
     }
     return 0;
@@ -252,17 +254,19 @@ int gguf_export_model(Model *m, const char *path, GgmlType type, const char *sou
     Gguf src = {0};
     if (source_gguf && gguf_open(&src, source_gguf, err)) return -1;
     GgufWriteKV *kv = calloc((size_t)src.n_kvs + MAX_KVS, sizeof *kv);
-    float *host = model_host_values(m, 1, err);
+    float **slot = NULL;
+    float *host = model_host_weights(m, 1, &slot, err);
     Out o;
     int rc = !host ? -1 : out_init(&o, m->n_params, merged_bytes(m, type), err);
     if (rc == 0 && !kv) rc = lf_fail(err, "out of memory");
-    if (rc == 0) rc = merged_tensors(m, host, type, &o, err);
+    if (rc == 0) rc = merged_tensors(m, slot, type, &o, err);
     if (rc == 0) {
         int n = merged_kvs(m, type, source_gguf ? &src : NULL, kv);
         rc = gguf_write(path, kv, n, o.ts, o.n, GGUF_DEFAULT_ALIGNMENT, err);
     }
     if (host) out_free(&o);
     free(host);
+    free(slot);
     free(kv);
     gguf_close(&src);
     return rc;

@@ -720,35 +720,38 @@ static void merge_lora(float *W, const float *A, const float *Bm, float scale, i
         }
 }
 
-float *model_host_values(Model *m, int merge, LfError *err) {
+float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
     float *host = malloc(m->n_values * sizeof(float));
-    if (!host)
-        return lf_fail(err, "out of memory for a host copy of %zu weights", m->n_values), NULL;
+    *slot = calloc(m->n_params, sizeof **slot);
+    if (!host || !*slot) {
+        free(host), free(*slot), *slot = NULL;
+        lf_fail(err, "out of memory for a host copy of %zu weights", m->n_values);
+        return NULL;
+    }
     m->ops->download(host, m->values, m->n_values * sizeof(float));
+    for (int i = 0; i < m->n_params; i++) (*slot)[i] = host + (m->params[i].value - m->values);
     for (int i = 0; merge && i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
-        merge_lora(host + (lo->base->w->value - m->values), host + (lo->A->value - m->values),
-                   host + (lo->B->value - m->values), lo->scale, lo->base->out, lo->base->in,
-                   m->spec.r);
+        merge_lora((*slot)[lo->base->w - m->params], (*slot)[lo->A - m->params],
+                   (*slot)[lo->B - m->params], lo->scale, lo->base->out, lo->base->in, m->spec.r);
     }
     return host;
 }
 
 int model_save_weights(Model *m, const char *path, int merge, LfError *err) {
-    float *host = model_host_values(m, merge, err);
-    StEntry *entries = calloc(m->n_params, sizeof *entries);
-    if (!host || !entries)
-        return free(host), free(entries), host ? lf_fail(err, "out of memory") : -1;
-    int n = 0;
-    for (int i = 0; i < m->n_params; i++) {
+    float **slot;
+    float *host = model_host_weights(m, merge, &slot, err);
+    StEntry *entries = host ? calloc(m->n_params, sizeof *entries) : NULL;
+    int n = 0, rc = !host ? -1 : !entries ? lf_fail(err, "out of memory") : 0;
+    for (int i = 0; !rc && i < m->n_params; i++) {
         Param *p = &m->params[i];
-        if (!p->in_checkpoint) continue;
-        entries[n++] = (StEntry){
-            p->name, ST_F32, p->ndim, {p->shape[0], p->shape[1]}, host + (p->value - m->values)};
+        if (p->in_checkpoint)
+            entries[n++] = (StEntry){p->name, ST_F32, p->ndim, {p->shape[0], p->shape[1]}, slot[i]};
     }
     static const char *const meta[] = {"format", "pt", NULL};
-    int rc = safetensors_write(path, entries, n, meta, err);
+    if (!rc) rc = safetensors_write(path, entries, n, meta, err);
     free(host);
+    free(slot);
     free(entries);
     return rc;
 }
