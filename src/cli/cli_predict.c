@@ -116,10 +116,15 @@ int cmd_predict(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
-/* --type of a GGUF merge: f32, f16 or q8_0. */
+/* --type of a GGUF merge: f16, q8_0 or f32. */
 static int gguf_type_parse(const char *s, GgmlType *out) {
-    *out = !strcmp(s, "f32") ? GGML_F32 : !strcmp(s, "f16") ? GGML_F16 : GGML_Q8_0;
-    return strcmp(s, "f32") && strcmp(s, "f16") && strcmp(s, "q8_0") ? -1 : 0;
+    static const struct {
+        const char *name;
+        GgmlType type;
+    } types[] = {{"f16", GGML_F16}, {"q8_0", GGML_Q8_0}, {"f32", GGML_F32}};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        if (!strcmp(s, types[i].name)) return *out = types[i].type, 0;
+    return -1;
 }
 
 /* The merged model as an HF directory (atomically replaced as a whole) or a GGUF file. */

@@ -2,9 +2,9 @@
  * families loraft knows, Llama and GPT-2: the GgufArch config, the GGUF <-> Hugging Face
  * tensor names (one table per architecture, read both ways), and the Q/K row permutation
  * llama.cpp's converter applies (see gguf.h). Names follow llama.cpp's convert_hf_to_gguf.py
- * (blk.N.attn_q, ...) and transformers' LlamaForCausalLM / GPT2LMHeadModel. Deliberately not a
- * model loader: it reads no tensor data and does not check that every layer's tensors are present.
- */
+ * (blk.N.attn_q, ...) and transformers' LlamaForCausalLM / GPT2LMHeadModel. Deliberately not
+ * a model loader: it reads no tensor data and does not check that every layer's tensors are
+ * present. */
 #include "loraft/gguf.h"
 
 #include <inttypes.h>
