@@ -225,7 +225,8 @@ static void test_adapter(int rslora) {
 /* Every base tensor: GGUF name, shape, type and values against the merged host copy. */
 static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
     LfError err;
-    float **slot, *host = model_host_weights(m, 1, &slot, &err), *got = malloc(64 * 64 * 4);
+    float **slot, *host = model_host_weights(m, 1, &slot, &err);
+    float *got = malloc(64 * 64 * sizeof *got); /* the largest tensor: 64 x 64 */
     int n_base = 0;
     for (int i = 0; i < m->n_params && host && got; i++) {
         const Param *p = &m->params[i];
