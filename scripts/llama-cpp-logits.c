@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "logits-ids.h"
+
 #include "llama.h"
 
 #define MAX_LEN 512
@@ -19,19 +21,6 @@
 static void quiet(enum ggml_log_level level, const char *text, void *user) {
     (void)user;
     if (level == GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
-}
-
-/* The ids of one {"ids":[...]} line; returns their count, -1 when there are too many. */
-static int parse_ids(const char *line, llama_token *ids) {
-    const char *p = strchr(line, '[');
-    int n = 0;
-    for (char *end; p && *p && *p != ']'; p = end) {
-        long v = strtol(p + 1, &end, 10);
-        if (end == p + 1) break;
-        if (n == MAX_LEN) return -1;
-        ids[n++] = (llama_token)v;
-    }
-    return n;
 }
 
 /* Logits of every position of ids[0..T) into out. */
@@ -75,9 +64,9 @@ int main(int argc, char **argv) {
     if (!in || !out) return fprintf(stderr, "cannot open %s or %s\n", argv[3], argv[4]), 1;
     int V = llama_vocab_n_tokens(llama_model_get_vocab(model)), rc = 0, T;
     char line[16384];
-    llama_token ids[MAX_LEN];
+    int32_t ids[MAX_LEN]; /* llama_token */
     while (!rc && fgets(line, sizeof line, in))
-        if ((T = parse_ids(line, ids)) <= 0 || run(ctx, ids, T, V, out))
+        if ((T = parse_ids(line, ids, MAX_LEN)) <= 0 || run(ctx, ids, T, V, out))
             rc = fprintf(stderr, "llama.cpp: prompt '%.60s' failed\n", line);
     fclose(in);
     if (fclose(out)) rc = 1;

@@ -10,22 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "logits-ids.h"
+
 #include "loraft/checkpoint.h"
 
 #define MAX_LEN 512
-
-/* The ids of one {"ids":[...]} line; returns their count, -1 when there are too many. */
-static int parse_ids(const char *line, int32_t *ids) {
-    const char *p = strchr(line, '[');
-    int n = 0;
-    for (char *end; p && *p && *p != ']'; p = end) {
-        long v = strtol(p + 1, &end, 10);
-        if (end == p + 1) break;
-        if (n == MAX_LEN) return -1;
-        ids[n++] = (int32_t)v;
-    }
-    return n;
-}
 
 static int run(Model *m, const int32_t *ids, int T, float *logits, FILE *out, LfError *err) {
     int32_t mask[MAX_LEN];
@@ -56,7 +45,7 @@ int main(int argc, char **argv) {
     int32_t ids[MAX_LEN];
     int rc = 0, T;
     while (!rc && fgets(line, sizeof line, in))
-        if ((T = parse_ids(line, ids)) <= 0 || run(&m, ids, T, logits, out, &err))
+        if ((T = parse_ids(line, ids, MAX_LEN)) <= 0 || run(&m, ids, T, logits, out, &err))
             rc = fprintf(stderr, "loraft: prompt '%.60s': %s\n", line, T <= 0 ? "no ids" : err.msg);
     fclose(in);
     if (fclose(out)) rc = 1;

@@ -353,12 +353,7 @@ static void check_copied_metadata(const Gguf *src, const Gguf *g) {
         const GgufKV *a = &src->kvs[i];
         if (strncmp(a->key, "tokenizer.", 10) && strcmp(a->key, "general.name")) continue;
         const GgufKV *b = gguf_find_kv(g, a->key);
-        int same = b && a->type == b->type && a->elem_type == b->elem_type && a->n == b->n;
-        for (uint64_t j = 0; same && a->elem_type == GGUF_STRING && j < a->n; j++)
-            same = a->strs[j].len == b->strs[j].len &&
-                   memcmp(a->strs[j].s, b->strs[j].s, a->strs[j].len) == 0;
-        if (same && a->elem_type != GGUF_STRING)
-            same = memcmp(a->raw, b->raw, a->n * gguf_type_size(a->elem_type)) == 0;
+        int same = b && gguf_kv_equal(a, b);
         CHECK(same);
         if (!same) fprintf(stderr, "  %s: not copied unchanged\n", a->key);
         copied += same;

@@ -102,6 +102,8 @@ int gguf_is_path(const char *path);
 /* ---- metadata ---- */
 
 const GgufKV *gguf_find_kv(const Gguf *g, const char *key); /* NULL if absent */
+/* 1 when a and b (of the same or two files) hold the same type, count and value bytes. */
+int gguf_kv_equal(const GgufKV *a, const GgufKV *b);
 
 /* Typed getters: each fails (naming the file and key) when the key is absent or its value
  * has another type. Integer getters take any integer type whose value fits the result

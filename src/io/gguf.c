@@ -472,6 +472,16 @@ int gguf_open(Gguf *g, const char *path, LfError *err) {
     return 0;
 }
 
+int gguf_kv_equal(const GgufKV *a, const GgufKV *b) {
+    if (a->type != b->type || a->elem_type != b->elem_type || a->n != b->n) return 0;
+    if (a->elem_type != GGUF_STRING)
+        return memcmp(a->raw, b->raw, (size_t)a->n * gguf_type_size(a->elem_type)) == 0;
+    for (uint64_t j = 0; j < a->n; j++)
+        if (a->strs[j].len != b->strs[j].len || memcmp(a->strs[j].s, b->strs[j].s, a->strs[j].len))
+            return 0;
+    return 1;
+}
+
 int gguf_is_path(const char *path) {
     size_t n = strlen(path);
     return n >= 5 && strcmp(path + n - 5, ".gguf") == 0;
