@@ -69,7 +69,10 @@ static void touch_tensor(const Gguf *g, const GgufTensor *t, const uint8_t *data
         FUZZ_ASSERT(gguf_unpermute_rows(out, hf, shape[0], shape[1], 1, &err) == 0);
         free(hf);
     }
-    sink += gguf_hf_name("gpt2", t->name, name, sizeof name, &fix, &err) == 0;
+    char back[GGUF_MAX_NAME]; /* and the way back: on the HF name, and on the file's own */
+    if (gguf_hf_name("gpt2", t->name, name, sizeof name, &fix, &err) == 0)
+        sink += gguf_name_of("gpt2", name, back, sizeof back, &fix, &err) == 0;
+    sink += gguf_name_of("llama", t->name, back, sizeof back, &fix, &err) == 0;
     free(out);
 }
 
