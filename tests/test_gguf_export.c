@@ -15,8 +15,8 @@
  *   quantisation step), and a model built from it gives the logits of the in-memory model
  *   with its LoRA: within 1e-5 (F32), 5e-3 (F16) and 6e-2 (Q8_0) of the largest |logit|
  *   (measured: 1.7e-6, 1.8e-3 and 2.9e-2: random weights of std 0.2 amplify the rounding);
- * - refusals: not a decoder, no adapter, trained modules_to_save, a type other than F32 / F16 /
- *   Q8_0.
+ * - refusals: not a decoder, a reward model, no adapter, trained modules_to_save, a type other
+ *   than F32 / F16 / Q8_0.
  * With the real SmolLM2-135M-Instruct GGUF (models/smollm2, or LORAFT_SMOLLM2_GGUF), a Q8_0
  * merge carries the source's tokenizer.* and general.* metadata byte for byte, its tokenizer
  * encodes like the source's, and its logits match the in-memory model's within 4e-2 of the
@@ -329,6 +329,13 @@ static void test_refusals(void) {
     strcpy(s.modules_to_save[s.n_modules_to_save++], "lm_head");
     CHECK_OK(tiny_model(&m, &s, 0, &err), &err);
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "trains 'lm_head.weight' (modules_to_save)");
+    model_free(&m);
+
+    lora_spec(&s, 0);
+    s.task = TASK_REWARD;
+    CHECK_OK(tiny_model(&m, &s, 0, &err), &err);
+    EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "a reward model's score head has no place");
+    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F16, NULL, err_), "reward model's score head");
     model_free(&m);
 
     ModelConfig c;

@@ -88,10 +88,14 @@ static int heads_for(const Model *m, GgufFix fix) {
     return fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
 }
 
+/* A Llama-family language model: llama.cpp has no place for a classifier or reward head. */
 static int check_llama(const Model *m, const char *path, LfError *err) {
     if (m->cfg.arch != ARCH_LLAMA)
         return lf_fail(err, "%s: GGUF export is for Llama-family decoders (the model is %s)", path,
                        arch_name(m->cfg.arch));
+    if (m->spec.task == TASK_REWARD)
+        return lf_fail(err, "%s: a reward model's score head has no place in a llama.cpp GGUF",
+                       path);
     return 0;
 }
 
