@@ -1,19 +1,16 @@
 /* cli_generate.c: `loraft generate` continues prompts with a decoder (plus a LoRA adapter): the
  * prompt is run once through the model filling its KV cache (model_decode), then one token per
- * step is sampled (sample.h) and fed back. --chat renders the model's chat template (chat.h)
- * with the generation prompt and stops at its end of turn. The continuation streams to stdout
- * as it is generated, whole UTF-8 characters only; nothing else goes to stdout. */
-#include <cjson/cJSON.h>
+ * step is sampled (sample.h) and fed back (generate.h). --chat renders the model's chat template
+ * (chat.h) with the generation prompt and stops at its end of turn. The continuation streams to
+ * stdout as it is generated, whole UTF-8 characters only; nothing else goes to stdout. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "loraft/chat.h"
 #include "loraft/checkpoint.h"
 #include "loraft/cli.h"
-#include "loraft/fileio.h"
-#include "loraft/sample.h"
+#include "loraft/generate.h"
 #include "loraft/text.h"
 
 typedef struct GenOpts {
@@ -22,14 +19,6 @@ typedef struct GenOpts {
     float temperature, top_p;
 } GenOpts;
 
-/* What ends a continuation besides max-new-tokens: token ids (EOS, a template's end-of-turn
- * special tokens) and a text (the plain template's "\nUser:"), cut off where it starts. */
-typedef struct Stops {
-    int32_t ids[CHAT_MAX_STOPS + 1];
-    int n_ids;
-    const char *text; /* NULL: none */
-} Stops;
-
 /* Decoded bytes not yet printed: a UTF-8 character's first bytes, or what may be the start of
  * the text stop. */
 typedef struct Stream {
@@ -37,62 +26,11 @@ typedef struct Stream {
     size_t len;
 } Stream;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* ---- the chat template ---- */
-
-/* A directory's chat template: tokenizer_config.json's chat_template (a string), else the
- * file chat_template.jinja; *out NULL when there is neither. */
-static int dir_jinja(const char *dir, char **out, LfError *err) {
-    char path[4200], *text;
-    size_t len;
-    LfError ignore;
-    *out = NULL;
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    if (!file_read_all(path, &text, &len, &ignore)) {
-        cJSON *c = cJSON_Parse(text);
-        free(text);
-        const cJSON *t = cJSON_GetObjectItem(c, "chat_template");
-        if (cJSON_IsString(t) && !(*out = strdup(t->valuestring)))
-            return cJSON_Delete(c), lf_fail(err, "out of memory");
-        cJSON_Delete(c);
-        if (*out) return 0;
-    }
-    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-    if (!file_read_all(path, &text, &len, &ignore)) *out = text;
-    return 0;
-}
-
-/* A GGUF file's tokenizer.chat_template; *out NULL when absent. */
-static int gguf_jinja(const char *path, char **out, LfError *err) {
-    Gguf g;
-    *out = NULL;
-    if (gguf_open(&g, path, err)) return -1;
-    const GgufStr *s;
-    LfError ignore;
-    int rc = 0;
-    if (!gguf_get_str(&g, "tokenizer.chat_template", &s, &ignore) &&
-        !(*out = strndup(s->s, s->len)))
-        rc = lf_fail(err, "out of memory");
-    gguf_close(&g);
-    return rc;
-}
-
 /* --template NAME, else the built-in template the model's own template stands for. */
 static int resolve_template(const GenOpts *o, ChatTemplate *t, LfError *err) {
-    if (o->template_name)
-        return chat_template_by_name(o->template_name, t, err) ? lf_wrap(err, "--template") : 0;
-    size_t n = strlen(o->model);
-    char *jinja;
-    int gguf = n > 5 && !strcmp(o->model + n - 5, ".gguf");
-    if (gguf ? gguf_jinja(o->model, &jinja, err) : dir_jinja(o->model, &jinja, err)) return -1;
-    int rc = chat_template_detect(jinja, t, err);
-    free(jinja);
-    return rc ? lf_wrap(err, "%s (use --template NAME)", o->model) : 0;
+    if (!chat_template_for_model(o->model, o->template_name, t, err)) return 0;
+    return o->template_name ? lf_wrap(err, "--template")
+                            : lf_wrap(err, "%s (use --template NAME)", o->model);
 }
 
 /* ---- prompts ---- */
@@ -110,26 +48,6 @@ static int encode_prompt(const GenOpts *o, const ChatTemplate *t, const Bpe *bpe
     int rc = bpe_encode(bpe, rendered, len, 0, ids, err);
     free(rendered);
     return rc;
-}
-
-/* EOS, and each end-of-turn string of the template: a special token's id, or a text. */
-static Stops stops_for(const GenOpts *o, const ChatTemplate *t, const Bpe *bpe) {
-    Stops st = {.n_ids = 0};
-    if (bpe_eos(bpe) >= 0) st.ids[st.n_ids++] = bpe_eos(bpe);
-    for (int i = 0; o->chat && t->stops[i]; i++) {
-        int32_t id = bpe_lookup(bpe, t->stops[i]);
-        if (id >= 0 && bpe_is_special(bpe, id))
-            st.ids[st.n_ids++] = id;
-        else
-            st.text = t->stops[i];
-    }
-    return st;
-}
-
-static int is_stop_id(const Stops *st, int32_t id) {
-    for (int i = 0; i < st->n_ids; i++)
-        if (st->ids[i] == id) return 1;
-    return 0;
 }
 
 /* ---- streaming ---- */
@@ -192,38 +110,37 @@ static void stream_finish(Stream *s) {
 
 /* ---- generation ---- */
 
+typedef struct StreamSink {
+    Stream out;
+    const Bpe *bpe;
+    const char *stop;
+} StreamSink;
+
+static int stream_emit(void *ctx, int32_t id) {
+    StreamSink *s = ctx;
+    size_t len;
+    const char *bytes = bpe_token_bytes(s->bpe, id, &len);
+    return bytes && stream_push(&s->out, bytes, len, s->stop);
+}
+
 /* Streams the continuation of one prompt to stdout; timings on stderr. */
-static int generate_one(Model *m, const Bpe *bpe, const GenOpts *o, const Stops *st,
-                        const IdList *prompt, float *logits, LfError *err) {
+static int generate_one(Model *m, const Bpe *bpe, const GenOpts *o, const GenStops *st,
+                        const IdList *prompt, LfError *err) {
     SampleConfig sc = {o->temperature, o->top_k, o->top_p, (uint64_t)o->seed};
     Sampler *s;
-    Stream out = {.len = 0};
-    int P = (int)prompt->n, room = m->cache_len - P,
-        max_new = o->max_new < room ? o->max_new : room;
+    StreamSink sink = {.out = {.len = 0}, .bpe = bpe, .stop = st->text};
+    GenStats gs;
     if (sampler_create(&s, &sc, m->cfg.vocab_size, err)) return -1;
-    double t0 = now_s();
-    int rc = model_cache_reset(m, m->cache_len, err) || model_decode(m, prompt->ids, P, err) ||
-             model_lm_logits(m, P - 1, 1, logits, err);
-    double t1 = now_s();
-    int n = 0, done = 0;
-    for (; !rc && !done && n < max_new; n++) {
-        int32_t id;
-        size_t len;
-        rc = sampler_next(s, logits, &id, err);
-        if (rc || is_stop_id(st, id)) break;
-        const char *bytes = bpe_token_bytes(bpe, id, &len);
-        done = bytes && stream_push(&out, bytes, len, st->text);
-        if (!done && n + 1 < max_new)
-            rc = model_decode(m, &id, 1, err) || model_lm_logits(m, 0, 1, logits, err);
-    }
-    stream_finish(&out);
+    int rc =
+        gen_run(m, s, st, prompt->ids, (int)prompt->n, o->max_new, stream_emit, &sink, &gs, err);
+    stream_finish(&sink.out);
     sampler_free(s);
-    double t2 = now_s();
     if (!rc)
         fprintf(stderr,
                 "loraft generate: %d prompt tokens in %.2f s, %d new in %.2f s (%.1f tokens/s)\n",
-                P, t1 - t0, n, t2 - t1, n / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
-    return rc ? -1 : 0;
+                (int)prompt->n, gs.prefill_s, gs.new_tokens, gs.decode_s,
+                gs.new_tokens / (gs.decode_s > 0 ? gs.decode_s : 1e-9));
+    return rc;
 }
 
 /* Tokenizes every prompt; *longest gets the longest. */
@@ -257,7 +174,6 @@ static int run(const GenOpts *o, const CliList *texts, LfError *err) {
     ChatTemplate t = {0};
     IdList ids[64] = {{0}};
     Model m = {0};
-    float *logits = NULL;
     int longest = 0, max_len = 0, cache_len = 0;
     const Ops *ops = ops_by_name(o->device, err);
     int rc = !ops || text_tokenizer_open(&tok, o->model, err);
@@ -268,12 +184,8 @@ static int run(const GenOpts *o, const CliList *texts, LfError *err) {
          model_length(o, longest, &max_len, &cache_len, err) ||
          model_open(&m, o->model, o->adapter, ops, 1, max_len, err) ||
          model_cache_reset(&m, cache_len, err);
-    if (!rc && !(logits = malloc((size_t)m.cfg.vocab_size * sizeof *logits)))
-        rc = lf_fail(err, "out of memory");
-    Stops st = rc ? (Stops){.n_ids = 0} : stops_for(o, &t, tok.bpe);
-    for (int i = 0; !rc && i < texts->n; i++)
-        rc = generate_one(&m, tok.bpe, o, &st, &ids[i], logits, err);
-    free(logits);
+    GenStops st = rc ? (GenStops){.n_ids = 0} : gen_stops(o->chat ? &t : NULL, tok.bpe);
+    for (int i = 0; !rc && i < texts->n; i++) rc = generate_one(&m, tok.bpe, o, &st, &ids[i], err);
     if (m.ops) model_free(&m);
     for (int i = 0; i < texts->n; i++) idlist_free(&ids[i]);
     text_tokenizer_close(&tok);

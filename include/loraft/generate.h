@@ -1,0 +1,63 @@
+/* generate.h: continuing one prompt with a decoder, shared by `loraft generate` (which streams
+ * each token) and the trainer (SFT's answers to its evaluation prompts). The prompt fills the
+ * KV cache in one model_decode (model.h), then one token per step is chosen by a Sampler
+ * (sample.h) and fed back, until max_new tokens, a stop token or the stop text.
+ *
+ * Stops: the tokenizer's EOS and, with a chat template, its end-of-turn strings (chat.h):
+ * a string that is one special token of the vocabulary stops at that id (ChatML's <|im_end|>,
+ * Llama-3's <|eot_id|>); any other string (plain's "\nUser:") is a text the caller matches in
+ * the decoded continuation and cuts off. A stop id is never part of the continuation.
+ *
+ * Also here: the chat template a model carries (its tokenizer_config.json's chat_template or
+ * chat_template.jinja beside it, or a GGUF file's tokenizer.chat_template), or one by name. */
+#pragma once
+#include <stdint.h>
+
+#include "loraft/bpe.h"
+#include "loraft/chat.h"
+#include "loraft/error.h"
+#include "loraft/model.h"
+#include "loraft/sample.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct GenStops {
+    int32_t ids[CHAT_MAX_STOPS + 1];
+    int n_ids;
+    const char *text; /* NULL: none */
+} GenStops;
+
+/* EOS (when the tokenizer has one) and, when t is not NULL, t's end-of-turn strings. */
+GenStops gen_stops(const ChatTemplate *t, const Bpe *bpe);
+int gen_is_stop(const GenStops *st, int32_t id);
+
+/* Receives each new token; returns nonzero to end the continuation there. */
+typedef int (*GenEmit)(void *ctx, int32_t id);
+
+typedef struct GenStats {
+    int new_tokens;             /* tokens passed to emit */
+    double prefill_s, decode_s; /* wall time of the prompt, and of the new tokens */
+} GenStats;
+
+/* Continues prompt[0..P) (1 <= P <= m->max_len) by at most max_new tokens, fewer when the
+ * model's positions run out; the KV cache is reset (model_cache_reset) for P + max_new. stats
+ * may be NULL. */
+int gen_run(Model *m, Sampler *s, const GenStops *st, const int32_t *prompt, int P, int max_new,
+            GenEmit emit, void *ctx, GenStats *stats, LfError *err);
+
+/* The greedy continuation as text: *out (malloc'd, NUL-terminated) is cut before the stop text
+ * when it appears; special tokens decode as their text (a stop id never appears). */
+int gen_greedy_text(Model *m, const Bpe *bpe, const GenStops *st, const int32_t *prompt, int P,
+                    int max_new, char **out, LfError *err);
+
+/* name (not NULL): the built-in template of that name; else the built-in template that the
+ * chat template of model (an HF directory, a tokenizer directory or a .gguf file) stands for.
+ * A model without one, or with one loraft does not know, is an error naming the built-in
+ * templates. */
+int chat_template_for_model(const char *model, const char *name, ChatTemplate *t, LfError *err);
+
+#ifdef __cplusplus
+}
+#endif
