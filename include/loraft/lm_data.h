@@ -39,11 +39,11 @@
  * bytes cut out (one document still); the held-out part is the chapter, cut by the LmUnit.
  *
  * Batches (LmLoader): rows padded to the longest in the batch (never, for packed blocks),
- * mask 1 on real tokens, labels = ids there and -100 on padding. The epoch order is a
- * Fisher-Yates shuffle drawn from rng_hash(seed, epoch) (the Batcher of data.h), so a
- * resumed run sees the same blocks in the same order.
+ * mask 1 on real tokens, labels = ids there (or the set's token_labels) and -100 on padding. The
+ * epoch order is a Fisher-Yates shuffle drawn from rng_hash(seed, epoch) (the Batcher of data.h),
+ * so a resumed run sees the same blocks in the same order.
  *
- * Not here: the loss (the objective's), chat templates and SFT masking (a later objective),
+ * Not here: the loss (the objective's), chat templates and SFT's answer labels (sft_data.h),
  * streaming corpora larger than memory. Token ids are int32 in one allocation per set. */
 #pragma once
 #include <stddef.h>
@@ -125,6 +125,9 @@ typedef struct LmSet {
                           * block; rows, those cut by max_length and those of skipped texts */
     int64_t n_predicted; /* sum over rows of (len - 1): the eval_loss denominator */
     int n_skipped;       /* rows: texts of fewer than 2 tokens, left out */
+    /* NULL: every token's label is its id; else [n_tokens] beside rows.ids, LM_IGNORE where
+     * nothing is predicted (SFT's prompts, sft_data.h) */
+    int32_t *token_labels;
 } LmSet;
 
 /* Training blocks of exactly block_size tokens (>= 2) packed as the header says: the stream
@@ -145,11 +148,12 @@ typedef struct LmBatch {
     int32_t *labels;
     const int *index;
     int64_t n_tokens;    /* real tokens */
-    int64_t n_predicted; /* sum over rows of (len - 1) */
+    int64_t n_predicted; /* labels that count (>= 0) at positions 1.. of each row */
 } LmBatch;
 
 typedef struct LmLoader {
     Batcher b;
+    const LmSet *s;
     int32_t *labels; /* [batch_size * max_len] */
 } LmLoader;
 

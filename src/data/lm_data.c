@@ -536,6 +536,7 @@ int lm_rows(LmSet *s, const LmTexts *t, const TextTokenizer *tok, const LmSpecia
 
 void lm_set_free(LmSet *s) {
     tokenized_set_free(&s->rows);
+    free(s->token_labels);
     memset(s, 0, sizeof *s);
 }
 
@@ -544,6 +545,7 @@ void lm_set_free(LmSet *s) {
 int lm_loader_init(LmLoader *l, const LmSet *s, int batch_size, int32_t pad_id, LfError *err) {
     memset(l, 0, sizeof *l);
     if (batcher_init(&l->b, &s->rows, batch_size, pad_id, err)) return -1;
+    l->s = s;
     l->labels = malloc((size_t)batch_size * (size_t)s->rows.max_len * sizeof *l->labels);
     if (l->labels) return 0;
     batcher_free(&l->b);
@@ -557,7 +559,16 @@ void lm_loader_start_epoch(LmLoader *l, uint64_t seed, int epoch, int shuffle, i
 int lm_loader_next(LmLoader *l, LmBatch *batch) {
     Batch b;
     if (!batcher_next(&l->b, &b)) return 0;
-    for (int i = 0; i < b.B * b.T; i++) l->labels[i] = b.mask[i] ? b.ids[i] : LM_IGNORE;
+    const int32_t *token_labels = l->s->token_labels;
+    int64_t predicted = 0;
+    for (int r = 0; r < b.B; r++) {
+        const int32_t *own = token_labels ? token_labels + l->s->rows.offsets[b.index[r]] : NULL;
+        for (int t = 0; t < b.T; t++) {
+            size_t i = (size_t)r * b.T + t;
+            l->labels[i] = !b.mask[i] ? LM_IGNORE : own ? own[t] : b.ids[i];
+            predicted += t > 0 && l->labels[i] >= 0;
+        }
+    }
     *batch = (LmBatch){.B = b.B,
                        .T = b.T,
                        .ids = b.ids,
@@ -565,7 +576,7 @@ int lm_loader_next(LmLoader *l, LmBatch *batch) {
                        .labels = l->labels,
                        .index = b.index,
                        .n_tokens = b.n_tokens,
-                       .n_predicted = b.n_tokens - b.B};
+                       .n_predicted = predicted};
     return 1;
 }
 

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""make-sft-goldens.py: writes tests/golden/sft_render.json, the token ids and answer-only labels
+of SFT examples as transformers makes them, for tests/test_sft.c. Run from the repository root:
+
+  scripts/extract-smollm2-tokenizer.sh models/smollm2-tokenizer   # SmolLM2's tokenizer, from its GGUF
+  $(scripts/setup-python.sh --python) scripts/make-sft-goldens.py [SMOLLM2_DIR [GPT2_DIR]]
+
+ids: tokenizer.apply_chat_template(messages, tokenize=True) for chat templates (the user turn is
+the instruction, plus "\\n\\n" + input when input is not empty; the assistant turn the output), or
+tokenizer(text) for a prompt template with {instruction}, {input}, {output} replaced.
+labels (the rule of include/loraft/sft_data.h, computed here with the tokenizer's offsets): -100 on
+the prompt, the tokens that end within the rendering without the answer and with the generation
+prompt (a prefix of the text; usually its own ids are a prefix of the ids, but a token may span
+the boundary, as "\n\n" does when the answer starts with "\n"; such a token belongs to the
+answer); then the answer's ids up to and including the
+first stop id (EOS, or a template's end-of-turn special token); -100 after it. When the answer
+has no stop id, EOS is appended and labelled.
+
+Cases: SmolLM2-Instruct's tokenizer (SMOLLM2_DIR, default models/smollm2-tokenizer) with its own
+template, and GPT-2's tokenizer (GPT2_DIR, default ../shared/data/tokenizers/gpt2: the tokenizer
+`loraft init --arch llama --vocab-from` gives the tiny test models) with loraft's plain template
+and with an Alpaca-style prompt template.
+"""
+import json
+import os
+import sys
+
+from transformers import AutoTokenizer
+
+PLAIN = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}"
+    "{{ 'User: ' + message['content'] + '\n\n' }}{% else %}"
+    "{{ 'Assistant: ' + message['content'] + '\n\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+ALPACA = ("Below is an instruction. Write a response.\n\n### Instruction:\n{instruction}\n\n"
+          "### Input:\n{input}\n\n### Response:\n{output}")
+
+RECORDS = [
+    {"instruction": "Why can camels survive for long without water?", "input": "",
+     "output": "Camels use the fat in their humps to keep them filled with energy."},
+    {"instruction": "Summarise the text.", "input": "The cat sat on the mat.\nIt was warm.",
+     "output": "A cat rested on a warm mat."},
+    {"instruction": "Réponds en français : quelle heure est-il ?", "input": "",
+     "output": "Il est midi. — 正午です 🙂"},
+    {"instruction": "Say nothing.", "output": ""},
+    {"instruction": "  Leading and trailing spaces  ", "input": "  x  ",
+     "output": "\n  indented answer\n"},
+    {"messages": [{"role": "system", "content": "You are terse."},
+                  {"role": "user", "content": "2+2?"},
+                  {"role": "assistant", "content": "4"},
+                  {"role": "user", "content": "And 3+3?"},
+                  {"role": "assistant", "content": "6, of course."}]},
+]
+
+
+def as_messages(rec):
+    if "messages" in rec:
+        return rec["messages"]
+    user = rec["instruction"] + ("\n\n" + rec["input"] if rec.get("input") else "")
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}]
+
+
+def ids_of(x):
+    return list(x["input_ids"] if hasattr(x, "keys") else x)
+
+
+def eos_of(tok):
+    """The EOS id; GPT-2's tokenizer_config.json names none, and its EOS is <|endoftext|>."""
+    return tok.eos_token_id if tok.eos_token_id is not None else tok.convert_tokens_to_ids("<|endoftext|>")
+
+
+def labelled(ids, n_prompt, stops, eos):
+    assert len(ids) >= n_prompt
+    labels = [-100] * n_prompt
+    ended = False
+    for t in ids[n_prompt:]:
+        labels.append(-100 if ended else t)
+        ended = ended or t in stops
+    if not ended:
+        ids, labels = ids + [eos], labels + [eos]
+    return ids, labels
+
+
+def prompt_tokens(tok, text, prompt_text, ids):
+    """Tokens of text that end within prompt_text (its prefix), by the tokenizer's offsets; when
+    the prompt's own ids are a prefix of ids, that is their number."""
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    assert enc["input_ids"] == ids
+    n = sum(1 for _, end in enc["offset_mapping"] if end <= len(prompt_text))
+    prompt = tok(prompt_text, add_special_tokens=False)["input_ids"]
+    assert ids[:len(prompt)] != prompt or n == len(prompt)
+    return n
+
+
+def chat_case(tok, name, template, rec, stops):
+    msgs = as_messages(rec)
+    ids = ids_of(tok.apply_chat_template(msgs, chat_template=template, tokenize=True))
+    text = tok.apply_chat_template(msgs, chat_template=template, tokenize=False)
+    prompt = tok.apply_chat_template(msgs[:-1], chat_template=template, tokenize=False,
+                                     add_generation_prompt=True)
+    assert text.startswith(prompt)
+    ids, labels = labelled(ids, prompt_tokens(tok, text, prompt, ids), stops, eos_of(tok))
+    return {"tokenizer": name[0], "template": name[1], "record": rec, "ids": ids, "labels": labels}
+
+
+def template_case(tok, name, rec, stops):
+    head, tail = ALPACA.split("{output}")
+    fill = lambda s: s.replace("{instruction}", rec["instruction"]).replace("{input}", rec.get("input", ""))
+    text = fill(head) + rec["output"] + fill(tail)
+    ids = tok(text)["input_ids"]  # GPT-2 adds no special tokens
+    ids, labels = labelled(ids, prompt_tokens(tok, text, fill(head), ids), stops, eos_of(tok))
+    return {"tokenizer": name, "prompt_template": ALPACA, "record": rec, "ids": ids,
+            "labels": labels}
+
+
+def main():
+    smol_dir = sys.argv[1] if len(sys.argv) > 1 else "models/smollm2-tokenizer"
+    gpt2_dir = sys.argv[2] if len(sys.argv) > 2 else "../shared/data/tokenizers/gpt2"
+    smol, gpt2 = AutoTokenizer.from_pretrained(smol_dir), AutoTokenizer.from_pretrained(gpt2_dir)
+    smol_stops = {smol.eos_token_id, smol.convert_tokens_to_ids("<|im_end|>")}
+    cases = []
+    for rec in RECORDS:
+        cases.append(chat_case(smol, ("smollm2", "smollm2"), smol.chat_template, rec, smol_stops))
+        cases.append(chat_case(gpt2, ("gpt2", "plain"), PLAIN, rec, {eos_of(gpt2)}))
+        if "messages" not in rec:
+            cases.append(template_case(gpt2, "gpt2", rec, {eos_of(gpt2)}))
+    out = "tests/golden/sft_render.json"
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump({"cases": cases}, f, ensure_ascii=True, indent=1)
+        f.write("\n")
+    print(f"{out}: {len(cases)} examples")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    main()
