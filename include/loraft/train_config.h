@@ -23,7 +23,7 @@ typedef struct TrainConfig {
     /* model */
     char model[CFG_PATH];        /* HF model directory (config.json + model.safetensors + vocab) */
     char tokenizer[CFG_PATH];    /* "" = same as model */
-    char task[16];               /* "classification" | "causal-lm" | "dpo" | "reward" */
+    char task[16];               /* "classification" | "causal-lm" | "sft" | "dpo" | "reward" */
     char device[16];             /* "auto" | "cpu" | "cuda" */
     int num_labels;              /* 0 = from the model config (or from labels) */
     char labels[MAX_LABELS][64]; /* label names in id order, e.g. ["neg","pos"] */
@@ -41,8 +41,12 @@ typedef struct TrainConfig {
     int train_limit, validation_limit; /* 0 = all */
     int bucket_by_length;              /* 0 = off; else window size in batches */
     int max_prompt_length;             /* dpo, reward: 128 */
-    int holdout_examples;              /* dpo, reward: the last N records validate */
-    char chat_template[32];            /* dpo, reward: a built-in template name; "" = none */
+    int holdout_examples;              /* sft, dpo, reward: the last N records validate */
+    char chat_template[32];            /* sft: "" = the model's; dpo, reward: "" = none */
+    /* sft (sft_data.h) */
+    char instruction_column[64], input_column[64], output_column[64], messages_column[64];
+    char prompt_template[1024]; /* "" = the chat template; else with {instruction} ... {output} */
+    int packing;                /* several examples per training row */
     /* lora */
     char strategy[8];                         /* "lora" | "head" | "full" */
     int r;                                    /* 8 */
@@ -80,6 +84,8 @@ typedef struct TrainConfig {
     int eval_before_training;               /* 1 */
     int logging_steps;                      /* 10; 0 = no per-step log lines */
     int threads;                            /* 0 = all cores */
+    int eval_answers;                       /* sft: greedy answers logged per evaluation */
+    int max_new_tokens;                     /* sft: their length limit */
 } TrainConfig;
 
 /* Zeroes c and fills every key's default. */

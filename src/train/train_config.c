@@ -47,11 +47,12 @@ static const Key keys[] = {
     {"model", "tokenizer", T_STR, AT(tokenizer), .def = "\"\"",
      .help = "Tokenizer directory or file; empty = the model's."},
     {"model", "task", T_STR, AT(task), .def = "\"classification\"",
-     .choices = "classification|causal-lm|dpo|reward",
+     .choices = "classification|causal-lm|sft|dpo|reward",
      .help = "classification: a label per text (encoders); causal-lm: next-token prediction on "
-             "a corpus (decoders); dpo: direct preference optimisation on prompt / chosen / "
-             "rejected pairs (decoders, LoRA); reward: a reward model (a scalar score head) on the "
-             "same pairs (decoders)."},
+             "a corpus (decoders); sft: instruction / answer pairs, the loss on the answer only "
+             "(decoders); dpo: direct preference optimisation on prompt / chosen / rejected pairs "
+             "(decoders, LoRA); reward: a reward model (a scalar score head) on the same pairs "
+             "(decoders)."},
     {"model", "device", T_STR, AT(device), .def = "\"auto\"", .choices = "auto|cpu|cuda",
      .help = "Where to train; auto = cuda when a GPU is usable, else cpu."},
     {"model", "num_labels", T_INT, AT(num_labels), .def = "0", RANGE(0, MAX_LABELS),
@@ -73,6 +74,22 @@ static const Key keys[] = {
              "set (and is left out of training)."},
     {"data", "holdout_chapter", T_INT, AT(holdout_chapter), .def = "0", RANGE(0, 1 << 20),
      .help = "causal-lm: the N-th chapter heading of holdout_file (\"CHAPTER I\", ...); 0 = none."},
+    {"data", "instruction_column", T_STR, AT(instruction_column), .def = "\"instruction\"",
+     .help = "sft: the field of the instruction (the user turn)."},
+    {"data", "input_column", T_STR, AT(input_column), .def = "\"input\"",
+     .help = "sft: the optional field of an input, appended to the instruction after a blank "
+             "line when not empty."},
+    {"data", "output_column", T_STR, AT(output_column), .def = "\"output\"",
+     .help = "sft: the field of the answer (the assistant turn)."},
+    {"data", "messages_column", T_STR, AT(messages_column), .def = "\"messages\"",
+     .help = "sft: a field of [{\"role\", \"content\"}, ...] ending with the answer; a record "
+             "that has it is read as a conversation."},
+    {"data", "prompt_template", T_STR, AT(prompt_template), .def = "\"\"",
+     .help = "sft: for base models, a text with {instruction}, {input} and {output} instead of "
+             "a chat template; EOS follows the answer."},
+    {"data", "packing", T_BOOL, AT(packing), .def = "false",
+     .help = "sft: pack several examples into each training row of max_length tokens (they "
+             "attend to the ones before them in the row; the loss stays on each answer)."},
     {"data", "text_column", T_STR, AT(text_column), .def = "\"text\"",
      .help = "Field (JSONL) or column (CSV) holding the text."},
     {"data", "label_column", T_STR, AT(label_column), .def = "\"label\"",
@@ -85,12 +102,13 @@ static const Key keys[] = {
              "its last max_prompt_length tokens, then each response its first max_length - "
              "max_prompt_length (TRL 0.12's DPOTrainer defaults: 512 and 128)."},
     {"data", "holdout_examples", T_INT, AT(holdout_examples), .def = "0", RANGE(0, 1 << 30),
-     .help = "dpo, reward: without a validation_file, the last N records of train_file are the "
-             "validation set (and are left out of training)."},
+     .help = "sft, dpo, reward: without a validation_file, the last N records of train_file "
+             "are the validation set (and are left out of training)."},
     {"data", "chat_template", T_STR, AT(chat_template), .def = "\"\"",
-     .help = "dpo, reward: render each prompt with this built-in chat template (chatml, smollm2, "
-             "llama3, plain; an Anthropic HH prompt is split into its turns) and end the response "
-             "with EOS; empty = prompt + \" \" + response + EOS as plain text."},
+     .help = "sft: the chat template that renders the examples (chatml, smollm2, llama3 or "
+             "plain); empty = the one the model carries. dpo, reward: render each prompt with this "
+             "built-in chat template (an Anthropic HH prompt is split into its turns) and end the "
+             "response with EOS; empty = prompt + \" \" + response + EOS as plain text."},
     {"data", "truncation_side", T_CHOICE, AT(truncate_left), .def = "\"right\"",
      .choices = "right|left", .help = "Which end of a long text is cut off."},
     {"data", "train_limit", T_INT, AT(train_limit), .def = "0", RANGE(0, INFINITY),
@@ -179,6 +197,11 @@ static const Key keys[] = {
      .help = "Log loss and speed every N optimizer steps; 0 = only at evaluations."},
     {"train", "threads", T_INT, AT(threads), .def = "0", RANGE(0, 4096),
      .help = "CPU threads; 0 = all cores."},
+    {"train", "eval_answers", T_INT, AT(eval_answers), .def = "3", RANGE(0, 1 << 20),
+     .help = "sft: at each evaluation, the greedy answers to the first N validation prompts "
+             "are printed and logged."},
+    {"train", "max_new_tokens", T_INT, AT(max_new_tokens), .def = "64", RANGE(1, 1 << 20),
+     .help = "sft: the most tokens an evaluation answer may have."},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 static const char *const sections[] = {"model", "data", "lora", "train"};
@@ -586,6 +609,8 @@ int train_config_check(const TrainConfig *c, LfError *err) {
         c->max_prompt_length >= c->max_length)
         return lf_fail(err, "data.max_prompt_length %d must be below data.max_length %d",
                        c->max_prompt_length, c->max_length);
+    if (c->chat_template[0] && c->prompt_template[0])
+        return lf_fail(err, "data.chat_template and data.prompt_template: set one");
     return 0;
 }
 

@@ -1,7 +1,9 @@
 /* trainer.c: the fine-tuning loop (see trainer.h). Host-side orchestration only: every
  * tensor operation goes through the model and the op table. The data and the evaluation
  * follow model.task: labelled texts and accuracy / F1 for classification, a packed corpus
- * and perplexity for causal-lm (lm_data.h), preference pairs and reward accuracy for dpo and
+ * and perplexity for causal-lm (lm_data.h), instruction / answer rows with the loss on the
+ * answer for sft (sft_data.h: the causal-LM objective over other labels) plus greedy answers to
+ * a few validation prompts at each evaluation, preference pairs and reward accuracy for dpo and
  * reward (pref_data.h). */
 #include "loraft/trainer.h"
 
@@ -18,6 +20,7 @@
 #include "loraft/checkpoint.h"
 #include "loraft/data.h"
 #include "loraft/fileio.h"
+#include "loraft/generate.h"
 #include "loraft/lm_data.h"
 #include "loraft/model.h"
 #include "loraft/objective.h"
@@ -26,6 +29,7 @@
 #include "loraft/progress.h"
 #include "loraft/rng.h"
 #include "loraft/rundir.h"
+#include "loraft/sft_data.h"
 #include "loraft/text.h"
 
 /* A mean cross-entropy above this is reported as diverging (chance level is ln K, under
@@ -40,7 +44,7 @@ typedef struct Feed {
     Dataset ds;
     TokenizedSet ts; /* classification */
     Batcher b;
-    LmSet set; /* causal-lm */
+    LmSet set; /* causal-lm, sft */
     LmLoader l;
     PrefSet pset; /* dpo, reward */
     PrefLoader pl;
@@ -109,8 +113,10 @@ typedef struct Run {
     TextTokenizer tok;
     Feed train_f, val_f;
     Task task;
-    int causal_lm; /* model.task causal-lm */
-    int pairs;     /* model.task dpo or reward: batches of preference pairs */
+    int causal_lm;     /* model.task causal-lm or sft: the causal-LM objective */
+    int sft;           /* model.task sft: instruction / answer rows */
+    SftFormat sft_fmt; /* sft: how examples become rows, where answers stop */
+    int pairs;         /* model.task dpo or reward: batches of preference pairs */
     Model model;
     AdamW opt;
     RunLog log;
@@ -271,10 +277,89 @@ static int load_pairs(Run *r, Feed *f, int train, int batch_size, LfError *err) 
     return pref_loader_init(&f->pl, &f->pset, batch_size, sp.eos, r->task == TASK_DPO, err);
 }
 
+/* ---- sft: its feed and its answers ---- */
+
+/* The chat template (data.chat_template, else the model's) or data.prompt_template. */
+static int sft_open(Run *r, LfError *err) {
+    const TrainConfig *c = r->cfg;
+    ChatTemplate chat = {0};
+    if (!c->prompt_template[0] &&
+        chat_template_for_model(tokenizer_dir(c), c->chat_template[0] ? c->chat_template : NULL,
+                                &chat, err))
+        return lf_wrap(err, "%s (set data.chat_template or data.prompt_template)",
+                       tokenizer_dir(c));
+    return sft_format_init(&r->sft_fmt, &chat, c->prompt_template, &r->tok, r->mcfg.eos_token_id,
+                           err);
+}
+
+/* Instruction / answer records: one row each (packed for training with data.packing); the
+ * validation set is data.validation_file, else the last data.holdout_examples records. */
+static int load_sft(Run *r, Feed *f, int train, int batch_size, LfError *err) {
+    const TrainConfig *c = r->cfg;
+    int held = !c->validation_file[0] && c->holdout_examples > 0;
+    SftSource src = {
+        .path = train || held ? c->train_file : c->validation_file,
+        .columns = {c->instruction_column, c->input_column, c->output_column, c->messages_column},
+        .holdout = c->holdout_examples,
+        .part = !held   ? LM_PART_ALL
+                : train ? LM_PART_TRAIN
+                        : LM_PART_HELDOUT};
+    double t0 = now_seconds();
+    const LmSet *s = &f->set;
+    f->lm = 1;
+    if (sft_load(&f->set, &src, &r->tok, &r->sft_fmt, c->max_length, train && c->packing, err))
+        return -1;
+    fprintf(r->out,
+            "data: %s%s: %d examples (%d without an answer within max_length skipped), %lld "
+            "tokens in %d rows of up to %d, %lld answer tokens, %.2f s\n",
+            src.path, held ? (train ? " less the held-out examples" : ", held-out examples") : "",
+            s->n_texts, s->n_skipped, (long long)s->n_tokens, s->rows.n, s->rows.max_len,
+            (long long)s->n_predicted, now_seconds() - t0);
+    return lm_loader_init(&f->l, s, batch_size, r->sft_fmt.eos >= 0 ? r->sft_fmt.eos : 0, err);
+}
+
+/* Greedy answers to the first train.eval_answers validation prompts: printed, and logged with
+ * the prompt and the reference answer. */
+static int log_answers(Run *r, int step, LfError *err) {
+    const LmSet *s = &r->val_f.set;
+    const Bpe *bpe = r->tok.bpe;
+    int n = r->cfg->eval_answers < s->rows.n ? r->cfg->eval_answers : s->rows.n, rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        int P, len = (int)(s->rows.offsets[i + 1] - s->rows.offsets[i]);
+        const int32_t *ids = sft_row_prompt(s, i, &P);
+        char *answer = NULL, *prompt = NULL, *reference = NULL;
+        size_t np, nr;
+        if (P < 1) return lf_fail(err, "validation example %d has no prompt to answer", i + 1);
+        rc = gen_greedy_text(&r->model, bpe, &r->sft_fmt.stops, ids, P, r->cfg->max_new_tokens,
+                             &answer, err) ||
+             bpe_decode(bpe, ids, P, 0, &prompt, &np, err) ||
+             bpe_decode(bpe, ids + P, len - P, 1, &reference, &nr, err);
+        cJSON *o = rc ? NULL : cJSON_CreateObject();
+        if (o) {
+            cJSON_AddStringToObject(o, "event", "answer");
+            cJSON_AddNumberToObject(o, "step", step);
+            cJSON_AddNumberToObject(o, "example", i);
+            cJSON_AddStringToObject(o, "prompt", prompt);
+            cJSON_AddStringToObject(o, "reference", reference);
+            cJSON_AddStringToObject(o, "answer", answer);
+            char *quoted = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "answer"));
+            fprintf(r->out, "  answer %d: %s\n", i + 1, quoted ? quoted : answer);
+            free(quoted);
+            rc = r->has_log ? runlog_write_json(&r->log, o, err) : 0;
+            cJSON_Delete(o);
+        }
+        free(answer);
+        free(prompt);
+        free(reference);
+    }
+    return rc;
+}
+
 static int load_data(Run *r, Feed *f, int train, int batch_size, LfError *err) {
     const TrainConfig *c = r->cfg;
     const char *path = train ? c->train_file : c->validation_file;
     if (r->pairs) return load_pairs(r, f, train, batch_size, err);
+    if (r->sft) return load_sft(r, f, train, batch_size, err);
     if (r->causal_lm) {
         if (!train && c->holdout_chapter) path = c->train_file;
         return load_corpus(r, f, path, train, batch_size, err);
@@ -303,14 +388,15 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     r->cfg = c;
     r->out = out;
     r->dir.lock_fd = -1;
-    r->task = !strcmp(c->task, "causal-lm") ? TASK_CAUSAL_LM
-              : !strcmp(c->task, "dpo")     ? TASK_DPO
-              : !strcmp(c->task, "reward")  ? TASK_REWARD
-                                            : TASK_CLASSIFICATION;
+    r->sft = !strcmp(c->task, "sft");
+    r->task = !strcmp(c->task, "causal-lm") || r->sft ? TASK_CAUSAL_LM
+              : !strcmp(c->task, "dpo")               ? TASK_DPO
+              : !strcmp(c->task, "reward")            ? TASK_REWARD
+                                                      : TASK_CLASSIFICATION;
     r->causal_lm = r->task == TASK_CAUSAL_LM;
     r->pairs = r->task == TASK_DPO || r->task == TASK_REWARD;
     r->has_val = c->validation_file[0] != 0 || (r->causal_lm && c->holdout_chapter) ||
-                 (r->pairs && c->holdout_examples);
+                 ((r->pairs || r->sft) && c->holdout_examples);
     if (!train && !r->has_val)
         return lf_fail(err, "data.validation_file is empty: there is nothing to evaluate");
     if (r->causal_lm && strcmp(c->metric_for_best, "eval_loss"))
@@ -334,6 +420,7 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     if (!ops) return -1;
     if (model_config_load(&r->mcfg, c->model, err) || apply_labels(c, &r->mcfg, err)) return -1;
     if (text_tokenizer_open(&r->tok, tokenizer_dir(c), err)) return -1;
+    if (r->sft && sft_open(r, err)) return -1;
     int bs = c->batch_size, ebs = c->eval_batch_size ? c->eval_batch_size : 2 * c->batch_size;
     int rows = r->pairs ? 2 : 1; /* model rows per batch item */
     r->has_train = train;
@@ -578,7 +665,7 @@ static int eval_point(Run *r, const char *when, int step, double epoch, ClassMet
                        "the weights are not finite",
                        when, mt->loss, nonfinite, mt->n);
     warn_loss(r, "eval_loss", mt->loss);
-    return 0;
+    return r->sft ? log_answers(r, step, err) : 0;
 }
 
 /* Ends err's message with where the last good checkpoint is; returns -1. */
