@@ -8,7 +8,7 @@ batch is run in eval mode (no dropout). The preference cases pair the rows (2i c
 rejected): DPO is a direct PyTorch implementation of TRL 0.12's formulas on the causal LM (the
 reference is the same peft model under disable_adapter(), computed once), the reward model is
 AutoModelForSequenceClassification(num_labels=1) + peft SEQ_CLS with -log sigmoid(r_chosen -
-r_rejected). The golden
+r_rejected). The SFT case is the causal-LM loss with labels -100 on the prompts. The golden
 file holds the batch, the initial LoRA weights (peft draws them), the logits, the loss, the
 gradient of every trainable tensor, and every trainable tensor after 3 AdamW steps with
 gradient clipping (HF Trainer's weight-decay grouping). tests/test_golden.c rebuilds the
@@ -66,6 +66,10 @@ CASES = [
     dict(name="llama_reward", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="reward",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "up_proj"], pad_token_id=102),
+    # SFT: the causal-LM loss with the prompt (and what follows the answer's end) labelled -100
+    dict(name="llama_sft", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="sft",
+         vocab="gpt2", strategy="lora", r=4, alpha=8.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
 ]
 # after_atol: the absolute tolerance of the weights after the AdamW steps, as a fraction of lr
 # (default 1e-3, see tests/test_golden.c). DPO's gradient is the difference of two sequences'
@@ -94,7 +98,9 @@ def make_batch(vocab_size, num_labels, seed, case, B=3, T=9):
     """Right-padded rows of lengths T, T-3, 4; a class per row, or (causal LM) the ids with
     -100 on the padding, as transformers' language-modelling collator makes them. Preference
     cases: two pairs of rows (lengths T, T-3, 4, T-1), labels -100 on the padding and (DPO) on
-    the prompt; padding ids are the pad token (reward: transformers pools by it)."""
+    the prompt; padding ids are the pad token (reward: transformers pools by it). SFT: as causal
+    LM, plus -100 on each row's prompt (its first 4, 3, 2 tokens) and on row 0's last token
+    (after the answer's end of turn)."""
     g = torch.Generator().manual_seed(seed)
     task = case.get("task")
     B = 4 if task in ("dpo", "reward") else B
@@ -105,17 +111,21 @@ def make_batch(vocab_size, num_labels, seed, case, B=3, T=9):
         ids[b, 0], ids[b, n - 1] = 101, 102
         ids[b, 1:n - 1] = torch.randint(1000, min(vocab_size, 29000), (n - 2,), generator=g)
         mask[b, :n] = 1
-    if task in ("causal-lm", "dpo", "reward"):
+    if task in ("causal-lm", "sft", "dpo", "reward"):
         labels = ids.masked_fill(mask == 0, -100)
         if task == "dpo":
             labels[:, :case["prompt_len"]] = -100
+        if task == "sft":
+            for b, prompt in enumerate([4, 3, 2][:B]):
+                labels[b, :prompt] = -100
+            labels[0, T - 1] = -100
         return ids, mask, labels
     labels = torch.randint(0, num_labels, (B,), generator=g)
     return ids, mask, labels
 
 
 def causal_lm(case):
-    return case.get("task") in ("causal-lm", "dpo")
+    return case.get("task") in ("causal-lm", "sft", "dpo")  # SFT is the causal-LM loss
 
 
 def seq_logps(model, ids, mask, labels):

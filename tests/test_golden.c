@@ -82,6 +82,7 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     LfError err;
     const cJSON *task = cJSON_GetObjectItem(c, "task"), *dpo = cJSON_GetObjectItem(c, "dpo");
     if (task && !strcmp(task->valuestring, "causal-lm")) s->task = TASK_CAUSAL_LM;
+    if (task && !strcmp(task->valuestring, "sft")) s->task = TASK_CAUSAL_LM; /* other labels */
     if (task && !strcmp(task->valuestring, "dpo")) s->task = TASK_DPO;
     if (task && !strcmp(task->valuestring, "reward")) s->task = TASK_REWARD;
     if (dpo)
