@@ -466,6 +466,7 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
     if (!host) return lf_fail(err, "out of memory");
     Rng rng = {seed, 0};
     int rc = 0;
+    if (missing_report && report_cap) missing_report[0] = 0; /* a GGUF or no dir: none */
     if (dir && ends_with(dir, ".gguf")) {
         rc = load_gguf_weights(m, dir, host, &rng, missing_report, report_cap, err);
     } else if (dir) {
