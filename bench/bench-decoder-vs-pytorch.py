@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Causal-LM LoRA training speed and peak memory of a decoder: loraft vs PyTorch + PEFT, same
-model (a Llama-family .gguf or HF directory), batch, block length, LoRA config (r 8 on all
+"""Causal-LM or SFT LoRA training speed and peak memory of a decoder: loraft vs PyTorch + PEFT,
+same model (a Llama-family .gguf or HF directory), batch, block length, LoRA config (r 8 on all
 seven projections, dropout 0.05), AdamW, thread count; each side in its own process.
 
     bench/bench-decoder-vs-pytorch.py models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \\
-        [--loraft build/loraft] [--corpus ../shared/data/austen/persuasion.txt] \\
+        [--loraft build/loraft] [--task causal-lm|sft] [--corpus FILE] \\
         [--batch 4] [--seq 256] [--steps 6] [--threads 2]
 
-loraft trains on the corpus packed into blocks; PyTorch on random ids of the same shape (the
-speed of a step does not depend on the ids). Needs torch, transformers, peft and, for a .gguf,
+causal-lm: loraft trains on the corpus (default Persuasion) packed into blocks. sft: loraft
+trains on instruction data (default Dolly) rendered with the model's chat template and packed
+into rows of up to --seq tokens (data.packing), the loss on the answers only; its tokens/s
+counts the real tokens of those rows (a row is rarely filled to the last token, so the padded
+batch computes a little more than it counts). PyTorch runs on random ids of the full shape
+[batch, seq], with labels -100 on the first half of every row for sft (the speed of a step
+does not depend on the ids, nor on which labels are ignored). Needs torch, transformers, peft and, for a .gguf,
 gguf (pip). Informative only: speed lives in bench/, never in tests.
 """
 import argparse
@@ -22,6 +27,13 @@ import tempfile
 import time
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def default_corpus(a):
+    if a.corpus:
+        return a.corpus
+    return ("../shared/data/instructions/dolly_open_qa.jsonl" if a.task == "sft"
+            else "../shared/data/austen/persuasion.txt")
 
 
 def pytorch_side(a):
@@ -38,10 +50,13 @@ def pytorch_side(a):
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
     ids = torch.randint(100, 20000, (a.batch, a.seq), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    if a.task == "sft":
+        labels[:, : a.seq // 2] = -100
     for s in range(a.steps + 1):
         if s == 1:
             t0 = time.time()
-        model(input_ids=ids, labels=ids).loss.backward()
+        model(input_ids=ids, labels=labels).loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
@@ -51,8 +66,11 @@ def pytorch_side(a):
 
 
 def loraft_side(a):
-    cfg = {"model": {"model": a.model, "task": "causal-lm"},
-           "data": {"train_file": a.corpus, "max_length": a.seq, "text_unit": "paragraph"},
+    data = ({"train_file": default_corpus(a), "max_length": a.seq, "packing": True}
+            if a.task == "sft" else
+            {"train_file": default_corpus(a), "max_length": a.seq, "text_unit": "paragraph"})
+    cfg = {"model": {"model": a.model, "task": a.task},
+           "data": data,
            "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": TARGETS},
            "train": {"max_steps": a.steps, "batch_size": a.batch, "learning_rate": 5e-4,
                      "eval_strategy": "no", "save_strategy": "no", "threads": a.threads}}
@@ -73,7 +91,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
     ap.add_argument("--loraft", default="build/loraft")
-    ap.add_argument("--corpus", default="../shared/data/austen/persuasion.txt")
+    ap.add_argument("--task", choices=["causal-lm", "sft"], default="causal-lm")
+    ap.add_argument("--corpus", help="default: Persuasion (causal-lm), Dolly open QA (sft)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--steps", type=int, default=6)
