@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh [SECONDS [NAME...]]: runs every libFuzzer target (tests/fuzz/fuzz_*.c:
-# safetensors header, tokenizer, JSONL and CSV readers, training config with overrides,
+# safetensors header, tokenizer, JSONL and CSV readers, training config with overrides, SFT records,
 # adapter_config.json), or the NAMEs given, for SECONDS each (default 10) under
 # AddressSanitizer + UBSan, one after the other, each from its seed corpus
 # tests/fuzz/corpus/NAME/ with the dictionary tests/fuzz/corpus/NAME.dict when there is one.

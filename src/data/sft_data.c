@@ -368,7 +368,7 @@ int sft_load(LmSet *s, const SftSource *src, const TextTokenizer *tok, const Sft
     Records x = {0};
     IdList ids = {0}, labels = {0};
     Rows r = {.s = s, .max_length = max_length, .pack = pack};
-    int lo, hi, rc = read_records(&x, src, err) || part_range(src, x.n, &lo, &hi, err);
+    int lo = 0, hi = 0, rc = read_records(&x, src, err) || part_range(src, x.n, &lo, &hi, err);
     for (int i = lo; i < hi && !rc; i++) {
         rc = encode_example(f, tok, &x.v[i], &ids, &labels, err);
         if (rc) lf_wrap(err, "%s:%ld", src->path, x.v[i].line);

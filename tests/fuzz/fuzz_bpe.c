@@ -13,21 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_util.h"
 
-/* The char GPT-2's byte alphabet writes for byte b, as UTF-8 (NUL-terminated). */
-static void byte_char(int b, char out[3]) {
-    int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE, c = b;
-    if (!printable) {
-        c = 0x100;
-        for (int x = 0; x < b; x++)
-            c += !((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE);
-    }
-    if (c < 0x80)
-        out[0] = (char)c, out[1] = 0;
-    else
-        out[0] = (char)(0xC0 | c >> 6), out[1] = (char)(0x80 | (c & 0x3F)), out[2] = 0;
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *PRE[4] = {
     "{\"type\": \"ByteLevel\", \"add_prefix_space\": false}",
@@ -71,7 +59,7 @@ static Bpe *build(int k) {
     char *json = malloc(CAP), c[3];
     int n = snprintf(json, CAP, "{\"model\": {\"type\": \"BPE\"%s, \"vocab\": {", EXTRA[k]);
     for (int b = 0; b < 256; b++) {
-        byte_char(b, c);
+        fuzz_byte_char(b, c);
         n += snprintf(json + n, CAP - n, "\"%s%s\": %d, ", c[0] == '"' || c[0] == '\\' ? "\\" : "",
                       c, b);
     }

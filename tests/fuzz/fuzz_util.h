@@ -1,6 +1,7 @@
-/* fuzz_util.h: what the fuzz targets whose API reads files share: a scratch directory for
+/* fuzz_util.h: what the fuzz targets share: a scratch directory for
  * the process (on /dev/shm when there is one: cheaper writes and fsyncs) and writing an input
- * into a file there. Each target removes its files after every input. */
+ * into a file there (each target removes its files after every input), and the byte alphabet
+ * of byte-level BPE vocabularies. */
 #pragma once
 #include <stdint.h>
 #include <stdio.h>
@@ -39,6 +40,21 @@ static inline const char *fuzz_write(const char *name, const uint8_t *data, size
         abort();
     }
     return path;
+}
+
+/* The char GPT-2's byte alphabet writes for byte b, as UTF-8 (NUL-terminated): the vocabulary
+ * of the byte-level tokenizers the targets build. */
+static inline void fuzz_byte_char(int b, char out[3]) {
+    int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE, c = b;
+    if (!printable) {
+        c = 0x100;
+        for (int x = 0; x < b; x++)
+            c += !((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE);
+    }
+    if (c < 0x80)
+        out[0] = (char)c, out[1] = 0;
+    else
+        out[0] = (char)(0xC0 | c >> 6), out[1] = (char)(0x80 | (c & 0x3F)), out[2] = 0;
 }
 
 /* Stops the fuzzer with a message: a property of the API does not hold. */
