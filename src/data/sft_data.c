@@ -183,7 +183,7 @@ static int substitute(Text *t, const char *tmpl, size_t n, char *const *fields) 
     for (size_t i = 0; i < n;) {
         int hit = -1;
         for (int k = 0; k < 2 && hit < 0; k++)
-            if (!strncmp(tmpl + i, names[k], strlen(names[k])) && i + strlen(names[k]) <= n)
+            if (i + strlen(names[k]) <= n && !strncmp(tmpl + i, names[k], strlen(names[k])))
                 hit = k;
         int rc = hit < 0 ? text_add(t, tmpl + i, 1) : text_add(t, fields[hit], strlen(fields[hit]));
         if (rc) return -1;
@@ -212,11 +212,12 @@ static int render(const SftFormat *f, const Record *e, Text *full, size_t *promp
         return lf_fail(err,
                        "data.prompt_template needs instruction / output records, not messages");
     const char *tmpl = f->prompt_template, *out = strstr(tmpl, "{output}");
+    const char *tail = out + strlen("{output}");
     if (substitute(full, tmpl, (size_t)(out - tmpl), e->fields))
         return lf_fail(err, "out of memory");
     *prompt_len = full->len;
     if (text_add(full, e->fields[2], strlen(e->fields[2])) ||
-        substitute(full, out + 8, strlen(out + 8), e->fields))
+        substitute(full, tail, strlen(tail), e->fields))
         return lf_fail(err, "out of memory");
     return 0;
 }
