@@ -148,6 +148,11 @@ static void check_format(const cJSON *g, const TextTokenizer *tok, const SftForm
     CHECK_OK(sft_load(&s, &src, tok, f, 4096, 0, &err), &err);
     CHECK(s.rows.n == n - 2 && tokens_equal(&s, s.rows.offsets[0], cs[0].ids, cs[0].labels, 4));
     lm_set_free(&s);
+    src.limit = 2; /* the first 2 of those */
+    CHECK_OK(sft_load(&s, &src, tok, f, 4096, 0, &err), &err);
+    CHECK(s.rows.n == 2 && s.n_texts == 2 &&
+          tokens_equal(&s, s.rows.offsets[1], cs[1].ids, cs[1].labels, 4));
+    lm_set_free(&s);
     for (int i = 0; i < n; i++) free(cs[i].record);
 }
 

@@ -55,6 +55,7 @@ typedef struct SftSource {
     SftColumns columns;
     int holdout; /* the last N records are the held-out part; 0: none */
     LmPart part; /* ALL, or TRAIN / HELDOUT with holdout > 0 */
+    int limit;   /* only the first N records of the part; 0: all */
 } SftSource;
 
 /* How an example becomes tokens. */

@@ -348,17 +348,19 @@ int sft_format_init(SftFormat *f, const ChatTemplate *chat, const char *prompt_t
     return 0;
 }
 
-/* The records of src that src->part keeps: [*lo, *hi). */
+/* The records of src that src->part and src->limit keep: [*lo, *hi). */
 static int part_range(const SftSource *src, int n, int *lo, int *hi, LfError *err) {
     *lo = 0, *hi = n;
-    if (src->part == LM_PART_ALL || src->holdout <= 0) return 0;
-    if (src->holdout >= n)
-        return lf_fail(err, "%s: holding out %d examples leaves none of its %d to train on",
-                       src->path, src->holdout, n);
-    if (src->part == LM_PART_TRAIN)
-        *hi = n - src->holdout;
-    else
-        *lo = n - src->holdout;
+    if (src->part != LM_PART_ALL && src->holdout > 0) {
+        if (src->holdout >= n)
+            return lf_fail(err, "%s: holding out %d examples leaves none of its %d to train on",
+                           src->path, src->holdout, n);
+        if (src->part == LM_PART_TRAIN)
+            *hi = n - src->holdout;
+        else
+            *lo = n - src->holdout;
+    }
+    if (src->limit > 0 && *hi - *lo > src->limit) *hi = *lo + src->limit;
     return 0;
 }
 

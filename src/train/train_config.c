@@ -112,9 +112,10 @@ static const Key keys[] = {
     {"data", "truncation_side", T_CHOICE, AT(truncate_left), .def = "\"right\"",
      .choices = "right|left", .help = "Which end of a long text is cut off."},
     {"data", "train_limit", T_INT, AT(train_limit), .def = "0", RANGE(0, INFINITY),
-     .help = "Use only the first N training examples; 0 = all."},
+     .help = "Use only the first N training examples (sft: records); 0 = all."},
     {"data", "validation_limit", T_INT, AT(validation_limit), .def = "0", RANGE(0, INFINITY),
-     .help = "Use only the first N validation examples; 0 = all."},
+     .help = "Use only the first N validation examples (sft: of the held-out records too); "
+             "0 = all."},
     {"data", "bucket_by_length", T_INT, AT(bucket_by_length), .def = "0", RANGE(0, INFINITY),
      .help = "0 = off; N = sort each window of N shuffled batches by length (less padding)."},
 

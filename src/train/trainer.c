@@ -303,7 +303,8 @@ static int load_sft(Run *r, Feed *f, int train, int batch_size, LfError *err) {
         .holdout = c->holdout_examples,
         .part = !held   ? LM_PART_ALL
                 : train ? LM_PART_TRAIN
-                        : LM_PART_HELDOUT};
+                        : LM_PART_HELDOUT,
+        .limit = train ? c->train_limit : c->validation_limit};
     double t0 = now_seconds();
     const LmSet *s = &f->set;
     f->lm = 1;
