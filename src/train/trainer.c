@@ -396,7 +396,7 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
                                                       : TASK_CLASSIFICATION;
     r->causal_lm = r->task == TASK_CAUSAL_LM;
     r->pairs = r->task == TASK_DPO || r->task == TASK_REWARD;
-    r->has_val = c->validation_file[0] != 0 || (r->causal_lm && c->holdout_chapter) ||
+    r->has_val = c->validation_file[0] != 0 || (r->causal_lm && !r->sft && c->holdout_chapter) ||
                  ((r->pairs || r->sft) && c->holdout_examples);
     if (!train && !r->has_val)
         return lf_fail(err, "data.validation_file is empty: there is nothing to evaluate");
