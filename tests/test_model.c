@@ -22,18 +22,12 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "gradcheck.h"
 #include "tiny.h"
 #include "loraft/model.h"
 #include "loraft/rng.h"
 
 enum { B = 2, T = 6 };
-
-static float loss_at(Model *m, uint64_t seed) {
-    float loss;
-    LfError err;
-    CHECK_OK(model_forward(m, 1, seed, 1.0f, &loss, &err), &err);
-    return loss;
-}
 
 static void set_batch(Model *m) {
     int32_t ids[B * T] = {2, 7, 9, 11, 3, 0, 2, 12, 30, 14, 22, 3};
@@ -43,47 +37,6 @@ static void set_batch(Model *m) {
     LfError err;
     CHECK(model_set_batch(m, ids, m->cfg.arch == ARCH_BERT ? types : NULL, mask, labels, B, T,
                           &err) == 0);
-}
-
-/* Central differences of the loss (train mode, seed) along one random unit direction per
- * trainable tensor against the gradient: tolerance 2% of the directional derivative + 2e-4.
- * Returns the tensors off; *checked counts the tensors. */
-static int fd_check(Model *m, uint64_t seed, Rng *rng, const char *what, int *checked) {
-    LfError err;
-    model_zero_grad(m);
-    loss_at(m, seed);
-    CHECK_OK(model_backward(m, seed, &err), &err);
-    int failed = 0;
-    *checked = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        Param *p = &m->params[i];
-        if (!p->grad) continue;
-        /* random direction d (unit norm): compare g.d with (L(w+hd) - L(w-hd)) / 2h */
-        float *d = malloc(p->numel * sizeof *d), *w0 = malloc(p->numel * sizeof *w0);
-        double norm = 0, gd = 0;
-        for (size_t j = 0; j < p->numel; j++)
-            d[j] = rng_next_uniform(rng) - 0.5f, norm += (double)d[j] * d[j];
-        for (size_t j = 0; j < p->numel; j++)
-            d[j] /= (float)sqrt(norm), gd += (double)p->grad[j] * d[j];
-        memcpy(w0, p->value, p->numel * sizeof *w0);
-        const float h = 1e-2f;
-        for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] + h * d[j];
-        double lp = loss_at(m, seed);
-        for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] - h * d[j];
-        double lm = loss_at(m, seed);
-        memcpy(p->value, w0, p->numel * sizeof *w0);
-        double fd = (lp - lm) / (2 * h);
-        int ok = fabs(fd - gd) <= 2e-2 * fabs(gd) + 2e-4;
-        if (!ok) {
-            fprintf(stderr, "%s %s: analytic %.6g, finite difference %.6g\n", what, p->name, gd,
-                    fd);
-            failed++;
-        }
-        (*checked)++;
-        free(d);
-        free(w0);
-    }
-    return failed;
 }
 
 static void gradcheck(const char *dir, Strategy strategy) {
@@ -114,7 +67,7 @@ static void gradcheck(const char *dir, Strategy strategy) {
     Param *pre_bias = model_find_param(&m, "pre_classifier.bias");
     for (size_t j = 0; pre_bias && j < pre_bias->numel; j++) pre_bias->value[j] = 1.0f;
     set_batch(&m);
-    int checked = 0, failed = fd_check(&m, 1234, &rng, strategy_name(strategy), &checked);
+    int checked, failed = gradcheck_tensors(&m, 1234, &rng, strategy_name(strategy), &checked);
     CHECK(failed == 0);
     printf("%s %s: %d tensors checked, %d off\n", arch_name(cfg.arch), strategy_name(strategy),
            checked, failed);
@@ -258,10 +211,10 @@ static void preference_gradcheck(Task task, DpoSpec dpo, const char *what) {
         memcpy(ref, m.seq_scores, sizeof ref);
         m.ref_logps = ref;
     }
-    int checked, failed = fd_check(&m, 99, &rng, what, &checked);
+    int checked, failed = gradcheck_tensors(&m, 99, &rng, what, &checked);
     CHECK(failed == 0 && checked == 2 * 7 * 2 + (task == TASK_REWARD));
     printf("llama %s: %d tensors checked, %d off, loss %.4f\n", what, checked, failed,
-           loss_at(&m, 99));
+           gradcheck_loss(&m, 99));
     if (task == TASK_REWARD) CHECK(model_find_param(&m, "score.weight")->grad != NULL);
     model_free(&m);
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "gradcheck.h"
 #include "loraft/cli.h"
 #include "loraft/fileio.h"
 #include "loraft/model.h"
@@ -287,13 +288,6 @@ static void check_tiny_llama(const cJSON *g) {
 
 enum { VOCAB = 29, B = 2, T = 9 };
 
-static float loss_at(Model *m, uint64_t seed) {
-    float loss;
-    LfError err;
-    CHECK_OK(model_forward(m, 1, seed, 1.0f, &loss, &err), &err);
-    return loss;
-}
-
 static void check_objective(void) {
     ModelConfig c;
     TrainSpec s;
@@ -341,36 +335,7 @@ static void check_objective(void) {
     printf("answer-token loss %.6f = mean over %d answer tokens %.6f\n", loss, n, sum / n);
 
     /* finite differences in train mode (LoRA dropout on; masks follow the seed) */
-    uint64_t seed = 99;
-    model_zero_grad(&m);
-    loss_at(&m, seed);
-    CHECK_OK(model_backward(&m, seed, &err), &err);
-    int checked = 0, failed = 0;
-    for (int i = 0; i < m.n_params; i++) {
-        Param *p = &m.params[i];
-        if (!p->grad) continue;
-        float *d = malloc(p->numel * sizeof *d), *w0 = malloc(p->numel * sizeof *w0);
-        double norm = 0, gd = 0;
-        for (size_t j = 0; j < p->numel; j++)
-            d[j] = rng_next_uniform(&rng) - 0.5f, norm += (double)d[j] * d[j];
-        for (size_t j = 0; j < p->numel; j++)
-            d[j] /= (float)sqrt(norm), gd += (double)p->grad[j] * d[j];
-        memcpy(w0, p->value, p->numel * sizeof *w0);
-        const float h = 1e-2f;
-        for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] + h * d[j];
-        double lp = loss_at(&m, seed);
-        for (size_t j = 0; j < p->numel; j++) p->value[j] = w0[j] - h * d[j];
-        double lm = loss_at(&m, seed);
-        memcpy(p->value, w0, p->numel * sizeof *w0);
-        double fd = (lp - lm) / (2 * h);
-        if (!(fabs(fd - gd) <= 2e-2 * fabs(gd) + 2e-4)) {
-            fprintf(stderr, "%s: analytic %.6g, finite difference %.6g\n", p->name, gd, fd);
-            failed++;
-        }
-        checked++;
-        free(d);
-        free(w0);
-    }
+    int checked, failed = gradcheck_tensors(&m, 99, &rng, "SFT", &checked);
     CHECK(checked == 2 * 7 * 2 && failed == 0);
     printf("SFT loss: %d LoRA tensors against finite differences, %d off\n", checked, failed);
     model_free(&m);

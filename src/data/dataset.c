@@ -363,30 +363,45 @@ int jsonl_record(const DatasetSpec *s, const char *line, size_t len, long ln, ch
     return rc;
 }
 
-static int load_jsonl(Builder *b, const DatasetSpec *s, LfError *err) {
-    FILE *f = fopen(s->path, "rb");
-    if (!f) return lf_fail(err, "%s: cannot open: %s", s->path, strerror(errno));
+int jsonl_each_line(const char *path, JsonlLineFn fn, void *ctx, LfError *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return lf_fail(err, "%s: cannot open: %s", path, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
     ssize_t got;
     int rc = 0;
-    for (long ln = 1; rc == 0 && !builder_full(b) && (got = getline(&line, &cap, f)) > 0; ln++) {
+    for (long ln = 1; rc == 0 && (got = getline(&line, &cap, f)) > 0; ln++) {
         size_t n = (size_t)got;
         const char *p = ln == 1 ? skip_bom(line, &n) : line;
         while (n && (p[n - 1] == '\n' || p[n - 1] == '\r')) n--;
         size_t ws = strspn(p, " \t\r");
-        if (ws >= n) continue; /* blank line */
-        char *text;
-        size_t text_len;
-        int label;
-        rc = jsonl_record(s, p, n, ln, &text, &text_len, &label, err);
-        if (rc == 0) rc = builder_add(b, text, text_len, label, err);
-        free(text);
+        if (ws < n) rc = fn(ctx, p, n, ln, err); /* else a blank line */
     }
-    if (rc == 0 && ferror(f)) rc = lf_fail(err, "%s: read error: %s", s->path, strerror(errno));
+    if (rc == 0 && ferror(f)) rc = lf_fail(err, "%s: read error: %s", path, strerror(errno));
     free(line);
     fclose(f);
-    return rc;
+    return rc < 0 ? -1 : 0;
+}
+
+typedef struct JsonlExamples {
+    Builder *b;
+    const DatasetSpec *s;
+} JsonlExamples;
+
+static int add_jsonl_example(void *ctx, const char *line, size_t len, long ln, LfError *err) {
+    JsonlExamples *x = ctx;
+    char *text;
+    size_t text_len;
+    int label;
+    int rc = jsonl_record(x->s, line, len, ln, &text, &text_len, &label, err);
+    if (rc == 0) rc = builder_add(x->b, text, text_len, label, err);
+    free(text);
+    return rc ? -1 : builder_full(x->b);
+}
+
+static int load_jsonl(Builder *b, const DatasetSpec *s, LfError *err) {
+    JsonlExamples x = {b, s};
+    return jsonl_each_line(s->path, add_jsonl_example, &x, err);
 }
 
 /* ---- whole files (CSV, aclImdb reviews) ---- */

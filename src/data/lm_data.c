@@ -246,28 +246,25 @@ static int read_dir(Reader *r, const char *dir, LfError *err) {
     return rc;
 }
 
+typedef struct JsonlTexts {
+    Reader *r;
+    DatasetSpec spec;
+} JsonlTexts;
+
+static int add_jsonl_text(void *ctx, const char *line, size_t len, long ln, LfError *err) {
+    JsonlTexts *x = ctx;
+    char *text;
+    size_t text_len;
+    int label;
+    int rc = jsonl_record(&x->spec, line, len, ln, &text, &text_len, &label, err) ||
+             add_text(&x->r->list, text, text_len, NULL, 0, err);
+    free(text);
+    return rc ? -1 : 0;
+}
+
 static int read_jsonl(Reader *r, const char *path, LfError *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lf_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    DatasetSpec spec = {.path = path, .text_column = r->src->text_column};
-    char *line = NULL, *text;
-    size_t cap = 0, text_len;
-    ssize_t got;
-    int rc = 0, label;
-    for (long ln = 1; !rc && (got = getline(&line, &cap, f)) > 0; ln++) {
-        size_t n = (size_t)got;
-        const char *p = line + (ln == 1 && n >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3) ? 3 : 0);
-        n -= (size_t)(p - line);
-        while (n && (p[n - 1] == '\n' || p[n - 1] == '\r')) n--;
-        if (is_blank(p, n)) continue;
-        rc = jsonl_record(&spec, p, n, ln, &text, &text_len, &label, err);
-        if (!rc) rc = add_text(&r->list, text, text_len, NULL, 0, err);
-        free(text);
-    }
-    if (!rc && ferror(f)) rc = lf_fail(err, "%s: read error: %s", path, strerror(errno));
-    free(line);
-    fclose(f);
-    return rc;
+    JsonlTexts x = {r, {.path = path, .text_column = r->src->text_column}};
+    return jsonl_each_line(path, add_jsonl_text, &x, err);
 }
 
 static int ends_with(const char *s, const char *suffix) {

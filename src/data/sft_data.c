@@ -4,7 +4,6 @@
 #include "loraft/sft_data.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,13 +109,21 @@ static int read_fields(Record *e, const cJSON *o, const SftColumns *c, const cha
     return rc ? lf_fail(err, "out of memory") : 0;
 }
 
-static int read_record(Records *x, const SftColumns *c, const char *text, size_t len,
-                       const char *path, long line, LfError *err) {
+typedef struct Reading {
+    Records *x;
+    const SftSource *src;
+} Reading;
+
+static int read_record(void *ctx, const char *text, size_t len, long line, LfError *err) {
+    const Reading *r = ctx;
+    Records *x = r->x;
+    const SftColumns *c = &r->src->columns;
+    const char *path = r->src->path;
     cJSON *o = cJSON_ParseWithLength(text, len);
     if (!cJSON_IsObject(o))
         return cJSON_Delete(o), lf_fail(err, "%s:%ld: not a JSON object", path, line);
     if (x->n == x->cap) {
-        int cap = x->cap ? 2 * x->cap : 256;
+        int cap = x->cap < INT_MAX / 2 ? (x->cap ? 2 * x->cap : 256) : 0;
         Record *v = cap > 0 ? realloc(x->v, (size_t)cap * sizeof *v) : NULL;
         if (!v) return cJSON_Delete(o), lf_fail(err, "out of memory");
         x->v = v, x->cap = cap;
@@ -129,31 +136,9 @@ static int read_record(Records *x, const SftColumns *c, const char *text, size_t
     return rc;
 }
 
-static int is_blank(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!strchr(" \t\r\n", s[i])) return 0;
-    return 1;
-}
-
 static int read_records(Records *x, const SftSource *src, LfError *err) {
-    FILE *f = fopen(src->path, "rb");
-    if (!f) return lf_fail(err, "%s: cannot open: %s", src->path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t got;
-    int rc = 0;
-    for (long ln = 1; !rc && (got = getline(&line, &cap, f)) > 0; ln++) {
-        size_t n = (size_t)got;
-        const char *p = line + (ln == 1 && n >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3) ? 3 : 0);
-        n -= (size_t)(p - line);
-        if (is_blank(p, n)) continue;
-        if (x->n == INT_MAX) rc = lf_fail(err, "%s: too many records", src->path);
-        if (!rc) rc = read_record(x, &src->columns, p, n, src->path, ln, err);
-    }
-    if (!rc && ferror(f)) rc = lf_fail(err, "%s: read error: %s", src->path, strerror(errno));
-    free(line);
-    fclose(f);
-    return rc;
+    Reading r = {x, src};
+    return jsonl_each_line(src->path, read_record, &r, err);
 }
 
 /* ---- rendering ---- */
