@@ -27,13 +27,9 @@ import sys
 
 from transformers import AutoTokenizer
 
-PLAIN = (
-    "{% for message in messages %}{% if message['role'] == 'system' %}"
-    "{{ message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}"
-    "{{ 'User: ' + message['content'] + '\n\n' }}{% else %}"
-    "{{ 'Assistant: ' + message['content'] + '\n\n' }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
-)
+# loraft's plain template as Jinja, as make-chat-goldens.py wrote it
+with open("tests/golden/chat_templates.json", encoding="utf-8") as f:
+    PLAIN = json.load(f)["templates"]["plain"]
 ALPACA = ("Below is an instruction. Write a response.\n\n### Instruction:\n{instruction}\n\n"
           "### Input:\n{input}\n\n### Response:\n{output}")
 
