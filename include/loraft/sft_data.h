@@ -8,7 +8,8 @@
  * input may be absent or empty) or a messages field, [{"role", "content"}, ...] whose last
  * message is the assistant's answer (the earlier ones, system / user / assistant, are the
  * prompt). Field names are configurable (SftColumns); a record with a messages field is read as
- * messages, any other as instruction / output.
+ * messages, any other as instruction / output. A "\u0000" ends the string it is in (cJSON's
+ * strings are NUL-terminated), unlike corpus texts, which keep it.
  *
  * Rendering, with a chat template (chat.h): the messages, or [user, assistant] with the user
  * turn instruction, plus "\n\n" + input when input is not empty, and the assistant turn output.
