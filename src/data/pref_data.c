@@ -2,7 +2,6 @@
  * pref_data.h). */
 #include "loraft/pref_data.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,44 +26,41 @@ static void records_free(Record *r, int n) {
     free(r);
 }
 
-/* Every non-blank line of the file as a Record. */
-static int read_records(const PrefSpec *spec, Record **out, int *n_out, LfError *err) {
+typedef struct Reading {
+    const PrefSpec *spec;
+    Record *recs;
+    int n, cap;
+} Reading;
+
+/* One JSONL line as a Record. */
+static int read_record(void *ctx, const char *line, size_t len, long ln, LfError *err) {
     static const char *const names[2][MAX_FIELDS] = {{"prompt", "chosen", "rejected"},
                                                      {"prompt", "response", NULL}};
-    FILE *f = fopen(spec->path, "rb");
-    if (!f) return lf_fail(err, "%s: cannot open: %s", spec->path, strerror(errno));
-    Record *recs = NULL;
-    int n = 0, cap = 0, rc = 0, label;
-    char *line = NULL;
-    size_t lcap = 0;
-    ssize_t got;
-    for (long ln = 1; !rc && (got = getline(&line, &lcap, f)) > 0; ln++) {
-        size_t len = (size_t)got;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-        if (strspn(line, " \t\r") >= len) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 256;
-            Record *grown = realloc(recs, (size_t)cap * sizeof *recs);
-            if (!grown) {
-                rc = lf_fail(err, "out of memory");
-                break;
-            }
-            recs = grown;
-        }
-        Record *r = &recs[n++];
-        memset(r, 0, sizeof *r);
-        for (int k = 0; k < n_fields(spec->kind) && !rc; k++) {
-            DatasetSpec ds = {.path = spec->path, .text_column = names[spec->kind][k]};
-            rc = jsonl_record(&ds, line, len, ln, &r->f[k], &r->len[k], &label, err);
-        }
+    Reading *x = ctx;
+    if (x->n == x->cap) {
+        int cap = x->cap ? 2 * x->cap : 256;
+        Record *grown = realloc(x->recs, (size_t)cap * sizeof *grown);
+        if (!grown) return lf_fail(err, "out of memory");
+        x->recs = grown, x->cap = cap;
     }
-    if (!rc && ferror(f)) rc = lf_fail(err, "%s: read error: %s", spec->path, strerror(errno));
-    free(line);
-    fclose(f);
-    if (!rc && !n) rc = lf_fail(err, "%s: no records", spec->path);
-    if (rc) return records_free(recs, n), -1;
-    *out = recs;
-    *n_out = n;
+    Record *r = &x->recs[x->n++];
+    memset(r, 0, sizeof *r);
+    int label;
+    for (int k = 0; k < n_fields(x->spec->kind); k++) {
+        DatasetSpec ds = {.path = x->spec->path, .text_column = names[x->spec->kind][k]};
+        if (jsonl_record(&ds, line, len, ln, &r->f[k], &r->len[k], &label, err)) return -1;
+    }
+    return 0;
+}
+
+/* Every non-blank line of the file as a Record. */
+static int read_records(const PrefSpec *spec, Record **out, int *n_out, LfError *err) {
+    Reading x = {.spec = spec};
+    int rc = jsonl_each_line(spec->path, read_record, &x, err);
+    if (!rc && !x.n) rc = lf_fail(err, "%s: no records", spec->path);
+    if (rc) return records_free(x.recs, x.n), -1;
+    *out = x.recs;
+    *n_out = x.n;
     return 0;
 }
 
