@@ -65,7 +65,8 @@ int jsonl_record(const DatasetSpec *spec, const char *line, size_t len, long lin
 /* The lines of a JSONL file: fn(ctx, line, len, lineno, err) for each line that is not blank
  * (spaces, tabs, CRs), without its "\n" or "\r\n" and, on line 1, a UTF-8 BOM. fn returns 0 to
  * go on, 1 to stop there, -1 on an error (in err). Returns 0 or -1; opening and reading errors
- * name the path. Every JSONL reader (labelled examples, corpora, SFT records) reads with it. */
+ * name the path. Every JSONL reader (labelled examples, corpora, SFT records, preference pairs)
+ * reads with it. */
 typedef int (*JsonlLineFn)(void *ctx, const char *line, size_t len, long lineno, LfError *err);
 int jsonl_each_line(const char *path, JsonlLineFn fn, void *ctx, LfError *err);
 
