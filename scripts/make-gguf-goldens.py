@@ -18,6 +18,9 @@ How the blocks are made (seeded, so reruns give the same file):
   - Q4_K, Q5_K, Q6_K (the package dequantises but cannot quantise them): every block is
     random bytes with finite random f16 super-block scales, so all packed 6-bit scale/min
     combinations and high bits occur.
+For F16, BF16 and the 32-value formats it also holds `<type>.source`, the F32 values the
+first rows were quantised from (row 0 starts with edge blocks: zero, constant, rounding ties),
+which tests/test_gguf.c quantises with loraft's quant_quantize and compares byte for byte.
 The file also carries one key of each GGUF value type and three arrays, which the C test
 reads back: a file written by the reference writer, parsed by loraft.
 
@@ -70,21 +73,33 @@ def random_blocks(rng, qtype, rows):
     return raw.reshape(rows, -1)
 
 
+def with_edge_blocks(x):
+    """Row 0's first blocks made hard for a quantiser: all zero, constant, values on the
+    rounding ties of every 4- and 5-bit code, a negative extreme larger than the positive."""
+    x[0, 0:32] = 0
+    x[0, 32:64] = 0.75
+    x[0, 64:96] = np.arange(32, dtype=np.float32) / 2 - 8
+    x[0, 96:128] = np.linspace(-3, 1, 32, dtype=np.float32)
+    return x
+
+
 def make_tensor(rng, qtype):
-    """The raw bytes (rows x bytes per row) of one tensor of qtype."""
+    """The raw bytes (rows x bytes per row) of one tensor of qtype, and the F32 values its
+    first rows quantise (None for the K types, whose blocks are random bytes)."""
     if qtype in K_TYPES:
-        return random_blocks(rng, qtype, ROWS)
+        return random_blocks(rng, qtype, ROWS), None
     if qtype in QUANTISABLE:
-        q = quantize(normal_rows(rng, ROWS - 1), qtype)
-        return np.concatenate([q, random_blocks(rng, qtype, 1)])
+        x = with_edge_blocks(normal_rows(rng, ROWS - 1))
+        q = quantize(x, qtype)
+        return np.concatenate([q, random_blocks(rng, qtype, 1)]), x
     x = normal_rows(rng, ROWS)
     x[2, :len(SPECIAL)] = SPECIAL
     if qtype == T.F32:
-        return x.view(np.uint8)
+        return x.view(np.uint8), None
     if qtype == T.F16:
         with np.errstate(over="ignore"):
-            return x.astype(np.float16).view(np.uint8)
-    return quantize(x, T.BF16)
+            return x.astype(np.float16).view(np.uint8), x
+    return quantize(x, T.BF16), x
 
 
 def add_metadata(w):
@@ -116,10 +131,12 @@ def main():
     w = gguf.GGUFWriter(gguf_path, arch="loraft-golden")
     add_metadata(w)
     for qtype in [T.F32, T.F16, T.BF16] + QUANTISABLE + K_TYPES:
-        raw = make_tensor(rng, qtype)
+        raw, source = make_tensor(rng, qtype)
         expected = dequantize(raw, qtype).astype(np.float32).reshape(ROWS, COLS)
         w.add_tensor(qtype.name, raw, raw_dtype=qtype)
         w.add_tensor(qtype.name + ".expected", expected)
+        if source is not None:
+            w.add_tensor(qtype.name + ".source", source)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -386,7 +386,7 @@ static void test_golden_dequant(void) {
     LfError err;
     CHECK_OK(open_golden(&g, &err), &err);
     if (g.n_tensors == 0) return;
-    CHECK(g.n_tensors == 22);
+    CHECK(g.n_tensors == 29); /* 11 types, their .expected, 7 .source */
     const int64_t shape[2] = {3, 512};
     static float got[3 * 512], want[3 * 512];
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
@@ -402,6 +402,38 @@ static void test_golden_dequant(void) {
                 fprintf(stderr, "  %s: value %d (block %d) is %.9g, gguf gives %.9g\n", types[i], j,
                         j / quant_block_elems(t->type), got[j], want[j]);
         CHECK(bad == 0);
+    }
+    gguf_close(&g);
+}
+
+/* quant_quantize of each `<type>.source` gives the gguf package's blocks byte for byte (rows 0
+ * and 1 of the 32-value types: row 2 is random bytes; all rows of F16 and BF16). */
+static void test_golden_quantize(void) {
+    static const char *const types[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"};
+    Gguf g;
+    LfError err;
+    CHECK_OK(open_golden(&g, &err), &err);
+    if (g.n_tensors == 0) return;
+    static float src[3 * 512];
+    static unsigned char got[3 * 512 * 2];
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.source", types[i]);
+        const GgufTensor *t = gguf_find_tensor(&g, types[i]), *s = gguf_find_tensor(&g, name);
+        CHECK(t && s && s->type == GGML_F32);
+        if (!t || !s) continue;
+        int64_t shape[GGUF_MAX_DIMS];
+        gguf_shape_hf(s, shape);
+        size_t n = (size_t)(shape[0] * shape[1]);
+        size_t bytes = n / quant_block_elems(t->type) * quant_block_bytes(t->type);
+        CHECK_OK(gguf_read_f32(&g, name, 2, shape, src, &err), &err);
+        CHECK_OK(quant_quantize(t->type, src, n, got, &err), &err);
+        size_t bad = 0;
+        while (bad < bytes && got[bad] == ((const unsigned char *)t->data)[bad]) bad++;
+        if (bad < bytes)
+            fprintf(stderr, "  quantise %s: byte %zu (block %zu) differs from the gguf package's\n",
+                    types[i], bad, bad / quant_block_bytes(t->type));
+        CHECK(bad == bytes);
     }
     gguf_close(&g);
 }
@@ -838,6 +870,9 @@ static void test_quant_api(void) {
     CHECK(quant_dequantize(GGML_Q8_0, q8, out, 31) == -1);
     CHECK(quant_dequantize(GGML_Q2_K, q8, out, 0) == -1);
     CHECK(quant_dequantize(GGML_Q8_0, q8, out, 32) == 0 && out[0] == 0);
+    LfError err;
+    CHECK(quant_quantize(GGML_Q4_K, out, 256, q8, &err) == -1 && strstr(err.msg, "Q4_K"));
+    CHECK(quant_quantize(GGML_Q8_0, out, 31, q8, &err) == -1 && strstr(err.msg, "31"));
 }
 
 /* Every KV of the golden (the gguf package's file: each value type, string arrays) copied into a
@@ -912,6 +947,7 @@ int main(void) {
     test_malformed_tensors();
     test_edge_valid();
     test_golden_dequant();
+    test_golden_quantize();
     test_golden_metadata();
     test_round_trip();
     test_write_errors();

@@ -7,8 +7,12 @@
  * ggml defines is known by name and size, so a file holding it still validates, but cannot
  * be dequantised. Written from the format definitions; each value is computed with the
  * same float operations in the same order as the PyPI `gguf` package's numpy reference, so
- * results are bit-identical to it (tests/test_gguf.c). Quantised here (for GGUF export): F32, F16
- * and Q8_0, as ggml's reference quantisers (quantize_row_q8_0_ref). */
+ * results are bit-identical to it (tests/test_gguf.c). The block decoders themselves are in
+ * quant_block.h, shared with the CUDA backend.
+ *
+ * Quantisation (quant_quantize): F32, F16, BF16 and the 32-value types Q8_0, Q4_0, Q4_1, Q5_0,
+ * Q5_1, with ggml's reference rounding (quantize_row_*_ref), so what loraft writes reads back
+ * in llama.cpp and the `gguf` package as ggml's own quantiser would have written it. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -72,9 +76,12 @@ const char *quant_dequantize_list(void);
  * or an n that is not a whole number of blocks. */
 int quant_dequantize(uint32_t type, const void *src, float *dst, int64_t n);
 
-/* Quantises n values (a multiple of the block size) into dst, n / block_elems blocks of
- * block_bytes each. Fails for another type, a partial block, or (Q8_0) a non-finite value. */
+/* Quantises n values (a multiple of the block size) from src into n / block_elems blocks of
+ * type at dst (quant_block_bytes each). Fails (writing nothing) for a type it does not write,
+ * an n that is not a whole number of blocks, or a non-finite value for a block type. */
 int quant_quantize(GgmlType type, const float *src, size_t n, void *dst, LfError *err);
+/* A comma-separated list of the types quant_quantize writes, for error messages. */
+const char *quant_quantize_list(void);
 
 #ifdef __cplusplus
 }

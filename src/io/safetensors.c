@@ -6,6 +6,7 @@
 #include "loraft/safetensors.h"
 
 #include "loraft/fileio.h"
+#include "loraft/quant_block.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -50,10 +51,7 @@ int64_t st_numel(const StTensor *t) {
  * ---- */
 
 float bf16_to_f32(uint16_t h) {
-    uint32_t x = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &x, sizeof f);
-    return f;
+    return qb_bf16(h);
 }
 
 uint16_t f32_to_bf16(float f) {
@@ -64,18 +62,7 @@ uint16_t f32_to_bf16(float f) {
 }
 
 float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, x;
-    if (e == 0) { /* zero or subnormal: m * 2^-24, exact in f32 */
-        float v = (float)m * 0x1p-24f;
-        return sign ? -v : v;
-    }
-    if (e == 0x1f)
-        x = sign | 0x7f800000u | (m << 13);
-    else
-        x = sign | ((e + 112) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &x, sizeof f);
-    return f;
+    return qb_f16(h);
 }
 
 /* Drops the low `shift` bits of v, rounding to nearest, ties to even. */
