@@ -850,6 +850,11 @@ static void test_permute(void) {
         free(gg);
         free(got);
     }
+    /* Packed rows move as whole byte strings (here 3 bytes a row). */
+    const char packed[] = "000222111333";
+    char unpacked[13] = {0};
+    CHECK_OK(gguf_unpermute_packed_rows(packed, unpacked, 4, 3, 1, &err), &err);
+    CHECK(strcmp(unpacked, "000111222333") == 0);
     CHECK_OK(gguf_unpermute_rows(hf4, back, 0, 1, 2, &err), &err); /* empty: nothing moves */
     EXPECT_FAIL(gguf_unpermute_rows(hf4, back, 4, 1, 3, err_), "4 rows cannot be split into 3");
     EXPECT_FAIL(gguf_unpermute_rows(hf4, back, 3, 1, 1, err_), "3 rows");

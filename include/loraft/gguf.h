@@ -187,6 +187,10 @@ int gguf_name_of(const char *arch, const char *hf_name, char *out, size_t cap, G
  * overlap. Fails when rows is not a multiple of 2 * n_head. */
 int gguf_unpermute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
                         LfError *err);
+/* gguf_unpermute_rows on rows of row_bytes bytes each: a quantised tensor's rows (a row is
+ * whole blocks, so the permutation moves blocks unchanged). */
+int gguf_unpermute_packed_rows(const void *in, void *out, int64_t rows, size_t row_bytes,
+                               int n_head, LfError *err);
 /* The converter's direction (HF -> GGUF), for writing GGUF files and adapters. */
 int gguf_permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
                       LfError *err);

@@ -98,6 +98,15 @@ typedef struct Ops {
     void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
                             const float *inp, const float *weight, int N, int C, int OC);
 
+    /* ---- frozen weights kept packed (model.base_dtype bf16 or q) ----
+     * out[rows,cols] = the f32 values of rows row0 .. row0+rows-1 of a matrix of `cols` columns
+     * stored as ggml type `type` (quant.h: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
+     * Q5_K, Q6_K), each row cols / block_elems blocks (cols a multiple of the block size).
+     * Bit-identical to quant_dequantize on every backend (both decode with quant_block.h). The
+     * model dequantises a frozen weight into scratch (ops_dequantize_scratch) and runs
+     * matmul_forward / matmul_backward on it. */
+    void (*dequantize_rows)(float *out, const void *packed, int type, int row0, int rows, int cols);
+
     /* ---- LoRA branch beside a dense layer ----
      * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop = dropout(p, seed)
      * on inp [N,C]; A [R,C], B [OC,R]. Saves u for backward.
@@ -208,6 +217,11 @@ static inline size_t ops_lora_scratch(size_t N, size_t C, size_t R) {
 }
 static inline size_t ops_attention_scratch(size_t B, size_t T, size_t NH) {
     return B * NH * T * T;
+}
+/* A packed frozen weight dequantised for its GEMM: all rows x cols of it (the matmul ops take
+ * contiguous operands, so a tile is the whole matrix; for SmolLM2 3.5 MB). */
+static inline size_t ops_dequantize_scratch(size_t rows, size_t cols) {
+    return rows * cols;
 }
 /* Attention over a cache: the scores of n queries against L keys, per head. */
 static inline size_t ops_attention_cached_scratch(size_t n, size_t L, size_t NH) {

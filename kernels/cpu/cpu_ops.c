@@ -16,6 +16,7 @@
 
 #include "loraft/activation.h"
 #include "loraft/ops.h"
+#include "loraft/quant.h"
 #include "loraft/rng.h"
 
 /* Element-wise loops below this size run on one thread: forking costs more than it saves. */
@@ -277,6 +278,17 @@ static void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const
             for (int o = lo; o < hi; o++) dbias[o] += d[o];
         }
     }
+}
+
+/* out[rows,cols] = rows row0.. of a packed [*, cols] matrix of ggml type `type`, row by row in
+ * parallel (quant.c's decoders: the f32 the GGUF reader gives at load). */
+static void cpu_dequantize_rows(float *out, const void *packed, int type, int row0, int rows,
+                                int cols) {
+    size_t row_bytes = (size_t)cols / quant_block_elems(type) * quant_block_bytes(type);
+    const uint8_t *src = (const uint8_t *)packed + (size_t)row0 * row_bytes;
+#pragma omp parallel for if ((size_t)rows * cols > CPU_PAR_MIN)
+    for (int r = 0; r < rows; r++)
+        quant_dequantize(type, src + (size_t)r * row_bytes, out + (size_t)r * cols, cols);
 }
 
 /* ---- element-wise (dropout first: the LoRA branch uses it) ---- */
@@ -658,6 +670,7 @@ const Ops ops_cpu = {
     .swiglu_backward = cpu_swiglu_backward,
     .matmul_forward = cpu_matmul_forward,
     .matmul_backward = cpu_matmul_backward,
+    .dequantize_rows = cpu_dequantize_rows,
     .lora_forward = cpu_lora_forward,
     .lora_backward = cpu_lora_backward,
     .attention_forward = cpu_attention_forward,

@@ -171,6 +171,7 @@ extern "C" const Ops ops_cuda = {
     .swiglu_backward = cuda_swiglu_backward,
     .matmul_forward = cuda_matmul_forward,
     .matmul_backward = cuda_matmul_backward,
+    .dequantize_rows = cuda_dequantize_rows,
     .lora_forward = cuda_lora_forward,
     .lora_backward = cuda_lora_backward,
     .attention_forward = cuda_attention_forward,

@@ -117,6 +117,7 @@ void cuda_matmul_forward(float *out, const float *inp, const float *weight, cons
                          int N, int C, int OC);
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                           const float *inp, const float *weight, int N, int C, int OC);
+void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, int rows, int cols);
 void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
                        int R);

@@ -300,11 +300,11 @@ int gguf_name_of(const char *arch, const char *hf_name, char *out, size_t cap, G
 
 /* ------------------------------------------------------------- Q/K permutation ---- */
 
-/* Moves rows between the two layouts of each head: GGUF row 2i + j <-> HF row
- * j * half + i. to_hf selects the direction. */
-static int permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
+/* Moves rows of row_bytes bytes between the two layouts of each head: GGUF row 2i + j <-> HF
+ * row j * half + i. to_hf selects the direction. */
+static int permute_rows(const void *in, void *out, int64_t rows, size_t row_bytes, int n_head,
                         int to_hf, LfError *err) {
-    if (n_head <= 0 || rows < 0 || cols < 0 || rows % (2 * (int64_t)n_head) != 0)
+    if (n_head <= 0 || rows < 0 || rows % (2 * (int64_t)n_head) != 0)
         return lf_fail(err,
                        "Q/K permutation: %" PRId64 " rows cannot be split into %d heads "
                        "of an even number of rows",
@@ -315,17 +315,25 @@ static int permute_rows(const float *in, float *out, int64_t rows, int64_t cols,
             for (int64_t j = 0; j < 2; j++) {
                 int64_t g = h * head_dim + 2 * i + j, f = h * head_dim + j * half + i;
                 int64_t src = to_hf ? g : f, dst = to_hf ? f : g;
-                memcpy(out + dst * cols, in + src * cols, (size_t)cols * sizeof *out);
+                memcpy((char *)out + dst * row_bytes, (const char *)in + src * row_bytes,
+                       row_bytes);
             }
     return 0;
 }
 
 int gguf_unpermute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
                         LfError *err) {
-    return permute_rows(in, out, rows, cols, n_head, 1, err);
+    if (cols < 0) return lf_fail(err, "Q/K permutation: %" PRId64 " columns", cols);
+    return permute_rows(in, out, rows, (size_t)cols * sizeof *in, n_head, 1, err);
 }
 
 int gguf_permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head,
                       LfError *err) {
-    return permute_rows(in, out, rows, cols, n_head, 0, err);
+    if (cols < 0) return lf_fail(err, "Q/K permutation: %" PRId64 " columns", cols);
+    return permute_rows(in, out, rows, (size_t)cols * sizeof *in, n_head, 0, err);
+}
+
+int gguf_unpermute_packed_rows(const void *in, void *out, int64_t rows, size_t row_bytes,
+                               int n_head, LfError *err) {
+    return permute_rows(in, out, rows, row_bytes, n_head, 1, err);
 }

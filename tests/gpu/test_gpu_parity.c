@@ -25,6 +25,8 @@
 
 #include "check.h"
 #include "loraft/ops.h"
+#include "loraft/quant.h"
+#include "loraft/safetensors.h" /* f32_to_f16 */
 #include "loraft/rng.h"
 
 static const Ops *ref = &ops_cpu, *dut;
@@ -322,6 +324,44 @@ static void test_matmul(int N, int C, int OC, int with_bias, int grads) {
     if (dx) compare("dinp", dx, GEMM_TOL);
     if (dW) compare("dw", dW, GEMM_TOL);
     if (db) compare("db", db, GEMM_TOL);
+    pairs_free();
+}
+
+/* ---- packed frozen weights ---- */
+
+/* A [rows, cols] matrix of ggml type `type`: quant_quantize of random values where loraft
+ * quantises; for the K types random bytes with finite random f16 scales (at the offsets
+ * quant_block.h reads d and dmin), so every code and packed scale occurs. */
+static Pair *pair_packed(int type, int rows, int cols) {
+    size_t n = (size_t)rows * cols, bb = quant_block_bytes(type);
+    size_t bytes = n / quant_block_elems(type) * bb;
+    uint8_t *h = malloc(bytes);
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = 3.0f * (2.0f * rng_next_uniform(&rng) - 1.0f);
+    LfError err;
+    if (quant_quantize(type, x, n, h, &err)) {
+        for (size_t i = 0; i < bytes; i++) h[i] = (uint8_t)rng_next(&rng);
+        for (size_t b = 0; b < bytes; b += bb) {
+            size_t at = type == GGML_Q6_K ? 208 : 0, count = type == GGML_Q6_K ? 1 : 2;
+            for (size_t k = 0; k < count; k++) {
+                uint16_t d = f32_to_f16(0.01f * rng_next_uniform(&rng));
+                h[b + at + 2 * k] = (uint8_t)d, h[b + at + 2 * k + 1] = (uint8_t)(d >> 8);
+            }
+        }
+    }
+    Pair *p = pair_upload(h, bytes);
+    free(h);
+    free(x);
+    return p;
+}
+
+/* Rows row0 .. row0+rows-1 of a [total, cols] matrix, bit for bit. */
+static void test_dequantize(int type, int total, int cols, int row0, int rows) {
+    Pair *w = pair_packed(type, total, cols), *out = pair_new((size_t)rows * cols * sizeof(float));
+    BACKENDS(b, o) o->dequantize_rows(F(out, b), w->mem[b], type, row0, rows, cols);
+    NAME("dequantize_rows %s [%d,%d] rows %d..%d", quant_type_name(type), total, cols, row0,
+         row0 + rows);
+    compare("out", out, EXACT);
     pairs_free();
 }
 
@@ -637,6 +677,13 @@ int main(void) {
     test_matmul(37, 67, 45, 1, G_DW); /* only some gradients: the skip paths */
     test_matmul(37, 67, 45, 1, G_DINP);
     test_matmul(37, 67, 45, 1, G_DB);
+    static const int packed[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_1,
+                                 GGML_Q5_0, GGML_Q5_1, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
+    for (int t = 0; t < 11; t++) {
+        test_dequantize(packed[t], 3, 512, 0, 3);
+        test_dequantize(packed[t], 7, 768, 2, 4); /* rows from the middle */
+    }
+    test_dequantize(GGML_Q4_1, 1536, 576, 0, 1536);    /* SmolLM2's MLP weight, whole */
     static const int ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant + cuBLAS */
     for (int r = 0; r < 6; r++) {
         test_lora(1, 13, 7, ranks[r], 0.0f, G_ALL);
