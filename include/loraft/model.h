@@ -34,6 +34,12 @@ typedef struct DpoSpec {
     float label_smoothing; /* sigmoid only: the share of pairs assumed mislabelled (cDPO) */
 } DpoSpec;
 
+/* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to
+ * nearest even at load); or q, a GGUF file's own blocks (Q4_1, Q8_0, ...; QLoRA-style),
+ * dequantised into op scratch for each GEMM. Only frozen Linear weights are packed: embeddings,
+ * norms, biases, the LM head, LoRA A/B and every trainable tensor stay f32. */
+typedef enum BaseDtype { BASE_F32, BASE_BF16, BASE_Q } BaseDtype;
+
 #define LORA_MAX_TARGETS 16
 #define LORA_MAX_SAVE 8
 
@@ -48,7 +54,8 @@ typedef struct TrainSpec {
     int n_targets; /* 0: the architecture's default (model_create fills it in) */
     char modules_to_save[LORA_MAX_SAVE][64]; /* none: the objective's default */
     int n_modules_to_save;
-    DpoSpec dpo; /* TASK_DPO */
+    DpoSpec dpo;          /* TASK_DPO */
+    BaseDtype base_dtype; /* frozen dense weights: f32, bf16 or the GGUF blocks */
 } TrainSpec;
 
 /* Preference pairs of the last forward (TASK_DPO, TASK_REWARD): sums over the batch's pairs of
@@ -66,9 +73,13 @@ typedef struct Param {
     int ndim;
     int64_t shape[2];
     size_t numel;
-    float *value; /* into Model.values */
-    float *grad;  /* into Model.grads; NULL when frozen */
-    int decay;    /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
+    float *value; /* into Model.values; NULL for a packed weight */
+    void *packed; /* a frozen dense weight kept packed (model.base_dtype): [shape[0]] rows of
+                     shape[1] values as ggml type dtype, in Model.packed; else NULL */
+    int dtype;    /* GgmlType of the stored values: GGML_F32 unless packed */
+    size_t packed_bytes;
+    float *grad; /* into Model.grads; NULL when frozen */
+    int decay;   /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
     int is_lora, in_checkpoint;
     int is_norm; /* a norm's weight or bias: initialised to 1 / 0 */
     int pad_row; /* an embedding's padding_idx row, zero at initialisation; -1: none */
@@ -113,8 +124,11 @@ typedef struct Model {
 
     Param *params; /* the table, in checkpoint order, then LoRA tensors */
     int n_params, max_params;
-    float *values, *grads; /* backend memory */
+    float *values, *grads; /* backend memory: the f32 parameters, the gradients */
     size_t n_values, n_grads;
+    void *packed; /* backend memory: the packed frozen weights (Param.packed) */
+    size_t n_packed_bytes;
+    size_t n_all;        /* elements of every parameter, packed or not */
     size_t n_base;       /* parameters of the HF model (without LoRA) */
     size_t n_saved_copy; /* modules_to_save parameters (PEFT counts them twice) */
     Linear **linears;    /* every dense layer in table order: the LoRA candidates */
@@ -161,8 +175,8 @@ typedef struct Model {
 
 /* Builds the model from a config and a parameter source:
  * dir != NULL: loads dir/model.safetensors (HF names, with or without the "distilbert." /
- *   "bert." prefix); missing head tensors are initialised as HF does and listed in
- *   *missing_report (may be NULL);
+ *   "bert." prefix), or a .gguf file; missing head tensors are initialised as HF does and
+ *   listed in *missing_report (may be NULL);
  * dir == NULL: all base weights initialised from seed as HF's _init_weights does. */
 int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const Ops *ops,
                  const char *dir, uint64_t seed, int max_batch, int max_len, char *missing_report,
@@ -202,24 +216,29 @@ int model_decode(Model *m, const int32_t *ids, int n, LfError *err);
 /* Parameters: counts as PEFT prints them. */
 size_t model_trainable_count(const Model *m);
 size_t model_all_count(const Model *m);
+/* Bytes the parameters take in backend memory: f32 values plus packed weights. */
+size_t model_weight_bytes(const Model *m);
 Param *model_find_param(Model *m, const char *name);
 
 /* Strategy and names. */
 int strategy_parse(const char *s, Strategy *out, LfError *err);
 const char *strategy_name(Strategy s);
+int base_dtype_parse(const char *s, BaseDtype *out, LfError *err); /* "f32", "bf16", "q" */
+const char *base_dtype_name(BaseDtype d);
 void train_spec_defaults(TrainSpec *s);
 Task arch_task(Arch arch); /* the task an architecture's head is for by default */
 /* The task of an adapter whose PEFT task_type gave t, on an architecture: SEQ_CLS on a decoder
  * is a reward model. */
 Task arch_adapter_task(Arch arch, Task t);
 
-/* Host f32 copies of every parameter: (*slot)[i] holds params[i]'s values; with merge,
- * W += scale * B A folded into every adapted linear of the copy. Returns the one allocation
- * behind them (NULL on failure); the caller frees it and *slot. */
+/* Host f32 copies of every parameter (packed weights dequantised): (*slot)[i] holds
+ * params[i]'s values; with merge, W += scale * B A folded into every adapted linear of the
+ * copy. Returns the one allocation behind them (NULL on failure); the caller frees it and
+ * *slot. */
 float *model_host_weights(Model *m, int merge, float ***slot, LfError *err);
 
-/* Writes every base parameter (not LoRA) to path as safetensors, HF names; with
- * merge_lora, W += scale * B A first (in the written copy only). */
+/* Writes every base parameter (not LoRA) to path as safetensors, HF names, in f32 (packed
+ * weights dequantised); with merge_lora, W += scale * B A first (in the written copy only). */
 int model_save_weights(Model *m, const char *path, int merge_lora, LfError *err);
 
 #ifdef __cplusplus

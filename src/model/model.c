@@ -36,6 +36,21 @@ const char *strategy_name(Strategy s) {
     return strategy_names[s];
 }
 
+static const char *base_dtype_names[] = {"f32", "bf16", "q"};
+
+int base_dtype_parse(const char *s, BaseDtype *out, LfError *err) {
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, base_dtype_names[i])) {
+            *out = (BaseDtype)i;
+            return 0;
+        }
+    return lf_fail(err, "unknown base dtype '%s' (expected f32, bf16 or q)", s);
+}
+
+const char *base_dtype_name(BaseDtype d) {
+    return base_dtype_names[d];
+}
+
 void train_spec_defaults(TrainSpec *s) {
     memset(s, 0, sizeof *s);
     s->strategy = STRATEGY_LORA;
@@ -76,6 +91,7 @@ Param *model_param(Model *m, int decay, int d0, int d1, const char *fmt, ...) {
     p->decay = decay;
     p->in_checkpoint = 1;
     p->pad_row = -1;
+    p->dtype = GGML_F32;
     return p;
 }
 
@@ -234,12 +250,57 @@ static void init_missing(const Model *m, const Param *p, float *dst, Rng *r, cha
         strcat(strcat(report, report[0] ? ", " : ""), p->name);
 }
 
-/* Reads every GGUF tensor into the parameter of its HF name, dequantised, Q/K rows back in
- * HF's RoPE layout; every base parameter must be found once, but a task head outside the base
- * model (a reward model's score) is initialised and reported, and a reward model has no use for
- * the LM head (transformers' AutoModelForSequenceClassification drops it too). */
-static int load_gguf_weights(Model *m, const char *path, float *host, Rng *r, char *report,
+/* Where the loaders put the values: f32 parameters into the host image of m->values (uploaded
+ * at the end), packed ones through a staging buffer straight to their backend memory. */
+typedef struct Loader {
+    Model *m;
+    float *host;    /* [m->n_values] */
+    float *f32;     /* a packed weight's f32 values, [its numel] */
+    uint8_t *bytes; /* its packed bytes */
+} Loader;
+
+/* Where a loader writes p's f32 values; then load_store. */
+static float *load_dst(const Loader *ld, const Param *p) {
+    return p->packed ? ld->f32 : ld->host + (p->value - ld->m->values);
+}
+
+/* A packed weight's f32 values (in ld->f32), rounded to its type and uploaded. */
+static int load_store(const Loader *ld, const Param *p, LfError *err) {
+    if (!p->packed) return 0;
+    if (quant_quantize(p->dtype, ld->f32, p->numel, ld->bytes, err))
+        return lf_wrap(err, "%s", p->name);
+    ld->m->ops->upload(p->packed, ld->bytes, p->packed_bytes);
+    return 0;
+}
+
+/* base_dtype q: the GGUF tensor's blocks as they are (rows un-permuted for Q/K). */
+static int load_blocks(const Loader *ld, const Param *p, const Gguf *g, const GgufTensor *t,
+                       GgufFix fix, int heads, LfError *err) {
+    int64_t shape[GGUF_MAX_DIMS];
+    if (gguf_shape_hf(t, shape) != 2 || shape[0] != p->shape[0] || shape[1] != p->shape[1] ||
+        t->nbytes != p->packed_bytes)
+        return lf_fail(err, "%s: tensor '%s' is not the [%lld, %lld] %s matrix of %s", g->path,
+                       t->name, (long long)p->shape[0], (long long)p->shape[1],
+                       quant_type_name(p->dtype), p->name);
+    const void *rows = t->data;
+    if (fix == GGUF_FIX_UNPERMUTE_Q || fix == GGUF_FIX_UNPERMUTE_K) {
+        if (gguf_unpermute_packed_rows(t->data, ld->bytes, p->shape[0],
+                                       p->packed_bytes / p->shape[0], heads, err))
+            return -1;
+        rows = ld->bytes;
+    }
+    ld->m->ops->upload(p->packed, rows, p->packed_bytes);
+    return 0;
+}
+
+/* Reads every GGUF tensor into the parameter of its HF name: dequantised, Q/K rows back in
+ * HF's RoPE layout, or (base_dtype q) its blocks; every base parameter must be found once, but
+ * a task head outside the base model (a reward model's score) is initialised and reported, and
+ * a reward model has no use for the LM head (transformers' AutoModelForSequenceClassification
+ * drops it too). */
+static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *report,
                              size_t report_cap, LfError *err) {
+    Model *m = ld->m;
     Gguf g;
     if (gguf_open(&g, path, err)) return -1;
     char *seen = calloc((size_t)m->n_params, 1);
@@ -259,8 +320,12 @@ static int load_gguf_weights(Model *m, const char *path, float *host, Rng *r, ch
             break;
         }
         seen[p - m->params] = 1;
-        float *dst = host + (p->value - m->values);
         int heads = fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
+        if (p->packed && m->spec.base_dtype == BASE_Q) {
+            rc = load_blocks(ld, p, &g, &g.tensors[t], fix, heads, err);
+            continue;
+        }
+        float *dst = load_dst(ld, p);
         float *tmp = fix == GGUF_FIX_NONE ? dst : malloc(p->numel * sizeof *tmp);
         rc = !tmp ? lf_fail(err, "out of memory")
                   : gguf_read_f32(&g, g.tensors[t].name, p->ndim, p->shape, tmp, err);
@@ -269,16 +334,17 @@ static int load_gguf_weights(Model *m, const char *path, float *host, Rng *r, ch
                      ? lf_fail(err, "%s: transposed (GPT-2) tensors are not supported yet", path)
                      : gguf_unpermute_rows(tmp, dst, p->shape[0], p->shape[1], heads, err);
         if (tmp != dst) free(tmp);
+        if (!rc) rc = load_store(ld, p, err);
     }
     gguf_close(&g);
     const char *prefix = m->arch->prefix;
     if (report && report_cap) report[0] = 0;
     for (int i = 0; i < m->n_params && !rc; i++) {
         Param *p = &m->params[i];
-        float *dst = host + (p->value - m->values);
-        if (!p->in_checkpoint || (!seen[i] && strncmp(p->name, prefix, strlen(prefix))))
-            init_missing(m, p, dst, r, p->in_checkpoint ? report : NULL, report_cap);
-        else if (!seen[i])
+        if (!p->in_checkpoint || (!seen[i] && strncmp(p->name, prefix, strlen(prefix)))) {
+            init_missing(m, p, load_dst(ld, p), r, p->in_checkpoint ? report : NULL, report_cap);
+            rc = load_store(ld, p, err);
+        } else if (!seen[i])
             rc = lf_fail(err, "%s: tensor '%s' not found", path, p->name);
     }
     free(seen);
@@ -292,8 +358,9 @@ static int ends_with(const char *s, const char *suffix) {
 
 /* Reads base weights from dir/model.safetensors (names with or without the model prefix);
  * missing head tensors are initialised and reported, any other missing tensor is an error. */
-static int load_weights(Model *m, const char *dir, float *host, Rng *r, char *report,
-                        size_t report_cap, LfError *err) {
+static int load_weights(const Loader *ld, const char *dir, Rng *r, char *report, size_t report_cap,
+                        LfError *err) {
+    Model *m = ld->m;
     char path[4200];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     SafeTensors st;
@@ -304,7 +371,7 @@ static int load_weights(Model *m, const char *dir, float *host, Rng *r, char *re
     int rc = 0;
     for (int i = 0; i < m->n_params && !rc; i++) {
         Param *p = &m->params[i];
-        float *dst = host + (p->value - m->values);
+        float *dst = load_dst(ld, p);
         if (!p->in_checkpoint) {
             param_init(m, p, dst, r);
             continue;
@@ -319,6 +386,7 @@ static int load_weights(Model *m, const char *dir, float *host, Rng *r, char *re
         } else {
             rc = lf_fail(err, "%s: tensor '%s' not found", path, p->name);
         }
+        if (!rc) rc = load_store(ld, p, err);
     }
     safetensors_close(&st);
     return rc;
@@ -360,9 +428,11 @@ static size_t max_size(size_t a, size_t b) {
 static size_t scratch_floats(const Model *m) {
     size_t B = m->max_batch, T = m->max_len, R = m->spec.r;
     size_t need = ops_attention_scratch(B, T, m->cfg.num_heads);
-    for (int i = 0; i < m->n_linears; i++)
-        if (m->linears[i]->lora)
-            need = max_size(need, ops_lora_scratch(B * T, (size_t)m->linears[i]->in, R));
+    for (int i = 0; i < m->n_linears; i++) {
+        const Linear *l = m->linears[i];
+        if (l->lora) need = max_size(need, ops_lora_scratch(B * T, (size_t)l->in, R));
+        if (l->w->packed) need = max_size(need, ops_dequantize_scratch(l->out, l->in));
+    }
     return need;
 }
 
@@ -447,14 +517,87 @@ static int build_table(Model *m, LfError *err) {
     if (m->arch->build(m, err)) return -1;
     if (m->spec.strategy == STRATEGY_LORA && attach_loras(m, err)) return -1;
     for (int i = 0; i < m->n_params; i++) {
-        m->n_values += m->params[i].numel;
+        m->n_all += m->params[i].numel;
         if (m->params[i].in_checkpoint) m->n_base += m->params[i].numel;
     }
+    return 0;
+}
+
+/* A dense weight that base_dtype bf16 / q packs: frozen, and not the LM head (the objective
+ * reads it whole, in chunks). */
+static int packable(const Model *m, const Linear *l) {
+    return !l->w->grad && l != m->head;
+}
+
+/* base_dtype q: each packable weight keeps its GGUF tensor's type; an F32 tensor stays f32. */
+static int gguf_storage(Model *m, const char *path, LfError *err) {
+    Gguf g;
+    if (gguf_open(&g, path, err)) return -1;
+    int rc = 0;
+    for (int i = 0; i < m->n_linears && !rc; i++) {
+        Param *w = m->linears[i]->w;
+        char name[GGUF_MAX_NAME];
+        GgufFix fix;
+        if (!packable(m, m->linears[i])) continue;
+        rc = gguf_name_of(m->arch->name, w->name, name, sizeof name, &fix, err);
+        const GgufTensor *t = rc ? NULL : gguf_find_tensor(&g, name);
+        if (!rc && !t) rc = lf_fail(err, "%s: tensor '%s' (%s) not found", path, name, w->name);
+        if (!rc && t->type != GGML_F32 && quant_can_dequantize(t->type)) w->dtype = (int)t->type;
+    }
+    gguf_close(&g);
+    return rc;
+}
+
+/* Which frozen dense weights are packed, and as what (model.base_dtype). */
+static int choose_storage(Model *m, const char *dir, LfError *err) {
+    BaseDtype d = m->spec.base_dtype;
+    if (d == BASE_F32) return 0;
+    if (m->spec.strategy == STRATEGY_FULL)
+        return lf_fail(err,
+                       "model.base_dtype %s stores frozen weights, and train.strategy full "
+                       "freezes none: use base_dtype f32",
+                       base_dtype_name(d));
+    if (d == BASE_Q && !(dir && ends_with(dir, ".gguf")))
+        return lf_fail(err,
+                       "model.base_dtype q keeps a GGUF file's quantised blocks, and %s is not a "
+                       ".gguf file (use bf16 or f32)",
+                       dir ? dir : "a model initialised from a seed");
+    if (d == BASE_Q) return gguf_storage(m, dir, err);
+    for (int i = 0; i < m->n_linears; i++)
+        if (packable(m, m->linears[i])) m->linears[i]->w->dtype = GGML_BF16;
+    return 0;
+}
+
+/* Allocates the f32 values and the packed weights and points every parameter into them. */
+static int allocate_values(Model *m, LfError *err) {
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        if (p->dtype == GGML_F32) {
+            m->n_values += p->numel;
+            continue;
+        }
+        int be = quant_block_elems(p->dtype);
+        if (p->shape[1] % be)
+            return lf_fail(err, "%s: %lld columns are not whole %s blocks of %d", p->name,
+                           (long long)p->shape[1], quant_type_name(p->dtype), be);
+        p->packed_bytes = (size_t)p->shape[0] * (p->shape[1] / be) * quant_block_bytes(p->dtype);
+        m->n_packed_bytes += (p->packed_bytes + 63) & ~(size_t)63;
+    }
     m->values = m->ops->alloc(m->n_values * sizeof(float));
-    if (!m->values) return lf_fail(err, "out of memory for %zu weights", m->n_values);
-    size_t off = 0;
-    for (int i = 0; i < m->n_params; i++)
-        m->params[i].value = m->values + off, off += m->params[i].numel;
+    m->packed = m->n_packed_bytes ? m->ops->alloc(m->n_packed_bytes) : NULL;
+    if (!m->values || (m->n_packed_bytes && !m->packed))
+        return lf_fail(err, "out of memory for %zu weights and %zu packed bytes", m->n_values,
+                       m->n_packed_bytes);
+    size_t off = 0, at = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        if (p->dtype == GGML_F32) {
+            p->value = m->values + off, off += p->numel;
+        } else {
+            p->packed = (char *)m->packed + at;
+            at += (p->packed_bytes + 63) & ~(size_t)63;
+        }
+    }
     return 0;
 }
 
@@ -462,21 +605,33 @@ static int build_table(Model *m, LfError *err) {
  * initialisation from seed. */
 static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_report,
                        size_t report_cap, LfError *err) {
-    float *host = malloc(m->n_values * sizeof(float));
-    if (!host) return lf_fail(err, "out of memory");
+    size_t most = 0, most_bytes = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].packed) {
+            most = max_size(most, m->params[i].numel);
+            most_bytes = max_size(most_bytes, m->params[i].packed_bytes);
+        }
+    Loader ld = {m, malloc(m->n_values * sizeof(float)), malloc(most * sizeof(float) + 1),
+                 malloc(most_bytes + 1)};
     Rng rng = {seed, 0};
     int rc = 0;
     if (missing_report && report_cap) missing_report[0] = 0; /* a GGUF or no dir: none */
-    if (dir && ends_with(dir, ".gguf")) {
-        rc = load_gguf_weights(m, dir, host, &rng, missing_report, report_cap, err);
+    if (!ld.host || !ld.f32 || !ld.bytes) {
+        rc = lf_fail(err, "out of memory");
+    } else if (dir && ends_with(dir, ".gguf")) {
+        rc = load_gguf_weights(&ld, dir, &rng, missing_report, report_cap, err);
     } else if (dir) {
-        rc = load_weights(m, dir, host, &rng, missing_report, report_cap, err);
+        rc = load_weights(&ld, dir, &rng, missing_report, report_cap, err);
     } else {
-        for (int i = 0; i < m->n_params; i++)
-            param_init(m, &m->params[i], host + (m->params[i].value - m->values), &rng);
+        for (int i = 0; i < m->n_params && !rc; i++) {
+            param_init(m, &m->params[i], load_dst(&ld, &m->params[i]), &rng);
+            rc = load_store(&ld, &m->params[i], err);
+        }
     }
-    if (!rc) m->ops->upload(m->values, host, m->n_values * sizeof(float));
-    free(host);
+    if (!rc) m->ops->upload(m->values, ld.host, m->n_values * sizeof(float));
+    free(ld.host);
+    free(ld.f32);
+    free(ld.bytes);
     return rc;
 }
 
@@ -501,7 +656,8 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     m->seq_scores = calloc((size_t)max_batch, sizeof *m->seq_scores);
     if (!m->host_losses || !m->host_labels || !m->seq_scores)
         return model_free(m), lf_fail(err, "out of memory");
-    if (build_table(m, err) || assign_gradients(m, err) || activations_create(m, err) ||
+    if (build_table(m, err) || assign_gradients(m, err) || choose_storage(m, dir, err) ||
+        allocate_values(m, err) || activations_create(m, err) ||
         load_values(m, dir, seed, missing_report, report_cap, err))
         return model_free(m), -1;
     return ops->status(err) ? (model_free(m), -1) : 0;
@@ -519,6 +675,7 @@ static void cache_free(Model *m) {
 void model_free(Model *m) {
     if (m->ops) {
         m->ops->free(m->values);
+        m->ops->free(m->packed);
         m->ops->free(m->grads);
         m->ops->free(m->act_mem);
         m->ops->free(m->ids);
@@ -545,8 +702,11 @@ size_t model_trainable_count(const Model *m) {
 
 /* PEFT counts a modules_to_save module twice (the frozen original and the trained copy). */
 size_t model_all_count(const Model *m) {
-    size_t lora = m->n_values - m->n_base;
-    return m->n_base + lora + m->n_saved_copy;
+    return m->n_all + m->n_saved_copy;
+}
+
+size_t model_weight_bytes(const Model *m) {
+    return m->n_values * sizeof(float) + m->n_packed_bytes;
 }
 
 Param *model_find_param(Model *m, const char *name) {
@@ -594,10 +754,18 @@ uint64_t model_site(uint64_t seed, int layer, int which) {
     return rng_hash(seed, (uint64_t)layer * 16 + (uint64_t)which);
 }
 
+/* l's weight as f32 for one GEMM: its values, or its packed rows dequantised into the op
+ * scratch, which is free again once the GEMM is done (the LoRA branch after it reuses it). */
+static const float *base_weight(Model *m, const Linear *l) {
+    if (!l->w->packed) return l->w->value;
+    m->ops->dequantize_rows(m->scratch, l->w->packed, l->w->dtype, 0, l->out, l->in);
+    return m->scratch;
+}
+
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                     uint64_t seed) {
     const Ops *o = m->ops;
-    o->matmul_forward(out, inp, l->w->value, l->b ? l->b->value : NULL, N, l->in, l->out);
+    o->matmul_forward(out, inp, base_weight(m, l), l->b ? l->b->value : NULL, N, l->in, l->out);
     if (l->lora && !m->adapters_off)
         o->lora_forward(out, l->lora->u, inp, l->lora->A->value, l->lora->B->value, l->lora->scale,
                         p, seed, m->scratch, N, l->in, l->out, m->spec.r);
@@ -606,8 +774,8 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
                      float p, uint64_t seed) {
     const Ops *o = m->ops;
-    o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, l->w->value, N, l->in,
-                       l->out);
+    const float *W = dinp ? base_weight(m, l) : l->w->value; /* a packed W has no dW */
+    o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, l->in, l->out);
     if (l->lora)
         o->lora_backward(dinp, l->lora->A->grad, l->lora->B->grad, dout, inp, l->lora->u,
                          l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed, m->scratch,
@@ -721,16 +889,36 @@ static void merge_lora(float *W, const float *A, const float *Bm, float scale, i
         }
 }
 
+/* Packed weights, dequantised on the host into out (quant.c: the same bits as
+ * dequantize_rows), one after the other in table order; slot[i] points at params[i]'s. */
+static int unpack_to_host(Model *m, float *out, float **slot, LfError *err) {
+    uint8_t *bytes = malloc(m->n_packed_bytes + 1);
+    if (!bytes) return lf_fail(err, "out of memory for %zu packed bytes", m->n_packed_bytes);
+    if (m->n_packed_bytes) m->ops->download(bytes, m->packed, m->n_packed_bytes);
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        if (!p->packed) continue;
+        quant_dequantize(p->dtype, bytes + ((uint8_t *)p->packed - (uint8_t *)m->packed), out,
+                         (int64_t)p->numel);
+        slot[i] = out;
+        out += p->numel;
+    }
+    free(bytes);
+    return 0;
+}
+
 float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
-    float *host = malloc(m->n_values * sizeof(float));
+    float *host = malloc(m->n_all * sizeof(float)); /* f32 values, then the unpacked ones */
     *slot = calloc(m->n_params, sizeof **slot);
-    if (!host || !*slot) {
+    int rc = host && *slot ? unpack_to_host(m, host + m->n_values, *slot, err)
+                           : lf_fail(err, "out of memory for a host copy of %zu weights", m->n_all);
+    if (rc) {
         free(host), free(*slot), *slot = NULL;
-        lf_fail(err, "out of memory for a host copy of %zu weights", m->n_values);
         return NULL;
     }
     m->ops->download(host, m->values, m->n_values * sizeof(float));
-    for (int i = 0; i < m->n_params; i++) (*slot)[i] = host + (m->params[i].value - m->values);
+    for (int i = 0; i < m->n_params; i++)
+        if (!m->params[i].packed) (*slot)[i] = host + (m->params[i].value - m->values);
     for (int i = 0; merge && i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
         merge_lora((*slot)[lo->base->w - m->params], (*slot)[lo->A - m->params],
