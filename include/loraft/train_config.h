@@ -25,6 +25,7 @@ typedef struct TrainConfig {
     char tokenizer[CFG_PATH];    /* "" = same as model */
     char task[16];               /* "classification" | "causal-lm" | "sft" | "dpo" | "reward" */
     char device[16];             /* "auto" | "cpu" | "cuda" */
+    char base_dtype[8];          /* "f32" | "bf16" | "q": frozen dense weights */
     int num_labels;              /* 0 = from the model config (or from labels) */
     char labels[MAX_LABELS][64]; /* label names in id order, e.g. ["neg","pos"] */
     int n_labels;

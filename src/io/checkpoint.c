@@ -231,8 +231,10 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     if (!c) return -1;
     char path[4200];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    BaseDtype base_dtype = spec->base_dtype; /* how the base is stored is not the adapter's */
     train_spec_defaults(spec);
     spec->strategy = STRATEGY_LORA;
+    spec->base_dtype = base_dtype;
     const cJSON *type = cJSON_GetObjectItem(c, "peft_type"), *bias = cJSON_GetObjectItem(c, "bias"),
                 *base = cJSON_GetObjectItem(c, "base_model_name_or_path"),
                 *task = cJSON_GetObjectItem(c, "task_type");
@@ -295,14 +297,15 @@ int adapter_load_weights(Model *m, const char *dir, LfError *err) {
 
 /* ---- model directories ---- */
 
-int model_open(Model *m, const char *model_dir, const char *adapter_dir, const Ops *ops,
-               int max_batch, int max_len, LfError *err) {
+int model_open(Model *m, const char *model_dir, const char *adapter_dir, BaseDtype base_dtype,
+               const Ops *ops, int max_batch, int max_len, LfError *err) {
     ModelConfig cfg;
     TrainSpec spec;
     if (model_config_load(&cfg, model_dir, err)) return -1;
     train_spec_defaults(&spec);
     spec.strategy = STRATEGY_HEAD;
     spec.task = arch_task(cfg.arch);
+    spec.base_dtype = base_dtype;
     if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
     spec.task = arch_adapter_task(cfg.arch, spec.task);
     if (max_len <= 0) max_len = cfg.max_positions;

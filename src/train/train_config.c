@@ -55,6 +55,11 @@ static const Key keys[] = {
              "(decoders)."},
     {"model", "device", T_STR, AT(device), .def = "\"auto\"", .choices = "auto|cpu|cuda",
      .help = "Where to train; auto = cuda when a GPU is usable, else cpu."},
+    {"model", "base_dtype", T_STR, AT(base_dtype), .def = "\"f32\"", .choices = "f32|bf16|q",
+     .help = "How frozen dense-layer weights are stored: f32; bf16 (rounded at load, half the "
+             "memory); q (a .gguf file's own quantised blocks, QLoRA-style, dequantised for each "
+             "GEMM). Embeddings, norms, biases, the LM head and everything that trains stay f32; "
+             "bf16 and q need a frozen base (not lora.strategy full)."},
     {"model", "num_labels", T_INT, AT(num_labels), .def = "0", RANGE(0, MAX_LABELS),
      .help = "Number of classes; 0 = from `labels`, else from the model's config.json."},
     {"model", "labels", T_LIST, AT_LIST(labels, n_labels), .def = "[]",

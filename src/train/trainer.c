@@ -153,7 +153,8 @@ static const char *tokenizer_dir(const TrainConfig *c) {
 
 static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, int *rc) {
     train_spec_defaults(s);
-    *rc = strategy_parse(c->strategy, &s->strategy, err);
+    *rc = strategy_parse(c->strategy, &s->strategy, err) ||
+          base_dtype_parse(c->base_dtype, &s->base_dtype, err);
     s->r = c->r;
     s->alpha = c->alpha;
     s->dropout = c->dropout;
@@ -453,9 +454,12 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     if (adapter_dir && adapter_load_weights(&r->model, adapter_dir, err)) return -1;
     if (missing[0]) fprintf(out, "model: newly initialised (not in the checkpoint): %s\n", missing);
     size_t trainable = model_trainable_count(&r->model), all = model_all_count(&r->model);
-    fprintf(out, "model: %s %s, %d layers, hidden %d, on %s; strategy %s\n",
-            arch_name(r->mcfg.arch), c->model, r->mcfg.num_layers, r->mcfg.hidden_size, ops->name,
-            strategy_name(spec.strategy));
+    fprintf(
+        out,
+        "model: %s %s, %d layers, hidden %d, on %s; strategy %s; base %s, %.1f MiB of weights\n",
+        arch_name(r->mcfg.arch), c->model, r->mcfg.num_layers, r->mcfg.hidden_size, ops->name,
+        strategy_name(spec.strategy), base_dtype_name(spec.base_dtype),
+        model_weight_bytes(&r->model) / 1048576.0);
     char a[40], b[40];
     if (train)
         fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",
