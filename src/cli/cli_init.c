@@ -1,11 +1,14 @@
 /* cli_init.c: `loraft init` writes a complete HF-format checkpoint directory with seeded
- * random weights (config.json, model.safetensors with HF's exact names, the vocab). Tests
- * build their tiny models this way instead of downloading anything. */
+ * random weights (config.json, model.safetensors with HF's exact names, the vocab), or with
+ * --gguf the same decoder as a llama.cpp GGUF file with quantised blocks. Tests build their
+ * tiny models this way instead of downloading anything. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "loraft/cli.h"
 #include "loraft/fileio.h"
+#include "loraft/gguf.h"
 #include "loraft/model.h"
 #include "loraft/text.h"
 
@@ -26,9 +29,67 @@ static int take_vocab(ModelConfig *cfg, const char *vocab_from, LfError *err) {
     return 0;
 }
 
+/* The GGUF type named `name` ("Q8_0", "F32", ...) that quant_quantize writes. */
+static int quant_by_name(const char *name, GgmlType *out, LfError *err) {
+    for (uint32_t t = 0; t <= GGML_Q1_0; t++)
+        if (quant_type_name(t) && !strcmp(quant_type_name(t), name)) {
+            *out = (GgmlType)t;
+            return 0;
+        }
+    return lf_fail(err, "--quant '%s': not a GGUF type (loraft writes %s)", name,
+                   quant_quantize_list());
+}
+
+/* One base tensor in GGUF form: its name, its rows permuted back for llama.cpp's RoPE (Q/K)
+ * and quantised to `type` (2-D weights) or F32 (norms). *data is allocated. */
+static int gguf_tensor(const Model *m, const Param *p, GgmlType type, GgufWriteTensor *t,
+                       char *name, size_t cap, LfError *err) {
+    GgufFix fix;
+    if (gguf_name_of(arch_name(m->cfg.arch), p->name, name, cap, &fix, err)) return -1;
+    if (p->ndim == 1) type = GGML_F32;
+    float *rows = malloc(p->numel * sizeof *rows);
+    size_t bytes = p->numel / quant_block_elems(type) * quant_block_bytes(type);
+    void *data = malloc(bytes + 1);
+    int heads = fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
+    int rc = rows && data ? 0 : lf_fail(err, "out of memory");
+    if (!rc && (fix == GGUF_FIX_UNPERMUTE_Q || fix == GGUF_FIX_UNPERMUTE_K))
+        rc = gguf_permute_rows(p->value, rows, p->shape[0], p->shape[1], heads, err);
+    else if (!rc)
+        memcpy(rows, p->value, p->numel * sizeof *rows);
+    if (!rc && quant_quantize(type, rows, p->numel, data, err)) rc = lf_wrap(err, "%s", p->name);
+    free(rows);
+    if (rc) return free(data), -1;
+    *t = (GgufWriteTensor){name, type, p->ndim, {p->shape[p->ndim - 1], p->shape[0], 1, 1}, data};
+    return 0;
+}
+
+/* --gguf: the model (host values: built on the CPU) as a GGUF file llama.cpp reads, every 2-D
+ * weight quantised to quant. */
+static int write_gguf(const Model *m, const char *path, const char *quant, LfError *err) {
+    GgmlType type = GGML_F32;
+    if (quant_by_name(quant, &type, err)) return -1;
+    GgufArch a;
+    GgufArchKVs kvs;
+    model_config_gguf_arch(&m->cfg, &a);
+    gguf_arch_kvs(&a, &kvs);
+    GgufWriteTensor *ts = calloc(m->n_params, sizeof *ts);
+    char(*names)[GGUF_MAX_NAME] = calloc(m->n_params, sizeof *names);
+    int n = 0, rc = ts && names ? 0 : lf_fail(err, "out of memory");
+    for (int i = 0; !rc && i < m->n_params; i++)
+        if (m->params[i].in_checkpoint)
+            rc = gguf_tensor(m, &m->params[i], type, &ts[n], names[n], sizeof names[n], err),
+            n += !rc;
+    if (!rc) rc = gguf_write(path, kvs.kv, kvs.n, ts, n, GGUF_DEFAULT_ALIGNMENT, err);
+    for (int i = 0; ts && i < n; i++) free((void *)ts[i].data);
+    free(ts);
+    free(names);
+    return rc;
+}
+
 static int init_checkpoint(const char *arch, int layers, int hidden, int heads, int kv_heads,
                            int ffn, int max_pos, int num_labels, int untied, const char *vocab_from,
-                           int seed, const char *out, LfError *err) {
+                           int seed, const char *out, const char *gguf, const char *quant,
+                           LfError *err) {
     ModelConfig cfg;
     if (!strcmp(arch, "distilbert"))
         model_config_defaults(&cfg, ARCH_DISTILBERT);
@@ -38,6 +99,8 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
         model_config_defaults(&cfg, ARCH_LLAMA), cfg.tie_word_embeddings = !untied;
     else
         return lf_fail(err, "--arch '%s': expected distilbert, bert or llama", arch);
+    if (gguf && cfg.arch != ARCH_LLAMA)
+        return lf_fail(err, "--gguf writes llama models only (--arch %s)", arch);
     if (take_vocab(&cfg, vocab_from, err)) return -1;
     if (layers > 0) cfg.num_layers = layers;
     if (hidden > 0) cfg.hidden_size = hidden;
@@ -73,6 +136,7 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
         snprintf(path, sizeof path, "%s/model.safetensors", out),
             rc = model_save_weights(&m, path, 0, err);
     if (!rc) rc = tokenizer_copy_files(vocab_from, out, err);
+    if (!rc && gguf) rc = write_gguf(&m, gguf, quant, err);
     if (!rc)
         printf("wrote %s: %s, %d layers, hidden %d, %d heads, ffn %d, vocab %d, %zu parameters\n",
                out, arch, cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.ffn_size,
@@ -82,7 +146,7 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
 }
 
 int cmd_init(int argc, char **argv) {
-    const char *arch = "distilbert", *vocab = NULL, *out = NULL;
+    const char *arch = "distilbert", *vocab = NULL, *out = NULL, *gguf = NULL, *quant = "Q8_0";
     int layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, max_pos = 0, labels = 0;
     int seed = 0, untied = 0;
     const CliOpt opts[] = {
@@ -99,6 +163,10 @@ int cmd_init(int argc, char **argv) {
          "tokenizer directory to copy (vocab.txt or tokenizer.json) [required]"},
         {"seed", OPT_INT, &seed, "random seed (default 0)"},
         {"out", OPT_STR, &out, "output directory [required]"},
+        {"gguf", OPT_STR, &gguf, "llama: also write the model as this GGUF file"},
+        {"quant", OPT_STR, &quant,
+         "--gguf: type of its 2-D weights: Q8_0 (default), Q4_0, Q4_1, "
+         "Q5_0, Q5_1, F16, BF16 or F32"},
     };
     int rc = cli_parse("loraft init --vocab-from DIR --out DIR [options]", opts,
                        sizeof opts / sizeof *opts, NULL, argc, argv);
@@ -109,7 +177,7 @@ int cmd_init(int argc, char **argv) {
     }
     LfError err;
     if (init_checkpoint(arch, layers, hidden, heads, kv_heads, ffn, max_pos, labels, untied, vocab,
-                        seed, out, &err)) {
+                        seed, out, gguf, quant, &err)) {
         fprintf(stderr, "loraft init: %s\n", err.msg);
         return 1;
     }
