@@ -1,0 +1,253 @@
+/* test_base_dtype.c: model.base_dtype on a tiny seeded Llama written as a quantised GGUF by
+ * `loraft init --gguf --quant` (2 layers, hidden 64, 4 heads / 2 KV heads, untied head, the GPT-2
+ * tokenizer from ../shared/data; skipped without it).
+ *
+ * For Q4_1 and Q8_0 files, LoRA on all seven projections (B made non-zero, LoRA dropout on):
+ * - q (the file's blocks, dequantised inside the GEMMs) equals f32 (dequantised at load) to
+ *   float rounding (1e-6 relative loss, 1e-5 relative L2 for gradients and for the LoRA weights
+ *   after 3 AdamW steps): both decode the same blocks (observed: bit-identical);
+ * - bf16 (the dequantised weights rounded to bf16) stays within bf16's error: a weight moves by
+ *   up to 2^-9 of itself, so the loss within 1e-3 relative, each gradient tensor within 3e-2
+ *   relative L2, and the loss after 3 AdamW steps within 1e-3 (observed: 1e-5, 5e-3, 1e-4; the
+ *   LoRA weights themselves differ by ~5%: Adam's normalised steps magnify tiny gradients'
+ *   differences);
+ * - training runs with every dtype: 3 AdamW steps lower the loss by more than 0.1;
+ * - what is stored: only the 14 frozen projection weights are packed (embeddings, norms, the
+ *   LM head and LoRA stay f32), model_weight_bytes is exactly 4 bytes per f32 value plus each
+ *   packed weight's blocks (rounded up to 64 bytes), model_all_count is the same for all three;
+ * - saving dequantises: model_save_weights (merged and not) writes the same bytes for q as for
+ *   f32 (before any step, while the adapters are equal);
+ * - the refusals: q from safetensors or from a seed, bf16 with full fine-tuning. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "loraft/cli.h"
+#include "loraft/fileio.h"
+#include "loraft/model.h"
+#include "loraft/optimizer.h"
+#include "loraft/quant.h"
+#include "loraft/rng.h"
+
+static char tmp[] = "/tmp/loraft_dtype_XXXXXX";
+enum { B = 2, T = 8 };
+
+static const char *tmp_path(const char *name) {
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
+    return buf[k];
+}
+
+/* `loraft init --arch llama ... --gguf tmp/NAME.gguf --quant quant`; the HF copy in tmp/NAME. */
+static void write_tiny(const char *vocab, const char *name, const char *quant) {
+    char out[512], gguf[600];
+    snprintf(out, sizeof out, "%s", tmp_path(name));
+    snprintf(gguf, sizeof gguf, "%s.gguf", out);
+    char *argv[] = {"--arch",      "llama",
+                    "--layers",    "2",
+                    "--hidden",    "64",
+                    "--heads",     "4",
+                    "--kv-heads",  "2",
+                    "--ffn",       "96",
+                    "--seed",      "5",
+                    "--untied",    "--max-positions",
+                    "32",          "--vocab-from",
+                    (char *)vocab, "--out",
+                    out,           "--gguf",
+                    gguf,          "--quant",
+                    (char *)quant};
+    CHECK(cmd_init(sizeof argv / sizeof *argv, argv) == 0);
+}
+
+static int open_model(Model *m, const char *path, BaseDtype dtype, Strategy strategy,
+                      LfError *err) {
+    ModelConfig cfg;
+    TrainSpec spec;
+    if (model_config_load(&cfg, path, err)) return -1;
+    train_spec_defaults(&spec);
+    spec.task = TASK_CAUSAL_LM;
+    spec.strategy = strategy;
+    spec.r = 4;
+    spec.alpha = 8;
+    spec.dropout = 0.1f;
+    const char *all[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                         "gate_proj", "up_proj", "down_proj"};
+    for (int i = 0; i < 7; i++) strcpy(spec.targets[spec.n_targets++], all[i]);
+    spec.base_dtype = dtype;
+    return model_create(m, &cfg, &spec, &ops_cpu, path, 11, B, T, NULL, 0, err);
+}
+
+/* LoRA B from a fixed stream (PEFT starts it at 0, which would hide the adapters). */
+static void set_lora_b(Model *m) {
+    Rng r = {99, 0};
+    for (int i = 0; i < m->n_loras; i++) {
+        Param *p = m->loras[i].B;
+        for (size_t j = 0; j < p->numel; j++)
+            p->value[j] = 0.05f * (2.0f * rng_next_uniform(&r) - 1.0f);
+    }
+}
+
+/* Forward + backward on a fixed batch; returns the loss. */
+static float step(Model *m, int32_t *ids) {
+    LfError err;
+    int32_t mask[B * T];
+    for (int i = 0; i < B * T; i++) mask[i] = 1;
+    float loss = 0;
+    model_zero_grad(m);
+    CHECK_OK(model_set_batch(m, ids, NULL, mask, ids, B, T, &err), &err);
+    CHECK_OK(model_forward(m, 1, 42, 1.0f, &loss, &err), &err);
+    CHECK_OK(model_backward(m, 42, &err), &err);
+    return loss;
+}
+
+/* Relative L2 distance of two tensors. */
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * a[i];
+    return sqrt(d / (s > 0 ? s : 1));
+}
+
+/* The trainable tensors of a and b (same table) within tol relative L2: values or grads. */
+static double worst_trainable(const Model *a, const Model *b, int grads) {
+    double worst = 0;
+    for (int i = 0; i < a->n_params; i++) {
+        const Param *p = &a->params[i], *q = &b->params[i];
+        if (!p->grad) continue;
+        double d =
+            grads ? rel_l2(p->grad, q->grad, p->numel) : rel_l2(p->value, q->value, p->numel);
+        if (d > worst) worst = d;
+    }
+    return worst;
+}
+
+/* What base_dtype stores: 14 packed projections of `type`, everything else f32. */
+static void check_storage(const Model *m, int type) {
+    size_t f32 = 0, packed = 0;
+    int n_packed = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        int proj = strstr(p->name, "_proj.weight") != NULL && !p->is_lora;
+        if (type == GGML_F32 || !proj) {
+            CHECK(p->packed == NULL && p->value != NULL && p->dtype == GGML_F32);
+            f32 += p->numel;
+            continue;
+        }
+        CHECK(p->packed != NULL && p->value == NULL && p->dtype == type);
+        n_packed++;
+        packed += (p->numel / quant_block_elems(type) * quant_block_bytes(type) + 63) / 64 * 64;
+    }
+    CHECK(n_packed == (type == GGML_F32 ? 0 : 14));
+    CHECK(model_weight_bytes(m) == 4 * f32 + packed);
+    CHECK(model_find_param((Model *)m, "lm_head.weight")->packed == NULL);
+}
+
+static int same_file(const char *a, const char *b) {
+    char *x, *y;
+    size_t nx, ny;
+    LfError err;
+    if (file_read_all(a, &x, &nx, &err) || file_read_all(b, &y, &ny, &err)) return 0;
+    int same = nx == ny && !memcmp(x, y, nx);
+    free(x);
+    free(y);
+    return same;
+}
+
+static void compare_dtypes(const char *name, int type) {
+    LfError err;
+    char gguf[600];
+    snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path(name));
+    Model m[3];
+    const BaseDtype dtypes[3] = {BASE_F32, BASE_Q, BASE_BF16};
+    int32_t ids[B * T];
+    Rng r = {7, 0};
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
+    float loss[3], after[3];
+    AdamW opt[3];
+    for (int k = 0; k < 3; k++) {
+        CHECK_OK(open_model(&m[k], gguf, dtypes[k], STRATEGY_LORA, &err), &err);
+        set_lora_b(&m[k]);
+        loss[k] = step(&m[k], ids);
+    }
+    check_storage(&m[0], GGML_F32);
+    check_storage(&m[1], type);
+    check_storage(&m[2], GGML_BF16);
+    CHECK(model_all_count(&m[0]) == model_all_count(&m[1]) &&
+          model_all_count(&m[0]) == model_all_count(&m[2]));
+    double dq = fabs(loss[1] - loss[0]) / loss[0], db = fabs(loss[2] - loss[0]) / loss[0];
+    double gq = worst_trainable(&m[0], &m[1], 1), gb = worst_trainable(&m[0], &m[2], 1);
+    printf("%s: loss f32 %.7f, q %.7f (rel %.1e), bf16 %.7f (rel %.1e); grads rel L2: q %.1e, "
+           "bf16 %.1e\n",
+           name, loss[0], loss[1], dq, loss[2], db, gq, gb);
+    CHECK(dq <= 1e-6 && gq <= 1e-5);
+    CHECK(db <= 1e-3 && gb <= 3e-2);
+
+    /* saves dequantise: q writes f32's bytes, merged or not */
+    for (int merge = 0; merge < 2; merge++) {
+        CHECK_OK(model_save_weights(&m[0], tmp_path("f32.safetensors"), merge, &err), &err);
+        CHECK_OK(model_save_weights(&m[1], tmp_path("q.safetensors"), merge, &err), &err);
+        CHECK(same_file(tmp_path("f32.safetensors"), tmp_path("q.safetensors")));
+    }
+
+    /* 3 AdamW steps each: training runs with every dtype, q still f32's twin */
+    for (int k = 0; k < 3; k++) {
+        CHECK_OK(adamw_create(&opt[k], &m[k], 0.9f, 0.999f, 1e-8f, 0.0f, &err), &err);
+        for (int s = 0; s < 3; s++) {
+            if (s) step(&m[k], ids);
+            adamw_update(&opt[k], &m[k], 1e-2f);
+        }
+        after[k] = step(&m[k], ids);
+        printf("%s: %s loss %.5f -> %.5f after 3 steps\n", name, base_dtype_name(dtypes[k]),
+               loss[k], after[k]);
+        CHECK(after[k] < loss[k] - 0.1f);
+        adamw_free(&opt[k], &m[k]);
+    }
+    double wq = worst_trainable(&m[0], &m[1], 0), ab = fabs(after[2] - after[0]) / after[0];
+    printf("%s: after 3 steps: LoRA weights of q vs f32 rel L2 %.1e; bf16 loss rel %.1e\n", name,
+           wq, ab);
+    CHECK(wq <= 1e-5 && ab <= 1e-3);
+
+    for (int k = 0; k < 3; k++) model_free(&m[k]);
+}
+
+static void expect_fail(int rc, const LfError *err, const char *phrase) {
+    int ok = rc == -1 && strstr(err->msg, phrase);
+    CHECK(ok);
+    if (!ok)
+        fprintf(stderr, "  expected an error with '%s', got rc %d: %s\n", phrase, rc, err->msg);
+}
+
+static void test_refusals(void) {
+    Model m;
+    LfError err = {{0}};
+    char gguf[600];
+    snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path("q4_1"));
+    expect_fail(open_model(&m, tmp_path("q4_1"), BASE_Q, STRATEGY_LORA, &err), &err,
+                "is not a .gguf file (use bf16 or f32)");
+    expect_fail(open_model(&m, gguf, BASE_BF16, STRATEGY_FULL, &err), &err,
+                "train.strategy full freezes none");
+    CHECK_OK(open_model(&m, tmp_path("q4_1"), BASE_BF16, STRATEGY_LORA, &err), &err);
+    check_storage(&m, GGML_BF16); /* bf16 from safetensors */
+    model_free(&m);
+    CHECK(base_dtype_parse("q8", &(BaseDtype){0}, &err) == -1 && strstr(err.msg, "f32, bf16 or q"));
+}
+
+int main(void) {
+    char vocab[600];
+    snprintf(vocab, sizeof vocab, "%s/tokenizers/gpt2", shared_data_dir());
+    if (access(vocab, R_OK)) skip("the GPT-2 tokenizer (../shared/data/tokenizers/gpt2) is absent");
+    if (!mkdtemp(tmp)) return 1;
+    write_tiny(vocab, "q4_1", "Q4_1");
+    write_tiny(vocab, "q8_0", "Q8_0");
+    compare_dtypes("q4_1", GGML_Q4_1);
+    compare_dtypes("q8_0", GGML_Q8_0);
+    test_refusals();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    return check_report();
+}
