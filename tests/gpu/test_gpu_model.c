@@ -11,10 +11,11 @@
  * LM head) is built in memory from a seed for the causal-LM objective, and trained the same
  * way with LoRA on its seven projections and with full fine-tuning, on right-padded random
  * ids (labels -100 on padding), LoRA and attention dropout on: losses, every gradient and
- * the model_lm_logits of every row must agree, and the weights after three AdamW steps. The
- * preference objectives run the same way on two pairs of rows with LoRA: DPO (its reference
- * log-probs from each backend's adapters-off forward) and the reward model (the score head's
- * per-token scores as the logits).
+ * the model_lm_logits of every row must agree, and the weights after three AdamW steps; once
+ * more with model.base_dtype bf16 (the frozen projections packed, dequantize_rows before each
+ * GEMM on both backends). The preference objectives run the same way on two pairs of rows
+ * with LoRA: DPO (its reference log-probs from each backend's adapters-off forward) and the
+ * reward model (the score head's per-token scores as the logits).
  * Tolerance: 1e-4 * max|ref| + 1e-3 * |ref| per element (float32, different summation
  * orders, compounded over 2 layers); the decoder's gradients are compared tensor by tensor,
  * each against its own max|ref|, its weights after the steps as one table (AdamW moves every
@@ -141,7 +142,7 @@ static void compare_grads(const Model *gpu, const Model *cpu) {
  * (wider than hidden: down_proj's input is the widest), 2 layers. */
 enum { LB = 4, LT = 8, LV = 300 };
 
-static void run_llama(int tied, Strategy strategy, Task task) {
+static void run_llama(int tied, Strategy strategy, Task task, BaseDtype dtype) {
     ModelConfig cfg;
     model_config_defaults(&cfg, ARCH_LLAMA);
     cfg.vocab_size = LV, cfg.hidden_size = 32, cfg.num_layers = 2, cfg.num_heads = 4;
@@ -156,6 +157,7 @@ static void run_llama(int tied, Strategy strategy, Task task) {
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.strategy = strategy;
     spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    spec.base_dtype = dtype;
     int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks: two pairs */
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
@@ -260,13 +262,15 @@ int main(void) {
     }
     for (int tied = 1; tied >= 0; tied--)
         for (int full = 0; full < 2; full++) {
-            run_llama(tied, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM);
+            run_llama(tied, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32);
             printf("llama (%s, %s): cuda model matches cpu\n", tied ? "tied" : "untied",
                    full ? "full fine-tuning" : "LoRA on the seven projections");
         }
-    run_llama(1, STRATEGY_LORA, TASK_DPO);
+    run_llama(0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16); /* packed projections */
+    printf("llama (untied, LoRA, base_dtype bf16): cuda model matches cpu\n");
+    run_llama(1, STRATEGY_LORA, TASK_DPO, BASE_F32);
     printf("llama DPO (LoRA): cuda model matches cpu\n");
-    run_llama(0, STRATEGY_LORA, TASK_REWARD);
+    run_llama(0, STRATEGY_LORA, TASK_REWARD, BASE_F32);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
