@@ -17,7 +17,8 @@
  *   packed weight's blocks (rounded up to 64 bytes), model_all_count is the same for all three;
  * - saving dequantises: model_save_weights (merged and not) writes the same bytes for q as for
  *   f32 (before any step, while the adapters are equal);
- * - the refusals: q from safetensors or from a seed, bf16 with full fine-tuning. */
+ * - the GGUF's tokenizer metadata encodes a text as the GPT-2 tokenizer.json does;
+ * - the refusals: q from safetensors, bf16 with full fine-tuning. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include "loraft/optimizer.h"
 #include "loraft/quant.h"
 #include "loraft/rng.h"
+#include "loraft/text.h"
 
 static char tmp[] = "/tmp/loraft_dtype_XXXXXX";
 enum { B = 2, T = 8 };
@@ -221,6 +223,25 @@ static void expect_fail(int rc, const LfError *err, const char *phrase) {
         fprintf(stderr, "  expected an error with '%s', got rc %d: %s\n", phrase, rc, err->msg);
 }
 
+/* The GGUF's tokenizer metadata (bpe_to_arrays) encodes as the tokenizer.json it came from. */
+static void test_gguf_tokenizer(const char *vocab) {
+    static const char text[] = "Hello, world! It is a truth universally acknowledged 12345 "
+                               "<|endoftext|> caf\xc3\xa9";
+    TextTokenizer a, b;
+    IdList ia = {0}, ib = {0};
+    LfError err;
+    char gguf[600];
+    snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path("q4_1"));
+    CHECK_OK(text_tokenizer_open(&a, vocab, &err), &err);
+    CHECK_OK(text_tokenizer_open(&b, gguf, &err), &err);
+    CHECK_OK(text_encode(&a, text, sizeof text - 1, &ia, &err), &err);
+    CHECK_OK(text_encode(&b, text, sizeof text - 1, &ib, &err), &err);
+    CHECK(ia.n > 10 && ia.n == ib.n && !memcmp(ia.ids, ib.ids, ia.n * sizeof *ia.ids));
+    CHECK(bpe_vocab_size(a.bpe) == bpe_vocab_size(b.bpe) && bpe_eos(a.bpe) == bpe_eos(b.bpe));
+    idlist_free(&ia), idlist_free(&ib);
+    text_tokenizer_close(&a), text_tokenizer_close(&b);
+}
+
 static void test_refusals(void) {
     Model m;
     LfError err = {{0}};
@@ -245,6 +266,7 @@ int main(void) {
     write_tiny(vocab, "q8_0", "Q8_0");
     compare_dtypes("q4_1", GGML_Q4_1);
     compare_dtypes("q8_0", GGML_Q8_0);
+    test_gguf_tokenizer(vocab);
     test_refusals();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

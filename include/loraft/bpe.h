@@ -78,6 +78,12 @@ int bpe_load(Bpe **out, const char *path, LfError *err);
 /* name is used in error messages only. */
 int bpe_load_json(Bpe **out, const char *json, size_t len, const char *name, LfError *err);
 int bpe_from_arrays(Bpe **out, const BpeArrays *spec, LfError *err);
+/* The reverse, for writing a GGUF file's tokenizer.ggml.* keys: tokens in id order (added
+ * tokens by their content; "" for an unused id), CONTROL for special tokens and NORMAL for the
+ * rest, the merges in rank order ("a b"), the pre-tokenizer's GGUF name, BOS / EOS and whether
+ * encoding adds them. Token strings point into t; the types, merges and pointer arrays into
+ * *mem, which the caller frees. Fails when t's pre-tokenizer has no GGUF name. */
+int bpe_to_arrays(const Bpe *t, BpeArrays *a, void **mem, LfError *err);
 void bpe_free(Bpe *t);
 
 /* Appends the ids of text[0..len) to ids; with add_special, the post-processor's tokens too

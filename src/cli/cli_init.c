@@ -63,15 +63,52 @@ static int gguf_tensor(const Model *m, const Param *p, GgmlType type, GgufWriteT
     return 0;
 }
 
+/* The tokenizer.ggml.* keys of a byte-level BPE tokenizer, appended to kvs[*n] (the BOS / EOS
+ * ids come with the architecture's keys). */
+static void tokenizer_kvs(const BpeArrays *b, GgufWriteKV *kvs, int *n) {
+    const GgufWriteKV tk[] = {
+        {.key = "tokenizer.ggml.model", .type = GGUF_STRING, .s = "gpt2"},
+        {.key = "tokenizer.ggml.pre", .type = GGUF_STRING, .s = b->pre},
+        {.key = "tokenizer.ggml.tokens",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_STRING,
+         .n = (uint64_t)b->n_tokens,
+         .arr = b->tokens},
+        {.key = "tokenizer.ggml.token_type",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_INT32,
+         .n = (uint64_t)b->n_tokens,
+         .arr = b->token_types},
+        {.key = "tokenizer.ggml.merges",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_STRING,
+         .n = (uint64_t)b->n_merges,
+         .arr = b->merges},
+        {.key = "tokenizer.ggml.add_bos_token", .type = GGUF_BOOL, .b = b->add_bos},
+    };
+    for (size_t i = 0; i < sizeof tk / sizeof *tk; i++) kvs[(*n)++] = tk[i];
+}
+
 /* --gguf: the model (host values: built on the CPU) as a GGUF file llama.cpp reads, every 2-D
- * weight quantised to quant. */
-static int write_gguf(const Model *m, const char *path, const char *quant, LfError *err) {
+ * weight quantised to quant, with the tokenizer's metadata when it is byte-level BPE. */
+static int write_gguf(const Model *m, const char *path, const char *quant, const char *vocab_from,
+                      LfError *err) {
     GgmlType type = GGML_F32;
     if (quant_by_name(quant, &type, err)) return -1;
     GgufArch a;
-    GgufArchKVs kvs;
+    GgufArchKVs arch;
     model_config_gguf_arch(&m->cfg, &a);
-    gguf_arch_kvs(&a, &kvs);
+    gguf_arch_kvs(&a, &arch);
+    GgufWriteKV kvs[32];
+    int n_kvs = arch.n;
+    memcpy(kvs, arch.kv, (size_t)arch.n * sizeof *kvs);
+    TextTokenizer tok;
+    BpeArrays vocab;
+    void *vocab_mem = NULL;
+    if (text_tokenizer_open(&tok, vocab_from, err)) return -1;
+    if (tok.kind == TEXT_BPE && bpe_to_arrays(tok.bpe, &vocab, &vocab_mem, err))
+        return text_tokenizer_close(&tok), -1;
+    if (tok.kind == TEXT_BPE) tokenizer_kvs(&vocab, kvs, &n_kvs);
     GgufWriteTensor *ts = calloc(m->n_params, sizeof *ts);
     char(*names)[GGUF_MAX_NAME] = calloc(m->n_params, sizeof *names);
     int n = 0, rc = ts && names ? 0 : lf_fail(err, "out of memory");
@@ -79,10 +116,12 @@ static int write_gguf(const Model *m, const char *path, const char *quant, LfErr
         if (m->params[i].in_checkpoint)
             rc = gguf_tensor(m, &m->params[i], type, &ts[n], names[n], sizeof names[n], err),
             n += !rc;
-    if (!rc) rc = gguf_write(path, kvs.kv, kvs.n, ts, n, GGUF_DEFAULT_ALIGNMENT, err);
+    if (!rc) rc = gguf_write(path, kvs, n_kvs, ts, n, GGUF_DEFAULT_ALIGNMENT, err);
     for (int i = 0; ts && i < n; i++) free((void *)ts[i].data);
     free(ts);
     free(names);
+    free(vocab_mem);
+    text_tokenizer_close(&tok);
     return rc;
 }
 
@@ -136,7 +175,7 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
         snprintf(path, sizeof path, "%s/model.safetensors", out),
             rc = model_save_weights(&m, path, 0, err);
     if (!rc) rc = tokenizer_copy_files(vocab_from, out, err);
-    if (!rc && gguf) rc = write_gguf(&m, gguf, quant, err);
+    if (!rc && gguf) rc = write_gguf(&m, gguf, quant, vocab_from, err);
     if (!rc)
         printf("wrote %s: %s, %d layers, hidden %d, %d heads, ffn %d, vocab %d, %zu parameters\n",
                out, arch, cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.ffn_size,

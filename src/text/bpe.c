@@ -1382,3 +1382,68 @@ int bpe_from_arrays(Bpe **out, const BpeArrays *spec, LfError *err) {
     *out = t;
     return 0;
 }
+
+/* ---------------------------------------------------------------- GGUF form */
+
+/* The tokenizer.ggml.pre name whose steps (gguf_pre) are t's; NULL when none is. */
+static const char *gguf_pre_name(const Bpe *t) {
+    static const char *const names[] = {"gpt-2", "llama-bpe", "smollm"};
+    for (int i = 0; i < 3; i++) {
+        Bpe probe = {0};
+        gguf_pre(&probe, names[i], NULL);
+        if (probe.n_stages == t->n_stages && probe.ignore_merges == t->ignore_merges &&
+            !memcmp(probe.stages, t->stages, (size_t)t->n_stages * sizeof *t->stages))
+            return names[i];
+    }
+    return NULL;
+}
+
+static int by_rank(const void *a, const void *b) {
+    uint32_t x = ((const PairSlot *)a)->rank, y = ((const PairSlot *)b)->rank;
+    return x < y ? -1 : x > y;
+}
+
+int bpe_to_arrays(const Bpe *t, BpeArrays *a, void **mem, LfError *err) {
+    memset(a, 0, sizeof *a);
+    *mem = NULL;
+    if (!(a->pre = gguf_pre_name(t)))
+        return lf_fail(err, "the tokenizer's pre-tokenizer has no GGUF name (gpt-2, llama-bpe, "
+                            "smollm)");
+    size_t n_merges = 0, text = 0, n = (size_t)t->n_ids;
+    for (size_t i = 0; t->merges.slot && i <= t->merges.mask; i++)
+        if (t->merges.slot[i].key != UINT64_MAX) {
+            const PairSlot *s = &t->merges.slot[i];
+            text += t->len[s->key >> 32] + t->len[(uint32_t)s->key] + 2;
+            n_merges++;
+        }
+    /* tokens, types, merge pointers, the sorted rules, then the "a b" strings */
+    size_t bytes = n * (sizeof(char *) + sizeof(int32_t)) +
+                   n_merges * (sizeof(char *) + sizeof(PairSlot)) + text;
+    char *p = *mem = malloc(bytes + 1);
+    if (!p) return lf_fail(err, "out of memory for the GGUF vocabulary");
+    const char **tokens = (const char **)p, **merges = tokens + n;
+    PairSlot *rules = (PairSlot *)(merges + n_merges);
+    int32_t *types = (int32_t *)(rules + n_merges);
+    char *s = (char *)(types + n);
+    for (size_t i = 0; i < n; i++) {
+        const char *tok = bpe_token(t, (int32_t)i);
+        tokens[i] = tok ? tok : "";
+        types[i] = t->special[i] ? BPE_TOKEN_CONTROL : BPE_TOKEN_NORMAL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; t->merges.slot && i <= t->merges.mask; i++)
+        if (t->merges.slot[i].key != UINT64_MAX) rules[k++] = t->merges.slot[i];
+    qsort(rules, n_merges, sizeof *rules, by_rank);
+    for (size_t i = 0; i < n_merges; i++) {
+        uint32_t l = (uint32_t)(rules[i].key >> 32), r = (uint32_t)rules[i].key;
+        merges[i] = s;
+        s += sprintf(s, "%.*s %.*s", (int)t->len[l], t->text.p + t->off[l], (int)t->len[r],
+                     t->text.p + t->off[r]) +
+             1;
+    }
+    a->tokens = tokens, a->n_tokens = t->n_ids, a->token_types = types;
+    a->merges = merges, a->n_merges = (int32_t)n_merges;
+    a->bos_id = t->bos, a->eos_id = t->eos;
+    a->add_bos = t->n_prefix > 0, a->add_eos = t->n_suffix > 0;
+    return 0;
+}
