@@ -100,6 +100,10 @@ int quant_dequantize(uint32_t type, const void *src, float *dst, int64_t n) {
         memcpy(dst, p, (size_t)n * sizeof *dst);
         return 0;
     }
+    if (type == GGML_BF16) { /* one value a block: a loop the compiler vectorises */
+        for (int64_t i = 0; i < n; i++) dst[i] = qb_bf16((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        return 0;
+    }
     int be = quant_block_elems(type), bb = quant_block_bytes(type);
     for (int64_t i = 0; i < n / be; i++) quant_block_decode(type, p + i * bb, dst + i * be);
     return 0;
