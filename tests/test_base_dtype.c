@@ -17,6 +17,8 @@
  *   packed weight's blocks (rounded up to 64 bytes), model_all_count is the same for all three;
  * - saving dequantises: model_save_weights (merged and not) writes the same bytes for q as for
  *   f32 (before any step, while the adapters are equal);
+ * - model_open (generate, predict) honours the dtype: q's KV-cached decoding gives f32's
+ *   logits bit for bit;
  * - the GGUF's tokenizer metadata encodes a text as the GPT-2 tokenizer.json does;
  * - the refusals: q from safetensors, bf16 with full fine-tuning. */
 #include <math.h>
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "loraft/checkpoint.h"
 #include "loraft/cli.h"
 #include "loraft/fileio.h"
 #include "loraft/model.h"
@@ -216,6 +219,26 @@ static void compare_dtypes(const char *name, int type) {
     for (int k = 0; k < 3; k++) model_free(&m[k]);
 }
 
+/* model_open (generate, predict) honours the dtype: q's KV-cached decoding gives f32's logits. */
+static void test_open_decode(void) {
+    char gguf[600];
+    snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path("q4_1"));
+    static const int32_t prompt[5] = {15496, 11, 995, 0, 632};
+    static float logits[2][50257];
+    LfError err;
+    for (int k = 0; k < 2; k++) {
+        Model m;
+        CHECK_OK(model_open(&m, gguf, NULL, k ? BASE_Q : BASE_F32, &ops_cpu, 1, 8, &err), &err);
+        CHECK((m.n_packed_bytes > 0) == (k == 1));
+        CHECK_OK(model_cache_reset(&m, 8, &err), &err);
+        CHECK_OK(model_decode(&m, prompt, 5, &err), &err);
+        CHECK_OK(model_decode(&m, prompt, 1, &err), &err);
+        CHECK_OK(model_lm_logits(&m, 0, 1, logits[k], &err), &err);
+        model_free(&m);
+    }
+    CHECK(!memcmp(logits[0], logits[1], sizeof logits[0]));
+}
+
 static void expect_fail(int rc, const LfError *err, const char *phrase) {
     int ok = rc == -1 && strstr(err->msg, phrase);
     CHECK(ok);
@@ -267,6 +290,7 @@ int main(void) {
     compare_dtypes("q4_1", GGML_Q4_1);
     compare_dtypes("q8_0", GGML_Q8_0);
     test_gguf_tokenizer(vocab);
+    test_open_decode();
     test_refusals();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
