@@ -46,6 +46,7 @@ static int load_rows(const Model *m, const char *model, const char *path, const 
 
 int cmd_score(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *device = "auto", *chat = NULL;
+    const char *base_dtype = "f32";
     int max_len = 512, max_prompt = 128, batch = 8;
     CliList files = {0};
     const CliOpt opts[] = {
@@ -56,6 +57,7 @@ int cmd_score(int argc, char **argv) {
         {"chat-template", OPT_STR, &chat, "render prompts with this built-in chat template"},
         {"batch-size", OPT_INT, &batch, "rows per forward pass (default 8)"},
         {"device", OPT_STR, &device, "auto, cpu or cuda"},
+        {"base-dtype", OPT_STR, &base_dtype, "frozen weights as f32 (default), bf16 or q (.gguf)"},
     };
     int rc = cli_parse("loraft score --model M --adapter A FILE.jsonl (records {\"prompt\", "
                        "\"response\"}; prints one score per line)",
@@ -71,7 +73,9 @@ int cmd_score(int argc, char **argv) {
     PrefSet set = {0};
     PrefLoader l = {0};
     const Ops *ops = ops_by_name(device, &err);
-    if (!ops || model_open(&m, model, adapter, ops, batch, max_len, &err)) {
+    BaseDtype dtype = BASE_F32;
+    if (!ops || base_dtype_parse(base_dtype, &dtype, &err) ||
+        model_open(&m, model, adapter, dtype, ops, batch, max_len, &err)) {
         fprintf(stderr, "loraft score: %s\n", err.msg);
         return 1;
     }
