@@ -35,7 +35,8 @@ int main(int argc, char **argv) {
     }
     LfError err;
     Model m;
-    if (model_open(&m, argv[1], strcmp(argv[2], "-") ? argv[2] : NULL, &ops_cpu, 1, MAX_LEN, &err))
+    if (model_open(&m, argv[1], strcmp(argv[2], "-") ? argv[2] : NULL, BASE_F32, &ops_cpu, 1,
+                   MAX_LEN, &err))
         return fprintf(stderr, "loraft: %s\n", err.msg), 1;
     FILE *in = fopen(argv[3], "r"), *out = fopen(argv[4], "wb");
     float *logits = malloc((size_t)MAX_LEN * m.cfg.vocab_size * sizeof *logits);

@@ -141,10 +141,10 @@ static void check_llama_cpp_sum(Model *m, const Gguf *adapter, float alpha, LfEr
     char merged[512], base[512];
     snprintf(merged, sizeof merged, "%s", tmp_path("sum_merged.gguf"));
     snprintf(base, sizeof base, "%s", tmp_path("sum_base.gguf"));
-    CHECK_OK(gguf_export_model(m, merged, GGML_F32, NULL, err), err);
+    CHECK_OK(gguf_export_model(m, merged, GGML_F32, NULL, NULL, err), err);
     for (int i = 0; i < m->n_loras; i++)
         memset(m->loras[i].B->value, 0, m->loras[i].B->numel * sizeof(float));
-    CHECK_OK(gguf_export_model(m, base, GGML_F32, NULL, err), err);
+    CHECK_OK(gguf_export_model(m, base, GGML_F32, NULL, NULL, err), err);
     Gguf gm, gb;
     CHECK_OK(gguf_open(&gm, merged, err), err);
     CHECK_OK(gguf_open(&gb, base, err), err);
@@ -274,7 +274,7 @@ static void test_merged(GgmlType type, int tied, double tol) {
     lora_spec(&s, 0);
     CHECK_OK(tiny_model(&m, &s, tied, &err), &err);
     const char *path = tmp_path("merged.gguf");
-    CHECK_OK(gguf_export_model(&m, path, type, NULL, &err), &err);
+    CHECK_OK(gguf_export_model(&m, path, type, NULL, NULL, &err), &err);
     Gguf g;
     GgufArch a;
     CHECK_OK(gguf_open(&g, path, &err), &err);
@@ -317,7 +317,8 @@ static void test_refusals(void) {
     const char *path = tmp_path("refused.gguf");
     lora_spec(&s, 0);
     CHECK_OK(tiny_model(&m, &s, 1, &err), &err);
-    EXPECT_FAIL(gguf_export_model(&m, path, GGML_Q4_K, NULL, err_), "expected F32, F16 or Q8_0");
+    EXPECT_FAIL(gguf_export_model(&m, path, GGML_Q4_K, NULL, NULL, err_),
+                "expected one of F32, F16, BF16, Q8_0");
     model_free(&m);
 
     s.strategy = STRATEGY_HEAD;
@@ -335,7 +336,8 @@ static void test_refusals(void) {
     s.task = TASK_REWARD;
     CHECK_OK(tiny_model(&m, &s, 0, &err), &err);
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "a reward model's score head has no place");
-    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F16, NULL, err_), "reward model's score head");
+    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F16, NULL, NULL, err_),
+                "reward model's score head");
     model_free(&m);
 
     ModelConfig c;
@@ -346,7 +348,8 @@ static void test_refusals(void) {
     CHECK_OK(model_create(&m, &c, &s, &ops_cpu, NULL, 5, 1, 8, NULL, 0, &err), &err);
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_),
                 "for Llama-family decoders (the model is distilbert)");
-    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F16, NULL, err_), "for Llama-family decoders");
+    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F16, NULL, NULL, err_),
+                "for Llama-family decoders");
     model_free(&m);
     CHECK(access(path, F_OK) != 0); /* nothing written */
 }
@@ -391,7 +394,7 @@ static void test_smollm2(void) {
         for (size_t j = 0; j < m.loras[i].B->numel; j++)
             m.loras[i].B->value[j] = 0.05f * (rng_next_uniform(&r) - 0.5f);
     const char *path = tmp_path("smollm2.q8_0.gguf");
-    CHECK_OK(gguf_export_model(&m, path, GGML_Q8_0, src, &err), &err);
+    CHECK_OK(gguf_export_model(&m, path, GGML_Q8_0, src, NULL, &err), &err);
     Gguf gs, g;
     CHECK_OK(gguf_open(&gs, src, &err), &err);
     CHECK_OK(gguf_open(&g, path, &err), &err);

@@ -216,17 +216,6 @@ typedef struct GgufWriteKV {
     const void *arr;
 } GgufWriteKV;
 
-/* The reverse of gguf_arch, for writing a file: general.architecture and the `<arch>.*` keys
- * llama.cpp reads (block_count, context_length, embedding_length, feed_forward_length,
- * attention.head_count(_kv), the norm epsilon; llama: rope.freq_base, rope.dimension_count,
- * vocab_size) and the BOS / EOS token ids when >= 0. Key strings live in the struct. */
-typedef struct GgufArchKVs {
-    GgufWriteKV kv[16];
-    char keys[16][96];
-    int n;
-} GgufArchKVs;
-void gguf_arch_kvs(const GgufArch *a, GgufArchKVs *out);
-
 /* One tensor to write: ne in GGUF order, data holds its blocks (gguf_write computes the
  * size from type and ne; ne[0] must be a whole number of blocks). */
 typedef struct GgufWriteTensor {

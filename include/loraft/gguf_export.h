@@ -8,6 +8,7 @@
  * num_heads / num_kv_heads); in an adapter only lora_b is permuted, since
  * P (W + s B A) = P W + s (P B) A. Only Llama-family decoders for now. */
 #pragma once
+#include "loraft/bpe.h"
 #include "loraft/error.h"
 #include "loraft/model.h"
 #include "loraft/quant.h"
@@ -25,14 +26,15 @@ extern "C" {
 int gguf_export_adapter(Model *m, const char *path, LfError *err);
 
 /* m's base weights with its LoRA merged in (W += scale * B A), as a llama.cpp model file:
- * every 2-D weight of type (GGML_F32, GGML_F16 or GGML_Q8_0; a Q8_0 weight whose rows are not a
- * multiple of 32 values is written F16, as llama.cpp's converter does), 1-D weights F32; the
- * `llama.*` hyper-parameters from m->cfg. source_gguf (NULL for none): the GGUF file m was
- * loaded from, whose tokenizer.* and general.* metadata (name, license, ...) are copied
- * unchanged; without one the file gets tokenizer.ggml.model "none" and the vocabulary size
- * (llama.cpp runs it on token ids). Atomic. */
+ * every 2-D weight of type (any quant_quantize writes: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,
+ * Q5_1; a weight whose rows are not whole blocks is written F16, as llama.cpp's converter
+ * does), 1-D weights F32; the `llama.*` hyper-parameters from m->cfg. source_gguf (NULL for
+ * none): the GGUF file m was loaded from, whose tokenizer.* and general.* metadata (name,
+ * license, ...) are copied unchanged; without one, vocab's tokenizer.ggml.* keys
+ * (bpe_to_arrays; `loraft init --gguf`), or with vocab NULL tokenizer.ggml.model "none" and the
+ * vocabulary size (llama.cpp runs it on token ids). Atomic. */
 int gguf_export_model(Model *m, const char *path, GgmlType type, const char *source_gguf,
-                      LfError *err);
+                      const BpeArrays *vocab, LfError *err);
 
 #ifdef __cplusplus
 }

@@ -61,11 +61,6 @@ int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);
  * source in the message. */
 int model_config_validate(const ModelConfig *cfg, const char *where, LfError *err);
 
-/* The config as GGUF architecture metadata (the reverse of reading a .gguf's; gguf_arch_kvs
- * writes it). */
-struct GgufArch;
-void model_config_gguf_arch(const ModelConfig *cfg, struct GgufArch *a);
-
 const char *arch_name(Arch arch); /* "distilbert" / "bert" / "llama" */
 
 #ifdef __cplusplus

@@ -80,6 +80,8 @@ int quant_dequantize(uint32_t type, const void *src, float *dst, int64_t n);
  * type at dst (quant_block_bytes each). Fails (writing nothing) for a type it does not write,
  * an n that is not a whole number of blocks, or a non-finite value for a block type. */
 int quant_quantize(GgmlType type, const float *src, size_t n, void *dst, LfError *err);
+/* 1 when quant_quantize writes the type. */
+int quant_can_quantize(uint32_t type);
 /* A comma-separated list of the types quant_quantize writes, for error messages. */
 const char *quant_quantize_list(void);
 

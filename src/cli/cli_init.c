@@ -8,7 +8,7 @@
 
 #include "loraft/cli.h"
 #include "loraft/fileio.h"
-#include "loraft/gguf.h"
+#include "loraft/gguf_export.h"
 #include "loraft/model.h"
 #include "loraft/text.h"
 
@@ -40,86 +40,19 @@ static int quant_by_name(const char *name, GgmlType *out, LfError *err) {
                    quant_quantize_list());
 }
 
-/* One base tensor in GGUF form: its name, its rows permuted back for llama.cpp's RoPE (Q/K)
- * and quantised to `type` (2-D weights) or F32 (norms). *data is allocated. */
-static int gguf_tensor(const Model *m, const Param *p, GgmlType type, GgufWriteTensor *t,
-                       char *name, size_t cap, LfError *err) {
-    GgufFix fix;
-    if (gguf_name_of(arch_name(m->cfg.arch), p->name, name, cap, &fix, err)) return -1;
-    if (p->ndim == 1) type = GGML_F32;
-    float *rows = malloc(p->numel * sizeof *rows);
-    size_t bytes = p->numel / quant_block_elems(type) * quant_block_bytes(type);
-    void *data = malloc(bytes + 1);
-    int heads = fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
-    int rc = rows && data ? 0 : lf_fail(err, "out of memory");
-    if (!rc && (fix == GGUF_FIX_UNPERMUTE_Q || fix == GGUF_FIX_UNPERMUTE_K))
-        rc = gguf_permute_rows(p->value, rows, p->shape[0], p->shape[1], heads, err);
-    else if (!rc)
-        memcpy(rows, p->value, p->numel * sizeof *rows);
-    if (!rc && quant_quantize(type, rows, p->numel, data, err)) rc = lf_wrap(err, "%s", p->name);
-    free(rows);
-    if (rc) return free(data), -1;
-    *t = (GgufWriteTensor){name, type, p->ndim, {p->shape[p->ndim - 1], p->shape[0], 1, 1}, data};
-    return 0;
-}
-
-/* The tokenizer.ggml.* keys of a byte-level BPE tokenizer, appended to kvs[*n] (the BOS / EOS
- * ids come with the architecture's keys). */
-static void tokenizer_kvs(const BpeArrays *b, GgufWriteKV *kvs, int *n) {
-    const GgufWriteKV tk[] = {
-        {.key = "tokenizer.ggml.model", .type = GGUF_STRING, .s = "gpt2"},
-        {.key = "tokenizer.ggml.pre", .type = GGUF_STRING, .s = b->pre},
-        {.key = "tokenizer.ggml.tokens",
-         .type = GGUF_ARRAY,
-         .elem_type = GGUF_STRING,
-         .n = (uint64_t)b->n_tokens,
-         .arr = b->tokens},
-        {.key = "tokenizer.ggml.token_type",
-         .type = GGUF_ARRAY,
-         .elem_type = GGUF_INT32,
-         .n = (uint64_t)b->n_tokens,
-         .arr = b->token_types},
-        {.key = "tokenizer.ggml.merges",
-         .type = GGUF_ARRAY,
-         .elem_type = GGUF_STRING,
-         .n = (uint64_t)b->n_merges,
-         .arr = b->merges},
-        {.key = "tokenizer.ggml.add_bos_token", .type = GGUF_BOOL, .b = b->add_bos},
-    };
-    for (size_t i = 0; i < sizeof tk / sizeof *tk; i++) kvs[(*n)++] = tk[i];
-}
-
-/* --gguf: the model (host values: built on the CPU) as a GGUF file llama.cpp reads, every 2-D
+/* --gguf: the model (no LoRA: nothing merges) as a GGUF file llama.cpp reads, every 2-D
  * weight quantised to quant, with the tokenizer's metadata when it is byte-level BPE. */
-static int write_gguf(const Model *m, const char *path, const char *quant, const char *vocab_from,
+static int write_gguf(Model *m, const char *path, const char *quant, const char *vocab_from,
                       LfError *err) {
     GgmlType type = GGML_F32;
     if (quant_by_name(quant, &type, err)) return -1;
-    GgufArch a;
-    GgufArchKVs arch;
-    model_config_gguf_arch(&m->cfg, &a);
-    gguf_arch_kvs(&a, &arch);
-    GgufWriteKV kvs[32];
-    int n_kvs = arch.n;
-    memcpy(kvs, arch.kv, (size_t)arch.n * sizeof *kvs);
     TextTokenizer tok;
     BpeArrays vocab;
     void *vocab_mem = NULL;
     if (text_tokenizer_open(&tok, vocab_from, err)) return -1;
-    if (tok.kind == TEXT_BPE && bpe_to_arrays(tok.bpe, &vocab, &vocab_mem, err))
-        return text_tokenizer_close(&tok), -1;
-    if (tok.kind == TEXT_BPE) tokenizer_kvs(&vocab, kvs, &n_kvs);
-    GgufWriteTensor *ts = calloc(m->n_params, sizeof *ts);
-    char(*names)[GGUF_MAX_NAME] = calloc(m->n_params, sizeof *names);
-    int n = 0, rc = ts && names ? 0 : lf_fail(err, "out of memory");
-    for (int i = 0; !rc && i < m->n_params; i++)
-        if (m->params[i].in_checkpoint)
-            rc = gguf_tensor(m, &m->params[i], type, &ts[n], names[n], sizeof names[n], err),
-            n += !rc;
-    if (!rc) rc = gguf_write(path, kvs, n_kvs, ts, n, GGUF_DEFAULT_ALIGNMENT, err);
-    for (int i = 0; ts && i < n; i++) free((void *)ts[i].data);
-    free(ts);
-    free(names);
+    int bpe = tok.kind == TEXT_BPE;
+    int rc = bpe ? bpe_to_arrays(tok.bpe, &vocab, &vocab_mem, err) : 0;
+    if (!rc) rc = gguf_export_model(m, path, type, NULL, bpe ? &vocab : NULL, err);
     free(vocab_mem);
     text_tokenizer_close(&tok);
     return rc;

@@ -133,7 +133,7 @@ static int gguf_type_parse(const char *s, GgmlType *out) {
 /* The merged model as an HF directory (atomically replaced as a whole) or a GGUF file. */
 static int merge_write(Model *m, const char *model, const char *out, int gguf, GgmlType type,
                        LfError *err) {
-    if (gguf) return gguf_export_model(m, out, type, gguf_is_path(model) ? model : NULL, err);
+    if (gguf) return gguf_export_model(m, out, type, gguf_is_path(model) ? model : NULL, NULL, err);
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
     int rc =

@@ -172,37 +172,6 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
     return 0;
 }
 
-static void arch_kv(GgufArchKVs *o, const char *arch, const char *name, GgufType type, double v) {
-    GgufWriteKV *kv = &o->kv[o->n];
-    snprintf(o->keys[o->n], sizeof o->keys[0], "%s.%s", arch, name);
-    *kv = (GgufWriteKV){.key = o->keys[o->n], .type = type, .u = (uint64_t)v, .f = v};
-    o->n++;
-}
-
-void gguf_arch_kvs(const GgufArch *a, GgufArchKVs *o) {
-    int llama = strcmp(a->arch, "llama") == 0;
-    o->n = 0;
-    o->kv[o->n++] = (GgufWriteKV){.key = "general.architecture", .type = GGUF_STRING, .s = a->arch};
-    arch_kv(o, a->arch, "block_count", GGUF_UINT32, a->n_layers);
-    arch_kv(o, a->arch, "context_length", GGUF_UINT32, a->context_length);
-    arch_kv(o, a->arch, "embedding_length", GGUF_UINT32, a->hidden);
-    arch_kv(o, a->arch, "feed_forward_length", GGUF_UINT32, a->ffn);
-    arch_kv(o, a->arch, "attention.head_count", GGUF_UINT32, a->n_heads);
-    arch_kv(o, a->arch, "attention.head_count_kv", GGUF_UINT32, a->n_kv_heads);
-    arch_kv(o, a->arch, llama ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon",
-            GGUF_FLOAT32, a->norm_eps);
-    static const char *const ids[2] = {"tokenizer.ggml.bos_token_id",
-                                       "tokenizer.ggml.eos_token_id"};
-    int id[2] = {a->bos_token_id, a->eos_token_id};
-    for (int i = 0; i < 2; i++)
-        if (id[i] >= 0)
-            o->kv[o->n++] = (GgufWriteKV){.key = ids[i], .type = GGUF_UINT32, .u = (uint64_t)id[i]};
-    if (!llama) return;
-    arch_kv(o, a->arch, "rope.freq_base", GGUF_FLOAT32, a->rope_theta);
-    arch_kv(o, a->arch, "rope.dimension_count", GGUF_UINT32, a->head_dim);
-    arch_kv(o, a->arch, "vocab_size", GGUF_UINT32, a->vocab_size);
-}
-
 /* ----------------------------------------------------------------- HF names ---- */
 
 typedef struct NameMap {

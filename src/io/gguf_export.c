@@ -17,7 +17,24 @@
 
 /* llama.cpp's general.file_type (enum llama_ftype) of a model whose 2-D weights are `type`. */
 static uint64_t file_type(GgmlType type) {
-    return type == GGML_F32 ? 0 : type == GGML_F16 ? 1 : 7; /* ALL_F32, MOSTLY_F16, MOSTLY_Q8_0 */
+    switch (type) {
+    case GGML_F16:
+        return 1; /* MOSTLY_F16 */
+    case GGML_Q4_0:
+        return 2;
+    case GGML_Q4_1:
+        return 3;
+    case GGML_Q8_0:
+        return 7;
+    case GGML_Q5_0:
+        return 8;
+    case GGML_Q5_1:
+        return 9;
+    case GGML_BF16:
+        return 32;
+    default:
+        return 0; /* ALL_F32 */
+    }
 }
 
 /* The tensors being written and the memory behind them. */
@@ -189,11 +206,41 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv) {
     return n;
 }
 
-/* Tokenizer metadata when there is no source file: none, with the special ids loraft knows. */
-static int plain_tokenizer_kvs(const ModelConfig *c, GgufWriteKV *kv) {
+/* A byte-level BPE vocabulary's tokenizer.ggml.* keys (bpe_to_arrays). */
+static int vocab_kvs(const BpeArrays *b, GgufWriteKV *kv) {
+    const GgufWriteKV tk[] = {
+        {.key = "tokenizer.ggml.model", .type = GGUF_STRING, .s = "gpt2"},
+        {.key = "tokenizer.ggml.pre", .type = GGUF_STRING, .s = b->pre},
+        {.key = "tokenizer.ggml.tokens",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_STRING,
+         .n = (uint64_t)b->n_tokens,
+         .arr = b->tokens},
+        {.key = "tokenizer.ggml.token_type",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_INT32,
+         .n = (uint64_t)b->n_tokens,
+         .arr = b->token_types},
+        {.key = "tokenizer.ggml.merges",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_STRING,
+         .n = (uint64_t)b->n_merges,
+         .arr = b->merges},
+        {.key = "tokenizer.ggml.add_bos_token", .type = GGUF_BOOL, .b = b->add_bos},
+    };
+    for (size_t i = 0; i < sizeof tk / sizeof *tk; i++) kv[i] = tk[i];
+    return (int)(sizeof tk / sizeof *tk);
+}
+
+/* Tokenizer metadata when there is no source file: vocab's (NULL: none), with the special ids
+ * loraft knows. */
+static int plain_tokenizer_kvs(const ModelConfig *c, const BpeArrays *vocab, GgufWriteKV *kv) {
     int n = 0;
     kv[n++] = (GgufWriteKV){.key = "general.name", .type = GGUF_STRING, .s = "loraft merged model"};
-    kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.model", .type = GGUF_STRING, .s = "none"};
+    if (vocab)
+        n += vocab_kvs(vocab, kv + n);
+    else
+        kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.model", .type = GGUF_STRING, .s = "none"};
     if (c->bos_token_id >= 0)
         kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.bos_token_id",
                                 .type = GGUF_UINT32,
@@ -217,14 +264,15 @@ static size_t merged_bytes(const Model *m, GgmlType type) {
 
 /* The merged file's metadata: its own keys, llama.* from the config, and the source's
  * tokenizer.* and general.* keys (src NULL: plain_tokenizer_kvs). Returns the count. */
-static int merged_kvs(const Model *m, GgmlType type, const Gguf *src, GgufWriteKV *kv) {
+static int merged_kvs(const Model *m, GgmlType type, const Gguf *src, const BpeArrays *vocab,
+                      GgufWriteKV *kv) {
     int n = 0;
     kv[n++] = (GgufWriteKV){.key = "general.architecture", .type = GGUF_STRING, .s = m->arch->name};
     kv[n++] = (GgufWriteKV){.key = "general.type", .type = GGUF_STRING, .s = "model"};
     kv[n++] = (GgufWriteKV){.key = "general.file_type", .type = GGUF_UINT32, .u = file_type(type)};
     kv[n++] = (GgufWriteKV){.key = "general.quantization_version", .type = GGUF_UINT32, .u = 2};
     n += llama_kvs(&m->cfg, kv + n);
-    if (!src) return n + plain_tokenizer_kvs(&m->cfg, kv + n);
+    if (!src) return n + plain_tokenizer_kvs(&m->cfg, vocab, kv + n);
     for (int i = 0; i < src->n_kvs; i++)
         if (copied_key(src->kvs[i].key))
             kv[n++] = (GgufWriteKV){.key = src->kvs[i].key, .copy = &src->kvs[i]};
@@ -239,7 +287,7 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
         char name[GGUF_MAX_NAME];
         GgufFix fix;
         GgmlType t = p->ndim == 1 ? GGML_F32 : type;
-        if (t == GGML_Q8_0 && p->shape[1] % quant_block_elems(GGML_Q8_0)) t = GGML_F16;
+        if (p->shape[1] % quant_block_elems(t)) t = GGML_F16; /* as llama.cpp's converter */
         int two_d = p->ndim == 2;
         if (gguf_name(m, p->name, "", name, &fix, err) ||
             out_add(o, name, slot[i], two_d ? p->shape[0] : 0, two_d ? p->shape[1] : p->shape[0],
@@ -250,11 +298,11 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
 }
 
 int gguf_export_model(Model *m, const char *path, GgmlType type, const char *source_gguf,
-                      LfError *err) {
+                      const BpeArrays *vocab, LfError *err) {
     if (check_llama(m, path, err)) return -1;
-    if (type != GGML_F32 && type != GGML_F16 && type != GGML_Q8_0)
-        return lf_fail(err, "%s: tensor type %s: expected F32, F16 or Q8_0", path,
-                       quant_type_name(type) ? quant_type_name(type) : "?");
+    if (!quant_can_quantize(type))
+        return lf_fail(err, "%s: tensor type %s: expected one of %s", path,
+                       quant_type_name(type) ? quant_type_name(type) : "?", quant_quantize_list());
     Gguf src = {0};
     if (source_gguf && gguf_open(&src, source_gguf, err)) return -1;
     GgufWriteKV *kv = calloc((size_t)src.n_kvs + MAX_KVS, sizeof *kv);
@@ -265,7 +313,7 @@ int gguf_export_model(Model *m, const char *path, GgmlType type, const char *sou
     if (rc == 0 && !kv) rc = lf_fail(err, "out of memory");
     if (rc == 0) rc = merged_tensors(m, slot, type, &o, err);
     if (rc == 0) {
-        int n = merged_kvs(m, type, source_gguf ? &src : NULL, kv);
+        int n = merged_kvs(m, type, source_gguf ? &src : NULL, vocab, kv);
         rc = gguf_write(path, kv, n, o.ts, o.n, GGUF_DEFAULT_ALIGNMENT, err);
     }
     if (host) out_free(&o);

@@ -235,6 +235,10 @@ static QuantizeFn quantize_fn(GgmlType type) {
     }
 }
 
+int quant_can_quantize(uint32_t type) {
+    return type == GGML_F32 || quantize_fn((GgmlType)type) != NULL;
+}
+
 const char *quant_quantize_list(void) {
     return "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1";
 }

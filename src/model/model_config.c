@@ -348,17 +348,6 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     return model_config_validate(cfg, path, err);
 }
 
-void model_config_gguf_arch(const ModelConfig *cfg, GgufArch *a) {
-    memset(a, 0, sizeof *a);
-    snprintf(a->arch, sizeof a->arch, "%s", arch_name(cfg->arch));
-    a->n_layers = cfg->num_layers, a->hidden = cfg->hidden_size, a->ffn = cfg->ffn_size;
-    a->n_heads = cfg->num_heads, a->n_kv_heads = cfg->num_kv_heads;
-    a->head_dim = cfg->hidden_size / cfg->num_heads, a->context_length = cfg->max_positions;
-    a->vocab_size = cfg->vocab_size, a->rope_theta = cfg->rope_theta;
-    a->norm_eps = cfg->layer_norm_eps, a->tied_embeddings = cfg->tie_word_embeddings;
-    a->bos_token_id = cfg->bos_token_id, a->eos_token_id = cfg->eos_token_id;
-}
-
 static int ends_with(const char *s, const char *suffix) {
     size_t ls = strlen(s), lx = strlen(suffix);
     return ls >= lx && !strcmp(s + ls - lx, suffix);
