@@ -584,73 +584,132 @@ static void test_lora(float p) {
 
 /* ---- attention ---- */
 
-/* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS] (the first N * nkv * HS floats of their arrays) */
-typedef struct AttCtx {
-    float q[N * C], k[N * C], v[N * C], out[N * C], att[B * NH * T * T];
-    float dq[N * C], dk[N * C], dv[N * C], scratch[B * NH * T * T];
-    int32_t mask[N];
+/* One attention problem: q [B,T,NH*HS], k, v [B,T,NKV*HS], mask [B,T] (NULL: none). */
+typedef struct AttShape {
+    int B, T, NH, NKV, HS, causal;
     float p;
-    int causal, nkv;
-} AttCtx;
+    const int32_t *mask;
+} AttShape;
 
 static const uint64_t att_seed = 7;
 
+/* ops.h's definition in double, naively: lse [B,NH,T] (+INFINITY for a row with no allowed
+ * key) and out; with dout, the gradients dq, dk, dv (overwritten). */
+static void attention_naive(const AttShape *a, const float *q, const float *k, const float *v,
+                            const float *dout, double *lse, double *out, double *dq, double *dk,
+                            double *dv) {
+    int T = a->T, HS = a->HS, QC = a->NH * HS, KC = a->NKV * HS, G = a->NH / a->NKV;
+    size_t nq = (size_t)a->B * T * QC, nk = (size_t)a->B * T * KC;
+    double *P = malloc(sizeof(double) * T), *keep = malloc(sizeof(double) * T);
+    double *dP = malloc(sizeof(double) * T), scale = 1.0 / sqrt(HS);
+    for (size_t i = 0; i < nq; i++) out[i] = dout ? (dq[i] = 0) : 0;
+    for (size_t i = 0; dout && i < nk; i++) dk[i] = dv[i] = 0;
+    for (int b = 0; b < a->B; b++)
+        for (int h = 0; h < a->NH; h++)
+            for (int i = 0; i < T; i++) {
+                size_t row = ((size_t)b * a->NH + h) * T + i,
+                       qi = ((size_t)b * T + i) * QC + h * HS;
+                double maxv = -INFINITY, sum = 0, D = 0;
+                for (int j = 0; j < T; j++) {
+                    const float *kj = k + ((size_t)b * T + j) * KC + h / G * HS;
+                    double s = 0;
+                    for (int d = 0; d < HS; d++) s += (double)q[qi + d] * kj[d];
+                    int allowed = (!a->mask || a->mask[b * T + j]) && (!a->causal || j <= i);
+                    P[j] = allowed ? s * scale : -INFINITY;
+                    maxv = P[j] > maxv ? P[j] : maxv;
+                }
+                for (int j = 0; j < T; j++) sum += P[j] > -INFINITY ? exp(P[j] - maxv) : 0;
+                lse[row] = sum > 0 ? maxv + log(sum) : INFINITY;
+                for (int j = 0; j < T; j++) {
+                    const float *vj = v + ((size_t)b * T + j) * KC + h / G * HS;
+                    P[j] = sum > 0 && P[j] > -INFINITY ? exp(P[j] - lse[row]) : 0;
+                    keep[j] = rng_dropout_scale(att_seed, row * T + j, a->p);
+                    dP[j] = 0;
+                    for (int d = 0; d < HS; d++) {
+                        out[qi + d] += P[j] * keep[j] * vj[d];
+                        if (dout) dP[j] += keep[j] * dout[qi + d] * vj[d];
+                    }
+                    D += P[j] * dP[j];
+                }
+                for (int j = 0; dout && j < T; j++) {
+                    size_t kj = ((size_t)b * T + j) * KC + h / G * HS;
+                    double dS = P[j] * (dP[j] - D) * scale;
+                    for (int d = 0; d < HS; d++) {
+                        dq[qi + d] += dS * k[kj + d];
+                        dk[kj + d] += dS * q[qi + d];
+                        dv[kj + d] += P[j] * keep[j] * dout[qi + d];
+                    }
+                }
+            }
+    free(P), free(keep), free(dP);
+}
+
+/* Counts lse elements off the reference: rows with no allowed key must be exactly +INFINITY. */
+static int lse_mismatch(const float *lse, const double *ref, size_t n) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ok =
+            isinf(ref[i]) ? lse[i] == INFINITY : fabs(lse[i] - ref[i]) <= 1e-5 * (1 + fabs(ref[i]));
+        if (!ok && bad++ < 5)
+            fprintf(stderr, "  lse[%zu] = %.8g, expected %.8g\n", i, lse[i], ref[i]);
+    }
+    return bad;
+}
+
+/* The op in float against attention_naive: forward (lse, out) and backward into zeroed
+ * gradients. Tolerances: float sums over T keys and HS dims, 1e-5 relative + 2e-6 absolute. */
+static void attention_reference_check(const AttShape *a, const float *q, const float *k,
+                                      const float *v) {
+    size_t nq = (size_t)a->B * a->T * a->NH * a->HS, nk = (size_t)a->B * a->T * a->NKV * a->HS;
+    size_t nl = (size_t)a->B * a->NH * a->T;
+    float *out = rand_vec(nq, 0, 0), *lse = rand_vec(nl, 0, 0), *dout = rand_vec(nq, -1, 1);
+    float *dq = rand_vec(nq, 0, 0), *dk = rand_vec(nk, 0, 0), *dv = rand_vec(nk, 0, 0);
+    float *scratch = rand_vec(ops->attention_scratch(a->B, a->T, a->NH, a->NKV), 0, 0);
+    double *rout = malloc(sizeof(double) * nq), *rlse = malloc(sizeof(double) * nl);
+    double *rdq = malloc(sizeof(double) * nq), *rdk = malloc(sizeof(double) * nk);
+    double *rdv = malloc(sizeof(double) * nk);
+    attention_naive(a, q, k, v, dout, rlse, rout, rdq, rdk, rdv);
+    ops->attention_forward(out, lse, q, k, v, a->mask, a->causal, a->p, att_seed, scratch, a->B,
+                           a->T, a->NH, a->NKV, a->HS);
+    ops->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, a->mask, a->causal, a->p, att_seed,
+                            scratch, a->B, a->T, a->NH, a->NKV, a->HS);
+    CHECK(lse_mismatch(lse, rlse, nl) == 0);
+    CHECK(count_mismatch("attention out", out, rout, nq, 2e-6, 1e-5) == 0);
+    CHECK(count_mismatch("attention dq", dq, rdq, nq, 2e-6, 1e-5) == 0);
+    CHECK(count_mismatch("attention dk", dk, rdk, nk, 2e-6, 1e-5) == 0);
+    CHECK(count_mismatch("attention dv", dv, rdv, nk, 2e-6, 1e-5) == 0);
+    free(out), free(lse), free(dout), free(dq), free(dk), free(dv), free(scratch);
+    free(rout), free(rlse), free(rdq), free(rdk), free(rdv);
+}
+
+/* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS] (the first N * nkv * HS floats of their arrays) */
+typedef struct AttCtx {
+    float q[N * C], k[N * C], v[N * C], out[N * C], lse[B * NH * T];
+    float dq[N * C], dk[N * C], dv[N * C], *scratch;
+    int32_t mask[N];
+    AttShape shape;
+} AttCtx;
+
 static void att_fwd(void *p) {
     AttCtx *c = p;
-    ops->attention_forward(c->out, c->att, c->q, c->k, c->v, c->mask, c->causal, c->p, att_seed,
-                           c->scratch, B, T, NH, c->nkv, C / NH);
+    const AttShape *a = &c->shape;
+    ops->attention_forward(c->out, c->lse, c->q, c->k, c->v, c->mask, a->causal, a->p, att_seed,
+                           c->scratch, B, T, NH, a->NKV, C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
+    const AttShape *a = &c->shape;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->q, c->k, c->v,
-                            c->att, c->p, att_seed, c->scratch, B, T, NH, c->nkv, C / NH);
+                            c->out, c->lse, c->mask, a->causal, a->p, att_seed, c->scratch, B, T,
+                            NH, a->NKV, C / NH);
 }
 
-/* Naive double attention; checks att (disallowed keys exactly 0) and out. */
-static void attention_reference_check(AttCtx *c) {
-    int HS = C / NH, KC = c->nkv * HS, group = NH / c->nkv;
-    double att[B * NH * T * T], out[N * C] = {0};
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            for (int i = 0; i < T; i++) {
-                double *a = att + ((b * NH + h) * T + i) * T, maxv = -INFINITY, sum = 0;
-                int kvh = h / group;
-                for (int j = 0; j < T; j++) {
-                    double s = 0;
-                    for (int d = 0; d < HS; d++)
-                        s += (double)c->q[(b * T + i) * C + h * HS + d] *
-                             c->k[(b * T + j) * KC + kvh * HS + d];
-                    a[j] = s / sqrt(HS);
-                    if (c->mask[b * T + j] && a[j] > maxv) maxv = a[j];
-                }
-                for (int j = 0; j < T; j++) {
-                    int allowed = c->mask[b * T + j] && (!c->causal || j <= i);
-                    a[j] = allowed ? exp(a[j] - maxv) : 0.0;
-                    sum += a[j];
-                }
-                for (int j = 0; j < T; j++) {
-                    a[j] = sum > 0 ? a[j] / sum : 0.0;
-                    double keep = rng_dropout_scale(att_seed, ((b * NH + h) * T + i) * T + j, c->p);
-                    for (int d = 0; d < HS; d++)
-                        out[(b * T + i) * C + h * HS + d] +=
-                            a[j] * keep * c->v[(b * T + j) * KC + kvh * HS + d];
-                }
-            }
-    att_fwd(c);
-    CHECK(count_mismatch("attention att", c->att, att, B * NH * T * T, 1e-6, 1e-5) == 0);
-    CHECK(count_mismatch("attention out", c->out, out, N * C, 1e-6, 1e-5) == 0);
-    int masked_nonzero = 0;
-    for (int b = 0; b < B; b++)
-        for (int j = 0; j < T; j++)
-            if (!c->mask[b * T + j])
-                for (int hi = 0; hi < NH * T; hi++)
-                    masked_nonzero += c->att[((b * NH) * T + hi) * T + j] != 0.0f;
-    CHECK(masked_nonzero == 0);
-}
-
-/* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared) */
+/* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared). Finite
+ * differences through forward and backward, then the naive reference. */
 static void test_attention(float p, int causal, int nkv) {
-    AttCtx c = {.p = p, .causal = causal, .nkv = nkv};
+    AttCtx c = {.shape = {B, T, NH, nkv, C / NH, causal, p, NULL}};
+    c.shape.mask = c.mask;
+    c.scratch = rand_vec(ops->attention_scratch(B, T, NH, nkv), 0, 0);
     int KN = N * nkv * (C / NH);
     fill(c.q, N * C, -1, 1), fill(c.k, KN, -1, 1), fill(c.v, KN, -1, 1);
     for (int i = 0; i < N; i++) c.mask[i] = i < T || i % T < 3; /* batch 1: 2 padding keys */
@@ -661,11 +720,12 @@ static void test_attention(float p, int causal, int nkv) {
     case_param(&gc, "k", c.k, c.dk, KN);
     case_param(&gc, "v", c.v, c.dv, KN);
     gradcheck(&gc);
-    attention_reference_check(&c);
+    attention_reference_check(&c.shape, c.q, c.k, c.v);
 
-    /* a fully masked sequence: all-zero probabilities and output, no NaN; gradients 0 */
+    /* a fully masked sequence: lse +INFINITY, zero output, no NaN; its gradients 0 */
     for (int j = 0; j < T; j++) c.mask[T + j] = 0;
-    attention_reference_check(&c);
+    attention_reference_check(&c.shape, c.q, c.k, c.v);
+    att_fwd(&c);
     memset(c.dq, 0, sizeof c.dq), memset(c.dk, 0, sizeof c.dk), memset(c.dv, 0, sizeof c.dv);
     float dout[N * C];
     fill(dout, N * C, -1, 1);
@@ -673,11 +733,26 @@ static void test_attention(float p, int causal, int nkv) {
     int finite = 1, zero = 1;
     for (int i = 0; i < N * C; i++) {
         finite &= isfinite(c.dq[i]) && isfinite(c.dk[i]) && isfinite(c.dv[i]);
-        if (i >= T * C) zero &= c.dq[i] == 0;
+        if (i >= T * C) zero &= c.dq[i] == 0 && c.out[i] == 0;
         if (i >= KN / B && i < KN) zero &= c.dk[i] == 0 && c.dv[i] == 0;
     }
     CHECK(finite);
     CHECK(zero);
+    free(c.scratch);
+}
+
+/* Shapes past the CPU's row blocks (T > 64, T not a multiple of 64): forward and backward
+ * against the naive reference, with padding, causal masking, GQA and dropout. */
+static void test_attention_long(int Bn, int Tn, int nh, int nkv, int hs, int causal, float p) {
+    size_t nq = (size_t)Bn * Tn * nh * hs, nk = (size_t)Bn * Tn * nkv * hs;
+    float *q = rand_vec(nq, -2, 2), *k = rand_vec(nk, -2, 2), *v = rand_vec(nk, -1, 1);
+    int32_t *mask = malloc(sizeof(int32_t) * Bn * Tn);
+    for (int i = 0; i < Bn * Tn; i++) mask[i] = i % Tn < Tn - 13 * (i / Tn); /* b pads 13b */
+    AttShape a = {Bn, Tn, nh, nkv, hs, causal, p, mask};
+    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f against the naive reference\n", Bn,
+           Tn, nh, nkv, hs, causal ? " causal" : "", p);
+    attention_reference_check(&a, q, k, v);
+    free(q), free(k), free(v), free(mask);
 }
 
 /* ---- element-wise ---- */
@@ -1169,12 +1244,13 @@ enum { LB = 2, LT = 128, LC = 256, LNH = 4, LV = 300, LN = LB * LT };
 static size_t large_pass(float *res) {
     Rng saved = rng;
     rng = (Rng){777, 0};
-    size_t n = (size_t)LN * LC, tt = (size_t)LB * LNH * LT * LT, at = 0;
+    size_t n = (size_t)LN * LC, nl = (size_t)LB * LNH * LT, at = 0;
     float *x = rand_vec(n, -1, 1), *y = rand_vec(n, -1, 1), *z = rand_vec(n, -1, 1);
     float *g = rand_vec(n, -1, 1), *wte = rand_vec((size_t)LV * LC, -1, 1);
     float *wpe = rand_vec((size_t)LT * LC, -1, 1), *wtt = rand_vec(2 * LC, -1, 1);
     float *lnw = rand_vec(LC, 0.5f, 1.5f), *lnb = rand_vec(LC, -1, 1), *mean = rand_vec(LN, 0, 0);
-    float *rstd = rand_vec(LN, 0, 0), *att = rand_vec(tt, 0, 0), *scratch = rand_vec(tt, 0, 0);
+    float *rstd = rand_vec(LN, 0, 0), *lse = rand_vec(nl, 0, 0);
+    float *scratch = rand_vec(ops->attention_scratch(LB, LT, LNH, LNH), 0, 0);
     float *logits = rand_vec((size_t)LN * LV, -3, 3), *losses = rand_vec(LN, 0, 0);
     /* gradients: never aliasing an input */
     float *d1 = rand_vec(n, -1, 1), *d2 = rand_vec(n, -1, 1), *d3 = rand_vec(n, -1, 1);
@@ -1195,10 +1271,10 @@ static size_t large_pass(float *res) {
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
     ops->layernorm_backward(d1, dlnw, dlnb, g, x, lnw, mean, rstd, LN, LC);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
-    ops->attention_forward(z, att, x, y, g, mask, 0, 0.1f, 5, scratch, LB, LT, LNH, LNH, LC / LNH);
-    SAVE(z, n), SAVE(att, tt);
-    ops->attention_backward(d1, d2, d3, z, x, y, g, att, 0.1f, 5, scratch, LB, LT, LNH, LNH,
-                            LC / LNH);
+    ops->attention_forward(z, lse, x, y, g, mask, 0, 0.1f, 5, scratch, LB, LT, LNH, LNH, LC / LNH);
+    SAVE(z, n), SAVE(lse, nl);
+    ops->attention_backward(d1, d2, d3, g, x, y, g, z, lse, mask, 0, 0.1f, 5, scratch, LB, LT, LNH,
+                            LNH, LC / LNH);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
@@ -1207,7 +1283,7 @@ static size_t large_pass(float *res) {
     SAVE(d1, n);
 #undef SAVE
     free(x), free(y), free(z), free(g), free(wte), free(wpe), free(wtt), free(lnw), free(lnb);
-    free(mean), free(rstd), free(att), free(scratch), free(logits), free(losses);
+    free(mean), free(rstd), free(lse), free(scratch), free(logits), free(losses);
     free(d1), free(d2), free(d3), free(dwte), free(dwpe), free(dwtt), free(dlnw), free(dlnb);
     free(dlogits);
     rng = saved;
@@ -1242,6 +1318,9 @@ int main(void) {
     test_attention(0.0f, 1, NH);
     test_attention(0.3f, 1, 1);
     test_attention(0.0f, 1, 1);
+    test_attention_long(2, 150, 4, 2, 16, 1, 0.1f);
+    test_attention_long(3, 70, 3, 3, 8, 0, 0.2f);
+    test_attention_long(1, 129, 2, 1, 64, 1, 0.0f);
     test_attention_cached(1, 0, 2, 2, 8);   /* the first token */
     test_attention_cached(6, 0, 4, 2, 8);   /* a prefill */
     test_attention_cached(1, 17, 6, 2, 16); /* a decode step */

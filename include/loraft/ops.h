@@ -125,19 +125,29 @@ typedef struct Ops {
      * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads
      * KV head h / (NH/NKV) (grouped-query attention; NKV = NH is plain multi-head).
      * mask [B,T] int32 or NULL: 1 = token, 0 = padding (never attended); with causal, query i never
-     * attends to a key j > i either. att[B,NH,T,T] = softmax(q_h k^T / sqrt(HS)) over the
-     * allowed keys, 0 elsewhere (a row with no allowed key is all 0), saved;
-     * out = dropout(att; p, seed) @ v, heads concatenated. The dropout index of
-     * att[b,h,i,j] is its flat index, so dropout(att) is dropout_forward over att.
-     * scratch: ops_attention_scratch(B, T, NH) floats (forward and backward). */
-    void (*attention_forward)(float *out, float *att, const float *q, const float *k,
+     * attends to a key j > i either. With scores s = q_h k^T / sqrt(HS) over the allowed keys:
+     *   lse[B,NH,T] = log sum_j exp(s[i,j]) per query row, saved; a row with no allowed key has
+     *   lse = +INFINITY, so exp(s - lse) = 0 for every key of it;
+     *   P[b,h,i,j] = exp(s[i,j] - lse[b,h,i]) on allowed keys, 0 elsewhere (the softmax);
+     *   out = dropout(P; p, seed) @ v, heads concatenated.
+     * No backend keeps P [B,NH,T,T]: backward recomputes it from q, k and lse. The dropout
+     * index of P[b,h,i,j] is its flat index ((b*NH + h)*T + i)*T + j, so dropout(P) is
+     * dropout_forward over P as if it were stored.
+     * scratch: ops->attention_scratch(B, T, NH, NKV) floats (forward and backward). */
+    void (*attention_forward)(float *out, float *lse, const float *q, const float *k,
                               const float *v, const int32_t *mask, int causal, float p,
                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
-    /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients (att holds both masks). */
+    /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients. out and lse are this forward's (same
+     * q, k, v, mask, causal, p, seed): with dP = dout_h v^T and D = rowsum(dout * out),
+     * dS = P * (dropout'(dP) - D), dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS),
+     * dv += dropout(P)^T dout. */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                               const float *k, const float *v, const float *att, float p,
-                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                               int HS);
+                               const float *k, const float *v, const float *out, const float *lse,
+                               const int32_t *mask, int causal, float p, uint64_t seed,
+                               float *scratch, int B, int T, int NH, int NKV, int HS);
+    /* Floats of scratch attention_forward / attention_backward need for these shapes: the
+     * backend's own (the CPU holds rows of scores, the GPU no O(T^2) memory at all). */
+    size_t (*attention_scratch)(int B, int T, int NH, int NKV);
 
     /* ---- attention of new queries over a KV cache (generation, one sequence) ----
      * q, out [n, NH*HS]: the queries of positions pos0 .. pos0+n-1; k, v [pos0+n, NKV*HS]: the
@@ -209,14 +219,11 @@ typedef struct Ops {
 } Ops;
 
 /* The op scratch each op may use, in floats: one contract for every backend, so the model
- * sizes its scratch from these and nothing else. LoRA: drop(inp) [N,C], then du [N,R];
- * attention: dropout(att), then d(att) [B,NH,T,T]; cached attention: the scores [NH,n,L]; LM head:
- * a chunk of logits, then their gradient in place. */
+ * sizes its scratch from these and nothing else (attention's depends on the backend:
+ * Ops.attention_scratch). LoRA: drop(inp) [N,C], then du [N,R]; cached attention: the scores
+ * [NH,n,L]; LM head: a chunk of logits, then their gradient in place. */
 static inline size_t ops_lora_scratch(size_t N, size_t C, size_t R) {
     return N * C + N * R;
-}
-static inline size_t ops_attention_scratch(size_t B, size_t T, size_t NH) {
-    return B * NH * T * T;
 }
 /* A packed frozen weight dequantised for its GEMM: all rows x cols of it (the matmul ops take
  * contiguous operands, so a tile is the whole matrix; for SmolLM2 3.5 MB). */

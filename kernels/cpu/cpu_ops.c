@@ -365,115 +365,171 @@ static void axpy_row(float *y, const float *x, float a, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-/* The heads of one attention problem: q-shaped tensors [B,T,NH*HS] and KV-shaped ones
- * [B,T,NKV*HS]; query head h of sequence b is problem bh = b*NH + h and reads KV head
- * h / (NH/NKV). A head is a column block of HS at row stride (heads * HS). */
-typedef struct Heads {
-    int B, T, NH, NKV, HS;
-} Heads;
-
-/* Offset of problem bh's head in a q-shaped (kv = 0) or KV-shaped (kv = 1) tensor. */
-static size_t head_offset(const Heads *g, int bh, int kv) {
-    int b = bh / g->NH, h = bh % g->NH, heads = kv ? g->NKV : g->NH;
-    int head = kv ? h / (g->NH / g->NKV) : h;
-    return (size_t)b * g->T * heads * g->HS + (size_t)head * g->HS;
-}
-
-/* Per problem: att_bh[T,T] = alpha * x_h[T,HS] @ y_kv[T,HS]^T (x q-shaped, y KV-shaped).
- * OpenBLAS threads each product itself. */
-static void heads_abt(float *att, const float *x, const float *y, float alpha, const Heads *g) {
-    int T = g->T, HS = g->HS;
-    for (int bh = 0; bh < g->B * g->NH; bh++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, alpha,
-                    x + head_offset(g, bh, 0), g->NH * HS, y + head_offset(g, bh, 1), g->NKV * HS,
-                    0.0f, att + (size_t)bh * T * T, T);
-}
-
-/* Per problem: out_h[T,HS] += att_bh[T,T] @ x_kv[T,HS] (out q-shaped, x KV-shaped), or with
- * trans: out_kv += att_bh^T @ x_h (out KV-shaped, x q-shaped; the query heads of a group
- * add up in their KV head). */
-static void heads_ax(float *out, const float *att, const float *x, int trans, const Heads *g) {
-    int T = g->T, HS = g->HS, ld_q = g->NH * HS, ld_kv = g->NKV * HS;
-    for (int bh = 0; bh < g->B * g->NH; bh++)
-        cblas_sgemm(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f,
-                    att + (size_t)bh * T * T, T, x + head_offset(g, bh, !trans),
-                    trans ? ld_q : ld_kv, 1.0f, out + head_offset(g, bh, trans),
-                    trans ? ld_kv : ld_q);
-}
-
-/* In place over one row of scores a[T]: the softmax over the keys j < limit with
+/* In place over one row of scores a[n]: the softmax over the keys j < limit with
  * mask[j] != 0 (mask NULL: all), the other keys exactly 0; a row with no allowed key
- * becomes all zeros. */
-static void softmax_row(float *a, const int32_t *mask, int limit, int T) {
+ * becomes all zeros. Returns the row's log-sum-exp (+INFINITY when no key is allowed). */
+static float softmax_row(float *a, const int32_t *mask, int limit, int n) {
     float maxv = -INFINITY, sum = 0.0f;
     for (int j = 0; j < limit; j++)
         if ((!mask || mask[j]) && a[j] > maxv) maxv = a[j];
 #pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < T; j++) {
+    for (int j = 0; j < n; j++) {
         int keep = j < limit && (!mask || mask[j]);
         a[j] = keep ? exp_approx(a[j] - maxv) : 0.0f; /* none kept: maxv unused */
         sum += a[j];
     }
-    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    for (int j = 0; j < T; j++) a[j] *= inv;
+    if (sum == 0.0f) return INFINITY;
+    float inv = 1.0f / sum;
+    for (int j = 0; j < n; j++) a[j] *= inv;
+    return maxv + logf(sum);
 }
 
-/* The dropout index of att[b,h,i,j] is its flat index ((b*NH + h)*T + i)*T + j,
- * with row = (b*NH + h)*T + i. */
-static uint64_t att_index(int row, int j, int T) {
-    return (uint64_t)row * T + j;
+/* Attention runs in units of one KV head of one sequence, (b, kvh): its G = NH/NKV query
+ * heads one after another, each in blocks of up to ATT_ROWS query rows, so the unit is the
+ * only writer of its dk, dv and every result is independent of the thread count. Units run
+ * on parallel threads (OpenBLAS is single-threaded inside them; a lone unit gets threaded
+ * GEMMs instead), each thread in its own slot of scratch: the scores of one row block and
+ * their gradient, 2 * min(T, ATT_ROWS) * T floats. At most ATT_SLOTS threads run units. */
+enum { ATT_ROWS = 64, ATT_SLOTS = 64 };
+
+static int att_slots(int B, int NKV) {
+    return B * NKV < ATT_SLOTS ? B * NKV : ATT_SLOTS;
+}
+static size_t att_slot_floats(int T) {
+    return 2 * (size_t)(T < ATT_ROWS ? T : ATT_ROWS) * T;
+}
+static size_t cpu_attention_scratch(int B, int T, int NH, int NKV) {
+    (void)NH;
+    return (size_t)att_slots(B, NKV) * att_slot_floats(T);
 }
 
-/* out = dropout(att) @ v per head; att[B,NH,T,T] = masked softmax(q k^T / sqrt(HS)), see ops.h
- * for the shapes and masks. */
-static void cpu_attention_forward(float *out, float *att, const float *q, const float *k,
+/* One attention call: shapes, masks and tensors (the gradients NULL in forward; out and lse
+ * only read in backward). */
+typedef struct AttArgs {
+    int B, T, NH, NKV, HS, causal;
+    const int32_t *mask;
+    float p;
+    uint64_t seed;
+    const float *q, *k, *v, *dout;
+    float *out, *lse, *dq, *dk, *dv;
+} AttArgs;
+
+/* Query rows i0 .. i0+rows-1 of head h in sequence b, and the keys 0 .. keys-1 they may see
+ * (causal: none past the block's last row). q: offset of row i0 of head h in q-shaped
+ * tensors, kv: of row 0 of its KV head in KV-shaped ones; lse: of row i0 in lse [B,NH,T]. */
+typedef struct RowBlock {
+    int i0, rows, keys;
+    size_t q, kv, lse;
+    const int32_t *mask; /* sequence b's, or NULL */
+} RowBlock;
+
+static RowBlock row_block(const AttArgs *a, int b, int h, int i0) {
+    int T = a->T, HS = a->HS, rows = T - i0 < ATT_ROWS ? T - i0 : ATT_ROWS;
+    RowBlock r = {i0, rows, a->causal ? i0 + rows : T, 0, 0, 0, NULL};
+    r.q = ((size_t)b * T + i0) * a->NH * HS + (size_t)h * HS;
+    r.kv = (size_t)b * T * a->NKV * HS + (size_t)(h / (a->NH / a->NKV)) * HS;
+    r.lse = ((size_t)b * a->NH + h) * T + i0;
+    r.mask = a->mask ? a->mask + (size_t)b * T : NULL;
+    return r;
+}
+
+/* s[rows,keys] = alpha * x_block @ y^T, x q-shaped (the block's rows), y KV-shaped */
+static void block_abt(float *s, const float *x, const float *y, float alpha, const AttArgs *a,
+                      const RowBlock *r) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r->rows, r->keys, a->HS, alpha, x + r->q,
+                a->NH * a->HS, y + r->kv, a->NKV * a->HS, 0.0f, s, r->keys);
+}
+
+/* The flat dropout index of P[b,h,i,j] is lse_row * T + j, lse_row = (b*NH + h)*T + i. */
+static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
+    block_abt(s, a->q, a->k, 1.0f / sqrtf((float)a->HS), a, r);
+    for (int ii = 0; ii < r->rows; ii++) {
+        float *row = s + (size_t)ii * r->keys;
+        size_t at = r->lse + ii;
+        a->lse[at] = softmax_row(row, r->mask, a->causal ? r->i0 + ii + 1 : r->keys, r->keys);
+        if (a->p > 0.0f) {
+#pragma omp simd
+            for (int j = 0; j < r->keys; j++)
+                row[j] *= rng_dropout_scale(a->seed, (uint64_t)at * a->T + j, a->p);
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->rows, a->HS, r->keys, 1.0f, s,
+                r->keys, a->v + r->kv, a->NKV * a->HS, 0.0f, a->out + r->q, a->NH * a->HS);
+}
+
+/* s <- dropout(P) and, when dq or dk is wanted, g <- dS / sqrt(HS) for the block, from the
+ * scores in s, dP = dout v^T in g and D = rowsum(dout * out); then the three GEMMs. */
+static void backward_block(const AttArgs *a, const RowBlock *r, float *s) {
+    int HS = a->HS, ldq = a->NH * HS, ldkv = a->NKV * HS, want_ds = a->dq || a->dk;
+    float *g = s + (size_t)r->rows * r->keys, scale = 1.0f / sqrtf((float)HS);
+    block_abt(s, a->q, a->k, scale, a, r);
+    if (want_ds) block_abt(g, a->dout, a->v, 1.0f, a, r);
+    for (int ii = 0; ii < r->rows; ii++) {
+        float *sr = s + (size_t)ii * r->keys, *gr = g + (size_t)ii * r->keys, D = 0.0f;
+        const float *dout = a->dout + r->q + (size_t)ii * ldq,
+                    *out = a->out + r->q + (size_t)ii * ldq;
+        size_t at = r->lse + ii;
+        float lse = a->lse[at];
+        int limit = a->causal ? r->i0 + ii + 1 : r->keys;
+        if (want_ds)
+            for (int d = 0; d < HS; d++) D += dout[d] * out[d];
+#pragma omp simd
+        for (int j = 0; j < r->keys; j++) {
+            float P = j < limit && (!r->mask || r->mask[j]) ? exp_approx(sr[j] - lse) : 0.0f;
+            float keep = rng_dropout_scale(a->seed, (uint64_t)at * a->T + j, a->p);
+            if (want_ds) gr[j] = P * (gr[j] * keep - D) * scale;
+            sr[j] = P * keep;
+        }
+    }
+    if (a->dv) /* dv_kv += dropout(P)^T dout_block */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r->keys, HS, r->rows, 1.0f, s, r->keys,
+                    a->dout + r->q, ldq, 1.0f, a->dv + r->kv, ldkv);
+    if (a->dq) /* dq_block += dS k / sqrt(HS) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->rows, HS, r->keys, 1.0f, g,
+                    r->keys, a->k + r->kv, ldkv, 1.0f, a->dq + r->q, ldq);
+    if (a->dk) /* dk_kv += dS^T q_block / sqrt(HS) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r->keys, HS, r->rows, 1.0f, g, r->keys,
+                    a->q + r->q, ldq, 1.0f, a->dk + r->kv, ldkv);
+}
+
+/* Runs fn on every row block, unit by unit (see ATT_ROWS above). */
+static void att_run(const AttArgs *a, float *scratch,
+                    void (*fn)(const AttArgs *, const RowBlock *, float *)) {
+    int units = a->B * a->NKV, G = a->NH / a->NKV, slots = att_slots(a->B, a->NKV);
+    int threads = slots < omp_get_max_threads() ? slots : omp_get_max_threads();
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        float *slot = scratch + (size_t)omp_get_thread_num() * att_slot_floats(a->T);
+#pragma omp for schedule(dynamic)
+        for (int u = 0; u < units; u++)
+            for (int h = u % a->NKV * G; h < (u % a->NKV + 1) * G; h++)
+                for (int i0 = 0; i0 < a->T; i0 += ATT_ROWS) {
+                    RowBlock r = row_block(a, u / a->NKV, h, i0);
+                    fn(a, &r, slot);
+                }
+    }
+}
+
+/* out, lse from q, k, v: see ops.h for the shapes and masks. */
+static void cpu_attention_forward(float *out, float *lse, const float *q, const float *k,
                                   const float *v, const int32_t *mask, int causal, float p,
                                   uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
                                   int HS) {
-    Heads g = {B, T, NH, NKV, HS};
-    int rows = B * NH * T;
-    heads_abt(att, q, k, 1.0f / sqrtf((float)HS), &g);
-#pragma omp parallel for if ((size_t)rows * T > CPU_PAR_MIN)
-    for (int row = 0; row < rows; row++)
-        softmax_row(att + (size_t)row * T, mask ? mask + (size_t)row / (NH * T) * T : NULL,
-                    causal ? row % T + 1 : T, T);
-    const float *probs = att;
-    if (p > 0.0f) { /* the dropout index of att[b,h,i,j] is its flat index */
-        cpu_dropout_forward(scratch, att, p, seed, (size_t)rows * T);
-        probs = scratch;
-    }
-    memset(out, 0, sizeof(float) * (size_t)B * T * NH * HS);
-    heads_ax(out, probs, v, 0, &g);
+    AttArgs a = {B, T, NH, NKV,  HS,  causal, mask, p,    seed,
+                 q, k, v,  NULL, out, lse,    NULL, NULL, NULL};
+    att_run(&a, scratch, forward_block);
 }
 
-/* dq, dk, dv += gradients of out = dropout(att) @ v, att = softmax(q k^T / sqrt(HS)); each
- * may be NULL. scratch [B,NH,T,T]: dropout(att), then d(att), then d(q k^T). */
+/* dq, dk, dv += gradients, each may be NULL; P recomputed from q, k and lse. */
 static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                                   const float *q, const float *k, const float *v, const float *att,
-                                   float p, uint64_t seed, float *scratch, int B, int T, int NH,
-                                   int NKV, int HS) {
-    Heads g = {B, T, NH, NKV, HS};
-    int rows = B * NH * T;
-    if (dv) { /* dv_kv += dropout(att)^T @ dout_h */
-        cpu_dropout_forward(scratch, att, p, seed, (size_t)rows * T);
-        heads_ax(dv, scratch, dout, 1, &g);
-    }
-    if (!dq && !dk) return;
-    heads_abt(scratch, dout, v, 1.0f, &g); /* d(dropout(att)) = dout_h v_kv^T */
-    float inv_sqrt_hs = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for if ((size_t)rows * T > CPU_PAR_MIN)
-    for (int row = 0; row < rows; row++) {
-        const float *a = att + (size_t)row * T;
-        float *d = scratch + (size_t)row * T, row_dot = 0.0f;
-        for (int j = 0; j < T; j++) {
-            d[j] *= rng_dropout_scale(seed, att_index(row, j, T), p); /* d(att) */
-            row_dot += a[j] * d[j];
-        }
-        /* softmax backward, 1/sqrt(HS) folded in: d(q k^T); masked keys get a[j] = 0 */
-        for (int j = 0; j < T; j++) d[j] = a[j] * (d[j] - row_dot) * inv_sqrt_hs;
-    }
-    if (dq) heads_ax(dq, scratch, k, 0, &g);
-    if (dk) heads_ax(dk, scratch, q, 1, &g);
+                                   const float *q, const float *k, const float *v, const float *out,
+                                   const float *lse, const int32_t *mask, int causal, float p,
+                                   uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                                   int HS) {
+    if (!dq && !dk && !dv) return;
+    AttArgs a = {B, T, NH, NKV,  HS,           causal,       mask, p,  seed,
+                 q, k, v,  dout, (float *)out, (float *)lse, dq,   dk, dv};
+    att_run(&a, scratch, backward_block);
 }
 
 /* Generation: n queries at positions pos0.. over the L = pos0 + n cached keys, per head h
@@ -675,6 +731,7 @@ const Ops ops_cpu = {
     .lora_backward = cpu_lora_backward,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
+    .attention_scratch = cpu_attention_scratch,
     .attention_cached = cpu_attention_cached,
     .activation_forward = cpu_activation_forward,
     .activation_backward = cpu_activation_backward,

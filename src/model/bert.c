@@ -25,8 +25,8 @@ typedef struct Layer {
 typedef struct LayerActs {
     float *x;                     /* [N,C] layer input (kept only if q/k/v train) */
     float *q, *k, *v;             /* [N,C] */
-    float *att;                   /* [B,NH,T,T] softmax probabilities */
-    float *ctx;                   /* [N,C] attention output, input of o (kept only if o trains) */
+    float *lse;                   /* [B,NH,T] attention's log-sum-exp per query row */
+    float *ctx;                   /* [N,C] attention output, input of o and of attention backward */
     float *res_attn;              /* [N,C] o(ctx) + x, input of ln_attn */
     float *h_attn;                /* [N,C] ln_attn output */
     float *mean_attn, *rstd_attn; /* [N] */
@@ -146,11 +146,11 @@ static void bert_plan(Model *m, Plan *pl) {
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = b->wte->grad != NULL;
-    float *S[4], *Fs[2], *O[2], *att, *mean, *rstd;
+    float *S[4], *Fs[2], *O[2], *lse, *mean, *rstd;
     for (int i = 0; i < 4; i++) PLAN_TAKE(pl, &S[i], N * C, 1, NULL);
     for (int i = 0; i < 2; i++) PLAN_TAKE(pl, &Fs[i], N * F, 1, NULL);
     for (int i = 0; i < 2; i++) PLAN_TAKE(pl, &O[i], N * C, 1, NULL);
-    PLAN_TAKE(pl, &att, B * NH * T * T, 1, NULL);
+    PLAN_TAKE(pl, &lse, B * NH * T, 1, NULL);
     PLAN_TAKE(pl, &mean, N, 1, NULL);
     PLAN_TAKE(pl, &rstd, N, 1, NULL);
 
@@ -169,8 +169,8 @@ static void bert_plan(Model *m, Plan *pl) {
         PLAN_TAKE(pl, &a->q, N * C, bw, S[0]);
         PLAN_TAKE(pl, &a->k, N * C, bw, S[1]);
         PLAN_TAKE(pl, &a->v, N * C, bw, S[2]);
-        PLAN_TAKE(pl, &a->att, B * NH * T * T, bw, att);
-        PLAN_TAKE(pl, &a->ctx, N * C, bw && linear_trains(&Ly->o), S[3]);
+        PLAN_TAKE(pl, &a->lse, B * NH * T, bw, lse);
+        PLAN_TAKE(pl, &a->ctx, N * C, bw, S[3]);
         PLAN_TAKE(pl, &a->res_attn, N * C, bw, S[0]);
         PLAN_TAKE(pl, &a->mean_attn, N, bw, mean);
         PLAN_TAKE(pl, &a->rstd_attn, N, bw, rstd);
@@ -217,15 +217,15 @@ static float attn_out_dropout(const Model *m, Drop d) {
 
 static void attention_forward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
-    m->ops->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, 0, d.attention, seed,
+    m->ops->attention_forward(a->ctx, a->lse, a->q, a->k, a->v, m->mask, 0, d.attention, seed,
                               m->scratch, m->B, m->T, NH, NH, HS);
 }
 
 static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
     Bert *b = bert(m);
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
-    m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->att,
-                               d.attention, seed, m->scratch, m->B, m->T, NH, NH, HS);
+    m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->ctx, a->lse,
+                               m->mask, 0, d.attention, seed, m->scratch, m->B, m->T, NH, NH, HS);
 }
 
 static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {

@@ -28,7 +28,7 @@ typedef struct LayerActs {
     float *x;               /* [N,C] input (the residual stream) */
     float *n1, *rstd1;      /* [N,C] rmsnorm(x), [N] */
     float *q, *k, *v;       /* [N,NH*HS], [N,NKV*HS] x2 */
-    float *att;             /* [B,NH,T,T] */
+    float *lse;             /* [B,NH,T] attention's log-sum-exp per query row */
     float *ctx;             /* [N,C] attention output */
     float *a;               /* [N,C] x + o(ctx) */
     float *n2, *rstd2;      /* [N,C] rmsnorm(a), [N] */
@@ -125,7 +125,7 @@ static void llama_plan(Model *m, Plan *pl) {
     Llama *b = llama(m);
     size_t B = m->max_batch, T = m->max_len, N = B * T, C = c->hidden_size, F = c->ffn_size;
     size_t HS = head_size(m), QC = c->num_heads * HS, KC = c->num_kv_heads * HS;
-    size_t L = c->num_layers, att_n = B * c->num_heads * T * T;
+    size_t L = c->num_layers, lse_n = B * c->num_heads * T;
     b->lowest_trained_layer = b->wte->grad ? 0 : (int)L;
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
@@ -134,9 +134,9 @@ static void llama_plan(Model *m, Plan *pl) {
     float *O[2];
     PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
     PLAN_TAKE(pl, &O[1], N * C, 1, NULL);
-    size_t sizes[] = {N * C, N,     QC * N, KC * N, KC * N, att_n, N * C,
+    size_t sizes[] = {N * C, N,     QC * N, KC * N, KC * N, lse_n, N * C,
                       N * C, N * C, N,      N * F,  N * F,  N * F};
-    float **fields[] = {&sh.n1, &sh.rstd1, &sh.q,     &sh.k,    &sh.v,  &sh.att, &sh.ctx,
+    float **fields[] = {&sh.n1, &sh.rstd1, &sh.q,     &sh.k,    &sh.v,  &sh.lse, &sh.ctx,
                         &sh.a,  &sh.n2,    &sh.rstd2, &sh.gate, &sh.up, &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
@@ -144,7 +144,7 @@ static void llama_plan(Model *m, Plan *pl) {
         LayerActs *a = &b->acts[l];
         int bw = (int)l >= b->lowest_trained_layer;
         a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
-        float **mine[] = {&a->n1, &a->rstd1, &a->q,     &a->k,    &a->v,  &a->att, &a->ctx,
+        float **mine[] = {&a->n1, &a->rstd1, &a->q,     &a->k,    &a->v,  &a->lse, &a->ctx,
                           &a->a,  &a->n2,    &a->rstd2, &a->gate, &a->up, &a->act};
         for (int i = 0; i < nf; i++)
             plan_take(pl, mine[i], sizes[i], bw, *fields[i], "llama layer activation");
@@ -213,7 +213,7 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     linear_forward(m, &Ly->v, a->v, a->n1, N, d.lora, model_site(seed, l, SITE_V));
     o->rope_forward(a->q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_forward(a->k, NULL, c->rope_theta, B, T, NKV, HS);
-    o->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, 1, d.attention,
+    o->attention_forward(a->ctx, a->lse, a->q, a->k, a->v, m->mask, 1, d.attention,
                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d, seed);
 }
@@ -269,8 +269,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(b->d_q, (size_t)N * NH * HS * F4);
     o->zero(b->d_k, (size_t)N * NKV * HS * F4);
     o->zero(b->d_v, (size_t)N * NKV * HS * F4);
-    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->att, d.attention,
-                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
+    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->ctx, a->lse,
+                          m->mask, 1, d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T,
+                          NH, NKV, HS);
     o->rope_backward(b->d_q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
     o->zero(b->d_n, NC * F4);

@@ -427,7 +427,7 @@ static size_t max_size(size_t a, size_t b) {
  * sized for B*T rows, the most any of them sees. */
 static size_t scratch_floats(const Model *m) {
     size_t B = m->max_batch, T = m->max_len, R = m->spec.r;
-    size_t need = ops_attention_scratch(B, T, m->cfg.num_heads);
+    size_t need = m->ops->attention_scratch((int)B, (int)T, m->cfg.num_heads, m->cfg.num_kv_heads);
     for (int i = 0; i < m->n_linears; i++) {
         const Linear *l = m->linears[i];
         if (l->lora) need = max_size(need, ops_lora_scratch(B * T, (size_t)l->in, R));
