@@ -39,7 +39,7 @@ static float *buf(size_t n) {
 
 typedef struct Bench {
     float *out, *inp, *w, *bias, *dout, *dinp, *dw, *dbias, *A, *Bm, *u, *dA, *dB, *scratch;
-    float *q, *k, *v, *att, *dq, *dk, *dv, *mean, *rstd;
+    float *q, *k, *v, *lse, *dq, *dk, *dv, *mean, *rstd;
     int32_t *mask;
     int B, T, C, NH, R;
     /* the LM head: h [LN,LC], head [LV,LC], logits and dlogits [LN,LV] (chunked: scratch) */
@@ -82,12 +82,12 @@ static void lora_bwd(Bench *b) {
                        b->scratch, NT, b->C, b->C, b->R);
 }
 static void att_fwd(Bench *b) {
-    ops->attention_forward(b->out, b->att, b->q, b->k, b->v, b->mask, 0, 0.1f, 1, b->scratch, b->B,
+    ops->attention_forward(b->out, b->lse, b->q, b->k, b->v, b->mask, 0, 0.1f, 1, b->scratch, b->B,
                            b->T, b->NH, b->NH, b->C / b->NH);
 }
 static void att_bwd(Bench *b) {
-    ops->attention_backward(b->dq, b->dk, b->dv, b->dout, b->q, b->k, b->v, b->att, 0.1f, 1,
-                            b->scratch, b->B, b->T, b->NH, b->NH, b->C / b->NH);
+    ops->attention_backward(b->dq, b->dk, b->dv, b->dout, b->q, b->k, b->v, b->out, b->lse, b->mask,
+                            0, 0.1f, 1, b->scratch, b->B, b->T, b->NH, b->NH, b->C / b->NH);
 }
 static void ln_fwd(Bench *b) {
     ops->layernorm_forward(b->out, b->mean, b->rstd, b->inp, b->w, b->bias, 1e-12f, NT, b->C);
@@ -148,14 +148,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_cpu_ops [B T C NH R], positive, C divisible by NH\n");
         return 2;
     }
-    size_t n = (size_t)NT * b->C, cc = (size_t)b->C * b->C, tt = (size_t)b->B * b->NH * b->T * b->T;
+    size_t n = (size_t)NT * b->C, cc = (size_t)b->C * b->C, nl = (size_t)b->B * b->NH * b->T;
+    size_t att_scratch = ops->attention_scratch(b->B, b->T, b->NH, b->NH);
     b->out = buf(n), b->inp = buf(n), b->w = buf(cc), b->bias = buf(b->C), b->dout = buf(n);
     b->dinp = buf(n), b->dw = buf(cc), b->dbias = buf(b->C), b->A = buf((size_t)b->R * b->C);
     b->Bm = buf((size_t)b->C * b->R), b->u = buf((size_t)NT * b->R),
     b->dA = buf((size_t)b->R * b->C);
     b->dB = buf((size_t)b->C * b->R);
-    b->scratch = buf(tt > n + (size_t)NT * b->R ? tt : n + (size_t)NT * b->R);
-    b->q = buf(n), b->k = buf(n), b->v = buf(n), b->att = buf(tt), b->dq = buf(n), b->dk = buf(n);
+    b->scratch = buf(att_scratch > n + (size_t)NT * b->R ? att_scratch : n + (size_t)NT * b->R);
+    b->q = buf(n), b->k = buf(n), b->v = buf(n), b->lse = buf(nl), b->dq = buf(n), b->dk = buf(n);
     b->dv = buf(n), b->mean = buf(NT), b->rstd = buf(NT);
     b->mask = ops->alloc(sizeof(int32_t) * NT);
     if (!b->mask) return 1;
@@ -168,8 +169,8 @@ int main(int argc, char **argv) {
     run("matmul bwd (all)", mm_bwd, b, 4 * N * C * C, f * (4 * N * C + 2 * C * C));
     run("lora fwd (p=0.1)", lora_fwd, b, 4 * N * C * R, f * (4 * N * C));
     run("lora bwd (p=0.1)", lora_bwd, b, 8 * N * C * R, f * (5 * N * C));
-    run("attention fwd (p=0.1)", att_fwd, b, 4 * N * T * C, f * (4 * N * C + tt));
-    run("attention bwd (p=0.1)", att_bwd, b, 8 * N * T * C, f * (8 * N * C + 2 * tt));
+    run("attention fwd (p=0.1)", att_fwd, b, 4 * N * T * C, f * (4 * N * C + nl));
+    run("attention bwd (p=0.1)", att_bwd, b, 10 * N * T * C, f * (9 * N * C + nl));
     run("layernorm fwd", ln_fwd, b, 8 * N * C, f * 2 * N * C);
     run("layernorm bwd", ln_bwd, b, 12 * N * C, f * 4 * N * C);
     run("gelu fwd", gelu_fwd, b, 0, f * 2 * N * C);

@@ -149,24 +149,28 @@ static void bench_dense_and_lora(void) {
 }
 
 static void bench_attention(void) {
-    size_t btc = (size_t)N * C, att_n = (size_t)B * NH * T * T;
+    size_t btc = (size_t)N * C, nl = (size_t)B * NH * T;
     float *q = randn(gpu, btc, 1.0f), *k = randn(gpu, btc, 1.0f), *v = randn(gpu, btc, 1.0f);
-    float *out = zeros(gpu, btc), *att = zeros(gpu, att_n), *scratch = zeros(gpu, att_n);
+    float *out = zeros(gpu, btc), *lse = zeros(gpu, nl);
+    float *scratch = zeros(gpu, gpu->attention_scratch(B, T, NH, NH));
     float *dout = randn(gpu, btc, 1.0f), *dq = zeros(gpu, btc), *dk = zeros(gpu, btc);
     float *dv = zeros(gpu, btc);
     int32_t *mask = ints(gpu, (size_t)N, 1, 2);
-    double flops = 4.0 * B * NH * (double)T * T * (C / NH), io = FB * (4.0 * btc + att_n);
+    /* flash-style: P is never in memory, so the traffic is q, k, v, out and lse (forward);
+     * backward reads q, k, v, out, dout, lse and writes dq, dk, dv; it runs 2.5x the forward's
+     * FLOPs (S and dP recomputed, once for dq and once for dk, dv) */
+    double flops = 4.0 * B * NH * (double)T * T * (C / NH), io = FB * (4.0 * btc + nl);
     float ms;
-    TIME_GPU(ms, gpu->attention_forward(out, att, q, k, v, mask, 0, 0.0f, 1, scratch, B, T, NH, NH,
+    TIME_GPU(ms, gpu->attention_forward(out, lse, q, k, v, mask, 0, 0.0f, 1, scratch, B, T, NH, NH,
                                         C / NH));
-    row("attention_forward p=0", ms, io + FB * 2.0 * att_n, flops, 0);
-    TIME_GPU(ms, gpu->attention_forward(out, att, q, k, v, mask, 0, 0.1f, 1, scratch, B, T, NH, NH,
+    row("attention_forward p=0", ms, io, flops, 0);
+    TIME_GPU(ms, gpu->attention_forward(out, lse, q, k, v, mask, 0, 0.1f, 1, scratch, B, T, NH, NH,
                                         C / NH));
-    row("attention_forward p=0.1", ms, io + FB * 2.0 * att_n, flops, 0);
-    TIME_GPU(ms, gpu->attention_backward(dq, dk, dv, dout, q, k, v, att, 0.1f, 1, scratch, B, T, NH,
-                                         NH, C / NH));
-    row("attention_backward p=0.1", ms, FB * (7.0 * btc + 4.0 * att_n), 2.0 * flops, 0);
-    float *ptrs[] = {q, k, v, out, att, scratch, dout, dq, dk, dv, (float *)mask};
+    row("attention_forward p=0.1", ms, io, flops, 0);
+    TIME_GPU(ms, gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, mask, 0, 0.1f, 1,
+                                         scratch, B, T, NH, NH, C / NH));
+    row("attention_backward p=0.1", ms, FB * (8.0 * btc + nl), 2.5 * flops, 0);
+    float *ptrs[] = {q, k, v, out, lse, scratch, dout, dq, dk, dv, (float *)mask};
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) gpu->free(ptrs[i]);
 }
 

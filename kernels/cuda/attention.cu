@@ -1,60 +1,45 @@
-/* attention.cu: multi-head softmax attention with a padding mask, an optional
- * causal mask and grouped KV heads (GQA), forward and backward. The products
- * QK^T, PV and their gradients are cuBLAS strided-batched GEMMs reading q/k/v in
- * place (q-shaped [B,T,NH*HS], KV-shaped [B,T,NKV*HS], head h at columns h*HS),
- * so no permute copies are needed. With G = NH/NKV query heads per KV head, one
- * call per (sequence, member j of a group) batches the NKV groups: query heads
- * j, j+G, ... at a constant stride, each with its own KV head. A warp-per-row
- * kernel does mask + softmax (and its backward). Not flash attention: att
- * [B,NH,T,T] is materialised because the op contract saves it for backward.
+/* attention.cu: multi-head softmax attention with a padding mask, an optional causal mask and
+ * grouped KV heads (GQA), flash-style: the probabilities P [B,NH,T,T] never exist in memory.
+ * Three kernels, each one launch over all B*NH heads (grid.x, so B*NH may pass 65,535):
  *
- * Dropout on att uses index ((b*NH + h)*T + i)*T + j, the element index in att,
- * as the CPU does. Row-major X is column-major X^T, so each GEMM computes the
- * transpose of the row-major formula in its comment. */
+ *   forward: a block owns Q_ROWS query rows of one head and streams the keys past them in
+ *     tiles of KEY_TILE in shared memory, with the online softmax (running max m and sum l,
+ *     the output rescaled when m grows); it writes out and lse = m + log l.
+ *   dq:      the same walk over the keys, recomputing P = exp(s - lse) and dP = dout v^T.
+ *   dk, dv:  a block owns KEY_ROWS keys of one KV head and walks the queries of every query
+ *     head of its group, so the G = NH/NKV heads sharing a KV head add into registers and the
+ *     block is the only writer of its dk, dv rows: no atomics, no per-head copies to reduce,
+ *     and results do not depend on the order blocks run in. Recomputing S and dP once more
+ *     than a single atomic-dq kernel would costs 2/5 more FLOPs; atomics on dq would cost a
+ *     read-modify-write per element per key tile.
+ *
+ * Both backward kernels need D = rowsum(dout * out) per query row, computed first into the
+ * scratch [B,NH,T]: the only scratch, O(T). Causal blocks skip the key tiles (forward, dq) or
+ * query tiles (dk, dv) that the mask hides entirely.
+ *
+ * FP32 CUDA cores, one warp per row: in the query-side kernels lane l takes key j0 + l of a
+ * tile for the dot products and owns dimensions l, l+32, ... of the accumulators (HS <= 128,
+ * four per lane); the key-side kernel mirrors it with lane l taking query i0 + l. Dot products
+ * run over d in a rotated order starting at the lane's own offset, so the 32 lanes of a warp
+ * read 32 different banks of rows stored at stride HS_MAX. Tensor-core (bf16) tiles are a
+ * later step.
+ *
+ * Dropout on P uses index ((b*NH + h)*T + i)*T + j, P's element index, as the CPU does. */
 #include "cuda_common.cuh"
 
-enum { SM_WARPS = 8 };
+enum {
+    HS_MAX = 128,       /* head sizes up to this; larger is an error */
+    DIMS = HS_MAX / 32, /* accumulator dimensions per lane */
+    ATT_WARPS = 4,      /* warps per block, every kernel */
+    KEY_TILE = 32,      /* keys per shared tile (forward, dq) = lanes */
+    FWD_ROWS = 4,       /* query rows per warp: forward */
+    DQ_ROWS = 2,        /* query rows per warp: dq (dout rows in shared too) */
+    KEY_ROWS = 2,       /* keys per warp: dk, dv */
+    QUERY_TILE = 32,    /* queries per shared tile (dk, dv) = lanes */
+    CACHED_WARPS = 8,   /* attention_cached's softmax: rows per block */
+};
 
-/* In place on the B*NH*T rows of att [B,NH,T,T]: scores -> softmax over the
- * allowed keys j (mask[b,j] != 0, and j <= i when causal); other keys get
- * exactly 0, and a row with no allowed key is all 0. */
-__global__ void softmax_forward_kernel(float *att, const int32_t *mask, int causal, int B, int NH,
-                                       int T) {
-    int lane = threadIdx.x & 31;
-    WARP_ROWS(row, (size_t)B * NH * T) {
-        float *s = att + row * T;
-        const int32_t *keep = mask ? mask + row / ((size_t)NH * T) * T : NULL;
-        int limit = causal ? (int)(row % T) + 1 : T;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int j = lane; j < limit; j += 32)
-            if (!keep || keep[j]) mx = fmaxf(mx, s[j]);
-        mx = warp_max(mx);
-        for (int j = lane; j < limit; j += 32)
-            if (!keep || keep[j]) sum += expf(s[j] - mx);
-        sum = warp_sum(sum);
-        float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-        for (int j = lane; j < T; j += 32)
-            s[j] = j < limit && (!keep || keep[j]) ? expf(s[j] - mx) * inv : 0.0f;
-    }
-}
-
-/* In place on g [B,NH,T,T] holding d(dropped att): g <- dS = P * (dP - sum_j P
- * dP), with dP = g * mask and P = att. */
-__global__ void softmax_backward_kernel(float *g, const float *att, float p, uint64_t seed,
-                                        size_t rows, int T) {
-    int lane = threadIdx.x & 31;
-    WARP_ROWS(row, rows) {
-        const float *P = att + row * T;
-        float *d = g + row * T, dot = 0.0f;
-        for (int j = lane; j < T; j += 32)
-            dot += P[j] * d[j] * rng_dropout_scale(seed, row * T + j, p);
-        dot = warp_sum(dot);
-        for (int j = lane; j < T; j += 32)
-            d[j] = P[j] * (d[j] * rng_dropout_scale(seed, row * T + j, p) - dot);
-    }
-}
-
-/* The shape of one attention call; ok is 0 (error noted) if it cannot be served. */
+/* The shape of one call; ok is 0 (error noted) if it cannot be served. */
 typedef struct Heads {
     int B, T, NH, NKV, HS, ok;
 } Heads;
@@ -65,113 +50,285 @@ static Heads heads(int B, int T, int NH, int NKV, int HS) {
         CUDA_FAIL("attention: NH is not a multiple of NKV");
         g.ok = 0;
     }
+    if (g.ok && HS > HS_MAX) {
+        CUDA_FAIL("attention: head size HS > 128 is not supported by the CUDA kernels");
+        g.ok = 0;
+    }
     return g;
 }
 
-/* The GEMM operands of one batched call: sequence b, group member j. q-shaped
- * tensors advance G heads per batch, KV-shaped ones one head, att G*T*T. */
-typedef struct Slice {
-    size_t q, kv, att; /* element offsets of the first batch */
-    long long sq, skv, satt;
-    int ldq, ldkv, batch;
-} Slice;
+/* Key j of sequence b is visible from query i: inside the sequence, not padding, and not in
+ * the future when causal. keep is sequence b's mask or NULL. */
+__device__ inline bool key_visible(const int32_t *keep, int causal, int i, int j, int T) {
+    return j < T && (!keep || keep[j]) && (!causal || j <= i);
+}
 
-static Slice slice(const Heads *g, int b, int j) {
-    int G = g->NH / g->NKV;
-    long long TT = (long long)g->T * g->T;
-    Slice s;
-    s.q = (size_t)b * g->T * g->NH * g->HS + (size_t)j * g->HS;
-    s.kv = (size_t)b * g->T * g->NKV * g->HS;
-    s.att = ((size_t)b * g->NH + j) * TT;
-    s.sq = (long long)G * g->HS, s.skv = g->HS, s.satt = G * TT;
-    s.ldq = g->NH * g->HS, s.ldkv = g->NKV * g->HS, s.batch = g->NKV;
+/* dst[r][d] = rows r0 + r of a head at src (row stride ld), zero past row T; all threads. */
+__device__ inline void load_rows(float (*dst)[HS_MAX], const float *src, size_t ld, int r0, int n,
+                                 int T, int HS) {
+    for (int e = threadIdx.x; e < n * HS; e += blockDim.x) {
+        int r = e / HS, d = e % HS;
+        dst[r][d] = r0 + r < T ? src[(size_t)(r0 + r) * ld + d] : 0.0f;
+    }
+}
+
+/* x . y over HS dimensions in the lane's rotated order (see the top of the file). */
+__device__ inline float dot_rotated(const float *x, const float *y, int HS, int start) {
+    float s = 0.0f;
+    for (int t = 0, d = start; t < HS; t++) {
+        s += x[d] * y[d];
+        if (++d == HS) d = 0;
+    }
     return s;
 }
 
-/* scores: att_h (T x T) = alpha * x_h y_kv^T (x q-shaped, y KV-shaped) */
-static void attention_scores(float *att, const float *x, const float *y, float alpha,
-                             const Heads *g) {
-    int T = g->T, G = g->NH / g->NKV;
-    for (int b = 0; b < g->B; b++)
-        for (int j = 0; j < G; j++) {
-            Slice s = slice(g, b, j);
-            /* row-major att_h = x_h y^T -> column-major att_h^T = y x_h^T; y's
-             * column-major view is y^T (HS x T): OP_T; x_h's is x_h^T: OP_N */
-            cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, T, T, g->HS, alpha, y + s.kv, s.ldkv, s.skv,
-                      x + s.q, s.ldq, s.sq, 0.0f, att + s.att, T, s.satt, s.batch);
-        }
+/* acc[c] += sum_{jj < n} w[jj] * rows[jj][lane + 32c]: the lane's dimensions of a weighted
+ * sum of shared rows. The warp's weights go through shared memory (w, written by lane jj
+ * before a __syncwarp) rather than 32 shuffles. */
+__device__ inline void acc_rows(float acc[DIMS], const float *w, const float (*rows)[HS_MAX], int n,
+                                int HS, int lane) {
+    for (int jj = 0; jj < n; jj++) {
+#pragma unroll
+        for (int c = 0; c < DIMS; c++)
+            if (lane + 32 * c < HS) acc[c] += w[jj] * rows[jj][lane + 32 * c];
+    }
 }
 
-/* out_h (T x HS, q-shaped) = alpha * P_h (T x T) @ v_kv (T x HS) + beta * out_h */
-static void attention_pv(float *out, const float *P, const float *v, float alpha, float beta,
-                         const Heads *g) {
-    int T = g->T, G = g->NH / g->NKV;
-    for (int b = 0; b < g->B; b++)
-        for (int j = 0; j < G; j++) {
-            Slice s = slice(g, b, j);
-            /* out_h^T (HS x T) = v^T P_h^T: both are their buffers' column-major views */
-            cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, g->HS, T, T, alpha, v + s.kv, s.ldkv, s.skv,
-                      P + s.att, T, s.satt, beta, out + s.q, s.ldq, s.sq, s.batch);
-        }
+/* Pointers to row 0 of query head h of sequence b (q-shaped) and of its KV head. */
+struct HeadPtrs {
+    size_t q, kv;
+    const int32_t *keep;
+};
+__device__ inline HeadPtrs head_ptrs(const Heads g, int b, int h, const int32_t *mask) {
+    HeadPtrs p;
+    p.q = (size_t)b * g.T * g.NH * g.HS + (size_t)h * g.HS;
+    p.kv = (size_t)b * g.T * g.NKV * g.HS + (size_t)(h / (g.NH / g.NKV)) * g.HS;
+    p.keep = mask ? mask + (size_t)b * g.T : NULL;
+    return p;
 }
 
-/* dx_kv (T x HS, KV-shaped) += alpha * G_h^T (T x T) @ y_h (T x HS, q-shaped); the
- * G query heads of a group add up, one call after another */
-static void attention_gtv(float *dx, const float *Gm, const float *y, float alpha, const Heads *g) {
-    int T = g->T, G = g->NH / g->NKV;
-    for (int b = 0; b < g->B; b++)
-        for (int j = 0; j < G; j++) {
-            Slice s = slice(g, b, j);
-            /* dx^T (HS x T) += y_h^T G_h: G's column-major view is G^T, so OP_T */
-            cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, g->HS, T, T, alpha, y + s.q, s.ldq, s.sq,
-                      Gm + s.att, T, s.satt, 1.0f, dx + s.kv, s.ldkv, s.skv, s.batch);
+/* grid (B*NH, query blocks of ATT_WARPS*FWD_ROWS rows). out, lse: see ops.h. */
+__global__ void flash_forward_kernel(float *out, float *lse, const float *q, const float *k,
+                                     const float *v, const int32_t *mask, int causal, float p,
+                                     uint64_t seed, const Heads g) {
+    __shared__ float Qs[ATT_WARPS * FWD_ROWS][HS_MAX], Ks[KEY_TILE][HS_MAX], Vs[KEY_TILE][HS_MAX];
+    __shared__ float W[ATT_WARPS][KEY_TILE]; /* a row's dropped probabilities, per warp */
+    int bh = blockIdx.x, T = g.T, HS = g.HS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int i0 = blockIdx.y * ATT_WARPS * FWD_ROWS, start = lane % HS;
+    HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
+    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    float scale = rsqrtf((float)HS), m[FWD_ROWS], l[FWD_ROWS], acc[FWD_ROWS][DIMS];
+    for (int r = 0; r < FWD_ROWS; r++) {
+        m[r] = -INFINITY, l[r] = 0.0f;
+        for (int c = 0; c < DIMS; c++) acc[r][c] = 0.0f;
+    }
+    load_rows(Qs, q + hp.q, ldq, i0, ATT_WARPS * FWD_ROWS, T, HS);
+    int keys = causal ? min(T, i0 + ATT_WARPS * FWD_ROWS) : T;
+    for (int j0 = 0; j0 < keys; j0 += KEY_TILE) {
+        __syncthreads(); /* Qs written; the previous tile's readers done */
+        load_rows(Ks, k + hp.kv, ldkv, j0, KEY_TILE, T, HS);
+        load_rows(Vs, v + hp.kv, ldkv, j0, KEY_TILE, T, HS);
+        __syncthreads();
+        int j = j0 + lane, n = min(KEY_TILE, keys - j0);
+#pragma unroll
+        for (int r = 0; r < FWD_ROWS; r++) {
+            int i = i0 + warp * FWD_ROWS + r;
+            if (i >= T) break; /* warp-uniform */
+            float s = key_visible(hp.keep, causal, i, j, T)
+                          ? dot_rotated(Qs[warp * FWD_ROWS + r], Ks[lane], HS, start) * scale
+                          : -INFINITY;
+            float m_new = fmaxf(m[r], warp_max(s));
+            if (m_new == -INFINITY) continue; /* nothing visible yet: warp-uniform */
+            float pj = expf(s - m_new), rescale = expf(m[r] - m_new);
+            l[r] = l[r] * rescale + warp_sum(pj);
+            m[r] = m_new;
+            for (int c = 0; c < DIMS; c++) acc[r][c] *= rescale;
+            W[warp][lane] = pj * rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
+            __syncwarp();
+            acc_rows(acc[r], W[warp], Vs, n, HS, lane);
+            __syncwarp(); /* W read before the next row writes it */
         }
+    }
+    for (int r = 0; r < FWD_ROWS; r++) {
+        int i = i0 + warp * FWD_ROWS + r;
+        if (i >= T) break;
+        float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        for (int c = 0; c < DIMS; c++)
+            if (lane + 32 * c < HS) out[hp.q + i * ldq + lane + 32 * c] = acc[r][c] * inv;
+        if (lane == 0) lse[(size_t)bh * T + i] = l[r] > 0.0f ? m[r] + logf(l[r]) : INFINITY;
+    }
 }
 
-/* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS]; mask [B,T] or NULL; att [B,NH,T,T]
- * saved (before dropout) */
-void cuda_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+/* D[B*NH*T] = rowsum(dout * out) per query row (row = (b*NH + h)*T + i), a warp per row. */
+__global__ void flash_rowdot_kernel(float *D, const float *dout, const float *out, const Heads g) {
+    int lane = threadIdx.x & 31;
+    WARP_ROWS(row, (size_t)g.B * g.NH * g.T) {
+        size_t bh = row / g.T, i = row % g.T, b = bh / g.NH, h = bh % g.NH;
+        size_t at = (b * g.T + i) * g.NH * g.HS + h * g.HS;
+        float s = 0.0f;
+        for (int d = lane; d < g.HS; d += 32) s += dout[at + d] * out[at + d];
+        s = warp_sum(s);
+        if (lane == 0) D[row] = s;
+    }
+}
+
+/* grid (B*NH, query blocks of ATT_WARPS*DQ_ROWS rows): dq += dS k / sqrt(HS), dS = P * (dP
+ * dropped - D), P = exp(s - lse) recomputed, dP = dout v^T. */
+__global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, const float *k,
+                                const float *v, const float *lse, const float *D,
+                                const int32_t *mask, int causal, float p, uint64_t seed,
+                                const Heads g) {
+    __shared__ float Qs[ATT_WARPS * DQ_ROWS][HS_MAX], dOs[ATT_WARPS * DQ_ROWS][HS_MAX];
+    __shared__ float Ks[KEY_TILE][HS_MAX], Vs[KEY_TILE][HS_MAX], W[ATT_WARPS][KEY_TILE];
+    int bh = blockIdx.x, T = g.T, HS = g.HS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int i0 = blockIdx.y * ATT_WARPS * DQ_ROWS, start = lane % HS;
+    HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
+    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    float scale = rsqrtf((float)HS), row_lse[DQ_ROWS], row_D[DQ_ROWS], acc[DQ_ROWS][DIMS];
+    for (int r = 0; r < DQ_ROWS; r++) {
+        int i = i0 + warp * DQ_ROWS + r;
+        row_lse[r] = i < T ? lse[(size_t)bh * T + i] : INFINITY;
+        row_D[r] = i < T ? D[(size_t)bh * T + i] : 0.0f;
+        for (int c = 0; c < DIMS; c++) acc[r][c] = 0.0f;
+    }
+    load_rows(Qs, q + hp.q, ldq, i0, ATT_WARPS * DQ_ROWS, T, HS);
+    load_rows(dOs, dout + hp.q, ldq, i0, ATT_WARPS * DQ_ROWS, T, HS);
+    int keys = causal ? min(T, i0 + ATT_WARPS * DQ_ROWS) : T;
+    for (int j0 = 0; j0 < keys; j0 += KEY_TILE) {
+        __syncthreads();
+        load_rows(Ks, k + hp.kv, ldkv, j0, KEY_TILE, T, HS);
+        load_rows(Vs, v + hp.kv, ldkv, j0, KEY_TILE, T, HS);
+        __syncthreads();
+        int j = j0 + lane, n = min(KEY_TILE, keys - j0);
+#pragma unroll
+        for (int r = 0; r < DQ_ROWS; r++) {
+            int i = i0 + warp * DQ_ROWS + r, w = warp * DQ_ROWS + r;
+            if (i >= T) break; /* warp-uniform */
+            float ds = 0.0f;
+            if (key_visible(hp.keep, causal, i, j, T)) {
+                float P = expf(dot_rotated(Qs[w], Ks[lane], HS, start) * scale - row_lse[r]);
+                float dP = dot_rotated(dOs[w], Vs[lane], HS, start) *
+                           rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
+                ds = P * (dP - row_D[r]);
+            }
+            W[warp][lane] = ds;
+            __syncwarp();
+            acc_rows(acc[r], W[warp], Ks, n, HS, lane);
+            __syncwarp();
+        }
+    }
+    for (int r = 0; r < DQ_ROWS; r++) {
+        int i = i0 + warp * DQ_ROWS + r;
+        if (i >= T) break;
+        for (int c = 0; c < DIMS; c++)
+            if (lane + 32 * c < HS) dq[hp.q + i * ldq + lane + 32 * c] += acc[r][c] * scale;
+    }
+}
+
+/* grid (B*NKV, key blocks of ATT_WARPS*KEY_ROWS keys): for the block's keys of KV head kvh,
+ * over every query head of its group and every query that can see them,
+ * dv += dropout(P)^T dout and dk += dS^T q / sqrt(HS). dk or dv may be NULL. */
+__global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q,
+                                  const float *k, const float *v, const float *lse, const float *D,
+                                  const int32_t *mask, int causal, float p, uint64_t seed,
+                                  const Heads g) {
+    __shared__ float Qs[QUERY_TILE][HS_MAX], dOs[QUERY_TILE][HS_MAX];
+    __shared__ float Ks[ATT_WARPS * KEY_ROWS][HS_MAX], Vs[ATT_WARPS * KEY_ROWS][HS_MAX];
+    __shared__ float Wp[ATT_WARPS][QUERY_TILE], Wd[ATT_WARPS][QUERY_TILE]; /* drop(P), dS */
+    int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, start = lane % HS;
+    int j0 = blockIdx.y * ATT_WARPS * KEY_ROWS;
+    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    float scale = rsqrtf((float)HS), dk_acc[KEY_ROWS][DIMS], dv_acc[KEY_ROWS][DIMS];
+    for (int r = 0; r < KEY_ROWS; r++)
+        for (int c = 0; c < DIMS; c++) dk_acc[r][c] = dv_acc[r][c] = 0.0f;
+    HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
+    load_rows(Ks, k + hp.kv, ldkv, j0, ATT_WARPS * KEY_ROWS, T, HS);
+    load_rows(Vs, v + hp.kv, ldkv, j0, ATT_WARPS * KEY_ROWS, T, HS);
+    for (int h = kvh * G; h < (kvh + 1) * G; h++) {
+        size_t bh = (size_t)b * g.NH + h, qo = hp.q + (size_t)(h - kvh * G) * HS;
+        /* causal: queries before the block's first key see none of its keys */
+        for (int i0 = causal ? j0 / QUERY_TILE * QUERY_TILE : 0; i0 < T; i0 += QUERY_TILE) {
+            __syncthreads(); /* Ks, Vs written; the previous tile's readers done */
+            load_rows(Qs, q + qo, ldq, i0, QUERY_TILE, T, HS);
+            load_rows(dOs, dout + qo, ldq, i0, QUERY_TILE, T, HS);
+            __syncthreads();
+            int i = i0 + lane, n = min(QUERY_TILE, T - i0);
+            float row_lse = i < T ? lse[bh * T + i] : INFINITY, row_D = i < T ? D[bh * T + i] : 0;
+#pragma unroll
+            for (int r = 0; r < KEY_ROWS; r++) {
+                int w = warp * KEY_ROWS + r, j = j0 + w;
+                if (j >= T) break; /* warp-uniform */
+                float pd = 0.0f, ds = 0.0f;
+                if (i < T && key_visible(hp.keep, causal, i, j, T)) {
+                    float P = expf(dot_rotated(Qs[lane], Ks[w], HS, start) * scale - row_lse);
+                    float keep = rng_dropout_scale(seed, (bh * T + i) * T + j, p);
+                    pd = P * keep;
+                    ds = P * (dot_rotated(dOs[lane], Vs[w], HS, start) * keep - row_D);
+                }
+                Wp[warp][lane] = pd, Wd[warp][lane] = ds;
+                __syncwarp();
+                if (dv) acc_rows(dv_acc[r], Wp[warp], dOs, n, HS, lane);
+                if (dk) acc_rows(dk_acc[r], Wd[warp], Qs, n, HS, lane);
+                __syncwarp();
+            }
+        }
+    }
+    for (int r = 0; r < KEY_ROWS; r++) {
+        int j = j0 + warp * KEY_ROWS + r;
+        if (j >= T) break;
+        for (int c = 0; c < DIMS; c++) {
+            size_t at = hp.kv + j * ldkv + lane + 32 * c;
+            if (lane + 32 * c >= HS) continue;
+            if (dv) dv[at] += dv_acc[r][c];
+            if (dk) dk[at] += dk_acc[r][c] * scale;
+        }
+    }
+}
+
+static unsigned blocks_of(int n, int per) {
+    return (unsigned)((n + per - 1) / per);
+}
+
+size_t cuda_attention_scratch(int B, int T, int NH, int NKV) {
+    (void)NKV;
+    return (size_t)B * NH * T; /* D, for backward */
+}
+
+/* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS]; mask [B,T] or NULL; lse [B,NH,T] saved */
+void cuda_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                             const int32_t *mask, int causal, float p, uint64_t seed, float *scratch,
                             int B, int T, int NH, int NKV, int HS) {
+    (void)scratch;
     Heads g = heads(B, T, NH, NKV, HS);
     if (!g.ok) return;
-    attention_scores(att, q, k, 1.0f / sqrtf((float)HS), &g);
-    size_t rows = (size_t)B * NH * T;
-    softmax_forward_kernel<<<cuda_blocks(rows, SM_WARPS), SM_WARPS * 32>>>(att, mask, causal, B, NH,
-                                                                           T);
-    CUDA_LAUNCHED("attention_forward (softmax)");
-    if (p > 0.0f) { /* the dropout index of att[b,h,i,j] is its flat index */
-        cuda_dropout_forward(scratch, att, p, seed, rows * T);
-        attention_pv(out, scratch, v, 1.0f, 0.0f, &g);
-        return;
-    }
-    attention_pv(out, att, v, 1.0f, 0.0f, &g);
+    dim3 grid((unsigned)(B * NH), blocks_of(T, ATT_WARPS * FWD_ROWS));
+    flash_forward_kernel<<<grid, ATT_WARPS * 32>>>(out, lse, q, k, v, mask, causal, p, seed, g);
+    CUDA_LAUNCHED("attention_forward");
 }
 
-/* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients; scratch [B,NH,T,T] */
+/* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients; scratch: D [B,NH,T] */
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                             const float *k, const float *v, const float *att, float p,
-                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS) {
+                             const float *k, const float *v, const float *out, const float *lse,
+                             const int32_t *mask, int causal, float p, uint64_t seed,
+                             float *scratch, int B, int T, int NH, int NKV, int HS) {
     Heads g = heads(B, T, NH, NKV, HS);
     if (!g.ok || (!dq && !dk && !dv)) return;
     size_t rows = (size_t)B * NH * T;
-    if (dv) { /* dv_kv += drop(att_h)^T dout_h */
-        const float *Pd = att;
-        if (p > 0.0f) {
-            cuda_dropout_forward(scratch, att, p, seed, rows * T);
-            Pd = scratch;
-        }
-        attention_gtv(dv, Pd, dout, 1.0f, &g);
+    flash_rowdot_kernel<<<cuda_blocks(rows, ATT_WARPS), ATT_WARPS * 32>>>(scratch, dout, out, g);
+    CUDA_LAUNCHED("attention_backward (D)");
+    if (dq) {
+        dim3 grid((unsigned)(B * NH), blocks_of(T, ATT_WARPS * DQ_ROWS));
+        flash_dq_kernel<<<grid, ATT_WARPS * 32>>>(dq, dout, q, k, v, lse, scratch, mask, causal, p,
+                                                  seed, g);
+        CUDA_LAUNCHED("attention_backward (dq)");
     }
-    if (!dq && !dk) return;
-    /* d(drop(att))_h = dout_h v_kv^T: the same product shape as the scores */
-    attention_scores(scratch, dout, v, 1.0f, &g);
-    softmax_backward_kernel<<<cuda_blocks(rows, SM_WARPS), SM_WARPS * 32>>>(scratch, att, p, seed,
-                                                                            rows, T);
-    CUDA_LAUNCHED("attention_backward (softmax)");
-    float alpha = 1.0f / sqrtf((float)HS);
-    if (dq) attention_pv(dq, scratch, k, alpha, 1.0f, &g); /* += alpha dS_h k_kv */
-    if (dk) attention_gtv(dk, scratch, q, alpha, &g);      /* += alpha dS_h^T q_h */
+    if (dk || dv) {
+        dim3 grid((unsigned)(B * NKV), blocks_of(T, ATT_WARPS * KEY_ROWS));
+        flash_dkdv_kernel<<<grid, ATT_WARPS * 32>>>(dk, dv, dout, q, k, v, lse, scratch, mask,
+                                                    causal, p, seed, g);
+        CUDA_LAUNCHED("attention_backward (dk, dv)");
+    }
 }
 
 /* In place on the NH*n rows of scores [NH,n,L] (row = h*n + i, query position pos0 + i): the
@@ -191,8 +348,8 @@ __global__ void softmax_cached_kernel(float *s, int rows, int n, int pos0, int L
 }
 
 /* Generation: q, out [n,NH*HS] at positions pos0..; k, v [L,NKV*HS], L = pos0 + n; scratch
- * [NH,n,L]. As attention_forward, one batched GEMM per member j of a group: query heads j,
- * j+G, ... each with its own KV head. */
+ * [NH,n,L] (a few queries over the cache: no T x T here). One batched cuBLAS GEMM per member j
+ * of a group: query heads j, j+G, ... at a constant stride, each with its own KV head. */
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
                            float *scratch, int n, int pos0, int NH, int NKV, int HS) {
     Heads g = heads(1, n, NH, NKV, HS);
@@ -203,8 +360,8 @@ void cuda_attention_cached(float *out, const float *q, const float *k, const flo
         cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, L, n, HS, 1.0f / sqrtf((float)HS), k, ldkv, HS,
                   q + (size_t)j * HS, ldq, (long long)G * HS, 0.0f, scratch + j * nL, L, G * nL,
                   NKV);
-    softmax_cached_kernel<<<cuda_blocks((size_t)NH * n, SM_WARPS), SM_WARPS * 32>>>(scratch, NH * n,
-                                                                                    n, pos0, L);
+    softmax_cached_kernel<<<cuda_blocks((size_t)NH * n, CACHED_WARPS), CACHED_WARPS * 32>>>(
+        scratch, NH * n, n, pos0, L);
     CUDA_LAUNCHED("attention_cached (softmax)");
     for (int j = 0; j < G; j++) /* out_h^T (HS x n) = v_kv^T P_h^T */
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, HS, n, L, 1.0f, v, ldkv, HS, scratch + j * nL, L,

@@ -176,6 +176,7 @@ extern "C" const Ops ops_cuda = {
     .lora_backward = cuda_lora_backward,
     .attention_forward = cuda_attention_forward,
     .attention_backward = cuda_attention_backward,
+    .attention_scratch = cuda_attention_scratch,
     .attention_cached = cuda_attention_cached,
     .activation_forward = cuda_activation_forward,
     .activation_backward = cuda_activation_backward,

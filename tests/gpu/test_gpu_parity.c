@@ -121,7 +121,7 @@ static void compare(const char *tensor, const Pair *p, double atol, double rtol)
     status_ok();
     double max_abs = 0.0, max_rel = 0.0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
+        double d = a[i] == b[i] ? 0.0 : fabs((double)a[i] - b[i]); /* equal infinities: 0 */
         int ok = rtol < 0 ? !memcmp(&a[i], &b[i], sizeof a[i]) : d <= atol + rtol * fabs(a[i]);
         if (!ok && !bad++) first = i;
         if (d > max_abs || d != d) max_abs = d;
@@ -410,35 +410,49 @@ static Pair *attention_mask(int B, int T, int pad, int all_pad_last) {
     return p;
 }
 
-/* q [B,T,NH*HS], k and v [B,T,NKV*HS]; causal: the decoder mask */
-static void test_attention(int B, int T, int NH, int NKV, int HS, int causal, int pad, float p,
-                           int all_pad_last) {
+/* Attention scratch for both backends: the larger of their two contracts. */
+static Pair *attention_scratch(int B, int T, int NH, int NKV) {
+    size_t a = ref->attention_scratch(B, T, NH, NKV), b = dut->attention_scratch(B, T, NH, NKV);
+    return pair_new((a > b ? a : b) * sizeof(float));
+}
+
+/* q [B,T,NH*HS], k and v [B,T,NKV*HS]; causal: the decoder mask. grads: which of dq (G_DINP),
+ * dk (G_DW), dv (G_DB) backward computes (G_ALL, or a subset: the skip paths). */
+static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int causal, int pad,
+                                 float p, int all_pad_last, unsigned grads) {
     size_t BTQ = (size_t)B * T * NH * HS, BTK = (size_t)B * T * NKV * HS;
-    size_t att_n = (size_t)B * NH * T * T;
     Pair *q = pair_random(BTQ, 1.0f), *k = pair_random(BTK, 1.0f), *v = pair_random(BTK, 1.0f);
     Pair *mask = attention_mask(B, T, pad, all_pad_last);
-    Pair *out = pair_new(BTQ * sizeof(float)), *att = pair_new(att_n * sizeof(float));
+    Pair *out = pair_new(BTQ * sizeof(float)), *lse = pair_new((size_t)B * NH * T * sizeof(float));
     Pair *dout = pair_random(BTQ, 1.0f);
-    Pair *scratch = pair_new(ops_attention_scratch(B, T, NH) * sizeof(float));
-    Pair *dq = pair_random(BTQ, 1.0f), *dk = pair_random(BTK, 1.0f), *dv = pair_random(BTK, 1.0f);
+    Pair *scratch = attention_scratch(B, T, NH, NKV);
+    Pair *dq = grads & G_DINP ? pair_random(BTQ, 1.0f) : NULL;
+    Pair *dk = grads & G_DW ? pair_random(BTK, 1.0f) : NULL;
+    Pair *dv = grads & G_DB ? pair_random(BTK, 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->attention_forward(F(out, w), F(att, w), F(q, w), F(k, w), F(v, w), I(mask, w), causal, p,
+        o->attention_forward(F(out, w), F(lse, w), F(q, w), F(k, w), F(v, w), I(mask, w), causal, p,
                              5, F(scratch, w), B, T, NH, NKV, HS);
     }
     NAME("attention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", B, T, NH, NKV, HS,
          causal ? " causal" : "", pad, p);
-    compare("att", att, GEMM_TOL);
+    compare("lse", lse, GEMM_TOL);
     compare("out", out, GEMM_TOL);
     BACKENDS(w, o) {
         o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), F(q, w), F(k, w), F(v, w),
-                              F(att, w), p, 5, F(scratch, w), B, T, NH, NKV, HS);
+                              F(out, w), F(lse, w), I(mask, w), causal, p, 5, F(scratch, w), B, T,
+                              NH, NKV, HS);
     }
     NAME("attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", B, T, NH, NKV, HS,
          causal ? " causal" : "", pad, p);
-    compare("dq", dq, GEMM_TOL);
-    compare("dk", dk, GEMM_TOL);
-    compare("dv", dv, GEMM_TOL);
+    if (dq) compare("dq", dq, GEMM_TOL);
+    if (dk) compare("dk", dk, GEMM_TOL);
+    if (dv) compare("dv", dv, GEMM_TOL);
     pairs_free();
+}
+
+static void test_attention(int B, int T, int NH, int NKV, int HS, int causal, int pad, float p,
+                           int all_pad_last) {
+    test_attention_grads(B, T, NH, NKV, HS, causal, pad, p, all_pad_last, G_ALL);
 }
 
 /* generation: n queries at positions pos0.. over L = pos0 + n cached keys */
@@ -550,13 +564,19 @@ static void test_errors(void) {
     printf("bad label (lm head): %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
 
-    Pair *x = pair_random(2 * 3 * 10, 1.0f), *att = pair_new(2 * 3 * 3 * 3 * sizeof(float));
-    dut->attention_forward(F(x, 1), F(att, 1), F(x, 1), F(x, 1), F(x, 1), NULL, 0, 0.0f, 1,
-                           F(att, 1), 2, 3, 3, 2, 2); /* NH = 3 not a multiple of NKV = 2 */
+    Pair *x = pair_random(2 * 3 * 10, 1.0f), *lse = pair_new(2 * 3 * 3 * sizeof(float));
+    dut->attention_forward(F(x, 1), F(lse, 1), F(x, 1), F(x, 1), F(x, 1), NULL, 0, 0.0f, 1,
+                           F(lse, 1), 2, 3, 3, 2, 2); /* NH = 3 not a multiple of NKV = 2 */
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NKV") != NULL);
     CHECK(dut->status(&e) == 0); /* reported once, then clear */
+    Pair *y = pair_random(129, 1.0f), *l1 = pair_new(sizeof(float));
+    dut->attention_forward(F(y, 1), F(l1, 1), F(y, 1), F(y, 1), F(y, 1), NULL, 1, 0.0f, 1, F(l1, 1),
+                           1, 1, 1, 1, 129); /* past the kernels' head size */
+    CHECK(dut->status(&e) == -1);
+    printf("head size: %s\n", e.msg);
+    CHECK(strstr(e.msg, "HS > 128") != NULL);
     pairs_free();
 }
 
@@ -591,16 +611,16 @@ static void test_tf32(void) {
     compare_scaled("dw", dW, 4e-3);
     pairs_free();
     int B = 2, T = 128, NH = 12;
-    size_t BTC = (size_t)B * T * C, att_n = (size_t)B * NH * T * T;
+    size_t BTC = (size_t)B * T * C, nl = (size_t)B * NH * T;
     Pair *q = pair_random(BTC, 1.0f), *k = pair_random(BTC, 1.0f), *v = pair_random(BTC, 1.0f);
-    Pair *o_ = pair_new(BTC * sizeof(float)), *att = pair_new(att_n * sizeof(float));
-    Pair *scratch = pair_new(ops_attention_scratch(B, T, NH) * sizeof(float));
+    Pair *o_ = pair_new(BTC * sizeof(float)), *lse = pair_new(nl * sizeof(float));
+    Pair *scratch = attention_scratch(B, T, NH, NH);
     BACKENDS(w, o) {
-        o->attention_forward(F(o_, w), F(att, w), F(q, w), F(k, w), F(v, w), NULL, 0, 0.0f, 5,
+        o->attention_forward(F(o_, w), F(lse, w), F(q, w), F(k, w), F(v, w), NULL, 0, 0.0f, 5,
                              F(scratch, w), B, T, NH, NH, C / NH);
     }
     NAME("tf32 attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    compare_scaled("att", att, 4e-3);
+    compare_scaled("lse", lse, 4e-3);
     compare_scaled("out", o_, 4e-3);
     pairs_free();
 }
@@ -709,8 +729,12 @@ int main(void) {
     test_attention(3, 33, 4, 1, 16, 1, 5, 0.1f, 0);    /* causal, one KV head (MQA) */
     test_attention(2, 70, 9, 3, 64, 1, 0, 0.0f, 0);    /* SmolLM2's heads: 9 q, 3 KV */
     test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 1);
-    test_attention_cached(1, 0, 1, 1, 4);   /* the first token */
-    test_attention_cached(7, 0, 4, 2, 16);  /* a prefill */
+    test_attention(2, 45, 4, 2, 128, 1, 7, 0.1f, 0); /* HS = 128, the kernels' largest */
+    test_attention(1, 40, 2, 2, 128, 0, 3, 0.0f, 0);
+    test_attention_grads(2, 37, 4, 2, 32, 1, 5, 0.1f, 0, G_DW);          /* dk only */
+    test_attention_grads(2, 37, 4, 2, 32, 0, 5, 0.1f, 0, G_DINP | G_DB); /* dq, dv */
+    test_attention_cached(1, 0, 1, 1, 4);                                /* the first token */
+    test_attention_cached(7, 0, 4, 2, 16);                               /* a prefill */
     test_attention_cached(1, 69, 9, 3, 64); /* a decode step, SmolLM2's heads */
     test_attention_cached(5, 40, 4, 1, 32); /* a chunk after a cached prefix, MQA */
     test_cross_entropy(1, 2, 3.0f, 1);
