@@ -137,10 +137,11 @@ typedef struct Ops {
     void (*attention_forward)(float *out, float *lse, const float *q, const float *k,
                               const float *v, const int32_t *mask, int causal, float p,
                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
-    /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients. out and lse are this forward's (same
-     * q, k, v, mask, causal, p, seed): with dP = dout_h v^T and D = rowsum(dout * out),
-     * dS = P * (dropout'(dP) - D), dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS),
-     * dv += dropout(P)^T dout. */
+    /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients (each may be NULL). out and lse are this
+     * forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
+     * (rng_dropout_scale at P's index), dP = dout_h v^T and D = rowsum(dout * out) per row:
+     * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
+     * dout, grouped query heads adding up in their KV head. */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *out, const float *lse,
                                const int32_t *mask, int causal, float p, uint64_t seed,

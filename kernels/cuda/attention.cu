@@ -26,11 +26,12 @@
  *
  * Dropout on P uses index ((b*NH + h)*T + i)*T + j, P's element index, as the CPU does. */
 #include "cuda_common.cuh"
+#include "loraft/activation.h"
 
 enum {
     HS_MAX = 128,       /* head sizes up to this; larger is an error */
     DIMS = HS_MAX / 32, /* accumulator dimensions per lane */
-    ATT_WARPS = 4,      /* warps per block, every kernel */
+    ATT_WARPS = 4,      /* warps per block, at most (fewer when T is short) */
     KEY_TILE = 32,      /* keys per shared tile (forward, dq) = lanes */
     FWD_ROWS = 4,       /* query rows per warp: forward */
     DQ_ROWS = 2,        /* query rows per warp: dq (dout rows in shared too) */
@@ -107,23 +108,23 @@ __device__ inline HeadPtrs head_ptrs(const Heads g, int b, int h, const int32_t 
     return p;
 }
 
-/* grid (B*NH, query blocks of ATT_WARPS*FWD_ROWS rows). out, lse: see ops.h. */
+/* grid (B*NH, query blocks of warps*FWD_ROWS rows). out, lse: see ops.h. */
 __global__ void flash_forward_kernel(float *out, float *lse, const float *q, const float *k,
                                      const float *v, const int32_t *mask, int causal, float p,
                                      uint64_t seed, const Heads g) {
     __shared__ float Qs[ATT_WARPS * FWD_ROWS][HS_MAX], Ks[KEY_TILE][HS_MAX], Vs[KEY_TILE][HS_MAX];
     __shared__ float W[ATT_WARPS][KEY_TILE]; /* a row's dropped probabilities, per warp */
     int bh = blockIdx.x, T = g.T, HS = g.HS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int i0 = blockIdx.y * ATT_WARPS * FWD_ROWS, start = lane % HS;
+    int rows = (blockDim.x >> 5) * FWD_ROWS, i0 = blockIdx.y * rows, start = lane % HS;
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
-    float scale = rsqrtf((float)HS), m[FWD_ROWS], l[FWD_ROWS], acc[FWD_ROWS][DIMS];
+    float scale = 1.0f / sqrtf((float)HS), m[FWD_ROWS], l[FWD_ROWS], acc[FWD_ROWS][DIMS];
     for (int r = 0; r < FWD_ROWS; r++) {
         m[r] = -INFINITY, l[r] = 0.0f;
         for (int c = 0; c < DIMS; c++) acc[r][c] = 0.0f;
     }
-    load_rows(Qs, q + hp.q, ldq, i0, ATT_WARPS * FWD_ROWS, T, HS);
-    int keys = causal ? min(T, i0 + ATT_WARPS * FWD_ROWS) : T;
+    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS);
+    int keys = causal ? min(T, i0 + rows) : T;
     for (int j0 = 0; j0 < keys; j0 += KEY_TILE) {
         __syncthreads(); /* Qs written; the previous tile's readers done */
         load_rows(Ks, k + hp.kv, ldkv, j0, KEY_TILE, T, HS);
@@ -139,7 +140,9 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
                           : -INFINITY;
             float m_new = fmaxf(m[r], warp_max(s));
             if (m_new == -INFINITY) continue; /* nothing visible yet: warp-uniform */
-            float pj = expf(s - m_new), rescale = expf(m[r] - m_new);
+            /* exp_approx as the CPU's, but exactly 0 for hidden keys and the first rescale */
+            float pj = s == -INFINITY ? 0.0f : exp_approx(s - m_new);
+            float rescale = m[r] == -INFINITY ? 0.0f : exp_approx(m[r] - m_new);
             l[r] = l[r] * rescale + warp_sum(pj);
             m[r] = m_new;
             for (int c = 0; c < DIMS; c++) acc[r][c] *= rescale;
@@ -172,7 +175,7 @@ __global__ void flash_rowdot_kernel(float *D, const float *dout, const float *ou
     }
 }
 
-/* grid (B*NH, query blocks of ATT_WARPS*DQ_ROWS rows): dq += dS k / sqrt(HS), dS = P * (dP
+/* grid (B*NH, query blocks of warps*DQ_ROWS rows): dq += dS k / sqrt(HS), dS = P * (dP
  * dropped - D), P = exp(s - lse) recomputed, dP = dout v^T. */
 __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, const float *k,
                                 const float *v, const float *lse, const float *D,
@@ -181,19 +184,19 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
     __shared__ float Qs[ATT_WARPS * DQ_ROWS][HS_MAX], dOs[ATT_WARPS * DQ_ROWS][HS_MAX];
     __shared__ float Ks[KEY_TILE][HS_MAX], Vs[KEY_TILE][HS_MAX], W[ATT_WARPS][KEY_TILE];
     int bh = blockIdx.x, T = g.T, HS = g.HS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int i0 = blockIdx.y * ATT_WARPS * DQ_ROWS, start = lane % HS;
+    int rows = (blockDim.x >> 5) * DQ_ROWS, i0 = blockIdx.y * rows, start = lane % HS;
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
-    float scale = rsqrtf((float)HS), row_lse[DQ_ROWS], row_D[DQ_ROWS], acc[DQ_ROWS][DIMS];
+    float scale = 1.0f / sqrtf((float)HS), row_lse[DQ_ROWS], row_D[DQ_ROWS], acc[DQ_ROWS][DIMS];
     for (int r = 0; r < DQ_ROWS; r++) {
         int i = i0 + warp * DQ_ROWS + r;
         row_lse[r] = i < T ? lse[(size_t)bh * T + i] : INFINITY;
         row_D[r] = i < T ? D[(size_t)bh * T + i] : 0.0f;
         for (int c = 0; c < DIMS; c++) acc[r][c] = 0.0f;
     }
-    load_rows(Qs, q + hp.q, ldq, i0, ATT_WARPS * DQ_ROWS, T, HS);
-    load_rows(dOs, dout + hp.q, ldq, i0, ATT_WARPS * DQ_ROWS, T, HS);
-    int keys = causal ? min(T, i0 + ATT_WARPS * DQ_ROWS) : T;
+    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS);
+    load_rows(dOs, dout + hp.q, ldq, i0, rows, T, HS);
+    int keys = causal ? min(T, i0 + rows) : T;
     for (int j0 = 0; j0 < keys; j0 += KEY_TILE) {
         __syncthreads();
         load_rows(Ks, k + hp.kv, ldkv, j0, KEY_TILE, T, HS);
@@ -206,7 +209,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
             if (i >= T) break; /* warp-uniform */
             float ds = 0.0f;
             if (key_visible(hp.keep, causal, i, j, T)) {
-                float P = expf(dot_rotated(Qs[w], Ks[lane], HS, start) * scale - row_lse[r]);
+                float P = exp_approx(dot_rotated(Qs[w], Ks[lane], HS, start) * scale - row_lse[r]);
                 float dP = dot_rotated(dOs[w], Vs[lane], HS, start) *
                            rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
                 ds = P * (dP - row_D[r]);
@@ -225,7 +228,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
     }
 }
 
-/* grid (B*NKV, key blocks of ATT_WARPS*KEY_ROWS keys): for the block's keys of KV head kvh,
+/* grid (B*NKV, key blocks of warps*KEY_ROWS keys): for the block's keys of KV head kvh,
  * over every query head of its group and every query that can see them,
  * dv += dropout(P)^T dout and dk += dS^T q / sqrt(HS). dk or dv may be NULL. */
 __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q,
@@ -237,14 +240,14 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
     __shared__ float Wp[ATT_WARPS][QUERY_TILE], Wd[ATT_WARPS][QUERY_TILE]; /* drop(P), dS */
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, start = lane % HS;
-    int j0 = blockIdx.y * ATT_WARPS * KEY_ROWS;
+    int nkeys = (blockDim.x >> 5) * KEY_ROWS, j0 = blockIdx.y * nkeys;
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
-    float scale = rsqrtf((float)HS), dk_acc[KEY_ROWS][DIMS], dv_acc[KEY_ROWS][DIMS];
+    float scale = 1.0f / sqrtf((float)HS), dk_acc[KEY_ROWS][DIMS], dv_acc[KEY_ROWS][DIMS];
     for (int r = 0; r < KEY_ROWS; r++)
         for (int c = 0; c < DIMS; c++) dk_acc[r][c] = dv_acc[r][c] = 0.0f;
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
-    load_rows(Ks, k + hp.kv, ldkv, j0, ATT_WARPS * KEY_ROWS, T, HS);
-    load_rows(Vs, v + hp.kv, ldkv, j0, ATT_WARPS * KEY_ROWS, T, HS);
+    load_rows(Ks, k + hp.kv, ldkv, j0, nkeys, T, HS);
+    load_rows(Vs, v + hp.kv, ldkv, j0, nkeys, T, HS);
     for (int h = kvh * G; h < (kvh + 1) * G; h++) {
         size_t bh = (size_t)b * g.NH + h, qo = hp.q + (size_t)(h - kvh * G) * HS;
         /* causal: queries before the block's first key see none of its keys */
@@ -261,7 +264,7 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
                 if (j >= T) break; /* warp-uniform */
                 float pd = 0.0f, ds = 0.0f;
                 if (i < T && key_visible(hp.keep, causal, i, j, T)) {
-                    float P = expf(dot_rotated(Qs[lane], Ks[w], HS, start) * scale - row_lse);
+                    float P = exp_approx(dot_rotated(Qs[lane], Ks[w], HS, start) * scale - row_lse);
                     float keep = rng_dropout_scale(seed, (bh * T + i) * T + j, p);
                     pd = P * keep;
                     ds = P * (dot_rotated(dOs[lane], Vs[w], HS, start) * keep - row_D);
@@ -286,8 +289,18 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
     }
 }
 
-static unsigned blocks_of(int n, int per) {
-    return (unsigned)((n + per - 1) / per);
+/* Warps per block for `per_warp` rows each: ATT_WARPS, fewer when T has fewer rows (a short
+ * sequence leaves no warp idle). */
+static int att_warps(int T, int per_warp) {
+    int w = (T + per_warp - 1) / per_warp;
+    return w < ATT_WARPS ? w : ATT_WARPS;
+}
+
+/* The launch of a kernel with `per_warp` rows per warp over T rows of `problems` heads. */
+static void att_launch_shape(dim3 *grid, unsigned *threads, int problems, int T, int per_warp) {
+    int warps = att_warps(T, per_warp), rows = warps * per_warp;
+    *grid = dim3((unsigned)problems, (unsigned)((T + rows - 1) / rows));
+    *threads = 32u * (unsigned)warps;
 }
 
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV) {
@@ -302,8 +315,10 @@ void cuda_attention_forward(float *out, float *lse, const float *q, const float 
     (void)scratch;
     Heads g = heads(B, T, NH, NKV, HS);
     if (!g.ok) return;
-    dim3 grid((unsigned)(B * NH), blocks_of(T, ATT_WARPS * FWD_ROWS));
-    flash_forward_kernel<<<grid, ATT_WARPS * 32>>>(out, lse, q, k, v, mask, causal, p, seed, g);
+    dim3 grid;
+    unsigned threads;
+    att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
+    flash_forward_kernel<<<grid, threads>>>(out, lse, q, k, v, mask, causal, p, seed, g);
     CUDA_LAUNCHED("attention_forward");
 }
 
@@ -315,18 +330,20 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     Heads g = heads(B, T, NH, NKV, HS);
     if (!g.ok || (!dq && !dk && !dv)) return;
     size_t rows = (size_t)B * NH * T;
+    dim3 grid;
+    unsigned threads;
     flash_rowdot_kernel<<<cuda_blocks(rows, ATT_WARPS), ATT_WARPS * 32>>>(scratch, dout, out, g);
     CUDA_LAUNCHED("attention_backward (D)");
     if (dq) {
-        dim3 grid((unsigned)(B * NH), blocks_of(T, ATT_WARPS * DQ_ROWS));
-        flash_dq_kernel<<<grid, ATT_WARPS * 32>>>(dq, dout, q, k, v, lse, scratch, mask, causal, p,
-                                                  seed, g);
+        att_launch_shape(&grid, &threads, B * NH, T, DQ_ROWS);
+        flash_dq_kernel<<<grid, threads>>>(dq, dout, q, k, v, lse, scratch, mask, causal, p, seed,
+                                           g);
         CUDA_LAUNCHED("attention_backward (dq)");
     }
     if (dk || dv) {
-        dim3 grid((unsigned)(B * NKV), blocks_of(T, ATT_WARPS * KEY_ROWS));
-        flash_dkdv_kernel<<<grid, ATT_WARPS * 32>>>(dk, dv, dout, q, k, v, lse, scratch, mask,
-                                                    causal, p, seed, g);
+        att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
+        flash_dkdv_kernel<<<grid, threads>>>(dk, dv, dout, q, k, v, lse, scratch, mask, causal, p,
+                                             seed, g);
         CUDA_LAUNCHED("attention_backward (dk, dv)");
     }
 }
