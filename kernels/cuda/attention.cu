@@ -19,10 +19,11 @@
  *
  * FP32 CUDA cores, one warp per row: in the query-side kernels lane l takes key j0 + l of a
  * tile for the dot products and owns dimensions l, l+32, ... of the accumulators (HS <= 128,
- * four per lane); the key-side kernel mirrors it with lane l taking query i0 + l. Dot products
- * run over d in a rotated order starting at the lane's own offset, so the 32 lanes of a warp
- * read 32 different banks of rows stored at stride HS_MAX. Tensor-core (bf16) tiles are a
- * later step.
+ * four per lane); the key-side kernel mirrors it with lane l taking query i0 + l. Shared
+ * memory is dynamic, rows of exactly HS floats (41.5 KB per block at HS = 128, half that at
+ * 64). Dot products run over d in a rotated order starting at the lane's own offset, so for
+ * HS a multiple of 32 the lanes of a warp read 32 different banks. Tensor-core (bf16) tiles
+ * are a later step.
  *
  * Dropout on P uses index ((b*NH + h)*T + i)*T + j, P's element index, as the CPU does. */
 #include "cuda_common.cuh"
@@ -64,12 +65,12 @@ __device__ inline bool key_visible(const int32_t *keep, int causal, int i, int j
     return j < T && (!keep || keep[j]) && (!causal || j <= i);
 }
 
-/* dst[r][d] = rows r0 + r of a head at src (row stride ld), zero past row T; all threads. */
-__device__ inline void load_rows(float (*dst)[HS_MAX], const float *src, size_t ld, int r0, int n,
-                                 int T, int HS) {
+/* dst[r*HS + d] = rows r0 + r of a head at src (row stride ld), zero past row T; all threads. */
+__device__ inline void load_rows(float *dst, const float *src, size_t ld, int r0, int n, int T,
+                                 int HS) {
     for (int e = threadIdx.x; e < n * HS; e += blockDim.x) {
         int r = e / HS, d = e % HS;
-        dst[r][d] = r0 + r < T ? src[(size_t)(r0 + r) * ld + d] : 0.0f;
+        dst[e] = r0 + r < T ? src[(size_t)(r0 + r) * ld + d] : 0.0f;
     }
 }
 
@@ -83,15 +84,15 @@ __device__ inline float dot_rotated(const float *x, const float *y, int HS, int 
     return s;
 }
 
-/* acc[c] += sum_{jj < n} w[jj] * rows[jj][lane + 32c]: the lane's dimensions of a weighted
- * sum of shared rows. The warp's weights go through shared memory (w, written by lane jj
- * before a __syncwarp) rather than 32 shuffles. */
-__device__ inline void acc_rows(float acc[DIMS], const float *w, const float (*rows)[HS_MAX], int n,
-                                int HS, int lane) {
+/* acc[c] += sum_{jj < n} w[jj] * rows[jj*HS + lane + 32c]: the lane's dimensions of a
+ * weighted sum of shared rows. The warp's weights go through shared memory (w, written by
+ * lane jj before a __syncwarp) rather than 32 shuffles. */
+__device__ inline void acc_rows(float acc[DIMS], const float *w, const float *rows, int n, int HS,
+                                int lane) {
     for (int jj = 0; jj < n; jj++) {
 #pragma unroll
         for (int c = 0; c < DIMS; c++)
-            if (lane + 32 * c < HS) acc[c] += w[jj] * rows[jj][lane + 32 * c];
+            if (lane + 32 * c < HS) acc[c] += w[jj] * rows[jj * HS + lane + 32 * c];
     }
 }
 
@@ -112,10 +113,11 @@ __device__ inline HeadPtrs head_ptrs(const Heads g, int b, int h, const int32_t 
 __global__ void flash_forward_kernel(float *out, float *lse, const float *q, const float *k,
                                      const float *v, const int32_t *mask, int causal, float p,
                                      uint64_t seed, const Heads g) {
-    __shared__ float Qs[ATT_WARPS * FWD_ROWS][HS_MAX], Ks[KEY_TILE][HS_MAX], Vs[KEY_TILE][HS_MAX];
-    __shared__ float W[ATT_WARPS][KEY_TILE]; /* a row's dropped probabilities, per warp */
     int bh = blockIdx.x, T = g.T, HS = g.HS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int rows = (blockDim.x >> 5) * FWD_ROWS, i0 = blockIdx.y * rows, start = lane % HS;
+    extern __shared__ float smem[]; /* fwd_shared_bytes: Qs, Ks, Vs, then W per warp */
+    float *Qs = smem, *Ks = Qs + rows * HS, *Vs = Ks + KEY_TILE * HS;
+    float *W = Vs + KEY_TILE * HS + warp * KEY_TILE; /* this warp's row of P, dropped */
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
     float scale = 1.0f / sqrtf((float)HS), m[FWD_ROWS], l[FWD_ROWS], acc[FWD_ROWS][DIMS];
@@ -135,9 +137,11 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
         for (int r = 0; r < FWD_ROWS; r++) {
             int i = i0 + warp * FWD_ROWS + r;
             if (i >= T) break; /* warp-uniform */
-            float s = key_visible(hp.keep, causal, i, j, T)
-                          ? dot_rotated(Qs[warp * FWD_ROWS + r], Ks[lane], HS, start) * scale
-                          : -INFINITY;
+            float s =
+                key_visible(hp.keep, causal, i, j, T)
+                    ? dot_rotated(Qs + (warp * FWD_ROWS + r) * HS, Ks + lane * HS, HS, start) *
+                          scale
+                    : -INFINITY;
             float m_new = fmaxf(m[r], warp_max(s));
             if (m_new == -INFINITY) continue; /* nothing visible yet: warp-uniform */
             /* exp_approx as the CPU's, but exactly 0 for hidden keys and the first rescale */
@@ -146,9 +150,9 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
             l[r] = l[r] * rescale + warp_sum(pj);
             m[r] = m_new;
             for (int c = 0; c < DIMS; c++) acc[r][c] *= rescale;
-            W[warp][lane] = pj * rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
+            W[lane] = pj * rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
             __syncwarp();
-            acc_rows(acc[r], W[warp], Vs, n, HS, lane);
+            acc_rows(acc[r], W, Vs, n, HS, lane);
             __syncwarp(); /* W read before the next row writes it */
         }
     }
@@ -181,10 +185,11 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
                                 const float *v, const float *lse, const float *D,
                                 const int32_t *mask, int causal, float p, uint64_t seed,
                                 const Heads g) {
-    __shared__ float Qs[ATT_WARPS * DQ_ROWS][HS_MAX], dOs[ATT_WARPS * DQ_ROWS][HS_MAX];
-    __shared__ float Ks[KEY_TILE][HS_MAX], Vs[KEY_TILE][HS_MAX], W[ATT_WARPS][KEY_TILE];
     int bh = blockIdx.x, T = g.T, HS = g.HS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int rows = (blockDim.x >> 5) * DQ_ROWS, i0 = blockIdx.y * rows, start = lane % HS;
+    extern __shared__ float smem[]; /* dq_shared_bytes: Qs, dOs, Ks, Vs, then W per warp */
+    float *Qs = smem, *dOs = Qs + rows * HS, *Ks = dOs + rows * HS, *Vs = Ks + KEY_TILE * HS;
+    float *W = Vs + KEY_TILE * HS + warp * KEY_TILE; /* this warp's row of dS */
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
     float scale = 1.0f / sqrtf((float)HS), row_lse[DQ_ROWS], row_D[DQ_ROWS], acc[DQ_ROWS][DIMS];
@@ -205,18 +210,19 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
         int j = j0 + lane, n = min(KEY_TILE, keys - j0);
 #pragma unroll
         for (int r = 0; r < DQ_ROWS; r++) {
-            int i = i0 + warp * DQ_ROWS + r, w = warp * DQ_ROWS + r;
+            int i = i0 + warp * DQ_ROWS + r, w = (warp * DQ_ROWS + r) * HS;
             if (i >= T) break; /* warp-uniform */
             float ds = 0.0f;
             if (key_visible(hp.keep, causal, i, j, T)) {
-                float P = exp_approx(dot_rotated(Qs[w], Ks[lane], HS, start) * scale - row_lse[r]);
-                float dP = dot_rotated(dOs[w], Vs[lane], HS, start) *
+                float P =
+                    exp_approx(dot_rotated(Qs + w, Ks + lane * HS, HS, start) * scale - row_lse[r]);
+                float dP = dot_rotated(dOs + w, Vs + lane * HS, HS, start) *
                            rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
                 ds = P * (dP - row_D[r]);
             }
-            W[warp][lane] = ds;
+            W[lane] = ds;
             __syncwarp();
-            acc_rows(acc[r], W[warp], Ks, n, HS, lane);
+            acc_rows(acc[r], W, Ks, n, HS, lane);
             __syncwarp();
         }
     }
@@ -235,12 +241,13 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
                                   const float *k, const float *v, const float *lse, const float *D,
                                   const int32_t *mask, int causal, float p, uint64_t seed,
                                   const Heads g) {
-    __shared__ float Qs[QUERY_TILE][HS_MAX], dOs[QUERY_TILE][HS_MAX];
-    __shared__ float Ks[ATT_WARPS * KEY_ROWS][HS_MAX], Vs[ATT_WARPS * KEY_ROWS][HS_MAX];
-    __shared__ float Wp[ATT_WARPS][QUERY_TILE], Wd[ATT_WARPS][QUERY_TILE]; /* drop(P), dS */
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, start = lane % HS;
     int nkeys = (blockDim.x >> 5) * KEY_ROWS, j0 = blockIdx.y * nkeys;
+    extern __shared__ float smem[]; /* dkdv_shared_bytes: Qs, dOs, Ks, Vs, then Wp, Wd per warp */
+    float *Qs = smem, *dOs = Qs + QUERY_TILE * HS, *Ks = dOs + QUERY_TILE * HS;
+    float *Vs = Ks + nkeys * HS, *Wp = Vs + nkeys * HS + warp * 2 * QUERY_TILE;
+    float *Wd = Wp + QUERY_TILE; /* this warp's dropped P and dS against one key */
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
     float scale = 1.0f / sqrtf((float)HS), dk_acc[KEY_ROWS][DIMS], dv_acc[KEY_ROWS][DIMS];
     for (int r = 0; r < KEY_ROWS; r++)
@@ -260,19 +267,20 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
             float row_lse = i < T ? lse[bh * T + i] : INFINITY, row_D = i < T ? D[bh * T + i] : 0;
 #pragma unroll
             for (int r = 0; r < KEY_ROWS; r++) {
-                int w = warp * KEY_ROWS + r, j = j0 + w;
+                int w = warp * KEY_ROWS + r, j = j0 + w, kw = w * HS;
                 if (j >= T) break; /* warp-uniform */
                 float pd = 0.0f, ds = 0.0f;
                 if (i < T && key_visible(hp.keep, causal, i, j, T)) {
-                    float P = exp_approx(dot_rotated(Qs[lane], Ks[w], HS, start) * scale - row_lse);
+                    float P = exp_approx(dot_rotated(Qs + lane * HS, Ks + kw, HS, start) * scale -
+                                         row_lse);
                     float keep = rng_dropout_scale(seed, (bh * T + i) * T + j, p);
                     pd = P * keep;
-                    ds = P * (dot_rotated(dOs[lane], Vs[w], HS, start) * keep - row_D);
+                    ds = P * (dot_rotated(dOs + lane * HS, Vs + kw, HS, start) * keep - row_D);
                 }
-                Wp[warp][lane] = pd, Wd[warp][lane] = ds;
+                Wp[lane] = pd, Wd[lane] = ds;
                 __syncwarp();
-                if (dv) acc_rows(dv_acc[r], Wp[warp], dOs, n, HS, lane);
-                if (dk) acc_rows(dk_acc[r], Wd[warp], Qs, n, HS, lane);
+                if (dv) acc_rows(dv_acc[r], Wp, dOs, n, HS, lane);
+                if (dk) acc_rows(dk_acc[r], Wd, Qs, n, HS, lane);
                 __syncwarp();
             }
         }
@@ -296,11 +304,27 @@ static int att_warps(int T, int per_warp) {
     return w < ATT_WARPS ? w : ATT_WARPS;
 }
 
-/* The launch of a kernel with `per_warp` rows per warp over T rows of `problems` heads. */
-static void att_launch_shape(dim3 *grid, unsigned *threads, int problems, int T, int per_warp) {
+/* The launch of a kernel with `per_warp` rows per warp over T rows of `problems` heads;
+ * returns the warps per block. */
+static int att_launch_shape(dim3 *grid, unsigned *threads, int problems, int T, int per_warp) {
     int warps = att_warps(T, per_warp), rows = warps * per_warp;
     *grid = dim3((unsigned)problems, (unsigned)((T + rows - 1) / rows));
     *threads = 32u * (unsigned)warps;
+    return warps;
+}
+
+/* Dynamic shared memory of each kernel, in bytes: rows of HS floats and a 32-float row of
+ * weights per warp (two for dk, dv). At HS = 128 and four warps, at most 41.5 KB: under
+ * the 48 KB any launch may take without cudaFuncSetAttribute. */
+static size_t fwd_shared_bytes(int warps, int HS) {
+    return sizeof(float) * ((size_t)(warps * FWD_ROWS + 2 * KEY_TILE) * HS + warps * KEY_TILE);
+}
+static size_t dq_shared_bytes(int warps, int HS) {
+    return sizeof(float) * ((size_t)(2 * warps * DQ_ROWS + 2 * KEY_TILE) * HS + warps * KEY_TILE);
+}
+static size_t dkdv_shared_bytes(int warps, int HS) {
+    return sizeof(float) *
+           ((size_t)(2 * QUERY_TILE + 2 * warps * KEY_ROWS) * HS + 2 * warps * QUERY_TILE);
 }
 
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV) {
@@ -317,8 +341,9 @@ void cuda_attention_forward(float *out, float *lse, const float *q, const float 
     if (!g.ok) return;
     dim3 grid;
     unsigned threads;
-    att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
-    flash_forward_kernel<<<grid, threads>>>(out, lse, q, k, v, mask, causal, p, seed, g);
+    int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
+    flash_forward_kernel<<<grid, threads, fwd_shared_bytes(warps, HS)>>>(out, lse, q, k, v, mask,
+                                                                         causal, p, seed, g);
     CUDA_LAUNCHED("attention_forward");
 }
 
@@ -335,15 +360,15 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     flash_rowdot_kernel<<<cuda_blocks(rows, ATT_WARPS), ATT_WARPS * 32>>>(scratch, dout, out, g);
     CUDA_LAUNCHED("attention_backward (D)");
     if (dq) {
-        att_launch_shape(&grid, &threads, B * NH, T, DQ_ROWS);
-        flash_dq_kernel<<<grid, threads>>>(dq, dout, q, k, v, lse, scratch, mask, causal, p, seed,
-                                           g);
+        int warps = att_launch_shape(&grid, &threads, B * NH, T, DQ_ROWS);
+        flash_dq_kernel<<<grid, threads, dq_shared_bytes(warps, HS)>>>(
+            dq, dout, q, k, v, lse, scratch, mask, causal, p, seed, g);
         CUDA_LAUNCHED("attention_backward (dq)");
     }
     if (dk || dv) {
-        att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
-        flash_dkdv_kernel<<<grid, threads>>>(dk, dv, dout, q, k, v, lse, scratch, mask, causal, p,
-                                             seed, g);
+        int warps = att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
+        flash_dkdv_kernel<<<grid, threads, dkdv_shared_bytes(warps, HS)>>>(
+            dk, dv, dout, q, k, v, lse, scratch, mask, causal, p, seed, g);
         CUDA_LAUNCHED("attention_backward (dk, dv)");
     }
 }
