@@ -1,21 +1,21 @@
 /* attention.cu: multi-head softmax attention with a padding mask, an optional causal mask and
  * grouped KV heads (GQA), flash-style: the probabilities P [B,NH,T,T] never exist in memory.
- * Three kernels, each one launch over all B*NH heads (grid.x, so B*NH may pass 65,535):
+ * Each kernel is one launch over all B*NH heads (grid.x, so B*NH may pass 65,535):
  *
- *   forward: a block owns Q_ROWS query rows of one head and streams the keys past them in
- *     tiles of KEY_TILE in shared memory, with the online softmax (running max m and sum l,
+ *   forward: a block owns warps * FWD_ROWS query rows of one head and streams the keys past
+ *     them in tiles of KEY_TILE in shared memory, with the online softmax (running max m and sum l,
  *     the output rescaled when m grows); it writes out and lse = m + log l.
  *   dq:      the same walk over the keys, recomputing P = exp(s - lse) and dP = dout v^T.
- *   dk, dv:  a block owns KEY_ROWS keys of one KV head and walks the queries of every query
+ *   dk, dv:  a block owns warps * KEY_ROWS keys of one KV head and walks the queries of every query
  *     head of its group, so the G = NH/NKV heads sharing a KV head add into registers and the
  *     block is the only writer of its dk, dv rows: no atomics, no per-head copies to reduce,
  *     and results do not depend on the order blocks run in. Recomputing S and dP once more
  *     than a single atomic-dq kernel would costs 2/5 more FLOPs; atomics on dq would cost a
  *     read-modify-write per element per key tile.
  *
- * Both backward kernels need D = rowsum(dout * out) per query row, computed first into the
- * scratch [B,NH,T]: the only scratch, O(T). Causal blocks skip the key tiles (forward, dq) or
- * query tiles (dk, dv) that the mask hides entirely.
+ * Both backward kernels need D = rowsum(dout * out) per query row, computed first (a fourth
+ * kernel, a warp per row) into the scratch [B,NH,T]: the only scratch, O(T). Causal blocks
+ * skip the key tiles (forward, dq) or query tiles (dk, dv) that the mask hides entirely.
  *
  * FP32 CUDA cores, one warp per row: in the query-side kernels lane l takes key j0 + l of a
  * tile for the dot products and owns dimensions l, l+32, ... of the accumulators (HS <= 128,
