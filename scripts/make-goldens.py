@@ -2,8 +2,8 @@
 """Golden references for the CPU model, computed by PyTorch + transformers + peft.
 
 For each case, `loraft init` writes a tiny seeded checkpoint; transformers loads it
-(AutoModelForSequenceClassification, or AutoModelForCausalLM for the Llama cases), peft wraps
-it as a LoRA SEQ_CLS / CAUSAL_LM model (or the body is frozen / everything trains), and one
+(AutoModelForSequenceClassification, or AutoModelForCausalLM for the Llama and GPT-2 cases), peft
+wraps it as a LoRA SEQ_CLS / CAUSAL_LM model (or the body is frozen / everything trains), and one
 batch is run in eval mode (no dropout). The preference cases pair the rows (2i chosen, 2i+1
 rejected): DPO is a direct PyTorch implementation of TRL 0.12's formulas on the causal LM (the
 reference is the same peft model under disable_adapter(), computed once), the reward model is
@@ -11,8 +11,9 @@ AutoModelForSequenceClassification(num_labels=1) + peft SEQ_CLS with -log sigmoi
 r_rejected). The SFT case is the causal-LM loss with labels -100 on the prompts. The golden
 file holds the batch, the initial LoRA weights (peft draws them), the logits, the loss, the
 gradient of every trainable tensor, and every trainable tensor after 3 AdamW steps with
-gradient clipping (HF Trainer's weight-decay grouping). tests/test_golden.c rebuilds the
-same checkpoint with `loraft init` and compares.
+gradient clipping (HF Trainer's weight-decay grouping). Tensors are in transformers' layout
+(GPT-2's Conv1D weights [in, out]). tests/test_golden.c rebuilds the same checkpoint with
+`loraft init` and compares.
 
     scripts/make-goldens.py --loraft build/loraft            # rewrite tests/golden/model_*.json
     scripts/make-goldens.py --loraft build/loraft --case llama_dpo   # one of them
@@ -70,6 +71,11 @@ CASES = [
     dict(name="llama_sft", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="sft",
          vocab="gpt2", strategy="lora", r=4, alpha=8.0, rslora=False,
          targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    dict(name="gpt2_lora", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn", "c_proj", "c_fc"],
+         fan_in_fan_out=True),
+    dict(name="gpt2_full", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
+         strategy="full"),
 ]
 # after_atol: the absolute tolerance of the weights after the AdamW steps, as a fraction of lr
 # (default 1e-3, see tests/test_golden.c). DPO's gradient is the difference of two sequences'
@@ -174,7 +180,8 @@ def wrap(model, case):
         cfg = LoraConfig(task_type="CAUSAL_LM" if causal_lm(case) else "SEQ_CLS", r=case["r"],
                          lora_alpha=case["alpha"],
                          lora_dropout=0.0, target_modules=case["targets"],
-                         use_rslora=case["rslora"], init_lora_weights=False)
+                         use_rslora=case["rslora"], init_lora_weights=False,
+                         fan_in_fan_out=case.get("fan_in_fan_out", False))
         torch.manual_seed(11)
         return get_peft_model(model, cfg)
     if case["strategy"] == "head":
@@ -198,9 +205,12 @@ def run_case(case, model_dir, batch):
     if case.get("task") == "dpo":
         with model.disable_adapter(), torch.no_grad():
             ref = seq_logps(model, *batch)[1]
-    # HF Trainer's grouping: no decay on biases and norm weights (LayerNorm, RMSNorm)
-    decay = [p for n, p in named if not (n.endswith("bias") or "norm" in n.lower())]
-    no_decay = [p for n, p in named if n.endswith("bias") or "norm" in n.lower()]
+    # HF Trainer's grouping: no decay on biases and norm weights (LayerNorm, RMSNorm; GPT-2's
+    # ln_1, ln_2, ln_f)
+    def no_wd(n):
+        return n.endswith("bias") or "norm" in n.lower() or ".ln_" in n
+    decay = [p for n, p in named if not no_wd(n)]
+    no_decay = [p for n, p in named if no_wd(n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAMW["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"], foreach=False)

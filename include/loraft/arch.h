@@ -1,5 +1,5 @@
 /* arch.h: the contract between the model core (src/model.c) and an architecture
- * (src/bert.c: DistilBERT and BERT; src/llama.c: Llama-family decoders).
+ * (src/bert.c: DistilBERT and BERT; src/llama.c: Llama-family decoders; src/gpt2.c: GPT-2).
  *
  * An architecture owns its modules, the activations its backward needs and its forward and
  * backward, written out by hand side by side. The core owns the parameter table, LoRA (which
@@ -21,6 +21,7 @@ extern "C" {
 /* Dropout rates of one pass (all 0 in eval mode). */
 typedef struct Drop {
     float hidden, attention, classifier, lora;
+    float embedding; /* GPT-2's embd_pdrop (BERT drops its embeddings at `hidden`) */
 } Drop;
 
 /* The activation plan, run twice: sizing (base NULL), then assigning. */
@@ -34,7 +35,7 @@ typedef struct Plan {
 struct ArchImpl {
     const char *name;   /* "distilbert", "bert" */
     const char *prefix; /* the base model's name prefix: what head-only training leaves out */
-    const char *default_targets[2]; /* PEFT's default target_modules */
+    const char *default_targets[2]; /* PEFT's default target_modules (or NULL) */
     Task task;                      /* what its head is for by default: the objective it serves */
     unsigned tasks;                 /* every task it can build a head for: bit 1u << Task */
     int (*max_params)(const ModelConfig *cfg); /* tensors build() adds, at most */
@@ -55,7 +56,7 @@ struct ArchImpl {
     void (*decode)(Model *m, int pos0, int n);
 };
 
-extern const ArchImpl arch_distilbert, arch_bert, arch_llama;
+extern const ArchImpl arch_distilbert, arch_bert, arch_llama, arch_gpt2;
 
 /* ---- what the core offers an architecture ---- */
 
@@ -64,6 +65,9 @@ Param *model_param(Model *m, int decay, int d0, int d1, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 /* A dense layer "module.weight" [out,in] (+ "module.bias" [out] with bias). */
 void model_linear(Model *m, Linear *l, const char *module, int in, int out, int bias);
+/* model_linear for a module HF stores as a Conv1D (GPT-2): the same [out,in] weight and LoRA
+ * here, its checkpoint tensor [in,out]. */
+void model_conv1d(Model *m, Linear *l, const char *module, int in, int out);
 /* A norm "module.weight" [C] (+ "module.bias" [C] with bias). */
 void model_norm(Model *m, Norm *n, const char *module, int C, int bias);
 

@@ -81,8 +81,10 @@ typedef struct Param {
     float *grad; /* into Model.grads; NULL when frozen */
     int decay;   /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
     int is_lora, in_checkpoint;
-    int is_norm; /* a norm's weight or bias: initialised to 1 / 0 */
-    int pad_row; /* an embedding's padding_idx row, zero at initialisation; -1: none */
+    int is_norm;       /* a norm's weight or bias: initialised to 1 / 0 */
+    int pad_row;       /* an embedding's padding_idx row, zero at initialisation; -1: none */
+    int hf_transposed; /* HF checkpoints store it as [shape[1], shape[0]] (GPT-2's Conv1D):
+                          transposed when loaded from and saved to safetensors */
 } Param;
 
 struct Linear;
@@ -219,6 +221,9 @@ size_t model_all_count(const Model *m);
 /* Bytes the parameters take in backend memory: f32 values plus packed weights. */
 size_t model_weight_bytes(const Model *m);
 Param *model_find_param(Model *m, const char *name);
+/* out[cols,rows] = in[rows,cols]^T in host memory: a Conv1D weight (Param.hf_transposed)
+ * between loraft's [out,in] and the checkpoint's [in,out]. */
+void transpose_f32(float *out, const float *in, int64_t rows, int64_t cols);
 
 /* Strategy and names. */
 int strategy_parse(const char *s, Strategy *out, LfError *err);
@@ -232,13 +237,14 @@ Task arch_task(Arch arch); /* the task an architecture's head is for by default 
 Task arch_adapter_task(Arch arch, Task t);
 
 /* Host f32 copies of every parameter (packed weights dequantised): (*slot)[i] holds
- * params[i]'s values; with merge, W += scale * B A folded into every adapted linear of the
- * copy. Returns the one allocation behind them (NULL on failure); the caller frees it and
- * *slot. */
+ * params[i]'s values, in loraft's layout (a Conv1D's weight [out,in], as GGUF stores it); with
+ * merge, W += scale * B A folded into every adapted linear of the copy. Returns the one
+ * allocation behind them (NULL on failure); the caller frees it and *slot. */
 float *model_host_weights(Model *m, int merge, float ***slot, LfError *err);
 
-/* Writes every base parameter (not LoRA) to path as safetensors, HF names, in f32 (packed
- * weights dequantised); with merge_lora, W += scale * B A first (in the written copy only). */
+/* Writes every base parameter (not LoRA) to path as safetensors, HF names and layouts, in f32
+ * (packed weights dequantised); with merge_lora, W += scale * B A first (in the written copy
+ * only). */
 int model_save_weights(Model *m, const char *path, int merge_lora, LfError *err);
 
 #ifdef __cplusplus

@@ -20,7 +20,7 @@ static int take_vocab(ModelConfig *cfg, const char *vocab_from, LfError *err) {
         cfg->vocab_size = bpe_vocab_size(tok.bpe);
         cfg->bos_token_id = bpe_bos(tok.bpe);
         cfg->eos_token_id = bpe_eos(tok.bpe);
-        cfg->pad_token_id = cfg->arch == ARCH_LLAMA ? -1 : cfg->eos_token_id;
+        cfg->pad_token_id = arch_task(cfg->arch) == TASK_CAUSAL_LM ? -1 : cfg->eos_token_id;
     } else {
         cfg->vocab_size = tokenizer_vocab_size(tok.wordpiece);
         cfg->pad_token_id = tokenizer_special(tok.wordpiece, TOK_PAD);
@@ -69,8 +69,11 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
         model_config_defaults(&cfg, ARCH_BERT);
     else if (!strcmp(arch, "llama"))
         model_config_defaults(&cfg, ARCH_LLAMA), cfg.tie_word_embeddings = !untied;
+    else if (!strcmp(arch, "gpt2") && !untied)
+        model_config_defaults(&cfg, ARCH_GPT2);
     else
-        return lf_fail(err, "--arch '%s': expected distilbert, bert or llama", arch);
+        return lf_fail(err, "--arch '%s'%s: expected distilbert, bert, llama or gpt2 (tied)", arch,
+                       untied ? " --untied" : "");
     if (gguf && cfg.arch != ARCH_LLAMA)
         return lf_fail(err, "--gguf writes llama models only (--arch %s)", arch);
     if (take_vocab(&cfg, vocab_from, err)) return -1;
@@ -122,7 +125,7 @@ int cmd_init(int argc, char **argv) {
     int layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, max_pos = 0, labels = 0;
     int seed = 0, untied = 0;
     const CliOpt opts[] = {
-        {"arch", OPT_STR, &arch, "distilbert (default), bert or llama"},
+        {"arch", OPT_STR, &arch, "distilbert (default), bert, llama or gpt2"},
         {"layers", OPT_INT, &layers, "transformer layers (default: the base model's)"},
         {"hidden", OPT_INT, &hidden, "hidden size C"},
         {"heads", OPT_INT, &heads, "attention heads (must divide hidden)"},

@@ -113,6 +113,11 @@ static cJSON *string_array(const char *first, int n, size_t stride) {
     return a;
 }
 
+/* PEFT's fan_in_fan_out: the adapted layers store their weight [in,out] (GPT-2's Conv1D). */
+static int fan_in_fan_out(const Model *m) {
+    return m->n_loras > 0 && m->loras[0].base->w->hf_transposed;
+}
+
 static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     const TrainSpec *s = &m->spec;
     cJSON *c = cJSON_CreateObject();
@@ -124,7 +129,7 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddNumberToObject(c, "lora_dropout", float_shortest(s->dropout));
     cJSON_AddBoolToObject(c, "use_rslora", s->use_rslora);
     cJSON_AddStringToObject(c, "bias", "none");
-    cJSON_AddBoolToObject(c, "fan_in_fan_out", 0);
+    cJSON_AddBoolToObject(c, "fan_in_fan_out", fan_in_fan_out(m));
     cJSON_AddBoolToObject(c, "inference_mode", 1);
     cJSON_AddBoolToObject(c, "init_lora_weights", 1);
     cJSON_AddBoolToObject(c, "use_dora", 0);
@@ -138,19 +143,25 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     return c;
 }
 
-/* Downloads the selected parameters into one host block and describes them as entries named
- * prefix + name (+ suffix). Returns the number of entries. */
+/* Downloads the selected parameters into one host block, in their checkpoint layout (a
+ * Conv1D's weight [in,out]), and describes them as entries named prefix + name (+ suffix).
+ * Returns the number of entries, -1 when out of memory. */
 static int gather(Model *m, int (*pick)(const Param *), const char *prefix, const char *suffix,
                   float *host, StEntry *entries, char (*names)[200], int n, const float *src_base,
                   int use_grad_layout) {
     size_t off = 0;
-    for (int i = 0; i < m->n_params; i++) {
+    for (int i = 0; i < m->n_params && n >= 0; i++) {
         Param *p = &m->params[i];
         if (!pick(p)) continue;
         const float *src = use_grad_layout ? src_base + (p->grad - m->grads) : p->value;
-        m->ops->download(host + off, src, p->numel * sizeof(float));
+        float *tmp = p->hf_transposed ? malloc(p->numel * sizeof *tmp) : host + off;
+        if (!tmp) return -1;
+        m->ops->download(tmp, src, p->numel * sizeof(float));
+        int64_t d0 = p->shape[0], d1 = p->shape[1];
+        if (p->hf_transposed)
+            transpose_f32(host + off, tmp, d0, d1), free(tmp), d0 = d1, d1 = p->shape[0];
         snprintf(names[n], 200, "%s%s%s", prefix, p->name, suffix);
-        entries[n] = (StEntry){names[n], ST_F32, p->ndim, {p->shape[0], p->shape[1]}, host + off};
+        entries[n] = (StEntry){names[n], ST_F32, p->ndim, {d0, d1}, host + off};
         off += p->numel;
         n++;
     }
@@ -171,7 +182,7 @@ int adapter_save(Model *m, const char *dir, const char *base_model, LfError *err
         char path[4200];
         snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
         static const char *const meta[] = {"format", "pt", NULL};
-        rc = safetensors_write(path, entries, n, meta, err);
+        rc = n < 0 ? lf_fail(err, "out of memory") : safetensors_write(path, entries, n, meta, err);
         if (!rc) {
             cJSON *c = adapter_config_json(m, base_model);
             rc = json_save(c, dir, "adapter_config.json", err);
@@ -252,6 +263,9 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
                      bias->valuestring);
     else if (cJSON_IsTrue(cJSON_GetObjectItem(c, "use_dora")))
         rc = lf_fail(err, "%s: DoRA is not supported", path);
+    else if (cJSON_GetObjectItem(c, "fan_in_fan_out") &&
+             !cJSON_IsBool(cJSON_GetObjectItem(c, "fan_in_fan_out")))
+        rc = lf_fail(err, "%s: key 'fan_in_fan_out' must be true or false", path);
     if (!rc) rc = read_lora_numbers(c, path, spec, err);
     if (!rc)
         rc = read_strings(cJSON_GetObjectItem(c, "target_modules"), spec->targets[0],
@@ -267,7 +281,8 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     return rc;
 }
 
-/* Reads the tensors named prefix + p->name for every picked parameter into the model. */
+/* Reads the tensors named prefix + p->name for every picked parameter into the model (a
+ * Conv1D's weight from its checkpoint layout [in,out]). */
 static int scatter(Model *m, const char *path, int (*pick)(const Param *), const char *prefix,
                    float *dst_base, int use_grad_layout, LfError *err) {
     SafeTensors st;
@@ -278,11 +293,13 @@ static int scatter(Model *m, const char *path, int (*pick)(const Param *), const
         if (!pick(p)) continue;
         char name[260];
         snprintf(name, sizeof name, "%s%s", prefix, p->name);
-        float *host = malloc(p->numel * sizeof *host);
+        int64_t shape[2] = {p->shape[p->hf_transposed], p->shape[!p->hf_transposed]};
+        float *host = malloc(2 * p->numel * sizeof *host), *ours = host + p->numel;
         if (!host) rc = lf_fail(err, "out of memory");
-        if (!rc) rc = safetensors_read_f32(&st, name, p->ndim, p->shape, host, err);
+        if (!rc) rc = safetensors_read_f32(&st, name, p->ndim, shape, host, err);
+        if (!rc && p->hf_transposed) transpose_f32(ours, host, shape[0], shape[1]);
         float *dst = use_grad_layout ? dst_base + (p->grad - m->grads) : p->value;
-        if (!rc) m->ops->upload(dst, host, p->numel * sizeof *host);
+        if (!rc) m->ops->upload(dst, p->hf_transposed ? ours : host, p->numel * sizeof *host);
         free(host);
     }
     safetensors_close(&st);
@@ -379,7 +396,7 @@ int train_state_save(Model *m, const AdamW *opt, const TrainState *ts, const cha
         k = gather(m, trains, "adam_v.", "", host + 2 * m->n_grads, entries, names, k, opt->v, 1);
         char path[4200];
         snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
-        rc = safetensors_write(path, entries, k, NULL, err);
+        rc = k < 0 ? lf_fail(err, "out of memory") : safetensors_write(path, entries, k, NULL, err);
     } else {
         lf_fail(err, "out of memory");
     }

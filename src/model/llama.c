@@ -237,7 +237,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     o->rope_forward(a->q, pos, c->rope_theta, 1, n, NH, HS);
     o->rope_forward(k_new, pos, c->rope_theta, 1, n, NKV, HS);
     o->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NKV, HS);
-    layer_forward_tail(m, l, n, (Drop){0, 0, 0, 0}, 0);
+    layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
 /* dout: gradient of the layer output [N,C]; dx (may be NULL) += gradient of its input. */

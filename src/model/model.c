@@ -1,8 +1,8 @@
 /* model.c: the model core: the parameter table, PEFT's name matching, LoRA beside the dense
  * layers, the activation memory plan, loading, saving and merging (see model.h, arch.h).
  *
- * What the network computes lives in its architecture (src/bert.c) and what it is trained
- * for in its objective (src/classification.c); this file never knows which. Every op runs
+ * What the network computes lives in its architecture (src/bert.c, llama.c, gpt2.c) and what it is
+ * trained for in its objective (src/classification.c); this file never knows which. Every op runs
  * through the backend table, so it never touches tensor data either. */
 #include "loraft/model.h"
 
@@ -61,7 +61,13 @@ void train_spec_defaults(TrainSpec *s) {
 }
 
 static const ArchImpl *arch_for(Arch a) {
-    return a == ARCH_LLAMA ? &arch_llama : a == ARCH_DISTILBERT ? &arch_distilbert : &arch_bert;
+    static const ArchImpl *const archs[] = {
+        [ARCH_DISTILBERT] = &arch_distilbert,
+        [ARCH_BERT] = &arch_bert,
+        [ARCH_LLAMA] = &arch_llama,
+        [ARCH_GPT2] = &arch_gpt2,
+    };
+    return archs[a];
 }
 
 Task arch_task(Arch a) {
@@ -103,6 +109,16 @@ void model_linear(Model *m, Linear *l, const char *module, int in, int out, int 
     m->linears[m->n_linears++] = l;
 }
 
+void model_conv1d(Model *m, Linear *l, const char *module, int in, int out) {
+    model_linear(m, l, module, in, out, 1);
+    l->w->hf_transposed = 1;
+}
+
+void transpose_f32(float *out, const float *in, int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) out[c * rows + r] = in[r * cols + c];
+}
+
 void model_norm(Model *m, Norm *n, const char *module, int C, int bias) {
     n->w = model_param(m, 0, C, 0, "%s.weight", module);
     n->b = bias ? model_param(m, 0, C, 0, "%s.bias", module) : NULL;
@@ -138,7 +154,8 @@ static int is_saved_module(const TrainSpec *s, const char *module) {
  * Written into the spec so that adapters record what was actually used. */
 static void resolve_defaults(TrainSpec *s, const ArchImpl *arch, const Objective *obj) {
     if (!s->n_targets)
-        for (int i = 0; i < 2; i++) strcpy(s->targets[s->n_targets++], arch->default_targets[i]);
+        for (int i = 0; i < 2 && arch->default_targets[i]; i++)
+            strcpy(s->targets[s->n_targets++], arch->default_targets[i]);
     if (!s->n_modules_to_save)
         for (int i = 0; i < 2 && obj->modules_to_save[i]; i++)
             strcpy(s->modules_to_save[s->n_modules_to_save++], obj->modules_to_save[i]);
@@ -297,7 +314,9 @@ static int load_blocks(const Loader *ld, const Param *p, const Gguf *g, const Gg
  * HF's RoPE layout, or (base_dtype q) its blocks; every base parameter must be found once, but
  * a task head outside the base model (a reward model's score) is initialised and reported, and
  * a reward model has no use for the LM head (transformers' AutoModelForSequenceClassification
- * drops it too). */
+ * drops it too). GGUF keeps GPT-2's Conv1D weights as [out,in] (GGUF_FIX_TRANSPOSE: transposed
+ * from HF's), which is loraft's own layout, and a copy of the tied embedding as output.weight,
+ * which a tied model skips. */
 static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *report,
                              size_t report_cap, LfError *err) {
     Model *m = ld->m;
@@ -313,26 +332,32 @@ static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *r
             break;
         }
         Param *p = model_find_param(m, name);
-        if (!p && m->spec.task == TASK_REWARD && !strcmp(name, "lm_head.weight")) continue;
+        if (!p && !strcmp(name, "lm_head.weight") &&
+            (m->spec.task == TASK_REWARD || m->cfg.tie_word_embeddings))
+            continue; /* a reward model's unused head; GPT-2's copy of token_embd */
         if (!p || seen[p - m->params]) {
             rc = lf_fail(err, "%s: tensor '%s' (%s) has no place in this model", path,
                          g.tensors[t].name, name);
             break;
         }
         seen[p - m->params] = 1;
+        if ((fix == GGUF_FIX_TRANSPOSE) != p->hf_transposed) {
+            rc = lf_fail(err, "%s: tensor '%s' (%s): the GGUF and the model disagree on its layout",
+                         path, g.tensors[t].name, name);
+            break;
+        }
         int heads = fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
         if (p->packed && m->spec.base_dtype == BASE_Q) {
             rc = load_blocks(ld, p, &g, &g.tensors[t], fix, heads, err);
             continue;
         }
         float *dst = load_dst(ld, p);
-        float *tmp = fix == GGUF_FIX_NONE ? dst : malloc(p->numel * sizeof *tmp);
+        int permuted = fix == GGUF_FIX_UNPERMUTE_Q || fix == GGUF_FIX_UNPERMUTE_K;
+        float *tmp = !permuted ? dst : malloc(p->numel * sizeof *tmp);
         rc = !tmp ? lf_fail(err, "out of memory")
                   : gguf_read_f32(&g, g.tensors[t].name, p->ndim, p->shape, tmp, err);
-        if (!rc && fix != GGUF_FIX_NONE)
-            rc = fix == GGUF_FIX_TRANSPOSE
-                     ? lf_fail(err, "%s: transposed (GPT-2) tensors are not supported yet", path)
-                     : gguf_unpermute_rows(tmp, dst, p->shape[0], p->shape[1], heads, err);
+        if (!rc && permuted)
+            rc = gguf_unpermute_rows(tmp, dst, p->shape[0], p->shape[1], heads, err);
         if (tmp != dst) free(tmp);
         if (!rc) rc = load_store(ld, p, err);
     }
@@ -354,6 +379,19 @@ static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *r
 static int ends_with(const char *s, const char *suffix) {
     size_t ls = strlen(s), lx = strlen(suffix);
     return ls >= lx && !strcmp(s + ls - lx, suffix);
+}
+
+/* Reads a parameter's tensor, in its checkpoint layout ([in,out] for a Conv1D), into dst. */
+static int read_param(const SafeTensors *st, const char *name, const Param *p, float *dst,
+                      LfError *err) {
+    if (!p->hf_transposed) return safetensors_read_f32(st, name, p->ndim, p->shape, dst, err);
+    int64_t shape[2] = {p->shape[1], p->shape[0]};
+    float *tmp = malloc(p->numel * sizeof *tmp);
+    int rc =
+        !tmp ? lf_fail(err, "out of memory") : safetensors_read_f32(st, name, 2, shape, tmp, err);
+    if (!rc) transpose_f32(dst, tmp, shape[0], shape[1]);
+    free(tmp);
+    return rc;
 }
 
 /* Reads base weights from dir/model.safetensors (names with or without the model prefix);
@@ -380,7 +418,7 @@ static int load_weights(const Loader *ld, const char *dir, Rng *r, char *report,
         if (!safetensors_find(&st, name) && !strncmp(name, prefix, plen - 1))
             name += plen; /* a bare base-model checkpoint (DistilBertModel, BertModel) */
         if (safetensors_find(&st, name)) {
-            rc = safetensors_read_f32(&st, name, p->ndim, p->shape, dst, err);
+            rc = read_param(&st, name, p, dst, err);
         } else if (strncmp(p->name, prefix, plen - 1)) {
             init_missing(m, p, dst, r, report, report_cap); /* the task head of a base model */
         } else {
@@ -787,10 +825,10 @@ int linear_trains(const Linear *l) {
 }
 
 static Drop dropouts(const Model *m, int train) {
-    Drop d = {0, 0, 0, 0};
+    Drop d = {0, 0, 0, 0, 0};
     if (train)
         d = (Drop){m->cfg.hidden_dropout, m->cfg.attention_dropout, m->cfg.classifier_dropout,
-                   m->spec.dropout};
+                   m->spec.dropout, m->cfg.embedding_dropout};
     return d;
 }
 
@@ -927,20 +965,30 @@ float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
     return host;
 }
 
+/* In the checkpoint's layout: Conv1D weights transposed into conv. */
 int model_save_weights(Model *m, const char *path, int merge, LfError *err) {
     float **slot;
     float *host = model_host_weights(m, merge, &slot, err);
+    size_t n_conv = 0;
+    for (int i = 0; i < m->n_params; i++) n_conv += m->params[i].hf_transposed * m->params[i].numel;
     StEntry *entries = host ? calloc(m->n_params, sizeof *entries) : NULL;
-    int n = 0, rc = !host ? -1 : !entries ? lf_fail(err, "out of memory") : 0;
+    float *conv = host ? malloc((n_conv + 1) * sizeof *conv) : NULL, *next = conv;
+    int n = 0, rc = !host ? -1 : !entries || !conv ? lf_fail(err, "out of memory") : 0;
     for (int i = 0; !rc && i < m->n_params; i++) {
         Param *p = &m->params[i];
-        if (p->in_checkpoint)
-            entries[n++] = (StEntry){p->name, ST_F32, p->ndim, {p->shape[0], p->shape[1]}, slot[i]};
+        if (!p->in_checkpoint) continue;
+        StEntry *e = &entries[n++];
+        *e = (StEntry){p->name, ST_F32, p->ndim, {p->shape[0], p->shape[1]}, slot[i]};
+        if (!p->hf_transposed) continue;
+        transpose_f32(next, slot[i], p->shape[0], p->shape[1]);
+        *e = (StEntry){p->name, ST_F32, 2, {p->shape[1], p->shape[0]}, next};
+        next += p->numel;
     }
     static const char *const meta[] = {"format", "pt", NULL};
     if (!rc) rc = safetensors_write(path, entries, n, meta, err);
     free(host);
     free(slot);
+    free(conv);
     free(entries);
     return rc;
 }

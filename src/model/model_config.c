@@ -1,7 +1,8 @@
-/* model_config.c: HF config.json <-> ModelConfig for DistilBERT, BERT and Llama.
+/* model_config.c: HF config.json <-> ModelConfig for DistilBERT, BERT, Llama and GPT-2.
  * The plain numeric keys of each architecture are one table (JSON name, type,
  * field), used both to read and to write; the few keys with rules of their own
- * (activation, position embeddings, BERT's nullable classifier_dropout, labels)
+ * (activation, position embeddings, BERT's nullable classifier_dropout, GPT-2's n_inner,
+ * labels)
  * are handled beside it. */
 #include "loraft/model_config.h"
 
@@ -77,6 +78,24 @@ static const Key llama_keys[] = {
     {NULL, 0, 0},
 };
 
+/* GPT-2's n_inner (null: 4 * n_embd) and tie_word_embeddings are read beside the table. */
+static const Key gpt2_keys[] = {
+    INT_KEY("vocab_size", vocab_size),
+    INT_KEY("n_positions", max_positions),
+    INT_KEY("n_layer", num_layers),
+    INT_KEY("n_head", num_heads),
+    INT_KEY("n_embd", hidden_size),
+    FLOAT_KEY("layer_norm_epsilon", layer_norm_eps),
+    FLOAT_KEY("resid_pdrop", hidden_dropout),
+    FLOAT_KEY("attn_pdrop", attention_dropout),
+    FLOAT_KEY("embd_pdrop", embedding_dropout),
+    FLOAT_KEY("initializer_range", initializer_range),
+    INT_KEY("pad_token_id", pad_token_id),
+    INT_KEY("bos_token_id", bos_token_id),
+    INT_KEY("eos_token_id", eos_token_id),
+    {NULL, 0, 0},
+};
+
 /* Per architecture: HF's names for the model type, the head class and the
  * activation key. */
 static const struct {
@@ -87,6 +106,7 @@ static const struct {
                          distilbert_keys},
     [ARCH_BERT] = {"bert", "BertForSequenceClassification", "hidden_act", bert_keys},
     [ARCH_LLAMA] = {"llama", "LlamaForCausalLM", "hidden_act", llama_keys},
+    [ARCH_GPT2] = {"gpt2", "GPT2LMHeadModel", "activation_function", gpt2_keys},
 };
 
 static const struct {
@@ -129,6 +149,12 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->activation = ACT_SILU, cfg->layer_norm_eps = 1e-6f, cfg->rope_theta = 10000.0f;
         cfg->hidden_dropout = cfg->attention_dropout = cfg->classifier_dropout = 0.0f;
         cfg->pad_token_id = -1, cfg->bos_token_id = 1, cfg->eos_token_id = 2;
+    }
+    if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
+        cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->activation = ACT_GELU_TANH;
+        cfg->layer_norm_eps = 1e-5f, cfg->embedding_dropout = 0.1f, cfg->classifier_dropout = 0;
+        cfg->pad_token_id = -1, cfg->bos_token_id = cfg->eos_token_id = 50256;
+        cfg->tie_word_embeddings = 1;
     }
     cfg->num_kv_heads = cfg->num_heads;
 }
@@ -244,8 +270,31 @@ static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *
     return 0;
 }
 
+/* GPT-2: n_inner null or absent means 4 * n_embd; GPT2LMHeadModel ties its head, and the
+ * attention variants loraft does not compute are refused. */
+static int load_gpt2_specials(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    const cJSON *inner = cJSON_GetObjectItemCaseSensitive(root, "n_inner");
+    int scale = 1, by_layer = 0, cross = 0;
+    cfg->ffn_size = 4 * cfg->hidden_size;
+    if ((inner && !cJSON_IsNull(inner) && read_int(inner, path, "n_inner", &cfg->ffn_size, err)) ||
+        get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
+        get_bool(root, "scale_attn_weights", path, &scale, err) ||
+        get_bool(root, "scale_attn_by_inverse_layer_idx", path, &by_layer, err) ||
+        get_bool(root, "add_cross_attention", path, &cross, err))
+        return -1;
+    if (!cfg->tie_word_embeddings)
+        return lf_fail(err, "%s: tie_word_embeddings false is not supported for gpt2", path);
+    if (!scale || by_layer || cross)
+        return lf_fail(err,
+                       "%s: scale_attn_weights false, scale_attn_by_inverse_layer_idx and "
+                       "add_cross_attention are not supported",
+                       path);
+    return 0;
+}
+
 static int load_arch_specials(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
     if (cfg->arch == ARCH_LLAMA) return load_llama_specials(cfg, root, path, err);
+    if (cfg->arch == ARCH_GPT2) return load_gpt2_specials(cfg, root, path, err);
     if (cfg->arch == ARCH_DISTILBERT) {
         const cJSON *sin = cJSON_GetObjectItemCaseSensitive(root, "sinusoidal_pos_embds");
         if (sin && !cJSON_IsBool(sin))
@@ -306,13 +355,14 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     const char *type;
     if (get_string(root, "model_type", path, &type, err)) return -1;
     if (!type) return lf_fail(err, "%s: key 'model_type' is missing", path);
-    for (int a = ARCH_DISTILBERT; a <= ARCH_LLAMA; a++)
+    for (int a = ARCH_DISTILBERT; a <= ARCH_GPT2; a++)
         if (!strcmp(type, arch_info[a].model_type)) {
             *arch = (Arch)a;
             return 0;
         }
-    return lf_fail(err, "%s: model_type '%s' is not supported (supported: distilbert, bert, llama)",
-                   path, type);
+    return lf_fail(
+        err, "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, gpt2)",
+        path, type);
 }
 
 static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
@@ -328,7 +378,9 @@ static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     return model_config_validate(cfg, path, err);
 }
 
-/* A Llama-family GGUF file's metadata (gguf_arch) as the config.json it was made from. */
+/* A Llama or GPT-2 GGUF file's metadata (gguf_arch) as the config.json it was made from.
+ * GPT-2's head is always tied (llama.cpp's converter writes a copy of token_embd as
+ * output.weight, which the loader skips). GGUF keeps no dropout rates: HF's defaults stay. */
 static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     Gguf g;
     GgufArch a;
@@ -336,14 +388,12 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     int rc = gguf_arch(&g, &a, err);
     gguf_close(&g);
     if (rc) return -1;
-    if (strcmp(a.arch, "llama"))
-        return lf_fail(err, "%s: general.architecture '%s' is not supported yet (llama)", path,
-                       a.arch);
-    model_config_defaults(cfg, ARCH_LLAMA);
+    int gpt2 = !strcmp(a.arch, "gpt2");
+    model_config_defaults(cfg, gpt2 ? ARCH_GPT2 : ARCH_LLAMA);
     cfg->vocab_size = a.vocab_size, cfg->hidden_size = a.hidden, cfg->num_layers = a.n_layers;
     cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
-    cfg->layer_norm_eps = a.norm_eps, cfg->tie_word_embeddings = a.tied_embeddings;
+    cfg->layer_norm_eps = a.norm_eps, cfg->tie_word_embeddings = gpt2 || a.tied_embeddings;
     cfg->bos_token_id = a.bos_token_id, cfg->eos_token_id = a.eos_token_id;
     return model_config_validate(cfg, path, err);
 }
@@ -380,8 +430,9 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         const char *what;
         int ok;
     } rules[] = {
-        {"architecture is distilbert, bert or llama",
-         c->arch == ARCH_DISTILBERT || c->arch == ARCH_BERT || c->arch == ARCH_LLAMA},
+        {"architecture is distilbert, bert, llama or gpt2",
+         c->arch == ARCH_DISTILBERT || c->arch == ARCH_BERT || c->arch == ARCH_LLAMA ||
+             c->arch == ARCH_GPT2},
         {"vocab_size > 0", c->vocab_size > 0},
         {"hidden size > 0", c->hidden_size > 0},
         {"number of layers > 0", c->num_layers > 0},
@@ -404,10 +455,12 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"layer_norm_eps > 0", c->layer_norm_eps > 0},
         {"dropouts in [0, 1)", c->hidden_dropout >= 0 && c->hidden_dropout < 1 &&
                                    c->attention_dropout >= 0 && c->attention_dropout < 1 &&
+                                   c->embedding_dropout >= 0 && c->embedding_dropout < 1 &&
                                    c->classifier_dropout >= 0 && c->classifier_dropout < 1},
+        {"the head tied to the embedding (gpt2)", c->arch != ARCH_GPT2 || c->tie_word_embeddings},
         {"initializer_range >= 0", c->initializer_range >= 0},
-        {"pad_token_id in [0, vocab_size) (llama: or unset)",
-         (c->arch == ARCH_LLAMA && c->pad_token_id == -1) ||
+        {"pad_token_id in [0, vocab_size) (llama, gpt2: or unset)",
+         ((c->arch == ARCH_LLAMA || c->arch == ARCH_GPT2) && c->pad_token_id == -1) ||
              (c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size)},
         {"bos/eos token ids unset or in [0, vocab_size)",
          c->bos_token_id >= -1 && c->bos_token_id < c->vocab_size && c->eos_token_id >= -1 &&
@@ -471,6 +524,11 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
             !cJSON_AddNullToObject(root, "rope_scaling") ||
             !cJSON_AddFalseToObject(root, "attention_bias") ||
             !cJSON_AddFalseToObject(root, "mlp_bias"))
+            return -1;
+    } else if (cfg->arch == ARCH_GPT2) {
+        if (!cJSON_AddNumberToObject(root, "n_inner", cfg->ffn_size) ||
+            !cJSON_AddTrueToObject(root, "tie_word_embeddings") ||
+            !cJSON_AddTrueToObject(root, "scale_attn_weights"))
             return -1;
     } else if (cfg->arch == ARCH_DISTILBERT) {
         if (!cJSON_AddFalseToObject(root, "sinusoidal_pos_embds")) return -1;

@@ -1,0 +1,362 @@
+/* gpt2.c: GPT-2 as HF's GPT2LMHeadModel computes it (arch.h):
+ *   h0 = drop_e(wte[ids] + wpe[t])
+ *   per layer:  a = x + drop_r(c_proj(attention(q, k, v)))   q|k|v = c_attn(ln_1(x))
+ *               out = a + drop_r(mlp.c_proj(gelu_tanh(c_fc(ln_2(a)))))
+ *   hidden = ln_f(out_L); the objective applies the LM head, always tied to wte
+ * with causal multi-head attention (dropout on its probabilities), biases everywhere and
+ * pre-LayerNorm blocks. HF stores c_attn / c_proj / c_fc as Conv1D ([in,out] weights): they are
+ * ordinary [out,in] linears here (model_conv1d), transposed only in checkpoints. Forward,
+ * backward and the cached decode (generation; wpe at the cached positions) side by side, as in
+ * llama.c; every dense layer goes through the core's LoRA-aware linear. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loraft/arch.h"
+
+typedef struct Layer {
+    Norm ln_1;
+    Linear c_attn, c_proj; /* attn.c_attn [C -> 3C], attn.c_proj */
+    Norm ln_2;
+    Linear c_fc, mlp_proj; /* mlp.c_fc [C -> F], mlp.c_proj [F -> C] */
+} Layer;
+
+/* What one layer keeps for backward (when backward reaches it). */
+typedef struct LayerActs {
+    float *x;                  /* [N,C] input (the residual stream) */
+    float *n1, *mean1, *rstd1; /* [N,C] ln_1(x), [N], [N] */
+    float *q, *k, *v;          /* [N,C] each, split from c_attn's [N,3C] */
+    float *att;                /* [B,NH,T,T] */
+    float *ctx;                /* [N,C] attention output */
+    float *a;                  /* [N,C] x + drop(c_proj(ctx)) */
+    float *n2, *mean2, *rstd2; /* [N,C] ln_2(a), [N], [N] */
+    float *fc, *act;           /* [N,F] c_fc(n2), gelu_tanh(fc) */
+    float *out;                /* [N,C] a + drop(mlp.c_proj(act)) */
+} LayerActs;
+
+typedef struct Gpt2 {
+    Param *wte, *wpe;
+    Layer *layers;
+    LayerActs *acts;
+    Norm ln_f;
+    Linear head; /* wte, tied (not a LoRA candidate) */
+    int lowest_trained_layer;
+    float *qkv;                  /* [N,3C] c_attn's output, split at once (forward only) */
+    float *hf, *mean_f, *rstd_f; /* [N,C] ln_f(out_L), [N], [N] */
+    /* gradient scratch */
+    float *d_x, *d_out, *d_n, *d_a, *d_r, *d_ctx, *d_q, *d_k, *d_v, *d_qkv, *d_fc, *d_act;
+} Gpt2;
+
+static Gpt2 *gpt2(const Model *m) {
+    return (Gpt2 *)m->body;
+}
+
+static int head_size(const Model *m) {
+    return m->cfg.hidden_size / m->cfg.num_heads;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* tensors                                                                              */
+
+static int gpt2_max_params(const ModelConfig *c) {
+    return 4 + 12 * c->num_layers;
+}
+
+static int gpt2_build(Model *m, LfError *err) {
+    const ModelConfig *c = &m->cfg;
+    Gpt2 *b = m->body = calloc(1, sizeof *b);
+    if (b) b->layers = calloc(c->num_layers, sizeof *b->layers);
+    if (b) b->acts = calloc(c->num_layers, sizeof *b->acts);
+    if (!b || !b->layers || !b->acts) return lf_fail(err, "out of memory");
+    int C = c->hidden_size, F = c->ffn_size;
+    b->wte = model_param(m, 1, c->vocab_size, C, "transformer.wte.weight");
+    b->wpe = model_param(m, 1, c->max_positions, C, "transformer.wpe.weight");
+    for (int l = 0; l < c->num_layers; l++) {
+        Layer *L = &b->layers[l];
+        char name[128];
+#define MODULE(what) (snprintf(name, sizeof name, "transformer.h.%d.%s", l, what), name)
+        model_norm(m, &L->ln_1, MODULE("ln_1"), C, 1);
+        model_conv1d(m, &L->c_attn, MODULE("attn.c_attn"), C, 3 * C);
+        model_conv1d(m, &L->c_proj, MODULE("attn.c_proj"), C, C);
+        model_norm(m, &L->ln_2, MODULE("ln_2"), C, 1);
+        model_conv1d(m, &L->c_fc, MODULE("mlp.c_fc"), C, F);
+        model_conv1d(m, &L->mlp_proj, MODULE("mlp.c_proj"), F, C);
+#undef MODULE
+    }
+    model_norm(m, &b->ln_f, "transformer.ln_f", C, 1);
+    b->head = (Linear){.w = b->wte, .in = C, .out = c->vocab_size};
+    m->head = &b->head;
+    return 0;
+}
+
+static void gpt2_free(Model *m) {
+    Gpt2 *b = gpt2(m);
+    if (b) free(b->layers), free(b->acts);
+    free(b);
+    m->body = NULL;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* activations                                                                          */
+
+static int layer_trains(const Layer *L) {
+    const Linear *ls[4] = {&L->c_attn, &L->c_proj, &L->c_fc, &L->mlp_proj};
+    for (int i = 0; i < 4; i++)
+        if (linear_trains(ls[i])) return 1;
+    return L->ln_1.w->grad || L->ln_2.w->grad;
+}
+
+/* As llama_plan: a layer that backward reaches keeps everything it computed; the others share
+ * one set, their outputs alternating between two buffers; the last output is always kept. */
+static void gpt2_plan(Model *m, Plan *pl) {
+    const ModelConfig *c = &m->cfg;
+    Gpt2 *b = gpt2(m);
+    size_t B = m->max_batch, T = m->max_len, N = B * T, C = c->hidden_size, F = c->ffn_size;
+    size_t L = c->num_layers, att_n = B * c->num_heads * T * T;
+    b->lowest_trained_layer = b->wte->grad || b->wpe->grad ? 0 : (int)L;
+    for (int l = (int)L - 1; l >= 0; l--)
+        if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
+    int any = m->n_grads > 0;
+    LayerActs sh; /* the shared set */
+    float *O[2];
+    PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
+    PLAN_TAKE(pl, &O[1], N * C, 1, NULL);
+    size_t sizes[] = {N * C, N,     N,     N * C, N * C, N * C, att_n,
+                      N * C, N * C, N * C, N,     N,     N * F, N * F};
+    float **fields[] = {&sh.n1,  &sh.mean1, &sh.rstd1, &sh.q,     &sh.k,     &sh.v,  &sh.att,
+                        &sh.ctx, &sh.a,     &sh.n2,    &sh.mean2, &sh.rstd2, &sh.fc, &sh.act};
+    int nf = (int)(sizeof sizes / sizeof *sizes);
+    for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
+    for (size_t l = 0; l < L; l++) {
+        LayerActs *a = &b->acts[l];
+        int bw = (int)l >= b->lowest_trained_layer;
+        a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
+        float **mine[] = {&a->n1,  &a->mean1, &a->rstd1, &a->q,     &a->k,     &a->v,  &a->att,
+                          &a->ctx, &a->a,     &a->n2,    &a->mean2, &a->rstd2, &a->fc, &a->act};
+        for (int i = 0; i < nf; i++)
+            plan_take(pl, mine[i], sizes[i], bw, *fields[i], "gpt2 layer activation");
+        PLAN_TAKE(pl, &a->out, N * C, bw || l + 1 == L, O[l % 2]);
+    }
+    PLAN_TAKE(pl, &b->acts[0].x, N * C, 1, NULL); /* the embeddings */
+    PLAN_TAKE(pl, &b->qkv, 3 * N * C, 1, NULL);
+    PLAN_TAKE(pl, &b->hf, N * C, 1, NULL);
+    PLAN_TAKE(pl, &b->mean_f, N, 1, NULL);
+    PLAN_TAKE(pl, &b->rstd_f, N, 1, NULL);
+    m->hidden = b->hf;
+    float **dn[] = {&b->d_x,   &b->d_out, &b->d_n, &b->d_a, &b->d_r,
+                    &b->d_ctx, &b->d_q,   &b->d_k, &b->d_v};
+    for (size_t i = 0; i < sizeof dn / sizeof *dn; i++) PLAN_TAKE(pl, dn[i], N * C, any, NULL);
+    PLAN_TAKE(pl, &b->d_qkv, 3 * N * C, any, NULL);
+    PLAN_TAKE(pl, &b->d_fc, N * F, any, NULL);
+    PLAN_TAKE(pl, &b->d_act, N * F, any, NULL);
+}
+
+/* The KV cache (generation): per layer, keys then values [cache_len, C]. */
+static size_t gpt2_cache_floats(const Model *m) {
+    return 2 * (size_t)m->cfg.num_layers * m->cache_len * m->cfg.hidden_size;
+}
+
+/* Layer l's cached keys (which 0) or values (which 1). */
+static float *cache_of(const Model *m, int l, int which) {
+    return m->kv_cache + (2 * (size_t)l + which) * m->cache_len * m->cfg.hidden_size;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* forward, backward and decode, side by side                                           */
+
+enum { SITE_QKV, SITE_ATT, SITE_PROJ, SITE_PROJ_DROP, SITE_FC, SITE_MLP, SITE_MLP_DROP };
+enum { SITE_EMB = 0 }; /* at layer L */
+
+/* c_attn's rows [q | k | v] viewed as [N,3,C]: part `which` of every row is the "first token"
+ * of inp + which * C, so the existing first_token ops split (and, backward, merge) them. */
+static void split_qkv(const Ops *o, float *part, const float *qkv, int which, int N, int C) {
+    o->first_token_forward(part, qkv + (size_t)which * C, N, 3, C);
+}
+
+static void merge_qkv(const Ops *o, float *dqkv, const float *dpart, int which, int N, int C) {
+    o->first_token_backward(dqkv + (size_t)which * C, dpart, N, 3, C);
+}
+
+/* The rest of layer l once attention has written a->ctx [N rows]: a = x + drop(c_proj(ctx)),
+ * then out = a + drop(mlp.c_proj(gelu_tanh(c_fc(n2)))), n2 = ln_2(a). */
+static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Layer *Ly = &gpt2(m)->layers[l];
+    LayerActs *a = &gpt2(m)->acts[l];
+    size_t NC = (size_t)N * c->hidden_size;
+    linear_forward(m, &Ly->c_proj, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_PROJ));
+    if (d.hidden > 0)
+        o->dropout_forward(a->a, a->a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
+    o->add(a->a, a->a, a->x, NC);
+    o->layernorm_forward(a->n2, a->mean2, a->rstd2, a->a, Ly->ln_2.w->value, Ly->ln_2.b->value,
+                         c->layer_norm_eps, N, c->hidden_size);
+    linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC));
+    o->activation_forward(a->act, a->fc, c->activation, (size_t)N * c->ffn_size);
+    linear_forward(m, &Ly->mlp_proj, a->out, a->act, N, d.lora, model_site(seed, l, SITE_MLP));
+    if (d.hidden > 0)
+        o->dropout_forward(a->out, a->out, d.hidden, model_site(seed, l, SITE_MLP_DROP), NC);
+    o->add(a->out, a->out, a->a, NC);
+}
+
+static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Gpt2 *b = gpt2(m);
+    Layer *Ly = &b->layers[l];
+    LayerActs *a = &b->acts[l];
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, NH = c->num_heads;
+    o->layernorm_forward(a->n1, a->mean1, a->rstd1, a->x, Ly->ln_1.w->value, Ly->ln_1.b->value,
+                         c->layer_norm_eps, N, C);
+    linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, d.lora, model_site(seed, l, SITE_QKV));
+    split_qkv(o, a->q, b->qkv, 0, N, C);
+    split_qkv(o, a->k, b->qkv, 1, N, C);
+    split_qkv(o, a->v, b->qkv, 2, N, C);
+    o->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, 1, d.attention,
+                         model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
+    layer_forward_tail(m, l, N, d, seed);
+}
+
+/* Generation: layer l on the n new tokens at positions pos0.. (rows 0..n-1 of a->x): their keys
+ * and values go into the layer's cache, their queries attend to its positions 0..pos0+n-1; the
+ * rest as layer_forward in eval mode. */
+static void layer_decode(Model *m, int l, int pos0, int n) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Gpt2 *b = gpt2(m);
+    Layer *Ly = &b->layers[l];
+    LayerActs *a = &b->acts[l];
+    int C = c->hidden_size, NH = c->num_heads;
+    float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
+    o->layernorm_forward(a->n1, a->mean1, a->rstd1, a->x, Ly->ln_1.w->value, Ly->ln_1.b->value,
+                         c->layer_norm_eps, n, C);
+    linear_forward(m, &Ly->c_attn, b->qkv, a->n1, n, 0.0f, 0);
+    split_qkv(o, a->q, b->qkv, 0, n, C);
+    split_qkv(o, k + (size_t)pos0 * C, b->qkv, 1, n, C);
+    split_qkv(o, v + (size_t)pos0 * C, b->qkv, 2, n, C);
+    o->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NH, head_size(m));
+    layer_forward_tail(m, l, n, (Drop){0}, 0);
+}
+
+/* b->d_r = drop'(g) when p > 0 (the gradient through a dropout), else g itself. */
+static const float *through_dropout(Model *m, const float *g, float p, uint64_t seed, size_t n) {
+    Gpt2 *b = gpt2(m);
+    if (p <= 0) return g;
+    m->ops->zero(b->d_r, n * sizeof(float));
+    m->ops->dropout_backward(b->d_r, g, p, seed, n);
+    return b->d_r;
+}
+
+/* dout: gradient of the layer output [N,C]; dx (may be NULL) += gradient of its input. */
+static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Gpt2 *b = gpt2(m);
+    Layer *Ly = &b->layers[l];
+    LayerActs *a = &b->acts[l];
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, NH = c->num_heads;
+    size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size, F4 = sizeof(float);
+    /* MLP: out = a + drop(mlp.c_proj(gelu_tanh(c_fc(n2)))), n2 = ln_2(a) */
+    const float *dy = through_dropout(m, dout, d.hidden, model_site(seed, l, SITE_MLP_DROP), NC);
+    o->zero(b->d_act, NF * F4);
+    linear_backward(m, &Ly->mlp_proj, b->d_act, dy, a->act, N, d.lora,
+                    model_site(seed, l, SITE_MLP));
+    o->zero(b->d_fc, NF * F4);
+    o->activation_backward(b->d_fc, a->fc, b->d_act, c->activation, NF);
+    o->zero(b->d_n, NC * F4);
+    linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC));
+    o->zero(b->d_a, NC * F4);
+    o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
+    o->layernorm_backward(b->d_a, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n, a->a,
+                          Ly->ln_2.w->value, a->mean2, a->rstd2, N, C);
+    /* attention: a = x + drop(c_proj(attention(q, k, v))), q|k|v = c_attn(n1), n1 = ln_1(x) */
+    dy = through_dropout(m, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
+    o->zero(b->d_ctx, NC * F4);
+    linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora,
+                    model_site(seed, l, SITE_PROJ));
+    o->zero(b->d_q, NC * F4);
+    o->zero(b->d_k, NC * F4);
+    o->zero(b->d_v, NC * F4);
+    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->att, d.attention,
+                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
+    o->zero(b->d_qkv, 3 * NC * F4);
+    merge_qkv(o, b->d_qkv, b->d_q, 0, N, C);
+    merge_qkv(o, b->d_qkv, b->d_k, 1, N, C);
+    merge_qkv(o, b->d_qkv, b->d_v, 2, N, C);
+    o->zero(b->d_n, NC * F4);
+    linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora,
+                    model_site(seed, l, SITE_QKV));
+    if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
+    o->layernorm_backward(dx, Ly->ln_1.w->grad, Ly->ln_1.b->grad, b->d_n, a->x, Ly->ln_1.w->value,
+                          a->mean1, a->rstd1, N, C);
+}
+
+static void gpt2_forward(Model *m, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Gpt2 *b = gpt2(m);
+    int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
+    float *x = b->acts[0].x;
+    o->embedding_forward(x, m->ids, NULL, b->wte->value, b->wpe->value, NULL, m->B, m->T, C);
+    if (d.embedding > 0)
+        o->dropout_forward(x, x, d.embedding, model_site(seed, L, SITE_EMB), (size_t)N * C);
+    for (int l = 0; l < L; l++) layer_forward(m, l, d, seed);
+    o->layernorm_forward(b->hf, b->mean_f, b->rstd_f, b->acts[L - 1].out, b->ln_f.w->value,
+                         b->ln_f.b->value, c->layer_norm_eps, N, C);
+}
+
+static void gpt2_backward(Model *m, Drop d, uint64_t seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Gpt2 *b = gpt2(m);
+    int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
+    size_t NC = (size_t)N * C, F4 = sizeof(float);
+    int body = b->lowest_trained_layer < L;
+    if (!body && !b->ln_f.w->grad) return; /* the head's own gradient came with the loss */
+    o->zero(b->d_out, NC * F4);
+    o->layernorm_backward(b->d_out, b->ln_f.w->grad, b->ln_f.b->grad, m->dhidden,
+                          b->acts[L - 1].out, b->ln_f.w->value, b->mean_f, b->rstd_f, N, C);
+    float *dout = b->d_out, *dx = b->d_x;
+    int emb_trains = b->wte->grad || b->wpe->grad;
+    for (int l = L - 1; body && l >= b->lowest_trained_layer; l--) {
+        int need_dx = l > b->lowest_trained_layer || emb_trains;
+        if (need_dx) o->zero(dx, NC * F4);
+        layer_backward(m, l, dout, need_dx ? dx : NULL, d, seed);
+        float *t = dout;
+        dout = dx;
+        dx = t;
+    }
+    if (!emb_trains) return;
+    const float *de = through_dropout(m, dout, d.embedding, model_site(seed, L, SITE_EMB), NC);
+    o->embedding_backward(b->wte->grad, b->wpe->grad, NULL, de, m->ids, NULL, m->B, m->T, C);
+}
+
+/* The new tokens' embeddings: wte[ids] + wpe rows pos0.. (contiguous: one sequence). */
+static void gpt2_decode(Model *m, int pos0, int n) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    Gpt2 *b = gpt2(m);
+    int C = c->hidden_size, L = c->num_layers;
+    float *x = b->acts[0].x;
+    o->embedding_forward(x, m->ids, NULL, b->wte->value, NULL, NULL, 1, n, C);
+    o->add(x, x, b->wpe->value + (size_t)pos0 * C, (size_t)n * C);
+    for (int l = 0; l < L; l++) layer_decode(m, l, pos0, n);
+    o->layernorm_forward(b->hf, b->mean_f, b->rstd_f, b->acts[L - 1].out, b->ln_f.w->value,
+                         b->ln_f.b->value, c->layer_norm_eps, n, C);
+}
+
+const ArchImpl arch_gpt2 = {
+    .name = "gpt2",
+    .prefix = "transformer",
+    .default_targets = {"c_attn", NULL},
+    .task = TASK_CAUSAL_LM,
+    .tasks = 1u << TASK_CAUSAL_LM | 1u << TASK_DPO,
+    .max_params = gpt2_max_params,
+    .build = gpt2_build,
+    .free = gpt2_free,
+    .plan = gpt2_plan,
+    .forward = gpt2_forward,
+    .backward = gpt2_backward,
+    .cache_floats = gpt2_cache_floats,
+    .decode = gpt2_decode,
+};
