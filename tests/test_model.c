@@ -4,7 +4,9 @@
  *   mode with every dropout on (masks are a pure function of the seed, so the loss is a
  *   deterministic function of the weights), for LoRA, head-only and full fine-tuning: one
  *   random direction per trainable tensor, tolerance 2% of the directional derivative
- *   (float32 forward, central differences);
+ *   (float32 forward, central differences); the same for a tiny GPT-2 and a tiny Llama with
+ *   the causal-LM loss on right-padded rows (GPT-2 with its embedding, attention and residual
+ *   dropouts on), for LoRA on every linear layer and full fine-tuning;
  * - frozen weights have no gradient, and less trains means fewer activations kept;
  * - PEFT's parameter counts for the seed's DistilBERT config (628,994 of 67,584,004);
  * - gradient accumulation: two half batches with loss weight 1/2 give the gradient of the
@@ -13,8 +15,8 @@
  * - the preference objectives on a tiny Llama with LoRA on every projection, in train mode
  *   with attention and LoRA dropout: DPO (sigmoid with label smoothing, IPO) against a fixed
  *   reference (the adapters-off forward), and the reward model (LoRA + its score head, the
- *   pad rule pooling a row whose last token is the pad id); the same finite differences, and
- *   the adapters-off forward equals a model without adapters. */
+ *   pad rule pooling a row whose last token is the pad id), and DPO on a tiny GPT-2; the same
+ *   finite differences, and the adapters-off forward equals a model without adapters. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,27 +162,49 @@ static void accumulation(const char *dir) {
     model_free(&m);
 }
 
-/* A tiny Llama (initialised from a seed) for task with LoRA r=2 on all seven projections, B
- * random (LoRA's zero B hides errors in dA), attention and LoRA dropout on. */
-static void tiny_llama(Model *m, Task task, DpoSpec dpo, Rng *rng) {
+/* A tiny Llama (4 heads over 2 KV heads) or GPT-2 (initialised from a seed) for task, with LoRA
+ * r=2 on every linear layer, B random (LoRA's zero B hides errors in dA), or full fine-tuning;
+ * attention, LoRA and (GPT-2) residual and embedding dropout on. */
+static void tiny_decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, Rng *rng) {
     ModelConfig cfg;
-    model_config_defaults(&cfg, ARCH_LLAMA);
+    model_config_defaults(&cfg, arch);
     cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 2, cfg.num_heads = 4;
-    cfg.num_kv_heads = 2, cfg.ffn_size = 24, cfg.max_positions = 16, cfg.attention_dropout = 0.1f;
-    cfg.pad_token_id = 3, cfg.initializer_range = 0.2f;
+    cfg.num_kv_heads = arch == ARCH_LLAMA ? 2 : 4, cfg.ffn_size = 24, cfg.max_positions = 16;
+    cfg.attention_dropout = 0.1f, cfg.pad_token_id = 3, cfg.initializer_range = 0.2f;
+    cfg.bos_token_id = cfg.eos_token_id = 1;
     TrainSpec spec;
     train_spec_defaults(&spec);
-    spec.task = task, spec.dpo = dpo;
+    spec.task = task, spec.dpo = dpo, spec.strategy = strategy;
     spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f;
-    const char *all[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                         "gate_proj", "up_proj", "down_proj"};
-    for (int i = 0; i < 7; i++) strcpy(spec.targets[spec.n_targets++], all[i]);
+    const char *llama[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                           "gate_proj", "up_proj", "down_proj"};
+    const char *gpt2[] = {"c_attn", "c_proj", "c_fc"};
+    int n = arch == ARCH_LLAMA ? 7 : 3;
+    for (int i = 0; i < n; i++)
+        strcpy(spec.targets[spec.n_targets++], arch == ARCH_LLAMA ? llama[i] : gpt2[i]);
     LfError err;
     CHECK_OK(model_create(m, &cfg, &spec, &ops_cpu, NULL, 5, 4, T, NULL, 0, &err), &err);
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].is_lora)
             for (size_t j = 0; j < m->params[i].numel; j++)
                 m->params[i].value[j] = 0.4f * (rng_next_uniform(rng) - 0.5f);
+}
+
+/* The causal-LM loss on right-padded rows, LoRA on every linear layer or full fine-tuning. */
+static void gradcheck_decoder(Arch arch, Strategy strategy) {
+    Rng rng = {78, 0};
+    Model m;
+    tiny_decoder(&m, arch, TASK_CAUSAL_LM, (DpoSpec){0}, strategy, &rng);
+    int32_t ids[B * T] = {5, 7, 9, 11, 3, 0, 2, 12, 30, 14, 22, 39};
+    int32_t mask[B * T] = {1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1}, labels[B * T];
+    for (int i = 0; i < B * T; i++) labels[i] = mask[i] ? ids[i] : -100;
+    LfError err;
+    CHECK_OK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err), &err);
+    int checked, failed = gradcheck_tensors(&m, 4321, &rng, strategy_name(strategy), &checked);
+    CHECK(failed == 0 && checked == (strategy == STRATEGY_LORA ? 2 * m.n_loras : m.n_params));
+    printf("%s %s: %d tensors checked, %d off\n", arch_name(arch), strategy_name(strategy), checked,
+           failed);
+    model_free(&m);
 }
 
 /* Two pairs of rows; labels on the responses (DPO: after a 2-token prompt) or on every token
@@ -197,10 +221,10 @@ static void set_pairs(Model *m, int mask_prompt) {
     CHECK_OK(model_set_batch(m, ids, NULL, mask, labels, 4, T, &err), &err);
 }
 
-static void preference_gradcheck(Task task, DpoSpec dpo, const char *what) {
+static void preference_gradcheck(Arch arch, Task task, DpoSpec dpo, const char *what) {
     Rng rng = {31, 0};
     Model m;
-    tiny_llama(&m, task, dpo, &rng);
+    tiny_decoder(&m, arch, task, dpo, STRATEGY_LORA, &rng);
     set_pairs(&m, task == TASK_DPO);
     float ref[4], loss;
     LfError err;
@@ -212,8 +236,8 @@ static void preference_gradcheck(Task task, DpoSpec dpo, const char *what) {
         m.ref_logps = ref;
     }
     int checked, failed = gradcheck_tensors(&m, 99, &rng, what, &checked);
-    CHECK(failed == 0 && checked == 2 * 7 * 2 + (task == TASK_REWARD));
-    printf("llama %s: %d tensors checked, %d off, loss %.4f\n", what, checked, failed,
+    CHECK(failed == 0 && checked == 2 * m.n_loras + (task == TASK_REWARD));
+    printf("%s %s: %d tensors checked, %d off, loss %.4f\n", arch_name(arch), what, checked, failed,
            gradcheck_loss(&m, 99));
     if (task == TASK_REWARD) CHECK(model_find_param(&m, "score.weight")->grad != NULL);
     model_free(&m);
@@ -225,8 +249,8 @@ static void adapters_off_is_base(void) {
     Rng rng = {31, 0};
     Model m, base;
     DpoSpec dpo = {0.1f, DPO_SIGMOID, 0};
-    tiny_llama(&m, TASK_DPO, dpo, &rng);
-    tiny_llama(&base, TASK_DPO, dpo, &rng);
+    tiny_decoder(&m, ARCH_LLAMA, TASK_DPO, dpo, STRATEGY_LORA, &rng);
+    tiny_decoder(&base, ARCH_LLAMA, TASK_DPO, dpo, STRATEGY_LORA, &rng);
     LfError err;
     float loss, with_lora[4];
     set_pairs(&m, 1);
@@ -283,6 +307,10 @@ int main(void) {
         gradcheck(distil, (Strategy)s);
         gradcheck(bert, (Strategy)s);
     }
+    for (int full = 0; full < 2; full++) {
+        gradcheck_decoder(ARCH_GPT2, full ? STRATEGY_FULL : STRATEGY_LORA);
+        gradcheck_decoder(ARCH_LLAMA, full ? STRATEGY_FULL : STRATEGY_LORA);
+    }
     size_t head = activations(distil, STRATEGY_HEAD), lora = activations(distil, STRATEGY_LORA),
            full = activations(distil, STRATEGY_FULL);
     printf("activations kept (floats): head %zu, lora %zu, full %zu\n", head, lora, full);
@@ -291,9 +319,10 @@ int main(void) {
     accumulation(distil);
     accumulation(bert);
     peft_counts(vocab);
-    preference_gradcheck(TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
-    preference_gradcheck(TASK_DPO, (DpoSpec){0.5f, DPO_IPO, 0.0f}, "dpo ipo");
-    preference_gradcheck(TASK_REWARD, (DpoSpec){0.1f, DPO_SIGMOID, 0.0f}, "reward");
+    preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
+    preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_IPO, 0.0f}, "dpo ipo");
+    preference_gradcheck(ARCH_LLAMA, TASK_REWARD, (DpoSpec){0.1f, DPO_SIGMOID, 0.0f}, "reward");
+    preference_gradcheck(ARCH_GPT2, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
     adapters_off_is_base();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
