@@ -1,7 +1,8 @@
 /* test_generate.c: generation with a KV cache (model_cache_reset / model_decode).
  *
- * On tiny random Llamas (MHA and GQA, tied and untied head, with and without a LoRA adapter of
- * non-zero B): the cached path's logits equal the full recompute (model_forward over the whole
+ * On tiny random Llamas (MHA and GQA, tied and untied head) and GPT-2s (learned positions read
+ * at the cached offsets), with and without a LoRA adapter of non-zero B on every linear layer:
+ * the cached path's logits equal the full recompute (model_forward over the whole
  * sequence + model_lm_logits) at every step, for a prefill and for each token after it, within
  * 1e-4 of the row's largest logit; greedy generation is deterministic; the cache refuses more
  * positions than the model was built for and a model that is not a decoder.
@@ -23,8 +24,8 @@
 
 enum { VOCAB = 61, SEQ = 13, PREFILL = 5 };
 
-static void tiny_config(ModelConfig *c, int heads, int kv_heads, int tied) {
-    model_config_defaults(c, ARCH_LLAMA);
+static void tiny_config(ModelConfig *c, Arch arch, int heads, int kv_heads, int tied) {
+    model_config_defaults(c, arch);
     c->vocab_size = VOCAB;
     c->hidden_size = 32;
     c->num_layers = 2;
@@ -35,20 +36,24 @@ static void tiny_config(ModelConfig *c, int heads, int kv_heads, int tied) {
     c->tie_word_embeddings = tied;
     c->initializer_range = 0.2f; /* logits far from zero, so relative errors mean something */
     c->pad_token_id = -1;
+    c->bos_token_id = c->eos_token_id = 0;
 }
 
-/* A LoRA adapter on every projection with random B, so the branch changes the logits. */
-static int tiny_model(Model *m, int heads, int kv_heads, int tied, int lora, int max_len,
+/* A LoRA adapter on every projection with random B, so the branch changes the logits. GPT-2
+ * (arch) ties its head and has as many KV heads as heads. */
+static int tiny_model(Model *m, Arch arch, int heads, int kv_heads, int tied, int lora, int max_len,
                       LfError *err) {
     ModelConfig c;
     TrainSpec s;
-    tiny_config(&c, heads, kv_heads, tied);
+    tiny_config(&c, arch, heads, kv_heads, tied);
     train_spec_defaults(&s);
     s.task = TASK_CAUSAL_LM;
     s.strategy = lora ? STRATEGY_LORA : STRATEGY_HEAD;
     s.r = 4;
     const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    for (int i = 0; lora && i < 7; i++) strcpy(s.targets[s.n_targets++], t[i]);
+    const char *t2[] = {"c_attn", "c_proj", "c_fc"};
+    int gpt2 = arch == ARCH_GPT2, nt = gpt2 ? 3 : 7;
+    for (int i = 0; lora && i < nt; i++) strcpy(s.targets[s.n_targets++], gpt2 ? t2[i] : t[i]);
     if (model_create(m, &c, &s, &ops_cpu, NULL, 7, 1, max_len, NULL, 0, err)) return -1;
     Rng r = {11, 0};
     for (int i = 0; i < m->n_params; i++)
@@ -83,11 +88,11 @@ static int full_logits(Model *m, const int32_t *ids, int T, int row0, int n, flo
 /* Prefill of PREFILL tokens, then one token at a time up to SEQ: every row against the full
  * recompute by a model of the same weights. The cached model's activations hold only the
  * PREFILL rows of its largest call; its cache holds SEQ positions. */
-static void check_cache_matches(int heads, int kv_heads, int tied, int lora) {
+static void check_cache_matches(Arch arch, int heads, int kv_heads, int tied, int lora) {
     LfError err;
     Model m, ref;
-    if (tiny_model(&m, heads, kv_heads, tied, lora, PREFILL, &err) ||
-        tiny_model(&ref, heads, kv_heads, tied, lora, SEQ, &err)) {
+    if (tiny_model(&m, arch, heads, kv_heads, tied, lora, PREFILL, &err) ||
+        tiny_model(&ref, arch, heads, kv_heads, tied, lora, SEQ, &err)) {
         CHECK_OK(-1, &err);
         return;
     }
@@ -108,8 +113,8 @@ static void check_cache_matches(int heads, int kv_heads, int tied, int lora) {
         worst = fmax(worst, row_error(cached, full, VOCAB));
     }
     CHECK_OK(ok ? 0 : -1, &err);
-    printf("cache vs recompute, %d heads / %d KV, %s%s: worst relative error %.2e\n", heads,
-           kv_heads, tied ? "tied" : "untied", lora ? ", LoRA" : "", worst);
+    printf("%s cache vs recompute, %d heads / %d KV, %s%s: worst relative error %.2e\n",
+           arch_name(arch), heads, kv_heads, tied ? "tied" : "untied", lora ? ", LoRA" : "", worst);
     CHECK(worst <= 1e-4);
     CHECK(m.n_cached == SEQ);
     CHECK(model_decode(&m, ids, 1, &err) == -1 && strstr(err.msg, "exceed") != NULL);
@@ -139,7 +144,7 @@ static void check_greedy_deterministic(void) {
     Sampler *s = NULL;
     SampleConfig sc = {0.0f, 0, 1.0f, 1};
     int32_t prompt[3] = {5, 17, 42}, a[SEQ - 3], b[SEQ - 3];
-    CHECK_OK(tiny_model(&m, 4, 2, 1, 0, SEQ, &err), &err);
+    CHECK_OK(tiny_model(&m, ARCH_LLAMA, 4, 2, 1, 0, SEQ, &err), &err);
     CHECK_OK(sampler_create(&s, &sc, VOCAB, &err), &err);
     CHECK_OK(greedy(&m, s, prompt, 3, SEQ - 3, a, &err), &err);
     CHECK_OK(greedy(&m, s, prompt, 3, SEQ - 3, b, &err), &err);
@@ -165,7 +170,7 @@ static void check_errors(void) {
     LfError err;
     Model m;
     int32_t id = VOCAB;
-    CHECK_OK(tiny_model(&m, 4, 4, 1, 0, SEQ, &err), &err);
+    CHECK_OK(tiny_model(&m, ARCH_LLAMA, 4, 4, 1, 0, SEQ, &err), &err);
     CHECK(model_decode(&m, &id, 1, &err) == -1 && strstr(err.msg, "model_cache_reset"));
     CHECK_OK(model_cache_reset(&m, SEQ, &err), &err);
     CHECK(model_decode(&m, &id, 1, &err) == -1 && strstr(err.msg, "outside the vocabulary"));
@@ -266,10 +271,11 @@ static void check_smollm2(void) {
 
 int main(void) {
     for (int lora = 0; lora < 2; lora++) {
-        check_cache_matches(4, 4, 1, lora); /* MHA, tied */
-        check_cache_matches(4, 4, 0, lora); /* MHA, untied */
-        check_cache_matches(4, 2, 1, lora); /* GQA, tied */
-        check_cache_matches(4, 1, 0, lora); /* MQA, untied */
+        check_cache_matches(ARCH_LLAMA, 4, 4, 1, lora); /* MHA, tied */
+        check_cache_matches(ARCH_LLAMA, 4, 4, 0, lora); /* MHA, untied */
+        check_cache_matches(ARCH_LLAMA, 4, 2, 1, lora); /* GQA, tied */
+        check_cache_matches(ARCH_LLAMA, 4, 1, 0, lora); /* MQA, untied */
+        check_cache_matches(ARCH_GPT2, 4, 4, 1, lora);
     }
     check_greedy_deterministic();
     check_errors();
