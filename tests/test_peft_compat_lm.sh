@@ -52,75 +52,6 @@ with open(sys.argv[1] + "/valid.jsonl", "w") as f:
     f.write(json.dumps({"text": "Hello"}) + "\n")                              # one token
 EOF
 
-# A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama directory
-# and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py (docs/FORMATS.md).
-cat >"$tmp/write_gguf.py" <<'EOF'
-# A minimal GGUF v3 writer (F32 tensors) for a tiny HF llama directory + its GPT-2 tokenizer.json.
-import json, struct, sys
-import numpy as np
-from safetensors.numpy import load_file
-src, out = sys.argv[1], sys.argv[2]
-cfg = json.load(open(src + "/config.json"))
-tj = json.load(open(src + "/tokenizer.json"))
-vocab = tj["model"]["vocab"]
-tokens = [None] * (max(vocab.values()) + 1)
-for t, i in vocab.items(): tokens[i] = t
-types = [1] * len(tokens)
-for a in tj.get("added_tokens", []):
-    if a["id"] >= len(tokens): tokens += [None] * (a["id"] + 1 - len(tokens)); types += [1] * (a["id"] + 1 - len(types))
-    tokens[a["id"]] = a["content"]; types[a["id"]] = 3 if a["special"] else 4
-merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]]
-S = lambda s: struct.pack("<Q", len(s.encode())) + s.encode()
-def kv(k, t, v):
-    b = S(k) + struct.pack("<I", t)
-    if t == 4: b += struct.pack("<I", v)
-    elif t == 6: b += struct.pack("<f", v)
-    elif t == 7: b += struct.pack("<?", v)
-    elif t == 8: b += S(v)
-    elif t == 9:
-        et, items = v
-        b += struct.pack("<IQ", et, len(items))
-        b += b"".join(S(x) if et == 8 else struct.pack("<i", x) for x in items)
-    return b
-L = "llama."
-kvs = [kv("general.architecture", 8, "llama"), kv(L + "block_count", 4, cfg["num_hidden_layers"]),
-       kv(L + "embedding_length", 4, cfg["hidden_size"]), kv(L + "feed_forward_length", 4, cfg["intermediate_size"]),
-       kv(L + "attention.head_count", 4, cfg["num_attention_heads"]),
-       kv(L + "attention.head_count_kv", 4, cfg["num_key_value_heads"]),
-       kv(L + "context_length", 4, cfg["max_position_embeddings"]), kv(L + "rope.freq_base", 6, float(cfg["rope_theta"])),
-       kv(L + "attention.layer_norm_rms_epsilon", 6, cfg["rms_norm_eps"]),
-       kv("tokenizer.ggml.model", 8, "gpt2"), kv("tokenizer.ggml.pre", 8, "gpt-2"),
-       kv("tokenizer.ggml.tokens", 9, (8, tokens)), kv("tokenizer.ggml.token_type", 9, (5, types)),
-       kv("tokenizer.ggml.merges", 9, (8, merges)),
-       kv("tokenizer.ggml.bos_token_id", 4, cfg["bos_token_id"]), kv("tokenizer.ggml.eos_token_id", 4, cfg["eos_token_id"])]
-w = load_file(src + "/model.safetensors")
-hd = cfg["hidden_size"] // cfg["num_attention_heads"]
-def permute(x, n):
-    return x.reshape(n, 2, hd // 2, -1).swapaxes(1, 2).reshape(x.shape)
-names = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
-per = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-       "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
-       "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
-tensors = []
-for k, x in w.items():
-    base = k[:-len(".weight")]
-    if base in names: g = names[base]
-    else:
-        p = base.split(".")
-        g = "blk.%s.%s" % (p[2], per[".".join(p[3:])])
-        if p[3:] == ["self_attn", "q_proj"]: x = permute(x, cfg["num_attention_heads"])
-        if p[3:] == ["self_attn", "k_proj"]: x = permute(x, cfg["num_key_value_heads"])
-    tensors.append((g + ".weight", np.ascontiguousarray(x, dtype=np.float32)))
-info, data = b"", b""
-for name, x in tensors:
-    info += S(name) + struct.pack("<I", x.ndim) + b"".join(struct.pack("<Q", d) for d in x.shape[::-1])
-    info += struct.pack("<IQ", 0, len(data))
-    data += x.tobytes() + b"\0" * (-x.nbytes % 32)
-head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs)) + b"".join(kvs) + info
-with open(out, "wb") as f:
-    f.write(head + b"\0" * (-len(head) % 32) + data)
-EOF
-
 # loraft eval's loss, as ln(perplexity), and the number of predicted tokens: "LOSS N"
 eval_loss() {
   "$bin" eval --config "$1" "${@:2}" 2>"$tmp/eval.err" | "$py" -c '
@@ -153,12 +84,12 @@ EOF
   "$bin" merge --model "$tmp/$head" --adapter "$tmp/$head-run/best" --out "$tmp/$head-merged" \
     >/dev/null
   # The same model as a GGUF (F32, Q/K rows permuted as llama.cpp's converter does, the GPT-2
-  # tokenizer in its metadata; written by write_gguf below, since the project's C writer has no
-  # command): the adapter gives the same loss on it, and merging onto it needs the HF tokenizer
+  # tokenizer in its metadata; written by scripts/write-tiny-gguf.py, since the project's C writer
+  # has no command): the adapter gives the same loss on it, and merging onto it needs the HF tokenizer
   # files beside the .gguf (a clear error and no output without them), then writes exactly
   # the weights and config of the merge onto the HF directory.
   mkdir "$tmp/$head-gguf"
-  "$py" "$tmp/write_gguf.py" "$tmp/$head" "$tmp/$head-gguf/model.gguf"
+  "$py" scripts/write-tiny-gguf.py "$tmp/$head" "$tmp/$head-gguf/model.gguf"
   [ "$(eval_loss "$tmp/$head.json" --adapter "$tmp/$head-run/best" \
        --set model.model="$tmp/$head-gguf/model.gguf")" = \
     "$(eval_loss "$tmp/$head.json" --adapter "$tmp/$head-run/best")" ] \

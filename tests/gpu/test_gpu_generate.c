@@ -1,7 +1,7 @@
 /* test_gpu_generate.c: generation with a KV cache on the CUDA backend. A tiny seeded Llama
- * (MHA, GQA, MQA; tied and untied head; with a LoRA adapter of non-zero B) is built on both
- * backends with the same weights; the CUDA model's cached logits (a prefill, then one token
- * at a time) equal the CPU model's full recompute (model_forward over the whole sequence +
+ * (MHA, GQA, MQA; tied and untied head) or GPT-2 (with a LoRA adapter of non-zero B) is built on
+ * both backends with the same weights; the CUDA model's cached logits (a prefill, then one token at
+ * a time) equal the CPU model's full recompute (model_forward over the whole sequence +
  * model_lm_logits) at every step within 1e-4 of the row's largest logit. */
 #include <string.h>
 
@@ -12,20 +12,23 @@
 enum { VOCAB = 61, SEQ = 13, PREFILL = 5 };
 
 /* The model on ops; every LoRA B random (the same values on both backends). */
-static int tiny_model(Model *m, const Ops *ops, int heads, int kv_heads, int tied, int lora,
-                      LfError *err) {
+static int tiny_model(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads, int tied,
+                      int lora, LfError *err) {
     ModelConfig c;
     TrainSpec s;
-    model_config_defaults(&c, ARCH_LLAMA);
+    model_config_defaults(&c, arch);
     c.vocab_size = VOCAB, c.hidden_size = 32, c.num_layers = 2, c.ffn_size = 48;
     c.num_heads = heads, c.num_kv_heads = kv_heads, c.tie_word_embeddings = tied;
     c.max_positions = 64, c.initializer_range = 0.2f, c.pad_token_id = -1;
+    c.bos_token_id = c.eos_token_id = 0;
     train_spec_defaults(&s);
     s.task = TASK_CAUSAL_LM;
     s.strategy = lora ? STRATEGY_LORA : STRATEGY_HEAD;
     s.r = 4;
     const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    for (int i = 0; lora && i < 7; i++) strcpy(s.targets[s.n_targets++], t[i]);
+    const char *t2[] = {"c_attn", "c_proj", "c_fc"};
+    int gpt2 = arch == ARCH_GPT2, nt = gpt2 ? 3 : 7;
+    for (int i = 0; lora && i < nt; i++) strcpy(s.targets[s.n_targets++], gpt2 ? t2[i] : t[i]);
     if (model_create(m, &c, &s, ops, NULL, 7, 1, SEQ, NULL, 0, err)) return -1;
     Rng r = {11, 0};
     float host[32 * 48];
@@ -58,11 +61,11 @@ static int full_logits(Model *m, const int32_t *ids, int T, int row, float *out,
                : 0;
 }
 
-static void check_case(int heads, int kv_heads, int tied, int lora) {
+static void check_case(Arch arch, int heads, int kv_heads, int tied, int lora) {
     LfError err;
     Model gpu, cpu;
-    CHECK_OK(tiny_model(&gpu, &ops_cuda, heads, kv_heads, tied, lora, &err), &err);
-    CHECK_OK(tiny_model(&cpu, &ops_cpu, heads, kv_heads, tied, lora, &err), &err);
+    CHECK_OK(tiny_model(&gpu, &ops_cuda, arch, heads, kv_heads, tied, lora, &err), &err);
+    CHECK_OK(tiny_model(&cpu, &ops_cpu, arch, heads, kv_heads, tied, lora, &err), &err);
     int32_t ids[SEQ];
     Rng r = {(uint64_t)(heads * 100 + kv_heads * 10 + tied + lora * 1000), 0};
     for (int t = 0; t < SEQ; t++) ids[t] = (int32_t)(rng_next_uniform(&r) * VOCAB) % VOCAB;
@@ -76,8 +79,8 @@ static void check_case(int heads, int kv_heads, int tied, int lora) {
         worst = fmax(worst, row_error(cached, full, VOCAB));
     }
     CHECK_OK(ok ? 0 : -1, &err);
-    printf("CUDA cache vs CPU recompute, %d heads / %d KV, %s%s: worst relative error %.2e\n",
-           heads, kv_heads, tied ? "tied" : "untied", lora ? ", LoRA" : "", worst);
+    printf("%s CUDA cache vs CPU recompute, %d heads / %d KV, %s%s: worst relative error %.2e\n",
+           arch_name(arch), heads, kv_heads, tied ? "tied" : "untied", lora ? ", LoRA" : "", worst);
     CHECK(worst <= 1e-4);
     model_free(&gpu);
     model_free(&cpu);
@@ -87,9 +90,10 @@ int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
     for (int lora = 0; lora < 2; lora++) {
-        check_case(4, 4, 1, lora);
-        check_case(4, 2, 0, lora);
-        check_case(4, 1, 1, lora);
+        check_case(ARCH_LLAMA, 4, 4, 1, lora);
+        check_case(ARCH_LLAMA, 4, 2, 0, lora);
+        check_case(ARCH_LLAMA, 4, 1, 1, lora);
+        check_case(ARCH_GPT2, 4, 4, 1, lora);
     }
     return check_report();
 }

@@ -8,15 +8,16 @@
  * the encoder including the FFN ones (whose input width, the FFN size, exceeds the hidden
  * size: the op scratch must follow ops_lora_scratch for the widest input).
  * A tiny Llama decoder (GQA: 4 heads, 2 KV heads; a 300-token vocabulary; tied and untied
- * LM head) is built in memory from a seed for the causal-LM objective, and trained the same
- * way with LoRA on its seven projections and with full fine-tuning, on right-padded random
- * ids (labels -100 on padding), LoRA and attention dropout on: losses, every gradient and
- * the model_lm_logits of every row must agree, and the weights after three AdamW steps; once
- * more with model.base_dtype bf16 (the frozen projections packed, dequantize_rows before each
- * GEMM on both backends). The preference objectives run the same way on two pairs of rows
- * with LoRA: DPO (its reference log-probs from each backend's adapters-off forward) and the
- * reward model (the score head's per-token scores as the logits).
- * Tolerance: 1e-4 * max|ref| + 1e-3 * |ref| per element (float32, different summation
+ * LM head) and a tiny GPT-2 (4 heads, tied head, embedding and residual dropout too) are built
+ * in memory from a seed for the causal-LM objective, and trained the same way with LoRA on
+ * every linear layer (Llama's seven projections; GPT-2's c_attn, c_proj, c_fc) and with full
+ * fine-tuning, on right-padded random ids (labels -100 on padding), LoRA and attention dropout
+ * on: losses, every gradient and the model_lm_logits of every row must agree, and the weights
+ * after three AdamW steps; the Llama once more with model.base_dtype bf16 (the frozen
+ * projections packed, dequantize_rows before each GEMM on both backends). The preference objectives
+ * run the same way on two pairs of rows with LoRA: DPO (its reference log-probs from each backend's
+ * adapters-off forward; Llama and GPT-2) and the reward model (the score head's per-token scores as
+ * the logits). Tolerance: 1e-4 * max|ref| + 1e-3 * |ref| per element (float32, different summation
  * orders, compounded over 2 layers); the decoder's gradients are compared tensor by tensor,
  * each against its own max|ref|, its weights after the steps as one table (AdamW moves every
  * weight by about lr whatever its size, so a small tensor gets no tighter bound). Skips (77)
@@ -138,19 +139,20 @@ static void compare_grads(const Model *gpu, const Model *cpu) {
     }
 }
 
-/* The tiny Llama: vocabulary 300, hidden 32 (head size 8), 4 heads over 2 KV heads, FFN 48
- * (wider than hidden: down_proj's input is the widest), 2 layers. */
+/* The tiny decoders: vocabulary 300, hidden 32 (head size 8), 4 heads (Llama: over 2 KV heads),
+ * FFN 48 (wider than hidden: the MLP's output projection has the widest input), 2 layers. */
 enum { LB = 4, LT = 8, LV = 300 };
 
-static void run_llama(int tied, Strategy strategy, Task task, BaseDtype dtype) {
+static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseDtype dtype) {
     ModelConfig cfg;
-    model_config_defaults(&cfg, ARCH_LLAMA);
+    model_config_defaults(&cfg, arch);
     cfg.vocab_size = LV, cfg.hidden_size = 32, cfg.num_layers = 2, cfg.num_heads = 4;
-    cfg.num_kv_heads = 2, cfg.ffn_size = 48, cfg.max_positions = 16;
+    cfg.num_kv_heads = arch == ARCH_LLAMA ? 2 : 4, cfg.ffn_size = 48, cfg.max_positions = 16;
     cfg.tie_word_embeddings = tied;
     cfg.attention_dropout = 0.1f;
+    cfg.bos_token_id = cfg.eos_token_id = 0;
     LfError err;
-    CHECK_OK(model_config_validate(&cfg, "tiny llama", &err), &err);
+    CHECK_OK(model_config_validate(&cfg, "tiny decoder", &err), &err);
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.task = task;
@@ -161,8 +163,11 @@ static void run_llama(int tied, Strategy strategy, Task task, BaseDtype dtype) {
     int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks: two pairs */
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
-    spec.n_targets = 7;
-    for (int i = 0; i < 7; i++) snprintf(spec.targets[i], sizeof spec.targets[0], "%s", proj[i]);
+    const char *conv[] = {"c_attn", "c_proj", "c_fc"}; /* c_proj: attn's and mlp's */
+    int gpt2 = arch == ARCH_GPT2, per_layer = gpt2 ? 4 : 7;
+    spec.n_targets = gpt2 ? 3 : 7;
+    for (int i = 0; i < spec.n_targets; i++)
+        snprintf(spec.targets[i], sizeof spec.targets[0], "%s", gpt2 ? conv[i] : proj[i]);
     Model cpu, gpu;
     CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, NULL, 5, LB, LT, NULL, 0, &err), &err);
     int ok = model_create(&gpu, &cfg, &spec, &ops_cuda, NULL, 5, LB, LT, NULL, 0, &err) == 0;
@@ -177,7 +182,7 @@ static void run_llama(int tied, Strategy strategy, Task task, BaseDtype dtype) {
             for (size_t j = 0; j < cpu.params[i].numel; j++)
                 cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
         }
-    CHECK(n_lora == (strategy == STRATEGY_LORA ? 2 * 7 * cfg.num_layers : 0));
+    CHECK(n_lora == (strategy == STRATEGY_LORA ? 2 * per_layer * cfg.num_layers : 0));
     CHECK(model_trainable_count(&cpu) > 0);
     ops_cuda.upload(gpu.values, cpu.values, cpu.n_values * sizeof(float));
     /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100); DPO's prompt is the
@@ -267,16 +272,24 @@ int main(void) {
     }
     for (int tied = 1; tied >= 0; tied--)
         for (int full = 0; full < 2; full++) {
-            run_llama(tied, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32);
+            run_decoder(ARCH_LLAMA, tied, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM,
+                        BASE_F32);
             printf("llama (%s, %s): cuda model matches cpu\n", tied ? "tied" : "untied",
                    full ? "full fine-tuning" : "LoRA on the seven projections");
         }
-    run_llama(0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16); /* packed projections */
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16); /* packed projections */
     printf("llama (untied, LoRA, base_dtype bf16): cuda model matches cpu\n");
-    run_llama(1, STRATEGY_LORA, TASK_DPO, BASE_F32);
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32);
     printf("llama DPO (LoRA): cuda model matches cpu\n");
-    run_llama(0, STRATEGY_LORA, TASK_REWARD, BASE_F32);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
+    for (int full = 0; full < 2; full++) {
+        run_decoder(ARCH_GPT2, 1, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32);
+        printf("gpt2 (%s): cuda model matches cpu\n",
+               full ? "full fine-tuning" : "LoRA on c_attn, c_proj, c_fc");
+    }
+    run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32);
+    printf("gpt2 DPO (LoRA): cuda model matches cpu\n");
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     CHECK(system(cmd) == 0);

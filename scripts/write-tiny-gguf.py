@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama or gpt2
+directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
+(docs/FORMATS.md): Llama's q_proj / k_proj rows permuted for GGUF's RoPE layout; GPT-2's
+Conv1D weights transposed to [out, in] and token_embd copied as output.weight. The tests use it
+to check that a model loads alike from both formats.
+
+    write-tiny-gguf.py MODEL_DIR OUT.gguf        (needs numpy and safetensors)
+"""
+import json
+import struct
+import sys
+
+import numpy as np
+from safetensors.numpy import load_file
+
+src, out = sys.argv[1], sys.argv[2]
+cfg = json.load(open(src + "/config.json"))
+tj = json.load(open(src + "/tokenizer.json"))
+vocab = tj["model"]["vocab"]
+tokens = [None] * (max(vocab.values()) + 1)
+for t, i in vocab.items():
+    tokens[i] = t
+types = [1] * len(tokens)
+for a in tj.get("added_tokens", []):
+    if a["id"] >= len(tokens):
+        tokens += [None] * (a["id"] + 1 - len(tokens))
+        types += [1] * (a["id"] + 1 - len(types))
+    tokens[a["id"]] = a["content"]
+    types[a["id"]] = 3 if a["special"] else 4
+merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]]
+
+
+def S(s):
+    return struct.pack("<Q", len(s.encode())) + s.encode()
+
+
+def kv(k, t, v):
+    b = S(k) + struct.pack("<I", t)
+    if t == 4:
+        b += struct.pack("<I", v)
+    elif t == 6:
+        b += struct.pack("<f", v)
+    elif t == 8:
+        b += S(v)
+    elif t == 9:
+        et, items = v
+        b += struct.pack("<IQ", et, len(items))
+        b += b"".join(S(x) if et == 8 else struct.pack("<i", x) for x in items)
+    return b
+
+
+arch = cfg["model_type"]
+w = load_file(src + "/model.safetensors")
+tensors = []
+if arch == "llama":
+    A = "llama."
+    kvs = [kv(A + "block_count", 4, cfg["num_hidden_layers"]),
+           kv(A + "embedding_length", 4, cfg["hidden_size"]),
+           kv(A + "feed_forward_length", 4, cfg["intermediate_size"]),
+           kv(A + "attention.head_count", 4, cfg["num_attention_heads"]),
+           kv(A + "attention.head_count_kv", 4, cfg["num_key_value_heads"]),
+           kv(A + "context_length", 4, cfg["max_position_embeddings"]),
+           kv(A + "rope.freq_base", 6, float(cfg["rope_theta"])),
+           kv(A + "attention.layer_norm_rms_epsilon", 6, cfg["rms_norm_eps"])]
+    hd = cfg["hidden_size"] // cfg["num_attention_heads"]
+
+    def permute(x, n):
+        return x.reshape(n, 2, hd // 2, -1).swapaxes(1, 2).reshape(x.shape)
+    names = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
+    per = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q",
+           "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+           "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
+           "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    for k, x in w.items():
+        base, param = k.rsplit(".", 1)
+        if base in names:
+            g = names[base]
+        else:
+            p = base.split(".")
+            g = "blk.%s.%s" % (p[2], per[".".join(p[3:])])
+            if p[3:] == ["self_attn", "q_proj"]:
+                x = permute(x, cfg["num_attention_heads"])
+            if p[3:] == ["self_attn", "k_proj"]:
+                x = permute(x, cfg["num_key_value_heads"])
+        tensors.append((g + "." + param, x))
+elif arch == "gpt2":
+    A = "gpt2."
+    kvs = [kv(A + "block_count", 4, cfg["n_layer"]), kv(A + "embedding_length", 4, cfg["n_embd"]),
+           kv(A + "feed_forward_length", 4, cfg["n_inner"] or 4 * cfg["n_embd"]),
+           kv(A + "attention.head_count", 4, cfg["n_head"]),
+           kv(A + "context_length", 4, cfg["n_positions"]),
+           kv(A + "attention.layer_norm_epsilon", 6, cfg["layer_norm_epsilon"])]
+    names = {"transformer.wte": "token_embd", "transformer.wpe": "position_embd",
+             "transformer.ln_f": "output_norm"}
+    per = {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output",
+           "ln_2": "ffn_norm", "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
+    for k, x in w.items():
+        base, param = k.rsplit(".", 1)
+        if base in names:
+            g = names[base]
+        else:
+            p = base.split(".")
+            g = "blk.%s.%s" % (p[2], per[".".join(p[3:])])
+            if x.ndim == 2:
+                x = x.T  # Conv1D [in, out] -> [out, in]
+        tensors.append((g + "." + param, x))
+        if g == "token_embd":
+            tensors.append(("output.weight", x))  # the converter's copy of the tied head
+else:
+    sys.exit(f"write-tiny-gguf: model_type {arch} (llama or gpt2)")
+kvs = [kv("general.architecture", 8, arch)] + kvs + [
+    kv("tokenizer.ggml.model", 8, "gpt2"), kv("tokenizer.ggml.pre", 8, "gpt-2"),
+    kv("tokenizer.ggml.tokens", 9, (8, tokens)), kv("tokenizer.ggml.token_type", 9, (5, types)),
+    kv("tokenizer.ggml.merges", 9, (8, merges)),
+    kv("tokenizer.ggml.bos_token_id", 4, cfg["bos_token_id"]),
+    kv("tokenizer.ggml.eos_token_id", 4, cfg["eos_token_id"])]
+info, data = b"", b""
+for name, x in tensors:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    info += S(name) + struct.pack("<I", x.ndim)
+    info += b"".join(struct.pack("<Q", d) for d in x.shape[::-1])
+    info += struct.pack("<IQ", 0, len(data))
+    data += x.tobytes() + b"\0" * (-x.nbytes % 32)
+head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs)) + b"".join(kvs) + info
+with open(out, "wb") as f:
+    f.write(head + b"\0" * (-len(head) % 32) + data)
