@@ -1,7 +1,7 @@
-/* test_model_config.c: config.json loading and saving for DistilBERT and BERT.
- * The two literal configs below are the config.json files of distilbert-base-uncased and
- * sentence-transformers/all-MiniLM-L6-v2 as published on the Hugging Face hub, so the
- * expected values are what transformers itself reads from them. */
+/* test_model_config.c: config.json loading and saving for DistilBERT, BERT, Llama and GPT-2.
+ * The literal configs below are the config.json files of distilbert-base-uncased,
+ * sentence-transformers/all-MiniLM-L6-v2 and openai-community/gpt2 as published on the Hugging
+ * Face hub, so the expected values are what transformers itself reads from them. */
 #include "check.h"
 #include "loraft/fileio.h"
 #include "loraft/model_config.h"
@@ -31,6 +31,17 @@ static const char *all_minilm_l6_v2 =
     " \"num_hidden_layers\": 6, \"pad_token_id\": 0, \"position_embedding_type\": \"absolute\","
     " \"transformers_version\": \"4.8.2\", \"type_vocab_size\": 2, \"use_cache\": true,"
     " \"vocab_size\": 30522}";
+
+static const char *openai_gpt2 =
+    "{\"activation_function\": \"gelu_new\", \"architectures\": [\"GPT2LMHeadModel\"],"
+    " \"attn_pdrop\": 0.1, \"bos_token_id\": 50256, \"embd_pdrop\": 0.1, \"eos_token_id\": 50256,"
+    " \"initializer_range\": 0.02, \"layer_norm_epsilon\": 1e-05, \"model_type\": \"gpt2\","
+    " \"n_ctx\": 1024, \"n_embd\": 768, \"n_head\": 12, \"n_layer\": 12, \"n_positions\": 1024,"
+    " \"resid_pdrop\": 0.1, \"summary_activation\": null, \"summary_first_dropout\": 0.1,"
+    " \"summary_proj_to_labels\": true, \"summary_type\": \"cls_index\", \"summary_use_proj\": "
+    "true,"
+    " \"task_specific_params\": {\"text-generation\": {\"do_sample\": true, \"max_length\": 50}},"
+    " \"vocab_size\": 50257}";
 
 static int load_literal(const char *json, ModelConfig *cfg, LfError *err) {
     if (file_write_atomic(cfg_path, json, strlen(json), err)) return -1;
@@ -65,6 +76,31 @@ static void test_hub_configs(void) {
     CHECK(c.type_vocab_size == 2 && c.activation == ACT_GELU && c.layer_norm_eps == 1e-12f);
     CHECK(c.classifier_dropout == 0.1f); /* absent: hidden_dropout_prob, as HF does */
     CHECK(c.num_labels == 2);
+
+    CHECK(load_literal(openai_gpt2, &c, &err) == 0);
+    CHECK(c.arch == ARCH_GPT2 && c.vocab_size == 50257 && c.hidden_size == 768);
+    CHECK(c.num_layers == 12 && c.num_heads == 12 && c.num_kv_heads == 12);
+    CHECK(c.ffn_size == 3072 && c.max_positions == 1024); /* n_inner absent: 4 * n_embd */
+    CHECK(c.activation == ACT_GELU_TANH && c.layer_norm_eps == 1e-5f && c.tie_word_embeddings);
+    CHECK(c.hidden_dropout == 0.1f && c.attention_dropout == 0.1f && c.embedding_dropout == 0.1f);
+    CHECK(c.bos_token_id == 50256 && c.eos_token_id == 50256 && c.pad_token_id == -1);
+}
+
+/* GPT-2's n_inner (null: 4 * n_embd) and the variants loraft refuses. */
+static void test_gpt2_options(void) {
+    ModelConfig c;
+    LfError err = {{0}};
+    CHECK(load_literal("{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_head\":4,\"n_inner\":null}", &c,
+                       &err) == 0 &&
+          c.ffn_size == 256);
+    CHECK(load_literal("{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_head\":4,\"n_inner\":100}", &c,
+                       &err) == 0 &&
+          c.ffn_size == 100);
+    FAIL("{\"model_type\":\"gpt2\",\"n_inner\":\"x\"}", "n_inner");
+    FAIL("{\"model_type\":\"gpt2\",\"tie_word_embeddings\":false}", "tie_word_embeddings");
+    FAIL("{\"model_type\":\"gpt2\",\"scale_attn_by_inverse_layer_idx\":true}", "not supported");
+    FAIL("{\"model_type\":\"gpt2\",\"add_cross_attention\":true}", "not supported");
+    FAIL("{\"model_type\":\"gpt2\",\"activation_function\":\"swish\"}", "swish");
 }
 
 static void test_labels_and_options(void) {
@@ -88,7 +124,7 @@ static void test_labels_and_options(void) {
 
 static void test_errors(void) {
     FAIL("{\"model_type\":\"roberta\"}",
-         "model_type 'roberta' is not supported (supported: distilbert, bert, llama)");
+         "model_type 'roberta' is not supported (supported: distilbert, bert, llama, gpt2)");
     FAIL("{\"dim\":768}", "key 'model_type' is missing");
     FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
     FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
@@ -155,15 +191,17 @@ static void test_round_trip(Arch arch) {
     CHECK(model_config_validate(&a, "defaults", NULL) == 0);
     a.vocab_size = 1000, a.hidden_size = 96, a.num_layers = 3, a.num_heads = 4, a.ffn_size = 200;
     a.num_kv_heads = arch == ARCH_LLAMA ? 2 : 4;
+    int decoder = arch == ARCH_LLAMA || arch == ARCH_GPT2;
     a.max_positions = 128, a.activation = arch == ARCH_LLAMA ? ACT_SILU : ACT_GELU_TANH;
     a.hidden_dropout = arch == ARCH_LLAMA ? 0.0f : 0.15f; /* Llama has no such key */
     a.attention_dropout = 0.05f, a.initializer_range = 0.01f;
-    a.classifier_dropout = arch == ARCH_LLAMA ? 0.0f : 0.3f;
+    a.classifier_dropout = decoder ? 0.0f : 0.3f; /* no such key in the decoders */
     a.pad_token_id = 1, a.num_labels = 3;
     if (arch == ARCH_BERT) a.type_vocab_size = 4, a.layer_norm_eps = 1e-5f;
     if (arch == ARCH_LLAMA)
         a.rope_theta = 100000.0f, a.tie_word_embeddings = 1, a.bos_token_id = 5,
         a.eos_token_id = -1, a.layer_norm_eps = 1e-5f;
+    if (arch == ARCH_GPT2) a.embedding_dropout = 0.07f, a.bos_token_id = 7, a.eos_token_id = 9;
     strcpy(a.labels[0], "neg"), strcpy(a.labels[1], "neu \"quoted\""), strcpy(a.labels[2], "pos");
     char dir[600], path[700];
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, arch_name(arch));
@@ -182,6 +220,7 @@ static void test_round_trip(Arch arch) {
     const cJSON *archs = cJSON_GetObjectItem(root, "architectures");
     const char *want = arch == ARCH_BERT    ? "BertForSequenceClassification"
                        : arch == ARCH_LLAMA ? "LlamaForCausalLM"
+                       : arch == ARCH_GPT2  ? "GPT2LMHeadModel"
                                             : "DistilBertForSequenceClassification";
     CHECK(cJSON_IsArray(archs) && !strcmp(cJSON_GetArrayItem(archs, 0)->valuestring, want));
     CHECK(!strcmp(cJSON_GetObjectItem(root, "model_type")->valuestring, arch_name(arch)));
@@ -210,8 +249,10 @@ int main(void) {
     test_round_trip(ARCH_DISTILBERT);
     test_round_trip(ARCH_BERT);
     test_round_trip(ARCH_LLAMA);
+    test_round_trip(ARCH_GPT2);
+    test_gpt2_options();
     CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&
-          !strcmp(arch_name(ARCH_BERT), "bert"));
+          !strcmp(arch_name(ARCH_BERT), "bert") && !strcmp(arch_name(ARCH_GPT2), "gpt2"));
     nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return check_report();
 }
