@@ -83,6 +83,7 @@ typedef struct Param {
     int is_lora, in_checkpoint;
     int is_norm;       /* a norm's weight or bias: initialised to 1 / 0 */
     int pad_row;       /* an embedding's padding_idx row, zero at initialisation; -1: none */
+    float init_std;    /* std of its normal initialisation; 0: the config's initializer_range */
     int hf_transposed; /* HF checkpoints store it as [shape[1], shape[0]] (GPT-2's Conv1D):
                           transposed when loaded from and saved to safetensors */
 } Param;

@@ -8,6 +8,7 @@
  * ordinary [out,in] linears here (model_conv1d), transposed only in checkpoints. Forward,
  * backward and the cached decode (generation; wpe at the cached positions) side by side, as in
  * llama.c; every dense layer goes through the core's LoRA-aware linear. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,8 @@ static int gpt2_build(Model *m, LfError *err) {
     if (b) b->acts = calloc(c->num_layers, sizeof *b->acts);
     if (!b || !b->layers || !b->acts) return lf_fail(err, "out of memory");
     int C = c->hidden_size, F = c->ffn_size;
+    /* HF's GPT-2 init: the residual branches' output projections at std / sqrt(2 L) */
+    float proj_std = c->initializer_range / sqrtf(2.0f * c->num_layers);
     b->wte = model_param(m, 1, c->vocab_size, C, "transformer.wte.weight");
     b->wpe = model_param(m, 1, c->max_positions, C, "transformer.wpe.weight");
     for (int l = 0; l < c->num_layers; l++) {
@@ -81,6 +84,7 @@ static int gpt2_build(Model *m, LfError *err) {
         model_norm(m, &L->ln_2, MODULE("ln_2"), C, 1);
         model_conv1d(m, &L->c_fc, MODULE("mlp.c_fc"), C, F);
         model_conv1d(m, &L->mlp_proj, MODULE("mlp.c_proj"), F, C);
+        L->c_proj.w->init_std = L->mlp_proj.w->init_std = proj_std;
 #undef MODULE
     }
     model_norm(m, &b->ln_f, "transformer.ln_f", C, 1);

@@ -237,7 +237,8 @@ static float normal_draw(Rng *r) {
     return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864f * u2);
 }
 
-/* HF's _init_weights: Linear and Embedding weights ~ N(0, initializer_range), biases 0,
+/* HF's _init_weights: Linear and Embedding weights ~ N(0, initializer_range) (or the
+ * parameter's own init_std), biases 0,
  * norm weights 1, an embedding's padding row 0; PEFT's LoRA: A ~ kaiming_uniform(a=sqrt(5))
  * = U(+-1/sqrt(in)), B = 0. */
 static void param_init(const Model *m, const Param *p, float *v, Rng *r) {
@@ -253,7 +254,8 @@ static void param_init(const Model *m, const Param *p, float *v, Rng *r) {
     } else if (p->is_norm) {
         for (size_t i = 0; i < p->numel; i++) v[i] = 1.0f;
     } else {
-        for (size_t i = 0; i < p->numel; i++) v[i] = normal_draw(r) * m->cfg.initializer_range;
+        float std = p->init_std > 0 ? p->init_std : m->cfg.initializer_range;
+        for (size_t i = 0; i < p->numel; i++) v[i] = normal_draw(r) * std;
         if (p->pad_row >= 0 && p->pad_row < p->shape[0])
             memset(v + (size_t)p->pad_row * p->shape[1], 0, p->shape[1] * sizeof *v);
     }
