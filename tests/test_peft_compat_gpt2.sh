@@ -12,7 +12,10 @@
 #     generate(do_sample=False) (PEFT's for the adapter) byte for byte, 16 new tokens;
 #  4. the same base as a GGUF file (scripts/write-tiny-gguf.py: Conv1D weights as [out, in],
 #     token_embd copied as output.weight, as llama.cpp's converter writes them) gives the same
-#     losses with and without the adapter.
+#     losses with and without the adapter;
+#  5. a Conv1D in modules_to_save (LoRA on c_attn, mlp.c_fc trained whole): the adapter holds
+#     its weight as PEFT does ([in, out]) and gives PEFT's loss; resuming that run from its
+#     step-4 checkpoint (training state with the Conv1D weight) ends where the whole run does.
 set -euo pipefail
 bin=${LORAFT_BIN:-build/loraft}
 data=${LORAFT_SHARED_DATA:-../shared/data}
@@ -72,6 +75,26 @@ print("%.9f %s" % (math.log(float(m[2])), m[3]))' || { cat "$tmp/eval.err"; retu
   echo "gguf_base $(eval_loss --set model.model="$tmp/base.gguf")"
   echo "gguf_adapter $(eval_loss --adapter "$tmp/run/best" --set model.model="$tmp/base.gguf")"
 } >"$tmp/ours"
+# 5: modules_to_save c_fc, 8 steps at once and 4 + 4 with --resume
+for run in save resumed; do
+  "$py" - "$tmp/cfg.json" "$tmp/$run.json" "$tmp/$run" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["lora"].update(target_modules=["c_attn"], modules_to_save=["c_fc"], dropout=0.0)
+c["train"].update(max_steps=8, eval_steps=4, save_steps=4, output_dir=sys.argv[3])
+json.dump(c, open(sys.argv[2], "w"))
+EOF
+done
+"$bin" train --config "$tmp/save.json" >"$tmp/save.log" 2>&1 \
+  || { cat "$tmp/save.log"; echo "FAIL: loraft train (modules_to_save)"; exit 1; }
+"$bin" train --config "$tmp/resumed.json" --set train.max_steps=4 >"$tmp/resumed.log" 2>&1 &&
+  "$bin" train --config "$tmp/resumed.json" --resume "$tmp/resumed/last" >>"$tmp/resumed.log" 2>&1 \
+  || { cat "$tmp/resumed.log"; echo "FAIL: loraft train --resume (modules_to_save)"; exit 1; }
+cmp -s "$tmp/save/last/adapter_model.safetensors" "$tmp/resumed/last/adapter_model.safetensors" \
+  || { echo "FAIL: the resumed run's adapter differs from the uninterrupted run's"; exit 1; }
+echo "ok   modules_to_save c_fc: 4 + 4 steps with --resume give the 8-step run's adapter, byte for byte"
+echo "save $(eval_loss --adapter "$tmp/save/last")" >>"$tmp/ours"
+
 gen() { "$bin" generate --device cpu --temperature 0 --max-new-tokens 16 "$@" "$prompt" 2>/dev/null; }
 gen --model "$tmp/base" >"$tmp/gen_base"
 gen --model "$tmp/base" --adapter "$tmp/run/best" >"$tmp/gen_adapter"
@@ -181,6 +204,15 @@ check(not bad and "lm_head.weight" not in names and
       f"merged: loads with no missing/unexpected keys {bad}, head tied")
 same_loss("merged (transformers)", merged.eval(), "adapter")
 same_loss("merged (loraft eval)", model, "merged")
+
+# 5: a Conv1D among modules_to_save
+saved = load_file(tmp + "/save/last/adapter_model.safetensors")
+w = saved.get("base_model.model.transformer.h.0.mlp.c_fc.weight")
+check(w is not None and tuple(w.shape) == tuple(base.transformer.h[0].mlp.c_fc.weight.shape),
+      f"modules_to_save c_fc: saved [in, out] as PEFT does ({None if w is None else tuple(w.shape)})")
+base2 = AutoModelForCausalLM.from_pretrained(tmp + "/base", dtype=torch.float32)
+model2 = PeftModel.from_pretrained(base2, tmp + "/save/last").eval()
+same_loss("modules_to_save c_fc (PEFT)", model2, "save")
 print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)
 EOF
