@@ -154,14 +154,16 @@ static int gather(Model *m, int (*pick)(const Param *), const char *prefix, cons
         Param *p = &m->params[i];
         if (!pick(p)) continue;
         const float *src = use_grad_layout ? src_base + (p->grad - m->grads) : p->value;
-        float *tmp = p->hf_transposed ? malloc(p->numel * sizeof *tmp) : host + off;
-        if (!tmp) return -1;
-        m->ops->download(tmp, src, p->numel * sizeof(float));
-        int64_t d0 = p->shape[0], d1 = p->shape[1];
-        if (p->hf_transposed)
-            transpose_f32(host + off, tmp, d0, d1), free(tmp), d0 = d1, d1 = p->shape[0];
+        int t = p->hf_transposed;
+        float *ours = t ? malloc(p->numel * sizeof *ours) : host + off;
+        if (!ours) return -1;
+        m->ops->download(ours, src, p->numel * sizeof(float));
+        if (t) {
+            transpose_f32(host + off, ours, p->shape[0], p->shape[1]);
+            free(ours);
+        }
         snprintf(names[n], 200, "%s%s%s", prefix, p->name, suffix);
-        entries[n] = (StEntry){names[n], ST_F32, p->ndim, {d0, d1}, host + off};
+        entries[n] = (StEntry){names[n], ST_F32, p->ndim, {p->shape[t], p->shape[!t]}, host + off};
         off += p->numel;
         n++;
     }
@@ -294,7 +296,8 @@ static int scatter(Model *m, const char *path, int (*pick)(const Param *), const
         char name[260];
         snprintf(name, sizeof name, "%s%s", prefix, p->name);
         int64_t shape[2] = {p->shape[p->hf_transposed], p->shape[!p->hf_transposed]};
-        float *host = malloc(2 * p->numel * sizeof *host), *ours = host + p->numel;
+        float *host = malloc((1 + p->hf_transposed) * p->numel * sizeof *host);
+        float *ours = host ? host + p->numel : NULL; /* the transposed copy, for a Conv1D */
         if (!host) rc = lf_fail(err, "out of memory");
         if (!rc) rc = safetensors_read_f32(&st, name, p->ndim, shape, host, err);
         if (!rc && p->hf_transposed) transpose_f32(ours, host, shape[0], shape[1]);
