@@ -6,6 +6,9 @@
  * sequence + model_lm_logits) at every step, for a prefill and for each token after it, within
  * 1e-4 of the row's largest logit; greedy generation is deterministic; the cache refuses more
  * positions than the model was built for and a model that is not a decoder.
+ * A tiny GPT-2 rebuilt with `loraft init` (the GPT-2 tokenizer of ../shared/data): the prompt ids,
+ * the prompt's last logits (64 of them, within 1e-5 of the largest) and 16 greedy tokens equal
+ * transformers' (tests/golden/gpt2_tiny_greedy.json, from scripts/make-generate-golden.py).
  * With the real SmolLM2-135M-Instruct (GGUF) when it has been fetched: the greedy continuation
  * of a plain and a chat prompt equals transformers' generate(do_sample=False) token for token
  * (tests/golden/smollm2_greedy.json, from scripts/make-generate-golden.py). */
@@ -16,6 +19,7 @@
 
 #include "check.h"
 #include "loraft/chat.h"
+#include "loraft/cli.h"
 #include "loraft/fileio.h"
 #include "loraft/model.h"
 #include "loraft/rng.h"
@@ -187,13 +191,92 @@ static void check_errors(void) {
     model_free(&m);
 }
 
-/* ---- SmolLM2 against transformers ---- */
-
 static void ids_of(const cJSON *arr, IdList *out) {
     out->n = 0;
     for (int i = 0; i < cJSON_GetArraySize(arr); i++)
         idlist_push(out, cJSON_GetArrayItem(arr, i)->valueint, NULL);
 }
+
+/* ---- a tiny GPT-2 against transformers ---- */
+
+static void check_gpt2_case(Model *m, const TextTokenizer *tok, Sampler *s, const cJSON *c) {
+    LfError err;
+    const char *prompt = cJSON_GetObjectItem(c, "prompt")->valuestring;
+    IdList want = {0}, ours = {0};
+    CHECK_OK(text_encode(tok, prompt, strlen(prompt), &ours, &err), &err);
+    ids_of(cJSON_GetObjectItem(c, "ids"), &want);
+    CHECK(ours.n == want.n && !memcmp(ours.ids, want.ids, want.n * sizeof *ours.ids));
+    int P = (int)ours.n, V = m->cfg.vocab_size;
+    float *logits = malloc((size_t)V * sizeof *logits);
+    const cJSON *last = cJSON_GetObjectItem(c, "last_logits");
+    double scale = 0, worst = 0;
+    CHECK_OK(model_cache_reset(m, P, &err), &err);
+    CHECK_OK(model_decode(m, ours.ids, P, &err), &err);
+    CHECK_OK(model_lm_logits(m, P - 1, 1, logits, &err), &err);
+    for (int v = 0; v < cJSON_GetArraySize(last); v++) {
+        double r = cJSON_GetArrayItem(last, v)->valuedouble;
+        scale = fmax(scale, fabs(r)), worst = fmax(worst, fabs(logits[v] - r));
+    }
+    CHECK(worst <= 1e-5 * scale);
+    ids_of(cJSON_GetObjectItem(c, "new_ids"), &want);
+    int n = (int)want.n, same = 0;
+    int32_t *got = calloc(n, sizeof *got);
+    CHECK_OK(greedy(m, s, ours.ids, P, n, got, &err), &err);
+    while (same < n && got[same] == want.ids[same]) same++;
+    printf("tiny GPT-2 '%s': last logits within %.1e of %.3g, %d of %d greedy tokens equal "
+           "transformers'\n",
+           prompt, worst, scale, same, n);
+    CHECK(same == n);
+    free(got);
+    free(logits);
+    idlist_free(&want);
+    idlist_free(&ours);
+}
+
+static void check_gpt2_golden(void) {
+    char vocab[4096], dir[] = "/tmp/loraft-gen-gpt2-XXXXXX", *text, *argv[40];
+    snprintf(vocab, sizeof vocab, "%s/tokenizers/gpt2", shared_data_dir());
+    if (access(vocab, R_OK)) {
+        printf("SKIP tiny GPT-2 greedy golden: %s absent\n", vocab);
+        return;
+    }
+    size_t len;
+    LfError err;
+    CHECK_OK(file_read_all("tests/golden/gpt2_tiny_greedy.json", &text, &len, &err), &err);
+    cJSON *g = cJSON_Parse(text);
+    free(text);
+    int argc = 0;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItem(g, "init")) argv[argc++] = a->valuestring;
+    argv[argc++] = "--vocab-from", argv[argc++] = vocab, argv[argc++] = "--out", argv[argc++] = dir;
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK(cmd_init(argc, argv) == 0);
+    ModelConfig cfg;
+    TrainSpec spec;
+    Model m;
+    TextTokenizer tok;
+    Sampler *s = NULL;
+    SampleConfig sc = {0.0f, 0, 1.0f, 0};
+    train_spec_defaults(&spec);
+    spec.task = TASK_CAUSAL_LM;
+    spec.strategy = STRATEGY_HEAD;
+    CHECK_OK(model_config_load(&cfg, dir, &err), &err);
+    CHECK_OK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 1, 1, 32, NULL, 0, &err), &err);
+    CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
+    CHECK_OK(sampler_create(&s, &sc, cfg.vocab_size, &err), &err);
+    const cJSON *cases = cJSON_GetObjectItem(g, "cases");
+    for (int i = 0; i < cJSON_GetArraySize(cases); i++)
+        check_gpt2_case(&m, &tok, s, cJSON_GetArrayItem(cases, i));
+    sampler_free(s);
+    text_tokenizer_close(&tok);
+    model_free(&m);
+    cJSON_Delete(g);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+/* ---- SmolLM2 against transformers ---- */
 
 /* The prompt as loraft builds it: plain (the tokenizer's special tokens) or chat (SmolLM2's
  * template with the generation prompt, no special tokens added). */
@@ -279,6 +362,7 @@ int main(void) {
     }
     check_greedy_deterministic();
     check_errors();
+    check_gpt2_golden();
     check_smollm2();
     return check_report();
 }
