@@ -86,6 +86,20 @@ int linear_trains(const Linear *l); /* W, b or a LoRA branch has a gradient */
 /* The dropout seed of one (layer, site) pair of a step. */
 uint64_t model_site(uint64_t seed, int layer, int which);
 
+/* The gradient through a dropout(p, seed) of n elements: g itself when p is 0, else
+ * scratch = drop'(g) (overwritten). */
+const float *dropout_grad(Model *m, float *scratch, const float *g, float p, uint64_t seed,
+                          size_t n);
+
+/* One layer's backward: dout [N,C] the gradient of its output; dx (may be NULL) += the gradient
+ * of its input. */
+typedef void (*LayerBackward)(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed);
+/* Backward through layers L-1 down to `lowest`, dout [N,C] holding the top layer's output
+ * gradient: each layer's input gradient goes to the other of the two buffers, the lowest
+ * layer's only when need_input (the embeddings train). Returns the buffer that holds it. */
+float *layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *dout,
+                       float *dx, Drop d, uint64_t seed);
+
 #ifdef __cplusplus
 }
 #endif

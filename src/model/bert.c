@@ -272,12 +272,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(b->d_c, bytes);
     o->layernorm_backward(b->d_c, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, dout, a->res_ffn,
                           Ly->ln_ffn.w->value, a->mean_ffn, a->rstd_ffn, N, C);
-    const float *dy = b->d_c;
-    if (d.hidden > 0) {
-        o->zero(b->d_br, bytes);
-        o->dropout_backward(b->d_br, b->d_c, d.hidden, model_site(seed, l, SITE_FFN_DROP), NC);
-        dy = b->d_br;
-    }
+    const float *dy =
+        dropout_grad(m, b->d_br, b->d_c, d.hidden, model_site(seed, l, SITE_FFN_DROP), NC);
     o->zero(b->d_ffn, NF * sizeof(float));
     linear_backward(m, &Ly->ffn_out, b->d_ffn, dy, a->ffn_act, N, d.lora,
                     model_site(seed, l, SITE_FFN_OUT));
@@ -290,13 +286,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(b->d_r, bytes);
     o->layernorm_backward(b->d_r, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c, a->res_attn,
                           Ly->ln_attn.w->value, a->mean_attn, a->rstd_attn, N, C);
-    const float *da = b->d_r;
-    float po = attn_out_dropout(m, d);
-    if (po > 0) {
-        o->zero(b->d_br, bytes);
-        o->dropout_backward(b->d_br, b->d_r, po, model_site(seed, l, SITE_O_DROP), NC);
-        da = b->d_br;
-    }
+    const float *da = dropout_grad(m, b->d_br, b->d_r, attn_out_dropout(m, d),
+                                   model_site(seed, l, SITE_O_DROP), NC);
     o->zero(b->d_ctx, bytes);
     linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
     o->zero(b->d_q, bytes);
@@ -364,22 +355,10 @@ static void bert_backward(Model *m, Drop d, uint64_t seed) {
     size_t NC = (size_t)N * C;
     head_backward(m, d, seed);
     int emb_trains = b->wte->grad != NULL;
-    float *dout = b->d_a, *dx = b->d_b;
-    for (int l = L - 1; l >= b->lowest_trained_layer; l--) {
-        int need_dx = l > b->lowest_trained_layer || emb_trains;
-        if (need_dx) o->zero(dx, NC * sizeof(float));
-        layer_backward(m, l, dout, need_dx ? dx : NULL, d, seed);
-        float *t = dout;
-        dout = dx;
-        dx = t;
-    }
+    float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_a,
+                                  b->d_b, d, seed);
     if (!emb_trains) return;
-    const float *dh0 = dout;
-    if (d.hidden > 0) {
-        o->zero(b->d_br, NC * sizeof(float));
-        o->dropout_backward(b->d_br, dout, d.hidden, model_site(seed, L, SITE_EMB), NC);
-        dh0 = b->d_br;
-    }
+    const float *dh0 = dropout_grad(m, b->d_br, dout, d.hidden, model_site(seed, L, SITE_EMB), NC);
     o->zero(b->d_r, NC * sizeof(float));
     o->layernorm_backward(b->d_r, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb,
                           b->ln_emb.w->value, b->emb_mean, b->emb_rstd, N, C);

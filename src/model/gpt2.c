@@ -242,15 +242,6 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
-/* b->d_r = drop'(g) when p > 0 (the gradient through a dropout), else g itself. */
-static const float *through_dropout(Model *m, const float *g, float p, uint64_t seed, size_t n) {
-    Gpt2 *b = gpt2(m);
-    if (p <= 0) return g;
-    m->ops->zero(b->d_r, n * sizeof(float));
-    m->ops->dropout_backward(b->d_r, g, p, seed, n);
-    return b->d_r;
-}
-
 /* dout: gradient of the layer output [N,C]; dx (may be NULL) += gradient of its input. */
 static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed) {
     const Ops *o = m->ops;
@@ -261,7 +252,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, NH = c->num_heads;
     size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size, F4 = sizeof(float);
     /* MLP: out = a + drop(mlp.c_proj(gelu_tanh(c_fc(n2)))), n2 = ln_2(a) */
-    const float *dy = through_dropout(m, dout, d.hidden, model_site(seed, l, SITE_MLP_DROP), NC);
+    const float *dy =
+        dropout_grad(m, b->d_r, dout, d.hidden, model_site(seed, l, SITE_MLP_DROP), NC);
     o->zero(b->d_act, NF * F4);
     linear_backward(m, &Ly->mlp_proj, b->d_act, dy, a->act, N, d.lora,
                     model_site(seed, l, SITE_MLP));
@@ -274,7 +266,7 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->layernorm_backward(b->d_a, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n, a->a,
                           Ly->ln_2.w->value, a->mean2, a->rstd2, N, C);
     /* attention: a = x + drop(c_proj(attention(q, k, v))), q|k|v = c_attn(n1), n1 = ln_1(x) */
-    dy = through_dropout(m, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
+    dy = dropout_grad(m, b->d_r, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
     o->zero(b->d_ctx, NC * F4);
     linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora,
                     model_site(seed, l, SITE_PROJ));
@@ -320,18 +312,11 @@ static void gpt2_backward(Model *m, Drop d, uint64_t seed) {
     o->zero(b->d_out, NC * F4);
     o->layernorm_backward(b->d_out, b->ln_f.w->grad, b->ln_f.b->grad, m->dhidden,
                           b->acts[L - 1].out, b->ln_f.w->value, b->mean_f, b->rstd_f, N, C);
-    float *dout = b->d_out, *dx = b->d_x;
     int emb_trains = b->wte->grad || b->wpe->grad;
-    for (int l = L - 1; body && l >= b->lowest_trained_layer; l--) {
-        int need_dx = l > b->lowest_trained_layer || emb_trains;
-        if (need_dx) o->zero(dx, NC * F4);
-        layer_backward(m, l, dout, need_dx ? dx : NULL, d, seed);
-        float *t = dout;
-        dout = dx;
-        dx = t;
-    }
+    float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
+                                  b->d_x, d, seed);
     if (!emb_trains) return;
-    const float *de = through_dropout(m, dout, d.embedding, model_site(seed, L, SITE_EMB), NC);
+    const float *de = dropout_grad(m, b->d_r, dout, d.embedding, model_site(seed, L, SITE_EMB), NC);
     o->embedding_backward(b->wte->grad, b->wpe->grad, NULL, de, m->ids, NULL, m->B, m->T, C);
 }
 

@@ -305,16 +305,9 @@ static void llama_backward(Model *m, Drop d, uint64_t seed) {
     o->zero(b->d_out, NC * F4);
     o->rmsnorm_backward(b->d_out, b->ln_f.w->grad, m->dhidden, b->acts[L - 1].out, b->ln_f.w->value,
                         b->rstd_f, N, C);
-    float *dout = b->d_out, *dx = b->d_x;
     int emb_trains = b->wte->grad != NULL;
-    for (int l = L - 1; body && l >= b->lowest_trained_layer; l--) {
-        int need_dx = l > b->lowest_trained_layer || emb_trains;
-        if (need_dx) o->zero(dx, NC * F4);
-        layer_backward(m, l, dout, need_dx ? dx : NULL, d, seed);
-        float *t = dout;
-        dout = dx;
-        dx = t;
-    }
+    float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
+                                  b->d_x, d, seed);
     if (emb_trains)
         o->embedding_backward(b->wte->grad, NULL, NULL, dout, m->ids, NULL, m->B, m->T, C);
 }
