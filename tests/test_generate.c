@@ -197,6 +197,33 @@ static void ids_of(const cJSON *arr, IdList *out) {
         idlist_push(out, cJSON_GetArrayItem(arr, i)->valueint, NULL);
 }
 
+typedef void (*GreedyCase)(Model *m, const TextTokenizer *tok, Sampler *s, const cJSON *c);
+
+/* Every case of golden g on the model at path (a directory or a .gguf: the model and its
+ * tokenizer), greedy, activations for max_len rows. */
+static void run_greedy_cases(const char *path, const cJSON *g, int max_len, GreedyCase check) {
+    LfError err;
+    ModelConfig cfg;
+    TrainSpec spec;
+    Model m;
+    TextTokenizer tok;
+    Sampler *s = NULL;
+    SampleConfig sc = {0.0f, 0, 1.0f, 0};
+    train_spec_defaults(&spec);
+    spec.task = TASK_CAUSAL_LM;
+    spec.strategy = STRATEGY_HEAD;
+    CHECK_OK(model_config_load(&cfg, path, &err), &err);
+    CHECK_OK(model_create(&m, &cfg, &spec, &ops_cpu, path, 1, 1, max_len, NULL, 0, &err), &err);
+    CHECK_OK(text_tokenizer_open(&tok, path, &err), &err);
+    CHECK_OK(sampler_create(&s, &sc, cfg.vocab_size, &err), &err);
+    const cJSON *cases = cJSON_GetObjectItem(g, "cases");
+    for (int i = 0; i < cJSON_GetArraySize(cases); i++)
+        check(&m, &tok, s, cJSON_GetArrayItem(cases, i));
+    sampler_free(s);
+    text_tokenizer_close(&tok);
+    model_free(&m);
+}
+
 /* ---- a tiny GPT-2 against transformers ---- */
 
 static void check_gpt2_case(Model *m, const TextTokenizer *tok, Sampler *s, const cJSON *c) {
@@ -251,25 +278,7 @@ static void check_gpt2_golden(void) {
     argv[argc++] = "--vocab-from", argv[argc++] = vocab, argv[argc++] = "--out", argv[argc++] = dir;
     CHECK(mkdtemp(dir) != NULL);
     CHECK(cmd_init(argc, argv) == 0);
-    ModelConfig cfg;
-    TrainSpec spec;
-    Model m;
-    TextTokenizer tok;
-    Sampler *s = NULL;
-    SampleConfig sc = {0.0f, 0, 1.0f, 0};
-    train_spec_defaults(&spec);
-    spec.task = TASK_CAUSAL_LM;
-    spec.strategy = STRATEGY_HEAD;
-    CHECK_OK(model_config_load(&cfg, dir, &err), &err);
-    CHECK_OK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 1, 1, 32, NULL, 0, &err), &err);
-    CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
-    CHECK_OK(sampler_create(&s, &sc, cfg.vocab_size, &err), &err);
-    const cJSON *cases = cJSON_GetObjectItem(g, "cases");
-    for (int i = 0; i < cJSON_GetArraySize(cases); i++)
-        check_gpt2_case(&m, &tok, s, cJSON_GetArrayItem(cases, i));
-    sampler_free(s);
-    text_tokenizer_close(&tok);
-    model_free(&m);
+    run_greedy_cases(dir, g, 32, check_gpt2_case);
     cJSON_Delete(g);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -327,28 +336,10 @@ static void check_smollm2(void) {
     char *text;
     size_t len;
     LfError err;
-    ModelConfig cfg;
-    TrainSpec spec;
-    Model m;
-    TextTokenizer tok;
-    Sampler *s = NULL;
-    SampleConfig sc = {0.0f, 0, 1.0f, 0};
-    train_spec_defaults(&spec);
-    spec.task = TASK_CAUSAL_LM;
-    spec.strategy = STRATEGY_HEAD;
     CHECK_OK(file_read_all("tests/golden/smollm2_greedy.json", &text, &len, &err), &err);
     cJSON *g = cJSON_Parse(text);
     free(text);
-    CHECK_OK(model_config_load(&cfg, path, &err), &err);
-    CHECK_OK(model_create(&m, &cfg, &spec, &ops_cpu, path, 1, 1, 128, NULL, 0, &err), &err);
-    CHECK_OK(text_tokenizer_open(&tok, path, &err), &err);
-    CHECK_OK(sampler_create(&s, &sc, cfg.vocab_size, &err), &err);
-    const cJSON *cases = cJSON_GetObjectItem(g, "cases");
-    for (int i = 0; i < cJSON_GetArraySize(cases); i++)
-        check_smollm2_case(&m, &tok, s, cJSON_GetArrayItem(cases, i));
-    sampler_free(s);
-    text_tokenizer_close(&tok);
-    model_free(&m);
+    run_greedy_cases(path, g, 128, check_smollm2_case);
     cJSON_Delete(g);
 }
 

@@ -203,21 +203,30 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     o->add(a->out, a->out, a->a, NC);
 }
 
-static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
+/* The attention's inputs of layer l's N rows: q, k, v [N,C] = split(c_attn(ln_1(x))). */
+static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float *v, float p,
+                              uint64_t seed) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
     Layer *Ly = &b->layers[l];
     LayerActs *a = &b->acts[l];
-    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, NH = c->num_heads;
+    int C = c->hidden_size;
     o->layernorm_forward(a->n1, a->mean1, a->rstd1, a->x, Ly->ln_1.w->value, Ly->ln_1.b->value,
                          c->layer_norm_eps, N, C);
-    linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, d.lora, model_site(seed, l, SITE_QKV));
-    split_qkv(o, a->q, b->qkv, 0, N, C);
-    split_qkv(o, a->k, b->qkv, 1, N, C);
-    split_qkv(o, a->v, b->qkv, 2, N, C);
-    o->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, 1, d.attention,
-                         model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
+    linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, p, model_site(seed, l, SITE_QKV));
+    split_qkv(o, q, b->qkv, 0, N, C);
+    split_qkv(o, k, b->qkv, 1, N, C);
+    split_qkv(o, v, b->qkv, 2, N, C);
+}
+
+static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
+    LayerActs *a = &gpt2(m)->acts[l];
+    int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads;
+    layer_forward_qkv(m, l, N, a->q, a->k, a->v, d.lora, seed);
+    m->ops->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, 1, d.attention,
+                              model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH,
+                              head_size(m));
     layer_forward_tail(m, l, N, d, seed);
 }
 
@@ -225,20 +234,12 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
  * and values go into the layer's cache, their queries attend to its positions 0..pos0+n-1; the
  * rest as layer_forward in eval mode. */
 static void layer_decode(Model *m, int l, int pos0, int n) {
-    const Ops *o = m->ops;
-    const ModelConfig *c = &m->cfg;
-    Gpt2 *b = gpt2(m);
-    Layer *Ly = &b->layers[l];
-    LayerActs *a = &b->acts[l];
-    int C = c->hidden_size, NH = c->num_heads;
+    LayerActs *a = &gpt2(m)->acts[l];
+    size_t C = m->cfg.hidden_size;
+    int NH = m->cfg.num_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
-    o->layernorm_forward(a->n1, a->mean1, a->rstd1, a->x, Ly->ln_1.w->value, Ly->ln_1.b->value,
-                         c->layer_norm_eps, n, C);
-    linear_forward(m, &Ly->c_attn, b->qkv, a->n1, n, 0.0f, 0);
-    split_qkv(o, a->q, b->qkv, 0, n, C);
-    split_qkv(o, k + (size_t)pos0 * C, b->qkv, 1, n, C);
-    split_qkv(o, v + (size_t)pos0 * C, b->qkv, 2, n, C);
-    o->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NH, head_size(m));
+    layer_forward_qkv(m, l, n, a->q, k + pos0 * C, v + pos0 * C, 0.0f, 0);
+    m->ops->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NH, head_size(m));
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
