@@ -16,7 +16,9 @@
  *   with attention and LoRA dropout: DPO (sigmoid with label smoothing, IPO) against a fixed
  *   reference (the adapters-off forward), and the reward model (LoRA + its score head, the
  *   pad rule pooling a row whose last token is the pad id), and DPO on a tiny GPT-2; the same
- *   finite differences, and the adapters-off forward equals a model without adapters. */
+ *   finite differences, and the adapters-off forward equals a model without adapters;
+ * - a tiny GPT-2 written as a GGUF file the way llama.cpp's converter writes one (Conv1D weights
+ *   [out,in], token_embd copied as output.weight) loads with the same config and weights. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 #include "check.h"
 #include "gradcheck.h"
 #include "tiny.h"
+#include "loraft/gguf.h"
 #include "loraft/model.h"
 #include "loraft/rng.h"
 
@@ -272,6 +275,72 @@ static void adapters_off_is_base(void) {
     model_free(&base);
 }
 
+/* GPT-2's GGUF tensor names: the global ones, then each layer's. */
+static const char *gpt2_gguf_global[] = {"token_embd.weight", "position_embd.weight",
+                                         "output_norm.weight", "output_norm.bias"};
+static const char *gpt2_gguf_layer[] = {"attn_norm", "attn_qkv", "attn_output",
+                                        "ffn_norm",  "ffn_up",   "ffn_down"};
+
+static void gguf_gpt2(const char *tmp) {
+    ModelConfig cfg, back;
+    TrainSpec spec;
+    Model m, g;
+    LfError err;
+    model_config_defaults(&cfg, ARCH_GPT2);
+    cfg.vocab_size = 40, cfg.hidden_size = 8, cfg.num_heads = 2, cfg.num_layers = 2;
+    cfg.ffn_size = 12, cfg.max_positions = 16, cfg.bos_token_id = cfg.eos_token_id = 1;
+    train_spec_defaults(&spec);
+    spec.task = TASK_CAUSAL_LM, spec.strategy = STRATEGY_FULL;
+    CHECK_OK(model_create(&m, &cfg, &spec, &ops_cpu, NULL, 3, 1, 4, NULL, 0, &err), &err);
+    const GgufWriteKV kvs[] = {
+        {.key = "general.architecture", .type = GGUF_STRING, .s = "gpt2"},
+        {.key = "gpt2.block_count", .type = GGUF_UINT32, .u = 2},
+        {.key = "gpt2.embedding_length", .type = GGUF_UINT32, .u = 8},
+        {.key = "gpt2.feed_forward_length", .type = GGUF_UINT32, .u = 12},
+        {.key = "gpt2.attention.head_count", .type = GGUF_UINT32, .u = 2},
+        {.key = "gpt2.context_length", .type = GGUF_UINT32, .u = 16},
+        {.key = "gpt2.attention.layer_norm_epsilon", .type = GGUF_FLOAT32, .f = 1e-5},
+    };
+    char names[64][64];
+    int n = 0;
+    for (int i = 0; i < 4; i++) snprintf(names[n++], 64, "%s", gpt2_gguf_global[i]);
+    for (int l = 0; l < 2; l++)
+        for (int i = 0; i < 6; i++)
+            for (int bias = 0; bias < 2; bias++)
+                snprintf(names[n++], 64, "blk.%d.%s.%s", l, gpt2_gguf_layer[i],
+                         bias ? "bias" : "weight");
+    GgufWriteTensor t[64];
+    for (int i = 0; i < n; i++) {
+        char hf[160];
+        GgufFix fix;
+        CHECK_OK(gguf_hf_name("gpt2", names[i], hf, sizeof hf, &fix, &err), &err);
+        const Param *p = model_find_param(&m, hf);
+        CHECK(p && p->hf_transposed == (fix == GGUF_FIX_TRANSPOSE));
+        if (!p) return;
+        /* loraft's [out,in] is GGUF's: ne[0] the columns */
+        t[i] = (GgufWriteTensor){names[i],
+                                 GGML_F32,
+                                 p->ndim,
+                                 {p->ndim == 2 ? p->shape[1] : p->shape[0], p->shape[0], 1, 1},
+                                 p->value};
+        if (p->ndim == 1) t[i].ne[1] = 1;
+    }
+    t[n] = t[0]; /* the converter's copy of the tied wte */
+    t[n++].name = "output.weight";
+    char path[600];
+    snprintf(path, sizeof path, "%s/gpt2.gguf", tmp);
+    CHECK_OK(gguf_write(path, kvs, sizeof kvs / sizeof *kvs, t, n, 32, &err), &err);
+    CHECK_OK(model_config_load(&back, path, &err), &err);
+    CHECK(back.arch == ARCH_GPT2 && back.vocab_size == 40 && back.hidden_size == 8);
+    CHECK(back.num_layers == 2 && back.num_heads == 2 && back.ffn_size == 12);
+    CHECK(back.max_positions == 16 && back.layer_norm_eps == 1e-5f && back.tie_word_embeddings);
+    CHECK_OK(model_create(&g, &back, &spec, &ops_cpu, path, 4, 1, 4, NULL, 0, &err), &err);
+    CHECK(g.n_values == m.n_values && !memcmp(g.values, m.values, m.n_values * sizeof(float)));
+    printf("gpt2 from GGUF: %d tensors, the same config and weights\n", n);
+    model_free(&g);
+    model_free(&m);
+}
+
 /* The seed experiment's counts, as PEFT prints them. */
 static void peft_counts(const char *vocab_dir) {
     ModelConfig cfg;
@@ -324,6 +393,7 @@ int main(void) {
     preference_gradcheck(ARCH_LLAMA, TASK_REWARD, (DpoSpec){0.1f, DPO_SIGMOID, 0.0f}, "reward");
     preference_gradcheck(ARCH_GPT2, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
     adapters_off_is_base();
+    gguf_gpt2(tmp);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     CHECK(system(cmd) == 0);
