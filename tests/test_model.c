@@ -17,8 +17,9 @@
  *   reference (the adapters-off forward), and the reward model (LoRA + its score head, the
  *   pad rule pooling a row whose last token is the pad id), and DPO on a tiny GPT-2; the same
  *   finite differences, and the adapters-off forward equals a model without adapters;
- * - a tiny GPT-2 written as a GGUF file the way llama.cpp's converter writes one (Conv1D weights
- *   [out,in], token_embd copied as output.weight) loads with the same config and weights. */
+ * - GPT-2's default LoRA targets are PEFT's (c_attn); a tiny GPT-2 written as a GGUF file the
+ *   way llama.cpp's converter writes one (Conv1D weights [out,in], token_embd copied as
+ *   output.weight) loads with the same config and weights. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,7 +291,13 @@ static void gguf_gpt2(const char *tmp) {
     cfg.vocab_size = 40, cfg.hidden_size = 8, cfg.num_heads = 2, cfg.num_layers = 2;
     cfg.ffn_size = 12, cfg.max_positions = 16, cfg.bos_token_id = cfg.eos_token_id = 1;
     train_spec_defaults(&spec);
-    spec.task = TASK_CAUSAL_LM, spec.strategy = STRATEGY_FULL;
+    spec.task = TASK_CAUSAL_LM;
+    /* PEFT's default LoRA targets for gpt2: c_attn only */
+    CHECK_OK(model_create(&m, &cfg, &spec, &ops_cpu, NULL, 3, 1, 4, NULL, 0, &err), &err);
+    CHECK(m.n_loras == 2 && m.spec.n_targets == 1 && !strcmp(m.spec.targets[0], "c_attn"));
+    CHECK(strstr(m.loras[1].A->name, "h.1.attn.c_attn.lora_A") != NULL);
+    model_free(&m);
+    spec.strategy = STRATEGY_FULL;
     CHECK_OK(model_create(&m, &cfg, &spec, &ops_cpu, NULL, 3, 1, 4, NULL, 0, &err), &err);
     const GgufWriteKV kvs[] = {
         {.key = "general.architecture", .type = GGUF_STRING, .s = "gpt2"},
