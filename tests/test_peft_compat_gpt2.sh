@@ -27,22 +27,8 @@ trap 'rm -rf "$tmp"' EXIT
 max_len=32
 prompt="Anne walked to the garden"
 
-"$py" - "$tmp" <<'EOF'
-import json, random, sys
-random.seed(7)
-names = ["Anne", "Captain Wentworth", "Lady Russell", "Mary", "Sir Walter", "Elizabeth"]
-verbs = ["walked to", "looked at", "spoke of", "thought of", "smiled at", "wrote to"]
-objs = ["the garden", "the house", "her sister", "the letter", "Bath", "the sea"]
-tails = ["in the morning.", "with great pleasure.", "and was very happy.", "once again."]
-sent = lambda: " ".join(random.choice(w) for w in (names, verbs, objs, tails))
-with open(sys.argv[1] + "/train.jsonl", "w") as f:
-    for i in range(40):
-        f.write(json.dumps({"text": " ".join(sent() for _ in range(3))}) + "\n")
-with open(sys.argv[1] + "/valid.jsonl", "w") as f:
-    for i in range(6):
-        f.write(json.dumps({"text": " ".join(sent() for _ in range(1 + i % 3))}) + "\n")
-    f.write(json.dumps({"text": " ".join(sent() for _ in range(6))}) + "\n")  # > max_length
-EOF
+. tests/lm_compat_common.sh
+write_corpus
 
 "$bin" init --arch gpt2 --layers 2 --hidden 64 --heads 4 --max-positions 64 \
   --vocab-from "$vocab" --seed 3 --out "$tmp/base" >/dev/null
@@ -60,20 +46,12 @@ EOF
 "$bin" merge --model "$tmp/base" --adapter "$tmp/run/best" --out "$tmp/merged" >/dev/null
 "$py" scripts/write-tiny-gguf.py "$tmp/base" "$tmp/base.gguf"
 
-# loraft eval's loss as ln(perplexity) and the number of predicted tokens: "LOSS N"
-eval_loss() {
-  "$bin" eval --config "$tmp/cfg.json" "$@" 2>"$tmp/eval.err" | "$py" -c '
-import math, re, sys
-m = re.search(r"eval_loss (\S+)\s+perplexity (\S+)\s+\((\d+) tokens predicted\)", sys.stdin.read())
-if not m: sys.exit("no eval_loss")
-print("%.9f %s" % (math.log(float(m[2])), m[3]))' || { cat "$tmp/eval.err"; return 1; }
-}
 {
-  echo "base $(eval_loss)"
-  echo "adapter $(eval_loss --adapter "$tmp/run/best")"
-  echo "merged $(eval_loss --set model.model="$tmp/merged")"
-  echo "gguf_base $(eval_loss --set model.model="$tmp/base.gguf")"
-  echo "gguf_adapter $(eval_loss --adapter "$tmp/run/best" --set model.model="$tmp/base.gguf")"
+  echo "base $(eval_loss "$tmp/cfg.json")"
+  echo "adapter $(eval_loss "$tmp/cfg.json" --adapter "$tmp/run/best")"
+  echo "merged $(eval_loss "$tmp/cfg.json" --set model.model="$tmp/merged")"
+  echo "gguf_base $(eval_loss "$tmp/cfg.json" --set model.model="$tmp/base.gguf")"
+  echo "gguf_adapter $(eval_loss "$tmp/cfg.json" --adapter "$tmp/run/best" --set model.model="$tmp/base.gguf")"
 } >"$tmp/ours"
 # 5: modules_to_save c_fc, 8 steps at once and 4 + 4 with --resume
 for run in save resumed; do
@@ -93,7 +71,7 @@ done
 cmp -s "$tmp/save/last/adapter_model.safetensors" "$tmp/resumed/last/adapter_model.safetensors" \
   || { echo "FAIL: the resumed run's adapter differs from the uninterrupted run's"; exit 1; }
 echo "ok   modules_to_save c_fc: 4 + 4 steps with --resume give the 8-step run's adapter, byte for byte"
-echo "save $(eval_loss --adapter "$tmp/save/last")" >>"$tmp/ours"
+echo "save $(eval_loss "$tmp/cfg.json" --adapter "$tmp/save/last")" >>"$tmp/ours"
 
 gen() { "$bin" generate --device cpu --temperature 0 --max-new-tokens 16 "$@" "$prompt" 2>/dev/null; }
 gen --model "$tmp/base" >"$tmp/gen_base"
@@ -132,6 +110,7 @@ def hf_loss(model):
     with torch.no_grad():
         for t in texts:
             ids = tok(t)["input_ids"][:max_len]
+            if len(ids) < 2: continue
             x = torch.tensor([ids])
             logits = model(input_ids=x).logits[0, :-1].double()
             total += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))

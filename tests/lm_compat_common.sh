@@ -1,0 +1,38 @@
+# lm_compat_common.sh: what test_peft_compat_lm.sh and test_peft_compat_gpt2.sh share, sourced
+# once they have set bin (loraft), py (the venv's python) and tmp.
+
+# Training texts (3 sentences each) in $tmp/train.jsonl; validation texts of 1 to 3 sentences in
+# $tmp/valid.jsonl, one of them longer than max_length (right-truncated) and one a single token
+# (nothing to predict: it counts for neither side).
+write_corpus() {
+  "$py" - "$tmp" <<'EOF'
+import json, random, sys
+random.seed(5)
+names = ["Anne", "Captain Wentworth", "Lady Russell", "Mary", "Sir Walter", "Elizabeth"]
+verbs = ["walked to", "looked at", "spoke of", "thought of", "smiled at", "wrote to"]
+objs = ["the garden", "the house", "her sister", "the letter", "Bath", "the sea"]
+tails = ["in the morning.", "with great pleasure.", "and was very happy.", "once again."]
+sent = lambda: " ".join(random.choice(w) for w in (names, verbs, objs, tails))
+with open(sys.argv[1] + "/train.jsonl", "w") as f:
+    for i in range(40):
+        f.write(json.dumps({"text": " ".join(sent() for _ in range(3))}) + "\n")
+with open(sys.argv[1] + "/valid.jsonl", "w") as f:
+    for i in range(6):
+        f.write(json.dumps({"text": " ".join(sent() for _ in range(1 + i % 3))}) + "\n")
+    f.write(json.dumps({"text": " ".join(sent() for _ in range(6))}) + "\n")  # > max_length
+    f.write(json.dumps({"text": "Hello"}) + "\n")                              # one token
+EOF
+}
+
+# eval_loss CONFIG [loraft eval options]: loraft eval's loss, as ln(perplexity), and the number
+# of predicted tokens: "LOSS N"
+eval_loss() {
+  "$bin" eval --config "$1" "${@:2}" 2>"$tmp/eval.err" | "$py" -c '
+import math, re, sys
+out = sys.stdin.read()
+m = re.search(r"eval_loss (\S+)\s+perplexity (\S+)\s+\((\d+) tokens predicted\)", out)
+if not m: sys.exit("no eval_loss in: " + out)
+loss, ppl = float(m[1]), float(m[2])
+assert abs(math.log(ppl) - loss) <= 5.1e-5, (loss, ppl)
+print("%.9f %s" % (math.log(ppl), m[3]))' || { cat "$tmp/eval.err"; return 1; }
+}
