@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Causal-LM or SFT LoRA training speed and peak memory of a decoder: loraft vs PyTorch + PEFT,
-same model (a Llama-family .gguf or HF directory), batch, block length, LoRA config (r 8 on all
-seven projections, dropout 0.05), AdamW, thread count; each side in its own process.
+same model (a Llama-family .gguf or HF directory, or a GPT-2 directory), batch, block length,
+LoRA config (r 8 on every linear layer: Llama's seven projections, GPT-2's c_attn, c_proj and
+c_fc; dropout 0.05), AdamW, thread count; each side in its own process.
 
     bench/bench-decoder-vs-pytorch.py models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \\
         [--loraft build/loraft] [--task causal-lm|sft] [--corpus FILE] \\
@@ -26,7 +27,16 @@ import sys
 import tempfile
 import time
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TARGETS = {"llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+           "gpt2": ["c_attn", "c_proj", "c_fc"]}
+
+
+def targets(model):
+    """Every linear layer of the model's architecture (a .gguf is taken for a Llama)."""
+    if model.endswith(".gguf"):
+        return TARGETS["llama"]
+    with open(os.path.join(model, "config.json")) as f:
+        return TARGETS[json.load(f)["model_type"]]
 
 
 def default_corpus(a):
@@ -46,7 +56,8 @@ def pytorch_side(a):
     d, f = (os.path.split(a.model) if a.model.endswith(".gguf") else (a.model, None))
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16,
-                                             lora_dropout=0.05, target_modules=TARGETS))
+                                             lora_dropout=0.05,
+                                             target_modules=targets(a.model)))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
     ids = torch.randint(100, 20000, (a.batch, a.seq), generator=torch.Generator().manual_seed(1))
@@ -71,7 +82,7 @@ def loraft_side(a):
             {"train_file": default_corpus(a), "max_length": a.seq, "text_unit": "paragraph"})
     cfg = {"model": {"model": a.model, "task": a.task},
            "data": data,
-           "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": TARGETS},
+           "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": targets(a.model)},
            "train": {"max_steps": a.steps, "batch_size": a.batch, "learning_rate": 5e-4,
                      "eval_strategy": "no", "save_strategy": "no", "threads": a.threads}}
     with tempfile.TemporaryDirectory() as d:

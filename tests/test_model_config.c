@@ -84,6 +84,9 @@ static void test_hub_configs(void) {
     CHECK(c.activation == ACT_GELU_TANH && c.layer_norm_eps == 1e-5f && c.tie_word_embeddings);
     CHECK(c.hidden_dropout == 0.1f && c.attention_dropout == 0.1f && c.embedding_dropout == 0.1f);
     CHECK(c.bos_token_id == 50256 && c.eos_token_id == 50256 && c.pad_token_id == -1);
+    ModelConfig d; /* GPT2Config()'s defaults are the hub's gpt2 */
+    model_config_defaults(&d, ARCH_GPT2);
+    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
 }
 
 /* GPT-2's n_inner (null: 4 * n_embd) and the variants loraft refuses. */

@@ -151,7 +151,8 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->pad_token_id = -1, cfg->bos_token_id = 1, cfg->eos_token_id = 2;
     }
     if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
-        cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->activation = ACT_GELU_TANH;
+        cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->num_layers = 12;
+        cfg->activation = ACT_GELU_TANH;
         cfg->layer_norm_eps = 1e-5f, cfg->embedding_dropout = 0.1f, cfg->classifier_dropout = 0;
         cfg->pad_token_id = -1, cfg->bos_token_id = cfg->eos_token_id = 50256;
         cfg->tie_word_embeddings = 1;
