@@ -27,7 +27,7 @@ typedef struct LayerActs {
     float *x;                  /* [N,C] input (the residual stream) */
     float *n1, *mean1, *rstd1; /* [N,C] ln_1(x), [N], [N] */
     float *q, *k, *v;          /* [N,C] each, split from c_attn's [N,3C] */
-    float *att;                /* [B,NH,T,T] */
+    float *lse;                /* [B,NH,T] attention's log-sum-exp per query row */
     float *ctx;                /* [N,C] attention output */
     float *a;                  /* [N,C] x + drop(c_proj(ctx)) */
     float *n2, *mean2, *rstd2; /* [N,C] ln_2(a), [N], [N] */
@@ -116,7 +116,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
     size_t B = m->max_batch, T = m->max_len, N = B * T, C = c->hidden_size, F = c->ffn_size;
-    size_t L = c->num_layers, att_n = B * c->num_heads * T * T;
+    size_t L = c->num_layers, lse_n = B * c->num_heads * T;
     b->lowest_trained_layer = b->wte->grad || b->wpe->grad ? 0 : (int)L;
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
@@ -125,9 +125,9 @@ static void gpt2_plan(Model *m, Plan *pl) {
     float *O[2];
     PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
     PLAN_TAKE(pl, &O[1], N * C, 1, NULL);
-    size_t sizes[] = {N * C, N,     N,     N * C, N * C, N * C, att_n,
+    size_t sizes[] = {N * C, N,     N,     N * C, N * C, N * C, lse_n,
                       N * C, N * C, N * C, N,     N,     N * F, N * F};
-    float **fields[] = {&sh.n1,  &sh.mean1, &sh.rstd1, &sh.q,     &sh.k,     &sh.v,  &sh.att,
+    float **fields[] = {&sh.n1,  &sh.mean1, &sh.rstd1, &sh.q,     &sh.k,     &sh.v,  &sh.lse,
                         &sh.ctx, &sh.a,     &sh.n2,    &sh.mean2, &sh.rstd2, &sh.fc, &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
@@ -135,7 +135,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
         LayerActs *a = &b->acts[l];
         int bw = (int)l >= b->lowest_trained_layer;
         a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
-        float **mine[] = {&a->n1,  &a->mean1, &a->rstd1, &a->q,     &a->k,     &a->v,  &a->att,
+        float **mine[] = {&a->n1,  &a->mean1, &a->rstd1, &a->q,     &a->k,     &a->v,  &a->lse,
                           &a->ctx, &a->a,     &a->n2,    &a->mean2, &a->rstd2, &a->fc, &a->act};
         for (int i = 0; i < nf; i++)
             plan_take(pl, mine[i], sizes[i], bw, *fields[i], "gpt2 layer activation");
@@ -224,7 +224,7 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     LayerActs *a = &gpt2(m)->acts[l];
     int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads;
     layer_forward_qkv(m, l, N, a->q, a->k, a->v, d.lora, seed);
-    m->ops->attention_forward(a->ctx, a->att, a->q, a->k, a->v, m->mask, 1, d.attention,
+    m->ops->attention_forward(a->ctx, a->lse, a->q, a->k, a->v, m->mask, 1, d.attention,
                               model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH,
                               head_size(m));
     layer_forward_tail(m, l, N, d, seed);
@@ -274,8 +274,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(b->d_q, NC * F4);
     o->zero(b->d_k, NC * F4);
     o->zero(b->d_v, NC * F4);
-    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->att, d.attention,
-                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
+    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->ctx, a->lse,
+                          m->mask, 1, d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T,
+                          NH, NH, head_size(m));
     o->zero(b->d_qkv, 3 * NC * F4);
     merge_qkv(o, b->d_qkv, b->d_q, 0, N, C);
     merge_qkv(o, b->d_qkv, b->d_k, 1, N, C);
