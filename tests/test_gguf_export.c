@@ -17,6 +17,10 @@
  *   (measured: 1.7e-6, 1.8e-3 and 2.9e-2: random weights of std 0.2 amplify the rounding);
  * - refusals: not a decoder, a reward model, no adapter, trained modules_to_save, a type other
  *   than F32 / F16 / Q8_0.
+ * The same on tiny random GPT-2s (LoRA on c_attn, c_proj, c_fc): the adapter and merged files
+ * use the gpt2 names (blk.N.attn_qkv, ...) and keys (gpt2.*), Conv1D weights in GGUF's [out,in]
+ * layout without any permutation, the merged file a copy of token_embd as output.weight (as
+ * llama.cpp's converter writes it; loraft's loader skips it), with Llama's tolerances.
  * With the real SmolLM2-135M-Instruct GGUF (models/smollm2, or LORAFT_SMOLLM2_GGUF), a Q8_0
  * merge carries the source's tokenizer.* and general.* metadata byte for byte, its tokenizer
  * encodes like the source's, and its logits match the in-memory model's within 4e-2 of the
@@ -53,23 +57,28 @@ static const char *tmp_path(const char *name) {
         (void)err_;                                                                                \
     } while (0)
 
-static void lora_spec(TrainSpec *s, int rslora) {
+static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
     train_spec_defaults(s);
     s->task = TASK_CAUSAL_LM;
     s->r = R;
     s->alpha = 6.0f;
     s->use_rslora = rslora;
-    const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    for (int i = 0; i < 7; i++) strcpy(s->targets[s->n_targets++], t[i]);
+    const char *llama[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                           "gate_proj", "up_proj", "down_proj"};
+    const char *gpt2[] = {"c_attn", "c_proj", "c_fc"};
+    int n = arch == ARCH_GPT2 ? 3 : 7;
+    for (int i = 0; i < n; i++)
+        strcpy(s->targets[s->n_targets++], arch == ARCH_GPT2 ? gpt2[i] : llama[i]);
 }
 
 /* hidden 64 (two Q8_0 blocks a row), head_dim 16, ffn 48 (down_proj's rows are not whole Q8_0
- * blocks); LoRA with random B so that merging changes the weights. */
-static int tiny_model(Model *m, const TrainSpec *s, int tied, LfError *err) {
+ * blocks); LoRA with random B so that merging changes the weights. GPT-2: tied, 4 KV heads. */
+static int tiny_model(Model *m, const TrainSpec *s, Arch arch, int tied, LfError *err) {
     ModelConfig c;
-    model_config_defaults(&c, ARCH_LLAMA);
+    model_config_defaults(&c, arch);
     c.vocab_size = VOCAB, c.hidden_size = 64, c.num_layers = 2, c.num_heads = 4;
-    c.num_kv_heads = 2, c.ffn_size = 48, c.max_positions = 64, c.tie_word_embeddings = tied;
+    c.num_kv_heads = arch == ARCH_GPT2 ? 4 : 2, c.ffn_size = 48, c.max_positions = 64,
+    c.tie_word_embeddings = tied;
     c.initializer_range = 0.2f, c.pad_token_id = -1, c.bos_token_id = 1, c.eos_token_id = 2;
     if (model_create(m, &c, s, &ops_cpu, NULL, 5, 1, SEQ, NULL, 0, err)) return -1;
     Rng r = {17, 0};
@@ -118,11 +127,12 @@ static int kv_is(const Gguf *g, const char *key, const char *want) {
     return gguf_get_str(g, key, &s, &err) == 0 && strcmp(s->s, want) == 0;
 }
 
-/* The HF-layout copy of a GGUF tensor, Q/K rows un-permuted. */
+/* loraft's copy of a GGUF tensor: Q/K rows un-permuted (a GPT-2 Conv1D is [out,in] in both). */
 static int read_hf(const Model *m, const Gguf *g, const char *name, const int64_t *shape,
                    GgufFix fix, float *out, LfError *err) {
     int ndim = shape[1] ? 2 : 1;
-    if (fix == GGUF_FIX_NONE) return gguf_read_f32(g, name, ndim, shape, out, err);
+    if (fix != GGUF_FIX_UNPERMUTE_Q && fix != GGUF_FIX_UNPERMUTE_K)
+        return gguf_read_f32(g, name, ndim, shape, out, err);
     float *tmp = malloc((size_t)(shape[0] * shape[1]) * sizeof *tmp);
     int rc = !tmp || gguf_read_f32(g, name, ndim, shape, tmp, err) ||
              gguf_unpermute_rows(
@@ -135,8 +145,8 @@ static int read_hf(const Model *m, const Gguf *g, const char *name, const int64_
 /* ---------------------------------------------------------------------- adapters ---- */
 
 /* W + (alpha / r) B A on the GGUF side, as llama.cpp applies an adapter, for q_proj and
- * k_proj of layer 1: the base weights come from an F32 export of the model without its
- * adapter (B zeroed), the result must be the merged F32 export. */
+ * k_proj of layer 1 (GPT-2: c_attn and mlp.c_proj): the base weights come from an F32 export of
+ * the model without its adapter (B zeroed), the result must be the merged F32 export. */
 static void check_llama_cpp_sum(Model *m, const Gguf *adapter, float alpha, LfError *err) {
     char merged[512], base[512];
     snprintf(merged, sizeof merged, "%s", tmp_path("sum_merged.gguf"));
@@ -148,7 +158,9 @@ static void check_llama_cpp_sum(Model *m, const Gguf *adapter, float alpha, LfEr
     Gguf gm, gb;
     CHECK_OK(gguf_open(&gm, merged, err), err);
     CHECK_OK(gguf_open(&gb, base, err), err);
-    const char *names[] = {"blk.1.attn_q.weight", "blk.1.attn_k.weight"};
+    const char *llama[] = {"blk.1.attn_q.weight", "blk.1.attn_k.weight"};
+    const char *gpt2[] = {"blk.1.attn_qkv.weight", "blk.1.ffn_down.weight"};
+    const char **names = m->cfg.arch == ARCH_GPT2 ? gpt2 : llama;
     for (int k = 0; k < 2 && gm.map && gb.map; k++) {
         char an[64], bn[64];
         snprintf(an, sizeof an, "%s.lora_a", names[k]);
@@ -175,12 +187,12 @@ static void check_llama_cpp_sum(Model *m, const Gguf *adapter, float alpha, LfEr
     gguf_close(&gb);
 }
 
-static void test_adapter(int rslora) {
+static void test_adapter(Arch arch, int rslora) {
     LfError err;
     TrainSpec s;
     Model m;
-    lora_spec(&s, rslora);
-    CHECK_OK(tiny_model(&m, &s, 0, &err), &err);
+    lora_spec(&s, arch, rslora);
+    CHECK_OK(tiny_model(&m, &s, arch, arch == ARCH_GPT2, &err), &err);
     const char *path = tmp_path("adapter.gguf");
     CHECK_OK(gguf_export_adapter(&m, path, &err), &err);
     Gguf g;
@@ -190,17 +202,19 @@ static void test_adapter(int rslora) {
         return;
     }
     CHECK(kv_is(&g, "general.type", "adapter") && kv_is(&g, "adapter.type", "lora") &&
-          kv_is(&g, "general.architecture", "llama"));
+          kv_is(&g, "general.architecture", arch_name(m.cfg.arch)));
     float alpha = 0;
     CHECK_OK(gguf_get_f32(&g, "adapter.lora.alpha", &alpha, &err), &err);
     CHECK_CLOSE(alpha / R, m.loras[0].scale, 0, 1e-6); /* llama.cpp's scale is alpha / rank */
-    CHECK(g.n_tensors == 2 * m.n_loras && m.n_loras == 14);
+    CHECK(g.n_tensors == 2 * m.n_loras && m.n_loras == (arch == ARCH_GPT2 ? 8 : 14));
     float *buf = malloc(64 * 64 * sizeof *buf);
     for (int i = 0; i < m.n_loras && buf; i++) {
         const Lora *lo = &m.loras[i];
         char base[GGUF_MAX_NAME], name[GGUF_MAX_NAME + 8];
         GgufFix fix;
-        CHECK_OK(gguf_name_of("llama", lo->base->w->name, base, sizeof base, &fix, &err), &err);
+        CHECK_OK(
+            gguf_name_of(arch_name(m.cfg.arch), lo->base->w->name, base, sizeof base, &fix, &err),
+            &err);
         snprintf(name, sizeof name, "%s.lora_a", base);
         const GgufTensor *a = gguf_find_tensor(&g, name);
         CHECK(a && a->type == GGML_F32 && a->n_dims == 2 && a->ne[0] == lo->base->in &&
@@ -212,7 +226,8 @@ static void test_adapter(int rslora) {
         CHECK_OK(read_hf(&m, &g, name, lo->B->shape, fix, buf, &err), &err);
         CHECK(memcmp(buf, lo->B->value, lo->B->numel * 4) == 0);
         /* q and k of the GQA model: the permutation must have moved rows */
-        if (fix != GGUF_FIX_NONE) CHECK(memcmp(b->data, lo->B->value, lo->B->numel * 4) != 0);
+        if (fix == GGUF_FIX_UNPERMUTE_Q || fix == GGUF_FIX_UNPERMUTE_K)
+            CHECK(memcmp(b->data, lo->B->value, lo->B->numel * 4) != 0);
     }
     free(buf);
     check_llama_cpp_sum(&m, &g, alpha, &err);
@@ -226,7 +241,7 @@ static void test_adapter(int rslora) {
 static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
     LfError err;
     float **slot, *host = model_host_weights(m, 1, &slot, &err);
-    float *got = malloc(64 * 64 * sizeof *got); /* the largest tensor: 64 x 64 */
+    float *got = malloc(192 * 64 * sizeof *got); /* the largest tensor: GPT-2's c_attn */
     int n_base = 0;
     for (int i = 0; i < m->n_params && host && got; i++) {
         const Param *p = &m->params[i];
@@ -234,7 +249,8 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
         n_base++;
         char name[GGUF_MAX_NAME];
         GgufFix fix;
-        CHECK_OK(gguf_name_of("llama", p->name, name, sizeof name, &fix, &err), &err);
+        CHECK_OK(gguf_name_of(arch_name(m->cfg.arch), p->name, name, sizeof name, &fix, &err),
+                 &err);
         const GgufTensor *t = gguf_find_tensor(g, name);
         GgmlType want = p->ndim == 1 ? GGML_F32 : type;
         if (want == GGML_Q8_0 && p->shape[1] % 32) want = GGML_F16;
@@ -261,18 +277,24 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
         if (worst > tol)
             fprintf(stderr, "  %s: values off by %g (tolerance %g)\n", name, worst, tol);
     }
-    CHECK(g->n_tensors == n_base);
+    /* GPT-2: output.weight, token_embd's copy */
+    const GgufTensor *emb = gguf_find_tensor(g, "token_embd.weight"),
+                     *out = gguf_find_tensor(g, "output.weight");
+    if (m->cfg.arch == ARCH_GPT2)
+        CHECK(emb && out && out->type == emb->type && out->nbytes == emb->nbytes &&
+              memcmp(out->data, emb->data, emb->nbytes) == 0);
+    CHECK(g->n_tensors == n_base + (m->cfg.arch == ARCH_GPT2));
     free(host);
     if (host) free(slot);
     free(got);
 }
 
-static void test_merged(GgmlType type, int tied, double tol) {
+static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
     LfError err;
     TrainSpec s;
     Model m, back;
-    lora_spec(&s, 0);
-    CHECK_OK(tiny_model(&m, &s, tied, &err), &err);
+    lora_spec(&s, arch, 0);
+    CHECK_OK(tiny_model(&m, &s, arch, tied, &err), &err);
     const char *path = tmp_path("merged.gguf");
     CHECK_OK(gguf_export_model(&m, path, type, NULL, NULL, &err), &err);
     Gguf g;
@@ -288,11 +310,13 @@ static void test_merged(GgmlType type, int tied, double tol) {
     CHECK(ftype == (type == GGML_F32 ? 0u : type == GGML_F16 ? 1u : 7u));
     CHECK_OK(gguf_arch(&g, &a, &err), &err);
     const ModelConfig *c = &m.cfg;
+    int gpt2 = arch == ARCH_GPT2;
+    CHECK(kv_is(&g, "general.architecture", arch_name(m.cfg.arch)));
     CHECK(a.n_layers == c->num_layers && a.hidden == c->hidden_size && a.ffn == c->ffn_size &&
           a.n_heads == c->num_heads && a.n_kv_heads == c->num_kv_heads &&
           a.vocab_size == c->vocab_size && a.context_length == c->max_positions &&
-          a.rope_theta == c->rope_theta && a.norm_eps == c->layer_norm_eps &&
-          a.tied_embeddings == tied && a.bos_token_id == 1 && a.eos_token_id == 2);
+          (gpt2 || a.rope_theta == c->rope_theta) && a.norm_eps == c->layer_norm_eps &&
+          a.tied_embeddings == (tied && !gpt2) && a.bos_token_id == 1 && a.eos_token_id == 2);
     check_merged_tensors(&m, &g, type);
     gguf_close(&g);
 
@@ -300,10 +324,11 @@ static void test_merged(GgmlType type, int tied, double tol) {
     CHECK_OK(logits(&m, ids, SEQ, want, &err), &err);
     CHECK_OK(gguf_model(&back, path, SEQ, &err), &err);
     if (back.values) {
+        CHECK(back.cfg.arch == arch && back.cfg.tie_word_embeddings == tied);
         CHECK_OK(logits(&back, ids, SEQ, got, &err), &err);
         double e = rel_error(got, want, SEQ * VOCAB);
-        printf("merged %s (%s head): max |logit diff| / max |logit| = %.3g\n",
-               quant_type_name(type), tied ? "tied" : "untied", e);
+        printf("merged %s %s (%s head): max |logit diff| / max |logit| = %.3g\n",
+               arch_name(m.cfg.arch), quant_type_name(type), tied ? "tied" : "untied", e);
         CHECK(e <= tol);
         model_free(&back);
     }
@@ -315,26 +340,26 @@ static void test_refusals(void) {
     TrainSpec s;
     Model m;
     const char *path = tmp_path("refused.gguf");
-    lora_spec(&s, 0);
-    CHECK_OK(tiny_model(&m, &s, 1, &err), &err);
+    lora_spec(&s, ARCH_LLAMA, 0);
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
     EXPECT_FAIL(gguf_export_model(&m, path, GGML_Q4_K, NULL, NULL, err_),
                 "expected one of F32, F16, BF16, Q8_0");
     model_free(&m);
 
     s.strategy = STRATEGY_HEAD;
-    CHECK_OK(tiny_model(&m, &s, 1, &err), &err);
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "has no LoRA adapter to export");
     model_free(&m);
 
-    lora_spec(&s, 0);
+    lora_spec(&s, ARCH_LLAMA, 0);
     strcpy(s.modules_to_save[s.n_modules_to_save++], "lm_head");
-    CHECK_OK(tiny_model(&m, &s, 0, &err), &err);
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 0, &err), &err);
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "trains 'lm_head.weight' (modules_to_save)");
     model_free(&m);
 
-    lora_spec(&s, 0);
+    lora_spec(&s, ARCH_LLAMA, 0);
     s.task = TASK_REWARD;
-    CHECK_OK(tiny_model(&m, &s, 0, &err), &err);
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 0, &err), &err);
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "a reward model's score head has no place");
     EXPECT_FAIL(gguf_export_model(&m, path, GGML_F16, NULL, NULL, err_),
                 "reward model's score head");
@@ -347,9 +372,9 @@ static void test_refusals(void) {
     strcpy(s.targets[s.n_targets++], "q_lin");
     CHECK_OK(model_create(&m, &c, &s, &ops_cpu, NULL, 5, 1, 8, NULL, 0, &err), &err);
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_),
-                "for Llama-family decoders (the model is distilbert)");
+                "for Llama-family and GPT-2 decoders (the model is distilbert)");
     EXPECT_FAIL(gguf_export_model(&m, path, GGML_F16, NULL, NULL, err_),
-                "for Llama-family decoders");
+                "for Llama-family and GPT-2 decoders");
     model_free(&m);
     CHECK(access(path, F_OK) != 0); /* nothing written */
 }
@@ -384,7 +409,7 @@ static void test_smollm2(void) {
     ModelConfig c;
     TrainSpec s;
     Model m, back;
-    lora_spec(&s, 0);
+    lora_spec(&s, ARCH_LLAMA, 0);
     s.n_targets = 2; /* q_proj, k_proj: the permuted ones */
     CHECK_OK(model_config_load(&c, src, &err), &err);
     CHECK_OK(model_create(&m, &c, &s, &ops_cpu, src, 3, 1, SEQ, NULL, 0, &err), &err);
@@ -434,12 +459,14 @@ static void test_smollm2(void) {
 
 int main(void) {
     if (!mkdtemp(tmpdir)) return 1;
-    test_adapter(0);
-    test_adapter(1);
-    for (int tied = 0; tied < 2; tied++) {
-        test_merged(GGML_F32, tied, 1e-5);
-        test_merged(GGML_F16, tied, 5e-3);
-        test_merged(GGML_Q8_0, tied, 6e-2);
+    test_adapter(ARCH_LLAMA, 0);
+    test_adapter(ARCH_LLAMA, 1);
+    test_adapter(ARCH_GPT2, 0);
+    for (int tied = 0; tied < 3; tied++) { /* 2: GPT-2, tied */
+        Arch arch = tied == 2 ? ARCH_GPT2 : ARCH_LLAMA;
+        test_merged(arch, GGML_F32, tied > 0, 1e-5);
+        test_merged(arch, GGML_F16, tied > 0, 5e-3);
+        test_merged(arch, GGML_Q8_0, tied > 0, 6e-2);
     }
     test_refusals();
     test_smollm2();

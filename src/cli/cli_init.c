@@ -74,8 +74,8 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
     else
         return lf_fail(err, "--arch '%s'%s: expected distilbert, bert, llama or gpt2 (tied)", arch,
                        untied ? " --untied" : "");
-    if (gguf && cfg.arch != ARCH_LLAMA)
-        return lf_fail(err, "--gguf writes llama models only (--arch %s)", arch);
+    if (gguf && cfg.arch != ARCH_LLAMA && cfg.arch != ARCH_GPT2)
+        return lf_fail(err, "--gguf writes llama and gpt2 models only (--arch %s)", arch);
     if (take_vocab(&cfg, vocab_from, err)) return -1;
     if (layers > 0) cfg.num_layers = layers;
     if (hidden > 0) cfg.hidden_size = hidden;
@@ -138,7 +138,7 @@ int cmd_init(int argc, char **argv) {
          "tokenizer directory to copy (vocab.txt or tokenizer.json) [required]"},
         {"seed", OPT_INT, &seed, "random seed (default 0)"},
         {"out", OPT_STR, &out, "output directory [required]"},
-        {"gguf", OPT_STR, &gguf, "llama: also write the model as this GGUF file"},
+        {"gguf", OPT_STR, &gguf, "llama, gpt2: also write the model as this GGUF file"},
         {"quant", OPT_STR, &quant,
          "--gguf: type of its 2-D weights: Q8_0 (default), Q4_0, Q4_1, "
          "Q5_0, Q5_1, F16, BF16 or F32"},

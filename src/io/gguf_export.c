@@ -62,15 +62,14 @@ static void out_free(Out *o) {
     free(o->data);
 }
 
-/* Appends tensor `name`, HF shape [rows, cols] (rows 0: 1-D of cols values) of values src, in
- * GGUF order and of type. Q/K rows (fix) are permuted for llama.cpp's RoPE with `heads`. */
+/* Appends tensor `name`, loraft shape [rows, cols] (rows 0: 1-D of cols values) of values src,
+ * in GGUF order and of type. Q/K rows (fix) are permuted for llama.cpp's RoPE with `heads`; a
+ * GPT-2 Conv1D (GGUF_FIX_TRANSPOSE) is [out,in] in loraft as in GGUF and needs nothing. */
 static int out_add(Out *o, const char *name, const float *src, int64_t rows, int64_t cols,
                    GgufFix fix, int heads, GgmlType type, LfError *err) {
     int64_t n = (rows ? rows : 1) * cols;
     float *tmp = NULL;
-    if (fix == GGUF_FIX_TRANSPOSE)
-        return lf_fail(err, "tensor '%s': transposed (GPT-2) tensors are not supported yet", name);
-    if (fix != GGUF_FIX_NONE) {
+    if (fix == GGUF_FIX_UNPERMUTE_Q || fix == GGUF_FIX_UNPERMUTE_K) {
         tmp = malloc((size_t)n * sizeof *tmp);
         if (!tmp) return lf_fail(err, "out of memory");
         if (gguf_permute_rows(src, tmp, rows ? rows : cols, rows ? cols : 1, heads, err))
@@ -105,11 +104,13 @@ static int heads_for(const Model *m, GgufFix fix) {
     return fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
 }
 
-/* A Llama-family language model: llama.cpp has no place for a classifier or reward head. */
-static int check_llama(const Model *m, const char *path, LfError *err) {
-    if (m->cfg.arch != ARCH_LLAMA)
-        return lf_fail(err, "%s: GGUF export is for Llama-family decoders (the model is %s)", path,
-                       arch_name(m->cfg.arch));
+/* A Llama-family or GPT-2 language model: llama.cpp has no place for a classifier or reward
+ * head. */
+static int check_decoder(const Model *m, const char *path, LfError *err) {
+    if (m->cfg.arch != ARCH_LLAMA && m->cfg.arch != ARCH_GPT2)
+        return lf_fail(err,
+                       "%s: GGUF export is for Llama-family and GPT-2 decoders (the model is %s)",
+                       path, arch_name(m->cfg.arch));
     if (m->spec.task == TASK_REWARD)
         return lf_fail(err, "%s: a reward model's score head has no place in a llama.cpp GGUF",
                        path);
@@ -119,7 +120,7 @@ static int check_llama(const Model *m, const char *path, LfError *err) {
 /* ------------------------------------------------------------------- adapters ---- */
 
 int gguf_export_adapter(Model *m, const char *path, LfError *err) {
-    if (check_llama(m, path, err)) return -1;
+    if (check_decoder(m, path, err)) return -1;
     if (m->spec.strategy != STRATEGY_LORA || m->n_loras == 0)
         return lf_fail(err, "%s: the model has no LoRA adapter to export", path);
     for (int i = 0; i < m->n_params; i++)
@@ -206,6 +207,20 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv) {
     return n;
 }
 
+/* The `gpt2.*` hyper-parameters of cfg, as convert_hf_to_gguf.py's GPT2Model writes them. */
+static int gpt2_kvs(const ModelConfig *c, GgufWriteKV *kv) {
+    static const char *const keys[] = {"gpt2.context_length", "gpt2.embedding_length",
+                                       "gpt2.feed_forward_length", "gpt2.block_count",
+                                       "gpt2.attention.head_count"};
+    const int vals[] = {c->max_positions, c->hidden_size, c->ffn_size, c->num_layers, c->num_heads};
+    int n = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        kv[n++] = (GgufWriteKV){.key = keys[i], .type = GGUF_UINT32, .u = (uint64_t)vals[i]};
+    kv[n++] = (GgufWriteKV){
+        .key = "gpt2.attention.layer_norm_epsilon", .type = GGUF_FLOAT32, .f = c->layer_norm_eps};
+    return n;
+}
+
 /* A byte-level BPE vocabulary's tokenizer.ggml.* keys (bpe_to_arrays). */
 static int vocab_kvs(const BpeArrays *b, GgufWriteKV *kv) {
     const GgufWriteKV tk[] = {
@@ -252,13 +267,20 @@ static int plain_tokenizer_kvs(const ModelConfig *c, const BpeArrays *vocab, Ggu
     return n;
 }
 
+/* GPT-2's tied head: llama.cpp's converter writes output.weight as a copy of token_embd (and
+ * loraft's loader skips it). */
+static int copies_to_output(const Model *m, const char *gguf_name) {
+    return m->cfg.arch == ARCH_GPT2 && strcmp(gguf_name, "token_embd.weight") == 0;
+}
+
 /* The bytes of the merged tensors, every 2-D one as `type` (the most a Q8_0 row can take is
- * F16's 2 bytes per value, so this bounds a mix of the two). */
+ * F16's 2 bytes per value, so this bounds a mix of the two), the embedding twice for GPT-2. */
 static size_t merged_bytes(const Model *m, GgmlType type) {
     size_t bytes = 0;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].in_checkpoint)
             bytes += m->params[i].numel * (m->params[i].ndim == 2 && type != GGML_F32 ? 2 : 4);
+    if (m->cfg.arch == ARCH_GPT2) bytes += (size_t)m->cfg.vocab_size * m->cfg.hidden_size * 4;
     return bytes;
 }
 
@@ -271,7 +293,7 @@ static int merged_kvs(const Model *m, GgmlType type, const Gguf *src, const BpeA
     kv[n++] = (GgufWriteKV){.key = "general.type", .type = GGUF_STRING, .s = "model"};
     kv[n++] = (GgufWriteKV){.key = "general.file_type", .type = GGUF_UINT32, .u = file_type(type)};
     kv[n++] = (GgufWriteKV){.key = "general.quantization_version", .type = GGUF_UINT32, .u = 2};
-    n += llama_kvs(&m->cfg, kv + n);
+    n += m->cfg.arch == ARCH_GPT2 ? gpt2_kvs(&m->cfg, kv + n) : llama_kvs(&m->cfg, kv + n);
     if (!src) return n + plain_tokenizer_kvs(&m->cfg, vocab, kv + n);
     for (int i = 0; i < src->n_kvs; i++)
         if (copied_key(src->kvs[i].key))
@@ -289,9 +311,12 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
         GgmlType t = p->ndim == 1 ? GGML_F32 : type;
         if (p->shape[1] % quant_block_elems(t)) t = GGML_F16; /* as llama.cpp's converter */
         int two_d = p->ndim == 2;
+        int64_t rows = two_d ? p->shape[0] : 0, cols = two_d ? p->shape[1] : p->shape[0];
         if (gguf_name(m, p->name, "", name, &fix, err) ||
-            out_add(o, name, slot[i], two_d ? p->shape[0] : 0, two_d ? p->shape[1] : p->shape[0],
-                    fix, heads_for(m, fix), t, err))
+            out_add(o, name, slot[i], rows, cols, fix, heads_for(m, fix), t, err))
+            return -1;
+        if (copies_to_output(m, name) && (gguf_name(m, "lm_head.weight", "", name, &fix, err) ||
+                                          out_add(o, name, slot[i], rows, cols, fix, 0, t, err)))
             return -1;
     }
     return 0;
@@ -299,7 +324,7 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
 
 int gguf_export_model(Model *m, const char *path, GgmlType type, const char *source_gguf,
                       const BpeArrays *vocab, LfError *err) {
-    if (check_llama(m, path, err)) return -1;
+    if (check_decoder(m, path, err)) return -1;
     if (!quant_can_quantize(type))
         return lf_fail(err, "%s: tensor type %s: expected one of %s", path,
                        quant_type_name(type) ? quant_type_name(type) : "?", quant_quantize_list());
@@ -309,7 +334,7 @@ int gguf_export_model(Model *m, const char *path, GgmlType type, const char *sou
     float **slot = NULL;
     float *host = model_host_weights(m, 1, &slot, err);
     Out o;
-    int rc = !host ? -1 : out_init(&o, m->n_params, merged_bytes(m, type), err);
+    int rc = !host ? -1 : out_init(&o, m->n_params + 1, merged_bytes(m, type), err);
     if (rc == 0 && !kv) rc = lf_fail(err, "out of memory");
     if (rc == 0) rc = merged_tensors(m, slot, type, &o, err);
     if (rc == 0) {
