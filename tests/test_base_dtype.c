@@ -20,7 +20,9 @@
  * - model_open (generate, predict) honours the dtype: q's KV-cached decoding gives f32's
  *   logits bit for bit;
  * - the GGUF's tokenizer metadata encodes a text as the GPT-2 tokenizer.json does;
- * - the refusals: q from safetensors, bf16 with full fine-tuning. */
+ * - the refusals: q from safetensors, bf16 with full fine-tuning.
+ * A tiny GPT-2 from `init --gguf --quant` (F32, Q8_0) loads back with the safetensors init's
+ * config and weights and logits (measured: 0 for F32, 6e-3 of the largest for Q8_0). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,25 +49,39 @@ static const char *tmp_path(const char *name) {
     return buf[k];
 }
 
-/* `loraft init --arch llama ... --gguf tmp/NAME.gguf --quant quant`; the HF copy in tmp/NAME. */
-static void write_tiny(const char *vocab, const char *name, const char *quant) {
+/* `loraft init --arch llama ... --gguf tmp/NAME.gguf --quant quant`; the HF copy in tmp/NAME.
+ * gpt2: the same sizes, tied and with as many KV heads as heads. */
+static void write_tiny(const char *vocab, const char *name, const char *quant, int gpt2) {
     char out[512], gguf[600];
     snprintf(out, sizeof out, "%s", tmp_path(name));
     snprintf(gguf, sizeof gguf, "%s.gguf", out);
-    char *argv[] = {"--arch",      "llama",
-                    "--layers",    "2",
-                    "--hidden",    "64",
-                    "--heads",     "4",
-                    "--kv-heads",  "2",
-                    "--ffn",       "96",
-                    "--seed",      "5",
-                    "--untied",    "--max-positions",
-                    "32",          "--vocab-from",
-                    (char *)vocab, "--out",
-                    out,           "--gguf",
-                    gguf,          "--quant",
-                    (char *)quant};
-    CHECK(cmd_init(sizeof argv / sizeof *argv, argv) == 0);
+    char *argv[] = {"--arch",
+                    gpt2 ? "gpt2" : "llama",
+                    "--layers",
+                    "2",
+                    "--hidden",
+                    "64",
+                    "--heads",
+                    "4",
+                    "--ffn",
+                    "96",
+                    "--seed",
+                    "5",
+                    "--max-positions",
+                    "32",
+                    "--vocab-from",
+                    (char *)vocab,
+                    "--out",
+                    out,
+                    "--gguf",
+                    gguf,
+                    "--quant",
+                    (char *)quant,
+                    "--untied",
+                    "--kv-heads",
+                    "2"};
+    int llama_only = 3;
+    CHECK(cmd_init((int)(sizeof argv / sizeof *argv) - (gpt2 ? llama_only : 0), argv) == 0);
 }
 
 static int open_model(Model *m, const char *path, BaseDtype dtype, Strategy strategy,
@@ -246,6 +262,55 @@ static void expect_fail(int rc, const LfError *err, const char *phrase) {
         fprintf(stderr, "  expected an error with '%s', got rc %d: %s\n", phrase, rc, err->msg);
 }
 
+/* A GPT-2 from `loraft init --gguf F --quant TYPE` against the same init's safetensors: the same
+ * config, the same weights (exactly for F32; 2-D weights within half a Q8_0 step, amax / 254 per
+ * block plus the scale's f16 rounding), and logits of the cached decode within 1e-5 (F32) and
+ * 3e-2 (Q8_0) of the largest |logit|. */
+static void test_gpt2_gguf(const char *vocab, const char *quant, double tol) {
+    char name[64], gguf[600];
+    snprintf(name, sizeof name, "gpt2_%s", quant);
+    write_tiny(vocab, name, quant, 1);
+    snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path(name));
+    static const int32_t prompt[5] = {15496, 11, 995, 0, 632};
+    static float logits[2][50257];
+    LfError err;
+    Model m[2];
+    CHECK_OK(model_open(&m[0], tmp_path(name), NULL, BASE_F32, &ops_cpu, 1, 8, &err), &err);
+    CHECK_OK(model_open(&m[1], gguf, NULL, BASE_F32, &ops_cpu, 1, 8, &err), &err);
+    if (!m[0].values || !m[1].values) return;
+    const ModelConfig *a = &m[0].cfg, *b = &m[1].cfg;
+    CHECK(b->arch == ARCH_GPT2 && a->vocab_size == b->vocab_size &&
+          a->hidden_size == b->hidden_size && a->num_layers == b->num_layers &&
+          a->num_heads == b->num_heads && a->ffn_size == b->ffn_size &&
+          a->max_positions == b->max_positions && a->layer_norm_eps == b->layer_norm_eps &&
+          a->bos_token_id == b->bos_token_id && a->eos_token_id == b->eos_token_id &&
+          b->tie_word_embeddings && m[0].n_params == m[1].n_params);
+    for (int i = 0; i < m[0].n_params && m[0].n_params == m[1].n_params; i++) {
+        const Param *p = &m[0].params[i], *q = &m[1].params[i];
+        double worst = 0, amax = 0;
+        for (size_t j = 0; j < p->numel; j++) {
+            worst = fmax(worst, fabs((double)p->value[j] - q->value[j]));
+            amax = fmax(amax, fabs((double)p->value[j]));
+        }
+        double step_tol = strcmp(quant, "F32") && p->ndim == 2 ? amax / 230 : 0;
+        CHECK(!strcmp(p->name, q->name) && worst <= step_tol);
+        if (worst > step_tol) fprintf(stderr, "  %s: off by %g\n", p->name, worst);
+    }
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(model_cache_reset(&m[k], 8, &err), &err);
+        CHECK_OK(model_decode(&m[k], prompt, 5, &err), &err);
+        CHECK_OK(model_lm_logits(&m[k], 4, 1, logits[k], &err), &err);
+        model_free(&m[k]);
+    }
+    double d = 0, big = 1e-30;
+    for (int v = 0; v < 50257; v++) {
+        d = fmax(d, fabs((double)logits[1][v] - logits[0][v]));
+        big = fmax(big, fabs((double)logits[0][v]));
+    }
+    printf("gpt2 GGUF %s vs safetensors: max |logit diff| / max |logit| = %.3g\n", quant, d / big);
+    CHECK(d / big <= tol);
+}
+
 /* The GGUF's tokenizer metadata (bpe_to_arrays) encodes as the tokenizer.json it came from. */
 static void test_gguf_tokenizer(const char *vocab) {
     static const char text[] = "Hello, world! It is a truth universally acknowledged 12345 "
@@ -285,12 +350,14 @@ int main(void) {
     snprintf(vocab, sizeof vocab, "%s/tokenizers/gpt2", shared_data_dir());
     if (access(vocab, R_OK)) skip("the GPT-2 tokenizer (../shared/data/tokenizers/gpt2) is absent");
     if (!mkdtemp(tmp)) return 1;
-    write_tiny(vocab, "q4_1", "Q4_1");
-    write_tiny(vocab, "q8_0", "Q8_0");
+    write_tiny(vocab, "q4_1", "Q4_1", 0);
+    write_tiny(vocab, "q8_0", "Q8_0", 0);
     compare_dtypes("q4_1", GGML_Q4_1);
     compare_dtypes("q8_0", GGML_Q8_0);
     test_gguf_tokenizer(vocab);
     test_open_decode();
+    test_gpt2_gguf(vocab, "F32", 1e-5);
+    test_gpt2_gguf(vocab, "Q8_0", 3e-2);
     test_refusals();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
