@@ -2,7 +2,8 @@
  *
  * Each export gathers host copies of the tensors in GGUF names, layout and type, then hands
  * them with the metadata to gguf_write in one atomic write. The names come from gguf_arch.c's
- * tables read backwards; nothing here knows a tensor name of its own. */
+ * tables read backwards; nothing here knows a tensor name of its own but GPT-2's embedding,
+ * which llama.cpp's converter also writes as the output head. */
 #include "loraft/gguf_export.h"
 
 #include <stdio.h>
