@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tiny_decoder.h"
 #include "loraft/chat.h"
 #include "loraft/cli.h"
 #include "loraft/fileio.h"
@@ -26,77 +27,14 @@
 #include "loraft/sample.h"
 #include "loraft/text.h"
 
-enum { VOCAB = 61, SEQ = 13, PREFILL = 5 };
-
-static void tiny_config(ModelConfig *c, Arch arch, int heads, int kv_heads, int tied) {
-    model_config_defaults(c, arch);
-    c->vocab_size = VOCAB;
-    c->hidden_size = 32;
-    c->num_layers = 2;
-    c->num_heads = heads;
-    c->num_kv_heads = kv_heads;
-    c->ffn_size = 48;
-    c->max_positions = 64;
-    c->tie_word_embeddings = tied;
-    c->initializer_range = 0.2f; /* logits far from zero, so relative errors mean something */
-    c->pad_token_id = -1;
-    c->bos_token_id = c->eos_token_id = 0;
-}
-
-/* A LoRA adapter on every projection with random B, so the branch changes the logits. GPT-2
- * (arch) ties its head and has as many KV heads as heads. */
-static int tiny_model(Model *m, Arch arch, int heads, int kv_heads, int tied, int lora, int max_len,
-                      LfError *err) {
-    ModelConfig c;
-    TrainSpec s;
-    tiny_config(&c, arch, heads, kv_heads, tied);
-    train_spec_defaults(&s);
-    s.task = TASK_CAUSAL_LM;
-    s.strategy = lora ? STRATEGY_LORA : STRATEGY_HEAD;
-    s.r = 4;
-    const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    const char *t2[] = {"c_attn", "c_proj", "c_fc"};
-    int gpt2 = arch == ARCH_GPT2, nt = gpt2 ? 3 : 7;
-    for (int i = 0; lora && i < nt; i++) strcpy(s.targets[s.n_targets++], gpt2 ? t2[i] : t[i]);
-    if (model_create(m, &c, &s, &ops_cpu, NULL, 7, 1, max_len, NULL, 0, err)) return -1;
-    Rng r = {11, 0};
-    for (int i = 0; i < m->n_params; i++)
-        if (m->params[i].is_lora && strstr(m->params[i].name, "lora_B"))
-            for (size_t j = 0; j < m->params[i].numel; j++)
-                m->params[i].value[j] = 0.3f * (rng_next_uniform(&r) - 0.5f);
-    return 0;
-}
-
-/* max |a - b| over the row, relative to the row's largest |b|. */
-static double row_error(const float *a, const float *b, int n) {
-    double d = 0, big = 1e-30;
-    for (int i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        big = fmax(big, fabs((double)b[i]));
-    }
-    return d / big;
-}
-
-/* The logits of rows row0..row0+n-1 of a full forward over ids[0..T). */
-static int full_logits(Model *m, const int32_t *ids, int T, int row0, int n, float *out,
-                       LfError *err) {
-    int32_t mask[SEQ];
-    float loss;
-    for (int t = 0; t < T; t++) mask[t] = 1;
-    if (model_set_batch(m, ids, NULL, mask, NULL, 1, T, err) ||
-        model_forward(m, 0, 0, 1.0f, &loss, err))
-        return -1;
-    return model_lm_logits(m, row0, n, out, err);
-}
-
 /* Prefill of PREFILL tokens, then one token at a time up to SEQ: every row against the full
  * recompute by a model of the same weights. The cached model's activations hold only the
  * PREFILL rows of its largest call; its cache holds SEQ positions. */
 static void check_cache_matches(Arch arch, int heads, int kv_heads, int tied, int lora) {
     LfError err;
     Model m, ref;
-    if (tiny_model(&m, arch, heads, kv_heads, tied, lora, PREFILL, &err) ||
-        tiny_model(&ref, arch, heads, kv_heads, tied, lora, SEQ, &err)) {
+    if (tiny_decoder(&m, &ops_cpu, arch, heads, kv_heads, tied, lora, PREFILL, &err) ||
+        tiny_decoder(&ref, &ops_cpu, arch, heads, kv_heads, tied, lora, SEQ, &err)) {
         CHECK_OK(-1, &err);
         return;
     }
@@ -148,7 +86,7 @@ static void check_greedy_deterministic(void) {
     Sampler *s = NULL;
     SampleConfig sc = {0.0f, 0, 1.0f, 1};
     int32_t prompt[3] = {5, 17, 42}, a[SEQ - 3], b[SEQ - 3];
-    CHECK_OK(tiny_model(&m, ARCH_LLAMA, 4, 2, 1, 0, SEQ, &err), &err);
+    CHECK_OK(tiny_decoder(&m, &ops_cpu, ARCH_LLAMA, 4, 2, 1, 0, SEQ, &err), &err);
     CHECK_OK(sampler_create(&s, &sc, VOCAB, &err), &err);
     CHECK_OK(greedy(&m, s, prompt, 3, SEQ - 3, a, &err), &err);
     CHECK_OK(greedy(&m, s, prompt, 3, SEQ - 3, b, &err), &err);
@@ -174,7 +112,7 @@ static void check_errors(void) {
     LfError err;
     Model m;
     int32_t id = VOCAB;
-    CHECK_OK(tiny_model(&m, ARCH_LLAMA, 4, 4, 1, 0, SEQ, &err), &err);
+    CHECK_OK(tiny_decoder(&m, &ops_cpu, ARCH_LLAMA, 4, 4, 1, 0, SEQ, &err), &err);
     CHECK(model_decode(&m, &id, 1, &err) == -1 && strstr(err.msg, "model_cache_reset"));
     CHECK_OK(model_cache_reset(&m, SEQ, &err), &err);
     CHECK(model_decode(&m, &id, 1, &err) == -1 && strstr(err.msg, "outside the vocabulary"));

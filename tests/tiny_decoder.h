@@ -1,0 +1,69 @@
+/* tiny_decoder.h: the seeded tiny decoders the generation tests share (tests/test_generate.c on
+ * the CPU, tests/gpu/test_gpu_generate.c on both backends): a 2-layer Llama or GPT-2 of VOCAB
+ * tokens, optionally with a LoRA adapter of random B on every projection so the branch changes
+ * the logits, and the full-recompute logits the KV cache is checked against. */
+#ifndef LORAFT_TESTS_TINY_DECODER_H
+#define LORAFT_TESTS_TINY_DECODER_H
+
+#include <math.h>
+#include <string.h>
+
+#include "loraft/model.h"
+#include "loraft/rng.h"
+
+enum { VOCAB = 61, SEQ = 13, PREFILL = 5 };
+
+/* The model on ops for batches of one sequence of up to max_len tokens. GPT-2 (arch) ties its
+ * head and has as many KV heads as heads. Every LoRA B is random (the same values on any ops). */
+static inline int tiny_decoder(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
+                               int tied, int lora, int max_len, LfError *err) {
+    ModelConfig c;
+    TrainSpec s;
+    model_config_defaults(&c, arch);
+    c.vocab_size = VOCAB, c.hidden_size = 32, c.num_layers = 2, c.ffn_size = 48;
+    c.num_heads = heads, c.num_kv_heads = kv_heads, c.tie_word_embeddings = tied;
+    c.max_positions = 64, c.pad_token_id = -1, c.bos_token_id = c.eos_token_id = 0;
+    c.initializer_range = 0.2f; /* logits far from zero, so relative errors mean something */
+    train_spec_defaults(&s);
+    s.task = TASK_CAUSAL_LM;
+    s.strategy = lora ? STRATEGY_LORA : STRATEGY_HEAD;
+    s.r = 4;
+    const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    const char *t2[] = {"c_attn", "c_proj", "c_fc"};
+    int gpt2 = arch == ARCH_GPT2, nt = gpt2 ? 3 : 7;
+    for (int i = 0; lora && i < nt; i++) strcpy(s.targets[s.n_targets++], gpt2 ? t2[i] : t[i]);
+    if (model_create(m, &c, &s, ops, NULL, 7, 1, max_len, NULL, 0, err)) return -1;
+    Rng r = {11, 0};
+    float host[32 * 48]; /* the largest B: [ffn or 3 * hidden, r] */
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        if (!p->is_lora || !strstr(p->name, "lora_B")) continue;
+        for (size_t j = 0; j < p->numel; j++) host[j] = 0.3f * (rng_next_uniform(&r) - 0.5f);
+        ops->upload(p->value, host, p->numel * sizeof(float));
+    }
+    return 0;
+}
+
+/* max |a - b| over the row, relative to the row's largest |b|. */
+static inline double row_error(const float *a, const float *b, int n) {
+    double d = 0, big = 1e-30;
+    for (int i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        big = fmax(big, fabs((double)b[i]));
+    }
+    return d / big;
+}
+
+/* The logits of rows row0..row0+n-1 of a full forward over ids[0..T). */
+static inline int full_logits(Model *m, const int32_t *ids, int T, int row0, int n, float *out,
+                              LfError *err) {
+    int32_t mask[SEQ];
+    float loss;
+    for (int t = 0; t < T; t++) mask[t] = 1;
+    if (model_set_batch(m, ids, NULL, mask, NULL, 1, T, err) ||
+        model_forward(m, 0, 0, 1.0f, &loss, err))
+        return -1;
+    return model_lm_logits(m, row0, n, out, err);
+}
+
+#endif
