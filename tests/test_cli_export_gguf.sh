@@ -7,17 +7,7 @@
 # observed 10.734 -> 10.488): within 1.5e-4 for F32 (eval_loss is printed to 4 decimals), 1e-3
 # for F16 and 2e-3 for Q8_0 (observed 0, 0 and 1e-4); usage errors exit 2 and a failed export
 # leaves no file. Every run uses 1 thread. (Values and metadata are checked in test_gguf_export.c.)
-set -euo pipefail
-bin=${LORAFT_BIN:-build/loraft}
-data=${LORAFT_SHARED_DATA:-../shared/data}
-vocab=$data/tokenizers/gpt2
-[ -d "$vocab" ] || { echo "SKIP: $vocab (the GPT-2 tokenizer of the tiny llama) is absent"; exit 77; }
-tmp=$(mktemp -d /tmp/loraft-export-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
+. "$(dirname "$0")/cli_common.sh" export gpt2
 
 python3 - "$tmp/corpus.txt" <<'EOF'
 import random, sys
@@ -75,5 +65,4 @@ expect 2 "expected hf or gguf" -- "$bin" merge --model "$tmp/model" --adapter "$
 expect 1 "adapter_config.json" -- "$bin" export-gguf --adapter "$tmp/none" --out "$tmp/x.gguf"
 [ ! -e "$tmp/x.gguf" ] && ok || bad "a failed export left $tmp/x.gguf"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

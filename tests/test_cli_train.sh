@@ -2,15 +2,7 @@
 # End to end through the CLI on a tiny seeded DistilBERT (`loraft init`) and a small
 # synthetic sentiment set: train (LoRA, head, full), evaluate, predict, merge, resume, and
 # the failure paths (unknown config key, NaN loss keeps the last good checkpoint).
-set -euo pipefail
-bin=${LORAFT_BIN:-build/loraft}
-vocab=${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased
-[ -d "$vocab" ] || { echo "SKIP: $vocab is absent"; exit 77; }
-tmp=$(mktemp -d /tmp/loraft-e2e-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-passed=0
-ok() { passed=$((passed + 1)); }
+. "$(dirname "$0")/cli_common.sh" e2e bert-base-uncased
 
 python3 - "$tmp" <<'EOF'
 import json, random, sys
@@ -100,4 +92,4 @@ grep -q "learnin_rate" "$tmp/bad" || fail "typo message"; ok
 if train --set data.train_file="$tmp/nope.jsonl" >"$tmp/bad2" 2>&1; then fail "missing file accepted"; fi
 grep -q "nope.jsonl" "$tmp/bad2" || fail "missing file message"; ok
 
-echo "$passed passed, 0 failed"
+finish

@@ -7,17 +7,7 @@
 # a max_steps stop (at an epoch end, and mid-epoch) ends with the bytes of an uninterrupted
 # run; and the refusals (accuracy as causal-lm's metric, classification on a llama, a
 # chapter the file does not have). Every run uses 1 thread, so two run side by side.
-set -euo pipefail
-bin=${LORAFT_BIN:-build/loraft}
-data=${LORAFT_SHARED_DATA:-../shared/data}
-vocab=$data/tokenizers/gpt2
-[ -d "$vocab" ] || { echo "SKIP: $vocab (the GPT-2 tokenizer of the tiny llama) is absent"; exit 77; }
-tmp=$(mktemp -d /tmp/loraft-lm-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }  # the steps after it depend on it
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { echo "FAIL: $*"; failed=$((failed + 1)); }  # an independent check: go on
+. "$(dirname "$0")/cli_common.sh" lm gpt2
 
 # Four chapters of 8 paragraphs, each 4 sentences "NAME VERB OBJECT TAIL" from 6 x 6 x 6 x 4
 # choices: about 60 distinct tokens, so 24 LoRA steps move the held-out loss well away from
@@ -139,5 +129,4 @@ else
     --set data.holdout_chapter=0 --set data.validation_file="$tmp/corpus.txt"
 fi; ok
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

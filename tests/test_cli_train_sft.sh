@@ -8,17 +8,7 @@
 # evaluation; packing puts several examples in a row; a prompt template renders the prompts;
 # and the refusals (no chat template, a template without {output}, a
 # conversation without an answer). Every run uses 1 thread.
-set -euo pipefail
-bin=${LORAFT_BIN:-build/loraft}
-data=${LORAFT_SHARED_DATA:-../shared/data}
-vocab=$data/tokenizers/gpt2
-[ -d "$vocab" ] || { echo "SKIP: $vocab (the GPT-2 tokenizer of the tiny llama) is absent"; exit 77; }
-tmp=$(mktemp -d /tmp/loraft-sft-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }  # the steps after it depend on it
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { echo "FAIL: $*"; failed=$((failed + 1)); }  # an independent check: go on
+. "$(dirname "$0")/cli_common.sh" sft gpt2
 
 python3 - "$tmp/colours.jsonl" <<'EOF'
 import json, sys
@@ -126,5 +116,4 @@ echo '{"messages": [{"role": "user", "content": "hi"}, {"role": "user", "content
 refused noanswer "bad.jsonl:1: the last message must be the assistant's answer" \
   --set data.train_file="$tmp/bad.jsonl" --set data.holdout_examples=0; ok
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

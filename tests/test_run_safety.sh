@@ -3,15 +3,7 @@
 # --overwrite, nothing written by a rejected run, many labels, validated adapter_config.json
 # and trainer_state.json, non-finite and exploding evaluations, runs without evaluation,
 # and the messages that name checkpoints.
-set -euo pipefail
-bin=${LORAFT_BIN:-build/loraft}
-vocab=${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased
-[ -d "$vocab" ] || { echo "SKIP: $vocab is absent"; exit 77; }
-tmp=$(mktemp -d /tmp/loraft-safety-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-passed=0
-ok() { passed=$((passed + 1)); }
+. "$(dirname "$0")/cli_common.sh" safety bert-base-uncased
 # expect_fail LOG PATTERN CMD...: CMD must exit non-zero and print PATTERN.
 expect_fail() {
   local log=$1 pattern=$2
@@ -165,4 +157,4 @@ long=$(printf 'word %.0s' $(seq 1 200))
 "$bin" predict --model "$tmp/model" --adapter "$tmp/run/best" "$long" >"$tmp/o" 2>&1 \
   || { cat "$tmp/o"; fail "predict with the default --max-length"; }; ok
 
-echo "$passed passed, 0 failed"
+finish
