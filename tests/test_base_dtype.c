@@ -244,7 +244,9 @@ static void test_open_decode(void) {
     LfError err;
     for (int k = 0; k < 2; k++) {
         Model m;
-        CHECK_OK(model_open(&m, gguf, NULL, k ? BASE_Q : BASE_F32, &ops_cpu, 1, 8, &err), &err);
+        CHECK_OK(
+            model_open(&m, gguf, NULL, k ? BASE_Q : BASE_F32, PRECISION_AUTO, &ops_cpu, 1, 8, &err),
+            &err);
         CHECK((m.n_packed_bytes > 0) == (k == 1));
         CHECK_OK(model_cache_reset(&m, 8, &err), &err);
         CHECK_OK(model_decode(&m, prompt, 5, &err), &err);
@@ -275,8 +277,10 @@ static void test_gpt2_gguf(const char *vocab, const char *quant, double tol) {
     static float logits[2][50257];
     LfError err;
     Model m[2];
-    CHECK_OK(model_open(&m[0], tmp_path(name), NULL, BASE_F32, &ops_cpu, 1, 8, &err), &err);
-    CHECK_OK(model_open(&m[1], gguf, NULL, BASE_F32, &ops_cpu, 1, 8, &err), &err);
+    CHECK_OK(
+        model_open(&m[0], tmp_path(name), NULL, BASE_F32, PRECISION_AUTO, &ops_cpu, 1, 8, &err),
+        &err);
+    CHECK_OK(model_open(&m[1], gguf, NULL, BASE_F32, PRECISION_AUTO, &ops_cpu, 1, 8, &err), &err);
     if (!m[0].values || !m[1].values) return;
     const ModelConfig *a = &m[0].cfg, *b = &m[1].cfg;
     CHECK(b->arch == ARCH_GPT2 && a->vocab_size == b->vocab_size &&
@@ -343,6 +347,18 @@ static void test_refusals(void) {
     check_storage(&m, GGML_BF16); /* bf16 from safetensors */
     model_free(&m);
     CHECK(base_dtype_parse("q8", &(BaseDtype){0}, &err) == -1 && strstr(err.msg, "f32, bf16 or q"));
+    /* model.precision: the CPU computes fp32, which auto means there */
+    for (Precision p = PRECISION_TF32; p <= PRECISION_BF16; p++)
+        expect_fail(model_open(&m, tmp_path("q4_1"), NULL, BASE_F32, p, &ops_cpu, 1, 8, &err), &err,
+                    "the CPU backend computes in fp32 only");
+    CHECK_OK(model_open(&m, tmp_path("q4_1"), NULL, BASE_F32, PRECISION_AUTO, &ops_cpu, 1, 8, &err),
+             &err);
+    CHECK(m.spec.precision == PRECISION_FP32);
+    model_free(&m);
+    Precision p = PRECISION_AUTO;
+    CHECK(precision_parse("bf16", &p, &err) == 0 && p == PRECISION_BF16);
+    CHECK(!strcmp(precision_name(PRECISION_TF32), "tf32"));
+    CHECK(precision_parse("fp16", &p, &err) == -1 && strstr(err.msg, "auto, fp32, tf32 or bf16"));
 }
 
 int main(void) {

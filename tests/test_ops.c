@@ -15,7 +15,9 @@
 
 #include "check.h"
 #include "loraft/ops.h"
+#include "loraft/quant.h"
 #include "loraft/rng.h"
+#include "loraft/safetensors.h" /* f32_to_bf16, bf16_to_f32 */
 
 static const Ops *ops = &ops_cpu;
 static Rng rng = {20240601, 0};
@@ -527,6 +529,68 @@ static void test_matmul(void) {
     mm_free(&m);
     test_matmul_reference(37, 53, 29);
     test_matmul_reference(130, 70, 257);
+}
+
+/* ---- bf16 GEMMs of frozen weights (model.precision bf16) ---- */
+
+static double bf16_value(float x) {
+    return bf16_to_f32(f32_to_bf16(x));
+}
+
+/* Against double loops over the bf16-rounded operands: the products are exact in f32, so only
+ * the f32 summation differs (1e-5). */
+static void test_matmul_bf16(int n, int c, int oc) {
+    float *x = rand_vec((size_t)n * c, -1, 1), *w = rand_vec((size_t)oc * c, -1, 1);
+    float *bias = rand_vec(oc, -1, 1), *dout = rand_vec((size_t)n * oc, -1, 1);
+    float *out = rand_vec((size_t)n * oc, 0, 0), *dinp = rand_vec((size_t)n * c, 0.5f, 0.5f);
+    float *scratch = malloc(sizeof(float) * ops_matmul_bf16_scratch(n, c, oc));
+    uint16_t *w16 = malloc(sizeof(uint16_t) * oc * c);
+    double *ref = malloc(sizeof(double) * (size_t)n * (c > oc ? c : oc));
+    for (int i = 0; i < oc * c; i++) w16[i] = f32_to_bf16(w[i]);
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < oc; o++) {
+            double s = bias[o];
+            for (int k = 0; k < c; k++) s += bf16_value(x[i * c + k]) * bf16_value(w[o * c + k]);
+            ref[i * oc + o] = s;
+        }
+    ops->matmul_forward_bf16(out, x, w16, bias, scratch, n, c, oc);
+    CHECK(count_mismatch("matmul_bf16 out", out, ref, (size_t)n * oc, 1e-5, 1e-5) == 0);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < c; k++) {
+            double s = 0.5;
+            for (int o = 0; o < oc; o++)
+                s += bf16_value(dout[i * oc + o]) * bf16_value(w[o * c + k]);
+            ref[i * c + k] = s;
+        }
+    ops->matmul_backward_bf16(dinp, dout, w16, scratch, n, c, oc);
+    CHECK(count_mismatch("matmul_bf16 dinp", dinp, ref, (size_t)n * c, 1e-5, 1e-5) == 0);
+    /* the activation is rounded, to nearest even: 1 + 2^-8 is a tie and goes down to 1 */
+    float one_and_tie = 1.00390625f, got;
+    uint16_t one = f32_to_bf16(1.0f);
+    ops->matmul_forward_bf16(&got, &one_and_tie, &one, NULL, scratch, 1, 1, 1);
+    CHECK(got == 1.0f);
+    free(x), free(w), free(bias), free(dout), free(out), free(dinp), free(scratch), free(w16);
+    free(ref);
+}
+
+/* Rows from the middle of a packed matrix, as bf16: quant.c's decode rounded to nearest even. */
+static void test_dequantize_bf16(int type, int rows, int cols, int row0, int n_rows) {
+    size_t n = (size_t)rows * cols;
+    size_t bytes = n / quant_block_elems(type) * quant_block_bytes(type);
+    float *x = rand_vec(n, -3, 3), *dec = malloc(sizeof(float) * n);
+    uint8_t *packed = malloc(bytes);
+    uint16_t *out = malloc(sizeof(uint16_t) * n);
+    LfError err;
+    CHECK_OK(quant_quantize(type, x, n, packed, &err), &err);
+    CHECK_OK(quant_dequantize(type, packed, dec, (int64_t)n), &err);
+    ops->dequantize_rows_bf16(out, packed, type, row0, n_rows, cols);
+    int bad = 0;
+    for (size_t i = 0; i < (size_t)n_rows * cols; i++)
+        bad += out[i] != f32_to_bf16(dec[(size_t)row0 * cols + i]);
+    if (bad)
+        fprintf(stderr, "dequantize_rows_bf16 %s: %d values off\n", quant_type_name(type), bad);
+    CHECK(bad == 0);
+    free(x), free(dec), free(packed), free(out);
 }
 
 /* ---- LoRA ---- */
@@ -1311,6 +1375,11 @@ int main(void) {
     test_rope();
     test_swiglu();
     test_matmul();
+    test_matmul_bf16(37, 53, 29);
+    test_matmul_bf16(130, 70, 257);
+    static const int types[] = {GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_1, GGML_Q5_0};
+    for (int t = 0; t < 6; t++)
+        test_dequantize_bf16(types[t], 7, 576, 2, 4); /* 2 full chunks + 64 */
     test_lora(0.0f);
     test_lora(0.3f);
     test_attention(0.0f, 0, NH);

@@ -49,6 +49,7 @@ static void test_defaults(void) {
     TrainConfig c;
     train_config_defaults(&c);
     CHECK(!strcmp(c.model, "") && !strcmp(c.tokenizer, "") && !strcmp(c.device, "auto"));
+    CHECK(!strcmp(c.base_dtype, "f32") && !strcmp(c.precision, "auto"));
     CHECK(c.num_labels == 0 && c.n_labels == 0);
     CHECK(!strcmp(c.format, "auto") && !strcmp(c.text_column, "text"));
     CHECK(!strcmp(c.label_column, "label") && c.max_length == 512 && c.truncate_left == 0);
@@ -151,6 +152,8 @@ static void test_errors(void) {
     CHECK_HAS(load_text(&c, "{\"train\": {\"warmup_ratio\": 1e40}}"), "does not fit a float");
     CHECK_HAS(load_text(&c, "{\"model\": {\"device\": \"gpu\"}}"),
               "model.device: \"gpu\" is not one of auto, cpu, cuda");
+    CHECK_HAS(load_text(&c, "{\"model\": {\"precision\": \"fp16\"}}"),
+              "model.precision: \"fp16\" is not one of auto, fp32, tf32, bf16");
     CHECK_HAS(load_text(&c, "{\"lora\": {\"bias\": \"all\"}}"),
               "lora.bias: \"all\" is not supported yet (supported: none)");
     CHECK_HAS(load_text(&c, "{\"data\": {\"truncation_side\": \"middle\"}}"),
@@ -209,6 +212,7 @@ static void test_set(void) {
     CHECK(train_config_set(&c, "data.truncation_side=left", &err) == 0 && c.truncate_left == 1);
     CHECK(train_config_set(&c, "lora.use_rslora=true", &err) == 0 && c.use_rslora == 1);
     CHECK(train_config_set(&c, "train.seed=7", &err) == 0 && c.seed == 7);
+    CHECK(train_config_set(&c, "model.precision=tf32", &err) == 0 && !strcmp(c.precision, "tf32"));
     CHECK(train_config_set(&c, "train.batch_size=abc", &err) == -1);
     CHECK_HAS(
         err.msg,

@@ -26,10 +26,10 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
 int adapter_load_weights(Model *m, const char *dir, LfError *err);
 
 /* Builds a model from an HF directory or a .gguf file plus, when adapter_dir is not NULL, a
- * PEFT adapter (nothing else trains), its frozen dense weights stored as base_dtype.
- * max_len <= 0: the model's max_position_embeddings. */
+ * PEFT adapter (nothing else trains), its frozen dense weights stored as base_dtype, computing
+ * in `precision` (model.h). max_len <= 0: the model's max_position_embeddings. */
 int model_open(Model *m, const char *model_dir, const char *adapter_dir, BaseDtype base_dtype,
-               const Ops *ops, int max_batch, int max_len, LfError *err);
+               Precision precision, const Ops *ops, int max_batch, int max_len, LfError *err);
 
 /* An HF model directory; merge folds LoRA into the base weights of the written copy. The
  * tokenizer files are copied from tokenizer_dir (NULL: none); a tokenizer_dir ending in .gguf

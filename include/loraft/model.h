@@ -40,6 +40,15 @@ typedef struct DpoSpec {
  * norms, biases, the LM head, LoRA A/B and every trainable tensor stay f32. */
 typedef enum BaseDtype { BASE_F32, BASE_BF16, BASE_Q } BaseDtype;
 
+/* How the GEMMs compute (model.precision). fp32; tf32 (the backend's f32 GEMMs on TF32
+ * tensor cores); bf16: every packed frozen weight's GEMM on bf16 tensor cores (activation
+ * rounded to bf16, f32 accumulation and output: Ops.matmul_forward_bf16), the other GEMMs as
+ * tf32; under LoRA it also packs f32 frozen weights as bf16 (only the adapter is saved, so
+ * nothing saved is rounded). Norms, attention, LoRA A/B, the LM head, gradients and AdamW
+ * state stay f32 in every precision. auto: bf16 on the CUDA backend, fp32 on the CPU, which
+ * computes fp32 only. model_create resolves auto: Model.spec.precision is never AUTO. */
+typedef enum Precision { PRECISION_AUTO, PRECISION_FP32, PRECISION_TF32, PRECISION_BF16 } Precision;
+
 #define LORA_MAX_TARGETS 16
 #define LORA_MAX_SAVE 8
 
@@ -56,6 +65,7 @@ typedef struct TrainSpec {
     int n_modules_to_save;
     DpoSpec dpo;          /* TASK_DPO */
     BaseDtype base_dtype; /* frozen dense weights: f32, bf16 or the GGUF blocks */
+    Precision precision;  /* auto (the default) until model_create resolves it */
 } TrainSpec;
 
 /* Preference pairs of the last forward (TASK_DPO, TASK_REWARD): sums over the batch's pairs of
@@ -231,6 +241,8 @@ int strategy_parse(const char *s, Strategy *out, LfError *err);
 const char *strategy_name(Strategy s);
 int base_dtype_parse(const char *s, BaseDtype *out, LfError *err); /* "f32", "bf16", "q" */
 const char *base_dtype_name(BaseDtype d);
+int precision_parse(const char *s, Precision *out, LfError *err); /* "auto", "fp32", ... */
+const char *precision_name(Precision p);
 void train_spec_defaults(TrainSpec *s);
 Task arch_task(Arch arch); /* the task an architecture's head is for by default */
 /* The task of an adapter whose PEFT task_type gave t, on an architecture: SEQ_CLS on a decoder

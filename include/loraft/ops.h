@@ -107,6 +107,27 @@ typedef struct Ops {
      * matmul_forward / matmul_backward on it. */
     void (*dequantize_rows)(float *out, const void *packed, int type, int row0, int rows, int cols);
 
+    /* ---- frozen weights on bf16 tensor cores (model.precision bf16) ----
+     * A bf16 value is the upper half of an f32 (uint16_t, quant.h's BF16); bf16(x) rounds to
+     * nearest even. The products of two bf16 values are exact in f32, so both backends compute
+     * the same sums of the same products, in f32 (the GPU on tensor cores, the CPU as sgemm
+     * on the widened values): parity at f32 tolerance.
+     * out[rows,cols] = bf16(dequantize_rows' values), bit-identical on every backend. */
+    void (*dequantize_rows_bf16)(uint16_t *out, const void *packed, int type, int row0, int rows,
+                                 int cols);
+    /* out[N,OC] = bf16(inp)[N,C] @ weight[OC,C]^T + bias[OC], weight bf16, bias f32 or NULL.
+     * scratch: ops_matmul_bf16_scratch(N, C, OC) floats (forward and backward). */
+    void (*matmul_forward_bf16)(float *out, const float *inp, const uint16_t *weight,
+                                const float *bias, float *scratch, int N, int C, int OC);
+    /* dinp[N,C] += bf16(dout)[N,OC] @ weight; the weight is frozen: no dweight, no dbias. */
+    void (*matmul_backward_bf16)(float *dinp, const float *dout, const uint16_t *weight,
+                                 float *scratch, int N, int C, int OC);
+    /* From now on every f32 GEMM of this backend (matmul, lora, lm_head) rounds its inputs
+     * to TF32 (on = 1) or computes in full f32 (on = 0, the start). A process-wide switch:
+     * the model sets it at every entry (model.precision). The CPU has no TF32: it ignores it,
+     * and the model refuses precision tf32 / bf16 on the CPU. */
+    void (*set_tf32)(int on);
+
     /* ---- LoRA branch beside a dense layer ----
      * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop = dropout(p, seed)
      * on inp [N,C]; A [R,C], B [OC,R]. Saves u for backward.
@@ -230,6 +251,16 @@ static inline size_t ops_lora_scratch(size_t N, size_t C, size_t R) {
  * contiguous operands, so a tile is the whole matrix; for SmolLM2 3.5 MB). */
 static inline size_t ops_dequantize_scratch(size_t rows, size_t cols) {
     return rows * cols;
+}
+/* model.precision bf16: a packed weight of another type dequantised to bf16 (rows x cols
+ * halves, rounded up to 64 floats so the GEMM's scratch after it stays aligned), and the bf16
+ * GEMM's own: the weight and the rounded activation [N, max(C,OC)] widened to f32 on the CPU
+ * (the GPU uses the activation's bf16 copy only, a quarter of it). */
+static inline size_t ops_dequantize_bf16_scratch(size_t rows, size_t cols) {
+    return ((rows * cols + 1) / 2 + 63) / 64 * 64;
+}
+static inline size_t ops_matmul_bf16_scratch(size_t N, size_t C, size_t OC) {
+    return OC * C + N * (C > OC ? C : OC);
 }
 /* Attention over a cache: the scores of n queries against L keys, per head. */
 static inline size_t ops_attention_cached_scratch(size_t n, size_t L, size_t NH) {

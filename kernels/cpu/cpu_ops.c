@@ -17,7 +17,9 @@
 #include "loraft/activation.h"
 #include "loraft/ops.h"
 #include "loraft/quant.h"
+#include "loraft/quant_block.h" /* qb_bf16 */
 #include "loraft/rng.h"
+#include "loraft/safetensors.h" /* f32_to_bf16 */
 
 /* Element-wise loops below this size run on one thread: forking costs more than it saves. */
 #define CPU_PAR_MIN 32768
@@ -289,6 +291,60 @@ static void cpu_dequantize_rows(float *out, const void *packed, int type, int ro
 #pragma omp parallel for if ((size_t)rows * cols > CPU_PAR_MIN)
     for (int r = 0; r < rows; r++)
         quant_dequantize(type, src + (size_t)r * row_bytes, out + (size_t)r * cols, cols);
+}
+
+/* ---- frozen weights in bf16: the reference of the GPU's tensor-core GEMMs ---- */
+
+/* Rows row0.. of a packed matrix as bf16: chunks of 256 values (a whole number of blocks of
+ * every type, as cols is) decoded by quant.c and rounded to nearest even. */
+static void cpu_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0,
+                                     int rows, int cols) {
+    size_t be = (size_t)quant_block_elems(type), bb = (size_t)quant_block_bytes(type);
+    size_t row_bytes = (size_t)cols / be * bb;
+    const uint8_t *src = (const uint8_t *)packed + (size_t)row0 * row_bytes;
+#pragma omp parallel for if ((size_t)rows * cols > CPU_PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        float y[256];
+        for (int c = 0; c < cols; c += 256) {
+            int n = cols - c < 256 ? cols - c : 256;
+            quant_dequantize(type, src + (size_t)r * row_bytes + (size_t)c / be * bb, y, n);
+            for (int j = 0; j < n; j++) out[(size_t)r * cols + c + j] = f32_to_bf16(y[j]);
+        }
+    }
+}
+
+/* out = bf16(x) widened back to f32 */
+static void round_to_bf16(float *out, const float *x, size_t n) {
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = qb_bf16(f32_to_bf16(x[i]));
+}
+
+static void widen_bf16(float *out, const uint16_t *h, size_t n) {
+#pragma omp parallel for simd if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = qb_bf16(h[i]);
+}
+
+/* scratch: the widened weight [OC,C], then the rounded input [N,C] */
+static void cpu_matmul_forward_bf16(float *out, const float *inp, const uint16_t *weight,
+                                    const float *bias, float *scratch, int N, int C, int OC) {
+    float *w = scratch, *x = scratch + (size_t)OC * C;
+    widen_bf16(w, weight, (size_t)OC * C);
+    round_to_bf16(x, inp, (size_t)N * C);
+    cpu_matmul_forward(out, x, w, bias, N, C, OC);
+}
+
+/* scratch: the widened weight [OC,C], then the rounded dout [N,OC] */
+static void cpu_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight,
+                                     float *scratch, int N, int C, int OC) {
+    float *w = scratch, *d = scratch + (size_t)OC * C;
+    widen_bf16(w, weight, (size_t)OC * C);
+    round_to_bf16(d, dout, (size_t)N * OC);
+    cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, OC);
+}
+
+/* The CPU computes f32 only. */
+static void cpu_set_tf32(int on) {
+    (void)on;
 }
 
 /* ---- element-wise (dropout first: the LoRA branch uses it) ---- */
@@ -727,6 +783,10 @@ const Ops ops_cpu = {
     .matmul_forward = cpu_matmul_forward,
     .matmul_backward = cpu_matmul_backward,
     .dequantize_rows = cpu_dequantize_rows,
+    .dequantize_rows_bf16 = cpu_dequantize_rows_bf16,
+    .matmul_forward_bf16 = cpu_matmul_forward_bf16,
+    .matmul_backward_bf16 = cpu_matmul_backward_bf16,
+    .set_tf32 = cpu_set_tf32,
     .lora_forward = cpu_lora_forward,
     .lora_backward = cpu_lora_backward,
     .attention_forward = cpu_attention_forward,

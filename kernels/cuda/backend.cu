@@ -50,12 +50,13 @@ static cublasHandle_t cuda_blas(void) {
     if (blas) return blas;
     cublasStatus_t s = cublasCreate(&blas);
     cuda_note_blas(s, "cublasCreate", __FILE__, __LINE__);
-    if (s != CUBLAS_STATUS_SUCCESS) return blas = NULL;
-    /* TF32 tensor cores only on request: the default keeps parity with the CPU
-     * tight. */
-    const char *tf32 = getenv("LORAFT_CUDA_TF32");
-    if (tf32 && !strcmp(tf32, "1")) blas_compute = CUBLAS_COMPUTE_32F_FAST_TF32;
-    return blas;
+    return s == CUBLAS_STATUS_SUCCESS ? blas : (blas = NULL);
+}
+
+/* model.precision tf32 (and bf16, for the GEMMs it leaves in f32); fp32 keeps parity with
+ * the CPU tight. */
+static void cuda_set_tf32(int on) {
+    blas_compute = on ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 }
 
 void cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
@@ -72,6 +73,17 @@ void cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, 
                                        CUDA_R_32F, ldb, sB, &beta, C, CUDA_R_32F, ldc, sC, batch,
                                        blas_compute, CUBLAS_GEMM_DEFAULT);
     cuda_note_blas(s, "cublasGemm", __FILE__, __LINE__);
+}
+
+void cuda_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                    const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,
+                    float *C, int ldc) {
+    cublasHandle_t h = cuda_blas();
+    if (!h || m <= 0 || n <= 0) return;
+    cublasStatus_t s =
+        cublasGemmEx(h, ta, tb, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, C,
+                     CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cuda_note_blas(s, "cublasGemmEx (bf16)", __FILE__, __LINE__);
 }
 
 /* ---- memory ---- */
@@ -172,6 +184,10 @@ extern "C" const Ops ops_cuda = {
     .matmul_forward = cuda_matmul_forward,
     .matmul_backward = cuda_matmul_backward,
     .dequantize_rows = cuda_dequantize_rows,
+    .dequantize_rows_bf16 = cuda_dequantize_rows_bf16,
+    .matmul_forward_bf16 = cuda_matmul_forward_bf16,
+    .matmul_backward_bf16 = cuda_matmul_backward_bf16,
+    .set_tf32 = cuda_set_tf32,
     .lora_forward = cuda_lora_forward,
     .lora_backward = cuda_lora_backward,
     .attention_forward = cuda_attention_forward,

@@ -5,6 +5,7 @@
  * sees only ops_cuda through ops.h. */
 #pragma once
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stddef.h>
@@ -86,12 +87,16 @@ __device__ inline float block_max(float v) {
 }
 
 /* ---- cuBLAS, column-major: C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C,
- * batched with element strides sA, sB, sC (batch 1 ignores them). FP32 compute
- * unless the environment sets LORAFT_CUDA_TF32=1. Errors go to the slot. ----
+ * batched with element strides sA, sB, sC (batch 1 ignores them). FP32 compute,
+ * TF32 after set_tf32(1). Errors go to the slot. ----
  */
 void cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
                float beta, float *C, int ldc, long long sC, int batch);
+/* The same with bf16 A and B, f32 C, f32 accumulation: tensor cores. */
+void cuda_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                    const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,
+                    float *C, int ldc);
 
 /* ---- the launchers behind ops_cuda (same arguments as the Ops members) ----
  */
@@ -118,6 +123,14 @@ void cuda_matmul_forward(float *out, const float *inp, const float *weight, cons
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                           const float *inp, const float *weight, int N, int C, int OC);
 void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, int rows, int cols);
+void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0, int rows,
+                               int cols);
+void cuda_matmul_forward_bf16(float *out, const float *inp, const uint16_t *weight,
+                              const float *bias, float *scratch, int N, int C, int OC);
+void cuda_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight,
+                               float *scratch, int N, int C, int OC);
+/* out[i] = bf16(x[i]), nearest even (dequantize.cu) */
+void cuda_round_bf16(__nv_bfloat16 *out, const float *x, size_t n);
 void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
                        int R);

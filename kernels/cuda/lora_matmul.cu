@@ -143,6 +143,29 @@ void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float
     }
 }
 
+/* model.precision bf16: the same products on tensor cores, the activation rounded to bf16
+ * into scratch first (A and B of cublasGemmEx share one type). */
+void cuda_matmul_forward_bf16(float *out, const float *inp, const uint16_t *weight,
+                              const float *bias, float *scratch, int N, int C, int OC) {
+    if (N <= 0 || OC <= 0) return;
+    __nv_bfloat16 *x = (__nv_bfloat16 *)scratch;
+    cuda_round_bf16(x, inp, (size_t)N * C);
+    cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, (const __nv_bfloat16 *)weight, C, x, C,
+                   0.0f, out, OC);
+    if (!bias) return;
+    bias_add_kernel<<<cuda_blocks((size_t)N * OC, CUDA_THREADS), CUDA_THREADS>>>(out, bias, N, OC);
+    CUDA_LAUNCHED("matmul_forward_bf16 (bias)");
+}
+
+void cuda_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight,
+                               float *scratch, int N, int C, int OC) {
+    if (N <= 0 || C <= 0 || OC <= 0) return;
+    __nv_bfloat16 *d = (__nv_bfloat16 *)scratch;
+    cuda_round_bf16(d, dout, (size_t)N * OC);
+    cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, (const __nv_bfloat16 *)weight, C, d,
+                   OC, 1.0f, dinp, C);
+}
+
 /* out[N,OC] += scale * u @ B^T, u[N,R] = drop(inp)[N,C] @ A[R,C]^T (saved) */
 void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,

@@ -32,7 +32,7 @@ int cmd_export_gguf(int argc, char **argv) {
         model = base;
     }
     Model m;
-    if (model_open(&m, model, adapter, BASE_F32, &ops_cpu, 1, 2, &err)) {
+    if (model_open(&m, model, adapter, BASE_F32, PRECISION_FP32, &ops_cpu, 1, 2, &err)) {
         fprintf(stderr, "loraft export-gguf: %s\n", err.msg);
         return 1;
     }

@@ -14,7 +14,7 @@
 #include "loraft/text.h"
 
 typedef struct GenOpts {
-    const char *model, *adapter, *system, *template_name, *device, *base_dtype;
+    const char *model, *adapter, *system, *template_name, *device, *base_dtype, *precision;
     int chat, top_k, seed, max_new;
     float temperature, top_p;
 } GenOpts;
@@ -177,14 +177,15 @@ static int run(const GenOpts *o, const CliList *texts, LfError *err) {
     int longest = 0, max_len = 0, cache_len = 0;
     const Ops *ops = ops_by_name(o->device, err);
     BaseDtype dtype;
+    Precision prec;
     int rc = !ops || base_dtype_parse(o->base_dtype, &dtype, err) ||
-             text_tokenizer_open(&tok, o->model, err);
+             precision_parse(o->precision, &prec, err) || text_tokenizer_open(&tok, o->model, err);
     if (!rc && tok.kind != TEXT_BPE)
         rc = lf_fail(err, "%s: the tokenizer is not byte-level BPE: not a decoder", o->model);
     rc = rc || (o->chat && resolve_template(o, &t, err)) ||
          encode_all(o, &t, tok.bpe, texts, ids, &longest, err) ||
          model_length(o, longest, &max_len, &cache_len, err) ||
-         model_open(&m, o->model, o->adapter, dtype, ops, 1, max_len, err) ||
+         model_open(&m, o->model, o->adapter, dtype, prec, ops, 1, max_len, err) ||
          model_cache_reset(&m, cache_len, err);
     GenStops st = rc ? (GenStops){.n_ids = 0} : gen_stops(o->chat ? &t : NULL, tok.bpe);
     for (int i = 0; !rc && i < texts->n; i++) rc = generate_one(&m, tok.bpe, o, &st, &ids[i], err);
@@ -207,7 +208,8 @@ static const char *bad_option(const GenOpts *o, const CliList *texts) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    GenOpts o = {.device = "auto", .base_dtype = "f32", .top_p = 1.0f, .max_new = 128};
+    GenOpts o = {
+        .device = "auto", .base_dtype = "f32", .precision = "auto", .top_p = 1.0f, .max_new = 128};
     CliList texts = {0};
     const CliOpt opts[] = {
         {"model", OPT_STR, &o.model, "HF model directory or .gguf file (a decoder) [required]"},
@@ -225,6 +227,8 @@ int cmd_generate(int argc, char **argv) {
         {"device", OPT_STR, &o.device, "auto (default), cpu or cuda"},
         {"base-dtype", OPT_STR, &o.base_dtype,
          "frozen weights as f32 (default), bf16 or q (a .gguf's own blocks)"},
+        {"precision", OPT_STR, &o.precision,
+         "fp32, tf32 or bf16 GEMMs (default auto: bf16 on a GPU, fp32 on the CPU)"},
     };
     int rc = cli_parse("loraft generate --model DIR|FILE.gguf [options] \"prompt\" ...", opts,
                        sizeof opts / sizeof *opts, &texts, argc, argv);

@@ -60,7 +60,7 @@ static int set_labels(ModelConfig *cfg, const char *list, LfError *err) {
 
 int cmd_predict(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *device = "auto", *labels = NULL;
-    const char *base_dtype = "f32";
+    const char *base_dtype = "f32", *precision = "auto";
     int max_len = 0;
     CliList texts = {0};
     const CliOpt opts[] = {
@@ -70,6 +70,8 @@ int cmd_predict(int argc, char **argv) {
          "truncate to this many tokens (default: the model's limit)"},
         {"device", OPT_STR, &device, "auto, cpu or cuda"},
         {"base-dtype", OPT_STR, &base_dtype, "frozen weights as f32 (default), bf16 or q (.gguf)"},
+        {"precision", OPT_STR, &precision,
+         "fp32, tf32 or bf16 GEMMs (default auto: bf16 on a GPU, fp32 on the CPU)"},
         {"labels", OPT_STR, &labels, "label names in id order, e.g. negative,positive"},
     };
     int rc =
@@ -82,12 +84,14 @@ int cmd_predict(int argc, char **argv) {
     Tokenizer *tok = NULL;
     const Ops *ops = ops_by_name(device, &err);
     BaseDtype dtype;
-    if (!ops || base_dtype_parse(base_dtype, &dtype, &err) || tokenizer_load(&tok, model, &err)) {
+    Precision prec;
+    if (!ops || base_dtype_parse(base_dtype, &dtype, &err) ||
+        precision_parse(precision, &prec, &err) || tokenizer_load(&tok, model, &err)) {
         fprintf(stderr, "loraft predict: %s\n", err.msg);
         return 1;
     }
     int32_t *buf = NULL;
-    if (model_open(&m, model, adapter, dtype, ops, 1, max_len, &err)) {
+    if (model_open(&m, model, adapter, dtype, prec, ops, 1, max_len, &err)) {
         fprintf(stderr, "loraft predict: %s\n", err.msg);
         tokenizer_free(tok);
         return 1;
@@ -164,7 +168,7 @@ int cmd_merge(int argc, char **argv) {
                2;
     LfError err;
     Model m;
-    if (model_open(&m, model, adapter, BASE_F32, &ops_cpu, 1, 2, &err)) {
+    if (model_open(&m, model, adapter, BASE_F32, PRECISION_FP32, &ops_cpu, 1, 2, &err)) {
         fprintf(stderr, "loraft merge: %s\n", err.msg);
         return 1;
     }

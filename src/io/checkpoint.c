@@ -244,10 +244,12 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     if (!c) return -1;
     char path[4200];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    BaseDtype base_dtype = spec->base_dtype; /* how the base is stored is not the adapter's */
+    BaseDtype base_dtype = spec->base_dtype; /* how the base is stored and computes is not */
+    Precision precision = spec->precision;   /* the adapter's */
     train_spec_defaults(spec);
     spec->strategy = STRATEGY_LORA;
     spec->base_dtype = base_dtype;
+    spec->precision = precision;
     const cJSON *type = cJSON_GetObjectItem(c, "peft_type"), *bias = cJSON_GetObjectItem(c, "bias"),
                 *base = cJSON_GetObjectItem(c, "base_model_name_or_path"),
                 *task = cJSON_GetObjectItem(c, "task_type");
@@ -318,7 +320,7 @@ int adapter_load_weights(Model *m, const char *dir, LfError *err) {
 /* ---- model directories ---- */
 
 int model_open(Model *m, const char *model_dir, const char *adapter_dir, BaseDtype base_dtype,
-               const Ops *ops, int max_batch, int max_len, LfError *err) {
+               Precision precision, const Ops *ops, int max_batch, int max_len, LfError *err) {
     ModelConfig cfg;
     TrainSpec spec;
     if (model_config_load(&cfg, model_dir, err)) return -1;
@@ -326,6 +328,7 @@ int model_open(Model *m, const char *model_dir, const char *adapter_dir, BaseDty
     spec.strategy = STRATEGY_HEAD;
     spec.task = arch_task(cfg.arch);
     spec.base_dtype = base_dtype;
+    spec.precision = precision;
     if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
     spec.task = arch_adapter_task(cfg.arch, spec.task);
     if (max_len <= 0) max_len = cfg.max_positions;

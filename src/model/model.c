@@ -51,6 +51,21 @@ const char *base_dtype_name(BaseDtype d) {
     return base_dtype_names[d];
 }
 
+static const char *precision_names[] = {"auto", "fp32", "tf32", "bf16"};
+
+int precision_parse(const char *s, Precision *out, LfError *err) {
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, precision_names[i])) {
+            *out = (Precision)i;
+            return 0;
+        }
+    return lf_fail(err, "unknown precision '%s' (expected auto, fp32, tf32 or bf16)", s);
+}
+
+const char *precision_name(Precision p) {
+    return precision_names[p];
+}
+
 void train_spec_defaults(TrainSpec *s) {
     memset(s, 0, sizeof *s);
     s->strategy = STRATEGY_LORA;
@@ -349,7 +364,7 @@ static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *r
             break;
         }
         int heads = fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
-        if (p->packed && m->spec.base_dtype == BASE_Q) {
+        if (p->packed && m->spec.base_dtype == BASE_Q && g.tensors[t].type == (GgmlType)p->dtype) {
             rc = load_blocks(ld, p, &g, &g.tensors[t], fix, heads, err);
             continue;
         }
@@ -463,6 +478,14 @@ static size_t max_size(size_t a, size_t b) {
     return a > b ? a : b;
 }
 
+/* The scratch a packed weight's GEMM over N rows needs: the weight dequantised to f32, or
+ * under precision bf16 the bf16 GEMM's, after the weight dequantised to bf16 unless stored so. */
+static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
+    if (m->spec.precision != PRECISION_BF16) return ops_dequantize_scratch(l->out, l->in);
+    return (l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(l->out, l->in)) +
+           ops_matmul_bf16_scratch(N, l->in, l->out);
+}
+
 /* The largest op scratch any op of this model asks for (ops.h's contract); every linear is
  * sized for B*T rows, the most any of them sees. */
 static size_t scratch_floats(const Model *m) {
@@ -471,7 +494,7 @@ static size_t scratch_floats(const Model *m) {
     for (int i = 0; i < m->n_linears; i++) {
         const Linear *l = m->linears[i];
         if (l->lora) need = max_size(need, ops_lora_scratch(B * T, (size_t)l->in, R));
-        if (l->w->packed) need = max_size(need, ops_dequantize_scratch(l->out, l->in));
+        if (l->w->packed) need = max_size(need, weight_scratch(m, l, B * T));
     }
     return need;
 }
@@ -566,7 +589,13 @@ static int build_table(Model *m, LfError *err) {
 /* A dense weight that base_dtype bf16 / q packs: frozen, and not the LM head (the objective
  * reads it whole, in chunks). */
 static int packable(const Model *m, const Linear *l) {
-    return !l->w->grad && l != m->head;
+    return !l->w->grad && !(l->b && l->b->grad) && l != m->head;
+}
+
+/* precision bf16 packs the f32 frozen weights as bf16 too, under LoRA only: only the adapter is
+ * saved then, while head saves the whole model, frozen weights as they were loaded. */
+static int pack_f32_as_bf16(const Model *m) {
+    return m->spec.precision == PRECISION_BF16 && m->spec.strategy == STRATEGY_LORA;
 }
 
 /* base_dtype q: each packable weight keeps its GGUF tensor's type; an F32 tensor stays f32. */
@@ -583,6 +612,7 @@ static int gguf_storage(Model *m, const char *path, LfError *err) {
         const GgufTensor *t = rc ? NULL : gguf_find_tensor(&g, name);
         if (!rc && !t) rc = lf_fail(err, "%s: tensor '%s' (%s) not found", path, name, w->name);
         if (!rc && t->type != GGML_F32 && quant_can_dequantize(t->type)) w->dtype = (int)t->type;
+        if (!rc && w->dtype == GGML_F32 && pack_f32_as_bf16(m)) w->dtype = GGML_BF16;
     }
     gguf_close(&g);
     return rc;
@@ -591,7 +621,7 @@ static int gguf_storage(Model *m, const char *path, LfError *err) {
 /* Which frozen dense weights are packed, and as what (model.base_dtype). */
 static int choose_storage(Model *m, const char *dir, LfError *err) {
     BaseDtype d = m->spec.base_dtype;
-    if (d == BASE_F32) return 0;
+    if (d == BASE_F32 && !pack_f32_as_bf16(m)) return 0;
     if (m->spec.strategy == STRATEGY_FULL)
         return lf_fail(err,
                        "model.base_dtype %s stores frozen weights, and train.strategy full "
@@ -675,6 +705,18 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
     return rc;
 }
 
+/* auto: bf16 on a GPU backend, fp32 on the CPU, which has no other. */
+static int resolve_precision(TrainSpec *s, const Ops *ops, LfError *err) {
+    int cpu = !strcmp(ops->name, "cpu");
+    if (s->precision == PRECISION_AUTO) s->precision = cpu ? PRECISION_FP32 : PRECISION_BF16;
+    if (cpu && s->precision != PRECISION_FP32)
+        return lf_fail(err,
+                       "model.precision %s: the CPU backend computes in fp32 only (use fp32 or "
+                       "auto, or model.device cuda)",
+                       precision_name(s->precision));
+    return 0;
+}
+
 int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const Ops *ops,
                  const char *dir, uint64_t seed, int max_batch, int max_len, char *missing_report,
                  size_t report_cap, LfError *err) {
@@ -689,6 +731,7 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
         return lf_fail(err, "model.task %s: a %s model is for %s", m->objective->name,
                        m->arch->name, objective_for(m->arch->task)->name);
     if (spec->strategy == STRATEGY_LORA) resolve_defaults(&m->spec, m->arch, m->objective);
+    if (resolve_precision(&m->spec, ops, err)) return -1;
     m->max_batch = max_batch;
     m->max_len = max_len;
     m->host_losses = calloc((size_t)max_batch * max_len, sizeof *m->host_losses);
@@ -802,10 +845,32 @@ static const float *base_weight(Model *m, const Linear *l) {
     return m->scratch;
 }
 
+/* precision bf16: a packed weight runs on bf16 tensor cores. */
+static int bf16_gemm(const Model *m, const Linear *l) {
+    return l->w->packed && m->spec.precision == PRECISION_BF16;
+}
+
+/* l's packed weight as bf16: its values (BF16), or its blocks dequantised to bf16 at the start
+ * of the op scratch; *gemm_scratch is where the bf16 GEMM's scratch begins. */
+static const uint16_t *bf16_weight(Model *m, const Linear *l, float **gemm_scratch) {
+    *gemm_scratch = m->scratch;
+    if (l->w->dtype == GGML_BF16) return l->w->packed;
+    m->ops->dequantize_rows_bf16((uint16_t *)m->scratch, l->w->packed, l->w->dtype, 0, l->out,
+                                 l->in);
+    *gemm_scratch += ops_dequantize_bf16_scratch(l->out, l->in);
+    return (const uint16_t *)m->scratch;
+}
+
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                     uint64_t seed) {
     const Ops *o = m->ops;
-    o->matmul_forward(out, inp, base_weight(m, l), l->b ? l->b->value : NULL, N, l->in, l->out);
+    const float *bias = l->b ? l->b->value : NULL;
+    if (bf16_gemm(m, l)) {
+        float *scratch;
+        const uint16_t *W = bf16_weight(m, l, &scratch);
+        o->matmul_forward_bf16(out, inp, W, bias, scratch, N, l->in, l->out);
+    } else
+        o->matmul_forward(out, inp, base_weight(m, l), bias, N, l->in, l->out);
     if (l->lora && !m->adapters_off)
         o->lora_forward(out, l->lora->u, inp, l->lora->A->value, l->lora->B->value, l->lora->scale,
                         p, seed, m->scratch, N, l->in, l->out, m->spec.r);
@@ -814,8 +879,15 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
                      float p, uint64_t seed) {
     const Ops *o = m->ops;
-    const float *W = dinp ? base_weight(m, l) : l->w->value; /* a packed W has no dW */
-    o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, l->in, l->out);
+    if (!bf16_gemm(m, l)) {
+        const float *W = dinp ? base_weight(m, l) : l->w->value; /* a packed W has no dW */
+        o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, l->in,
+                           l->out);
+    } else if (dinp) { /* packed, so frozen: no dW, no dbias (packable) */
+        float *scratch;
+        const uint16_t *W = bf16_weight(m, l, &scratch);
+        o->matmul_backward_bf16(dinp, dout, W, scratch, N, l->in, l->out);
+    }
     if (l->lora)
         o->lora_backward(dinp, l->lora->A->grad, l->lora->B->grad, dout, inp, l->lora->u,
                          l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed, m->scratch,
@@ -856,8 +928,15 @@ static Drop dropouts(const Model *m, int train) {
     return d;
 }
 
+/* The backend's TF32 switch is process-wide: each entry sets this model's (tf32, and bf16 for
+ * the GEMMs it leaves in f32). */
+static void use_precision(const Model *m) {
+    m->ops->set_tf32(m->spec.precision == PRECISION_TF32 || m->spec.precision == PRECISION_BF16);
+}
+
 int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *loss,
                   LfError *err) {
+    use_precision(m);
     m->train_mode = train;
     m->arch->forward(m, dropouts(m, train), seed);
     *loss = 0;
@@ -867,6 +946,7 @@ int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *
 
 int model_backward(Model *m, uint64_t seed, LfError *err) {
     if (!m->has_labels) return lf_fail(err, "backward needs a batch with labels");
+    use_precision(m);
     if (m->objective->loss_backward && m->objective->loss_backward(m, err)) return -1;
     m->arch->backward(m, dropouts(m, m->train_mode), seed);
     return m->ops->status(err) ? -1 : check_guards(m, err);
@@ -878,6 +958,7 @@ int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
     if (!h || row0 < 0 || n_rows < 0 || row0 + n_rows > m->B * m->T)
         return lf_fail(err, "model_lm_logits: rows %d..%d of a %d-row batch of a decoder", row0,
                        row0 + n_rows, m->B * m->T);
+    use_precision(m);
     for (int r = 0; r < n_rows; r += chunk) {
         int n = n_rows - r < chunk ? n_rows - r : chunk;
         m->ops->matmul_forward(m->head_scratch, m->hidden + (size_t)(row0 + r) * C, h->w->value,
@@ -927,6 +1008,7 @@ int model_decode(Model *m, const int32_t *ids, int n, LfError *err) {
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
             return lf_fail(err, "token id %d is outside the vocabulary (size %d)", ids[i],
                            m->cfg.vocab_size);
+    use_precision(m);
     m->ops->upload(m->ids, ids, (size_t)n * sizeof(int32_t));
     m->B = 1;
     m->T = n;

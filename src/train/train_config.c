@@ -60,6 +60,16 @@ static const Key keys[] = {
              "memory); q (a .gguf file's own quantised blocks, QLoRA-style, dequantised for each "
              "GEMM). Embeddings, norms, biases, the LM head and everything that trains stay f32; "
              "bf16 and q need a frozen base (not lora.strategy full)."},
+    {"model", "precision", T_STR, AT(precision), .def = "\"auto\"",
+     .choices = "auto|fp32|tf32|bf16",
+     .help = "How the GEMMs compute. fp32; tf32 (cuBLAS's f32 GEMMs on TF32 tensor cores); bf16 "
+             "(frozen dense weights stored in bf16, or as base_dtype q's blocks dequantised to "
+             "bf16, their GEMMs on bf16 tensor cores with f32 accumulation; the other GEMMs as "
+             "tf32); auto = bf16 on cuda, fp32 on cpu. Norms, attention, LoRA A/B, the LM head, "
+             "gradients and AdamW state stay f32; activations are kept in f32. The CPU computes "
+             "fp32 only: tf32 and bf16 there are an error. bf16 converts f32 frozen weights "
+             "under LoRA only (lora.strategy head saves the whole model, so its weights stay as "
+             "loaded)."},
     {"model", "num_labels", T_INT, AT(num_labels), .def = "0", RANGE(0, MAX_LABELS),
      .help = "Number of classes; 0 = from `labels`, else from the model's config.json."},
     {"model", "labels", T_LIST, AT_LIST(labels, n_labels), .def = "[]",

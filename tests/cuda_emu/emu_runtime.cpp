@@ -7,17 +7,19 @@
  * does (CUBLAS_STATUS_INVALID_VALUE for a bad m/n/k/ld/batch).
  *
  * Deliberately not: a device allocator (no pooling, no out-of-memory other than the
- * LORAFT_EMU_DEVICE_MEM budget, default 8 GiB), asynchronous, or cuBLAS beyond FP32 GEMMs in
- * host pointer mode: any other data or compute type, algorithm or mode aborts with a
- * message instead of computing something else. */
+ * LORAFT_EMU_DEVICE_MEM budget, default 8 GiB), asynchronous, or cuBLAS beyond FP32 GEMMs and
+ * BF16 x BF16 -> FP32 cublasGemmEx (on widened copies) in host pointer mode: any other data or
+ * compute type, algorithm or mode aborts with a message instead of computing something else. */
 #include <cblas.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <map>
+#include <vector>
 
 #include "cublas_v2.h"
 
@@ -372,13 +374,14 @@ const char *cublasGetStatusName(cublasStatus_t status) {
     return "CUBLAS_STATUS_UNKNOWN";
 }
 
-/* A column-major rows x cols operand with leading dimension ld must lie inside one device
- * allocation: OpenBLAS is not instrumented, so this is the bounds check ASan cannot do. */
-static void check_operand(const char *fn, const char *name, int batch, const float *p, int rows,
-                          int cols, int ld) {
-    size_t span = ((size_t)(cols - 1) * (size_t)ld + (size_t)rows) * sizeof(float);
+/* A column-major rows x cols operand of `es`-byte elements with leading dimension ld must lie
+ * inside one device allocation: OpenBLAS is not instrumented, so this is the bounds check ASan
+ * cannot do. */
+static void check_operand(const char *fn, const char *name, int batch, const void *p, size_t es,
+                          int rows, int cols, int ld) {
+    size_t span = ((size_t)(cols - 1) * (size_t)ld + (size_t)rows) * es;
     if (!find_block(p, 0))
-        die("%s: %s of batch %d (%p) is not in device memory", fn, name, batch, (const void *)p);
+        die("%s: %s of batch %d (%p) is not in device memory", fn, name, batch, p);
     if (!find_block(p, span)) {
         auto b = find_block(p, 0);
         die("%s: %s of batch %d (%d x %d, ld %d: %zu bytes) reaches %zu bytes past the end of "
@@ -388,6 +391,37 @@ static void check_operand(const char *fn, const char *name, int batch, const flo
     }
 }
 
+/* A bf16 operand widened to a packed f32 copy (ld = rows): every product of two bf16 values is
+ * exact in f32, so sgemm on the copies is a GEMM with f32 accumulation, as tensor cores do. */
+static std::vector<float> widen_bf16(const void *p, int rows, int cols, int ld) {
+    std::vector<float> out((size_t)rows * cols);
+    const uint16_t *h = (const uint16_t *)p;
+    for (int c = 0; c < cols; c++)
+        for (int r = 0; r < rows; r++) {
+            uint32_t u = (uint32_t)h[(size_t)c * ld + r] << 16;
+            memcpy(&out[(size_t)c * rows + r], &u, sizeof u);
+        }
+    return out;
+}
+
+/* The data types emulated: FP32 A, B and C (compute 32F, 32F_PEDANTIC or 32F_FAST_TF32, all
+ * computed as FP32), and BF16 A and B with FP32 C (compute 32F or 32F_PEDANTIC, one GEMM:
+ * cublasGemmEx). Anything else aborts. */
+static void check_types(const char *fn, cudaDataType At, cudaDataType Bt, cudaDataType Ct,
+                        cublasComputeType_t compute, int batched) {
+    int f32 = At == CUDA_R_32F && Bt == CUDA_R_32F && Ct == CUDA_R_32F;
+    int bf16 = At == CUDA_R_16BF && Bt == CUDA_R_16BF && Ct == CUDA_R_32F;
+    if (!f32 && !(bf16 && !batched))
+        die("%s: data types A %d, B %d, C %d: only CUDA_R_32F, and CUDA_R_16BF A and B with a "
+            "CUDA_R_32F C in cublasGemmEx, are emulated",
+            fn, (int)At, (int)Bt, (int)Ct);
+    if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC &&
+        (bf16 || compute != CUBLAS_COMPUTE_32F_FAST_TF32))
+        die("%s: compute type %d: only CUBLAS_COMPUTE_32F[_PEDANTIC|_FAST_TF32] (FP32 data) and "
+            "CUBLAS_COMPUTE_32F[_PEDANTIC] (BF16 data) are emulated",
+            fn, (int)compute);
+}
+
 static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t ta,
                            cublasOperation_t tb, int m, int n, int k, const void *alpha,
                            const void *A, cudaDataType At, int lda, long long sA, const void *B,
@@ -395,13 +429,7 @@ static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t t
                            cudaDataType Ct, int ldc, long long sC, int batch,
                            cublasComputeType_t compute, int algo) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (At != CUDA_R_32F || Bt != CUDA_R_32F || Ct != CUDA_R_32F)
-        die("%s: data types A %d, B %d, C %d: only CUDA_R_32F is emulated", fn, (int)At, (int)Bt,
-            (int)Ct);
-    if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC &&
-        compute != CUBLAS_COMPUTE_32F_FAST_TF32)
-        die("%s: compute type %d: only CUBLAS_COMPUTE_32F[_PEDANTIC|_FAST_TF32] is emulated", fn,
-            (int)compute);
+    check_types(fn, At, Bt, Ct, compute, strstr(fn, "Batched") != NULL);
     if (!(algo >= -1 && algo <= 23) && !(algo >= 99 && algo <= 115))
         die("%s: algorithm %d is not a cublasGemmAlgo_t the emulation knows", fn, algo);
     if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T && ta != CUBLAS_OP_C) ||
@@ -417,20 +445,29 @@ static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t t
     if ((pa && !pa->second.host) || (pb && !pb->second.host))
         die("%s: alpha or beta is a device pointer, but the pointer mode is HOST", fn);
     float a = *(const float *)alpha, b = *(const float *)beta;
+    int bf16 = At == CUDA_R_16BF;
+    size_t es = bf16 ? 2 : 4;
     for (int i = 0; i < batch; i++) {
-        const float *Ai = (const float *)A + i * sA, *Bi = (const float *)B + i * sB;
+        const char *Ai = (const char *)A + i * sA * es, *Bi = (const char *)B + i * sB * es;
         float *Ci = (float *)C + i * sC;
-        check_operand(fn, "C", i, Ci, m, n, ldc);
+        check_operand(fn, "C", i, Ci, 4, m, n, ldc);
         if (k == 0 || a == 0.0f) { /* A and B are not read: C = beta C */
             for (int c = 0; c < n; c++)
                 for (int r = 0; r < m; r++)
                     Ci[(size_t)c * ldc + r] = b == 0.0f ? 0.0f : b * Ci[(size_t)c * ldc + r];
             continue;
         }
-        check_operand(fn, "A", i, Ai, rows_a, cols_a, lda);
-        check_operand(fn, "B", i, Bi, rows_b, cols_b, ldb);
+        check_operand(fn, "A", i, Ai, es, rows_a, cols_a, lda);
+        check_operand(fn, "B", i, Bi, es, rows_b, cols_b, ldb);
+        std::vector<float> wa, wb;
+        const float *fa = (const float *)Ai, *fb = (const float *)Bi;
+        int la = lda, lb = ldb;
+        if (bf16) {
+            wa = widen_bf16(Ai, rows_a, cols_a, lda), wb = widen_bf16(Bi, rows_b, cols_b, ldb);
+            fa = wa.data(), fb = wb.data(), la = rows_a, lb = rows_b;
+        }
         cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                    tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a, Ai, lda, Bi, ldb, b,
+                    tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a, fa, la, fb, lb, b,
                     Ci, ldc);
     }
     return CUBLAS_STATUS_SUCCESS;

@@ -1,9 +1,11 @@
 /* test_emu.cu: tests of the CUDA emulation itself (tests/cuda_emu), written as CUDA and
  * pre-processed like kernels/: warp intrinsics against their documented results, barriers
  * and shared memory under permuted thread orders, dynamic shared memory, atomics, 3-D
- * indices, launch errors, cuBLAS's column-major semantics against naive loops; and, each in
- * a child process, the aborts that make bugs visible: a divergent shuffle, a shuffle
- * against a barrier, a host pointer passed to a kernel, a GEMM operand past its allocation.
+ * indices, launch errors, cuBLAS's column-major semantics against naive loops (FP32, and BF16
+ * operands with FP32 output), bf16 rounding; and, each in a child process, the aborts that make
+ * bugs visible: a divergent shuffle, a shuffle against a barrier, a host pointer passed to a
+ * kernel, a GEMM operand past its allocation (FP32 and BF16), data and compute types not
+ * emulated.
  * Not a test of kernels/ (tests/gpu does that). Prints "N passed, N failed". */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 static int passed, failed;
@@ -193,6 +196,111 @@ static void test_gemm(void) {
     cublasDestroy(h);
 }
 
+/* ---- bf16: CUDA's rounding (nearest, ties to even; NaN -> 0x7fff) in a kernel ---- */
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+__global__ void bf16_kernel(unsigned short *out, float *back, const float *x, int n) {
+    int i = threadIdx.x;
+    if (i >= n) return;
+    __nv_bfloat16 h = __float2bfloat16(x[i]);
+    memcpy(&out[i], &h, sizeof h);
+    back[i] = __bfloat162float(h);
+}
+
+static void test_bf16(void) {
+    static const struct {
+        uint32_t in;
+        unsigned short want;
+    } cases[] = {
+        {0x3f800000u, 0x3f80}, /* 1: exact */
+        {0x3f808000u, 0x3f80}, /* a tie below an even: down */
+        {0x3f818000u, 0x3f82}, /* a tie below an odd: up */
+        {0x3f808001u, 0x3f81}, /* just past the tie: up */
+        {0xbf80ffffu, 0xbf81}, /* negative, rounds away from zero in magnitude */
+        {0x7f7fffffu, 0x7f80}, /* FLT_MAX overflows to infinity */
+        {0xff800000u, 0xff80}, /* -infinity */
+        {0x7fc00001u, 0x7fff}, /* NaN: canonical */
+        {0x00000001u, 0x0000}, /* the smallest subnormal: to zero */
+    };
+    enum { N = sizeof cases / sizeof *cases };
+    float hx[N], hback[N], *x, *back;
+    unsigned short hout[N], *out;
+    for (int i = 0; i < N; i++) hx[i] = from_bits(cases[i].in);
+    cudaMalloc(&x, sizeof hx), cudaMalloc(&back, sizeof hback), cudaMalloc(&out, sizeof hout);
+    cudaMemcpy(x, hx, sizeof hx, cudaMemcpyHostToDevice);
+    bf16_kernel<<<1, 32>>>(out, back, x, N);
+    cudaMemcpy(hout, out, sizeof hout, cudaMemcpyDeviceToHost);
+    cudaMemcpy(hback, back, sizeof hback, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < N; i++) {
+        uint32_t b;
+        memcpy(&b, &hback[i], sizeof b);
+        if (hout[i] != cases[i].want || b != (uint32_t)cases[i].want << 16)
+            fprintf(stderr, "bf16 of 0x%08x: 0x%04x (widened 0x%08x), want 0x%04x\n", cases[i].in,
+                    hout[i], b, cases[i].want);
+        EXPECT(hout[i] == cases[i].want && b == (uint32_t)cases[i].want << 16);
+    }
+    cudaFree(x), cudaFree(back), cudaFree(out);
+}
+
+/* cublasGemmEx with BF16 A and B, FP32 C: against loops over the bf16 values, every
+ * transposition, padded leading dimensions, beta != 0. */
+static void test_gemm_bf16(void) {
+    cublasHandle_t h;
+    EXPECT(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+    int m = 5, n = 4, k = 35, pad = 3;
+    float alpha = 1.5f, beta = -0.5f;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            int ra = ta ? k : m, ca = ta ? m : k, rb = tb ? n : k, cb = tb ? k : n;
+            int lda = ra + pad, ldb = rb + pad, ldc = m + pad;
+            size_t nA = (size_t)lda * ca, nB = (size_t)ldb * cb, nC = (size_t)ldc * n;
+            unsigned short *hA = (unsigned short *)malloc(nA * 2),
+                           *hB = (unsigned short *)malloc(nB * 2);
+            float *hC = (float *)malloc(nC * 4), *want = (float *)malloc(nC * 4);
+            for (size_t i = 0; i < nA; i++) hA[i] = (unsigned short)(0x3f00 + (i * 37) % 0x1ff);
+            for (size_t i = 0; i < nB; i++) hB[i] = (unsigned short)(0xbe80 + (i * 11) % 0x17f);
+            for (size_t i = 0; i < nC; i++) hC[i] = want[i] = (float)(i % 9) - 4;
+            for (int c = 0; c < n; c++)
+                for (int r = 0; r < m; r++) {
+                    double s = 0;
+                    for (int j = 0; j < k; j++) {
+                        unsigned short a = ta ? hA[(size_t)r * lda + j] : hA[(size_t)j * lda + r];
+                        unsigned short b = tb ? hB[(size_t)j * ldb + c] : hB[(size_t)c * ldb + j];
+                        s += (double)from_bits((uint32_t)a << 16) * from_bits((uint32_t)b << 16);
+                    }
+                    float *w = &want[(size_t)c * ldc + r];
+                    *w = (float)(alpha * s + beta * *w);
+                }
+            void *A, *B;
+            float *C;
+            cudaMalloc(&A, nA * 2), cudaMalloc(&B, nB * 2), cudaMalloc(&C, nC * 4);
+            cudaMemcpy(A, hA, nA * 2, cudaMemcpyHostToDevice);
+            cudaMemcpy(B, hB, nB * 2, cudaMemcpyHostToDevice);
+            cudaMemcpy(C, hC, nC * 4, cudaMemcpyHostToDevice);
+            cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                              ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+            EXPECT(cublasGemmEx(h, oa, ob, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF,
+                                ldb, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS);
+            cudaMemcpy(hC, C, nC * 4, cudaMemcpyDeviceToHost);
+            int ok = 1;
+            for (size_t i = 0; i < nC; i++)
+                ok &= fabsf(hC[i] - want[i]) <= 1e-5f * (1 + fabsf(want[i]));
+            if (!ok) fprintf(stderr, "bf16 gemm ta=%d tb=%d wrong\n", ta, tb);
+            EXPECT(ok); /* the padding untouched, too */
+            EXPECT(cublasGemmEx(h, oa, ob, m, n, k, &alpha, A, CUDA_R_16BF, ra - 1, B, CUDA_R_16BF,
+                                ldb, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_INVALID_VALUE);
+            cudaFree(A), cudaFree(B), cudaFree(C);
+            free(hA), free(hB), free(hC), free(want);
+        }
+    cublasDestroy(h);
+}
+
 /* ---- aborts, each in a child: it must die by SIGABRT with `message` on stderr ---- */
 __global__ void divergent_shfl_kernel(float *out) {
     float v = (float)threadIdx.x;
@@ -260,15 +368,45 @@ static void run_gemm_half(float *d) {
                  &one, d, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
+/* bf16 operands are 2 bytes an element: 8 x 8 with ld 18 spans 268 bytes of the 256 */
+static void run_gemm_bf16_overrun(float *d) {
+    cublasHandle_t h;
+    float one = 1.0f, *c;
+    cudaMalloc(&c, 64 * sizeof(float));
+    cublasCreate(&h);
+    cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, d, CUDA_R_16BF, 18, d, CUDA_R_16BF, 8,
+                 &one, c, CUDA_R_32F, 8, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+static void run_gemm_bf16_batched(float *d) {
+    cublasHandle_t h;
+    float one = 1.0f;
+    cublasCreate(&h);
+    cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, d, CUDA_R_16BF, 4, 16, d,
+                               CUDA_R_16BF, 4, 16, &one, d, CUDA_R_32F, 4, 16, 2,
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+static void run_gemm_bf16_tf32(float *d) {
+    cublasHandle_t h;
+    float one = 1.0f;
+    cublasCreate(&h);
+    cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, d, CUDA_R_16BF, 4, d, CUDA_R_16BF, 4,
+                 &one, d, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
+}
+
 int main(void) {
     test_shuffles();
     test_blocks();
     test_gemm();
+    test_bf16();
+    test_gemm_bf16();
     expect_abort("divergent shuffle", run_divergent, "divergent warp collective");
     expect_abort("shuffle against a barrier", run_vs_barrier, "divergent warp collective");
     expect_abort("host pointer to a kernel", run_host_pointer, "does not point into device memory");
     expect_abort("GEMM operand overrun", run_gemm_overrun, "past the end");
     expect_abort("GEMM in half precision", run_gemm_half, "only CUDA_R_32F");
+    expect_abort("bf16 GEMM operand overrun", run_gemm_bf16_overrun, "past the end");
+    expect_abort("batched bf16 GEMM", run_gemm_bf16_batched, "in cublasGemmEx, are emulated");
+    expect_abort("bf16 GEMM in TF32", run_gemm_bf16_tf32, "compute type 77");
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

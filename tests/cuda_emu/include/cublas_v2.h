@@ -2,8 +2,10 @@
  * OpenBLAS cblas_sgemm with cuBLAS's column-major semantics. Every transa/transb, lda/ldb/
  * ldc, stride and batch argument is honoured and validated as cuBLAS does (a bad one returns
  * CUBLAS_STATUS_INVALID_VALUE); matrices must lie inside device allocations. Deliberately
- * not cuBLAS: FP32 data only (TF32 compute runs as FP32), host pointer mode only; any other
- * argument combination aborts with a message rather than compute something else. */
+ * not cuBLAS: FP32 data (TF32 compute runs as FP32) and, in cublasGemmEx only, BF16 A and B
+ * with an FP32 C and FP32 compute (f32 sums of the exact bf16 products); host pointer mode
+ * only; any other argument combination aborts with a message rather than compute something
+ * else. */
 #pragma once
 #include "cuda_runtime.h"
 
