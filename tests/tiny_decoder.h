@@ -28,6 +28,7 @@ static inline int tiny_decoder(Model *m, const Ops *ops, Arch arch, int heads, i
     s.task = TASK_CAUSAL_LM;
     s.strategy = lora ? STRATEGY_LORA : STRATEGY_HEAD;
     s.r = 4;
+    s.precision = PRECISION_FP32; /* on the GPU too (its default is bf16): compared at f32 */
     const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
     const char *t2[] = {"c_attn", "c_proj", "c_fc"};
     int gpt2 = arch == ARCH_GPT2, nt = gpt2 ? 3 : 7;

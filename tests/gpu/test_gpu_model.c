@@ -14,14 +14,25 @@
  * fine-tuning, on right-padded random ids (labels -100 on padding), LoRA and attention dropout
  * on: losses, every gradient and the model_lm_logits of every row must agree, and the weights
  * after three AdamW steps; the Llama once more with model.base_dtype bf16 (the frozen
- * projections packed, dequantize_rows before each GEMM on both backends). The preference objectives
+ * projections packed, dequantize_rows before each GEMM on both backends). Every run above sets
+ * model.precision fp32 on the GPU (its default is bf16). The preference objectives
  * run the same way on two pairs of rows with LoRA: DPO (its reference log-probs from each backend's
  * adapters-off forward; Llama and GPT-2) and the reward model (the score head's per-token scores as
  * the logits). Tolerance: 1e-4 * max|ref| + 1e-3 * |ref| per element (float32, different summation
  * orders, compounded over 2 layers); the decoder's gradients are compared tensor by tensor,
  * each against its own max|ref|, its weights after the steps as one table (AdamW moves every
- * weight by about lr whatever its size, so a small tensor gets no tighter bound). Skips (77)
- * without a CUDA device. */
+ * weight by about lr whatever its size, so a small tensor gets no tighter bound).
+ *
+ * model.precision bf16 on the GPU against fp32 on the CPU (Llama LoRA on the seven projections,
+ * BERT LoRA on every linear): the frozen projections are rounded to bf16 at load and every
+ * activation entering their GEMMs to bf16, a relative error of up to 2^-9 (0.2 %) per operand,
+ * which partly averages out in the sums. llm.c-style bounds, stated: the loss within 2e-3
+ * relative at each step (measured: under 1e-4; a tiny model's loss sits near log V and moves
+ * little), and every gradient tensor and the logits within 5e-2 in relative norm (|gpu - cpu| /
+ * |cpu| over the tensor; measured: at most 1.5e-2, the Llama's near-zero logits, 8e-3 for
+ * BERT's gradients). The test prints the worst of each run. The weights after the AdamW steps are
+ * not compared: AdamW's first steps move each weight by about lr * sign(g), so gradient elements
+ * near zero flip whole steps. Skips (77) without a CUDA device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +43,7 @@
 #include "tiny.h"
 #include "loraft/model.h"
 #include "loraft/optimizer.h"
+#include "loraft/quant.h"
 #include "loraft/rng.h"
 
 enum { B = 3, T = 7 };
@@ -53,6 +65,24 @@ static void compare_host(const char *what, const float *h, const float *ref, siz
     CHECK(bad == 0);
 }
 
+static double bf16_worst; /* the largest relative error of a bf16 run, and where */
+static char bf16_worst_what[256];
+
+/* model.precision bf16: |h - ref| / |ref| over the tensor, the llm.c-style bound. */
+static void compare_host_rel(const char *what, const float *h, const float *ref, size_t n,
+                             double tol) {
+    double d2 = 0, r2 = 0;
+    for (size_t i = 0; i < n; i++)
+        d2 += ((double)h[i] - ref[i]) * ((double)h[i] - ref[i]), r2 += (double)ref[i] * ref[i];
+    double rel = r2 > 0 ? sqrt(d2 / r2) : sqrt(d2);
+    if (rel > bf16_worst)
+        bf16_worst = rel, snprintf(bf16_worst_what, sizeof bf16_worst_what, "%s", what);
+    if (!(rel <= tol))
+        fprintf(stderr, "%s: relative error %.3g over %zu elements (bound %.3g)\n", what, rel, n,
+                tol);
+    CHECK(rel <= tol);
+}
+
 /* Device values against the host reference. */
 static void compare(const char *what, const Ops *ops, const float *dev, const float *ref,
                     size_t n) {
@@ -62,11 +92,59 @@ static void compare(const char *what, const Ops *ops, const float *dev, const fl
     free(h);
 }
 
+/* The bounds of a run: fp32 on both backends, or bf16 on the GPU (see the top). */
+static const double bf16_loss_rel = 2e-3, bf16_tensor_rel = 5e-2;
+
+static void compare_as(Precision prec, const char *what, const float *h, const float *ref,
+                       size_t n) {
+    if (prec == PRECISION_BF16)
+        compare_host_rel(what, h, ref, n, bf16_tensor_rel);
+    else
+        compare_host(what, h, ref, n);
+}
+
+static void compare_dev_as(Precision prec, const char *what, const float *dev, const float *ref,
+                           size_t n) {
+    float *h = malloc(n * sizeof *h);
+    ops_cuda.download(h, dev, n * sizeof *h);
+    compare_as(prec, what, h, ref, n);
+    free(h);
+}
+
+static void check_loss(Precision prec, float gpu, float cpu) {
+    if (prec == PRECISION_BF16) {
+        printf("    loss: cuda bf16 %.6f, cpu fp32 %.6f (rel %.2e)\n", gpu, cpu,
+               fabs(gpu - cpu) / fabs(cpu));
+        CHECK_CLOSE(gpu, cpu, 0, bf16_loss_rel);
+    } else
+        CHECK_CLOSE(gpu, cpu, 1e-5, 1e-4);
+}
+
+/* The CPU model's f32 values onto the GPU model, parameter by parameter: under bf16 the GPU
+ * keeps its frozen projections packed (loaded from the same source), so only the f32 ones
+ * travel. */
+static void copy_values(Model *gpu, const Model *cpu) {
+    for (int i = 0; i < cpu->n_params; i++)
+        if (gpu->params[i].value)
+            ops_cuda.upload(gpu->params[i].value, cpu->params[i].value,
+                            cpu->params[i].numel * sizeof(float));
+}
+
 /* LoRA on every linear layer of the encoder (BERT's "dense" also takes the pooler). */
 static const char *all_linear[2][6] = {{"q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"},
                                        {"query", "key", "value", "dense"}};
 
-static void run(const char *dir, int arch, int every_linear) {
+/* Every gradient, tensor by tensor (each against its own max|ref|, or its own norm). */
+static void compare_grads(const Model *gpu, const Model *cpu, Precision prec) {
+    for (int i = 0; i < cpu->n_params; i++) {
+        const Param *c = &cpu->params[i];
+        char name[256];
+        snprintf(name, sizeof name, "gradient of %s", c->name);
+        if (c->grad) compare_dev_as(prec, name, gpu->params[i].grad, c->grad, c->numel);
+    }
+}
+
+static void run(const char *dir, int arch, int every_linear, Precision prec) {
     ModelConfig cfg;
     LfError err;
     CHECK(model_config_load(&cfg, dir, &err) == 0);
@@ -81,7 +159,9 @@ static void run(const char *dir, int arch, int every_linear) {
                      all_linear[arch][i]);
     }
     Model cpu, gpu;
+    spec.precision = PRECISION_FP32;
     CHECK(model_create(&cpu, &cfg, &spec, &ops_cpu, dir, 5, B, T, NULL, 0, &err) == 0);
+    spec.precision = prec;
     int ok = model_create(&gpu, &cfg, &spec, &ops_cuda, dir, 5, B, T, NULL, 0, &err) == 0;
     if (!ok) fprintf(stderr, "%s\n", err.msg);
     CHECK(ok);
@@ -96,7 +176,7 @@ static void run(const char *dir, int arch, int every_linear) {
     printf("  LoRA on %s: %d adapted linear layers\n", every_linear ? "every linear" : "defaults",
            n_lora / 2);
     if (every_linear) CHECK(n_lora / 2 >= 6 * cfg.num_layers);
-    ops_cuda.upload(gpu.values, cpu.values, cpu.n_values * sizeof(float));
+    copy_values(&gpu, &cpu);
     int32_t ids[B * T], mask[B * T], types[B * T] = {0}, labels[B] = {1, 0, 1};
     for (int i = 0; i < B * T; i++)
         ids[i] = 5 + (int32_t)(rng_next(&rng) % 35), mask[i] = i % T < T - i / T;
@@ -114,36 +194,28 @@ static void run(const char *dir, int arch, int every_linear) {
             CHECK(model_forward(ms[k], 1, 77 + step, 1.0f, &loss[k], &err) == 0);
             CHECK(model_backward(ms[k], 77 + step, &err) == 0);
         }
-        CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-4);
+        check_loss(prec, loss[1], loss[0]);
         if (step == 0) {
-            compare("logits", &ops_cuda, gpu.logits, cpu.logits, (size_t)B * cfg.num_labels);
-            compare("gradients", &ops_cuda, gpu.grads, cpu.grads, cpu.n_grads);
+            compare_dev_as(prec, "logits", gpu.logits, cpu.logits, (size_t)B * cfg.num_labels);
+            compare_grads(&gpu, &cpu, prec);
         }
         for (int k = 0; k < 2; k++) {
             clip_grad_norm(ms[k], 1.0f);
             adamw_update(&opt[k], ms[k], 1e-2f);
         }
     }
-    compare("weights after 3 steps", &ops_cuda, gpu.values, cpu.values, cpu.n_values);
+    if (prec != PRECISION_BF16)
+        compare("weights after 3 steps", &ops_cuda, gpu.values, cpu.values, cpu.n_values);
     CHECK(ops_cuda.status(&err) == 0);
     for (int k = 0; k < 2; k++) adamw_free(&opt[k], ms[k]), model_free(ms[k]);
-}
-
-/* Every gradient, tensor by tensor (each against its own max|ref|). */
-static void compare_grads(const Model *gpu, const Model *cpu) {
-    for (int i = 0; i < cpu->n_params; i++) {
-        const Param *c = &cpu->params[i];
-        char name[256];
-        snprintf(name, sizeof name, "gradient of %s", c->name);
-        if (c->grad) compare(name, &ops_cuda, gpu->params[i].grad, c->grad, c->numel);
-    }
 }
 
 /* The tiny decoders: vocabulary 300, hidden 32 (head size 8), 4 heads (Llama: over 2 KV heads),
  * FFN 48 (wider than hidden: the MLP's output projection has the widest input), 2 layers. */
 enum { LB = 4, LT = 8, LV = 300 };
 
-static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseDtype dtype) {
+static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseDtype dtype,
+                        Precision prec) {
     ModelConfig cfg;
     model_config_defaults(&cfg, arch);
     cfg.vocab_size = LV, cfg.hidden_size = 32, cfg.num_layers = 2, cfg.num_heads = 4;
@@ -169,7 +241,9 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     for (int i = 0; i < spec.n_targets; i++)
         snprintf(spec.targets[i], sizeof spec.targets[0], "%s", gpt2 ? conv[i] : proj[i]);
     Model cpu, gpu;
+    spec.precision = PRECISION_FP32;
     CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, NULL, 5, LB, LT, NULL, 0, &err), &err);
+    spec.precision = prec;
     int ok = model_create(&gpu, &cfg, &spec, &ops_cuda, NULL, 5, LB, LT, NULL, 0, &err) == 0;
     if (!ok) fprintf(stderr, "%s\n", err.msg);
     CHECK(ok);
@@ -184,7 +258,10 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         }
     CHECK(n_lora == (strategy == STRATEGY_LORA ? 2 * per_layer * cfg.num_layers : 0));
     CHECK(model_trainable_count(&cpu) > 0);
-    ops_cuda.upload(gpu.values, cpu.values, cpu.n_values * sizeof(float));
+    if (prec == PRECISION_BF16) /* the seven projections of each layer packed as bf16 */
+        for (int i = 0; i < gpu.n_linears; i++)
+            CHECK((gpu.linears[i]->w->dtype == GGML_BF16) == (gpu.linears[i] != gpu.head));
+    copy_values(&gpu, &cpu);
     /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100); DPO's prompt is the
      * first 2 tokens. */
     int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
@@ -215,7 +292,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     }
     if (task == TASK_CAUSAL_LM) /* a row predicts its length - 1 */
         CHECK(cpu.n_valid == (LT - 1) + (LT - 3) + (LT - 5));
-    if (task == TASK_DPO) compare_host("reference log-probs", ref[1], ref[0], LB);
+    if (task == TASK_DPO) compare_as(prec, "reference log-probs", ref[1], ref[0], LB);
     size_t n_logits = (size_t)rows * LT * (task == TASK_REWARD ? 1 : LV);
     float *lg[2] = {malloc(n_logits * sizeof(float)), malloc(n_logits * sizeof(float))};
     for (int step = 0; step < 3; step++) {
@@ -226,25 +303,26 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
             CHECK_OK(model_backward(ms[k], 77 + step, &err), &err);
             CHECK_OK(model_lm_logits(ms[k], 0, rows * LT, lg[k], &err), &err);
         }
-        CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-4);
-        compare_host("lm logits", lg[1], lg[0], n_logits);
+        check_loss(prec, loss[1], loss[0]);
+        compare_as(prec, "lm logits", lg[1], lg[0], n_logits);
         if (task != TASK_CAUSAL_LM)
-            compare_host("sequence scores", gpu.seq_scores, cpu.seq_scores, rows);
-        if (step == 0) compare_grads(&gpu, &cpu);
+            compare_as(prec, "sequence scores", gpu.seq_scores, cpu.seq_scores, rows);
+        if (step == 0) compare_grads(&gpu, &cpu, prec);
         for (int k = 0; k < 2; k++) {
             clip_grad_norm(ms[k], 1.0f);
             adamw_update(&opt[k], ms[k], 1e-2f);
         }
     }
-    compare("weights after 3 steps", &ops_cuda, gpu.values, cpu.values, cpu.n_values);
+    if (prec != PRECISION_BF16)
+        compare("weights after 3 steps", &ops_cuda, gpu.values, cpu.values, cpu.n_values);
     /* and an eval-mode forward of the trained weights (no dropout) */
     float loss[2];
     for (int k = 0; k < 2; k++) {
         CHECK_OK(model_forward(ms[k], 0, 0, 1.0f, &loss[k], &err), &err);
         CHECK_OK(model_lm_logits(ms[k], 0, rows * LT, lg[k], &err), &err);
     }
-    CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-4);
-    compare_host("eval lm logits after 3 steps", lg[1], lg[0], n_logits);
+    check_loss(prec, loss[1], loss[0]);
+    compare_as(prec, "eval lm logits after 3 steps", lg[1], lg[0], n_logits);
     CHECK(ops_cuda.status(&err) == 0);
     free(lg[0]), free(lg[1]);
     for (int k = 0; k < 2; k++) adamw_free(&opt[k], ms[k]), model_free(ms[k]);
@@ -265,30 +343,42 @@ int main(void) {
         snprintf(out, sizeof out, "%s/%s", tmp, archs[a]);
         tiny_checkpoint(archs[a], 32, 2, vocab, out);
         for (int every = 0; every < 2; every++) {
-            run(out, a, every);
+            run(out, a, every, PRECISION_FP32);
             printf("%s (LoRA on %s): cuda model matches cpu\n", archs[a],
                    every ? "every linear" : "the default targets");
+        }
+        if (a == 1) {
+            run(out, a, 1, PRECISION_BF16);
+            printf("bert (LoRA on every linear): cuda bf16 within the bf16 bounds of cpu fp32 "
+                   "(worst %.2e: %s)\n",
+                   bf16_worst, bf16_worst_what);
+            bf16_worst = 0;
         }
     }
     for (int tied = 1; tied >= 0; tied--)
         for (int full = 0; full < 2; full++) {
             run_decoder(ARCH_LLAMA, tied, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM,
-                        BASE_F32);
+                        BASE_F32, PRECISION_FP32);
             printf("llama (%s, %s): cuda model matches cpu\n", tied ? "tied" : "untied",
                    full ? "full fine-tuning" : "LoRA on the seven projections");
         }
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16); /* packed projections */
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16,
+                PRECISION_FP32); /* packed projections */
     printf("llama (untied, LoRA, base_dtype bf16): cuda model matches cpu\n");
-    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_BF16);
+    printf("llama (untied, LoRA): cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32);
     printf("llama DPO (LoRA): cuda model matches cpu\n");
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     for (int full = 0; full < 2; full++) {
-        run_decoder(ARCH_GPT2, 1, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32);
+        run_decoder(ARCH_GPT2, 1, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32,
+                    PRECISION_FP32);
         printf("gpt2 (%s): cuda model matches cpu\n",
                full ? "full fine-tuning" : "LoRA on c_attn, c_proj, c_fc");
     }
-    run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32);
+    run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32);
     printf("gpt2 DPO (LoRA): cuda model matches cpu\n");
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

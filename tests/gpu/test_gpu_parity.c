@@ -13,7 +13,8 @@
  * emulation (tests/cuda_emu, where every emulated thread is a fiber) the slowest cases are
  * left out or shrunk: T = 512, the repeated element-wise ops at the big size, and the LM
  * head past its chunk at V = 2000 instead of 49,152; LORAFT_PARITY_FULL=1 runs them anyway. The
- * TF32 check runs on a real GPU only.
+ * bf16 GEMMs of frozen weights (model.precision bf16) compare at f32 tolerance: both backends
+ * sum the same exact products of bf16 values in f32. The TF32 check runs on a real GPU only.
  *
  * Skips (77) without a CUDA device. LORAFT_PARITY_SELF=1 compares the CPU table
  * with itself instead: that checks this harness (and must give zero
@@ -21,7 +22,6 @@
  * have their own finite-difference tests. */
 #include <stdint.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "check.h"
 #include "loraft/ops.h"
@@ -365,6 +365,39 @@ static void test_dequantize(int type, int total, int cols, int row0, int rows) {
     pairs_free();
 }
 
+/* The same rows as bf16, bit for bit (the CPU rounds quant.c's decode to nearest even). The
+ * halves are compared two at a time, as floats' bits. */
+static void test_dequantize_bf16(int type, int total, int cols, int row0, int rows) {
+    Pair *w = pair_packed(type, total, cols);
+    Pair *out = pair_new((size_t)rows * cols * sizeof(uint16_t));
+    BACKENDS(b, o) o->dequantize_rows_bf16(out->mem[b], w->mem[b], type, row0, rows, cols);
+    NAME("dequantize_rows_bf16 %s [%d,%d] rows %d..%d", quant_type_name(type), total, cols, row0,
+         row0 + rows);
+    compare("out", out, EXACT);
+    pairs_free();
+}
+
+/* model.precision bf16: out = bf16(x) W^T + bias, dinp += bf16(dout) W with a bf16 W. */
+static void test_matmul_bf16(int N, int C, int OC, int with_bias) {
+    uint16_t *h = malloc((size_t)OC * C * sizeof *h);
+    for (size_t i = 0; i < (size_t)OC * C; i++)
+        h[i] = f32_to_bf16(2.0f * rng_next_uniform(&rng) - 1.0f);
+    Pair *W = pair_upload(h, (size_t)OC * C * sizeof *h);
+    free(h);
+    Pair *x = pair_random((size_t)N * C, 1.0f), *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
+    Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
+    Pair *dx = pair_random((size_t)N * C, 1.0f);
+    Pair *scratch = pair_new(ops_matmul_bf16_scratch(N, C, OC) * sizeof(float));
+    BACKENDS(w, o) {
+        o->matmul_forward_bf16(F(out, w), F(x, w), W->mem[w], F(bias, w), F(scratch, w), N, C, OC);
+        o->matmul_backward_bf16(F(dx, w), F(dout, w), W->mem[w], F(scratch, w), N, C, OC);
+    }
+    NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d", N, C, OC, with_bias);
+    compare("out", out, GEMM_TOL);
+    compare("dinp", dx, GEMM_TOL);
+    pairs_free();
+}
+
 /* ---- LoRA branch ---- */
 /* grads: G_DINP, G_DW (dA), G_DB (dB) */
 static void test_lora(int N, int C, int OC, int R, float p, int grads) {
@@ -580,12 +613,11 @@ static void test_errors(void) {
     pairs_free();
 }
 
-/* ---- TF32 GEMMs (LORAFT_CUDA_TF32=1), real GPU only ----
+/* ---- TF32 GEMMs (set_tf32: model.precision tf32), real GPU only ----
  * TF32 rounds the GEMM inputs to 10 explicit mantissa bits (unit roundoff 2^-11), so
  * each product is off by up to ~1e-3 relative and a K-term sum by ~1e-3 * sqrt(K) * the
  * typical term. Tolerance, stated: every element within 4e-3 of the largest |cpu| value
- * of its tensor (FP32 parity is 1e-4 elementwise). The backend reads LORAFT_CUDA_TF32 once,
- * so this runs in a child process of this test (main re-runs the executable). */
+ * of its tensor (FP32 parity is 1e-4 elementwise). */
 static void compare_scaled(const char *tensor, const Pair *p, double frac) {
     size_t n = p->bytes / sizeof(float);
     float *a = malloc(p->bytes);
@@ -598,6 +630,7 @@ static void compare_scaled(const char *tensor, const Pair *p, double frac) {
 
 static void test_tf32(void) {
     int N = 256, C = 768, OC = 768;
+    dut->set_tf32(1);
     Pair *x = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)OC * C, 1.0f);
     Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
     Pair *dx = pair_random((size_t)N * C, 1.0f), *dW = pair_random((size_t)OC * C, 1.0f);
@@ -623,25 +656,11 @@ static void test_tf32(void) {
     compare_scaled("lse", lse, 4e-3);
     compare_scaled("out", o_, 4e-3);
     pairs_free();
-}
-
-/* Runs this executable again with LORAFT_CUDA_TF32=1 for test_tf32. */
-static void run_tf32_child(void) {
-    char self[4096], cmd[4200];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    CHECK(len > 0);
-    if (len <= 0) return;
-    self[len] = 0;
-    snprintf(cmd, sizeof cmd, "LORAFT_CUDA_TF32=1 LORAFT_PARITY_TF32_CHILD=1 '%s'", self);
-    fflush(stdout);
-    int rc = system(cmd);
-    if (rc) fprintf(stderr, "TF32 check failed (exit status %d)\n", rc);
-    CHECK(rc == 0);
+    dut->set_tf32(0);
 }
 
 int main(void) {
     const char *self = getenv("LORAFT_PARITY_SELF"), *full = getenv("LORAFT_PARITY_FULL");
-    const char *tf32_child = getenv("LORAFT_PARITY_TF32_CHILD");
     setvbuf(stdout, NULL, _IOLBF, 0); /* report lines and error lines in order in a log */
     if (self && !strcmp(self, "1"))
         dut = &ops_cpu;
@@ -659,12 +678,6 @@ int main(void) {
            emulated
                ? (full_grid ? " (CUDA emulation, full grid)" : " (CUDA emulation, reduced grid)")
                : "");
-    if (tf32_child && !strcmp(tf32_child, "1")) {
-        test_tf32();
-        status_ok();
-        return check_report();
-    }
-
     /* past the grid-stride cap: cuda_blocks() stops at 65,536 blocks of 256 */
     size_t big = (size_t)65536 * 256 + 4099;
     size_t elem_sizes[] = {1, 1000, 100003};
@@ -703,7 +716,14 @@ int main(void) {
         test_dequantize(packed[t], 3, 512, 0, 3);
         test_dequantize(packed[t], 7, 768, 2, 4); /* rows from the middle */
     }
-    test_dequantize(GGML_Q4_1, 1536, 576, 0, 1536);    /* SmolLM2's MLP weight, whole */
+    test_dequantize(GGML_Q4_1, 1536, 576, 0, 1536); /* SmolLM2's MLP weight, whole */
+    for (int t = 0; t < 11; t++) test_dequantize_bf16(packed[t], 7, 768, 2, 4);
+    test_dequantize_bf16(GGML_Q4_1, 1536, 576, 0, 1536);
+    test_matmul_bf16(1, 6, 3, 1);
+    test_matmul_bf16(37, 67, 45, 0);
+    test_matmul_bf16(37, 67, 45, 1); /* ragged: C, OC odd (bf16 rows of odd length) */
+    test_matmul_bf16(128, 768, 64, 1);
+    test_matmul_bf16(64, 576, 1536, 0); /* SmolLM2's MLP: gate / up, and down backwards */
     static const int ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant + cuBLAS */
     for (int r = 0; r < 6; r++) {
         test_lora(1, 13, 7, ranks[r], 0.0f, G_ALL);
@@ -758,7 +778,7 @@ int main(void) {
     test_adamw(10007);
     if (dut != ref) test_errors();
     if (dut != ref && !emulated)
-        run_tf32_child();
+        test_tf32();
     else
         printf("SKIP tf32: needs a real GPU (the emulation and the CPU compute TF32 as FP32)\n");
     status_ok();
