@@ -24,7 +24,9 @@
  * weight by about lr whatever its size, so a small tensor gets no tighter bound).
  *
  * model.precision bf16 on the GPU against fp32 on the CPU (Llama LoRA on the seven projections,
- * BERT LoRA on every linear): the frozen projections are rounded to bf16 at load and every
+ * from its seed and from a GGUF with base_dtype q, Q8_0 and F16 blocks dequantised to bf16 on the
+ * GPU and to f32 on the CPU; BERT LoRA on every linear): the frozen projections are rounded to
+ * bf16 at load (q: for each GEMM) and every
  * activation entering their GEMMs to bf16, a relative error of up to 2^-9 (0.2 %) per operand,
  * which partly averages out in the sums. llm.c-style bounds, stated: the loss within 2e-3
  * relative at each step (measured: under 1e-4; a tiny model's loss sits near log V and moves
@@ -41,6 +43,7 @@
 
 #include "check.h"
 #include "tiny.h"
+#include "loraft/gguf_export.h"
 #include "loraft/model.h"
 #include "loraft/optimizer.h"
 #include "loraft/quant.h"
@@ -214,17 +217,38 @@ static void run(const char *dir, int arch, int every_linear, Precision prec) {
  * FFN 48 (wider than hidden: the MLP's output projection has the widest input), 2 layers. */
 enum { LB = 4, LT = 8, LV = 300 };
 
-static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseDtype dtype,
-                        Precision prec) {
-    ModelConfig cfg;
-    model_config_defaults(&cfg, arch);
-    cfg.vocab_size = LV, cfg.hidden_size = 32, cfg.num_layers = 2, cfg.num_heads = 4;
-    cfg.num_kv_heads = arch == ARCH_LLAMA ? 2 : 4, cfg.ffn_size = 48, cfg.max_positions = 16;
-    cfg.tie_word_embeddings = tied;
-    cfg.attention_dropout = 0.1f;
-    cfg.bos_token_id = cfg.eos_token_id = 0;
+static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
+    model_config_defaults(cfg, arch);
+    cfg->vocab_size = LV, cfg->hidden_size = 32, cfg->num_layers = 2, cfg->num_heads = 4;
+    cfg->num_kv_heads = arch == ARCH_LLAMA ? 2 : 4, cfg->ffn_size = 48, cfg->max_positions = 16;
+    cfg->tie_word_embeddings = tied;
+    cfg->attention_dropout = 0.1f;
+    cfg->bos_token_id = cfg->eos_token_id = 0;
     LfError err;
-    CHECK_OK(model_config_validate(&cfg, "tiny decoder", &err), &err);
+    CHECK_OK(model_config_validate(cfg, "tiny decoder", &err), &err);
+}
+
+/* The untied tiny Llama from its seed as a GGUF of Q8_0 projections (down_proj's 48 columns are
+ * not whole blocks: F16) for base_dtype q. */
+static void write_decoder_gguf(const char *path) {
+    ModelConfig cfg;
+    TrainSpec spec;
+    Model m;
+    LfError err;
+    decoder_config(&cfg, ARCH_LLAMA, 0);
+    train_spec_defaults(&spec);
+    spec.task = TASK_CAUSAL_LM, spec.strategy = STRATEGY_HEAD;
+    CHECK_OK(model_create(&m, &cfg, &spec, &ops_cpu, NULL, 5, 1, 2, NULL, 0, &err), &err);
+    CHECK_OK(gguf_export_model(&m, path, GGML_Q8_0, NULL, NULL, &err), &err);
+    model_free(&m);
+}
+
+/* A decoder from its seed (gguf NULL) or from gguf, trained on both backends. */
+static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseDtype dtype,
+                        Precision prec, const char *gguf) {
+    ModelConfig cfg;
+    decoder_config(&cfg, arch, tied);
+    LfError err;
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.task = task;
@@ -242,9 +266,9 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         snprintf(spec.targets[i], sizeof spec.targets[0], "%s", gpt2 ? conv[i] : proj[i]);
     Model cpu, gpu;
     spec.precision = PRECISION_FP32;
-    CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, NULL, 5, LB, LT, NULL, 0, &err), &err);
+    CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, gguf, 5, LB, LT, NULL, 0, &err), &err);
     spec.precision = prec;
-    int ok = model_create(&gpu, &cfg, &spec, &ops_cuda, NULL, 5, LB, LT, NULL, 0, &err) == 0;
+    int ok = model_create(&gpu, &cfg, &spec, &ops_cuda, gguf, 5, LB, LT, NULL, 0, &err) == 0;
     if (!ok) fprintf(stderr, "%s\n", err.msg);
     CHECK(ok);
     if (!ok) return;
@@ -258,9 +282,11 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         }
     CHECK(n_lora == (strategy == STRATEGY_LORA ? 2 * per_layer * cfg.num_layers : 0));
     CHECK(model_trainable_count(&cpu) > 0);
-    if (prec == PRECISION_BF16) /* the seven projections of each layer packed as bf16 */
+    if (prec == PRECISION_BF16) /* the seven projections of each layer packed (bf16 or q) */
         for (int i = 0; i < gpu.n_linears; i++)
-            CHECK((gpu.linears[i]->w->dtype == GGML_BF16) == (gpu.linears[i] != gpu.head));
+            CHECK((gpu.linears[i]->w->dtype == (dtype == BASE_Q ? GGML_Q8_0 : GGML_BF16) ||
+                   (dtype == BASE_Q && gpu.linears[i]->in == 48 &&
+                    gpu.linears[i]->w->dtype == GGML_F16)) == (gpu.linears[i] != gpu.head));
     copy_values(&gpu, &cpu);
     /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100); DPO's prompt is the
      * first 2 tokens. */
@@ -358,27 +384,35 @@ int main(void) {
     for (int tied = 1; tied >= 0; tied--)
         for (int full = 0; full < 2; full++) {
             run_decoder(ARCH_LLAMA, tied, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM,
-                        BASE_F32, PRECISION_FP32);
+                        BASE_F32, PRECISION_FP32, NULL);
             printf("llama (%s, %s): cuda model matches cpu\n", tied ? "tied" : "untied",
                    full ? "full fine-tuning" : "LoRA on the seven projections");
         }
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16,
-                PRECISION_FP32); /* packed projections */
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_FP32,
+                NULL); /* packed projections */
     printf("llama (untied, LoRA, base_dtype bf16): cuda model matches cpu\n");
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_BF16);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_BF16, NULL);
     printf("llama (untied, LoRA): cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
-    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32);
+    bf16_worst = 0;
+    char gguf[700];
+    snprintf(gguf, sizeof gguf, "%s/llama-q8_0.gguf", tmp);
+    write_decoder_gguf(gguf);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q, PRECISION_BF16, gguf);
+    printf("llama (untied, LoRA, base_dtype q: Q8_0 and F16 dequantised to bf16): cuda bf16 within "
+           "the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, NULL);
     printf("llama DPO (LoRA): cuda model matches cpu\n");
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     for (int full = 0; full < 2; full++) {
         run_decoder(ARCH_GPT2, 1, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32,
-                    PRECISION_FP32);
+                    PRECISION_FP32, NULL);
         printf("gpt2 (%s): cuda model matches cpu\n",
                full ? "full fine-tuning" : "LoRA on c_attn, c_proj, c_fc");
     }
-    run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32);
+    run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, NULL);
     printf("gpt2 DPO (LoRA): cuda model matches cpu\n");
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
