@@ -122,10 +122,10 @@ typedef struct Ops {
     /* dinp[N,C] += bf16(dout)[N,OC] @ weight; the weight is frozen: no dweight, no dbias. */
     void (*matmul_backward_bf16)(float *dinp, const float *dout, const uint16_t *weight,
                                  float *scratch, int N, int C, int OC);
-    /* From now on every f32 GEMM of this backend (matmul, lora, lm_head) rounds its inputs
-     * to TF32 (on = 1) or computes in full f32 (on = 0, the start). A process-wide switch:
-     * the model sets it at every entry (model.precision). The CPU has no TF32: it ignores it,
-     * and the model refuses precision tf32 / bf16 on the CPU. */
+    /* From now on every f32 GEMM of this backend (matmul, lora's, lm_head's, attention_cached's)
+     * rounds its inputs to TF32 (on = 1) or computes in full f32 (on = 0, the start). A
+     * process-wide switch: the model sets it at every entry (model.precision). The CPU has no TF32:
+     * it ignores it, and the model refuses precision tf32 / bf16 on the CPU. */
     void (*set_tf32)(int on);
 
     /* ---- LoRA branch beside a dense layer ----

@@ -598,7 +598,8 @@ static int pack_f32_as_bf16(const Model *m) {
     return m->spec.precision == PRECISION_BF16 && m->spec.strategy == STRATEGY_LORA;
 }
 
-/* base_dtype q: each packable weight keeps its GGUF tensor's type; an F32 tensor stays f32. */
+/* base_dtype q: each packable weight keeps its GGUF tensor's type; an F32 tensor stays f32
+ * (bf16 where precision bf16 packs f32 weights). */
 static int gguf_storage(Model *m, const char *path, LfError *err) {
     Gguf g;
     if (gguf_open(&g, path, err)) return -1;
@@ -618,7 +619,7 @@ static int gguf_storage(Model *m, const char *path, LfError *err) {
     return rc;
 }
 
-/* Which frozen dense weights are packed, and as what (model.base_dtype). */
+/* Which frozen dense weights are packed, and as what (model.base_dtype, model.precision). */
 static int choose_storage(Model *m, const char *dir, LfError *err) {
     BaseDtype d = m->spec.base_dtype;
     if (d == BASE_F32 && !pack_f32_as_bf16(m)) return 0;
