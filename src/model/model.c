@@ -21,45 +21,46 @@
 /* ------------------------------------------------------------------------------------ */
 /* strategy and spec                                                                    */
 
-static const char *strategy_names[] = {"lora", "head", "full"};
+/* The index of s in names[n], or -1. */
+static int name_index(const char *const *names, int n, const char *s) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i])) return i;
+    return -1;
+}
+
+static const char *const strategy_names[] = {"lora", "head", "full"};
 
 int strategy_parse(const char *s, Strategy *out, LfError *err) {
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, strategy_names[i])) {
-            *out = (Strategy)i;
-            return 0;
-        }
-    return lf_fail(err, "unknown strategy '%s' (expected lora, head or full)", s);
+    int i = name_index(strategy_names, 3, s);
+    if (i < 0) return lf_fail(err, "unknown strategy '%s' (expected lora, head or full)", s);
+    *out = (Strategy)i;
+    return 0;
 }
 
 const char *strategy_name(Strategy s) {
     return strategy_names[s];
 }
 
-static const char *base_dtype_names[] = {"f32", "bf16", "q"};
+static const char *const base_dtype_names[] = {"f32", "bf16", "q"};
 
 int base_dtype_parse(const char *s, BaseDtype *out, LfError *err) {
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, base_dtype_names[i])) {
-            *out = (BaseDtype)i;
-            return 0;
-        }
-    return lf_fail(err, "unknown base dtype '%s' (expected f32, bf16 or q)", s);
+    int i = name_index(base_dtype_names, 3, s);
+    if (i < 0) return lf_fail(err, "unknown base dtype '%s' (expected f32, bf16 or q)", s);
+    *out = (BaseDtype)i;
+    return 0;
 }
 
 const char *base_dtype_name(BaseDtype d) {
     return base_dtype_names[d];
 }
 
-static const char *precision_names[] = {"auto", "fp32", "tf32", "bf16"};
+static const char *const precision_names[] = {"auto", "fp32", "tf32", "bf16"};
 
 int precision_parse(const char *s, Precision *out, LfError *err) {
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(s, precision_names[i])) {
-            *out = (Precision)i;
-            return 0;
-        }
-    return lf_fail(err, "unknown precision '%s' (expected auto, fp32, tf32 or bf16)", s);
+    int i = name_index(precision_names, 4, s);
+    if (i < 0) return lf_fail(err, "unknown precision '%s' (expected auto, fp32, tf32 or bf16)", s);
+    *out = (Precision)i;
+    return 0;
 }
 
 const char *precision_name(Precision p) {
