@@ -714,7 +714,7 @@ static int resolve_precision(TrainSpec *s, const Ops *ops, LfError *err) {
     if (cpu && s->precision != PRECISION_FP32)
         return lf_fail(err,
                        "model.precision %s: the CPU backend computes in fp32 only (use fp32 or "
-                       "auto, or model.device cuda)",
+                       "auto there, or the cuda device)",
                        precision_name(s->precision));
     return 0;
 }
