@@ -243,6 +243,26 @@ static void write_decoder_gguf(const char *path) {
     model_free(&m);
 }
 
+/* auto is bf16 on the GPU and packs the frozen projections under LoRA; under head (the whole
+ * model is saved) bf16 leaves every weight as loaded. */
+static void check_precision_storage(void) {
+    ModelConfig cfg;
+    TrainSpec spec;
+    Model m;
+    LfError err;
+    decoder_config(&cfg, ARCH_LLAMA, 0);
+    for (int head = 0; head < 2; head++) {
+        train_spec_defaults(&spec);
+        spec.task = TASK_CAUSAL_LM;
+        spec.strategy = head ? STRATEGY_HEAD : STRATEGY_LORA;
+        spec.precision = head ? PRECISION_BF16 : PRECISION_AUTO;
+        CHECK_OK(model_create(&m, &cfg, &spec, &ops_cuda, NULL, 5, 1, 2, NULL, 0, &err), &err);
+        CHECK(m.spec.precision == PRECISION_BF16);
+        CHECK(head ? m.n_packed_bytes == 0 : m.n_packed_bytes > 0);
+        model_free(&m);
+    }
+}
+
 /* A decoder from its seed (gguf NULL) or from gguf, trained on both backends. */
 static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseDtype dtype,
                         Precision prec, const char *gguf) {
@@ -394,6 +414,7 @@ int main(void) {
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_BF16, NULL);
     printf("llama (untied, LoRA): cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
+    check_precision_storage();
     bf16_worst = 0;
     char gguf[700];
     snprintf(gguf, sizeof gguf, "%s/llama-q8_0.gguf", tmp);
