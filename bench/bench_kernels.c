@@ -210,9 +210,6 @@ static void bench_rows(void) {
     TIME_GPU(gms, gpu->axpy(out[0], x[0], 0.5f, nc));
     TIME_CPU(cms, cpu->axpy(out[1], x[1], 0.5f, nc));
     row("axpy [N,C]", gms, FB * 3.0 * nc, 2.0 * nc, cms);
-    TIME_GPU(gms, gpu->sum_squares(x[0], nf));
-    TIME_CPU(cms, cpu->sum_squares(x[1], nf));
-    row("sum_squares [N,F] (sync)", gms, FB * nf, 2.0 * nf, cms);
     for (int i = 0; i < 2; i++) {
         float *ptrs[] = {x[i], y[i], out[i], g[i], mean[i], rstd[i]};
         for (size_t j = 0; j < sizeof ptrs / sizeof *ptrs; j++) both[i]->free(ptrs[j]);
@@ -287,11 +284,19 @@ static void bench_adamw(void) {
         size_t n = sizes[s];
         float *p = randn(gpu, n, 1.0f), *g = randn(gpu, n, 0.1f);
         float *m = zeros(gpu, n), *v = zeros(gpu, n), ms;
-        TIME_GPU(ms, gpu->adamw_step(p, g, m, v, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, n));
+        size_t np = ops_adamw_pieces(NULL, p, 0, n, 1);
+        AdamWTensor *host = malloc(np * sizeof *host), *tab = gpu->alloc(np * sizeof *tab);
+        ops_adamw_pieces(host, p, 0, n, 1);
+        gpu->upload(tab, host, np * sizeof *tab);
+        double *norm = gpu->alloc(sizeof *norm);
+        double *scratch = gpu->alloc(OPS_ADAMW_SCRATCH * sizeof *scratch);
+        AdamWHyper h = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 1};
+        TIME_GPU(ms, gpu->adamw_step(tab, (int)np, g, m, v, n, h, norm, scratch));
         char name[64];
-        snprintf(name, sizeof name, "adamw_step n=%zu", n);
-        row(name, ms, FB * 7.0 * n, 12.0 * n, 0);
+        snprintf(name, sizeof name, "adamw_step (norm, clip) n=%zu", n);
+        row(name, ms, FB * 8.0 * n, 14.0 * n, 0);
         gpu->free(p), gpu->free(g), gpu->free(m), gpu->free(v);
+        gpu->free(tab), gpu->free(norm), gpu->free(scratch), free(host);
     }
 }
 

@@ -219,7 +219,7 @@ static void compare_dtypes(const char *name, int type) {
         CHECK_OK(adamw_create(&opt[k], &m[k], 0.9f, 0.999f, 1e-8f, 0.0f, &err), &err);
         for (int s = 0; s < 3; s++) {
             if (s) step(&m[k], ids);
-            adamw_update(&opt[k], &m[k], 1e-2f);
+            adamw_update(&opt[k], &m[k], 1e-2f, 0.0f);
         }
         after[k] = step(&m[k], ids);
         printf("%s: %s loss %.5f -> %.5f after 3 steps\n", name, base_dtype_name(dtypes[k]),

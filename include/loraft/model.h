@@ -156,6 +156,9 @@ typedef struct Model {
     int n_guards;
     float *scratch;                   /* op scratch */
     float *logits, *losses, *dlogits; /* the network's output and the objective's */
+    /* adamw_update's global gradient norm, a double directly before losses, so that
+     * model_read_loss reads the loss and the norm of a step in one copy */
+    double *grad_norm;
     /* Decoders end before their LM head: hidden [N,C] (the final norm's output), the head
      * (a dense layer, or the tied embedding), dhidden [N,C] the loss's gradient; the
      * objective applies the head in chunks so the [N,V] logits are never held. */
@@ -175,7 +178,9 @@ typedef struct Model {
     int has_labels;
     int train_mode;       /* dropout on in the last forward (backward must match) */
     float loss_scale;     /* d(loss_weight * mean loss) / d(one counted loss), last forward */
-    float *host_losses;   /* [max_batch * max_len] host copy for the mean loss */
+    float *host_readout;  /* [2 + max_batch * max_len]: host copies of grad_norm and losses */
+    float *host_losses;   /* host_readout + 2 */
+    float host_loss;      /* the mean loss, when the objective computes it on the host */
     int32_t *host_labels; /* [max_batch * max_len] the objective's labels before upload */
     /* generation (model_cache_reset, model_decode): allocated there, for cache_len positions */
     float *kv_cache;      /* the architecture's cached keys and values */
@@ -202,10 +207,19 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
                     const int32_t *labels, int B, int T, LfError *err);
 /* Forward pass; train != 0 enables dropout drawn from seed. Fills m->logits and, when
  * labels were given, m->losses, the mean loss over labelled rows in *loss, and m->dlogits:
- * the gradient of loss_weight * mean loss (loss_weight = 1 / accumulation steps). */
+ * the gradient of loss_weight * mean loss (loss_weight = 1 / accumulation steps).
+ * loss NULL: the loss stays in backend memory and nothing waits for the device (the training
+ * step); model_read_loss reads it and reports the errors of the queued work. */
 int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *loss, LfError *err);
-/* Backward pass of the last forward (same seed); accumulates into the trainable grads. */
+/* Backward pass of the last forward (same seed); accumulates into the trainable grads. Queues
+ * the work without waiting: device errors and activation overruns surface at the next
+ * model_read_loss (or forward with a loss). */
 int model_backward(Model *m, uint64_t seed, LfError *err);
+/* Waits for the queued work and reads, in one copy, the mean loss of the last forward into
+ * *loss (0 without labels; loss may be NULL) and, with norm non-NULL, the gradient norm of the
+ * last adamw_update into *norm; fails on any error of the work since the last check. The one
+ * point where a training step waits for the device. */
+int model_read_loss(Model *m, float *loss, double *norm, LfError *err);
 void model_zero_grad(Model *m);
 
 /* Logits [n_rows, V] of rows row0.. of the last forward of a decoder (hidden @ head^T),

@@ -17,15 +17,21 @@ struct Objective {
     const char *task_type;          /* PEFT's task_type: "SEQ_CLS" */
     const char *modules_to_save[2]; /* PEFT's default modules_to_save for the task */
     int labels_per_token;           /* labels [B*T] (1) or [B] (0) */
-    /* Lays out the network's output and the loss buffers (m->logits, losses, dlogits). */
+    /* Lays out the network's output and the loss buffers (m->logits, dlogits; the core lays
+     * out m->losses, [max_batch * max_len]). */
     void (*plan)(Model *m, Plan *pl);
     /* Checks the host labels of a B x T batch, writes what the loss reads into out (host,
      * [B] or [B*T]) and counts the labels that count into m->n_valid. */
     int (*prepare_labels)(Model *m, const int32_t *labels, int B, int T, int32_t *out,
                           LfError *err);
-    /* The network's output and m->labels -> m->losses and *loss, the mean loss over the
-     * counted labels; the gradient of loss_weight times the mean loss is m->dlogits. */
-    int (*loss)(Model *m, float loss_weight, float *loss, LfError *err);
+    /* The loss is computed on the host by loss() (it needs it there for the gradient), which
+     * sets m->host_loss; 0: it is the sum of m->losses over the labels' rows ([B] or [B*T], as
+     * labels_per_token) over m->n_valid, left in backend memory until model_read_loss. */
+    int loss_on_host;
+    /* The network's output and m->labels -> the loss (see loss_on_host); the gradient of
+     * loss_weight times the mean loss is m->dlogits. Queues work and waits for none unless
+     * loss_on_host. */
+    int (*loss)(Model *m, float loss_weight, LfError *err);
     /* When the loss's gradient is not made by loss() (NULL otherwise): makes it, at the
      * start of model_backward. */
     int (*loss_backward)(Model *m, LfError *err);

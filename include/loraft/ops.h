@@ -36,6 +36,35 @@ typedef enum Activation {
     ACT_SILU, /* x * sigmoid(x), HF "silu" (Llama's gate) */
 } Activation;
 
+/* One trainable tensor, or a piece of one, for adamw_step: param[0..n) is its values (backend
+ * memory), grads/m/v[offset .. offset + n) its gradient and moments. */
+typedef struct AdamWTensor {
+    float *param;
+    size_t offset, n;
+    int decay; /* weight decay applies */
+} AdamWTensor;
+/* adamw_step's hyper-parameters; max_norm <= 0: no clipping. */
+typedef struct AdamWHyper {
+    float lr, beta1, beta2, eps, weight_decay, max_norm;
+    int step;
+} AdamWHyper;
+/* Tensors longer than this are given to adamw_step in pieces of at most this many values (one
+ * GPU block each); adamw_step's scratch in doubles (the norm's partial sums). */
+#define OPS_ADAMW_PIECE 16384
+#define OPS_ADAMW_SCRATCH 1024
+/* Writes the pieces of one tensor, param[0..n) at offset in grads/m/v, into out (NULL: only
+ * counts them); returns how many. */
+static inline size_t ops_adamw_pieces(AdamWTensor *out, float *param, size_t offset, size_t n,
+                                      int decay) {
+    size_t k = 0;
+    for (size_t s = 0; s < n; s += OPS_ADAMW_PIECE, k++) {
+        AdamWTensor t = {param + s, offset + s, n - s < OPS_ADAMW_PIECE ? n - s : OPS_ADAMW_PIECE,
+                         decay};
+        if (out) out[k] = t;
+    }
+    return k;
+}
+
 typedef struct Ops {
     const char *name; /* "cpu" or "cuda" */
 
@@ -229,15 +258,22 @@ typedef struct Ops {
                                   const float *row_scale, float *scratch, int N, int C, int V,
                                   int chunk);
 
-    /* ---- optimizer ----
-     * torch.optim.AdamW, step counted from 1:
-     *   param *= 1 - lr * weight_decay
-     *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
-     *   param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps) */
-    void (*adamw_step)(float *param, const float *grad, float *m, float *v, float lr, float beta1,
-                       float beta2, float eps, float weight_decay, int step, size_t n);
-    /* Sum of squares of x, accumulated in double, returned to the host (synchronous). */
-    double (*sum_squares)(const float *x, size_t n);
+    /* ---- optimizer: one step over every trainable tensor, one call ----
+     * grads, m, v [n] (backend memory): the trainable tensors' gradients and AdamW moments,
+     * concatenated; tensors [n_tensors] (backend memory, built once): where each tensor, or a
+     * piece of one, lies in them (offset, n), its values and whether it decays. Then:
+     *   norm = sqrt(sum of grads^2), accumulated in double in an order fixed by n alone, written
+     *   to *norm (backend memory; the host reads it when it needs it);
+     *   c = (float)(max_norm / (norm + 1e-6)) when max_norm > 0 and that is below 1, and each g
+     *   below is grad * c (torch.nn.utils.clip_grad_norm_); else g = grad, unscaled;
+     *   torch.optim.AdamW, step counted from 1, wd = weight_decay on decaying tensors, else 0:
+     *     param *= 1 - lr * wd
+     *     m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+     *     param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+     * grads are not changed. When norm is not finite nothing is updated: the caller stops on it.
+     * scratch: OPS_ADAMW_SCRATCH doubles of backend memory. */
+    void (*adamw_step)(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
+                       float *v, size_t n, AdamWHyper h, double *norm, double *scratch);
 } Ops;
 
 /* The op scratch each op may use, in floats: one contract for every backend, so the model

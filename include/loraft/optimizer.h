@@ -14,17 +14,20 @@ typedef struct AdamW {
     int step;     /* optimizer steps taken */
     float *m, *v; /* backend memory, one slot per trainable value (same layout as grads) */
     size_t n;
+    AdamWTensor *tensors; /* backend memory: the trainable tensors in pieces (ops.h adamw_step) */
+    int n_tensors;
+    double *scratch; /* backend memory, OPS_ADAMW_SCRATCH doubles */
 } AdamW;
 
 int adamw_create(AdamW *opt, const Model *m, float beta1, float beta2, float eps,
                  float weight_decay, LfError *err);
 void adamw_free(AdamW *opt, const Model *m);
-/* One step at learning rate lr; weight decay only on parameters with decay set. */
-void adamw_update(AdamW *opt, Model *m, float lr);
-
-/* Scales the gradients so their global L2 norm is at most max_norm (skipped when
- * max_norm <= 0), as torch.nn.utils.clip_grad_norm_; returns the norm before clipping. */
-double clip_grad_norm(Model *m, float max_norm);
+/* One step at learning rate lr over every trainable parameter, in one op call: the gradients
+ * clipped to a global L2 norm of max_norm first (no clipping when max_norm <= 0), as
+ * torch.nn.utils.clip_grad_norm_ then torch.optim.AdamW; weight decay only on parameters with
+ * decay set. The norm before clipping is left in backend memory at m->grad_norm (nothing waits
+ * for it: model_read_loss reads it with the loss); when it is not finite nothing is updated. */
+void adamw_update(AdamW *opt, Model *m, float lr, float max_norm);
 
 typedef enum Schedule { SCHEDULE_LINEAR, SCHEDULE_CONSTANT, SCHEDULE_COSINE } Schedule;
 int schedule_parse(const char *s, Schedule *out, LfError *err);

@@ -736,17 +736,18 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
 
 /* ---- optimizer ---- */
 
-/* torch.optim.AdamW (foreach=False) on param, grad, m, v [n]: bias corrections in double on the
- * host like torch's Python scalars, the moment update as torch's lerp. */
-static void cpu_adamw_step(float *param, const float *grad, float *m, float *v, float lr,
-                           float beta1, float beta2, float eps, float weight_decay, int step,
-                           size_t n) {
-    double bc1 = 1.0 - pow((double)beta1, step), bc2 = 1.0 - pow((double)beta2, step);
-    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    float decay = (float)(1.0 - (double)lr * weight_decay);
+/* torch.optim.AdamW (foreach=False) on param, grad, m, v [n], each g = grad * clip when clip
+ * (else grad): bias corrections in double on the host like torch's Python scalars, the moment
+ * update as torch's lerp. */
+static void adamw_tensor(float *param, const float *grad, float *m, float *v, const AdamWHyper *h,
+                         float weight_decay, int clip, float coef, size_t n) {
+    double bc1 = 1.0 - pow((double)h->beta1, h->step), bc2 = 1.0 - pow((double)h->beta2, h->step);
+    float step_size = (float)(h->lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    float decay = (float)(1.0 - (double)h->lr * weight_decay);
+    float beta1 = h->beta1, beta2 = h->beta2, eps = h->eps;
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
-        float g = grad[i];
+        float g = clip ? grad[i] * coef : grad[i];
         param[i] *= decay;
         m[i] += (1.0f - beta1) * (g - m[i]);
         v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
@@ -754,12 +755,23 @@ static void cpu_adamw_step(float *param, const float *grad, float *m, float *v, 
     }
 }
 
-/* sum_i x[i]^2, accumulated in double */
-static double cpu_sum_squares(const float *x, size_t n) {
+/* The reference of every backend's step: the norm in double, the clip coefficient as torch
+ * computes it, then each tensor in turn. */
+static void cpu_adamw_step(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
+                           float *v, size_t n, AdamWHyper h, double *norm, double *scratch) {
+    (void)scratch;
     double s = 0.0;
 #pragma omp parallel for simd reduction(+ : s) if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-    return s;
+    for (size_t i = 0; i < n; i++) s += (double)grads[i] * grads[i];
+    *norm = sqrt(s);
+    if (!isfinite(*norm)) return;
+    double coef = h.max_norm / (*norm + 1e-6);
+    int clip = h.max_norm > 0 && coef < 1.0;
+    for (int t = 0; t < n_tensors; t++) {
+        const AdamWTensor *x = &tensors[t];
+        adamw_tensor(x->param, grads + x->offset, m + x->offset, v + x->offset, &h,
+                     x->decay ? h.weight_decay : 0.0f, clip, (float)coef, x->n);
+    }
 }
 
 const Ops ops_cpu = {
@@ -805,5 +817,4 @@ const Ops ops_cpu = {
     .cross_entropy = cpu_cross_entropy,
     .lm_head_cross_entropy = cpu_lm_head_cross_entropy,
     .adamw_step = cpu_adamw_step,
-    .sum_squares = cpu_sum_squares,
 };

@@ -1,45 +1,13 @@
-/* adamw.cu: the optimizer step (torch.optim.AdamW, one thread per element) and
- * the sum of squares behind gradient-norm clipping (per-block double partials,
- * summed on the host in a fixed order so the result does not depend on
- * scheduling). */
+/* adamw.cu: the optimizer step over every trainable tensor (ops.h adamw_step) in two
+ * launches and no copy to the host: the gradients' sum of squares as per-block double
+ * partials, then one AdamW kernel whose every block adds those partials up in the same fixed
+ * order (so each gets the same norm, and the result does not depend on scheduling), derives
+ * the clip coefficient and updates the table's pieces, a piece per block. */
 #include <math.h>
 
 #include "cuda_common.cuh"
 
-/* param, grad, m, v [n]. The same float expression order as the CPU reference:
- * decay, m as torch's lerp, then the bias-corrected step (bias corrections from
- * the host). */
-__global__ void adamw_kernel(float *param, const float *grad, float *m, float *v, float beta1,
-                             float beta2, float eps, float decay, float step_size, float bc2_sqrt,
-                             size_t n) {
-    GRID_STRIDE(i, n) {
-        float g = grad[i];
-        float mi = m[i] + (1.0f - beta1) * (g - m[i]);
-        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        param[i] = param[i] * decay - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
-    }
-}
-
-/* torch.optim.AdamW, step counted from 1; bias corrections in double like
- * torch's Python scalars */
-void cuda_adamw_step(float *param, const float *grad, float *m, float *v, float lr, float beta1,
-                     float beta2, float eps, float weight_decay, int step, size_t n) {
-    if (!n) return;
-    double bc1 = 1.0 - pow((double)beta1, step), bc2 = 1.0 - pow((double)beta2, step);
-    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    float decay = (float)(1.0 - (double)lr * weight_decay);
-    adamw_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(
-        param, grad, m, v, beta1, beta2, eps, decay, step_size, bc2_sqrt, n);
-    CUDA_LAUNCHED("adamw_step");
-}
-
-enum { SUMSQ_BLOCKS = 1024 };
-static double *sumsq_partials; /* device [SUMSQ_BLOCKS], allocated on first use */
-
-/* partial[blockIdx.x] = sum of x[i]^2 over the block's grid-stride share, in
- * double */
+/* partial[blockIdx.x] = sum of x[i]^2 over the block's grid-stride share, in double */
 __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
     double s = 0.0;
     GRID_STRIDE(i, n) s += (double)x[i] * x[i];
@@ -47,24 +15,62 @@ __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-/* sum x[i]^2; NaN (error noted) on failure */
-double cuda_sum_squares(const float *x, size_t n) {
-    if (!n) return 0.0;
-    if (!sumsq_partials &&
-        cudaMalloc(&sumsq_partials, SUMSQ_BLOCKS * sizeof(double)) != cudaSuccess) {
-        CUDA_CHECK(cudaGetLastError());
-        sumsq_partials = NULL;
-        return NAN;
+/* The global norm from the partials; every thread of every block gets the same value. */
+__device__ double norm_of_partials(const double *partial, unsigned count) {
+    double s = 0.0;
+    for (unsigned i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
+    return sqrt(block_sum(s));
+}
+
+/* The bias corrections, the decay factor and the step size come from the host, so that the
+ * float expression order is the CPU reference's: decay, m as torch's lerp, then the step. */
+struct AdamWFactors {
+    float beta1, beta2, eps, step_size, bc2_sqrt, decay, max_norm;
+};
+
+__global__ void adamw_kernel(const AdamWTensor *tensors, int n_tensors, const float *grads,
+                             float *m, float *v, AdamWFactors f, const double *partial,
+                             unsigned n_partials, double *norm_out) {
+    double norm = norm_of_partials(partial, n_partials);
+    if (blockIdx.x == 0 && threadIdx.x == 0) *norm_out = norm;
+    if (!isfinite(norm)) return; /* the caller stops; no update made of NaNs */
+    double coef = f.max_norm / (norm + 1e-6);
+    bool clip = f.max_norm > 0 && coef < 1.0;
+    float c = (float)coef;
+    for (int t = blockIdx.x; t < n_tensors; t += gridDim.x) {
+        AdamWTensor x = tensors[t];
+        float decay = x.decay ? f.decay : 1.0f;
+        for (size_t i = threadIdx.x; i < x.n; i += blockDim.x) {
+            size_t j = x.offset + i;
+            float g = clip ? __fmul_rn(grads[j], c) : grads[j]; /* rounded as a separate scale */
+            float mi = m[j] + (1.0f - f.beta1) * (g - m[j]);
+            float vi = f.beta2 * v[j] + (1.0f - f.beta2) * g * g;
+            m[j] = mi;
+            v[j] = vi;
+            x.param[i] = x.param[i] * decay - f.step_size * (mi / (sqrtf(vi) / f.bc2_sqrt + f.eps));
+        }
     }
-    unsigned blocks = cuda_blocks(n, CUDA_THREADS);
-    if (blocks > SUMSQ_BLOCKS) blocks = SUMSQ_BLOCKS;
-    sum_squares_kernel<<<blocks, CUDA_THREADS>>>(sumsq_partials, x, n);
-    CUDA_LAUNCHED("sum_squares");
-    double host[SUMSQ_BLOCKS], total = 0.0;
-    cudaError_t e =
-        cudaMemcpy(host, sumsq_partials, blocks * sizeof(double), cudaMemcpyDeviceToHost);
-    CUDA_CHECK(e);
-    if (e != cudaSuccess) return NAN;
-    for (unsigned b = 0; b < blocks; b++) total += host[b];
-    return total;
+}
+
+/* torch.optim.AdamW with clip_grad_norm_ folded in; bias corrections in double like torch's
+ * Python scalars. */
+void cuda_adamw_step(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
+                     float *v, size_t n, AdamWHyper h, double *norm, double *scratch) {
+    double bc1 = 1.0 - pow((double)h.beta1, h.step), bc2 = 1.0 - pow((double)h.beta2, h.step);
+    AdamWFactors f = {h.beta1,
+                      h.beta2,
+                      h.eps,
+                      (float)(h.lr / bc1),
+                      (float)sqrt(bc2),
+                      (float)(1.0 - (double)h.lr * h.weight_decay),
+                      h.max_norm};
+    unsigned partials = cuda_blocks(n, CUDA_THREADS);
+    if (partials > OPS_ADAMW_SCRATCH) partials = OPS_ADAMW_SCRATCH;
+    sum_squares_kernel<<<partials, CUDA_THREADS>>>(scratch, grads, n);
+    CUDA_LAUNCHED("adamw_step (norm)");
+    unsigned blocks = n_tensors < 1 ? 1u : (unsigned)n_tensors;
+    if (blocks > CUDA_MAX_BLOCKS) blocks = CUDA_MAX_BLOCKS;
+    adamw_kernel<<<blocks, CUDA_THREADS>>>(tensors, n_tensors, grads, m, v, f, scratch, partials,
+                                           norm);
+    CUDA_LAUNCHED("adamw_step");
 }

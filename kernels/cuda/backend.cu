@@ -206,5 +206,4 @@ extern "C" const Ops ops_cuda = {
     .cross_entropy = cuda_cross_entropy,
     .lm_head_cross_entropy = cuda_lm_head_cross_entropy,
     .adamw_step = cuda_adamw_step,
-    .sum_squares = cuda_sum_squares,
 };

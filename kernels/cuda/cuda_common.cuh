@@ -166,6 +166,5 @@ void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
 void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
                                 const int32_t *labels, float grad_scale, const float *row_scale,
                                 float *scratch, int N, int C, int V, int chunk);
-void cuda_adamw_step(float *param, const float *grad, float *m, float *v, float lr, float beta1,
-                     float beta2, float eps, float weight_decay, int step, size_t n);
-double cuda_sum_squares(const float *x, size_t n);
+void cuda_adamw_step(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
+                     float *v, size_t n, AdamWHyper h, double *norm, double *scratch);

@@ -508,6 +508,10 @@ static void plan_activations(Model *m, Plan *pl) {
     for (int i = 0; i < m->n_loras; i++)
         PLAN_TAKE(pl, &m->loras[i].u, N * (size_t)m->spec.r, 1, NULL);
     m->objective->plan(m, pl);
+    float *readout; /* grad_norm (a double), then losses: model_read_loss's one copy */
+    PLAN_TAKE(pl, &readout, 2 + N, 1, NULL);
+    m->grad_norm = (double *)readout;
+    m->losses = readout ? readout + 2 : NULL;
     PLAN_TAKE(pl, &m->scratch, scratch_floats(m), 1, NULL);
 }
 
@@ -736,7 +740,8 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     if (resolve_precision(&m->spec, ops, err)) return -1;
     m->max_batch = max_batch;
     m->max_len = max_len;
-    m->host_losses = calloc((size_t)max_batch * max_len, sizeof *m->host_losses);
+    m->host_readout = calloc(2 + (size_t)max_batch * max_len, sizeof *m->host_readout);
+    m->host_losses = m->host_readout ? m->host_readout + 2 : NULL;
     m->host_labels = calloc((size_t)max_batch * max_len, sizeof *m->host_labels);
     m->seq_scores = calloc((size_t)max_batch, sizeof *m->seq_scores);
     if (!m->host_losses || !m->host_labels || !m->seq_scores)
@@ -770,7 +775,7 @@ void model_free(Model *m) {
     free(m->params);
     free(m->linears);
     free(m->loras);
-    free(m->host_losses);
+    free(m->host_readout);
     free(m->host_labels);
     free(m->seq_scores);
     free(m->guards);
@@ -941,9 +946,8 @@ int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *
     use_precision(m);
     m->train_mode = train;
     m->arch->forward(m, dropouts(m, train), seed);
-    *loss = 0;
-    if (m->has_labels && m->objective->loss(m, loss_weight, loss, err)) return -1;
-    return m->ops->status(err) ? -1 : check_guards(m, err);
+    if (m->has_labels && m->objective->loss(m, loss_weight, err)) return -1;
+    return loss ? model_read_loss(m, loss, NULL, err) : 0;
 }
 
 int model_backward(Model *m, uint64_t seed, LfError *err) {
@@ -951,7 +955,29 @@ int model_backward(Model *m, uint64_t seed, LfError *err) {
     use_precision(m);
     if (m->objective->loss_backward && m->objective->loss_backward(m, err)) return -1;
     m->arch->backward(m, dropouts(m, m->train_mode), seed);
-    return m->ops->status(err) ? -1 : check_guards(m, err);
+    return 0;
+}
+
+/* The sum of the first rows losses read back over the labels that count. */
+static float mean_loss(const Model *m, size_t rows) {
+    double sum = 0;
+    for (size_t i = 0; i < rows; i++) sum += m->host_losses[i];
+    return m->n_valid ? (float)(sum / m->n_valid) : 0.0f;
+}
+
+int model_read_loss(Model *m, float *loss, double *norm, LfError *err) {
+    const Objective *o = m->objective;
+    size_t rows = m->has_labels && !o->loss_on_host
+                      ? (size_t)m->B * (o->labels_per_token ? (size_t)m->T : 1)
+                      : 0;
+    size_t first = norm ? 0 : 2; /* in floats: the norm's two, then the losses */
+    if (2 + rows > first)
+        m->ops->download(m->host_readout + first, (const float *)m->grad_norm + first,
+                         (2 + rows - first) * sizeof(float));
+    if (m->ops->status(err) || check_guards(m, err)) return -1;
+    if (norm) memcpy(norm, m->host_readout, sizeof *norm);
+    if (loss) *loss = !m->has_labels ? 0.0f : o->loss_on_host ? m->host_loss : mean_loss(m, rows);
+    return 0;
 }
 
 int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {

@@ -11,7 +11,6 @@
 
 void causal_lm_plan(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len, V = m->cfg.vocab_size, C = m->cfg.hidden_size;
-    PLAN_TAKE(pl, &m->losses, N, 1, NULL);
     PLAN_TAKE(pl, &m->dhidden, N * C, m->n_grads > 0, NULL);
     PLAN_TAKE(pl, &m->head_scratch, ops_lm_head_scratch(N, V, OPS_LM_HEAD_CHUNK), 1, NULL);
 }
@@ -44,15 +43,9 @@ int lm_head_run(Model *m, int grads, const float *row_scale, LfError *err) {
     return 0;
 }
 
-static int causal_lm_loss(Model *m, float loss_weight, float *loss, LfError *err) {
-    int N = m->B * m->T;
+static int causal_lm_loss(Model *m, float loss_weight, LfError *err) {
     m->loss_scale = m->n_valid ? loss_weight / (float)m->n_valid : 0.0f;
-    if (lm_head_run(m, 0, NULL, err)) return -1;
-    m->ops->download(m->host_losses, m->losses, (size_t)N * sizeof(float));
-    double sum = 0;
-    for (int i = 0; i < N; i++) sum += m->host_losses[i];
-    *loss = m->n_valid ? (float)(sum / m->n_valid) : 0.0f;
-    return 0;
+    return lm_head_run(m, 0, NULL, err);
 }
 
 static int causal_lm_backward(Model *m, LfError *err) {

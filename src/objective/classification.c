@@ -6,7 +6,6 @@
 static void classification_plan(Model *m, Plan *pl) {
     size_t B = m->max_batch, K = m->cfg.num_labels;
     PLAN_TAKE(pl, &m->logits, B * K, 1, NULL);
-    PLAN_TAKE(pl, &m->losses, B, 1, NULL);
     PLAN_TAKE(pl, &m->dlogits, B * K, 1, NULL);
 }
 
@@ -24,16 +23,11 @@ static int classification_labels(Model *m, const int32_t *labels, int B, int T, 
     return 0;
 }
 
-static int classification_loss(Model *m, float loss_weight, float *loss, LfError *err) {
+static int classification_loss(Model *m, float loss_weight, LfError *err) {
     (void)err;
-    const Ops *o = m->ops;
-    int B = m->B;
     float scale = m->n_valid ? loss_weight / (float)m->n_valid : 0.0f;
-    o->cross_entropy(m->losses, m->dlogits, m->logits, m->labels, scale, B, m->cfg.num_labels);
-    o->download(m->host_losses, m->losses, B * sizeof(float));
-    double sum = 0;
-    for (int b = 0; b < B; b++) sum += m->host_losses[b];
-    *loss = m->n_valid ? (float)(sum / m->n_valid) : 0.0f;
+    m->ops->cross_entropy(m->losses, m->dlogits, m->logits, m->labels, scale, m->B,
+                          m->cfg.num_labels);
     return 0;
 }
 

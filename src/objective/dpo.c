@@ -64,12 +64,12 @@ static void row_logps(Model *m, int *count) {
     }
 }
 
-static int dpo_loss(Model *m, float loss_weight, float *loss, LfError *err) {
+static int dpo_loss(Model *m, float loss_weight, LfError *err) {
     const DpoSpec *s = &m->spec.dpo;
     int B = m->B, T = m->T, N = B * T, P = B / 2, count[B];
     m->loss_scale = 0.0f; /* no gradient unless a reference is given */
     m->pair_stats = (PairStats){0};
-    *loss = 0;
+    m->host_loss = 0;
     if (lm_head_run(m, 0, NULL, err)) return -1;
     m->ops->download(m->host_losses, m->losses, (size_t)N * sizeof(float));
     row_logps(m, count);
@@ -95,7 +95,7 @@ static int dpo_loss(Model *m, float loss_weight, float *loss, LfError *err) {
         }
     }
     m->pair_stats.pairs = P;
-    *loss = (float)(sum / P);
+    m->host_loss = (float)(sum / P);
     if (m->row_scale) m->ops->upload(m->row_scale, w, (size_t)N * sizeof(float));
     m->loss_scale = 1.0f;
     return 0;
@@ -112,6 +112,7 @@ const Objective objective_dpo = {
     .labels_per_token = 1,
     .plan = dpo_plan,
     .prepare_labels = dpo_labels,
+    .loss_on_host = 1,
     .loss = dpo_loss,
     .loss_backward = dpo_backward,
 };

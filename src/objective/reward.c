@@ -38,7 +38,7 @@ static int reward_labels(Model *m, const int32_t *labels, int B, int T, int32_t 
     return 0;
 }
 
-static int reward_loss(Model *m, float loss_weight, float *loss, LfError *err) {
+static int reward_loss(Model *m, float loss_weight, LfError *err) {
     (void)err;
     const Ops *o = m->ops;
     int B = m->B, T = m->T, N = B * T, P = B / 2, C = m->cfg.hidden_size;
@@ -60,7 +60,7 @@ static int reward_loss(Model *m, float loss_weight, float *loss, LfError *err) {
         m->pair_stats.correct += rc > rr;
     }
     o->upload(m->dlogits, host, (size_t)N * sizeof(float));
-    *loss = (float)(sum / P);
+    m->host_loss = (float)(sum / P);
     return 0;
 }
 
@@ -81,6 +81,7 @@ const Objective objective_reward = {
     .labels_per_token = 1,
     .plan = reward_plan,
     .prepare_labels = reward_labels,
+    .loss_on_host = 1,
     .loss = reward_loss,
     .loss_backward = reward_backward,
 };

@@ -1,47 +1,65 @@
 /* optimizer.c: AdamW, learning-rate schedules and gradient clipping (see optimizer.h). */
 #include "loraft/optimizer.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* The table of trainable tensors in pieces (ops.h), in host memory (NULL when out of
+ * memory); *count pieces. */
+static AdamWTensor *tensor_table(const Model *m, int *count) {
+    size_t pieces = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].grad) pieces += ops_adamw_pieces(NULL, NULL, 0, m->params[i].numel, 0);
+    AdamWTensor *t = pieces <= INT_MAX ? malloc((pieces ? pieces : 1) * sizeof *t) : NULL;
+    if (!t) return NULL;
+    *count = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        if (p->grad)
+            *count += (int)ops_adamw_pieces(t + *count, p->value, (size_t)(p->grad - m->grads),
+                                            p->numel, p->decay);
+    }
+    return t;
+}
 
 int adamw_create(AdamW *opt, const Model *m, float beta1, float beta2, float eps,
                  float weight_decay, LfError *err) {
+    const Ops *o = m->ops;
     memset(opt, 0, sizeof *opt);
-    *opt = (AdamW){beta1, beta2, eps, weight_decay, 0, NULL, NULL, m->n_grads};
-    if (!opt->n) return 0;
-    opt->m = m->ops->alloc(opt->n * sizeof(float));
-    opt->v = m->ops->alloc(opt->n * sizeof(float));
-    if (!opt->m || !opt->v) {
+    *opt = (AdamW){beta1, beta2, eps, weight_decay, 0, NULL, NULL, m->n_grads, NULL, 0, NULL};
+    AdamWTensor *table = tensor_table(m, &opt->n_tensors);
+    size_t bytes = (size_t)opt->n_tensors * sizeof *table;
+    opt->m = o->alloc(opt->n * sizeof(float));
+    opt->v = o->alloc(opt->n * sizeof(float));
+    opt->tensors = o->alloc(bytes);
+    opt->scratch = o->alloc(OPS_ADAMW_SCRATCH * sizeof(double));
+    if (!table || !opt->m || !opt->v || !opt->tensors || !opt->scratch) {
+        free(table);
         adamw_free(opt, m);
         return lf_fail(err, "out of memory for optimizer state (%zu values)", m->n_grads);
     }
+    o->upload(opt->tensors, table, bytes);
+    free(table);
     return 0;
 }
 
 void adamw_free(AdamW *opt, const Model *m) {
     m->ops->free(opt->m);
     m->ops->free(opt->v);
+    m->ops->free(opt->tensors);
+    m->ops->free(opt->scratch);
     opt->m = opt->v = NULL;
+    opt->tensors = NULL;
+    opt->scratch = NULL;
 }
 
-void adamw_update(AdamW *opt, Model *m, float lr) {
+void adamw_update(AdamW *opt, Model *m, float lr, float max_norm) {
     opt->step++;
-    for (int i = 0; i < m->n_params; i++) {
-        Param *p = &m->params[i];
-        if (!p->grad) continue;
-        size_t off = (size_t)(p->grad - m->grads);
-        m->ops->adamw_step(p->value, p->grad, opt->m + off, opt->v + off, lr, opt->beta1,
-                           opt->beta2, opt->eps, p->decay ? opt->weight_decay : 0.0f, opt->step,
-                           p->numel);
-    }
-}
-
-double clip_grad_norm(Model *m, float max_norm) {
-    if (!m->n_grads) return 0.0;
-    double norm = sqrt(m->ops->sum_squares(m->grads, m->n_grads));
-    double coef = max_norm / (norm + 1e-6);
-    if (max_norm > 0 && coef < 1.0) m->ops->scale(m->grads, (float)coef, m->n_grads);
-    return norm;
+    AdamWHyper h = {lr, opt->beta1, opt->beta2, opt->eps, opt->weight_decay, max_norm, opt->step};
+    m->ops->adamw_step(opt->tensors, opt->n_tensors, m->grads, opt->m, opt->v, opt->n, h,
+                       m->grad_norm, opt->scratch);
 }
 
 int schedule_parse(const char *s, Schedule *out, LfError *err) {

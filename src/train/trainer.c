@@ -796,29 +796,32 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             if (k++ < skip) continue;
             uint64_t seed =
                 rng_hash(dropout_stream, (uint64_t)ts.global_step * 4096 + (uint64_t)micro);
-            float loss;
             if (set_batch(r, &r->train_f, &b, err) ||
-                model_forward(m, 1, seed, 1.0f / (float)c->grad_accum, &loss, err))
+                model_forward(m, 1, seed, 1.0f / (float)c->grad_accum, NULL, err) ||
+                model_backward(m, seed, err))
                 return -1;
+            int step_end = ++micro == c->grad_accum || k == nb;
+            float lr = schedule_lr(sched, c->lr, ts.global_step, total, warmup), loss;
+            double norm = 0;
+            if (step_end) adamw_update(&r->opt, m, lr, c->max_grad_norm);
+            /* The step's one wait. A non-finite norm left the weights as they were (a
+             * non-finite loss makes one, unless no gradient depends on it): nothing bad is
+             * applied, and nothing is saved after the stop. */
+            if (model_read_loss(m, &loss, step_end ? &norm : NULL, err)) return -1;
             if (!isfinite(loss))
                 return lf_fail(err, "loss is %s at step %d (epoch %d)",
                                isnan(loss) ? "NaN" : "infinite", ts.global_step, epoch + 1),
                        stopped(r, err);
+            if (!isfinite(norm))
+                return lf_fail(err, "gradient norm is not finite at step %d", ts.global_step),
+                       stopped(r, err);
             r->warned = r->warned || warn_loss(r, "train loss", loss);
-            if (model_backward(m, seed, err)) return -1;
             epoch_loss += loss;
             log_loss += loss;
             log_n++;
             tokens += b.n_tokens;
-            micro++;
-            if (micro < c->grad_accum && k < nb) continue;
+            if (!step_end) continue;
             micro = 0;
-            double norm = clip_grad_norm(m, c->max_grad_norm);
-            if (!isfinite(norm))
-                return lf_fail(err, "gradient norm is not finite at step %d", ts.global_step),
-                       stopped(r, err);
-            float lr = schedule_lr(sched, c->lr, ts.global_step, total, warmup);
-            adamw_update(&r->opt, m, lr);
             model_zero_grad(m);
             ts.global_step++;
             double epoch_f = epoch + (double)k / nb;

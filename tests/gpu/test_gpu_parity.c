@@ -185,18 +185,6 @@ static void test_elementwise(size_t n, int quick) {
     pairs_free();
 }
 
-/* ---- sum of squares (double accumulation; partial order differs) ---- */
-static void test_sum_squares(size_t n) {
-    Pair *x = pair_random(n, 4.0f);
-    double ss[2] = {0.0, 0.0};
-    BACKENDS(w, o) ss[w] = o->sum_squares(F(x, w), n);
-    NAME("sum_squares n=%zu", n);
-    status_ok();
-    printf("%-58s %-6s cpu %.15g cuda %.15g\n", op_name, "sum", ss[0], ss[1]);
-    CHECK_CLOSE(ss[1], ss[0], 0.0, 1e-10);
-    pairs_free();
-}
-
 /* ---- embeddings and pooling ---- */
 static void test_embedding(int B, int T, int C, int with_types) {
     int V = 50, maxT = T + 3;
@@ -559,18 +547,50 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows) {
     pairs_free();
 }
 
-/* ---- optimizer: three steps with fresh gradients each ---- */
-static void test_adamw(size_t n) {
+/* ---- optimizer: one adamw_step over a table of tensors of odd sizes, cut in pieces as
+ * optimizer.c cuts them, every other one decaying; three steps with fresh gradients of
+ * amplitude gamp (large: the clip is active), then one with a NaN gradient that must leave
+ * everything as it was. The norms: double sums in another order, 1e-10 relative. ---- */
+enum { MAX_PIECES = 64 };
+static void test_adamw(const size_t *sizes, int count, float gamp, float max_norm) {
+    size_t n = 0;
+    for (int i = 0; i < count; i++) n += sizes[i];
     Pair *param = pair_random(n, 1.0f), *m = pair_new(n * sizeof(float));
-    Pair *v = pair_new(n * sizeof(float));
-    for (int step = 1; step <= 3; step++) {
-        Pair *g = pair_random(n, 0.1f);
-        BACKENDS(w, o) {
-            o->adamw_step(F(param, w), F(g, w), F(m, w), F(v, w), 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f,
-                          step, n);
-        }
+    Pair *v = pair_new(n * sizeof(float)), *norm = pair_new(sizeof(double));
+    Pair *scratch = pair_new(OPS_ADAMW_SCRATCH * sizeof(double));
+    AdamWTensor tab[2][MAX_PIECES];
+    size_t nt = 0;
+    for (int i = 0, off = 0; i < count; off += (int)sizes[i++]) {
+        for (int w = 0; w < 2; w++)
+            ops_adamw_pieces(tab[w] + nt, F(param, w) + off, off, sizes[i], i % 2 == 0);
+        nt += ops_adamw_pieces(NULL, NULL, off, sizes[i], 0);
     }
-    NAME("adamw_step n=%zu, 3 steps", n);
+    Pair *table = pair_new(nt * sizeof(AdamWTensor));
+    ref->upload(table->mem[0], tab[0], table->bytes);
+    dut->upload(table->mem[1], tab[1], table->bytes);
+    NAME("adamw_step %d tensors in %zu pieces, n=%zu, %s", count, nt, n,
+         max_norm > 0 ? "clipped" : "no clip");
+    double got[2] = {0, 0};
+    for (int step = 1; step <= 4; step++) {
+        Pair *g = pair_random(n, gamp);
+        float nan = NAN, *before = malloc(n * sizeof *before), *after = malloc(n * sizeof *after);
+        if (step == 4) BACKENDS(w, o) o->upload(F(g, w) + n / 2, &nan, sizeof nan);
+        dut->download(before, param->mem[1], n * sizeof(float));
+        AdamWHyper h = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, max_norm, step};
+        BACKENDS(w, o) {
+            o->adamw_step(table->mem[w], (int)nt, F(g, w), F(m, w), F(v, w), n, h, norm->mem[w],
+                          scratch->mem[w]);
+            o->download(&got[w], norm->mem[w], sizeof(double));
+        }
+        status_ok();
+        printf("%-58s %-6s step %d cpu %.15g cuda %.15g\n", op_name, "norm", step, got[0], got[1]);
+        if (step < 4) CHECK_CLOSE(got[1], got[0], 0.0, 1e-10);
+        if (step == 1) CHECK(max_norm <= 0 || (got[0] > max_norm) == (gamp > 1));
+        dut->download(after, param->mem[1], n * sizeof(float));
+        if (step == 4)
+            CHECK(isnan(got[0]) && isnan(got[1]) && !memcmp(before, after, n * sizeof *after));
+        free(before), free(after);
+    }
     compare("param", param, 1e-6, 1e-5);
     compare("m", m, 1e-7, 1e-5);
     compare("v", v, 1e-9, 1e-5);
@@ -683,9 +703,6 @@ int main(void) {
     size_t elem_sizes[] = {1, 1000, 100003};
     for (int i = 0; i < 3; i++) test_elementwise(elem_sizes[i], 0);
     test_elementwise(big, !full_grid);
-    test_sum_squares(1);
-    test_sum_squares(300007); /* more blocks than the 1024 partial sums */
-    test_sum_squares(big);
     test_embedding(1, 1, 5, 0);
     test_embedding(2, 7, 13, 1);
     test_embedding(3, 33, 64, 0);
@@ -774,8 +791,13 @@ int main(void) {
     test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1); /* a weight per row (DPO) */
     test_lm_head(full_grid ? 2100 : 1100, 576, full_grid ? 49152 : 2000, OPS_LM_HEAD_CHUNK,
                  G_DINP | G_DW, 1); /* past the default chunk; SmolLM2's C (and V on a GPU) */
-    test_adamw(1);
-    test_adamw(10007);
+    const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
+    test_adamw(one, 1, 0.1f, 0.0f);
+    test_adamw(odd, 5, 0.1f, 0.0f);        /* no clipping */
+    test_adamw(odd, 5, 10.0f, 1.0f);       /* norm ~ 1000: clipped */
+    test_adamw(odd, 5, 1e-4f, 1.0f);       /* below max_norm: not clipped */
+    const size_t long_one[] = {300007, 5}; /* more blocks than the 1024 partial sums */
+    test_adamw(long_one, 2, 1.0f, 1.0f);
     if (dut != ref) test_errors();
     if (dut != ref && !emulated)
         test_tf32();
