@@ -106,8 +106,50 @@ static void cuda_free(void *p) {
     CUDA_CHECK(cudaFree(p));
 }
 
+/* Small uploads (a batch's ids, types, mask, labels) go through a ring of pinned staging
+ * slots as cudaMemcpyAsync: they queue behind the work already launched instead of waiting for
+ * it, as a copy from pageable memory does. A slot is refilled only once its last copy is done
+ * (its event; in training the step's loss read has long waited for it). Larger uploads (the
+ * weights, at load) are plain copies. */
+enum { STAGE_SLOTS = 8, STAGE_BYTES = 256 << 10 };
+static char *stage_mem; /* pinned, STAGE_SLOTS * STAGE_BYTES; NULL until first use */
+static cudaEvent_t stage_done[STAGE_SLOTS];
+static int stage_next;
+
+/* Allocates the ring on first use; 0 when pinned memory or events are not to be had. */
+static int stage_ready(void) {
+    static int tried;
+    if (tried) return stage_mem != NULL;
+    tried = 1;
+    if (cudaMallocHost(&stage_mem, STAGE_SLOTS * STAGE_BYTES) != cudaSuccess) {
+        cudaGetLastError(); /* plain copies still work */
+        stage_mem = NULL;
+        return 0;
+    }
+    for (int i = 0; i < STAGE_SLOTS; i++)
+        if (cudaEventCreateWithFlags(&stage_done[i], cudaEventDisableTiming) != cudaSuccess) {
+            cudaGetLastError();
+            while (i--) cudaEventDestroy(stage_done[i]);
+            cudaFreeHost(stage_mem);
+            stage_mem = NULL;
+            return 0;
+        }
+    return 1;
+}
+
 static void cuda_upload(void *dst, const void *host_src, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice));
+    if (!bytes) return;
+    if (bytes > STAGE_BYTES || !stage_ready()) {
+        CUDA_CHECK(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice));
+        return;
+    }
+    int slot = stage_next;
+    stage_next = (slot + 1) % STAGE_SLOTS;
+    char *staged = stage_mem + (size_t)slot * STAGE_BYTES;
+    CUDA_CHECK(cudaEventSynchronize(stage_done[slot]));
+    memcpy(staged, host_src, bytes);
+    CUDA_CHECK(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyHostToDevice, 0));
+    CUDA_CHECK(cudaEventRecord(stage_done[slot], 0));
 }
 
 static void cuda_download(void *host_dst, const void *src, size_t bytes) {
