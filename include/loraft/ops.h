@@ -262,8 +262,9 @@ typedef struct Ops {
      * grads, m, v [n] (backend memory): the trainable tensors' gradients and AdamW moments,
      * concatenated; tensors [n_tensors] (backend memory, built once): where each tensor, or a
      * piece of one, lies in them (offset, n), its values and whether it decays. Then:
-     *   norm = sqrt(sum of grads^2), accumulated in double in an order fixed by n alone, written
-     *   to *norm (backend memory; the host reads it when it needs it);
+     *   norm = sqrt(sum of grads^2), accumulated in double (the GPU adds per-block partials in
+     *   an order fixed by n: the same bits every run), written to *norm (backend memory; the
+     *   host reads it when it needs it);
      *   c = (float)(max_norm / (norm + 1e-6)) when max_norm > 0 and that is below 1, and each g
      *   below is grad * c (torch.nn.utils.clip_grad_norm_); else g = grad, unscaled;
      *   torch.optim.AdamW, step counted from 1, wd = weight_decay on decaying tensors, else 0:
