@@ -11,6 +11,7 @@
 
 static char first_error[768]; /* "" while nothing failed since the last status() */
 static int *fault_word;       /* device int, CudaFault bits */
+static int *fault_seen;       /* pinned: status()'s copy of it */
 static cublasHandle_t blas;
 static cublasComputeType_t blas_compute = CUBLAS_COMPUTE_32F;
 
@@ -36,12 +37,16 @@ void cuda_note_blas(cublasStatus_t s, const char *what, const char *file, int li
 
 int *cuda_fault_word(void) {
     if (fault_word) return fault_word;
-    int *w = NULL;
-    if (cudaMalloc(&w, sizeof *w) != cudaSuccess || cudaMemset(w, 0, sizeof *w) != cudaSuccess) {
+    int *w = NULL, *seen = NULL;
+    if (cudaMalloc(&w, sizeof *w) != cudaSuccess || cudaMemset(w, 0, sizeof *w) != cudaSuccess ||
+        cudaMallocHost(&seen, sizeof *seen) != cudaSuccess) {
         CUDA_CHECK(cudaGetLastError());
         cudaFree(w);
+        cudaFreeHost(seen);
         return NULL;
     }
+    *seen = 0;
+    fault_seen = seen;
     return fault_word = w;
 }
 
@@ -160,13 +165,12 @@ static void cuda_zero(void *p, size_t bytes) {
     if (bytes) CUDA_CHECK(cudaMemset(p, 0, bytes));
 }
 
-/* Turns fault bits raised by kernels since the last status() into the error
- * message. */
+/* Turns the fault bits raised by kernels since the last status() (status() has read them
+ * back) into the error message. */
 static void cuda_collect_faults(void) {
-    int bits = 0;
-    if (!fault_word) return;
-    CUDA_CHECK(cudaMemcpy(&bits, fault_word, sizeof bits, cudaMemcpyDeviceToHost));
+    int bits = fault_seen ? *fault_seen : 0;
     if (!bits) return;
+    *fault_seen = 0;
     CUDA_CHECK(cudaMemset(fault_word, 0, sizeof bits));
     if (bits & FAULT_LABEL)
         CUDA_FAIL("cross_entropy / lm_head_cross_entropy: a label is >= V (the number of classes)");
@@ -176,6 +180,9 @@ static void cuda_collect_faults(void) {
 }
 
 static int cuda_status(LfError *err) {
+    if (fault_word) /* read back behind the queued work, so the one sync below covers it */
+        CUDA_CHECK(
+            cudaMemcpyAsync(fault_seen, fault_word, sizeof *fault_seen, cudaMemcpyDeviceToHost, 0));
     CUDA_CHECK(cudaDeviceSynchronize());
     cuda_collect_faults();
     if (!first_error[0]) return 0;
