@@ -804,9 +804,9 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             float lr = schedule_lr(sched, c->lr, ts.global_step, total, warmup), loss;
             double norm = 0;
             if (step_end) adamw_update(&r->opt, m, lr, c->max_grad_norm);
-            /* The step's one wait. A non-finite norm left the weights as they were (a
-             * non-finite loss makes one, unless no gradient depends on it): nothing bad is
-             * applied, and nothing is saved after the stop. */
+            /* The one wait per batch: its loss and, at a step's end, the gradient norm, in one
+             * copy. A non-finite norm left the weights as they were (a non-finite loss makes
+             * one, unless no gradient depends on it), and nothing is saved after the stop. */
             if (model_read_loss(m, &loss, step_end ? &norm : NULL, err)) return -1;
             if (!isfinite(loss))
                 return lf_fail(err, "loss is %s at step %d (epoch %d)",
