@@ -22,7 +22,8 @@
  * - the GGUF's tokenizer metadata encodes a text as the GPT-2 tokenizer.json does;
  * - the refusals: q from safetensors, bf16 with full fine-tuning.
  * A tiny GPT-2 from `init --gguf --quant` (F32, Q8_0) loads back with the safetensors init's
- * config and weights and logits (measured: 0 for F32, 6e-3 of the largest for Q8_0). */
+ * config and weights and logits (measured: 0 for F32, 6e-3 of the largest for Q8_0), and its
+ * Q8_0 file under q keeps its 8 dense weights packed and gives f32's LoRA loss and gradients. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,9 +96,12 @@ static int open_model(Model *m, const char *path, BaseDtype dtype, Strategy stra
     spec.r = 4;
     spec.alpha = 8;
     spec.dropout = 0.1f;
-    const char *all[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                         "gate_proj", "up_proj", "down_proj"};
-    for (int i = 0; i < 7; i++) strcpy(spec.targets[spec.n_targets++], all[i]);
+    const char *llama[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                           "gate_proj", "up_proj", "down_proj"};
+    const char *gpt2[] = {"c_attn", "c_proj", "c_fc"};
+    int is_gpt2 = cfg.arch == ARCH_GPT2, n = is_gpt2 ? 3 : 7;
+    for (int i = 0; i < n; i++)
+        strcpy(spec.targets[spec.n_targets++], is_gpt2 ? gpt2[i] : llama[i]);
     spec.base_dtype = dtype;
     return model_create(m, &cfg, &spec, &ops_cpu, path, 11, B, T, NULL, 0, err);
 }
@@ -315,6 +319,38 @@ static void test_gpt2_gguf(const char *vocab, const char *quant, double tol) {
     CHECK(d / big <= tol);
 }
 
+/* base_dtype q on a GPT-2 GGUF (Q8_0): its four dense weights per layer (c_attn, both c_proj,
+ * c_fc; kept [out,in] as in the file) stay packed, wte (the tied head) f32; with LoRA on all of
+ * them (B non-zero, dropout on) the loss and every gradient equal f32's from the same file. */
+static void test_gpt2_q(void) {
+    char gguf[600];
+    snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path("gpt2_Q8_0"));
+    int32_t ids[B * T];
+    Rng r = {3, 0};
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
+    LfError err;
+    Model m[2];
+    float loss[2];
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(open_model(&m[k], gguf, k ? BASE_Q : BASE_F32, STRATEGY_LORA, &err), &err);
+        if (!m[k].params) return;
+        set_lora_b(&m[k]);
+        loss[k] = step(&m[k], ids);
+    }
+    int n_packed = 0;
+    for (int i = 0; i < m[1].n_params; i++) {
+        const Param *p = &m[1].params[i];
+        int dense = !p->is_lora && p->ndim == 2 && strstr(p->name, ".h.") != NULL;
+        CHECK(dense ? p->packed && p->dtype == GGML_Q8_0 : !p->packed && p->dtype == GGML_F32);
+        n_packed += dense;
+    }
+    double dl = fabs(loss[1] - loss[0]) / loss[0], dg = worst_trainable(&m[0], &m[1], 1);
+    printf("gpt2 Q8_0: %d packed weights; loss f32 %.7f, q %.7f (rel %.1e); grads rel L2 %.1e\n",
+           n_packed, loss[0], loss[1], dl, dg);
+    CHECK(n_packed == 8 && dl <= 1e-6 && dg <= 1e-5);
+    for (int k = 0; k < 2; k++) model_free(&m[k]);
+}
+
 /* The GGUF's tokenizer metadata (bpe_to_arrays) encodes as the tokenizer.json it came from. */
 static void test_gguf_tokenizer(const char *vocab) {
     static const char text[] = "Hello, world! It is a truth universally acknowledged 12345 "
@@ -374,6 +410,7 @@ int main(void) {
     test_open_decode();
     test_gpt2_gguf(vocab, "F32", 1e-5);
     test_gpt2_gguf(vocab, "Q8_0", 3e-2);
+    test_gpt2_q();
     test_refusals();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
