@@ -1,67 +1,102 @@
-/* bench_kernels.c: the kernel lab's scoreboard. Times every CUDA op at
- * BERT-base shapes (B=8, T=512, C=768, NH=12, F=3072, R=8; the LM head at
- * SmolLM2's C=576, V=49152) with CUDA events (3 warm-up runs, then 20 timed)
- * and prints GB/s and TFLOP/s next to the H200 roofline, LoRA next to the base
- * GEMM it rides on, the chunked LM head next to the unchunked path, and the CPU
- * op where timing it is cheap.
+/* bench_kernels.c: the CUDA ops' scoreboard (issue 10). Four sections, each one aligned table
+ * whose rows begin with the section's tag, so `grep '^mem '` (or copy, gemm, lora) lifts it:
  *
- * Not a test: it asserts nothing about speed. Without a CUDA device (or in a
- * CPU-only build) it prints "no CUDA device, skipping" and exits 0.
- * LORAFT_CUDA_TF32=1 in the environment lets cuBLAS use TF32 tensor cores for
- * the GEMMs. */
+ *   copy  the device's copy bandwidth: cudaMemcpy device to device of a large buffer, bytes
+ *         read + written over the time. The ceiling of every memory-bound op.
+ *   mem   each memory-bound op at a DistilBERT-base or SmolLM2-135M shape: the bytes it must
+ *         move (every input read once, every output written once; an output accumulated
+ *         with += is read and written), GB/s and % of the copy bandwidth.
+ *   gemm  matmul_forward and matmul_backward (dinp only: frozen weights) at every dense shape
+ *         of both models, the LM head with its loss, and attention forward / backward at
+ *         T = 512 and 2048, causal (SmolLM2's heads) and padded (DistilBERT's): TFLOP/s next to
+ *         bare cuBLAS GEMMs of the same shapes (bench_gpu_gemm), and ours in % of theirs.
+ *   lora  the LoRA linear, matmul + lora_forward and matmul_backward + lora_backward (p = 0.1),
+ *         against the bare base GEMM at r = 8, 16 and 64: the overhead in %.
+ *
+ * Each row is the mean of REPS runs after WARMUP runs, timed with CUDA events. FLOPs are the
+ * model's useful ones (2 per multiply-add; attention counts only the query-key pairs the mask
+ * allows; backward without the flash kernels' recomputation). --smoke: tiny shapes, one run
+ * each: the emulated-GPU CI runs that to prove the program works, its numbers mean nothing.
+ * GEMMs run strict FP32 unless LORAFT_CUDA_TF32=1 (TF32 tensor cores, the bare GEMMs too).
+ * Not a test: nothing is asserted. Without a CUDA device it says so and exits 0. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+#include <string.h>
 
 #include "loraft/ops.h"
+#include "loraft/quant.h"
 #include "loraft/rng.h"
 
 #ifdef LORAFT_HAVE_CUDA
-#include <cuda_runtime_api.h>
+#include "bench_gpu.h"
 
-/* H200 SXM: HBM3e bandwidth and dense FP32 (non-tensor) / TF32 tensor peaks */
-#define PEAK_BYTES 4.8e12
-#define PEAK_FP32 60e12
-#define PEAK_TF32 495e12
+/* A model's dimensions: hidden C, feed-forward F, heads NH (KV heads NKV), head size HS,
+ * vocabulary V, and its dense layers (in, out) with a bias or not. */
+typedef struct Dims {
+    const char *name;
+    int C, F, NH, NKV, HS, V, bias;
+    int n_dense, dense[4][2];
+} Dims;
 
-enum { WARMUP = 3, REPS = 20, CPU_REPS = 3 };
-enum { B = 8, T = 512, C = 768, NH = 12, F = 3072, R = 8, N = B * T, V = 30522 };
+/* The sizes of one run: tokens per GEMM, rows of the memory-bound ops, sequence lengths. */
+typedef struct Sizes {
+    Dims distilbert, smollm2;
+    int rows, mem_rows, ce_rows, attn_tokens, T[2], warmup, reps;
+    size_t copy_bytes, adam_small, adam_large;
+} Sizes;
 
-static const Ops *gpu = &ops_cuda, *cpu = &ops_cpu;
-static cudaEvent_t ev0, ev1;
+static const Sizes full = {
+    {"distilbert", 768, 3072, 12, 12, 64, 30522, 1, 3, {{768, 768}, {768, 3072}, {3072, 768}}},
+    {"smollm2",
+     576,
+     1536,
+     9,
+     3,
+     64,
+     49152,
+     0,
+     4,
+     {{576, 576}, {576, 192}, {576, 1536}, {1536, 576}}},
+    8192,
+    16384,
+    2048,
+    16384,
+    {512, 2048},
+    3,
+    20,
+    (size_t)1 << 30,
+    (size_t)2442240, /* SmolLM2's LoRA at r 8 on all seven projections */
+    (size_t)64 << 20,
+};
+static const Sizes smoke = {
+    {"distilbert", 64, 128, 2, 2, 32, 300, 1, 3, {{64, 64}, {64, 128}, {128, 64}}},
+    {"smollm2", 64, 128, 4, 2, 16, 500, 0, 4, {{64, 64}, {64, 32}, {64, 128}, {128, 64}}},
+    64,
+    64,
+    16,
+    64,
+    {16, 32},
+    0,
+    1,
+    (size_t)1 << 16,
+    1000,
+    5000,
+};
+static const Sizes *sz = &full;
+static const Ops *gpu = &ops_cuda;
 static Rng rng = {42, 0};
+static double copy_gbs; /* the copy section's measurement */
 
-/* Mean milliseconds per run of `stmt` on the GPU. */
-#define TIME_GPU(ms, stmt)                                                                         \
+/* Mean milliseconds per run of `stmt`. */
+#define TIME(ms, stmt)                                                                             \
     do {                                                                                           \
-        for (int rep_ = 0; rep_ < WARMUP; rep_++) stmt;                                            \
-        cudaEventRecord(ev0, 0);                                                                   \
-        for (int rep_ = 0; rep_ < REPS; rep_++) stmt;                                              \
-        cudaEventRecord(ev1, 0);                                                                   \
-        cudaEventSynchronize(ev1);                                                                 \
-        float total_ = 0.0f;                                                                       \
-        cudaEventElapsedTime(&total_, ev0, ev1);                                                   \
-        (ms) = total_ / REPS;                                                                      \
+        for (int rep_ = 0; rep_ < sz->warmup; rep_++) stmt;                                        \
+        bench_gpu_mark();                                                                          \
+        for (int rep_ = 0; rep_ < sz->reps; rep_++) stmt;                                          \
+        (ms) = bench_gpu_elapsed_ms() / (float)sz->reps;                                           \
     } while (0)
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-/* Mean milliseconds per run of `stmt` on the CPU (one warm-up). */
-#define TIME_CPU(ms, stmt)                                                                         \
-    do {                                                                                           \
-        stmt;                                                                                      \
-        double t0_ = now_ms();                                                                     \
-        for (int rep_ = 0; rep_ < CPU_REPS; rep_++) stmt;                                          \
-        (ms) = (now_ms() - t0_) / CPU_REPS;                                                        \
-    } while (0)
-
-/* ---- buffers: one set in GPU memory, a few twins in host memory for the CPU
- * rows ---- */
 static void *must(void *p, size_t bytes) {
     if (!p) {
         fprintf(stderr, "bench_kernels: cannot allocate %zu bytes\n", bytes);
@@ -70,267 +105,366 @@ static void *must(void *p, size_t bytes) {
     return p;
 }
 
-/* n floats uniform in [-amp, amp) in the memory of backend o */
-static float *randn(const Ops *o, size_t n, float amp) {
-    float *h = must(malloc(n * sizeof *h), n * sizeof *h);
+static float *zeros(size_t n) {
+    return must(gpu->alloc(n * sizeof(float)), n * sizeof(float));
+}
+
+/* n floats uniform in [-amp, amp) on the device */
+static float *randu(size_t n, float amp) {
+    float *h = must(malloc(n * sizeof *h), n * sizeof *h), *d = zeros(n);
     for (size_t i = 0; i < n; i++) h[i] = amp * (2.0f * rng_next_uniform(&rng) - 1.0f);
-    float *d = must(o->alloc(n * sizeof *h), n * sizeof *h);
-    o->upload(d, h, n * sizeof *h);
+    gpu->upload(d, h, n * sizeof *h);
     free(h);
     return d;
 }
 
-static int32_t *ints(const Ops *o, size_t n, int lo, int hi) {
+/* n int32 uniform in [lo, hi) on the device */
+static int32_t *ints(size_t n, int lo, int hi) {
     int32_t *h = must(malloc(n * sizeof *h), n * sizeof *h);
     for (size_t i = 0; i < n; i++) h[i] = lo + (int32_t)(rng_next(&rng) % (uint64_t)(hi - lo));
-    int32_t *d = must(o->alloc(n * sizeof *h), n * sizeof *h);
-    o->upload(d, h, n * sizeof *h);
+    int32_t *d = must(gpu->alloc(n * sizeof *h), n * sizeof *h);
+    gpu->upload(d, h, n * sizeof *h);
     free(h);
     return d;
 }
 
-static float *zeros(const Ops *o, size_t n) {
-    return must(o->alloc(n * sizeof(float)), n * sizeof(float));
+static void free_all(void **p, size_t n) {
+    for (size_t i = 0; i < n; i++) gpu->free(p[i]);
+}
+#define FREE_ALL(...)                                                                              \
+    do {                                                                                           \
+        void *p_[] = {__VA_ARGS__};                                                                \
+        free_all(p_, sizeof p_ / sizeof *p_);                                                      \
+    } while (0)
+
+static double tflops(double flops, double ms) {
+    return flops / (ms * 1e-3) * 1e-12;
 }
 
-/* ---- the table ---- */
-static void header(void) {
-    printf("%-40s %9s %9s %6s %9s %6s %7s %10s\n", "op (B=8 T=512 C=768 NH=12 F=3072 R=8)", "ms",
-           "GB/s", "%HBM", "TFLOP/s", "%FP32", "%roof", "cpu ms");
+/* ---- copy ---- */
+static void bench_copy(void) {
+    size_t n = sz->copy_bytes / sizeof(float);
+    float *a = zeros(n), *b = zeros(n), ms;
+    TIME(ms, bench_gpu_copy(b, a, n * sizeof(float)));
+    copy_gbs = 2.0 * (double)sz->copy_bytes / (ms * 1e-3) * 1e-9;
+    printf("%-5s %-38s %10s %9s %9s\n", "copy", "what", "MB", "ms", "GB/s");
+    printf("%-5s %-38s %10.1f %9.4f %9.1f\n", "copy", "cudaMemcpy D2D (read + write)",
+           2e-6 * (double)sz->copy_bytes, ms, copy_gbs);
+    FREE_ALL(a, b);
 }
 
-/* One row: bytes is the minimum traffic, flops the useful arithmetic; %roof is
- * the roofline time (max of bytes/HBM, flops/FP32 peak) over the measured time.
- */
-static void row(const char *op, double ms, double bytes, double flops, double cpu_ms) {
-    double s = ms * 1e-3, roof = bytes / PEAK_BYTES;
-    if (flops / PEAK_FP32 > roof) roof = flops / PEAK_FP32;
-    printf("%-40s %9.4f %9.1f %6.1f %9.2f %6.1f %7.1f", op, ms, bytes / s * 1e-9,
-           100.0 * bytes / s / PEAK_BYTES, flops / s * 1e-12, 100.0 * flops / s / PEAK_FP32,
-           100.0 * roof / s);
-    if (cpu_ms > 0) printf(" %10.2f", cpu_ms);
-    printf("\n");
+/* ---- mem: one row per op; floats = the values it must move ---- */
+static void mem_header(void) {
+    printf("%-5s %-38s %10s %9s %9s %7s\n", "mem", "op [shape]", "MB", "ms", "GB/s", "%copy");
 }
 
-#define FB 4.0 /* bytes per float */
-
-static void bench_dense_and_lora(void) {
-    float *x = randn(gpu, (size_t)N * F, 1.0f), *w = randn(gpu, (size_t)F * C, 0.05f);
-    float *bias = randn(gpu, F, 0.1f), *out = zeros(gpu, (size_t)N * F);
-    float *dout = randn(gpu, (size_t)N * F, 1.0f), *dx = zeros(gpu, (size_t)N * F);
-    float *A = randn(gpu, (size_t)R * F, 0.05f), *Bw = randn(gpu, (size_t)F * R, 0.05f);
-    float *u = zeros(gpu, (size_t)N * R), *dA = zeros(gpu, (size_t)R * F);
-    float *dB = zeros(gpu, (size_t)F * R), *scratch = zeros(gpu, (size_t)N * F + (size_t)N * R);
-    static const int shapes[][2] = {{C, C}, {C, F}, {F, C}};
-    for (int s = 0; s < 3; s++) {
-        int K = shapes[s][0], M = shapes[s][1];
-        double flops = 2.0 * N * K * M, io = FB * ((double)N * K + (double)M * K + (double)N * M);
-        char name[64];
-        float base, ms;
-        TIME_GPU(base, gpu->matmul_forward(out, x, w, bias, N, K, M));
-        snprintf(name, sizeof name, "matmul_forward %dx%d (cuBLAS)", K, M);
-        row(name, base, io, flops, 0);
-        TIME_GPU(ms, gpu->matmul_backward(dx, NULL, NULL, dout, x, w, N, K, M));
-        snprintf(name, sizeof name, "matmul_backward %dx%d dinp only", K, M);
-        row(name, ms, io, flops, 0);
-        TIME_GPU(ms, gpu->lora_forward(out, u, x, A, Bw, 2.0f, 0.1f, 1, scratch, N, K, M, R));
-        snprintf(name, sizeof name, "lora_forward %dx%d p=0.1", K, M);
-        double lora_io = FB * ((double)N * K + 2.0 * N * M + (double)R * (K + M));
-        row(name, ms, lora_io, 2.0 * N * R * (K + M), 0);
-        printf("%-40s %9.1f%% of the base GEMM's time\n", "  lora_forward overhead",
-               100.0 * ms / base);
-        TIME_GPU(ms, gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, 0.1f, 1, scratch, N, K,
-                                        M, R));
-        snprintf(name, sizeof name, "lora_backward %dx%d p=0.1", K, M);
-        row(name, ms, FB * (3.0 * N * K + 2.0 * N * M), 6.0 * N * R * (K + M), 0);
-    }
-    float *ptrs[] = {x, w, bias, out, dout, dx, A, Bw, u, dA, dB, scratch};
-    for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) gpu->free(ptrs[i]);
+static void mem_row(const char *op, double floats, double ms) {
+    double gbs = 4.0 * floats / (ms * 1e-3) * 1e-9;
+    printf("%-5s %-38s %10.1f %9.4f %9.1f %7.1f\n", "mem", op, 4e-6 * floats, ms, gbs,
+           100.0 * gbs / copy_gbs);
 }
 
-static void bench_attention(void) {
-    size_t btc = (size_t)N * C, nl = (size_t)B * NH * T;
-    float *q = randn(gpu, btc, 1.0f), *k = randn(gpu, btc, 1.0f), *v = randn(gpu, btc, 1.0f);
-    float *out = zeros(gpu, btc), *lse = zeros(gpu, nl);
-    float *scratch = zeros(gpu, gpu->attention_scratch(B, T, NH, NH));
-    float *dout = randn(gpu, btc, 1.0f), *dq = zeros(gpu, btc), *dk = zeros(gpu, btc);
-    float *dv = zeros(gpu, btc);
-    int32_t *mask = ints(gpu, (size_t)N, 1, 2);
-    /* flash-style: P is never in memory, so the traffic is q, k, v, out and lse (forward);
-     * backward reads q, k, v, out, dout, lse and writes dq, dk, dv; it runs 2.5x the forward's
-     * FLOPs (S and dP recomputed, once for dq and once for dk, dv) */
-    double flops = 4.0 * B * NH * (double)T * T * (C / NH), io = FB * (4.0 * btc + nl);
+static void bench_norms_and_elementwise(void) {
+    const Dims *db = &sz->distilbert, *sm = &sz->smollm2;
+    size_t N = sz->mem_rows, nc = N * db->C, nf = N * db->F, ns = N * sm->F;
+    float *x = randu(nf, 2.0f), *y = randu(nf, 1.0f), *z = randu(nf, 1.0f);
+    float *out = zeros(nf), *g1 = zeros(nf), *g2 = zeros(nf), *mean = zeros(N), *rstd = zeros(N);
+    char name[64];
     float ms;
-    TIME_GPU(ms, gpu->attention_forward(out, lse, q, k, v, mask, 0, 0.0f, 1, scratch, B, T, NH, NH,
-                                        C / NH));
-    row("attention_forward p=0", ms, io, flops, 0);
-    TIME_GPU(ms, gpu->attention_forward(out, lse, q, k, v, mask, 0, 0.1f, 1, scratch, B, T, NH, NH,
-                                        C / NH));
-    row("attention_forward p=0.1", ms, io, flops, 0);
-    TIME_GPU(ms, gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, mask, 0, 0.1f, 1,
-                                         scratch, B, T, NH, NH, C / NH));
-    row("attention_backward p=0.1", ms, FB * (8.0 * btc + nl), 2.5 * flops, 0);
-    float *ptrs[] = {q, k, v, out, lse, scratch, dout, dq, dk, dv, (float *)mask};
-    for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) gpu->free(ptrs[i]);
+    int C = db->C;
+    snprintf(name, sizeof name, "layernorm_forward [%zu,%d]", N, C);
+    TIME(ms, gpu->layernorm_forward(out, mean, rstd, x, y, y + C, 1e-5f, (int)N, C));
+    mem_row(name, 2.0 * nc + 2.0 * N, ms);
+    snprintf(name, sizeof name, "layernorm_backward [%zu,%d]", N, C);
+    TIME(ms, gpu->layernorm_backward(g1, g2, g2 + C, z, x, y, mean, rstd, (int)N, C));
+    mem_row(name, 4.0 * nc + 2.0 * N, ms);
+    C = sm->C;
+    size_t sc = N * C;
+    snprintf(name, sizeof name, "rmsnorm_forward [%zu,%d]", N, C);
+    TIME(ms, gpu->rmsnorm_forward(out, rstd, x, y, 1e-5f, (int)N, C));
+    mem_row(name, 2.0 * sc + N, ms);
+    snprintf(name, sizeof name, "rmsnorm_backward [%zu,%d]", N, C);
+    TIME(ms, gpu->rmsnorm_backward(g1, g2, z, x, y, rstd, (int)N, C));
+    mem_row(name, 4.0 * sc + N, ms);
+    int T = sz->T[0], B = (int)N / T;
+    snprintf(name, sizeof name, "rope_forward in place [%zu,%d]", N, C);
+    TIME(ms, gpu->rope_forward(out, NULL, 1e5f, B, T, sm->NH, sm->HS));
+    mem_row(name, 2.0 * sc, ms);
+    snprintf(name, sizeof name, "rope_backward in place [%zu,%d]", N, C);
+    TIME(ms, gpu->rope_backward(out, NULL, 1e5f, B, T, sm->NH, sm->HS));
+    mem_row(name, 2.0 * sc, ms);
+    snprintf(name, sizeof name, "dropout_forward p=0.1 [%zu,%d]", N, db->C);
+    TIME(ms, gpu->dropout_forward(out, x, 0.1f, 3, nc));
+    mem_row(name, 2.0 * nc, ms);
+    snprintf(name, sizeof name, "dropout_backward p=0.1 [%zu,%d]", N, db->C);
+    TIME(ms, gpu->dropout_backward(g1, y, 0.1f, 3, nc));
+    mem_row(name, 3.0 * nc, ms);
+    snprintf(name, sizeof name, "activation_forward gelu [%zu,%d]", N, db->F);
+    TIME(ms, gpu->activation_forward(out, x, ACT_GELU, nf));
+    mem_row(name, 2.0 * nf, ms);
+    snprintf(name, sizeof name, "activation_backward gelu [%zu,%d]", N, db->F);
+    TIME(ms, gpu->activation_backward(g1, x, y, ACT_GELU, nf));
+    mem_row(name, 4.0 * nf, ms);
+    snprintf(name, sizeof name, "swiglu_forward [%zu,%d]", N, sm->F);
+    TIME(ms, gpu->swiglu_forward(out, x, y, ns));
+    mem_row(name, 3.0 * ns, ms);
+    snprintf(name, sizeof name, "swiglu_backward [%zu,%d]", N, sm->F);
+    TIME(ms, gpu->swiglu_backward(g1, g2, z, x, y, ns));
+    mem_row(name, 7.0 * ns, ms);
+    snprintf(name, sizeof name, "add [%zu,%d]", N, db->C);
+    TIME(ms, gpu->add(out, x, y, nc));
+    mem_row(name, 3.0 * nc, ms);
+    FREE_ALL(x, y, z, out, g1, g2, mean, rstd);
 }
 
-/* Element-wise and row ops, with the CPU op timed beside them. */
-static void bench_rows(void) {
-    size_t nc = (size_t)N * C, nf = (size_t)N * F;
-    const Ops *both[2] = {gpu, cpu};
-    float *x[2], *y[2], *out[2], *g[2], *mean[2], *rstd[2];
-    for (int i = 0; i < 2; i++) {
-        x[i] = randn(both[i], nf, 2.0f), y[i] = randn(both[i], nf, 1.0f);
-        out[i] = zeros(both[i], nf), g[i] = zeros(both[i], nf);
-        mean[i] = zeros(both[i], N), rstd[i] = zeros(both[i], N);
-    }
-    float gms, cms;
-    TIME_GPU(gms,
-             gpu->layernorm_forward(out[0], mean[0], rstd[0], x[0], y[0], y[0] + C, 1e-5f, N, C));
-    TIME_CPU(cms,
-             cpu->layernorm_forward(out[1], mean[1], rstd[1], x[1], y[1], y[1] + C, 1e-5f, N, C));
-    row("layernorm_forward", gms, FB * 2.0 * nc, 8.0 * nc, cms);
-    TIME_GPU(gms, gpu->layernorm_backward(g[0], g[0] + nc, g[0] + nc + C, y[0], x[0], y[0] + nc,
-                                          mean[0], rstd[0], N, C));
-    TIME_CPU(cms, cpu->layernorm_backward(g[1], g[1] + nc, g[1] + nc + C, y[1], x[1], y[1] + nc,
-                                          mean[1], rstd[1], N, C));
-    row("layernorm_backward", gms, FB * 4.0 * nc, 16.0 * nc, cms);
-    TIME_GPU(gms, gpu->activation_forward(out[0], x[0], ACT_GELU, nf));
-    TIME_CPU(cms, cpu->activation_forward(out[1], x[1], ACT_GELU, nf));
-    row("activation_forward gelu [N,F]", gms, FB * 2.0 * nf, 0, cms);
-    TIME_GPU(gms, gpu->activation_backward(g[0], x[0], y[0], ACT_GELU, nf));
-    TIME_CPU(cms, cpu->activation_backward(g[1], x[1], y[1], ACT_GELU, nf));
-    row("activation_backward gelu [N,F]", gms, FB * 4.0 * nf, 0, cms);
-    TIME_GPU(gms, gpu->dropout_forward(out[0], x[0], 0.1f, 3, nc));
-    TIME_CPU(cms, cpu->dropout_forward(out[1], x[1], 0.1f, 3, nc));
-    row("dropout_forward [N,C] p=0.1", gms, FB * 2.0 * nc, 0, cms);
-    TIME_GPU(gms, gpu->add(out[0], x[0], y[0], nc));
-    TIME_CPU(cms, cpu->add(out[1], x[1], y[1], nc));
-    row("add [N,C]", gms, FB * 3.0 * nc, nc, cms);
-    TIME_GPU(gms, gpu->axpy(out[0], x[0], 0.5f, nc));
-    TIME_CPU(cms, cpu->axpy(out[1], x[1], 0.5f, nc));
-    row("axpy [N,C]", gms, FB * 3.0 * nc, 2.0 * nc, cms);
-    for (int i = 0; i < 2; i++) {
-        float *ptrs[] = {x[i], y[i], out[i], g[i], mean[i], rstd[i]};
-        for (size_t j = 0; j < sizeof ptrs / sizeof *ptrs; j++) both[i]->free(ptrs[j]);
-    }
-}
-
-static void bench_embedding_and_loss(void) {
-    size_t nc = (size_t)N * C;
-    int32_t *ids = ints(gpu, N, 0, V), *types = ints(gpu, N, 0, 2);
-    float *wte = randn(gpu, (size_t)V * C, 0.1f), *wpe = randn(gpu, (size_t)T * C, 0.1f);
-    float *wtt = randn(gpu, 2 * (size_t)C, 0.1f), *out = zeros(gpu, nc);
-    float *dwte = zeros(gpu, (size_t)V * C), *dwpe = zeros(gpu, (size_t)T * C);
+/* DistilBERT's embedding (word + position rows gathered, no token types) and its gradient,
+ * the classification-sized cross-entropy, AdamW at LoRA and full-model sizes. */
+static void bench_embedding_loss_adamw(void) {
+    const Dims *db = &sz->distilbert;
+    int N = sz->mem_rows, T = sz->T[0], B = N / T, C = db->C, V = db->V, R = sz->ce_rows;
+    int32_t *ids = ints((size_t)N, 0, V), *labels = ints((size_t)R, 0, V);
+    float *wte = randu((size_t)V * C, 0.1f), *wpe = randu((size_t)T * C, 0.1f);
+    float *out = zeros((size_t)N * C), *dwte = zeros((size_t)V * C);
+    float *logits = randu((size_t)R * V, 5.0f), *dlogits = zeros((size_t)R * V), *losses = zeros(R);
+    double nc = (double)N * C;
+    char name[64];
     float ms;
-    TIME_GPU(ms, gpu->embedding_forward(out, ids, types, wte, wpe, wtt, B, T, C));
-    row("embedding_forward", ms, FB * 4.0 * nc, 2.0 * nc, 0);
-    TIME_GPU(ms, gpu->embedding_backward(dwte, dwpe, NULL, out, ids, types, B, T, C));
-    row("embedding_backward (wte, wpe)", ms, FB * 4.0 * nc, 2.0 * nc, 0);
-    /* masked-LM-sized loss: 512 rows over the vocabulary */
-    int rows = 512;
-    float *logits = randn(gpu, (size_t)rows * V, 5.0f), *dlogits = zeros(gpu, (size_t)rows * V);
-    float *losses = zeros(gpu, rows);
-    int32_t *labels = ints(gpu, rows, 0, V);
-    TIME_GPU(ms, gpu->cross_entropy(losses, dlogits, logits, labels, 1.0f / rows, rows, V));
-    row("cross_entropy N=512 V=30522", ms, FB * 2.0 * rows * V, 0, 0);
-    float *ptrs[] = {(float *)ids, (float *)types, wte,    wpe,     wtt,    out,
-                     dwte,         dwpe,           logits, dlogits, losses, (float *)labels};
-    for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) gpu->free(ptrs[i]);
+    snprintf(name, sizeof name, "embedding_forward [%d,%d]", N, C);
+    TIME(ms, gpu->embedding_forward(out, ids, NULL, wte, wpe, NULL, B, T, C));
+    mem_row(name, 3.0 * nc + N, ms); /* wte and wpe rows read, out written */
+    snprintf(name, sizeof name, "embedding_backward dwte [%d,%d]", N, C);
+    TIME(ms, gpu->embedding_backward(dwte, NULL, NULL, out, ids, NULL, B, T, C));
+    mem_row(name, 3.0 * nc + N, ms); /* dout read, dwte rows read and written */
+    snprintf(name, sizeof name, "cross_entropy [%d,%d]", R, V);
+    TIME(ms, gpu->cross_entropy(losses, dlogits, logits, labels, 1.0f / R, R, V));
+    mem_row(name, 2.0 * R * V, ms);
+    FREE_ALL(ids, labels, wte, wpe, out, dwte, logits, dlogits, losses);
+    size_t sizes[2] = {sz->adam_small, sz->adam_large};
+    for (int s = 0; s < 2; s++) {
+        size_t n = sizes[s], pieces = ops_adamw_pieces(NULL, NULL, 0, n, 1);
+        float *p = randu(n, 1.0f), *g = randu(n, 0.1f), *m = zeros(n), *v = zeros(n);
+        AdamWTensor *host = must(malloc(pieces * sizeof *host), pieces * sizeof *host);
+        AdamWTensor *tab = must(gpu->alloc(pieces * sizeof *tab), pieces * sizeof *tab);
+        ops_adamw_pieces(host, p, 0, n, 1);
+        gpu->upload(tab, host, pieces * sizeof *tab);
+        free(host);
+        double *norm = must(gpu->alloc(sizeof *norm), sizeof *norm);
+        double *scratch = must(gpu->alloc(OPS_ADAMW_SCRATCH * sizeof *scratch), sizeof *scratch);
+        AdamWHyper h = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 1};
+        snprintf(name, sizeof name, "adamw_step (norm, clip) n=%zu", n);
+        TIME(ms, gpu->adamw_step(tab, (int)pieces, g, m, v, n, h, norm, scratch));
+        mem_row(name, 8.0 * (double)n, ms); /* g read by the norm and the update; p, m, v r+w */
+        FREE_ALL(p, g, m, v, tab, norm, scratch);
+    }
 }
 
-/* SmolLM2's LM head + cross-entropy (C = 576, V = 49,152), dh and dW both computed: the
- * chunked op against the unchunked path (matmul_forward into [N,V] logits, cross_entropy
- * into [N,V] dlogits, matmul_backward), at N = 2048 and at B*T = 8 x 2048 tokens. */
-static void bench_lm_head(void) {
-    enum { LC = 576, LV = 49152 };
-    static const int rows[] = {2048, 8 * 2048};
-    for (int r = 0; r < 2; r++) {
-        int n = rows[r];
-        size_t nv = (size_t)n * LV;
-        float *h = randn(gpu, (size_t)n * LC, 1.0f), *w = randn(gpu, (size_t)LV * LC, 0.05f);
-        float *dh = zeros(gpu, (size_t)n * LC), *dw = zeros(gpu, (size_t)LV * LC);
-        float *losses = zeros(gpu, n), *logits = zeros(gpu, nv), *dlogits = zeros(gpu, nv);
-        int32_t *labels = ints(gpu, n, 0, LV); /* the chunked op's scratch: logits */
-        double flops = 6.0 * n * LC * LV, io = FB * 3.0 * ((double)n * LC + (double)LV * LC);
-        static const int chunks[] = {256, OPS_LM_HEAD_CHUNK};
+/* dequantize_rows of a SmolLM2-embedding-sized matrix [V,C] from each packed type. */
+static void bench_dequantize(void) {
+    const Dims *sm = &sz->smollm2;
+    size_t n = (size_t)sm->V * sm->C;
+    float *h = must(malloc(n * sizeof *h), n * sizeof *h), *out = zeros(n);
+    for (size_t i = 0; i < n; i++) h[i] = 2.0f * rng_next_uniform(&rng) - 1.0f;
+    static const GgmlType types[] = {GGML_BF16, GGML_Q8_0, GGML_Q4_1};
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+        size_t bytes = n / quant_block_elems(types[t]) * quant_block_bytes(types[t]);
+        void *hp = must(malloc(bytes), bytes), *dp = must(gpu->alloc(bytes), bytes);
+        LfError err;
+        if (quant_quantize(types[t], h, n, hp, &err)) {
+            fprintf(stderr, "bench_kernels: %s\n", err.msg);
+            exit(1);
+        }
+        gpu->upload(dp, hp, bytes);
         char name[64];
         float ms;
-        for (int c = 0; c < 2; c++) {
-            TIME_GPU(ms, gpu->lm_head_cross_entropy(losses, dh, dw, h, w, labels, 1.0f / n, NULL,
-                                                    logits, n, LC, LV, chunks[c]));
-            snprintf(name, sizeof name, "lm_head_cross_entropy N=%d chunk=%d", n, chunks[c]);
-            row(name, ms, io, flops, 0);
-        }
-        TIME_GPU(ms, (gpu->matmul_forward(logits, h, w, NULL, n, LC, LV),
-                      gpu->cross_entropy(losses, dlogits, logits, labels, 1.0f / n, n, LV),
-                      gpu->matmul_backward(dh, dw, NULL, dlogits, h, w, n, LC, LV)));
-        snprintf(name, sizeof name, "  unchunked matmul + cross_entropy N=%d", n);
-        row(name, ms, io + FB * 4.0 * nv, flops, 0);
-        size_t chunked = ops_lm_head_scratch(n, LV, OPS_LM_HEAD_CHUNK);
-        printf("%-40s %zu floats (%.0f MB) vs %zu floats (%.0f MB) unchunked\n",
-               "  lm_head memory (chunk=1024)", chunked, FB * chunked * 1e-6, 2 * nv,
-               FB * 2.0 * nv * 1e-6);
-        float *ptrs[] = {h, w, dh, dw, losses, logits, dlogits, (float *)labels};
-        for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) gpu->free(ptrs[i]);
+        snprintf(name, sizeof name, "dequantize_rows %s [%d,%d]", quant_type_name(types[t]), sm->V,
+                 sm->C);
+        TIME(ms, gpu->dequantize_rows(out, dp, types[t], 0, sm->V, sm->C));
+        mem_row(name, (double)n + bytes / 4.0, ms);
+        free(hp);
+        gpu->free(dp);
     }
+    free(h);
+    gpu->free(out);
 }
 
-/* AdamW over LoRA-sized state (q, v of 12 layers at R=8) and
- * full-fine-tune-sized state. */
-static void bench_adamw(void) {
-    size_t sizes[] = {(size_t)12 * 2 * R * 2 * C, (size_t)110 * 1000 * 1000};
-    for (int s = 0; s < 2; s++) {
-        size_t n = sizes[s];
-        float *p = randn(gpu, n, 1.0f), *g = randn(gpu, n, 0.1f);
-        float *m = zeros(gpu, n), *v = zeros(gpu, n), ms;
-        size_t np = ops_adamw_pieces(NULL, p, 0, n, 1);
-        AdamWTensor *host = malloc(np * sizeof *host), *tab = gpu->alloc(np * sizeof *tab);
-        ops_adamw_pieces(host, p, 0, n, 1);
-        gpu->upload(tab, host, np * sizeof *tab);
-        double *norm = gpu->alloc(sizeof *norm);
-        double *scratch = gpu->alloc(OPS_ADAMW_SCRATCH * sizeof *scratch);
-        AdamWHyper h = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 1};
-        TIME_GPU(ms, gpu->adamw_step(tab, (int)np, g, m, v, n, h, norm, scratch));
+/* ---- gemm: ours against bare cuBLAS on the same shape ---- */
+static void gemm_header(void) {
+    printf("%-5s %-38s %10s %9s %9s %9s %8s\n", "gemm", "op [N x in -> out]", "GFLOP", "ms",
+           "TFLOP/s", "cuBLAS", "%cuBLAS");
+}
+
+static void gemm_row(const char *op, double flops, double ms, double bare_ms) {
+    double ours = tflops(flops, ms), theirs = tflops(flops, bare_ms);
+    printf("%-5s %-38s %10.2f %9.4f %9.2f %9.2f %8.1f\n", "gemm", op, flops * 1e-9, ms, ours,
+           theirs, 100.0 * ours / theirs);
+}
+
+static void bench_dense(const Dims *d) {
+    int N = sz->rows, maxk = d->F > d->C ? d->F : d->C;
+    float *x = randu((size_t)N * maxk, 1.0f), *w = randu((size_t)maxk * maxk, 0.05f);
+    float *bias = randu(maxk, 0.1f), *out = zeros((size_t)N * maxk), *dx = zeros((size_t)N * maxk);
+    for (int s = 0; s < d->n_dense; s++) {
+        int K = d->dense[s][0], M = d->dense[s][1];
+        double flops = 2.0 * N * K * M;
         char name[64];
-        snprintf(name, sizeof name, "adamw_step (norm, clip) n=%zu", n);
-        row(name, ms, FB * 8.0 * n, 14.0 * n, 0);
-        gpu->free(p), gpu->free(g), gpu->free(m), gpu->free(v);
-        gpu->free(tab), gpu->free(norm), gpu->free(scratch), free(host);
+        float ms, bare;
+        TIME(bare, bench_gpu_gemm(out, x, w, N, M, K, 1));
+        snprintf(name, sizeof name, "%s matmul_forward %dx%d->%d", d->name, N, K, M);
+        TIME(ms, gpu->matmul_forward(out, x, w, d->bias ? bias : NULL, N, K, M));
+        gemm_row(name, flops, ms, bare);
+        snprintf(name, sizeof name, "%s matmul_backward dinp %dx%d->%d", d->name, N, K, M);
+        TIME(ms, gpu->matmul_backward(dx, NULL, NULL, out, x, w, N, K, M));
+        gemm_row(name, flops, ms, bare);
     }
+    FREE_ALL(x, w, bias, out, dx);
 }
 
-int main(void) {
+/* SmolLM2's tied LM head with its loss, as causal-LM LoRA training runs it: the forward
+ * (losses only) and the backward pass (logits again, then dh; the head is frozen). */
+static void bench_lm_head(void) {
+    const Dims *sm = &sz->smollm2;
+    int N = sz->rows, C = sm->C, V = sm->V;
+    float *h = randu((size_t)N * C, 1.0f), *w = randu((size_t)V * C, 0.05f);
+    float *dh = zeros((size_t)N * C), *losses = zeros(N), *logits = zeros((size_t)N * V);
+    float *scratch = zeros(ops_lm_head_scratch(N, V, OPS_LM_HEAD_CHUNK));
+    int32_t *labels = ints(N, 0, V);
+    double flops = 2.0 * N * C * V;
+    char name[64];
+    float ms, bare;
+    TIME(bare, bench_gpu_gemm(logits, h, w, N, V, C, 1));
+    snprintf(name, sizeof name, "smollm2 lm_head+loss fwd %dx%d->%d", N, C, V);
+    TIME(ms, gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, labels, 1.0f / N, NULL, scratch,
+                                        N, C, V, OPS_LM_HEAD_CHUNK));
+    gemm_row(name, flops, ms, bare);
+    snprintf(name, sizeof name, "smollm2 lm_head+loss bwd dh %dx%d->%d", N, C, V);
+    TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, labels, 1.0f / N, NULL, scratch, N,
+                                        C, V, OPS_LM_HEAD_CHUNK));
+    gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
+    FREE_ALL(h, w, dh, losses, logits, scratch, labels);
+}
+
+/* Attention over B*T = attn_tokens tokens. causal: SmolLM2's heads (GQA); padded: DistilBERT's,
+ * sequence b keeping T - (b % 4) * T / 8 tokens. The bare comparison is the dense [T,T]
+ * attention as cuBLAS GEMMs over the B*NH heads (S = Q K^T and O = P V forward; dP, dV, dQ,
+ * dK backward), without softmax or masking; ours counts only the allowed pairs. */
+static void bench_attention(const Dims *d, int T, int causal) {
+    int B = sz->attn_tokens / T, NH = d->NH, HS = d->HS, C = NH * HS, KC = d->NKV * HS;
+    size_t btc = (size_t)B * T * C, bth = (size_t)B * NH * T;
+    float *q = randu(btc, 1.0f), *k = randu((size_t)B * T * KC, 1.0f);
+    float *v = randu((size_t)B * T * KC, 1.0f), *out = zeros(btc), *lse = zeros(bth);
+    float *dout = randu(btc, 1.0f), *dq = zeros(btc), *dk = zeros((size_t)B * T * KC);
+    float *dv = zeros((size_t)B * T * KC);
+    float *scratch = zeros(gpu->attention_scratch(B, T, NH, d->NKV) + 1);
+    int32_t *hmask = must(malloc((size_t)B * T * sizeof *hmask), (size_t)B * T * sizeof *hmask);
+    double pairs = 0;
+    for (int b = 0; b < B; b++) {
+        int len = causal ? T : T - (b % 4) * T / 8;
+        for (int t = 0; t < T; t++) hmask[(size_t)b * T + t] = t < len;
+        pairs += causal ? 0.5 * T * (T + 1.0) : (double)T * len;
+    }
+    int32_t *mask = must(gpu->alloc((size_t)B * T * sizeof *mask), (size_t)B * T * sizeof *mask);
+    gpu->upload(mask, hmask, (size_t)B * T * sizeof *mask);
+    free(hmask);
+    /* the bare GEMMs, B*NH of each: S [T,T] = X [T,HS] Y^T and O [T,HS] = S X^T, X and Y
+     * taken from q (its values do not matter, its size fits both) */
+    float *S = zeros(bth * T), *O = zeros(btc);
+    float mm_tt, mm_th, fwd, bwd;
+    TIME(mm_tt, bench_gpu_gemm(S, q, q, T, T, HS, B * NH));
+    TIME(mm_th, bench_gpu_gemm(O, S, q, T, HS, T, B * NH));
+    TIME(fwd, gpu->attention_forward(out, lse, q, k, v, mask, causal, 0.0f, 1, scratch, B, T, NH,
+                                     d->NKV, HS));
+    TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, mask, causal, 0.0f, 1,
+                                      scratch, B, T, NH, d->NKV, HS));
+    double flops = 4.0 * NH * HS * pairs, dense = 4.0 * B * NH * (double)T * T * HS;
+    char name[64];
+    const char *kind = causal ? "causal" : "padded";
+    snprintf(name, sizeof name, "attention_forward %s B=%d T=%d NH=%d", kind, B, T, NH);
+    gemm_row(name, flops, fwd, (mm_tt + mm_th) * flops / dense);
+    snprintf(name, sizeof name, "attention_backward %s B=%d T=%d NH=%d", kind, B, T, NH);
+    gemm_row(name, 2.0 * flops, bwd, (mm_tt + 3.0 * mm_th) * flops / dense);
+    FREE_ALL(q, k, v, out, lse, dout, dq, dk, dv, scratch, mask, S, O);
+}
+
+/* ---- lora: the adapted linear against its bare base GEMM ---- */
+static void lora_header(void) {
+    printf("%-5s %-38s %10s %9s %9s %9s %9s %8s\n", "lora", "layer [N x in -> out] rank", "fwd ms",
+           "+lora ms", "fwd %", "bwd ms", "+lora ms", "bwd %");
+}
+
+static void bench_lora(const Dims *d) {
+    static const int ranks[] = {8, 16, 64};
+    int N = sz->rows, maxk = d->F > d->C ? d->F : d->C, maxr = 64;
+    size_t nk = (size_t)N * maxk;
+    float *x = randu(nk, 1.0f), *w = randu((size_t)maxk * maxk, 0.05f), *out = zeros(nk);
+    float *dout = randu(nk, 1.0f), *dx = zeros(nk), *u = zeros((size_t)N * maxr);
+    float *A = randu((size_t)maxr * maxk, 0.05f), *Bw = randu((size_t)maxk * maxr, 0.05f);
+    float *dA = zeros((size_t)maxr * maxk), *dB = zeros((size_t)maxk * maxr);
+    float *scratch = zeros(ops_lora_scratch(N, maxk, maxr));
+    for (int s = 0; s < d->n_dense; s++) {
+        int K = d->dense[s][0], M = d->dense[s][1];
+        float base_f, base_b, lora_f, lora_b;
+        TIME(base_f, gpu->matmul_forward(out, x, w, NULL, N, K, M));
+        TIME(base_b, gpu->matmul_backward(dx, NULL, NULL, dout, x, w, N, K, M));
+        for (size_t r = 0; r < sizeof ranks / sizeof *ranks; r++) {
+            int R = ranks[r];
+            TIME(lora_f, (gpu->matmul_forward(out, x, w, NULL, N, K, M),
+                          gpu->lora_forward(out, u, x, A, Bw, 2.0f, 0.1f, 1, scratch, N, K, M, R)));
+            TIME(lora_b, (gpu->matmul_backward(dx, NULL, NULL, dout, x, w, N, K, M),
+                          gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, 0.1f, 1, scratch,
+                                             N, K, M, R)));
+            char name[64];
+            snprintf(name, sizeof name, "%s %dx%d->%d r=%d", d->name, N, K, M, R);
+            printf("%-5s %-38s %10.4f %9.4f %9.1f %9.4f %9.4f %8.1f\n", "lora", name, base_f,
+                   lora_f, 100.0 * (lora_f / base_f - 1.0), base_b, lora_b,
+                   100.0 * (lora_b / base_b - 1.0));
+        }
+    }
+    FREE_ALL(x, w, out, dout, dx, u, A, Bw, dA, dB, scratch);
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--smoke"))
+            return fprintf(stderr, "usage: bench_kernels [--smoke]\n"), 2;
+        sz = &smoke;
+    }
     LfError err;
     int devices = ops_cuda_device_count(&err);
     if (devices <= 0) {
         printf("bench_kernels: %s\n", devices < 0 ? err.msg : "no CUDA device, skipping");
         return devices < 0;
     }
+    char name[256];
+    bench_gpu_name(name, sizeof name);
     const char *tf32 = getenv("LORAFT_CUDA_TF32");
-    printf("bench_kernels: H200 roofline %.1f TB/s HBM, %.0f TFLOP/s FP32, %.0f "
-           "TFLOP/s TF32; "
-           "GEMMs in %s\n",
-           PEAK_BYTES * 1e-12, PEAK_FP32 * 1e-12, PEAK_TF32 * 1e-12,
-           tf32 && tf32[0] == '1' ? "TF32 (LORAFT_CUDA_TF32=1)" : "FP32");
-    cudaEventCreate(&ev0);
-    cudaEventCreate(&ev1);
-    header();
-    bench_dense_and_lora();
-    bench_attention();
-    bench_rows();
-    bench_embedding_and_loss();
+    printf("# bench_kernels on %s, GEMMs %s, %s, mean of %d runs after %d warm-up\n", name,
+           tf32 && !strcmp(tf32, "1") ? "TF32 (LORAFT_CUDA_TF32=1)" : "strict FP32",
+           sz == &smoke ? "SMOKE SHAPES (numbers meaningless)" : "full shapes", sz->reps,
+           sz->warmup);
+    bench_copy();
+    mem_header();
+    bench_norms_and_elementwise();
+    bench_embedding_loss_adamw();
+    bench_dequantize();
+    gemm_header();
+    bench_dense(&sz->distilbert);
+    bench_dense(&sz->smollm2);
     bench_lm_head();
-    bench_adamw();
-    if (gpu->status(&err)) {
-        fprintf(stderr, "bench_kernels: %s\n", err.msg);
-        return 1;
+    for (int t = 0; t < 2; t++) {
+        bench_attention(&sz->smollm2, sz->T[t], 1);
+        bench_attention(&sz->distilbert, sz->T[t], 0);
     }
+    lora_header();
+    bench_lora(&sz->distilbert);
+    bench_lora(&sz->smollm2);
+    char msg[256];
+    if (gpu->status(&err)) return fprintf(stderr, "bench_kernels: %s\n", err.msg), 1;
+    if (bench_gpu_status(msg, sizeof msg)) return fprintf(stderr, "bench_kernels: %s\n", msg), 1;
     return 0;
 }
 #else
 int main(void) {
-    printf("no CUDA device, skipping (built without CUDA)\n");
+    printf("bench_kernels: no CUDA device, skipping (built without CUDA)\n");
     return 0;
 }
 #endif

@@ -2,10 +2,17 @@
  *
  *   bench_train_step MODEL_DIR [--device cpu|cuda] [--batch B] [--seq T] [--steps N]
  *                    [--r R] [--targets q_lin,v_lin] [--strategy lora|head|full]
+ *                    [--dropout P] [--random] [--precision fp32|tf32|bf16]
  *
- * Random token ids (fixed seed), every sequence T tokens long; forward + backward + AdamW
- * per step, dropout on as in training. Prints tokens/s (after one warm-up step) and the
- * peak resident memory. bench/bench-vs-pytorch.py runs the same step in PyTorch + PEFT. */
+ * Random token ids (fixed seed), every sequence T tokens long; forward + backward + clipping +
+ * AdamW per step, dropout on as in training. The task is the architecture's: classification
+ * (DistilBERT, BERT) or causal LM (Llama, GPT-2; labels = the ids). --random builds the model
+ * from MODEL_DIR's config.json alone with seeded random weights (speed does not depend on the
+ * values), so no weight file is needed. Prints tokens/s (after one warm-up step), the peak
+ * resident memory and, on CUDA, the device memory the model took: cudaMemGetInfo's bytes in
+ * use after the steps minus before the model was created (loraft allocates everything in
+ * model_create, so this is its peak; the CUDA context is not counted).
+ * bench/bench-vs-pytorch.py and bench/bench-gpu-e2e.py run the same step in PyTorch + PEFT. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +20,12 @@
 #include <time.h>
 
 #include "loraft/model.h"
+#include "loraft/objective.h"
 #include "loraft/optimizer.h"
 #include "loraft/rng.h"
+#ifdef LORAFT_HAVE_CUDA
+#include "bench_gpu.h"
+#endif
 
 static double now(void) {
     struct timespec t;
@@ -22,33 +33,66 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* The GEMM precision of the CUDA backend: fp32 (strict), tf32 (cuBLAS TF32 tensor cores, read
+ * from LORAFT_CUDA_TF32 when cuBLAS starts). bf16 waits for train.precision (issue 10). */
+static int set_precision(const char *precision, LfError *err) {
+    if (!strcmp(precision, "fp32")) return unsetenv("LORAFT_CUDA_TF32"), 0;
+    if (!strcmp(precision, "tf32")) return setenv("LORAFT_CUDA_TF32", "1", 1), 0;
+    return lf_fail(err, "--precision %s: expected fp32 or tf32 (bf16 comes with train.precision)",
+                   precision);
+}
+
+/* Device memory in use (CUDA), 0 elsewhere. */
+static size_t device_used(const Ops *ops) {
+#ifdef LORAFT_HAVE_CUDA
+    if (ops == &ops_cuda) return bench_gpu_used_bytes();
+#endif
+    (void)ops;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     ops_cpu_select_blas_kernels(argv);
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train_step MODEL_DIR [--device D] [--batch B] [--seq T] "
-                        "[--steps N] [--r R] [--targets a,b] [--strategy S]\n");
+                        "[--steps N] [--r R] [--targets a,b] [--strategy S] [--dropout P] "
+                        "[--random] [--precision fp32|tf32]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
-    int B = 8, T = 128, steps = 5, r = 8;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--device"))
-            device = argv[i + 1];
-        else if (!strcmp(argv[i], "--batch"))
-            B = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--seq"))
-            T = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--steps"))
-            steps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--r"))
-            r = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--targets"))
-            targets = argv[i + 1];
-        else if (!strcmp(argv[i], "--strategy"))
-            strategy = argv[i + 1];
+    const char *precision = "fp32";
+    int B = 8, T = 128, steps = 5, r = 8, random = 0;
+    float dropout = 0.1f;
+    for (int i = 2; i < argc; i++) {
+        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(opt, "--random")) {
+            random = 1;
+            continue;
+        }
+        if (!val) return fprintf(stderr, "%s needs a value\n", opt), 2;
+        i++;
+        if (!strcmp(opt, "--device"))
+            device = val;
+        else if (!strcmp(opt, "--batch"))
+            B = atoi(val);
+        else if (!strcmp(opt, "--seq"))
+            T = atoi(val);
+        else if (!strcmp(opt, "--steps"))
+            steps = atoi(val);
+        else if (!strcmp(opt, "--r"))
+            r = atoi(val);
+        else if (!strcmp(opt, "--targets"))
+            targets = val;
+        else if (!strcmp(opt, "--strategy"))
+            strategy = val;
+        else if (!strcmp(opt, "--dropout"))
+            dropout = (float)atof(val);
+        else if (!strcmp(opt, "--precision"))
+            precision = val;
         else
-            return fprintf(stderr, "unknown option %s\n", argv[i]), 2;
+            return fprintf(stderr, "unknown option %s\n", opt), 2;
     }
+    if (B < 1 || T < 2 || steps < 1) return fprintf(stderr, "batch, seq, steps must be > 0\n"), 2;
     LfError err;
     const Ops *ops = ops_by_name(device, &err);
     ModelConfig cfg;
@@ -56,26 +100,30 @@ int main(int argc, char **argv) {
     train_spec_defaults(&spec);
     spec.r = r;
     spec.alpha = 2.0f * r;
-    spec.dropout = 0.1f;
-    if (!ops || model_config_load(&cfg, dir, &err) ||
+    spec.dropout = dropout;
+    if (!ops || set_precision(precision, &err) || model_config_load(&cfg, dir, &err) ||
         strategy_parse(strategy, &spec.strategy, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
+    spec.task = arch_task(cfg.arch);
     char list[512];
     snprintf(list, sizeof list, "%s", targets ? targets : "");
     for (char *t = strtok(list, ","); t && spec.n_targets < LORA_MAX_TARGETS; t = strtok(NULL, ","))
         snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "%s", t);
+    size_t used_before = device_used(ops);
     Model m;
     AdamW opt;
-    if (model_create(&m, &cfg, &spec, ops, dir, 1, B, T, NULL, 0, &err) ||
+    if (model_create(&m, &cfg, &spec, ops, random ? NULL : dir, 1, B, T, NULL, 0, &err) ||
         adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.01f, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
     int32_t *ids = malloc((size_t)B * T * sizeof *ids),
-            *mask = malloc((size_t)B * T * sizeof *mask);
-    int32_t labels[B];
+            *mask = malloc((size_t)B * T * sizeof *mask), *labels = malloc((size_t)B * sizeof *ids);
+    if (!ids || !mask || !labels) return fprintf(stderr, "out of memory\n"), 1;
     Rng rng = {42, 0};
-    for (int i = 0; i < B * T; i++) ids[i] = 1000 + (int32_t)(rng_next(&rng) % 20000), mask[i] = 1;
+    for (int i = 0; i < B * T; i++)
+        ids[i] = (int32_t)(rng_next(&rng) % (uint64_t)cfg.vocab_size), mask[i] = 1;
     for (int b = 0; b < B; b++) labels[b] = b % cfg.num_labels;
-    if (model_set_batch(&m, ids, NULL, mask, labels, B, T, &err))
+    int per_token = objective_for(spec.task)->labels_per_token;
+    if (model_set_batch(&m, ids, NULL, mask, per_token ? ids : labels, B, T, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
     double t0 = 0;
     for (int s = 0; s <= steps; s++) {
@@ -90,15 +138,18 @@ int main(int argc, char **argv) {
         if (model_read_loss(&m, &loss, &norm, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     }
     double dt = now() - t0;
+    size_t used_after = device_used(ops);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("loraft %s %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, peak RSS %.0f MiB, "
-           "trainable %zu\n",
-           ops->name, strategy, B, T, steps, 1e3 * dt / steps, (double)B * T * steps / dt,
-           ru.ru_maxrss / 1024.0, model_trainable_count(&m));
+    printf("loraft %s %s %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, peak RSS %.0f "
+           "MiB, device memory %.0f MiB, trainable %zu\n",
+           ops->name, precision, strategy, B, T, steps, 1e3 * dt / steps,
+           (double)B * T * steps / dt, ru.ru_maxrss / 1024.0,
+           (double)(used_after - used_before) / 1048576.0, model_trainable_count(&m));
     adamw_free(&opt, &m);
     model_free(&m);
     free(ids);
     free(mask);
+    free(labels);
     return 0;
 }

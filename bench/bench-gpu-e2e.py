@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""End-to-end LoRA training speed on one GPU: loraft against PyTorch + PEFT (bf16 autocast,
+SDPA attention), same model, LoRA targets, rank, dropout, batch and length, each side in its
+own process, in the same run (issue 10).
+
+    bench/bench-gpu-e2e.py [--cases distilbert-128,distilbert-512,smollm2-512,smollm2-2048]
+        [--precision fp32,tf32] [--steps 10] [--tokens 8192] [--device cuda|cpu] [--smoke]
+        [--loraft-bench build/bench_train_step] [--no-pytorch] [--timeout 150]
+
+Models: DistilBERT-base (sequence classification, LoRA on q_lin, v_lin) and SmolLM2-135M
+(causal LM, LoRA on all seven projections), r 8, alpha 16, dropout 0.1 / 0.05, built from
+their real configs (below) with random weights on both sides: loraft from the config.json
+this script writes (bench_train_step --random), PyTorch with from_config. Nothing is read
+from disk or the network. Each step is forward, backward, clipping and AdamW over
+--tokens tokens (batch = tokens / T); one warm-up step, then --steps timed.
+
+FLOPs per token (the model's, the same for both sides; 2 per multiply-add):
+    4 * frozen     every dense layer's weights in the layers, forward + input gradient
+                   (frozen: no weight gradient)
+  + 6 * r * sum(in + out) over the LoRA-adapted layers (forward, dA, dB, input gradient)
+  + 12 * L * NH * HS * keys   attention (QK^T and PV forward, twice that backward), keys = T
+                   for the encoder (no padding here), (T + 1) / 2 causal
+  + head           DistilBERT: 6 * (C*C + C*K) / T (pre_classifier and classifier, trained,
+                   once per sequence); SmolLM2: 4 * C * V (tied LM head, frozen: forward +
+                   input gradient)
+MFU = FLOPs per token * tokens/s / peak, against H200 dense BF16 989 TFLOP/s and FP32
+67 TFLOP/s (both printed). Device memory: PyTorch torch.cuda.max_memory_allocated; loraft
+cudaMemGetInfo's bytes in use after the steps minus before the model (bench_train_step).
+loraft's precision is one parameter, --precision, passed to bench_train_step (fp32, tf32;
+bf16 once train.precision lands). --smoke: tiny configs, 1 step, for a CPU check that the
+script works (--device cpu --smoke). Informative only: speed lives in bench/, never in tests.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+PEAK_BF16, PEAK_FP32 = 989e12, 67e12
+
+CONFIGS = {
+    "distilbert": {  # distilbert-base-uncased
+        "model_type": "distilbert", "architectures": ["DistilBertForSequenceClassification"],
+        "activation": "gelu", "attention_dropout": 0.1, "dim": 768, "dropout": 0.1,
+        "hidden_dim": 3072, "initializer_range": 0.02, "max_position_embeddings": 512,
+        "n_heads": 12, "n_layers": 6, "pad_token_id": 0, "qa_dropout": 0.1,
+        "seq_classif_dropout": 0.2, "sinusoidal_pos_embds": False, "tie_weights_": True,
+        "vocab_size": 30522},
+    "smollm2": {  # HuggingFaceTB/SmolLM2-135M
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "attention_bias": False,
+        "attention_dropout": 0.0, "bos_token_id": 0, "eos_token_id": 0, "hidden_act": "silu",
+        "hidden_size": 576, "initializer_range": 0.041666666666666664,
+        "intermediate_size": 1536, "max_position_embeddings": 8192, "mlp_bias": False,
+        "num_attention_heads": 9, "num_hidden_layers": 30, "num_key_value_heads": 3,
+        "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_theta": 100000.0,
+        "tie_word_embeddings": True, "vocab_size": 49152},
+}
+SMOKE = {"distilbert": {"dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 2,
+                        "vocab_size": 1000, "max_position_embeddings": 64},
+         "smollm2": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+                     "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000}}
+LORA = {"distilbert": (["q_lin", "v_lin"], 0.1),
+        "smollm2": (["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                     "down_proj"], 0.05)}
+
+
+def dims(name, cfg):
+    """(layers, C, NH, HS, NKV, F, V, per-layer dense layers {name: (in, out)})."""
+    if name == "distilbert":
+        L, C, NH, F = cfg["n_layers"], cfg["dim"], cfg["n_heads"], cfg["hidden_dim"]
+        NKV = NH
+        dense = {"q_lin": (C, C), "k_lin": (C, C), "v_lin": (C, C), "out_lin": (C, C),
+                 "lin1": (C, F), "lin2": (F, C)}
+    else:
+        L, C, NH = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"]
+        NKV, F = cfg["num_key_value_heads"], cfg["intermediate_size"]
+        kv = C // NH * NKV
+        dense = {"q_proj": (C, C), "k_proj": (C, kv), "v_proj": (C, kv), "o_proj": (C, C),
+                 "gate_proj": (C, F), "up_proj": (C, F), "down_proj": (F, C)}
+    return L, C, NH, C // NH, NKV, F, cfg["vocab_size"], dense
+
+
+def flops_per_token(name, cfg, T, r):
+    """The module docstring's formula."""
+    L, C, NH, HS, _, _, V, dense = dims(name, cfg)
+    targets, _ = LORA[name]
+    frozen = L * sum(i * o for i, o in dense.values())
+    lora = L * sum(6 * r * (dense[t][0] + dense[t][1]) for t in targets)
+    causal = name != "distilbert"
+    keys = (T + 1) / 2 if causal else T
+    attention = 12 * L * NH * HS * keys
+    head = 4 * C * V if causal else 6 * (C * C + C * 2) / T
+    return 4 * frozen + lora + attention + head
+
+
+def pytorch_side(a):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    dev = torch.device(a.device)
+    cfg = json.loads(a.pytorch_config)
+    name, T, B = a.pytorch_case, a.seq, a.batch
+    targets, dropout = LORA[name]
+    hf = AutoConfig.for_model(**{k: v for k, v in cfg.items() if k != "architectures"})
+    causal = name != "distilbert"
+    auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
+    model = auto.from_config(hf, attn_implementation="sdpa", dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM" if causal else "SEQ_CLS",
+                                             r=a.r, lora_alpha=2 * a.r, lora_dropout=dropout,
+                                             target_modules=targets)).to(dev)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
+    g = torch.Generator().manual_seed(42)
+    ids = torch.randint(0, cfg["vocab_size"], (B, T), generator=g).to(dev)
+    labels = ids if causal else (torch.arange(B) % 2).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    t0 = 0.0
+    for s in range(a.steps + 1):
+        if s == 1:
+            sync()
+            t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    sync()
+    dt = time.perf_counter() - t0
+    mem = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else 0.0
+    print(json.dumps({"ms_per_step": 1e3 * dt / a.steps, "tokens_per_s": B * T * a.steps / dt,
+                      "device_mib": mem, "trainable": sum(p.numel() for p in params)}))
+
+
+def run(cmd, timeout):
+    """(stdout, None) or (None, why)."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout} s"
+    if p.returncode:
+        return None, (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:][0][:160] \
+            if (p.stderr.strip() or p.stdout.strip()) else f"exit {p.returncode}"
+    return p.stdout, None
+
+
+def loraft_side(a, name, model_dir, T, B, precision):
+    targets, dropout = LORA[name]
+    out, why = run([a.loraft_bench, model_dir, "--random", "--device", a.device, "--batch",
+                    str(B), "--seq", str(T), "--steps", str(a.steps), "--r", str(a.r),
+                    "--targets", ",".join(targets), "--dropout", str(dropout),
+                    "--precision", precision], a.timeout)
+    if why:
+        return None, why
+    m = re.search(r"([\d.]+) ms/step, (\d+) tokens/s, .*device memory (\d+) MiB, "
+                  r"trainable (\d+)", out)
+    if not m:
+        return None, "unexpected output: " + out.strip()[-160:]
+    return {"ms_per_step": float(m[1]), "tokens_per_s": float(m[2]),
+            "device_mib": float(m[3]), "trainable": int(m[4])}, None
+
+
+def row(case, side, precision, r, fpt):
+    if r is None:
+        return
+    flops = fpt * r["tokens_per_s"]
+    print(f"e2e   {case:22} {side:14} {precision:13} {r['tokens_per_s']:10.0f} "
+          f"{r['ms_per_step']:9.1f} {flops * 1e-12:8.2f} {100 * flops / PEAK_BF16:8.2f} "
+          f"{100 * flops / PEAK_FP32:8.1f} {r['device_mib']:10.0f}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", default="distilbert-128,distilbert-512,smollm2-512,smollm2-2048")
+    ap.add_argument("--precision", default="fp32,tf32", help="loraft's, comma-separated")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--tokens", type=int, default=8192, help="tokens per step")
+    ap.add_argument("--r", type=int, default=8)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--loraft-bench", default="build/bench_train_step")
+    ap.add_argument("--no-pytorch", action="store_true")
+    ap.add_argument("--timeout", type=int, default=150, help="seconds per side and case")
+    ap.add_argument("--pytorch-case", help=argparse.SUPPRESS)
+    ap.add_argument("--pytorch-config", help=argparse.SUPPRESS)
+    ap.add_argument("--seq", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.pytorch_case:
+        return pytorch_side(a)
+    if a.smoke:
+        a.steps, a.tokens = 1, 64
+    print(f"# e2e: {a.tokens} tokens per step, {a.steps} timed steps after 1 warm-up, LoRA r "
+          f"{a.r}; MFU vs H200 dense BF16 {PEAK_BF16 * 1e-12:.0f} and FP32 "
+          f"{PEAK_FP32 * 1e-12:.0f} TFLOP/s; device MiB: loraft cudaMemGetInfo delta, PyTorch "
+          f"max_memory_allocated" + ("; SMOKE (numbers meaningless)" if a.smoke else ""))
+    print(f"e2e   {'case':22} {'side':14} {'precision':13} {'tokens/s':>10} {'ms/step':>9} "
+          f"{'TFLOP/s':>8} {'MFU%bf16':>8} {'MFU%fp32':>8} {'device MiB':>10}", flush=True)
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in a.cases.split(","):
+            name, T = case.rsplit("-", 1)
+            T = int(T) // 16 if a.smoke else int(T)
+            cfg = dict(CONFIGS[name], **(SMOKE[name] if a.smoke else {}))
+            model_dir = os.path.join(tmp, name)
+            os.makedirs(model_dir, exist_ok=True)
+            with open(os.path.join(model_dir, "config.json"), "w") as f:
+                json.dump(cfg, f)
+            B = max(1, a.tokens // T)
+            fpt = flops_per_token(name, cfg, T, a.r)
+            label = f"{name} T={T} B={B}"
+            print(f"# {label}: {fpt * 1e-6:.1f} MFLOP per token", flush=True)
+            results = {}
+            for precision in a.precision.split(","):
+                r, why = loraft_side(a, name, model_dir, T, B, precision)
+                if why:
+                    print(f"e2e   {label:22} {'loraft':14} {precision:13} FAILED: {why}")
+                    failed += 1
+                row(label, "loraft", precision, r, fpt)
+                results[precision] = r
+            if a.no_pytorch:
+                continue
+            out, why = run([sys.executable, __file__, "--pytorch-case", name, "--pytorch-config",
+                            json.dumps(cfg), "--seq", str(T), "--batch", str(B), "--steps",
+                            str(a.steps), "--r", str(a.r), "--device", a.device], a.timeout)
+            if why:
+                print(f"e2e   {label:22} {'pytorch+peft':14} {'bf16-autocast':13} FAILED: {why}")
+                failed += 1
+                continue
+            pt = json.loads(out.strip().splitlines()[-1])
+            row(label, "pytorch+peft", "bf16-autocast", pt, fpt)
+            ours = [r["trainable"] for r in results.values() if r]
+            if ours and ours[0] != pt["trainable"]:
+                print(f"# {label}: trainable parameters differ: loraft {ours[0]}, "
+                      f"PyTorch + PEFT {pt['trainable']}")
+            for precision, r in results.items():
+                if r and pt["device_mib"]:
+                    print(f"e2e   {label:22} {'loraft/pytorch':14} {precision:13} "
+                          f"{r['tokens_per_s'] / pt['tokens_per_s']:9.2f}x speed, "
+                          f"{r['device_mib'] / pt['device_mib']:.2f}x memory", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+/* bench_gpu.cu: the CUDA runtime side of the GPU benchmarks (bench_gpu.h). No kernels: one
+ * pair of events, one cuBLAS handle, and the first error kept for bench_gpu_status. */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_gpu.h"
+
+static char first_error[256];
+static cudaEvent_t start, stop;
+static cublasHandle_t blas;
+
+static void note(const char *what, const char *why) {
+    if (!first_error[0]) snprintf(first_error, sizeof first_error, "%s: %s", what, why);
+}
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) note(#call, cudaGetErrorString(e_));                                \
+    } while (0)
+
+void bench_gpu_name(char *buf, size_t cap) {
+    cudaDeviceProp prop;
+    cudaError_t e = cudaGetDeviceProperties(&prop, 0);
+    snprintf(buf, cap, "%s", e == cudaSuccess ? prop.name : cudaGetErrorString(e));
+}
+
+void bench_gpu_mark(void) {
+    if (!start) {
+        CHECK(cudaEventCreate(&start));
+        CHECK(cudaEventCreate(&stop));
+    }
+    CHECK(cudaEventRecord(start, 0));
+}
+
+float bench_gpu_elapsed_ms(void) {
+    float ms = 0.0f;
+    CHECK(cudaEventRecord(stop, 0));
+    CHECK(cudaEventSynchronize(stop));
+    CHECK(cudaEventElapsedTime(&ms, start, stop));
+    return ms;
+}
+
+void bench_gpu_copy(void *dst, const void *src, size_t bytes) {
+    CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
+}
+
+void bench_gpu_gemm(float *C, const float *A, const float *B, int M, int N, int K, int batch) {
+    if (!blas) {
+        if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
+            note("cublasCreate", "failed");
+            blas = NULL;
+            return;
+        }
+    }
+    const char *tf32 = getenv("LORAFT_CUDA_TF32");
+    cublasComputeType_t compute =
+        tf32 && !strcmp(tf32, "1") ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    const float one = 1.0f, zero = 0.0f;
+    /* column-major: C^T [N,M] = B [N,K] (stored K x N, transposed) times A^T [K,M] */
+    cublasStatus_t s = cublasGemmStridedBatchedEx(
+        blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, B, CUDA_R_32F, K, (long long)N * K, A,
+        CUDA_R_32F, K, (long long)M * K, &zero, C, CUDA_R_32F, N, (long long)M * N, batch, compute,
+        CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) note("cublasGemmStridedBatchedEx", cublasGetStatusString(s));
+}
+
+size_t bench_gpu_used_bytes(void) {
+    size_t free_bytes = 0, total = 0;
+    CHECK(cudaMemGetInfo(&free_bytes, &total));
+    return total - free_bytes;
+}
+
+int bench_gpu_status(char *msg, size_t cap) {
+    CHECK(cudaDeviceSynchronize());
+    if (!first_error[0]) return 0;
+    snprintf(msg, cap, "%s", first_error);
+    first_error[0] = 0;
+    return -1;
+}

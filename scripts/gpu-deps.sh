@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# gpu-deps.sh: fetches the Debian packages of loraft's build dependencies (cJSON; OpenBLAS
+# built for OpenMP and its Fortran runtime) into .gpu-deps/ (about 13 MB; .gitignore names
+# it), for a GPU machine that has the CUDA toolkit but not these and cannot reach a package
+# registry (the device tool's). Carry .gpu-deps there: when CMake does not find the system's
+# own, scripts/gpu-check.sh unpacks them into its build tree (dpkg -x, nothing installed) and
+# configures against them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf .gpu-deps && mkdir .gpu-deps
+(cd .gpu-deps && apt-get download libcjson1 libcjson-dev libopenblas0-openmp \
+  libopenblas-openmp-dev libgfortran5 libquadmath0)
+ls .gpu-deps
