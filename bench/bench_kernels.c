@@ -147,20 +147,20 @@ static void bench_copy(void) {
     float *a = zeros(n), *b = zeros(n), ms;
     TIME(ms, bench_gpu_copy(b, a, n * sizeof(float)));
     copy_gbs = 2.0 * (double)sz->copy_bytes / (ms * 1e-3) * 1e-9;
-    printf("%-5s %-38s %10s %9s %9s\n", "copy", "what", "MB", "ms", "GB/s");
-    printf("%-5s %-38s %10.1f %9.4f %9.1f\n", "copy", "cudaMemcpy D2D (read + write)",
+    printf("%-5s %-48s %10s %9s %9s\n", "copy", "what", "MB", "ms", "GB/s");
+    printf("%-5s %-48s %10.1f %9.4f %9.1f\n", "copy", "cudaMemcpy D2D (read + write)",
            2e-6 * (double)sz->copy_bytes, ms, copy_gbs);
     FREE_ALL(a, b);
 }
 
 /* ---- mem: one row per op; floats = the values it must move ---- */
 static void mem_header(void) {
-    printf("%-5s %-38s %10s %9s %9s %7s\n", "mem", "op [shape]", "MB", "ms", "GB/s", "%copy");
+    printf("%-5s %-48s %10s %9s %9s %7s\n", "mem", "op [shape]", "MB", "ms", "GB/s", "%copy");
 }
 
 static void mem_row(const char *op, double floats, double ms) {
     double gbs = 4.0 * floats / (ms * 1e-3) * 1e-9;
-    printf("%-5s %-38s %10.1f %9.4f %9.1f %7.1f\n", "mem", op, 4e-6 * floats, ms, gbs,
+    printf("%-5s %-48s %10.1f %9.4f %9.1f %7.1f\n", "mem", op, 4e-6 * floats, ms, gbs,
            100.0 * gbs / copy_gbs);
 }
 
@@ -289,13 +289,13 @@ static void bench_dequantize(void) {
 
 /* ---- gemm: ours against bare cuBLAS on the same shape ---- */
 static void gemm_header(void) {
-    printf("%-5s %-38s %10s %9s %9s %9s %8s\n", "gemm", "op [N x in -> out]", "GFLOP", "ms",
+    printf("%-5s %-48s %10s %9s %9s %9s %8s\n", "gemm", "op [N x in -> out]", "GFLOP", "ms",
            "TFLOP/s", "cuBLAS", "%cuBLAS");
 }
 
 static void gemm_row(const char *op, double flops, double ms, double bare_ms) {
     double ours = tflops(flops, ms), theirs = tflops(flops, bare_ms);
-    printf("%-5s %-38s %10.2f %9.4f %9.2f %9.2f %8.1f\n", "gemm", op, flops * 1e-9, ms, ours,
+    printf("%-5s %-48s %10.2f %9.4f %9.2f %9.2f %8.1f\n", "gemm", op, flops * 1e-9, ms, ours,
            theirs, 100.0 * ours / theirs);
 }
 
@@ -387,7 +387,7 @@ static void bench_attention(const Dims *d, int T, int causal) {
 
 /* ---- lora: the adapted linear against its bare base GEMM ---- */
 static void lora_header(void) {
-    printf("%-5s %-38s %10s %9s %9s %9s %9s %8s\n", "lora", "layer [N x in -> out] rank", "fwd ms",
+    printf("%-5s %-48s %10s %9s %9s %9s %9s %8s\n", "lora", "layer [N x in -> out] rank", "fwd ms",
            "+lora ms", "fwd %", "bwd ms", "+lora ms", "bwd %");
 }
 
@@ -414,7 +414,7 @@ static void bench_lora(const Dims *d) {
                                              N, K, M, R)));
             char name[64];
             snprintf(name, sizeof name, "%s %dx%d->%d r=%d", d->name, N, K, M, R);
-            printf("%-5s %-38s %10.4f %9.4f %9.1f %9.4f %9.4f %8.1f\n", "lora", name, base_f,
+            printf("%-5s %-48s %10.4f %9.4f %9.1f %9.4f %9.4f %8.1f\n", "lora", name, base_f,
                    lora_f, 100.0 * (lora_f / base_f - 1.0), base_b, lora_b,
                    100.0 * (lora_b / base_b - 1.0));
         }

@@ -4,7 +4,8 @@
 # tests/cuda_emu (ASan + UBSan build in build-emu/), and the emulation's own test
 # (tests/cuda_emu/test_emu.cu), once per thread order: seed 0 runs the
 # threads of a block in order, other seeds draw a random order between barriers and warp
-# collectives (LORAFT_EMU_SEED). Two runs at a time; logs in build-emu/emu-logs/.
+# collectives (LORAFT_EMU_SEED). Two runs at a time; logs in build-emu/emu-logs/. Then the GPU
+# benchmarks' smoke runs, once (seed 0; tiny shapes, one run each: they must not fail).
 # Ends with the line "N passed, N failed" (one per test and seed); exit 0 only if none failed.
 # Usage: scripts/cuda-emu-test.sh          (LORAFT_EMU_SEEDS="0 1 2 3" overrides the seeds)
 set -uo pipefail
@@ -69,6 +70,36 @@ for t in "${tests[@]}"; do
     fi
   done
 done
+# The GPU benchmarks at smoke size: bench_kernels --smoke, and two training steps of
+# bench_train_step on tiny random DistilBERT and Llama configs (about 5 s together).
+models=$build/smoke-models
+mkdir -p "$models/distilbert" "$models/llama"
+echo '{"model_type": "distilbert", "dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 2,
+  "vocab_size": 1000, "max_position_embeddings": 64}' >"$models/distilbert/config.json"
+echo '{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+  "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
+  "max_position_embeddings": 64, "tie_word_embeddings": true}' >"$models/llama/config.json"
+smoke() { # smoke NAME CMD...: one run, counted and reported like a test
+  local name=$1 log=$logs/$1.log rc=0 t0=$SECONDS
+  shift
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    timeout 120 "$@" >"$log" 2>&1 || rc=$?
+  if [ "$rc" = 0 ]; then
+    passed=$((passed + 1))
+    printf '  %-27s ok      (%ss)\n' "$name" $((SECONDS - t0))
+  else
+    failed=$((failed + 1))
+    printf '  %-27s FAILED  (exit %s), see %s\n' "$name" "$rc" "$log"
+    grep -E "cuda-emu:|ERROR: AddressSanitizer|runtime error|SUMMARY|bench" "$log" | head -8 |
+      sed 's/^/      /'
+  fi
+}
+smoke bench_kernels_smoke "$build/bench_kernels" --smoke
+for arch in distilbert llama; do
+  smoke "bench_train_step_$arch" "$build/bench_train_step" "$models/$arch" --random --device cuda \
+    --batch 2 --seq 32 --steps 1
+done
+
 echo "cuda-emu-test: $((SECONDS - start)) s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
