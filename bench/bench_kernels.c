@@ -423,6 +423,7 @@ static void bench_lora(const Dims *d) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* rows survive a timeout's kill */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--smoke"))
             return fprintf(stderr, "usage: bench_kernels [--smoke]\n"), 2;
