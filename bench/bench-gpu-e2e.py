@@ -27,7 +27,7 @@ MFU = FLOPs per token * tokens/s / peak, against H200 dense BF16 989 TFLOP/s and
 67 TFLOP/s (both printed). Device memory: PyTorch torch.cuda.max_memory_allocated; loraft
 cudaMemGetInfo's bytes in use after the steps minus before the model (bench_train_step).
 loraft's precision is one parameter, --precision, passed to bench_train_step (fp32, tf32;
-bf16 once train.precision lands). --smoke: tiny configs, 1 step, for a CPU check that the
+bf16 once model.precision lands). --smoke: tiny configs, 1 step, for a CPU check that the
 script works (--device cpu --smoke). Informative only: speed lives in bench/, never in tests.
 """
 import argparse
@@ -178,7 +178,8 @@ def row(case, side, precision, r, fpt):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default="distilbert-128,distilbert-512,smollm2-512,smollm2-2048")
-    ap.add_argument("--precision", default="fp32,tf32", help="loraft's, comma-separated")
+    ap.add_argument("--precision", help="loraft's, comma-separated (default: fp32,tf32 on the "
+                    "GPU, fp32 on the CPU, which computes fp32 only)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=8192, help="tokens per step")
     ap.add_argument("--r", type=int, default=8)
@@ -196,6 +197,8 @@ def main():
         return pytorch_side(a)
     if a.smoke:
         a.steps, a.tokens = 1, 64
+    if a.precision is None:
+        a.precision = "fp32,tf32" if a.device == "cuda" else "fp32"
     print(f"# e2e: {a.tokens} tokens per step, {a.steps} timed steps after 1 warm-up, LoRA r "
           f"{a.r}; MFU vs H200 dense BF16 {PEAK_BF16 * 1e-12:.0f} and FP32 "
           f"{PEAK_FP32 * 1e-12:.0f} TFLOP/s; device MiB: loraft cudaMemGetInfo delta, PyTorch "

@@ -3,14 +3,13 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "bench_gpu.h"
 
 static char first_error[256];
 static cudaEvent_t start, stop;
 static cublasHandle_t blas;
+static cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
 
 static void note(const char *what, const char *why) {
     if (!first_error[0]) snprintf(first_error, sizeof first_error, "%s: %s", what, why);
@@ -55,9 +54,6 @@ void bench_gpu_gemm(float *C, const float *A, const float *B, int M, int N, int 
             return;
         }
     }
-    const char *tf32 = getenv("LORAFT_CUDA_TF32");
-    cublasComputeType_t compute =
-        tf32 && !strcmp(tf32, "1") ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     const float one = 1.0f, zero = 0.0f;
     /* column-major: C^T [N,M] = B [N,K] (stored K x N, transposed) times A^T [K,M] */
     cublasStatus_t s = cublasGemmStridedBatchedEx(
@@ -65,6 +61,10 @@ void bench_gpu_gemm(float *C, const float *A, const float *B, int M, int N, int 
         CUDA_R_32F, K, (long long)M * K, &zero, C, CUDA_R_32F, N, (long long)M * N, batch, compute,
         CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) note("cublasGemmStridedBatchedEx", cublasGetStatusString(s));
+}
+
+void bench_gpu_set_tf32(int on) {
+    compute = on ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 }
 
 size_t bench_gpu_used_bytes(void) {

@@ -19,9 +19,10 @@ float bench_gpu_elapsed_ms(void);
 /* dst = src, device to device, queued (cudaMemcpyAsync on the default stream). */
 void bench_gpu_copy(void *dst, const void *src, size_t bytes);
 /* For b < batch: C_b[M,N] = A_b[M,K] @ B_b[N,K]^T, row-major, strides M*K, N*K and M*N floats:
- * matmul_forward's product without its bias, on cuBLAS directly with the compute type ops_cuda
- * uses (TF32 tensor cores when LORAFT_CUDA_TF32=1, else strict FP32). */
+ * matmul_forward's product without its bias, on cuBLAS directly, in strict FP32 or, after
+ * bench_gpu_set_tf32(1), on TF32 tensor cores (as ops_cuda's GEMMs in that mode). */
 void bench_gpu_gemm(float *C, const float *A, const float *B, int M, int N, int K, int batch);
+void bench_gpu_set_tf32(int on);
 /* Device memory in use, all processes and the CUDA context included (cudaMemGetInfo: total
  * minus free). */
 size_t bench_gpu_used_bytes(void);

@@ -17,7 +17,8 @@
  * model's useful ones (2 per multiply-add; attention counts only the query-key pairs the mask
  * allows; backward without the flash kernels' recomputation). --smoke: tiny shapes, one run
  * each: the emulated-GPU CI runs that to prove the program works, its numbers mean nothing.
- * GEMMs run strict FP32 unless LORAFT_CUDA_TF32=1 (TF32 tensor cores, the bare GEMMs too).
+ * GEMMs run strict FP32; --tf32 puts ops_cuda's f32 GEMMs and the bare ones on TF32 tensor
+ * cores.
  * Not a test: nothing is asserted. Without a CUDA device it says so and exits 0. */
 #include <stdint.h>
 #include <stdio.h>
@@ -424,11 +425,17 @@ static void bench_lora(const Dims *d) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* rows survive a timeout's kill */
+    int tf32 = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--smoke"))
-            return fprintf(stderr, "usage: bench_kernels [--smoke]\n"), 2;
-        sz = &smoke;
+        if (!strcmp(argv[i], "--smoke"))
+            sz = &smoke;
+        else if (!strcmp(argv[i], "--tf32"))
+            tf32 = 1;
+        else
+            return fprintf(stderr, "usage: bench_kernels [--smoke] [--tf32]\n"), 2;
     }
+    if (tf32) setenv("LORAFT_CUDA_TF32", "1", 1); /* ops_cuda reads it when cuBLAS starts */
+    bench_gpu_set_tf32(tf32);
     LfError err;
     int devices = ops_cuda_device_count(&err);
     if (devices <= 0) {
@@ -437,9 +444,8 @@ int main(int argc, char **argv) {
     }
     char name[256];
     bench_gpu_name(name, sizeof name);
-    const char *tf32 = getenv("LORAFT_CUDA_TF32");
     printf("# bench_kernels on %s, GEMMs %s, %s, mean of %d runs after %d warm-up\n", name,
-           tf32 && !strcmp(tf32, "1") ? "TF32 (LORAFT_CUDA_TF32=1)" : "strict FP32",
+           tf32 ? "TF32 (--tf32)" : "strict FP32",
            sz == &smoke ? "SMOKE SHAPES (numbers meaningless)" : "full shapes", sz->reps,
            sz->warmup);
     bench_copy();

@@ -34,11 +34,11 @@ static double now(void) {
 }
 
 /* The GEMM precision of the CUDA backend: fp32 (strict), tf32 (cuBLAS TF32 tensor cores, read
- * from LORAFT_CUDA_TF32 when cuBLAS starts). bf16 waits for train.precision (issue 10). */
+ * from LORAFT_CUDA_TF32 when cuBLAS starts). bf16 waits for model.precision (issue 10). */
 static int set_precision(const char *precision, LfError *err) {
     if (!strcmp(precision, "fp32")) return unsetenv("LORAFT_CUDA_TF32"), 0;
     if (!strcmp(precision, "tf32")) return setenv("LORAFT_CUDA_TF32", "1", 1), 0;
-    return lf_fail(err, "--precision %s: expected fp32 or tf32 (bf16 comes with train.precision)",
+    return lf_fail(err, "--precision %s: expected fp32 or tf32 (bf16 comes with model.precision)",
                    precision);
 }
 

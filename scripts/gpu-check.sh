@@ -137,8 +137,8 @@ for case in smollm2-2048 distilbert-512 smollm2-512 distilbert-128; do
   head_rows=
 done
 
-note "== kernel benchmarks, TF32 GEMMs (LORAFT_CUDA_TF32=1): gemm and lora rows"
-step bench_kernels_tf32 150 env LORAFT_CUDA_TF32=1 "$build/bench_kernels" "${smoke[@]}"
+note "== kernel benchmarks, TF32 GEMMs (--tf32): gemm and lora rows"
+step bench_kernels_tf32 150 "$build/bench_kernels" --tf32 "${smoke[@]}"
 show bench_kernels_tf32 "^(#|gemm|lora) " 60
 
 note "== CTest$([ "$dry" = 1 ] && echo ' (dry run: the GPU tests only)')"
