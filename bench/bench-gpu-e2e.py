@@ -4,7 +4,7 @@ SDPA attention), same model, LoRA targets, rank, dropout, batch and length, each
 own process, in the same run (issue 10).
 
     bench/bench-gpu-e2e.py [--cases distilbert-128,distilbert-512,smollm2-512,smollm2-2048]
-        [--precision fp32,tf32] [--steps 10] [--tokens 8192] [--device cuda|cpu] [--smoke]
+        [--precision bf16,fp32] [--steps 10] [--tokens 8192] [--device cuda|cpu] [--smoke]
         [--loraft-bench build/bench_train_step] [--no-pytorch] [--timeout 150]
 
 Models: DistilBERT-base (sequence classification, LoRA on q_lin, v_lin) and SmolLM2-135M
@@ -26,9 +26,10 @@ FLOPs per token (the model's, the same for both sides; 2 per multiply-add):
 MFU = FLOPs per token * tokens/s / peak, against H200 dense BF16 989 TFLOP/s and FP32
 67 TFLOP/s (both printed). Device memory: PyTorch torch.cuda.max_memory_allocated; loraft
 cudaMemGetInfo's bytes in use after the steps minus before the model (bench_train_step).
-loraft's precision is one parameter, --precision, passed to bench_train_step (fp32, tf32;
-bf16 once model.precision lands). --smoke: tiny configs, 1 step, for a CPU check that the
-script works (--device cpu --smoke). Informative only: speed lives in bench/, never in tests.
+loraft's precision is one parameter, --precision: model.precision for bench_train_step
+(bf16: frozen weights' GEMMs on bf16 tensor cores, the rest f32 / TF32; fp32; tf32). --smoke:
+tiny configs, 1 step, for a CPU check that the script works (--device cpu --smoke).
+Informative only: speed lives in bench/, never in tests.
 """
 import argparse
 import json
@@ -178,8 +179,8 @@ def row(case, side, precision, r, fpt):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default="distilbert-128,distilbert-512,smollm2-512,smollm2-2048")
-    ap.add_argument("--precision", help="loraft's, comma-separated (default: fp32,tf32 on the "
-                    "GPU, fp32 on the CPU, which computes fp32 only)")
+    ap.add_argument("--precision", help="loraft's model.precision, comma-separated (default: "
+                    "bf16,fp32 on the GPU, fp32 on the CPU, which computes fp32 only)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=8192, help="tokens per step")
     ap.add_argument("--r", type=int, default=8)
@@ -198,7 +199,7 @@ def main():
     if a.smoke:
         a.steps, a.tokens = 1, 64
     if a.precision is None:
-        a.precision = "fp32,tf32" if a.device == "cuda" else "fp32"
+        a.precision = "bf16,fp32" if a.device == "cuda" else "fp32"
     print(f"# e2e: {a.tokens} tokens per step, {a.steps} timed steps after 1 warm-up, LoRA r "
           f"{a.r}; MFU vs H200 dense BF16 {PEAK_BF16 * 1e-12:.0f} and FP32 "
           f"{PEAK_FP32 * 1e-12:.0f} TFLOP/s; device MiB: loraft cudaMemGetInfo delta, PyTorch "

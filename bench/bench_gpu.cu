@@ -46,14 +46,17 @@ void bench_gpu_copy(void *dst, const void *src, size_t bytes) {
     CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
 }
 
-void bench_gpu_gemm(float *C, const float *A, const float *B, int M, int N, int K, int batch) {
-    if (!blas) {
-        if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
-            note("cublasCreate", "failed");
-            blas = NULL;
-            return;
-        }
+/* The cuBLAS handle, created at the first GEMM; NULL (noted) if cuBLAS cannot start. */
+static cublasHandle_t handle(void) {
+    if (!blas && cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
+        note("cublasCreate", "failed");
+        blas = NULL;
     }
+    return blas;
+}
+
+void bench_gpu_gemm(float *C, const float *A, const float *B, int M, int N, int K, int batch) {
+    if (!handle()) return;
     const float one = 1.0f, zero = 0.0f;
     /* column-major: C^T [N,M] = B [N,K] (stored K x N, transposed) times A^T [K,M] */
     cublasStatus_t s = cublasGemmStridedBatchedEx(
@@ -61,6 +64,15 @@ void bench_gpu_gemm(float *C, const float *A, const float *B, int M, int N, int 
         CUDA_R_32F, K, (long long)M * K, &zero, C, CUDA_R_32F, N, (long long)M * N, batch, compute,
         CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) note("cublasGemmStridedBatchedEx", cublasGetStatusString(s));
+}
+
+void bench_gpu_gemm_bf16(float *C, const uint16_t *A, const uint16_t *B, int M, int N, int K) {
+    if (!handle()) return;
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t s = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, B, CUDA_R_16BF,
+                                    K, A, CUDA_R_16BF, K, &zero, C, CUDA_R_32F, N,
+                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) note("cublasGemmEx (bf16)", cublasGetStatusString(s));
 }
 
 void bench_gpu_set_tf32(int on) {

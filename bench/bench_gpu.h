@@ -5,6 +5,7 @@
  * until bench_gpu_status. */
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,6 +24,9 @@ void bench_gpu_copy(void *dst, const void *src, size_t bytes);
  * bench_gpu_set_tf32(1), on TF32 tensor cores (as ops_cuda's GEMMs in that mode). */
 void bench_gpu_gemm(float *C, const float *A, const float *B, int M, int N, int K, int batch);
 void bench_gpu_set_tf32(int on);
+/* C[M,N] = A[M,K] @ B[N,K]^T with A and B in bf16 (uint16_t: the upper half of an f32), f32
+ * accumulation and output: the bare GEMM of model.precision bf16 (matmul_forward_bf16). */
+void bench_gpu_gemm_bf16(float *C, const uint16_t *A, const uint16_t *B, int M, int N, int K);
 /* Device memory in use, all processes and the CUDA context included (cudaMemGetInfo: total
  * minus free). */
 size_t bench_gpu_used_bytes(void);

@@ -17,14 +17,17 @@
  * model's useful ones (2 per multiply-add; attention counts only the query-key pairs the mask
  * allows; backward without the flash kernels' recomputation). --smoke: tiny shapes, one run
  * each: the emulated-GPU CI runs that to prove the program works, its numbers mean nothing.
- * GEMMs run strict FP32; --tf32 puts ops_cuda's f32 GEMMs and the bare ones on TF32 tensor
- * cores.
+ * The precision is model.precision's: strict FP32 by default (--fp32); --tf32 puts ops_cuda's f32
+ * GEMMs and the bare ones on TF32 tensor cores; --bf16 runs the frozen weights' GEMMs (gemm and
+ * lora tables) as matmul_forward_bf16 / matmul_backward_bf16 against a bare bf16 cuBLAS GEMM, and
+ * the other GEMMs (LoRA, LM head) as TF32, as the model does.
  * Not a test: nothing is asserted. Without a CUDA device it says so and exits 0. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "loraft/model.h"
 #include "loraft/ops.h"
 #include "loraft/quant.h"
 #include "loraft/rng.h"
@@ -86,6 +89,7 @@ static const Sizes smoke = {
 };
 static const Sizes *sz = &full;
 static const Ops *gpu = &ops_cuda;
+static Precision precision = PRECISION_FP32;
 static Rng rng = {42, 0};
 static double copy_gbs; /* the copy section's measurement */
 
@@ -281,6 +285,10 @@ static void bench_dequantize(void) {
                  sm->C);
         TIME(ms, gpu->dequantize_rows(out, dp, types[t], 0, sm->V, sm->C));
         mem_row(name, (double)n + bytes / 4.0, ms);
+        snprintf(name, sizeof name, "dequantize_rows_bf16 %s [%d,%d]", quant_type_name(types[t]),
+                 sm->V, sm->C);
+        TIME(ms, gpu->dequantize_rows_bf16((uint16_t *)out, dp, types[t], 0, sm->V, sm->C));
+        mem_row(name, n / 2.0 + bytes / 4.0, ms);
         free(hp);
         gpu->free(dp);
     }
@@ -300,24 +308,75 @@ static void gemm_row(const char *op, double flops, double ms, double bare_ms) {
            theirs, 100.0 * ours / theirs);
 }
 
+/* A frozen dense layer of up to maxk x maxk: an input x [N,maxk], the f32 weight and its bf16
+ * copy, and the base GEMMs of the precision on a [M,K] slice of it (base_shape). */
+typedef struct Base {
+    int N, K, M;
+    float *x, *w, *scratch;
+    uint16_t *xb, *wb; /* bf16 copies of x and w for the bare bf16 GEMM */
+} Base;
+
+static Base base_create(int N, int maxk) {
+    size_t nk = (size_t)N * maxk, kk = (size_t)maxk * maxk;
+    Base b = {N, 0, 0, randu(nk, 1.0f), randu(kk, 0.05f), NULL, NULL, NULL};
+    b.scratch = zeros(ops_matmul_bf16_scratch(N, maxk, maxk));
+    b.xb = must(gpu->alloc(nk * 2), nk * 2), b.wb = must(gpu->alloc(kk * 2), kk * 2);
+    return b;
+}
+
+static void base_shape(Base *b, int K, int M) {
+    b->K = K, b->M = M;
+    gpu->dequantize_rows_bf16(b->wb, b->w, GGML_F32, 0, M, K);
+    gpu->dequantize_rows_bf16(b->xb, b->x, GGML_F32, 0, b->N, K);
+}
+
+static void base_forward(const Base *b, float *out, const float *bias) {
+    if (precision == PRECISION_BF16)
+        gpu->matmul_forward_bf16(out, b->x, b->wb, bias, b->scratch, b->N, b->K, b->M);
+    else
+        gpu->matmul_forward(out, b->x, b->w, bias, b->N, b->K, b->M);
+}
+
+static void base_backward(const Base *b, float *dx, const float *dout) {
+    if (precision == PRECISION_BF16)
+        gpu->matmul_backward_bf16(dx, dout, b->wb, b->scratch, b->N, b->K, b->M);
+    else
+        gpu->matmul_backward(dx, NULL, NULL, dout, b->x, b->w, b->N, b->K, b->M);
+}
+
+/* The bare cuBLAS GEMM of the base layer's shape, in its precision. */
+static void base_bare(const Base *b, float *out) {
+    if (precision == PRECISION_BF16)
+        bench_gpu_gemm_bf16(out, b->xb, b->wb, b->N, b->M, b->K);
+    else
+        bench_gpu_gemm(out, b->x, b->w, b->N, b->M, b->K, 1);
+}
+
+static void base_free(Base *b) {
+    FREE_ALL(b->x, b->w, b->scratch, b->xb, b->wb);
+}
+
 static void bench_dense(const Dims *d) {
     int N = sz->rows, maxk = d->F > d->C ? d->F : d->C;
-    float *x = randu((size_t)N * maxk, 1.0f), *w = randu((size_t)maxk * maxk, 0.05f);
+    Base b = base_create(N, maxk);
     float *bias = randu(maxk, 0.1f), *out = zeros((size_t)N * maxk), *dx = zeros((size_t)N * maxk);
+    const char *sfx = precision == PRECISION_BF16 ? "_bf16" : "";
     for (int s = 0; s < d->n_dense; s++) {
         int K = d->dense[s][0], M = d->dense[s][1];
         double flops = 2.0 * N * K * M;
         char name[64];
         float ms, bare;
-        TIME(bare, bench_gpu_gemm(out, x, w, N, M, K, 1));
-        snprintf(name, sizeof name, "%s matmul_forward %dx%d->%d", d->name, N, K, M);
-        TIME(ms, gpu->matmul_forward(out, x, w, d->bias ? bias : NULL, N, K, M));
+        base_shape(&b, K, M);
+        TIME(bare, base_bare(&b, out));
+        snprintf(name, sizeof name, "%s matmul_forward%s %dx%d->%d", d->name, sfx, N, K, M);
+        TIME(ms, base_forward(&b, out, d->bias ? bias : NULL));
         gemm_row(name, flops, ms, bare);
-        snprintf(name, sizeof name, "%s matmul_backward dinp %dx%d->%d", d->name, N, K, M);
-        TIME(ms, gpu->matmul_backward(dx, NULL, NULL, out, x, w, N, K, M));
+        snprintf(name, sizeof name, "%s matmul_backward%s dinp %dx%d->%d", d->name, sfx, N, K, M);
+        TIME(ms, base_backward(&b, dx, out));
         gemm_row(name, flops, ms, bare);
     }
-    FREE_ALL(x, w, bias, out, dx);
+    base_free(&b);
+    FREE_ALL(bias, out, dx);
 }
 
 /* SmolLM2's tied LM head with its loss, as causal-LM LoRA training runs it: the forward
@@ -396,21 +455,23 @@ static void bench_lora(const Dims *d) {
     static const int ranks[] = {8, 16, 64};
     int N = sz->rows, maxk = d->F > d->C ? d->F : d->C, maxr = 64;
     size_t nk = (size_t)N * maxk;
-    float *x = randu(nk, 1.0f), *w = randu((size_t)maxk * maxk, 0.05f), *out = zeros(nk);
-    float *dout = randu(nk, 1.0f), *dx = zeros(nk), *u = zeros((size_t)N * maxr);
+    Base b = base_create(N, maxk);
+    const float *x = b.x;
+    float *out = zeros(nk), *dout = randu(nk, 1.0f), *dx = zeros(nk), *u = zeros((size_t)N * maxr);
     float *A = randu((size_t)maxr * maxk, 0.05f), *Bw = randu((size_t)maxk * maxr, 0.05f);
     float *dA = zeros((size_t)maxr * maxk), *dB = zeros((size_t)maxk * maxr);
     float *scratch = zeros(ops_lora_scratch(N, maxk, maxr));
     for (int s = 0; s < d->n_dense; s++) {
         int K = d->dense[s][0], M = d->dense[s][1];
         float base_f, base_b, lora_f, lora_b;
-        TIME(base_f, gpu->matmul_forward(out, x, w, NULL, N, K, M));
-        TIME(base_b, gpu->matmul_backward(dx, NULL, NULL, dout, x, w, N, K, M));
+        base_shape(&b, K, M);
+        TIME(base_f, base_forward(&b, out, NULL));
+        TIME(base_b, base_backward(&b, dx, dout));
         for (size_t r = 0; r < sizeof ranks / sizeof *ranks; r++) {
             int R = ranks[r];
-            TIME(lora_f, (gpu->matmul_forward(out, x, w, NULL, N, K, M),
+            TIME(lora_f, (base_forward(&b, out, NULL),
                           gpu->lora_forward(out, u, x, A, Bw, 2.0f, 0.1f, 1, scratch, N, K, M, R)));
-            TIME(lora_b, (gpu->matmul_backward(dx, NULL, NULL, dout, x, w, N, K, M),
+            TIME(lora_b, (base_backward(&b, dx, dout),
                           gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, 0.1f, 1, scratch,
                                              N, K, M, R)));
             char name[64];
@@ -420,32 +481,37 @@ static void bench_lora(const Dims *d) {
                    100.0 * (lora_b / base_b - 1.0));
         }
     }
-    FREE_ALL(x, w, out, dout, dx, u, A, Bw, dA, dB, scratch);
+    base_free(&b);
+    FREE_ALL(out, dout, dx, u, A, Bw, dA, dB, scratch);
 }
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* rows survive a timeout's kill */
-    int tf32 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--smoke"))
             sz = &smoke;
+        else if (!strcmp(argv[i], "--fp32"))
+            precision = PRECISION_FP32;
         else if (!strcmp(argv[i], "--tf32"))
-            tf32 = 1;
+            precision = PRECISION_TF32;
+        else if (!strcmp(argv[i], "--bf16"))
+            precision = PRECISION_BF16;
         else
-            return fprintf(stderr, "usage: bench_kernels [--smoke] [--tf32]\n"), 2;
+            return fprintf(stderr, "usage: bench_kernels [--smoke] [--fp32 | --tf32 | --bf16]\n"),
+                   2;
     }
-    if (tf32) setenv("LORAFT_CUDA_TF32", "1", 1); /* ops_cuda reads it when cuBLAS starts */
-    bench_gpu_set_tf32(tf32);
     LfError err;
     int devices = ops_cuda_device_count(&err);
     if (devices <= 0) {
         printf("bench_kernels: %s\n", devices < 0 ? err.msg : "no CUDA device, skipping");
         return devices < 0;
     }
+    gpu->set_tf32(precision != PRECISION_FP32); /* bf16: the f32 GEMMs as TF32, as the model */
+    bench_gpu_set_tf32(precision != PRECISION_FP32);
     char name[256];
     bench_gpu_name(name, sizeof name);
-    printf("# bench_kernels on %s, GEMMs %s, %s, mean of %d runs after %d warm-up\n", name,
-           tf32 ? "TF32 (--tf32)" : "strict FP32",
+    printf("# bench_kernels on %s, precision %s, %s, mean of %d runs after %d warm-up\n", name,
+           precision_name(precision),
            sz == &smoke ? "SMOKE SHAPES (numbers meaningless)" : "full shapes", sz->reps,
            sz->warmup);
     bench_copy();

@@ -2,7 +2,7 @@
  *
  *   bench_train_step MODEL_DIR [--device cpu|cuda] [--batch B] [--seq T] [--steps N]
  *                    [--r R] [--targets q_lin,v_lin] [--strategy lora|head|full]
- *                    [--dropout P] [--random] [--precision fp32|tf32|bf16]
+ *                    [--dropout P] [--random] [--precision auto|fp32|tf32|bf16]
  *
  * Random token ids (fixed seed), every sequence T tokens long; forward + backward + clipping +
  * AdamW per step, dropout on as in training. The task is the architecture's: classification
@@ -12,6 +12,7 @@
  * resident memory and, on CUDA, the device memory the model took: cudaMemGetInfo's bytes in
  * use after the steps minus before the model was created (loraft allocates everything in
  * model_create, so this is its peak; the CUDA context is not counted).
+ * --precision is model.precision (auto: bf16 on CUDA, fp32 on the CPU).
  * bench/bench-vs-pytorch.py and bench/bench-gpu-e2e.py run the same step in PyTorch + PEFT. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,15 +34,6 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* The GEMM precision of the CUDA backend: fp32 (strict), tf32 (cuBLAS TF32 tensor cores, read
- * from LORAFT_CUDA_TF32 when cuBLAS starts). bf16 waits for model.precision (issue 10). */
-static int set_precision(const char *precision, LfError *err) {
-    if (!strcmp(precision, "fp32")) return unsetenv("LORAFT_CUDA_TF32"), 0;
-    if (!strcmp(precision, "tf32")) return setenv("LORAFT_CUDA_TF32", "1", 1), 0;
-    return lf_fail(err, "--precision %s: expected fp32 or tf32 (bf16 comes with model.precision)",
-                   precision);
-}
-
 /* Device memory in use (CUDA), 0 elsewhere. */
 static size_t device_used(const Ops *ops) {
 #ifdef LORAFT_HAVE_CUDA
@@ -56,11 +48,11 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train_step MODEL_DIR [--device D] [--batch B] [--seq T] "
                         "[--steps N] [--r R] [--targets a,b] [--strategy S] [--dropout P] "
-                        "[--random] [--precision fp32|tf32]\n");
+                        "[--random] [--precision auto|fp32|tf32|bf16]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
-    const char *precision = "fp32";
+    const char *precision = "auto";
     int B = 8, T = 128, steps = 5, r = 8, random = 0;
     float dropout = 0.1f;
     for (int i = 2; i < argc; i++) {
@@ -101,7 +93,8 @@ int main(int argc, char **argv) {
     spec.r = r;
     spec.alpha = 2.0f * r;
     spec.dropout = dropout;
-    if (!ops || set_precision(precision, &err) || model_config_load(&cfg, dir, &err) ||
+    if (!ops || precision_parse(precision, &spec.precision, &err) ||
+        model_config_load(&cfg, dir, &err) ||
         strategy_parse(strategy, &spec.strategy, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
     spec.task = arch_task(cfg.arch);
@@ -143,7 +136,7 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     printf("loraft %s %s %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, peak RSS %.0f "
            "MiB, device memory %.0f MiB, trainable %zu\n",
-           ops->name, precision, strategy, B, T, steps, 1e3 * dt / steps,
+           ops->name, precision_name(m.spec.precision), strategy, B, T, steps, 1e3 * dt / steps,
            (double)B * T * steps / dt, ru.ru_maxrss / 1024.0,
            (double)(used_after - used_before) / 1048576.0, model_trainable_count(&m));
     adamw_free(&opt, &m);

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # gpu-check.sh: the one command a session with an NVIDIA GPU runs (issue 10). Builds a Release
 # tree with the CUDA backend for the GPU it finds, then, most valuable first so that a timeout
-# loses the least: the GPU-vs-CPU tests (tests/gpu), the kernel benchmarks (bench_kernels,
-# strict FP32), end to end loraft vs PyTorch + PEFT (bench/bench-gpu-e2e.py, one step per
-# model and length), the kernel benchmarks' GEMM and LoRA rows with TF32, and last the whole
-# CTest suite.
+# loses the least: the GPU-vs-CPU tests (tests/gpu), the kernel benchmarks (bench_kernels at
+# model.precision bf16), end to end loraft vs PyTorch + PEFT (bench/bench-gpu-e2e.py, one step
+# per model and length), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32,
+# and last the whole CTest suite.
 #
 # Usage: scripts/gpu-check.sh [OUT]   (default build-gpu/gpu-check)
 # Every log and summary.txt go to OUT (emptied first, so nothing stale is read). summary.txt is
@@ -119,11 +119,11 @@ for src in tests/gpu/test_*.c; do
   show "$t" "passed, .* failed|off, first|CHECK failed|status:" 12
 done
 
-note "== kernel benchmarks (strict FP32 GEMMs)"
-step bench_kernels 150 "$build/bench_kernels" "${smoke[@]}"
-show bench_kernels "^(#|copy|mem|gemm|lora) " 120
+note "== kernel benchmarks (model.precision bf16: frozen weights' GEMMs in bf16, the rest TF32)"
+step bench_kernels_bf16 150 "$build/bench_kernels" --bf16 "${smoke[@]}"
+show bench_kernels_bf16 "^(#|copy|mem|gemm|lora) " 120
 
-note "== end to end: loraft (fp32, tf32) vs PyTorch + PEFT (bf16 autocast, SDPA)"
+note "== end to end: loraft (bf16, fp32) vs PyTorch + PEFT (bf16 autocast, SDPA)"
 e2e_py=${py:-python3}
 no_pt=()
 [ -z "$py" ] && no_pt=(--no-pytorch)
@@ -131,15 +131,17 @@ no_pt=()
 # preamble and column header the summary shows once)
 head_rows="^(# e2e|e2e   case)|"
 for case in smollm2-2048 distilbert-512 smollm2-512 distilbert-128; do
-  step "e2e_$case" 200 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py --cases "$case" --device "$e2e_device" \
-    --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
+  step "e2e_$case" 200 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py --cases "$case" \
+    --device "$e2e_device" --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
   show "e2e_$case" "$head_rows^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 12
   head_rows=
 done
 
-note "== kernel benchmarks, TF32 GEMMs (--tf32): gemm and lora rows"
-step bench_kernels_tf32 150 "$build/bench_kernels" --tf32 "${smoke[@]}"
-show bench_kernels_tf32 "^(#|gemm|lora) " 60
+for precision in fp32 tf32; do
+  note "== kernel benchmarks, $precision GEMMs: gemm and lora rows"
+  step "bench_kernels_$precision" 150 "$build/bench_kernels" "--$precision" "${smoke[@]}"
+  show "bench_kernels_$precision" "^(#|gemm|lora) " 60
+done
 
 note "== CTest$([ "$dry" = 1 ] && echo ' (dry run: the GPU tests only)')"
 filter=()
