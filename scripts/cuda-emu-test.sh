@@ -70,8 +70,9 @@ for t in "${tests[@]}"; do
     fi
   done
 done
-# The GPU benchmarks at smoke size: bench_kernels --smoke, and two training steps of
-# bench_train_step on tiny random DistilBERT and Llama configs (about 5 s together).
+# The GPU benchmarks at smoke size: bench_kernels --smoke (fp32, bf16), and a training step of
+# bench_train_step (model.precision auto: bf16) on tiny random DistilBERT and Llama configs
+# (about 6 s together).
 models=$build/smoke-models
 mkdir -p "$models/distilbert" "$models/llama"
 echo '{"model_type": "distilbert", "dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 2,
@@ -95,6 +96,7 @@ smoke() { # smoke NAME CMD...: one run, counted and reported like a test
   fi
 }
 smoke bench_kernels_smoke "$build/bench_kernels" --smoke
+smoke bench_kernels_smoke_bf16 "$build/bench_kernels" --smoke --bf16
 for arch in distilbert llama; do
   smoke "bench_train_step_$arch" "$build/bench_train_step" "$models/$arch" --random --device cuda \
     --batch 2 --seq 32 --steps 1
