@@ -57,7 +57,7 @@ skip() { note "$(printf '  %-22s SKIPPED: %s' "$1" "$2")"; }
 show() { [ -f "$out/$1.log" ] && grep -E "$2" "$out/$1.log" | head -"${3:-20}" | sed 's/^/    /' | tee -a "$summary"; }
 
 nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-note "== gpu-check $(date -u +%FT%TZ) on $(hostname), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ "$dry" = 1 ] && echo ', DRY RUN (no GPU; smoke shapes)')"
+note "== gpu-check $(date -u +%FT%TZ) on ${HOSTNAME:-?}, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ "$dry" = 1 ] && echo ', DRY RUN (no GPU; smoke shapes)')"
 if [ ! -x "$nvcc" ]; then
   note "  nvcc not found: install the CUDA toolkit or put nvcc on PATH"
   failed=1
@@ -92,7 +92,10 @@ if [ "${LORAFT_GPU_USE_DEPS:-0}" = 1 ] || ! { [ -f /usr/include/cjson/cJSON.h ] 
   [ -n "$(find /usr/include -name cblas.h -print -quit 2>/dev/null)" ]; }; then
   if compgen -G ".gpu-deps/*.deb" >/dev/null; then
     deps=$PWD/$build/deps lib=$PWD/$build/deps/usr/lib/x86_64-linux-gnu
-    mkdir -p "$deps" && for f in .gpu-deps/*.deb; do dpkg -x "$f" "$deps"; done
+    mkdir -p "$deps"
+    for f in .gpu-deps/*.deb; do # dpkg -x, or by hand where there is no dpkg
+      dpkg -x "$f" "$deps" 2>/dev/null || ar p "$f" data.tar.xz | tar -xJ -C "$deps"
+    done
     export LD_LIBRARY_PATH=$lib/openblas-openmp:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     deps_args=(-DCJSON_INCLUDE_DIR="$deps/usr/include" -DCJSON_LIBRARY="$lib/libcjson.so"
       -DCBLAS_INCLUDE_DIR="$deps/usr/include/x86_64-linux-gnu/openblas-openmp"
