@@ -145,9 +145,11 @@ def run(cmd, timeout):
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, f"timed out after {timeout} s"
+    except OSError as e:
+        return None, str(e)
     if p.returncode:
-        return None, (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:][0][:160] \
-            if (p.stderr.strip() or p.stdout.strip()) else f"exit {p.returncode}"
+        lines = (p.stderr.strip() or p.stdout.strip()).splitlines()
+        return None, lines[-1][:160] if lines else f"exit {p.returncode}"
     return p.stdout, None
 
 
