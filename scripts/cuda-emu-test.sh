@@ -71,15 +71,8 @@ for t in "${tests[@]}"; do
   done
 done
 # The GPU benchmarks at smoke size: bench_kernels --smoke (fp32, bf16), and a training step of
-# bench_train_step (model.precision auto: bf16) on tiny random DistilBERT and Llama configs
-# (about 6 s together).
-models=$build/smoke-models
-mkdir -p "$models/distilbert" "$models/llama"
-echo '{"model_type": "distilbert", "dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 2,
-  "vocab_size": 1000, "max_position_embeddings": 64}' >"$models/distilbert/config.json"
-echo '{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-  "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
-  "max_position_embeddings": 64, "tie_word_embeddings": true}' >"$models/llama/config.json"
+# bench_train_step (model.precision auto: bf16) on the tiny random DistilBERT and Llama of
+# bench/tiny (about 6 s together).
 smoke() { # smoke NAME CMD...: one run, counted and reported like a test
   local name=$1 log=$logs/$1.log rc=0 t0=$SECONDS
   shift
@@ -98,8 +91,8 @@ smoke() { # smoke NAME CMD...: one run, counted and reported like a test
 smoke bench_kernels_smoke "$build/bench_kernels" --smoke
 smoke bench_kernels_smoke_bf16 "$build/bench_kernels" --smoke --bf16
 for arch in distilbert llama; do
-  smoke "bench_train_step_$arch" "$build/bench_train_step" "$models/$arch" --random --device cuda \
-    --batch 2 --seq 32 --steps 1
+  smoke "bench_train_step_$arch" "$build/bench_train_step" "bench/tiny/$arch" --random \
+    --device cuda --batch 2 --seq 32 --steps 1
 done
 
 echo "cuda-emu-test: $((SECONDS - start)) s"

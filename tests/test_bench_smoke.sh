@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # test_bench_smoke.sh: the GPU benchmarks' harness on the CPU (their CUDA side runs under the
-# emulation, scripts/cuda-emu-test.sh). bench_train_step --random builds tiny DistilBERT and
-# Llama models from a config.json alone and trains one LoRA step, reporting PEFT's trainable
-# count; bench_kernels --smoke skips without a GPU (and runs its tiny shapes with one); with the
-# reference venv, bench/bench-gpu-e2e.py --device cpu --smoke runs loraft and PyTorch + PEFT on
-# the same tiny SmolLM2-shaped config and finds the same number of trainable parameters.
+# emulation, scripts/cuda-emu-test.sh). bench_train_step --random builds the tiny DistilBERT
+# and Llama of bench/tiny from their config.json alone and trains one LoRA step, reporting
+# PEFT's trainable count; bench_kernels --smoke skips without a GPU (and runs its tiny shapes
+# with one); with the reference venv, bench/bench-gpu-e2e.py --device cpu --smoke runs loraft
+# and PyTorch + PEFT on the same tiny SmolLM2-shaped config and finds the same number of
+# trainable parameters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${LORAFT_BUILD_DIR:-build}
-tmp=$(mktemp -d /tmp/loraft-bench-smoke-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
 passed=0 failed=0
 check() { # check WHAT TEXT REGEX
   if [[ $2 =~ $3 ]]; then passed=$((passed + 1)); else
@@ -19,13 +18,9 @@ check() { # check WHAT TEXT REGEX
   fi
 }
 
-mkdir -p "$tmp/distilbert" "$tmp/llama"
-echo '{"model_type": "distilbert", "dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 2,
-  "vocab_size": 1000, "max_position_embeddings": 64}' >"$tmp/distilbert/config.json"
-echo '{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-  "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
-  "max_position_embeddings": 64, "tie_word_embeddings": true}' >"$tmp/llama/config.json"
-step() { "$build/bench_train_step" "$tmp/$1" --random --batch 2 --seq 16 --steps 1 "${@:2}" 2>&1; }
+step() {
+  "$build/bench_train_step" "bench/tiny/$1" --random --batch 2 --seq 16 --steps 1 "${@:2}" 2>&1
+}
 # LoRA r 8 on q_lin and v_lin (64 -> 64) of 2 layers: 2 * 2 * 8 * 128 = 4096, and the
 # classification head trained as PEFT's modules_to_save: 64 * 64 + 64 + 64 * 2 + 2 = 4290
 check "distilbert step" "$(step distilbert --targets q_lin,v_lin)" \
