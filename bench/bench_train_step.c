@@ -94,8 +94,7 @@ int main(int argc, char **argv) {
     spec.alpha = 2.0f * r;
     spec.dropout = dropout;
     if (!ops || precision_parse(precision, &spec.precision, &err) ||
-        model_config_load(&cfg, dir, &err) ||
-        strategy_parse(strategy, &spec.strategy, &err))
+        model_config_load(&cfg, dir, &err) || strategy_parse(strategy, &spec.strategy, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
     spec.task = arch_task(cfg.arch);
     char list[512];
