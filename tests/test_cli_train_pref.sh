@@ -9,8 +9,11 @@
 #     OUT/best` reproduces the best evaluation; the same with the ipo loss and a chat template;
 #  2. reward model: the held-out accuracy rises; a SEQ_CLS adapter saving the score head;
 #     `loraft score` of the held-out chosen and rejected answers ranks them as `loraft eval`'s
-#     accuracy says;
-#  3. refusals: dpo or reward without LoRA, merging a reward adapter (nothing written), f1 as
+#     accuracy says; `loraft merge` writes it as a LlamaForSequenceClassification directory
+#     that `loraft score` alone scores like base + adapter within 1e-5 (pad_token_id unset
+#     here: the score of each row's last token);
+#  3. refusals: dpo or reward without LoRA, merging a reward model into a GGUF (nothing
+#     written), f1 as
 #     the metric, max_prompt_length >= max_length, label smoothing with ipo, `loraft score` with
 #     a causal-LM adapter.
 # Every run uses 1 thread.
@@ -109,6 +112,18 @@ assert len(s) == 16
 acc = sum(s[i] > s[i + 1] for i in range(0, 16, 2)) / 8
 assert abs(acc - float(sys.argv[2])) < 1e-9, (acc, sys.argv[2])
 EOF
+"$bin" merge --model "$tmp/model" --adapter "$tmp/rm/best" --out "$tmp/rm-merged" >/dev/null &&
+  "$bin" score --model "$tmp/rm-merged" --max-length 48 --max-prompt-length 24 \
+    "$tmp/heldout.jsonl" >"$tmp/scores-merged" 2>"$tmp/score.err" ||
+  { cat "$tmp/score.err"; fail "merge and score of the reward model"; }
+python3 - "$tmp/scores" "$tmp/scores-merged" "$tmp/rm-merged/config.json" <<'EOF' && ok || bad "the merged reward model scores like base + adapter"
+import json, sys
+a, b = ([float(x) for x in open(p)] for p in sys.argv[1:3])
+assert len(a) == len(b) == 16 and max(abs(x - y) for x, y in zip(a, b)) <= 1e-5, (a, b)
+c = json.load(open(sys.argv[3]))
+assert c["architectures"] == ["LlamaForSequenceClassification"] and c["id2label"] == {"0": "LABEL_0"}
+assert c["pad_token_id"] is None, c["pad_token_id"]
+EOF
 
 # 3. refusals
 refused() {
@@ -120,9 +135,9 @@ refused full "needs lora.strategy lora" train --config "$tmp/dpo.json" --set lor
   --set train.output_dir="$tmp/x1"
 refused rmfull "reward needs lora.strategy lora" train --config "$tmp/dpo.json" \
   --set model.task=reward --set lora.strategy=head --set train.output_dir="$tmp/x5"
-refused merge "a reward model is kept as its PEFT SEQ_CLS adapter" merge --model "$tmp/model" \
-  --adapter "$tmp/rm/best" --out "$tmp/merged"
-[ ! -e "$tmp/merged" ] && ok || bad "a refused merge writes nothing"
+refused merge "score head has no place in a llama.cpp GGUF" merge --model "$tmp/model" \
+  --adapter "$tmp/rm/best" --format gguf --out "$tmp/merged.gguf"
+[ ! -e "$tmp/merged.gguf" ] && ok || bad "a refused merge writes nothing"
 refused f1 "picks by eval_loss or accuracy" train --config "$tmp/dpo.json" \
   --set train.metric_for_best=f1 --set train.output_dir="$tmp/x2"
 refused prompt "max_prompt_length 48 must be below" train --config "$tmp/dpo.json" \

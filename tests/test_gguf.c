@@ -681,6 +681,7 @@ static void test_arch(void) {
     CHECK(a.n_heads == 2 && a.n_kv_heads == 1 && a.head_dim == 4 && a.context_length == 16);
     CHECK(a.vocab_size == 10 && a.tied_embeddings == 1 && a.rope_theta == 1e5f);
     CHECK(a.norm_eps == 1e-5f && a.bos_token_id == -1 && a.eos_token_id == 2);
+    CHECK(a.pad_token_id == -1);
     TinySpec s = llama;
     s.with_output = 1;
     expect_arch(&s, NULL, &a, __LINE__);
@@ -735,6 +736,7 @@ static void test_smollm2(void) {
     CHECK(a.n_heads == 9 && a.n_kv_heads == 3 && a.head_dim == 64 && a.rope_theta == 100000.0f);
     CHECK(a.vocab_size == 49152 && a.tied_embeddings == 1 && a.context_length == 8192);
     CHECK(a.norm_eps == 1e-5f && a.bos_token_id == 1 && a.eos_token_id == 2);
+    CHECK(a.pad_token_id == 2); /* transformers' config of the file says pad_token_id 2 too */
     CHECK(g.n_tensors == 272);
     gguf_close(&g);
 }

@@ -238,6 +238,29 @@ static void test_round_trip(Arch arch) {
     CHECK(model_config_load(&b, path, &err) == 0 && b.num_heads == 4);
 }
 
+/* A merged reward model: LlamaForSequenceClassification with one label, read and written. */
+static void test_score_head(void) {
+    ModelConfig c, d;
+    LfError err = {{0}};
+    CHECK(load_literal("{\"model_type\":\"llama\",\"architectures\":"
+                       "[\"LlamaForSequenceClassification\"],\"num_labels\":1}",
+                       &c, &err) == 0);
+    CHECK(c.score_head == 1 && c.num_labels == 1);
+    CHECK(load_literal("{\"model_type\":\"bert\",\"architectures\":"
+                       "[\"LlamaForSequenceClassification\"]}",
+                       &d, &err) == 0);
+    CHECK(d.score_head == 0); /* not a BERT class: ignored */
+    FAIL("{\"model_type\":\"llama\",\"architectures\":[\"LlamaForSequenceClassification\"]}",
+         "a score head only on llama, with one label"); /* 2 labels by default */
+    CHECK(model_config_save(&c, cfg_path, &err) == 0);
+    CHECK(model_config_load(&d, cfg_path, &err) == 0 && d.score_head == 1 && d.num_labels == 1);
+    char *text;
+    size_t len;
+    CHECK(file_read_all(cfg_path, &text, &len, &err) == 0);
+    CHECK(strstr(text, "\"LlamaForSequenceClassification\"") && !strstr(text, "CausalLM"));
+    free(text);
+}
+
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
     return remove(path);
@@ -254,6 +277,7 @@ int main(void) {
     test_round_trip(ARCH_LLAMA);
     test_round_trip(ARCH_GPT2);
     test_gpt2_options();
+    test_score_head();
     CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&
           !strcmp(arch_name(ARCH_BERT), "bert") && !strcmp(arch_name(ARCH_GPT2), "gpt2"));
     nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

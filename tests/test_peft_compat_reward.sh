@@ -10,7 +10,14 @@
 #     task_type SEQ_CLS, the score head (modules_to_save) taken from the adapter;
 #  2. its scores of the same rows (tok(prompt) + tok(" " + response) + [eos], truncated as
 #     loraft does, right-padded in one batch with the pad id) equal `loraft score`'s within
-#     2e-5 (f32 on both sides), and differ from the untrained score head's.
+#     2e-5 (f32 on both sides), and differ from the untrained score head's;
+#  3. `loraft merge` writes a directory that AutoModelForSequenceClassification.from_pretrained
+#     loads with no other argument as a LlamaForSequenceClassification (num_labels 1,
+#     pad_token_id 50256, no missing or unexpected keys) and that scores the same padded batch
+#     like `loraft score` within 2e-5; `loraft score` of the merged directory alone equals
+#     base + adapter within 1e-5 (LoRA folded into W in f32). `merge --format gguf` refuses.
+# loraft scores in batches of 4 (rows of different lengths, right-padded), transformers the six
+# rows at once.
 set -euo pipefail
 bin=${LORAFT_BIN:-build/loraft}
 data=${LORAFT_SHARED_DATA:-../shared/data}
@@ -54,6 +61,16 @@ EOF
 "$bin" score --model "$tmp/model" --adapter "$tmp/run/last" --max-length 40 \
   --max-prompt-length 24 --batch-size 4 "$tmp/score.jsonl" >"$tmp/scores" ||
   { echo "FAIL: loraft score"; exit 1; }
+"$bin" merge --model "$tmp/model" --adapter "$tmp/run/last" --out "$tmp/merged" >/dev/null ||
+  { echo "FAIL: loraft merge of a reward model"; exit 1; }
+"$bin" score --model "$tmp/merged" --max-length 40 --max-prompt-length 24 --batch-size 4 \
+  "$tmp/score.jsonl" >"$tmp/scores-merged" || { echo "FAIL: loraft score of the merged model"; exit 1; }
+if "$bin" merge --model "$tmp/model" --adapter "$tmp/run/last" --format gguf \
+  --out "$tmp/rm.gguf" 2>"$tmp/gguf.err"; then
+  echo "FAIL: merge --format gguf wrote a reward model"; exit 1
+fi
+grep -q "score head has no place in a llama.cpp GGUF" "$tmp/gguf.err" ||
+  { echo "FAIL: merge --format gguf: unexpected message: $(cat "$tmp/gguf.err")"; exit 1; }
 
 "$py" - "$tmp" <<'EOF'
 import json, logging, sys, warnings
@@ -114,6 +131,26 @@ check(len(ours) == len(rows) and diff <= 2e-5,
       f"loraft score = PEFT's scores within 2e-5 (max |diff| {diff:.1e}): "
       f"{[round(float(x), 4) for x in ours]}")
 check(float((ours - plain).abs().max()) > 1e-2, "the adapter changes the scores")
+
+merged, info = AutoModelForSequenceClassification.from_pretrained(
+    tmp + "/merged", dtype=torch.float32, output_loading_info=True)
+merged.eval()
+keys = {k: v for k, v in info.items() if v}
+check(type(merged).__name__ == "LlamaForSequenceClassification" and merged.num_labels == 1
+      and merged.config.pad_token_id == pad and not keys,
+      f"merged: {type(merged).__name__}, num_labels {merged.num_labels}, "
+      f"pad_token_id {merged.config.pad_token_id}, loading info {keys}")
+moved = float((merged.model.layers[0].self_attn.q_proj.weight
+               - base.model.layers[0].self_attn.q_proj.base_layer.weight).abs().max())
+check(moved > 1e-4, f"the merged q_proj holds the LoRA update (max |dW| {moved:.1e})")
+with torch.no_grad():
+    merged_scores = merged(input_ids=ids, attention_mask=mask).logits[:, 0]
+diff = float((ours - merged_scores).abs().max())
+check(diff <= 2e-5, f"transformers on the merged model = loraft score within 2e-5 (max |diff| {diff:.1e})")
+ours_merged = torch.tensor([float(x) for x in open(tmp + "/scores-merged")])
+diff = float((ours - ours_merged).abs().max())
+check(len(ours_merged) == len(ours) and diff <= 1e-5,
+      f"loraft score of the merged model = base + adapter within 1e-5 (max |diff| {diff:.1e})")
 print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)
 EOF

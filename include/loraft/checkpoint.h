@@ -27,11 +27,13 @@ int adapter_load_weights(Model *m, const char *dir, LfError *err);
 
 /* Builds a model from an HF directory or a .gguf file plus, when adapter_dir is not NULL, a
  * PEFT adapter (nothing else trains), its frozen dense weights stored as base_dtype, computing
- * in `precision` (model.h). max_len <= 0: the model's max_position_embeddings. */
+ * in `precision` (model.h). A directory whose config names LlamaForSequenceClassification (a
+ * merged reward model) is a reward model. max_len <= 0: the model's max_position_embeddings. */
 int model_open(Model *m, const char *model_dir, const char *adapter_dir, BaseDtype base_dtype,
                Precision precision, const Ops *ops, int max_batch, int max_len, LfError *err);
 
-/* An HF model directory; merge folds LoRA into the base weights of the written copy. The
+/* An HF model directory; merge folds LoRA into the base weights of the written copy (a reward
+ * model's: a LlamaForSequenceClassification with one label and its score head). The
  * tokenizer files are copied from tokenizer_dir (NULL: none); a tokenizer_dir ending in .gguf
  * means the folder of that file, which must hold a tokenizer.json (checked before anything is
  * written: loraft does not write GGUF tokenizer metadata as a tokenizer.json). */

@@ -152,6 +152,7 @@ typedef struct GgufArch {
     float norm_eps;      /* llama: attention.layer_norm_rms_epsilon; gpt2: layer_norm_epsilon */
     int tied_embeddings; /* 1 when there is no output.weight (head = token_embd) */
     int bos_token_id, eos_token_id; /* tokenizer.ggml.*_token_id; -1 when absent */
+    int pad_token_id;               /* tokenizer.ggml.padding_token_id; -1 when absent */
 } GgufArch;
 
 /* Reads and checks the architecture: the required keys are present, sizes are positive,

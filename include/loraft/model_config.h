@@ -41,6 +41,8 @@ typedef struct ModelConfig {
     float initializer_range;
     int pad_token_id;            /* -1 when unset (Llama's null) */
     int num_labels;              /* id2label's size, else the num_labels key, else 2 */
+    int score_head;              /* Llama: LlamaForSequenceClassification (a merged reward
+                                    model: one label, the `score` head) in 'architectures' */
     char labels[MAX_LABELS][64]; /* id2label in id order; default "LABEL_<i>" */
 } ModelConfig;
 
@@ -53,7 +55,8 @@ int model_config_load(ModelConfig *cfg, const char *path, LfError *err);
 
 /* Writes an HF-loadable config.json (atomically) to path: model_type,
  * architectures (DistilBertForSequenceClassification, BertForSequenceClassification,
- * LlamaForCausalLM, GPT2LMHeadModel), every size, dropout and activation key,
+ * LlamaForCausalLM or, with score_head, LlamaForSequenceClassification, GPT2LMHeadModel),
+ * every size, dropout and activation key,
  * id2label and label2id. Fails on an invalid cfg. */
 int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);
 

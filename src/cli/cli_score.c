@@ -51,7 +51,8 @@ int cmd_score(int argc, char **argv) {
     CliList files = {0};
     const CliOpt opts[] = {
         {"model", OPT_STR, &model, "base HF model directory or .gguf file [required]"},
-        {"adapter", OPT_STR, &adapter, "reward-model adapter (PEFT SEQ_CLS) [required]"},
+        {"adapter", OPT_STR, &adapter,
+         "reward-model adapter (PEFT SEQ_CLS); none for a merged reward model"},
         {"max-length", OPT_INT, &max_len, "tokens per row (default 512)"},
         {"max-prompt-length", OPT_INT, &max_prompt, "tokens a long prompt keeps (default 128)"},
         {"chat-template", OPT_STR, &chat, "render prompts with this built-in chat template"},
@@ -61,12 +62,12 @@ int cmd_score(int argc, char **argv) {
         {"precision", OPT_STR, &precision,
          "fp32, tf32 or bf16 GEMMs (default auto: bf16 on a GPU, fp32 on the CPU)"},
     };
-    int rc = cli_parse("loraft score --model M --adapter A FILE.jsonl (records {\"prompt\", "
+    int rc = cli_parse("loraft score --model M [--adapter A] FILE.jsonl (records {\"prompt\", "
                        "\"response\"}; prints one score per line)",
                        opts, sizeof opts / sizeof *opts, &files, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
-    if (!model || !adapter || files.n != 1 || batch < 1 || max_len < 2)
-        return fprintf(stderr, "loraft score: --model, --adapter and one FILE.jsonl are required; "
+    if (!model || files.n != 1 || batch < 1 || max_len < 2)
+        return fprintf(stderr, "loraft score: --model and one FILE.jsonl are required; "
                                "--batch-size >= 1, --max-length >= 2\n"),
                2;
     LfError err;
@@ -85,8 +86,10 @@ int cmd_score(int argc, char **argv) {
     }
     rc = m.spec.task == TASK_REWARD
              ? 0
-             : lf_fail(&err, "%s is not a reward model (a PEFT SEQ_CLS adapter on a decoder)",
-                       adapter);
+             : lf_fail(&err,
+                       "%s is not a reward model (a PEFT SEQ_CLS adapter on a decoder, or a "
+                       "merged LlamaForSequenceClassification)",
+                       adapter ? adapter : model);
     if (!rc) rc = load_rows(&m, model, files.items[0], chat, max_len, max_prompt, &tok, &set, &err);
     if (!rc) /* padding is masked: any id the model embeds */
         rc = pref_loader_init(&l, &set, batch, m.cfg.eos_token_id > 0 ? m.cfg.eos_token_id : 0, 0,

@@ -326,7 +326,7 @@ int model_open(Model *m, const char *model_dir, const char *adapter_dir, BaseDty
     if (model_config_load(&cfg, model_dir, err)) return -1;
     train_spec_defaults(&spec);
     spec.strategy = STRATEGY_HEAD;
-    spec.task = arch_task(cfg.arch);
+    spec.task = cfg.score_head ? TASK_REWARD : arch_task(cfg.arch);
     spec.base_dtype = base_dtype;
     spec.precision = precision;
     if (adapter_dir && adapter_read_config(&spec, NULL, 0, adapter_dir, err)) return -1;
@@ -369,11 +369,6 @@ int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int mer
         if (gguf_tokenizer_dir(tokenizer_dir, gguf_dir, sizeof gguf_dir, err)) return -1;
         tokenizer_dir = gguf_dir;
     }
-    if (m->spec.task == TASK_REWARD) /* config.json would need LlamaForSequenceClassification */
-        return lf_fail(err,
-                       "%s: a reward model is kept as its PEFT SEQ_CLS adapter; a merged "
-                       "model directory of one is not written yet",
-                       dir);
     if (dir_create(dir, err)) return -1;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (model_config_save(&m->cfg, path, err)) return -1;

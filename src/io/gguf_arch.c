@@ -167,7 +167,8 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
         check_matrix(g, "output.weight", a->vocab_size, a->hidden, "[vocab, hidden]", err))
         return -1;
     if (token_id(g, "tokenizer.ggml.bos_token_id", &a->bos_token_id, err) ||
-        token_id(g, "tokenizer.ggml.eos_token_id", &a->eos_token_id, err))
+        token_id(g, "tokenizer.ggml.eos_token_id", &a->eos_token_id, err) ||
+        token_id(g, "tokenizer.ggml.padding_token_id", &a->pad_token_id, err))
         return -1;
     return 0;
 }

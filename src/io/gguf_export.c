@@ -113,7 +113,10 @@ static int check_decoder(const Model *m, const char *path, LfError *err) {
                        "%s: GGUF export is for Llama-family and GPT-2 decoders (the model is %s)",
                        path, arch_name(m->cfg.arch));
     if (m->spec.task == TASK_REWARD)
-        return lf_fail(err, "%s: a reward model's score head has no place in a llama.cpp GGUF",
+        return lf_fail(err,
+                       "%s: a reward model's score head has no place in a llama.cpp GGUF (loraft "
+                       "writes language models); merge it as a Hugging Face directory (--format "
+                       "hf): a LlamaForSequenceClassification",
                        path);
     return 0;
 }

@@ -90,9 +90,11 @@ static int llama_build(Model *m, LfError *err) {
 #undef MODULE
     }
     model_norm(m, &b->ln_f, "model.norm", C, 0);
-    if (m->spec.task == TASK_REWARD) /* LlamaForSequenceClassification with num_labels 1 */
+    m->cfg.score_head = m->spec.task == TASK_REWARD; /* what a merged model's config says */
+    if (m->cfg.score_head) { /* LlamaForSequenceClassification with num_labels 1 */
+        m->cfg.num_labels = 1;
         model_linear(m, &b->head, "score", C, 1, 0);
-    else if (c->tie_word_embeddings)
+    } else if (c->tie_word_embeddings)
         b->head = (Linear){.w = b->wte, .in = C, .out = c->vocab_size};
     else
         model_linear(m, &b->head, "lm_head", C, c->vocab_size, 0);

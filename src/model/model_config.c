@@ -96,17 +96,18 @@ static const Key gpt2_keys[] = {
     {NULL, 0, 0},
 };
 
-/* Per architecture: HF's names for the model type, the head class and the
- * activation key. */
+/* Per architecture: HF's names for the model type, the head class (and, for a decoder, the
+ * class with a one-label score head: score_head) and the activation key. */
 static const struct {
-    const char *model_type, *architecture, *activation_key;
+    const char *model_type, *architecture, *score_architecture, *activation_key;
     const Key *keys;
 } arch_info[] = {
-    [ARCH_DISTILBERT] = {"distilbert", "DistilBertForSequenceClassification", "activation",
+    [ARCH_DISTILBERT] = {"distilbert", "DistilBertForSequenceClassification", NULL, "activation",
                          distilbert_keys},
-    [ARCH_BERT] = {"bert", "BertForSequenceClassification", "hidden_act", bert_keys},
-    [ARCH_LLAMA] = {"llama", "LlamaForCausalLM", "hidden_act", llama_keys},
-    [ARCH_GPT2] = {"gpt2", "GPT2LMHeadModel", "activation_function", gpt2_keys},
+    [ARCH_BERT] = {"bert", "BertForSequenceClassification", NULL, "hidden_act", bert_keys},
+    [ARCH_LLAMA] = {"llama", "LlamaForCausalLM", "LlamaForSequenceClassification", "hidden_act",
+                    llama_keys},
+    [ARCH_GPT2] = {"gpt2", "GPT2LMHeadModel", NULL, "activation_function", gpt2_keys},
 };
 
 static const struct {
@@ -366,6 +367,16 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
         path, type);
 }
 
+/* score_head: 'architectures' names the architecture's score class (a merged reward model). */
+static void load_score_head(ModelConfig *cfg, const cJSON *root) {
+    const char *name = arch_info[cfg->arch].score_architecture;
+    const cJSON *e, *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    if (!name || !cJSON_IsArray(archs)) return;
+    cJSON_ArrayForEach(e, archs) {
+        if (cJSON_IsString(e) && !strcmp(e->valuestring, name)) cfg->score_head = 1;
+    }
+}
+
 static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
     if (!cJSON_IsObject(root)) return lf_fail(err, "%s: not a JSON object", path);
     Arch arch = ARCH_DISTILBERT;
@@ -376,6 +387,7 @@ static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     if (load_activation(cfg, root, path, err) || load_arch_specials(cfg, root, path, err) ||
         load_labels(cfg, root, path, err))
         return -1;
+    load_score_head(cfg, root);
     return model_config_validate(cfg, path, err);
 }
 
@@ -396,6 +408,7 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
     cfg->layer_norm_eps = a.norm_eps, cfg->tie_word_embeddings = gpt2 || a.tied_embeddings;
     cfg->bos_token_id = a.bos_token_id, cfg->eos_token_id = a.eos_token_id;
+    cfg->pad_token_id = a.pad_token_id; /* transformers reads it into config.json's too */
     return model_config_validate(cfg, path, err);
 }
 
@@ -463,6 +476,8 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"pad_token_id in [0, vocab_size) (llama, gpt2: or unset)",
          ((c->arch == ARCH_LLAMA || c->arch == ARCH_GPT2) && c->pad_token_id == -1) ||
              (c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size)},
+        {"a score head only on llama, with one label",
+         !c->score_head || (arch_info[c->arch].score_architecture && c->num_labels == 1)},
         {"bos/eos token ids unset or in [0, vocab_size)",
          c->bos_token_id >= -1 && c->bos_token_id < c->vocab_size && c->eos_token_id >= -1 &&
              c->eos_token_id < c->vocab_size},
@@ -507,7 +522,9 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
     cJSON *archs = cJSON_AddArrayToObject(root, "architectures");
     if (!archs || !cJSON_AddStringToObject(root, "model_type", arch_info[cfg->arch].model_type))
         return -1;
-    cJSON_AddItemToArray(archs, cJSON_CreateString(arch_info[cfg->arch].architecture));
+    cJSON_AddItemToArray(archs, cJSON_CreateString(cfg->score_head
+                                                       ? arch_info[cfg->arch].score_architecture
+                                                       : arch_info[cfg->arch].architecture));
     for (const Key *k = arch_info[cfg->arch].keys; k->name; k++) {
         const void *field = (const char *)cfg + k->offset;
         double v = k->is_int ? *(const int *)field : float_shortest(*(const float *)field);
