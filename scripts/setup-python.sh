@@ -12,6 +12,11 @@
 #                                     py=$(scripts/setup-python.sh --python))
 #   scripts/setup-python.sh --check   print the venv's python when it is ready, else say why
 #                                     not on stderr and exit 1 (no install: for tests)
+#   ... --trl                         the same for a second venv, VENV-trl, with TRL and gguf
+#                                     (for bench/bench-decoder-vs-pytorch.py): layered on the first
+#                                     (its site-packages on the path through a .pth file, so
+#                                     torch is not installed twice), trl pinned, the first
+#                                     venv's packages held at their versions
 #
 # PyPI's torch wheel for Linux brings the CUDA libraries (about 5 GB installed): PyPI has no
 # CPU-only build, and the torch wheel does not import without them.
@@ -22,11 +27,25 @@ requirements="torch==2.15.0 transformers==5.24.0 peft==0.21.2 safetensors==0.8.0
 stamp="$requirements; $(python3 -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo none)"
 status=$venv.status # why the venv is missing, for --check
 
-ready() { [ -f "$venv/.loraft-stamp" ] && [ "$(cat "$venv/.loraft-stamp")" = "$stamp" ]; }
+mode= trl=0
+for arg; do
+  case $arg in
+    --check | --python) mode=$arg ;;
+    --trl) trl=1 ;;
+    *) echo "usage: scripts/setup-python.sh [--check | --python] [--trl]" >&2; exit 2 ;;
+  esac
+done
+trl_venv=$venv-trl
+trl_stamp="trl==1.16.0 gguf==0.19.0 on $stamp"
 
-if [ "${1:-}" = --check ]; then
-  if ready; then echo "$venv/bin/python"; exit 0; fi
+ready() { [ -f "$venv/.loraft-stamp" ] && [ "$(cat "$venv/.loraft-stamp")" = "$stamp" ]; }
+trl_ready() { [ -f "$trl_venv/.loraft-stamp" ] && [ "$(cat "$trl_venv/.loraft-stamp")" = "$trl_stamp" ]; }
+
+if [ "$mode" = --check ]; then
+  if [ $trl = 1 ] && ready && trl_ready; then echo "$trl_venv/bin/python"; exit 0; fi
+  if [ $trl = 0 ] && ready; then echo "$venv/bin/python"; exit 0; fi
   if [ -f "$status" ]; then cat "$status" >&2
+  elif [ $trl = 1 ] && ready; then echo "no TRL venv at $trl_venv: run scripts/setup-python.sh --trl" >&2
   else echo "no Python reference venv at $venv: run scripts/setup-python.sh" >&2; fi
   exit 1
 fi
@@ -55,4 +74,19 @@ if ! ready; then
   echo "$stamp" >"$venv/.loraft-stamp"
   say "ready in $(($(date +%s) - start)) s, $(du -sh "$venv" | cut -f1)"
 fi
-if [ "${1:-}" = --python ]; then echo "$venv/bin/python"; fi
+if [ $trl = 1 ] && ready && ! trl_ready; then
+  say "creating $trl_venv ($trl_stamp)"
+  rm -rf "$trl_venv"
+  python3 -m venv "$trl_venv"
+  "$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])' \
+    >"$("$trl_venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')/loraft-base.pth"
+  pins=$(mktemp)
+  echo "$requirements" | tr ' ' '\n' >"$pins"
+  "$trl_venv/bin/python" -m pip install --no-cache-dir -q -c "$pins" trl==1.16.0 gguf==0.19.0 >&2
+  rm -f "$pins"
+  "$trl_venv/bin/python" -c 'import trl, gguf, torch, peft' >&2
+  echo "$trl_stamp" >"$trl_venv/.loraft-stamp"
+fi
+if [ "$mode" = --python ]; then
+  if [ $trl = 1 ]; then echo "$trl_venv/bin/python"; else echo "$venv/bin/python"; fi
+fi
