@@ -1,6 +1,7 @@
-/* quant_block.h: one block of each ggml type decoded to f32, written once for both backends:
- * src/io/quant.c (host C, load and the CPU's frozen GEMMs) and kernels/cuda/dequantize.cu (one
- * device thread per block) include it, so the GPU's dequantisation is the CPU's bit for bit.
+/* quant_block.h: the values of each ggml type's blocks decoded to f32, written once for both
+ * backends: src/io/quant.c (host C, whole blocks: load and the CPU's frozen GEMMs) and
+ * kernels/cuda/dequantize.cu (one device thread per value) include it, so the GPU's
+ * dequantisation is the CPU's bit for bit.
  *
  * Byte layouts in the comments (offsets, little-endian, no alignment assumed). The float
  * arithmetic mirrors the PyPI `gguf` reference operation for operation (Q4_K: (d * sc) * q -
@@ -48,55 +49,77 @@ static inline LF_HOST_DEVICE float qb_half(const uint8_t *p) {
     return qb_f16((uint16_t)(p[0] | p[1] << 8));
 }
 
-static inline LF_HOST_DEVICE uint32_t qb_u32le(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+/* Each type's decoder is two functions: NAME_scale(b, s), the scale (and min) of the block's
+ * 32-value sub-block s (s = 0 in the 32-value types and the one-value F16 and BF16), and
+ * NAME_value(b, scale, s, l), its value l (0..31). The GPU runs one thread per value
+ * (consecutive threads, consecutive outputs), each decoding its sub-block's scale (the same
+ * bytes across the warp); the CPU's quant_block_decode decodes it once per sub-block. One
+ * source of the math either way, so both give the same bits. */
+typedef struct {
+    float d, m;
+} QbScale;
+
+static inline LF_HOST_DEVICE QbScale qb_scale(float d, float m) {
+    QbScale sc = {d, m};
+    return sc;
 }
 
 /* ----------------------------------------------------------- 32-value blocks ---- */
 
-/* Q4_0, 18 bytes: d f16 @0, qs[16] @2. Value j < 16 is the low nibble of qs[j], value
- * j + 16 its high nibble; y = d * (q - 8). */
-static inline LF_HOST_DEVICE void block_q4_0(const uint8_t *b, float *y) {
-    float d = qb_half(b);
-    for (int j = 0; j < 16; j++) {
-        y[j] = QB_MUL(d, (float)((b[2 + j] & 0xF) - 8));
-        y[j + 16] = QB_MUL(d, (float)((b[2 + j] >> 4) - 8));
-    }
+/* The 4-bit value l of 16 packed bytes: low nibble of qs[l] for l < 16, else the high nibble
+ * of qs[l - 16]. */
+static inline LF_HOST_DEVICE int q4_value(const uint8_t *qs, int l) {
+    return l < 16 ? qs[l] & 0xF : qs[l - 16] >> 4;
+}
+
+/* The 5-bit value l of a Q5 block: low nibble from qs (as Q4), bit l of qh as bit 4. */
+static inline LF_HOST_DEVICE int q5_value(const uint8_t *qs, const uint8_t *qh, int l) {
+    return q4_value(qs, l) | (qh[l / 8] >> (l % 8) & 1) << 4;
+}
+
+/* d f16 @0 (and m f16 @2) of the 32-value types. */
+static inline LF_HOST_DEVICE QbScale d_scale(const uint8_t *b, int s) {
+    (void)s;
+    return qb_scale(qb_half(b), 0.0f);
+}
+static inline LF_HOST_DEVICE QbScale dm_scale(const uint8_t *b, int s) {
+    (void)s;
+    return qb_scale(qb_half(b), qb_half(b + 2));
+}
+
+/* Q4_0, 18 bytes: d f16 @0, qs[16] @2; y = d * (q - 8). */
+#define q4_0_scale d_scale
+static inline LF_HOST_DEVICE float q4_0_value(const uint8_t *b, QbScale sc, int s, int l) {
+    (void)s;
+    return QB_MUL(sc.d, (float)(q4_value(b + 2, l) - 8));
 }
 
 /* Q4_1, 20 bytes: d f16 @0, m f16 @2, qs[16] @4; y = d * q + m. */
-static inline LF_HOST_DEVICE void block_q4_1(const uint8_t *b, float *y) {
-    float d = qb_half(b), m = qb_half(b + 2);
-    for (int j = 0; j < 16; j++) {
-        y[j] = QB_ADD(QB_MUL(d, (float)(b[4 + j] & 0xF)), m);
-        y[j + 16] = QB_ADD(QB_MUL(d, (float)(b[4 + j] >> 4)), m);
-    }
-}
-
-/* The 5-bit value j of a Q5 block: low nibble from qs (as Q4), bit j of qh as bit 4. */
-static inline LF_HOST_DEVICE int q5_value(const uint8_t *qs, uint32_t qh, int j) {
-    int lo = j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4;
-    return lo | (int)((qh >> j) & 1) << 4;
+#define q4_1_scale dm_scale
+static inline LF_HOST_DEVICE float q4_1_value(const uint8_t *b, QbScale sc, int s, int l) {
+    (void)s;
+    return QB_ADD(QB_MUL(sc.d, (float)q4_value(b + 4, l)), sc.m);
 }
 
 /* Q5_0, 22 bytes: d f16 @0, qh u32 @2, qs[16] @6; y = d * (q - 16). */
-static inline LF_HOST_DEVICE void block_q5_0(const uint8_t *b, float *y) {
-    float d = qb_half(b);
-    uint32_t qh = qb_u32le(b + 2);
-    for (int j = 0; j < 32; j++) y[j] = QB_MUL(d, (float)(q5_value(b + 6, qh, j) - 16));
+#define q5_0_scale d_scale
+static inline LF_HOST_DEVICE float q5_0_value(const uint8_t *b, QbScale sc, int s, int l) {
+    (void)s;
+    return QB_MUL(sc.d, (float)(q5_value(b + 6, b + 2, l) - 16));
 }
 
 /* Q5_1, 24 bytes: d f16 @0, m f16 @2, qh u32 @4, qs[16] @8; y = d * q + m. */
-static inline LF_HOST_DEVICE void block_q5_1(const uint8_t *b, float *y) {
-    float d = qb_half(b), m = qb_half(b + 2);
-    uint32_t qh = qb_u32le(b + 4);
-    for (int j = 0; j < 32; j++) y[j] = QB_ADD(QB_MUL(d, (float)q5_value(b + 8, qh, j)), m);
+#define q5_1_scale dm_scale
+static inline LF_HOST_DEVICE float q5_1_value(const uint8_t *b, QbScale sc, int s, int l) {
+    (void)s;
+    return QB_ADD(QB_MUL(sc.d, (float)q5_value(b + 8, b + 4, l)), sc.m);
 }
 
 /* Q8_0, 34 bytes: d f16 @0, qs int8[32] @2; y = q * d. */
-static inline LF_HOST_DEVICE void block_q8_0(const uint8_t *b, float *y) {
-    float d = qb_half(b);
-    for (int j = 0; j < 32; j++) y[j] = QB_MUL((float)(int8_t)b[2 + j], d);
+#define q8_0_scale d_scale
+static inline LF_HOST_DEVICE float q8_0_value(const uint8_t *b, QbScale sc, int s, int l) {
+    (void)s;
+    return QB_MUL((float)(int8_t)b[2 + l], sc.d);
 }
 
 /* ----------------------------------------------------------- 256-value K blocks ---- */
@@ -104,103 +127,92 @@ static inline LF_HOST_DEVICE void block_q8_0(const uint8_t *b, float *y) {
 /* Scale and min (6 bits each) of sub-block s (0..7, 32 values each) of Q4_K / Q5_K, packed
  * in 12 bytes: s < 4 uses the low 6 bits of sc[s] and sc[s + 4]; s >= 4 takes its low 4
  * bits from the nibbles of sc[s + 4] and its top 2 bits from the spare top bits of
- * sc[s - 4] (scale) and sc[s] (min). */
-static inline LF_HOST_DEVICE void k_scale_min(const uint8_t *sc, int s, int *scale, int *min) {
-    if (s < 4) {
-        *scale = sc[s] & 63;
-        *min = sc[s + 4] & 63;
-    } else {
-        *scale = (sc[s + 4] & 0xF) | (sc[s - 4] >> 6) << 4;
-        *min = (sc[s + 4] >> 4) | (sc[s] >> 6) << 4;
-    }
+ * sc[s - 4] (scale) and sc[s] (min). Gives d * scale and dmin * min (d f16 @0, dmin f16 @2,
+ * scales[12] @4 in both types). */
+static inline LF_HOST_DEVICE QbScale k_scale(const uint8_t *b, int s) {
+    const uint8_t *sc = b + 4;
+    int scale = s < 4 ? sc[s] & 63 : (sc[s + 4] & 0xF) | (sc[s - 4] >> 6) << 4;
+    int min = s < 4 ? sc[s + 4] & 63 : (sc[s + 4] >> 4) | (sc[s] >> 6) << 4;
+    return qb_scale(QB_MUL(qb_half(b), (float)scale), QB_MUL(qb_half(b + 2), (float)min));
 }
 
 /* Q4_K, 144 bytes: d f16 @0, dmin f16 @2, scales[12] @4, qs[128] @16. Sub-block s uses
  * nibble s % 2 (low first) of qs[32 * (s / 2) .. + 32]; y = (d * scale) * q - dmin * min. */
-static inline LF_HOST_DEVICE void block_q4_k(const uint8_t *b, float *y) {
-    float d = qb_half(b), dmin = qb_half(b + 2);
-    for (int s = 0; s < 8; s++) {
-        int scale, min;
-        k_scale_min(b + 4, s, &scale, &min);
-        float ds = QB_MUL(d, (float)scale), dm = QB_MUL(dmin, (float)min);
-        const uint8_t *qs = b + 16 + 32 * (s / 2);
-        for (int l = 0; l < 32; l++) {
-            int q = s % 2 ? qs[l] >> 4 : qs[l] & 0xF;
-            y[32 * s + l] = QB_ADD(QB_MUL(ds, (float)q), -dm);
-        }
-    }
+#define q4_k_scale k_scale
+static inline LF_HOST_DEVICE float q4_k_value(const uint8_t *b, QbScale sc, int s, int l) {
+    uint8_t q = b[16 + 32 * (s / 2) + l];
+    return QB_ADD(QB_MUL(sc.d, (float)(s % 2 ? q >> 4 : q & 0xF)), -sc.m);
 }
 
 /* Q5_K, 176 bytes: d f16 @0, dmin f16 @2, scales[12] @4, qh[32] @16, qs[128] @48. As
  * Q4_K, plus bit s of qh[l] as bit 4 of value l of sub-block s. */
-static inline LF_HOST_DEVICE void block_q5_k(const uint8_t *b, float *y) {
-    float d = qb_half(b), dmin = qb_half(b + 2);
-    const uint8_t *qh = b + 16;
-    for (int s = 0; s < 8; s++) {
-        int scale, min;
-        k_scale_min(b + 4, s, &scale, &min);
-        float ds = QB_MUL(d, (float)scale), dm = QB_MUL(dmin, (float)min);
-        const uint8_t *qs = b + 48 + 32 * (s / 2);
-        for (int l = 0; l < 32; l++) {
-            int q = (s % 2 ? qs[l] >> 4 : qs[l] & 0xF) | ((qh[l] >> s) & 1) << 4;
-            y[32 * s + l] = QB_ADD(QB_MUL(ds, (float)q), -dm);
-        }
-    }
+#define q5_k_scale k_scale
+static inline LF_HOST_DEVICE float q5_k_value(const uint8_t *b, QbScale sc, int s, int l) {
+    uint8_t q = b[48 + 32 * (s / 2) + l];
+    int v = (s % 2 ? q >> 4 : q & 0xF) | ((b[16 + l] >> s) & 1) << 4;
+    return QB_ADD(QB_MUL(sc.d, (float)v), -sc.m);
 }
 
 /* Q6_K, 210 bytes: ql[128] @0, qh[64] @128, scales int8[16] @192, d f16 @208. Each half
- * h of 128 values uses ql[64h..], qh[32h..]: value 32 * k + l (k = 0..3, l < 32) takes its
- * low nibble from ql[l + 32 * (k % 2)] (low nibble for k < 2, high for k >= 2) and its top
- * two bits from bits 2k, 2k+1 of qh[l]; value e of the block has scale scales[e / 16];
- * y = (d * scale) * (q - 32). */
-static inline LF_HOST_DEVICE void block_q6_k(const uint8_t *b, float *y) {
-    float d = qb_half(b + 208);
-    for (int h = 0; h < 2; h++) {
-        const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
-        for (int k = 0; k < 4; k++)
-            for (int l = 0; l < 32; l++) {
-                int e = 128 * h + 32 * k + l;
-                uint8_t lo = ql[l + 32 * (k % 2)];
-                int q = (k < 2 ? lo & 0xF : lo >> 4) | ((qh[l] >> (2 * k)) & 3) << 4;
-                float ds = QB_MUL(d, (float)(int8_t)b[192 + e / 16]);
-                y[e] = QB_MUL(ds, (float)(q - 32));
-            }
-    }
+ * h = s / 4 of 128 values uses ql[64h..], qh[32h..]: value l of sub-block s (k = s % 4)
+ * takes its low nibble from ql[l + 32 * (k % 2)] (low nibble for k < 2, high for k >= 2) and
+ * its top two bits from bits 2k, 2k+1 of qh[l]; value e = 32s + l of the block has scale
+ * scales[e / 16]; y = (d * scale) * (q - 32). */
+static inline LF_HOST_DEVICE QbScale q6_k_scale(const uint8_t *b, int s) {
+    (void)s;
+    return qb_scale(qb_half(b + 208), 0.0f);
+}
+static inline LF_HOST_DEVICE float q6_k_value(const uint8_t *b, QbScale sc, int s, int l) {
+    int h = s / 4, k = s % 4;
+    uint8_t lo = b[64 * h + l + 32 * (k % 2)], hi = b[128 + 32 * h + l];
+    int q = (k < 2 ? lo & 0xF : lo >> 4) | ((hi >> (2 * k)) & 3) << 4;
+    float ds = QB_MUL(sc.d, (float)(int8_t)b[192 + 2 * s + l / 16]);
+    return QB_MUL(ds, (float)(q - 32));
 }
 
 /* F16 and BF16 as blocks of one value. */
-static inline LF_HOST_DEVICE void block_f16(const uint8_t *b, float *y) {
-    y[0] = qb_half(b);
+#define f16_scale d_scale
+static inline LF_HOST_DEVICE float f16_value(const uint8_t *b, QbScale sc, int s, int l) {
+    (void)b, (void)s, (void)l;
+    return sc.d;
 }
-static inline LF_HOST_DEVICE void block_bf16(const uint8_t *b, float *y) {
-    y[0] = qb_bf16((uint16_t)(b[0] | b[1] << 8));
+static inline LF_HOST_DEVICE QbScale bf16_scale(const uint8_t *b, int s) {
+    (void)s;
+    return qb_scale(qb_bf16((uint16_t)(b[0] | b[1] << 8)), 0.0f);
 }
+#define bf16_value f16_value
 
-/* Decodes one block of ggml type `type` (F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
- * Q6_K); returns 0 for any other type, writing nothing. */
-static inline LF_HOST_DEVICE int quant_block_decode(uint32_t type, const uint8_t *b, float *y) {
+/* Expands `X(type, name, values a block)` for every type the decoders above handle. */
+#define QB_TYPES(X)                                                                                \
+    X(GGML_F16, f16, 1)                                                                            \
+    X(GGML_Q4_0, q4_0, 32)                                                                         \
+    X(GGML_Q4_1, q4_1, 32)                                                                         \
+    X(GGML_Q5_0, q5_0, 32)                                                                         \
+    X(GGML_Q5_1, q5_1, 32)                                                                         \
+    X(GGML_Q8_0, q8_0, 32)                                                                         \
+    X(GGML_Q4_K, q4_k, 256)                                                                        \
+    X(GGML_Q5_K, q5_k, 256)                                                                        \
+    X(GGML_Q6_K, q6_k, 256)                                                                        \
+    X(GGML_BF16, bf16, 1)
+
+/* Decodes one block of ggml type `type` (the QB_TYPES) to its 1, 32 or 256 floats, sub-block
+ * by sub-block, values l and l + 16 (the two nibbles of a byte) together so that the compiler
+ * vectorises; returns 0 for any other type, writing nothing. */
+#define QB_DECODE(type, name, n)                                                                   \
+    case type:                                                                                     \
+        for (int s = 0; s < ((n) + 31) / 32; s++) {                                                \
+            QbScale sc = name##_scale(b, s);                                                       \
+            for (int l = 0; l < ((n) < 16 ? (n) : 16); l++) {                                      \
+                y[32 * s + l] = name##_value(b, sc, s, l);                                         \
+                if ((n) >= 32) y[32 * s + l + 16] = name##_value(b, sc, s, l + 16);                \
+            }                                                                                      \
+        }                                                                                          \
+        return 1;
+static inline int quant_block_decode(uint32_t type, const uint8_t *b, float *y) {
     switch (type) {
-    case GGML_F16:
-        return block_f16(b, y), 1;
-    case GGML_Q4_0:
-        return block_q4_0(b, y), 1;
-    case GGML_Q4_1:
-        return block_q4_1(b, y), 1;
-    case GGML_Q5_0:
-        return block_q5_0(b, y), 1;
-    case GGML_Q5_1:
-        return block_q5_1(b, y), 1;
-    case GGML_Q8_0:
-        return block_q8_0(b, y), 1;
-    case GGML_Q4_K:
-        return block_q4_k(b, y), 1;
-    case GGML_Q5_K:
-        return block_q5_k(b, y), 1;
-    case GGML_Q6_K:
-        return block_q6_k(b, y), 1;
-    case GGML_BF16:
-        return block_bf16(b, y), 1;
+        QB_TYPES(QB_DECODE)
     default:
         return 0;
     }
 }
+#undef QB_DECODE

@@ -1,42 +1,75 @@
 /* dequantize.cu: packed frozen weights (model.base_dtype bf16 or q) back to f32 for their
- * GEMMs, or to bf16 for the tensor-core GEMMs of model.precision bf16. One thread per block of the
- * ggml type, decoding it with include/loraft/quant_block.h, the very code the CPU runs, so both
- * give the same bits. Simple rather than fast: a thread writes its block's 32 or 256 floats alone
- * (no coalescing across a warp); a fused dequantise-in-the-GEMM kernel is the follow-up once it has
- * been measured on a GPU. */
+ * GEMMs, or to bf16 for the tensor-core GEMMs of model.precision bf16. One thread per output
+ * value, consecutive threads on consecutive values, so a warp's stores are one coalesced run
+ * (128 bytes of f32, 64 of bf16). Each thread decodes its value with include/loraft/quant_block.h,
+ * the very code the CPU runs, so both give the same bits: its sub-block's scale (the header bytes
+ * every thread of the sub-block reads, one cache line) and its own quant bits. One kernel per type
+ * (a template), so the block size is a constant and the type's switch is resolved at compile
+ * time. A dequantise-in-the-GEMM kernel is the follow-up once this has been measured on a GPU. */
 #include "cuda_common.cuh"
 #include "loraft/quant.h"
 #include "loraft/quant_block.h"
 
-__global__ void dequantize_kernel(float *out, const uint8_t *src, uint32_t type, size_t blocks,
-                                  int block_elems, int block_bytes) {
-    GRID_STRIDE(i, blocks) {
-        quant_block_decode(type, src + i * block_bytes, out + i * block_elems);
+/* Each QB_TYPES decoder as a type: its values a block and one value of a block. */
+#define QB_DECODER(type, name, n)                                                                  \
+    struct name##_decoder {                                                                        \
+        static const int values = n;                                                               \
+        static __device__ float value(const uint8_t *b, int s, int l) {                            \
+            return name##_value(b, name##_scale(b, s), s, l);                                      \
+        }                                                                                          \
+    };
+QB_TYPES(QB_DECODER)
+#undef QB_DECODER
+
+static __device__ void store(float *out, float v) {
+    *out = v;
+}
+/* bf16 of the decoded value, nearest even (the CPU rounds quant.c's decode the same way). */
+static __device__ void store(__nv_bfloat16 *out, float v) {
+    *out = __float2bfloat16(v);
+}
+
+/* out[i] = value i of the packed slice src: value i % values of block i / values. */
+template <typename Q, typename Out>
+__global__ void dequantize_kernel(Out *out, const uint8_t *src, size_t n, int block_bytes) {
+    GRID_STRIDE(i, n) {
+        int j = (int)(i % Q::values);
+        store(out + i, Q::value(src + i / Q::values * block_bytes, j / 32, j % 32));
+    }
+}
+
+template <typename Q, typename Out>
+static void launch_dequantize(Out *out, const uint8_t *src, size_t n, int block_bytes) {
+    dequantize_kernel<Q, Out>
+        <<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, src, n, block_bytes);
+}
+
+/* Rows row0.. of a packed [*, cols] matrix of a QB_TYPES type to out. */
+template <typename Out>
+static void dequantize(Out *out, const void *packed, int type, int row0, int rows, int cols) {
+    size_t be = (size_t)quant_block_elems(type), bb = (size_t)quant_block_bytes(type);
+    size_t n = (size_t)rows * cols;
+    const uint8_t *src = (const uint8_t *)packed + (size_t)row0 * (cols / be * bb);
+    switch (type) {
+#define QB_LAUNCH(type, name, values)                                                              \
+    case type:                                                                                     \
+        launch_dequantize<name##_decoder>(out, src, n, (int)bb);                                   \
+        break;
+        QB_TYPES(QB_LAUNCH)
+#undef QB_LAUNCH
     }
 }
 
 void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, int rows, int cols) {
-    size_t be = (size_t)quant_block_elems(type), bb = (size_t)quant_block_bytes(type);
-    size_t row_bytes = (size_t)cols / be * bb, blocks = (size_t)rows * cols / be;
-    const uint8_t *src = (const uint8_t *)packed + (size_t)row0 * row_bytes;
-    if (!blocks) return;
+    size_t n = (size_t)rows * cols;
+    if (!n) return;
     if (type == GGML_F32) {
-        CUDA_CHECK(cudaMemcpy(out, src, blocks * sizeof(float), cudaMemcpyDeviceToDevice));
+        const float *src = (const float *)packed + (size_t)row0 * cols;
+        CUDA_CHECK(cudaMemcpyAsync(out, src, n * sizeof *out, cudaMemcpyDeviceToDevice, 0));
         return;
     }
-    dequantize_kernel<<<cuda_blocks(blocks, CUDA_THREADS), CUDA_THREADS>>>(
-        out, src, (uint32_t)type, blocks, (int)be, (int)bb);
+    dequantize(out, packed, type, row0, rows, cols);
     CUDA_LAUNCHED("dequantize_rows");
-}
-
-/* bf16 of the decoded block, nearest even (the CPU rounds quant.c's decode the same way). */
-__global__ void dequantize_bf16_kernel(__nv_bfloat16 *out, const uint8_t *src, uint32_t type,
-                                       size_t blocks, int block_elems, int block_bytes) {
-    GRID_STRIDE(i, blocks) {
-        float y[256]; /* the largest block: Q4_K, Q5_K, Q6_K */
-        quant_block_decode(type, src + i * block_bytes, y);
-        for (int j = 0; j < block_elems; j++) out[i * block_elems + j] = __float2bfloat16(y[j]);
-    }
 }
 
 __global__ void round_bf16_kernel(__nv_bfloat16 *out, const float *x, size_t n) {
@@ -51,17 +84,16 @@ void cuda_round_bf16(__nv_bfloat16 *out, const float *x, size_t n) {
 
 void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0, int rows,
                                int cols) {
-    size_t be = (size_t)quant_block_elems(type), bb = (size_t)quant_block_bytes(type);
-    size_t row_bytes = (size_t)cols / be * bb, blocks = (size_t)rows * cols / be;
-    const uint8_t *src = (const uint8_t *)packed + (size_t)row0 * row_bytes;
+    size_t n = (size_t)rows * cols;
     __nv_bfloat16 *dst = (__nv_bfloat16 *)out;
-    if (!blocks) return;
-    if (type == GGML_F32) return cuda_round_bf16(dst, (const float *)src, blocks);
+    if (!n) return;
+    if (type == GGML_F32)
+        return cuda_round_bf16(dst, (const float *)packed + (size_t)row0 * cols, n);
     if (type == GGML_BF16) {
-        CUDA_CHECK(cudaMemcpy(out, src, blocks * bb, cudaMemcpyDeviceToDevice));
+        const uint16_t *src = (const uint16_t *)packed + (size_t)row0 * cols;
+        CUDA_CHECK(cudaMemcpyAsync(out, src, n * sizeof *out, cudaMemcpyDeviceToDevice, 0));
         return;
     }
-    dequantize_bf16_kernel<<<cuda_blocks(blocks, CUDA_THREADS), CUDA_THREADS>>>(
-        dst, src, (uint32_t)type, blocks, (int)be, (int)bb);
+    dequantize(dst, packed, type, row0, rows, cols);
     CUDA_LAUNCHED("dequantize_rows_bf16");
 }

@@ -734,10 +734,13 @@ int main(void) {
                                  GGML_Q5_0, GGML_Q5_1, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
     for (int t = 0; t < 11; t++) {
         test_dequantize(packed[t], 3, 512, 0, 3);
-        test_dequantize(packed[t], 7, 768, 2, 4); /* rows from the middle */
+        test_dequantize(packed[t], 7, 768, 2, 4);  /* rows from the middle */
+        test_dequantize(packed[t], 9, 1280, 3, 5); /* an odd count from row 3: 5 K blocks a row */
+        test_dequantize_bf16(packed[t], 7, 768, 2, 4);
+        test_dequantize_bf16(packed[t], 3, 512, 0, 3);
+        test_dequantize_bf16(packed[t], 9, 1280, 3, 5);
     }
     test_dequantize(GGML_Q4_1, 1536, 576, 0, 1536); /* SmolLM2's MLP weight, whole */
-    for (int t = 0; t < 11; t++) test_dequantize_bf16(packed[t], 7, 768, 2, 4);
     test_dequantize_bf16(GGML_Q4_1, 1536, 576, 0, 1536);
     test_matmul_bf16(1, 6, 3, 1);
     test_matmul_bf16(37, 67, 45, 0);
