@@ -131,6 +131,22 @@ static void test_blocks(void) {
     EXPECT(cudaGetLastError() == cudaSuccess);
     EXPECT(cudaMemcpy(hc, hc, 4, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue); /* host src */
     EXPECT(cudaGetLastError() == cudaErrorInvalidValue);
+
+    /* device to device on the default stream (dequantize_rows' F32 and BF16 cases), checked
+     * like cudaMemcpy: the copy lands, a range past the allocation is an error */
+    int *c2, half = (int)(sizeof hc / sizeof *hc / 2);
+    cudaMalloc(&c2, sizeof hc);
+    cudaMemset(c2, 0, sizeof hc);
+    EXPECT(cudaMemcpyAsync(c2 + half, c, half * sizeof *c, cudaMemcpyDeviceToDevice, 0) ==
+           cudaSuccess);
+    cudaMemcpy(hc, c2, sizeof hc, cudaMemcpyDeviceToHost);
+    ok = 1;
+    for (int i = 0; i < 2 * half; i++) ok &= hc[i] == (i >= half);
+    EXPECT(ok);
+    EXPECT(cudaMemcpyAsync(c2 + half, c, sizeof hc, cudaMemcpyDeviceToDevice, 0) ==
+           cudaErrorInvalidValue);
+    EXPECT(cudaGetLastError() == cudaErrorInvalidValue);
+    cudaFree(c2);
     cudaFree(c);
 }
 
