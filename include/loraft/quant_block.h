@@ -49,11 +49,11 @@ static inline LF_HOST_DEVICE float qb_half(const uint8_t *p) {
     return qb_f16((uint16_t)(p[0] | p[1] << 8));
 }
 
-/* Each type's decoder is two functions: NAME_scale(b, s), the scale (and min) of the block's
- * 32-value sub-block s (s = 0 in the 32-value types and the one-value F16 and BF16), and
- * NAME_value(b, scale, s, l), its value l (0..31). The GPU runs one thread per value
- * (consecutive threads, consecutive outputs), each decoding its sub-block's scale (the same
- * bytes across the warp); the CPU's quant_block_decode decodes it once per sub-block. One
+/* Each type's decoder is two functions (paired in QB_TYPES): a scale function (b, s), the scale
+ * (and min) of the block's 32-value sub-block s (s = 0 in the 32-value types and the one-value
+ * F16 and BF16), and a value function (b, scale, s, l), its value l (0..31). The GPU runs one
+ * thread per value (consecutive threads, consecutive outputs), each decoding its sub-block's scale
+ * (the same bytes across the warp); the CPU's quant_block_decode decodes it once per sub-block. One
  * source of the math either way, so both give the same bits. */
 typedef struct {
     float d, m;
@@ -88,35 +88,30 @@ static inline LF_HOST_DEVICE QbScale dm_scale(const uint8_t *b, int s) {
 }
 
 /* Q4_0, 18 bytes: d f16 @0, qs[16] @2; y = d * (q - 8). */
-#define q4_0_scale d_scale
 static inline LF_HOST_DEVICE float q4_0_value(const uint8_t *b, QbScale sc, int s, int l) {
     (void)s;
     return QB_MUL(sc.d, (float)(q4_value(b + 2, l) - 8));
 }
 
 /* Q4_1, 20 bytes: d f16 @0, m f16 @2, qs[16] @4; y = d * q + m. */
-#define q4_1_scale dm_scale
 static inline LF_HOST_DEVICE float q4_1_value(const uint8_t *b, QbScale sc, int s, int l) {
     (void)s;
     return QB_ADD(QB_MUL(sc.d, (float)q4_value(b + 4, l)), sc.m);
 }
 
 /* Q5_0, 22 bytes: d f16 @0, qh u32 @2, qs[16] @6; y = d * (q - 16). */
-#define q5_0_scale d_scale
 static inline LF_HOST_DEVICE float q5_0_value(const uint8_t *b, QbScale sc, int s, int l) {
     (void)s;
     return QB_MUL(sc.d, (float)(q5_value(b + 6, b + 2, l) - 16));
 }
 
 /* Q5_1, 24 bytes: d f16 @0, m f16 @2, qh u32 @4, qs[16] @8; y = d * q + m. */
-#define q5_1_scale dm_scale
 static inline LF_HOST_DEVICE float q5_1_value(const uint8_t *b, QbScale sc, int s, int l) {
     (void)s;
     return QB_ADD(QB_MUL(sc.d, (float)q5_value(b + 8, b + 4, l)), sc.m);
 }
 
 /* Q8_0, 34 bytes: d f16 @0, qs int8[32] @2; y = q * d. */
-#define q8_0_scale d_scale
 static inline LF_HOST_DEVICE float q8_0_value(const uint8_t *b, QbScale sc, int s, int l) {
     (void)s;
     return QB_MUL((float)(int8_t)b[2 + l], sc.d);
@@ -138,7 +133,6 @@ static inline LF_HOST_DEVICE QbScale k_scale(const uint8_t *b, int s) {
 
 /* Q4_K, 144 bytes: d f16 @0, dmin f16 @2, scales[12] @4, qs[128] @16. Sub-block s uses
  * nibble s % 2 (low first) of qs[32 * (s / 2) .. + 32]; y = (d * scale) * q - dmin * min. */
-#define q4_k_scale k_scale
 static inline LF_HOST_DEVICE float q4_k_value(const uint8_t *b, QbScale sc, int s, int l) {
     uint8_t q = b[16 + 32 * (s / 2) + l];
     return QB_ADD(QB_MUL(sc.d, (float)(s % 2 ? q >> 4 : q & 0xF)), -sc.m);
@@ -146,7 +140,6 @@ static inline LF_HOST_DEVICE float q4_k_value(const uint8_t *b, QbScale sc, int 
 
 /* Q5_K, 176 bytes: d f16 @0, dmin f16 @2, scales[12] @4, qh[32] @16, qs[128] @48. As
  * Q4_K, plus bit s of qh[l] as bit 4 of value l of sub-block s. */
-#define q5_k_scale k_scale
 static inline LF_HOST_DEVICE float q5_k_value(const uint8_t *b, QbScale sc, int s, int l) {
     uint8_t q = b[48 + 32 * (s / 2) + l];
     int v = (s % 2 ? q >> 4 : q & 0xF) | ((b[16 + l] >> s) & 1) << 4;
@@ -170,8 +163,8 @@ static inline LF_HOST_DEVICE float q6_k_value(const uint8_t *b, QbScale sc, int 
     return QB_MUL(ds, (float)(q - 32));
 }
 
-/* F16 and BF16 as blocks of one value. */
-#define f16_scale d_scale
+/* F16 and BF16 as blocks of one value: the scale function decodes it, the value function
+ * returns it. */
 static inline LF_HOST_DEVICE float f16_value(const uint8_t *b, QbScale sc, int s, int l) {
     (void)b, (void)s, (void)l;
     return sc.d;
@@ -180,31 +173,31 @@ static inline LF_HOST_DEVICE QbScale bf16_scale(const uint8_t *b, int s) {
     (void)s;
     return qb_scale(qb_bf16((uint16_t)(b[0] | b[1] << 8)), 0.0f);
 }
-#define bf16_value f16_value
 
-/* Expands `X(type, name, values a block)` for every type the decoders above handle. */
+/* Expands `X(type, scale function, value function, values a block)` for every type the
+ * decoders above handle. */
 #define QB_TYPES(X)                                                                                \
-    X(GGML_F16, f16, 1)                                                                            \
-    X(GGML_Q4_0, q4_0, 32)                                                                         \
-    X(GGML_Q4_1, q4_1, 32)                                                                         \
-    X(GGML_Q5_0, q5_0, 32)                                                                         \
-    X(GGML_Q5_1, q5_1, 32)                                                                         \
-    X(GGML_Q8_0, q8_0, 32)                                                                         \
-    X(GGML_Q4_K, q4_k, 256)                                                                        \
-    X(GGML_Q5_K, q5_k, 256)                                                                        \
-    X(GGML_Q6_K, q6_k, 256)                                                                        \
-    X(GGML_BF16, bf16, 1)
+    X(GGML_F16, d_scale, f16_value, 1)                                                             \
+    X(GGML_Q4_0, d_scale, q4_0_value, 32)                                                          \
+    X(GGML_Q4_1, dm_scale, q4_1_value, 32)                                                         \
+    X(GGML_Q5_0, d_scale, q5_0_value, 32)                                                          \
+    X(GGML_Q5_1, dm_scale, q5_1_value, 32)                                                         \
+    X(GGML_Q8_0, d_scale, q8_0_value, 32)                                                          \
+    X(GGML_Q4_K, k_scale, q4_k_value, 256)                                                         \
+    X(GGML_Q5_K, k_scale, q5_k_value, 256)                                                         \
+    X(GGML_Q6_K, q6_k_scale, q6_k_value, 256)                                                      \
+    X(GGML_BF16, bf16_scale, f16_value, 1)
 
 /* Decodes one block of ggml type `type` (the QB_TYPES) to its 1, 32 or 256 floats, sub-block
  * by sub-block, values l and l + 16 (the two nibbles of a byte) together so that the compiler
  * vectorises; returns 0 for any other type, writing nothing. */
-#define QB_DECODE(type, name, n)                                                                   \
+#define QB_DECODE(type, scale, value, n)                                                           \
     case type:                                                                                     \
         for (int s = 0; s < ((n) + 31) / 32; s++) {                                                \
-            QbScale sc = name##_scale(b, s);                                                       \
+            QbScale sc = scale(b, s);                                                              \
             for (int l = 0; l < ((n) < 16 ? (n) : 16); l++) {                                      \
-                y[32 * s + l] = name##_value(b, sc, s, l);                                         \
-                if ((n) >= 32) y[32 * s + l + 16] = name##_value(b, sc, s, l + 16);                \
+                y[32 * s + l] = value(b, sc, s, l);                                                \
+                if ((n) >= 32) y[32 * s + l + 16] = value(b, sc, s, l + 16);                       \
             }                                                                                      \
         }                                                                                          \
         return 1;

@@ -11,11 +11,12 @@
 #include "loraft/quant_block.h"
 
 /* Each QB_TYPES decoder as a type: its values a block and one value of a block. */
-#define QB_DECODER(type, name, n)                                                                  \
-    struct name##_decoder {                                                                        \
+template <int type> struct Decoder;
+#define QB_DECODER(type, scale, value_of, n)                                                       \
+    template <> struct Decoder<type> {                                                             \
         static const int values = n;                                                               \
         static __device__ float value(const uint8_t *b, int s, int l) {                            \
-            return name##_value(b, name##_scale(b, s), s, l);                                      \
+            return value_of(b, scale(b, s), s, l);                                                 \
         }                                                                                          \
     };
 QB_TYPES(QB_DECODER)
@@ -51,9 +52,9 @@ static void dequantize(Out *out, const void *packed, int type, int row0, int row
     size_t n = (size_t)rows * cols;
     const uint8_t *src = (const uint8_t *)packed + (size_t)row0 * (cols / be * bb);
     switch (type) {
-#define QB_LAUNCH(type, name, values)                                                              \
+#define QB_LAUNCH(type, scale, value_of, values)                                                   \
     case type:                                                                                     \
-        launch_dequantize<name##_decoder>(out, src, n, (int)bb);                                   \
+        launch_dequantize<Decoder<type>>(out, src, n, (int)bb);                                    \
         break;
         QB_TYPES(QB_LAUNCH)
 #undef QB_LAUNCH
