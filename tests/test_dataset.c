@@ -255,6 +255,9 @@ static void test_nul(void) {
     expect_fail(s, "hex.jsonl:1:", "malformed JSON string");
     s.path = put("knul.jsonl", "{\"text\\u0000\":\"a\",\"label\":0}\n", -1);
     expect_fail(s, "knul.jsonl:1:", "no key 'text'");
+    /* the same in a key (found by fuzz_jsonl): cJSON's key "text" is the number, ours another */
+    s.path = put("khex.jsonl", "{\"text\\u00\\nx\": 5, \"text\": \"Yu0000\", \"label\": 0}\n", -1);
+    expect_fail(s, "khex.jsonl:1:", "malformed JSON string (a key)");
 }
 
 /* The shared 1000-example IMDb split: balanced, and the JSONL and CSV copies

@@ -264,7 +264,8 @@ static long json_decode(const char *p, const char *end, char *out) {
 
 /* The first member of the JSON object in [p, end) whose key is `key`, the decoded keys compared
  * byte for byte: its index among the members (as cJSON lists them), *value where its value
- * starts; -1 when there is none. scratch has room for end - p bytes. */
+ * starts; -1 when there is none, -2 when a key before it is malformed (cJSON reads a bad \u
+ * escape as a NUL and would find another member). scratch has room for end - p bytes. */
 static int json_member(const char *p, const char *end, const char *key, const char **value,
                        char *scratch) {
     long klen = (long)strlen(key);
@@ -273,6 +274,7 @@ static int json_member(const char *p, const char *end, const char *key, const ch
     p = json_ws(p + 1, end);
     for (int i = 0; p < end && *p == '"'; i++) {
         long n = json_decode(p, end, scratch);
+        if (n < 0) return -2;
         p = json_ws(json_string_end(p, end), end);
         if (p < end && *p == ':') p = json_ws(p + 1, end);
         if (n == klen && !memcmp(scratch, key, (size_t)klen)) {
@@ -298,6 +300,14 @@ static int json_missing(const cJSON *obj, const char *key, const char *path, lon
     for (const cJSON *c = obj->child; c; c = c->next)
         list_append(keys, sizeof keys, c->string, strlen(c->string));
     return lf_fail(err, "%s:%ld: no key '%s' (keys found: %s)", path, line, key, keys);
+}
+
+/* json_member's index of `key` in the line of obj, or -1 with the error: malformed or missing. */
+static int json_find(const cJSON *obj, const char *line, const char *end, const char *key,
+                     const char **value, char *scratch, const char *path, long ln, LfError *err) {
+    int i = json_member(line, end, key, value, scratch);
+    if (i == -2) return lf_fail(err, "%s:%ld: malformed JSON string (a key)", path, ln);
+    return i < 0 ? json_missing(obj, key, path, ln, err) : i;
 }
 
 /* The label member v, whose value starts at raw; scratch has room for the line. */
@@ -326,13 +336,14 @@ static int jsonl_fields(const DatasetSpec *s, const cJSON *obj, const char *line
         return lf_fail(err, "%s:%ld: malformed JSON: text after the object at column %ld", path, ln,
                        (long)(parse_end - line) + 1);
     if (!cJSON_IsObject(obj)) return lf_fail(err, "%s:%ld: expected a JSON object", path, ln);
-    int ti = json_member(line, end, text_column(s), &tv, buf), li = -1;
-    if (ti < 0) return json_missing(obj, text_column(s), path, ln, err);
+    int ti = json_find(obj, line, end, text_column(s), &tv, buf, path, ln, err), li = -1;
+    if (ti < 0) return -1;
     if (!cJSON_IsString(json_child(obj, ti)))
         return lf_fail(err, "%s:%ld: '%s' is not a string", path, ln, text_column(s));
     *label = -1;
-    if (is_labeled(s) && (li = json_member(line, end, s->label_column, &lv, buf)) < 0)
-        return json_missing(obj, s->label_column, path, ln, err);
+    if (is_labeled(s) &&
+        (li = json_find(obj, line, end, s->label_column, &lv, buf, path, ln, err)) < 0)
+        return -1;
     if (li >= 0 && json_label(s, json_child(obj, li), lv, end, buf, label, ln, err)) return -1;
     long n = json_decode(tv, end, buf);
     if (n < 0) return lf_fail(err, "%s:%ld: malformed JSON string '%s'", path, ln, text_column(s));
