@@ -40,14 +40,14 @@ typedef struct DpoSpec {
  * norms, biases, the LM head, LoRA A/B and every trainable tensor stay f32. */
 typedef enum BaseDtype { BASE_F32, BASE_BF16, BASE_Q } BaseDtype;
 
-/* How the GEMMs compute (model.precision). fp32; tf32 (the backend's f32 GEMMs on TF32
- * tensor cores); bf16: every packed frozen weight's GEMM on bf16 tensor cores (activation
- * rounded to bf16, f32 accumulation and output: Ops.matmul_forward_bf16), the other GEMMs as
- * tf32; under LoRA it also packs f32 frozen weights as bf16 (only the adapter is saved, so
- * nothing saved is rounded). Norms, attention, LoRA A/B, the LM head, gradients and AdamW
- * state stay f32 in every precision. auto: bf16 on the CUDA backend, fp32 on the CPU, which
- * computes fp32 only. model_create resolves auto: Model.spec.precision is never AUTO. */
-typedef enum Precision { PRECISION_AUTO, PRECISION_FP32, PRECISION_TF32, PRECISION_BF16 } Precision;
+/* How the GEMMs compute (model.precision, the enum Precision of ops.h). fp32; tf32 (the
+ * backend's f32 GEMMs on TF32 tensor cores); bf16: every packed frozen weight's GEMM on bf16
+ * tensor cores (activation rounded to bf16, f32 accumulation and output:
+ * Ops.matmul_forward_bf16), attention's products on bf16 tensor cores (Ops.set_precision), the
+ * other GEMMs as tf32; under LoRA it also packs f32 frozen weights as bf16 (only the adapter is
+ * saved, so nothing saved is rounded). Norms, softmax, LoRA A/B, the LM head, gradients and
+ * AdamW state stay f32 in every precision. auto: bf16 on the CUDA backend, fp32 on the CPU,
+ * which computes fp32 only. model_create resolves auto: Model.spec.precision is never AUTO. */
 
 #define LORA_MAX_TARGETS 16
 #define LORA_MAX_SAVE 8

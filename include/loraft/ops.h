@@ -65,6 +65,9 @@ static inline size_t ops_adamw_pieces(AdamWTensor *out, float *param, size_t off
     return k;
 }
 
+/* How the GEMMs and attention compute (model.precision; model.h says what each means). */
+typedef enum Precision { PRECISION_AUTO, PRECISION_FP32, PRECISION_TF32, PRECISION_BF16 } Precision;
+
 typedef struct Ops {
     const char *name; /* "cpu" or "cuda" */
 
@@ -151,11 +154,13 @@ typedef struct Ops {
     /* dinp[N,C] += bf16(dout)[N,OC] @ weight; the weight is frozen: no dweight, no dbias. */
     void (*matmul_backward_bf16)(float *dinp, const float *dout, const uint16_t *weight,
                                  float *scratch, int N, int C, int OC);
-    /* From now on every f32 GEMM of this backend (matmul, lora's, lm_head's, attention_cached's)
-     * rounds its inputs to TF32 (on = 1) or computes in full f32 (on = 0, the start). A
-     * process-wide switch: the model sets it at every entry (model.precision). The CPU has no TF32:
-     * it ignores it, and the model refuses precision tf32 / bf16 on the CPU. */
-    void (*set_tf32)(int on);
+    /* From now on this backend computes in precision p (not AUTO; FP32 at the start): under
+     * tf32 and bf16 every f32 GEMM (matmul, lora's, lm_head's, attention_cached's) rounds its
+     * inputs to TF32; under bf16 attention_forward / attention_backward run their products on
+     * bf16 tensor cores (q, k, v, dout, P and dS rounded to bf16, f32 accumulation; softmax,
+     * lse and D in f32). A process-wide switch: the model sets it at every entry. The CPU
+     * computes f32 only: it ignores it, and the model refuses tf32 / bf16 on the CPU. */
+    void (*set_precision)(Precision p);
 
     /* ---- LoRA branch beside a dense layer ----
      * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop = dropout(p, seed)

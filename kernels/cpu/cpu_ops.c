@@ -343,8 +343,8 @@ static void cpu_matmul_backward_bf16(float *dinp, const float *dout, const uint1
 }
 
 /* The CPU computes f32 only. */
-static void cpu_set_tf32(int on) {
-    (void)on;
+static void cpu_set_precision(Precision p) {
+    (void)p;
 }
 
 /* ---- element-wise (dropout first: the LoRA branch uses it) ---- */
@@ -798,7 +798,7 @@ const Ops ops_cpu = {
     .dequantize_rows_bf16 = cpu_dequantize_rows_bf16,
     .matmul_forward_bf16 = cpu_matmul_forward_bf16,
     .matmul_backward_bf16 = cpu_matmul_backward_bf16,
-    .set_tf32 = cpu_set_tf32,
+    .set_precision = cpu_set_precision,
     .lora_forward = cpu_lora_forward,
     .lora_backward = cpu_lora_backward,
     .attention_forward = cpu_attention_forward,

@@ -26,6 +26,8 @@
  * are a later step.
  *
  * Dropout on P uses index ((b*NH + h)*T + i)*T + j, P's element index, as the CPU does. */
+#include <mma.h>
+
 #include "cuda_common.cuh"
 #include "loraft/activation.h"
 
@@ -65,12 +67,20 @@ __device__ inline bool key_visible(const int32_t *keep, int causal, int i, int j
     return j < T && (!keep || keep[j]) && (!causal || j <= i);
 }
 
-/* dst[r*HS + d] = rows r0 + r of a head at src (row stride ld), zero past row T; all threads. */
-__device__ inline void load_rows(float *dst, const float *src, size_t ld, int r0, int n, int T,
-                                 int HS) {
-    for (int e = threadIdx.x; e < n * HS; e += blockDim.x) {
-        int r = e / HS, d = e % HS;
-        dst[e] = r0 + r < T ? src[(size_t)(r0 + r) * ld + d] : 0.0f;
+/* dst[r*W + d] = rows r0 + r of a head at src (row stride ld) as float or bf16 (rounded), zero
+ * past row T and past dimension HS (a row of W >= HS); all threads. */
+__device__ inline void store_as(float *dst, float x) {
+    *dst = x;
+}
+__device__ inline void store_as(__nv_bfloat16 *dst, float x) {
+    *dst = __float2bfloat16(x);
+}
+template <typename E>
+__device__ inline void load_rows(E *dst, const float *src, size_t ld, int r0, int n, int T, int HS,
+                                 int W) {
+    for (int e = threadIdx.x; e < n * W; e += blockDim.x) {
+        int r = e / W, d = e % W;
+        store_as(dst + e, r0 + r < T && d < HS ? src[(size_t)(r0 + r) * ld + d] : 0.0f);
     }
 }
 
@@ -125,12 +135,12 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
         m[r] = -INFINITY, l[r] = 0.0f;
         for (int c = 0; c < DIMS; c++) acc[r][c] = 0.0f;
     }
-    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS);
+    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS, HS);
     int keys = causal ? min(T, i0 + rows) : T;
     for (int j0 = 0; j0 < keys; j0 += KEY_TILE) {
         __syncthreads(); /* Qs written; the previous tile's readers done */
-        load_rows(Ks, k + hp.kv, ldkv, j0, KEY_TILE, T, HS);
-        load_rows(Vs, v + hp.kv, ldkv, j0, KEY_TILE, T, HS);
+        load_rows(Ks, k + hp.kv, ldkv, j0, KEY_TILE, T, HS, HS);
+        load_rows(Vs, v + hp.kv, ldkv, j0, KEY_TILE, T, HS, HS);
         __syncthreads();
         int j = j0 + lane, n = min(KEY_TILE, keys - j0);
 #pragma unroll
@@ -199,13 +209,13 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
         row_D[r] = i < T ? D[(size_t)bh * T + i] : 0.0f;
         for (int c = 0; c < DIMS; c++) acc[r][c] = 0.0f;
     }
-    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS);
-    load_rows(dOs, dout + hp.q, ldq, i0, rows, T, HS);
+    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS, HS);
+    load_rows(dOs, dout + hp.q, ldq, i0, rows, T, HS, HS);
     int keys = causal ? min(T, i0 + rows) : T;
     for (int j0 = 0; j0 < keys; j0 += KEY_TILE) {
         __syncthreads();
-        load_rows(Ks, k + hp.kv, ldkv, j0, KEY_TILE, T, HS);
-        load_rows(Vs, v + hp.kv, ldkv, j0, KEY_TILE, T, HS);
+        load_rows(Ks, k + hp.kv, ldkv, j0, KEY_TILE, T, HS, HS);
+        load_rows(Vs, v + hp.kv, ldkv, j0, KEY_TILE, T, HS, HS);
         __syncthreads();
         int j = j0 + lane, n = min(KEY_TILE, keys - j0);
 #pragma unroll
@@ -253,15 +263,15 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
     for (int r = 0; r < KEY_ROWS; r++)
         for (int c = 0; c < DIMS; c++) dk_acc[r][c] = dv_acc[r][c] = 0.0f;
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
-    load_rows(Ks, k + hp.kv, ldkv, j0, nkeys, T, HS);
-    load_rows(Vs, v + hp.kv, ldkv, j0, nkeys, T, HS);
+    load_rows(Ks, k + hp.kv, ldkv, j0, nkeys, T, HS, HS);
+    load_rows(Vs, v + hp.kv, ldkv, j0, nkeys, T, HS, HS);
     for (int h = kvh * G; h < (kvh + 1) * G; h++) {
         size_t bh = (size_t)b * g.NH + h, qo = hp.q + (size_t)(h - kvh * G) * HS;
         /* causal: queries before the block's first key see none of its keys */
         for (int i0 = causal ? j0 / QUERY_TILE * QUERY_TILE : 0; i0 < T; i0 += QUERY_TILE) {
             __syncthreads(); /* Ks, Vs written; the previous tile's readers done */
-            load_rows(Qs, q + qo, ldq, i0, QUERY_TILE, T, HS);
-            load_rows(dOs, dout + qo, ldq, i0, QUERY_TILE, T, HS);
+            load_rows(Qs, q + qo, ldq, i0, QUERY_TILE, T, HS, HS);
+            load_rows(dOs, dout + qo, ldq, i0, QUERY_TILE, T, HS, HS);
             __syncthreads();
             int i = i0 + lane, n = min(QUERY_TILE, T - i0);
             float row_lse = i < T ? lse[bh * T + i] : INFINITY, row_D = i < T ? D[bh * T + i] : 0;
@@ -327,6 +337,296 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
            ((size_t)(2 * QUERY_TILE + 2 * warps * KEY_ROWS) * HS + 2 * warps * QUERY_TILE);
 }
 
+/* ---- model.precision bf16: the same three kernels with their products on tensor cores ----
+ * WMMA 16 x 16 x 16 tiles, bf16 operands, f32 accumulators. q, k, v and dout are rounded to bf16
+ * as they are loaded into shared memory (rows padded with zeros to HP, HS rounded up to 16);
+ * the scores and dP leave the tensor cores in f32 through a per-warp tile in shared memory,
+ * where the softmax, lse, D and dS = P * (M * dP - D) are computed in f32, and P (dropped) and
+ * dS are rounded to bf16 only as the operands of the next product. A warp owns 16 rows (query
+ * rows; keys for dk, dv): lane l takes row l / 2 and half l % 2 of a tile's 32 columns for the
+ * softmax, and of each 16 columns of the output for the forward's rescaled accumulator (how a
+ * fragment spreads over the lanes is unspecified, so rows are rescaled in registers the lane
+ * owns, after a fragment is stored). dq, dk and dv accumulate in fragments over the whole walk.
+ * Shared memory: f32 tiles first, then bf16 rows, every piece a multiple of 32 bytes (WMMA's
+ * alignment); up to 72 KB at HS = 128 (dk, dv), above the default 48 KB, so the launch raises
+ * the limit. */
+namespace wmma = nvcuda::wmma;
+typedef __nv_bfloat16 bf16;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> TileA;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> TileB;  /* B [k][n] */
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> TileBt; /* B^T [n][k] */
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> TileC;
+
+enum {
+    TC = 16,               /* WMMA tile edge: rows per warp */
+    TC_TILE = 32,          /* keys (forward, dq) or queries (dk, dv) per shared tile */
+    TC_HALF = TC_TILE / 2, /* columns of a tile per lane */
+    TC_DIMS = HS_MAX / TC, /* 16-column tiles of a row, at most */
+};
+
+__host__ __device__ inline int padded_hs(int HS) {
+    return (HS + TC - 1) / TC * TC;
+}
+
+/* acc += A B, A [16][K] row-major (lda), B [K][16] as frag F reads it from b (ldb), with step
+ * the elements between B's 16-row slices (16 ldb row-major, 16 col-major); K a multiple of 16.
+ * The whole warp. */
+template <typename F>
+__device__ inline void mma_rows(TileC &acc, const bf16 *a, int lda, const bf16 *b, int ldb,
+                                int step, int K) {
+    TileA fa;
+    F fb;
+    for (int k0 = 0; k0 < K; k0 += TC) {
+        wmma::load_matrix_sync(fa, a + k0, lda);
+        wmma::load_matrix_sync(fb, b + (size_t)(k0 / TC) * step, ldb);
+        wmma::mma_sync(acc, fa, fb, acc);
+    }
+}
+
+/* tile[16][TC_TILE] = A B^T for A's 16 rows and B's TC_TILE rows, both [.][HP] bf16: scores,
+ * or dP (the warp's). */
+__device__ inline void mma_scores(float *tile, const bf16 *a, const bf16 *b, int HP) {
+    for (int c = 0; c < TC_TILE; c += TC) {
+        TileC acc;
+        wmma::fill_fragment(acc, 0.0f);
+        mma_rows<TileBt>(acc, a, HP, b + (size_t)c * HP, HP, TC, HP);
+        wmma::store_matrix_sync(tile + c, acc, TC_TILE, wmma::mem_row_major);
+    }
+}
+
+/* The 16 x 16 tile acc through the warp's f32 tile, to the lane's row (lane / 2): its 8
+ * columns (lane % 2) * 8 + t, passed to add(t, value). The whole warp. */
+template <typename Add>
+__device__ inline void drain_tile(const TileC &acc, float *tile, int lane, Add add) {
+    wmma::store_matrix_sync(tile, acc, TC, wmma::mem_row_major);
+    __syncwarp();
+    for (int t = 0; t < TC / 2; t++) add(t, tile[(lane >> 1) * TC + (lane & 1) * (TC / 2) + t]);
+    __syncwarp(); /* read before the tile is written again */
+}
+
+/* grid (B*NH, query blocks of warps*16 rows): flash_forward_kernel on tensor cores. */
+__global__ void flash_forward_tc_kernel(float *out, float *lse, const float *q, const float *k,
+                                        const float *v, const int32_t *mask, int causal, float p,
+                                        uint64_t seed, const Heads g) {
+    int bh = blockIdx.x, T = g.T, HS = g.HS, HP = padded_hs(HS);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    int rows = warps * TC, i0 = blockIdx.y * rows, r = lane >> 1, half = lane & 1;
+    int i = i0 + warp * TC + r;                               /* the lane's query row */
+    extern __shared__ __align__(128) unsigned char tc_smem[]; /* fwd_tc_shared_bytes */
+    float *S = (float *)tc_smem + warp * TC * TC_TILE; /* the warp's scores, then PV staging */
+    bf16 *Qs = (bf16 *)((float *)tc_smem + warps * TC * TC_TILE), *Ks = Qs + rows * HP;
+    bf16 *Vs = Ks + TC_TILE * HP, *P = Vs + TC_TILE * HP + warp * TC * TC_TILE;
+    HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
+    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    float scale = 1.0f / sqrtf((float)HS), m = -INFINITY, l = 0.0f, o[TC_DIMS][TC / 2];
+    for (int c = 0; c < TC_DIMS; c++)
+        for (int t = 0; t < TC / 2; t++) o[c][t] = 0.0f;
+    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS, HP);
+    int keys = causal ? min(T, i0 + rows) : T;
+    for (int j0 = 0; j0 < keys; j0 += TC_TILE) {
+        __syncthreads(); /* Qs written; the previous tile's readers done */
+        load_rows(Ks, k + hp.kv, ldkv, j0, TC_TILE, T, HS, HP);
+        load_rows(Vs, v + hp.kv, ldkv, j0, TC_TILE, T, HS, HP);
+        __syncthreads();
+        mma_scores(S, Qs + warp * TC * HP, Ks, HP);
+        __syncwarp();
+        /* online softmax of the lane's 16 keys of row i, the row's two lanes joined */
+        float s[TC_HALF], mx = -INFINITY, sum = 0.0f;
+        for (int t = 0; t < TC_HALF; t++) {
+            int j = j0 + half * TC_HALF + t;
+            s[t] = key_visible(hp.keep, causal, i, j, T)
+                       ? S[r * TC_TILE + half * TC_HALF + t] * scale
+                       : -INFINITY;
+            mx = fmaxf(mx, s[t]);
+        }
+        float m_new = fmaxf(m, fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1)));
+        float rescale = m == -INFINITY ? 0.0f : exp_approx(m - m_new);
+        for (int t = 0; t < TC_HALF; t++) {
+            int j = j0 + half * TC_HALF + t;
+            float pj = s[t] == -INFINITY ? 0.0f : exp_approx(s[t] - m_new);
+            sum += pj;
+            if (pj != 0.0f) pj *= rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
+            P[r * TC_TILE + half * TC_HALF + t] = __float2bfloat16(pj);
+        }
+        l = l * rescale + sum + __shfl_xor_sync(0xffffffffu, sum, 1);
+        m = m_new;
+        for (int c = 0; c < TC_DIMS; c++)
+            for (int t = 0; t < TC / 2; t++) o[c][t] *= rescale;
+        __syncwarp(); /* P written, S read: S stages P V next */
+#pragma unroll
+        for (int c = 0; c < TC_DIMS; c++) { /* o += P V, 16 columns at a time */
+            if (c * TC >= HP) break;
+            TileC pv;
+            wmma::fill_fragment(pv, 0.0f);
+            mma_rows<TileB>(pv, P, TC_TILE, Vs + c * TC, HP, TC * HP, TC_TILE);
+            drain_tile(pv, S, lane, [&](int t, float x) { o[c][t] += x; });
+        }
+    }
+    if (i >= T) return;
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int c = 0; c < TC_DIMS; c++)
+        for (int t = 0; t < TC / 2; t++) {
+            int d = c * TC + half * (TC / 2) + t;
+            if (d < HS) out[hp.q + i * ldq + d] = o[c][t] * inv;
+        }
+    if (!half) lse[(size_t)bh * T + i] = l > 0.0f ? m + logf(l) : INFINITY;
+}
+
+/* grid (B*NH, query blocks of warps*16 rows): flash_dq_kernel on tensor cores. */
+__global__ void flash_dq_tc_kernel(float *dq, const float *dout, const float *q, const float *k,
+                                   const float *v, const float *lse, const float *D,
+                                   const int32_t *mask, int causal, float p, uint64_t seed,
+                                   const Heads g) {
+    int bh = blockIdx.x, T = g.T, HS = g.HS, HP = padded_hs(HS);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    int rows = warps * TC, i0 = blockIdx.y * rows, r = lane >> 1, half = lane & 1;
+    int i = i0 + warp * TC + r;
+    extern __shared__ __align__(128) unsigned char tc_smem[]; /* dq_tc_shared_bytes */
+    float *S = (float *)tc_smem + warp * 2 * TC * TC_TILE, *dP = S + TC * TC_TILE;
+    bf16 *Qs = (bf16 *)((float *)tc_smem + warps * 2 * TC * TC_TILE), *dOs = Qs + rows * HP;
+    bf16 *Ks = dOs + rows * HP, *Vs = Ks + TC_TILE * HP,
+         *dS = Vs + TC_TILE * HP + warp * TC * TC_TILE;
+    HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
+    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    float scale = 1.0f / sqrtf((float)HS);
+    float row_lse = i < T ? lse[(size_t)bh * T + i] : INFINITY,
+          row_D = i < T ? D[(size_t)bh * T + i] : 0.0f;
+    TileC acc[TC_DIMS];
+    for (int c = 0; c < TC_DIMS; c++) wmma::fill_fragment(acc[c], 0.0f);
+    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS, HP);
+    load_rows(dOs, dout + hp.q, ldq, i0, rows, T, HS, HP);
+    int keys = causal ? min(T, i0 + rows) : T;
+    for (int j0 = 0; j0 < keys; j0 += TC_TILE) {
+        __syncthreads();
+        load_rows(Ks, k + hp.kv, ldkv, j0, TC_TILE, T, HS, HP);
+        load_rows(Vs, v + hp.kv, ldkv, j0, TC_TILE, T, HS, HP);
+        __syncthreads();
+        mma_scores(S, Qs + warp * TC * HP, Ks, HP);
+        mma_scores(dP, dOs + warp * TC * HP, Vs, HP);
+        __syncwarp();
+        for (int t = 0; t < TC_HALF; t++) {
+            int j = j0 + half * TC_HALF + t, at = r * TC_TILE + half * TC_HALF + t;
+            float ds = 0.0f;
+            if (i < T && key_visible(hp.keep, causal, i, j, T)) {
+                float P = exp_approx(S[at] * scale - row_lse);
+                ds = P *
+                     (dP[at] * rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p) - row_D);
+            }
+            dS[at] = __float2bfloat16(ds);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int c = 0; c < TC_DIMS; c++)
+            if (c * TC < HP)
+                mma_rows<TileB>(acc[c], dS, TC_TILE, Ks + c * TC, HP, TC * HP, TC_TILE);
+    }
+#pragma unroll
+    for (int c = 0; c < TC_DIMS; c++) {
+        if (c * TC >= HP) break;
+        drain_tile(acc[c], S, lane, [&](int t, float x) {
+            int d = c * TC + half * (TC / 2) + t;
+            if (i < T && d < HS) dq[hp.q + i * ldq + d] += x * scale;
+        });
+    }
+}
+
+/* grid (B*NKV, key blocks of warps*16 keys): flash_dkdv_kernel on tensor cores; the warp's 16
+ * keys against TC_TILE queries at a time (S^T = K Q^T, dP^T = V dout^T). */
+__global__ void flash_dkdv_tc_kernel(float *dk, float *dv, const float *dout, const float *q,
+                                     const float *k, const float *v, const float *lse,
+                                     const float *D, const int32_t *mask, int causal, float p,
+                                     uint64_t seed, const Heads g) {
+    int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
+    int HP = padded_hs(HS), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int warps = blockDim.x >> 5, nkeys = warps * TC, j0 = blockIdx.y * nkeys;
+    int r = lane >> 1, half = lane & 1, j = j0 + warp * TC + r; /* the lane's key */
+    extern __shared__ __align__(128) unsigned char tc_smem[];   /* dkdv_tc_shared_bytes */
+    float *St = (float *)tc_smem + warp * 2 * TC * TC_TILE, *dPt = St + TC * TC_TILE;
+    float *lse_s = (float *)tc_smem + warps * 2 * TC * TC_TILE, *D_s = lse_s + TC_TILE;
+    bf16 *Ks = (bf16 *)(D_s + TC_TILE), *Vs = Ks + nkeys * HP, *Qs = Vs + nkeys * HP;
+    bf16 *dOs = Qs + TC_TILE * HP, *Pd = dOs + TC_TILE * HP + warp * 2 * TC * TC_TILE;
+    bf16 *dS = Pd + TC * TC_TILE; /* the warp's dropped P^T and dS^T */
+    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    float scale = 1.0f / sqrtf((float)HS);
+    TileC dk_acc[TC_DIMS], dv_acc[TC_DIMS];
+    for (int c = 0; c < TC_DIMS; c++)
+        wmma::fill_fragment(dk_acc[c], 0.0f), wmma::fill_fragment(dv_acc[c], 0.0f);
+    HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
+    load_rows(Ks, k + hp.kv, ldkv, j0, nkeys, T, HS, HP);
+    load_rows(Vs, v + hp.kv, ldkv, j0, nkeys, T, HS, HP);
+    for (int h = kvh * G; h < (kvh + 1) * G; h++) {
+        size_t bh = (size_t)b * g.NH + h, qo = hp.q + (size_t)(h - kvh * G) * HS;
+        for (int i0 = causal ? j0 / TC_TILE * TC_TILE : 0; i0 < T; i0 += TC_TILE) {
+            __syncthreads(); /* Ks, Vs written; the previous tile's readers done */
+            load_rows(Qs, q + qo, ldq, i0, TC_TILE, T, HS, HP);
+            load_rows(dOs, dout + qo, ldq, i0, TC_TILE, T, HS, HP);
+            for (int t = threadIdx.x; t < TC_TILE; t += blockDim.x) {
+                lse_s[t] = i0 + t < T ? lse[bh * T + i0 + t] : INFINITY;
+                D_s[t] = i0 + t < T ? D[bh * T + i0 + t] : 0.0f;
+            }
+            __syncthreads();
+            mma_scores(St, Ks + warp * TC * HP, Qs, HP);
+            mma_scores(dPt, Vs + warp * TC * HP, dOs, HP);
+            __syncwarp();
+            for (int t = 0; t < TC_HALF; t++) {
+                int ii = half * TC_HALF + t, i = i0 + ii, at = r * TC_TILE + ii;
+                float pd = 0.0f, ds = 0.0f;
+                if (j < T && i < T && key_visible(hp.keep, causal, i, j, T)) {
+                    float P = exp_approx(St[at] * scale - lse_s[ii]);
+                    float keep = rng_dropout_scale(seed, (bh * T + i) * T + j, p);
+                    pd = P * keep;
+                    ds = P * (dPt[at] * keep - D_s[ii]);
+                }
+                Pd[at] = __float2bfloat16(pd), dS[at] = __float2bfloat16(ds);
+            }
+            __syncwarp();
+#pragma unroll
+            for (int c = 0; c < TC_DIMS; c++) {
+                if (c * TC >= HP) break;
+                if (dv) mma_rows<TileB>(dv_acc[c], Pd, TC_TILE, dOs + c * TC, HP, TC * HP, TC_TILE);
+                if (dk) mma_rows<TileB>(dk_acc[c], dS, TC_TILE, Qs + c * TC, HP, TC * HP, TC_TILE);
+            }
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < TC_DIMS; c++) {
+        if (c * TC >= HP) break;
+        auto add_to = [&](float *grad, float s) {
+            return [=](int t, float x) {
+                int d = c * TC + half * (TC / 2) + t;
+                if (j < T && d < HS) grad[hp.kv + j * ldkv + d] += x * s;
+            };
+        };
+        if (dv) drain_tile(dv_acc[c], St, lane, add_to(dv, 1.0f));
+        if (dk) drain_tile(dk_acc[c], St, lane, add_to(dk, scale));
+    }
+}
+
+/* Dynamic shared memory of the tensor-core kernels, in bytes: f32 tiles, then bf16 rows. */
+static size_t fwd_tc_shared_bytes(int warps, int HS) {
+    size_t HP = padded_hs(HS);
+    return sizeof(float) * warps * TC * TC_TILE +
+           sizeof(bf16) * ((warps * TC + 2 * TC_TILE) * HP + warps * TC * TC_TILE);
+}
+static size_t dq_tc_shared_bytes(int warps, int HS) {
+    size_t HP = padded_hs(HS);
+    return sizeof(float) * 2 * warps * TC * TC_TILE +
+           sizeof(bf16) * ((2 * warps * TC + 2 * TC_TILE) * HP + warps * TC * TC_TILE);
+}
+static size_t dkdv_tc_shared_bytes(int warps, int HS) {
+    size_t HP = padded_hs(HS);
+    return sizeof(float) * (2 * warps * TC * TC_TILE + 2 * TC_TILE) +
+           sizeof(bf16) * ((2 * warps * TC + 2 * TC_TILE) * HP + 2 * warps * TC * TC_TILE);
+}
+
+/* Lets kernel f take `bytes` of dynamic shared memory: above 48 KB a launch must ask. */
+template <typename F> static size_t allow_shared(F *f, size_t bytes) {
+    if (bytes > 48 * 1024)
+        CUDA_CHECK(
+            cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    return bytes;
+}
+
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV) {
     (void)NKV;
     return (size_t)B * NH * T; /* D, for backward */
@@ -341,9 +641,16 @@ void cuda_attention_forward(float *out, float *lse, const float *q, const float 
     if (!g.ok) return;
     dim3 grid;
     unsigned threads;
-    int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
-    flash_forward_kernel<<<grid, threads, fwd_shared_bytes(warps, HS)>>>(out, lse, q, k, v, mask,
-                                                                         causal, p, seed, g);
+    if (cuda_precision() == PRECISION_BF16) {
+        int warps = att_launch_shape(&grid, &threads, B * NH, T, TC);
+        size_t bytes = allow_shared(flash_forward_tc_kernel, fwd_tc_shared_bytes(warps, HS));
+        flash_forward_tc_kernel<<<grid, threads, bytes>>>(out, lse, q, k, v, mask, causal, p, seed,
+                                                          g);
+    } else {
+        int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
+        flash_forward_kernel<<<grid, threads, fwd_shared_bytes(warps, HS)>>>(
+            out, lse, q, k, v, mask, causal, p, seed, g);
+    }
     CUDA_LAUNCHED("attention_forward");
 }
 
@@ -359,16 +666,29 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     unsigned threads;
     flash_rowdot_kernel<<<cuda_blocks(rows, ATT_WARPS), ATT_WARPS * 32>>>(scratch, dout, out, g);
     CUDA_LAUNCHED("attention_backward (D)");
+    int tc = cuda_precision() == PRECISION_BF16;
     if (dq) {
-        int warps = att_launch_shape(&grid, &threads, B * NH, T, DQ_ROWS);
-        flash_dq_kernel<<<grid, threads, dq_shared_bytes(warps, HS)>>>(
-            dq, dout, q, k, v, lse, scratch, mask, causal, p, seed, g);
+        int warps = att_launch_shape(&grid, &threads, B * NH, T, tc ? (int)TC : (int)DQ_ROWS);
+        if (tc) {
+            size_t bytes = allow_shared(flash_dq_tc_kernel, dq_tc_shared_bytes(warps, HS));
+            flash_dq_tc_kernel<<<grid, threads, bytes>>>(dq, dout, q, k, v, lse, scratch, mask,
+                                                         causal, p, seed, g);
+        } else {
+            flash_dq_kernel<<<grid, threads, dq_shared_bytes(warps, HS)>>>(
+                dq, dout, q, k, v, lse, scratch, mask, causal, p, seed, g);
+        }
         CUDA_LAUNCHED("attention_backward (dq)");
     }
     if (dk || dv) {
-        int warps = att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
-        flash_dkdv_kernel<<<grid, threads, dkdv_shared_bytes(warps, HS)>>>(
-            dk, dv, dout, q, k, v, lse, scratch, mask, causal, p, seed, g);
+        int warps = att_launch_shape(&grid, &threads, B * NKV, T, tc ? (int)TC : (int)KEY_ROWS);
+        if (tc) {
+            size_t bytes = allow_shared(flash_dkdv_tc_kernel, dkdv_tc_shared_bytes(warps, HS));
+            flash_dkdv_tc_kernel<<<grid, threads, bytes>>>(dk, dv, dout, q, k, v, lse, scratch,
+                                                           mask, causal, p, seed, g);
+        } else {
+            flash_dkdv_kernel<<<grid, threads, dkdv_shared_bytes(warps, HS)>>>(
+                dk, dv, dout, q, k, v, lse, scratch, mask, causal, p, seed, g);
+        }
         CUDA_LAUNCHED("attention_backward (dk, dv)");
     }
 }

@@ -58,10 +58,16 @@ static cublasHandle_t cuda_blas(void) {
     return s == CUBLAS_STATUS_SUCCESS ? blas : (blas = NULL);
 }
 
-/* model.precision tf32 (and bf16, for the GEMMs it leaves in f32); fp32 keeps parity with
- * the CPU tight. */
-static void cuda_set_tf32(int on) {
-    blas_compute = on ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+/* model.precision: TF32 for the f32 GEMMs under tf32 and bf16 (for the GEMMs bf16 leaves in
+ * f32); fp32 keeps parity with the CPU tight. Attention reads cuda_precision(). */
+static Precision precision = PRECISION_FP32;
+static void cuda_set_precision(Precision p) {
+    precision = p;
+    blas_compute = p == PRECISION_TF32 || p == PRECISION_BF16 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                              : CUBLAS_COMPUTE_32F;
+}
+Precision cuda_precision(void) {
+    return precision;
 }
 
 void cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
@@ -236,7 +242,7 @@ extern "C" const Ops ops_cuda = {
     .dequantize_rows_bf16 = cuda_dequantize_rows_bf16,
     .matmul_forward_bf16 = cuda_matmul_forward_bf16,
     .matmul_backward_bf16 = cuda_matmul_backward_bf16,
-    .set_tf32 = cuda_set_tf32,
+    .set_precision = cuda_set_precision,
     .lora_forward = cuda_lora_forward,
     .lora_backward = cuda_lora_backward,
     .attention_forward = cuda_attention_forward,

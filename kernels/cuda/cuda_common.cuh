@@ -88,11 +88,13 @@ __device__ inline float block_max(float v) {
 
 /* ---- cuBLAS, column-major: C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C,
  * batched with element strides sA, sB, sC (batch 1 ignores them). FP32 compute,
- * TF32 after set_tf32(1). Errors go to the slot. ----
+ * TF32 under set_precision(TF32 or BF16). Errors go to the slot. ----
  */
 void cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
                float beta, float *C, int ldc, long long sC, int batch);
+/* The precision set_precision last set (backend.cu). */
+Precision cuda_precision(void);
 /* The same with bf16 A and B, f32 C, f32 accumulation: tensor cores. */
 void cuda_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                     const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,

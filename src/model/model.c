@@ -935,10 +935,9 @@ static Drop dropouts(const Model *m, int train) {
     return d;
 }
 
-/* The backend's TF32 switch is process-wide: each entry sets this model's (tf32, and bf16 for
- * the GEMMs it leaves in f32). */
+/* The backend's precision switch is process-wide: each entry sets this model's. */
 static void use_precision(const Model *m) {
-    m->ops->set_tf32(m->spec.precision == PRECISION_TF32 || m->spec.precision == PRECISION_BF16);
+    m->ops->set_precision(m->spec.precision);
 }
 
 int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *loss,

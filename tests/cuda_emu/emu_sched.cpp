@@ -60,9 +60,17 @@ emu_switch:
 
 /* ---- state ---- */
 enum State : uint8_t { FRESH, READY, RUNNING, AT_BARRIER, AT_WARP, EXITED };
-static const char *const op_names[] = {"__syncwarp",       "__shfl_sync",     "__shfl_up_sync",
-                                       "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync",
-                                       "__any_sync",       "__all_sync"};
+static const char *const op_names[] = {"__syncwarp",
+                                       "__shfl_sync",
+                                       "__shfl_up_sync",
+                                       "__shfl_down_sync",
+                                       "__shfl_xor_sync",
+                                       "__ballot_sync",
+                                       "__any_sync",
+                                       "__all_sync",
+                                       "wmma::load_matrix_sync",
+                                       "wmma::store_matrix_sync",
+                                       "wmma::mma_sync"};
 
 struct Thread {
     uint3 idx;
@@ -479,7 +487,10 @@ int emu_run(const char *kernel, void (*entry)(void *), void *ctx, dim3 g, dim3 b
     for (unsigned i = 0; i < S.n; i++)
         S.thr[i].tid = i, S.thr[i].idx = uint3{i % b.x, i / b.x % b.y, i / (b.x * b.y)};
     S.dyn_bytes = shmem;
-    S.dyn_shared = (char *)malloc(shmem); /* malloc(0) too: any access is then an ASan error */
+    /* 256-byte aligned as on a GPU (WMMA needs 32); malloc(0): any access is an ASan error */
+    void *dyn = NULL;
+    if (shmem ? posix_memalign(&dyn, 256, shmem) : !(dyn = malloc(0))) die("out of memory");
+    S.dyn_shared = (char *)dyn;
     emu_block_dim = b, emu_grid_dim = g;
     unsigned long long blocks = (unsigned long long)g.x * g.y * g.z;
     /* blocks in the order k -> (k * stride + offset) mod blocks, stride coprime to blocks */

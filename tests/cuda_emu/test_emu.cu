@@ -2,10 +2,11 @@
  * pre-processed like kernels/: warp intrinsics against their documented results, barriers
  * and shared memory under permuted thread orders, dynamic shared memory, atomics, 3-D
  * indices, launch errors, cuBLAS's column-major semantics against naive loops (FP32, and BF16
- * operands with FP32 output), bf16 rounding; and, each in a child process, the aborts that make
- * bugs visible: a divergent shuffle, a shuffle against a barrier, a host pointer passed to a
+ * operands with FP32 output), bf16 rounding, WMMA tiles (products against loops, both layouts,
+ * the lane mapping a permutation drawn per seed); and, each in a child process, the aborts that
+ * make bugs visible: a divergent shuffle, a shuffle against a barrier, a host pointer passed to a
  * kernel, a GEMM operand past its allocation (FP32 and BF16), data and compute types not
- * emulated.
+ * emulated, WMMA with a bad ldm, a misaligned pointer or part of a warp.
  * Not a test of kernels/ (tests/gpu does that). Prints "N passed, N failed". */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 static int passed, failed;
 #define EXPECT(cond)                                                                               \
@@ -324,6 +326,90 @@ __global__ void divergent_shfl_kernel(float *out) {
     out[threadIdx.x] = v;
 }
 
+/* ---- WMMA (mma.h): two warps, each D = A B + C with its own tiles. A [16][32] row-major
+ * (ldm 32), B [32][16] col-major (ldm 40: padded), C [16][16] col-major f32 (ldm 20), D stored
+ * row-major (ldm 16). Small integers: every product and sum exact, so the result is too. */
+namespace wmma = nvcuda::wmma;
+enum { WA = 16 * 32, WB = 16 * 40, WC = 16 * 20, WD = 16 * 16 };
+
+__global__ void wmma_kernel(float *d, const __nv_bfloat16 *a, const __nv_bfloat16 *b,
+                            const float *c) {
+    int w = threadIdx.x >> 5;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::load_matrix_sync(acc, c + w * WC, 20, wmma::mem_col_major);
+    for (int k0 = 0; k0 < 32; k0 += 16) {
+        wmma::load_matrix_sync(fa, a + w * WA + k0, 32);
+        wmma::load_matrix_sync(fb, b + w * WB + k0, 40);
+        wmma::mma_sync(acc, fa, fb, acc);
+    }
+    for (int s = 0; s < acc.num_elements; s++) acc.x[s] *= 2.0f; /* element-wise: any mapping */
+    wmma::store_matrix_sync(d + w * WD, acc, 16, wmma::mem_row_major);
+}
+
+/* Each lane's x[] of a matrix_a tile of the values 0..255 (row-major), and a row-major B. */
+__global__ void wmma_lanes_kernel(float *out, const __nv_bfloat16 *m) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fb;
+    wmma::load_matrix_sync(fa, m, 16);
+    wmma::load_matrix_sync(fb, m, 16);
+    for (int s = 0; s < 8; s++) {
+        out[threadIdx.x * 8 + s] = __bfloat162float(fa.x[s]);
+        out[256 + threadIdx.x * 8 + s] = __bfloat162float(fb.x[s]);
+    }
+}
+
+static void test_wmma(void) {
+    __nv_bfloat16 ha[2 * WA], hb[2 * WB];
+    float hc[2 * WC], hd[2 * WD], want[2 * WD];
+    for (int i = 0; i < 2 * WA; i++) ha[i] = __float2bfloat16((float)(i * 7 % 9 - 4));
+    for (int i = 0; i < 2 * WB; i++) hb[i] = __float2bfloat16((float)(i * 5 % 7 - 3));
+    for (int i = 0; i < 2 * WC; i++) hc[i] = (float)(i % 11);
+    for (int w = 0; w < 2; w++)
+        for (int r = 0; r < 16; r++)
+            for (int c = 0; c < 16; c++) {
+                float sum = hc[w * WC + c * 20 + r];
+                for (int k = 0; k < 32; k++)
+                    sum += __bfloat162float(ha[w * WA + r * 32 + k]) *
+                           __bfloat162float(hb[w * WB + c * 40 + k]);
+                want[w * WD + r * 16 + c] = 2.0f * sum;
+            }
+    __nv_bfloat16 *a, *b;
+    float *c, *d;
+    cudaMalloc(&a, sizeof ha), cudaMalloc(&b, sizeof hb), cudaMalloc(&c, sizeof hc);
+    cudaMalloc(&d, sizeof hd);
+    cudaMemcpy(a, ha, sizeof ha, cudaMemcpyHostToDevice);
+    cudaMemcpy(b, hb, sizeof hb, cudaMemcpyHostToDevice);
+    cudaMemcpy(c, hc, sizeof hc, cudaMemcpyHostToDevice);
+    wmma_kernel<<<1, 64>>>(d, a, b, c);
+    EXPECT(cudaGetLastError() == cudaSuccess);
+    cudaMemcpy(hd, d, sizeof hd, cudaMemcpyDeviceToHost);
+    EXPECT(!memcmp(hd, want, sizeof hd));
+
+    /* the lane mapping: a permutation of the tile; seed 0's is row-major by lane, 8 a lane */
+    float lanes[512];
+    for (int i = 0; i < 256; i++) ha[i] = __float2bfloat16((float)i);
+    cudaMemcpy(a, ha, 256 * sizeof *ha, cudaMemcpyHostToDevice);
+    wmma_lanes_kernel<<<1, 32>>>(d, a);
+    cudaMemcpy(lanes, d, sizeof lanes, cudaMemcpyDeviceToHost);
+    const char *seed = getenv("LORAFT_EMU_SEED");
+    int fixed = !seed || !strtoull(seed, NULL, 0);
+    for (int m = 0; m < 2; m++) {
+        int seen[256] = {0}, identity = 1;
+        for (int i = 0; i < 256; i++) {
+            int e = (int)lanes[m * 256 + i];
+            seen[e]++;
+            identity &= e == i;
+        }
+        int perm = 1;
+        for (int e = 0; e < 256; e++) perm &= seen[e] == 1;
+        EXPECT(perm);
+        EXPECT(identity == fixed); /* another seed draws another mapping */
+    }
+    cudaFree(a), cudaFree(b), cudaFree(c), cudaFree(d);
+}
+
 __global__ void shfl_vs_barrier_kernel(float *out) {
     float v = (float)threadIdx.x;
     if (threadIdx.x == 3)
@@ -409,12 +495,29 @@ static void run_gemm_bf16_tf32(float *d) {
                  &one, d, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
 }
 
+/* WMMA misuse: ldm 12 (not a multiple of 8), a pointer 16 bytes off, half a warp */
+__global__ void wmma_load_kernel(const __nv_bfloat16 *m, int ldm, int lanes) {
+    if ((int)threadIdx.x >= lanes) return;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    wmma::load_matrix_sync(fa, m, ldm);
+}
+static void run_wmma_ldm(float *d) {
+    wmma_load_kernel<<<1, 32>>>((const __nv_bfloat16 *)d, 12, 32);
+}
+static void run_wmma_misaligned(float *d) {
+    wmma_load_kernel<<<1, 32>>>((const __nv_bfloat16 *)d + 8, 16, 32);
+}
+static void run_wmma_half_warp(float *d) {
+    wmma_load_kernel<<<1, 32>>>((const __nv_bfloat16 *)d, 16, 16);
+}
+
 int main(void) {
     test_shuffles();
     test_blocks();
     test_gemm();
     test_bf16();
     test_gemm_bf16();
+    test_wmma();
     expect_abort("divergent shuffle", run_divergent, "divergent warp collective");
     expect_abort("shuffle against a barrier", run_vs_barrier, "divergent warp collective");
     expect_abort("host pointer to a kernel", run_host_pointer, "does not point into device memory");
@@ -423,6 +526,9 @@ int main(void) {
     expect_abort("bf16 GEMM operand overrun", run_gemm_bf16_overrun, "past the end");
     expect_abort("batched bf16 GEMM", run_gemm_bf16_batched, "in cublasGemmEx, are emulated");
     expect_abort("bf16 GEMM in TF32", run_gemm_bf16_tf32, "compute type 77");
+    expect_abort("WMMA ldm not a multiple of 8", run_wmma_ldm, "ldm is not a multiple of 8");
+    expect_abort("WMMA misaligned pointer", run_wmma_misaligned, "not 256-bit aligned");
+    expect_abort("WMMA in half a warp", run_wmma_half_warp, "divergent warp collective");
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

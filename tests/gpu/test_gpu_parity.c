@@ -26,7 +26,7 @@
 #include "check.h"
 #include "loraft/ops.h"
 #include "loraft/quant.h"
-#include "loraft/safetensors.h" /* f32_to_f16 */
+#include "loraft/safetensors.h" /* f32_to_f16, f32_to_bf16 */
 #include "loraft/rng.h"
 
 static const Ops *ref = &ops_cpu, *dut;
@@ -416,6 +416,17 @@ static void test_lora(int N, int C, int OC, int R, float p, int grads) {
     pairs_free();
 }
 
+/* Every element within frac * the largest |cpu| value of its tensor (the bf16 and TF32 checks). */
+static void compare_scaled(const char *tensor, const Pair *p, double frac) {
+    size_t n = p->bytes / sizeof(float);
+    float *a = malloc(p->bytes);
+    ref->download(a, p->mem[0], p->bytes);
+    double mx = 0.0;
+    for (size_t i = 0; i < n; i++) mx = fabs(a[i]) > mx ? fabs(a[i]) : mx;
+    free(a);
+    compare(tensor, p, frac * mx, 0.0);
+}
+
 /* ---- attention ---- */
 /* Sequence b keeps its first T - b*pad tokens (at least one unless
  * all_pad_last). */
@@ -437,6 +448,138 @@ static Pair *attention_scratch(int B, int T, int NH, int NKV) {
     return pair_new((a > b ? a : b) * sizeof(float));
 }
 
+/* ---- attention on bf16 tensor cores (set_precision(BF16): model.precision bf16) ----
+ * The GPU rounds q, k, v and dout to bf16 (relative error up to 2^-9 each) and P (dropped) and
+ * dS to bf16 as product operands; scores, softmax, lse, D and every sum stay f32. Against the
+ * CPU's f32 attention (inputs uniform in [-1, 1)): a score is off by up to ~2^-8 of
+ * sum_d |q_d k_d| / sqrt(HS), about 3e-3 at HS = 64, and so are the P it makes relative to each
+ * other; out, dq, dk, dv add up P and dS rounded once more. Bound, stated: every element within
+ * 2e-2 of the largest |cpu| value of its tensor, lse within 1e-2 (about 8 rounding units of
+ * its inputs). Then, tighter, against a reference here that rounds the same operands the same
+ * way (att_rounded, in double; the forward's P relative to the running max of the kernel's
+ * 32-key tiles, as the online softmax has it then; backward from the GPU's own out and lse):
+ * what is left is the order of f32 sums (about 1e-7 of the largest |value|) and the rare P or
+ * dS whose f32 score lands on the other side of a bf16 rounding boundary than the double one
+ * (2^-8 of that one term, a few times per 10^4 products): within 2e-3 of the largest |value|,
+ * 10 times tighter. lse's error is a weighted mean of the scores' errors, so it is bounded
+ * absolutely: 1e-2 against f32, 1e-5 against the reference. */
+static int att_bf16; /* test_attention_grads compares as above */
+#define ATT_BF16_TOL 2e-2
+#define ATT_BF16_LSE_TOL 1e-2
+#define ATT_ROUNDED_TOL 2e-3
+#define ATT_KEY_TILE 32 /* attention.cu's TC_TILE */
+
+static double bf(float x) {
+    return bf16_to_f32(f32_to_bf16(x));
+}
+
+/* The attention of ops.h with the GPU's bf16 roundings, on host copies; fills out, lse when
+ * forward, else adds the gradients into dq, dk, dv (from out, lse given). */
+typedef struct AttCase {
+    int B, T, NH, NKV, HS, causal;
+    float p;
+    const float *q, *k, *v, *dout, *out_in, *lse_in;
+    const int32_t *mask;
+} AttCase;
+
+static int att_visible(const AttCase *c, int b, int i, int j) {
+    return (!c->mask || c->mask[b * c->T + j]) && (!c->causal || j <= i);
+}
+
+static void att_rounded(const AttCase *c, int forward, float *out, float *lse, float *dq, float *dk,
+                        float *dv) {
+    int T = c->T, HS = c->HS, G = c->NH / c->NKV;
+    size_t ldq = (size_t)c->NH * HS, ldkv = (size_t)c->NKV * HS;
+    double scale = 1.0 / sqrt((double)HS), *s = malloc(2 * T * sizeof *s), *run = s + T;
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < c->NH; h++)
+            for (int i = 0; i < T; i++) {
+                size_t bh = (size_t)b * c->NH + h, qi = ((size_t)b * T + i) * ldq + h * HS;
+                size_t kv0 = (size_t)b * T * ldkv + (size_t)(h / G) * HS;
+                double mx = -INFINITY, l = 0.0, D = 0.0;
+                for (int j = 0; j < T; j++) {
+                    s[j] = -INFINITY;
+                    if (!att_visible(c, b, i, j)) continue;
+                    double dot = 0.0;
+                    for (int d = 0; d < HS; d++)
+                        dot += bf(c->q[qi + d]) * bf(c->k[kv0 + j * ldkv + d]);
+                    s[j] = dot * scale;
+                    mx = s[j] > mx ? s[j] : mx;
+                }
+                for (int j = 0; j < T; j++) { /* run: the max as the kernel has it at j's tile */
+                    l += s[j] == -INFINITY ? 0.0 : exp(s[j] - mx);
+                    run[j] = j ? run[j - 1] : -INFINITY;
+                    for (int t = j; j % ATT_KEY_TILE == 0 && t < j + ATT_KEY_TILE && t < T; t++)
+                        run[j] = s[t] > run[j] ? s[t] : run[j];
+                }
+                if (forward) lse[bh * T + i] = l > 0.0 ? (float)(mx + log(l)) : INFINITY;
+                for (int d = 0; d < HS && !forward; d++) D += c->dout[qi + d] * c->out_in[qi + d];
+                for (int j = 0; j < T; j++) {
+                    if (s[j] == -INFINITY) continue;
+                    double M = rng_dropout_scale(5, (bh * T + i) * T + j, c->p);
+                    const float *kj = c->k + kv0 + j * ldkv, *vj = c->v + kv0 + j * ldkv;
+                    if (forward) {
+                        double pd = bf((float)(exp(s[j] - run[j]) * M)) * exp(run[j] - mx) / l;
+                        for (int d = 0; d < HS; d++) out[qi + d] += pd * bf(vj[d]);
+                        continue;
+                    }
+                    double P = exp(s[j] - c->lse_in[bh * T + i]), dP = 0.0;
+                    for (int d = 0; d < HS; d++) dP += bf(c->dout[qi + d]) * bf(vj[d]);
+                    double ds = bf((float)(P * (dP * M - D))), pd = bf((float)(P * M));
+                    size_t at = kv0 + j * ldkv;
+                    for (int d = 0; d < HS; d++) {
+                        if (dq) dq[qi + d] += ds * bf(kj[d]) * scale;
+                        if (dk) dk[at + d] += ds * bf(c->q[qi + d]) * scale;
+                        if (dv) dv[at + d] += pd * bf(c->dout[qi + d]);
+                    }
+                }
+            }
+    free(s);
+}
+
+/* The GPU's tensor p against host values want: within frac of the largest |want| (frac < 0:
+ * within -frac). */
+static void compare_host(const char *tensor, const Pair *p, const float *want, double frac) {
+    size_t n = p->bytes / sizeof(float), bad = 0, first = 0;
+    float *got = malloc(p->bytes);
+    dut->download(got, p->mem[1], p->bytes);
+    status_ok();
+    double mx = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++)
+        mx = isfinite(want[i]) && fabs(want[i]) > mx ? fabs(want[i]) : mx;
+    for (size_t i = 0; i < n; i++) {
+        double d = got[i] == want[i] ? 0.0 : fabs((double)got[i] - want[i]);
+        if (!(d <= (frac < 0 ? -frac : frac * mx)) && !bad++) first = i;
+        worst = d > worst || d != d ? d : worst;
+    }
+    printf("%-58s %-6s n=%-8zu max abs %.2e  (%.2e of max) vs bf16-rounded reference\n", op_name,
+           tensor, n, worst, mx > 0 ? worst / mx : 0.0);
+    if (bad)
+        fprintf(stderr,
+                "  %s: %s: %zu of %zu elements off the rounded reference, first [%zu]: want %.9g "
+                "cuda %.9g\n",
+                op_name, tensor, bad, n, first, want[first], got[first]);
+    CHECK(bad == 0);
+    free(got);
+}
+
+/* A copy of p's CPU values (the reference backend's memory is host memory). */
+static float *host_copy(const Pair *p) {
+    if (!p) return NULL;
+    float *h = malloc(p->bytes);
+    memcpy(h, p->mem[0], p->bytes);
+    return h;
+}
+
+static void compare_attention(const char *tensor, const Pair *p) {
+    if (!att_bf16)
+        compare(tensor, p, GEMM_TOL);
+    else if (!strcmp(tensor, "lse"))
+        compare(tensor, p, ATT_BF16_LSE_TOL, 0.0);
+    else
+        compare_scaled(tensor, p, ATT_BF16_TOL);
+}
+
 /* q [B,T,NH*HS], k and v [B,T,NKV*HS]; causal: the decoder mask. grads: which of dq (G_DINP),
  * dk (G_DW), dv (G_DB) backward computes (G_ALL, or a subset: the skip paths). */
 static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int causal, int pad,
@@ -454,26 +597,56 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         o->attention_forward(F(out, w), F(lse, w), F(q, w), F(k, w), F(v, w), I(mask, w), causal, p,
                              5, F(scratch, w), B, T, NH, NKV, HS);
     }
-    NAME("attention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", B, T, NH, NKV, HS,
-         causal ? " causal" : "", pad, p);
-    compare("lse", lse, GEMM_TOL);
-    compare("out", out, GEMM_TOL);
+    NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f",
+         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", pad, p);
+    compare_attention("lse", lse);
+    compare_attention("out", out);
+    AttCase c = {B,       T,       NH,      NKV,        HS,   causal, p,
+                 F(q, 0), F(k, 0), F(v, 0), F(dout, 0), NULL, NULL,   I(mask, 0)};
+    float *want[5] = {NULL}; /* out, lse, dq, dk, dv by the rounded reference */
+    if (att_bf16) {
+        want[0] = calloc(BTQ, sizeof(float)), want[1] = malloc(lse->bytes);
+        att_rounded(&c, 1, want[0], want[1], NULL, NULL, NULL);
+        compare_host("out", out, want[0], ATT_ROUNDED_TOL);
+        compare_host("lse", lse, want[1], -1e-5);
+        want[2] = host_copy(dq), want[3] = host_copy(dk), want[4] = host_copy(dv);
+        dut->download(want[0], out->mem[1], out->bytes); /* the GPU's own, as its backward sees */
+        dut->download(want[1], lse->mem[1], lse->bytes);
+        c.out_in = want[0], c.lse_in = want[1];
+    }
     BACKENDS(w, o) {
         o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), F(q, w), F(k, w), F(v, w),
                               F(out, w), F(lse, w), I(mask, w), causal, p, 5, F(scratch, w), B, T,
                               NH, NKV, HS);
     }
-    NAME("attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", B, T, NH, NKV, HS,
-         causal ? " causal" : "", pad, p);
-    if (dq) compare("dq", dq, GEMM_TOL);
-    if (dk) compare("dk", dk, GEMM_TOL);
-    if (dv) compare("dv", dv, GEMM_TOL);
+    NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f",
+         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", pad, p);
+    if (dq) compare_attention("dq", dq);
+    if (dk) compare_attention("dk", dk);
+    if (dv) compare_attention("dv", dv);
+    if (att_bf16) {
+        att_rounded(&c, 0, NULL, NULL, want[2], want[3], want[4]);
+        if (dq) compare_host("dq", dq, want[2], ATT_ROUNDED_TOL);
+        if (dk) compare_host("dk", dk, want[3], ATT_ROUNDED_TOL);
+        if (dv) compare_host("dv", dv, want[4], ATT_ROUNDED_TOL);
+    }
+    for (int t = 0; t < 5; t++) free(want[t]);
     pairs_free();
 }
 
 static void test_attention(int B, int T, int NH, int NKV, int HS, int causal, int pad, float p,
                            int all_pad_last) {
     test_attention_grads(B, T, NH, NKV, HS, causal, pad, p, all_pad_last, G_ALL);
+}
+
+/* The same on bf16 tensor cores, compared as att_bf16 says. */
+static void test_attention_bf16(int B, int T, int NH, int NKV, int HS, int causal, int pad, float p,
+                                unsigned grads) {
+    dut->set_precision(PRECISION_BF16);
+    att_bf16 = 1;
+    test_attention_grads(B, T, NH, NKV, HS, causal, pad, p, 0, grads);
+    att_bf16 = 0;
+    dut->set_precision(PRECISION_FP32);
 }
 
 /* generation: n queries at positions pos0.. over L = pos0 + n cached keys */
@@ -636,24 +809,14 @@ static void test_errors(void) {
     pairs_free();
 }
 
-/* ---- TF32 GEMMs (set_tf32: model.precision tf32), real GPU only ----
+/* ---- TF32 GEMMs (set_precision(TF32): model.precision tf32), real GPU only ----
  * TF32 rounds the GEMM inputs to 10 explicit mantissa bits (unit roundoff 2^-11), so
  * each product is off by up to ~1e-3 relative and a K-term sum by ~1e-3 * sqrt(K) * the
  * typical term. Tolerance, stated: every element within 4e-3 of the largest |cpu| value
  * of its tensor (FP32 parity is 1e-4 elementwise). */
-static void compare_scaled(const char *tensor, const Pair *p, double frac) {
-    size_t n = p->bytes / sizeof(float);
-    float *a = malloc(p->bytes);
-    ref->download(a, p->mem[0], p->bytes);
-    double mx = 0.0;
-    for (size_t i = 0; i < n; i++) mx = fabs(a[i]) > mx ? fabs(a[i]) : mx;
-    free(a);
-    compare(tensor, p, frac * mx, 0.0);
-}
-
 static void test_tf32(void) {
     int N = 256, C = 768, OC = 768;
-    dut->set_tf32(1);
+    dut->set_precision(PRECISION_TF32);
     Pair *x = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)OC * C, 1.0f);
     Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
     Pair *dx = pair_random((size_t)N * C, 1.0f), *dW = pair_random((size_t)OC * C, 1.0f);
@@ -679,7 +842,7 @@ static void test_tf32(void) {
     compare_scaled("lse", lse, 4e-3);
     compare_scaled("out", o_, 4e-3);
     pairs_free();
-    dut->set_tf32(0);
+    dut->set_precision(PRECISION_FP32);
 }
 
 int main(void) {
@@ -776,8 +939,18 @@ int main(void) {
     test_attention(1, 40, 2, 2, 128, 0, 3, 0.0f, 0);
     test_attention_grads(2, 37, 4, 2, 32, 1, 5, 0.1f, 0, G_DW);          /* dk only */
     test_attention_grads(2, 37, 4, 2, 32, 0, 5, 0.1f, 0, G_DINP | G_DB); /* dq, dv */
-    test_attention_cached(1, 0, 1, 1, 4);                                /* the first token */
-    test_attention_cached(7, 0, 4, 2, 16);                               /* a prefill */
+    test_attention_bf16(1, 1, 1, 1, 4, 0, 0, 0.0f, G_ALL);
+    test_attention_bf16(2, 7, 3, 3, 4, 0, 2, 0.2f, G_ALL);
+    test_attention_bf16(3, 33, 4, 4, 16, 0, 5, 0.1f, G_ALL);
+    test_attention_bf16(2, 70, 2, 2, 48, 0, 20, 0.1f, G_ALL); /* HS not a multiple of 32 */
+    test_attention_bf16(2, 128, 12, 12, 64, 0, 37, 0.1f, G_ALL);
+    test_attention_bf16(3, 33, 4, 1, 16, 1, 5, 0.1f, G_ALL);  /* causal, MQA */
+    test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL); /* SmolLM2's heads */
+    test_attention_bf16(2, 45, 4, 2, 128, 1, 7, 0.1f, G_ALL);
+    test_attention_bf16(2, 37, 4, 2, 32, 1, 5, 0.1f, G_DW);          /* dk only */
+    test_attention_bf16(2, 37, 4, 2, 32, 0, 5, 0.1f, G_DINP | G_DB); /* dq, dv */
+    test_attention_cached(1, 0, 1, 1, 4);                            /* the first token */
+    test_attention_cached(7, 0, 4, 2, 16);                           /* a prefill */
     test_attention_cached(1, 69, 9, 3, 64); /* a decode step, SmolLM2's heads */
     test_attention_cached(5, 40, 4, 1, 32); /* a chunk after a cached prefix, MQA */
     test_cross_entropy(1, 2, 3.0f, 1);

@@ -7,8 +7,9 @@
  *
  * Deliberately not a CUDA implementation: no textures, cooperative groups, graphs, dynamic
  * parallelism or memory-ordering model (emulated threads are fibers on one OS thread, so
- * memory is sequentially consistent and atomics are plain read-modify-writes); half and
- * bf16 are not emulated yet (cuda_fp16.h / cuda_bf16.h stop the build with a message).
+ * memory is sequentially consistent and atomics are plain read-modify-writes); half is not
+ * emulated (cuda_fp16.h stops the build with a message); bf16 conversions are (cuda_bf16.h), and
+ * bf16 tensor-core tiles (mma.h).
  * One host thread launches kernels. */
 #pragma once
 #include <math.h>
@@ -73,6 +74,9 @@ enum EmuWarpOp {
     EMU_BALLOT,
     EMU_ANY,
     EMU_ALL,
+    EMU_WMMA_LOAD, /* nvcuda::wmma (mma.h): lock-step steps of a warp's tile operation */
+    EMU_WMMA_STORE,
+    EMU_WMMA_MMA,
 };
 void emu_syncthreads(const char *site);
 /* Blocks the calling thread until every lane of mask arrived at the same collective (op,
