@@ -64,8 +64,9 @@ static const Key keys[] = {
      .choices = "auto|fp32|tf32|bf16",
      .help = "How the GEMMs compute. fp32; tf32 (cuBLAS's f32 GEMMs on TF32 tensor cores); bf16 "
              "(frozen dense weights stored in bf16, or as base_dtype q's blocks dequantised to "
-             "bf16, their GEMMs on bf16 tensor cores with f32 accumulation; the other GEMMs as "
-             "tf32); auto = bf16 on cuda, fp32 on cpu. Norms, attention, LoRA A/B, the LM head, "
+             "bf16, their GEMMs on bf16 tensor cores with f32 accumulation; attention's "
+             "products on bf16 tensor cores, softmax in f32; the other GEMMs as tf32); auto = "
+             "bf16 on cuda, fp32 on cpu. Norms, LoRA A/B, the LM head, "
              "gradients and AdamW state stay f32; activations are kept in f32. The CPU computes "
              "fp32 only: tf32 and bf16 there are an error. bf16 converts f32 frozen weights "
              "under LoRA only (lora.strategy head saves the whole model, so its weights stay as "

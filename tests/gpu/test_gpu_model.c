@@ -27,12 +27,13 @@
  * from its seed and from a GGUF with base_dtype q, Q8_0 and F16 blocks dequantised to bf16 on the
  * GPU and to f32 on the CPU; BERT LoRA on every linear): the frozen projections are rounded to
  * bf16 at load (q: for each GEMM) and every
- * activation entering their GEMMs to bf16, a relative error of up to 2^-9 (0.2 %) per operand,
- * which partly averages out in the sums. llm.c-style bounds, stated: the loss within 2e-3
- * relative at each step (measured: under 1e-4; a tiny model's loss sits near log V and moves
- * little), and every gradient tensor and the logits within 5e-2 in relative norm (|gpu - cpu| /
- * |cpu| over the tensor; measured: at most 1.5e-2, the Llama's near-zero logits, 8e-3 for
- * BERT's gradients). The test prints the worst of each run. The weights after the AdamW steps are
+ * activation entering their GEMMs to bf16, and attention's q, k, v, dout, P and dS as its
+ * tensor-core operands, a relative error of up to 2^-9 (0.2 %) per operand, which partly averages
+ * out in the sums. llm.c-style bounds, stated: the loss within 2e-3 relative at each step
+ * (measured: under 1.5e-4; a tiny model's loss sits near log V and moves little), and every
+ * gradient tensor and the logits within 5e-2 in relative norm (|gpu - cpu| / |cpu| over the
+ * tensor; measured: at most 1.6e-2, the Llama's near-zero logits, 1.2e-2 for BERT's
+ * gradients). The test prints the worst of each run. The weights after the AdamW steps are
  * not compared: AdamW's first steps move each weight by about lr * sign(g), so gradient elements
  * near zero flip whole steps. Skips (77) without a CUDA device. */
 #include <stdio.h>
