@@ -17,13 +17,14 @@
  * kernel, a warp per row) into the scratch [B,NH,T]: the only scratch, O(T). Causal blocks
  * skip the key tiles (forward, dq) or query tiles (dk, dv) that the mask hides entirely.
  *
- * FP32 CUDA cores, one warp per row: in the query-side kernels lane l takes key j0 + l of a
+ * Under fp32 and tf32 (cuda_precision()), FP32 CUDA cores, one warp per row: in the query-side
+ * kernels lane l takes key j0 + l of a
  * tile for the dot products and owns dimensions l, l+32, ... of the accumulators (HS <= 128,
  * four per lane); the key-side kernel mirrors it with lane l taking query i0 + l. Shared
  * memory is dynamic, rows of exactly HS floats (41.5 KB per block at HS = 128, half that at
  * 64). Dot products run over d in a rotated order starting at the lane's own offset, so for
- * HS a multiple of 32 the lanes of a warp read 32 different banks. Tensor-core (bf16) tiles
- * are a later step.
+ * HS a multiple of 32 the lanes of a warp read 32 different banks. Under bf16, the same three
+ * kernels on tensor cores (the *_tc kernels below, where their layout is described).
  *
  * Dropout on P uses index ((b*NH + h)*T + i)*T + j, P's element index, as the CPU does. */
 #include <mma.h>
