@@ -81,7 +81,7 @@ template <typename Use, int M, int N, int K, typename T, typename Layout = void>
 };
 
 /* ---- the lock step: each lane's published pointer, by thread of the block ---- */
-inline const void *emu_wmma_slot[1024][3];
+inline const void *emu_wmma_slot[1024][2]; /* its a and b of mma_sync */
 
 inline unsigned emu_wmma_tid() {
     return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
