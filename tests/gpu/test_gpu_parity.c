@@ -14,7 +14,9 @@
  * left out or shrunk: T = 512, the repeated element-wise ops at the big size, and the LM
  * head past its chunk at V = 2000 instead of 49,152; LORAFT_PARITY_FULL=1 runs them anyway. The
  * bf16 GEMMs of frozen weights (model.precision bf16) compare at f32 tolerance: both backends
- * sum the same exact products of bf16 values in f32. The TF32 check runs on a real GPU only.
+ * sum the same exact products of bf16 values in f32; attention on bf16 tensor cores compares at
+ * stated bf16 bounds, against the CPU's f32 and against a bf16-rounding reference here. The TF32
+ * check runs on a real GPU only.
  *
  * Skips (77) without a CUDA device. LORAFT_PARITY_SELF=1 compares the CPU table
  * with itself instead: that checks this harness (and must give zero
