@@ -531,7 +531,7 @@ int main(int argc, char **argv) {
         printf("bench_kernels: %s\n", devices < 0 ? err.msg : "no CUDA device, skipping");
         return devices < 0;
     }
-    gpu->set_tf32(precision != PRECISION_FP32); /* bf16: the f32 GEMMs as TF32, as the model */
+    gpu->set_precision(precision); /* as the model: bf16 also runs attention on tensor cores */
     bench_gpu_set_tf32(precision != PRECISION_FP32);
     char name[256];
     bench_gpu_name(name, sizeof name);
