@@ -159,8 +159,11 @@ typedef struct Ops {
      * inputs to TF32; under bf16 attention_forward / attention_backward run their products on
      * bf16 tensor cores (q, k, v, dout, P and dS rounded to bf16, f32 accumulation; softmax,
      * lse and D in f32). A process-wide switch: the model sets it at every entry. The CPU
-     * computes f32 only: it ignores it, and the model refuses tf32 / bf16 on the CPU. */
+     * computes f32 only: it ignores it, and the model refuses more than best_precision. */
     void (*set_precision)(Precision p);
+    /* The most this backend's device runs: fp32 on the CPU; on CUDA bf16 from compute
+     * capability 8.0 (bf16 and TF32 tensor cores), fp32 below. auto resolves to it. */
+    Precision (*best_precision)(void);
 
     /* ---- LoRA branch beside a dense layer ----
      * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop = dropout(p, seed)

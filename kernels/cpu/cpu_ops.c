@@ -347,6 +347,10 @@ static void cpu_set_precision(Precision p) {
     (void)p;
 }
 
+static Precision cpu_best_precision(void) {
+    return PRECISION_FP32;
+}
+
 /* ---- element-wise (dropout first: the LoRA branch uses it) ---- */
 
 /* out[n] = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
@@ -799,6 +803,7 @@ const Ops ops_cpu = {
     .matmul_forward_bf16 = cpu_matmul_forward_bf16,
     .matmul_backward_bf16 = cpu_matmul_backward_bf16,
     .set_precision = cpu_set_precision,
+    .best_precision = cpu_best_precision,
     .lora_forward = cpu_lora_forward,
     .lora_backward = cpu_lora_backward,
     .attention_forward = cpu_attention_forward,

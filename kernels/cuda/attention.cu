@@ -351,6 +351,13 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
  * Shared memory: f32 tiles first, then bf16 rows, every piece a multiple of 32 bytes (WMMA's
  * alignment); up to 72 KB at HS = 128 (dk, dv), above the default 48 KB, so the launch raises
  * the limit. */
+/* bf16 WMMA needs sm_80: for older targets the kernels below compile to a trap that never runs
+ * (Ops.best_precision keeps those devices at fp32). */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define TC_ARCH 1
+#else
+#define TC_ARCH 0
+#endif
 namespace wmma = nvcuda::wmma;
 typedef __nv_bfloat16 bf16;
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> TileA;
@@ -369,6 +376,7 @@ __host__ __device__ inline int padded_hs(int HS) {
     return (HS + TC - 1) / TC * TC;
 }
 
+#if TC_ARCH
 /* acc += A B, A [16][K] row-major (lda), B [K][16] as frag F reads it from b (ldb), with step
  * the elements between B's 16-row slices (16 ldb row-major, 16 col-major); K a multiple of 16.
  * The whole warp. */
@@ -404,11 +412,13 @@ __device__ inline void drain_tile(const TileC &acc, float *tile, int lane, Add a
     for (int t = 0; t < TC / 2; t++) add(t, tile[(lane >> 1) * TC + (lane & 1) * (TC / 2) + t]);
     __syncwarp(); /* read before the tile is written again */
 }
+#endif
 
 /* grid (B*NH, query blocks of warps*16 rows): flash_forward_kernel on tensor cores. */
 __global__ void flash_forward_tc_kernel(float *out, float *lse, const float *q, const float *k,
                                         const float *v, const int32_t *mask, int causal, float p,
                                         uint64_t seed, const Heads g) {
+#if TC_ARCH
     int bh = blockIdx.x, T = g.T, HS = g.HS, HP = padded_hs(HS);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     int rows = warps * TC, i0 = blockIdx.y * rows, r = lane >> 1, half = lane & 1;
@@ -471,6 +481,9 @@ __global__ void flash_forward_tc_kernel(float *out, float *lse, const float *q, 
             if (d < HS) out[hp.q + i * ldq + d] = o[c][t] * inv;
         }
     if (!half) lse[(size_t)bh * T + i] = l > 0.0f ? m + logf(l) : INFINITY;
+#else
+    __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
+#endif
 }
 
 /* grid (B*NH, query blocks of warps*16 rows): flash_dq_kernel on tensor cores. */
@@ -478,6 +491,7 @@ __global__ void flash_dq_tc_kernel(float *dq, const float *dout, const float *q,
                                    const float *v, const float *lse, const float *D,
                                    const int32_t *mask, int causal, float p, uint64_t seed,
                                    const Heads g) {
+#if TC_ARCH
     int bh = blockIdx.x, T = g.T, HS = g.HS, HP = padded_hs(HS);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     int rows = warps * TC, i0 = blockIdx.y * rows, r = lane >> 1, half = lane & 1;
@@ -529,6 +543,9 @@ __global__ void flash_dq_tc_kernel(float *dq, const float *dout, const float *q,
             if (i < T && d < HS) dq[hp.q + i * ldq + d] += x * scale;
         });
     }
+#else
+    __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
+#endif
 }
 
 /* grid (B*NKV, key blocks of warps*16 keys): flash_dkdv_kernel on tensor cores; the warp's 16
@@ -537,6 +554,7 @@ __global__ void flash_dkdv_tc_kernel(float *dk, float *dv, const float *dout, co
                                      const float *k, const float *v, const float *lse,
                                      const float *D, const int32_t *mask, int causal, float p,
                                      uint64_t seed, const Heads g) {
+#if TC_ARCH
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
     int HP = padded_hs(HS), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int warps = blockDim.x >> 5, nkeys = warps * TC, j0 = blockIdx.y * nkeys;
@@ -601,6 +619,9 @@ __global__ void flash_dkdv_tc_kernel(float *dk, float *dv, const float *dout, co
         if (dv) drain_tile(dv_acc[c], St, lane, add_to(dv, 1.0f));
         if (dk) drain_tile(dk_acc[c], St, lane, add_to(dk, scale));
     }
+#else
+    __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
+#endif
 }
 
 /* Dynamic shared memory of the tensor-core kernels, in bytes: f32 tiles, then bf16 rows. */

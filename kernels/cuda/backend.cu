@@ -70,6 +70,14 @@ Precision cuda_precision(void) {
     return precision;
 }
 
+static Precision cuda_best_precision(void) {
+    cudaDeviceProp prop;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess)
+        return PRECISION_FP32;
+    return prop.major >= 8 ? PRECISION_BF16 : PRECISION_FP32;
+}
+
 void cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
                float beta, float *C, int ldc, long long sC, int batch) {
@@ -243,6 +251,7 @@ extern "C" const Ops ops_cuda = {
     .matmul_forward_bf16 = cuda_matmul_forward_bf16,
     .matmul_backward_bf16 = cuda_matmul_backward_bf16,
     .set_precision = cuda_set_precision,
+    .best_precision = cuda_best_precision,
     .lora_forward = cuda_lora_forward,
     .lora_backward = cuda_lora_backward,
     .attention_forward = cuda_attention_forward,

@@ -711,16 +711,21 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
     return rc;
 }
 
-/* auto: bf16 on a GPU backend, fp32 on the CPU, which has no other. */
+/* auto: the most the device runs (bf16 on a GPU of compute capability 8.0 or more, fp32 on the
+ * CPU, which has no other); more than that is refused. */
 static int resolve_precision(TrainSpec *s, const Ops *ops, LfError *err) {
-    int cpu = !strcmp(ops->name, "cpu");
-    if (s->precision == PRECISION_AUTO) s->precision = cpu ? PRECISION_FP32 : PRECISION_BF16;
-    if (cpu && s->precision != PRECISION_FP32)
+    Precision best = ops->best_precision();
+    if (s->precision == PRECISION_AUTO) s->precision = best;
+    if (s->precision <= best) return 0;
+    if (!strcmp(ops->name, "cpu"))
         return lf_fail(err,
                        "model.precision %s: the CPU backend computes in fp32 only (use fp32 or "
                        "auto there, or the cuda device)",
                        precision_name(s->precision));
-    return 0;
+    return lf_fail(err,
+                   "model.precision %s: this GPU has no bf16 / TF32 tensor cores (compute "
+                   "capability below 8.0): use fp32 or auto",
+                   precision_name(s->precision));
 }
 
 int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const Ops *ops,
