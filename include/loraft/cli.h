@@ -1,6 +1,7 @@
 /* cli.h: the loraft subcommands. Each takes the arguments after its name and returns
  * the process exit status; they are the only code that prints errors for the user. */
 #pragma once
+#include "loraft/model.h"
 
 typedef struct Command {
     const char *name;
@@ -38,3 +39,23 @@ typedef struct CliList {
  * and returns 1 for --help, prints an error and returns 2 on bad usage, 0 on success. */
 int cli_parse(const char *usage, const CliOpt *opts, int n_opts, CliList *positional, int argc,
               char **argv);
+
+/* Where and how the commands that open a model (predict, generate, score) run it: --device,
+ * --base-dtype and --precision, as written (CLI_RUNTIME_DEFAULTS until parsed); their option
+ * rows are CLI_RUNTIME_OPTS(rt). */
+typedef struct CliRuntime {
+    const char *device, *base_dtype, *precision;
+} CliRuntime;
+/* clang-format off */
+#define CLI_RUNTIME_DEFAULTS {"auto", "f32", "auto"}
+#define CLI_RUNTIME_OPTS(rt)                                                                      \
+    {"device", OPT_STR, &(rt).device, "auto (default), cpu or cuda"},                             \
+    {"base-dtype", OPT_STR, &(rt).base_dtype,                                                     \
+     "frozen weights as f32 (default), bf16 or q (a .gguf's own blocks)"},                        \
+    {"precision", OPT_STR, &(rt).precision,                                                       \
+     "fp32, tf32 or bf16 GEMMs (default auto: the most the device runs)"}
+/* clang-format on */
+
+/* The op table, base dtype and precision rt names; -1 with the error on an unknown name. */
+int cli_runtime(const CliRuntime *rt, const Ops **ops, BaseDtype *dtype, Precision *precision,
+                LfError *err);

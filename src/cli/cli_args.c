@@ -82,3 +82,12 @@ int cli_parse(const char *usage, const CliOpt *opts, int n_opts, CliList *positi
     }
     return 0;
 }
+
+int cli_runtime(const CliRuntime *rt, const Ops **ops, BaseDtype *dtype, Precision *precision,
+                LfError *err) {
+    *ops = ops_by_name(rt->device, err);
+    return !*ops || base_dtype_parse(rt->base_dtype, dtype, err) ||
+                   precision_parse(rt->precision, precision, err)
+               ? -1
+               : 0;
+}

@@ -14,7 +14,8 @@
 #include "loraft/text.h"
 
 typedef struct GenOpts {
-    const char *model, *adapter, *system, *template_name, *device, *base_dtype, *precision;
+    const char *model, *adapter, *system, *template_name;
+    CliRuntime rt;
     int chat, top_k, seed, max_new;
     float temperature, top_p;
 } GenOpts;
@@ -175,11 +176,11 @@ static int run(const GenOpts *o, const CliList *texts, LfError *err) {
     IdList ids[64] = {{0}};
     Model m = {0};
     int longest = 0, max_len = 0, cache_len = 0;
-    const Ops *ops = ops_by_name(o->device, err);
+    const Ops *ops;
     BaseDtype dtype;
     Precision prec;
-    int rc = !ops || base_dtype_parse(o->base_dtype, &dtype, err) ||
-             precision_parse(o->precision, &prec, err) || text_tokenizer_open(&tok, o->model, err);
+    int rc =
+        cli_runtime(&o->rt, &ops, &dtype, &prec, err) || text_tokenizer_open(&tok, o->model, err);
     if (!rc && tok.kind != TEXT_BPE)
         rc = lf_fail(err, "%s: the tokenizer is not byte-level BPE: not a decoder", o->model);
     rc = rc || (o->chat && resolve_template(o, &t, err)) ||
@@ -208,8 +209,7 @@ static const char *bad_option(const GenOpts *o, const CliList *texts) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    GenOpts o = {
-        .device = "auto", .base_dtype = "f32", .precision = "auto", .top_p = 1.0f, .max_new = 128};
+    GenOpts o = {.rt = CLI_RUNTIME_DEFAULTS, .top_p = 1.0f, .max_new = 128};
     CliList texts = {0};
     const CliOpt opts[] = {
         {"model", OPT_STR, &o.model, "HF model directory or .gguf file (a decoder) [required]"},
@@ -224,11 +224,7 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", OPT_FLOAT, &o.top_p, "nucleus sampling in [0, 1] (default 1: off)"},
         {"seed", OPT_INT, &o.seed, "sampling seed (default 0)"},
         {"max-new-tokens", OPT_INT, &o.max_new, "at most this many new tokens (default 128)"},
-        {"device", OPT_STR, &o.device, "auto (default), cpu or cuda"},
-        {"base-dtype", OPT_STR, &o.base_dtype,
-         "frozen weights as f32 (default), bf16 or q (a .gguf's own blocks)"},
-        {"precision", OPT_STR, &o.precision,
-         "fp32, tf32 or bf16 GEMMs (default auto: bf16 on a GPU, fp32 on the CPU)"},
+        CLI_RUNTIME_OPTS(o.rt),
     };
     int rc = cli_parse("loraft generate --model DIR|FILE.gguf [options] \"prompt\" ...", opts,
                        sizeof opts / sizeof *opts, &texts, argc, argv);

@@ -59,8 +59,8 @@ static int set_labels(ModelConfig *cfg, const char *list, LfError *err) {
 }
 
 int cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *device = "auto", *labels = NULL;
-    const char *base_dtype = "f32", *precision = "auto";
+    const char *model = NULL, *adapter = NULL, *labels = NULL;
+    CliRuntime rt = CLI_RUNTIME_DEFAULTS;
     int max_len = 0;
     CliList texts = {0};
     const CliOpt opts[] = {
@@ -68,10 +68,7 @@ int cmd_predict(int argc, char **argv) {
         {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory"},
         {"max-length", OPT_INT, &max_len,
          "truncate to this many tokens (default: the model's limit)"},
-        {"device", OPT_STR, &device, "auto, cpu or cuda"},
-        {"base-dtype", OPT_STR, &base_dtype, "frozen weights as f32 (default), bf16 or q (.gguf)"},
-        {"precision", OPT_STR, &precision,
-         "fp32, tf32 or bf16 GEMMs (default auto: bf16 on a GPU, fp32 on the CPU)"},
+        CLI_RUNTIME_OPTS(rt),
         {"labels", OPT_STR, &labels, "label names in id order, e.g. negative,positive"},
     };
     int rc =
@@ -82,11 +79,10 @@ int cmd_predict(int argc, char **argv) {
     LfError err;
     Model m;
     Tokenizer *tok = NULL;
-    const Ops *ops = ops_by_name(device, &err);
+    const Ops *ops;
     BaseDtype dtype;
     Precision prec;
-    if (!ops || base_dtype_parse(base_dtype, &dtype, &err) ||
-        precision_parse(precision, &prec, &err) || tokenizer_load(&tok, model, &err)) {
+    if (cli_runtime(&rt, &ops, &dtype, &prec, &err) || tokenizer_load(&tok, model, &err)) {
         fprintf(stderr, "loraft predict: %s\n", err.msg);
         return 1;
     }

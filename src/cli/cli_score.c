@@ -45,8 +45,8 @@ static int load_rows(const Model *m, const char *model, const char *path, const 
 }
 
 int cmd_score(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *device = "auto", *chat = NULL;
-    const char *base_dtype = "f32", *precision = "auto";
+    const char *model = NULL, *adapter = NULL, *chat = NULL;
+    CliRuntime rt = CLI_RUNTIME_DEFAULTS;
     int max_len = 512, max_prompt = 128, batch = 8;
     CliList files = {0};
     const CliOpt opts[] = {
@@ -57,10 +57,7 @@ int cmd_score(int argc, char **argv) {
         {"max-prompt-length", OPT_INT, &max_prompt, "tokens a long prompt keeps (default 128)"},
         {"chat-template", OPT_STR, &chat, "render prompts with this built-in chat template"},
         {"batch-size", OPT_INT, &batch, "rows per forward pass (default 8)"},
-        {"device", OPT_STR, &device, "auto, cpu or cuda"},
-        {"base-dtype", OPT_STR, &base_dtype, "frozen weights as f32 (default), bf16 or q (.gguf)"},
-        {"precision", OPT_STR, &precision,
-         "fp32, tf32 or bf16 GEMMs (default auto: bf16 on a GPU, fp32 on the CPU)"},
+        CLI_RUNTIME_OPTS(rt),
     };
     int rc = cli_parse("loraft score --model M [--adapter A] FILE.jsonl (records {\"prompt\", "
                        "\"response\"}; prints one score per line)",
@@ -75,11 +72,10 @@ int cmd_score(int argc, char **argv) {
     TextTokenizer tok = {0};
     PrefSet set = {0};
     PrefLoader l = {0};
-    const Ops *ops = ops_by_name(device, &err);
-    BaseDtype dtype = BASE_F32;
-    Precision prec = PRECISION_AUTO;
-    if (!ops || base_dtype_parse(base_dtype, &dtype, &err) ||
-        precision_parse(precision, &prec, &err) ||
+    const Ops *ops;
+    BaseDtype dtype;
+    Precision prec;
+    if (cli_runtime(&rt, &ops, &dtype, &prec, &err) ||
         model_open(&m, model, adapter, dtype, prec, ops, batch, max_len, &err)) {
         fprintf(stderr, "loraft score: %s\n", err.msg);
         return 1;
