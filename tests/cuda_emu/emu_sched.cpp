@@ -91,7 +91,6 @@ struct Warp {
 };
 
 const uint3 *emu_thread_idx;
-size_t emu_max_dynamic_shared = 48 * 1024;
 uint3 emu_block_idx;
 dim3 emu_block_dim, emu_grid_dim;
 
@@ -459,12 +458,14 @@ static unsigned long long gcd(unsigned long long a, unsigned long long b) {
     return a;
 }
 
-int emu_run(const char *kernel, void (*entry)(void *), void *ctx, dim3 g, dim3 b, size_t shmem) {
+int emu_run(const char *kernel, const void *fn, void (*entry)(void *), void *ctx, dim3 g, dim3 b,
+            size_t shmem) {
     if (S.in_kernel) die("kernel %s launched from device code (not emulated)", kernel);
     unsigned long long nthreads = (unsigned long long)b.x * b.y * b.z;
     if (!nthreads || nthreads > 1024 || b.x > 1024 || b.y > 1024 || b.z > 64 || !g.x || !g.y ||
-        !g.z || g.x > 2147483647u || g.y > 65535 || g.z > 65535 || shmem > emu_max_dynamic_shared)
+        !g.z || g.x > 2147483647u || g.y > 65535 || g.z > 65535)
         return cudaErrorInvalidConfiguration;
+    if (int e = emu_launch_resources(kernel, fn, (unsigned)nthreads, shmem)) return e;
     static int seeded;
     if (!seeded) {
         const char *s = getenv("LORAFT_EMU_SEED");

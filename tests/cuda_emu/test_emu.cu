@@ -152,6 +152,48 @@ static void test_blocks(void) {
     cudaFree(c);
 }
 
+/* ---- launch limits of real GPUs (emu_resources.cpp): rows as nvcc would report them ---- */
+__global__ void bounded_kernel(int *out) {
+    out[threadIdx.x] = 1;
+}
+
+static cudaError_t launch_bounded(int *d, unsigned threads, size_t shmem) {
+    bounded_kernel<<<1, threads, shmem>>>(d);
+    return cudaGetLastError();
+}
+
+static void test_launch_limits(void) {
+    if (emu_resource_kernels())
+        printf("launch limits: %zu kernel rows from nvcc\n", emu_resource_kernels());
+    else
+        printf("launch limits: built without nvcc, registers and __launch_bounds__ unchecked\n");
+    int *d;
+    cudaMalloc(&d, 1024 * sizeof *d);
+    /* 255 registers round to 8192 a warp: 8 warps fill the 64 K of an SM, 9 do not */
+    emu_resource_record("bounded_kernel", 86, 255, 8 * 1024, 0);
+    EXPECT(launch_bounded(d, 256, 0) == cudaSuccess);
+    EXPECT(launch_bounded(d, 257, 0) == cudaErrorLaunchOutOfResources);
+    emu_resource_record("bounded_kernel", 90, 32, 8 * 1024, 128); /* __launch_bounds__(128) */
+    EXPECT(launch_bounded(d, 128, 0) == cudaSuccess);
+    EXPECT(launch_bounded(d, 160, 0) == cudaErrorLaunchOutOfResources);
+    /* dynamic shared memory: 48 KB with the static 8 KB unless raised, raised per kernel, and the
+     * raised limit plus the static bytes within sm_86's 99 KB */
+    EXPECT(launch_bounded(d, 32, 40 * 1024) == cudaSuccess);
+    EXPECT(launch_bounded(d, 32, 40 * 1024 + 4) == cudaErrorInvalidConfiguration);
+    EXPECT(cudaFuncSetAttribute(index_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                64 * 1024) == cudaSuccess);
+    EXPECT(launch_bounded(d, 32, 64 * 1024) == cudaErrorInvalidConfiguration);
+    EXPECT(cudaFuncSetAttribute(bounded_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                64 * 1024) == cudaSuccess);
+    EXPECT(launch_bounded(d, 32, 64 * 1024) == cudaSuccess);
+    EXPECT(cudaFuncSetAttribute(bounded_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                96 * 1024) == cudaSuccess);
+    EXPECT(launch_bounded(d, 32, 64 * 1024) == cudaErrorInvalidConfiguration); /* 8 + 96 > 99 */
+    EXPECT(cudaFuncSetAttribute(bounded_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                100 * 1024) == cudaErrorInvalidValue); /* over sm_86's opt-in */
+    cudaFree(d);
+}
+
 /* ---- cuBLAS: column-major C = alpha op(A) op(B) + beta C against loops ---- */
 static float at(const float *M, int ld, int r, int c) {
     return M[(size_t)c * ld + r];
@@ -514,6 +556,7 @@ static void run_wmma_half_warp(float *d) {
 int main(void) {
     test_shuffles();
     test_blocks();
+    test_launch_limits();
     test_gemm();
     test_bf16();
     test_gemm_bf16();

@@ -89,12 +89,19 @@ bool emu_shared_register(void *p, size_t bytes);
 void *emu_dynamic_shared(void);
 /* Runs entry(ctx) as every thread of a grid; returns 0, or a cudaError_t value for an
  * invalid launch configuration (nothing runs then). */
-int emu_run(const char *kernel, void (*entry)(void *), void *ctx, dim3 grid, dim3 block,
-            size_t shmem);
+int emu_run(const char *kernel, const void *fn, void (*entry)(void *), void *ctx, dim3 grid,
+            dim3 block, size_t shmem);
+/* 0, or the error a real GPU gives a launch of kernel fn with these threads and dynamic shared
+ * bytes: registers, __launch_bounds__ and shared memory from nvcc's own numbers
+ * (emu_resources.cpp). emu_resource_record adds a kernel's numbers (tests); emu_resource_kernels
+ * counts the rows (0: built without nvcc, only shared memory is checked). */
+int emu_launch_resources(const char *kernel, const void *fn, unsigned threads, size_t shmem);
+void emu_resource_record(const char *name, int arch, int registers, int static_shared,
+                         int max_threads);
+size_t emu_resource_kernels(void);
 /* Aborts when p is neither NULL nor inside a device allocation (emu_runtime.cpp). */
 void emu_check_kernel_pointer(const char *kernel, int arg, const void *p);
-void emu_launch_failed(int error);    /* records a launch error for cudaGetLastError */
-extern size_t emu_max_dynamic_shared; /* 48 KiB unless cudaFuncSetAttribute raised it */
+void emu_launch_failed(int error); /* records a launch error for cudaGetLastError */
 
 /* ---- barriers and warp intrinsics ---- */
 #define __syncthreads() emu_syncthreads(EMU_SITE)
@@ -165,7 +172,7 @@ template <typename... P> struct EmuLaunch {
     void operator()(P... a) {
         Call c{kernel, std::tuple<P...>(a...)};
         check_pointers(c, std::index_sequence_for<P...>{});
-        int e = emu_run(name, entry, &c, grid, block, shmem);
+        int e = emu_run(name, (const void *)kernel, entry, &c, grid, block, shmem);
         if (e) emu_launch_failed(e);
     }
 };

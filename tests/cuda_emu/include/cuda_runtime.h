@@ -13,6 +13,7 @@ enum cudaError_t {
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
     cudaErrorInitializationError = 3,
+    cudaErrorLaunchOutOfResources = 7,
     cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevicePointer = 17,
     cudaErrorInvalidMemcpyDirection = 21,
@@ -102,9 +103,10 @@ enum cudaFuncAttribute {
     cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
     cudaFuncAttributePreferredSharedMemoryCarveout = 9,
 };
-/* Raising the dynamic shared memory limit raises it for every kernel (up to 227 KiB). */
-cudaError_t emu_func_set_attribute(cudaFuncAttribute attr, int value);
+/* Per kernel, as on a GPU (emu_resources.cpp): a raised dynamic shared memory limit holds only
+ * for the kernel it was set on. */
+cudaError_t emu_func_set_attribute(const void *fn, cudaFuncAttribute attr, int value);
 template <typename F>
-static inline cudaError_t cudaFuncSetAttribute(F *, cudaFuncAttribute attr, int value) {
-    return emu_func_set_attribute(attr, value);
+static inline cudaError_t cudaFuncSetAttribute(F *fn, cudaFuncAttribute attr, int value) {
+    return emu_func_set_attribute((const void *)fn, attr, value);
 }
