@@ -34,6 +34,7 @@
 #include "loraft/cli.h"
 #include "loraft/fileio.h"
 #include "loraft/model.h"
+#include "loraft/objective.h"
 #include "loraft/optimizer.h"
 #include "loraft/text.h"
 
@@ -199,16 +200,11 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     for (int i = 0; i < cJSON_GetArraySize(jl) && i < B * T; i++)
         labels[i] = cJSON_GetArrayItem(jl, i)->valueint;
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err) == 0);
-    float ref[B]; /* DPO: the reference log-probs, once, from the model with its adapters off */
-    if (spec.task == TASK_DPO) {
-        float ignored;
-        m.adapters_off = 1;
-        CHECK_OK(model_forward(&m, 0, 5, 1.0f, &ignored, &err), &err);
-        m.adapters_off = 0;
-        memcpy(ref, m.seq_scores, sizeof ref);
-        compare("reference log-probs", ref, B, cJSON_GetObjectItem(g, "ref_logps"), 1e-12,
+    if (spec.task == TASK_DPO) { /* the reference log-probs, once, with the adapters off */
+        CHECK_OK(dpo_reference_forward(&m, &err), &err);
+        CHECK_OK(model_read_loss(&m, NULL, NULL, &err), &err);
+        compare("reference log-probs", m.ref_scores, B, cJSON_GetObjectItem(g, "ref_logps"), 1e-12,
                 &worst_logits, NULL, 0);
-        m.ref_logps = ref;
     }
 
     const cJSON *adamw = cJSON_GetObjectItem(g, "adamw");

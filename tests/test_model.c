@@ -31,6 +31,7 @@
 #include "tiny.h"
 #include "loraft/gguf.h"
 #include "loraft/model.h"
+#include "loraft/objective.h"
 #include "loraft/rng.h"
 
 enum { B = 2, T = 6 };
@@ -230,15 +231,9 @@ static void preference_gradcheck(Arch arch, Task task, DpoSpec dpo, const char *
     Model m;
     tiny_decoder(&m, arch, task, dpo, STRATEGY_LORA, &rng);
     set_pairs(&m, task == TASK_DPO);
-    float ref[4], loss;
     LfError err;
-    if (task == TASK_DPO) { /* the reference: the same model with its adapters off, eval mode */
-        m.adapters_off = 1;
-        CHECK_OK(model_forward(&m, 0, 0, 1.0f, &loss, &err), &err);
-        m.adapters_off = 0;
-        memcpy(ref, m.seq_scores, sizeof ref);
-        m.ref_logps = ref;
-    }
+    /* DPO's reference: the same model with its adapters off, eval mode; it stays for the batch */
+    if (task == TASK_DPO) CHECK_OK(dpo_reference_forward(&m, &err), &err);
     int checked, failed = gradcheck_tensors(&m, 99, &rng, what, &checked);
     CHECK(failed == 0 && checked == 2 * m.n_loras + (task == TASK_REWARD));
     printf("%s %s: %d tensors checked, %d off, loss %.4f\n", arch_name(arch), what, checked, failed,
@@ -260,8 +255,8 @@ static void adapters_off_is_base(void) {
     set_pairs(&m, 1);
     CHECK_OK(model_forward(&m, 0, 0, 1.0f, &loss, &err), &err);
     memcpy(with_lora, m.seq_scores, sizeof with_lora);
-    m.adapters_off = 1;
-    CHECK_OK(model_forward(&m, 0, 0, 1.0f, &loss, &err), &err);
+    CHECK_OK(dpo_reference_forward(&m, &err), &err);
+    CHECK_OK(model_read_loss(&m, NULL, NULL, &err), &err);
     for (int i = 0; i < base.n_loras; i++) { /* B = 0: the base model */
         Param *B = base.loras[i].B;
         memset(B->value, 0, B->numel * sizeof(float));
@@ -269,8 +264,8 @@ static void adapters_off_is_base(void) {
     set_pairs(&base, 1);
     CHECK_OK(model_forward(&base, 0, 0, 1.0f, &loss, &err), &err);
     for (int i = 0; i < 4; i++) {
-        CHECK_CLOSE(m.seq_scores[i], base.seq_scores[i], 1e-5, 1e-6);
-        CHECK(fabsf(m.seq_scores[i] - with_lora[i]) > 1e-3f); /* LoRA does change them */
+        CHECK_CLOSE(m.ref_scores[i], base.seq_scores[i], 1e-5, 1e-6);
+        CHECK(fabsf(m.ref_scores[i] - with_lora[i]) > 1e-3f); /* LoRA does change them */
     }
     model_free(&m);
     model_free(&base);

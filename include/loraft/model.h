@@ -164,23 +164,27 @@ typedef struct Model {
      * objective applies the head in chunks so the [N,V] logits are never held. */
     float *hidden, *dhidden, *head_scratch;
     const Linear *head;
-    /* Preference tasks: a batch holds pairs, rows 2i (chosen) and 2i+1 (rejected). */
-    float *seq_scores;      /* [max_batch] host: each row's response log-prob (dpo) or reward */
-    const float *ref_logps; /* dpo: [B] host, the reference's seq_scores of the batch, set by the
-                               caller before forward; NULL: seq_scores only, loss 0 */
-    float *row_scale;       /* dpo: [max_batch * max_len] backend, the LM head's row weights */
-    PairStats pair_stats;   /* of the last forward with labels */
-    int adapters_off;       /* linear_forward skips the LoRA branches: the base model (DPO's
-                               reference policy, without a second copy of the weights) */
+    /* Preference tasks: a batch holds pairs, rows 2i (chosen) and 2i+1 (rejected). The loss op
+     * leaves its results in backend memory between grad_norm and losses (objective.h's pair
+     * readout), so model_read_loss's one copy brings them to the host with the loss. */
+    double *pair_sums; /* [4] backend: ops.h dpo_loss / reward_loss's stats */
+    float *row_scores; /* [max_batch] backend: each row's response log-prob (dpo) or reward */
+    float *ref_logps;  /* dpo: [max_batch] backend, the reference policy's log-probs of the batch
+                          (dpo_set_reference, dpo_reference_forward) */
+    int has_ref;       /* dpo: ref_logps holds this batch's; 0: the loss is 0, no gradient */
+    float *seq_scores, *ref_scores; /* host copies of row_scores, ref_logps (model_read_loss) */
+    float *row_scale;     /* dpo: [max_batch * max_len] backend, the LM head's row weights */
+    PairStats pair_stats; /* of the last model_read_loss with labels */
+    int adapters_off;     /* linear_forward skips the LoRA branches: the base model (DPO's
+                             reference policy, without a second copy of the weights) */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */
     int B, T;                             /* shape of the current batch */
     int n_valid;                          /* labels of the batch that count (>= 0) */
     int has_labels;
     int train_mode;       /* dropout on in the last forward (backward must match) */
     float loss_scale;     /* d(loss_weight * mean loss) / d(one counted loss), last forward */
-    float *host_readout;  /* [2 + max_batch * max_len]: host copies of grad_norm and losses */
-    float *host_losses;   /* host_readout + 2 */
-    float host_loss;      /* the mean loss, when the objective computes it on the host */
+    float *host_readout;  /* host copies of grad_norm, the pair readout and losses */
+    float *host_losses;   /* in host_readout, after the pair readout */
     int32_t *host_labels; /* [max_batch * max_len] the objective's labels before upload */
     /* generation (model_cache_reset, model_decode): allocated there, for cache_len positions */
     float *kv_cache;      /* the architecture's cached keys and values */

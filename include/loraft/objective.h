@@ -24,13 +24,12 @@ struct Objective {
      * [B] or [B*T]) and counts the labels that count into m->n_valid. */
     int (*prepare_labels)(Model *m, const int32_t *labels, int B, int T, int32_t *out,
                           LfError *err);
-    /* The loss is computed on the host by loss() (it needs it there for the gradient), which
-     * sets m->host_loss; 0: it is the sum of m->losses over the labels' rows ([B] or [B*T], as
-     * labels_per_token) over m->n_valid, left in backend memory until model_read_loss. */
-    int loss_on_host;
-    /* The network's output and m->labels -> the loss (see loss_on_host); the gradient of
-     * loss_weight times the mean loss is m->dlogits. Queues work and waits for none unless
-     * loss_on_host. */
+    /* Batches of preference pairs: the loss is the pair readout's (below) over m->n_valid pairs;
+     * 0: it is the sum of m->losses over the labels' rows ([B] or [B*T], as labels_per_token) over
+     * m->n_valid. Either way it stays in backend memory until model_read_loss. */
+    int pairs;
+    /* The network's output and m->labels -> the loss; the gradient of loss_weight times the mean
+     * loss is m->dlogits. Queues work and waits for none. */
     int (*loss)(Model *m, float loss_weight, LfError *err);
     /* When the loss's gradient is not made by loss() (NULL otherwise): makes it, at the
      * start of model_backward. */
@@ -50,6 +49,29 @@ int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out
 /* The fused head over the batch: m->losses, and with grads the gradients of hidden and of a
  * trainable head, each row's scaled by m->loss_scale * row_scale[row] (NULL: 1). */
 int lm_head_run(Model *m, int grads, const float *row_scale, LfError *err);
+
+/* ---- preference pairs (pairs.c): the pair readout ----
+ * What a pair objective's loss op leaves for model_read_loss, in backend memory directly after
+ * the gradient norm, so one copy brings the step's loss, norm and pair results to the host:
+ * [4] doubles, ops.h's stats (m->pair_sums); [max_batch] each row's score (m->row_scores);
+ * [max_batch] DPO's reference log-probs (m->ref_logps). */
+static inline size_t pair_readout_floats(size_t max_batch) {
+    return 8 + 2 * max_batch;
+}
+/* Points the model's pair buffers into the readout: device (backend memory, NULL while the plan
+ * only sizes) and its host copy. */
+void pair_readout_place(Model *m, float *device, float *host);
+/* After model_read_loss's copy: m->pair_stats from the readout's host copy; the mean loss. */
+float pair_readout_loss(Model *m, const float *host);
+
+/* ---- dpo.c ---- */
+/* The batch's reference log-probs from the host, ref [B] (the values a reference forward left in
+ * m->ref_scores), uploaded without waiting; NULL: none (the loss is 0). */
+void dpo_set_reference(Model *m, const float *ref);
+/* The reference forward: the batch through the same model with its adapters off, in eval mode;
+ * its log-probs become the batch's reference on the device (m->ref_logps; m->ref_scores after the
+ * next model_read_loss). Queues work without waiting. */
+int dpo_reference_forward(Model *m, LfError *err);
 
 /* ---- reward.c ---- */
 /* The row a reward model reads its score at, by transformers' rule (LlamaForSequenceClassification

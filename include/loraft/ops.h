@@ -266,6 +266,32 @@ typedef struct Ops {
                                   const float *row_scale, float *scratch, int N, int C, int V,
                                   int chunk);
 
+    /* ---- preference pairs: the loss over a batch of B rows, row 2i chosen, 2i+1 rejected ----
+     * P = B / 2 pairs. Each pair's math is pair_loss.h's (in double, on every backend); the sums
+     * over pairs, stats[4] (doubles, overwritten), are added in pair order: the loss, the chosen
+     * and the rejected rewards, the pairs whose chosen reward is above the rejected one. The
+     * gradients are of grad_scale times the mean loss over pairs. Nothing leaves the device: the
+     * model reads stats with the step's loss.
+     * DPO (TRL 0.12.0's DPOTrainer.dpo_loss): losses, labels [B,T] the LM head's per-token losses
+     * (0 where ignored) and labels (< 0: not a response token);
+     *   logps[B] = -(sum over t of losses[b,t]), summed in double: each row's log-prob;
+     *   ref [B] the reference policy's log-probs, or NULL: logps only, stats 0;
+     *   with n_b the row's labelled tokens under ipo (1 otherwise) and
+     *   x = (logps_c / n_c - logps_r / n_r) - (ref_c / n_c - ref_r / n_r), the pair's loss is
+     *   -(1 - eps) log sigmoid(beta x) - eps log sigmoid(-beta x) (eps = label_smoothing), or under
+     *   ipo (x - 1 / (2 beta))^2; its rewards beta (logps_b - ref_b) / n_b;
+     *   row_scale [B,T] (NULL: skipped; needs ref) = d loss / d losses[b,t], the same for every
+     *   token of a row: lm_head_cross_entropy's row_scale for the backward. */
+    void (*dpo_loss)(double *stats, float *logps, float *row_scale, const float *losses,
+                     const int32_t *labels, const float *ref, float beta, float label_smoothing,
+                     int ipo, float grad_scale, int B, int T);
+    /* Reward model (TRL's RewardTrainer): scores [B,T] every token's score, pos [B] the token
+     * each row is scored at (0 <= pos < T); rewards[B] = scores[b, pos[b]]; the pair's loss is
+     * -log sigmoid(r_c - r_r); dscores [B,T] (NULL: skipped) = d loss / d scores, zero but at the
+     * pooled tokens, overwritten. */
+    void (*reward_loss)(double *stats, float *rewards, float *dscores, const float *scores,
+                        const int32_t *pos, float grad_scale, int B, int T);
+
     /* ---- optimizer: one step over every trainable tensor, one call ----
      * grads, m, v [n] (backend memory): the trainable tensors' gradients and AdamW moments,
      * concatenated; tensors [n_tensors] (backend memory, built once): where each tensor, or a

@@ -16,6 +16,7 @@
 
 #include "loraft/activation.h"
 #include "loraft/ops.h"
+#include "loraft/pair_loss.h"
 #include "loraft/quant.h"
 #include "loraft/quant_block.h" /* qb_bf16 */
 #include "loraft/rng.h"
@@ -738,6 +739,60 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
     }
 }
 
+/* ---- preference pairs: pair_loss.h's terms, summed in pair order ---- */
+
+static void pairs_add(double *stats, const PairTerms *t) {
+    for (int k = 0; k < 4; k++) stats[k] += t->stats[k];
+}
+
+static void cpu_dpo_loss(double *stats, float *logps, float *row_scale, const float *losses,
+                         const int32_t *labels, const float *ref, float beta, float label_smoothing,
+                         int ipo, float grad_scale, int B, int T) {
+    int P = B / 2;
+    memset(stats, 0, 4 * sizeof *stats);
+    for (int p = 0; p < P; p++) {
+        float logp[2];
+        double n[2];
+        for (int k = 0; k < 2; k++) {
+            size_t row = (size_t)(2 * p + k) * T;
+            double sum = 0.0;
+            int count = 0;
+            for (int t = 0; t < T; t++) {
+                sum += losses[row + t];
+                count += labels[row + t] >= 0;
+            }
+            logps[2 * p + k] = logp[k] = (float)-sum;
+            n[k] = ipo && count ? count : 1;
+        }
+        if (!ref) continue;
+        PairTerms t =
+            dpo_pair(logp, ref + 2 * p, n, beta, label_smoothing, ipo, grad_scale / (double)P);
+        pairs_add(stats, &t);
+        if (!row_scale) continue;
+        for (int i = 0; i < T; i++) {
+            row_scale[(size_t)2 * p * T + i] = t.grad_chosen;
+            row_scale[(size_t)(2 * p + 1) * T + i] = t.grad_rejected;
+        }
+    }
+}
+
+static void cpu_reward_loss(double *stats, float *rewards, float *dscores, const float *scores,
+                            const int32_t *pos, float grad_scale, int B, int T) {
+    int P = B / 2;
+    memset(stats, 0, 4 * sizeof *stats);
+    if (dscores) memset(dscores, 0, (size_t)B * T * sizeof *dscores);
+    for (int p = 0; p < P; p++) {
+        size_t c = (size_t)2 * p * T + pos[2 * p], r = (size_t)(2 * p + 1) * T + pos[2 * p + 1];
+        rewards[2 * p] = scores[c];
+        rewards[2 * p + 1] = scores[r];
+        PairTerms t = reward_pair(scores[c], scores[r], grad_scale / (double)P);
+        pairs_add(stats, &t);
+        if (!dscores) continue;
+        dscores[c] = t.grad_chosen;
+        dscores[r] = t.grad_rejected;
+    }
+}
+
 /* ---- optimizer ---- */
 
 /* torch.optim.AdamW (foreach=False) on param, grad, m, v [n], each g = grad * clip when clip
@@ -821,5 +876,7 @@ const Ops ops_cpu = {
     .first_token_backward = cpu_first_token_backward,
     .cross_entropy = cpu_cross_entropy,
     .lm_head_cross_entropy = cpu_lm_head_cross_entropy,
+    .dpo_loss = cpu_dpo_loss,
+    .reward_loss = cpu_reward_loss,
     .adamw_step = cpu_adamw_step,
 };

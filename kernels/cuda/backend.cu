@@ -269,5 +269,7 @@ extern "C" const Ops ops_cuda = {
     .first_token_backward = cuda_first_token_backward,
     .cross_entropy = cuda_cross_entropy,
     .lm_head_cross_entropy = cuda_lm_head_cross_entropy,
+    .dpo_loss = cuda_dpo_loss,
+    .reward_loss = cuda_reward_loss,
     .adamw_step = cuda_adamw_step,
 };

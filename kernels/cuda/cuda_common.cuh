@@ -168,5 +168,10 @@ void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
 void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
                                 const int32_t *labels, float grad_scale, const float *row_scale,
                                 float *scratch, int N, int C, int V, int chunk);
+void cuda_dpo_loss(double *stats, float *logps, float *row_scale, const float *losses,
+                   const int32_t *labels, const float *ref, float beta, float label_smoothing,
+                   int ipo, float grad_scale, int B, int T);
+void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float *scores,
+                      const int32_t *pos, float grad_scale, int B, int T);
 void cuda_adamw_step(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
                      float *v, size_t n, AdamWHyper h, double *norm, double *scratch);

@@ -500,6 +500,11 @@ static size_t scratch_floats(const Model *m) {
     return need;
 }
 
+/* Floats of the pair readout (objective.h), for an objective on preference pairs. */
+static size_t readout_pairs(const Model *m) {
+    return m->objective->pairs ? pair_readout_floats((size_t)m->max_batch) : 0;
+}
+
 /* Everything the model keeps between ops: the architecture's activations, the LoRA
  * branches' saved u, the objective's buffers and the op scratch. */
 static void plan_activations(Model *m, Plan *pl) {
@@ -508,10 +513,13 @@ static void plan_activations(Model *m, Plan *pl) {
     for (int i = 0; i < m->n_loras; i++)
         PLAN_TAKE(pl, &m->loras[i].u, N * (size_t)m->spec.r, 1, NULL);
     m->objective->plan(m, pl);
-    float *readout; /* grad_norm (a double), then losses: model_read_loss's one copy */
-    PLAN_TAKE(pl, &readout, 2 + N, 1, NULL);
+    /* grad_norm (a double), the pair readout, then losses: model_read_loss's one copy */
+    size_t pairs = readout_pairs(m);
+    float *readout;
+    PLAN_TAKE(pl, &readout, 2 + pairs + N, 1, NULL);
     m->grad_norm = (double *)readout;
-    m->losses = readout ? readout + 2 : NULL;
+    m->losses = readout ? readout + 2 + pairs : NULL;
+    if (pairs) pair_readout_place(m, readout ? readout + 2 : NULL, m->host_readout + 2);
     PLAN_TAKE(pl, &m->scratch, scratch_floats(m), 1, NULL);
 }
 
@@ -745,12 +753,11 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     if (resolve_precision(&m->spec, ops, err)) return -1;
     m->max_batch = max_batch;
     m->max_len = max_len;
-    m->host_readout = calloc(2 + (size_t)max_batch * max_len, sizeof *m->host_readout);
-    m->host_losses = m->host_readout ? m->host_readout + 2 : NULL;
+    size_t pairs = readout_pairs(m);
+    m->host_readout = calloc(2 + pairs + (size_t)max_batch * max_len, sizeof *m->host_readout);
+    m->host_losses = m->host_readout ? m->host_readout + 2 + pairs : NULL;
     m->host_labels = calloc((size_t)max_batch * max_len, sizeof *m->host_labels);
-    m->seq_scores = calloc((size_t)max_batch, sizeof *m->seq_scores);
-    if (!m->host_losses || !m->host_labels || !m->seq_scores)
-        return model_free(m), lf_fail(err, "out of memory");
+    if (!m->host_losses || !m->host_labels) return model_free(m), lf_fail(err, "out of memory");
     if (build_table(m, err) || assign_gradients(m, err) || choose_storage(m, dir, err) ||
         allocate_values(m, err) || activations_create(m, err) ||
         load_values(m, dir, seed, missing_report, report_cap, err))
@@ -782,7 +789,6 @@ void model_free(Model *m) {
     free(m->loras);
     free(m->host_readout);
     free(m->host_labels);
-    free(m->seq_scores);
     free(m->guards);
     memset(m, 0, sizeof *m);
 }
@@ -971,16 +977,20 @@ static float mean_loss(const Model *m, size_t rows) {
 
 int model_read_loss(Model *m, float *loss, double *norm, LfError *err) {
     const Objective *o = m->objective;
-    size_t rows = m->has_labels && !o->loss_on_host
-                      ? (size_t)m->B * (o->labels_per_token ? (size_t)m->T : 1)
-                      : 0;
-    size_t first = norm ? 0 : 2; /* in floats: the norm's two, then the losses */
+    /* in floats after the norm's two: the pair readout, or the losses */
+    size_t rows = !m->has_labels ? 0
+                  : o->pairs     ? readout_pairs(m)
+                                 : (size_t)m->B * (o->labels_per_token ? (size_t)m->T : 1);
+    size_t first = norm ? 0 : 2;
     if (2 + rows > first)
         m->ops->download(m->host_readout + first, (const float *)m->grad_norm + first,
                          (2 + rows - first) * sizeof(float));
     if (m->ops->status(err) || check_guards(m, err)) return -1;
     if (norm) memcpy(norm, m->host_readout, sizeof *norm);
-    if (loss) *loss = !m->has_labels ? 0.0f : o->loss_on_host ? m->host_loss : mean_loss(m, rows);
+    float mean = !m->has_labels ? 0.0f
+                 : o->pairs     ? pair_readout_loss(m, m->host_readout + 2)
+                                : mean_loss(m, rows);
+    if (loss) *loss = mean;
     return 0;
 }
 

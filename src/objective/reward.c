@@ -5,9 +5,8 @@
  * -log sigmoid(r_chosen - r_rejected) (TRL's RewardTrainer). PEFT task_type SEQ_CLS with
  * modules_to_save ["score"], so transformers' AutoModelForSequenceClassification(num_labels=1)
  * plus PeftModel loads the adapter and scores alike. The score GEMM runs over every row
- * (N x C x 1, as transformers does), the pooling and the loss on the host. */
-#include <math.h>
-
+ * (N x C x 1, as transformers does); the pooled positions are found on the host with the labels,
+ * the pooling, the loss and its gradient on the device (ops.h reward_loss). */
 #include "loraft/objective.h"
 
 static void reward_plan(Model *m, Plan *pl) {
@@ -40,27 +39,10 @@ static int reward_labels(Model *m, const int32_t *labels, int B, int T, int32_t 
 
 static int reward_loss(Model *m, float loss_weight, LfError *err) {
     (void)err;
-    const Ops *o = m->ops;
-    int B = m->B, T = m->T, N = B * T, P = B / 2, C = m->cfg.hidden_size;
-    float *host = m->host_losses;
-    o->matmul_forward(m->logits, m->hidden, m->head->w->value, NULL, N, C, 1);
-    o->download(host, m->logits, (size_t)N * sizeof(float));
-    for (int b = 0; b < B; b++) m->seq_scores[b] = host[(size_t)b * T + m->host_labels[b]];
-    double sum = 0;
-    m->pair_stats = (PairStats){.pairs = P};
-    for (int i = 0; i < N; i++) host[i] = 0.0f; /* now the scores' gradient */
-    for (int p = 0; p < P; p++) {
-        double rc = m->seq_scores[2 * p], rr = m->seq_scores[2 * p + 1], d = rc - rr;
-        sum += d >= 0 ? log1p(exp(-d)) : -d + log1p(exp(d));  /* -log sigmoid(d) */
-        double g = -loss_weight / (double)P / (1.0 + exp(d)); /* d loss / d rc = -sigmoid(-d) */
-        host[(size_t)2 * p * T + m->host_labels[2 * p]] += (float)g;
-        host[(size_t)(2 * p + 1) * T + m->host_labels[2 * p + 1]] -= (float)g;
-        m->pair_stats.chosen += rc;
-        m->pair_stats.rejected += rr;
-        m->pair_stats.correct += rc > rr;
-    }
-    o->upload(m->dlogits, host, (size_t)N * sizeof(float));
-    m->host_loss = (float)(sum / P);
+    int N = m->B * m->T, C = m->cfg.hidden_size;
+    m->ops->matmul_forward(m->logits, m->hidden, m->head->w->value, NULL, N, C, 1);
+    m->ops->reward_loss(m->pair_sums, m->row_scores, m->dlogits, m->logits, m->labels, loss_weight,
+                        m->B, m->T);
     return 0;
 }
 
@@ -81,7 +63,7 @@ const Objective objective_reward = {
     .labels_per_token = 1,
     .plan = reward_plan,
     .prepare_labels = reward_labels,
-    .loss_on_host = 1,
+    .pairs = 1,
     .loss = reward_loss,
     .loss_backward = reward_backward,
 };

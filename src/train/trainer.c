@@ -516,25 +516,24 @@ static int evaluate_lm(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) 
     return 0;
 }
 
-/* DPO: points the model at the reference policy's log-probs of the batch's rows (the batch is
- * set). A row's is computed at its first use, by the same model with its adapters switched off
- * in eval mode, and kept for the run: with LoRA that is the base model whatever the steps. */
+/* DPO: gives the model the reference policy's log-probs of the batch's rows (the batch is set).
+ * A row's is computed at its first use, by the same model with its adapters switched off in eval
+ * mode, and kept for the run (keep_reference): with LoRA that is the base model whatever the
+ * steps. Neither way waits for the device. */
 static int reference_logps(Run *r, Feed *f, const Batch *b, LfError *err) {
     Model *m = &r->model;
     int missing = 0;
     for (int i = 0; i < b->B; i++) missing |= isnan(f->ref[b->index[i]]);
-    if (missing) {
-        float ignored;
-        m->ref_logps = NULL;
-        m->adapters_off = 1;
-        int rc = model_forward(m, 0, 0, 1.0f, &ignored, err);
-        m->adapters_off = 0;
-        if (rc) return -1;
-        for (int i = 0; i < b->B; i++) f->ref[b->index[i]] = m->seq_scores[i];
-    }
+    if (missing) return dpo_reference_forward(m, err);
     for (int i = 0; i < b->B; i++) r->ref_batch[i] = f->ref[b->index[i]];
-    m->ref_logps = r->ref_batch;
+    dpo_set_reference(m, r->ref_batch);
     return 0;
+}
+
+/* DPO, after the batch's loss was read: keeps the reference log-probs it used. */
+static void keep_reference(Run *r, Feed *f, const Batch *b) {
+    if (r->task != TASK_DPO) return;
+    for (int i = 0; i < b->B; i++) f->ref[b->index[i]] = r->model.ref_scores[i];
 }
 
 /* One batch of the feed set in the model, and for dpo its reference log-probs. */
@@ -559,6 +558,7 @@ static int evaluate_pairs(Run *r, ClassMetrics *res, int *nonfinite, LfError *er
     while (feed_next(&r->val_f, &b)) {
         float loss;
         if (set_batch(r, &r->val_f, &b, err) || model_forward(m, 0, 0, 1.0f, &loss, err)) return -1;
+        keep_reference(r, &r->val_f, &b);
         const PairStats *ps = &m->pair_stats;
         *nonfinite += !isfinite(loss);
         loss_sum += (double)loss * ps->pairs;
@@ -808,6 +808,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
              * copy. A non-finite norm left the weights as they were (a non-finite loss makes
              * one, unless no gradient depends on it), and nothing is saved after the stop. */
             if (model_read_loss(m, &loss, step_end ? &norm : NULL, err)) return -1;
+            keep_reference(r, &r->train_f, &b);
             if (!isfinite(loss))
                 return lf_fail(err, "loss is %s at step %d (epoch %d)",
                                isnan(loss) ? "NaN" : "infinite", ts.global_step, epoch + 1),

@@ -46,6 +46,7 @@
 #include "tiny.h"
 #include "loraft/gguf_export.h"
 #include "loraft/model.h"
+#include "loraft/objective.h"
 #include "loraft/optimizer.h"
 #include "loraft/quant.h"
 #include "loraft/rng.h"
@@ -331,7 +332,6 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     }
     Model *ms[2] = {&cpu, &gpu};
     AdamW opt[2];
-    float ref[2][LB];
     for (int k = 0; k < 2; k++) {
         CHECK_OK(model_set_batch(ms[k], ids, NULL, mask, labels, rows, LT, &err), &err);
         /* eps 1e-6, not 1e-8: AdamW's first steps move every weight by about lr * g / (|g| +
@@ -341,16 +341,13 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
          * gradient that is wrong. */
         CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, 1e-6f, 0.01f, &err), &err);
         if (task != TASK_DPO) continue;
-        float ignored;
-        ms[k]->adapters_off = 1;
-        CHECK_OK(model_forward(ms[k], 0, 0, 1.0f, &ignored, &err), &err);
-        ms[k]->adapters_off = 0;
-        memcpy(ref[k], ms[k]->seq_scores, sizeof ref[k]);
-        ms[k]->ref_logps = ref[k];
+        CHECK_OK(dpo_reference_forward(ms[k], &err), &err); /* the reference stays on the device */
+        CHECK_OK(model_read_loss(ms[k], NULL, NULL, &err), &err);
     }
     if (task == TASK_CAUSAL_LM) /* a row predicts its length - 1 */
         CHECK(cpu.n_valid == (LT - 1) + (LT - 3) + (LT - 5));
-    if (task == TASK_DPO) compare_as(prec, "reference log-probs", ref[1], ref[0], LB);
+    if (task == TASK_DPO)
+        compare_as(prec, "reference log-probs", gpu.ref_scores, cpu.ref_scores, rows);
     size_t n_logits = (size_t)rows * LT * (task == TASK_REWARD ? 1 : LV);
     float *lg[2] = {malloc(n_logits * sizeof(float)), malloc(n_logits * sizeof(float))};
     for (int step = 0; step < 3; step++) {

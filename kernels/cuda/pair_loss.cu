@@ -1,0 +1,107 @@
+/* pair_loss.cu: the preference losses (ops.h dpo_loss, reward_loss) on the device, so that a DPO
+ * or reward-model step reads nothing back before its backward. A batch is tens of rows: one block
+ * does it all, a round of up to PAIR_THREADS pairs at a time. Warps sum DPO's rows (in double),
+ * one thread a pair computes pair_loss.h's terms (in double, as the CPU) and thread 0 adds them
+ * in pair order: the CPU's results up to the order of a row's sum and the device's exp / log1p. */
+#include "cuda_common.cuh"
+#include "loraft/pair_loss.h"
+
+enum { PAIR_THREADS = 256 }; /* the block, and the pairs of one round */
+
+/* Thread 0: sums[k] += the round's terms, in pair order. */
+__device__ void pairs_add(double *sums, const PairTerms *terms, int pairs) {
+    if (threadIdx.x) return;
+    for (int i = 0; i < pairs; i++)
+        for (int k = 0; k < 4; k++) sums[k] += terms[i].stats[k];
+}
+
+/* losses, labels [B,T] -> logps [B], stats; with ref also row_scale [B,T] (may be NULL) */
+__global__ void dpo_loss_kernel(double *stats, float *logps, float *row_scale, const float *losses,
+                                const int32_t *labels, const float *ref, float beta, float eps,
+                                int ipo, double scale, int B, int T) {
+    __shared__ float logp[2 * PAIR_THREADS];
+    __shared__ double count[2 * PAIR_THREADS];
+    __shared__ PairTerms terms[PAIR_THREADS];
+    double sums[4] = {0.0, 0.0, 0.0, 0.0};
+    int P = B / 2, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    for (int p0 = 0; p0 < P; p0 += PAIR_THREADS) {
+        int pairs = min(P - p0, (int)PAIR_THREADS), rows = 2 * pairs;
+        size_t first = (size_t)2 * p0 * T;                     /* the round's first token */
+        for (int i = threadIdx.x / 32; i < rows; i += warps) { /* a warp a row */
+            double sum = 0.0;
+            int n = 0;
+            for (int t = lane; t < T; t += 32) {
+                sum += losses[first + (size_t)i * T + t];
+                n += labels[first + (size_t)i * T + t] >= 0;
+            }
+            sum = warp_sum(sum);
+            n = warp_sum(n);
+            if (lane == 0) {
+                logps[2 * p0 + i] = logp[i] = (float)-sum;
+                count[i] = ipo && n ? n : 1;
+            }
+        }
+        __syncthreads();
+        int i = threadIdx.x;
+        if (ref && i < pairs)
+            terms[i] =
+                dpo_pair(logp + 2 * i, ref + 2 * (p0 + i), count + 2 * i, beta, eps, ipo, scale);
+        __syncthreads();
+        if (ref) pairs_add(sums, terms, pairs);
+        if (ref && row_scale)
+            for (size_t j = threadIdx.x; j < (size_t)rows * T; j += blockDim.x) {
+                const PairTerms *t = &terms[j / T / 2];
+                row_scale[first + j] = j / T % 2 ? t->grad_rejected : t->grad_chosen;
+            }
+        __syncthreads(); /* the next round overwrites logp, count and terms */
+    }
+    if (threadIdx.x == 0)
+        for (int k = 0; k < 4; k++) stats[k] = sums[k];
+}
+
+void cuda_dpo_loss(double *stats, float *logps, float *row_scale, const float *losses,
+                   const int32_t *labels, const float *ref, float beta, float label_smoothing,
+                   int ipo, float grad_scale, int B, int T) {
+    double scale = B >= 2 ? grad_scale / (double)(B / 2) : 0.0;
+    dpo_loss_kernel<<<1, PAIR_THREADS>>>(stats, logps, row_scale, losses, labels, ref, beta,
+                                         label_smoothing, ipo, scale, B, T);
+    CUDA_LAUNCHED("dpo_loss");
+}
+
+/* scores [B,T], pos [B] -> rewards [B], stats, dscores [B,T] (may be NULL) */
+__global__ void reward_loss_kernel(double *stats, float *rewards, float *dscores,
+                                   const float *scores, const int32_t *pos, double scale, int B,
+                                   int T) {
+    __shared__ PairTerms terms[PAIR_THREADS];
+    double sums[4] = {0.0, 0.0, 0.0, 0.0};
+    int P = B / 2;
+    if (dscores)
+        for (size_t j = threadIdx.x; j < (size_t)B * T; j += blockDim.x) dscores[j] = 0.0f;
+    __syncthreads(); /* the zeros land before the pooled tokens' gradients */
+    for (int p0 = 0; p0 < P; p0 += PAIR_THREADS) {
+        int p = p0 + threadIdx.x;
+        if (p < P) {
+            size_t c = (size_t)2 * p * T + pos[2 * p], r = (size_t)(2 * p + 1) * T + pos[2 * p + 1];
+            PairTerms t = reward_pair(scores[c], scores[r], scale);
+            rewards[2 * p] = scores[c];
+            rewards[2 * p + 1] = scores[r];
+            if (dscores) {
+                dscores[c] = t.grad_chosen;
+                dscores[r] = t.grad_rejected;
+            }
+            terms[threadIdx.x] = t;
+        }
+        __syncthreads();
+        pairs_add(sums, terms, min(P - p0, (int)PAIR_THREADS));
+        __syncthreads(); /* the next round overwrites terms */
+    }
+    if (threadIdx.x == 0)
+        for (int k = 0; k < 4; k++) stats[k] = sums[k];
+}
+
+void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float *scores,
+                      const int32_t *pos, float grad_scale, int B, int T) {
+    double scale = B >= 2 ? grad_scale / (double)(B / 2) : 0.0;
+    reward_loss_kernel<<<1, PAIR_THREADS>>>(stats, rewards, dscores, scores, pos, scale, B, T);
+    CUDA_LAUNCHED("reward_loss");
+}
