@@ -1374,6 +1374,108 @@ static void test_parallel_matches_serial(void) {
     free(serial), free(parallel);
 }
 
+/* ---- preference pairs (dpo_loss, reward_loss) ----
+ * The stats against the formulas evaluated directly (log of the sigmoid, not pair_loss.h's
+ * stable forms), and the gradient weights against central differences of the op's own loss:
+ * d (grad_scale * mean loss) / d token loss (DPO) or / d score (reward). Two pairs of 7 tokens,
+ * the first 2 a prompt (label -100, loss 0). */
+enum { PB = 4, PT = 7 };
+static const float pair_beta = 0.3f, pair_scale = 0.5f;
+
+static double dpo_op(const float *losses, const int32_t *labels, const float *ref, int ipo,
+                     float *row_scale, float *logps, double *stats) {
+    ops->dpo_loss(stats, logps, row_scale, losses, labels, ref, pair_beta, ipo ? 0.0f : 0.2f, ipo,
+                  pair_scale, PB, PT);
+    return pair_scale * stats[0] / (PB / 2);
+}
+
+static void test_dpo_loss(int ipo) {
+    float losses[PB * PT], ref[PB], row_scale[PB * PT], logps[PB], scratch[PB * PT];
+    int32_t labels[PB * PT];
+    double stats[4], want[4] = {0, 0, 0, 0}, eps = ipo ? 0.0 : 0.2;
+    for (int i = 0; i < PB * PT; i++) {
+        labels[i] = i % PT < 2 || (i / PT == 3 && i % PT == 6) ? -100 : 9;
+        losses[i] = labels[i] < 0 ? 0.0f : urand(0.1f, 3.0f);
+    }
+    fill(ref, PB, -12.0f, -4.0f);
+    dpo_op(losses, labels, ref, ipo, row_scale, logps, stats);
+    for (int p = 0; p < PB / 2; p++) {
+        double lp[2], n[2];
+        for (int k = 0; k < 2; k++) {
+            int row = 2 * p + k;
+            lp[k] = n[k] = 0;
+            for (int t = 0; t < PT; t++)
+                lp[k] -= losses[row * PT + t], n[k] += labels[row * PT + t] >= 0;
+            CHECK_CLOSE(logps[row], lp[k], 1e-5, 1e-6);
+            if (!ipo) n[k] = 1;
+            lp[k] /= n[k];
+        }
+        double x = (lp[0] - lp[1]) - (ref[2 * p] / n[0] - ref[2 * p + 1] / n[1]);
+        double sig = 1.0 / (1.0 + exp(-pair_beta * x)), c = pair_beta * (lp[0] - ref[2 * p] / n[0]);
+        double r = pair_beta * (lp[1] - ref[2 * p + 1] / n[1]);
+        want[0] +=
+            ipo ? pow(x - 1.0 / (2.0 * pair_beta), 2) : -(1 - eps) * log(sig) - eps * log(1 - sig);
+        want[1] += c, want[2] += r, want[3] += c > r;
+    }
+    for (int k = 0; k < 4; k++) CHECK_CLOSE(stats[k], want[k], 1e-9, 1e-6);
+    int bad = 0;
+    for (int i = 0; i < PB * PT; i++) {
+        if (labels[i] < 0) continue; /* a labelled token: an ignored one's loss is 0 */
+        float *l = memcpy(scratch, losses, sizeof losses), h = 1e-2f, keep = l[i];
+        double s[4];
+        float unused[PB * PT], lp[PB];
+        l[i] = keep + h;
+        double up = dpo_op(l, labels, ref, ipo, unused, lp, s);
+        l[i] = keep - h;
+        double down = dpo_op(l, labels, ref, ipo, unused, lp, s);
+        double fd = (up - down) / (2.0 * h);
+        if (fabs(row_scale[i] - fd) > 1e-5 + 2e-3 * fabs(fd)) {
+            if (bad++ < 5)
+                fprintf(stderr, "  row_scale[%d] = %.8g, fd %.8g\n", i, row_scale[i], fd);
+        }
+    }
+    CHECK(bad == 0);
+    printf("dpo_loss %s: stats and row_scale match (loss %.6f)\n", ipo ? "ipo" : "sigmoid",
+           stats[0] / (PB / 2));
+}
+
+static double reward_op(const float *scores, const int32_t *pos, float *dscores, float *rewards,
+                        double *stats) {
+    ops->reward_loss(stats, rewards, dscores, scores, pos, pair_scale, PB, PT);
+    return pair_scale * stats[0] / (PB / 2);
+}
+
+static void test_reward_loss(void) {
+    float scores[PB * PT], dscores[PB * PT], rewards[PB], scratch[PB * PT];
+    int32_t pos[PB] = {6, 3, 0, 6};
+    double stats[4], want[4] = {0, 0, 0, 0};
+    fill(scores, PB * PT, -3.0f, 3.0f);
+    fill(dscores, PB * PT, 5.0f, 6.0f); /* overwritten */
+    reward_op(scores, pos, dscores, rewards, stats);
+    for (int p = 0; p < PB / 2; p++) {
+        double c = scores[2 * p * PT + pos[2 * p]], r = scores[(2 * p + 1) * PT + pos[2 * p + 1]];
+        CHECK(rewards[2 * p] == c && rewards[2 * p + 1] == r);
+        want[0] -= log(1.0 / (1.0 + exp(r - c)));
+        want[1] += c, want[2] += r, want[3] += c > r;
+    }
+    for (int k = 0; k < 4; k++) CHECK_CLOSE(stats[k], want[k], 1e-9, 1e-6);
+    int bad = 0;
+    for (int i = 0; i < PB * PT; i++) { /* zero but at the pooled tokens */
+        float *x = memcpy(scratch, scores, sizeof scores), h = 1e-2f, keep = x[i], d[PB * PT],
+              rw[PB];
+        double s[4];
+        x[i] = keep + h;
+        double up = reward_op(x, pos, d, rw, s);
+        x[i] = keep - h;
+        double fd = (up - reward_op(x, pos, d, rw, s)) / (2.0 * h);
+        if (fabs(dscores[i] - fd) > 1e-6 + 1e-3 * fabs(fd)) {
+            if (bad++ < 5) fprintf(stderr, "  dscores[%d] = %.8g, fd %.8g\n", i, dscores[i], fd);
+        }
+    }
+    CHECK(bad == 0);
+    printf("reward_loss: stats and dscores match (loss %.6f)\n", stats[0] / (PB / 2));
+}
+
 int main(void) {
     CHECK(!strcmp(ops->name, "cpu"));
     test_embedding();
@@ -1408,6 +1510,9 @@ int main(void) {
     test_cross_entropy();
     test_cross_entropy_in_place();
     test_lm_head();
+    test_dpo_loss(0);
+    test_dpo_loss(1);
+    test_reward_loss();
     test_adamw();
     test_norm_and_memory();
     test_parallel_matches_serial();

@@ -385,6 +385,77 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     for (int k = 0; k < 2; k++) adamw_free(&opt[k], ms[k]), model_free(ms[k]);
 }
 
+/* ---- the host waits of a preference training step (issue 10: none but the loss read) ----
+ * ops_cuda with its host transfers counted: download (a cudaMemcpy to the host) and status
+ * (cudaDeviceSynchronize) block; upload goes through pinned staging (cudaMemcpyAsync) and zero
+ * is a cudaMemset, queued like a kernel. */
+static int n_download, n_status, n_upload, n_zero;
+static void counted_download(void *h, const void *d, size_t n) {
+    n_download++;
+    ops_cuda.download(h, d, n);
+}
+static int counted_status(LfError *err) {
+    n_status++;
+    return ops_cuda.status(err);
+}
+static void counted_upload(void *d, const void *h, size_t n) {
+    n_upload++;
+    ops_cuda.upload(d, h, n);
+}
+static void counted_zero(void *d, size_t n) {
+    n_zero++;
+    ops_cuda.zero(d, n);
+}
+
+/* Two steps as the trainer runs them: the first computes DPO's reference (the first epoch), the
+ * second uploads the one kept from it. Each waits once: model_read_loss's copy and status. */
+static void step_waits(Task task) {
+    static Ops counted;
+    counted = ops_cuda;
+    counted.download = counted_download, counted.status = counted_status;
+    counted.upload = counted_upload, counted.zero = counted_zero;
+    ModelConfig cfg;
+    decoder_config(&cfg, ARCH_LLAMA, 0);
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.task = task, spec.dpo = (DpoSpec){0.1f, DPO_SIGMOID, 0.0f};
+    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f, spec.precision = PRECISION_FP32;
+    Model m;
+    AdamW opt;
+    LfError err;
+    CHECK_OK(model_create(&m, &cfg, &spec, &counted, NULL, 5, LB, LT, NULL, 0, &err), &err);
+    CHECK_OK(adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.0f, &err), &err);
+    int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
+    for (int i = 0; i < LB * LT; i++)
+        ids[i] = 1 + i * 7 % (LV - 1), mask[i] = 1, labels[i] = ids[i];
+    float kept[LB];
+    for (int step = 0; step < 2; step++) {
+        n_download = n_status = n_upload = n_zero = 0;
+        CHECK_OK(model_set_batch(&m, ids, NULL, mask, labels, LB, LT, &err), &err);
+        if (task == TASK_DPO && step == 0) CHECK_OK(dpo_reference_forward(&m, &err), &err);
+        if (task == TASK_DPO && step == 1) dpo_set_reference(&m, kept);
+        float loss;
+        double norm;
+        model_zero_grad(&m);
+        CHECK_OK(model_forward(&m, 1, 9 + step, 1.0f, NULL, &err), &err);
+        CHECK_OK(model_backward(&m, 9 + step, &err), &err);
+        adamw_update(&opt, &m, 1e-3f, 1.0f);
+        CHECK_OK(model_read_loss(&m, &loss, &norm, &err), &err);
+        if (task == TASK_DPO) memcpy(kept, m.ref_scores, sizeof kept);
+        printf("%s step %d%s: %d download + %d status (blocking), %d upload (staged), %d zero; "
+               "loss %.4f\n",
+               task == TASK_DPO ? "DPO" : "reward", step + 1,
+               task != TASK_DPO ? ""
+               : step           ? " (reference uploaded)"
+                                : " (reference forward)",
+               n_download, n_status, n_upload, n_zero, loss);
+        CHECK(n_download == 1 && n_status == 1);
+        CHECK(isfinite(loss) && isfinite(norm) && m.pair_stats.pairs == LB / 2);
+    }
+    adamw_free(&opt, &m);
+    model_free(&m);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
@@ -438,6 +509,8 @@ int main(void) {
     printf("llama DPO (LoRA): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
+    step_waits(TASK_DPO);
+    step_waits(TASK_REWARD);
     for (int full = 0; full < 2; full++) {
         run_decoder(ARCH_GPT2, 1, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32,
                     PRECISION_FP32, NULL);

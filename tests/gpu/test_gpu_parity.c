@@ -775,6 +775,67 @@ static void test_adamw(const size_t *sizes, int count, float gamp, float max_nor
     pairs_free();
 }
 
+/* ---- preference pairs: dpo_loss and reward_loss ----
+ * Both backends run pair_loss.h's math in double; the GPU sums a row in another order and has
+ * its own exp / log1p. The token losses here are multiples of 1/256, so every row's sum is exact
+ * in any order and the log-probs must be equal; the stats within 1e-12 relative (the device's
+ * transcendentals), the float gradient weights within 1e-6. Past PAIR_THREADS (256) pairs the
+ * kernel runs a second round. */
+static void compare_stats(const Pair *stats) {
+    double a[4], b[4];
+    ref->download(a, stats->mem[0], sizeof a);
+    dut->download(b, stats->mem[1], sizeof b);
+    status_ok();
+    printf("%-58s %-6s cpu %.15g %.15g %.15g %g, cuda %.15g %.15g %.15g %g\n", op_name, "stats",
+           a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]);
+    for (int k = 0; k < 4; k++) CHECK_CLOSE(b[k], a[k], 1e-12, 1e-12);
+}
+
+/* ipo, or sigmoid with label smoothing; with_ref 0: log-probs only; grads: row_scale too */
+static void test_dpo_loss(int B, int T, int ipo, int with_ref, int grads) {
+    float *loss = malloc((size_t)B * T * sizeof *loss), *lp = malloc(B * sizeof *lp);
+    int32_t *lab = malloc((size_t)B * T * sizeof *lab);
+    for (size_t i = 0; i < (size_t)B * T; i++) { /* row 1 has no labelled token (IPO's n = 1) */
+        lab[i] = i / T == 1 || i % T < (size_t)T / 3 || rng_next(&rng) % 5 == 0 ? -100 : 7;
+        loss[i] = lab[i] < 0 ? 0.0f : (float)(rng_next(&rng) % 2048) / 256.0f;
+    }
+    for (int b = 0; b < B; b++) lp[b] = -(float)T * (1.0f + rng_next_uniform(&rng)); /* refs */
+    Pair *losses = pair_upload(loss, (size_t)B * T * sizeof *loss);
+    Pair *labels = pair_upload(lab, (size_t)B * T * sizeof *lab);
+    Pair *refs = with_ref ? pair_upload(lp, B * sizeof *lp) : NULL;
+    free(loss), free(lab), free(lp);
+    Pair *stats = pair_new(4 * sizeof(double)), *logps = pair_random(B, 1.0f);
+    Pair *row_scale = grads ? pair_random((size_t)B * T, 1.0f) : NULL;
+    BACKENDS(w, o) {
+        o->dpo_loss(stats->mem[w], F(logps, w), F(row_scale, w), F(losses, w), I(labels, w),
+                    F(refs, w), ipo ? 0.5f : 0.1f, ipo ? 0.0f : 0.1f, ipo, 0.5f, B, T);
+    }
+    NAME("dpo_loss B=%d T=%d %s ref=%d grads=%d", B, T, ipo ? "ipo" : "sigmoid", with_ref, grads);
+    compare("logps", logps, EXACT);
+    if (row_scale) compare("rowsc", row_scale, 0.0, 1e-6);
+    compare_stats(stats);
+    pairs_free();
+}
+
+/* grads: dscores too (zero but at the pooled tokens) */
+static void test_reward_loss(int B, int T, int grads) {
+    int32_t *pos = malloc(B * sizeof *pos);
+    for (int b = 0; b < B; b++) pos[b] = (int32_t)(rng_next(&rng) % T);
+    Pair *scores = pair_random((size_t)B * T, 4.0f), *at = pair_upload(pos, B * sizeof *pos);
+    free(pos);
+    Pair *stats = pair_new(4 * sizeof(double)), *rewards = pair_random(B, 1.0f);
+    Pair *dscores = grads ? pair_random((size_t)B * T, 1.0f) : NULL;
+    BACKENDS(w, o) {
+        o->reward_loss(stats->mem[w], F(rewards, w), F(dscores, w), F(scores, w), I(at, w), 0.5f, B,
+                       T);
+    }
+    NAME("reward_loss B=%d T=%d grads=%d", B, T, grads);
+    compare("reward", rewards, EXACT);
+    if (dscores) compare("dscore", dscores, 0.0, 1e-6);
+    compare_stats(stats);
+    pairs_free();
+}
+
 /* ---- errors: reported by status(), never a crash ---- */
 static void test_errors(void) {
     LfError e = {{0}};
@@ -972,6 +1033,14 @@ int main(void) {
     test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1); /* a weight per row (DPO) */
     test_lm_head(full_grid ? 2100 : 1100, 576, full_grid ? 49152 : 2000, OPS_LM_HEAD_CHUNK,
                  G_DINP | G_DW, 1); /* past the default chunk; SmolLM2's C (and V on a GPU) */
+    test_dpo_loss(8, 37, 0, 1, 1);
+    test_dpo_loss(6, 50, 1, 1, 1);   /* ipo: log-probs over each row's labelled tokens */
+    test_dpo_loss(4, 1000, 0, 0, 0); /* no reference: log-probs only, stats 0 */
+    test_dpo_loss(4, 20, 0, 1, 0);   /* evaluation: no row_scale */
+    test_dpo_loss(518, 3, 0, 1, 1);  /* 259 pairs: two rounds of the block */
+    test_reward_loss(8, 37, 1);
+    test_reward_loss(4, 20, 0);
+    test_reward_loss(518, 3, 1);
     const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
     test_adamw(one, 1, 0.1f, 0.0f, 0);
     test_adamw(odd, 5, 0.1f, 0.0f, 0);        /* no clipping */
