@@ -11,7 +11,9 @@
  *         T = 512 and 2048, causal (SmolLM2's heads) and padded (DistilBERT's): TFLOP/s next to
  *         bare cuBLAS GEMMs of the same shapes (bench_gpu_gemm), and ours in % of theirs.
  *   lora  the LoRA linear, matmul + lora_forward and matmul_backward + lora_backward (p = 0.1),
- *         against the bare base GEMM at r = 8, 16 and 64: the overhead in %.
+ *         against the bare base GEMM at r = 8, 16 and 64: the overhead in %. Under --bf16 the
+ *         forward is the model's fused one: lora_down_bf16 (the input's bf16 copy [x | s u]),
+ *         B into the weight's last r columns, one GEMM over in + r columns.
  *
  * Each row is the mean of REPS runs after WARMUP runs, timed with CUDA events. FLOPs are the
  * model's useful ones (2 per multiply-add; attention counts only the query-key pairs the mask
@@ -312,7 +314,7 @@ static void bench_dequantize(void) {
         mem_row(name, (double)n + bytes / 4.0, ms);
         snprintf(name, sizeof name, "dequantize_rows_bf16 %s [%d,%d]", quant_type_name(types[t]),
                  sm->V, sm->C);
-        TIME(ms, gpu->dequantize_rows_bf16((uint16_t *)out, dp, types[t], 0, sm->V, sm->C));
+        TIME(ms, gpu->dequantize_rows_bf16((uint16_t *)out, dp, types[t], 0, sm->V, sm->C, sm->C));
         mem_row(name, n / 2.0 + bytes / 4.0, ms);
         free(hp);
         gpu->free(dp);
@@ -336,35 +338,42 @@ static void gemm_row(const char *op, double flops, double ms, double bare_ms) {
 /* A frozen dense layer of up to maxk x maxk: an input x [N,maxk], the f32 weight and its bf16
  * copy, and the base GEMMs of the precision on a [M,K] slice of it (base_shape). */
 typedef struct Base {
-    int N, K, M;
+    int N, K, M, ld; /* ld: the bf16 weight's row stride, K + r for an adapted linear */
     float *x, *w, *scratch;
-    uint16_t *xb, *wb; /* bf16 copies of x and w for the bare bf16 GEMM */
+    uint16_t *xb, *wb; /* bf16 copies of x and w (room for LoRA's u and B beside them) */
 } Base;
 
+enum { MAX_R = 64 }; /* the largest LoRA rank of the lora table */
+
 static Base base_create(int N, int maxk) {
-    size_t nk = (size_t)N * maxk, kk = (size_t)maxk * maxk;
-    Base b = {N, 0, 0, randu(nk, 1.0f), randu(kk, 0.05f), NULL, NULL, NULL};
-    b.scratch = zeros(ops_matmul_bf16_scratch(N, maxk, maxk));
+    size_t nk = (size_t)N * (maxk + MAX_R), kk = (size_t)maxk * (maxk + MAX_R);
+    Base b = {N,    0,    0,   0, randu((size_t)N * maxk, 1.0f), randu((size_t)maxk * maxk, 0.05f),
+              NULL, NULL, NULL};
+    b.scratch = zeros(ops_matmul_bf16_scratch(N, maxk + MAX_R, maxk));
     b.xb = must(gpu->alloc(nk * 2), nk * 2), b.wb = must(gpu->alloc(kk * 2), kk * 2);
     return b;
 }
 
-static void base_shape(Base *b, int K, int M) {
-    b->K = K, b->M = M;
-    gpu->dequantize_rows_bf16(b->wb, b->w, GGML_F32, 0, M, K);
-    gpu->dequantize_rows_bf16(b->xb, b->x, GGML_F32, 0, b->N, K);
+/* The layer [M,K]; its bf16 weight's rows ld apart. */
+static void base_shape(Base *b, int K, int M, int ld) {
+    b->K = K, b->M = M, b->ld = ld;
+    gpu->dequantize_rows_bf16(b->wb, b->w, GGML_F32, 0, M, K, ld);
+    gpu->dequantize_rows_bf16(b->xb, b->x, GGML_F32, 0, b->N, K, K);
 }
 
+/* bf16: the input rounded, then the GEMM, as the model runs a linear without LoRA. */
 static void base_forward(const Base *b, float *out, const float *bias) {
-    if (precision == PRECISION_BF16)
-        gpu->matmul_forward_bf16(out, b->x, b->wb, bias, b->scratch, b->N, b->K, b->M);
-    else
+    if (precision == PRECISION_BF16) {
+        gpu->dequantize_rows_bf16(b->xb, b->x, GGML_F32, 0, b->N, b->K, b->K);
+        gpu->matmul_forward_bf16(out, b->xb, b->K, b->wb, b->ld, bias, b->scratch, b->N, b->K,
+                                 b->M);
+    } else
         gpu->matmul_forward(out, b->x, b->w, bias, b->N, b->K, b->M);
 }
 
 static void base_backward(const Base *b, float *dx, const float *dout) {
     if (precision == PRECISION_BF16)
-        gpu->matmul_backward_bf16(dx, dout, b->wb, b->scratch, b->N, b->K, b->M);
+        gpu->matmul_backward_bf16(dx, dout, b->wb, b->ld, b->scratch, b->N, b->K, b->M);
     else
         gpu->matmul_backward(dx, NULL, NULL, dout, b->x, b->w, b->N, b->K, b->M);
 }
@@ -391,7 +400,7 @@ static void bench_dense(const Dims *d) {
         double flops = 2.0 * N * K * M;
         char name[64];
         float ms, bare;
-        base_shape(&b, K, M);
+        base_shape(&b, K, M, K);
         TIME(bare, base_bare(&b, out));
         snprintf(name, sizeof name, "%s matmul_forward%s %dx%d->%d", d->name, sfx, N, K, M);
         TIME(ms, base_forward(&b, out, d->bias ? bias : NULL));
@@ -476,9 +485,27 @@ static void lora_header(void) {
            "+lora ms", "fwd %", "bwd ms", "+lora ms", "bwd %");
 }
 
+/* The adapted linear's forward as the model runs it (p = 0.1); under bf16 fused: the input's
+ * copy [x | s u] from lora_down_bf16, B rounded into the weight's last R columns (b->ld = K + R),
+ * one GEMM over K + R columns. */
+static void lora_linear_forward(const Base *b, float *out, float *u, const float *A,
+                                const float *Bw, float *scratch, int R) {
+    const float *x = b->x;
+    int N = b->N, K = b->K, M = b->M;
+    if (precision != PRECISION_BF16) {
+        base_forward(b, out, NULL);
+        gpu->lora_forward(out, u, x, A, Bw, 2.0f, 0.1f, 1, scratch, N, K, M, R);
+        return;
+    }
+    uint64_t seed = 1;
+    gpu->lora_down_bf16(b->xb, &u, &A, &seed, 1, x, 2.0f, 0.1f, scratch, N, K, R);
+    gpu->dequantize_rows_bf16(b->wb + K, Bw, GGML_F32, 0, M, R, b->ld);
+    gpu->matmul_forward_bf16(out, b->xb, K + R, b->wb, b->ld, NULL, b->scratch, N, K + R, M);
+}
+
 static void bench_lora(const Dims *d) {
-    static const int ranks[] = {8, 16, 64};
-    int N = sz->rows, maxk = d->F > d->C ? d->F : d->C, maxr = 64;
+    static const int ranks[] = {8, 16, MAX_R};
+    int N = sz->rows, maxk = d->F > d->C ? d->F : d->C, maxr = MAX_R;
     size_t nk = (size_t)N * maxk;
     Base b = base_create(N, maxk);
     const float *x = b.x;
@@ -489,13 +516,13 @@ static void bench_lora(const Dims *d) {
     for (int s = 0; s < d->n_dense; s++) {
         int K = d->dense[s][0], M = d->dense[s][1];
         float base_f, base_b, lora_f, lora_b;
-        base_shape(&b, K, M);
+        base_shape(&b, K, M, K);
         TIME(base_f, base_forward(&b, out, NULL));
         TIME(base_b, base_backward(&b, dx, dout));
         for (size_t r = 0; r < sizeof ranks / sizeof *ranks; r++) {
             int R = ranks[r];
-            TIME(lora_f, (base_forward(&b, out, NULL),
-                          gpu->lora_forward(out, u, x, A, Bw, 2.0f, 0.1f, 1, scratch, N, K, M, R)));
+            base_shape(&b, K, M, K + R);
+            TIME(lora_f, lora_linear_forward(&b, out, u, A, Bw, scratch, R));
             TIME(lora_b, (base_backward(&b, dx, dout),
                           gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, 0.1f, 1, scratch,
                                              N, K, M, R)));

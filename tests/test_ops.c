@@ -538,22 +538,25 @@ static double bf16_value(float x) {
 }
 
 /* Against double loops over the bf16-rounded operands: the products are exact in f32, so only
- * the f32 summation differs (1e-5). */
+ * the f32 summation differs (1e-5). Rows of x and w lie ldx = c + 2 and ldw = c + 3 apart (a
+ * weight with room for LoRA's B). */
 static void test_matmul_bf16(int n, int c, int oc) {
+    int ldx = c + 2, ldw = c + 3;
     float *x = rand_vec((size_t)n * c, -1, 1), *w = rand_vec((size_t)oc * c, -1, 1);
     float *bias = rand_vec(oc, -1, 1), *dout = rand_vec((size_t)n * oc, -1, 1);
     float *out = rand_vec((size_t)n * oc, 0, 0), *dinp = rand_vec((size_t)n * c, 0.5f, 0.5f);
     float *scratch = malloc(sizeof(float) * ops_matmul_bf16_scratch(n, c, oc));
-    uint16_t *w16 = malloc(sizeof(uint16_t) * oc * c);
+    uint16_t *w16 = malloc(sizeof(uint16_t) * oc * ldw), *x16 = malloc(sizeof(uint16_t) * n * ldx);
     double *ref = malloc(sizeof(double) * (size_t)n * (c > oc ? c : oc));
-    for (int i = 0; i < oc * c; i++) w16[i] = f32_to_bf16(w[i]);
+    ops->dequantize_rows_bf16(w16, w, GGML_F32, 0, oc, c, ldw);
+    ops->dequantize_rows_bf16(x16, x, GGML_F32, 0, n, c, ldx);
     for (int i = 0; i < n; i++)
         for (int o = 0; o < oc; o++) {
             double s = bias[o];
             for (int k = 0; k < c; k++) s += bf16_value(x[i * c + k]) * bf16_value(w[o * c + k]);
             ref[i * oc + o] = s;
         }
-    ops->matmul_forward_bf16(out, x, w16, bias, scratch, n, c, oc);
+    ops->matmul_forward_bf16(out, x16, ldx, w16, ldw, bias, scratch, n, c, oc);
     CHECK(count_mismatch("matmul_bf16 out", out, ref, (size_t)n * oc, 1e-5, 1e-5) == 0);
     for (int i = 0; i < n; i++)
         for (int k = 0; k < c; k++) {
@@ -562,31 +565,32 @@ static void test_matmul_bf16(int n, int c, int oc) {
                 s += bf16_value(dout[i * oc + o]) * bf16_value(w[o * c + k]);
             ref[i * c + k] = s;
         }
-    ops->matmul_backward_bf16(dinp, dout, w16, scratch, n, c, oc);
+    ops->matmul_backward_bf16(dinp, dout, w16, ldw, scratch, n, c, oc);
     CHECK(count_mismatch("matmul_bf16 dinp", dinp, ref, (size_t)n * c, 1e-5, 1e-5) == 0);
-    /* the activation is rounded, to nearest even: 1 + 2^-8 is a tie and goes down to 1 */
-    float one_and_tie = 1.00390625f, got;
-    uint16_t one = f32_to_bf16(1.0f);
-    ops->matmul_forward_bf16(&got, &one_and_tie, &one, NULL, scratch, 1, 1, 1);
-    CHECK(got == 1.0f);
+    /* f32 rows are rounded to nearest even: 1 + 2^-8 is a tie and goes down to 1 */
+    float one_and_tie = 1.00390625f;
+    uint16_t got;
+    ops->dequantize_rows_bf16(&got, &one_and_tie, GGML_F32, 0, 1, 1, 1);
+    CHECK(got == f32_to_bf16(1.0f));
     free(x), free(w), free(bias), free(dout), free(out), free(dinp), free(scratch), free(w16);
-    free(ref);
+    free(x16), free(ref);
 }
 
-/* Rows from the middle of a packed matrix, as bf16: quant.c's decode rounded to nearest even. */
+/* Rows from the middle of a packed matrix, as bf16 rows ld = cols + 5 apart: quant.c's decode
+ * rounded to nearest even. */
 static void test_dequantize_bf16(int type, int rows, int cols, int row0, int n_rows) {
-    size_t n = (size_t)rows * cols;
+    size_t n = (size_t)rows * cols, ld = (size_t)cols + 5;
     size_t bytes = n / quant_block_elems(type) * quant_block_bytes(type);
     float *x = rand_vec(n, -3, 3), *dec = malloc(sizeof(float) * n);
     uint8_t *packed = malloc(bytes);
-    uint16_t *out = malloc(sizeof(uint16_t) * n);
+    uint16_t *out = malloc(sizeof(uint16_t) * rows * ld);
     LfError err;
     CHECK_OK(quant_quantize(type, x, n, packed, &err), &err);
     CHECK_OK(quant_dequantize(type, packed, dec, (int64_t)n), &err);
-    ops->dequantize_rows_bf16(out, packed, type, row0, n_rows, cols);
+    ops->dequantize_rows_bf16(out, packed, type, row0, n_rows, cols, (int)ld);
     int bad = 0;
     for (size_t i = 0; i < (size_t)n_rows * cols; i++)
-        bad += out[i] != f32_to_bf16(dec[(size_t)row0 * cols + i]);
+        bad += out[i / cols * ld + i % cols] != f32_to_bf16(dec[(size_t)row0 * cols + i]);
     if (bad)
         fprintf(stderr, "dequantize_rows_bf16 %s: %d values off\n", quant_type_name(type), bad);
     CHECK(bad == 0);
@@ -644,6 +648,29 @@ static void test_lora(float p) {
             ref[n * OC + o] = c.base[n * OC + o] + lora_scale * s;
         }
     CHECK(count_mismatch("lora out", c.out, ref, N * OC, 1e-5, 1e-5) == 0);
+
+    /* lora_down_bf16 of two linears of this input (the second one's A reversed, its own seed):
+     * u as lora_forward's, bit for bit, and copies [bf16(inp) | bf16(scale * u)] */
+    float A2[R * C], u2[N * R], u_ref[N * R];
+    for (int i = 0; i < R * C; i++) A2[i] = c.A[R * C - 1 - i];
+    uint16_t xb[2 * N * (C + R)];
+    ops->lora_down_bf16(xb, (float *const[]){c.u, u2}, (const float *const[]){c.A, A2},
+                        (const uint64_t[]){lora_seed, lora_seed + 1}, 2, c.inp, lora_scale, p,
+                        c.scratch, N, C, R);
+    int bad = 0;
+    for (int j = 0; j < 2; j++) {
+        ops->lora_forward(c.out, u_ref, c.inp, j ? A2 : c.A, c.Bm, lora_scale, p, lora_seed + j,
+                          c.scratch, N, C, OC, R);
+        const float *u = j ? u2 : c.u;
+        for (int n = 0; n < N; n++) {
+            const uint16_t *row = xb + ((size_t)j * N + n) * (C + R);
+            for (int k = 0; k < C; k++) bad += row[k] != f32_to_bf16(c.inp[n * C + k]);
+            for (int r = 0; r < R; r++)
+                bad += u[n * R + r] != u_ref[n * R + r] ||
+                       row[C + r] != f32_to_bf16(lora_scale * u_ref[n * R + r]);
+        }
+    }
+    CHECK(bad == 0);
 }
 
 /* ---- attention ---- */

@@ -81,10 +81,23 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
 /* dinp (may be NULL) and l's trainable gradients += from dout. */
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
                      float p, uint64_t seed);
+/* The linears ls[0..n) that read one input [N,in] (q, k, v; gate, up), outs[i] [N,ls[i]->out],
+ * seeds[i] their LoRA dropout seeds: each as linear_forward, but under precision bf16 the input
+ * is read once for the group, rounded once and every LoRA down-projection computed from that one
+ * read (Ops.lora_down_bf16). Backward: dinp += every member's input gradient. */
+void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n, const float *inp,
+                          int N, float p, const uint64_t *seeds);
+void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,
+                           int n, const float *inp, int N, float p, const uint64_t *seeds);
+/* Declares ls[0..n) (n <= OPS_LORA_GROUP_MAX) a group for linear_forward_group, at build: sizes
+ * the op scratch for their input's copies. A group the build did not declare runs one by one. */
+void model_share_input(Linear *const *ls, int n);
 int linear_trains(const Linear *l); /* W, b or a LoRA branch has a gradient */
 
 /* The dropout seed of one (layer, site) pair of a step. */
 uint64_t model_site(uint64_t seed, int layer, int which);
+/* The seeds of n consecutive sites first.. of one layer, into s (returned): a group's. */
+const uint64_t *model_sites(uint64_t *s, int n, uint64_t seed, int layer, int first);
 
 /* The gradient through a dropout(p, seed) of n elements: g itself when p is 0, else
  * scratch = drop'(g) (overwritten). */

@@ -43,11 +43,12 @@ typedef enum BaseDtype { BASE_F32, BASE_BF16, BASE_Q } BaseDtype;
 /* How the GEMMs compute (model.precision, the enum Precision of ops.h). fp32; tf32 (the
  * backend's f32 GEMMs on TF32 tensor cores); bf16: every packed frozen weight's GEMM on bf16
  * tensor cores (activation rounded to bf16, f32 accumulation and output:
- * Ops.matmul_forward_bf16), attention's products on bf16 tensor cores (Ops.set_precision), the
- * other GEMMs as tf32; under LoRA it also packs f32 frozen weights as bf16 (only the adapter is
- * saved, so nothing saved is rounded). Norms, softmax, LoRA A/B, the LM head, gradients and
- * AdamW state stay f32 in every precision. auto: bf16 on the CUDA backend, fp32 on the CPU,
- * which computes fp32 only. model_create resolves auto: Model.spec.precision is never AUTO. */
+ * Ops.matmul_forward_bf16; an adapted linear's up-projection inside that GEMM), attention's
+ * products on bf16 tensor cores (Ops.set_precision), the other GEMMs as tf32; under LoRA it also
+ * packs f32 frozen weights as bf16 (only the adapter is saved, so nothing saved is rounded). Norms,
+ * softmax, LoRA A/B, the LM head, gradients and AdamW state stay f32 in every precision. auto: bf16
+ * on the CUDA backend, fp32 on the CPU, which computes fp32 only. model_create resolves auto:
+ * Model.spec.precision is never AUTO. */
 
 #define LORA_MAX_TARGETS 16
 #define LORA_MAX_SAVE 8
@@ -88,8 +89,10 @@ typedef struct Param {
                      shape[1] values as ggml type dtype, in Model.packed; else NULL */
     int dtype;    /* GgmlType of the stored values: GGML_F32 unless packed */
     size_t packed_bytes;
-    float *grad; /* into Model.grads; NULL when frozen */
-    int decay;   /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
+    int lora_cols; /* BF16 values after each packed row: room for LoRA's B [out,R] beside W, for
+                      the fused GEMM of precision bf16 (linear_forward); 0 otherwise */
+    float *grad;   /* into Model.grads; NULL when frozen */
+    int decay;     /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
     int is_lora, in_checkpoint;
     int is_norm;       /* a norm's weight or bias: initialised to 1 / 0 */
     int pad_row;       /* an embedding's padding_idx row, zero at initialisation; -1: none */
@@ -110,6 +113,7 @@ typedef struct Linear {
     Param *w, *b; /* b NULL for a layer without bias */
     Lora *lora;   /* NULL when this module is not a LoRA target */
     int in, out;
+    int group; /* linears that read its input in one linear_forward_group (model_share_input) */
 } Linear;
 
 typedef struct Norm {

@@ -144,16 +144,27 @@ typedef struct Ops {
      * nearest even. The products of two bf16 values are exact in f32, so both backends compute
      * the same sums of the same products, in f32 (the GPU on tensor cores, the CPU as sgemm
      * on the widened values): parity at f32 tolerance.
-     * out[rows,cols] = bf16(dequantize_rows' values), bit-identical on every backend. */
+     * out[rows,cols] (rows ld >= cols values apart) = bf16(dequantize_rows' values), bit-identical
+     * on every backend; type F32 rounds f32 rows. */
     void (*dequantize_rows_bf16)(uint16_t *out, const void *packed, int type, int row0, int rows,
-                                 int cols);
-    /* out[N,OC] = bf16(inp)[N,C] @ weight[OC,C]^T + bias[OC], weight bf16, bias f32 or NULL.
-     * scratch: ops_matmul_bf16_scratch(N, C, OC) floats (forward and backward). */
-    void (*matmul_forward_bf16)(float *out, const float *inp, const uint16_t *weight,
-                                const float *bias, float *scratch, int N, int C, int OC);
+                                 int cols, int ld);
+    /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], inp and weight bf16 with rows ldi and ldw
+     * values apart, bias f32 or NULL. scratch: ops_matmul_bf16_scratch(N, C, OC) floats (forward
+     * and backward). Under LoRA the model runs the up-projection inside it (lora_down_bf16). */
+    void (*matmul_forward_bf16)(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
+                                int ldw, const float *bias, float *scratch, int N, int C, int OC);
     /* dinp[N,C] += bf16(dout)[N,OC] @ weight; the weight is frozen: no dweight, no dbias. */
-    void (*matmul_backward_bf16)(float *dinp, const float *dout, const uint16_t *weight,
+    void (*matmul_backward_bf16)(float *dinp, const float *dout, const uint16_t *weight, int ldw,
                                  float *scratch, int N, int C, int OC);
+    /* The LoRA down-projections of n (1..OPS_LORA_GROUP_MAX) adapted linears that read the same
+     * inp [N,C], for one GEMM each over [x | s u] @ [W | B]^T: reads inp once and, for j < n,
+     * writes u[j] [N,R] = drop_j(inp) @ A[j]^T (f32, saved for lora_backward; drop_j =
+     * dropout(p, seeds[j]), lora_forward's masks) and copy j of xb, [N, C+R] bf16 =
+     * [bf16(inp) | bf16(scale * u[j])]. u, A, seeds: host arrays of n. scratch:
+     * ops_lora_scratch(N, C, R) floats. */
+    void (*lora_down_bf16)(uint16_t *xb, float *const *u, const float *const *A,
+                           const uint64_t *seeds, int n, const float *inp, float scale, float p,
+                           float *scratch, int N, int C, int R);
     /* From now on this backend computes in precision p (not AUTO; FP32 at the start): under
      * tf32 and bf16 every f32 GEMM (matmul, lora's, lm_head's, attention_cached's) rounds its
      * inputs to TF32; under bf16 attention_forward / attention_backward run their products on
@@ -332,6 +343,12 @@ static inline size_t ops_dequantize_bf16_scratch(size_t rows, size_t cols) {
 }
 static inline size_t ops_matmul_bf16_scratch(size_t N, size_t C, size_t OC) {
     return OC * C + N * (C > OC ? C : OC);
+}
+/* lora_down_bf16: the most linears of one group (q, k, v), and the floats its xb takes: n copies
+ * of the input [N, C+R] in bf16 (rounded up to 64 floats, as above). */
+#define OPS_LORA_GROUP_MAX 3
+static inline size_t ops_lora_copies_scratch(size_t n, size_t N, size_t C, size_t R) {
+    return ops_dequantize_bf16_scratch(n * N, C + R);
 }
 /* Attention over a cache: the scores of n queries against L keys, per head. */
 static inline size_t ops_attention_cached_scratch(size_t n, size_t L, size_t NH) {

@@ -296,10 +296,10 @@ static void cpu_dequantize_rows(float *out, const void *packed, int type, int ro
 
 /* ---- frozen weights in bf16: the reference of the GPU's tensor-core GEMMs ---- */
 
-/* Rows row0.. of a packed matrix as bf16: chunks of 256 values (a whole number of blocks of
- * every type, as cols is) decoded by quant.c and rounded to nearest even. */
+/* Rows row0.. of a packed matrix as bf16, ld apart: chunks of 256 values (a whole number of
+ * blocks of every type, as cols is) decoded by quant.c and rounded to nearest even. */
 static void cpu_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0,
-                                     int rows, int cols) {
+                                     int rows, int cols, int ld) {
     size_t be = (size_t)quant_block_elems(type), bb = (size_t)quant_block_bytes(type);
     size_t row_bytes = (size_t)cols / be * bb;
     const uint8_t *src = (const uint8_t *)packed + (size_t)row0 * row_bytes;
@@ -309,7 +309,7 @@ static void cpu_dequantize_rows_bf16(uint16_t *out, const void *packed, int type
         for (int c = 0; c < cols; c += 256) {
             int n = cols - c < 256 ? cols - c : 256;
             quant_dequantize(type, src + (size_t)r * row_bytes + (size_t)c / be * bb, y, n);
-            for (int j = 0; j < n; j++) out[(size_t)r * cols + c + j] = f32_to_bf16(y[j]);
+            for (int j = 0; j < n; j++) out[(size_t)r * ld + c + j] = f32_to_bf16(y[j]);
         }
     }
 }
@@ -320,25 +320,28 @@ static void round_to_bf16(float *out, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = qb_bf16(f32_to_bf16(x[i]));
 }
 
-static void widen_bf16(float *out, const uint16_t *h, size_t n) {
-#pragma omp parallel for simd if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = qb_bf16(h[i]);
+/* out[rows,cols] = the bf16 h, rows ld apart, as f32 */
+static void widen_bf16(float *out, const uint16_t *h, size_t rows, size_t cols, size_t ld) {
+#pragma omp parallel for if (rows * cols > CPU_PAR_MIN)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) out[r * cols + c] = qb_bf16(h[r * ld + c]);
 }
 
-/* scratch: the widened weight [OC,C], then the rounded input [N,C] */
-static void cpu_matmul_forward_bf16(float *out, const float *inp, const uint16_t *weight,
-                                    const float *bias, float *scratch, int N, int C, int OC) {
+/* scratch: the widened weight [OC,C], then the widened input [N,C] */
+static void cpu_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi,
+                                    const uint16_t *weight, int ldw, const float *bias,
+                                    float *scratch, int N, int C, int OC) {
     float *w = scratch, *x = scratch + (size_t)OC * C;
-    widen_bf16(w, weight, (size_t)OC * C);
-    round_to_bf16(x, inp, (size_t)N * C);
+    widen_bf16(w, weight, OC, C, ldw);
+    widen_bf16(x, inp, N, C, ldi);
     cpu_matmul_forward(out, x, w, bias, N, C, OC);
 }
 
 /* scratch: the widened weight [OC,C], then the rounded dout [N,OC] */
 static void cpu_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight,
-                                     float *scratch, int N, int C, int OC) {
+                                     int ldw, float *scratch, int N, int C, int OC) {
     float *w = scratch, *d = scratch + (size_t)OC * C;
-    widen_bf16(w, weight, (size_t)OC * C);
+    widen_bf16(w, weight, OC, C, ldw);
     round_to_bf16(d, dout, (size_t)N * OC);
     cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, OC);
 }
@@ -416,6 +419,30 @@ static void cpu_lora_backward(float *dinp, float *dA, float *dB, const float *do
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, R, 1.0f, du, R, A, C, 0.0f, x_drop,
                 C);
     cpu_dropout_backward(dinp, x_drop, p, seed, (size_t)N * C);
+}
+
+/* Per linear j: u[j] = drop_j(inp) @ A[j]^T as lora_forward computes it, then copy j of xb =
+ * [bf16(inp) | bf16(scale * u[j])]. scratch: the dropped input [N,C]. */
+static void cpu_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
+                               const uint64_t *seeds, int n, const float *inp, float scale, float p,
+                               float *scratch, int N, int C, int R) {
+    size_t ld = (size_t)C + R;
+    for (int j = 0; j < n; j++) {
+        const float *x = inp;
+        if (p > 0.0f) {
+            cpu_dropout_forward(scratch, inp, p, seeds[j], (size_t)N * C);
+            x = scratch;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, x, C, A[j], C, 0.0f,
+                    u[j], R);
+        uint16_t *copy = xb + (size_t)j * N * ld;
+#pragma omp parallel for if ((size_t)N * ld > CPU_PAR_MIN)
+        for (int r = 0; r < N; r++) {
+            for (int c = 0; c < C; c++) copy[r * ld + c] = f32_to_bf16(inp[(size_t)r * C + c]);
+            for (int k = 0; k < R; k++)
+                copy[r * ld + C + k] = f32_to_bf16(scale * u[j][(size_t)r * R + k]);
+        }
+    }
 }
 
 /* ---- attention ---- */
@@ -857,6 +884,7 @@ const Ops ops_cpu = {
     .dequantize_rows_bf16 = cpu_dequantize_rows_bf16,
     .matmul_forward_bf16 = cpu_matmul_forward_bf16,
     .matmul_backward_bf16 = cpu_matmul_backward_bf16,
+    .lora_down_bf16 = cpu_lora_down_bf16,
     .set_precision = cpu_set_precision,
     .best_precision = cpu_best_precision,
     .lora_forward = cpu_lora_forward,

@@ -126,13 +126,16 @@ void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float
                           const float *inp, const float *weight, int N, int C, int OC);
 void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, int rows, int cols);
 void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0, int rows,
-                               int cols);
-void cuda_matmul_forward_bf16(float *out, const float *inp, const uint16_t *weight,
-                              const float *bias, float *scratch, int N, int C, int OC);
-void cuda_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight,
+                               int cols, int ld);
+void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
+                              int ldw, const float *bias, float *scratch, int N, int C, int OC);
+void cuda_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight, int ldw,
                                float *scratch, int N, int C, int OC);
-/* out[i] = bf16(x[i]), nearest even (dequantize.cu) */
-void cuda_round_bf16(__nv_bfloat16 *out, const float *x, size_t n);
+void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
+                         const uint64_t *seeds, int n, const float *inp, float scale, float p,
+                         float *scratch, int N, int C, int R);
+/* out[r, c] (rows ld apart) = bf16(x[r, c]) of x [rows, cols], nearest even (dequantize.cu) */
+void cuda_round_bf16(__nv_bfloat16 *out, int ld, const float *x, int rows, int cols);
 void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
                        int R);

@@ -30,31 +30,36 @@ static __device__ void store(__nv_bfloat16 *out, float v) {
     *out = __float2bfloat16(v);
 }
 
-/* out[i] = value i of the packed slice src: value i % values of block i / values. */
+/* Value i of the packed slice src (value i % values of block i / values) to element i of out
+ * [*, cols], whose rows are ld apart. */
 template <typename Q, typename Out>
-__global__ void dequantize_kernel(Out *out, const uint8_t *src, size_t n, int block_bytes) {
+__global__ void dequantize_kernel(Out *out, const uint8_t *src, size_t n, int block_bytes, int cols,
+                                  int ld) {
     GRID_STRIDE(i, n) {
         int j = (int)(i % Q::values);
-        store(out + i, Q::value(src + i / Q::values * block_bytes, j / 32, j % 32));
+        store(out + i / cols * ld + i % cols,
+              Q::value(src + i / Q::values * block_bytes, j / 32, j % 32));
     }
 }
 
 template <typename Q, typename Out>
-static void launch_dequantize(Out *out, const uint8_t *src, size_t n, int block_bytes) {
+static void launch_dequantize(Out *out, const uint8_t *src, size_t n, int block_bytes, int cols,
+                              int ld) {
     dequantize_kernel<Q, Out>
-        <<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, src, n, block_bytes);
+        <<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, src, n, block_bytes, cols, ld);
 }
 
-/* Rows row0.. of a packed [*, cols] matrix of a QB_TYPES type to out. */
+/* Rows row0.. of a packed [*, cols] matrix of a QB_TYPES type to out, rows ld apart. */
 template <typename Out>
-static void dequantize(Out *out, const void *packed, int type, int row0, int rows, int cols) {
+static void dequantize(Out *out, const void *packed, int type, int row0, int rows, int cols,
+                       int ld) {
     size_t be = (size_t)quant_block_elems(type), bb = (size_t)quant_block_bytes(type);
     size_t n = (size_t)rows * cols;
     const uint8_t *src = (const uint8_t *)packed + (size_t)row0 * (cols / be * bb);
     switch (type) {
 #define QB_LAUNCH(type, scale, value_of, values)                                                   \
     case type:                                                                                     \
-        launch_dequantize<Decoder<type>>(out, src, n, (int)bb);                                    \
+        launch_dequantize<Decoder<type>>(out, src, n, (int)bb, cols, ld);                          \
         break;
         QB_TYPES(QB_LAUNCH)
 #undef QB_LAUNCH
@@ -69,32 +74,34 @@ void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, in
         CUDA_CHECK(cudaMemcpyAsync(out, src, n * sizeof *out, cudaMemcpyDeviceToDevice, 0));
         return;
     }
-    dequantize(out, packed, type, row0, rows, cols);
+    dequantize(out, packed, type, row0, rows, cols, cols);
     CUDA_LAUNCHED("dequantize_rows");
 }
 
-__global__ void round_bf16_kernel(__nv_bfloat16 *out, const float *x, size_t n) {
-    GRID_STRIDE(i, n) out[i] = __float2bfloat16(x[i]);
+__global__ void round_bf16_kernel(__nv_bfloat16 *out, int ld, const float *x, int cols, size_t n) {
+    GRID_STRIDE(i, n) out[i / cols * ld + i % cols] = __float2bfloat16(x[i]);
 }
 
-void cuda_round_bf16(__nv_bfloat16 *out, const float *x, size_t n) {
+void cuda_round_bf16(__nv_bfloat16 *out, int ld, const float *x, int rows, int cols) {
+    size_t n = (size_t)rows * cols;
     if (!n) return;
-    round_bf16_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, x, n);
+    round_bf16_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, ld, x, cols, n);
     CUDA_LAUNCHED("round to bf16");
 }
 
+/* BF16 rows are copied as they are; into rows ld != cols apart by the decoder kernel (exact). */
 void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0, int rows,
-                               int cols) {
+                               int cols, int ld) {
     size_t n = (size_t)rows * cols;
     __nv_bfloat16 *dst = (__nv_bfloat16 *)out;
     if (!n) return;
     if (type == GGML_F32)
-        return cuda_round_bf16(dst, (const float *)packed + (size_t)row0 * cols, n);
-    if (type == GGML_BF16) {
+        return cuda_round_bf16(dst, ld, (const float *)packed + (size_t)row0 * cols, rows, cols);
+    if (type == GGML_BF16 && ld == cols) {
         const uint16_t *src = (const uint16_t *)packed + (size_t)row0 * cols;
         CUDA_CHECK(cudaMemcpyAsync(out, src, n * sizeof *out, cudaMemcpyDeviceToDevice, 0));
         return;
     }
-    dequantize(dst, packed, type, row0, rows, cols);
+    dequantize(dst, packed, type, row0, rows, cols, ld);
     CUDA_LAUNCHED("dequantize_rows_bf16");
 }

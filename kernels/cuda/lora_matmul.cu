@@ -3,8 +3,11 @@
  * its two thin products are custom kernels: a warp per row computes all R
  * outputs of drop(x) A^T with dropout applied on load, and an epilogue adds
  * scale * u B^T into out. The bigger-K reductions of backward (dA, dB) go to
- * cuBLAS. Not the "one GEMM over K+R" fusion of DESIGN.md: that is a measured
- * follow-up.
+ * cuBLAS. Under model.precision bf16 the up-projection has no kernel of its
+ * own: lora_down_bf16 reads the input once for every linear of a group (q, k,
+ * v) and writes each one's [bf16(x) | bf16(scale u)], and the base GEMM runs
+ * over K + R columns, [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is
+ * written once.
  *
  * Row-major X[r,c] is column-major X^T, so every cuBLAS call below computes the
  * transpose of the row-major formula in its comment. */
@@ -143,27 +146,108 @@ void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float
     }
 }
 
-/* model.precision bf16: the same products on tensor cores, the activation rounded to bf16
- * into scratch first (A and B of cublasGemmEx share one type). */
-void cuda_matmul_forward_bf16(float *out, const float *inp, const uint16_t *weight,
-                              const float *bias, float *scratch, int N, int C, int OC) {
+/* model.precision bf16: the same products on tensor cores, on operands already in bf16 (the
+ * model rounds the activation once per group, lora_down_bf16 or dequantize_rows_bf16); the
+ * scratch is the CPU's. */
+void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
+                              int ldw, const float *bias, float *scratch, int N, int C, int OC) {
+    (void)scratch;
     if (N <= 0 || OC <= 0) return;
-    __nv_bfloat16 *x = (__nv_bfloat16 *)scratch;
-    cuda_round_bf16(x, inp, (size_t)N * C);
-    cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, (const __nv_bfloat16 *)weight, C, x, C,
-                   0.0f, out, OC);
+    cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, (const __nv_bfloat16 *)weight, ldw,
+                   (const __nv_bfloat16 *)inp, ldi, 0.0f, out, OC);
     if (!bias) return;
     bias_add_kernel<<<cuda_blocks((size_t)N * OC, CUDA_THREADS), CUDA_THREADS>>>(out, bias, N, OC);
     CUDA_LAUNCHED("matmul_forward_bf16 (bias)");
 }
 
-void cuda_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight,
+/* dout rounded to bf16 into scratch first (A and B of cublasGemmEx share one type). */
+void cuda_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight, int ldw,
                                float *scratch, int N, int C, int OC) {
     if (N <= 0 || C <= 0 || OC <= 0) return;
     __nv_bfloat16 *d = (__nv_bfloat16 *)scratch;
-    cuda_round_bf16(d, dout, (size_t)N * OC);
-    cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, (const __nv_bfloat16 *)weight, C, d,
+    cuda_round_bf16(d, OC, dout, N, OC);
+    cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, (const __nv_bfloat16 *)weight, ldw, d,
                    OC, 1.0f, dinp, C);
+}
+
+/* lora_down_bf16's linears, by value: each one's A [R,K], saved u [N,R] and dropout seed. */
+struct LoraGroup {
+    const float *A[OPS_LORA_GROUP_MAX];
+    float *u[OPS_LORA_GROUP_MAX];
+    uint64_t seed[OPS_LORA_GROUP_MAX];
+    int n;
+};
+
+/* One warp per row x of X [N,K]: for each linear j of g, u_j = drop_j(x) A_j^T in chunks of RMAX
+ * outputs (registers, reduced once), saved in f32 and appended to copy j of xb [N, K+R] as
+ * bf16(scale u_j); the first chunk also writes bf16(x) into every copy. Only that first pass
+ * reads the row from memory: the others find it in cache. */
+template <int RMAX>
+__global__ void __launch_bounds__(ROW_WARPS * 32)
+    lora_down_bf16_kernel(__nv_bfloat16 *xb, LoraGroup g, const float *X, float scale, float p,
+                          int N, int K, int R) {
+    int lane = threadIdx.x & 31;
+    size_t ld = (size_t)K + R;
+    WARP_ROWS(n, N) {
+        for (int j = 0; j < g.n; j++)
+            for (int r0 = 0; r0 < R; r0 += RMAX) {
+                float acc[RMAX];
+#pragma unroll
+                for (int r = 0; r < RMAX; r++) acc[r] = 0.0f;
+                for (int k = lane; k < K; k += 32) {
+                    size_t idx = n * K + k;
+                    float x = X[idx];
+                    if (j == 0 && r0 == 0)
+                        for (int c = 0; c < g.n; c++)
+                            xb[(c * (size_t)N + n) * ld + k] = __float2bfloat16(x);
+                    x *= rng_dropout_scale(g.seed[j], idx, p);
+                    const float *a = g.A[j] + (size_t)r0 * K + k;
+#pragma unroll
+                    for (int r = 0; r < RMAX; r++)
+                        if (r0 + r < R) acc[r] += x * a[(size_t)r * K];
+                }
+#pragma unroll
+                for (int r = 0; r < RMAX; r++)
+                    if (r0 + r < R) {
+                        float s = warp_sum(acc[r]);
+                        if (lane != (r & 31)) continue;
+                        g.u[j][n * R + r0 + r] = s;
+                        xb[(j * (size_t)N + n) * ld + K + r0 + r] = __float2bfloat16(scale * s);
+                    }
+            }
+    }
+}
+
+template <int RMAX>
+static void launch_lora_down_bf16(__nv_bfloat16 *xb, const LoraGroup &g, const float *X,
+                                  float scale, float p, int N, int K, int R) {
+    lora_down_bf16_kernel<RMAX>
+        <<<cuda_blocks((size_t)N, ROW_WARPS), ROW_WARPS * 32>>>(xb, g, X, scale, p, N, K, R);
+}
+
+/* The scratch is the CPU's (its dropped input). */
+void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
+                         const uint64_t *seeds, int n, const float *inp, float scale, float p,
+                         float *scratch, int N, int C, int R) {
+    (void)scratch;
+    if (N <= 0 || n <= 0 || R <= 0) return;
+    if (n > OPS_LORA_GROUP_MAX) {
+        CUDA_FAIL("lora_down_bf16: more linears than OPS_LORA_GROUP_MAX");
+        return;
+    }
+    LoraGroup g = {};
+    g.n = n;
+    for (int j = 0; j < n; j++) g.A[j] = A[j], g.u[j] = u[j], g.seed[j] = seeds[j];
+    __nv_bfloat16 *x = (__nv_bfloat16 *)xb;
+    if (R <= 8)
+        launch_lora_down_bf16<8>(x, g, inp, scale, p, N, C, R);
+    else if (R <= 16)
+        launch_lora_down_bf16<16>(x, g, inp, scale, p, N, C, R);
+    else if (R <= 32)
+        launch_lora_down_bf16<32>(x, g, inp, scale, p, N, C, R);
+    else
+        launch_lora_down_bf16<64>(x, g, inp, scale, p, N, C, R);
+    CUDA_LAUNCHED("lora_down_bf16");
 }
 
 /* out[N,OC] += scale * u @ B^T, u[N,R] = drop(inp)[N,C] @ A[R,C]^T (saved) */

@@ -18,6 +18,7 @@
 typedef struct Layer {
     Linear q, k, v, o, ffn_in, ffn_out;
     Norm ln_attn, ln_ffn;
+    Linear *qkv[3]; /* q, k, v: they read the same x (linear_forward_group) */
 } Layer;
 
 /* Activations of one layer kept for backward; a buffer backward does not need points at a
@@ -104,6 +105,8 @@ static int bert_build(Model *m, LfError *err) {
         model_linear(m, &L->q, names[0], C, C, 1);
         model_linear(m, &L->k, names[1], C, C, 1);
         model_linear(m, &L->v, names[2], C, C, 1);
+        L->qkv[0] = &L->q, L->qkv[1] = &L->k, L->qkv[2] = &L->v;
+        model_share_input(L->qkv, 3);
         model_linear(m, &L->o, names[3], C, C, 1);
         model_norm(m, &L->ln_attn, names[6], C, 1);
         model_linear(m, &L->ffn_in, names[4], C, F, 1);
@@ -235,9 +238,9 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     LayerActs *a = &bert(m)->acts[l];
     int N = m->B * m->T, F = c->ffn_size;
     size_t NC = (size_t)N * c->hidden_size;
-    linear_forward(m, &Ly->q, a->q, a->x, N, d.lora, model_site(seed, l, SITE_Q));
-    linear_forward(m, &Ly->k, a->k, a->x, N, d.lora, model_site(seed, l, SITE_K));
-    linear_forward(m, &Ly->v, a->v, a->x, N, d.lora, model_site(seed, l, SITE_V));
+    uint64_t sites[3];
+    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->x, N, d.lora,
+                         model_sites(sites, 3, seed, l, SITE_Q));
     attention_forward(m, a, d, model_site(seed, l, SITE_ATT));
     linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
     float po = attn_out_dropout(m, d);
@@ -295,9 +298,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(b->d_v, bytes);
     attention_backward(m, a, d, model_site(seed, l, SITE_ATT));
     if (dx) o->axpy(dx, b->d_r, 1.0f, NC);
-    linear_backward(m, &Ly->q, dx, b->d_q, a->x, N, d.lora, model_site(seed, l, SITE_Q));
-    linear_backward(m, &Ly->k, dx, b->d_k, a->x, N, d.lora, model_site(seed, l, SITE_K));
-    linear_backward(m, &Ly->v, dx, b->d_v, a->x, N, d.lora, model_site(seed, l, SITE_V));
+    uint64_t sites[3];
+    linear_backward_group(m, Ly->qkv, dx, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3, a->x,
+                          N, d.lora, model_sites(sites, 3, seed, l, SITE_Q));
 }
 
 static void head_forward(Model *m, Drop d, uint64_t seed) {

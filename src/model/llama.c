@@ -20,6 +20,7 @@ typedef struct Layer {
     Linear q, k, v, o;
     Norm ln_ffn;
     Linear gate, up, down;
+    Linear *qkv[3], *gate_up[2]; /* the linears that read one input (linear_forward_group) */
 } Layer;
 
 /* What one layer keeps for backward (when backward reaches it). q and k hold the rotated
@@ -88,6 +89,10 @@ static int llama_build(Model *m, LfError *err) {
         model_linear(m, &L->up, MODULE("mlp.up_proj"), C, F, 0);
         model_linear(m, &L->down, MODULE("mlp.down_proj"), F, C, 0);
 #undef MODULE
+        L->qkv[0] = &L->q, L->qkv[1] = &L->k, L->qkv[2] = &L->v;
+        L->gate_up[0] = &L->gate, L->gate_up[1] = &L->up;
+        model_share_input(L->qkv, 3);
+        model_share_input(L->gate_up, 2);
     }
     model_norm(m, &b->ln_f, "model.norm", C, 0);
     m->cfg.score_head = m->spec.task == TASK_REWARD; /* what a merged model's config says */
@@ -194,8 +199,9 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     o->add(a->a, a->a, a->x, NC);
     o->rmsnorm_forward(a->n2, a->rstd2, a->a, Ly->ln_ffn.w->value, c->layer_norm_eps, N,
                        c->hidden_size);
-    linear_forward(m, &Ly->gate, a->gate, a->n2, N, d.lora, model_site(seed, l, SITE_GATE));
-    linear_forward(m, &Ly->up, a->up, a->n2, N, d.lora, model_site(seed, l, SITE_UP));
+    uint64_t s[2];
+    linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,
+                         model_sites(s, 2, seed, l, SITE_GATE));
     o->swiglu_forward(a->act, a->gate, a->up, NF);
     linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(seed, l, SITE_DOWN));
     o->add(a->out, a->out, a->a, NC);
@@ -210,9 +216,9 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, HS = head_size(m);
     int NH = c->num_heads, NKV = c->num_kv_heads;
     o->rmsnorm_forward(a->n1, a->rstd1, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, N, C);
-    linear_forward(m, &Ly->q, a->q, a->n1, N, d.lora, model_site(seed, l, SITE_Q));
-    linear_forward(m, &Ly->k, a->k, a->n1, N, d.lora, model_site(seed, l, SITE_K));
-    linear_forward(m, &Ly->v, a->v, a->n1, N, d.lora, model_site(seed, l, SITE_V));
+    uint64_t s[3];
+    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
+                         model_sites(s, 3, seed, l, SITE_Q));
     o->rope_forward(a->q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_forward(a->k, NULL, c->rope_theta, B, T, NKV, HS);
     o->attention_forward(a->ctx, a->lse, a->q, a->k, a->v, m->mask, 1, d.attention,
@@ -233,9 +239,8 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     float *k_new = k + (size_t)pos0 * NKV * HS, *v_new = v + (size_t)pos0 * NKV * HS;
     const int32_t *pos = m->positions + pos0;
     o->rmsnorm_forward(a->n1, a->rstd1, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, n, C);
-    linear_forward(m, &Ly->q, a->q, a->n1, n, 0.0f, 0);
-    linear_forward(m, &Ly->k, k_new, a->n1, n, 0.0f, 0);
-    linear_forward(m, &Ly->v, v_new, a->n1, n, 0.0f, 0);
+    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, k_new, v_new}, 3, a->n1, n, 0.0f,
+                         (const uint64_t[]){0, 0, 0});
     o->rope_forward(a->q, pos, c->rope_theta, 1, n, NH, HS);
     o->rope_forward(k_new, pos, c->rope_theta, 1, n, NKV, HS);
     o->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NKV, HS);
@@ -259,8 +264,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(b->d_u, NF * F4);
     o->swiglu_backward(b->d_g, b->d_u, b->d_f, a->gate, a->up, NF);
     o->zero(b->d_n, NC * F4);
-    linear_backward(m, &Ly->gate, b->d_n, b->d_g, a->n2, N, d.lora, model_site(seed, l, SITE_GATE));
-    linear_backward(m, &Ly->up, b->d_n, b->d_u, a->n2, N, d.lora, model_site(seed, l, SITE_UP));
+    uint64_t s[3];
+    linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
+                          N, d.lora, model_sites(s, 2, seed, l, SITE_GATE));
     o->zero(b->d_a, NC * F4);
     o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     o->rmsnorm_backward(b->d_a, Ly->ln_ffn.w->grad, b->d_n, a->a, Ly->ln_ffn.w->value, a->rstd2, N,
@@ -277,9 +283,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->rope_backward(b->d_q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
     o->zero(b->d_n, NC * F4);
-    linear_backward(m, &Ly->q, b->d_n, b->d_q, a->n1, N, d.lora, model_site(seed, l, SITE_Q));
-    linear_backward(m, &Ly->k, b->d_n, b->d_k, a->n1, N, d.lora, model_site(seed, l, SITE_K));
-    linear_backward(m, &Ly->v, b->d_n, b->d_v, a->n1, N, d.lora, model_site(seed, l, SITE_V));
+    linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
+                          a->n1, N, d.lora, model_sites(s, 3, seed, l, SITE_Q));
     if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
     o->rmsnorm_backward(dx, Ly->ln_attn.w->grad, b->d_n, a->x, Ly->ln_attn.w->value, a->rstd1, N,
                         C);

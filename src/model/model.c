@@ -299,12 +299,32 @@ static float *load_dst(const Loader *ld, const Param *p) {
     return p->packed ? ld->f32 : ld->host + (p->value - ld->m->values);
 }
 
+/* Bytes of one row of a packed weight's values (without room for B). */
+static size_t packed_row_bytes(const Param *p) {
+    return (size_t)p->shape[1] / quant_block_elems(p->dtype) * quant_block_bytes(p->dtype);
+}
+
+/* Uploads a packed weight from its rows, back to back at src; rows with room for B are spread
+ * out in ld->bytes first, the room zeroed (linear_forward writes B there). */
+static void upload_packed(const Loader *ld, const Param *p, const void *src) {
+    if (p->lora_cols) {
+        size_t row = packed_row_bytes(p), stride = p->packed_bytes / p->shape[0];
+        if (src != ld->bytes) memcpy(ld->bytes, src, p->shape[0] * row);
+        for (size_t r = p->shape[0]; r-- > 0;) {
+            memmove(ld->bytes + r * stride, ld->bytes + r * row, row);
+            memset(ld->bytes + r * stride + row, 0, stride - row);
+        }
+        src = ld->bytes;
+    }
+    ld->m->ops->upload(p->packed, src, p->packed_bytes);
+}
+
 /* A packed weight's f32 values (in ld->f32), rounded to its type and uploaded. */
 static int load_store(const Loader *ld, const Param *p, LfError *err) {
     if (!p->packed) return 0;
     if (quant_quantize(p->dtype, ld->f32, p->numel, ld->bytes, err))
         return lf_wrap(err, "%s", p->name);
-    ld->m->ops->upload(p->packed, ld->bytes, p->packed_bytes);
+    upload_packed(ld, p, ld->bytes);
     return 0;
 }
 
@@ -313,18 +333,18 @@ static int load_blocks(const Loader *ld, const Param *p, const Gguf *g, const Gg
                        GgufFix fix, int heads, LfError *err) {
     int64_t shape[GGUF_MAX_DIMS];
     if (gguf_shape_hf(t, shape) != 2 || shape[0] != p->shape[0] || shape[1] != p->shape[1] ||
-        t->nbytes != p->packed_bytes)
+        t->nbytes != p->shape[0] * packed_row_bytes(p))
         return lf_fail(err, "%s: tensor '%s' is not the [%lld, %lld] %s matrix of %s", g->path,
                        t->name, (long long)p->shape[0], (long long)p->shape[1],
                        quant_type_name(p->dtype), p->name);
     const void *rows = t->data;
     if (fix == GGUF_FIX_UNPERMUTE_Q || fix == GGUF_FIX_UNPERMUTE_K) {
-        if (gguf_unpermute_packed_rows(t->data, ld->bytes, p->shape[0],
-                                       p->packed_bytes / p->shape[0], heads, err))
+        if (gguf_unpermute_packed_rows(t->data, ld->bytes, p->shape[0], packed_row_bytes(p), heads,
+                                       err))
             return -1;
         rows = ld->bytes;
     }
-    ld->m->ops->upload(p->packed, rows, p->packed_bytes);
+    upload_packed(ld, p, rows);
     return 0;
 }
 
@@ -479,12 +499,35 @@ static size_t max_size(size_t a, size_t b) {
     return a > b ? a : b;
 }
 
+/* precision bf16: a packed weight runs on bf16 tensor cores (dtype, not packed: this also
+ * decides the storage, before the weights are allocated). */
+static int bf16_gemm(const Model *m, const Linear *l) {
+    return l->w->dtype != GGML_F32 && m->spec.precision == PRECISION_BF16;
+}
+
+/* precision bf16 runs an adapted linear's up-projection inside its base GEMM, one GEMM over
+ * in + R columns: [x | s u] [W | B]^T. Its weight's rows (a BF16 weight's stored rows, or a
+ * q weight dequantised into scratch) are in + R values apart, B's bf16 after W's. */
+static int fused_lora(const Model *m, const Linear *l) {
+    return l->lora && bf16_gemm(m, l);
+}
+
+static int weight_ld(const Model *m, const Linear *l) {
+    return l->in + (fused_lora(m, l) ? m->spec.r : 0);
+}
+
 /* The scratch a packed weight's GEMM over N rows needs: the weight dequantised to f32, or
- * under precision bf16 the bf16 GEMM's, after the weight dequantised to bf16 unless stored so. */
+ * under precision bf16 the bf16 GEMM's, after the weight dequantised to bf16 unless stored so,
+ * and forward, before them, the bf16 copies of the input of its group (linear_forward_bf16),
+ * then also the down-projections' scratch. */
 static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
-    if (m->spec.precision != PRECISION_BF16) return ops_dequantize_scratch(l->out, l->in);
-    return (l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(l->out, l->in)) +
-           ops_matmul_bf16_scratch(N, l->in, l->out);
+    if (!bf16_gemm(m, l)) return ops_dequantize_scratch(l->out, l->in);
+    size_t C = l->in, R = m->spec.strategy == STRATEGY_LORA ? m->spec.r : 0, ld = weight_ld(m, l);
+    size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(l->out, ld);
+    size_t backward = w + ops_matmul_bf16_scratch(N, C, l->out);
+    size_t gemm = max_size(w + ops_matmul_bf16_scratch(N, ld, l->out), ops_lora_scratch(N, C, R));
+    size_t copies = ops_lora_copies_scratch(l->group > 1 ? l->group : 1, N, C, R);
+    return max_size(backward, copies + gemm);
 }
 
 /* The largest op scratch any op of this model asks for (ops.h's contract); every linear is
@@ -654,6 +697,9 @@ static int choose_storage(Model *m, const char *dir, LfError *err) {
 
 /* Allocates the f32 values and the packed weights and points every parameter into them. */
 static int allocate_values(Model *m, LfError *err) {
+    for (int i = 0; i < m->n_linears; i++)
+        if (fused_lora(m, m->linears[i]) && m->linears[i]->w->dtype == GGML_BF16)
+            m->linears[i]->w->lora_cols = m->spec.r;
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         if (p->dtype == GGML_F32) {
@@ -664,7 +710,7 @@ static int allocate_values(Model *m, LfError *err) {
         if (p->shape[1] % be)
             return lf_fail(err, "%s: %lld columns are not whole %s blocks of %d", p->name,
                            (long long)p->shape[1], quant_type_name(p->dtype), be);
-        p->packed_bytes = (size_t)p->shape[0] * (p->shape[1] / be) * quant_block_bytes(p->dtype);
+        p->packed_bytes = (size_t)p->shape[0] * (packed_row_bytes(p) + 2 * (size_t)p->lora_cols);
         m->n_packed_bytes += (p->packed_bytes + 63) & ~(size_t)63;
     }
     m->values = m->ops->alloc(m->n_values * sizeof(float));
@@ -855,6 +901,11 @@ uint64_t model_site(uint64_t seed, int layer, int which) {
     return rng_hash(seed, (uint64_t)layer * 16 + (uint64_t)which);
 }
 
+const uint64_t *model_sites(uint64_t *s, int n, uint64_t seed, int layer, int first) {
+    for (int i = 0; i < n; i++) s[i] = model_site(seed, layer, first + i);
+    return s;
+}
+
 /* l's weight as f32 for one GEMM: its values, or its packed rows dequantised into the op
  * scratch, which is free again once the GEMM is done (the LoRA branch after it reuses it). */
 static const float *base_weight(Model *m, const Linear *l) {
@@ -863,35 +914,91 @@ static const float *base_weight(Model *m, const Linear *l) {
     return m->scratch;
 }
 
-/* precision bf16: a packed weight runs on bf16 tensor cores. */
-static int bf16_gemm(const Model *m, const Linear *l) {
-    return l->w->packed && m->spec.precision == PRECISION_BF16;
+/* l's packed weight as bf16, rows weight_ld apart: its values (BF16), or its blocks dequantised
+ * to bf16 at *scratch, which then moves past them (the GEMM's scratch begins there). */
+static uint16_t *bf16_weight(Model *m, const Linear *l, float **scratch) {
+    if (l->w->dtype == GGML_BF16) return l->w->packed;
+    uint16_t *w = (uint16_t *)*scratch;
+    int ld = weight_ld(m, l);
+    m->ops->dequantize_rows_bf16(w, l->w->packed, l->w->dtype, 0, l->out, l->in, ld);
+    *scratch += ops_dequantize_bf16_scratch(l->out, ld);
+    return w;
 }
 
-/* l's packed weight as bf16: its values (BF16), or its blocks dequantised to bf16 at the start
- * of the op scratch; *gemm_scratch is where the bf16 GEMM's scratch begins. */
-static const uint16_t *bf16_weight(Model *m, const Linear *l, float **gemm_scratch) {
-    *gemm_scratch = m->scratch;
-    if (l->w->dtype == GGML_BF16) return l->w->packed;
-    m->ops->dequantize_rows_bf16((uint16_t *)m->scratch, l->w->packed, l->w->dtype, 0, l->out,
-                                 l->in);
-    *gemm_scratch += ops_dequantize_bf16_scratch(l->out, l->in);
-    return (const uint16_t *)m->scratch;
+static int adapted(const Model *m, const Linear *l) {
+    return l->lora && !m->adapters_off;
+}
+
+static void linear_forward_f32(Model *m, Linear *l, float *out, const float *inp, int N, float p,
+                               uint64_t seed) {
+    const Ops *o = m->ops;
+    o->matmul_forward(out, inp, base_weight(m, l), l->b ? l->b->value : NULL, N, l->in, l->out);
+    if (adapted(m, l))
+        o->lora_forward(out, l->lora->u, inp, l->lora->A->value, l->lora->B->value, l->lora->scale,
+                        p, seed, m->scratch, N, l->in, l->out, m->spec.r);
+}
+
+/* n bf16 linears of one input: the adapted ones' down-projections and the input's bf16 copies
+ * (one per adapted linear, [x | s u], or one plain [x]) from one read of inp, then each GEMM on
+ * its copy; an adapted linear's refreshes its B columns first (bf16 of the f32 B the optimizer
+ * updates: [out,R] values, against the [N,out] read and write of a separate up-projection). */
+static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs, int n,
+                                const float *inp, int N, float p, const uint64_t *seeds) {
+    const Ops *o = m->ops;
+    int C = ls[0]->in, R = m->spec.r, na = 0;
+    float *u[OPS_LORA_GROUP_MAX], scale = 0;
+    const float *A[OPS_LORA_GROUP_MAX];
+    uint64_t sd[OPS_LORA_GROUP_MAX];
+    for (int i = 0; i < n; i++)
+        if (adapted(m, ls[i])) {
+            const Lora *lo = ls[i]->lora;
+            u[na] = lo->u, A[na] = lo->A->value, sd[na++] = seeds[i], scale = lo->scale;
+        }
+    int ldx = C + (na ? R : 0);
+    uint16_t *xb = (uint16_t *)m->scratch;
+    float *rest = m->scratch + ops_lora_copies_scratch(na ? na : 1, N, C, na ? R : 0);
+    if (na)
+        o->lora_down_bf16(xb, u, A, sd, na, inp, scale, p, rest, N, C, R);
+    else
+        o->dequantize_rows_bf16(xb, inp, GGML_F32, 0, N, C, C);
+    for (int i = 0, j = 0; i < n; i++) {
+        const Linear *l = ls[i];
+        int a = adapted(m, l);
+        int ldw = weight_ld(m, l);
+        float *scratch = rest;
+        uint16_t *W = bf16_weight(m, l, &scratch);
+        if (a) o->dequantize_rows_bf16(W + C, l->lora->B->value, GGML_F32, 0, l->out, R, ldw);
+        o->matmul_forward_bf16(outs[i], xb + (size_t)(a ? j++ : 0) * N * ldx, ldx, W, ldw,
+                               l->b ? l->b->value : NULL, scratch, N, C + (a ? R : 0), l->out);
+    }
+}
+
+void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n, const float *inp,
+                          int N, float p, const uint64_t *seeds) {
+    int size = ls[0]->group > 1 ? ls[0]->group : 1;
+    if (n > size) { /* an undeclared group: in pieces the scratch holds */
+        for (int i = 0; i < n; i += size)
+            linear_forward_group(m, ls + i, outs + i, n - i < size ? n - i : size, inp, N, p,
+                                 seeds + i);
+        return;
+    }
+    Linear *bf[OPS_LORA_GROUP_MAX];
+    float *bf_outs[OPS_LORA_GROUP_MAX];
+    uint64_t bf_seeds[OPS_LORA_GROUP_MAX];
+    int nb = 0;
+    for (int i = 0; i < n; i++) {
+        if (!bf16_gemm(m, ls[i])) {
+            linear_forward_f32(m, ls[i], outs[i], inp, N, p, seeds[i]);
+            continue;
+        }
+        bf[nb] = ls[i], bf_outs[nb] = outs[i], bf_seeds[nb++] = seeds[i];
+    }
+    if (nb) linear_forward_bf16(m, bf, bf_outs, nb, inp, N, p, bf_seeds);
 }
 
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                     uint64_t seed) {
-    const Ops *o = m->ops;
-    const float *bias = l->b ? l->b->value : NULL;
-    if (bf16_gemm(m, l)) {
-        float *scratch;
-        const uint16_t *W = bf16_weight(m, l, &scratch);
-        o->matmul_forward_bf16(out, inp, W, bias, scratch, N, l->in, l->out);
-    } else
-        o->matmul_forward(out, inp, base_weight(m, l), bias, N, l->in, l->out);
-    if (l->lora && !m->adapters_off)
-        o->lora_forward(out, l->lora->u, inp, l->lora->A->value, l->lora->B->value, l->lora->scale,
-                        p, seed, m->scratch, N, l->in, l->out, m->spec.r);
+    linear_forward_group(m, &l, &out, 1, inp, N, p, &seed);
 }
 
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
@@ -902,14 +1009,23 @@ void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const 
         o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, l->in,
                            l->out);
     } else if (dinp) { /* packed, so frozen: no dW, no dbias (packable) */
-        float *scratch;
+        float *scratch = m->scratch;
         const uint16_t *W = bf16_weight(m, l, &scratch);
-        o->matmul_backward_bf16(dinp, dout, W, scratch, N, l->in, l->out);
+        o->matmul_backward_bf16(dinp, dout, W, weight_ld(m, l), scratch, N, l->in, l->out);
     }
     if (l->lora)
         o->lora_backward(dinp, l->lora->A->grad, l->lora->B->grad, dout, inp, l->lora->u,
                          l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed, m->scratch,
                          N, l->in, l->out, m->spec.r);
+}
+
+void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,
+                           int n, const float *inp, int N, float p, const uint64_t *seeds) {
+    for (int i = 0; i < n; i++) linear_backward(m, ls[i], dinp, douts[i], inp, N, p, seeds[i]);
+}
+
+void model_share_input(Linear *const *ls, int n) {
+    for (int i = 0; i < n; i++) ls[i]->group = n;
 }
 
 const float *dropout_grad(Model *m, float *scratch, const float *g, float p, uint64_t seed,
@@ -1084,8 +1200,10 @@ static int unpack_to_host(Model *m, float *out, float **slot, LfError *err) {
     for (int i = 0; i < m->n_params; i++) {
         const Param *p = &m->params[i];
         if (!p->packed) continue;
-        quant_dequantize(p->dtype, bytes + ((uint8_t *)p->packed - (uint8_t *)m->packed), out,
-                         (int64_t)p->numel);
+        const uint8_t *src = bytes + ((uint8_t *)p->packed - (uint8_t *)m->packed);
+        size_t stride = p->packed_bytes / p->shape[0]; /* past the room for B, if any */
+        for (int64_t r = 0; r < p->shape[0]; r++)
+            quant_dequantize(p->dtype, src + r * stride, out + r * p->shape[1], p->shape[1]);
         slot[i] = out;
         out += p->numel;
     }

@@ -355,34 +355,42 @@ static void test_dequantize(int type, int total, int cols, int row0, int rows) {
     pairs_free();
 }
 
-/* The same rows as bf16, bit for bit (the CPU rounds quant.c's decode to nearest even). The
- * halves are compared two at a time, as floats' bits. */
-static void test_dequantize_bf16(int type, int total, int cols, int row0, int rows) {
+/* The same rows as bf16, bit for bit (the CPU rounds quant.c's decode to nearest even), rows ld
+ * apart (the gaps stay zero). The halves are compared two at a time, as floats' bits. */
+static void test_dequantize_bf16(int type, int total, int cols, int row0, int rows, int ld) {
     Pair *w = pair_packed(type, total, cols);
-    Pair *out = pair_new((size_t)rows * cols * sizeof(uint16_t));
-    BACKENDS(b, o) o->dequantize_rows_bf16(out->mem[b], w->mem[b], type, row0, rows, cols);
-    NAME("dequantize_rows_bf16 %s [%d,%d] rows %d..%d", quant_type_name(type), total, cols, row0,
-         row0 + rows);
+    Pair *out = pair_new((size_t)rows * ld * sizeof(uint16_t));
+    BACKENDS(b, o) o->dequantize_rows_bf16(out->mem[b], w->mem[b], type, row0, rows, cols, ld);
+    NAME("dequantize_rows_bf16 %s [%d,%d] rows %d..%d ld %d", quant_type_name(type), total, cols,
+         row0, row0 + rows, ld);
     compare("out", out, EXACT);
     pairs_free();
 }
 
-/* model.precision bf16: out = bf16(x) W^T + bias, dinp += bf16(dout) W with a bf16 W. */
-static void test_matmul_bf16(int N, int C, int OC, int with_bias) {
-    uint16_t *h = malloc((size_t)OC * C * sizeof *h);
-    for (size_t i = 0; i < (size_t)OC * C; i++)
-        h[i] = f32_to_bf16(2.0f * rng_next_uniform(&rng) - 1.0f);
-    Pair *W = pair_upload(h, (size_t)OC * C * sizeof *h);
+/* rows x ld random bf16 values in [-amp, amp) */
+static Pair *pair_bf16(size_t rows, size_t ld, float amp) {
+    uint16_t *h = malloc(rows * ld * sizeof *h);
+    for (size_t i = 0; i < rows * ld; i++)
+        h[i] = f32_to_bf16(amp * (2.0f * rng_next_uniform(&rng) - 1.0f));
+    Pair *p = pair_upload(h, rows * ld * sizeof *h);
     free(h);
-    Pair *x = pair_random((size_t)N * C, 1.0f), *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
+    return p;
+}
+
+/* model.precision bf16: out = x W^T + bias with bf16 x and W, dinp += bf16(dout) W; rows of x
+ * and W ldx and ldw apart (what lies between must not count: random values). */
+static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int ldw) {
+    Pair *W = pair_bf16(OC, ldw, 1.0f), *x = pair_bf16(N, ldx, 1.0f);
+    Pair *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
     Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
     Pair *dx = pair_random((size_t)N * C, 1.0f);
     Pair *scratch = pair_new(ops_matmul_bf16_scratch(N, C, OC) * sizeof(float));
     BACKENDS(w, o) {
-        o->matmul_forward_bf16(F(out, w), F(x, w), W->mem[w], F(bias, w), F(scratch, w), N, C, OC);
-        o->matmul_backward_bf16(F(dx, w), F(dout, w), W->mem[w], F(scratch, w), N, C, OC);
+        o->matmul_forward_bf16(F(out, w), x->mem[w], ldx, W->mem[w], ldw, F(bias, w), F(scratch, w),
+                               N, C, OC);
+        o->matmul_backward_bf16(F(dx, w), F(dout, w), W->mem[w], ldw, F(scratch, w), N, C, OC);
     }
-    NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d", N, C, OC, with_bias);
+    NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d ldx=%d ldw=%d", N, C, OC, with_bias, ldx, ldw);
     compare("out", out, GEMM_TOL);
     compare("dinp", dx, GEMM_TOL);
     pairs_free();
@@ -427,6 +435,70 @@ static void compare_scaled(const char *tensor, const Pair *p, double frac) {
     for (size_t i = 0; i < n; i++) mx = fabs(a[i]) > mx ? fabs(a[i]) : mx;
     free(a);
     compare(tensor, p, frac * mx, 0.0);
+}
+
+/* bf16 values: equal, except that a value rounded from an f32 that the backends' summation
+ * orders left a bit apart may land one bf16 step away (2^-7 relative at most). */
+static void compare_bf16(const char *tensor, const Pair *p) {
+    size_t n = p->bytes / sizeof(uint16_t), bad = 0, inexact = 0;
+    uint16_t *a = malloc(p->bytes), *b = malloc(p->bytes);
+    ref->download(a, p->mem[0], p->bytes);
+    dut->download(b, p->mem[1], p->bytes);
+    status_ok();
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] == b[i]) continue;
+        inexact++;
+        double x = bf16_to_f32(a[i]), y = bf16_to_f32(b[i]);
+        bad += !(fabs(x - y) <= fabs(x) / 128);
+    }
+    printf("%-58s %-6s n=%-8zu %zu one bf16 step apart\n", op_name, tensor, n, inexact);
+    if (bad) fprintf(stderr, "  %s: %s: %zu of %zu values off\n", op_name, tensor, bad, n);
+    CHECK(bad == 0);
+    free(a);
+    free(b);
+}
+
+/* ---- LoRA fused into the bf16 GEMM (model.precision bf16) ----
+ * n linears of one input x [N,C], each with its own A, B and dropout seed, as linear_forward runs
+ * them: lora_down_bf16 (u, and x's copies [bf16(x) | bf16(scale u)]), each B rounded into the
+ * last R columns of its weight [W | B] (dequantize_rows_bf16 of f32 rows, ld C+R), then one GEMM
+ * over C+R columns: out = x W^T + scale u B^T. u within GEMM_TOL, the copies as compare_bf16
+ * says, out within 1e-3 of its largest value (a u value rounded one bf16 step apart on the two
+ * backends moves out by 2^-8 of that one term). */
+static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
+    int ld = C + R;
+    float scale = 2.0f / R;
+    Pair *x = pair_random((size_t)N * C, 1.0f), *xb = pair_new((size_t)n * N * ld * 2);
+    Pair *scratch = pair_new(ops_lora_scratch(N, C, R) * sizeof(float));
+    Pair *gemm_scratch = pair_new(ops_matmul_bf16_scratch(N, ld, OC) * sizeof(float));
+    Pair *A[OPS_LORA_GROUP_MAX], *u[OPS_LORA_GROUP_MAX], *Bw[OPS_LORA_GROUP_MAX];
+    Pair *W[OPS_LORA_GROUP_MAX], *out[OPS_LORA_GROUP_MAX];
+    uint64_t seeds[OPS_LORA_GROUP_MAX];
+    for (int j = 0; j < n; j++) {
+        A[j] = pair_random((size_t)R * C, 0.5f), Bw[j] = pair_random((size_t)OC * R, 0.5f);
+        u[j] = pair_new((size_t)N * R * sizeof(float)), W[j] = pair_bf16(OC, ld, 1.0f);
+        out[j] = pair_new((size_t)N * OC * sizeof(float)), seeds[j] = 77 + 13 * j;
+    }
+    BACKENDS(w, o) {
+        float *us[OPS_LORA_GROUP_MAX];
+        const float *As[OPS_LORA_GROUP_MAX];
+        for (int j = 0; j < n; j++) us[j] = F(u[j], w), As[j] = F(A[j], w);
+        o->lora_down_bf16(xb->mem[w], us, As, seeds, n, F(x, w), scale, p, F(scratch, w), N, C, R);
+        for (int j = 0; j < n; j++) {
+            uint16_t *Wj = W[j]->mem[w];
+            o->dequantize_rows_bf16(Wj + C, F(Bw[j], w), GGML_F32, 0, OC, R, ld);
+            o->matmul_forward_bf16(F(out[j], w), (uint16_t *)xb->mem[w] + (size_t)j * N * ld, ld,
+                                   Wj, ld, NULL, F(gemm_scratch, w), N, ld, OC);
+        }
+    }
+    NAME("lora_down_bf16 + fused GEMM N=%d C=%d OC=%d R=%d n=%d p=%.1f", N, C, OC, R, n, p);
+    compare_bf16("xb", xb);
+    for (int j = 0; j < n; j++) {
+        compare("u", u[j], GEMM_TOL);
+        compare_bf16("[W|B]", W[j]);
+        compare_scaled("out", out[j], 1e-3);
+    }
+    pairs_free();
 }
 
 /* ---- attention ---- */
@@ -962,17 +1034,25 @@ int main(void) {
         test_dequantize(packed[t], 3, 512, 0, 3);
         test_dequantize(packed[t], 7, 768, 2, 4);  /* rows from the middle */
         test_dequantize(packed[t], 9, 1280, 3, 5); /* an odd count from row 3: 5 K blocks a row */
-        test_dequantize_bf16(packed[t], 7, 768, 2, 4);
-        test_dequantize_bf16(packed[t], 3, 512, 0, 3);
-        test_dequantize_bf16(packed[t], 9, 1280, 3, 5);
+        test_dequantize_bf16(packed[t], 7, 768, 2, 4, 768);
+        test_dequantize_bf16(packed[t], 3, 512, 0, 3, 512 + 8); /* room for B, r 8 */
+        test_dequantize_bf16(packed[t], 9, 1280, 3, 5, 1280 + 2);
     }
     test_dequantize(GGML_Q4_1, 1536, 576, 0, 1536); /* SmolLM2's MLP weight, whole */
-    test_dequantize_bf16(GGML_Q4_1, 1536, 576, 0, 1536);
-    test_matmul_bf16(1, 6, 3, 1);
-    test_matmul_bf16(37, 67, 45, 0);
-    test_matmul_bf16(37, 67, 45, 1); /* ragged: C, OC odd (bf16 rows of odd length) */
-    test_matmul_bf16(128, 768, 64, 1);
-    test_matmul_bf16(64, 576, 1536, 0); /* SmolLM2's MLP: gate / up, and down backwards */
+    test_dequantize_bf16(GGML_Q4_1, 1536, 576, 0, 1536, 576 + 16);
+    test_matmul_bf16(1, 6, 3, 1, 6, 6);
+    test_matmul_bf16(37, 67, 45, 0, 67, 67);
+    test_matmul_bf16(37, 67, 45, 1, 67, 67); /* ragged: C, OC odd (bf16 rows of odd length) */
+    test_matmul_bf16(37, 67, 45, 1, 71, 75); /* rows with room for u and B beside x and W */
+    test_matmul_bf16(128, 768, 64, 1, 768, 768);
+    test_matmul_bf16(64, 576, 1536, 0, 584, 584); /* SmolLM2's MLP: gate / up, down backwards */
+    static const int fused_ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant, chunks */
+    for (int r = 0; r < 6; r++) {
+        test_lora_fused(37, 67, 45, fused_ranks[r], 3, 0.3f);
+        test_lora_fused(5, 13, 7, fused_ranks[r], 1, 0.0f);
+    }
+    test_lora_fused(64, 576, 192, 8, 3, 0.1f);   /* SmolLM2's q, k, v (k's shape for all three) */
+    test_lora_fused(64, 576, 1536, 16, 2, 0.0f); /* gate, up */
     static const int ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant + cuBLAS */
     for (int r = 0; r < 6; r++) {
         test_lora(1, 13, 7, ranks[r], 0.0f, G_ALL);
