@@ -50,6 +50,7 @@
 #include "loraft/optimizer.h"
 #include "loraft/quant.h"
 #include "loraft/rng.h"
+#include "loraft/safetensors.h" /* f32_to_bf16, bf16_to_f32 */
 
 enum { B = 3, T = 7 };
 
@@ -158,14 +159,14 @@ static void compare_grads(const Model *gpu, const Model *cpu, Precision prec) {
     }
 }
 
-static void run(const char *dir, int arch, int every_linear, Precision prec) {
+static void run(const char *dir, int arch, int every_linear, Precision prec, float lora_p) {
     ModelConfig cfg;
     LfError err;
     CHECK(model_config_load(&cfg, dir, &err) == 0);
     cfg.hidden_dropout = cfg.attention_dropout = 0.1f;
     TrainSpec spec;
     train_spec_defaults(&spec);
-    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    spec.r = 4, spec.alpha = 8, spec.dropout = lora_p;
     if (every_linear) {
         spec.n_targets = 0;
         for (int i = 0; i < 6 && all_linear[arch][i]; i++)
@@ -276,9 +277,56 @@ static void check_precision_storage(void) {
     }
 }
 
-/* A decoder from its seed (gguf NULL) or from gguf, trained on both backends. */
+/* precision bf16 keeps the frozen projections in bf16, an adapted one's rows with room for its B
+ * (Param.lora_cols): read back (model_host_weights), each is the CPU's weight rounded to bf16,
+ * exactly. */
+static void check_packed_weights(Model *gpu, Model *cpu) {
+    LfError err;
+    float **slot[2];
+    float *host[2] = {model_host_weights(gpu, 0, &slot[0], &err),
+                      model_host_weights(cpu, 0, &slot[1], &err)};
+    CHECK_OK(host[0] && host[1] ? 0 : -1, &err);
+    int bad = 0, roomy = 0;
+    for (int i = 0; host[0] && host[1] && i < gpu->n_params; i++) {
+        const Param *p = &gpu->params[i];
+        if (!p->packed) continue;
+        roomy += p->lora_cols == gpu->spec.r;
+        for (size_t j = 0; j < p->numel; j++)
+            bad += slot[0][i][j] != bf16_to_f32(f32_to_bf16(slot[1][i][j]));
+    }
+    CHECK(bad == 0);
+    CHECK(roomy == gpu->n_loras);
+    for (int k = 0; k < 2; k++) free(host[k]), free(slot[k]);
+}
+
+/* The adapters' share of the eval-mode logits [n] of the batch's rows: with them minus without
+ * (Model.adapters_off). */
+static void lora_share(Model *m, int rows, float *out, float *tmp, size_t n) {
+    LfError err;
+    float loss;
+    for (int off = 0; off < 2; off++) {
+        m->adapters_off = off;
+        CHECK_OK(model_forward(m, 0, 0, 1.0f, &loss, &err), &err);
+        CHECK_OK(model_lm_logits(m, 0, rows * LT, off ? tmp : out, &err), &err);
+    }
+    m->adapters_off = 0;
+    for (size_t i = 0; i < n; i++) out[i] -= tmp[i];
+}
+
+/* |a - b| / |b| */
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double d2 = 0, r2 = 0;
+    for (size_t i = 0; i < n; i++)
+        d2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), r2 += (double)b[i] * b[i];
+    return sqrt(d2 / r2);
+}
+
+/* A decoder from its seed (gguf NULL) or from gguf, trained on both backends. Under precision
+ * bf16 with LoRA (the up-projection inside the base GEMM, over bf16 copies of B that must follow
+ * every optimizer step), the adapters' share of the eval logits after the steps is compared on
+ * its own: those steps moved it by more than 4 x the bound, so copies left behind would fail. */
 static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseDtype dtype,
-                        Precision prec, const char *gguf) {
+                        Precision prec, float lora_p, int all_targets, const char *gguf) {
     ModelConfig cfg;
     decoder_config(&cfg, arch, tied);
     LfError err;
@@ -287,14 +335,14 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.task = task;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.strategy = strategy;
-    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    spec.r = 4, spec.alpha = 8, spec.dropout = lora_p;
     spec.base_dtype = dtype;
     int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks: two pairs */
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     const char *conv[] = {"c_attn", "c_proj", "c_fc"}; /* c_proj: attn's and mlp's */
-    int gpt2 = arch == ARCH_GPT2, per_layer = gpt2 ? 4 : 7;
-    spec.n_targets = gpt2 ? 3 : 7;
+    int gpt2 = arch == ARCH_GPT2, per_layer = !all_targets ? (gpt2 ? 1 : 2) : gpt2 ? 4 : 7;
+    spec.n_targets = !all_targets ? 0 : gpt2 ? 3 : 7; /* 0: PEFT's defaults (Llama: q, v) */
     for (int i = 0; i < spec.n_targets; i++)
         snprintf(spec.targets[i], sizeof spec.targets[0], "%s", gpt2 ? conv[i] : proj[i]);
     Model cpu, gpu;
@@ -321,6 +369,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
                    (dtype == BASE_Q && gpu.linears[i]->in == 48 &&
                     gpu.linears[i]->w->dtype == GGML_F16)) == (gpu.linears[i] != gpu.head));
     copy_values(&gpu, &cpu);
+    int fused = prec == PRECISION_BF16 && strategy == STRATEGY_LORA && task == TASK_CAUSAL_LM;
+    if (fused && dtype != BASE_Q) check_packed_weights(&gpu, &cpu);
     /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100); DPO's prompt is the
      * first 2 tokens. */
     int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
@@ -350,6 +400,9 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         compare_as(prec, "reference log-probs", gpu.ref_scores, cpu.ref_scores, rows);
     size_t n_logits = (size_t)rows * LT * (task == TASK_REWARD ? 1 : LV);
     float *lg[2] = {malloc(n_logits * sizeof(float)), malloc(n_logits * sizeof(float))};
+    float *share[3] = {malloc(n_logits * sizeof(float)), malloc(n_logits * sizeof(float)),
+                       malloc(n_logits * sizeof(float))}; /* cpu, gpu; cpu before the steps */
+    if (fused) lora_share(&cpu, rows, share[2], lg[0], n_logits);
     for (int step = 0; step < 3; step++) {
         float loss[2];
         for (int k = 0; k < 2; k++) {
@@ -380,8 +433,17 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     }
     check_loss(prec, loss[1], loss[0]);
     compare_as(prec, "eval lm logits after 3 steps", lg[1], lg[0], n_logits);
+    if (fused) {
+        for (int k = 0; k < 2; k++) lora_share(ms[k], rows, share[k], lg[k], n_logits);
+        compare_as(prec, "LoRA's share of the eval logits after 3 steps", share[1], share[0],
+                   n_logits);
+        double moved = rel_diff(share[0], share[2], n_logits);
+        printf("    LoRA's share of the logits: moved %.2e by 3 steps, cuda bf16 off by %.2e\n",
+               moved, rel_diff(share[1], share[0], n_logits));
+        CHECK(moved > 4 * bf16_tensor_rel);
+    }
     CHECK(ops_cuda.status(&err) == 0);
-    free(lg[0]), free(lg[1]);
+    free(lg[0]), free(lg[1]), free(share[0]), free(share[1]), free(share[2]);
     for (int k = 0; k < 2; k++) adamw_free(&opt[k], ms[k]), model_free(ms[k]);
 }
 
@@ -471,14 +533,15 @@ int main(void) {
         snprintf(out, sizeof out, "%s/%s", tmp, archs[a]);
         tiny_checkpoint(archs[a], 32, 2, vocab, out);
         for (int every = 0; every < 2; every++) {
-            run(out, a, every, PRECISION_FP32);
+            run(out, a, every, PRECISION_FP32, 0.1f);
             printf("%s (LoRA on %s): cuda model matches cpu\n", archs[a],
                    every ? "every linear" : "the default targets");
         }
         if (a == 1) {
-            run(out, a, 1, PRECISION_BF16);
-            printf("bert (LoRA on every linear): cuda bf16 within the bf16 bounds of cpu fp32 "
-                   "(worst %.2e: %s)\n",
+            run(out, a, 1, PRECISION_BF16, 0.1f);
+            run(out, a, 0, PRECISION_BF16, 0.0f); /* key unadapted beside query and value */
+            printf("bert (LoRA on every linear, lora dropout 0.1; on query and value, none): cuda "
+                   "bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
                    bf16_worst, bf16_worst_what);
             bf16_worst = 0;
         }
@@ -486,38 +549,45 @@ int main(void) {
     for (int tied = 1; tied >= 0; tied--)
         for (int full = 0; full < 2; full++) {
             run_decoder(ARCH_LLAMA, tied, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM,
-                        BASE_F32, PRECISION_FP32, NULL);
+                        BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
             printf("llama (%s, %s): cuda model matches cpu\n", tied ? "tied" : "untied",
                    full ? "full fine-tuning" : "LoRA on the seven projections");
         }
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_FP32,
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_FP32, 0.1f, 1,
                 NULL); /* packed projections */
     printf("llama (untied, LoRA, base_dtype bf16): cuda model matches cpu\n");
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_BF16, NULL);
-    printf("llama (untied, LoRA): cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_BF16, 0.1f, 1,
+                NULL);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.0f, 0,
+                NULL); /* q and v adapted beside k, gate and up not at all; no LoRA dropout */
+    printf("llama (untied, LoRA on the seven projections, lora dropout 0.1; on q and v, none): "
+           "cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
     check_precision_storage();
     bf16_worst = 0;
     char gguf[700];
     snprintf(gguf, sizeof gguf, "%s/llama-q8_0.gguf", tmp);
     write_decoder_gguf(gguf);
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q, PRECISION_BF16, gguf);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q, PRECISION_BF16, 0.1f, 1,
+                gguf);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q, PRECISION_BF16, 0.0f, 0,
+                gguf);
     printf("llama (untied, LoRA, base_dtype q: Q8_0 and F16 dequantised to bf16): cuda bf16 within "
            "the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
-    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, NULL);
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama DPO (LoRA): cuda model matches cpu\n");
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, NULL);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     step_waits(TASK_DPO);
     step_waits(TASK_REWARD);
     for (int full = 0; full < 2; full++) {
         run_decoder(ARCH_GPT2, 1, full ? STRATEGY_FULL : STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32,
-                    PRECISION_FP32, NULL);
+                    PRECISION_FP32, 0.1f, 1, NULL);
         printf("gpt2 (%s): cuda model matches cpu\n",
                full ? "full fine-tuning" : "LoRA on c_attn, c_proj, c_fc");
     }
-    run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, NULL);
+    run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("gpt2 DPO (LoRA): cuda model matches cpu\n");
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
