@@ -89,8 +89,9 @@ void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n
                           int N, float p, const uint64_t *seeds);
 void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,
                            int n, const float *inp, int N, float p, const uint64_t *seeds);
-/* Declares ls[0..n) (n <= OPS_LORA_GROUP_MAX) a group for linear_forward_group, at build: sizes
- * the op scratch for their input's copies. A group the build did not declare runs one by one. */
+/* Declares ls[0..n) a group for linear_forward_group, at build: sizes the op scratch for their
+ * input's copies. A group the build did not declare runs one by one, and a larger one than
+ * OPS_LORA_GROUP_MAX in pieces of that many. */
 void model_share_input(Linear *const *ls, int n);
 int linear_trains(const Linear *l); /* W, b or a LoRA branch has a gradient */
 

@@ -940,8 +940,8 @@ static void linear_forward_f32(Model *m, Linear *l, float *out, const float *inp
 
 /* n bf16 linears of one input: the adapted ones' down-projections and the input's bf16 copies
  * (one per adapted linear, [x | s u], or one plain [x]) from one read of inp, then each GEMM on
- * its copy; an adapted linear's refreshes its B columns first (bf16 of the f32 B the optimizer
- * updates: [out,R] values, against the [N,out] read and write of a separate up-projection). */
+ * its copy. Before an adapted one's GEMM its weight's B columns are written from the f32 B the
+ * optimizer updates: [out,R] values, against the [N,out] read and write of an up-projection. */
 static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs, int n,
                                 const float *inp, int N, float p, const uint64_t *seeds) {
     const Ops *o = m->ops;
@@ -1025,7 +1025,7 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
 }
 
 void model_share_input(Linear *const *ls, int n) {
-    for (int i = 0; i < n; i++) ls[i]->group = n;
+    for (int i = 0; i < n; i++) ls[i]->group = n < OPS_LORA_GROUP_MAX ? n : OPS_LORA_GROUP_MAX;
 }
 
 const float *dropout_grad(Model *m, float *scratch, const float *g, float p, uint64_t seed,
