@@ -13,7 +13,8 @@
  *   lora  the LoRA linear, matmul + lora_forward and matmul_backward + lora_backward (p = 0.1),
  *         against the bare base GEMM at r = 8, 16 and 64: the overhead in %. Under --bf16 the
  *         forward is the model's fused one: lora_down_bf16 (the input's bf16 copy [x | s u]),
- *         B into the weight's last r columns, one GEMM over in + r columns.
+ *         B into the weight's last r columns, one GEMM over in + r columns; backward is
+ *         the unfused one (with p > 0 the LoRA term of dinp cannot join its GEMM).
  *
  * Each row is the mean of REPS runs after WARMUP runs, timed with CUDA events. FLOPs are the
  * model's useful ones (2 per multiply-add; attention counts only the query-key pairs the mask
@@ -373,7 +374,7 @@ static void base_forward(const Base *b, float *out, const float *bias) {
 
 static void base_backward(const Base *b, float *dx, const float *dout) {
     if (precision == PRECISION_BF16)
-        gpu->matmul_backward_bf16(dx, dout, b->wb, b->ld, b->scratch, b->N, b->K, b->M);
+        gpu->matmul_backward_bf16(dx, dout, NULL, 0, b->wb, b->ld, b->scratch, b->N, b->K, b->M);
     else
         gpu->matmul_backward(dx, NULL, NULL, dout, b->x, b->w, b->N, b->K, b->M);
 }

@@ -538,17 +538,20 @@ static double bf16_value(float x) {
 }
 
 /* Against double loops over the bf16-rounded operands: the products are exact in f32, so only
- * the f32 summation differs (1e-5). Rows of x and w lie ldx = c + 2 and ldw = c + 3 apart (a
- * weight with room for LoRA's B). */
+ * the f32 summation differs (1e-5). Rows of x and w lie ldx = c + 2 and ldw = c + 3 apart, and
+ * w has r = 3 rows more, which backward multiplies with du [n,r] beside dout (a weight with room
+ * for LoRA's B and A: the fused GEMMs). */
 static void test_matmul_bf16(int n, int c, int oc) {
-    int ldx = c + 2, ldw = c + 3;
-    float *x = rand_vec((size_t)n * c, -1, 1), *w = rand_vec((size_t)oc * c, -1, 1);
+    int ldx = c + 2, ldw = c + 3, r = 3;
+    float *x = rand_vec((size_t)n * c, -1, 1), *w = rand_vec((size_t)(oc + r) * c, -1, 1);
     float *bias = rand_vec(oc, -1, 1), *dout = rand_vec((size_t)n * oc, -1, 1);
+    float *du = rand_vec((size_t)n * r, -1, 1);
     float *out = rand_vec((size_t)n * oc, 0, 0), *dinp = rand_vec((size_t)n * c, 0.5f, 0.5f);
-    float *scratch = malloc(sizeof(float) * ops_matmul_bf16_scratch(n, c, oc));
-    uint16_t *w16 = malloc(sizeof(uint16_t) * oc * ldw), *x16 = malloc(sizeof(uint16_t) * n * ldx);
+    float *scratch = malloc(sizeof(float) * ops_matmul_bf16_scratch(n, c, oc + r));
+    uint16_t *w16 = malloc(sizeof(uint16_t) * (oc + r) * ldw);
+    uint16_t *x16 = malloc(sizeof(uint16_t) * n * ldx);
     double *ref = malloc(sizeof(double) * (size_t)n * (c > oc ? c : oc));
-    ops->dequantize_rows_bf16(w16, w, GGML_F32, 0, oc, c, ldw);
+    ops->dequantize_rows_bf16(w16, w, GGML_F32, 0, oc + r, c, ldw);
     ops->dequantize_rows_bf16(x16, x, GGML_F32, 0, n, c, ldx);
     for (int i = 0; i < n; i++)
         for (int o = 0; o < oc; o++) {
@@ -563,9 +566,11 @@ static void test_matmul_bf16(int n, int c, int oc) {
             double s = 0.5;
             for (int o = 0; o < oc; o++)
                 s += bf16_value(dout[i * oc + o]) * bf16_value(w[o * c + k]);
+            for (int j = 0; j < r; j++)
+                s += bf16_value(du[i * r + j]) * bf16_value(w[(oc + j) * c + k]);
             ref[i * c + k] = s;
         }
-    ops->matmul_backward_bf16(dinp, dout, w16, ldw, scratch, n, c, oc);
+    ops->matmul_backward_bf16(dinp, dout, du, r, w16, ldw, scratch, n, c, oc);
     CHECK(count_mismatch("matmul_bf16 dinp", dinp, ref, (size_t)n * c, 1e-5, 1e-5) == 0);
     /* f32 rows are rounded to nearest even: 1 + 2^-8 is a tie and goes down to 1 */
     float one_and_tie = 1.00390625f;
@@ -573,7 +578,7 @@ static void test_matmul_bf16(int n, int c, int oc) {
     ops->dequantize_rows_bf16(&got, &one_and_tie, GGML_F32, 0, 1, 1, 1);
     CHECK(got == f32_to_bf16(1.0f));
     free(x), free(w), free(bias), free(dout), free(out), free(dinp), free(scratch), free(w16);
-    free(x16), free(ref);
+    free(x16), free(du), free(ref);
 }
 
 /* Rows from the middle of a packed matrix, as bf16 rows ld = cols + 5 apart: quant.c's decode

@@ -89,8 +89,8 @@ typedef struct Param {
                      shape[1] values as ggml type dtype, in Model.packed; else NULL */
     int dtype;    /* GgmlType of the stored values: GGML_F32 unless packed */
     size_t packed_bytes;
-    int lora_cols; /* BF16 values after each packed row: room for LoRA's B [out,R] beside W, for
-                      the fused GEMM of precision bf16 (linear_forward); 0 otherwise */
+    int lora_room; /* R for a BF16 weight stored with room for LoRA's fused GEMMs (precision bf16,
+                      model.c): [[W | B] ; [A | 0]], [out+R, in+R]; 0 otherwise */
     float *grad;   /* into Model.grads; NULL when frozen */
     int decay;     /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
     int is_lora, in_checkpoint;

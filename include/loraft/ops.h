@@ -153,9 +153,12 @@ typedef struct Ops {
      * and backward). Under LoRA the model runs the up-projection inside it (lora_down_bf16). */
     void (*matmul_forward_bf16)(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
                                 int ldw, const float *bias, float *scratch, int N, int C, int OC);
-    /* dinp[N,C] += bf16(dout)[N,OC] @ weight; the weight is frozen: no dweight, no dbias. */
-    void (*matmul_backward_bf16)(float *dinp, const float *dout, const uint16_t *weight, int ldw,
-                                 float *scratch, int N, int C, int OC);
+    /* dinp[N,C] += bf16([dout | du])[N,OC+R] @ weight[OC+R,C] (rows ldw apart); du [N,R] f32 or
+     * NULL (R 0): LoRA's du (lora_backward) beside dout, A's rows below W, with lora dropout 0.
+     * The weight is frozen: no dweight, no dbias. scratch: ops_matmul_bf16_scratch(N, C, OC+R). */
+    void (*matmul_backward_bf16)(float *dinp, const float *dout, const float *du, int R,
+                                 const uint16_t *weight, int ldw, float *scratch, int N, int C,
+                                 int OC);
     /* The LoRA down-projections of n (1..OPS_LORA_GROUP_MAX) adapted linears that read the same
      * inp [N,C], for one GEMM each over [x | s u] @ [W | B]^T: reads inp once and, for j < n,
      * writes u[j] [N,R] = drop_j(inp) @ A[j]^T (f32, saved for lora_backward; drop_j =
@@ -185,7 +188,8 @@ typedef struct Ops {
                          int R);
     /* With du = scale * dout @ B [N,R]:
      * dB[OC,R] += scale * dout^T @ u; dA[R,C] += du^T @ drop(inp);
-     * dinp[N,C] += drop'(du @ A) (dinp may be NULL). */
+     * dinp[N,C] += drop'(du @ A) (dinp may be NULL). When dA or dinp is wanted, du is left in
+     * scratch at N*C (matmul_backward_bf16 takes it there). */
     void (*lora_backward)(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
                           const float *u, const float *A, const float *B, float scale, float p,
                           uint64_t seed, float *scratch, int N, int C, int OC, int R);

@@ -337,13 +337,19 @@ static void cpu_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi,
     cpu_matmul_forward(out, x, w, bias, N, C, OC);
 }
 
-/* scratch: the widened weight [OC,C], then the rounded dout [N,OC] */
-static void cpu_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight,
-                                     int ldw, float *scratch, int N, int C, int OC) {
-    float *w = scratch, *d = scratch + (size_t)OC * C;
-    widen_bf16(w, weight, OC, C, ldw);
-    round_to_bf16(d, dout, (size_t)N * OC);
-    cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, OC);
+/* scratch: the widened weight [OC+R,C], then the rounded [dout | du] [N,OC+R] */
+static void cpu_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
+                                     const uint16_t *weight, int ldw, float *scratch, int N, int C,
+                                     int OC) {
+    int K = OC + (du ? R : 0);
+    float *w = scratch, *d = scratch + (size_t)K * C;
+    widen_bf16(w, weight, K, C, ldw);
+#pragma omp parallel for if ((size_t)N * K > CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        round_to_bf16(d + (size_t)n * K, dout + (size_t)n * OC, OC);
+        if (du) round_to_bf16(d + (size_t)n * K + OC, du + (size_t)n * R, R);
+    }
+    cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, K);
 }
 
 /* The CPU computes f32 only. */

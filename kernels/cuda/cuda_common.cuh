@@ -129,8 +129,9 @@ void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int 
                                int cols, int ld);
 void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
                               int ldw, const float *bias, float *scratch, int N, int C, int OC);
-void cuda_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight, int ldw,
-                               float *scratch, int N, int C, int OC);
+void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
+                               const uint16_t *weight, int ldw, float *scratch, int N, int C,
+                               int OC);
 void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
                          float *scratch, int N, int C, int R);

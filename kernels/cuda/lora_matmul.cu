@@ -160,14 +160,17 @@ void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const ui
     CUDA_LAUNCHED("matmul_forward_bf16 (bias)");
 }
 
-/* dout rounded to bf16 into scratch first (A and B of cublasGemmEx share one type). */
-void cuda_matmul_backward_bf16(float *dinp, const float *dout, const uint16_t *weight, int ldw,
-                               float *scratch, int N, int C, int OC) {
+/* [dout | du] rounded to bf16 into scratch first (A and B of cublasGemmEx share one type). */
+void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
+                               const uint16_t *weight, int ldw, float *scratch, int N, int C,
+                               int OC) {
     if (N <= 0 || C <= 0 || OC <= 0) return;
+    int K = OC + (du ? R : 0);
     __nv_bfloat16 *d = (__nv_bfloat16 *)scratch;
-    cuda_round_bf16(d, OC, dout, N, OC);
-    cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, (const __nv_bfloat16 *)weight, ldw, d,
-                   OC, 1.0f, dinp, C);
+    cuda_round_bf16(d, K, dout, N, OC);
+    if (du) cuda_round_bf16(d + OC, K, du, N, R);
+    cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, K, 1.0f, (const __nv_bfloat16 *)weight, ldw, d,
+                   K, 1.0f, dinp, C);
 }
 
 /* lora_down_bf16's linears, by value: each one's A [R,K], saved u [N,R] and dropout seed. */

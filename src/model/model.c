@@ -304,12 +304,19 @@ static size_t packed_row_bytes(const Param *p) {
     return (size_t)p->shape[1] / quant_block_elems(p->dtype) * quant_block_bytes(p->dtype);
 }
 
-/* Uploads a packed weight from its rows, back to back at src; rows with room for B are spread
- * out in ld->bytes first, the room zeroed (linear_forward writes B there). */
+/* Bytes from one stored row to the next: past the room for B, if any (BF16, 2 bytes a value). */
+static size_t packed_stride(const Param *p) {
+    return packed_row_bytes(p) + 2 * (size_t)p->lora_room;
+}
+
+/* Uploads a packed weight from its rows, back to back at src; a weight with room for LoRA's
+ * fused GEMMs is spread out in ld->bytes first, the room zeroed (linear_forward and
+ * linear_backward write B and A there). */
 static void upload_packed(const Loader *ld, const Param *p, const void *src) {
-    if (p->lora_cols) {
-        size_t row = packed_row_bytes(p), stride = p->packed_bytes / p->shape[0];
+    if (p->lora_room) {
+        size_t row = packed_row_bytes(p), stride = packed_stride(p);
         if (src != ld->bytes) memcpy(ld->bytes, src, p->shape[0] * row);
+        memset(ld->bytes + p->shape[0] * stride, 0, p->lora_room * stride);
         for (size_t r = p->shape[0]; r-- > 0;) {
             memmove(ld->bytes + r * stride, ld->bytes + r * row, row);
             memset(ld->bytes + r * stride + row, 0, stride - row);
@@ -506,14 +513,19 @@ static int bf16_gemm(const Model *m, const Linear *l) {
 }
 
 /* precision bf16 runs an adapted linear's up-projection inside its base GEMM, one GEMM over
- * in + R columns: [x | s u] [W | B]^T. Its weight's rows (a BF16 weight's stored rows, or a
- * q weight dequantised into scratch) are in + R values apart, B's bf16 after W's. */
+ * in + R columns: [x | s u] [W | B]^T, and with lora dropout 0 the input gradient's LoRA term
+ * inside the dinp GEMM: [dout | du] [W ; A]. Its weight (a BF16 weight as stored, or a q weight
+ * dequantised into scratch) is [[W | B] ; [A | -]]: rows in + R values apart, R more rows. */
 static int fused_lora(const Model *m, const Linear *l) {
     return l->lora && bf16_gemm(m, l);
 }
 
 static int weight_ld(const Model *m, const Linear *l) {
     return l->in + (fused_lora(m, l) ? m->spec.r : 0);
+}
+
+static int weight_rows(const Model *m, const Linear *l) {
+    return l->out + (fused_lora(m, l) ? m->spec.r : 0);
 }
 
 /* The scratch a packed weight's GEMM over N rows needs: the weight dequantised to f32, or
@@ -523,8 +535,10 @@ static int weight_ld(const Model *m, const Linear *l) {
 static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     if (!bf16_gemm(m, l)) return ops_dequantize_scratch(l->out, l->in);
     size_t C = l->in, R = m->spec.strategy == STRATEGY_LORA ? m->spec.r : 0, ld = weight_ld(m, l);
-    size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(l->out, ld);
-    size_t backward = w + ops_matmul_bf16_scratch(N, C, l->out);
+    size_t rows = weight_rows(m, l), fused_r = rows - l->out;
+    size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(rows, ld);
+    size_t backward = (fused_r ? ops_lora_scratch(N, C, R) : 0) + w +
+                      ops_matmul_bf16_scratch(N, C, l->out + fused_r);
     size_t gemm = max_size(w + ops_matmul_bf16_scratch(N, ld, l->out), ops_lora_scratch(N, C, R));
     size_t copies = ops_lora_copies_scratch(l->group > 1 ? l->group : 1, N, C, R);
     return max_size(backward, copies + gemm);
@@ -699,7 +713,7 @@ static int choose_storage(Model *m, const char *dir, LfError *err) {
 static int allocate_values(Model *m, LfError *err) {
     for (int i = 0; i < m->n_linears; i++)
         if (fused_lora(m, m->linears[i]) && m->linears[i]->w->dtype == GGML_BF16)
-            m->linears[i]->w->lora_cols = m->spec.r;
+            m->linears[i]->w->lora_room = m->spec.r;
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         if (p->dtype == GGML_F32) {
@@ -710,7 +724,7 @@ static int allocate_values(Model *m, LfError *err) {
         if (p->shape[1] % be)
             return lf_fail(err, "%s: %lld columns are not whole %s blocks of %d", p->name,
                            (long long)p->shape[1], quant_type_name(p->dtype), be);
-        p->packed_bytes = (size_t)p->shape[0] * (packed_row_bytes(p) + 2 * (size_t)p->lora_cols);
+        p->packed_bytes = ((size_t)p->shape[0] + p->lora_room) * packed_stride(p);
         m->n_packed_bytes += (p->packed_bytes + 63) & ~(size_t)63;
     }
     m->values = m->ops->alloc(m->n_values * sizeof(float));
@@ -914,14 +928,14 @@ static const float *base_weight(Model *m, const Linear *l) {
     return m->scratch;
 }
 
-/* l's packed weight as bf16, rows weight_ld apart: its values (BF16), or its blocks dequantised
- * to bf16 at *scratch, which then moves past them (the GEMM's scratch begins there). */
+/* l's packed weight as bf16, weight_rows rows weight_ld apart: its values (BF16), or its blocks
+ * dequantised to bf16 at *scratch, which then moves past them (the GEMM's scratch begins there). */
 static uint16_t *bf16_weight(Model *m, const Linear *l, float **scratch) {
     if (l->w->dtype == GGML_BF16) return l->w->packed;
     uint16_t *w = (uint16_t *)*scratch;
     int ld = weight_ld(m, l);
     m->ops->dequantize_rows_bf16(w, l->w->packed, l->w->dtype, 0, l->out, l->in, ld);
-    *scratch += ops_dequantize_bf16_scratch(l->out, ld);
+    *scratch += ops_dequantize_bf16_scratch(weight_rows(m, l), ld);
     return w;
 }
 
@@ -1001,22 +1015,32 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
     linear_forward_group(m, &l, &out, 1, inp, N, p, &seed);
 }
 
+/* Under bf16 the frozen weight's dinp GEMM comes after the LoRA branch: with lora dropout 0 it
+ * takes du = s dout B from lora_backward's scratch and A's bf16 rows (written from the f32 A
+ * before each use, as B's are forward) and adds the branch's dinp term, du A, in the same GEMM:
+ * [dout | du] [W ; A], instead of a read and write of dinp of its own. */
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
                      float p, uint64_t seed) {
     const Ops *o = m->ops;
+    int C = l->in, R = m->spec.r;
     if (!bf16_gemm(m, l)) {
         const float *W = dinp ? base_weight(m, l) : l->w->value; /* a packed W has no dW */
-        o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, l->in,
-                           l->out);
-    } else if (dinp) { /* packed, so frozen: no dW, no dbias (packable) */
-        float *scratch = m->scratch;
-        const uint16_t *W = bf16_weight(m, l, &scratch);
-        o->matmul_backward_bf16(dinp, dout, W, weight_ld(m, l), scratch, N, l->in, l->out);
+        o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, C, l->out);
     }
+    int fuse = fused_lora(m, l) && dinp && p <= 0 && l->lora->A->grad;
     if (l->lora)
-        o->lora_backward(dinp, l->lora->A->grad, l->lora->B->grad, dout, inp, l->lora->u,
-                         l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed, m->scratch,
-                         N, l->in, l->out, m->spec.r);
+        o->lora_backward(fuse ? NULL : dinp, l->lora->A->grad, l->lora->B->grad, dout, inp,
+                         l->lora->u, l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed,
+                         m->scratch, N, C, l->out, R);
+    if (!bf16_gemm(m, l) || !dinp) return; /* packed, so frozen: no dW, no dbias (packable) */
+    int ldw = weight_ld(m, l);
+    float *scratch = m->scratch + (fuse ? ops_lora_scratch(N, C, R) : 0);
+    uint16_t *W = bf16_weight(m, l, &scratch);
+    if (fuse)
+        o->dequantize_rows_bf16(W + (size_t)l->out * ldw, l->lora->A->value, GGML_F32, 0, R, C,
+                                ldw);
+    o->matmul_backward_bf16(dinp, dout, fuse ? m->scratch + (size_t)N * C : NULL, R, W, ldw,
+                            scratch, N, C, l->out);
 }
 
 void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,
@@ -1201,9 +1225,9 @@ static int unpack_to_host(Model *m, float *out, float **slot, LfError *err) {
         const Param *p = &m->params[i];
         if (!p->packed) continue;
         const uint8_t *src = bytes + ((uint8_t *)p->packed - (uint8_t *)m->packed);
-        size_t stride = p->packed_bytes / p->shape[0]; /* past the room for B, if any */
         for (int64_t r = 0; r < p->shape[0]; r++)
-            quant_dequantize(p->dtype, src + r * stride, out + r * p->shape[1], p->shape[1]);
+            quant_dequantize(p->dtype, src + r * packed_stride(p), out + r * p->shape[1],
+                             p->shape[1]);
         slot[i] = out;
         out += p->numel;
     }

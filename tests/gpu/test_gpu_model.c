@@ -278,7 +278,7 @@ static void check_precision_storage(void) {
 }
 
 /* precision bf16 keeps the frozen projections in bf16, an adapted one's rows with room for its B
- * (Param.lora_cols): read back (model_host_weights), each is the CPU's weight rounded to bf16,
+ * (Param.lora_room): read back (model_host_weights), each is the CPU's weight rounded to bf16,
  * exactly. */
 static void check_packed_weights(Model *gpu, Model *cpu) {
     LfError err;
@@ -290,7 +290,7 @@ static void check_packed_weights(Model *gpu, Model *cpu) {
     for (int i = 0; host[0] && host[1] && i < gpu->n_params; i++) {
         const Param *p = &gpu->params[i];
         if (!p->packed) continue;
-        roomy += p->lora_cols == gpu->spec.r;
+        roomy += p->lora_room == gpu->spec.r;
         for (size_t j = 0; j < p->numel; j++)
             bad += slot[0][i][j] != bf16_to_f32(f32_to_bf16(slot[1][i][j]));
     }

@@ -377,20 +377,23 @@ static Pair *pair_bf16(size_t rows, size_t ld, float amp) {
     return p;
 }
 
-/* model.precision bf16: out = x W^T + bias with bf16 x and W, dinp += bf16(dout) W; rows of x
- * and W ldx and ldw apart (what lies between must not count: random values). */
-static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int ldw) {
-    Pair *W = pair_bf16(OC, ldw, 1.0f), *x = pair_bf16(N, ldx, 1.0f);
+/* model.precision bf16: out = x W^T + bias with bf16 x and W, dinp += bf16([dout | du]) W; rows
+ * of x and W ldx and ldw apart (what lies between must not count: random values), W [OC+R,C]
+ * (with R > 0 a weight with LoRA's A below: du [N,R] beside dout, the fused backward). */
+static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int ldw, int R) {
+    Pair *W = pair_bf16(OC + R, ldw, 1.0f), *x = pair_bf16(N, ldx, 1.0f);
     Pair *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
     Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
-    Pair *dx = pair_random((size_t)N * C, 1.0f);
-    Pair *scratch = pair_new(ops_matmul_bf16_scratch(N, C, OC) * sizeof(float));
+    Pair *du = R ? pair_random((size_t)N * R, 1.0f) : NULL, *dx = pair_random((size_t)N * C, 1.0f);
+    Pair *scratch = pair_new(ops_matmul_bf16_scratch(N, C, OC + R) * sizeof(float));
     BACKENDS(w, o) {
         o->matmul_forward_bf16(F(out, w), x->mem[w], ldx, W->mem[w], ldw, F(bias, w), F(scratch, w),
                                N, C, OC);
-        o->matmul_backward_bf16(F(dx, w), F(dout, w), W->mem[w], ldw, F(scratch, w), N, C, OC);
+        o->matmul_backward_bf16(F(dx, w), F(dout, w), F(du, w), R, W->mem[w], ldw, F(scratch, w), N,
+                                C, OC);
     }
-    NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d ldx=%d ldw=%d", N, C, OC, with_bias, ldx, ldw);
+    NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d ldx=%d ldw=%d R=%d", N, C, OC, with_bias, ldx, ldw,
+         R);
     compare("out", out, GEMM_TOL);
     compare("dinp", dx, GEMM_TOL);
     pairs_free();
@@ -1040,12 +1043,12 @@ int main(void) {
     }
     test_dequantize(GGML_Q4_1, 1536, 576, 0, 1536); /* SmolLM2's MLP weight, whole */
     test_dequantize_bf16(GGML_Q4_1, 1536, 576, 0, 1536, 576 + 16);
-    test_matmul_bf16(1, 6, 3, 1, 6, 6);
-    test_matmul_bf16(37, 67, 45, 0, 67, 67);
-    test_matmul_bf16(37, 67, 45, 1, 67, 67); /* ragged: C, OC odd (bf16 rows of odd length) */
-    test_matmul_bf16(37, 67, 45, 1, 71, 75); /* rows with room for u and B beside x and W */
-    test_matmul_bf16(128, 768, 64, 1, 768, 768);
-    test_matmul_bf16(64, 576, 1536, 0, 584, 584); /* SmolLM2's MLP: gate / up, down backwards */
+    test_matmul_bf16(1, 6, 3, 1, 6, 6, 0);
+    test_matmul_bf16(37, 67, 45, 0, 67, 67, 0);
+    test_matmul_bf16(37, 67, 45, 1, 67, 67, 0); /* ragged: C, OC odd (bf16 rows of odd length) */
+    test_matmul_bf16(37, 67, 45, 1, 71, 71, 4); /* room for u, B and A beside x and W */
+    test_matmul_bf16(128, 768, 64, 1, 768, 768, 0);
+    test_matmul_bf16(64, 576, 1536, 0, 584, 584, 8); /* SmolLM2's MLP: gate / up, down backwards */
     static const int fused_ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant, chunks */
     for (int r = 0; r < 6; r++) {
         test_lora_fused(37, 67, 45, fused_ranks[r], 3, 0.3f);
