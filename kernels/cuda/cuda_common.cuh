@@ -135,8 +135,6 @@ void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, 
 void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
                          float *scratch, int N, int C, int R);
-/* out[r, c] (rows ld apart) = bf16(x[r, c]) of x [rows, cols], nearest even (dequantize.cu) */
-void cuda_round_bf16(__nv_bfloat16 *out, int ld, const float *x, int rows, int cols);
 void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
                        int R);

@@ -82,7 +82,8 @@ __global__ void round_bf16_kernel(__nv_bfloat16 *out, int ld, const float *x, in
     GRID_STRIDE(i, n) out[i / cols * ld + i % cols] = __float2bfloat16(x[i]);
 }
 
-void cuda_round_bf16(__nv_bfloat16 *out, int ld, const float *x, int rows, int cols) {
+/* out[r, c] (rows ld apart) = bf16(x[r, c]) of x [rows, cols], nearest even */
+static void round_bf16(__nv_bfloat16 *out, int ld, const float *x, int rows, int cols) {
     size_t n = (size_t)rows * cols;
     if (!n) return;
     round_bf16_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, ld, x, cols, n);
@@ -96,7 +97,7 @@ void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int 
     __nv_bfloat16 *dst = (__nv_bfloat16 *)out;
     if (!n) return;
     if (type == GGML_F32)
-        return cuda_round_bf16(dst, ld, (const float *)packed + (size_t)row0 * cols, rows, cols);
+        return round_bf16(dst, ld, (const float *)packed + (size_t)row0 * cols, rows, cols);
     if (type == GGML_BF16 && ld == cols) {
         const uint16_t *src = (const uint16_t *)packed + (size_t)row0 * cols;
         CUDA_CHECK(cudaMemcpyAsync(out, src, n * sizeof *out, cudaMemcpyDeviceToDevice, 0));

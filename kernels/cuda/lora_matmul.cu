@@ -160,6 +160,16 @@ void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const ui
     CUDA_LAUNCHED("matmul_forward_bf16 (bias)");
 }
 
+/* out[N, M+R] = bf16([a | b]) of a [N,M] and b [N,R]: one pass for both */
+__global__ void round_concat_bf16_kernel(__nv_bfloat16 *out, const float *a, int M, const float *b,
+                                         int R, size_t n) {
+    GRID_STRIDE(i, n) {
+        size_t row = i / (M + R);
+        int c = (int)(i % (M + R));
+        out[i] = __float2bfloat16(c < M ? a[row * M + c] : b[row * R + c - M]);
+    }
+}
+
 /* [dout | du] rounded to bf16 into scratch first (A and B of cublasGemmEx share one type). */
 void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
                                const uint16_t *weight, int ldw, float *scratch, int N, int C,
@@ -167,8 +177,10 @@ void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, 
     if (N <= 0 || C <= 0 || OC <= 0) return;
     int K = OC + (du ? R : 0);
     __nv_bfloat16 *d = (__nv_bfloat16 *)scratch;
-    cuda_round_bf16(d, K, dout, N, OC);
-    if (du) cuda_round_bf16(d + OC, K, du, N, R);
+    size_t n = (size_t)N * K;
+    round_concat_bf16_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(d, dout, OC, du,
+                                                                             K - OC, n);
+    CUDA_LAUNCHED("matmul_backward_bf16 (round)");
     cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, K, 1.0f, (const __nv_bfloat16 *)weight, ldw, d,
                    K, 1.0f, dinp, C);
 }
