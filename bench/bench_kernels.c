@@ -10,11 +10,12 @@
  *         of both models, the LM head with its loss, and attention forward / backward at
  *         T = 512 and 2048, causal (SmolLM2's heads) and padded (DistilBERT's): TFLOP/s next to
  *         bare cuBLAS GEMMs of the same shapes (bench_gpu_gemm), and ours in % of theirs.
- *   lora  the LoRA linear, matmul + lora_forward and matmul_backward + lora_backward (p = 0.1),
- *         against the bare base GEMM at r = 8, 16 and 64: the overhead in %. Under --bf16 the
- *         forward is the model's fused one: lora_down_bf16 (the input's bf16 copy [x | s u]),
- *         B into the weight's last r columns, one GEMM over in + r columns; backward is
- *         the unfused one (with p > 0 the LoRA term of dinp cannot join its GEMM).
+ *   lora  the LoRA linear, matmul + lora_forward and matmul_backward + lora_backward (lora
+ *         dropout p = 0.1), against the bare base GEMM at r = 8, 16 and 64: the overhead in %.
+ *         Under --bf16 the model's fused linear at p = 0 (lora.dropout's default): forward
+ *         lora_down_bf16 (the input's bf16 copy [x | s u]), B into the weight's last r columns,
+ *         one GEMM over in + r columns; backward lora_backward without dinp, A into the
+ *         weight's last r rows, one dinp GEMM over [dout | du].
  *
  * Each row is the mean of REPS runs after WARMUP runs, timed with CUDA events. FLOPs are the
  * model's useful ones (2 per multiply-add; attention counts only the query-key pairs the mask
@@ -347,10 +348,9 @@ typedef struct Base {
 enum { MAX_R = 64 }; /* the largest LoRA rank of the lora table */
 
 static Base base_create(int N, int maxk) {
-    size_t nk = (size_t)N * (maxk + MAX_R), kk = (size_t)maxk * (maxk + MAX_R);
-    Base b = {N,    0,    0,   0, randu((size_t)N * maxk, 1.0f), randu((size_t)maxk * maxk, 0.05f),
-              NULL, NULL, NULL};
-    b.scratch = zeros(ops_matmul_bf16_scratch(N, maxk + MAX_R, maxk));
+    size_t nk = (size_t)N * (maxk + MAX_R), kk = (size_t)(maxk + MAX_R) * (maxk + MAX_R);
+    Base b = {.N = N, .x = randu((size_t)N * maxk, 1.0f), .w = randu((size_t)maxk * maxk, 0.05f)};
+    b.scratch = zeros(ops_matmul_bf16_scratch(N, maxk + MAX_R, maxk + MAX_R));
     b.xb = must(gpu->alloc(nk * 2), nk * 2), b.wb = must(gpu->alloc(kk * 2), kk * 2);
     return b;
 }
@@ -486,9 +486,10 @@ static void lora_header(void) {
            "+lora ms", "fwd %", "bwd ms", "+lora ms", "bwd %");
 }
 
-/* The adapted linear's forward as the model runs it (p = 0.1); under bf16 fused: the input's
- * copy [x | s u] from lora_down_bf16, B rounded into the weight's last R columns (b->ld = K + R),
- * one GEMM over K + R columns. */
+/* The adapted linear as the model runs it: p = 0.1, or under bf16 fused at p = 0. Forward: the
+ * input's copy [x | s u] from lora_down_bf16, B rounded into the weight's last R columns (b->ld =
+ * K + R), one GEMM over K + R columns; backward: du left in lora_backward's scratch, A rounded
+ * into the weight's last R rows, one dinp GEMM over [dout | du]. */
 static void lora_linear_forward(const Base *b, float *out, float *u, const float *A,
                                 const float *Bw, float *scratch, int R) {
     const float *x = b->x;
@@ -499,9 +500,25 @@ static void lora_linear_forward(const Base *b, float *out, float *u, const float
         return;
     }
     uint64_t seed = 1;
-    gpu->lora_down_bf16(b->xb, &u, &A, &seed, 1, x, 2.0f, 0.1f, scratch, N, K, R);
+    gpu->lora_down_bf16(b->xb, &u, &A, &seed, 1, x, 2.0f, 0.0f, scratch, N, K, R);
     gpu->dequantize_rows_bf16(b->wb + K, Bw, GGML_F32, 0, M, R, b->ld);
     gpu->matmul_forward_bf16(out, b->xb, K + R, b->wb, b->ld, NULL, b->scratch, N, K + R, M);
+}
+
+static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB, const float *dout,
+                                 const float *u, const float *A, const float *Bw, float *scratch,
+                                 int R) {
+    const float *x = b->x;
+    int N = b->N, K = b->K, M = b->M;
+    if (precision != PRECISION_BF16) {
+        base_backward(b, dx, dout);
+        gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, 0.1f, 1, scratch, N, K, M, R);
+        return;
+    }
+    gpu->lora_backward(NULL, dA, dB, dout, x, u, A, Bw, 2.0f, 0.0f, 1, scratch, N, K, M, R);
+    gpu->dequantize_rows_bf16(b->wb + (size_t)M * b->ld, A, GGML_F32, 0, R, K, b->ld);
+    gpu->matmul_backward_bf16(dx, dout, scratch + (size_t)N * K, R, b->wb, b->ld, b->scratch, N, K,
+                              M);
 }
 
 static void bench_lora(const Dims *d) {
@@ -509,7 +526,6 @@ static void bench_lora(const Dims *d) {
     int N = sz->rows, maxk = d->F > d->C ? d->F : d->C, maxr = MAX_R;
     size_t nk = (size_t)N * maxk;
     Base b = base_create(N, maxk);
-    const float *x = b.x;
     float *out = zeros(nk), *dout = randu(nk, 1.0f), *dx = zeros(nk), *u = zeros((size_t)N * maxr);
     float *A = randu((size_t)maxr * maxk, 0.05f), *Bw = randu((size_t)maxk * maxr, 0.05f);
     float *dA = zeros((size_t)maxr * maxk), *dB = zeros((size_t)maxk * maxr);
@@ -524,9 +540,7 @@ static void bench_lora(const Dims *d) {
             int R = ranks[r];
             base_shape(&b, K, M, K + R);
             TIME(lora_f, lora_linear_forward(&b, out, u, A, Bw, scratch, R));
-            TIME(lora_b, (base_backward(&b, dx, dout),
-                          gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, 0.1f, 1, scratch,
-                                             N, K, M, R)));
+            TIME(lora_b, lora_linear_backward(&b, dx, dA, dB, dout, u, A, Bw, scratch, R));
             char name[64];
             snprintf(name, sizeof name, "%s %dx%d->%d r=%d", d->name, N, K, M, R);
             printf("%-5s %-48s %10.4f %9.4f %9.1f %9.4f %9.4f %8.1f\n", "lora", name, base_f,
