@@ -314,12 +314,6 @@ static void cpu_dequantize_rows_bf16(uint16_t *out, const void *packed, int type
     }
 }
 
-/* out = bf16(x) widened back to f32 */
-static void round_to_bf16(float *out, const float *x, size_t n) {
-#pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = qb_bf16(f32_to_bf16(x[i]));
-}
-
 /* out[rows,cols] = the bf16 h, rows ld apart, as f32 */
 static void widen_bf16(float *out, const uint16_t *h, size_t rows, size_t cols, size_t ld) {
 #pragma omp parallel for if (rows * cols > CPU_PAR_MIN)
@@ -345,10 +339,11 @@ static void cpu_matmul_backward_bf16(float *dinp, const float *dout, const float
     float *w = scratch, *d = scratch + (size_t)K * C;
     widen_bf16(w, weight, K, C, ldw);
 #pragma omp parallel for if ((size_t)N * K > CPU_PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        round_to_bf16(d + (size_t)n * K, dout + (size_t)n * OC, OC);
-        if (du) round_to_bf16(d + (size_t)n * K + OC, du + (size_t)n * R, R);
-    }
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            float v = k < OC ? dout[(size_t)n * OC + k] : du[(size_t)n * R + k - OC];
+            d[(size_t)n * K + k] = qb_bf16(f32_to_bf16(v));
+        }
     cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, K);
 }
 
