@@ -48,6 +48,11 @@ typedef struct AdamWHyper {
     float lr, beta1, beta2, eps, weight_decay, max_norm;
     int step;
 } AdamWHyper;
+/* Ops.graph_counts: graph launches, instantiations, and in-place updates of an executable
+ * graph (cudaGraphExecUpdate). */
+typedef struct OpsGraphCounts {
+    long launches, instantiated, updated;
+} OpsGraphCounts;
 /* Tensors longer than this are given to adamw_step in pieces of at most this many values (one
  * GPU block each); adamw_step's scratch in doubles (the norm's partial sums). */
 #define OPS_ADAMW_PIECE 16384
@@ -324,6 +329,18 @@ typedef struct Ops {
      * scratch: OPS_ADAMW_SCRATCH doubles of backend memory. */
     void (*adamw_step)(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
                        float *v, size_t n, AdamWHyper h, double *norm, double *scratch);
+
+    /* CUDA Graphs; NULL on a backend without them (the CPU). graph_begin starts recording the
+     * ops that follow instead of running them; graph_end(slot) ends the recording and runs it
+     * as one graph launch, updating the executable graph kept in slot (0..3, one per kind of
+     * step) in place when only the ops' arguments changed, instantiating it anew otherwise;
+     * slot -1 drops the recording (an op failed on the host).
+     * Between the two only ops that queue work: no alloc, free, upload, download or status.
+     * 0, or -1 with the error kept for status() (the recording has not run then).
+     * graph_counts: what the graphs did since the start, for tests. */
+    int (*graph_begin)(void);
+    int (*graph_end)(int slot);
+    void (*graph_counts)(OpsGraphCounts *out);
 } Ops;
 
 /* The op scratch each op may use, in floats: one contract for every backend, so the model

@@ -88,6 +88,7 @@ typedef struct TrainConfig {
     int threads;                            /* 0 = all cores */
     int eval_answers;                       /* sft: greedy answers logged per evaluation */
     int max_new_tokens;                     /* sft: their length limit */
+    int cuda_graphs;                        /* TrainGraphs: "auto" = 0 | "on" | "off" */
 } TrainConfig;
 
 /* Zeroes c and fills every key's default. */

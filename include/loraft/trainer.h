@@ -16,6 +16,8 @@
 
 #include "loraft/error.h"
 #include "loraft/metrics.h"
+#include "loraft/model.h"
+#include "loraft/optimizer.h"
 #include "loraft/train_config.h"
 
 #ifdef __cplusplus
@@ -34,6 +36,24 @@ int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfErro
  * file and prints the result. A NaN or infinite loss or logit is an error. */
 int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out,
                      ClassMetrics *result, LfError *err);
+
+/* train.cuda_graphs, and the shape of the last micro-batch (auto records one when it
+ * repeats). */
+typedef enum TrainGraphs { GRAPHS_AUTO, GRAPHS_ON, GRAPHS_OFF } TrainGraphs;
+typedef struct TrainStep {
+    TrainGraphs graphs;
+    int B, T;
+} TrainStep;
+
+/* Queues one micro-batch of training on m, whose batch model_set_batch has set: forward with
+ * dropout from seed (loss_weight: 1 / accumulation steps), backward, and at a step's end (opt
+ * non-NULL) adamw_update(opt, m, lr, max_norm). Where the backend has graphs (Ops.graph_begin),
+ * the objective computes its loss on the backend (not loss_on_host: dpo and reward read values
+ * back mid-step) and s allows it, all of that is recorded and run as one graph launch: the same
+ * ops with the same arguments in the same order, so the same bits. Nothing waits for the
+ * device: model_read_loss does. */
+int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, AdamW *opt, float lr,
+                     float max_norm, LfError *err);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,13 @@
 /* backend.cu: the CUDA op table (ops_cuda) and what it stands on: device
  * memory, the first-error slot and fault word behind status(), the cuBLAS
- * handle and GEMM wrapper, and the device count. The kernels live one op family
- * per file beside it. Deliberately not a device manager: one device, the
- * default stream, no graphs. */
+ * handle and GEMM wrapper, CUDA Graph capture of a step, and the device count.
+ * The kernels live one op family per file beside it. Deliberately not a device
+ * manager: one device, one stream.
+ *
+ * The stream is the per-thread default stream: kernels/ is compiled with nvcc
+ * --default-stream per-thread, so every launch and copy that names stream 0 (or
+ * none) goes to cudaStreamPerThread, which, unlike the legacy default stream,
+ * can be captured into a graph; cuBLAS is told to use it too. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +18,7 @@ static char first_error[768]; /* "" while nothing failed since the last status()
 static int *fault_word;       /* device int, CudaFault bits */
 static int *fault_seen;       /* pinned: status()'s copy of it */
 static cublasHandle_t blas;
+static void *blas_workspace;
 static cublasComputeType_t blas_compute = CUBLAS_COMPUTE_32F;
 
 void cuda_note_text(const char *what, const char *file, int line) {
@@ -50,12 +56,35 @@ int *cuda_fault_word(void) {
     return fault_word = w;
 }
 
-/* Lazily created; NULL (error noted) if cuBLAS cannot start. */
+/* cuBLAS's workspace as its documentation recommends (32 MiB on Hopper, 4 MiB before), given
+ * to it up front: without one cuBLAS allocates its own, which a graph capture forbids. */
+static size_t blas_workspace_bytes(void) {
+    cudaDeviceProp prop;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess)
+        return (size_t)32 << 20;
+    return (size_t)(prop.major >= 9 ? 32 : 4) << 20;
+}
+
+/* Lazily created, on the per-thread stream with its workspace; NULL (error noted) if cuBLAS
+ * cannot start. */
 static cublasHandle_t cuda_blas(void) {
     if (blas) return blas;
+    size_t bytes = blas_workspace_bytes();
     cublasStatus_t s = cublasCreate(&blas);
     cuda_note_blas(s, "cublasCreate", __FILE__, __LINE__);
-    return s == CUBLAS_STATUS_SUCCESS ? blas : (blas = NULL);
+    if (s != CUBLAS_STATUS_SUCCESS) return blas = NULL;
+    cudaError_t e = cudaMalloc(&blas_workspace, bytes);
+    CUDA_CHECK(e);
+    if (e == cudaSuccess) s = cublasSetStream(blas, cudaStreamPerThread);
+    if (e == cudaSuccess && s == CUBLAS_STATUS_SUCCESS)
+        s = cublasSetWorkspace(blas, blas_workspace, bytes);
+    cuda_note_blas(s, "cublasSetStream / cublasSetWorkspace", __FILE__, __LINE__);
+    if (e == cudaSuccess && s == CUBLAS_STATUS_SUCCESS) return blas;
+    cublasDestroy(blas);
+    cudaFree(blas_workspace);
+    blas_workspace = NULL;
+    return blas = NULL;
 }
 
 /* model.precision: TF32 for the f32 GEMMs under tf32 and bf16 (for the GEMMs bf16 leaves in
@@ -175,8 +204,8 @@ static void cuda_download(void *host_dst, const void *src, size_t bytes) {
     if (bytes) CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
-static void cuda_zero(void *p, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemset(p, 0, bytes));
+static void cuda_zero(void *p, size_t bytes) { /* queued on the stream: a graph captures it */
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0));
 }
 
 /* Turns the fault bits raised by kernels since the last status() (status() has read them
@@ -203,6 +232,63 @@ static int cuda_status(LfError *err) {
     lf_fail(err, "cuda: %s", first_error);
     first_error[0] = 0;
     return -1;
+}
+
+/* ---- CUDA Graphs: a training step recorded and launched as one graph ----
+ * Every captured step is recorded again, and the executable graph of its slot updated in place
+ * (cudaGraphExecUpdate: the same kernels in the same order, only their arguments changed, as
+ * the dropout seeds, the learning rate and AdamW's step count do every step); when the update is
+ * refused (another batch shape, whose GEMMs cuBLAS may run with other kernels) the slot is
+ * instantiated anew. This is llama.cpp's design. Recording costs the host about what launching
+ * the same ops would, but the GPU then runs the step as one launch, without a gap between
+ * kernels. Capturing once per shape and replaying would save the host that work too, but only
+ * with every per-step scalar read from device memory: a change to every op that takes a seed
+ * or a learning rate, on both backends. Ops that allocate, synchronise or read back cannot be
+ * captured (the model's step has none between model_set_batch and model_read_loss). */
+enum { GRAPH_SLOTS = 4 };
+static cudaGraphExec_t graph_exec[GRAPH_SLOTS];
+static OpsGraphCounts graph_counts;
+
+static int cuda_graph_begin(void) {
+    if (!cuda_blas() || !cuda_fault_word()) return -1; /* they allocate: not inside a capture */
+    cudaError_t e = cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal);
+    CUDA_CHECK(e);
+    return e == cudaSuccess ? 0 : -1;
+}
+
+/* The recording into the slot's executable graph: updated in place, or instantiated anew. */
+static cudaError_t graph_into_slot(cudaGraphExec_t *exec, cudaGraph_t g) {
+    cudaGraphExecUpdateResultInfo info;
+    if (*exec && cudaGraphExecUpdate(*exec, g, &info) == cudaSuccess) {
+        graph_counts.updated++;
+        return cudaSuccess;
+    }
+    cudaGetLastError(); /* a refused update is not an error of the ops */
+    if (*exec) cudaGraphExecDestroy(*exec);
+    *exec = NULL;
+    cudaError_t e = cudaGraphInstantiate(exec, g, 0);
+    graph_counts.instantiated += e == cudaSuccess;
+    return e;
+}
+
+static int cuda_graph_end(int slot) {
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(cudaStreamPerThread, &g);
+    if (e == cudaSuccess && slot < 0) { /* dropped */
+        CUDA_CHECK(cudaGraphDestroy(g));
+        return 0;
+    }
+    if (e == cudaSuccess && slot >= GRAPH_SLOTS) e = cudaErrorInvalidValue;
+    if (e == cudaSuccess) e = graph_into_slot(&graph_exec[slot], g);
+    if (g) cudaGraphDestroy(g);
+    if (e == cudaSuccess) e = cudaGraphLaunch(graph_exec[slot], cudaStreamPerThread);
+    graph_counts.launches += e == cudaSuccess;
+    CUDA_CHECK(e);
+    return e == cudaSuccess ? 0 : -1;
+}
+
+static void cuda_graph_counts(OpsGraphCounts *out) {
+    *out = graph_counts;
 }
 
 /* No GPU and no driver at all are "0 devices"; a driver that is there but cannot run this
@@ -273,4 +359,7 @@ extern "C" const Ops ops_cuda = {
     .dpo_loss = cuda_dpo_loss,
     .reward_loss = cuda_reward_loss,
     .adamw_step = cuda_adamw_step,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_counts = cuda_graph_counts,
 };

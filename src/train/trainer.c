@@ -753,6 +753,23 @@ static int log_step(Run *r, int step, double epoch, double loss, float lr, doubl
     return rc;
 }
 
+/* Graphs slot 0 for a micro-batch, slot 1 for the last of a step (it ends with AdamW). */
+int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, AdamW *opt, float lr,
+                     float max_norm, LfError *err) {
+    const Ops *o = m->ops;
+    int repeat = m->B == s->B && m->T == s->T;
+    s->B = m->B, s->T = m->T;
+    int graph = o->graph_begin && !m->objective->loss_on_host &&
+                (s->graphs == GRAPHS_ON || (s->graphs == GRAPHS_AUTO && repeat));
+    if (graph && o->graph_begin())
+        return o->status(err) ? -1 : lf_fail(err, "cuda: a graph capture did not start");
+    int rc = model_forward(m, 1, seed, loss_weight, NULL, err) || model_backward(m, seed, err);
+    if (!rc && opt) adamw_update(opt, m, lr, max_norm);
+    if (graph && o->graph_end(rc ? -1 : opt != NULL)) /* -1: the recording is dropped */
+        return rc ? -1 : o->status(err) ? -1 : lf_fail(err, "cuda: a graph launch failed");
+    return rc ? -1 : 0;
+}
+
 static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     const TrainConfig *c = r->cfg;
     Model *m = &r->model;
@@ -776,6 +793,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     int eval_steps = r->has_val && !strcmp(c->eval_strategy, "steps") ? c->eval_steps : 0;
     int save_steps = !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
     uint64_t dropout_stream = rng_hash(c->seed, 0xD20F);
+    TrainStep st = {(TrainGraphs)c->cuda_graphs, 0, 0};
     double t_start = now_seconds(), log_loss = 0;
     int log_n = 0;
     for (int epoch = ts.epoch; ts.global_step < total; epoch++) {
@@ -796,14 +814,13 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             if (k++ < skip) continue;
             uint64_t seed =
                 rng_hash(dropout_stream, (uint64_t)ts.global_step * 4096 + (uint64_t)micro);
-            if (set_batch(r, &r->train_f, &b, err) ||
-                model_forward(m, 1, seed, 1.0f / (float)c->grad_accum, NULL, err) ||
-                model_backward(m, seed, err))
-                return -1;
             int step_end = ++micro == c->grad_accum || k == nb;
             float lr = schedule_lr(sched, c->lr, ts.global_step, total, warmup), loss;
             double norm = 0;
-            if (step_end) adamw_update(&r->opt, m, lr, c->max_grad_norm);
+            if (set_batch(r, &r->train_f, &b, err) ||
+                train_micro_step(&st, m, seed, 1.0f / (float)c->grad_accum,
+                                 step_end ? &r->opt : NULL, lr, c->max_grad_norm, err))
+                return -1;
             /* The one wait per batch: its loss and, at a step's end, the gradient norm, in one
              * copy. A non-finite norm left the weights as they were (a non-finite loss makes
              * one, unless no gradient depends on it), and nothing is saved after the stop. */

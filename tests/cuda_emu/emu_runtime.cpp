@@ -6,6 +6,22 @@
  * cblas_sgemm in column-major order with every argument honoured and validated as cuBLAS
  * does (CUBLAS_STATUS_INVALID_VALUE for a bad m/n/k/ld/batch).
  *
+ * Stream capture records instead of running: a kernel launch, cudaMemcpyAsync, cudaMemsetAsync
+ * or cuBLAS call on a capturing stream becomes a node (a closure holding its arguments by
+ * value) of the graph, run in order at each cudaGraphLaunch. What a GPU refuses during capture
+ * fails here with its error and invalidates the capture (cudaStreamEndCapture then fails):
+ * starting one on the legacy default stream; synchronising the capturing stream or the device;
+ * under the global and thread-local modes, cudaMalloc / cudaFree / cudaMallocHost /
+ * cudaFreeHost and the synchronous cudaMemcpy / cudaMemset; cudaMemcpyAsync with pageable host
+ * memory; any use of the legacy stream while a blocking stream captures
+ * (cudaErrorStreamCaptureImplicit); querying or waiting for an event recorded in a capture
+ * (cudaErrorCapturedEvent); and a cuBLAS call without cublasSetWorkspace (cuBLAS would allocate
+ * its workspace; CUBLAS_STATUS_NOT_SUPPORTED). cudaGraphExecUpdate takes a graph of the same
+ * nodes in the same order whose kernels are the same functions, copies the same direction and
+ * cuBLAS calls the same shapes (another shape may pick other kernels on a GPU); arguments, grids
+ * and pointers may change. Not emulated (aborts): fork / join across streams, graphs launched
+ * into a capture, instantiation flags.
+ *
  * Deliberately not: a device allocator (no pooling, no out-of-memory other than the
  * LORAFT_EMU_DEVICE_MEM budget, default 8 GiB), asynchronous, or cuBLAS beyond FP32 GEMMs and
  * BF16 x BF16 -> FP32 cublasGemmEx (on widened copies) in host pointer mode: any other data or
@@ -76,8 +92,21 @@ static const struct {
     {cudaErrorNoDevice, "cudaErrorNoDevice", "no CUDA-capable device is detected"},
     {cudaErrorInvalidDevice, "cudaErrorInvalidDevice", "invalid device ordinal"},
     {cudaErrorInvalidResourceHandle, "cudaErrorInvalidResourceHandle", "invalid resource handle"},
+    {cudaErrorIllegalState, "cudaErrorIllegalState",
+     "the operation cannot be performed in the present state"},
     {cudaErrorNotReady, "cudaErrorNotReady", "device not ready"},
     {cudaErrorLaunchFailure, "cudaErrorLaunchFailure", "unspecified launch failure"},
+    {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported",
+     "operation not permitted when stream is capturing"},
+    {cudaErrorStreamCaptureInvalidated, "cudaErrorStreamCaptureInvalidated",
+     "operation failed due to a previous error during capture"},
+    {cudaErrorStreamCaptureImplicit, "cudaErrorStreamCaptureImplicit",
+     "operation would make the legacy stream depend on a capturing blocking stream"},
+    {cudaErrorCapturedEvent, "cudaErrorCapturedEvent",
+     "operation not permitted on an event last recorded in a capturing stream"},
+    {cudaErrorGraphExecUpdateFailure, "cudaErrorGraphExecUpdateFailure",
+     "the graph update was not performed because it included changes which violated "
+     "constraints specific to instantiated graph update"},
     {cudaErrorUnknown, "cudaErrorUnknown", "unknown error"},
 };
 const char *cudaGetErrorString(cudaError_t e) {
@@ -89,6 +118,75 @@ const char *cudaGetErrorName(cudaError_t e) {
     for (const auto &t : error_texts)
         if (t.e == e) return t.name;
     return "cudaErrorUnknown";
+}
+
+/* ---- stream capture state, and the counts tests read ---- */
+struct CUstream_st {
+    unsigned flags;      /* cudaStreamNonBlocking: no implicit sync with the legacy stream */
+    CUgraph_st *capture; /* the graph being recorded, or NULL */
+    cudaStreamCaptureMode mode;
+    bool invalidated; /* an illegal call broke the capture */
+};
+struct CUgraph_st {
+    std::vector<EmuNode> nodes;
+};
+struct CUgraphExec_st {
+    std::vector<EmuNode> nodes;
+};
+static CUstream_st legacy_stream, per_thread_stream;
+static std::vector<CUstream_st *> capturing; /* the streams capturing now */
+
+/* Work queued from the host (kernels, async copies and sets, cuBLAS calls) that ran at once,
+ * graph launches and the nodes they ran, and calls that make the host wait for the device:
+ * synchronisations, synchronous copies, and waits for an event recorded since the last of
+ * those (an older one has completed on any GPU). */
+static long long n_launches, n_graph_launches, n_graph_nodes, n_blocking;
+static long long sync_epoch; /* host waits for the whole device so far */
+static void host_waits(void) {
+    n_blocking++, sync_epoch++;
+}
+extern "C" long long loraft_cuda_emu_count(const char *what) {
+    if (!strcmp(what, "launches")) return n_launches;
+    if (!strcmp(what, "graph_launches")) return n_graph_launches;
+    if (!strcmp(what, "graph_nodes")) return n_graph_nodes;
+    if (!strcmp(what, "blocking")) return n_blocking;
+    return -1;
+}
+
+static CUstream_st *resolve(cudaStream_t s) {
+    if (!s || s == cudaStreamLegacy) return &legacy_stream;
+    return s == cudaStreamPerThread ? &per_thread_stream : s;
+}
+
+/* Ends every capture that `pred` names with an error, as a GPU does when a call breaks it. */
+template <typename F> static cudaError_t invalidate(cudaError_t e, F pred) {
+    cudaError_t r = cudaSuccess;
+    for (CUstream_st *s : capturing)
+        if (pred(s)) s->invalidated = true, r = e;
+    return r ? ret(r) : r;
+}
+/* Calls that may allocate or synchronise: refused while a non-relaxed capture is under way. */
+static cudaError_t unsafe_call(void) {
+    return invalidate(cudaErrorStreamCaptureUnsupported,
+                      [](CUstream_st *s) { return s->mode != cudaStreamCaptureModeRelaxed; });
+}
+/* The legacy stream waits for every blocking stream, so it cannot be used while one captures. */
+static cudaError_t legacy_use(CUstream_st *s) {
+    if (s != &legacy_stream) return cudaSuccess;
+    return invalidate(cudaErrorStreamCaptureImplicit,
+                      [](CUstream_st *c) { return !(c->flags & cudaStreamNonBlocking); });
+}
+
+int emu_enqueue(CUstream_st *stream, EmuNode node) {
+    CUstream_st *s = resolve(stream);
+    if (cudaError_t e = legacy_use(s)) return e;
+    if (s->capture) {
+        if (s->invalidated) return cudaErrorStreamCaptureInvalidated;
+        s->capture->nodes.push_back(std::move(node));
+        return cudaSuccess;
+    }
+    n_launches++;
+    return node.run();
 }
 
 /* ---- the device ---- */
@@ -130,7 +228,8 @@ cudaError_t cudaRuntimeGetVersion(int *version) {
     return cudaDriverGetVersion(version);
 }
 cudaError_t cudaDeviceSynchronize(void) {
-    return cudaSuccess;
+    host_waits();
+    return invalidate(cudaErrorStreamCaptureUnsupported, [](CUstream_st *) { return true; });
 }
 cudaError_t cudaDeviceReset(void) {
     return cudaSuccess;
@@ -163,6 +262,7 @@ void emu_check_kernel_pointer(const char *kernel, int arg, const void *p) {
 static cudaError_t alloc(void **p, size_t bytes, bool host) {
     if (!p) return ret(cudaErrorInvalidValue);
     *p = NULL;
+    if (cudaError_t e = unsafe_call()) return e;
     if (!bytes) return cudaSuccess;
     if (bytes > device_bytes() - allocated) return ret(cudaErrorMemoryAllocation);
     void *q = NULL;
@@ -174,6 +274,7 @@ static cudaError_t alloc(void **p, size_t bytes, bool host) {
 }
 
 static cudaError_t release(void *p, bool host) {
+    if (cudaError_t e = unsafe_call()) return e;
     if (!p) return cudaSuccess;
     auto it = blocks.find((uintptr_t)p);
     if (it == blocks.end() || it->second.host != host) return ret(cudaErrorInvalidValue);
@@ -202,7 +303,7 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
 }
 
 /* A side of a copy that the kind says is device memory must lie inside one allocation. */
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+static cudaError_t copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault)
         return ret(cudaErrorInvalidMemcpyDirection);
     if (!bytes) return cudaSuccess;
@@ -214,46 +315,86 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     memcpy(dst, src, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
-                            cudaStream_t) {
-    return cudaMemcpy(dst, src, bytes, kind);
-}
-cudaError_t cudaMemset(void *p, int value, size_t bytes) {
+static cudaError_t set(void *p, int value, size_t bytes) {
     if (!bytes) return cudaSuccess;
     if (!find_block(p, bytes)) return ret(cudaErrorInvalidValue);
     memset(p, value, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t) {
-    return cudaMemset(p, value, bytes);
+static bool pinned(const void *p, size_t bytes) {
+    auto b = find_block(p, bytes);
+    return b && b->second.host;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    if (cudaError_t e = unsafe_call()) return e;
+    host_waits();
+    return copy(dst, src, bytes, kind);
+}
+/* The host side of an asynchronous copy in a capture must be pinned: a pageable copy is
+ * synchronous. Outside a capture a pageable device-to-host copy makes the host wait. */
+cudaError_t emu_memcpy_async(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                             cudaStream_t stream) {
+    CUstream_st *s = resolve(stream);
+    bool host_dst = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyHostToHost,
+         host_src = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyHostToHost;
+    bool pageable =
+        bytes && ((host_dst && !pinned(dst, bytes)) || (host_src && !pinned(src, bytes)));
+    if (s->capture && pageable)
+        return invalidate(cudaErrorStreamCaptureUnsupported,
+                          [s](CUstream_st *c) { return c == s; });
+    if (!s->capture && pageable && host_dst) host_waits();
+    return (cudaError_t)emu_enqueue(s, EmuNode{EMU_NODE_MEMCPY, NULL, (uint64_t)kind,
+                                               "cudaMemcpyAsync",
+                                               [=]() { return (int)copy(dst, src, bytes, kind); }});
+}
+cudaError_t cudaMemset(void *p, int value, size_t bytes) {
+    if (cudaError_t e = unsafe_call()) return e;
+    return set(p, value, bytes);
+}
+cudaError_t emu_memset_async(void *p, int value, size_t bytes, cudaStream_t stream) {
+    return (cudaError_t)emu_enqueue(resolve(stream),
+                                    EmuNode{EMU_NODE_MEMSET, NULL, 1, "cudaMemsetAsync",
+                                            [=]() { return (int)set(p, value, bytes); }});
 }
 
 /* ---- streams and events: everything has completed when the call returns ---- */
-struct CUstream_st {
-    int unused;
-};
 struct CUevent_st {
-    double ms; /* host time when recorded */
-    bool recorded;
+    double ms;       /* host time when recorded */
+    bool recorded;   /* outside a capture */
+    bool captured;   /* last recorded in a capturing stream */
+    long long epoch; /* sync_epoch when recorded */
 };
 cudaError_t cudaStreamCreate(cudaStream_t *stream) {
-    if (!stream) return ret(cudaErrorInvalidValue);
-    *stream = new CUstream_st();
+    return cudaStreamCreateWithFlags(stream, cudaStreamDefault);
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags) {
+    if (!stream || flags > cudaStreamNonBlocking) return ret(cudaErrorInvalidValue);
+    *stream = new CUstream_st{flags, NULL, cudaStreamCaptureModeGlobal, false};
     return cudaSuccess;
 }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned) {
-    return cudaStreamCreate(stream);
-}
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-    if (!stream) return ret(cudaErrorInvalidResourceHandle);
+    if (!stream || stream == cudaStreamLegacy || stream == cudaStreamPerThread)
+        return ret(cudaErrorInvalidResourceHandle);
+    if (stream->capture) return ret(cudaErrorIllegalState);
     delete stream;
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
-    return cudaSuccess;
+cudaError_t emu_stream_synchronize(cudaStream_t stream) {
+    CUstream_st *s = resolve(stream);
+    host_waits();
+    if (s->capture)
+        return invalidate(cudaErrorStreamCaptureUnsupported,
+                          [s](CUstream_st *c) { return c == s; });
+    return legacy_use(s);
 }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t event, unsigned) {
-    return event ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+cudaError_t emu_stream_wait_event(cudaStream_t stream, cudaEvent_t event, unsigned) {
+    if (!event) return ret(cudaErrorInvalidResourceHandle);
+    CUstream_st *s = resolve(stream);
+    if (event->captured && !s->capture)
+        die("cudaStreamWaitEvent on an event recorded in a capture: joining another stream into "
+            "a capture is not emulated");
+    return legacy_use(s);
 }
 cudaError_t cudaEventCreate(cudaEvent_t *event) {
     if (!event) return ret(cudaErrorInvalidValue);
@@ -268,18 +409,28 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
     delete event;
     return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+cudaError_t emu_event_record(cudaEvent_t event, cudaStream_t stream) {
     if (!event) return ret(cudaErrorInvalidResourceHandle);
+    CUstream_st *s = resolve(stream);
+    if (cudaError_t e = legacy_use(s)) return e;
+    event->captured = s->capture != NULL;
+    if (event->captured)
+        return s->invalidated ? ret(cudaErrorStreamCaptureInvalidated) : cudaSuccess;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     event->ms = ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6, event->recorded = true;
+    event->epoch = sync_epoch;
     return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-    return event ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+    if (!event) return ret(cudaErrorInvalidResourceHandle);
+    if (event->captured) return ret(cudaErrorCapturedEvent);
+    if (event->recorded && event->epoch == sync_epoch) host_waits();
+    return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t event) {
-    return event ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+    if (!event) return ret(cudaErrorInvalidResourceHandle);
+    return event->captured ? ret(cudaErrorCapturedEvent) : cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
     if (!ms) return ret(cudaErrorInvalidValue);
@@ -289,15 +440,114 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) 
     return cudaSuccess;
 }
 
+/* ---- stream capture and graphs ---- */
+cudaError_t emu_stream_begin_capture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+    CUstream_st *s = resolve(stream);
+    if (mode < cudaStreamCaptureModeGlobal || mode > cudaStreamCaptureModeRelaxed)
+        return ret(cudaErrorInvalidValue);
+    if (s == &legacy_stream) return ret(cudaErrorStreamCaptureUnsupported);
+    if (s->capture) return ret(cudaErrorIllegalState);
+    s->capture = new CUgraph_st(), s->mode = mode, s->invalidated = false;
+    capturing.push_back(s);
+    return cudaSuccess;
+}
+cudaError_t emu_stream_end_capture(cudaStream_t stream, cudaGraph_t *graph) {
+    CUstream_st *s = resolve(stream);
+    if (!graph) return ret(cudaErrorInvalidValue);
+    *graph = NULL;
+    if (!s->capture) return ret(cudaErrorIllegalState);
+    for (size_t i = 0; i < capturing.size(); i++)
+        if (capturing[i] == s) capturing.erase(capturing.begin() + (long)i);
+    CUgraph_st *g = s->capture;
+    s->capture = NULL;
+    if (s->invalidated) {
+        delete g;
+        return ret(cudaErrorStreamCaptureInvalidated);
+    }
+    *graph = g;
+    return cudaSuccess;
+}
+cudaError_t emu_stream_is_capturing(cudaStream_t stream, cudaStreamCaptureStatus *status) {
+    CUstream_st *s = resolve(stream);
+    if (!status) return ret(cudaErrorInvalidValue);
+    if (cudaError_t e = legacy_use(s)) return e;
+    *status = !s->capture      ? cudaStreamCaptureStatusNone
+              : s->invalidated ? cudaStreamCaptureStatusInvalidated
+                               : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
+                                 unsigned long long flags) {
+    if (!exec || !graph) return ret(cudaErrorInvalidValue);
+    if (flags) die("cudaGraphInstantiate: flags 0x%llx are not emulated", flags);
+    *exec = new CUgraphExec_st{graph->nodes};
+    return cudaSuccess;
+}
+/* The rules of cudaGraphExecUpdate that a recording can break (see the top). */
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph,
+                                cudaGraphExecUpdateResultInfo *info) {
+    if (!exec || !graph || !info) return ret(cudaErrorInvalidValue);
+    *info = cudaGraphExecUpdateResultInfo{cudaGraphExecUpdateSuccess, NULL, NULL};
+    if (graph->nodes.size() != exec->nodes.size())
+        info->result = cudaGraphExecUpdateErrorTopologyChanged;
+    for (size_t i = 0; !info->result && i < graph->nodes.size(); i++) {
+        const EmuNode &to = graph->nodes[i], &from = exec->nodes[i];
+        if (to.kind != from.kind)
+            info->result = cudaGraphExecUpdateErrorNodeTypeChanged;
+        else if (to.fn != from.fn || (to.kind == EMU_NODE_BLAS && to.shape != from.shape))
+            info->result = cudaGraphExecUpdateErrorFunctionChanged;
+        else if (to.shape != from.shape)
+            info->result = cudaGraphExecUpdateErrorParametersChanged;
+        if (info->result) info->errorNode = &graph->nodes[i];
+    }
+    if (info->result) return ret(cudaErrorGraphExecUpdateFailure);
+    exec->nodes = graph->nodes;
+    return cudaSuccess;
+}
+cudaError_t emu_graph_launch(cudaGraphExec_t exec, cudaStream_t stream) {
+    if (!exec) return ret(cudaErrorInvalidResourceHandle);
+    CUstream_st *s = resolve(stream);
+    if (s->capture) die("cudaGraphLaunch into a capturing stream (a child graph) is not emulated");
+    if (cudaError_t e = legacy_use(s)) return e;
+    n_graph_launches++;
+    n_graph_nodes += (long long)exec->nodes.size();
+    int first = 0;
+    for (EmuNode &node : exec->nodes) {
+        int e = node.run();
+        first = first ? first : e;
+    }
+    return first ? ret((cudaError_t)first) : cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    if (!graph) return ret(cudaErrorInvalidValue);
+    delete graph;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    if (!exec) return ret(cudaErrorInvalidValue);
+    delete exec;
+    return cudaSuccess;
+}
+
 /* ---- cuBLAS ---- */
 struct cublasContext {
-    cudaStream_t stream;
+    cudaStream_t stream; /* NULL: the legacy default stream (cuBLAS is not built per-thread) */
     cublasMath_t math;
+    void *workspace; /* cublasSetWorkspace's; without one a captured call fails */
 };
 
 cublasStatus_t cublasCreate(cublasHandle_t *handle) {
     if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
-    *handle = new cublasContext{NULL, CUBLAS_DEFAULT_MATH};
+    *handle = new cublasContext{NULL, CUBLAS_DEFAULT_MATH, NULL};
+    return CUBLAS_STATUS_SUCCESS;
+}
+/* The workspace must be device memory, 256-byte aligned, as cuBLAS requires. */
+cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void *workspace, size_t bytes) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bytes && (!workspace || (uintptr_t)workspace % 256 || !find_block(workspace, bytes) ||
+                  find_block(workspace, bytes)->second.host))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    handle->workspace = bytes ? workspace : NULL;
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasDestroy(cublasHandle_t handle) {
@@ -440,32 +690,47 @@ static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t t
     if ((pa && !pa->second.host) || (pb && !pb->second.host))
         die("%s: alpha or beta is a device pointer, but the pointer mode is HOST", fn);
     float a = *(const float *)alpha, b = *(const float *)beta;
-    int bf16 = At == CUDA_R_16BF;
-    size_t es = bf16 ? 2 : 4;
-    for (int i = 0; i < batch; i++) {
-        const char *Ai = (const char *)A + i * sA * es, *Bi = (const char *)B + i * sB * es;
-        float *Ci = (float *)C + i * sC;
-        check_operand(fn, "C", i, Ci, 4, m, n, ldc);
-        if (k == 0 || a == 0.0f) { /* A and B are not read: C = beta C */
-            for (int c = 0; c < n; c++)
-                for (int r = 0; r < m; r++)
-                    Ci[(size_t)c * ldc + r] = b == 0.0f ? 0.0f : b * Ci[(size_t)c * ldc + r];
-            continue;
-        }
-        check_operand(fn, "A", i, Ai, es, rows_a, cols_a, lda);
-        check_operand(fn, "B", i, Bi, es, rows_b, cols_b, ldb);
-        std::vector<float> wa, wb;
-        const float *fa = (const float *)Ai, *fb = (const float *)Bi;
-        int la = lda, lb = ldb;
-        if (bf16) {
-            wa = widen_bf16(Ai, rows_a, cols_a, lda), wb = widen_bf16(Bi, rows_b, cols_b, ldb);
-            fa = wa.data(), fb = wb.data(), la = rows_a, lb = rows_b;
-        }
-        cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                    tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a, fa, la, fb, lb, b,
-                    Ci, ldc);
+    cudaStream_t stream = h->stream ? h->stream : cudaStreamLegacy;
+    if (resolve(stream)->capture && !h->workspace) { /* cuBLAS would allocate one */
+        unsafe_call();
+        return CUBLAS_STATUS_NOT_SUPPORTED;
     }
-    return CUBLAS_STATUS_SUCCESS;
+    /* what decides the kernels cuBLAS picks: a graph update needs them unchanged */
+    uint64_t shape = 0;
+    for (uint64_t v : {(uint64_t)(uintptr_t)fn, (uint64_t)ta, (uint64_t)tb, (uint64_t)m,
+                       (uint64_t)n, (uint64_t)k, (uint64_t)batch, (uint64_t)At, (uint64_t)compute})
+        shape = (shape ^ v) * 0x100000001B3ull; /* FNV-1a over the values */
+    auto run = [=]() {
+        int bf16 = At == CUDA_R_16BF;
+        size_t es = bf16 ? 2 : 4;
+        for (int i = 0; i < batch; i++) {
+            const char *Ai = (const char *)A + i * sA * es, *Bi = (const char *)B + i * sB * es;
+            float *Ci = (float *)C + i * sC;
+            check_operand(fn, "C", i, Ci, 4, m, n, ldc);
+            if (k == 0 || a == 0.0f) { /* A and B are not read: C = beta C */
+                for (int c = 0; c < n; c++)
+                    for (int r = 0; r < m; r++)
+                        Ci[(size_t)c * ldc + r] = b == 0.0f ? 0.0f : b * Ci[(size_t)c * ldc + r];
+                continue;
+            }
+            check_operand(fn, "A", i, Ai, es, rows_a, cols_a, lda);
+            check_operand(fn, "B", i, Bi, es, rows_b, cols_b, ldb);
+            std::vector<float> wa, wb;
+            const float *fa = (const float *)Ai, *fb = (const float *)Bi;
+            int la = lda, lb = ldb;
+            if (bf16) {
+                wa = widen_bf16(Ai, rows_a, cols_a, lda), wb = widen_bf16(Bi, rows_b, cols_b, ldb);
+                fa = wa.data(), fb = wb.data(), la = rows_a, lb = rows_b;
+            }
+            cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                        tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a, fa, la, fb, lb,
+                        b, Ci, ldc);
+        }
+        return 0;
+    };
+    return emu_enqueue(stream, EmuNode{EMU_NODE_BLAS, NULL, shape, fn, run})
+               ? CUBLAS_STATUS_EXECUTION_FAILED
+               : CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,

@@ -3,9 +3,11 @@
  * and shared memory under permuted thread orders, dynamic shared memory, atomics, 3-D
  * indices, launch errors, cuBLAS's column-major semantics against naive loops (FP32, and BF16
  * operands with FP32 output), bf16 rounding, WMMA tiles (products against loops, both layouts,
- * the lane mapping a permutation drawn per seed); and, each in a child process, the aborts that
- * make bugs visible: a divergent shuffle, a shuffle against a barrier, a host pointer passed to a
- * kernel, a GEMM operand past its allocation (FP32 and BF16), data and compute types not
+ * the lane mapping a permutation drawn per seed), stream capture and graphs (recorded, not run;
+ * replayed with the captured arguments; updated; every call CUDA refuses during a capture
+ * refused with its error and the capture invalidated); and, each in a child process, the aborts
+ * that make bugs visible: a divergent shuffle, a shuffle against a barrier, a host pointer passed
+ * to a kernel, a GEMM operand past its allocation (FP32 and BF16), data and compute types not
  * emulated, WMMA with a bad ldm, a misaligned pointer or part of a warp.
  * Not a test of kernels/ (tests/gpu does that). Prints "N passed, N failed". */
 #include <stdio.h>
@@ -461,6 +463,203 @@ __global__ void shfl_vs_barrier_kernel(float *out) {
     out[threadIdx.x] = v;
 }
 
+/* ---- stream capture and graphs ---- */
+__global__ void add_kernel(float *x, float v, int n) {
+    int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (i < n) x[i] += v;
+}
+
+/* One capture on s: copy 8 pinned floats in, add v, then x[8..11] = alpha x[0..3] x[4] (a
+ * cuBLAS call; alpha is read at the call), and, with extra, one more kernel. */
+static cudaGraph_t record(cudaStream_t s, cublasHandle_t blas, float *d, const float *pinned,
+                          float v, int m, int extra) {
+    float alpha = 2.0f, beta = 0.0f;
+    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+    cudaStreamCaptureStatus st;
+    EXPECT(cudaStreamIsCapturing(s, &st) == cudaSuccess && st == cudaStreamCaptureStatusActive);
+    EXPECT(cudaMemcpyAsync(d, pinned, 8 * sizeof *d, cudaMemcpyHostToDevice, s) == cudaSuccess);
+    add_kernel<<<1, 8, 0, s>>>(d, v, 8);
+    EXPECT(cudaGetLastError() == cudaSuccess);
+    EXPECT(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, m, 1, 1, &alpha, d, 4, d + 4, 1, &beta,
+                       d + 8, 4) == CUBLAS_STATUS_SUCCESS);
+    alpha = 100.0f; /* too late: the call has read it */
+    if (extra) add_kernel<<<1, 8, 0, s>>>(d, 0.0f, 8);
+    cudaGraph_t g = NULL;
+    EXPECT(cudaStreamEndCapture(s, &g) == cudaSuccess && g != NULL);
+    return g;
+}
+
+/* d[0..7] = pinned + v, d[8..8+m) = 2 d[0..m) d[4] */
+static int replayed(const float *d, const float *pinned, float v, int m) {
+    float h[12];
+    cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+    int ok = 1;
+    for (int i = 0; i < 8; i++) ok &= h[i] == pinned[i] + v;
+    for (int i = 0; i < m; i++) ok &= h[8 + i] == 2.0f * h[i] * h[4];
+    return ok;
+}
+
+/* body breaks a capture of s: it returns `expected`, and the capture ends invalidated. */
+static void expect_invalidated(const char *what, cudaStream_t s, cudaStreamCaptureMode mode,
+                               int (*body)(cudaStream_t, float *), float *d, int expected) {
+    EXPECT(cudaStreamBeginCapture(s, mode) == cudaSuccess);
+    int got = body(s, d);
+    cudaGraph_t g = (cudaGraph_t)1;
+    cudaError_t end = cudaStreamEndCapture(s, &g);
+    cudaGetLastError();
+    int ok = got == expected && end == cudaErrorStreamCaptureInvalidated && g == NULL;
+    if (!ok)
+        fprintf(stderr, "%s: returned %d (expected %d), end capture %d\n", what, got, expected,
+                (int)end);
+    EXPECT(ok);
+}
+
+static void test_graphs(void) {
+    float *d, *pinned;
+    void *ws;
+    cudaMalloc(&d, 16 * sizeof *d);
+    cudaMemset(d, 0, 16 * sizeof *d);
+    cudaMallocHost(&pinned, 8 * sizeof *pinned);
+    cudaMalloc(&ws, 1 << 20);
+    for (int i = 0; i < 8; i++) pinned[i] = (float)i;
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    cublasHandle_t blas;
+    cublasCreate(&blas);
+    cublasSetStream(blas, s);
+    EXPECT(cublasSetWorkspace(blas, (char *)ws + 16, 1024) == CUBLAS_STATUS_INVALID_VALUE);
+    EXPECT(cublasSetWorkspace(blas, ws, 2 << 20) == CUBLAS_STATUS_INVALID_VALUE); /* too long */
+    EXPECT(cublasSetWorkspace(blas, ws, 1 << 20) == CUBLAS_STATUS_SUCCESS);
+
+    cudaGraph_t g = record(s, blas, d, pinned, 1.0f, 4, 0);
+    float h[16];
+    cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+    int zero = 1;
+    for (int i = 0; i < 16; i++) zero &= h[i] == 0.0f;
+    EXPECT(zero); /* recorded, not run */
+    cudaGraphExec_t x;
+    EXPECT(cudaGraphInstantiate(&x, g, 0) == cudaSuccess);
+    cudaGraphDestroy(g);
+    EXPECT(cudaGraphLaunch(x, s) == cudaSuccess);
+    EXPECT(replayed(d, pinned, 1.0f, 4));
+    for (int i = 0; i < 8; i++) pinned[i] = (float)(10 - i); /* the copy reads at launch */
+    EXPECT(cudaGraphLaunch(x, s) == cudaSuccess);
+    EXPECT(replayed(d, pinned, 1.0f, 4));
+
+    /* an update carries new arguments; other ops or another GEMM shape are refused */
+    cudaGraphExecUpdateResultInfo info;
+    g = record(s, blas, d, pinned, 3.0f, 4, 0);
+    EXPECT(cudaGraphExecUpdate(x, g, &info) == cudaSuccess &&
+           info.result == cudaGraphExecUpdateSuccess);
+    cudaGraphDestroy(g);
+    EXPECT(cudaGraphLaunch(x, s) == cudaSuccess);
+    EXPECT(replayed(d, pinned, 3.0f, 4));
+    g = record(s, blas, d, pinned, 3.0f, 4, 1);
+    EXPECT(cudaGraphExecUpdate(x, g, &info) == cudaErrorGraphExecUpdateFailure &&
+           info.result == cudaGraphExecUpdateErrorTopologyChanged);
+    EXPECT(cudaGetLastError() == cudaErrorGraphExecUpdateFailure);
+    cudaGraphDestroy(g);
+    g = record(s, blas, d, pinned, 3.0f, 3, 0);
+    EXPECT(cudaGraphExecUpdate(x, g, &info) == cudaErrorGraphExecUpdateFailure &&
+           info.result == cudaGraphExecUpdateErrorFunctionChanged && info.errorNode != NULL);
+    cudaGetLastError();
+    cudaGraphDestroy(g);
+    cudaGraphExecDestroy(x);
+
+    /* what CUDA refuses during a capture */
+    EXPECT(cudaStreamBeginCapture(0, cudaStreamCaptureModeGlobal) ==
+           cudaErrorStreamCaptureUnsupported); /* the legacy stream */
+    cudaGetLastError();
+    int unsupported = cudaErrorStreamCaptureUnsupported;
+    expect_invalidated(
+        "cudaMalloc", s, cudaStreamCaptureModeGlobal,
+        [](cudaStream_t, float *) {
+            void *p;
+            return (int)cudaMalloc(&p, 64);
+        },
+        d, unsupported);
+    expect_invalidated(
+        "cudaFree", s, cudaStreamCaptureModeThreadLocal,
+        [](cudaStream_t, float *p) { return (int)cudaFree(p + 1); }, d, unsupported);
+    expect_invalidated(
+        "cudaMemcpy", s, cudaStreamCaptureModeGlobal,
+        [](cudaStream_t, float *p) {
+            float v;
+            return (int)cudaMemcpy(&v, p, 4, cudaMemcpyDeviceToHost);
+        },
+        d, unsupported);
+    expect_invalidated(
+        "cudaMemset", s, cudaStreamCaptureModeGlobal,
+        [](cudaStream_t, float *p) { return (int)cudaMemset(p, 0, 4); }, d, unsupported);
+    expect_invalidated(
+        "pageable cudaMemcpyAsync", s, cudaStreamCaptureModeRelaxed,
+        [](cudaStream_t c, float *p) {
+            static float v;
+            return (int)cudaMemcpyAsync(p, &v, 4, cudaMemcpyHostToDevice, c);
+        },
+        d, unsupported);
+    expect_invalidated(
+        "cudaStreamSynchronize", s, cudaStreamCaptureModeRelaxed,
+        [](cudaStream_t c, float *) { return (int)cudaStreamSynchronize(c); }, d, unsupported);
+    expect_invalidated(
+        "cudaDeviceSynchronize", s, cudaStreamCaptureModeRelaxed,
+        [](cudaStream_t, float *) { return (int)cudaDeviceSynchronize(); }, d, unsupported);
+    expect_invalidated(
+        "a launch on the legacy stream", s, cudaStreamCaptureModeGlobal,
+        [](cudaStream_t, float *p) {
+            add_kernel<<<1, 8>>>(p, 1.0f, 8);
+            return (int)cudaGetLastError();
+        },
+        d, cudaErrorStreamCaptureImplicit);
+    static cublasHandle_t bare; /* no workspace: cuBLAS would allocate one */
+    cublasCreate(&bare);
+    cublasSetStream(bare, s);
+    expect_invalidated(
+        "cuBLAS without a workspace", s, cudaStreamCaptureModeGlobal,
+        [](cudaStream_t, float *p) {
+            float one = 1.0f;
+            return (int)cublasSgemm(bare, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, p, 1, p, 1, &one,
+                                    p + 1, 1);
+        },
+        d, CUBLAS_STATUS_NOT_SUPPORTED);
+    cublasDestroy(bare);
+
+    /* relaxed mode allows allocation; an event recorded in a capture cannot be waited for */
+    cudaEvent_t ev;
+    cudaEventCreate(&ev);
+    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed) == cudaSuccess);
+    void *p = NULL;
+    EXPECT(cudaMalloc(&p, 64) == cudaSuccess);
+    EXPECT(cudaEventRecord(ev, s) == cudaSuccess);
+    EXPECT(cudaEventQuery(ev) == cudaErrorCapturedEvent);
+    EXPECT(cudaEventSynchronize(ev) == cudaErrorCapturedEvent);
+    EXPECT(cudaStreamEndCapture(s, &g) == cudaSuccess);
+    cudaGraphDestroy(g);
+    cudaGetLastError();
+    cudaFree(p);
+
+    /* a non-blocking stream's capture leaves the legacy stream free; the per-thread default
+     * stream can capture */
+    cudaStream_t nb;
+    cudaStreamCreateWithFlags(&nb, cudaStreamNonBlocking);
+    EXPECT(cudaStreamBeginCapture(nb, cudaStreamCaptureModeGlobal) == cudaSuccess);
+    add_kernel<<<1, 8>>>(d, 1.0f, 8);
+    EXPECT(cudaGetLastError() == cudaSuccess);
+    EXPECT(cudaStreamEndCapture(nb, &g) == cudaSuccess && g != NULL);
+    cudaGraphDestroy(g);
+    EXPECT(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal) == cudaSuccess);
+    add_kernel<<<1, 8, 0, cudaStreamPerThread>>>(d, 1.0f, 8);
+    EXPECT(cudaStreamEndCapture(cudaStreamPerThread, &g) == cudaSuccess && g != NULL);
+    cudaGraphDestroy(g);
+    cudaStreamDestroy(nb);
+    cudaEventDestroy(ev);
+    cublasDestroy(blas);
+    cudaStreamDestroy(s);
+    cudaFree(ws);
+    cudaFreeHost(pinned);
+    cudaFree(d);
+}
+
 static void expect_abort(const char *what, void (*body)(float *), const char *message) {
     char path[] = "/tmp/loraft-emu-XXXXXX";
     int fd = mkstemp(path);
@@ -561,6 +760,7 @@ int main(void) {
     test_bf16();
     test_gemm_bf16();
     test_wmma();
+    test_graphs();
     expect_abort("divergent shuffle", run_divergent, "divergent warp collective");
     expect_abort("shuffle against a barrier", run_vs_barrier, "divergent warp collective");
     expect_abort("host pointer to a kernel", run_host_pointer, "does not point into device memory");

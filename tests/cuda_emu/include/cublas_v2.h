@@ -5,7 +5,7 @@
  * not cuBLAS: FP32 data (TF32 compute runs as FP32) and, in cublasGemmEx only, BF16 A and B
  * with an FP32 C and FP32 compute (f32 sums of the exact bf16 products); host pointer mode
  * only; any other argument combination aborts with a message rather than compute something
- * else. */
+ * else. A call on a capturing stream is recorded into the graph (emu_runtime.cpp). */
 #pragma once
 #include "cuda_runtime.h"
 
@@ -64,6 +64,10 @@ cublasStatus_t cublasGetStream(cublasHandle_t handle, cudaStream_t *stream);
 cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode);
 cublasStatus_t cublasGetMathMode(cublasHandle_t handle, cublasMath_t *mode);
 cublasStatus_t cublasSetPointerMode(cublasHandle_t handle, cublasPointerMode_t mode);
+/* A preallocated workspace (device memory, 256-byte aligned): on a GPU it keeps cuBLAS from
+ * allocating one inside a stream capture; the emulation refuses a captured call without one
+ * (CUBLAS_STATUS_NOT_SUPPORTED, and the capture is invalidated). */
+cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void *workspace, size_t bytes);
 const char *cublasGetStatusString(cublasStatus_t status);
 const char *cublasGetStatusName(cublasStatus_t status);
 cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa,

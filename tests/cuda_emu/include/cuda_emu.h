@@ -5,7 +5,7 @@
  * emu_sched.cpp), atomics, device math intrinsics, __ldg, and emu_launch(), which the
  * pre-pass writes in place of K<<<grid, block, shmem, stream>>>(args).
  *
- * Deliberately not a CUDA implementation: no textures, cooperative groups, graphs, dynamic
+ * Deliberately not a CUDA implementation: no textures, cooperative groups, dynamic
  * parallelism or memory-ordering model (emulated threads are fibers on one OS thread, so
  * memory is sequentially consistent and atomics are plain read-modify-writes); half is not
  * emulated (cuda_fp16.h stops the build with a message); bf16 conversions are (cuda_bf16.h), and
@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <functional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -144,13 +145,41 @@ static inline int emu_width(int, int w) {
 #define __all_sync(mask, pred) ((int)emu_warp_op(EMU_ALL, mask, (pred) != 0, 4, 0, 32, EMU_SITE))
 #define __activemask() emu_activemask()
 
-/* ---- launch: the pre-pass writes emu_launch("K", K, grid, block[, shmem[, stream]])(args) */
+/* ---- streams: work runs when it is queued, or is recorded while its stream captures ---- */
 struct CUstream_st;
+#define cudaStreamLegacy ((CUstream_st *)0x1)
+#define cudaStreamPerThread ((CUstream_st *)0x2)
+/* Stream 0 is the legacy default stream, or the per-thread one in code compiled with nvcc
+ * --default-stream per-thread, which defines CUDA_API_PER_THREAD_DEFAULT_STREAM (kernels/ is). */
+static inline CUstream_st *emu_stream(CUstream_st *s) {
+#ifdef CUDA_API_PER_THREAD_DEFAULT_STREAM
+    return s ? s : cudaStreamPerThread;
+#else
+    return s ? s : cudaStreamLegacy;
+#endif
+}
+/* One operation on a stream: what cudaGraphExecUpdate compares (kind; fn, the kernel, or the
+ * cuBLAS call's shape, which decides its kernels; bytes of a copy or set's element), and the
+ * closure that does it, arguments held by value; run returns 0 or a cudaError_t value. */
+enum EmuNodeKind { EMU_NODE_KERNEL, EMU_NODE_MEMCPY, EMU_NODE_MEMSET, EMU_NODE_BLAS };
+struct EmuNode {
+    EmuNodeKind kind;
+    const void *fn;
+    uint64_t shape;
+    const char *name;
+    std::function<int()> run;
+};
+/* emu_runtime.cpp: runs the node now, or records it into the stream's capture (it then runs at
+ * each cudaGraphLaunch); 0, or a cudaError_t value (a launch that breaks a capture's rules). */
+int emu_enqueue(CUstream_st *stream, EmuNode node);
+
+/* ---- launch: the pre-pass writes emu_launch("K", K, grid, block[, shmem[, stream]])(args) */
 template <typename... P> struct EmuLaunch {
     const char *name;
     void (*kernel)(P...);
     dim3 grid, block;
     size_t shmem;
+    CUstream_st *stream;
     struct Call {
         void (*kernel)(P...);
         std::tuple<P...> args;
@@ -168,19 +197,25 @@ template <typename... P> struct EmuLaunch {
         else
             (void)i, (void)v;
     }
-    /* the parameters' own types, so arguments convert as in a call (NULL to a pointer) */
+    /* the parameters' own types, so arguments convert as in a call (NULL to a pointer); the
+     * closure keeps them by value, as a captured kernel node does */
     void operator()(P... a) {
         Call c{kernel, std::tuple<P...>(a...)};
         check_pointers(c, std::index_sequence_for<P...>{});
-        int e = emu_run(name, (const void *)kernel, entry, &c, grid, block, shmem);
+        const char *n = name;
+        const void *fn = reinterpret_cast<const void *>(kernel);
+        dim3 g = grid, b = block;
+        size_t sh = shmem;
+        int e = emu_enqueue(stream, EmuNode{EMU_NODE_KERNEL, fn, 0, name, [=]() mutable {
+                                                return emu_run(n, fn, entry, &c, g, b, sh);
+                                            }});
         if (e) emu_launch_failed(e);
     }
 };
 template <typename... P>
 EmuLaunch<P...> emu_launch(const char *name, void (*kernel)(P...), dim3 grid, dim3 block,
                            size_t shmem = 0, CUstream_st *stream = nullptr) {
-    (void)stream; /* one stream: launches run in order */
-    return EmuLaunch<P...>{name, kernel, grid, block, shmem};
+    return EmuLaunch<P...>{name, kernel, grid, block, shmem, emu_stream(stream)};
 }
 
 /* ---- atomics: threads are fibers on one OS thread, so a plain read-modify-write is atomic */

@@ -1,0 +1,286 @@
+/* test_gpu_graphs.c: training micro-batches run as CUDA graphs (train_micro_step under
+ * train.cuda_graphs on and auto) give the same bits as the same steps launched op by op (off).
+ *
+ * Two runs, each trained three ways from the same weights on the same batches:
+ * - a tiny BERT classifier with LoRA on every linear layer, hidden, attention and LoRA dropout
+ *   0.1 (the dropout seed changes every step: a kernel argument the graph update must carry),
+ *   precision fp32, 4 steps;
+ * - a tiny Llama causal LM (GQA) with LoRA on the seven projections, attention and LoRA dropout,
+ *   the default precision (bf16 on the GPU: bf16 GEMMs and the tensor-core attention), a cosine
+ *   schedule with warmup (the learning rate changes every step), gradient clipping at a norm
+ *   the gradients exceed, gradient accumulation 2 (two kinds of micro-batch, with and without
+ *   AdamW: two graph slots), 4 steps.
+ * Both change the batch's sequence length after two steps, so the graphs are recorded for a
+ * new shape. Tolerance 0 (memcmp) on every loss, gradient norm and weight: a graph runs the
+ * same kernels with the same arguments in the same order as the eager launches, and nothing
+ * in these runs depends on the order of floating-point atomics across blocks (the one
+ * column-sum kernel that joins blocks with atomics gets one row group at <= 64 rows, and no
+ * embedding trains), so any difference is a bug: a stale argument, a lost or reordered op.
+ * Asserted as well: the graph path was taken (Ops.graph_counts: one launch per micro-batch
+ * under on, none for the first micro-batch of each shape under auto; each either updated in
+ * place or instantiated; under the emulation exactly one instantiation per slot and shape, since
+ * a new GEMM shape may run other cuBLAS kernels) and, under the emulation, that a graph replays
+ * exactly the ops the eager run launched. The reward model reads values back mid-step
+ * (loss_on_host) and must not be captured. Prints the blocking calls and launches per
+ * micro-batch (emulation). Skips (77) without a CUDA device. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "tiny.h"
+#include "loraft/model.h"
+#include "loraft/objective.h"
+#include "loraft/optimizer.h"
+#include "loraft/rng.h"
+#include "loraft/trainer.h"
+
+/* The emulation's counts (tests/cuda_emu/emu_runtime.cpp); absent on a GPU. */
+__attribute__((weak)) long long loraft_cuda_emu_count(const char *what);
+static long long emu_count(const char *what) {
+    return loraft_cuda_emu_count ? loraft_cuda_emu_count(what) : 0;
+}
+
+enum { STEPS = 4, MAX_MICRO = 8, MAX_B = 4, MAX_T = 8 };
+
+typedef struct Job {
+    Model m;
+    int accum, B, V, labels_per_token;
+    int T[STEPS]; /* sequence length of each step's batches */
+    float max_norm, lr;
+    Schedule schedule; /* warmup 1 step */
+} Job;
+
+typedef struct Trace {
+    float loss[MAX_MICRO];
+    double norm[STEPS];
+    float *weights;
+    size_t n_weights;
+    OpsGraphCounts counts;
+    long long eager_ops, graph_nodes, blocking;
+} Trace;
+
+/* LoRA B (zero at creation) and A from a fixed seed, so every gradient is non-zero. */
+static void randomise_lora(Model *m) {
+    Rng rng = {3, 0};
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        if (!p->is_lora) continue;
+        float *h = malloc(p->numel * sizeof *h);
+        for (size_t j = 0; j < p->numel; j++) h[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
+        m->ops->upload(p->value, h, p->numel * sizeof *h);
+        free(h);
+    }
+}
+
+/* Micro-batch k of the run: random ids, the last rows shorter (padding masked). */
+static void set_batch(Job *j, int k, int T, LfError *err) {
+    int32_t ids[MAX_B * MAX_T], mask[MAX_B * MAX_T], labels[MAX_B * MAX_T];
+    Rng rng = {100 + (uint64_t)k, 0};
+    for (int i = 0; i < j->B * T; i++) {
+        mask[i] = i % T < T - i / T;
+        ids[i] = mask[i] ? 5 + (int32_t)(rng_next(&rng) % (uint64_t)(j->V - 5)) : 0;
+        labels[i] = j->labels_per_token ? (mask[i] ? ids[i] : -100) : (int32_t)(rng_next(&rng) % 2);
+    }
+    CHECK_OK(model_set_batch(&j->m, ids, NULL, mask, labels, j->B, T, err), err);
+}
+
+/* STEPS optimizer steps of j under graphs mode g, as the trainer runs them. */
+static void train(Job *j, TrainGraphs g, Trace *t) {
+    LfError err;
+    Model *m = &j->m;
+    AdamW opt;
+    CHECK_OK(adamw_create(&opt, m, 0.9f, 0.999f, 1e-6f, 0.01f, &err), &err);
+    TrainStep st = {g, 0, 0};
+    OpsGraphCounts c0;
+    m->ops->graph_counts(&c0);
+    long long blocking0 = emu_count("blocking");
+    int k = 0;
+    for (int step = 0; step < STEPS; step++) {
+        model_zero_grad(m);
+        float lr = schedule_lr(j->schedule, j->lr, step, STEPS, 1);
+        for (int micro = 0; micro < j->accum; micro++, k++) {
+            set_batch(j, k, j->T[step], &err);
+            uint64_t seed = rng_hash(9, (uint64_t)step * 4096 + (uint64_t)micro);
+            int end = micro == j->accum - 1;
+            long long ops0 = emu_count("launches"), nodes0 = emu_count("graph_nodes");
+            CHECK_OK(train_micro_step(&st, m, seed, 1.0f / (float)j->accum, end ? &opt : NULL, lr,
+                                      j->max_norm, &err),
+                     &err);
+            t->eager_ops += emu_count("launches") - ops0;
+            t->graph_nodes += emu_count("graph_nodes") - nodes0;
+            CHECK_OK(model_read_loss(m, &t->loss[k], end ? &t->norm[step] : NULL, &err), &err);
+        }
+    }
+    t->blocking = emu_count("blocking") - blocking0;
+    m->ops->graph_counts(&t->counts);
+    t->counts.launches -= c0.launches, t->counts.instantiated -= c0.instantiated;
+    t->counts.updated -= c0.updated;
+    t->n_weights = m->n_values;
+    t->weights = malloc(m->n_values * sizeof(float));
+    m->ops->download(t->weights, m->values, m->n_values * sizeof(float));
+    CHECK_OK(m->ops->status(&err), &err);
+    adamw_free(&opt, m);
+}
+
+/* Micro-batches that are the first of their shape (auto runs them op by op). */
+static int new_shapes(const Job *j) {
+    int n = 1;
+    for (int s = 1; s < STEPS; s++) n += j->T[s] != j->T[s - 1];
+    return n;
+}
+
+/* The three modes against each other; create(j) builds the same model each time. */
+static void check_job(const char *name, void (*create)(Job *)) {
+    Trace t[3];
+    memset(t, 0, sizeof t);
+    TrainGraphs modes[3] = {GRAPHS_OFF, GRAPHS_ON, GRAPHS_AUTO};
+    Job j;
+    for (int i = 0; i < 3; i++) {
+        create(&j);
+        train(&j, modes[i], &t[i]);
+        model_free(&j.m);
+    }
+    int micro = STEPS * j.accum, slots = j.accum > 1 ? 2 : 1;
+    for (int i = 1; i < 3; i++) {
+        CHECK(memcmp(t[i].loss, t[0].loss, sizeof t[0].loss) == 0);
+        CHECK(memcmp(t[i].norm, t[0].norm, sizeof t[0].norm) == 0);
+        CHECK(t[i].n_weights == t[0].n_weights);
+        CHECK(memcmp(t[i].weights, t[0].weights, t[0].n_weights * sizeof(float)) == 0);
+    }
+    int clipped = 0;
+    for (int s = 0; s < STEPS; s++) clipped += t[0].norm[s] > j.max_norm;
+    CHECK(j.max_norm <= 0 || clipped > 0);
+    CHECK(t[0].counts.launches == 0);
+    CHECK(t[1].counts.launches == micro);
+    CHECK(t[2].counts.launches == micro - new_shapes(&j));
+    for (int i = 1; i < 3; i++) {
+        const OpsGraphCounts *c = &t[i].counts;
+        CHECK(c->instantiated + c->updated == c->launches);
+        CHECK(c->instantiated >= slots);
+        if (loraft_cuda_emu_count) CHECK(c->instantiated == slots * new_shapes(&j));
+    }
+    if (loraft_cuda_emu_count) {
+        CHECK(t[1].eager_ops == 0);
+        CHECK(t[1].graph_nodes == t[0].eager_ops);
+        CHECK(t[0].blocking == t[1].blocking);
+        printf("  %s: per micro-batch %.1f blocking calls (graphs off and on), %.1f launches "
+               "become 1 graph launch\n",
+               name, (double)t[0].blocking / micro, (double)t[0].eager_ops / micro);
+    }
+    printf("%s: graphs on and auto match op by op bit for bit (losses %.6f .. %.6f; on: %ld "
+           "launches, %ld instantiated, %ld updated)\n",
+           name, t[0].loss[0], t[0].loss[micro - 1], t[1].counts.launches, t[1].counts.instantiated,
+           t[1].counts.updated);
+    for (int i = 0; i < 3; i++) free(t[i].weights);
+}
+
+static char bert_dir[700];
+
+static void create_bert(Job *j) {
+    ModelConfig cfg;
+    LfError err;
+    CHECK_OK(model_config_load(&cfg, bert_dir, &err), &err);
+    cfg.hidden_dropout = cfg.attention_dropout = 0.1f;
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f, spec.precision = PRECISION_FP32;
+    const char *targets[] = {"query", "key", "value", "dense"};
+    spec.n_targets = 4;
+    for (int i = 0; i < 4; i++) snprintf(spec.targets[i], sizeof spec.targets[0], "%s", targets[i]);
+    *j = (Job){.accum = 1,
+               .B = 3,
+               .V = 40,
+               .T = {7, 7, 5, 5},
+               .max_norm = 0,
+               .lr = 1e-2f,
+               .schedule = SCHEDULE_LINEAR};
+    CHECK_OK(model_create(&j->m, &cfg, &spec, &ops_cuda, bert_dir, 5, MAX_B, MAX_T, NULL, 0, &err),
+             &err);
+    randomise_lora(&j->m);
+}
+
+/* vocabulary 300, hidden 32, 4 heads over 2 KV heads, FFN 48, 2 layers */
+static void decoder_config(ModelConfig *cfg) {
+    model_config_defaults(cfg, ARCH_LLAMA);
+    cfg->vocab_size = 300, cfg->hidden_size = 32, cfg->num_layers = 2, cfg->num_heads = 4;
+    cfg->num_kv_heads = 2, cfg->ffn_size = 48, cfg->max_positions = 16;
+    cfg->attention_dropout = 0.1f;
+    cfg->bos_token_id = cfg->eos_token_id = 0;
+}
+
+static void create_llama_task(Job *j, Task task) {
+    ModelConfig cfg;
+    LfError err;
+    decoder_config(&cfg);
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.task = task;
+    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                          "gate_proj", "up_proj", "down_proj"};
+    spec.n_targets = 7;
+    for (int i = 0; i < 7; i++) snprintf(spec.targets[i], sizeof spec.targets[0], "%s", proj[i]);
+    *j = (Job){.accum = 2,
+               .B = 4,
+               .V = 300,
+               .labels_per_token = 1,
+               .T = {8, 8, 6, 6},
+               .max_norm = 0.05f,
+               .lr = 1e-2f,
+               .schedule = SCHEDULE_COSINE};
+    CHECK_OK(model_create(&j->m, &cfg, &spec, &ops_cuda, NULL, 5, MAX_B, MAX_T, NULL, 0, &err),
+             &err);
+    randomise_lora(&j->m);
+}
+
+static void create_llama(Job *j) {
+    create_llama_task(j, TASK_CAUSAL_LM);
+}
+
+/* loss_on_host: the reward model runs op by op whatever the mode. */
+static void check_reward_not_captured(void) {
+    Job j;
+    create_llama_task(&j, TASK_REWARD);
+    LfError err;
+    AdamW opt;
+    CHECK_OK(adamw_create(&opt, &j.m, 0.9f, 0.999f, 1e-6f, 0.0f, &err), &err);
+    CHECK(j.m.objective->loss_on_host);
+    OpsGraphCounts c0, c1;
+    ops_cuda.graph_counts(&c0);
+    TrainStep st = {GRAPHS_ON, 0, 0};
+    float loss;
+    set_batch(&j, 0, MAX_T, &err);
+    CHECK_OK(train_micro_step(&st, &j.m, 1, 1.0f, &opt, 1e-3f, 1.0f, &err), &err);
+    CHECK_OK(model_read_loss(&j.m, &loss, NULL, &err), &err);
+    ops_cuda.graph_counts(&c1);
+    CHECK(c1.launches == c0.launches);
+    CHECK(isfinite(loss));
+    adamw_free(&opt, &j.m);
+    model_free(&j.m);
+    printf("reward model (loss on the host): not captured\n");
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    require_cuda_device();
+    CHECK(ops_cuda.graph_begin && ops_cuda.graph_end && ops_cuda.graph_counts);
+    CHECK(!ops_cpu.graph_begin && !ops_cpu.graph_end && !ops_cpu.graph_counts);
+    char tmp[] = "/tmp/loraft-gpu-graphs-XXXXXX";
+    CHECK(mkdtemp(tmp) != NULL);
+    char vocab[600];
+    snprintf(vocab, sizeof vocab, "%s/vocab", tmp);
+    mkdir(vocab, 0700);
+    tiny_write_vocab(vocab);
+    snprintf(bert_dir, sizeof bert_dir, "%s/bert", tmp);
+    tiny_checkpoint("bert", 32, 2, vocab, bert_dir);
+    check_job("bert classification (LoRA, dropout, fp32)", create_bert);
+    check_job("llama causal-lm (LoRA, dropout, bf16, cosine, clipping, accumulation 2)",
+              create_llama);
+    check_reward_not_captured();
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0);
+    return check_report();
+}
