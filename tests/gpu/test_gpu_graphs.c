@@ -4,7 +4,7 @@
  * Two runs, each trained three ways from the same weights on the same batches:
  * - a tiny BERT classifier with LoRA on every linear layer, hidden, attention and LoRA dropout
  *   0.1 (the dropout seed changes every step: a kernel argument the graph update must carry),
- *   precision fp32, 4 steps;
+ *   precision fp32, a linear schedule, no clipping, 4 steps;
  * - a tiny Llama causal LM (GQA) with LoRA on the seven projections, attention and LoRA dropout,
  *   the default precision (bf16 on the GPU: bf16 GEMMs and the tensor-core attention), a cosine
  *   schedule with warmup (the learning rate changes every step), gradient clipping at a norm
