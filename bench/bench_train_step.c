@@ -3,6 +3,7 @@
  *   bench_train_step MODEL_DIR [--device cpu|cuda] [--batch B] [--seq T] [--steps N]
  *                    [--r R] [--targets q_lin,v_lin] [--strategy lora|head|full]
  *                    [--dropout P] [--random] [--precision auto|fp32|tf32|bf16]
+ *                    [--graphs auto|on|off]
  *
  * Random token ids (fixed seed), every sequence T tokens long; forward + backward + clipping +
  * AdamW per step, dropout on as in training. The task is the architecture's: classification
@@ -11,8 +12,11 @@
  * values), so no weight file is needed. Prints tokens/s (after one warm-up step), the peak
  * resident memory and, on CUDA, the device memory the model took: cudaMemGetInfo's bytes in
  * use after the steps minus before the model was created (loraft allocates everything in
- * model_create, so this is its peak; the CUDA context is not counted).
- * --precision is model.precision (auto: bf16 on CUDA, fp32 on the CPU).
+ * model_create, so this is its peak, with cuBLAS's workspace: 32 MiB on Hopper, 4 MiB before; the
+ * CUDA context is not counted).
+ * --precision is model.precision (auto: bf16 on CUDA, fp32 on the CPU); --graphs is
+ * train.cuda_graphs (auto: every step after the warm-up is one CUDA graph launch; the step runs
+ * through the trainer's train_micro_step).
  * bench/bench-vs-pytorch.py and bench/bench-gpu-e2e.py run the same step in PyTorch + PEFT. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +28,7 @@
 #include "loraft/objective.h"
 #include "loraft/optimizer.h"
 #include "loraft/rng.h"
+#include "loraft/trainer.h"
 #ifdef LORAFT_HAVE_CUDA
 #include "bench_gpu.h"
 #endif
@@ -48,11 +53,11 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train_step MODEL_DIR [--device D] [--batch B] [--seq T] "
                         "[--steps N] [--r R] [--targets a,b] [--strategy S] [--dropout P] "
-                        "[--random] [--precision auto|fp32|tf32|bf16]\n");
+                        "[--random] [--precision auto|fp32|tf32|bf16] [--graphs auto|on|off]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
-    const char *precision = "auto";
+    const char *precision = "auto", *graphs = "auto";
     int B = 8, T = 128, steps = 5, r = 8, random = 0;
     float dropout = 0.1f;
     for (int i = 2; i < argc; i++) {
@@ -79,12 +84,18 @@ int main(int argc, char **argv) {
             strategy = val;
         else if (!strcmp(opt, "--dropout"))
             dropout = (float)atof(val);
+        else if (!strcmp(opt, "--graphs"))
+            graphs = val;
         else if (!strcmp(opt, "--precision"))
             precision = val;
         else
             return fprintf(stderr, "unknown option %s\n", opt), 2;
     }
     if (B < 1 || T < 2 || steps < 1) return fprintf(stderr, "batch, seq, steps must be > 0\n"), 2;
+    const char *modes[] = {"auto", "on", "off"}; /* TrainGraphs' order */
+    TrainStep st = {GRAPHS_AUTO, 0, 0};
+    while (st.graphs <= GRAPHS_OFF && strcmp(graphs, modes[st.graphs])) st.graphs++;
+    if (st.graphs > GRAPHS_OFF) return fprintf(stderr, "--graphs: auto, on or off\n"), 2;
     LfError err;
     const Ops *ops = ops_by_name(device, &err);
     ModelConfig cfg;
@@ -123,20 +134,20 @@ int main(int argc, char **argv) {
         float loss;
         double norm;
         model_zero_grad(&m);
-        if (model_forward(&m, 1, (uint64_t)s, 1.0f, NULL, &err) ||
-            model_backward(&m, (uint64_t)s, &err))
+        if (train_micro_step(&st, &m, (uint64_t)s, 1.0f, &opt, 1e-4f, 1.0f, &err) ||
+            model_read_loss(&m, &loss, &norm, &err))
             return fprintf(stderr, "%s\n", err.msg), 1;
-        adamw_update(&opt, &m, 1e-4f, 1.0f);
-        if (model_read_loss(&m, &loss, &norm, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     }
     double dt = now() - t0;
     size_t used_after = device_used(ops);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("loraft %s %s %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, peak RSS %.0f "
-           "MiB, device memory %.0f MiB, trainable %zu\n",
-           ops->name, precision_name(m.spec.precision), strategy, B, T, steps, 1e3 * dt / steps,
-           (double)B * T * steps / dt, ru.ru_maxrss / 1024.0,
+    OpsGraphCounts graph = {0, 0, 0};
+    if (ops->graph_counts) ops->graph_counts(&graph);
+    printf("loraft %s %s %s: batch %d x %d, %d steps (%ld as CUDA graphs): %.1f ms/step, %.0f "
+           "tokens/s, peak RSS %.0f MiB, device memory %.0f MiB, trainable %zu\n",
+           ops->name, precision_name(m.spec.precision), strategy, B, T, steps, graph.launches,
+           1e3 * dt / steps, (double)B * T * steps / dt, ru.ru_maxrss / 1024.0,
            (double)(used_after - used_before) / 1048576.0, model_trainable_count(&m));
     adamw_free(&opt, &m);
     model_free(&m);

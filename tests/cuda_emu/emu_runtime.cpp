@@ -19,8 +19,9 @@
  * its workspace; CUBLAS_STATUS_NOT_SUPPORTED). cudaGraphExecUpdate takes a graph of the same
  * nodes in the same order whose kernels are the same functions, copies the same direction and
  * cuBLAS calls the same shapes (another shape may pick other kernels on a GPU); arguments, grids
- * and pointers may change. Not emulated (aborts): fork / join across streams, graphs launched
- * into a capture, instantiation flags.
+ * and pointers may change. A captured launch's configuration and resources are checked when it
+ * runs, so cudaGraphLaunch reports what a GPU would have refused at the launch. Not emulated
+ * (aborts): fork / join across streams, graphs launched into a capture, instantiation flags.
  *
  * Deliberately not: a device allocator (no pooling, no out-of-memory other than the
  * LORAFT_EMU_DEVICE_MEM budget, default 8 GiB), asynchronous, or cuBLAS beyond FP32 GEMMs and
