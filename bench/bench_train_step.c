@@ -144,10 +144,10 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     OpsGraphCounts graph = {0, 0, 0};
     if (ops->graph_counts) ops->graph_counts(&graph);
-    printf("loraft %s %s %s: batch %d x %d, %d steps (%ld as CUDA graphs): %.1f ms/step, %.0f "
-           "tokens/s, peak RSS %.0f MiB, device memory %.0f MiB, trainable %zu\n",
-           ops->name, precision_name(m.spec.precision), strategy, B, T, steps, graph.launches,
-           1e3 * dt / steps, (double)B * T * steps / dt, ru.ru_maxrss / 1024.0,
+    printf("loraft %s %s %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, %ld as CUDA "
+           "graphs, peak RSS %.0f MiB, device memory %.0f MiB, trainable %zu\n",
+           ops->name, precision_name(m.spec.precision), strategy, B, T, steps, 1e3 * dt / steps,
+           (double)B * T * steps / dt, graph.launches, ru.ru_maxrss / 1024.0,
            (double)(used_after - used_before) / 1048576.0, model_trainable_count(&m));
     adamw_free(&opt, &m);
     model_free(&m);
