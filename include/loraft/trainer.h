@@ -47,11 +47,10 @@ typedef struct TrainStep {
 
 /* Queues one micro-batch of training on m, whose batch model_set_batch has set: forward with
  * dropout from seed (loss_weight: 1 / accumulation steps), backward, and at a step's end (opt
- * non-NULL) adamw_update(opt, m, lr, max_norm). Where the backend has graphs (Ops.graph_begin),
- * the objective computes its loss on the backend (not loss_on_host: dpo and reward read values
- * back mid-step) and s allows it, all of that is recorded and run as one graph launch: the same
- * ops with the same arguments in the same order, so the same bits. Nothing waits for the
- * device: model_read_loss does. */
+ * non-NULL) adamw_update(opt, m, lr, max_norm). Where the backend has graphs (Ops.graph_begin)
+ * and s allows it, all of that is recorded and run as one graph launch: the same ops with the
+ * same arguments in the same order, so the same bits. Nothing waits for the device:
+ * model_read_loss does. */
 int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, AdamW *opt, float lr,
                      float max_norm, LfError *err);
 

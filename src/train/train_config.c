@@ -225,8 +225,7 @@ static const Key keys[] = {
              "AdamW) as one CUDA graph launch, recorded again every time and updated in place "
              "(instantiated anew when the batch shape changes). auto = when the batch has the "
              "shape of the one before it; on = every micro-batch; off = launch op by op. The "
-             "results are the same bits either way. dpo and reward read values back mid-step and "
-             "always run op by op; the cpu ignores this."},
+             "results are the same bits either way. The cpu ignores this."},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 static const char *const sections[] = {"model", "data", "lora", "train"};

@@ -759,8 +759,7 @@ int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, A
     const Ops *o = m->ops;
     int repeat = m->B == s->B && m->T == s->T;
     s->B = m->B, s->T = m->T;
-    int graph = o->graph_begin && !m->objective->loss_on_host &&
-                (s->graphs == GRAPHS_ON || (s->graphs == GRAPHS_AUTO && repeat));
+    int graph = o->graph_begin && (s->graphs == GRAPHS_ON || (s->graphs == GRAPHS_AUTO && repeat));
     if (graph && o->graph_begin())
         return o->status(err) ? -1 : lf_fail(err, "cuda: a graph capture did not start");
     int rc = model_forward(m, 1, seed, loss_weight, NULL, err) || model_backward(m, seed, err);
