@@ -27,7 +27,8 @@ MFU = FLOPs per token * tokens/s / peak, against H200 dense BF16 989 TFLOP/s and
 67 TFLOP/s (both printed). Device memory: PyTorch torch.cuda.max_memory_allocated; loraft
 cudaMemGetInfo's bytes in use after the steps minus before the model (bench_train_step).
 loraft's precision is one parameter, --precision: model.precision for bench_train_step
-(bf16: frozen weights' GEMMs on bf16 tensor cores, the rest f32 / TF32; fp32; tf32). --smoke:
+(bf16: frozen weights' GEMMs on bf16 tensor cores, the rest f32 / TF32; fp32; tf32), each step
+one CUDA Graph launch unless the precision carries '/nographs' (train.cuda_graphs off). --smoke:
 tiny configs, 1 step, for a CPU check that the script works (--device cpu --smoke).
 Informative only: speed lives in bench/, never in tests.
 """
@@ -155,10 +156,12 @@ def run(cmd, timeout):
 
 def loraft_side(a, name, model_dir, T, B, precision):
     targets, dropout = LORA[name]
+    precision, graphs = (precision.split("/") + ["auto"])[:2]
+    graphs = "off" if graphs == "nographs" else graphs
     out, why = run([a.loraft_bench, model_dir, "--random", "--device", a.device, "--batch",
                     str(B), "--seq", str(T), "--steps", str(a.steps), "--r", str(a.r),
                     "--targets", ",".join(targets), "--dropout", str(dropout),
-                    "--precision", precision], a.timeout)
+                    "--precision", precision, "--graphs", graphs], a.timeout)
     if why:
         return None, why
     m = re.search(r"([\d.]+) ms/step, (\d+) tokens/s, .*device memory (\d+) MiB, "
@@ -181,8 +184,9 @@ def row(case, side, precision, r, fpt):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default="distilbert-128,distilbert-512,smollm2-512,smollm2-2048")
-    ap.add_argument("--precision", help="loraft's model.precision, comma-separated (default: "
-                    "bf16,fp32 on the GPU, fp32 on the CPU, which computes fp32 only)")
+    ap.add_argument("--precision", help="loraft's model.precision, comma-separated; a "
+                    "'/nographs' suffix runs it without CUDA Graphs (default: bf16,"
+                    "bf16/nographs,fp32 on the GPU, fp32 on the CPU, which computes fp32 only)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=8192, help="tokens per step")
     ap.add_argument("--r", type=int, default=8)
@@ -201,7 +205,7 @@ def main():
     if a.smoke:
         a.steps, a.tokens = 1, 64
     if a.precision is None:
-        a.precision = "bf16,fp32" if a.device == "cuda" else "fp32"
+        a.precision = "bf16,bf16/nographs,fp32" if a.device == "cuda" else "fp32"
     print(f"# e2e: {a.tokens} tokens per step, {a.steps} timed steps after 1 warm-up, LoRA r "
           f"{a.r}; MFU vs H200 dense BF16 {PEAK_BF16 * 1e-12:.0f} and FP32 "
           f"{PEAK_FP32 * 1e-12:.0f} TFLOP/s; device MiB: loraft cudaMemGetInfo delta, PyTorch "

@@ -126,7 +126,7 @@ note "== kernel benchmarks (model.precision bf16: frozen weights' GEMMs in bf16,
 step bench_kernels_bf16 150 "$build/bench_kernels" --bf16 "${smoke[@]}"
 show bench_kernels_bf16 "^(#|copy|mem|gemm|lora) " 120
 
-note "== end to end: loraft (bf16, fp32) vs PyTorch + PEFT (bf16 autocast, SDPA)"
+note "== end to end: loraft (bf16 with and without CUDA Graphs, fp32) vs PyTorch + PEFT (bf16 autocast, SDPA)"
 e2e_py=${py:-python3}
 no_pt=()
 [ -z "$py" ] && no_pt=(--no-pytorch)
