@@ -1,6 +1,6 @@
 /* backend.cu: the CUDA op table (ops_cuda) and what it stands on: device
  * memory, the first-error slot and fault word behind status(), the cuBLAS
- * handle and GEMM wrapper, CUDA Graph capture of a step, and the device count.
+ * and cuBLASLt handles and GEMM wrappers, CUDA Graph capture of a step, and the device count.
  * The kernels live one op family per file beside it. Deliberately not a device
  * manager: one device, one stream.
  *
@@ -18,7 +18,9 @@ static char first_error[768]; /* "" while nothing failed since the last status()
 static int *fault_word;       /* device int, CudaFault bits */
 static int *fault_seen;       /* pinned: status()'s copy of it */
 static cublasHandle_t blas;
+static cublasLtHandle_t blaslt; /* created with blas; shares its workspace (one stream) */
 static void *blas_workspace;
+static size_t blas_workspace_size;
 static cublasComputeType_t blas_compute = CUBLAS_COMPUTE_32F;
 
 void cuda_note_text(const char *what, const char *file, int line) {
@@ -66,24 +68,36 @@ static size_t blas_workspace_bytes(void) {
     return (size_t)(prop.major >= 9 ? 32 : 4) << 20;
 }
 
-/* Lazily created, on the per-thread stream with its workspace; NULL (error noted) if cuBLAS
- * cannot start. */
+/* Lazily created, with the cuBLASLt handle, on the per-thread stream with its workspace; NULL
+ * (error noted) if cuBLAS cannot start. The two libraries take turns on the one stream, so one
+ * workspace serves both. */
 static cublasHandle_t cuda_blas(void) {
     if (blas) return blas;
     size_t bytes = blas_workspace_bytes();
     cublasStatus_t s = cublasCreate(&blas);
     cuda_note_blas(s, "cublasCreate", __FILE__, __LINE__);
     if (s != CUBLAS_STATUS_SUCCESS) return blas = NULL;
+    s = cublasLtCreate(&blaslt);
+    cuda_note_blas(s, "cublasLtCreate", __FILE__, __LINE__);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        cublasDestroy(blas);
+        return blas = NULL;
+    }
     cudaError_t e = cudaMalloc(&blas_workspace, bytes);
     CUDA_CHECK(e);
     if (e == cudaSuccess) s = cublasSetStream(blas, cudaStreamPerThread);
     if (e == cudaSuccess && s == CUBLAS_STATUS_SUCCESS)
         s = cublasSetWorkspace(blas, blas_workspace, bytes);
     cuda_note_blas(s, "cublasSetStream / cublasSetWorkspace", __FILE__, __LINE__);
-    if (e == cudaSuccess && s == CUBLAS_STATUS_SUCCESS) return blas;
+    if (e == cudaSuccess && s == CUBLAS_STATUS_SUCCESS) {
+        blas_workspace_size = bytes;
+        return blas;
+    }
     cublasDestroy(blas);
+    cublasLtDestroy(blaslt);
     cudaFree(blas_workspace);
     blas_workspace = NULL;
+    blaslt = NULL;
     return blas = NULL;
 }
 
@@ -132,6 +146,77 @@ void cuda_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, in
         cublasGemmEx(h, ta, tb, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, C,
                      CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     cuda_note_blas(s, "cublasGemmEx (bf16)", __FILE__, __LINE__);
+}
+
+/* The largest power of two up to 256 that divides p: the alignment cuBLASLt's heuristic may
+ * assume for an operand (it assumes 256 unless told, and a kernel that needs it fails). */
+static uint32_t alignment(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && (uintptr_t)p % a) a >>= 1;
+    return a;
+}
+
+/* No bias: cublasGemmEx as every other GEMM. With one: cublasLtMatmul with the bias epilogue and
+ * the heuristic's first algorithm for these alignments, descriptors and heuristic made anew each
+ * call as PyTorch does: microseconds of host work that a captured step does not repeat, and no
+ * cache to key on every alignment that picks an algorithm. */
+void cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                    cudaDataType type, const void *A, int lda, const void *B, int ldb, float *C,
+                    int ldc, const float *bias) {
+    int bf16 = type == CUDA_R_16BF;
+    if (!bias && bf16)
+        cuda_gemm_bf16(ta, tb, m, n, k, 1.0f, (const __nv_bfloat16 *)A, lda,
+                       (const __nv_bfloat16 *)B, ldb, 0.0f, C, ldc);
+    if (!bias && !bf16)
+        cuda_gemm(ta, tb, m, n, k, 1.0f, (const float *)A, lda, 0, (const float *)B, ldb, 0, 0.0f,
+                  C, ldc, 0, 1);
+    if (!bias || !cuda_blas() || m <= 0 || n <= 0) return;
+    int32_t op[2] = {ta, tb};
+    uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS,
+             align[4] = {alignment(A), alignment(B), alignment(C), alignment(C)};
+    uint64_t ws = blas_workspace_size;
+    float one = 1.0f, zero = 0.0f;
+    cublasLtMatmulDesc_t desc = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t best = {};
+    int found = 0;
+    cublasStatus_t s =
+        cublasLtMatmulDescCreate(&desc, bf16 ? CUBLAS_COMPUTE_32F : blas_compute, CUDA_R_32F);
+    if (!s) s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op[0], 4);
+    if (!s) s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op[1], 4);
+    if (!s) s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, 4);
+    if (!s)
+        s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                           sizeof bias);
+    if (!s) /* stored A is m x k, or k x m under OP_T; B likewise k x n */
+        s = cublasLtMatrixLayoutCreate(&la, type, ta == CUBLAS_OP_N ? m : k,
+                                       ta == CUBLAS_OP_N ? k : m, lda);
+    if (!s)
+        s = cublasLtMatrixLayoutCreate(&lb, type, tb == CUBLAS_OP_N ? k : n,
+                                       tb == CUBLAS_OP_N ? n : k, ldb);
+    if (!s) s = cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, m, n, ldc);
+    if (!s) s = cublasLtMatmulPreferenceCreate(&pref);
+    if (!s)
+        s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                 &ws, sizeof ws);
+    for (int i = 0; i < 4 && !s; i++)
+        s = cublasLtMatmulPreferenceSetAttribute(
+            pref,
+            (cublasLtMatmulPreferenceAttributes_t)(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i),
+            &align[i], sizeof align[i]);
+    if (!s)
+        s = cublasLtMatmulAlgoGetHeuristic(blaslt, desc, la, lb, lc, lc, pref, 1, &best, &found);
+    if (!s && !found) s = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (!s)
+        s = cublasLtMatmul(blaslt, desc, &one, A, la, B, lb, &zero, C, lc, C, lc, &best.algo,
+                           blas_workspace, ws, cudaStreamPerThread);
+    cuda_note_blas(s, "cublasLtMatmul (bias epilogue)", __FILE__, __LINE__);
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (desc) cublasLtMatmulDescDestroy(desc);
 }
 
 /* ---- memory ---- */

@@ -1,9 +1,10 @@
 /* cuda_common.cuh: what every kernel file shares: the first-error slot that
  * status() reports, the device fault flags for bad indices, launch-size
- * helpers, warp and block reductions, the cuBLAS GEMM wrapper, and the
+ * helpers, warp and block reductions, the cuBLAS and cuBLASLt GEMM wrappers, and the
  * launchers that backend.cu puts into ops_cuda. Internal to kernels/: C code
  * sees only ops_cuda through ops.h. */
 #pragma once
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -99,6 +100,12 @@ Precision cuda_precision(void);
 void cuda_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                     const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,
                     float *C, int ldc);
+
+/* C[m,n] = op(A) op(B) + bias[r] per row r (bias NULL: none) for FP32 (precision's compute type)
+ * or BF16 (FP32 compute) A and B, FP32 C: the bias in cuBLASLt's epilogue, so C is written once. */
+void cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                    cudaDataType type, const void *A, int lda, const void *B, int ldb, float *C,
+                    int ldc, const float *bias);
 
 /* ---- the launchers behind ops_cuda (same arguments as the Ops members) ----
  */

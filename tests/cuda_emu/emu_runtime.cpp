@@ -38,6 +38,7 @@
 #include <map>
 #include <vector>
 
+#include "cublasLt.h"
 #include "cublas_v2.h"
 
 [[noreturn]] __attribute__((format(printf, 1, 2))) static void die(const char *fmt, ...) {
@@ -650,6 +651,13 @@ static std::vector<float> widen_bf16(const void *p, int rows, int cols, int ld) 
     return out;
 }
 
+/* C[r,c] += bias[r] for the m x n column-major C (bias NULL: nothing) */
+static void add_bias(float *C, const float *bias, int m, int n, int ldc) {
+    if (!bias) return;
+    for (int c = 0; c < n; c++)
+        for (int r = 0; r < m; r++) C[(size_t)c * ldc + r] += bias[r];
+}
+
 /* The data types emulated: FP32 A, B and C (compute 32F, 32F_PEDANTIC or 32F_FAST_TF32, all
  * computed as FP32), and BF16 A and B with FP32 C (compute 32F or 32F_PEDANTIC, one GEMM:
  * cublasGemmEx). Anything else aborts. */
@@ -668,13 +676,20 @@ static void check_types(const char *fn, cudaDataType At, cudaDataType Bt, cudaDa
             fn, (int)compute);
 }
 
-static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t ta,
-                           cublasOperation_t tb, int m, int n, int k, const void *alpha,
-                           const void *A, cudaDataType At, int lda, long long sA, const void *B,
-                           cudaDataType Bt, int ldb, long long sB, const void *beta, void *C,
-                           cudaDataType Ct, int ldc, long long sC, int batch,
-                           cublasComputeType_t compute, int algo) {
-    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+/* Where a GEMM runs: the stream, whether a workspace was given (a captured call needs one), and
+ * cuBLASLt's bias epilogue (an FP32 vector of m added to each column of C, or NULL). */
+struct GemmOn {
+    cudaStream_t stream;
+    bool workspace;
+    const float *bias;
+};
+
+static cublasStatus_t gemm_on(const char *fn, GemmOn on, cublasOperation_t ta, cublasOperation_t tb,
+                              int m, int n, int k, const void *alpha, const void *A,
+                              cudaDataType At, int lda, long long sA, const void *B,
+                              cudaDataType Bt, int ldb, long long sB, const void *beta, void *C,
+                              cudaDataType Ct, int ldc, long long sC, int batch,
+                              cublasComputeType_t compute, int algo) {
     check_types(fn, At, Bt, Ct, compute, strstr(fn, "Batched") != NULL);
     if (!(algo >= -1 && algo <= 23) && !(algo >= 99 && algo <= 115))
         die("%s: algorithm %d is not a cublasGemmAlgo_t the emulation knows", fn, algo);
@@ -691,15 +706,17 @@ static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t t
     if ((pa && !pa->second.host) || (pb && !pb->second.host))
         die("%s: alpha or beta is a device pointer, but the pointer mode is HOST", fn);
     float a = *(const float *)alpha, b = *(const float *)beta;
-    cudaStream_t stream = h->stream ? h->stream : cudaStreamLegacy;
-    if (resolve(stream)->capture && !h->workspace) { /* cuBLAS would allocate one */
+    cudaStream_t stream = on.stream;
+    const float *bias = on.bias;
+    if (resolve(stream)->capture && !on.workspace) { /* cuBLAS would allocate one */
         unsafe_call();
         return CUBLAS_STATUS_NOT_SUPPORTED;
     }
     /* what decides the kernels cuBLAS picks: a graph update needs them unchanged */
     uint64_t shape = 0;
-    for (uint64_t v : {(uint64_t)(uintptr_t)fn, (uint64_t)ta, (uint64_t)tb, (uint64_t)m,
-                       (uint64_t)n, (uint64_t)k, (uint64_t)batch, (uint64_t)At, (uint64_t)compute})
+    for (uint64_t v :
+         {(uint64_t)(uintptr_t)fn, (uint64_t)ta, (uint64_t)tb, (uint64_t)m, (uint64_t)n,
+          (uint64_t)k, (uint64_t)batch, (uint64_t)At, (uint64_t)compute, (uint64_t)(bias != NULL)})
         shape = (shape ^ v) * 0x100000001B3ull; /* FNV-1a over the values */
     auto run = [=]() {
         int bf16 = At == CUDA_R_16BF;
@@ -708,10 +725,12 @@ static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t t
             const char *Ai = (const char *)A + i * sA * es, *Bi = (const char *)B + i * sB * es;
             float *Ci = (float *)C + i * sC;
             check_operand(fn, "C", i, Ci, 4, m, n, ldc);
+            if (bias) check_operand(fn, "bias", i, bias, 4, m, 1, m);
             if (k == 0 || a == 0.0f) { /* A and B are not read: C = beta C */
                 for (int c = 0; c < n; c++)
                     for (int r = 0; r < m; r++)
                         Ci[(size_t)c * ldc + r] = b == 0.0f ? 0.0f : b * Ci[(size_t)c * ldc + r];
+                add_bias(Ci, bias, m, n, ldc);
                 continue;
             }
             check_operand(fn, "A", i, Ai, es, rows_a, cols_a, lda);
@@ -726,12 +745,26 @@ static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t t
             cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
                         tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a, fa, la, fb, lb,
                         b, Ci, ldc);
+            add_bias(Ci, bias, m, n, ldc);
         }
         return 0;
     };
     return emu_enqueue(stream, EmuNode{EMU_NODE_BLAS, NULL, shape, fn, run})
                ? CUBLAS_STATUS_EXECUTION_FAILED
                : CUBLAS_STATUS_SUCCESS;
+}
+
+/* cuBLAS: on the handle's stream (NULL: the legacy one) and workspace, no epilogue. */
+static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t ta,
+                           cublasOperation_t tb, int m, int n, int k, const void *alpha,
+                           const void *A, cudaDataType At, int lda, long long sA, const void *B,
+                           cudaDataType Bt, int ldb, long long sB, const void *beta, void *C,
+                           cudaDataType Ct, int ldc, long long sC, int batch,
+                           cublasComputeType_t compute, int algo) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    GemmOn on = {h->stream ? h->stream : cudaStreamLegacy, h->workspace != NULL, NULL};
+    return gemm_on(fn, on, ta, tb, m, n, k, alpha, A, At, lda, sA, B, Bt, ldb, sB, beta, C, Ct, ldc,
+                   sC, batch, compute, algo);
 }
 
 cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
@@ -775,4 +808,211 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
     return gemm("cublasSgemmStridedBatched", handle, transa, transb, m, n, k, alpha, A, CUDA_R_32F,
                 lda, strideA, B, CUDA_R_32F, ldb, strideB, beta, C, CUDA_R_32F, ldc, strideC,
                 batchCount, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+/* ---- cuBLASLt: descriptors are host structs; one GEMM through gemm_on ---- */
+struct cublasLtContext {
+    int unused;
+};
+struct LtDesc {
+    cublasComputeType_t compute;
+    cublasOperation_t ta, tb;
+    uint32_t epilogue;
+    const float *bias;
+};
+struct LtLayout {
+    cudaDataType type;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+/* The alignments (bytes) an algorithm was chosen for: A, B, C, D, bias. */
+enum { LT_ALIGNMENTS = 5 };
+struct LtPreference {
+    uint64_t max_workspace;
+    uint32_t align[4]; /* A, B, C, D */
+};
+static LtDesc *lt(cublasLtMatmulDesc_t d) {
+    return (LtDesc *)d;
+}
+static LtLayout *lt(cublasLtMatrixLayout_t l) {
+    return (LtLayout *)l;
+}
+static LtPreference *lt(cublasLtMatmulPreference_t p) {
+    return (LtPreference *)p;
+}
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) {
+    if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
+    *handle = new cublasLtContext();
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t compute,
+                                        cudaDataType_t scale) {
+    if (!desc) return CUBLAS_STATUS_INVALID_VALUE;
+    if (scale != CUDA_R_32F)
+        die("cublasLtMatmulDescCreate: scale type %d: only CUDA_R_32F is emulated", (int)scale);
+    *desc = (cublasLtMatmulDesc_t) new LtDesc{compute, CUBLAS_OP_N, CUBLAS_OP_N,
+                                              CUBLASLT_EPILOGUE_DEFAULT, NULL};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
+    delete lt(desc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+/* The value of an attribute that must be exactly `bytes` long, as cuBLASLt checks. */
+template <typename T> static bool attribute(T *dst, const void *buf, size_t bytes) {
+    if (!buf || bytes != sizeof *dst) return false;
+    memcpy(dst, buf, sizeof *dst);
+    return true;
+}
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
+                                              cublasLtMatmulDescAttributes_t attr, const void *buf,
+                                              size_t bytes) {
+    if (!desc) return CUBLAS_STATUS_INVALID_VALUE;
+    LtDesc *d = lt(desc);
+    int32_t v = 0;
+    bool ok;
+    switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+        ok = attribute(&v, buf, bytes);
+        if (ok && v != CUBLAS_OP_N && v != CUBLAS_OP_T) return CUBLAS_STATUS_INVALID_VALUE;
+        if (ok) (attr == CUBLASLT_MATMUL_DESC_TRANSA ? d->ta : d->tb) = (cublasOperation_t)v;
+        break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+        ok = attribute(&d->epilogue, buf, bytes);
+        if (ok && d->epilogue != CUBLASLT_EPILOGUE_DEFAULT && d->epilogue != CUBLASLT_EPILOGUE_BIAS)
+            die("cublasLtMatmulDescSetAttribute: epilogue %u: only CUBLASLT_EPILOGUE_DEFAULT and "
+                "CUBLASLT_EPILOGUE_BIAS are emulated",
+                d->epilogue);
+        break;
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+        ok = attribute(&d->bias, buf, bytes);
+        break;
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
+        ok = attribute(&v, buf, bytes);
+        if (ok && v != CUDA_R_32F)
+            die("cublasLtMatmulDescSetAttribute: bias data type %d: only CUDA_R_32F is emulated",
+                (int)v);
+        break;
+    default:
+        die("cublasLtMatmulDescSetAttribute: attribute %d is not emulated", (int)attr);
+    }
+    return ok ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+}
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType type,
+                                          uint64_t rows, uint64_t cols, int64_t ld) {
+    if (!layout) return CUBLAS_STATUS_INVALID_VALUE;
+    *layout = (cublasLtMatrixLayout_t) new LtLayout{type, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
+    delete lt(layout);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
+    if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
+    *pref = (cublasLtMatmulPreference_t) new LtPreference{0, {256, 256, 256, 256}};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
+    delete lt(pref);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
+                                                    cublasLtMatmulPreferenceAttributes_t attr,
+                                                    const void *buf, size_t bytes) {
+    if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
+    LtPreference *p = lt(pref);
+    if (attr == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
+        return attribute(&p->max_workspace, buf, bytes) ? CUBLAS_STATUS_SUCCESS
+                                                        : CUBLAS_STATUS_INVALID_VALUE;
+    if (attr < CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES ||
+        attr > CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES)
+        die("cublasLtMatmulPreferenceSetAttribute: attribute %d is not emulated", (int)attr);
+    uint32_t *a = &p->align[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES];
+    return attribute(a, buf, bytes) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+}
+
+/* The GEMM the descriptors describe, as cublasGemmEx's arguments: false if the layouts do not
+ * fit op(A) [m,k], op(B) [k,n], C = D [m,n], or are not single column-major matrices. */
+struct LtGemm {
+    cublasOperation_t ta, tb;
+    int m, n, k, lda, ldb, ldc;
+    cudaDataType At, Bt, Ct;
+};
+static bool lt_gemm(const char *fn, const LtDesc *d, const LtLayout *a, const LtLayout *b,
+                    const LtLayout *c, const LtLayout *dd, LtGemm *g) {
+    if (!d || !a || !b || !c || !dd) return false;
+    if (c->type != dd->type || c->rows != dd->rows || c->cols != dd->cols || c->ld != dd->ld)
+        die("%s: C and D layouts differ: only D in place of C is emulated", fn);
+    uint64_t m = d->ta == CUBLAS_OP_N ? a->rows : a->cols,
+             k = d->ta == CUBLAS_OP_N ? a->cols : a->rows;
+    uint64_t kb = d->tb == CUBLAS_OP_N ? b->rows : b->cols,
+             n = d->tb == CUBLAS_OP_N ? b->cols : b->rows;
+    if (k != kb || c->rows != m || c->cols != n || m > INT32_MAX || n > INT32_MAX ||
+        k > INT32_MAX || a->ld > INT32_MAX || b->ld > INT32_MAX || c->ld > INT32_MAX)
+        return false;
+    *g = LtGemm{d->ta,      d->tb,      (int)m,  (int)n,  (int)k, (int)a->ld,
+                (int)b->ld, (int)c->ld, a->type, b->type, c->type};
+    return true;
+}
+static uint64_t alignment(const void *p) {
+    uint64_t a = 256;
+    while (a > 1 && (uintptr_t)p % a) a >>= 1;
+    return a;
+}
+
+/* One algorithm: no workspace, and the alignments the preference allows (and the bias
+ * pointer's) recorded in it. */
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+                                              cublasLtMatrixLayout_t A, cublasLtMatrixLayout_t B,
+                                              cublasLtMatrixLayout_t C, cublasLtMatrixLayout_t D,
+                                              cublasLtMatmulPreference_t pref, int requested,
+                                              cublasLtMatmulHeuristicResult_t results[],
+                                              int *returned) {
+    const char *fn = "cublasLtMatmulAlgoGetHeuristic";
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    LtGemm g;
+    if (!pref || requested < 1 || !results || !returned ||
+        !lt_gemm(fn, lt(desc), lt(A), lt(B), lt(C), lt(D), &g))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    check_types(fn, g.At, g.Bt, g.Ct, lt(desc)->compute, 0);
+    memset(results, 0, sizeof *results);
+    for (int i = 0; i < 4; i++) results->algo.data[i] = lt(pref)->align[i];
+    results->algo.data[4] = alignment(lt(desc)->bias);
+    results->state = CUBLAS_STATUS_SUCCESS, results->wavesCount = 1.0f;
+    *returned = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, const void *alpha,
+                              const void *A, cublasLtMatrixLayout_t Adesc, const void *B,
+                              cublasLtMatrixLayout_t Bdesc, const void *beta, const void *C,
+                              cublasLtMatrixLayout_t Cdesc, void *D, cublasLtMatrixLayout_t Ddesc,
+                              const cublasLtMatmulAlgo_t *algo, void *workspace,
+                              size_t workspace_bytes, cudaStream_t stream) {
+    const char *fn = "cublasLtMatmul";
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    LtGemm g;
+    if (!lt_gemm(fn, lt(desc), lt(Adesc), lt(Bdesc), lt(Cdesc), lt(Ddesc), &g))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (C != D) die("%s: C and D differ: only D in place of C is emulated", fn);
+    if (workspace_bytes && !find_block(workspace, workspace_bytes))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const LtDesc *d = lt(desc);
+    bool bias = d->epilogue == CUBLASLT_EPILOGUE_BIAS;
+    if (bias && !d->bias) return CUBLAS_STATUS_INVALID_VALUE;
+    const void *ptrs[LT_ALIGNMENTS] = {A, B, C, D, bias ? d->bias : NULL};
+    for (int i = 0; i < LT_ALIGNMENTS; i++) /* NULL algo: the default preference, 256 */
+        if (ptrs[i] && (uintptr_t)ptrs[i] % (algo ? algo->data[i] : 256))
+            return CUBLAS_STATUS_NOT_SUPPORTED;
+    GemmOn on = {stream, workspace_bytes > 0, bias ? d->bias : NULL};
+    return gemm_on(fn, on, g.ta, g.tb, g.m, g.n, g.k, alpha, A, g.At, g.lda, 0, B, g.Bt, g.ldb, 0,
+                   beta, D, g.Ct, g.ldc, 0, 1, d->compute, CUBLAS_GEMM_DEFAULT);
 }

@@ -2,14 +2,16 @@
  * pre-processed like kernels/: warp intrinsics against their documented results, barriers
  * and shared memory under permuted thread orders, dynamic shared memory, atomics, 3-D
  * indices, launch errors, cuBLAS's column-major semantics against naive loops (FP32, and BF16
- * operands with FP32 output), bf16 rounding, WMMA tiles (products against loops, both layouts,
+ * operands with FP32 output), cuBLASLt's too (with the bias epilogue, the alignments an algorithm
+ * was chosen for, capture), bf16 rounding, WMMA tiles (products against loops, both layouts,
  * the lane mapping a permutation drawn per seed), stream capture and graphs (recorded, not run;
  * replayed with the captured arguments; updated; every call CUDA refuses during a capture
  * refused with its error and the capture invalidated); and, each in a child process, the aborts
  * that make bugs visible: a divergent shuffle, a shuffle against a barrier, a host pointer passed
  * to a kernel, a GEMM operand past its allocation (FP32 and BF16), data and compute types not
- * emulated, WMMA with a bad ldm, a misaligned pointer or part of a warp.
- * Not a test of kernels/ (tests/gpu does that). Prints "N passed, N failed". */
+ * emulated, a cuBLASLt epilogue not emulated or bias past its allocation, WMMA with a bad ldm, a
+ * misaligned pointer or part of a warp. Not a test of kernels/ (tests/gpu does that). Prints "N
+ * passed, N failed". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -361,6 +364,162 @@ static void test_gemm_bf16(void) {
             free(hA), free(hB), free(hC), free(want);
         }
     cublasDestroy(h);
+}
+
+/* ---- cuBLASLt: D = alpha op(A) op(B) + beta D (+ bias[r]) against loops ---- */
+struct LtCall {
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, d;
+    cublasLtMatmulAlgo_t algo;
+};
+
+/* The descriptors of one in-place GEMM and the heuristic's algorithm for an A aligned to align_a
+ * bytes (the preference's default, 256, for the others). */
+static cublasStatus_t lt_setup(LtCall *c, cublasLtHandle_t lt, int ta, int tb, int m, int n, int k,
+                               cudaDataType type, int lda, int ldb, int ldd, const float *bias,
+                               uint32_t align_a) {
+    int32_t op[2] = {ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N};
+    uint32_t epilogue = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    cublasLtMatmulDescCreate(&c->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtMatmulDescSetAttribute(c->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op[0], sizeof op[0]);
+    cublasLtMatmulDescSetAttribute(c->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op[1], sizeof op[1]);
+    cublasLtMatmulDescSetAttribute(c->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                   sizeof epilogue);
+    if (bias)
+        cublasLtMatmulDescSetAttribute(c->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                       sizeof bias);
+    cublasLtMatrixLayoutCreate(&c->a, type, ta ? k : m, ta ? m : k, lda);
+    cublasLtMatrixLayoutCreate(&c->b, type, tb ? n : k, tb ? k : n, ldb);
+    cublasLtMatrixLayoutCreate(&c->d, CUDA_R_32F, m, n, ldd);
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulPreferenceCreate(&pref);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
+                                         sizeof align_a);
+    cublasLtMatmulHeuristicResult_t r = {};
+    int got = 0;
+    cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(lt, c->desc, c->a, c->b, c->d, c->d, pref, 1, &r, &got);
+    cublasLtMatmulPreferenceDestroy(pref);
+    c->algo = r.algo;
+    return st == CUBLAS_STATUS_SUCCESS && got == 1 ? st : CUBLAS_STATUS_NOT_SUPPORTED;
+}
+static cublasStatus_t lt_run(cublasLtHandle_t lt, const LtCall *c, const void *A, const void *B,
+                             float *D, void *ws, size_t ws_bytes, cudaStream_t s) {
+    float alpha = 1.5f, beta = -0.5f;
+    return cublasLtMatmul(lt, c->desc, &alpha, A, c->a, B, c->b, &beta, D, c->d, D, c->d, &c->algo,
+                          ws, ws_bytes, s);
+}
+static void lt_free(LtCall *c) {
+    cublasLtMatmulDescDestroy(c->desc);
+    cublasLtMatrixLayoutDestroy(c->a), cublasLtMatrixLayoutDestroy(c->b);
+    cublasLtMatrixLayoutDestroy(c->d);
+}
+
+/* Host values (small integers, exact in bf16) uploaded as FP32 or as BF16. */
+static void *upload_as(const float *h, size_t n, cudaDataType type) {
+    void *d;
+    size_t es = type == CUDA_R_16BF ? 2 : 4;
+    char *bytes = (char *)malloc(n * es);
+    for (size_t i = 0; i < n; i++)
+        memcpy(bytes + i * es, (const char *)&h[i] + 4 - es, es); /* bf16: the high half */
+    cudaMalloc(&d, n * es);
+    cudaMemcpy(d, bytes, n * es, cudaMemcpyHostToDevice);
+    free(bytes);
+    return d;
+}
+
+/* FP32 and BF16 operands, every transposition, padded leading dimensions, beta != 0, with and
+ * without the bias epilogue; then the alignment an algorithm was chosen for, and capture. */
+static void test_gemm_lt(void) {
+    cublasLtHandle_t lt;
+    EXPECT(cublasLtCreate(&lt) == CUBLAS_STATUS_SUCCESS);
+    int m = 5, n = 4, k = 7, pad = 3;
+    float hbias[5] = {0.5f, -1.0f, 2.0f, 0.25f, -3.0f}, *bias;
+    cudaMalloc(&bias, sizeof hbias);
+    cudaMemcpy(bias, hbias, sizeof hbias, cudaMemcpyHostToDevice);
+    for (int bf16 = 0; bf16 < 2; bf16++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int with_bias = 0; with_bias < 2; with_bias++) {
+                    cudaDataType type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+                    int ra = ta ? k : m, ca = ta ? m : k, rb = tb ? n : k, cb = tb ? k : n;
+                    int lda = ra + pad, ldb = rb + pad, ldd = m + pad;
+                    size_t nA = (size_t)lda * ca, nB = (size_t)ldb * cb, nD = (size_t)ldd * n;
+                    float *hA = (float *)malloc(nA * 4), *hB = (float *)malloc(nB * 4);
+                    float *hD = (float *)malloc(nD * 4), *want = (float *)malloc(nD * 4);
+                    for (size_t i = 0; i < nA; i++) hA[i] = (float)((i * 7) % 11) - 5;
+                    for (size_t i = 0; i < nB; i++) hB[i] = (float)((i * 5) % 13) - 6;
+                    for (size_t i = 0; i < nD; i++) hD[i] = want[i] = (float)(i % 9) - 4;
+                    for (int c = 0; c < n; c++)
+                        for (int r = 0; r < m; r++) {
+                            double s = 0;
+                            for (int j = 0; j < k; j++)
+                                s += (double)(ta ? at(hA, lda, j, r) : at(hA, lda, r, j)) *
+                                     (tb ? at(hB, ldb, c, j) : at(hB, ldb, j, c));
+                            float *w = &want[(size_t)c * ldd + r];
+                            *w = (float)(1.5 * s - 0.5 * *w + (with_bias ? hbias[r] : 0.0f));
+                        }
+                    void *A = upload_as(hA, nA, type), *B = upload_as(hB, nB, type);
+                    float *D = (float *)upload_as(hD, nD, CUDA_R_32F);
+                    LtCall c;
+                    EXPECT(lt_setup(&c, lt, ta, tb, m, n, k, type, lda, ldb, ldd,
+                                    with_bias ? bias : NULL, 256) == CUBLAS_STATUS_SUCCESS);
+                    EXPECT(lt_run(lt, &c, A, B, D, NULL, 0, 0) == CUBLAS_STATUS_SUCCESS);
+                    cudaMemcpy(hD, D, nD * 4, cudaMemcpyDeviceToHost);
+                    int ok = 1;
+                    for (size_t i = 0; i < nD; i++) ok &= hD[i] == want[i]; /* exact: integers */
+                    if (!ok)
+                        fprintf(stderr, "cublasLtMatmul bf16=%d ta=%d tb=%d bias=%d wrong\n", bf16,
+                                ta, tb, with_bias);
+                    EXPECT(ok); /* the padding untouched, too */
+                    lt_free(&c);
+                    cudaFree(A), cudaFree(B), cudaFree(D);
+                    free(hA), free(hB), free(hD), free(want);
+                }
+
+    /* A 4 bytes off 256: refused by an algorithm chosen for the default alignment, run by one
+     * chosen for 4; a bias less aligned than the one the heuristic saw is refused too */
+    float *buf;
+    void *ws;
+    cudaMalloc(&buf, 256 * sizeof *buf);
+    cudaMemset(buf, 0, 256 * sizeof *buf);
+    cudaMalloc(&ws, 1 << 20);
+    LtCall c;
+    EXPECT(lt_setup(&c, lt, 0, 0, 4, 4, 4, CUDA_R_32F, 4, 4, 4, bias, 256) ==
+           CUBLAS_STATUS_SUCCESS);
+    EXPECT(lt_run(lt, &c, buf + 1, buf + 64, buf + 128, NULL, 0, 0) == CUBLAS_STATUS_NOT_SUPPORTED);
+    EXPECT(lt_run(lt, &c, buf, buf + 64, buf + 128, NULL, 0, 0) == CUBLAS_STATUS_SUCCESS);
+    const float *moved = bias + 1;
+    cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &moved, sizeof moved);
+    EXPECT(lt_run(lt, &c, buf, buf + 64, buf + 128, NULL, 0, 0) == CUBLAS_STATUS_NOT_SUPPORTED);
+    lt_free(&c);
+    EXPECT(lt_setup(&c, lt, 0, 0, 4, 4, 4, CUDA_R_32F, 4, 4, 4, NULL, 4) == CUBLAS_STATUS_SUCCESS);
+    EXPECT(lt_run(lt, &c, buf + 1, buf + 64, buf + 128, NULL, 0, 0) == CUBLAS_STATUS_SUCCESS);
+
+    /* captured: recorded, run at each launch; without a workspace refused */
+    for (int i = 0; i < 16; i++) buf[64 + i] = 0.0f; /* host writes: the emulator's memory */
+    buf[64] = buf[69] = buf[74] = buf[79] = 1.0f;    /* B = I */
+    for (int i = 0; i < 16; i++) buf[i] = (float)i, buf[128 + i] = 0.0f;
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    cudaGraph_t g = NULL;
+    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+    EXPECT(lt_run(lt, &c, buf, buf + 64, buf + 128, ws, 1 << 20, s) == CUBLAS_STATUS_SUCCESS);
+    EXPECT(cudaStreamEndCapture(s, &g) == cudaSuccess && g != NULL);
+    EXPECT(buf[128 + 5] == 0.0f); /* not run yet */
+    cudaGraphExec_t x;
+    EXPECT(cudaGraphInstantiate(&x, g, 0) == cudaSuccess);
+    EXPECT(cudaGraphLaunch(x, s) == cudaSuccess);
+    EXPECT(buf[128 + 5] == 1.5f * 5.0f); /* D = 1.5 A I - 0.5 * 0 */
+    cudaGraphExecDestroy(x), cudaGraphDestroy(g);
+    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+    EXPECT(lt_run(lt, &c, buf, buf + 64, buf + 128, NULL, 0, s) == CUBLAS_STATUS_NOT_SUPPORTED);
+    EXPECT(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && g == NULL);
+    cudaGetLastError();
+    lt_free(&c);
+    cudaStreamDestroy(s);
+    cudaFree(buf), cudaFree(ws), cudaFree(bias);
+    EXPECT(cublasLtDestroy(lt) == CUBLAS_STATUS_SUCCESS);
 }
 
 /* ---- aborts, each in a child: it must die by SIGABRT with `message` on stderr ---- */
@@ -736,6 +895,21 @@ static void run_gemm_bf16_tf32(float *d) {
                  &one, d, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
 }
 
+static void run_lt_gelu(float *) {
+    cublasLtMatmulDesc_t desc;
+    uint32_t gelu = 32; /* CUBLASLT_EPILOGUE_GELU: the tanh approximation */
+    cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &gelu, sizeof gelu);
+}
+/* a bias of m = 8 floats starting 4 floats before the end of its allocation */
+static void run_lt_bias_overrun(float *d) {
+    cublasLtHandle_t lt;
+    cublasLtCreate(&lt);
+    LtCall c;
+    if (lt_setup(&c, lt, 0, 0, 8, 1, 1, CUDA_R_32F, 8, 1, 8, d + 60, 4) == CUBLAS_STATUS_SUCCESS)
+        lt_run(lt, &c, d, d, d, NULL, 0, 0); /* D aliases A: the check comes first */
+}
+
 /* WMMA misuse: ldm 12 (not a multiple of 8), a pointer 16 bytes off, half a warp */
 __global__ void wmma_load_kernel(const __nv_bfloat16 *m, int ldm, int lanes) {
     if ((int)threadIdx.x >= lanes) return;
@@ -759,6 +933,7 @@ int main(void) {
     test_gemm();
     test_bf16();
     test_gemm_bf16();
+    test_gemm_lt();
     test_wmma();
     test_graphs();
     expect_abort("divergent shuffle", run_divergent, "divergent warp collective");
@@ -769,6 +944,8 @@ int main(void) {
     expect_abort("bf16 GEMM operand overrun", run_gemm_bf16_overrun, "past the end");
     expect_abort("batched bf16 GEMM", run_gemm_bf16_batched, "in cublasGemmEx, are emulated");
     expect_abort("bf16 GEMM in TF32", run_gemm_bf16_tf32, "compute type 77");
+    expect_abort("cuBLASLt GELU epilogue", run_lt_gelu, "only CUBLASLT_EPILOGUE_DEFAULT");
+    expect_abort("cuBLASLt bias overrun", run_lt_bias_overrun, "bias of batch 0");
     expect_abort("WMMA ldm not a multiple of 8", run_wmma_ldm, "ldm is not a multiple of 8");
     expect_abort("WMMA misaligned pointer", run_wmma_misaligned, "not 256-bit aligned");
     expect_abort("WMMA in half a warp", run_wmma_half_warp, "divergent warp collective");

@@ -1,7 +1,8 @@
 /* test_gpu_parity.c: every op of ops.h, forward and backward, run on the CUDA
  * backend and on the CPU reference with the same random inputs, over a grid of
  * shapes that includes ragged ones (T not a multiple of 32, C not a multiple of
- * 4, N = 1, R in {1, 4, 16, 32, 64, 80}, padding in the mask, p = 0 and p > 0). Prints
+ * 4, N = 1, R in {1, 4, 16, 32, 64, 80}, padding in the mask, p = 0 and p > 0, GEMM operands
+ * and biases 4 bytes past the alignment of their allocation). Prints
  * one line per op and tensor with the max abs/rel difference; dropout masks
  * must match exactly.
  *
@@ -99,6 +100,9 @@ static void pairs_free(void) {
 
 /* Backend w's pointer of p (NULL stays NULL). */
 #define F(p, w) ((float *)((p) ? (p)->mem[w] : NULL))
+/* The same, `off` floats in: an operand not aligned as its allocation is (a bias inside the
+ * parameter buffer), which picks other GEMM kernels on a GPU. */
+#define FO(p, w, off) ((p) ? F(p, w) + (off) : NULL)
 #define I(p, w) ((const int32_t *)((p) ? (p)->mem[w] : NULL))
 #define BACKENDS(w, o)                                                                             \
     for (int w = 0; w < 2; w++)                                                                    \
@@ -298,18 +302,22 @@ static void test_swiglu(size_t n, int grads) {
     pairs_free();
 }
 
-static void test_matmul(int N, int C, int OC, int with_bias, int grads) {
-    Pair *x = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)OC * C, 1.0f);
-    Pair *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
-    Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
+/* x, W, bias and out `off` floats into their buffers */
+static void test_matmul(int N, int C, int OC, int with_bias, int grads, int off) {
+    Pair *x = pair_random((size_t)N * C + off, 1.0f), *W = pair_random((size_t)OC * C + off, 1.0f);
+    Pair *bias = with_bias ? pair_random(OC + off, 1.0f) : NULL;
+    Pair *out = pair_new(((size_t)N * OC + off) * sizeof(float));
+    Pair *dout = pair_random((size_t)N * OC, 1.0f);
     Pair *dx = grads & G_DINP ? pair_random((size_t)N * C, 1.0f) : NULL;
     Pair *dW = grads & G_DW ? pair_random((size_t)OC * C, 1.0f) : NULL;
     Pair *db = with_bias && grads & G_DB ? pair_random(OC, 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->matmul_forward(F(out, w), F(x, w), F(W, w), F(bias, w), N, C, OC);
-        o->matmul_backward(F(dx, w), F(dW, w), F(db, w), F(dout, w), F(x, w), F(W, w), N, C, OC);
+        o->matmul_forward(FO(out, w, off), FO(x, w, off), FO(W, w, off), FO(bias, w, off), N, C,
+                          OC);
+        o->matmul_backward(F(dx, w), F(dW, w), F(db, w), F(dout, w), FO(x, w, off), FO(W, w, off),
+                           N, C, OC);
     }
-    NAME("matmul N=%d C=%d OC=%d bias=%d grads=%d", N, C, OC, with_bias, grads);
+    NAME("matmul N=%d C=%d OC=%d bias=%d grads=%d off=%d", N, C, OC, with_bias, grads, off);
     compare("out", out, GEMM_TOL);
     if (dx) compare("dinp", dx, GEMM_TOL);
     if (dW) compare("dw", dW, GEMM_TOL);
@@ -380,20 +388,22 @@ static Pair *pair_bf16(size_t rows, size_t ld, float amp) {
 /* model.precision bf16: out = x W^T + bias with bf16 x and W, dinp += bf16([dout | du]) W; rows
  * of x and W ldx and ldw apart (what lies between must not count: random values), W [OC+R,C]
  * (with R > 0 a weight with LoRA's A below: du [N,R] beside dout, the fused backward). */
-static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int ldw, int R) {
+static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int ldw, int R,
+                             int off) {
     Pair *W = pair_bf16(OC + R, ldw, 1.0f), *x = pair_bf16(N, ldx, 1.0f);
-    Pair *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
-    Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
+    Pair *bias = with_bias ? pair_random(OC + off, 1.0f) : NULL;
+    Pair *out = pair_new(((size_t)N * OC + off) * sizeof(float));
+    Pair *dout = pair_random((size_t)N * OC, 1.0f);
     Pair *du = R ? pair_random((size_t)N * R, 1.0f) : NULL, *dx = pair_random((size_t)N * C, 1.0f);
     Pair *scratch = pair_new(ops_matmul_bf16_scratch(N, C, OC + R) * sizeof(float));
     BACKENDS(w, o) {
-        o->matmul_forward_bf16(F(out, w), x->mem[w], ldx, W->mem[w], ldw, F(bias, w), F(scratch, w),
-                               N, C, OC);
+        o->matmul_forward_bf16(FO(out, w, off), x->mem[w], ldx, W->mem[w], ldw, FO(bias, w, off),
+                               F(scratch, w), N, C, OC);
         o->matmul_backward_bf16(F(dx, w), F(dout, w), F(du, w), R, W->mem[w], ldw, F(scratch, w), N,
                                 C, OC);
     }
-    NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d ldx=%d ldw=%d R=%d", N, C, OC, with_bias, ldx, ldw,
-         R);
+    NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d ldx=%d ldw=%d R=%d off=%d", N, C, OC, with_bias, ldx,
+         ldw, R, off);
     compare("out", out, GEMM_TOL);
     compare("dinp", dx, GEMM_TOL);
     pairs_free();
@@ -956,13 +966,14 @@ static void test_tf32(void) {
     int N = 256, C = 768, OC = 768;
     dut->set_precision(PRECISION_TF32);
     Pair *x = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)OC * C, 1.0f);
+    Pair *bias = pair_random(OC, 1.0f);
     Pair *out = pair_new((size_t)N * OC * sizeof(float)), *dout = pair_random((size_t)N * OC, 1.0f);
     Pair *dx = pair_random((size_t)N * C, 1.0f), *dW = pair_random((size_t)OC * C, 1.0f);
     BACKENDS(w, o) {
-        o->matmul_forward(F(out, w), F(x, w), F(W, w), NULL, N, C, OC);
+        o->matmul_forward(F(out, w), F(x, w), F(W, w), F(bias, w), N, C, OC);
         o->matmul_backward(F(dx, w), F(dW, w), NULL, F(dout, w), F(x, w), F(W, w), N, C, OC);
     }
-    NAME("tf32 matmul N=%d C=%d OC=%d", N, C, OC);
+    NAME("tf32 matmul (bias) N=%d C=%d OC=%d", N, C, OC);
     compare_scaled("out", out, 4e-3);
     compare_scaled("dinp", dx, 4e-3);
     compare_scaled("dw", dW, 4e-3);
@@ -1025,12 +1036,14 @@ int main(void) {
     test_swiglu(100003, G_ALL);
     test_swiglu(1000, G_DINP);
     test_swiglu(1000, G_DW);
-    test_matmul(1, 5, 3, 1, G_ALL);
-    test_matmul(37, 67, 45, 0, G_ALL);
-    test_matmul(128, 768, 64, 1, G_ALL);
-    test_matmul(37, 67, 45, 1, G_DW); /* only some gradients: the skip paths */
-    test_matmul(37, 67, 45, 1, G_DINP);
-    test_matmul(37, 67, 45, 1, G_DB);
+    test_matmul(1, 5, 3, 1, G_ALL, 0);
+    test_matmul(37, 67, 45, 0, G_ALL, 0);
+    test_matmul(128, 768, 64, 1, G_ALL, 0);
+    test_matmul(37, 67, 45, 1, G_DW, 0); /* only some gradients: the skip paths */
+    test_matmul(37, 67, 45, 1, G_DINP, 0);
+    test_matmul(37, 67, 45, 1, G_DB, 0);
+    test_matmul(1, 5, 3, 1, G_ALL, 1); /* every operand 4 bytes past 256-byte alignment */
+    test_matmul(37, 67, 45, 1, G_ALL, 3);
     static const int packed[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_1,
                                  GGML_Q5_0, GGML_Q5_1, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
     for (int t = 0; t < 11; t++) {
@@ -1043,12 +1056,15 @@ int main(void) {
     }
     test_dequantize(GGML_Q4_1, 1536, 576, 0, 1536); /* SmolLM2's MLP weight, whole */
     test_dequantize_bf16(GGML_Q4_1, 1536, 576, 0, 1536, 576 + 16);
-    test_matmul_bf16(1, 6, 3, 1, 6, 6, 0);
-    test_matmul_bf16(37, 67, 45, 0, 67, 67, 0);
-    test_matmul_bf16(37, 67, 45, 1, 67, 67, 0); /* ragged: C, OC odd (bf16 rows of odd length) */
-    test_matmul_bf16(37, 67, 45, 1, 71, 71, 4); /* room for u, B and A beside x and W */
-    test_matmul_bf16(128, 768, 64, 1, 768, 768, 0);
-    test_matmul_bf16(64, 576, 1536, 0, 584, 584, 8); /* SmolLM2's MLP: gate / up, down backwards */
+    test_matmul_bf16(1, 6, 3, 1, 6, 6, 0, 0);
+    test_matmul_bf16(37, 67, 45, 0, 67, 67, 0, 0);
+    test_matmul_bf16(37, 67, 45, 1, 67, 67, 0, 0); /* ragged: C, OC odd (bf16 rows of odd length) */
+    test_matmul_bf16(37, 67, 45, 1, 71, 71, 4, 0); /* room for u, B and A beside x and W */
+    test_matmul_bf16(128, 768, 64, 1, 768, 768, 0, 0);
+    test_matmul_bf16(1, 6, 3, 1, 6, 6, 0, 1); /* out and bias 4 bytes past alignment */
+    test_matmul_bf16(37, 67, 45, 1, 71, 71, 4, 3);
+    test_matmul_bf16(64, 576, 1536, 0, 584, 584, 8,
+                     0); /* SmolLM2's MLP: gate / up, down backwards */
     static const int fused_ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant, chunks */
     for (int r = 0; r < 6; r++) {
         test_lora_fused(37, 67, 45, fused_ranks[r], 3, 0.3f);
