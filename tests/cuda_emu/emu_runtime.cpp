@@ -1,4 +1,4 @@
-/* emu_runtime.cpp: the CUDA runtime and cuBLAS of the emulation (tests/cuda_emu). One
+/* emu_runtime.cpp: the CUDA runtime, cuBLAS and cuBLASLt of the emulation (tests/cuda_emu). One
  * device; device memory is posix_memalign'd host memory (256-byte aligned, exact size, so
  * AddressSanitizer reports the first byte past a buffer), tracked so that memcpy/memset,
  * kernel pointer arguments and GEMM operands can be checked against it; streams and events
@@ -7,8 +7,8 @@
  * does (CUBLAS_STATUS_INVALID_VALUE for a bad m/n/k/ld/batch).
  *
  * Stream capture records instead of running: a kernel launch, cudaMemcpyAsync, cudaMemsetAsync
- * or cuBLAS call on a capturing stream becomes a node (a closure holding its arguments by
- * value) of the graph, run in order at each cudaGraphLaunch. What a GPU refuses during capture
+ * or cuBLAS / cuBLASLt call on a capturing stream becomes a node (a closure holding its arguments
+ * by value) of the graph, run in order at each cudaGraphLaunch. What a GPU refuses during capture
  * fails here with its error and invalidates the capture (cudaStreamEndCapture then fails):
  * starting one on the legacy default stream; synchronising the capturing stream or the device;
  * under the global and thread-local modes, cudaMalloc / cudaFree / cudaMallocHost /
@@ -16,7 +16,8 @@
  * memory; any use of the legacy stream while a blocking stream captures
  * (cudaErrorStreamCaptureImplicit); querying or waiting for an event recorded in a capture
  * (cudaErrorCapturedEvent); and a cuBLAS call without cublasSetWorkspace (cuBLAS would allocate
- * its workspace; CUBLAS_STATUS_NOT_SUPPORTED). cudaGraphExecUpdate takes a graph of the same
+ * its workspace; CUBLAS_STATUS_NOT_SUPPORTED), or a cublasLtMatmul without a workspace (the same
+ * rule, stricter than cuBLASLt: see cublasLt.h). cudaGraphExecUpdate takes a graph of the same
  * nodes in the same order whose kernels are the same functions, copies the same direction and
  * cuBLAS calls the same shapes (another shape may pick other kernels on a GPU); arguments, grids
  * and pointers may change. A captured launch's configuration and resources are checked when it
@@ -25,7 +26,8 @@
  *
  * Deliberately not: a device allocator (no pooling, no out-of-memory other than the
  * LORAFT_EMU_DEVICE_MEM budget, default 8 GiB), asynchronous, or cuBLAS beyond FP32 GEMMs and
- * BF16 x BF16 -> FP32 cublasGemmEx (on widened copies) in host pointer mode: any other data or
+ * BF16 x BF16 -> FP32 cublasGemmEx (on widened copies) in host pointer mode, and cublasLtMatmul
+ * beyond the same types with the DEFAULT and BIAS epilogues: any other data or
  * compute type, algorithm or mode aborts with a message instead of computing something else. */
 #include <cblas.h>
 #include <stdarg.h>
