@@ -156,24 +156,17 @@ static uint32_t alignment(const void *p) {
     return a;
 }
 
-/* No bias: cublasGemmEx, as every other GEMM. With one: cublasLtMatmul with the bias epilogue
- * and the heuristic's first algorithm for these alignments; descriptors and heuristic are made
- * anew each call, as PyTorch does: host work that a captured step does not repeat, and no cache
- * to key on every alignment that can change the algorithm. */
-void cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                    cudaDataType type, const void *A, int lda, const void *B, int ldb, float *C,
-                    int ldc, const float *bias) {
+/* cublasLtMatmul with the bias epilogue and the heuristic's first algorithm for these
+ * alignments; descriptors and heuristic are made anew each call, as PyTorch does: host work that
+ * a captured step does not repeat, and no cache to key on every alignment that can change the
+ * algorithm. Declines (0) a bias under 16 bytes aligned: the heuristic is told the bias pointer,
+ * yet a kernel it picks may assume 16 and fault (PyTorch falls back there too). */
+int cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                   cudaDataType type, const void *A, int lda, const void *B, int ldb, float *C,
+                   int ldc, const float *bias) {
+    if (!bias || alignment(bias) < 16) return 0;
     int bf16 = type == CUDA_R_16BF;
-    if (!bias) {
-        if (bf16)
-            cuda_gemm_bf16(ta, tb, m, n, k, 1.0f, (const __nv_bfloat16 *)A, lda,
-                           (const __nv_bfloat16 *)B, ldb, 0.0f, C, ldc);
-        else
-            cuda_gemm(ta, tb, m, n, k, 1.0f, (const float *)A, lda, 0, (const float *)B, ldb, 0,
-                      0.0f, C, ldc, 0, 1);
-        return;
-    }
-    if (!cuda_blas() || m <= 0 || n <= 0) return;
+    if (!cuda_blas() || m <= 0 || n <= 0) return 1;
     int32_t op[2] = {ta, tb};
     uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS,
              align[4] = {alignment(A), alignment(B), alignment(C), alignment(C)};
@@ -220,6 +213,7 @@ void cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, in
     if (lb) cublasLtMatrixLayoutDestroy(lb);
     if (la) cublasLtMatrixLayoutDestroy(la);
     if (desc) cublasLtMatmulDescDestroy(desc);
+    return 1;
 }
 
 /* ---- memory ---- */

@@ -101,11 +101,12 @@ void cuda_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, in
                     const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,
                     float *C, int ldc);
 
-/* C[m,n] = op(A) op(B) + bias[r] per row r (bias NULL: none) for FP32 (precision's compute type)
- * or BF16 (FP32 compute) A and B, FP32 C: the bias in cuBLASLt's epilogue, so C is written once. */
-void cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                    cudaDataType type, const void *A, int lda, const void *B, int ldb, float *C,
-                    int ldc, const float *bias);
+/* C[m,n] = op(A) op(B) + bias[r] per row r for FP32 (precision's compute type) or BF16 (FP32
+ * compute) A and B, FP32 C: the bias in cuBLASLt's epilogue, so C is written once. Returns 0,
+ * having done nothing, for a bias it cannot take (NULL, or under 16 bytes aligned). */
+int cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                   cudaDataType type, const void *A, int lda, const void *B, int ldb, float *C,
+                   int ldc, const float *bias);
 
 /* ---- the launchers behind ops_cuda (same arguments as the Ops members) ----
  */

@@ -1,11 +1,11 @@
-/* lora_matmul.cu: the dense layer (frozen base GEMM on cuBLAS, the bias added in
- * cuBLASLt's epilogue, bias gradient) and the LoRA branch beside it. LoRA's rank R is small (<=
- * 64), so its two thin products are custom kernels: a warp per row computes all R outputs of
- * drop(x) A^T with dropout applied on load, and an epilogue adds scale * u B^T into out. The
- * bigger-K reductions of backward (dA, dB) go to cuBLAS. Under model.precision bf16 the
- * up-projection has no kernel of its own: lora_down_bf16 reads the input once for every linear of a
- * group (q, k, v) and writes each one's [bf16(x) | bf16(scale u)], and the base GEMM runs over K +
- * R columns, [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once.
+/* lora_matmul.cu: the dense layer (frozen base GEMM on cuBLAS, or on cuBLASLt with the bias in
+ * its epilogue; bias gradient) and the LoRA branch beside it. LoRA's rank R is small (<= 64), so
+ * its two thin products are custom kernels: a warp per row computes all R outputs of drop(x) A^T
+ * with dropout applied on load, and an epilogue adds scale * u B^T into out. The bigger-K
+ * reductions of backward (dA, dB) go to cuBLAS. Under model.precision bf16 the up-projection has
+ * no kernel of its own: lora_down_bf16 reads the input once for every linear of a group (q, k, v)
+ * and writes each one's [bf16(x) | bf16(scale u)], and the base GEMM runs over K + R columns,
+ * [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once.
  *
  * Row-major X[r,c] is column-major X^T, so every cuBLAS call below computes the
  * transpose of the row-major formula in its comment. */
@@ -88,6 +88,30 @@ static void lora_up(float *out, const float *u, const float *W, int sm, int sr, 
     CUDA_LAUNCHED("lora_up");
 }
 
+/* out[N,OC] += bias[OC] */
+__global__ void bias_add_kernel(float *out, const float *bias, size_t N, int OC) {
+    GRID_STRIDE(i, N * OC) out[i] += bias[i % OC];
+}
+
+/* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], rows ldi and ldw apart, FP32 or BF16
+ * operands: out^T[OC,N] = W[OC,C] inp^T[C,N]; weight column-major is W^T: OP_T. The bias rides
+ * in cuBLASLt's epilogue; one it declines (under-aligned) takes a pass of its own. */
+static void dense_forward(float *out, cudaDataType type, const void *inp, int ldi,
+                          const void *weight, int ldw, const float *bias, int N, int C, int OC) {
+    if (cuda_gemm_bias(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, type, weight, ldw, inp, ldi, out, OC,
+                       bias))
+        return;
+    if (type == CUDA_R_16BF)
+        cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, (const __nv_bfloat16 *)weight, ldw,
+                       (const __nv_bfloat16 *)inp, ldi, 0.0f, out, OC);
+    else
+        cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, (const float *)weight, ldw, 0,
+                  (const float *)inp, ldi, 0, 0.0f, out, OC, 0, 1);
+    if (!bias) return;
+    bias_add_kernel<<<cuda_blocks((size_t)N * OC, CUDA_THREADS), CUDA_THREADS>>>(out, bias, N, OC);
+    CUDA_LAUNCHED("matmul_forward (bias)");
+}
+
 /* dbias[OC] += sum_n dout[n,:]: 32-column tiles, rows split over 8 thread rows
  * and the grid's y dimension, partial sums joined with atomics. */
 __global__ void bias_grad_kernel(float *dbias, const float *dout, int N, int OC) {
@@ -108,9 +132,7 @@ __global__ void bias_grad_kernel(float *dbias, const float *dout, int N, int OC)
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
-    /* out^T[OC,N] = W[OC,C] inp^T[C,N] + bias per row; weight column-major is W^T (ld C): OP_T */
-    cuda_gemm_bias(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_32F, weight, C, inp, C, out, OC,
-                   bias);
+    dense_forward(out, CUDA_R_32F, inp, C, weight, C, bias, N, C, OC);
 }
 
 /* dinp[N,C] += dout[N,OC] @ weight[OC,C]; dweight[OC,C] += dout^T @ inp; dbias
@@ -142,8 +164,7 @@ void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const ui
                               int ldw, const float *bias, float *scratch, int N, int C, int OC) {
     (void)scratch;
     if (N <= 0 || OC <= 0) return;
-    cuda_gemm_bias(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_16BF, weight, ldw, inp, ldi, out, OC,
-                   bias);
+    dense_forward(out, CUDA_R_16BF, inp, ldi, weight, ldw, bias, N, C, OC);
 }
 
 /* out[N, M+R] = bf16([a | b]) of a [N,M] and b [N,R]: one pass for both */

@@ -1010,6 +1010,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     const LtDesc *d = lt(desc);
     bool bias = d->epilogue == CUBLASLT_EPILOGUE_BIAS;
     if (bias && !d->bias) return CUBLAS_STATUS_INVALID_VALUE;
+    if (bias && (uintptr_t)d->bias % 16)
+        die("%s: the bias (%p) is not 16-byte aligned: a kernel the heuristic picks may assume it "
+            "whatever the heuristic was told, and fault on a GPU (misaligned address)",
+            fn, (const void *)d->bias);
     const void *ptrs[LT_ALIGNMENTS] = {A, B, C, D, bias ? d->bias : NULL};
     for (int i = 0; i < LT_ALIGNMENTS; i++) /* NULL algo: the default preference, 256 */
         if (ptrs[i] && (uintptr_t)ptrs[i] % (algo ? algo->data[i] : 256))

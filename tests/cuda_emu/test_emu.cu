@@ -9,9 +9,9 @@
  * refused with its error and the capture invalidated); and, each in a child process, the aborts
  * that make bugs visible: a divergent shuffle, a shuffle against a barrier, a host pointer passed
  * to a kernel, a GEMM operand past its allocation (FP32 and BF16), data and compute types not
- * emulated, a cuBLASLt epilogue not emulated or bias past its allocation, WMMA with a bad ldm, a
- * misaligned pointer or part of a warp. Not a test of kernels/ (tests/gpu does that). Prints "N
- * passed, N failed". */
+ * emulated, a cuBLASLt epilogue not emulated or bias past its allocation or misaligned, WMMA with a
+ * bad ldm, a misaligned pointer or part of a warp. Not a test of kernels/ (tests/gpu does that).
+ * Prints "N passed, N failed". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,7 +489,7 @@ static void test_gemm_lt(void) {
            CUBLAS_STATUS_SUCCESS);
     EXPECT(lt_run(lt, &c, buf + 1, buf + 64, buf + 128, NULL, 0, 0) == CUBLAS_STATUS_NOT_SUPPORTED);
     EXPECT(lt_run(lt, &c, buf, buf + 64, buf + 128, NULL, 0, 0) == CUBLAS_STATUS_SUCCESS);
-    const float *moved = bias + 1;
+    const float *moved = bias + 4; /* 16 bytes: enough for a bias, not for this algorithm */
     cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &moved, sizeof moved);
     EXPECT(lt_run(lt, &c, buf, buf + 64, buf + 128, NULL, 0, 0) == CUBLAS_STATUS_NOT_SUPPORTED);
     lt_free(&c);
@@ -910,6 +910,15 @@ static void run_lt_bias_overrun(float *d) {
         lt_run(lt, &c, d, d, d, NULL, 0, 0); /* D aliases A: the check comes first */
 }
 
+/* a bias 4 bytes off: under the 16 a kernel may assume */
+static void run_lt_bias_misaligned(float *d) {
+    cublasLtHandle_t lt;
+    cublasLtCreate(&lt);
+    LtCall c;
+    if (lt_setup(&c, lt, 0, 0, 4, 1, 1, CUDA_R_32F, 4, 1, 4, d + 9, 4) == CUBLAS_STATUS_SUCCESS)
+        lt_run(lt, &c, d, d + 8, d + 16, NULL, 0, 0);
+}
+
 /* WMMA misuse: ldm 12 (not a multiple of 8), a pointer 16 bytes off, half a warp */
 __global__ void wmma_load_kernel(const __nv_bfloat16 *m, int ldm, int lanes) {
     if ((int)threadIdx.x >= lanes) return;
@@ -946,6 +955,7 @@ int main(void) {
     expect_abort("bf16 GEMM in TF32", run_gemm_bf16_tf32, "compute type 77");
     expect_abort("cuBLASLt GELU epilogue", run_lt_gelu, "only CUBLASLT_EPILOGUE_DEFAULT");
     expect_abort("cuBLASLt bias overrun", run_lt_bias_overrun, "bias of batch 0");
+    expect_abort("cuBLASLt bias misaligned", run_lt_bias_misaligned, "not 16-byte aligned");
     expect_abort("WMMA ldm not a multiple of 8", run_wmma_ldm, "ldm is not a multiple of 8");
     expect_abort("WMMA misaligned pointer", run_wmma_misaligned, "not 256-bit aligned");
     expect_abort("WMMA in half a warp", run_wmma_half_warp, "divergent warp collective");

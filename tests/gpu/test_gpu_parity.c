@@ -2,7 +2,7 @@
  * backend and on the CPU reference with the same random inputs, over a grid of
  * shapes that includes ragged ones (T not a multiple of 32, C not a multiple of
  * 4, N = 1, R in {1, 4, 16, 32, 64, 80}, padding in the mask, p = 0 and p > 0, GEMM operands
- * and biases 4 bytes past the alignment of their allocation). Prints
+ * and biases 4 or 16 bytes past the alignment of their allocation). Prints
  * one line per op and tensor with the max abs/rel difference; dropout masks
  * must match exactly.
  *
@@ -1042,8 +1042,8 @@ int main(void) {
     test_matmul(37, 67, 45, 1, G_DW, 0); /* only some gradients: the skip paths */
     test_matmul(37, 67, 45, 1, G_DINP, 0);
     test_matmul(37, 67, 45, 1, G_DB, 0);
-    test_matmul(1, 5, 3, 1, G_ALL, 1); /* every operand 4 bytes past 256-byte alignment */
-    test_matmul(37, 67, 45, 1, G_ALL, 3);
+    test_matmul(1, 5, 3, 1, G_ALL, 1);    /* a bias under 16-byte aligned: its own pass */
+    test_matmul(37, 67, 45, 1, G_ALL, 4); /* 16 bytes: cuBLASLt told each alignment */
     static const int packed[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_1,
                                  GGML_Q5_0, GGML_Q5_1, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
     for (int t = 0; t < 11; t++) {
@@ -1061,8 +1061,8 @@ int main(void) {
     test_matmul_bf16(37, 67, 45, 1, 67, 67, 0, 0); /* ragged: C, OC odd (bf16 rows of odd length) */
     test_matmul_bf16(37, 67, 45, 1, 71, 71, 4, 0); /* room for u, B and A beside x and W */
     test_matmul_bf16(128, 768, 64, 1, 768, 768, 0, 0);
-    test_matmul_bf16(1, 6, 3, 1, 6, 6, 0, 1); /* out and bias 4 bytes past alignment */
-    test_matmul_bf16(37, 67, 45, 1, 71, 71, 4, 3);
+    test_matmul_bf16(1, 6, 3, 1, 6, 6, 0, 1); /* out and bias 4, then 16 bytes past alignment */
+    test_matmul_bf16(37, 67, 45, 1, 71, 71, 4, 4);
     test_matmul_bf16(64, 576, 1536, 0, 584, 584, 8,
                      0); /* SmolLM2's MLP: gate / up, down backwards */
     static const int fused_ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant, chunks */

@@ -7,9 +7,11 @@
  * below; anything else aborts with a message. The heuristic returns one algorithm, which
  * remembers the alignments it was chosen for (MIN_ALIGNMENT_*_BYTES, default 256, and the bias
  * pointer's): cublasLtMatmul refuses less aligned pointers (CUBLAS_STATUS_NOT_SUPPORTED), as a
- * GPU kernel that assumes them cannot run. A call on a capturing stream is recorded into the
- * graph; without a workspace it is refused there (CUBLAS_STATUS_NOT_SUPPORTED, capture
- * invalidated), stricter than cuBLASLt, so the backend keeps the workspace cuBLAS needs. */
+ * GPU kernel that assumes them cannot run; a bias under 16 bytes aligned aborts, as a kernel may
+ * assume 16 whatever the heuristic was told and fault on a GPU (PyTorch avoids it). A call on a
+ * capturing stream is recorded into the graph; without a workspace it is refused there
+ * (CUBLAS_STATUS_NOT_SUPPORTED, capture invalidated), stricter than cuBLASLt, so the backend keeps
+ * the workspace cuBLAS needs. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
