@@ -220,12 +220,14 @@ static const Key keys[] = {
              "are printed and logged."},
     {"train", "max_new_tokens", T_INT, AT(max_new_tokens), .def = "64", RANGE(1, 1 << 20),
      .help = "sft: the most tokens an evaluation answer may have."},
-    {"train", "cuda_graphs", T_CHOICE, AT(cuda_graphs), .def = "\"auto\"", .choices = "auto|on|off",
+    {"train", "cuda_graphs", T_CHOICE, AT(cuda_graphs), .def = "\"off\"", .choices = "auto|on|off",
      .help = "cuda: run each training micro-batch (forward, backward and, at a step's end, "
              "AdamW) as one CUDA graph launch, recorded again every time and updated in place "
-             "(instantiated anew when the batch shape changes). auto = when the batch has the "
+             "(instantiated anew when the update is refused). auto = when the batch has the "
              "shape of the one before it; on = every micro-batch; off = launch op by op. The "
-             "results are the same bits either way. The cpu ignores this."},
+             "results are the same bits either way. Off by default: on an H200 the recording "
+             "cost more than it saved, 2-7 % slower end to end (docs/BENCHMARKS.md). The cpu "
+             "ignores this."},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 static const char *const sections[] = {"model", "data", "lora", "train"};

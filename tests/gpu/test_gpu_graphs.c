@@ -160,7 +160,10 @@ static void check_job(const char *name, void (*create)(Job *)) {
     for (int i = 1; i < 3; i++) {
         const OpsGraphCounts *c = &t[i].counts;
         CHECK(c->instantiated + c->updated == c->launches);
-        CHECK(c->instantiated >= slots);
+        /* how often an update is refused is the driver's call: the emulator refuses every
+         * cuBLAS call of another shape (a GPU may pick other kernels for it), while an H200 kept
+         * updating across these shapes and even across models (the slots outlive a run); only
+         * the emulator's count is exact */
         if (loraft_cuda_emu_count) CHECK(c->instantiated == slots * new_shapes(&j));
     }
     if (loraft_cuda_emu_count) {
@@ -172,9 +175,10 @@ static void check_job(const char *name, void (*create)(Job *)) {
                name, (double)t[0].blocking / micro, (double)t[0].eager_ops / micro);
     }
     printf("%s: graphs on and auto match op by op bit for bit (losses %.6f .. %.6f; on: %ld "
-           "launches, %ld instantiated, %ld updated)\n",
+           "launches, %ld instantiated, %ld updated; auto: %ld, %ld, %ld)\n",
            name, t[0].loss[0], t[0].loss[micro - 1], t[1].counts.launches, t[1].counts.instantiated,
-           t[1].counts.updated);
+           t[1].counts.updated, t[2].counts.launches, t[2].counts.instantiated,
+           t[2].counts.updated);
     for (int i = 0; i < 3; i++) free(t[i].weights);
 }
 
