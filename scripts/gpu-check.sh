@@ -57,7 +57,7 @@ skip() { note "$(printf '  %-22s SKIPPED: %s' "$1" "$2")"; }
 show() { [ -f "$out/$1.log" ] && grep -E "$2" "$out/$1.log" | head -"${3:-20}" | sed 's/^/    /' | tee -a "$summary"; }
 
 nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-note "== gpu-check $(date -u +%FT%TZ) on ${HOSTNAME:-?}, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ "$dry" = 1 ] && echo ', DRY RUN (no GPU; smoke shapes)')"
+note "== gpu-check $(date -u +%FT%TZ) on ${HOSTNAME:-?}, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')$([ "$dry" = 1 ] && echo ', DRY RUN (no GPU; smoke shapes)')"
 if [ ! -x "$nvcc" ]; then
   note "  nvcc not found: install the CUDA toolkit or put nvcc on PATH"
   failed=1
