@@ -27,10 +27,9 @@
  * kernels on tensor cores (the *_tc kernels below, where their layout is described).
  *
  * Dropout on P uses index ((b*NH + h)*T + i)*T + j, P's element index, as the CPU does. */
-#include <mma.h>
-
 #include "cuda_common.cuh"
 #include "loraft/activation.h"
+#include "mma_bf16.cuh"
 
 enum {
     HS_MAX = 128,       /* head sizes up to this; larger is an error */
@@ -339,308 +338,339 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
 }
 
 /* ---- model.precision bf16: the same three kernels with their products on tensor cores ----
- * WMMA 16 x 16 x 16 tiles, bf16 operands, f32 accumulators. q, k, v and dout are rounded to bf16
- * as they are loaded into shared memory (rows padded with zeros to HP, HS rounded up to 16);
- * the scores and dP leave the tensor cores in f32 through a per-warp tile in shared memory,
- * where the softmax, lse, D and dS = P * (M * dP - D) are computed in f32, and P (dropped) and
- * dS are rounded to bf16 only as the operands of the next product. A warp owns 16 rows (query
- * rows; keys for dk, dv): lane l takes row l / 2 and half l % 2 of a tile's 32 columns for the
- * softmax, and of each 16 columns of the output for the forward's rescaled accumulator (how a
- * fragment spreads over the lanes is unspecified, so rows are rescaled in registers the lane
- * owns, after a fragment is stored). dq, dk and dv accumulate in fragments over the whole walk.
- * Shared memory: f32 tiles first, then bf16 rows, every piece a multiple of 32 bytes (WMMA's
- * alignment); up to 72 KB at HS = 128 (dk, dv), above the default 48 KB, so the launch raises
- * the limit. */
-/* bf16 WMMA needs sm_80: for older targets the kernels below compile to a trap that never runs
- * (Ops.best_precision keeps those devices at fp32). */
+ * mma.sync m16n8k16 (mma_bf16.cuh): bf16 operands, f32 accumulators, every fragment in
+ * registers. q, k, v and dout are rounded to bf16 as they are loaded into shared memory (rows of
+ * HP = HS rounded up to 16, zero past HS and past row T, and 8 more elements of stride so that
+ * ldmatrix's eight rows fall in different banks). A warp owns 16 rows (queries; keys for dk,
+ * dv); its scores and dP are the c fragments of mma, so lane 4g + t holds rows g and g + 8 and
+ * columns 2t, 2t + 1 of each n8 tile: the softmax, lse, D and dS = P * (M * dP - D) are computed
+ * there in f32, row statistics joined over the four lanes of a row by two shuffles, and P
+ * (dropped) and dS packed to bf16 straight into the a fragments of the next product. out, dq, dk
+ * and dv accumulate in c fragments over the whole walk. */
+/* mma.sync with bf16 needs sm_80: for older targets the kernels below compile to a trap that
+ * never runs (Ops.best_precision keeps those devices at fp32). */
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 #define TC_ARCH 1
 #else
 #define TC_ARCH 0
 #endif
-namespace wmma = nvcuda::wmma;
 typedef __nv_bfloat16 bf16;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> TileA;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> TileB;  /* B [k][n] */
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> TileBt; /* B^T [n][k] */
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> TileC;
 
 enum {
-    TC = 16,               /* WMMA tile edge: rows per warp */
-    TC_TILE = 32,          /* keys (forward, dq) or queries (dk, dv) per shared tile */
-    TC_HALF = TC_TILE / 2, /* columns of a tile per lane */
-    TC_DIMS = HS_MAX / TC, /* 16-column tiles of a row, at most */
+    TC = 16,                    /* rows per warp: an mma tile's */
+    FWD_KEYS = 64,              /* keys per shared tile: forward */
+    BWD_TILE = 32,              /* keys (dq) or queries (dk, dv) per shared tile: backward */
+    TC_DIMS = HS_MAX / 8,       /* n8 tiles of a row of HS_MAX */
+    TC_MAX_CHUNKS = HS_MAX / TC /* 16-wide chunks of a row of HS_MAX */
 };
 
 __host__ __device__ inline int padded_hs(int HS) {
     return (HS + TC - 1) / TC * TC;
 }
+/* Elements between rows of a bf16 tile in shared memory. */
+__host__ __device__ inline int tile_stride(int HS) {
+    return padded_hs(HS) + 8;
+}
 
-#if TC_ARCH
-/* acc += A B, A [16][K] row-major (lda), B [K][16] as frag F reads it from b (ldb), with step
- * the elements between B's 16-row slices (16 ldb row-major, 16 col-major); K a multiple of 16.
- * The whole warp. */
-template <typename F>
-__device__ inline void mma_rows(TileC &acc, const bf16 *a, int lda, const bf16 *b, int ldb,
-                                int step, int K) {
-    TileA fa;
-    F fb;
-    for (int k0 = 0; k0 < K; k0 += TC) {
-        wmma::load_matrix_sync(fa, a + k0, lda);
-        wmma::load_matrix_sync(fb, b + (size_t)(k0 / TC) * step, ldb);
-        wmma::mma_sync(acc, fa, fb, acc);
+/* dst[r][d] (stride lds) = bf16 of rows r0 + r of a head at src (row stride ld), r < n; zero
+ * past row T and past dimension HS up to HP. Four floats a read where alignment allows. All
+ * threads. */
+__device__ inline void load_rows_bf16(bf16 *dst, int lds, const float *src, size_t ld, int r0,
+                                      int n, int T, int HS) {
+    int HP = padded_hs(HS), quads = HP / 4;
+    bool vec = HS % 4 == 0 && ld % 4 == 0 && (uintptr_t)src % 16 == 0;
+    for (int e = threadIdx.x; e < n * quads; e += blockDim.x) {
+        int r = e / quads, d = 4 * (e % quads);
+        const float *row = src + (size_t)(r0 + r) * ld;
+        float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (r0 + r < T) {
+            if (vec && d < HS) {
+                float4 f = *(const float4 *)(row + d);
+                x[0] = f.x, x[1] = f.y, x[2] = f.z, x[3] = f.w;
+            } else if (!vec) {
+                for (int c = 0; c < 4; c++) x[c] = d + c < HS ? row[d + c] : 0.0f;
+            }
+        }
+        uint32_t *to = (uint32_t *)(dst + r * lds + d);
+        to[0] = pack_bf16x2(x[0], x[1]), to[1] = pack_bf16x2(x[2], x[3]);
     }
 }
 
-/* tile[16][TC_TILE] = A B^T for A's 16 rows and B's TC_TILE rows, both [.][HP] bf16: scores,
- * or dP (the warp's). */
-__device__ inline void mma_scores(float *tile, const bf16 *a, const bf16 *b, int HP) {
-    for (int c = 0; c < TC_TILE; c += TC) {
-        TileC acc;
-        wmma::fill_fragment(acc, 0.0f);
-        mma_rows<TileBt>(acc, a, HP, b + (size_t)c * HP, HP, TC, HP);
-        wmma::store_matrix_sync(tile + c, acc, TC_TILE, wmma::mem_row_major);
+/* Adds to n8 tiles c[0..2*(N/16)) the product of the warp's 16 rows of a (stride ld) and the
+ * first N rows of b (stride ld), both [.][HP]: c += a b^T over HP. The whole warp. */
+template <int N>
+__device__ inline void mma_abt(float (*c)[4], const bf16 *a, const bf16 *b, int ld, int HP,
+                               int lane) {
+#pragma unroll
+    for (int kc = 0; kc < TC_MAX_CHUNKS; kc++) {
+        if (kc * TC >= HP) break;
+        uint32_t fa[4], fb[4];
+        load_a(fa, a + kc * TC, ld, lane);
+#pragma unroll
+        for (int n = 0; n < N / TC; n++) {
+            load_b_nk(fb, b + n * TC * ld + kc * TC, ld, lane);
+            mma_bf16_16816(c[2 * n], fa, fb);
+            mma_bf16_16816(c[2 * n + 1], fa, fb + 2);
+        }
     }
 }
 
-/* The 16 x 16 tile acc through the warp's f32 tile, to the lane's row (lane / 2): its 8
- * columns (lane % 2) * 8 + t, passed to add(t, value). The whole warp. */
-template <typename Add>
-__device__ inline void drain_tile(const TileC &acc, float *tile, int lane, Add add) {
-    wmma::store_matrix_sync(tile, acc, TC, wmma::mem_row_major);
-    __syncwarp();
-    for (int t = 0; t < TC / 2; t++) add(t, tile[(lane >> 1) * TC + (lane & 1) * (TC / 2) + t]);
-    __syncwarp(); /* read before the tile is written again */
+/* acc[TC_DIMS][4] += w b over K rows: w the c tiles of a [16][K] product (made a fragments), b
+ * [K][HP] in shared memory (stride ld). The whole warp. */
+template <int K>
+__device__ inline void mma_wb(float (*acc)[4], const float (*w)[4], const bf16 *b, int ld, int HP,
+                              int lane) {
+#pragma unroll
+    for (int kc = 0; kc < K / TC; kc++) {
+        uint32_t fa[4], fb[4];
+        c_to_a(fa, w[2 * kc], w[2 * kc + 1]);
+#pragma unroll
+        for (int dc = 0; dc < TC_MAX_CHUNKS; dc++) {
+            if (dc * TC >= HP) break;
+            load_b_kn(fb, b + kc * TC * ld + dc * TC, ld, lane);
+            mma_bf16_16816(acc[2 * dc], fa, fb);
+            mma_bf16_16816(acc[2 * dc + 1], fa, fb + 2);
+        }
+    }
 }
-#endif
 
-/* grid (B*NH, query blocks of warps*16 rows): flash_forward_kernel on tensor cores. */
-__global__ void flash_forward_tc_kernel(float *out, float *lse, const float *q, const float *k,
-                                        const float *v, const int32_t *mask, int causal, float p,
-                                        uint64_t seed, const Heads g) {
+/* Element q of an n8 tile nt in the lane's c fragments: row 8 * (q >> 1) + g, column 8 nt + 2t +
+ * (q & 1) of the warp's tile. */
+__device__ inline int c_row(int lane, int q) {
+    return (lane >> 2) + 8 * (q >> 1);
+}
+__device__ inline int c_col(int lane, int nt, int q) {
+    return 8 * nt + 2 * (lane & 3) + (q & 1);
+}
+
+/* x joined over the four lanes of a row (lanes 4g .. 4g+3). */
+__device__ inline float quad_max(float x) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ inline float quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+/* grad[row][d] += scale * the lane's elements of acc, row = the warp's 16 rows from r0 (at
+ * grad + r0 * ld), for rows < T and d < HS. */
+__device__ inline void add_tiles(float *grad, size_t ld, const float (*acc)[4], float scale, int r0,
+                                 int T, int HS, int lane) {
+#pragma unroll
+    for (int c = 0; c < TC_DIMS; c++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            int r = r0 + c_row(lane, q), d = c_col(lane, c, q);
+            if (r < T && d < HS) grad[(size_t)r * ld + d] += acc[c][q] * scale;
+        }
+}
+
+/* grid (B*NH, query blocks of warps*16 rows): flash_forward_kernel on tensor cores, FWD_KEYS
+ * keys a tile. */
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    flash_forward_tc_kernel(float *out, float *lse, const float *q, const float *k, const float *v,
+                            const int32_t *mask, int causal, float p, uint64_t seed,
+                            const Heads g) {
 #if TC_ARCH
-    int bh = blockIdx.x, T = g.T, HS = g.HS, HP = padded_hs(HS);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    int rows = warps * TC, i0 = blockIdx.y * rows, r = lane >> 1, half = lane & 1;
-    int i = i0 + warp * TC + r;                               /* the lane's query row */
+    int bh = blockIdx.x, T = g.T, HS = g.HS, HP = padded_hs(HS), ld = tile_stride(HS);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * TC;
+    int i0 = blockIdx.y * rows, w0 = i0 + warp * TC; /* the block's and the warp's first row */
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* fwd_tc_shared_bytes */
-    float *S = (float *)tc_smem + warp * TC * TC_TILE; /* the warp's scores, then PV staging */
-    bf16 *Qs = (bf16 *)((float *)tc_smem + warps * TC * TC_TILE), *Ks = Qs + rows * HP;
-    bf16 *Vs = Ks + TC_TILE * HP, *P = Vs + TC_TILE * HP + warp * TC * TC_TILE;
+    bf16 *Qs = (bf16 *)tc_smem, *Ks = Qs + rows * ld, *Vs = Ks + FWD_KEYS * ld;
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
-    float scale = 1.0f / sqrtf((float)HS), m = -INFINITY, l = 0.0f, o[TC_DIMS][TC / 2];
-    for (int c = 0; c < TC_DIMS; c++)
-        for (int t = 0; t < TC / 2; t++) o[c][t] = 0.0f;
-    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS, HP);
+    float scale = 1.0f / sqrtf((float)HS), m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float o[TC_DIMS][4] = {};
+    load_rows_bf16(Qs, ld, q + hp.q, ldq, i0, rows, T, HS);
     int keys = causal ? min(T, i0 + rows) : T;
-    for (int j0 = 0; j0 < keys; j0 += TC_TILE) {
+    for (int j0 = 0; j0 < keys; j0 += FWD_KEYS) {
         __syncthreads(); /* Qs written; the previous tile's readers done */
-        load_rows(Ks, k + hp.kv, ldkv, j0, TC_TILE, T, HS, HP);
-        load_rows(Vs, v + hp.kv, ldkv, j0, TC_TILE, T, HS, HP);
+        load_rows_bf16(Ks, ld, k + hp.kv, ldkv, j0, FWD_KEYS, T, HS);
+        load_rows_bf16(Vs, ld, v + hp.kv, ldkv, j0, FWD_KEYS, T, HS);
         __syncthreads();
-        mma_scores(S, Qs + warp * TC * HP, Ks, HP);
-        __syncwarp();
-        /* online softmax of the lane's 16 keys of row i, the row's two lanes joined */
-        float s[TC_HALF], mx = -INFINITY, sum = 0.0f;
-        for (int t = 0; t < TC_HALF; t++) {
-            int j = j0 + half * TC_HALF + t;
-            s[t] = key_visible(hp.keep, causal, i, j, T)
-                       ? S[r * TC_TILE + half * TC_HALF + t] * scale
-                       : -INFINITY;
-            mx = fmaxf(mx, s[t]);
-        }
-        float m_new = fmaxf(m, fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1)));
-        float rescale = m == -INFINITY ? 0.0f : exp_approx(m - m_new);
-        for (int t = 0; t < TC_HALF; t++) {
-            int j = j0 + half * TC_HALF + t;
-            float pj = s[t] == -INFINITY ? 0.0f : exp_approx(s[t] - m_new);
-            sum += pj;
-            if (pj != 0.0f) pj *= rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
-            P[r * TC_TILE + half * TC_HALF + t] = __float2bfloat16(pj);
-        }
-        l = l * rescale + sum + __shfl_xor_sync(0xffffffffu, sum, 1);
-        m = m_new;
-        for (int c = 0; c < TC_DIMS; c++)
-            for (int t = 0; t < TC / 2; t++) o[c][t] *= rescale;
-        __syncwarp(); /* P written, S read: S stages P V next */
+        if (causal && j0 > w0 + TC - 1) continue; /* every key of the tile hidden: warp-uniform */
+        float s[FWD_KEYS / 8][4] = {};
+        mma_abt<FWD_KEYS>(s, Qs + warp * TC * ld, Ks, ld, HP, lane);
+        /* online softmax of rows g and g + 8 (h), each lane holding 16 of a row's keys */
+        float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, rescale[2];
 #pragma unroll
-        for (int c = 0; c < TC_DIMS; c++) { /* o += P V, 16 columns at a time */
-            if (c * TC >= HP) break;
-            TileC pv;
-            wmma::fill_fragment(pv, 0.0f);
-            mma_rows<TileB>(pv, P, TC_TILE, Vs + c * TC, HP, TC * HP, TC_TILE);
-            drain_tile(pv, S, lane, [&](int t, float x) { o[c][t] += x; });
+        for (int nt = 0; nt < FWD_KEYS / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = w0 + c_row(lane, e), j = j0 + c_col(lane, nt, e);
+                s[nt][e] = key_visible(hp.keep, causal, i, j, T) ? s[nt][e] * scale : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+            }
+        for (int h = 0; h < 2; h++) {
+            float m_new = fmaxf(m[h], quad_max(mx[h]));
+            rescale[h] = m[h] == -INFINITY ? 0.0f : exp_approx(m[h] - m_new);
+            m[h] = m_new;
         }
+#pragma unroll
+        for (int nt = 0; nt < FWD_KEYS / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = w0 + c_row(lane, e), j = j0 + c_col(lane, nt, e);
+                /* exp_approx as the CPU's, but exactly 0 for hidden keys */
+                float pj = s[nt][e] == -INFINITY ? 0.0f : exp_approx(s[nt][e] - m[e >> 1]);
+                sum[e >> 1] += pj;
+                if (pj != 0.0f) pj *= rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
+                s[nt][e] = pj;
+            }
+#pragma unroll
+        for (int c = 0; c < TC_DIMS; c++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) o[c][e] *= rescale[e >> 1];
+        for (int h = 0; h < 2; h++) l[h] = l[h] * rescale[h] + sum[h]; /* the lane's part */
+        mma_wb<FWD_KEYS>(o, s, Vs, ld, HP, lane);
     }
-    if (i >= T) return;
-    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int h = 0; h < 2; h++) {
+        l[h] = quad_sum(l[h]);
+        int i = w0 + 8 * h + (lane >> 2);
+        if ((lane & 3) == 0 && i < T)
+            lse[(size_t)bh * T + i] = l[h] > 0.0f ? m[h] + logf(l[h]) : INFINITY;
+        l[h] = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+    }
+#pragma unroll
     for (int c = 0; c < TC_DIMS; c++)
-        for (int t = 0; t < TC / 2; t++) {
-            int d = c * TC + half * (TC / 2) + t;
-            if (d < HS) out[hp.q + i * ldq + d] = o[c][t] * inv;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int i = w0 + c_row(lane, e), d = c_col(lane, c, e);
+            if (i < T && d < HS) out[hp.q + i * ldq + d] = o[c][e] * l[e >> 1];
         }
-    if (!half) lse[(size_t)bh * T + i] = l > 0.0f ? m + logf(l) : INFINITY;
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
 }
 
-/* grid (B*NH, query blocks of warps*16 rows): flash_dq_kernel on tensor cores. */
-__global__ void flash_dq_tc_kernel(float *dq, const float *dout, const float *q, const float *k,
-                                   const float *v, const float *lse, const float *D,
-                                   const int32_t *mask, int causal, float p, uint64_t seed,
-                                   const Heads g) {
+/* grid (B*NH, query blocks of warps*16 rows): flash_dq_kernel on tensor cores, BWD_TILE keys a
+ * tile. */
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    flash_dq_tc_kernel(float *dq, const float *dout, const float *q, const float *k, const float *v,
+                       const float *lse, const float *D, const int32_t *mask, int causal, float p,
+                       uint64_t seed, const Heads g) {
 #if TC_ARCH
-    int bh = blockIdx.x, T = g.T, HS = g.HS, HP = padded_hs(HS);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    int rows = warps * TC, i0 = blockIdx.y * rows, r = lane >> 1, half = lane & 1;
-    int i = i0 + warp * TC + r;
+    int bh = blockIdx.x, T = g.T, HS = g.HS, HP = padded_hs(HS), ld = tile_stride(HS);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * TC;
+    int i0 = blockIdx.y * rows, w0 = i0 + warp * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dq_tc_shared_bytes */
-    float *S = (float *)tc_smem + warp * 2 * TC * TC_TILE, *dP = S + TC * TC_TILE;
-    bf16 *Qs = (bf16 *)((float *)tc_smem + warps * 2 * TC * TC_TILE), *dOs = Qs + rows * HP;
-    bf16 *Ks = dOs + rows * HP, *Vs = Ks + TC_TILE * HP,
-         *dS = Vs + TC_TILE * HP + warp * TC * TC_TILE;
+    bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + rows * ld, *Ks = dOs + rows * ld;
+    bf16 *Vs = Ks + BWD_TILE * ld;
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
-    float scale = 1.0f / sqrtf((float)HS);
-    float row_lse = i < T ? lse[(size_t)bh * T + i] : INFINITY,
-          row_D = i < T ? D[(size_t)bh * T + i] : 0.0f;
-    TileC acc[TC_DIMS];
-    for (int c = 0; c < TC_DIMS; c++) wmma::fill_fragment(acc[c], 0.0f);
-    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS, HP);
-    load_rows(dOs, dout + hp.q, ldq, i0, rows, T, HS, HP);
+    float scale = 1.0f / sqrtf((float)HS), row_lse[2], row_D[2], acc[TC_DIMS][4] = {};
+    for (int h = 0; h < 2; h++) {
+        int i = w0 + 8 * h + (lane >> 2);
+        row_lse[h] = i < T ? lse[(size_t)bh * T + i] : INFINITY;
+        row_D[h] = i < T ? D[(size_t)bh * T + i] : 0.0f;
+    }
+    load_rows_bf16(Qs, ld, q + hp.q, ldq, i0, rows, T, HS);
+    load_rows_bf16(dOs, ld, dout + hp.q, ldq, i0, rows, T, HS);
     int keys = causal ? min(T, i0 + rows) : T;
-    for (int j0 = 0; j0 < keys; j0 += TC_TILE) {
+    for (int j0 = 0; j0 < keys; j0 += BWD_TILE) {
         __syncthreads();
-        load_rows(Ks, k + hp.kv, ldkv, j0, TC_TILE, T, HS, HP);
-        load_rows(Vs, v + hp.kv, ldkv, j0, TC_TILE, T, HS, HP);
+        load_rows_bf16(Ks, ld, k + hp.kv, ldkv, j0, BWD_TILE, T, HS);
+        load_rows_bf16(Vs, ld, v + hp.kv, ldkv, j0, BWD_TILE, T, HS);
         __syncthreads();
-        mma_scores(S, Qs + warp * TC * HP, Ks, HP);
-        mma_scores(dP, dOs + warp * TC * HP, Vs, HP);
-        __syncwarp();
-        for (int t = 0; t < TC_HALF; t++) {
-            int j = j0 + half * TC_HALF + t, at = r * TC_TILE + half * TC_HALF + t;
-            float ds = 0.0f;
-            if (i < T && key_visible(hp.keep, causal, i, j, T)) {
-                float P = exp_approx(S[at] * scale - row_lse);
-                ds = P *
-                     (dP[at] * rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p) - row_D);
+        if (causal && j0 > w0 + TC - 1) continue; /* warp-uniform */
+        float s[BWD_TILE / 8][4] = {}, dP[BWD_TILE / 8][4] = {};
+        mma_abt<BWD_TILE>(s, Qs + warp * TC * ld, Ks, ld, HP, lane);
+        mma_abt<BWD_TILE>(dP, dOs + warp * TC * ld, Vs, ld, HP, lane);
+#pragma unroll
+        for (int nt = 0; nt < BWD_TILE / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = w0 + c_row(lane, e), j = j0 + c_col(lane, nt, e), h = e >> 1;
+                float ds = 0.0f;
+                if (i < T && key_visible(hp.keep, causal, i, j, T)) {
+                    float P = exp_approx(s[nt][e] * scale - row_lse[h]);
+                    float keep = rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
+                    ds = P * (dP[nt][e] * keep - row_D[h]);
+                }
+                s[nt][e] = ds;
             }
-            dS[at] = __float2bfloat16(ds);
-        }
-        __syncwarp();
-#pragma unroll
-        for (int c = 0; c < TC_DIMS; c++)
-            if (c * TC < HP)
-                mma_rows<TileB>(acc[c], dS, TC_TILE, Ks + c * TC, HP, TC * HP, TC_TILE);
+        mma_wb<BWD_TILE>(acc, s, Ks, ld, HP, lane);
     }
-#pragma unroll
-    for (int c = 0; c < TC_DIMS; c++) {
-        if (c * TC >= HP) break;
-        drain_tile(acc[c], S, lane, [&](int t, float x) {
-            int d = c * TC + half * (TC / 2) + t;
-            if (i < T && d < HS) dq[hp.q + i * ldq + d] += x * scale;
-        });
-    }
+    add_tiles(dq + hp.q, ldq, acc, scale, w0, T, HS, lane);
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
 }
 
 /* grid (B*NKV, key blocks of warps*16 keys): flash_dkdv_kernel on tensor cores; the warp's 16
- * keys against TC_TILE queries at a time (S^T = K Q^T, dP^T = V dout^T). */
-__global__ void flash_dkdv_tc_kernel(float *dk, float *dv, const float *dout, const float *q,
-                                     const float *k, const float *v, const float *lse,
-                                     const float *D, const int32_t *mask, int causal, float p,
-                                     uint64_t seed, const Heads g) {
+ * keys against BWD_TILE queries at a time (S^T = K Q^T, dP^T = V dout^T). */
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    flash_dkdv_tc_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k,
+                         const float *v, const float *lse, const float *D, const int32_t *mask,
+                         int causal, float p, uint64_t seed, const Heads g) {
 #if TC_ARCH
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
-    int HP = padded_hs(HS), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int warps = blockDim.x >> 5, nkeys = warps * TC, j0 = blockIdx.y * nkeys;
-    int r = lane >> 1, half = lane & 1, j = j0 + warp * TC + r; /* the lane's key */
-    extern __shared__ __align__(128) unsigned char tc_smem[];   /* dkdv_tc_shared_bytes */
-    float *St = (float *)tc_smem + warp * 2 * TC * TC_TILE, *dPt = St + TC * TC_TILE;
-    float *lse_s = (float *)tc_smem + warps * 2 * TC * TC_TILE, *D_s = lse_s + TC_TILE;
-    bf16 *Ks = (bf16 *)(D_s + TC_TILE), *Vs = Ks + nkeys * HP, *Qs = Vs + nkeys * HP;
-    bf16 *dOs = Qs + TC_TILE * HP, *Pd = dOs + TC_TILE * HP + warp * 2 * TC * TC_TILE;
-    bf16 *dS = Pd + TC * TC_TILE; /* the warp's dropped P^T and dS^T */
+    int HP = padded_hs(HS), ld = tile_stride(HS), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int nkeys = (blockDim.x >> 5) * TC, j0 = blockIdx.y * nkeys, w0 = j0 + warp * TC;
+    extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
+    float *lse_s = (float *)tc_smem, *D_s = lse_s + BWD_TILE;
+    bf16 *Ks = (bf16 *)(D_s + BWD_TILE), *Vs = Ks + nkeys * ld, *Qs = Vs + nkeys * ld;
+    bf16 *dOs = Qs + BWD_TILE * ld;
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
-    float scale = 1.0f / sqrtf((float)HS);
-    TileC dk_acc[TC_DIMS], dv_acc[TC_DIMS];
-    for (int c = 0; c < TC_DIMS; c++)
-        wmma::fill_fragment(dk_acc[c], 0.0f), wmma::fill_fragment(dv_acc[c], 0.0f);
+    float scale = 1.0f / sqrtf((float)HS), dk_acc[TC_DIMS][4] = {}, dv_acc[TC_DIMS][4] = {};
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
-    load_rows(Ks, k + hp.kv, ldkv, j0, nkeys, T, HS, HP);
-    load_rows(Vs, v + hp.kv, ldkv, j0, nkeys, T, HS, HP);
+    load_rows_bf16(Ks, ld, k + hp.kv, ldkv, j0, nkeys, T, HS);
+    load_rows_bf16(Vs, ld, v + hp.kv, ldkv, j0, nkeys, T, HS);
     for (int h = kvh * G; h < (kvh + 1) * G; h++) {
         size_t bh = (size_t)b * g.NH + h, qo = hp.q + (size_t)(h - kvh * G) * HS;
-        for (int i0 = causal ? j0 / TC_TILE * TC_TILE : 0; i0 < T; i0 += TC_TILE) {
+        /* causal: queries before the block's first key see none of its keys */
+        for (int i0 = causal ? j0 / BWD_TILE * BWD_TILE : 0; i0 < T; i0 += BWD_TILE) {
             __syncthreads(); /* Ks, Vs written; the previous tile's readers done */
-            load_rows(Qs, q + qo, ldq, i0, TC_TILE, T, HS, HP);
-            load_rows(dOs, dout + qo, ldq, i0, TC_TILE, T, HS, HP);
-            for (int t = threadIdx.x; t < TC_TILE; t += blockDim.x) {
+            load_rows_bf16(Qs, ld, q + qo, ldq, i0, BWD_TILE, T, HS);
+            load_rows_bf16(dOs, ld, dout + qo, ldq, i0, BWD_TILE, T, HS);
+            for (int t = threadIdx.x; t < BWD_TILE; t += blockDim.x) {
                 lse_s[t] = i0 + t < T ? lse[bh * T + i0 + t] : INFINITY;
                 D_s[t] = i0 + t < T ? D[bh * T + i0 + t] : 0.0f;
             }
             __syncthreads();
-            mma_scores(St, Ks + warp * TC * HP, Qs, HP);
-            mma_scores(dPt, Vs + warp * TC * HP, dOs, HP);
-            __syncwarp();
-            for (int t = 0; t < TC_HALF; t++) {
-                int ii = half * TC_HALF + t, i = i0 + ii, at = r * TC_TILE + ii;
-                float pd = 0.0f, ds = 0.0f;
-                if (j < T && i < T && key_visible(hp.keep, causal, i, j, T)) {
-                    float P = exp_approx(St[at] * scale - lse_s[ii]);
-                    float keep = rng_dropout_scale(seed, (bh * T + i) * T + j, p);
-                    pd = P * keep;
-                    ds = P * (dPt[at] * keep - D_s[ii]);
-                }
-                Pd[at] = __float2bfloat16(pd), dS[at] = __float2bfloat16(ds);
-            }
-            __syncwarp();
+            if (causal && i0 + BWD_TILE - 1 < w0) continue; /* warp-uniform */
+            float st[BWD_TILE / 8][4] = {}, dPt[BWD_TILE / 8][4] = {};
+            mma_abt<BWD_TILE>(st, Ks + warp * TC * ld, Qs, ld, HP, lane);
+            mma_abt<BWD_TILE>(dPt, Vs + warp * TC * ld, dOs, ld, HP, lane);
 #pragma unroll
-            for (int c = 0; c < TC_DIMS; c++) {
-                if (c * TC >= HP) break;
-                if (dv) mma_rows<TileB>(dv_acc[c], Pd, TC_TILE, dOs + c * TC, HP, TC * HP, TC_TILE);
-                if (dk) mma_rows<TileB>(dk_acc[c], dS, TC_TILE, Qs + c * TC, HP, TC * HP, TC_TILE);
-            }
+            for (int nt = 0; nt < BWD_TILE / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int j = w0 + c_row(lane, e), ii = c_col(lane, nt, e), i = i0 + ii;
+                    float pd = 0.0f, ds = 0.0f;
+                    if (j < T && i < T && key_visible(hp.keep, causal, i, j, T)) {
+                        float P = exp_approx(st[nt][e] * scale - lse_s[ii]);
+                        float keep = rng_dropout_scale(seed, (bh * T + i) * T + j, p);
+                        pd = P * keep;
+                        ds = P * (dPt[nt][e] * keep - D_s[ii]);
+                    }
+                    st[nt][e] = pd, dPt[nt][e] = ds;
+                }
+            if (dv) mma_wb<BWD_TILE>(dv_acc, st, dOs, ld, HP, lane);
+            if (dk) mma_wb<BWD_TILE>(dk_acc, dPt, Qs, ld, HP, lane);
         }
     }
-#pragma unroll
-    for (int c = 0; c < TC_DIMS; c++) {
-        if (c * TC >= HP) break;
-        auto add_to = [&](float *grad, float s) {
-            return [=](int t, float x) {
-                int d = c * TC + half * (TC / 2) + t;
-                if (j < T && d < HS) grad[hp.kv + j * ldkv + d] += x * s;
-            };
-        };
-        if (dv) drain_tile(dv_acc[c], St, lane, add_to(dv, 1.0f));
-        if (dk) drain_tile(dk_acc[c], St, lane, add_to(dk, scale));
-    }
+    if (dv) add_tiles(dv + hp.kv, ldkv, dv_acc, 1.0f, w0, T, HS, lane);
+    if (dk) add_tiles(dk + hp.kv, ldkv, dk_acc, scale, w0, T, HS, lane);
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
 }
 
-/* Dynamic shared memory of the tensor-core kernels, in bytes: f32 tiles, then bf16 rows. */
+/* Dynamic shared memory of the tensor-core kernels, in bytes: bf16 tiles of tile_stride(HS)
+ * (dk, dv: after lse and D of a query tile). Up to 52 KB at HS = 128, above the default 48 KB,
+ * so the launch raises the limit. */
 static size_t fwd_tc_shared_bytes(int warps, int HS) {
-    size_t HP = padded_hs(HS);
-    return sizeof(float) * warps * TC * TC_TILE +
-           sizeof(bf16) * ((warps * TC + 2 * TC_TILE) * HP + warps * TC * TC_TILE);
+    return sizeof(bf16) * (warps * TC + 2 * FWD_KEYS) * tile_stride(HS);
 }
 static size_t dq_tc_shared_bytes(int warps, int HS) {
-    size_t HP = padded_hs(HS);
-    return sizeof(float) * 2 * warps * TC * TC_TILE +
-           sizeof(bf16) * ((2 * warps * TC + 2 * TC_TILE) * HP + warps * TC * TC_TILE);
+    return sizeof(bf16) * (2 * warps * TC + 2 * BWD_TILE) * tile_stride(HS);
 }
 static size_t dkdv_tc_shared_bytes(int warps, int HS) {
-    size_t HP = padded_hs(HS);
-    return sizeof(float) * (2 * warps * TC * TC_TILE + 2 * TC_TILE) +
-           sizeof(bf16) * ((2 * warps * TC + 2 * TC_TILE) * HP + 2 * warps * TC * TC_TILE);
+    return sizeof(float) * 2 * BWD_TILE +
+           sizeof(bf16) * (2 * warps * TC + 2 * BWD_TILE) * tile_stride(HS);
 }
-
 /* Lets kernel f take `bytes` of dynamic shared memory: above 48 KB a launch must ask. */
 template <typename F> static size_t allow_shared(F *f, size_t bytes) {
     if (bytes > 48 * 1024)

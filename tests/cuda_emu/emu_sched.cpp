@@ -60,17 +60,9 @@ emu_switch:
 
 /* ---- state ---- */
 enum State : uint8_t { FRESH, READY, RUNNING, AT_BARRIER, AT_WARP, EXITED };
-static const char *const op_names[] = {"__syncwarp",
-                                       "__shfl_sync",
-                                       "__shfl_up_sync",
-                                       "__shfl_down_sync",
-                                       "__shfl_xor_sync",
-                                       "__ballot_sync",
-                                       "__any_sync",
-                                       "__all_sync",
-                                       "wmma::load_matrix_sync",
-                                       "wmma::store_matrix_sync",
-                                       "wmma::mma_sync"};
+static const char *const op_names[] = {
+    "__syncwarp",    "__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync",
+    "__ballot_sync", "__any_sync",  "__all_sync",     "ldmatrix",         "mma.sync"};
 
 struct Thread {
     uint3 idx;
@@ -488,7 +480,7 @@ int emu_run(const char *kernel, const void *fn, void (*entry)(void *), void *ctx
     for (unsigned i = 0; i < S.n; i++)
         S.thr[i].tid = i, S.thr[i].idx = uint3{i % b.x, i / b.x % b.y, i / (b.x * b.y)};
     S.dyn_bytes = shmem;
-    /* 256-byte aligned as on a GPU (WMMA needs 32); malloc(0): any access is an ASan error */
+    /* 256-byte aligned as on a GPU (ldmatrix needs 16); malloc(0): any access is an ASan error */
     void *dyn = NULL;
     if (shmem ? posix_memalign(&dyn, 256, shmem) : !(dyn = malloc(0))) die("out of memory");
     S.dyn_shared = (char *)dyn;

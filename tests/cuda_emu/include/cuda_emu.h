@@ -9,7 +9,7 @@
  * parallelism or memory-ordering model (emulated threads are fibers on one OS thread, so
  * memory is sequentially consistent and atomics are plain read-modify-writes); half is not
  * emulated (cuda_fp16.h stops the build with a message); bf16 conversions are (cuda_bf16.h), and
- * bf16 tensor-core tiles (mma.h).
+ * the bf16 tensor-core instructions ldmatrix and mma.sync (mma_ptx.h); WMMA is not.
  * One host thread launches kernels. */
 #pragma once
 #include <math.h>
@@ -43,6 +43,12 @@
         emu_shared_register((void *)&(name), sizeof(name))
 
 /* ---- vector types and the built-in variables ---- */
+struct alignas(8) float2 { /* aligned as CUDA's: a vector load needs it */
+    float x, y;
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
 struct uint3 {
     unsigned x, y, z;
 };
@@ -75,9 +81,8 @@ enum EmuWarpOp {
     EMU_BALLOT,
     EMU_ANY,
     EMU_ALL,
-    EMU_WMMA_LOAD, /* nvcuda::wmma (mma.h): lock-step steps of a warp's tile operation */
-    EMU_WMMA_STORE,
-    EMU_WMMA_MMA,
+    EMU_LDMATRIX, /* mma_ptx.h: lock-step steps of a warp's matrix instruction */
+    EMU_MMA,
 };
 void emu_syncthreads(const char *site);
 /* Blocks the calling thread until every lane of mask arrived at the same collective (op,
