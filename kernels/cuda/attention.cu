@@ -355,6 +355,7 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
 #define TC_ARCH 0
 #endif
 typedef __nv_bfloat16 bf16;
+static constexpr float LOG2E = 1.44269504088896341f, LN2 = 0.693147180559945309f;
 
 enum {
     TC = 16,                    /* rows per warp: an mma tile's */
@@ -453,6 +454,25 @@ __device__ inline float quad_sum(float x) {
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
+/* The scores of an N-key tile from key j0 in log2 units (times scale2 = log2 e / sqrt(HS)),
+ * -inf where hidden: past T, padding, or (causal) after the row's query; rows from w0. */
+template <int N>
+__device__ inline void mask_scores(float (*s)[4], const int32_t *keep, int causal, int w0, int j0,
+                                   int T, float scale2, int lane) {
+#pragma unroll
+    for (int nt = 0; nt < N / 8; nt++)
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            int j = j0 + c_col(lane, nt, c);
+            bool col_ok = key_visible(keep, 0, 0, j, T);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                int e = 2 * h + c, i = w0 + c_row(lane, e);
+                s[nt][e] = col_ok && (!causal || j <= i) ? s[nt][e] * scale2 : -INFINITY;
+            }
+        }
+}
+
 /* grad[row][d] += scale * the lane's elements of acc, row = the warp's 16 rows from r0 (at
  * grad + r0 * ld), for rows < T and d < HS. */
 __device__ inline void add_tiles(float *grad, size_t ld, const float (*acc)[4], float scale, int r0,
@@ -480,8 +500,10 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     bf16 *Qs = (bf16 *)tc_smem, *Ks = Qs + rows * ld, *Vs = Ks + FWD_KEYS * ld;
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
-    float scale = 1.0f / sqrtf((float)HS), m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float scale2 = LOG2E / sqrtf((float)HS), m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     float o[TC_DIMS][4] = {};
+    uint64_t drop_row[2]; /* dropout index of (row h, key 0) */
+    for (int h = 0; h < 2; h++) drop_row[h] = ((uint64_t)bh * T + w0 + 8 * h + (lane >> 2)) * T;
     load_rows_bf16(Qs, ld, q + hp.q, ldq, i0, rows, T, HS);
     int keys = causal ? min(T, i0 + rows) : T;
     for (int j0 = 0; j0 < keys; j0 += FWD_KEYS) {
@@ -492,36 +514,36 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         if (causal && j0 > w0 + TC - 1) continue; /* every key of the tile hidden: warp-uniform */
         float s[FWD_KEYS / 8][4] = {};
         mma_abt<FWD_KEYS>(s, Qs + warp * TC * ld, Ks, ld, HP, lane);
-        /* online softmax of rows g and g + 8 (h), each lane holding 16 of a row's keys */
+        /* online softmax of rows g and g + 8 (h), each lane holding 16 of a row's keys, in
+         * log2 units (scores times log2 e: exp2 is one instruction) */
         float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, rescale[2];
+        mask_scores<FWD_KEYS>(s, hp.keep, causal, w0, j0, T, scale2, lane);
 #pragma unroll
         for (int nt = 0; nt < FWD_KEYS / 8; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = w0 + c_row(lane, e), j = j0 + c_col(lane, nt, e);
-                s[nt][e] = key_visible(hp.keep, causal, i, j, T) ? s[nt][e] * scale : -INFINITY;
-                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
-            }
+            for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
         for (int h = 0; h < 2; h++) {
             float m_new = fmaxf(m[h], quad_max(mx[h]));
-            rescale[h] = m[h] == -INFINITY ? 0.0f : exp_approx(m[h] - m_new);
+            rescale[h] = m[h] == -INFINITY ? 0.0f : exp2f(m[h] - m_new);
             m[h] = m_new;
         }
 #pragma unroll
         for (int nt = 0; nt < FWD_KEYS / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                int i = w0 + c_row(lane, e), j = j0 + c_col(lane, nt, e);
-                /* exp_approx as the CPU's, but exactly 0 for hidden keys */
-                float pj = s[nt][e] == -INFINITY ? 0.0f : exp_approx(s[nt][e] - m[e >> 1]);
+                /* exactly 0 for hidden keys, even where m is still -inf */
+                float pj = s[nt][e] == -INFINITY ? 0.0f : exp2f(s[nt][e] - m[e >> 1]);
                 sum[e >> 1] += pj;
-                if (pj != 0.0f) pj *= rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
+                if (p > 0.0f && pj != 0.0f)
+                    pj *= rng_dropout_scale(seed, drop_row[e >> 1] + j0 + c_col(lane, nt, e), p);
                 s[nt][e] = pj;
             }
 #pragma unroll
-        for (int c = 0; c < TC_DIMS; c++)
+        for (int c = 0; c < TC_DIMS; c++) {
+            if (c * 8 >= HP) break;
 #pragma unroll
             for (int e = 0; e < 4; e++) o[c][e] *= rescale[e >> 1];
+        }
         for (int h = 0; h < 2; h++) l[h] = l[h] * rescale[h] + sum[h]; /* the lane's part */
         mma_wb<FWD_KEYS>(o, s, Vs, ld, HP, lane);
     }
@@ -529,7 +551,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         l[h] = quad_sum(l[h]);
         int i = w0 + 8 * h + (lane >> 2);
         if ((lane & 3) == 0 && i < T)
-            lse[(size_t)bh * T + i] = l[h] > 0.0f ? m[h] + logf(l[h]) : INFINITY;
+            lse[(size_t)bh * T + i] = l[h] > 0.0f ? (m[h] + log2f(l[h])) * LN2 : INFINITY;
         l[h] = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
     }
 #pragma unroll
@@ -559,11 +581,14 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     bf16 *Vs = Ks + BWD_TILE * ld;
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
-    float scale = 1.0f / sqrtf((float)HS), row_lse[2], row_D[2], acc[TC_DIMS][4] = {};
+    float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale, acc[TC_DIMS][4] = {};
+    float row_lse2[2], row_D[2]; /* lse in log2 units, as the scores below */
+    uint64_t drop_row[2];
     for (int h = 0; h < 2; h++) {
         int i = w0 + 8 * h + (lane >> 2);
-        row_lse[h] = i < T ? lse[(size_t)bh * T + i] : INFINITY;
+        row_lse2[h] = i < T ? lse[(size_t)bh * T + i] * LOG2E : INFINITY;
         row_D[h] = i < T ? D[(size_t)bh * T + i] : 0.0f;
+        drop_row[h] = ((uint64_t)bh * T + i) * T;
     }
     load_rows_bf16(Qs, ld, q + hp.q, ldq, i0, rows, T, HS);
     load_rows_bf16(dOs, ld, dout + hp.q, ldq, i0, rows, T, HS);
@@ -577,18 +602,15 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         float s[BWD_TILE / 8][4] = {}, dP[BWD_TILE / 8][4] = {};
         mma_abt<BWD_TILE>(s, Qs + warp * TC * ld, Ks, ld, HP, lane);
         mma_abt<BWD_TILE>(dP, dOs + warp * TC * ld, Vs, ld, HP, lane);
+        mask_scores<BWD_TILE>(s, hp.keep, causal, w0, j0, T, scale2, lane);
 #pragma unroll
         for (int nt = 0; nt < BWD_TILE / 8; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = w0 + c_row(lane, e), j = j0 + c_col(lane, nt, e), h = e >> 1;
-                float ds = 0.0f;
-                if (i < T && key_visible(hp.keep, causal, i, j, T)) {
-                    float P = exp_approx(s[nt][e] * scale - row_lse[h]);
-                    float keep = rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
-                    ds = P * (dP[nt][e] * keep - row_D[h]);
-                }
-                s[nt][e] = ds;
+            for (int e = 0; e < 4; e++) { /* rows past T: lse2 = inf, P = 0 */
+                int j = j0 + c_col(lane, nt, e), h = e >> 1;
+                float P = s[nt][e] == -INFINITY ? 0.0f : exp2f(s[nt][e] - row_lse2[h]);
+                float keep = p > 0.0f ? rng_dropout_scale(seed, drop_row[h] + j, p) : 1.0f;
+                s[nt][e] = P * (dP[nt][e] * keep - row_D[h]);
             }
         mma_wb<BWD_TILE>(acc, s, Ks, ld, HP, lane);
     }
@@ -613,8 +635,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     bf16 *Ks = (bf16 *)(D_s + BWD_TILE), *Vs = Ks + nkeys * ld, *Qs = Vs + nkeys * ld;
     bf16 *dOs = Qs + BWD_TILE * ld;
     size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
-    float scale = 1.0f / sqrtf((float)HS), dk_acc[TC_DIMS][4] = {}, dv_acc[TC_DIMS][4] = {};
+    float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale;
+    float dk_acc[TC_DIMS][4] = {}, dv_acc[TC_DIMS][4] = {};
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
+    bool key_ok[2]; /* the lane's keys (rows h): inside T and not padding */
+    for (int h = 0; h < 2; h++) key_ok[h] = key_visible(hp.keep, 0, 0, w0 + 8 * h + (lane >> 2), T);
     load_rows_bf16(Ks, ld, k + hp.kv, ldkv, j0, nkeys, T, HS);
     load_rows_bf16(Vs, ld, v + hp.kv, ldkv, j0, nkeys, T, HS);
     for (int h = kvh * G; h < (kvh + 1) * G; h++) {
@@ -625,7 +650,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             load_rows_bf16(Qs, ld, q + qo, ldq, i0, BWD_TILE, T, HS);
             load_rows_bf16(dOs, ld, dout + qo, ldq, i0, BWD_TILE, T, HS);
             for (int t = threadIdx.x; t < BWD_TILE; t += blockDim.x) {
-                lse_s[t] = i0 + t < T ? lse[bh * T + i0 + t] : INFINITY;
+                lse_s[t] = i0 + t < T ? lse[bh * T + i0 + t] * LOG2E : INFINITY;
                 D_s[t] = i0 + t < T ? D[bh * T + i0 + t] : 0.0f;
             }
             __syncthreads();
@@ -636,16 +661,13 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #pragma unroll
             for (int nt = 0; nt < BWD_TILE / 8; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
+                for (int e = 0; e < 4; e++) { /* queries past T: lse2 = inf, P = 0 */
                     int j = w0 + c_row(lane, e), ii = c_col(lane, nt, e), i = i0 + ii;
-                    float pd = 0.0f, ds = 0.0f;
-                    if (j < T && i < T && key_visible(hp.keep, causal, i, j, T)) {
-                        float P = exp_approx(st[nt][e] * scale - lse_s[ii]);
-                        float keep = rng_dropout_scale(seed, (bh * T + i) * T + j, p);
-                        pd = P * keep;
-                        ds = P * (dPt[nt][e] * keep - D_s[ii]);
-                    }
-                    st[nt][e] = pd, dPt[nt][e] = ds;
+                    float P = key_ok[e >> 1] && (!causal || j <= i)
+                                  ? exp2f(st[nt][e] * scale2 - lse_s[ii])
+                                  : 0.0f;
+                    float keep = p > 0.0f ? rng_dropout_scale(seed, (bh * T + i) * T + j, p) : 1.0f;
+                    st[nt][e] = P * keep, dPt[nt][e] = P * (dPt[nt][e] * keep - D_s[ii]);
                 }
             if (dv) mma_wb<BWD_TILE>(dv_acc, st, dOs, ld, HP, lane);
             if (dk) mma_wb<BWD_TILE>(dk_acc, dPt, Qs, ld, HP, lane);
