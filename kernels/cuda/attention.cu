@@ -374,14 +374,16 @@ __host__ __device__ inline int tile_stride(int HS) {
 }
 
 /* dst[r][d] (stride lds) = bf16 of rows r0 + r of a head at src (row stride ld), r < n; zero
- * past row T and past dimension HS up to HP. Four floats a read where alignment allows. All
+ * past row T and past dimension HS up to HP. A thread keeps one column of four floats (one
+ * read where alignment allows) and steps over the rows, so the index math is done once. All
  * threads. */
 __device__ inline void load_rows_bf16(bf16 *dst, int lds, const float *src, size_t ld, int r0,
                                       int n, int T, int HS) {
-    int HP = padded_hs(HS), quads = HP / 4;
+    int quads = padded_hs(HS) / 4, rows_per_pass = blockDim.x / quads;
+    int r = threadIdx.x / quads, d = 4 * (threadIdx.x % quads);
     bool vec = HS % 4 == 0 && ld % 4 == 0 && (uintptr_t)src % 16 == 0;
-    for (int e = threadIdx.x; e < n * quads; e += blockDim.x) {
-        int r = e / quads, d = 4 * (e % quads);
+    if (r >= rows_per_pass) return; /* the threads past a whole number of rows */
+    for (; r < n; r += rows_per_pass) {
         const float *row = src + (size_t)(r0 + r) * ld;
         float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         if (r0 + r < T) {
