@@ -2,7 +2,7 @@
 # gpu-check.sh: the one command a session with an NVIDIA GPU runs (issue 10). Builds a Release
 # tree with the CUDA backend for the GPU it finds, then, most valuable first so that a timeout
 # loses the least: the GPU-vs-CPU tests (tests/gpu), the kernel benchmarks (bench_kernels at
-# model.precision bf16), end to end loraft vs PyTorch + PEFT (bench/bench-gpu-e2e.py, one step
+# model.precision bf16, and PyTorch's attention at its attention shapes), end to end loraft vs PyTorch + PEFT (bench/bench-gpu-e2e.py, one step
 # per model and length), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32,
 # and last the whole CTest suite.
 #
@@ -125,6 +125,10 @@ done
 note "== kernel benchmarks (model.precision bf16: frozen weights' GEMMs in bf16, the rest TF32)"
 step bench_kernels_bf16 150 "$build/bench_kernels" --bf16 "${smoke[@]}"
 show bench_kernels_bf16 "^(#|copy|mem|gemm|lora) " 120
+if [ -n "$py" ]; then # the attention rows' target: PyTorch's SDPA at the same shapes
+  step attention_torch 90 "$py" bench/bench-attention-torch.py --device "$e2e_device" "${smoke[@]}"
+  show attention_torch "^(#|attn) " 8
+fi
 
 note "== end to end: loraft (bf16 with and without CUDA Graphs, fp32) vs PyTorch + PEFT (bf16 autocast, SDPA)"
 e2e_py=${py:-python3}
