@@ -156,63 +156,138 @@ static uint32_t alignment(const void *p) {
     return a;
 }
 
-/* cublasLtMatmul with the bias epilogue and the heuristic's first algorithm for these
- * alignments; descriptors and heuristic are made anew each call, as PyTorch does: host work that
- * a captured step does not repeat, and no cache to key on every alignment that can change the
- * algorithm. Declines (0) a bias under 16 bytes aligned: the heuristic is told the bias pointer,
- * yet a kernel it picks may assume 16 and fault (PyTorch falls back there too). */
-int cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                   cudaDataType type, const void *A, int lda, const void *B, int ldb, float *C,
-                   int ldc, const float *bias) {
-    if (!bias || alignment(bias) < 16) return 0;
-    int bf16 = type == CUDA_R_16BF;
-    if (!cuda_blas() || m <= 0 || n <= 0) return 1;
-    int32_t op[2] = {ta, tb};
-    uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS,
-             align[4] = {alignment(A), alignment(B), alignment(C), alignment(C)};
+/* ---- cuBLASLt plans for cuda_gemm_bias ----
+ * A plan is the descriptors and the heuristic's algorithm for one biased GEMM, made on its first
+ * call and kept for the life of the process, like the handle: the steps after the first do no
+ * host allocation and no heuristic search. The key is everything the plan is made from, the
+ * operands' alignments included (the heuristic is told them: an algorithm picked for 256 bytes
+ * cannot run on 16). The bias pointer is not in the key, only its alignment: it is an attribute
+ * of the kept descriptor, rewritten each call (host-only; cublasLtMatmul reads it when it
+ * launches, so a captured graph keeps the pointer of its own call). */
+typedef struct {
+    int32_t ta, tb, m, n, k, lda, ldb, ldc, type, compute;
+    uint32_t align[4]; /* A, B, C (and D), bias */
+} LtKey;
+typedef struct {
+    LtKey key;
+    int used, plain; /* plain: cuBLASLt has no algorithm here; the caller's GEMM + bias pass */
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} LtPlan;
+enum { LT_PLANS = 64 }; /* a model's few biased GEMM shapes, times the batch lengths in use */
+static LtPlan lt_plans[LT_PLANS];
+static int lt_victim; /* the slot a new plan takes once all are used */
+
+static void lt_plan_release(LtPlan *p) {
+    if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->desc) cublasLtMatmulDescDestroy(p->desc);
+    memset(p, 0, sizeof *p);
+}
+
+static cublasStatus_t lt_set_bias(LtPlan *p, const float *bias) {
+    return cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                          sizeof bias);
+}
+
+/* Fills p (key set) with its descriptors and the heuristic's first algorithm for them, or marks
+ * it plain when the heuristic has none (NOT_SUPPORTED, or no result). Any other failure is
+ * returned. */
+static cublasStatus_t lt_plan_make(LtPlan *p, const float *bias) {
+    const LtKey *key = &p->key;
+    uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     uint64_t ws = blas_workspace_size;
-    float one = 1.0f, zero = 0.0f;
-    cublasLtMatmulDesc_t desc = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cudaDataType type = (cudaDataType)key->type;
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t best = {};
     int found = 0;
     cublasStatus_t s =
-        cublasLtMatmulDescCreate(&desc, bf16 ? CUBLAS_COMPUTE_32F : blas_compute, CUDA_R_32F);
-    if (!s) s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op[0], 4);
-    if (!s) s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op[1], 4);
-    if (!s) s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, 4);
+        cublasLtMatmulDescCreate(&p->desc, (cublasComputeType_t)key->compute, CUDA_R_32F);
+    if (!s) s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &key->ta, 4);
+    if (!s) s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &key->tb, 4);
     if (!s)
-        s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                           sizeof bias);
-    if (!s) /* stored A is m x k, or k x m under OP_T; B likewise k x n */
-        s = cublasLtMatrixLayoutCreate(&la, type, ta == CUBLAS_OP_N ? m : k,
-                                       ta == CUBLAS_OP_N ? k : m, lda);
+        s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, 4);
+    if (!s) s = lt_set_bias(p, bias); /* the heuristic may look at it */
+    if (!s)                           /* stored A is m x k, or k x m under OP_T; B likewise k x n */
+        s = cublasLtMatrixLayoutCreate(&p->la, type, key->ta == CUBLAS_OP_N ? key->m : key->k,
+                                       key->ta == CUBLAS_OP_N ? key->k : key->m, key->lda);
     if (!s)
-        s = cublasLtMatrixLayoutCreate(&lb, type, tb == CUBLAS_OP_N ? k : n,
-                                       tb == CUBLAS_OP_N ? n : k, ldb);
-    if (!s) s = cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, m, n, ldc);
+        s = cublasLtMatrixLayoutCreate(&p->lb, type, key->tb == CUBLAS_OP_N ? key->k : key->n,
+                                       key->tb == CUBLAS_OP_N ? key->n : key->k, key->ldb);
+    if (!s) s = cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, key->m, key->n, key->ldc);
     if (!s) s = cublasLtMatmulPreferenceCreate(&pref);
     if (!s)
         s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                  &ws, sizeof ws);
-    for (int i = 0; i < 4 && !s; i++)
+    for (int i = 0; i < 4 && !s; i++) /* A, B, C, D: D is C */
         s = cublasLtMatmulPreferenceSetAttribute(
             pref,
             (cublasLtMatmulPreferenceAttributes_t)(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i),
-            &align[i], sizeof align[i]);
+            &key->align[i < 3 ? i : 2], sizeof key->align[0]);
     if (!s)
-        s = cublasLtMatmulAlgoGetHeuristic(blaslt, desc, la, lb, lc, lc, pref, 1, &best, &found);
-    if (!s && !found) s = CUBLAS_STATUS_NOT_SUPPORTED;
-    if (!s)
-        s = cublasLtMatmul(blaslt, desc, &one, A, la, B, lb, &zero, C, lc, C, lc, &best.algo,
-                           blas_workspace, ws, cudaStreamPerThread);
-    cuda_note_blas(s, "cublasLtMatmul (bias epilogue)", __FILE__, __LINE__);
+        s = cublasLtMatmulAlgoGetHeuristic(blaslt, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1,
+                                           &best, &found);
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (lc) cublasLtMatrixLayoutDestroy(lc);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (desc) cublasLtMatmulDescDestroy(desc);
+    if (s == CUBLAS_STATUS_NOT_SUPPORTED || (!s && !found)) {
+        p->plain = 1;
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    p->algo = best.algo;
+    return s;
+}
+
+/* The plan for key: a kept one, or a new one in a free slot (all taken: the next in turn); NULL
+ * (error noted) when cuBLASLt fails to make it. */
+static LtPlan *lt_plan(const LtKey *key, const float *bias) {
+    LtPlan *p = NULL;
+    for (int i = 0; i < LT_PLANS; i++) {
+        if (lt_plans[i].used && !memcmp(&lt_plans[i].key, key, sizeof *key)) return &lt_plans[i];
+        if (!lt_plans[i].used && !p) p = &lt_plans[i];
+    }
+    if (!p) {
+        p = &lt_plans[lt_victim];
+        lt_victim = (lt_victim + 1) % LT_PLANS;
+        lt_plan_release(p);
+    }
+    p->key = *key;
+    cublasStatus_t s = lt_plan_make(p, bias);
+    cuda_note_blas(s, "cuBLASLt plan (bias epilogue)", __FILE__, __LINE__);
+    if (s) {
+        lt_plan_release(p);
+        return NULL;
+    }
+    p->used = 1;
+    return p;
+}
+
+/* cublasLtMatmul with the bias epilogue, on the plan for this GEMM. Declines (0) a bias under 16
+ * bytes aligned: the heuristic is told the bias pointer, yet a kernel it picks may assume 16 and
+ * fault (PyTorch falls back there too); and a GEMM cuBLASLt has no algorithm for, or refuses to
+ * run (NOT_SUPPORTED), which its plan remembers so the heuristic is not asked again. */
+int cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                   cudaDataType type, const void *A, int lda, const void *B, int ldb, float *C,
+                   int ldc, const float *bias) {
+    if (!bias || alignment(bias) < 16) return 0;
+    if (!cuda_blas() || m <= 0 || n <= 0) return 1;
+    int compute = type == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : blas_compute;
+    LtKey key = {ta, tb, m, n, k, lda, ldb, ldc, type, compute, {}};
+    const void *operands[4] = {A, B, C, bias};
+    for (int i = 0; i < 4; i++) key.align[i] = alignment(operands[i]);
+    LtPlan *p = lt_plan(&key, bias);
+    if (!p) return 1;
+    if (p->plain) return 0;
+    float one = 1.0f, zero = 0.0f;
+    cublasStatus_t s = lt_set_bias(p, bias);
+    if (!s)
+        s = cublasLtMatmul(blaslt, p->desc, &one, A, p->la, B, p->lb, &zero, C, p->lc, C, p->lc,
+                           &p->algo, blas_workspace, blas_workspace_size, cudaStreamPerThread);
+    if (s == CUBLAS_STATUS_NOT_SUPPORTED) { /* not run: the caller's two passes, from now on */
+        p->plain = 1;
+        return 0;
+    }
+    cuda_note_blas(s, "cublasLtMatmul (bias epilogue)", __FILE__, __LINE__);
     return 1;
 }
 

@@ -103,7 +103,8 @@ void cuda_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, in
 
 /* C[m,n] = op(A) op(B) + bias[r] per row r for FP32 (precision's compute type) or BF16 (FP32
  * compute) A and B, FP32 C: the bias in cuBLASLt's epilogue, so C is written once. Returns 0,
- * having done nothing, for a bias it cannot take (NULL, or under 16 bytes aligned). */
+ * having done nothing, for a bias it cannot take (NULL, or under 16 bytes aligned) and a GEMM
+ * cuBLASLt declines (no algorithm, or NOT_SUPPORTED): the caller's GEMM + bias pass then. */
 int cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                    cudaDataType type, const void *A, int lda, const void *B, int ldb, float *C,
                    int ldc, const float *bias);

@@ -149,11 +149,15 @@ static long long sync_epoch; /* host waits for the whole device so far */
 static void host_waits(void) {
     n_blocking++, sync_epoch++;
 }
+static long long n_lt_heuristics, n_lt_matmuls; /* cuBLASLt calls, refused ones too */
+
 extern "C" long long loraft_cuda_emu_count(const char *what) {
     if (!strcmp(what, "launches")) return n_launches;
     if (!strcmp(what, "graph_launches")) return n_graph_launches;
     if (!strcmp(what, "graph_nodes")) return n_graph_nodes;
     if (!strcmp(what, "blocking")) return n_blocking;
+    if (!strcmp(what, "lt_heuristics")) return n_lt_heuristics;
+    if (!strcmp(what, "lt_matmuls")) return n_lt_matmuls;
     return -1;
 }
 
@@ -964,6 +968,11 @@ static bool lt_gemm(const char *fn, const LtDesc *d, const LtLayout *a, const Lt
                 (int)b->ld, (int)c->ld, a->type, b->type, c->type};
     return true;
 }
+/* LORAFT_EMU_LT_REFUSE names the call that declines every GEMM (cublasLt.h). */
+static bool lt_refuses(const char *call) {
+    const char *s = getenv("LORAFT_EMU_LT_REFUSE");
+    return s && !strcmp(s, call);
+}
 static uint64_t alignment(const void *p) {
     uint64_t a = 256;
     while (a > 1 && (uintptr_t)p % a) a >>= 1;
@@ -979,12 +988,15 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
                                               cublasLtMatmulHeuristicResult_t results[],
                                               int *returned) {
     const char *fn = "cublasLtMatmulAlgoGetHeuristic";
+    n_lt_heuristics++;
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     LtGemm g;
     if (!pref || requested < 1 || !results || !returned ||
         !lt_gemm(fn, lt(desc), lt(A), lt(B), lt(C), lt(D), &g))
         return CUBLAS_STATUS_INVALID_VALUE;
     check_types(fn, g.At, g.Bt, g.Ct, lt(desc)->compute, 0);
+    *returned = 0;
+    if (lt_refuses("heuristic")) return CUBLAS_STATUS_NOT_SUPPORTED; /* as cuBLASLt finding none */
     memset(results, 0, sizeof *results);
     for (int i = 0; i < 4; i++) results->algo.data[i] = lt(pref)->align[i];
     results->algo.data[4] = alignment(lt(desc)->bias);
@@ -1000,6 +1012,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                               const cublasLtMatmulAlgo_t *algo, void *workspace,
                               size_t workspace_bytes, cudaStream_t stream) {
     const char *fn = "cublasLtMatmul";
+    n_lt_matmuls++;
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     LtGemm g;
     if (!lt_gemm(fn, lt(desc), lt(Adesc), lt(Bdesc), lt(Cdesc), lt(Ddesc), &g))
@@ -1018,6 +1031,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     for (int i = 0; i < LT_ALIGNMENTS; i++) /* NULL algo: the default preference, 256 */
         if (ptrs[i] && (uintptr_t)ptrs[i] % (algo ? algo->data[i] : 256))
             return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (lt_refuses("matmul")) return CUBLAS_STATUS_NOT_SUPPORTED;
     GemmOn on = {stream, workspace_bytes > 0, bias ? d->bias : NULL};
     return gemm_on(fn, on, g.ta, g.tb, g.m, g.n, g.k, alpha, A, g.At, g.lda, 0, B, g.Bt, g.ldb, 0,
                    beta, D, g.Ct, g.ldc, 0, 1, d->compute, CUBLAS_GEMM_DEFAULT);

@@ -35,8 +35,10 @@
 static const Ops *ref = &ops_cpu, *dut;
 static Rng rng = {0x5eed, 0};
 
-/* Defined (returning 1) only by the CUDA emulation in tests/cuda_emu. */
+/* Defined (returning 1) only by the CUDA emulation in tests/cuda_emu; the second counts its
+ * calls (emu_runtime.cpp). */
 __attribute__((weak)) int loraft_cuda_emulated(void);
+__attribute__((weak)) long long loraft_cuda_emu_count(const char *what);
 static int emulated, full_grid; /* set in main */
 
 /* ---- one tensor in both backends' memory ---- */
@@ -407,6 +409,31 @@ static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int l
     compare("out", out, GEMM_TOL);
     compare("dinp", dx, GEMM_TOL);
     pairs_free();
+}
+
+/* Under the emulation: the biased GEMMs' cuBLASLt plans (backend.cu) are kept, and cuBLASLt
+ * declining a GEMM (LORAFT_EMU_LT_REFUSE, cublasLt.h: the heuristic finds no algorithm, or
+ * cublasLtMatmul refuses to run) leaves the GEMM + bias pass, whose results match the CPU's at
+ * GEMM_TOL as every matmul's do. Each case runs three fp32 and three bf16 biased linears of one
+ * shape not used elsewhere here (so no plan exists yet) and counts cuBLASLt's calls: the heuristic
+ * is asked once per type, and cublasLtMatmul runs every call (3 + 3), never (heuristic refused) or
+ * once per type (refused, then remembered). */
+static void test_lt_plans(const char *refuse, int N, int C, int OC, long long want_matmuls) {
+    if (refuse) setenv("LORAFT_EMU_LT_REFUSE", refuse, 1);
+    long long h0 = loraft_cuda_emu_count("lt_heuristics"), m0 = loraft_cuda_emu_count("lt_matmuls");
+    for (int i = 0; i < 3; i++) {
+        test_matmul(N, C, OC, 1, G_DB, 0);
+        test_matmul_bf16(N, C, OC, 1, C, C, 0, 0);
+    }
+    long long h = loraft_cuda_emu_count("lt_heuristics") - h0,
+              m = loraft_cuda_emu_count("lt_matmuls") - m0;
+    printf(
+        "cuBLASLt plans, LORAFT_EMU_LT_REFUSE=%s: 6 biased linears, %lld heuristic queries, %lld "
+        "cublasLtMatmul calls\n",
+        refuse ? refuse : "(unset)", h, m);
+    CHECK(h == 2);
+    CHECK(m == want_matmuls);
+    unsetenv("LORAFT_EMU_LT_REFUSE");
 }
 
 /* ---- LoRA branch ---- */
@@ -1044,6 +1071,12 @@ int main(void) {
     test_matmul(37, 67, 45, 1, G_DB, 0);
     test_matmul(1, 5, 3, 1, G_ALL, 1);    /* a bias under 16-byte aligned: its own pass */
     test_matmul(37, 67, 45, 1, G_ALL, 4); /* 16 bytes: cuBLASLt told each alignment */
+    if (emulated) {
+        test_lt_plans(NULL, 29, 51, 33, 6);
+        test_lt_plans("heuristic", 23, 41, 19, 0);
+        test_lt_plans("matmul", 31, 43, 21, 2);
+    } else
+        printf("SKIP cuBLASLt plan counts: the emulation counts cuBLASLt's calls\n");
     static const int packed[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_1,
                                  GGML_Q5_0, GGML_Q5_1, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
     for (int t = 0; t < 11; t++) {

@@ -11,7 +11,11 @@
  * assume 16 whatever the heuristic was told and fault on a GPU (PyTorch avoids it). A call on a
  * capturing stream is recorded into the graph; without a workspace it is refused there
  * (CUBLAS_STATUS_NOT_SUPPORTED, capture invalidated), stricter than cuBLASLt, so the backend keeps
- * the workspace cuBLAS needs. */
+ * the workspace cuBLAS needs. For tests of the callers' fallbacks, LORAFT_EMU_LT_REFUSE=heuristic
+ * makes the heuristic find no algorithm (CUBLAS_STATUS_NOT_SUPPORTED, 0 returned, as cuBLASLt
+ * answers a GEMM it has none for), and LORAFT_EMU_LT_REFUSE=matmul makes cublasLtMatmul refuse to
+ * run (CUBLAS_STATUS_NOT_SUPPORTED, nothing done); read at each call. loraft_cuda_emu_count
+ * ("lt_heuristics" / "lt_matmuls") counts the calls of each, refused ones included. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
