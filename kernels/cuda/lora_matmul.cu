@@ -1,92 +1,19 @@
 /* lora_matmul.cu: the dense layer (frozen base GEMM on cuBLAS, or on cuBLASLt with the bias in
- * its epilogue; bias gradient) and the LoRA branch beside it. LoRA's rank R is small (<= 64), so
- * its two thin products are custom kernels: a warp per row computes all R outputs of drop(x) A^T
- * with dropout applied on load, and an epilogue adds scale * u B^T into out. The bigger-K
- * reductions of backward (dA, dB) go to cuBLAS. Under model.precision bf16 the up-projection has
- * no kernel of its own: lora_down_bf16 reads the input once for every linear of a group (q, k, v)
- * and writes each one's [bf16(x) | bf16(scale u)], and the base GEMM runs over K + R columns,
- * [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once.
+ * its epilogue; bias gradient) and the LoRA branch beside it. The branch's rank-R products are
+ * GEMMs on cuBLAS (the up-projection accumulates into out with beta 1, du, dA, dB, and dinp
+ * through the same GEMM) except where a kernel reads less: the down-projection
+ * u = drop(x) A^T under dropout (the mask applied as x is loaded, no drop(x) in memory) and
+ * under model.precision bf16, where lora_down_bf16 reads the input once for every linear of a
+ * group (q, k, v), writes each one's u and [bf16(x) | bf16(scale u)], and the base GEMM runs over
+ * K + R columns, [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once. That
+ * kernel is memory-bound: a warp takes four rows at once, so every A value it loads feeds four
+ * rows' sums, and its R x 4 sums are reduced across the warp in 31 shuffles per 32.
  *
  * Row-major X[r,c] is column-major X^T, so every cuBLAS call below computes the
  * transpose of the row-major formula in its comment. */
 #include "cuda_common.cuh"
 
-enum { ROW_WARPS = 8 };
-
-/* out[N,R] = scale * drop(X)[N,K] @ W'^T with W'[r,k] = W[r*sr + k*sk]; one
- * warp per row, each lane keeps RMAX partial sums in registers and reduces them
- * once at the end. */
-template <int RMAX>
-__global__ void __launch_bounds__(ROW_WARPS * 32)
-    lora_down_kernel(float *out, const float *X, const float *W, int sr, int sk, float scale,
-                     float p, uint64_t seed, int N, int K, int R) {
-    int lane = threadIdx.x & 31;
-    WARP_ROWS(n, N) {
-        float acc[RMAX];
-#pragma unroll
-        for (int r = 0; r < RMAX; r++) acc[r] = 0.0f;
-        for (int k = lane; k < K; k += 32) {
-            size_t idx = n * K + k;
-            float x = X[idx] * rng_dropout_scale(seed, idx, p);
-#pragma unroll
-            for (int r = 0; r < RMAX; r++)
-                if (r < R) acc[r] += x * W[(size_t)r * sr + (size_t)k * sk];
-        }
-#pragma unroll
-        for (int r = 0; r < RMAX; r++)
-            if (r < R) {
-                float s = warp_sum(acc[r]);
-                if (lane == 0) out[n * R + r] = scale * s;
-            }
-    }
-}
-
-/* out[N,M] += scale * drop(u[N,R] @ W'^T) with W'[m,r] = W[m*sm + r*sr]; one
- * thread per output element, dropout index = element index of out. */
-__global__ void lora_up_kernel(float *out, const float *u, const float *W, int sm, int sr,
-                               float scale, float p, uint64_t seed, int N, int M, int R) {
-    GRID_STRIDE(i, (size_t)N * M) {
-        size_t n = i / M, m = i % M;
-        float s = 0.0f;
-        for (int r = 0; r < R; r++) s += u[n * R + r] * W[m * sm + (size_t)r * sr];
-        out[i] += scale * rng_dropout_scale(seed, i, p) * s;
-    }
-}
-
-/* out[N,R] = scale * drop(X) W'^T as above. R > 64 (beyond the register kernel)
- * falls back to cuBLAS, materialising drop(X) in scratch [N,K] when p > 0. W'
- * is either A [R,K] (sr = K, sk = 1) or B^T for B [K,R] (sr = 1, sk = R). */
-static void lora_down(float *out, const float *X, const float *W, int sr, int sk, float scale,
-                      float p, uint64_t seed, float *scratch, int N, int K, int R) {
-    unsigned blocks = cuda_blocks((size_t)N, ROW_WARPS), threads = ROW_WARPS * 32;
-    if (R <= 8)
-        lora_down_kernel<8><<<blocks, threads>>>(out, X, W, sr, sk, scale, p, seed, N, K, R);
-    else if (R <= 16)
-        lora_down_kernel<16><<<blocks, threads>>>(out, X, W, sr, sk, scale, p, seed, N, K, R);
-    else if (R <= 32)
-        lora_down_kernel<32><<<blocks, threads>>>(out, X, W, sr, sk, scale, p, seed, N, K, R);
-    else if (R <= 64)
-        lora_down_kernel<64><<<blocks, threads>>>(out, X, W, sr, sk, scale, p, seed, N, K, R);
-    else {
-        if (p > 0.0f) {
-            cuda_dropout_forward(scratch, X, p, seed, (size_t)N * K);
-            X = scratch;
-        }
-        /* out^T[R,N] = W' X^T: W' column-major is W with ld R (sr == 1) or W^T with
-         * ld K */
-        cuda_gemm(sr == 1 ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, R, N, K, scale, W,
-                  sr == 1 ? R : K, 0, X, K, 0, 0.0f, out, R, 0, 1);
-        return;
-    }
-    CUDA_LAUNCHED("lora_down");
-}
-
-static void lora_up(float *out, const float *u, const float *W, int sm, int sr, float scale,
-                    float p, uint64_t seed, int N, int M, int R) {
-    lora_up_kernel<<<cuda_blocks((size_t)N * M, CUDA_THREADS), CUDA_THREADS>>>(
-        out, u, W, sm, sr, scale, p, seed, N, M, R);
-    CUDA_LAUNCHED("lora_up");
-}
+enum { ROW_WARPS = 8, DOWN_ROWS = 4 }; /* DOWN_ROWS: rows per warp in lora_down_kernel */
 
 /* out[N,OC] += bias[OC] */
 __global__ void bias_add_kernel(float *out, const float *bias, size_t N, int OC) {
@@ -167,14 +94,14 @@ void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const ui
     dense_forward(out, CUDA_R_16BF, inp, ldi, weight, ldw, bias, N, C, OC);
 }
 
-/* out[N, M+R] = bf16([a | b]) of a [N,M] and b [N,R]: one pass for both */
+/* out[N, M+R] = bf16([a | b]) of a [N,M] and b [N,R]: one pass for both, rows over the grid's y
+ * (no division per element) */
 __global__ void round_concat_bf16_kernel(__nv_bfloat16 *out, const float *a, int M, const float *b,
-                                         int R, size_t n) {
-    GRID_STRIDE(i, n) {
-        size_t row = i / (M + R);
-        int c = (int)(i % (M + R));
-        out[i] = __float2bfloat16(c < M ? a[row * M + c] : b[row * R + c - M]);
-    }
+                                         int R, int N) {
+    int ld = M + R;
+    for (size_t row = blockIdx.y; row < (size_t)N; row += gridDim.y)
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < ld; c += gridDim.x * blockDim.x)
+            out[row * ld + c] = __float2bfloat16(c < M ? a[row * M + c] : b[row * R + c - M]);
 }
 
 /* [dout | du] rounded to bf16 into scratch first (A and B of cublasGemmEx share one type). */
@@ -184,67 +111,110 @@ void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, 
     if (N <= 0 || C <= 0 || OC <= 0) return;
     int K = OC + (du ? R : 0);
     __nv_bfloat16 *d = (__nv_bfloat16 *)scratch;
-    size_t n = (size_t)N * K;
-    round_concat_bf16_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(d, dout, OC, du,
-                                                                             K - OC, n);
+    dim3 grid(cuda_blocks(K, CUDA_THREADS), N < 65535 ? N : 65535);
+    round_concat_bf16_kernel<<<grid, CUDA_THREADS>>>(d, dout, OC, du, K - OC, N);
     CUDA_LAUNCHED("matmul_backward_bf16 (round)");
     cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, K, 1.0f, (const __nv_bfloat16 *)weight, ldw, d,
                    K, 1.0f, dinp, C);
 }
 
-/* lora_down_bf16's linears, by value: each one's A [R,K], saved u [N,R] and dropout seed. */
-struct LoraGroup {
+/* The down-projections of n linears that read one input, by value: each one's A [R,K], u [N,R]
+ * and dropout seed; xb, when not NULL, receives copy j [N, K+R] = [bf16(x) | bf16(scale u_j)]. */
+struct LoraDown {
     const float *A[OPS_LORA_GROUP_MAX];
     float *u[OPS_LORA_GROUP_MAX];
     uint64_t seed[OPS_LORA_GROUP_MAX];
     int n;
+    __nv_bfloat16 *xb;
 };
 
-/* One warp per row x of X [N,K]: for each linear j of g, u_j = drop_j(x) A_j^T in chunks of RMAX
- * outputs (registers, reduced once), saved in f32 and appended to copy j of xb [N, K+R] as
- * bf16(scale u_j); the first chunk also writes bf16(x) into every copy. Only that first pass
- * reads the row from memory: the others find it in cache. */
+/* One step of warp_sum_transposed: lanes W apart swap half of their first 2W values of each 32. */
+template <int W, int V> __device__ inline void warp_sum_half(float (&v)[V], int lane) {
+    bool upper = lane & W;
+#pragma unroll
+    for (int b = 0; b < V; b += 32)
+#pragma unroll
+        for (int i = 0; i < W; i++) {
+            float lo = v[b + i], hi = v[b + i + W];
+            v[b + i] = (upper ? hi : lo) + __shfl_xor_sync(0xffffffffu, upper ? lo : hi, W);
+        }
+}
+
+/* V values per lane (V a multiple of 32) summed over the warp: afterwards v[32 b] of lane l holds
+ * the total of value 32 b + l. Each step swaps half the live values with the partner lane, so
+ * 32 values take 31 shuffles (warp_sum of each, 160). */
+template <int V> __device__ inline void warp_sum_transposed(float (&v)[V], int lane) {
+    warp_sum_half<16>(v, lane);
+    warp_sum_half<8>(v, lane);
+    warp_sum_half<4>(v, lane);
+    warp_sum_half<2>(v, lane);
+    warp_sum_half<1>(v, lane);
+}
+
+/* For each linear j of g: u_j = drop_j(X) A_j^T [N,R], in chunks of RMAX outputs. A warp takes
+ * DOWN_ROWS rows: lanes stride over k (coalesced), each A value loaded feeds DOWN_ROWS rows' sums,
+ * kept in registers and reduced once. With g.xb the first pass also writes bf16(x) into every copy
+ * and each output its bf16(scale u) after them. Later passes (other linears, chunks) find the rows
+ * in cache. */
 template <int RMAX>
-__global__ void __launch_bounds__(ROW_WARPS * 32)
-    lora_down_bf16_kernel(__nv_bfloat16 *xb, LoraGroup g, const float *X, float scale, float p,
-                          int N, int K, int R) {
+__global__ void __launch_bounds__(ROW_WARPS * 32, 2)
+    lora_down_kernel(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
+    enum { V = DOWN_ROWS * RMAX };
     int lane = threadIdx.x & 31;
     size_t ld = (size_t)K + R;
-    WARP_ROWS(n, N) {
+    WARP_ROWS(group, ((size_t)N + DOWN_ROWS - 1) / DOWN_ROWS) {
+        size_t n0 = group * DOWN_ROWS;
+        size_t left = N - n0;
+        int rows = left < (size_t)DOWN_ROWS ? (int)left : DOWN_ROWS;
         for (int j = 0; j < g.n; j++)
             for (int r0 = 0; r0 < R; r0 += RMAX) {
-                float acc[RMAX];
+                bool copy = g.xb && j == 0 && r0 == 0;
+                float acc[V];
 #pragma unroll
-                for (int r = 0; r < RMAX; r++) acc[r] = 0.0f;
+                for (int v = 0; v < V; v++) acc[v] = 0.0f;
                 for (int k = lane; k < K; k += 32) {
-                    size_t idx = n * K + k;
-                    float x = X[idx];
-                    if (j == 0 && r0 == 0)
-                        for (int c = 0; c < g.n; c++)
-                            xb[(c * (size_t)N + n) * ld + k] = __float2bfloat16(x);
-                    x *= rng_dropout_scale(g.seed[j], idx, p);
+                    float x[DOWN_ROWS];
+#pragma unroll
+                    for (int i = 0; i < DOWN_ROWS; i++) {
+                        size_t idx = (n0 + i) * K + k;
+                        x[i] = i < rows ? X[idx] : 0.0f;
+                        for (int c = 0; copy && i < rows && c < g.n; c++)
+                            g.xb[(c * (size_t)N + n0 + i) * ld + k] = __float2bfloat16(x[i]);
+                        x[i] *= rng_dropout_scale(g.seed[j], idx, p);
+                    }
                     const float *a = g.A[j] + (size_t)r0 * K + k;
 #pragma unroll
                     for (int r = 0; r < RMAX; r++)
-                        if (r0 + r < R) acc[r] += x * a[(size_t)r * K];
-                }
+                        if (r0 + r < R) {
+                            float ar = a[(size_t)r * K];
 #pragma unroll
-                for (int r = 0; r < RMAX; r++)
-                    if (r0 + r < R) {
-                        float s = warp_sum(acc[r]);
-                        if (lane != (r & 31)) continue;
-                        g.u[j][n * R + r0 + r] = s;
-                        xb[(j * (size_t)N + n) * ld + K + r0 + r] = __float2bfloat16(scale * s);
-                    }
+                            for (int i = 0; i < DOWN_ROWS; i++) acc[i * RMAX + r] += x[i] * ar;
+                        }
+                }
+                warp_sum_transposed(acc, lane);
+#pragma unroll
+                for (int b = 0; b < V; b += 32) {
+                    int i = (b + lane) / RMAX, r = r0 + (b + lane) % RMAX;
+                    if (i >= rows || r >= R) continue;
+                    size_t n = n0 + i;
+                    g.u[j][n * R + r] = acc[b];
+                    if (g.xb)
+                        g.xb[(j * (size_t)N + n) * ld + K + r] = __float2bfloat16(scale * acc[b]);
+                }
             }
     }
 }
 
-template <int RMAX>
-static void launch_lora_down_bf16(__nv_bfloat16 *xb, const LoraGroup &g, const float *X,
-                                  float scale, float p, int N, int K, int R) {
-    lora_down_bf16_kernel<RMAX>
-        <<<cuda_blocks((size_t)N, ROW_WARPS), ROW_WARPS * 32>>>(xb, g, X, scale, p, N, K, R);
+/* RMAX 8 up to rank 8 (32 sums a lane), else chunks of 16 (64): more would spill or starve the
+ * SM of warps. */
+static void lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
+                      int R) {
+    unsigned blocks = cuda_blocks(((size_t)N + DOWN_ROWS - 1) / DOWN_ROWS, ROW_WARPS);
+    if (R <= 8)
+        lora_down_kernel<8><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+    else
+        lora_down_kernel<16><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+    CUDA_LAUNCHED("lora_down");
 }
 
 /* The scratch is the CPU's (its dropped input). */
@@ -257,32 +227,35 @@ void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
         CUDA_FAIL("lora_down_bf16: more linears than OPS_LORA_GROUP_MAX");
         return;
     }
-    LoraGroup g = {};
+    LoraDown g = {};
     g.n = n;
+    g.xb = (__nv_bfloat16 *)xb;
     for (int j = 0; j < n; j++) g.A[j] = A[j], g.u[j] = u[j], g.seed[j] = seeds[j];
-    __nv_bfloat16 *x = (__nv_bfloat16 *)xb;
-    if (R <= 8)
-        launch_lora_down_bf16<8>(x, g, inp, scale, p, N, C, R);
-    else if (R <= 16)
-        launch_lora_down_bf16<16>(x, g, inp, scale, p, N, C, R);
-    else if (R <= 32)
-        launch_lora_down_bf16<32>(x, g, inp, scale, p, N, C, R);
-    else
-        launch_lora_down_bf16<64>(x, g, inp, scale, p, N, C, R);
-    CUDA_LAUNCHED("lora_down_bf16");
+    lora_down(g, inp, scale, p, N, C, R);
 }
 
-/* out[N,OC] += scale * u @ B^T, u[N,R] = drop(inp)[N,C] @ A[R,C]^T (saved) */
+/* out[N,OC] += scale * u @ B^T, u[N,R] = drop(inp)[N,C] @ A[R,C]^T (saved). At p = 0 u is a GEMM
+ * (u^T[R,N] = A inp^T: A's column-major view is A^T, OP_T); at p > 0 the kernel masks inp as it
+ * reads it, instead of writing and reading drop(inp). The scratch is the CPU's. */
 void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
                        int R) {
+    (void)scratch;
     if (N <= 0 || R <= 0) return;
-    lora_down(u, inp, A, C, 1, 1.0f, p, seed, scratch, N, C, R);
-    if (OC > 0) lora_up(out, u, B, R, 1, scale, 0.0f, 0, N, OC, R);
+    if (p > 0.0f) {
+        LoraDown g = {};
+        g.n = 1, g.A[0] = A, g.u[0] = u, g.seed[0] = seed;
+        lora_down(g, inp, 1.0f, p, N, C, R);
+    } else
+        cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, R, N, C, 1.0f, A, C, 0, inp, C, 0, 0.0f, u, R, 0, 1);
+    /* out^T[OC,N] += scale B[OC,R] u^T[R,N]: B's column-major view is B^T, OP_T */
+    if (OC > 0)
+        cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, R, scale, B, R, 0, u, R, 0, 1.0f, out, OC, 0, 1);
 }
 
 /* du[N,R] = scale * dout @ B (in scratch after N*C floats); dB[OC,R] += scale *
- * dout^T @ u; dA[R,C] += du^T @ drop(inp); dinp[N,C] += drop'(du @ A). */
+ * dout^T @ u; dA[R,C] += du^T @ drop(inp); dinp[N,C] += drop'(du @ A). All GEMMs; at p > 0 dA
+ * reads drop(inp) from scratch and du @ A goes through scratch to the mask, as on the CPU. */
 void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
                         const float *u, const float *A, const float *B, float scale, float p,
                         uint64_t seed, float *scratch, int N, int C, int OC, int R) {
@@ -294,7 +267,8 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
                   1);
     if (!dA && !dinp) return;
     float *du = scratch + (size_t)N * C;
-    lora_down(du, dout, B, 1, R, scale, 0.0f, 0, NULL, N, OC, R);
+    /* du^T[R,N] = scale B^T[R,OC] dout^T[OC,N]: both are their buffers' column-major views */
+    cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, R, N, OC, scale, B, R, 0, dout, OC, 0, 0.0f, du, R, 0, 1);
     if (dA) {
         const float *x = inp;
         if (p > 0.0f) {
@@ -305,5 +279,11 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
          * OP_T */
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, R, N, 1.0f, x, C, 0, du, R, 0, 1.0f, dA, C, 0, 1);
     }
-    if (dinp) lora_up(dinp, du, A, 1, C, 1.0f, p, seed, N, C, R);
+    if (!dinp) return;
+    /* dinp^T[C,N] += A^T[C,R] du^T[R,N] (column-major views again); at p > 0 into scratch, then
+     * through the mask */
+    int masked = p > 0.0f;
+    cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, R, 1.0f, A, C, 0, du, R, 0, masked ? 0.0f : 1.0f,
+              masked ? scratch : dinp, C, 0, 1);
+    if (masked) cuda_dropout_backward(dinp, scratch, p, seed, (size_t)N * C);
 }
