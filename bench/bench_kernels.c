@@ -11,7 +11,8 @@
  *         T = 512 and 2048, causal (SmolLM2's heads) and padded (DistilBERT's): TFLOP/s next to
  *         bare cuBLAS GEMMs of the same shapes (bench_gpu_gemm), and ours in % of theirs.
  *   lora  the LoRA linear, matmul + lora_forward and matmul_backward + lora_backward (lora
- *         dropout p = 0.1), against the bare base GEMM at r = 8, 16 and 64: the overhead in %.
+ *         dropout p = 0.1, and p = 0 at r = 8), against the bare base GEMM at r = 8, 16 and 64:
+ *         the overhead in %.
  *         Under --bf16 the model's fused linear at p = 0 (lora.dropout's default): forward
  *         lora_down_bf16 (the input's bf16 copy [x | s u]), B into the weight's last r columns,
  *         one GEMM over in + r columns; backward lora_backward without dinp, A into the
@@ -486,17 +487,17 @@ static void lora_header(void) {
            "+lora ms", "fwd %", "bwd ms", "+lora ms", "bwd %");
 }
 
-/* The adapted linear as the model runs it: p = 0.1, or under bf16 fused at p = 0. Forward: the
+/* The adapted linear as the model runs it at dropout p, or under bf16 fused (p = 0). Forward: the
  * input's copy [x | s u] from lora_down_bf16, B rounded into the weight's last R columns (b->ld =
  * K + R), one GEMM over K + R columns; backward: du left in lora_backward's scratch, A rounded
  * into the weight's last R rows, one dinp GEMM over [dout | du]. */
 static void lora_linear_forward(const Base *b, float *out, float *u, const float *A,
-                                const float *Bw, float *scratch, int R) {
+                                const float *Bw, float *scratch, int R, float p) {
     const float *x = b->x;
     int N = b->N, K = b->K, M = b->M;
     if (precision != PRECISION_BF16) {
         base_forward(b, out, NULL);
-        gpu->lora_forward(out, u, x, A, Bw, 2.0f, 0.1f, 1, scratch, N, K, M, R);
+        gpu->lora_forward(out, u, x, A, Bw, 2.0f, p, 1, scratch, N, K, M, R);
         return;
     }
     uint64_t seed = 1;
@@ -507,12 +508,12 @@ static void lora_linear_forward(const Base *b, float *out, float *u, const float
 
 static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB, const float *dout,
                                  const float *u, const float *A, const float *Bw, float *scratch,
-                                 int R) {
+                                 int R, float p) {
     const float *x = b->x;
     int N = b->N, K = b->K, M = b->M;
     if (precision != PRECISION_BF16) {
         base_backward(b, dx, dout);
-        gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, 0.1f, 1, scratch, N, K, M, R);
+        gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, p, 1, scratch, N, K, M, R);
         return;
     }
     gpu->lora_backward(NULL, dA, dB, dout, x, u, A, Bw, 2.0f, 0.0f, 1, scratch, N, K, M, R);
@@ -521,8 +522,20 @@ static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB,
                               M);
 }
 
+/* The ranks and dropouts timed: under f32 GEMMs p = 0.1 at every rank (the down-projection's
+ * masking kernel, dA's drop(x), the masked dinp) and p = 0 at r = 8 (lora.dropout's default: every
+ * product a cuBLAS GEMM); under bf16 the fused linear at p = 0. */
+typedef struct LoraRun {
+    int r;
+    float p;
+} LoraRun;
+static const LoraRun lora_runs_f32[] = {{8, 0.1f}, {8, 0.0f}, {16, 0.1f}, {MAX_R, 0.1f}};
+static const LoraRun lora_runs_bf16[] = {{8, 0.0f}, {16, 0.0f}, {MAX_R, 0.0f}};
+
 static void bench_lora(const Dims *d) {
-    static const int ranks[] = {8, 16, MAX_R};
+    int bf16 = precision == PRECISION_BF16;
+    const LoraRun *runs = bf16 ? lora_runs_bf16 : lora_runs_f32;
+    int n_runs = bf16 ? 3 : 4;
     int N = sz->rows, maxk = d->F > d->C ? d->F : d->C, maxr = MAX_R;
     size_t nk = (size_t)N * maxk;
     Base b = base_create(N, maxk);
@@ -536,13 +549,14 @@ static void bench_lora(const Dims *d) {
         base_shape(&b, K, M, K);
         TIME(base_f, base_forward(&b, out, NULL));
         TIME(base_b, base_backward(&b, dx, dout));
-        for (size_t r = 0; r < sizeof ranks / sizeof *ranks; r++) {
-            int R = ranks[r];
+        for (int r = 0; r < n_runs; r++) {
+            int R = runs[r].r;
+            float p = runs[r].p;
             base_shape(&b, K, M, K + R);
-            TIME(lora_f, lora_linear_forward(&b, out, u, A, Bw, scratch, R));
-            TIME(lora_b, lora_linear_backward(&b, dx, dA, dB, dout, u, A, Bw, scratch, R));
+            TIME(lora_f, lora_linear_forward(&b, out, u, A, Bw, scratch, R, p));
+            TIME(lora_b, lora_linear_backward(&b, dx, dA, dB, dout, u, A, Bw, scratch, R, p));
             char name[64];
-            snprintf(name, sizeof name, "%s %dx%d->%d r=%d", d->name, N, K, M, R);
+            snprintf(name, sizeof name, "%s %dx%d->%d r=%d p=%g", d->name, N, K, M, R, p);
             printf("%-5s %-48s %10.4f %9.4f %9.1f %9.4f %9.4f %8.1f\n", "lora", name, base_f,
                    lora_f, 100.0 * (lora_f / base_f - 1.0), base_b, lora_b,
                    100.0 * (lora_b / base_b - 1.0));

@@ -1,13 +1,14 @@
 /* lora_matmul.cu: the dense layer (frozen base GEMM on cuBLAS, or on cuBLASLt with the bias in
  * its epilogue; bias gradient) and the LoRA branch beside it. The branch's rank-R products are
- * GEMMs on cuBLAS (the up-projection accumulates into out with beta 1, du, dA, dB, and dinp
- * through the same GEMM) except where a kernel reads less: the down-projection
- * u = drop(x) A^T under dropout (the mask applied as x is loaded, no drop(x) in memory) and
- * under model.precision bf16, where lora_down_bf16 reads the input once for every linear of a
- * group (q, k, v), writes each one's u and [bf16(x) | bf16(scale u)], and the base GEMM runs over
- * K + R columns, [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once. That
- * kernel is memory-bound: a warp takes four rows at once, so every A value it loads feeds four
- * rows' sums, and its R x 4 sums are reduced across the warp in 31 shuffles per 32.
+ * cuBLAS GEMMs: the up-projection accumulates into out (beta 1), du = s dout B, dA, dB, and
+ * dinp += du A (at dropout, into scratch and through the mask). One kernel remains, where it
+ * reads less than a GEMM would: the down-projection u = drop(x) A^T at dropout above 0 (the mask
+ * applied as x is loaded; no drop(x) in memory) and always under model.precision bf16, where
+ * lora_down_bf16 reads the input once for every linear of a group (q, k, v), writes each one's
+ * u and [bf16(x) | bf16(scale u)], and the base GEMM runs over K + R columns,
+ * [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once. It is meant to run at
+ * memory speed: a warp takes four rows at once, so each A value it loads feeds four rows' sums
+ * (R x 4 of them in registers), and the warp reduces 32 sums in 31 shuffles.
  *
  * Row-major X[r,c] is column-major X^T, so every cuBLAS call below computes the
  * transpose of the row-major formula in its comment. */

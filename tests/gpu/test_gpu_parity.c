@@ -1,7 +1,7 @@
 /* test_gpu_parity.c: every op of ops.h, forward and backward, run on the CUDA
  * backend and on the CPU reference with the same random inputs, over a grid of
  * shapes that includes ragged ones (T not a multiple of 32, C not a multiple of
- * 4, N = 1, R in {1, 4, 16, 32, 64, 80}, padding in the mask, p = 0 and p > 0, GEMM operands
+ * 4, N = 1, R in {1, 4, 12, 16, 32, 64, 80}, padding in the mask, p = 0 and p > 0, GEMM operands
  * and biases 4 or 16 bytes past the alignment of their allocation). Prints
  * one line per op and tensor with the max abs/rel difference; dropout masks
  * must match exactly.
@@ -1105,6 +1105,8 @@ int main(void) {
     }
     test_lora_fused(64, 576, 192, 8, 3, 0.1f);   /* SmolLM2's q, k, v (k's shape for all three) */
     test_lora_fused(64, 576, 1536, 16, 2, 0.0f); /* gate, up */
+    test_lora_fused(64, 576, 192, 64, 3, 0.0f);  /* r 64: four chunks of 16 per linear */
+    test_lora_fused(38, 67, 45, 12, 2, 0.1f);    /* half a row group, half a chunk */
     static const int ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant + cuBLAS */
     for (int r = 0; r < 6; r++) {
         test_lora(1, 13, 7, ranks[r], 0.0f, G_ALL);
@@ -1115,6 +1117,8 @@ int main(void) {
     test_lora(37, 67, 45, 4, 0.3f, G_DW);           /* dA only */
     test_lora(37, 67, 45, 80, 0.3f, G_DB);          /* dB only */
     test_lora(64, 768, 768, 8, 0.1f, G_DW | G_DB);
+    test_lora(38, 67, 45, 12, 0.0f, G_ALL);   /* R, N not multiples of 8, 4: cuBLAS at p = 0, */
+    test_lora(38, 67, 45, 12, 0.3f, G_ALL);   /* the down kernel's partial chunk and row group */
     test_lora(64, 3072, 768, 8, 0.1f, G_ALL); /* FFN output: input width F > OC */
     test_attention(1, 1, 1, 1, 4, 0, 0, 0.0f, 0);
     test_attention(2, 7, 3, 3, 4, 0, 2, 0.0f, 0);
