@@ -152,12 +152,24 @@ template <int V> __device__ inline void warp_sum_transposed(float (&v)[V], int l
     warp_sum_half<1>(v, lane);
 }
 
+/* VEC values of a row from src (16-byte aligned when VEC is 4: one float4 load), or zeros. */
+template <int VEC>
+__device__ inline void load_row_slice(float (&x)[VEC], const float *src, bool in) {
+    if (VEC == 4 && in) {
+        float4 q = *(const float4 *)src;
+        x[0] = q.x, x[1] = q.y, x[2] = q.z, x[3] = q.w;
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < VEC; e++) x[e] = in ? src[e] : 0.0f;
+}
+
 /* For each linear j of g: u_j = drop_j(X) A_j^T [N,R], in chunks of RMAX outputs. A warp takes
  * DOWN_ROWS rows: lanes stride over k (coalesced), each A value loaded feeds DOWN_ROWS rows' sums,
  * kept in registers and reduced once. With g.xb the first pass also writes bf16(x) into every copy
  * and each output its bf16(scale u) after them. Later passes (other linears, chunks) find the rows
  * in cache. */
-template <int RMAX>
+template <int RMAX, int VEC>
 __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     lora_down_kernel(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
     enum { V = DOWN_ROWS * RMAX };
@@ -173,24 +185,31 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
                 float acc[V];
 #pragma unroll
                 for (int v = 0; v < V; v++) acc[v] = 0.0f;
-                for (int k = lane; k < K; k += 32) {
-                    float x[DOWN_ROWS];
+                for (int k = lane * VEC; k < K; k += 32 * VEC) {
+                    float x[DOWN_ROWS][VEC];
 #pragma unroll
                     for (int i = 0; i < DOWN_ROWS; i++) {
                         size_t idx = (n0 + i) * K + k;
-                        x[i] = i < rows ? X[idx] : 0.0f;
-                        for (int c = 0; copy && i < rows && c < g.n; c++)
-                            g.xb[(c * (size_t)N + n0 + i) * ld + k] = __float2bfloat16(x[i]);
-                        x[i] *= rng_dropout_scale(g.seed[j], idx, p);
+                        load_row_slice<VEC>(x[i], X + idx, i < rows);
+#pragma unroll
+                        for (int e = 0; e < VEC; e++) {
+                            for (int c = 0; copy && i < rows && c < g.n; c++)
+                                g.xb[(c * (size_t)N + n0 + i) * ld + k + e] =
+                                    __float2bfloat16(x[i][e]);
+                            x[i][e] *= rng_dropout_scale(g.seed[j], idx + e, p);
+                        }
                     }
                     const float *a = g.A[j] + (size_t)r0 * K + k;
 #pragma unroll
                     for (int r = 0; r < RMAX; r++)
-                        if (r0 + r < R) {
-                            float ar = a[(size_t)r * K];
+                        if (r0 + r < R)
 #pragma unroll
-                            for (int i = 0; i < DOWN_ROWS; i++) acc[i * RMAX + r] += x[i] * ar;
-                        }
+                            for (int e = 0; e < VEC; e++) {
+                                float ar = a[(size_t)r * K + e];
+#pragma unroll
+                                for (int i = 0; i < DOWN_ROWS; i++)
+                                    acc[i * RMAX + r] += x[i][e] * ar;
+                            }
                 }
                 warp_sum_transposed(acc, lane);
 #pragma unroll
@@ -206,15 +225,24 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     }
 }
 
+template <int RMAX>
+static void launch_lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
+                             int R) {
+    unsigned blocks = cuda_blocks(((size_t)N + DOWN_ROWS - 1) / DOWN_ROWS, ROW_WARPS);
+    if (K % 4 == 0 && (uintptr_t)X % 16 == 0)
+        lora_down_kernel<RMAX, 4><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+    else
+        lora_down_kernel<RMAX, 1><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+}
+
 /* RMAX 8 up to rank 8 (32 sums a lane), else chunks of 16 (64): more would spill or starve the
- * SM of warps. */
+ * SM of warps. The input is read as float4 when its rows are 16-byte aligned. */
 static void lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
                       int R) {
-    unsigned blocks = cuda_blocks(((size_t)N + DOWN_ROWS - 1) / DOWN_ROWS, ROW_WARPS);
     if (R <= 8)
-        lora_down_kernel<8><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+        launch_lora_down<8>(g, X, scale, p, N, K, R);
     else
-        lora_down_kernel<16><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+        launch_lora_down<16>(g, X, scale, p, N, K, R);
     CUDA_LAUNCHED("lora_down");
 }
 
