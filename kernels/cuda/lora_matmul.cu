@@ -1,14 +1,15 @@
 /* lora_matmul.cu: the dense layer (frozen base GEMM on cuBLAS, or on cuBLASLt with the bias in
  * its epilogue; bias gradient) and the LoRA branch beside it. The branch's rank-R products are
  * cuBLAS GEMMs: the up-projection accumulates into out (beta 1), du = s dout B, dA, dB, and
- * dinp += du A (at dropout, into scratch and through the mask). One kernel remains, where it
- * reads less than a GEMM would: the down-projection u = drop(x) A^T at dropout above 0 (the mask
- * applied as x is loaded; no drop(x) in memory) and always under model.precision bf16, where
- * lora_down_bf16 reads the input once for every linear of a group (q, k, v), writes each one's
- * u and [bf16(x) | bf16(scale u)], and the base GEMM runs over K + R columns,
- * [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once. It is meant to run at
- * memory speed: a warp takes four rows at once, so each A value it loads feeds four rows' sums
- * (R x 4 of them in registers), and the warp reduces 32 sums in 31 shuffles.
+ * dinp += du A. Kernels remain where they move fewer bytes than a GEMM would: dinp under dropout
+ * (the mask applied to du A as it is added: one pass over dinp), the down-projection
+ * u = drop(x) A^T under dropout (the mask applied as x is loaded: no drop(x) in memory), and
+ * under model.precision bf16 lora_down_bf16, which reads the input once for every linear of a
+ * group (q, k, v), writes each one's u and [bf16(x) | bf16(scale u)], and the base GEMM runs over
+ * K + R columns, [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once. The down
+ * kernel is meant to run at memory speed: a warp takes four rows at once (float4 loads where
+ * aligned), so each A value it loads feeds four rows' sums (R x 4 of them in registers), and the
+ * warp reduces 32 sums in 31 shuffles.
  *
  * Row-major X[r,c] is column-major X^T, so every cuBLAS call below computes the
  * transpose of the row-major formula in its comment. */
@@ -282,9 +283,42 @@ void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, c
         cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, R, scale, B, R, 0, u, R, 0, 1.0f, out, OC, 0, 1);
 }
 
+/* dinp[N,C] += drop'(du[N,R] A[R,C]), the mask at inp's element index: backward's up-projection
+ * under dropout in one pass over dinp (a GEMM into scratch, then the mask, would write and read
+ * [N,C] once more). A block takes UP_ROWS rows at a time, a thread a column of them: it walks A
+ * down that column (coalesced across the block; A stays in cache) and each A value feeds UP_ROWS
+ * sums; du's values are the same for the whole block (one broadcast load each). */
+enum { UP_ROWS = 8 };
+__global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const float *A, float p,
+                                        uint64_t seed, int N, int C, int R) {
+    for (size_t n0 = (size_t)blockIdx.x * UP_ROWS; n0 < (size_t)N;
+         n0 += (size_t)gridDim.x * UP_ROWS) {
+        size_t left = N - n0;
+        int rows = left < (size_t)UP_ROWS ? (int)left : UP_ROWS;
+        const float *d = du + n0 * R;
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float acc[UP_ROWS];
+#pragma unroll
+            for (int i = 0; i < UP_ROWS; i++) acc[i] = 0.0f;
+            for (int r = 0; r < R; r++) {
+                float a = A[(size_t)r * C + c];
+#pragma unroll
+                for (int i = 0; i < UP_ROWS; i++)
+                    if (i < rows) acc[i] += d[(size_t)i * R + r] * a;
+            }
+#pragma unroll
+            for (int i = 0; i < UP_ROWS; i++)
+                if (i < rows) {
+                    size_t idx = (n0 + i) * C + c;
+                    dinp[idx] += rng_dropout_scale(seed, idx, p) * acc[i];
+                }
+        }
+    }
+}
+
 /* du[N,R] = scale * dout @ B (in scratch after N*C floats); dB[OC,R] += scale *
- * dout^T @ u; dA[R,C] += du^T @ drop(inp); dinp[N,C] += drop'(du @ A). All GEMMs; at p > 0 dA
- * reads drop(inp) from scratch and du @ A goes through scratch to the mask, as on the CPU. */
+ * dout^T @ u; dA[R,C] += du^T @ drop(inp); dinp[N,C] += drop'(du @ A). GEMMs, but for dinp at
+ * p > 0 (the masked kernel above); at p > 0 dA reads drop(inp) from scratch, as on the CPU. */
 void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
                         const float *u, const float *A, const float *B, float scale, float p,
                         uint64_t seed, float *scratch, int N, int C, int OC, int R) {
@@ -309,10 +343,12 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, R, N, 1.0f, x, C, 0, du, R, 0, 1.0f, dA, C, 0, 1);
     }
     if (!dinp) return;
-    /* dinp^T[C,N] += A^T[C,R] du^T[R,N] (column-major views again); at p > 0 into scratch, then
-     * through the mask */
-    int masked = p > 0.0f;
-    cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, R, 1.0f, A, C, 0, du, R, 0, masked ? 0.0f : 1.0f,
-              masked ? scratch : dinp, C, 0, 1);
-    if (masked) cuda_dropout_backward(dinp, scratch, p, seed, (size_t)N * C);
+    if (p > 0.0f) {
+        unsigned blocks = cuda_blocks(((size_t)N + UP_ROWS - 1) / UP_ROWS, 1);
+        lora_dinp_masked_kernel<<<blocks, CUDA_THREADS>>>(dinp, du, A, p, seed, N, C, R);
+        CUDA_LAUNCHED("lora_backward (masked dinp)");
+        return;
+    }
+    /* dinp^T[C,N] += A^T[C,R] du^T[R,N]: column-major views again */
+    cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, R, 1.0f, A, C, 0, du, R, 0, 1.0f, dinp, C, 0, 1);
 }
