@@ -24,7 +24,8 @@ __global__ void bias_add_kernel(float *out, const float *bias, size_t N, int OC)
 
 /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], rows ldi and ldw apart, FP32 or BF16
  * operands: out^T[OC,N] = W[OC,C] inp^T[C,N]; weight column-major is W^T: OP_T. The bias rides
- * in cuBLASLt's epilogue; one it declines (under-aligned) takes a pass of its own. */
+ * in cuBLASLt's epilogue; one it declines (under-aligned, or no cuBLASLt algorithm for the
+ * shape) takes a pass of its own. */
 static void dense_forward(float *out, cudaDataType type, const void *inp, int ldi,
                           const void *weight, int ldw, const float *bias, int N, int C, int OC) {
     if (cuda_gemm_bias(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, type, weight, ldw, inp, ldi, out, OC,
