@@ -355,7 +355,9 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
 #define TC_ARCH 0
 #endif
 typedef __nv_bfloat16 bf16;
+#if TC_ARCH /* (unused in the trap builds) */
 static constexpr float LOG2E = 1.44269504088896341f, LN2 = 0.693147180559945309f;
+#endif
 
 enum {
     TC = 16,                    /* rows per warp: an mma tile's */
