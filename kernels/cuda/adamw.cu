@@ -7,6 +7,9 @@
 
 #include "cuda_common.cuh"
 
+/* threads a piece (OPS_ADAMW_PIECE values): a LoRA's few pieces still fill the SMs */
+enum { ADAMW_THREADS = 1024 };
+
 /* partial[blockIdx.x] = sum of x[i]^2 over the block's grid-stride share, in double */
 __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
     double s = 0.0;
@@ -70,7 +73,7 @@ void cuda_adamw_step(const AdamWTensor *tensors, int n_tensors, const float *gra
     CUDA_LAUNCHED("adamw_step (norm)");
     unsigned blocks = n_tensors < 1 ? 1u : (unsigned)n_tensors;
     if (blocks > CUDA_MAX_BLOCKS) blocks = CUDA_MAX_BLOCKS;
-    adamw_kernel<<<blocks, CUDA_THREADS>>>(tensors, n_tensors, grads, m, v, f, scratch, partials,
-                                           norm);
+    adamw_kernel<<<blocks, ADAMW_THREADS>>>(tensors, n_tensors, grads, m, v, f, scratch, partials,
+                                            norm);
     CUDA_LAUNCHED("adamw_step");
 }

@@ -1,9 +1,15 @@
-/* cross_entropy.cu: softmax cross-entropy, forward and backward in one pass.
- * One block per row (V is 2 for classification, ~50k for a vocabulary),
- * max-subtracted so any logits are safe. In place (dlogits == logits) works:
- * every read of another thread's element happens before the block's barriers.
- * A label >= V raises a fault bit that status() reports. */
+/* cross_entropy.cu: softmax cross-entropy, forward and backward in one kernel.
+ * One block per row (V is 2 for classification, ~50k for a vocabulary): the
+ * max and the sum of exponentials in one online pass (the sum rescaled when the
+ * max grows, as flash attention does), then the gradient pass, so the logits are
+ * read twice and the second read finds the row in L2 (1024-thread blocks keep
+ * few rows in flight). Each thread loads CE_UNROLL values before using them:
+ * enough loads in flight to cover memory latency. In place (dlogits == logits)
+ * works: every read of another thread's element happens before the block's
+ * barriers. A label >= V raises a fault bit that status() reports. */
 #include "cuda_common.cuh"
+
+enum { CE_UNROLL = 4, CE_THREADS = 1024 };
 
 /* losses[N], dlogits[N,V] (may be NULL) from logits [N,V], labels [N]; row_scale [N] or NULL */
 __global__ void cross_entropy_kernel(float *losses, float *dlogits, const float *logits,
@@ -21,10 +27,23 @@ __global__ void cross_entropy_kernel(float *losses, float *dlogits, const float 
             continue;
         }
         float mx = -INFINITY, sum = 0.0f, at_label = x[label]; /* read before dx is written */
-        for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, x[j]);
-        mx = block_max(mx);
-        for (int j = threadIdx.x; j < V; j += blockDim.x) sum += expf(x[j] - mx);
-        sum = block_sum(sum);
+        for (int j0 = threadIdx.x; j0 < V; j0 += CE_UNROLL * blockDim.x) {
+            float v[CE_UNROLL], vmax = mx;
+#pragma unroll
+            for (int u = 0; u < CE_UNROLL; u++) {
+                int j = j0 + u * blockDim.x;
+                v[u] = j < V ? x[j] : -INFINITY;
+                vmax = fmaxf(vmax, v[u]);
+            }
+            if (vmax == -INFINITY) continue; /* nothing yet: keep sum 0, not exp(nan) */
+            sum *= expf(mx - vmax);
+#pragma unroll
+            for (int u = 0; u < CE_UNROLL; u++) sum += expf(v[u] - vmax);
+            mx = vmax;
+        }
+        float row_max = block_max(mx);
+        sum = block_sum(mx == -INFINITY ? 0.0f : sum * expf(mx - row_max));
+        mx = row_max;
         /* the exact difference first, as torch: at large logits mx + log(sum) rounds */
         if (threadIdx.x == 0) losses[n] = (mx - at_label) + logf(sum);
         float g = row_scale ? grad_scale * row_scale[n] : grad_scale;
@@ -38,7 +57,7 @@ void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                              const int32_t *labels, float grad_scale, const float *row_scale, int N,
                              int V) {
     if (N <= 0 || V <= 0) return;
-    unsigned threads = V >= 256 ? 256 : (unsigned)(V + 31) / 32 * 32;
+    unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
     unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
     cross_entropy_kernel<<<blocks, threads>>>(losses, dlogits, logits, labels, grad_scale,
                                               row_scale, N, V, cuda_fault_word());

@@ -1,11 +1,12 @@
 /* dequantize.cu: packed frozen weights (model.base_dtype bf16 or q) back to f32 for their
  * GEMMs, or to bf16 for the tensor-core GEMMs of model.precision bf16. One thread per output
- * value, consecutive threads on consecutive values, so a warp's stores are one coalesced run
- * (128 bytes of f32, 64 of bf16). Each thread decodes its value with include/loraft/quant_block.h,
- * the very code the CPU runs, so both give the same bits: its sub-block's scale (the header bytes
- * every thread of the sub-block reads, one cache line) and its own quant bits. One kernel per type
- * (a template), so the block size is a constant and the type's switch is resolved at compile
- * time. A dequantise-in-the-GEMM kernel is the follow-up once this has been measured on a GPU. */
+ * value, a warp on 32 consecutive values of a row, so its stores are one coalesced run
+ * (128 bytes of f32, 64 of bf16), and a thread finds its value without dividing an index. Each
+ * thread decodes its value with include/loraft/quant_block.h, the very code the CPU runs, so both
+ * give the same bits: its sub-block's scale (the header bytes every thread of the sub-block reads,
+ * one cache line) and its own quant bits. One kernel per type (a template), so the block size is a
+ * constant and the type's switch is resolved at compile time. A dequantise-in-the-GEMM kernel is
+ * the follow-up once this has been measured on a GPU. */
 #include "cuda_common.cuh"
 #include "loraft/quant.h"
 #include "loraft/quant_block.h"
@@ -30,23 +31,35 @@ static __device__ void store(__nv_bfloat16 *out, float v) {
     *out = __float2bfloat16(v);
 }
 
-/* Value i of the packed slice src (value i % values of block i / values) to element i of out
- * [*, cols], whose rows are ld apart. */
+/* The grid of the [rows, cols] kernels below: blocks of (32, 8) threads, x over 32 columns (a
+ * warp stores one coalesced run of a row), y over rows, so no thread divides an index. */
+static const dim3 ROWS_BLOCK(32, 8);
+static dim3 rows_grid(int rows, int cols) {
+    unsigned y = (unsigned)(rows + 7) / 8;
+    return dim3((unsigned)(cols + 31) / 32, y < 65535 ? y : 65535);
+}
+#define FOR_ROWS(r, rows)                                                                          \
+    for (size_t r = blockIdx.y * 8 + threadIdx.y; r < (size_t)(rows); r += gridDim.y * 8)
+
+/* Row r of the packed slice src (rows row_bytes apart, cols values each) to row r of out, rows
+ * ld apart. */
 template <typename Q, typename Out>
-__global__ void dequantize_kernel(Out *out, const uint8_t *src, size_t n, int block_bytes, int cols,
-                                  int ld) {
-    GRID_STRIDE(i, n) {
-        int j = (int)(i % Q::values);
-        store(out + i / cols * ld + i % cols,
-              Q::value(src + i / Q::values * block_bytes, j / 32, j % 32));
+__global__ void dequantize_kernel(Out *out, const uint8_t *src, int rows, int cols, int ld,
+                                  int block_bytes) {
+    int c = blockIdx.x * 32 + threadIdx.x, j = c % Q::values;
+    size_t row_bytes = (size_t)(cols / Q::values) * block_bytes;
+    if (c >= cols) return;
+    FOR_ROWS(r, rows) {
+        const uint8_t *block = src + r * row_bytes + c / Q::values * block_bytes;
+        store(out + r * ld + c, Q::value(block, j / 32, j % 32));
     }
 }
 
 template <typename Q, typename Out>
-static void launch_dequantize(Out *out, const uint8_t *src, size_t n, int block_bytes, int cols,
-                              int ld) {
+static void launch_dequantize(Out *out, const uint8_t *src, int rows, int cols, int ld,
+                              int block_bytes) {
     dequantize_kernel<Q, Out>
-        <<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, src, n, block_bytes, cols, ld);
+        <<<rows_grid(rows, cols), ROWS_BLOCK>>>(out, src, rows, cols, ld, block_bytes);
 }
 
 /* Rows row0.. of a packed [*, cols] matrix of a QB_TYPES type to out, rows ld apart. */
@@ -54,12 +67,11 @@ template <typename Out>
 static void dequantize(Out *out, const void *packed, int type, int row0, int rows, int cols,
                        int ld) {
     size_t be = (size_t)quant_block_elems(type), bb = (size_t)quant_block_bytes(type);
-    size_t n = (size_t)rows * cols;
     const uint8_t *src = (const uint8_t *)packed + (size_t)row0 * (cols / be * bb);
     switch (type) {
 #define QB_LAUNCH(type, scale, value_of, values)                                                   \
     case type:                                                                                     \
-        launch_dequantize<Decoder<type>>(out, src, n, (int)bb, cols, ld);                          \
+        launch_dequantize<Decoder<type>>(out, src, rows, cols, ld, (int)bb);                       \
         break;
         QB_TYPES(QB_LAUNCH)
 #undef QB_LAUNCH
@@ -78,15 +90,15 @@ void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, in
     CUDA_LAUNCHED("dequantize_rows");
 }
 
-__global__ void round_bf16_kernel(__nv_bfloat16 *out, int ld, const float *x, int cols, size_t n) {
-    GRID_STRIDE(i, n) out[i / cols * ld + i % cols] = __float2bfloat16(x[i]);
+__global__ void round_bf16_kernel(__nv_bfloat16 *out, int ld, const float *x, int rows, int cols) {
+    int c = blockIdx.x * 32 + threadIdx.x;
+    if (c >= cols) return;
+    FOR_ROWS(r, rows) out[r * ld + c] = __float2bfloat16(x[r * cols + c]);
 }
 
 /* out[r, c] (rows ld apart) = bf16(x[r, c]) of x [rows, cols], nearest even */
 static void round_bf16(__nv_bfloat16 *out, int ld, const float *x, int rows, int cols) {
-    size_t n = (size_t)rows * cols;
-    if (!n) return;
-    round_bf16_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(out, ld, x, cols, n);
+    round_bf16_kernel<<<rows_grid(rows, cols), ROWS_BLOCK>>>(out, ld, x, rows, cols);
     CUDA_LAUNCHED("round to bf16");
 }
 

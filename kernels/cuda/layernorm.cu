@@ -2,12 +2,14 @@
  * forward and backward. RMS norm is layer norm without centring and bias, so
  * both run the same kernels with `rms` set (mean taken as 0). One warp per row
  * (C is a few hundred to a few thousand: the row stays in L1 across the
- * passes); the weight/bias gradients are column sums done by 32-column tiles
- * with atomics. Not fused with the residual add: the model calls add then the
- * norm. */
+ * passes); the backward adds up the weight/bias gradients in its dinp pass,
+ * per block in shared memory. Not fused with the residual add: the model calls
+ * add then the norm. */
 #include "cuda_common.cuh"
 
-enum { LN_WARPS = 8 }; /* rows per block */
+/* warps a block (a row each at a time); rows a warp when the backward sums columns, so that
+ * fewer blocks meet in global atomics */
+enum { LN_WARPS = 8, LN_ROWS_PER_WARP = 4 };
 
 /* out[N,C] = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] saved (if
  * not NULL). rms: mean is 0 (not computed). */
@@ -31,51 +33,48 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
     }
 }
 
-/* dinp[N,C] += rstd * (g - mean(g) - norm * mean(g * norm)), g = weight * dout;
- * mean NULL: RMS norm (no centring, no mean(g) term). */
-__global__ void layernorm_dinp_kernel(float *dinp, const float *dout, const float *inp,
-                                      const float *weight, const float *mean, const float *rstd,
-                                      int N, int C) {
+/* dinp[N,C] += rstd * (g - mean(g) - norm * mean(g * norm)), g = weight * dout, and
+ * dweight[c] += sum_n dout * norm, dbias[c] += sum_n dout in the same pass over dout and inp:
+ * the block's column sums gather in dynamic shared memory (sums[0..C) for dweight, [C..2C) for
+ * dbias; the lanes of a warp own distinct columns, the warps meet in shared atomics) and reach
+ * the outputs in one global atomic per column per block. Any output may be NULL; mean NULL:
+ * RMS norm (no centring, no mean(g) term). */
+__global__ void layernorm_backward_kernel(float *dinp, float *dweight, float *dbias,
+                                          const float *dout, const float *inp, const float *weight,
+                                          const float *mean, const float *rstd, int N, int C) {
+    extern __shared__ float sums[];
+    bool params = dweight || dbias;
+    if (params)
+        for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) sums[c] = 0.0f;
+    __syncthreads();
     int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
         const float *x = inp + n * C, *dy = dout + n * C;
         float m = mean ? mean[n] : 0.0f, r = rstd[n], sg = 0.0f, sgn = 0.0f;
-        for (int c = lane; c < C; c += 32) {
-            float g = dy[c] * (weight ? weight[c] : 1.0f);
-            sg += g;
-            sgn += g * (x[c] - m) * r;
+        if (dinp) {
+#pragma unroll 4
+            for (int c = lane; c < C; c += 32) {
+                float g = dy[c] * (weight ? weight[c] : 1.0f);
+                sg += g;
+                sgn += g * (x[c] - m) * r;
+            }
+            sg = mean ? warp_sum(sg) / C : 0.0f;
+            sgn = warp_sum(sgn) / C;
         }
-        sg = mean ? warp_sum(sg) / C : 0.0f;
-        sgn = warp_sum(sgn) / C;
         for (int c = lane; c < C; c += 32) {
-            float g = dy[c] * (weight ? weight[c] : 1.0f);
-            dinp[n * C + c] += r * (g - sg - (x[c] - m) * r * sgn);
+            float norm = (x[c] - m) * r;
+            if (dinp)
+                dinp[n * C + c] += r * (dy[c] * (weight ? weight[c] : 1.0f) - sg - norm * sgn);
+            if (dweight) atomicAdd(&sums[c], dy[c] * norm);
+            if (dbias) atomicAdd(&sums[C + c], dy[c]);
         }
     }
-}
-
-/* dweight[c] += sum_n dout * norm, dbias[c] += sum_n dout (mean NULL: RMS
- * norm). Block (32, 8): 32 columns, the 8 thread rows and the grid's y
- * dimension split the rows; partial sums meet in atomics. */
-__global__ void layernorm_dparams_kernel(float *dweight, float *dbias, const float *dout,
-                                         const float *inp, const float *mean, const float *rstd,
-                                         int N, int C) {
-    __shared__ float sw[8][33], sb[8][33];
-    int c = blockIdx.x * 32 + threadIdx.x;
-    float w = 0.0f, b = 0.0f;
-    if (c < C)
-        for (int n = blockIdx.y * 8 + threadIdx.y; n < N; n += gridDim.y * 8) {
-            float dy = dout[(size_t)n * C + c];
-            w += dy * (inp[(size_t)n * C + c] - (mean ? mean[n] : 0.0f)) * rstd[n];
-            b += dy;
-        }
-    sw[threadIdx.y][threadIdx.x] = w;
-    sb[threadIdx.y][threadIdx.x] = b;
     __syncthreads();
-    if (threadIdx.y || c >= C) return;
-    for (int y = 1; y < 8; y++) w += sw[y][threadIdx.x], b += sb[y][threadIdx.x];
-    if (dweight) atomicAdd(&dweight[c], w);
-    if (dbias) atomicAdd(&dbias[c], b);
+    if (params)
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            if (dweight) atomicAdd(&dweight[c], sums[c]);
+            if (dbias) atomicAdd(&dbias[c], sums[C + c]);
+        }
 }
 
 static unsigned warp_row_blocks(int N) {
@@ -94,16 +93,18 @@ void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
                              const float *inp, const float *weight, const float *mean,
                              const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    if (dinp) {
-        layernorm_dinp_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(dinp, dout, inp, weight, mean,
-                                                                     rstd, N, C);
-        CUDA_LAUNCHED("layernorm_backward (dinp)");
+    bool params = dweight || dbias;
+    unsigned blocks = cuda_blocks((size_t)N, LN_WARPS * (params ? LN_ROWS_PER_WARP : 1));
+    size_t shared = params ? 2 * (size_t)C * sizeof(float) : 0;
+    if (shared > (48 << 10) &&
+        cudaFuncSetAttribute(layernorm_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)shared) != cudaSuccess) {
+        CUDA_FAIL("layernorm_backward: C too large for the column sums in shared memory");
+        return;
     }
-    if (dweight || dbias) {
-        dim3 grid((C + 31) / 32, cuda_row_groups(N)), block(32, 8);
-        layernorm_dparams_kernel<<<grid, block>>>(dweight, dbias, dout, inp, mean, rstd, N, C);
-        CUDA_LAUNCHED("layernorm_backward (dweight, dbias)");
-    }
+    layernorm_backward_kernel<<<blocks, LN_WARPS * 32, shared>>>(dinp, dweight, dbias, dout, inp,
+                                                                 weight, mean, rstd, N, C);
+    CUDA_LAUNCHED("layernorm_backward");
 }
 
 void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, float eps,

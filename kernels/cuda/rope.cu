@@ -1,31 +1,40 @@
 /* rope.cu: rotary position embedding in place on [B,T,NH*HS] (HF Llama's
- * rotate_half layout), forward and its transpose for backward. One thread per
- * rotated pair; the angle is recomputed per pair (sin/cos are cheap next to the
- * memory traffic), in the same float arithmetic as the CPU reference. Not fused
+ * rotate_half layout), forward and its transpose for backward. A block per
+ * token: thread x takes frequency i (a warp reads 32 consecutive floats of a
+ * head half), works out its angle once, in the same float arithmetic as the CPU
+ * reference, and rotates that pair in every head thread y visits, so the powf,
+ * sinf and cosf are shared by the heads and no index needs a division. Not fused
  * into the q/k projections. */
 #include "cuda_common.cuh"
 
-/* n = B*T*NH*(HS/2) pairs; dir = -1 rotates by -angle (the transpose). */
-__global__ void rope_kernel(float *x, const int32_t *pos, float theta, int T, int NH, int HS,
-                            float dir, size_t n) {
+enum { ROPE_HEADS = 4 }; /* blockDim.y: heads rotated at once */
+
+/* dir = -1 rotates by -angle (the transpose). */
+__global__ void rope_kernel(float *x, const int32_t *pos, float theta, int BT, int T, int NH,
+                            int HS, float dir) {
     int half = HS / 2;
-    GRID_STRIDE(idx, n) {
-        size_t i = idx % half, head = idx / half, bt = head / NH;
-        float p = (float)(pos ? pos[bt] : (int)(bt % T));
-        float angle = p * (1.0f / powf(theta, (float)(2 * i) / (float)HS));
-        float c = cosf(angle), s = dir * sinf(angle);
-        float *a = x + head * HS + i, *b = a + half;
-        float u = *a, v = *b;
-        *a = u * c - v * s;
-        *b = v * c + u * s;
+    for (int bt = blockIdx.x; bt < BT; bt += gridDim.x) {
+        float p = (float)(pos ? pos[bt] : bt % T);
+        float *row = x + (size_t)bt * NH * HS;
+        for (int i = threadIdx.x; i < half; i += blockDim.x) {
+            float angle = p * (1.0f / powf(theta, (float)(2 * i) / (float)HS));
+            float c = cosf(angle), s = dir * sinf(angle);
+            for (int h = threadIdx.y; h < NH; h += blockDim.y) {
+                float *a = row + h * HS + i, *b = a + half;
+                float u = *a, v = *b;
+                *a = u * c - v * s;
+                *b = v * c + u * s;
+            }
+        }
     }
 }
 
 static void rope(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS,
                  float dir) {
-    size_t n = (size_t)B * T * NH * (HS / 2);
-    if (!n) return;
-    rope_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(x, pos, theta, T, NH, HS, dir, n);
+    int BT = B * T;
+    if (BT <= 0 || NH <= 0 || HS < 2) return;
+    unsigned blocks = BT < (int)CUDA_MAX_BLOCKS ? (unsigned)BT : CUDA_MAX_BLOCKS;
+    rope_kernel<<<blocks, dim3(32, ROPE_HEADS)>>>(x, pos, theta, BT, T, NH, HS, dir);
     CUDA_LAUNCHED("rope");
 }
 
