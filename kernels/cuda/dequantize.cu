@@ -23,43 +23,61 @@ template <int type> struct Decoder;
 QB_TYPES(QB_DECODER)
 #undef QB_DECODER
 
-static __device__ void store(float *out, float v) {
-    *out = v;
+/* Values a thread decodes: 4 consecutive ones of a quantised block's sub-block, all decoded
+ * before any is stored (a store could alias the packed bytes), so its scale is decoded once;
+ * one of the one-value-a-block types (BF16). */
+template <typename Q> struct Width { static const int n = Q::values % 4 ? 1 : 4; };
+
+/* v[0..W) to out[0..W); as one float4 when `vector` (out 16-byte aligned) */
+template <int W> static __device__ void store(float *out, const float *v, bool vector) {
+    if constexpr (W == 4)
+        if (vector) {
+            *(float4 *)out = float4{v[0], v[1], v[2], v[3]};
+            return;
+        }
+    for (int k = 0; k < W; k++) out[k] = v[k];
 }
-/* bf16 of the decoded value, nearest even (the CPU rounds quant.c's decode the same way). */
-static __device__ void store(__nv_bfloat16 *out, float v) {
-    *out = __float2bfloat16(v);
+/* bf16 of the decoded values, nearest even (the CPU rounds quant.c's decode the same way). */
+template <int W> static __device__ void store(__nv_bfloat16 *out, const float *v, bool) {
+    for (int k = 0; k < W; k++) out[k] = __float2bfloat16(v[k]);
 }
 
-/* The grid of the [rows, cols] kernels below: blocks of (32, 8) threads, x over 32 columns (a
- * warp stores one coalesced run of a row), y over rows, so no thread divides an index. */
+/* The grid of the [rows, cols] kernels below: blocks of (32, 8) threads, x over 32 column
+ * groups (a warp stores one coalesced run of a row), y over rows, so no thread divides an
+ * index. */
 static const dim3 ROWS_BLOCK(32, 8);
-static dim3 rows_grid(int rows, int cols) {
+static dim3 rows_grid(int rows, int col_groups) {
     unsigned y = (unsigned)(rows + 7) / 8;
-    return dim3((unsigned)(cols + 31) / 32, y < 65535 ? y : 65535);
+    return dim3((unsigned)(col_groups + 31) / 32, y < 65535 ? y : 65535);
 }
 #define FOR_ROWS(r, rows)                                                                          \
     for (size_t r = blockIdx.y * 8 + threadIdx.y; r < (size_t)(rows); r += gridDim.y * 8)
 
 /* Row r of the packed slice src (rows row_bytes apart, cols values each) to row r of out, rows
- * ld apart. */
+ * ld apart; Width<Q> values a thread. */
 template <typename Q, typename Out>
 __global__ void dequantize_kernel(Out *out, const uint8_t *src, int rows, int cols, int ld,
-                                  int block_bytes) {
-    int c = blockIdx.x * 32 + threadIdx.x, j = c % Q::values;
+                                  int block_bytes, bool vector) {
+    const int W = Width<Q>::n;
+    int c = (blockIdx.x * 32 + threadIdx.x) * W, j = c % Q::values;
     size_t row_bytes = (size_t)(cols / Q::values) * block_bytes;
     if (c >= cols) return;
     FOR_ROWS(r, rows) {
         const uint8_t *block = src + r * row_bytes + c / Q::values * block_bytes;
-        store(out + r * ld + c, Q::value(block, j / 32, j % 32));
+        float v[W];
+#pragma unroll
+        for (int k = 0; k < W; k++) v[k] = Q::value(block, j / 32, j % 32 + k);
+        store<W>(out + r * ld + c, v, vector);
     }
 }
 
 template <typename Q, typename Out>
 static void launch_dequantize(Out *out, const uint8_t *src, int rows, int cols, int ld,
                               int block_bytes) {
-    dequantize_kernel<Q, Out>
-        <<<rows_grid(rows, cols), ROWS_BLOCK>>>(out, src, rows, cols, ld, block_bytes);
+    const int W = Width<Q>::n;
+    bool vector = (uintptr_t)out % 16 == 0 && ld % 4 == 0;
+    dequantize_kernel<Q, Out><<<rows_grid(rows, (cols + W - 1) / W), ROWS_BLOCK>>>(
+        out, src, rows, cols, ld, block_bytes, vector);
 }
 
 /* Rows row0.. of a packed [*, cols] matrix of a QB_TYPES type to out, rows ld apart. */
