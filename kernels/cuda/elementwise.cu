@@ -1,8 +1,8 @@
 /* elementwise.cu: the memory-bound ops of ops_cuda: activations, SwiGLU, dropout,
  * add/axpy/scale, [CLS] pooling and the embedding lookup. One thread per
  * element with grid-stride loops: these run at HBM bandwidth or not at all, so
- * they are kept plain. Only the token-type gradient, a column sum over all
- * rows, uses a shared-memory tile. */
+ * they are kept plain; the embedding takes a warp per token row. Only the
+ * token-type gradient, a column sum over all rows, uses a shared-memory tile. */
 #include "cuda_common.cuh"
 #include "loraft/activation.h"
 
@@ -160,27 +160,29 @@ __device__ inline int checked_type(const int32_t *types, size_t n, int *fault) {
     return ty >= 0 && ty <= 1 ? ty : -1;
 }
 
-__global__ void embedding_forward_kernel(float *out, const int32_t *ids, const int32_t *types,
-                                         const float *wte, const float *wpe, const float *wtt,
-                                         int T, int C, size_t N, int *fault) {
-    GRID_STRIDE(i, N * C) {
-        size_t n = i / C, c = i % C, t = n % T;
-        int id = checked_id(ids, n, fault);
-        float x = wpe ? wpe[t * C + c] : 0.0f;
-        if (id >= 0) x += wte[(size_t)id * C + c];
-        if (wtt) {
-            int ty = checked_type(types, n, fault);
-            if (ty >= 0) x += wtt[(size_t)ty * C + c];
-        }
-        out[i] = x;
+/* A warp per token row n: its id and type are read once and no index is divided. out never
+ * aliases the tables (__restrict__), so the loads of several columns can be in flight at once. */
+__global__ void embedding_forward_kernel(float *__restrict__ out, const int32_t *ids,
+                                         const int32_t *types, const float *wte, const float *wpe,
+                                         const float *wtt, int T, int C, size_t N, int *fault) {
+    int lane = threadIdx.x & 31;
+    WARP_ROWS(n, N) {
+        int id = checked_id(ids, n, fault), ty = wtt ? checked_type(types, n, fault) : -1;
+        const float *te = id >= 0 ? wte + (size_t)id * C : NULL;
+        const float *pe = wpe ? wpe + n % T * C : NULL, *tt = ty >= 0 ? wtt + ty * C : NULL;
+        for (int c = lane; c < C; c += 32)
+            out[n * C + c] = (pe ? pe[c] : 0.0f) + (te ? te[c] : 0.0f) + (tt ? tt[c] : 0.0f);
     }
 }
 
 __global__ void embedding_dwte_kernel(float *dwte, const float *dout, const int32_t *ids, int C,
                                       size_t N, int *fault) {
-    GRID_STRIDE(i, N * C) {
-        int id = checked_id(ids, i / C, fault);
-        if (id >= 0) atomicAdd(&dwte[(size_t)id * C + i % C], dout[i]);
+    int lane = threadIdx.x & 31;
+    WARP_ROWS(n, N) {
+        int id = checked_id(ids, n, fault);
+        if (id >= 0)
+            for (int c = lane; c < C; c += 32)
+                atomicAdd(&dwte[(size_t)id * C + c], dout[n * C + c]);
     }
 }
 
@@ -219,7 +221,7 @@ void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types
                             const float *wpe, const float *wtt, int B, int T, int C) {
     size_t N = (size_t)B * T;
     if (!N || C <= 0) return;
-    embedding_forward_kernel<<<cuda_blocks(N * C, CUDA_THREADS), CUDA_THREADS>>>(
+    embedding_forward_kernel<<<cuda_blocks(N, CUDA_THREADS / 32), CUDA_THREADS>>>(
         out, ids, types, wte, wpe, wtt, T, C, N, cuda_fault_word());
     CUDA_LAUNCHED("embedding_forward");
 }
@@ -229,7 +231,7 @@ void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float 
     size_t N = (size_t)B * T;
     if (!N || C <= 0) return;
     if (dwte) {
-        embedding_dwte_kernel<<<cuda_blocks(N * C, CUDA_THREADS), CUDA_THREADS>>>(
+        embedding_dwte_kernel<<<cuda_blocks(N, CUDA_THREADS / 32), CUDA_THREADS>>>(
             dwte, dout, ids, C, N, cuda_fault_word());
         CUDA_LAUNCHED("embedding_backward (wte)");
     }

@@ -20,8 +20,10 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
     WARP_ROWS(n, N) {
         const float *x = inp + n * C;
         float s = 0.0f, ss = 0.0f;
+#pragma unroll 4
         for (int c = lane; c < C; c += 32) s += x[c];
         float m = rms ? 0.0f : warp_sum(s) / C;
+#pragma unroll 4
         for (int c = lane; c < C; c += 32) ss += (x[c] - m) * (x[c] - m);
         float r = 1.0f / sqrtf(warp_sum(ss) / C + eps);
         for (int c = lane; c < C; c += 32) {
