@@ -193,6 +193,20 @@ static void test_elementwise(size_t n, int quick) {
     pairs_free();
 }
 
+/* Pointers off the 16-byte grid: the elementwise kernels' scalar path (float4 needs it) */
+static void test_elementwise_unaligned(size_t n) {
+    Pair *x = pair_random(n, 4.0f), *y = pair_random(n, 1.0f);
+    Pair *sum = pair_random(n, 1.0f), *out = pair_random(n, 1.0f);
+    BACKENDS(w, o) {
+        o->add(F(sum, w) + 3, F(x, w) + 1, F(y, w) + 2, n - 3);
+        o->dropout_forward(F(out, w) + 1, F(x, w) + 2, 0.1f, 7, n - 2);
+    }
+    NAME("add, dropout at unaligned offsets n=%zu", n);
+    compare("add", sum, ELEM_TOL);
+    compare("drop", out, EXACT);
+    pairs_free();
+}
+
 /* ---- embeddings and pooling ---- */
 static void test_embedding(int B, int T, int C, int with_types) {
     int V = 50, maxT = T + 3;
@@ -1045,6 +1059,7 @@ int main(void) {
     size_t elem_sizes[] = {1, 1000, 100003};
     for (int i = 0; i < 3; i++) test_elementwise(elem_sizes[i], 0);
     test_elementwise(big, !full_grid);
+    test_elementwise_unaligned(1003);
     test_embedding(1, 1, 5, 0);
     test_embedding(2, 7, 13, 1);
     test_embedding(3, 33, 64, 0);
