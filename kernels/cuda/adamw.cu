@@ -7,7 +7,8 @@
 
 #include "cuda_common.cuh"
 
-/* threads a piece (OPS_ADAMW_PIECE values): a LoRA's few pieces still fill the SMs */
+/* threads a piece (OPS_ADAMW_PIECE values), 4 values a thread at a time: a LoRA's few pieces
+ * still keep enough loads in flight */
 enum { ADAMW_THREADS = 1024 };
 
 /* partial[blockIdx.x] = sum of x[i]^2 over the block's grid-stride share, in double */
@@ -43,14 +44,19 @@ __global__ void adamw_kernel(const AdamWTensor *tensors, int n_tensors, const fl
     for (int t = blockIdx.x; t < n_tensors; t += gridDim.x) {
         AdamWTensor x = tensors[t];
         float decay = x.decay ? f.decay : 1.0f;
-        for (size_t i = threadIdx.x; i < x.n; i += blockDim.x) {
-            size_t j = x.offset + i;
-            float g = clip ? __fmul_rn(grads[j], c) : grads[j]; /* rounded as a separate scale */
-            float mi = m[j] + (1.0f - f.beta1) * (g - m[j]);
-            float vi = f.beta2 * v[j] + (1.0f - f.beta2) * g * g;
-            m[j] = mi;
-            v[j] = vi;
-            x.param[i] = x.param[i] * decay - f.step_size * (mi / (sqrtf(vi) / f.bc2_sqrt + f.eps));
+        const float *gx = grads + x.offset;
+        float *mx = m + x.offset, *vx = v + x.offset;
+        for (size_t i = 4 * threadIdx.x; i < x.n; i += 4 * blockDim.x) {
+            float g[4], mi[4], vi[4], p[4];
+            load4(g, gx, i, x.n), load4(mi, mx, i, x.n), load4(vi, vx, i, x.n);
+            load4(p, x.param, i, x.n);
+            for (int k = 0; k < 4; k++) {
+                float gk = clip ? __fmul_rn(g[k], c) : g[k]; /* rounded as a separate scale */
+                mi[k] = mi[k] + (1.0f - f.beta1) * (gk - mi[k]);
+                vi[k] = f.beta2 * vi[k] + (1.0f - f.beta2) * gk * gk;
+                p[k] = p[k] * decay - f.step_size * (mi[k] / (sqrtf(vi[k]) / f.bc2_sqrt + f.eps));
+            }
+            store4(mx, mi, i, x.n), store4(vx, vi, i, x.n), store4(x.param, p, i, x.n);
         }
     }
 }

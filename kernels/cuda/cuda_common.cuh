@@ -1,8 +1,8 @@
 /* cuda_common.cuh: what every kernel file shares: the first-error slot that
  * status() reports, the device fault flags for bad indices, launch-size
- * helpers, warp and block reductions, the cuBLAS and cuBLASLt GEMM wrappers, and the
- * launchers that backend.cu puts into ops_cuda. Internal to kernels/: C code
- * sees only ops_cuda through ops.h. */
+ * helpers, 4-float loads and stores, warp and block reductions, the cuBLAS and cuBLASLt GEMM
+ * wrappers, and the launchers that backend.cu puts into ops_cuda. Internal to kernels/: C code sees
+ * only ops_cuda through ops.h. */
 #pragma once
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -56,6 +56,27 @@ static inline unsigned cuda_row_groups(size_t rows) {
 #define WARP_ROWS(row, rows)                                                                       \
     for (size_t row = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;                   \
          row < (size_t)(rows); row += (size_t)gridDim.x * (blockDim.x / 32))
+
+/* ---- 4 consecutive floats a thread (elementwise kernels, AdamW) ---- */
+/* v[k] = x[i + k] for those below n (0 for the rest): one float4 load when whole and 16-byte
+ * aligned. Callers load all of a thread's values before storing any: in place stays safe. */
+__device__ inline void load4(float v[4], const float *x, size_t i, size_t n) {
+    if (i + 4 <= n && (uintptr_t)(x + i) % 16 == 0) {
+        float4 q = *(const float4 *)(x + i);
+        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+        return;
+    }
+    for (int k = 0; k < 4; k++) v[k] = i + k < n ? x[i + k] : 0.0f;
+}
+
+/* x[i + k] = v[k] for those below n */
+__device__ inline void store4(float *x, const float v[4], size_t i, size_t n) {
+    if (i + 4 <= n && (uintptr_t)(x + i) % 16 == 0) {
+        *(float4 *)(x + i) = float4{v[0], v[1], v[2], v[3]};
+        return;
+    }
+    for (int k = 0; k < 4 && i + k < n; k++) x[i + k] = v[k];
+}
 
 /* ---- reductions (blockDim.x a multiple of 32, at most 1024) ---- */
 template <typename T> __device__ inline T warp_sum(T v) {

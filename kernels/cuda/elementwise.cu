@@ -17,26 +17,6 @@ static unsigned blocks4(size_t n) {
     return cuda_blocks((n + 3) / 4, CUDA_THREADS);
 }
 
-/* v[k] = x[i + k] for those below n (0 for the rest): one float4 load when whole and 16-byte
- * aligned. Every kernel loads before it stores, so in place (out == inp) is safe. */
-__device__ inline void load4(float v[4], const float *x, size_t i, size_t n) {
-    if (i + 4 <= n && (uintptr_t)(x + i) % 16 == 0) {
-        float4 q = *(const float4 *)(x + i);
-        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-        return;
-    }
-    for (int k = 0; k < 4; k++) v[k] = i + k < n ? x[i + k] : 0.0f;
-}
-
-/* x[i + k] = v[k] for those below n */
-__device__ inline void store4(float *x, const float v[4], size_t i, size_t n) {
-    if (i + 4 <= n && (uintptr_t)(x + i) % 16 == 0) {
-        *(float4 *)(x + i) = float4{v[0], v[1], v[2], v[3]};
-        return;
-    }
-    for (int k = 0; k < 4 && i + k < n; k++) x[i + k] = v[k];
-}
-
 /* ---- activations ---- */
 __global__ void activation_forward_kernel(float *out, const float *inp, Activation act, size_t n) {
     GRID_STRIDE4(i, n) {
