@@ -3,13 +3,24 @@
  * max and the sum of exponentials in one online pass (the sum rescaled when the
  * max grows, as flash attention does), then the gradient pass, so the logits are
  * read twice and the second read finds the row in L2 (1024-thread blocks keep
- * few rows in flight). Each thread loads CE_UNROLL values before using them:
- * enough loads in flight to cover memory latency. In place (dlogits == logits)
+ * few rows in flight). In both passes each thread loads CE_UNROLL values before
+ * using them: enough loads in flight to cover memory latency. In place (dlogits == logits)
  * works: every read of another thread's element happens before the block's
  * barriers. A label >= V raises a fault bit that status() reports. */
 #include "cuda_common.cuh"
 
 enum { CE_UNROLL = 4, CE_THREADS = 1024 };
+
+/* v[u] = x[j0 + u * blockDim.x] for u < CE_UNROLL, `fill` past V: all loads issued before any
+ * value is used (or stored over, in place) */
+__device__ inline void load_unrolled(float v[CE_UNROLL], const float *x, int j0, int V,
+                                     float fill) {
+#pragma unroll
+    for (int u = 0; u < CE_UNROLL; u++) {
+        int j = j0 + u * blockDim.x;
+        v[u] = j < V ? x[j] : fill;
+    }
+}
 
 /* losses[N], dlogits[N,V] (may be NULL) from logits [N,V], labels [N]; row_scale [N] or NULL */
 __global__ void cross_entropy_kernel(float *losses, float *dlogits, const float *logits,
@@ -29,12 +40,9 @@ __global__ void cross_entropy_kernel(float *losses, float *dlogits, const float 
         float mx = -INFINITY, sum = 0.0f, at_label = x[label]; /* read before dx is written */
         for (int j0 = threadIdx.x; j0 < V; j0 += CE_UNROLL * blockDim.x) {
             float v[CE_UNROLL], vmax = mx;
+            load_unrolled(v, x, j0, V, -INFINITY);
 #pragma unroll
-            for (int u = 0; u < CE_UNROLL; u++) {
-                int j = j0 + u * blockDim.x;
-                v[u] = j < V ? x[j] : -INFINITY;
-                vmax = fmaxf(vmax, v[u]);
-            }
+            for (int u = 0; u < CE_UNROLL; u++) vmax = fmaxf(vmax, v[u]);
             if (vmax == -INFINITY) continue; /* nothing yet: keep sum 0, not exp(nan) */
             sum *= expf(mx - vmax);
 #pragma unroll
@@ -47,9 +55,13 @@ __global__ void cross_entropy_kernel(float *losses, float *dlogits, const float 
         /* the exact difference first, as torch: at large logits mx + log(sum) rounds */
         if (threadIdx.x == 0) losses[n] = (mx - at_label) + logf(sum);
         float g = row_scale ? grad_scale * row_scale[n] : grad_scale;
-        if (dx)
-            for (int j = threadIdx.x; j < V; j += blockDim.x)
-                dx[j] = (expf(x[j] - mx) / sum - (j == label ? 1.0f : 0.0f)) * g;
+        for (int j0 = threadIdx.x; dx && j0 < V; j0 += CE_UNROLL * blockDim.x) {
+            float v[CE_UNROLL];
+            load_unrolled(v, x, j0, V, 0.0f);
+#pragma unroll
+            for (int u = 0, j = j0; u < CE_UNROLL && j < V; u++, j += blockDim.x)
+                dx[j] = (expf(v[u] - mx) / sum - (j == label ? 1.0f : 0.0f)) * g;
+        }
     }
 }
 
