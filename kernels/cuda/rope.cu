@@ -7,7 +7,8 @@
  * into the q/k projections. */
 #include "cuda_common.cuh"
 
-enum { ROPE_HEADS = 4 }; /* blockDim.y: heads rotated at once */
+/* blockDim.y: heads rotated at once; heads a thread loads before it stores */
+enum { ROPE_HEADS = 4, ROPE_UNROLL = 3 };
 
 /* dir = -1 rotates by -angle (the transpose). */
 __global__ void rope_kernel(float *x, const int32_t *pos, float theta, int BT, int T, int NH,
@@ -19,11 +20,18 @@ __global__ void rope_kernel(float *x, const int32_t *pos, float theta, int BT, i
         for (int i = threadIdx.x; i < half; i += blockDim.x) {
             float angle = p * (1.0f / powf(theta, (float)(2 * i) / (float)HS));
             float c = cosf(angle), s = dir * sinf(angle);
-            for (int h = threadIdx.y; h < NH; h += blockDim.y) {
-                float *a = row + h * HS + i, *b = a + half;
-                float u = *a, v = *b;
-                *a = u * c - v * s;
-                *b = v * c + u * s;
+            /* ROPE_UNROLL heads' pairs loaded before any is stored: more loads in flight */
+            for (int h0 = threadIdx.y; h0 < NH; h0 += ROPE_UNROLL * blockDim.y) {
+                float u[ROPE_UNROLL], v[ROPE_UNROLL];
+#pragma unroll
+                for (int k = 0, h = h0; k < ROPE_UNROLL; k++, h += blockDim.y)
+                    if (h < NH) u[k] = row[h * HS + i], v[k] = row[h * HS + i + half];
+#pragma unroll
+                for (int k = 0, h = h0; k < ROPE_UNROLL; k++, h += blockDim.y)
+                    if (h < NH) {
+                        row[h * HS + i] = u[k] * c - v[k] * s;
+                        row[h * HS + i + half] = v[k] * c + u[k] * s;
+                    }
             }
         }
     }

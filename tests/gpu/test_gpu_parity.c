@@ -1201,6 +1201,10 @@ int main(void) {
     test_adamw(odd, 5, 1e-4f, 1.0f, 0);       /* norm ~ 0.014 */
     const size_t long_one[] = {300007, 5};    /* more blocks than the 1024 partial sums */
     test_adamw(long_one, 2, 1.0f, 100.0f, 1); /* norm ~ 316 */
+    /* last, so that the random data of the cases above stays as it was (the bf16 copies of
+     * test_lora_fused compare exactly, and a u near 0 can round further apart) */
+    test_rope(1, 5, 17, 16, 10000.0f, 0); /* more heads than a thread's turn takes */
+    test_rope(2, 3, 2, 128, 10000.0f, 1); /* more frequencies than a warp */
     if (dut != ref) test_errors();
     if (dut != ref && !emulated)
         test_tf32();
