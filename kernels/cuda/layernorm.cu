@@ -1,10 +1,10 @@
 /* layernorm.cu: layer norm and RMS norm (Llama) over the last dimension,
  * forward and backward. RMS norm is layer norm without centring and bias, so
  * both run the same kernels with `rms` set (mean taken as 0). One warp per row
- * (C is a few hundred to a few thousand: the row stays in L1 across the
- * passes); the backward adds up the weight/bias gradients in its dinp pass,
- * per block in shared memory. Not fused with the residual add: the model calls
- * add then the norm. */
+ * (C is a few hundred to a few thousand: the row stays in L1 across the passes), forward
+ * four columns a lane at a time; the backward adds up the weight/bias gradients in its dinp
+ * pass, per block in shared memory, a column a lane (distinct banks for its shared atomics). Not
+ * fused with the residual add: the model calls add then the norm. */
 #include "cuda_common.cuh"
 
 /* warps a block (a row each at a time); rows a warp when the backward sums columns, so that
@@ -12,23 +12,32 @@
 enum { LN_WARPS = 8, LN_ROWS_PER_WARP = 4 };
 
 /* out[N,C] = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] saved (if
- * not NULL). rms: mean is 0 (not computed). */
+ * not NULL). rms: mean is 0 (not computed). A lane takes four columns at a time (one float4
+ * where aligned); the two statistics passes and the output pass find the row in L1. */
 __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
                                          const float *weight, const float *bias, float eps, int N,
                                          int C, bool rms) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
         const float *x = inp + n * C;
-        float s = 0.0f, ss = 0.0f;
-#pragma unroll 4
-        for (int c = lane; c < C; c += 32) s += x[c];
+        float s = 0.0f, ss = 0.0f, v[4];
+        for (int c = 4 * lane; c < C; c += 128) {
+            load4(v, x, c, C); /* zero past C */
+            s += (v[0] + v[1]) + (v[2] + v[3]);
+        }
         float m = rms ? 0.0f : warp_sum(s) / C;
-#pragma unroll 4
-        for (int c = lane; c < C; c += 32) ss += (x[c] - m) * (x[c] - m);
+        for (int c = 4 * lane; c < C; c += 128) {
+            load4(v, x, c, C);
+            for (int k = 0; k < 4 && c + k < C; k++) ss += (v[k] - m) * (v[k] - m);
+        }
         float r = 1.0f / sqrtf(warp_sum(ss) / C + eps);
-        for (int c = lane; c < C; c += 32) {
-            float y = (x[c] - m) * r;
-            out[n * C + c] = y * (weight ? weight[c] : 1.0f) + (bias ? bias[c] : 0.0f);
+        for (int c = 4 * lane; c < C; c += 128) {
+            float w[4] = {1.0f, 1.0f, 1.0f, 1.0f}, b[4] = {0.0f, 0.0f, 0.0f, 0.0f}, y[4];
+            load4(v, x, c, C);
+            if (weight) load4(w, weight, c, C);
+            if (bias) load4(b, bias, c, C);
+            for (int k = 0; k < 4; k++) y[k] = (v[k] - m) * r * w[k] + b[k];
+            store4(out + n * C, y, c, C);
         }
         if (lane == 0 && mean) mean[n] = m;
         if (lane == 0 && rstd) rstd[n] = r;
