@@ -41,7 +41,7 @@ def case(torch, kind, T, tokens, reps, device):
     q = torch.randn(B, NH, T, HS, device=device, dtype=dt, requires_grad=True)
     k = torch.randn(B, NKV, T, HS, device=device, dtype=dt, requires_grad=True)
     v = torch.randn(B, NKV, T, HS, device=device, dtype=dt, requires_grad=True)
-    mask, pairs = None, 0.0
+    pairs = 0.0
     if kind == "causal":
         pairs = B * 0.5 * T * (T + 1.0)
         args = dict(is_causal=True, enable_gqa=NH != NKV)
@@ -51,8 +51,7 @@ def case(torch, kind, T, tokens, reps, device):
             n = T - (b % 4) * T // 8
             keep[b, :, :, :n] = True
             pairs += float(T) * n
-        mask = keep
-        args = dict(attn_mask=mask)
+        args = dict(attn_mask=keep)
     dout = torch.randn(B, NH, T, HS, device=device, dtype=dt)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
@@ -78,6 +77,8 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
+    if a.reps < 1:
+        sys.exit("bench-attention-torch: --reps must be at least 1")
     try:
         import torch
     except ImportError:
