@@ -3,7 +3,8 @@
 # tree with the CUDA backend for the GPU it finds, then, most valuable first so that a timeout
 # loses the least: the GPU-vs-CPU tests (tests/gpu), the kernel benchmarks (bench_kernels at
 # model.precision bf16, and PyTorch's attention at its attention shapes), end to end loraft vs PyTorch + PEFT (bench/bench-gpu-e2e.py, one step
-# per model and length), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32,
+# per model and length), a per-kernel time breakdown of a bf16 step (bench/profile-step.py,
+# ncu), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32,
 # and last the whole CTest suite.
 #
 # Usage: scripts/gpu-check.sh [OUT]   (default build-gpu/gpu-check)
@@ -143,6 +144,12 @@ for case in smollm2-2048 distilbert-512 smollm2-512 distilbert-128; do
   show "e2e_$case" "$head_rows^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 12
   head_rows=
 done
+
+if [ "$dry" != 1 ]; then # ncu needs the GPU's counters: the step skips (77) where it cannot
+  note "== where a bf16 step's GPU time goes (Nsight Compute, 2 layers, graphs off)"
+  step profile 120 python3 bench/profile-step.py --loraft-bench "$build/bench_train_step" --timeout 55
+  show profile "^(#|prof) " 50
+fi
 
 for precision in fp32 tf32; do
   note "== kernel benchmarks, $precision GEMMs: gemm and lora rows"
