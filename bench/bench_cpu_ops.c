@@ -149,7 +149,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     size_t n = (size_t)NT * b->C, cc = (size_t)b->C * b->C, nl = (size_t)b->B * b->NH * b->T;
-    size_t att_scratch = ops->attention_scratch(b->B, b->T, b->NH, b->NH);
+    size_t att_scratch = ops->attention_scratch(b->B, b->T, b->NH, b->NH, b->C / b->NH);
     b->out = buf(n), b->inp = buf(n), b->w = buf(cc), b->bias = buf(b->C), b->dout = buf(n);
     b->dinp = buf(n), b->dw = buf(cc), b->dbias = buf(b->C), b->A = buf((size_t)b->R * b->C);
     b->Bm = buf((size_t)b->C * b->R), b->u = buf((size_t)NT * b->R),

@@ -760,7 +760,7 @@ static void attention_reference_check(const AttShape *a, const float *q, const f
     size_t nl = (size_t)a->B * a->NH * a->T;
     float *out = rand_vec(nq, 0, 0), *lse = rand_vec(nl, 0, 0), *dout = rand_vec(nq, -1, 1);
     float *dq = rand_vec(nq, 0, 0), *dk = rand_vec(nk, 0, 0), *dv = rand_vec(nk, 0, 0);
-    float *scratch = rand_vec(ops->attention_scratch(a->B, a->T, a->NH, a->NKV), 0, 0);
+    float *scratch = rand_vec(ops->attention_scratch(a->B, a->T, a->NH, a->NKV, a->HS), 0, 0);
     double *rout = malloc(sizeof(double) * nq), *rlse = malloc(sizeof(double) * nl);
     double *rdq = malloc(sizeof(double) * nq), *rdk = malloc(sizeof(double) * nk);
     double *rdv = malloc(sizeof(double) * nk);
@@ -805,7 +805,7 @@ static void att_bwd(void *p, const float *dout, unsigned use) {
 static void test_attention(float p, int causal, int nkv) {
     AttCtx c = {.shape = {B, T, NH, nkv, C / NH, causal, p, NULL}};
     c.shape.mask = c.mask;
-    c.scratch = rand_vec(ops->attention_scratch(B, T, NH, nkv), 0, 0);
+    c.scratch = rand_vec(ops->attention_scratch(B, T, NH, nkv, C / NH), 0, 0);
     int KN = N * nkv * (C / NH);
     fill(c.q, N * C, -1, 1), fill(c.k, KN, -1, 1), fill(c.v, KN, -1, 1);
     for (int i = 0; i < N; i++) c.mask[i] = i < T || i % T < 3; /* batch 1: 2 padding keys */
@@ -1353,7 +1353,7 @@ static size_t large_pass(float *res) {
     float *wpe = rand_vec((size_t)LT * LC, -1, 1), *wtt = rand_vec(2 * LC, -1, 1);
     float *lnw = rand_vec(LC, 0.5f, 1.5f), *lnb = rand_vec(LC, -1, 1), *mean = rand_vec(LN, 0, 0);
     float *rstd = rand_vec(LN, 0, 0), *lse = rand_vec(nl, 0, 0);
-    float *scratch = rand_vec(ops->attention_scratch(LB, LT, LNH, LNH), 0, 0);
+    float *scratch = rand_vec(ops->attention_scratch(LB, LT, LNH, LNH, LC / LNH), 0, 0);
     float *logits = rand_vec((size_t)LN * LV, -3, 3), *losses = rand_vec(LN, 0, 0);
     /* gradients: never aliasing an input */
     float *d1 = rand_vec(n, -1, 1), *d2 = rand_vec(n, -1, 1), *d3 = rand_vec(n, -1, 1);

@@ -211,7 +211,7 @@ typedef struct Ops {
      * No backend keeps P [B,NH,T,T]: backward recomputes it from q, k and lse. The dropout
      * index of P[b,h,i,j] is its flat index ((b*NH + h)*T + i)*T + j, so dropout(P) is
      * dropout_forward over P as if it were stored.
-     * scratch: ops->attention_scratch(B, T, NH, NKV) floats (forward and backward). */
+     * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward). */
     void (*attention_forward)(float *out, float *lse, const float *q, const float *k,
                               const float *v, const int32_t *mask, int causal, float p,
                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
@@ -225,8 +225,9 @@ typedef struct Ops {
                                const int32_t *mask, int causal, float p, uint64_t seed,
                                float *scratch, int B, int T, int NH, int NKV, int HS);
     /* Floats of scratch attention_forward / attention_backward need for these shapes: the
-     * backend's own (the CPU holds rows of scores, the GPU no O(T^2) memory at all). */
-    size_t (*attention_scratch)(int B, int T, int NH, int NKV);
+     * backend's own (the CPU holds rows of scores; the GPU no O(T^2) memory at all, but bf16
+     * copies of q, k, v and dout, head by head). */
+    size_t (*attention_scratch)(int B, int T, int NH, int NKV, int HS);
 
     /* ---- attention of new queries over a KV cache (generation, one sequence) ----
      * q, out [n, NH*HS]: the queries of positions pos0 .. pos0+n-1; k, v [pos0+n, NKV*HS]: the

@@ -213,8 +213,8 @@ static void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
 /* ---- rotary position embedding ---- */
 
 /* Rotates every head of x [B,T,NH*HS] in place by its position's angles; dir = -1 applies the
- * transposed rotation (backward). The angles follow HF's float32 computation: inv_freq =
- * 1 / theta^(2i/HS), angle = position * inv_freq. */
+ * transposed rotation (backward). The angles follow HF's: inv_freq = 1 / theta^(2i/HS)
+ * (rope_inv_freq), angle = position * inv_freq in float. */
 static void rope_apply(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS,
                        float dir) {
     int half = HS / 2;
@@ -223,7 +223,7 @@ static void rope_apply(float *x, const int32_t *pos, float theta, int B, int T, 
         float cs[half], sn[half];
         float p = (float)(pos ? pos[bt] : bt % T);
         for (int i = 0; i < half; i++) {
-            float angle = p * (1.0f / powf(theta, (float)(2 * i) / (float)HS));
+            float angle = p * rope_inv_freq(theta, i, HS);
             cs[i] = cosf(angle);
             sn[i] = dir * sinf(angle);
         }
@@ -487,8 +487,8 @@ static int att_slots(int B, int NKV) {
 static size_t att_slot_floats(int T) {
     return 2 * (size_t)(T < ATT_ROWS ? T : ATT_ROWS) * T;
 }
-static size_t cpu_attention_scratch(int B, int T, int NH, int NKV) {
-    (void)NH;
+static size_t cpu_attention_scratch(int B, int T, int NH, int NKV, int HS) {
+    (void)NH, (void)HS;
     return (size_t)att_slots(B, NKV) * att_slot_floats(T);
 }
 

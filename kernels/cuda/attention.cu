@@ -339,14 +339,16 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
 
 /* ---- model.precision bf16: the same three kernels with their products on tensor cores ----
  * mma.sync m16n8k16 (mma_bf16.cuh): bf16 operands, f32 accumulators, every fragment in
- * registers. q, k, v and dout are rounded to bf16 as they are loaded into shared memory (rows of
- * HP = HS rounded up to 16, zero past HS and past row T, and 8 more elements of stride so that
- * ldmatrix's eight rows fall in different banks). A warp owns 16 rows (queries; keys for dk,
- * dv); its scores and dP are the c fragments of mma, so lane 4g + t holds rows g and g + 8 and
- * columns 2t, 2t + 1 of each n8 tile: the softmax, lse, D and dS = P * (M * dP - D) are computed
- * there in f32, row statistics joined over the four lanes of a row by two shuffles, and P
- * (dropped) and dS packed to bf16 straight into the a fragments of the next product. out, dq, dk
- * and dv accumulate in c fragments over the whole walk. */
+ * registers. q, k, v (and dout for backward) are first rounded to bf16 into the scratch, head by
+ * head ([B, heads, T, HP], HP = HS rounded up to 16, zero past HS), so that a tile is whole
+ * 16-byte chunks: cp.async copies the next tile into shared memory while the warps compute on
+ * this one (two buffers, one barrier a tile). Shared tiles have rows of HP and 8 more elements
+ * of stride, so that ldmatrix's eight rows fall in different banks; rows past T are zeros. A warp
+ * owns 16 rows (queries; keys for dk, dv); its scores and dP are the c fragments of mma, so lane 4g
+ * + t holds rows g and g + 8 and columns 2t, 2t + 1 of each n8 tile: the softmax, lse, D and dS = P
+ * * (M * dP - D) are computed there in f32, row statistics joined over the four lanes of a row by
+ * two shuffles, and P (dropped) and dS packed to bf16 straight into the a fragments of the next
+ * product. out, dq, dk and dv accumulate in c fragments over the whole walk. */
 /* mma.sync with bf16 needs sm_80: for older targets the kernels below compile to a trap that
  * never runs (Ops.best_precision keeps those devices at fp32). */
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -374,30 +376,37 @@ __host__ __device__ inline int padded_hs(int HS) {
 __host__ __device__ inline int tile_stride(int HS) {
     return padded_hs(HS) + 8;
 }
+/* Bytes of one buffer of dk, dv's query tiles: q and dout rows, then lse and D (16-byte
+ * multiple: a row is). */
+__host__ __device__ inline size_t query_tile_bytes(int HS) {
+    return sizeof(bf16) * 2 * BWD_TILE * tile_stride(HS) + sizeof(float) * 2 * BWD_TILE;
+}
 
-/* dst[r][d] (stride lds) = bf16 of rows r0 + r of a head at src (row stride ld), r < n; zero
- * past row T and past dimension HS up to HP. A thread keeps one column of four floats (one
- * read where alignment allows) and steps over the rows, so the index math is done once. All
- * threads. */
-__device__ inline void load_rows_bf16(bf16 *dst, int lds, const float *src, size_t ld, int r0,
-                                      int n, int T, int HS) {
-    int quads = padded_hs(HS) / 4, rows_per_pass = blockDim.x / quads;
-    int r = threadIdx.x / quads, d = 4 * (threadIdx.x % quads);
-    bool vec = HS % 4 == 0 && ld % 4 == 0 && (uintptr_t)src % 16 == 0;
-    if (r >= rows_per_pass) return; /* the threads past a whole number of rows */
-    for (; r < n; r += rows_per_pass) {
-        const float *row = src + (size_t)(r0 + r) * ld;
-        float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (r0 + r < T) {
-            if (vec && d < HS) {
-                float4 f = *(const float4 *)(row + d);
-                x[0] = f.x, x[1] = f.y, x[2] = f.z, x[3] = f.w;
-            } else if (!vec) {
-                for (int c = 0; c < 4; c++) x[c] = d + c < HS ? row[d + c] : 0.0f;
-            }
+/* dst [B, H, T, HP] = bf16 of src [B, T, H*HS] (zeros past HS): a thread per 8 elements. */
+__global__ void heads_bf16_kernel(bf16 *dst, const float *src, int B, int T, int H, int HS) {
+    int HP = padded_hs(HS), chunks = HP / 8;
+    GRID_STRIDE(c, (size_t)B * H * T * chunks) {
+        size_t row = c / chunks; /* (b*H + h)*T + t */
+        int d = 8 * (int)(c % chunks), t = (int)(row % T), bh = (int)(row / T);
+        const float *x = src + ((size_t)(bh / H) * T + t) * H * HS + (size_t)(bh % H) * HS;
+        uint32_t packed[4];
+        for (int e = 0; e < 8; e += 2) {
+            float lo = d + e < HS ? x[d + e] : 0.0f, hi = d + e + 1 < HS ? x[d + e + 1] : 0.0f;
+            packed[e / 2] = pack_bf16x2(lo, hi);
         }
-        uint32_t *to = (uint32_t *)(dst + r * lds + d);
-        to[0] = pack_bf16x2(x[0], x[1]), to[1] = pack_bf16x2(x[2], x[3]);
+        *(uint4 *)(dst + row * HP + d) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    }
+}
+
+/* Queues the copy of rows r0 .. r0+n-1 of a head's [T, HP] bf16 rows at src into dst (stride
+ * lds), zeros past row T. All threads; lands at cp_async_wait_all. */
+__device__ inline void load_tile_async(bf16 *dst, int lds, const bf16 *src, int r0, int n, int T,
+                                       int HP) {
+    int chunks = HP / 8;
+    for (int c = threadIdx.x; c < n * chunks; c += blockDim.x) {
+        int r = c / chunks, d = 8 * (c % chunks);
+        bool ok = r0 + r < T;
+        cp_async16(dst + r * lds + d, src + (size_t)(ok ? r0 + r : 0) * HP + d, ok);
     }
 }
 
@@ -490,31 +499,46 @@ __device__ inline void add_tiles(float *grad, size_t ld, const float (*acc)[4], 
         }
 }
 
+/* The bf16 rows [T, HP] of query head h (of heads H) of sequence b in a heads_bf16 copy. */
+__device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int T, int HP) {
+    return x + ((size_t)b * H + h) * T * HP;
+}
+
 /* grid (B*NH, query blocks of warps*16 rows): flash_forward_kernel on tensor cores, FWD_KEYS
- * keys a tile. */
+ * keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v. */
 __global__ void __launch_bounds__(ATT_WARPS * 32)
-    flash_forward_tc_kernel(float *out, float *lse, const float *q, const float *k, const float *v,
+    flash_forward_tc_kernel(float *out, float *lse, const bf16 *qh, const bf16 *kh, const bf16 *vh,
                             const int32_t *mask, int causal, float p, uint64_t seed,
                             const Heads g) {
 #if TC_ARCH
-    int bh = blockIdx.x, T = g.T, HS = g.HS, HP = padded_hs(HS), ld = tile_stride(HS);
+    int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
+    int HS = g.HS, HP = padded_hs(HS), ld = tile_stride(HS);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * TC;
     int i0 = blockIdx.y * rows, w0 = i0 + warp * TC; /* the block's and the warp's first row */
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* fwd_tc_shared_bytes */
-    bf16 *Qs = (bf16 *)tc_smem, *Ks = Qs + rows * ld, *Vs = Ks + FWD_KEYS * ld;
-    HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
-    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    bf16 *Qs = (bf16 *)tc_smem, *KV = Qs + rows * ld;         /* two buffers of K then V */
+    const bf16 *kb = head_rows(kh, b, kvh, g.NKV, T, HP), *vb = head_rows(vh, b, kvh, g.NKV, T, HP);
+    HeadPtrs hp = head_ptrs(g, b, head, mask);
+    size_t ldq = (size_t)g.NH * HS;
     float scale2 = LOG2E / sqrtf((float)HS), m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     float o[TC_DIMS][4] = {};
     uint64_t drop_row[2]; /* dropout index of (row h, key 0) */
     for (int h = 0; h < 2; h++) drop_row[h] = ((uint64_t)bh * T + w0 + 8 * h + (lane >> 2)) * T;
-    load_rows_bf16(Qs, ld, q + hp.q, ldq, i0, rows, T, HS);
+    load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
+    load_tile_async(KV, ld, kb, 0, FWD_KEYS, T, HP);
+    load_tile_async(KV + FWD_KEYS * ld, ld, vb, 0, FWD_KEYS, T, HP);
+    cp_async_commit();
     int keys = causal ? min(T, i0 + rows) : T;
-    for (int j0 = 0; j0 < keys; j0 += FWD_KEYS) {
-        __syncthreads(); /* Qs written; the previous tile's readers done */
-        load_rows_bf16(Ks, ld, k + hp.kv, ldkv, j0, FWD_KEYS, T, HS);
-        load_rows_bf16(Vs, ld, v + hp.kv, ldkv, j0, FWD_KEYS, T, HS);
-        __syncthreads();
+    for (int j0 = 0, buf = 0; j0 < keys; j0 += FWD_KEYS, buf ^= 1) {
+        cp_async_wait_all();
+        __syncthreads(); /* this tile landed for all; the other buffer's readers done */
+        bf16 *Ks = KV + buf * 2 * FWD_KEYS * ld, *Vs = Ks + FWD_KEYS * ld;
+        if (j0 + FWD_KEYS < keys) { /* the next tile into the other buffer, during this one */
+            bf16 *next = KV + (buf ^ 1) * 2 * FWD_KEYS * ld;
+            load_tile_async(next, ld, kb, j0 + FWD_KEYS, FWD_KEYS, T, HP);
+            load_tile_async(next + FWD_KEYS * ld, ld, vb, j0 + FWD_KEYS, FWD_KEYS, T, HP);
+            cp_async_commit();
+        }
         if (causal && j0 > w0 + TC - 1) continue; /* every key of the tile hidden: warp-uniform */
         float s[FWD_KEYS / 8][4] = {};
         mma_abt<FWD_KEYS>(s, Qs + warp * TC * ld, Ks, ld, HP, lane);
@@ -571,20 +595,21 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 }
 
 /* grid (B*NH, query blocks of warps*16 rows): flash_dq_kernel on tensor cores, BWD_TILE keys a
- * tile. */
+ * tile; qh, kh, vh, doh the heads_bf16 copies of q, k, v, dout. */
 __global__ void __launch_bounds__(ATT_WARPS * 32)
-    flash_dq_tc_kernel(float *dq, const float *dout, const float *q, const float *k, const float *v,
+    flash_dq_tc_kernel(float *dq, const bf16 *doh, const bf16 *qh, const bf16 *kh, const bf16 *vh,
                        const float *lse, const float *D, const int32_t *mask, int causal, float p,
                        uint64_t seed, const Heads g) {
 #if TC_ARCH
-    int bh = blockIdx.x, T = g.T, HS = g.HS, HP = padded_hs(HS), ld = tile_stride(HS);
+    int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
+    int HS = g.HS, HP = padded_hs(HS), ld = tile_stride(HS);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * TC;
     int i0 = blockIdx.y * rows, w0 = i0 + warp * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dq_tc_shared_bytes */
-    bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + rows * ld, *Ks = dOs + rows * ld;
-    bf16 *Vs = Ks + BWD_TILE * ld;
-    HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
-    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + rows * ld, *KV = dOs + rows * ld; /* two buffers */
+    const bf16 *kb = head_rows(kh, b, kvh, g.NKV, T, HP), *vb = head_rows(vh, b, kvh, g.NKV, T, HP);
+    HeadPtrs hp = head_ptrs(g, b, head, mask);
+    size_t ldq = (size_t)g.NH * HS;
     float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale, acc[TC_DIMS][4] = {};
     float row_lse2[2], row_D[2]; /* lse in log2 units, as the scores below */
     uint64_t drop_row[2];
@@ -594,14 +619,22 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         row_D[h] = i < T ? D[(size_t)bh * T + i] : 0.0f;
         drop_row[h] = ((uint64_t)bh * T + i) * T;
     }
-    load_rows_bf16(Qs, ld, q + hp.q, ldq, i0, rows, T, HS);
-    load_rows_bf16(dOs, ld, dout + hp.q, ldq, i0, rows, T, HS);
+    load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
+    load_tile_async(dOs, ld, head_rows(doh, b, head, g.NH, T, HP), i0, rows, T, HP);
+    load_tile_async(KV, ld, kb, 0, BWD_TILE, T, HP);
+    load_tile_async(KV + BWD_TILE * ld, ld, vb, 0, BWD_TILE, T, HP);
+    cp_async_commit();
     int keys = causal ? min(T, i0 + rows) : T;
-    for (int j0 = 0; j0 < keys; j0 += BWD_TILE) {
-        __syncthreads();
-        load_rows_bf16(Ks, ld, k + hp.kv, ldkv, j0, BWD_TILE, T, HS);
-        load_rows_bf16(Vs, ld, v + hp.kv, ldkv, j0, BWD_TILE, T, HS);
-        __syncthreads();
+    for (int j0 = 0, buf = 0; j0 < keys; j0 += BWD_TILE, buf ^= 1) {
+        cp_async_wait_all();
+        __syncthreads(); /* this tile landed for all; the other buffer's readers done */
+        bf16 *Ks = KV + buf * 2 * BWD_TILE * ld, *Vs = Ks + BWD_TILE * ld;
+        if (j0 + BWD_TILE < keys) {
+            bf16 *next = KV + (buf ^ 1) * 2 * BWD_TILE * ld;
+            load_tile_async(next, ld, kb, j0 + BWD_TILE, BWD_TILE, T, HP);
+            load_tile_async(next + BWD_TILE * ld, ld, vb, j0 + BWD_TILE, BWD_TILE, T, HP);
+            cp_async_commit();
+        }
         if (causal && j0 > w0 + TC - 1) continue; /* warp-uniform */
         float s[BWD_TILE / 8][4] = {}, dP[BWD_TILE / 8][4] = {};
         mma_abt<BWD_TILE>(s, Qs + warp * TC * ld, Ks, ld, HP, lane);
@@ -624,58 +657,88 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #endif
 }
 
+/* The query tiles of a dk, dv block: every query head of its KV group, in turn, from query
+ * i_start (causal: the first tile that sees the block's first key). */
+struct QueryTiles {
+    int first_head, i_start, per_head;
+};
+/* Queues query tile n of qt (q, dout rows; lse, D) into buf: Qs, dOs [BWD_TILE][ld], then
+ * lse_s, D_s [BWD_TILE] floats; rows past T get lse = inf (P = 0) and D = 0. All threads. */
+__device__ inline void load_query_tile(unsigned char *buf, int ld, const QueryTiles qt, int n,
+                                       const bf16 *qh, const bf16 *doh, const float *lse,
+                                       const float *D, int b, const Heads g) {
+    int h = qt.first_head + n / qt.per_head, i0 = qt.i_start + n % qt.per_head * BWD_TILE;
+    int T = g.T, HP = padded_hs(g.HS);
+    bf16 *Qs = (bf16 *)buf, *dOs = Qs + BWD_TILE * ld;
+    float *lse_s = (float *)(dOs + BWD_TILE * ld), *D_s = lse_s + BWD_TILE;
+    load_tile_async(Qs, ld, head_rows(qh, b, h, g.NH, T, HP), i0, BWD_TILE, T, HP);
+    load_tile_async(dOs, ld, head_rows(doh, b, h, g.NH, T, HP), i0, BWD_TILE, T, HP);
+    size_t row0 = ((size_t)b * g.NH + h) * T + i0;
+    for (int t = threadIdx.x; t < BWD_TILE; t += blockDim.x) {
+        if (i0 + t < T) {
+            cp_async4(lse_s + t, lse + row0 + t);
+            cp_async4(D_s + t, D + row0 + t);
+        } else {
+            lse_s[t] = INFINITY, D_s[t] = 0.0f;
+        }
+    }
+}
+
 /* grid (B*NKV, key blocks of warps*16 keys): flash_dkdv_kernel on tensor cores; the warp's 16
- * keys against BWD_TILE queries at a time (S^T = K Q^T, dP^T = V dout^T). */
+ * keys against BWD_TILE queries at a time (S^T = K Q^T, dP^T = V dout^T), the tiles of all the
+ * group's query heads one stream (QueryTiles), so the copy of the next runs across heads. */
 __global__ void __launch_bounds__(ATT_WARPS * 32)
-    flash_dkdv_tc_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k,
-                         const float *v, const float *lse, const float *D, const int32_t *mask,
+    flash_dkdv_tc_kernel(float *dk, float *dv, const bf16 *doh, const bf16 *qh, const bf16 *kh,
+                         const bf16 *vh, const float *lse, const float *D, const int32_t *mask,
                          int causal, float p, uint64_t seed, const Heads g) {
 #if TC_ARCH
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
     int HP = padded_hs(HS), ld = tile_stride(HS), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int nkeys = (blockDim.x >> 5) * TC, j0 = blockIdx.y * nkeys, w0 = j0 + warp * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
-    float *lse_s = (float *)tc_smem, *D_s = lse_s + BWD_TILE;
-    bf16 *Ks = (bf16 *)(D_s + BWD_TILE), *Vs = Ks + nkeys * ld, *Qs = Vs + nkeys * ld;
-    bf16 *dOs = Qs + BWD_TILE * ld;
-    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
+    unsigned char *bufs = (unsigned char *)(Vs + nkeys * ld);
+    size_t buf_bytes = query_tile_bytes(HS), ldkv = (size_t)g.NKV * HS;
     float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale;
     float dk_acc[TC_DIMS][4] = {}, dv_acc[TC_DIMS][4] = {};
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
     bool key_ok[2]; /* the lane's keys (rows h): inside T and not padding */
     for (int h = 0; h < 2; h++) key_ok[h] = key_visible(hp.keep, 0, 0, w0 + 8 * h + (lane >> 2), T);
-    load_rows_bf16(Ks, ld, k + hp.kv, ldkv, j0, nkeys, T, HS);
-    load_rows_bf16(Vs, ld, v + hp.kv, ldkv, j0, nkeys, T, HS);
-    for (int h = kvh * G; h < (kvh + 1) * G; h++) {
-        size_t bh = (size_t)b * g.NH + h, qo = hp.q + (size_t)(h - kvh * G) * HS;
-        /* causal: queries before the block's first key see none of its keys */
-        for (int i0 = causal ? j0 / BWD_TILE * BWD_TILE : 0; i0 < T; i0 += BWD_TILE) {
-            __syncthreads(); /* Ks, Vs written; the previous tile's readers done */
-            load_rows_bf16(Qs, ld, q + qo, ldq, i0, BWD_TILE, T, HS);
-            load_rows_bf16(dOs, ld, dout + qo, ldq, i0, BWD_TILE, T, HS);
-            for (int t = threadIdx.x; t < BWD_TILE; t += blockDim.x) {
-                lse_s[t] = i0 + t < T ? lse[bh * T + i0 + t] * LOG2E : INFINITY;
-                D_s[t] = i0 + t < T ? D[bh * T + i0 + t] : 0.0f;
-            }
-            __syncthreads();
-            if (causal && i0 + BWD_TILE - 1 < w0) continue; /* warp-uniform */
-            float st[BWD_TILE / 8][4] = {}, dPt[BWD_TILE / 8][4] = {};
-            mma_abt<BWD_TILE>(st, Ks + warp * TC * ld, Qs, ld, HP, lane);
-            mma_abt<BWD_TILE>(dPt, Vs + warp * TC * ld, dOs, ld, HP, lane);
-#pragma unroll
-            for (int nt = 0; nt < BWD_TILE / 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) { /* queries past T: lse2 = inf, P = 0 */
-                    int j = w0 + c_row(lane, e), ii = c_col(lane, nt, e), i = i0 + ii;
-                    float P = key_ok[e >> 1] && (!causal || j <= i)
-                                  ? exp2f(st[nt][e] * scale2 - lse_s[ii])
-                                  : 0.0f;
-                    float keep = p > 0.0f ? rng_dropout_scale(seed, (bh * T + i) * T + j, p) : 1.0f;
-                    st[nt][e] = P * keep, dPt[nt][e] = P * (dPt[nt][e] * keep - D_s[ii]);
-                }
-            if (dv) mma_wb<BWD_TILE>(dv_acc, st, dOs, ld, HP, lane);
-            if (dk) mma_wb<BWD_TILE>(dk_acc, dPt, Qs, ld, HP, lane);
+    QueryTiles qt = {kvh * G, causal ? j0 / BWD_TILE * BWD_TILE : 0, 0};
+    qt.per_head = (T - qt.i_start + BWD_TILE - 1) / BWD_TILE;
+    load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
+    load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
+    load_query_tile(bufs, ld, qt, 0, qh, doh, lse, D, b, g);
+    cp_async_commit();
+    for (int n = 0; n < G * qt.per_head; n++) {
+        cp_async_wait_all();
+        __syncthreads(); /* this tile landed for all; the other buffer's readers done */
+        unsigned char *buf = bufs + (n & 1) * buf_bytes;
+        if (n + 1 < G * qt.per_head) {
+            load_query_tile(bufs + ((n + 1) & 1) * buf_bytes, ld, qt, n + 1, qh, doh, lse, D, b, g);
+            cp_async_commit();
         }
+        int i0 = qt.i_start + n % qt.per_head * BWD_TILE;
+        size_t bh = (size_t)b * g.NH + qt.first_head + n / qt.per_head;
+        if (causal && i0 + BWD_TILE - 1 < w0) continue; /* warp-uniform */
+        bf16 *Qs = (bf16 *)buf, *dOs = Qs + BWD_TILE * ld;
+        const float *lse_s = (const float *)(dOs + BWD_TILE * ld), *D_s = lse_s + BWD_TILE;
+        float st[BWD_TILE / 8][4] = {}, dPt[BWD_TILE / 8][4] = {};
+        mma_abt<BWD_TILE>(st, Ks + warp * TC * ld, Qs, ld, HP, lane);
+        mma_abt<BWD_TILE>(dPt, Vs + warp * TC * ld, dOs, ld, HP, lane);
+#pragma unroll
+        for (int nt = 0; nt < BWD_TILE / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) { /* queries past T: lse = inf, P = 0 */
+                int j = w0 + c_row(lane, e), ii = c_col(lane, nt, e), i = i0 + ii;
+                float P = key_ok[e >> 1] && (!causal || j <= i)
+                              ? exp2f(st[nt][e] * scale2 - lse_s[ii] * LOG2E)
+                              : 0.0f;
+                float keep = p > 0.0f ? rng_dropout_scale(seed, (bh * T + i) * T + j, p) : 1.0f;
+                st[nt][e] = P * keep, dPt[nt][e] = P * (dPt[nt][e] * keep - D_s[ii]);
+            }
+        if (dv) mma_wb<BWD_TILE>(dv_acc, st, dOs, ld, HP, lane);
+        if (dk) mma_wb<BWD_TILE>(dk_acc, dPt, Qs, ld, HP, lane);
     }
     if (dv) add_tiles(dv + hp.kv, ldkv, dv_acc, 1.0f, w0, T, HS, lane);
     if (dk) add_tiles(dk + hp.kv, ldkv, dk_acc, scale, w0, T, HS, lane);
@@ -684,18 +747,17 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #endif
 }
 
-/* Dynamic shared memory of the tensor-core kernels, in bytes: bf16 tiles of tile_stride(HS)
- * (dk, dv: after lse and D of a query tile). Up to 52 KB at HS = 128, above the default 48 KB,
- * so the launch raises the limit. */
+/* Dynamic shared memory of the tensor-core kernels, in bytes: bf16 tiles of tile_stride(HS),
+ * the streamed ones twice (the tile computed on and the next). Forward at HS = 64: 45 KB; up to
+ * 85 KB at HS = 128, above the default 48 KB, so the launch raises the limit. */
 static size_t fwd_tc_shared_bytes(int warps, int HS) {
-    return sizeof(bf16) * (warps * TC + 2 * FWD_KEYS) * tile_stride(HS);
+    return sizeof(bf16) * (warps * TC + 4 * FWD_KEYS) * tile_stride(HS);
 }
 static size_t dq_tc_shared_bytes(int warps, int HS) {
-    return sizeof(bf16) * (2 * warps * TC + 2 * BWD_TILE) * tile_stride(HS);
+    return sizeof(bf16) * (2 * warps * TC + 4 * BWD_TILE) * tile_stride(HS);
 }
 static size_t dkdv_tc_shared_bytes(int warps, int HS) {
-    return sizeof(float) * 2 * BWD_TILE +
-           sizeof(bf16) * (2 * warps * TC + 2 * BWD_TILE) * tile_stride(HS);
+    return sizeof(bf16) * 2 * warps * TC * tile_stride(HS) + 2 * query_tile_bytes(HS);
 }
 /* Lets kernel f take `bytes` of dynamic shared memory: above 48 KB a launch must ask. */
 template <typename F> static size_t allow_shared(F *f, size_t bytes) {
@@ -705,25 +767,61 @@ template <typename F> static size_t allow_shared(F *f, size_t bytes) {
     return bytes;
 }
 
-size_t cuda_attention_scratch(int B, int T, int NH, int NKV) {
-    (void)NKV;
-    return (size_t)B * NH * T; /* D, for backward */
+/* The scratch: D [B*NH*T] (backward), then the heads_bf16 copies of q, dout (B*NH*T rows of
+ * HP) and k, v (B*NKV*T rows) that the tensor-core kernels read; each part 16-byte aligned. */
+typedef struct AttScratch {
+    float *D;
+    bf16 *q, *dout, *k, *v;
+} AttScratch;
+
+static size_t aligned_floats(size_t floats) { /* a multiple of 16 bytes */
+    return (floats + 3) / 4 * 4;
+}
+static AttScratch att_scratch(float *scratch, const Heads g) {
+    size_t q = (size_t)g.B * g.NH * g.T * padded_hs(g.HS), kv = q / g.NH * g.NKV;
+    AttScratch a;
+    a.D = scratch;
+    a.q = (bf16 *)(scratch + aligned_floats((size_t)g.B * g.NH * g.T));
+    a.dout = a.q + q, a.k = a.dout + q, a.v = a.k + kv;
+    return a;
+}
+
+size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
+    size_t q = (size_t)B * NH * T * padded_hs(HS), kv = (size_t)B * NKV * T * padded_hs(HS);
+    return aligned_floats((size_t)B * NH * T) + (2 * q + 2 * kv) / 2; /* bf16: half a float */
+}
+
+/* dst = heads_bf16 copy of src [B,T,H*HS]. */
+static void heads_bf16(bf16 *dst, const float *src, const Heads g, int H) {
+    size_t chunks = (size_t)g.B * H * g.T * (padded_hs(g.HS) / 8);
+    heads_bf16_kernel<<<cuda_blocks(chunks, CUDA_THREADS), CUDA_THREADS>>>(dst, src, g.B, g.T, H,
+                                                                           g.HS);
+    CUDA_LAUNCHED("attention (bf16 copy)");
+}
+
+/* The tensor-core kernels' cp.async reads the scratch in 16-byte chunks. */
+static int scratch_aligned(const float *scratch) {
+    if ((uintptr_t)scratch % 16 == 0) return 1;
+    CUDA_FAIL("attention: the scratch is not 16-byte aligned");
+    return 0;
 }
 
 /* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS]; mask [B,T] or NULL; lse [B,NH,T] saved */
 void cuda_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                             const int32_t *mask, int causal, float p, uint64_t seed, float *scratch,
                             int B, int T, int NH, int NKV, int HS) {
-    (void)scratch;
     Heads g = heads(B, T, NH, NKV, HS);
     if (!g.ok) return;
     dim3 grid;
     unsigned threads;
     if (cuda_precision() == PRECISION_BF16) {
+        if (!scratch_aligned(scratch)) return;
+        AttScratch a = att_scratch(scratch, g);
+        heads_bf16(a.q, q, g, NH), heads_bf16(a.k, k, g, NKV), heads_bf16(a.v, v, g, NKV);
         int warps = att_launch_shape(&grid, &threads, B * NH, T, TC);
         size_t bytes = allow_shared(flash_forward_tc_kernel, fwd_tc_shared_bytes(warps, HS));
-        flash_forward_tc_kernel<<<grid, threads, bytes>>>(out, lse, q, k, v, mask, causal, p, seed,
-                                                          g);
+        flash_forward_tc_kernel<<<grid, threads, bytes>>>(out, lse, a.q, a.k, a.v, mask, causal, p,
+                                                          seed, g);
     } else {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
         flash_forward_kernel<<<grid, threads, fwd_shared_bytes(warps, HS)>>>(
@@ -732,28 +830,34 @@ void cuda_attention_forward(float *out, float *lse, const float *q, const float 
     CUDA_LAUNCHED("attention_forward");
 }
 
-/* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients; scratch: D [B,NH,T] */
+/* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients; scratch: D [B,NH,T] (and the bf16 copies) */
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *out, const float *lse,
                              const int32_t *mask, int causal, float p, uint64_t seed,
                              float *scratch, int B, int T, int NH, int NKV, int HS) {
     Heads g = heads(B, T, NH, NKV, HS);
     if (!g.ok || (!dq && !dk && !dv)) return;
+    int tc = cuda_precision() == PRECISION_BF16;
+    if (tc && !scratch_aligned(scratch)) return;
+    AttScratch a = att_scratch(scratch, g);
     size_t rows = (size_t)B * NH * T;
     dim3 grid;
     unsigned threads;
-    flash_rowdot_kernel<<<cuda_blocks(rows, ATT_WARPS), ATT_WARPS * 32>>>(scratch, dout, out, g);
+    flash_rowdot_kernel<<<cuda_blocks(rows, ATT_WARPS), ATT_WARPS * 32>>>(a.D, dout, out, g);
     CUDA_LAUNCHED("attention_backward (D)");
-    int tc = cuda_precision() == PRECISION_BF16;
+    if (tc) {
+        heads_bf16(a.q, q, g, NH), heads_bf16(a.dout, dout, g, NH);
+        heads_bf16(a.k, k, g, NKV), heads_bf16(a.v, v, g, NKV);
+    }
     if (dq) {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, tc ? (int)TC : (int)DQ_ROWS);
         if (tc) {
             size_t bytes = allow_shared(flash_dq_tc_kernel, dq_tc_shared_bytes(warps, HS));
-            flash_dq_tc_kernel<<<grid, threads, bytes>>>(dq, dout, q, k, v, lse, scratch, mask,
+            flash_dq_tc_kernel<<<grid, threads, bytes>>>(dq, a.dout, a.q, a.k, a.v, lse, a.D, mask,
                                                          causal, p, seed, g);
         } else {
             flash_dq_kernel<<<grid, threads, dq_shared_bytes(warps, HS)>>>(
-                dq, dout, q, k, v, lse, scratch, mask, causal, p, seed, g);
+                dq, dout, q, k, v, lse, a.D, mask, causal, p, seed, g);
         }
         CUDA_LAUNCHED("attention_backward (dq)");
     }
@@ -761,11 +865,11 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
         int warps = att_launch_shape(&grid, &threads, B * NKV, T, tc ? (int)TC : (int)KEY_ROWS);
         if (tc) {
             size_t bytes = allow_shared(flash_dkdv_tc_kernel, dkdv_tc_shared_bytes(warps, HS));
-            flash_dkdv_tc_kernel<<<grid, threads, bytes>>>(dk, dv, dout, q, k, v, lse, scratch,
+            flash_dkdv_tc_kernel<<<grid, threads, bytes>>>(dk, dv, a.dout, a.q, a.k, a.v, lse, a.D,
                                                            mask, causal, p, seed, g);
         } else {
             flash_dkdv_kernel<<<grid, threads, dkdv_shared_bytes(warps, HS)>>>(
-                dk, dv, dout, q, k, v, lse, scratch, mask, causal, p, seed, g);
+                dk, dv, dout, q, k, v, lse, a.D, mask, causal, p, seed, g);
         }
         CUDA_LAUNCHED("attention_backward (dk, dv)");
     }

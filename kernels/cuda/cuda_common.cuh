@@ -178,7 +178,7 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                              const float *k, const float *v, const float *out, const float *lse,
                              const int32_t *mask, int causal, float p, uint64_t seed,
                              float *scratch, int B, int T, int NH, int NKV, int HS);
-size_t cuda_attention_scratch(int B, int T, int NH, int NKV);
+size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
                            float *scratch, int n, int pos0, int NH, int NKV, int HS);
 void cuda_activation_forward(float *out, const float *inp, Activation act, size_t n);

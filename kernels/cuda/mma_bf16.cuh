@@ -1,6 +1,7 @@
-/* mma_bf16.cuh: the warp-level tensor-core instructions of the bf16 attention kernels, as PTX
- * documents them, so that a lane knows which elements of a tile it holds and the softmax can
- * work on the products where they land, in registers (WMMA leaves that unspecified):
+/* mma_bf16.cuh: the tensor-core and asynchronous-copy instructions of the bf16 attention
+ * kernels, as PTX documents them, so that a lane knows which elements of a tile it holds and the
+ * softmax can work on the products where they land, in registers (WMMA leaves that
+ * unspecified):
  *
  *   mma_bf16_16816(c, a, b)  c[16x8] += a[16x16] b[16x8]: mma.sync.m16n8k16, bf16 a and b,
  *                            f32 c. Lane l = 4g + t holds
@@ -14,9 +15,15 @@
  *                            address of row j of matrix i (16-byte aligned), and r[i] of lane
  *                            l = 4g + t is matrix i's (row g, columns 2t..2t+1).
  *   ldmatrix_x4_trans        the same, transposed: r[i] = (rows 2t..2t+1, column g).
+ *   cp_async16(dst, src, ok) one thread's asynchronous copy of 16 bytes from global to shared
+ *                            memory (both 16-byte aligned), zeros instead where !ok (src is
+ *                            then not read); cp_async4 copies 4 bytes. Copies land in shared
+ *                            memory only by the thread's cp_async_wait_all after
+ *                            cp_async_commit, and other threads see them after a barrier.
  *
- * sm_80 and later. The emulated build (tests/cuda_emu) supplies the same three, as lock-step warp
- * collectives with these layouts; the loaders below are shared. */
+ * sm_80 and later. The emulated build (tests/cuda_emu) supplies the same, the matrix
+ * instructions as lock-step warp collectives with these layouts, the copies deferred to the
+ * wait; the loaders below are shared. */
 #pragma once
 #include <cuda_bf16.h>
 #include <stdint.h>
@@ -39,6 +46,24 @@ __device__ inline void mma_bf16_16816(float c[4], const uint32_t a[4], const uin
                  "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ inline void cp_async16(void *dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                     (unsigned)__cvta_generic_to_shared(dst)),
+                 "l"(src), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ inline void cp_async4(void *dst, const void *src) {
+    asm volatile(
+        "cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
+        "l"(src)
+        : "memory");
+}
+__device__ inline void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+__device__ inline void cp_async_wait_all() {
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
 #endif
 

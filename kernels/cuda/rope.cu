@@ -1,11 +1,12 @@
 /* rope.cu: rotary position embedding in place on [B,T,NH*HS] (HF Llama's
  * rotate_half layout), forward and its transpose for backward. A block per
  * token: thread x takes frequency i (a warp reads 32 consecutive floats of a
- * head half), works out its angle once, in the same float arithmetic as the CPU
- * reference, and rotates that pair in every head thread y visits, so the powf,
+ * head half), works out its angle once, in the same arithmetic as the CPU
+ * reference (rope_inv_freq), and rotates that pair in every head thread y visits, so the pow,
  * sinf and cosf are shared by the heads and no index needs a division. Not fused
  * into the q/k projections. */
 #include "cuda_common.cuh"
+#include "loraft/activation.h"
 
 /* blockDim.y: heads rotated at once; heads a thread loads before it stores */
 enum { ROPE_HEADS = 4, ROPE_UNROLL = 3 };
@@ -18,7 +19,7 @@ __global__ void rope_kernel(float *x, const int32_t *pos, float theta, int BT, i
         float p = (float)(pos ? pos[bt] : bt % T);
         float *row = x + (size_t)bt * NH * HS;
         for (int i = threadIdx.x; i < half; i += blockDim.x) {
-            float angle = p * (1.0f / powf(theta, (float)(2 * i) / (float)HS));
+            float angle = p * rope_inv_freq(theta, i, HS);
             float c = cosf(angle), s = dir * sinf(angle);
             /* ROPE_UNROLL heads' pairs loaded before any is stored: more loads in flight */
             for (int h0 = threadIdx.y; h0 < NH; h0 += ROPE_UNROLL * blockDim.y) {

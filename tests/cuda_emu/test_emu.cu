@@ -4,14 +4,14 @@
  * indices, launch errors, cuBLAS's column-major semantics against naive loops (FP32, and BF16
  * operands with FP32 output), cuBLASLt's too (with the bias epilogue, the alignments an algorithm
  * was chosen for, capture), bf16 rounding, ldmatrix (plain and transposed) and mma.sync against
- * the fragment layouts PTX documents, stream capture and graphs (recorded, not run;
- * replayed with the captured arguments; updated; every call CUDA refuses during a capture
- * refused with its error and the capture invalidated); and, each in a child process, the aborts
- * that make bugs visible: a divergent shuffle, a shuffle against a barrier, a host pointer passed
- * to a kernel, a GEMM operand past its allocation (FP32 and BF16), data and compute types not
- * emulated, a cuBLASLt epilogue not emulated or bias past its allocation or misaligned, ldmatrix
- * with a misaligned row or in part of a warp. Not a test of kernels/ (tests/gpu does that).
- * Prints "N passed, N failed". */
+ * the fragment layouts PTX documents, cp.async's copies landing at the wait, stream capture and
+ * graphs (recorded, not run; replayed with the captured arguments; updated; every call CUDA refuses
+ * during a capture refused with its error and the capture invalidated); and, each in a child
+ * process, the aborts that make bugs visible: a divergent shuffle, a shuffle against a barrier, a
+ * host pointer passed to a kernel, a GEMM operand past its allocation (FP32 and BF16), data and
+ * compute types not emulated, a cuBLASLt epilogue not emulated or bias past its allocation or
+ * misaligned, ldmatrix with a misaligned row or in part of a warp, a misaligned cp.async. Not a
+ * test of kernels/ (tests/gpu does that). Prints "N passed, N failed". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -627,6 +627,46 @@ static void test_mma_ptx(void) {
     cudaFree(m), cudaFree(out), cudaFree(A), cudaFree(B), cudaFree(C), cudaFree(D);
 }
 
+/* ---- cp.async (mma_ptx.h): copies land at the thread's wait, not before; a copy not yet
+ * committed stays queued; !ok fills zeros. Shared memory starts as 0xff bytes (NaN). One thread
+ * queues s[0..3] = src[0..3], s[4..7] = zeros, s[8] = src[5], commits, queues s[12..15] =
+ * src[8..11], waits, commits, waits; out[0..3] = s[0..3] before the first wait, out[4..13] =
+ * s[0..8] and s[12] after it, out[14..15] = s[12], s[15] after the second. */
+__global__ void cp_async_kernel(float *out, const float *src, int offset) {
+    extern __shared__ __align__(16) unsigned char cp_smem[];
+    float *s = (float *)cp_smem;
+    cp_async16(s + offset, src, true);
+    cp_async16(s + 4, src, false);
+    cp_async4(s + 8, src + 5);
+    for (int i = 0; i < 4; i++) out[i] = s[i];
+    cp_async_commit();
+    cp_async16(s + 12, src + 8, true);
+    cp_async_wait_all();
+    for (int i = 0; i < 9; i++) out[4 + i] = s[i];
+    out[13] = s[12];
+    cp_async_commit();
+    cp_async_wait_all();
+    out[14] = s[12], out[15] = s[15];
+}
+
+static void test_cp_async(void) {
+    float hsrc[12], got[16];
+    for (int i = 0; i < 12; i++) hsrc[i] = (float)(i + 1);
+    float *src, *out;
+    cudaMalloc(&src, sizeof hsrc), cudaMalloc(&out, sizeof got);
+    cudaMemcpy(src, hsrc, sizeof hsrc, cudaMemcpyHostToDevice);
+    cp_async_kernel<<<1, 1, 16 * sizeof(float)>>>(out, src, 0);
+    EXPECT(cudaGetLastError() == cudaSuccess);
+    cudaMemcpy(got, out, sizeof got, cudaMemcpyDeviceToHost);
+    EXPECT(isnan(got[0]) && isnan(got[3]));                      /* not before the wait */
+    EXPECT(got[4] == 1.0f && got[5] == 2.0f && got[7] == 4.0f);  /* landed */
+    EXPECT(got[8] == 0.0f && got[9] == 0.0f && got[11] == 0.0f); /* zeros for !ok */
+    EXPECT(got[12] == 6.0f);                                     /* the 4-byte copy */
+    EXPECT(isnan(got[13]));                                      /* uncommitted: still queued */
+    EXPECT(got[14] == 9.0f && got[15] == 12.0f);                 /* landed at the next wait */
+    cudaFree(src), cudaFree(out);
+}
+
 __global__ void shfl_vs_barrier_kernel(float *out) {
     float v = (float)threadIdx.x;
     if (threadIdx.x == 3)
@@ -946,6 +986,11 @@ static void run_ldmatrix_half_warp(float *d) {
     ldmatrix_misuse_kernel<<<1, 32>>>((const __nv_bfloat16 *)d, 0, 16);
 }
 
+/* a 16-byte cp.async to shared memory 4 bytes off 16 */
+static void run_cp_async_misaligned(float *d) {
+    cp_async_kernel<<<1, 1, 16 * sizeof(float)>>>(d, d, 1);
+}
+
 int main(void) {
     test_shuffles();
     test_blocks();
@@ -955,6 +1000,7 @@ int main(void) {
     test_gemm_bf16();
     test_gemm_lt();
     test_mma_ptx();
+    test_cp_async();
     test_graphs();
     expect_abort("divergent shuffle", run_divergent, "divergent warp collective");
     expect_abort("shuffle against a barrier", run_vs_barrier, "divergent warp collective");
@@ -969,6 +1015,7 @@ int main(void) {
     expect_abort("cuBLASLt bias misaligned", run_lt_bias_misaligned, "not 16-byte aligned");
     expect_abort("ldmatrix misaligned row", run_ldmatrix_misaligned, "not 16-byte aligned");
     expect_abort("ldmatrix in half a warp", run_ldmatrix_half_warp, "divergent warp collective");
+    expect_abort("cp.async misaligned", run_cp_async_misaligned, "not aligned to the copy's size");
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -49,6 +49,12 @@ struct alignas(8) float2 { /* aligned as CUDA's: a vector load needs it */
 struct alignas(16) float4 {
     float x, y, z, w;
 };
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) {
+    return uint4{x, y, z, w};
+}
 struct uint3 {
     unsigned x, y, z;
 };

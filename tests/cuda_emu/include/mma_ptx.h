@@ -85,3 +85,49 @@ inline void emu_mma_bf16_16816(const char *site, float c[4], const uint32_t a[4]
     emu_ptx_step(EMU_MMA, site); /* every lane done reading the others' registers */
     for (int q = 0; q < 4; q++) c[q] = out[q];
 }
+
+/* cp.async: each thread's copies wait in its queue until its cp_async_wait_all, which does
+ * those of its committed groups, so a kernel that reads a tile before waiting for it reads what
+ * was there before (0xff bytes at a block's start) and fails its test. Copies not committed when
+ * the thread waits stay queued, as PTX's wait_group leaves them. A thread must wait for its
+ * copies before it exits. */
+struct EmuCopy {
+    void *dst;
+    const void *src; /* NULL: zeros */
+    unsigned bytes, group;
+};
+inline EmuCopy emu_copies[1024][256];
+inline unsigned emu_copy_count[1024], emu_copy_group[1024];
+
+inline void emu_cp_async(const char *site, void *dst, const void *src, unsigned bytes) {
+    unsigned tid = emu_ptx_tid(), n = emu_copy_count[tid];
+    if ((uintptr_t)dst % bytes || (src && (uintptr_t)src % bytes) || n == 256) {
+        fprintf(stderr, "cuda-emu: cp.async at %s: %s\n", site,
+                n == 256 ? "more than 256 copies pending in one thread"
+                         : "an address is not aligned to the copy's size");
+        fflush(stderr);
+        abort();
+    }
+    emu_copies[tid][n] = EmuCopy{dst, src, bytes, emu_copy_group[tid]};
+    emu_copy_count[tid] = n + 1;
+}
+#define cp_async16(dst, src, ok) emu_cp_async(EMU_SITE, dst, (ok) ? (const void *)(src) : NULL, 16)
+#define cp_async4(dst, src) emu_cp_async(EMU_SITE, dst, src, 4)
+inline void cp_async_commit() {
+    emu_copy_group[emu_ptx_tid()]++;
+}
+inline void cp_async_wait_all() {
+    unsigned tid = emu_ptx_tid(), kept = 0;
+    for (unsigned i = 0; i < emu_copy_count[tid]; i++) {
+        EmuCopy c = emu_copies[tid][i];
+        if (c.group == emu_copy_group[tid]) { /* not committed yet */
+            emu_copies[tid][kept++] = c;
+            continue;
+        }
+        if (c.src)
+            memcpy(c.dst, c.src, c.bytes);
+        else
+            memset(c.dst, 0, c.bytes);
+    }
+    emu_copy_count[tid] = kept;
+}
