@@ -549,8 +549,8 @@ static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
 static size_t scratch_floats(const Model *m) {
     size_t B = m->max_batch, T = m->max_len, R = m->spec.r;
     int NH = m->cfg.num_heads;
-    size_t need = m->ops->attention_scratch((int)B, (int)T, NH, m->cfg.num_kv_heads,
-                                            m->cfg.hidden_size / NH);
+    size_t need =
+        m->ops->attention_scratch((int)B, (int)T, NH, m->cfg.num_kv_heads, m->cfg.hidden_size / NH);
     for (int i = 0; i < m->n_linears; i++) {
         const Linear *l = m->linears[i];
         if (l->lora) need = max_size(need, ops_lora_scratch(B * T, (size_t)l->in, R));
