@@ -31,6 +31,8 @@
 #include "loraft/activation.h"
 #include "mma_bf16.cuh"
 
+#include <type_traits>
+
 enum {
     HS_MAX = 128,       /* head sizes up to this; larger is an error */
     DIMS = HS_MAX / 32, /* accumulator dimensions per lane */
@@ -467,17 +469,31 @@ __device__ inline float quad_sum(float x) {
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
+/* Bit c: key j0 + c of an N-key tile (N <= 64) is inside T and not padding. A load per lane
+ * per 32 keys, joined by ballots, instead of one per score. The whole warp. */
+template <int N>
+__device__ inline uint64_t visible_keys(const int32_t *keep, int j0, int T, int lane) {
+    uint64_t bits = 0;
+#pragma unroll
+    for (int c0 = 0; c0 < N; c0 += 32)
+        bits |= (uint64_t)__ballot_sync(0xffffffffu, key_visible(keep, 0, 0, j0 + c0 + lane, T))
+                << c0;
+    return bits;
+}
+
 /* The scores of an N-key tile from key j0 in log2 units (times scale2 = log2 e / sqrt(HS)),
- * -inf where hidden: past T, padding, or (causal) after the row's query; rows from w0. */
+ * -inf where hidden: past T, padding, or (causal) after the row's query; rows from w0. The
+ * whole warp. */
 template <int N>
 __device__ inline void mask_scores(float (*s)[4], const int32_t *keep, int causal, int w0, int j0,
                                    int T, float scale2, int lane) {
+    uint64_t visible = visible_keys<N>(keep, j0, T, lane);
 #pragma unroll
     for (int nt = 0; nt < N / 8; nt++)
 #pragma unroll
         for (int c = 0; c < 2; c++) {
             int j = j0 + c_col(lane, nt, c);
-            bool col_ok = key_visible(keep, 0, 0, j, T);
+            bool col_ok = visible >> (j - j0) & 1;
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 int e = 2 * h + c, i = w0 + c_row(lane, e);
@@ -506,13 +522,14 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
 
 /* grid (B*NH, query blocks of warps*16 rows): flash_forward_kernel on tensor cores, FWD_KEYS
  * keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v. */
+template <int HPC>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_forward_tc_kernel(float *out, float *lse, const bf16 *qh, const bf16 *kh, const bf16 *vh,
                             const int32_t *mask, int causal, float p, uint64_t seed,
                             const Heads g) {
 #if TC_ARCH
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
-    int HS = g.HS, HP = padded_hs(HS), ld = tile_stride(HS);
+    int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = HP + 8; /* tile_stride */
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * TC;
     int i0 = blockIdx.y * rows, w0 = i0 + warp * TC; /* the block's and the warp's first row */
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* fwd_tc_shared_bytes */
@@ -596,13 +613,14 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 
 /* grid (B*NH, query blocks of warps*16 rows): flash_dq_kernel on tensor cores, BWD_TILE keys a
  * tile; qh, kh, vh, doh the heads_bf16 copies of q, k, v, dout. */
+template <int HPC>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dq_tc_kernel(float *dq, const bf16 *doh, const bf16 *qh, const bf16 *kh, const bf16 *vh,
                        const float *lse, const float *D, const int32_t *mask, int causal, float p,
                        uint64_t seed, const Heads g) {
 #if TC_ARCH
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
-    int HS = g.HS, HP = padded_hs(HS), ld = tile_stride(HS);
+    int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = HP + 8; /* tile_stride */
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * TC;
     int i0 = blockIdx.y * rows, w0 = i0 + warp * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dq_tc_shared_bytes */
@@ -664,11 +682,11 @@ struct QueryTiles {
 };
 /* Queues query tile n of qt (q, dout rows; lse, D) into buf: Qs, dOs [BWD_TILE][ld], then
  * lse_s, D_s [BWD_TILE] floats; rows past T get lse = inf (P = 0) and D = 0. All threads. */
-__device__ inline void load_query_tile(unsigned char *buf, int ld, const QueryTiles qt, int n,
+__device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTiles qt, int n,
                                        const bf16 *qh, const bf16 *doh, const float *lse,
                                        const float *D, int b, const Heads g) {
     int h = qt.first_head + n / qt.per_head, i0 = qt.i_start + n % qt.per_head * BWD_TILE;
-    int T = g.T, HP = padded_hs(g.HS);
+    int T = g.T, ld = HP + 8; /* tile_stride */
     bf16 *Qs = (bf16 *)buf, *dOs = Qs + BWD_TILE * ld;
     float *lse_s = (float *)(dOs + BWD_TILE * ld), *D_s = lse_s + BWD_TILE;
     load_tile_async(Qs, ld, head_rows(qh, b, h, g.NH, T, HP), i0, BWD_TILE, T, HP);
@@ -687,13 +705,15 @@ __device__ inline void load_query_tile(unsigned char *buf, int ld, const QueryTi
 /* grid (B*NKV, key blocks of warps*16 keys): flash_dkdv_kernel on tensor cores; the warp's 16
  * keys against BWD_TILE queries at a time (S^T = K Q^T, dP^T = V dout^T), the tiles of all the
  * group's query heads one stream (QueryTiles), so the copy of the next runs across heads. */
+template <int HPC>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dkdv_tc_kernel(float *dk, float *dv, const bf16 *doh, const bf16 *qh, const bf16 *kh,
                          const bf16 *vh, const float *lse, const float *D, const int32_t *mask,
                          int causal, float p, uint64_t seed, const Heads g) {
 #if TC_ARCH
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
-    int HP = padded_hs(HS), ld = tile_stride(HS), lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int HP = HPC ? HPC : padded_hs(HS), ld = HP + 8, lane = threadIdx.x & 31,
+        warp = threadIdx.x >> 5;
     int nkeys = (blockDim.x >> 5) * TC, j0 = blockIdx.y * nkeys, w0 = j0 + warp * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
@@ -708,14 +728,14 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     qt.per_head = (T - qt.i_start + BWD_TILE - 1) / BWD_TILE;
     load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
     load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
-    load_query_tile(bufs, ld, qt, 0, qh, doh, lse, D, b, g);
+    load_query_tile(bufs, HP, qt, 0, qh, doh, lse, D, b, g);
     cp_async_commit();
     for (int n = 0; n < G * qt.per_head; n++) {
         cp_async_wait_all();
         __syncthreads(); /* this tile landed for all; the other buffer's readers done */
         unsigned char *buf = bufs + (n & 1) * buf_bytes;
         if (n + 1 < G * qt.per_head) {
-            load_query_tile(bufs + ((n + 1) & 1) * buf_bytes, ld, qt, n + 1, qh, doh, lse, D, b, g);
+            load_query_tile(bufs + ((n + 1) & 1) * buf_bytes, HP, qt, n + 1, qh, doh, lse, D, b, g);
             cp_async_commit();
         }
         int i0 = qt.i_start + n % qt.per_head * BWD_TILE;
@@ -759,6 +779,19 @@ static size_t dq_tc_shared_bytes(int warps, int HS) {
 static size_t dkdv_tc_shared_bytes(int warps, int HS) {
     return sizeof(bf16) * 2 * warps * TC * tile_stride(HS) + 2 * query_tile_bytes(HS);
 }
+/* Calls launch(std::integral_constant<int, HPC>) with the tensor-core kernels' compiled head
+ * size: HP = 64 and 128 have kernels of their own (loops unrolled whole, no branches on HP),
+ * other sizes HPC = 0 (HP at run time). */
+template <typename F> static void with_head_size(int HS, F launch) {
+    int HP = padded_hs(HS);
+    if (HP == 64)
+        launch(std::integral_constant<int, 64>());
+    else if (HP == 128)
+        launch(std::integral_constant<int, 128>());
+    else
+        launch(std::integral_constant<int, 0>());
+}
+
 /* Lets kernel f take `bytes` of dynamic shared memory: above 48 KB a launch must ask. */
 template <typename F> static size_t allow_shared(F *f, size_t bytes) {
     if (bytes > 48 * 1024)
@@ -819,9 +852,13 @@ void cuda_attention_forward(float *out, float *lse, const float *q, const float 
         AttScratch a = att_scratch(scratch, g);
         heads_bf16(a.q, q, g, NH), heads_bf16(a.k, k, g, NKV), heads_bf16(a.v, v, g, NKV);
         int warps = att_launch_shape(&grid, &threads, B * NH, T, TC);
-        size_t bytes = allow_shared(flash_forward_tc_kernel, fwd_tc_shared_bytes(warps, HS));
-        flash_forward_tc_kernel<<<grid, threads, bytes>>>(out, lse, a.q, a.k, a.v, mask, causal, p,
-                                                          seed, g);
+        with_head_size(HS, [&](auto hp) {
+            constexpr int HPC = decltype(hp)::value;
+            auto *kernel = flash_forward_tc_kernel<HPC>;
+            size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes(warps, HS));
+            flash_forward_tc_kernel<HPC>
+                <<<grid, threads, bytes>>>(out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
+        });
     } else {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
         flash_forward_kernel<<<grid, threads, fwd_shared_bytes(warps, HS)>>>(
@@ -852,9 +889,13 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     if (dq) {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, tc ? (int)TC : (int)DQ_ROWS);
         if (tc) {
-            size_t bytes = allow_shared(flash_dq_tc_kernel, dq_tc_shared_bytes(warps, HS));
-            flash_dq_tc_kernel<<<grid, threads, bytes>>>(dq, a.dout, a.q, a.k, a.v, lse, a.D, mask,
-                                                         causal, p, seed, g);
+            with_head_size(HS, [&](auto hp) {
+                constexpr int HPC = decltype(hp)::value;
+                auto *kernel = flash_dq_tc_kernel<HPC>;
+                size_t bytes = allow_shared(kernel, dq_tc_shared_bytes(warps, HS));
+                flash_dq_tc_kernel<HPC><<<grid, threads, bytes>>>(dq, a.dout, a.q, a.k, a.v, lse,
+                                                                  a.D, mask, causal, p, seed, g);
+            });
         } else {
             flash_dq_kernel<<<grid, threads, dq_shared_bytes(warps, HS)>>>(
                 dq, dout, q, k, v, lse, a.D, mask, causal, p, seed, g);
@@ -864,9 +905,13 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     if (dk || dv) {
         int warps = att_launch_shape(&grid, &threads, B * NKV, T, tc ? (int)TC : (int)KEY_ROWS);
         if (tc) {
-            size_t bytes = allow_shared(flash_dkdv_tc_kernel, dkdv_tc_shared_bytes(warps, HS));
-            flash_dkdv_tc_kernel<<<grid, threads, bytes>>>(dk, dv, a.dout, a.q, a.k, a.v, lse, a.D,
-                                                           mask, causal, p, seed, g);
+            with_head_size(HS, [&](auto hp) {
+                constexpr int HPC = decltype(hp)::value;
+                auto *kernel = flash_dkdv_tc_kernel<HPC>;
+                size_t bytes = allow_shared(kernel, dkdv_tc_shared_bytes(warps, HS));
+                flash_dkdv_tc_kernel<HPC><<<grid, threads, bytes>>>(
+                    dk, dv, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
+            });
         } else {
             flash_dkdv_kernel<<<grid, threads, dkdv_shared_bytes(warps, HS)>>>(
                 dk, dv, dout, q, k, v, lse, a.D, mask, causal, p, seed, g);

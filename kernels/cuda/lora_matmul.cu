@@ -286,35 +286,53 @@ void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, c
 
 /* dinp[N,C] += drop'(du[N,R] A[R,C]), the mask at inp's element index: backward's up-projection
  * under dropout in one pass over dinp (a GEMM into scratch, then the mask, would write and read
- * [N,C] once more). A block takes UP_ROWS rows at a time, a thread a column of them: it walks A
- * down that column (coalesced across the block; A stays in cache) and each A value feeds UP_ROWS
- * sums; du's values are the same for the whole block (one broadcast load each). */
-enum { UP_ROWS = 8 };
+ * [N,C] once more). A block takes UP_ROWS rows at a time and a thread a column of them: it walks
+ * A down the column (coalesced across the block; A stays in cache) and each A value feeds
+ * UP_ROWS sums, with du's values, the same for the whole block, staged in shared memory UP_RANKS
+ * ranks at a time and read as broadcasts. */
+enum { UP_ROWS = 8, UP_RANKS = 128 };
 __global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const float *A, float p,
                                         uint64_t seed, int N, int C, int R) {
+    __shared__ float du_rows[UP_ROWS][UP_RANKS]; /* zeros past row N */
     for (size_t n0 = (size_t)blockIdx.x * UP_ROWS; n0 < (size_t)N;
          n0 += (size_t)gridDim.x * UP_ROWS) {
         size_t left = N - n0;
         int rows = left < (size_t)UP_ROWS ? (int)left : UP_ROWS;
-        const float *d = du + n0 * R;
-        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        for (int c0 = 0; c0 < C; c0 += blockDim.x) { /* block-uniform: barriers inside */
+            int c = c0 + threadIdx.x;
             float acc[UP_ROWS];
 #pragma unroll
             for (int i = 0; i < UP_ROWS; i++) acc[i] = 0.0f;
-            for (int r = 0; r < R; r++) {
-                float a = A[(size_t)r * C + c];
+            for (int r0 = 0; r0 < R; r0 += UP_RANKS) {
+                int ranks = R - r0 < UP_RANKS ? R - r0 : UP_RANKS;
+                __syncthreads(); /* the previous ranks' readers done */
+                for (int t = threadIdx.x; t < UP_ROWS * ranks; t += blockDim.x) {
+                    int i = t / ranks, r = t % ranks;
+                    du_rows[i][r] = i < rows ? du[(n0 + i) * R + r0 + r] : 0.0f;
+                }
+                __syncthreads();
+                for (int r = 0; c < C && r < ranks; r++) {
+                    float a = A[(size_t)(r0 + r) * C + c];
 #pragma unroll
-                for (int i = 0; i < UP_ROWS; i++)
-                    if (i < rows) acc[i] += d[(size_t)i * R + r] * a;
+                    for (int i = 0; i < UP_ROWS; i++) acc[i] += du_rows[i][r] * a;
+                }
             }
 #pragma unroll
             for (int i = 0; i < UP_ROWS; i++)
-                if (i < rows) {
+                if (i < rows && c < C) {
                     size_t idx = (n0 + i) * C + c;
                     dinp[idx] += rng_dropout_scale(seed, idx, p) * acc[i];
                 }
         }
     }
+}
+
+/* Threads of a lora_dinp_masked_kernel block: a multiple of 32, at most CUDA_THREADS, that
+ * gives every thread the same number of the C columns where it can (C = 576: 192 threads of 3). */
+static unsigned dinp_masked_threads(int C) {
+    int per_thread = (C + (int)CUDA_THREADS - 1) / (int)CUDA_THREADS;
+    int threads = (C + per_thread - 1) / per_thread;
+    return (unsigned)((threads + 31) / 32 * 32);
 }
 
 /* du[N,R] = scale * dout @ B (in scratch after N*C floats); dB[OC,R] += scale *
@@ -346,7 +364,7 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
     if (!dinp) return;
     if (p > 0.0f) {
         unsigned blocks = cuda_blocks(((size_t)N + UP_ROWS - 1) / UP_ROWS, 1);
-        lora_dinp_masked_kernel<<<blocks, CUDA_THREADS>>>(dinp, du, A, p, seed, N, C, R);
+        lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, du, A, p, seed, N, C, R);
         CUDA_LAUNCHED("lora_backward (masked dinp)");
         return;
     }

@@ -1,26 +1,27 @@
 /* rope.cu: rotary position embedding in place on [B,T,NH*HS] (HF Llama's
- * rotate_half layout), forward and its transpose for backward. A block per
- * token: thread x takes frequency i (a warp reads 32 consecutive floats of a
- * head half), works out its angle once, in the same arithmetic as the CPU
- * reference (rope_inv_freq), and rotates that pair in every head thread y visits, so the pow,
- * sinf and cosf are shared by the heads and no index needs a division. Not fused
- * into the q/k projections. */
+ * rotate_half layout), forward and its transpose for backward. Thread x takes
+ * frequency i (a warp reads 32 consecutive floats of a head half) and works out
+ * its inverse frequency once, in the same arithmetic as the CPU reference
+ * (rope_inv_freq, a double pow); the block then walks its tokens, and for each
+ * rotates that pair in every head thread y visits, so the sinf and cosf of a
+ * token are shared by the heads and no index needs a division. Not fused into
+ * the q/k projections. */
 #include "cuda_common.cuh"
 #include "loraft/activation.h"
 
-/* blockDim.y: heads rotated at once; heads a thread loads before it stores */
-enum { ROPE_HEADS = 4, ROPE_UNROLL = 3 };
+/* blockDim.y: heads rotated at once; heads a thread loads before it stores; blocks at most
+ * (each walks BT / ROPE_BLOCKS tokens, so the pow is rare) */
+enum { ROPE_HEADS = 4, ROPE_UNROLL = 3, ROPE_BLOCKS = 2048 };
 
 /* dir = -1 rotates by -angle (the transpose). */
 __global__ void rope_kernel(float *x, const int32_t *pos, float theta, int BT, int T, int NH,
                             int HS, float dir) {
     int half = HS / 2;
-    for (int bt = blockIdx.x; bt < BT; bt += gridDim.x) {
-        float p = (float)(pos ? pos[bt] : bt % T);
-        float *row = x + (size_t)bt * NH * HS;
-        for (int i = threadIdx.x; i < half; i += blockDim.x) {
-            float angle = p * rope_inv_freq(theta, i, HS);
-            float c = cosf(angle), s = dir * sinf(angle);
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float inv_freq = rope_inv_freq(theta, i, HS);
+        for (int bt = blockIdx.x; bt < BT; bt += gridDim.x) {
+            float angle = (float)(pos ? pos[bt] : bt % T) * inv_freq;
+            float c = cosf(angle), s = dir * sinf(angle), *row = x + (size_t)bt * NH * HS;
             /* ROPE_UNROLL heads' pairs loaded before any is stored: more loads in flight */
             for (int h0 = threadIdx.y; h0 < NH; h0 += ROPE_UNROLL * blockDim.y) {
                 float u[ROPE_UNROLL], v[ROPE_UNROLL];
@@ -42,7 +43,7 @@ static void rope(float *x, const int32_t *pos, float theta, int B, int T, int NH
                  float dir) {
     int BT = B * T;
     if (BT <= 0 || NH <= 0 || HS < 2) return;
-    unsigned blocks = BT < (int)CUDA_MAX_BLOCKS ? (unsigned)BT : CUDA_MAX_BLOCKS;
+    unsigned blocks = BT < ROPE_BLOCKS ? (unsigned)BT : (unsigned)ROPE_BLOCKS;
     rope_kernel<<<blocks, dim3(32, ROPE_HEADS)>>>(x, pos, theta, BT, T, NH, HS, dir);
     CUDA_LAUNCHED("rope");
 }

@@ -1141,6 +1141,7 @@ int main(void) {
     test_lora(38, 67, 45, 12, 0.0f, G_ALL);   /* R, N not multiples of 8, 4: cuBLAS at p = 0, */
     test_lora(38, 67, 45, 12, 0.3f, G_ALL);   /* the down kernel's partial chunk and row group */
     test_lora(64, 3072, 768, 8, 0.1f, G_ALL); /* FFN output: input width F > OC */
+    test_lora(37, 300, 45, 130, 0.3f, G_DINP); /* masked dinp: two rank chunks, C > 256 */
     test_attention(1, 1, 1, 1, 4, 0, 0, 0.0f, 0);
     test_attention(2, 7, 3, 3, 4, 0, 2, 0.0f, 0);
     test_attention(2, 7, 3, 3, 4, 0, 2, 0.2f, 1);
@@ -1167,7 +1168,7 @@ int main(void) {
     test_attention_bf16(3, 33, 4, 1, 16, 1, 5, 0.1f, G_ALL);  /* causal, MQA */
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL); /* SmolLM2's heads */
     test_attention_bf16(2, 45, 4, 2, 128, 1, 7, 0.1f, G_ALL);
-    test_attention_bf16(2, 150, 2, 1, 6, 1, 9, 0.1f, G_ALL); /* HS % 4: scalar loads; 3 tiles */
+    test_attention_bf16(2, 150, 2, 1, 6, 1, 9, 0.1f, G_ALL); /* HS 6: 10 zero columns; 3 tiles */
     test_attention_bf16(2, 37, 4, 2, 32, 1, 5, 0.1f, G_DW);  /* dk only */
     test_attention_bf16(2, 37, 4, 2, 32, 0, 5, 0.1f, G_DINP | G_DB); /* dq, dv */
     test_attention_cached(1, 0, 1, 1, 4);                            /* the first token */
