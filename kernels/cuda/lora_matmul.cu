@@ -14,6 +14,7 @@
  * Row-major X[r,c] is column-major X^T, so every cuBLAS call below computes the
  * transpose of the row-major formula in its comment. */
 #include "cuda_common.cuh"
+#include "mma_bf16.cuh" /* pack_bf16x2 */
 
 enum { ROW_WARPS = 8, DOWN_ROWS = 4 }; /* DOWN_ROWS: rows per warp in lora_down_kernel */
 
@@ -97,14 +98,43 @@ void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const ui
     dense_forward(out, CUDA_R_16BF, inp, ldi, weight, ldw, bias, N, C, OC);
 }
 
+/* VEC values of a row from src (16-byte aligned when VEC is 4: one float4 load), or zeros. */
+template <int VEC>
+__device__ inline void load_row_slice(float (&x)[VEC], const float *src, bool in) {
+    if (VEC == 4 && in) {
+        float4 q = *(const float4 *)src;
+        x[0] = q.x, x[1] = q.y, x[2] = q.z, x[3] = q.w;
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < VEC; e++) x[e] = in ? src[e] : 0.0f;
+}
+
+/* dst[0..VEC) = bf16 of x: one 8-byte store when VEC is 4 (dst 8-byte aligned). */
+template <int VEC>
+__device__ inline void store_bf16_slice(__nv_bfloat16 *dst, const float (&x)[VEC]) {
+    if constexpr (VEC == 4) {
+        *(uint2 *)dst = make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
+    } else {
+#pragma unroll
+        for (int e = 0; e < VEC; e++) dst[e] = __float2bfloat16(x[e]);
+    }
+}
+
 /* out[N, M+R] = bf16([a | b]) of a [N,M] and b [N,R]: one pass for both, rows over the grid's y
- * (no division per element) */
+ * (no division per element), VEC columns a thread (4: M and R multiples of 4, a and b 16-byte
+ * aligned, out 8-byte: four never straddle a and b) */
+template <int VEC>
 __global__ void round_concat_bf16_kernel(__nv_bfloat16 *out, const float *a, int M, const float *b,
                                          int R, int N) {
     int ld = M + R;
     for (size_t row = blockIdx.y; row < (size_t)N; row += gridDim.y)
-        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < ld; c += gridDim.x * blockDim.x)
-            out[row * ld + c] = __float2bfloat16(c < M ? a[row * M + c] : b[row * R + c - M]);
+        for (int c = VEC * (blockIdx.x * blockDim.x + threadIdx.x); c < ld;
+             c += VEC * gridDim.x * blockDim.x) {
+            float x[VEC];
+            load_row_slice<VEC>(x, c < M ? a + row * M + c : b + row * R + c - M, true);
+            store_bf16_slice<VEC>(out + row * ld + c, x);
+        }
 }
 
 /* [dout | du] rounded to bf16 into scratch first (A and B of cublasGemmEx share one type). */
@@ -114,8 +144,13 @@ void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, 
     if (N <= 0 || C <= 0 || OC <= 0) return;
     int K = OC + (du ? R : 0);
     __nv_bfloat16 *d = (__nv_bfloat16 *)scratch;
-    dim3 grid(cuda_blocks(K, CUDA_THREADS), N < 65535 ? N : 65535);
-    round_concat_bf16_kernel<<<grid, CUDA_THREADS>>>(d, dout, OC, du, K - OC, N);
+    bool vec = OC % 4 == 0 && (K - OC) % 4 == 0 && (uintptr_t)dout % 16 == 0 &&
+               (uintptr_t)du % 16 == 0 && (uintptr_t)d % 8 == 0;
+    dim3 grid(cuda_blocks(vec ? (K + 3) / 4 : K, CUDA_THREADS), N < 65535 ? N : 65535);
+    if (vec)
+        round_concat_bf16_kernel<4><<<grid, CUDA_THREADS>>>(d, dout, OC, du, K - OC, N);
+    else
+        round_concat_bf16_kernel<1><<<grid, CUDA_THREADS>>>(d, dout, OC, du, K - OC, N);
     CUDA_LAUNCHED("matmul_backward_bf16 (round)");
     cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, K, 1.0f, (const __nv_bfloat16 *)weight, ldw, d,
                    K, 1.0f, dinp, C);
@@ -154,18 +189,6 @@ template <int V> __device__ inline void warp_sum_transposed(float (&v)[V], int l
     warp_sum_half<1>(v, lane);
 }
 
-/* VEC values of a row from src (16-byte aligned when VEC is 4: one float4 load), or zeros. */
-template <int VEC>
-__device__ inline void load_row_slice(float (&x)[VEC], const float *src, bool in) {
-    if (VEC == 4 && in) {
-        float4 q = *(const float4 *)src;
-        x[0] = q.x, x[1] = q.y, x[2] = q.z, x[3] = q.w;
-        return;
-    }
-#pragma unroll
-    for (int e = 0; e < VEC; e++) x[e] = in ? src[e] : 0.0f;
-}
-
 /* For each linear j of g: u_j = drop_j(X) A_j^T [N,R], in chunks of RMAX outputs. A warp takes
  * DOWN_ROWS rows: lanes stride over k (coalesced), each A value loaded feeds DOWN_ROWS rows' sums,
  * kept in registers and reduced once. With g.xb the first pass also writes bf16(x) into every copy
@@ -193,25 +216,24 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
                     for (int i = 0; i < DOWN_ROWS; i++) {
                         size_t idx = (n0 + i) * K + k;
                         load_row_slice<VEC>(x[i], X + idx, i < rows);
+                        for (int c = 0; copy && i < rows && c < g.n; c++)
+                            store_bf16_slice<VEC>(g.xb + (c * (size_t)N + n0 + i) * ld + k, x[i]);
 #pragma unroll
-                        for (int e = 0; e < VEC; e++) {
-                            for (int c = 0; copy && i < rows && c < g.n; c++)
-                                g.xb[(c * (size_t)N + n0 + i) * ld + k + e] =
-                                    __float2bfloat16(x[i][e]);
+                        for (int e = 0; e < VEC; e++)
                             x[i][e] *= rng_dropout_scale(g.seed[j], idx + e, p);
-                        }
                     }
                     const float *a = g.A[j] + (size_t)r0 * K + k;
 #pragma unroll
                     for (int r = 0; r < RMAX; r++)
-                        if (r0 + r < R)
+                        if (r0 + r < R) {
+                            float ar[VEC];
+                            load_row_slice<VEC>(ar, a + (size_t)r * K, true);
 #pragma unroll
-                            for (int e = 0; e < VEC; e++) {
-                                float ar = a[(size_t)r * K + e];
+                            for (int e = 0; e < VEC; e++)
 #pragma unroll
                                 for (int i = 0; i < DOWN_ROWS; i++)
-                                    acc[i * RMAX + r] += x[i][e] * ar;
-                            }
+                                    acc[i * RMAX + r] += x[i][e] * ar[e];
+                        }
                 }
                 warp_sum_transposed(acc, lane);
 #pragma unroll
@@ -227,18 +249,26 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     }
 }
 
+/* VEC 4 (float4 loads of X and A, 8-byte stores of xb) where every row allows it. */
+static bool lora_down_vec4(const LoraDown &g, const float *X, int K, int R) {
+    bool ok =
+        K % 4 == 0 && (uintptr_t)X % 16 == 0 && (!g.xb || (R % 4 == 0 && (uintptr_t)g.xb % 8 == 0));
+    for (int j = 0; j < g.n; j++) ok = ok && (uintptr_t)g.A[j] % 16 == 0;
+    return ok;
+}
+
 template <int RMAX>
 static void launch_lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
                              int R) {
     unsigned blocks = cuda_blocks(((size_t)N + DOWN_ROWS - 1) / DOWN_ROWS, ROW_WARPS);
-    if (K % 4 == 0 && (uintptr_t)X % 16 == 0)
+    if (lora_down_vec4(g, X, K, R))
         lora_down_kernel<RMAX, 4><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
     else
         lora_down_kernel<RMAX, 1><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
 }
 
 /* RMAX 8 up to rank 8 (32 sums a lane), else chunks of 16 (64): more would spill or starve the
- * SM of warps. The input is read as float4 when its rows are 16-byte aligned. */
+ * SM of warps. */
 static void lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
                       int R) {
     if (R <= 8)

@@ -49,6 +49,12 @@ struct alignas(8) float2 { /* aligned as CUDA's: a vector load needs it */
 struct alignas(16) float4 {
     float x, y, z, w;
 };
+struct alignas(8) uint2 {
+    unsigned x, y;
+};
+static inline uint2 make_uint2(unsigned x, unsigned y) {
+    return uint2{x, y};
+}
 struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
