@@ -1138,9 +1138,9 @@ int main(void) {
     test_lora(37, 67, 45, 4, 0.3f, G_DW);           /* dA only */
     test_lora(37, 67, 45, 80, 0.3f, G_DB);          /* dB only */
     test_lora(64, 768, 768, 8, 0.1f, G_DW | G_DB);
-    test_lora(38, 67, 45, 12, 0.0f, G_ALL);   /* R, N not multiples of 8, 4: cuBLAS at p = 0, */
-    test_lora(38, 67, 45, 12, 0.3f, G_ALL);   /* the down kernel's partial chunk and row group */
-    test_lora(64, 3072, 768, 8, 0.1f, G_ALL); /* FFN output: input width F > OC */
+    test_lora(38, 67, 45, 12, 0.0f, G_ALL);    /* R, N not multiples of 8, 4: cuBLAS at p = 0, */
+    test_lora(38, 67, 45, 12, 0.3f, G_ALL);    /* the down kernel's partial chunk and row group */
+    test_lora(64, 3072, 768, 8, 0.1f, G_ALL);  /* FFN output: input width F > OC */
     test_lora(37, 300, 45, 130, 0.3f, G_DINP); /* masked dinp: two rank chunks, C > 256 */
     test_attention(1, 1, 1, 1, 4, 0, 0, 0.0f, 0);
     test_attention(2, 7, 3, 3, 4, 0, 2, 0.0f, 0);
