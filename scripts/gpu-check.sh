@@ -15,10 +15,13 @@
 # LORAFT_GPU_CHECK_BUDGET seconds (default 540); the build tree is $LORAFT_GPU_BUILD (default
 # build-gpu); LORAFT_PYTHON picks the Python with torch, transformers and peft (default: the
 # venv of scripts/setup-python.sh when ready, else python3).
+# LORAFT_GPU_CHECK_COMMIT names the commit in the summary's header (the device tool's copy of
+# the tree may carry the session's first commit in .git).
 # LORAFT_GPU_CHECK_DRY=1 exercises the plumbing without a GPU: no GPU required, the benchmarks
 # run with --smoke (e2e on the CPU), CTest only the GPU tests (they skip).
-# On the device tool: scripts/gpu-check.sh build-gpu/gpu-check; cp build-gpu/gpu-check/summary.txt
-# $OUT/; tar czf $OUT/gpu-check-logs.tgz -C build-gpu gpu-check   (8 files come back at most).
+# On the device tool: LORAFT_GPU_CHECK_COMMIT=<commit> scripts/gpu-check.sh build-gpu/gpu-check;
+# cp build-gpu/gpu-check/summary.txt $OUT/; tar czf $OUT/gpu-check-logs.tgz -C build-gpu
+# gpu-check   (8 files come back at most).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-build-gpu/gpu-check}
@@ -58,7 +61,9 @@ skip() { note "$(printf '  %-22s SKIPPED: %s' "$1" "$2")"; }
 show() { [ -f "$out/$1.log" ] && grep -E "$2" "$out/$1.log" | head -"${3:-20}" | sed 's/^/    /' | tee -a "$summary"; }
 
 nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-note "== gpu-check $(date -u +%FT%TZ) on ${HOSTNAME:-?}, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')$([ "$dry" = 1 ] && echo ', DRY RUN (no GPU; smoke shapes)')"
+# The device tool's copy of the tree can carry an older .git: the caller may name the commit.
+commit=${LORAFT_GPU_CHECK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')}
+note "== gpu-check $(date -u +%FT%TZ) on ${HOSTNAME:-?}, commit $commit$([ "$dry" = 1 ] && echo ', DRY RUN (no GPU; smoke shapes)')"
 if [ ! -x "$nvcc" ]; then
   note "  nvcc not found: install the CUDA toolkit or put nvcc on PATH"
   failed=1
