@@ -14,8 +14,9 @@
  *     read-modify-write per element per key tile.
  *
  * Both backward kernels need D = rowsum(dout * out) per query row, computed first (a fourth
- * kernel, a warp per row) into the scratch [B,NH,T]: the only scratch, O(T). Causal blocks
- * skip the key tiles (forward, dq) or query tiles (dk, dv) that the mask hides entirely.
+ * kernel, a warp per row) into the scratch [B,NH,T], O(T) (under bf16 the scratch also holds
+ * the tensors' bf16 copies, AttScratch). Causal blocks skip the key tiles (forward, dq) or
+ * query tiles (dk, dv) that the mask hides entirely.
  *
  * Under fp32 and tf32 (cuda_precision()), FP32 CUDA cores, one warp per row: in the query-side
  * kernels lane l takes key j0 + l of a
