@@ -310,6 +310,7 @@ static int permute_rows(const void *in, void *out, int64_t rows, size_t row_byte
                        "Q/K permutation: %" PRId64 " rows cannot be split into %d heads "
                        "of an even number of rows",
                        rows, n_head);
+    if (row_bytes == 0) return 0; /* rows of nothing: no loop over a file's 2^60 of them */
     int64_t head_dim = rows / n_head, half = head_dim / 2;
     for (int64_t h = 0; h < n_head; h++)
         for (int64_t i = 0; i < half; i++)
