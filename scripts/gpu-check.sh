@@ -36,10 +36,11 @@ note() { echo "$*" | tee -a "$summary"; }
 trap 'note "== result: $([ $failed -eq 0 ] && echo "no step failed" || echo "$failed step(s) failed") (logs in $out)"' EXIT
 
 # step NAME TIMEOUT_S CMD...: runs CMD with a timeout into $out/NAME.log; one summary line.
+# A step the budget cuts short is reported as stopped, not failed: its own limit was not reached.
 step() {
-  local name=$1 limit=$2 start=$SECONDS rc=0 left=$((deadline - SECONDS)) verdict
+  local name=$1 limit=$2 start=$SECONDS rc=0 left=$((deadline - SECONDS)) verdict cut=0
   shift 2
-  [ "$left" -lt "$limit" ] && limit=$left
+  [ "$left" -lt "$limit" ] && limit=$left cut=1
   if [ "$limit" -lt 5 ]; then
     note "$(printf '  %-22s SKIPPED: time budget spent' "$name")"
     return 1
@@ -51,6 +52,7 @@ step() {
     124) verdict="FAILED: timed out after ${limit}s" ;;
     *) verdict="FAILED: exit $rc" ;;
   esac
+  [ $rc -eq 124 ] && [ $cut -eq 1 ] && rc=77 verdict="STOPPED: the time budget ended it after ${limit}s"
   note "$(printf '  %-22s %s (%ds)' "$name" "$verdict" $((SECONDS - start)))"
   [ $rc -eq 0 ] || [ $rc -eq 77 ] || { failed=$((failed + 1)); return 1; }
   [ $rc -eq 0 ]
