@@ -4,6 +4,7 @@ Nsight Compute (ncu), summed by kernel name (issue 10).
 
     bench/profile-step.py [--cases smollm2-2048,distilbert-512] [--layers 2] [--top 20]
         [--precision bf16] [--loraft-bench build/bench_train_step] [--timeout 120]
+        [--details REGEX]
 
 The cases, models and LoRA settings are bench/bench-gpu-e2e.py's (random weights, 8,192 tokens
 per step), with --layers layers (default 2: a layer's kernels repeat, and ncu costs
@@ -11,6 +12,8 @@ milliseconds per kernel) and CUDA Graphs off, so that ncu sees each launch. Both
 (warm-up and one timed) are profiled; rows give calls, total ms and the share of the summed
 kernel time, so launch gaps are not in it. ncu runs with --clock-control none and
 --cache-control none, which METHOD.md advises for timings.
+--details REGEX adds, for the first case, Nsight Compute's throughput, occupancy, launch and
+issue figures of the first launch of each kernel whose name matches (why a kernel is slow).
 Exit 77 with a SKIP line where ncu is missing or cannot read the GPU (gVisor machines).
 """
 import argparse
@@ -50,20 +53,26 @@ def kernel_times(log):
     return times
 
 
-def profile(a, ncu, name, T, tmp):
+def profiled_step(a, name, T, tmp):
+    """bench_train_step's command line for the case, its config.json written into tmp."""
     cfg = dict(e2e.CONFIGS[name], **{LAYER_KEY[name]: a.layers})
     model_dir = os.path.join(tmp, name)
     os.makedirs(model_dir, exist_ok=True)
     with open(os.path.join(model_dir, "config.json"), "w") as f:
         json.dump(cfg, f)
     targets, dropout = e2e.LORA[name]
+    return [a.loraft_bench, model_dir, "--random", "--device", "cuda", "--batch",
+            str(max(1, 8192 // T)), "--seq", str(T), "--steps", "1", "--r", "8", "--targets",
+            ",".join(targets), "--dropout", str(dropout), "--precision", a.precision, "--graphs",
+            "off"]
+
+
+def profile(a, ncu, name, T, tmp):
     log = os.path.join(tmp, f"{name}-{T}.csv")
     cmd = [ncu, "--clock-control", "none", "--cache-control", "none", "--metrics",
            "gpu__time_duration.sum", "--csv", "--page", "raw", "--print-units", "base",
-           "--print-kernel-base", "function", "--log-file", log, a.loraft_bench, model_dir,
-           "--random", "--device", "cuda", "--batch", str(max(1, 8192 // T)), "--seq", str(T),
-           "--steps", "1", "--r", "8", "--targets", ",".join(targets), "--dropout",
-           str(dropout), "--precision", a.precision, "--graphs", "off"]
+           "--print-kernel-base", "function", "--log-file", log]
+    cmd += profiled_step(a, name, T, tmp)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
     text = open(log).read() if os.path.exists(log) else ""
     times = kernel_times(text)
@@ -71,6 +80,47 @@ def profile(a, ncu, name, T, tmp):
         why = (p.stderr.strip() or p.stdout.strip() or text.strip()).splitlines()
         return None, why[-1][:200] if why else f"exit {p.returncode}"
     return times, None
+
+
+# The metrics the details print, from Nsight Compute's sections (names as its details page
+# spells them); all rows of the first kernel where none of them is found.
+DETAIL_METRICS = ("Duration", "Compute (SM) Throughput", "Memory Throughput", "DRAM Throughput",
+                  "L1/TEX Cache Throughput", "L2 Cache Throughput", "Registers Per Thread",
+                  "Dynamic Shared Memory Per Block", "Theoretical Occupancy",
+                  "Achieved Occupancy", "Block Limit Registers", "Block Limit Shared Mem",
+                  "Executed Ipc Active", "Issue Slots Busy",
+                  "Warp Cycles Per Issued Instruction")
+
+
+def details(a, ncu, name, T, tmp):
+    """Nsight Compute's sections for the first launch of each kernel matching --details."""
+    log = os.path.join(tmp, f"{name}-{T}-details.csv")
+    cmd = [ncu, "--clock-control", "none", "--kernel-name", "regex:" + a.details,
+           "--launch-count", "40", "--section", "SpeedOfLight", "--section", "Occupancy",
+           "--section", "LaunchStats", "--section", "ComputeWorkloadAnalysis", "--section",
+           "WarpStateStats", "--csv", "--print-kernel-base", "function", "--log-file", log]
+    cmd += profiled_step(a, name, T, tmp)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
+    text = open(log).read() if os.path.exists(log) else ""
+    rows = list(csv.reader(io.StringIO("\n".join(
+        ln for ln in text.splitlines() if ln.startswith('"')))))
+    head = rows[0] if rows else []
+    need = ("Kernel Name", "Metric Name", "Metric Unit", "Metric Value")
+    if p.returncode or not all(c in head for c in need):
+        why = (p.stderr.strip() or p.stdout.strip() or text.strip()).splitlines()
+        print(f"prof  {name}-{T} details FAILED: {why[-1][:200] if why else p.returncode}")
+        return 1
+    k, m, u, v = (head.index(c) for c in need)
+    seen, first = {}, rows[1][k] if len(rows) > 1 else ""
+    picked = [r for r in rows[1:] if r[m] in DETAIL_METRICS] or [r for r in rows[1:]
+                                                                    if r[k] == first]
+    for r in picked:
+        key = (r[k], r[m])
+        if key in seen:
+            continue  # the first launch of each kernel
+        seen[key] = True
+        print(f"prof  {name}-{T} {r[k][:28]:28} {r[m][:36]:36} {r[v]:>12} {r[u]}")
+    return 0
 
 
 def main():
@@ -81,6 +131,9 @@ def main():
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--loraft-bench", default="build/bench_train_step")
     ap.add_argument("--timeout", type=int, default=120, help="seconds per case")
+    ap.add_argument("--details", metavar="REGEX", help="also Nsight Compute's sections "
+                    "(throughput, occupancy, launch, issue) for the first case's kernels whose "
+                    "name matches, e.g. 'flash_.*_tc_kernel'")
     a = ap.parse_args()
     if a.layers < 1 or a.top < 1:
         return print("--layers and --top must be at least 1", file=sys.stderr) or 2
@@ -111,6 +164,14 @@ def main():
             for kernel, (calls, ns) in ranked:
                 print(f"prof  {case:14} {kernel[:60]:60} {calls:6d} {ns * 1e-6:8.3f} "
                       f"{100 * ns / total:6.1f}", flush=True)
+    if a.details and failed < len(a.cases.split(",")):
+        name, T = a.cases.split(",")[0].rsplit("-", 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                failed += details(a, ncu, name, int(T), tmp)
+            except subprocess.TimeoutExpired:
+                print(f"prof  details FAILED: timed out after {a.timeout} s")
+                failed += 1
     if failed == len(a.cases.split(",")):
         print("SKIP: ncu could not profile any case (no hardware counters on this machine?)")
         return 77
