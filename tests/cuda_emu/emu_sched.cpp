@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 
 #include "cuda_runtime.h"
+#include "mma_ptx.h"
 
 /* The build compiles this file without ASan instrumentation (it is the hot path) and
  * defines EMU_ASAN=1 so that it still tells the ASan runtime about every stack switch. */
@@ -231,6 +232,8 @@ static void check_no_lane_waits_for(const Thread *t, const char *doing) {
 }
 
 static void thread_exited(Thread *t) {
+    if (unsigned n = emu_copy_count[t->tid]) /* mma_ptx.h: they would land in the next block */
+        die("%s exited with %u cp.async copies it never waited for", who(t), n);
     t->state = EXITED;
     S.warps[t->tid >> 5].exited |= 1u << (t->tid & 31u);
     S.live--;

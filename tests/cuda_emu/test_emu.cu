@@ -986,6 +986,16 @@ static void run_ldmatrix_half_warp(float *d) {
     ldmatrix_misuse_kernel<<<1, 32>>>((const __nv_bfloat16 *)d, 0, 16);
 }
 
+/* a thread that exits with a copy it never waited for */
+__global__ void cp_async_unwaited_kernel(const float *src) {
+    extern __shared__ __align__(16) unsigned char cp_smem[];
+    cp_async16(cp_smem, src, true);
+    cp_async_commit();
+}
+static void run_cp_async_unwaited(float *d) {
+    cp_async_unwaited_kernel<<<1, 1, 16>>>(d);
+}
+
 /* a 16-byte cp.async to shared memory 4 bytes off 16 */
 static void run_cp_async_misaligned(float *d) {
     cp_async_kernel<<<1, 1, 16 * sizeof(float)>>>(d, d, 1);
@@ -1016,6 +1026,7 @@ int main(void) {
     expect_abort("ldmatrix misaligned row", run_ldmatrix_misaligned, "not 16-byte aligned");
     expect_abort("ldmatrix in half a warp", run_ldmatrix_half_warp, "divergent warp collective");
     expect_abort("cp.async misaligned", run_cp_async_misaligned, "not aligned to the copy's size");
+    expect_abort("cp.async never waited for", run_cp_async_unwaited, "never waited for");
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

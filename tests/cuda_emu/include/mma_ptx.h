@@ -89,8 +89,8 @@ inline void emu_mma_bf16_16816(const char *site, float c[4], const uint32_t a[4]
 /* cp.async: each thread's copies wait in its queue until its cp_async_wait_all, which does
  * those of its committed groups, so a kernel that reads a tile before waiting for it reads what
  * was there before (0xff bytes at a block's start) and fails its test. Copies not committed when
- * the thread waits stay queued, as PTX's wait_group leaves them. A thread must wait for its
- * copies before it exits. */
+ * the thread waits stay queued, as PTX's wait_group leaves them. A thread that exits with copies
+ * queued aborts (emu_sched.cpp). */
 struct EmuCopy {
     void *dst;
     const void *src; /* NULL: zeros */
