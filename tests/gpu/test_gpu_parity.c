@@ -1168,8 +1168,9 @@ int main(void) {
     test_attention_bf16(3, 33, 4, 1, 16, 1, 5, 0.1f, G_ALL);  /* causal, MQA */
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL); /* SmolLM2's heads */
     test_attention_bf16(2, 45, 4, 2, 128, 1, 7, 0.1f, G_ALL);
-    test_attention_bf16(2, 150, 2, 1, 6, 1, 9, 0.1f, G_ALL); /* HS 6: 10 zero columns; 3 tiles */
-    test_attention_bf16(2, 37, 4, 2, 32, 1, 5, 0.1f, G_DW);  /* dk only */
+    test_attention_bf16(2, 70, 2, 2, 128, 0, 20, 0.1f, G_ALL); /* HP 128's kernels, padded */
+    test_attention_bf16(2, 150, 2, 1, 6, 1, 9, 0.1f, G_ALL);   /* HS 6: 10 zero columns; 3 tiles */
+    test_attention_bf16(2, 37, 4, 2, 32, 1, 5, 0.1f, G_DW);    /* dk only */
     test_attention_bf16(2, 37, 4, 2, 32, 0, 5, 0.1f, G_DINP | G_DB); /* dq, dv */
     test_attention_cached(1, 0, 1, 1, 4);                            /* the first token */
     test_attention_cached(7, 0, 4, 2, 16);                           /* a prefill */
