@@ -375,9 +375,13 @@ enum {
 __host__ __device__ inline int padded_hs(int HS) {
     return (HS + TC - 1) / TC * TC;
 }
-/* Elements between rows of a bf16 tile in shared memory. */
+/* Elements between rows of a bf16 tile in shared memory, for rows of HP (8 more: ldmatrix's eight
+ * rows in different banks), and for head size HS. */
+__host__ __device__ inline int tile_ld(int HP) {
+    return HP + 8;
+}
 __host__ __device__ inline int tile_stride(int HS) {
-    return padded_hs(HS) + 8;
+    return tile_ld(padded_hs(HS));
 }
 /* Bytes of one buffer of dk, dv's query tiles: q and dout rows, then lse and D (16-byte
  * multiple: a row is). */
@@ -516,7 +520,7 @@ __device__ inline void add_tiles(float *grad, size_t ld, const float (*acc)[4], 
         }
 }
 
-/* The bf16 rows [T, HP] of query head h (of heads H) of sequence b in a heads_bf16 copy. */
+/* The bf16 rows [T, HP] of head h (of H heads) of sequence b in a heads_bf16 copy. */
 __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int T, int HP) {
     return x + ((size_t)b * H + h) * T * HP;
 }
@@ -530,7 +534,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                             const Heads g) {
 #if TC_ARCH
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
-    int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = HP + 8; /* tile_stride */
+    int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * TC;
     int i0 = blockIdx.y * rows, w0 = i0 + warp * TC; /* the block's and the warp's first row */
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* fwd_tc_shared_bytes */
@@ -621,7 +625,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                        uint64_t seed, const Heads g) {
 #if TC_ARCH
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
-    int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = HP + 8; /* tile_stride */
+    int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * TC;
     int i0 = blockIdx.y * rows, w0 = i0 + warp * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dq_tc_shared_bytes */
@@ -687,7 +691,7 @@ __device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTi
                                        const bf16 *qh, const bf16 *doh, const float *lse,
                                        const float *D, int b, const Heads g) {
     int h = qt.first_head + n / qt.per_head, i0 = qt.i_start + n % qt.per_head * BWD_TILE;
-    int T = g.T, ld = HP + 8; /* tile_stride */
+    int T = g.T, ld = tile_ld(HP);
     bf16 *Qs = (bf16 *)buf, *dOs = Qs + BWD_TILE * ld;
     float *lse_s = (float *)(dOs + BWD_TILE * ld), *D_s = lse_s + BWD_TILE;
     load_tile_async(Qs, ld, head_rows(qh, b, h, g.NH, T, HP), i0, BWD_TILE, T, HP);
@@ -713,7 +717,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                          int causal, float p, uint64_t seed, const Heads g) {
 #if TC_ARCH
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
-    int HP = HPC ? HPC : padded_hs(HS), ld = HP + 8, lane = threadIdx.x & 31,
+    int HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP), lane = threadIdx.x & 31,
         warp = threadIdx.x >> 5;
     int nkeys = (blockDim.x >> 5) * TC, j0 = blockIdx.y * nkeys, w0 = j0 + warp * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
@@ -808,21 +812,24 @@ typedef struct AttScratch {
     bf16 *q, *dout, *k, *v;
 } AttScratch;
 
-static size_t aligned_floats(size_t floats) { /* a multiple of 16 bytes */
-    return (floats + 3) / 4 * 4;
+static size_t D_floats(int B, int T, int NH) { /* rounded up to a multiple of 16 bytes */
+    return ((size_t)B * NH * T + 3) / 4 * 4;
+}
+static size_t copy_elems(int B, int T, int H, int HS) { /* a heads_bf16 copy of H heads */
+    return (size_t)B * H * T * padded_hs(HS);
 }
 static AttScratch att_scratch(float *scratch, const Heads g) {
-    size_t q = (size_t)g.B * g.NH * g.T * padded_hs(g.HS), kv = q / g.NH * g.NKV;
+    size_t q = copy_elems(g.B, g.T, g.NH, g.HS), kv = copy_elems(g.B, g.T, g.NKV, g.HS);
     AttScratch a;
     a.D = scratch;
-    a.q = (bf16 *)(scratch + aligned_floats((size_t)g.B * g.NH * g.T));
+    a.q = (bf16 *)(scratch + D_floats(g.B, g.T, g.NH));
     a.dout = a.q + q, a.k = a.dout + q, a.v = a.k + kv;
     return a;
 }
 
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
-    size_t q = (size_t)B * NH * T * padded_hs(HS), kv = (size_t)B * NKV * T * padded_hs(HS);
-    return aligned_floats((size_t)B * NH * T) + (2 * q + 2 * kv) / 2; /* bf16: half a float */
+    size_t q = copy_elems(B, T, NH, HS), kv = copy_elems(B, T, NKV, HS);
+    return D_floats(B, T, NH) + (2 * q + 2 * kv) / 2; /* bf16: half a float */
 }
 
 /* dst = heads_bf16 copy of src [B,T,H*HS]. */
