@@ -13,7 +13,7 @@
  * resident memory and, on CUDA, the device memory the model took: cudaMemGetInfo's bytes in
  * use after the steps minus before the model was created (loraft allocates everything in
  * model_create, so this is its peak, with cuBLAS's workspace: 32 MiB on Hopper, 4 MiB before; the
- * CUDA context is not counted).
+ * CUDA context is not counted), and of that the weights' and the activation plan's bytes.
  * --precision is model.precision (auto: bf16 on CUDA, fp32 on the CPU); --graphs is
  * train.cuda_graphs (auto: every step after the warm-up is one CUDA graph launch; the step runs
  * through the trainer's train_micro_step).
@@ -145,10 +145,12 @@ int main(int argc, char **argv) {
     OpsGraphCounts graph = {0, 0, 0};
     if (ops->graph_counts) ops->graph_counts(&graph);
     printf("loraft %s %s %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, %ld as CUDA "
-           "graphs, peak RSS %.0f MiB, device memory %.0f MiB, trainable %zu\n",
+           "graphs, peak RSS %.0f MiB, device memory %.0f MiB, trainable %zu, weights %.0f MiB, "
+           "activations %.0f MiB\n",
            ops->name, precision_name(m.spec.precision), strategy, B, T, steps, 1e3 * dt / steps,
            (double)B * T * steps / dt, graph.launches, ru.ru_maxrss / 1024.0,
-           (double)(used_after - used_before) / 1048576.0, model_trainable_count(&m));
+           (double)(used_after - used_before) / 1048576.0, model_trainable_count(&m),
+           model_weight_bytes(&m) / 1048576.0, model_activation_bytes(&m) / 1048576.0);
     adamw_free(&opt, &m);
     model_free(&m);
     free(ids);

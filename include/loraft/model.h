@@ -253,6 +253,8 @@ size_t model_trainable_count(const Model *m);
 size_t model_all_count(const Model *m);
 /* Bytes the parameters take in backend memory: f32 values plus packed weights. */
 size_t model_weight_bytes(const Model *m);
+/* Bytes of the activation plan (arch.h): activations, gradients of activations, op scratch. */
+size_t model_activation_bytes(const Model *m);
 Param *model_find_param(Model *m, const char *name);
 /* out[cols,rows] = in[rows,cols]^T in host memory: a Conv1D weight (Param.hf_transposed)
  * between loraft's [out,in] and the checkpoint's [in,out]. */

@@ -187,12 +187,14 @@ static void bert_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &b->acts[L - 1].out, N * C, 0, O[(L + 1) % 2]);
     float **head[] = {&b->pooled, &b->pre_out, &b->pre_act_out, &b->head_in};
     for (int i = 0; i < 4; i++) PLAN_TAKE(pl, head[i], B * C, 1, NULL);
-    /* gradient buffers, only when something trains */
-    float **dn[] = {&b->d_a,   &b->d_b, &b->d_c, &b->d_br, &b->d_r,
-                    &b->d_ctx, &b->d_q, &b->d_k, &b->d_v};
-    for (size_t i = 0; i < sizeof dn / sizeof *dn; i++) PLAN_TAKE(pl, dn[i], N * C, any, NULL);
-    PLAN_TAKE(pl, &b->d_ffn, N * F, any, NULL);
-    PLAN_TAKE(pl, &b->d_ffn2, N * F, any, NULL);
+    /* Gradient buffers, only when something trains. Backward never reads the shared
+     * buffers (no layer it reaches keeps anything there), so eight of the eleven are those. */
+    float **dn[] = {&b->d_c, &b->d_br, &b->d_r, &b->d_ctx, &b->d_q, &b->d_k, &b->d_ffn, &b->d_ffn2};
+    float *reuse[] = {S[0], S[1], S[2], S[3], O[0], O[1], Fs[0], Fs[1]};
+    for (int i = 0; i < 8; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
+    PLAN_TAKE(pl, &b->d_a, N * C, any, NULL);
+    PLAN_TAKE(pl, &b->d_b, N * C, any, NULL);
+    PLAN_TAKE(pl, &b->d_v, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_head, 4 * B * C, any, NULL);
 }
 

@@ -147,12 +147,14 @@ static void gpt2_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &b->mean_f, N, 1, NULL);
     PLAN_TAKE(pl, &b->rstd_f, N, 1, NULL);
     m->hidden = b->hf;
-    float **dn[] = {&b->d_x,   &b->d_out, &b->d_n, &b->d_a, &b->d_r,
-                    &b->d_ctx, &b->d_q,   &b->d_k, &b->d_v};
-    for (size_t i = 0; i < sizeof dn / sizeof *dn; i++) PLAN_TAKE(pl, dn[i], N * C, any, NULL);
-    PLAN_TAKE(pl, &b->d_qkv, 3 * N * C, any, NULL);
-    PLAN_TAKE(pl, &b->d_fc, N * F, any, NULL);
-    PLAN_TAKE(pl, &b->d_act, N * F, any, NULL);
+    /* Gradient buffers. Backward never reads the shared set (no layer it reaches keeps
+     * anything there) or qkv, so all but two of them are those buffers (of the same size). */
+    float **dn[] = {&b->d_x, &b->d_out, &b->d_n,   &b->d_a,  &b->d_r,
+                    &b->d_q, &b->d_k,   &b->d_qkv, &b->d_fc, &b->d_act};
+    float *reuse[] = {sh.n1, sh.ctx, sh.a, sh.n2, sh.q, sh.k, sh.v, b->qkv, sh.fc, sh.act};
+    for (int i = 0; i < 10; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
+    PLAN_TAKE(pl, &b->d_v, N * C, any, NULL);
+    PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
 }
 
 /* The KV cache (generation): per layer, keys then values [cache_len, C]. */

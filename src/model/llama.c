@@ -161,14 +161,13 @@ static void llama_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &b->hf, N * C, 1, NULL);
     PLAN_TAKE(pl, &b->rstd_f, N, 1, NULL);
     m->hidden = b->hf;
-    float **dn[] = {&b->d_x, &b->d_out, &b->d_n, &b->d_a, &b->d_ctx};
-    for (size_t i = 0; i < sizeof dn / sizeof *dn; i++) PLAN_TAKE(pl, dn[i], N * C, any, NULL);
-    PLAN_TAKE(pl, &b->d_f, N * F, any, NULL);
-    PLAN_TAKE(pl, &b->d_q, N * QC, any, NULL);
-    PLAN_TAKE(pl, &b->d_k, N * KC, any, NULL);
-    PLAN_TAKE(pl, &b->d_v, N * KC, any, NULL);
-    PLAN_TAKE(pl, &b->d_g, N * F, any, NULL);
-    PLAN_TAKE(pl, &b->d_u, N * F, any, NULL);
+    /* Gradient buffers. Backward never reads the shared set (no layer it reaches keeps
+     * anything there), so all but one of them are its buffers of the same size. */
+    float **dn[] = {&b->d_x, &b->d_out, &b->d_n, &b->d_a, &b->d_q,
+                    &b->d_k, &b->d_v,   &b->d_f, &b->d_g, &b->d_u};
+    float *reuse[] = {sh.n1, sh.ctx, sh.a, sh.n2, sh.q, sh.k, sh.v, sh.gate, sh.up, sh.act};
+    for (int i = 0; i < 10; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
+    PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
 }
 
 /* The KV cache (generation): per layer, keys then values [cache_len, NKV*HS], rotated keys. */

@@ -872,6 +872,10 @@ size_t model_weight_bytes(const Model *m) {
     return m->n_values * sizeof(float) + m->n_packed_bytes;
 }
 
+size_t model_activation_bytes(const Model *m) {
+    return m->n_act * sizeof(float);
+}
+
 Param *model_find_param(Model *m, const char *name) {
     for (int i = 0; i < m->n_params; i++)
         if (!strcmp(m->params[i].name, name)) return &m->params[i];

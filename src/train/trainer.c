@@ -458,10 +458,11 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     fprintf(
         out,
         "model: %s %s, %d layers, hidden %d, on %s; strategy %s; base %s, precision %s, %.1f MiB "
-        "of weights\n",
+        "of weights, %.1f MiB of activations\n",
         arch_name(r->mcfg.arch), c->model, r->mcfg.num_layers, r->mcfg.hidden_size, ops->name,
         strategy_name(spec.strategy), base_dtype_name(spec.base_dtype),
-        precision_name(r->model.spec.precision), model_weight_bytes(&r->model) / 1048576.0);
+        precision_name(r->model.spec.precision), model_weight_bytes(&r->model) / 1048576.0,
+        model_activation_bytes(&r->model) / 1048576.0);
     char a[40], b[40];
     if (train)
         fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",
