@@ -451,6 +451,7 @@ static void bench_attention(const Dims *d, int T, int causal) {
     float *dout = randu(btc, 1.0f), *dq = zeros(btc), *dk = zeros((size_t)B * T * KC);
     float *dv = zeros((size_t)B * T * KC);
     float *scratch = zeros(gpu->attention_scratch(B, T, NH, d->NKV, HS) + 1);
+    float *saved = zeros(gpu->attention_saved(precision, B, T, NH, d->NKV, HS) + 1);
     int32_t *hmask = must(malloc((size_t)B * T * sizeof *hmask), (size_t)B * T * sizeof *hmask);
     double pairs = 0;
     for (int b = 0; b < B; b++) {
@@ -467,10 +468,10 @@ static void bench_attention(const Dims *d, int T, int causal) {
     float mm_tt, mm_th, fwd, bwd;
     TIME(mm_tt, bench_gpu_gemm(S, q, q, T, T, HS, B * NH));
     TIME(mm_th, bench_gpu_gemm(O, S, q, T, HS, T, B * NH));
-    TIME(fwd, gpu->attention_forward(out, lse, q, k, v, mask, causal, 0.0f, 1, scratch, B, T, NH,
-                                     d->NKV, HS));
-    TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, mask, causal, 0.0f, 1,
-                                      scratch, B, T, NH, d->NKV, HS));
+    TIME(fwd, gpu->attention_forward(out, lse, saved, q, k, v, mask, causal, 0.0f, 1, scratch, B, T,
+                                     NH, d->NKV, HS));
+    TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, saved, mask, causal,
+                                      0.0f, 1, scratch, B, T, NH, d->NKV, HS));
     double flops = 4.0 * NH * HS * pairs, dense = 4.0 * B * NH * (double)T * T * HS;
     char name[64];
     const char *kind = causal ? "causal" : "padded";
@@ -478,7 +479,7 @@ static void bench_attention(const Dims *d, int T, int causal) {
     gemm_row(name, flops, fwd, (mm_tt + mm_th) * flops / dense);
     snprintf(name, sizeof name, "attention_backward %s B=%d T=%d NH=%d", kind, B, T, NH);
     gemm_row(name, 2.0 * flops, bwd, (mm_tt + 3.0 * mm_th) * flops / dense);
-    FREE_ALL(q, k, v, out, lse, dout, dq, dk, dv, scratch, mask, S, O);
+    FREE_ALL(q, k, v, out, lse, dout, dq, dk, dv, scratch, saved, mask, S, O);
 }
 
 /* ---- lora: the adapted linear against its bare base GEMM ---- */

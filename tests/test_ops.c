@@ -765,10 +765,10 @@ static void attention_reference_check(const AttShape *a, const float *q, const f
     double *rdq = malloc(sizeof(double) * nq), *rdk = malloc(sizeof(double) * nk);
     double *rdv = malloc(sizeof(double) * nk);
     attention_naive(a, q, k, v, dout, rlse, rout, rdq, rdk, rdv);
-    ops->attention_forward(out, lse, q, k, v, a->mask, a->causal, a->p, att_seed, scratch, a->B,
-                           a->T, a->NH, a->NKV, a->HS);
-    ops->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, a->mask, a->causal, a->p, att_seed,
-                            scratch, a->B, a->T, a->NH, a->NKV, a->HS);
+    ops->attention_forward(out, lse, NULL, q, k, v, a->mask, a->causal, a->p, att_seed, scratch,
+                           a->B, a->T, a->NH, a->NKV, a->HS);
+    ops->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, NULL, a->mask, a->causal, a->p,
+                            att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS);
     CHECK(lse_mismatch(lse, rlse, nl) == 0);
     CHECK(count_mismatch("attention out", out, rout, nq, 2e-6, 1e-5) == 0);
     CHECK(count_mismatch("attention dq", dq, rdq, nq, 2e-6, 1e-5) == 0);
@@ -789,15 +789,15 @@ typedef struct AttCtx {
 static void att_fwd(void *p) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
-    ops->attention_forward(c->out, c->lse, c->q, c->k, c->v, c->mask, a->causal, a->p, att_seed,
-                           c->scratch, B, T, NH, a->NKV, C / NH);
+    ops->attention_forward(c->out, c->lse, NULL, c->q, c->k, c->v, c->mask, a->causal, a->p,
+                           att_seed, c->scratch, B, T, NH, a->NKV, C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->q, c->k, c->v,
-                            c->out, c->lse, c->mask, a->causal, a->p, att_seed, c->scratch, B, T,
-                            NH, a->NKV, C / NH);
+                            c->out, c->lse, NULL, c->mask, a->causal, a->p, att_seed, c->scratch, B,
+                            T, NH, a->NKV, C / NH);
 }
 
 /* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared). Finite
@@ -1374,10 +1374,11 @@ static size_t large_pass(float *res) {
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
     ops->layernorm_backward(d1, dlnw, dlnb, g, x, lnw, mean, rstd, LN, LC);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
-    ops->attention_forward(z, lse, x, y, g, mask, 0, 0.1f, 5, scratch, LB, LT, LNH, LNH, LC / LNH);
+    ops->attention_forward(z, lse, NULL, x, y, g, mask, 0, 0.1f, 5, scratch, LB, LT, LNH, LNH,
+                           LC / LNH);
     SAVE(z, n), SAVE(lse, nl);
-    ops->attention_backward(d1, d2, d3, g, x, y, g, z, lse, mask, 0, 0.1f, 5, scratch, LB, LT, LNH,
-                            LNH, LC / LNH);
+    ops->attention_backward(d1, d2, d3, g, x, y, g, z, lse, NULL, mask, 0, 0.1f, 5, scratch, LB, LT,
+                            LNH, LNH, LC / LNH);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);

@@ -71,6 +71,9 @@ void model_conv1d(Model *m, Linear *l, const char *module, int in, int out);
 /* A norm "module.weight" [C] (+ "module.bias" [C] with bias). */
 void model_norm(Model *m, Norm *n, const char *module, int C, int bias);
 
+/* Floats attention saves for backward (Ops.attention_saved) in the model's precision at its
+ * largest batch. When nonzero, a layer that backward reaches keeps these, not its f32 q, k, v. */
+size_t model_attention_saved(const Model *m);
 /* Assigns the next n floats to *slot when keep, else points it at shared. */
 void plan_take(Plan *pl, float **slot, size_t n, int keep, float *shared, const char *name);
 #define PLAN_TAKE(pl, slot, n, keep, shared) plan_take(pl, slot, n, keep, shared, #slot)

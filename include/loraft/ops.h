@@ -211,23 +211,31 @@ typedef struct Ops {
      * No backend keeps P [B,NH,T,T]: backward recomputes it from q, k and lse. The dropout
      * index of P[b,h,i,j] is its flat index ((b*NH + h)*T + i)*T + j, so dropout(P) is
      * dropout_forward over P as if it were stored.
-     * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward). */
-    void (*attention_forward)(float *out, float *lse, const float *q, const float *k,
+     * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward).
+     * saved: ops->attention_saved(precision, B, T, NH, NKV, HS) floats (NULL when 0), which
+     * forward fills and backward reads: kept from one to the other, like lse. */
+    void (*attention_forward)(float *out, float *lse, float *saved, const float *q, const float *k,
                               const float *v, const int32_t *mask, int causal, float p,
                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
     /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients (each may be NULL). out and lse are this
      * forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
      * (rng_dropout_scale at P's index), dP = dout_h v^T and D = rowsum(dout * out) per row:
      * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
-     * dout, grouped query heads adding up in their KV head. */
+     * dout, grouped query heads adding up in their KV head. When the backend saves anything
+     * (attention_saved > 0), q, k and v are read from saved and may be NULL here.  */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *out, const float *lse,
-                               const int32_t *mask, int causal, float p, uint64_t seed,
-                               float *scratch, int B, int T, int NH, int NKV, int HS);
+                               const float *saved, const int32_t *mask, int causal, float p,
+                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                               int HS);
     /* Floats of scratch attention_forward / attention_backward need for these shapes: the
-     * backend's own (the CPU holds rows of scores; the GPU no O(T^2) memory at all, but bf16
-     * copies of q, k, v and dout, head by head). */
+     * backend's own (the CPU holds rows of scores; the GPU no O(T^2) memory at all, but D and a
+     * bf16 copy of dout, head by head). */
     size_t (*attention_scratch)(int B, int T, int NH, int NKV, int HS);
+    /* Floats forward saves for backward in precision p beside lse: 0 on the CPU and for fp32 /
+     * tf32; under bf16 the GPU's bf16 copies of q, k and v (head by head, as its tensor cores
+     * read them), so the model need not keep the f32 q, k, v for backward. */
+    size_t (*attention_saved)(Precision p, int B, int T, int NH, int NKV, int HS);
 
     /* ---- attention of new queries over a KV cache (generation, one sequence) ----
      * q, out [n, NH*HS]: the queries of positions pos0 .. pos0+n-1; k, v [pos0+n, NKV*HS]: the

@@ -491,6 +491,10 @@ static size_t cpu_attention_scratch(int B, int T, int NH, int NKV, int HS) {
     (void)NH, (void)HS;
     return (size_t)att_slots(B, NKV) * att_slot_floats(T);
 }
+static size_t cpu_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) {
+    (void)p, (void)B, (void)T, (void)NH, (void)NKV, (void)HS;
+    return 0;
+}
 
 /* One attention call: shapes, masks and tensors (the gradients NULL in forward; out and lse
  * only read in backward). */
@@ -600,10 +604,11 @@ static void att_run(const AttArgs *a, float *scratch,
 }
 
 /* out, lse from q, k, v: see ops.h for the shapes and masks. */
-static void cpu_attention_forward(float *out, float *lse, const float *q, const float *k,
-                                  const float *v, const int32_t *mask, int causal, float p,
-                                  uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                                  int HS) {
+static void cpu_attention_forward(float *out, float *lse, float *saved, const float *q,
+                                  const float *k, const float *v, const int32_t *mask, int causal,
+                                  float p, uint64_t seed, float *scratch, int B, int T, int NH,
+                                  int NKV, int HS) {
+    (void)saved; /* the CPU saves nothing: backward reads q, k, v */
     AttArgs a = {B, T, NH, NKV,  HS,  causal, mask, p,    seed,
                  q, k, v,  NULL, out, lse,    NULL, NULL, NULL};
     att_run(&a, scratch, forward_block);
@@ -612,9 +617,10 @@ static void cpu_attention_forward(float *out, float *lse, const float *q, const 
 /* dq, dk, dv += gradients, each may be NULL; P recomputed from q, k and lse. */
 static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                    const float *q, const float *k, const float *v, const float *out,
-                                   const float *lse, const int32_t *mask, int causal, float p,
-                                   uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                                   int HS) {
+                                   const float *lse, const float *saved, const int32_t *mask,
+                                   int causal, float p, uint64_t seed, float *scratch, int B, int T,
+                                   int NH, int NKV, int HS) {
+    (void)saved;
     if (!dq && !dk && !dv) return;
     AttArgs a = {B, T, NH, NKV,  HS,           causal,       mask, p,  seed,
                  q, k, v,  dout, (float *)out, (float *)lse, dq,   dk, dv};
@@ -893,6 +899,7 @@ const Ops ops_cpu = {
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .attention_scratch = cpu_attention_scratch,
+    .attention_saved = cpu_attention_saved,
     .attention_cached = cpu_attention_cached,
     .activation_forward = cpu_activation_forward,
     .activation_backward = cpu_activation_backward,

@@ -15,7 +15,8 @@
  *
  * Both backward kernels need D = rowsum(dout * out) per query row, computed first (a fourth
  * kernel, a warp per row) into the scratch [B,NH,T], O(T) (under bf16 the scratch also holds
- * the tensors' bf16 copies, AttScratch). Causal blocks skip the key tiles (forward, dq) or
+ * dout's bf16 copy, and forward leaves those of q, k and v in the saved buffer for backward:
+ * AttCopies). Causal blocks skip the key tiles (forward, dq) or
  * query tiles (dk, dv) that the mask hides entirely.
  *
  * Under fp32 and tf32 (cuda_precision()), FP32 CUDA cores, one warp per row: in the query-side
@@ -342,8 +343,9 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
 
 /* ---- model.precision bf16: the same three kernels with their products on tensor cores ----
  * mma.sync m16n8k16 (mma_bf16.cuh): bf16 operands, f32 accumulators, every fragment in
- * registers. q, k, v (and dout for backward) are first rounded to bf16 into the scratch, head by
- * head ([B, heads, T, HP], HP = HS rounded up to 16, zero past HS), so that a tile is whole
+ * registers. q, k, v (forward, into the saved buffer that backward reads them from) and dout
+ * (backward, into the scratch) are first rounded to bf16, head by head ([B, heads, T, HP], HP =
+ * HS rounded up to 16, zero past HS), so that a tile is whole
  * 16-byte chunks: cp.async copies the next tile into shared memory while the warps compute on
  * this one (two buffers, one barrier a tile). Shared tiles have rows of HP and 8 more elements
  * of stride, so that ldmatrix's eight rows fall in different banks; rows past T are zeros. A warp
@@ -805,12 +807,13 @@ template <typename F> static size_t allow_shared(F *f, size_t bytes) {
     return bytes;
 }
 
-/* The scratch: D [B*NH*T] (backward), then the heads_bf16 copies of q, dout (B*NH*T rows of
- * HP) and k, v (B*NKV*T rows) that the tensor-core kernels read; each part 16-byte aligned. */
-typedef struct AttScratch {
+/* The heads_bf16 copies the tensor-core kernels read: q, k, v in the saved buffer (forward
+ * writes them, backward reads them: B*NH*T rows of HP, then B*NKV*T rows each), dout in the
+ * scratch after D [B*NH*T] (backward). Each part is 16-byte aligned (HP is a multiple of 16). */
+typedef struct AttCopies {
     float *D;
-    bf16 *q, *dout, *k, *v;
-} AttScratch;
+    bf16 *q, *k, *v, *dout;
+} AttCopies;
 
 static size_t D_floats(int B, int T, int NH) { /* rounded up to a multiple of 16 bytes */
     return ((size_t)B * NH * T + 3) / 4 * 4;
@@ -818,18 +821,24 @@ static size_t D_floats(int B, int T, int NH) { /* rounded up to a multiple of 16
 static size_t copy_elems(int B, int T, int H, int HS) { /* a heads_bf16 copy of H heads */
     return (size_t)B * H * T * padded_hs(HS);
 }
-static AttScratch att_scratch(float *scratch, const Heads g) {
-    size_t q = copy_elems(g.B, g.T, g.NH, g.HS), kv = copy_elems(g.B, g.T, g.NKV, g.HS);
-    AttScratch a;
+static AttCopies att_copies(float *saved, float *scratch, const Heads g) {
+    AttCopies a;
+    a.q = (bf16 *)saved;
+    a.k = a.q + copy_elems(g.B, g.T, g.NH, g.HS);
+    a.v = a.k + copy_elems(g.B, g.T, g.NKV, g.HS);
     a.D = scratch;
-    a.q = (bf16 *)(scratch + D_floats(g.B, g.T, g.NH));
-    a.dout = a.q + q, a.k = a.dout + q, a.v = a.k + kv;
+    a.dout = (bf16 *)(scratch + D_floats(g.B, g.T, g.NH));
     return a;
 }
 
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
-    size_t q = copy_elems(B, T, NH, HS), kv = copy_elems(B, T, NKV, HS);
-    return D_floats(B, T, NH) + (2 * q + 2 * kv) / 2; /* bf16: half a float */
+    (void)NKV;
+    return D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2; /* bf16: half a float */
+}
+
+size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) {
+    if (p != PRECISION_BF16) return 0;
+    return (copy_elems(B, T, NH, HS) + 2 * copy_elems(B, T, NKV, HS)) / 2;
 }
 
 /* dst = heads_bf16 copy of src [B,T,H*HS]. */
@@ -840,24 +849,28 @@ static void heads_bf16(bf16 *dst, const float *src, const Heads g, int H) {
     CUDA_LAUNCHED("attention (bf16 copy)");
 }
 
-/* The tensor-core kernels' cp.async reads the scratch in 16-byte chunks. */
-static int scratch_aligned(const float *scratch) {
-    if ((uintptr_t)scratch % 16 == 0) return 1;
-    CUDA_FAIL("attention: the scratch is not 16-byte aligned");
+/* The tensor-core kernels' cp.async reads the copies in 16-byte chunks. */
+static int copies_aligned(const float *saved, const float *scratch) {
+    if (!saved) {
+        CUDA_FAIL("attention: bf16 needs the saved buffer (Ops.attention_saved)");
+        return 0;
+    }
+    if ((uintptr_t)saved % 16 == 0 && (uintptr_t)scratch % 16 == 0) return 1;
+    CUDA_FAIL("attention: the saved buffer or the scratch is not 16-byte aligned");
     return 0;
 }
 
 /* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS]; mask [B,T] or NULL; lse [B,NH,T] saved */
-void cuda_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                            const int32_t *mask, int causal, float p, uint64_t seed, float *scratch,
-                            int B, int T, int NH, int NKV, int HS) {
+void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, const float *k,
+                            const float *v, const int32_t *mask, int causal, float p, uint64_t seed,
+                            float *scratch, int B, int T, int NH, int NKV, int HS) {
     Heads g = heads(B, T, NH, NKV, HS);
     if (!g.ok) return;
     dim3 grid;
     unsigned threads;
     if (cuda_precision() == PRECISION_BF16) {
-        if (!scratch_aligned(scratch)) return;
-        AttScratch a = att_scratch(scratch, g);
+        if (!copies_aligned(saved, scratch)) return;
+        AttCopies a = att_copies(saved, scratch, g);
         heads_bf16(a.q, q, g, NH), heads_bf16(a.k, k, g, NKV), heads_bf16(a.v, v, g, NKV);
         int warps = att_launch_shape(&grid, &threads, B * NH, T, TC);
         with_head_size(HS, [&](auto hp) {
@@ -875,25 +888,23 @@ void cuda_attention_forward(float *out, float *lse, const float *q, const float 
     CUDA_LAUNCHED("attention_forward");
 }
 
-/* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients; scratch: D [B,NH,T] (and the bf16 copies) */
+/* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients; scratch: D [B,NH,T] (and dout's bf16 copy);
+ * under bf16 q, k, v are forward's copies in saved. */
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *out, const float *lse,
-                             const int32_t *mask, int causal, float p, uint64_t seed,
-                             float *scratch, int B, int T, int NH, int NKV, int HS) {
+                             const float *saved, const int32_t *mask, int causal, float p,
+                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS) {
     Heads g = heads(B, T, NH, NKV, HS);
     if (!g.ok || (!dq && !dk && !dv)) return;
     int tc = cuda_precision() == PRECISION_BF16;
-    if (tc && !scratch_aligned(scratch)) return;
-    AttScratch a = att_scratch(scratch, g);
+    if (tc && !copies_aligned(saved, scratch)) return;
+    AttCopies a = att_copies((float *)saved, scratch, g);
     size_t rows = (size_t)B * NH * T;
     dim3 grid;
     unsigned threads;
     flash_rowdot_kernel<<<cuda_blocks(rows, ATT_WARPS), ATT_WARPS * 32>>>(a.D, dout, out, g);
     CUDA_LAUNCHED("attention_backward (D)");
-    if (tc) {
-        heads_bf16(a.q, q, g, NH), heads_bf16(a.dout, dout, g, NH);
-        heads_bf16(a.k, k, g, NKV), heads_bf16(a.v, v, g, NKV);
-    }
+    if (tc) heads_bf16(a.dout, dout, g, NH);
     if (dq) {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, tc ? (int)TC : (int)DQ_ROWS);
         if (tc) {

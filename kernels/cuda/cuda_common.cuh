@@ -171,14 +171,15 @@ void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, c
 void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
                         const float *u, const float *A, const float *B, float scale, float p,
                         uint64_t seed, float *scratch, int N, int C, int OC, int R);
-void cuda_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                            const int32_t *mask, int causal, float p, uint64_t seed, float *scratch,
-                            int B, int T, int NH, int NKV, int HS);
+void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, const float *k,
+                            const float *v, const int32_t *mask, int causal, float p, uint64_t seed,
+                            float *scratch, int B, int T, int NH, int NKV, int HS);
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *out, const float *lse,
-                             const int32_t *mask, int causal, float p, uint64_t seed,
-                             float *scratch, int B, int T, int NH, int NKV, int HS);
+                             const float *saved, const int32_t *mask, int causal, float p,
+                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
+size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
                            float *scratch, int n, int pos0, int NH, int NKV, int HS);
 void cuda_activation_forward(float *out, const float *inp, Activation act, size_t n);

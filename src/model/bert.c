@@ -25,8 +25,9 @@ typedef struct Layer {
  * shared one. */
 typedef struct LayerActs {
     float *x;                     /* [N,C] layer input (kept only if q/k/v train) */
-    float *q, *k, *v;             /* [N,C] */
+    float *q, *k, *v;             /* [N,C] (kept only if attention saves nothing) */
     float *lse;                   /* [B,NH,T] attention's log-sum-exp per query row */
+    float *att_saved;             /* what attention saves for backward (Ops.attention_saved) */
     float *ctx;                   /* [N,C] attention output, input of o and of attention backward */
     float *res_attn;              /* [N,C] o(ctx) + x, input of ln_attn */
     float *h_attn;                /* [N,C] ln_attn output */
@@ -136,7 +137,8 @@ static int layer_trains(const Layer *L) {
     return L->ln_attn.w->grad || L->ln_ffn.w->grad;
 }
 
-/* A buffer that backward does not need shares one of a few scratch buffers, chosen so that
+/* A buffer that backward does not need (q, k and v too when attention saves copies of its
+ * own) shares one of a few scratch buffers, chosen so that
  * no op ever reads and writes the same one: q S1, k S2, v S3, ctx S4, res_attn S1, h_attn
  * S2, ffn_pre F1, ffn_act F2, res_ffn S3, layer outputs alternate between O0 and O1 (h0 is
  * O1). Backward stops at the lowest layer that trains. */
@@ -149,11 +151,13 @@ static void bert_plan(Model *m, Plan *pl) {
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = b->wte->grad != NULL;
-    float *S[4], *Fs[2], *O[2], *lse, *mean, *rstd;
+    size_t saved_n = model_attention_saved(m);
+    float *S[4], *Fs[2], *O[2], *lse, *saved, *mean, *rstd;
     for (int i = 0; i < 4; i++) PLAN_TAKE(pl, &S[i], N * C, 1, NULL);
     for (int i = 0; i < 2; i++) PLAN_TAKE(pl, &Fs[i], N * F, 1, NULL);
     for (int i = 0; i < 2; i++) PLAN_TAKE(pl, &O[i], N * C, 1, NULL);
     PLAN_TAKE(pl, &lse, B * NH * T, 1, NULL);
+    PLAN_TAKE(pl, &saved, saved_n, saved_n > 0, NULL);
     PLAN_TAKE(pl, &mean, N, 1, NULL);
     PLAN_TAKE(pl, &rstd, N, 1, NULL);
 
@@ -169,10 +173,11 @@ static void bert_plan(Model *m, Plan *pl) {
         float **x = l == 0 ? &b->h0 : &b->acts[l - 1].out;
         PLAN_TAKE(pl, x, N * C, qkv, O[(l + 1) % 2]);
         a->x = *x;
-        PLAN_TAKE(pl, &a->q, N * C, bw, S[0]);
-        PLAN_TAKE(pl, &a->k, N * C, bw, S[1]);
-        PLAN_TAKE(pl, &a->v, N * C, bw, S[2]);
+        PLAN_TAKE(pl, &a->q, N * C, bw && !saved_n, S[0]);
+        PLAN_TAKE(pl, &a->k, N * C, bw && !saved_n, S[1]);
+        PLAN_TAKE(pl, &a->v, N * C, bw && !saved_n, S[2]);
         PLAN_TAKE(pl, &a->lse, B * NH * T, bw, lse);
+        PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, saved);
         PLAN_TAKE(pl, &a->ctx, N * C, bw, S[3]);
         PLAN_TAKE(pl, &a->res_attn, N * C, bw, S[0]);
         PLAN_TAKE(pl, &a->mean_attn, N, bw, mean);
@@ -222,14 +227,16 @@ static float attn_out_dropout(const Model *m, Drop d) {
 
 static void attention_forward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
-    m->ops->attention_forward(a->ctx, a->lse, a->q, a->k, a->v, m->mask, 0, d.attention, seed,
-                              m->scratch, m->B, m->T, NH, NH, HS);
+    m->ops->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, m->mask, 0,
+                              d.attention, seed, m->scratch, m->B, m->T, NH, NH, HS);
 }
 
 static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
     Bert *b = bert(m);
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
-    m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->ctx, a->lse,
+    int kept = a->att_saved == NULL; /* else q, k, v were not kept */
+    m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL,
+                               kept ? a->k : NULL, kept ? a->v : NULL, a->ctx, a->lse, a->att_saved,
                                m->mask, 0, d.attention, seed, m->scratch, m->B, m->T, NH, NH, HS);
 }
 

@@ -26,8 +26,10 @@ typedef struct Layer {
 typedef struct LayerActs {
     float *x;                  /* [N,C] input (the residual stream) */
     float *n1, *mean1, *rstd1; /* [N,C] ln_1(x), [N], [N] */
-    float *q, *k, *v;          /* [N,C] each, split from c_attn's [N,3C] */
+    float *q, *k, *v;          /* [N,C] each, split from c_attn's [N,3C] (kept if attention
+                                  saves nothing) */
     float *lse;                /* [B,NH,T] attention's log-sum-exp per query row */
+    float *att_saved;          /* what attention saves for backward (Ops.attention_saved) */
     float *ctx;                /* [N,C] attention output */
     float *a;                  /* [N,C] x + drop(c_proj(ctx)) */
     float *n2, *mean2, *rstd2; /* [N,C] ln_2(a), [N], [N] */
@@ -121,6 +123,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int any = m->n_grads > 0;
+    size_t saved_n = model_attention_saved(m);
     LayerActs sh; /* the shared set */
     float *O[2];
     PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
@@ -131,14 +134,19 @@ static void gpt2_plan(Model *m, Plan *pl) {
                         &sh.ctx, &sh.a,     &sh.n2,    &sh.mean2, &sh.rstd2, &sh.fc, &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
+    PLAN_TAKE(pl, &sh.att_saved, saved_n, saved_n > 0, NULL);
     for (size_t l = 0; l < L; l++) {
         LayerActs *a = &b->acts[l];
         int bw = (int)l >= b->lowest_trained_layer;
         a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
         float **mine[] = {&a->n1,  &a->mean1, &a->rstd1, &a->q,     &a->k,     &a->v,  &a->lse,
                           &a->ctx, &a->a,     &a->n2,    &a->mean2, &a->rstd2, &a->fc, &a->act};
-        for (int i = 0; i < nf; i++)
-            plan_take(pl, mine[i], sizes[i], bw, *fields[i], "gpt2 layer activation");
+        for (int i = 0; i < nf; i++) {
+            int qkv = i >= 3 && i <= 5; /* not kept when attention saves copies of its own */
+            plan_take(pl, mine[i], sizes[i], bw && !(qkv && saved_n), *fields[i],
+                      "gpt2 layer activation");
+        }
+        PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
         PLAN_TAKE(pl, &a->out, N * C, bw || l + 1 == L, O[l % 2]);
     }
     PLAN_TAKE(pl, &b->acts[0].x, N * C, 1, NULL); /* the embeddings */
@@ -226,8 +234,8 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     LayerActs *a = &gpt2(m)->acts[l];
     int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads;
     layer_forward_qkv(m, l, N, a->q, a->k, a->v, d.lora, seed);
-    m->ops->attention_forward(a->ctx, a->lse, a->q, a->k, a->v, m->mask, 1, d.attention,
-                              model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH,
+    m->ops->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, m->mask, 1,
+                              d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH,
                               head_size(m));
     layer_forward_tail(m, l, N, d, seed);
 }
@@ -276,9 +284,10 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(b->d_q, NC * F4);
     o->zero(b->d_k, NC * F4);
     o->zero(b->d_v, NC * F4);
-    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->ctx, a->lse,
-                          m->mask, 1, d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T,
-                          NH, NH, head_size(m));
+    int kept = a->att_saved == NULL; /* else q, k, v were not kept */
+    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
+                          kept ? a->v : NULL, a->ctx, a->lse, a->att_saved, m->mask, 1, d.attention,
+                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
     o->zero(b->d_qkv, 3 * NC * F4);
     merge_qkv(o, b->d_qkv, b->d_q, 0, N, C);
     merge_qkv(o, b->d_qkv, b->d_k, 1, N, C);

@@ -28,8 +28,9 @@ typedef struct Layer {
 typedef struct LayerActs {
     float *x;               /* [N,C] input (the residual stream) */
     float *n1, *rstd1;      /* [N,C] rmsnorm(x), [N] */
-    float *q, *k, *v;       /* [N,NH*HS], [N,NKV*HS] x2 */
+    float *q, *k, *v;       /* [N,NH*HS], [N,NKV*HS] x2 (kept if attention saves nothing) */
     float *lse;             /* [B,NH,T] attention's log-sum-exp per query row */
+    float *att_saved;       /* what attention saves for backward (Ops.attention_saved) */
     float *ctx;             /* [N,C] attention output */
     float *a;               /* [N,C] x + o(ctx) */
     float *n2, *rstd2;      /* [N,C] rmsnorm(a), [N] */
@@ -137,6 +138,7 @@ static void llama_plan(Model *m, Plan *pl) {
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int any = m->n_grads > 0;
+    size_t saved_n = model_attention_saved(m);
     LayerActs sh; /* the shared set */
     float *O[2];
     PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
@@ -147,14 +149,19 @@ static void llama_plan(Model *m, Plan *pl) {
                         &sh.a,  &sh.n2,    &sh.rstd2, &sh.gate, &sh.up, &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
+    PLAN_TAKE(pl, &sh.att_saved, saved_n, saved_n > 0, NULL);
     for (size_t l = 0; l < L; l++) {
         LayerActs *a = &b->acts[l];
         int bw = (int)l >= b->lowest_trained_layer;
         a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
         float **mine[] = {&a->n1, &a->rstd1, &a->q,     &a->k,    &a->v,  &a->lse, &a->ctx,
                           &a->a,  &a->n2,    &a->rstd2, &a->gate, &a->up, &a->act};
-        for (int i = 0; i < nf; i++)
-            plan_take(pl, mine[i], sizes[i], bw, *fields[i], "llama layer activation");
+        for (int i = 0; i < nf; i++) {
+            int qkv = i >= 2 && i <= 4; /* not kept when attention saves copies of its own */
+            plan_take(pl, mine[i], sizes[i], bw && !(qkv && saved_n), *fields[i],
+                      "llama layer activation");
+        }
+        PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
         PLAN_TAKE(pl, &a->out, N * C, bw || l + 1 == L, O[l % 2]);
     }
     PLAN_TAKE(pl, &b->acts[0].x, N * C, 1, NULL); /* the embeddings */
@@ -220,7 +227,7 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
                          model_sites(s, 3, seed, l, SITE_Q));
     o->rope_forward(a->q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_forward(a->k, NULL, c->rope_theta, B, T, NKV, HS);
-    o->attention_forward(a->ctx, a->lse, a->q, a->k, a->v, m->mask, 1, d.attention,
+    o->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, m->mask, 1, d.attention,
                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d, seed);
 }
@@ -276,9 +283,10 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(b->d_q, (size_t)N * NH * HS * F4);
     o->zero(b->d_k, (size_t)N * NKV * HS * F4);
     o->zero(b->d_v, (size_t)N * NKV * HS * F4);
-    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, a->q, a->k, a->v, a->ctx, a->lse,
-                          m->mask, 1, d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T,
-                          NH, NKV, HS);
+    int kept = a->att_saved == NULL; /* else q, k, v were not kept */
+    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
+                          kept ? a->v : NULL, a->ctx, a->lse, a->att_saved, m->mask, 1, d.attention,
+                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
     o->rope_backward(b->d_q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
     o->zero(b->d_n, NC * F4);

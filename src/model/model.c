@@ -559,6 +559,12 @@ static size_t scratch_floats(const Model *m) {
     return need;
 }
 
+size_t model_attention_saved(const Model *m) {
+    int NH = m->cfg.num_heads;
+    return m->ops->attention_saved(m->spec.precision, m->max_batch, m->max_len, NH,
+                                   m->cfg.num_kv_heads, m->cfg.hidden_size / NH);
+}
+
 /* Floats of the pair readout (objective.h), for an objective on preference pairs. */
 static size_t readout_pairs(const Model *m) {
     return m->objective->pairs ? pair_readout_floats((size_t)m->max_batch) : 0;

@@ -580,6 +580,13 @@ static Pair *attention_scratch(int B, int T, int NH, int NKV, int HS) {
     return pair_new((a > b ? a : b) * sizeof(float));
 }
 
+/* What the GPU's attention saves for backward in precision p (the CPU saves nothing), or NULL. */
+static Pair *attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) {
+    size_t n = dut->attention_saved(p, B, T, NH, NKV, HS);
+    CHECK(ref->attention_saved(p, B, T, NH, NKV, HS) == 0);
+    return n ? pair_new(n * sizeof(float)) : NULL;
+}
+
 /* ---- attention on bf16 tensor cores (set_precision(BF16): model.precision bf16) ----
  * The GPU rounds q, k, v and dout to bf16 (relative error up to 2^-9 each) and P (dropped) and
  * dS to bf16 as product operands; scores, softmax, lse, D and every sum stay f32. Against the
@@ -722,12 +729,15 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     Pair *out = pair_new(BTQ * sizeof(float)), *lse = pair_new((size_t)B * NH * T * sizeof(float));
     Pair *dout = pair_random(BTQ, 1.0f);
     Pair *scratch = attention_scratch(B, T, NH, NKV, HS);
+    /* under bf16 the GPU keeps bf16 copies of q, k, v for backward, which is then given none */
+    Pair *saved = attention_saved(att_bf16 ? PRECISION_BF16 : PRECISION_FP32, B, T, NH, NKV, HS);
+    CHECK(!saved == !att_bf16);
     Pair *dq = grads & G_DINP ? pair_random(BTQ, 1.0f) : NULL;
     Pair *dk = grads & G_DW ? pair_random(BTK, 1.0f) : NULL;
     Pair *dv = grads & G_DB ? pair_random(BTK, 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->attention_forward(F(out, w), F(lse, w), F(q, w), F(k, w), F(v, w), I(mask, w), causal, p,
-                             5, F(scratch, w), B, T, NH, NKV, HS);
+        o->attention_forward(F(out, w), F(lse, w), F(saved, w), F(q, w), F(k, w), F(v, w),
+                             I(mask, w), causal, p, 5, F(scratch, w), B, T, NH, NKV, HS);
     }
     NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", pad, p);
@@ -747,9 +757,11 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         c.out_in = want[0], c.lse_in = want[1];
     }
     BACKENDS(w, o) {
-        o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), F(q, w), F(k, w), F(v, w),
-                              F(out, w), F(lse, w), I(mask, w), causal, p, 5, F(scratch, w), B, T,
-                              NH, NKV, HS);
+        int kept = !(w && saved); /* the GPU reads what it saved */
+        o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL,
+                              kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, F(out, w), F(lse, w),
+                              F(saved, w), I(mask, w), causal, p, 5, F(scratch, w), B, T, NH, NKV,
+                              HS);
     }
     NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", pad, p);
@@ -987,18 +999,25 @@ static void test_errors(void) {
     CHECK(strstr(e.msg, "label") != NULL);
 
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *lse = pair_new(2 * 3 * 3 * sizeof(float));
-    dut->attention_forward(F(x, 1), F(lse, 1), F(x, 1), F(x, 1), F(x, 1), NULL, 0, 0.0f, 1,
+    dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), F(x, 1), F(x, 1), NULL, 0, 0.0f, 1,
                            F(lse, 1), 2, 3, 3, 2, 2); /* NH = 3 not a multiple of NKV = 2 */
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NKV") != NULL);
     CHECK(dut->status(&e) == 0); /* reported once, then clear */
     Pair *y = pair_random(129, 1.0f), *l1 = pair_new(sizeof(float));
-    dut->attention_forward(F(y, 1), F(l1, 1), F(y, 1), F(y, 1), F(y, 1), NULL, 1, 0.0f, 1, F(l1, 1),
-                           1, 1, 1, 1, 129); /* past the kernels' head size */
+    dut->attention_forward(F(y, 1), F(l1, 1), NULL, F(y, 1), F(y, 1), F(y, 1), NULL, 1, 0.0f, 1,
+                           F(l1, 1), 1, 1, 1, 1, 129); /* past the kernels' head size */
     CHECK(dut->status(&e) == -1);
     printf("head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "HS > 128") != NULL);
+    dut->set_precision(PRECISION_BF16); /* bf16 without the buffer it saves q, k, v in */
+    dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), F(x, 1), F(x, 1), NULL, 0, 0.0f, 1,
+                           F(x, 1), 2, 3, 3, 3, 2);
+    dut->set_precision(PRECISION_FP32);
+    CHECK(dut->status(&e) == -1);
+    printf("no saved buffer: %s\n", e.msg);
+    CHECK(strstr(e.msg, "saved buffer") != NULL);
     pairs_free();
 }
 
@@ -1029,7 +1048,7 @@ static void test_tf32(void) {
     Pair *o_ = pair_new(BTC * sizeof(float)), *lse = pair_new(nl * sizeof(float));
     Pair *scratch = attention_scratch(B, T, NH, NH, C / NH);
     BACKENDS(w, o) {
-        o->attention_forward(F(o_, w), F(lse, w), F(q, w), F(k, w), F(v, w), NULL, 0, 0.0f, 5,
+        o->attention_forward(F(o_, w), F(lse, w), NULL, F(q, w), F(k, w), F(v, w), NULL, 0, 0.0f, 5,
                              F(scratch, w), B, T, NH, NH, C / NH);
     }
     NAME("tf32 attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
