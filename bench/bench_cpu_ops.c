@@ -91,17 +91,17 @@ static void att_bwd(Bench *b) {
                             b->C / b->NH);
 }
 static void ln_fwd(Bench *b) {
-    ops->layernorm_forward(b->out, b->mean, b->rstd, b->inp, b->w, b->bias, 1e-12f, NT, b->C);
+    ops->layernorm_forward(b->out, b->mean, b->rstd, NULL, b->inp, b->w, b->bias, 1e-12f, NT, b->C);
 }
 static void ln_bwd(Bench *b) {
-    ops->layernorm_backward(b->dinp, b->dw, b->dbias, b->dout, b->inp, b->w, b->mean, b->rstd, NT,
-                            b->C);
+    ops->layernorm_backward(b->dinp, b->dw, b->dbias, b->dout, b->inp, NULL, b->w, b->mean, b->rstd,
+                            NT, b->C);
 }
 static void gelu_fwd(Bench *b) {
-    ops->activation_forward(b->out, b->inp, ACT_GELU, (size_t)NT * b->C);
+    ops->activation_forward(b->out, NULL, b->inp, ACT_GELU, (size_t)NT * b->C);
 }
 static void gelu_bwd(Bench *b) {
-    ops->activation_backward(b->dinp, b->inp, b->dout, ACT_GELU, (size_t)NT * b->C);
+    ops->activation_backward(b->dinp, b->inp, NULL, b->dout, ACT_GELU, (size_t)NT * b->C);
 }
 
 enum { LN = 2048, LC = 576, LV = 49152 };

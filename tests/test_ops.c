@@ -280,12 +280,12 @@ typedef struct LnCtx {
 
 static void ln_fwd(void *p) {
     LnCtx *c = p;
-    ops->layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->weight, c->bias, 1e-5f, N, C);
+    ops->layernorm_forward(c->out, c->mean, c->rstd, NULL, c->inp, c->weight, c->bias, 1e-5f, N, C);
 }
 static void ln_bwd(void *p, const float *dout, unsigned use) {
     LnCtx *c = p;
     ops->layernorm_backward(USE(0, c->dinp), USE(1, c->dweight), USE(2, c->dbias), dout, c->inp,
-                            c->weight, c->mean, c->rstd, N, C);
+                            NULL, c->weight, c->mean, c->rstd, N, C);
 }
 
 static void test_layernorm(void) {
@@ -323,12 +323,12 @@ typedef struct RmsCtx {
 
 static void rms_fwd(void *p) {
     RmsCtx *c = p;
-    ops->rmsnorm_forward(c->out, c->rstd, c->inp, c->weight, 1e-6f, N, C);
+    ops->rmsnorm_forward(c->out, c->rstd, NULL, c->inp, c->weight, 1e-6f, N, C);
 }
 static void rms_bwd(void *p, const float *dout, unsigned use) {
     RmsCtx *c = p;
-    ops->rmsnorm_backward(USE(0, c->dinp), USE(1, c->dweight), dout, c->inp, c->weight, c->rstd, N,
-                          C);
+    ops->rmsnorm_backward(USE(0, c->dinp), USE(1, c->dweight), dout, c->inp, NULL, c->weight,
+                          c->rstd, N, C);
 }
 
 static void test_rmsnorm(void) {
@@ -412,11 +412,11 @@ typedef struct SwiCtx {
 
 static void swi_fwd(void *p) {
     SwiCtx *c = p;
-    ops->swiglu_forward(c->out, c->gate, c->up, N * C);
+    ops->swiglu_forward(c->out, NULL, c->gate, c->up, N * C);
 }
 static void swi_bwd(void *p, const float *dout, unsigned use) {
     SwiCtx *c = p;
-    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), dout, c->gate, c->up, N * C);
+    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), dout, c->gate, c->up, NULL, N * C);
 }
 
 static void test_swiglu(void) {
@@ -431,7 +431,7 @@ static void test_swiglu(void) {
     swi_fwd(&c);
     CHECK(count_mismatch("swiglu out", c.out, ref, N * C, 1e-6, 1e-6) == 0);
     float nan_gate = NAN, one = 1.0f, out;
-    ops->swiglu_forward(&out, &nan_gate, &one, 1);
+    ops->swiglu_forward(&out, NULL, &nan_gate, &one, 1);
     CHECK(isnan(out));
 }
 
@@ -861,11 +861,11 @@ typedef struct EwCtx {
 
 static void act_fwd(void *p) {
     EwCtx *c = p;
-    ops->activation_forward(c->out, c->a, c->act, N * C);
+    ops->activation_forward(c->out, NULL, c->a, c->act, N * C);
 }
 static void act_bwd(void *p, const float *dout, unsigned use) {
     EwCtx *c = p;
-    if (use) ops->activation_backward(c->da, c->a, dout, c->act, N * C);
+    if (use) ops->activation_backward(c->da, c->a, NULL, dout, c->act, N * C);
 }
 
 static double act_reference(double x, Activation act) {
@@ -938,7 +938,7 @@ static void test_activations_non_finite(void) {
     const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh", "silu"};
     float in[3] = {NAN, INFINITY, -INFINITY}, out[3];
     for (int act = ACT_GELU; act <= ACT_SILU; act++) {
-        ops->activation_forward(out, in, (Activation)act, 3);
+        ops->activation_forward(out, NULL, in, (Activation)act, 3);
         if (!isnan(out[0])) {
             fprintf(stderr, "%s(nan) = %g, expected nan\n", names[act], out[0]);
             CHECK(0);
@@ -1370,9 +1370,9 @@ static size_t large_pass(float *res) {
     SAVE(z, n);
     ops->embedding_backward(dwte, dwpe, dwtt, g, ids, types, LB, LT, LC);
     SAVE(dwte, (size_t)LV * LC), SAVE(dwpe, (size_t)LT * LC), SAVE(dwtt, 2 * LC);
-    ops->layernorm_forward(z, mean, rstd, x, lnw, lnb, 1e-5f, LN, LC);
+    ops->layernorm_forward(z, mean, rstd, NULL, x, lnw, lnb, 1e-5f, LN, LC);
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
-    ops->layernorm_backward(d1, dlnw, dlnb, g, x, lnw, mean, rstd, LN, LC);
+    ops->layernorm_backward(d1, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
     ops->attention_forward(z, lse, NULL, x, y, g, mask, 0, 0.1f, 5, scratch, LB, LT, LNH, LNH,
                            LC / LNH);
@@ -1382,7 +1382,7 @@ static size_t large_pass(float *res) {
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
-    ops->activation_backward(d1, x, g, ACT_GELU, n);
+    ops->activation_backward(d1, x, NULL, g, ACT_GELU, n);
     ops->dropout_backward(d1, y, 0.2f, 9, n);
     SAVE(d1, n);
 #undef SAVE
@@ -1509,6 +1509,65 @@ static void test_reward_loss(void) {
     printf("reward_loss: stats and dscores match (loss %.6f)\n", stats[0] / (PB / 2));
 }
 
+/* ---- activations kept in bf16 for backward (ops.h; model.precision bf16) ----
+ * Backward from the copies forward saves, against backward from the f32 inputs. The inputs are
+ * bf16 values here, so the activations' and SwiGLU's copies are the inputs themselves and the
+ * gradients are equal; a norm's copy is xhat rounded (2^-9 relative), so its gradients are
+ * within 1e-2 of their largest value. */
+static float *bf16_vec(size_t n, float lo, float hi) {
+    float *x = rand_vec(n, lo, hi);
+    for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    return x;
+}
+
+/* 0 when every a[i] is within tol * max|b| of b[i] */
+static int off_by(const char *what, const float *a, const float *b, size_t n, double tol) {
+    double *wide = malloc(n * sizeof *wide);
+    for (size_t i = 0; i < n; i++) wide[i] = b[i];
+    int bad = count_mismatch(what, a, wide, n, tol * max_abs(b, n), 0.0);
+    free(wide);
+    return bad;
+}
+
+static void test_saved_bf16(void) {
+    size_t n = (size_t)N * C;
+    float *x = bf16_vec(n, -3, 3), *u = bf16_vec(n, -2, 2), *dout = rand_vec(n, -1, 1);
+    float *w = rand_vec(C, 0.5f, 1.5f), *b = rand_vec(C, -1, 1), *out = rand_vec(n, 0, 0);
+    float *mean = rand_vec(N, 0, 0), *rstd = rand_vec(N, 0, 0);
+    uint16_t *saved = malloc(2 * n * sizeof *saved);
+    float *g[2][3]; /* [from f32, from the copies][dinp, dweight, dbias] */
+    for (int k = 0; k < 2; k++)
+        g[k][0] = rand_vec(n, 0, 0), g[k][1] = rand_vec(C, 0, 0), g[k][2] = rand_vec(C, 0, 0);
+    ops->layernorm_forward(out, mean, rstd, saved, x, w, b, 1e-5f, N, C);
+    ops->layernorm_backward(g[0][0], g[0][1], g[0][2], dout, x, NULL, w, mean, rstd, N, C);
+    ops->layernorm_backward(g[1][0], g[1][1], g[1][2], dout, NULL, saved, w, mean, rstd, N, C);
+    CHECK(off_by("layernorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
+    CHECK(off_by("layernorm dweight", g[1][1], g[0][1], C, 1e-2) == 0);
+    CHECK(off_by("layernorm dbias", g[1][2], g[0][2], C, 0.0) == 0);
+    for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
+    ops->rmsnorm_forward(out, rstd, saved, x, w, 1e-5f, N, C);
+    ops->rmsnorm_backward(g[0][0], NULL, dout, x, NULL, w, rstd, N, C);
+    ops->rmsnorm_backward(g[1][0], NULL, dout, NULL, saved, w, rstd, N, C);
+    CHECK(off_by("rmsnorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
+    for (int a = ACT_GELU; a <= ACT_SILU; a++) {
+        for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
+        ops->activation_forward(out, saved, x, (Activation)a, n);
+        ops->activation_backward(g[0][0], x, NULL, dout, (Activation)a, n);
+        ops->activation_backward(g[1][0], NULL, saved, dout, (Activation)a, n);
+        CHECK(off_by("activation dinp", g[1][0], g[0][0], n, 0.0) == 0);
+    }
+    float *gu[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
+    for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
+    ops->swiglu_forward(out, saved, x, u, n);
+    ops->swiglu_backward(g[0][0], gu[0], dout, x, u, NULL, n);
+    ops->swiglu_backward(g[1][0], gu[1], dout, NULL, NULL, saved, n);
+    CHECK(off_by("swiglu dgate", g[1][0], g[0][0], n, 0.0) == 0);
+    CHECK(off_by("swiglu dup", gu[1], gu[0], n, 0.0) == 0);
+    free(x), free(u), free(dout), free(w), free(b), free(out), free(mean), free(rstd), free(saved);
+    free(gu[0]), free(gu[1]);
+    for (int k = 0; k < 2; k++) free(g[k][0]), free(g[k][1]), free(g[k][2]);
+}
+
 int main(void) {
     CHECK(!strcmp(ops->name, "cpu"));
     test_embedding();
@@ -1516,6 +1575,7 @@ int main(void) {
     test_rmsnorm();
     test_rope();
     test_swiglu();
+    test_saved_bf16();
     test_matmul();
     test_matmul_bf16(37, 53, 29);
     test_matmul_bf16(130, 70, 257);

@@ -77,6 +77,12 @@ size_t model_attention_saved(const Model *m);
 /* Assigns the next n floats to *slot when keep, else points it at shared. */
 void plan_take(Plan *pl, float **slot, size_t n, int keep, float *shared, const char *name);
 #define PLAN_TAKE(pl, slot, n, keep, shared) plan_take(pl, slot, n, keep, shared, #slot)
+/* The same for n bf16 values (NULL when not kept). */
+void plan_take_bf16(Plan *pl, uint16_t **slot, size_t n, int keep, const char *name);
+#define PLAN_TAKE_BF16(pl, slot, n, keep) plan_take_bf16(pl, slot, n, keep, #slot)
+/* Under model.precision bf16 a layer keeps what only backward reads again as the bf16 copies
+ * the forward ops write (ops.h): the norms' xhat, the activations' inputs; not on the CPU. */
+int model_keeps_bf16(const Model *m);
 
 /* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. */
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,

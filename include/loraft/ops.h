@@ -16,7 +16,11 @@
  * - a NULL gradient pointer means "not needed" (a frozen weight, or an input whose
  *   gradient no one uses) and that work is skipped;
  * - dropout is a pure function of (seed, element index), see rng.h, so backward
- *   regenerates the mask and both backends draw identical masks.
+ *   regenerates the mask and both backends draw identical masks;
+ * - an input that a backward op reads again may come as its bf16 copy instead (uint16_t,
+ *   rounded to nearest even; the f32 pointer NULL), which the forward op writes beside its
+ *   output when given somewhere to (NULL: not written): model.precision bf16 keeps those
+ *   activations for backward at half the memory.
  */
 #pragma once
 #include <stddef.h>
@@ -96,21 +100,25 @@ typedef struct Ops {
                                const int32_t *ids, const int32_t *types, int B, int T, int C);
 
     /* ---- layer norm over the last dimension ----
-     * out[N,C] = (inp - mean) * rstd * weight + bias; saves mean[N], rstd[N]. */
-    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
+     * out[N,C] = xhat * weight + bias, xhat = (inp - mean) * rstd; saves mean[N], rstd[N] and
+     * (xh not NULL) bf16(xhat) [N,C]. Backward reads xhat from inp, mean and rstd, or (inp NULL)
+     * from xh. */
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
                               const float *weight, const float *bias, float eps, int N, int C);
     void (*layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const float *inp, const float *weight, const float *mean,
-                               const float *rstd, int N, int C);
+                               const float *inp, const uint16_t *xh, const float *weight,
+                               const float *mean, const float *rstd, int N, int C);
 
     /* ---- RMS norm over the last dimension (Llama) ----
-     * out[N,C] = inp * rstd * weight with rstd[N] = 1 / sqrt(mean_c(inp^2) + eps), saved. */
-    void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *weight,
-                            float eps, int N, int C);
-    /* With xhat = inp * rstd and g = dout * weight: dinp += rstd * (g - xhat * mean_c(g *
-     * xhat)); dweight[C] += sum_n dout * xhat. */
+     * out[N,C] = xhat * weight, xhat = inp * rstd with rstd[N] = 1 / sqrt(mean_c(inp^2) + eps),
+     * saved, and bf16(xhat) [N,C] when xh is not NULL. */
+    void (*rmsnorm_forward)(float *out, float *rstd, uint16_t *xh, const float *inp,
+                            const float *weight, float eps, int N, int C);
+    /* With g = dout * weight: dinp += rstd * (g - xhat * mean_c(g * xhat)); dweight[C] +=
+     * sum_n dout * xhat; xhat from inp and rstd, or (inp NULL) from xh. */
     void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
-                             const float *weight, const float *rstd, int N, int C);
+                             const uint16_t *xh, const float *weight, const float *rstd, int N,
+                             int C);
 
     /* ---- rotary position embedding, in place (HF Llama's rotate_half layout) ----
      * x [B,T,NH*HS]; for each head, position p = pos[b,t] (pos NULL: p = t) and i < HS/2,
@@ -121,11 +129,14 @@ typedef struct Ops {
     void (*rope_backward)(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 
     /* ---- gated MLP activation (Llama's SwiGLU) ----
-     * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g). */
-    void (*swiglu_forward)(float *out, const float *gate, const float *up, size_t n);
-    /* dgate += dout * up * silu'(gate); dup += dout * silu(gate). */
+     * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g); saved [2n] (not NULL) =
+     * [bf16(gate) | bf16(up)]. */
+    void (*swiglu_forward)(float *out, uint16_t *saved, const float *gate, const float *up,
+                           size_t n);
+    /* dgate += dout * up * silu'(gate); dup += dout * silu(gate); gate and up, or (both NULL)
+     * their copies in saved. */
     void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
-                            const float *up, size_t n);
+                            const float *up, const uint16_t *saved, size_t n);
 
     /* ---- dense layer (frozen base GEMM on cuBLAS / OpenBLAS) ----
      * out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC]; bias may be NULL. */
@@ -247,10 +258,12 @@ typedef struct Ops {
                              float *scratch, int n, int pos0, int NH, int NKV, int HS);
 
     /* ---- element-wise ---- */
-    void (*activation_forward)(float *out, const float *inp, Activation act, size_t n);
-    /* dinp += act'(inp) * dout */
-    void (*activation_backward)(float *dinp, const float *inp, const float *dout, Activation act,
-                                size_t n);
+    /* out = act(inp); saved (not NULL) = bf16(inp) */
+    void (*activation_forward)(float *out, uint16_t *saved, const float *inp, Activation act,
+                               size_t n);
+    /* dinp += act'(inp) * dout; inp, or (NULL) its copy in saved */
+    void (*activation_backward)(float *dinp, const float *inp, const uint16_t *saved,
+                                const float *dout, Activation act, size_t n);
     /* out = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
     void (*dropout_forward)(float *out, const float *inp, float p, uint64_t seed, size_t n);
     /* dinp += dout * rng_dropout_scale(seed, i, p) */

@@ -102,12 +102,30 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const 
     }
 }
 
+/* ---- saved inputs: f32, or (f32 pointer NULL) their bf16 copies ---- */
+
+static inline float saved_at(const float *f, const uint16_t *b, size_t i) {
+    return f ? f[i] : qb_bf16(b[i]);
+}
+
+/* A norm's xhat at i of row n: (x - mean) * rstd from x, or its bf16 copy xh. */
+static inline float xhat_at(const float *x, const uint16_t *xh, size_t i, float m, float s) {
+    return x ? (x[i] - m) * s : qb_bf16(xh[i]);
+}
+
+/* xh[0..C) = bf16((x - m) * s) of one row (xh NULL: nothing). */
+static void save_xhat(uint16_t *xh, const float *x, float m, float s, int C) {
+    if (xh)
+        for (int c = 0; c < C; c++) xh[c] = f32_to_bf16((x[c] - m) * s);
+}
+
 /* ---- layer norm ---- */
 
-/* out[N,C] = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] saved. Two-pass statistics in
- * float, biased variance (like torch). */
-static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                                  const float *weight, const float *bias, float eps, int N, int C) {
+/* out[N,C] = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] (and xhat's bf16 copy) saved.
+ * Two-pass statistics in float, biased variance (like torch). */
+static void cpu_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh,
+                                  const float *inp, const float *weight, const float *bias,
+                                  float eps, int N, int C) {
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -120,33 +138,37 @@ static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const fl
         for (int c = 0; c < C; c++) var += (x[c] - m) * (x[c] - m);
         float s = 1.0f / sqrtf(var / (float)C + eps);
         for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        save_xhat(xh ? xh + (size_t)n * C : NULL, x, m, s, C);
         mean[n] = m;
         rstd[n] = s;
     }
 }
 
-/* With xhat = (inp - mean) * rstd and g = dout * weight, per row of [N,C]:
+/* With xhat = (inp - mean) * rstd (or xh's) and g = dout * weight, per row of [N,C]:
  * dinp += rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)); dweight[C] += sum_n dout * xhat;
- * dbias[C] += sum_n dout. Each may be NULL. */
+ * dbias[C] += sum_n dout. Each may be NULL. Also RMS norm's (mean NULL: no mean_c(g) term). */
 static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                                   const float *inp, const float *weight, const float *mean,
-                                   const float *rstd, int N, int C) {
+                                   const float *inp, const uint16_t *xh, const float *weight,
+                                   const float *mean, const float *rstd, int N, int C) {
+    int centred = mean != NULL;
     if (dinp) {
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
         for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
-            float m = mean[n], s = rstd[n], g_mean = 0.0f, gx_mean = 0.0f;
+            size_t row = (size_t)n * C;
+            const float *x = inp ? inp + row : NULL, *d = dout + row;
+            const uint16_t *h = inp ? NULL : xh + row;
+            float m = inp && centred ? mean[n] : 0.0f, s = rstd[n], g_mean = 0.0f, gx_mean = 0.0f;
 #pragma omp simd reduction(+ : g_mean, gx_mean)
             for (int c = 0; c < C; c++) {
                 float g = d[c] * weight[c];
                 g_mean += g;
-                gx_mean += g * (x[c] - m) * s;
+                gx_mean += g * xhat_at(x, h, c, m, s);
             }
-            g_mean /= (float)C;
+            g_mean = centred ? g_mean / (float)C : 0.0f;
             gx_mean /= (float)C;
-            float *dx = dinp + (size_t)n * C;
+            float *dx = dinp + row;
             for (int c = 0; c < C; c++)
-                dx[c] += (d[c] * weight[c] - g_mean - (x[c] - m) * s * gx_mean) * s;
+                dx[c] += (d[c] * weight[c] - g_mean - xhat_at(x, h, c, m, s) * gx_mean) * s;
         }
     }
     if (!dweight && !dbias) return;
@@ -155,9 +177,12 @@ static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, co
         int lo, hi;
         thread_slice(C, &lo, &hi);
         for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+            size_t row = (size_t)n * C;
+            const float *x = inp ? inp + row : NULL, *d = dout + row;
+            const uint16_t *h = inp ? NULL : xh + row;
+            float m = inp && centred ? mean[n] : 0.0f, s = rstd[n];
             if (dweight)
-                for (int c = lo; c < hi; c++) dweight[c] += d[c] * (x[c] - mean[n]) * rstd[n];
+                for (int c = lo; c < hi; c++) dweight[c] += d[c] * xhat_at(x, h, c, m, s);
             if (dbias)
                 for (int c = lo; c < hi; c++) dbias[c] += d[c];
         }
@@ -168,8 +193,8 @@ static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, co
 
 /* out[N,C] = inp * rstd * weight, rstd[N] = 1 / sqrt(mean(inp^2) + eps) saved; float sums, as
  * HF's LlamaRMSNorm computes in float32. */
-static void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
-                                float eps, int N, int C) {
+static void cpu_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
+                                const float *weight, float eps, int N, int C) {
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -178,36 +203,17 @@ static void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const
         for (int c = 0; c < C; c++) ss += x[c] * x[c];
         float s = 1.0f / sqrtf(ss / (float)C + eps);
         for (int c = 0; c < C; c++) o[c] = x[c] * s * weight[c];
+        save_xhat(xh ? xh + (size_t)n * C : NULL, x, 0.0f, s, C);
         rstd[n] = s;
     }
 }
 
-/* dinp[N,C] += rstd * (g - xhat * mean_c(g * xhat)), g = dout * weight, xhat = inp * rstd;
- * dweight[C] += sum_n dout * xhat. Either may be NULL. */
+/* dinp[N,C] += rstd * (g - xhat * mean_c(g * xhat)), g = dout * weight, xhat = inp * rstd
+ * (or xh's); dweight[C] += sum_n dout * xhat. Either may be NULL. */
 static void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                                 const float *weight, const float *rstd, int N, int C) {
-    if (dinp) {
-#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
-            float s = rstd[n], gx_mean = 0.0f;
-#pragma omp simd reduction(+ : gx_mean)
-            for (int c = 0; c < C; c++) gx_mean += d[c] * weight[c] * x[c] * s;
-            gx_mean /= (float)C;
-            float *dx = dinp + (size_t)n * C;
-            for (int c = 0; c < C; c++) dx[c] += (d[c] * weight[c] - x[c] * s * gx_mean) * s;
-        }
-    }
-    if (!dweight) return;
-#pragma omp parallel if ((size_t)N * C > CPU_PAR_MIN)
-    {
-        int lo, hi;
-        thread_slice(C, &lo, &hi);
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
-            for (int c = lo; c < hi; c++) dweight[c] += d[c] * x[c] * rstd[n];
-        }
-    }
+                                 const uint16_t *xh, const float *weight, const float *rstd, int N,
+                                 int C) {
+    cpu_layernorm_backward(dinp, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C);
 }
 
 /* ---- rotary position embedding ---- */
@@ -646,8 +652,12 @@ static void cpu_attention_cached(float *out, const float *q, const float *k, con
 
 /* ---- activations and vector arithmetic ---- */
 
-/* out[n] = act(inp); exact GELU (the transformer FFN's) has its own loop so it vectorises */
-static void cpu_activation_forward(float *out, const float *inp, Activation act, size_t n) {
+/* out[n] = act(inp) (and saved = bf16(inp)); exact GELU (the transformer FFN's) has its own loop
+ * so it vectorises */
+static void cpu_activation_forward(float *out, uint16_t *saved, const float *inp, Activation act,
+                                   size_t n) {
+    if (saved)
+        for (size_t i = 0; i < n; i++) saved[i] = f32_to_bf16(inp[i]);
     if (act == ACT_GELU) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
         for (size_t i = 0; i < n; i++) out[i] = gelu(inp[i]);
@@ -657,34 +667,43 @@ static void cpu_activation_forward(float *out, const float *inp, Activation act,
     for (size_t i = 0; i < n; i++) out[i] = act_value(inp[i], act);
 }
 
-/* dinp[n] += act'(inp) * dout */
-static void cpu_activation_backward(float *dinp, const float *inp, const float *dout,
-                                    Activation act, size_t n) {
+/* dinp[n] += act'(inp) * dout (inp, or its copy in saved) */
+static void cpu_activation_backward(float *dinp, const float *inp, const uint16_t *saved,
+                                    const float *dout, Activation act, size_t n) {
     if (act == ACT_GELU) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) dinp[i] += gelu_derivative(inp[i]) * dout[i];
+        for (size_t i = 0; i < n; i++)
+            dinp[i] += gelu_derivative(saved_at(inp, saved, i)) * dout[i];
         return;
     }
 #pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) dinp[i] += act_derivative(inp[i], act) * dout[i];
+    for (size_t i = 0; i < n; i++)
+        dinp[i] += act_derivative(saved_at(inp, saved, i), act) * dout[i];
 }
 
-/* out[n] = silu(gate) * up */
-static void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+/* out[n] = silu(gate) * up (and saved = [bf16(gate) | bf16(up)]) */
+static void cpu_swiglu_forward(float *out, uint16_t *saved, const float *gate, const float *up,
+                               size_t n) {
+    if (saved)
+        for (size_t i = 0; i < n; i++)
+            saved[i] = f32_to_bf16(gate[i]), saved[n + i] = f32_to_bf16(up[i]);
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = silu(gate[i]) * up[i];
 }
 
-/* dgate[n] += dout * up * silu'(gate); dup[n] += dout * silu(gate); either may be NULL */
+/* dgate[n] += dout * up * silu'(gate); dup[n] += dout * silu(gate); either may be NULL; gate and
+ * up, or their copies in saved */
 static void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                                const float *up, size_t n) {
+                                const float *up, const uint16_t *saved, size_t n) {
+    const uint16_t *gs = saved, *us = saved ? saved + n : NULL;
     if (dgate) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) dgate[i] += dout[i] * up[i] * silu_derivative(gate[i]);
+        for (size_t i = 0; i < n; i++)
+            dgate[i] += dout[i] * saved_at(up, us, i) * silu_derivative(saved_at(gate, gs, i));
     }
     if (dup) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) dup[i] += dout[i] * silu(gate[i]);
+        for (size_t i = 0; i < n; i++) dup[i] += dout[i] * silu(saved_at(gate, gs, i));
     }
 }
 

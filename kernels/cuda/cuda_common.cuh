@@ -78,6 +78,35 @@ __device__ inline void store4(float *x, const float v[4], size_t i, size_t n) {
     for (int k = 0; k < 4 && i + k < n; k++) x[i + k] = v[k];
 }
 
+/* ---- saved inputs (ops.h): f32, or (f32 pointer NULL) their bf16 copies ---- */
+__device__ inline float bf16_value(uint16_t h) {
+    return __uint_as_float((uint32_t)h << 16);
+}
+
+/* load4 from x, or from its bf16 copy xb when x is NULL (one 8-byte load when aligned) */
+__device__ inline void load4_saved(float v[4], const float *x, const uint16_t *xb, size_t i,
+                                   size_t n) {
+    if (x) return load4(v, x, i, n);
+    if (i + 4 <= n && (uintptr_t)(xb + i) % 8 == 0) {
+        uint2 q = *(const uint2 *)(xb + i);
+        v[0] = __uint_as_float(q.x << 16), v[1] = __uint_as_float(q.x & 0xffff0000u);
+        v[2] = __uint_as_float(q.y << 16), v[3] = __uint_as_float(q.y & 0xffff0000u);
+        return;
+    }
+    for (int k = 0; k < 4; k++) v[k] = i + k < n ? bf16_value(xb[i + k]) : 0.0f;
+}
+
+/* xb[i + k] = bf16(v[k]) (nearest even) for those below n; one 8-byte store when aligned */
+__device__ inline void store4_bf16(uint16_t *xb, const float v[4], size_t i, size_t n) {
+    uint16_t h[4];
+    for (int k = 0; k < 4; k++) h[k] = __bfloat16_as_ushort(__float2bfloat16(v[k]));
+    if (i + 4 <= n && (uintptr_t)(xb + i) % 8 == 0) {
+        *(uint2 *)(xb + i) = make_uint2(h[0] | (uint32_t)h[1] << 16, h[2] | (uint32_t)h[3] << 16);
+        return;
+    }
+    for (int k = 0; k < 4 && i + k < n; k++) xb[i + k] = h[k];
+}
+
 /* ---- reductions (blockDim.x a multiple of 32, at most 1024) ---- */
 template <typename T> __device__ inline T warp_sum(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -136,20 +165,21 @@ void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types
                             const float *wpe, const float *wtt, int B, int T, int C);
 void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
                              const int32_t *ids, const int32_t *types, int B, int T, int C);
-void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
                             const float *weight, const float *bias, float eps, int N, int C);
 void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const float *weight, const float *mean,
-                             const float *rstd, int N, int C);
-void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, float eps,
-                          int N, int C);
+                             const float *inp, const uint16_t *xh, const float *weight,
+                             const float *mean, const float *rstd, int N, int C);
+void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
+                          const float *weight, float eps, int N, int C);
 void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                           const float *weight, const float *rstd, int N, int C);
+                           const uint16_t *xh, const float *weight, const float *rstd, int N,
+                           int C);
 void cuda_rope_forward(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 void cuda_rope_backward(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
-void cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void cuda_swiglu_forward(float *out, uint16_t *saved, const float *gate, const float *up, size_t n);
 void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                          const float *up, size_t n);
+                          const float *up, const uint16_t *saved, size_t n);
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC);
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -182,9 +212,10 @@ size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
                            float *scratch, int n, int pos0, int NH, int NKV, int HS);
-void cuda_activation_forward(float *out, const float *inp, Activation act, size_t n);
-void cuda_activation_backward(float *dinp, const float *inp, const float *dout, Activation act,
-                              size_t n);
+void cuda_activation_forward(float *out, uint16_t *saved, const float *inp, Activation act,
+                             size_t n);
+void cuda_activation_backward(float *dinp, const float *inp, const uint16_t *saved,
+                              const float *dout, Activation act, size_t n);
 void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n);
 void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n);
 void cuda_add(float *out, const float *a, const float *b, size_t n);

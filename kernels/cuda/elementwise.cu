@@ -18,55 +18,62 @@ static unsigned blocks4(size_t n) {
 }
 
 /* ---- activations ---- */
-__global__ void activation_forward_kernel(float *out, const float *inp, Activation act, size_t n) {
+__global__ void activation_forward_kernel(float *out, uint16_t *saved, const float *inp,
+                                          Activation act, size_t n) {
     GRID_STRIDE4(i, n) {
         float x[4];
         load4(x, inp, i, n);
+        if (saved) store4_bf16(saved, x, i, n);
         for (int k = 0; k < 4; k++) x[k] = act_value(x[k], act);
         store4(out, x, i, n);
     }
 }
 
-__global__ void activation_backward_kernel(float *dinp, const float *inp, const float *dout,
-                                           Activation act, size_t n) {
+__global__ void activation_backward_kernel(float *dinp, const float *inp, const uint16_t *saved,
+                                           const float *dout, Activation act, size_t n) {
     GRID_STRIDE4(i, n) {
         float x[4], d[4], dx[4];
-        load4(x, inp, i, n), load4(d, dout, i, n), load4(dx, dinp, i, n);
+        load4_saved(x, inp, saved, i, n), load4(d, dout, i, n), load4(dx, dinp, i, n);
         for (int k = 0; k < 4; k++) dx[k] += act_derivative(x[k], act) * d[k];
         store4(dinp, dx, i, n);
     }
 }
 
-/* out[n] = act(inp[n]) */
-void cuda_activation_forward(float *out, const float *inp, Activation act, size_t n) {
+/* out[n] = act(inp[n]); saved (not NULL) = bf16(inp) */
+void cuda_activation_forward(float *out, uint16_t *saved, const float *inp, Activation act,
+                             size_t n) {
     if (!n) return;
-    activation_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, inp, act, n);
+    activation_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, saved, inp, act, n);
     CUDA_LAUNCHED("activation_forward");
 }
 
-/* dinp[n] += act'(inp[n]) * dout[n] */
-void cuda_activation_backward(float *dinp, const float *inp, const float *dout, Activation act,
-                              size_t n) {
+/* dinp[n] += act'(inp[n]) * dout[n]; inp, or its copy in saved */
+void cuda_activation_backward(float *dinp, const float *inp, const uint16_t *saved,
+                              const float *dout, Activation act, size_t n) {
     if (!n) return;
-    activation_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, inp, dout, act, n);
+    activation_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, inp, saved, dout, act, n);
     CUDA_LAUNCHED("activation_backward");
 }
 
-/* ---- SwiGLU: out = silu(gate) * up ---- */
-__global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up, size_t n) {
+/* ---- SwiGLU: out = silu(gate) * up; saved [2n] = [bf16(gate) | bf16(up)] ---- */
+__global__ void swiglu_forward_kernel(float *out, uint16_t *saved, const float *gate,
+                                      const float *up, size_t n) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4];
         load4(g, gate, i, n), load4(u, up, i, n);
+        if (saved) store4_bf16(saved, g, i, n), store4_bf16(saved + n, u, i, n);
         for (int k = 0; k < 4; k++) g[k] = silu(g[k]) * u[k];
         store4(out, g, i, n);
     }
 }
 
 __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout,
-                                       const float *gate, const float *up, size_t n) {
+                                       const float *gate, const float *up, const uint16_t *saved,
+                                       size_t n) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4], d[4], dg[4] = {0}, du[4] = {0}; /* NULL outputs: computed, not stored */
-        load4(g, gate, i, n), load4(u, up, i, n), load4(d, dout, i, n);
+        load4_saved(g, gate, saved, i, n), load4_saved(u, up, saved ? saved + n : NULL, i, n);
+        load4(d, dout, i, n);
         if (dgate) load4(dg, dgate, i, n);
         if (dup) load4(du, dup, i, n);
         for (int k = 0; k < 4; k++) {
@@ -78,17 +85,19 @@ __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *do
     }
 }
 
-void cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+void cuda_swiglu_forward(float *out, uint16_t *saved, const float *gate, const float *up,
+                         size_t n) {
     if (!n) return;
-    swiglu_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, gate, up, n);
+    swiglu_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, saved, gate, up, n);
     CUDA_LAUNCHED("swiglu_forward");
 }
 
-/* dgate += dout * up * silu'(gate); dup += dout * silu(gate); either may be NULL */
+/* dgate += dout * up * silu'(gate); dup += dout * silu(gate); either may be NULL; gate and up,
+ * or their copies in saved */
 void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                          const float *up, size_t n) {
+                          const float *up, const uint16_t *saved, size_t n) {
     if (!n || (!dgate && !dup)) return;
-    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dout, gate, up, n);
+    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dout, gate, up, saved, n);
     CUDA_LAUNCHED("swiglu_backward");
 }
 

@@ -11,12 +11,13 @@
  * fewer blocks meet in global atomics */
 enum { LN_WARPS = 8, LN_ROWS_PER_WARP = 4 };
 
-/* out[N,C] = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] saved (if
- * not NULL). rms: mean is 0 (not computed). A lane takes four columns at a time (one float4
- * where aligned); the two statistics passes and the output pass find the row in L1. */
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
-                                         const float *weight, const float *bias, float eps, int N,
-                                         int C, bool rms) {
+/* out[N,C] = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] and xh [N,C] = bf16((inp -
+ * mean) * rstd) saved (if not NULL). rms: mean is 0 (not computed). A lane takes four columns at
+ * a time (one float4 where aligned); the two statistics passes and the output pass find the row
+ * in L1. */
+__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, uint16_t *xh,
+                                         const float *inp, const float *weight, const float *bias,
+                                         float eps, int N, int C, bool rms) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
         const float *x = inp + n * C;
@@ -36,8 +37,9 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
             load4(v, x, c, C);
             if (weight) load4(w, weight, c, C);
             if (bias) load4(b, bias, c, C);
-            for (int k = 0; k < 4; k++) y[k] = (v[k] - m) * r * w[k] + b[k];
+            for (int k = 0; k < 4; k++) v[k] = (v[k] - m) * r, y[k] = v[k] * w[k] + b[k];
             store4(out + n * C, y, c, C);
+            if (xh) store4_bf16(xh + n * C, v, c, C);
         }
         if (lane == 0 && mean) mean[n] = m;
         if (lane == 0 && rstd) rstd[n] = r;
@@ -45,14 +47,16 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
 }
 
 /* dinp[N,C] += rstd * (g - mean(g) - norm * mean(g * norm)), g = weight * dout, and
- * dweight[c] += sum_n dout * norm, dbias[c] += sum_n dout in the same pass over dout and inp:
+ * dweight[c] += sum_n dout * norm, dbias[c] += sum_n dout in the same pass over dout and inp
+ * (norm = (inp - mean) * rstd), or over dout and xh (inp NULL: norm = xh's values):
  * the block's column sums gather in dynamic shared memory (sums[0..C) for dweight, [C..2C) for
  * dbias; the lanes of a warp own distinct columns, the warps meet in shared atomics) and reach
  * the outputs in one global atomic per column per block. Any output may be NULL; mean NULL:
  * RMS norm (no centring, no mean(g) term). */
 __global__ void layernorm_backward_kernel(float *dinp, float *dweight, float *dbias,
-                                          const float *dout, const float *inp, const float *weight,
-                                          const float *mean, const float *rstd, int N, int C) {
+                                          const float *dout, const float *inp, const uint16_t *xh,
+                                          const float *weight, const float *mean, const float *rstd,
+                                          int N, int C) {
     extern __shared__ float sums[];
     bool params = dweight || dbias;
     if (params)
@@ -60,20 +64,21 @@ __global__ void layernorm_backward_kernel(float *dinp, float *dweight, float *db
     __syncthreads();
     int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
-        const float *x = inp + n * C, *dy = dout + n * C;
-        float m = mean ? mean[n] : 0.0f, r = rstd[n], sg = 0.0f, sgn = 0.0f;
+        const float *x = inp ? inp + n * C : NULL, *dy = dout + n * C;
+        const uint16_t *h = x ? NULL : xh + n * C;
+        float m = mean && x ? mean[n] : 0.0f, r = rstd[n], sg = 0.0f, sgn = 0.0f;
         if (dinp) {
 #pragma unroll 4
             for (int c = lane; c < C; c += 32) {
                 float g = dy[c] * (weight ? weight[c] : 1.0f);
                 sg += g;
-                sgn += g * (x[c] - m) * r;
+                sgn += g * (x ? (x[c] - m) * r : bf16_value(h[c]));
             }
             sg = mean ? warp_sum(sg) / C : 0.0f;
             sgn = warp_sum(sgn) / C;
         }
         for (int c = lane; c < C; c += 32) {
-            float norm = (x[c] - m) * r;
+            float norm = x ? (x[c] - m) * r : bf16_value(h[c]);
             if (dinp)
                 dinp[n * C + c] += r * (dy[c] * (weight ? weight[c] : 1.0f) - sg - norm * sgn);
             if (dweight) atomicAdd(&sums[c], dy[c] * norm);
@@ -92,17 +97,17 @@ static unsigned warp_row_blocks(int N) {
     return cuda_blocks((size_t)N, LN_WARPS);
 }
 
-void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
                             const float *weight, const float *bias, float eps, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(out, mean, rstd, inp, weight,
-                                                                    bias, eps, N, C, false);
+    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(out, mean, rstd, xh, inp,
+                                                                    weight, bias, eps, N, C, false);
     CUDA_LAUNCHED("layernorm_forward");
 }
 
 void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const float *weight, const float *mean,
-                             const float *rstd, int N, int C) {
+                             const float *inp, const uint16_t *xh, const float *weight,
+                             const float *mean, const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     bool params = dweight || dbias;
     unsigned blocks = cuda_blocks((size_t)N, LN_WARPS * (params ? LN_ROWS_PER_WARP : 1));
@@ -114,19 +119,20 @@ void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
         return;
     }
     layernorm_backward_kernel<<<blocks, LN_WARPS * 32, shared>>>(dinp, dweight, dbias, dout, inp,
-                                                                 weight, mean, rstd, N, C);
+                                                                 xh, weight, mean, rstd, N, C);
     CUDA_LAUNCHED("layernorm_backward");
 }
 
-void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, float eps,
-                          int N, int C) {
+void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
+                          const float *weight, float eps, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(out, NULL, rstd, inp, weight,
-                                                                    NULL, eps, N, C, true);
+    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(out, NULL, rstd, xh, inp,
+                                                                    weight, NULL, eps, N, C, true);
     CUDA_LAUNCHED("rmsnorm_forward");
 }
 
 void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                           const float *weight, const float *rstd, int N, int C) {
-    cuda_layernorm_backward(dinp, dweight, NULL, dout, inp, weight, NULL, rstd, N, C);
+                           const uint16_t *xh, const float *weight, const float *rstd, int N,
+                           int C) {
+    cuda_layernorm_backward(dinp, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C);
 }

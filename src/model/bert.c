@@ -36,6 +36,9 @@ typedef struct LayerActs {
     float *ffn_act;               /* [N,F] activation output (kept only if ffn_out trains) */
     float *res_ffn;               /* [N,C] */
     float *mean_ffn, *rstd_ffn;
+    /* model_keeps_bf16: instead of res_attn, ffn_pre and res_ffn, ln_attn's xhat, ffn_pre's
+     * bf16 copy and ln_ffn's xhat (NULL otherwise) */
+    uint16_t *xh_attn, *ffn_pre_bf16, *xh_ffn;
     float *out; /* [N,C] layer output */
 } LayerActs;
 
@@ -138,7 +141,8 @@ static int layer_trains(const Layer *L) {
 }
 
 /* A buffer that backward does not need (q, k and v too when attention saves copies of its
- * own) shares one of a few scratch buffers, chosen so that
+ * own; res_attn, ffn_pre and res_ffn under model_keeps_bf16, whose bf16 copies backward reads)
+ * shares one of a few scratch buffers, chosen so that
  * no op ever reads and writes the same one: q S1, k S2, v S3, ctx S4, res_attn S1, h_attn
  * S2, ffn_pre F1, ffn_act F2, res_ffn S3, layer outputs alternate between O0 and O1 (h0 is
  * O1). Backward stops at the lowest layer that trains. */
@@ -152,6 +156,7 @@ static void bert_plan(Model *m, Plan *pl) {
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = b->wte->grad != NULL;
     size_t saved_n = model_attention_saved(m);
+    int half = model_keeps_bf16(m);
     float *S[4], *Fs[2], *O[2], *lse, *saved, *mean, *rstd;
     for (int i = 0; i < 4; i++) PLAN_TAKE(pl, &S[i], N * C, 1, NULL);
     for (int i = 0; i < 2; i++) PLAN_TAKE(pl, &Fs[i], N * F, 1, NULL);
@@ -179,13 +184,16 @@ static void bert_plan(Model *m, Plan *pl) {
         PLAN_TAKE(pl, &a->lse, B * NH * T, bw, lse);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, saved);
         PLAN_TAKE(pl, &a->ctx, N * C, bw, S[3]);
-        PLAN_TAKE(pl, &a->res_attn, N * C, bw, S[0]);
+        PLAN_TAKE(pl, &a->res_attn, N * C, bw && !half, S[0]);
+        PLAN_TAKE_BF16(pl, &a->xh_attn, N * C, bw && half);
         PLAN_TAKE(pl, &a->mean_attn, N, bw, mean);
         PLAN_TAKE(pl, &a->rstd_attn, N, bw, rstd);
         PLAN_TAKE(pl, &a->h_attn, N * C, bw && linear_trains(&Ly->ffn_in), S[1]);
-        PLAN_TAKE(pl, &a->ffn_pre, N * F, bw, Fs[0]);
+        PLAN_TAKE(pl, &a->ffn_pre, N * F, bw && !half, Fs[0]);
+        PLAN_TAKE_BF16(pl, &a->ffn_pre_bf16, N * F, bw && half);
         PLAN_TAKE(pl, &a->ffn_act, N * F, bw && linear_trains(&Ly->ffn_out), Fs[1]);
-        PLAN_TAKE(pl, &a->res_ffn, N * C, bw, S[2]);
+        PLAN_TAKE(pl, &a->res_ffn, N * C, bw && !half, S[2]);
+        PLAN_TAKE_BF16(pl, &a->xh_ffn, N * C, bw && half);
         PLAN_TAKE(pl, &a->mean_ffn, N, bw, mean);
         PLAN_TAKE(pl, &a->rstd_ffn, N, bw, rstd);
     }
@@ -256,19 +264,21 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     if (po > 0)
         o->dropout_forward(a->res_attn, a->res_attn, po, model_site(seed, l, SITE_O_DROP), NC);
     o->add(a->res_attn, a->res_attn, a->x, NC);
-    o->layernorm_forward(a->h_attn, a->mean_attn, a->rstd_attn, a->res_attn, Ly->ln_attn.w->value,
-                         Ly->ln_attn.b->value, c->layer_norm_eps, N, c->hidden_size);
+    o->layernorm_forward(a->h_attn, a->mean_attn, a->rstd_attn, a->xh_attn, a->res_attn,
+                         Ly->ln_attn.w->value, Ly->ln_attn.b->value, c->layer_norm_eps, N,
+                         c->hidden_size);
     linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora,
                    model_site(seed, l, SITE_FFN_IN));
-    o->activation_forward(a->ffn_act, a->ffn_pre, c->activation, (size_t)N * F);
+    o->activation_forward(a->ffn_act, a->ffn_pre_bf16, a->ffn_pre, c->activation, (size_t)N * F);
     linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora,
                    model_site(seed, l, SITE_FFN_OUT));
     if (d.hidden > 0)
         o->dropout_forward(a->res_ffn, a->res_ffn, d.hidden, model_site(seed, l, SITE_FFN_DROP),
                            NC);
     o->add(a->res_ffn, a->res_ffn, a->h_attn, NC);
-    o->layernorm_forward(a->out, a->mean_ffn, a->rstd_ffn, a->res_ffn, Ly->ln_ffn.w->value,
-                         Ly->ln_ffn.b->value, c->layer_norm_eps, N, c->hidden_size);
+    o->layernorm_forward(a->out, a->mean_ffn, a->rstd_ffn, a->xh_ffn, a->res_ffn,
+                         Ly->ln_ffn.w->value, Ly->ln_ffn.b->value, c->layer_norm_eps, N,
+                         c->hidden_size);
 }
 
 /* dout: gradient of the layer output [N,C]; dx (may be NULL) += gradient of its input. */
@@ -282,22 +292,25 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     size_t NC = (size_t)N * C, NF = (size_t)N * F, bytes = NC * sizeof(float);
     /* FFN block: out = LN(drop(ffn_out(act(ffn_in(h)))) + h) */
     o->zero(b->d_c, bytes);
-    o->layernorm_backward(b->d_c, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, dout, a->res_ffn,
-                          Ly->ln_ffn.w->value, a->mean_ffn, a->rstd_ffn, N, C);
+    o->layernorm_backward(b->d_c, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, dout,
+                          a->xh_ffn ? NULL : a->res_ffn, a->xh_ffn, Ly->ln_ffn.w->value,
+                          a->mean_ffn, a->rstd_ffn, N, C);
     const float *dy =
         dropout_grad(m, b->d_br, b->d_c, d.hidden, model_site(seed, l, SITE_FFN_DROP), NC);
     o->zero(b->d_ffn, NF * sizeof(float));
     linear_backward(m, &Ly->ffn_out, b->d_ffn, dy, a->ffn_act, N, d.lora,
                     model_site(seed, l, SITE_FFN_OUT));
     o->zero(b->d_ffn2, NF * sizeof(float));
-    o->activation_backward(b->d_ffn2, a->ffn_pre, b->d_ffn, c->activation, NF);
+    o->activation_backward(b->d_ffn2, a->ffn_pre_bf16 ? NULL : a->ffn_pre, a->ffn_pre_bf16,
+                           b->d_ffn, c->activation, NF);
     /* d_c (the residual's share of dh) now also takes the FFN branch's share */
     linear_backward(m, &Ly->ffn_in, b->d_c, b->d_ffn2, a->h_attn, N, d.lora,
                     model_site(seed, l, SITE_FFN_IN));
     /* attention block: h = LN(drop(o(attention(q(x), k(x), v(x)))) + x) */
     o->zero(b->d_r, bytes);
-    o->layernorm_backward(b->d_r, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c, a->res_attn,
-                          Ly->ln_attn.w->value, a->mean_attn, a->rstd_attn, N, C);
+    o->layernorm_backward(b->d_r, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c,
+                          a->xh_attn ? NULL : a->res_attn, a->xh_attn, Ly->ln_attn.w->value,
+                          a->mean_attn, a->rstd_attn, N, C);
     const float *da = dropout_grad(m, b->d_br, b->d_r, attn_out_dropout(m, d),
                                    model_site(seed, l, SITE_O_DROP), NC);
     o->zero(b->d_ctx, bytes);
@@ -318,7 +331,7 @@ static void head_forward(Model *m, Drop d, uint64_t seed) {
     int B = m->B, C = m->cfg.hidden_size, L = m->cfg.num_layers;
     o->first_token_forward(b->pooled, b->acts[L - 1].out, B, m->T, C);
     linear_forward(m, &b->pre, b->pre_out, b->pooled, B, d.lora, model_site(seed, L, SITE_PRE));
-    o->activation_forward(b->pre_act_out, b->pre_out, b->pre_act, (size_t)B * C);
+    o->activation_forward(b->pre_act_out, NULL, b->pre_out, b->pre_act, (size_t)B * C);
     o->dropout_forward(b->head_in, b->pre_act_out, d.classifier,
                        model_site(seed, L, SITE_HEAD_DROP), (size_t)B * C);
     linear_forward(m, &b->cls, m->logits, b->head_in, B, d.lora, model_site(seed, L, SITE_CLS));
@@ -335,7 +348,7 @@ static void head_backward(Model *m, Drop d, uint64_t seed) {
     linear_backward(m, &b->cls, d_in, m->dlogits, b->head_in, B, d.lora,
                     model_site(seed, L, SITE_CLS));
     o->dropout_backward(d_act, d_in, d.classifier, model_site(seed, L, SITE_HEAD_DROP), BC);
-    o->activation_backward(d_pre, b->pre_out, d_act, b->pre_act, BC);
+    o->activation_backward(d_pre, b->pre_out, NULL, d_act, b->pre_act, BC);
     int body = b->lowest_trained_layer < L;
     linear_backward(m, &b->pre, body ? d_pool : NULL, d_pre, b->pooled, B, d.lora,
                     model_site(seed, L, SITE_PRE));
@@ -351,7 +364,7 @@ static void bert_forward(Model *m, Drop d, uint64_t seed) {
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->emb, m->ids, b->wtt ? m->types : NULL, b->wte->value, b->wpe->value,
                          b->wtt ? b->wtt->value : NULL, B, T, C);
-    o->layernorm_forward(b->h0, b->emb_mean, b->emb_rstd, b->emb, b->ln_emb.w->value,
+    o->layernorm_forward(b->h0, b->emb_mean, b->emb_rstd, NULL, b->emb, b->ln_emb.w->value,
                          b->ln_emb.b->value, c->layer_norm_eps, N, C);
     if (d.hidden > 0)
         o->dropout_forward(b->h0, b->h0, d.hidden, model_site(seed, L, SITE_EMB), (size_t)N * C);
@@ -372,7 +385,7 @@ static void bert_backward(Model *m, Drop d, uint64_t seed) {
     if (!emb_trains) return;
     const float *dh0 = dropout_grad(m, b->d_br, dout, d.hidden, model_site(seed, L, SITE_EMB), NC);
     o->zero(b->d_r, NC * sizeof(float));
-    o->layernorm_backward(b->d_r, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb,
+    o->layernorm_backward(b->d_r, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb, NULL,
                           b->ln_emb.w->value, b->emb_mean, b->emb_rstd, N, C);
     o->embedding_backward(b->wte->grad, b->wpe->grad, b->wtt ? b->wtt->grad : NULL, b->d_r, m->ids,
                           b->wtt ? m->types : NULL, B, T, C);

@@ -34,7 +34,9 @@ typedef struct LayerActs {
     float *a;                  /* [N,C] x + drop(c_proj(ctx)) */
     float *n2, *mean2, *rstd2; /* [N,C] ln_2(a), [N], [N] */
     float *fc, *act;           /* [N,F] c_fc(n2), gelu_tanh(fc) */
-    float *out;                /* [N,C] a + drop(mlp.c_proj(act)) */
+    /* model_keeps_bf16: instead of x, a and fc, the norms' xhat and fc in bf16 */
+    uint16_t *xh1, *xh2, *fc_bf16;
+    float *out; /* [N,C] a + drop(mlp.c_proj(act)) */
 } LayerActs;
 
 typedef struct Gpt2 {
@@ -112,8 +114,10 @@ static int layer_trains(const Layer *L) {
     return L->ln_1.w->grad || L->ln_2.w->grad;
 }
 
-/* As llama_plan: a layer that backward reaches keeps everything it computed; the others share
- * one set, their outputs alternating between two buffers; the last output is always kept. */
+/* As llama_plan: a layer that backward reaches keeps everything it computed (but what attention
+ * saves itself, and under model_keeps_bf16 the bf16 copies of its norms' and GELU's inputs); the
+ * others share one set, their outputs alternating between two buffers; the last output is
+ * always kept. */
 static void gpt2_plan(Model *m, Plan *pl) {
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
@@ -124,6 +128,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int any = m->n_grads > 0;
     size_t saved_n = model_attention_saved(m);
+    int half = model_keeps_bf16(m);
     LayerActs sh; /* the shared set */
     float *O[2];
     PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
@@ -142,12 +147,15 @@ static void gpt2_plan(Model *m, Plan *pl) {
         float **mine[] = {&a->n1,  &a->mean1, &a->rstd1, &a->q,     &a->k,     &a->v,  &a->lse,
                           &a->ctx, &a->a,     &a->n2,    &a->mean2, &a->rstd2, &a->fc, &a->act};
         for (int i = 0; i < nf; i++) {
-            int qkv = i >= 3 && i <= 5; /* not kept when attention saves copies of its own */
-            plan_take(pl, mine[i], sizes[i], bw && !(qkv && saved_n), *fields[i],
-                      "gpt2 layer activation");
+            int qkv = i >= 3 && i <= 5, as_bf16 = i == 8 || i == 12; /* a, fc */
+            plan_take(pl, mine[i], sizes[i], bw && !(qkv && saved_n) && !(as_bf16 && half),
+                      *fields[i], "gpt2 layer activation");
         }
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
-        PLAN_TAKE(pl, &a->out, N * C, bw || l + 1 == L, O[l % 2]);
+        PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
+        PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
+        PLAN_TAKE_BF16(pl, &a->fc_bf16, N * F, bw && half);
+        PLAN_TAKE(pl, &a->out, N * C, (bw && !half) || l + 1 == L, O[l % 2]);
     }
     PLAN_TAKE(pl, &b->acts[0].x, N * C, 1, NULL); /* the embeddings */
     PLAN_TAKE(pl, &b->qkv, 3 * N * C, 1, NULL);
@@ -203,10 +211,10 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     if (d.hidden > 0)
         o->dropout_forward(a->a, a->a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
     o->add(a->a, a->a, a->x, NC);
-    o->layernorm_forward(a->n2, a->mean2, a->rstd2, a->a, Ly->ln_2.w->value, Ly->ln_2.b->value,
-                         c->layer_norm_eps, N, c->hidden_size);
+    o->layernorm_forward(a->n2, a->mean2, a->rstd2, a->xh2, a->a, Ly->ln_2.w->value,
+                         Ly->ln_2.b->value, c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC));
-    o->activation_forward(a->act, a->fc, c->activation, (size_t)N * c->ffn_size);
+    o->activation_forward(a->act, a->fc_bf16, a->fc, c->activation, (size_t)N * c->ffn_size);
     linear_forward(m, &Ly->mlp_proj, a->out, a->act, N, d.lora, model_site(seed, l, SITE_MLP));
     if (d.hidden > 0)
         o->dropout_forward(a->out, a->out, d.hidden, model_site(seed, l, SITE_MLP_DROP), NC);
@@ -222,8 +230,8 @@ static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float 
     Layer *Ly = &b->layers[l];
     LayerActs *a = &b->acts[l];
     int C = c->hidden_size;
-    o->layernorm_forward(a->n1, a->mean1, a->rstd1, a->x, Ly->ln_1.w->value, Ly->ln_1.b->value,
-                         c->layer_norm_eps, N, C);
+    o->layernorm_forward(a->n1, a->mean1, a->rstd1, a->xh1, a->x, Ly->ln_1.w->value,
+                         Ly->ln_1.b->value, c->layer_norm_eps, N, C);
     linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, p, model_site(seed, l, SITE_QKV));
     split_qkv(o, q, b->qkv, 0, N, C);
     split_qkv(o, k, b->qkv, 1, N, C);
@@ -269,13 +277,14 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     linear_backward(m, &Ly->mlp_proj, b->d_act, dy, a->act, N, d.lora,
                     model_site(seed, l, SITE_MLP));
     o->zero(b->d_fc, NF * F4);
-    o->activation_backward(b->d_fc, a->fc, b->d_act, c->activation, NF);
+    o->activation_backward(b->d_fc, a->fc_bf16 ? NULL : a->fc, a->fc_bf16, b->d_act, c->activation,
+                           NF);
     o->zero(b->d_n, NC * F4);
     linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC));
     o->zero(b->d_a, NC * F4);
     o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
-    o->layernorm_backward(b->d_a, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n, a->a,
-                          Ly->ln_2.w->value, a->mean2, a->rstd2, N, C);
+    o->layernorm_backward(b->d_a, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n, a->xh2 ? NULL : a->a,
+                          a->xh2, Ly->ln_2.w->value, a->mean2, a->rstd2, N, C);
     /* attention: a = x + drop(c_proj(attention(q, k, v))), q|k|v = c_attn(n1), n1 = ln_1(x) */
     dy = dropout_grad(m, b->d_r, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
     o->zero(b->d_ctx, NC * F4);
@@ -296,8 +305,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora,
                     model_site(seed, l, SITE_QKV));
     if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
-    o->layernorm_backward(dx, Ly->ln_1.w->grad, Ly->ln_1.b->grad, b->d_n, a->x, Ly->ln_1.w->value,
-                          a->mean1, a->rstd1, N, C);
+    o->layernorm_backward(dx, Ly->ln_1.w->grad, Ly->ln_1.b->grad, b->d_n, a->xh1 ? NULL : a->x,
+                          a->xh1, Ly->ln_1.w->value, a->mean1, a->rstd1, N, C);
 }
 
 static void gpt2_forward(Model *m, Drop d, uint64_t seed) {
@@ -310,7 +319,7 @@ static void gpt2_forward(Model *m, Drop d, uint64_t seed) {
     if (d.embedding > 0)
         o->dropout_forward(x, x, d.embedding, model_site(seed, L, SITE_EMB), (size_t)N * C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, seed);
-    o->layernorm_forward(b->hf, b->mean_f, b->rstd_f, b->acts[L - 1].out, b->ln_f.w->value,
+    o->layernorm_forward(b->hf, b->mean_f, b->rstd_f, NULL, b->acts[L - 1].out, b->ln_f.w->value,
                          b->ln_f.b->value, c->layer_norm_eps, N, C);
 }
 
@@ -324,7 +333,7 @@ static void gpt2_backward(Model *m, Drop d, uint64_t seed) {
     if (!body && !b->ln_f.w->grad) return; /* the head's own gradient came with the loss */
     o->zero(b->d_out, NC * F4);
     o->layernorm_backward(b->d_out, b->ln_f.w->grad, b->ln_f.b->grad, m->dhidden,
-                          b->acts[L - 1].out, b->ln_f.w->value, b->mean_f, b->rstd_f, N, C);
+                          b->acts[L - 1].out, NULL, b->ln_f.w->value, b->mean_f, b->rstd_f, N, C);
     int emb_trains = b->wte->grad || b->wpe->grad;
     float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
                                   b->d_x, d, seed);
@@ -343,7 +352,7 @@ static void gpt2_decode(Model *m, int pos0, int n) {
     o->embedding_forward(x, m->ids, NULL, b->wte->value, NULL, NULL, 1, n, C);
     o->add(x, x, b->wpe->value + (size_t)pos0 * C, (size_t)n * C);
     for (int l = 0; l < L; l++) layer_decode(m, l, pos0, n);
-    o->layernorm_forward(b->hf, b->mean_f, b->rstd_f, b->acts[L - 1].out, b->ln_f.w->value,
+    o->layernorm_forward(b->hf, b->mean_f, b->rstd_f, NULL, b->acts[L - 1].out, b->ln_f.w->value,
                          b->ln_f.b->value, c->layer_norm_eps, n, C);
 }
 

@@ -36,6 +36,8 @@ typedef struct LayerActs {
     float *n2, *rstd2;      /* [N,C] rmsnorm(a), [N] */
     float *gate, *up, *act; /* [N,F] */
     float *out;             /* [N,C] a + down(act) */
+    /* model_keeps_bf16: instead of x, a, gate and up, the norms' xhat and [gate | up] in bf16 */
+    uint16_t *xh1, *xh2, *gate_up_bf16;
 } LayerActs;
 
 typedef struct Llama {
@@ -125,9 +127,11 @@ static int layer_trains(const Layer *L) {
     return L->ln_attn.w->grad || L->ln_ffn.w->grad;
 }
 
-/* A layer that backward reaches keeps everything it computed; the others share one set of
- * buffers, their outputs alternating between two (a layer reads its input while it writes
- * its output). The last layer's output is always kept: the final norm's backward reads it. */
+/* A layer that backward reaches keeps everything it computed (but what attention saves itself,
+ * and under model_keeps_bf16 the bf16 copies of its norms' and SwiGLU's inputs); the others
+ * share one set of buffers, their outputs alternating between two (a layer reads its input
+ * while it writes its output). The last layer's output is always kept: the final norm's
+ * backward reads it. */
 static void llama_plan(Model *m, Plan *pl) {
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
@@ -139,6 +143,7 @@ static void llama_plan(Model *m, Plan *pl) {
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int any = m->n_grads > 0;
     size_t saved_n = model_attention_saved(m);
+    int half = model_keeps_bf16(m);
     LayerActs sh; /* the shared set */
     float *O[2];
     PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
@@ -157,12 +162,15 @@ static void llama_plan(Model *m, Plan *pl) {
         float **mine[] = {&a->n1, &a->rstd1, &a->q,     &a->k,    &a->v,  &a->lse, &a->ctx,
                           &a->a,  &a->n2,    &a->rstd2, &a->gate, &a->up, &a->act};
         for (int i = 0; i < nf; i++) {
-            int qkv = i >= 2 && i <= 4; /* not kept when attention saves copies of its own */
-            plan_take(pl, mine[i], sizes[i], bw && !(qkv && saved_n), *fields[i],
-                      "llama layer activation");
+            int qkv = i >= 2 && i <= 4, as_bf16 = i == 7 || i == 10 || i == 11; /* a, gate, up */
+            plan_take(pl, mine[i], sizes[i], bw && !(qkv && saved_n) && !(as_bf16 && half),
+                      *fields[i], "llama layer activation");
         }
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
-        PLAN_TAKE(pl, &a->out, N * C, bw || l + 1 == L, O[l % 2]);
+        PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
+        PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
+        PLAN_TAKE_BF16(pl, &a->gate_up_bf16, 2 * N * F, bw && half);
+        PLAN_TAKE(pl, &a->out, N * C, (bw && !half) || l + 1 == L, O[l % 2]);
     }
     PLAN_TAKE(pl, &b->acts[0].x, N * C, 1, NULL); /* the embeddings */
     PLAN_TAKE(pl, &b->hf, N * C, 1, NULL);
@@ -203,12 +211,12 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     size_t NC = (size_t)N * c->hidden_size, NF = (size_t)N * c->ffn_size;
     linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
     o->add(a->a, a->a, a->x, NC);
-    o->rmsnorm_forward(a->n2, a->rstd2, a->a, Ly->ln_ffn.w->value, c->layer_norm_eps, N,
+    o->rmsnorm_forward(a->n2, a->rstd2, a->xh2, a->a, Ly->ln_ffn.w->value, c->layer_norm_eps, N,
                        c->hidden_size);
     uint64_t s[2];
     linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,
                          model_sites(s, 2, seed, l, SITE_GATE));
-    o->swiglu_forward(a->act, a->gate, a->up, NF);
+    o->swiglu_forward(a->act, a->gate_up_bf16, a->gate, a->up, NF);
     linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(seed, l, SITE_DOWN));
     o->add(a->out, a->out, a->a, NC);
 }
@@ -221,7 +229,8 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     LayerActs *a = &b->acts[l];
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, HS = head_size(m);
     int NH = c->num_heads, NKV = c->num_kv_heads;
-    o->rmsnorm_forward(a->n1, a->rstd1, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, N, C);
+    o->rmsnorm_forward(a->n1, a->rstd1, a->xh1, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, N,
+                       C);
     uint64_t s[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
                          model_sites(s, 3, seed, l, SITE_Q));
@@ -244,7 +253,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
     float *k_new = k + (size_t)pos0 * NKV * HS, *v_new = v + (size_t)pos0 * NKV * HS;
     const int32_t *pos = m->positions + pos0;
-    o->rmsnorm_forward(a->n1, a->rstd1, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, n, C);
+    o->rmsnorm_forward(a->n1, a->rstd1, NULL, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, n, C);
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, k_new, v_new}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
     o->rope_forward(a->q, pos, c->rope_theta, 1, n, NH, HS);
@@ -268,15 +277,16 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     linear_backward(m, &Ly->down, b->d_f, dout, a->act, N, d.lora, model_site(seed, l, SITE_DOWN));
     o->zero(b->d_g, NF * F4);
     o->zero(b->d_u, NF * F4);
-    o->swiglu_backward(b->d_g, b->d_u, b->d_f, a->gate, a->up, NF);
+    const uint16_t *gu = a->gate_up_bf16; /* else gate and up were kept */
+    o->swiglu_backward(b->d_g, b->d_u, b->d_f, gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF);
     o->zero(b->d_n, NC * F4);
     uint64_t s[3];
     linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
                           N, d.lora, model_sites(s, 2, seed, l, SITE_GATE));
     o->zero(b->d_a, NC * F4);
     o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
-    o->rmsnorm_backward(b->d_a, Ly->ln_ffn.w->grad, b->d_n, a->a, Ly->ln_ffn.w->value, a->rstd2, N,
-                        C);
+    o->rmsnorm_backward(b->d_a, Ly->ln_ffn.w->grad, b->d_n, a->xh2 ? NULL : a->a, a->xh2,
+                        Ly->ln_ffn.w->value, a->rstd2, N, C);
     /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x) */
     o->zero(b->d_ctx, NC * F4);
     linear_backward(m, &Ly->o, b->d_ctx, b->d_a, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
@@ -293,8 +303,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
                           a->n1, N, d.lora, model_sites(s, 3, seed, l, SITE_Q));
     if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
-    o->rmsnorm_backward(dx, Ly->ln_attn.w->grad, b->d_n, a->x, Ly->ln_attn.w->value, a->rstd1, N,
-                        C);
+    o->rmsnorm_backward(dx, Ly->ln_attn.w->grad, b->d_n, a->xh1 ? NULL : a->x, a->xh1,
+                        Ly->ln_attn.w->value, a->rstd1, N, C);
 }
 
 static void llama_forward(Model *m, Drop d, uint64_t seed) {
@@ -304,8 +314,8 @@ static void llama_forward(Model *m, Drop d, uint64_t seed) {
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, m->B, m->T, C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, seed);
-    o->rmsnorm_forward(b->hf, b->rstd_f, b->acts[L - 1].out, b->ln_f.w->value, c->layer_norm_eps, N,
-                       C);
+    o->rmsnorm_forward(b->hf, b->rstd_f, NULL, b->acts[L - 1].out, b->ln_f.w->value,
+                       c->layer_norm_eps, N, C);
 }
 
 static void llama_backward(Model *m, Drop d, uint64_t seed) {
@@ -317,8 +327,8 @@ static void llama_backward(Model *m, Drop d, uint64_t seed) {
     int body = b->lowest_trained_layer < L;
     if (!body && !b->ln_f.w->grad) return; /* the head's own gradient came with the loss */
     o->zero(b->d_out, NC * F4);
-    o->rmsnorm_backward(b->d_out, b->ln_f.w->grad, m->dhidden, b->acts[L - 1].out, b->ln_f.w->value,
-                        b->rstd_f, N, C);
+    o->rmsnorm_backward(b->d_out, b->ln_f.w->grad, m->dhidden, b->acts[L - 1].out, NULL,
+                        b->ln_f.w->value, b->rstd_f, N, C);
     int emb_trains = b->wte->grad != NULL;
     float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
                                   b->d_x, d, seed);
@@ -333,8 +343,8 @@ static void llama_decode(Model *m, int pos0, int n) {
     int C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, 1, n, C);
     for (int l = 0; l < L; l++) layer_decode(m, l, pos0, n);
-    o->rmsnorm_forward(b->hf, b->rstd_f, b->acts[L - 1].out, b->ln_f.w->value, c->layer_norm_eps, n,
-                       C);
+    o->rmsnorm_forward(b->hf, b->rstd_f, NULL, b->acts[L - 1].out, b->ln_f.w->value,
+                       c->layer_norm_eps, n, C);
 }
 
 const ArchImpl arch_llama = {

@@ -502,6 +502,16 @@ void plan_take(Plan *pl, float **slot, size_t n, int keep, float *shared, const 
     pl->used += GUARD_FLOATS;
 }
 
+void plan_take_bf16(Plan *pl, uint16_t **slot, size_t n, int keep, const char *name) {
+    float *f;
+    plan_take(pl, &f, (n + 1) / 2, keep, NULL, name);
+    *slot = (uint16_t *)f;
+}
+
+int model_keeps_bf16(const Model *m) {
+    return m->spec.precision == PRECISION_BF16;
+}
+
 static size_t max_size(size_t a, size_t b) {
     return a > b ? a : b;
 }

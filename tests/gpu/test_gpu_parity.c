@@ -29,6 +29,7 @@
 #include "check.h"
 #include "loraft/ops.h"
 #include "loraft/quant.h"
+#include "loraft/quant_block.h" /* qb_bf16 */
 #include "loraft/safetensors.h" /* f32_to_f16, f32_to_bf16 */
 #include "loraft/rng.h"
 
@@ -160,8 +161,8 @@ static void test_elementwise(size_t n, int quick) {
     for (int a = ACT_GELU; a <= (quick ? ACT_GELU : ACT_SILU); a++) {
         Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f);
         BACKENDS(w, o) {
-            o->activation_forward(F(out, w), F(x, w), (Activation)a, n);
-            o->activation_backward(F(dx, w), F(x, w), F(dy, w), (Activation)a, n);
+            o->activation_forward(F(out, w), NULL, F(x, w), (Activation)a, n);
+            o->activation_backward(F(dx, w), F(x, w), NULL, F(dy, w), (Activation)a, n);
         }
         NAME("activation %s n=%zu", acts[a], n);
         compare("out", out, ELEM_TOL);
@@ -249,9 +250,9 @@ static void test_layernorm(int N, int C) {
     Pair *rstd = pair_new(N * sizeof(float)), *dout = pair_random(NC, 1.0f);
     Pair *dx = pair_random(NC, 1.0f), *dw = pair_random(C, 1.0f), *db = pair_random(C, 1.0f);
     BACKENDS(w, o) {
-        o->layernorm_forward(F(out, w), F(mean, w), F(rstd, w), F(x, w), F(wgt, w), F(bias, w),
-                             1e-5f, N, C);
-        o->layernorm_backward(F(dx, w), F(dw, w), F(db, w), F(dout, w), F(x, w), F(wgt, w),
+        o->layernorm_forward(F(out, w), F(mean, w), F(rstd, w), NULL, F(x, w), F(wgt, w),
+                             F(bias, w), 1e-5f, N, C);
+        o->layernorm_backward(F(dx, w), F(dw, w), F(db, w), F(dout, w), F(x, w), NULL, F(wgt, w),
                               F(mean, w), F(rstd, w), N, C);
     }
     NAME("layernorm N=%d C=%d", N, C);
@@ -275,8 +276,9 @@ static void test_rmsnorm(int N, int C) {
     Pair *out = pair_new(NC * sizeof(float)), *rstd = pair_new(N * sizeof(float));
     Pair *dx = pair_random(NC, 1.0f), *dw = pair_random(C, 1.0f);
     BACKENDS(w, o) {
-        o->rmsnorm_forward(F(out, w), F(rstd, w), F(x, w), F(wgt, w), 1e-5f, N, C);
-        o->rmsnorm_backward(F(dx, w), F(dw, w), F(dout, w), F(x, w), F(wgt, w), F(rstd, w), N, C);
+        o->rmsnorm_forward(F(out, w), F(rstd, w), NULL, F(x, w), F(wgt, w), 1e-5f, N, C);
+        o->rmsnorm_backward(F(dx, w), F(dw, w), F(dout, w), F(x, w), NULL, F(wgt, w), F(rstd, w), N,
+                            C);
     }
     NAME("rmsnorm N=%d C=%d", N, C);
     compare("out", out, GEMM_TOL);
@@ -309,8 +311,8 @@ static void test_swiglu(size_t n, int grads) {
     Pair *dg = grads & G_DINP ? pair_random(n, 1.0f) : NULL;
     Pair *du = grads & G_DW ? pair_random(n, 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), F(g, w), F(u, w), n);
-        o->swiglu_backward(F(dg, w), F(du, w), F(dy, w), F(g, w), F(u, w), n);
+        o->swiglu_forward(F(out, w), NULL, F(g, w), F(u, w), n);
+        o->swiglu_backward(F(dg, w), F(du, w), F(dy, w), F(g, w), F(u, w), NULL, n);
     }
     NAME("swiglu n=%zu grads=%d", n, grads);
     compare("out", out, ELEM_TOL);
@@ -513,6 +515,76 @@ static void compare_bf16(const char *tensor, const Pair *p, double atol) {
     CHECK(bad == 0);
     free(a);
     free(b);
+}
+
+/* ---- activations kept in bf16 for backward (model.precision bf16) ----
+ * Forward writes bf16 copies beside its output (compare_bf16: an input's are the same rounding
+ * of the same value; a norm's xhat may be a step apart where the f32 statistics differ in the
+ * last bits). Backward then reads the copies, given no f32 input: both sides get the CPU's, and
+ * agree at the f32 tolerances of the ops' own tests. */
+/* The GPU's copy of p becomes the CPU's. */
+static void take_ref(Pair *p) {
+    void *h = malloc(p->bytes);
+    ref->download(h, p->mem[0], p->bytes);
+    dut->upload(p->mem[1], h, p->bytes);
+    free(h);
+}
+
+static void test_saved_bf16(int N, int C) {
+    size_t n = (size_t)N * C;
+    Pair *x = pair_random(n, 3.0f), *u = pair_random(n, 2.0f), *dout = pair_random(n, 1.0f);
+    Pair *wgt = pair_random(C, 1.0f), *bias = pair_random(C, 1.0f), *out = pair_new(n * 4);
+    Pair *mean = pair_new(N * sizeof(float)), *rstd = pair_new(N * sizeof(float));
+    Pair *xh = pair_new(n * sizeof(uint16_t)), *sv = pair_new(2 * n * sizeof(uint16_t));
+    Pair *dx = pair_random(n, 1.0f), *dw = pair_random(C, 1.0f), *db = pair_random(C, 1.0f);
+    BACKENDS(w, o) {
+        o->layernorm_forward(F(out, w), F(mean, w), F(rstd, w), xh->mem[w], F(x, w), F(wgt, w),
+                             F(bias, w), 1e-5f, N, C);
+    }
+    NAME("layernorm, xhat saved in bf16, N=%d C=%d", N, C);
+    compare("out", out, GEMM_TOL);
+    compare_bf16("xhat", xh, 1e-6);
+    take_ref(xh);
+    BACKENDS(w, o) {
+        o->layernorm_backward(F(dx, w), F(dw, w), F(db, w), F(dout, w), NULL, xh->mem[w], F(wgt, w),
+                              F(mean, w), F(rstd, w), N, C);
+    }
+    compare("dinp", dx, GEMM_TOL);
+    compare("dw", dw, GEMM_TOL);
+    compare("db", db, GEMM_TOL);
+    BACKENDS(w, o) {
+        o->rmsnorm_forward(F(out, w), F(rstd, w), xh->mem[w], F(x, w), F(wgt, w), 1e-5f, N, C);
+    }
+    NAME("rmsnorm, xhat saved in bf16, N=%d C=%d", N, C);
+    compare("out", out, GEMM_TOL);
+    compare_bf16("xhat", xh, 1e-6);
+    take_ref(xh);
+    BACKENDS(w, o) {
+        o->rmsnorm_backward(F(dx, w), F(dw, w), F(dout, w), NULL, xh->mem[w], F(wgt, w), F(rstd, w),
+                            N, C);
+    }
+    compare("dinp", dx, GEMM_TOL);
+    compare("dw", dw, GEMM_TOL);
+    for (int a = ACT_GELU; a <= ACT_GELU_TANH; a++) {
+        BACKENDS(w, o) {
+            o->activation_forward(F(out, w), xh->mem[w], F(x, w), (Activation)a, n);
+            o->activation_backward(F(dx, w), NULL, xh->mem[w], F(dout, w), (Activation)a, n);
+        }
+        NAME("activation %d, input saved in bf16, n=%zu", a, n);
+        compare("out", out, ELEM_TOL);
+        compare_bf16("inp", xh, 0.0);
+        compare("dinp", dx, ELEM_TOL);
+    }
+    BACKENDS(w, o) {
+        o->swiglu_forward(F(out, w), sv->mem[w], F(x, w), F(u, w), n);
+        o->swiglu_backward(F(dx, w), F(u, w), F(dout, w), NULL, NULL, sv->mem[w], n); /* u: dup */
+    }
+    NAME("swiglu, gate and up saved in bf16, n=%zu", n);
+    compare("out", out, ELEM_TOL);
+    compare_bf16("gate|up", sv, 0.0);
+    compare("dgate", dx, ELEM_TOL);
+    compare("dup", u, ELEM_TOL);
+    pairs_free();
 }
 
 /* ---- LoRA fused into the bf16 GEMM (model.precision bf16) ----
@@ -1103,6 +1175,8 @@ int main(void) {
     test_swiglu(100003, G_ALL);
     test_swiglu(1000, G_DINP);
     test_swiglu(1000, G_DW);
+    test_saved_bf16(37, 768);
+    test_saved_bf16(5, 67); /* rows and totals off the 4-value grid */
     test_matmul(1, 5, 3, 1, G_ALL, 0);
     test_matmul(37, 67, 45, 0, G_ALL, 0);
     test_matmul(128, 768, 64, 1, G_ALL, 0);
