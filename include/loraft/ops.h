@@ -233,7 +233,7 @@ typedef struct Ops {
      * (rng_dropout_scale at P's index), dP = dout_h v^T and D = rowsum(dout * out) per row:
      * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
      * dout, grouped query heads adding up in their KV head. When the backend saves anything
-     * (attention_saved > 0), q, k and v are read from saved and may be NULL here.  */
+     * (attention_saved > 0), q, k and v are read from saved and may be NULL here. */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *out, const float *lse,
                                const float *saved, const int32_t *mask, int causal, float p,

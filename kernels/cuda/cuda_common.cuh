@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "loraft/ops.h"
+#include "loraft/quant_block.h" /* qb_bf16 */
 #include "loraft/rng.h"
 
 /* ---- errors: kernels cannot return them, so the first one is kept for
@@ -78,11 +79,7 @@ __device__ inline void store4(float *x, const float v[4], size_t i, size_t n) {
     for (int k = 0; k < 4 && i + k < n; k++) x[i + k] = v[k];
 }
 
-/* ---- saved inputs (ops.h): f32, or (f32 pointer NULL) their bf16 copies ---- */
-__device__ inline float bf16_value(uint16_t h) {
-    return __uint_as_float((uint32_t)h << 16);
-}
-
+/* ---- saved inputs (ops.h): f32, or (f32 pointer NULL) their bf16 copies (qb_bf16 widens) ---- */
 /* load4 from x, or from its bf16 copy xb when x is NULL (one 8-byte load when aligned) */
 __device__ inline void load4_saved(float v[4], const float *x, const uint16_t *xb, size_t i,
                                    size_t n) {
@@ -93,7 +90,7 @@ __device__ inline void load4_saved(float v[4], const float *x, const uint16_t *x
         v[2] = __uint_as_float(q.y << 16), v[3] = __uint_as_float(q.y & 0xffff0000u);
         return;
     }
-    for (int k = 0; k < 4; k++) v[k] = i + k < n ? bf16_value(xb[i + k]) : 0.0f;
+    for (int k = 0; k < 4; k++) v[k] = i + k < n ? qb_bf16(xb[i + k]) : 0.0f;
 }
 
 /* xb[i + k] = bf16(v[k]) (nearest even) for those below n; one 8-byte store when aligned */

@@ -72,13 +72,13 @@ __global__ void layernorm_backward_kernel(float *dinp, float *dweight, float *db
             for (int c = lane; c < C; c += 32) {
                 float g = dy[c] * (weight ? weight[c] : 1.0f);
                 sg += g;
-                sgn += g * (x ? (x[c] - m) * r : bf16_value(h[c]));
+                sgn += g * (x ? (x[c] - m) * r : qb_bf16(h[c]));
             }
             sg = mean ? warp_sum(sg) / C : 0.0f;
             sgn = warp_sum(sgn) / C;
         }
         for (int c = lane; c < C; c += 32) {
-            float norm = x ? (x[c] - m) * r : bf16_value(h[c]);
+            float norm = x ? (x[c] - m) * r : qb_bf16(h[c]);
             if (dinp)
                 dinp[n * C + c] += r * (dy[c] * (weight ? weight[c] : 1.0f) - sg - norm * sgn);
             if (dweight) atomicAdd(&sums[c], dy[c] * norm);
