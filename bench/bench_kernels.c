@@ -502,7 +502,7 @@ static void lora_linear_forward(const Base *b, float *out, float *u, const float
         return;
     }
     uint64_t seed = 1;
-    gpu->lora_down_bf16(b->xb, &u, &A, &seed, 1, x, 2.0f, 0.0f, scratch, N, K, R);
+    gpu->lora_down_bf16(&b->xb, &u, &A, &seed, 1, x, 2.0f, 0.0f, scratch, N, K, R);
     gpu->dequantize_rows_bf16(b->wb + K, Bw, GGML_F32, 0, M, R, b->ld);
     gpu->matmul_forward_bf16(out, b->xb, K + R, b->wb, b->ld, NULL, b->scratch, N, K + R, M);
 }
@@ -514,10 +514,12 @@ static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB,
     int N = b->N, K = b->K, M = b->M;
     if (precision != PRECISION_BF16) {
         base_backward(b, dx, dout);
-        gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, p, 1, scratch, N, K, M, R);
+        gpu->lora_backward(dx, dA, dB, dout, x, NULL, 0, u, A, Bw, 2.0f, p, 1, scratch, N, K, M, R);
         return;
     }
-    gpu->lora_backward(NULL, dA, dB, dout, x, u, A, Bw, 2.0f, 0.0f, 1, scratch, N, K, M, R);
+    /* dA from x's bf16 copy, as the model's backward (Lora.xb) */
+    gpu->lora_backward(NULL, dA, dB, dout, NULL, b->xb, K + R, u, A, Bw, 2.0f, 0.0f, 1, scratch, N,
+                       K, M, R);
     gpu->dequantize_rows_bf16(b->wb + (size_t)M * b->ld, A, GGML_F32, 0, R, K, b->ld);
     gpu->matmul_backward_bf16(dx, dout, scratch + (size_t)N * K, R, b->wb, b->ld, b->scratch, N, K,
                               M);

@@ -83,6 +83,15 @@ void plan_take_bf16(Plan *pl, uint16_t **slot, size_t n, int keep, const char *n
 /* Under model.precision bf16 a layer keeps what only backward reads again as the bf16 copies
  * the forward ops write (ops.h): the norms' xhat, the activations' inputs; not on the CPU. */
 int model_keeps_bf16(const Model *m);
+/* Plans the input [N, in] of the linears ls[0..n) (one linear_forward_group's, or one linear's)
+ * for their backward, where the layer keeps it (keep) and only they read it again: nothing when
+ * none trains; when each that trains is an adapted linear on bf16 tensor cores, the bf16 copy
+ * of the input its forward writes anyway (Lora.xb; backward reads that and ignores the input it
+ * is given), and *slot points at shared; else PLAN_TAKE's f32 buffer at *slot. */
+void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float **slot, int keep,
+                     float *shared, const char *name);
+#define PLAN_TAKE_INPUT(pl, m, ls, n, slot, keep, shared)                                          \
+    plan_take_input(pl, m, ls, n, slot, keep, shared, #slot)
 
 /* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. */
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,

@@ -106,6 +106,8 @@ typedef struct Lora {
     Param *A, *B; /* A [R,in], B [out,R] */
     float scale;
     float *u;            /* saved drop(x) A^T per layer use [N,R] */
+    uint16_t *xb;        /* or NULL: its input's bf16 copy [N, in+R] kept for backward
+                            (plan_take_input), shared by the adapted linears of a group */
     struct Linear *base; /* the dense layer it sits beside (for merging) */
 } Lora;
 

@@ -178,10 +178,10 @@ typedef struct Ops {
     /* The LoRA down-projections of n (1..OPS_LORA_GROUP_MAX) adapted linears that read the same
      * inp [N,C], for one GEMM each over [x | s u] @ [W | B]^T: reads inp once and, for j < n,
      * writes u[j] [N,R] = drop_j(inp) @ A[j]^T (f32, saved for lora_backward; drop_j =
-     * dropout(p, seeds[j]), lora_forward's masks) and copy j of xb, [N, C+R] bf16 =
-     * [bf16(inp) | bf16(scale * u[j])]. u, A, seeds: host arrays of n. scratch:
+     * dropout(p, seeds[j]), lora_forward's masks) and copy j, xb[j] [N, C+R] bf16 =
+     * [bf16(inp) | bf16(scale * u[j])]. xb, u, A, seeds: host arrays of n. scratch:
      * ops_lora_scratch(N, C, R) floats. */
-    void (*lora_down_bf16)(uint16_t *xb, float *const *u, const float *const *A,
+    void (*lora_down_bf16)(uint16_t *const *xb, float *const *u, const float *const *A,
                            const uint64_t *seeds, int n, const float *inp, float scale, float p,
                            float *scratch, int N, int C, int R);
     /* From now on this backend computes in precision p (not AUTO; FP32 at the start): under
@@ -205,10 +205,13 @@ typedef struct Ops {
     /* With du = scale * dout @ B [N,R]:
      * dB[OC,R] += scale * dout^T @ u; dA[R,C] += du^T @ drop(inp);
      * dinp[N,C] += drop'(du @ A) (dinp may be NULL). When dA or dinp is wanted, du is left in
-     * scratch at N*C (matmul_backward_bf16 takes it there). */
+     * scratch at N*C (matmul_backward_bf16 takes it there). inp may come (NULL) as its bf16 copy
+     * xb, rows ldx apart (lora_down_bf16's): then dA += bf16(du)^T @ bf16(drop(xb)), the
+     * products of a bf16 GEMM, exact in f32 on both backends. */
     void (*lora_backward)(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
-                          const float *u, const float *A, const float *B, float scale, float p,
-                          uint64_t seed, float *scratch, int N, int C, int OC, int R);
+                          const uint16_t *xb, int ldx, const float *u, const float *A,
+                          const float *B, float scale, float p, uint64_t seed, float *scratch,
+                          int N, int C, int OC, int R);
 
     /* ---- multi-head softmax attention: padding mask, optional causal mask, grouped KV ----
      * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads
@@ -233,7 +236,8 @@ typedef struct Ops {
      * (rng_dropout_scale at P's index), dP = dout_h v^T and D = rowsum(dout * out) per row:
      * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
      * dout, grouped query heads adding up in their KV head. When the backend saves anything
-     * (attention_saved > 0), q, k and v are read from saved and may be NULL here. */
+     * (attention_saved > 0), q, k, v and out are read from saved (out as bf16(out), so D of the
+     * rounded out) and may be NULL here. */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *out, const float *lse,
                                const float *saved, const int32_t *mask, int causal, float p,
@@ -245,7 +249,7 @@ typedef struct Ops {
     size_t (*attention_scratch)(int B, int T, int NH, int NKV, int HS);
     /* Floats forward saves for backward in precision p beside lse: 0 on the CPU and for fp32 /
      * tf32; under bf16 the GPU's bf16 copies of q, k and v (head by head, as its tensor cores
-     * read them), so the model need not keep the f32 q, k, v for backward. */
+     * read them) and of out, so the model need not keep the f32 q, k, v and out for backward. */
     size_t (*attention_saved)(Precision p, int B, int T, int NH, int NKV, int HS);
 
     /* ---- attention of new queries over a KV cache (generation, one sequence) ----
@@ -258,7 +262,7 @@ typedef struct Ops {
                              float *scratch, int n, int pos0, int NH, int NKV, int HS);
 
     /* ---- element-wise ---- */
-    /* out = act(inp); saved (not NULL) = bf16(inp) */
+    /* out = act(inp); saved (not NULL) = bf16(inp); out == inp allowed */
     void (*activation_forward)(float *out, uint16_t *saved, const float *inp, Activation act,
                                size_t n);
     /* dinp += act'(inp) * dout; inp, or (NULL) its copy in saved */
@@ -367,10 +371,11 @@ typedef struct Ops {
 
 /* The op scratch each op may use, in floats: one contract for every backend, so the model
  * sizes its scratch from these and nothing else (attention's depends on the backend:
- * Ops.attention_scratch). LoRA: drop(inp) [N,C], then du [N,R]; cached attention: the scores
- * [NH,n,L]; LM head: a chunk of logits, then their gradient in place. */
+ * Ops.attention_scratch). LoRA: drop(inp) [N,C], then du [N,R] and (from inp's bf16 copy)
+ * bf16(du); cached attention: the scores [NH,n,L]; LM head: a chunk of logits, then their
+ * gradient in place. */
 static inline size_t ops_lora_scratch(size_t N, size_t C, size_t R) {
-    return N * C + N * R;
+    return N * C + 2 * N * R;
 }
 /* A packed frozen weight dequantised for its GEMM: all rows x cols of it (the matmul ops take
  * contiguous operands, so a tile is the whole matrix; for SmolLM2 3.5 MB). */

@@ -396,24 +396,39 @@ static void cpu_lora_forward(float *out, float *u, const float *inp, const float
 /* With du[N,R] = scale * dout[N,OC] @ B[OC,R] and x = drop(inp): dB[OC,R] += scale * dout^T @ u;
  * dA[R,C] += du^T @ x; dinp[N,C] += drop'(du @ A). Any gradient may be NULL.
  * scratch: N*C (x, then du @ A) + N*R (du) floats. */
+/* x[n] = bf16(x[n]) as f32 */
+static void round_bf16(float *x, size_t n) {
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) x[i] = qb_bf16(f32_to_bf16(x[i]));
+}
+
 static void cpu_lora_backward(float *dinp, float *dA, float *dB, const float *dout,
-                              const float *inp, const float *u, const float *A, const float *B,
-                              float scale, float p, uint64_t seed, float *scratch, int N, int C,
-                              int OC, int R) {
+                              const float *inp, const uint16_t *xb, int ldx, const float *u,
+                              const float *A, const float *B, float scale, float p, uint64_t seed,
+                              float *scratch, int N, int C, int OC, int R) {
     if (dB)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, R, N, scale, dout, OC, u, R, 1.0f,
                     dB, R);
     if (!dA && !dinp) return;
-    float *x_drop = scratch, *du = scratch + (size_t)N * C;
+    size_t NC = (size_t)N * C;
+    float *x_drop = scratch, *du = scratch + NC;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, dout, OC, B, R, 0.0f,
                 du, R);
     if (dA) {
-        const float *x = inp;
-        if (p > 0.0f) {
-            cpu_dropout_forward(x_drop, inp, p, seed, (size_t)N * C);
+        const float *x = inp, *g = du;
+        if (!inp) { /* bf16(drop(xb)) and bf16(du): the operands of the GPU's bf16 GEMM */
+            widen_bf16(x_drop, xb, N, C, ldx);
+            if (p > 0.0f) cpu_dropout_forward(x_drop, x_drop, p, seed, NC);
+            round_bf16(x_drop, NC);
+            float *du_bf16 = du + (size_t)N * R;
+            memcpy(du_bf16, du, (size_t)N * R * sizeof *du);
+            round_bf16(du_bf16, (size_t)N * R);
+            x = x_drop, g = du_bf16;
+        } else if (p > 0.0f) {
+            cpu_dropout_forward(x_drop, inp, p, seed, NC);
             x = x_drop;
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, N, 1.0f, du, R, x, C, 1.0f, dA,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, N, 1.0f, g, R, x, C, 1.0f, dA,
                     C);
     }
     if (!dinp) return;
@@ -430,7 +445,7 @@ static void cpu_lora_backward(float *dinp, float *dA, float *dB, const float *do
 
 /* Per linear j: u[j] = drop_j(inp) @ A[j]^T as lora_forward computes it, then copy j of xb =
  * [bf16(inp) | bf16(scale * u[j])]. scratch: the dropped input [N,C]. */
-static void cpu_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
+static void cpu_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
                                const uint64_t *seeds, int n, const float *inp, float scale, float p,
                                float *scratch, int N, int C, int R) {
     size_t ld = (size_t)C + R;
@@ -442,7 +457,7 @@ static void cpu_lora_down_bf16(uint16_t *xb, float *const *u, const float *const
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, x, C, A[j], C, 0.0f,
                     u[j], R);
-        uint16_t *copy = xb + (size_t)j * N * ld;
+        uint16_t *copy = xb[j];
 #pragma omp parallel for if ((size_t)N * ld > CPU_PAR_MIN)
         for (int r = 0; r < N; r++) {
             for (int c = 0; c < C; c++) copy[r * ld + c] = f32_to_bf16(inp[(size_t)r * C + c]);

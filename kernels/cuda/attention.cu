@@ -180,14 +180,22 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
     }
 }
 
-/* D[B*NH*T] = rowsum(dout * out) per query row (row = (b*NH + h)*T + i), a warp per row. */
-__global__ void flash_rowdot_kernel(float *D, const float *dout, const float *out, const Heads g) {
+/* D[B*NH*T] = rowsum(dout * out) per query row (row = (b*NH + h)*T + i), a warp per row; out
+ * f32 or (bf16 forward) its bf16 copy. */
+__device__ inline float as_float(float x) {
+    return x;
+}
+__device__ inline float as_float(__nv_bfloat16 x) {
+    return __bfloat162float(x);
+}
+template <typename E>
+__global__ void flash_rowdot_kernel(float *D, const float *dout, const E *out, const Heads g) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(row, (size_t)g.B * g.NH * g.T) {
         size_t bh = row / g.T, i = row % g.T, b = bh / g.NH, h = bh % g.NH;
         size_t at = (b * g.T + i) * g.NH * g.HS + h * g.HS;
         float s = 0.0f;
-        for (int d = lane; d < g.HS; d += 32) s += dout[at + d] * out[at + d];
+        for (int d = lane; d < g.HS; d += 32) s += dout[at + d] * as_float(out[at + d]);
         s = warp_sum(s);
         if (lane == 0) D[row] = s;
     }
@@ -528,11 +536,11 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
 }
 
 /* grid (B*NH, query blocks of warps*16 rows): flash_forward_kernel on tensor cores, FWD_KEYS
- * keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v. */
+ * keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out). */
 template <int HPC>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
-    flash_forward_tc_kernel(float *out, float *lse, const bf16 *qh, const bf16 *kh, const bf16 *vh,
-                            const int32_t *mask, int causal, float p, uint64_t seed,
+    flash_forward_tc_kernel(float *out, bf16 *outh, float *lse, const bf16 *qh, const bf16 *kh,
+                            const bf16 *vh, const int32_t *mask, int causal, float p, uint64_t seed,
                             const Heads g) {
 #if TC_ARCH
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
@@ -611,7 +619,10 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int i = w0 + c_row(lane, e), d = c_col(lane, c, e);
-            if (i < T && d < HS) out[hp.q + i * ldq + d] = o[c][e] * l[e >> 1];
+            if (i >= T || d >= HS) continue;
+            float x = o[c][e] * l[e >> 1];
+            out[hp.q + i * ldq + d] = x;
+            outh[hp.q + i * ldq + d] = __float2bfloat16(x);
         }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
@@ -808,11 +819,12 @@ template <typename F> static size_t allow_shared(F *f, size_t bytes) {
 }
 
 /* The heads_bf16 copies the tensor-core kernels read: q, k, v in the saved buffer (forward
- * writes them, backward reads them: B*NH*T rows of HP, then B*NKV*T rows each), dout in the
- * scratch after D [B*NH*T] (backward). Each part is 16-byte aligned (HP is a multiple of 16). */
+ * writes them, backward reads them: B*NH*T rows of HP, then B*NKV*T rows each), then bf16(out)
+ * as out is laid out (for D); dout in the scratch after D [B*NH*T] (backward). Each part is
+ * 16-byte aligned (HP is a multiple of 16). */
 typedef struct AttCopies {
     float *D;
-    bf16 *q, *k, *v, *dout;
+    bf16 *q, *k, *v, *out, *dout;
 } AttCopies;
 
 static size_t D_floats(int B, int T, int NH) { /* rounded up to a multiple of 16 bytes */
@@ -826,6 +838,7 @@ static AttCopies att_copies(float *saved, float *scratch, const Heads g) {
     a.q = (bf16 *)saved;
     a.k = a.q + copy_elems(g.B, g.T, g.NH, g.HS);
     a.v = a.k + copy_elems(g.B, g.T, g.NKV, g.HS);
+    a.out = a.v + copy_elems(g.B, g.T, g.NKV, g.HS);
     a.D = scratch;
     a.dout = (bf16 *)(scratch + D_floats(g.B, g.T, g.NH));
     return a;
@@ -838,7 +851,8 @@ size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
 
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) {
     if (p != PRECISION_BF16) return 0;
-    return (copy_elems(B, T, NH, HS) + 2 * copy_elems(B, T, NKV, HS)) / 2;
+    size_t out = (size_t)B * T * NH * HS;
+    return (copy_elems(B, T, NH, HS) + 2 * copy_elems(B, T, NKV, HS) + out + 1) / 2;
 }
 
 /* dst = heads_bf16 copy of src [B,T,H*HS]. */
@@ -877,8 +891,8 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
             constexpr int HPC = decltype(hp)::value;
             auto *kernel = flash_forward_tc_kernel<HPC>;
             size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes(warps, HS));
-            flash_forward_tc_kernel<HPC>
-                <<<grid, threads, bytes>>>(out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
+            flash_forward_tc_kernel<HPC><<<grid, threads, bytes>>>(out, a.out, lse, a.q, a.k, a.v,
+                                                                   mask, causal, p, seed, g);
         });
     } else {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
@@ -889,7 +903,7 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
 }
 
 /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients; scratch: D [B,NH,T] (and dout's bf16 copy);
- * under bf16 q, k, v are forward's copies in saved. */
+ * under bf16 q, k, v and out are forward's copies in saved. */
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *out, const float *lse,
                              const float *saved, const int32_t *mask, int causal, float p,
@@ -902,7 +916,11 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     size_t rows = (size_t)B * NH * T;
     dim3 grid;
     unsigned threads;
-    flash_rowdot_kernel<<<cuda_blocks(rows, ATT_WARPS), ATT_WARPS * 32>>>(a.D, dout, out, g);
+    unsigned blocks = cuda_blocks(rows, ATT_WARPS);
+    if (tc)
+        flash_rowdot_kernel<bf16><<<blocks, ATT_WARPS * 32>>>(a.D, dout, a.out, g);
+    else
+        flash_rowdot_kernel<float><<<blocks, ATT_WARPS * 32>>>(a.D, dout, out, g);
     CUDA_LAUNCHED("attention_backward (D)");
     if (tc) heads_bf16(a.dout, dout, g, NH);
     if (dq) {

@@ -189,15 +189,16 @@ void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const ui
 void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
                                const uint16_t *weight, int ldw, float *scratch, int N, int C,
                                int OC);
-void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
+void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
                          float *scratch, int N, int C, int R);
 void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
                        int R);
 void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
-                        const float *u, const float *A, const float *B, float scale, float p,
-                        uint64_t seed, float *scratch, int N, int C, int OC, int R);
+                        const uint16_t *xb, int ldx, const float *u, const float *A, const float *B,
+                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
+                        int R);
 void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, const float *k,
                             const float *v, const int32_t *mask, int causal, float p, uint64_t seed,
                             float *scratch, int B, int T, int NH, int NKV, int HS);

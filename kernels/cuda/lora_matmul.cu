@@ -14,7 +14,8 @@
  * Row-major X[r,c] is column-major X^T, so every cuBLAS call below computes the
  * transpose of the row-major formula in its comment. */
 #include "cuda_common.cuh"
-#include "mma_bf16.cuh" /* pack_bf16x2 */
+#include "loraft/quant.h" /* GGML_F32 */
+#include "mma_bf16.cuh"   /* pack_bf16x2 */
 
 enum { ROW_WARPS = 8, DOWN_ROWS = 4 }; /* DOWN_ROWS: rows per warp in lora_down_kernel */
 
@@ -157,13 +158,14 @@ void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, 
 }
 
 /* The down-projections of n linears that read one input, by value: each one's A [R,K], u [N,R]
- * and dropout seed; xb, when not NULL, receives copy j [N, K+R] = [bf16(x) | bf16(scale u_j)]. */
+ * and dropout seed; xb[j], when xb[0] is not NULL, receives copy j [N, K+R] =
+ * [bf16(x) | bf16(scale u_j)]. */
 struct LoraDown {
     const float *A[OPS_LORA_GROUP_MAX];
     float *u[OPS_LORA_GROUP_MAX];
     uint64_t seed[OPS_LORA_GROUP_MAX];
+    __nv_bfloat16 *xb[OPS_LORA_GROUP_MAX];
     int n;
-    __nv_bfloat16 *xb;
 };
 
 /* One step of warp_sum_transposed: lanes W apart swap half of their first 2W values of each 32. */
@@ -206,7 +208,7 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
         int rows = left < (size_t)DOWN_ROWS ? (int)left : DOWN_ROWS;
         for (int j = 0; j < g.n; j++)
             for (int r0 = 0; r0 < R; r0 += RMAX) {
-                bool copy = g.xb && j == 0 && r0 == 0;
+                bool copy = g.xb[0] && j == 0 && r0 == 0;
                 float acc[V];
 #pragma unroll
                 for (int v = 0; v < V; v++) acc[v] = 0.0f;
@@ -217,7 +219,7 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
                         size_t idx = (n0 + i) * K + k;
                         load_row_slice<VEC>(x[i], X + idx, i < rows);
                         for (int c = 0; copy && i < rows && c < g.n; c++)
-                            store_bf16_slice<VEC>(g.xb + (c * (size_t)N + n0 + i) * ld + k, x[i]);
+                            store_bf16_slice<VEC>(g.xb[c] + (n0 + i) * ld + k, x[i]);
 #pragma unroll
                         for (int e = 0; e < VEC; e++)
                             x[i][e] *= rng_dropout_scale(g.seed[j], idx + e, p);
@@ -242,8 +244,7 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
                     if (i >= rows || r >= R) continue;
                     size_t n = n0 + i;
                     g.u[j][n * R + r] = acc[b];
-                    if (g.xb)
-                        g.xb[(j * (size_t)N + n) * ld + K + r] = __float2bfloat16(scale * acc[b]);
+                    if (g.xb[0]) g.xb[j][n * ld + K + r] = __float2bfloat16(scale * acc[b]);
                 }
             }
     }
@@ -251,9 +252,9 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
 
 /* VEC 4 (float4 loads of X and A, 8-byte stores of xb) where every row allows it. */
 static bool lora_down_vec4(const LoraDown &g, const float *X, int K, int R) {
-    bool ok =
-        K % 4 == 0 && (uintptr_t)X % 16 == 0 && (!g.xb || (R % 4 == 0 && (uintptr_t)g.xb % 8 == 0));
-    for (int j = 0; j < g.n; j++) ok = ok && (uintptr_t)g.A[j] % 16 == 0;
+    bool ok = K % 4 == 0 && (uintptr_t)X % 16 == 0 && (!g.xb[0] || R % 4 == 0);
+    for (int j = 0; j < g.n; j++)
+        ok = ok && (uintptr_t)g.A[j] % 16 == 0 && (uintptr_t)g.xb[j] % 8 == 0;
     return ok;
 }
 
@@ -279,7 +280,7 @@ static void lora_down(const LoraDown &g, const float *X, float scale, float p, i
 }
 
 /* The scratch is the CPU's (its dropped input). */
-void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
+void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
                          float *scratch, int N, int C, int R) {
     (void)scratch;
@@ -290,8 +291,8 @@ void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
     }
     LoraDown g = {};
     g.n = n;
-    g.xb = (__nv_bfloat16 *)xb;
-    for (int j = 0; j < n; j++) g.A[j] = A[j], g.u[j] = u[j], g.seed[j] = seeds[j];
+    for (int j = 0; j < n; j++)
+        g.A[j] = A[j], g.u[j] = u[j], g.seed[j] = seeds[j], g.xb[j] = (__nv_bfloat16 *)xb[j];
     lora_down(g, inp, scale, p, N, C, R);
 }
 
@@ -365,12 +366,41 @@ static unsigned dinp_masked_threads(int C) {
     return (unsigned)((threads + 31) / 32 * 32);
 }
 
+/* out[N,C] = bf16(drop(xb)) of xb [N,C] bf16, rows ldx apart; the mask at the element's index
+ * in [N,C], as lora_down's */
+__global__ void lora_drop_bf16_kernel(__nv_bfloat16 *out, const uint16_t *xb, int ldx, float p,
+                                      uint64_t seed, int N, int C) {
+    GRID_STRIDE(i, (size_t)N * C) {
+        float x = qb_bf16(xb[i / C * ldx + i % C]);
+        out[i] = __float2bfloat16(x * rng_dropout_scale(seed, i, p));
+    }
+}
+
+/* dA[R,C] += bf16(du)^T @ bf16(drop(xb)) on bf16 tensor cores: du rounded after it at
+ * scratch + N*(C+R), xb dropped (p > 0) into scratch's start. */
+static void lora_dA_bf16(float *dA, const float *du, const uint16_t *xb, int ldx, float p,
+                         uint64_t seed, float *scratch, int N, int C, int R) {
+    uint16_t *du_bf16 = (uint16_t *)(scratch + (size_t)N * (C + R));
+    cuda_dequantize_rows_bf16(du_bf16, du, GGML_F32, 0, N, R, R);
+    if (p > 0.0f) {
+        lora_drop_bf16_kernel<<<cuda_blocks((size_t)N * C, CUDA_THREADS), CUDA_THREADS>>>(
+            (__nv_bfloat16 *)scratch, xb, ldx, p, seed, N, C);
+        CUDA_LAUNCHED("lora_backward (dropped copy)");
+        xb = (const uint16_t *)scratch, ldx = C;
+    }
+    /* dA^T[C,R] += x^T[C,N] du[N,R]: as the f32 GEMM below */
+    cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, C, R, N, 1.0f, (const __nv_bfloat16 *)xb, ldx,
+                   (const __nv_bfloat16 *)du_bf16, R, 1.0f, dA, C);
+}
+
 /* du[N,R] = scale * dout @ B (in scratch after N*C floats); dB[OC,R] += scale *
  * dout^T @ u; dA[R,C] += du^T @ drop(inp); dinp[N,C] += drop'(du @ A). GEMMs, but for dinp at
- * p > 0 (the masked kernel above); at p > 0 dA reads drop(inp) from scratch, as on the CPU. */
+ * p > 0 (the masked kernel above); at p > 0 dA reads drop(inp) from scratch, as on the CPU. From
+ * inp's bf16 copy, dA is a bf16 GEMM (lora_dA_bf16). */
 void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
-                        const float *u, const float *A, const float *B, float scale, float p,
-                        uint64_t seed, float *scratch, int N, int C, int OC, int R) {
+                        const uint16_t *xb, int ldx, const float *u, const float *A, const float *B,
+                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
+                        int R) {
     if (N <= 0 || C <= 0 || OC <= 0 || R <= 0) return;
     /* dB^T[R,OC] += scale * u^T[R,N] dout[N,OC]; dout's column-major view is
      * dout^T: OP_T */
@@ -381,7 +411,9 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
     float *du = scratch + (size_t)N * C;
     /* du^T[R,N] = scale B^T[R,OC] dout^T[OC,N]: both are their buffers' column-major views */
     cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, R, N, OC, scale, B, R, 0, dout, OC, 0, 0.0f, du, R, 0, 1);
-    if (dA) {
+    if (dA && !inp)
+        lora_dA_bf16(dA, du, xb, ldx, p, seed, scratch, N, C, R);
+    else if (dA) {
         const float *x = inp;
         if (p > 0.0f) {
             cuda_dropout_forward(scratch, inp, p, seed, (size_t)N * C);

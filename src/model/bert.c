@@ -24,16 +24,16 @@ typedef struct Layer {
 /* Activations of one layer kept for backward; a buffer backward does not need points at a
  * shared one. */
 typedef struct LayerActs {
-    float *x;                     /* [N,C] layer input (kept only if q/k/v train) */
+    float *x;                     /* [N,C] layer input (kept only if q/k/v read it again) */
     float *q, *k, *v;             /* [N,C] (kept only if attention saves nothing) */
     float *lse;                   /* [B,NH,T] attention's log-sum-exp per query row */
     float *att_saved;             /* what attention saves for backward (Ops.attention_saved) */
     float *ctx;                   /* [N,C] attention output, input of o and of attention backward */
     float *res_attn;              /* [N,C] o(ctx) + x, input of ln_attn */
-    float *h_attn;                /* [N,C] ln_attn output */
+    float *h_attn;                /* [N,C] ln_attn output (kept only if ffn_in reads it again) */
     float *mean_attn, *rstd_attn; /* [N] */
     float *ffn_pre;               /* [N,F] ffn_in output (activation input) */
-    float *ffn_act;               /* [N,F] activation output (kept only if ffn_out trains) */
+    float *ffn_act;               /* [N,F] activation output (kept only if ffn_out reads it) */
     float *res_ffn;               /* [N,C] */
     float *mean_ffn, *rstd_ffn;
     /* model_keeps_bf16: instead of res_attn, ffn_pre and res_ffn, ln_attn's xhat, ffn_pre's
@@ -142,10 +142,11 @@ static int layer_trains(const Layer *L) {
 
 /* A buffer that backward does not need (q, k and v too when attention saves copies of its
  * own; res_attn, ffn_pre and res_ffn under model_keeps_bf16, whose bf16 copies backward reads)
- * shares one of a few scratch buffers, chosen so that
- * no op ever reads and writes the same one: q S1, k S2, v S3, ctx S4, res_attn S1, h_attn
- * S2, ffn_pre F1, ffn_act F2, res_ffn S3, layer outputs alternate between O0 and O1 (h0 is
- * O1). Backward stops at the lowest layer that trains. */
+ * shares one of a few scratch buffers, chosen so that no op ever reads and writes the same one
+ * (but the activation, in place): q S0, k S1, v S2, ctx S3, res_attn S0, h_attn S1, ffn_pre and
+ * ffn_act F, res_ffn S2, layer outputs alternate between O0 and O1 (h0 is O1). S0..S3 are one
+ * block, which backward also uses whole as an [N,F] buffer. Backward stops at the lowest layer
+ * that trains. */
 static void bert_plan(Model *m, Plan *pl) {
     const ModelConfig *c = &m->cfg;
     Bert *b = bert(m);
@@ -157,9 +158,10 @@ static void bert_plan(Model *m, Plan *pl) {
     int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = b->wte->grad != NULL;
     size_t saved_n = model_attention_saved(m);
     int half = model_keeps_bf16(m);
-    float *S[4], *Fs[2], *O[2], *lse, *saved, *mean, *rstd;
-    for (int i = 0; i < 4; i++) PLAN_TAKE(pl, &S[i], N * C, 1, NULL);
-    for (int i = 0; i < 2; i++) PLAN_TAKE(pl, &Fs[i], N * F, 1, NULL);
+    float *block, *S[4], *Fs, *O[2], *lse, *saved, *mean, *rstd;
+    PLAN_TAKE(pl, &block, 4 * N * C > N * F ? 4 * N * C : N * F, 1, NULL);
+    for (int i = 0; i < 4; i++) S[i] = block ? block + i * N * C : NULL;
+    PLAN_TAKE(pl, &Fs, N * F, 1, NULL);
     for (int i = 0; i < 2; i++) PLAN_TAKE(pl, &O[i], N * C, 1, NULL);
     PLAN_TAKE(pl, &lse, B * NH * T, 1, NULL);
     PLAN_TAKE(pl, &saved, saved_n, saved_n > 0, NULL);
@@ -173,25 +175,27 @@ static void bert_plan(Model *m, Plan *pl) {
         Layer *Ly = &b->layers[l];
         LayerActs *a = &b->acts[l];
         int bw = (int)l >= low; /* backward passes through this layer */
-        int qkv = bw && (linear_trains(&Ly->q) || linear_trains(&Ly->k) || linear_trains(&Ly->v));
         /* the previous output (or h0) is this layer's x: kept when q/k/v train */
         float **x = l == 0 ? &b->h0 : &b->acts[l - 1].out;
-        PLAN_TAKE(pl, x, N * C, qkv, O[(l + 1) % 2]);
+        PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, x, bw, O[(l + 1) % 2]);
         a->x = *x;
         PLAN_TAKE(pl, &a->q, N * C, bw && !saved_n, S[0]);
         PLAN_TAKE(pl, &a->k, N * C, bw && !saved_n, S[1]);
         PLAN_TAKE(pl, &a->v, N * C, bw && !saved_n, S[2]);
         PLAN_TAKE(pl, &a->lse, B * NH * T, bw, lse);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, saved);
-        PLAN_TAKE(pl, &a->ctx, N * C, bw, S[3]);
+        if (saved_n) /* attention saved its own copy: only o may read ctx again */
+            PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, S[3]);
+        else
+            PLAN_TAKE(pl, &a->ctx, N * C, bw, S[3]);
         PLAN_TAKE(pl, &a->res_attn, N * C, bw && !half, S[0]);
         PLAN_TAKE_BF16(pl, &a->xh_attn, N * C, bw && half);
         PLAN_TAKE(pl, &a->mean_attn, N, bw, mean);
         PLAN_TAKE(pl, &a->rstd_attn, N, bw, rstd);
-        PLAN_TAKE(pl, &a->h_attn, N * C, bw && linear_trains(&Ly->ffn_in), S[1]);
-        PLAN_TAKE(pl, &a->ffn_pre, N * F, bw && !half, Fs[0]);
+        PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->ffn_in}, 1, &a->h_attn, bw, S[1]);
+        PLAN_TAKE(pl, &a->ffn_pre, N * F, bw && !half, Fs);
         PLAN_TAKE_BF16(pl, &a->ffn_pre_bf16, N * F, bw && half);
-        PLAN_TAKE(pl, &a->ffn_act, N * F, bw && linear_trains(&Ly->ffn_out), Fs[1]);
+        PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->ffn_out}, 1, &a->ffn_act, bw, Fs);
         PLAN_TAKE(pl, &a->res_ffn, N * C, bw && !half, S[2]);
         PLAN_TAKE_BF16(pl, &a->xh_ffn, N * C, bw && half);
         PLAN_TAKE(pl, &a->mean_ffn, N, bw, mean);
@@ -200,14 +204,16 @@ static void bert_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &b->acts[L - 1].out, N * C, 0, O[(L + 1) % 2]);
     float **head[] = {&b->pooled, &b->pre_out, &b->pre_act_out, &b->head_in};
     for (int i = 0; i < 4; i++) PLAN_TAKE(pl, head[i], B * C, 1, NULL);
-    /* Gradient buffers, only when something trains. Backward never reads the shared
-     * buffers (no layer it reaches keeps anything there), so eight of the eleven are those. */
-    float **dn[] = {&b->d_c, &b->d_br, &b->d_r, &b->d_ctx, &b->d_q, &b->d_k, &b->d_ffn, &b->d_ffn2};
-    float *reuse[] = {S[0], S[1], S[2], S[3], O[0], O[1], Fs[0], Fs[1]};
-    for (int i = 0; i < 8; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
+    /* Gradient buffers, only when something trains. Backward never reads the shared buffers (no
+     * layer it reaches keeps anything there), so all but the layer's dout and dx are those, each
+     * free while it is live: d_c O0 (ln_ffn to ln_attn), d_br O1 (a dropout's gradient), d_ffn
+     * F, d_ffn2 the block (until ffn_in), then d_r S0, d_ctx S1, d_q S2, d_k S3, d_v O0. */
+    float **dn[] = {&b->d_c,   &b->d_br, &b->d_ffn, &b->d_ffn2, &b->d_r,
+                    &b->d_ctx, &b->d_q,  &b->d_k,   &b->d_v};
+    float *reuse[] = {O[0], O[1], Fs, block, S[0], S[1], S[2], S[3], O[0]};
+    for (int i = 0; i < 9; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_a, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_b, N * C, any, NULL);
-    PLAN_TAKE(pl, &b->d_v, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_head, 4 * B * C, any, NULL);
 }
 
@@ -242,10 +248,11 @@ static void attention_forward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
 static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
     Bert *b = bert(m);
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
-    int kept = a->att_saved == NULL; /* else q, k, v were not kept */
+    int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL,
-                               kept ? a->k : NULL, kept ? a->v : NULL, a->ctx, a->lse, a->att_saved,
-                               m->mask, 0, d.attention, seed, m->scratch, m->B, m->T, NH, NH, HS);
+                               kept ? a->k : NULL, kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse,
+                               a->att_saved, m->mask, 0, d.attention, seed, m->scratch, m->B, m->T,
+                               NH, NH, HS);
 }
 
 static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {

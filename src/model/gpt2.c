@@ -34,7 +34,8 @@ typedef struct LayerActs {
     float *a;                  /* [N,C] x + drop(c_proj(ctx)) */
     float *n2, *mean2, *rstd2; /* [N,C] ln_2(a), [N], [N] */
     float *fc, *act;           /* [N,F] c_fc(n2), gelu_tanh(fc) */
-    /* model_keeps_bf16: instead of x, a and fc, the norms' xhat and fc in bf16 */
+    /* model_keeps_bf16: instead of x, a and fc, the norms' xhat and fc in bf16 (and the
+     * adapted linears' bf16 copies of n1, n2, act: Lora.xb) */
     uint16_t *xh1, *xh2, *fc_bf16;
     float *out; /* [N,C] a + drop(mlp.c_proj(act)) */
 } LayerActs;
@@ -147,10 +148,18 @@ static void gpt2_plan(Model *m, Plan *pl) {
         float **mine[] = {&a->n1,  &a->mean1, &a->rstd1, &a->q,     &a->k,     &a->v,  &a->lse,
                           &a->ctx, &a->a,     &a->n2,    &a->mean2, &a->rstd2, &a->fc, &a->act};
         for (int i = 0; i < nf; i++) {
-            int qkv = i >= 3 && i <= 5, as_bf16 = i == 8 || i == 12; /* a, fc */
-            plan_take(pl, mine[i], sizes[i], bw && !(qkv && saved_n) && !(as_bf16 && half),
-                      *fields[i], "gpt2 layer activation");
+            int qkv = i >= 3 && i <= 5, as_bf16 = i == 8 || i == 12;        /* a, fc */
+            int input = i == 0 || i == 9 || i == 13 || (i == 7 && saved_n); /* below */
+            plan_take(pl, mine[i], sizes[i],
+                      bw && !input && !(qkv && saved_n) && !(as_bf16 && half), *fields[i],
+                      "gpt2 layer activation");
         }
+        Layer *Ly = &b->layers[l]; /* n1, n2 and act: only their linears read them again */
+        PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_attn}, 1, &a->n1, bw, sh.n1);
+        PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_fc}, 1, &a->n2, bw, sh.n2);
+        PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->mlp_proj}, 1, &a->act, bw, sh.act);
+        if (saved_n) /* attention saved its own copy: only c_proj may read ctx again */
+            PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_proj}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
@@ -293,10 +302,11 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(b->d_q, NC * F4);
     o->zero(b->d_k, NC * F4);
     o->zero(b->d_v, NC * F4);
-    int kept = a->att_saved == NULL; /* else q, k, v were not kept */
+    int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
-                          kept ? a->v : NULL, a->ctx, a->lse, a->att_saved, m->mask, 1, d.attention,
-                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
+                          kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved, m->mask,
+                          1, d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH,
+                          head_size(m));
     o->zero(b->d_qkv, 3 * NC * F4);
     merge_qkv(o, b->d_qkv, b->d_q, 0, N, C);
     merge_qkv(o, b->d_qkv, b->d_k, 1, N, C);

@@ -36,7 +36,8 @@ typedef struct LayerActs {
     float *n2, *rstd2;      /* [N,C] rmsnorm(a), [N] */
     float *gate, *up, *act; /* [N,F] */
     float *out;             /* [N,C] a + down(act) */
-    /* model_keeps_bf16: instead of x, a, gate and up, the norms' xhat and [gate | up] in bf16 */
+    /* model_keeps_bf16: instead of x, a, gate and up, the norms' xhat and [gate | up] in bf16
+     * (and the adapted linears' bf16 copies of n1, n2, act: Lora.xb) */
     uint16_t *xh1, *xh2, *gate_up_bf16;
 } LayerActs;
 
@@ -163,9 +164,17 @@ static void llama_plan(Model *m, Plan *pl) {
                           &a->a,  &a->n2,    &a->rstd2, &a->gate, &a->up, &a->act};
         for (int i = 0; i < nf; i++) {
             int qkv = i >= 2 && i <= 4, as_bf16 = i == 7 || i == 10 || i == 11; /* a, gate, up */
-            plan_take(pl, mine[i], sizes[i], bw && !(qkv && saved_n) && !(as_bf16 && half),
-                      *fields[i], "llama layer activation");
+            int input = i == 0 || i == 8 || i == 12 || (i == 6 && saved_n);     /* below */
+            plan_take(pl, mine[i], sizes[i],
+                      bw && !input && !(qkv && saved_n) && !(as_bf16 && half), *fields[i],
+                      "llama layer activation");
         }
+        Layer *Ly = &b->layers[l]; /* n1, n2 and act: only their linears read them again */
+        PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, &a->n1, bw, sh.n1);
+        PLAN_TAKE_INPUT(pl, m, Ly->gate_up, 2, &a->n2, bw, sh.n2);
+        PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->down}, 1, &a->act, bw, sh.act);
+        if (saved_n) /* attention saved its own copy: only o may read ctx again */
+            PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
@@ -293,10 +302,11 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->zero(b->d_q, (size_t)N * NH * HS * F4);
     o->zero(b->d_k, (size_t)N * NKV * HS * F4);
     o->zero(b->d_v, (size_t)N * NKV * HS * F4);
-    int kept = a->att_saved == NULL; /* else q, k, v were not kept */
+    int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
-                          kept ? a->v : NULL, a->ctx, a->lse, a->att_saved, m->mask, 1, d.attention,
-                          model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
+                          kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved, m->mask,
+                          1, d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV,
+                          HS);
     o->rope_backward(b->d_q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
     o->zero(b->d_n, NC * F4);

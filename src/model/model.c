@@ -530,6 +530,26 @@ static int fused_lora(const Model *m, const Linear *l) {
     return l->lora && bf16_gemm(m, l);
 }
 
+void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float **slot, int keep,
+                     float *shared, const char *name) {
+    size_t N = (size_t)m->max_batch * m->max_len, C = ls[0]->in;
+    int trains = 0, copy = 1;
+    for (int i = 0; i < n; i++) {
+        const Linear *l = ls[i];
+        if (!linear_trains(l)) continue;
+        trains = 1;
+        copy = copy && fused_lora(m, l) && !l->w->grad && !(l->b && l->b->grad);
+    }
+    keep = keep && trains;
+    uint16_t *xb = NULL;
+    for (int i = 0, first = 1; i < n; i++) {
+        if (!ls[i]->lora) continue;
+        if (first) plan_take_bf16(pl, &xb, N * (C + m->spec.r), keep && copy, name);
+        ls[i]->lora->xb = xb, first = 0;
+    }
+    plan_take(pl, slot, N * C, keep && !copy, shared, name);
+}
+
 static int weight_ld(const Model *m, const Linear *l) {
     return l->in + (fused_lora(m, l) ? m->spec.r : 0);
 }
@@ -985,18 +1005,23 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
     float *u[OPS_LORA_GROUP_MAX], scale = 0;
     const float *A[OPS_LORA_GROUP_MAX];
     uint64_t sd[OPS_LORA_GROUP_MAX];
+    uint16_t *kept = NULL; /* copy 0's place when backward keeps it (plan_take_input) */
     for (int i = 0; i < n; i++)
         if (adapted(m, ls[i])) {
             const Lora *lo = ls[i]->lora;
+            if (!na) kept = lo->xb;
             u[na] = lo->u, A[na] = lo->A->value, sd[na++] = seeds[i], scale = lo->scale;
         }
     int ldx = C + (na ? R : 0);
-    uint16_t *xb = (uint16_t *)m->scratch;
+    uint16_t *xb[OPS_LORA_GROUP_MAX];
+    for (int j = 0; j < OPS_LORA_GROUP_MAX; j++)
+        xb[j] = (uint16_t *)m->scratch + (size_t)j * N * ldx;
+    if (kept) xb[0] = kept;
     float *rest = m->scratch + ops_lora_copies_scratch(na ? na : 1, N, C, na ? R : 0);
     if (na)
         o->lora_down_bf16(xb, u, A, sd, na, inp, scale, p, rest, N, C, R);
     else
-        o->dequantize_rows_bf16(xb, inp, GGML_F32, 0, N, C, C);
+        o->dequantize_rows_bf16(xb[0], inp, GGML_F32, 0, N, C, C);
     for (int i = 0, j = 0; i < n; i++) {
         const Linear *l = ls[i];
         int a = adapted(m, l);
@@ -1004,8 +1029,8 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
         float *scratch = rest;
         uint16_t *W = bf16_weight(m, l, &scratch);
         if (a) o->dequantize_rows_bf16(W + C, l->lora->B->value, GGML_F32, 0, l->out, R, ldw);
-        o->matmul_forward_bf16(outs[i], xb + (size_t)(a ? j++ : 0) * N * ldx, ldx, W, ldw,
-                               l->b ? l->b->value : NULL, scratch, N, C + (a ? R : 0), l->out);
+        o->matmul_forward_bf16(outs[i], xb[a ? j++ : 0], ldx, W, ldw, l->b ? l->b->value : NULL,
+                               scratch, N, C + (a ? R : 0), l->out);
     }
 }
 
@@ -1050,10 +1075,11 @@ void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const 
         o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, C, l->out);
     }
     int fuse = fused_lora(m, l) && dinp && p <= 0 && l->lora->A->grad;
+    const uint16_t *xb = l->lora ? l->lora->xb : NULL; /* the input's kept copy */
     if (l->lora)
-        o->lora_backward(fuse ? NULL : dinp, l->lora->A->grad, l->lora->B->grad, dout, inp,
-                         l->lora->u, l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed,
-                         m->scratch, N, C, l->out, R);
+        o->lora_backward(fuse ? NULL : dinp, l->lora->A->grad, l->lora->B->grad, dout,
+                         xb ? NULL : inp, xb, C + R, l->lora->u, l->lora->A->value,
+                         l->lora->B->value, l->lora->scale, p, seed, m->scratch, N, C, l->out, R);
     if (!bf16_gemm(m, l) || !dinp) return; /* packed, so frozen: no dW, no dbias (packable) */
     int ldw = weight_ld(m, l);
     float *scratch = m->scratch + (fuse ? ops_lora_scratch(N, C, R) : 0);

@@ -68,7 +68,8 @@ static const Key keys[] = {
              "products on bf16 tensor cores, softmax in f32; the other GEMMs as tf32); auto = "
              "bf16 on a GPU of compute capability 8.0+, fp32 on older GPUs and the CPU. Norms, "
              "LoRA A/B, the LM head, "
-             "gradients and AdamW state stay f32; activations are kept in f32. The CPU computes "
+             "gradients and AdamW state stay f32; activations are computed in f32, and what "
+             "backward keeps of them is stored as bf16 copies. The CPU computes "
              "fp32 only: tf32 and bf16 there are an error. bf16 converts f32 frozen weights "
              "under LoRA only (lora.strategy head saves the whole model, so its weights stay as "
              "loaded)."},
