@@ -351,7 +351,7 @@ enum { MAX_R = 64 }; /* the largest LoRA rank of the lora table */
 static Base base_create(int N, int maxk) {
     size_t nk = (size_t)N * (maxk + MAX_R), kk = (size_t)(maxk + MAX_R) * (maxk + MAX_R);
     Base b = {.N = N, .x = randu((size_t)N * maxk, 1.0f), .w = randu((size_t)maxk * maxk, 0.05f)};
-    b.scratch = zeros(ops_matmul_bf16_scratch(N, maxk + MAX_R, maxk + MAX_R));
+    b.scratch = zeros(gpu->matmul_bf16_scratch(N, maxk + MAX_R, maxk + MAX_R));
     b.xb = must(gpu->alloc(nk * 2), nk * 2), b.wb = must(gpu->alloc(kk * 2), kk * 2);
     return b;
 }

@@ -547,7 +547,7 @@ static void test_matmul_bf16(int n, int c, int oc) {
     float *bias = rand_vec(oc, -1, 1), *dout = rand_vec((size_t)n * oc, -1, 1);
     float *du = rand_vec((size_t)n * r, -1, 1);
     float *out = rand_vec((size_t)n * oc, 0, 0), *dinp = rand_vec((size_t)n * c, 0.5f, 0.5f);
-    float *scratch = malloc(sizeof(float) * ops_matmul_bf16_scratch(n, c, oc + r));
+    float *scratch = malloc(sizeof(float) * ops->matmul_bf16_scratch(n, c, oc + r));
     uint16_t *w16 = malloc(sizeof(uint16_t) * (oc + r) * ldw);
     uint16_t *x16 = malloc(sizeof(uint16_t) * n * ldx);
     double *ref = malloc(sizeof(double) * (size_t)n * (c > oc ? c : oc));

@@ -165,16 +165,19 @@ typedef struct Ops {
     void (*dequantize_rows_bf16)(uint16_t *out, const void *packed, int type, int row0, int rows,
                                  int cols, int ld);
     /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], inp and weight bf16 with rows ldi and ldw
-     * values apart, bias f32 or NULL. scratch: ops_matmul_bf16_scratch(N, C, OC) floats (forward
-     * and backward). Under LoRA the model runs the up-projection inside it (lora_down_bf16). */
+     * values apart, bias f32 or NULL. scratch: matmul_bf16_scratch(N, C, OC) floats (forward and
+     * backward). Under LoRA the model runs the up-projection inside it (lora_down_bf16). */
     void (*matmul_forward_bf16)(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
                                 int ldw, const float *bias, float *scratch, int N, int C, int OC);
     /* dinp[N,C] += bf16([dout | du])[N,OC+R] @ weight[OC+R,C] (rows ldw apart); du [N,R] f32 or
      * NULL (R 0): LoRA's du (lora_backward) beside dout, A's rows below W, with lora dropout 0.
-     * The weight is frozen: no dweight, no dbias. scratch: ops_matmul_bf16_scratch(N, C, OC+R). */
+     * The weight is frozen: no dweight, no dbias. scratch: matmul_bf16_scratch(N, C, OC+R). */
     void (*matmul_backward_bf16)(float *dinp, const float *dout, const float *du, int R,
                                  const uint16_t *weight, int ldw, float *scratch, int N, int C,
                                  int OC);
+    /* Floats of scratch the two bf16 GEMMs need, the backend's own: the CPU widens the weight and
+     * the activation to f32 (OC*C + N*max(C, OC)); the GPU only rounds [dout | du] to bf16. */
+    size_t (*matmul_bf16_scratch)(int N, int C, int OC);
     /* The LoRA down-projections of n (1..OPS_LORA_GROUP_MAX) adapted linears that read the same
      * inp [N,C], for one GEMM each over [x | s u] @ [W | B]^T: reads inp once and, for j < n,
      * writes u[j] [N,R] = drop_j(inp) @ A[j]^T (f32, saved for lora_backward; drop_j =
@@ -383,14 +386,10 @@ static inline size_t ops_dequantize_scratch(size_t rows, size_t cols) {
     return rows * cols;
 }
 /* model.precision bf16: a packed weight of another type dequantised to bf16 (rows x cols
- * halves, rounded up to 64 floats so the GEMM's scratch after it stays aligned), and the bf16
- * GEMM's own: the weight and the rounded activation [N, max(C,OC)] widened to f32 on the CPU
- * (the GPU uses the activation's bf16 copy only, a quarter of it). */
+ * halves, rounded up to 64 floats so the GEMM's scratch after it stays aligned; the GEMM's own
+ * is Ops.matmul_bf16_scratch). */
 static inline size_t ops_dequantize_bf16_scratch(size_t rows, size_t cols) {
     return ((rows * cols + 1) / 2 + 63) / 64 * 64;
-}
-static inline size_t ops_matmul_bf16_scratch(size_t N, size_t C, size_t OC) {
-    return OC * C + N * (C > OC ? C : OC);
 }
 /* lora_down_bf16: the most linears of one group (q, k, v), and the floats its xb takes: n copies
  * of the input [N, C+R] in bf16 (rounded up to 64 floats, as above). */

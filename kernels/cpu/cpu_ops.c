@@ -338,6 +338,11 @@ static void cpu_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi,
 }
 
 /* scratch: the widened weight [OC+R,C], then the rounded [dout | du] [N,OC+R] */
+/* the weight and the activation ([N, C] forward, [dout | du] backward) widened to f32 */
+static size_t cpu_matmul_bf16_scratch(int N, int C, int OC) {
+    return (size_t)OC * C + (size_t)N * (C > OC ? C : OC);
+}
+
 static void cpu_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
                                      const uint16_t *weight, int ldw, float *scratch, int N, int C,
                                      int OC) {
@@ -925,6 +930,7 @@ const Ops ops_cpu = {
     .dequantize_rows_bf16 = cpu_dequantize_rows_bf16,
     .matmul_forward_bf16 = cpu_matmul_forward_bf16,
     .matmul_backward_bf16 = cpu_matmul_backward_bf16,
+    .matmul_bf16_scratch = cpu_matmul_bf16_scratch,
     .lora_down_bf16 = cpu_lora_down_bf16,
     .set_precision = cpu_set_precision,
     .best_precision = cpu_best_precision,

@@ -493,6 +493,7 @@ extern "C" const Ops ops_cuda = {
     .dequantize_rows_bf16 = cuda_dequantize_rows_bf16,
     .matmul_forward_bf16 = cuda_matmul_forward_bf16,
     .matmul_backward_bf16 = cuda_matmul_backward_bf16,
+    .matmul_bf16_scratch = cuda_matmul_bf16_scratch,
     .lora_down_bf16 = cuda_lora_down_bf16,
     .set_precision = cuda_set_precision,
     .best_precision = cuda_best_precision,

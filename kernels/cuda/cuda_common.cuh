@@ -189,6 +189,7 @@ void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const ui
 void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
                                const uint16_t *weight, int ldw, float *scratch, int N, int C,
                                int OC);
+size_t cuda_matmul_bf16_scratch(int N, int C, int OC);
 void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
                          float *scratch, int N, int C, int R);

@@ -138,6 +138,12 @@ __global__ void round_concat_bf16_kernel(__nv_bfloat16 *out, const float *a, int
         }
 }
 
+/* Backward's [dout | du] in bf16 (forward needs none): OC counts du's R columns. */
+size_t cuda_matmul_bf16_scratch(int N, int C, int OC) {
+    (void)C;
+    return ((size_t)N * OC + 1) / 2;
+}
+
 /* [dout | du] rounded to bf16 into scratch first (A and B of cublasGemmEx share one type). */
 void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
                                const uint16_t *weight, int ldw, float *scratch, int N, int C,

@@ -164,7 +164,7 @@ static void bert_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &Fs, N * F, 1, NULL);
     for (int i = 0; i < 2; i++) PLAN_TAKE(pl, &O[i], N * C, 1, NULL);
     PLAN_TAKE(pl, &lse, B * NH * T, 1, NULL);
-    PLAN_TAKE(pl, &saved, saved_n, saved_n > 0, NULL);
+    PLAN_TAKE(pl, &saved, saved_n, saved_n > 0 && low > 0, NULL); /* for layers that keep none */
     PLAN_TAKE(pl, &mean, N, 1, NULL);
     PLAN_TAKE(pl, &rstd, N, 1, NULL);
 

@@ -140,7 +140,8 @@ static void gpt2_plan(Model *m, Plan *pl) {
                         &sh.ctx, &sh.a,     &sh.n2,    &sh.mean2, &sh.rstd2, &sh.fc, &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
-    PLAN_TAKE(pl, &sh.att_saved, saved_n, saved_n > 0, NULL);
+    int unkept = b->lowest_trained_layer > 0; /* some layer keeps none of its own */
+    PLAN_TAKE(pl, &sh.att_saved, saved_n, saved_n > 0 && unkept, NULL);
     for (size_t l = 0; l < L; l++) {
         LayerActs *a = &b->acts[l];
         int bw = (int)l >= b->lowest_trained_layer;

@@ -564,12 +564,13 @@ static int weight_rows(const Model *m, const Linear *l) {
  * then also the down-projections' scratch. */
 static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     if (!bf16_gemm(m, l)) return ops_dequantize_scratch(l->out, l->in);
-    size_t C = l->in, R = m->spec.strategy == STRATEGY_LORA ? m->spec.r : 0, ld = weight_ld(m, l);
+    const Ops *o = m->ops;
+    size_t C = l->in, R = l->lora ? m->spec.r : 0, ld = weight_ld(m, l);
     size_t rows = weight_rows(m, l), fused_r = rows - l->out;
     size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(rows, ld);
-    size_t backward = (fused_r ? ops_lora_scratch(N, C, R) : 0) + w +
-                      ops_matmul_bf16_scratch(N, C, l->out + fused_r);
-    size_t gemm = max_size(w + ops_matmul_bf16_scratch(N, ld, l->out), ops_lora_scratch(N, C, R));
+    size_t lora = R ? ops_lora_scratch(N, C, R) : 0;
+    size_t backward = lora + w + o->matmul_bf16_scratch((int)N, (int)C, (int)(l->out + fused_r));
+    size_t gemm = max_size(w + o->matmul_bf16_scratch((int)N, (int)ld, l->out), lora);
     size_t copies = ops_lora_copies_scratch(l->group > 1 ? l->group : 1, N, C, R);
     return max_size(backward, copies + gemm);
 }
@@ -1014,9 +1015,8 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
         }
     int ldx = C + (na ? R : 0);
     uint16_t *xb[OPS_LORA_GROUP_MAX];
-    for (int j = 0; j < OPS_LORA_GROUP_MAX; j++)
-        xb[j] = (uint16_t *)m->scratch + (size_t)j * N * ldx;
-    if (kept) xb[0] = kept;
+    for (int j = 0; j < (na ? na : 1); j++)
+        xb[j] = j || !kept ? (uint16_t *)m->scratch + (size_t)j * N * ldx : kept;
     float *rest = m->scratch + ops_lora_copies_scratch(na ? na : 1, N, C, na ? R : 0);
     if (na)
         o->lora_down_bf16(xb, u, A, sd, na, inp, scale, p, rest, N, C, R);

@@ -404,6 +404,12 @@ static Pair *pair_bf16(size_t rows, size_t ld, float amp) {
     return p;
 }
 
+/* The bf16 GEMMs' scratch for both backends: the larger of their two contracts. */
+static Pair *bf16_scratch(int N, int C, int OC) {
+    size_t a = ref->matmul_bf16_scratch(N, C, OC), b = dut->matmul_bf16_scratch(N, C, OC);
+    return pair_new((a > b ? a : b) * sizeof(float));
+}
+
 /* model.precision bf16: out = x W^T + bias with bf16 x and W, dinp += bf16([dout | du]) W; rows
  * of x and W ldx and ldw apart (what lies between must not count: random values), W [OC+R,C]
  * (with R > 0 a weight with LoRA's A below: du [N,R] beside dout, the fused backward). */
@@ -414,7 +420,7 @@ static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int l
     Pair *out = pair_new(((size_t)N * OC + off) * sizeof(float));
     Pair *dout = pair_random((size_t)N * OC, 1.0f);
     Pair *du = R ? pair_random((size_t)N * R, 1.0f) : NULL, *dx = pair_random((size_t)N * C, 1.0f);
-    Pair *scratch = pair_new(ops_matmul_bf16_scratch(N, C, OC + R) * sizeof(float));
+    Pair *scratch = bf16_scratch(N, C, OC + R);
     BACKENDS(w, o) {
         o->matmul_forward_bf16(FO(out, w, off), x->mem[w], ldx, W->mem[w], ldw, FO(bias, w, off),
                                F(scratch, w), N, C, OC);
@@ -599,7 +605,7 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
     float scale = 2.0f / R;
     Pair *x = pair_random((size_t)N * C, 1.0f), *xb = pair_new((size_t)n * N * ld * 2);
     Pair *scratch = pair_new(ops_lora_scratch(N, C, R) * sizeof(float));
-    Pair *gemm_scratch = pair_new(ops_matmul_bf16_scratch(N, ld, OC) * sizeof(float));
+    Pair *gemm_scratch = bf16_scratch(N, ld, OC);
     Pair *A[OPS_LORA_GROUP_MAX], *u[OPS_LORA_GROUP_MAX], *Bw[OPS_LORA_GROUP_MAX];
     Pair *W[OPS_LORA_GROUP_MAX], *out[OPS_LORA_GROUP_MAX];
     uint64_t seeds[OPS_LORA_GROUP_MAX];
