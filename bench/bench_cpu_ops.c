@@ -78,8 +78,8 @@ static void lora_fwd(Bench *b) {
                       b->R);
 }
 static void lora_bwd(Bench *b) {
-    ops->lora_backward(b->dinp, b->dA, b->dB, b->dout, b->inp, NULL, 0, b->u, b->A, b->Bm, 2.0f,
-                       0.1f, 1, b->scratch, NT, b->C, b->C, b->R);
+    ops->lora_backward(b->dinp, b->dA, b->dB, b->dout, b->inp, b->u, b->A, b->Bm, 2.0f, 0.1f, 1,
+                       b->scratch, NT, b->C, b->C, b->R);
 }
 static void att_fwd(Bench *b) {
     ops->attention_forward(b->out, b->lse, NULL, b->q, b->k, b->v, b->mask, 0, 0.1f, 1, b->scratch,

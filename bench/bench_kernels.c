@@ -344,6 +344,7 @@ typedef struct Base {
     int N, K, M, ld; /* ld: the bf16 weight's row stride, K + r for an adapted linear */
     float *x, *w, *scratch;
     uint16_t *xb, *wb; /* bf16 copies of x and w (room for LoRA's u and B beside them) */
+    uint16_t *dd;      /* backward's bf16 dout (room for LoRA's du beside it) */
 } Base;
 
 enum { MAX_R = 64 }; /* the largest LoRA rank of the lora table */
@@ -353,6 +354,7 @@ static Base base_create(int N, int maxk) {
     Base b = {.N = N, .x = randu((size_t)N * maxk, 1.0f), .w = randu((size_t)maxk * maxk, 0.05f)};
     b.scratch = zeros(gpu->matmul_bf16_scratch(N, maxk + MAX_R, maxk + MAX_R));
     b.xb = must(gpu->alloc(nk * 2), nk * 2), b.wb = must(gpu->alloc(kk * 2), kk * 2);
+    b.dd = must(gpu->alloc(nk * 2), nk * 2);
     return b;
 }
 
@@ -373,10 +375,12 @@ static void base_forward(const Base *b, float *out, const float *bias) {
         gpu->matmul_forward(out, b->x, b->w, bias, b->N, b->K, b->M);
 }
 
+/* bf16: dout rounded, then the GEMM, as the model runs a linear without LoRA. */
 static void base_backward(const Base *b, float *dx, const float *dout) {
-    if (precision == PRECISION_BF16)
-        gpu->matmul_backward_bf16(dx, dout, NULL, 0, b->wb, b->ld, b->scratch, b->N, b->K, b->M);
-    else
+    if (precision == PRECISION_BF16) {
+        gpu->dequantize_rows_bf16(b->dd, dout, GGML_F32, 0, b->N, b->M, b->M);
+        gpu->matmul_backward_bf16(dx, b->dd, b->M, b->wb, b->ld, b->scratch, b->N, b->K, b->M);
+    } else
         gpu->matmul_backward(dx, NULL, NULL, dout, b->x, b->w, b->N, b->K, b->M);
 }
 
@@ -389,7 +393,7 @@ static void base_bare(const Base *b, float *out) {
 }
 
 static void base_free(Base *b) {
-    FREE_ALL(b->x, b->w, b->scratch, b->xb, b->wb);
+    FREE_ALL(b->x, b->w, b->scratch, b->xb, b->wb, b->dd);
 }
 
 static void bench_dense(const Dims *d) {
@@ -490,8 +494,9 @@ static void lora_header(void) {
 
 /* The adapted linear as the model runs it at dropout p, or under bf16 fused (p = 0). Forward: the
  * input's copy [x | s u] from lora_down_bf16, B rounded into the weight's last R columns (b->ld =
- * K + R), one GEMM over K + R columns; backward: du left in lora_backward's scratch, A rounded
- * into the weight's last R rows, one dinp GEMM over [dout | du]. */
+ * K + R), one GEMM over K + R columns; backward: lora_backward_bf16 from dout and that copy (dd =
+ * [bf16(dout) | bf16(du)], dA, dB), A rounded into the weight's last R rows, one dinp GEMM over
+ * dd. scratch: ops_lora_scratch or ops_lora_bf16_scratch floats, the larger. */
 static void lora_linear_forward(const Base *b, float *out, float *u, const float *A,
                                 const float *Bw, float *scratch, int R, float p) {
     const float *x = b->x;
@@ -514,15 +519,13 @@ static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB,
     int N = b->N, K = b->K, M = b->M;
     if (precision != PRECISION_BF16) {
         base_backward(b, dx, dout);
-        gpu->lora_backward(dx, dA, dB, dout, x, NULL, 0, u, A, Bw, 2.0f, p, 1, scratch, N, K, M, R);
+        gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, p, 1, scratch, N, K, M, R);
         return;
     }
-    /* dA from x's bf16 copy, as the model's backward (Lora.xb) */
-    gpu->lora_backward(NULL, dA, dB, dout, NULL, b->xb, K + R, u, A, Bw, 2.0f, 0.0f, 1, scratch, N,
-                       K, M, R);
+    gpu->lora_backward_bf16(b->dd, NULL, dA, dB, dout, NULL, b->xb, K + R, u, A, Bw, 2.0f, 0.0f, 1,
+                            scratch, N, K, M, R);
     gpu->dequantize_rows_bf16(b->wb + (size_t)M * b->ld, A, GGML_F32, 0, R, K, b->ld);
-    gpu->matmul_backward_bf16(dx, dout, scratch + (size_t)N * K, R, b->wb, b->ld, b->scratch, N, K,
-                              M);
+    gpu->matmul_backward_bf16(dx, b->dd, M + R, b->wb, b->ld, b->scratch, N, K, M + R);
 }
 
 /* The ranks and dropouts timed: under f32 GEMMs p = 0.1 at every rank (the down-projection's
@@ -545,7 +548,9 @@ static void bench_lora(const Dims *d) {
     float *out = zeros(nk), *dout = randu(nk, 1.0f), *dx = zeros(nk), *u = zeros((size_t)N * maxr);
     float *A = randu((size_t)maxr * maxk, 0.05f), *Bw = randu((size_t)maxk * maxr, 0.05f);
     float *dA = zeros((size_t)maxr * maxk), *dB = zeros((size_t)maxk * maxr);
-    float *scratch = zeros(ops_lora_scratch(N, maxk, maxr));
+    size_t f32_scratch = ops_lora_scratch(N, maxk, maxr);
+    size_t bf16_scratch = ops_lora_bf16_scratch(N, maxk, maxk, maxr);
+    float *scratch = zeros(f32_scratch > bf16_scratch ? f32_scratch : bf16_scratch);
     for (int s = 0; s < d->n_dense; s++) {
         int K = d->dense[s][0], M = d->dense[s][1];
         float base_f, base_b, lora_f, lora_b;

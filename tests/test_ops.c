@@ -539,8 +539,9 @@ static double bf16_value(float x) {
 
 /* Against double loops over the bf16-rounded operands: the products are exact in f32, so only
  * the f32 summation differs (1e-5). Rows of x and w lie ldx = c + 2 and ldw = c + 3 apart, and
- * w has r = 3 rows more, which backward multiplies with du [n,r] beside dout (a weight with room
- * for LoRA's B and A: the fused GEMMs). */
+ * w has r = 3 rows more, which backward multiplies with du [n,r] beside dout in dd = [bf16(dout) |
+ * bf16(du)], rows ldd = oc + r + 1 apart (a weight with room for LoRA's B and A: the fused
+ * GEMMs). */
 static void test_matmul_bf16(int n, int c, int oc) {
     int ldx = c + 2, ldw = c + 3, r = 3;
     float *x = rand_vec((size_t)n * c, -1, 1), *w = rand_vec((size_t)(oc + r) * c, -1, 1);
@@ -550,6 +551,8 @@ static void test_matmul_bf16(int n, int c, int oc) {
     float *scratch = malloc(sizeof(float) * ops->matmul_bf16_scratch(n, c, oc + r));
     uint16_t *w16 = malloc(sizeof(uint16_t) * (oc + r) * ldw);
     uint16_t *x16 = malloc(sizeof(uint16_t) * n * ldx);
+    int ldd = oc + r + 1;
+    uint16_t *dd = malloc(sizeof(uint16_t) * n * ldd);
     double *ref = malloc(sizeof(double) * (size_t)n * (c > oc ? c : oc));
     ops->dequantize_rows_bf16(w16, w, GGML_F32, 0, oc + r, c, ldw);
     ops->dequantize_rows_bf16(x16, x, GGML_F32, 0, n, c, ldx);
@@ -570,7 +573,9 @@ static void test_matmul_bf16(int n, int c, int oc) {
                 s += bf16_value(du[i * r + j]) * bf16_value(w[(oc + j) * c + k]);
             ref[i * c + k] = s;
         }
-    ops->matmul_backward_bf16(dinp, dout, du, r, w16, ldw, scratch, n, c, oc);
+    ops->dequantize_rows_bf16(dd, dout, GGML_F32, 0, n, oc, ldd);
+    ops->dequantize_rows_bf16(dd + oc, du, GGML_F32, 0, n, r, ldd);
+    ops->matmul_backward_bf16(dinp, dd, ldd, w16, ldw, scratch, n, c, oc + r);
     CHECK(count_mismatch("matmul_bf16 dinp", dinp, ref, (size_t)n * c, 1e-5, 1e-5) == 0);
     /* f32 rows are rounded to nearest even: 1 + 2^-8 is a tie and goes down to 1 */
     float one_and_tie = 1.00390625f;
@@ -578,7 +583,7 @@ static void test_matmul_bf16(int n, int c, int oc) {
     ops->dequantize_rows_bf16(&got, &one_and_tie, GGML_F32, 0, 1, 1, 1);
     CHECK(got == f32_to_bf16(1.0f));
     free(x), free(w), free(bias), free(dout), free(out), free(dinp), free(scratch), free(w16);
-    free(x16), free(du), free(ref);
+    free(x16), free(du), free(ref), free(dd);
 }
 
 /* Rows from the middle of a packed matrix, as bf16 rows ld = cols + 5 apart: quant.c's decode
@@ -606,7 +611,7 @@ static void test_dequantize_bf16(int type, int rows, int cols, int row0, int n_r
 
 typedef struct LoraCtx {
     float inp[N * C], A[R * C], Bm[OC * R], base[N * OC], out[N * OC], u[N * R];
-    float dinp[N * C], dA[R * C], dB[OC * R], scratch[N * C + 2 * N * R];
+    float dinp[N * C], dA[R * C], dB[OC * R], scratch[N * C + N * R];
     float p;
 } LoraCtx;
 
@@ -621,40 +626,71 @@ static void lora_fwd(void *p) {
 }
 static void lora_bwd(void *p, const float *dout, unsigned use) {
     LoraCtx *c = p;
-    ops->lora_backward(USE(0, c->dinp), USE(1, c->dA), USE(2, c->dB), dout, c->inp, NULL, 0, c->u,
-                       c->A, c->Bm, lora_scale, c->p, lora_seed, c->scratch, N, C, OC, R);
+    ops->lora_backward(USE(0, c->dinp), USE(1, c->dA), USE(2, c->dB), dout, c->inp, c->u, c->A,
+                       c->Bm, lora_scale, c->p, lora_seed, c->scratch, N, C, OC, R);
 }
 
-/* lora_backward from the input's bf16 copy xb (lora_down_bf16's copy 0): dA += bf16(du)^T @
- * bf16(drop(xb)) against a double sum of those products (du as the op leaves it in scratch);
- * dinp and dB as from the f32 input. */
-static void test_lora_backward_copy(LoraCtx *c, const uint16_t *xb) {
-    float dout[N * OC], dinp[N * C] = {0}, dB[OC * R] = {0}, dA[R * C] = {0};
+/* lora_backward_bf16 (from inp, and from its bf16 copy xb: lora_down_bf16's copy 0) against
+ * double sums of the bf16 operands it defines: du = dout @ (scale * B) and dd = [bf16(dout) |
+ * bf16(du)] (du's bf16 one step apart at most: a rounding boundary between the f32 and the double
+ * sum), dB = scale * bf16(dout)^T bf16(u), dA = bf16(du)^T bf16(drop(x)) with the op's own
+ * bf16(du), dinp = drop'(du @ A): 1e-5. */
+static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
+    enum { LDD = OC + R };
+    float dout[N * OC], sB[OC * R], du[N * R];
     fill(dout, N * OC, -1, 1);
-    memset(c->dinp, 0, sizeof c->dinp), memset(c->dA, 0, sizeof c->dA);
-    memset(c->dB, 0, sizeof c->dB);
-    ops->lora_backward(c->dinp, c->dA, c->dB, dout, c->inp, NULL, 0, c->u, c->A, c->Bm, lora_scale,
-                       c->p, lora_seed, c->scratch, N, C, OC, R);
-    float du[N * R];
-    memcpy(du, c->scratch + N * C, sizeof du);
-    ops->lora_backward(dinp, dA, dB, dout, NULL, xb, C + R, c->u, c->A, c->Bm, lora_scale, c->p,
-                       lora_seed, c->scratch, N, C, OC, R);
-    double ref[R * C], dinp_ref[N * C], dB_ref[OC * R];
-    for (int r = 0; r < R; r++)
-        for (int k = 0; k < C; k++) {
+    for (int i = 0; i < OC * R; i++) sB[i] = lora_scale * c->Bm[i];
+    for (int n = 0; n < N; n++)
+        for (int r = 0; r < R; r++) {
             double s = 0;
-            for (int n = 0; n < N; n++) {
-                float x = bf16_to_f32(xb[n * (C + R) + k]);
-                float xd = x * rng_dropout_scale(lora_seed, (uint64_t)n * C + k, c->p);
-                s += (double)bf16_to_f32(f32_to_bf16(du[n * R + r])) * bf16_to_f32(f32_to_bf16(xd));
-            }
-            ref[r * C + k] = s;
+            for (int o = 0; o < OC; o++) s += (double)dout[n * OC + o] * sB[o * R + r];
+            du[n * R + r] = (float)s;
         }
-    for (int i = 0; i < N * C; i++) dinp_ref[i] = c->dinp[i];
-    for (int i = 0; i < OC * R; i++) dB_ref[i] = c->dB[i];
-    CHECK(count_mismatch("lora dA (bf16 copy)", dA, ref, R * C, 1e-6, 1e-5) == 0);
-    CHECK(count_mismatch("lora dinp (bf16 copy)", dinp, dinp_ref, N * C, 0, 0) == 0);
-    CHECK(count_mismatch("lora dB (bf16 copy)", dB, dB_ref, OC * R, 0, 0) == 0);
+    for (int from_copy = 0; from_copy < 2; from_copy++) {
+        float dinp[N * C] = {0}, dA[R * C] = {0}, dB[OC * R] = {0};
+        float *scratch = malloc(sizeof(float) * ops_lora_bf16_scratch(N, C, OC, R));
+        uint16_t dd[N * LDD];
+        ops->lora_backward_bf16(dd, dinp, dA, dB, dout, from_copy ? NULL : c->inp,
+                                from_copy ? xb : NULL, C + R, c->u, c->A, c->Bm, lora_scale, c->p,
+                                lora_seed, scratch, N, C, OC, R);
+        int bad = 0;
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < LDD; k++) {
+                float want = k < OC ? dout[n * OC + k] : du[n * R + k - OC];
+                float got = bf16_to_f32(dd[n * LDD + k]);
+                bad += k < OC ? got != bf16_value(want)
+                              : fabsf(got - want) > fabsf(want) * 0x1p-8f + 1e-6f;
+            }
+        CHECK(bad == 0);
+        double rdA[R * C], rdB[OC * R], rdinp[N * C];
+        for (int o = 0; o < OC; o++)
+            for (int r = 0; r < R; r++) {
+                double s = 0;
+                for (int n = 0; n < N; n++)
+                    s += bf16_value(dout[n * OC + o]) * bf16_value(c->u[n * R + r]);
+                rdB[o * R + r] = lora_scale * s;
+            }
+        for (int r = 0; r < R; r++)
+            for (int k = 0; k < C; k++) {
+                double s = 0;
+                for (int n = 0; n < N; n++) {
+                    float x = from_copy ? bf16_to_f32(xb[n * (C + R) + k]) : c->inp[n * C + k];
+                    x *= rng_dropout_scale(lora_seed, (uint64_t)n * C + k, c->p);
+                    s += (double)bf16_to_f32(dd[n * LDD + OC + r]) * bf16_value(x);
+                }
+                rdA[r * C + k] = s;
+            }
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < C; k++) {
+                double s = 0;
+                for (int r = 0; r < R; r++) s += (double)du[n * R + r] * c->A[r * C + k];
+                rdinp[n * C + k] = s * rng_dropout_scale(lora_seed, (uint64_t)n * C + k, c->p);
+            }
+        CHECK(count_mismatch("lora_bf16 dB", dB, rdB, OC * R, 1e-6, 1e-5) == 0);
+        CHECK(count_mismatch("lora_bf16 dA", dA, rdA, R * C, 1e-6, 1e-5) == 0);
+        CHECK(count_mismatch("lora_bf16 dinp", dinp, rdinp, N * C, 1e-6, 1e-5) == 0);
+        free(scratch);
+    }
 }
 
 static void test_lora(float p) {
@@ -709,7 +745,7 @@ static void test_lora(float p) {
         }
     }
     CHECK(bad == 0);
-    test_lora_backward_copy(&c, xb);
+    test_lora_backward_bf16(&c, xb);
 }
 
 /* ---- attention ---- */

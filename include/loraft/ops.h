@@ -169,14 +169,15 @@ typedef struct Ops {
      * backward). Under LoRA the model runs the up-projection inside it (lora_down_bf16). */
     void (*matmul_forward_bf16)(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
                                 int ldw, const float *bias, float *scratch, int N, int C, int OC);
-    /* dinp[N,C] += bf16([dout | du])[N,OC+R] @ weight[OC+R,C] (rows ldw apart); du [N,R] f32 or
-     * NULL (R 0): LoRA's du (lora_backward) beside dout, A's rows below W, with lora dropout 0.
-     * The weight is frozen: no dweight, no dbias. scratch: matmul_bf16_scratch(N, C, OC+R). */
-    void (*matmul_backward_bf16)(float *dinp, const float *dout, const float *du, int R,
-                                 const uint16_t *weight, int ldw, float *scratch, int N, int C,
-                                 int OC);
+    /* dinp[N,C] += dd[N,K] @ weight[K,C], dd bf16 with rows ldd apart, weight's ldw: the frozen
+     * weight's input gradient from dout rounded to bf16 (dequantize_rows_bf16 of f32 rows), or
+     * under LoRA with lora dropout 0 from [bf16(dout) | bf16(du)] (lora_backward_bf16) over W
+     * with A's rows below it, K = OC + R. The weight is frozen: no dweight, no dbias. scratch:
+     * matmul_bf16_scratch(N, C, K). */
+    void (*matmul_backward_bf16)(float *dinp, const uint16_t *dd, int ldd, const uint16_t *weight,
+                                 int ldw, float *scratch, int N, int C, int K);
     /* Floats of scratch the two bf16 GEMMs need, the backend's own: the CPU widens the weight and
-     * the activation to f32 (OC*C + N*max(C, OC)); the GPU only rounds [dout | du] to bf16. */
+     * the activation to f32 (OC*C + N*max(C, OC)); the GPU none. */
     size_t (*matmul_bf16_scratch)(int N, int C, int OC);
     /* The LoRA down-projections of n (1..OPS_LORA_GROUP_MAX) adapted linears that read the same
      * inp [N,C], for one GEMM each over [x | s u] @ [W | B]^T: reads inp once and, for j < n,
@@ -207,14 +208,22 @@ typedef struct Ops {
                          int R);
     /* With du = scale * dout @ B [N,R]:
      * dB[OC,R] += scale * dout^T @ u; dA[R,C] += du^T @ drop(inp);
-     * dinp[N,C] += drop'(du @ A) (dinp may be NULL). When dA or dinp is wanted, du is left in
-     * scratch at N*C (matmul_backward_bf16 takes it there). inp may come (NULL) as its bf16 copy
-     * xb, rows ldx apart (lora_down_bf16's): then dA += bf16(du)^T @ bf16(drop(xb)), the
-     * products of a bf16 GEMM, exact in f32 on both backends. */
+     * dinp[N,C] += drop'(du @ A) (dinp may be NULL). */
     void (*lora_backward)(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
-                          const uint16_t *xb, int ldx, const float *u, const float *A,
-                          const float *B, float scale, float p, uint64_t seed, float *scratch,
-                          int N, int C, int OC, int R);
+                          const float *u, const float *A, const float *B, float scale, float p,
+                          uint64_t seed, float *scratch, int N, int C, int OC, int R);
+    /* model.precision bf16: lora_backward beside a bf16 linear, dout [N,OC] read once. With
+     * du = dout @ (scale * B) [N,R] (f32, scale * B rounded to f32 first):
+     * dd [N, OC+R] = [bf16(dout) | bf16(du)], for matmul_backward_bf16;
+     * dB[OC,R] += scale * bf16(dout)^T @ bf16(u); dA[R,C] += bf16(du)^T @ bf16(drop(x)), x = inp
+     * [N,C] f32 or (inp NULL) its bf16 copy xb, rows ldx apart (lora_down_bf16's): products of
+     * bf16 values, exact in f32 on both backends; dinp[N,C] += drop'(du @ A) (dinp may be NULL:
+     * at lora dropout 0 the model adds du A in matmul_backward_bf16 instead). scratch:
+     * ops_lora_bf16_scratch(N, C, OC, R) floats. */
+    void (*lora_backward_bf16)(uint16_t *dd, float *dinp, float *dA, float *dB, const float *dout,
+                               const float *inp, const uint16_t *xb, int ldx, const float *u,
+                               const float *A, const float *B, float scale, float p, uint64_t seed,
+                               float *scratch, int N, int C, int OC, int R);
 
     /* ---- multi-head softmax attention: padding mask, optional causal mask, grouped KV ----
      * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads
@@ -374,11 +383,10 @@ typedef struct Ops {
 
 /* The op scratch each op may use, in floats: one contract for every backend, so the model
  * sizes its scratch from these and nothing else (attention's depends on the backend:
- * Ops.attention_scratch). LoRA: drop(inp) [N,C], then du [N,R] and (from inp's bf16 copy)
- * bf16(du); cached attention: the scores [NH,n,L]; LM head: a chunk of logits, then their
- * gradient in place. */
+ * Ops.attention_scratch). LoRA: drop(inp) [N,C], then du [N,R]; cached attention: the scores
+ * [NH,n,L]; LM head: a chunk of logits, then their gradient in place. */
 static inline size_t ops_lora_scratch(size_t N, size_t C, size_t R) {
-    return N * C + 2 * N * R;
+    return N * C + N * R;
 }
 /* A packed frozen weight dequantised for its GEMM: all rows x cols of it (the matmul ops take
  * contiguous operands, so a tile is the whole matrix; for SmolLM2 3.5 MB). */
@@ -390,6 +398,12 @@ static inline size_t ops_dequantize_scratch(size_t rows, size_t cols) {
  * is Ops.matmul_bf16_scratch). */
 static inline size_t ops_dequantize_bf16_scratch(size_t rows, size_t cols) {
     return ((rows * cols + 1) / 2 + 63) / 64 * 64;
+}
+/* lora_backward_bf16: scale * B^T [R,OC], du [N,R], bf16(u) [N,R], bf16(drop(x)) [N,C], each
+ * part 64 floats aligned. */
+static inline size_t ops_lora_bf16_scratch(size_t N, size_t C, size_t OC, size_t R) {
+    return (R * OC + 63) / 64 * 64 + (N * R + 63) / 64 * 64 + ops_dequantize_bf16_scratch(N, R) +
+           ops_dequantize_bf16_scratch(N, C);
 }
 /* lora_down_bf16: the most linears of one group (q, k, v), and the floats its xb takes: n copies
  * of the input [N, C+R] in bf16 (rounded up to 64 floats, as above). */

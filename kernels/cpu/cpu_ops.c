@@ -337,24 +337,18 @@ static void cpu_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi,
     cpu_matmul_forward(out, x, w, bias, N, C, OC);
 }
 
-/* scratch: the widened weight [OC+R,C], then the rounded [dout | du] [N,OC+R] */
-/* the weight and the activation ([N, C] forward, [dout | du] backward) widened to f32 */
+/* the weight and the activation ([N, C] forward, dd backward) widened to f32 */
 static size_t cpu_matmul_bf16_scratch(int N, int C, int OC) {
     return (size_t)OC * C + (size_t)N * (C > OC ? C : OC);
 }
 
-static void cpu_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
+/* scratch: the widened weight [K,C], then the widened dd [N,K] */
+static void cpu_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd,
                                      const uint16_t *weight, int ldw, float *scratch, int N, int C,
-                                     int OC) {
-    int K = OC + (du ? R : 0);
+                                     int K) {
     float *w = scratch, *d = scratch + (size_t)K * C;
     widen_bf16(w, weight, K, C, ldw);
-#pragma omp parallel for if ((size_t)N * K > CPU_PAR_MIN)
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) {
-            float v = k < OC ? dout[(size_t)n * OC + k] : du[(size_t)n * R + k - OC];
-            d[(size_t)n * K + k] = qb_bf16(f32_to_bf16(v));
-        }
+    widen_bf16(d, dd, N, K, ldd);
     cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, K);
 }
 
@@ -401,39 +395,24 @@ static void cpu_lora_forward(float *out, float *u, const float *inp, const float
 /* With du[N,R] = scale * dout[N,OC] @ B[OC,R] and x = drop(inp): dB[OC,R] += scale * dout^T @ u;
  * dA[R,C] += du^T @ x; dinp[N,C] += drop'(du @ A). Any gradient may be NULL.
  * scratch: N*C (x, then du @ A) + N*R (du) floats. */
-/* x[n] = bf16(x[n]) as f32 */
-static void round_bf16(float *x, size_t n) {
-#pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) x[i] = qb_bf16(f32_to_bf16(x[i]));
-}
-
 static void cpu_lora_backward(float *dinp, float *dA, float *dB, const float *dout,
-                              const float *inp, const uint16_t *xb, int ldx, const float *u,
-                              const float *A, const float *B, float scale, float p, uint64_t seed,
-                              float *scratch, int N, int C, int OC, int R) {
+                              const float *inp, const float *u, const float *A, const float *B,
+                              float scale, float p, uint64_t seed, float *scratch, int N, int C,
+                              int OC, int R) {
     if (dB)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, R, N, scale, dout, OC, u, R, 1.0f,
                     dB, R);
     if (!dA && !dinp) return;
-    size_t NC = (size_t)N * C;
-    float *x_drop = scratch, *du = scratch + NC;
+    float *x_drop = scratch, *du = scratch + (size_t)N * C;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, dout, OC, B, R, 0.0f,
                 du, R);
     if (dA) {
-        const float *x = inp, *g = du;
-        if (!inp) { /* bf16(drop(xb)) and bf16(du): the operands of the GPU's bf16 GEMM */
-            widen_bf16(x_drop, xb, N, C, ldx);
-            if (p > 0.0f) cpu_dropout_forward(x_drop, x_drop, p, seed, NC);
-            round_bf16(x_drop, NC);
-            float *du_bf16 = du + (size_t)N * R;
-            memcpy(du_bf16, du, (size_t)N * R * sizeof *du);
-            round_bf16(du_bf16, (size_t)N * R);
-            x = x_drop, g = du_bf16;
-        } else if (p > 0.0f) {
-            cpu_dropout_forward(x_drop, inp, p, seed, NC);
+        const float *x = inp;
+        if (p > 0.0f) {
+            cpu_dropout_forward(x_drop, inp, p, seed, (size_t)N * C);
             x = x_drop;
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, N, 1.0f, g, R, x, C, 1.0f, dA,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, N, 1.0f, du, R, x, C, 1.0f, dA,
                     C);
     }
     if (!dinp) return;
@@ -446,6 +425,58 @@ static void cpu_lora_backward(float *dinp, float *dA, float *dB, const float *do
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, R, 1.0f, du, R, A, C, 0.0f, x_drop,
                 C);
     cpu_dropout_backward(dinp, x_drop, p, seed, (size_t)N * C);
+}
+
+/* The bf16 value of x as f32 */
+static float bf16_round(float x) {
+    return qb_bf16(f32_to_bf16(x));
+}
+
+/* du = dout @ (scale * B) by sgemm, dd, then the bf16 products in loops: the operands of the
+ * GPU's bf16 GEMMs, summed in f32 (this reference runs in the tests only). scratch: scale * B
+ * [OC,R], then du [N,R] (ops_lora_bf16_scratch's first two parts). */
+static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB,
+                                   const float *dout, const float *inp, const uint16_t *xb, int ldx,
+                                   const float *u, const float *A, const float *B, float scale,
+                                   float p, uint64_t seed, float *scratch, int N, int C, int OC,
+                                   int R) {
+    size_t ldd = (size_t)OC + R;
+    float *sB = scratch, *du = scratch + ((size_t)R * OC + 63) / 64 * 64;
+    for (size_t i = 0; i < (size_t)OC * R; i++) sB[i] = scale * B[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, 1.0f, dout, OC, sB, R, 0.0f,
+                du, R);
+#pragma omp parallel for if ((size_t)N * ldd > CPU_PAR_MIN)
+    for (int n = 0; n < N; n++)
+        for (size_t k = 0; k < ldd; k++)
+            dd[n * ldd + k] =
+                f32_to_bf16(k < (size_t)OC ? dout[(size_t)n * OC + k] : du[(size_t)n * R + k - OC]);
+#pragma omp parallel for if (dB && (size_t)N * OC * R > CPU_PAR_MIN)
+    for (int o = 0; o < (dB ? OC : 0); o++)
+        for (int r = 0; r < R; r++) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++)
+                s += qb_bf16(dd[n * ldd + o]) * bf16_round(u[(size_t)n * R + r]);
+            dB[(size_t)o * R + r] += scale * s;
+        }
+#pragma omp parallel for if (dA && (size_t)N * C * R > CPU_PAR_MIN)
+    for (int c = 0; c < (dA ? C : 0); c++)
+        for (int r = 0; r < R; r++) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++) {
+                size_t i = (size_t)n * C + c;
+                float x = inp ? inp[i] : qb_bf16(xb[(size_t)n * ldx + c]);
+                s += qb_bf16(dd[n * ldd + OC + r]) * bf16_round(x * rng_dropout_scale(seed, i, p));
+            }
+            dA[(size_t)r * C + c] += s;
+        }
+#pragma omp parallel for if (dinp && (size_t)N * C * R > CPU_PAR_MIN)
+    for (int n = 0; n < (dinp ? N : 0); n++)
+        for (int c = 0; c < C; c++) {
+            float s = 0.0f;
+            for (int r = 0; r < R; r++) s += du[(size_t)n * R + r] * A[(size_t)r * C + c];
+            size_t i = (size_t)n * C + c;
+            dinp[i] += rng_dropout_scale(seed, i, p) * s;
+        }
 }
 
 /* Per linear j: u[j] = drop_j(inp) @ A[j]^T as lora_forward computes it, then copy j of xb =
@@ -936,6 +967,7 @@ const Ops ops_cpu = {
     .best_precision = cpu_best_precision,
     .lora_forward = cpu_lora_forward,
     .lora_backward = cpu_lora_backward,
+    .lora_backward_bf16 = cpu_lora_backward_bf16,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .attention_scratch = cpu_attention_scratch,

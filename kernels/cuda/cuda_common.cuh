@@ -186,9 +186,8 @@ void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int 
                                int cols, int ld);
 void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
                               int ldw, const float *bias, float *scratch, int N, int C, int OC);
-void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
-                               const uint16_t *weight, int ldw, float *scratch, int N, int C,
-                               int OC);
+void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const uint16_t *weight,
+                               int ldw, float *scratch, int N, int C, int K);
 size_t cuda_matmul_bf16_scratch(int N, int C, int OC);
 void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
@@ -197,9 +196,12 @@ void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, c
                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
                        int R);
 void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
-                        const uint16_t *xb, int ldx, const float *u, const float *A, const float *B,
-                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
-                        int R);
+                        const float *u, const float *A, const float *B, float scale, float p,
+                        uint64_t seed, float *scratch, int N, int C, int OC, int R);
+void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, const float *dout,
+                             const float *inp, const uint16_t *xb, int ldx, const float *u,
+                             const float *A, const float *B, float scale, float p, uint64_t seed,
+                             float *scratch, int N, int C, int OC, int R);
 void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, const float *k,
                             const float *v, const int32_t *mask, int causal, float p, uint64_t seed,
                             float *scratch, int B, int T, int NH, int NKV, int HS);

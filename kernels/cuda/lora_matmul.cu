@@ -6,7 +6,9 @@
  * u = drop(x) A^T under dropout (the mask applied as x is loaded: no drop(x) in memory), and
  * under model.precision bf16 lora_down_bf16, which reads the input once for every linear of a
  * group (q, k, v), writes each one's u and [bf16(x) | bf16(scale u)], and the base GEMM runs over
- * K + R columns, [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once. The down
+ * K + R columns, [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once; backward,
+ * lora_backward_bf16 runs the same kernel over dout with scale B^T for A, for du and
+ * [bf16(dout) | bf16(du)] from one read of dout, and the dinp GEMM runs over [W ; A]. The down
  * kernel is meant to run at memory speed: a warp takes four rows at once (float4 loads where
  * aligned), so each A value it loads feeds four rows' sums (R x 4 of them in registers), and the
  * warp reduces 32 sums in 31 shuffles.
@@ -122,45 +124,19 @@ __device__ inline void store_bf16_slice(__nv_bfloat16 *dst, const float (&x)[VEC
     }
 }
 
-/* out[N, M+R] = bf16([a | b]) of a [N,M] and b [N,R]: one pass for both, rows over the grid's y
- * (no division per element), VEC columns a thread (4: M and R multiples of 4, a and b 16-byte
- * aligned, out 8-byte: four never straddle a and b) */
-template <int VEC>
-__global__ void round_concat_bf16_kernel(__nv_bfloat16 *out, const float *a, int M, const float *b,
-                                         int R, int N) {
-    int ld = M + R;
-    for (size_t row = blockIdx.y; row < (size_t)N; row += gridDim.y)
-        for (int c = VEC * (blockIdx.x * blockDim.x + threadIdx.x); c < ld;
-             c += VEC * gridDim.x * blockDim.x) {
-            float x[VEC];
-            load_row_slice<VEC>(x, c < M ? a + row * M + c : b + row * R + c - M, true);
-            store_bf16_slice<VEC>(out + row * ld + c, x);
-        }
-}
-
-/* Backward's [dout | du] in bf16 (forward needs none): OC counts du's R columns. */
+/* The bf16 GEMMs round nothing themselves (their operands come as bf16): no scratch. */
 size_t cuda_matmul_bf16_scratch(int N, int C, int OC) {
-    (void)C;
-    return ((size_t)N * OC + 1) / 2;
+    (void)N, (void)C, (void)OC;
+    return 0;
 }
 
-/* [dout | du] rounded to bf16 into scratch first (A and B of cublasGemmEx share one type). */
-void cuda_matmul_backward_bf16(float *dinp, const float *dout, const float *du, int R,
-                               const uint16_t *weight, int ldw, float *scratch, int N, int C,
-                               int OC) {
-    if (N <= 0 || C <= 0 || OC <= 0) return;
-    int K = OC + (du ? R : 0);
-    __nv_bfloat16 *d = (__nv_bfloat16 *)scratch;
-    bool vec = OC % 4 == 0 && (K - OC) % 4 == 0 && (uintptr_t)dout % 16 == 0 &&
-               (uintptr_t)du % 16 == 0 && (uintptr_t)d % 8 == 0;
-    dim3 grid(cuda_blocks(vec ? (K + 3) / 4 : K, CUDA_THREADS), N < 65535 ? N : 65535);
-    if (vec)
-        round_concat_bf16_kernel<4><<<grid, CUDA_THREADS>>>(d, dout, OC, du, K - OC, N);
-    else
-        round_concat_bf16_kernel<1><<<grid, CUDA_THREADS>>>(d, dout, OC, du, K - OC, N);
-    CUDA_LAUNCHED("matmul_backward_bf16 (round)");
-    cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, K, 1.0f, (const __nv_bfloat16 *)weight, ldw, d,
-                   K, 1.0f, dinp, C);
+/* dinp[N,C] += dd[N,K] W[K,C]: dinp^T[C,N] += W^T[C,K] dd^T[K,N], both their buffers' views */
+void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const uint16_t *weight,
+                               int ldw, float *scratch, int N, int C, int K) {
+    (void)scratch;
+    if (N <= 0 || C <= 0 || K <= 0) return;
+    cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, K, 1.0f, (const __nv_bfloat16 *)weight, ldw,
+                   (const __nv_bfloat16 *)dd, ldd, 1.0f, dinp, C);
 }
 
 /* The down-projections of n linears that read one input, by value: each one's A [R,K], u [N,R]
@@ -372,41 +348,25 @@ static unsigned dinp_masked_threads(int C) {
     return (unsigned)((threads + 31) / 32 * 32);
 }
 
-/* out[N,C] = bf16(drop(xb)) of xb [N,C] bf16, rows ldx apart; the mask at the element's index
- * in [N,C], as lora_down's */
-__global__ void lora_drop_bf16_kernel(__nv_bfloat16 *out, const uint16_t *xb, int ldx, float p,
-                                      uint64_t seed, int N, int C) {
-    GRID_STRIDE(i, (size_t)N * C) {
-        float x = qb_bf16(xb[i / C * ldx + i % C]);
-        out[i] = __float2bfloat16(x * rng_dropout_scale(seed, i, p));
-    }
-}
-
-/* dA[R,C] += bf16(du)^T @ bf16(drop(xb)) on bf16 tensor cores: du rounded after it at
- * scratch + N*(C+R), xb dropped (p > 0) into scratch's start. */
-static void lora_dA_bf16(float *dA, const float *du, const uint16_t *xb, int ldx, float p,
-                         uint64_t seed, float *scratch, int N, int C, int R) {
-    uint16_t *du_bf16 = (uint16_t *)(scratch + (size_t)N * (C + R));
-    cuda_dequantize_rows_bf16(du_bf16, du, GGML_F32, 0, N, R, R);
+/* dinp[N,C] += drop'(du @ A) at p > 0 (the masked kernel), du @ A (a GEMM) at p = 0 */
+static void lora_dinp(float *dinp, const float *du, const float *A, float p, uint64_t seed, int N,
+                      int C, int R) {
     if (p > 0.0f) {
-        lora_drop_bf16_kernel<<<cuda_blocks((size_t)N * C, CUDA_THREADS), CUDA_THREADS>>>(
-            (__nv_bfloat16 *)scratch, xb, ldx, p, seed, N, C);
-        CUDA_LAUNCHED("lora_backward (dropped copy)");
-        xb = (const uint16_t *)scratch, ldx = C;
+        unsigned blocks = cuda_blocks(((size_t)N + UP_ROWS - 1) / UP_ROWS, 1);
+        lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, du, A, p, seed, N, C, R);
+        CUDA_LAUNCHED("lora_backward (masked dinp)");
+        return;
     }
-    /* dA^T[C,R] += x^T[C,N] du[N,R]: as the f32 GEMM below */
-    cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, C, R, N, 1.0f, (const __nv_bfloat16 *)xb, ldx,
-                   (const __nv_bfloat16 *)du_bf16, R, 1.0f, dA, C);
+    /* dinp^T[C,N] += A^T[C,R] du^T[R,N]: both their buffers' column-major views */
+    cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, R, 1.0f, A, C, 0, du, R, 0, 1.0f, dinp, C, 0, 1);
 }
 
 /* du[N,R] = scale * dout @ B (in scratch after N*C floats); dB[OC,R] += scale *
  * dout^T @ u; dA[R,C] += du^T @ drop(inp); dinp[N,C] += drop'(du @ A). GEMMs, but for dinp at
- * p > 0 (the masked kernel above); at p > 0 dA reads drop(inp) from scratch, as on the CPU. From
- * inp's bf16 copy, dA is a bf16 GEMM (lora_dA_bf16). */
+ * p > 0 (the masked kernel above); at p > 0 dA reads drop(inp) from scratch, as on the CPU. */
 void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
-                        const uint16_t *xb, int ldx, const float *u, const float *A, const float *B,
-                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
-                        int R) {
+                        const float *u, const float *A, const float *B, float scale, float p,
+                        uint64_t seed, float *scratch, int N, int C, int OC, int R) {
     if (N <= 0 || C <= 0 || OC <= 0 || R <= 0) return;
     /* dB^T[R,OC] += scale * u^T[R,N] dout[N,OC]; dout's column-major view is
      * dout^T: OP_T */
@@ -417,9 +377,7 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
     float *du = scratch + (size_t)N * C;
     /* du^T[R,N] = scale B^T[R,OC] dout^T[OC,N]: both are their buffers' column-major views */
     cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, R, N, OC, scale, B, R, 0, dout, OC, 0, 0.0f, du, R, 0, 1);
-    if (dA && !inp)
-        lora_dA_bf16(dA, du, xb, ldx, p, seed, scratch, N, C, R);
-    else if (dA) {
+    if (dA) {
         const float *x = inp;
         if (p > 0.0f) {
             cuda_dropout_forward(scratch, inp, p, seed, (size_t)N * C);
@@ -429,13 +387,77 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
          * OP_T */
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, R, N, 1.0f, x, C, 0, du, R, 0, 1.0f, dA, C, 0, 1);
     }
-    if (!dinp) return;
-    if (p > 0.0f) {
-        unsigned blocks = cuda_blocks(((size_t)N + UP_ROWS - 1) / UP_ROWS, 1);
-        lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, du, A, p, seed, N, C, R);
-        CUDA_LAUNCHED("lora_backward (masked dinp)");
-        return;
+    if (dinp) lora_dinp(dinp, du, A, p, seed, N, C, R);
+}
+
+/* sBt[R,OC] = scale * B^T of B [OC,R] */
+__global__ void scaled_transpose_kernel(float *sBt, const float *B, float scale, int OC, int R) {
+    GRID_STRIDE(i, (size_t)OC * R) sBt[i % R * OC + i / R] = scale * B[i]; /* B[i / R, i % R] */
+}
+
+/* bf16(x * mask) [N,C] of x [N,C] f32 (ldx C) or its bf16 copy (rows ldx apart); the mask at the
+ * element's index in [N,C], as lora_down's */
+__device__ inline float as_f32(float x) {
+    return x;
+}
+__device__ inline float as_f32(uint16_t x) {
+    return qb_bf16(x);
+}
+template <typename E>
+__global__ void lora_drop_bf16_kernel(__nv_bfloat16 *out, const E *x, int ldx, float p,
+                                      uint64_t seed, int N, int C) {
+    GRID_STRIDE(i, (size_t)N * C) {
+        float v = as_f32(x[i / C * ldx + i % C]);
+        out[i] = __float2bfloat16(v * rng_dropout_scale(seed, i, p));
     }
-    /* dinp^T[C,N] += A^T[C,R] du^T[R,N]: column-major views again */
-    cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, R, 1.0f, A, C, 0, du, R, 0, 1.0f, dinp, C, 0, 1);
+}
+
+/* The pieces of ops_lora_bf16_scratch, in its order. */
+struct LoraBf16Scratch {
+    float *sBt, *du;
+    __nv_bfloat16 *u, *x;
+};
+static LoraBf16Scratch lora_bf16_scratch(float *s, int N, int OC, int R) {
+    LoraBf16Scratch p;
+    p.sBt = s;
+    p.du = p.sBt + ((size_t)R * OC + 63) / 64 * 64;
+    p.u = (__nv_bfloat16 *)(p.du + ((size_t)N * R + 63) / 64 * 64);
+    p.x = (__nv_bfloat16 *)((float *)p.u + ops_dequantize_bf16_scratch(N, R));
+    return p;
+}
+
+/* The down kernel over dout with scale B^T for A writes du (its u) and dd (its copy [bf16(dout) |
+ * bf16(du)]) from one read of dout; dB and dA are bf16 GEMMs on dd's two parts. */
+void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, const float *dout,
+                             const float *inp, const uint16_t *xb, int ldx, const float *u,
+                             const float *A, const float *B, float scale, float p, uint64_t seed,
+                             float *scratch, int N, int C, int OC, int R) {
+    if (N <= 0 || C <= 0 || OC <= 0 || R <= 0) return;
+    LoraBf16Scratch s = lora_bf16_scratch(scratch, N, OC, R);
+    const __nv_bfloat16 *d = (const __nv_bfloat16 *)dd;
+    int ldd = OC + R;
+    scaled_transpose_kernel<<<cuda_blocks((size_t)OC * R, CUDA_THREADS), CUDA_THREADS>>>(
+        s.sBt, B, scale, OC, R);
+    CUDA_LAUNCHED("lora_backward_bf16 (scale B)");
+    LoraDown g = {};
+    g.n = 1, g.A[0] = s.sBt, g.u[0] = s.du, g.xb[0] = (__nv_bfloat16 *)dd;
+    lora_down(g, dout, 1.0f, 0.0f, N, OC, R);
+    if (dB) { /* dB^T[R,OC] += scale u^T[R,N] dout[N,OC]: dd's column-major view, OP_T */
+        cuda_dequantize_rows_bf16((uint16_t *)s.u, u, GGML_F32, 0, N, R, R);
+        cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, R, OC, N, scale, s.u, R, d, ldd, 1.0f, dB, R);
+    }
+    if (dA) { /* dA^T[C,R] += x^T[C,N] du[N,R]: du is dd's last R columns, OP_T */
+        const __nv_bfloat16 *x = (const __nv_bfloat16 *)xb;
+        unsigned blocks = cuda_blocks((size_t)N * C, CUDA_THREADS);
+        if (inp)
+            lora_drop_bf16_kernel<float><<<blocks, CUDA_THREADS>>>(s.x, inp, C, p, seed, N, C);
+        else if (p > 0.0f)
+            lora_drop_bf16_kernel<uint16_t><<<blocks, CUDA_THREADS>>>(s.x, xb, ldx, p, seed, N, C);
+        if (inp || p > 0.0f) {
+            CUDA_LAUNCHED("lora_backward_bf16 (dropped input)");
+            x = s.x, ldx = C;
+        }
+        cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, C, R, N, 1.0f, x, ldx, d + OC, ldd, 1.0f, dA, C);
+    }
+    if (dinp) lora_dinp(dinp, s.du, A, p, seed, N, C, R);
 }

@@ -559,17 +559,20 @@ static int weight_rows(const Model *m, const Linear *l) {
 }
 
 /* The scratch a packed weight's GEMM over N rows needs: the weight dequantised to f32, or
- * under precision bf16 the bf16 GEMM's, after the weight dequantised to bf16 unless stored so,
- * and forward, before them, the bf16 copies of the input of its group (linear_forward_bf16),
- * then also the down-projections' scratch. */
+ * under precision bf16 the bf16 GEMM's, after the weight dequantised to bf16 unless stored so;
+ * forward, before them, the bf16 copies of the input of its group (linear_forward_bf16), then
+ * also the down-projections' scratch; backward, before them, dout's bf16 copy, then also
+ * lora_backward_bf16's (linear_backward_bf16). */
 static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     if (!bf16_gemm(m, l)) return ops_dequantize_scratch(l->out, l->in);
     const Ops *o = m->ops;
     size_t C = l->in, R = l->lora ? m->spec.r : 0, ld = weight_ld(m, l);
     size_t rows = weight_rows(m, l), fused_r = rows - l->out;
     size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(rows, ld);
-    size_t lora = R ? ops_lora_scratch(N, C, R) : 0;
-    size_t backward = lora + w + o->matmul_bf16_scratch((int)N, (int)C, (int)(l->out + fused_r));
+    size_t lora = R ? ops_lora_scratch(N, C, R) : 0, K = l->out + fused_r;
+    size_t lora_bw = R ? ops_lora_bf16_scratch(N, C, l->out, R) : 0;
+    size_t backward = ops_dequantize_bf16_scratch(N, K) +
+                      max_size(lora_bw, w + o->matmul_bf16_scratch((int)N, (int)C, (int)K));
     size_t gemm = max_size(w + o->matmul_bf16_scratch((int)N, (int)ld, l->out), lora);
     size_t copies = ops_lora_copies_scratch(l->group > 1 ? l->group : 1, N, C, R);
     return max_size(backward, copies + gemm);
@@ -1062,33 +1065,43 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
     linear_forward_group(m, &l, &out, 1, inp, N, p, &seed);
 }
 
-/* Under bf16 the frozen weight's dinp GEMM comes after the LoRA branch: with lora dropout 0 it
- * takes du = s dout B from lora_backward's scratch and A's bf16 rows (written from the f32 A
- * before each use, as B's are forward) and adds the branch's dinp term, du A, in the same GEMM:
- * [dout | du] [W ; A], instead of a read and write of dinp of its own. */
-void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
-                     float p, uint64_t seed) {
+/* Under bf16, dout is rounded once into dd at the scratch's start: by lora_backward_bf16 for an
+ * adapted linear, which reads dout once for dd = [bf16(dout) | bf16(du)], dB and dA; with lora
+ * dropout 0 the frozen weight's dinp GEMM then adds the branch's dinp term, du A, as well: dd
+ * [W ; A] with A's bf16 rows (written from the f32 A before each use, as B's are forward),
+ * instead of a read and write of dinp of its own. */
+static void linear_backward_bf16(Model *m, Linear *l, float *dinp, const float *dout,
+                                 const float *inp, int N, float p, uint64_t seed) {
     const Ops *o = m->ops;
-    int C = l->in, R = m->spec.r;
-    if (!bf16_gemm(m, l)) {
-        const float *W = dinp ? base_weight(m, l) : l->w->value; /* a packed W has no dW */
-        o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, C, l->out);
-    }
-    int fuse = fused_lora(m, l) && dinp && p <= 0 && l->lora->A->grad;
-    const uint16_t *xb = l->lora ? l->lora->xb : NULL; /* the input's kept copy */
-    if (l->lora)
-        o->lora_backward(fuse ? NULL : dinp, l->lora->A->grad, l->lora->B->grad, dout,
-                         xb ? NULL : inp, xb, C + R, l->lora->u, l->lora->A->value,
-                         l->lora->B->value, l->lora->scale, p, seed, m->scratch, N, C, l->out, R);
-    if (!bf16_gemm(m, l) || !dinp) return; /* packed, so frozen: no dW, no dbias (packable) */
+    int C = l->in, R = m->spec.r, ldd = l->out + (l->lora ? R : 0), fuse = l->lora && p <= 0;
+    uint16_t *dd = (uint16_t *)m->scratch;
+    float *scratch = m->scratch + ops_dequantize_bf16_scratch(N, ldd);
+    const Lora *lo = l->lora;
+    if (lo)
+        o->lora_backward_bf16(dd, fuse ? NULL : dinp, lo->A->grad, lo->B->grad, dout,
+                              lo->xb ? NULL : inp, lo->xb, C + R, lo->u, lo->A->value, lo->B->value,
+                              lo->scale, p, seed, scratch, N, C, l->out, R);
+    else if (dinp)
+        o->dequantize_rows_bf16(dd, dout, GGML_F32, 0, N, l->out, ldd);
+    if (!dinp) return;
     int ldw = weight_ld(m, l);
-    float *scratch = m->scratch + (fuse ? ops_lora_scratch(N, C, R) : 0);
     uint16_t *W = bf16_weight(m, l, &scratch);
     if (fuse)
-        o->dequantize_rows_bf16(W + (size_t)l->out * ldw, l->lora->A->value, GGML_F32, 0, R, C,
-                                ldw);
-    o->matmul_backward_bf16(dinp, dout, fuse ? m->scratch + (size_t)N * C : NULL, R, W, ldw,
-                            scratch, N, C, l->out);
+        o->dequantize_rows_bf16(W + (size_t)l->out * ldw, lo->A->value, GGML_F32, 0, R, C, ldw);
+    o->matmul_backward_bf16(dinp, dd, ldd, W, ldw, scratch, N, C, l->out + (fuse ? R : 0));
+}
+
+void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
+                     float p, uint64_t seed) {
+    if (bf16_gemm(m, l)) /* packed, so frozen: no dW, no dbias (packable) */
+        return linear_backward_bf16(m, l, dinp, dout, inp, N, p, seed);
+    const Ops *o = m->ops;
+    const float *W = dinp ? base_weight(m, l) : l->w->value; /* a packed W has no dW */
+    o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, l->in, l->out);
+    if (l->lora)
+        o->lora_backward(dinp, l->lora->A->grad, l->lora->B->grad, dout, inp, l->lora->u,
+                         l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed, m->scratch,
+                         N, l->in, l->out, m->spec.r);
 }
 
 void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,

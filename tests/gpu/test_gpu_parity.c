@@ -412,20 +412,21 @@ static Pair *bf16_scratch(int N, int C, int OC) {
 
 /* model.precision bf16: out = x W^T + bias with bf16 x and W, dinp += bf16([dout | du]) W; rows
  * of x and W ldx and ldw apart (what lies between must not count: random values), W [OC+R,C]
- * (with R > 0 a weight with LoRA's A below: du [N,R] beside dout, the fused backward). */
+ * (with R > 0 a weight with LoRA's A below: dd [bf16(dout) | bf16(du)], the fused backward, rows
+ * OC + R + 1 apart). */
 static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int ldw, int R,
                              int off) {
     Pair *W = pair_bf16(OC + R, ldw, 1.0f), *x = pair_bf16(N, ldx, 1.0f);
     Pair *bias = with_bias ? pair_random(OC + off, 1.0f) : NULL;
     Pair *out = pair_new(((size_t)N * OC + off) * sizeof(float));
-    Pair *dout = pair_random((size_t)N * OC, 1.0f);
-    Pair *du = R ? pair_random((size_t)N * R, 1.0f) : NULL, *dx = pair_random((size_t)N * C, 1.0f);
+    int ldd = OC + R + 1;
+    Pair *dd = pair_bf16(N, ldd, 1.0f), *dx = pair_random((size_t)N * C, 1.0f);
     Pair *scratch = bf16_scratch(N, C, OC + R);
     BACKENDS(w, o) {
         o->matmul_forward_bf16(FO(out, w, off), x->mem[w], ldx, W->mem[w], ldw, FO(bias, w, off),
                                F(scratch, w), N, C, OC);
-        o->matmul_backward_bf16(F(dx, w), F(dout, w), F(du, w), R, W->mem[w], ldw, F(scratch, w), N,
-                                C, OC);
+        o->matmul_backward_bf16(F(dx, w), dd->mem[w], ldd, W->mem[w], ldw, F(scratch, w), N, C,
+                                OC + R);
     }
     NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d ldx=%d ldw=%d R=%d off=%d", N, C, OC, with_bias, ldx,
          ldw, R, off);
@@ -479,8 +480,8 @@ static void test_lora(int N, int C, int OC, int R, float p, int grads) {
     compare("out", out, GEMM_TOL);
     compare("u", u, GEMM_TOL);
     BACKENDS(w, o) {
-        o->lora_backward(F(dx, w), F(dA, w), F(dB, w), F(dout, w), F(x, w), NULL, 0, F(u, w),
-                         F(A, w), F(Bw, w), scale, p, 77, F(scratch, w), N, C, OC, R);
+        o->lora_backward(F(dx, w), F(dA, w), F(dB, w), F(dout, w), F(x, w), F(u, w), F(A, w),
+                         F(Bw, w), scale, p, 77, F(scratch, w), N, C, OC, R);
     }
     NAME("lora_backward N=%d C=%d OC=%d R=%d p=%.1f grads=%d", N, C, OC, R, p, grads);
     if (dx) compare("dinp", dx, GEMM_TOL);
@@ -635,20 +636,30 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
         compare_bf16("[W|B]", W[j], 0.0);
         compare_scaled("out", out[j], 1e-3);
     }
-    /* backward of the last linear from copy 0 (the model keeps one copy a group: Lora.xb): dA a
-     * bf16 GEMM, within 1e-3 of its largest value (a du value the backends' sums leave a bit
-     * apart may round one bf16 step apart: 2^-8 of one term) */
-    int j = n - 1;
-    Pair *dout = pair_random((size_t)N * OC, 1.0f), *dx = pair_random((size_t)N * C, 1.0f);
-    Pair *dA = pair_random((size_t)R * C, 1.0f), *dB = pair_random((size_t)OC * R, 1.0f);
-    BACKENDS(w, o) {
-        o->lora_backward(F(dx, w), F(dA, w), F(dB, w), F(dout, w), NULL, xb->mem[w], ld, F(u[j], w),
-                         F(A[j], w), F(Bw[j], w), scale, p, seeds[j], F(scratch, w), N, C, OC, R);
+    /* lora_backward_bf16 of the last linear, from x and from copy 0 (the model keeps one copy a
+     * group: Lora.xb): dd's dout part equal, du's within one bf16 step (the sums' order); dA and
+     * dB, bf16 GEMMs over those and bf16(u), within 1e-3 of their largest value (a du or u
+     * value the backends leave a bit apart may round one step apart: 2^-8 of one term); dinp,
+     * from the f32 du, GEMM_TOL */
+    int j = n - 1, ldd = OC + R;
+    Pair *dout = pair_random((size_t)N * OC, 1.0f), *dd = pair_new((size_t)N * ldd * 2);
+    Pair *bw_scratch = pair_new(ops_lora_bf16_scratch(N, C, OC, R) * sizeof(float));
+    for (int from_copy = 0; from_copy < 2; from_copy++) {
+        Pair *dx = pair_random((size_t)N * C, 1.0f), *dA = pair_random((size_t)R * C, 1.0f);
+        Pair *dB = pair_random((size_t)OC * R, 1.0f);
+        BACKENDS(w, o) {
+            o->lora_backward_bf16(dd->mem[w], F(dx, w), F(dA, w), F(dB, w), F(dout, w),
+                                  from_copy ? NULL : F(x, w), from_copy ? xb->mem[w] : NULL, ld,
+                                  F(u[j], w), F(A[j], w), F(Bw[j], w), scale, p, seeds[j],
+                                  F(bw_scratch, w), N, C, OC, R);
+        }
+        NAME("lora_backward_bf16 from %s N=%d C=%d OC=%d R=%d p=%.1f",
+             from_copy ? "x's bf16 copy" : "x", N, C, OC, R, p);
+        compare_bf16("dd", dd, 1e-4);
+        compare("dinp", dx, GEMM_TOL);
+        compare_scaled("dA", dA, 1e-3);
+        compare_scaled("dB", dB, 1e-3);
     }
-    NAME("lora_backward from x's bf16 copy N=%d C=%d OC=%d R=%d p=%.1f", N, C, OC, R, p);
-    compare("dinp", dx, GEMM_TOL);
-    compare_scaled("dA", dA, 1e-3);
-    compare("dB", dB, GEMM_TOL);
     pairs_free();
 }
 
