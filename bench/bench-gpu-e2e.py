@@ -165,11 +165,12 @@ def loraft_side(a, name, model_dir, T, B, precision):
     if why:
         return None, why
     m = re.search(r"([\d.]+) ms/step, (\d+) tokens/s, .*device memory (\d+) MiB, "
-                  r"trainable (\d+)", out)
+                  r"trainable (\d+), weights (\d+) MiB, activations (\d+) MiB", out)
     if not m:
         return None, "unexpected output: " + out.strip()[-160:]
     return {"ms_per_step": float(m[1]), "tokens_per_s": float(m[2]),
-            "device_mib": float(m[3]), "trainable": int(m[4])}, None
+            "device_mib": float(m[3]), "trainable": int(m[4]), "weights_mib": int(m[5]),
+            "activations_mib": int(m[6])}, None
 
 
 def row(case, side, precision, r, fpt):
@@ -233,6 +234,10 @@ def main():
                     print(f"e2e   {label:22} {'loraft':14} {precision:13} FAILED: {why}")
                     failed += 1
                 row(label, "loraft", precision, r, fpt)
+                if r:
+                    print(f"# {label} loraft {precision}: of its device memory, weights "
+                          f"{r['weights_mib']} MiB, activation plan {r['activations_mib']} MiB",
+                          flush=True)
                 results[precision] = r
             if a.no_pytorch:
                 continue
