@@ -36,6 +36,7 @@ if [ -n "$py" ]; then
     --loraft-bench "$build/bench_train_step" 2>&1 || true)
   check "e2e loraft row" "$e2e" "smollm2 T=32 B=2 +loraft +fp32 +[0-9]+ "
   check "e2e pytorch row" "$e2e" "smollm2 T=32 B=2 +pytorch\+peft +bf16-autocast +[0-9]+ "
+  check "e2e plan line" "$e2e" "smollm2 T=32 B=2 loraft fp32: of its device memory, weights [0-9]+ MiB, activation plan [0-9]+ MiB"
   if [[ $e2e =~ FAILED|differ ]]; then
     echo "FAIL: e2e: $e2e"
     failed=$((failed + 1))
