@@ -396,13 +396,16 @@ static inline size_t ops_dequantize_scratch(size_t rows, size_t cols) {
 /* model.precision bf16: a packed weight of another type dequantised to bf16 (rows x cols
  * halves, rounded up to 64 floats so the GEMM's scratch after it stays aligned; the GEMM's own
  * is Ops.matmul_bf16_scratch). */
+static inline size_t ops_floats64(size_t floats) { /* rounded up to 64 floats (256 bytes) */
+    return (floats + 63) / 64 * 64;
+}
 static inline size_t ops_dequantize_bf16_scratch(size_t rows, size_t cols) {
-    return ((rows * cols + 1) / 2 + 63) / 64 * 64;
+    return ops_floats64((rows * cols + 1) / 2);
 }
 /* lora_backward_bf16: scale * B^T [R,OC], du [N,R], bf16(u) [N,R], bf16(drop(x)) [N,C], each
  * part 64 floats aligned. */
 static inline size_t ops_lora_bf16_scratch(size_t N, size_t C, size_t OC, size_t R) {
-    return (R * OC + 63) / 64 * 64 + (N * R + 63) / 64 * 64 + ops_dequantize_bf16_scratch(N, R) +
+    return ops_floats64(R * OC) + ops_floats64(N * R) + ops_dequantize_bf16_scratch(N, R) +
            ops_dequantize_bf16_scratch(N, C);
 }
 /* lora_down_bf16: the most linears of one group (q, k, v), and the floats its xb takes: n copies

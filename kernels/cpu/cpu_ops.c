@@ -441,7 +441,7 @@ static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *
                                    float p, uint64_t seed, float *scratch, int N, int C, int OC,
                                    int R) {
     size_t ldd = (size_t)OC + R;
-    float *sB = scratch, *du = scratch + ((size_t)R * OC + 63) / 64 * 64;
+    float *sB = scratch, *du = scratch + ops_floats64((size_t)R * OC);
     for (size_t i = 0; i < (size_t)OC * R; i++) sB[i] = scale * B[i];
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, 1.0f, dout, OC, sB, R, 0.0f,
                 du, R);

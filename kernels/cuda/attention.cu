@@ -182,12 +182,6 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
 
 /* D[B*NH*T] = rowsum(dout * out) per query row (row = (b*NH + h)*T + i), a warp per row; out
  * f32 or (bf16 forward) its bf16 copy. */
-__device__ inline float as_float(float x) {
-    return x;
-}
-__device__ inline float as_float(__nv_bfloat16 x) {
-    return __bfloat162float(x);
-}
 template <typename E>
 __global__ void flash_rowdot_kernel(float *D, const float *dout, const E *out, const Heads g) {
     int lane = threadIdx.x & 31;
@@ -195,7 +189,7 @@ __global__ void flash_rowdot_kernel(float *D, const float *dout, const E *out, c
         size_t bh = row / g.T, i = row % g.T, b = bh / g.NH, h = bh % g.NH;
         size_t at = (b * g.T + i) * g.NH * g.HS + h * g.HS;
         float s = 0.0f;
-        for (int d = lane; d < g.HS; d += 32) s += dout[at + d] * as_float(out[at + d]);
+        for (int d = lane; d < g.HS; d += 32) s += dout[at + d] * as_f32(out[at + d]);
         s = warp_sum(s);
         if (lane == 0) D[row] = s;
     }

@@ -80,6 +80,16 @@ __device__ inline void store4(float *x, const float v[4], size_t i, size_t n) {
 }
 
 /* ---- saved inputs (ops.h): f32, or (f32 pointer NULL) their bf16 copies (qb_bf16 widens) ---- */
+/* One value as f32: an f32 itself, or a bf16 one (its bits, or CUDA's type) widened */
+__device__ inline float as_f32(float x) {
+    return x;
+}
+__device__ inline float as_f32(uint16_t x) {
+    return qb_bf16(x);
+}
+__device__ inline float as_f32(__nv_bfloat16 x) {
+    return __bfloat162float(x);
+}
 /* load4 from x, or from its bf16 copy xb when x is NULL (one 8-byte load when aligned) */
 __device__ inline void load4_saved(float v[4], const float *x, const uint16_t *xb, size_t i,
                                    size_t n) {

@@ -397,12 +397,6 @@ __global__ void scaled_transpose_kernel(float *sBt, const float *B, float scale,
 
 /* bf16(x * mask) [N,C] of x [N,C] f32 (ldx C) or its bf16 copy (rows ldx apart); the mask at the
  * element's index in [N,C], as lora_down's */
-__device__ inline float as_f32(float x) {
-    return x;
-}
-__device__ inline float as_f32(uint16_t x) {
-    return qb_bf16(x);
-}
 template <typename E>
 __global__ void lora_drop_bf16_kernel(__nv_bfloat16 *out, const E *x, int ldx, float p,
                                       uint64_t seed, int N, int C) {
@@ -420,8 +414,8 @@ struct LoraBf16Scratch {
 static LoraBf16Scratch lora_bf16_scratch(float *s, int N, int OC, int R) {
     LoraBf16Scratch p;
     p.sBt = s;
-    p.du = p.sBt + ((size_t)R * OC + 63) / 64 * 64;
-    p.u = (__nv_bfloat16 *)(p.du + ((size_t)N * R + 63) / 64 * 64);
+    p.du = p.sBt + ops_floats64((size_t)R * OC);
+    p.u = (__nv_bfloat16 *)(p.du + ops_floats64((size_t)N * R));
     p.x = (__nv_bfloat16 *)((float *)p.u + ops_dequantize_bf16_scratch(N, R));
     return p;
 }

@@ -538,7 +538,7 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
         const Linear *l = ls[i];
         if (!linear_trains(l)) continue;
         trains = 1;
-        copy = copy && fused_lora(m, l) && !l->w->grad && !(l->b && l->b->grad);
+        copy = copy && fused_lora(m, l); /* a bf16 GEMM's weight and bias are frozen */
     }
     keep = keep && trains;
     uint16_t *xb = NULL;
