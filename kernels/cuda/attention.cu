@@ -490,13 +490,17 @@ __device__ inline uint64_t visible_keys(const int32_t *keep, int j0, int T, int 
     return bits;
 }
 
-/* The scores of an N-key tile from key j0 in log2 units (times scale2 = log2 e / sqrt(HS)),
- * -inf where hidden: past T, padding, or (causal) after the row's query; rows from w0. The
- * whole warp. */
+/* Whether the warp's N-key tile from key j0 hides any score of its 16 rows from w0: a key past
+ * T or padding (visible, from visible_keys, not all ones), or (causal) a key after a row's
+ * query. Warp-uniform; most tiles hide none and skip hide_scores. */
+template <int N> __device__ inline bool tile_hides(uint64_t visible, int causal, int w0, int j0) {
+    return visible != (N == 64 ? ~0ull : (1ull << N) - 1) || (causal && j0 + N - 1 > w0);
+}
+
+/* Sets the hidden scores of the tile to -inf (see tile_hides). The whole warp. */
 template <int N>
-__device__ inline void mask_scores(float (*s)[4], const int32_t *keep, int causal, int w0, int j0,
-                                   int T, float scale2, int lane) {
-    uint64_t visible = visible_keys<N>(keep, j0, T, lane);
+__device__ inline void hide_scores(float (*s)[4], uint64_t visible, int causal, int w0, int j0,
+                                   int lane) {
 #pragma unroll
     for (int nt = 0; nt < N / 8; nt++)
 #pragma unroll
@@ -506,7 +510,7 @@ __device__ inline void mask_scores(float (*s)[4], const int32_t *keep, int causa
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 int e = 2 * h + c, i = w0 + c_row(lane, e);
-                s[nt][e] = col_ok && (!causal || j <= i) ? s[nt][e] * scale2 : -INFINITY;
+                if (!col_ok || (causal && j > i)) s[nt][e] = -INFINITY;
             }
         }
 }
@@ -530,8 +534,10 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
 }
 
 /* grid (B*NH, query blocks of warps*16 rows): flash_forward_kernel on tensor cores, FWD_KEYS
- * keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out). */
-template <int HPC>
+ * keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out). DROP: p > 0
+ * (p = 0 compiles no dropout at all). Scores stay unscaled; the running max m is in log2 units
+ * (score * scale2), so P = 2^(s scale2 - m) is one FFMA and one MUFU a score. */
+template <int HPC, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_forward_tc_kernel(float *out, bf16 *outh, float *lse, const bf16 *qh, const bf16 *kh,
                             const bf16 *vh, const int32_t *mask, int causal, float p, uint64_t seed,
@@ -568,27 +574,28 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         if (causal && j0 > w0 + TC - 1) continue; /* every key of the tile hidden: warp-uniform */
         float s[FWD_KEYS / 8][4] = {};
         mma_abt<FWD_KEYS>(s, Qs + warp * TC * ld, Ks, ld, HP, lane);
-        /* online softmax of rows g and g + 8 (h), each lane holding 16 of a row's keys, in
-         * log2 units (scores times log2 e: exp2 is one instruction) */
-        float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, rescale[2];
-        mask_scores<FWD_KEYS>(s, hp.keep, causal, w0, j0, T, scale2, lane);
+        uint64_t visible = visible_keys<FWD_KEYS>(hp.keep, j0, T, lane);
+        if (tile_hides<FWD_KEYS>(visible, causal, w0, j0))
+            hide_scores<FWD_KEYS>(s, visible, causal, w0, j0, lane);
+        /* online softmax of rows g and g + 8 (h), each lane holding 16 of a row's keys */
+        float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, rescale[2], ms[2];
 #pragma unroll
         for (int nt = 0; nt < FWD_KEYS / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
         for (int h = 0; h < 2; h++) {
-            float m_new = fmaxf(m[h], quad_max(mx[h]));
-            rescale[h] = m[h] == -INFINITY ? 0.0f : exp2f(m[h] - m_new);
+            float m_new = fmaxf(m[h], quad_max(mx[h]) * scale2);
+            ms[h] = m_new == -INFINITY ? 0.0f : m_new; /* no key visible yet: P = 2^-inf = 0 */
+            rescale[h] = ex2_approx(m[h] - ms[h]);     /* 0 while m was -inf */
             m[h] = m_new;
         }
 #pragma unroll
         for (int nt = 0; nt < FWD_KEYS / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                /* exactly 0 for hidden keys, even where m is still -inf */
-                float pj = s[nt][e] == -INFINITY ? 0.0f : exp2f(s[nt][e] - m[e >> 1]);
+                float pj = ex2_approx(fmaf(s[nt][e], scale2, -ms[e >> 1]));
                 sum[e >> 1] += pj;
-                if (p > 0.0f && pj != 0.0f)
+                if (DROP)
                     pj *= rng_dropout_scale(seed, drop_row[e >> 1] + j0 + c_col(lane, nt, e), p);
                 s[nt][e] = pj;
             }
@@ -624,8 +631,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 }
 
 /* grid (B*NH, query blocks of warps*16 rows): flash_dq_kernel on tensor cores, BWD_TILE keys a
- * tile; qh, kh, vh, doh the heads_bf16 copies of q, k, v, dout. */
-template <int HPC>
+ * tile; qh, kh, vh, doh the heads_bf16 copies of q, k, v, dout; DROP: p > 0. */
+template <int HPC, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dq_tc_kernel(float *dq, const bf16 *doh, const bf16 *qh, const bf16 *kh, const bf16 *vh,
                        const float *lse, const float *D, const int32_t *mask, int causal, float p,
@@ -669,15 +676,17 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         float s[BWD_TILE / 8][4] = {}, dP[BWD_TILE / 8][4] = {};
         mma_abt<BWD_TILE>(s, Qs + warp * TC * ld, Ks, ld, HP, lane);
         mma_abt<BWD_TILE>(dP, dOs + warp * TC * ld, Vs, ld, HP, lane);
-        mask_scores<BWD_TILE>(s, hp.keep, causal, w0, j0, T, scale2, lane);
+        uint64_t visible = visible_keys<BWD_TILE>(hp.keep, j0, T, lane);
+        if (tile_hides<BWD_TILE>(visible, causal, w0, j0))
+            hide_scores<BWD_TILE>(s, visible, causal, w0, j0, lane);
 #pragma unroll
         for (int nt = 0; nt < BWD_TILE / 8; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) { /* rows past T: lse2 = inf, P = 0 */
-                int j = j0 + c_col(lane, nt, e), h = e >> 1;
-                float P = s[nt][e] == -INFINITY ? 0.0f : exp2f(s[nt][e] - row_lse2[h]);
-                float keep = p > 0.0f ? rng_dropout_scale(seed, drop_row[h] + j, p) : 1.0f;
-                s[nt][e] = P * (dP[nt][e] * keep - row_D[h]);
+            for (int e = 0; e < 4; e++) { /* hidden keys and rows past T (lse2 = inf): P = 0 */
+                int h = e >> 1;
+                float P = ex2_approx(fmaf(s[nt][e], scale2, -row_lse2[h])), dPm = dP[nt][e];
+                if (DROP) dPm *= rng_dropout_scale(seed, drop_row[h] + j0 + c_col(lane, nt, e), p);
+                s[nt][e] = P * (dPm - row_D[h]);
             }
         mma_wb<BWD_TILE>(acc, s, Ks, ld, HP, lane);
     }
@@ -716,8 +725,10 @@ __device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTi
 
 /* grid (B*NKV, key blocks of warps*16 keys): flash_dkdv_kernel on tensor cores; the warp's 16
  * keys against BWD_TILE queries at a time (S^T = K Q^T, dP^T = V dout^T), the tiles of all the
- * group's query heads one stream (QueryTiles), so the copy of the next runs across heads. */
-template <int HPC>
+ * group's query heads one stream (QueryTiles), so the copy of the next runs across heads. A tile
+ * with all the warp's keys visible and (causal) no query before them needs no mask: queries past
+ * T have lse = inf, so P = 0 there anyway. DROP: p > 0. */
+template <int HPC, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dkdv_tc_kernel(float *dk, float *dv, const bf16 *doh, const bf16 *qh, const bf16 *kh,
                          const bf16 *vh, const float *lse, const float *D, const int32_t *mask,
@@ -736,6 +747,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
     bool key_ok[2]; /* the lane's keys (rows h): inside T and not padding */
     for (int h = 0; h < 2; h++) key_ok[h] = key_visible(hp.keep, 0, 0, w0 + 8 * h + (lane >> 2), T);
+    bool keys_ok = __all_sync(0xffffffffu, key_ok[0] && key_ok[1]); /* the warp's 16 */
     QueryTiles qt = {kvh * G, causal ? j0 / BWD_TILE * BWD_TILE : 0, 0};
     qt.per_head = (T - qt.i_start + BWD_TILE - 1) / BWD_TILE;
     load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
@@ -758,17 +770,22 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         float st[BWD_TILE / 8][4] = {}, dPt[BWD_TILE / 8][4] = {};
         mma_abt<BWD_TILE>(st, Ks + warp * TC * ld, Qs, ld, HP, lane);
         mma_abt<BWD_TILE>(dPt, Vs + warp * TC * ld, dOs, ld, HP, lane);
+        bool hides = !keys_ok || (causal && i0 < w0 + TC - 1);
+        uint64_t drop0 = (bh * T + i0) * T + w0; /* dropout index of (query i0, key w0) */
 #pragma unroll
-        for (int nt = 0; nt < BWD_TILE / 8; nt++)
+        for (int nt = 0; nt < BWD_TILE / 8; nt++) {
+            int ii = c_col(lane, nt, 0); /* the lane's two queries: columns ii, ii + 1 */
+            float2 lse2 = *(const float2 *)(lse_s + ii), Dq = *(const float2 *)(D_s + ii);
+            float nl[2] = {-lse2.x * LOG2E, -lse2.y * LOG2E}, Dc[2] = {Dq.x, Dq.y};
 #pragma unroll
-            for (int e = 0; e < 4; e++) { /* queries past T: lse = inf, P = 0 */
-                int j = w0 + c_row(lane, e), ii = c_col(lane, nt, e), i = i0 + ii;
-                float P = key_ok[e >> 1] && (!causal || j <= i)
-                              ? exp2f(st[nt][e] * scale2 - lse_s[ii] * LOG2E)
-                              : 0.0f;
-                float keep = p > 0.0f ? rng_dropout_scale(seed, (bh * T + i) * T + j, p) : 1.0f;
-                st[nt][e] = P * keep, dPt[nt][e] = P * (dPt[nt][e] * keep - D_s[ii]);
+            for (int e = 0; e < 4; e++) {
+                int jj = c_row(lane, e), c = e & 1;
+                float P = ex2_approx(fmaf(st[nt][e], scale2, nl[c])), keep = 1.0f;
+                if (hides && !(key_ok[e >> 1] && (!causal || w0 + jj <= i0 + ii + c))) P = 0.0f;
+                if (DROP) keep = rng_dropout_scale(seed, drop0 + (uint64_t)(ii + c) * T + jj, p);
+                st[nt][e] = P * keep, dPt[nt][e] = P * (dPt[nt][e] * keep - Dc[c]);
             }
+        }
         if (dv) mma_wb<BWD_TILE>(dv_acc, st, dOs, ld, HP, lane);
         if (dk) mma_wb<BWD_TILE>(dk_acc, dPt, Qs, ld, HP, lane);
     }
@@ -791,17 +808,24 @@ static size_t dq_tc_shared_bytes(int warps, int HS) {
 static size_t dkdv_tc_shared_bytes(int warps, int HS) {
     return sizeof(bf16) * 2 * warps * TC * tile_stride(HS) + 2 * query_tile_bytes(HS);
 }
-/* Calls launch(std::integral_constant<int, HPC>) with the tensor-core kernels' compiled head
- * size: HP = 64 and 128 have kernels of their own (loops unrolled whole, no branches on HP),
- * other sizes HPC = 0 (HP at run time). */
-template <typename F> static void with_head_size(int HS, F launch) {
+/* Calls launch(std::integral_constant<int, HPC>, std::bool_constant<DROP>) with the
+ * tensor-core kernels' compiled shape: HP = 64 and 128 have kernels of their own (loops unrolled
+ * whole, no branches on HP), other sizes HPC = 0 (HP at run time); DROP = p > 0, so that p = 0
+ * runs no dropout code at all. */
+template <typename F> static void with_kernel_shape(int HS, float p, F launch) {
+    auto drop = [&](auto hpc) {
+        if (p > 0.0f)
+            launch(hpc, std::true_type());
+        else
+            launch(hpc, std::false_type());
+    };
     int HP = padded_hs(HS);
     if (HP == 64)
-        launch(std::integral_constant<int, 64>());
+        drop(std::integral_constant<int, 64>());
     else if (HP == 128)
-        launch(std::integral_constant<int, 128>());
+        drop(std::integral_constant<int, 128>());
     else
-        launch(std::integral_constant<int, 0>());
+        drop(std::integral_constant<int, 0>());
 }
 
 /* Lets kernel f take `bytes` of dynamic shared memory: above 48 KB a launch must ask. */
@@ -881,12 +905,13 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
         AttCopies a = att_copies(saved, scratch, g);
         heads_bf16(a.q, q, g, NH), heads_bf16(a.k, k, g, NKV), heads_bf16(a.v, v, g, NKV);
         int warps = att_launch_shape(&grid, &threads, B * NH, T, TC);
-        with_head_size(HS, [&](auto hp) {
+        with_kernel_shape(HS, p, [&](auto hp, auto drop) {
             constexpr int HPC = decltype(hp)::value;
-            auto *kernel = flash_forward_tc_kernel<HPC>;
+            constexpr bool DROP = decltype(drop)::value;
+            auto *kernel = flash_forward_tc_kernel<HPC, DROP>;
             size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes(warps, HS));
-            flash_forward_tc_kernel<HPC><<<grid, threads, bytes>>>(out, a.out, lse, a.q, a.k, a.v,
-                                                                   mask, causal, p, seed, g);
+            flash_forward_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
+                out, a.out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
         });
     } else {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
@@ -920,12 +945,13 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     if (dq) {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, tc ? (int)TC : (int)DQ_ROWS);
         if (tc) {
-            with_head_size(HS, [&](auto hp) {
+            with_kernel_shape(HS, p, [&](auto hp, auto drop) {
                 constexpr int HPC = decltype(hp)::value;
-                auto *kernel = flash_dq_tc_kernel<HPC>;
+                constexpr bool DROP = decltype(drop)::value;
+                auto *kernel = flash_dq_tc_kernel<HPC, DROP>;
                 size_t bytes = allow_shared(kernel, dq_tc_shared_bytes(warps, HS));
-                flash_dq_tc_kernel<HPC><<<grid, threads, bytes>>>(dq, a.dout, a.q, a.k, a.v, lse,
-                                                                  a.D, mask, causal, p, seed, g);
+                flash_dq_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
+                    dq, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
             });
         } else {
             flash_dq_kernel<<<grid, threads, dq_shared_bytes(warps, HS)>>>(
@@ -936,11 +962,12 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     if (dk || dv) {
         int warps = att_launch_shape(&grid, &threads, B * NKV, T, tc ? (int)TC : (int)KEY_ROWS);
         if (tc) {
-            with_head_size(HS, [&](auto hp) {
+            with_kernel_shape(HS, p, [&](auto hp, auto drop) {
                 constexpr int HPC = decltype(hp)::value;
-                auto *kernel = flash_dkdv_tc_kernel<HPC>;
+                constexpr bool DROP = decltype(drop)::value;
+                auto *kernel = flash_dkdv_tc_kernel<HPC, DROP>;
                 size_t bytes = allow_shared(kernel, dkdv_tc_shared_bytes(warps, HS));
-                flash_dkdv_tc_kernel<HPC><<<grid, threads, bytes>>>(
+                flash_dkdv_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
                     dk, dv, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
             });
         } else {

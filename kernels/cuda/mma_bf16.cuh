@@ -15,6 +15,9 @@
  *                            address of row j of matrix i (16-byte aligned), and r[i] of lane
  *                            l = 4g + t is matrix i's (row g, columns 2t..2t+1).
  *   ldmatrix_x4_trans        the same, transposed: r[i] = (rows 2t..2t+1, column g).
+ *   ex2_approx(x)            2^x in one MUFU instruction (ex2.approx.ftz.f32: relative error
+ *                            about 2^-22, results below 2^-126 flushed to 0), where exp2f adds
+ *                            a range check and two multiplies.
  *   cp_async16(dst, src, ok) one thread's asynchronous copy of 16 bytes from global to shared
  *                            memory (both 16-byte aligned), zeros instead where !ok (src is
  *                            then not read); cp_async4 copies 4 bytes. Copies land in shared
@@ -46,6 +49,11 @@ __device__ inline void mma_bf16_16816(float c[4], const uint32_t a[4], const uin
                  "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ inline float ex2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
 }
 __device__ inline void cp_async16(void *dst, const void *src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(

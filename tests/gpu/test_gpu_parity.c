@@ -1299,6 +1299,11 @@ int main(void) {
     test_attention_bf16(2, 150, 2, 1, 6, 1, 9, 0.1f, G_ALL);   /* HS 6: 10 zero columns; 3 tiles */
     test_attention_bf16(2, 37, 4, 2, 32, 1, 5, 0.1f, G_DW);    /* dk only */
     test_attention_bf16(2, 37, 4, 2, 32, 0, 5, 0.1f, G_DINP | G_DB); /* dq, dv */
+    /* p = 0 (kernels without dropout) over tiles that hide no key: unpadded, and causal rows
+     * far enough below the diagonal that whole key tiles are visible */
+    test_attention_bf16(2, 128, 4, 4, 64, 0, 0, 0.0f, G_ALL);
+    test_attention_bf16(1, 200, 3, 1, 64, 1, 0, 0.0f, G_ALL);
+    test_attention_bf16(1, 160, 2, 2, 128, 1, 9, 0.0f, G_ALL);
     test_attention_cached(1, 0, 1, 1, 4);                            /* the first token */
     test_attention_cached(7, 0, 4, 2, 16);                           /* a prefill */
     test_attention_cached(1, 69, 9, 3, 64); /* a decode step, SmolLM2's heads */

@@ -9,6 +9,7 @@
  * of the bf16 values, in k order, onto c. ldmatrix checks that each row address is 16-byte
  * aligned, as PTX requires. */
 #pragma once
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,13 @@ inline void emu_mma_bf16_16816(const char *site, float c[4], const uint32_t a[4]
     }
     emu_ptx_step(EMU_MMA, site); /* every lane done reading the others' registers */
     for (int q = 0; q < 4; q++) c[q] = out[q];
+}
+
+/* ex2.approx.ftz.f32: 2^x, results below the smallest normal float flushed to 0 (the GPU's is
+ * within about 2^-22 of it, relative). */
+inline float ex2_approx(float x) {
+    float y = exp2f(x);
+    return y < 1.17549435e-38f ? 0.0f : y;
 }
 
 /* cp.async: each thread's copies wait in its queue until its cp_async_wait_all, which does

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Static instruction counts of a CUDA kernel's main loop, from its SASS: what one tile costs.
+
+Without a GPU no kernel can be timed, but the instructions a warp issues per tile can be
+counted. This compiles a .cu file for one architecture, disassembles it (cuobjdump), finds in
+each kernel the loop with the most tensor-core instructions (HMMA: the tile loop) and walks
+its body as a graph of basic blocks, back edges cut (an inner loop counts once). Two paths
+from the loop's head to a back edge, both through the most HMMA:
+  lean: the fewest instructions (no masking, no dropout: the common tile);
+  full: the most (every mask and dropout branch taken).
+Per path the instructions by class: HMMA (tensor core), LDSM (ldmatrix), MUFU (exp2 and
+the other special functions, 1/4 the rate of an FP32 op), FP32, INT, CVT, MEM (other
+shared or global accesses), CTRL, OTHER. A kernel bound by issue slots rather than by its
+tensor cores shows it as many instructions per HMMA. Counts, not timings.
+
+  bench/sass-paths.py [--arch sm_90] [--kernel REGEX] [FILE.cu]
+Defaults: kernels/cuda/attention.cu, the tensor-core attention kernels. Needs nvcc and
+cuobjdump (the CUDA toolkit's, or the one PyTorch's triton wheel ships in the venv of
+scripts/setup-python.sh).
+"""
+import argparse
+import collections
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = [
+    ("HMMA", ("HMMA",)),
+    ("LDSM", ("LDSM",)),
+    ("MUFU", ("MUFU",)),
+    ("FP32", ("FADD", "FMUL", "FFMA", "FMNMX", "FSETP", "FSEL", "FSET", "FCHK", "FRND")),
+    ("CVT", ("F2F", "F2FP", "I2F", "F2I", "I2FP", "F2IP")),
+    ("MEM", ("LDS", "STS", "LDG", "STG", "LDGSTS", "LD", "ST", "ATOM", "RED", "LDC", "ULDC")),
+    ("CTRL", ("BRA", "BAR", "BSSY", "BSYNC", "WARPSYNC", "EXIT", "CALL", "RET", "DEPBAR",
+              "LDGDEPBAR", "VOTE", "SHFL", "NOP", "YIELD")),
+    ("INT", ("IMAD", "IADD3", "IADD", "LOP3", "SHF", "ISETP", "IMNMX", "SEL", "LEA", "PRMT",
+             "MOV", "IABS", "POPC", "FLO", "BREV", "P2R", "R2P", "PLOP3", "S2R", "S2UR", "CS2R",
+             "UMOV", "UIADD3", "ULOP3", "USHF", "UISETP", "USEL", "ULEA", "UIMAD", "UPRMT",
+             "IMNMX", "VIMNMX", "R2UR", "UFLO", "UPOPC", "USGXT", "SGXT", "BMSK", "UBMSK")),
+]
+LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);")
+
+
+def cls(op):
+    base = op.split(".")[0]
+    for name, ops in CLASSES:
+        if base in ops:
+            return name
+    return "OTHER"
+
+
+def find_cuobjdump():
+    exe = shutil.which("cuobjdump")
+    if exe:
+        return exe
+    venv = os.environ.get("LORAFT_VENV", os.path.expanduser("~/.cache/loraft/venv"))
+    found = glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "triton", "backends",
+                                   "nvidia", "bin", "cuobjdump"))
+    if found:
+        return found[0]
+    sys.exit("sass-paths: no cuobjdump (neither on PATH nor in triton's wheel in %s; "
+             "scripts/setup-python.sh installs it)" % venv)
+
+
+def parse(sass):
+    """{kernel: [(addr, predicated, opcode, operands)]} from cuobjdump -sass output."""
+    kernels, cur = {}, None
+    for line in sass.splitlines():
+        m = re.match(r"\s*Function : (\S+)", line)
+        if m:
+            cur = kernels.setdefault(m.group(1), [])
+            continue
+        m = LINE.search(line)
+        if m and cur is not None:
+            cur.append((int(m.group(1), 16), bool(m.group(2)), m.group(3), m.group(4)))
+    return kernels
+
+
+def blocks_of(ins):
+    """Basic blocks as {start: (instructions, successors)}."""
+    target = {}
+    for a, pred, op, args in ins:
+        if op.startswith("BRA"):
+            t = re.findall(r"0x([0-9a-f]+)", args)
+            if t:
+                target[a] = int(t[-1], 16)
+    leaders = {ins[0][0]} | set(target.values())
+    for k, (a, pred, op, args) in enumerate(ins):
+        if (op.startswith(("BRA", "EXIT", "RET"))) and k + 1 < len(ins):
+            leaders.add(ins[k + 1][0])
+    blocks, cur = {}, None
+    for k, (a, pred, op, args) in enumerate(ins):
+        if a in leaders:
+            cur = a
+            blocks[cur] = [[], []]
+        blocks[cur][0].append(op)
+        nxt = ins[k + 1][0] if k + 1 < len(ins) else None
+        last = nxt is None or nxt in leaders
+        if not last:
+            continue
+        succ = blocks[cur][1]
+        if op.startswith("BRA") and a in target:
+            succ.append(target[a])
+            if pred and nxt is not None:
+                succ.append(nxt)
+        elif op.startswith(("EXIT", "RET")):
+            if pred and nxt is not None:
+                succ.append(nxt)
+        elif nxt is not None:
+            succ.append(nxt)
+    return blocks
+
+
+def tile_loop(blocks):
+    """(head, body block starts) of the loop whose address range holds the most HMMA."""
+    heads = collections.defaultdict(int)
+    for b, (ops, succ) in blocks.items():
+        for s in succ:
+            if s <= b:
+                heads[s] = max(heads[s], b)
+    best = None
+    for h, latch in heads.items():
+        body = [b for b in blocks if h <= b <= latch]
+        hmma = sum(cls(op) == "HMMA" for b in body for op in blocks[b][0])
+        key = (hmma, -(latch - h))
+        if hmma and (best is None or key > best[0]):
+            best = (key, h, sorted(body))
+    return (best[1], best[2]) if best else (None, [])
+
+
+def paths(blocks, head, body):
+    """The lean and full paths from head to a back edge, as Counters of classes: the body's
+    forward edges make a DAG, walked in address order keeping the best path to each block."""
+    inside = set(body)
+    count = {b: collections.Counter(cls(op) for op in blocks[b][0]) for b in body}
+    best = {sign: {head: count[head]} for sign in (-1, 1)}
+    done = {-1: [], 1: []}
+    for b in body:
+        for sign, reach in best.items():
+            if b not in reach:
+                continue
+            for s in blocks[b][1]:
+                if s == head:
+                    done[sign].append(reach[b])
+                elif s in inside and s > b:
+                    cand = reach[b] + count[s]
+                    if s not in reach or key(cand, sign) > key(reach[s], sign):
+                        reach[s] = cand
+    if not done[-1]:
+        return None, None
+    return (max(done[-1], key=lambda c: key(c, -1)), max(done[1], key=lambda c: key(c, 1)))
+
+
+def key(c, sign):
+    return (c["HMMA"], sign * sum(c.values()))
+
+
+def show(name, c):
+    total = sum(c.values())
+    parts = " ".join("%s %d" % (n, c[n]) for n, _ in CLASSES + [("OTHER", ())] if c[n])
+    per = total / c["HMMA"] if c["HMMA"] else float("nan")
+    return "  %-5s %5d instructions, %.2f per HMMA: %s" % (name, total, per, parts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("file", nargs="?", default=os.path.join(ROOT, "kernels/cuda/attention.cu"))
+    ap.add_argument("--arch", default="sm_90")
+    ap.add_argument("--kernel", default="_tc_kernel")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = os.path.join(tmp, "k.cubin")
+        subprocess.run(["nvcc", "-std=c++17", "-O3", "-arch=" + a.arch, "-cubin", "-I",
+                        os.path.join(ROOT, "include"), "-o", cubin, a.file], check=True)
+        sass = subprocess.run([find_cuobjdump(), "-sass", cubin], check=True,
+                              capture_output=True, text=True).stdout
+    demangle = shutil.which("c++filt")
+    for name, ins in sorted(parse(sass).items()):
+        if not re.search(a.kernel, name):
+            continue
+        pretty = name
+        if demangle:
+            pretty = subprocess.run([demangle, name], capture_output=True, text=True).stdout
+            pretty = pretty.strip().split("(")[0]
+        head, body = tile_loop(blocks_of(ins))
+        if head is None:
+            print("%s: no loop with HMMA" % pretty)
+            continue
+        lean, full = paths(blocks_of(ins), head, body)
+        print("%s (%s): the tile loop at 0x%x, %d blocks" % (pretty, a.arch, head, len(body)))
+        print(show("lean", lean))
+        print(show("full", full))
+
+
+if __name__ == "__main__":
+    main()
