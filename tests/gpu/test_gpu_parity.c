@@ -1304,8 +1304,8 @@ int main(void) {
     test_attention_bf16(2, 128, 4, 4, 64, 0, 0, 0.0f, G_ALL);
     test_attention_bf16(1, 200, 3, 1, 64, 1, 0, 0.0f, G_ALL);
     test_attention_bf16(1, 160, 2, 2, 128, 1, 9, 0.0f, G_ALL);
-    test_attention_cached(1, 0, 1, 1, 4);                            /* the first token */
-    test_attention_cached(7, 0, 4, 2, 16);                           /* a prefill */
+    test_attention_cached(1, 0, 1, 1, 4);   /* the first token */
+    test_attention_cached(7, 0, 4, 2, 16);  /* a prefill */
     test_attention_cached(1, 69, 9, 3, 64); /* a decode step, SmolLM2's heads */
     test_attention_cached(5, 40, 4, 1, 32); /* a chunk after a cached prefix, MQA */
     test_cross_entropy(1, 2, 3.0f, 1);
