@@ -14,7 +14,8 @@ shared or global accesses), CTRL, OTHER. A kernel bound by issue slots rather th
 tensor cores shows it as many instructions per HMMA. Counts, not timings.
 
   bench/sass-paths.py [--arch sm_90] [--kernel REGEX] [FILE.cu]
-Defaults: kernels/cuda/attention.cu, the tensor-core attention kernels. Needs nvcc and
+Defaults: kernels/cuda/attention.cu, the tensor-core attention kernels compiled for HP 64
+and 128 (--kernel matches the demangled name). Needs nvcc and
 cuobjdump (the CUDA toolkit's, or the one PyTorch's triton wheel ships in the venv of
 scripts/setup-python.sh).
 """
@@ -171,7 +172,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("file", nargs="?", default=os.path.join(ROOT, "kernels/cuda/attention.cu"))
     ap.add_argument("--arch", default="sm_90")
-    ap.add_argument("--kernel", default="_tc_kernel")
+    ap.add_argument("--kernel", default=r"_tc_kernel<(64|128),")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cubin = os.path.join(tmp, "k.cubin")
@@ -181,12 +182,12 @@ def main():
                               capture_output=True, text=True).stdout
     demangle = shutil.which("c++filt")
     for name, ins in sorted(parse(sass).items()):
-        if not re.search(a.kernel, name):
-            continue
         pretty = name
         if demangle:
             pretty = subprocess.run([demangle, name], capture_output=True, text=True).stdout
             pretty = pretty.strip().split("(")[0]
+        if not re.search(a.kernel, pretty):
+            continue
         head, body = tile_loop(blocks_of(ins))
         if head is None:
             print("%s: no loop with HMMA" % pretty)

@@ -789,7 +789,7 @@ static void attention_naive(const AttShape *a, const float *q, const float *k, c
                 for (int j = 0; j < T; j++) {
                     const float *vj = v + ((size_t)b * T + j) * KC + h / G * HS;
                     P[j] = sum > 0 && P[j] > -INFINITY ? exp(P[j] - lse[row]) : 0;
-                    keep[j] = rng_dropout_scale(att_seed, row * T + j, a->p);
+                    keep[j] = rng_att_dropout(att_seed, row, (uint32_t)j, a->p);
                     dP[j] = 0;
                     for (int d = 0; d < HS; d++) {
                         out[qi + d] += P[j] * keep[j] * vj[d];
@@ -1104,6 +1104,41 @@ static void test_dropout_stats(void) {
     ops->dropout_forward(z, x, 0.0f, 1234, n);
     CHECK(!memcmp(z, x, sizeof(float) * n)); /* p = 0 is the identity */
     free(x), free(y), free(z);
+}
+
+/* Attention's dropout draws (rng.h rng_att_*): a 16-bit half of a draw per key. Over 2^21
+ * keys at p = 0.1: the dropped fraction, and how often two keys are both dropped when they share
+ * a draw (2u, 2u+1), are neighbours in consecutive draws (2u+1, 2u+2) or in consecutive rows
+ * (same key), or differ only in the seed's upper half: independent keys give p^2 each, within
+ * 4 sigma of the binomial spread. Every multiplier is 0 or 1 / (1 - p); p = 0 keeps every key. */
+static void test_att_dropout_stats(void) {
+    enum { ROWS = 4096, KEYS = 512 };
+    const float p = 0.1f;
+    const uint64_t seed = 0x0123456789abcdefull, other = seed + (1ull << 32);
+    double n = (double)ROWS * KEYS, pairs = n / 2, dropped = 0, share = 0, next = 0, rows = 0;
+    double seeds = 0, values_ok = 1;
+    for (uint64_t r = 0; r < ROWS; r++)
+        for (uint32_t j = 0; j < KEYS; j++) {
+            float m = rng_att_dropout(seed, r, j, p);
+            int d = m == 0.0f;
+            values_ok *= d || m == 1.0f / (1.0f - p);
+            dropped += d;
+            if (j & 1) share += d && rng_att_dropout(seed, r, j - 1, p) == 0.0f;
+            if ((j & 1) && j + 1 < KEYS) next += d && rng_att_dropout(seed, r, j + 1, p) == 0.0f;
+            if (r & 1) rows += d && rng_att_dropout(seed, r - 1, j, p) == 0.0f;
+            seeds += d && rng_att_dropout(other, r, j, p) == 0.0f;
+        }
+    double q = (double)p * p, frac = dropped / n, sigma = sqrt(p * (1 - p) / n);
+    double cases[4][2] = {{share, pairs}, {next, ROWS * (KEYS / 2 - 1)}, {rows, n / 2}, {seeds, n}};
+    printf("  attention dropout: dropped %.5f (p %.2f, 4 sigma %.5f); both dropped %.5f %.5f %.5f "
+           "%.5f (p^2 %.4f)\n",
+           frac, p, 4 * sigma, share / pairs, cases[1][0] / cases[1][1], rows / (n / 2), seeds / n,
+           q);
+    CHECK(fabs(frac - p) < 4 * sigma);
+    for (int c = 0; c < 4; c++)
+        CHECK(fabs(cases[c][0] / cases[c][1] - q) < 4 * sqrt(q * (1 - q) / cases[c][1]));
+    CHECK(values_ok);
+    CHECK(rng_att_dropout(seed, 7, 3, 0.0f) == 1.0f && rng_att_scale(0, 0, 0.0f) == 1.0f);
 }
 
 /* ---- cross-entropy ---- */
@@ -1671,6 +1706,7 @@ int main(void) {
     test_activations_non_finite();
     test_elementwise_grads();
     test_dropout_stats();
+    test_att_dropout_stats();
     test_cross_entropy();
     test_cross_entropy_in_place();
     test_lm_head();

@@ -234,9 +234,9 @@ typedef struct Ops {
      *   lse = +INFINITY, so exp(s - lse) = 0 for every key of it;
      *   P[b,h,i,j] = exp(s[i,j] - lse[b,h,i]) on allowed keys, 0 elsewhere (the softmax);
      *   out = dropout(P; p, seed) @ v, heads concatenated.
-     * No backend keeps P [B,NH,T,T]: backward recomputes it from q, k and lse. The dropout
-     * index of P[b,h,i,j] is its flat index ((b*NH + h)*T + i)*T + j, so dropout(P) is
-     * dropout_forward over P as if it were stored.
+     * No backend keeps P [B,NH,T,T]: backward recomputes it from q, k and lse. P[b,h,i,j]'s
+     * dropout multiplier is rng_att_dropout(seed, (b*NH + h)*T + i, j, p) (rng.h: a draw per
+     * two keys, so that the masks cost the kernels little).
      * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward).
      * saved: ops->attention_saved(precision, B, T, NH, NKV, HS) floats (NULL when 0), which
      * forward fills and backward reads: kept from one to the other, like lse. */
@@ -245,7 +245,7 @@ typedef struct Ops {
                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
     /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients (each may be NULL). out and lse are this
      * forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
-     * (rng_dropout_scale at P's index), dP = dout_h v^T and D = rowsum(dout * out) per row:
+     * (rng_att_dropout of P's row and key), dP = dout_h v^T and D = rowsum(dout * out) per row:
      * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
      * dout, grouped query heads adding up in their KV head. When the backend saves anything
      * (attention_saved > 0), q, k, v and out are read from saved (out as bf16(out), so D of the

@@ -590,7 +590,7 @@ static void block_abt(float *s, const float *x, const float *y, float alpha, con
                 a->NH * a->HS, y + r->kv, a->NKV * a->HS, 0.0f, s, r->keys);
 }
 
-/* The flat dropout index of P[b,h,i,j] is lse_row * T + j, lse_row = (b*NH + h)*T + i. */
+/* P[b,h,i,j]'s dropout is rng_att_dropout's of row lse_row = (b*NH + h)*T + i and key j. */
 static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
     block_abt(s, a->q, a->k, 1.0f / sqrtf((float)a->HS), a, r);
     for (int ii = 0; ii < r->rows; ii++) {
@@ -598,9 +598,10 @@ static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
         size_t at = r->lse + ii;
         a->lse[at] = softmax_row(row, r->mask, a->causal ? r->i0 + ii + 1 : r->keys, r->keys);
         if (a->p > 0.0f) {
+            uint32_t key = rng_att_row(a->seed, at);
 #pragma omp simd
             for (int j = 0; j < r->keys; j++)
-                row[j] *= rng_dropout_scale(a->seed, (uint64_t)at * a->T + j, a->p);
+                row[j] *= rng_att_scale(rng_att_pair(key, (uint32_t)j >> 1), j & 1, a->p);
         }
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->rows, a->HS, r->keys, 1.0f, s,
@@ -621,12 +622,15 @@ static void backward_block(const AttArgs *a, const RowBlock *r, float *s) {
         size_t at = r->lse + ii;
         float lse = a->lse[at];
         int limit = a->causal ? r->i0 + ii + 1 : r->keys;
+        uint32_t key = rng_att_row(a->seed, at);
         if (want_ds)
             for (int d = 0; d < HS; d++) D += dout[d] * out[d];
 #pragma omp simd
         for (int j = 0; j < r->keys; j++) {
             float P = j < limit && (!r->mask || r->mask[j]) ? exp_approx(sr[j] - lse) : 0.0f;
-            float keep = rng_dropout_scale(a->seed, (uint64_t)at * a->T + j, a->p);
+            float keep = a->p > 0.0f
+                             ? rng_att_scale(rng_att_pair(key, (uint32_t)j >> 1), j & 1, a->p)
+                             : 1.0f;
             if (want_ds) gr[j] = P * (gr[j] * keep - D) * scale;
             sr[j] = P * keep;
         }

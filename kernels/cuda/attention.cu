@@ -164,7 +164,7 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
             l[r] = l[r] * rescale + warp_sum(pj);
             m[r] = m_new;
             for (int c = 0; c < DIMS; c++) acc[r][c] *= rescale;
-            W[lane] = pj * rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
+            W[lane] = pj * rng_att_dropout(seed, (uint64_t)bh * T + i, j, p);
             __syncwarp();
             acc_rows(acc[r], W, Vs, n, HS, lane);
             __syncwarp(); /* W read before the next row writes it */
@@ -233,7 +233,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
                 float P =
                     exp_approx(dot_rotated(Qs + w, Ks + lane * HS, HS, start) * scale - row_lse[r]);
                 float dP = dot_rotated(dOs + w, Vs + lane * HS, HS, start) *
-                           rng_dropout_scale(seed, ((uint64_t)bh * T + i) * T + j, p);
+                           rng_att_dropout(seed, (uint64_t)bh * T + i, j, p);
                 ds = P * (dP - row_D[r]);
             }
             W[lane] = ds;
@@ -289,7 +289,7 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
                 if (i < T && key_visible(hp.keep, causal, i, j, T)) {
                     float P = exp_approx(dot_rotated(Qs + lane * HS, Ks + kw, HS, start) * scale -
                                          row_lse);
-                    float keep = rng_dropout_scale(seed, (bh * T + i) * T + j, p);
+                    float keep = rng_att_dropout(seed, bh * T + i, j, p);
                     pd = P * keep;
                     ds = P * (dot_rotated(dOs + lane * HS, Vs + kw, HS, start) * keep - row_D);
                 }
@@ -387,10 +387,10 @@ __host__ __device__ inline int tile_ld(int HP) {
 __host__ __device__ inline int tile_stride(int HS) {
     return tile_ld(padded_hs(HS));
 }
-/* Bytes of one buffer of dk, dv's query tiles: q and dout rows, then lse and D (16-byte
- * multiple: a row is). */
+/* Bytes of one buffer of dk, dv's query tiles: q and dout rows, then lse, D and the rows'
+ * dropout keys (16-byte multiple: a row is). */
 __host__ __device__ inline size_t query_tile_bytes(int HS) {
-    return sizeof(bf16) * 2 * BWD_TILE * tile_stride(HS) + sizeof(float) * 2 * BWD_TILE;
+    return sizeof(bf16) * 2 * BWD_TILE * tile_stride(HS) + sizeof(float) * 3 * BWD_TILE;
 }
 
 /* dst [B, H, T, HP] = bf16 of src [B, T, H*HS] (zeros past HS): a thread per 8 elements. */
@@ -421,40 +421,52 @@ __device__ inline void load_tile_async(bf16 *dst, int lds, const bf16 *src, int 
     }
 }
 
-/* Adds to n8 tiles c[0..2*(N/16)) the product of the warp's 16 rows of a (stride ld) and the
- * first N rows of b (stride ld), both [.][HP]: c += a b^T over HP. The whole warp. */
-template <int N>
+/* Adds to the n8 tiles of MT m16 tiles, c[t * N/8 + n] for t < MT, the products of MT m16
+ * tiles of a (from a, stride ld, the tiles 16 rows apart) and the first N rows of b (stride ld),
+ * both [.][HP]: c_t += a_t b^T over HP. Each b fragment is loaded once for the MT products (MT
+ * = 2 halves the shared-memory reads per product). The whole warp. */
+template <int N, int MT = 1>
 __device__ inline void mma_abt(float (*c)[4], const bf16 *a, const bf16 *b, int ld, int HP,
                                int lane) {
 #pragma unroll
     for (int kc = 0; kc < TC_MAX_CHUNKS; kc++) {
         if (kc * TC >= HP) break;
-        uint32_t fa[4], fb[4];
-        load_a(fa, a + kc * TC, ld, lane);
+        uint32_t fa[MT][4], fb[4];
+#pragma unroll
+        for (int t = 0; t < MT; t++) load_a(fa[t], a + t * TC * ld + kc * TC, ld, lane);
 #pragma unroll
         for (int n = 0; n < N / TC; n++) {
             load_b_nk(fb, b + n * TC * ld + kc * TC, ld, lane);
-            mma_bf16_16816(c[2 * n], fa, fb);
-            mma_bf16_16816(c[2 * n + 1], fa, fb + 2);
+#pragma unroll
+            for (int t = 0; t < MT; t++) {
+                mma_bf16_16816(c[t * (N / 8) + 2 * n], fa[t], fb);
+                mma_bf16_16816(c[t * (N / 8) + 2 * n + 1], fa[t], fb + 2);
+            }
         }
     }
 }
 
-/* acc[TC_DIMS][4] += w b over K rows: w the c tiles of a [16][K] product (made a fragments), b
- * [K][HP] in shared memory (stride ld). The whole warp. */
-template <int K>
+/* acc[t * TC_DIMS + .] += w_t b over K rows for t < MT: w_t the c tiles of a [16][K] product,
+ * w[t * K/8 + .] (made a fragments), b [K][HP] in shared memory (stride ld), each b fragment
+ * loaded once for the MT products. The whole warp. */
+template <int K, int MT = 1>
 __device__ inline void mma_wb(float (*acc)[4], const float (*w)[4], const bf16 *b, int ld, int HP,
                               int lane) {
 #pragma unroll
     for (int kc = 0; kc < K / TC; kc++) {
-        uint32_t fa[4], fb[4];
-        c_to_a(fa, w[2 * kc], w[2 * kc + 1]);
+        uint32_t fa[MT][4], fb[4];
+#pragma unroll
+        for (int t = 0; t < MT; t++)
+            c_to_a(fa[t], w[t * (K / 8) + 2 * kc], w[t * (K / 8) + 2 * kc + 1]);
 #pragma unroll
         for (int dc = 0; dc < TC_MAX_CHUNKS; dc++) {
             if (dc * TC >= HP) break;
             load_b_kn(fb, b + kc * TC * ld + dc * TC, ld, lane);
-            mma_bf16_16816(acc[2 * dc], fa, fb);
-            mma_bf16_16816(acc[2 * dc + 1], fa, fb + 2);
+#pragma unroll
+            for (int t = 0; t < MT; t++) {
+                mma_bf16_16816(acc[t * TC_DIMS + 2 * dc], fa[t], fb);
+                mma_bf16_16816(acc[t * TC_DIMS + 2 * dc + 1], fa[t], fb + 2);
+            }
         }
     }
 }
@@ -533,29 +545,43 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
     return x + ((size_t)b * H + h) * T * HP;
 }
 
-/* grid (B*NH, query blocks of warps*16 rows): flash_forward_kernel on tensor cores, FWD_KEYS
- * keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out). DROP: p > 0
- * (p = 0 compiles no dropout at all). Scores stay unscaled; the running max m is in log2 units
- * (score * scale2), so P = 2^(s scale2 - m) is one FFMA and one MUFU a score. */
+/* m16 tiles of query rows per warp in the forward kernel: two at HP 64 (32 rows), so each K and V
+ * fragment read from shared memory feeds two products (FlashAttention-2's layout); one at
+ * other sizes, whose accumulators would not fit the registers twice. */
+__host__ __device__ constexpr int fwd_tiles(int HPC) {
+    return HPC == 64 ? 2 : 1;
+}
+
+/* grid (B*NH, query blocks of warps*MT*16 rows): flash_forward_kernel on tensor cores,
+ * FWD_KEYS keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out).
+ * DROP: p > 0 (p = 0 compiles no dropout at all). Scores stay unscaled; the running max m is in
+ * log2 units (score * scale2), so P = 2^(s scale2 - m) is one FFMA and one MUFU a score. */
 template <int HPC, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_forward_tc_kernel(float *out, bf16 *outh, float *lse, const bf16 *qh, const bf16 *kh,
                             const bf16 *vh, const int32_t *mask, int causal, float p, uint64_t seed,
                             const Heads g) {
 #if TC_ARCH
+    constexpr int MT = fwd_tiles(HPC);
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
     int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * TC;
-    int i0 = blockIdx.y * rows, w0 = i0 + warp * TC; /* the block's and the warp's first row */
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * MT * TC;
+    int i0 = blockIdx.y * rows, w0 = i0 + warp * MT * TC; /* the block's and the warp's first row */
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* fwd_tc_shared_bytes */
     bf16 *Qs = (bf16 *)tc_smem, *KV = Qs + rows * ld;         /* two buffers of K then V */
     const bf16 *kb = head_rows(kh, b, kvh, g.NKV, T, HP), *vb = head_rows(vh, b, kvh, g.NKV, T, HP);
     HeadPtrs hp = head_ptrs(g, b, head, mask);
     size_t ldq = (size_t)g.NH * HS;
-    float scale2 = LOG2E / sqrtf((float)HS), m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    float o[TC_DIMS][4] = {};
-    uint64_t drop_row[2]; /* dropout index of (row h, key 0) */
-    for (int h = 0; h < 2; h++) drop_row[h] = ((uint64_t)bh * T + w0 + 8 * h + (lane >> 2)) * T;
+    float scale2 = LOG2E / sqrtf((float)HS), m[MT][2], l[MT][2] = {};
+    float o[MT][TC_DIMS][4] = {};
+    uint32_t row_key[MT][2]; /* rng_att_row of the lane's rows (tile t, h) */
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+        for (int h = 0; h < 2; h++) {
+            m[t][h] = -INFINITY;
+            row_key[t][h] =
+                DROP ? rng_att_row(seed, (uint64_t)bh * T + w0 + t * TC + 8 * h + (lane >> 2)) : 0;
+        }
     load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
     load_tile_async(KV, ld, kb, 0, FWD_KEYS, T, HP);
     load_tile_async(KV + FWD_KEYS * ld, ld, vb, 0, FWD_KEYS, T, HP);
@@ -571,60 +597,71 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             load_tile_async(next + FWD_KEYS * ld, ld, vb, j0 + FWD_KEYS, FWD_KEYS, T, HP);
             cp_async_commit();
         }
-        if (causal && j0 > w0 + TC - 1) continue; /* every key of the tile hidden: warp-uniform */
-        float s[FWD_KEYS / 8][4] = {};
-        mma_abt<FWD_KEYS>(s, Qs + warp * TC * ld, Ks, ld, HP, lane);
+        if (causal && j0 > w0 + MT * TC - 1) continue; /* every key hidden: warp-uniform */
+        float s[MT][FWD_KEYS / 8][4] = {};
+        mma_abt<FWD_KEYS, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
         uint64_t visible = visible_keys<FWD_KEYS>(hp.keep, j0, T, lane);
         if (tile_hides<FWD_KEYS>(visible, causal, w0, j0))
-            hide_scores<FWD_KEYS>(s, visible, causal, w0, j0, lane);
-        /* online softmax of rows g and g + 8 (h), each lane holding 16 of a row's keys */
-        float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, rescale[2], ms[2];
 #pragma unroll
-        for (int nt = 0; nt < FWD_KEYS / 8; nt++)
+            for (int t = 0; t < MT; t++)
+                hide_scores<FWD_KEYS>(s[t], visible, causal, w0 + t * TC, j0, lane);
 #pragma unroll
-            for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
-        for (int h = 0; h < 2; h++) {
-            float m_new = fmaxf(m[h], quad_max(mx[h]) * scale2);
-            ms[h] = m_new == -INFINITY ? 0.0f : m_new; /* no key visible yet: P = 2^-inf = 0 */
-            rescale[h] = ex2_approx(m[h] - ms[h]);     /* 0 while m was -inf */
-            m[h] = m_new;
-        }
+        for (int t = 0; t < MT; t++) { /* the online softmax of tile t's rows g, g + 8 (h) */
+            float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, rescale[2], ms[2];
 #pragma unroll
-        for (int nt = 0; nt < FWD_KEYS / 8; nt++)
+            for (int nt = 0; nt < FWD_KEYS / 8; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float pj = ex2_approx(fmaf(s[nt][e], scale2, -ms[e >> 1]));
-                sum[e >> 1] += pj;
-                if (DROP)
-                    pj *= rng_dropout_scale(seed, drop_row[e >> 1] + j0 + c_col(lane, nt, e), p);
-                s[nt][e] = pj;
+                for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[t][nt][e]);
+            for (int h = 0; h < 2; h++) {
+                float m_new = fmaxf(m[t][h], quad_max(mx[h]) * scale2);
+                ms[h] = m_new == -INFINITY ? 0.0f : m_new; /* no key visible yet: P = 2^-inf */
+                rescale[h] = ex2_approx(m[t][h] - ms[h]);  /* 0 while m was -inf */
+                m[t][h] = m_new;
             }
 #pragma unroll
-        for (int c = 0; c < TC_DIMS; c++) {
-            if (c * 8 >= HP) break;
+            for (int nt = 0; nt < FWD_KEYS / 8; nt++) {
+                uint32_t draw[2]; /* the lane's key pair in rows h */
+                for (int h = 0; h < 2 && DROP; h++)
+                    draw[h] = rng_att_pair(row_key[t][h], (uint32_t)(j0 + c_col(lane, nt, 0)) >> 1);
 #pragma unroll
-            for (int e = 0; e < 4; e++) o[c][e] *= rescale[e >> 1];
+                for (int e = 0; e < 4; e++) {
+                    float pj = ex2_approx(fmaf(s[t][nt][e], scale2, -ms[e >> 1]));
+                    sum[e >> 1] += pj;
+                    if (DROP) pj *= rng_att_scale(draw[e >> 1], e & 1, p);
+                    s[t][nt][e] = pj;
+                }
+            }
+#pragma unroll
+            for (int c = 0; c < TC_DIMS; c++) {
+                if (c * 8 >= HP) break;
+#pragma unroll
+                for (int e = 0; e < 4; e++) o[t][c][e] *= rescale[e >> 1];
+            }
+            for (int h = 0; h < 2; h++) l[t][h] = l[t][h] * rescale[h] + sum[h]; /* the lane's */
         }
-        for (int h = 0; h < 2; h++) l[h] = l[h] * rescale[h] + sum[h]; /* the lane's part */
-        mma_wb<FWD_KEYS>(o, s, Vs, ld, HP, lane);
-    }
-    for (int h = 0; h < 2; h++) {
-        l[h] = quad_sum(l[h]);
-        int i = w0 + 8 * h + (lane >> 2);
-        if ((lane & 3) == 0 && i < T)
-            lse[(size_t)bh * T + i] = l[h] > 0.0f ? (m[h] + log2f(l[h])) * LN2 : INFINITY;
-        l[h] = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+        mma_wb<FWD_KEYS, MT>(o[0], s[0], Vs, ld, HP, lane);
     }
 #pragma unroll
-    for (int c = 0; c < TC_DIMS; c++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int i = w0 + c_row(lane, e), d = c_col(lane, c, e);
-            if (i >= T || d >= HS) continue;
-            float x = o[c][e] * l[e >> 1];
-            out[hp.q + i * ldq + d] = x;
-            outh[hp.q + i * ldq + d] = __float2bfloat16(x);
+    for (int t = 0; t < MT; t++) {
+        float inv[2];
+        for (int h = 0; h < 2; h++) {
+            float sum = quad_sum(l[t][h]);
+            int i = w0 + t * TC + 8 * h + (lane >> 2);
+            if ((lane & 3) == 0 && i < T)
+                lse[(size_t)bh * T + i] = sum > 0.0f ? (m[t][h] + log2f(sum)) * LN2 : INFINITY;
+            inv[h] = sum > 0.0f ? 1.0f / sum : 0.0f;
         }
+#pragma unroll
+        for (int c = 0; c < TC_DIMS; c++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = w0 + t * TC + c_row(lane, e), d = c_col(lane, c, e);
+                if (i >= T || d >= HS) continue;
+                float x = o[t][c][e] * inv[e >> 1];
+                out[hp.q + i * ldq + d] = x;
+                outh[hp.q + i * ldq + d] = __float2bfloat16(x);
+            }
+    }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
@@ -649,12 +686,12 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     size_t ldq = (size_t)g.NH * HS;
     float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale, acc[TC_DIMS][4] = {};
     float row_lse2[2], row_D[2]; /* lse in log2 units, as the scores below */
-    uint64_t drop_row[2];
+    uint32_t row_key[2];         /* rng_att_row of the lane's rows */
     for (int h = 0; h < 2; h++) {
         int i = w0 + 8 * h + (lane >> 2);
         row_lse2[h] = i < T ? lse[(size_t)bh * T + i] * LOG2E : INFINITY;
         row_D[h] = i < T ? D[(size_t)bh * T + i] : 0.0f;
-        drop_row[h] = ((uint64_t)bh * T + i) * T;
+        row_key[h] = DROP ? rng_att_row(seed, (uint64_t)bh * T + i) : 0;
     }
     load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
     load_tile_async(dOs, ld, head_rows(doh, b, head, g.NH, T, HP), i0, rows, T, HP);
@@ -680,14 +717,18 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         if (tile_hides<BWD_TILE>(visible, causal, w0, j0))
             hide_scores<BWD_TILE>(s, visible, causal, w0, j0, lane);
 #pragma unroll
-        for (int nt = 0; nt < BWD_TILE / 8; nt++)
+        for (int nt = 0; nt < BWD_TILE / 8; nt++) {
+            uint32_t draw[2];
+            for (int h = 0; h < 2 && DROP; h++)
+                draw[h] = rng_att_pair(row_key[h], (uint32_t)(j0 + c_col(lane, nt, 0)) >> 1);
 #pragma unroll
             for (int e = 0; e < 4; e++) { /* hidden keys and rows past T (lse2 = inf): P = 0 */
                 int h = e >> 1;
                 float P = ex2_approx(fmaf(s[nt][e], scale2, -row_lse2[h])), dPm = dP[nt][e];
-                if (DROP) dPm *= rng_dropout_scale(seed, drop_row[h] + j0 + c_col(lane, nt, e), p);
+                if (DROP) dPm *= rng_att_scale(draw[h], e & 1, p);
                 s[nt][e] = P * (dPm - row_D[h]);
             }
+        }
         mma_wb<BWD_TILE>(acc, s, Ks, ld, HP, lane);
     }
     add_tiles(dq + hp.q, ldq, acc, scale, w0, T, HS, lane);
@@ -702,14 +743,17 @@ struct QueryTiles {
     int first_head, i_start, per_head;
 };
 /* Queues query tile n of qt (q, dout rows; lse, D) into buf: Qs, dOs [BWD_TILE][ld], then
- * lse_s, D_s [BWD_TILE] floats; rows past T get lse = inf (P = 0) and D = 0. All threads. */
+ * lse_s, D_s [BWD_TILE] floats and (drop) key_s [BWD_TILE], the rows' rng_att_row (stored now,
+ * seen after the next barrier); rows past T get lse = inf (P = 0) and D = 0. All threads. */
 __device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTiles qt, int n,
                                        const bf16 *qh, const bf16 *doh, const float *lse,
-                                       const float *D, int b, const Heads g) {
+                                       const float *D, bool drop, uint64_t seed, int b,
+                                       const Heads g) {
     int h = qt.first_head + n / qt.per_head, i0 = qt.i_start + n % qt.per_head * BWD_TILE;
     int T = g.T, ld = tile_ld(HP);
     bf16 *Qs = (bf16 *)buf, *dOs = Qs + BWD_TILE * ld;
     float *lse_s = (float *)(dOs + BWD_TILE * ld), *D_s = lse_s + BWD_TILE;
+    uint32_t *key_s = (uint32_t *)(D_s + BWD_TILE);
     load_tile_async(Qs, ld, head_rows(qh, b, h, g.NH, T, HP), i0, BWD_TILE, T, HP);
     load_tile_async(dOs, ld, head_rows(doh, b, h, g.NH, T, HP), i0, BWD_TILE, T, HP);
     size_t row0 = ((size_t)b * g.NH + h) * T + i0;
@@ -720,6 +764,7 @@ __device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTi
         } else {
             lse_s[t] = INFINITY, D_s[t] = 0.0f;
         }
+        if (drop) key_s[t] = rng_att_row(seed, row0 + t);
     }
 }
 
@@ -752,37 +797,48 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     qt.per_head = (T - qt.i_start + BWD_TILE - 1) / BWD_TILE;
     load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
     load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
-    load_query_tile(bufs, HP, qt, 0, qh, doh, lse, D, b, g);
+    load_query_tile(bufs, HP, qt, 0, qh, doh, lse, D, DROP, seed, b, g);
     cp_async_commit();
     for (int n = 0; n < G * qt.per_head; n++) {
         cp_async_wait_all();
         __syncthreads(); /* this tile landed for all; the other buffer's readers done */
         unsigned char *buf = bufs + (n & 1) * buf_bytes;
         if (n + 1 < G * qt.per_head) {
-            load_query_tile(bufs + ((n + 1) & 1) * buf_bytes, HP, qt, n + 1, qh, doh, lse, D, b, g);
+            load_query_tile(bufs + ((n + 1) & 1) * buf_bytes, HP, qt, n + 1, qh, doh, lse, D, DROP,
+                            seed, b, g);
             cp_async_commit();
         }
         int i0 = qt.i_start + n % qt.per_head * BWD_TILE;
-        size_t bh = (size_t)b * g.NH + qt.first_head + n / qt.per_head;
         if (causal && i0 + BWD_TILE - 1 < w0) continue; /* warp-uniform */
         bf16 *Qs = (bf16 *)buf, *dOs = Qs + BWD_TILE * ld;
         const float *lse_s = (const float *)(dOs + BWD_TILE * ld), *D_s = lse_s + BWD_TILE;
+        const uint32_t *key_s = (const uint32_t *)(D_s + BWD_TILE);
         float st[BWD_TILE / 8][4] = {}, dPt[BWD_TILE / 8][4] = {};
         mma_abt<BWD_TILE>(st, Ks + warp * TC * ld, Qs, ld, HP, lane);
         mma_abt<BWD_TILE>(dPt, Vs + warp * TC * ld, dOs, ld, HP, lane);
         bool hides = !keys_ok || (causal && i0 < w0 + TC - 1);
-        uint64_t drop0 = (bh * T + i0) * T + w0; /* dropout index of (query i0, key w0) */
 #pragma unroll
         for (int nt = 0; nt < BWD_TILE / 8; nt++) {
             int ii = c_col(lane, nt, 0); /* the lane's two queries: columns ii, ii + 1 */
             float2 lse2 = *(const float2 *)(lse_s + ii), Dq = *(const float2 *)(D_s + ii);
             float nl[2] = {-lse2.x * LOG2E, -lse2.y * LOG2E}, Dc[2] = {Dq.x, Dq.y};
+            uint32_t draw[2][2]; /* [h][c]: keys w0 + jj (rows h) of queries ii + c */
+            /* keys g and g ^ 1 share a draw: lanes 4 apart each make the one of their query
+             * ii + (g & 1) and swap */
+            int own = (lane >> 2) & 1;
+#pragma unroll
+            for (int h = 0; h < 2 && DROP; h++) {
+                uint32_t mine =
+                    rng_att_pair(key_s[ii + own], (uint32_t)(w0 + c_row(lane, 2 * h)) >> 1);
+                uint32_t other = __shfl_xor_sync(0xffffffffu, mine, 4);
+                draw[h][0] = own ? other : mine, draw[h][1] = own ? mine : other;
+            }
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int jj = c_row(lane, e), c = e & 1;
                 float P = ex2_approx(fmaf(st[nt][e], scale2, nl[c])), keep = 1.0f;
                 if (hides && !(key_ok[e >> 1] && (!causal || w0 + jj <= i0 + ii + c))) P = 0.0f;
-                if (DROP) keep = rng_dropout_scale(seed, drop0 + (uint64_t)(ii + c) * T + jj, p);
+                if (DROP) keep = rng_att_scale(draw[e >> 1][c], jj & 1, p);
                 st[nt][e] = P * keep, dPt[nt][e] = P * (dPt[nt][e] * keep - Dc[c]);
             }
         }
@@ -799,8 +855,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 /* Dynamic shared memory of the tensor-core kernels, in bytes: bf16 tiles of tile_stride(HS),
  * the streamed ones twice (the tile computed on and the next). Forward at HS = 64: 45 KB; up to
  * 85 KB at HS = 128, above the default 48 KB, so the launch raises the limit. */
-static size_t fwd_tc_shared_bytes(int warps, int HS) {
-    return sizeof(bf16) * (warps * TC + 4 * FWD_KEYS) * tile_stride(HS);
+static size_t fwd_tc_shared_bytes(int warps, int MT, int HS) {
+    return sizeof(bf16) * (warps * MT * TC + 4 * FWD_KEYS) * tile_stride(HS);
 }
 static size_t dq_tc_shared_bytes(int warps, int HS) {
     return sizeof(bf16) * (2 * warps * TC + 4 * BWD_TILE) * tile_stride(HS);
@@ -904,12 +960,13 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
         if (!copies_aligned(saved, scratch)) return;
         AttCopies a = att_copies(saved, scratch, g);
         heads_bf16(a.q, q, g, NH), heads_bf16(a.k, k, g, NKV), heads_bf16(a.v, v, g, NKV);
-        int warps = att_launch_shape(&grid, &threads, B * NH, T, TC);
         with_kernel_shape(HS, p, [&](auto hp, auto drop) {
             constexpr int HPC = decltype(hp)::value;
             constexpr bool DROP = decltype(drop)::value;
+            constexpr int MT = fwd_tiles(HPC);
+            int warps = att_launch_shape(&grid, &threads, B * NH, T, MT * TC);
             auto *kernel = flash_forward_tc_kernel<HPC, DROP>;
-            size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes(warps, HS));
+            size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes(warps, MT, HS));
             flash_forward_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
                 out, a.out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
         });

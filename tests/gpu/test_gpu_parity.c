@@ -761,7 +761,7 @@ static void att_rounded(const AttCase *c, int forward, float *out, float *lse, f
                     D += c->dout[qi + d] * bf(c->out_in[qi + d]);
                 for (int j = 0; j < T; j++) {
                     if (s[j] == -INFINITY) continue;
-                    double M = rng_dropout_scale(5, (bh * T + i) * T + j, c->p);
+                    double M = rng_att_dropout(5, bh * T + i, (uint32_t)j, c->p);
                     const float *kj = c->k + kv0 + j * ldkv, *vj = c->v + kv0 + j * ldkv;
                     if (forward) {
                         double pd = bf((float)(exp(s[j] - run[j]) * M)) * exp(run[j] - mx) / l;
