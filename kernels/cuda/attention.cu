@@ -545,10 +545,11 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
     return x + ((size_t)b * H + h) * T * HP;
 }
 
-/* m16 tiles of query rows per warp in the forward kernel: two at HP 64 (32 rows), so each K and V
- * fragment read from shared memory feeds two products (FlashAttention-2's layout); one at
- * other sizes, whose accumulators would not fit the registers twice. */
-__host__ __device__ constexpr int fwd_tiles(int HPC) {
+/* m16 tiles of rows per warp (queries in forward and dq, keys in dk, dv): two at HP 64 (32
+ * rows), so each fragment of the streamed tiles read from shared memory feeds two products
+ * (FlashAttention-2's layout); one at other sizes, whose accumulators would not fit the
+ * registers twice. */
+__host__ __device__ constexpr int warp_tiles(int HPC) {
     return HPC == 64 ? 2 : 1;
 }
 
@@ -562,7 +563,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                             const bf16 *vh, const int32_t *mask, int causal, float p, uint64_t seed,
                             const Heads g) {
 #if TC_ARCH
-    constexpr int MT = fwd_tiles(HPC);
+    constexpr int MT = warp_tiles(HPC);
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
     int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * MT * TC;
@@ -667,32 +668,35 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #endif
 }
 
-/* grid (B*NH, query blocks of warps*16 rows): flash_dq_kernel on tensor cores, BWD_TILE keys a
- * tile; qh, kh, vh, doh the heads_bf16 copies of q, k, v, dout; DROP: p > 0. */
+/* grid (B*NH, query blocks of warps*MT*16 rows): flash_dq_kernel on tensor cores, BWD_TILE keys
+ * a tile; qh, kh, vh, doh the heads_bf16 copies of q, k, v, dout; DROP: p > 0. */
 template <int HPC, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dq_tc_kernel(float *dq, const bf16 *doh, const bf16 *qh, const bf16 *kh, const bf16 *vh,
                        const float *lse, const float *D, const int32_t *mask, int causal, float p,
                        uint64_t seed, const Heads g) {
 #if TC_ARCH
+    constexpr int MT = warp_tiles(HPC);
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
     int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * TC;
-    int i0 = blockIdx.y * rows, w0 = i0 + warp * TC;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * MT * TC;
+    int i0 = blockIdx.y * rows, w0 = i0 + warp * MT * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dq_tc_shared_bytes */
     bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + rows * ld, *KV = dOs + rows * ld; /* two buffers */
     const bf16 *kb = head_rows(kh, b, kvh, g.NKV, T, HP), *vb = head_rows(vh, b, kvh, g.NKV, T, HP);
     HeadPtrs hp = head_ptrs(g, b, head, mask);
     size_t ldq = (size_t)g.NH * HS;
-    float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale, acc[TC_DIMS][4] = {};
-    float row_lse2[2], row_D[2]; /* lse in log2 units, as the scores below */
-    uint32_t row_key[2];         /* rng_att_row of the lane's rows */
-    for (int h = 0; h < 2; h++) {
-        int i = w0 + 8 * h + (lane >> 2);
-        row_lse2[h] = i < T ? lse[(size_t)bh * T + i] * LOG2E : INFINITY;
-        row_D[h] = i < T ? D[(size_t)bh * T + i] : 0.0f;
-        row_key[h] = DROP ? rng_att_row(seed, (uint64_t)bh * T + i) : 0;
-    }
+    float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale, acc[MT][TC_DIMS][4] = {};
+    float row_lse2[MT][2], row_D[MT][2]; /* lse in log2 units, as the scores below */
+    uint32_t row_key[MT][2];             /* rng_att_row of the lane's rows */
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+        for (int h = 0; h < 2; h++) {
+            int i = w0 + t * TC + 8 * h + (lane >> 2);
+            row_lse2[t][h] = i < T ? lse[(size_t)bh * T + i] * LOG2E : INFINITY;
+            row_D[t][h] = i < T ? D[(size_t)bh * T + i] : 0.0f;
+            row_key[t][h] = DROP ? rng_att_row(seed, (uint64_t)bh * T + i) : 0;
+        }
     load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
     load_tile_async(dOs, ld, head_rows(doh, b, head, g.NH, T, HP), i0, rows, T, HP);
     load_tile_async(KV, ld, kb, 0, BWD_TILE, T, HP);
@@ -709,29 +713,35 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             load_tile_async(next + BWD_TILE * ld, ld, vb, j0 + BWD_TILE, BWD_TILE, T, HP);
             cp_async_commit();
         }
-        if (causal && j0 > w0 + TC - 1) continue; /* warp-uniform */
-        float s[BWD_TILE / 8][4] = {}, dP[BWD_TILE / 8][4] = {};
-        mma_abt<BWD_TILE>(s, Qs + warp * TC * ld, Ks, ld, HP, lane);
-        mma_abt<BWD_TILE>(dP, dOs + warp * TC * ld, Vs, ld, HP, lane);
+        if (causal && j0 > w0 + MT * TC - 1) continue; /* warp-uniform */
+        float s[MT][BWD_TILE / 8][4] = {}, dP[MT][BWD_TILE / 8][4] = {};
+        mma_abt<BWD_TILE, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
+        mma_abt<BWD_TILE, MT>(dP[0], dOs + warp * MT * TC * ld, Vs, ld, HP, lane);
         uint64_t visible = visible_keys<BWD_TILE>(hp.keep, j0, T, lane);
         if (tile_hides<BWD_TILE>(visible, causal, w0, j0))
-            hide_scores<BWD_TILE>(s, visible, causal, w0, j0, lane);
 #pragma unroll
-        for (int nt = 0; nt < BWD_TILE / 8; nt++) {
-            uint32_t draw[2];
-            for (int h = 0; h < 2 && DROP; h++)
-                draw[h] = rng_att_pair(row_key[h], (uint32_t)(j0 + c_col(lane, nt, 0)) >> 1);
+            for (int t = 0; t < MT; t++)
+                hide_scores<BWD_TILE>(s[t], visible, causal, w0 + t * TC, j0, lane);
 #pragma unroll
-            for (int e = 0; e < 4; e++) { /* hidden keys and rows past T (lse2 = inf): P = 0 */
-                int h = e >> 1;
-                float P = ex2_approx(fmaf(s[nt][e], scale2, -row_lse2[h])), dPm = dP[nt][e];
-                if (DROP) dPm *= rng_att_scale(draw[h], e & 1, p);
-                s[nt][e] = P * (dPm - row_D[h]);
+        for (int t = 0; t < MT; t++)
+#pragma unroll
+            for (int nt = 0; nt < BWD_TILE / 8; nt++) {
+                uint32_t draw[2];
+                for (int h = 0; h < 2 && DROP; h++)
+                    draw[h] = rng_att_pair(row_key[t][h], (uint32_t)(j0 + c_col(lane, nt, 0)) >> 1);
+#pragma unroll
+                for (int e = 0; e < 4; e++) { /* hidden keys, rows past T (lse2 = inf): P = 0 */
+                    int h = e >> 1;
+                    float P = ex2_approx(fmaf(s[t][nt][e], scale2, -row_lse2[t][h]));
+                    float dPm = dP[t][nt][e];
+                    if (DROP) dPm *= rng_att_scale(draw[h], e & 1, p);
+                    s[t][nt][e] = P * (dPm - row_D[t][h]);
+                }
             }
-        }
-        mma_wb<BWD_TILE>(acc, s, Ks, ld, HP, lane);
+        mma_wb<BWD_TILE, MT>(acc[0], s[0], Ks, ld, HP, lane);
     }
-    add_tiles(dq + hp.q, ldq, acc, scale, w0, T, HS, lane);
+#pragma unroll
+    for (int t = 0; t < MT; t++) add_tiles(dq + hp.q, ldq, acc[t], scale, w0 + t * TC, T, HS, lane);
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
@@ -768,31 +778,37 @@ __device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTi
     }
 }
 
-/* grid (B*NKV, key blocks of warps*16 keys): flash_dkdv_kernel on tensor cores; the warp's 16
- * keys against BWD_TILE queries at a time (S^T = K Q^T, dP^T = V dout^T), the tiles of all the
- * group's query heads one stream (QueryTiles), so the copy of the next runs across heads. A tile
- * with all the warp's keys visible and (causal) no query before them needs no mask: queries past
- * T have lse = inf, so P = 0 there anyway. DROP: p > 0. */
+/* grid (B*NKV, key blocks of warps*MT*16 keys): flash_dkdv_kernel on tensor cores; the warp's
+ * MT*16 keys against BWD_TILE queries at a time (S^T = K Q^T, dP^T = V dout^T), the tiles of all
+ * the group's query heads one stream (QueryTiles), so the copy of the next runs across heads. A
+ * tile with all the warp's keys visible and (causal) no query before them needs no mask: queries
+ * past T have lse = inf, so P = 0 there anyway. DROP: p > 0. */
 template <int HPC, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dkdv_tc_kernel(float *dk, float *dv, const bf16 *doh, const bf16 *qh, const bf16 *kh,
                          const bf16 *vh, const float *lse, const float *D, const int32_t *mask,
                          int causal, float p, uint64_t seed, const Heads g) {
 #if TC_ARCH
+    constexpr int MT = warp_tiles(HPC);
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
     int HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP), lane = threadIdx.x & 31,
         warp = threadIdx.x >> 5;
-    int nkeys = (blockDim.x >> 5) * TC, j0 = blockIdx.y * nkeys, w0 = j0 + warp * TC;
+    int nkeys = (blockDim.x >> 5) * MT * TC, j0 = blockIdx.y * nkeys, w0 = j0 + warp * MT * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
     unsigned char *bufs = (unsigned char *)(Vs + nkeys * ld);
     size_t buf_bytes = query_tile_bytes(HS), ldkv = (size_t)g.NKV * HS;
     float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale;
-    float dk_acc[TC_DIMS][4] = {}, dv_acc[TC_DIMS][4] = {};
+    float dk_acc[MT][TC_DIMS][4] = {}, dv_acc[MT][TC_DIMS][4] = {};
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
-    bool key_ok[2]; /* the lane's keys (rows h): inside T and not padding */
-    for (int h = 0; h < 2; h++) key_ok[h] = key_visible(hp.keep, 0, 0, w0 + 8 * h + (lane >> 2), T);
-    bool keys_ok = __all_sync(0xffffffffu, key_ok[0] && key_ok[1]); /* the warp's 16 */
+    bool key_ok[MT][2], all_ok = true; /* the lane's keys (tile t, rows h): in T, not padding */
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+        for (int h = 0; h < 2; h++) {
+            key_ok[t][h] = key_visible(hp.keep, 0, 0, w0 + t * TC + 8 * h + (lane >> 2), T);
+            all_ok = all_ok && key_ok[t][h];
+        }
+    bool keys_ok = __all_sync(0xffffffffu, all_ok); /* the warp's MT*16 */
     QueryTiles qt = {kvh * G, causal ? j0 / BWD_TILE * BWD_TILE : 0, 0};
     qt.per_head = (T - qt.i_start + BWD_TILE - 1) / BWD_TILE;
     load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
@@ -813,40 +829,48 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         bf16 *Qs = (bf16 *)buf, *dOs = Qs + BWD_TILE * ld;
         const float *lse_s = (const float *)(dOs + BWD_TILE * ld), *D_s = lse_s + BWD_TILE;
         const uint32_t *key_s = (const uint32_t *)(D_s + BWD_TILE);
-        float st[BWD_TILE / 8][4] = {}, dPt[BWD_TILE / 8][4] = {};
-        mma_abt<BWD_TILE>(st, Ks + warp * TC * ld, Qs, ld, HP, lane);
-        mma_abt<BWD_TILE>(dPt, Vs + warp * TC * ld, dOs, ld, HP, lane);
-        bool hides = !keys_ok || (causal && i0 < w0 + TC - 1);
+        float st[MT][BWD_TILE / 8][4] = {}, dPt[MT][BWD_TILE / 8][4] = {};
+        mma_abt<BWD_TILE, MT>(st[0], Ks + warp * MT * TC * ld, Qs, ld, HP, lane);
+        mma_abt<BWD_TILE, MT>(dPt[0], Vs + warp * MT * TC * ld, dOs, ld, HP, lane);
+        bool hides = !keys_ok || (causal && i0 < w0 + MT * TC - 1);
+        int own = (lane >> 2) & 1; /* keys g and g ^ 1 share a draw: see below */
 #pragma unroll
         for (int nt = 0; nt < BWD_TILE / 8; nt++) {
             int ii = c_col(lane, nt, 0); /* the lane's two queries: columns ii, ii + 1 */
             float2 lse2 = *(const float2 *)(lse_s + ii), Dq = *(const float2 *)(D_s + ii);
             float nl[2] = {-lse2.x * LOG2E, -lse2.y * LOG2E}, Dc[2] = {Dq.x, Dq.y};
-            uint32_t draw[2][2]; /* [h][c]: keys w0 + jj (rows h) of queries ii + c */
-            /* keys g and g ^ 1 share a draw: lanes 4 apart each make the one of their query
-             * ii + (g & 1) and swap */
-            int own = (lane >> 2) & 1;
 #pragma unroll
-            for (int h = 0; h < 2 && DROP; h++) {
-                uint32_t mine =
-                    rng_att_pair(key_s[ii + own], (uint32_t)(w0 + c_row(lane, 2 * h)) >> 1);
-                uint32_t other = __shfl_xor_sync(0xffffffffu, mine, 4);
-                draw[h][0] = own ? other : mine, draw[h][1] = own ? mine : other;
-            }
+            for (int t = 0; t < MT; t++) {
+                int wt = w0 + t * TC;
+                /* draw[h][c]: keys wt + jj (rows h) of queries ii + c; lanes 4 apart each make the
+                 * one of their query ii + own and swap */
+                uint32_t draw[2][2];
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int jj = c_row(lane, e), c = e & 1;
-                float P = ex2_approx(fmaf(st[nt][e], scale2, nl[c])), keep = 1.0f;
-                if (hides && !(key_ok[e >> 1] && (!causal || w0 + jj <= i0 + ii + c))) P = 0.0f;
-                if (DROP) keep = rng_att_scale(draw[e >> 1][c], jj & 1, p);
-                st[nt][e] = P * keep, dPt[nt][e] = P * (dPt[nt][e] * keep - Dc[c]);
+                for (int h = 0; h < 2 && DROP; h++) {
+                    uint32_t mine =
+                        rng_att_pair(key_s[ii + own], (uint32_t)(wt + c_row(lane, 2 * h)) >> 1);
+                    uint32_t other = __shfl_xor_sync(0xffffffffu, mine, 4);
+                    draw[h][0] = own ? other : mine, draw[h][1] = own ? mine : other;
+                }
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int jj = c_row(lane, e), c = e & 1;
+                    float P = ex2_approx(fmaf(st[t][nt][e], scale2, nl[c])), keep = 1.0f;
+                    if (hides && !(key_ok[t][e >> 1] && (!causal || wt + jj <= i0 + ii + c)))
+                        P = 0.0f;
+                    if (DROP) keep = rng_att_scale(draw[e >> 1][c], jj & 1, p);
+                    st[t][nt][e] = P * keep, dPt[t][nt][e] = P * (dPt[t][nt][e] * keep - Dc[c]);
+                }
             }
         }
-        if (dv) mma_wb<BWD_TILE>(dv_acc, st, dOs, ld, HP, lane);
-        if (dk) mma_wb<BWD_TILE>(dk_acc, dPt, Qs, ld, HP, lane);
+        if (dv) mma_wb<BWD_TILE, MT>(dv_acc[0], st[0], dOs, ld, HP, lane);
+        if (dk) mma_wb<BWD_TILE, MT>(dk_acc[0], dPt[0], Qs, ld, HP, lane);
     }
-    if (dv) add_tiles(dv + hp.kv, ldkv, dv_acc, 1.0f, w0, T, HS, lane);
-    if (dk) add_tiles(dk + hp.kv, ldkv, dk_acc, scale, w0, T, HS, lane);
+#pragma unroll
+    for (int t = 0; t < MT; t++) {
+        if (dv) add_tiles(dv + hp.kv, ldkv, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane);
+        if (dk) add_tiles(dk + hp.kv, ldkv, dk_acc[t], scale, w0 + t * TC, T, HS, lane);
+    }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
@@ -858,11 +882,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 static size_t fwd_tc_shared_bytes(int warps, int MT, int HS) {
     return sizeof(bf16) * (warps * MT * TC + 4 * FWD_KEYS) * tile_stride(HS);
 }
-static size_t dq_tc_shared_bytes(int warps, int HS) {
-    return sizeof(bf16) * (2 * warps * TC + 4 * BWD_TILE) * tile_stride(HS);
+static size_t dq_tc_shared_bytes(int warps, int MT, int HS) {
+    return sizeof(bf16) * (2 * warps * MT * TC + 4 * BWD_TILE) * tile_stride(HS);
 }
-static size_t dkdv_tc_shared_bytes(int warps, int HS) {
-    return sizeof(bf16) * 2 * warps * TC * tile_stride(HS) + 2 * query_tile_bytes(HS);
+static size_t dkdv_tc_shared_bytes(int warps, int MT, int HS) {
+    return sizeof(bf16) * 2 * warps * MT * TC * tile_stride(HS) + 2 * query_tile_bytes(HS);
 }
 /* Calls launch(std::integral_constant<int, HPC>, std::bool_constant<DROP>) with the
  * tensor-core kernels' compiled shape: HP = 64 and 128 have kernels of their own (loops unrolled
@@ -963,7 +987,7 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
         with_kernel_shape(HS, p, [&](auto hp, auto drop) {
             constexpr int HPC = decltype(hp)::value;
             constexpr bool DROP = decltype(drop)::value;
-            constexpr int MT = fwd_tiles(HPC);
+            constexpr int MT = warp_tiles(HPC);
             int warps = att_launch_shape(&grid, &threads, B * NH, T, MT * TC);
             auto *kernel = flash_forward_tc_kernel<HPC, DROP>;
             size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes(warps, MT, HS));
@@ -1000,34 +1024,38 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     CUDA_LAUNCHED("attention_backward (D)");
     if (tc) heads_bf16(a.dout, dout, g, NH);
     if (dq) {
-        int warps = att_launch_shape(&grid, &threads, B * NH, T, tc ? (int)TC : (int)DQ_ROWS);
         if (tc) {
             with_kernel_shape(HS, p, [&](auto hp, auto drop) {
                 constexpr int HPC = decltype(hp)::value;
                 constexpr bool DROP = decltype(drop)::value;
+                constexpr int MT = warp_tiles(HPC);
+                int warps = att_launch_shape(&grid, &threads, B * NH, T, MT * TC);
                 auto *kernel = flash_dq_tc_kernel<HPC, DROP>;
-                size_t bytes = allow_shared(kernel, dq_tc_shared_bytes(warps, HS));
+                size_t bytes = allow_shared(kernel, dq_tc_shared_bytes(warps, MT, HS));
                 flash_dq_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
                     dq, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
             });
         } else {
+            int warps = att_launch_shape(&grid, &threads, B * NH, T, DQ_ROWS);
             flash_dq_kernel<<<grid, threads, dq_shared_bytes(warps, HS)>>>(
                 dq, dout, q, k, v, lse, a.D, mask, causal, p, seed, g);
         }
         CUDA_LAUNCHED("attention_backward (dq)");
     }
     if (dk || dv) {
-        int warps = att_launch_shape(&grid, &threads, B * NKV, T, tc ? (int)TC : (int)KEY_ROWS);
         if (tc) {
             with_kernel_shape(HS, p, [&](auto hp, auto drop) {
                 constexpr int HPC = decltype(hp)::value;
                 constexpr bool DROP = decltype(drop)::value;
+                constexpr int MT = warp_tiles(HPC);
+                int warps = att_launch_shape(&grid, &threads, B * NKV, T, MT * TC);
                 auto *kernel = flash_dkdv_tc_kernel<HPC, DROP>;
-                size_t bytes = allow_shared(kernel, dkdv_tc_shared_bytes(warps, HS));
+                size_t bytes = allow_shared(kernel, dkdv_tc_shared_bytes(warps, MT, HS));
                 flash_dkdv_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
                     dk, dv, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
             });
         } else {
+            int warps = att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
             flash_dkdv_kernel<<<grid, threads, dkdv_shared_bytes(warps, HS)>>>(
                 dk, dv, dout, q, k, v, lse, a.D, mask, causal, p, seed, g);
         }
