@@ -2,9 +2,9 @@
 """Static instruction counts of a CUDA kernel's main loop, from its SASS: what one tile costs.
 
 Without a GPU no kernel can be timed, but the instructions a warp issues per tile can be
-counted. This compiles a .cu file for one architecture, disassembles it (cuobjdump), finds in
-each kernel the loop with the most tensor-core instructions (HMMA: the tile loop) and walks
-its body as a graph of basic blocks, back edges cut (an inner loop counts once). Two paths
+counted. This compiles a .cu file for one architecture, disassembles it (cuobjdump), finds in each
+kernel the loop that holds its tensor-core instructions (HMMA: the tile loop) and walks it as
+a graph of basic blocks, back edges cut (an inner loop counts once). Two paths
 from the loop's head to a back edge, both through the most HMMA:
   lean: the fewest instructions (no masking, no dropout: the common tile);
   full: the most (every mask and dropout branch taken).
@@ -118,40 +118,79 @@ def blocks_of(ins):
 
 
 def tile_loop(blocks):
-    """(head, body block starts) of the loop whose address range holds the most HMMA."""
-    heads = collections.defaultdict(int)
-    for b, (ops, succ) in blocks.items():
-        for s in succ:
-            if s <= b:
-                heads[s] = max(heads[s], b)
-    best = None
-    for h, latch in heads.items():
-        body = [b for b in blocks if h <= b <= latch]
-        hmma = sum(cls(op) == "HMMA" for b in body for op in blocks[b][0])
-        key = (hmma, -(latch - h))
-        if hmma and (best is None or key > best[0]):
-            best = (key, h, sorted(body))
-    return (best[1], best[2]) if best else (None, [])
+    """(head, order, dag) of the loop with the most HMMA: the strongly connected component of
+    the control-flow graph holding them (the compiler lays a loop's blocks out in any order),
+    entered at head; its edges less those a depth-first walk from head finds going back (to
+    head: the next tile; to an inner loop's head: that loop counted once), in topological
+    order."""
+    index, low, stack, on, comps = {}, {}, [], set(), []
+
+    def strong(v):  # Tarjan's algorithm
+        index[v] = low[v] = len(index)
+        stack.append(v), on.add(v)
+        for w in blocks[v][1]:
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w), comp.add(w)
+                if w == v:
+                    break
+            comps.append(comp)
+
+    sys.setrecursionlimit(10000 + 4 * len(blocks))
+    for v in sorted(blocks):
+        if v not in index:
+            strong(v)
+    hmma = lambda comp: sum(cls(op) == "HMMA" for b in comp for op in blocks[b][0])
+    comp = max(comps, key=hmma)
+    if not hmma(comp):
+        return None, [], {}
+    entries = [b for b in sorted(comp) if any(b in blocks[p][1] for p in blocks if p not in comp)]
+    head = entries[0] if entries else min(comp)
+    dag, order, state = {}, [], {}
+
+    def walk(v):
+        state[v] = 1
+        dag[v] = []
+        for w in blocks[v][1]:
+            if w not in comp:
+                continue
+            if w == head:
+                dag[v].append(None)  # the next tile
+            elif state.get(w) != 1:
+                dag[v].append(w)
+                if w not in state:
+                    walk(w)
+        state[v] = 2
+        order.append(v)
+
+    walk(head)
+    return head, order[::-1], dag
 
 
-def paths(blocks, head, body):
-    """The lean and full paths from head to a back edge, as Counters of classes: the body's
-    forward edges make a DAG, walked in address order keeping the best path to each block."""
-    inside = set(body)
-    count = {b: collections.Counter(cls(op) for op in blocks[b][0]) for b in body}
+def paths(blocks, head, order, dag):
+    """The lean and full paths from head back to it, as Counters of classes: the best path to
+    each block of the DAG, in topological order."""
+    count = {b: collections.Counter(cls(op) for op in blocks[b][0]) for b in order}
     best = {sign: {head: count[head]} for sign in (-1, 1)}
     done = {-1: [], 1: []}
-    for b in body:
+    for b in order:
         for sign, reach in best.items():
             if b not in reach:
                 continue
-            for s in blocks[b][1]:
-                if s == head:
+            for s in dag[b]:
+                if s is None:
                     done[sign].append(reach[b])
-                elif s in inside and s > b:
-                    cand = reach[b] + count[s]
-                    if s not in reach or key(cand, sign) > key(reach[s], sign):
-                        reach[s] = cand
+                    continue
+                cand = reach[b] + count[s]
+                if s not in reach or key(cand, sign) > key(reach[s], sign):
+                    reach[s] = cand
     if not done[-1]:
         return None, None
     return (max(done[-1], key=lambda c: key(c, -1)), max(done[1], key=lambda c: key(c, 1)))
@@ -188,12 +227,13 @@ def main():
             pretty = pretty.strip().split("(")[0]
         if not re.search(a.kernel, pretty):
             continue
-        head, body = tile_loop(blocks_of(ins))
-        if head is None:
+        blocks = blocks_of(ins)
+        head, order, dag = tile_loop(blocks)
+        lean, full = paths(blocks, head, order, dag) if head is not None else (None, None)
+        if lean is None:
             print("%s: no loop with HMMA" % pretty)
             continue
-        lean, full = paths(blocks_of(ins), head, body)
-        print("%s (%s): the tile loop at 0x%x, %d blocks" % (pretty, a.arch, head, len(body)))
+        print("%s (%s): the tile loop at 0x%x, %d blocks" % (pretty, a.arch, head, len(order)))
         print(show("lean", lean))
         print(show("full", full))
 

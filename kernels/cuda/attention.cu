@@ -600,8 +600,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         }
         if (causal && j0 > w0 + MT * TC - 1) continue; /* every key hidden: warp-uniform */
         float s[MT][FWD_KEYS / 8][4] = {};
+        uint64_t visible = visible_keys<FWD_KEYS>(hp.keep, j0, T, lane); /* loads under the mma */
         mma_abt<FWD_KEYS, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
-        uint64_t visible = visible_keys<FWD_KEYS>(hp.keep, j0, T, lane);
         if (tile_hides<FWD_KEYS>(visible, causal, w0, j0))
 #pragma unroll
             for (int t = 0; t < MT; t++)
@@ -715,9 +715,9 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         }
         if (causal && j0 > w0 + MT * TC - 1) continue; /* warp-uniform */
         float s[MT][BWD_TILE / 8][4] = {}, dP[MT][BWD_TILE / 8][4] = {};
+        uint64_t visible = visible_keys<BWD_TILE>(hp.keep, j0, T, lane);
         mma_abt<BWD_TILE, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
         mma_abt<BWD_TILE, MT>(dP[0], dOs + warp * MT * TC * ld, Vs, ld, HP, lane);
-        uint64_t visible = visible_keys<BWD_TILE>(hp.keep, j0, T, lane);
         if (tile_hides<BWD_TILE>(visible, causal, w0, j0))
 #pragma unroll
             for (int t = 0; t < MT; t++)
