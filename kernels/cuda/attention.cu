@@ -547,8 +547,8 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
 
 /* m16 tiles of rows per warp (queries in forward and dq, keys in dk, dv): two at HP 64 (32
  * rows), so each fragment of the streamed tiles read from shared memory feeds two products
- * (FlashAttention-2's layout); one at other sizes, whose accumulators would not fit the
- * registers twice. */
+ * (FlashAttention-2's layout); one at other sizes. At HP 128 two would spill registers (forward,
+ * dk/dv, on sm_90) or need 104 KB of shared memory (dq: sm_86 and sm_89 allow a block 99 KB). */
 __host__ __device__ constexpr int warp_tiles(int HPC) {
     return HPC == 64 ? 2 : 1;
 }
