@@ -2,8 +2,9 @@
 # gpu-check.sh: the one command a session with an NVIDIA GPU runs (issue 10). Builds a Release
 # tree with the CUDA backend for the GPU it finds, then, most valuable first so that a timeout
 # loses the least: the GPU-vs-CPU tests (tests/gpu), the kernel benchmarks (bench_kernels at
-# model.precision bf16, and PyTorch's attention at its attention shapes), end to end loraft vs PyTorch + PEFT (bench/bench-gpu-e2e.py, one step
-# per model and length), a per-kernel time breakdown of a bf16 step (bench/profile-step.py,
+# model.precision bf16, PyTorch's attention at its attention shapes, and the attention kernels'
+# instructions per tile from their SASS, bench/sass-paths.py), end to end loraft vs PyTorch +
+# PEFT (bench/bench-gpu-e2e.py, one step per model and length), a per-kernel time breakdown of a bf16 step (bench/profile-step.py,
 # ncu), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32,
 # and last the whole CTest suite.
 #
@@ -137,6 +138,10 @@ if [ -n "$py" ]; then # the attention rows' target: PyTorch's SDPA at the same s
   step attention_torch 90 "$py" bench/bench-attention-torch.py --device "$e2e_device" "${smoke[@]}"
   show attention_torch "^(#|attn) " 8
 fi
+# the attention kernels' instructions per tile, from the SASS this toolkit compiles (static;
+# beside the timings above, for the same commit)
+step sass_paths 60 python3 bench/sass-paths.py --arch sm_90
+show sass_paths "tile loop|lean|full" 36
 
 note "== end to end: loraft (bf16 with and without CUDA Graphs, fp32) vs PyTorch + PEFT (bf16 autocast, SDPA)"
 e2e_py=${py:-python3}
