@@ -5,7 +5,8 @@
 # PEFT's trainable count; bench_kernels --smoke skips without a GPU (and runs its tiny shapes
 # with one); with the reference venv, bench/bench-gpu-e2e.py --device cpu --smoke runs loraft
 # and PyTorch + PEFT on the same tiny SmolLM2-shaped config and finds the same number of
-# trainable parameters.
+# trainable parameters. bench/sass-paths.py, where nvcc and a cuobjdump are, counts the bf16
+# attention forward's tile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${LORAFT_BUILD_DIR:-build}
@@ -43,6 +44,18 @@ if [ -n "$py" ]; then
   fi
 else
   echo "the reference venv is not ready: bench-gpu-e2e.py not checked"
+fi
+
+# bench/sass-paths.py on the bf16 forward at HS 64 without dropout: a warp's tile is two m16
+# tiles against 64 keys, S = Q K^T and O = P V over HP 64, 2 * 2 * (8 * 4) = 128 HMMA
+if command -v nvcc >/dev/null; then
+  rc=0
+  sass=$(python3 bench/sass-paths.py --kernel 'forward_tc_kernel<64, false>' 2>&1) || rc=$?
+  if [ $rc = 77 ]; then
+    echo "$sass"
+  else
+    check "sass-paths" "$sass" "lean +[0-9]+ instructions, [0-9.]+ per HMMA: HMMA 128 LDSM 40 "
+  fi
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
