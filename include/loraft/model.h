@@ -188,6 +188,7 @@ typedef struct Model {
     int n_valid;                          /* labels of the batch that count (>= 0) */
     int has_labels;
     int train_mode;       /* dropout on in the last forward (backward must match) */
+    int dhidden_ready;    /* the last forward's loss wrote dhidden (causal LM, training) */
     float loss_scale;     /* d(loss_weight * mean loss) / d(one counted loss), last forward */
     float *host_readout;  /* host copies of grad_norm, the pair readout and losses */
     float *host_losses;   /* in host_readout, after the pair readout */

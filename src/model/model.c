@@ -1156,6 +1156,7 @@ int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *
                   LfError *err) {
     use_precision(m);
     m->train_mode = train;
+    m->dhidden_ready = 0; /* the loss may write it */
     m->arch->forward(m, dropouts(m, train), seed);
     if (m->has_labels && m->objective->loss(m, loss_weight, err)) return -1;
     return loss ? model_read_loss(m, loss, NULL, err) : 0;

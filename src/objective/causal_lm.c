@@ -5,8 +5,11 @@
  * no modules_to_save. The architecture stops at its final hidden states; the LM head and the
  * loss run fused, in chunks of rows (ops.h lm_head_cross_entropy), so the [B*T, V] logits and
  * their gradient are never held: at SmolLM2's vocabulary and 8 x 2048 tokens that is 201 MB of
- * scratch instead of 6.4 GB. Backward runs the head again (one GEMM per chunk more) for the
- * gradients of the hidden states and of a trainable head: forward never writes a gradient. */
+ * scratch instead of 6.4 GB. A training forward (train mode, something trains) also writes the
+ * hidden states' gradient, dhidden, in the same pass over the logits, since backward follows
+ * with the loss's scale already known: a frozen head (LoRA) then costs backward nothing, where
+ * it would form every chunk of logits again. A trainable head's gradient is a parameter's, so
+ * forward never writes it: backward runs the head again for it. */
 #include "loraft/objective.h"
 
 void causal_lm_plan(Model *m, Plan *pl) {
@@ -31,25 +34,27 @@ int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out
     return 0;
 }
 
-int lm_head_run(Model *m, int grads, const float *row_scale, LfError *err) {
+int lm_head_run(Model *m, int dh, int dw, const float *row_scale, LfError *err) {
     const Linear *head = m->head;
     int N = m->B * m->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
     if (head->lora) return lf_fail(err, "a LoRA adapter on the LM head is not supported");
-    if (grads) m->ops->zero(m->dhidden, (size_t)N * C * sizeof(float));
-    m->ops->lm_head_cross_entropy(m->losses, grads ? m->dhidden : NULL,
-                                  grads ? head->w->grad : NULL, m->hidden, head->w->value,
-                                  m->labels, m->loss_scale, row_scale, m->head_scratch, N, C, V,
-                                  OPS_LM_HEAD_CHUNK);
+    if (dh) m->ops->zero(m->dhidden, (size_t)N * C * sizeof(float));
+    m->ops->lm_head_cross_entropy(m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL,
+                                  m->hidden, head->w->value, m->labels, m->loss_scale, row_scale,
+                                  m->head_scratch, N, C, V, OPS_LM_HEAD_CHUNK);
     return 0;
 }
 
 static int causal_lm_loss(Model *m, float loss_weight, LfError *err) {
     m->loss_scale = m->n_valid ? loss_weight / (float)m->n_valid : 0.0f;
-    return lm_head_run(m, 0, NULL, err);
+    m->dhidden_ready = m->train_mode && m->n_grads > 0;
+    return lm_head_run(m, m->dhidden_ready, 0, NULL, err);
 }
 
 static int causal_lm_backward(Model *m, LfError *err) {
-    return lm_head_run(m, 1, NULL, err);
+    int dw = m->head->w->grad != NULL;
+    if (m->dhidden_ready && !dw) return 0;
+    return lm_head_run(m, !m->dhidden_ready, dw, NULL, err);
 }
 
 const Objective objective_causal_lm = {

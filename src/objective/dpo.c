@@ -34,7 +34,7 @@ static int dpo_loss(Model *m, float loss_weight, LfError *err) {
     int reference = m->adapters_off; /* this forward is the reference policy's */
     const float *ref = reference || !m->has_ref ? NULL : m->ref_logps;
     m->loss_scale = ref ? 1.0f : 0.0f; /* no gradient without a reference */
-    if (lm_head_run(m, 0, NULL, err)) return -1;
+    if (lm_head_run(m, 0, 0, NULL, err)) return -1;
     m->ops->dpo_loss(m->pair_sums, reference ? m->ref_logps : m->row_scores,
                      ref ? m->row_scale : NULL, m->losses, m->labels, ref, s->beta,
                      s->label_smoothing, s->loss == DPO_IPO, loss_weight, m->B, m->T);
@@ -55,7 +55,7 @@ int dpo_reference_forward(Model *m, LfError *err) {
 }
 
 static int dpo_backward(Model *m, LfError *err) {
-    return lm_head_run(m, 1, m->row_scale, err);
+    return lm_head_run(m, 1, 1, m->row_scale, err);
 }
 
 const Objective objective_dpo = {
