@@ -675,7 +675,7 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
                 double s = 0;
                 for (int n = 0; n < N; n++) {
                     float x = from_copy ? bf16_to_f32(xb[n * (C + R) + k]) : c->inp[n * C + k];
-                    x *= rng_dropout_scale(lora_seed, (uint64_t)n * C + k, c->p);
+                    x *= rng_row_dropout(lora_seed, (uint64_t)n, (uint32_t)k, c->p);
                     s += (double)bf16_to_f32(dd[n * LDD + OC + r]) * bf16_value(x);
                 }
                 rdA[r * C + k] = s;
@@ -684,7 +684,7 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
             for (int k = 0; k < C; k++) {
                 double s = 0;
                 for (int r = 0; r < R; r++) s += (double)du[n * R + r] * c->A[r * C + k];
-                rdinp[n * C + k] = s * rng_dropout_scale(lora_seed, (uint64_t)n * C + k, c->p);
+                rdinp[n * C + k] = s * rng_row_dropout(lora_seed, (uint64_t)n, (uint32_t)k, c->p);
             }
         CHECK(count_mismatch("lora_bf16 dB", dB, rdB, OC * R, 1e-6, 1e-5) == 0);
         CHECK(count_mismatch("lora_bf16 dA", dA, rdA, R * C, 1e-6, 1e-5) == 0);
@@ -714,8 +714,8 @@ static void test_lora(float p) {
             for (int r = 0; r < R; r++) {
                 double u = 0;
                 for (int k = 0; k < C; k++)
-                    u += (double)c.inp[n * C + k] * rng_dropout_scale(lora_seed, n * C + k, p) *
-                         c.A[r * C + k];
+                    u += (double)c.inp[n * C + k] *
+                         rng_row_dropout(lora_seed, (uint64_t)n, (uint32_t)k, p) * c.A[r * C + k];
                 s += u * c.Bm[o * R + r];
             }
             ref[n * OC + o] = c.base[n * OC + o] + lora_scale * s;
@@ -789,7 +789,7 @@ static void attention_naive(const AttShape *a, const float *q, const float *k, c
                 for (int j = 0; j < T; j++) {
                     const float *vj = v + ((size_t)b * T + j) * KC + h / G * HS;
                     P[j] = sum > 0 && P[j] > -INFINITY ? exp(P[j] - lse[row]) : 0;
-                    keep[j] = rng_att_dropout(att_seed, row, (uint32_t)j, a->p);
+                    keep[j] = rng_row_dropout(att_seed, row, (uint32_t)j, a->p);
                     dP[j] = 0;
                     for (int d = 0; d < HS; d++) {
                         out[qi + d] += P[j] * keep[j] * vj[d];
@@ -1106,7 +1106,7 @@ static void test_dropout_stats(void) {
     free(x), free(y), free(z);
 }
 
-/* Attention's dropout draws (rng.h rng_att_*): a 16-bit half of a draw per key. Over 2^21
+/* Attention's dropout draws (rng.h rng_row_*): a 16-bit half of a draw per key. Over 2^21
  * keys at p = 0.1: the dropped fraction, and how often two keys are both dropped when they share
  * a draw (2u, 2u+1), are neighbours in consecutive draws (2u+1, 2u+2) or in consecutive rows
  * (same key), or differ only in the seed's upper half: independent keys give p^2 each, within
@@ -1119,14 +1119,14 @@ static void test_att_dropout_stats(void) {
     double seeds = 0, values_ok = 1;
     for (uint64_t r = 0; r < ROWS; r++)
         for (uint32_t j = 0; j < KEYS; j++) {
-            float m = rng_att_dropout(seed, r, j, p);
+            float m = rng_row_dropout(seed, r, j, p);
             int d = m == 0.0f;
             values_ok *= d || m == 1.0f / (1.0f - p);
             dropped += d;
-            if (j & 1) share += d && rng_att_dropout(seed, r, j - 1, p) == 0.0f;
-            if ((j & 1) && j + 1 < KEYS) next += d && rng_att_dropout(seed, r, j + 1, p) == 0.0f;
-            if (r & 1) rows += d && rng_att_dropout(seed, r - 1, j, p) == 0.0f;
-            seeds += d && rng_att_dropout(other, r, j, p) == 0.0f;
+            if (j & 1) share += d && rng_row_dropout(seed, r, j - 1, p) == 0.0f;
+            if ((j & 1) && j + 1 < KEYS) next += d && rng_row_dropout(seed, r, j + 1, p) == 0.0f;
+            if (r & 1) rows += d && rng_row_dropout(seed, r - 1, j, p) == 0.0f;
+            seeds += d && rng_row_dropout(other, r, j, p) == 0.0f;
         }
     double q = (double)p * p, frac = dropped / n, sigma = sqrt(p * (1 - p) / n);
     double cases[4][2] = {{share, pairs}, {next, ROWS * (KEYS / 2 - 1)}, {rows, n / 2}, {seeds, n}};
@@ -1138,7 +1138,7 @@ static void test_att_dropout_stats(void) {
     for (int c = 0; c < 4; c++)
         CHECK(fabs(cases[c][0] / cases[c][1] - q) < 4 * sqrt(q * (1 - q) / cases[c][1]));
     CHECK(values_ok);
-    CHECK(rng_att_dropout(seed, 7, 3, 0.0f) == 1.0f && rng_att_scale(0, 0, 0.0f) == 1.0f);
+    CHECK(rng_row_dropout(seed, 7, 3, 0.0f) == 1.0f && rng_row_scale(0, 0, 0.0f) == 1.0f);
 }
 
 /* ---- cross-entropy ---- */

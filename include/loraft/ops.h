@@ -16,7 +16,8 @@
  * - a NULL gradient pointer means "not needed" (a frozen weight, or an input whose
  *   gradient no one uses) and that work is skipped;
  * - dropout is a pure function of (seed, element index), see rng.h, so backward
- *   regenerates the mask and both backends draw identical masks;
+ *   regenerates the mask and both backends draw identical masks (attention's P and LoRA's input
+ *   with rng_row_dropout, the rest with rng_dropout_scale);
  * - an input that a backward op reads again may come as its bf16 copy instead (uint16_t,
  *   rounded to nearest even; the f32 pointer NULL), which the forward op writes beside its
  *   output when given somewhere to (NULL: not written): model.precision bf16 keeps those
@@ -181,8 +182,8 @@ typedef struct Ops {
     size_t (*matmul_bf16_scratch)(int N, int C, int OC);
     /* The LoRA down-projections of n (1..OPS_LORA_GROUP_MAX) adapted linears that read the same
      * inp [N,C], for one GEMM each over [x | s u] @ [W | B]^T: reads inp once and, for j < n,
-     * writes u[j] [N,R] = drop_j(inp) @ A[j]^T (f32, saved for lora_backward; drop_j =
-     * dropout(p, seeds[j]), lora_forward's masks) and copy j, xb[j] [N, C+R] bf16 =
+     * writes u[j] [N,R] = drop_j(inp) @ A[j]^T (f32, saved for lora_backward; drop_j:
+     * lora_forward's masks of seeds[j]) and copy j, xb[j] [N, C+R] bf16 =
      * [bf16(inp) | bf16(scale * u[j])]. xb, u, A, seeds: host arrays of n. scratch:
      * ops_lora_scratch(N, C, R) floats. */
     void (*lora_down_bf16)(uint16_t *const *xb, float *const *u, const float *const *A,
@@ -200,8 +201,9 @@ typedef struct Ops {
     Precision (*best_precision)(void);
 
     /* ---- LoRA branch beside a dense layer ----
-     * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop = dropout(p, seed)
-     * on inp [N,C]; A [R,C], B [OC,R]. Saves u for backward.
+     * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop(inp)[n,k] = inp[n,k] *
+     * rng_row_dropout(seed, n, k, p) on inp [N,C] (rng.h: a draw per two columns of a row;
+     * every LoRA op's mask); A [R,C], B [OC,R]. Saves u for backward.
      * scratch: ops_lora_scratch(N, C, R) floats (forward and backward). */
     void (*lora_forward)(float *out, float *u, const float *inp, const float *A, const float *B,
                          float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
@@ -235,7 +237,7 @@ typedef struct Ops {
      *   P[b,h,i,j] = exp(s[i,j] - lse[b,h,i]) on allowed keys, 0 elsewhere (the softmax);
      *   out = dropout(P; p, seed) @ v, heads concatenated.
      * No backend keeps P [B,NH,T,T]: backward recomputes it from q, k and lse. P[b,h,i,j]'s
-     * dropout multiplier is rng_att_dropout(seed, (b*NH + h)*T + i, j, p) (rng.h: a draw per
+     * dropout multiplier is rng_row_dropout(seed, (b*NH + h)*T + i, j, p) (rng.h: a draw per
      * two keys, so that the masks cost the kernels little).
      * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward).
      * saved: ops->attention_saved(precision, B, T, NH, NKV, HS) floats (NULL when 0), which
@@ -245,7 +247,7 @@ typedef struct Ops {
                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
     /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients (each may be NULL). out and lse are this
      * forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
-     * (rng_att_dropout of P's row and key), dP = dout_h v^T and D = rowsum(dout * out) per row:
+     * (rng_row_dropout of P's row and key), dP = dout_h v^T and D = rowsum(dout * out) per row:
      * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
      * dout, grouped query heads adding up in their KV head. When the backend saves anything
      * (attention_saved > 0), q, k, v and out are read from saved (out as bf16(out), so D of the

@@ -41,31 +41,32 @@ static inline LF_HOST_DEVICE float rng_dropout_scale(uint64_t seed, uint64_t ind
     return u < p ? 0.0f : 1.0f / (1.0f - p);
 }
 
-/* Dropout on attention's probabilities P, cheaper per score than rng_dropout_scale because
- * attention draws T times more masks than any activation: one 32-bit draw per pair of keys
- * (2u, 2u+1) of a row of P, 16 bits a key (key 2u the low half), from a key per row made once.
- * row = (b*NH + h)*T + i; the row key mixes the seed's both halves and the row's.
- *   rng_att_row(seed, row)          the row's key (two rounds of the mix, once per row)
- *   rng_att_pair(row_key, u)        the draw of keys 2u, 2u+1 (one round per two scores)
- *   rng_att_scale(draw, half, p)    the multiplier of key 2u + half: 0 when its 16 bits are
+/* Dropout on a matrix of long rows, cheaper per element than rng_dropout_scale: attention's
+ * probabilities P (row (b*NH + h)*T + i, column key j) and LoRA's input x [N,C] (row n, column
+ * k), where the masks, drawn again by every kernel that needs them (forward, backward, each
+ * adapted linear), are what bounds the kernels. One 32-bit draw per pair of columns (2u, 2u+1)
+ * of a row, 16 bits a column (column 2u the low half), from a key per row made once:
+ *   rng_row_key(seed, row)          the row's key (two rounds of the mix, once per row)
+ *   rng_row_pair(row_key, u)        the draw of columns 2u, 2u+1 (one round per two elements)
+ *   rng_row_scale(draw, half, p)    the multiplier of column 2u + half: 0 when its 16 bits are
  *                                   below p rounded to 1/65536 (a keep probability within 2^-17
  *                                   of 1 - p), else 1 / (1 - p)
- *   rng_att_dropout(seed, row, j, p)  the three for key j (1 when p <= 0). */
-static inline LF_HOST_DEVICE uint32_t rng_att_row(uint64_t seed, uint64_t row) {
+ *   rng_row_dropout(seed, row, j, p)  the three for column j (1 when p <= 0). */
+static inline LF_HOST_DEVICE uint32_t rng_row_key(uint64_t seed, uint64_t row) {
     uint32_t h = rng_mix32((uint32_t)row * 0x9E3779B9u + (uint32_t)seed);
     return rng_mix32(h ^ (uint32_t)(seed >> 32) ^ (uint32_t)(row >> 32));
 }
-static inline LF_HOST_DEVICE uint32_t rng_att_pair(uint32_t row_key, uint32_t u) {
+static inline LF_HOST_DEVICE uint32_t rng_row_pair(uint32_t row_key, uint32_t u) {
     return rng_mix32(row_key + u * 0x9E3779B9u);
 }
-static inline LF_HOST_DEVICE float rng_att_scale(uint32_t draw, int half, float p) {
+static inline LF_HOST_DEVICE float rng_row_scale(uint32_t draw, int half, float p) {
     uint32_t bits = half ? draw >> 16 : draw & 0xffffu;
     return bits < (uint32_t)(p * 65536.0f + 0.5f) ? 0.0f : 1.0f / (1.0f - p);
 }
-static inline LF_HOST_DEVICE float rng_att_dropout(uint64_t seed, uint64_t row, uint32_t j,
+static inline LF_HOST_DEVICE float rng_row_dropout(uint64_t seed, uint64_t row, uint32_t j,
                                                    float p) {
     if (p <= 0.0f) return 1.0f;
-    return rng_att_scale(rng_att_pair(rng_att_row(seed, row), j >> 1), (int)(j & 1), p);
+    return rng_row_scale(rng_row_pair(rng_row_key(seed, row), j >> 1), (int)(j & 1), p);
 }
 
 /* A sequential generator for host-side use (init, shuffling): state advances by one. */

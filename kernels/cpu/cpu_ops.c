@@ -361,7 +361,7 @@ static Precision cpu_best_precision(void) {
     return PRECISION_FP32;
 }
 
-/* ---- element-wise (dropout first: the LoRA branch uses it) ---- */
+/* ---- element-wise (dropout first) ---- */
 
 /* out[n] = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
 static void cpu_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n) {
@@ -377,6 +377,23 @@ static void cpu_dropout_backward(float *dinp, const float *dout, float p, uint64
 
 /* ---- LoRA branch ---- */
 
+/* LoRA's dropout of x [N,C] (ops.h): out = x * rng_row_dropout(seed, n, k, p), or with add
+ * out += that; each row's key made once. */
+static void lora_dropout(float *out, const float *x, float p, uint64_t seed, int N, int C,
+                         int add) {
+#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        uint32_t key = rng_row_key(seed, (uint64_t)n);
+        float *o = out + (size_t)n * C;
+        const float *xn = x + (size_t)n * C;
+#pragma omp simd
+        for (int k = 0; k < C; k++) {
+            float v = xn[k] * rng_row_scale(rng_row_pair(key, (uint32_t)k >> 1), k & 1, p);
+            o[k] = add ? o[k] + v : v;
+        }
+    }
+}
+
 /* out[N,OC] += scale * u @ B^T, u[N,R] = drop(inp[N,C]) @ A[R,C]^T; B [OC,R]; scratch: N*C floats
  * (the dropped input; unused when p == 0). */
 static void cpu_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
@@ -384,7 +401,7 @@ static void cpu_lora_forward(float *out, float *u, const float *inp, const float
                              int OC, int R) {
     const float *x = inp;
     if (p > 0.0f) {
-        cpu_dropout_forward(scratch, inp, p, seed, (size_t)N * C);
+        lora_dropout(scratch, inp, p, seed, N, C, 0);
         x = scratch;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, x, C, A, C, 0.0f, u, R);
@@ -409,7 +426,7 @@ static void cpu_lora_backward(float *dinp, float *dA, float *dB, const float *do
     if (dA) {
         const float *x = inp;
         if (p > 0.0f) {
-            cpu_dropout_forward(x_drop, inp, p, seed, (size_t)N * C);
+            lora_dropout(x_drop, inp, p, seed, N, C, 0);
             x = x_drop;
         }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, N, 1.0f, du, R, x, C, 1.0f, dA,
@@ -424,7 +441,7 @@ static void cpu_lora_backward(float *dinp, float *dA, float *dB, const float *do
     /* Dropout sits between inp and A: route du @ A through its mask. */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, R, 1.0f, du, R, A, C, 0.0f, x_drop,
                 C);
-    cpu_dropout_backward(dinp, x_drop, p, seed, (size_t)N * C);
+    lora_dropout(dinp, x_drop, p, seed, N, C, 1);
 }
 
 /* The bf16 value of x as f32 */
@@ -463,9 +480,9 @@ static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *
         for (int r = 0; r < R; r++) {
             float s = 0.0f;
             for (int n = 0; n < N; n++) {
-                size_t i = (size_t)n * C + c;
-                float x = inp ? inp[i] : qb_bf16(xb[(size_t)n * ldx + c]);
-                s += qb_bf16(dd[n * ldd + OC + r]) * bf16_round(x * rng_dropout_scale(seed, i, p));
+                float x = inp ? inp[(size_t)n * C + c] : qb_bf16(xb[(size_t)n * ldx + c]);
+                s += qb_bf16(dd[n * ldd + OC + r]) *
+                     bf16_round(x * rng_row_dropout(seed, (uint64_t)n, (uint32_t)c, p));
             }
             dA[(size_t)r * C + c] += s;
         }
@@ -474,8 +491,7 @@ static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *
         for (int c = 0; c < C; c++) {
             float s = 0.0f;
             for (int r = 0; r < R; r++) s += du[(size_t)n * R + r] * A[(size_t)r * C + c];
-            size_t i = (size_t)n * C + c;
-            dinp[i] += rng_dropout_scale(seed, i, p) * s;
+            dinp[(size_t)n * C + c] += rng_row_dropout(seed, (uint64_t)n, (uint32_t)c, p) * s;
         }
 }
 
@@ -488,7 +504,7 @@ static void cpu_lora_down_bf16(uint16_t *const *xb, float *const *u, const float
     for (int j = 0; j < n; j++) {
         const float *x = inp;
         if (p > 0.0f) {
-            cpu_dropout_forward(scratch, inp, p, seeds[j], (size_t)N * C);
+            lora_dropout(scratch, inp, p, seeds[j], N, C, 0);
             x = scratch;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, x, C, A[j], C, 0.0f,
@@ -590,7 +606,7 @@ static void block_abt(float *s, const float *x, const float *y, float alpha, con
                 a->NH * a->HS, y + r->kv, a->NKV * a->HS, 0.0f, s, r->keys);
 }
 
-/* P[b,h,i,j]'s dropout is rng_att_dropout's of row lse_row = (b*NH + h)*T + i and key j. */
+/* P[b,h,i,j]'s dropout is rng_row_dropout's of row lse_row = (b*NH + h)*T + i and key j. */
 static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
     block_abt(s, a->q, a->k, 1.0f / sqrtf((float)a->HS), a, r);
     for (int ii = 0; ii < r->rows; ii++) {
@@ -598,10 +614,10 @@ static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
         size_t at = r->lse + ii;
         a->lse[at] = softmax_row(row, r->mask, a->causal ? r->i0 + ii + 1 : r->keys, r->keys);
         if (a->p > 0.0f) {
-            uint32_t key = rng_att_row(a->seed, at);
+            uint32_t key = rng_row_key(a->seed, at);
 #pragma omp simd
             for (int j = 0; j < r->keys; j++)
-                row[j] *= rng_att_scale(rng_att_pair(key, (uint32_t)j >> 1), j & 1, a->p);
+                row[j] *= rng_row_scale(rng_row_pair(key, (uint32_t)j >> 1), j & 1, a->p);
         }
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->rows, a->HS, r->keys, 1.0f, s,
@@ -622,14 +638,14 @@ static void backward_block(const AttArgs *a, const RowBlock *r, float *s) {
         size_t at = r->lse + ii;
         float lse = a->lse[at];
         int limit = a->causal ? r->i0 + ii + 1 : r->keys;
-        uint32_t key = rng_att_row(a->seed, at);
+        uint32_t key = rng_row_key(a->seed, at);
         if (want_ds)
             for (int d = 0; d < HS; d++) D += dout[d] * out[d];
 #pragma omp simd
         for (int j = 0; j < r->keys; j++) {
             float P = j < limit && (!r->mask || r->mask[j]) ? exp_approx(sr[j] - lse) : 0.0f;
             float keep = a->p > 0.0f
-                             ? rng_att_scale(rng_att_pair(key, (uint32_t)j >> 1), j & 1, a->p)
+                             ? rng_row_scale(rng_row_pair(key, (uint32_t)j >> 1), j & 1, a->p)
                              : 1.0f;
             if (want_ds) gr[j] = P * (gr[j] * keep - D) * scale;
             sr[j] = P * keep;

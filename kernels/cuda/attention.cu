@@ -73,12 +73,6 @@ __device__ inline bool key_visible(const int32_t *keep, int causal, int i, int j
 
 /* dst[r*W + d] = rows r0 + r of a head at src (row stride ld) as float or bf16 (rounded), zero
  * past row T and past dimension HS (a row of W >= HS); all threads. */
-__device__ inline void store_as(float *dst, float x) {
-    *dst = x;
-}
-__device__ inline void store_as(__nv_bfloat16 *dst, float x) {
-    *dst = __float2bfloat16(x);
-}
 template <typename E>
 __device__ inline void load_rows(E *dst, const float *src, size_t ld, int r0, int n, int T, int HS,
                                  int W) {
@@ -164,7 +158,7 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
             l[r] = l[r] * rescale + warp_sum(pj);
             m[r] = m_new;
             for (int c = 0; c < DIMS; c++) acc[r][c] *= rescale;
-            W[lane] = pj * rng_att_dropout(seed, (uint64_t)bh * T + i, j, p);
+            W[lane] = pj * rng_row_dropout(seed, (uint64_t)bh * T + i, j, p);
             __syncwarp();
             acc_rows(acc[r], W, Vs, n, HS, lane);
             __syncwarp(); /* W read before the next row writes it */
@@ -233,7 +227,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
                 float P =
                     exp_approx(dot_rotated(Qs + w, Ks + lane * HS, HS, start) * scale - row_lse[r]);
                 float dP = dot_rotated(dOs + w, Vs + lane * HS, HS, start) *
-                           rng_att_dropout(seed, (uint64_t)bh * T + i, j, p);
+                           rng_row_dropout(seed, (uint64_t)bh * T + i, j, p);
                 ds = P * (dP - row_D[r]);
             }
             W[lane] = ds;
@@ -289,7 +283,7 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
                 if (i < T && key_visible(hp.keep, causal, i, j, T)) {
                     float P = exp_approx(dot_rotated(Qs + lane * HS, Ks + kw, HS, start) * scale -
                                          row_lse);
-                    float keep = rng_att_dropout(seed, bh * T + i, j, p);
+                    float keep = rng_row_dropout(seed, bh * T + i, j, p);
                     pd = P * keep;
                     ds = P * (dot_rotated(dOs + lane * HS, Vs + kw, HS, start) * keep - row_D);
                 }
@@ -527,6 +521,17 @@ __device__ inline void hide_scores(float (*s)[4], uint64_t visible, int causal, 
         }
 }
 
+/* hide_scores for the warp's MT m16 tiles (s[t * N/8 + .], rows from w0, 16 apart), when the
+ * tile hides any key of them at all (tile_hides). The whole warp. */
+template <int N, int MT>
+__device__ inline void hide_tile(float (*s)[4], uint64_t visible, int causal, int w0, int j0,
+                                 int lane) {
+    if (!tile_hides<N>(visible, causal, w0, j0)) return;
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+        hide_scores<N>(s + t * (N / 8), visible, causal, w0 + t * TC, j0, lane);
+}
+
 /* grad[row][d] += scale * the lane's elements of acc, row = the warp's 16 rows from r0 (at
  * grad + r0 * ld), for rows < T and d < HS. */
 __device__ inline void add_tiles(float *grad, size_t ld, const float (*acc)[4], float scale, int r0,
@@ -575,13 +580,13 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     size_t ldq = (size_t)g.NH * HS;
     float scale2 = LOG2E / sqrtf((float)HS), m[MT][2], l[MT][2] = {};
     float o[MT][TC_DIMS][4] = {};
-    uint32_t row_key[MT][2]; /* rng_att_row of the lane's rows (tile t, h) */
+    uint32_t row_key[MT][2]; /* rng_row_key of the lane's rows (tile t, h) */
 #pragma unroll
     for (int t = 0; t < MT; t++)
         for (int h = 0; h < 2; h++) {
             m[t][h] = -INFINITY;
             row_key[t][h] =
-                DROP ? rng_att_row(seed, (uint64_t)bh * T + w0 + t * TC + 8 * h + (lane >> 2)) : 0;
+                DROP ? rng_row_key(seed, (uint64_t)bh * T + w0 + t * TC + 8 * h + (lane >> 2)) : 0;
         }
     load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
     load_tile_async(KV, ld, kb, 0, FWD_KEYS, T, HP);
@@ -602,10 +607,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         float s[MT][FWD_KEYS / 8][4] = {};
         uint64_t visible = visible_keys<FWD_KEYS>(hp.keep, j0, T, lane); /* loads under the mma */
         mma_abt<FWD_KEYS, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
-        if (tile_hides<FWD_KEYS>(visible, causal, w0, j0))
-#pragma unroll
-            for (int t = 0; t < MT; t++)
-                hide_scores<FWD_KEYS>(s[t], visible, causal, w0 + t * TC, j0, lane);
+        hide_tile<FWD_KEYS, MT>(s[0], visible, causal, w0, j0, lane);
 #pragma unroll
         for (int t = 0; t < MT; t++) { /* the online softmax of tile t's rows g, g + 8 (h) */
             float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, rescale[2], ms[2];
@@ -623,12 +625,12 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             for (int nt = 0; nt < FWD_KEYS / 8; nt++) {
                 uint32_t draw[2]; /* the lane's key pair in rows h */
                 for (int h = 0; h < 2 && DROP; h++)
-                    draw[h] = rng_att_pair(row_key[t][h], (uint32_t)(j0 + c_col(lane, nt, 0)) >> 1);
+                    draw[h] = rng_row_pair(row_key[t][h], (uint32_t)(j0 + c_col(lane, nt, 0)) >> 1);
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     float pj = ex2_approx(fmaf(s[t][nt][e], scale2, -ms[e >> 1]));
                     sum[e >> 1] += pj;
-                    if (DROP) pj *= rng_att_scale(draw[e >> 1], e & 1, p);
+                    if (DROP) pj *= rng_row_scale(draw[e >> 1], e & 1, p);
                     s[t][nt][e] = pj;
                 }
             }
@@ -688,14 +690,14 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     size_t ldq = (size_t)g.NH * HS;
     float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale, acc[MT][TC_DIMS][4] = {};
     float row_lse2[MT][2], row_D[MT][2]; /* lse in log2 units, as the scores below */
-    uint32_t row_key[MT][2];             /* rng_att_row of the lane's rows */
+    uint32_t row_key[MT][2];             /* rng_row_key of the lane's rows */
 #pragma unroll
     for (int t = 0; t < MT; t++)
         for (int h = 0; h < 2; h++) {
             int i = w0 + t * TC + 8 * h + (lane >> 2);
             row_lse2[t][h] = i < T ? lse[(size_t)bh * T + i] * LOG2E : INFINITY;
             row_D[t][h] = i < T ? D[(size_t)bh * T + i] : 0.0f;
-            row_key[t][h] = DROP ? rng_att_row(seed, (uint64_t)bh * T + i) : 0;
+            row_key[t][h] = DROP ? rng_row_key(seed, (uint64_t)bh * T + i) : 0;
         }
     load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
     load_tile_async(dOs, ld, head_rows(doh, b, head, g.NH, T, HP), i0, rows, T, HP);
@@ -718,23 +720,20 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         uint64_t visible = visible_keys<BWD_TILE>(hp.keep, j0, T, lane);
         mma_abt<BWD_TILE, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
         mma_abt<BWD_TILE, MT>(dP[0], dOs + warp * MT * TC * ld, Vs, ld, HP, lane);
-        if (tile_hides<BWD_TILE>(visible, causal, w0, j0))
-#pragma unroll
-            for (int t = 0; t < MT; t++)
-                hide_scores<BWD_TILE>(s[t], visible, causal, w0 + t * TC, j0, lane);
+        hide_tile<BWD_TILE, MT>(s[0], visible, causal, w0, j0, lane);
 #pragma unroll
         for (int t = 0; t < MT; t++)
 #pragma unroll
             for (int nt = 0; nt < BWD_TILE / 8; nt++) {
                 uint32_t draw[2];
                 for (int h = 0; h < 2 && DROP; h++)
-                    draw[h] = rng_att_pair(row_key[t][h], (uint32_t)(j0 + c_col(lane, nt, 0)) >> 1);
+                    draw[h] = rng_row_pair(row_key[t][h], (uint32_t)(j0 + c_col(lane, nt, 0)) >> 1);
 #pragma unroll
                 for (int e = 0; e < 4; e++) { /* hidden keys, rows past T (lse2 = inf): P = 0 */
                     int h = e >> 1;
                     float P = ex2_approx(fmaf(s[t][nt][e], scale2, -row_lse2[t][h]));
                     float dPm = dP[t][nt][e];
-                    if (DROP) dPm *= rng_att_scale(draw[h], e & 1, p);
+                    if (DROP) dPm *= rng_row_scale(draw[h], e & 1, p);
                     s[t][nt][e] = P * (dPm - row_D[t][h]);
                 }
             }
@@ -753,7 +752,7 @@ struct QueryTiles {
     int first_head, i_start, per_head;
 };
 /* Queues query tile n of qt (q, dout rows; lse, D) into buf: Qs, dOs [BWD_TILE][ld], then
- * lse_s, D_s [BWD_TILE] floats and (drop) key_s [BWD_TILE], the rows' rng_att_row (stored now,
+ * lse_s, D_s [BWD_TILE] floats and (drop) key_s [BWD_TILE], the rows' rng_row_key (stored now,
  * seen after the next barrier); rows past T get lse = inf (P = 0) and D = 0. All threads. */
 __device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTiles qt, int n,
                                        const bf16 *qh, const bf16 *doh, const float *lse,
@@ -774,7 +773,7 @@ __device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTi
         } else {
             lse_s[t] = INFINITY, D_s[t] = 0.0f;
         }
-        if (drop) key_s[t] = rng_att_row(seed, row0 + t);
+        if (drop) key_s[t] = rng_row_key(seed, row0 + t);
     }
 }
 
@@ -848,7 +847,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #pragma unroll
                 for (int h = 0; h < 2 && DROP; h++) {
                     uint32_t mine =
-                        rng_att_pair(key_s[ii + own], (uint32_t)(wt + c_row(lane, 2 * h)) >> 1);
+                        rng_row_pair(key_s[ii + own], (uint32_t)(wt + c_row(lane, 2 * h)) >> 1);
                     uint32_t other = __shfl_xor_sync(0xffffffffu, mine, 4);
                     draw[h][0] = own ? other : mine, draw[h][1] = own ? mine : other;
                 }
@@ -858,7 +857,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                     float P = ex2_approx(fmaf(st[t][nt][e], scale2, nl[c])), keep = 1.0f;
                     if (hides && !(key_ok[t][e >> 1] && (!causal || wt + jj <= i0 + ii + c)))
                         P = 0.0f;
-                    if (DROP) keep = rng_att_scale(draw[e >> 1][c], jj & 1, p);
+                    if (DROP) keep = rng_row_scale(draw[e >> 1][c], jj & 1, p);
                     st[t][nt][e] = P * keep, dPt[t][nt][e] = P * (dPt[t][nt][e] * keep - Dc[c]);
                 }
             }
@@ -888,16 +887,20 @@ static size_t dq_tc_shared_bytes(int warps, int MT, int HS) {
 static size_t dkdv_tc_shared_bytes(int warps, int MT, int HS) {
     return sizeof(bf16) * 2 * warps * MT * TC * tile_stride(HS) + 2 * query_tile_bytes(HS);
 }
-/* Calls launch(std::integral_constant<int, HPC>, std::bool_constant<DROP>) with the
+/* Calls launch(std::integral_constant<int, HPC>, std::bool_constant<DROP>, warps) with the
  * tensor-core kernels' compiled shape: HP = 64 and 128 have kernels of their own (loops unrolled
  * whole, no branches on HP), other sizes HPC = 0 (HP at run time); DROP = p > 0, so that p = 0
- * runs no dropout code at all. */
-template <typename F> static void with_kernel_shape(int HS, float p, F launch) {
+ * runs no dropout code at all; grid and threads set for `problems` heads of T rows at
+ * warp_tiles(HPC) m16 tiles a warp. */
+template <typename F>
+static void with_kernel_shape(int HS, float p, int problems, int T, dim3 *grid, unsigned *threads,
+                              F launch) {
     auto drop = [&](auto hpc) {
+        int warps = att_launch_shape(grid, threads, problems, T, warp_tiles(hpc) * TC);
         if (p > 0.0f)
-            launch(hpc, std::true_type());
+            launch(hpc, std::true_type(), warps);
         else
-            launch(hpc, std::false_type());
+            launch(hpc, std::false_type(), warps);
     };
     int HP = padded_hs(HS);
     if (HP == 64)
@@ -984,13 +987,11 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
         if (!copies_aligned(saved, scratch)) return;
         AttCopies a = att_copies(saved, scratch, g);
         heads_bf16(a.q, q, g, NH), heads_bf16(a.k, k, g, NKV), heads_bf16(a.v, v, g, NKV);
-        with_kernel_shape(HS, p, [&](auto hp, auto drop) {
+        with_kernel_shape(HS, p, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
             constexpr int HPC = decltype(hp)::value;
             constexpr bool DROP = decltype(drop)::value;
-            constexpr int MT = warp_tiles(HPC);
-            int warps = att_launch_shape(&grid, &threads, B * NH, T, MT * TC);
             auto *kernel = flash_forward_tc_kernel<HPC, DROP>;
-            size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes(warps, MT, HS));
+            size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes(warps, warp_tiles(HPC), HS));
             flash_forward_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
                 out, a.out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
         });
@@ -1025,16 +1026,16 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     if (tc) heads_bf16(a.dout, dout, g, NH);
     if (dq) {
         if (tc) {
-            with_kernel_shape(HS, p, [&](auto hp, auto drop) {
-                constexpr int HPC = decltype(hp)::value;
-                constexpr bool DROP = decltype(drop)::value;
-                constexpr int MT = warp_tiles(HPC);
-                int warps = att_launch_shape(&grid, &threads, B * NH, T, MT * TC);
-                auto *kernel = flash_dq_tc_kernel<HPC, DROP>;
-                size_t bytes = allow_shared(kernel, dq_tc_shared_bytes(warps, MT, HS));
-                flash_dq_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
-                    dq, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
-            });
+            with_kernel_shape(
+                HS, p, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
+                    constexpr int HPC = decltype(hp)::value;
+                    constexpr bool DROP = decltype(drop)::value;
+                    auto *kernel = flash_dq_tc_kernel<HPC, DROP>;
+                    size_t bytes =
+                        allow_shared(kernel, dq_tc_shared_bytes(warps, warp_tiles(HPC), HS));
+                    flash_dq_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
+                        dq, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
+                });
         } else {
             int warps = att_launch_shape(&grid, &threads, B * NH, T, DQ_ROWS);
             flash_dq_kernel<<<grid, threads, dq_shared_bytes(warps, HS)>>>(
@@ -1044,16 +1045,16 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     }
     if (dk || dv) {
         if (tc) {
-            with_kernel_shape(HS, p, [&](auto hp, auto drop) {
-                constexpr int HPC = decltype(hp)::value;
-                constexpr bool DROP = decltype(drop)::value;
-                constexpr int MT = warp_tiles(HPC);
-                int warps = att_launch_shape(&grid, &threads, B * NKV, T, MT * TC);
-                auto *kernel = flash_dkdv_tc_kernel<HPC, DROP>;
-                size_t bytes = allow_shared(kernel, dkdv_tc_shared_bytes(warps, MT, HS));
-                flash_dkdv_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
-                    dk, dv, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
-            });
+            with_kernel_shape(
+                HS, p, B * NKV, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
+                    constexpr int HPC = decltype(hp)::value;
+                    constexpr bool DROP = decltype(drop)::value;
+                    auto *kernel = flash_dkdv_tc_kernel<HPC, DROP>;
+                    size_t bytes =
+                        allow_shared(kernel, dkdv_tc_shared_bytes(warps, warp_tiles(HPC), HS));
+                    flash_dkdv_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
+                        dk, dv, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
+                });
         } else {
             int warps = att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
             flash_dkdv_kernel<<<grid, threads, dkdv_shared_bytes(warps, HS)>>>(

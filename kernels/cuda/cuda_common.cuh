@@ -90,6 +90,13 @@ __device__ inline float as_f32(uint16_t x) {
 __device__ inline float as_f32(__nv_bfloat16 x) {
     return __bfloat162float(x);
 }
+/* x stored as the destination's type: f32, or bf16 rounded to nearest even */
+__device__ inline void store_as(float *dst, float x) {
+    *dst = x;
+}
+__device__ inline void store_as(__nv_bfloat16 *dst, float x) {
+    *dst = __float2bfloat16(x);
+}
 /* load4 from x, or from its bf16 copy xb when x is NULL (one 8-byte load when aligned) */
 __device__ inline void load4_saved(float v[4], const float *x, const uint16_t *xb, size_t i,
                                    size_t n) {

@@ -19,7 +19,12 @@
 #include "loraft/quant.h" /* GGML_F32 */
 #include "mma_bf16.cuh"   /* pack_bf16x2 */
 
-enum { ROW_WARPS = 8, DOWN_ROWS = 4 }; /* DOWN_ROWS: rows per warp in lora_down_kernel */
+enum { ROW_WARPS = 8 };
+/* Rows per warp in lora_down_kernel at RMAX outputs a pass: 32 sums a lane either way (four rows
+ * at RMAX 8, two at 16), which keeps the kernel within 128 registers. */
+__host__ __device__ constexpr int down_rows(int RMAX) {
+    return 32 / RMAX;
+}
 
 /* out[N,OC] += bias[OC] */
 __global__ void bias_add_kernel(float *out, const float *bias, size_t N, int OC) {
@@ -173,52 +178,85 @@ template <int V> __device__ inline void warp_sum_transposed(float (&v)[V], int l
     warp_sum_half<1>(v, lane);
 }
 
+/* x[0..VEC) *= LoRA's dropout of columns k.. of the row whose rng_row_key is key: a draw per
+ * pair of columns (VEC 4: k a multiple of 4, two draws). */
+template <int VEC>
+__device__ inline void drop_slice(float (&x)[VEC], uint32_t key, int k, float p) {
+    if constexpr (VEC == 1) {
+        x[0] *= rng_row_scale(rng_row_pair(key, (uint32_t)k >> 1), k & 1, p);
+    } else {
+#pragma unroll
+        for (int e = 0; e < VEC; e += 2) {
+            uint32_t draw = rng_row_pair(key, (uint32_t)(k + e) >> 1);
+            x[e] *= rng_row_scale(draw, 0, p), x[e + 1] *= rng_row_scale(draw, 1, p);
+        }
+    }
+}
+
+/* One pass of lora_down_kernel over the columns of its ROWS rows x_i = X[n0 + ro_i / K]:
+ * acc[i * RMAX + r] += the lane's part of drop(x_i) . a_r, a_r row min(r0 + r, R - 1) of A;
+ * COPY: bf16(x_i) also into copy c < n of g (rows ld apart), before the mask. Every row is
+ * whole (rows past N or R repeat a real one, whose sums are not stored), so nothing in the loop
+ * is predicated and the compiler keeps a running pointer per row. */
+template <int RMAX, int VEC, bool COPY, bool DROP, int ROWS = down_rows(RMAX)>
+__device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, const float *x0,
+                                 const int (&ro)[ROWS], size_t n0, size_t ld, const float *A,
+                                 int r0, int R, const uint32_t (&key)[ROWS], float p, int K,
+                                 int lane) {
+    for (int k = lane * VEC; k < K; k += 32 * VEC) {
+        float x[ROWS][VEC];
+#pragma unroll
+        for (int i = 0; i < ROWS; i++) {
+            load_row_slice<VEC>(x[i], x0 + ro[i] + k, true);
+#pragma unroll
+            for (int c = 0; c < OPS_LORA_GROUP_MAX && COPY; c++)
+                if (c < g.n) store_bf16_slice<VEC>(g.xb[c] + (n0 + ro[i] / K) * ld + k, x[i]);
+            if (DROP) drop_slice<VEC>(x[i], key[i], k, p);
+        }
+#pragma unroll
+        for (int r = 0; r < RMAX; r++) {
+            float a[VEC];
+            load_row_slice<VEC>(a, A + (size_t)min(r0 + r, R - 1) * K + k, true);
+#pragma unroll
+            for (int e = 0; e < VEC; e++)
+#pragma unroll
+                for (int i = 0; i < ROWS; i++) acc[i * RMAX + r] += x[i][e] * a[e];
+        }
+    }
+}
+
 /* For each linear j of g: u_j = drop_j(X) A_j^T [N,R], in chunks of RMAX outputs. A warp takes
- * DOWN_ROWS rows: lanes stride over k (coalesced), each A value loaded feeds DOWN_ROWS rows' sums,
+ * ROWS rows: lanes stride over k (coalesced), each A value loaded feeds ROWS rows' sums,
  * kept in registers and reduced once. With g.xb the first pass also writes bf16(x) into every copy
  * and each output its bf16(scale u) after them. Later passes (other linears, chunks) find the rows
- * in cache. */
-template <int RMAX, int VEC>
+ * in cache. DROP: p > 0 (the masks' code only there). */
+template <int RMAX, int VEC, bool DROP>
 __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     lora_down_kernel(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
-    enum { V = DOWN_ROWS * RMAX };
+    enum { ROWS = down_rows(RMAX), V = ROWS * RMAX };
     int lane = threadIdx.x & 31;
     size_t ld = (size_t)K + R;
-    WARP_ROWS(group, ((size_t)N + DOWN_ROWS - 1) / DOWN_ROWS) {
-        size_t n0 = group * DOWN_ROWS;
+    WARP_ROWS(group, ((size_t)N + ROWS - 1) / ROWS) {
+        size_t n0 = group * ROWS;
         size_t left = N - n0;
-        int rows = left < (size_t)DOWN_ROWS ? (int)left : DOWN_ROWS;
-        for (int j = 0; j < g.n; j++)
+        int rows = left < (size_t)ROWS ? (int)left : ROWS, ro[ROWS];
+#pragma unroll
+        for (int i = 0; i < ROWS; i++) ro[i] = (i < rows ? i : rows - 1) * K; /* past N: */
+        const float *x0 = X + n0 * K; /* the last row again */
+        for (int j = 0; j < g.n; j++) {
+            uint32_t key[ROWS]; /* the rows' rng_row_key */
+#pragma unroll
+            for (int i = 0; i < ROWS; i++) key[i] = DROP ? rng_row_key(g.seed[j], n0 + i) : 0;
             for (int r0 = 0; r0 < R; r0 += RMAX) {
-                bool copy = g.xb[0] && j == 0 && r0 == 0;
                 float acc[V];
 #pragma unroll
                 for (int v = 0; v < V; v++) acc[v] = 0.0f;
-                for (int k = lane * VEC; k < K; k += 32 * VEC) {
-                    float x[DOWN_ROWS][VEC];
-#pragma unroll
-                    for (int i = 0; i < DOWN_ROWS; i++) {
-                        size_t idx = (n0 + i) * K + k;
-                        load_row_slice<VEC>(x[i], X + idx, i < rows);
-                        for (int c = 0; copy && i < rows && c < g.n; c++)
-                            store_bf16_slice<VEC>(g.xb[c] + (n0 + i) * ld + k, x[i]);
-#pragma unroll
-                        for (int e = 0; e < VEC; e++)
-                            x[i][e] *= rng_dropout_scale(g.seed[j], idx + e, p);
-                    }
-                    const float *a = g.A[j] + (size_t)r0 * K + k;
-#pragma unroll
-                    for (int r = 0; r < RMAX; r++)
-                        if (r0 + r < R) {
-                            float ar[VEC];
-                            load_row_slice<VEC>(ar, a + (size_t)r * K, true);
-#pragma unroll
-                            for (int e = 0; e < VEC; e++)
-#pragma unroll
-                                for (int i = 0; i < DOWN_ROWS; i++)
-                                    acc[i * RMAX + r] += x[i][e] * ar[e];
-                        }
-                }
+                if (g.xb[0] && j == 0 && r0 == 0)
+                    down_pass<RMAX, VEC, true, DROP>(acc, g, x0, ro, n0, ld, g.A[j], r0, R, key, p,
+                                                     K, lane);
+                else
+                    down_pass<RMAX, VEC, false, DROP>(acc, g, x0, ro, n0, ld, g.A[j], r0, R, key, p,
+                                                      K, lane);
                 warp_sum_transposed(acc, lane);
 #pragma unroll
                 for (int b = 0; b < V; b += 32) {
@@ -229,6 +267,7 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
                     if (g.xb[0]) g.xb[j][n * ld + K + r] = __float2bfloat16(scale * acc[b]);
                 }
             }
+        }
     }
 }
 
@@ -240,24 +279,29 @@ static bool lora_down_vec4(const LoraDown &g, const float *X, int K, int R) {
     return ok;
 }
 
-template <int RMAX>
+template <int RMAX, bool DROP>
 static void launch_lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
                              int R) {
-    unsigned blocks = cuda_blocks(((size_t)N + DOWN_ROWS - 1) / DOWN_ROWS, ROW_WARPS);
+    constexpr int ROWS = down_rows(RMAX);
+    unsigned blocks = cuda_blocks(((size_t)N + ROWS - 1) / ROWS, ROW_WARPS);
     if (lora_down_vec4(g, X, K, R))
-        lora_down_kernel<RMAX, 4><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+        lora_down_kernel<RMAX, 4, DROP><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
     else
-        lora_down_kernel<RMAX, 1><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+        lora_down_kernel<RMAX, 1, DROP><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
 }
 
-/* RMAX 8 up to rank 8 (32 sums a lane), else chunks of 16 (64): more would spill or starve the
- * SM of warps. */
+/* RMAX 8 up to rank 8, else chunks of 16 (two rows a warp then): more would spill or starve the
+ * SM of warps; DROP p > 0. */
 static void lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
                       int R) {
-    if (R <= 8)
-        launch_lora_down<8>(g, X, scale, p, N, K, R);
+    if (R <= 8 && p > 0.0f)
+        launch_lora_down<8, true>(g, X, scale, p, N, K, R);
+    else if (R <= 8)
+        launch_lora_down<8, false>(g, X, scale, p, N, K, R);
+    else if (p > 0.0f)
+        launch_lora_down<16, true>(g, X, scale, p, N, K, R);
     else
-        launch_lora_down<16>(g, X, scale, p, N, K, R);
+        launch_lora_down<16, false>(g, X, scale, p, N, K, R);
     CUDA_LAUNCHED("lora_down");
 }
 
@@ -307,10 +351,12 @@ enum { UP_ROWS = 8, UP_RANKS = 128 };
 __global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const float *A, float p,
                                         uint64_t seed, int N, int C, int R) {
     __shared__ float du_rows[UP_ROWS][UP_RANKS]; /* zeros past row N */
+    __shared__ uint32_t keys[UP_ROWS];           /* the rows' rng_row_key */
     for (size_t n0 = (size_t)blockIdx.x * UP_ROWS; n0 < (size_t)N;
          n0 += (size_t)gridDim.x * UP_ROWS) {
         size_t left = N - n0;
         int rows = left < (size_t)UP_ROWS ? (int)left : UP_ROWS;
+        if (threadIdx.x < UP_ROWS) keys[threadIdx.x] = rng_row_key(seed, n0 + threadIdx.x);
         for (int c0 = 0; c0 < C; c0 += blockDim.x) { /* block-uniform: barriers inside */
             int c = c0 + threadIdx.x;
             float acc[UP_ROWS];
@@ -332,10 +378,9 @@ __global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const floa
             }
 #pragma unroll
             for (int i = 0; i < UP_ROWS; i++)
-                if (i < rows && c < C) {
-                    size_t idx = (n0 + i) * C + c;
-                    dinp[idx] += rng_dropout_scale(seed, idx, p) * acc[i];
-                }
+                if (i < rows && c < C) /* keys: seen after the barriers above */
+                    dinp[(n0 + i) * C + c] +=
+                        rng_row_scale(rng_row_pair(keys[i], (uint32_t)c >> 1), c & 1, p) * acc[i];
         }
     }
 }
@@ -361,6 +406,30 @@ static void lora_dinp(float *dinp, const float *du, const float *A, float p, uin
     cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, R, 1.0f, A, C, 0, du, R, 0, 1.0f, dinp, C, 0, 1);
 }
 
+/* out [N,C] (f32, or bf16 rounded) = drop(x) of x [N,C] f32 or its bf16 copy, rows ldx apart,
+ * with lora_down's masks: a warp a row, its key made once, a lane a pair of columns at a time. */
+template <typename In, typename Out>
+__global__ void lora_drop_kernel(Out *out, const In *x, int ldx, float p, uint64_t seed, int N,
+                                 int C) {
+    int lane = threadIdx.x & 31;
+    WARP_ROWS(n, N) {
+        uint32_t key = rng_row_key(seed, n);
+        const In *row = x + n * ldx;
+        for (int u = lane; 2 * u < C; u += 32) {
+            uint32_t draw = rng_row_pair(key, (uint32_t)u);
+            for (int h = 0; h < 2 && 2 * u + h < C; h++)
+                store_as(out + n * C + 2 * u + h,
+                         as_f32(row[2 * u + h]) * rng_row_scale(draw, h, p));
+        }
+    }
+}
+template <typename In, typename Out>
+static void lora_drop(Out *out, const In *x, int ldx, float p, uint64_t seed, int N, int C) {
+    lora_drop_kernel<In, Out>
+        <<<cuda_blocks((size_t)N, CUDA_THREADS / 32), CUDA_THREADS>>>(out, x, ldx, p, seed, N, C);
+    CUDA_LAUNCHED("lora_backward (dropped input)");
+}
+
 /* du[N,R] = scale * dout @ B (in scratch after N*C floats); dB[OC,R] += scale *
  * dout^T @ u; dA[R,C] += du^T @ drop(inp); dinp[N,C] += drop'(du @ A). GEMMs, but for dinp at
  * p > 0 (the masked kernel above); at p > 0 dA reads drop(inp) from scratch, as on the CPU. */
@@ -380,7 +449,7 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
     if (dA) {
         const float *x = inp;
         if (p > 0.0f) {
-            cuda_dropout_forward(scratch, inp, p, seed, (size_t)N * C);
+            lora_drop(scratch, inp, C, p, seed, N, C);
             x = scratch;
         }
         /* dA^T[C,R] += drop(inp)^T[C,N] du[N,R]; du's column-major view is du^T:
@@ -393,17 +462,6 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
 /* sBt[R,OC] = scale * B^T of B [OC,R] */
 __global__ void scaled_transpose_kernel(float *sBt, const float *B, float scale, int OC, int R) {
     GRID_STRIDE(i, (size_t)OC * R) sBt[i % R * OC + i / R] = scale * B[i]; /* B[i / R, i % R] */
-}
-
-/* bf16(x * mask) [N,C] of x [N,C] f32 (ldx C) or its bf16 copy (rows ldx apart); the mask at the
- * element's index in [N,C], as lora_down's */
-template <typename E>
-__global__ void lora_drop_bf16_kernel(__nv_bfloat16 *out, const E *x, int ldx, float p,
-                                      uint64_t seed, int N, int C) {
-    GRID_STRIDE(i, (size_t)N * C) {
-        float v = as_f32(x[i / C * ldx + i % C]);
-        out[i] = __float2bfloat16(v * rng_dropout_scale(seed, i, p));
-    }
 }
 
 /* The pieces of ops_lora_bf16_scratch, in its order. */
@@ -442,15 +500,11 @@ void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, co
     }
     if (dA) { /* dA^T[C,R] += x^T[C,N] du[N,R]: du is dd's last R columns, OP_T */
         const __nv_bfloat16 *x = (const __nv_bfloat16 *)xb;
-        unsigned blocks = cuda_blocks((size_t)N * C, CUDA_THREADS);
         if (inp)
-            lora_drop_bf16_kernel<float><<<blocks, CUDA_THREADS>>>(s.x, inp, C, p, seed, N, C);
+            lora_drop(s.x, inp, C, p, seed, N, C);
         else if (p > 0.0f)
-            lora_drop_bf16_kernel<uint16_t><<<blocks, CUDA_THREADS>>>(s.x, xb, ldx, p, seed, N, C);
-        if (inp || p > 0.0f) {
-            CUDA_LAUNCHED("lora_backward_bf16 (dropped input)");
-            x = s.x, ldx = C;
-        }
+            lora_drop(s.x, xb, ldx, p, seed, N, C);
+        if (inp || p > 0.0f) x = s.x, ldx = C;
         cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, C, R, N, 1.0f, x, ldx, d + OC, ldd, 1.0f, dA, C);
     }
     if (dinp) lora_dinp(dinp, s.du, A, p, seed, N, C, R);

@@ -761,7 +761,7 @@ static void att_rounded(const AttCase *c, int forward, float *out, float *lse, f
                     D += c->dout[qi + d] * bf(c->out_in[qi + d]);
                 for (int j = 0; j < T; j++) {
                     if (s[j] == -INFINITY) continue;
-                    double M = rng_att_dropout(5, bh * T + i, (uint32_t)j, c->p);
+                    double M = rng_row_dropout(5, bh * T + i, (uint32_t)j, c->p);
                     const float *kj = c->k + kv0 + j * ldkv, *vj = c->v + kv0 + j * ldkv;
                     if (forward) {
                         double pd = bf((float)(exp(s[j] - run[j]) * M)) * exp(run[j] - mx) / l;
@@ -1304,6 +1304,9 @@ int main(void) {
     test_attention_bf16(2, 128, 4, 4, 64, 0, 0, 0.0f, G_ALL);
     test_attention_bf16(1, 200, 3, 1, 64, 1, 0, 0.0f, G_ALL);
     test_attention_bf16(1, 160, 2, 2, 128, 1, 9, 0.0f, G_ALL);
+    /* HS 64's two m16 tiles a warp with one warp a block (T 20) and with mostly padding */
+    test_attention_bf16(3, 20, 4, 2, 64, 1, 3, 0.1f, G_ALL);
+    test_attention_bf16(2, 40, 2, 2, 64, 0, 30, 0.0f, G_ALL);
     test_attention_cached(1, 0, 1, 1, 4);   /* the first token */
     test_attention_cached(7, 0, 4, 2, 16);  /* a prefill */
     test_attention_cached(1, 69, 9, 3, 64); /* a decode step, SmolLM2's heads */
