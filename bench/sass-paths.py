@@ -13,9 +13,11 @@ the other special functions, 1/4 the rate of an FP32 op), FP32, INT, CVT, MEM (o
 shared or global accesses), CTRL, OTHER. A kernel bound by issue slots rather than by its
 tensor cores shows it as many instructions per HMMA. Counts, not timings.
 
-  bench/sass-paths.py [--arch sm_90] [--kernel REGEX] [FILE.cu]
+  bench/sass-paths.py [--arch sm_90] [--kernel REGEX] [--marker OP] [FILE.cu]
 Defaults: kernels/cuda/attention.cu, the tensor-core attention kernels compiled for HP 64
-and 128 (--kernel matches the demangled name). Needs nvcc and
+and 128 (--kernel matches the demangled name), HMMA. --marker FFMA counts a CUDA-core
+kernel's loop instead, per FFMA (LoRA's down-projection: kernels/cuda/lora_matmul.cu
+--kernel 'lora_down_kernel<8, 4' --marker FFMA). Needs nvcc and
 cuobjdump (the CUDA toolkit's, or the one PyTorch's triton wheel ships in the venv of
 scripts/setup-python.sh); without one it says SKIP and exits 77.
 """
@@ -30,6 +32,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MARKER = "HMMA"  # the instruction whose loop is counted (--marker)
 CLASSES = [
     ("HMMA", ("HMMA",)),
     ("LDSM", ("LDSM",)),
@@ -118,18 +121,17 @@ def blocks_of(ins):
     return blocks
 
 
-def tile_loop(blocks):
-    """(head, order, dag) of the loop with the most HMMA: the strongly connected component of
-    the control-flow graph holding them (the compiler lays a loop's blocks out in any order),
-    entered at head; its edges less those a depth-first walk from head finds going back (to
-    head: the next tile; to an inner loop's head: that loop counted once), in topological
-    order."""
+def loops(blocks, nodes):
+    """The strongly connected components of the control-flow graph restricted to nodes that
+    are loops (more than one block, or a block branching to itself): Tarjan's algorithm."""
     index, low, stack, on, comps = {}, {}, [], set(), []
 
-    def strong(v):  # Tarjan's algorithm
+    def strong(v):
         index[v] = low[v] = len(index)
         stack.append(v), on.add(v)
         for w in blocks[v][1]:
+            if w not in nodes:
+                continue
             if w not in index:
                 strong(w)
                 low[v] = min(low[v], low[w])
@@ -142,18 +144,36 @@ def tile_loop(blocks):
                 on.discard(w), comp.add(w)
                 if w == v:
                     break
-            comps.append(comp)
+            if len(comp) > 1 or v in blocks[v][1]:
+                comps.append(comp)
 
     sys.setrecursionlimit(10000 + 4 * len(blocks))
-    for v in sorted(blocks):
+    for v in sorted(nodes):
         if v not in index:
             strong(v)
-    hmma = lambda comp: sum(cls(op) == "HMMA" for b in comp for op in blocks[b][0])
-    comp = max(comps, key=hmma)
-    if not hmma(comp):
+    return comps
+
+
+def tile_loop(blocks, marker):
+    """(head, order, dag) of the loop of the marker instruction: the strongly connected
+    component of the control-flow graph holding the most of them (the compiler lays a loop's
+    blocks out in any order), or the loop inside it that holds at least half of those (the
+    column loop inside a kernel's loop over rows), entered at head; its edges less those a
+    depth-first walk from head finds going back (to head: the next tile; to an inner loop's
+    head: that loop counted once), in topological order."""
+    marks = lambda comp: sum(op.split(".")[0] == marker for b in comp for op in blocks[b][0])
+    nodes, comp, head = set(blocks), None, None
+    while True:
+        inner = max(loops(blocks, nodes), key=marks, default=set())
+        if not marks(inner) or (comp and 2 * marks(inner) < marks(comp)):
+            break
+        comp = inner
+        entries = [b for b in sorted(comp) if any(b in blocks[p][1] for p in blocks
+                                                  if p not in comp)]
+        head = entries[0] if entries else min(comp)
+        nodes = comp - {head}
+    if comp is None:
         return None, [], {}
-    entries = [b for b in sorted(comp) if any(b in blocks[p][1] for p in blocks if p not in comp)]
-    head = entries[0] if entries else min(comp)
     dag, order, state = {}, [], {}
 
     def walk(v):
@@ -179,6 +199,8 @@ def paths(blocks, head, order, dag):
     """The lean and full paths from head back to it, as Counters of classes: the best path to
     each block of the DAG, in topological order."""
     count = {b: collections.Counter(cls(op) for op in blocks[b][0]) for b in order}
+    for b in order:  # the marker's own count, under its name in quotes
+        count[b]["'%s'" % MARKER] = sum(op.split(".")[0] == MARKER for op in blocks[b][0])
     best = {sign: {head: count[head]} for sign in (-1, 1)}
     done = {-1: [], 1: []}
     for b in order:
@@ -198,14 +220,18 @@ def paths(blocks, head, order, dag):
 
 
 def key(c, sign):
-    return (c["HMMA"], sign * sum(c.values()))
+    return (c["'%s'" % MARKER], sign * total(c))
+
+
+def total(c):
+    return sum(v for k, v in c.items() if not k.startswith("'"))
 
 
 def show(name, c):
-    total = sum(c.values())
     parts = " ".join("%s %d" % (n, c[n]) for n, _ in CLASSES + [("OTHER", ())] if c[n])
-    per = total / c["HMMA"] if c["HMMA"] else float("nan")
-    return "  %-5s %5d instructions, %.2f per HMMA: %s" % (name, total, per, parts)
+    marks = c["'%s'" % MARKER]
+    per = total(c) / marks if marks else float("nan")
+    return "  %-5s %5d instructions, %.2f per %s: %s" % (name, total(c), per, MARKER, parts)
 
 
 def main():
@@ -213,7 +239,11 @@ def main():
     ap.add_argument("file", nargs="?", default=os.path.join(ROOT, "kernels/cuda/attention.cu"))
     ap.add_argument("--arch", default="sm_90")
     ap.add_argument("--kernel", default=r"_tc_kernel<(64|128),")
+    ap.add_argument("--marker", default="HMMA", help="the instruction whose loop is counted "
+                    "(FFMA for the CUDA-core kernels)")
     a = ap.parse_args()
+    global MARKER
+    MARKER = a.marker
     with tempfile.TemporaryDirectory() as tmp:
         cubin = os.path.join(tmp, "k.cubin")
         subprocess.run(["nvcc", "-std=c++17", "-O3", "-arch=" + a.arch, "-cubin", "-I",
@@ -229,10 +259,10 @@ def main():
         if not re.search(a.kernel, pretty):
             continue
         blocks = blocks_of(ins)
-        head, order, dag = tile_loop(blocks)
+        head, order, dag = tile_loop(blocks, MARKER)
         lean, full = paths(blocks, head, order, dag) if head is not None else (None, None)
         if lean is None:
-            print("%s: no loop with HMMA" % pretty)
+            print("%s: no loop with %s" % (pretty, MARKER))
             continue
         print("%s (%s): the tile loop at 0x%x, %d blocks" % (pretty, a.arch, head, len(order)))
         print(show("lean", lean))
