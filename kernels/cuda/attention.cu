@@ -345,11 +345,13 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
  * 16-byte chunks: cp.async copies the next tile into shared memory while the warps compute on
  * this one (two buffers, one barrier a tile). Shared tiles have rows of HP and 8 more elements
  * of stride, so that ldmatrix's eight rows fall in different banks; rows past T are zeros. A warp
- * owns 16 rows (queries; keys for dk, dv); its scores and dP are the c fragments of mma, so lane 4g
- * + t holds rows g and g + 8 and columns 2t, 2t + 1 of each n8 tile: the softmax, lse, D and dS = P
- * * (M * dP - D) are computed there in f32, row statistics joined over the four lanes of a row by
- * two shuffles, and P (dropped) and dS packed to bf16 straight into the a fragments of the next
- * product. out, dq, dk and dv accumulate in c fragments over the whole walk. */
+ * owns 16 rows, or MT = 2 m16 tiles of them at HP 64 (warp_tiles), queries or (dk, dv) keys; its
+ * scores and dP are the c fragments of mma, so lane 4g + t holds rows g and g + 8 and columns 2t,
+ * 2t + 1 of each n8 tile: the softmax, lse, D and dS = P * (M * dP - D) are computed there in
+ * f32 (one FFMA and one ex2 a score; masks only on the tiles that hide a key), row statistics
+ * joined over the four lanes of a row by two shuffles, and P (dropped) and dS packed to bf16
+ * straight into the a fragments of the next product. out, dq, dk and dv accumulate in c fragments
+ * over the whole walk. */
 /* mma.sync with bf16 needs sm_80: for older targets the kernels below compile to a trap that
  * never runs (Ops.best_precision keeps those devices at fp32). */
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -363,7 +365,7 @@ static constexpr float LOG2E = 1.44269504088896341f, LN2 = 0.693147180559945309f
 #endif
 
 enum {
-    TC = 16,                    /* rows per warp: an mma tile's */
+    TC = 16,                    /* rows of an mma tile (a warp has warp_tiles of them) */
     FWD_KEYS = 64,              /* keys per shared tile: forward */
     BWD_TILE = 32,              /* keys (dq) or queries (dk, dv) per shared tile: backward */
     TC_DIMS = HS_MAX / 8,       /* n8 tiles of a row of HS_MAX */
