@@ -1106,12 +1106,13 @@ static void test_dropout_stats(void) {
     free(x), free(y), free(z);
 }
 
-/* Attention's dropout draws (rng.h rng_row_*): a 16-bit half of a draw per key. Over 2^21
- * keys at p = 0.1: the dropped fraction, and how often two keys are both dropped when they share
- * a draw (2u, 2u+1), are neighbours in consecutive draws (2u+1, 2u+2) or in consecutive rows
- * (same key), or differ only in the seed's upper half: independent keys give p^2 each, within
- * 4 sigma of the binomial spread. Every multiplier is 0 or 1 / (1 - p); p = 0 keeps every key. */
-static void test_att_dropout_stats(void) {
+/* The row draws of attention's and LoRA's dropout (rng.h rng_row_*): a 16-bit half of a draw
+ * per column. Over 2^21 columns at p = 0.1: the dropped fraction, and how often two columns are
+ * both dropped when they share a draw (2u, 2u+1), are neighbours in consecutive draws (2u+1,
+ * 2u+2) or in consecutive rows (same column), or differ only in the seed's upper half:
+ * independent ones give p^2 each, within 4 sigma of the binomial spread. Every multiplier is 0
+ * or 1 / (1 - p); p = 0 keeps every column. */
+static void test_row_dropout_stats(void) {
     enum { ROWS = 4096, KEYS = 512 };
     const float p = 0.1f;
     const uint64_t seed = 0x0123456789abcdefull, other = seed + (1ull << 32);
@@ -1130,7 +1131,7 @@ static void test_att_dropout_stats(void) {
         }
     double q = (double)p * p, frac = dropped / n, sigma = sqrt(p * (1 - p) / n);
     double cases[4][2] = {{share, pairs}, {next, ROWS * (KEYS / 2 - 1)}, {rows, n / 2}, {seeds, n}};
-    printf("  attention dropout: dropped %.5f (p %.2f, 4 sigma %.5f); both dropped %.5f %.5f %.5f "
+    printf("  row dropout draws: dropped %.5f (p %.2f, 4 sigma %.5f); both dropped %.5f %.5f %.5f "
            "%.5f (p^2 %.4f)\n",
            frac, p, 4 * sigma, share / pairs, cases[1][0] / cases[1][1], rows / (n / 2), seeds / n,
            q);
@@ -1706,7 +1707,7 @@ int main(void) {
     test_activations_non_finite();
     test_elementwise_grads();
     test_dropout_stats();
-    test_att_dropout_stats();
+    test_row_dropout_stats();
     test_cross_entropy();
     test_cross_entropy_in_place();
     test_lm_head();
