@@ -356,7 +356,6 @@ __global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const floa
          n0 += (size_t)gridDim.x * UP_ROWS) {
         size_t left = N - n0;
         int rows = left < (size_t)UP_ROWS ? (int)left : UP_ROWS;
-        if (threadIdx.x < UP_ROWS) keys[threadIdx.x] = rng_row_key(seed, n0 + threadIdx.x);
         for (int c0 = 0; c0 < C; c0 += blockDim.x) { /* block-uniform: barriers inside */
             int c = c0 + threadIdx.x;
             float acc[UP_ROWS];
@@ -364,11 +363,15 @@ __global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const floa
             for (int i = 0; i < UP_ROWS; i++) acc[i] = 0.0f;
             for (int r0 = 0; r0 < R; r0 += UP_RANKS) {
                 int ranks = R - r0 < UP_RANKS ? R - r0 : UP_RANKS;
-                __syncthreads(); /* the previous ranks' readers done */
+                __syncthreads(); /* the previous ranks' (and rows') readers done */
                 for (int t = threadIdx.x; t < UP_ROWS * ranks; t += blockDim.x) {
                     int i = t / ranks, r = t % ranks;
                     du_rows[i][r] = i < rows ? du[(n0 + i) * R + r0 + r] : 0.0f;
                 }
+                /* the rows' keys for the epilogue, written with each staging (the same values)
+                 * between the barriers, where no thread reads them: the next rows' keys never
+                 * overwrite ones a slower thread still reads */
+                if (threadIdx.x < UP_ROWS) keys[threadIdx.x] = rng_row_key(seed, n0 + threadIdx.x);
                 __syncthreads();
                 for (int r = 0; c < C && r < ranks; r++) {
                     float a = A[(size_t)(r0 + r) * C + c];
@@ -378,7 +381,7 @@ __global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const floa
             }
 #pragma unroll
             for (int i = 0; i < UP_ROWS; i++)
-                if (i < rows && c < C) /* keys: seen after the barriers above */
+                if (i < rows && c < C) /* keys: written before the barrier above */
                     dinp[(n0 + i) * C + c] +=
                         rng_row_scale(rng_row_pair(keys[i], (uint32_t)c >> 1), c & 1, p) * acc[i];
         }
