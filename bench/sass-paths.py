@@ -244,10 +244,19 @@ def main():
     a = ap.parse_args()
     global MARKER
     MARKER = a.marker
+    try:
+        kernel = re.compile(a.kernel)
+    except re.error as e:
+        sys.exit("sass-paths: --kernel %r is not a regular expression: %s" % (a.kernel, e))
+    if not os.path.isfile(a.file):
+        sys.exit("sass-paths: no file %s" % a.file)
     with tempfile.TemporaryDirectory() as tmp:
         cubin = os.path.join(tmp, "k.cubin")
-        subprocess.run(["nvcc", "-std=c++17", "-O3", "-arch=" + a.arch, "-cubin", "-I",
-                        os.path.join(ROOT, "include"), "-o", cubin, a.file], check=True)
+        try:
+            subprocess.run(["nvcc", "-std=c++17", "-O3", "-arch=" + a.arch, "-cubin", "-I",
+                            os.path.join(ROOT, "include"), "-o", cubin, a.file], check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            sys.exit("sass-paths: nvcc could not compile %s for %s (%s)" % (a.file, a.arch, e))
         sass = subprocess.run([find_cuobjdump(), "-sass", cubin], check=True,
                               capture_output=True, text=True).stdout
     demangle = shutil.which("c++filt")
@@ -256,7 +265,7 @@ def main():
         if demangle:
             pretty = subprocess.run([demangle, name], capture_output=True, text=True).stdout
             pretty = pretty.strip().split("(")[0]
-        if not re.search(a.kernel, pretty):
+        if not kernel.search(pretty):
             continue
         blocks = blocks_of(ins)
         head, order, dag = tile_loop(blocks, MARKER)

@@ -193,24 +193,24 @@ __device__ inline void drop_slice(float (&x)[VEC], uint32_t key, int k, float p)
     }
 }
 
-/* One pass of lora_down_kernel over the columns of its ROWS rows x_i = X[n0 + ro_i / K]:
+/* One pass of lora_down_kernel over the columns of its ROWS rows x_i = X[n0 + ri_i]:
  * acc[i * RMAX + r] += the lane's part of drop(x_i) . a_r, a_r row min(r0 + r, R - 1) of A;
  * COPY: bf16(x_i) also into copy c < n of g (rows ld apart), before the mask. Every row is
  * whole (rows past N or R repeat a real one, whose sums are not stored), so nothing in the loop
  * is predicated and the compiler keeps a running pointer per row. */
 template <int RMAX, int VEC, bool COPY, bool DROP, int ROWS = down_rows(RMAX)>
 __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, const float *x0,
-                                 const int (&ro)[ROWS], size_t n0, size_t ld, const float *A,
+                                 const int (&ri)[ROWS], size_t n0, size_t ld, const float *A,
                                  int r0, int R, const uint32_t (&key)[ROWS], float p, int K,
                                  int lane) {
     for (int k = lane * VEC; k < K; k += 32 * VEC) {
         float x[ROWS][VEC];
 #pragma unroll
         for (int i = 0; i < ROWS; i++) {
-            load_row_slice<VEC>(x[i], x0 + ro[i] + k, true);
+            load_row_slice<VEC>(x[i], x0 + (size_t)ri[i] * K + k, true);
 #pragma unroll
             for (int c = 0; c < OPS_LORA_GROUP_MAX && COPY; c++)
-                if (c < g.n) store_bf16_slice<VEC>(g.xb[c] + (n0 + ro[i] / K) * ld + k, x[i]);
+                if (c < g.n) store_bf16_slice<VEC>(g.xb[c] + (n0 + ri[i]) * ld + k, x[i]);
             if (DROP) drop_slice<VEC>(x[i], key[i], k, p);
         }
 #pragma unroll
@@ -239,10 +239,10 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     WARP_ROWS(group, ((size_t)N + ROWS - 1) / ROWS) {
         size_t n0 = group * ROWS;
         size_t left = N - n0;
-        int rows = left < (size_t)ROWS ? (int)left : ROWS, ro[ROWS];
+        int rows = left < (size_t)ROWS ? (int)left : ROWS, ri[ROWS];
 #pragma unroll
-        for (int i = 0; i < ROWS; i++) ro[i] = (i < rows ? i : rows - 1) * K; /* past N: */
-        const float *x0 = X + n0 * K; /* the last row again */
+        for (int i = 0; i < ROWS; i++) ri[i] = i < rows ? i : rows - 1; /* past N: the last again */
+        const float *x0 = X + n0 * K;
         for (int j = 0; j < g.n; j++) {
             uint32_t key[ROWS]; /* the rows' rng_row_key */
 #pragma unroll
@@ -252,10 +252,10 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
 #pragma unroll
                 for (int v = 0; v < V; v++) acc[v] = 0.0f;
                 if (g.xb[0] && j == 0 && r0 == 0)
-                    down_pass<RMAX, VEC, true, DROP>(acc, g, x0, ro, n0, ld, g.A[j], r0, R, key, p,
+                    down_pass<RMAX, VEC, true, DROP>(acc, g, x0, ri, n0, ld, g.A[j], r0, R, key, p,
                                                      K, lane);
                 else
-                    down_pass<RMAX, VEC, false, DROP>(acc, g, x0, ro, n0, ld, g.A[j], r0, R, key, p,
+                    down_pass<RMAX, VEC, false, DROP>(acc, g, x0, ri, n0, ld, g.A[j], r0, R, key, p,
                                                       K, lane);
                 warp_sum_transposed(acc, lane);
 #pragma unroll
