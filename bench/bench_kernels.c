@@ -420,27 +420,35 @@ static void bench_dense(const Dims *d) {
 }
 
 /* SmolLM2's tied LM head with its loss, as causal-LM LoRA training runs it: the forward
- * (losses only) and the backward pass (logits again, then dh; the head is frozen). */
+ * (losses only) and the training forward (losses and dh in one pass; the head is frozen, so
+ * backward does nothing more). Under --bf16 on the head's bf16 copy, against a bare bf16 GEMM. */
 static void bench_lm_head(void) {
     const Dims *sm = &sz->smollm2;
-    int N = sz->rows, C = sm->C, V = sm->V;
+    int N = sz->rows, C = sm->C, V = sm->V, bf16 = precision == PRECISION_BF16;
     float *h = randu((size_t)N * C, 1.0f), *w = randu((size_t)V * C, 0.05f);
     float *dh = zeros((size_t)N * C), *losses = zeros(N), *logits = zeros((size_t)N * V);
-    float *scratch = zeros(ops_lm_head_scratch(N, V, OPS_LM_HEAD_CHUNK));
+    float *scratch = zeros(ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK));
+    uint16_t *hb = (uint16_t *)zeros((size_t)N * C), *wb = (uint16_t *)zeros((size_t)V * C);
     int32_t *labels = ints(N, 0, V);
     double flops = 2.0 * N * C * V;
     char name[64];
     float ms, bare;
-    TIME(bare, bench_gpu_gemm(logits, h, w, N, V, C, 1));
+    gpu->dequantize_rows_bf16(hb, h, GGML_F32, 0, N, C, C);
+    gpu->dequantize_rows_bf16(wb, w, GGML_F32, 0, V, C, C);
+    const uint16_t *Wb = bf16 ? wb : NULL;
+    if (bf16)
+        TIME(bare, bench_gpu_gemm_bf16(logits, hb, wb, N, V, C));
+    else
+        TIME(bare, bench_gpu_gemm(logits, h, w, N, V, C, 1));
     snprintf(name, sizeof name, "smollm2 lm_head+loss fwd %dx%d->%d", N, C, V);
-    TIME(ms, gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, labels, 1.0f / N, NULL, scratch,
-                                        N, C, V, OPS_LM_HEAD_CHUNK));
+    TIME(ms, gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, Wb, labels, 1.0f / N, NULL,
+                                        scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, flops, ms, bare);
-    snprintf(name, sizeof name, "smollm2 lm_head+loss bwd dh %dx%d->%d", N, C, V);
-    TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, labels, 1.0f / N, NULL, scratch, N,
-                                        C, V, OPS_LM_HEAD_CHUNK));
+    snprintf(name, sizeof name, "smollm2 lm_head+loss fwd+dh %dx%d->%d", N, C, V);
+    TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, labels, 1.0f / N, NULL, scratch,
+                                        N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
-    FREE_ALL(h, w, dh, losses, logits, scratch, labels);
+    FREE_ALL(h, w, dh, losses, logits, scratch, hb, wb, labels);
 }
 
 /* Attention over B*T = attn_tokens tokens. causal: SmolLM2's heads (GQA); padded: DistilBERT's,

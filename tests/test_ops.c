@@ -1221,7 +1221,7 @@ static LmCtx lm_make(int n, int c, int v, int chunk) {
                rand_vec((size_t)v * c, 0, 0),
                rand_vec(n, 0, 0),
                rand_vec(n, 0, 0),
-               rand_vec(ops_lm_head_scratch(n, v, chunk), 0, 0), /* exact size: ASan's bound */
+               rand_vec(ops_lm_head_scratch(n, c, v, chunk), 0, 0), /* exact size: ASan's bound */
                malloc(sizeof(int32_t) * n),
                1.0f / 5,
                n,
@@ -1251,14 +1251,14 @@ static float lm_row_weight(const LmCtx *m, int i) {
 /* out = losses * grad_scale * row_scale, so L = sum(out) with w = 1 (as cross_entropy's) */
 static void lm_fwd(void *p) {
     LmCtx *m = p;
-    ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, m->labels, m->grad_scale,
+    ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, NULL, m->labels, m->grad_scale,
                                m->row_scale, m->scratch, m->n, m->c, m->v, m->chunk);
     for (int i = 0; i < m->n; i++) m->scaled[i] = m->losses[i] * lm_row_weight(m, i);
 }
 static void lm_bwd(void *p, const float *dout, unsigned use) {
     LmCtx *m = p;
     (void)dout; /* w is all ones: see lm_fwd */
-    ops->lm_head_cross_entropy(m->losses, USE(0, m->dh), USE(1, m->dW), m->h, m->W, m->labels,
+    ops->lm_head_cross_entropy(m->losses, USE(0, m->dh), USE(1, m->dW), m->h, m->W, NULL, m->labels,
                                m->grad_scale, m->row_scale, m->scratch, m->n, m->c, m->v, m->chunk);
 }
 
@@ -1299,8 +1299,8 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
                 dW[j * c + k] += x[j] * m.h[i * c + k];
             }
     }
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, m.grad_scale, m.row_scale,
-                               m.scratch, n, c, v, chunk);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, m.grad_scale,
+                               m.row_scale, m.scratch, n, c, v, chunk);
     char what[96];
     snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s", n, c, v, chunk,
              m.row_scale ? " row_scale" : "");
@@ -1334,7 +1334,7 @@ static void lm_matches_unchunked(int n, int c, int v, int chunk) {
     ops->matmul_forward(logits, m.h, m.W, NULL, n, c, v);
     ops->cross_entropy(losses, dlogits, logits, m.labels, m.grad_scale, n, v);
     ops->matmul_backward(dh, dW, NULL, dlogits, m.h, m.W, n, c, v);
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, m.grad_scale, NULL,
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, m.grad_scale, NULL,
                                m.scratch, n, c, v, chunk);
     CHECK(float_mismatch("lm_head loss vs unchunked", m.losses, losses, n, 1e-6, 1e-6) == 0);
     CHECK(float_mismatch("lm_head dh vs unchunked", m.dh, dh, (size_t)n * c, 1e-6, 1e-5) == 0);
@@ -1377,8 +1377,8 @@ static void test_lm_head(void) {
     for (int i = 0; i < 6; i++) m.labels[i] = i % 2 ? -100 : 9 + i;
     fill(m.losses, 6, 1, 2), fill(m.dh, 6 * 4, 1, 2), fill(m.dW, 9 * 4, 1, 2);
     float *dh = copy_vec(m.dh, 6 * 4), *dW = copy_vec(m.dW, 9 * 4);
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, m.labels, 1.0f, NULL, m.scratch, 6,
-                               4, 9, 4);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, 1.0f, NULL,
+                               m.scratch, 6, 4, 9, 4);
     CHECK(max_abs(m.losses, 6) == 0.0f);
     CHECK(!memcmp(dh, m.dh, sizeof(float) * 6 * 4) && !memcmp(dW, m.dW, sizeof(float) * 9 * 4));
     free(dh), free(dW);
@@ -1636,6 +1636,32 @@ static int off_by(const char *what, const float *a, const float *b, size_t n, do
     return bad;
 }
 
+/* The bf16 head (Wb) against the f32 path on bf16-valued h and W: the logits are the same
+ * products, so the losses agree to f32 rounding; dh differs only by dlogits' bf16 rounding (2^-9
+ * relative each), within 1e-2 of its largest value. */
+static void lm_bf16_matches_f32(LmCtx (*make)(int, int, int, int), int n, int c, int v, int chunk) {
+    LmCtx m = make(n, c, v, chunk);
+    uint16_t *wb = malloc((size_t)v * c * sizeof *wb);
+    for (size_t i = 0; i < (size_t)n * c; i++) m.h[i] = bf16_to_f32(f32_to_bf16(m.h[i]));
+    for (size_t i = 0; i < (size_t)v * c; i++)
+        wb[i] = f32_to_bf16(m.W[i]), m.W[i] = bf16_to_f32(wb[i]);
+    float *losses = rand_vec(n, 0, 0), *dh = rand_vec((size_t)n * c, 0, 0);
+    ops->lm_head_cross_entropy(losses, dh, NULL, m.h, m.W, NULL, m.labels, m.grad_scale,
+                               m.row_scale, m.scratch, n, c, v, chunk);
+    ops->lm_head_cross_entropy(m.losses, m.dh, NULL, m.h, m.W, wb, m.labels, m.grad_scale,
+                               m.row_scale, m.scratch, n, c, v, chunk);
+    CHECK(float_mismatch("lm_head bf16 loss", m.losses, losses, n, 1e-6, 1e-5) == 0);
+    CHECK(off_by("lm_head bf16 dh", m.dh, dh, (size_t)n * c, 1e-2) == 0);
+    CHECK(max_abs(dh, (size_t)n * c) > 0.0f);
+    free(wb), free(losses), free(dh);
+    lm_free(&m);
+}
+
+static void test_lm_head_bf16(void) {
+    lm_bf16_matches_f32(lm_make, 37, 53, 301, 8);
+    lm_bf16_matches_f32(lm_make_rows, 20, 16, 50, OPS_LM_HEAD_CHUNK);
+}
+
 static void test_saved_bf16(void) {
     size_t n = (size_t)N * C;
     float *x = bf16_vec(n, -3, 3), *u = bf16_vec(n, -2, 2), *dout = rand_vec(n, -1, 1);
@@ -1711,6 +1737,7 @@ int main(void) {
     test_cross_entropy();
     test_cross_entropy_in_place();
     test_lm_head();
+    test_lm_head_bf16();
     test_dpo_loss(0);
     test_dpo_loss(1);
     test_reward_loss();

@@ -170,6 +170,7 @@ typedef struct Model {
      * objective applies the head in chunks so the [N,V] logits are never held. */
     float *hidden, *dhidden, *head_scratch;
     const Linear *head;
+    uint16_t *head_bf16; /* backend: a frozen head's bf16 copy under precision bf16, else NULL */
     /* Preference tasks: a batch holds pairs, rows 2i (chosen) and 2i+1 (rejected). The loss op
      * leaves its results in backend memory between grad_norm and losses (objective.h's pair
      * readout), so model_read_loss's one copy brings them to the host with the loss. */

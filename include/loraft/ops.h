@@ -318,13 +318,17 @@ typedef struct Ops {
      * row_scale [N] or NULL (all 1): a weight per row, for losses that are not a plain mean of
      * the token losses (DPO weighs each sequence's tokens by its pair's gradient).
      * Equal to matmul_forward + cross_entropy + matmul_backward on the whole [N,V] logits.
+     * Wb [V,C] or NULL: W's bf16 copy, for a frozen head under model.precision bf16 (dW must be
+     * NULL then). With it the GEMMs run on bf16 operands: logits = bf16(h) @ Wb^T and dh +=
+     * bf16(dlogits) @ Wb, products of bf16 values summed in f32; the losses and dlogits are
+     * computed in f32 from the logits, as without it.
      * chunk >= 1 rows (OPS_LM_HEAD_CHUNK unless memory says otherwise); scratch:
-     * ops_lm_head_scratch(N, V, chunk) floats. Generation's next-token logits are a plain
+     * ops_lm_head_scratch(N, C, V, chunk) floats. Generation's next-token logits are a plain
      * matmul_forward of the last row. */
     void (*lm_head_cross_entropy)(float *losses, float *dh, float *dW, const float *h,
-                                  const float *W, const int32_t *labels, float grad_scale,
-                                  const float *row_scale, float *scratch, int N, int C, int V,
-                                  int chunk);
+                                  const float *W, const uint16_t *Wb, const int32_t *labels,
+                                  float grad_scale, const float *row_scale, float *scratch, int N,
+                                  int C, int V, int chunk);
 
     /* ---- preference pairs: the loss over a batch of B rows, row 2i chosen, 2i+1 rejected ----
      * P = B / 2 pairs. Each pair's math is pair_loss.h's (in double, on every backend); the sums
@@ -420,12 +424,14 @@ static inline size_t ops_lora_copies_scratch(size_t n, size_t N, size_t C, size_
 static inline size_t ops_attention_cached_scratch(size_t n, size_t L, size_t NH) {
     return NH * n * L;
 }
-/* LM head: one chunk of logits [min(N, chunk), V]. The default chunk of 1024 rows keeps
- * cuBLAS's GEMMs large (K = C, 1024 x V outputs) while SmolLM2's chunk (V = 49,152) is 201 MB
- * instead of the 6.4 GB of logits and their gradient for 8 x 2048 tokens. */
+/* LM head: one chunk of logits [min(N, chunk), V] (their bf16 gradient is written over them),
+ * then the chunk's rows of h in bf16 (Wb's path). The default chunk of 1024 rows keeps cuBLAS's
+ * GEMMs large (K = C, 1024 x V outputs) while SmolLM2's chunk (V = 49,152) is 201 MB instead of
+ * the 6.4 GB of logits and their gradient for 8 x 2048 tokens. */
 #define OPS_LM_HEAD_CHUNK 1024
-static inline size_t ops_lm_head_scratch(size_t N, size_t V, size_t chunk) {
-    return (N < chunk ? N : chunk) * V;
+static inline size_t ops_lm_head_scratch(size_t N, size_t C, size_t V, size_t chunk) {
+    size_t rows = N < chunk ? N : chunk;
+    return ops_floats64(rows * V) + ops_dequantize_bf16_scratch(rows, C);
 }
 
 /* The backends. ops_cuda exists only in builds with CUDA (LORAFT_HAVE_CUDA). */

@@ -842,24 +842,53 @@ static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits
 
 /* ---- LM head + cross-entropy, in chunks of rows ---- */
 
+/* One chunk of rows on bf16 operands, the reference of the GPU's tensor-core GEMMs (tests only):
+ * hb = bf16(h) [rows,C], logits [rows,V] = hb Wb^T and dh += bf16(dlogits) Wb in loops over bf16
+ * values, summed in f32. */
+static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const uint16_t *Wb,
+                               const int32_t *labels, float grad_scale, const float *row_scale,
+                               float *logits, uint16_t *hb, int rows, int C, int V) {
+    for (size_t i = 0; i < (size_t)rows * C; i++) hb[i] = f32_to_bf16(h[i]);
+    for (size_t n = 0; n < (size_t)rows; n++)
+        for (size_t v = 0; v < (size_t)V; v++) {
+            float s = 0.0f;
+            for (size_t c = 0; c < (size_t)C; c++)
+                s += qb_bf16(hb[n * C + c]) * qb_bf16(Wb[v * C + c]);
+            logits[n * V + v] = s;
+        }
+    cross_entropy_rows(losses, dh ? logits : NULL, logits, labels, grad_scale, row_scale, rows, V);
+    for (size_t n = 0; dh && n < (size_t)rows; n++)
+        for (size_t v = 0; v < (size_t)V; v++) {
+            float d = bf16_round(logits[n * V + v]);
+            for (size_t c = 0; d != 0.0f && c < (size_t)C; c++)
+                dh[n * C + c] += d * qb_bf16(Wb[v * C + c]);
+        }
+}
+
 /* Per chunk of rows of h [N,C]: logits [rows,V] = h @ W[V,C]^T in scratch, losses and dlogits in
  * place (cross_entropy_rows), then dh[rows,C] += dlogits @ W and dW += dlogits^T @ h (NULL:
- * skipped). */
+ * skipped); with Wb, lm_head_chunk_bf16 (hb after the logits, as on the GPU). */
 static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h,
-                                      const float *W, const int32_t *labels, float grad_scale,
-                                      const float *row_scale, float *scratch, int N, int C, int V,
-                                      int chunk) {
-    if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
+                                      const float *W, const uint16_t *Wb, const int32_t *labels,
+                                      float grad_scale, const float *row_scale, float *scratch,
+                                      int N, int C, int V, int chunk) {
+    if (chunk < 1 || (Wb && dW)) return; /* the contract asks for both; never loop forever */
     int grads = dh || dW;
+    uint16_t *hb = (uint16_t *)(scratch + ops_floats64((size_t)(N < chunk ? N : chunk) * V));
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int rows = N - n0 < chunk ? N - n0 : chunk;
         const float *hc = h + (size_t)n0 * C;
+        float *dhc = dh ? dh + (size_t)n0 * C : NULL;
+        const float *rs = row_scale ? row_scale + n0 : NULL;
+        if (Wb) {
+            lm_head_chunk_bf16(losses + n0, dhc, hc, Wb, labels + n0, grad_scale, rs, scratch, hb,
+                               rows, C, V);
+            continue;
+        }
         cpu_matmul_forward(scratch, hc, W, NULL, rows, C, V);
         cross_entropy_rows(losses + n0, grads ? scratch : NULL, scratch, labels + n0, grad_scale,
-                           row_scale ? row_scale + n0 : NULL, rows, V);
-        if (grads)
-            cpu_matmul_backward(dh ? dh + (size_t)n0 * C : NULL, dW, NULL, scratch, hc, W, rows, C,
-                                V);
+                           rs, rows, V);
+        if (grads) cpu_matmul_backward(dhc, dW, NULL, scratch, hc, W, rows, C, V);
     }
 }
 

@@ -6,7 +6,8 @@
  * few rows in flight). In both passes each thread loads CE_UNROLL values before
  * using them: enough loads in flight to cover memory latency. In place (dlogits == logits)
  * works: every read of another thread's element happens before the block's
- * barriers. A label >= V raises a fault bit that status() reports. */
+ * barriers. The gradient may be written in bf16 too (the LM head's bf16 path). A label >= V
+ * raises a fault bit that status() reports. */
 #include "cuda_common.cuh"
 
 enum { CE_UNROLL = 4, CE_THREADS = 1024 };
@@ -22,19 +23,26 @@ __device__ inline void load_unrolled(float v[CE_UNROLL], const float *x, int j0,
     }
 }
 
-/* losses[N], dlogits[N,V] (may be NULL) from logits [N,V], labels [N]; row_scale [N] or NULL */
-__global__ void cross_entropy_kernel(float *losses, float *dlogits, const float *logits,
+/* losses[N], dlogits [N,V] rows ldd apart (may be NULL) from logits [N,V], labels [N]; row_scale
+ * [N] or NULL. D float: dlogits may be the logits (in place). D bf16 (the LM head's bf16 path):
+ * dlogits may be the logits viewed as bf16 with ldd 2V, row n's gradient over the first half of
+ * its own logits. Then each pass of the block over CE_UNROLL x blockDim.x columns loads them
+ * all before a barrier and only then writes their gradients, which land over logits below
+ * them, so no thread overwrites a value another has yet to read. */
+template <typename D>
+__global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, const float *logits,
                                      const int32_t *labels, float grad_scale,
                                      const float *row_scale, int N, int V, int *fault) {
+    constexpr bool narrow = sizeof(D) < sizeof(float);
     for (int n = blockIdx.x; n < N; n += gridDim.x) {
         const float *x = logits + (size_t)n * V;
-        float *dx = dlogits ? dlogits + (size_t)n * V : NULL;
+        D *dx = dlogits ? dlogits + (size_t)n * ldd : NULL;
         int label = labels[n];
         if (label >= V && fault && threadIdx.x == 0) atomicOr(fault, FAULT_LABEL);
         if (label < 0 || label >= V) { /* ignored row (HF's -100), or a faulted one */
             if (threadIdx.x == 0) losses[n] = 0.0f;
             if (dx)
-                for (int j = threadIdx.x; j < V; j += blockDim.x) dx[j] = 0.0f;
+                for (int j = threadIdx.x; j < V; j += blockDim.x) store_as(dx + j, 0.0f);
             continue;
         }
         float mx = -INFINITY, sum = 0.0f, at_label = x[label]; /* read before dx is written */
@@ -55,25 +63,41 @@ __global__ void cross_entropy_kernel(float *losses, float *dlogits, const float 
         /* the exact difference first, as torch: at large logits mx + log(sum) rounds */
         if (threadIdx.x == 0) losses[n] = (mx - at_label) + logf(sum);
         float g = row_scale ? grad_scale * row_scale[n] : grad_scale;
-        for (int j0 = threadIdx.x; dx && j0 < V; j0 += CE_UNROLL * blockDim.x) {
+        for (int s0 = 0; dx && s0 < V; s0 += CE_UNROLL * blockDim.x) { /* the same s0 block-wide */
             float v[CE_UNROLL];
+            int j0 = s0 + threadIdx.x;
             load_unrolled(v, x, j0, V, 0.0f);
+            if (narrow) __syncthreads();
 #pragma unroll
             for (int u = 0, j = j0; u < CE_UNROLL && j < V; u++, j += blockDim.x)
-                dx[j] = (expf(v[u] - mx) / sum - (j == label ? 1.0f : 0.0f)) * g;
+                store_as(dx + j, (expf(v[u] - mx) / sum - (j == label ? 1.0f : 0.0f)) * g);
         }
     }
+}
+
+template <typename D>
+static void cross_entropy_launch(float *losses, D *dlogits, size_t ldd, const float *logits,
+                                 const int32_t *labels, float grad_scale, const float *row_scale,
+                                 int N, int V) {
+    if (N <= 0 || V <= 0) return;
+    unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
+    unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
+    cross_entropy_kernel<D><<<blocks, threads>>>(losses, dlogits, ldd, logits, labels, grad_scale,
+                                                 row_scale, N, V, cuda_fault_word());
+    CUDA_LAUNCHED("cross_entropy");
 }
 
 void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                              const int32_t *labels, float grad_scale, const float *row_scale, int N,
                              int V) {
-    if (N <= 0 || V <= 0) return;
-    unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
-    unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
-    cross_entropy_kernel<<<blocks, threads>>>(losses, dlogits, logits, labels, grad_scale,
-                                              row_scale, N, V, cuda_fault_word());
-    CUDA_LAUNCHED("cross_entropy");
+    cross_entropy_launch(losses, dlogits, (size_t)V, logits, labels, grad_scale, row_scale, N, V);
+}
+
+void cuda_cross_entropy_rows_bf16(float *losses, float *logits, int grads, const int32_t *labels,
+                                  float grad_scale, const float *row_scale, int N, int V) {
+    __nv_bfloat16 *dlogits = grads ? (__nv_bfloat16 *)logits : NULL;
+    cross_entropy_launch(losses, dlogits, 2 * (size_t)V, logits, labels, grad_scale, row_scale, N,
+                         V);
 }
 
 void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,

@@ -247,9 +247,14 @@ void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, cons
 void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                              const int32_t *labels, float grad_scale, const float *row_scale, int N,
                              int V);
+/* The same over logits [N,V] whose gradient (grads) is written over them in bf16, row n's at
+ * halves n * 2V, the first half of its own logits' bytes */
+void cuda_cross_entropy_rows_bf16(float *losses, float *logits, int grads, const int32_t *labels,
+                                  float grad_scale, const float *row_scale, int N, int V);
 void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
-                                const int32_t *labels, float grad_scale, const float *row_scale,
-                                float *scratch, int N, int C, int V, int chunk);
+                                const uint16_t *Wb, const int32_t *labels, float grad_scale,
+                                const float *row_scale, float *scratch, int N, int C, int V,
+                                int chunk);
 void cuda_dpo_loss(double *stats, float *logps, float *row_scale, const float *losses,
                    const int32_t *labels, const float *ref, float beta, float label_smoothing,
                    int ipo, float grad_scale, int B, int T);

@@ -838,6 +838,25 @@ static int resolve_precision(TrainSpec *s, const Ops *ops, LfError *err) {
                    precision_name(s->precision));
 }
 
+/* precision bf16: a frozen LM head (its own weight or the tied embedding) runs on bf16 tensor
+ * cores from a bf16 copy made once here; its f32 values stay (the tied embedding reads them,
+ * and generation's logits). */
+static size_t head_bf16_bytes(const Model *m) {
+    const Param *w = m->head ? m->head->w : NULL;
+    return w && !w->grad && model_keeps_bf16(m) ? w->numel * sizeof(uint16_t) : 0;
+}
+
+static int copy_head_bf16(Model *m, LfError *err) {
+    size_t bytes = head_bf16_bytes(m);
+    if (!bytes) return 0;
+    m->head_bf16 = m->ops->alloc(bytes);
+    if (!m->head_bf16) return lf_fail(err, "out of memory for the LM head's bf16 copy");
+    const Param *w = m->head->w;
+    m->ops->dequantize_rows_bf16(m->head_bf16, w->value, GGML_F32, 0, (int)w->shape[0],
+                                 (int)w->shape[1], (int)w->shape[1]);
+    return 0;
+}
+
 int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const Ops *ops,
                  const char *dir, uint64_t seed, int max_batch, int max_len, char *missing_report,
                  size_t report_cap, LfError *err) {
@@ -862,7 +881,7 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     if (!m->host_losses || !m->host_labels) return model_free(m), lf_fail(err, "out of memory");
     if (build_table(m, err) || assign_gradients(m, err) || choose_storage(m, dir, err) ||
         allocate_values(m, err) || activations_create(m, err) ||
-        load_values(m, dir, seed, missing_report, report_cap, err))
+        load_values(m, dir, seed, missing_report, report_cap, err) || copy_head_bf16(m, err))
         return model_free(m), -1;
     return ops->status(err) ? (model_free(m), -1) : 0;
 }
@@ -880,6 +899,7 @@ void model_free(Model *m) {
     if (m->ops) {
         m->ops->free(m->values);
         m->ops->free(m->packed);
+        m->ops->free(m->head_bf16);
         m->ops->free(m->grads);
         m->ops->free(m->act_mem);
         m->ops->free(m->ids);
@@ -909,7 +929,7 @@ size_t model_all_count(const Model *m) {
 }
 
 size_t model_weight_bytes(const Model *m) {
-    return m->n_values * sizeof(float) + m->n_packed_bytes;
+    return m->n_values * sizeof(float) + m->n_packed_bytes + head_bf16_bytes(m);
 }
 
 size_t model_activation_bytes(const Model *m) {

@@ -15,7 +15,7 @@
 void causal_lm_plan(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len, V = m->cfg.vocab_size, C = m->cfg.hidden_size;
     PLAN_TAKE(pl, &m->dhidden, N * C, m->n_grads > 0, NULL);
-    PLAN_TAKE(pl, &m->head_scratch, ops_lm_head_scratch(N, V, OPS_LM_HEAD_CHUNK), 1, NULL);
+    PLAN_TAKE(pl, &m->head_scratch, ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK), 1, NULL);
 }
 
 /* labels[B,T]: token ids (< vocab_size) or negative (ignored); out[b,t] = labels[b,t+1],
@@ -40,8 +40,8 @@ int lm_head_run(Model *m, int dh, int dw, const float *row_scale, LfError *err) 
     if (head->lora) return lf_fail(err, "a LoRA adapter on the LM head is not supported");
     if (dh) m->ops->zero(m->dhidden, (size_t)N * C * sizeof(float));
     m->ops->lm_head_cross_entropy(m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL,
-                                  m->hidden, head->w->value, m->labels, m->loss_scale, row_scale,
-                                  m->head_scratch, N, C, V, OPS_LM_HEAD_CHUNK);
+                                  m->hidden, head->w->value, m->head_bf16, m->labels, m->loss_scale,
+                                  row_scale, m->head_scratch, N, C, V, OPS_LM_HEAD_CHUNK);
     return 0;
 }
 

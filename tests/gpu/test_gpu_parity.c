@@ -948,22 +948,27 @@ static void test_cross_entropy_in_place(int N, int V) {
 
 /* ---- LM head + cross-entropy in chunks ----
  * grads: G_DINP (dh), G_DW (dW); every third label ignored (-100); rows: a weight per row in
- * [-1, 1) (row_scale) or none. */
-static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows) {
+ * [-1, 1) (row_scale) or none; bf16: on W's bf16 copy, as the model runs a frozen head under
+ * precision bf16 (the CPU's reference takes the same bf16 operands: f32 tolerances). */
+static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, int bf16) {
     Pair *h = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)V * C, 0.1f);
+    Pair *Wb = bf16 ? pair_new((size_t)V * C * sizeof(uint16_t)) : NULL;
+    if (Wb) BACKENDS(w, o) o->dequantize_rows_bf16(Wb->mem[w], W->mem[w], GGML_F32, 0, V, C, C);
     int32_t *lab = malloc(N * sizeof *lab);
     for (int n = 0; n < N; n++) lab[n] = n % 3 == 1 ? -100 : (int32_t)(rng_next(&rng) % V);
     Pair *labels = pair_upload(lab, N * sizeof *lab), *loss = pair_new(N * sizeof(float));
     free(lab);
-    Pair *scratch = pair_new(ops_lm_head_scratch(N, V, chunk) * sizeof(float));
+    Pair *scratch = pair_new(ops_lm_head_scratch(N, C, V, chunk) * sizeof(float));
     Pair *dh = grads & G_DINP ? pair_random((size_t)N * C, 1.0f) : NULL;
     Pair *dW = grads & G_DW ? pair_random((size_t)V * C, 1.0f) : NULL;
     Pair *row_scale = rows ? pair_random(N, 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->lm_head_cross_entropy(F(loss, w), F(dh, w), F(dW, w), F(h, w), F(W, w), I(labels, w),
-                                 1.0f / N, F(row_scale, w), F(scratch, w), N, C, V, chunk);
+        o->lm_head_cross_entropy(F(loss, w), F(dh, w), F(dW, w), F(h, w), F(W, w),
+                                 Wb ? Wb->mem[w] : NULL, I(labels, w), 1.0f / N, F(row_scale, w),
+                                 F(scratch, w), N, C, V, chunk);
     }
-    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d", N, C, V, chunk, grads, rows);
+    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s", N, C, V, chunk, grads, rows,
+         bf16 ? " bf16" : "");
     compare("loss", loss, GEMM_TOL);
     if (dh) compare("dh", dh, GEMM_TOL);
     if (dW) compare("dW", dW, GEMM_TOL);
@@ -1097,9 +1102,9 @@ static void test_errors(void) {
     printf("bad label: %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
     Pair *h = pair_random(4 * 5, 1.0f), *W = pair_random(3 * 5, 1.0f);
-    Pair *scratch = pair_new(ops_lm_head_scratch(4, 3, 2) * sizeof(float));
-    dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), I(labels, 1), 1.0f, NULL,
-                               F(scratch, 1), 4, 5, 3, 2);
+    Pair *scratch = pair_new(ops_lm_head_scratch(4, 5, 3, 2) * sizeof(float));
+    dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), NULL, I(labels, 1), 1.0f,
+                               NULL, F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad label (lm head): %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
@@ -1320,15 +1325,21 @@ int main(void) {
     test_cross_entropy(16, 1000, 200.0f, 1);
     test_cross_entropy(65536 + 100, 2, 3.0f, 1); /* more rows than the 65,536 blocks */
     test_cross_entropy_in_place(37, 1000);
-    test_lm_head(1, 13, 7, OPS_LM_HEAD_CHUNK, G_DINP | G_DW, 0);
-    test_lm_head(3, 64, 50257, OPS_LM_HEAD_CHUNK, G_DINP | G_DW, 0); /* GPT-2's vocabulary */
-    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 0);                /* chunks 16 + 16 + 5 */
-    test_lm_head(37, 64, 1000, 16, G_DINP, 0);        /* only dh (LoRA: the head is frozen) */
-    test_lm_head(37, 64, 1000, 16, G_DW, 0);          /* only dW */
-    test_lm_head(37, 64, 1000, 16, 0, 0);             /* neither: evaluation */
-    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1); /* a weight per row (DPO) */
+    test_lm_head(1, 13, 7, OPS_LM_HEAD_CHUNK, G_DINP | G_DW, 0, 0);
+    test_lm_head(3, 64, 50257, OPS_LM_HEAD_CHUNK, G_DINP | G_DW, 0, 0); /* GPT-2's vocabulary */
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 0, 0);                /* chunks 16 + 16 + 5 */
+    test_lm_head(37, 64, 1000, 16, G_DINP, 0, 0);        /* only dh (LoRA: the head is frozen) */
+    test_lm_head(37, 64, 1000, 16, G_DW, 0, 0);          /* only dW */
+    test_lm_head(37, 64, 1000, 16, 0, 0, 0);             /* neither: evaluation */
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0); /* a weight per row (DPO) */
     test_lm_head(full_grid ? 2100 : 1100, 576, full_grid ? 49152 : 2000, OPS_LM_HEAD_CHUNK,
-                 G_DINP | G_DW, 1); /* past the default chunk; SmolLM2's C (and V on a GPU) */
+                 G_DINP | G_DW, 1, 0); /* past the default chunk; SmolLM2's C (and V on a GPU) */
+    /* the bf16 head: dh's bf16 gradient over the logits, several passes of the block a row */
+    test_lm_head(37, 64, 9000, 16, G_DINP, 0, 1);
+    test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1);                 /* DPO's row weights */
+    test_lm_head(37, 64, 1000, 16, 0, 0, 1);                      /* evaluation */
+    test_lm_head(3, 64, 50257, OPS_LM_HEAD_CHUNK, G_DINP, 0, 1);  /* GPT-2's vocabulary, odd V */
+    test_lm_head(1030, 64, 300, OPS_LM_HEAD_CHUNK, G_DINP, 1, 1); /* past the default chunk */
     test_dpo_loss(8, 37, 0, 1, 1);
     test_dpo_loss(6, 50, 1, 1, 1);   /* ipo: log-probs over each row's labelled tokens */
     test_dpo_loss(4, 1000, 0, 0, 0); /* no reference: log-probs only, stats 0 */
