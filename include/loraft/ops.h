@@ -408,11 +408,17 @@ static inline size_t ops_floats64(size_t floats) { /* rounded up to 64 floats (2
 static inline size_t ops_dequantize_bf16_scratch(size_t rows, size_t cols) {
     return ops_floats64((rows * cols + 1) / 2);
 }
-/* lora_backward_bf16: scale * B^T [R,OC], du [N,R], bf16(u) [N,R], bf16(drop(x)) [N,C], each
+/* lora_backward_bf16's weight gradients on the GPU: at most this many splits of the N rows, at
+ * least 64 rows each, each summed into a partial [R, max(C, OC)] (the CPU sums in place). */
+static inline size_t ops_lora_grad_splits(size_t N) {
+    size_t s = (N + 63) / 64;
+    return s < 128 ? s : 128;
+}
+/* lora_backward_bf16: scale * B^T [R,OC], du [N,R], the weight gradients' partial sums, each
  * part 64 floats aligned. */
 static inline size_t ops_lora_bf16_scratch(size_t N, size_t C, size_t OC, size_t R) {
-    return ops_floats64(R * OC) + ops_floats64(N * R) + ops_dequantize_bf16_scratch(N, R) +
-           ops_dequantize_bf16_scratch(N, C);
+    return ops_floats64(R * OC) + ops_floats64(N * R) +
+           ops_lora_grad_splits(N) * R * (C > OC ? C : OC);
 }
 /* lora_down_bf16: the most linears of one group (q, k, v), and the floats its xb takes: n copies
  * of the input [N, C+R] in bf16 (rounded up to 64 floats, as above). */

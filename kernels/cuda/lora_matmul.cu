@@ -1,23 +1,22 @@
 /* lora_matmul.cu: the dense layer (frozen base GEMM on cuBLAS, or on cuBLASLt with the bias in
- * its epilogue; bias gradient) and the LoRA branch beside it. The branch's rank-R products are
- * cuBLAS GEMMs: the up-projection accumulates into out (beta 1), du = s dout B, dA, dB, and
- * dinp += du A. Kernels remain where they move fewer bytes than a GEMM would: dinp under dropout
- * (the mask applied to du A as it is added: one pass over dinp), the down-projection
+ * its epilogue; bias gradient) and the LoRA branch beside it. Under fp32 / tf32 the branch's
+ * rank-R products are cuBLAS GEMMs: the up-projection accumulates into out (beta 1), du = s dout
+ * B, dA, dB, and dinp += du A. Kernels remain where they move fewer bytes than a GEMM would: dinp
+ * under dropout (the mask applied to du A as it is added: one pass over dinp), the down-projection
  * u = drop(x) A^T under dropout (the mask applied as x is loaded: no drop(x) in memory), and
  * under model.precision bf16 lora_down_bf16, which reads the input once for every linear of a
  * group (q, k, v), writes each one's u and [bf16(x) | bf16(scale u)], and the base GEMM runs over
  * K + R columns, [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once; backward,
  * lora_backward_bf16 runs the same kernel over dout with scale B^T for A, for du and
- * [bf16(dout) | bf16(du)] from one read of dout, and the dinp GEMM runs over [W ; A]. The down
- * kernel is meant to run at memory speed: a warp takes four rows at once (float4 loads where
- * aligned), so each A value it loads feeds four rows' sums (R x 4 of them in registers), and the
- * warp reduces 32 sums in 31 shuffles.
+ * [bf16(dout) | bf16(du)] from one read of dout, dA and dB are lora_grad's sums (below), and
+ * the dinp GEMM runs over [W ; A]. The down kernel is meant to run at memory speed: a warp takes
+ * four rows at once (float4 loads where aligned), so each A value it loads feeds four rows' sums
+ * (R x 4 of them in registers), and the warp reduces 32 sums in 31 shuffles.
  *
  * Row-major X[r,c] is column-major X^T, so every cuBLAS call below computes the
  * transpose of the row-major formula in its comment. */
 #include "cuda_common.cuh"
-#include "loraft/quant.h" /* GGML_F32 */
-#include "mma_bf16.cuh"   /* pack_bf16x2 */
+#include "mma_bf16.cuh" /* pack_bf16x2 */
 
 enum { ROW_WARPS = 8 };
 /* Rows per warp in lora_down_kernel at RMAX outputs a pass: 32 sums a lane either way (four rows
@@ -433,6 +432,143 @@ static void lora_drop(Out *out, const In *x, int ldx, float p, uint64_t seed, in
     CUDA_LAUNCHED("lora_backward (dropped input)");
 }
 
+/* ---- LoRA's weight gradients under bf16 (lora_backward_bf16's dA and dB) ----
+ * out[r,c] += alpha * sum over n of bf16(a[n,r]) bf16(drop(b[n,c])), a [N,R] and b [N,C] rows
+ * lda and ldb apart, bf16 or f32 (rounded as they load; b masked by lora dropout first when
+ * p > 0): products of bf16 values, exact in f32, as the CPU's reference forms them. R is the
+ * rank and N the tokens, a shape a GEMM tiles poorly (this was cuBLAS's bf16 GEMM, after a pass
+ * writing drop(x)). Here a thread keeps GRAD_VEC columns x GRAD_RC ranks of sums over its
+ * warp's rows of one split of N, the block's warps add theirs in shared memory, and the block
+ * writes one partial [R,C] of its split; lora_grad_sum_kernel adds the splits' partials in
+ * order (the same bits every run) into out, rows rs and columns cs apart (dA [R,C], dB [OC,R]). */
+enum { GRAD_WARPS = 8, GRAD_VEC = 8, GRAD_RC = 8, GRAD_COLS = 32 * GRAD_VEC };
+
+__device__ inline float bf16_value(float x) {
+    return __bfloat162float(__float2bfloat16(x));
+}
+__device__ inline float bf16_value(__nv_bfloat16 x) {
+    return __bfloat162float(x);
+}
+
+/* x[e] = row[c + e] as f32 (0 past C): one 16-byte load of 8 bf16, or two of 4 f32, when vec
+ * (the row and c 16-byte aligned) and whole */
+__device__ inline void load_cols(float (&x)[GRAD_VEC], const __nv_bfloat16 *row, int c, int C,
+                                 bool vec) {
+    if (vec && c + GRAD_VEC <= C) {
+        uint4 q = *(const uint4 *)(row + c);
+        uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            x[2 * i] = __uint_as_float(w[i] << 16),
+                  x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < GRAD_VEC; e++) x[e] = c + e < C ? __bfloat162float(row[c + e]) : 0.0f;
+}
+__device__ inline void load_cols(float (&x)[GRAD_VEC], const float *row, int c, int C, bool vec) {
+    if (vec && c + GRAD_VEC <= C) {
+        float4 q0 = *(const float4 *)(row + c), q1 = *(const float4 *)(row + c + 4);
+        x[0] = q0.x, x[1] = q0.y, x[2] = q0.z, x[3] = q0.w;
+        x[4] = q1.x, x[5] = q1.y, x[6] = q1.z, x[7] = q1.w;
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < GRAD_VEC; e++) x[e] = c + e < C ? row[c + e] : 0.0f;
+}
+
+/* Block (column tile x, split y, rank chunk z): partial[y][r][c] = the split's sums for ranks
+ * r0.. r0 + GRAD_RC and the tile's columns. B_EXACT: b's values are bf16 already (a bf16 b at
+ * p = 0), so they need no rounding. */
+template <typename TA, typename TB, bool DROP, bool B_EXACT>
+__global__ void __launch_bounds__(GRAD_WARPS * 32)
+    lora_grad_partial_kernel(float *partial, const TA *a, int lda, const TB *b, int ldb, bool vec,
+                             float p, uint64_t seed, int N, int C, int R, int split_rows) {
+    enum { V = GRAD_RC * GRAD_VEC };
+    __shared__ float red[GRAD_WARPS / 2 * V * 32]; /* [warp][v][lane]: lanes apart, no conflict */
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int c = blockIdx.x * GRAD_COLS + lane * GRAD_VEC, r0 = blockIdx.z * GRAD_RC;
+    int n0 = blockIdx.y * split_rows, n1 = min(N, n0 + split_rows);
+    float acc[V];
+#pragma unroll
+    for (int v = 0; v < V; v++) acc[v] = 0.0f;
+    for (int n = n0 + warp; n < n1; n += GRAD_WARPS) {
+        float x[GRAD_VEC], w[GRAD_RC];
+        load_cols(x, b + (size_t)n * ldb, c, C, vec);
+        if (DROP) drop_slice<GRAD_VEC>(x, rng_row_key(seed, (uint64_t)n), c, p);
+#pragma unroll
+        for (int e = 0; e < GRAD_VEC && !B_EXACT; e++) x[e] = bf16_value(x[e]);
+#pragma unroll
+        for (int k = 0; k < GRAD_RC; k++)
+            w[k] = r0 + k < R ? bf16_value(a[(size_t)n * lda + r0 + k]) : 0.0f;
+#pragma unroll
+        for (int k = 0; k < GRAD_RC; k++)
+#pragma unroll
+            for (int e = 0; e < GRAD_VEC; e++) acc[k * GRAD_VEC + e] += w[k] * x[e];
+    }
+    for (int half = GRAD_WARPS / 2; half >= 1; half /= 2) { /* the warps' sums into warp 0's */
+        if (warp >= half && warp < 2 * half)
+#pragma unroll
+            for (int v = 0; v < V; v++) red[((warp - half) * V + v) * 32 + lane] = acc[v];
+        __syncthreads();
+        if (warp < half)
+#pragma unroll
+            for (int v = 0; v < V; v++) acc[v] += red[(warp * V + v) * 32 + lane];
+        __syncthreads();
+    }
+    if (warp) return;
+    float *out = partial + (size_t)blockIdx.y * R * C;
+#pragma unroll
+    for (int k = 0; k < GRAD_RC; k++)
+#pragma unroll
+        for (int e = 0; e < GRAD_VEC; e++)
+            if (r0 + k < R && c + e < C) out[(size_t)(r0 + k) * C + c + e] = acc[k * GRAD_VEC + e];
+}
+
+/* out[r * rs + c * cs] += alpha * the sum of the splits' partials [R,C], in split order */
+__global__ void lora_grad_sum_kernel(float *out, int rs, int cs, const float *partial, int splits,
+                                     int R, int C, float alpha) {
+    GRID_STRIDE(i, (size_t)R * C) {
+        float s = 0.0f;
+        for (int k = 0; k < splits; k++) s += partial[(size_t)k * R * C + i];
+        out[i / C * rs + i % C * cs] += alpha * s;
+    }
+}
+
+template <typename TA, typename TB, bool DROP, bool B_EXACT>
+static void launch_lora_grad(dim3 grid, float *partial, const TA *a, int lda, const TB *b, int ldb,
+                             bool vec, float p, uint64_t seed, int N, int C, int R,
+                             int split_rows) {
+    lora_grad_partial_kernel<TA, TB, DROP, B_EXACT>
+        <<<grid, GRAD_WARPS * 32>>>(partial, a, lda, b, ldb, vec, p, seed, N, C, R, split_rows);
+}
+
+/* The splits: about GRAD_BLOCKS blocks in all, at least 64 rows and at most
+ * ops_lora_grad_splits(N) of them (the partials' scratch). */
+enum { GRAD_BLOCKS = 512 };
+template <typename TA, typename TB>
+static void lora_grad(float *out, int rs, int cs, const TA *a, int lda, const TB *b, int ldb,
+                      float alpha, float p, uint64_t seed, float *partial, int N, int C, int R) {
+    int tiles = (C + GRAD_COLS - 1) / GRAD_COLS, chunks = (R + GRAD_RC - 1) / GRAD_RC;
+    int splits = GRAD_BLOCKS / (tiles * chunks), most = (int)ops_lora_grad_splits((size_t)N);
+    splits = splits < 1 ? 1 : splits > most ? most : splits;
+    int split_rows = (N + splits - 1) / splits;
+    splits = (N + split_rows - 1) / split_rows;
+    bool vec = (uintptr_t)b % 16 == 0 && (size_t)ldb * sizeof(TB) % 16 == 0;
+    dim3 grid((unsigned)tiles, (unsigned)splits, (unsigned)chunks);
+    constexpr bool bf16_b = sizeof(TB) == 2;
+    if (p > 0.0f)
+        launch_lora_grad<TA, TB, true, false>(grid, partial, a, lda, b, ldb, vec, p, seed, N, C, R,
+                                              split_rows);
+    else
+        launch_lora_grad<TA, TB, false, bf16_b>(grid, partial, a, lda, b, ldb, vec, p, seed, N, C,
+                                                R, split_rows);
+    CUDA_LAUNCHED("lora_backward_bf16 (weight gradient)");
+    lora_grad_sum_kernel<<<cuda_blocks((size_t)R * C, CUDA_THREADS), CUDA_THREADS>>>(
+        out, rs, cs, partial, splits, R, C, alpha);
+    CUDA_LAUNCHED("lora_backward_bf16 (weight gradient sum)");
+}
+
 /* du[N,R] = scale * dout @ B (in scratch after N*C floats); dB[OC,R] += scale *
  * dout^T @ u; dA[R,C] += du^T @ drop(inp); dinp[N,C] += drop'(du @ A). GEMMs, but for dinp at
  * p > 0 (the masked kernel above); at p > 0 dA reads drop(inp) from scratch, as on the CPU. */
@@ -469,20 +605,18 @@ __global__ void scaled_transpose_kernel(float *sBt, const float *B, float scale,
 
 /* The pieces of ops_lora_bf16_scratch, in its order. */
 struct LoraBf16Scratch {
-    float *sBt, *du;
-    __nv_bfloat16 *u, *x;
+    float *sBt, *du, *partial;
 };
 static LoraBf16Scratch lora_bf16_scratch(float *s, int N, int OC, int R) {
     LoraBf16Scratch p;
     p.sBt = s;
     p.du = p.sBt + ops_floats64((size_t)R * OC);
-    p.u = (__nv_bfloat16 *)(p.du + ops_floats64((size_t)N * R));
-    p.x = (__nv_bfloat16 *)((float *)p.u + ops_dequantize_bf16_scratch(N, R));
+    p.partial = p.du + ops_floats64((size_t)N * R);
     return p;
 }
 
 /* The down kernel over dout with scale B^T for A writes du (its u) and dd (its copy [bf16(dout) |
- * bf16(du)]) from one read of dout; dB and dA are bf16 GEMMs on dd's two parts. */
+ * bf16(du)]) from one read of dout; dB and dA are lora_grad's sums over dd's two parts. */
 void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, const float *dout,
                              const float *inp, const uint16_t *xb, int ldx, const float *u,
                              const float *A, const float *B, float scale, float p, uint64_t seed,
@@ -497,18 +631,11 @@ void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, co
     LoraDown g = {};
     g.n = 1, g.A[0] = s.sBt, g.u[0] = s.du, g.xb[0] = (__nv_bfloat16 *)dd;
     lora_down(g, dout, 1.0f, 0.0f, N, OC, R);
-    if (dB) { /* dB^T[R,OC] += scale u^T[R,N] dout[N,OC]: dd's column-major view, OP_T */
-        cuda_dequantize_rows_bf16((uint16_t *)s.u, u, GGML_F32, 0, N, R, R);
-        cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, R, OC, N, scale, s.u, R, d, ldd, 1.0f, dB, R);
-    }
-    if (dA) { /* dA^T[C,R] += x^T[C,N] du[N,R]: du is dd's last R columns, OP_T */
-        const __nv_bfloat16 *x = (const __nv_bfloat16 *)xb;
-        if (inp)
-            lora_drop(s.x, inp, C, p, seed, N, C);
-        else if (p > 0.0f)
-            lora_drop(s.x, xb, ldx, p, seed, N, C);
-        if (inp || p > 0.0f) x = s.x, ldx = C;
-        cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, C, R, N, 1.0f, x, ldx, d + OC, ldd, 1.0f, dA, C);
-    }
+    /* dB[c,r] += scale sum_n bf16(u)[n,r] dout[n,c]; dA[r,c] += sum_n du[n,r] drop(x)[n,c] */
+    if (dB) lora_grad(dB, 1, R, u, R, d, ldd, scale, 0.0f, 0, s.partial, N, OC, R);
+    if (dA && inp) lora_grad(dA, C, 1, d + OC, ldd, inp, C, 1.0f, p, seed, s.partial, N, C, R);
+    if (dA && !inp)
+        lora_grad(dA, C, 1, d + OC, ldd, (const __nv_bfloat16 *)xb, ldx, 1.0f, p, seed, s.partial,
+                  N, C, R);
     if (dinp) lora_dinp(dinp, s.du, A, p, seed, N, C, R);
 }
