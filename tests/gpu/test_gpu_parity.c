@@ -1262,7 +1262,7 @@ int main(void) {
     test_lora_fused(38, 68, 45, 12, 2, 0.1f);    /* half a row group, half a chunk, float4 */
     /* the weight gradients' sums: many splits of N, several column tiles, 16-byte loads */
     test_lora_fused(1100, 576, 192, 8, 1, 0.1f);
-    test_lora_fused(1100, 576, 1536, 16, 1, 0.0f); /* two rank chunks; dB over six tiles */
+    test_lora_fused(1100, 576, 1536, 16, 1, 0.0f);     /* two rank chunks; dB over six tiles */
     static const int ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant + cuBLAS */
     for (int r = 0; r < 6; r++) {
         test_lora(1, 13, 7, ranks[r], 0.0f, G_ALL);
