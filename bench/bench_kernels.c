@@ -6,17 +6,15 @@
  *   mem   each memory-bound op at a DistilBERT-base or SmolLM2-135M shape: the bytes it must
  *         move (every input read once, every output written once; an output accumulated
  *         with += is read and written), GB/s and % of the copy bandwidth.
- *   gemm  matmul_forward and matmul_backward (dinp only: frozen weights) at every dense shape
- *         of both models, the LM head with its loss, and attention forward / backward at
- *         T = 512 and 2048, causal (SmolLM2's heads) and padded (DistilBERT's): TFLOP/s next to
- *         bare cuBLAS GEMMs of the same shapes (bench_gpu_gemm), and ours in % of theirs.
- *   lora  the LoRA linear, matmul + lora_forward and matmul_backward + lora_backward (lora
- *         dropout p = 0.1, and p = 0 at r = 8), against the bare base GEMM at r = 8, 16 and 64:
- *         the overhead in %.
- *         Under --bf16 the model's fused linear at p = 0 (lora.dropout's default): forward
- *         lora_down_bf16 (the input's bf16 copy [x | s u]), B into the weight's last r columns,
- *         one GEMM over in + r columns; backward lora_backward without dinp, A into the
- *         weight's last r rows, one dinp GEMM over [dout | du].
+ *   gemm  matmul_forward and matmul_backward (dinp only: frozen weights, OPS_ADD) at every dense
+ * shape of both models, the LM head with its loss, and attention forward / backward at T = 512 and
+ * 2048, causal (SmolLM2's heads) and padded (DistilBERT's): TFLOP/s next to bare cuBLAS GEMMs of
+ * the same shapes (bench_gpu_gemm), and ours in % of theirs. lora  the LoRA linear, matmul +
+ * lora_forward and matmul_backward + lora_backward (lora dropout p = 0.1, and p = 0 at r = 8),
+ * against the bare base GEMM at r = 8, 16 and 64: the overhead in %. Under --bf16 the model's fused
+ * linear at p = 0 (lora.dropout's default): forward lora_down_bf16 (the input's bf16 copy [x | s
+ * u]), B into the weight's last r columns, one GEMM over in + r columns; backward lora_backward
+ * without dinp, A into the weight's last r rows, one dinp GEMM over [dout | du].
  *
  * Each row is the mean of REPS runs after WARMUP runs, timed with CUDA events. FLOPs are the
  * model's useful ones (2 per multiply-add; attention counts only the query-key pairs the mask
@@ -238,13 +236,13 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->activation_forward(out, NULL, x, ACT_GELU, nf));
     mem_row(name, 2.0 * nf, ms);
     snprintf(name, sizeof name, "activation_backward gelu [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_backward(g1, x, NULL, y, ACT_GELU, nf));
+    TIME(ms, gpu->activation_backward(g1, x, NULL, y, ACT_GELU, nf, OPS_ADD));
     mem_row(name, 4.0 * nf, ms);
     snprintf(name, sizeof name, "swiglu_forward [%zu,%d]", N, sm->F);
     TIME(ms, gpu->swiglu_forward(out, NULL, x, y, ns));
     mem_row(name, 3.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_backward(g1, g2, z, x, y, NULL, ns));
+    TIME(ms, gpu->swiglu_backward(g1, g2, z, x, y, NULL, ns, OPS_ADD));
     mem_row(name, 7.0 * ns, ms);
     snprintf(name, sizeof name, "add [%zu,%d]", N, db->C);
     TIME(ms, gpu->add(out, x, y, nc));
@@ -379,9 +377,10 @@ static void base_forward(const Base *b, float *out, const float *bias) {
 static void base_backward(const Base *b, float *dx, const float *dout) {
     if (precision == PRECISION_BF16) {
         gpu->dequantize_rows_bf16(b->dd, dout, GGML_F32, 0, b->N, b->M, b->M);
-        gpu->matmul_backward_bf16(dx, b->dd, b->M, b->wb, b->ld, b->scratch, b->N, b->K, b->M);
+        gpu->matmul_backward_bf16(dx, b->dd, b->M, b->wb, b->ld, b->scratch, b->N, b->K, b->M,
+                                  OPS_ADD);
     } else
-        gpu->matmul_backward(dx, NULL, NULL, dout, b->x, b->w, b->N, b->K, b->M);
+        gpu->matmul_backward(dx, NULL, NULL, dout, b->x, b->w, b->N, b->K, b->M, OPS_ADD);
 }
 
 /* The bare cuBLAS GEMM of the base layer's shape, in its precision. */
@@ -531,9 +530,9 @@ static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB,
         return;
     }
     gpu->lora_backward_bf16(b->dd, NULL, dA, dB, dout, NULL, b->xb, K + R, u, A, Bw, 2.0f, 0.0f, 1,
-                            scratch, N, K, M, R);
+                            scratch, N, K, M, R, OPS_ADD);
     gpu->dequantize_rows_bf16(b->wb + (size_t)M * b->ld, A, GGML_F32, 0, R, K, b->ld);
-    gpu->matmul_backward_bf16(dx, b->dd, M + R, b->wb, b->ld, b->scratch, N, K, M + R);
+    gpu->matmul_backward_bf16(dx, b->dd, M + R, b->wb, b->ld, b->scratch, N, K, M + R, OPS_ADD);
 }
 
 /* The ranks and dropouts timed: under f32 GEMMs p = 0.1 at every rank (the down-projection's

@@ -416,7 +416,8 @@ static void swi_fwd(void *p) {
 }
 static void swi_bwd(void *p, const float *dout, unsigned use) {
     SwiCtx *c = p;
-    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), dout, c->gate, c->up, NULL, N * C);
+    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), dout, c->gate, c->up, NULL, N * C,
+                         OPS_ADD);
 }
 
 static void test_swiglu(void) {
@@ -449,7 +450,7 @@ static void mm_fwd(void *p) {
 static void mm_bwd(void *p, const float *dout, unsigned use) {
     MmCtx *m = p;
     ops->matmul_backward(USE(0, m->dinp), USE(1, m->dweight), USE(2, m->dbias), dout, m->inp,
-                         m->weight, m->n, m->c, m->oc);
+                         m->weight, m->n, m->c, m->oc, OPS_ADD);
 }
 
 static MmCtx mm_make(int n, int c, int oc) {
@@ -575,7 +576,7 @@ static void test_matmul_bf16(int n, int c, int oc) {
         }
     ops->dequantize_rows_bf16(dd, dout, GGML_F32, 0, n, oc, ldd);
     ops->dequantize_rows_bf16(dd + oc, du, GGML_F32, 0, n, r, ldd);
-    ops->matmul_backward_bf16(dinp, dd, ldd, w16, ldw, scratch, n, c, oc + r);
+    ops->matmul_backward_bf16(dinp, dd, ldd, w16, ldw, scratch, n, c, oc + r, OPS_ADD);
     CHECK(count_mismatch("matmul_bf16 dinp", dinp, ref, (size_t)n * c, 1e-5, 1e-5) == 0);
     /* f32 rows are rounded to nearest even: 1 + 2^-8 is a tie and goes down to 1 */
     float one_and_tie = 1.00390625f;
@@ -630,9 +631,9 @@ static void lora_bwd(void *p, const float *dout, unsigned use) {
                        c->Bm, lora_scale, c->p, lora_seed, c->scratch, N, C, OC, R);
 }
 
-/* lora_backward_bf16 (from inp, and from its bf16 copy xb: lora_down_bf16's copy 0) against
- * double sums of the bf16 operands it defines: du = dout @ (scale * B) and dd = [bf16(dout) |
- * bf16(du)] (du's bf16 one step apart at most: a rounding boundary between the f32 and the double
+/* lora_backward_bf16 (from inp, and from its bf16 copy xb: lora_down_bf16's copy 0, OPS_ADD)
+ * against double sums of the bf16 operands it defines: du = dout @ (scale * B) and dd = [bf16(dout)
+ * | bf16(du)] (du's bf16 one step apart at most: a rounding boundary between the f32 and the double
  * sum), dB = scale * bf16(dout)^T bf16(u), dA = bf16(du)^T bf16(drop(x)) with the op's own
  * bf16(du), dinp = drop'(du @ A): 1e-5. */
 static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
@@ -652,7 +653,7 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
         uint16_t dd[N * LDD];
         ops->lora_backward_bf16(dd, dinp, dA, dB, dout, from_copy ? NULL : c->inp,
                                 from_copy ? xb : NULL, C + R, c->u, c->A, c->Bm, lora_scale, c->p,
-                                lora_seed, scratch, N, C, OC, R);
+                                lora_seed, scratch, N, C, OC, R, OPS_ADD);
         int bad = 0;
         for (int n = 0; n < N; n++)
             for (int k = 0; k < LDD; k++) {
@@ -935,7 +936,7 @@ static void act_fwd(void *p) {
 }
 static void act_bwd(void *p, const float *dout, unsigned use) {
     EwCtx *c = p;
-    if (use) ops->activation_backward(c->da, c->a, NULL, dout, c->act, N * C);
+    if (use) ops->activation_backward(c->da, c->a, NULL, dout, c->act, N * C, OPS_ADD);
 }
 
 static double act_reference(double x, Activation act) {
@@ -1333,7 +1334,7 @@ static void lm_matches_unchunked(int n, int c, int v, int chunk) {
     float *dW = rand_vec((size_t)v * c, 0, 0);
     ops->matmul_forward(logits, m.h, m.W, NULL, n, c, v);
     ops->cross_entropy(losses, dlogits, logits, m.labels, m.grad_scale, n, v);
-    ops->matmul_backward(dh, dW, NULL, dlogits, m.h, m.W, n, c, v);
+    ops->matmul_backward(dh, dW, NULL, dlogits, m.h, m.W, n, c, v, OPS_ADD);
     ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, m.grad_scale, NULL,
                                m.scratch, n, c, v, chunk);
     CHECK(float_mismatch("lm_head loss vs unchunked", m.losses, losses, n, 1e-6, 1e-6) == 0);
@@ -1488,7 +1489,7 @@ static size_t large_pass(float *res) {
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
-    ops->activation_backward(d1, x, NULL, g, ACT_GELU, n);
+    ops->activation_backward(d1, x, NULL, g, ACT_GELU, n, OPS_ADD);
     ops->dropout_backward(d1, y, 0.2f, 9, n);
     SAVE(d1, n);
 #undef SAVE
@@ -1662,6 +1663,50 @@ static void test_lm_head_bf16(void) {
     lm_bf16_matches_f32(lm_make_rows, 20, 16, 50, OPS_LM_HEAD_CHUNK);
 }
 
+/* ---- first writers: an op given OPS_SET and a gradient buffer of NaNs writes what OPS_ADD adds to
+ * a zeroed one (never reading the buffer): equal values, for each op with an acc flag. ---- */
+static int set_matches_add(const char *what, const float *set, const float *add, size_t n) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad += !(set[i] == add[i]);
+    if (bad) fprintf(stderr, "%s: %d of %zu values differ (first NaN read?)\n", what, bad, n);
+    return bad;
+}
+
+static void test_first_writers(void) {
+    enum { N = 19, C = 24, OC = 13, R = 4, K = OC + R };
+    size_t NC = (size_t)N * C;
+    float *dout = rand_vec((size_t)N * OC, -1, 1), *w = rand_vec((size_t)OC * C, -1, 1);
+    float *x = rand_vec(NC, -3, 3), *g = rand_vec(NC, -1, 1), *A = rand_vec((size_t)R * C, -1, 1);
+    float *B = rand_vec((size_t)OC * R, -1, 1), *d[2][7];
+    uint16_t *wb = malloc((size_t)K * C * 2), *dd = malloc((size_t)N * K * 2);
+    uint16_t *ddo = malloc((size_t)N * K * 2);
+    for (size_t i = 0; i < (size_t)K * C; i++) wb[i] = f32_to_bf16(x[i % NC]);
+    for (size_t i = 0; i < (size_t)N * K; i++) dd[i] = f32_to_bf16(g[i % NC]);
+    float *scratch = malloc(sizeof(float) * ops->matmul_bf16_scratch(N, C, K));
+    float *lora_scratch = malloc(sizeof(float) * ops_lora_bf16_scratch(N, C, OC, R));
+    for (int acc = 0; acc < 2; acc++) { /* OPS_SET over NaNs, OPS_ADD over zeros */
+        for (int i = 0; i < 7; i++) d[acc][i] = rand_vec(NC, 0, 0);
+        for (int i = 0; i < 7 && !acc; i++)
+            for (size_t k = 0; k < NC; k++) d[acc][i][k] = NAN;
+        ops->matmul_backward(d[acc][0], NULL, NULL, dout, NULL, w, N, C, OC, acc);
+        ops->matmul_backward_bf16(d[acc][1], dd, K, wb, C, scratch, N, C, K, acc);
+        ops->lora_backward_bf16(ddo, d[acc][2], NULL, NULL, dout, x, NULL, 0, NULL, A, B, 0.5f,
+                                0.3f, 7, lora_scratch, N, C, OC, R, acc);
+        ops->activation_backward(d[acc][3], x, NULL, g, ACT_GELU, NC, acc);
+        ops->activation_backward(d[acc][4], x, NULL, g, ACT_RELU, NC, acc);
+        ops->swiglu_backward(d[acc][5], d[acc][6], g, x, x, NULL, NC, acc);
+    }
+    static const char *names[7] = {"matmul_backward",          "matmul_backward_bf16",
+                                   "lora_backward_bf16",       "activation_backward gelu",
+                                   "activation_backward relu", "swiglu_backward dgate",
+                                   "swiglu_backward dup"};
+    for (int i = 0; i < 7; i++) CHECK(set_matches_add(names[i], d[0][i], d[1][i], NC) == 0);
+    for (int acc = 0; acc < 2; acc++)
+        for (int i = 0; i < 7; i++) free(d[acc][i]);
+    free(dout), free(w), free(x), free(g), free(A), free(B), free(wb), free(dd), free(ddo);
+    free(scratch), free(lora_scratch);
+}
+
 static void test_saved_bf16(void) {
     size_t n = (size_t)N * C;
     float *x = bf16_vec(n, -3, 3), *u = bf16_vec(n, -2, 2), *dout = rand_vec(n, -1, 1);
@@ -1685,15 +1730,15 @@ static void test_saved_bf16(void) {
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
         for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
         ops->activation_forward(out, saved, x, (Activation)a, n);
-        ops->activation_backward(g[0][0], x, NULL, dout, (Activation)a, n);
-        ops->activation_backward(g[1][0], NULL, saved, dout, (Activation)a, n);
+        ops->activation_backward(g[0][0], x, NULL, dout, (Activation)a, n, OPS_ADD);
+        ops->activation_backward(g[1][0], NULL, saved, dout, (Activation)a, n, OPS_ADD);
         CHECK(off_by("activation dinp", g[1][0], g[0][0], n, 0.0) == 0);
     }
     float *gu[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
     ops->swiglu_forward(out, saved, x, u, n);
-    ops->swiglu_backward(g[0][0], gu[0], dout, x, u, NULL, n);
-    ops->swiglu_backward(g[1][0], gu[1], dout, NULL, NULL, saved, n);
+    ops->swiglu_backward(g[0][0], gu[0], dout, x, u, NULL, n, OPS_ADD);
+    ops->swiglu_backward(g[1][0], gu[1], dout, NULL, NULL, saved, n, OPS_ADD);
     CHECK(off_by("swiglu dgate", g[1][0], g[0][0], n, 0.0) == 0);
     CHECK(off_by("swiglu dup", gu[1], gu[0], n, 0.0) == 0);
     free(x), free(u), free(dout), free(w), free(b), free(out), free(mean), free(rstd), free(saved);
@@ -1738,6 +1783,7 @@ int main(void) {
     test_cross_entropy_in_place();
     test_lm_head();
     test_lm_head_bf16();
+    test_first_writers();
     test_dpo_loss(0);
     test_dpo_loss(1);
     test_reward_loss();

@@ -96,17 +96,19 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
 /* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. */
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                     uint64_t seed);
-/* dinp (may be NULL) and l's trainable gradients += from dout. */
+/* l's trainable gradients += from dout; dinp (may be NULL) += (acc OPS_ADD) or = (OPS_SET: its
+ * first writer, the buffer need not be zeroed). */
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
-                     float p, uint64_t seed);
+                     float p, uint64_t seed, int acc);
 /* The linears ls[0..n) that read one input [N,in] (q, k, v; gate, up), outs[i] [N,ls[i]->out],
  * seeds[i] their LoRA dropout seeds: each as linear_forward, but under precision bf16 the input
  * is read once for the group, rounded once and every LoRA down-projection computed from that one
- * read (Ops.lora_down_bf16). Backward: dinp += every member's input gradient. */
+ * read (Ops.lora_down_bf16). Backward: dinp (+)= every member's input gradient (acc as
+ * linear_backward's, for the first member). */
 void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n, const float *inp,
                           int N, float p, const uint64_t *seeds);
 void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,
-                           int n, const float *inp, int N, float p, const uint64_t *seeds);
+                           int n, const float *inp, int N, float p, const uint64_t *seeds, int acc);
 /* Declares ls[0..n) a group for linear_forward_group, at build: sizes the op scratch for their
  * input's copies. A group the build did not declare runs one by one, and a larger one than
  * OPS_LORA_GROUP_MAX in pieces of that many. */

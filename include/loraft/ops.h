@@ -13,6 +13,8 @@
  * - forward ops overwrite their outputs;
  * - backward ops ACCUMULATE (+=) into every gradient they write, so residual branches
  *   and shared inputs just add up; the trainer zeroes gradient buffers before backward;
+ *   an op with an `acc` flag overwrites that gradient instead when acc is 0, for the buffer's
+ *   first writer, so the model need not zero it first (a memset and a read of it saved);
  * - a NULL gradient pointer means "not needed" (a frozen weight, or an input whose
  *   gradient no one uses) and that work is skipped;
  * - dropout is a pure function of (seed, element index), see rng.h, so backward
@@ -26,6 +28,9 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+
+/* A backward op's acc flag (above): the gradient's first writer sets it, later ones add. */
+enum { OPS_SET = 0, OPS_ADD = 1 };
 
 #include "loraft/error.h"
 
@@ -134,18 +139,19 @@ typedef struct Ops {
      * [bf16(gate) | bf16(up)]. */
     void (*swiglu_forward)(float *out, uint16_t *saved, const float *gate, const float *up,
                            size_t n);
-    /* dgate += dout * up * silu'(gate); dup += dout * silu(gate); gate and up, or (both NULL)
-     * their copies in saved. */
+    /* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =); gate and up, or
+     * (both NULL) their copies in saved. */
     void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
-                            const float *up, const uint16_t *saved, size_t n);
+                            const float *up, const uint16_t *saved, size_t n, int acc);
 
     /* ---- dense layer (frozen base GEMM on cuBLAS / OpenBLAS) ----
      * out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC]; bias may be NULL. */
     void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias,
                            int N, int C, int OC);
-    /* dinp[N,C] += dout @ weight; dweight[OC,C] += dout^T @ inp; dbias[OC] += sum_n dout. */
+    /* dinp[N,C] (+)= dout @ weight (acc 0: =); dweight[OC,C] += dout^T @ inp; dbias[OC] +=
+     * sum_n dout. */
     void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
-                            const float *inp, const float *weight, int N, int C, int OC);
+                            const float *inp, const float *weight, int N, int C, int OC, int acc);
 
     /* ---- frozen weights kept packed (model.base_dtype bf16 or q) ----
      * out[rows,cols] = the f32 values of rows row0 .. row0+rows-1 of a matrix of `cols` columns
@@ -170,13 +176,13 @@ typedef struct Ops {
      * backward). Under LoRA the model runs the up-projection inside it (lora_down_bf16). */
     void (*matmul_forward_bf16)(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
                                 int ldw, const float *bias, float *scratch, int N, int C, int OC);
-    /* dinp[N,C] += dd[N,K] @ weight[K,C], dd bf16 with rows ldd apart, weight's ldw: the frozen
-     * weight's input gradient from dout rounded to bf16 (dequantize_rows_bf16 of f32 rows), or
-     * under LoRA with lora dropout 0 from [bf16(dout) | bf16(du)] (lora_backward_bf16) over W
-     * with A's rows below it, K = OC + R. The weight is frozen: no dweight, no dbias. scratch:
-     * matmul_bf16_scratch(N, C, K). */
+    /* dinp[N,C] (+)= dd[N,K] @ weight[K,C] (acc 0: =), dd bf16 with rows ldd apart, weight's ldw:
+     * the frozen weight's input gradient from dout rounded to bf16 (dequantize_rows_bf16 of f32
+     * rows), or under LoRA with lora dropout 0 from [bf16(dout) | bf16(du)] (lora_backward_bf16)
+     * over W with A's rows below it, K = OC + R. The weight is frozen: no dweight, no dbias.
+     * scratch: matmul_bf16_scratch(N, C, K). */
     void (*matmul_backward_bf16)(float *dinp, const uint16_t *dd, int ldd, const uint16_t *weight,
-                                 int ldw, float *scratch, int N, int C, int K);
+                                 int ldw, float *scratch, int N, int C, int K, int acc);
     /* Floats of scratch the two bf16 GEMMs need, the backend's own: the CPU widens the weight and
      * the activation to f32 (OC*C + N*max(C, OC)); the GPU none. */
     size_t (*matmul_bf16_scratch)(int N, int C, int OC);
@@ -219,13 +225,13 @@ typedef struct Ops {
      * dd [N, OC+R] = [bf16(dout) | bf16(du)], for matmul_backward_bf16;
      * dB[OC,R] += scale * bf16(dout)^T @ bf16(u); dA[R,C] += bf16(du)^T @ bf16(drop(x)), x = inp
      * [N,C] f32 or (inp NULL) its bf16 copy xb, rows ldx apart (lora_down_bf16's): products of
-     * bf16 values, exact in f32 on both backends; dinp[N,C] += drop'(du @ A) (dinp may be NULL:
-     * at lora dropout 0 the model adds du A in matmul_backward_bf16 instead). scratch:
-     * ops_lora_bf16_scratch(N, C, OC, R) floats. */
+     * bf16 values, exact in f32 on both backends; dinp[N,C] (+)= drop'(du @ A) (acc 0: =; dinp
+     * may be NULL: at lora dropout 0 the model adds du A in matmul_backward_bf16 instead).
+     * scratch: ops_lora_bf16_scratch(N, C, OC, R) floats. */
     void (*lora_backward_bf16)(uint16_t *dd, float *dinp, float *dA, float *dB, const float *dout,
                                const float *inp, const uint16_t *xb, int ldx, const float *u,
                                const float *A, const float *B, float scale, float p, uint64_t seed,
-                               float *scratch, int N, int C, int OC, int R);
+                               float *scratch, int N, int C, int OC, int R, int acc);
 
     /* ---- multi-head softmax attention: padding mask, optional causal mask, grouped KV ----
      * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads
@@ -279,9 +285,9 @@ typedef struct Ops {
     /* out = act(inp); saved (not NULL) = bf16(inp); out == inp allowed */
     void (*activation_forward)(float *out, uint16_t *saved, const float *inp, Activation act,
                                size_t n);
-    /* dinp += act'(inp) * dout; inp, or (NULL) its copy in saved */
+    /* dinp (+)= act'(inp) * dout (acc 0: =); inp, or (NULL) its copy in saved */
     void (*activation_backward)(float *dinp, const float *inp, const uint16_t *saved,
-                                const float *dout, Activation act, size_t n);
+                                const float *dout, Activation act, size_t n, int acc);
     /* out = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
     void (*dropout_forward)(float *out, const float *inp, float p, uint64_t seed, size_t n);
     /* dinp += dout * rng_dropout_scale(seed, i, p) */

@@ -270,10 +270,11 @@ static void cpu_matmul_forward(float *out, const float *inp, const float *weight
 /* dinp[N,C] += dout[N,OC] @ weight[OC,C]; dweight[OC,C] += dout^T @ inp[N,C];
  * dbias[OC] += sum_n dout. Each may be NULL, and is then not computed at all. */
 static void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                                const float *inp, const float *weight, int N, int C, int OC) {
+                                const float *inp, const float *weight, int N, int C, int OC,
+                                int acc) {
     if (dinp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
-                    1.0f, dinp, C);
+                    acc ? 1.0f : 0.0f, dinp, C);
     if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
                     dweight, C);
@@ -345,11 +346,11 @@ static size_t cpu_matmul_bf16_scratch(int N, int C, int OC) {
 /* scratch: the widened weight [K,C], then the widened dd [N,K] */
 static void cpu_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd,
                                      const uint16_t *weight, int ldw, float *scratch, int N, int C,
-                                     int K) {
+                                     int K, int acc) {
     float *w = scratch, *d = scratch + (size_t)K * C;
     widen_bf16(w, weight, K, C, ldw);
     widen_bf16(d, dd, N, K, ldd);
-    cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, K);
+    cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, K, acc);
 }
 
 /* The CPU computes f32 only. */
@@ -456,7 +457,7 @@ static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *
                                    const float *dout, const float *inp, const uint16_t *xb, int ldx,
                                    const float *u, const float *A, const float *B, float scale,
                                    float p, uint64_t seed, float *scratch, int N, int C, int OC,
-                                   int R) {
+                                   int R, int acc) {
     size_t ldd = (size_t)OC + R;
     float *sB = scratch, *du = scratch + ops_floats64((size_t)R * OC);
     for (size_t i = 0; i < (size_t)OC * R; i++) sB[i] = scale * B[i];
@@ -491,7 +492,8 @@ static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *
         for (int c = 0; c < C; c++) {
             float s = 0.0f;
             for (int r = 0; r < R; r++) s += du[(size_t)n * R + r] * A[(size_t)r * C + c];
-            dinp[(size_t)n * C + c] += rng_row_dropout(seed, (uint64_t)n, (uint32_t)c, p) * s;
+            s *= rng_row_dropout(seed, (uint64_t)n, (uint32_t)c, p);
+            dinp[(size_t)n * C + c] = acc ? dinp[(size_t)n * C + c] + s : s;
         }
 }
 
@@ -740,16 +742,20 @@ static void cpu_activation_forward(float *out, uint16_t *saved, const float *inp
 
 /* dinp[n] += act'(inp) * dout (inp, or its copy in saved) */
 static void cpu_activation_backward(float *dinp, const float *inp, const uint16_t *saved,
-                                    const float *dout, Activation act, size_t n) {
+                                    const float *dout, Activation act, size_t n, int acc) {
     if (act == ACT_GELU) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++)
-            dinp[i] += gelu_derivative(saved_at(inp, saved, i)) * dout[i];
+        for (size_t i = 0; i < n; i++) {
+            float g = gelu_derivative(saved_at(inp, saved, i)) * dout[i];
+            dinp[i] = acc ? dinp[i] + g : g;
+        }
         return;
     }
 #pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++)
-        dinp[i] += act_derivative(saved_at(inp, saved, i), act) * dout[i];
+    for (size_t i = 0; i < n; i++) {
+        float g = act_derivative(saved_at(inp, saved, i), act) * dout[i];
+        dinp[i] = acc ? dinp[i] + g : g;
+    }
 }
 
 /* out[n] = silu(gate) * up (and saved = [bf16(gate) | bf16(up)]) */
@@ -765,16 +771,21 @@ static void cpu_swiglu_forward(float *out, uint16_t *saved, const float *gate, c
 /* dgate[n] += dout * up * silu'(gate); dup[n] += dout * silu(gate); either may be NULL; gate and
  * up, or their copies in saved */
 static void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                                const float *up, const uint16_t *saved, size_t n) {
+                                const float *up, const uint16_t *saved, size_t n, int acc) {
     const uint16_t *gs = saved, *us = saved ? saved + n : NULL;
     if (dgate) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++)
-            dgate[i] += dout[i] * saved_at(up, us, i) * silu_derivative(saved_at(gate, gs, i));
+        for (size_t i = 0; i < n; i++) {
+            float g = dout[i] * saved_at(up, us, i) * silu_derivative(saved_at(gate, gs, i));
+            dgate[i] = acc ? dgate[i] + g : g;
+        }
     }
     if (dup) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) dup[i] += dout[i] * silu(saved_at(gate, gs, i));
+        for (size_t i = 0; i < n; i++) {
+            float g = dout[i] * silu(saved_at(gate, gs, i));
+            dup[i] = acc ? dup[i] + g : g;
+        }
     }
 }
 
@@ -888,7 +899,7 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
         cpu_matmul_forward(scratch, hc, W, NULL, rows, C, V);
         cross_entropy_rows(losses + n0, grads ? scratch : NULL, scratch, labels + n0, grad_scale,
                            rs, rows, V);
-        if (grads) cpu_matmul_backward(dhc, dW, NULL, scratch, hc, W, rows, C, V);
+        if (grads) cpu_matmul_backward(dhc, dW, NULL, scratch, hc, W, rows, C, V, 1);
     }
 }
 

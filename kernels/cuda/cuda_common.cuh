@@ -193,18 +193,18 @@ void cuda_rope_forward(float *x, const int32_t *pos, float theta, int B, int T, 
 void cuda_rope_backward(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 void cuda_swiglu_forward(float *out, uint16_t *saved, const float *gate, const float *up, size_t n);
 void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                          const float *up, const uint16_t *saved, size_t n);
+                          const float *up, const uint16_t *saved, size_t n, int acc);
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC);
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *weight, int N, int C, int OC);
+                          const float *inp, const float *weight, int N, int C, int OC, int acc);
 void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, int rows, int cols);
 void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0, int rows,
                                int cols, int ld);
 void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
                               int ldw, const float *bias, float *scratch, int N, int C, int OC);
 void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const uint16_t *weight,
-                               int ldw, float *scratch, int N, int C, int K);
+                               int ldw, float *scratch, int N, int C, int K, int acc);
 size_t cuda_matmul_bf16_scratch(int N, int C, int OC);
 void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
@@ -218,7 +218,7 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
 void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, const float *dout,
                              const float *inp, const uint16_t *xb, int ldx, const float *u,
                              const float *A, const float *B, float scale, float p, uint64_t seed,
-                             float *scratch, int N, int C, int OC, int R);
+                             float *scratch, int N, int C, int OC, int R, int acc);
 void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, const float *k,
                             const float *v, const int32_t *mask, int causal, float p, uint64_t seed,
                             float *scratch, int B, int T, int NH, int NKV, int HS);
@@ -233,7 +233,7 @@ void cuda_attention_cached(float *out, const float *q, const float *k, const flo
 void cuda_activation_forward(float *out, uint16_t *saved, const float *inp, Activation act,
                              size_t n);
 void cuda_activation_backward(float *dinp, const float *inp, const uint16_t *saved,
-                              const float *dout, Activation act, size_t n);
+                              const float *dout, Activation act, size_t n, int acc);
 void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n);
 void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n);
 void cuda_add(float *out, const float *a, const float *b, size_t n);

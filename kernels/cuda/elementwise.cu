@@ -30,10 +30,11 @@ __global__ void activation_forward_kernel(float *out, uint16_t *saved, const flo
 }
 
 __global__ void activation_backward_kernel(float *dinp, const float *inp, const uint16_t *saved,
-                                           const float *dout, Activation act, size_t n) {
+                                           const float *dout, Activation act, size_t n, int acc) {
     GRID_STRIDE4(i, n) {
-        float x[4], d[4], dx[4];
-        load4_saved(x, inp, saved, i, n), load4(d, dout, i, n), load4(dx, dinp, i, n);
+        float x[4], d[4], dx[4] = {0};
+        load4_saved(x, inp, saved, i, n), load4(d, dout, i, n);
+        if (acc) load4(dx, dinp, i, n);
         for (int k = 0; k < 4; k++) dx[k] += act_derivative(x[k], act) * d[k];
         store4(dinp, dx, i, n);
     }
@@ -47,11 +48,11 @@ void cuda_activation_forward(float *out, uint16_t *saved, const float *inp, Acti
     CUDA_LAUNCHED("activation_forward");
 }
 
-/* dinp[n] += act'(inp[n]) * dout[n]; inp, or its copy in saved */
+/* dinp[n] (+)= act'(inp[n]) * dout[n] (acc 0: =); inp, or its copy in saved */
 void cuda_activation_backward(float *dinp, const float *inp, const uint16_t *saved,
-                              const float *dout, Activation act, size_t n) {
+                              const float *dout, Activation act, size_t n, int acc) {
     if (!n) return;
-    activation_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, inp, saved, dout, act, n);
+    activation_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, inp, saved, dout, act, n, acc);
     CUDA_LAUNCHED("activation_backward");
 }
 
@@ -69,13 +70,13 @@ __global__ void swiglu_forward_kernel(float *out, uint16_t *saved, const float *
 
 __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout,
                                        const float *gate, const float *up, const uint16_t *saved,
-                                       size_t n) {
+                                       size_t n, int acc) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4], d[4], dg[4] = {0}, du[4] = {0}; /* NULL outputs: computed, not stored */
         load4_saved(g, gate, saved, i, n), load4_saved(u, up, saved ? saved + n : NULL, i, n);
         load4(d, dout, i, n);
-        if (dgate) load4(dg, dgate, i, n);
-        if (dup) load4(du, dup, i, n);
+        if (dgate && acc) load4(dg, dgate, i, n);
+        if (dup && acc) load4(du, dup, i, n);
         for (int k = 0; k < 4; k++) {
             dg[k] += d[k] * u[k] * silu_derivative(g[k]);
             du[k] += d[k] * silu(g[k]);
@@ -92,12 +93,12 @@ void cuda_swiglu_forward(float *out, uint16_t *saved, const float *gate, const f
     CUDA_LAUNCHED("swiglu_forward");
 }
 
-/* dgate += dout * up * silu'(gate); dup += dout * silu(gate); either may be NULL; gate and up,
- * or their copies in saved */
+/* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =); either may be NULL;
+ * gate and up, or their copies in saved */
 void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                          const float *up, const uint16_t *saved, size_t n) {
+                          const float *up, const uint16_t *saved, size_t n, int acc) {
     if (!n || (!dgate && !dup)) return;
-    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dout, gate, up, saved, n);
+    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dout, gate, up, saved, n, acc);
     CUDA_LAUNCHED("swiglu_backward");
 }
 

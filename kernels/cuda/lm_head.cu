@@ -52,6 +52,6 @@ void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float
         cuda_matmul_forward(scratch, hc, W, NULL, rows, C, V);
         cuda_cross_entropy_rows(losses + n0, grads ? scratch : NULL, scratch, labels + n0,
                                 grad_scale, rs, rows, V);
-        if (grads) cuda_matmul_backward(dhc, dW, NULL, scratch, hc, W, rows, C, V);
+        if (grads) cuda_matmul_backward(dhc, dW, NULL, scratch, hc, W, rows, C, V, 1);
     }
 }

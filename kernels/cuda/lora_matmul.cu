@@ -73,16 +73,16 @@ void cuda_matmul_forward(float *out, const float *inp, const float *weight, cons
     dense_forward(out, CUDA_R_32F, inp, C, weight, C, bias, N, C, OC);
 }
 
-/* dinp[N,C] += dout[N,OC] @ weight[OC,C]; dweight[OC,C] += dout^T @ inp; dbias
+/* dinp[N,C] (+)= dout[N,OC] @ weight[OC,C] (acc 0: =); dweight[OC,C] += dout^T @ inp; dbias
  * += sum_n dout */
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *weight, int N, int C, int OC) {
+                          const float *inp, const float *weight, int N, int C, int OC, int acc) {
     if (N <= 0 || C <= 0 || OC <= 0) return;
-    /* dinp^T[C,N] += W^T[C,OC] dout^T[OC,N]: both are their buffers' column-major
+    /* dinp^T[C,N] (+)= W^T[C,OC] dout^T[OC,N]: both are their buffers' column-major
      * views */
     if (dinp)
-        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, weight, C, 0, dout, OC, 0, 1.0f, dinp,
-                  C, 0, 1);
+        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, weight, C, 0, dout, OC, 0,
+                  acc ? 1.0f : 0.0f, dinp, C, 0, 1);
     /* dweight^T[C,OC] += inp^T[C,N] dout[N,OC]; dout's column-major view is
      * dout^T: OP_T */
     if (dweight)
@@ -134,13 +134,13 @@ size_t cuda_matmul_bf16_scratch(int N, int C, int OC) {
     return 0;
 }
 
-/* dinp[N,C] += dd[N,K] W[K,C]: dinp^T[C,N] += W^T[C,K] dd^T[K,N], both their buffers' views */
+/* dinp[N,C] (+)= dd[N,K] W[K,C]: dinp^T[C,N] (+)= W^T[C,K] dd^T[K,N], both their buffers' views */
 void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const uint16_t *weight,
-                               int ldw, float *scratch, int N, int C, int K) {
+                               int ldw, float *scratch, int N, int C, int K, int acc) {
     (void)scratch;
     if (N <= 0 || C <= 0 || K <= 0) return;
     cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, K, 1.0f, (const __nv_bfloat16 *)weight, ldw,
-                   (const __nv_bfloat16 *)dd, ldd, 1.0f, dinp, C);
+                   (const __nv_bfloat16 *)dd, ldd, acc ? 1.0f : 0.0f, dinp, C);
 }
 
 /* The down-projections of n linears that read one input, by value: each one's A [R,K], u [N,R]
@@ -340,15 +340,15 @@ void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, c
         cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, R, scale, B, R, 0, u, R, 0, 1.0f, out, OC, 0, 1);
 }
 
-/* dinp[N,C] += drop'(du[N,R] A[R,C]), the mask at inp's element index: backward's up-projection
- * under dropout in one pass over dinp (a GEMM into scratch, then the mask, would write and read
- * [N,C] once more). A block takes UP_ROWS rows at a time and a thread a column of them: it walks
- * A down the column (coalesced across the block; A stays in cache) and each A value feeds
- * UP_ROWS sums, with du's values, the same for the whole block, staged in shared memory UP_RANKS
- * ranks at a time and read as broadcasts. */
+/* dinp[N,C] (+)= drop'(du[N,R] A[R,C]) (acc 0: =), the mask at inp's element index: backward's
+ * up-projection under dropout in one pass over dinp (a GEMM into scratch, then the mask, would
+ * write and read [N,C] once more). A block takes UP_ROWS rows at a time and a thread a column of
+ * them: it walks A down the column (coalesced across the block; A stays in cache) and each A value
+ * feeds UP_ROWS sums, with du's values, the same for the whole block, staged in shared memory
+ * UP_RANKS ranks at a time and read as broadcasts. */
 enum { UP_ROWS = 8, UP_RANKS = 128 };
 __global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const float *A, float p,
-                                        uint64_t seed, int N, int C, int R) {
+                                        uint64_t seed, int N, int C, int R, int add) {
     __shared__ float du_rows[UP_ROWS][UP_RANKS]; /* zeros past row N */
     __shared__ uint32_t keys[UP_ROWS];           /* the rows' rng_row_key */
     for (size_t n0 = (size_t)blockIdx.x * UP_ROWS; n0 < (size_t)N;
@@ -379,10 +379,12 @@ __global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const floa
                 }
             }
 #pragma unroll
-            for (int i = 0; i < UP_ROWS; i++)
-                if (i < rows && c < C) /* keys: written before the barrier above */
-                    dinp[(n0 + i) * C + c] +=
-                        rng_row_scale(rng_row_pair(keys[i], (uint32_t)c >> 1), c & 1, p) * acc[i];
+            for (int i = 0; i < UP_ROWS; i++) {
+                if (i >= rows || c >= C) continue;
+                float *d = dinp + (n0 + i) * C + c; /* keys: written before the barrier above */
+                float v = rng_row_scale(rng_row_pair(keys[i], (uint32_t)c >> 1), c & 1, p) * acc[i];
+                *d = add ? *d + v : v;
+            }
         }
     }
 }
@@ -395,17 +397,19 @@ static unsigned dinp_masked_threads(int C) {
     return (unsigned)((threads + 31) / 32 * 32);
 }
 
-/* dinp[N,C] += drop'(du @ A) at p > 0 (the masked kernel), du @ A (a GEMM) at p = 0 */
+/* dinp[N,C] (+)= drop'(du @ A) at p > 0 (the masked kernel), du @ A (a GEMM) at p = 0 */
 static void lora_dinp(float *dinp, const float *du, const float *A, float p, uint64_t seed, int N,
-                      int C, int R) {
+                      int C, int R, int acc) {
     if (p > 0.0f) {
         unsigned blocks = cuda_blocks(((size_t)N + UP_ROWS - 1) / UP_ROWS, 1);
-        lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, du, A, p, seed, N, C, R);
+        lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, du, A, p, seed, N, C, R,
+                                                                    acc);
         CUDA_LAUNCHED("lora_backward (masked dinp)");
         return;
     }
     /* dinp^T[C,N] += A^T[C,R] du^T[R,N]: both their buffers' column-major views */
-    cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, R, 1.0f, A, C, 0, du, R, 0, 1.0f, dinp, C, 0, 1);
+    cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, R, 1.0f, A, C, 0, du, R, 0, acc ? 1.0f : 0.0f, dinp,
+              C, 0, 1);
 }
 
 /* out [N,C] (f32, or bf16 rounded) = drop(x) of x [N,C] f32 or its bf16 copy, rows ldx apart,
@@ -595,7 +599,7 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
          * OP_T */
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, R, N, 1.0f, x, C, 0, du, R, 0, 1.0f, dA, C, 0, 1);
     }
-    if (dinp) lora_dinp(dinp, du, A, p, seed, N, C, R);
+    if (dinp) lora_dinp(dinp, du, A, p, seed, N, C, R, 1);
 }
 
 /* sBt[R,OC] = scale * B^T of B [OC,R] */
@@ -620,7 +624,7 @@ static LoraBf16Scratch lora_bf16_scratch(float *s, int N, int OC, int R) {
 void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, const float *dout,
                              const float *inp, const uint16_t *xb, int ldx, const float *u,
                              const float *A, const float *B, float scale, float p, uint64_t seed,
-                             float *scratch, int N, int C, int OC, int R) {
+                             float *scratch, int N, int C, int OC, int R, int acc) {
     if (N <= 0 || C <= 0 || OC <= 0 || R <= 0) return;
     LoraBf16Scratch s = lora_bf16_scratch(scratch, N, OC, R);
     const __nv_bfloat16 *d = (const __nv_bfloat16 *)dd;
@@ -637,5 +641,5 @@ void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, co
     if (dA && !inp)
         lora_grad(dA, C, 1, d + OC, ldd, (const __nv_bfloat16 *)xb, ldx, 1.0f, p, seed, s.partial,
                   N, C, R);
-    if (dinp) lora_dinp(dinp, s.du, A, p, seed, N, C, R);
+    if (dinp) lora_dinp(dinp, s.du, A, p, seed, N, C, R, acc);
 }

@@ -304,15 +304,13 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                           a->mean_ffn, a->rstd_ffn, N, C);
     const float *dy =
         dropout_grad(m, b->d_br, b->d_c, d.hidden, model_site(seed, l, SITE_FFN_DROP), NC);
-    o->zero(b->d_ffn, NF * sizeof(float));
     linear_backward(m, &Ly->ffn_out, b->d_ffn, dy, a->ffn_act, N, d.lora,
-                    model_site(seed, l, SITE_FFN_OUT));
-    o->zero(b->d_ffn2, NF * sizeof(float));
+                    model_site(seed, l, SITE_FFN_OUT), OPS_SET);
     o->activation_backward(b->d_ffn2, a->ffn_pre_bf16 ? NULL : a->ffn_pre, a->ffn_pre_bf16,
-                           b->d_ffn, c->activation, NF);
+                           b->d_ffn, c->activation, NF, OPS_SET);
     /* d_c (the residual's share of dh) now also takes the FFN branch's share */
     linear_backward(m, &Ly->ffn_in, b->d_c, b->d_ffn2, a->h_attn, N, d.lora,
-                    model_site(seed, l, SITE_FFN_IN));
+                    model_site(seed, l, SITE_FFN_IN), OPS_ADD);
     /* attention block: h = LN(drop(o(attention(q(x), k(x), v(x)))) + x) */
     o->zero(b->d_r, bytes);
     o->layernorm_backward(b->d_r, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c,
@@ -320,8 +318,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                           a->mean_attn, a->rstd_attn, N, C);
     const float *da = dropout_grad(m, b->d_br, b->d_r, attn_out_dropout(m, d),
                                    model_site(seed, l, SITE_O_DROP), NC);
-    o->zero(b->d_ctx, bytes);
-    linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
+    linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(seed, l, SITE_O),
+                    OPS_SET);
     o->zero(b->d_q, bytes);
     o->zero(b->d_k, bytes);
     o->zero(b->d_v, bytes);
@@ -329,7 +327,7 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     if (dx) o->axpy(dx, b->d_r, 1.0f, NC);
     uint64_t sites[3];
     linear_backward_group(m, Ly->qkv, dx, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3, a->x,
-                          N, d.lora, model_sites(sites, 3, seed, l, SITE_Q));
+                          N, d.lora, model_sites(sites, 3, seed, l, SITE_Q), OPS_ADD);
 }
 
 static void head_forward(Model *m, Drop d, uint64_t seed) {
@@ -353,12 +351,12 @@ static void head_backward(Model *m, Drop d, uint64_t seed) {
     float *d_in = b->d_head, *d_act = d_in + BC, *d_pre = d_act + BC, *d_pool = d_pre + BC;
     o->zero(b->d_head, 4 * BC * sizeof(float));
     linear_backward(m, &b->cls, d_in, m->dlogits, b->head_in, B, d.lora,
-                    model_site(seed, L, SITE_CLS));
+                    model_site(seed, L, SITE_CLS), OPS_ADD);
     o->dropout_backward(d_act, d_in, d.classifier, model_site(seed, L, SITE_HEAD_DROP), BC);
-    o->activation_backward(d_pre, b->pre_out, NULL, d_act, b->pre_act, BC);
+    o->activation_backward(d_pre, b->pre_out, NULL, d_act, b->pre_act, BC, OPS_ADD);
     int body = b->lowest_trained_layer < L;
     linear_backward(m, &b->pre, body ? d_pool : NULL, d_pre, b->pooled, B, d.lora,
-                    model_site(seed, L, SITE_PRE));
+                    model_site(seed, L, SITE_PRE), OPS_ADD);
     if (!body) return;
     o->zero(b->d_a, (size_t)B * m->T * C * sizeof(float));
     o->first_token_backward(b->d_a, d_pool, B, m->T, C);

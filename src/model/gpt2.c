@@ -283,23 +283,20 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     /* MLP: out = a + drop(mlp.c_proj(gelu_tanh(c_fc(n2)))), n2 = ln_2(a) */
     const float *dy =
         dropout_grad(m, b->d_r, dout, d.hidden, model_site(seed, l, SITE_MLP_DROP), NC);
-    o->zero(b->d_act, NF * F4);
     linear_backward(m, &Ly->mlp_proj, b->d_act, dy, a->act, N, d.lora,
-                    model_site(seed, l, SITE_MLP));
-    o->zero(b->d_fc, NF * F4);
+                    model_site(seed, l, SITE_MLP), OPS_SET);
     o->activation_backward(b->d_fc, a->fc_bf16 ? NULL : a->fc, a->fc_bf16, b->d_act, c->activation,
-                           NF);
-    o->zero(b->d_n, NC * F4);
-    linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC));
+                           NF, OPS_SET);
+    linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC),
+                    OPS_SET);
     o->zero(b->d_a, NC * F4);
     o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     o->layernorm_backward(b->d_a, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n, a->xh2 ? NULL : a->a,
                           a->xh2, Ly->ln_2.w->value, a->mean2, a->rstd2, N, C);
     /* attention: a = x + drop(c_proj(attention(q, k, v))), q|k|v = c_attn(n1), n1 = ln_1(x) */
     dy = dropout_grad(m, b->d_r, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
-    o->zero(b->d_ctx, NC * F4);
-    linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora,
-                    model_site(seed, l, SITE_PROJ));
+    linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora, model_site(seed, l, SITE_PROJ),
+                    OPS_SET);
     o->zero(b->d_q, NC * F4);
     o->zero(b->d_k, NC * F4);
     o->zero(b->d_v, NC * F4);
@@ -312,9 +309,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     merge_qkv(o, b->d_qkv, b->d_q, 0, N, C);
     merge_qkv(o, b->d_qkv, b->d_k, 1, N, C);
     merge_qkv(o, b->d_qkv, b->d_v, 2, N, C);
-    o->zero(b->d_n, NC * F4);
     linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora,
-                    model_site(seed, l, SITE_QKV));
+                    model_site(seed, l, SITE_QKV), OPS_SET);
     if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
     o->layernorm_backward(dx, Ly->ln_1.w->grad, Ly->ln_1.b->grad, b->d_n, a->xh1 ? NULL : a->x,
                           a->xh1, Ly->ln_1.w->value, a->mean1, a->rstd1, N, C);

@@ -283,23 +283,21 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     int NH = c->num_heads, NKV = c->num_kv_heads;
     size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size, F4 = sizeof(float);
     /* MLP: out = a + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a) */
-    o->zero(b->d_f, NF * F4);
-    linear_backward(m, &Ly->down, b->d_f, dout, a->act, N, d.lora, model_site(seed, l, SITE_DOWN));
-    o->zero(b->d_g, NF * F4);
-    o->zero(b->d_u, NF * F4);
+    linear_backward(m, &Ly->down, b->d_f, dout, a->act, N, d.lora, model_site(seed, l, SITE_DOWN),
+                    OPS_SET);
     const uint16_t *gu = a->gate_up_bf16; /* else gate and up were kept */
-    o->swiglu_backward(b->d_g, b->d_u, b->d_f, gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF);
-    o->zero(b->d_n, NC * F4);
+    o->swiglu_backward(b->d_g, b->d_u, b->d_f, gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF,
+                       OPS_SET);
     uint64_t s[3];
     linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
-                          N, d.lora, model_sites(s, 2, seed, l, SITE_GATE));
+                          N, d.lora, model_sites(s, 2, seed, l, SITE_GATE), OPS_SET);
     o->zero(b->d_a, NC * F4);
     o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     o->rmsnorm_backward(b->d_a, Ly->ln_ffn.w->grad, b->d_n, a->xh2 ? NULL : a->a, a->xh2,
                         Ly->ln_ffn.w->value, a->rstd2, N, C);
     /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x) */
-    o->zero(b->d_ctx, NC * F4);
-    linear_backward(m, &Ly->o, b->d_ctx, b->d_a, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
+    linear_backward(m, &Ly->o, b->d_ctx, b->d_a, a->ctx, N, d.lora, model_site(seed, l, SITE_O),
+                    OPS_SET);
     o->zero(b->d_q, (size_t)N * NH * HS * F4);
     o->zero(b->d_k, (size_t)N * NKV * HS * F4);
     o->zero(b->d_v, (size_t)N * NKV * HS * F4);
@@ -310,9 +308,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                           HS);
     o->rope_backward(b->d_q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
-    o->zero(b->d_n, NC * F4);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
-                          a->n1, N, d.lora, model_sites(s, 3, seed, l, SITE_Q));
+                          a->n1, N, d.lora, model_sites(s, 3, seed, l, SITE_Q), OPS_SET);
     if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
     o->rmsnorm_backward(dx, Ly->ln_attn.w->grad, b->d_n, a->xh1 ? NULL : a->x, a->xh1,
                         Ly->ln_attn.w->value, a->rstd1, N, C);

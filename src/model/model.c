@@ -1091,7 +1091,7 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
  * [W ; A] with A's bf16 rows (written from the f32 A before each use, as B's are forward),
  * instead of a read and write of dinp of its own. */
 static void linear_backward_bf16(Model *m, Linear *l, float *dinp, const float *dout,
-                                 const float *inp, int N, float p, uint64_t seed) {
+                                 const float *inp, int N, float p, uint64_t seed, int acc) {
     const Ops *o = m->ops;
     int C = l->in, R = m->spec.r, ldd = l->out + (l->lora ? R : 0), fuse = l->lora && p <= 0;
     uint16_t *dd = (uint16_t *)m->scratch;
@@ -1100,7 +1100,7 @@ static void linear_backward_bf16(Model *m, Linear *l, float *dinp, const float *
     if (lo)
         o->lora_backward_bf16(dd, fuse ? NULL : dinp, lo->A->grad, lo->B->grad, dout,
                               lo->xb ? NULL : inp, lo->xb, C + R, lo->u, lo->A->value, lo->B->value,
-                              lo->scale, p, seed, scratch, N, C, l->out, R);
+                              lo->scale, p, seed, scratch, N, C, l->out, R, acc);
     else if (dinp)
         o->dequantize_rows_bf16(dd, dout, GGML_F32, 0, N, l->out, ldd);
     if (!dinp) return;
@@ -1108,16 +1108,19 @@ static void linear_backward_bf16(Model *m, Linear *l, float *dinp, const float *
     uint16_t *W = bf16_weight(m, l, &scratch);
     if (fuse)
         o->dequantize_rows_bf16(W + (size_t)l->out * ldw, lo->A->value, GGML_F32, 0, R, C, ldw);
-    o->matmul_backward_bf16(dinp, dd, ldd, W, ldw, scratch, N, C, l->out + (fuse ? R : 0));
+    /* under lora dropout the branch's masked term came first: the GEMM adds to it */
+    o->matmul_backward_bf16(dinp, dd, ldd, W, ldw, scratch, N, C, l->out + (fuse ? R : 0),
+                            lo && !fuse ? OPS_ADD : acc);
 }
 
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
-                     float p, uint64_t seed) {
+                     float p, uint64_t seed, int acc) {
     if (bf16_gemm(m, l)) /* packed, so frozen: no dW, no dbias (packable) */
-        return linear_backward_bf16(m, l, dinp, dout, inp, N, p, seed);
+        return linear_backward_bf16(m, l, dinp, dout, inp, N, p, seed, acc);
     const Ops *o = m->ops;
     const float *W = dinp ? base_weight(m, l) : l->w->value; /* a packed W has no dW */
-    o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, l->in, l->out);
+    o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, l->in, l->out,
+                       acc);
     if (l->lora)
         o->lora_backward(dinp, l->lora->A->grad, l->lora->B->grad, dout, inp, l->lora->u,
                          l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed, m->scratch,
@@ -1125,8 +1128,10 @@ void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const 
 }
 
 void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,
-                           int n, const float *inp, int N, float p, const uint64_t *seeds) {
-    for (int i = 0; i < n; i++) linear_backward(m, ls[i], dinp, douts[i], inp, N, p, seeds[i]);
+                           int n, const float *inp, int N, float p, const uint64_t *seeds,
+                           int acc) {
+    for (int i = 0; i < n; i++)
+        linear_backward(m, ls[i], dinp, douts[i], inp, N, p, seeds[i], i ? OPS_ADD : acc);
 }
 
 void model_share_input(Linear *const *ls, int n) {

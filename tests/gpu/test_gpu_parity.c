@@ -162,7 +162,7 @@ static void test_elementwise(size_t n, int quick) {
         Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f);
         BACKENDS(w, o) {
             o->activation_forward(F(out, w), NULL, F(x, w), (Activation)a, n);
-            o->activation_backward(F(dx, w), F(x, w), NULL, F(dy, w), (Activation)a, n);
+            o->activation_backward(F(dx, w), F(x, w), NULL, F(dy, w), (Activation)a, n, OPS_ADD);
         }
         NAME("activation %s n=%zu", acts[a], n);
         compare("out", out, ELEM_TOL);
@@ -312,7 +312,7 @@ static void test_swiglu(size_t n, int grads) {
     Pair *du = grads & G_DW ? pair_random(n, 1.0f) : NULL;
     BACKENDS(w, o) {
         o->swiglu_forward(F(out, w), NULL, F(g, w), F(u, w), n);
-        o->swiglu_backward(F(dg, w), F(du, w), F(dy, w), F(g, w), F(u, w), NULL, n);
+        o->swiglu_backward(F(dg, w), F(du, w), F(dy, w), F(g, w), F(u, w), NULL, n, OPS_ADD);
     }
     NAME("swiglu n=%zu grads=%d", n, grads);
     compare("out", out, ELEM_TOL);
@@ -334,7 +334,7 @@ static void test_matmul(int N, int C, int OC, int with_bias, int grads, int off)
         o->matmul_forward(FO(out, w, off), FO(x, w, off), FO(W, w, off), FO(bias, w, off), N, C,
                           OC);
         o->matmul_backward(F(dx, w), F(dW, w), F(db, w), F(dout, w), FO(x, w, off), FO(W, w, off),
-                           N, C, OC);
+                           N, C, OC, OPS_ADD);
     }
     NAME("matmul N=%d C=%d OC=%d bias=%d grads=%d off=%d", N, C, OC, with_bias, grads, off);
     compare("out", out, GEMM_TOL);
@@ -426,12 +426,54 @@ static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int l
         o->matmul_forward_bf16(FO(out, w, off), x->mem[w], ldx, W->mem[w], ldw, FO(bias, w, off),
                                F(scratch, w), N, C, OC);
         o->matmul_backward_bf16(F(dx, w), dd->mem[w], ldd, W->mem[w], ldw, F(scratch, w), N, C,
-                                OC + R);
+                                OC + R, OPS_ADD);
     }
     NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d ldx=%d ldw=%d R=%d off=%d", N, C, OC, with_bias, ldx,
          ldw, R, off);
     compare("out", out, GEMM_TOL);
     compare("dinp", dx, GEMM_TOL);
+    pairs_free();
+}
+
+/* ---- first writers: every op with an acc flag, given OPS_SET and a gradient buffer of NaNs
+ * on both backends, overwrites it (a read of the old value would leave a NaN, which compare
+ * counts as off); the values at each op's usual tolerance. ---- */
+static Pair *pair_nan(size_t n) {
+    float *h = malloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    Pair *p = pair_upload(h, n * sizeof *h);
+    free(h);
+    return p;
+}
+
+static void test_first_writers(int N, int C, int OC, int R) {
+    size_t NC = (size_t)N * C;
+    int K = OC + R;
+    Pair *dout = pair_random((size_t)N * OC, 1.0f), *W = pair_random((size_t)OC * C, 1.0f);
+    Pair *Wb = pair_bf16(K, C, 1.0f), *dd = pair_bf16(N, K, 1.0f), *x = pair_random(NC, 3.0f);
+    Pair *g = pair_random(NC, 1.0f), *A = pair_random((size_t)R * C, 0.5f);
+    Pair *B = pair_random((size_t)OC * R, 0.5f), *ddo = pair_new((size_t)N * K * 2);
+    Pair *scratch = bf16_scratch(N, C, K);
+    Pair *lora_scratch = pair_new(ops_lora_bf16_scratch(N, C, OC, R) * sizeof(float));
+    Pair *d[8];
+    for (int i = 0; i < 8; i++) d[i] = pair_nan(NC);
+    BACKENDS(w, o) {
+        o->matmul_backward(F(d[0], w), NULL, NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
+        o->matmul_backward_bf16(F(d[1], w), dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C, K,
+                                OPS_SET);
+        for (int k = 0; k < 2; k++) /* the masked pass at p 0.3, the GEMM at p 0 */
+            o->lora_backward_bf16(ddo->mem[w], F(d[2 + k], w), NULL, NULL, F(dout, w), F(x, w),
+                                  NULL, 0, NULL, F(A, w), F(B, w), 0.5f, k ? 0.0f : 0.3f, 7,
+                                  F(lora_scratch, w), N, C, OC, R, OPS_SET);
+        o->activation_backward(F(d[4], w), F(x, w), NULL, F(g, w), ACT_GELU, NC, OPS_SET);
+        o->activation_backward(F(d[5], w), F(x, w), NULL, F(g, w), ACT_SILU, NC, OPS_SET);
+        o->swiglu_backward(F(d[6], w), F(d[7], w), F(g, w), F(x, w), F(x, w), NULL, NC, OPS_SET);
+    }
+    static const char *names[8] = {"matmul", "matmul_bf16", "lora p>0", "lora p=0",
+                                   "gelu",   "silu",        "dgate",    "dup"};
+    NAME("first writers (OPS_SET over NaN) N=%d C=%d OC=%d R=%d", N, C, OC, R);
+    for (int i = 0; i < 4; i++) compare(names[i], d[i], GEMM_TOL);
+    for (int i = 4; i < 8; i++) compare(names[i], d[i], ELEM_TOL);
     pairs_free();
 }
 
@@ -575,7 +617,8 @@ static void test_saved_bf16(int N, int C) {
     for (int a = ACT_GELU; a <= ACT_GELU_TANH; a++) {
         BACKENDS(w, o) {
             o->activation_forward(F(out, w), xh->mem[w], F(x, w), (Activation)a, n);
-            o->activation_backward(F(dx, w), NULL, xh->mem[w], F(dout, w), (Activation)a, n);
+            o->activation_backward(F(dx, w), NULL, xh->mem[w], F(dout, w), (Activation)a, n,
+                                   OPS_ADD);
         }
         NAME("activation %d, input saved in bf16, n=%zu", a, n);
         compare("out", out, ELEM_TOL);
@@ -584,7 +627,8 @@ static void test_saved_bf16(int N, int C) {
     }
     BACKENDS(w, o) {
         o->swiglu_forward(F(out, w), sv->mem[w], F(x, w), F(u, w), n);
-        o->swiglu_backward(F(dx, w), F(u, w), F(dout, w), NULL, NULL, sv->mem[w], n); /* u: dup */
+        o->swiglu_backward(F(dx, w), F(u, w), F(dout, w), NULL, NULL, sv->mem[w], n,
+                           OPS_ADD); /* u: dup */
     }
     NAME("swiglu, gate and up saved in bf16, n=%zu", n);
     compare("out", out, ELEM_TOL);
@@ -651,7 +695,7 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
             o->lora_backward_bf16(dd->mem[w], F(dx, w), F(dA, w), F(dB, w), F(dout, w),
                                   from_copy ? NULL : F(x, w), from_copy ? xb->mem[w] : NULL, ld,
                                   F(u[j], w), F(A[j], w), F(Bw[j], w), scale, p, seeds[j],
-                                  F(bw_scratch, w), N, C, OC, R);
+                                  F(bw_scratch, w), N, C, OC, R, OPS_ADD);
         }
         NAME("lora_backward_bf16 from %s N=%d C=%d OC=%d R=%d p=%.1f",
              from_copy ? "x's bf16 copy" : "x", N, C, OC, R, p);
@@ -1146,7 +1190,8 @@ static void test_tf32(void) {
     Pair *dx = pair_random((size_t)N * C, 1.0f), *dW = pair_random((size_t)OC * C, 1.0f);
     BACKENDS(w, o) {
         o->matmul_forward(F(out, w), F(x, w), F(W, w), F(bias, w), N, C, OC);
-        o->matmul_backward(F(dx, w), F(dW, w), NULL, F(dout, w), F(x, w), F(W, w), N, C, OC);
+        o->matmul_backward(F(dx, w), F(dW, w), NULL, F(dout, w), F(x, w), F(W, w), N, C, OC,
+                           OPS_ADD);
     }
     NAME("tf32 matmul (bias) N=%d C=%d OC=%d", N, C, OC);
     compare_scaled("out", out, 4e-3);
@@ -1192,6 +1237,8 @@ int main(void) {
     size_t big = (size_t)65536 * 256 + 4099;
     size_t elem_sizes[] = {1, 1000, 100003};
     for (int i = 0; i < 3; i++) test_elementwise(elem_sizes[i], 0);
+    test_first_writers(37, 67, 45, 4);
+    test_first_writers(130, 576, 192, 8); /* aligned rows: the vector paths */
     test_elementwise(big, !full_grid);
     test_elementwise_unaligned(1003);
     test_embedding(1, 1, 5, 0);
