@@ -482,7 +482,7 @@ static void bench_attention(const Dims *d, int T, int causal) {
     TIME(fwd, gpu->attention_forward(out, lse, saved, q, k, v, mask, causal, 0.0f, 1, scratch, B, T,
                                      NH, d->NKV, HS));
     TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, saved, mask, causal,
-                                      0.0f, 1, scratch, B, T, NH, d->NKV, HS));
+                                      0.0f, 1, scratch, B, T, NH, d->NKV, HS, OPS_ADD));
     double flops = 4.0 * NH * HS * pairs, dense = 4.0 * B * NH * (double)T * T * HS;
     char name[64];
     const char *kind = causal ? "causal" : "padded";

@@ -839,7 +839,7 @@ static void attention_reference_check(const AttShape *a, const float *q, const f
     ops->attention_forward(out, lse, NULL, q, k, v, a->mask, a->causal, a->p, att_seed, scratch,
                            a->B, a->T, a->NH, a->NKV, a->HS);
     ops->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, NULL, a->mask, a->causal, a->p,
-                            att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS);
+                            att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
     CHECK(lse_mismatch(lse, rlse, nl) == 0);
     CHECK(count_mismatch("attention out", out, rout, nq, 2e-6, 1e-5) == 0);
     CHECK(count_mismatch("attention dq", dq, rdq, nq, 2e-6, 1e-5) == 0);
@@ -868,7 +868,7 @@ static void att_bwd(void *p, const float *dout, unsigned use) {
     const AttShape *a = &c->shape;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->q, c->k, c->v,
                             c->out, c->lse, NULL, c->mask, a->causal, a->p, att_seed, c->scratch, B,
-                            T, NH, a->NKV, C / NH);
+                            T, NH, a->NKV, C / NH, OPS_ADD);
 }
 
 /* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared). Finite
@@ -1485,7 +1485,7 @@ static size_t large_pass(float *res) {
                            LC / LNH);
     SAVE(z, n), SAVE(lse, nl);
     ops->attention_backward(d1, d2, d3, g, x, y, g, z, lse, NULL, mask, 0, 0.1f, 5, scratch, LB, LT,
-                            LNH, LNH, LC / LNH);
+                            LNH, LNH, LC / LNH, OPS_ADD);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);

@@ -251,8 +251,8 @@ typedef struct Ops {
     void (*attention_forward)(float *out, float *lse, float *saved, const float *q, const float *k,
                               const float *v, const int32_t *mask, int causal, float p,
                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
-    /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients (each may be NULL). out and lse are this
-     * forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
+    /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =; each may be NULL). out and lse
+     * are this forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
      * (rng_row_dropout of P's row and key), dP = dout_h v^T and D = rowsum(dout * out) per row:
      * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
      * dout, grouped query heads adding up in their KV head. When the backend saves anything
@@ -261,8 +261,8 @@ typedef struct Ops {
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *out, const float *lse,
                                const float *saved, const int32_t *mask, int causal, float p,
-                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                               int HS);
+                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS,
+                               int acc);
     /* Floats of scratch attention_forward / attention_backward need for these shapes: the
      * backend's own (the CPU holds rows of scores; the GPU no O(T^2) memory at all, but D and a
      * bf16 copy of dout, head by head). */

@@ -698,9 +698,13 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
                                    const float *q, const float *k, const float *v, const float *out,
                                    const float *lse, const float *saved, const int32_t *mask,
                                    int causal, float p, uint64_t seed, float *scratch, int B, int T,
-                                   int NH, int NKV, int HS) {
+                                   int NH, int NKV, int HS, int acc) {
     (void)saved;
     if (!dq && !dk && !dv) return;
+    size_t rows = (size_t)B * T * sizeof(float);
+    if (!acc && dq) memset(dq, 0, rows * NH * HS); /* the blocks below add, head by head */
+    if (!acc && dk) memset(dk, 0, rows * NKV * HS);
+    if (!acc && dv) memset(dv, 0, rows * NKV * HS);
     AttArgs a = {B, T, NH, NKV,  HS,           causal,       mask, p,  seed,
                  q, k, v,  dout, (float *)out, (float *)lse, dq,   dk, dv};
     att_run(&a, scratch, backward_block);

@@ -47,13 +47,14 @@ enum {
     CACHED_WARPS = 8,   /* attention_cached's softmax: rows per block */
 };
 
-/* The shape of one call; ok is 0 (error noted) if it cannot be served. */
+/* The shape of one call; ok is 0 (error noted) if it cannot be served; add: backward's gradients
+ * are added to (OPS_ADD) or overwrite (OPS_SET) what dq, dk, dv hold. */
 typedef struct Heads {
-    int B, T, NH, NKV, HS, ok;
+    int B, T, NH, NKV, HS, ok, add;
 } Heads;
 
 static Heads heads(int B, int T, int NH, int NKV, int HS) {
-    Heads g = {B, T, NH, NKV, HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0};
+    Heads g = {B, T, NH, NKV, HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0, OPS_ADD};
     if (g.ok && NH % NKV) {
         CUDA_FAIL("attention: NH is not a multiple of NKV");
         g.ok = 0;
@@ -240,7 +241,8 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
         int i = i0 + warp * DQ_ROWS + r;
         if (i >= T) break;
         for (int c = 0; c < DIMS; c++)
-            if (lane + 32 * c < HS) dq[hp.q + i * ldq + lane + 32 * c] += acc[r][c] * scale;
+            if (lane + 32 * c < HS)
+                put_grad(dq + hp.q + i * ldq + lane + 32 * c, acc[r][c] * scale, g.add);
     }
 }
 
@@ -301,8 +303,8 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
         for (int c = 0; c < DIMS; c++) {
             size_t at = hp.kv + j * ldkv + lane + 32 * c;
             if (lane + 32 * c >= HS) continue;
-            if (dv) dv[at] += dv_acc[r][c];
-            if (dk) dk[at] += dk_acc[r][c] * scale;
+            if (dv) put_grad(dv + at, dv_acc[r][c], g.add);
+            if (dk) put_grad(dk + at, dk_acc[r][c] * scale, g.add);
         }
     }
 }
@@ -534,16 +536,16 @@ __device__ inline void hide_tile(float (*s)[4], uint64_t visible, int causal, in
         hide_scores<N>(s + t * (N / 8), visible, causal, w0 + t * TC, j0, lane);
 }
 
-/* grad[row][d] += scale * the lane's elements of acc, row = the warp's 16 rows from r0 (at
- * grad + r0 * ld), for rows < T and d < HS. */
+/* grad[row][d] (+)= scale * the lane's elements of acc (put_grad), row = the warp's 16 rows from
+ * r0 (at grad + r0 * ld), for rows < T and d < HS. */
 __device__ inline void add_tiles(float *grad, size_t ld, const float (*acc)[4], float scale, int r0,
-                                 int T, int HS, int lane) {
+                                 int T, int HS, int lane, int add) {
 #pragma unroll
     for (int c = 0; c < TC_DIMS; c++)
 #pragma unroll
         for (int q = 0; q < 4; q++) {
             int r = r0 + c_row(lane, q), d = c_col(lane, c, q);
-            if (r < T && d < HS) grad[(size_t)r * ld + d] += acc[c][q] * scale;
+            if (r < T && d < HS) put_grad(grad + (size_t)r * ld + d, acc[c][q] * scale, add);
         }
 }
 
@@ -742,7 +744,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         mma_wb<BWD_TILE, MT>(acc[0], s[0], Ks, ld, HP, lane);
     }
 #pragma unroll
-    for (int t = 0; t < MT; t++) add_tiles(dq + hp.q, ldq, acc[t], scale, w0 + t * TC, T, HS, lane);
+    for (int t = 0; t < MT; t++)
+        add_tiles(dq + hp.q, ldq, acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
@@ -869,8 +872,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     }
 #pragma unroll
     for (int t = 0; t < MT; t++) {
-        if (dv) add_tiles(dv + hp.kv, ldkv, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane);
-        if (dk) add_tiles(dk + hp.kv, ldkv, dk_acc[t], scale, w0 + t * TC, T, HS, lane);
+        if (dv) add_tiles(dv + hp.kv, ldkv, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane, g.add);
+        if (dk) add_tiles(dk + hp.kv, ldkv, dk_acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
     }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
@@ -1005,14 +1008,16 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
     CUDA_LAUNCHED("attention_forward");
 }
 
-/* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] += gradients; scratch: D [B,NH,T] (and dout's bf16 copy);
- * under bf16 q, k, v and out are forward's copies in saved. */
+/* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =); scratch: D [B,NH,T] (and
+ * dout's bf16 copy); under bf16 q, k, v and out are forward's copies in saved. */
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *out, const float *lse,
                              const float *saved, const int32_t *mask, int causal, float p,
-                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS) {
+                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS,
+                             int acc) {
     Heads g = heads(B, T, NH, NKV, HS);
     if (!g.ok || (!dq && !dk && !dv)) return;
+    g.add = acc;
     int tc = cuda_precision() == PRECISION_BF16;
     if (tc && !copies_aligned(saved, scratch)) return;
     AttCopies a = att_copies((float *)saved, scratch, g);

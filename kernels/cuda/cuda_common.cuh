@@ -90,6 +90,11 @@ __device__ inline float as_f32(uint16_t x) {
 __device__ inline float as_f32(__nv_bfloat16 x) {
     return __bfloat162float(x);
 }
+/* A backward op's gradient element: added to what dst holds (add: OPS_ADD), or written over it
+ * without reading it (OPS_SET, the buffer's first writer) */
+__device__ inline void put_grad(float *dst, float x, int add) {
+    *dst = add ? *dst + x : x;
+}
 /* x stored as the destination's type: f32, or bf16 rounded to nearest even */
 __device__ inline void store_as(float *dst, float x) {
     *dst = x;
@@ -225,7 +230,8 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *out, const float *lse,
                              const float *saved, const int32_t *mask, int causal, float p,
-                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
+                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS,
+                             int acc);
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,

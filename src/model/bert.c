@@ -252,7 +252,7 @@ static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
     m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL,
                                kept ? a->k : NULL, kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse,
                                a->att_saved, m->mask, 0, d.attention, seed, m->scratch, m->B, m->T,
-                               NH, NH, HS);
+                               NH, NH, HS, OPS_SET);
 }
 
 static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
@@ -320,9 +320,6 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                                    model_site(seed, l, SITE_O_DROP), NC);
     linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(seed, l, SITE_O),
                     OPS_SET);
-    o->zero(b->d_q, bytes);
-    o->zero(b->d_k, bytes);
-    o->zero(b->d_v, bytes);
     attention_backward(m, a, d, model_site(seed, l, SITE_ATT));
     if (dx) o->axpy(dx, b->d_r, 1.0f, NC);
     uint64_t sites[3];

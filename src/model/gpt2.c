@@ -297,14 +297,11 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     dy = dropout_grad(m, b->d_r, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
     linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora, model_site(seed, l, SITE_PROJ),
                     OPS_SET);
-    o->zero(b->d_q, NC * F4);
-    o->zero(b->d_k, NC * F4);
-    o->zero(b->d_v, NC * F4);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
                           kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved, m->mask,
                           1, d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH,
-                          head_size(m));
+                          head_size(m), OPS_SET);
     o->zero(b->d_qkv, 3 * NC * F4);
     merge_qkv(o, b->d_qkv, b->d_q, 0, N, C);
     merge_qkv(o, b->d_qkv, b->d_k, 1, N, C);

@@ -298,14 +298,11 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x) */
     linear_backward(m, &Ly->o, b->d_ctx, b->d_a, a->ctx, N, d.lora, model_site(seed, l, SITE_O),
                     OPS_SET);
-    o->zero(b->d_q, (size_t)N * NH * HS * F4);
-    o->zero(b->d_k, (size_t)N * NKV * HS * F4);
-    o->zero(b->d_v, (size_t)N * NKV * HS * F4);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
                           kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved, m->mask,
                           1, d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV,
-                          HS);
+                          HS, OPS_SET);
     o->rope_backward(b->d_q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,

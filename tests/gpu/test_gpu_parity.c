@@ -84,6 +84,21 @@ static Pair *pair_random(size_t n, float amp) {
     return p;
 }
 
+/* n floats, all NaN: a gradient buffer its first writer must not read */
+static Pair *pair_nan(size_t n) {
+    float *h = malloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    Pair *p = pair_upload(h, n * sizeof *h);
+    free(h);
+    return p;
+}
+
+/* pair_nan with pair_random's signature */
+static Pair *pair_nan_amp(size_t n, float amp) {
+    (void)amp;
+    return pair_nan(n);
+}
+
 /* n int32 uniform in [lo, hi) */
 static Pair *pair_ints(size_t n, int lo, int hi) {
     int32_t *h = malloc(n * sizeof *h);
@@ -438,13 +453,6 @@ static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int l
 /* ---- first writers: every op with an acc flag, given OPS_SET and a gradient buffer of NaNs
  * on both backends, overwrites it (a read of the old value would leave a NaN, which compare
  * counts as off); the values at each op's usual tolerance. ---- */
-static Pair *pair_nan(size_t n) {
-    float *h = malloc(n * sizeof *h);
-    for (size_t i = 0; i < n; i++) h[i] = NAN;
-    Pair *p = pair_upload(h, n * sizeof *h);
-    free(h);
-    return p;
-}
 
 static void test_first_writers(int N, int C, int OC, int R) {
     size_t NC = (size_t)N * C;
@@ -752,6 +760,8 @@ static Pair *attention_saved(Precision p, int B, int T, int NH, int NKV, int HS)
  * 10 times tighter. lse's error is a weighted mean of the scores' errors, so it is bounded
  * absolutely: 1e-2 against f32, 1e-5 against the reference. */
 static int att_bf16; /* test_attention_grads compares as above */
+/* test_attention_grads' backward with OPS_SET over dq, dk, dv of NaNs (the first writer) */
+static int att_set;
 #define ATT_BF16_TOL 2e-2
 #define ATT_BF16_LSE_TOL 1e-2
 #define ATT_ROUNDED_TOL 2e-3
@@ -860,6 +870,12 @@ static float *host_copy(const Pair *p) {
     return h;
 }
 
+/* The reference's starting gradient: the buffer's values, or zeros for OPS_SET */
+static float *host_start(const Pair *p) {
+    if (!p || !att_set) return host_copy(p);
+    return calloc(p->bytes / sizeof(float), sizeof(float));
+}
+
 static void compare_attention(const char *tensor, const Pair *p) {
     if (!att_bf16)
         compare(tensor, p, GEMM_TOL);
@@ -882,9 +898,10 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     /* under bf16 the GPU keeps bf16 copies of q, k, v for backward, which is then given none */
     Pair *saved = attention_saved(att_bf16 ? PRECISION_BF16 : PRECISION_FP32, B, T, NH, NKV, HS);
     CHECK(!saved == !att_bf16);
-    Pair *dq = grads & G_DINP ? pair_random(BTQ, 1.0f) : NULL;
-    Pair *dk = grads & G_DW ? pair_random(BTK, 1.0f) : NULL;
-    Pair *dv = grads & G_DB ? pair_random(BTK, 1.0f) : NULL;
+    Pair *(*grad)(size_t, float) = att_set ? pair_nan_amp : pair_random;
+    Pair *dq = grads & G_DINP ? grad(BTQ, 1.0f) : NULL;
+    Pair *dk = grads & G_DW ? grad(BTK, 1.0f) : NULL;
+    Pair *dv = grads & G_DB ? grad(BTK, 1.0f) : NULL;
     BACKENDS(w, o) {
         o->attention_forward(F(out, w), F(lse, w), F(saved, w), F(q, w), F(k, w), F(v, w),
                              I(mask, w), causal, p, 5, F(scratch, w), B, T, NH, NKV, HS);
@@ -901,7 +918,7 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         att_rounded(&c, 1, want[0], want[1], NULL, NULL, NULL);
         compare_host("out", out, want[0], ATT_ROUNDED_TOL);
         compare_host("lse", lse, want[1], -1e-5);
-        want[2] = host_copy(dq), want[3] = host_copy(dk), want[4] = host_copy(dv);
+        want[2] = host_start(dq), want[3] = host_start(dk), want[4] = host_start(dv);
         dut->download(want[0], out->mem[1], out->bytes); /* the GPU's own, as its backward sees */
         dut->download(want[1], lse->mem[1], lse->bytes);
         c.out_in = want[0], c.lse_in = want[1];
@@ -911,10 +928,11 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL,
                               kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, kept ? F(out, w) : NULL,
                               F(lse, w), F(saved, w), I(mask, w), causal, p, 5, F(scratch, w), B, T,
-                              NH, NKV, HS);
+                              NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
     }
-    NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f",
-         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", pad, p);
+    NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f%s",
+         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", pad, p,
+         att_set ? " OPS_SET" : "");
     if (dq) compare_attention("dq", dq);
     if (dk) compare_attention("dk", dk);
     if (dv) compare_attention("dv", dv);
@@ -1362,6 +1380,11 @@ int main(void) {
     /* HS 64's two m16 tiles a warp with one warp a block (T 20) and with mostly padding */
     test_attention_bf16(3, 20, 4, 2, 64, 1, 3, 0.1f, G_ALL);
     test_attention_bf16(2, 40, 2, 2, 64, 0, 30, 0.0f, G_ALL);
+    att_set = 1; /* first writers over NaNs: f32 and bf16, padded, causal GQA */
+    test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 1);
+    test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
+    test_attention_bf16(2, 70, 2, 2, 128, 0, 20, 0.1f, G_ALL);
+    att_set = 0;
     test_attention_cached(1, 0, 1, 1, 4);   /* the first token */
     test_attention_cached(7, 0, 4, 2, 16);  /* a prefill */
     test_attention_cached(1, 69, 9, 3, 64); /* a decode step, SmolLM2's heads */
