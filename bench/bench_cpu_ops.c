@@ -95,7 +95,7 @@ static void ln_fwd(Bench *b) {
 }
 static void ln_bwd(Bench *b) {
     ops->layernorm_backward(b->dinp, b->dw, b->dbias, b->dout, b->inp, NULL, b->w, b->mean, b->rstd,
-                            NT, b->C);
+                            NT, b->C, OPS_ADD);
 }
 static void gelu_fwd(Bench *b) {
     ops->activation_forward(b->out, NULL, b->inp, ACT_GELU, (size_t)NT * b->C);

@@ -209,7 +209,8 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->layernorm_forward(out, mean, rstd, NULL, x, y, y + C, 1e-5f, (int)N, C));
     mem_row(name, 2.0 * nc + 2.0 * N, ms);
     snprintf(name, sizeof name, "layernorm_backward [%zu,%d]", N, C);
-    TIME(ms, gpu->layernorm_backward(g1, g2, g2 + C, z, x, NULL, y, mean, rstd, (int)N, C));
+    TIME(ms,
+         gpu->layernorm_backward(g1, g2, g2 + C, z, x, NULL, y, mean, rstd, (int)N, C, OPS_ADD));
     mem_row(name, 4.0 * nc + 2.0 * N, ms);
     C = sm->C;
     size_t sc = N * C;
@@ -217,7 +218,7 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->rmsnorm_forward(out, rstd, NULL, x, y, 1e-5f, (int)N, C));
     mem_row(name, 2.0 * sc + N, ms);
     snprintf(name, sizeof name, "rmsnorm_backward [%zu,%d]", N, C);
-    TIME(ms, gpu->rmsnorm_backward(g1, g2, z, x, NULL, y, rstd, (int)N, C));
+    TIME(ms, gpu->rmsnorm_backward(g1, g2, z, x, NULL, y, rstd, (int)N, C, OPS_ADD));
     mem_row(name, 4.0 * sc + N, ms);
     int T = sz->T[0], B = (int)N / T;
     snprintf(name, sizeof name, "rope_forward in place [%zu,%d]", N, C);
@@ -230,7 +231,7 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->dropout_forward(out, x, 0.1f, 3, nc));
     mem_row(name, 2.0 * nc, ms);
     snprintf(name, sizeof name, "dropout_backward p=0.1 [%zu,%d]", N, db->C);
-    TIME(ms, gpu->dropout_backward(g1, y, 0.1f, 3, nc));
+    TIME(ms, gpu->dropout_backward(g1, y, 0.1f, 3, nc, OPS_ADD));
     mem_row(name, 3.0 * nc, ms);
     snprintf(name, sizeof name, "activation_forward gelu [%zu,%d]", N, db->F);
     TIME(ms, gpu->activation_forward(out, NULL, x, ACT_GELU, nf));

@@ -285,7 +285,7 @@ static void ln_fwd(void *p) {
 static void ln_bwd(void *p, const float *dout, unsigned use) {
     LnCtx *c = p;
     ops->layernorm_backward(USE(0, c->dinp), USE(1, c->dweight), USE(2, c->dbias), dout, c->inp,
-                            NULL, c->weight, c->mean, c->rstd, N, C);
+                            NULL, c->weight, c->mean, c->rstd, N, C, OPS_ADD);
 }
 
 static void test_layernorm(void) {
@@ -328,7 +328,7 @@ static void rms_fwd(void *p) {
 static void rms_bwd(void *p, const float *dout, unsigned use) {
     RmsCtx *c = p;
     ops->rmsnorm_backward(USE(0, c->dinp), USE(1, c->dweight), dout, c->inp, NULL, c->weight,
-                          c->rstd, N, C);
+                          c->rstd, N, C, OPS_ADD);
 }
 
 static void test_rmsnorm(void) {
@@ -1024,7 +1024,7 @@ static void drop_fwd(void *p) {
 }
 static void drop_bwd(void *p, const float *dout, unsigned use) {
     EwCtx *c = p;
-    if (use) ops->dropout_backward(c->da, dout, c->p, 99, N * C);
+    if (use) ops->dropout_backward(c->da, dout, c->p, 99, N * C, OPS_ADD);
 }
 
 static void add_fwd(void *p) {
@@ -1479,7 +1479,7 @@ static size_t large_pass(float *res) {
     SAVE(dwte, (size_t)LV * LC), SAVE(dwpe, (size_t)LT * LC), SAVE(dwtt, 2 * LC);
     ops->layernorm_forward(z, mean, rstd, NULL, x, lnw, lnb, 1e-5f, LN, LC);
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
-    ops->layernorm_backward(d1, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC);
+    ops->layernorm_backward(d1, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC, OPS_ADD);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
     ops->attention_forward(z, lse, NULL, x, y, g, mask, 0, 0.1f, 5, scratch, LB, LT, LNH, LNH,
                            LC / LNH);
@@ -1490,7 +1490,7 @@ static size_t large_pass(float *res) {
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
     ops->activation_backward(d1, x, NULL, g, ACT_GELU, n, OPS_ADD);
-    ops->dropout_backward(d1, y, 0.2f, 9, n);
+    ops->dropout_backward(d1, y, 0.2f, 9, n, OPS_ADD);
     SAVE(d1, n);
 #undef SAVE
     free(x), free(y), free(z), free(g), free(wte), free(wpe), free(wtt), free(lnw), free(lnb);
@@ -1677,7 +1677,8 @@ static void test_first_writers(void) {
     size_t NC = (size_t)N * C;
     float *dout = rand_vec((size_t)N * OC, -1, 1), *w = rand_vec((size_t)OC * C, -1, 1);
     float *x = rand_vec(NC, -3, 3), *g = rand_vec(NC, -1, 1), *A = rand_vec((size_t)R * C, -1, 1);
-    float *B = rand_vec((size_t)OC * R, -1, 1), *d[2][7];
+    float *B = rand_vec((size_t)OC * R, -1, 1), *d[2][10];
+    float *lw = rand_vec(C, 0.5f, 1.5f), *mean = rand_vec(N, -1, 1), *rstd = rand_vec(N, 0.5f, 2);
     uint16_t *wb = malloc((size_t)K * C * 2), *dd = malloc((size_t)N * K * 2);
     uint16_t *ddo = malloc((size_t)N * K * 2);
     for (size_t i = 0; i < (size_t)K * C; i++) wb[i] = f32_to_bf16(x[i % NC]);
@@ -1685,8 +1686,8 @@ static void test_first_writers(void) {
     float *scratch = malloc(sizeof(float) * ops->matmul_bf16_scratch(N, C, K));
     float *lora_scratch = malloc(sizeof(float) * ops_lora_bf16_scratch(N, C, OC, R));
     for (int acc = 0; acc < 2; acc++) { /* OPS_SET over NaNs, OPS_ADD over zeros */
-        for (int i = 0; i < 7; i++) d[acc][i] = rand_vec(NC, 0, 0);
-        for (int i = 0; i < 7 && !acc; i++)
+        for (int i = 0; i < 10; i++) d[acc][i] = rand_vec(NC, 0, 0);
+        for (int i = 0; i < 10 && !acc; i++)
             for (size_t k = 0; k < NC; k++) d[acc][i][k] = NAN;
         ops->matmul_backward(d[acc][0], NULL, NULL, dout, NULL, w, N, C, OC, acc);
         ops->matmul_backward_bf16(d[acc][1], dd, K, wb, C, scratch, N, C, K, acc);
@@ -1695,14 +1696,19 @@ static void test_first_writers(void) {
         ops->activation_backward(d[acc][3], x, NULL, g, ACT_GELU, NC, acc);
         ops->activation_backward(d[acc][4], x, NULL, g, ACT_RELU, NC, acc);
         ops->swiglu_backward(d[acc][5], d[acc][6], g, x, x, NULL, NC, acc);
+        ops->layernorm_backward(d[acc][7], NULL, NULL, g, x, NULL, lw, mean, rstd, N, C, acc);
+        ops->rmsnorm_backward(d[acc][8], NULL, g, x, NULL, lw, rstd, N, C, acc);
+        ops->dropout_backward(d[acc][9], g, 0.3f, 9, NC, acc);
     }
-    static const char *names[7] = {"matmul_backward",          "matmul_backward_bf16",
-                                   "lora_backward_bf16",       "activation_backward gelu",
-                                   "activation_backward relu", "swiglu_backward dgate",
-                                   "swiglu_backward dup"};
-    for (int i = 0; i < 7; i++) CHECK(set_matches_add(names[i], d[0][i], d[1][i], NC) == 0);
+    static const char *names[10] = {"matmul_backward",          "matmul_backward_bf16",
+                                    "lora_backward_bf16",       "activation_backward gelu",
+                                    "activation_backward relu", "swiglu_backward dgate",
+                                    "swiglu_backward dup",      "layernorm_backward",
+                                    "rmsnorm_backward",         "dropout_backward"};
+    for (int i = 0; i < 10; i++) CHECK(set_matches_add(names[i], d[0][i], d[1][i], NC) == 0);
     for (int acc = 0; acc < 2; acc++)
-        for (int i = 0; i < 7; i++) free(d[acc][i]);
+        for (int i = 0; i < 10; i++) free(d[acc][i]);
+    free(lw), free(mean), free(rstd);
     free(dout), free(w), free(x), free(g), free(A), free(B), free(wb), free(dd), free(ddo);
     free(scratch), free(lora_scratch);
 }
@@ -1717,15 +1723,16 @@ static void test_saved_bf16(void) {
     for (int k = 0; k < 2; k++)
         g[k][0] = rand_vec(n, 0, 0), g[k][1] = rand_vec(C, 0, 0), g[k][2] = rand_vec(C, 0, 0);
     ops->layernorm_forward(out, mean, rstd, saved, x, w, b, 1e-5f, N, C);
-    ops->layernorm_backward(g[0][0], g[0][1], g[0][2], dout, x, NULL, w, mean, rstd, N, C);
-    ops->layernorm_backward(g[1][0], g[1][1], g[1][2], dout, NULL, saved, w, mean, rstd, N, C);
+    ops->layernorm_backward(g[0][0], g[0][1], g[0][2], dout, x, NULL, w, mean, rstd, N, C, OPS_ADD);
+    ops->layernorm_backward(g[1][0], g[1][1], g[1][2], dout, NULL, saved, w, mean, rstd, N, C,
+                            OPS_ADD);
     CHECK(off_by("layernorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
     CHECK(off_by("layernorm dweight", g[1][1], g[0][1], C, 1e-2) == 0);
     CHECK(off_by("layernorm dbias", g[1][2], g[0][2], C, 0.0) == 0);
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
     ops->rmsnorm_forward(out, rstd, saved, x, w, 1e-5f, N, C);
-    ops->rmsnorm_backward(g[0][0], NULL, dout, x, NULL, w, rstd, N, C);
-    ops->rmsnorm_backward(g[1][0], NULL, dout, NULL, saved, w, rstd, N, C);
+    ops->rmsnorm_backward(g[0][0], NULL, dout, x, NULL, w, rstd, N, C, OPS_ADD);
+    ops->rmsnorm_backward(g[1][0], NULL, dout, NULL, saved, w, rstd, N, C, OPS_ADD);
     CHECK(off_by("rmsnorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
         for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));

@@ -125,8 +125,8 @@ const uint64_t *model_sites(uint64_t *s, int n, uint64_t seed, int layer, int fi
 const float *dropout_grad(Model *m, float *scratch, const float *g, float p, uint64_t seed,
                           size_t n);
 
-/* One layer's backward: dout [N,C] the gradient of its output; dx (may be NULL) += the gradient
- * of its input. */
+/* One layer's backward: dout [N,C] the gradient of its output; dx (may be NULL) = the gradient
+ * of its input (the layer is its first writer). */
 typedef void (*LayerBackward)(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed);
 /* Backward through layers L-1 down to `lowest`, dout [N,C] holding the top layer's output
  * gradient: each layer's input gradient goes to the other of the two buffers, the lowest

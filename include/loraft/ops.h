@@ -108,23 +108,23 @@ typedef struct Ops {
     /* ---- layer norm over the last dimension ----
      * out[N,C] = xhat * weight + bias, xhat = (inp - mean) * rstd; saves mean[N], rstd[N] and
      * (xh not NULL) bf16(xhat) [N,C]. Backward reads xhat from inp, mean and rstd, or (inp NULL)
-     * from xh. */
+     * from xh; its dinp is added to, or (acc 0) written. */
     void (*layernorm_forward)(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
                               const float *weight, const float *bias, float eps, int N, int C);
     void (*layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
                                const float *inp, const uint16_t *xh, const float *weight,
-                               const float *mean, const float *rstd, int N, int C);
+                               const float *mean, const float *rstd, int N, int C, int acc);
 
     /* ---- RMS norm over the last dimension (Llama) ----
      * out[N,C] = xhat * weight, xhat = inp * rstd with rstd[N] = 1 / sqrt(mean_c(inp^2) + eps),
      * saved, and bf16(xhat) [N,C] when xh is not NULL. */
     void (*rmsnorm_forward)(float *out, float *rstd, uint16_t *xh, const float *inp,
                             const float *weight, float eps, int N, int C);
-    /* With g = dout * weight: dinp += rstd * (g - xhat * mean_c(g * xhat)); dweight[C] +=
-     * sum_n dout * xhat; xhat from inp and rstd, or (inp NULL) from xh. */
+    /* With g = dout * weight: dinp (+)= rstd * (g - xhat * mean_c(g * xhat)) (acc 0: =);
+     * dweight[C] += sum_n dout * xhat; xhat from inp and rstd, or (inp NULL) from xh. */
     void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
                              const uint16_t *xh, const float *weight, const float *rstd, int N,
-                             int C);
+                             int C, int acc);
 
     /* ---- rotary position embedding, in place (HF Llama's rotate_half layout) ----
      * x [B,T,NH*HS]; for each head, position p = pos[b,t] (pos NULL: p = t) and i < HS/2,
@@ -290,8 +290,9 @@ typedef struct Ops {
                                 const float *dout, Activation act, size_t n, int acc);
     /* out = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
     void (*dropout_forward)(float *out, const float *inp, float p, uint64_t seed, size_t n);
-    /* dinp += dout * rng_dropout_scale(seed, i, p) */
-    void (*dropout_backward)(float *dinp, const float *dout, float p, uint64_t seed, size_t n);
+    /* dinp (+)= dout * rng_dropout_scale(seed, i, p) (acc 0: =) */
+    void (*dropout_backward)(float *dinp, const float *dout, float p, uint64_t seed, size_t n,
+                             int acc);
     /* out = a + b */
     void (*add)(float *out, const float *a, const float *b, size_t n);
     /* dst += alpha * src */

@@ -145,11 +145,12 @@ static void cpu_layernorm_forward(float *out, float *mean, float *rstd, uint16_t
 }
 
 /* With xhat = (inp - mean) * rstd (or xh's) and g = dout * weight, per row of [N,C]:
- * dinp += rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)); dweight[C] += sum_n dout * xhat;
- * dbias[C] += sum_n dout. Each may be NULL. Also RMS norm's (mean NULL: no mean_c(g) term). */
+ * dinp (+)= rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)) (acc 0: =); dweight[C] += sum_n dout *
+ * xhat; dbias[C] += sum_n dout. Each may be NULL. Also RMS norm's (mean NULL: no mean_c(g) term).
+ */
 static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                                    const float *inp, const uint16_t *xh, const float *weight,
-                                   const float *mean, const float *rstd, int N, int C) {
+                                   const float *mean, const float *rstd, int N, int C, int acc) {
     int centred = mean != NULL;
     if (dinp) {
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
@@ -167,8 +168,10 @@ static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, co
             g_mean = centred ? g_mean / (float)C : 0.0f;
             gx_mean /= (float)C;
             float *dx = dinp + row;
-            for (int c = 0; c < C; c++)
-                dx[c] += (d[c] * weight[c] - g_mean - xhat_at(x, h, c, m, s) * gx_mean) * s;
+            for (int c = 0; c < C; c++) {
+                float g = (d[c] * weight[c] - g_mean - xhat_at(x, h, c, m, s) * gx_mean) * s;
+                dx[c] = acc ? dx[c] + g : g;
+            }
         }
     }
     if (!dweight && !dbias) return;
@@ -208,12 +211,12 @@ static void cpu_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const flo
     }
 }
 
-/* dinp[N,C] += rstd * (g - xhat * mean_c(g * xhat)), g = dout * weight, xhat = inp * rstd
- * (or xh's); dweight[C] += sum_n dout * xhat. Either may be NULL. */
+/* dinp[N,C] (+)= rstd * (g - xhat * mean_c(g * xhat)) (acc 0: =), g = dout * weight, xhat = inp *
+ * rstd (or xh's); dweight[C] += sum_n dout * xhat. Either may be NULL. */
 static void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                                  const uint16_t *xh, const float *weight, const float *rstd, int N,
-                                 int C) {
-    cpu_layernorm_backward(dinp, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C);
+                                 int C, int acc) {
+    cpu_layernorm_backward(dinp, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C, acc);
 }
 
 /* ---- rotary position embedding ---- */
@@ -370,10 +373,14 @@ static void cpu_dropout_forward(float *out, const float *inp, float p, uint64_t 
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * rng_dropout_scale(seed, i, p);
 }
 
-/* dinp[n] += dout * rng_dropout_scale(seed, i, p) */
-static void cpu_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n) {
+/* dinp[n] (+)= dout * rng_dropout_scale(seed, i, p) (acc 0: =) */
+static void cpu_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n,
+                                 int acc) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * rng_dropout_scale(seed, i, p);
+    for (size_t i = 0; i < n; i++) {
+        float g = dout[i] * rng_dropout_scale(seed, i, p);
+        dinp[i] = acc ? dinp[i] + g : g;
+    }
 }
 
 /* ---- LoRA branch ---- */

@@ -188,12 +188,12 @@ void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, 
                             const float *weight, const float *bias, float eps, int N, int C);
 void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const uint16_t *xh, const float *weight,
-                             const float *mean, const float *rstd, int N, int C);
+                             const float *mean, const float *rstd, int N, int C, int acc);
 void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
                           const float *weight, float eps, int N, int C);
 void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                           const uint16_t *xh, const float *weight, const float *rstd, int N,
-                           int C);
+                           const uint16_t *xh, const float *weight, const float *rstd, int N, int C,
+                           int acc);
 void cuda_rope_forward(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 void cuda_rope_backward(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 void cuda_swiglu_forward(float *out, uint16_t *saved, const float *gate, const float *up, size_t n);
@@ -241,7 +241,8 @@ void cuda_activation_forward(float *out, uint16_t *saved, const float *inp, Acti
 void cuda_activation_backward(float *dinp, const float *inp, const uint16_t *saved,
                               const float *dout, Activation act, size_t n, int acc);
 void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n);
-void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n);
+void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n,
+                           int acc);
 void cuda_add(float *out, const float *a, const float *b, size_t n);
 void cuda_axpy(float *dst, const float *src, float alpha, size_t n);
 void cuda_scale(float *x, float s, size_t n);

@@ -115,10 +115,11 @@ __global__ void dropout_forward_kernel(float *out, const float *inp, float p, ui
 }
 
 __global__ void dropout_backward_kernel(float *dinp, const float *dout, float p, uint64_t seed,
-                                        size_t n) {
+                                        size_t n, int acc) {
     GRID_STRIDE4(i, n) {
-        float d[4], dx[4];
-        load4(d, dout, i, n), load4(dx, dinp, i, n);
+        float d[4], dx[4] = {0};
+        load4(d, dout, i, n);
+        if (acc) load4(dx, dinp, i, n);
         for (int k = 0; k < 4; k++) dx[k] += d[k] * rng_dropout_scale(seed, i + k, p);
         store4(dinp, dx, i, n);
     }
@@ -132,9 +133,10 @@ void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, 
 }
 
 /* dinp[n] += dout[n] * mask */
-void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n) {
+void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n,
+                           int acc) {
     if (!n) return;
-    dropout_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, dout, p, seed, n);
+    dropout_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, dout, p, seed, n, acc);
     CUDA_LAUNCHED("dropout_backward");
 }
 

@@ -46,7 +46,7 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, u
     }
 }
 
-/* dinp[N,C] += rstd * (g - mean(g) - norm * mean(g * norm)), g = weight * dout, and
+/* dinp[N,C] (+)= rstd * (g - mean(g) - norm * mean(g * norm)) (add 0: =), g = weight * dout, and
  * dweight[c] += sum_n dout * norm, dbias[c] += sum_n dout in the same pass over dout and inp
  * (norm = (inp - mean) * rstd), or over dout and xh (inp NULL: norm = xh's values):
  * the block's column sums gather in dynamic shared memory (sums[0..C) for dweight, [C..2C) for
@@ -56,7 +56,7 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, u
 __global__ void layernorm_backward_kernel(float *dinp, float *dweight, float *dbias,
                                           const float *dout, const float *inp, const uint16_t *xh,
                                           const float *weight, const float *mean, const float *rstd,
-                                          int N, int C) {
+                                          int N, int C, int add) {
     extern __shared__ float sums[];
     bool params = dweight || dbias;
     if (params)
@@ -80,7 +80,8 @@ __global__ void layernorm_backward_kernel(float *dinp, float *dweight, float *db
         for (int c = lane; c < C; c += 32) {
             float norm = x ? (x[c] - m) * r : qb_bf16(h[c]);
             if (dinp)
-                dinp[n * C + c] += r * (dy[c] * (weight ? weight[c] : 1.0f) - sg - norm * sgn);
+                put_grad(dinp + n * C + c,
+                         r * (dy[c] * (weight ? weight[c] : 1.0f) - sg - norm * sgn), add);
             if (dweight) atomicAdd(&sums[c], dy[c] * norm);
             if (dbias) atomicAdd(&sums[C + c], dy[c]);
         }
@@ -107,7 +108,7 @@ void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, 
 
 void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const uint16_t *xh, const float *weight,
-                             const float *mean, const float *rstd, int N, int C) {
+                             const float *mean, const float *rstd, int N, int C, int acc) {
     if (N <= 0 || C <= 0) return;
     bool params = dweight || dbias;
     unsigned blocks = cuda_blocks((size_t)N, LN_WARPS * (params ? LN_ROWS_PER_WARP : 1));
@@ -119,7 +120,7 @@ void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
         return;
     }
     layernorm_backward_kernel<<<blocks, LN_WARPS * 32, shared>>>(dinp, dweight, dbias, dout, inp,
-                                                                 xh, weight, mean, rstd, N, C);
+                                                                 xh, weight, mean, rstd, N, C, acc);
     CUDA_LAUNCHED("layernorm_backward");
 }
 
@@ -132,7 +133,7 @@ void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *in
 }
 
 void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                           const uint16_t *xh, const float *weight, const float *rstd, int N,
-                           int C) {
-    cuda_layernorm_backward(dinp, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C);
+                           const uint16_t *xh, const float *weight, const float *rstd, int N, int C,
+                           int acc) {
+    cuda_layernorm_backward(dinp, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C, acc);
 }

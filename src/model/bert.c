@@ -288,7 +288,7 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
                          c->hidden_size);
 }
 
-/* dout: gradient of the layer output [N,C]; dx (may be NULL) += gradient of its input. */
+/* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */
 static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
@@ -296,12 +296,11 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     Layer *Ly = &b->layers[l];
     LayerActs *a = &b->acts[l];
     int N = m->B * m->T, C = c->hidden_size, F = c->ffn_size;
-    size_t NC = (size_t)N * C, NF = (size_t)N * F, bytes = NC * sizeof(float);
+    size_t NC = (size_t)N * C, NF = (size_t)N * F;
     /* FFN block: out = LN(drop(ffn_out(act(ffn_in(h)))) + h) */
-    o->zero(b->d_c, bytes);
     o->layernorm_backward(b->d_c, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, dout,
                           a->xh_ffn ? NULL : a->res_ffn, a->xh_ffn, Ly->ln_ffn.w->value,
-                          a->mean_ffn, a->rstd_ffn, N, C);
+                          a->mean_ffn, a->rstd_ffn, N, C, OPS_SET);
     const float *dy =
         dropout_grad(m, b->d_br, b->d_c, d.hidden, model_site(seed, l, SITE_FFN_DROP), NC);
     linear_backward(m, &Ly->ffn_out, b->d_ffn, dy, a->ffn_act, N, d.lora,
@@ -312,19 +311,18 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     linear_backward(m, &Ly->ffn_in, b->d_c, b->d_ffn2, a->h_attn, N, d.lora,
                     model_site(seed, l, SITE_FFN_IN), OPS_ADD);
     /* attention block: h = LN(drop(o(attention(q(x), k(x), v(x)))) + x) */
-    o->zero(b->d_r, bytes);
     o->layernorm_backward(b->d_r, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c,
                           a->xh_attn ? NULL : a->res_attn, a->xh_attn, Ly->ln_attn.w->value,
-                          a->mean_attn, a->rstd_attn, N, C);
+                          a->mean_attn, a->rstd_attn, N, C, OPS_SET);
     const float *da = dropout_grad(m, b->d_br, b->d_r, attn_out_dropout(m, d),
                                    model_site(seed, l, SITE_O_DROP), NC);
     linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(seed, l, SITE_O),
                     OPS_SET);
     attention_backward(m, a, d, model_site(seed, l, SITE_ATT));
-    if (dx) o->axpy(dx, b->d_r, 1.0f, NC);
     uint64_t sites[3];
     linear_backward_group(m, Ly->qkv, dx, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3, a->x,
-                          N, d.lora, model_sites(sites, 3, seed, l, SITE_Q), OPS_ADD);
+                          N, d.lora, model_sites(sites, 3, seed, l, SITE_Q), OPS_SET);
+    if (dx) o->axpy(dx, b->d_r, 1.0f, NC); /* the residual */
 }
 
 static void head_forward(Model *m, Drop d, uint64_t seed) {
@@ -349,7 +347,8 @@ static void head_backward(Model *m, Drop d, uint64_t seed) {
     o->zero(b->d_head, 4 * BC * sizeof(float));
     linear_backward(m, &b->cls, d_in, m->dlogits, b->head_in, B, d.lora,
                     model_site(seed, L, SITE_CLS), OPS_ADD);
-    o->dropout_backward(d_act, d_in, d.classifier, model_site(seed, L, SITE_HEAD_DROP), BC);
+    o->dropout_backward(d_act, d_in, d.classifier, model_site(seed, L, SITE_HEAD_DROP), BC,
+                        OPS_ADD);
     o->activation_backward(d_pre, b->pre_out, NULL, d_act, b->pre_act, BC, OPS_ADD);
     int body = b->lowest_trained_layer < L;
     linear_backward(m, &b->pre, body ? d_pool : NULL, d_pre, b->pooled, B, d.lora,
@@ -386,9 +385,8 @@ static void bert_backward(Model *m, Drop d, uint64_t seed) {
                                   b->d_b, d, seed);
     if (!emb_trains) return;
     const float *dh0 = dropout_grad(m, b->d_br, dout, d.hidden, model_site(seed, L, SITE_EMB), NC);
-    o->zero(b->d_r, NC * sizeof(float));
     o->layernorm_backward(b->d_r, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb, NULL,
-                          b->ln_emb.w->value, b->emb_mean, b->emb_rstd, N, C);
+                          b->ln_emb.w->value, b->emb_mean, b->emb_rstd, N, C, OPS_SET);
     o->embedding_backward(b->wte->grad, b->wpe->grad, b->wtt ? b->wtt->grad : NULL, b->d_r, m->ids,
                           b->wtt ? m->types : NULL, B, T, C);
 }

@@ -271,7 +271,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
-/* dout: gradient of the layer output [N,C]; dx (may be NULL) += gradient of its input. */
+/* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */
 static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
@@ -289,10 +289,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                            NF, OPS_SET);
     linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC),
                     OPS_SET);
-    o->zero(b->d_a, NC * F4);
-    o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     o->layernorm_backward(b->d_a, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n, a->xh2 ? NULL : a->a,
-                          a->xh2, Ly->ln_2.w->value, a->mean2, a->rstd2, N, C);
+                          a->xh2, Ly->ln_2.w->value, a->mean2, a->rstd2, N, C, OPS_SET);
+    o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     /* attention: a = x + drop(c_proj(attention(q, k, v))), q|k|v = c_attn(n1), n1 = ln_1(x) */
     dy = dropout_grad(m, b->d_r, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
     linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora, model_site(seed, l, SITE_PROJ),
@@ -308,9 +307,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     merge_qkv(o, b->d_qkv, b->d_v, 2, N, C);
     linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora,
                     model_site(seed, l, SITE_QKV), OPS_SET);
-    if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
     o->layernorm_backward(dx, Ly->ln_1.w->grad, Ly->ln_1.b->grad, b->d_n, a->xh1 ? NULL : a->x,
-                          a->xh1, Ly->ln_1.w->value, a->mean1, a->rstd1, N, C);
+                          a->xh1, Ly->ln_1.w->value, a->mean1, a->rstd1, N, C, OPS_SET);
+    if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
 }
 
 static void gpt2_forward(Model *m, Drop d, uint64_t seed) {
@@ -332,12 +331,12 @@ static void gpt2_backward(Model *m, Drop d, uint64_t seed) {
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
-    size_t NC = (size_t)N * C, F4 = sizeof(float);
+    size_t NC = (size_t)N * C;
     int body = b->lowest_trained_layer < L;
     if (!body && !b->ln_f.w->grad) return; /* the head's own gradient came with the loss */
-    o->zero(b->d_out, NC * F4);
     o->layernorm_backward(b->d_out, b->ln_f.w->grad, b->ln_f.b->grad, m->dhidden,
-                          b->acts[L - 1].out, NULL, b->ln_f.w->value, b->mean_f, b->rstd_f, N, C);
+                          b->acts[L - 1].out, NULL, b->ln_f.w->value, b->mean_f, b->rstd_f, N, C,
+                          OPS_SET);
     int emb_trains = b->wte->grad || b->wpe->grad;
     float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
                                   b->d_x, d, seed);

@@ -272,7 +272,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
-/* dout: gradient of the layer output [N,C]; dx (may be NULL) += gradient of its input. */
+/* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */
 static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
@@ -281,7 +281,7 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     LayerActs *a = &b->acts[l];
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, HS = head_size(m);
     int NH = c->num_heads, NKV = c->num_kv_heads;
-    size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size, F4 = sizeof(float);
+    size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size;
     /* MLP: out = a + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a) */
     linear_backward(m, &Ly->down, b->d_f, dout, a->act, N, d.lora, model_site(seed, l, SITE_DOWN),
                     OPS_SET);
@@ -291,10 +291,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     uint64_t s[3];
     linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
                           N, d.lora, model_sites(s, 2, seed, l, SITE_GATE), OPS_SET);
-    o->zero(b->d_a, NC * F4);
-    o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     o->rmsnorm_backward(b->d_a, Ly->ln_ffn.w->grad, b->d_n, a->xh2 ? NULL : a->a, a->xh2,
-                        Ly->ln_ffn.w->value, a->rstd2, N, C);
+                        Ly->ln_ffn.w->value, a->rstd2, N, C, OPS_SET);
+    o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x) */
     linear_backward(m, &Ly->o, b->d_ctx, b->d_a, a->ctx, N, d.lora, model_site(seed, l, SITE_O),
                     OPS_SET);
@@ -307,9 +306,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
                           a->n1, N, d.lora, model_sites(s, 3, seed, l, SITE_Q), OPS_SET);
-    if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
     o->rmsnorm_backward(dx, Ly->ln_attn.w->grad, b->d_n, a->xh1 ? NULL : a->x, a->xh1,
-                        Ly->ln_attn.w->value, a->rstd1, N, C);
+                        Ly->ln_attn.w->value, a->rstd1, N, C, OPS_SET);
+    if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
 }
 
 static void llama_forward(Model *m, Drop d, uint64_t seed) {
@@ -328,12 +327,10 @@ static void llama_backward(Model *m, Drop d, uint64_t seed) {
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
-    size_t NC = (size_t)N * C, F4 = sizeof(float);
     int body = b->lowest_trained_layer < L;
     if (!body && !b->ln_f.w->grad) return; /* the head's own gradient came with the loss */
-    o->zero(b->d_out, NC * F4);
     o->rmsnorm_backward(b->d_out, b->ln_f.w->grad, m->dhidden, b->acts[L - 1].out, NULL,
-                        b->ln_f.w->value, b->rstd_f, N, C);
+                        b->ln_f.w->value, b->rstd_f, N, C, OPS_SET);
     int emb_trains = b->wte->grad != NULL;
     float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
                                   b->d_x, d, seed);

@@ -1141,17 +1141,14 @@ void model_share_input(Linear *const *ls, int n) {
 const float *dropout_grad(Model *m, float *scratch, const float *g, float p, uint64_t seed,
                           size_t n) {
     if (p <= 0) return g;
-    m->ops->zero(scratch, n * sizeof(float));
-    m->ops->dropout_backward(scratch, g, p, seed, n);
+    m->ops->dropout_backward(scratch, g, p, seed, n, OPS_SET);
     return scratch;
 }
 
 float *layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *dout,
                        float *dx, Drop d, uint64_t seed) {
-    size_t NC = (size_t)m->B * m->T * m->cfg.hidden_size;
     for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
         int need_dx = l > lowest || need_input;
-        if (need_dx) m->ops->zero(dx, NC * sizeof(float));
         layer(m, l, dout, need_dx ? dx : NULL, d, seed);
         float *t = dout;
         dout = dx;

@@ -190,7 +190,7 @@ static void test_elementwise(size_t n, int quick) {
         BACKENDS(w, o) {
             o->dropout_forward(F(out, w), F(x, w), p, 1234 + k, n);
             o->dropout_forward(F(inplace, w), F(inplace, w), p, 99, n);
-            o->dropout_backward(F(dx, w), F(dy, w), p, 1234 + k, n);
+            o->dropout_backward(F(dx, w), F(dy, w), p, 1234 + k, n, OPS_ADD);
         }
         NAME("dropout p=%.1f n=%zu", p, n);
         compare("out", out, EXACT);
@@ -268,7 +268,7 @@ static void test_layernorm(int N, int C) {
         o->layernorm_forward(F(out, w), F(mean, w), F(rstd, w), NULL, F(x, w), F(wgt, w),
                              F(bias, w), 1e-5f, N, C);
         o->layernorm_backward(F(dx, w), F(dw, w), F(db, w), F(dout, w), F(x, w), NULL, F(wgt, w),
-                              F(mean, w), F(rstd, w), N, C);
+                              F(mean, w), F(rstd, w), N, C, OPS_ADD);
     }
     NAME("layernorm N=%d C=%d", N, C);
     compare("out", out, GEMM_TOL);
@@ -293,7 +293,7 @@ static void test_rmsnorm(int N, int C) {
     BACKENDS(w, o) {
         o->rmsnorm_forward(F(out, w), F(rstd, w), NULL, F(x, w), F(wgt, w), 1e-5f, N, C);
         o->rmsnorm_backward(F(dx, w), F(dw, w), F(dout, w), F(x, w), NULL, F(wgt, w), F(rstd, w), N,
-                            C);
+                            C, OPS_ADD);
     }
     NAME("rmsnorm N=%d C=%d", N, C);
     compare("out", out, GEMM_TOL);
@@ -463,9 +463,18 @@ static void test_first_writers(int N, int C, int OC, int R) {
     Pair *B = pair_random((size_t)OC * R, 0.5f), *ddo = pair_new((size_t)N * K * 2);
     Pair *scratch = bf16_scratch(N, C, K);
     Pair *lora_scratch = pair_new(ops_lora_bf16_scratch(N, C, OC, R) * sizeof(float));
-    Pair *d[8];
-    for (int i = 0; i < 8; i++) d[i] = pair_nan(NC);
+    Pair *lw = pair_random(C, 1.0f), *lb = pair_random(C, 1.0f), *ln = pair_new(NC * 4);
+    Pair *mean = pair_new((size_t)N * 4), *rstd = pair_new((size_t)N * 4), *d[11];
+    for (int i = 0; i < 11; i++) d[i] = pair_nan(NC);
     BACKENDS(w, o) {
+        o->layernorm_forward(F(ln, w), F(mean, w), F(rstd, w), NULL, F(x, w), F(lw, w), F(lb, w),
+                             1e-5f, N, C);
+        o->layernorm_backward(F(d[8], w), NULL, NULL, F(g, w), F(x, w), NULL, F(lw, w), F(mean, w),
+                              F(rstd, w), N, C, OPS_SET);
+        o->rmsnorm_forward(F(ln, w), F(rstd, w), NULL, F(x, w), F(lw, w), 1e-5f, N, C);
+        o->rmsnorm_backward(F(d[9], w), NULL, F(g, w), F(x, w), NULL, F(lw, w), F(rstd, w), N, C,
+                            OPS_SET);
+        o->dropout_backward(F(d[10], w), F(g, w), 0.3f, 9, NC, OPS_SET);
         o->matmul_backward(F(d[0], w), NULL, NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
         o->matmul_backward_bf16(F(d[1], w), dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C, K,
                                 OPS_SET);
@@ -477,11 +486,12 @@ static void test_first_writers(int N, int C, int OC, int R) {
         o->activation_backward(F(d[5], w), F(x, w), NULL, F(g, w), ACT_SILU, NC, OPS_SET);
         o->swiglu_backward(F(d[6], w), F(d[7], w), F(g, w), F(x, w), F(x, w), NULL, NC, OPS_SET);
     }
-    static const char *names[8] = {"matmul", "matmul_bf16", "lora p>0", "lora p=0",
-                                   "gelu",   "silu",        "dgate",    "dup"};
+    static const char *names[11] = {"matmul", "matmul_bf16", "lora p>0", "lora p=0", "gelu", "silu",
+                                    "dgate",  "dup",         "ln",       "rms",      "drop"};
     NAME("first writers (OPS_SET over NaN) N=%d C=%d OC=%d R=%d", N, C, OC, R);
     for (int i = 0; i < 4; i++) compare(names[i], d[i], GEMM_TOL);
     for (int i = 4; i < 8; i++) compare(names[i], d[i], ELEM_TOL);
+    for (int i = 8; i < 11; i++) compare(names[i], d[i], GEMM_TOL);
     pairs_free();
 }
 
@@ -604,7 +614,7 @@ static void test_saved_bf16(int N, int C) {
     take_ref(xh);
     BACKENDS(w, o) {
         o->layernorm_backward(F(dx, w), F(dw, w), F(db, w), F(dout, w), NULL, xh->mem[w], F(wgt, w),
-                              F(mean, w), F(rstd, w), N, C);
+                              F(mean, w), F(rstd, w), N, C, OPS_ADD);
     }
     compare("dinp", dx, GEMM_TOL);
     compare("dw", dw, GEMM_TOL);
@@ -618,7 +628,7 @@ static void test_saved_bf16(int N, int C) {
     take_ref(xh);
     BACKENDS(w, o) {
         o->rmsnorm_backward(F(dx, w), F(dw, w), F(dout, w), NULL, xh->mem[w], F(wgt, w), F(rstd, w),
-                            N, C);
+                            N, C, OPS_ADD);
     }
     compare("dinp", dx, GEMM_TOL);
     compare("dw", dw, GEMM_TOL);
