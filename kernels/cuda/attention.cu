@@ -47,6 +47,14 @@ enum {
     CACHED_WARPS = 8,   /* attention_cached's softmax: rows per block */
 };
 
+/* The block's tile of query rows (grid.y): under the causal mask a tile sees keys up to its last
+ * row, so the last tiles do the most work; they run first (blocks start in blockIdx order), so
+ * the longest no longer trail the grid. The dk/dv grid (key tiles, the first see the most
+ * queries) has that order already. */
+__device__ inline int query_tile(int causal) {
+    return causal ? (int)(gridDim.y - 1 - blockIdx.y) : (int)blockIdx.y;
+}
+
 /* The shape of one call; ok is 0 (error noted) if it cannot be served; add: backward's gradients
  * are added to (OPS_ADD) or overwrite (OPS_SET) what dq, dk, dv hold. */
 typedef struct Heads {
@@ -123,7 +131,7 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
                                      const float *v, const int32_t *mask, int causal, float p,
                                      uint64_t seed, const Heads g) {
     int bh = blockIdx.x, T = g.T, HS = g.HS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int rows = (blockDim.x >> 5) * FWD_ROWS, i0 = blockIdx.y * rows, start = lane % HS;
+    int rows = (blockDim.x >> 5) * FWD_ROWS, i0 = query_tile(causal) * rows, start = lane % HS;
     extern __shared__ float smem[]; /* fwd_shared_bytes: Qs, Ks, Vs, then W per warp */
     float *Qs = smem, *Ks = Qs + rows * HS, *Vs = Ks + KEY_TILE * HS;
     float *W = Vs + KEY_TILE * HS + warp * KEY_TILE; /* this warp's row of P, dropped */
@@ -197,7 +205,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
                                 const int32_t *mask, int causal, float p, uint64_t seed,
                                 const Heads g) {
     int bh = blockIdx.x, T = g.T, HS = g.HS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int rows = (blockDim.x >> 5) * DQ_ROWS, i0 = blockIdx.y * rows, start = lane % HS;
+    int rows = (blockDim.x >> 5) * DQ_ROWS, i0 = query_tile(causal) * rows, start = lane % HS;
     extern __shared__ float smem[]; /* dq_shared_bytes: Qs, dOs, Ks, Vs, then W per warp */
     float *Qs = smem, *dOs = Qs + rows * HS, *Ks = dOs + rows * HS, *Vs = Ks + KEY_TILE * HS;
     float *W = Vs + KEY_TILE * HS + warp * KEY_TILE; /* this warp's row of dS */
@@ -576,9 +584,9 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
     int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * MT * TC;
-    int i0 = blockIdx.y * rows, w0 = i0 + warp * MT * TC; /* the block's and the warp's first row */
-    extern __shared__ __align__(128) unsigned char tc_smem[]; /* fwd_tc_shared_bytes */
-    bf16 *Qs = (bf16 *)tc_smem, *KV = Qs + rows * ld;         /* two buffers of K then V */
+    int i0 = query_tile(causal) * rows, w0 = i0 + warp * MT * TC; /* the block's, the warp's */
+    extern __shared__ __align__(128) unsigned char tc_smem[];     /* fwd_tc_shared_bytes */
+    bf16 *Qs = (bf16 *)tc_smem, *KV = Qs + rows * ld;             /* two buffers of K then V */
     const bf16 *kb = head_rows(kh, b, kvh, g.NKV, T, HP), *vb = head_rows(vh, b, kvh, g.NKV, T, HP);
     HeadPtrs hp = head_ptrs(g, b, head, mask);
     size_t ldq = (size_t)g.NH * HS;
@@ -686,7 +694,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
     int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * MT * TC;
-    int i0 = blockIdx.y * rows, w0 = i0 + warp * MT * TC;
+    int i0 = query_tile(causal) * rows, w0 = i0 + warp * MT * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dq_tc_shared_bytes */
     bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + rows * ld, *KV = dOs + rows * ld; /* two buffers */
     const bf16 *kb = head_rows(kh, b, kvh, g.NKV, T, HP), *vb = head_rows(vh, b, kvh, g.NKV, T, HP);
