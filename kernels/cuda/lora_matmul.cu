@@ -481,30 +481,41 @@ __device__ inline void load_cols(float (&x)[GRAD_VEC], const float *row, int c, 
     for (int e = 0; e < GRAD_VEC; e++) x[e] = c + e < C ? row[c + e] : 0.0f;
 }
 
+/* One lora_grad: its operands (avec, bvec: rows and base 16-byte aligned, for vector loads),
+ * b's dropout and the rows of a split. */
+template <typename TA, typename TB> struct GradArgs {
+    float *partial;
+    const TA *a;
+    const TB *b;
+    int lda, ldb, N, C, R, split_rows;
+    bool avec, bvec;
+    float p;
+    uint64_t seed;
+};
+
 /* Block (column tile x, split y, rank chunk z): partial[y][r][c] = the split's sums for ranks
  * r0.. r0 + GRAD_RC and the tile's columns. B_EXACT: b's values are bf16 already (a bf16 b at
  * p = 0), so they need no rounding. */
 template <typename TA, typename TB, bool DROP, bool B_EXACT>
-__global__ void __launch_bounds__(GRAD_WARPS * 32)
-    lora_grad_partial_kernel(float *partial, const TA *a, int lda, const TB *b, int ldb, bool vec,
-                             float p, uint64_t seed, int N, int C, int R, int split_rows) {
+__global__ void __launch_bounds__(GRAD_WARPS * 32) lora_grad_partial_kernel(GradArgs<TA, TB> g) {
     enum { V = GRAD_RC * GRAD_VEC };
+    int N = g.N, C = g.C, R = g.R;
     __shared__ float red[GRAD_WARPS / 2 * V * 32]; /* [warp][v][lane]: lanes apart, no conflict */
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int c = blockIdx.x * GRAD_COLS + lane * GRAD_VEC, r0 = blockIdx.z * GRAD_RC;
-    int n0 = blockIdx.y * split_rows, n1 = min(N, n0 + split_rows);
+    int n0 = blockIdx.y * g.split_rows, n1 = min(N, n0 + g.split_rows);
     float acc[V];
 #pragma unroll
     for (int v = 0; v < V; v++) acc[v] = 0.0f;
     for (int n = n0 + warp; n < n1; n += GRAD_WARPS) {
         float x[GRAD_VEC], w[GRAD_RC];
-        load_cols(x, b + (size_t)n * ldb, c, C, vec);
-        if (DROP) drop_slice<GRAD_VEC>(x, rng_row_key(seed, (uint64_t)n), c, p);
+        load_cols(x, g.b + (size_t)n * g.ldb, c, C, g.bvec);
+        if (DROP) drop_slice<GRAD_VEC>(x, rng_row_key(g.seed, (uint64_t)n), c, g.p);
 #pragma unroll
         for (int e = 0; e < GRAD_VEC && !B_EXACT; e++) x[e] = bf16_value(x[e]);
+        load_cols(w, g.a + (size_t)n * g.lda, r0, R, g.avec); /* GRAD_RC == GRAD_VEC */
 #pragma unroll
-        for (int k = 0; k < GRAD_RC; k++)
-            w[k] = r0 + k < R ? bf16_value(a[(size_t)n * lda + r0 + k]) : 0.0f;
+        for (int k = 0; k < GRAD_RC && sizeof(TA) > 2; k++) w[k] = bf16_value(w[k]);
 #pragma unroll
         for (int k = 0; k < GRAD_RC; k++)
 #pragma unroll
@@ -521,7 +532,7 @@ __global__ void __launch_bounds__(GRAD_WARPS * 32)
         __syncthreads();
     }
     if (warp) return;
-    float *out = partial + (size_t)blockIdx.y * R * C;
+    float *out = g.partial + (size_t)blockIdx.y * R * C;
 #pragma unroll
     for (int k = 0; k < GRAD_RC; k++)
 #pragma unroll
@@ -539,12 +550,9 @@ __global__ void lora_grad_sum_kernel(float *out, int rs, int cs, const float *pa
     }
 }
 
-template <typename TA, typename TB, bool DROP, bool B_EXACT>
-static void launch_lora_grad(dim3 grid, float *partial, const TA *a, int lda, const TB *b, int ldb,
-                             bool vec, float p, uint64_t seed, int N, int C, int R,
-                             int split_rows) {
-    lora_grad_partial_kernel<TA, TB, DROP, B_EXACT>
-        <<<grid, GRAD_WARPS * 32>>>(partial, a, lda, b, ldb, vec, p, seed, N, C, R, split_rows);
+/* Rows of x, ld elements apart from x, all start 16-byte aligned */
+template <typename T> static bool aligned16(const T *x, int ld) {
+    return (uintptr_t)x % 16 == 0 && (size_t)ld * sizeof(T) % 16 == 0;
 }
 
 /* The splits: about GRAD_BLOCKS blocks in all, at least 64 rows and at most
@@ -558,15 +566,15 @@ static void lora_grad(float *out, int rs, int cs, const TA *a, int lda, const TB
     splits = splits < 1 ? 1 : splits > most ? most : splits;
     int split_rows = (N + splits - 1) / splits;
     splits = (N + split_rows - 1) / split_rows;
-    bool vec = (uintptr_t)b % 16 == 0 && (size_t)ldb * sizeof(TB) % 16 == 0;
+    GradArgs<TA, TB> g = {
+        partial,           a, b,   lda, ldb, N, C, R, split_rows, aligned16(a, lda),
+        aligned16(b, ldb), p, seed};
     dim3 grid((unsigned)tiles, (unsigned)splits, (unsigned)chunks);
     constexpr bool bf16_b = sizeof(TB) == 2;
     if (p > 0.0f)
-        launch_lora_grad<TA, TB, true, false>(grid, partial, a, lda, b, ldb, vec, p, seed, N, C, R,
-                                              split_rows);
+        lora_grad_partial_kernel<TA, TB, true, false><<<grid, GRAD_WARPS * 32>>>(g);
     else
-        launch_lora_grad<TA, TB, false, bf16_b>(grid, partial, a, lda, b, ldb, vec, p, seed, N, C,
-                                                R, split_rows);
+        lora_grad_partial_kernel<TA, TB, false, bf16_b><<<grid, GRAD_WARPS * 32>>>(g);
     CUDA_LAUNCHED("lora_backward_bf16 (weight gradient)");
     lora_grad_sum_kernel<<<cuda_blocks((size_t)R * C, CUDA_THREADS), CUDA_THREADS>>>(
         out, rs, cs, partial, splits, R, C, alpha);
