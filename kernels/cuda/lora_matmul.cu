@@ -447,11 +447,9 @@ static void lora_drop(Out *out, const In *x, int ldx, float p, uint64_t seed, in
  * order (the same bits every run) into out, rows rs and columns cs apart (dA [R,C], dB [OC,R]). */
 enum { GRAD_WARPS = 8, GRAD_VEC = 8, GRAD_RC = 8, GRAD_COLS = 32 * GRAD_VEC };
 
+/* x rounded to bf16, as f32 */
 __device__ inline float bf16_value(float x) {
     return __bfloat162float(__float2bfloat16(x));
-}
-__device__ inline float bf16_value(__nv_bfloat16 x) {
-    return __bfloat162float(x);
 }
 
 /* x[e] = row[c + e] as f32 (0 past C): one 16-byte load of 8 bf16, or two of 4 f32, when vec
