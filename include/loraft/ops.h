@@ -326,7 +326,8 @@ typedef struct Ops {
      * the token losses (DPO weighs each sequence's tokens by its pair's gradient).
      * Equal to matmul_forward + cross_entropy + matmul_backward on the whole [N,V] logits.
      * Wb [V,C] or NULL: W's bf16 copy, for a frozen head under model.precision bf16 (dW must be
-     * NULL then). With it the GEMMs run on bf16 operands: logits = bf16(h) @ Wb^T and dh +=
+     * NULL then: the GPU reports an error, the CPU, whose ops cannot fail, runs without Wb).
+     * With it the GEMMs run on bf16 operands: logits = bf16(h) @ Wb^T and dh +=
      * bf16(dlogits) @ Wb, products of bf16 values summed in f32; the losses and dlogits are
      * computed in f32 from the logits, as without it.
      * chunk >= 1 rows (OPS_LM_HEAD_CHUNK unless memory says otherwise); scratch:

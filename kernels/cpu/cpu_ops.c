@@ -894,7 +894,8 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
                                       const float *W, const uint16_t *Wb, const int32_t *labels,
                                       float grad_scale, const float *row_scale, float *scratch,
                                       int N, int C, int V, int chunk) {
-    if (chunk < 1 || (Wb && dW)) return; /* the contract asks for both; never loop forever */
+    if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
+    if (dW) Wb = NULL;     /* a head given in bf16 has no weight gradient: f32 then */
     int grads = dh || dW;
     uint16_t *hb = (uint16_t *)(scratch + ops_floats64((size_t)(N < chunk ? N : chunk) * V));
     for (int n0 = 0; n0 < N; n0 += chunk) {

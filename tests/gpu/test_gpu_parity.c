@@ -1180,6 +1180,13 @@ static void test_errors(void) {
     CHECK(dut->status(&e) == -1);
     printf("bad label (lm head): %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
+    Pair *Wb = pair_new(3 * 5 * sizeof(uint16_t)), *dW = pair_new(3 * 5 * sizeof(float));
+    labels = pair_ints(4, 0, 3);
+    dut->lm_head_cross_entropy(F(loss, 1), NULL, F(dW, 1), F(h, 1), F(W, 1), Wb->mem[1],
+                               I(labels, 1), 1.0f, NULL, F(scratch, 1), 4, 5, 3, 2);
+    CHECK(dut->status(&e) == -1);
+    printf("bf16 head with a weight gradient: %s\n", e.msg);
+    CHECK(strstr(e.msg, "no weight gradient") != NULL);
 
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *lse = pair_new(2 * 3 * 3 * sizeof(float));
     dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), F(x, 1), F(x, 1), NULL, 0, 0.0f, 1,
