@@ -443,9 +443,11 @@ static inline size_t ops_attention_cached_scratch(size_t n, size_t L, size_t NH)
  * GEMMs large (K = C, 1024 x V outputs) while SmolLM2's chunk (V = 49,152) is 201 MB instead of
  * the 6.4 GB of logits and their gradient for 8 x 2048 tokens. */
 #define OPS_LM_HEAD_CHUNK 1024
+static inline size_t ops_lm_head_logits(size_t N, size_t V, size_t chunk) { /* where h's begin */
+    return ops_floats64((N < chunk ? N : chunk) * V);
+}
 static inline size_t ops_lm_head_scratch(size_t N, size_t C, size_t V, size_t chunk) {
-    size_t rows = N < chunk ? N : chunk;
-    return ops_floats64(rows * V) + ops_dequantize_bf16_scratch(rows, C);
+    return ops_lm_head_logits(N, V, chunk) + ops_dequantize_bf16_scratch(N < chunk ? N : chunk, C);
 }
 
 /* The backends. ops_cuda exists only in builds with CUDA (LORAFT_HAVE_CUDA). */

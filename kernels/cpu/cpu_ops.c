@@ -897,7 +897,7 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
     if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
     if (dW) Wb = NULL;     /* a head given in bf16 has no weight gradient: f32 then */
     int grads = dh || dW;
-    uint16_t *hb = (uint16_t *)(scratch + ops_floats64((size_t)(N < chunk ? N : chunk) * V));
+    uint16_t *hb = (uint16_t *)(scratch + ops_lm_head_logits((size_t)N, (size_t)V, (size_t)chunk));
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int rows = N - n0 < chunk ? N - n0 : chunk;
         const float *hc = h + (size_t)n0 * C;

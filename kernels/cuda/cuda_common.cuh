@@ -102,14 +102,17 @@ __device__ inline void store_as(float *dst, float x) {
 __device__ inline void store_as(__nv_bfloat16 *dst, float x) {
     *dst = __float2bfloat16(x);
 }
+/* The two bf16 values of a 32-bit word (low half first) as f32 */
+__device__ inline void widen_bf16x2(float *v, uint32_t w) {
+    v[0] = __uint_as_float(w << 16), v[1] = __uint_as_float(w & 0xffff0000u);
+}
 /* load4 from x, or from its bf16 copy xb when x is NULL (one 8-byte load when aligned) */
 __device__ inline void load4_saved(float v[4], const float *x, const uint16_t *xb, size_t i,
                                    size_t n) {
     if (x) return load4(v, x, i, n);
     if (i + 4 <= n && (uintptr_t)(xb + i) % 8 == 0) {
         uint2 q = *(const uint2 *)(xb + i);
-        v[0] = __uint_as_float(q.x << 16), v[1] = __uint_as_float(q.x & 0xffff0000u);
-        v[2] = __uint_as_float(q.y << 16), v[3] = __uint_as_float(q.y & 0xffff0000u);
+        widen_bf16x2(v, q.x), widen_bf16x2(v + 2, q.y);
         return;
     }
     for (int k = 0; k < 4; k++) v[k] = i + k < n ? qb_bf16(xb[i + k]) : 0.0f;

@@ -38,7 +38,7 @@ void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float
     }
     int grads = dh || dW;
     __nv_bfloat16 *hb =
-        (__nv_bfloat16 *)(scratch + ops_floats64((size_t)(N < chunk ? N : chunk) * V));
+        (__nv_bfloat16 *)(scratch + ops_lm_head_logits((size_t)N, (size_t)V, (size_t)chunk));
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int rows = N - n0 < chunk ? N - n0 : chunk;
         const float *hc = h + (size_t)n0 * C;

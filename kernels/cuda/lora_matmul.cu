@@ -412,27 +412,22 @@ static void lora_dinp(float *dinp, const float *du, const float *A, float p, uin
               C, 0, 1);
 }
 
-/* out [N,C] (f32, or bf16 rounded) = drop(x) of x [N,C] f32 or its bf16 copy, rows ldx apart,
- * with lora_down's masks: a warp a row, its key made once, a lane a pair of columns at a time. */
-template <typename In, typename Out>
-__global__ void lora_drop_kernel(Out *out, const In *x, int ldx, float p, uint64_t seed, int N,
-                                 int C) {
+/* out [N,C] = drop(x) of x [N,C] with lora_down's masks (fp32 / tf32's dA operand): a warp a
+ * row, its key made once, a lane a pair of columns at a time. */
+__global__ void lora_drop_kernel(float *out, const float *x, float p, uint64_t seed, int N, int C) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
         uint32_t key = rng_row_key(seed, n);
-        const In *row = x + n * ldx;
         for (int u = lane; 2 * u < C; u += 32) {
             uint32_t draw = rng_row_pair(key, (uint32_t)u);
             for (int h = 0; h < 2 && 2 * u + h < C; h++)
-                store_as(out + n * C + 2 * u + h,
-                         as_f32(row[2 * u + h]) * rng_row_scale(draw, h, p));
+                out[n * C + 2 * u + h] = x[n * C + 2 * u + h] * rng_row_scale(draw, h, p);
         }
     }
 }
-template <typename In, typename Out>
-static void lora_drop(Out *out, const In *x, int ldx, float p, uint64_t seed, int N, int C) {
-    lora_drop_kernel<In, Out>
-        <<<cuda_blocks((size_t)N, CUDA_THREADS / 32), CUDA_THREADS>>>(out, x, ldx, p, seed, N, C);
+static void lora_drop(float *out, const float *x, float p, uint64_t seed, int N, int C) {
+    lora_drop_kernel<<<cuda_blocks((size_t)N, CUDA_THREADS / 32), CUDA_THREADS>>>(out, x, p, seed,
+                                                                                  N, C);
     CUDA_LAUNCHED("lora_backward (dropped input)");
 }
 
@@ -458,11 +453,8 @@ __device__ inline void load_cols(float (&x)[GRAD_VEC], const __nv_bfloat16 *row,
                                  bool vec) {
     if (vec && c + GRAD_VEC <= C) {
         uint4 q = *(const uint4 *)(row + c);
-        uint32_t w[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            x[2 * i] = __uint_as_float(w[i] << 16),
-                  x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+        widen_bf16x2(x, q.x), widen_bf16x2(x + 2, q.y), widen_bf16x2(x + 4, q.z);
+        widen_bf16x2(x + 6, q.w);
         return;
     }
 #pragma unroll
@@ -598,7 +590,7 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
     if (dA) {
         const float *x = inp;
         if (p > 0.0f) {
-            lora_drop(scratch, inp, C, p, seed, N, C);
+            lora_drop(scratch, inp, p, seed, N, C);
             x = scratch;
         }
         /* dA^T[C,R] += drop(inp)^T[C,N] du[N,R]; du's column-major view is du^T:

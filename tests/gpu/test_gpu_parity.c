@@ -93,12 +93,6 @@ static Pair *pair_nan(size_t n) {
     return p;
 }
 
-/* pair_nan with pair_random's signature */
-static Pair *pair_nan_amp(size_t n, float amp) {
-    (void)amp;
-    return pair_nan(n);
-}
-
 /* n int32 uniform in [lo, hi) */
 static Pair *pair_ints(size_t n, int lo, int hi) {
     int32_t *h = malloc(n * sizeof *h);
@@ -880,6 +874,11 @@ static float *host_copy(const Pair *p) {
     return h;
 }
 
+/* A gradient buffer backward adds to (random values), or under att_set NaNs it must overwrite */
+static Pair *att_grad(size_t n) {
+    return att_set ? pair_nan(n) : pair_random(n, 1.0f);
+}
+
 /* The reference's starting gradient: the buffer's values, or zeros for OPS_SET */
 static float *host_start(const Pair *p) {
     if (!p || !att_set) return host_copy(p);
@@ -908,10 +907,9 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     /* under bf16 the GPU keeps bf16 copies of q, k, v for backward, which is then given none */
     Pair *saved = attention_saved(att_bf16 ? PRECISION_BF16 : PRECISION_FP32, B, T, NH, NKV, HS);
     CHECK(!saved == !att_bf16);
-    Pair *(*grad)(size_t, float) = att_set ? pair_nan_amp : pair_random;
-    Pair *dq = grads & G_DINP ? grad(BTQ, 1.0f) : NULL;
-    Pair *dk = grads & G_DW ? grad(BTK, 1.0f) : NULL;
-    Pair *dv = grads & G_DB ? grad(BTK, 1.0f) : NULL;
+    Pair *dq = grads & G_DINP ? att_grad(BTQ) : NULL;
+    Pair *dk = grads & G_DW ? att_grad(BTK) : NULL;
+    Pair *dv = grads & G_DB ? att_grad(BTK) : NULL;
     BACKENDS(w, o) {
         o->attention_forward(F(out, w), F(lse, w), F(saved, w), F(q, w), F(k, w), F(v, w),
                              I(mask, w), causal, p, 5, F(scratch, w), B, T, NH, NKV, HS);
