@@ -98,10 +98,11 @@ static void ln_bwd(Bench *b) {
                             NT, b->C, OPS_ADD);
 }
 static void gelu_fwd(Bench *b) {
-    ops->activation_forward(b->out, NULL, b->inp, ACT_GELU, (size_t)NT * b->C);
+    ops->activation_forward(b->out, NULL, NULL, b->inp, ACT_GELU, (size_t)NT * b->C);
 }
 static void gelu_bwd(Bench *b) {
-    ops->activation_backward(b->dinp, b->inp, NULL, b->dout, ACT_GELU, (size_t)NT * b->C, OPS_ADD);
+    ops->activation_backward(b->dinp, NULL, b->inp, NULL, b->dout, ACT_GELU, (size_t)NT * b->C,
+                             OPS_ADD);
 }
 
 enum { LN = 2048, LC = 576, LV = 49152 };

@@ -234,17 +234,32 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->dropout_backward(g1, y, 0.1f, 3, nc, OPS_ADD));
     mem_row(name, 3.0 * nc, ms);
     snprintf(name, sizeof name, "activation_forward gelu [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_forward(out, NULL, x, ACT_GELU, nf));
+    TIME(ms, gpu->activation_forward(out, NULL, NULL, x, ACT_GELU, nf));
     mem_row(name, 2.0 * nf, ms);
     snprintf(name, sizeof name, "activation_backward gelu [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_backward(g1, x, NULL, y, ACT_GELU, nf, OPS_ADD));
+    TIME(ms, gpu->activation_backward(g1, NULL, x, NULL, y, ACT_GELU, nf, OPS_ADD));
     mem_row(name, 4.0 * nf, ms);
+    /* as the model calls them under bf16 before a linear without LoRA: the input kept in bf16,
+     * the output (gradient) written in bf16 only */
+    uint16_t *hb = (uint16_t *)g2, *ob = (uint16_t *)out;
+    snprintf(name, sizeof name, "activation_forward gelu, bf16 out [%zu,%d]", N, db->F);
+    TIME(ms, gpu->activation_forward(NULL, ob, hb, x, ACT_GELU, nf));
+    mem_row(name, 2.0 * nf, ms);
+    snprintf(name, sizeof name, "activation_backward gelu, bf16 in/out [%zu,%d]", N, db->F);
+    TIME(ms, gpu->activation_backward(NULL, ob, NULL, hb, y, ACT_GELU, nf, OPS_SET));
+    mem_row(name, 2.0 * nf, ms);
     snprintf(name, sizeof name, "swiglu_forward [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_forward(out, NULL, x, y, ns));
+    TIME(ms, gpu->swiglu_forward(out, NULL, NULL, x, y, ns));
     mem_row(name, 3.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_backward(g1, g2, z, x, y, NULL, ns, OPS_ADD));
+    TIME(ms, gpu->swiglu_backward(g1, g2, NULL, NULL, z, x, y, NULL, ns, OPS_ADD));
     mem_row(name, 7.0 * ns, ms);
+    snprintf(name, sizeof name, "swiglu_forward, bf16 out [%zu,%d]", N, sm->F);
+    TIME(ms, gpu->swiglu_forward(NULL, ob, hb, x, y, ns));
+    mem_row(name, 3.5 * ns, ms);
+    snprintf(name, sizeof name, "swiglu_backward, bf16 in/out [%zu,%d]", N, sm->F);
+    TIME(ms, gpu->swiglu_backward(NULL, NULL, ob, ob + ns, z, NULL, NULL, hb, ns, OPS_SET));
+    mem_row(name, 3.0 * ns, ms);
     snprintf(name, sizeof name, "add [%zu,%d]", N, db->C);
     TIME(ms, gpu->add(out, x, y, nc));
     mem_row(name, 3.0 * nc, ms);

@@ -412,12 +412,12 @@ typedef struct SwiCtx {
 
 static void swi_fwd(void *p) {
     SwiCtx *c = p;
-    ops->swiglu_forward(c->out, NULL, c->gate, c->up, N * C);
+    ops->swiglu_forward(c->out, NULL, NULL, c->gate, c->up, N * C);
 }
 static void swi_bwd(void *p, const float *dout, unsigned use) {
     SwiCtx *c = p;
-    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), dout, c->gate, c->up, NULL, N * C,
-                         OPS_ADD);
+    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), NULL, NULL, dout, c->gate, c->up, NULL,
+                         N * C, OPS_ADD);
 }
 
 static void test_swiglu(void) {
@@ -432,7 +432,7 @@ static void test_swiglu(void) {
     swi_fwd(&c);
     CHECK(count_mismatch("swiglu out", c.out, ref, N * C, 1e-6, 1e-6) == 0);
     float nan_gate = NAN, one = 1.0f, out;
-    ops->swiglu_forward(&out, NULL, &nan_gate, &one, 1);
+    ops->swiglu_forward(&out, NULL, NULL, &nan_gate, &one, 1);
     CHECK(isnan(out));
 }
 
@@ -932,11 +932,11 @@ typedef struct EwCtx {
 
 static void act_fwd(void *p) {
     EwCtx *c = p;
-    ops->activation_forward(c->out, NULL, c->a, c->act, N * C);
+    ops->activation_forward(c->out, NULL, NULL, c->a, c->act, N * C);
 }
 static void act_bwd(void *p, const float *dout, unsigned use) {
     EwCtx *c = p;
-    if (use) ops->activation_backward(c->da, c->a, NULL, dout, c->act, N * C, OPS_ADD);
+    if (use) ops->activation_backward(c->da, NULL, c->a, NULL, dout, c->act, N * C, OPS_ADD);
 }
 
 static double act_reference(double x, Activation act) {
@@ -1009,7 +1009,7 @@ static void test_activations_non_finite(void) {
     const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh", "silu"};
     float in[3] = {NAN, INFINITY, -INFINITY}, out[3];
     for (int act = ACT_GELU; act <= ACT_SILU; act++) {
-        ops->activation_forward(out, NULL, in, (Activation)act, 3);
+        ops->activation_forward(out, NULL, NULL, in, (Activation)act, 3);
         if (!isnan(out[0])) {
             fprintf(stderr, "%s(nan) = %g, expected nan\n", names[act], out[0]);
             CHECK(0);
@@ -1489,7 +1489,7 @@ static size_t large_pass(float *res) {
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
-    ops->activation_backward(d1, x, NULL, g, ACT_GELU, n, OPS_ADD);
+    ops->activation_backward(d1, NULL, x, NULL, g, ACT_GELU, n, OPS_ADD);
     ops->dropout_backward(d1, y, 0.2f, 9, n, OPS_ADD);
     SAVE(d1, n);
 #undef SAVE
@@ -1693,9 +1693,9 @@ static void test_first_writers(void) {
         ops->matmul_backward_bf16(d[acc][1], dd, K, wb, C, scratch, N, C, K, acc);
         ops->lora_backward_bf16(ddo, d[acc][2], NULL, NULL, dout, x, NULL, 0, NULL, A, B, 0.5f,
                                 0.3f, 7, lora_scratch, N, C, OC, R, acc);
-        ops->activation_backward(d[acc][3], x, NULL, g, ACT_GELU, NC, acc);
-        ops->activation_backward(d[acc][4], x, NULL, g, ACT_RELU, NC, acc);
-        ops->swiglu_backward(d[acc][5], d[acc][6], g, x, x, NULL, NC, acc);
+        ops->activation_backward(d[acc][3], NULL, x, NULL, g, ACT_GELU, NC, acc);
+        ops->activation_backward(d[acc][4], NULL, x, NULL, g, ACT_RELU, NC, acc);
+        ops->swiglu_backward(d[acc][5], d[acc][6], NULL, NULL, g, x, x, NULL, NC, acc);
         ops->layernorm_backward(d[acc][7], NULL, NULL, g, x, NULL, lw, mean, rstd, N, C, acc);
         ops->rmsnorm_backward(d[acc][8], NULL, g, x, NULL, lw, rstd, N, C, acc);
         ops->dropout_backward(d[acc][9], g, 0.3f, 9, NC, acc);
@@ -1736,21 +1736,59 @@ static void test_saved_bf16(void) {
     CHECK(off_by("rmsnorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
         for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
-        ops->activation_forward(out, saved, x, (Activation)a, n);
-        ops->activation_backward(g[0][0], x, NULL, dout, (Activation)a, n, OPS_ADD);
-        ops->activation_backward(g[1][0], NULL, saved, dout, (Activation)a, n, OPS_ADD);
+        ops->activation_forward(out, NULL, saved, x, (Activation)a, n);
+        ops->activation_backward(g[0][0], NULL, x, NULL, dout, (Activation)a, n, OPS_ADD);
+        ops->activation_backward(g[1][0], NULL, NULL, saved, dout, (Activation)a, n, OPS_ADD);
         CHECK(off_by("activation dinp", g[1][0], g[0][0], n, 0.0) == 0);
     }
     float *gu[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
-    ops->swiglu_forward(out, saved, x, u, n);
-    ops->swiglu_backward(g[0][0], gu[0], dout, x, u, NULL, n, OPS_ADD);
-    ops->swiglu_backward(g[1][0], gu[1], dout, NULL, NULL, saved, n, OPS_ADD);
+    ops->swiglu_forward(out, NULL, saved, x, u, n);
+    ops->swiglu_backward(g[0][0], gu[0], NULL, NULL, dout, x, u, NULL, n, OPS_ADD);
+    ops->swiglu_backward(g[1][0], gu[1], NULL, NULL, dout, NULL, NULL, saved, n, OPS_ADD);
     CHECK(off_by("swiglu dgate", g[1][0], g[0][0], n, 0.0) == 0);
     CHECK(off_by("swiglu dup", gu[1], gu[0], n, 0.0) == 0);
     free(x), free(u), free(dout), free(w), free(b), free(out), free(mean), free(rstd), free(saved);
     free(gu[0]), free(gu[1]);
     for (int k = 0; k < 2; k++) free(g[k][0]), free(g[k][1]), free(g[k][2]);
+}
+
+/* Elements where h is not f rounded to bf16 (round to nearest even). */
+static size_t not_rounded(const char *what, const uint16_t *h, const float *f, size_t n) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += h[i] != f32_to_bf16(f[i]);
+    if (bad) fprintf(stderr, "%s: %zu of %zu bf16 outputs not the f32 rounded\n", what, bad, n);
+    return bad;
+}
+
+/* The bf16 outputs a bf16 GEMM reads next: alone (no f32 output) or beside the f32 one, the f32
+ * result rounded, bit for bit. */
+static void test_bf16_outputs(void) {
+    size_t n = (size_t)N * C;
+    float *x = rand_vec(n, -3, 3), *u = rand_vec(n, -2, 2), *dout = rand_vec(n, -1, 1);
+    float *f[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
+    uint16_t *h[2] = {malloc(n * sizeof(uint16_t)), malloc(n * sizeof(uint16_t))};
+    for (int a = ACT_GELU; a <= ACT_SILU; a++) {
+        ops->activation_forward(f[0], h[0], NULL, x, (Activation)a, n);
+        ops->activation_forward(NULL, h[1], NULL, x, (Activation)a, n);
+        CHECK(not_rounded("activation out", h[0], f[0], n) == 0);
+        CHECK(not_rounded("activation out alone", h[1], f[0], n) == 0);
+        ops->activation_backward(f[0], h[0], x, NULL, dout, (Activation)a, n, OPS_SET);
+        ops->activation_backward(NULL, h[1], x, NULL, dout, (Activation)a, n, OPS_SET);
+        CHECK(not_rounded("activation dinp", h[0], f[0], n) == 0);
+        CHECK(not_rounded("activation dinp alone", h[1], f[0], n) == 0);
+    }
+    ops->swiglu_forward(f[0], h[0], NULL, x, u, n);
+    ops->swiglu_forward(NULL, h[1], NULL, x, u, n);
+    CHECK(not_rounded("swiglu out", h[0], f[0], n) == 0);
+    CHECK(not_rounded("swiglu out alone", h[1], f[0], n) == 0);
+    ops->swiglu_backward(f[0], f[1], h[0], h[1], dout, x, u, NULL, n, OPS_SET);
+    CHECK(not_rounded("swiglu dgate", h[0], f[0], n) == 0);
+    CHECK(not_rounded("swiglu dup", h[1], f[1], n) == 0);
+    ops->swiglu_backward(NULL, NULL, h[0], h[1], dout, x, u, NULL, n, OPS_SET);
+    CHECK(not_rounded("swiglu dgate alone", h[0], f[0], n) == 0);
+    CHECK(not_rounded("swiglu dup alone", h[1], f[1], n) == 0);
+    free(x), free(u), free(dout), free(f[0]), free(f[1]), free(h[0]), free(h[1]);
 }
 
 int main(void) {
@@ -1761,6 +1799,7 @@ int main(void) {
     test_rope();
     test_swiglu();
     test_saved_bf16();
+    test_bf16_outputs();
     test_matmul();
     test_matmul_bf16(37, 53, 29);
     test_matmul_bf16(130, 70, 257);

@@ -93,6 +93,13 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
 #define PLAN_TAKE_INPUT(pl, m, ls, n, slot, keep, shared)                                          \
     plan_take_input(pl, m, ls, n, slot, keep, shared, #slot)
 
+/* Under precision bf16 a linear without LoRA on bf16 tensor cores reads its input forward
+ * (Linear.in_bf16) and its output's gradient backward (dout_bf16) as bf16 that the activation
+ * before or after it writes (Ops.activation_forward's out_bf16, activation_backward's
+ * dinp_bf16, SwiGLU's), where the arch plans such a buffer (one the layers share), instead of
+ * rounding f32 in a pass of its own. */
+int linear_reads_bf16(const Model *m, const Linear *l);
+
 /* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. */
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                     uint64_t seed);

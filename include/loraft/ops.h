@@ -135,14 +135,16 @@ typedef struct Ops {
     void (*rope_backward)(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 
     /* ---- gated MLP activation (Llama's SwiGLU) ----
-     * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g); saved [2n] (not NULL) =
-     * [bf16(gate) | bf16(up)]. */
-    void (*swiglu_forward)(float *out, uint16_t *saved, const float *gate, const float *up,
-                           size_t n);
-    /* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =); gate and up, or
-     * (both NULL) their copies in saved. */
-    void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
-                            const float *up, const uint16_t *saved, size_t n, int acc);
+     * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g); out_bf16 (not NULL) = bf16(out)
+     * for a bf16 GEMM, out may then be NULL; saved [2n] (not NULL) = [bf16(gate) | bf16(up)]. */
+    void (*swiglu_forward)(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
+                           const float *up, size_t n);
+    /* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =); each may be NULL.
+     * dgate_bf16, dup_bf16 (not NULL) = bf16 of their new values, for bf16 GEMMs (the f32 one
+     * may then be NULL under acc OPS_SET). gate and up, or (both NULL) their copies in saved. */
+    void (*swiglu_backward)(float *dgate, float *dup, uint16_t *dgate_bf16, uint16_t *dup_bf16,
+                            const float *dout, const float *gate, const float *up,
+                            const uint16_t *saved, size_t n, int acc);
 
     /* ---- dense layer (frozen base GEMM on cuBLAS / OpenBLAS) ----
      * out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC]; bias may be NULL. */
@@ -282,12 +284,15 @@ typedef struct Ops {
                              float *scratch, int n, int pos0, int NH, int NKV, int HS);
 
     /* ---- element-wise ---- */
-    /* out = act(inp); saved (not NULL) = bf16(inp); out == inp allowed */
-    void (*activation_forward)(float *out, uint16_t *saved, const float *inp, Activation act,
-                               size_t n);
-    /* dinp (+)= act'(inp) * dout (acc 0: =); inp, or (NULL) its copy in saved */
-    void (*activation_backward)(float *dinp, const float *inp, const uint16_t *saved,
-                                const float *dout, Activation act, size_t n, int acc);
+    /* out = act(inp); out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, out may then be NULL;
+     * saved (not NULL) = bf16(inp); out == inp allowed */
+    void (*activation_forward)(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,
+                               Activation act, size_t n);
+    /* dinp (+)= act'(inp) * dout (acc 0: =); dinp_bf16 (not NULL) = bf16 of dinp's new value for
+     * a bf16 GEMM, dinp may then be NULL under acc OPS_SET; inp, or (NULL) its copy in saved */
+    void (*activation_backward)(float *dinp, uint16_t *dinp_bf16, const float *inp,
+                                const uint16_t *saved, const float *dout, Activation act, size_t n,
+                                int acc);
     /* out = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
     void (*dropout_forward)(float *out, const float *inp, float p, uint64_t seed, size_t n);
     /* dinp (+)= dout * rng_dropout_scale(seed, i, p) (acc 0: =) */

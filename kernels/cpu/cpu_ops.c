@@ -736,67 +736,91 @@ static void cpu_attention_cached(float *out, const float *q, const float *k, con
 
 /* ---- activations and vector arithmetic ---- */
 
-/* out[n] = act(inp) (and saved = bf16(inp)); exact GELU (the transformer FFN's) has its own loop
- * so it vectorises */
-static void cpu_activation_forward(float *out, uint16_t *saved, const float *inp, Activation act,
-                                   size_t n) {
+/* dst[n] = bf16(src): an output that a bf16 GEMM reads next */
+static void round_bf16(uint16_t *dst, const float *src, size_t n) {
+    if (!dst) return;
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
+}
+
+/* out[n] = act(inp) (and saved = bf16(inp), out_bf16 = bf16(out)); exact GELU (the transformer
+ * FFN's) has its own loop so it vectorises */
+static void cpu_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved,
+                                   const float *inp, Activation act, size_t n) {
     if (saved)
         for (size_t i = 0; i < n; i++) saved[i] = f32_to_bf16(inp[i]);
+    if (!out) { /* the bf16 copy alone */
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+        for (size_t i = 0; i < n; i++) out_bf16[i] = f32_to_bf16(act_value(inp[i], act));
+        return;
+    }
     if (act == ACT_GELU) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
         for (size_t i = 0; i < n; i++) out[i] = gelu(inp[i]);
-        return;
-    }
+    } else {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = act_value(inp[i], act);
+        for (size_t i = 0; i < n; i++) out[i] = act_value(inp[i], act);
+    }
+    round_bf16(out_bf16, out, n);
 }
 
-/* dinp[n] += act'(inp) * dout (inp, or its copy in saved) */
-static void cpu_activation_backward(float *dinp, const float *inp, const uint16_t *saved,
-                                    const float *dout, Activation act, size_t n, int acc) {
+/* dinp[n] (+)= act'(inp) * dout (inp, or its copy in saved; and dinp_bf16 = bf16(dinp)) */
+static void cpu_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,
+                                    const uint16_t *saved, const float *dout, Activation act,
+                                    size_t n, int acc) {
+    if (!dinp) { /* the bf16 copy alone (acc OPS_SET) */
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+        for (size_t i = 0; i < n; i++)
+            dinp_bf16[i] = f32_to_bf16(act_derivative(saved_at(inp, saved, i), act) * dout[i]);
+        return;
+    }
     if (act == ACT_GELU) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             float g = gelu_derivative(saved_at(inp, saved, i)) * dout[i];
             dinp[i] = acc ? dinp[i] + g : g;
         }
-        return;
-    }
+    } else {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float g = act_derivative(saved_at(inp, saved, i), act) * dout[i];
-        dinp[i] = acc ? dinp[i] + g : g;
+        for (size_t i = 0; i < n; i++) {
+            float g = act_derivative(saved_at(inp, saved, i), act) * dout[i];
+            dinp[i] = acc ? dinp[i] + g : g;
+        }
     }
+    round_bf16(dinp_bf16, dinp, n);
 }
 
-/* out[n] = silu(gate) * up (and saved = [bf16(gate) | bf16(up)]) */
-static void cpu_swiglu_forward(float *out, uint16_t *saved, const float *gate, const float *up,
-                               size_t n) {
+/* out[n] = silu(gate) * up (and saved = [bf16(gate) | bf16(up)], out_bf16 = bf16(out)) */
+static void cpu_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
+                               const float *up, size_t n) {
     if (saved)
         for (size_t i = 0; i < n; i++)
             saved[i] = f32_to_bf16(gate[i]), saved[n + i] = f32_to_bf16(up[i]);
+    if (!out) { /* the bf16 copy alone */
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+        for (size_t i = 0; i < n; i++) out_bf16[i] = f32_to_bf16(silu(gate[i]) * up[i]);
+        return;
+    }
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = silu(gate[i]) * up[i];
+    round_bf16(out_bf16, out, n);
 }
 
-/* dgate[n] += dout * up * silu'(gate); dup[n] += dout * silu(gate); either may be NULL; gate and
- * up, or their copies in saved */
-static void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                                const float *up, const uint16_t *saved, size_t n, int acc) {
+/* dgate[n] (+)= dout * up * silu'(gate); dup[n] (+)= dout * silu(gate) and / or their bf16
+ * copies (of this op's gradient alone where the f32 one is NULL: acc OPS_SET); any may be NULL;
+ * gate and up, or their copies in saved */
+static void cpu_swiglu_backward(float *dgate, float *dup, uint16_t *dgate_bf16, uint16_t *dup_bf16,
+                                const float *dout, const float *gate, const float *up,
+                                const uint16_t *saved, size_t n, int acc) {
     const uint16_t *gs = saved, *us = saved ? saved + n : NULL;
-    if (dgate) {
-#pragma omp parallel for simd if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float g = dout[i] * saved_at(up, us, i) * silu_derivative(saved_at(gate, gs, i));
-            dgate[i] = acc ? dgate[i] + g : g;
-        }
-    }
-    if (dup) {
-#pragma omp parallel for simd if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float g = dout[i] * silu(saved_at(gate, gs, i));
-            dup[i] = acc ? dup[i] + g : g;
-        }
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = saved_at(gate, gs, i), dg = dout[i] * saved_at(up, us, i) * silu_derivative(g),
+              du = dout[i] * silu(g);
+        if (dgate) dg = dgate[i] = acc ? dgate[i] + dg : dg;
+        if (dup) du = dup[i] = acc ? dup[i] + du : du;
+        if (dgate_bf16) dgate_bf16[i] = f32_to_bf16(dg);
+        if (dup_bf16) dup_bf16[i] = f32_to_bf16(du);
     }
 }
 

@@ -199,9 +199,11 @@ void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const
                            int acc);
 void cuda_rope_forward(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 void cuda_rope_backward(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
-void cuda_swiglu_forward(float *out, uint16_t *saved, const float *gate, const float *up, size_t n);
-void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                          const float *up, const uint16_t *saved, size_t n, int acc);
+void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
+                         const float *up, size_t n);
+void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgate_bf16, uint16_t *dup_bf16,
+                          const float *dout, const float *gate, const float *up,
+                          const uint16_t *saved, size_t n, int acc);
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC);
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -239,10 +241,11 @@ size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
                            float *scratch, int n, int pos0, int NH, int NKV, int HS);
-void cuda_activation_forward(float *out, uint16_t *saved, const float *inp, Activation act,
-                             size_t n);
-void cuda_activation_backward(float *dinp, const float *inp, const uint16_t *saved,
-                              const float *dout, Activation act, size_t n, int acc);
+void cuda_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,
+                             Activation act, size_t n);
+void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,
+                              const uint16_t *saved, const float *dout, Activation act, size_t n,
+                              int acc);
 void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n);
 void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n,
                            int acc);

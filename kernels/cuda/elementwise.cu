@@ -18,59 +18,66 @@ static unsigned blocks4(size_t n) {
 }
 
 /* ---- activations ---- */
-__global__ void activation_forward_kernel(float *out, uint16_t *saved, const float *inp,
-                                          Activation act, size_t n) {
+__global__ void activation_forward_kernel(float *out, uint16_t *out_bf16, uint16_t *saved,
+                                          const float *inp, Activation act, size_t n) {
     GRID_STRIDE4(i, n) {
         float x[4];
         load4(x, inp, i, n);
         if (saved) store4_bf16(saved, x, i, n);
         for (int k = 0; k < 4; k++) x[k] = act_value(x[k], act);
-        store4(out, x, i, n);
+        if (out) store4(out, x, i, n);
+        if (out_bf16) store4_bf16(out_bf16, x, i, n);
     }
 }
 
-__global__ void activation_backward_kernel(float *dinp, const float *inp, const uint16_t *saved,
-                                           const float *dout, Activation act, size_t n, int acc) {
+__global__ void activation_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *inp,
+                                           const uint16_t *saved, const float *dout, Activation act,
+                                           size_t n, int acc) {
     GRID_STRIDE4(i, n) {
         float x[4], d[4], dx[4] = {0};
         load4_saved(x, inp, saved, i, n), load4(d, dout, i, n);
         if (acc) load4(dx, dinp, i, n);
         for (int k = 0; k < 4; k++) dx[k] += act_derivative(x[k], act) * d[k];
-        store4(dinp, dx, i, n);
+        if (dinp) store4(dinp, dx, i, n);
+        if (dinp_bf16) store4_bf16(dinp_bf16, dx, i, n);
     }
 }
 
-/* out[n] = act(inp[n]); saved (not NULL) = bf16(inp) */
-void cuda_activation_forward(float *out, uint16_t *saved, const float *inp, Activation act,
-                             size_t n) {
+/* out[n] = act(inp[n]) and / or out_bf16 = bf16(out); saved (not NULL) = bf16(inp) */
+void cuda_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,
+                             Activation act, size_t n) {
     if (!n) return;
-    activation_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, saved, inp, act, n);
+    activation_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, saved, inp, act, n);
     CUDA_LAUNCHED("activation_forward");
 }
 
-/* dinp[n] (+)= act'(inp[n]) * dout[n] (acc 0: =); inp, or its copy in saved */
-void cuda_activation_backward(float *dinp, const float *inp, const uint16_t *saved,
-                              const float *dout, Activation act, size_t n, int acc) {
+/* dinp[n] (+)= act'(inp[n]) * dout[n] (acc 0: =) and / or dinp_bf16 = bf16(dinp); inp, or its
+ * copy in saved */
+void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,
+                              const uint16_t *saved, const float *dout, Activation act, size_t n,
+                              int acc) {
     if (!n) return;
-    activation_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, inp, saved, dout, act, n, acc);
+    activation_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, dinp_bf16, inp, saved, dout, act,
+                                                             n, acc);
     CUDA_LAUNCHED("activation_backward");
 }
 
 /* ---- SwiGLU: out = silu(gate) * up; saved [2n] = [bf16(gate) | bf16(up)] ---- */
-__global__ void swiglu_forward_kernel(float *out, uint16_t *saved, const float *gate,
-                                      const float *up, size_t n) {
+__global__ void swiglu_forward_kernel(float *out, uint16_t *out_bf16, uint16_t *saved,
+                                      const float *gate, const float *up, size_t n) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4];
         load4(g, gate, i, n), load4(u, up, i, n);
         if (saved) store4_bf16(saved, g, i, n), store4_bf16(saved + n, u, i, n);
         for (int k = 0; k < 4; k++) g[k] = silu(g[k]) * u[k];
-        store4(out, g, i, n);
+        if (out) store4(out, g, i, n);
+        if (out_bf16) store4_bf16(out_bf16, g, i, n);
     }
 }
 
-__global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout,
-                                       const float *gate, const float *up, const uint16_t *saved,
-                                       size_t n, int acc) {
+__global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgate_bf16,
+                                       uint16_t *dup_bf16, const float *dout, const float *gate,
+                                       const float *up, const uint16_t *saved, size_t n, int acc) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4], d[4], dg[4] = {0}, du[4] = {0}; /* NULL outputs: computed, not stored */
         load4_saved(g, gate, saved, i, n), load4_saved(u, up, saved ? saved + n : NULL, i, n);
@@ -83,22 +90,26 @@ __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *do
         }
         if (dgate) store4(dgate, dg, i, n);
         if (dup) store4(dup, du, i, n);
+        if (dgate_bf16) store4_bf16(dgate_bf16, dg, i, n);
+        if (dup_bf16) store4_bf16(dup_bf16, du, i, n);
     }
 }
 
-void cuda_swiglu_forward(float *out, uint16_t *saved, const float *gate, const float *up,
-                         size_t n) {
+void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
+                         const float *up, size_t n) {
     if (!n) return;
-    swiglu_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, saved, gate, up, n);
+    swiglu_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, saved, gate, up, n);
     CUDA_LAUNCHED("swiglu_forward");
 }
 
-/* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =); either may be NULL;
- * gate and up, or their copies in saved */
-void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                          const float *up, const uint16_t *saved, size_t n, int acc) {
-    if (!n || (!dgate && !dup)) return;
-    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dout, gate, up, saved, n, acc);
+/* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =) and / or their bf16
+ * copies; any may be NULL; gate and up, or their copies in saved */
+void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgate_bf16, uint16_t *dup_bf16,
+                          const float *dout, const float *gate, const float *up,
+                          const uint16_t *saved, size_t n, int acc) {
+    if (!n || (!dgate && !dup && !dgate_bf16 && !dup_bf16)) return;
+    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dgate_bf16, dup_bf16, dout,
+                                                         gate, up, saved, n, acc);
     CUDA_LAUNCHED("swiglu_backward");
 }
 

@@ -144,9 +144,10 @@ static int layer_trains(const Layer *L) {
  * own; res_attn, ffn_pre and res_ffn under model_keeps_bf16, whose bf16 copies backward reads)
  * shares one of a few scratch buffers, chosen so that no op ever reads and writes the same one
  * (but the activation, in place): q S0, k S1, v S2, ctx S3, res_attn S0, h_attn S1, ffn_pre and
- * ffn_act F, res_ffn S2, layer outputs alternate between O0 and O1 (h0 is O1). S0..S3 are one
- * block, which backward also uses whole as an [N,F] buffer. Backward stops at the lowest layer
- * that trains. */
+ * ffn_act F, res_ffn S0, layer outputs alternate between O0 and O1 (h0 is O1). S0..S3 are one
+ * block of at least [N,F] floats, which backward also uses whole as an [N,F] buffer. Where
+ * ffn_out reads the activation's output in bf16 (linear_reads_bf16), that is from S2 on, and
+ * ffn_in's gradient from the block's start. Backward stops at the lowest layer that trains. */
 static void bert_plan(Model *m, Plan *pl) {
     const ModelConfig *c = &m->cfg;
     Bert *b = bert(m);
@@ -196,7 +197,9 @@ static void bert_plan(Model *m, Plan *pl) {
         PLAN_TAKE(pl, &a->ffn_pre, N * F, bw && !half, Fs);
         PLAN_TAKE_BF16(pl, &a->ffn_pre_bf16, N * F, bw && half);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->ffn_out}, 1, &a->ffn_act, bw, Fs);
-        PLAN_TAKE(pl, &a->res_ffn, N * C, bw && !half, S[2]);
+        Ly->ffn_out.in_bf16 = linear_reads_bf16(m, &Ly->ffn_out) ? (uint16_t *)S[2] : NULL;
+        Ly->ffn_in.dout_bf16 = linear_reads_bf16(m, &Ly->ffn_in) ? (uint16_t *)block : NULL;
+        PLAN_TAKE(pl, &a->res_ffn, N * C, bw && !half, S[0]);
         PLAN_TAKE_BF16(pl, &a->xh_ffn, N * C, bw && half);
         PLAN_TAKE(pl, &a->mean_ffn, N, bw, mean);
         PLAN_TAKE(pl, &a->rstd_ffn, N, bw, rstd);
@@ -276,7 +279,9 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
                          c->hidden_size);
     linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora,
                    model_site(seed, l, SITE_FFN_IN));
-    o->activation_forward(a->ffn_act, a->ffn_pre_bf16, a->ffn_pre, c->activation, (size_t)N * F);
+    uint16_t *act_bf16 = Ly->ffn_out.in_bf16; /* else ffn_out rounds ffn_act */
+    o->activation_forward(act_bf16 ? NULL : a->ffn_act, act_bf16, a->ffn_pre_bf16, a->ffn_pre,
+                          c->activation, (size_t)N * F);
     linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora,
                    model_site(seed, l, SITE_FFN_OUT));
     if (d.hidden > 0)
@@ -305,8 +310,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
         dropout_grad(m, b->d_br, b->d_c, d.hidden, model_site(seed, l, SITE_FFN_DROP), NC);
     linear_backward(m, &Ly->ffn_out, b->d_ffn, dy, a->ffn_act, N, d.lora,
                     model_site(seed, l, SITE_FFN_OUT), OPS_SET);
-    o->activation_backward(b->d_ffn2, a->ffn_pre_bf16 ? NULL : a->ffn_pre, a->ffn_pre_bf16,
-                           b->d_ffn, c->activation, NF, OPS_SET);
+    uint16_t *d_bf16 = Ly->ffn_in.dout_bf16; /* else ffn_in rounds d_ffn2 */
+    o->activation_backward(d_bf16 ? NULL : b->d_ffn2, d_bf16, a->ffn_pre_bf16 ? NULL : a->ffn_pre,
+                           a->ffn_pre_bf16, b->d_ffn, c->activation, NF, OPS_SET);
     /* d_c (the residual's share of dh) now also takes the FFN branch's share */
     linear_backward(m, &Ly->ffn_in, b->d_c, b->d_ffn2, a->h_attn, N, d.lora,
                     model_site(seed, l, SITE_FFN_IN), OPS_ADD);
@@ -331,7 +337,7 @@ static void head_forward(Model *m, Drop d, uint64_t seed) {
     int B = m->B, C = m->cfg.hidden_size, L = m->cfg.num_layers;
     o->first_token_forward(b->pooled, b->acts[L - 1].out, B, m->T, C);
     linear_forward(m, &b->pre, b->pre_out, b->pooled, B, d.lora, model_site(seed, L, SITE_PRE));
-    o->activation_forward(b->pre_act_out, NULL, b->pre_out, b->pre_act, (size_t)B * C);
+    o->activation_forward(b->pre_act_out, NULL, NULL, b->pre_out, b->pre_act, (size_t)B * C);
     o->dropout_forward(b->head_in, b->pre_act_out, d.classifier,
                        model_site(seed, L, SITE_HEAD_DROP), (size_t)B * C);
     linear_forward(m, &b->cls, m->logits, b->head_in, B, d.lora, model_site(seed, L, SITE_CLS));
@@ -349,7 +355,7 @@ static void head_backward(Model *m, Drop d, uint64_t seed) {
                     model_site(seed, L, SITE_CLS), OPS_ADD);
     o->dropout_backward(d_act, d_in, d.classifier, model_site(seed, L, SITE_HEAD_DROP), BC,
                         OPS_ADD);
-    o->activation_backward(d_pre, b->pre_out, NULL, d_act, b->pre_act, BC, OPS_ADD);
+    o->activation_backward(d_pre, NULL, b->pre_out, NULL, d_act, b->pre_act, BC, OPS_ADD);
     int body = b->lowest_trained_layer < L;
     linear_backward(m, &b->pre, body ? d_pool : NULL, d_pre, b->pooled, B, d.lora,
                     model_site(seed, L, SITE_PRE), OPS_ADD);

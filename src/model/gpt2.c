@@ -140,6 +140,12 @@ static void gpt2_plan(Model *m, Plan *pl) {
                         &sh.ctx, &sh.a,     &sh.n2,    &sh.mean2, &sh.rstd2, &sh.fc, &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
+    int mlp_io = 0; /* the activation's output forward, its input gradient backward, in bf16 */
+    for (size_t l = 0; l < L; l++)
+        mlp_io |=
+            linear_reads_bf16(m, &b->layers[l].mlp_proj) | linear_reads_bf16(m, &b->layers[l].c_fc);
+    uint16_t *mlp_bf16;
+    PLAN_TAKE_BF16(pl, &mlp_bf16, N * F, mlp_io);
     int unkept = b->lowest_trained_layer > 0; /* some layer keeps none of its own */
     PLAN_TAKE(pl, &sh.att_saved, saved_n, saved_n > 0 && unkept, NULL);
     for (size_t l = 0; l < L; l++) {
@@ -159,6 +165,8 @@ static void gpt2_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_attn}, 1, &a->n1, bw, sh.n1);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_fc}, 1, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->mlp_proj}, 1, &a->act, bw, sh.act);
+        Ly->mlp_proj.in_bf16 = linear_reads_bf16(m, &Ly->mlp_proj) ? mlp_bf16 : NULL;
+        Ly->c_fc.dout_bf16 = linear_reads_bf16(m, &Ly->c_fc) ? mlp_bf16 : NULL;
         if (saved_n) /* attention saved its own copy: only c_proj may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_proj}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
@@ -224,7 +232,9 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     o->layernorm_forward(a->n2, a->mean2, a->rstd2, a->xh2, a->a, Ly->ln_2.w->value,
                          Ly->ln_2.b->value, c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC));
-    o->activation_forward(a->act, a->fc_bf16, a->fc, c->activation, (size_t)N * c->ffn_size);
+    uint16_t *act_bf16 = Ly->mlp_proj.in_bf16; /* else mlp_proj rounds act */
+    o->activation_forward(act_bf16 ? NULL : a->act, act_bf16, a->fc_bf16, a->fc, c->activation,
+                          (size_t)N * c->ffn_size);
     linear_forward(m, &Ly->mlp_proj, a->out, a->act, N, d.lora, model_site(seed, l, SITE_MLP));
     if (d.hidden > 0)
         o->dropout_forward(a->out, a->out, d.hidden, model_site(seed, l, SITE_MLP_DROP), NC);
@@ -285,8 +295,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
         dropout_grad(m, b->d_r, dout, d.hidden, model_site(seed, l, SITE_MLP_DROP), NC);
     linear_backward(m, &Ly->mlp_proj, b->d_act, dy, a->act, N, d.lora,
                     model_site(seed, l, SITE_MLP), OPS_SET);
-    o->activation_backward(b->d_fc, a->fc_bf16 ? NULL : a->fc, a->fc_bf16, b->d_act, c->activation,
-                           NF, OPS_SET);
+    uint16_t *d_bf16 = Ly->c_fc.dout_bf16; /* else c_fc rounds d_fc */
+    o->activation_backward(d_bf16 ? NULL : b->d_fc, d_bf16, a->fc_bf16 ? NULL : a->fc, a->fc_bf16,
+                           b->d_act, c->activation, NF, OPS_SET);
     linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC),
                     OPS_SET);
     o->layernorm_backward(b->d_a, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n, a->xh2 ? NULL : a->a,

@@ -155,6 +155,14 @@ static void llama_plan(Model *m, Plan *pl) {
                         &sh.a,  &sh.n2,    &sh.rstd2, &sh.gate, &sh.up, &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
+    int mlp_io = 0; /* SwiGLU's output forward, dgate and dup backward, in bf16 */
+    for (size_t l = 0; l < L; l++) {
+        Layer *Ly = &b->layers[l];
+        mlp_io |= linear_reads_bf16(m, &Ly->down) | linear_reads_bf16(m, &Ly->gate) |
+                  linear_reads_bf16(m, &Ly->up);
+    }
+    uint16_t *mlp_bf16; /* [2,N,F] */
+    PLAN_TAKE_BF16(pl, &mlp_bf16, 2 * N * F, mlp_io);
     int unkept = b->lowest_trained_layer > 0; /* some layer keeps none of its own */
     PLAN_TAKE(pl, &sh.att_saved, saved_n, saved_n > 0 && unkept, NULL);
     for (size_t l = 0; l < L; l++) {
@@ -174,6 +182,9 @@ static void llama_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, &a->n1, bw, sh.n1);
         PLAN_TAKE_INPUT(pl, m, Ly->gate_up, 2, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->down}, 1, &a->act, bw, sh.act);
+        Ly->down.in_bf16 = linear_reads_bf16(m, &Ly->down) ? mlp_bf16 : NULL;
+        Ly->gate.dout_bf16 = linear_reads_bf16(m, &Ly->gate) ? mlp_bf16 : NULL;
+        Ly->up.dout_bf16 = linear_reads_bf16(m, &Ly->up) && mlp_bf16 ? mlp_bf16 + N * F : NULL;
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
@@ -226,7 +237,8 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     uint64_t s[2];
     linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,
                          model_sites(s, 2, seed, l, SITE_GATE));
-    o->swiglu_forward(a->act, a->gate_up_bf16, a->gate, a->up, NF);
+    uint16_t *act_bf16 = Ly->down.in_bf16; /* else down rounds act */
+    o->swiglu_forward(act_bf16 ? NULL : a->act, act_bf16, a->gate_up_bf16, a->gate, a->up, NF);
     linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(seed, l, SITE_DOWN));
     o->add(a->out, a->out, a->a, NC);
 }
@@ -286,8 +298,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     linear_backward(m, &Ly->down, b->d_f, dout, a->act, N, d.lora, model_site(seed, l, SITE_DOWN),
                     OPS_SET);
     const uint16_t *gu = a->gate_up_bf16; /* else gate and up were kept */
-    o->swiglu_backward(b->d_g, b->d_u, b->d_f, gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF,
-                       OPS_SET);
+    uint16_t *dg_bf16 = Ly->gate.dout_bf16, *du_bf16 = Ly->up.dout_bf16; /* else rounded */
+    o->swiglu_backward(dg_bf16 ? NULL : b->d_g, du_bf16 ? NULL : b->d_u, dg_bf16, du_bf16, b->d_f,
+                       gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF, OPS_SET);
     uint64_t s[3];
     linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
                           N, d.lora, model_sites(s, 2, seed, l, SITE_GATE), OPS_SET);

@@ -530,6 +530,10 @@ static int fused_lora(const Model *m, const Linear *l) {
     return l->lora && bf16_gemm(m, l);
 }
 
+int linear_reads_bf16(const Model *m, const Linear *l) {
+    return bf16_gemm(m, l) && !l->lora;
+}
+
 void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float **slot, int keep,
                      float *shared, const char *name) {
     size_t N = (size_t)m->max_batch * m->max_len, C = ls[0]->in;
@@ -1019,9 +1023,10 @@ static void linear_forward_f32(Model *m, Linear *l, float *out, const float *inp
 }
 
 /* n bf16 linears of one input: the adapted ones' down-projections and the input's bf16 copies
- * (one per adapted linear, [x | s u], or one plain [x]) from one read of inp, then each GEMM on
- * its copy. Before an adapted one's GEMM its weight's B columns are written from the f32 B the
- * optimizer updates: [out,R] values, against the [N,out] read and write of an up-projection. */
+ * (one per adapted linear, [x | s u], or one plain [x], which a linear without LoRA may find
+ * already written: Linear.in_bf16) from one read of inp, then each GEMM on its copy. Before an
+ * adapted one's GEMM its weight's B columns are written from the f32 B the optimizer updates:
+ * [out,R] values, against the [N,out] read and write of an up-projection. */
 static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs, int n,
                                 const float *inp, int N, float p, const uint64_t *seeds) {
     const Ops *o = m->ops;
@@ -1043,6 +1048,8 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
     float *rest = m->scratch + ops_lora_copies_scratch(na ? na : 1, N, C, na ? R : 0);
     if (na)
         o->lora_down_bf16(xb, u, A, sd, na, inp, scale, p, rest, N, C, R);
+    else if (n == 1 && ls[0]->in_bf16) /* written by the op before it */
+        xb[0] = ls[0]->in_bf16;
     else
         o->dequantize_rows_bf16(xb[0], inp, GGML_F32, 0, N, C, C);
     for (int i = 0, j = 0; i < n; i++) {
@@ -1085,11 +1092,12 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
     linear_forward_group(m, &l, &out, 1, inp, N, p, &seed);
 }
 
-/* Under bf16, dout is rounded once into dd at the scratch's start: by lora_backward_bf16 for an
- * adapted linear, which reads dout once for dd = [bf16(dout) | bf16(du)], dB and dA; with lora
- * dropout 0 the frozen weight's dinp GEMM then adds the branch's dinp term, du A, as well: dd
- * [W ; A] with A's bf16 rows (written from the f32 A before each use, as B's are forward),
- * instead of a read and write of dinp of its own. */
+/* Under bf16, dout is rounded once into dd at the scratch's start (a linear without LoRA may
+ * find it written by the op after it: Linear.dout_bf16): by lora_backward_bf16 for an adapted
+ * linear, which reads dout once for dd = [bf16(dout) | bf16(du)], dB and dA; with lora dropout 0
+ * the frozen weight's dinp GEMM then adds the branch's dinp term, du A, as well: dd [W ; A] with
+ * A's bf16 rows (written from the f32 A before each use, as B's are forward), instead of a read and
+ * write of dinp of its own. */
 static void linear_backward_bf16(Model *m, Linear *l, float *dinp, const float *dout,
                                  const float *inp, int N, float p, uint64_t seed, int acc) {
     const Ops *o = m->ops;
@@ -1101,6 +1109,8 @@ static void linear_backward_bf16(Model *m, Linear *l, float *dinp, const float *
         o->lora_backward_bf16(dd, fuse ? NULL : dinp, lo->A->grad, lo->B->grad, dout,
                               lo->xb ? NULL : inp, lo->xb, C + R, lo->u, lo->A->value, lo->B->value,
                               lo->scale, p, seed, scratch, N, C, l->out, R, acc);
+    else if (l->dout_bf16) /* written by the op after it */
+        dd = l->dout_bf16;
     else if (dinp)
         o->dequantize_rows_bf16(dd, dout, GGML_F32, 0, N, l->out, ldd);
     if (!dinp) return;

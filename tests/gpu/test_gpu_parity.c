@@ -170,8 +170,9 @@ static void test_elementwise(size_t n, int quick) {
     for (int a = ACT_GELU; a <= (quick ? ACT_GELU : ACT_SILU); a++) {
         Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f);
         BACKENDS(w, o) {
-            o->activation_forward(F(out, w), NULL, F(x, w), (Activation)a, n);
-            o->activation_backward(F(dx, w), F(x, w), NULL, F(dy, w), (Activation)a, n, OPS_ADD);
+            o->activation_forward(F(out, w), NULL, NULL, F(x, w), (Activation)a, n);
+            o->activation_backward(F(dx, w), NULL, F(x, w), NULL, F(dy, w), (Activation)a, n,
+                                   OPS_ADD);
         }
         NAME("activation %s n=%zu", acts[a], n);
         compare("out", out, ELEM_TOL);
@@ -320,8 +321,9 @@ static void test_swiglu(size_t n, int grads) {
     Pair *dg = grads & G_DINP ? pair_random(n, 1.0f) : NULL;
     Pair *du = grads & G_DW ? pair_random(n, 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), NULL, F(g, w), F(u, w), n);
-        o->swiglu_backward(F(dg, w), F(du, w), F(dy, w), F(g, w), F(u, w), NULL, n, OPS_ADD);
+        o->swiglu_forward(F(out, w), NULL, NULL, F(g, w), F(u, w), n);
+        o->swiglu_backward(F(dg, w), F(du, w), NULL, NULL, F(dy, w), F(g, w), F(u, w), NULL, n,
+                           OPS_ADD);
     }
     NAME("swiglu n=%zu grads=%d", n, grads);
     compare("out", out, ELEM_TOL);
@@ -476,9 +478,10 @@ static void test_first_writers(int N, int C, int OC, int R) {
             o->lora_backward_bf16(ddo->mem[w], F(d[2 + k], w), NULL, NULL, F(dout, w), F(x, w),
                                   NULL, 0, NULL, F(A, w), F(B, w), 0.5f, k ? 0.0f : 0.3f, 7,
                                   F(lora_scratch, w), N, C, OC, R, OPS_SET);
-        o->activation_backward(F(d[4], w), F(x, w), NULL, F(g, w), ACT_GELU, NC, OPS_SET);
-        o->activation_backward(F(d[5], w), F(x, w), NULL, F(g, w), ACT_SILU, NC, OPS_SET);
-        o->swiglu_backward(F(d[6], w), F(d[7], w), F(g, w), F(x, w), F(x, w), NULL, NC, OPS_SET);
+        o->activation_backward(F(d[4], w), NULL, F(x, w), NULL, F(g, w), ACT_GELU, NC, OPS_SET);
+        o->activation_backward(F(d[5], w), NULL, F(x, w), NULL, F(g, w), ACT_SILU, NC, OPS_SET);
+        o->swiglu_backward(F(d[6], w), F(d[7], w), NULL, NULL, F(g, w), F(x, w), F(x, w), NULL, NC,
+                           OPS_SET);
     }
     static const char *names[11] = {"matmul", "matmul_bf16", "lora p>0", "lora p=0", "gelu", "silu",
                                     "dgate",  "dup",         "ln",       "rms",      "drop"};
@@ -628,8 +631,8 @@ static void test_saved_bf16(int N, int C) {
     compare("dw", dw, GEMM_TOL);
     for (int a = ACT_GELU; a <= ACT_GELU_TANH; a++) {
         BACKENDS(w, o) {
-            o->activation_forward(F(out, w), xh->mem[w], F(x, w), (Activation)a, n);
-            o->activation_backward(F(dx, w), NULL, xh->mem[w], F(dout, w), (Activation)a, n,
+            o->activation_forward(F(out, w), NULL, xh->mem[w], F(x, w), (Activation)a, n);
+            o->activation_backward(F(dx, w), NULL, NULL, xh->mem[w], F(dout, w), (Activation)a, n,
                                    OPS_ADD);
         }
         NAME("activation %d, input saved in bf16, n=%zu", a, n);
@@ -638,8 +641,8 @@ static void test_saved_bf16(int N, int C) {
         compare("dinp", dx, ELEM_TOL);
     }
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), sv->mem[w], F(x, w), F(u, w), n);
-        o->swiglu_backward(F(dx, w), F(u, w), F(dout, w), NULL, NULL, sv->mem[w], n,
+        o->swiglu_forward(F(out, w), NULL, sv->mem[w], F(x, w), F(u, w), n);
+        o->swiglu_backward(F(dx, w), F(u, w), NULL, NULL, F(dout, w), NULL, NULL, sv->mem[w], n,
                            OPS_ADD); /* u: dup */
     }
     NAME("swiglu, gate and up saved in bf16, n=%zu", n);
@@ -647,6 +650,74 @@ static void test_saved_bf16(int N, int C) {
     compare_bf16("gate|up", sv, 0.0);
     compare("dgate", dx, ELEM_TOL);
     compare("dup", u, ELEM_TOL);
+    pairs_free();
+}
+
+/* ---- outputs written in bf16 for the bf16 GEMM that reads them next ----
+ * The FFN's activation and SwiGLU write bf16(out) forward and bf16(dinp) backward instead of
+ * f32 (the model's non-adapted linears then need no rounding pass). Given alone, each copy is
+ * the backends' f32 result rounded (compare_bf16 at ELEM_TOL's atol); given beside the f32
+ * output, the GPU's copy is that output rounded, bit for bit. */
+static void check_rounded(const char *tensor, const Pair *f, const Pair *b, size_t n) {
+    float *x = malloc(n * sizeof *x);
+    uint16_t *h = malloc(n * sizeof *h);
+    dut->download(x, f->mem[1], n * sizeof *x);
+    dut->download(h, b->mem[1], n * sizeof *h);
+    status_ok();
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += h[i] != f32_to_bf16(x[i]);
+    printf("%-58s %-6s n=%-8zu bf16 = f32 rounded\n", op_name, tensor, n);
+    if (bad)
+        fprintf(stderr, "  %s: %s: %zu of %zu copies not the f32 rounded\n", op_name, tensor, bad,
+                n);
+    CHECK(bad == 0);
+    free(x);
+    free(h);
+}
+
+static void test_bf16_outputs(size_t n) {
+    Pair *x = pair_random(n, 3.0f), *u = pair_random(n, 2.0f), *dout = pair_random(n, 1.0f);
+    Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f), *du = pair_random(n, 1.0f);
+    Pair *ob = pair_new(n * sizeof(uint16_t)), *ub = pair_new(n * sizeof(uint16_t));
+    for (int a = ACT_GELU; a <= ACT_SILU; a++) {
+        NAME("activation %d, bf16 output, n=%zu", a, n);
+        BACKENDS(w, o) o->activation_forward(NULL, ob->mem[w], NULL, F(x, w), (Activation)a, n);
+        compare_bf16("out", ob, 1e-5);
+        BACKENDS(w, o) {
+            o->activation_forward(F(out, w), ob->mem[w], NULL, F(x, w), (Activation)a, n);
+        }
+        check_rounded("out", out, ob, n);
+        BACKENDS(w, o) {
+            o->activation_backward(NULL, ob->mem[w], F(x, w), NULL, F(dout, w), (Activation)a, n,
+                                   OPS_SET);
+        }
+        compare_bf16("dinp", ob, 1e-5);
+        BACKENDS(w, o) {
+            o->activation_backward(F(dx, w), ob->mem[w], F(x, w), NULL, F(dout, w), (Activation)a,
+                                   n, OPS_ADD);
+        }
+        compare("dinp", dx, ELEM_TOL);
+        check_rounded("dinp", dx, ob, n);
+    }
+    NAME("swiglu, bf16 outputs, n=%zu", n);
+    BACKENDS(w, o) o->swiglu_forward(NULL, ob->mem[w], NULL, F(x, w), F(u, w), n);
+    compare_bf16("out", ob, 1e-5);
+    BACKENDS(w, o) o->swiglu_forward(F(out, w), ob->mem[w], NULL, F(x, w), F(u, w), n);
+    check_rounded("out", out, ob, n);
+    BACKENDS(w, o) {
+        o->swiglu_backward(NULL, NULL, ob->mem[w], ub->mem[w], F(dout, w), F(x, w), F(u, w), NULL,
+                           n, OPS_SET);
+    }
+    compare_bf16("dgate", ob, 1e-5);
+    compare_bf16("dup", ub, 1e-5);
+    BACKENDS(w, o) {
+        o->swiglu_backward(F(dx, w), F(du, w), ob->mem[w], ub->mem[w], F(dout, w), F(x, w), F(u, w),
+                           NULL, n, OPS_ADD);
+    }
+    compare("dgate", dx, ELEM_TOL);
+    compare("dup", du, ELEM_TOL);
+    check_rounded("dgate", dx, ob, n);
+    check_rounded("dup", du, ub, n);
     pairs_free();
 }
 
@@ -1296,6 +1367,8 @@ int main(void) {
     test_swiglu(1000, G_DW);
     test_saved_bf16(37, 768);
     test_saved_bf16(5, 67); /* rows and totals off the 4-value grid */
+    test_bf16_outputs(37 * 768);
+    test_bf16_outputs(5 * 67);
     test_matmul(1, 5, 3, 1, G_ALL, 0);
     test_matmul(37, 67, 45, 0, G_ALL, 0);
     test_matmul(128, 768, 64, 1, G_ALL, 0);
