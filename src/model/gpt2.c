@@ -140,12 +140,6 @@ static void gpt2_plan(Model *m, Plan *pl) {
                         &sh.ctx, &sh.a,     &sh.n2,    &sh.mean2, &sh.rstd2, &sh.fc, &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
-    int mlp_io = 0; /* the activation's output forward, its input gradient backward, in bf16 */
-    for (size_t l = 0; l < L; l++)
-        mlp_io |=
-            linear_reads_bf16(m, &b->layers[l].mlp_proj) | linear_reads_bf16(m, &b->layers[l].c_fc);
-    uint16_t *mlp_bf16;
-    PLAN_TAKE_BF16(pl, &mlp_bf16, N * F, mlp_io);
     int unkept = b->lowest_trained_layer > 0; /* some layer keeps none of its own */
     PLAN_TAKE(pl, &sh.att_saved, saved_n, saved_n > 0 && unkept, NULL);
     for (size_t l = 0; l < L; l++) {
@@ -165,8 +159,8 @@ static void gpt2_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_attn}, 1, &a->n1, bw, sh.n1);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_fc}, 1, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->mlp_proj}, 1, &a->act, bw, sh.act);
-        Ly->mlp_proj.in_bf16 = linear_reads_bf16(m, &Ly->mlp_proj) ? mlp_bf16 : NULL;
-        Ly->c_fc.dout_bf16 = linear_reads_bf16(m, &Ly->c_fc) ? mlp_bf16 : NULL;
+        /* the activation's output in bf16 where mlp_proj reads it so: in act's shared place */
+        Ly->mlp_proj.in_bf16 = linear_reads_bf16(m, &Ly->mlp_proj) ? (uint16_t *)sh.act : NULL;
         if (saved_n) /* attention saved its own copy: only c_proj may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_proj}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
@@ -189,6 +183,9 @@ static void gpt2_plan(Model *m, Plan *pl) {
     for (int i = 0; i < 10; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_v, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
+    for (size_t l = 0; l < L; l++) /* the activation's input gradient in bf16 where c_fc reads it */
+        b->layers[l].c_fc.dout_bf16 =
+            linear_reads_bf16(m, &b->layers[l].c_fc) ? (uint16_t *)b->d_fc : NULL;
 }
 
 /* The KV cache (generation): per layer, keys then values [cache_len, C]. */

@@ -155,14 +155,6 @@ static void llama_plan(Model *m, Plan *pl) {
                         &sh.a,  &sh.n2,    &sh.rstd2, &sh.gate, &sh.up, &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
-    int mlp_io = 0; /* SwiGLU's output forward, dgate and dup backward, in bf16 */
-    for (size_t l = 0; l < L; l++) {
-        Layer *Ly = &b->layers[l];
-        mlp_io |= linear_reads_bf16(m, &Ly->down) | linear_reads_bf16(m, &Ly->gate) |
-                  linear_reads_bf16(m, &Ly->up);
-    }
-    uint16_t *mlp_bf16; /* [2,N,F] */
-    PLAN_TAKE_BF16(pl, &mlp_bf16, 2 * N * F, mlp_io);
     int unkept = b->lowest_trained_layer > 0; /* some layer keeps none of its own */
     PLAN_TAKE(pl, &sh.att_saved, saved_n, saved_n > 0 && unkept, NULL);
     for (size_t l = 0; l < L; l++) {
@@ -182,9 +174,8 @@ static void llama_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, &a->n1, bw, sh.n1);
         PLAN_TAKE_INPUT(pl, m, Ly->gate_up, 2, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->down}, 1, &a->act, bw, sh.act);
-        Ly->down.in_bf16 = linear_reads_bf16(m, &Ly->down) ? mlp_bf16 : NULL;
-        Ly->gate.dout_bf16 = linear_reads_bf16(m, &Ly->gate) ? mlp_bf16 : NULL;
-        Ly->up.dout_bf16 = linear_reads_bf16(m, &Ly->up) && mlp_bf16 ? mlp_bf16 + N * F : NULL;
+        /* SwiGLU's output in bf16 where down reads it so: in act's shared place, unused then */
+        Ly->down.in_bf16 = linear_reads_bf16(m, &Ly->down) ? (uint16_t *)sh.act : NULL;
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
@@ -204,6 +195,11 @@ static void llama_plan(Model *m, Plan *pl) {
     float *reuse[] = {sh.n1, sh.ctx, sh.a, sh.n2, sh.q, sh.k, sh.v, sh.gate, sh.up, sh.act};
     for (int i = 0; i < 10; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
+    for (size_t l = 0; l < L; l++) { /* dgate, dup in bf16 where gate, up read them so */
+        Layer *Ly = &b->layers[l];
+        Ly->gate.dout_bf16 = linear_reads_bf16(m, &Ly->gate) ? (uint16_t *)b->d_g : NULL;
+        Ly->up.dout_bf16 = linear_reads_bf16(m, &Ly->up) ? (uint16_t *)b->d_u : NULL;
+    }
 }
 
 /* The KV cache (generation): per layer, keys then values [cache_len, NKV*HS], rotated keys. */
