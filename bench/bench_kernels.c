@@ -231,8 +231,11 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->dropout_forward(out, x, 0.1f, 3, nc));
     mem_row(name, 2.0 * nc, ms);
     snprintf(name, sizeof name, "dropout_backward p=0.1 [%zu,%d]", N, db->C);
-    TIME(ms, gpu->dropout_backward(g1, y, 0.1f, 3, nc, OPS_ADD));
+    TIME(ms, gpu->dropout_backward(g1, NULL, y, 0.1f, 3, nc, OPS_ADD));
     mem_row(name, 3.0 * nc, ms);
+    snprintf(name, sizeof name, "dropout_backward p=0.1, bf16 out [%zu,%d]", N, db->C);
+    TIME(ms, gpu->dropout_backward(NULL, (uint16_t *)g2, y, 0.1f, 3, nc, OPS_SET));
+    mem_row(name, 1.5 * nc, ms);
     snprintf(name, sizeof name, "activation_forward gelu [%zu,%d]", N, db->F);
     TIME(ms, gpu->activation_forward(out, NULL, NULL, x, ACT_GELU, nf));
     mem_row(name, 2.0 * nf, ms);

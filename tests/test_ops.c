@@ -1024,7 +1024,7 @@ static void drop_fwd(void *p) {
 }
 static void drop_bwd(void *p, const float *dout, unsigned use) {
     EwCtx *c = p;
-    if (use) ops->dropout_backward(c->da, dout, c->p, 99, N * C, OPS_ADD);
+    if (use) ops->dropout_backward(c->da, NULL, dout, c->p, 99, N * C, OPS_ADD);
 }
 
 static void add_fwd(void *p) {
@@ -1490,7 +1490,7 @@ static size_t large_pass(float *res) {
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
     ops->activation_backward(d1, NULL, x, NULL, g, ACT_GELU, n, OPS_ADD);
-    ops->dropout_backward(d1, y, 0.2f, 9, n, OPS_ADD);
+    ops->dropout_backward(d1, NULL, y, 0.2f, 9, n, OPS_ADD);
     SAVE(d1, n);
 #undef SAVE
     free(x), free(y), free(z), free(g), free(wte), free(wpe), free(wtt), free(lnw), free(lnb);
@@ -1698,7 +1698,7 @@ static void test_first_writers(void) {
         ops->swiglu_backward(d[acc][5], d[acc][6], NULL, NULL, g, x, x, NULL, NC, acc);
         ops->layernorm_backward(d[acc][7], NULL, NULL, g, x, NULL, lw, mean, rstd, N, C, acc);
         ops->rmsnorm_backward(d[acc][8], NULL, g, x, NULL, lw, rstd, N, C, acc);
-        ops->dropout_backward(d[acc][9], g, 0.3f, 9, NC, acc);
+        ops->dropout_backward(d[acc][9], NULL, g, 0.3f, 9, NC, acc);
     }
     static const char *names[10] = {"matmul_backward",          "matmul_backward_bf16",
                                     "lora_backward_bf16",       "activation_backward gelu",
@@ -1778,6 +1778,10 @@ static void test_bf16_outputs(void) {
         CHECK(not_rounded("activation dinp", h[0], f[0], n) == 0);
         CHECK(not_rounded("activation dinp alone", h[1], f[0], n) == 0);
     }
+    ops->dropout_backward(f[0], h[0], dout, 0.3f, 5, n, OPS_SET);
+    ops->dropout_backward(NULL, h[1], dout, 0.3f, 5, n, OPS_SET);
+    CHECK(not_rounded("dropout dinp", h[0], f[0], n) == 0);
+    CHECK(not_rounded("dropout dinp alone", h[1], f[0], n) == 0);
     ops->swiglu_forward(f[0], h[0], NULL, x, u, n);
     ops->swiglu_forward(NULL, h[1], NULL, x, u, n);
     CHECK(not_rounded("swiglu out", h[0], f[0], n) == 0);

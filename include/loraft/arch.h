@@ -94,10 +94,11 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
     plan_take_input(pl, m, ls, n, slot, keep, shared, #slot)
 
 /* Under precision bf16 a linear without LoRA on bf16 tensor cores reads its input forward
- * (Linear.in_bf16) and its output's gradient backward (dout_bf16) as bf16 that the activation
- * before or after it writes (Ops.activation_forward's out_bf16, activation_backward's
- * dinp_bf16, SwiGLU's), where the arch plans such a buffer (one the layers share), instead of
- * rounding f32 in a pass of its own. */
+ * (Linear.in_bf16) and its output's gradient backward (dout_bf16) as bf16 that the op before
+ * or after it writes (the FFN's activation: Ops.activation_forward's out_bf16,
+ * activation_backward's dinp_bf16, SwiGLU's; the dropout before a residual: linear_dout),
+ * where the arch points them (at the f32 buffers they replace), instead of rounding f32 in a
+ * pass of its own. */
 int linear_reads_bf16(const Model *m, const Linear *l);
 
 /* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. */
@@ -131,6 +132,10 @@ const uint64_t *model_sites(uint64_t *s, int n, uint64_t seed, int layer, int fi
  * scratch = drop'(g) (overwritten). */
 const float *dropout_grad(Model *m, float *scratch, const float *g, float p, uint64_t seed,
                           size_t n);
+/* The same as l's output gradient for linear_backward: that, or where l reads it in bf16
+ * (Linear.dout_bf16) drop'(g) written there in bf16 instead, and NULL returned. */
+const float *linear_dout(Model *m, const Linear *l, float *scratch, const float *g, float p,
+                         uint64_t seed, size_t n);
 
 /* One layer's backward: dout [N,C] the gradient of its output; dx (may be NULL) = the gradient
  * of its input (the layer is its first writer). */

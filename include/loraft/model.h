@@ -118,7 +118,7 @@ typedef struct Linear {
     int group; /* linears that read its input in one linear_forward_group (model_share_input) */
     /* or NULL: under precision bf16 a linear without LoRA reads its input [N,in] forward and
      * its output's gradient [N,out] backward as bf16 that the op before (after) it wrote there
-     * (linear_reads_bf16), instead of rounding the f32 ones in a pass of its own */
+     * (linear_reads_bf16, linear_dout), instead of rounding the f32 ones in a pass of its own */
     uint16_t *in_bf16, *dout_bf16;
 } Linear;
 

@@ -295,9 +295,10 @@ typedef struct Ops {
                                 int acc);
     /* out = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
     void (*dropout_forward)(float *out, const float *inp, float p, uint64_t seed, size_t n);
-    /* dinp (+)= dout * rng_dropout_scale(seed, i, p) (acc 0: =) */
-    void (*dropout_backward)(float *dinp, const float *dout, float p, uint64_t seed, size_t n,
-                             int acc);
+    /* dinp (+)= dout * rng_dropout_scale(seed, i, p) (acc 0: =); dinp_bf16 (not NULL) = bf16 of
+     * dinp's new value for a bf16 GEMM, dinp may then be NULL under acc OPS_SET */
+    void (*dropout_backward)(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
+                             uint64_t seed, size_t n, int acc);
     /* out = a + b */
     void (*add)(float *out, const float *a, const float *b, size_t n);
     /* dst += alpha * src */

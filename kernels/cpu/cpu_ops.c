@@ -374,12 +374,14 @@ static void cpu_dropout_forward(float *out, const float *inp, float p, uint64_t 
 }
 
 /* dinp[n] (+)= dout * rng_dropout_scale(seed, i, p) (acc 0: =) */
-static void cpu_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n,
-                                 int acc) {
+/* dinp[n] (+)= dout * mask (and dinp_bf16 = bf16(dinp); dinp NULL: that alone, acc OPS_SET) */
+static void cpu_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
+                                 uint64_t seed, size_t n, int acc) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float g = dout[i] * rng_dropout_scale(seed, i, p);
-        dinp[i] = acc ? dinp[i] + g : g;
+        if (dinp) g = dinp[i] = acc ? dinp[i] + g : g;
+        if (dinp_bf16) dinp_bf16[i] = f32_to_bf16(g);
     }
 }
 

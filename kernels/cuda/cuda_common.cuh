@@ -247,8 +247,8 @@ void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp
                               const uint16_t *saved, const float *dout, Activation act, size_t n,
                               int acc);
 void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n);
-void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n,
-                           int acc);
+void cuda_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
+                           uint64_t seed, size_t n, int acc);
 void cuda_add(float *out, const float *a, const float *b, size_t n);
 void cuda_axpy(float *dst, const float *src, float alpha, size_t n);
 void cuda_scale(float *x, float s, size_t n);

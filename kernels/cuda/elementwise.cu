@@ -125,14 +125,15 @@ __global__ void dropout_forward_kernel(float *out, const float *inp, float p, ui
     }
 }
 
-__global__ void dropout_backward_kernel(float *dinp, const float *dout, float p, uint64_t seed,
-                                        size_t n, int acc) {
+__global__ void dropout_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *dout,
+                                        float p, uint64_t seed, size_t n, int acc) {
     GRID_STRIDE4(i, n) {
         float d[4], dx[4] = {0};
         load4(d, dout, i, n);
         if (acc) load4(dx, dinp, i, n);
         for (int k = 0; k < 4; k++) dx[k] += d[k] * rng_dropout_scale(seed, i + k, p);
-        store4(dinp, dx, i, n);
+        if (dinp) store4(dinp, dx, i, n);
+        if (dinp_bf16) store4_bf16(dinp_bf16, dx, i, n);
     }
 }
 
@@ -143,11 +144,11 @@ void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, 
     CUDA_LAUNCHED("dropout_forward");
 }
 
-/* dinp[n] += dout[n] * mask */
-void cuda_dropout_backward(float *dinp, const float *dout, float p, uint64_t seed, size_t n,
-                           int acc) {
+/* dinp[n] (+)= dout[n] * mask and / or dinp_bf16 = bf16(dinp) */
+void cuda_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
+                           uint64_t seed, size_t n, int acc) {
     if (!n) return;
-    dropout_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, dout, p, seed, n, acc);
+    dropout_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, dinp_bf16, dout, p, seed, n, acc);
     CUDA_LAUNCHED("dropout_backward");
 }
 

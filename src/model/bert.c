@@ -215,6 +215,11 @@ static void bert_plan(Model *m, Plan *pl) {
                     &b->d_ctx, &b->d_q,  &b->d_k,   &b->d_v};
     float *reuse[] = {O[0], O[1], Fs, block, S[0], S[1], S[2], S[3], O[0]};
     for (int i = 0; i < 9; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
+    for (size_t l = 0; l < L; l++) { /* o's and ffn_out's output gradients in bf16, if read so */
+        Layer *Ly = &b->layers[l];
+        Ly->o.dout_bf16 = linear_reads_bf16(m, &Ly->o) ? (uint16_t *)b->d_br : NULL;
+        Ly->ffn_out.dout_bf16 = linear_reads_bf16(m, &Ly->ffn_out) ? (uint16_t *)b->d_br : NULL;
+    }
     PLAN_TAKE(pl, &b->d_a, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_b, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_head, 4 * B * C, any, NULL);
@@ -306,8 +311,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->layernorm_backward(b->d_c, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, dout,
                           a->xh_ffn ? NULL : a->res_ffn, a->xh_ffn, Ly->ln_ffn.w->value,
                           a->mean_ffn, a->rstd_ffn, N, C, OPS_SET);
-    const float *dy =
-        dropout_grad(m, b->d_br, b->d_c, d.hidden, model_site(seed, l, SITE_FFN_DROP), NC);
+    const float *dy = linear_dout(m, &Ly->ffn_out, b->d_br, b->d_c, d.hidden,
+                                  model_site(seed, l, SITE_FFN_DROP), NC);
     linear_backward(m, &Ly->ffn_out, b->d_ffn, dy, a->ffn_act, N, d.lora,
                     model_site(seed, l, SITE_FFN_OUT), OPS_SET);
     uint16_t *d_bf16 = Ly->ffn_in.dout_bf16; /* else ffn_in rounds d_ffn2 */
@@ -320,8 +325,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->layernorm_backward(b->d_r, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c,
                           a->xh_attn ? NULL : a->res_attn, a->xh_attn, Ly->ln_attn.w->value,
                           a->mean_attn, a->rstd_attn, N, C, OPS_SET);
-    const float *da = dropout_grad(m, b->d_br, b->d_r, attn_out_dropout(m, d),
-                                   model_site(seed, l, SITE_O_DROP), NC);
+    const float *da = linear_dout(m, &Ly->o, b->d_br, b->d_r, attn_out_dropout(m, d),
+                                  model_site(seed, l, SITE_O_DROP), NC);
     linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(seed, l, SITE_O),
                     OPS_SET);
     attention_backward(m, a, d, model_site(seed, l, SITE_ATT));
@@ -353,7 +358,7 @@ static void head_backward(Model *m, Drop d, uint64_t seed) {
     o->zero(b->d_head, 4 * BC * sizeof(float));
     linear_backward(m, &b->cls, d_in, m->dlogits, b->head_in, B, d.lora,
                     model_site(seed, L, SITE_CLS), OPS_ADD);
-    o->dropout_backward(d_act, d_in, d.classifier, model_site(seed, L, SITE_HEAD_DROP), BC,
+    o->dropout_backward(d_act, NULL, d_in, d.classifier, model_site(seed, L, SITE_HEAD_DROP), BC,
                         OPS_ADD);
     o->activation_backward(d_pre, NULL, b->pre_out, NULL, d_act, b->pre_act, BC, OPS_ADD);
     int body = b->lowest_trained_layer < L;

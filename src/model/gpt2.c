@@ -183,9 +183,12 @@ static void gpt2_plan(Model *m, Plan *pl) {
     for (int i = 0; i < 10; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_v, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
-    for (size_t l = 0; l < L; l++) /* the activation's input gradient in bf16 where c_fc reads it */
-        b->layers[l].c_fc.dout_bf16 =
-            linear_reads_bf16(m, &b->layers[l].c_fc) ? (uint16_t *)b->d_fc : NULL;
+    for (size_t l = 0; l < L; l++) { /* output gradients in bf16 where their linears read them so */
+        Layer *Ly = &b->layers[l];
+        Ly->c_fc.dout_bf16 = linear_reads_bf16(m, &Ly->c_fc) ? (uint16_t *)b->d_fc : NULL;
+        Ly->c_proj.dout_bf16 = linear_reads_bf16(m, &Ly->c_proj) ? (uint16_t *)b->d_r : NULL;
+        Ly->mlp_proj.dout_bf16 = linear_reads_bf16(m, &Ly->mlp_proj) ? (uint16_t *)b->d_r : NULL;
+    }
 }
 
 /* The KV cache (generation): per layer, keys then values [cache_len, C]. */
@@ -288,8 +291,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, NH = c->num_heads;
     size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size, F4 = sizeof(float);
     /* MLP: out = a + drop(mlp.c_proj(gelu_tanh(c_fc(n2)))), n2 = ln_2(a) */
-    const float *dy =
-        dropout_grad(m, b->d_r, dout, d.hidden, model_site(seed, l, SITE_MLP_DROP), NC);
+    const float *dy = linear_dout(m, &Ly->mlp_proj, b->d_r, dout, d.hidden,
+                                  model_site(seed, l, SITE_MLP_DROP), NC);
     linear_backward(m, &Ly->mlp_proj, b->d_act, dy, a->act, N, d.lora,
                     model_site(seed, l, SITE_MLP), OPS_SET);
     uint16_t *d_bf16 = Ly->c_fc.dout_bf16; /* else c_fc rounds d_fc */
@@ -301,7 +304,8 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                           a->xh2, Ly->ln_2.w->value, a->mean2, a->rstd2, N, C, OPS_SET);
     o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     /* attention: a = x + drop(c_proj(attention(q, k, v))), q|k|v = c_attn(n1), n1 = ln_1(x) */
-    dy = dropout_grad(m, b->d_r, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
+    dy = linear_dout(m, &Ly->c_proj, b->d_r, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP),
+                     NC);
     linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora, model_site(seed, l, SITE_PROJ),
                     OPS_SET);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */

@@ -1151,8 +1151,15 @@ void model_share_input(Linear *const *ls, int n) {
 const float *dropout_grad(Model *m, float *scratch, const float *g, float p, uint64_t seed,
                           size_t n) {
     if (p <= 0) return g;
-    m->ops->dropout_backward(scratch, g, p, seed, n, OPS_SET);
+    m->ops->dropout_backward(scratch, NULL, g, p, seed, n, OPS_SET);
     return scratch;
+}
+
+const float *linear_dout(Model *m, const Linear *l, float *scratch, const float *g, float p,
+                         uint64_t seed, size_t n) {
+    if (!l->dout_bf16) return dropout_grad(m, scratch, g, p, seed, n);
+    m->ops->dropout_backward(NULL, l->dout_bf16, g, p, seed, n, OPS_SET);
+    return NULL;
 }
 
 float *layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *dout,

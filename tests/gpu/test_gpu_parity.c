@@ -185,7 +185,7 @@ static void test_elementwise(size_t n, int quick) {
         BACKENDS(w, o) {
             o->dropout_forward(F(out, w), F(x, w), p, 1234 + k, n);
             o->dropout_forward(F(inplace, w), F(inplace, w), p, 99, n);
-            o->dropout_backward(F(dx, w), F(dy, w), p, 1234 + k, n, OPS_ADD);
+            o->dropout_backward(F(dx, w), NULL, F(dy, w), p, 1234 + k, n, OPS_ADD);
         }
         NAME("dropout p=%.1f n=%zu", p, n);
         compare("out", out, EXACT);
@@ -470,7 +470,7 @@ static void test_first_writers(int N, int C, int OC, int R) {
         o->rmsnorm_forward(F(ln, w), F(rstd, w), NULL, F(x, w), F(lw, w), 1e-5f, N, C);
         o->rmsnorm_backward(F(d[9], w), NULL, F(g, w), F(x, w), NULL, F(lw, w), F(rstd, w), N, C,
                             OPS_SET);
-        o->dropout_backward(F(d[10], w), F(g, w), 0.3f, 9, NC, OPS_SET);
+        o->dropout_backward(F(d[10], w), NULL, F(g, w), 0.3f, 9, NC, OPS_SET);
         o->matmul_backward(F(d[0], w), NULL, NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
         o->matmul_backward_bf16(F(d[1], w), dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C, K,
                                 OPS_SET);
@@ -655,7 +655,8 @@ static void test_saved_bf16(int N, int C) {
 
 /* ---- outputs written in bf16 for the bf16 GEMM that reads them next ----
  * The FFN's activation and SwiGLU write bf16(out) forward and bf16(dinp) backward instead of
- * f32 (the model's non-adapted linears then need no rounding pass). Given alone, each copy is
+ * f32, and dropout bf16(dinp) backward (the model's non-adapted linears then need no rounding
+ * pass). Given alone, each copy is
  * the backends' f32 result rounded (compare_bf16 at ELEM_TOL's atol); given beside the f32
  * output, the GPU's copy is that output rounded, bit for bit. */
 static void check_rounded(const char *tensor, const Pair *f, const Pair *b, size_t n) {
@@ -699,6 +700,12 @@ static void test_bf16_outputs(size_t n) {
         compare("dinp", dx, ELEM_TOL);
         check_rounded("dinp", dx, ob, n);
     }
+    NAME("dropout_backward, bf16 output, n=%zu", n);
+    BACKENDS(w, o) o->dropout_backward(NULL, ob->mem[w], F(dout, w), 0.1f, 9, n, OPS_SET);
+    compare_bf16("dinp", ob, 0.0);
+    BACKENDS(w, o) o->dropout_backward(F(dx, w), ob->mem[w], F(dout, w), 0.1f, 9, n, OPS_ADD);
+    compare("dinp", dx, ELEM_TOL);
+    check_rounded("dinp", dx, ob, n);
     NAME("swiglu, bf16 outputs, n=%zu", n);
     BACKENDS(w, o) o->swiglu_forward(NULL, ob->mem[w], NULL, F(x, w), F(u, w), n);
     compare_bf16("out", ob, 1e-5);
