@@ -373,8 +373,8 @@ static void cpu_dropout_forward(float *out, const float *inp, float p, uint64_t 
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * rng_dropout_scale(seed, i, p);
 }
 
-/* dinp[n] (+)= dout * rng_dropout_scale(seed, i, p) (acc 0: =) */
-/* dinp[n] (+)= dout * mask (and dinp_bf16 = bf16(dinp); dinp NULL: that alone, acc OPS_SET) */
+/* dinp[n] (+)= dout * rng_dropout_scale(seed, i, p) (acc 0: =), and dinp_bf16 = bf16(dinp)
+ * (dinp NULL: that alone, acc OPS_SET) */
 static void cpu_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
                                  uint64_t seed, size_t n, int acc) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
