@@ -1795,6 +1795,39 @@ static void test_bf16_outputs(void) {
     free(x), free(u), free(dout), free(f[0]), free(f[1]), free(h[0]), free(h[1]);
 }
 
+/* residual_norm_forward against the passes it replaces (dropout_forward, add, the norm), for
+ * layer and RMS norm, with the sum kept in place of a and not kept: the same values up to one
+ * rounding of the dropped a plus b (which a fused multiply-add may skip). */
+static void test_residual_norm(void) {
+    size_t n = (size_t)N * C;
+    float *a = rand_vec(n, -2, 2), *b = rand_vec(n, -2, 2), *w = rand_vec(C, 0.5f, 1.5f);
+    float *bias = rand_vec(C, -1, 1), *x = rand_vec(n, 0, 0), *sum = rand_vec(n, 0, 0);
+    float *want = rand_vec(n, 0, 0), *got = rand_vec(n, 0, 0), st[4][N];
+    uint16_t *xh[2] = {malloc(n * sizeof(uint16_t)), malloc(n * sizeof(uint16_t))};
+    for (int rms = 0; rms < 2; rms++)
+        for (int keep = 0; keep < 2; keep++) {
+            float p = keep ? 0.3f : 0.0f, *mean = rms ? NULL : st[0];
+            ops->dropout_forward(x, a, p, 11, n);
+            ops->add(x, x, b, n);
+            if (rms)
+                ops->rmsnorm_forward(want, st[1], xh[0], x, w, 1e-5f, N, C);
+            else
+                ops->layernorm_forward(want, st[0], st[1], xh[0], x, w, bias, 1e-5f, N, C);
+            memcpy(sum, a, n * sizeof *a); /* the sum over a, in place */
+            ops->residual_norm_forward(got, keep ? sum : NULL, rms ? NULL : st[2], st[3], xh[1],
+                                       keep ? sum : a, b, p, 11, w, rms ? NULL : bias, 1e-5f, N, C);
+            CHECK(off_by("residual_norm out", got, want, n, 1e-5) == 0);
+            CHECK(off_by("residual_norm rstd", st[3], st[1], N, 1e-5) == 0);
+            if (mean) CHECK(off_by("residual_norm mean", st[2], mean, N, 1e-5) == 0);
+            if (keep) CHECK(off_by("residual_norm sum", sum, x, n, 1e-6) == 0);
+            size_t steps = 0;
+            for (size_t i = 0; i < n; i++) steps += xh[0][i] != xh[1][i];
+            CHECK(steps <= n / 100); /* xhat's bf16: a step apart where the sums round apart */
+        }
+    free(a), free(b), free(w), free(bias), free(x), free(sum), free(want), free(got);
+    free(xh[0]), free(xh[1]);
+}
+
 int main(void) {
     CHECK(!strcmp(ops->name, "cpu"));
     test_embedding();
@@ -1840,5 +1873,6 @@ int main(void) {
     test_adamw();
     test_norm_and_memory();
     test_parallel_matches_serial();
+    test_residual_norm();
     return check_report();
 }

@@ -125,6 +125,13 @@ typedef struct Ops {
     void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
                              const uint16_t *xh, const float *weight, const float *rstd, int N,
                              int C, int acc);
+    /* The residual stream's norm in one pass over its inputs: x = dropout(a; p, seed) + b
+     * (dropout_forward's mask), out = layer norm of x as layernorm_forward, or RMS norm as
+     * rmsnorm_forward when mean is NULL (bias NULL); sum (not NULL, may be a) = x, where backward
+     * or a later residual reads it. Instead of dropout_forward, add and the norm, each a pass. */
+    void (*residual_norm_forward)(float *out, float *sum, float *mean, float *rstd, uint16_t *xh,
+                                  const float *a, const float *b, float p, uint64_t seed,
+                                  const float *weight, const float *bias, float eps, int N, int C);
 
     /* ---- rotary position embedding, in place (HF Llama's rotate_half layout) ----
      * x [B,T,NH*HS]; for each head, position p = pos[b,t] (pos NULL: p = t) and i < HS/2,

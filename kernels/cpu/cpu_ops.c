@@ -121,26 +121,36 @@ static void save_xhat(uint16_t *xh, const float *x, float m, float s, int C) {
 
 /* ---- layer norm ---- */
 
-/* out[N,C] = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] (and xhat's bf16 copy) saved.
- * Two-pass statistics in float, biased variance (like torch). */
+/* One row of layer norm (mean != NULL) or RMS norm: o = (x - m) * s * weight (+ bias), with
+ * *mean (not NULL) = m and *rstd = s; xh (not NULL) = bf16((x - m) * s). o == x allowed. Two-pass
+ * statistics in float, biased variance (like torch). */
+static void norm_row(float *o, float *mean, float *rstd, uint16_t *xh, const float *x,
+                     const float *weight, const float *bias, float eps, int C) {
+    float m = 0.0f, var = 0.0f;
+    if (mean) {
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int c = 0; c < C; c++) sum += x[c];
+        m = sum / (float)C;
+    }
+#pragma omp simd reduction(+ : var)
+    for (int c = 0; c < C; c++) var += (x[c] - m) * (x[c] - m);
+    float s = 1.0f / sqrtf(var / (float)C + eps);
+    save_xhat(xh, x, m, s, C); /* before o, which may be x */
+    for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + (bias ? bias[c] : 0.0f);
+    if (mean) *mean = m;
+    *rstd = s;
+}
+
+/* out[N,C] = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] (and xhat's bf16 copy) saved. */
 static void cpu_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh,
                                   const float *inp, const float *weight, const float *bias,
                                   float eps, int N, int C) {
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int c = 0; c < C; c++) sum += x[c];
-        float m = sum / (float)C, var = 0.0f;
-#pragma omp simd reduction(+ : var)
-        for (int c = 0; c < C; c++) var += (x[c] - m) * (x[c] - m);
-        float s = 1.0f / sqrtf(var / (float)C + eps);
-        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
-        save_xhat(xh ? xh + (size_t)n * C : NULL, x, m, s, C);
-        mean[n] = m;
-        rstd[n] = s;
+        size_t row = (size_t)n * C;
+        norm_row(out + row, mean + n, rstd + n, xh ? xh + row : NULL, inp + row, weight, bias, eps,
+                 C);
     }
 }
 
@@ -200,14 +210,25 @@ static void cpu_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const flo
                                 const float *weight, float eps, int N, int C) {
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float *o = out + (size_t)n * C, ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float s = 1.0f / sqrtf(ss / (float)C + eps);
-        for (int c = 0; c < C; c++) o[c] = x[c] * s * weight[c];
-        save_xhat(xh ? xh + (size_t)n * C : NULL, x, 0.0f, s, C);
-        rstd[n] = s;
+        size_t row = (size_t)n * C;
+        norm_row(out + row, NULL, rstd + n, xh ? xh + row : NULL, inp + row, weight, NULL, eps, C);
+    }
+}
+
+/* x = drop(a) + b into sum (or out), then its norm (RMS when mean is NULL) as above, a row at a
+ * time */
+static void cpu_residual_norm_forward(float *out, float *sum, float *mean, float *rstd,
+                                      uint16_t *xh, const float *a, const float *b, float p,
+                                      uint64_t seed, const float *weight, const float *bias,
+                                      float eps, int N, int C) {
+#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        size_t row = (size_t)n * C;
+        float *x = (sum ? sum : out) + row;
+        for (int c = 0; c < C; c++)
+            x[c] = a[row + c] * rng_dropout_scale(seed, row + c, p) + b[row + c];
+        norm_row(out + row, mean ? mean + n : NULL, rstd + n, xh ? xh + row : NULL, x, weight, bias,
+                 eps, C);
     }
 }
 
@@ -1049,6 +1070,7 @@ const Ops ops_cpu = {
     .layernorm_backward = cpu_layernorm_backward,
     .rmsnorm_forward = cpu_rmsnorm_forward,
     .rmsnorm_backward = cpu_rmsnorm_backward,
+    .residual_norm_forward = cpu_residual_norm_forward,
     .rope_forward = cpu_rope_forward,
     .rope_backward = cpu_rope_backward,
     .swiglu_forward = cpu_swiglu_forward,

@@ -483,6 +483,7 @@ extern "C" const Ops ops_cuda = {
     .layernorm_backward = cuda_layernorm_backward,
     .rmsnorm_forward = cuda_rmsnorm_forward,
     .rmsnorm_backward = cuda_rmsnorm_backward,
+    .residual_norm_forward = cuda_residual_norm_forward,
     .rope_forward = cuda_rope_forward,
     .rope_backward = cuda_rope_backward,
     .swiglu_forward = cuda_swiglu_forward,

@@ -197,6 +197,9 @@ void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *in
 void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                            const uint16_t *xh, const float *weight, const float *rstd, int N, int C,
                            int acc);
+void cuda_residual_norm_forward(float *out, float *sum, float *mean, float *rstd, uint16_t *xh,
+                                const float *a, const float *b, float p, uint64_t seed,
+                                const float *weight, const float *bias, float eps, int N, int C);
 void cuda_rope_forward(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 void cuda_rope_backward(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,

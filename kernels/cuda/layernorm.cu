@@ -3,28 +3,44 @@
  * both run the same kernels with `rms` set (mean taken as 0). One warp per row
  * (C is a few hundred to a few thousand: the row stays in L1 across the passes), forward
  * four columns a lane at a time; the backward adds up the weight/bias gradients in its dinp
- * pass, per block in shared memory, a column a lane (distinct banks for its shared atomics). Not
- * fused with the residual add: the model calls add then the norm. */
+ * pass, per block in shared memory, a column a lane (distinct banks for its shared atomics). The
+ * forward also takes the residual stream's dropout and add (residual_norm_forward): its first
+ * pass forms x = drop(a) + b and leaves it in sum (or out) for the other two. */
 #include "cuda_common.cuh"
 
 /* warps a block (a row each at a time); rows a warp when the backward sums columns, so that
  * fewer blocks meet in global atomics */
 enum { LN_WARPS = 8, LN_ROWS_PER_WARP = 4 };
 
-/* out[N,C] = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] and xh [N,C] = bf16((inp -
- * mean) * rstd) saved (if not NULL). rms: mean is 0 (not computed). A lane takes four columns at
- * a time (one float4 where aligned); the two statistics passes and the output pass find the row
- * in L1. */
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, uint16_t *xh,
-                                         const float *inp, const float *weight, const float *bias,
+/* out[N,C] = (x - mean) * rstd * weight + bias with x = inp, or (res not NULL) x = drop(inp; p,
+ * seed) + res, kept in sum (or out) for the later passes; mean[N], rstd[N] and xh [N,C] =
+ * bf16((x - mean) * rstd) saved (if not NULL). rms: mean is 0 (not computed). A lane takes four
+ * columns at a time (one float4 where aligned), the same in every pass; the two statistics
+ * passes and the output pass find the row in L1. */
+__global__ void layernorm_forward_kernel(float *out, float *sum, float *mean, float *rstd,
+                                         uint16_t *xh, const float *inp, const float *res, float p,
+                                         uint64_t seed, const float *weight, const float *bias,
                                          float eps, int N, int C, bool rms) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
         const float *x = inp + n * C;
         float s = 0.0f, ss = 0.0f, v[4];
-        for (int c = 4 * lane; c < C; c += 128) {
-            load4(v, x, c, C); /* zero past C */
-            s += (v[0] + v[1]) + (v[2] + v[3]);
+        if (res) { /* x = drop(inp) + res, into sum or out (the lane's own columns) */
+            float *keep = (sum ? sum : out) + n * C;
+            for (int c = 4 * lane; c < C; c += 128) {
+                float r[4];
+                load4(v, x, c, C), load4(r, res + n * C, c, C);
+                for (int k = 0; k < 4; k++)
+                    v[k] = v[k] * rng_dropout_scale(seed, (size_t)n * C + c + k, p) + r[k];
+                store4(keep, v, c, C);
+                s += (v[0] + v[1]) + (v[2] + v[3]);
+            }
+            x = keep;
+        } else {
+            for (int c = 4 * lane; c < C; c += 128) {
+                load4(v, x, c, C); /* zero past C */
+                s += (v[0] + v[1]) + (v[2] + v[3]);
+            }
         }
         float m = rms ? 0.0f : warp_sum(s) / C;
         for (int c = 4 * lane; c < C; c += 128) {
@@ -101,9 +117,19 @@ static unsigned warp_row_blocks(int N) {
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
                             const float *weight, const float *bias, float eps, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(out, mean, rstd, xh, inp,
-                                                                    weight, bias, eps, N, C, false);
+    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(
+        out, NULL, mean, rstd, xh, inp, NULL, 0.0f, 0, weight, bias, eps, N, C, false);
     CUDA_LAUNCHED("layernorm_forward");
+}
+
+/* x = drop(a) + b (sum = x), out = its layer norm, or RMS norm when mean is NULL */
+void cuda_residual_norm_forward(float *out, float *sum, float *mean, float *rstd, uint16_t *xh,
+                                const float *a, const float *b, float p, uint64_t seed,
+                                const float *weight, const float *bias, float eps, int N, int C) {
+    if (N <= 0 || C <= 0) return;
+    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(
+        out, sum, mean, rstd, xh, a, b, p, seed, weight, bias, eps, N, C, mean == NULL);
+    CUDA_LAUNCHED("residual_norm_forward");
 }
 
 void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -127,8 +153,8 @@ void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
 void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
                           const float *weight, float eps, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(out, NULL, rstd, xh, inp,
-                                                                    weight, NULL, eps, N, C, true);
+    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(
+        out, NULL, NULL, rstd, xh, inp, NULL, 0.0f, 0, weight, NULL, eps, N, C, true);
     CUDA_LAUNCHED("rmsnorm_forward");
 }
 

@@ -269,19 +269,16 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     Layer *Ly = &bert(m)->layers[l];
     LayerActs *a = &bert(m)->acts[l];
     int N = m->B * m->T, F = c->ffn_size;
-    size_t NC = (size_t)N * c->hidden_size;
     uint64_t sites[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->x, N, d.lora,
                          model_sites(sites, 3, seed, l, SITE_Q));
     attention_forward(m, a, d, model_site(seed, l, SITE_ATT));
     linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
-    float po = attn_out_dropout(m, d);
-    if (po > 0)
-        o->dropout_forward(a->res_attn, a->res_attn, po, model_site(seed, l, SITE_O_DROP), NC);
-    o->add(a->res_attn, a->res_attn, a->x, NC);
-    o->layernorm_forward(a->h_attn, a->mean_attn, a->rstd_attn, a->xh_attn, a->res_attn,
-                         Ly->ln_attn.w->value, Ly->ln_attn.b->value, c->layer_norm_eps, N,
-                         c->hidden_size);
+    /* h = LN(drop(o) + x); the sum stays where backward reads it instead of xhat */
+    o->residual_norm_forward(a->h_attn, a->xh_attn ? NULL : a->res_attn, a->mean_attn, a->rstd_attn,
+                             a->xh_attn, a->res_attn, a->x, attn_out_dropout(m, d),
+                             model_site(seed, l, SITE_O_DROP), Ly->ln_attn.w->value,
+                             Ly->ln_attn.b->value, c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora,
                    model_site(seed, l, SITE_FFN_IN));
     uint16_t *act_bf16 = Ly->ffn_out.in_bf16; /* else ffn_out rounds ffn_act */
@@ -289,13 +286,10 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
                           c->activation, (size_t)N * F);
     linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora,
                    model_site(seed, l, SITE_FFN_OUT));
-    if (d.hidden > 0)
-        o->dropout_forward(a->res_ffn, a->res_ffn, d.hidden, model_site(seed, l, SITE_FFN_DROP),
-                           NC);
-    o->add(a->res_ffn, a->res_ffn, a->h_attn, NC);
-    o->layernorm_forward(a->out, a->mean_ffn, a->rstd_ffn, a->xh_ffn, a->res_ffn,
-                         Ly->ln_ffn.w->value, Ly->ln_ffn.b->value, c->layer_norm_eps, N,
-                         c->hidden_size);
+    o->residual_norm_forward(a->out, a->xh_ffn ? NULL : a->res_ffn, a->mean_ffn, a->rstd_ffn,
+                             a->xh_ffn, a->res_ffn, a->h_attn, d.hidden,
+                             model_site(seed, l, SITE_FFN_DROP), Ly->ln_ffn.w->value,
+                             Ly->ln_ffn.b->value, c->layer_norm_eps, N, c->hidden_size);
 }
 
 /* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */

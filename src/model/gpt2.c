@@ -226,11 +226,9 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     LayerActs *a = &gpt2(m)->acts[l];
     size_t NC = (size_t)N * c->hidden_size;
     linear_forward(m, &Ly->c_proj, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_PROJ));
-    if (d.hidden > 0)
-        o->dropout_forward(a->a, a->a, d.hidden, model_site(seed, l, SITE_PROJ_DROP), NC);
-    o->add(a->a, a->a, a->x, NC);
-    o->layernorm_forward(a->n2, a->mean2, a->rstd2, a->xh2, a->a, Ly->ln_2.w->value,
-                         Ly->ln_2.b->value, c->layer_norm_eps, N, c->hidden_size);
+    o->residual_norm_forward(a->n2, a->a, a->mean2, a->rstd2, a->xh2, a->a, a->x, d.hidden,
+                             model_site(seed, l, SITE_PROJ_DROP), Ly->ln_2.w->value,
+                             Ly->ln_2.b->value, c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC));
     uint16_t *act_bf16 = Ly->mlp_proj.in_bf16; /* else mlp_proj rounds act */
     o->activation_forward(act_bf16 ? NULL : a->act, act_bf16, a->fc_bf16, a->fc, c->activation,

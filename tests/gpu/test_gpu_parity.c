@@ -581,6 +581,28 @@ static void compare_bf16(const char *tensor, const Pair *p, double atol) {
     free(b);
 }
 
+/* The residual stream's norm of x = drop(a; p) + b: layer norm, or RMS norm (rms); the sum kept
+ * over a (in place) or not kept. xhat's bf16 copies: compare_bf16 (the statistics' last bits). */
+static void test_residual_norm(int N, int C, int rms, float p, int keep) {
+    size_t NC = (size_t)N * C;
+    Pair *a = pair_random(NC, 2.0f), *b = pair_random(NC, 2.0f), *wgt = pair_random(C, 1.0f);
+    Pair *bias = rms ? NULL : pair_random(C, 1.0f), *out = pair_new(NC * sizeof(float));
+    Pair *mean = rms ? NULL : pair_new(N * sizeof(float)), *rstd = pair_new(N * sizeof(float));
+    Pair *xh = pair_new(NC * sizeof(uint16_t));
+    BACKENDS(w, o) {
+        o->residual_norm_forward(F(out, w), keep ? F(a, w) : NULL, F(mean, w), F(rstd, w),
+                                 xh->mem[w], F(a, w), F(b, w), p, 21, F(wgt, w), F(bias, w), 1e-5f,
+                                 N, C);
+    }
+    NAME("residual_norm %s N=%d C=%d p=%.1f keep=%d", rms ? "rms" : "layer", N, C, p, keep);
+    compare("out", out, GEMM_TOL);
+    if (mean) compare("mean", mean, GEMM_TOL);
+    compare("rstd", rstd, GEMM_TOL);
+    compare_bf16("xhat", xh, 1e-6);
+    if (keep) compare("sum", a, ELEM_TOL); /* one multiply-add apart at most */
+    pairs_free();
+}
+
 /* ---- activations kept in bf16 for backward (model.precision bf16) ----
  * Forward writes bf16 copies beside its output (compare_bf16: an input's are the same rounding
  * of the same value; a norm's xhat may be a step apart where the f32 statistics differ in the
@@ -1363,6 +1385,11 @@ int main(void) {
     test_rmsnorm(1, 13);
     test_rmsnorm(37, 576); /* SmolLM2's hidden size */
     test_rmsnorm(200, 67);
+    for (int rms = 0; rms < 2; rms++)
+        for (int keep = 0; keep < 2; keep++) {
+            test_residual_norm(37, 768, rms, keep ? 0.1f : 0.0f, keep);
+            test_residual_norm(5, 67, rms, keep ? 0.0f : 0.1f, keep); /* off the 4-value grid */
+        }
     test_rope(1, 1, 1, 2, 10000.0f, 0);
     test_rope(2, 37, 9, 64, 100000.0f, 0); /* SmolLM2's q heads */
     test_rope(3, 20, 3, 64, 100000.0f, 1);
