@@ -237,8 +237,11 @@ static void bench_norms_and_elementwise(void) {
     snprintf(name, sizeof name, "dropout_backward p=0.1 [%zu,%d]", N, db->C);
     TIME(ms, gpu->dropout_backward(g1, NULL, y, 0.1f, 3, nc, OPS_ADD));
     mem_row(name, 3.0 * nc, ms);
+    /* the rows "bf16 out" as the model calls the ops under bf16 next to a linear without LoRA:
+     * the input kept in bf16 (hb), the output or gradient written in bf16 only (ob) */
+    uint16_t *hb = (uint16_t *)g2, *ob = (uint16_t *)out;
     snprintf(name, sizeof name, "dropout_backward p=0.1, bf16 out [%zu,%d]", N, db->C);
-    TIME(ms, gpu->dropout_backward(NULL, (uint16_t *)g2, y, 0.1f, 3, nc, OPS_SET));
+    TIME(ms, gpu->dropout_backward(NULL, ob, y, 0.1f, 3, nc, OPS_SET));
     mem_row(name, 1.5 * nc, ms);
     snprintf(name, sizeof name, "activation_forward gelu [%zu,%d]", N, db->F);
     TIME(ms, gpu->activation_forward(out, NULL, NULL, x, ACT_GELU, nf));
@@ -246,9 +249,6 @@ static void bench_norms_and_elementwise(void) {
     snprintf(name, sizeof name, "activation_backward gelu [%zu,%d]", N, db->F);
     TIME(ms, gpu->activation_backward(g1, NULL, x, NULL, y, ACT_GELU, nf, OPS_ADD));
     mem_row(name, 4.0 * nf, ms);
-    /* as the model calls them under bf16 before a linear without LoRA: the input kept in bf16,
-     * the output (gradient) written in bf16 only */
-    uint16_t *hb = (uint16_t *)g2, *ob = (uint16_t *)out;
     snprintf(name, sizeof name, "activation_forward gelu, bf16 out [%zu,%d]", N, db->F);
     TIME(ms, gpu->activation_forward(NULL, ob, hb, x, ACT_GELU, nf));
     mem_row(name, 2.0 * nf, ms);
