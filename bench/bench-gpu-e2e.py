@@ -28,7 +28,8 @@ MFU = FLOPs per token * tokens/s / peak, against H200 dense BF16 989 TFLOP/s and
 cudaMemGetInfo's bytes in use after the steps minus before the model (bench_train_step).
 loraft's precision is one parameter, --precision: model.precision for bench_train_step
 (bf16: frozen weights' GEMMs on bf16 tensor cores, the rest f32 / TF32; fp32; tf32), each step
-one CUDA Graph launch unless the precision carries '/nographs' (train.cuda_graphs off). --smoke:
+one CUDA Graph launch unless the precision carries '/nographs' (train.cuda_graphs off), with
+loraft's attention kernels unless it carries '/cudnn' (model.attention cudnn). --smoke:
 tiny configs, 1 step, for a CPU check that the script works (--device cpu --smoke).
 Informative only: speed lives in bench/, never in tests.
 """
@@ -156,12 +157,14 @@ def run(cmd, timeout):
 
 def loraft_side(a, name, model_dir, T, B, precision):
     targets, dropout = LORA[name]
-    precision, graphs = (precision.split("/") + ["auto"])[:2]
-    graphs = "off" if graphs == "nographs" else graphs
+    precision, *flags = precision.split("/")
+    graphs = "off" if "nographs" in flags else "auto"
+    attention = "cudnn" if "cudnn" in flags else "loraft"
     out, why = run([a.loraft_bench, model_dir, "--random", "--device", a.device, "--batch",
                     str(B), "--seq", str(T), "--steps", str(a.steps), "--r", str(a.r),
                     "--targets", ",".join(targets), "--dropout", str(dropout),
-                    "--precision", precision, "--graphs", graphs], a.timeout)
+                    "--precision", precision, "--graphs", graphs, "--attention", attention],
+                   a.timeout)
     if why:
         return None, why
     m = re.search(r"([\d.]+) ms/step, (\d+) tokens/s, .*device memory (\d+) MiB, "
@@ -177,7 +180,7 @@ def row(case, side, precision, r, fpt):
     if r is None:
         return
     flops = fpt * r["tokens_per_s"]
-    print(f"e2e   {case:22} {side:14} {precision:13} {r['tokens_per_s']:10.0f} "
+    print(f"e2e   {case:22} {side:14} {precision:20} {r['tokens_per_s']:10.0f} "
           f"{r['ms_per_step']:9.1f} {flops * 1e-12:8.2f} {100 * flops / PEAK_BF16:8.2f} "
           f"{100 * flops / PEAK_FP32:8.1f} {r['device_mib']:10.0f}", flush=True)
 
@@ -186,8 +189,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default="distilbert-128,distilbert-512,smollm2-512,smollm2-2048")
     ap.add_argument("--precision", help="loraft's model.precision, comma-separated; a "
-                    "'/nographs' suffix runs it without CUDA Graphs (default: bf16,"
-                    "bf16/nographs,fp32 on the GPU, fp32 on the CPU, which computes fp32 only)")
+                    "'/nographs' suffix runs it without CUDA Graphs, '/cudnn' with cuDNN's "
+                    "attention (default: bf16/nographs,bf16/nographs/cudnn,bf16,fp32 on the GPU, "
+                    "fp32 on the CPU, which computes fp32 only)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=8192, help="tokens per step")
     ap.add_argument("--r", type=int, default=8)
@@ -206,12 +210,13 @@ def main():
     if a.smoke:
         a.steps, a.tokens = 1, 64
     if a.precision is None:
-        a.precision = "bf16,bf16/nographs,fp32" if a.device == "cuda" else "fp32"
+        a.precision = ("bf16/nographs,bf16/nographs/cudnn,bf16,fp32" if a.device == "cuda"
+                       else "fp32")
     print(f"# e2e: {a.tokens} tokens per step, {a.steps} timed steps after 1 warm-up, LoRA r "
           f"{a.r}; MFU vs H200 dense BF16 {PEAK_BF16 * 1e-12:.0f} and FP32 "
           f"{PEAK_FP32 * 1e-12:.0f} TFLOP/s; device MiB: loraft cudaMemGetInfo delta, PyTorch "
           f"max_memory_allocated" + ("; SMOKE (numbers meaningless)" if a.smoke else ""))
-    print(f"e2e   {'case':22} {'side':14} {'precision':13} {'tokens/s':>10} {'ms/step':>9} "
+    print(f"e2e   {'case':22} {'side':14} {'precision':20} {'tokens/s':>10} {'ms/step':>9} "
           f"{'TFLOP/s':>8} {'MFU%bf16':>8} {'MFU%fp32':>8} {'device MiB':>10}", flush=True)
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -231,7 +236,7 @@ def main():
             for precision in a.precision.split(","):
                 r, why = loraft_side(a, name, model_dir, T, B, precision)
                 if why:
-                    print(f"e2e   {label:22} {'loraft':14} {precision:13} FAILED: {why}")
+                    print(f"e2e   {label:22} {'loraft':14} {precision:20} FAILED: {why}")
                     failed += 1
                 row(label, "loraft", precision, r, fpt)
                 if r:
@@ -245,7 +250,7 @@ def main():
                             json.dumps(cfg), "--seq", str(T), "--batch", str(B), "--steps",
                             str(a.steps), "--r", str(a.r), "--device", a.device], a.timeout)
             if why:
-                print(f"e2e   {label:22} {'pytorch+peft':14} {'bf16-autocast':13} FAILED: {why}")
+                print(f"e2e   {label:22} {'pytorch+peft':14} {'bf16-autocast':20} FAILED: {why}")
                 failed += 1
                 continue
             pt = json.loads(out.strip().splitlines()[-1])
@@ -256,7 +261,7 @@ def main():
                       f"PyTorch + PEFT {pt['trainable']}")
             for precision, r in results.items():
                 if r and pt["device_mib"]:
-                    print(f"e2e   {label:22} {'loraft/pytorch':14} {precision:13} "
+                    print(f"e2e   {label:22} {'loraft/pytorch':14} {precision:20} "
                           f"{r['tokens_per_s'] / pt['tokens_per_s']:9.2f}x speed, "
                           f"{r['device_mib'] / pt['device_mib']:.2f}x memory", flush=True)
     return 1 if failed else 0

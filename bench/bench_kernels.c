@@ -477,7 +477,7 @@ static void bench_lm_head(void) {
  * sequence b keeping T - (b % 4) * T / 8 tokens. The bare comparison is the dense [T,T]
  * attention as cuBLAS GEMMs over the B*NH heads (S = Q K^T and O = P V forward; dP, dV, dQ,
  * dK backward), without softmax or masking; ours counts only the allowed pairs. */
-static void bench_attention(const Dims *d, int T, int causal) {
+static void bench_attention(const Dims *d, int T, int causal, const char *impl) {
     int B = sz->attn_tokens / T, NH = d->NH, HS = d->HS, C = NH * HS, KC = d->NKV * HS;
     size_t btc = (size_t)B * T * C, bth = (size_t)B * NH * T;
     float *q = randu(btc, 1.0f), *k = randu((size_t)B * T * KC, 1.0f);
@@ -509,9 +509,9 @@ static void bench_attention(const Dims *d, int T, int causal) {
     double flops = 4.0 * NH * HS * pairs, dense = 4.0 * B * NH * (double)T * T * HS;
     char name[64];
     const char *kind = causal ? "causal" : "padded";
-    snprintf(name, sizeof name, "attention_forward %s B=%d T=%d NH=%d", kind, B, T, NH);
+    snprintf(name, sizeof name, "%sattention_forward %s B=%d T=%d NH=%d", impl, kind, B, T, NH);
     gemm_row(name, flops, fwd, (mm_tt + mm_th) * flops / dense);
-    snprintf(name, sizeof name, "attention_backward %s B=%d T=%d NH=%d", kind, B, T, NH);
+    snprintf(name, sizeof name, "%sattention_backward %s B=%d T=%d NH=%d", impl, kind, B, T, NH);
     gemm_row(name, 2.0 * flops, bwd, (mm_tt + 3.0 * mm_th) * flops / dense);
     FREE_ALL(q, k, v, out, lse, dout, dq, dk, dv, scratch, saved, mask, S, O);
 }
@@ -643,8 +643,18 @@ int main(int argc, char **argv) {
     bench_dense(&sz->smollm2);
     bench_lm_head();
     for (int t = 0; t < 2; t++) {
-        bench_attention(&sz->smollm2, sz->T[t], 1);
-        bench_attention(&sz->distilbert, sz->T[t], 0);
+        bench_attention(&sz->smollm2, sz->T[t], 1, "");
+        bench_attention(&sz->distilbert, sz->T[t], 0, "");
+    }
+    /* model.attention cudnn at the same shapes (bf16, in a build with it; its warm-up plans) */
+    if (precision == PRECISION_BF16 && !gpu->set_attention(ATTENTION_CUDNN, &err)) {
+        for (int t = 0; t < 2; t++) {
+            bench_attention(&sz->smollm2, sz->T[t], 1, "cudnn ");
+            bench_attention(&sz->distilbert, sz->T[t], 0, "cudnn ");
+        }
+        gpu->set_attention(ATTENTION_LORAFT, NULL);
+    } else if (precision == PRECISION_BF16) {
+        printf("# no cudnn attention rows: %s\n", err.msg);
     }
     lora_header();
     bench_lora(&sz->distilbert);

@@ -3,7 +3,7 @@
  *   bench_train_step MODEL_DIR [--device cpu|cuda] [--batch B] [--seq T] [--steps N]
  *                    [--r R] [--targets q_lin,v_lin] [--strategy lora|head|full]
  *                    [--dropout P] [--random] [--precision auto|fp32|tf32|bf16]
- *                    [--graphs auto|on|off]
+ *                    [--graphs auto|on|off] [--attention loraft|cudnn]
  *
  * Random token ids (fixed seed), every sequence T tokens long; forward + backward + clipping +
  * AdamW per step, dropout on as in training. The task is the architecture's: classification
@@ -16,7 +16,7 @@
  * CUDA context is not counted), and of that the weights' and the activation plan's bytes.
  * --precision is model.precision (auto: bf16 on CUDA, fp32 on the CPU); --graphs is
  * train.cuda_graphs (auto: every step after the warm-up is one CUDA graph launch; the step runs
- * through the trainer's train_micro_step).
+ * through the trainer's train_micro_step); --attention is model.attention.
  * bench/bench-vs-pytorch.py and bench/bench-gpu-e2e.py run the same step in PyTorch + PEFT. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,11 +53,12 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train_step MODEL_DIR [--device D] [--batch B] [--seq T] "
                         "[--steps N] [--r R] [--targets a,b] [--strategy S] [--dropout P] "
-                        "[--random] [--precision auto|fp32|tf32|bf16] [--graphs auto|on|off]\n");
+                        "[--random] [--precision auto|fp32|tf32|bf16] [--graphs auto|on|off] "
+                        "[--attention loraft|cudnn]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
-    const char *precision = "auto", *graphs = "auto";
+    const char *precision = "auto", *graphs = "auto", *attention = "loraft";
     int B = 8, T = 128, steps = 5, r = 8, random = 0;
     float dropout = 0.1f;
     for (int i = 2; i < argc; i++) {
@@ -88,6 +89,8 @@ int main(int argc, char **argv) {
             graphs = val;
         else if (!strcmp(opt, "--precision"))
             precision = val;
+        else if (!strcmp(opt, "--attention"))
+            attention = val;
         else
             return fprintf(stderr, "unknown option %s\n", opt), 2;
     }
@@ -105,7 +108,8 @@ int main(int argc, char **argv) {
     spec.alpha = 2.0f * r;
     spec.dropout = dropout;
     if (!ops || precision_parse(precision, &spec.precision, &err) ||
-        model_config_load(&cfg, dir, &err) || strategy_parse(strategy, &spec.strategy, &err))
+        attention_parse(attention, &spec.attention, &err) || model_config_load(&cfg, dir, &err) ||
+        strategy_parse(strategy, &spec.strategy, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
     spec.task = arch_task(cfg.arch);
     char list[512];
@@ -144,13 +148,15 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     OpsGraphCounts graph = {0, 0, 0};
     if (ops->graph_counts) ops->graph_counts(&graph);
-    printf("loraft %s %s %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, %ld as CUDA "
+    printf("loraft %s %s %s attention %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, "
+           "%ld as CUDA "
            "graphs, peak RSS %.0f MiB, device memory %.0f MiB, trainable %zu, weights %.0f MiB, "
            "activations %.0f MiB\n",
-           ops->name, precision_name(m.spec.precision), strategy, B, T, steps, 1e3 * dt / steps,
-           (double)B * T * steps / dt, graph.launches, ru.ru_maxrss / 1024.0,
-           (double)(used_after - used_before) / 1048576.0, model_trainable_count(&m),
-           model_weight_bytes(&m) / 1048576.0, model_activation_bytes(&m) / 1048576.0);
+           ops->name, precision_name(m.spec.precision), strategy, attention_name(m.spec.attention),
+           B, T, steps, 1e3 * dt / steps, (double)B * T * steps / dt, graph.launches,
+           ru.ru_maxrss / 1024.0, (double)(used_after - used_before) / 1048576.0,
+           model_trainable_count(&m), model_weight_bytes(&m) / 1048576.0,
+           model_activation_bytes(&m) / 1048576.0);
     adamw_free(&opt, &m);
     model_free(&m);
     free(ids);

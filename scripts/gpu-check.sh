@@ -114,8 +114,23 @@ if [ "${LORAFT_GPU_USE_DEPS:-0}" = 1 ] || ! { [ -f /usr/include/cjson/cJSON.h ] 
     note "  cJSON or OpenBLAS headers not in /usr/include and no .gpu-deps/ (scripts/gpu-deps.sh fetches them)"
   fi
 fi
+# model.attention cudnn: cudnn-frontend's headers (carried in .gpu-deps/, or the cache of
+# scripts/setup-cudnn-frontend.sh) and cuDNN 9 (the toolkit's, else PyTorch's wheel's)
+cudnn_args=()
+for fe in .gpu-deps/cudnn-frontend/include "${XDG_CACHE_HOME:-$HOME/.cache}/loraft/cudnn-frontend/include"; do
+  if [ -f "$fe/cudnn_frontend.h" ]; then cudnn_args+=(-DLORAFT_CUDNN_FRONTEND="$(cd "$fe" && pwd)"); break; fi
+done
+if [ ! -f "$(dirname "$nvcc")/../include/cudnn.h" ] && [ -n "$py" ] &&
+  d=$("$py" -c "import nvidia.cudnn as c; print(list(c.__path__)[0])" 2>/dev/null) &&
+  [ -f "$d/include/cudnn.h" ]; then
+  cudnn_args+=(-DCUDNN_INCLUDE_DIR="$d/include" -DCUDNN_LIBRARY="$(ls "$d"/lib/libcudnn.so* | head -1)")
+  export LD_LIBRARY_PATH=$d/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  note "  cuDNN: PyTorch's, $d"
+fi
 step configure 120 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DLORAFT_CUDA=ON \
-  -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$arch" "${deps_args[@]}" &&
+  -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$arch" "${deps_args[@]}" \
+  "${cudnn_args[@]}" &&
+  show configure "cuDNN attention" 1 &&
   step build 300 cmake --build "$build" -j"$(nproc)" --target "${gpu_targets[@]}"
 if [ ! -x "$build/bench_kernels" ]; then
   show configure "Error|error|Could NOT|not found" 10
@@ -143,7 +158,7 @@ fi
 step sass_paths 60 python3 bench/sass-paths.py --arch sm_90
 show sass_paths "tile loop|lean|full" 36
 
-note "== end to end: loraft (bf16 with and without CUDA Graphs, fp32) vs PyTorch + PEFT (bf16 autocast, SDPA)"
+note "== end to end: loraft (bf16 without and with CUDA Graphs, with cuDNN attention, fp32) vs PyTorch + PEFT (bf16 autocast, SDPA)"
 e2e_py=${py:-python3}
 no_pt=()
 [ -z "$py" ] && no_pt=(--no-pytorch)

@@ -64,9 +64,10 @@ typedef struct TrainSpec {
     int n_targets; /* 0: the architecture's default (model_create fills it in) */
     char modules_to_save[LORA_MAX_SAVE][64]; /* none: the objective's default */
     int n_modules_to_save;
-    DpoSpec dpo;          /* TASK_DPO */
-    BaseDtype base_dtype; /* frozen dense weights: f32, bf16 or the GGUF blocks */
-    Precision precision;  /* auto (the default) until model_create resolves it */
+    DpoSpec dpo;             /* TASK_DPO */
+    BaseDtype base_dtype;    /* frozen dense weights: f32, bf16 or the GGUF blocks */
+    Precision precision;     /* auto (the default) until model_create resolves it */
+    AttentionImpl attention; /* model.attention: loraft's kernels (the default) or cuDNN's */
 } TrainSpec;
 
 /* Preference pairs of the last forward (TASK_DPO, TASK_REWARD): sums over the batch's pairs of
@@ -275,6 +276,8 @@ int base_dtype_parse(const char *s, BaseDtype *out, LfError *err); /* "f32", "bf
 const char *base_dtype_name(BaseDtype d);
 int precision_parse(const char *s, Precision *out, LfError *err); /* "auto", "fp32", ... */
 const char *precision_name(Precision p);
+int attention_parse(const char *s, AttentionImpl *out, LfError *err); /* "loraft", "cudnn" */
+const char *attention_name(AttentionImpl a);
 void train_spec_defaults(TrainSpec *s);
 Task arch_task(Arch arch); /* the task an architecture's head is for by default */
 /* The task of an adapter whose PEFT task_type gave t, on an architecture: SEQ_CLS on a decoder

@@ -82,6 +82,9 @@ static inline size_t ops_adamw_pieces(AdamWTensor *out, float *param, size_t off
 
 /* How the GEMMs and attention compute (model.precision; model.h says what each means). */
 typedef enum Precision { PRECISION_AUTO, PRECISION_FP32, PRECISION_TF32, PRECISION_BF16 } Precision;
+/* Whose kernels attention_forward / attention_backward run (model.attention): loraft's own, or
+ * cuDNN's fused attention (the CUDA backend under bf16, where built with it). */
+typedef enum AttentionImpl { ATTENTION_LORAFT, ATTENTION_CUDNN } AttentionImpl;
 
 typedef struct Ops {
     const char *name; /* "cpu" or "cuda" */
@@ -214,6 +217,15 @@ typedef struct Ops {
     /* The most this backend's device runs: fp32 on the CPU; on CUDA bf16 from compute
      * capability 8.0 (bf16 and TF32 tensor cores), fp32 below. auto resolves to it. */
     Precision (*best_precision)(void);
+    /* From now on attention_forward / attention_backward under bf16 run a's kernels, and
+     * attention_scratch / attention_saved size for them: a process-wide switch like
+     * set_precision, which the model sets at every entry and before it plans. ATTENTION_CUDNN
+     * (the CUDA backend, built with cuDNN attention: attention_cudnn.h) draws cuDNN's own
+     * dropout masks, not rng_row_dropout's, and takes a mask's keys as the prefix of each
+     * sequence that its 1s cover (the model checks that they are a prefix); under fp32 and
+     * tf32 loraft's kernels run. Returns -1 with the reason in err, switching nothing, where
+     * this backend cannot run a. */
+    int (*set_attention)(AttentionImpl a, LfError *err);
 
     /* ---- LoRA branch beside a dense layer ----
      * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop(inp)[n,k] = inp[n,k] *

@@ -27,6 +27,7 @@ typedef struct TrainConfig {
     char device[16];             /* "auto" | "cpu" | "cuda" */
     char base_dtype[8];          /* "f32" | "bf16" | "q": frozen dense weights */
     char precision[8];           /* "auto" | "fp32" | "tf32" | "bf16": how GEMMs compute */
+    char attention[8];           /* "loraft" | "cudnn": whose attention kernels */
     int num_labels;              /* 0 = from the model config (or from labels) */
     char labels[MAX_LABELS][64]; /* label names in id order, e.g. ["neg","pos"] */
     int n_labels;

@@ -386,6 +386,12 @@ static Precision cpu_best_precision(void) {
     return PRECISION_FP32;
 }
 
+static int cpu_set_attention(AttentionImpl a, LfError *err) {
+    if (a == ATTENTION_LORAFT) return 0;
+    return lf_fail(err, "model.attention cudnn: cuDNN runs on the cuda device only (the CPU has "
+                        "loraft's attention)");
+}
+
 /* ---- element-wise (dropout first) ---- */
 
 /* out[n] = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
@@ -1085,6 +1091,7 @@ const Ops ops_cpu = {
     .lora_down_bf16 = cpu_lora_down_bf16,
     .set_precision = cpu_set_precision,
     .best_precision = cpu_best_precision,
+    .set_attention = cpu_set_attention,
     .lora_forward = cpu_lora_forward,
     .lora_backward = cpu_lora_backward,
     .lora_backward_bf16 = cpu_lora_backward_bf16,

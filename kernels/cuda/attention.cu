@@ -29,6 +29,7 @@
  * kernels on tensor cores (the *_tc kernels below, where their layout is described).
  *
  * Dropout on P uses index ((b*NH + h)*T + i)*T + j, P's element index, as the CPU does. */
+#include "attention_cudnn.h"
 #include "cuda_common.cuh"
 #include "loraft/activation.h"
 #include "mma_bf16.cuh"
@@ -958,9 +959,98 @@ static AttCopies att_copies(float *saved, float *scratch, const Heads g) {
     return a;
 }
 
+/* ---- model.attention cudnn: cuDNN's fused attention (attention_cudnn.h) on the same copies of
+ * q, k, v (saved) and dout, its O written as bf16(out) and its stats as lse; the ops' f32 out,
+ * dq, dk, dv then widened from its bf16 ones. ---- */
+static AttentionImpl attention_impl = ATTENTION_LORAFT;
+
+int cuda_set_attention(AttentionImpl a, LfError *err) {
+    const char *why = a == ATTENTION_CUDNN ? cudnn_sdpa_unavailable() : NULL;
+    if (why) return lf_fail(err, "%s", why);
+    attention_impl = a;
+    return 0;
+}
+
+static bool use_cudnn(void) {
+    return attention_impl == ATTENTION_CUDNN && cuda_precision() == PRECISION_BF16;
+}
+
+/* The scratch under cudnn, each part 16-byte aligned: the sequences' lengths [2B] and the
+ * dropout's seed and offset (attention_cudnn.h), dout's heads_bf16 copy, then cuDNN's bf16 dq,
+ * dk, dv (token-major). */
+typedef struct CudnnParts {
+    int32_t *seq_len;
+    int64_t *rng;
+    bf16 *dout, *dq, *dk, *dv;
+} CudnnParts;
+
+static size_t bf16_floats(size_t n) { /* n bf16 in whole 16-byte chunks, in floats */
+    return (n + 7) / 8 * 4;
+}
+/* The parts' offsets in floats (at[6]); returns the floats of them all. */
+static size_t cudnn_layout(const Heads g, size_t at[6]) {
+    size_t tokens = (size_t)g.B * g.T, n = 0;
+    size_t sizes[6] = {(2 * (size_t)g.B + 3) / 4 * 4,
+                       4,
+                       bf16_floats(copy_elems(g.B, g.T, g.NH, g.HS)),
+                       bf16_floats(tokens * g.NH * g.HS),
+                       bf16_floats(tokens * g.NKV * g.HS),
+                       bf16_floats(tokens * g.NKV * g.HS)};
+    for (int i = 0; i < 6; i++) at[i] = n, n += sizes[i];
+    return n;
+}
+static CudnnParts cudnn_parts(float *scratch, const Heads g) {
+    size_t at[6];
+    cudnn_layout(g, at);
+    CudnnParts c = {(int32_t *)(scratch + at[0]), (int64_t *)(scratch + at[1]),
+                    (bf16 *)(scratch + at[2]),    (bf16 *)(scratch + at[3]),
+                    (bf16 *)(scratch + at[4]),    (bf16 *)(scratch + at[5])};
+    return c;
+}
+static size_t cudnn_scratch(const Heads g) {
+    size_t at[6];
+    return cudnn_layout(g, at);
+}
+
+/* seq_len: every sequence's queries (T), then its keys (the mask's 1s: a prefix, the model
+ * checks); rng: the seed and offset 0. A warp per sequence. */
+__global__ void sdpa_inputs_kernel(int32_t *seq_len, int64_t *rng, const int32_t *mask,
+                                   uint64_t seed, int B, int T) {
+    int lane = threadIdx.x & 31;
+    if (blockIdx.x == 0 && threadIdx.x == 0) rng[0] = (int64_t)seed, rng[1] = 0;
+    WARP_ROWS(b, (size_t)B) {
+        int keys = 0;
+        for (int t = lane; t < T && mask; t += 32) keys += mask[b * T + t] != 0;
+        keys = warp_sum(keys);
+        if (lane == 0) seq_len[b] = T, seq_len[B + b] = keys;
+    }
+}
+
+/* dst[i] (+)= src[i] (acc 0: =), a bf16 result of cuDNN's widened into an op's f32 output. */
+__global__ void widen_bf16_kernel(float *dst, const bf16 *src, size_t n, int add) {
+    GRID_STRIDE(i, n) put_grad(dst + i, __bfloat162float(src[i]), add);
+}
+static void widen_bf16(float *dst, const bf16 *src, size_t n, int add) {
+    if (!dst) return;
+    widen_bf16_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(dst, src, n, add);
+    CUDA_LAUNCHED("attention (cudnn: widen)");
+}
+
+static CudnnSdpa sdpa_shape(const Heads g, const int32_t *mask, int causal, float p) {
+    CudnnSdpa s = {g.B, g.T, g.NH, g.NKV, g.HS, padded_hs(g.HS), causal, mask != NULL, p};
+    return s;
+}
+static void sdpa_inputs(const CudnnParts c, const int32_t *mask, uint64_t seed, const Heads g) {
+    sdpa_inputs_kernel<<<cuda_blocks((size_t)g.B, ATT_WARPS), ATT_WARPS * 32>>>(
+        c.seq_len, c.rng, mask, seed, g.B, g.T);
+    CUDA_LAUNCHED("attention (cudnn: lengths)");
+}
+
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
-    (void)NKV;
-    return D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2; /* bf16: half a float */
+    size_t own = D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2; /* bf16: half a float */
+    if (attention_impl != ATTENTION_CUDNN) return own;
+    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD};
+    return own > cudnn_scratch(g) ? own : cudnn_scratch(g);
 }
 
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) {
@@ -1000,6 +1090,17 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
         if (!copies_aligned(saved, scratch)) return;
         AttCopies a = att_copies(saved, scratch, g);
         heads_bf16(a.q, q, g, NH), heads_bf16(a.k, k, g, NKV), heads_bf16(a.v, v, g, NKV);
+        if (use_cudnn()) {
+            CudnnParts c = cudnn_parts(scratch, g);
+            CudnnSdpa s = sdpa_shape(g, mask, causal, p);
+            sdpa_inputs(c, mask, seed, g);
+            const char *why = cudnn_sdpa_forward(&s, a.out, lse, a.q, a.k, a.v, c.seq_len, c.rng);
+            if (why)
+                CUDA_FAIL(why);
+            else
+                widen_bf16(out, a.out, (size_t)B * T * NH * HS, OPS_SET);
+            return;
+        }
         with_kernel_shape(HS, p, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
             constexpr int HPC = decltype(hp)::value;
             constexpr bool DROP = decltype(drop)::value;
@@ -1029,6 +1130,22 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     int tc = cuda_precision() == PRECISION_BF16;
     if (tc && !copies_aligned(saved, scratch)) return;
     AttCopies a = att_copies((float *)saved, scratch, g);
+    if (tc && use_cudnn()) {
+        CudnnParts c = cudnn_parts(scratch, g);
+        CudnnSdpa s = sdpa_shape(g, mask, causal, p);
+        heads_bf16(c.dout, dout, g, NH);
+        sdpa_inputs(c, mask, seed, g);
+        const char *why = cudnn_sdpa_backward(&s, c.dq, c.dk, c.dv, a.q, a.k, a.v, a.out, c.dout,
+                                              lse, c.seq_len, c.rng);
+        if (why) {
+            CUDA_FAIL(why);
+            return;
+        }
+        size_t nq = (size_t)B * T * NH * HS, nkv = (size_t)B * T * NKV * HS;
+        widen_bf16(dq, c.dq, nq, acc), widen_bf16(dk, c.dk, nkv, acc),
+            widen_bf16(dv, c.dv, nkv, acc);
+        return;
+    }
     size_t rows = (size_t)B * NH * T;
     dim3 grid;
     unsigned threads;

@@ -498,6 +498,7 @@ extern "C" const Ops ops_cuda = {
     .lora_down_bf16 = cuda_lora_down_bf16,
     .set_precision = cuda_set_precision,
     .best_precision = cuda_best_precision,
+    .set_attention = cuda_set_attention,
     .lora_forward = cuda_lora_forward,
     .lora_backward = cuda_lora_backward,
     .lora_backward_bf16 = cuda_lora_backward_bf16,

@@ -241,6 +241,7 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                              uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS,
                              int acc);
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
+int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
                            float *scratch, int n, int pos0, int NH, int NKV, int HS);

@@ -67,6 +67,19 @@ const char *precision_name(Precision p) {
     return precision_names[p];
 }
 
+static const char *const attention_names[] = {"loraft", "cudnn"};
+
+int attention_parse(const char *s, AttentionImpl *out, LfError *err) {
+    int i = name_index(attention_names, 2, s);
+    if (i < 0) return lf_fail(err, "unknown attention '%s' (expected loraft or cudnn)", s);
+    *out = (AttentionImpl)i;
+    return 0;
+}
+
+const char *attention_name(AttentionImpl a) {
+    return attention_names[a];
+}
+
 void train_spec_defaults(TrainSpec *s) {
     memset(s, 0, sizeof *s);
     s->strategy = STRATEGY_LORA;
@@ -842,6 +855,16 @@ static int resolve_precision(TrainSpec *s, const Ops *ops, LfError *err) {
                    precision_name(s->precision));
 }
 
+/* model.attention: the backend says whether it runs it (its switch set before the plan asks for
+ * attention's scratch); cuDNN's kernels run under bf16 only (the switch is put back then). */
+static int choose_attention(const TrainSpec *s, const Ops *ops, LfError *err) {
+    if (ops->set_attention(s->attention, err)) return -1;
+    if (s->attention == ATTENTION_LORAFT || s->precision == PRECISION_BF16) return 0;
+    ops->set_attention(ATTENTION_LORAFT, NULL);
+    return lf_fail(err, "model.attention cudnn runs under model.precision bf16 only (it is %s)",
+                   precision_name(s->precision));
+}
+
 /* precision bf16: a frozen LM head (its own weight or the tied embedding) runs on bf16 tensor
  * cores from a bf16 copy made once here; its f32 values stay (the tied embedding reads them,
  * and generation's logits). */
@@ -875,7 +898,7 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
         return lf_fail(err, "model.task %s: a %s model is for %s", m->objective->name,
                        m->arch->name, objective_for(m->arch->task)->name);
     if (spec->strategy == STRATEGY_LORA) resolve_defaults(&m->spec, m->arch, m->objective);
-    if (resolve_precision(&m->spec, ops, err)) return -1;
+    if (resolve_precision(&m->spec, ops, err) || choose_attention(&m->spec, ops, err)) return -1;
     m->max_batch = max_batch;
     m->max_len = max_len;
     size_t pairs = readout_pairs(m);
@@ -949,6 +972,20 @@ Param *model_find_param(Model *m, const char *name) {
 /* ------------------------------------------------------------------------------------ */
 /* a step                                                                               */
 
+/* model.attention cudnn takes a sequence's keys as the prefix its mask's 1s cover. */
+static int check_prefix_masks(const Model *m, const int32_t *mask, int B, int T, LfError *err) {
+    if (m->spec.attention != ATTENTION_CUDNN) return 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 1; t < T; t++)
+            if (mask[b * T + t] && !mask[b * T + t - 1])
+                return lf_fail(err,
+                               "model.attention cudnn: sequence %d of the batch has a token at "
+                               "position %d after padding, and cuDNN takes a sequence's keys as "
+                               "a prefix (right padding): use model.attention loraft",
+                               b, t);
+    return 0;
+}
+
 int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const int32_t *mask,
                     const int32_t *labels, int B, int T, LfError *err) {
     const ModelConfig *c = &m->cfg;
@@ -962,6 +999,7 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
         if (types && (types[i] < 0 || types[i] >= (c->type_vocab_size ? c->type_vocab_size : 1)))
             return lf_fail(err, "token type %d at position %d is not supported", types[i], i);
     }
+    if (check_prefix_masks(m, mask, B, T, err)) return -1;
     m->n_valid = 0;
     if (labels && m->objective->prepare_labels(m, labels, B, T, m->host_labels, err)) return -1;
     const Ops *o = m->ops;
@@ -1186,9 +1224,11 @@ static Drop dropouts(const Model *m, int train) {
     return d;
 }
 
-/* The backend's precision switch is process-wide: each entry sets this model's. */
+/* The backend's precision and attention switches are process-wide: each entry sets this
+ * model's (its attention, checked by model_create, is one the backend runs). */
 static void use_precision(const Model *m) {
     m->ops->set_precision(m->spec.precision);
+    m->ops->set_attention(m->spec.attention, NULL);
 }
 
 int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *loss,

@@ -74,6 +74,11 @@ static const Key keys[] = {
              "fp32 only: tf32 and bf16 there are an error. bf16 converts f32 frozen weights "
              "under LoRA only (lora.strategy head saves the whole model, so its weights stay as "
              "loaded)."},
+    {"model", "attention", T_STR, AT(attention), .def = "\"loraft\"", .choices = "loraft|cudnn",
+     .help = "Whose kernels attention runs under precision bf16: loraft's own (every device, "
+             "the default), or cuDNN's fused attention (the cuda device, in a build that found "
+             "cuDNN 9 and cudnn-frontend; scripts/setup.sh fetches the latter). cudnn draws "
+             "cuDNN's own dropout masks and needs right-padded batches."},
     {"model", "num_labels", T_INT, AT(num_labels), .def = "0", RANGE(0, MAX_LABELS),
      .help = "Number of classes; 0 = from `labels`, else from the model's config.json."},
     {"model", "labels", T_LIST, AT_LIST(labels, n_labels), .def = "[]",

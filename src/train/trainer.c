@@ -155,7 +155,8 @@ static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, i
     train_spec_defaults(s);
     *rc = strategy_parse(c->strategy, &s->strategy, err) ||
           base_dtype_parse(c->base_dtype, &s->base_dtype, err) ||
-          precision_parse(c->precision, &s->precision, err);
+          precision_parse(c->precision, &s->precision, err) ||
+          attention_parse(c->attention, &s->attention, err);
     s->r = c->r;
     s->alpha = c->alpha;
     s->dropout = c->dropout;
@@ -457,12 +458,12 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     size_t trainable = model_trainable_count(&r->model), all = model_all_count(&r->model);
     fprintf(
         out,
-        "model: %s %s, %d layers, hidden %d, on %s; strategy %s; base %s, precision %s, %.1f MiB "
-        "of weights, %.1f MiB of activations\n",
+        "model: %s %s, %d layers, hidden %d, on %s; strategy %s; base %s, precision %s, attention "
+        "%s, %.1f MiB of weights, %.1f MiB of activations\n",
         arch_name(r->mcfg.arch), c->model, r->mcfg.num_layers, r->mcfg.hidden_size, ops->name,
         strategy_name(spec.strategy), base_dtype_name(spec.base_dtype),
-        precision_name(r->model.spec.precision), model_weight_bytes(&r->model) / 1048576.0,
-        model_activation_bytes(&r->model) / 1048576.0);
+        precision_name(r->model.spec.precision), attention_name(r->model.spec.attention),
+        model_weight_bytes(&r->model) / 1048576.0, model_activation_bytes(&r->model) / 1048576.0);
     char a[40], b[40];
     if (train)
         fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",

@@ -160,11 +160,16 @@ static void compare_grads(const Model *gpu, const Model *cpu, Precision prec) {
     }
 }
 
+/* model.attention of the GPU model in run and run_decoder: under cudnn the attention's dropout is
+ * off on both sides (cuDNN's masks are its own; test_gpu_parity checks them). */
+static AttentionImpl gpu_attention = ATTENTION_LORAFT;
+
 static void run(const char *dir, int arch, int every_linear, Precision prec, float lora_p) {
     ModelConfig cfg;
     LfError err;
     CHECK(model_config_load(&cfg, dir, &err) == 0);
     cfg.hidden_dropout = cfg.attention_dropout = 0.1f;
+    if (gpu_attention == ATTENTION_CUDNN) cfg.attention_dropout = 0.0f;
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.r = 4, spec.alpha = 8, spec.dropout = lora_p;
@@ -178,6 +183,7 @@ static void run(const char *dir, int arch, int every_linear, Precision prec, flo
     spec.precision = PRECISION_FP32;
     CHECK(model_create(&cpu, &cfg, &spec, &ops_cpu, dir, 5, B, T, NULL, 0, &err) == 0);
     spec.precision = prec;
+    spec.attention = gpu_attention;
     int ok = model_create(&gpu, &cfg, &spec, &ops_cuda, dir, 5, B, T, NULL, 0, &err) == 0;
     if (!ok) fprintf(stderr, "%s\n", err.msg);
     CHECK(ok);
@@ -330,6 +336,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
                         Precision prec, float lora_p, int all_targets, const char *gguf) {
     ModelConfig cfg;
     decoder_config(&cfg, arch, tied);
+    if (gpu_attention == ATTENTION_CUDNN) cfg.attention_dropout = 0.0f;
     LfError err;
     TrainSpec spec;
     train_spec_defaults(&spec);
@@ -350,6 +357,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.precision = PRECISION_FP32;
     CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, gguf, 5, LB, LT, NULL, 0, &err), &err);
     spec.precision = prec;
+    spec.attention = gpu_attention;
     int ok = model_create(&gpu, &cfg, &spec, &ops_cuda, gguf, 5, LB, LT, NULL, 0, &err) == 0;
     if (!ok) fprintf(stderr, "%s\n", err.msg);
     CHECK(ok);
@@ -599,6 +607,26 @@ int main(void) {
            bf16_worst, bf16_worst_what);
     run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("gpt2 DPO (LoRA): cuda model matches cpu\n");
+    /* model.attention cudnn, in a build with it (last, as in test_gpu_parity) */
+    LfError err;
+    if (!ops_cuda.set_attention(ATTENTION_CUDNN, &err)) {
+        ops_cuda.set_attention(ATTENTION_LORAFT, NULL);
+        gpu_attention = ATTENTION_CUDNN;
+        bf16_worst = 0;
+        char bert[700];
+        snprintf(bert, sizeof bert, "%s/bert", tmp);
+        run(bert, 1, 1, PRECISION_BF16, 0.1f);
+        run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_BF16, 0.1f, 1,
+                    NULL);
+        run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_BF16, 0.0f, 0,
+                    NULL);
+        printf("cudnn attention (bert, llama and gpt2 with LoRA, attention dropout off): cuda bf16 "
+               "within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
+               bf16_worst, bf16_worst_what);
+        gpu_attention = ATTENTION_LORAFT;
+    } else {
+        printf("cudnn attention cases skipped: %s\n", err.msg);
+    }
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     CHECK(system(cmd) == 0);

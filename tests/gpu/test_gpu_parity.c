@@ -864,6 +864,9 @@ static Pair *attention_saved(Precision p, int B, int T, int NH, int NKV, int HS)
  * 10 times tighter. lse's error is a weighted mean of the scores' errors, so it is bounded
  * absolutely: 1e-2 against f32, 1e-5 against the reference. */
 static int att_bf16; /* test_attention_grads compares as above */
+/* model.attention cudnn: cuDNN's own kernels round and tile differently, so only the bounds
+ * against the CPU's f32 hold (and its dropout masks are its own: test_cudnn_dropout) */
+static int att_cudnn;
 /* test_attention_grads' backward with OPS_SET over dq, dk, dv of NaNs (the first writer) */
 static int att_set;
 #define ATT_BF16_TOL 2e-2
@@ -1021,7 +1024,7 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     AttCase c = {B,       T,       NH,      NKV,        HS,   causal, p,
                  F(q, 0), F(k, 0), F(v, 0), F(dout, 0), NULL, NULL,   I(mask, 0)};
     float *want[5] = {NULL}; /* out, lse, dq, dk, dv by the rounded reference */
-    if (att_bf16) {
+    if (att_bf16 && !att_cudnn) {
         want[0] = calloc(BTQ, sizeof(float)), want[1] = malloc(lse->bytes);
         att_rounded(&c, 1, want[0], want[1], NULL, NULL, NULL);
         compare_host("out", out, want[0], ATT_ROUNDED_TOL);
@@ -1044,7 +1047,7 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     if (dq) compare_attention("dq", dq);
     if (dk) compare_attention("dk", dk);
     if (dv) compare_attention("dv", dv);
-    if (att_bf16) {
+    if (att_bf16 && !att_cudnn) {
         att_rounded(&c, 0, NULL, NULL, want[2], want[3], want[4]);
         if (dq) compare_host("dq", dq, want[2], ATT_ROUNDED_TOL);
         if (dk) compare_host("dk", dk, want[3], ATT_ROUNDED_TOL);
@@ -1066,6 +1069,153 @@ static void test_attention_bf16(int B, int T, int NH, int NKV, int HS, int causa
     att_bf16 = 1;
     test_attention_grads(B, T, NH, NKV, HS, causal, pad, p, 0, grads);
     att_bf16 = 0;
+    dut->set_precision(PRECISION_FP32);
+}
+
+/* ---- model.attention cudnn (a real GPU in a build with it; elsewhere the reason is printed) ----
+ * Without dropout, test_attention_grads against the CPU's f32 at the bf16 bounds. With dropout
+ * cuDNN's masks are its own, so they are read back: with v = I (T <= HS keys, value j the unit
+ * vector j), out row i is row i of the dropped P itself. Each of its elements must be 0
+ * (dropped) or the CPU's P / (1 - p) within the bf16 bound; the dropped fraction p within 4
+ * sigma; the same seed must draw the same masks and another seed others; and backward must
+ * use those masks: dq, dk, dv against the gradients of ops.h's formula evaluated here in double
+ * with the masks read back, within the bf16 bound. */
+static int use_cudnn(void) {
+    LfError err;
+    if (!dut->set_attention(ATTENTION_CUDNN, &err)) return 1;
+    static int said;
+    if (!said++) printf("cudnn attention cases skipped: %s\n", err.msg);
+    return 0;
+}
+
+static void test_attention_cudnn(int B, int T, int NH, int NKV, int HS, int causal, int pad,
+                                 unsigned grads) {
+    if (!use_cudnn()) return;
+    att_cudnn = 1;
+    test_attention_bf16(B, T, NH, NKV, HS, causal, pad, 0.0f, grads);
+    att_cudnn = 0;
+    dut->set_attention(ATTENTION_LORAFT, NULL);
+}
+
+/* The gradients of ops.h's attention with the dropped P given (pd [B,NH,T,T], 0 where dropped)
+ * and the undropped P (P, the same layout), v = I: dP = dout_h v^T is dout's first T columns. */
+static void cudnn_dropout_grads(int B, int T, int NH, int NKV, int HS, float p, const float *q,
+                                const float *k, const float *dout, const float *P, const float *pd,
+                                double *dq, double *dk, double *dv) {
+    int G = NH / NKV;
+    size_t ldq = (size_t)NH * HS, ldkv = (size_t)NKV * HS;
+    double scale = 1.0 / sqrt((double)HS);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < T; i++) {
+                const float *Pi = P + (((size_t)b * NH + h) * T + i) * T, *pdi = pd + (Pi - P);
+                size_t qi = ((size_t)b * T + i) * ldq + (size_t)h * HS;
+                double D = 0.0;
+                for (int j = 0; j < T; j++) D += dout[qi + j] * (double)bf(pdi[j]);
+                for (int j = 0; j < T; j++) {
+                    size_t kj = ((size_t)b * T + j) * ldkv + (size_t)(h / G) * HS;
+                    double M = pdi[j] != 0.0f ? 1.0 / (1.0 - p) : 0.0;
+                    double ds = Pi[j] * (M * dout[qi + j] - D);
+                    for (int d = 0; d < HS; d++) {
+                        dq[qi + d] += ds * k[kj + d] * scale;
+                        dk[kj + d] += ds * q[qi + d] * scale;
+                        dv[kj + d] += pdi[j] * (double)dout[qi + d];
+                    }
+                }
+            }
+}
+
+/* got (the GPU's, n values) within frac of the largest |want| */
+static void compare_double(const char *tensor, const float *got, const double *want, size_t n,
+                           double frac) {
+    double mx = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++) mx = fabs(want[i]) > mx ? fabs(want[i]) : mx;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(got[i] - want[i]);
+        worst = d > worst || d != d ? d : worst;
+    }
+    printf("%-58s %-6s n=%-8zu max abs %.2e  (%.2e of max) vs the masks read back\n", op_name,
+           tensor, n, worst, mx > 0 ? worst / mx : 0.0);
+    CHECK(worst <= frac * mx);
+}
+
+static void test_cudnn_dropout(int B, int T, int NH, int NKV, int HS, int causal, int pad,
+                               float p) {
+    if (!use_cudnn()) return;
+    dut->set_precision(PRECISION_BF16);
+    size_t BTQ = (size_t)B * T * NH * HS, BTK = (size_t)B * T * NKV * HS, rows = (size_t)B * NH * T;
+    float *eye = calloc(BTK, sizeof *eye);
+    for (size_t r = 0; r < (size_t)B * T * NKV; r++) eye[r * HS + r / NKV % T] = 1.0f;
+    Pair *q = pair_random(BTQ, 1.0f), *k = pair_random(BTK, 1.0f), *v = pair_upload(eye, BTK * 4);
+    Pair *mask = attention_mask(B, T, pad, 0), *dout = pair_random(BTQ, 1.0f);
+    Pair *out = pair_new(BTQ * 4), *lse = pair_new(rows * 4), *dq = pair_new(BTQ * 4);
+    Pair *dk = pair_new(BTK * 4), *dv = pair_new(BTK * 4),
+         *scratch = attention_scratch(B, T, NH, NKV, HS);
+    Pair *saved = attention_saved(PRECISION_BF16, B, T, NH, NKV, HS);
+    /* the CPU's P without dropout; then the GPU's dropped P: seed 7, seed 8, seed 7 again */
+    ref->attention_forward(F(out, 0), F(lse, 0), NULL, F(q, 0), F(k, 0), F(v, 0), I(mask, 0),
+                           causal, 0.0f, 7, F(scratch, 0), B, T, NH, NKV, HS);
+    float *P = malloc(rows * T * 4), *pd[3];
+    for (int run = 0; run < 3; run++) {
+        dut->attention_forward(F(out, 1), F(lse, 1), F(saved, 1), F(q, 1), F(k, 1), F(v, 1),
+                               I(mask, 1), causal, p, run == 1 ? 8 : 7, F(scratch, 1), B, T, NH,
+                               NKV, HS);
+        float *o = malloc(BTQ * 4);
+        dut->download(o, out->mem[1], BTQ * 4);
+        status_ok();
+        pd[run] = malloc(rows * T * 4);
+        for (size_t r = 0; r < rows; r++) { /* row (b*NH + h)*T + i of P: out[b, i, h, 0..T) */
+            size_t b = r / ((size_t)NH * T), h = r / T % NH, i = r % T;
+            size_t at = ((b * T + i) * NH + h) * HS;
+            memcpy(pd[run] + r * T, o + at, T * 4);
+            if (!run) memcpy(P + r * T, F(out, 0) + at, T * 4);
+        }
+        free(o);
+    }
+    NAME("cudnn attention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", B, T, NH, NKV, HS,
+         causal ? " causal" : "", pad, p);
+    size_t kept = 0, dropped = 0, off = 0, moved = 0, same = 0;
+    double mx = 0.0;
+    for (size_t e = 0; e < rows * T; e++) mx = P[e] > mx ? P[e] : mx;
+    for (size_t e = 0; e < rows * T; e++) {
+        if (P[e] == 0.0f) { /* hidden: never visible to cuDNN either */
+            off += pd[0][e] != 0.0f;
+            continue;
+        }
+        pd[0][e] == 0.0f ? dropped++ : kept++;
+        if (pd[0][e] != 0.0f && fabs(pd[0][e] * (1.0 - p) - P[e]) > ATT_BF16_TOL * mx) off++;
+        moved += (pd[1][e] == 0.0f) != (pd[0][e] == 0.0f);
+        same += pd[2][e] == pd[0][e];
+    }
+    double n = (double)(kept + dropped), sigma = sqrt(n * p * (1.0 - p));
+    printf("%-58s %zu of %zu visible P dropped (p n = %.0f, sigma %.1f), %zu off P / (1 - p), "
+           "%zu masks moved by another seed\n",
+           op_name, dropped, kept + dropped, n * p, sigma, off, moved);
+    CHECK(off == 0);
+    CHECK(same == kept + dropped); /* the same seed, bit for bit */
+    CHECK(fabs((double)dropped - n * p) <= 4.0 * sigma);
+    CHECK(moved > 0);
+    /* backward of the seed-7 forward (the last) with the masks read back */
+    dut->attention_backward(F(dq, 1), F(dk, 1), F(dv, 1), F(dout, 1), NULL, NULL, NULL, NULL,
+                            F(lse, 1), F(saved, 1), I(mask, 1), causal, p, 7, F(scratch, 1), B, T,
+                            NH, NKV, HS, OPS_SET);
+    NAME("cudnn attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", B, T, NH, NKV, HS,
+         causal ? " causal" : "", pad, p);
+    double *want = calloc(BTQ + 2 * BTK, sizeof *want);
+    cudnn_dropout_grads(B, T, NH, NKV, HS, p, F(q, 0), F(k, 0), F(dout, 0), P, pd[0], want,
+                        want + BTQ, want + BTQ + BTK);
+    float *got = malloc((BTQ + 2 * BTK) * 4);
+    dut->download(got, dq->mem[1], BTQ * 4);
+    dut->download(got + BTQ, dk->mem[1], BTK * 4);
+    dut->download(got + BTQ + BTK, dv->mem[1], BTK * 4);
+    status_ok();
+    compare_double("dq", got, want, BTQ, ATT_BF16_TOL);
+    compare_double("dk", got + BTQ, want + BTQ, BTK, ATT_BF16_TOL);
+    compare_double("dv", got + BTQ + BTK, want + BTQ + BTK, BTK, ATT_BF16_TOL);
+    for (int run = 0; run < 3; run++) free(pd[run]);
+    free(P), free(eye), free(want), free(got);
+    pairs_free();
+    dut->set_attention(ATTENTION_LORAFT, NULL);
     dut->set_precision(PRECISION_FP32);
 }
 
@@ -1556,5 +1706,15 @@ int main(void) {
     else
         printf("SKIP tf32: needs a real GPU (the emulation and the CPU compute TF32 as FP32)\n");
     status_ok();
+    /* model.attention cudnn: a GPU, in a build with cuDNN attention; last, so that a fault in a
+     * library this suite cannot see into costs no other case */
+    test_attention_cudnn(2, 128, 12, 12, 64, 0, 37, G_ALL); /* DistilBERT's heads, padded */
+    test_attention_cudnn(2, 70, 9, 3, 64, 1, 20, G_ALL);    /* SmolLM2's, causal, padded */
+    test_attention_cudnn(1, 200, 3, 1, 64, 1, 0, G_ALL);    /* causal MQA, no mask */
+    test_attention_cudnn(2, 45, 4, 2, 128, 1, 7, G_ALL);
+    test_attention_cudnn(2, 70, 2, 2, 40, 0, 20, G_ALL); /* HS 40 in copies of rows of 48 */
+    test_attention_cudnn(2, 37, 4, 2, 32, 1, 5, G_DW);   /* dk only */
+    test_cudnn_dropout(2, 64, 4, 4, 64, 0, 9, 0.1f);     /* an encoder's, padded */
+    test_cudnn_dropout(2, 40, 6, 2, 48, 1, 5, 0.2f);     /* causal, GQA, padded */
     return check_report();
 }
