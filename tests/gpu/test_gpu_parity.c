@@ -865,7 +865,7 @@ static Pair *attention_saved(Precision p, int B, int T, int NH, int NKV, int HS)
  * absolutely: 1e-2 against f32, 1e-5 against the reference. */
 static int att_bf16; /* test_attention_grads compares as above */
 /* model.attention cudnn: cuDNN's own kernels round and tile differently, so only the bounds
- * against the CPU's f32 hold (and its dropout masks are its own: test_cudnn_dropout) */
+ * against the CPU's f32 hold (and its dropout masks are its own: test_dropout_readback) */
 static int att_cudnn;
 /* test_attention_grads' backward with OPS_SET over dq, dk, dv of NaNs (the first writer) */
 static int att_set;
@@ -1079,7 +1079,8 @@ static void test_attention_bf16(int B, int T, int NH, int NKV, int HS, int causa
  * (dropped) or the CPU's P / (1 - p) within the bf16 bound; the dropped fraction p within 4
  * sigma; the same seed must draw the same masks and another seed others; and backward must
  * use those masks: dq, dk, dv against the gradients of ops.h's formula evaluated here in double
- * with the masks read back, within the bf16 bound. */
+ * with the masks read back, within the bf16 bound (test_dropout_readback; loraft's own bf16
+ * attention takes the same check, which shows it is one the reference's masks pass). */
 static int use_cudnn(void) {
     LfError err;
     if (!dut->set_attention(ATTENTION_CUDNN, &err)) return 1;
@@ -1139,9 +1140,10 @@ static void compare_double(const char *tensor, const float *got, const double *w
     CHECK(worst <= frac * mx);
 }
 
-static void test_cudnn_dropout(int B, int T, int NH, int NKV, int HS, int causal, int pad,
-                               float p) {
-    if (!use_cudnn()) return;
+static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int NKV, int HS,
+                                  int causal, int pad, float p) {
+    if (impl == ATTENTION_CUDNN && !use_cudnn()) return;
+    const char *who = impl == ATTENTION_CUDNN ? "cudnn" : "bf16";
     dut->set_precision(PRECISION_BF16);
     size_t BTQ = (size_t)B * T * NH * HS, BTK = (size_t)B * T * NKV * HS, rows = (size_t)B * NH * T;
     float *eye = calloc(BTK, sizeof *eye);
@@ -1172,8 +1174,8 @@ static void test_cudnn_dropout(int B, int T, int NH, int NKV, int HS, int causal
         }
         free(o);
     }
-    NAME("cudnn attention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", B, T, NH, NKV, HS,
-         causal ? " causal" : "", pad, p);
+    NAME("%s attention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", who, B, T, NH, NKV,
+         HS, causal ? " causal" : "", pad, p);
     size_t kept = 0, dropped = 0, off = 0, moved = 0, same = 0;
     double mx = 0.0;
     for (size_t e = 0; e < rows * T; e++) mx = P[e] > mx ? P[e] : mx;
@@ -1196,11 +1198,13 @@ static void test_cudnn_dropout(int B, int T, int NH, int NKV, int HS, int causal
     CHECK(fabs((double)dropped - n * p) <= 4.0 * sigma);
     CHECK(moved > 0);
     /* backward of the seed-7 forward (the last) with the masks read back */
-    dut->attention_backward(F(dq, 1), F(dk, 1), F(dv, 1), F(dout, 1), NULL, NULL, NULL, NULL,
+    int reads = !saved; /* a backend that saves nothing reads q, k, v and out */
+    dut->attention_backward(F(dq, 1), F(dk, 1), F(dv, 1), F(dout, 1), reads ? F(q, 1) : NULL,
+                            reads ? F(k, 1) : NULL, reads ? F(v, 1) : NULL, reads ? F(out, 1) : NULL,
                             F(lse, 1), F(saved, 1), I(mask, 1), causal, p, 7, F(scratch, 1), B, T,
                             NH, NKV, HS, OPS_SET);
-    NAME("cudnn attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", B, T, NH, NKV, HS,
-         causal ? " causal" : "", pad, p);
+    NAME("%s attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", who, B, T, NH, NKV,
+         HS, causal ? " causal" : "", pad, p);
     double *want = calloc(BTQ + 2 * BTK, sizeof *want);
     cudnn_dropout_grads(B, T, NH, NKV, HS, p, F(q, 0), F(k, 0), F(dout, 0), P, pd[0], want,
                         want + BTQ, want + BTQ + BTK);
@@ -1652,6 +1656,10 @@ int main(void) {
     /* HS 64's two m16 tiles a warp with one warp a block (T 20) and with mostly padding */
     test_attention_bf16(3, 20, 4, 2, 64, 1, 3, 0.1f, G_ALL);
     test_attention_bf16(2, 40, 2, 2, 64, 0, 30, 0.0f, G_ALL);
+    /* the dropout check cudnn's masks get (read back through v = I), on loraft's own: what it
+     * asks holds of the masks the reference draws too */
+    test_dropout_readback(ATTENTION_LORAFT, 2, 64, 4, 4, 64, 0, 9, 0.1f);
+    test_dropout_readback(ATTENTION_LORAFT, 2, 40, 6, 2, 48, 1, 5, 0.2f);
     att_set = 1; /* first writers over NaNs: f32 and bf16, padded, causal GQA */
     test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 1);
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
@@ -1714,7 +1722,7 @@ int main(void) {
     test_attention_cudnn(2, 45, 4, 2, 128, 1, 7, G_ALL);
     test_attention_cudnn(2, 70, 2, 2, 40, 0, 20, G_ALL); /* HS 40 in copies of rows of 48 */
     test_attention_cudnn(2, 37, 4, 2, 32, 1, 5, G_DW);   /* dk only */
-    test_cudnn_dropout(2, 64, 4, 4, 64, 0, 9, 0.1f);     /* an encoder's, padded */
-    test_cudnn_dropout(2, 40, 6, 2, 48, 1, 5, 0.2f);     /* causal, GQA, padded */
+    test_dropout_readback(ATTENTION_CUDNN, 2, 64, 4, 4, 64, 0, 9, 0.1f); /* an encoder's, padded */
+    test_dropout_readback(ATTENTION_CUDNN, 2, 40, 6, 2, 48, 1, 5, 0.2f); /* causal, GQA, padded */
     return check_report();
 }
