@@ -1200,9 +1200,9 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     /* backward of the seed-7 forward (the last) with the masks read back */
     int reads = !saved; /* a backend that saves nothing reads q, k, v and out */
     dut->attention_backward(F(dq, 1), F(dk, 1), F(dv, 1), F(dout, 1), reads ? F(q, 1) : NULL,
-                            reads ? F(k, 1) : NULL, reads ? F(v, 1) : NULL, reads ? F(out, 1) : NULL,
-                            F(lse, 1), F(saved, 1), I(mask, 1), causal, p, 7, F(scratch, 1), B, T,
-                            NH, NKV, HS, OPS_SET);
+                            reads ? F(k, 1) : NULL, reads ? F(v, 1) : NULL,
+                            reads ? F(out, 1) : NULL, F(lse, 1), F(saved, 1), I(mask, 1), causal, p,
+                            7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     NAME("%s attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", who, B, T, NH, NKV,
          HS, causal ? " causal" : "", pad, p);
     double *want = calloc(BTQ + 2 * BTK, sizeof *want);
