@@ -28,6 +28,7 @@ fi
 tests=()
 for src in tests/gpu/test_*.c; do
   t=$(basename "$src" .c)
+  [ "$t" = test_cudnn_graphs ] && continue # host-only, in the real CUDA build (no cuDNN here)
   [ "$t" = test_gpu_parity ] && tests=("$t" "${tests[@]}") || tests+=("$t") # longest first
 done
 tests+=(test_emu)

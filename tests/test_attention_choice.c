@@ -2,10 +2,12 @@
  * run (the CPU; a precision other than bf16; a backend that says no), and a backend that takes
  * it (here the CPU's table with a switch that accepts it and a bf16 precision it ignores) gets
  * it before the model plans and at every entry; batches whose masks are not a prefix of each
- * sequence (cuDNN's padding) are refused before anything runs, and taken under loraft's. */
+ * sequence (cuDNN's padding) are refused before anything runs, and taken under loraft's. A batch
+ * that hides no token gives attention no mask at all. */
 #include <string.h>
 
 #include "check.h"
+#include "loraft/arch.h"
 #include "loraft/model.h"
 
 static Ops cudnn_capable;
@@ -57,6 +59,11 @@ int main(void) {
     int32_t ids[16] = {0}, prefix[16] = {1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
     int32_t hole[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0};
     CHECK_OK(model_set_batch(&m, ids, NULL, prefix, NULL, 2, 8, &err), &err);
+    CHECK(model_attention_mask(&m) == m.mask);
+    int32_t ones[16];
+    for (int i = 0; i < 16; i++) ones[i] = 1;
+    CHECK_OK(model_set_batch(&m, ids, NULL, ones, NULL, 2, 8, &err), &err);
+    CHECK(model_attention_mask(&m) == NULL); /* nothing hidden: attention gets no mask */
     expect_fail(model_set_batch(&m, ids, NULL, hole, NULL, 2, 8, &err), &err,
                 "sequence 1 of the batch has a token at position 2 after padding");
     last_set = ATTENTION_LORAFT; /* an entry sets the model's again */

@@ -124,6 +124,9 @@ void model_share_input(Linear *const *ls, int n);
 int linear_trains(const Linear *l); /* W, b or a LoRA branch has a gradient */
 
 /* The dropout seed of one (layer, site) pair of a step. */
+/* The mask attention is given: the batch's, or NULL when it hides no token (every key
+ * visible: the kernels skip the mask, and cuDNN runs without a padding mask). */
+const int32_t *model_attention_mask(const Model *m);
 uint64_t model_site(uint64_t seed, int layer, int which);
 /* The seeds of n consecutive sites first.. of one layer, into s (returned): a group's. */
 const uint64_t *model_sites(uint64_t *s, int n, uint64_t seed, int layer, int first);

@@ -191,6 +191,7 @@ typedef struct Model {
                              reference policy, without a second copy of the weights) */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */
     int B, T;                             /* shape of the current batch */
+    int padded;                           /* its mask hides a token (model_attention_mask) */
     int n_valid;                          /* labels of the batch that count (>= 0) */
     int has_labels;
     int train_mode;       /* dropout on in the last forward (backward must match) */

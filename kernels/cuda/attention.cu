@@ -1040,7 +1040,9 @@ static CudnnSdpa sdpa_shape(const Heads g, const int32_t *mask, int causal, floa
     CudnnSdpa s = {g.B, g.T, g.NH, g.NKV, g.HS, padded_hs(g.HS), causal, mask != NULL, p};
     return s;
 }
-static void sdpa_inputs(const CudnnParts c, const int32_t *mask, uint64_t seed, const Heads g) {
+static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64_t seed,
+                        const Heads g) {
+    if (!mask && p <= 0) return; /* neither read */
     sdpa_inputs_kernel<<<cuda_blocks((size_t)g.B, ATT_WARPS), ATT_WARPS * 32>>>(
         c.seq_len, c.rng, mask, seed, g.B, g.T);
     CUDA_LAUNCHED("attention (cudnn: lengths)");
@@ -1093,7 +1095,7 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
         if (use_cudnn()) {
             CudnnParts c = cudnn_parts(scratch, g);
             CudnnSdpa s = sdpa_shape(g, mask, causal, p);
-            sdpa_inputs(c, mask, seed, g);
+            sdpa_inputs(c, mask, p, seed, g);
             const char *why = cudnn_sdpa_forward(&s, a.out, lse, a.q, a.k, a.v, c.seq_len, c.rng);
             if (why)
                 CUDA_FAIL(why);
@@ -1134,7 +1136,7 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
         CudnnParts c = cudnn_parts(scratch, g);
         CudnnSdpa s = sdpa_shape(g, mask, causal, p);
         heads_bf16(c.dout, dout, g, NH);
-        sdpa_inputs(c, mask, seed, g);
+        sdpa_inputs(c, mask, p, seed, g);
         const char *why = cudnn_sdpa_backward(&s, c.dq, c.dk, c.dv, a.q, a.k, a.v, a.out, c.dout,
                                               lse, c.seq_len, c.rng);
         if (why) {

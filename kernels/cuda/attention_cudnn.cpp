@@ -51,7 +51,9 @@ struct Plan {
 
 char message[768];
 cudnnHandle_t handle;
-std::vector<Plan> plans; /* every shape seen: a training run has few */
+/* the shapes seen, oldest first; past PLANS the oldest is dropped (planned again if it returns) */
+std::vector<Plan> plans;
+constexpr size_t PLANS = 64;
 void *workspace;
 int64_t workspace_bytes;
 
@@ -182,6 +184,7 @@ Graph *plan_for(const CudnnSdpa &s, bool backward) {
         return NULL;
     }
     if (reserve(bytes)) return NULL;
+    if (plans.size() == PLANS) plans.erase(plans.begin());
     plans.push_back({s, backward, g});
     return g.get();
 }

@@ -249,8 +249,9 @@ static float attn_out_dropout(const Model *m, Drop d) {
 
 static void attention_forward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
-    m->ops->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, m->mask, 0,
-                              d.attention, seed, m->scratch, m->B, m->T, NH, NH, HS);
+    m->ops->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v,
+                              model_attention_mask(m), 0, d.attention, seed, m->scratch, m->B, m->T,
+                              NH, NH, HS);
 }
 
 static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
@@ -259,8 +260,8 @@ static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL,
                                kept ? a->k : NULL, kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse,
-                               a->att_saved, m->mask, 0, d.attention, seed, m->scratch, m->B, m->T,
-                               NH, NH, HS, OPS_SET);
+                               a->att_saved, model_attention_mask(m), 0, d.attention, seed,
+                               m->scratch, m->B, m->T, NH, NH, HS, OPS_SET);
 }
 
 static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {

@@ -260,9 +260,9 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     LayerActs *a = &gpt2(m)->acts[l];
     int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads;
     layer_forward_qkv(m, l, N, a->q, a->k, a->v, d.lora, seed);
-    m->ops->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, m->mask, 1,
-                              d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH,
-                              head_size(m));
+    m->ops->attention_forward(
+        a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, model_attention_mask(m), 1, d.attention,
+        model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
     layer_forward_tail(m, l, N, d, seed);
 }
 
@@ -308,9 +308,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                     OPS_SET);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
-                          kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved, m->mask,
-                          1, d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH,
-                          head_size(m), OPS_SET);
+                          kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved,
+                          model_attention_mask(m), 1, d.attention, model_site(seed, l, SITE_ATT),
+                          m->scratch, B, T, NH, NH, head_size(m), OPS_SET);
     o->zero(b->d_qkv, 3 * NC * F4);
     merge_qkv(o, b->d_qkv, b->d_q, 0, N, C);
     merge_qkv(o, b->d_qkv, b->d_k, 1, N, C);

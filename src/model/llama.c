@@ -253,8 +253,8 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
                          model_sites(s, 3, seed, l, SITE_Q));
     o->rope_forward(a->q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_forward(a->k, NULL, c->rope_theta, B, T, NKV, HS);
-    o->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, m->mask, 1, d.attention,
-                         model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
+    o->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, model_attention_mask(m), 1,
+                         d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d, seed);
 }
 
@@ -307,9 +307,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                     OPS_SET);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
-                          kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved, m->mask,
-                          1, d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV,
-                          HS, OPS_SET);
+                          kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved,
+                          model_attention_mask(m), 1, d.attention, model_site(seed, l, SITE_ATT),
+                          m->scratch, B, T, NH, NKV, HS, OPS_SET);
     o->rope_backward(b->d_q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,

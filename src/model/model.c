@@ -1015,8 +1015,14 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
                   (m->objective->labels_per_token ? (size_t)B * T : (size_t)B) * sizeof(int32_t));
     m->B = B;
     m->T = T;
+    m->padded = 0;
+    for (int i = 0; i < B * T && !m->padded; i++) m->padded = !mask[i];
     m->has_labels = labels != NULL;
     return 0;
+}
+
+const int32_t *model_attention_mask(const Model *m) {
+    return m->padded ? m->mask : NULL;
 }
 
 uint64_t model_site(uint64_t seed, int layer, int which) {
