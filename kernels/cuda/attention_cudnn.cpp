@@ -27,6 +27,7 @@ const char *cudnn_sdpa_check(const CudnnSdpa *, int, int) {
 #include <cuda_runtime.h>
 #include <cudnn_frontend.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -51,7 +52,8 @@ struct Plan {
 
 char message[768];
 cudnnHandle_t handle;
-/* the shapes seen, oldest first; past PLANS the oldest is dropped (planned again if it returns) */
+/* the shapes seen, least recently used first; past PLANS that one is dropped (planned again if
+ * it returns) */
 std::vector<Plan> plans;
 constexpr size_t PLANS = 64;
 void *workspace;
@@ -160,8 +162,11 @@ const char *reserve(int64_t bytes) {
 
 /* The planned graph of this shape, planning it on first use (NULL, with message, on failure). */
 Graph *plan_for(const CudnnSdpa &s, bool backward) {
-    for (Plan &p : plans)
-        if (p.backward == backward && same(p.shape, s)) return p.graph.get();
+    for (size_t i = 0; i < plans.size(); i++)
+        if (plans[i].backward == backward && same(plans[i].shape, s)) {
+            std::rotate(plans.begin() + i, plans.begin() + i + 1, plans.end()); /* the latest */
+            return plans.back().graph.get();
+        }
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     cudaStreamIsCapturing(cudaStreamPerThread, &capture);
     if (capture != cudaStreamCaptureStatusNone) {

@@ -6,7 +6,7 @@
  * Built where cudnn-frontend's headers and cuDNN 9 were found at configure time
  * (LORAFT_CUDNN_ATTENTION; scripts/setup.sh fetches the headers); elsewhere every call reports
  * cudnn_sdpa_unavailable(). A graph is described, checked and planned once per shape, on its
- * first use, and kept (the latest 64 shapes: padding to each batch's longest sequence makes a
+ * first use, and kept (the 64 used last: padding to each batch's longest sequence makes a
  * shape per length); its workspace is the module's own, grown then. Not inside a CUDA graph
  * capture, which cannot take the allocation (an error says so).
  *
