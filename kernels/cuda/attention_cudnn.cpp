@@ -30,6 +30,7 @@ const char *cudnn_sdpa_check(const CudnnSdpa *, int, int) {
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -194,14 +195,21 @@ Graph *plan_for(const CudnnSdpa &s, bool backward) {
     return g.get();
 }
 
+/* Plans (first use) and queues the graph; cudnn-frontend's exceptions end here, as messages,
+ * not in the C callers' frames. */
 const char *run(const CudnnSdpa *s, bool backward, std::unordered_map<int64_t, void *> &pack,
                 const int32_t *seq_len, const int64_t *rng) {
-    Graph *g = plan_for(*s, backward);
-    if (!g) return message;
-    if (s->padded) pack[SEQ_Q] = (void *)seq_len, pack[SEQ_KV] = (void *)(seq_len + s->B);
-    if (s->p > 0) pack[SEED] = (void *)rng, pack[OFFSET] = (void *)(rng + 1);
-    fe::error_t e = g->execute(handle, pack, workspace);
-    return e.is_good() ? NULL : fail(backward ? "backward" : "forward", e.get_message());
+    const char *what = backward ? "backward" : "forward";
+    try {
+        Graph *g = plan_for(*s, backward);
+        if (!g) return message;
+        if (s->padded) pack[SEQ_Q] = (void *)seq_len, pack[SEQ_KV] = (void *)(seq_len + s->B);
+        if (s->p > 0) pack[SEED] = (void *)rng, pack[OFFSET] = (void *)(rng + 1);
+        fe::error_t e = g->execute(handle, pack, workspace);
+        return e.is_good() ? NULL : fail(what, e.get_message());
+    } catch (const std::exception &x) {
+        return fail(what, x.what());
+    }
 }
 
 } // namespace
@@ -234,9 +242,13 @@ const char *cudnn_sdpa_backward(const CudnnSdpa *s, void *dq, void *dk, void *dv
 }
 
 const char *cudnn_sdpa_check(const CudnnSdpa *s, int backward, int sm) {
-    std::shared_ptr<Graph> g = describe(*s, backward != 0, sm);
-    fe::error_t e = g->validate();
-    return e.is_good() ? NULL : fail(backward ? "backward" : "forward", e.get_message());
+    const char *what = backward ? "backward" : "forward";
+    try {
+        fe::error_t e = describe(*s, backward != 0, sm)->validate();
+        return e.is_good() ? NULL : fail(what, e.get_message());
+    } catch (const std::exception &x) {
+        return fail(what, x.what());
+    }
 }
 
 #endif
