@@ -975,54 +975,61 @@ static bool use_cudnn(void) {
     return attention_impl == ATTENTION_CUDNN && cuda_precision() == PRECISION_BF16;
 }
 
-/* The scratch under cudnn, each part 16-byte aligned: the sequences' lengths [2B] and the
- * dropout's seed and offset (attention_cudnn.h), dout's heads_bf16 copy, then cuDNN's bf16 dq,
- * dk, dv (token-major). */
+/* The scratch under cudnn, each part 16-byte aligned: CudnnSdpaInputs (the sequences' lengths,
+ * the dropout's seed and offset), dout's heads_bf16 copy, then cuDNN's bf16 dq, dk, dv
+ * (token-major). */
 typedef struct CudnnParts {
-    int32_t *seq_len;
-    int64_t *rng;
+    int32_t *seq_q, *seq_kv;
+    int64_t *seed, *offset;
     bf16 *dout, *dq, *dk, *dv;
 } CudnnParts;
+enum { CUDNN_PARTS = 8 };
 
 static size_t bf16_floats(size_t n) { /* n bf16 in whole 16-byte chunks, in floats */
     return (n + 7) / 8 * 4;
 }
-/* The parts' offsets in floats (at[6]); returns the floats of them all. */
-static size_t cudnn_layout(const Heads g, size_t at[6]) {
-    size_t tokens = (size_t)g.B * g.T, n = 0;
-    size_t sizes[6] = {(2 * (size_t)g.B + 3) / 4 * 4,
-                       4,
-                       bf16_floats(copy_elems(g.B, g.T, g.NH, g.HS)),
-                       bf16_floats(tokens * g.NH * g.HS),
-                       bf16_floats(tokens * g.NKV * g.HS),
-                       bf16_floats(tokens * g.NKV * g.HS)};
-    for (int i = 0; i < 6; i++) at[i] = n, n += sizes[i];
+/* The parts' offsets in floats (at[CUDNN_PARTS]); returns the floats of them all. */
+static size_t cudnn_layout(const Heads g, size_t at[CUDNN_PARTS]) {
+    size_t tokens = (size_t)g.B * g.T, n = 0, lengths = ((size_t)g.B + 3) / 4 * 4;
+    size_t sizes[CUDNN_PARTS] = {lengths,
+                                 lengths,
+                                 4,
+                                 4,
+                                 bf16_floats(copy_elems(g.B, g.T, g.NH, g.HS)),
+                                 bf16_floats(tokens * g.NH * g.HS),
+                                 bf16_floats(tokens * g.NKV * g.HS),
+                                 bf16_floats(tokens * g.NKV * g.HS)};
+    for (int i = 0; i < CUDNN_PARTS; i++) at[i] = n, n += sizes[i];
     return n;
 }
 static CudnnParts cudnn_parts(float *scratch, const Heads g) {
-    size_t at[6];
+    size_t at[CUDNN_PARTS];
     cudnn_layout(g, at);
-    CudnnParts c = {(int32_t *)(scratch + at[0]), (int64_t *)(scratch + at[1]),
-                    (bf16 *)(scratch + at[2]),    (bf16 *)(scratch + at[3]),
-                    (bf16 *)(scratch + at[4]),    (bf16 *)(scratch + at[5])};
+    CudnnParts c = {(int32_t *)(scratch + at[0]), (int32_t *)(scratch + at[1]),
+                    (int64_t *)(scratch + at[2]), (int64_t *)(scratch + at[3]),
+                    (bf16 *)(scratch + at[4]),    (bf16 *)(scratch + at[5]),
+                    (bf16 *)(scratch + at[6]),    (bf16 *)(scratch + at[7])};
     return c;
 }
 static size_t cudnn_scratch(const Heads g) {
-    size_t at[6];
+    size_t at[CUDNN_PARTS];
     return cudnn_layout(g, at);
 }
+static CudnnSdpaInputs cudnn_inputs(const CudnnParts c) {
+    CudnnSdpaInputs in = {c.seq_q, c.seq_kv, c.seed, c.offset};
+    return in;
+}
 
-/* seq_len: every sequence's queries (T), then its keys (the mask's 1s: a prefix, the model
- * checks); rng: the seed and offset 0. A warp per sequence. */
-__global__ void sdpa_inputs_kernel(int32_t *seq_len, int64_t *rng, const int32_t *mask,
-                                   uint64_t seed, int B, int T) {
+/* Every sequence's queries (T) and keys (the mask's 1s: a prefix, the model checks), and the
+ * dropout's seed with offset 0. A warp per sequence. */
+__global__ void sdpa_inputs_kernel(CudnnParts c, const int32_t *mask, uint64_t seed, int B, int T) {
     int lane = threadIdx.x & 31;
-    if (blockIdx.x == 0 && threadIdx.x == 0) rng[0] = (int64_t)seed, rng[1] = 0;
+    if (blockIdx.x == 0 && threadIdx.x == 0) *c.seed = (int64_t)seed, *c.offset = 0;
     WARP_ROWS(b, (size_t)B) {
         int keys = 0;
         for (int t = lane; t < T && mask; t += 32) keys += mask[b * T + t] != 0;
         keys = warp_sum(keys);
-        if (lane == 0) seq_len[b] = T, seq_len[B + b] = keys;
+        if (lane == 0) c.seq_q[b] = T, c.seq_kv[b] = keys;
     }
 }
 
@@ -1043,8 +1050,8 @@ static CudnnSdpa sdpa_shape(const Heads g, const int32_t *mask, int causal, floa
 static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64_t seed,
                         const Heads g) {
     if (!mask && p <= 0) return; /* neither read */
-    sdpa_inputs_kernel<<<cuda_blocks((size_t)g.B, ATT_WARPS), ATT_WARPS * 32>>>(
-        c.seq_len, c.rng, mask, seed, g.B, g.T);
+    sdpa_inputs_kernel<<<cuda_blocks((size_t)g.B, ATT_WARPS), ATT_WARPS * 32>>>(c, mask, seed, g.B,
+                                                                                g.T);
     CUDA_LAUNCHED("attention (cudnn: lengths)");
 }
 
@@ -1096,7 +1103,8 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
             CudnnParts c = cudnn_parts(scratch, g);
             CudnnSdpa s = sdpa_shape(g, mask, causal, p);
             sdpa_inputs(c, mask, p, seed, g);
-            const char *why = cudnn_sdpa_forward(&s, a.out, lse, a.q, a.k, a.v, c.seq_len, c.rng);
+            CudnnSdpaInputs in = cudnn_inputs(c);
+            const char *why = cudnn_sdpa_forward(&s, a.out, lse, a.q, a.k, a.v, &in);
             if (why)
                 CUDA_FAIL(why);
             else
@@ -1137,8 +1145,9 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
         CudnnSdpa s = sdpa_shape(g, mask, causal, p);
         heads_bf16(c.dout, dout, g, NH);
         sdpa_inputs(c, mask, p, seed, g);
-        const char *why = cudnn_sdpa_backward(&s, c.dq, c.dk, c.dv, a.q, a.k, a.v, a.out, c.dout,
-                                              lse, c.seq_len, c.rng);
+        CudnnSdpaInputs in = cudnn_inputs(c);
+        const char *why =
+            cudnn_sdpa_backward(&s, c.dq, c.dk, c.dv, a.q, a.k, a.v, a.out, c.dout, lse, &in);
         if (why) {
             CUDA_FAIL(why);
             return;

@@ -10,12 +10,12 @@ const char *cudnn_sdpa_unavailable(void) {
            "headers)";
 }
 const char *cudnn_sdpa_forward(const CudnnSdpa *, void *, float *, const void *, const void *,
-                               const void *, const int32_t *, const int64_t *) {
+                               const void *, const CudnnSdpaInputs *) {
     return cudnn_sdpa_unavailable();
 }
 const char *cudnn_sdpa_backward(const CudnnSdpa *, void *, void *, void *, const void *,
                                 const void *, const void *, const void *, const void *,
-                                const float *, const int32_t *, const int64_t *) {
+                                const float *, const CudnnSdpaInputs *) {
     return cudnn_sdpa_unavailable();
 }
 const char *cudnn_sdpa_check(const CudnnSdpa *, int, int) {
@@ -198,13 +198,13 @@ Graph *plan_for(const CudnnSdpa &s, bool backward) {
 /* Plans (first use) and queues the graph; cudnn-frontend's exceptions end here, as messages,
  * not in the C callers' frames. */
 const char *run(const CudnnSdpa *s, bool backward, std::unordered_map<int64_t, void *> &pack,
-                const int32_t *seq_len, const int64_t *rng) {
+                const CudnnSdpaInputs *in) {
     const char *what = backward ? "backward" : "forward";
     try {
         Graph *g = plan_for(*s, backward);
         if (!g) return message;
-        if (s->padded) pack[SEQ_Q] = (void *)seq_len, pack[SEQ_KV] = (void *)(seq_len + s->B);
-        if (s->p > 0) pack[SEED] = (void *)rng, pack[OFFSET] = (void *)(rng + 1);
+        if (s->padded) pack[SEQ_Q] = (void *)in->seq_q, pack[SEQ_KV] = (void *)in->seq_kv;
+        if (s->p > 0) pack[SEED] = (void *)in->seed, pack[OFFSET] = (void *)in->offset;
         fe::error_t e = g->execute(handle, pack, workspace);
         return e.is_good() ? NULL : fail(what, e.get_message());
     } catch (const std::exception &x) {
@@ -219,16 +219,15 @@ const char *cudnn_sdpa_unavailable(void) {
 }
 
 const char *cudnn_sdpa_forward(const CudnnSdpa *s, void *o, float *stats, const void *q,
-                               const void *k, const void *v, const int32_t *seq_len,
-                               const int64_t *rng) {
+                               const void *k, const void *v, const CudnnSdpaInputs *in) {
     std::unordered_map<int64_t, void *> pack = {
         {Q, (void *)q}, {K, (void *)k}, {V, (void *)v}, {O, o}, {STATS, stats}};
-    return run(s, false, pack, seq_len, rng);
+    return run(s, false, pack, in);
 }
 
 const char *cudnn_sdpa_backward(const CudnnSdpa *s, void *dq, void *dk, void *dv, const void *q,
                                 const void *k, const void *v, const void *o, const void *dout,
-                                const float *stats, const int32_t *seq_len, const int64_t *rng) {
+                                const float *stats, const CudnnSdpaInputs *in) {
     std::unordered_map<int64_t, void *> pack = {{Q, (void *)q},
                                                 {K, (void *)k},
                                                 {V, (void *)v},
@@ -238,7 +237,7 @@ const char *cudnn_sdpa_backward(const CudnnSdpa *s, void *dq, void *dk, void *dv
                                                 {DQ, dq},
                                                 {DK, dk},
                                                 {DV, dv}};
-    return run(s, true, pack, seq_len, rng);
+    return run(s, true, pack, in);
 }
 
 const char *cudnn_sdpa_check(const CudnnSdpa *s, int backward, int sm) {

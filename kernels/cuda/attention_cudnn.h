@@ -12,10 +12,10 @@
  *
  * Tensors, device memory: q, k, v, dout as the heads_bf16 copies [B, heads, T, ld] (rows of
  * ld >= HS elements, the first HS used); o, dq, dk, dv token-major bf16 [B, T, heads*HS];
- * stats f32 [B, NH, T], lse (natural log) per query row, forward's for backward; seq_len
- * (padded) int32 [2B]: every sequence's queries (T), then its keys (those of a mask's prefix);
- * rng (p > 0) int64 [2]: the dropout's Philox seed and offset. Dropout masks are cuDNN's own
- * (the same in forward and backward for the same rng), not loraft's rng_row_dropout. */
+ * stats f32 [B, NH, T], lse (natural log) per query row, forward's for backward; and the small
+ * inputs of CudnnSdpaInputs. Every pointer 16-byte aligned, as cuDNN's tensors must be. Dropout
+ * masks are cuDNN's own (the same in forward and backward for the same seed and offset), not
+ * loraft's rng_row_dropout. */
 #pragma once
 #include <stdint.h>
 
@@ -25,20 +25,26 @@ extern "C" {
 
 typedef struct CudnnSdpa {
     int B, T, NH, NKV, HS, ld; /* ld: row stride of the heads-major copies */
-    int causal, padded;        /* padded: keys limited by seq_len */
+    int causal, padded;        /* padded: keys limited by CudnnSdpaInputs.seq_kv */
     float p;                   /* dropout on P */
 } CudnnSdpa;
+
+/* Device memory: every sequence's queries (T) and keys (those of a mask's prefix), [B] int32
+ * each, read when padded; the dropout's Philox seed and offset, one int64 each, when p > 0. */
+typedef struct CudnnSdpaInputs {
+    const int32_t *seq_q, *seq_kv;
+    const int64_t *seed, *offset;
+} CudnnSdpaInputs;
 
 /* NULL when this build has cuDNN attention, else why not. */
 const char *cudnn_sdpa_unavailable(void);
 
 /* Queue the attention on the per-thread stream; NULL, or the error's message. */
 const char *cudnn_sdpa_forward(const CudnnSdpa *s, void *o, float *stats, const void *q,
-                               const void *k, const void *v, const int32_t *seq_len,
-                               const int64_t *rng);
+                               const void *k, const void *v, const CudnnSdpaInputs *in);
 const char *cudnn_sdpa_backward(const CudnnSdpa *s, void *dq, void *dk, void *dv, const void *q,
                                 const void *k, const void *v, const void *o, const void *dout,
-                                const float *stats, const int32_t *seq_len, const int64_t *rng);
+                                const float *stats, const CudnnSdpaInputs *in);
 
 /* Whether cuDNN's support rules take this shape on a GPU of compute capability sm (90 for
  * Hopper): the graphs described and validated on the host, no GPU needed (tests). */
