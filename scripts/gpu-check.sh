@@ -168,7 +168,7 @@ head_rows="^(# e2e|e2e   case)|"
 for case in smollm2-2048 distilbert-512 smollm2-512 distilbert-128; do
   step "e2e_$case" 200 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py --cases "$case" \
     --device "$e2e_device" --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
-  show "e2e_$case" "$head_rows^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 12
+  show "e2e_$case" "$head_rows^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 18
   head_rows=
 done
 
