@@ -22,7 +22,8 @@
  * a new GEMM shape may run other cuBLAS kernels) and, under the emulation, that a graph replays
  * exactly the ops the eager run launched. The same Llama trained as a reward model and with DPO
  * (pairs of rows; DPO's reference forward runs op by op before each captured micro-batch) must
- * match the same way. Prints the blocking calls and launches per micro-batch (emulation). Skips
+ * match the same way. Prints the blocking calls and launches per micro-batch (emulation). With
+ * model.attention cudnn (check_cudnn) auto must match within bounds and on must refuse. Skips
  * (77) without a CUDA device. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +217,8 @@ static void decoder_config(ModelConfig *cfg) {
     cfg->bos_token_id = cfg->eos_token_id = 0;
 }
 
+static AttentionImpl attention = ATTENTION_LORAFT; /* the Llama jobs' model.attention */
+
 static void create_llama_task(Job *j, Task task) {
     ModelConfig cfg;
     LfError err;
@@ -223,6 +226,7 @@ static void create_llama_task(Job *j, Task task) {
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.task = task;
+    spec.attention = attention;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
@@ -255,6 +259,45 @@ static void create_dpo(Job *j) {
     j->dpo = 1;
 }
 
+/* model.attention cudnn (a GPU, in a build with it): cuDNN plans a shape on its first use,
+ * which a capture cannot hold, so auto (a shape's first micro-batch op by op) must run and match
+ * op by op, and on must stop at the first micro-batch with the reason. Within 1e-4 relative, not
+ * bit for bit: cuDNN's backward need not add in a fixed order. */
+static void check_cudnn(void) {
+    LfError err;
+    if (ops_cuda.set_attention(ATTENTION_CUDNN, &err)) {
+        printf("cudnn attention under graphs skipped: %s\n", err.msg);
+        return;
+    }
+    ops_cuda.set_attention(ATTENTION_LORAFT, NULL);
+    attention = ATTENTION_CUDNN;
+    Trace t[2];
+    memset(t, 0, sizeof t);
+    TrainGraphs modes[2] = {GRAPHS_OFF, GRAPHS_AUTO};
+    Job j;
+    for (int i = 0; i < 2; i++) {
+        create_llama(&j);
+        train(&j, modes[i], &t[i]);
+        model_free(&j.m);
+    }
+    int micro = STEPS * j.accum;
+    for (int k = 0; k < micro; k++) CHECK_CLOSE(t[1].loss[k], t[0].loss[k], 0.0, 1e-4);
+    for (int s = 0; s < STEPS; s++) CHECK_CLOSE(t[1].norm[s], t[0].norm[s], 0.0, 1e-4);
+    CHECK(t[1].counts.launches == micro - new_shapes(&j));
+    create_llama(&j);
+    set_batch(&j, 0, j.T[0], &err);
+    TrainStep st = {GRAPHS_ON, 0, 0};
+    int rc = train_micro_step(&st, &j.m, 1, 1.0f, NULL, 0.0f, 0.0f, &err);
+    if (!rc) rc = model_read_loss(&j.m, NULL, NULL, &err);
+    CHECK(rc == -1 && strstr(err.msg, "inside a CUDA graph capture"));
+    printf("cudnn attention: graphs auto match op by op (losses %.6f .. %.6f); on stops at the "
+           "first micro-batch: %s\n",
+           t[0].loss[0], t[0].loss[micro - 1], rc ? err.msg : "(no error)");
+    model_free(&j.m);
+    for (int i = 0; i < 2; i++) free(t[i].weights);
+    attention = ATTENTION_LORAFT;
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
@@ -273,6 +316,7 @@ int main(void) {
               create_llama);
     check_job("llama reward model (LoRA, the same schedule)", create_reward);
     check_job("llama dpo (LoRA, reference forward op by op, the same schedule)", create_dpo);
+    check_cudnn(); /* last: a fault in cuDNN costs no other case */
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     CHECK(system(cmd) == 0);
