@@ -46,7 +46,9 @@ static void check_batch(const Batcher *b, const Batch *bt, int *seen, long *padd
         }
     }
     CHECK(ok);
-    CHECK(bt->T == T); /* padded to the longest in the batch, not to max_len */
+    /* padded to the longest in the batch, not to max_len (rounded up under pad_multiple) */
+    CHECK(bt->T == padded_length(T, b->pad_multiple, ts->max_len));
+    CHECK(!b->pad_multiple || bt->T == ts->max_len || bt->T % b->pad_multiple == 0);
     CHECK(bt->n_tokens == tokens);
     *padding += (long)bt->B * bt->T - tokens;
 }
@@ -133,6 +135,27 @@ static void test_bucketing(void) {
     batcher_free(&b);
     free(ts.ids), free(ts.offsets), free(ts.labels);
     free(order);
+}
+
+/* data.pad_to_multiple_of: every batch's length a multiple of 4 (lengths 1 .. 9), except where
+ * max_len 9 caps it; the padding masked (check_batch). */
+static void test_pad_multiple(void) {
+    int lens[] = {3, 7, 2, 9, 4, 4, 8, 1, 6, 5, 2}, n = 11, order[11];
+    TokenizedSet ts = make_set(lens, n, 9);
+    Batcher b;
+    LfError err = {""};
+    CHECK(batcher_init(&b, &ts, 2, PAD, &err) == 0);
+    CHECK(b.pad_multiple == 0);
+    long plain = run_epoch(&b, 0, 0, 0, 0, order);
+    b.pad_multiple = 4;
+    long rounded = run_epoch(&b, 0, 0, 0, 0, order);
+    /* sequential pairs: longest 7, 9, 4, 8, 6, 2 -> 8, 9 (capped), 4, 8, 8, 4: 6 more a row */
+    CHECK(rounded - plain == 2 * (1 + 0 + 0 + 0 + 2) + 1 * 2);
+    CHECK(padded_length(5, 4, 64) == 8 && padded_length(8, 4, 64) == 8);
+    CHECK(padded_length(5, 0, 64) == 5 && padded_length(5, 1, 64) == 5);
+    CHECK(padded_length(61, 8, 62) == 62);
+    batcher_free(&b);
+    free(ts.ids), free(ts.offsets), free(ts.labels);
 }
 
 static void test_errors(void) {
@@ -277,6 +300,7 @@ static void test_imdb(const Tokenizer *tok, const char *jsonl) {
 int main(void) {
     test_order();
     test_bucketing();
+    test_pad_multiple();
     test_errors();
 
     char dir[4096], jsonl[4096];

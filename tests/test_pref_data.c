@@ -184,11 +184,19 @@ static void batches(void) {
     CHECK_OK(pref_set_load(&s, &spec, &tok, &err), &err);
     for (int mask_prompt = 0; mask_prompt < 2; mask_prompt++) {
         CHECK_OK(pref_loader_init(&l, &s, 2, 0, mask_prompt, &err), &err);
+        l.pad_multiple = 3 * mask_prompt; /* the second pass rounds lengths up to a multiple of 3 */
         CHECK(pref_loader_num_batches(&l) == 3);
         pref_loader_start_epoch(&l, 7, 1, 1);
         int seen = 0, rows = 0;
         while (pref_loader_next(&l, &b)) {
             CHECK(b.B % 2 == 0 && b.types == NULL);
+            CHECK(!l.pad_multiple || b.T % 3 == 0 || b.T == s.rows.max_len);
+            int longest = 0;
+            for (int i = 0; i < b.B; i++) {
+                int len = (int)(s.rows.offsets[b.index[i] + 1] - s.rows.offsets[b.index[i]]);
+                longest = len > longest ? len : longest;
+            }
+            CHECK(b.T == padded_length(longest, l.pad_multiple, s.rows.max_len));
             for (int i = 0; i < b.B; i++) {
                 int row = b.index[i], len = (int)(s.rows.offsets[row + 1] - s.rows.offsets[row]);
                 if (i % 2) CHECK(row == b.index[i - 1] + 1 && row % 2 == 1); /* a pair */

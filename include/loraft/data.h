@@ -87,8 +87,16 @@ int tokenized_set_build(TokenizedSet *ts, const Dataset *ds, const Tokenizer *to
                         int truncate_left, LfError *err);
 void tokenized_set_free(TokenizedSet *ts);
 
+/* The length a batch is padded to: its longest sequence's, rounded up to a multiple of `multiple`
+ * (data.pad_to_multiple_of, as transformers' DataCollatorWithPadding: fewer shapes, each
+ * planned once by cuDNN's attention; 0 or 1: no rounding), never past cap (the buffers'). */
+static inline int padded_length(int longest, int multiple, int cap) {
+    int T = multiple > 1 ? (longest + multiple - 1) / multiple * multiple : longest;
+    return T < cap ? T : cap;
+}
+
 /* One padded batch; the arrays belong to the Batcher and are overwritten by the
- * next call. ids, types, mask: [B,T] with T the longest sequence in the batch;
+ * next call. ids, types, mask: [B,T] with T the longest sequence in the batch (padded_length);
  * padding has id pad_id, type 0 and mask 0. labels, index: [B] (index = example
  * index in the TokenizedSet). */
 typedef struct Batch {
@@ -103,6 +111,7 @@ typedef struct Batcher {
     const TokenizedSet *ts;
     int batch_size;
     int32_t pad_id;
+    int pad_multiple;                     /* padded_length's multiple: 0 after init */
     int *order;                           /* [n] example indices, in epoch order */
     uint64_t *keys;                       /* [n] scratch for sorting by length */
     int *batches;                         /* [num_batches] where each batch starts in order[] */

@@ -62,6 +62,7 @@ typedef struct PrefLoader {
     const PrefSet *s;
     int batch_size; /* items */
     int32_t pad_id;
+    int pad_multiple; /* padded_length's multiple: 0 after init */
     int mask_prompt;
     int *order, next;
     int32_t *ids, *mask, *labels; /* [batch_size * group * max_len] */

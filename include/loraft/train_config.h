@@ -43,6 +43,7 @@ typedef struct TrainConfig {
     int truncate_left;                 /* JSON "truncation_side": "right" = 0 | "left" = 1 */
     int train_limit, validation_limit; /* 0 = all */
     int bucket_by_length;              /* 0 = off; else window size in batches */
+    int pad_to_multiple_of;            /* 0 = pad to the longest; else round up to a multiple */
     int max_prompt_length;             /* dpo, reward: 128 */
     int holdout_examples;              /* sft, dpo, reward: the last N records validate */
     char chat_template[32];            /* sft: "" = the model's; dpo, reward: "" = none */

@@ -194,6 +194,7 @@ int batcher_next(Batcher *b, Batch *batch) {
     const int *idx = b->order + start;
     for (int i = 0; i < B; i++)
         if (seq_len(ts, idx[i]) > T) T = seq_len(ts, idx[i]);
+    T = padded_length(T, b->pad_multiple, ts->max_len);
     *batch = (Batch){.B = B,
                      .T = T,
                      .ids = b->ids,

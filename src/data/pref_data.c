@@ -267,6 +267,7 @@ int pref_loader_next(PrefLoader *l, Batch *out) {
         l->index[i] = l->order[l->next + i / g] * g + i % g;
         if (row_len(ts, l->index[i]) > T) T = row_len(ts, l->index[i]);
     }
+    T = padded_length(T, l->pad_multiple, ts->max_len);
     l->next += items;
     *out = (Batch){
         .B = B, .T = T, .ids = l->ids, .mask = l->mask, .labels = l->labels, .index = l->index};

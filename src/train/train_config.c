@@ -142,6 +142,10 @@ static const Key keys[] = {
              "0 = all."},
     {"data", "bucket_by_length", T_INT, AT(bucket_by_length), .def = "0", RANGE(0, INFINITY),
      .help = "0 = off; N = sort each window of N shuffled batches by length (less padding)."},
+    {"data", "pad_to_multiple_of", T_INT, AT(pad_to_multiple_of), .def = "0", RANGE(0, 65536),
+     .help = "0 = pad each batch to its longest sequence; N = round that up to a multiple of N "
+             "(at most max_length; transformers' pad_to_multiple_of): fewer sequence lengths, "
+             "each of which model.attention cudnn plans once, for some padding."},
 
     {"lora", "strategy", T_STR, AT(strategy), .def = "\"lora\"", .choices = "lora|head|full",
      .help = "lora = adapters + head; head = classifier head only; full = every weight."},

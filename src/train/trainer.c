@@ -359,7 +359,7 @@ static int log_answers(Run *r, int step, LfError *err) {
     return rc;
 }
 
-static int load_data(Run *r, Feed *f, int train, int batch_size, LfError *err) {
+static int load_feed(Run *r, Feed *f, int train, int batch_size, LfError *err) {
     const TrainConfig *c = r->cfg;
     const char *path = train ? c->train_file : c->validation_file;
     if (r->pairs) return load_pairs(r, f, train, batch_size, err);
@@ -369,6 +369,19 @@ static int load_data(Run *r, Feed *f, int train, int batch_size, LfError *err) {
         return load_corpus(r, f, path, train, batch_size, err);
     }
     return load_split(r, f, path, train ? c->train_limit : c->validation_limit, batch_size, err);
+}
+
+/* The split's feed, its batches padded as data.pad_to_multiple_of says. */
+static int load_data(Run *r, Feed *f, int train, int batch_size, LfError *err) {
+    if (load_feed(r, f, train, batch_size, err)) return -1;
+    int multiple = r->cfg->pad_to_multiple_of;
+    if (f->pairs)
+        f->pl.pad_multiple = multiple;
+    else if (f->lm)
+        f->l.b.pad_multiple = multiple;
+    else
+        f->b.pad_multiple = multiple;
+    return 0;
 }
 
 static void run_close(Run *r) {
