@@ -12,7 +12,15 @@ if [ -f "$home/include/cudnn_frontend.h" ] && [ "$(cat "$home/version" 2>/dev/nu
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-if ! python3 -m pip download -q --no-deps --only-binary=:all: "nvidia-cudnn-frontend==$version" \
+pip=(python3 -m pip) # or, where the system's python3 has none, a throwaway venv's
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  if ! python3 -m venv "$tmp/venv" >/dev/null 2>&1; then
+    echo "setup: no pip to fetch cudnn-frontend with: the build leaves model.attention cudnn out" >&2
+    exit 0
+  fi
+  pip=("$tmp/venv/bin/python" -m pip)
+fi
+if ! "${pip[@]}" download -q --no-deps --only-binary=:all: "nvidia-cudnn-frontend==$version" \
   -d "$tmp" >"$tmp/log" 2>&1; then
   echo "setup: cudnn-frontend $version not fetched (PyPI unreachable?): the build leaves" \
     "model.attention cudnn out" >&2
