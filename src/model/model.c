@@ -1232,14 +1232,14 @@ static Drop dropouts(const Model *m, int train) {
 
 /* The backend's precision and attention switches are process-wide: each entry sets this
  * model's (its attention, checked by model_create, is one the backend runs). */
-static void use_precision(const Model *m) {
+static void use_switches(const Model *m) {
     m->ops->set_precision(m->spec.precision);
     m->ops->set_attention(m->spec.attention, NULL);
 }
 
 int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *loss,
                   LfError *err) {
-    use_precision(m);
+    use_switches(m);
     m->train_mode = train;
     m->dhidden_ready = 0; /* the loss may write it */
     m->arch->forward(m, dropouts(m, train), seed);
@@ -1249,7 +1249,7 @@ int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *
 
 int model_backward(Model *m, uint64_t seed, LfError *err) {
     if (!m->has_labels) return lf_fail(err, "backward needs a batch with labels");
-    use_precision(m);
+    use_switches(m);
     if (m->objective->loss_backward && m->objective->loss_backward(m, err)) return -1;
     m->arch->backward(m, dropouts(m, m->train_mode), seed);
     return 0;
@@ -1287,7 +1287,7 @@ int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
     if (!h || row0 < 0 || n_rows < 0 || row0 + n_rows > m->B * m->T)
         return lf_fail(err, "model_lm_logits: rows %d..%d of a %d-row batch of a decoder", row0,
                        row0 + n_rows, m->B * m->T);
-    use_precision(m);
+    use_switches(m);
     for (int r = 0; r < n_rows; r += chunk) {
         int n = n_rows - r < chunk ? n_rows - r : chunk;
         m->ops->matmul_forward(m->head_scratch, m->hidden + (size_t)(row0 + r) * C, h->w->value,
@@ -1337,7 +1337,7 @@ int model_decode(Model *m, const int32_t *ids, int n, LfError *err) {
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
             return lf_fail(err, "token id %d is outside the vocabulary (size %d)", ids[i],
                            m->cfg.vocab_size);
-    use_precision(m);
+    use_switches(m);
     m->ops->upload(m->ids, ids, (size_t)n * sizeof(int32_t));
     m->B = 1;
     m->T = n;
