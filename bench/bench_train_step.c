@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
     }
     if (B < 1 || T < 2 || steps < 1) return fprintf(stderr, "batch, seq, steps must be > 0\n"), 2;
     const char *modes[] = {"auto", "on", "off"}; /* TrainGraphs' order */
-    TrainStep st = {GRAPHS_AUTO, 0, 0};
+    TrainStep st = {GRAPHS_AUTO, 0, 0, 0};
     while (st.graphs <= GRAPHS_OFF && strcmp(graphs, modes[st.graphs])) st.graphs++;
     if (st.graphs > GRAPHS_OFF) return fprintf(stderr, "--graphs: auto, on or off\n"), 2;
     LfError err;

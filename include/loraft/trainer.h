@@ -38,19 +38,20 @@ int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out,
                      ClassMetrics *result, LfError *err);
 
 /* train.cuda_graphs, and the shape of the last micro-batch (auto records one when it
- * repeats). */
+ * repeats): B, T and whether its mask hides a token (attention then gets it). */
 typedef enum TrainGraphs { GRAPHS_AUTO, GRAPHS_ON, GRAPHS_OFF } TrainGraphs;
 typedef struct TrainStep {
     TrainGraphs graphs;
-    int B, T;
+    int B, T, padded;
 } TrainStep;
 
 /* Queues one micro-batch of training on m, whose batch model_set_batch has set: forward with
  * dropout from seed (loss_weight: 1 / accumulation steps), backward, and at a step's end (opt
  * non-NULL) adamw_update(opt, m, lr, max_norm). Where the backend has graphs (Ops.graph_begin)
  * and s allows it, all of that is recorded and run as one graph launch: the same ops with the
- * same arguments in the same order, so the same bits. Nothing waits for the device:
- * model_read_loss does. */
+ * same arguments in the same order, so the same bits. Under model.attention cudnn, which plans
+ * a new shape on its first use and cannot inside a recording, on records repeats only, as auto.
+ * Nothing waits for the device: model_read_loss does. */
 int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, AdamW *opt, float lr,
                      float max_norm, LfError *err);
 

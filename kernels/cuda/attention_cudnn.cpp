@@ -171,9 +171,10 @@ Graph *plan_for(const CudnnSdpa &s, bool backward) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     cudaStreamIsCapturing(cudaStreamPerThread, &capture);
     if (capture != cudaStreamCaptureStatusNone) {
-        fail("a new attention shape inside a CUDA graph capture",
-             "it plans outside one (train.cuda_graphs auto records a step's shape the second "
-             "time it runs)");
+        fail("a shape to plan inside a CUDA graph capture",
+             "cuDNN plans outside one; the trainer runs a shape's first micro-batch op by op, but "
+             "this shape's plan was dropped when 64 others came after it (fewer lengths: "
+             "data.pad_to_multiple_of; or train.cuda_graphs off)");
         return NULL;
     }
     if (start()) return NULL;

@@ -772,9 +772,10 @@ static int log_step(Run *r, int step, double epoch, double loss, float lr, doubl
 int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, AdamW *opt, float lr,
                      float max_norm, LfError *err) {
     const Ops *o = m->ops;
-    int repeat = m->B == s->B && m->T == s->T;
-    s->B = m->B, s->T = m->T;
-    int graph = o->graph_begin && (s->graphs == GRAPHS_ON || (s->graphs == GRAPHS_AUTO && repeat));
+    int repeat = m->B == s->B && m->T == s->T && m->padded == s->padded;
+    s->B = m->B, s->T = m->T, s->padded = m->padded;
+    int on = s->graphs == GRAPHS_ON && (repeat || m->spec.attention != ATTENTION_CUDNN);
+    int graph = o->graph_begin && (on || (s->graphs == GRAPHS_AUTO && repeat));
     if (graph && o->graph_begin())
         return o->status(err) ? -1 : lf_fail(err, "cuda: a graph capture did not start");
     int rc = model_forward(m, 1, seed, loss_weight, NULL, err) || model_backward(m, seed, err);
@@ -807,7 +808,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     int eval_steps = r->has_val && !strcmp(c->eval_strategy, "steps") ? c->eval_steps : 0;
     int save_steps = !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
     uint64_t dropout_stream = rng_hash(c->seed, 0xD20F);
-    TrainStep st = {(TrainGraphs)c->cuda_graphs, 0, 0};
+    TrainStep st = {(TrainGraphs)c->cuda_graphs, 0, 0, 0};
     double t_start = now_seconds(), log_loss = 0;
     int log_n = 0;
     for (int epoch = ts.epoch; ts.global_step < total; epoch++) {
