@@ -3,8 +3,8 @@
 Nsight Compute (ncu), summed by kernel name (issue 10).
 
     bench/profile-step.py [--cases smollm2-2048,distilbert-512] [--layers 2] [--top 20]
-        [--precision bf16] [--loraft-bench build/bench_train_step] [--timeout 120]
-        [--details REGEX]
+        [--precision bf16] [--attention loraft|cudnn] [--loraft-bench build/bench_train_step]
+        [--timeout 120] [--details REGEX]
 
 The cases, models and LoRA settings are bench/bench-gpu-e2e.py's (random weights, 8,192 tokens
 per step), with --layers layers (default 2: a layer's kernels repeat, and ncu costs
@@ -64,7 +64,7 @@ def profiled_step(a, name, T, tmp):
     return [a.loraft_bench, model_dir, "--random", "--device", "cuda", "--batch",
             str(max(1, 8192 // T)), "--seq", str(T), "--steps", "1", "--r", "8", "--targets",
             ",".join(targets), "--dropout", str(dropout), "--precision", a.precision, "--graphs",
-            "off"]
+            "off", "--attention", a.attention]
 
 
 def profile(a, ncu, name, T, tmp):
@@ -129,6 +129,7 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--attention", default="loraft", help="model.attention")
     ap.add_argument("--loraft-bench", default="build/bench_train_step")
     ap.add_argument("--timeout", type=int, default=120, help="seconds per case")
     ap.add_argument("--details", metavar="REGEX", help="also Nsight Compute's sections "
@@ -143,8 +144,8 @@ def main():
     if not ncu:
         print("SKIP: ncu (Nsight Compute) not found")
         return 77
-    print(f"# prof: {a.precision}, {a.layers} layers, CUDA Graphs off, 2 steps (warm-up + 1) "
-          f"under ncu; ms = kernel time summed over both steps")
+    print(f"# prof: {a.precision}, attention {a.attention}, {a.layers} layers, CUDA Graphs off, "
+          f"2 steps (warm-up + 1) under ncu; ms = kernel time summed over both steps")
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         for case in a.cases.split(","):
