@@ -785,6 +785,13 @@ int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, A
     return rc ? -1 : 0;
 }
 
+/* An evaluation ran other shapes since the last micro-batch, and under model.attention cudnn may
+ * have dropped its plans (cuDNN plans outside a recording only): the next micro-batch counts as
+ * a new shape, run op by op. */
+static void forget_shape(TrainStep *s) {
+    s->B = 0;
+}
+
 static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     const TrainConfig *c = r->cfg;
     Model *m = &r->model;
@@ -868,6 +875,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             int ev = eval_steps && ts.global_step % eval_steps == 0;
             int sv = save_steps && ts.global_step % save_steps == 0;
             if ((ev || sv) && checkpoint_point(r, &ts, ev, sv, epoch_f, err)) return -1;
+            if (ev) forget_shape(&st);
         }
         progress_finish(&p);
         int complete = k >= nb; /* max_steps may end an epoch early: resume inside it */
@@ -879,6 +887,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             checkpoint_point(r, &ts, eval_epoch, save_epoch,
                              complete ? epoch + 1 : epoch + (double)k / nb, err))
             return -1;
+        if (eval_epoch) forget_shape(&st);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
