@@ -142,7 +142,10 @@ fi
 note "== GPU tests (CUDA ops and models vs the CPU reference)"
 for src in tests/gpu/test_*.c; do
   t=$(basename "$src" .c)
-  step "$t" 150 env LORAFT_SHARED_DATA="$PWD/../shared/data" "$build/$t"
+  # parity's cudnn cases (last) plan a dozen cuDNN graphs, kernels compiled at run time: more room
+  limit=150
+  [ "$t" = test_gpu_parity ] && limit=240
+  step "$t" "$limit" env LORAFT_SHARED_DATA="$PWD/../shared/data" "$build/$t"
   show "$t" "passed, .* failed|off, first|CHECK failed|status:" 12
 done
 
