@@ -43,7 +43,7 @@ using Tensor = std::shared_ptr<fe::graph::Tensor_attributes>;
 namespace {
 
 /* The tensors' uids: the variant pack names device pointers by them. */
-enum Uid : int64_t { Q = 1, K, V, O, STATS, DOUT, DQ, DK, DV, SEQ_Q, SEQ_KV, SEED, OFFSET };
+enum Uid : int64_t { Q = 1, K, V, O, STATS, DOUT, DQ, DK, DV, SEQ_Q, SEQ_KV, SEED, OFFSET, UIDS };
 
 struct Plan {
     CudnnSdpa shape;
@@ -59,6 +59,8 @@ std::vector<Plan> plans;
 constexpr size_t PLANS = 64;
 void *workspace;
 int64_t workspace_bytes;
+/* The variant pack, kept from call to call, so that filling it allocates nothing in a step. */
+std::unordered_map<int64_t, void *> pack;
 
 const char *fail(const char *what, const std::string &why) {
     snprintf(message, sizeof message, "model.attention cudnn: %s: %s", what, why.c_str());
@@ -198,14 +200,17 @@ Graph *plan_for(const CudnnSdpa &s, bool backward) {
 
 /* Plans (first use) and queues the graph; cudnn-frontend's exceptions end here, as messages,
  * not in the C callers' frames. */
-const char *run(const CudnnSdpa *s, bool backward, std::unordered_map<int64_t, void *> &pack,
+/* Plans (first use) and queues the graph on the pointers ptr[uid] (NULL where this call has
+ * none); cudnn-frontend's exceptions end here, as messages, not in the C callers' frames. */
+const char *run(const CudnnSdpa *s, bool backward, void *const ptr[UIDS],
                 const CudnnSdpaInputs *in) {
     const char *what = backward ? "backward" : "forward";
     try {
         Graph *g = plan_for(*s, backward);
         if (!g) return message;
-        if (s->padded) pack[SEQ_Q] = (void *)in->seq_q, pack[SEQ_KV] = (void *)in->seq_kv;
-        if (s->p > 0) pack[SEED] = (void *)in->seed, pack[OFFSET] = (void *)in->offset;
+        for (int64_t uid = Q; uid < SEQ_Q; uid++) pack[uid] = ptr[uid];
+        pack[SEQ_Q] = (void *)in->seq_q, pack[SEQ_KV] = (void *)in->seq_kv;
+        pack[SEED] = (void *)in->seed, pack[OFFSET] = (void *)in->offset;
         fe::error_t e = g->execute(handle, pack, workspace);
         return e.is_good() ? NULL : fail(what, e.get_message());
     } catch (const std::exception &x) {
@@ -221,24 +226,18 @@ const char *cudnn_sdpa_unavailable(void) {
 
 const char *cudnn_sdpa_forward(const CudnnSdpa *s, void *o, float *stats, const void *q,
                                const void *k, const void *v, const CudnnSdpaInputs *in) {
-    std::unordered_map<int64_t, void *> pack = {
-        {Q, (void *)q}, {K, (void *)k}, {V, (void *)v}, {O, o}, {STATS, stats}};
-    return run(s, false, pack, in);
+    void *ptr[UIDS] = {};
+    ptr[Q] = (void *)q, ptr[K] = (void *)k, ptr[V] = (void *)v, ptr[O] = o, ptr[STATS] = stats;
+    return run(s, false, ptr, in);
 }
 
 const char *cudnn_sdpa_backward(const CudnnSdpa *s, void *dq, void *dk, void *dv, const void *q,
                                 const void *k, const void *v, const void *o, const void *dout,
                                 const float *stats, const CudnnSdpaInputs *in) {
-    std::unordered_map<int64_t, void *> pack = {{Q, (void *)q},
-                                                {K, (void *)k},
-                                                {V, (void *)v},
-                                                {O, (void *)o},
-                                                {DOUT, (void *)dout},
-                                                {STATS, (void *)stats},
-                                                {DQ, dq},
-                                                {DK, dk},
-                                                {DV, dv}};
-    return run(s, true, pack, in);
+    void *ptr[UIDS] = {};
+    ptr[Q] = (void *)q, ptr[K] = (void *)k, ptr[V] = (void *)v, ptr[O] = (void *)o;
+    ptr[DOUT] = (void *)dout, ptr[STATS] = (void *)stats, ptr[DQ] = dq, ptr[DK] = dk, ptr[DV] = dv;
+    return run(s, true, ptr, in);
 }
 
 const char *cudnn_sdpa_check(const CudnnSdpa *s, int backward, int sm) {
