@@ -94,8 +94,8 @@ static void ln_fwd(Bench *b) {
     ops->layernorm_forward(b->out, b->mean, b->rstd, NULL, b->inp, b->w, b->bias, 1e-12f, NT, b->C);
 }
 static void ln_bwd(Bench *b) {
-    ops->layernorm_backward(b->dinp, b->dw, b->dbias, b->dout, b->inp, NULL, b->w, b->mean, b->rstd,
-                            NT, b->C, OPS_ADD);
+    ops->layernorm_backward(b->dinp, NULL, b->dw, b->dbias, b->dout, b->inp, NULL, b->w, b->mean,
+                            b->rstd, NT, b->C, OPS_ADD);
 }
 static void gelu_fwd(Bench *b) {
     ops->activation_forward(b->out, NULL, NULL, b->inp, ACT_GELU, (size_t)NT * b->C);

@@ -209,12 +209,12 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->layernorm_forward(out, mean, rstd, NULL, x, y, y + C, 1e-5f, (int)N, C));
     mem_row(name, 2.0 * nc + 2.0 * N, ms);
     snprintf(name, sizeof name, "residual_norm_forward p=0.1 [%zu,%d]", N, C);
-    TIME(ms, gpu->residual_norm_forward(out, NULL, mean, rstd, NULL, x, z, 0.1f, 3, y, y + C, 1e-5f,
-                                        (int)N, C));
+    TIME(ms, gpu->residual_norm_forward(out, NULL, NULL, mean, rstd, NULL, x, z, 0.1f, 3, y, y + C,
+                                        1e-5f, (int)N, C));
     mem_row(name, 3.0 * nc + 2.0 * N, ms);
     snprintf(name, sizeof name, "layernorm_backward [%zu,%d]", N, C);
-    TIME(ms,
-         gpu->layernorm_backward(g1, g2, g2 + C, z, x, NULL, y, mean, rstd, (int)N, C, OPS_ADD));
+    TIME(ms, gpu->layernorm_backward(g1, NULL, g2, g2 + C, z, x, NULL, y, mean, rstd, (int)N, C,
+                                     OPS_ADD));
     mem_row(name, 4.0 * nc + 2.0 * N, ms);
     C = sm->C;
     size_t sc = N * C;

@@ -287,8 +287,8 @@ static void ln_fwd(void *p) {
 }
 static void ln_bwd(void *p, const float *dout, unsigned use) {
     LnCtx *c = p;
-    ops->layernorm_backward(USE(0, c->dinp), USE(1, c->dweight), USE(2, c->dbias), dout, c->inp,
-                            NULL, c->weight, c->mean, c->rstd, N, C, OPS_ADD);
+    ops->layernorm_backward(USE(0, c->dinp), NULL, USE(1, c->dweight), USE(2, c->dbias), dout,
+                            c->inp, NULL, c->weight, c->mean, c->rstd, N, C, OPS_ADD);
 }
 
 static void test_layernorm(void) {
@@ -1482,7 +1482,7 @@ static size_t large_pass(float *res) {
     SAVE(dwte, (size_t)LV * LC), SAVE(dwpe, (size_t)LT * LC), SAVE(dwtt, 2 * LC);
     ops->layernorm_forward(z, mean, rstd, NULL, x, lnw, lnb, 1e-5f, LN, LC);
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
-    ops->layernorm_backward(d1, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC, OPS_ADD);
+    ops->layernorm_backward(d1, NULL, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC, OPS_ADD);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
     ops->attention_forward(z, lse, NULL, x, y, g, mask, 0, 0.1f, 5, scratch, LB, LT, LNH, LNH,
                            LC / LNH);
@@ -1699,7 +1699,7 @@ static void test_first_writers(void) {
         ops->activation_backward(d[acc][3], NULL, x, NULL, g, ACT_GELU, NC, acc);
         ops->activation_backward(d[acc][4], NULL, x, NULL, g, ACT_RELU, NC, acc);
         ops->swiglu_backward(d[acc][5], d[acc][6], NULL, NULL, g, x, x, NULL, NC, acc);
-        ops->layernorm_backward(d[acc][7], NULL, NULL, g, x, NULL, lw, mean, rstd, N, C, acc);
+        ops->layernorm_backward(d[acc][7], NULL, NULL, NULL, g, x, NULL, lw, mean, rstd, N, C, acc);
         ops->rmsnorm_backward(d[acc][8], NULL, g, x, NULL, lw, rstd, N, C, acc);
         ops->dropout_backward(d[acc][9], NULL, g, 0.3f, 9, NC, acc);
     }
@@ -1726,8 +1726,9 @@ static void test_saved_bf16(void) {
     for (int k = 0; k < 2; k++)
         g[k][0] = rand_vec(n, 0, 0), g[k][1] = rand_vec(C, 0, 0), g[k][2] = rand_vec(C, 0, 0);
     ops->layernorm_forward(out, mean, rstd, saved, x, w, b, 1e-5f, N, C);
-    ops->layernorm_backward(g[0][0], g[0][1], g[0][2], dout, x, NULL, w, mean, rstd, N, C, OPS_ADD);
-    ops->layernorm_backward(g[1][0], g[1][1], g[1][2], dout, NULL, saved, w, mean, rstd, N, C,
+    ops->layernorm_backward(g[0][0], NULL, g[0][1], g[0][2], dout, x, NULL, w, mean, rstd, N, C,
+                            OPS_ADD);
+    ops->layernorm_backward(g[1][0], NULL, g[1][1], g[1][2], dout, NULL, saved, w, mean, rstd, N, C,
                             OPS_ADD);
     CHECK(off_by("layernorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
     CHECK(off_by("layernorm dweight", g[1][1], g[0][1], C, 1e-2) == 0);
@@ -1795,6 +1796,15 @@ static void test_bf16_outputs(void) {
     ops->swiglu_backward(NULL, NULL, h[0], h[1], dout, x, u, NULL, n, OPS_SET);
     CHECK(not_rounded("swiglu dgate alone", h[0], f[0], n) == 0);
     CHECK(not_rounded("swiglu dup alone", h[1], f[1], n) == 0);
+    float *w = rand_vec(C, 0.5f, 1.5f), *mean = rand_vec(N, -1, 1), *rstd = rand_vec(N, 0.5f, 2);
+    ops->layernorm_backward(f[0], h[0], NULL, NULL, dout, x, NULL, w, mean, rstd, N, C, OPS_SET);
+    ops->layernorm_backward(NULL, h[1], NULL, NULL, dout, x, NULL, w, mean, rstd, N, C, OPS_SET);
+    CHECK(not_rounded("layernorm dinp", h[0], f[0], n) == 0);
+    CHECK(not_rounded("layernorm dinp alone", h[1], f[0], n) == 0);
+    ops->residual_norm_forward(f[0], h[0], NULL, mean, rstd, NULL, x, u, 0.3f, 5, w, NULL, 1e-5f, N,
+                               C);
+    CHECK(not_rounded("residual_norm out", h[0], f[0], n) == 0);
+    free(w), free(mean), free(rstd);
     free(x), free(u), free(dout), free(f[0]), free(f[1]), free(h[0]), free(h[1]);
 }
 
@@ -1817,8 +1827,9 @@ static void test_residual_norm(void) {
             else
                 ops->layernorm_forward(want, st[0], st[1], xh[0], x, w, bias, 1e-5f, N, C);
             memcpy(sum, a, n * sizeof *a); /* the sum over a, in place */
-            ops->residual_norm_forward(got, keep ? sum : NULL, rms ? NULL : st[2], st[3], xh[1],
-                                       keep ? sum : a, b, p, 11, w, rms ? NULL : bias, 1e-5f, N, C);
+            ops->residual_norm_forward(got, NULL, keep ? sum : NULL, rms ? NULL : st[2], st[3],
+                                       xh[1], keep ? sum : a, b, p, 11, w, rms ? NULL : bias, 1e-5f,
+                                       N, C);
             CHECK(off_by("residual_norm out", got, want, n, 1e-5) == 0);
             CHECK(off_by("residual_norm rstd", st[3], st[1], N, 1e-5) == 0);
             if (mean) CHECK(off_by("residual_norm mean", st[2], mean, N, 1e-5) == 0);

@@ -111,12 +111,14 @@ typedef struct Ops {
     /* ---- layer norm over the last dimension ----
      * out[N,C] = xhat * weight + bias, xhat = (inp - mean) * rstd; saves mean[N], rstd[N] and
      * (xh not NULL) bf16(xhat) [N,C]. Backward reads xhat from inp, mean and rstd, or (inp NULL)
-     * from xh; its dinp is added to, or (acc 0) written. */
+     * from xh; its dinp is added to, or (acc 0) written, and dinp_bf16 (not NULL) = bf16 of
+     * dinp's new value, for a bf16 GEMM that reads it (dinp may then be NULL under acc 0). */
     void (*layernorm_forward)(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
                               const float *weight, const float *bias, float eps, int N, int C);
-    void (*layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const float *inp, const uint16_t *xh, const float *weight,
-                               const float *mean, const float *rstd, int N, int C, int acc);
+    void (*layernorm_backward)(float *dinp, uint16_t *dinp_bf16, float *dweight, float *dbias,
+                               const float *dout, const float *inp, const uint16_t *xh,
+                               const float *weight, const float *mean, const float *rstd, int N,
+                               int C, int acc);
 
     /* ---- RMS norm over the last dimension (Llama) ----
      * out[N,C] = xhat * weight, xhat = inp * rstd with rstd[N] = 1 / sqrt(mean_c(inp^2) + eps),
@@ -131,10 +133,12 @@ typedef struct Ops {
     /* The residual stream's norm in one pass over its inputs: x = dropout(a; p, seed) + b
      * (dropout_forward's mask), out = layer norm of x as layernorm_forward, or RMS norm as
      * rmsnorm_forward when mean is NULL (bias NULL); sum (not NULL, may be a) = x, where backward
-     * or a later residual reads it. Instead of dropout_forward, add and the norm, each a pass. */
-    void (*residual_norm_forward)(float *out, float *sum, float *mean, float *rstd, uint16_t *xh,
-                                  const float *a, const float *b, float p, uint64_t seed,
-                                  const float *weight, const float *bias, float eps, int N, int C);
+     * or a later residual reads it; out_bf16 (not NULL) = bf16(out), for a bf16 GEMM that reads
+     * it. Instead of dropout_forward, add and the norm, each a pass. */
+    void (*residual_norm_forward)(float *out, uint16_t *out_bf16, float *sum, float *mean,
+                                  float *rstd, uint16_t *xh, const float *a, const float *b,
+                                  float p, uint64_t seed, const float *weight, const float *bias,
+                                  float eps, int N, int C);
 
     /* ---- rotary position embedding, in place (HF Llama's rotate_half layout) ----
      * x [B,T,NH*HS]; for each head, position p = pos[b,t] (pos NULL: p = t) and i < HS/2,

@@ -158,11 +158,12 @@ static void cpu_layernorm_forward(float *out, float *mean, float *rstd, uint16_t
  * dinp (+)= rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)) (acc 0: =); dweight[C] += sum_n dout *
  * xhat; dbias[C] += sum_n dout. Each may be NULL. Also RMS norm's (mean NULL: no mean_c(g) term).
  */
-static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                                   const float *inp, const uint16_t *xh, const float *weight,
-                                   const float *mean, const float *rstd, int N, int C, int acc) {
+static void cpu_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, float *dbias,
+                                   const float *dout, const float *inp, const uint16_t *xh,
+                                   const float *weight, const float *mean, const float *rstd, int N,
+                                   int C, int acc) {
     int centred = mean != NULL;
-    if (dinp) {
+    if (dinp || dinp_bf16) {
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
         for (int n = 0; n < N; n++) {
             size_t row = (size_t)n * C;
@@ -177,10 +178,12 @@ static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, co
             }
             g_mean = centred ? g_mean / (float)C : 0.0f;
             gx_mean /= (float)C;
-            float *dx = dinp + row;
+            float *dx = dinp ? dinp + row : NULL;
+            uint16_t *dxb = dinp_bf16 ? dinp_bf16 + row : NULL;
             for (int c = 0; c < C; c++) {
                 float g = (d[c] * weight[c] - g_mean - xhat_at(x, h, c, m, s) * gx_mean) * s;
-                dx[c] = acc ? dx[c] + g : g;
+                if (dx) g = dx[c] = acc ? dx[c] + g : g;
+                if (dxb) dxb[c] = f32_to_bf16(g);
             }
         }
     }
@@ -216,11 +219,11 @@ static void cpu_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const flo
 }
 
 /* x = drop(a) + b into sum (or out), then its norm (RMS when mean is NULL) as above, a row at a
- * time */
-static void cpu_residual_norm_forward(float *out, float *sum, float *mean, float *rstd,
-                                      uint16_t *xh, const float *a, const float *b, float p,
-                                      uint64_t seed, const float *weight, const float *bias,
-                                      float eps, int N, int C) {
+ * time, and out_bf16 (not NULL) = bf16(out) */
+static void cpu_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, float *mean,
+                                      float *rstd, uint16_t *xh, const float *a, const float *b,
+                                      float p, uint64_t seed, const float *weight,
+                                      const float *bias, float eps, int N, int C) {
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         size_t row = (size_t)n * C;
@@ -229,6 +232,8 @@ static void cpu_residual_norm_forward(float *out, float *sum, float *mean, float
             x[c] = a[row + c] * rng_dropout_scale(seed, row + c, p) + b[row + c];
         norm_row(out + row, mean ? mean + n : NULL, rstd + n, xh ? xh + row : NULL, x, weight, bias,
                  eps, C);
+        if (out_bf16)
+            for (int c = 0; c < C; c++) out_bf16[row + c] = f32_to_bf16(out[row + c]);
     }
 }
 
@@ -237,7 +242,7 @@ static void cpu_residual_norm_forward(float *out, float *sum, float *mean, float
 static void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                                  const uint16_t *xh, const float *weight, const float *rstd, int N,
                                  int C, int acc) {
-    cpu_layernorm_backward(dinp, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C, acc);
+    cpu_layernorm_backward(dinp, NULL, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C, acc);
 }
 
 /* ---- rotary position embedding ---- */

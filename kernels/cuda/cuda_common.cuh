@@ -189,17 +189,19 @@ void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float 
                              const int32_t *ids, const int32_t *types, int B, int T, int C);
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
                             const float *weight, const float *bias, float eps, int N, int C);
-void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const uint16_t *xh, const float *weight,
-                             const float *mean, const float *rstd, int N, int C, int acc);
+void cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, float *dbias,
+                             const float *dout, const float *inp, const uint16_t *xh,
+                             const float *weight, const float *mean, const float *rstd, int N,
+                             int C, int acc);
 void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
                           const float *weight, float eps, int N, int C);
 void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                            const uint16_t *xh, const float *weight, const float *rstd, int N, int C,
                            int acc);
-void cuda_residual_norm_forward(float *out, float *sum, float *mean, float *rstd, uint16_t *xh,
-                                const float *a, const float *b, float p, uint64_t seed,
-                                const float *weight, const float *bias, float eps, int N, int C);
+void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, float *mean,
+                                float *rstd, uint16_t *xh, const float *a, const float *b, float p,
+                                uint64_t seed, const float *weight, const float *bias, float eps,
+                                int N, int C);
 void cuda_rope_forward(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 void cuda_rope_backward(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
 void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,

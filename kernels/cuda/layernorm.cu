@@ -1,80 +1,163 @@
 /* layernorm.cu: layer norm and RMS norm (Llama) over the last dimension,
  * forward and backward. RMS norm is layer norm without centring and bias, so
- * both run the same kernels with `rms` set (mean taken as 0). One warp per row
- * (C is a few hundred to a few thousand: the row stays in L1 across the passes), forward
- * four columns a lane at a time; the backward adds up the weight/bias gradients in its dinp
- * pass, per block in shared memory, a column a lane (distinct banks for its shared atomics). The
+ * both run the same kernels with `rms` set (mean taken as 0). One warp per row; a lane takes
+ * four columns at a time, chunk i of its row being the four at 4 lane + 128 i. The kernels are
+ * compiled for V = 1, 2, 4, 8 or 16 chunks a lane, the fewest that hold the row: the whole row
+ * is loaded into registers at once (every load in flight before any is used), and the later
+ * passes over it read those registers, not memory. A row longer than 2,048 floats reads the
+ * chunks past the sixteenth again in every pass (from L1). The backward adds up the
+ * weight/bias gradients in its dinp pass, per block in shared memory (shared atomics). The
  * forward also takes the residual stream's dropout and add (residual_norm_forward): its first
- * pass forms x = drop(a) + b and leaves it in sum (or out) for the other two. */
+ * pass forms x = drop(a) + b. */
 #include "cuda_common.cuh"
 
 /* warps a block (a row each at a time); rows a warp when the backward sums columns, so that
  * fewer blocks meet in global atomics */
-enum { LN_WARPS = 8, LN_ROWS_PER_WARP = 4 };
+enum { LN_WARPS = 8, LN_ROWS_PER_WARP = 4, LN_MAX_CHUNKS = 16 };
 
-/* out[N,C] = (x - mean) * rstd * weight + bias with x = inp, or (res not NULL) x = drop(inp; p,
- * seed) + res, kept in sum (or out) for the later passes; mean[N], rstd[N] and xh [N,C] =
- * bf16((x - mean) * rstd) saved (if not NULL). rms: mean is 0 (not computed). A lane takes four
- * columns at a time (one float4 where aligned), the same in every pass; the two statistics
- * passes and the output pass find the row in L1. */
-__global__ void layernorm_forward_kernel(float *out, float *sum, float *mean, float *rstd,
-                                         uint16_t *xh, const float *inp, const float *res, float p,
-                                         uint64_t seed, const float *weight, const float *bias,
-                                         float eps, int N, int C, bool rms) {
+__device__ inline int chunk_col(int lane, int i) {
+    return 4 * lane + 128 * i;
+}
+
+/* v = drop(v; p, seed) + r for the four columns from c of row n (element n C + c + k) */
+__device__ inline void add_dropped(float v[4], const float r[4], size_t n, int c, int C, float p,
+                                   uint64_t seed) {
+    for (int k = 0; k < 4; k++) v[k] = v[k] * rng_dropout_scale(seed, n * C + c + k, p) + r[k];
+}
+
+/* sum of (v - m)^2 over the columns below C */
+__device__ inline float squares4(const float v[4], float m, int c, int C) {
+    float s = 0.0f;
+    for (int k = 0; k < 4 && c + k < C; k++) s += (v[k] - m) * (v[k] - m);
+    return s;
+}
+
+/* The output pass over four columns of row n: xhat = (x - m) r, y = xhat w + b into out and (not
+ * NULL) out_bf16, xhat into xh (not NULL). */
+__device__ inline void norm_out4(float *out, uint16_t *out_bf16, uint16_t *xh, const float x[4],
+                                 float m, float r, const float *weight, const float *bias, size_t n,
+                                 int c, int C) {
+    float w[4] = {1.0f, 1.0f, 1.0f, 1.0f}, b[4] = {0.0f, 0.0f, 0.0f, 0.0f}, h[4], y[4];
+    if (weight) load4(w, weight, c, C);
+    if (bias) load4(b, bias, c, C);
+    for (int k = 0; k < 4; k++) h[k] = (x[k] - m) * r, y[k] = h[k] * w[k] + b[k];
+    if (out) store4(out + n * C, y, c, C);
+    if (out_bf16) store4_bf16(out_bf16 + n * C, y, c, C);
+    if (xh) store4_bf16(xh + n * C, h, c, C);
+}
+
+/* out[N,C] (not NULL) and out_bf16 (not NULL: bf16(out)) = (x - mean) * rstd * weight + bias with
+ * x = inp, or (res not NULL) x = drop(inp; p, seed) + res, kept in sum (not NULL); mean[N],
+ * rstd[N] and xh [N,C] = bf16((x - mean) * rstd) saved (if not NULL). rms: mean is 0 (not
+ * computed). A row past V chunks a lane keeps x's tail in sum, or in out (then not NULL), and
+ * reads it again there. */
+template <int V>
+__global__ void layernorm_forward_kernel(float *out, uint16_t *out_bf16, float *sum, float *mean,
+                                         float *rstd, uint16_t *xh, const float *inp,
+                                         const float *res, float p, uint64_t seed,
+                                         const float *weight, const float *bias, float eps, int N,
+                                         int C, bool rms) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
-        const float *x = inp + n * C;
-        float s = 0.0f, ss = 0.0f, v[4];
-        if (res) { /* x = drop(inp) + res, into sum or out (the lane's own columns) */
-            float *keep = (sum ? sum : out) + n * C;
-            for (int c = 4 * lane; c < C; c += 128) {
-                float r[4];
-                load4(v, x, c, C), load4(r, res + n * C, c, C);
-                for (int k = 0; k < 4; k++)
-                    v[k] = v[k] * rng_dropout_scale(seed, (size_t)n * C + c + k, p) + r[k];
-                store4(keep, v, c, C);
-                s += (v[0] + v[1]) + (v[2] + v[3]);
-            }
-            x = keep;
-        } else {
-            for (int c = 4 * lane; c < C; c += 128) {
-                load4(v, x, c, C); /* zero past C */
-                s += (v[0] + v[1]) + (v[2] + v[3]);
+        const float *a = inp + n * C, *b = res ? res + n * C : NULL;
+        float *kept = sum ? sum + n * C : NULL;
+        float *tail = b ? (kept ? kept : out + n * C) : NULL; /* where the tail's x is read */
+        float v[V][4], s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < V; i++) load4(v[i], a, chunk_col(lane, i), C); /* zero past C */
+        if (b) {
+            float r[V][4];
+#pragma unroll
+            for (int i = 0; i < V; i++) load4(r[i], b, chunk_col(lane, i), C);
+#pragma unroll
+            for (int i = 0; i < V; i++) {
+                add_dropped(v[i], r[i], n, chunk_col(lane, i), C, p, seed);
+                if (kept) store4(kept, v[i], chunk_col(lane, i), C);
             }
         }
-        float m = rms ? 0.0f : warp_sum(s) / C;
-        for (int c = 4 * lane; c < C; c += 128) {
-            load4(v, x, c, C);
-            for (int k = 0; k < 4 && c + k < C; k++) ss += (v[k] - m) * (v[k] - m);
+#pragma unroll
+        for (int i = 0; i < V; i++) s += (v[i][0] + v[i][1]) + (v[i][2] + v[i][3]);
+        for (int c = chunk_col(lane, V); c < C; c += 128) {
+            float t[4], r[4];
+            load4(t, a, c, C);
+            if (b) load4(r, b, c, C), add_dropped(t, r, n, c, C, p, seed), store4(tail, t, c, C);
+            s += (t[0] + t[1]) + (t[2] + t[3]);
+        }
+        const float *x = tail ? tail : a;
+        float m = rms ? 0.0f : warp_sum(s) / C, ss = 0.0f;
+#pragma unroll
+        for (int i = 0; i < V; i++) ss += squares4(v[i], m, chunk_col(lane, i), C);
+        for (int c = chunk_col(lane, V); c < C; c += 128) {
+            float t[4];
+            load4(t, x, c, C);
+            ss += squares4(t, m, c, C);
         }
         float r = 1.0f / sqrtf(warp_sum(ss) / C + eps);
-        for (int c = 4 * lane; c < C; c += 128) {
-            float w[4] = {1.0f, 1.0f, 1.0f, 1.0f}, b[4] = {0.0f, 0.0f, 0.0f, 0.0f}, y[4];
-            load4(v, x, c, C);
-            if (weight) load4(w, weight, c, C);
-            if (bias) load4(b, bias, c, C);
-            for (int k = 0; k < 4; k++) v[k] = (v[k] - m) * r, y[k] = v[k] * w[k] + b[k];
-            store4(out + n * C, y, c, C);
-            if (xh) store4_bf16(xh + n * C, v, c, C);
+#pragma unroll
+        for (int i = 0; i < V; i++)
+            norm_out4(out, out_bf16, xh, v[i], m, r, weight, bias, n, chunk_col(lane, i), C);
+        for (int c = chunk_col(lane, V); c < C; c += 128) {
+            float t[4];
+            load4(t, x, c, C);
+            norm_out4(out, out_bf16, xh, t, m, r, weight, bias, n, c, C);
         }
         if (lane == 0 && mean) mean[n] = m;
         if (lane == 0 && rstd) rstd[n] = r;
     }
 }
 
-/* dinp[N,C] (+)= rstd * (g - mean(g) - norm * mean(g * norm)) (add 0: =), g = weight * dout, and
- * dweight[c] += sum_n dout * norm, dbias[c] += sum_n dout in the same pass over dout and inp
- * (norm = (inp - mean) * rstd), or over dout and xh (inp NULL: norm = xh's values):
- * the block's column sums gather in dynamic shared memory (sums[0..C) for dweight, [C..2C) for
- * dbias; the lanes of a warp own distinct columns, the warps meet in shared atomics) and reach
- * the outputs in one global atomic per column per block. Any output may be NULL; mean NULL:
- * RMS norm (no centring, no mean(g) term). */
-__global__ void layernorm_backward_kernel(float *dinp, float *dweight, float *dbias,
-                                          const float *dout, const float *inp, const uint16_t *xh,
-                                          const float *weight, const float *mean, const float *rstd,
-                                          int N, int C, int add) {
+/* One row's four columns from c, loaded for the backward: g = dout, h = xhat (from x, m and r,
+ * or from xh's bf16), zero past C. */
+__device__ inline void load_grad4(float g[4], float h[4], const float *dy, const float *x,
+                                  const uint16_t *xh, float m, float r, int c, int C) {
+    load4(g, dy, c, C);
+    load4_saved(h, x, xh, c, C);
+    if (x)
+        for (int k = 0; k < 4; k++) h[k] = c + k < C ? (h[k] - m) * r : 0.0f;
+}
+
+/* The first backward pass over four columns: sg += sum g w, sgn += sum g w h; the column sums
+ * dweight += g h and dbias += g into sums[c], sums[C + c] (params). */
+__device__ inline void grad_sums4(float *sg, float *sgn, float *sums, bool params, bool dbias,
+                                  const float g[4], const float h[4], const float *weight, int c,
+                                  int C) {
+    float w[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    if (weight) load4(w, weight, c, C);
+    for (int k = 0; k < 4; k++) *sg += g[k] * w[k], *sgn += g[k] * w[k] * h[k];
+    for (int k = 0; params && k < 4 && c + k < C; k++) {
+        atomicAdd(&sums[c + k], g[k] * h[k]);
+        if (dbias) atomicAdd(&sums[C + c + k], g[k]);
+    }
+}
+
+/* The second: dinp (+)= r (g w - sg - h sgn) over four columns of row n, and (not NULL)
+ * dinp_bf16 = bf16 of its new value. */
+__device__ inline void grad_out4(float *dinp, uint16_t *dinp_bf16, const float g[4],
+                                 const float h[4], const float *weight, float sg, float sgn,
+                                 float r, int add, size_t n, int c, int C) {
+    float w[4] = {1.0f, 1.0f, 1.0f, 1.0f}, d[4], old[4];
+    if (weight) load4(w, weight, c, C);
+    if (dinp && add) load4(old, dinp + n * C, c, C);
+    for (int k = 0; k < 4; k++)
+        d[k] = r * (g[k] * w[k] - sg - h[k] * sgn) + (dinp && add ? old[k] : 0.0f);
+    if (dinp) store4(dinp + n * C, d, c, C);
+    if (dinp_bf16) store4_bf16(dinp_bf16 + n * C, d, c, C);
+}
+
+/* dinp[N,C] (+)= rstd * (g - mean(g) - norm * mean(g * norm)) (add 0: =), g = weight * dout,
+ * dinp_bf16 (not NULL, add 0) its bf16 copy, and dweight[c] += sum_n dout * norm, dbias[c] +=
+ * sum_n dout in the same pass over dout and inp (norm = (inp - mean) * rstd), or over dout and xh
+ * (inp NULL: norm = xh's values): the block's column sums gather in dynamic shared memory
+ * (sums[0..C) for dweight, [C..2C) for dbias) and reach the outputs in one global atomic per
+ * column per block. Any output may be NULL; mean NULL: RMS norm (no centring, no mean(g) term). */
+template <int V>
+__global__ void layernorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, float *dweight,
+                                          float *dbias, const float *dout, const float *inp,
+                                          const uint16_t *xh, const float *weight,
+                                          const float *mean, const float *rstd, int N, int C,
+                                          int add) {
     extern __shared__ float sums[];
-    bool params = dweight || dbias;
+    bool params = dweight || dbias, dx = dinp || dinp_bf16;
     if (params)
         for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) sums[c] = 0.0f;
     __syncthreads();
@@ -83,23 +166,28 @@ __global__ void layernorm_backward_kernel(float *dinp, float *dweight, float *db
         const float *x = inp ? inp + n * C : NULL, *dy = dout + n * C;
         const uint16_t *h = x ? NULL : xh + n * C;
         float m = mean && x ? mean[n] : 0.0f, r = rstd[n], sg = 0.0f, sgn = 0.0f;
-        if (dinp) {
-#pragma unroll 4
-            for (int c = lane; c < C; c += 32) {
-                float g = dy[c] * (weight ? weight[c] : 1.0f);
-                sg += g;
-                sgn += g * (x ? (x[c] - m) * r : qb_bf16(h[c]));
-            }
-            sg = mean ? warp_sum(sg) / C : 0.0f;
-            sgn = warp_sum(sgn) / C;
+        float g[V][4], hn[V][4];
+#pragma unroll
+        for (int i = 0; i < V; i++) load_grad4(g[i], hn[i], dy, x, h, m, r, chunk_col(lane, i), C);
+#pragma unroll
+        for (int i = 0; i < V; i++)
+            grad_sums4(&sg, &sgn, sums, params, dbias, g[i], hn[i], weight, chunk_col(lane, i), C);
+        for (int c = chunk_col(lane, V); c < C; c += 128) {
+            float gt[4], ht[4];
+            load_grad4(gt, ht, dy, x, h, m, r, c, C);
+            grad_sums4(&sg, &sgn, sums, params, dbias, gt, ht, weight, c, C);
         }
-        for (int c = lane; c < C; c += 32) {
-            float norm = x ? (x[c] - m) * r : qb_bf16(h[c]);
-            if (dinp)
-                put_grad(dinp + n * C + c,
-                         r * (dy[c] * (weight ? weight[c] : 1.0f) - sg - norm * sgn), add);
-            if (dweight) atomicAdd(&sums[c], dy[c] * norm);
-            if (dbias) atomicAdd(&sums[C + c], dy[c]);
+        if (!dx) continue;
+        sg = mean ? warp_sum(sg) / C : 0.0f;
+        sgn = warp_sum(sgn) / C;
+#pragma unroll
+        for (int i = 0; i < V; i++)
+            grad_out4(dinp, dinp_bf16, g[i], hn[i], weight, sg, sgn, r, add, n, chunk_col(lane, i),
+                      C);
+        for (int c = chunk_col(lane, V); c < C; c += 128) {
+            float gt[4], ht[4];
+            load_grad4(gt, ht, dy, x, h, m, r, c, C);
+            grad_out4(dinp, dinp_bf16, gt, ht, weight, sg, sgn, r, add, n, c, C);
         }
     }
     __syncthreads();
@@ -110,56 +198,92 @@ __global__ void layernorm_backward_kernel(float *dinp, float *dweight, float *db
         }
 }
 
-static unsigned warp_row_blocks(int N) {
-    return cuda_blocks((size_t)N, LN_WARPS);
+/* log2 of the chunks a lane for rows of C floats: the fewest of 1, 2, 4, 8, 16 that hold the row
+ * (16 for longer rows) */
+static int chunks_log2(int C) {
+    int l = 0;
+    while ((128 << l) < C && (1 << l) < LN_MAX_CHUNKS) l++;
+    return l;
+}
+
+template <int V>
+static void forward_launch(float *out, uint16_t *out_bf16, float *sum, float *mean, float *rstd,
+                           uint16_t *xh, const float *a, const float *b, float p, uint64_t seed,
+                           const float *weight, const float *bias, float eps, int N, int C) {
+    layernorm_forward_kernel<V><<<cuda_blocks((size_t)N, LN_WARPS), LN_WARPS * 32>>>(
+        out, out_bf16, sum, mean, rstd, xh, a, b, p, seed, weight, bias, eps, N, C, mean == NULL);
+}
+
+/* x = b ? drop(a) + b : a (sum = x), out = its layer norm, or RMS norm when mean is NULL */
+static void norm_forward(float *out, uint16_t *out_bf16, float *sum, float *mean, float *rstd,
+                         uint16_t *xh, const float *a, const float *b, float p, uint64_t seed,
+                         const float *weight, const float *bias, float eps, int N, int C) {
+    static void (*const launch[])(float *, uint16_t *, float *, float *, float *, uint16_t *,
+                                  const float *, const float *, float, uint64_t, const float *,
+                                  const float *, float, int,
+                                  int) = {forward_launch<1>, forward_launch<2>, forward_launch<4>,
+                                          forward_launch<8>, forward_launch<16>};
+    if (N <= 0 || C <= 0) return;
+    launch[chunks_log2(C)](out, out_bf16, sum, mean, rstd, xh, a, b, p, seed, weight, bias, eps, N,
+                           C);
 }
 
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
                             const float *weight, const float *bias, float eps, int N, int C) {
-    if (N <= 0 || C <= 0) return;
-    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(
-        out, NULL, mean, rstd, xh, inp, NULL, 0.0f, 0, weight, bias, eps, N, C, false);
+    norm_forward(out, NULL, NULL, mean, rstd, xh, inp, NULL, 0.0f, 0, weight, bias, eps, N, C);
     CUDA_LAUNCHED("layernorm_forward");
 }
 
-/* x = drop(a) + b (sum = x), out = its layer norm, or RMS norm when mean is NULL */
-void cuda_residual_norm_forward(float *out, float *sum, float *mean, float *rstd, uint16_t *xh,
-                                const float *a, const float *b, float p, uint64_t seed,
-                                const float *weight, const float *bias, float eps, int N, int C) {
-    if (N <= 0 || C <= 0) return;
-    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(
-        out, sum, mean, rstd, xh, a, b, p, seed, weight, bias, eps, N, C, mean == NULL);
+void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, float *mean,
+                                float *rstd, uint16_t *xh, const float *a, const float *b, float p,
+                                uint64_t seed, const float *weight, const float *bias, float eps,
+                                int N, int C) {
+    norm_forward(out, out_bf16, sum, mean, rstd, xh, a, b, p, seed, weight, bias, eps, N, C);
     CUDA_LAUNCHED("residual_norm_forward");
-}
-
-void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const uint16_t *xh, const float *weight,
-                             const float *mean, const float *rstd, int N, int C, int acc) {
-    if (N <= 0 || C <= 0) return;
-    bool params = dweight || dbias;
-    unsigned blocks = cuda_blocks((size_t)N, LN_WARPS * (params ? LN_ROWS_PER_WARP : 1));
-    size_t shared = params ? 2 * (size_t)C * sizeof(float) : 0;
-    if (shared > (48 << 10) &&
-        cudaFuncSetAttribute(layernorm_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)shared) != cudaSuccess) {
-        CUDA_FAIL("layernorm_backward: C too large for the column sums in shared memory");
-        return;
-    }
-    layernorm_backward_kernel<<<blocks, LN_WARPS * 32, shared>>>(dinp, dweight, dbias, dout, inp,
-                                                                 xh, weight, mean, rstd, N, C, acc);
-    CUDA_LAUNCHED("layernorm_backward");
 }
 
 void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
                           const float *weight, float eps, int N, int C) {
-    if (N <= 0 || C <= 0) return;
-    layernorm_forward_kernel<<<warp_row_blocks(N), LN_WARPS * 32>>>(
-        out, NULL, NULL, rstd, xh, inp, NULL, 0.0f, 0, weight, NULL, eps, N, C, true);
+    norm_forward(out, NULL, NULL, NULL, rstd, xh, inp, NULL, 0.0f, 0, weight, NULL, eps, N, C);
     CUDA_LAUNCHED("rmsnorm_forward");
+}
+
+template <int V>
+static void backward_launch(float *dinp, uint16_t *dinp_bf16, float *dweight, float *dbias,
+                            const float *dout, const float *inp, const uint16_t *xh,
+                            const float *weight, const float *mean, const float *rstd, int N, int C,
+                            int acc) {
+    bool params = dweight || dbias;
+    unsigned blocks = cuda_blocks((size_t)N, LN_WARPS * (params ? LN_ROWS_PER_WARP : 1));
+    size_t shared = params ? 2 * (size_t)C * sizeof(float) : 0;
+    if (shared > (48 << 10) && cudaFuncSetAttribute(layernorm_backward_kernel<V>,
+                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    (int)shared) != cudaSuccess) {
+        CUDA_FAIL("layernorm_backward: C too large for the column sums in shared memory");
+        return;
+    }
+    layernorm_backward_kernel<V><<<blocks, LN_WARPS * 32, shared>>>(
+        dinp, dinp_bf16, dweight, dbias, dout, inp, xh, weight, mean, rstd, N, C, acc);
+}
+
+void cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, float *dbias,
+                             const float *dout, const float *inp, const uint16_t *xh,
+                             const float *weight, const float *mean, const float *rstd, int N,
+                             int C, int acc) {
+    static void (*const launch[])(float *, uint16_t *, float *, float *, const float *,
+                                  const float *, const uint16_t *, const float *, const float *,
+                                  const float *, int, int, int) = {
+        backward_launch<1>, backward_launch<2>, backward_launch<4>, backward_launch<8>,
+        backward_launch<16>};
+    if (N <= 0 || C <= 0) return;
+    launch[chunks_log2(C)](dinp, dinp_bf16, dweight, dbias, dout, inp, xh, weight, mean, rstd, N, C,
+                           acc);
+    CUDA_LAUNCHED("layernorm_backward");
 }
 
 void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                            const uint16_t *xh, const float *weight, const float *rstd, int N, int C,
                            int acc) {
-    cuda_layernorm_backward(dinp, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C, acc);
+    cuda_layernorm_backward(dinp, NULL, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C,
+                            acc);
 }

@@ -276,8 +276,8 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     attention_forward(m, a, d, model_site(seed, l, SITE_ATT));
     linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
     /* h = LN(drop(o) + x); the sum stays where backward reads it instead of xhat */
-    o->residual_norm_forward(a->h_attn, a->xh_attn ? NULL : a->res_attn, a->mean_attn, a->rstd_attn,
-                             a->xh_attn, a->res_attn, a->x, attn_out_dropout(m, d),
+    o->residual_norm_forward(a->h_attn, NULL, a->xh_attn ? NULL : a->res_attn, a->mean_attn,
+                             a->rstd_attn, a->xh_attn, a->res_attn, a->x, attn_out_dropout(m, d),
                              model_site(seed, l, SITE_O_DROP), Ly->ln_attn.w->value,
                              Ly->ln_attn.b->value, c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora,
@@ -287,7 +287,7 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
                           c->activation, (size_t)N * F);
     linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora,
                    model_site(seed, l, SITE_FFN_OUT));
-    o->residual_norm_forward(a->out, a->xh_ffn ? NULL : a->res_ffn, a->mean_ffn, a->rstd_ffn,
+    o->residual_norm_forward(a->out, NULL, a->xh_ffn ? NULL : a->res_ffn, a->mean_ffn, a->rstd_ffn,
                              a->xh_ffn, a->res_ffn, a->h_attn, d.hidden,
                              model_site(seed, l, SITE_FFN_DROP), Ly->ln_ffn.w->value,
                              Ly->ln_ffn.b->value, c->layer_norm_eps, N, c->hidden_size);
@@ -303,7 +303,7 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     int N = m->B * m->T, C = c->hidden_size, F = c->ffn_size;
     size_t NC = (size_t)N * C, NF = (size_t)N * F;
     /* FFN block: out = LN(drop(ffn_out(act(ffn_in(h)))) + h) */
-    o->layernorm_backward(b->d_c, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, dout,
+    o->layernorm_backward(b->d_c, NULL, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, dout,
                           a->xh_ffn ? NULL : a->res_ffn, a->xh_ffn, Ly->ln_ffn.w->value,
                           a->mean_ffn, a->rstd_ffn, N, C, OPS_SET);
     const float *dy = linear_dout(m, &Ly->ffn_out, b->d_br, b->d_c, d.hidden,
@@ -317,7 +317,7 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     linear_backward(m, &Ly->ffn_in, b->d_c, b->d_ffn2, a->h_attn, N, d.lora,
                     model_site(seed, l, SITE_FFN_IN), OPS_ADD);
     /* attention block: h = LN(drop(o(attention(q(x), k(x), v(x)))) + x) */
-    o->layernorm_backward(b->d_r, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c,
+    o->layernorm_backward(b->d_r, NULL, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c,
                           a->xh_attn ? NULL : a->res_attn, a->xh_attn, Ly->ln_attn.w->value,
                           a->mean_attn, a->rstd_attn, N, C, OPS_SET);
     const float *da = linear_dout(m, &Ly->o, b->d_br, b->d_r, attn_out_dropout(m, d),
@@ -391,7 +391,7 @@ static void bert_backward(Model *m, Drop d, uint64_t seed) {
                                   b->d_b, d, seed);
     if (!emb_trains) return;
     const float *dh0 = dropout_grad(m, b->d_br, dout, d.hidden, model_site(seed, L, SITE_EMB), NC);
-    o->layernorm_backward(b->d_r, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb, NULL,
+    o->layernorm_backward(b->d_r, NULL, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb, NULL,
                           b->ln_emb.w->value, b->emb_mean, b->emb_rstd, N, C, OPS_SET);
     o->embedding_backward(b->wte->grad, b->wpe->grad, b->wtt ? b->wtt->grad : NULL, b->d_r, m->ids,
                           b->wtt ? m->types : NULL, B, T, C);

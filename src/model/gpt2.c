@@ -226,7 +226,7 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     LayerActs *a = &gpt2(m)->acts[l];
     size_t NC = (size_t)N * c->hidden_size;
     linear_forward(m, &Ly->c_proj, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_PROJ));
-    o->residual_norm_forward(a->n2, a->a, a->mean2, a->rstd2, a->xh2, a->a, a->x, d.hidden,
+    o->residual_norm_forward(a->n2, NULL, a->a, a->mean2, a->rstd2, a->xh2, a->a, a->x, d.hidden,
                              model_site(seed, l, SITE_PROJ_DROP), Ly->ln_2.w->value,
                              Ly->ln_2.b->value, c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC));
@@ -298,8 +298,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                            b->d_act, c->activation, NF, OPS_SET);
     linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC),
                     OPS_SET);
-    o->layernorm_backward(b->d_a, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n, a->xh2 ? NULL : a->a,
-                          a->xh2, Ly->ln_2.w->value, a->mean2, a->rstd2, N, C, OPS_SET);
+    o->layernorm_backward(b->d_a, NULL, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n,
+                          a->xh2 ? NULL : a->a, a->xh2, Ly->ln_2.w->value, a->mean2, a->rstd2, N, C,
+                          OPS_SET);
     o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     /* attention: a = x + drop(c_proj(attention(q, k, v))), q|k|v = c_attn(n1), n1 = ln_1(x) */
     dy = linear_dout(m, &Ly->c_proj, b->d_r, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP),
@@ -317,8 +318,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     merge_qkv(o, b->d_qkv, b->d_v, 2, N, C);
     linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora,
                     model_site(seed, l, SITE_QKV), OPS_SET);
-    o->layernorm_backward(dx, Ly->ln_1.w->grad, Ly->ln_1.b->grad, b->d_n, a->xh1 ? NULL : a->x,
-                          a->xh1, Ly->ln_1.w->value, a->mean1, a->rstd1, N, C, OPS_SET);
+    o->layernorm_backward(dx, NULL, Ly->ln_1.w->grad, Ly->ln_1.b->grad, b->d_n,
+                          a->xh1 ? NULL : a->x, a->xh1, Ly->ln_1.w->value, a->mean1, a->rstd1, N, C,
+                          OPS_SET);
     if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
 }
 
@@ -344,7 +346,7 @@ static void gpt2_backward(Model *m, Drop d, uint64_t seed) {
     size_t NC = (size_t)N * C;
     int body = b->lowest_trained_layer < L;
     if (!body && !b->ln_f.w->grad) return; /* the head's own gradient came with the loss */
-    o->layernorm_backward(b->d_out, b->ln_f.w->grad, b->ln_f.b->grad, m->dhidden,
+    o->layernorm_backward(b->d_out, NULL, b->ln_f.w->grad, b->ln_f.b->grad, m->dhidden,
                           b->acts[L - 1].out, NULL, b->ln_f.w->value, b->mean_f, b->rstd_f, N, C,
                           OPS_SET);
     int emb_trains = b->wte->grad || b->wpe->grad;

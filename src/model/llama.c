@@ -227,7 +227,7 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     LayerActs *a = &llama(m)->acts[l];
     size_t NC = (size_t)N * c->hidden_size, NF = (size_t)N * c->ffn_size;
     linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
-    o->residual_norm_forward(a->n2, a->a, NULL, a->rstd2, a->xh2, a->a, a->x, 0.0f, 0,
+    o->residual_norm_forward(a->n2, NULL, a->a, NULL, a->rstd2, a->xh2, a->a, a->x, 0.0f, 0,
                              Ly->ln_ffn.w->value, NULL, c->layer_norm_eps, N, c->hidden_size);
     uint64_t s[2];
     linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,

@@ -262,8 +262,8 @@ static void test_layernorm(int N, int C) {
     BACKENDS(w, o) {
         o->layernorm_forward(F(out, w), F(mean, w), F(rstd, w), NULL, F(x, w), F(wgt, w),
                              F(bias, w), 1e-5f, N, C);
-        o->layernorm_backward(F(dx, w), F(dw, w), F(db, w), F(dout, w), F(x, w), NULL, F(wgt, w),
-                              F(mean, w), F(rstd, w), N, C, OPS_ADD);
+        o->layernorm_backward(F(dx, w), NULL, F(dw, w), F(db, w), F(dout, w), F(x, w), NULL,
+                              F(wgt, w), F(mean, w), F(rstd, w), N, C, OPS_ADD);
     }
     NAME("layernorm N=%d C=%d", N, C);
     compare("out", out, GEMM_TOL);
@@ -465,8 +465,8 @@ static void test_first_writers(int N, int C, int OC, int R) {
     BACKENDS(w, o) {
         o->layernorm_forward(F(ln, w), F(mean, w), F(rstd, w), NULL, F(x, w), F(lw, w), F(lb, w),
                              1e-5f, N, C);
-        o->layernorm_backward(F(d[8], w), NULL, NULL, F(g, w), F(x, w), NULL, F(lw, w), F(mean, w),
-                              F(rstd, w), N, C, OPS_SET);
+        o->layernorm_backward(F(d[8], w), NULL, NULL, NULL, F(g, w), F(x, w), NULL, F(lw, w),
+                              F(mean, w), F(rstd, w), N, C, OPS_SET);
         o->rmsnorm_forward(F(ln, w), F(rstd, w), NULL, F(x, w), F(lw, w), 1e-5f, N, C);
         o->rmsnorm_backward(F(d[9], w), NULL, F(g, w), F(x, w), NULL, F(lw, w), F(rstd, w), N, C,
                             OPS_SET);
@@ -588,17 +588,18 @@ static void test_residual_norm(int N, int C, int rms, float p, int keep) {
     Pair *a = pair_random(NC, 2.0f), *b = pair_random(NC, 2.0f), *wgt = pair_random(C, 1.0f);
     Pair *bias = rms ? NULL : pair_random(C, 1.0f), *out = pair_new(NC * sizeof(float));
     Pair *mean = rms ? NULL : pair_new(N * sizeof(float)), *rstd = pair_new(N * sizeof(float));
-    Pair *xh = pair_new(NC * sizeof(uint16_t));
+    Pair *xh = pair_new(NC * sizeof(uint16_t)), *outb = pair_new(NC * sizeof(uint16_t));
     BACKENDS(w, o) {
-        o->residual_norm_forward(F(out, w), keep ? F(a, w) : NULL, F(mean, w), F(rstd, w),
-                                 xh->mem[w], F(a, w), F(b, w), p, 21, F(wgt, w), F(bias, w), 1e-5f,
-                                 N, C);
+        o->residual_norm_forward(F(out, w), outb->mem[w], keep ? F(a, w) : NULL, F(mean, w),
+                                 F(rstd, w), xh->mem[w], F(a, w), F(b, w), p, 21, F(wgt, w),
+                                 F(bias, w), 1e-5f, N, C);
     }
     NAME("residual_norm %s N=%d C=%d p=%.1f keep=%d", rms ? "rms" : "layer", N, C, p, keep);
     compare("out", out, GEMM_TOL);
     if (mean) compare("mean", mean, GEMM_TOL);
     compare("rstd", rstd, GEMM_TOL);
     compare_bf16("xhat", xh, 1e-6);
+    compare_bf16("out_bf16", outb, 1e-6);
     if (keep) compare("sum", a, ELEM_TOL); /* one multiply-add apart at most */
     pairs_free();
 }
@@ -632,8 +633,8 @@ static void test_saved_bf16(int N, int C) {
     compare_bf16("xhat", xh, 1e-6);
     take_ref(xh);
     BACKENDS(w, o) {
-        o->layernorm_backward(F(dx, w), F(dw, w), F(db, w), F(dout, w), NULL, xh->mem[w], F(wgt, w),
-                              F(mean, w), F(rstd, w), N, C, OPS_ADD);
+        o->layernorm_backward(F(dx, w), NULL, F(dw, w), F(db, w), F(dout, w), NULL, xh->mem[w],
+                              F(wgt, w), F(mean, w), F(rstd, w), N, C, OPS_ADD);
     }
     compare("dinp", dx, GEMM_TOL);
     compare("dw", dw, GEMM_TOL);
@@ -696,6 +697,37 @@ static void check_rounded(const char *tensor, const Pair *f, const Pair *b, size
     CHECK(bad == 0);
     free(x);
     free(h);
+}
+
+/* The norms' bf16 copies: layernorm_backward's dinp alone (on the same statistics, mean and
+ * rstd), then beside the f32 dinp it is added to; residual_norm_forward's out. */
+static void test_norm_grad_bf16(int N, int C) {
+    size_t NC = (size_t)N * C;
+    Pair *x = pair_random(NC, 3.0f), *wgt = pair_random(C, 1.0f), *dout = pair_random(NC, 1.0f);
+    Pair *mean = pair_random(N, 0.5f), *rstd = pair_random(N, 1.0f);
+    Pair *dx = pair_random(NC, 1.0f), *dxb = pair_new(NC * sizeof(uint16_t));
+    BACKENDS(w, o) {
+        o->layernorm_backward(NULL, dxb->mem[w], NULL, NULL, F(dout, w), F(x, w), NULL, F(wgt, w),
+                              F(mean, w), F(rstd, w), N, C, OPS_SET);
+    }
+    NAME("layernorm_backward, dinp in bf16 only, N=%d C=%d", N, C);
+    compare_bf16("dinp_bf16", dxb, 1e-6);
+    BACKENDS(w, o) {
+        o->layernorm_backward(F(dx, w), dxb->mem[w], NULL, NULL, F(dout, w), F(x, w), NULL,
+                              F(wgt, w), F(mean, w), F(rstd, w), N, C, OPS_ADD);
+    }
+    NAME("layernorm_backward, dinp added to and copied to bf16, N=%d C=%d", N, C);
+    compare("dinp", dx, GEMM_TOL);
+    check_rounded("dinp", dx, dxb, NC);
+    Pair *out = pair_new(NC * sizeof(float));
+    BACKENDS(w, o) {
+        o->residual_norm_forward(F(out, w), dxb->mem[w], NULL, F(mean, w), F(rstd, w), NULL,
+                                 F(x, w), F(dout, w), 0.1f, 3, F(wgt, w), NULL, 1e-5f, N, C);
+    }
+    NAME("residual_norm, out copied to bf16, N=%d C=%d", N, C);
+    compare("out", out, GEMM_TOL);
+    check_rounded("out", out, dxb, NC);
+    pairs_free();
 }
 
 static void test_bf16_outputs(size_t n) {
@@ -1536,13 +1568,18 @@ int main(void) {
     test_layernorm(37, 768);
     test_layernorm(5, 1030);
     test_layernorm(200, 67); /* several row groups in the dweight/dbias kernel */
+    test_layernorm(9, 300);  /* four chunks a lane */
+    test_layernorm(3, 2100); /* past sixteen chunks a lane: the tail read again */
     test_rmsnorm(1, 13);
     test_rmsnorm(37, 576); /* SmolLM2's hidden size */
     test_rmsnorm(200, 67);
+    test_rmsnorm(9, 130); /* two chunks a lane */
+    test_rmsnorm(3, 2100);
     for (int rms = 0; rms < 2; rms++)
         for (int keep = 0; keep < 2; keep++) {
             test_residual_norm(37, 768, rms, keep ? 0.1f : 0.0f, keep);
             test_residual_norm(5, 67, rms, keep ? 0.0f : 0.1f, keep); /* off the 4-value grid */
+            test_residual_norm(3, 2100, rms, 0.1f, keep); /* the tail's x in sum or out */
         }
     test_rope(1, 1, 1, 2, 10000.0f, 0);
     test_rope(2, 37, 9, 64, 100000.0f, 0); /* SmolLM2's q heads */
@@ -1555,6 +1592,8 @@ int main(void) {
     test_swiglu(1000, G_DW);
     test_saved_bf16(37, 768);
     test_saved_bf16(5, 67); /* rows and totals off the 4-value grid */
+    test_norm_grad_bf16(37, 768);
+    test_norm_grad_bf16(5, 67);
     test_bf16_outputs(37 * 768);
     test_bf16_outputs(5 * 67);
     test_matmul(1, 5, 3, 1, G_ALL, 0);
