@@ -96,9 +96,11 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
 /* Under precision bf16 a linear without LoRA on bf16 tensor cores reads its input forward
  * (Linear.in_bf16) and its output's gradient backward (dout_bf16) as bf16 that the op before
  * or after it writes (the FFN's activation: Ops.activation_forward's out_bf16,
- * activation_backward's dinp_bf16, SwiGLU's; the dropout before a residual: linear_dout),
- * where the arch points them (at the f32 buffers they replace), instead of rounding f32 in a
- * pass of its own. */
+ * activation_backward's dinp_bf16, SwiGLU's; the norm before it: residual_norm_forward's
+ * out_bf16; the dropout before a residual: linear_dout; the norm after it, where no dropout
+ * is between: layernorm_backward's dinp_bf16), where the arch points them (at buffers free
+ * between the two ops), instead of rounding f32 in a pass of its own. A group's in_bf16 (on
+ * its first member) serves every member when none is adapted. */
 int linear_reads_bf16(const Model *m, const Linear *l);
 
 /* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. */

@@ -197,6 +197,8 @@ static void bert_plan(Model *m, Plan *pl) {
         PLAN_TAKE(pl, &a->ffn_pre, N * F, bw && !half, Fs);
         PLAN_TAKE_BF16(pl, &a->ffn_pre_bf16, N * F, bw && half);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->ffn_out}, 1, &a->ffn_act, bw, Fs);
+        /* S[2] is free from the norm before ffn_in to the activation after it */
+        Ly->ffn_in.in_bf16 = linear_reads_bf16(m, &Ly->ffn_in) ? (uint16_t *)S[2] : NULL;
         Ly->ffn_out.in_bf16 = linear_reads_bf16(m, &Ly->ffn_out) ? (uint16_t *)S[2] : NULL;
         Ly->ffn_in.dout_bf16 = linear_reads_bf16(m, &Ly->ffn_in) ? (uint16_t *)block : NULL;
         PLAN_TAKE(pl, &a->res_ffn, N * C, bw && !half, S[0]);
@@ -276,10 +278,10 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     attention_forward(m, a, d, model_site(seed, l, SITE_ATT));
     linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
     /* h = LN(drop(o) + x); the sum stays where backward reads it instead of xhat */
-    o->residual_norm_forward(a->h_attn, NULL, a->xh_attn ? NULL : a->res_attn, a->mean_attn,
-                             a->rstd_attn, a->xh_attn, a->res_attn, a->x, attn_out_dropout(m, d),
-                             model_site(seed, l, SITE_O_DROP), Ly->ln_attn.w->value,
-                             Ly->ln_attn.b->value, c->layer_norm_eps, N, c->hidden_size);
+    o->residual_norm_forward(
+        a->h_attn, Ly->ffn_in.in_bf16, a->xh_attn ? NULL : a->res_attn, a->mean_attn, a->rstd_attn,
+        a->xh_attn, a->res_attn, a->x, attn_out_dropout(m, d), model_site(seed, l, SITE_O_DROP),
+        Ly->ln_attn.w->value, Ly->ln_attn.b->value, c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora,
                    model_site(seed, l, SITE_FFN_IN));
     uint16_t *act_bf16 = Ly->ffn_out.in_bf16; /* else ffn_out rounds ffn_act */
@@ -317,11 +319,16 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     linear_backward(m, &Ly->ffn_in, b->d_c, b->d_ffn2, a->h_attn, N, d.lora,
                     model_site(seed, l, SITE_FFN_IN), OPS_ADD);
     /* attention block: h = LN(drop(o(attention(q(x), k(x), v(x)))) + x) */
-    o->layernorm_backward(b->d_r, NULL, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c,
+    /* without a dropout before the residual (DistilBERT) o's output gradient is the norm's input
+     * gradient: written in bf16 by the norm, when o reads it so */
+    float p_o = attn_out_dropout(m, d);
+    uint16_t *o_bf16 = p_o <= 0 ? Ly->o.dout_bf16 : NULL;
+    o->layernorm_backward(b->d_r, o_bf16, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c,
                           a->xh_attn ? NULL : a->res_attn, a->xh_attn, Ly->ln_attn.w->value,
                           a->mean_attn, a->rstd_attn, N, C, OPS_SET);
-    const float *da = linear_dout(m, &Ly->o, b->d_br, b->d_r, attn_out_dropout(m, d),
-                                  model_site(seed, l, SITE_O_DROP), NC);
+    const float *da =
+        o_bf16 ? NULL
+               : linear_dout(m, &Ly->o, b->d_br, b->d_r, p_o, model_site(seed, l, SITE_O_DROP), NC);
     linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(seed, l, SITE_O),
                     OPS_SET);
     attention_backward(m, a, d, model_site(seed, l, SITE_ATT));

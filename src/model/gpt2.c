@@ -159,7 +159,9 @@ static void gpt2_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_attn}, 1, &a->n1, bw, sh.n1);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_fc}, 1, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->mlp_proj}, 1, &a->act, bw, sh.act);
-        /* the activation's output in bf16 where mlp_proj reads it so: in act's shared place */
+        /* ln_2's and the activation's outputs in bf16 where c_fc and mlp_proj read them so: in
+         * act's shared place (c_fc has read the first before the activation writes the second) */
+        Ly->c_fc.in_bf16 = linear_reads_bf16(m, &Ly->c_fc) ? (uint16_t *)sh.act : NULL;
         Ly->mlp_proj.in_bf16 = linear_reads_bf16(m, &Ly->mlp_proj) ? (uint16_t *)sh.act : NULL;
         if (saved_n) /* attention saved its own copy: only c_proj may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_proj}, 1, &a->ctx, bw, sh.ctx);
@@ -226,8 +228,8 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     LayerActs *a = &gpt2(m)->acts[l];
     size_t NC = (size_t)N * c->hidden_size;
     linear_forward(m, &Ly->c_proj, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_PROJ));
-    o->residual_norm_forward(a->n2, NULL, a->a, a->mean2, a->rstd2, a->xh2, a->a, a->x, d.hidden,
-                             model_site(seed, l, SITE_PROJ_DROP), Ly->ln_2.w->value,
+    o->residual_norm_forward(a->n2, Ly->c_fc.in_bf16, a->a, a->mean2, a->rstd2, a->xh2, a->a, a->x,
+                             d.hidden, model_site(seed, l, SITE_PROJ_DROP), Ly->ln_2.w->value,
                              Ly->ln_2.b->value, c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC));
     uint16_t *act_bf16 = Ly->mlp_proj.in_bf16; /* else mlp_proj rounds act */

@@ -174,7 +174,10 @@ static void llama_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, &a->n1, bw, sh.n1);
         PLAN_TAKE_INPUT(pl, m, Ly->gate_up, 2, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->down}, 1, &a->act, bw, sh.act);
-        /* SwiGLU's output in bf16 where down reads it so: in act's shared place, unused then */
+        /* the norm's and SwiGLU's outputs in bf16 where gate and up (both) and down read them
+         * so: in act's shared place (gate and up have read the first before SwiGLU writes) */
+        int plain = linear_reads_bf16(m, &Ly->gate) && linear_reads_bf16(m, &Ly->up);
+        Ly->gate.in_bf16 = Ly->up.in_bf16 = plain ? (uint16_t *)sh.act : NULL;
         Ly->down.in_bf16 = linear_reads_bf16(m, &Ly->down) ? (uint16_t *)sh.act : NULL;
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
@@ -227,8 +230,9 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
     LayerActs *a = &llama(m)->acts[l];
     size_t NC = (size_t)N * c->hidden_size, NF = (size_t)N * c->ffn_size;
     linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
-    o->residual_norm_forward(a->n2, NULL, a->a, NULL, a->rstd2, a->xh2, a->a, a->x, 0.0f, 0,
-                             Ly->ln_ffn.w->value, NULL, c->layer_norm_eps, N, c->hidden_size);
+    o->residual_norm_forward(a->n2, Ly->gate.in_bf16, a->a, NULL, a->rstd2, a->xh2, a->a, a->x,
+                             0.0f, 0, Ly->ln_ffn.w->value, NULL, c->layer_norm_eps, N,
+                             c->hidden_size);
     uint64_t s[2];
     linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,
                          model_sites(s, 2, seed, l, SITE_GATE));

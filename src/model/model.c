@@ -1092,7 +1092,7 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
     float *rest = m->scratch + ops_lora_copies_scratch(na ? na : 1, N, C, na ? R : 0);
     if (na)
         o->lora_down_bf16(xb, u, A, sd, na, inp, scale, p, rest, N, C, R);
-    else if (n == 1 && ls[0]->in_bf16) /* written by the op before it */
+    else if (ls[0]->in_bf16) /* written by the op before it, for every member (none adapted) */
         xb[0] = ls[0]->in_bf16;
     else
         o->dequantize_rows_bf16(xb[0], inp, GGML_F32, 0, N, C, C);
