@@ -19,22 +19,25 @@ static inline void tiny_write_vocab(const char *dir) {
     fclose(f);
 }
 
-/* `loraft init` of a 2-layer model with hidden size `hidden` into out. */
-static inline void tiny_checkpoint(const char *arch, int hidden, int labels, const char *vocab,
-                                   const char *out) {
-    char h[16], ffn[16], k[16];
+/* `loraft init` of a 2-layer model with hidden size `hidden` into out, its random weights of
+ * standard deviation std (0: the config's 0.02). */
+static inline void tiny_checkpoint_std(const char *arch, int hidden, int labels, float std,
+                                       const char *vocab, const char *out) {
+    char h[16], ffn[16], k[16], sd[32];
     snprintf(h, sizeof h, "%d", hidden);
     snprintf(ffn, sizeof ffn, "%d", hidden * 3 / 2);
     snprintf(k, sizeof k, "%d", labels);
-    char *argv[] = {"--arch",          (char *)arch,
-                    "--layers",        "2",
-                    "--hidden",        h,
-                    "--heads",         "2",
-                    "--ffn",           ffn,
-                    "--max-positions", "16",
-                    "--num-labels",    k,
-                    "--seed",          "3",
-                    "--vocab-from",    (char *)vocab,
+    snprintf(sd, sizeof sd, "%g", std);
+    char *argv[] = {"--init-std",      sd,         "--arch",       (char *)arch,
+                    "--layers",        "2",        "--hidden",     h,
+                    "--heads",         "2",        "--ffn",        ffn,
+                    "--max-positions", "16",       "--num-labels", k,
+                    "--seed",          "3",        "--vocab-from", (char *)vocab,
                     "--out",           (char *)out};
     CHECK(cmd_init(sizeof argv / sizeof *argv, argv) == 0);
+}
+
+static inline void tiny_checkpoint(const char *arch, int hidden, int labels, const char *vocab,
+                                   const char *out) {
+    tiny_checkpoint_std(arch, hidden, labels, 0.0f, vocab, out);
 }

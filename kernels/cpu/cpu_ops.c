@@ -611,6 +611,11 @@ static size_t cpu_attention_saved(Precision p, int B, int T, int NH, int NKV, in
     (void)p, (void)B, (void)T, (void)NH, (void)NKV, (void)HS;
     return 0;
 }
+static uint16_t *cpu_attention_saved_out(Precision p, float *saved, int B, int T, int NH, int NKV,
+                                         int HS) {
+    (void)p, (void)saved, (void)B, (void)T, (void)NH, (void)NKV, (void)HS;
+    return NULL; /* saves nothing: out is always written */
+}
 
 /* One attention call: shapes, masks and tensors (the gradients NULL in forward; out and lse
  * only read in backward). */
@@ -1104,6 +1109,7 @@ const Ops ops_cpu = {
     .attention_backward = cpu_attention_backward,
     .attention_scratch = cpu_attention_scratch,
     .attention_saved = cpu_attention_saved,
+    .attention_saved_out = cpu_attention_saved_out,
     .attention_cached = cpu_attention_cached,
     .activation_forward = cpu_activation_forward,
     .activation_backward = cpu_activation_backward,

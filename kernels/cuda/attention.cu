@@ -674,7 +674,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                 int i = w0 + t * TC + c_row(lane, e), d = c_col(lane, c, e);
                 if (i >= T || d >= HS) continue;
                 float x = o[t][c][e] * inv[e >> 1];
-                out[hp.q + i * ldq + d] = x;
+                if (out) out[hp.q + i * ldq + d] = x;
                 outh[hp.q + i * ldq + d] = __float2bfloat16(x);
             }
     }
@@ -948,12 +948,16 @@ static size_t D_floats(int B, int T, int NH) { /* rounded up to a multiple of 16
 static size_t copy_elems(int B, int T, int H, int HS) { /* a heads_bf16 copy of H heads */
     return (size_t)B * H * T * padded_hs(HS);
 }
+static bf16 *copies_out(float *saved, const Heads g) { /* bf16(out) after q's, k's and v's */
+    size_t qkv = copy_elems(g.B, g.T, g.NH, g.HS) + 2 * copy_elems(g.B, g.T, g.NKV, g.HS);
+    return (bf16 *)saved + qkv;
+}
 static AttCopies att_copies(float *saved, float *scratch, const Heads g) {
     AttCopies a;
     a.q = (bf16 *)saved;
     a.k = a.q + copy_elems(g.B, g.T, g.NH, g.HS);
     a.v = a.k + copy_elems(g.B, g.T, g.NKV, g.HS);
-    a.out = a.v + copy_elems(g.B, g.T, g.NKV, g.HS);
+    a.out = copies_out(saved, g);
     a.D = scratch;
     a.dout = (bf16 *)(scratch + D_floats(g.B, g.T, g.NH));
     return a;
@@ -1066,6 +1070,13 @@ size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) 
     if (p != PRECISION_BF16) return 0;
     size_t out = (size_t)B * T * NH * HS;
     return (copy_elems(B, T, NH, HS) + 2 * copy_elems(B, T, NKV, HS) + out + 1) / 2;
+}
+
+uint16_t *cuda_attention_saved_out(Precision p, float *saved, int B, int T, int NH, int NKV,
+                                   int HS) {
+    if (p != PRECISION_BF16 || !saved) return NULL;
+    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD};
+    return (uint16_t *)copies_out(saved, g);
 }
 
 /* dst = heads_bf16 copy of src [B,T,H*HS]. */

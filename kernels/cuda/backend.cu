@@ -506,6 +506,7 @@ extern "C" const Ops ops_cuda = {
     .attention_backward = cuda_attention_backward,
     .attention_scratch = cuda_attention_scratch,
     .attention_saved = cuda_attention_saved,
+    .attention_saved_out = cuda_attention_saved_out,
     .attention_cached = cuda_attention_cached,
     .activation_forward = cuda_activation_forward,
     .activation_backward = cuda_activation_backward,

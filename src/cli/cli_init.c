@@ -59,9 +59,9 @@ static int write_gguf(Model *m, const char *path, const char *quant, const char 
 }
 
 static int init_checkpoint(const char *arch, int layers, int hidden, int heads, int kv_heads,
-                           int ffn, int max_pos, int num_labels, int untied, const char *vocab_from,
-                           int seed, const char *out, const char *gguf, const char *quant,
-                           LfError *err) {
+                           int ffn, int max_pos, int num_labels, int untied, float init_std,
+                           const char *vocab_from, int seed, const char *out, const char *gguf,
+                           const char *quant, LfError *err) {
     ModelConfig cfg;
     if (!strcmp(arch, "distilbert"))
         model_config_defaults(&cfg, ARCH_DISTILBERT);
@@ -83,6 +83,7 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
     cfg.num_kv_heads = kv_heads > 0 ? kv_heads : cfg.num_heads;
     cfg.ffn_size = ffn > 0 ? ffn : 4 * cfg.hidden_size;
     if (max_pos > 0) cfg.max_positions = max_pos;
+    if (init_std > 0) cfg.initializer_range = init_std;
     if (num_labels > 0) {
         if (num_labels > MAX_LABELS) return lf_fail(err, "--num-labels must be <= %d", MAX_LABELS);
         cfg.num_labels = num_labels;
@@ -124,6 +125,7 @@ int cmd_init(int argc, char **argv) {
     const char *arch = "distilbert", *vocab = NULL, *out = NULL, *gguf = NULL, *quant = "Q8_0";
     int layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, max_pos = 0, labels = 0;
     int seed = 0, untied = 0;
+    float init_std = 0;
     const CliOpt opts[] = {
         {"arch", OPT_STR, &arch, "distilbert (default), bert, llama or gpt2"},
         {"layers", OPT_INT, &layers, "transformer layers (default: the base model's)"},
@@ -136,6 +138,9 @@ int cmd_init(int argc, char **argv) {
         {"num-labels", OPT_INT, &labels, "classes of the classification head (default 2)"},
         {"vocab-from", OPT_STR, &vocab,
          "tokenizer directory to copy (vocab.txt or tokenizer.json) [required]"},
+        {"init-std", OPT_FLOAT, &init_std,
+         "standard deviation of the random weights (default: the config's initializer_range, "
+         "0.02)"},
         {"seed", OPT_INT, &seed, "random seed (default 0)"},
         {"out", OPT_STR, &out, "output directory [required]"},
         {"gguf", OPT_STR, &gguf, "llama, gpt2: also write the model as this GGUF file"},
@@ -151,8 +156,8 @@ int cmd_init(int argc, char **argv) {
         return 2;
     }
     LfError err;
-    if (init_checkpoint(arch, layers, hidden, heads, kv_heads, ffn, max_pos, labels, untied, vocab,
-                        seed, out, gguf, quant, &err)) {
+    if (init_checkpoint(arch, layers, hidden, heads, kv_heads, ffn, max_pos, labels, untied,
+                        init_std, vocab, seed, out, gguf, quant, &err)) {
         fprintf(stderr, "loraft init: %s\n", err.msg);
         return 1;
     }

@@ -189,6 +189,11 @@ static void bert_plan(Model *m, Plan *pl) {
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, S[3]);
         else
             PLAN_TAKE(pl, &a->ctx, N * C, bw, S[3]);
+        /* o reads attention's bf16(out) where it saves one (ctx is then not written) */
+        Ly->o.in_bf16 = linear_reads_bf16(m, &Ly->o)
+                            ? m->ops->attention_saved_out(m->spec.precision, a->att_saved, (int)B,
+                                                          (int)T, (int)NH, (int)NH, (int)(C / NH))
+                            : NULL;
         PLAN_TAKE(pl, &a->res_attn, N * C, bw && !half, S[0]);
         PLAN_TAKE_BF16(pl, &a->xh_attn, N * C, bw && half);
         PLAN_TAKE(pl, &a->mean_attn, N, bw, mean);
@@ -249,9 +254,10 @@ static float attn_out_dropout(const Model *m, Drop d) {
     return is_distilbert(m) ? 0.0f : d.hidden;
 }
 
-static void attention_forward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
+static void attention_forward(Model *m, const Layer *Ly, LayerActs *a, Drop d, uint64_t seed) {
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
-    m->ops->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v,
+    int ctx_read = !Ly->o.in_bf16; /* else o reads the saved bf16(out) */
+    m->ops->attention_forward(ctx_read ? a->ctx : NULL, a->lse, a->att_saved, a->q, a->k, a->v,
                               model_attention_mask(m), 0, d.attention, seed, m->scratch, m->B, m->T,
                               NH, NH, HS);
 }
@@ -275,7 +281,7 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     uint64_t sites[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->x, N, d.lora,
                          model_sites(sites, 3, seed, l, SITE_Q));
-    attention_forward(m, a, d, model_site(seed, l, SITE_ATT));
+    attention_forward(m, Ly, a, d, model_site(seed, l, SITE_ATT));
     linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
     /* h = LN(drop(o) + x); the sum stays where backward reads it instead of xhat */
     o->residual_norm_forward(

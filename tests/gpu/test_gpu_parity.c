@@ -1029,6 +1029,35 @@ static void compare_attention(const char *tensor, const Pair *p) {
         compare_scaled(tensor, p, ATT_BF16_TOL);
 }
 
+/* The GPU's bf16(out) in saved (attention_saved_out), which a bf16 GEMM reads instead of out:
+ * the f32 out rounded, bit for bit, and the same when forward runs again with out NULL (the CPU
+ * saves none). */
+static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved, const Pair *q,
+                            const Pair *k, const Pair *v, const Pair *mask, int causal, float p,
+                            const Pair *scratch, int B, int T, int NH, int NKV, int HS) {
+    size_t n = (size_t)B * T * NH * HS;
+    CHECK(ref->attention_saved_out(PRECISION_BF16, NULL, B, T, NH, NKV, HS) == NULL);
+    uint16_t *at = dut->attention_saved_out(PRECISION_BF16, F(saved, 1), B, T, NH, NKV, HS);
+    size_t offset = (size_t)((char *)at - (char *)saved->mem[1]);
+    CHECK(at != NULL && offset + n * sizeof *at <= saved->bytes);
+    if (!at || offset + n * sizeof *at > saved->bytes) return;
+    float *f = malloc(n * sizeof *f);
+    uint16_t *h[2] = {malloc(n * sizeof(uint16_t)), malloc(n * sizeof(uint16_t))};
+    dut->download(f, out->mem[1], n * sizeof *f);
+    dut->download(h[0], at, n * sizeof(uint16_t));
+    dut->attention_forward(NULL, F(lse, 1), F(saved, 1), F(q, 1), F(k, 1), F(v, 1), I(mask, 1),
+                           causal, p, 5, F(scratch, 1), B, T, NH, NKV, HS);
+    dut->download(h[1], at, n * sizeof(uint16_t));
+    status_ok();
+    size_t bad[2] = {0, 0};
+    for (size_t i = 0; i < n; i++)
+        bad[0] += h[0][i] != f32_to_bf16(f[i]), bad[1] += h[1][i] != h[0][i];
+    printf("%-58s %-6s n=%-8zu saved bf16 = f32 rounded; again without out: %zu differ\n", op_name,
+           "out", n, bad[1]);
+    CHECK(bad[0] == 0 && bad[1] == 0);
+    free(f), free(h[0]), free(h[1]);
+}
+
 /* q [B,T,NH*HS], k and v [B,T,NKV*HS]; causal: the decoder mask. grads: which of dq (G_DINP),
  * dk (G_DW), dv (G_DB) backward computes (G_ALL, or a subset: the skip paths). */
 static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int causal, int pad,
@@ -1053,6 +1082,8 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", pad, p);
     compare_attention("lse", lse);
     compare_attention("out", out);
+    if (saved)
+        check_saved_out(out, lse, saved, q, k, v, mask, causal, p, scratch, B, T, NH, NKV, HS);
     AttCase c = {B,       T,       NH,      NKV,        HS,   causal, p,
                  F(q, 0), F(k, 0), F(v, 0), F(dout, 0), NULL, NULL,   I(mask, 0)};
     float *want[5] = {NULL}; /* out, lse, dq, dk, dv by the rounded reference */
