@@ -15,8 +15,9 @@
  * model_create, so this is its peak, with cuBLAS's workspace: 32 MiB on Hopper, 4 MiB before; the
  * CUDA context is not counted), and of that the weights' and the activation plan's bytes.
  * --precision is model.precision (auto: bf16 on CUDA, fp32 on the CPU); --graphs is
- * train.cuda_graphs (auto: every step after the warm-up is one CUDA graph launch; the step runs
- * through the trainer's train_micro_step); --attention is model.attention.
+ * train.cuda_graphs (auto: the first timed step records forward and backward, every later one
+ * replays them as one CUDA graph launch; AdamW op by op; the step runs through the trainer's
+ * train_micro_step); --attention is model.attention.
  * bench/bench-vs-pytorch.py and bench/bench-gpu-e2e.py run the same step in PyTorch + PEFT. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,7 +97,7 @@ int main(int argc, char **argv) {
     }
     if (B < 1 || T < 2 || steps < 1) return fprintf(stderr, "batch, seq, steps must be > 0\n"), 2;
     const char *modes[] = {"auto", "on", "off"}; /* TrainGraphs' order */
-    TrainStep st = {GRAPHS_AUTO, 0, 0, 0};
+    TrainStep st = {.graphs = GRAPHS_AUTO};
     while (st.graphs <= GRAPHS_OFF && strcmp(graphs, modes[st.graphs])) st.graphs++;
     if (st.graphs > GRAPHS_OFF) return fprintf(stderr, "--graphs: auto, on or off\n"), 2;
     LfError err;
@@ -146,15 +147,15 @@ int main(int argc, char **argv) {
     size_t used_after = device_used(ops);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    OpsGraphCounts graph = {0, 0, 0};
+    OpsGraphCounts graph = {0};
     if (ops->graph_counts) ops->graph_counts(&graph);
     printf("loraft %s %s %s attention %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, "
-           "%ld as CUDA "
-           "graphs, peak RSS %.0f MiB, device memory %.0f MiB, trainable %zu, weights %.0f MiB, "
+           "%ld as CUDA graphs (%ld replayed), peak RSS %.0f MiB, device memory %.0f MiB, "
+           "trainable %zu, weights %.0f MiB, "
            "activations %.0f MiB\n",
            ops->name, precision_name(m.spec.precision), strategy, attention_name(m.spec.attention),
            B, T, steps, 1e3 * dt / steps, (double)B * T * steps / dt, graph.launches,
-           ru.ru_maxrss / 1024.0, (double)(used_after - used_before) / 1048576.0,
+           graph.replayed, ru.ru_maxrss / 1024.0, (double)(used_after - used_before) / 1048576.0,
            model_trainable_count(&m), model_weight_bytes(&m) / 1048576.0,
            model_activation_bytes(&m) / 1048576.0);
     adamw_free(&opt, &m);

@@ -16,7 +16,8 @@
 static inline float gradcheck_loss(Model *m, uint64_t seed) {
     float loss;
     LfError err;
-    CHECK_OK(model_forward(m, 1, seed, 1.0f, &loss, &err), &err);
+    model_step(m, seed, 1.0f);
+    CHECK_OK(model_forward(m, 1, &loss, &err), &err);
     return loss;
 }
 
@@ -29,7 +30,7 @@ static inline int gradcheck_tensors(Model *m, uint64_t seed, Rng *rng, const cha
     *checked = 0;
     model_zero_grad(m);
     gradcheck_loss(m, seed);
-    CHECK_OK(model_backward(m, seed, &err), &err);
+    CHECK_OK(model_backward(m, &err), &err);
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         if (!p->grad) continue;

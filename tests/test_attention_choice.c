@@ -69,7 +69,7 @@ int main(void) {
     last_set = ATTENTION_LORAFT; /* an entry sets the model's again */
     CHECK_OK(model_set_batch(&m, ids, NULL, prefix, NULL, 2, 8, &err), &err);
     float loss = 0;
-    CHECK_OK(model_forward(&m, 0, 1, 1.0f, &loss, &err), &err);
+    CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
     CHECK(last_set == ATTENTION_CUDNN);
     model_free(&m);
 

@@ -124,8 +124,9 @@ static float step(Model *m, int32_t *ids) {
     float loss = 0;
     model_zero_grad(m);
     CHECK_OK(model_set_batch(m, ids, NULL, mask, ids, B, T, &err), &err);
-    CHECK_OK(model_forward(m, 1, 42, 1.0f, &loss, &err), &err);
-    CHECK_OK(model_backward(m, 42, &err), &err);
+    model_step(m, 42, 1.0f);
+    CHECK_OK(model_forward(m, 1, &loss, &err), &err);
+    CHECK_OK(model_backward(m, &err), &err);
     return loss;
 }
 

@@ -105,8 +105,7 @@ static int logits(Model *m, const int32_t *tok, int T, float *out, LfError *err)
     int32_t mask[64];
     float loss;
     for (int t = 0; t < T; t++) mask[t] = 1;
-    if (model_set_batch(m, tok, NULL, mask, NULL, 1, T, err) ||
-        model_forward(m, 0, 0, 1.0f, &loss, err))
+    if (model_set_batch(m, tok, NULL, mask, NULL, 1, T, err) || model_forward(m, 0, &loss, err))
         return -1;
     return model_lm_logits(m, 0, T, out, err);
 }

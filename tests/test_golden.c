@@ -220,8 +220,8 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     for (int step = 0; step < steps; step++) {
         float loss;
         model_zero_grad(&m);
-        CHECK_OK(model_forward(&m, 0, 5, 1.0f, &loss, &err), &err);
-        CHECK_OK(model_backward(&m, 5, &err), &err);
+        CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
+        CHECK_OK(model_backward(&m, &err), &err);
         if (step == 0) {
             int lm = spec.task == TASK_CAUSAL_LM || spec.task == TASK_DPO;
             size_t n = lm ? (size_t)B * T * cfg.vocab_size : (size_t)B * cfg.num_labels;
@@ -343,7 +343,7 @@ static void check_smollm2(void) {
     for (int t = 0; t < T; t++) mask[t] = 1;
     float loss;
     CHECK_OK(model_set_batch(&m, ids.ids, NULL, mask, ids.ids, 1, T, &err), &err);
-    CHECK_OK(model_forward(&m, 0, 0, 1.0f, &loss, &err), &err);
+    CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
     CHECK_CLOSE(loss, cJSON_GetObjectItem(g, "loss")->valuedouble, 0, 1e-4);
     float *logits = malloc((size_t)T * cfg.vocab_size * sizeof *logits);
     CHECK_OK(model_lm_logits(&m, 0, T, logits, &err), &err);

@@ -148,13 +148,14 @@ static void accumulation(const char *dir) {
     float loss, *whole = malloc(m.n_grads * sizeof *whole);
     model_zero_grad(&m);
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, 4, T, &err) == 0);
-    CHECK(model_forward(&m, 0, 1, 1.0f, &loss, &err) == 0 && model_backward(&m, 1, &err) == 0);
+    CHECK(model_forward(&m, 0, &loss, &err) == 0 && model_backward(&m, &err) == 0);
     memcpy(whole, m.grads, m.n_grads * sizeof *whole);
     model_zero_grad(&m);
     for (int half = 0; half < 2; half++) {
         CHECK(model_set_batch(&m, ids + half * 2 * T, NULL, mask + half * 2 * T, labels + half * 2,
                               2, T, &err) == 0);
-        CHECK(model_forward(&m, 0, 1, 0.5f, &loss, &err) == 0 && model_backward(&m, 1, &err) == 0);
+        model_step(&m, 1, 0.5f);
+        CHECK(model_forward(&m, 0, &loss, &err) == 0 && model_backward(&m, &err) == 0);
     }
     double scale = 0, worst = 0;
     for (size_t i = 0; i < m.n_grads; i++) {
@@ -253,7 +254,7 @@ static void adapters_off_is_base(void) {
     LfError err;
     float loss, with_lora[4];
     set_pairs(&m, 1);
-    CHECK_OK(model_forward(&m, 0, 0, 1.0f, &loss, &err), &err);
+    CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
     memcpy(with_lora, m.seq_scores, sizeof with_lora);
     CHECK_OK(dpo_reference_forward(&m, &err), &err);
     CHECK_OK(model_read_loss(&m, NULL, NULL, &err), &err);
@@ -262,7 +263,7 @@ static void adapters_off_is_base(void) {
         memset(B->value, 0, B->numel * sizeof(float));
     }
     set_pairs(&base, 1);
-    CHECK_OK(model_forward(&base, 0, 0, 1.0f, &loss, &err), &err);
+    CHECK_OK(model_forward(&base, 0, &loss, &err), &err);
     for (int i = 0; i < 4; i++) {
         CHECK_CLOSE(m.ref_scores[i], base.seq_scores[i], 1e-5, 1e-6);
         CHECK(fabsf(m.ref_scores[i] - with_lora[i]) > 1e-3f); /* LoRA does change them */

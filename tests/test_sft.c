@@ -315,7 +315,7 @@ static void check_objective(void) {
                              -100, -100, -100, -100, 13, 28, -100, -100, -100};
     CHECK_OK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err), &err);
     float loss;
-    CHECK_OK(model_forward(&m, 0, 0, 1.0f, &loss, &err), &err);
+    CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
     float *logits = malloc((size_t)B * T * VOCAB * sizeof *logits);
     CHECK_OK(model_lm_logits(&m, 0, B * T, logits, &err), &err);
     double sum = 0;

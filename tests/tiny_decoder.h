@@ -61,8 +61,7 @@ static inline int full_logits(Model *m, const int32_t *ids, int T, int row0, int
     int32_t mask[SEQ];
     float loss;
     for (int t = 0; t < T; t++) mask[t] = 1;
-    if (model_set_batch(m, ids, NULL, mask, NULL, 1, T, err) ||
-        model_forward(m, 0, 0, 1.0f, &loss, err))
+    if (model_set_batch(m, ids, NULL, mask, NULL, 1, T, err) || model_forward(m, 0, &loss, err))
         return -1;
     return model_lm_logits(m, row0, n, out, err);
 }

@@ -45,9 +45,9 @@ struct ArchImpl {
     /* Lays out the activations (PLAN_TAKE), knowing which parameters train. */
     void (*plan)(Model *m, Plan *pl);
     /* ids, types, mask -> m->logits. */
-    void (*forward)(Model *m, Drop d, uint64_t seed);
+    void (*forward)(Model *m, Drop d);
     /* m->dlogits -> the gradients of the trainable parameters. */
-    void (*backward)(Model *m, Drop d, uint64_t seed);
+    void (*backward)(Model *m, Drop d);
     /* Decoders (NULL otherwise), for generation: the floats of a KV cache for m->cache_len
      * positions (m->kv_cache), and the cached forward in eval mode: m->ids[0..n) at positions
      * pos0 .. pos0+n-1 of one sequence -> m->hidden rows 0..n-1, their keys and values written
@@ -125,13 +125,14 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
 void model_share_input(Linear *const *ls, int n);
 int linear_trains(const Linear *l); /* W, b or a LoRA branch has a gradient */
 
-/* The dropout seed of one (layer, site) pair of a step. */
 /* The mask attention is given: the batch's, or NULL when it hides no token (every key
  * visible: the kernels skip the mask, and cuDNN runs without a padding mask). */
 const int32_t *model_attention_mask(const Model *m);
-uint64_t model_site(uint64_t seed, int layer, int which);
+/* The dropout seed of one (layer, site) pair, the same every step: the ops XOR the step's seed
+ * into it (Ops.set_step, from model_step), so that a recorded step replays with new masks. */
+uint64_t model_site(int layer, int which);
 /* The seeds of n consecutive sites first.. of one layer, into s (returned): a group's. */
-const uint64_t *model_sites(uint64_t *s, int n, uint64_t seed, int layer, int first);
+const uint64_t *model_sites(uint64_t *s, int n, int layer, int first);
 
 /* The gradient through a dropout(p, seed) of n elements: g itself when p is 0, else
  * scratch = drop'(g) (overwritten). */
@@ -144,12 +145,12 @@ const float *linear_dout(Model *m, const Linear *l, float *scratch, const float 
 
 /* One layer's backward: dout [N,C] the gradient of its output; dx (may be NULL) = the gradient
  * of its input (the layer is its first writer). */
-typedef void (*LayerBackward)(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed);
+typedef void (*LayerBackward)(Model *m, int l, const float *dout, float *dx, Drop d);
 /* Backward through layers L-1 down to `lowest`, dout [N,C] holding the top layer's output
  * gradient: each layer's input gradient goes to the other of the two buffers, the lowest
  * layer's only when need_input (the embeddings train). Returns the buffer that holds it. */
 float *layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *dout,
-                       float *dx, Drop d, uint64_t seed);
+                       float *dx, Drop d);
 
 #ifdef __cplusplus
 }

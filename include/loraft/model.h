@@ -194,9 +194,12 @@ typedef struct Model {
     int padded;                           /* its mask hides a token (model_attention_mask) */
     int n_valid;                          /* labels of the batch that count (>= 0) */
     int has_labels;
-    int train_mode;       /* dropout on in the last forward (backward must match) */
-    int dhidden_ready;    /* the last forward's loss wrote dhidden (causal LM, training) */
-    float loss_scale;     /* d(loss_weight * mean loss) / d(one counted loss), last forward */
+    int train_mode;     /* dropout on in the last forward (backward must match) */
+    int dhidden_ready;  /* the last forward's loss wrote dhidden (causal LM, training) */
+    float loss_scale;   /* the LM head's gradient scale besides the step's: 1, or 0 where
+                           the loss has no gradient (DPO without a reference) */
+    uint64_t step_seed; /* model_step's, given to the backend at every entry */
+    float step_weight;
     float *host_readout;  /* host copies of grad_norm, the pair readout and losses */
     float *host_losses;   /* in host_readout, after the pair readout */
     int32_t *host_labels; /* [max_batch * max_len] the objective's labels before upload */
@@ -223,16 +226,22 @@ void model_free(Model *m);
  * classification; labels may be NULL) to the backend. */
 int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const int32_t *mask,
                     const int32_t *labels, int B, int T, LfError *err);
-/* Forward pass; train != 0 enables dropout drawn from seed. Fills m->logits and, when
+/* The scalars of a training step: its dropout masks drawn from seed, and its gradient that of
+ * loss_weight * mean loss (loss_weight = 1 / accumulation steps). Kept in the model and given to
+ * the backend (Ops.set_step, with the gradient scale of the batch set last) now and at every
+ * entry: a step recorded as a CUDA graph replays with the ones set before the replay. Until the
+ * first call: seed 0, weight 1. */
+void model_step(Model *m, uint64_t seed, float loss_weight);
+/* Forward pass; train != 0 enables dropout (model_step's seed). Fills m->logits and, when
  * labels were given, m->losses, the mean loss over labelled rows in *loss, and m->dlogits:
- * the gradient of loss_weight * mean loss (loss_weight = 1 / accumulation steps).
+ * the gradient of model_step's loss_weight * mean loss.
  * loss NULL: the loss stays in backend memory and nothing waits for the device (the training
  * step); model_read_loss reads it and reports the errors of the queued work. */
-int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *loss, LfError *err);
-/* Backward pass of the last forward (same seed); accumulates into the trainable grads. Queues
- * the work without waiting: device errors and activation overruns surface at the next
+int model_forward(Model *m, int train, float *loss, LfError *err);
+/* Backward pass of the last forward (the same step); accumulates into the trainable grads.
+ * Queues the work without waiting: device errors and activation overruns surface at the next
  * model_read_loss (or forward with a loss). */
-int model_backward(Model *m, uint64_t seed, LfError *err);
+int model_backward(Model *m, LfError *err);
 /* Waits for the queued work and reads, in one copy, the mean loss of the last forward into
  * *loss (0 without labels; loss may be NULL) and, with norm non-NULL, the gradient norm of the
  * last adamw_update into *norm; fails on any error of the work since the last check. The one

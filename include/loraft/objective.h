@@ -28,9 +28,10 @@ struct Objective {
      * 0: it is the sum of m->losses over the labels' rows ([B] or [B*T], as labels_per_token) over
      * m->n_valid. Either way it stays in backend memory until model_read_loss. */
     int pairs;
-    /* The network's output and m->labels -> the loss; the gradient of loss_weight times the mean
-     * loss is m->dlogits. Queues work and waits for none. */
-    int (*loss)(Model *m, float loss_weight, LfError *err);
+    /* The network's output and m->labels -> the loss; the gradient of the mean loss, scaled by
+     * the step's gradient scale (model_step: loss_weight, over m->n_valid unless pairs), is
+     * m->dlogits. Queues work and waits for none. */
+    int (*loss)(Model *m, LfError *err);
     /* When the loss's gradient is not made by loss() (NULL otherwise): makes it, at the
      * start of model_backward. */
     int (*loss_backward)(Model *m, LfError *err);
@@ -48,7 +49,7 @@ void causal_lm_plan(Model *m, Plan *pl);
 int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err);
 /* The fused head over the batch: m->losses; with dh the gradient of hidden into m->dhidden
  * (zeroed first), with dw that of a trainable head (+=); each row's scaled by m->loss_scale *
- * row_scale[row] (NULL: 1). */
+ * row_scale[row] (NULL: 1) and the step's gradient scale. */
 int lm_head_run(Model *m, int dh, int dw, const float *row_scale, LfError *err);
 
 /* ---- preference pairs (pairs.c): the pair readout ----

@@ -19,7 +19,10 @@
  *   gradient no one uses) and that work is skipped;
  * - dropout is a pure function of (seed, element index), see rng.h, so backward
  *   regenerates the mask and both backends draw identical masks (attention's P and LoRA's input
- *   with rng_row_dropout, the rest with rng_dropout_scale);
+ *   with rng_row_dropout, the rest with rng_dropout_scale); the seed is the one an op is given
+ *   XOR the step's (set_step), and a loss's gradient scale the one it is given times the
+ *   step's: the values that change from one training step to the next are read from backend
+ *   memory, so that a step recorded as a CUDA graph replays with new ones;
  * - an input that a backward op reads again may come as its bf16 copy instead (uint16_t,
  *   rounded to nearest even; the f32 pointer NULL), which the forward op writes beside its
  *   output when given somewhere to (NULL: not written): model.precision bf16 keeps those
@@ -58,13 +61,22 @@ typedef struct AdamWHyper {
     float lr, beta1, beta2, eps, weight_decay, max_norm;
     int step;
 } AdamWHyper;
-/* Ops.graph_counts: graph launches, instantiations, and in-place updates of an executable
- * graph (cudaGraphExecUpdate). */
+/* Ops.graph_counts: graph launches (recorded and replayed), replays of a recording, and the
+ * recordings' instantiations and in-place updates of an executable graph (cudaGraphExecUpdate). */
 typedef struct OpsGraphCounts {
-    long launches, instantiated, updated;
+    long launches, replayed, instantiated, updated;
 } OpsGraphCounts;
+/* Ops.set_step: the scalars of a training step. Every dropout seed an op is given is XORed
+ * with seed, and every loss's gradient scale multiplied by grad_scale ({0, 1} at the start:
+ * the ops' own arguments unchanged). */
+typedef struct OpsStep {
+    uint64_t seed;
+    float grad_scale;
+} OpsStep;
 /* Tensors longer than this are given to adamw_step in pieces of at most this many values (one
  * GPU block each); adamw_step's scratch in doubles (the norm's partial sums). */
+/* Executable graphs a backend keeps (Ops.graph_end, graph_replay). */
+#define OPS_GRAPH_SLOTS 4
 #define OPS_ADAMW_PIECE 16384
 #define OPS_ADAMW_SCRATCH 1024
 /* Writes the pieces of one tensor, param[0..n) at offset in grads/m/v, into out (NULL: only
@@ -230,6 +242,12 @@ typedef struct Ops {
      * tf32 loraft's kernels run. Returns -1 with the reason in err, switching nothing, where
      * this backend cannot run a. */
     int (*set_attention)(AttentionImpl a, LfError *err);
+    /* From now on the ops read the step's scalars s (OpsStep): a process-wide switch like
+     * set_precision, which the model sets at every entry, kept in backend memory and written in
+     * stream order (the ops queued before read the old ones). A value equal to the one set is
+     * not written again, and a new one while a graph records is an error (status): the caller
+     * sets it before graph_begin and before graph_replay. */
+    void (*set_step)(const OpsStep *s);
 
     /* ---- LoRA branch beside a dense layer ----
      * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop(inp)[n,k] = inp[n,k] *
@@ -343,8 +361,9 @@ typedef struct Ops {
      * logits [N,V], labels [N] int32; rows with label < 0 are ignored (HF's -100).
      * losses[N] = -log softmax(logits)[label] (0 for ignored rows);
      * dlogits[N,V] = (softmax - onehot(label)) * grad_scale (0 for ignored rows), skipped
-     * when dlogits is NULL; dlogits == logits (in place) is allowed. grad_scale is usually
-     * 1 / (valid rows * accumulation steps). */
+     * when dlogits is NULL; dlogits == logits (in place) is allowed. grad_scale here, as in
+     * every loss below, is the one given times the step's (set_step): the model gives 1 and
+     * sets the step's to 1 / (valid rows * accumulation steps). */
     void (*cross_entropy)(float *losses, float *dlogits, const float *logits, const int32_t *labels,
                           float grad_scale, int N, int V);
 
@@ -418,14 +437,20 @@ typedef struct Ops {
 
     /* CUDA Graphs; NULL on a backend without them (the CPU). graph_begin starts recording the
      * ops that follow instead of running them; graph_end(slot) ends the recording and runs it
-     * as one graph launch, updating the executable graph kept in slot (0..3, one per kind of
-     * step) in place when only the ops' arguments changed, instantiating it anew otherwise;
-     * slot -1 drops the recording (an op failed on the host).
-     * Between the two only ops that queue work: no alloc, free, upload, download or status.
-     * 0, or -1 with the error kept for status() (the recording has not run then).
+     * as one graph launch, keeping it in slot (0..OPS_GRAPH_SLOTS-1): the slot's executable
+     * graph updated in place when only the ops' arguments changed, instantiated anew otherwise;
+     * slot -1 drops the recording (an op failed on the host). graph_replay(slot) runs the
+     * slot's recording again, as it was recorded but for the step's scalars (set_step): 1 when
+     * the slot holds none (never recorded, or dropped since), else as graph_end. graph_drop
+     * empties every slot: a recording keeps the buffers it was recorded with, so whoever frees
+     * or moves one (a model freed, cuDNN's workspace grown) drops them.
+     * Between begin and end only ops that queue work: no alloc, free, upload, download or
+     * status. 0, or -1 with the error kept for status() (the recording has not run then).
      * graph_counts: what the graphs did since the start, for tests. */
     int (*graph_begin)(void);
     int (*graph_end)(int slot);
+    int (*graph_replay)(int slot);
+    void (*graph_drop)(void);
     void (*graph_counts)(OpsGraphCounts *out);
 } Ops;
 

@@ -37,21 +37,31 @@ int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfErro
 int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out,
                      ClassMetrics *result, LfError *err);
 
-/* train.cuda_graphs, and the shape of the last micro-batch (auto records one when it
- * repeats): B, T and whether its mask hides a token (attention then gets it). */
+/* A micro-batch's shape: B, T and whether its mask hides a token (attention then gets it);
+ * B 0: none. */
+typedef struct TrainShape {
+    int B, T, padded;
+} TrainShape;
+/* train.cuda_graphs; the shape of the last micro-batch (auto records one when it repeats); the
+ * shape whose step each of the backend's graph slots holds, recorded by this TrainStep (start
+ * zeroed), and the slot a new shape takes next. One TrainStep at a time owns the slots. */
 typedef enum TrainGraphs { GRAPHS_AUTO, GRAPHS_ON, GRAPHS_OFF } TrainGraphs;
 typedef struct TrainStep {
     TrainGraphs graphs;
-    int B, T, padded;
+    TrainShape last, slot[OPS_GRAPH_SLOTS];
+    int next;
 } TrainStep;
 
-/* Queues one micro-batch of training on m, whose batch model_set_batch has set: forward with
- * dropout from seed (loss_weight: 1 / accumulation steps), backward, and at a step's end (opt
- * non-NULL) adamw_update(opt, m, lr, max_norm). Where the backend has graphs (Ops.graph_begin)
- * and s allows it, all of that is recorded and run as one graph launch: the same ops with the
- * same arguments in the same order, so the same bits. Under model.attention cudnn, which plans
- * a new shape on its first use and cannot inside a recording, on records repeats only, as auto.
- * Nothing waits for the device: model_read_loss does. */
+/* Queues one micro-batch of training on m, whose batch model_set_batch has set: model_step(m,
+ * seed, loss_weight) (loss_weight: 1 / accumulation steps), forward, backward, and at a step's
+ * end (opt non-NULL) adamw_update(opt, m, lr, max_norm). Where the backend has graphs
+ * (Ops.graph_begin) and s allows it, forward and backward are recorded once per shape and
+ * replayed for every later micro-batch of that shape: the same ops with the same arguments in
+ * the same order, the step's scalars read on the device, so the same bits. auto records a shape
+ * when it repeats, on at once; under model.attention cudnn, which plans a new shape on its
+ * first use and cannot inside a recording, on records repeats only, as auto. A shape's slot
+ * that the backend dropped is run op by op, then recorded again. Nothing waits for the device:
+ * model_read_loss does. */
 int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, AdamW *opt, float lr,
                      float max_norm, LfError *err);
 

@@ -25,6 +25,10 @@
 /* Element-wise loops below this size run on one thread: forking costs more than it saves. */
 #define CPU_PAR_MIN 32768
 
+/* The step's scalars (set_step): XORed into every dropout seed an op is given, multiplied into
+ * every loss's gradient scale. */
+static OpsStep cpu_step = {0, 1.0f};
+
 /* The slice [*lo, *hi) of n items owned by the calling thread of a parallel region. Used where
  * gradients are reduced over rows: threads split the columns and never race. */
 static void thread_slice(int n, int *lo, int *hi) {
@@ -224,6 +228,7 @@ static void cpu_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum
                                       float *rstd, uint16_t *xh, const float *a, const float *b,
                                       float p, uint64_t seed, const float *weight,
                                       const float *bias, float eps, int N, int C) {
+    seed ^= cpu_step.seed;
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         size_t row = (size_t)n * C;
@@ -391,6 +396,10 @@ static Precision cpu_best_precision(void) {
     return PRECISION_FP32;
 }
 
+static void cpu_set_step(const OpsStep *s) {
+    cpu_step = *s;
+}
+
 static int cpu_set_attention(AttentionImpl a, LfError *err) {
     if (a == ATTENTION_LORAFT) return 0;
     return lf_fail(err, "model.attention cudnn: cuDNN runs on the cuda device only (the CPU has "
@@ -401,6 +410,7 @@ static int cpu_set_attention(AttentionImpl a, LfError *err) {
 
 /* out[n] = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
 static void cpu_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n) {
+    seed ^= cpu_step.seed;
 #pragma omp parallel for if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * rng_dropout_scale(seed, i, p);
 }
@@ -409,6 +419,7 @@ static void cpu_dropout_forward(float *out, const float *inp, float p, uint64_t 
  * (dinp NULL: that alone, acc OPS_SET) */
 static void cpu_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
                                  uint64_t seed, size_t n, int acc) {
+    seed ^= cpu_step.seed;
 #pragma omp parallel for if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float g = dout[i] * rng_dropout_scale(seed, i, p);
@@ -441,6 +452,7 @@ static void lora_dropout(float *out, const float *x, float p, uint64_t seed, int
 static void cpu_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
                              float scale, float p, uint64_t seed, float *scratch, int N, int C,
                              int OC, int R) {
+    seed ^= cpu_step.seed;
     const float *x = inp;
     if (p > 0.0f) {
         lora_dropout(scratch, inp, p, seed, N, C, 0);
@@ -458,6 +470,7 @@ static void cpu_lora_backward(float *dinp, float *dA, float *dB, const float *do
                               const float *inp, const float *u, const float *A, const float *B,
                               float scale, float p, uint64_t seed, float *scratch, int N, int C,
                               int OC, int R) {
+    seed ^= cpu_step.seed;
     if (dB)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, R, N, scale, dout, OC, u, R, 1.0f,
                     dB, R);
@@ -499,6 +512,7 @@ static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *
                                    const float *u, const float *A, const float *B, float scale,
                                    float p, uint64_t seed, float *scratch, int N, int C, int OC,
                                    int R, int acc) {
+    seed ^= cpu_step.seed;
     size_t ldd = (size_t)OC + R;
     float *sB = scratch, *du = scratch + ops_floats64((size_t)R * OC);
     for (size_t i = 0; i < (size_t)OC * R; i++) sB[i] = scale * B[i];
@@ -547,7 +561,7 @@ static void cpu_lora_down_bf16(uint16_t *const *xb, float *const *u, const float
     for (int j = 0; j < n; j++) {
         const float *x = inp;
         if (p > 0.0f) {
-            lora_dropout(scratch, inp, p, seeds[j], N, C, 0);
+            lora_dropout(scratch, inp, p, seeds[j] ^ cpu_step.seed, N, C, 0);
             x = scratch;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, x, C, A[j], C, 0.0f,
@@ -733,6 +747,7 @@ static void cpu_attention_forward(float *out, float *lse, float *saved, const fl
                                   const float *k, const float *v, const int32_t *mask, int causal,
                                   float p, uint64_t seed, float *scratch, int B, int T, int NH,
                                   int NKV, int HS) {
+    seed ^= cpu_step.seed;
     (void)saved; /* the CPU saves nothing: backward reads q, k, v */
     AttArgs a = {B, T, NH, NKV,  HS,  causal, mask, p,    seed,
                  q, k, v,  NULL, out, lse,    NULL, NULL, NULL};
@@ -745,6 +760,7 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
                                    const float *lse, const float *saved, const int32_t *mask,
                                    int causal, float p, uint64_t seed, float *scratch, int B, int T,
                                    int NH, int NKV, int HS, int acc) {
+    seed ^= cpu_step.seed;
     (void)saved;
     if (!dq && !dk && !dv) return;
     size_t rows = (size_t)B * T * sizeof(float);
@@ -914,7 +930,8 @@ static void cross_entropy_rows(float *losses, float *dlogits, const float *logit
         for (int j = 0; j < V; j++) sum += expf(x[j] - maxv);
         losses[n] = (maxv - x[label]) + logf(sum); /* exact difference first, as torch */
         if (!d) continue;
-        float g = row_scale ? grad_scale * row_scale[n] : grad_scale, inv = 1.0f / sum;
+        float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * cpu_step.grad_scale;
+        float inv = 1.0f / sum;
         for (int j = 0; j < V; j++) d[j] = expf(x[j] - maxv) * inv * g;
         d[label] -= g;
     }
@@ -1004,8 +1021,8 @@ static void cpu_dpo_loss(double *stats, float *logps, float *row_scale, const fl
             n[k] = ipo && count ? count : 1;
         }
         if (!ref) continue;
-        PairTerms t =
-            dpo_pair(logp, ref + 2 * p, n, beta, label_smoothing, ipo, grad_scale / (double)P);
+        PairTerms t = dpo_pair(logp, ref + 2 * p, n, beta, label_smoothing, ipo,
+                               grad_scale / (double)P * cpu_step.grad_scale);
         pairs_add(stats, &t);
         if (!row_scale) continue;
         for (int i = 0; i < T; i++) {
@@ -1024,7 +1041,8 @@ static void cpu_reward_loss(double *stats, float *rewards, float *dscores, const
         size_t c = (size_t)2 * p * T + pos[2 * p], r = (size_t)(2 * p + 1) * T + pos[2 * p + 1];
         rewards[2 * p] = scores[c];
         rewards[2 * p + 1] = scores[r];
-        PairTerms t = reward_pair(scores[c], scores[r], grad_scale / (double)P);
+        PairTerms t =
+            reward_pair(scores[c], scores[r], grad_scale / (double)P * cpu_step.grad_scale);
         pairs_add(stats, &t);
         if (!dscores) continue;
         dscores[c] = t.grad_chosen;
@@ -1102,6 +1120,7 @@ const Ops ops_cpu = {
     .set_precision = cpu_set_precision,
     .best_precision = cpu_best_precision,
     .set_attention = cpu_set_attention,
+    .set_step = cpu_set_step,
     .lora_forward = cpu_lora_forward,
     .lora_backward = cpu_lora_backward,
     .lora_backward_bf16 = cpu_lora_backward_bf16,

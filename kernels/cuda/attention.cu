@@ -60,10 +60,11 @@ __device__ inline int query_tile(int causal) {
  * are added to (OPS_ADD) or overwrite (OPS_SET) what dq, dk, dv hold. */
 typedef struct Heads {
     int B, T, NH, NKV, HS, ok, add;
+    const OpsStep *step; /* its seed XORed into the dropout's */
 } Heads;
 
 static Heads heads(int B, int T, int NH, int NKV, int HS) {
-    Heads g = {B, T, NH, NKV, HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0, OPS_ADD};
+    Heads g = {B, T, NH, NKV, HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0, OPS_ADD, NULL};
     if (g.ok && NH % NKV) {
         CUDA_FAIL("attention: NH is not a multiple of NKV");
         g.ok = 0;
@@ -131,6 +132,7 @@ __device__ inline HeadPtrs head_ptrs(const Heads g, int b, int h, const int32_t 
 __global__ void flash_forward_kernel(float *out, float *lse, const float *q, const float *k,
                                      const float *v, const int32_t *mask, int causal, float p,
                                      uint64_t seed, const Heads g) {
+    seed ^= step_seed(g.step);
     int bh = blockIdx.x, T = g.T, HS = g.HS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int rows = (blockDim.x >> 5) * FWD_ROWS, i0 = query_tile(causal) * rows, start = lane % HS;
     extern __shared__ float smem[]; /* fwd_shared_bytes: Qs, Ks, Vs, then W per warp */
@@ -205,6 +207,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
                                 const float *v, const float *lse, const float *D,
                                 const int32_t *mask, int causal, float p, uint64_t seed,
                                 const Heads g) {
+    seed ^= step_seed(g.step);
     int bh = blockIdx.x, T = g.T, HS = g.HS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int rows = (blockDim.x >> 5) * DQ_ROWS, i0 = query_tile(causal) * rows, start = lane % HS;
     extern __shared__ float smem[]; /* dq_shared_bytes: Qs, dOs, Ks, Vs, then W per warp */
@@ -262,6 +265,7 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
                                   const float *k, const float *v, const float *lse, const float *D,
                                   const int32_t *mask, int causal, float p, uint64_t seed,
                                   const Heads g) {
+    seed ^= step_seed(g.step);
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, start = lane % HS;
     int nkeys = (blockDim.x >> 5) * KEY_ROWS, j0 = blockIdx.y * nkeys;
@@ -582,6 +586,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                             const Heads g) {
 #if TC_ARCH
     constexpr int MT = warp_tiles(HPC);
+    if (DROP) seed ^= step_seed(g.step);
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
     int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * MT * TC;
@@ -692,6 +697,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                        uint64_t seed, const Heads g) {
 #if TC_ARCH
     constexpr int MT = warp_tiles(HPC);
+    if (DROP) seed ^= step_seed(g.step);
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
     int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * MT * TC;
@@ -803,6 +809,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                          int causal, float p, uint64_t seed, const Heads g) {
 #if TC_ARCH
     constexpr int MT = warp_tiles(HPC);
+    if (DROP) seed ^= step_seed(g.step);
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
     int HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP), lane = threadIdx.x & 31,
         warp = threadIdx.x >> 5;
@@ -1026,9 +1033,11 @@ static CudnnSdpaInputs cudnn_inputs(const CudnnParts c) {
 
 /* Every sequence's queries (T) and keys (the mask's 1s: a prefix, the model checks), and the
  * dropout's seed with offset 0. A warp per sequence. */
-__global__ void sdpa_inputs_kernel(CudnnParts c, const int32_t *mask, uint64_t seed, int B, int T) {
+__global__ void sdpa_inputs_kernel(CudnnParts c, const int32_t *mask, uint64_t seed,
+                                   const OpsStep *step, int B, int T) {
     int lane = threadIdx.x & 31;
-    if (blockIdx.x == 0 && threadIdx.x == 0) *c.seed = (int64_t)seed, *c.offset = 0;
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        *c.seed = (int64_t)(seed ^ step_seed(step)), *c.offset = 0;
     WARP_ROWS(b, (size_t)B) {
         int keys = 0;
         for (int t = lane; t < T && mask; t += 32) keys += mask[b * T + t] != 0;
@@ -1054,15 +1063,15 @@ static CudnnSdpa sdpa_shape(const Heads g, const int32_t *mask, int causal, floa
 static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64_t seed,
                         const Heads g) {
     if (!mask && p <= 0) return; /* neither read */
-    sdpa_inputs_kernel<<<cuda_blocks((size_t)g.B, ATT_WARPS), ATT_WARPS * 32>>>(c, mask, seed, g.B,
-                                                                                g.T);
+    sdpa_inputs_kernel<<<cuda_blocks((size_t)g.B, ATT_WARPS), ATT_WARPS * 32>>>(c, mask, seed,
+                                                                                g.step, g.B, g.T);
     CUDA_LAUNCHED("attention (cudnn: lengths)");
 }
 
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
     size_t own = D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2; /* bf16: half a float */
     if (attention_impl != ATTENTION_CUDNN) return own;
-    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD};
+    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NULL};
     return own > cudnn_scratch(g) ? own : cudnn_scratch(g);
 }
 
@@ -1075,7 +1084,7 @@ size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) 
 uint16_t *cuda_attention_saved_out(Precision p, float *saved, int B, int T, int NH, int NKV,
                                    int HS) {
     if (p != PRECISION_BF16 || !saved) return NULL;
-    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD};
+    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NULL};
     return (uint16_t *)copies_out(saved, g);
 }
 
@@ -1103,6 +1112,7 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
                             const float *v, const int32_t *mask, int causal, float p, uint64_t seed,
                             float *scratch, int B, int T, int NH, int NKV, int HS) {
     Heads g = heads(B, T, NH, NKV, HS);
+    g.step = p > 0.0f ? cuda_step() : NULL;
     if (!g.ok) return;
     dim3 grid;
     unsigned threads;
@@ -1146,6 +1156,7 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                              uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS,
                              int acc) {
     Heads g = heads(B, T, NH, NKV, HS);
+    g.step = p > 0.0f ? cuda_step() : NULL;
     if (!g.ok || (!dq && !dk && !dv)) return;
     g.add = acc;
     int tc = cuda_precision() == PRECISION_BF16;

@@ -155,6 +155,7 @@ const char *start(void) {
 /* The workspace at least `bytes`: grown between steps, never inside a capture. */
 const char *reserve(int64_t bytes) {
     if (bytes <= workspace_bytes) return NULL;
+    cuda_graph_drop();
     cudaFree(workspace);
     workspace = NULL, workspace_bytes = 0;
     cudaError_t e = cudaMalloc(&workspace, (size_t)bytes);
@@ -193,7 +194,7 @@ Graph *plan_for(const CudnnSdpa &s, bool backward) {
         return NULL;
     }
     if (reserve(bytes)) return NULL;
-    if (plans.size() == PLANS) plans.erase(plans.begin());
+    if (plans.size() == PLANS) cuda_graph_drop(), plans.erase(plans.begin());
     plans.push_back({s, backward, g});
     return g.get();
 }

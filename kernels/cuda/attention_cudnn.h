@@ -46,6 +46,10 @@ const char *cudnn_sdpa_backward(const CudnnSdpa *s, void *dq, void *dk, void *dv
                                 const void *k, const void *v, const void *o, const void *dout,
                                 const float *stats, const CudnnSdpaInputs *in);
 
+/* The backend's (backend.cu): drops every recorded CUDA graph. Called before the workspace
+ * moves or a plan is let go, whose memory and kernels a recording holds. */
+void cuda_graph_drop(void);
+
 /* Whether cuDNN's support rules take this shape on a GPU of compute capability sm (90 for
  * Hopper): the graphs described and validated on the host, no GPU needed (tests). */
 const char *cudnn_sdpa_check(const CudnnSdpa *s, int backward, int sm);

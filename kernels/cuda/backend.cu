@@ -391,23 +391,64 @@ static int cuda_status(LfError *err) {
     return -1;
 }
 
-/* ---- CUDA Graphs: a training step recorded and launched as one graph ----
- * Every captured step is recorded again, and the executable graph of its slot updated in place
- * (cudaGraphExecUpdate: the same kernels in the same order, only their arguments changed, as
- * the dropout seeds, the learning rate and AdamW's step count do every step); when the update is
- * refused (another batch shape, whose GEMMs cuBLAS may run with other kernels) the slot is
- * instantiated anew. This is llama.cpp's design. Recording costs the host about what launching
- * the same ops would, but the GPU then runs the step as one launch, without a gap between
- * kernels. Capturing once per shape and replaying would save the host that work too, but only
- * with every per-step scalar read from device memory: a change to every op that takes a seed
- * or a learning rate, on both backends. Ops that allocate, synchronise or read back cannot be
- * captured (the model's step has none between model_set_batch and model_read_loss). */
-enum { GRAPH_SLOTS = 4 };
-static cudaGraphExec_t graph_exec[GRAPH_SLOTS];
+/* ---- the step's scalars (Ops.set_step), in device memory where the kernels read them ----
+ * Written by a one-thread kernel, so in stream order and with its value copied at the launch:
+ * a graph recorded before runs with the scalars set before its launch. */
+static OpsStep *step_dev;
+static OpsStep step_set = {0, 1.0f}; /* what step_dev holds once the queue gets there */
+
+__global__ void set_step_kernel(OpsStep *dst, OpsStep s) {
+    *dst = s;
+}
+
+const OpsStep *cuda_step(void) {
+    if (step_dev) return step_dev;
+    OpsStep *d = NULL;
+    if (cudaMalloc(&d, sizeof *d) != cudaSuccess) {
+        CUDA_CHECK(cudaGetLastError());
+        return NULL;
+    }
+    set_step_kernel<<<1, 1>>>(d, step_set);
+    CUDA_LAUNCHED("set_step");
+    return step_dev = d;
+}
+
+static bool capturing(void) {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    return cudaStreamIsCapturing(cudaStreamPerThread, &st) == cudaSuccess &&
+           st != cudaStreamCaptureStatusNone;
+}
+
+static void cuda_set_step(const OpsStep *s) {
+    uint32_t a, b;
+    memcpy(&a, &s->grad_scale, sizeof a), memcpy(&b, &step_set.grad_scale, sizeof b);
+    if (s->seed == step_set.seed && a == b) return;
+    if (capturing()) {
+        CUDA_FAIL("set_step: the step's scalars changed while a graph recorded (set them before "
+                  "graph_begin)");
+        return;
+    }
+    step_set = *s;
+    OpsStep *d = (OpsStep *)cuda_step();
+    if (!d) return;
+    set_step_kernel<<<1, 1>>>(d, step_set);
+    CUDA_LAUNCHED("set_step");
+}
+
+/* ---- CUDA Graphs: a training step recorded once per shape and replayed ----
+ * A recording is kept in its slot's executable graph: updated in place when the slot held one
+ * of the same kernels in the same order (cudaGraphExecUpdate), instantiated anew otherwise
+ * (another batch shape, whose GEMMs cuBLAS may run with other kernels). A replay launches it
+ * again: every argument as recorded, the step's scalars (the dropout seeds' key, the losses'
+ * gradient scale) read from step_dev, so the host does none of the step's launches. Ops that
+ * allocate, synchronise or read back cannot be recorded (the model's step has none between
+ * model_set_batch and model_read_loss). */
+static cudaGraphExec_t graph_exec[OPS_GRAPH_SLOTS];
 static OpsGraphCounts graph_counts;
 
 static int cuda_graph_begin(void) {
-    if (!cuda_blas() || !cuda_fault_word()) return -1; /* they allocate: not inside a capture */
+    /* they allocate: not inside a capture */
+    if (!cuda_blas() || !cuda_fault_word() || !cuda_step()) return -1;
     cudaError_t e = cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal);
     CUDA_CHECK(e);
     return e == cudaSuccess ? 0 : -1;
@@ -435,13 +476,30 @@ static int cuda_graph_end(int slot) {
         CUDA_CHECK(cudaGraphDestroy(g));
         return 0;
     }
-    if (e == cudaSuccess && slot >= GRAPH_SLOTS) e = cudaErrorInvalidValue;
+    if (e == cudaSuccess && slot >= OPS_GRAPH_SLOTS) e = cudaErrorInvalidValue;
     if (e == cudaSuccess) e = graph_into_slot(&graph_exec[slot], g);
     if (g) cudaGraphDestroy(g);
     if (e == cudaSuccess) e = cudaGraphLaunch(graph_exec[slot], cudaStreamPerThread);
     graph_counts.launches += e == cudaSuccess;
     CUDA_CHECK(e);
     return e == cudaSuccess ? 0 : -1;
+}
+
+static int cuda_graph_replay(int slot) {
+    if (slot < 0 || slot >= OPS_GRAPH_SLOTS || !graph_exec[slot]) return 1;
+    cudaError_t e = cudaGraphLaunch(graph_exec[slot], cudaStreamPerThread);
+    graph_counts.launches += e == cudaSuccess;
+    graph_counts.replayed += e == cudaSuccess;
+    CUDA_CHECK(e);
+    return e == cudaSuccess ? 0 : -1;
+}
+
+/* A graph in flight is freed when it completes. C linkage: attention_cudnn.h declares it. */
+extern "C" void cuda_graph_drop(void) {
+    for (int i = 0; i < OPS_GRAPH_SLOTS; i++) {
+        if (graph_exec[i]) CUDA_CHECK(cudaGraphExecDestroy(graph_exec[i]));
+        graph_exec[i] = NULL;
+    }
 }
 
 static void cuda_graph_counts(OpsGraphCounts *out) {
@@ -499,6 +557,7 @@ extern "C" const Ops ops_cuda = {
     .set_precision = cuda_set_precision,
     .best_precision = cuda_best_precision,
     .set_attention = cuda_set_attention,
+    .set_step = cuda_set_step,
     .lora_forward = cuda_lora_forward,
     .lora_backward = cuda_lora_backward,
     .lora_backward_bf16 = cuda_lora_backward_bf16,
@@ -524,5 +583,7 @@ extern "C" const Ops ops_cuda = {
     .adamw_step = cuda_adamw_step,
     .graph_begin = cuda_graph_begin,
     .graph_end = cuda_graph_end,
+    .graph_replay = cuda_graph_replay,
+    .graph_drop = cuda_graph_drop,
     .graph_counts = cuda_graph_counts,
 };

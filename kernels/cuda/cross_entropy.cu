@@ -32,7 +32,8 @@ __device__ inline void load_unrolled(float v[CE_UNROLL], const float *x, int j0,
 template <typename D>
 __global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, const float *logits,
                                      const int32_t *labels, float grad_scale,
-                                     const float *row_scale, int N, int V, int *fault) {
+                                     const float *row_scale, const OpsStep *step, int N, int V,
+                                     int *fault) {
     constexpr bool narrow = sizeof(D) < sizeof(float);
     for (int n = blockIdx.x; n < N; n += gridDim.x) {
         const float *x = logits + (size_t)n * V;
@@ -62,7 +63,7 @@ __global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, cons
         mx = row_max;
         /* the exact difference first, as torch: at large logits mx + log(sum) rounds */
         if (threadIdx.x == 0) losses[n] = (mx - at_label) + logf(sum);
-        float g = row_scale ? grad_scale * row_scale[n] : grad_scale;
+        float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * step_grad_scale(step);
         for (int s0 = 0; dx && s0 < V; s0 += CE_UNROLL * blockDim.x) { /* the same s0 block-wide */
             float v[CE_UNROLL];
             int j0 = s0 + threadIdx.x;
@@ -83,7 +84,7 @@ static void cross_entropy_launch(float *losses, D *dlogits, size_t ldd, const fl
     unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
     unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
     cross_entropy_kernel<D><<<blocks, threads>>>(losses, dlogits, ldd, logits, labels, grad_scale,
-                                                 row_scale, N, V, cuda_fault_word());
+                                                 row_scale, cuda_step(), N, V, cuda_fault_word());
     CUDA_LAUNCHED("cross_entropy");
 }
 

@@ -34,6 +34,16 @@ enum CudaFault {
 };
 /* Device pointer to the fault word (NULL if it could not be allocated). */
 int *cuda_fault_word(void);
+/* Device pointer to the step's scalars (Ops.set_step; NULL if they could not be allocated): a
+ * kernel XORs step_seed(step) into every dropout seed it is given and multiplies a loss's
+ * gradient scale by step_grad_scale(step). */
+const OpsStep *cuda_step(void);
+__device__ inline uint64_t step_seed(const OpsStep *step) {
+    return step ? step->seed : 0;
+}
+__device__ inline float step_grad_scale(const OpsStep *step) {
+    return step ? step->grad_scale : 1.0f;
+}
 
 /* ---- launch sizes ---- */
 static const unsigned CUDA_THREADS = 256, CUDA_MAX_BLOCKS = 1u << 16;

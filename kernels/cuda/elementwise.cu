@@ -113,10 +113,11 @@ void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgate_bf16, uint16
     CUDA_LAUNCHED("swiglu_backward");
 }
 
-/* ---- dropout: the mask is rng_dropout_scale(seed, element index), as on the
+/* ---- dropout: the mask is rng_dropout_scale(seed ^ the step's, element index), as on the
  * CPU ---- */
 __global__ void dropout_forward_kernel(float *out, const float *inp, float p, uint64_t seed,
-                                       size_t n) {
+                                       const OpsStep *step, size_t n) {
+    seed ^= step_seed(step);
     GRID_STRIDE4(i, n) {
         float x[4];
         load4(x, inp, i, n);
@@ -126,7 +127,9 @@ __global__ void dropout_forward_kernel(float *out, const float *inp, float p, ui
 }
 
 __global__ void dropout_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *dout,
-                                        float p, uint64_t seed, size_t n, int acc) {
+                                        float p, uint64_t seed, const OpsStep *step, size_t n,
+                                        int acc) {
+    seed ^= step_seed(step);
     GRID_STRIDE4(i, n) {
         float d[4], dx[4] = {0};
         load4(d, dout, i, n);
@@ -140,7 +143,7 @@ __global__ void dropout_backward_kernel(float *dinp, uint16_t *dinp_bf16, const 
 /* out[n] = inp[n] * mask; out == inp allowed */
 void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n) {
     if (!n) return;
-    dropout_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, inp, p, seed, n);
+    dropout_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, inp, p, seed, cuda_step(), n);
     CUDA_LAUNCHED("dropout_forward");
 }
 
@@ -148,7 +151,8 @@ void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, 
 void cuda_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
                            uint64_t seed, size_t n, int acc) {
     if (!n) return;
-    dropout_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, dinp_bf16, dout, p, seed, n, acc);
+    dropout_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, dinp_bf16, dout, p, seed,
+                                                          cuda_step(), n, acc);
     CUDA_LAUNCHED("dropout_backward");
 }
 

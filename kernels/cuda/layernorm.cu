@@ -55,9 +55,10 @@ template <int V>
 __global__ void layernorm_forward_kernel(float *out, uint16_t *out_bf16, float *sum, float *mean,
                                          float *rstd, uint16_t *xh, const float *inp,
                                          const float *res, float p, uint64_t seed,
-                                         const float *weight, const float *bias, float eps, int N,
-                                         int C, bool rms) {
+                                         const OpsStep *step, const float *weight,
+                                         const float *bias, float eps, int N, int C, bool rms) {
     int lane = threadIdx.x & 31;
+    if (res) seed ^= step_seed(step);
     WARP_ROWS(n, N) {
         const float *a = inp + n * C, *b = res ? res + n * C : NULL;
         float *kept = sum ? sum + n * C : NULL;
@@ -211,7 +212,8 @@ static void forward_launch(float *out, uint16_t *out_bf16, float *sum, float *me
                            uint16_t *xh, const float *a, const float *b, float p, uint64_t seed,
                            const float *weight, const float *bias, float eps, int N, int C) {
     layernorm_forward_kernel<V><<<cuda_blocks((size_t)N, LN_WARPS), LN_WARPS * 32>>>(
-        out, out_bf16, sum, mean, rstd, xh, a, b, p, seed, weight, bias, eps, N, C, mean == NULL);
+        out, out_bf16, sum, mean, rstd, xh, a, b, p, seed, b ? cuda_step() : NULL, weight, bias,
+        eps, N, C, mean == NULL);
 }
 
 /* x = b ? drop(a) + b : a (sum = x), out = its layer norm, or RMS norm when mean is NULL */

@@ -144,7 +144,7 @@ void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const u
 }
 
 /* The down-projections of n linears that read one input, by value: each one's A [R,K], u [N,R]
- * and dropout seed; xb[j], when xb[0] is not NULL, receives copy j [N, K+R] =
+ * and dropout seed (XOR the step's); xb[j], when xb[0] is not NULL, receives copy j [N, K+R] =
  * [bf16(x) | bf16(scale u_j)]. */
 struct LoraDown {
     const float *A[OPS_LORA_GROUP_MAX];
@@ -152,6 +152,7 @@ struct LoraDown {
     uint64_t seed[OPS_LORA_GROUP_MAX];
     __nv_bfloat16 *xb[OPS_LORA_GROUP_MAX];
     int n;
+    const OpsStep *step;
 };
 
 /* One step of warp_sum_transposed: lanes W apart swap half of their first 2W values of each 32. */
@@ -245,7 +246,8 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
         for (int j = 0; j < g.n; j++) {
             uint32_t key[ROWS]; /* the rows' rng_row_key */
 #pragma unroll
-            for (int i = 0; i < ROWS; i++) key[i] = DROP ? rng_row_key(g.seed[j], n0 + i) : 0;
+            for (int i = 0; i < ROWS; i++)
+                key[i] = DROP ? rng_row_key(g.seed[j] ^ step_seed(g.step), n0 + i) : 0;
             for (int r0 = 0; r0 < R; r0 += RMAX) {
                 float acc[V];
 #pragma unroll
@@ -291,8 +293,8 @@ static void launch_lora_down(const LoraDown &g, const float *X, float scale, flo
 
 /* RMAX 8 up to rank 8, else chunks of 16 (two rows a warp then): more would spill or starve the
  * SM of warps; DROP p > 0. */
-static void lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
-                      int R) {
+static void lora_down(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
+    g.step = p > 0.0f ? cuda_step() : NULL;
     if (R <= 8 && p > 0.0f)
         launch_lora_down<8, true>(g, X, scale, p, N, K, R);
     else if (R <= 8)
@@ -348,9 +350,11 @@ void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, c
  * UP_RANKS ranks at a time and read as broadcasts. */
 enum { UP_ROWS = 8, UP_RANKS = 128 };
 __global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const float *A, float p,
-                                        uint64_t seed, int N, int C, int R, int add) {
+                                        uint64_t seed, const OpsStep *step, int N, int C, int R,
+                                        int add) {
     __shared__ float du_rows[UP_ROWS][UP_RANKS]; /* zeros past row N */
-    __shared__ uint32_t keys[UP_ROWS];           /* the rows' rng_row_key */
+    seed ^= step_seed(step);
+    __shared__ uint32_t keys[UP_ROWS]; /* the rows' rng_row_key */
     for (size_t n0 = (size_t)blockIdx.x * UP_ROWS; n0 < (size_t)N;
          n0 += (size_t)gridDim.x * UP_ROWS) {
         size_t left = N - n0;
@@ -402,8 +406,8 @@ static void lora_dinp(float *dinp, const float *du, const float *A, float p, uin
                       int C, int R, int acc) {
     if (p > 0.0f) {
         unsigned blocks = cuda_blocks(((size_t)N + UP_ROWS - 1) / UP_ROWS, 1);
-        lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, du, A, p, seed, N, C, R,
-                                                                    acc);
+        lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, du, A, p, seed,
+                                                                    cuda_step(), N, C, R, acc);
         CUDA_LAUNCHED("lora_backward (masked dinp)");
         return;
     }
@@ -414,8 +418,10 @@ static void lora_dinp(float *dinp, const float *du, const float *A, float p, uin
 
 /* out [N,C] = drop(x) of x [N,C] with lora_down's masks (fp32 / tf32's dA operand): a warp a
  * row, its key made once, a lane a pair of columns at a time. */
-__global__ void lora_drop_kernel(float *out, const float *x, float p, uint64_t seed, int N, int C) {
+__global__ void lora_drop_kernel(float *out, const float *x, float p, uint64_t seed,
+                                 const OpsStep *step, int N, int C) {
     int lane = threadIdx.x & 31;
+    seed ^= step_seed(step);
     WARP_ROWS(n, N) {
         uint32_t key = rng_row_key(seed, n);
         for (int u = lane; 2 * u < C; u += 32) {
@@ -426,8 +432,8 @@ __global__ void lora_drop_kernel(float *out, const float *x, float p, uint64_t s
     }
 }
 static void lora_drop(float *out, const float *x, float p, uint64_t seed, int N, int C) {
-    lora_drop_kernel<<<cuda_blocks((size_t)N, CUDA_THREADS / 32), CUDA_THREADS>>>(out, x, p, seed,
-                                                                                  N, C);
+    lora_drop_kernel<<<cuda_blocks((size_t)N, CUDA_THREADS / 32), CUDA_THREADS>>>(
+        out, x, p, seed, cuda_step(), N, C);
     CUDA_LAUNCHED("lora_backward (dropped input)");
 }
 
@@ -480,7 +486,8 @@ template <typename TA, typename TB> struct GradArgs {
     int lda, ldb, N, C, R, split_rows;
     bool avec, bvec;
     float p;
-    uint64_t seed;
+    uint64_t seed; /* XOR the step's */
+    const OpsStep *step;
 };
 
 /* Block (column tile x, split y, rank chunk z): partial[y][r][c] = the split's sums for ranks
@@ -494,13 +501,14 @@ __global__ void __launch_bounds__(GRAD_WARPS * 32) lora_grad_partial_kernel(Grad
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int c = blockIdx.x * GRAD_COLS + lane * GRAD_VEC, r0 = blockIdx.z * GRAD_RC;
     int n0 = blockIdx.y * g.split_rows, n1 = min(N, n0 + g.split_rows);
+    uint64_t seed = DROP ? g.seed ^ step_seed(g.step) : 0;
     float acc[V];
 #pragma unroll
     for (int v = 0; v < V; v++) acc[v] = 0.0f;
     for (int n = n0 + warp; n < n1; n += GRAD_WARPS) {
         float x[GRAD_VEC], w[GRAD_RC];
         load_cols(x, g.b + (size_t)n * g.ldb, c, C, g.bvec);
-        if (DROP) drop_slice<GRAD_VEC>(x, rng_row_key(g.seed, (uint64_t)n), c, g.p);
+        if (DROP) drop_slice<GRAD_VEC>(x, rng_row_key(seed, (uint64_t)n), c, g.p);
 #pragma unroll
         for (int e = 0; e < GRAD_VEC && !B_EXACT; e++) x[e] = bf16_value(x[e]);
         load_cols(w, g.a + (size_t)n * g.lda, r0, R, g.avec); /* GRAD_RC == GRAD_VEC */
@@ -556,9 +564,20 @@ static void lora_grad(float *out, int rs, int cs, const TA *a, int lda, const TB
     splits = splits < 1 ? 1 : splits > most ? most : splits;
     int split_rows = (N + splits - 1) / splits;
     splits = (N + split_rows - 1) / split_rows;
-    GradArgs<TA, TB> g = {
-        partial,           a, b,   lda, ldb, N, C, R, split_rows, aligned16(a, lda),
-        aligned16(b, ldb), p, seed};
+    GradArgs<TA, TB> g = {partial,
+                          a,
+                          b,
+                          lda,
+                          ldb,
+                          N,
+                          C,
+                          R,
+                          split_rows,
+                          aligned16(a, lda),
+                          aligned16(b, ldb),
+                          p,
+                          seed,
+                          p > 0.0f ? cuda_step() : NULL};
     dim3 grid((unsigned)tiles, (unsigned)splits, (unsigned)chunks);
     constexpr bool bf16_b = sizeof(TB) == 2;
     if (p > 0.0f)

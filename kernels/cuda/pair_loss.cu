@@ -18,8 +18,9 @@ __device__ void pairs_add(double *sums, const PairTerms *terms, int pairs) {
 /* losses, labels [B,T] -> logps [B], stats; with ref also row_scale [B,T] (may be NULL) */
 __global__ void dpo_loss_kernel(double *stats, float *logps, float *row_scale, const float *losses,
                                 const int32_t *labels, const float *ref, float beta, float eps,
-                                int ipo, double scale, int B, int T) {
+                                int ipo, double scale, const OpsStep *step, int B, int T) {
     __shared__ float logp[2 * PAIR_THREADS];
+    scale *= step_grad_scale(step);
     __shared__ double count[2 * PAIR_THREADS];
     __shared__ PairTerms terms[PAIR_THREADS];
     double sums[4] = {0.0, 0.0, 0.0, 0.0};
@@ -64,15 +65,16 @@ void cuda_dpo_loss(double *stats, float *logps, float *row_scale, const float *l
                    int ipo, float grad_scale, int B, int T) {
     double scale = B >= 2 ? grad_scale / (double)(B / 2) : 0.0;
     dpo_loss_kernel<<<1, PAIR_THREADS>>>(stats, logps, row_scale, losses, labels, ref, beta,
-                                         label_smoothing, ipo, scale, B, T);
+                                         label_smoothing, ipo, scale, cuda_step(), B, T);
     CUDA_LAUNCHED("dpo_loss");
 }
 
 /* scores [B,T], pos [B] -> rewards [B], stats, dscores [B,T] (may be NULL) */
 __global__ void reward_loss_kernel(double *stats, float *rewards, float *dscores,
-                                   const float *scores, const int32_t *pos, double scale, int B,
-                                   int T) {
+                                   const float *scores, const int32_t *pos, double scale,
+                                   const OpsStep *step, int B, int T) {
     __shared__ PairTerms terms[PAIR_THREADS];
+    scale *= step_grad_scale(step);
     double sums[4] = {0.0, 0.0, 0.0, 0.0};
     int P = B / 2;
     if (dscores)
@@ -102,6 +104,7 @@ __global__ void reward_loss_kernel(double *stats, float *rewards, float *dscores
 void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float *scores,
                       const int32_t *pos, float grad_scale, int B, int T) {
     double scale = B >= 2 ? grad_scale / (double)(B / 2) : 0.0;
-    reward_loss_kernel<<<1, PAIR_THREADS>>>(stats, rewards, dscores, scores, pos, scale, B, T);
+    reward_loss_kernel<<<1, PAIR_THREADS>>>(stats, rewards, dscores, scores, pos, scale,
+                                            cuda_step(), B, T);
     CUDA_LAUNCHED("reward_loss");
 }

@@ -21,8 +21,7 @@ static int predict_one(Model *m, const Tokenizer *tok, const char *text, int max
     idlist_free(&words);
     for (int t = 0; t < T; t++) mask[t] = 1;
     float loss, logits[MAX_LABELS];
-    if (model_set_batch(m, ids, types, mask, NULL, 1, T, err) ||
-        model_forward(m, 0, 0, 1.0f, &loss, err))
+    if (model_set_batch(m, ids, types, mask, NULL, 1, T, err) || model_forward(m, 0, &loss, err))
         return -1;
     int K = m->cfg.num_labels, best = 0;
     m->ops->download(logits, m->logits, K * sizeof(float));

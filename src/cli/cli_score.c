@@ -15,7 +15,7 @@ static int score_rows(Model *m, PrefLoader *l, LfError *err) {
     float loss, score;
     while (pref_loader_next(l, &b)) {
         if (model_set_batch(m, b.ids, NULL, b.mask, NULL, b.B, b.T, err) ||
-            model_forward(m, 0, 0, 1.0f, &loss, err))
+            model_forward(m, 0, &loss, err))
             return -1;
         for (int i = 0; i < b.B; i++) {
             int t = reward_last_token(b.labels + (size_t)i * b.T, b.T, m->cfg.pad_token_id);

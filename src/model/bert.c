@@ -235,7 +235,7 @@ static void bert_plan(Model *m, Plan *pl) {
 /* ------------------------------------------------------------------------------------ */
 /* forward and backward, side by side                                                   */
 
-/* Dropout sites: each (layer, site) pair draws from its own stream of the step's seed. */
+/* Dropout sites: each (layer, site) pair draws from its own stream (model_site). */
 enum {
     SITE_Q,
     SITE_K,
@@ -272,7 +272,7 @@ static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
                                m->scratch, m->B, m->T, NH, NH, HS, OPS_SET);
 }
 
-static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
+static void layer_forward(Model *m, int l, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Layer *Ly = &bert(m)->layers[l];
@@ -280,29 +280,27 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
     int N = m->B * m->T, F = c->ffn_size;
     uint64_t sites[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->x, N, d.lora,
-                         model_sites(sites, 3, seed, l, SITE_Q));
-    attention_forward(m, Ly, a, d, model_site(seed, l, SITE_ATT));
-    linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
+                         model_sites(sites, 3, l, SITE_Q));
+    attention_forward(m, Ly, a, d, model_site(l, SITE_ATT));
+    linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, model_site(l, SITE_O));
     /* h = LN(drop(o) + x); the sum stays where backward reads it instead of xhat */
     o->residual_norm_forward(
         a->h_attn, Ly->ffn_in.in_bf16, a->xh_attn ? NULL : a->res_attn, a->mean_attn, a->rstd_attn,
-        a->xh_attn, a->res_attn, a->x, attn_out_dropout(m, d), model_site(seed, l, SITE_O_DROP),
+        a->xh_attn, a->res_attn, a->x, attn_out_dropout(m, d), model_site(l, SITE_O_DROP),
         Ly->ln_attn.w->value, Ly->ln_attn.b->value, c->layer_norm_eps, N, c->hidden_size);
-    linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora,
-                   model_site(seed, l, SITE_FFN_IN));
+    linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora, model_site(l, SITE_FFN_IN));
     uint16_t *act_bf16 = Ly->ffn_out.in_bf16; /* else ffn_out rounds ffn_act */
     o->activation_forward(act_bf16 ? NULL : a->ffn_act, act_bf16, a->ffn_pre_bf16, a->ffn_pre,
                           c->activation, (size_t)N * F);
-    linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora,
-                   model_site(seed, l, SITE_FFN_OUT));
+    linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora, model_site(l, SITE_FFN_OUT));
     o->residual_norm_forward(a->out, NULL, a->xh_ffn ? NULL : a->res_ffn, a->mean_ffn, a->rstd_ffn,
                              a->xh_ffn, a->res_ffn, a->h_attn, d.hidden,
-                             model_site(seed, l, SITE_FFN_DROP), Ly->ln_ffn.w->value,
-                             Ly->ln_ffn.b->value, c->layer_norm_eps, N, c->hidden_size);
+                             model_site(l, SITE_FFN_DROP), Ly->ln_ffn.w->value, Ly->ln_ffn.b->value,
+                             c->layer_norm_eps, N, c->hidden_size);
 }
 
 /* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */
-static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed) {
+static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Bert *b = bert(m);
@@ -314,16 +312,16 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->layernorm_backward(b->d_c, NULL, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, dout,
                           a->xh_ffn ? NULL : a->res_ffn, a->xh_ffn, Ly->ln_ffn.w->value,
                           a->mean_ffn, a->rstd_ffn, N, C, OPS_SET);
-    const float *dy = linear_dout(m, &Ly->ffn_out, b->d_br, b->d_c, d.hidden,
-                                  model_site(seed, l, SITE_FFN_DROP), NC);
+    const float *dy =
+        linear_dout(m, &Ly->ffn_out, b->d_br, b->d_c, d.hidden, model_site(l, SITE_FFN_DROP), NC);
     linear_backward(m, &Ly->ffn_out, b->d_ffn, dy, a->ffn_act, N, d.lora,
-                    model_site(seed, l, SITE_FFN_OUT), OPS_SET);
+                    model_site(l, SITE_FFN_OUT), OPS_SET);
     uint16_t *d_bf16 = Ly->ffn_in.dout_bf16; /* else ffn_in rounds d_ffn2 */
     o->activation_backward(d_bf16 ? NULL : b->d_ffn2, d_bf16, a->ffn_pre_bf16 ? NULL : a->ffn_pre,
                            a->ffn_pre_bf16, b->d_ffn, c->activation, NF, OPS_SET);
     /* d_c (the residual's share of dh) now also takes the FFN branch's share */
     linear_backward(m, &Ly->ffn_in, b->d_c, b->d_ffn2, a->h_attn, N, d.lora,
-                    model_site(seed, l, SITE_FFN_IN), OPS_ADD);
+                    model_site(l, SITE_FFN_IN), OPS_ADD);
     /* attention block: h = LN(drop(o(attention(q(x), k(x), v(x)))) + x) */
     /* without a dropout before the residual (DistilBERT) o's output gradient is the norm's input
      * gradient: written in bf16 by the norm, when o reads it so */
@@ -334,50 +332,49 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                           a->mean_attn, a->rstd_attn, N, C, OPS_SET);
     const float *da =
         o_bf16 ? NULL
-               : linear_dout(m, &Ly->o, b->d_br, b->d_r, p_o, model_site(seed, l, SITE_O_DROP), NC);
-    linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(seed, l, SITE_O),
-                    OPS_SET);
-    attention_backward(m, a, d, model_site(seed, l, SITE_ATT));
+               : linear_dout(m, &Ly->o, b->d_br, b->d_r, p_o, model_site(l, SITE_O_DROP), NC);
+    linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
+    attention_backward(m, a, d, model_site(l, SITE_ATT));
     uint64_t sites[3];
     linear_backward_group(m, Ly->qkv, dx, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3, a->x,
-                          N, d.lora, model_sites(sites, 3, seed, l, SITE_Q), OPS_SET);
+                          N, d.lora, model_sites(sites, 3, l, SITE_Q), OPS_SET);
     if (dx) o->axpy(dx, b->d_r, 1.0f, NC); /* the residual */
 }
 
-static void head_forward(Model *m, Drop d, uint64_t seed) {
+static void head_forward(Model *m, Drop d) {
     const Ops *o = m->ops;
     Bert *b = bert(m);
     int B = m->B, C = m->cfg.hidden_size, L = m->cfg.num_layers;
     o->first_token_forward(b->pooled, b->acts[L - 1].out, B, m->T, C);
-    linear_forward(m, &b->pre, b->pre_out, b->pooled, B, d.lora, model_site(seed, L, SITE_PRE));
+    linear_forward(m, &b->pre, b->pre_out, b->pooled, B, d.lora, model_site(L, SITE_PRE));
     o->activation_forward(b->pre_act_out, NULL, NULL, b->pre_out, b->pre_act, (size_t)B * C);
-    o->dropout_forward(b->head_in, b->pre_act_out, d.classifier,
-                       model_site(seed, L, SITE_HEAD_DROP), (size_t)B * C);
-    linear_forward(m, &b->cls, m->logits, b->head_in, B, d.lora, model_site(seed, L, SITE_CLS));
+    o->dropout_forward(b->head_in, b->pre_act_out, d.classifier, model_site(L, SITE_HEAD_DROP),
+                       (size_t)B * C);
+    linear_forward(m, &b->cls, m->logits, b->head_in, B, d.lora, model_site(L, SITE_CLS));
 }
 
 /* Returns the gradient of the last layer's output in d_a (when the body trains). */
-static void head_backward(Model *m, Drop d, uint64_t seed) {
+static void head_backward(Model *m, Drop d) {
     const Ops *o = m->ops;
     Bert *b = bert(m);
     int B = m->B, C = m->cfg.hidden_size, L = m->cfg.num_layers;
     size_t BC = (size_t)B * C;
     float *d_in = b->d_head, *d_act = d_in + BC, *d_pre = d_act + BC, *d_pool = d_pre + BC;
     o->zero(b->d_head, 4 * BC * sizeof(float));
-    linear_backward(m, &b->cls, d_in, m->dlogits, b->head_in, B, d.lora,
-                    model_site(seed, L, SITE_CLS), OPS_ADD);
-    o->dropout_backward(d_act, NULL, d_in, d.classifier, model_site(seed, L, SITE_HEAD_DROP), BC,
+    linear_backward(m, &b->cls, d_in, m->dlogits, b->head_in, B, d.lora, model_site(L, SITE_CLS),
+                    OPS_ADD);
+    o->dropout_backward(d_act, NULL, d_in, d.classifier, model_site(L, SITE_HEAD_DROP), BC,
                         OPS_ADD);
     o->activation_backward(d_pre, NULL, b->pre_out, NULL, d_act, b->pre_act, BC, OPS_ADD);
     int body = b->lowest_trained_layer < L;
     linear_backward(m, &b->pre, body ? d_pool : NULL, d_pre, b->pooled, B, d.lora,
-                    model_site(seed, L, SITE_PRE), OPS_ADD);
+                    model_site(L, SITE_PRE), OPS_ADD);
     if (!body) return;
     o->zero(b->d_a, (size_t)B * m->T * C * sizeof(float));
     o->first_token_backward(b->d_a, d_pool, B, m->T, C);
 }
 
-static void bert_forward(Model *m, Drop d, uint64_t seed) {
+static void bert_forward(Model *m, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Bert *b = bert(m);
@@ -387,23 +384,23 @@ static void bert_forward(Model *m, Drop d, uint64_t seed) {
     o->layernorm_forward(b->h0, b->emb_mean, b->emb_rstd, NULL, b->emb, b->ln_emb.w->value,
                          b->ln_emb.b->value, c->layer_norm_eps, N, C);
     if (d.hidden > 0)
-        o->dropout_forward(b->h0, b->h0, d.hidden, model_site(seed, L, SITE_EMB), (size_t)N * C);
-    for (int l = 0; l < L; l++) layer_forward(m, l, d, seed);
-    head_forward(m, d, seed);
+        o->dropout_forward(b->h0, b->h0, d.hidden, model_site(L, SITE_EMB), (size_t)N * C);
+    for (int l = 0; l < L; l++) layer_forward(m, l, d);
+    head_forward(m, d);
 }
 
-static void bert_backward(Model *m, Drop d, uint64_t seed) {
+static void bert_backward(Model *m, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Bert *b = bert(m);
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, L = c->num_layers;
     size_t NC = (size_t)N * C;
-    head_backward(m, d, seed);
+    head_backward(m, d);
     int emb_trains = b->wte->grad != NULL;
-    float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_a,
-                                  b->d_b, d, seed);
+    float *dout =
+        layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_a, b->d_b, d);
     if (!emb_trains) return;
-    const float *dh0 = dropout_grad(m, b->d_br, dout, d.hidden, model_site(seed, L, SITE_EMB), NC);
+    const float *dh0 = dropout_grad(m, b->d_br, dout, d.hidden, model_site(L, SITE_EMB), NC);
     o->layernorm_backward(b->d_r, NULL, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb, NULL,
                           b->ln_emb.w->value, b->emb_mean, b->emb_rstd, N, C, OPS_SET);
     o->embedding_backward(b->wte->grad, b->wpe->grad, b->wtt ? b->wtt->grad : NULL, b->d_r, m->ids,

@@ -221,29 +221,28 @@ static void merge_qkv(const Ops *o, float *dqkv, const float *dpart, int which, 
 
 /* The rest of layer l once attention has written a->ctx [N rows]: a = x + drop(c_proj(ctx)),
  * then out = a + drop(mlp.c_proj(gelu_tanh(c_fc(n2)))), n2 = ln_2(a). */
-static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
+static void layer_forward_tail(Model *m, int l, int N, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Layer *Ly = &gpt2(m)->layers[l];
     LayerActs *a = &gpt2(m)->acts[l];
     size_t NC = (size_t)N * c->hidden_size;
-    linear_forward(m, &Ly->c_proj, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_PROJ));
+    linear_forward(m, &Ly->c_proj, a->a, a->ctx, N, d.lora, model_site(l, SITE_PROJ));
     o->residual_norm_forward(a->n2, Ly->c_fc.in_bf16, a->a, a->mean2, a->rstd2, a->xh2, a->a, a->x,
-                             d.hidden, model_site(seed, l, SITE_PROJ_DROP), Ly->ln_2.w->value,
+                             d.hidden, model_site(l, SITE_PROJ_DROP), Ly->ln_2.w->value,
                              Ly->ln_2.b->value, c->layer_norm_eps, N, c->hidden_size);
-    linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC));
+    linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(l, SITE_FC));
     uint16_t *act_bf16 = Ly->mlp_proj.in_bf16; /* else mlp_proj rounds act */
     o->activation_forward(act_bf16 ? NULL : a->act, act_bf16, a->fc_bf16, a->fc, c->activation,
                           (size_t)N * c->ffn_size);
-    linear_forward(m, &Ly->mlp_proj, a->out, a->act, N, d.lora, model_site(seed, l, SITE_MLP));
+    linear_forward(m, &Ly->mlp_proj, a->out, a->act, N, d.lora, model_site(l, SITE_MLP));
     if (d.hidden > 0)
-        o->dropout_forward(a->out, a->out, d.hidden, model_site(seed, l, SITE_MLP_DROP), NC);
+        o->dropout_forward(a->out, a->out, d.hidden, model_site(l, SITE_MLP_DROP), NC);
     o->add(a->out, a->out, a->a, NC);
 }
 
 /* The attention's inputs of layer l's N rows: q, k, v [N,C] = split(c_attn(ln_1(x))). */
-static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float *v, float p,
-                              uint64_t seed) {
+static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float *v, float p) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
@@ -252,20 +251,20 @@ static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float 
     int C = c->hidden_size;
     o->layernorm_forward(a->n1, a->mean1, a->rstd1, a->xh1, a->x, Ly->ln_1.w->value,
                          Ly->ln_1.b->value, c->layer_norm_eps, N, C);
-    linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, p, model_site(seed, l, SITE_QKV));
+    linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, p, model_site(l, SITE_QKV));
     split_qkv(o, q, b->qkv, 0, N, C);
     split_qkv(o, k, b->qkv, 1, N, C);
     split_qkv(o, v, b->qkv, 2, N, C);
 }
 
-static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
+static void layer_forward(Model *m, int l, Drop d) {
     LayerActs *a = &gpt2(m)->acts[l];
     int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads;
-    layer_forward_qkv(m, l, N, a->q, a->k, a->v, d.lora, seed);
-    m->ops->attention_forward(
-        a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, model_attention_mask(m), 1, d.attention,
-        model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
-    layer_forward_tail(m, l, N, d, seed);
+    layer_forward_qkv(m, l, N, a->q, a->k, a->v, d.lora);
+    m->ops->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v,
+                              model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
+                              m->scratch, B, T, NH, NH, head_size(m));
+    layer_forward_tail(m, l, N, d);
 }
 
 /* Generation: layer l on the n new tokens at positions pos0.. (rows 0..n-1 of a->x): their keys
@@ -276,13 +275,13 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     size_t C = m->cfg.hidden_size;
     int NH = m->cfg.num_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
-    layer_forward_qkv(m, l, n, a->q, k + pos0 * C, v + pos0 * C, 0.0f, 0);
+    layer_forward_qkv(m, l, n, a->q, k + pos0 * C, v + pos0 * C, 0.0f);
     m->ops->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NH, head_size(m));
-    layer_forward_tail(m, l, n, (Drop){0}, 0);
+    layer_forward_tail(m, l, n, (Drop){0});
 }
 
 /* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */
-static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed) {
+static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
@@ -291,42 +290,41 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, NH = c->num_heads;
     size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size, F4 = sizeof(float);
     /* MLP: out = a + drop(mlp.c_proj(gelu_tanh(c_fc(n2)))), n2 = ln_2(a) */
-    const float *dy = linear_dout(m, &Ly->mlp_proj, b->d_r, dout, d.hidden,
-                                  model_site(seed, l, SITE_MLP_DROP), NC);
-    linear_backward(m, &Ly->mlp_proj, b->d_act, dy, a->act, N, d.lora,
-                    model_site(seed, l, SITE_MLP), OPS_SET);
+    const float *dy =
+        linear_dout(m, &Ly->mlp_proj, b->d_r, dout, d.hidden, model_site(l, SITE_MLP_DROP), NC);
+    linear_backward(m, &Ly->mlp_proj, b->d_act, dy, a->act, N, d.lora, model_site(l, SITE_MLP),
+                    OPS_SET);
     uint16_t *d_bf16 = Ly->c_fc.dout_bf16; /* else c_fc rounds d_fc */
     o->activation_backward(d_bf16 ? NULL : b->d_fc, d_bf16, a->fc_bf16 ? NULL : a->fc, a->fc_bf16,
                            b->d_act, c->activation, NF, OPS_SET);
-    linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(seed, l, SITE_FC),
+    linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(l, SITE_FC),
                     OPS_SET);
     o->layernorm_backward(b->d_a, NULL, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n,
                           a->xh2 ? NULL : a->a, a->xh2, Ly->ln_2.w->value, a->mean2, a->rstd2, N, C,
                           OPS_SET);
     o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     /* attention: a = x + drop(c_proj(attention(q, k, v))), q|k|v = c_attn(n1), n1 = ln_1(x) */
-    dy = linear_dout(m, &Ly->c_proj, b->d_r, b->d_a, d.hidden, model_site(seed, l, SITE_PROJ_DROP),
-                     NC);
-    linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora, model_site(seed, l, SITE_PROJ),
+    dy = linear_dout(m, &Ly->c_proj, b->d_r, b->d_a, d.hidden, model_site(l, SITE_PROJ_DROP), NC);
+    linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora, model_site(l, SITE_PROJ),
                     OPS_SET);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
                           kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved,
-                          model_attention_mask(m), 1, d.attention, model_site(seed, l, SITE_ATT),
+                          model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
                           m->scratch, B, T, NH, NH, head_size(m), OPS_SET);
     o->zero(b->d_qkv, 3 * NC * F4);
     merge_qkv(o, b->d_qkv, b->d_q, 0, N, C);
     merge_qkv(o, b->d_qkv, b->d_k, 1, N, C);
     merge_qkv(o, b->d_qkv, b->d_v, 2, N, C);
-    linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora,
-                    model_site(seed, l, SITE_QKV), OPS_SET);
+    linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora, model_site(l, SITE_QKV),
+                    OPS_SET);
     o->layernorm_backward(dx, NULL, Ly->ln_1.w->grad, Ly->ln_1.b->grad, b->d_n,
                           a->xh1 ? NULL : a->x, a->xh1, Ly->ln_1.w->value, a->mean1, a->rstd1, N, C,
                           OPS_SET);
     if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
 }
 
-static void gpt2_forward(Model *m, Drop d, uint64_t seed) {
+static void gpt2_forward(Model *m, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
@@ -334,13 +332,13 @@ static void gpt2_forward(Model *m, Drop d, uint64_t seed) {
     float *x = b->acts[0].x;
     o->embedding_forward(x, m->ids, NULL, b->wte->value, b->wpe->value, NULL, m->B, m->T, C);
     if (d.embedding > 0)
-        o->dropout_forward(x, x, d.embedding, model_site(seed, L, SITE_EMB), (size_t)N * C);
-    for (int l = 0; l < L; l++) layer_forward(m, l, d, seed);
+        o->dropout_forward(x, x, d.embedding, model_site(L, SITE_EMB), (size_t)N * C);
+    for (int l = 0; l < L; l++) layer_forward(m, l, d);
     o->layernorm_forward(b->hf, b->mean_f, b->rstd_f, NULL, b->acts[L - 1].out, b->ln_f.w->value,
                          b->ln_f.b->value, c->layer_norm_eps, N, C);
 }
 
-static void gpt2_backward(Model *m, Drop d, uint64_t seed) {
+static void gpt2_backward(Model *m, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
@@ -353,9 +351,9 @@ static void gpt2_backward(Model *m, Drop d, uint64_t seed) {
                           OPS_SET);
     int emb_trains = b->wte->grad || b->wpe->grad;
     float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
-                                  b->d_x, d, seed);
+                                  b->d_x, d);
     if (!emb_trains) return;
-    const float *de = dropout_grad(m, b->d_r, dout, d.embedding, model_site(seed, L, SITE_EMB), NC);
+    const float *de = dropout_grad(m, b->d_r, dout, d.embedding, model_site(L, SITE_EMB), NC);
     o->embedding_backward(b->wte->grad, b->wpe->grad, NULL, de, m->ids, NULL, m->B, m->T, C);
 }
 

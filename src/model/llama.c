@@ -223,26 +223,26 @@ enum { SITE_Q, SITE_K, SITE_V, SITE_ATT, SITE_O, SITE_GATE, SITE_UP, SITE_DOWN }
 
 /* The rest of layer l once attention has written a->ctx [N rows]: a = x + o(ctx), then
  * out = a + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a). */
-static void layer_forward_tail(Model *m, int l, int N, Drop d, uint64_t seed) {
+static void layer_forward_tail(Model *m, int l, int N, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Layer *Ly = &llama(m)->layers[l];
     LayerActs *a = &llama(m)->acts[l];
     size_t NC = (size_t)N * c->hidden_size, NF = (size_t)N * c->ffn_size;
-    linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(seed, l, SITE_O));
+    linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(l, SITE_O));
     o->residual_norm_forward(a->n2, Ly->gate.in_bf16, a->a, NULL, a->rstd2, a->xh2, a->a, a->x,
                              0.0f, 0, Ly->ln_ffn.w->value, NULL, c->layer_norm_eps, N,
                              c->hidden_size);
     uint64_t s[2];
     linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,
-                         model_sites(s, 2, seed, l, SITE_GATE));
+                         model_sites(s, 2, l, SITE_GATE));
     uint16_t *act_bf16 = Ly->down.in_bf16; /* else down rounds act */
     o->swiglu_forward(act_bf16 ? NULL : a->act, act_bf16, a->gate_up_bf16, a->gate, a->up, NF);
-    linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(seed, l, SITE_DOWN));
+    linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(l, SITE_DOWN));
     o->add(a->out, a->out, a->a, NC);
 }
 
-static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
+static void layer_forward(Model *m, int l, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
@@ -254,12 +254,12 @@ static void layer_forward(Model *m, int l, Drop d, uint64_t seed) {
                        C);
     uint64_t s[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
-                         model_sites(s, 3, seed, l, SITE_Q));
+                         model_sites(s, 3, l, SITE_Q));
     o->rope_forward(a->q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_forward(a->k, NULL, c->rope_theta, B, T, NKV, HS);
     o->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, model_attention_mask(m), 1,
-                         d.attention, model_site(seed, l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
-    layer_forward_tail(m, l, N, d, seed);
+                         d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
+    layer_forward_tail(m, l, N, d);
 }
 
 /* Generation: layer l on the n new tokens at positions pos0.. (rows 0..n-1 of a->x): their
@@ -280,11 +280,11 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     o->rope_forward(a->q, pos, c->rope_theta, 1, n, NH, HS);
     o->rope_forward(k_new, pos, c->rope_theta, 1, n, NKV, HS);
     o->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NKV, HS);
-    layer_forward_tail(m, l, n, (Drop){0}, 0);
+    layer_forward_tail(m, l, n, (Drop){0});
 }
 
 /* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */
-static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d, uint64_t seed) {
+static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
@@ -294,7 +294,7 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     int NH = c->num_heads, NKV = c->num_kv_heads;
     size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size;
     /* MLP: out = a + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a) */
-    linear_backward(m, &Ly->down, b->d_f, dout, a->act, N, d.lora, model_site(seed, l, SITE_DOWN),
+    linear_backward(m, &Ly->down, b->d_f, dout, a->act, N, d.lora, model_site(l, SITE_DOWN),
                     OPS_SET);
     const uint16_t *gu = a->gate_up_bf16; /* else gate and up were kept */
     uint16_t *dg_bf16 = Ly->gate.dout_bf16, *du_bf16 = Ly->up.dout_bf16; /* else rounded */
@@ -302,39 +302,38 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                        gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF, OPS_SET);
     uint64_t s[3];
     linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
-                          N, d.lora, model_sites(s, 2, seed, l, SITE_GATE), OPS_SET);
+                          N, d.lora, model_sites(s, 2, l, SITE_GATE), OPS_SET);
     o->rmsnorm_backward(b->d_a, Ly->ln_ffn.w->grad, b->d_n, a->xh2 ? NULL : a->a, a->xh2,
                         Ly->ln_ffn.w->value, a->rstd2, N, C, OPS_SET);
     o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
     /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x) */
-    linear_backward(m, &Ly->o, b->d_ctx, b->d_a, a->ctx, N, d.lora, model_site(seed, l, SITE_O),
-                    OPS_SET);
+    linear_backward(m, &Ly->o, b->d_ctx, b->d_a, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
                           kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved,
-                          model_attention_mask(m), 1, d.attention, model_site(seed, l, SITE_ATT),
+                          model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
                           m->scratch, B, T, NH, NKV, HS, OPS_SET);
     o->rope_backward(b->d_q, NULL, c->rope_theta, B, T, NH, HS);
     o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
-                          a->n1, N, d.lora, model_sites(s, 3, seed, l, SITE_Q), OPS_SET);
+                          a->n1, N, d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);
     o->rmsnorm_backward(dx, Ly->ln_attn.w->grad, b->d_n, a->xh1 ? NULL : a->x, a->xh1,
                         Ly->ln_attn.w->value, a->rstd1, N, C, OPS_SET);
     if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
 }
 
-static void llama_forward(Model *m, Drop d, uint64_t seed) {
+static void llama_forward(Model *m, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, m->B, m->T, C);
-    for (int l = 0; l < L; l++) layer_forward(m, l, d, seed);
+    for (int l = 0; l < L; l++) layer_forward(m, l, d);
     o->rmsnorm_forward(b->hf, b->rstd_f, NULL, b->acts[L - 1].out, b->ln_f.w->value,
                        c->layer_norm_eps, N, C);
 }
 
-static void llama_backward(Model *m, Drop d, uint64_t seed) {
+static void llama_backward(Model *m, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
@@ -345,7 +344,7 @@ static void llama_backward(Model *m, Drop d, uint64_t seed) {
                         b->ln_f.w->value, b->rstd_f, N, C, OPS_SET);
     int emb_trains = b->wte->grad != NULL;
     float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
-                                  b->d_x, d, seed);
+                                  b->d_x, d);
     if (emb_trains)
         o->embedding_backward(b->wte->grad, NULL, NULL, dout, m->ids, NULL, m->B, m->T, C);
 }

@@ -894,6 +894,7 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     m->ops = ops;
     m->arch = arch_for(cfg->arch);
     m->objective = objective_for(spec->task);
+    m->step_weight = 1.0f;
     if (!(m->arch->tasks & 1u << spec->task))
         return lf_fail(err, "model.task %s: a %s model is for %s", m->objective->name,
                        m->arch->name, objective_for(m->arch->task)->name);
@@ -924,6 +925,7 @@ static void cache_free(Model *m) {
 
 void model_free(Model *m) {
     if (m->ops) {
+        if (m->ops->graph_drop) m->ops->graph_drop(); /* recordings may hold its buffers */
         m->ops->free(m->values);
         m->ops->free(m->packed);
         m->ops->free(m->head_bf16);
@@ -1025,12 +1027,12 @@ const int32_t *model_attention_mask(const Model *m) {
     return m->padded ? m->mask : NULL;
 }
 
-uint64_t model_site(uint64_t seed, int layer, int which) {
-    return rng_hash(seed, (uint64_t)layer * 16 + (uint64_t)which);
+uint64_t model_site(int layer, int which) {
+    return rng_hash(0xD20F, (uint64_t)layer * 16 + (uint64_t)which);
 }
 
-const uint64_t *model_sites(uint64_t *s, int n, uint64_t seed, int layer, int first) {
-    for (int i = 0; i < n; i++) s[i] = model_site(seed, layer, first + i);
+const uint64_t *model_sites(uint64_t *s, int n, int layer, int first) {
+    for (int i = 0; i < n; i++) s[i] = model_site(layer, first + i);
     return s;
 }
 
@@ -1207,10 +1209,10 @@ const float *linear_dout(Model *m, const Linear *l, float *scratch, const float 
 }
 
 float *layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *dout,
-                       float *dx, Drop d, uint64_t seed) {
+                       float *dx, Drop d) {
     for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
         int need_dx = l > lowest || need_input;
-        layer(m, l, dout, need_dx ? dx : NULL, d, seed);
+        layer(m, l, dout, need_dx ? dx : NULL, d);
         float *t = dout;
         dout = dx;
         dx = t;
@@ -1230,28 +1232,41 @@ static Drop dropouts(const Model *m, int train) {
     return d;
 }
 
-/* The backend's precision and attention switches are process-wide: each entry sets this
+/* The step's scalars for the batch set last: the pair objectives' ops average over pairs
+ * themselves, the others' gradient is of the mean over the labels that count. */
+static void set_step(const Model *m) {
+    float w = m->step_weight;
+    OpsStep s = {m->step_seed, m->objective->pairs ? w : m->n_valid ? w / (float)m->n_valid : 0.0f};
+    m->ops->set_step(&s);
+}
+
+/* The backend's precision, attention and step switches are process-wide: each entry sets this
  * model's (its attention, checked by model_create, is one the backend runs). */
 static void use_switches(const Model *m) {
     m->ops->set_precision(m->spec.precision);
     m->ops->set_attention(m->spec.attention, NULL);
+    set_step(m);
 }
 
-int model_forward(Model *m, int train, uint64_t seed, float loss_weight, float *loss,
-                  LfError *err) {
+void model_step(Model *m, uint64_t seed, float loss_weight) {
+    m->step_seed = seed, m->step_weight = loss_weight;
+    set_step(m);
+}
+
+int model_forward(Model *m, int train, float *loss, LfError *err) {
     use_switches(m);
     m->train_mode = train;
     m->dhidden_ready = 0; /* the loss may write it */
-    m->arch->forward(m, dropouts(m, train), seed);
-    if (m->has_labels && m->objective->loss(m, loss_weight, err)) return -1;
+    m->arch->forward(m, dropouts(m, train));
+    if (m->has_labels && m->objective->loss(m, err)) return -1;
     return loss ? model_read_loss(m, loss, NULL, err) : 0;
 }
 
-int model_backward(Model *m, uint64_t seed, LfError *err) {
+int model_backward(Model *m, LfError *err) {
     if (!m->has_labels) return lf_fail(err, "backward needs a batch with labels");
     use_switches(m);
     if (m->objective->loss_backward && m->objective->loss_backward(m, err)) return -1;
-    m->arch->backward(m, dropouts(m, m->train_mode), seed);
+    m->arch->backward(m, dropouts(m, m->train_mode));
     return 0;
 }
 

@@ -45,8 +45,8 @@ int lm_head_run(Model *m, int dh, int dw, const float *row_scale, LfError *err) 
     return 0;
 }
 
-static int causal_lm_loss(Model *m, float loss_weight, LfError *err) {
-    m->loss_scale = m->n_valid ? loss_weight / (float)m->n_valid : 0.0f;
+static int causal_lm_loss(Model *m, LfError *err) {
+    m->loss_scale = 1.0f;
     m->dhidden_ready = m->train_mode && m->n_grads > 0;
     return lm_head_run(m, m->dhidden_ready, 0, NULL, err);
 }

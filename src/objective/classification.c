@@ -23,10 +23,9 @@ static int classification_labels(Model *m, const int32_t *labels, int B, int T, 
     return 0;
 }
 
-static int classification_loss(Model *m, float loss_weight, LfError *err) {
+static int classification_loss(Model *m, LfError *err) {
     (void)err;
-    float scale = m->n_valid ? loss_weight / (float)m->n_valid : 0.0f;
-    m->ops->cross_entropy(m->losses, m->dlogits, m->logits, m->labels, scale, m->B,
+    m->ops->cross_entropy(m->losses, m->dlogits, m->logits, m->labels, 1.0f, m->B,
                           m->cfg.num_labels);
     return 0;
 }

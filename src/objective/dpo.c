@@ -29,7 +29,7 @@ static int dpo_labels(Model *m, const int32_t *labels, int B, int T, int32_t *ou
     return 0;
 }
 
-static int dpo_loss(Model *m, float loss_weight, LfError *err) {
+static int dpo_loss(Model *m, LfError *err) {
     const DpoSpec *s = &m->spec.dpo;
     int reference = m->adapters_off; /* this forward is the reference policy's */
     const float *ref = reference || !m->has_ref ? NULL : m->ref_logps;
@@ -37,7 +37,7 @@ static int dpo_loss(Model *m, float loss_weight, LfError *err) {
     if (lm_head_run(m, 0, 0, NULL, err)) return -1;
     m->ops->dpo_loss(m->pair_sums, reference ? m->ref_logps : m->row_scores,
                      ref ? m->row_scale : NULL, m->losses, m->labels, ref, s->beta,
-                     s->label_smoothing, s->loss == DPO_IPO, loss_weight, m->B, m->T);
+                     s->label_smoothing, s->loss == DPO_IPO, 1.0f, m->B, m->T);
     m->has_ref |= reference;
     return 0;
 }
@@ -49,7 +49,7 @@ void dpo_set_reference(Model *m, const float *ref) {
 
 int dpo_reference_forward(Model *m, LfError *err) {
     m->adapters_off = 1;
-    int rc = model_forward(m, 0, 0, 1.0f, NULL, err);
+    int rc = model_forward(m, 0, NULL, err);
     m->adapters_off = 0;
     return rc;
 }

@@ -37,12 +37,12 @@ static int reward_labels(Model *m, const int32_t *labels, int B, int T, int32_t 
     return 0;
 }
 
-static int reward_loss(Model *m, float loss_weight, LfError *err) {
+static int reward_loss(Model *m, LfError *err) {
     (void)err;
     int N = m->B * m->T, C = m->cfg.hidden_size;
     m->ops->matmul_forward(m->logits, m->hidden, m->head->w->value, NULL, N, C, 1);
-    m->ops->reward_loss(m->pair_sums, m->row_scores, m->dlogits, m->logits, m->labels, loss_weight,
-                        m->B, m->T);
+    m->ops->reward_loss(m->pair_sums, m->row_scores, m->dlogits, m->logits, m->labels, 1.0f, m->B,
+                        m->T);
     return 0;
 }
 

@@ -232,12 +232,14 @@ static const Key keys[] = {
     {"train", "max_new_tokens", T_INT, AT(max_new_tokens), .def = "64", RANGE(1, 1 << 20),
      .help = "sft: the most tokens an evaluation answer may have."},
     {"train", "cuda_graphs", T_CHOICE, AT(cuda_graphs), .def = "\"off\"", .choices = "auto|on|off",
-     .help = "cuda: run each training micro-batch (forward, backward and, at a step's end, "
-             "AdamW) as one CUDA graph launch, recorded again every time and updated in place "
-             "(instantiated anew when the update is refused). auto = when the batch has the "
-             "shape of the one before it; on = every micro-batch; off = launch op by op. The "
-             "results are the same bits either way. Off by default: on an H200 the recording "
-             "cost more than it saved, 2-7 % slower end to end (docs/BENCHMARKS.md). The cpu "
+     .help = "cuda: run each training micro-batch's forward and backward as one CUDA graph "
+             "launch, recorded once per batch shape (B, T, padding; four kept) and replayed "
+             "with the step's dropout seed and loss scale read on the device (AdamW runs op by "
+             "op after it). auto = a shape is recorded when it repeats in a row; on = at once "
+             "(under model.attention cudnn at its second micro-batch, as auto); off = launch op "
+             "by op. The results are the same bits either way. Off by default until timed: "
+             "the replays are not yet measured on a GPU, and recording every step (the "
+             "design before) cost 2-7 % end to end on an H200 (docs/BENCHMARKS.md). The cpu "
              "ignores this."},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])

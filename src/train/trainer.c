@@ -518,7 +518,7 @@ static int evaluate_lm(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) 
     while (feed_next(&r->val_f, &b)) {
         float loss;
         if (model_set_batch(m, b.ids, NULL, b.mask, b.labels, b.B, b.T, err) ||
-            model_forward(m, 0, 0, 1.0f, &loss, err))
+            model_forward(m, 0, &loss, err))
             return -1;
         *nonfinite += !isfinite(loss);
         loss_sum += (double)loss * m->n_valid;
@@ -572,7 +572,7 @@ static int evaluate_pairs(Run *r, ClassMetrics *res, int *nonfinite, LfError *er
     progress_start(&p, r->out, "eval", feed_num_batches(&r->val_f));
     while (feed_next(&r->val_f, &b)) {
         float loss;
-        if (set_batch(r, &r->val_f, &b, err) || model_forward(m, 0, 0, 1.0f, &loss, err)) return -1;
+        if (set_batch(r, &r->val_f, &b, err) || model_forward(m, 0, &loss, err)) return -1;
         keep_reference(r, &r->val_f, &b);
         const PairStats *ps = &m->pair_stats;
         *nonfinite += !isfinite(loss);
@@ -611,7 +611,7 @@ static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     while (feed_next(&r->val_f, &b)) {
         float loss;
         if (model_set_batch(m, b.ids, b.types, b.mask, b.labels, b.B, b.T, err) ||
-            model_forward(m, 0, 0, 1.0f, &loss, err))
+            model_forward(m, 0, &loss, err))
             return -1;
         m->ops->download(r->logits, m->logits, (size_t)b.B * K * sizeof(float));
         for (int i = 0; i < b.B; i++) {
@@ -768,28 +768,60 @@ static int log_step(Run *r, int step, double epoch, double loss, float lr, doubl
     return rc;
 }
 
-/* Graphs slot 0 for a micro-batch, slot 1 for the last of a step (it ends with AdamW). */
-int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, AdamW *opt, float lr,
-                     float max_norm, LfError *err) {
-    const Ops *o = m->ops;
-    int repeat = m->B == s->B && m->T == s->T && m->padded == s->padded;
-    s->B = m->B, s->T = m->T, s->padded = m->padded;
-    int on = s->graphs == GRAPHS_ON && (repeat || m->spec.attention != ATTENTION_CUDNN);
-    int graph = o->graph_begin && (on || (s->graphs == GRAPHS_AUTO && repeat));
-    if (graph && o->graph_begin())
-        return o->status(err) ? -1 : lf_fail(err, "cuda: a graph capture did not start");
-    int rc = model_forward(m, 1, seed, loss_weight, NULL, err) || model_backward(m, seed, err);
-    if (!rc && opt) adamw_update(opt, m, lr, max_norm);
-    if (graph && o->graph_end(rc ? -1 : opt != NULL)) /* -1: the recording is dropped */
-        return rc ? -1 : o->status(err) ? -1 : lf_fail(err, "cuda: a graph launch failed");
-    return rc ? -1 : 0;
+static int same_shape(TrainShape a, TrainShape b) {
+    return a.B == b.B && a.T == b.T && a.padded == b.padded;
 }
 
-/* An evaluation ran other shapes since the last micro-batch, and under model.attention cudnn may
- * have dropped its plans (cuDNN plans outside a recording only): the next micro-batch counts as
- * a new shape, run op by op. */
+static int forward_backward(Model *m, LfError *err) {
+    return model_forward(m, 1, NULL, err) || model_backward(m, err) ? -1 : 0;
+}
+
+/* Forward and backward recorded into slot, and run. */
+static int record(TrainStep *s, Model *m, TrainShape shape, int slot, LfError *err) {
+    const Ops *o = m->ops;
+    if (o->graph_begin())
+        return o->status(err) ? -1 : lf_fail(err, "cuda: a graph capture did not start");
+    int rc = forward_backward(m, err);
+    if (o->graph_end(rc ? -1 : slot)) /* -1: the recording is dropped */
+        return rc ? -1 : o->status(err) ? -1 : lf_fail(err, "cuda: a graph launch failed");
+    if (!rc) s->slot[slot] = shape;
+    return rc;
+}
+
+/* The micro-batch's slot replayed, or recorded (into the next slot in turn), or op by op. */
+static int graph_step(TrainStep *s, Model *m, TrainShape shape, int repeat, LfError *err) {
+    const Ops *o = m->ops;
+    for (int i = 0; i < OPS_GRAPH_SLOTS; i++) {
+        if (!same_shape(s->slot[i], shape)) continue;
+        int rc = o->graph_replay(i);
+        if (rc < 0) return o->status(err) ? -1 : lf_fail(err, "cuda: a graph replay failed");
+        if (rc == 0) return 0;
+        memset(s->slot, 0, sizeof s->slot); /* the backend dropped them: a first sight again */
+        return forward_backward(m, err);
+    }
+    int first = s->graphs == GRAPHS_ON && m->spec.attention != ATTENTION_CUDNN;
+    if (!repeat && !first) return forward_backward(m, err);
+    int slot = s->next;
+    s->next = (s->next + 1) % OPS_GRAPH_SLOTS;
+    return record(s, m, shape, slot, err);
+}
+
+int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, AdamW *opt, float lr,
+                     float max_norm, LfError *err) {
+    TrainShape shape = {m->B, m->T, m->padded};
+    int repeat = same_shape(shape, s->last);
+    s->last = shape;
+    model_step(m, seed, loss_weight);
+    int graphs = m->ops->graph_begin && s->graphs != GRAPHS_OFF;
+    int rc = graphs ? graph_step(s, m, shape, repeat, err) : forward_backward(m, err);
+    if (!rc && opt) adamw_update(opt, m, lr, max_norm);
+    return rc;
+}
+
+/* An evaluation ran other shapes since the last micro-batch (and under model.attention cudnn may
+ * have planned others, dropping the recordings): the next micro-batch is no repeat. */
 static void forget_shape(TrainStep *s) {
-    s->B = 0;
+    s->last.B = 0;
 }
 
 static int train(Run *r, TrainState ts, int resumed, LfError *err) {
@@ -815,7 +847,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     int eval_steps = r->has_val && !strcmp(c->eval_strategy, "steps") ? c->eval_steps : 0;
     int save_steps = !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
     uint64_t dropout_stream = rng_hash(c->seed, 0xD20F);
-    TrainStep st = {(TrainGraphs)c->cuda_graphs, 0, 0, 0};
+    TrainStep st = {.graphs = (TrainGraphs)c->cuda_graphs};
     double t_start = now_seconds(), log_loss = 0;
     int log_n = 0;
     for (int epoch = ts.epoch; ts.global_step < total; epoch++) {

@@ -213,8 +213,9 @@ static void run(const char *dir, int arch, int every_linear, Precision prec, flo
         float loss[2];
         for (int k = 0; k < 2; k++) {
             model_zero_grad(ms[k]);
-            CHECK(model_forward(ms[k], 1, 77 + step, 1.0f, &loss[k], &err) == 0);
-            CHECK(model_backward(ms[k], 77 + step, &err) == 0);
+            model_step(ms[k], 77 + (uint64_t)step, 1.0f);
+            CHECK(model_forward(ms[k], 1, &loss[k], &err) == 0);
+            CHECK(model_backward(ms[k], &err) == 0);
         }
         check_loss(prec, loss[1], loss[0]);
         if (step == 0) {
@@ -313,7 +314,7 @@ static void lora_share(Model *m, int rows, float *out, float *tmp, size_t n) {
     float loss;
     for (int off = 0; off < 2; off++) {
         m->adapters_off = off;
-        CHECK_OK(model_forward(m, 0, 0, 1.0f, &loss, &err), &err);
+        CHECK_OK(model_forward(m, 0, &loss, &err), &err);
         CHECK_OK(model_lm_logits(m, 0, rows * LT, off ? tmp : out, &err), &err);
     }
     m->adapters_off = 0;
@@ -416,8 +417,9 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         float loss[2];
         for (int k = 0; k < 2; k++) {
             model_zero_grad(ms[k]);
-            CHECK_OK(model_forward(ms[k], 1, 77 + step, 1.0f, &loss[k], &err), &err);
-            CHECK_OK(model_backward(ms[k], 77 + step, &err), &err);
+            model_step(ms[k], 77 + (uint64_t)step, 1.0f);
+            CHECK_OK(model_forward(ms[k], 1, &loss[k], &err), &err);
+            CHECK_OK(model_backward(ms[k], &err), &err);
             CHECK_OK(model_lm_logits(ms[k], 0, rows * LT, lg[k], &err), &err);
         }
         check_loss(prec, loss[1], loss[0]);
@@ -437,7 +439,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     /* and an eval-mode forward of the trained weights (no dropout) */
     float loss[2];
     for (int k = 0; k < 2; k++) {
-        CHECK_OK(model_forward(ms[k], 0, 0, 1.0f, &loss[k], &err), &err);
+        CHECK_OK(model_forward(ms[k], 0, &loss[k], &err), &err);
         CHECK_OK(model_lm_logits(ms[k], 0, rows * LT, lg[k], &err), &err);
     }
     check_loss(prec, loss[1], loss[0]);
@@ -508,8 +510,9 @@ static void step_waits(Task task) {
         float loss;
         double norm;
         model_zero_grad(&m);
-        CHECK_OK(model_forward(&m, 1, 9 + step, 1.0f, NULL, &err), &err);
-        CHECK_OK(model_backward(&m, 9 + step, &err), &err);
+        model_step(&m, 9 + (uint64_t)step, 1.0f);
+        CHECK_OK(model_forward(&m, 1, NULL, &err), &err);
+        CHECK_OK(model_backward(&m, &err), &err);
         adamw_update(&opt, &m, 1e-3f, 1.0f);
         CHECK_OK(model_read_loss(&m, &loss, &norm, &err), &err);
         if (task == TASK_DPO) memcpy(kept, m.ref_scores, sizeof kept);
