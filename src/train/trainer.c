@@ -779,6 +779,7 @@ static int forward_backward(Model *m, LfError *err) {
 /* Forward and backward recorded into slot, and run. */
 static int record(TrainStep *s, Model *m, TrainShape shape, int slot, LfError *err) {
     const Ops *o = m->ops;
+    s->slot[slot] = (TrainShape){0, 0, 0}; /* whatever it held is gone, recorded or not */
     if (o->graph_begin())
         return o->status(err) ? -1 : lf_fail(err, "cuda: a graph capture did not start");
     int rc = forward_backward(m, err);
