@@ -13,10 +13,12 @@
 
 enum { VOCAB = 61, SEQ = 13, PREFILL = 5 };
 
-/* The model on ops for batches of one sequence of up to max_len tokens. GPT-2 (arch) ties its
- * head and has as many KV heads as heads. Every LoRA B is random (the same values on any ops). */
-static inline int tiny_decoder(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
-                               int tied, int lora, int max_len, LfError *err) {
+/* The model on ops for batches of one sequence of up to max_len tokens, in precision prec. GPT-2
+ * (arch) ties its head and has as many KV heads as heads. lora 1: LoRA on every projection, 2: on
+ * PEFT's default targets (q and v; c_attn), 0: none (the head trains). Every LoRA B is random
+ * (the same values on any ops). */
+static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
+                                  int tied, int lora, int max_len, Precision prec, LfError *err) {
     ModelConfig c;
     TrainSpec s;
     model_config_defaults(&c, arch);
@@ -28,11 +30,11 @@ static inline int tiny_decoder(Model *m, const Ops *ops, Arch arch, int heads, i
     s.task = TASK_CAUSAL_LM;
     s.strategy = lora ? STRATEGY_LORA : STRATEGY_HEAD;
     s.r = 4;
-    s.precision = PRECISION_FP32; /* on the GPU too (its default is bf16): compared at f32 */
+    s.precision = prec;
     const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
     const char *t2[] = {"c_attn", "c_proj", "c_fc"};
     int gpt2 = arch == ARCH_GPT2, nt = gpt2 ? 3 : 7;
-    for (int i = 0; lora && i < nt; i++) strcpy(s.targets[s.n_targets++], gpt2 ? t2[i] : t[i]);
+    for (int i = 0; lora == 1 && i < nt; i++) strcpy(s.targets[s.n_targets++], gpt2 ? t2[i] : t[i]);
     if (model_create(m, &c, &s, ops, NULL, 7, 1, max_len, NULL, 0, err)) return -1;
     Rng r = {11, 0};
     float host[32 * 48]; /* the largest B: [ffn or 3 * hidden, r] */
@@ -43,6 +45,12 @@ static inline int tiny_decoder(Model *m, const Ops *ops, Arch arch, int heads, i
         ops->upload(p->value, host, p->numel * sizeof(float));
     }
     return 0;
+}
+
+/* The same in fp32, on the GPU too (its default is bf16): compared at f32. */
+static inline int tiny_decoder(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
+                               int tied, int lora, int max_len, LfError *err) {
+    return tiny_decoder_in(m, ops, arch, heads, kv_heads, tied, lora, max_len, PRECISION_FP32, err);
 }
 
 /* max |a - b| over the row, relative to the row's largest |b|. */
