@@ -73,10 +73,10 @@ typedef struct OpsStep {
     uint64_t seed;
     float grad_scale;
 } OpsStep;
-/* Tensors longer than this are given to adamw_step in pieces of at most this many values (one
- * GPU block each); adamw_step's scratch in doubles (the norm's partial sums). */
 /* Executable graphs a backend keeps (Ops.graph_end, graph_replay). */
 #define OPS_GRAPH_SLOTS 4
+/* Tensors longer than this are given to adamw_step in pieces of at most this many values (one
+ * GPU block each); adamw_step's scratch in doubles (the norm's partial sums). */
 #define OPS_ADAMW_PIECE 16384
 #define OPS_ADAMW_SCRATCH 1024
 /* Writes the pieces of one tensor, param[0..n) at offset in grads/m/v, into out (NULL: only
