@@ -132,6 +132,32 @@ static void bad_batches(const char *dir) {
     CHECK(strstr(err.msg, "no_such_module") != NULL);
 }
 
+/* The step's seed draws the dropout masks (model_step): a training forward with dropout gives
+ * another loss under another seed and the same loss, bit for bit, under the same seed again. */
+static void step_seed_draws_masks(const char *dir) {
+    Model m;
+    LfError err;
+    ModelConfig cfg;
+    CHECK(model_config_load(&cfg, dir, &err) == 0);
+    cfg.hidden_dropout = cfg.attention_dropout = 0.3f;
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.dropout = 0.3f;
+    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 1, B, T, NULL, 0, &err) == 0);
+    set_batch(&m);
+    float loss[3];
+    uint64_t seeds[3] = {11, 12, 11};
+    for (int i = 0; i < 3; i++) {
+        model_step(&m, seeds[i], 1.0f);
+        CHECK(model_forward(&m, 1, &loss[i], &err) == 0);
+    }
+    printf("dropout by the step's seed: losses %.6f, %.6f, %.6f (seeds 11, 12, 11)\n", loss[0],
+           loss[1], loss[2]);
+    CHECK(loss[1] != loss[0]);
+    CHECK(memcmp(&loss[2], &loss[0], sizeof loss[0]) == 0);
+    model_free(&m);
+}
+
 /* Gradient of a batch of 4 == sum of two batches of 2, each weighted 1/2. */
 static void accumulation(const char *dir) {
     Model m;
@@ -388,6 +414,7 @@ int main(void) {
     printf("activations kept (floats): head %zu, lora %zu, full %zu\n", head, lora, full);
     CHECK(head < lora && lora < full);
     bad_batches(distil);
+    step_seed_draws_masks(distil);
     accumulation(distil);
     accumulation(bert);
     peft_counts(vocab);

@@ -849,6 +849,8 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     int save_steps = !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
     uint64_t dropout_stream = rng_hash(c->seed, 0xD20F);
     TrainStep st = {.graphs = (TrainGraphs)c->cuda_graphs};
+    OpsGraphCounts g0 = {0}, g1 = {0};
+    if (m->ops->graph_counts) m->ops->graph_counts(&g0);
     double t_start = now_seconds(), log_loss = 0;
     int log_n = 0;
     for (int epoch = ts.epoch; ts.global_step < total; epoch++) {
@@ -926,6 +928,12 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     getrusage(RUSAGE_SELF, &ru);
     fprintf(r->out, "done: %d steps in %.1f s, peak memory %.0f MiB", ts.global_step,
             now_seconds() - t_start, ru.ru_maxrss / 1024.0);
+    if (m->ops->graph_counts && st.graphs != GRAPHS_OFF) {
+        m->ops->graph_counts(&g1);
+        fprintf(r->out, "; CUDA graphs: %ld recordings, %ld replays",
+                (g1.launches - g1.replayed) - (g0.launches - g0.replayed),
+                g1.replayed - g0.replayed);
+    }
     if (ts.evaluated)
         fprintf(r->out, "; best %s %.4f in %s/best", c->metric_for_best, ts.best_metric,
                 c->output_dir);

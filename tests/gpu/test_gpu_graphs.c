@@ -34,10 +34,12 @@
 
 #include "check.h"
 #include "tiny.h"
+#include "loraft/fileio.h"
 #include "loraft/model.h"
 #include "loraft/objective.h"
 #include "loraft/optimizer.h"
 #include "loraft/rng.h"
+#include "loraft/train_config.h"
 #include "loraft/trainer.h"
 
 /* The emulation's counts (tests/cuda_emu/emu_runtime.cpp); absent on a GPU. */
@@ -318,6 +320,87 @@ static void check_cudnn(void) {
     attention = ATTENTION_LORAFT;
 }
 
+/* A jsonl file of n lines {"text": words w0..w34 of the tiny vocabulary, "label": 0 or 1}: most
+ * lines 9 words, one in four 4, so batches of 4 repeat a shape often but not always. */
+static void write_lines(const char *path, int n, uint64_t seed) {
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    Rng rng = {seed, 0};
+    for (int i = 0; i < n; i++) {
+        int words = rng_next(&rng) % 4 ? 9 : 4;
+        fputs("{\"text\": \"", f);
+        for (int w = 0; w < words; w++)
+            fprintf(f, "%sw%d", w ? " " : "", (int)(rng_next(&rng) % 35));
+        fprintf(f, "\", \"label\": %d}\n", (int)(rng_next(&rng) % 2));
+    }
+    fclose(f);
+}
+
+/* The trainer's whole run under train.cuda_graphs off, on and auto: a tiny DistilBERT with LoRA
+ * (dropout 0.1, hidden and attention dropout too) on 26 lines, gradient accumulation 2, two
+ * epochs, an evaluation and a checkpoint after each (other shapes between the recorded ones),
+ * precision bf16: the same adapter, bit for bit, and on and auto report replays. */
+static void check_trainer(const char *tmp, const char *vocab) {
+    char model[700], train[700], val[700];
+    snprintf(model, sizeof model, "%s/distilbert", tmp);
+    snprintf(train, sizeof train, "%s/train.jsonl", tmp);
+    snprintf(val, sizeof val, "%s/val.jsonl", tmp);
+    tiny_checkpoint("distilbert", 32, 2, vocab, model);
+    write_lines(train, 26, 5);
+    write_lines(val, 8, 6);
+    const char *modes[3] = {"off", "on", "auto"};
+    char *adapter[3] = {NULL, NULL, NULL};
+    size_t bytes[3] = {0, 0, 0};
+    long recorded[3] = {0, 0, 0}, replayed[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        TrainConfig c;
+        LfError err;
+        train_config_defaults(&c);
+        char set[12][800];
+        snprintf(set[0], sizeof set[0], "model.model=%s", model);
+        snprintf(set[1], sizeof set[1], "data.train_file=%s", train);
+        snprintf(set[2], sizeof set[2], "data.validation_file=%s", val);
+        snprintf(set[3], sizeof set[3], "train.output_dir=%s/run-%s", tmp, modes[i]);
+        snprintf(set[4], sizeof set[4], "train.cuda_graphs=%s", modes[i]);
+        const char *fixed[] = {"model.device=cuda",
+                               "data.format=jsonl",
+                               "lora.dropout=0.1",
+                               "lora.target_modules=q_lin,v_lin",
+                               "train.batch_size=4",
+                               "train.num_epochs=2",
+                               "train.gradient_accumulation_steps=2",
+                               "train.learning_rate=1e-2"};
+        int ok = 1;
+        for (int k = 0; k < 5; k++) ok = ok && !train_config_set(&c, set[k], &err);
+        for (int k = 0; k < 8; k++) ok = ok && !train_config_set(&c, fixed[k], &err);
+        ok = ok && !train_config_check(&c, &err);
+        char *log = NULL;
+        size_t log_n = 0;
+        FILE *out = open_memstream(&log, &log_n);
+        RunOptions opt = {NULL, 0};
+        ok = ok && out && !trainer_run(&c, &opt, out, &err);
+        if (out) fclose(out);
+        CHECK_OK(ok ? 0 : -1, &err);
+        const char *g = log ? strstr(log, "CUDA graphs: ") : NULL;
+        if (g) sscanf(g, "CUDA graphs: %ld recordings, %ld replays", &recorded[i], &replayed[i]);
+        CHECK(!g == (i == 0)); /* reported where graphs are on */
+        free(log);
+        char path[800];
+        snprintf(path, sizeof path, "%s/run-%s/last/adapter_model.safetensors", tmp, modes[i]);
+        CHECK_OK(file_read_all(path, &adapter[i], &bytes[i], &err), &err);
+        CHECK(bytes[i] > 0);
+    }
+    for (int i = 1; i < 3; i++)
+        CHECK(adapter[0] && adapter[i] && bytes[i] == bytes[0] &&
+              memcmp(adapter[i], adapter[0], bytes[0]) == 0);
+    CHECK(replayed[1] > 0 && replayed[2] > 0);
+    printf("trainer (DistilBERT LoRA, bf16, 2 epochs with evaluations and checkpoints): the same "
+           "adapter under graphs off, on (%ld recordings, %ld replays) and auto (%ld, %ld)\n",
+           recorded[1], replayed[1], recorded[2], replayed[2]);
+    for (int i = 0; i < 3; i++) free(adapter[i]);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
@@ -341,6 +424,7 @@ int main(void) {
     check_job("llama reward model (LoRA, the same schedule)", create_reward);
     check_job("llama dpo (LoRA, reference forward op by op, the same schedule)", create_dpo);
     check_padded_repeat();
+    check_trainer(tmp, vocab);
     check_cudnn(); /* last: a fault in cuDNN costs no other case */
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
