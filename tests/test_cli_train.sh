@@ -30,6 +30,14 @@ cat >"$tmp/cfg.json" <<EOF
 EOF
 train() { "$bin" train --config "$tmp/cfg.json" "$@"; }
 
+# 0. loraft init refuses a standard deviation that is negative or not a number, writing nothing
+for sd in -1 nan; do
+  if "$bin" init --arch distilbert --layers 1 --hidden 8 --heads 2 --vocab-from "$vocab" \
+     --init-std "$sd" --out "$tmp/bad" >"$tmp/bad.log" 2>&1; then fail "--init-std $sd taken"; fi
+  grep -q -- "--init-std .*finite and >= 0" "$tmp/bad.log" || { cat "$tmp/bad.log"; fail "--init-std message"; }
+  [ ! -e "$tmp/bad" ] || fail "--init-std $sd wrote $tmp/bad"
+done; ok
+
 # 1. a LoRA run: PEFT's counts line, metrics log, adapter checkpoints
 train >"$tmp/log" 2>&1 || { cat "$tmp/log"; fail "LoRA training run"; }
 grep -q "trainable params: 2,914 || all params: 1,014,276 || trainable%: 0.2873" "$tmp/log" \

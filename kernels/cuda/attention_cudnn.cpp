@@ -199,8 +199,6 @@ Graph *plan_for(const CudnnSdpa &s, bool backward) {
     return g.get();
 }
 
-/* Plans (first use) and queues the graph; cudnn-frontend's exceptions end here, as messages,
- * not in the C callers' frames. */
 /* Plans (first use) and queues the graph on the pointers ptr[uid] (NULL where this call has
  * none); cudnn-frontend's exceptions end here, as messages, not in the C callers' frames. */
 const char *run(const CudnnSdpa *s, bool backward, void *const ptr[UIDS],

@@ -2,6 +2,7 @@
  * random weights (config.json, model.safetensors with HF's exact names, the vocab), or with
  * --gguf the same decoder as a llama.cpp GGUF file with quantised blocks. Tests build their
  * tiny models this way instead of downloading anything. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,11 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
     cfg.num_kv_heads = kv_heads > 0 ? kv_heads : cfg.num_heads;
     cfg.ffn_size = ffn > 0 ? ffn : 4 * cfg.hidden_size;
     if (max_pos > 0) cfg.max_positions = max_pos;
+    if (!isfinite(init_std) || init_std < 0)
+        return lf_fail(err,
+                       "--init-std %g: a standard deviation is finite and >= 0 (0: the "
+                       "config's initializer_range)",
+                       init_std);
     if (init_std > 0) cfg.initializer_range = init_std;
     if (num_labels > 0) {
         if (num_labels > MAX_LABELS) return lf_fail(err, "--num-labels must be <= %d", MAX_LABELS);

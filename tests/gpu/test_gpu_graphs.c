@@ -140,17 +140,23 @@ static int new_shapes(const Job *j) {
     return n;
 }
 
-/* The three modes against each other; create(j) builds the same model each time. */
+/* The same model (create builds it anew each time) trained under off, on and auto into t[0..2];
+ * *j: the last one's job, its model freed. */
+static void train_three(void (*create)(Job *), Trace t[3], Job *j) {
+    TrainGraphs modes[3] = {GRAPHS_OFF, GRAPHS_ON, GRAPHS_AUTO};
+    memset(t, 0, 3 * sizeof *t);
+    for (int i = 0; i < 3; i++) {
+        create(j);
+        train(j, modes[i], &t[i]);
+        model_free(&j->m);
+    }
+}
+
+/* The three modes against each other. */
 static void check_job(const char *name, void (*create)(Job *)) {
     Trace t[3];
-    memset(t, 0, sizeof t);
-    TrainGraphs modes[3] = {GRAPHS_OFF, GRAPHS_ON, GRAPHS_AUTO};
     Job j;
-    for (int i = 0; i < 3; i++) {
-        create(&j);
-        train(&j, modes[i], &t[i]);
-        model_free(&j.m);
-    }
+    train_three(create, t, &j);
     int micro = STEPS * j.accum, shapes = new_shapes(&j);
     for (int i = 1; i < 3; i++) {
         CHECK(memcmp(t[i].loss, t[0].loss, sizeof t[0].loss) == 0);
@@ -299,14 +305,8 @@ static void check_cudnn(void) {
     ops_cuda.set_attention(ATTENTION_LORAFT, NULL);
     attention = ATTENTION_CUDNN;
     Trace t[3];
-    memset(t, 0, sizeof t);
-    TrainGraphs modes[3] = {GRAPHS_OFF, GRAPHS_ON, GRAPHS_AUTO};
     Job j;
-    for (int i = 0; i < 3; i++) {
-        create_llama(&j);
-        train(&j, modes[i], &t[i]);
-        model_free(&j.m);
-    }
+    train_three(create_llama, t, &j);
     int micro = STEPS * j.accum;
     for (int i = 1; i < 3; i++) {
         for (int k = 0; k < micro; k++) CHECK_CLOSE(t[i].loss[k], t[0].loss[k], 0.0, 1e-4);
@@ -357,7 +357,7 @@ static void check_trainer(const char *tmp, const char *vocab) {
         TrainConfig c;
         LfError err;
         train_config_defaults(&c);
-        char set[12][800];
+        char set[5][800];
         snprintf(set[0], sizeof set[0], "model.model=%s", model);
         snprintf(set[1], sizeof set[1], "data.train_file=%s", train);
         snprintf(set[2], sizeof set[2], "data.validation_file=%s", val);
