@@ -226,10 +226,10 @@ static void bench_norms_and_elementwise(void) {
     mem_row(name, 4.0 * sc + N, ms);
     int T = sz->T[0], B = (int)N / T;
     snprintf(name, sizeof name, "rope_forward in place [%zu,%d]", N, C);
-    TIME(ms, gpu->rope_forward(out, NULL, 1e5f, B, T, sm->NH, sm->HS));
+    TIME(ms, gpu->rope_forward(out, NULL, NULL, 1e5f, B, T, sm->NH, 0, sm->HS));
     mem_row(name, 2.0 * sc, ms);
     snprintf(name, sizeof name, "rope_backward in place [%zu,%d]", N, C);
-    TIME(ms, gpu->rope_backward(out, NULL, 1e5f, B, T, sm->NH, sm->HS));
+    TIME(ms, gpu->rope_backward(out, NULL, NULL, 1e5f, B, T, sm->NH, 0, sm->HS));
     mem_row(name, 2.0 * sc, ms);
     snprintf(name, sizeof name, "dropout_forward p=0.1 [%zu,%d]", N, db->C);
     TIME(ms, gpu->dropout_forward(out, x, 0.1f, 3, nc));

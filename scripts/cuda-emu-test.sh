@@ -73,7 +73,7 @@ for t in "${tests[@]}"; do
 done
 # The GPU benchmarks at smoke size: bench_kernels --smoke (fp32, bf16), and a training step of
 # bench_train_step (model.precision auto: bf16) on the tiny random DistilBERT and Llama of
-# bench/tiny (about 6 s together).
+# bench/tiny, and bench/launch-count.sh's counts of a step's launches (about 10 s together).
 smoke() { # smoke NAME CMD...: one run, counted and reported like a test
   local name=$1 log=$logs/$1.log rc=0 t0=$SECONDS
   shift
@@ -95,6 +95,7 @@ for arch in distilbert llama; do
   smoke "bench_train_step_$arch" "$build/bench_train_step" "bench/tiny/$arch" --random \
     --device cuda --batch 2 --seq 32 --steps 1
 done
+smoke launch_count bench/launch-count.sh "$build"
 
 echo "cuda-emu-test: $((SECONDS - start)) s"
 echo "$passed passed, $failed failed"

@@ -365,13 +365,13 @@ typedef struct RopeCtx {
 static void rope_fwd(void *p) {
     RopeCtx *c = p;
     memcpy(c->out, c->inp, sizeof c->out);
-    ops->rope_forward(c->out, c->pos, c->theta, B, T, NH, C / NH);
+    ops->rope_forward(c->out, NULL, c->pos, c->theta, B, T, NH, 0, C / NH);
 }
 static void rope_bwd(void *p, const float *dout, unsigned use) {
     RopeCtx *c = p;
     float d[N * C];
     memcpy(d, dout, sizeof d);
-    ops->rope_backward(d, c->pos, c->theta, B, T, NH, C / NH);
+    ops->rope_backward(d, NULL, c->pos, c->theta, B, T, NH, 0, C / NH);
     if (use) ops->axpy(c->dinp, d, 1.0f, N * C);
 }
 
@@ -609,6 +609,26 @@ static void test_dequantize_bf16(int type, int rows, int cols, int row0, int n_r
         fprintf(stderr, "dequantize_rows_bf16 %s: %d values off\n", quant_type_name(type), bad);
     CHECK(bad == 0);
     free(x), free(dec), free(packed), free(out);
+}
+
+/* round_bf16_many: two copies into rows ld > cols apart, the same bits as f32_to_bf16 (round to
+ * nearest even), the values between the rows untouched. */
+static void test_round_bf16_many(void) {
+    enum { ROWS0 = 3, COLS0 = 5, ROWS1 = 4, COLS1 = 2, LD = 7 };
+    float *a = rand_vec(ROWS0 * COLS0, -3, 3), *b = rand_vec(ROWS1 * COLS1, -3, 3);
+    uint16_t dst[(ROWS0 + ROWS1) * LD];
+    for (size_t i = 0; i < sizeof dst / sizeof *dst; i++) dst[i] = 0x7fc1;
+    OpsBf16Copy copies[2] = {{a, dst, ROWS0, COLS0, LD}, {b, dst + ROWS0 * LD, ROWS1, COLS1, LD}};
+    ops->round_bf16_many(copies, 2);
+    int bad = 0;
+    for (int i = 0; i < ROWS0 + ROWS1; i++)
+        for (int c = 0; c < LD; c++) {
+            const float *src = i < ROWS0 ? a + i * COLS0 : b + (i - ROWS0) * COLS1;
+            int cols = i < ROWS0 ? COLS0 : COLS1;
+            bad += dst[i * LD + c] != (c < cols ? f32_to_bf16(src[c]) : 0x7fc1);
+        }
+    CHECK(bad == 0);
+    free(a), free(b);
 }
 
 /* ---- LoRA ---- */
@@ -1857,6 +1877,7 @@ int main(void) {
     static const int types[] = {GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_1, GGML_Q5_0};
     for (int t = 0; t < 6; t++)
         test_dequantize_bf16(types[t], 7, 576, 2, 4); /* 2 full chunks + 64 */
+    test_round_bf16_many();
     test_lora(0.0f);
     test_lora(0.3f);
     test_attention(0.0f, 0, NH);

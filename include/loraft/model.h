@@ -176,6 +176,10 @@ typedef struct Model {
     float *hidden, *dhidden, *head_scratch;
     const Linear *head;
     uint16_t *head_bf16; /* backend: a frozen head's bf16 copy under precision bf16, else NULL */
+    /* backend: under precision bf16, the adapters that ride in their weight's bf16 storage
+     * (model.c adapter_copies_create), rounded into it by one round_bf16_many a forward */
+    OpsBf16Copy *adapter_copies;
+    int n_adapter_copies;
     /* Preference tasks: a batch holds pairs, rows 2i (chosen) and 2i+1 (rejected). The loss op
      * leaves its results in backend memory between grad_norm and losses (objective.h's pair
      * readout), so model_read_loss's one copy brings them to the host with the loss. */

@@ -73,6 +73,13 @@ typedef struct OpsStep {
     uint64_t seed;
     float grad_scale;
 } OpsStep;
+/* One copy of Ops.round_bf16_many: dst[r * ld + c] = bf16(src[r * cols + c]), r < rows, c < cols.
+ */
+typedef struct OpsBf16Copy {
+    const float *src;
+    uint16_t *dst;
+    int rows, cols, ld;
+} OpsBf16Copy;
 /* Executable graphs a backend keeps (Ops.graph_end, graph_replay). */
 #define OPS_GRAPH_SLOTS 4
 /* Tensors longer than this are given to adamw_step in pieces of at most this many values (one
@@ -153,12 +160,15 @@ typedef struct Ops {
                                   float eps, int N, int C);
 
     /* ---- rotary position embedding, in place (HF Llama's rotate_half layout) ----
-     * x [B,T,NH*HS]; for each head, position p = pos[b,t] (pos NULL: p = t) and i < HS/2,
-     * with angle = p * theta^(-2i/HS), c = cos(angle), s = sin(angle):
+     * q [B,T,NH*HS] and k [B,T,NKV*HS] (k may be NULL: q alone), one call for both (their
+     * angles are the same); for each head, position p = pos[b,t] (pos NULL: p = t) and
+     * i < HS/2, with angle = p * theta^(-2i/HS), c = cos(angle), s = sin(angle):
      *   (x[i], x[i + HS/2]) <- (x[i] c - x[i + HS/2] s, x[i + HS/2] c + x[i] s).
-     * Backward applies the transposed rotation to the gradient, also in place. */
-    void (*rope_forward)(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS);
-    void (*rope_backward)(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
+     * Backward applies the transposed rotation to the gradients, also in place. */
+    void (*rope_forward)(float *q, float *k, const int32_t *pos, float theta, int B, int T, int NH,
+                         int NKV, int HS);
+    void (*rope_backward)(float *dq, float *dk, const int32_t *pos, float theta, int B, int T,
+                          int NH, int NKV, int HS);
 
     /* ---- gated MLP activation (Llama's SwiGLU) ----
      * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g); out_bf16 (not NULL) = bf16(out)
@@ -199,6 +209,10 @@ typedef struct Ops {
      * on every backend; type F32 rounds f32 rows. */
     void (*dequantize_rows_bf16)(uint16_t *out, const void *packed, int type, int row0, int rows,
                                  int cols, int ld);
+    /* copies[0..n) (an array in this backend's memory), each one's f32 rows rounded to bf16 as
+     * dequantize_rows_bf16 rounds them, in one launch: the model's LoRA adapters into the bf16
+     * weights they ride in, once a forward, instead of a launch per adapter. */
+    void (*round_bf16_many)(const OpsBf16Copy *copies, int n);
     /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], inp and weight bf16 with rows ldi and ldw
      * values apart, bias f32 or NULL. scratch: matmul_bf16_scratch(N, C, OC) floats (forward and
      * backward). Under LoRA the model runs the up-projection inside it (lora_down_bf16). */
@@ -476,16 +490,14 @@ static inline size_t ops_dequantize_bf16_scratch(size_t rows, size_t cols) {
     return ops_floats64((rows * cols + 1) / 2);
 }
 /* lora_backward_bf16's weight gradients on the GPU: at most this many splits of the N rows, at
- * least 64 rows each, each summed into a partial [R, max(C, OC)] (the CPU sums in place). */
+ * least 64 rows each, each summed into partials [R, OC] and [R, C] (the CPU sums in place). */
 static inline size_t ops_lora_grad_splits(size_t N) {
     size_t s = (N + 63) / 64;
     return s < 128 ? s : 128;
 }
-/* lora_backward_bf16: scale * B^T [R,OC], du [N,R], the weight gradients' partial sums, each
- * part 64 floats aligned. */
+/* lora_backward_bf16: du [N,R] (64 floats aligned), then the weight gradients' partial sums. */
 static inline size_t ops_lora_bf16_scratch(size_t N, size_t C, size_t OC, size_t R) {
-    return ops_floats64(R * OC) + ops_floats64(N * R) +
-           ops_lora_grad_splits(N) * R * (C > OC ? C : OC);
+    return ops_floats64(N * R) + ops_lora_grad_splits(N) * R * (C + OC);
 }
 /* lora_down_bf16: the most linears of one group (q, k, v), and the floats its xb takes: n copies
  * of the input [N, C+R] in bf16 (rounded up to 64 floats, as above). */

@@ -278,14 +278,16 @@ static void rope_apply(float *x, const int32_t *pos, float theta, int B, int T, 
     }
 }
 
-static void cpu_rope_forward(float *x, const int32_t *pos, float theta, int B, int T, int NH,
-                             int HS) {
-    rope_apply(x, pos, theta, B, T, NH, HS, 1.0f);
+static void cpu_rope_forward(float *q, float *k, const int32_t *pos, float theta, int B, int T,
+                             int NH, int NKV, int HS) {
+    rope_apply(q, pos, theta, B, T, NH, HS, 1.0f);
+    if (k) rope_apply(k, pos, theta, B, T, NKV, HS, 1.0f);
 }
 
-static void cpu_rope_backward(float *dx, const int32_t *pos, float theta, int B, int T, int NH,
-                              int HS) {
-    rope_apply(dx, pos, theta, B, T, NH, HS, -1.0f);
+static void cpu_rope_backward(float *dq, float *dk, const int32_t *pos, float theta, int B, int T,
+                              int NH, int NKV, int HS) {
+    rope_apply(dq, pos, theta, B, T, NH, HS, -1.0f);
+    if (dk) rope_apply(dk, pos, theta, B, T, NKV, HS, -1.0f);
 }
 
 /* ---- dense layer ---- */
@@ -352,6 +354,15 @@ static void cpu_dequantize_rows_bf16(uint16_t *out, const void *packed, int type
             quant_dequantize(type, src + (size_t)r * row_bytes + (size_t)c / be * bb, y, n);
             for (int j = 0; j < n; j++) out[(size_t)r * ld + c + j] = f32_to_bf16(y[j]);
         }
+    }
+}
+
+static void cpu_round_bf16_many(const OpsBf16Copy *copies, int n) {
+    for (int i = 0; i < n; i++) {
+        const OpsBf16Copy *c = &copies[i];
+        for (size_t r = 0; r < (size_t)c->rows; r++)
+            for (size_t k = 0; k < (size_t)c->cols; k++)
+                c->dst[r * c->ld + k] = f32_to_bf16(c->src[r * c->cols + k]);
     }
 }
 
@@ -504,9 +515,9 @@ static float bf16_round(float x) {
     return qb_bf16(f32_to_bf16(x));
 }
 
-/* du = dout @ (scale * B) by sgemm, dd, then the bf16 products in loops: the operands of the
- * GPU's bf16 GEMMs, summed in f32 (this reference runs in the tests only). scratch: scale * B
- * [OC,R], then du [N,R] (ops_lora_bf16_scratch's first two parts). */
+/* du = scale * dout @ B by sgemm, dd, then the bf16 products in loops: the operands of the
+ * GPU's bf16 GEMMs, summed in f32 (this reference runs in the tests only). scratch: du [N,R]
+ * (ops_lora_bf16_scratch's first part). */
 static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB,
                                    const float *dout, const float *inp, const uint16_t *xb, int ldx,
                                    const float *u, const float *A, const float *B, float scale,
@@ -514,9 +525,8 @@ static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *
                                    int R, int acc) {
     seed ^= cpu_step.seed;
     size_t ldd = (size_t)OC + R;
-    float *sB = scratch, *du = scratch + ops_floats64((size_t)R * OC);
-    for (size_t i = 0; i < (size_t)OC * R; i++) sB[i] = scale * B[i];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, 1.0f, dout, OC, sB, R, 0.0f,
+    float *du = scratch;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, dout, OC, B, R, 0.0f,
                 du, R);
 #pragma omp parallel for if ((size_t)N * ldd > CPU_PAR_MIN)
     for (int n = 0; n < N; n++)
@@ -1113,6 +1123,7 @@ const Ops ops_cpu = {
     .matmul_backward = cpu_matmul_backward,
     .dequantize_rows = cpu_dequantize_rows,
     .dequantize_rows_bf16 = cpu_dequantize_rows_bf16,
+    .round_bf16_many = cpu_round_bf16_many,
     .matmul_forward_bf16 = cpu_matmul_forward_bf16,
     .matmul_backward_bf16 = cpu_matmul_backward_bf16,
     .matmul_bf16_scratch = cpu_matmul_bf16_scratch,

@@ -404,10 +404,25 @@ __host__ __device__ inline size_t query_tile_bytes(int HS) {
     return sizeof(bf16) * 2 * BWD_TILE * tile_stride(HS) + sizeof(float) * 3 * BWD_TILE;
 }
 
-/* dst [B, H, T, HP] = bf16 of src [B, T, H*HS] (zeros past HS): a thread per 8 elements. */
-__global__ void heads_bf16_kernel(bf16 *dst, const float *src, int B, int T, int H, int HS) {
+/* Up to three heads_bf16 copies (forward's q, k, v) of one launch: copy j of src[j]'s H[j] heads
+ * (H[j] 0: none). */
+struct HeadCopies {
+    bf16 *dst[3];
+    const float *src[3];
+    int H[3];
+};
+
+/* dst [B, H, T, HP] = bf16 of src [B, T, H*HS] (zeros past HS) for each copy of hc: a thread per
+ * 8 elements, the copies' chunks one after the other. */
+__global__ void heads_bf16_kernel(HeadCopies hc, int B, int T, int HS) {
     int HP = padded_hs(HS), chunks = HP / 8;
-    GRID_STRIDE(c, (size_t)B * H * T * chunks) {
+    size_t per_head = (size_t)B * T * chunks;
+    GRID_STRIDE(i, per_head * (hc.H[0] + hc.H[1] + hc.H[2])) {
+        int j = i < per_head * hc.H[0] ? 0 : i < per_head * (hc.H[0] + hc.H[1]) ? 1 : 2;
+        size_t c = i - per_head * (j > 0 ? hc.H[0] : 0) - per_head * (j > 1 ? hc.H[1] : 0);
+        bf16 *dst = j == 0 ? hc.dst[0] : j == 1 ? hc.dst[1] : hc.dst[2];
+        const float *src = j == 0 ? hc.src[0] : j == 1 ? hc.src[1] : hc.src[2];
+        int H = j == 0 ? hc.H[0] : j == 1 ? hc.H[1] : hc.H[2];
         size_t row = c / chunks; /* (b*H + h)*T + t */
         int d = 8 * (int)(c % chunks), t = (int)(row % T), bh = (int)(row / T);
         const float *x = src + ((size_t)(bh / H) * T + t) * H * HS + (size_t)(bh % H) * HS;
@@ -1088,12 +1103,17 @@ uint16_t *cuda_attention_saved_out(Precision p, float *saved, int B, int T, int 
     return (uint16_t *)copies_out(saved, g);
 }
 
+/* hc's heads_bf16 copies of [B,T,H*HS] tensors, in one launch. */
+static void heads_bf16(HeadCopies hc, const Heads g) {
+    size_t heads = (size_t)hc.H[0] + hc.H[1] + hc.H[2];
+    size_t chunks = (size_t)g.B * heads * g.T * (padded_hs(g.HS) / 8);
+    heads_bf16_kernel<<<cuda_blocks(chunks, CUDA_THREADS), CUDA_THREADS>>>(hc, g.B, g.T, g.HS);
+    CUDA_LAUNCHED("attention (bf16 copy)");
+}
+
 /* dst = heads_bf16 copy of src [B,T,H*HS]. */
 static void heads_bf16(bf16 *dst, const float *src, const Heads g, int H) {
-    size_t chunks = (size_t)g.B * H * g.T * (padded_hs(g.HS) / 8);
-    heads_bf16_kernel<<<cuda_blocks(chunks, CUDA_THREADS), CUDA_THREADS>>>(dst, src, g.B, g.T, H,
-                                                                           g.HS);
-    CUDA_LAUNCHED("attention (bf16 copy)");
+    heads_bf16(HeadCopies{{dst}, {src}, {H}}, g);
 }
 
 /* The tensor-core kernels' cp.async reads the copies in 16-byte chunks. */
@@ -1119,7 +1139,7 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
     if (cuda_precision() == PRECISION_BF16) {
         if (!copies_aligned(saved, scratch)) return;
         AttCopies a = att_copies(saved, scratch, g);
-        heads_bf16(a.q, q, g, NH), heads_bf16(a.k, k, g, NKV), heads_bf16(a.v, v, g, NKV);
+        heads_bf16(HeadCopies{{a.q, a.k, a.v}, {q, k, v}, {NH, NKV, NKV}}, g);
         if (use_cudnn()) {
             CudnnParts c = cudnn_parts(scratch, g);
             CudnnSdpa s = sdpa_shape(g, mask, causal, p);

@@ -550,6 +550,7 @@ extern "C" const Ops ops_cuda = {
     .matmul_backward = cuda_matmul_backward,
     .dequantize_rows = cuda_dequantize_rows,
     .dequantize_rows_bf16 = cuda_dequantize_rows_bf16,
+    .round_bf16_many = cuda_round_bf16_many,
     .matmul_forward_bf16 = cuda_matmul_forward_bf16,
     .matmul_backward_bf16 = cuda_matmul_backward_bf16,
     .matmul_bf16_scratch = cuda_matmul_bf16_scratch,

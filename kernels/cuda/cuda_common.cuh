@@ -212,8 +212,10 @@ void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, floa
                                 float *rstd, uint16_t *xh, const float *a, const float *b, float p,
                                 uint64_t seed, const float *weight, const float *bias, float eps,
                                 int N, int C);
-void cuda_rope_forward(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS);
-void cuda_rope_backward(float *dx, const int32_t *pos, float theta, int B, int T, int NH, int HS);
+void cuda_rope_forward(float *q, float *k, const int32_t *pos, float theta, int B, int T, int NH,
+                       int NKV, int HS);
+void cuda_rope_backward(float *dq, float *dk, const int32_t *pos, float theta, int B, int T, int NH,
+                        int NKV, int HS);
 void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
                          const float *up, size_t n);
 void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgate_bf16, uint16_t *dup_bf16,
@@ -224,6 +226,7 @@ void cuda_matmul_forward(float *out, const float *inp, const float *weight, cons
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                           const float *inp, const float *weight, int N, int C, int OC, int acc);
 void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, int rows, int cols);
+void cuda_round_bf16_many(const OpsBf16Copy *copies, int n);
 void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0, int rows,
                                int cols, int ld);
 void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,

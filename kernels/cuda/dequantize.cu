@@ -120,6 +120,26 @@ static void round_bf16(__nv_bfloat16 *out, int ld, const float *x, int rows, int
     CUDA_LAUNCHED("round to bf16");
 }
 
+/* Copy blockIdx.y of copies, its elements strided over the blockIdx.x blocks: the copies are
+ * small (a LoRA matrix, [out, R] or [R, in]), many of them in one launch. */
+__global__ void round_bf16_many_kernel(const OpsBf16Copy *copies) {
+    OpsBf16Copy c = copies[blockIdx.y];
+    size_t n = (size_t)c.rows * c.cols;
+    __nv_bfloat16 *dst = (__nv_bfloat16 *)c.dst;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i / c.cols * c.ld + i % c.cols] = __float2bfloat16(c.src[i]);
+}
+
+enum { ROUND_MANY_BLOCKS = 8, ROUND_MANY_COPIES = 65535 /* grid.y's limit */ };
+void cuda_round_bf16_many(const OpsBf16Copy *copies, int n) {
+    for (int i = 0; i < n; i += ROUND_MANY_COPIES) {
+        unsigned part = (unsigned)(n - i < ROUND_MANY_COPIES ? n - i : ROUND_MANY_COPIES);
+        round_bf16_many_kernel<<<dim3(ROUND_MANY_BLOCKS, part), CUDA_THREADS>>>(copies + i);
+        CUDA_LAUNCHED("round_bf16_many");
+    }
+}
+
 /* BF16 rows are copied as they are; into rows ld != cols apart by the decoder kernel (exact). */
 void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0, int rows,
                                int cols, int ld) {

@@ -7,8 +7,8 @@
  * under model.precision bf16 lora_down_bf16, which reads the input once for every linear of a
  * group (q, k, v), writes each one's u and [bf16(x) | bf16(scale u)], and the base GEMM runs over
  * K + R columns, [x | scale u] [W | B]^T (DESIGN.md's fusion), so out is written once; backward,
- * lora_backward_bf16 runs the same kernel over dout with scale B^T for A, for du and
- * [bf16(dout) | bf16(du)] from one read of dout, dA and dB are lora_grad's sums (below), and
+ * lora_backward_bf16 runs the same kernel over dout with B for A^T (read as stored), for du and
+ * [bf16(dout) | bf16(du)] from one read of dout, dA and dB are lora_grads' sums (below), and
  * the dinp GEMM runs over [W ; A]. The down kernel is meant to run at memory speed: a warp takes
  * four rows at once (float4 loads where aligned), so each A value it loads feeds four rows' sums
  * (R x 4 of them in registers), and the warp reduces 32 sums in 31 shuffles.
@@ -143,15 +143,17 @@ void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const u
                    (const __nv_bfloat16 *)dd, ldd, acc ? 1.0f : 0.0f, dinp, C);
 }
 
-/* The down-projections of n linears that read one input, by value: each one's A [R,K], u [N,R]
- * and dropout seed (XOR the step's); xb[j], when xb[0] is not NULL, receives copy j [N, K+R] =
- * [bf16(x) | bf16(scale u_j)]. */
+/* The down-projections of n linears that read one input, by value: each one's A [R,K] (or, with
+ * the kernels' TRANS, A^T stored as [K,R]: backward's B), u [N,R] = u_scale x the sums, and
+ * dropout seed (XOR the step's); xb[j], when xb[0] is not NULL, receives copy j [N, K+R] =
+ * [bf16(x) | bf16(scale x the sums of j)]. */
 struct LoraDown {
     const float *A[OPS_LORA_GROUP_MAX];
     float *u[OPS_LORA_GROUP_MAX];
     uint64_t seed[OPS_LORA_GROUP_MAX];
     __nv_bfloat16 *xb[OPS_LORA_GROUP_MAX];
     int n;
+    float u_scale;
     const OpsStep *step;
 };
 
@@ -193,16 +195,36 @@ __device__ inline void drop_slice(float (&x)[VEC], uint32_t key, int k, float p)
     }
 }
 
+/* b[r] = At[k][min(r0 + r, R - 1)] for r < RMAX, of At [K,R] (A^T): float4 loads when whole
+ * (ranks r0.. r0 + RMAX all below R, rows 16-byte aligned). */
+template <int RMAX>
+__device__ inline void load_ranks(float (&b)[RMAX], const float *At, int k, int r0, int R,
+                                  bool whole) {
+    const float *row = At + (size_t)k * R;
+    if (whole) {
+#pragma unroll
+        for (int r = 0; r < RMAX; r += 4) {
+            float4 q = *(const float4 *)(row + r0 + r);
+            b[r] = q.x, b[r + 1] = q.y, b[r + 2] = q.z, b[r + 3] = q.w;
+        }
+        return;
+    }
+#pragma unroll
+    for (int r = 0; r < RMAX; r++) b[r] = row[min(r0 + r, R - 1)];
+}
+
 /* One pass of lora_down_kernel over the columns of its ROWS rows x_i = X[n0 + ri_i]:
- * acc[i * RMAX + r] += the lane's part of drop(x_i) . a_r, a_r row min(r0 + r, R - 1) of A;
- * COPY: bf16(x_i) also into copy c < n of g (rows ld apart), before the mask. Every row is
- * whole (rows past N or R repeat a real one, whose sums are not stored), so nothing in the loop
- * is predicated and the compiler keeps a running pointer per row. */
-template <int RMAX, int VEC, bool COPY, bool DROP, int ROWS = down_rows(RMAX)>
+ * acc[i * RMAX + r] += the lane's part of drop(x_i) . a_r, a_r row min(r0 + r, R - 1) of A
+ * (TRANS: column min(r0 + r, R - 1) of A^T [K,R], its ranks loaded together, whole_ranks as
+ * load_ranks; the same sums in the same order); COPY: bf16(x_i) also into copy c < n of g (rows
+ * ld apart), before the mask. Every row is whole (rows past N or R repeat a real one, whose sums
+ * are not stored), so nothing in the loop is predicated and the compiler keeps a running pointer
+ * per row. */
+template <int RMAX, int VEC, bool COPY, bool DROP, bool TRANS, int ROWS = down_rows(RMAX)>
 __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, const float *x0,
                                  const int (&ri)[ROWS], size_t n0, size_t ld, const float *A,
-                                 int r0, int R, const uint32_t (&key)[ROWS], float p, int K,
-                                 int lane) {
+                                 int r0, int R, bool whole_ranks, const uint32_t (&key)[ROWS],
+                                 float p, int K, int lane) {
     for (int k = lane * VEC; k < K; k += 32 * VEC) {
         float x[ROWS][VEC];
 #pragma unroll
@@ -213,14 +235,26 @@ __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, c
                 if (c < g.n) store_bf16_slice<VEC>(g.xb[c] + (n0 + ri[i]) * ld + k, x[i]);
             if (DROP) drop_slice<VEC>(x[i], key[i], k, p);
         }
+        if constexpr (TRANS) {
 #pragma unroll
-        for (int r = 0; r < RMAX; r++) {
-            float a[VEC];
-            load_row_slice<VEC>(a, A + (size_t)min(r0 + r, R - 1) * K + k, true);
+            for (int e = 0; e < VEC; e++) {
+                float b[RMAX];
+                load_ranks<RMAX>(b, A, k + e, r0, R, whole_ranks);
 #pragma unroll
-            for (int e = 0; e < VEC; e++)
+                for (int r = 0; r < RMAX; r++)
 #pragma unroll
-                for (int i = 0; i < ROWS; i++) acc[i * RMAX + r] += x[i][e] * a[e];
+                    for (int i = 0; i < ROWS; i++) acc[i * RMAX + r] += x[i][e] * b[r];
+            }
+        } else {
+#pragma unroll
+            for (int r = 0; r < RMAX; r++) {
+                float a[VEC];
+                load_row_slice<VEC>(a, A + (size_t)min(r0 + r, R - 1) * K + k, true);
+#pragma unroll
+                for (int e = 0; e < VEC; e++)
+#pragma unroll
+                    for (int i = 0; i < ROWS; i++) acc[i * RMAX + r] += x[i][e] * a[e];
+            }
         }
     }
 }
@@ -229,8 +263,9 @@ __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, c
  * ROWS rows: lanes stride over k (coalesced), each A value loaded feeds ROWS rows' sums,
  * kept in registers and reduced once. With g.xb the first pass also writes bf16(x) into every copy
  * and each output its bf16(scale u) after them. Later passes (other linears, chunks) find the rows
- * in cache. DROP: p > 0 (the masks' code only there). */
-template <int RMAX, int VEC, bool DROP>
+ * in cache. DROP: p > 0 (the masks' code only there). TRANS: A_j given as A_j^T [K,R] (backward's
+ * du over B, read as it is stored instead of transposed by a launch of its own). */
+template <int RMAX, int VEC, bool DROP, bool TRANS>
 __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     lora_down_kernel(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
     enum { ROWS = down_rows(RMAX), V = ROWS * RMAX };
@@ -252,19 +287,20 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
                 float acc[V];
 #pragma unroll
                 for (int v = 0; v < V; v++) acc[v] = 0.0f;
+                bool whole = TRANS && R % 4 == 0 && r0 + RMAX <= R && (uintptr_t)g.A[j] % 16 == 0;
                 if (g.xb[0] && j == 0 && r0 == 0)
-                    down_pass<RMAX, VEC, true, DROP>(acc, g, x0, ri, n0, ld, g.A[j], r0, R, key, p,
-                                                     K, lane);
+                    down_pass<RMAX, VEC, true, DROP, TRANS>(acc, g, x0, ri, n0, ld, g.A[j], r0, R,
+                                                            whole, key, p, K, lane);
                 else
-                    down_pass<RMAX, VEC, false, DROP>(acc, g, x0, ri, n0, ld, g.A[j], r0, R, key, p,
-                                                      K, lane);
+                    down_pass<RMAX, VEC, false, DROP, TRANS>(acc, g, x0, ri, n0, ld, g.A[j], r0, R,
+                                                             whole, key, p, K, lane);
                 warp_sum_transposed(acc, lane);
 #pragma unroll
                 for (int b = 0; b < V; b += 32) {
                     int i = (b + lane) / RMAX, r = r0 + (b + lane) % RMAX;
                     if (i >= rows || r >= R) continue;
                     size_t n = n0 + i;
-                    g.u[j][n * R + r] = acc[b];
+                    g.u[j][n * R + r] = g.u_scale * acc[b];
                     if (g.xb[0]) g.xb[j][n * ld + K + r] = __float2bfloat16(scale * acc[b]);
                 }
             }
@@ -272,38 +308,51 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     }
 }
 
-/* VEC 4 (float4 loads of X and A, 8-byte stores of xb) where every row allows it. */
-static bool lora_down_vec4(const LoraDown &g, const float *X, int K, int R) {
+/* VEC 4 (float4 loads of X and A, 8-byte stores of xb) where every row allows it (TRANS loads
+ * A's ranks apart, so only X and xb ask). */
+template <bool TRANS> static bool lora_down_vec4(const LoraDown &g, const float *X, int K, int R) {
     bool ok = K % 4 == 0 && (uintptr_t)X % 16 == 0 && (!g.xb[0] || R % 4 == 0);
     for (int j = 0; j < g.n; j++)
-        ok = ok && (uintptr_t)g.A[j] % 16 == 0 && (uintptr_t)g.xb[j] % 8 == 0;
+        ok = ok && (TRANS || (uintptr_t)g.A[j] % 16 == 0) && (uintptr_t)g.xb[j] % 8 == 0;
     return ok;
 }
 
-template <int RMAX, bool DROP>
+template <int RMAX, bool DROP, bool TRANS>
 static void launch_lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
                              int R) {
     constexpr int ROWS = down_rows(RMAX);
     unsigned blocks = cuda_blocks(((size_t)N + ROWS - 1) / ROWS, ROW_WARPS);
-    if (lora_down_vec4(g, X, K, R))
-        lora_down_kernel<RMAX, 4, DROP><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+    if (lora_down_vec4<TRANS>(g, X, K, R))
+        lora_down_kernel<RMAX, 4, DROP, TRANS><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
     else
-        lora_down_kernel<RMAX, 1, DROP><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+        lora_down_kernel<RMAX, 1, DROP, TRANS><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
 }
 
 /* RMAX 8 up to rank 8, else chunks of 16 (two rows a warp then): more would spill or starve the
  * SM of warps; DROP p > 0. */
 static void lora_down(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
     g.step = p > 0.0f ? cuda_step() : NULL;
+    g.u_scale = 1.0f;
     if (R <= 8 && p > 0.0f)
-        launch_lora_down<8, true>(g, X, scale, p, N, K, R);
+        launch_lora_down<8, true, false>(g, X, scale, p, N, K, R);
     else if (R <= 8)
-        launch_lora_down<8, false>(g, X, scale, p, N, K, R);
+        launch_lora_down<8, false, false>(g, X, scale, p, N, K, R);
     else if (p > 0.0f)
-        launch_lora_down<16, true>(g, X, scale, p, N, K, R);
+        launch_lora_down<16, true, false>(g, X, scale, p, N, K, R);
     else
-        launch_lora_down<16, false>(g, X, scale, p, N, K, R);
+        launch_lora_down<16, false, false>(g, X, scale, p, N, K, R);
     CUDA_LAUNCHED("lora_down");
+}
+
+/* du = scale * X Bt [N,R] of X [N,K] and B [K,R], and its bf16 copy beside X's in g.xb[0]:
+ * lora_down with A = B^T read as B is stored. */
+static void lora_down_transposed(LoraDown g, const float *X, float scale, int N, int K, int R) {
+    g.u_scale = scale;
+    if (R <= 8)
+        launch_lora_down<8, false, true>(g, X, scale, 0.0f, N, K, R);
+    else
+        launch_lora_down<16, false, true>(g, X, scale, 0.0f, N, K, R);
+    CUDA_LAUNCHED("lora_down (transposed)");
 }
 
 /* The scratch is the CPU's (its dropped input). */
@@ -477,31 +526,34 @@ __device__ inline void load_cols(float (&x)[GRAD_VEC], const float *row, int c, 
     for (int e = 0; e < GRAD_VEC; e++) x[e] = c + e < C ? row[c + e] : 0.0f;
 }
 
-/* One lora_grad: its operands (avec, bvec: rows and base 16-byte aligned, for vector loads),
- * b's dropout and the rows of a split. */
+/* One weight gradient: its operands (avec, bvec: rows and base 16-byte aligned, for vector loads),
+ * b's dropout, its partials and where the sum goes (out[r * rs + c * cs], times alpha); C 0 when
+ * there is none. */
 template <typename TA, typename TB> struct GradArgs {
     float *partial;
     const TA *a;
     const TB *b;
-    int lda, ldb, N, C, R, split_rows;
+    int lda, ldb, C;
     bool avec, bvec;
     float p;
     uint64_t seed; /* XOR the step's */
-    const OpsStep *step;
+    float *out;
+    int rs, cs;
+    float alpha;
 };
 
-/* Block (column tile x, split y, rank chunk z): partial[y][r][c] = the split's sums for ranks
- * r0.. r0 + GRAD_RC and the tile's columns. B_EXACT: b's values are bf16 already (a bf16 b at
- * p = 0), so they need no rounding. */
+/* A block's work (column tile `tile`, split y, rank chunk z): partial[y][r][c] = the split's
+ * sums for ranks r0.. r0 + GRAD_RC and the tile's columns. B_EXACT: b's values are bf16 already
+ * (a bf16 b at p = 0), so they need no rounding. */
 template <typename TA, typename TB, bool DROP, bool B_EXACT>
-__global__ void __launch_bounds__(GRAD_WARPS * 32) lora_grad_partial_kernel(GradArgs<TA, TB> g) {
+__device__ inline void grad_partial(const GradArgs<TA, TB> &g, int tile, int N, int R,
+                                    int split_rows, const OpsStep *step, float *red) {
     enum { V = GRAD_RC * GRAD_VEC };
-    int N = g.N, C = g.C, R = g.R;
-    __shared__ float red[GRAD_WARPS / 2 * V * 32]; /* [warp][v][lane]: lanes apart, no conflict */
+    int C = g.C;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int c = blockIdx.x * GRAD_COLS + lane * GRAD_VEC, r0 = blockIdx.z * GRAD_RC;
-    int n0 = blockIdx.y * g.split_rows, n1 = min(N, n0 + g.split_rows);
-    uint64_t seed = DROP ? g.seed ^ step_seed(g.step) : 0;
+    int c = tile * GRAD_COLS + lane * GRAD_VEC, r0 = blockIdx.z * GRAD_RC;
+    int n0 = blockIdx.y * split_rows, n1 = min(N, n0 + split_rows);
+    uint64_t seed = DROP ? g.seed ^ step_seed(step) : 0;
     float acc[V];
 #pragma unroll
     for (int v = 0; v < V; v++) acc[v] = 0.0f;
@@ -538,13 +590,43 @@ __global__ void __launch_bounds__(GRAD_WARPS * 32) lora_grad_partial_kernel(Grad
             if (r0 + k < R && c + e < C) out[(size_t)(r0 + k) * C + c + e] = acc[k * GRAD_VEC + e];
 }
 
-/* out[r * rs + c * cs] += alpha * the sum of the splits' partials [R,C], in split order */
-__global__ void lora_grad_sum_kernel(float *out, int rs, int cs, const float *partial, int splits,
-                                     int R, int C, float alpha) {
-    GRID_STRIDE(i, (size_t)R * C) {
+/* dB's partials (from u in f32 and dout's bf16 copy) in the blocks x < tiles_b, dA's (from du's
+ * bf16 copy and the input, f32 or its bf16 copy TB, under lora dropout when DROP) in the rest:
+ * one launch for both. */
+template <typename TB, bool DROP>
+__global__ void __launch_bounds__(GRAD_WARPS * 32)
+    lora_grads_partial_kernel(GradArgs<float, __nv_bfloat16> gb, GradArgs<__nv_bfloat16, TB> ga,
+                              int tiles_b, int N, int R, int split_rows, const OpsStep *step) {
+    __shared__ float red[GRAD_WARPS / 2 * GRAD_RC * GRAD_VEC * 32]; /* [warp][v][lane] */
+    if ((int)blockIdx.x < tiles_b)
+        grad_partial<float, __nv_bfloat16, false, true>(gb, blockIdx.x, N, R, split_rows, step,
+                                                        red);
+    else
+        grad_partial<__nv_bfloat16, TB, DROP, !DROP && sizeof(TB) == 2>(ga, blockIdx.x - tiles_b, N,
+                                                                        R, split_rows, step, red);
+}
+
+/* Where one gradient's partials go: out[r * rs + c * cs] += alpha * their sum over the splits. */
+struct GradSum {
+    float *out;
+    const float *partial;
+    int rs, cs, C;
+    float alpha;
+};
+template <typename TA, typename TB> static GradSum grad_sum(const GradArgs<TA, TB> &g) {
+    return GradSum{g.out, g.partial, g.rs, g.cs, g.C, g.alpha};
+}
+
+/* Both gradients' sums of the splits' partials, in split order (the same bits every run): the
+ * first R * b.C elements b's, the rest a's. */
+__global__ void lora_grads_sum_kernel(GradSum b, GradSum a, int splits, int R) {
+    size_t nb = (size_t)R * b.C;
+    GRID_STRIDE(i, nb + (size_t)R * a.C) {
+        GradSum g = i < nb ? b : a;
+        size_t j = i < nb ? i : i - nb, RC = (size_t)R * g.C;
         float s = 0.0f;
-        for (int k = 0; k < splits; k++) s += partial[(size_t)k * R * C + i];
-        out[i / C * rs + i % C * cs] += alpha * s;
+        for (int k = 0; k < splits; k++) s += g.partial[(size_t)k * RC + j];
+        g.out[j / g.C * g.rs + j % g.C * g.cs] += g.alpha * s;
     }
 }
 
@@ -553,41 +635,36 @@ template <typename T> static bool aligned16(const T *x, int ld) {
     return (uintptr_t)x % 16 == 0 && (size_t)ld * sizeof(T) % 16 == 0;
 }
 
-/* The splits: about GRAD_BLOCKS blocks in all, at least 64 rows and at most
- * ops_lora_grad_splits(N) of them (the partials' scratch). */
+/* dB and dA (gb.C or ga.C 0: none) in two launches: the partials, then their sums. The splits:
+ * about GRAD_BLOCKS blocks in all, at least 64 rows and at most ops_lora_grad_splits(N) of them
+ * (the partials' scratch holds that many of each). */
 enum { GRAD_BLOCKS = 512 };
-template <typename TA, typename TB>
-static void lora_grad(float *out, int rs, int cs, const TA *a, int lda, const TB *b, int ldb,
-                      float alpha, float p, uint64_t seed, float *partial, int N, int C, int R) {
-    int tiles = (C + GRAD_COLS - 1) / GRAD_COLS, chunks = (R + GRAD_RC - 1) / GRAD_RC;
+template <typename TB>
+static void lora_grads(GradArgs<float, __nv_bfloat16> gb, GradArgs<__nv_bfloat16, TB> ga, float p,
+                       int N, int R) {
+    int tiles_b = (gb.C + GRAD_COLS - 1) / GRAD_COLS,
+        tiles = tiles_b + (ga.C + GRAD_COLS - 1) / GRAD_COLS;
+    int chunks = (R + GRAD_RC - 1) / GRAD_RC;
+    if (!tiles) return;
     int splits = GRAD_BLOCKS / (tiles * chunks), most = (int)ops_lora_grad_splits((size_t)N);
     splits = splits < 1 ? 1 : splits > most ? most : splits;
     int split_rows = (N + splits - 1) / splits;
     splits = (N + split_rows - 1) / split_rows;
-    GradArgs<TA, TB> g = {partial,
-                          a,
-                          b,
-                          lda,
-                          ldb,
-                          N,
-                          C,
-                          R,
-                          split_rows,
-                          aligned16(a, lda),
-                          aligned16(b, ldb),
-                          p,
-                          seed,
-                          p > 0.0f ? cuda_step() : NULL};
+    ga.partial = gb.partial + (size_t)splits * R * gb.C;
+    gb.avec = aligned16(gb.a, gb.lda), gb.bvec = aligned16(gb.b, gb.ldb);
+    ga.avec = aligned16(ga.a, ga.lda), ga.bvec = aligned16(ga.b, ga.ldb);
     dim3 grid((unsigned)tiles, (unsigned)splits, (unsigned)chunks);
-    constexpr bool bf16_b = sizeof(TB) == 2;
     if (p > 0.0f)
-        lora_grad_partial_kernel<TA, TB, true, false><<<grid, GRAD_WARPS * 32>>>(g);
+        lora_grads_partial_kernel<TB, true>
+            <<<grid, GRAD_WARPS * 32>>>(gb, ga, tiles_b, N, R, split_rows, cuda_step());
     else
-        lora_grad_partial_kernel<TA, TB, false, bf16_b><<<grid, GRAD_WARPS * 32>>>(g);
-    CUDA_LAUNCHED("lora_backward_bf16 (weight gradient)");
-    lora_grad_sum_kernel<<<cuda_blocks((size_t)R * C, CUDA_THREADS), CUDA_THREADS>>>(
-        out, rs, cs, partial, splits, R, C, alpha);
-    CUDA_LAUNCHED("lora_backward_bf16 (weight gradient sum)");
+        lora_grads_partial_kernel<TB, false>
+            <<<grid, GRAD_WARPS * 32>>>(gb, ga, tiles_b, N, R, split_rows, NULL);
+    CUDA_LAUNCHED("lora_backward_bf16 (weight gradients)");
+    size_t sums = (size_t)R * (gb.C + ga.C);
+    lora_grads_sum_kernel<<<cuda_blocks(sums, CUDA_THREADS), CUDA_THREADS>>>(
+        grad_sum(gb), grad_sum(ga), splits, R);
+    CUDA_LAUNCHED("lora_backward_bf16 (weight gradient sums)");
 }
 
 /* du[N,R] = scale * dout @ B (in scratch after N*C floats); dB[OC,R] += scale *
@@ -619,44 +696,44 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
     if (dinp) lora_dinp(dinp, du, A, p, seed, N, C, R, 1);
 }
 
-/* sBt[R,OC] = scale * B^T of B [OC,R] */
-__global__ void scaled_transpose_kernel(float *sBt, const float *B, float scale, int OC, int R) {
-    GRID_STRIDE(i, (size_t)OC * R) sBt[i % R * OC + i / R] = scale * B[i]; /* B[i / R, i % R] */
-}
-
 /* The pieces of ops_lora_bf16_scratch, in its order. */
 struct LoraBf16Scratch {
-    float *sBt, *du, *partial;
+    float *du, *partial;
 };
-static LoraBf16Scratch lora_bf16_scratch(float *s, int N, int OC, int R) {
+static LoraBf16Scratch lora_bf16_scratch(float *s, int N, int R) {
     LoraBf16Scratch p;
-    p.sBt = s;
-    p.du = p.sBt + ops_floats64((size_t)R * OC);
+    p.du = s;
     p.partial = p.du + ops_floats64((size_t)N * R);
     return p;
 }
 
-/* The down kernel over dout with scale B^T for A writes du (its u) and dd (its copy [bf16(dout) |
- * bf16(du)]) from one read of dout; dB and dA are lora_grad's sums over dd's two parts. */
+/* The down kernel over dout with B for A^T writes du (its u) and dd (its copy [bf16(dout) |
+ * bf16(du)]) from one read of dout; dB and dA are lora_grads' sums over dd's two parts. */
 void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, const float *dout,
                              const float *inp, const uint16_t *xb, int ldx, const float *u,
                              const float *A, const float *B, float scale, float p, uint64_t seed,
                              float *scratch, int N, int C, int OC, int R, int acc) {
     if (N <= 0 || C <= 0 || OC <= 0 || R <= 0) return;
-    LoraBf16Scratch s = lora_bf16_scratch(scratch, N, OC, R);
+    LoraBf16Scratch s = lora_bf16_scratch(scratch, N, R);
     const __nv_bfloat16 *d = (const __nv_bfloat16 *)dd;
     int ldd = OC + R;
-    scaled_transpose_kernel<<<cuda_blocks((size_t)OC * R, CUDA_THREADS), CUDA_THREADS>>>(
-        s.sBt, B, scale, OC, R);
-    CUDA_LAUNCHED("lora_backward_bf16 (scale B)");
     LoraDown g = {};
-    g.n = 1, g.A[0] = s.sBt, g.u[0] = s.du, g.xb[0] = (__nv_bfloat16 *)dd;
-    lora_down(g, dout, 1.0f, 0.0f, N, OC, R);
+    g.n = 1, g.A[0] = B, g.u[0] = s.du, g.xb[0] = (__nv_bfloat16 *)dd;
+    lora_down_transposed(g, dout, scale, N, OC, R);
     /* dB[c,r] += scale sum_n bf16(u)[n,r] dout[n,c]; dA[r,c] += sum_n du[n,r] drop(x)[n,c] */
-    if (dB) lora_grad(dB, 1, R, u, R, d, ldd, scale, 0.0f, 0, s.partial, N, OC, R);
-    if (dA && inp) lora_grad(dA, C, 1, d + OC, ldd, inp, C, 1.0f, p, seed, s.partial, N, C, R);
-    if (dA && !inp)
-        lora_grad(dA, C, 1, d + OC, ldd, (const __nv_bfloat16 *)xb, ldx, 1.0f, p, seed, s.partial,
-                  N, C, R);
+    GradArgs<float, __nv_bfloat16> gb = {s.partial, u,    d, R,  ldd, dB ? OC : 0, false,
+                                         false,     0.0f, 0, dB, 1,   R,           scale};
+    if (inp) {
+        GradArgs<__nv_bfloat16, float> ga = {NULL,  d + OC, inp,  ldd, C, dA ? C : 0, false,
+                                             false, p,      seed, dA,  C, 1,          1.0f};
+        lora_grads(gb, ga, p, N, R);
+    } else {
+        GradArgs<__nv_bfloat16, __nv_bfloat16> ga = {NULL,  d + OC, (const __nv_bfloat16 *)xb,
+                                                     ldd,   ldx,    dA ? C : 0,
+                                                     false, false,  p,
+                                                     seed,  dA,     C,
+                                                     1,     1.0f};
+        lora_grads(gb, ga, p, N, R);
+    }
     if (dinp) lora_dinp(dinp, s.du, A, p, seed, N, C, R, acc);
 }

@@ -255,8 +255,7 @@ static void layer_forward(Model *m, int l, Drop d) {
     uint64_t s[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
                          model_sites(s, 3, l, SITE_Q));
-    o->rope_forward(a->q, NULL, c->rope_theta, B, T, NH, HS);
-    o->rope_forward(a->k, NULL, c->rope_theta, B, T, NKV, HS);
+    o->rope_forward(a->q, a->k, NULL, c->rope_theta, B, T, NH, NKV, HS);
     o->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, model_attention_mask(m), 1,
                          d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d);
@@ -277,8 +276,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     o->rmsnorm_forward(a->n1, a->rstd1, NULL, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, n, C);
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, k_new, v_new}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
-    o->rope_forward(a->q, pos, c->rope_theta, 1, n, NH, HS);
-    o->rope_forward(k_new, pos, c->rope_theta, 1, n, NKV, HS);
+    o->rope_forward(a->q, k_new, pos, c->rope_theta, 1, n, NH, NKV, HS);
     o->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NKV, HS);
     layer_forward_tail(m, l, n, (Drop){0});
 }
@@ -313,8 +311,7 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                           kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved,
                           model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
                           m->scratch, B, T, NH, NKV, HS, OPS_SET);
-    o->rope_backward(b->d_q, NULL, c->rope_theta, B, T, NH, HS);
-    o->rope_backward(b->d_k, NULL, c->rope_theta, B, T, NKV, HS);
+    o->rope_backward(b->d_q, b->d_k, NULL, c->rope_theta, B, T, NH, NKV, HS);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
                           a->n1, N, d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);
     o->rmsnorm_backward(dx, Ly->ln_attn.w->grad, b->d_n, a->xh1 ? NULL : a->x, a->xh1,

@@ -768,11 +768,17 @@ static int choose_storage(Model *m, const char *dir, LfError *err) {
     return 0;
 }
 
+/* An adapted linear whose weight is stored in bf16 keeps its adapter's bf16 copy in that storage:
+ * B as R more columns of each row, A as R more rows ([[W | B] ; [A | -]], fused_lora). A weight
+ * dequantised for each GEMM (base_dtype q) gets the copy in the scratch it is dequantised to. */
+static int adapter_in_weight(const Model *m, const Linear *l) {
+    return fused_lora(m, l) && l->w->dtype == GGML_BF16;
+}
+
 /* Allocates the f32 values and the packed weights and points every parameter into them. */
 static int allocate_values(Model *m, LfError *err) {
     for (int i = 0; i < m->n_linears; i++)
-        if (fused_lora(m, m->linears[i]) && m->linears[i]->w->dtype == GGML_BF16)
-            m->linears[i]->w->lora_room = m->spec.r;
+        if (adapter_in_weight(m, m->linears[i])) m->linears[i]->w->lora_room = m->spec.r;
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         if (p->dtype == GGML_F32) {
@@ -884,6 +890,35 @@ static int copy_head_bf16(Model *m, LfError *err) {
     return 0;
 }
 
+/* The table of round_bf16_many copies that refresh every adapter_in_weight copy from the f32 A and
+ * B the optimizer updates: one launch a forward (sync_adapters) instead of one per adapted GEMM. */
+static int adapter_copies_create(Model *m, LfError *err) {
+    OpsBf16Copy *host = malloc(2 * (size_t)m->n_loras * sizeof *host + 1);
+    if (!host) return lf_fail(err, "out of memory");
+    int n = 0, R = m->spec.r;
+    for (int i = 0; i < m->n_loras; i++) {
+        const Lora *lo = &m->loras[i];
+        const Linear *l = lo->base;
+        if (!adapter_in_weight(m, l)) continue;
+        uint16_t *w = l->w->packed;
+        int ld = weight_ld(m, l);
+        host[n++] = (OpsBf16Copy){lo->B->value, w + l->in, l->out, R, ld};
+        host[n++] = (OpsBf16Copy){lo->A->value, w + (size_t)l->out * ld, R, l->in, ld};
+    }
+    int rc = 0;
+    if (n && !(m->adapter_copies = m->ops->alloc((size_t)n * sizeof *host)))
+        rc = lf_fail(err, "out of memory");
+    else if (n)
+        m->ops->upload(m->adapter_copies, host, (size_t)n * sizeof *host);
+    m->n_adapter_copies = rc ? 0 : n;
+    free(host);
+    return rc;
+}
+
+static void sync_adapters(Model *m) {
+    if (m->n_adapter_copies) m->ops->round_bf16_many(m->adapter_copies, m->n_adapter_copies);
+}
+
 int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const Ops *ops,
                  const char *dir, uint64_t seed, int max_batch, int max_len, char *missing_report,
                  size_t report_cap, LfError *err) {
@@ -909,7 +944,8 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     if (!m->host_losses || !m->host_labels) return model_free(m), lf_fail(err, "out of memory");
     if (build_table(m, err) || assign_gradients(m, err) || choose_storage(m, dir, err) ||
         allocate_values(m, err) || activations_create(m, err) ||
-        load_values(m, dir, seed, missing_report, report_cap, err) || copy_head_bf16(m, err))
+        load_values(m, dir, seed, missing_report, report_cap, err) || copy_head_bf16(m, err) ||
+        adapter_copies_create(m, err))
         return model_free(m), -1;
     return ops->status(err) ? (model_free(m), -1) : 0;
 }
@@ -929,6 +965,7 @@ void model_free(Model *m) {
         m->ops->free(m->values);
         m->ops->free(m->packed);
         m->ops->free(m->head_bf16);
+        m->ops->free(m->adapter_copies);
         m->ops->free(m->grads);
         m->ops->free(m->act_mem);
         m->ops->free(m->ids);
@@ -1070,9 +1107,10 @@ static void linear_forward_f32(Model *m, Linear *l, float *out, const float *inp
 
 /* n bf16 linears of one input: the adapted ones' down-projections and the input's bf16 copies
  * (one per adapted linear, [x | s u], or one plain [x], which a linear without LoRA may find
- * already written: Linear.in_bf16) from one read of inp, then each GEMM on its copy. Before an
- * adapted one's GEMM its weight's B columns are written from the f32 B the optimizer updates:
- * [out,R] values, against the [N,out] read and write of an up-projection. */
+ * already written: Linear.in_bf16) from one read of inp, then each GEMM on its copy. An adapted
+ * one's weight holds B's bf16 columns, rounded from the f32 B the optimizer updates by
+ * sync_adapters at the forward's start, or here into a weight dequantised to scratch: [out,R]
+ * values, against the [N,out] read and write of an up-projection. */
 static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs, int n,
                                 const float *inp, int N, float p, const uint64_t *seeds) {
     const Ops *o = m->ops;
@@ -1104,7 +1142,8 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
         int ldw = weight_ld(m, l);
         float *scratch = rest;
         uint16_t *W = bf16_weight(m, l, &scratch);
-        if (a) o->dequantize_rows_bf16(W + C, l->lora->B->value, GGML_F32, 0, l->out, R, ldw);
+        if (a && !adapter_in_weight(m, l)) /* else sync_adapters wrote it */
+            o->dequantize_rows_bf16(W + C, l->lora->B->value, GGML_F32, 0, l->out, R, ldw);
         o->matmul_forward_bf16(outs[i], xb[a ? j++ : 0], ldx, W, ldw, l->b ? l->b->value : NULL,
                                scratch, N, C + (a ? R : 0), l->out);
     }
@@ -1142,8 +1181,8 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
  * find it written by the op after it: Linear.dout_bf16): by lora_backward_bf16 for an adapted
  * linear, which reads dout once for dd = [bf16(dout) | bf16(du)], dB and dA; with lora dropout 0
  * the frozen weight's dinp GEMM then adds the branch's dinp term, du A, as well: dd [W ; A] with
- * A's bf16 rows (written from the f32 A before each use, as B's are forward), instead of a read and
- * write of dinp of its own. */
+ * A's bf16 rows (rounded from the f32 A as B's columns are forward), instead of a read and write of
+ * dinp of its own. */
 static void linear_backward_bf16(Model *m, Linear *l, float *dinp, const float *dout,
                                  const float *inp, int N, float p, uint64_t seed, int acc) {
     const Ops *o = m->ops;
@@ -1162,7 +1201,7 @@ static void linear_backward_bf16(Model *m, Linear *l, float *dinp, const float *
     if (!dinp) return;
     int ldw = weight_ld(m, l);
     uint16_t *W = bf16_weight(m, l, &scratch);
-    if (fuse)
+    if (fuse && !adapter_in_weight(m, l)) /* else sync_adapters wrote it */
         o->dequantize_rows_bf16(W + (size_t)l->out * ldw, lo->A->value, GGML_F32, 0, R, C, ldw);
     /* under lora dropout the branch's masked term came first: the GEMM adds to it */
     o->matmul_backward_bf16(dinp, dd, ldd, W, ldw, scratch, N, C, l->out + (fuse ? R : 0),
@@ -1257,6 +1296,7 @@ int model_forward(Model *m, int train, float *loss, LfError *err) {
     use_switches(m);
     m->train_mode = train;
     m->dhidden_ready = 0; /* the loss may write it */
+    sync_adapters(m);
     m->arch->forward(m, dropouts(m, train));
     if (m->has_labels && m->objective->loss(m, err)) return -1;
     return loss ? model_read_loss(m, loss, NULL, err) : 0;
@@ -1357,6 +1397,7 @@ int model_decode(Model *m, const int32_t *ids, int n, LfError *err) {
     m->B = 1;
     m->T = n;
     m->train_mode = m->has_labels = 0;
+    sync_adapters(m);
     m->arch->decode(m, m->n_cached, n);
     m->n_cached += n;
     return m->ops->status(err) ? -1 : check_guards(m, err);

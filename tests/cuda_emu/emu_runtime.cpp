@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include <map>
+#include <string>
 #include <vector>
 
 #include "cublasLt.h"
@@ -151,6 +152,26 @@ static void host_waits(void) {
 }
 static long long n_lt_heuristics, n_lt_matmuls; /* cuBLASLt calls, refused ones too */
 
+/* LORAFT_EMU_COUNTS=FILE: every node that ran (launched at once or by a graph), counted by its
+ * name (the kernel's, the cuBLAS call's, cudaMemcpyAsync / cudaMemsetAsync) and written to FILE
+ * at exit, "count name" a line (bench/launch-count.sh). */
+static std::map<std::string, long long> *ran_by_name;
+static void write_counts(void) {
+    FILE *f = fopen(getenv("LORAFT_EMU_COUNTS"), "w");
+    if (!f) die("LORAFT_EMU_COUNTS: cannot write %s", getenv("LORAFT_EMU_COUNTS"));
+    for (const auto &kv : *ran_by_name) fprintf(f, "%lld %s\n", kv.second, kv.first.c_str());
+    fclose(f);
+}
+static int run_node(EmuNode &node) {
+    static bool counting = getenv("LORAFT_EMU_COUNTS") != NULL;
+    if (counting && !ran_by_name) {
+        ran_by_name = new std::map<std::string, long long>;
+        atexit(write_counts);
+    }
+    if (counting) (*ran_by_name)[node.name]++;
+    return node.run();
+}
+
 extern "C" long long loraft_cuda_emu_count(const char *what) {
     if (!strcmp(what, "launches")) return n_launches;
     if (!strcmp(what, "graph_launches")) return n_graph_launches;
@@ -194,7 +215,7 @@ int emu_enqueue(CUstream_st *stream, EmuNode node) {
         return cudaSuccess;
     }
     n_launches++;
-    return node.run();
+    return run_node(node);
 }
 
 /* ---- the device ---- */
@@ -521,7 +542,7 @@ cudaError_t emu_graph_launch(cudaGraphExec_t exec, cudaStream_t stream) {
     n_graph_nodes += (long long)exec->nodes.size();
     int first = 0;
     for (EmuNode &node : exec->nodes) {
-        int e = node.run();
+        int e = run_node(node);
         first = first ? first : e;
     }
     return first ? ret((cudaError_t)first) : cudaSuccess;

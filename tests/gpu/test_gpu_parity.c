@@ -302,20 +302,23 @@ static void test_rmsnorm(int N, int C) {
     pairs_free();
 }
 
-/* positions: explicit (up to 8191, SmolLM2's context) or NULL (t) */
-static void test_rope(int B, int T, int NH, int HS, float theta, int with_pos) {
-    size_t n = (size_t)B * T * NH * HS;
+/* q, and k of NKV heads when NKV > 0 (one call for both); positions: explicit (up to 8191,
+ * SmolLM2's context) or NULL (t) */
+static void test_rope(int B, int T, int NH, int NKV, int HS, float theta, int with_pos) {
+    size_t n = (size_t)B * T * NH * HS, nk = (size_t)B * T * NKV * HS;
     Pair *x = pair_random(n, 1.0f), *dx = pair_random(n, 1.0f);
+    Pair *k = NKV ? pair_random(nk, 1.0f) : NULL, *dk = NKV ? pair_random(nk, 1.0f) : NULL;
     Pair *pos = with_pos ? pair_ints((size_t)B * T, 0, 8192) : NULL;
     BACKENDS(w, o) {
-        o->rope_forward(F(x, w), I(pos, w), theta, B, T, NH, HS);
-        o->rope_backward(F(dx, w), I(pos, w), theta, B, T, NH, HS);
+        o->rope_forward(F(x, w), F(k, w), I(pos, w), theta, B, T, NH, NKV, HS);
+        o->rope_backward(F(dx, w), F(dk, w), I(pos, w), theta, B, T, NH, NKV, HS);
     }
-    NAME("rope B=%d T=%d NH=%d HS=%d theta=%g pos=%d", B, T, NH, HS, theta, with_pos);
+    NAME("rope B=%d T=%d NH=%d NKV=%d HS=%d theta=%g pos=%d", B, T, NH, NKV, HS, theta, with_pos);
     /* the same float angles on both sides (rope_inv_freq); sinf/cosf of up to 8191 rad agree to
      * a few ulp of the result */
     compare("out", x, 1e-5, 1e-4);
     compare("dinp", dx, 1e-5, 1e-4);
+    if (NKV) compare("k", k, 1e-5, 1e-4), compare("dk", dk, 1e-5, 1e-4);
     pairs_free();
 }
 
@@ -783,6 +786,30 @@ static void test_bf16_outputs(size_t n) {
     compare("dup", du, ELEM_TOL);
     check_rounded("dgate", dx, ob, n);
     check_rounded("dup", du, ub, n);
+    pairs_free();
+}
+
+/* round_bf16_many: copies of odd shapes into rows ld > cols apart, in one call, bitwise equal,
+ * the values between the rows kept; each backend's table in its own memory, as the model keeps
+ * it. */
+static void test_round_bf16_many(void) {
+    enum { COPIES = 3 };
+    static const int shape[COPIES][3] = {{5, 3, 8}, {1, 67, 72}, {37, 8, 584}}; /* rows, cols, ld */
+    Pair *src[COPIES], *dst[COPIES], *table = pair_new(COPIES * sizeof(OpsBf16Copy));
+    for (int i = 0; i < COPIES; i++) {
+        src[i] = pair_random((size_t)shape[i][0] * shape[i][1], 3.0f);
+        dst[i] = pair_bf16((size_t)shape[i][0], (size_t)shape[i][2], 1.0f);
+    }
+    BACKENDS(w, o) {
+        OpsBf16Copy host[COPIES];
+        for (int i = 0; i < COPIES; i++)
+            host[i] =
+                (OpsBf16Copy){F(src[i], w), dst[i]->mem[w], shape[i][0], shape[i][1], shape[i][2]};
+        o->upload(table->mem[w], host, sizeof host);
+        o->round_bf16_many(table->mem[w], COPIES);
+    }
+    NAME("round_bf16_many, %d copies", COPIES);
+    for (int i = 0; i < COPIES; i++) compare("dst", dst[i], EXACT);
     pairs_free();
 }
 
@@ -1617,11 +1644,12 @@ int main(void) {
             test_residual_norm(5, 67, rms, keep ? 0.0f : 0.1f, keep); /* off the 4-value grid */
             test_residual_norm(3, 2100, rms, 0.1f, keep); /* the tail's x in sum or out */
         }
-    test_rope(1, 1, 1, 2, 10000.0f, 0);
-    test_rope(2, 37, 9, 64, 100000.0f, 0); /* SmolLM2's q heads */
-    test_rope(3, 20, 3, 64, 100000.0f, 1);
-    test_rope(1, 5, 17, 16, 10000.0f, 0); /* more heads than a thread's turn takes */
-    test_rope(2, 3, 2, 128, 10000.0f, 1); /* more frequencies than a warp */
+    test_rope(1, 1, 1, 0, 2, 10000.0f, 0);
+    test_rope(2, 37, 9, 3, 64, 100000.0f, 0); /* SmolLM2's q and k heads */
+    test_rope(3, 20, 3, 0, 64, 100000.0f, 1);
+    test_rope(1, 5, 17, 0, 16, 10000.0f, 0); /* more heads than a thread's turn takes */
+    test_rope(1, 5, 7, 7, 16, 10000.0f, 0);  /* and across q's last heads into k's */
+    test_rope(2, 3, 2, 1, 128, 10000.0f, 1); /* more frequencies than a warp */
     test_swiglu(1, G_ALL);
     test_swiglu(100003, G_ALL);
     test_swiglu(1000, G_DINP);
@@ -1667,6 +1695,7 @@ int main(void) {
     test_matmul_bf16(37, 67, 45, 1, 71, 71, 4, 4);
     test_matmul_bf16(64, 576, 1536, 0, 584, 584, 8,
                      0); /* SmolLM2's MLP: gate / up, down backwards */
+    test_round_bf16_many();
     static const int fused_ranks[] = {1, 4, 16, 32, 64, 80}; /* every kernel variant, chunks */
     for (int r = 0; r < 6; r++) {
         test_lora_fused(37, 67, 45, fused_ranks[r], 3, 0.3f);

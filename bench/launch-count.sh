@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# launch-count.sh: the GPU work a LoRA training step launches, counted without a GPU.
+#
+#   bench/launch-count.sh [BUILD_EMU_DIR]   (default build-emu; scripts/cuda-emu-test.sh builds it)
+#
+# Runs bench_train_step of the emulated CUDA backend (model.precision bf16, CUDA graphs off) on
+# random models shaped like the end-to-end cases of bench/bench-gpu-e2e.py, but small: SmolLM2's
+# structure (Llama, grouped KV heads, tied head, LoRA r 8 on all seven projections, lora dropout
+# 0.05) and DistilBERT's (LoRA on q_lin and v_lin, lora dropout 0.1, hidden and attention
+# dropout 0.1). The emulator counts every kernel launch, cuBLAS / cuBLASLt call and async copy
+# or set by name (LORAFT_EMU_COUNTS); runs of one and two steps with one and two layers give
+# the launches of one step per layer and those outside the layers. The counts depend on the
+# structure, not on the sizes, so they are the full-size models' too. Informative: prints
+# numbers, asserts nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-emu}
+[ -x "$build/bench_train_step" ] || {
+  echo "launch-count: no $build/bench_train_step (run scripts/cuda-emu-test.sh first)" >&2
+  exit 1
+}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# counts ARCH LAYERS STEPS: the emulator's counts of bench_train_step, in $work/ARCH-L-S
+counts() {
+  local arch=$1 layers=$2 steps=$3 dir=$work/$1-$2 targets dropout key
+  mkdir -p "$dir"
+  if [ "$arch" = llama ]; then
+    key=num_hidden_layers targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
+    dropout=0.05
+  else
+    key=n_layers targets=q_lin,v_lin dropout=0.1
+  fi
+  sed -E "s/\"$key\": [0-9]+/\"$key\": $layers/" "bench/tiny/$arch/config.json" >"$dir/config.json"
+  ASAN_OPTIONS=detect_leaks=0 LORAFT_EMU_COUNTS="$work/$arch-$layers-$steps" \
+    "$build/bench_train_step" "$dir" --random --device cuda --precision bf16 --graphs off \
+    --batch 2 --seq 32 --steps "$steps" --r 8 --targets "$targets" --dropout "$dropout" \
+    >"$work/$arch-$layers-$steps.log" 2>&1 || {
+    echo "launch-count: bench_train_step failed:" >&2
+    tail -5 "$work/$arch-$layers-$steps.log" >&2
+    exit 1
+  }
+}
+
+for arch in llama distilbert; do
+  for layers in 1 2; do
+    for steps in 1 2; do counts $arch $layers $steps; done
+  done
+  # per name: a step's launches with one layer (s1) and two (s2), s = steps 2 - steps 1
+  awk -v arch="$arch" '
+    { n[FILENAME, $2] = $1; names[$2] = 1 }
+    END {
+      split(ARGV[1] " " ARGV[2] " " ARGV[3] " " ARGV[4], f, " ")
+      printf "%s: one training step, by name (per layer, outside the layers)\n", arch
+      for (k in names) {
+        one = n[f[2], k] - n[f[1], k]; two = n[f[4], k] - n[f[3], k]
+        layer = two - one; rest = one - layer
+        if (layer == 0 && rest == 0) continue
+        printf "  %6d %6d  %s\n", layer, rest, k | "sort -k1,1nr -k2,2nr"
+        tl += layer; tr += rest
+      }
+      close("sort -k1,1nr -k2,2nr")
+      printf "  %6d %6d  all (per layer, outside)\n\n", tl, tr
+    }' "$work/$arch-1-1" "$work/$arch-1-2" "$work/$arch-2-1" "$work/$arch-2-2"
+done
