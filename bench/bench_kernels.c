@@ -538,8 +538,9 @@ static void lora_header(void) {
 /* The adapted linear as the model runs it at dropout p, or under bf16 fused (p = 0). Forward: the
  * input's copy [x | s u] from lora_down_bf16, B rounded into the weight's last R columns (b->ld =
  * K + R), one GEMM over K + R columns; backward: lora_backward_bf16 from dout and that copy (dd =
- * [bf16(dout) | bf16(du)], dA, dB), A rounded into the weight's last R rows, one dinp GEMM over
- * dd. scratch: ops_lora_scratch or ops_lora_bf16_scratch floats, the larger. */
+ * [bf16(dout) | bf16(du)], du, dA, dB), A rounded into the weight's last R rows, one dinp GEMM over
+ * dd. scratch: ops_lora_scratch floats, or du [N,R] and ops_lora_bf16_scratch floats, the larger.
+ */
 static void lora_linear_forward(const Base *b, float *out, float *u, const float *A,
                                 const float *Bw, float *scratch, int R, float p) {
     const float *x = b->x;
@@ -565,8 +566,9 @@ static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB,
         gpu->lora_backward(dx, dA, dB, dout, x, u, A, Bw, 2.0f, p, 1, scratch, N, K, M, R);
         return;
     }
-    gpu->lora_backward_bf16(b->dd, NULL, dA, dB, dout, NULL, b->xb, K + R, u, A, Bw, 2.0f, 0.0f, 1,
-                            scratch, N, K, M, R, OPS_ADD);
+    float *du = scratch; /* then lora_backward_bf16's scratch */
+    gpu->lora_backward_bf16(b->dd, du, dA, dB, dout, NULL, b->xb, K + R, u, Bw, 2.0f, 0.0f, 1,
+                            scratch + ops_floats64((size_t)N * R), N, K, M, R);
     gpu->dequantize_rows_bf16(b->wb + (size_t)M * b->ld, A, GGML_F32, 0, R, K, b->ld);
     gpu->matmul_backward_bf16(dx, b->dd, M + R, b->wb, b->ld, b->scratch, N, K, M + R, OPS_ADD);
 }
@@ -592,7 +594,7 @@ static void bench_lora(const Dims *d) {
     float *A = randu((size_t)maxr * maxk, 0.05f), *Bw = randu((size_t)maxk * maxr, 0.05f);
     float *dA = zeros((size_t)maxr * maxk), *dB = zeros((size_t)maxk * maxr);
     size_t f32_scratch = ops_lora_scratch(N, maxk, maxr);
-    size_t bf16_scratch = ops_lora_bf16_scratch(N, maxk, maxk, maxr);
+    size_t bf16_scratch = ops_floats64(N * maxr) + ops_lora_bf16_scratch(N, maxk, maxk, maxr);
     float *scratch = zeros(f32_scratch > bf16_scratch ? f32_scratch : bf16_scratch);
     for (int s = 0; s < d->n_dense; s++) {
         int K = d->dense[s][0], M = d->dense[s][1];

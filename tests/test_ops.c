@@ -655,28 +655,34 @@ static void lora_bwd(void *p, const float *dout, unsigned use) {
 }
 
 /* lora_backward_bf16 (from inp, and from its bf16 copy xb: lora_down_bf16's copy 0, OPS_ADD)
- * against double sums of the bf16 operands it defines: du = dout @ (scale * B) and dd = [bf16(dout)
- * | bf16(du)] (du's bf16 one step apart at most: a rounding boundary between the f32 and the double
- * sum), dB = scale * bf16(dout)^T bf16(u), dA = bf16(du)^T bf16(drop(x)) with the op's own
- * bf16(du), dinp = drop'(du @ A): 1e-5. */
+ * against double sums of the bf16 operands it defines: du = scale * dout @ B (1e-5) and dd =
+ * [bf16(dout) | bf16(du)] (du's bf16 one step apart at most: a rounding boundary between the f32
+ * and the double sum), dB = scale * bf16(dout)^T bf16(u), dA = bf16(du)^T bf16(drop(x)) with the
+ * op's own bf16(du); then lora_dinp_bf16 of two linears (this du and A under two seeds) over
+ * dinp: dinp + drop_1'(du @ A) + drop_2'(du @ A), 1e-5. */
 static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
     enum { LDD = OC + R };
-    float dout[N * OC], sB[OC * R], du[N * R];
-    fill(dout, N * OC, -1, 1);
-    for (int i = 0; i < OC * R; i++) sB[i] = lora_scale * c->Bm[i];
+    float dout[N * OC], du[N * R], dinp0[N * C];
+    double rdu[N * R];
+    fill(dout, N * OC, -1, 1), fill(dinp0, N * C, -1, 1);
     for (int n = 0; n < N; n++)
         for (int r = 0; r < R; r++) {
             double s = 0;
-            for (int o = 0; o < OC; o++) s += (double)dout[n * OC + o] * sB[o * R + r];
-            du[n * R + r] = (float)s;
+            for (int o = 0; o < OC; o++) s += (double)dout[n * OC + o] * c->Bm[o * R + r];
+            rdu[n * R + r] = lora_scale * s, du[n * R + r] = (float)rdu[n * R + r];
         }
+    const uint64_t seeds[2] = {lora_seed, lora_seed + 1};
     for (int from_copy = 0; from_copy < 2; from_copy++) {
-        float dinp[N * C] = {0}, dA[R * C] = {0}, dB[OC * R] = {0};
+        float dinp[N * C], gdu[N * R], dA[R * C] = {0}, dB[OC * R] = {0};
         float *scratch = malloc(sizeof(float) * ops_lora_bf16_scratch(N, C, OC, R));
         uint16_t dd[N * LDD];
-        ops->lora_backward_bf16(dd, dinp, dA, dB, dout, from_copy ? NULL : c->inp,
-                                from_copy ? xb : NULL, C + R, c->u, c->A, c->Bm, lora_scale, c->p,
-                                lora_seed, scratch, N, C, OC, R, OPS_ADD);
+        memcpy(dinp, dinp0, sizeof dinp);
+        ops->lora_backward_bf16(dd, gdu, dA, dB, dout, from_copy ? NULL : c->inp,
+                                from_copy ? xb : NULL, C + R, c->u, c->Bm, lora_scale, c->p,
+                                lora_seed, scratch, N, C, OC, R);
+        ops->lora_dinp_bf16(dinp, (const float *const[]){gdu, gdu},
+                            (const float *const[]){c->A, c->A}, seeds, 2, c->p, N, C, R, OPS_ADD);
+        CHECK(count_mismatch("lora_bf16 du", gdu, rdu, N * R, 1e-6, 1e-5) == 0);
         int bad = 0;
         for (int n = 0; n < N; n++)
             for (int k = 0; k < LDD; k++) {
@@ -708,7 +714,10 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
             for (int k = 0; k < C; k++) {
                 double s = 0;
                 for (int r = 0; r < R; r++) s += (double)du[n * R + r] * c->A[r * C + k];
-                rdinp[n * C + k] = s * rng_row_dropout(lora_seed, (uint64_t)n, (uint32_t)k, c->p);
+                rdinp[n * C + k] = dinp0[n * C + k];
+                for (int j = 0; j < 2; j++)
+                    rdinp[n * C + k] +=
+                        s * rng_row_dropout(seeds[j], (uint64_t)n, (uint32_t)k, c->p);
             }
         CHECK(count_mismatch("lora_bf16 dB", dB, rdB, OC * R, 1e-6, 1e-5) == 0);
         CHECK(count_mismatch("lora_bf16 dA", dA, rdA, R * C, 1e-6, 1e-5) == 0);
@@ -1708,14 +1717,18 @@ static void test_first_writers(void) {
     for (size_t i = 0; i < (size_t)N * K; i++) dd[i] = f32_to_bf16(g[i % NC]);
     float *scratch = malloc(sizeof(float) * ops->matmul_bf16_scratch(N, C, K));
     float *lora_scratch = malloc(sizeof(float) * ops_lora_bf16_scratch(N, C, OC, R));
+    float *du = malloc(sizeof(float) * (size_t)N * R);
+    const uint64_t seed = 7;
+    ops->lora_backward_bf16(ddo, du, NULL, NULL, dout, x, NULL, 0, NULL, B, 0.5f, 0.3f, seed,
+                            lora_scratch, N, C, OC, R);
     for (int acc = 0; acc < 2; acc++) { /* OPS_SET over NaNs, OPS_ADD over zeros */
         for (int i = 0; i < 10; i++) d[acc][i] = rand_vec(NC, 0, 0);
         for (int i = 0; i < 10 && !acc; i++)
             for (size_t k = 0; k < NC; k++) d[acc][i][k] = NAN;
         ops->matmul_backward(d[acc][0], NULL, NULL, dout, NULL, w, N, C, OC, acc);
         ops->matmul_backward_bf16(d[acc][1], dd, K, wb, C, scratch, N, C, K, acc);
-        ops->lora_backward_bf16(ddo, d[acc][2], NULL, NULL, dout, x, NULL, 0, NULL, A, B, 0.5f,
-                                0.3f, 7, lora_scratch, N, C, OC, R, acc);
+        ops->lora_dinp_bf16(d[acc][2], (const float *const[]){du}, (const float *const[]){A}, &seed,
+                            1, 0.3f, N, C, R, acc);
         ops->activation_backward(d[acc][3], NULL, x, NULL, g, ACT_GELU, NC, acc);
         ops->activation_backward(d[acc][4], NULL, x, NULL, g, ACT_RELU, NC, acc);
         ops->swiglu_backward(d[acc][5], d[acc][6], NULL, NULL, g, x, x, NULL, NC, acc);
@@ -1724,7 +1737,7 @@ static void test_first_writers(void) {
         ops->dropout_backward(d[acc][9], NULL, g, 0.3f, 9, NC, acc);
     }
     static const char *names[10] = {"matmul_backward",          "matmul_backward_bf16",
-                                    "lora_backward_bf16",       "activation_backward gelu",
+                                    "lora_dinp_bf16",           "activation_backward gelu",
                                     "activation_backward relu", "swiglu_backward dgate",
                                     "swiglu_backward dup",      "layernorm_backward",
                                     "rmsnorm_backward",         "dropout_backward"};
@@ -1733,7 +1746,7 @@ static void test_first_writers(void) {
         for (int i = 0; i < 10; i++) free(d[acc][i]);
     free(lw), free(mean), free(rstd);
     free(dout), free(w), free(x), free(g), free(A), free(B), free(wb), free(dd), free(ddo);
-    free(scratch), free(lora_scratch);
+    free(scratch), free(lora_scratch), free(du);
 }
 
 static void test_saved_bf16(void) {

@@ -277,18 +277,24 @@ typedef struct Ops {
     void (*lora_backward)(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
                           const float *u, const float *A, const float *B, float scale, float p,
                           uint64_t seed, float *scratch, int N, int C, int OC, int R);
-    /* model.precision bf16: lora_backward beside a bf16 linear, dout [N,OC] read once. With
-     * du = dout @ (scale * B) [N,R] (f32, scale * B rounded to f32 first):
-     * dd [N, OC+R] = [bf16(dout) | bf16(du)], for matmul_backward_bf16;
-     * dB[OC,R] += scale * bf16(dout)^T @ bf16(u); dA[R,C] += bf16(du)^T @ bf16(drop(x)), x = inp
-     * [N,C] f32 or (inp NULL) its bf16 copy xb, rows ldx apart (lora_down_bf16's): products of
-     * bf16 values, exact in f32 on both backends; dinp[N,C] (+)= drop'(du @ A) (acc 0: =; dinp
-     * may be NULL: at lora dropout 0 the model adds du A in matmul_backward_bf16 instead).
+    /* model.precision bf16: lora_backward beside a bf16 linear, dout [N,OC] read once:
+     * du [N,R] = scale * (dout @ B) (f32); dd [N, OC+R] = [bf16(dout) | bf16(du)], for
+     * matmul_backward_bf16; dB[OC,R] += scale * bf16(dout)^T @ bf16(u); dA[R,C] += bf16(du)^T @
+     * bf16(drop(x)), x = inp [N,C] f32 or (inp NULL) its bf16 copy xb, rows ldx apart
+     * (lora_down_bf16's): products of bf16 values, exact in f32 on both backends. The input
+     * gradient's LoRA term, drop'(du @ A), is lora_dinp_bf16's (or, at lora dropout 0, part of
+     * matmul_backward_bf16's GEMM over [dout | du] [W ; A]).
      * scratch: ops_lora_bf16_scratch(N, C, OC, R) floats. */
-    void (*lora_backward_bf16)(uint16_t *dd, float *dinp, float *dA, float *dB, const float *dout,
+    void (*lora_backward_bf16)(uint16_t *dd, float *du, float *dA, float *dB, const float *dout,
                                const float *inp, const uint16_t *xb, int ldx, const float *u,
-                               const float *A, const float *B, float scale, float p, uint64_t seed,
-                               float *scratch, int N, int C, int OC, int R, int acc);
+                               const float *B, float scale, float p, uint64_t seed, float *scratch,
+                               int N, int C, int OC, int R);
+    /* dinp[N,C] (+)= the sum over j < n of drop_j'(du[j] @ A[j]) (acc 0: =), drop_j the lora
+     * dropout masks of seeds[j] (lora_forward's): the LoRA terms of the input gradient of n
+     * (1..OPS_LORA_GROUP_MAX) adapted linears that read one input (q, k, v), in one pass over
+     * dinp. du [N,R], A [R,C], seeds: host arrays of n. */
+    void (*lora_dinp_bf16)(float *dinp, const float *const *du, const float *const *A,
+                           const uint64_t *seeds, int n, float p, int N, int C, int R, int acc);
 
     /* ---- multi-head softmax attention: padding mask, optional causal mask, grouped KV ----
      * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads
@@ -495,9 +501,9 @@ static inline size_t ops_lora_grad_splits(size_t N) {
     size_t s = (N + 63) / 64;
     return s < 128 ? s : 128;
 }
-/* lora_backward_bf16: du [N,R] (64 floats aligned), then the weight gradients' partial sums. */
+/* lora_backward_bf16: the weight gradients' partial sums. */
 static inline size_t ops_lora_bf16_scratch(size_t N, size_t C, size_t OC, size_t R) {
-    return ops_floats64(N * R) + ops_lora_grad_splits(N) * R * (C + OC);
+    return ops_lora_grad_splits(N) * R * (C + OC);
 }
 /* lora_down_bf16: the most linears of one group (q, k, v), and the floats its xb takes: n copies
  * of the input [N, C+R] in bf16 (rounded up to 64 floats, as above). */

@@ -516,16 +516,14 @@ static float bf16_round(float x) {
 }
 
 /* du = scale * dout @ B by sgemm, dd, then the bf16 products in loops: the operands of the
- * GPU's bf16 GEMMs, summed in f32 (this reference runs in the tests only). scratch: du [N,R]
- * (ops_lora_bf16_scratch's first part). */
-static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB,
-                                   const float *dout, const float *inp, const uint16_t *xb, int ldx,
-                                   const float *u, const float *A, const float *B, float scale,
-                                   float p, uint64_t seed, float *scratch, int N, int C, int OC,
-                                   int R, int acc) {
+ * GPU's bf16 GEMMs, summed in f32 (this reference runs in the tests only). No scratch. */
+static void cpu_lora_backward_bf16(uint16_t *dd, float *du, float *dA, float *dB, const float *dout,
+                                   const float *inp, const uint16_t *xb, int ldx, const float *u,
+                                   const float *B, float scale, float p, uint64_t seed,
+                                   float *scratch, int N, int C, int OC, int R) {
+    (void)scratch;
     seed ^= cpu_step.seed;
     size_t ldd = (size_t)OC + R;
-    float *du = scratch;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, dout, OC, B, R, 0.0f,
                 du, R);
 #pragma omp parallel for if ((size_t)N * ldd > CPU_PAR_MIN)
@@ -552,13 +550,23 @@ static void cpu_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *
             }
             dA[(size_t)r * C + c] += s;
         }
-#pragma omp parallel for if (dinp && (size_t)N * C * R > CPU_PAR_MIN)
-    for (int n = 0; n < (dinp ? N : 0); n++)
+}
+
+/* Each linear's term summed over its ranks in f32, masked, then added to the others' in order. */
+static void cpu_lora_dinp_bf16(float *dinp, const float *const *du, const float *const *A,
+                               const uint64_t *seeds, int n, float p, int N, int C, int R,
+                               int acc) {
+#pragma omp parallel for if ((size_t)N * C * R * n > CPU_PAR_MIN)
+    for (int t = 0; t < N; t++)
         for (int c = 0; c < C; c++) {
-            float s = 0.0f;
-            for (int r = 0; r < R; r++) s += du[(size_t)n * R + r] * A[(size_t)r * C + c];
-            s *= rng_row_dropout(seed, (uint64_t)n, (uint32_t)c, p);
-            dinp[(size_t)n * C + c] = acc ? dinp[(size_t)n * C + c] + s : s;
+            float total = acc ? dinp[(size_t)t * C + c] : 0.0f;
+            for (int j = 0; j < n; j++) {
+                float s = 0.0f;
+                for (int r = 0; r < R; r++) s += du[j][(size_t)t * R + r] * A[j][(size_t)r * C + c];
+                uint64_t seed = seeds[j] ^ cpu_step.seed;
+                total += s * rng_row_dropout(seed, (uint64_t)t, (uint32_t)c, p);
+            }
+            dinp[(size_t)t * C + c] = total;
         }
 }
 
@@ -1135,6 +1143,7 @@ const Ops ops_cpu = {
     .lora_forward = cpu_lora_forward,
     .lora_backward = cpu_lora_backward,
     .lora_backward_bf16 = cpu_lora_backward_bf16,
+    .lora_dinp_bf16 = cpu_lora_dinp_bf16,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .attention_scratch = cpu_attention_scratch,

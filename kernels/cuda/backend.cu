@@ -562,6 +562,7 @@ extern "C" const Ops ops_cuda = {
     .lora_forward = cuda_lora_forward,
     .lora_backward = cuda_lora_backward,
     .lora_backward_bf16 = cuda_lora_backward_bf16,
+    .lora_dinp_bf16 = cuda_lora_dinp_bf16,
     .attention_forward = cuda_attention_forward,
     .attention_backward = cuda_attention_backward,
     .attention_scratch = cuda_attention_scratch,

@@ -391,52 +391,72 @@ void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, c
         cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, R, scale, B, R, 0, u, R, 0, 1.0f, out, OC, 0, 1);
 }
 
-/* dinp[N,C] (+)= drop'(du[N,R] A[R,C]) (acc 0: =), the mask at inp's element index: backward's
- * up-projection under dropout in one pass over dinp (a GEMM into scratch, then the mask, would
- * write and read [N,C] once more). A block takes UP_ROWS rows at a time and a thread a column of
- * them: it walks A down the column (coalesced across the block; A stays in cache) and each A value
- * feeds UP_ROWS sums, with du's values, the same for the whole block, staged in shared memory
- * UP_RANKS ranks at a time and read as broadcasts. */
+/* The input-gradient terms of up to OPS_LORA_GROUP_MAX adapted linears of one input, by value:
+ * each one's du [N,R], A [R,C] and dropout seed (XOR the step's). */
+struct LoraUp {
+    const float *du[OPS_LORA_GROUP_MAX];
+    const float *A[OPS_LORA_GROUP_MAX];
+    uint64_t seed[OPS_LORA_GROUP_MAX];
+    int n;
+};
+
+/* dinp[N,C] (+)= sum over j of drop_j'(du_j[N,R] A_j[R,C]) (add 0: =), each mask at inp's
+ * element index: the up-projections of backward under dropout in one pass over dinp (a GEMM into
+ * scratch, then the mask, would write and read [N,C] once more, and once a linear). A block takes
+ * UP_ROWS rows at a time and a thread a column of them: it walks each A down the column
+ * (coalesced across the block; A stays in cache) and each A value feeds UP_ROWS sums, with du's
+ * values, the same for the whole block, staged in shared memory UP_RANKS ranks at a time and read
+ * as broadcasts. A linear's sums are masked and added to the total in linear order. */
 enum { UP_ROWS = 8, UP_RANKS = 128 };
-__global__ void lora_dinp_masked_kernel(float *dinp, const float *du, const float *A, float p,
-                                        uint64_t seed, const OpsStep *step, int N, int C, int R,
-                                        int add) {
-    __shared__ float du_rows[UP_ROWS][UP_RANKS]; /* zeros past row N */
-    seed ^= step_seed(step);
-    __shared__ uint32_t keys[UP_ROWS]; /* the rows' rng_row_key */
+__global__ void lora_dinp_masked_kernel(float *dinp, LoraUp g, float p, const OpsStep *step, int N,
+                                        int C, int R, int add) {
+    __shared__ float du_rows[UP_ROWS][UP_RANKS];           /* zeros past row N */
+    __shared__ uint32_t keys[OPS_LORA_GROUP_MAX][UP_ROWS]; /* the rows' rng_row_key a linear */
+    uint64_t step_bits = step_seed(step);
     for (size_t n0 = (size_t)blockIdx.x * UP_ROWS; n0 < (size_t)N;
          n0 += (size_t)gridDim.x * UP_ROWS) {
         size_t left = N - n0;
         int rows = left < (size_t)UP_ROWS ? (int)left : UP_ROWS;
         for (int c0 = 0; c0 < C; c0 += blockDim.x) { /* block-uniform: barriers inside */
             int c = c0 + threadIdx.x;
-            float acc[UP_ROWS];
+            float total[UP_ROWS];
 #pragma unroll
-            for (int i = 0; i < UP_ROWS; i++) acc[i] = 0.0f;
-            for (int r0 = 0; r0 < R; r0 += UP_RANKS) {
-                int ranks = R - r0 < UP_RANKS ? R - r0 : UP_RANKS;
-                __syncthreads(); /* the previous ranks' (and rows') readers done */
-                for (int t = threadIdx.x; t < UP_ROWS * ranks; t += blockDim.x) {
-                    int i = t / ranks, r = t % ranks;
-                    du_rows[i][r] = i < rows ? du[(n0 + i) * R + r0 + r] : 0.0f;
-                }
-                /* the rows' keys for the epilogue, written with each staging (the same values)
-                 * between the barriers, where no thread reads them: the next rows' keys never
-                 * overwrite ones a slower thread still reads */
-                if (threadIdx.x < UP_ROWS) keys[threadIdx.x] = rng_row_key(seed, n0 + threadIdx.x);
-                __syncthreads();
-                for (int r = 0; c < C && r < ranks; r++) {
-                    float a = A[(size_t)(r0 + r) * C + c];
+            for (int i = 0; i < UP_ROWS; i++) total[i] = 0.0f;
+            for (int j = 0; j < g.n; j++) {
+                const float *du = g.du[j], *A = g.A[j];
+                float acc[UP_ROWS];
 #pragma unroll
-                    for (int i = 0; i < UP_ROWS; i++) acc[i] += du_rows[i][r] * a;
+                for (int i = 0; i < UP_ROWS; i++) acc[i] = 0.0f;
+                for (int r0 = 0; r0 < R; r0 += UP_RANKS) {
+                    int ranks = R - r0 < UP_RANKS ? R - r0 : UP_RANKS;
+                    __syncthreads(); /* the previous ranks' (and rows', linear's) readers done */
+                    for (int t = threadIdx.x; t < UP_ROWS * ranks; t += blockDim.x) {
+                        int i = t / ranks, r = t % ranks;
+                        du_rows[i][r] = i < rows ? du[(n0 + i) * R + r0 + r] : 0.0f;
+                    }
+                    /* the rows' keys for the masks below, written with each staging (the same
+                     * values) between the barriers, where no thread reads them: the next rows'
+                     * keys never overwrite ones a slower thread still reads */
+                    if (threadIdx.x < UP_ROWS)
+                        keys[j][threadIdx.x] = rng_row_key(g.seed[j] ^ step_bits, n0 + threadIdx.x);
+                    __syncthreads();
+                    for (int r = 0; c < C && r < ranks; r++) {
+                        float a = A[(size_t)(r0 + r) * C + c];
+#pragma unroll
+                        for (int i = 0; i < UP_ROWS; i++) acc[i] += du_rows[i][r] * a;
+                    }
                 }
+#pragma unroll
+                for (int i = 0; i < UP_ROWS; i++) /* keys[j]: written before the barrier above */
+                    total[i] +=
+                        rng_row_scale(rng_row_pair(keys[j][i], (uint32_t)c >> 1), c & 1, p) *
+                        acc[i];
             }
 #pragma unroll
             for (int i = 0; i < UP_ROWS; i++) {
                 if (i >= rows || c >= C) continue;
-                float *d = dinp + (n0 + i) * C + c; /* keys: written before the barrier above */
-                float v = rng_row_scale(rng_row_pair(keys[i], (uint32_t)c >> 1), c & 1, p) * acc[i];
-                *d = add ? *d + v : v;
+                float *d = dinp + (n0 + i) * C + c;
+                *d = add ? *d + total[i] : total[i];
             }
         }
     }
@@ -450,19 +470,37 @@ static unsigned dinp_masked_threads(int C) {
     return (unsigned)((threads + 31) / 32 * 32);
 }
 
+static void lora_dinp_masked(float *dinp, const LoraUp &g, float p, int N, int C, int R, int acc) {
+    unsigned blocks = cuda_blocks(((size_t)N + UP_ROWS - 1) / UP_ROWS, 1);
+    lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, g, p, cuda_step(), N, C, R,
+                                                                acc);
+    CUDA_LAUNCHED("lora backward (masked dinp)");
+}
+
 /* dinp[N,C] (+)= drop'(du @ A) at p > 0 (the masked kernel), du @ A (a GEMM) at p = 0 */
 static void lora_dinp(float *dinp, const float *du, const float *A, float p, uint64_t seed, int N,
                       int C, int R, int acc) {
     if (p > 0.0f) {
-        unsigned blocks = cuda_blocks(((size_t)N + UP_ROWS - 1) / UP_ROWS, 1);
-        lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, du, A, p, seed,
-                                                                    cuda_step(), N, C, R, acc);
-        CUDA_LAUNCHED("lora_backward (masked dinp)");
-        return;
+        LoraUp g = {};
+        g.n = 1, g.du[0] = du, g.A[0] = A, g.seed[0] = seed;
+        return lora_dinp_masked(dinp, g, p, N, C, R, acc);
     }
     /* dinp^T[C,N] += A^T[C,R] du^T[R,N]: both their buffers' column-major views */
     cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, R, 1.0f, A, C, 0, du, R, 0, acc ? 1.0f : 0.0f, dinp,
               C, 0, 1);
+}
+
+void cuda_lora_dinp_bf16(float *dinp, const float *const *du, const float *const *A,
+                         const uint64_t *seeds, int n, float p, int N, int C, int R, int acc) {
+    if (N <= 0 || C <= 0 || n <= 0) return;
+    if (n > OPS_LORA_GROUP_MAX) {
+        CUDA_FAIL("lora_dinp_bf16: more linears than OPS_LORA_GROUP_MAX");
+        return;
+    }
+    LoraUp g = {};
+    g.n = n;
+    for (int j = 0; j < n; j++) g.du[j] = du[j], g.A[j] = A[j], g.seed[j] = seeds[j];
+    lora_dinp_masked(dinp, g, p, N, C, R, acc);
 }
 
 /* out [N,C] = drop(x) of x [N,C] with lora_down's masks (fp32 / tf32's dA operand): a warp a
@@ -696,33 +734,22 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
     if (dinp) lora_dinp(dinp, du, A, p, seed, N, C, R, 1);
 }
 
-/* The pieces of ops_lora_bf16_scratch, in its order. */
-struct LoraBf16Scratch {
-    float *du, *partial;
-};
-static LoraBf16Scratch lora_bf16_scratch(float *s, int N, int R) {
-    LoraBf16Scratch p;
-    p.du = s;
-    p.partial = p.du + ops_floats64((size_t)N * R);
-    return p;
-}
-
 /* The down kernel over dout with B for A^T writes du (its u) and dd (its copy [bf16(dout) |
- * bf16(du)]) from one read of dout; dB and dA are lora_grads' sums over dd's two parts. */
-void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, const float *dout,
+ * bf16(du)]) from one read of dout; dB and dA are lora_grads' sums over dd's two parts, their
+ * partials in the scratch. */
+void cuda_lora_backward_bf16(uint16_t *dd, float *du, float *dA, float *dB, const float *dout,
                              const float *inp, const uint16_t *xb, int ldx, const float *u,
-                             const float *A, const float *B, float scale, float p, uint64_t seed,
-                             float *scratch, int N, int C, int OC, int R, int acc) {
+                             const float *B, float scale, float p, uint64_t seed, float *scratch,
+                             int N, int C, int OC, int R) {
     if (N <= 0 || C <= 0 || OC <= 0 || R <= 0) return;
-    LoraBf16Scratch s = lora_bf16_scratch(scratch, N, R);
     const __nv_bfloat16 *d = (const __nv_bfloat16 *)dd;
     int ldd = OC + R;
     LoraDown g = {};
-    g.n = 1, g.A[0] = B, g.u[0] = s.du, g.xb[0] = (__nv_bfloat16 *)dd;
+    g.n = 1, g.A[0] = B, g.u[0] = du, g.xb[0] = (__nv_bfloat16 *)dd;
     lora_down_transposed(g, dout, scale, N, OC, R);
     /* dB[c,r] += scale sum_n bf16(u)[n,r] dout[n,c]; dA[r,c] += sum_n du[n,r] drop(x)[n,c] */
-    GradArgs<float, __nv_bfloat16> gb = {s.partial, u,    d, R,  ldd, dB ? OC : 0, false,
-                                         false,     0.0f, 0, dB, 1,   R,           scale};
+    GradArgs<float, __nv_bfloat16> gb = {scratch, u,    d, R,  ldd, dB ? OC : 0, false,
+                                         false,   0.0f, 0, dB, 1,   R,           scale};
     if (inp) {
         GradArgs<__nv_bfloat16, float> ga = {NULL,  d + OC, inp,  ldd, C, dA ? C : 0, false,
                                              false, p,      seed, dA,  C, 1,          1.0f};
@@ -735,5 +762,4 @@ void cuda_lora_backward_bf16(uint16_t *dd, float *dinp, float *dA, float *dB, co
                                                      1,     1.0f};
         lora_grads(gb, ga, p, N, R);
     }
-    if (dinp) lora_dinp(dinp, s.du, A, p, seed, N, C, R, acc);
 }

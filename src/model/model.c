@@ -578,8 +578,8 @@ static int weight_rows(const Model *m, const Linear *l) {
 /* The scratch a packed weight's GEMM over N rows needs: the weight dequantised to f32, or
  * under precision bf16 the bf16 GEMM's, after the weight dequantised to bf16 unless stored so;
  * forward, before them, the bf16 copies of the input of its group (linear_forward_bf16), then
- * also the down-projections' scratch; backward, before them, dout's bf16 copy, then also
- * lora_backward_bf16's (linear_backward_bf16). */
+ * also the down-projections' scratch; backward, before them, the group's du and dout's bf16
+ * copy, then also lora_backward_bf16's (linear_backward_bf16). */
 static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     if (!bf16_gemm(m, l)) return ops_dequantize_scratch(l->out, l->in);
     const Ops *o = m->ops;
@@ -588,7 +588,9 @@ static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(rows, ld);
     size_t lora = R ? ops_lora_scratch(N, C, R) : 0, K = l->out + fused_r;
     size_t lora_bw = R ? ops_lora_bf16_scratch(N, C, l->out, R) : 0;
-    size_t backward = ops_dequantize_bf16_scratch(N, K) +
+    size_t group = l->group > 1 ? (size_t)l->group : 1; /* du: any member may be adapted */
+    size_t du = m->n_loras ? group * ops_floats64(N * (size_t)m->spec.r) : 0;
+    size_t backward = du + ops_dequantize_bf16_scratch(N, K) +
                       max_size(lora_bw, w + o->matmul_bf16_scratch((int)N, (int)C, (int)K));
     size_t gemm = max_size(w + o->matmul_bf16_scratch((int)N, (int)ld, l->out), lora);
     size_t copies = ops_lora_copies_scratch(l->group > 1 ? l->group : 1, N, C, R);
@@ -1177,41 +1179,55 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
     linear_forward_group(m, &l, &out, 1, inp, N, p, &seed);
 }
 
-/* Under bf16, dout is rounded once into dd at the scratch's start (a linear without LoRA may
- * find it written by the op after it: Linear.dout_bf16): by lora_backward_bf16 for an adapted
- * linear, which reads dout once for dd = [bf16(dout) | bf16(du)], dB and dA; with lora dropout 0
- * the frozen weight's dinp GEMM then adds the branch's dinp term, du A, as well: dd [W ; A] with
- * A's bf16 rows (rounded from the f32 A as B's columns are forward), instead of a read and write of
- * dinp of its own. */
-static void linear_backward_bf16(Model *m, Linear *l, float *dinp, const float *dout,
-                                 const float *inp, int N, float p, uint64_t seed, int acc) {
+/* Under bf16, a group's members one by one: dout rounded once into dd at the scratch's start,
+ * after the adapted members' du (a linear without LoRA may find dd written by the op after it:
+ * Linear.dout_bf16), by lora_backward_bf16 for an adapted member, which reads dout once for dd =
+ * [bf16(dout) | bf16(du)], du, dB and dA; then the frozen weight's dinp GEMM over dd, which with
+ * lora dropout 0 adds the branch's term du A as well, dd [W ; A] with A's bf16 rows (rounded from
+ * the f32 A as B's columns are forward), instead of a read and write of dinp of its own. Under
+ * lora dropout the members' masked terms come last, in one lora_dinp_bf16 pass over dinp. */
+static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
+                                 const float *const *douts, int n, const float *inp, int N, float p,
+                                 const uint64_t *seeds, int acc) {
     const Ops *o = m->ops;
-    int C = l->in, R = m->spec.r, ldd = l->out + (l->lora ? R : 0), fuse = l->lora && p <= 0;
-    uint16_t *dd = (uint16_t *)m->scratch;
-    float *scratch = m->scratch + ops_dequantize_bf16_scratch(N, ldd);
-    const Lora *lo = l->lora;
-    if (lo)
-        o->lora_backward_bf16(dd, fuse ? NULL : dinp, lo->A->grad, lo->B->grad, dout,
-                              lo->xb ? NULL : inp, lo->xb, C + R, lo->u, lo->A->value, lo->B->value,
-                              lo->scale, p, seed, scratch, N, C, l->out, R, acc);
-    else if (l->dout_bf16) /* written by the op after it */
-        dd = l->dout_bf16;
-    else if (dinp)
-        o->dequantize_rows_bf16(dd, dout, GGML_F32, 0, N, l->out, ldd);
-    if (!dinp) return;
-    int ldw = weight_ld(m, l);
-    uint16_t *W = bf16_weight(m, l, &scratch);
-    if (fuse && !adapter_in_weight(m, l)) /* else sync_adapters wrote it */
-        o->dequantize_rows_bf16(W + (size_t)l->out * ldw, lo->A->value, GGML_F32, 0, R, C, ldw);
-    /* under lora dropout the branch's masked term came first: the GEMM adds to it */
-    o->matmul_backward_bf16(dinp, dd, ldd, W, ldw, scratch, N, C, l->out + (fuse ? R : 0),
-                            lo && !fuse ? OPS_ADD : acc);
+    int C = ls[0]->in, R = m->spec.r, na = 0, fuse = p <= 0;
+    const float *du[OPS_LORA_GROUP_MAX], *A[OPS_LORA_GROUP_MAX];
+    uint64_t sd[OPS_LORA_GROUP_MAX];
+    size_t slot = ops_floats64((size_t)N * R);
+    float *after = m->scratch;
+    for (int i = 0; i < n; i++) after += ls[i]->lora ? slot : 0;
+    for (int i = 0; i < n; i++) {
+        const Linear *l = ls[i];
+        const Lora *lo = l->lora;
+        int ldd = l->out + (lo ? R : 0), with_a = lo && fuse;
+        uint16_t *dd = (uint16_t *)after;
+        float *scratch = after + ops_dequantize_bf16_scratch(N, ldd);
+        if (lo) {
+            float *d = m->scratch + (size_t)na * slot;
+            o->lora_backward_bf16(dd, d, lo->A->grad, lo->B->grad, douts[i], lo->xb ? NULL : inp,
+                                  lo->xb, C + R, lo->u, lo->B->value, lo->scale, p, seeds[i],
+                                  scratch, N, C, l->out, R);
+            du[na] = d, A[na] = lo->A->value, sd[na++] = seeds[i];
+        } else if (l->dout_bf16) { /* written by the op after it */
+            dd = l->dout_bf16;
+        } else if (dinp) {
+            o->dequantize_rows_bf16(dd, douts[i], GGML_F32, 0, N, l->out, ldd);
+        }
+        if (!dinp) continue;
+        int ldw = weight_ld(m, l);
+        uint16_t *W = bf16_weight(m, l, &scratch);
+        if (with_a && !adapter_in_weight(m, l)) /* else sync_adapters wrote it */
+            o->dequantize_rows_bf16(W + (size_t)l->out * ldw, lo->A->value, GGML_F32, 0, R, C, ldw);
+        o->matmul_backward_bf16(dinp, dd, ldd, W, ldw, scratch, N, C, l->out + (with_a ? R : 0),
+                                i ? OPS_ADD : acc);
+    }
+    if (dinp && na && !fuse) o->lora_dinp_bf16(dinp, du, A, sd, na, p, N, C, R, OPS_ADD);
 }
 
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
                      float p, uint64_t seed, int acc) {
     if (bf16_gemm(m, l)) /* packed, so frozen: no dW, no dbias (packable) */
-        return linear_backward_bf16(m, l, dinp, dout, inp, N, p, seed, acc);
+        return linear_backward_bf16(m, &l, dinp, &dout, 1, inp, N, p, &seed, acc);
     const Ops *o = m->ops;
     const float *W = dinp ? base_weight(m, l) : l->w->value; /* a packed W has no dW */
     o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, l->in, l->out,
@@ -1225,8 +1241,16 @@ void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const 
 void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,
                            int n, const float *inp, int N, float p, const uint64_t *seeds,
                            int acc) {
-    for (int i = 0; i < n; i++)
-        linear_backward(m, ls[i], dinp, douts[i], inp, N, p, seeds[i], i ? OPS_ADD : acc);
+    int size = ls[0]->group > 1 ? ls[0]->group : 1, bf16 = 1;
+    for (int i = 0; i < n; i++) bf16 = bf16 && bf16_gemm(m, ls[i]);
+    if (!bf16) size = 1; /* member by member */
+    for (int i = 0; i < n; i += size) {
+        int k = n - i < size ? n - i : size, a = i ? OPS_ADD : acc;
+        if (k > 1)
+            linear_backward_bf16(m, ls + i, dinp, douts + i, k, inp, N, p, seeds + i, a);
+        else
+            linear_backward(m, ls[i], dinp, douts[i], inp, N, p, seeds[i], a);
+    }
 }
 
 void model_share_input(Linear *const *ls, int n) {

@@ -466,6 +466,7 @@ static void test_first_writers(int N, int C, int OC, int R) {
     Pair *B = pair_random((size_t)OC * R, 0.5f), *ddo = pair_new((size_t)N * K * 2);
     Pair *scratch = bf16_scratch(N, C, K);
     Pair *lora_scratch = pair_new(ops_lora_bf16_scratch(N, C, OC, R) * sizeof(float));
+    Pair *du = pair_new((size_t)N * R * sizeof(float));
     Pair *lw = pair_random(C, 1.0f), *lb = pair_random(C, 1.0f), *ln = pair_new(NC * 4);
     Pair *mean = pair_new((size_t)N * 4), *rstd = pair_new((size_t)N * 4), *d[11];
     for (int i = 0; i < 11; i++) d[i] = pair_nan(NC);
@@ -481,10 +482,13 @@ static void test_first_writers(int N, int C, int OC, int R) {
         o->matmul_backward(F(d[0], w), NULL, NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
         o->matmul_backward_bf16(F(d[1], w), dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C, K,
                                 OPS_SET);
-        for (int k = 0; k < 2; k++) /* the masked pass at p 0.3, the GEMM at p 0 */
-            o->lora_backward_bf16(ddo->mem[w], F(d[2 + k], w), NULL, NULL, F(dout, w), F(x, w),
-                                  NULL, 0, NULL, F(A, w), F(B, w), 0.5f, k ? 0.0f : 0.3f, 7,
-                                  F(lora_scratch, w), N, C, OC, R, OPS_SET);
+        o->lora_backward_bf16(ddo->mem[w], F(du, w), NULL, NULL, F(dout, w), F(x, w), NULL, 0, NULL,
+                              F(B, w), 0.5f, 0.3f, 7, F(lora_scratch, w), N, C, OC, R);
+        const uint64_t seed = 7;
+        for (int k = 0; k < 2; k++) /* at p 0.3 and 0 */
+            o->lora_dinp_bf16(F(d[2 + k], w), (const float *const[]){F(du, w)},
+                              (const float *const[]){F(A, w)}, &seed, 1, k ? 0.0f : 0.3f, N, C, R,
+                              OPS_SET);
         o->activation_backward(F(d[4], w), NULL, F(x, w), NULL, F(g, w), ACT_GELU, NC, OPS_SET);
         o->activation_backward(F(d[5], w), NULL, F(x, w), NULL, F(g, w), ACT_SILU, NC, OPS_SET);
         o->swiglu_backward(F(d[6], w), F(d[7], w), NULL, NULL, F(g, w), F(x, w), F(x, w), NULL, NC,
@@ -855,25 +859,33 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
         compare_bf16("[W|B]", W[j], 0.0);
         compare_scaled("out", out[j], 1e-3);
     }
-    /* lora_backward_bf16 of the last linear, from x and from copy 0 (the model keeps one copy a
-     * group: Lora.xb): dd's dout part equal, du's within one bf16 step (the sums' order); dA and
-     * dB, bf16 GEMMs over those and bf16(u), within 1e-3 of their largest value (a du or u
-     * value the backends leave a bit apart may round one step apart: 2^-8 of one term); dinp,
-     * from the f32 du, GEMM_TOL */
+    /* lora_backward_bf16 of every linear (dA and dB of the last), from x and from copy 0 (the
+     * model keeps one copy a group: Lora.xb), then lora_dinp_bf16 of all of them into dinp: du
+     * GEMM_TOL; the last one's dd, its dout part equal, du's within one bf16 step (the sums'
+     * order); dA and dB, bf16 GEMMs over those and bf16(u), within 1e-3 of their largest value (a
+     * du or u value the backends leave a bit apart may round one step apart: 2^-8 of one term);
+     * dinp, from the f32 du, GEMM_TOL */
     int j = n - 1, ldd = OC + R;
     Pair *dout = pair_random((size_t)N * OC, 1.0f), *dd = pair_new((size_t)N * ldd * 2);
     Pair *bw_scratch = pair_new(ops_lora_bf16_scratch(N, C, OC, R) * sizeof(float));
     for (int from_copy = 0; from_copy < 2; from_copy++) {
         Pair *dx = pair_random((size_t)N * C, 1.0f), *dA = pair_random((size_t)R * C, 1.0f);
-        Pair *dB = pair_random((size_t)OC * R, 1.0f);
+        Pair *dB = pair_random((size_t)OC * R, 1.0f), *du[OPS_LORA_GROUP_MAX];
+        for (int i = 0; i < n; i++) du[i] = pair_new((size_t)N * R * sizeof(float));
         BACKENDS(w, o) {
-            o->lora_backward_bf16(dd->mem[w], F(dx, w), F(dA, w), F(dB, w), F(dout, w),
-                                  from_copy ? NULL : F(x, w), from_copy ? xb->mem[w] : NULL, ld,
-                                  F(u[j], w), F(A[j], w), F(Bw[j], w), scale, p, seeds[j],
-                                  F(bw_scratch, w), N, C, OC, R, OPS_ADD);
+            const float *dus[OPS_LORA_GROUP_MAX], *As[OPS_LORA_GROUP_MAX];
+            for (int i = 0; i < n; i++) {
+                o->lora_backward_bf16(
+                    dd->mem[w], F(du[i], w), i == j ? F(dA, w) : NULL, i == j ? F(dB, w) : NULL,
+                    F(dout, w), from_copy ? NULL : F(x, w), from_copy ? xb->mem[w] : NULL, ld,
+                    F(u[i], w), F(Bw[i], w), scale, p, seeds[i], F(bw_scratch, w), N, C, OC, R);
+                dus[i] = F(du[i], w), As[i] = F(A[i], w);
+            }
+            o->lora_dinp_bf16(F(dx, w), dus, As, seeds, n, p, N, C, R, OPS_ADD);
         }
-        NAME("lora_backward_bf16 from %s N=%d C=%d OC=%d R=%d p=%.1f",
-             from_copy ? "x's bf16 copy" : "x", N, C, OC, R, p);
+        NAME("lora_backward_bf16 + lora_dinp_bf16 from %s N=%d C=%d OC=%d R=%d n=%d p=%.1f",
+             from_copy ? "x's bf16 copy" : "x", N, C, OC, R, n, p);
+        for (int i = 0; i < n; i++) compare("du", du[i], GEMM_TOL);
         compare_bf16("dd", dd, 1e-4);
         compare("dinp", dx, GEMM_TOL);
         compare_scaled("dA", dA, 1e-3);
