@@ -143,14 +143,16 @@ const float *dropout_grad(Model *m, float *scratch, const float *g, float p, uin
 const float *linear_dout(Model *m, const Linear *l, float *scratch, const float *g, float p,
                          uint64_t seed, size_t n);
 
-/* One layer's backward: dout [N,C] the gradient of its output; dx (may be NULL) = the gradient
- * of its input (the layer is its first writer). */
-typedef void (*LayerBackward)(Model *m, int l, const float *dout, float *dx, Drop d);
-/* Backward through layers L-1 down to `lowest`, dout [N,C] holding the top layer's output
- * gradient: each layer's input gradient goes to the other of the two buffers, the lowest
- * layer's only when need_input (the embeddings train). Returns the buffer that holds it. */
-float *layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *dout,
-                       float *dx, Drop d);
+/* One layer's backward, in place: grad [N,C] holds the gradient of the layer's output on entry
+ * and, when need_input, that of its input on return. The layer reads the output's gradient
+ * before it writes there, and adds the residual stream's share where it lies: no copy, no add
+ * pass of its own. */
+typedef void (*LayerBackward)(Model *m, int l, float *grad, int need_input, Drop d);
+/* Backward through layers L-1 down to `lowest`, grad [N,C] holding the top layer's output
+ * gradient and at the end the lowest layer's input gradient, when need_input (the embeddings
+ * train). */
+void layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *grad,
+                     Drop d);
 
 #ifdef __cplusplus
 }

@@ -50,9 +50,9 @@ typedef struct Bert {
     Linear pre, cls;          /* pre_classifier (DistilBERT) or pooler (BERT), then classifier */
     Activation pre_act;       /* ReLU (DistilBERT) or tanh (BERT pooler) */
     int lowest_trained_layer; /* backward stops below it; L means "head only" */
-    float *emb, *emb_mean, *emb_rstd, *h0;                     /* [N,C], [N], [N], [N,C] */
-    float *pooled, *pre_out, *pre_act_out, *head_in;           /* [B,C] */
-    float *d_a, *d_b, *d_c, *d_q, *d_k, *d_v, *d_ffn, *d_ffn2; /* gradient scratch */
+    float *emb, *emb_mean, *emb_rstd, *h0;               /* [N,C], [N], [N], [N,C] */
+    float *pooled, *pre_out, *pre_act_out, *head_in;     /* [B,C] */
+    float *d_a, *d_c, *d_q, *d_k, *d_v, *d_ffn, *d_ffn2; /* gradient scratch */
     float *d_head, *d_br, *d_r, *d_ctx;
 } Bert;
 
@@ -215,9 +215,10 @@ static void bert_plan(Model *m, Plan *pl) {
     float **head[] = {&b->pooled, &b->pre_out, &b->pre_act_out, &b->head_in};
     for (int i = 0; i < 4; i++) PLAN_TAKE(pl, head[i], B * C, 1, NULL);
     /* Gradient buffers, only when something trains. Backward never reads the shared buffers (no
-     * layer it reaches keeps anything there), so all but the layer's dout and dx are those, each
-     * free while it is live: d_c O0 (ln_ffn to ln_attn), d_br O1 (a dropout's gradient), d_ffn
-     * F, d_ffn2 the block (until ffn_in), then d_r S0, d_ctx S1, d_q S2, d_k S3, d_v O0. */
+     * layer it reaches keeps anything there), so all but the layers' gradient d_a (in place:
+     * LayerBackward) are those, each free while it is live: d_c O0 (ln_ffn to ln_attn), d_br O1
+     * (a dropout's gradient), d_ffn F, d_ffn2 the block (until ffn_in), then d_ctx S1, d_q S2,
+     * d_k S3, d_v O0, and after the layers d_r S0 (the embeddings' norm's input gradient). */
     float **dn[] = {&b->d_c,   &b->d_br, &b->d_ffn, &b->d_ffn2, &b->d_r,
                     &b->d_ctx, &b->d_q,  &b->d_k,   &b->d_v};
     float *reuse[] = {O[0], O[1], Fs, block, S[0], S[1], S[2], S[3], O[0]};
@@ -228,7 +229,6 @@ static void bert_plan(Model *m, Plan *pl) {
         Ly->ffn_out.dout_bf16 = linear_reads_bf16(m, &Ly->ffn_out) ? (uint16_t *)b->d_br : NULL;
     }
     PLAN_TAKE(pl, &b->d_a, N * C, any, NULL);
-    PLAN_TAKE(pl, &b->d_b, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_head, 4 * B * C, any, NULL);
 }
 
@@ -299,8 +299,10 @@ static void layer_forward(Model *m, int l, Drop d) {
                              c->layer_norm_eps, N, c->hidden_size);
 }
 
-/* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */
-static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d) {
+/* grad: the gradient of the layer's output [N,C], then of the residual stream x + drop(o(..))
+ * (the attention block's norm's input), then (when need_input) of its input x
+ * (LayerBackward). */
+static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Bert *b = bert(m);
@@ -309,7 +311,7 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     int N = m->B * m->T, C = c->hidden_size, F = c->ffn_size;
     size_t NC = (size_t)N * C, NF = (size_t)N * F;
     /* FFN block: out = LN(drop(ffn_out(act(ffn_in(h)))) + h) */
-    o->layernorm_backward(b->d_c, NULL, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, dout,
+    o->layernorm_backward(b->d_c, NULL, Ly->ln_ffn.w->grad, Ly->ln_ffn.b->grad, grad,
                           a->xh_ffn ? NULL : a->res_ffn, a->xh_ffn, Ly->ln_ffn.w->value,
                           a->mean_ffn, a->rstd_ffn, N, C, OPS_SET);
     const float *dy =
@@ -327,18 +329,18 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
      * gradient: written in bf16 by the norm, when o reads it so */
     float p_o = attn_out_dropout(m, d);
     uint16_t *o_bf16 = p_o <= 0 ? Ly->o.dout_bf16 : NULL;
-    o->layernorm_backward(b->d_r, o_bf16, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c,
+    o->layernorm_backward(grad, o_bf16, Ly->ln_attn.w->grad, Ly->ln_attn.b->grad, b->d_c,
                           a->xh_attn ? NULL : a->res_attn, a->xh_attn, Ly->ln_attn.w->value,
                           a->mean_attn, a->rstd_attn, N, C, OPS_SET);
     const float *da =
-        o_bf16 ? NULL
-               : linear_dout(m, &Ly->o, b->d_br, b->d_r, p_o, model_site(l, SITE_O_DROP), NC);
+        o_bf16 ? NULL : linear_dout(m, &Ly->o, b->d_br, grad, p_o, model_site(l, SITE_O_DROP), NC);
     linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
     attention_backward(m, a, d, model_site(l, SITE_ATT));
     uint64_t sites[3];
-    linear_backward_group(m, Ly->qkv, dx, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3, a->x,
-                          N, d.lora, model_sites(sites, 3, l, SITE_Q), OPS_SET);
-    if (dx) o->axpy(dx, b->d_r, 1.0f, NC); /* the residual */
+    /* the input's gradient: the residual's, in grad, + the q, k, v GEMMs' */
+    linear_backward_group(m, Ly->qkv, need_input ? grad : NULL,
+                          (const float *const[]){b->d_q, b->d_k, b->d_v}, 3, a->x, N, d.lora,
+                          model_sites(sites, 3, l, SITE_Q), OPS_ADD);
 }
 
 static void head_forward(Model *m, Drop d) {
@@ -397,10 +399,9 @@ static void bert_backward(Model *m, Drop d) {
     size_t NC = (size_t)N * C;
     head_backward(m, d);
     int emb_trains = b->wte->grad != NULL;
-    float *dout =
-        layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_a, b->d_b, d);
+    layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_a, d);
     if (!emb_trains) return;
-    const float *dh0 = dropout_grad(m, b->d_br, dout, d.hidden, model_site(L, SITE_EMB), NC);
+    const float *dh0 = dropout_grad(m, b->d_br, b->d_a, d.hidden, model_site(L, SITE_EMB), NC);
     o->layernorm_backward(b->d_r, NULL, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb, NULL,
                           b->ln_emb.w->value, b->emb_mean, b->emb_rstd, N, C, OPS_SET);
     o->embedding_backward(b->wte->grad, b->wpe->grad, b->wtt ? b->wtt->grad : NULL, b->d_r, m->ids,

@@ -50,7 +50,7 @@ typedef struct Gpt2 {
     float *qkv;                  /* [N,3C] c_attn's output, split at once (forward only) */
     float *hf, *mean_f, *rstd_f; /* [N,C] ln_f(out_L), [N], [N] */
     /* gradient scratch */
-    float *d_x, *d_out, *d_n, *d_a, *d_r, *d_ctx, *d_q, *d_k, *d_v, *d_qkv, *d_fc, *d_act;
+    float *d_out, *d_n, *d_r, *d_ctx, *d_q, *d_k, *d_v, *d_qkv, *d_fc, *d_act;
 } Gpt2;
 
 static Gpt2 *gpt2(const Model *m) {
@@ -179,10 +179,9 @@ static void gpt2_plan(Model *m, Plan *pl) {
     m->hidden = b->hf;
     /* Gradient buffers. Backward never reads the shared set (no layer it reaches keeps
      * anything there) or qkv, so all but two of them are those buffers (of the same size). */
-    float **dn[] = {&b->d_x, &b->d_out, &b->d_n,   &b->d_a,  &b->d_r,
-                    &b->d_q, &b->d_k,   &b->d_qkv, &b->d_fc, &b->d_act};
-    float *reuse[] = {sh.n1, sh.ctx, sh.a, sh.n2, sh.q, sh.k, sh.v, b->qkv, sh.fc, sh.act};
-    for (int i = 0; i < 10; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
+    float **dn[] = {&b->d_out, &b->d_n, &b->d_r, &b->d_q, &b->d_k, &b->d_qkv, &b->d_fc, &b->d_act};
+    float *reuse[] = {sh.ctx, sh.a, sh.q, sh.k, sh.v, b->qkv, sh.fc, sh.act};
+    for (int i = 0; i < 8; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_v, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
     for (size_t l = 0; l < L; l++) { /* output gradients in bf16 where their linears read them so */
@@ -281,7 +280,9 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
 }
 
 /* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */
-static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d) {
+/* grad: the gradient of the layer's output [N,C], then of the residual stream a, then (when
+ * need_input) of its input x (LayerBackward). */
+static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
@@ -291,7 +292,7 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size, F4 = sizeof(float);
     /* MLP: out = a + drop(mlp.c_proj(gelu_tanh(c_fc(n2)))), n2 = ln_2(a) */
     const float *dy =
-        linear_dout(m, &Ly->mlp_proj, b->d_r, dout, d.hidden, model_site(l, SITE_MLP_DROP), NC);
+        linear_dout(m, &Ly->mlp_proj, b->d_r, grad, d.hidden, model_site(l, SITE_MLP_DROP), NC);
     linear_backward(m, &Ly->mlp_proj, b->d_act, dy, a->act, N, d.lora, model_site(l, SITE_MLP),
                     OPS_SET);
     uint16_t *d_bf16 = Ly->c_fc.dout_bf16; /* else c_fc rounds d_fc */
@@ -299,12 +300,11 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
                            b->d_act, c->activation, NF, OPS_SET);
     linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(l, SITE_FC),
                     OPS_SET);
-    o->layernorm_backward(b->d_a, NULL, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n,
+    o->layernorm_backward(grad, NULL, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n,
                           a->xh2 ? NULL : a->a, a->xh2, Ly->ln_2.w->value, a->mean2, a->rstd2, N, C,
-                          OPS_SET);
-    o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
+                          OPS_ADD); /* + the residual's */
     /* attention: a = x + drop(c_proj(attention(q, k, v))), q|k|v = c_attn(n1), n1 = ln_1(x) */
-    dy = linear_dout(m, &Ly->c_proj, b->d_r, b->d_a, d.hidden, model_site(l, SITE_PROJ_DROP), NC);
+    dy = linear_dout(m, &Ly->c_proj, b->d_r, grad, d.hidden, model_site(l, SITE_PROJ_DROP), NC);
     linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora, model_site(l, SITE_PROJ),
                     OPS_SET);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
@@ -318,10 +318,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     merge_qkv(o, b->d_qkv, b->d_v, 2, N, C);
     linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora, model_site(l, SITE_QKV),
                     OPS_SET);
-    o->layernorm_backward(dx, NULL, Ly->ln_1.w->grad, Ly->ln_1.b->grad, b->d_n,
-                          a->xh1 ? NULL : a->x, a->xh1, Ly->ln_1.w->value, a->mean1, a->rstd1, N, C,
-                          OPS_SET);
-    if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
+    o->layernorm_backward(need_input ? grad : NULL, NULL, Ly->ln_1.w->grad, Ly->ln_1.b->grad,
+                          b->d_n, a->xh1 ? NULL : a->x, a->xh1, Ly->ln_1.w->value, a->mean1,
+                          a->rstd1, N, C, OPS_ADD); /* + the residual's */
 }
 
 static void gpt2_forward(Model *m, Drop d) {
@@ -350,10 +349,9 @@ static void gpt2_backward(Model *m, Drop d) {
                           b->acts[L - 1].out, NULL, b->ln_f.w->value, b->mean_f, b->rstd_f, N, C,
                           OPS_SET);
     int emb_trains = b->wte->grad || b->wpe->grad;
-    float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
-                                  b->d_x, d);
+    layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out, d);
     if (!emb_trains) return;
-    const float *de = dropout_grad(m, b->d_r, dout, d.embedding, model_site(L, SITE_EMB), NC);
+    const float *de = dropout_grad(m, b->d_r, b->d_out, d.embedding, model_site(L, SITE_EMB), NC);
     o->embedding_backward(b->wte->grad, b->wpe->grad, NULL, de, m->ids, NULL, m->B, m->T, C);
 }
 

@@ -51,7 +51,7 @@ typedef struct Llama {
     int lowest_trained_layer;
     float *hf, *rstd_f; /* [N,C] rmsnorm(out_L), [N] */
     /* gradient scratch */
-    float *d_x, *d_out, *d_n, *d_a, *d_ctx, *d_q, *d_k, *d_v, *d_f, *d_g, *d_u;
+    float *d_out, *d_n, *d_ctx, *d_q, *d_k, *d_v, *d_f, *d_g, *d_u;
 } Llama;
 
 static Llama *llama(const Model *m) {
@@ -193,10 +193,9 @@ static void llama_plan(Model *m, Plan *pl) {
     m->hidden = b->hf;
     /* Gradient buffers. Backward never reads the shared set (no layer it reaches keeps
      * anything there), so all but one of them are its buffers of the same size. */
-    float **dn[] = {&b->d_x, &b->d_out, &b->d_n, &b->d_a, &b->d_q,
-                    &b->d_k, &b->d_v,   &b->d_f, &b->d_g, &b->d_u};
-    float *reuse[] = {sh.n1, sh.ctx, sh.a, sh.n2, sh.q, sh.k, sh.v, sh.gate, sh.up, sh.act};
-    for (int i = 0; i < 10; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
+    float **dn[] = {&b->d_out, &b->d_n, &b->d_q, &b->d_k, &b->d_v, &b->d_f, &b->d_g, &b->d_u};
+    float *reuse[] = {sh.ctx, sh.a, sh.q, sh.k, sh.v, sh.gate, sh.up, sh.act};
+    for (int i = 0; i < 8; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
     for (size_t l = 0; l < L; l++) { /* dgate, dup in bf16 where gate, up read them so */
         Layer *Ly = &b->layers[l];
@@ -281,8 +280,9 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     layer_forward_tail(m, l, n, (Drop){0});
 }
 
-/* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */
-static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d) {
+/* grad: the gradient of the layer's output [N,C], then of the residual stream a, then (when
+ * need_input) of its input x (LayerBackward). */
+static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
@@ -290,9 +290,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     LayerActs *a = &b->acts[l];
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, HS = head_size(m);
     int NH = c->num_heads, NKV = c->num_kv_heads;
-    size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size;
+    size_t NF = (size_t)N * c->ffn_size;
     /* MLP: out = a + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a) */
-    linear_backward(m, &Ly->down, b->d_f, dout, a->act, N, d.lora, model_site(l, SITE_DOWN),
+    linear_backward(m, &Ly->down, b->d_f, grad, a->act, N, d.lora, model_site(l, SITE_DOWN),
                     OPS_SET);
     const uint16_t *gu = a->gate_up_bf16; /* else gate and up were kept */
     uint16_t *dg_bf16 = Ly->gate.dout_bf16, *du_bf16 = Ly->up.dout_bf16; /* else rounded */
@@ -301,11 +301,10 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     uint64_t s[3];
     linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
                           N, d.lora, model_sites(s, 2, l, SITE_GATE), OPS_SET);
-    o->rmsnorm_backward(b->d_a, Ly->ln_ffn.w->grad, b->d_n, a->xh2 ? NULL : a->a, a->xh2,
-                        Ly->ln_ffn.w->value, a->rstd2, N, C, OPS_SET);
-    o->axpy(b->d_a, dout, 1.0f, NC); /* the residual */
+    o->rmsnorm_backward(grad, Ly->ln_ffn.w->grad, b->d_n, a->xh2 ? NULL : a->a, a->xh2,
+                        Ly->ln_ffn.w->value, a->rstd2, N, C, OPS_ADD); /* + the residual's */
     /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x) */
-    linear_backward(m, &Ly->o, b->d_ctx, b->d_a, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
+    linear_backward(m, &Ly->o, b->d_ctx, grad, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
                           kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved,
@@ -314,9 +313,9 @@ static void layer_backward(Model *m, int l, const float *dout, float *dx, Drop d
     o->rope_backward(b->d_q, b->d_k, NULL, c->rope_theta, B, T, NH, NKV, HS);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
                           a->n1, N, d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);
-    o->rmsnorm_backward(dx, Ly->ln_attn.w->grad, b->d_n, a->xh1 ? NULL : a->x, a->xh1,
-                        Ly->ln_attn.w->value, a->rstd1, N, C, OPS_SET);
-    if (dx) o->axpy(dx, b->d_a, 1.0f, NC); /* the residual */
+    o->rmsnorm_backward(need_input ? grad : NULL, Ly->ln_attn.w->grad, b->d_n, a->xh1 ? NULL : a->x,
+                        a->xh1, Ly->ln_attn.w->value, a->rstd1, N, C,
+                        OPS_ADD); /* + the residual's */
 }
 
 static void llama_forward(Model *m, Drop d) {
@@ -340,10 +339,9 @@ static void llama_backward(Model *m, Drop d) {
     o->rmsnorm_backward(b->d_out, b->ln_f.w->grad, m->dhidden, b->acts[L - 1].out, NULL,
                         b->ln_f.w->value, b->rstd_f, N, C, OPS_SET);
     int emb_trains = b->wte->grad != NULL;
-    float *dout = layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
-                                  b->d_x, d);
+    layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out, d);
     if (emb_trains)
-        o->embedding_backward(b->wte->grad, NULL, NULL, dout, m->ids, NULL, m->B, m->T, C);
+        o->embedding_backward(b->wte->grad, NULL, NULL, b->d_out, m->ids, NULL, m->B, m->T, C);
 }
 
 static void llama_decode(Model *m, int pos0, int n) {

@@ -1271,16 +1271,10 @@ const float *linear_dout(Model *m, const Linear *l, float *scratch, const float 
     return NULL;
 }
 
-float *layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *dout,
-                       float *dx, Drop d) {
-    for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
-        int need_dx = l > lowest || need_input;
-        layer(m, l, dout, need_dx ? dx : NULL, d);
-        float *t = dout;
-        dout = dx;
-        dx = t;
-    }
-    return dout;
+void layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *grad,
+                     Drop d) {
+    for (int l = m->cfg.num_layers - 1; l >= lowest; l--)
+        layer(m, l, grad, l > lowest || need_input, d);
 }
 
 int linear_trains(const Linear *l) {
