@@ -186,21 +186,6 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
     }
 }
 
-/* D[B*NH*T] = rowsum(dout * out) per query row (row = (b*NH + h)*T + i), a warp per row; out
- * f32 or (bf16 forward) its bf16 copy. */
-template <typename E>
-__global__ void flash_rowdot_kernel(float *D, const float *dout, const E *out, const Heads g) {
-    int lane = threadIdx.x & 31;
-    WARP_ROWS(row, (size_t)g.B * g.NH * g.T) {
-        size_t bh = row / g.T, i = row % g.T, b = bh / g.NH, h = bh % g.NH;
-        size_t at = (b * g.T + i) * g.NH * g.HS + h * g.HS;
-        float s = 0.0f;
-        for (int d = lane; d < g.HS; d += 32) s += dout[at + d] * as_f32(out[at + d]);
-        s = warp_sum(s);
-        if (lane == 0) D[row] = s;
-    }
-}
-
 /* grid (B*NH, query blocks of warps*DQ_ROWS rows): dq += dS k / sqrt(HS), dS = P * (dP
  * dropped - D), P = exp(s - lse) recomputed, dP = dout v^T. */
 __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, const float *k,
@@ -432,6 +417,28 @@ __global__ void heads_bf16_kernel(HeadCopies hc, int B, int T, int HS) {
             packed[e / 2] = pack_bf16x2(lo, hi);
         }
         *(uint4 *)(dst + row * HP + d) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    }
+}
+
+/* D[B*NH*T] = rowsum(dout * out) per query row (row = (b*NH + h)*T + i), a warp per row, a lane
+ * two columns at a time; out f32 or (bf16 forward) its bf16 copy. With douth (bf16) the same
+ * pass writes dout's heads_bf16 copy there, from the values it read. */
+template <typename E>
+__global__ void flash_rowdot_kernel(float *D, bf16 *douth, const float *dout, const E *out,
+                                    const Heads g) {
+    int lane = threadIdx.x & 31, HP = padded_hs(g.HS);
+    WARP_ROWS(row, (size_t)g.B * g.NH * g.T) {
+        size_t bh = row / g.T, i = row % g.T, b = bh / g.NH, h = bh % g.NH;
+        size_t at = (b * g.T + i) * g.NH * g.HS + h * g.HS;
+        float s = 0.0f;
+        for (int d = 2 * lane; d < (douth ? HP : g.HS); d += 64) {
+            float lo = d < g.HS ? dout[at + d] : 0.0f, hi = d + 1 < g.HS ? dout[at + d + 1] : 0.0f;
+            if (d < g.HS) s += lo * as_f32(out[at + d]);
+            if (d + 1 < g.HS) s += hi * as_f32(out[at + d + 1]);
+            if (douth) *(uint32_t *)(douth + row * HP + d) = pack_bf16x2(lo, hi);
+        }
+        s = warp_sum(s);
+        if (lane == 0) D[row] = s;
     }
 }
 
@@ -1203,12 +1210,11 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     dim3 grid;
     unsigned threads;
     unsigned blocks = cuda_blocks(rows, ATT_WARPS);
-    if (tc)
-        flash_rowdot_kernel<bf16><<<blocks, ATT_WARPS * 32>>>(a.D, dout, a.out, g);
+    if (tc) /* and dout's bf16 copy */
+        flash_rowdot_kernel<bf16><<<blocks, ATT_WARPS * 32>>>(a.D, a.dout, dout, a.out, g);
     else
-        flash_rowdot_kernel<float><<<blocks, ATT_WARPS * 32>>>(a.D, dout, out, g);
+        flash_rowdot_kernel<float><<<blocks, ATT_WARPS * 32>>>(a.D, NULL, dout, out, g);
     CUDA_LAUNCHED("attention_backward (D)");
-    if (tc) heads_bf16(a.dout, dout, g, NH);
     if (dq) {
         if (tc) {
             with_kernel_shape(
