@@ -157,14 +157,17 @@ def loops(blocks, nodes):
 def tile_loop(blocks, marker):
     """(head, order, dag) of the loop of the marker instruction: the strongly connected
     component of the control-flow graph holding the most of them (the compiler lays a loop's
-    blocks out in any order), or the loop inside it that holds at least half of those (the
-    column loop inside a kernel's loop over rows), entered at head; its edges less those a
+    blocks out in any order; of equals, the fewest instructions: a kernel compiled with a
+    variant of its loop beside it, as one that also writes a copy), or the loop inside it that
+    holds at least half of those (the column loop inside a kernel's loop over rows), entered at
+    head; its edges less those a
     depth-first walk from head finds going back (to head: the next tile; to an inner loop's
     head: that loop counted once), in topological order."""
     marks = lambda comp: sum(op.split(".")[0] == marker for b in comp for op in blocks[b][0])
     nodes, comp, head = set(blocks), None, None
     while True:
-        inner = max(loops(blocks, nodes), key=marks, default=set())
+        size = lambda comp: sum(len(blocks[b][0]) for b in comp)
+        inner = max(loops(blocks, nodes), key=lambda c: (marks(c), -size(c)), default=set())
         if not marks(inner) or (comp and 2 * marks(inner) < marks(comp)):
             break
         comp = inner

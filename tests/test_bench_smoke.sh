@@ -58,7 +58,7 @@ if command -v nvcc >/dev/null; then
     # --marker FFMA on LoRA's down-projection at rank 8, float4 loads: its column loop (inside
     # the loop over rows) multiplies 4 rows x 4 columns by 8 rows of A, 128 FFMA
     sass=$(python3 bench/sass-paths.py kernels/cuda/lora_matmul.cu --marker FFMA \
-      --kernel 'lora_down_kernel<8, 4, false>' 2>&1 || true)
+      --kernel 'lora_down_kernel<8, 4, false, false>' 2>&1 || true)
     check "sass-paths --marker FFMA" "$sass" "lean +[0-9]+ instructions, [0-9.]+ per FFMA: FP32 128 "
   fi
 fi

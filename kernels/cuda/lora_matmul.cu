@@ -195,36 +195,38 @@ __device__ inline void drop_slice(float (&x)[VEC], uint32_t key, int k, float p)
     }
 }
 
-/* b[r] = At[k][min(r0 + r, R - 1)] for r < RMAX, of At [K,R] (A^T): float4 loads when whole
- * (ranks r0.. r0 + RMAX all below R, rows 16-byte aligned). */
-template <int RMAX>
-__device__ inline void load_ranks(float (&b)[RMAX], const float *At, int k, int r0, int R,
-                                  bool whole) {
+/* How down_pass reads A: its rows [R,K] (forward), or A^T stored [K,R] (backward's B), a row's
+ * ranks r0.. together: A_T_WHOLE as float4 (ranks r0.. r0 + RMAX all below R, rows 16-byte
+ * aligned), A_T_CLAMPED one by one, min(r0 + r, R - 1). */
+enum { A_ROWS, A_T_WHOLE, A_T_CLAMPED };
+
+/* b[r] = At[k][r0 + r] for r < RMAX, of At [K,R], as AT says. */
+template <int RMAX, int AT>
+__device__ inline void load_ranks(float (&b)[RMAX], const float *At, int k, int r0, int R) {
     const float *row = At + (size_t)k * R;
-    if (whole) {
+    if constexpr (AT == A_T_WHOLE) {
 #pragma unroll
         for (int r = 0; r < RMAX; r += 4) {
             float4 q = *(const float4 *)(row + r0 + r);
             b[r] = q.x, b[r + 1] = q.y, b[r + 2] = q.z, b[r + 3] = q.w;
         }
-        return;
-    }
+    } else {
 #pragma unroll
-    for (int r = 0; r < RMAX; r++) b[r] = row[min(r0 + r, R - 1)];
+        for (int r = 0; r < RMAX; r++) b[r] = row[min(r0 + r, R - 1)];
+    }
 }
 
 /* One pass of lora_down_kernel over the columns of its ROWS rows x_i = X[n0 + ri_i]:
  * acc[i * RMAX + r] += the lane's part of drop(x_i) . a_r, a_r row min(r0 + r, R - 1) of A
- * (TRANS: column min(r0 + r, R - 1) of A^T [K,R], its ranks loaded together, whole_ranks as
- * load_ranks; the same sums in the same order); COPY: bf16(x_i) also into copy c < n of g (rows
- * ld apart), before the mask. Every row is whole (rows past N or R repeat a real one, whose sums
- * are not stored), so nothing in the loop is predicated and the compiler keeps a running pointer
- * per row. */
-template <int RMAX, int VEC, bool COPY, bool DROP, bool TRANS, int ROWS = down_rows(RMAX)>
+ * (or that column of A^T, as AT says: the same sums in the same order); COPY: bf16(x_i) also
+ * into copy c < n of g (rows ld apart), before the mask. Every row is whole (rows past N or R
+ * repeat a real one, whose sums are not stored), so nothing in the loop is predicated and the
+ * compiler keeps a running pointer per row. */
+template <int RMAX, int VEC, bool COPY, bool DROP, int AT, int ROWS = down_rows(RMAX)>
 __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, const float *x0,
                                  const int (&ri)[ROWS], size_t n0, size_t ld, const float *A,
-                                 int r0, int R, bool whole_ranks, const uint32_t (&key)[ROWS],
-                                 float p, int K, int lane) {
+                                 int r0, int R, const uint32_t (&key)[ROWS], float p, int K,
+                                 int lane) {
     for (int k = lane * VEC; k < K; k += 32 * VEC) {
         float x[ROWS][VEC];
 #pragma unroll
@@ -235,11 +237,11 @@ __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, c
                 if (c < g.n) store_bf16_slice<VEC>(g.xb[c] + (n0 + ri[i]) * ld + k, x[i]);
             if (DROP) drop_slice<VEC>(x[i], key[i], k, p);
         }
-        if constexpr (TRANS) {
+        if constexpr (AT != A_ROWS) {
 #pragma unroll
             for (int e = 0; e < VEC; e++) {
                 float b[RMAX];
-                load_ranks<RMAX>(b, A, k + e, r0, R, whole_ranks);
+                load_ranks<RMAX, AT>(b, A, k + e, r0, R);
 #pragma unroll
                 for (int r = 0; r < RMAX; r++)
 #pragma unroll
@@ -257,6 +259,21 @@ __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, c
             }
         }
     }
+}
+
+/* down_pass over rank chunk r0.. of linear j, the copies written when copy (a template parameter
+ * of down_pass, so that neither loop tests it). */
+template <int RMAX, int VEC, bool DROP, int AT, int ROWS = down_rows(RMAX)>
+__device__ inline void down_chunk(bool copy, float (&acc)[ROWS * RMAX], const LoraDown &g,
+                                  const float *x0, const int (&ri)[ROWS], size_t n0, size_t ld,
+                                  int j, int r0, int R, const uint32_t (&key)[ROWS], float p, int K,
+                                  int lane) {
+    if (copy)
+        down_pass<RMAX, VEC, true, DROP, AT>(acc, g, x0, ri, n0, ld, g.A[j], r0, R, key, p, K,
+                                             lane);
+    else
+        down_pass<RMAX, VEC, false, DROP, AT>(acc, g, x0, ri, n0, ld, g.A[j], r0, R, key, p, K,
+                                              lane);
 }
 
 /* For each linear j of g: u_j = drop_j(X) A_j^T [N,R], in chunks of RMAX outputs. A warp takes
@@ -287,13 +304,17 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
                 float acc[V];
 #pragma unroll
                 for (int v = 0; v < V; v++) acc[v] = 0.0f;
-                bool whole = TRANS && R % 4 == 0 && r0 + RMAX <= R && (uintptr_t)g.A[j] % 16 == 0;
-                if (g.xb[0] && j == 0 && r0 == 0)
-                    down_pass<RMAX, VEC, true, DROP, TRANS>(acc, g, x0, ri, n0, ld, g.A[j], r0, R,
-                                                            whole, key, p, K, lane);
-                else
-                    down_pass<RMAX, VEC, false, DROP, TRANS>(acc, g, x0, ri, n0, ld, g.A[j], r0, R,
-                                                             whole, key, p, K, lane);
+                bool copy = g.xb[0] && j == 0 && r0 == 0;
+                if constexpr (!TRANS) {
+                    down_chunk<RMAX, VEC, DROP, A_ROWS>(copy, acc, g, x0, ri, n0, ld, j, r0, R, key,
+                                                        p, K, lane);
+                } else if (R % 4 == 0 && r0 + RMAX <= R && (uintptr_t)g.A[j] % 16 == 0) {
+                    down_chunk<RMAX, VEC, DROP, A_T_WHOLE>(copy, acc, g, x0, ri, n0, ld, j, r0, R,
+                                                           key, p, K, lane);
+                } else {
+                    down_chunk<RMAX, VEC, DROP, A_T_CLAMPED>(copy, acc, g, x0, ri, n0, ld, j, r0, R,
+                                                             key, p, K, lane);
+                }
                 warp_sum_transposed(acc, lane);
 #pragma unroll
                 for (int b = 0; b < V; b += 32) {
