@@ -377,15 +377,20 @@ static void lora_down_transposed(LoraDown g, const float *X, float scale, int N,
 }
 
 /* The scratch is the CPU's (its dropped input). */
+/* A group of n linears fits the kernels' arrays; else the error is noted. */
+static bool group_fits(int n, const char *too_many) {
+    if (n <= OPS_LORA_GROUP_MAX) return true;
+    CUDA_FAIL(too_many);
+    return false;
+}
+
 void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
                          float *scratch, int N, int C, int R) {
     (void)scratch;
-    if (N <= 0 || n <= 0 || R <= 0) return;
-    if (n > OPS_LORA_GROUP_MAX) {
-        CUDA_FAIL("lora_down_bf16: more linears than OPS_LORA_GROUP_MAX");
+    if (N <= 0 || n <= 0 || R <= 0 ||
+        !group_fits(n, "lora_down_bf16: more linears than OPS_LORA_GROUP_MAX"))
         return;
-    }
     LoraDown g = {};
     g.n = n;
     for (int j = 0; j < n; j++)
@@ -513,11 +518,9 @@ static void lora_dinp(float *dinp, const float *du, const float *A, float p, uin
 
 void cuda_lora_dinp_bf16(float *dinp, const float *const *du, const float *const *A,
                          const uint64_t *seeds, int n, float p, int N, int C, int R, int acc) {
-    if (N <= 0 || C <= 0 || n <= 0) return;
-    if (n > OPS_LORA_GROUP_MAX) {
-        CUDA_FAIL("lora_dinp_bf16: more linears than OPS_LORA_GROUP_MAX");
+    if (N <= 0 || C <= 0 || n <= 0 ||
+        !group_fits(n, "lora_dinp_bf16: more linears than OPS_LORA_GROUP_MAX"))
         return;
-    }
     LoraUp g = {};
     g.n = n;
     for (int j = 0; j < n; j++) g.du[j] = du[j], g.A[j] = A[j], g.seed[j] = seeds[j];
