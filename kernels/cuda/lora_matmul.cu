@@ -376,7 +376,6 @@ static void lora_down_transposed(LoraDown g, const float *X, float scale, int N,
     CUDA_LAUNCHED("lora_down (transposed)");
 }
 
-/* The scratch is the CPU's (its dropped input). */
 /* A group of n linears fits the kernels' arrays; else the error is noted. */
 static bool group_fits(int n, const char *too_many) {
     if (n <= OPS_LORA_GROUP_MAX) return true;
@@ -384,6 +383,7 @@ static bool group_fits(int n, const char *too_many) {
     return false;
 }
 
+/* The scratch is the CPU's (its dropped input). */
 void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
                          float *scratch, int N, int C, int R) {
@@ -590,7 +590,7 @@ __device__ inline void load_cols(float (&x)[GRAD_VEC], const float *row, int c, 
 
 /* One weight gradient: its operands (avec, bvec: rows and base 16-byte aligned, for vector loads),
  * b's dropout, its partials and where the sum goes (out[r * rs + c * cs], times alpha); C 0 when
- * there is none. */
+ * there is none (grad_args). */
 template <typename TA, typename TB> struct GradArgs {
     float *partial;
     const TA *a;
@@ -675,6 +675,16 @@ struct GradSum {
     int rs, cs, C;
     float alpha;
 };
+/* The gradient out[r * rs + c * cs] (+)= alpha * sum_n bf16(a[n,r]) bf16(drop(b[n,c])) of R x C
+ * values, none when out is NULL; lora_grads fills in the rest. */
+template <typename TA, typename TB>
+static GradArgs<TA, TB> grad_args(float *out, int rs, int cs, float alpha, const TA *a, int lda,
+                                  const TB *b, int ldb, int C, float p, uint64_t seed) {
+    GradArgs<TA, TB> g = {};
+    g.out = out, g.rs = rs, g.cs = cs, g.alpha = alpha, g.a = a, g.lda = lda, g.b = b;
+    g.ldb = ldb, g.C = out ? C : 0, g.p = p, g.seed = seed;
+    return g;
+}
 template <typename TA, typename TB> static GradSum grad_sum(const GradArgs<TA, TB> &g) {
     return GradSum{g.out, g.partial, g.rs, g.cs, g.C, g.alpha};
 }
@@ -697,13 +707,13 @@ template <typename T> static bool aligned16(const T *x, int ld) {
     return (uintptr_t)x % 16 == 0 && (size_t)ld * sizeof(T) % 16 == 0;
 }
 
-/* dB and dA (gb.C or ga.C 0: none) in two launches: the partials, then their sums. The splits:
- * about GRAD_BLOCKS blocks in all, at least 64 rows and at most ops_lora_grad_splits(N) of them
- * (the partials' scratch holds that many of each). */
+/* dB and dA (gb.C or ga.C 0: none; ga's lora dropout p) in two launches: the partials, in
+ * partial, then their sums. The splits: about GRAD_BLOCKS blocks in all, at least 64 rows and at
+ * most ops_lora_grad_splits(N) of them (the partials' scratch holds that many of each). */
 enum { GRAD_BLOCKS = 512 };
 template <typename TB>
-static void lora_grads(GradArgs<float, __nv_bfloat16> gb, GradArgs<__nv_bfloat16, TB> ga, float p,
-                       int N, int R) {
+static void lora_grads(GradArgs<float, __nv_bfloat16> gb, GradArgs<__nv_bfloat16, TB> ga,
+                       float *partial, int N, int R) {
     int tiles_b = (gb.C + GRAD_COLS - 1) / GRAD_COLS,
         tiles = tiles_b + (ga.C + GRAD_COLS - 1) / GRAD_COLS;
     int chunks = (R + GRAD_RC - 1) / GRAD_RC;
@@ -712,11 +722,11 @@ static void lora_grads(GradArgs<float, __nv_bfloat16> gb, GradArgs<__nv_bfloat16
     splits = splits < 1 ? 1 : splits > most ? most : splits;
     int split_rows = (N + splits - 1) / splits;
     splits = (N + split_rows - 1) / split_rows;
-    ga.partial = gb.partial + (size_t)splits * R * gb.C;
+    gb.partial = partial, ga.partial = partial + (size_t)splits * R * gb.C;
     gb.avec = aligned16(gb.a, gb.lda), gb.bvec = aligned16(gb.b, gb.ldb);
     ga.avec = aligned16(ga.a, ga.lda), ga.bvec = aligned16(ga.b, ga.ldb);
     dim3 grid((unsigned)tiles, (unsigned)splits, (unsigned)chunks);
-    if (p > 0.0f)
+    if (ga.p > 0.0f)
         lora_grads_partial_kernel<TB, true>
             <<<grid, GRAD_WARPS * 32>>>(gb, ga, tiles_b, N, R, split_rows, cuda_step());
     else
@@ -772,18 +782,11 @@ void cuda_lora_backward_bf16(uint16_t *dd, float *du, float *dA, float *dB, cons
     g.n = 1, g.A[0] = B, g.u[0] = du, g.xb[0] = (__nv_bfloat16 *)dd;
     lora_down_transposed(g, dout, scale, N, OC, R);
     /* dB[c,r] += scale sum_n bf16(u)[n,r] dout[n,c]; dA[r,c] += sum_n du[n,r] drop(x)[n,c] */
-    GradArgs<float, __nv_bfloat16> gb = {scratch, u,    d, R,  ldd, dB ? OC : 0, false,
-                                         false,   0.0f, 0, dB, 1,   R,           scale};
-    if (inp) {
-        GradArgs<__nv_bfloat16, float> ga = {NULL,  d + OC, inp,  ldd, C, dA ? C : 0, false,
-                                             false, p,      seed, dA,  C, 1,          1.0f};
-        lora_grads(gb, ga, p, N, R);
-    } else {
-        GradArgs<__nv_bfloat16, __nv_bfloat16> ga = {NULL,  d + OC, (const __nv_bfloat16 *)xb,
-                                                     ldd,   ldx,    dA ? C : 0,
-                                                     false, false,  p,
-                                                     seed,  dA,     C,
-                                                     1,     1.0f};
-        lora_grads(gb, ga, p, N, R);
-    }
+    auto gb = grad_args(dB, 1, R, scale, u, R, d, ldd, OC, 0.0f, 0);
+    if (inp)
+        lora_grads(gb, grad_args(dA, C, 1, 1.0f, d + OC, ldd, inp, C, C, p, seed), scratch, N, R);
+    else
+        lora_grads(
+            gb, grad_args(dA, C, 1, 1.0f, d + OC, ldd, (const __nv_bfloat16 *)xb, ldx, C, p, seed),
+            scratch, N, R);
 }

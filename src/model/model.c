@@ -1243,11 +1243,11 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
                            int acc) {
     int size = ls[0]->group > 1 ? ls[0]->group : 1, bf16 = 1;
     for (int i = 0; i < n; i++) bf16 = bf16 && bf16_gemm(m, ls[i]);
-    if (!bf16) size = 1; /* member by member */
-    for (int i = 0; i < n; i += size) {
-        int k = n - i < size ? n - i : size, a = i ? OPS_ADD : acc;
-        if (k > 1)
-            linear_backward_bf16(m, ls + i, dinp, douts + i, k, inp, N, p, seeds + i, a);
+    for (int i = 0; i < n; i += bf16 ? size : 1) { /* in groups the scratch holds, or one by one */
+        int a = i ? OPS_ADD : acc;
+        if (bf16)
+            linear_backward_bf16(m, ls + i, dinp, douts + i, n - i < size ? n - i : size, inp, N, p,
+                                 seeds + i, a);
         else
             linear_backward(m, ls[i], dinp, douts[i], inp, N, p, seeds[i], a);
     }
