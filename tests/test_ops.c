@@ -656,12 +656,12 @@ static void lora_bwd(void *p, const float *dout, unsigned use) {
 
 /* lora_backward_bf16 (from inp, and from its bf16 copy xb: lora_down_bf16's copy 0, OPS_ADD)
  * against double sums of the bf16 operands it defines: du = scale * dout @ B (1e-5) and dd =
- * [bf16(dout) | bf16(du)] (du's bf16 one step apart at most: a rounding boundary between the f32
- * and the double sum), dB = scale * bf16(dout)^T bf16(u), dA = bf16(du)^T bf16(drop(x)) with the
- * op's own bf16(du); then lora_dinp_bf16 of two linears (this du and A under two seeds) over
- * dinp: dinp + drop_1'(du @ A) + drop_2'(du @ A), 1e-5. */
+ * [bf16(dout) | gap | bf16(du)] (du's bf16 one step apart at most: a rounding boundary between
+ * the f32 and the double sum; the gap's columns untouched), dB = scale * bf16(dout)^T bf16(u), dA =
+ * bf16(du)^T bf16(drop(x)) with the op's own bf16(du); then lora_dinp_bf16 of two linears (this du
+ * and A under two seeds) over dinp: dinp + drop_1'(du @ A) + drop_2'(du @ A), 1e-5. */
 static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
-    enum { LDD = OC + R };
+    enum { GAP = 3, DU_COL = OC + GAP, LDD = DU_COL + R };
     float dout[N * OC], du[N * R], dinp0[N * C];
     double rdu[N * R];
     fill(dout, N * OC, -1, 1), fill(dinp0, N * C, -1, 1);
@@ -676,8 +676,9 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
         float dinp[N * C], gdu[N * R], dA[R * C] = {0}, dB[OC * R] = {0};
         float *scratch = malloc(sizeof(float) * ops_lora_bf16_scratch(N, C, OC, R));
         uint16_t dd[N * LDD];
+        memset(dd, 0xff, sizeof dd);
         memcpy(dinp, dinp0, sizeof dinp);
-        ops->lora_backward_bf16(dd, gdu, dA, dB, dout, from_copy ? NULL : c->inp,
+        ops->lora_backward_bf16(dd, LDD, DU_COL, gdu, dA, dB, dout, from_copy ? NULL : c->inp,
                                 from_copy ? xb : NULL, C + R, c->u, c->Bm, lora_scale, c->p,
                                 lora_seed, scratch, N, C, OC, R);
         ops->lora_dinp_bf16(dinp, (const float *const[]){gdu, gdu},
@@ -686,7 +687,11 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
         int bad = 0;
         for (int n = 0; n < N; n++)
             for (int k = 0; k < LDD; k++) {
-                float want = k < OC ? dout[n * OC + k] : du[n * R + k - OC];
+                if (k >= OC && k < DU_COL) {
+                    bad += dd[n * LDD + k] != 0xffff;
+                    continue;
+                }
+                float want = k < OC ? dout[n * OC + k] : du[n * R + k - DU_COL];
                 float got = bf16_to_f32(dd[n * LDD + k]);
                 bad += k < OC ? got != bf16_value(want)
                               : fabsf(got - want) > fabsf(want) * 0x1p-8f + 1e-6f;
@@ -706,7 +711,7 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
                 for (int n = 0; n < N; n++) {
                     float x = from_copy ? bf16_to_f32(xb[n * (C + R) + k]) : c->inp[n * C + k];
                     x *= rng_row_dropout(lora_seed, (uint64_t)n, (uint32_t)k, c->p);
-                    s += (double)bf16_to_f32(dd[n * LDD + OC + r]) * bf16_value(x);
+                    s += (double)bf16_to_f32(dd[n * LDD + DU_COL + r]) * bf16_value(x);
                 }
                 rdA[r * C + k] = s;
             }
@@ -1719,8 +1724,8 @@ static void test_first_writers(void) {
     float *lora_scratch = malloc(sizeof(float) * ops_lora_bf16_scratch(N, C, OC, R));
     float *du = malloc(sizeof(float) * (size_t)N * R);
     const uint64_t seed = 7;
-    ops->lora_backward_bf16(ddo, du, NULL, NULL, dout, x, NULL, 0, NULL, B, 0.5f, 0.3f, seed,
-                            lora_scratch, N, C, OC, R);
+    ops->lora_backward_bf16(ddo, OC + R, OC, du, NULL, NULL, dout, x, NULL, 0, NULL, B, 0.5f, 0.3f,
+                            seed, lora_scratch, N, C, OC, R);
     for (int acc = 0; acc < 2; acc++) { /* OPS_SET over NaNs, OPS_ADD over zeros */
         for (int i = 0; i < 10; i++) d[acc][i] = rand_vec(NC, 0, 0);
         for (int i = 0; i < 10 && !acc; i++)

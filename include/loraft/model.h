@@ -91,7 +91,8 @@ typedef struct Param {
     int dtype;    /* GgmlType of the stored values: GGML_F32 unless packed */
     size_t packed_bytes;
     int lora_room; /* R for a BF16 weight stored with room for LoRA's fused GEMMs (precision bf16,
-                      model.c): [[W | B] ; [A | 0]], [out+R, in+R]; 0 otherwise */
+                      model.c): rows [W | B], in+R values apart (its group's A after them,
+                      Lora.a_bf16); 0 otherwise */
     float *grad;   /* into Model.grads; NULL when frozen */
     int decay;     /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
     int is_lora, in_checkpoint;
@@ -109,6 +110,8 @@ typedef struct Lora {
     float *u;            /* saved drop(x) A^T per layer use [N,R] */
     uint16_t *xb;        /* or NULL: its input's bf16 copy [N, in+R] kept for backward
                             (plan_take_input), shared by the adapted linears of a group */
+    uint16_t *a_bf16;    /* or NULL: A's bf16 rows [R, in] in its group's stored weight block
+                            (rows as its weight's apart), which sync_adapters refreshes */
     struct Linear *base; /* the dense layer it sits beside (for merging) */
 } Lora;
 
@@ -117,6 +120,7 @@ typedef struct Linear {
     Lora *lora;   /* NULL when this module is not a LoRA target */
     int in, out;
     int group; /* linears that read its input in one linear_forward_group (model_share_input) */
+    struct Linear *const *peers; /* those linears in order (itself among them), or NULL: alone */
     /* or NULL: under precision bf16 a linear without LoRA reads its input [N,in] forward and
      * its output's gradient [N,out] backward as bf16 that the op before (after) it wrote there
      * (linear_reads_bf16, linear_dout), instead of rounding the f32 ones in a pass of its own */

@@ -278,17 +278,18 @@ typedef struct Ops {
                           const float *u, const float *A, const float *B, float scale, float p,
                           uint64_t seed, float *scratch, int N, int C, int OC, int R);
     /* model.precision bf16: lora_backward beside a bf16 linear, dout [N,OC] read once:
-     * du [N,R] = scale * (dout @ B) (f32); dd [N, OC+R] = [bf16(dout) | bf16(du)], for
-     * matmul_backward_bf16; dB[OC,R] += scale * bf16(dout)^T @ bf16(u); dA[R,C] += bf16(du)^T @
-     * bf16(drop(x)), x = inp [N,C] f32 or (inp NULL) its bf16 copy xb, rows ldx apart
-     * (lora_down_bf16's): products of bf16 values, exact in f32 on both backends. The input
+     * du [N,R] = scale * (dout @ B) (f32); dd, rows ldd apart: columns 0..OC = bf16(dout) and
+     * du_col..du_col+R = bf16(du) (du_col >= OC), for matmul_backward_bf16 (a group's GEMM reads
+     * its members' columns side by side); dB[OC,R] += scale * bf16(dout)^T @ bf16(u); dA[R,C] +=
+     * bf16(du)^T @ bf16(drop(x)), x = inp [N,C] f32 or (inp NULL) its bf16 copy xb, rows ldx
+     * apart (lora_down_bf16's): products of bf16 values, exact in f32 on both backends. The input
      * gradient's LoRA term, drop'(du @ A), is lora_dinp_bf16's (or, at lora dropout 0, part of
-     * matmul_backward_bf16's GEMM over [dout | du] [W ; A]).
+     * matmul_backward_bf16's GEMM over [dout .. du] [W ; A]).
      * scratch: ops_lora_bf16_scratch(N, C, OC, R) floats. */
-    void (*lora_backward_bf16)(uint16_t *dd, float *du, float *dA, float *dB, const float *dout,
-                               const float *inp, const uint16_t *xb, int ldx, const float *u,
-                               const float *B, float scale, float p, uint64_t seed, float *scratch,
-                               int N, int C, int OC, int R);
+    void (*lora_backward_bf16)(uint16_t *dd, int ldd, int du_col, float *du, float *dA, float *dB,
+                               const float *dout, const float *inp, const uint16_t *xb, int ldx,
+                               const float *u, const float *B, float scale, float p, uint64_t seed,
+                               float *scratch, int N, int C, int OC, int R);
     /* dinp[N,C] (+)= the sum over j < n of drop_j'(du[j] @ A[j]) (acc 0: =), drop_j the lora
      * dropout masks of seeds[j] (lora_forward's): the LoRA terms of the input gradient of n
      * (1..OPS_LORA_GROUP_MAX) adapted linears that read one input (q, k, v), in one pass over

@@ -517,26 +517,27 @@ static float bf16_round(float x) {
 
 /* du = scale * dout @ B by sgemm, dd, then the bf16 products in loops: the operands of the
  * GPU's bf16 GEMMs, summed in f32 (this reference runs in the tests only). No scratch. */
-static void cpu_lora_backward_bf16(uint16_t *dd, float *du, float *dA, float *dB, const float *dout,
-                                   const float *inp, const uint16_t *xb, int ldx, const float *u,
-                                   const float *B, float scale, float p, uint64_t seed,
-                                   float *scratch, int N, int C, int OC, int R) {
+static void cpu_lora_backward_bf16(uint16_t *dd, int ldd, int du_col, float *du, float *dA,
+                                   float *dB, const float *dout, const float *inp,
+                                   const uint16_t *xb, int ldx, const float *u, const float *B,
+                                   float scale, float p, uint64_t seed, float *scratch, int N,
+                                   int C, int OC, int R) {
     (void)scratch;
     seed ^= cpu_step.seed;
-    size_t ldd = (size_t)OC + R;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, dout, OC, B, R, 0.0f,
                 du, R);
-#pragma omp parallel for if ((size_t)N * ldd > CPU_PAR_MIN)
-    for (int n = 0; n < N; n++)
-        for (size_t k = 0; k < ldd; k++)
-            dd[n * ldd + k] =
-                f32_to_bf16(k < (size_t)OC ? dout[(size_t)n * OC + k] : du[(size_t)n * R + k - OC]);
+#pragma omp parallel for if ((size_t)N * (OC + R) > CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        uint16_t *row = dd + (size_t)n * ldd;
+        for (int k = 0; k < OC; k++) row[k] = f32_to_bf16(dout[(size_t)n * OC + k]);
+        for (int r = 0; r < R; r++) row[du_col + r] = f32_to_bf16(du[(size_t)n * R + r]);
+    }
 #pragma omp parallel for if (dB && (size_t)N * OC * R > CPU_PAR_MIN)
     for (int o = 0; o < (dB ? OC : 0); o++)
         for (int r = 0; r < R; r++) {
             float s = 0.0f;
             for (int n = 0; n < N; n++)
-                s += qb_bf16(dd[n * ldd + o]) * bf16_round(u[(size_t)n * R + r]);
+                s += qb_bf16(dd[(size_t)n * ldd + o]) * bf16_round(u[(size_t)n * R + r]);
             dB[(size_t)o * R + r] += scale * s;
         }
 #pragma omp parallel for if (dA && (size_t)N * C * R > CPU_PAR_MIN)
@@ -545,7 +546,7 @@ static void cpu_lora_backward_bf16(uint16_t *dd, float *du, float *dA, float *dB
             float s = 0.0f;
             for (int n = 0; n < N; n++) {
                 float x = inp ? inp[(size_t)n * C + c] : qb_bf16(xb[(size_t)n * ldx + c]);
-                s += qb_bf16(dd[n * ldd + OC + r]) *
+                s += qb_bf16(dd[(size_t)n * ldd + du_col + r]) *
                      bf16_round(x * rng_row_dropout(seed, (uint64_t)n, (uint32_t)c, p));
             }
             dA[(size_t)r * C + c] += s;

@@ -145,14 +145,15 @@ void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const u
 
 /* The down-projections of n linears that read one input, by value: each one's A [R,K] (or, with
  * the kernels' TRANS, A^T stored as [K,R]: backward's B), u [N,R] = u_scale x the sums, and
- * dropout seed (XOR the step's); xb[j], when xb[0] is not NULL, receives copy j [N, K+R] =
- * [bf16(x) | bf16(scale x the sums of j)]. */
+ * dropout seed (XOR the step's); when xb[0] is not NULL, copy j (rows ld apart) receives bf16(x)
+ * at xb[j] and bf16(scale x the sums of j) at xu[j]: [bf16(x) | bf16(scale u)] forward (xu[j] =
+ * xb[j] + K), a group's [douts | dus] backward. */
 struct LoraDown {
     const float *A[OPS_LORA_GROUP_MAX];
     float *u[OPS_LORA_GROUP_MAX];
     uint64_t seed[OPS_LORA_GROUP_MAX];
-    __nv_bfloat16 *xb[OPS_LORA_GROUP_MAX];
-    int n;
+    __nv_bfloat16 *xb[OPS_LORA_GROUP_MAX], *xu[OPS_LORA_GROUP_MAX];
+    int n, ld;
     float u_scale;
     const OpsStep *step;
 };
@@ -287,7 +288,7 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     lora_down_kernel(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
     enum { ROWS = down_rows(RMAX), V = ROWS * RMAX };
     int lane = threadIdx.x & 31;
-    size_t ld = (size_t)K + R;
+    size_t ld = g.ld;
     WARP_ROWS(group, ((size_t)N + ROWS - 1) / ROWS) {
         size_t n0 = group * ROWS;
         size_t left = N - n0;
@@ -322,7 +323,7 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
                     if (i >= rows || r >= R) continue;
                     size_t n = n0 + i;
                     g.u[j][n * R + r] = g.u_scale * acc[b];
-                    if (g.xb[0]) g.xb[j][n * ld + K + r] = __float2bfloat16(scale * acc[b]);
+                    if (g.xb[0]) g.xu[j][n * ld + r] = __float2bfloat16(scale * acc[b]);
                 }
             }
         }
@@ -331,8 +332,8 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
 
 /* VEC 4 (float4 loads of X and A, 8-byte stores of xb) where every row allows it (TRANS loads
  * A's ranks apart, so only X and xb ask). */
-template <bool TRANS> static bool lora_down_vec4(const LoraDown &g, const float *X, int K, int R) {
-    bool ok = K % 4 == 0 && (uintptr_t)X % 16 == 0 && (!g.xb[0] || R % 4 == 0);
+template <bool TRANS> static bool lora_down_vec4(const LoraDown &g, const float *X, int K) {
+    bool ok = K % 4 == 0 && (uintptr_t)X % 16 == 0 && (!g.xb[0] || g.ld % 4 == 0);
     for (int j = 0; j < g.n; j++)
         ok = ok && (TRANS || (uintptr_t)g.A[j] % 16 == 0) && (uintptr_t)g.xb[j] % 8 == 0;
     return ok;
@@ -343,7 +344,7 @@ static void launch_lora_down(const LoraDown &g, const float *X, float scale, flo
                              int R) {
     constexpr int ROWS = down_rows(RMAX);
     unsigned blocks = cuda_blocks(((size_t)N + ROWS - 1) / ROWS, ROW_WARPS);
-    if (lora_down_vec4<TRANS>(g, X, K, R))
+    if (lora_down_vec4<TRANS>(g, X, K))
         lora_down_kernel<RMAX, 4, DROP, TRANS><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
     else
         lora_down_kernel<RMAX, 1, DROP, TRANS><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
@@ -392,9 +393,11 @@ void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *cons
         !group_fits(n, "lora_down_bf16: more linears than OPS_LORA_GROUP_MAX"))
         return;
     LoraDown g = {};
-    g.n = n;
-    for (int j = 0; j < n; j++)
+    g.n = n, g.ld = C + R;
+    for (int j = 0; j < n; j++) {
         g.A[j] = A[j], g.u[j] = u[j], g.seed[j] = seeds[j], g.xb[j] = (__nv_bfloat16 *)xb[j];
+        g.xu[j] = g.xb[j] + C;
+    }
     lora_down(g, inp, scale, p, N, C, R);
 }
 
@@ -768,25 +771,27 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
     if (dinp) lora_dinp(dinp, du, A, p, seed, N, C, R, 1);
 }
 
-/* The down kernel over dout with B for A^T writes du (its u) and dd (its copy [bf16(dout) |
- * bf16(du)]) from one read of dout; dB and dA are lora_grads' sums over dd's two parts, their
- * partials in the scratch. */
-void cuda_lora_backward_bf16(uint16_t *dd, float *du, float *dA, float *dB, const float *dout,
-                             const float *inp, const uint16_t *xb, int ldx, const float *u,
-                             const float *B, float scale, float p, uint64_t seed, float *scratch,
-                             int N, int C, int OC, int R) {
+/* The down kernel over dout with B for A^T writes du (its u) and dd's columns (its copy
+ * [bf16(dout) .. bf16(du)]) from one read of dout; dB and dA are lora_grads' sums over dd's two
+ * parts, their partials in the scratch. */
+void cuda_lora_backward_bf16(uint16_t *dd, int ldd, int du_col, float *du, float *dA, float *dB,
+                             const float *dout, const float *inp, const uint16_t *xb, int ldx,
+                             const float *u, const float *B, float scale, float p, uint64_t seed,
+                             float *scratch, int N, int C, int OC, int R) {
     if (N <= 0 || C <= 0 || OC <= 0 || R <= 0) return;
     const __nv_bfloat16 *d = (const __nv_bfloat16 *)dd;
-    int ldd = OC + R;
     LoraDown g = {};
-    g.n = 1, g.A[0] = B, g.u[0] = du, g.xb[0] = (__nv_bfloat16 *)dd;
+    g.n = 1, g.ld = ldd, g.A[0] = B, g.u[0] = du, g.xb[0] = (__nv_bfloat16 *)dd;
+    g.xu[0] = g.xb[0] + du_col;
     lora_down_transposed(g, dout, scale, N, OC, R);
     /* dB[c,r] += scale sum_n bf16(u)[n,r] dout[n,c]; dA[r,c] += sum_n du[n,r] drop(x)[n,c] */
     auto gb = grad_args(dB, 1, R, scale, u, R, d, ldd, OC, 0.0f, 0);
     if (inp)
-        lora_grads(gb, grad_args(dA, C, 1, 1.0f, d + OC, ldd, inp, C, C, p, seed), scratch, N, R);
+        lora_grads(gb, grad_args(dA, C, 1, 1.0f, d + du_col, ldd, inp, C, C, p, seed), scratch, N,
+                   R);
     else
         lora_grads(
-            gb, grad_args(dA, C, 1, 1.0f, d + OC, ldd, (const __nv_bfloat16 *)xb, ldx, C, p, seed),
+            gb,
+            grad_args(dA, C, 1, 1.0f, d + du_col, ldd, (const __nv_bfloat16 *)xb, ldx, C, p, seed),
             scratch, N, R);
 }

@@ -197,10 +197,12 @@ static void llama_plan(Model *m, Plan *pl) {
     float *reuse[] = {sh.ctx, sh.a, sh.q, sh.k, sh.v, sh.gate, sh.up, sh.act};
     for (int i = 0; i < 8; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
-    for (size_t l = 0; l < L; l++) { /* dgate, dup in bf16 where gate, up read them so */
+    for (size_t l = 0; l < L; l++) { /* dgate, dup in bf16 where gate and up (both) read them so
+                                        (else their group's GEMM reads them side by side) */
         Layer *Ly = &b->layers[l];
-        Ly->gate.dout_bf16 = linear_reads_bf16(m, &Ly->gate) ? (uint16_t *)b->d_g : NULL;
-        Ly->up.dout_bf16 = linear_reads_bf16(m, &Ly->up) ? (uint16_t *)b->d_u : NULL;
+        int plain = linear_reads_bf16(m, &Ly->gate) && linear_reads_bf16(m, &Ly->up);
+        Ly->gate.dout_bf16 = plain ? (uint16_t *)b->d_g : NULL;
+        Ly->up.dout_bf16 = plain ? (uint16_t *)b->d_u : NULL;
     }
 }
 

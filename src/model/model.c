@@ -323,13 +323,12 @@ static size_t packed_stride(const Param *p) {
 }
 
 /* Uploads a packed weight from its rows, back to back at src; a weight with room for LoRA's
- * fused GEMMs is spread out in ld->bytes first, the room zeroed (linear_forward and
- * linear_backward write B and A there). */
+ * fused GEMMs is spread out in ld->bytes first, the room zeroed (sync_adapters writes B there,
+ * or nothing: a linear without LoRA in a group with it). */
 static void upload_packed(const Loader *ld, const Param *p, const void *src) {
     if (p->lora_room) {
         size_t row = packed_row_bytes(p), stride = packed_stride(p);
         if (src != ld->bytes) memcpy(ld->bytes, src, p->shape[0] * row);
-        memset(ld->bytes + p->shape[0] * stride, 0, p->lora_room * stride);
         for (size_t r = p->shape[0]; r-- > 0;) {
             memmove(ld->bytes + r * stride, ld->bytes + r * row, row);
             memset(ld->bytes + r * stride + row, 0, stride - row);
@@ -567,31 +566,56 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
     plan_take(pl, slot, N * C, keep && !copy, shared, name);
 }
 
-static int weight_ld(const Model *m, const Linear *l) {
-    return l->in + (fused_lora(m, l) ? m->spec.r : 0);
+/* The linears of l's group (model_share_input), in order: n of them, member i. */
+static int group_size(const Linear *l) {
+    return l->peers ? l->group : 1;
 }
 
-static int weight_rows(const Model *m, const Linear *l) {
-    return l->out + (fused_lora(m, l) ? m->spec.r : 0);
+static const Linear *group_member(const Linear *l, int i) {
+    return l->peers ? l->peers[i] : l;
+}
+
+/* A group's bf16 weights are one block (in storage or dequantised into scratch): its members'
+ * rows [W | B], then the A rows of its adapted members, rows in + R values apart if any member
+ * has LoRA (fused_lora), so that backward runs one GEMM for the whole group over [W ; A]. */
+static int group_adapted(const Model *m, const Linear *l) {
+    int any = 0;
+    for (int i = 0; i < group_size(l); i++) any = any || fused_lora(m, group_member(l, i));
+    return any;
+}
+
+static int weight_ld(const Model *m, const Linear *l) {
+    return l->in + (group_adapted(m, l) ? m->spec.r : 0);
+}
+
+/* The block's rows: outputs, then R a member with LoRA. */
+static int group_rows(const Model *m, const Linear *l) {
+    int rows = 0;
+    for (int i = 0; i < group_size(l); i++) {
+        const Linear *g = group_member(l, i);
+        rows += g->out + (fused_lora(m, g) ? m->spec.r : 0);
+    }
+    return rows;
 }
 
 /* The scratch a packed weight's GEMM over N rows needs: the weight dequantised to f32, or
- * under precision bf16 the bf16 GEMM's, after the weight dequantised to bf16 unless stored so;
- * forward, before them, the bf16 copies of the input of its group (linear_forward_bf16), then
- * also the down-projections' scratch; backward, before them, the group's du and dout's bf16
- * copy, then also lora_backward_bf16's (linear_backward_bf16). */
+ * under precision bf16 the bf16 GEMM's, after the weight dequantised to bf16 unless stored so
+ * (forward) or its group's block built (backward, where not stored whole); forward, before them,
+ * the bf16 copies of the input of its group (linear_forward_bf16), then also the
+ * down-projections' scratch; backward, before them, the group's du and [douts | dus] in bf16,
+ * then also lora_backward_bf16's (linear_backward_bf16). */
 static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     if (!bf16_gemm(m, l)) return ops_dequantize_scratch(l->out, l->in);
     const Ops *o = m->ops;
     size_t C = l->in, R = l->lora ? m->spec.r : 0, ld = weight_ld(m, l);
-    size_t rows = weight_rows(m, l), fused_r = rows - l->out;
-    size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(rows, ld);
-    size_t lora = R ? ops_lora_scratch(N, C, R) : 0, K = l->out + fused_r;
+    size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(l->out, ld);
+    size_t K = (size_t)group_rows(m, l), block = ops_dequantize_bf16_scratch(K, ld);
+    size_t lora = R ? ops_lora_scratch(N, C, R) : 0;
     size_t lora_bw = R ? ops_lora_bf16_scratch(N, C, l->out, R) : 0;
     size_t group = l->group > 1 ? (size_t)l->group : 1; /* du: any member may be adapted */
     size_t du = m->n_loras ? group * ops_floats64(N * (size_t)m->spec.r) : 0;
     size_t backward = du + ops_dequantize_bf16_scratch(N, K) +
-                      max_size(lora_bw, w + o->matmul_bf16_scratch((int)N, (int)C, (int)K));
+                      max_size(lora_bw, block + o->matmul_bf16_scratch((int)N, (int)C, (int)K));
     size_t gemm = max_size(w + o->matmul_bf16_scratch((int)N, (int)ld, l->out), lora);
     size_t copies = ops_lora_copies_scratch(l->group > 1 ? l->group : 1, N, C, R);
     return max_size(backward, copies + gemm);
@@ -771,16 +795,44 @@ static int choose_storage(Model *m, const char *dir, LfError *err) {
 }
 
 /* An adapted linear whose weight is stored in bf16 keeps its adapter's bf16 copy in that storage:
- * B as R more columns of each row, A as R more rows ([[W | B] ; [A | -]], fused_lora). A weight
- * dequantised for each GEMM (base_dtype q) gets the copy in the scratch it is dequantised to. */
+ * B as R more columns of each row, A as R rows after its group's weights (group_adapted). A
+ * weight dequantised for each GEMM (base_dtype q) gets the copy in the scratch it is dequantised
+ * to. */
 static int adapter_in_weight(const Model *m, const Linear *l) {
     return fused_lora(m, l) && l->w->dtype == GGML_BF16;
 }
 
+/* Places the packed weights from base (or, base NULL, only counts their bytes): group by group,
+ * 64-byte aligned, a group's weights back to back and then the A rows of its adapted members
+ * (adapter_in_weight), so that a group stored in bf16 is one block (group_adapted). */
+static size_t place_packed(Model *m, char *base) {
+    size_t at = 0;
+    for (int i = 0; i < m->n_linears; i++) {
+        const Linear *l = m->linears[i];
+        if (group_member(l, 0) != l) continue; /* placed with its group */
+        at = (at + 63) & ~(size_t)63;
+        for (int j = 0; j < group_size(l); j++) {
+            Param *p = group_member(l, j)->w;
+            if (p->dtype == GGML_F32) continue;
+            if (base) p->packed = base + at;
+            at += p->packed_bytes;
+        }
+        for (int j = 0; j < group_size(l); j++) {
+            const Linear *g = group_member(l, j);
+            if (!adapter_in_weight(m, g)) continue;
+            if (base) g->lora->a_bf16 = (uint16_t *)(base + at);
+            at += (size_t)m->spec.r * packed_stride(g->w);
+        }
+    }
+    return at;
+}
+
 /* Allocates the f32 values and the packed weights and points every parameter into them. */
 static int allocate_values(Model *m, LfError *err) {
-    for (int i = 0; i < m->n_linears; i++)
-        if (adapter_in_weight(m, m->linears[i])) m->linears[i]->w->lora_room = m->spec.r;
+    for (int i = 0; i < m->n_linears; i++) {
+        Linear *l = m->linears[i];
+        if (l->w->dtype == GGML_BF16 && group_adapted(m, l)) l->w->lora_room = m->spec.r;
+    }
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         if (p->dtype == GGML_F32) {
@@ -791,23 +843,22 @@ static int allocate_values(Model *m, LfError *err) {
         if (p->shape[1] % be)
             return lf_fail(err, "%s: %lld columns are not whole %s blocks of %d", p->name,
                            (long long)p->shape[1], quant_type_name(p->dtype), be);
-        p->packed_bytes = ((size_t)p->shape[0] + p->lora_room) * packed_stride(p);
-        m->n_packed_bytes += (p->packed_bytes + 63) & ~(size_t)63;
+        p->packed_bytes = (size_t)p->shape[0] * packed_stride(p);
     }
+    m->n_packed_bytes = place_packed(m, NULL);
     m->values = m->ops->alloc(m->n_values * sizeof(float));
     m->packed = m->n_packed_bytes ? m->ops->alloc(m->n_packed_bytes) : NULL;
     if (!m->values || (m->n_packed_bytes && !m->packed))
         return lf_fail(err, "out of memory for %zu weights and %zu packed bytes", m->n_values,
                        m->n_packed_bytes);
-    size_t off = 0, at = 0;
+    place_packed(m, m->packed);
+    size_t off = 0;
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
-        if (p->dtype == GGML_F32) {
+        if (p->dtype == GGML_F32)
             p->value = m->values + off, off += p->numel;
-        } else {
-            p->packed = (char *)m->packed + at;
-            at += (p->packed_bytes + 63) & ~(size_t)63;
-        }
+        else if (!p->packed)
+            return lf_fail(err, "%s: a packed weight that no linear owns", p->name);
     }
     return 0;
 }
@@ -905,7 +956,7 @@ static int adapter_copies_create(Model *m, LfError *err) {
         uint16_t *w = l->w->packed;
         int ld = weight_ld(m, l);
         host[n++] = (OpsBf16Copy){lo->B->value, w + l->in, l->out, R, ld};
-        host[n++] = (OpsBf16Copy){lo->A->value, w + (size_t)l->out * ld, R, l->in, ld};
+        host[n++] = (OpsBf16Copy){lo->A->value, lo->a_bf16, R, l->in, ld};
     }
     int rc = 0;
     if (n && !(m->adapter_copies = m->ops->alloc((size_t)n * sizeof *host)))
@@ -1083,14 +1134,44 @@ static const float *base_weight(Model *m, const Linear *l) {
     return m->scratch;
 }
 
-/* l's packed weight as bf16, weight_rows rows weight_ld apart: its values (BF16), or its blocks
- * dequantised to bf16 at *scratch, which then moves past them (the GEMM's scratch begins there). */
+/* l's packed weight as bf16, rows weight_ld apart: its values (BF16), or its blocks dequantised
+ * to bf16 at *scratch, which then moves past them (the GEMM's scratch begins there). */
 static uint16_t *bf16_weight(Model *m, const Linear *l, float **scratch) {
     if (l->w->dtype == GGML_BF16) return l->w->packed;
     uint16_t *w = (uint16_t *)*scratch;
     int ld = weight_ld(m, l);
     m->ops->dequantize_rows_bf16(w, l->w->packed, l->w->dtype, 0, l->out, l->in, ld);
-    *scratch += ops_dequantize_bf16_scratch(weight_rows(m, l), ld);
+    *scratch += ops_dequantize_bf16_scratch(l->out, ld);
+    return w;
+}
+
+/* The bf16 weight block of n linears ls of one group for backward's GEMM over [W ; A] (with_a:
+ * their adapted members' A rows after the weights), rows weight_ld apart: in storage when they
+ * are stored in bf16 and placed so (place_packed: the whole group, or one weight without its A),
+ * else built at *scratch, which then moves past it: each weight copied (BF16: its rows whole) or
+ * dequantised, A rounded from its f32. */
+static const uint16_t *group_weight(Model *m, Linear *const *ls, int n, int with_a,
+                                    float **scratch) {
+    int stored = n == group_size(ls[0]) || (n == 1 && !(with_a && ls[0]->lora));
+    for (int i = 0; i < n; i++) stored = stored && ls[i]->w->dtype == GGML_BF16;
+    if (stored) return ls[0]->w->packed;
+    const Ops *o = m->ops;
+    int ld = weight_ld(m, ls[0]), C = ls[0]->in, R = m->spec.r, rows = 0;
+    uint16_t *w = (uint16_t *)*scratch;
+    for (int i = 0; i < n; i++) {
+        const Param *p = ls[i]->w;
+        int bf16 = p->dtype == GGML_BF16;
+        o->dequantize_rows_bf16(w + (size_t)rows * ld, p->packed, p->dtype, 0, ls[i]->out,
+                                bf16 ? ld : C, ld);
+        rows += ls[i]->out;
+    }
+    for (int i = 0; i < n && with_a; i++) {
+        if (!ls[i]->lora) continue;
+        o->dequantize_rows_bf16(w + (size_t)rows * ld, ls[i]->lora->A->value, GGML_F32, 0, R, C,
+                                ld);
+        rows += R;
+    }
+    *scratch += ops_dequantize_bf16_scratch((size_t)rows, ld);
     return w;
 }
 
@@ -1179,49 +1260,60 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
     linear_forward_group(m, &l, &out, 1, inp, N, p, &seed);
 }
 
-/* Under bf16, a group's members one by one: dout rounded once into dd at the scratch's start,
- * after the adapted members' du (a linear without LoRA may find dd written by the op after it:
- * Linear.dout_bf16), by lora_backward_bf16 for an adapted member, which reads dout once for dd =
- * [bf16(dout) | bf16(du)], du, dB and dA; then the frozen weight's dinp GEMM over dd, which with
- * lora dropout 0 adds the branch's term du A as well, dd [W ; A] with A's bf16 rows (rounded from
- * the f32 A as B's columns are forward), instead of a read and write of dinp of its own. Under
- * lora dropout the members' masked terms come last, in one lora_dinp_bf16 pass over dinp. */
+/* Under bf16, the n linears ls of one group (or a single one). Members that all find their
+ * dout's bf16 copy written by the op after them (Linear.dout_bf16; none has LoRA then) run a GEMM
+ * each over it. Otherwise one GEMM runs for the group: dd = [dout_0 .. dout_n-1 | du ..] in bf16
+ * at the scratch's start, after the adapted members' du, against the group's weight block
+ * [W_0 ; .. ; W_n-1 ; A ..] (group_weight), the A rows and du's columns with lora dropout 0 only
+ * (the branch's term inside the GEMM, instead of a read and write of dinp of its own). An adapted
+ * member's columns come from lora_backward_bf16, which reads dout once for them, du, dB and dA; a
+ * member without LoRA's are rounded (or copied from dout_bf16). Under lora dropout the members'
+ * masked terms come last, in one lora_dinp_bf16 pass over dinp. */
 static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
                                  const float *const *douts, int n, const float *inp, int N, float p,
                                  const uint64_t *seeds, int acc) {
     const Ops *o = m->ops;
-    int C = ls[0]->in, R = m->spec.r, na = 0, fuse = p <= 0;
+    int C = ls[0]->in, R = m->spec.r, na = 0, K = 0, split = 1, fuse = p <= 0;
     const float *du[OPS_LORA_GROUP_MAX], *A[OPS_LORA_GROUP_MAX];
     uint64_t sd[OPS_LORA_GROUP_MAX];
     size_t slot = ops_floats64((size_t)N * R);
-    float *after = m->scratch;
-    for (int i = 0; i < n; i++) after += ls[i]->lora ? slot : 0;
     for (int i = 0; i < n; i++) {
+        K += ls[i]->out, na += ls[i]->lora != NULL;
+        split = split && ls[i]->dout_bf16;
+    }
+    float *scratch = m->scratch;
+    if (split) {
+        for (int i = 0; i < n && dinp; i++) {
+            float *w_scratch = scratch;
+            const uint16_t *W = group_weight(m, ls + i, 1, 0, &w_scratch);
+            o->matmul_backward_bf16(dinp, ls[i]->dout_bf16, ls[i]->out, W, weight_ld(m, ls[i]),
+                                    w_scratch, N, C, ls[i]->out, i ? OPS_ADD : acc);
+        }
+        return;
+    }
+    int ldd = K + na * R;
+    uint16_t *dd = (uint16_t *)(scratch + (size_t)na * slot);
+    scratch += (size_t)na * slot + ops_dequantize_bf16_scratch(N, (size_t)ldd);
+    for (int i = 0, col = 0, a = 0; i < n; col += ls[i++]->out) {
         const Linear *l = ls[i];
         const Lora *lo = l->lora;
-        int ldd = l->out + (lo ? R : 0), with_a = lo && fuse;
-        uint16_t *dd = (uint16_t *)after;
-        float *scratch = after + ops_dequantize_bf16_scratch(N, ldd);
         if (lo) {
-            float *d = m->scratch + (size_t)na * slot;
-            o->lora_backward_bf16(dd, d, lo->A->grad, lo->B->grad, douts[i], lo->xb ? NULL : inp,
-                                  lo->xb, C + R, lo->u, lo->B->value, lo->scale, p, seeds[i],
-                                  scratch, N, C, l->out, R);
-            du[na] = d, A[na] = lo->A->value, sd[na++] = seeds[i];
-        } else if (l->dout_bf16) { /* written by the op after it */
-            dd = l->dout_bf16;
+            float *d = m->scratch + (size_t)a * slot;
+            o->lora_backward_bf16(dd + col, ldd, K + a * R - col, d, lo->A->grad, lo->B->grad,
+                                  douts[i], lo->xb ? NULL : inp, lo->xb, C + R, lo->u, lo->B->value,
+                                  lo->scale, p, seeds[i], scratch, N, C, l->out, R);
+            du[a] = d, A[a] = lo->A->value, sd[a++] = seeds[i];
         } else if (dinp) {
-            o->dequantize_rows_bf16(dd, douts[i], GGML_F32, 0, N, l->out, ldd);
+            const void *src = l->dout_bf16 ? (const void *)l->dout_bf16 : douts[i];
+            o->dequantize_rows_bf16(dd + col, src, l->dout_bf16 ? GGML_BF16 : GGML_F32, 0, N,
+                                    l->out, ldd);
         }
-        if (!dinp) continue;
-        int ldw = weight_ld(m, l);
-        uint16_t *W = bf16_weight(m, l, &scratch);
-        if (with_a && !adapter_in_weight(m, l)) /* else sync_adapters wrote it */
-            o->dequantize_rows_bf16(W + (size_t)l->out * ldw, lo->A->value, GGML_F32, 0, R, C, ldw);
-        o->matmul_backward_bf16(dinp, dd, ldd, W, ldw, scratch, N, C, l->out + (with_a ? R : 0),
-                                i ? OPS_ADD : acc);
     }
-    if (dinp && na && !fuse) o->lora_dinp_bf16(dinp, du, A, sd, na, p, N, C, R, OPS_ADD);
+    if (!dinp) return;
+    const uint16_t *W = group_weight(m, ls, n, fuse, &scratch);
+    o->matmul_backward_bf16(dinp, dd, ldd, W, weight_ld(m, ls[0]), scratch, N, C,
+                            K + (fuse ? na * R : 0), acc);
+    if (na && !fuse) o->lora_dinp_bf16(dinp, du, A, sd, na, p, N, C, R, OPS_ADD);
 }
 
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
@@ -1254,7 +1346,10 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
 }
 
 void model_share_input(Linear *const *ls, int n) {
-    for (int i = 0; i < n; i++) ls[i]->group = n < OPS_LORA_GROUP_MAX ? n : OPS_LORA_GROUP_MAX;
+    for (int i = 0; i < n; i++) {
+        ls[i]->group = n < OPS_LORA_GROUP_MAX ? n : OPS_LORA_GROUP_MAX;
+        ls[i]->peers = n <= OPS_LORA_GROUP_MAX ? ls : NULL; /* else pieces: stored alone */
+    }
 }
 
 const float *dropout_grad(Model *m, float *scratch, const float *g, float p, uint64_t seed,

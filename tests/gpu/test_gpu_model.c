@@ -285,25 +285,31 @@ static void check_precision_storage(void) {
     }
 }
 
-/* precision bf16 keeps the frozen projections in bf16, an adapted one's rows with room for its B
- * (Param.lora_room): read back (model_host_weights), each is the CPU's weight rounded to bf16,
- * exactly. */
+/* precision bf16 keeps the frozen projections in bf16, with room for B in the rows of every
+ * linear of a group with an adapted one (Param.lora_room; the group's rows share a stride): read
+ * back (model_host_weights), each is the CPU's weight rounded to bf16, exactly. */
 static void check_packed_weights(Model *gpu, Model *cpu) {
     LfError err;
     float **slot[2];
     float *host[2] = {model_host_weights(gpu, 0, &slot[0], &err),
                       model_host_weights(cpu, 0, &slot[1], &err)};
     CHECK_OK(host[0] && host[1] ? 0 : -1, &err);
-    int bad = 0, roomy = 0;
+    int bad = 0, rooms = 0;
     for (int i = 0; host[0] && host[1] && i < gpu->n_params; i++) {
         const Param *p = &gpu->params[i];
         if (!p->packed) continue;
-        roomy += p->lora_room == gpu->spec.r;
         for (size_t j = 0; j < p->numel; j++)
             bad += slot[0][i][j] != bf16_to_f32(f32_to_bf16(slot[1][i][j]));
     }
+    for (int i = 0; i < gpu->n_linears; i++) {
+        const Linear *l = gpu->linears[i];
+        int adapted = l->lora != NULL;
+        for (int j = 0; l->peers && j < l->group; j++) adapted = adapted || l->peers[j]->lora;
+        rooms += l->w->packed && l->w->lora_room == (adapted ? gpu->spec.r : 0);
+        rooms -= l->w->packed != NULL;
+    }
     CHECK(bad == 0);
-    CHECK(roomy == gpu->n_loras);
+    CHECK(rooms == 0);
     for (int k = 0; k < 2; k++) free(host[k]), free(slot[k]);
 }
 

@@ -482,8 +482,9 @@ static void test_first_writers(int N, int C, int OC, int R) {
         o->matmul_backward(F(d[0], w), NULL, NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
         o->matmul_backward_bf16(F(d[1], w), dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C, K,
                                 OPS_SET);
-        o->lora_backward_bf16(ddo->mem[w], F(du, w), NULL, NULL, F(dout, w), F(x, w), NULL, 0, NULL,
-                              F(B, w), 0.5f, 0.3f, 7, F(lora_scratch, w), N, C, OC, R);
+        o->lora_backward_bf16(ddo->mem[w], OC + R, OC, F(du, w), NULL, NULL, F(dout, w), F(x, w),
+                              NULL, 0, NULL, F(B, w), 0.5f, 0.3f, 7, F(lora_scratch, w), N, C, OC,
+                              R);
         const uint64_t seed = 7;
         for (int k = 0; k < 2; k++) /* at p 0.3 and 0 */
             o->lora_dinp_bf16(F(d[2 + k], w), (const float *const[]){F(du, w)},
@@ -861,11 +862,11 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
     }
     /* lora_backward_bf16 of every linear (dA and dB of the last), from x and from copy 0 (the
      * model keeps one copy a group: Lora.xb), then lora_dinp_bf16 of all of them into dinp: du
-     * GEMM_TOL; the last one's dd, its dout part equal, du's within one bf16 step (the sums'
-     * order); dA and dB, bf16 GEMMs over those and bf16(u), within 1e-3 of their largest value (a
-     * du or u value the backends leave a bit apart may round one step apart: 2^-8 of one term);
-     * dinp, from the f32 du, GEMM_TOL */
-    int j = n - 1, ldd = OC + R;
+     * GEMM_TOL; dd as the model lays a group's out, [dout_0 .. dout_n-1 | du_0 .. du_n-1], its
+     * dout parts equal, du's within one bf16 step (the sums' order); dA and dB, bf16 GEMMs over
+     * those and bf16(u), within 1e-3 of their largest value (a du or u value the backends leave a
+     * bit apart may round one step apart: 2^-8 of one term); dinp, from the f32 du, GEMM_TOL */
+    int j = n - 1, ldd = n * (OC + R);
     Pair *dout = pair_random((size_t)N * OC, 1.0f), *dd = pair_new((size_t)N * ldd * 2);
     Pair *bw_scratch = pair_new(ops_lora_bf16_scratch(N, C, OC, R) * sizeof(float));
     for (int from_copy = 0; from_copy < 2; from_copy++) {
@@ -876,9 +877,10 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
             const float *dus[OPS_LORA_GROUP_MAX], *As[OPS_LORA_GROUP_MAX];
             for (int i = 0; i < n; i++) {
                 o->lora_backward_bf16(
-                    dd->mem[w], F(du[i], w), i == j ? F(dA, w) : NULL, i == j ? F(dB, w) : NULL,
-                    F(dout, w), from_copy ? NULL : F(x, w), from_copy ? xb->mem[w] : NULL, ld,
-                    F(u[i], w), F(Bw[i], w), scale, p, seeds[i], F(bw_scratch, w), N, C, OC, R);
+                    (uint16_t *)dd->mem[w] + i * OC, ldd, (n - i) * OC + i * R, F(du[i], w),
+                    i == j ? F(dA, w) : NULL, i == j ? F(dB, w) : NULL, F(dout, w),
+                    from_copy ? NULL : F(x, w), from_copy ? xb->mem[w] : NULL, ld, F(u[i], w),
+                    F(Bw[i], w), scale, p, seeds[i], F(bw_scratch, w), N, C, OC, R);
                 dus[i] = F(du[i], w), As[i] = F(A[i], w);
             }
             o->lora_dinp_bf16(F(dx, w), dus, As, seeds, n, p, N, C, R, OPS_ADD);
