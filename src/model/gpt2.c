@@ -218,14 +218,34 @@ static void merge_qkv(const Ops *o, float *dqkv, const float *dpart, int which, 
     o->first_token_backward(dqkv + (size_t)which * C, dpart, N, 3, C);
 }
 
+/* The norm of layer l's input (l = L: the final norm) over N rows, into out, mean, rstd and xh.
+ * The layer before left its output as mlp.c_proj(..) alone: its dropout (p, the layer's mask)
+ * and residual join this pass (residual_norm_forward: x = drop(mlp.c_proj(..)) + a, written in
+ * place, where backward and the next residual read it), two launches and two reads and writes
+ * of [N,C] fewer than a dropout and an add of their own. */
+static void input_norm(Model *m, int l, float *out, float *mean, float *rstd, uint16_t *xh,
+                       const Norm *norm, int N, float p) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    const float *w = norm->w->value, *bias = norm->b->value;
+    LayerActs *before = l ? &gpt2(m)->acts[l - 1] : NULL;
+    if (!before)
+        o->layernorm_forward(out, mean, rstd, xh, gpt2(m)->acts[0].x, w, bias, c->layer_norm_eps, N,
+                             c->hidden_size);
+    else
+        o->residual_norm_forward(out, NULL, before->out, mean, rstd, xh, before->out, before->a, p,
+                                 model_site(l - 1, SITE_MLP_DROP), w, bias, c->layer_norm_eps, N,
+                                 c->hidden_size);
+}
+
 /* The rest of layer l once attention has written a->ctx [N rows]: a = x + drop(c_proj(ctx)),
- * then out = a + drop(mlp.c_proj(gelu_tanh(c_fc(n2)))), n2 = ln_2(a). */
+ * then out = mlp.c_proj(gelu_tanh(c_fc(n2))), n2 = ln_2(a), without its dropout and residual,
+ * which the next norm applies (input_norm). */
 static void layer_forward_tail(Model *m, int l, int N, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Layer *Ly = &gpt2(m)->layers[l];
     LayerActs *a = &gpt2(m)->acts[l];
-    size_t NC = (size_t)N * c->hidden_size;
     linear_forward(m, &Ly->c_proj, a->a, a->ctx, N, d.lora, model_site(l, SITE_PROJ));
     o->residual_norm_forward(a->n2, Ly->c_fc.in_bf16, a->a, a->mean2, a->rstd2, a->xh2, a->a, a->x,
                              d.hidden, model_site(l, SITE_PROJ_DROP), Ly->ln_2.w->value,
@@ -235,22 +255,18 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d) {
     o->activation_forward(act_bf16 ? NULL : a->act, act_bf16, a->fc_bf16, a->fc, c->activation,
                           (size_t)N * c->ffn_size);
     linear_forward(m, &Ly->mlp_proj, a->out, a->act, N, d.lora, model_site(l, SITE_MLP));
-    if (d.hidden > 0)
-        o->dropout_forward(a->out, a->out, d.hidden, model_site(l, SITE_MLP_DROP), NC);
-    o->add(a->out, a->out, a->a, NC);
 }
 
 /* The attention's inputs of layer l's N rows: q, k, v [N,C] = split(c_attn(ln_1(x))). */
-static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float *v, float p) {
+static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float *v, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
     Layer *Ly = &b->layers[l];
     LayerActs *a = &b->acts[l];
     int C = c->hidden_size;
-    o->layernorm_forward(a->n1, a->mean1, a->rstd1, a->xh1, a->x, Ly->ln_1.w->value,
-                         Ly->ln_1.b->value, c->layer_norm_eps, N, C);
-    linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, p, model_site(l, SITE_QKV));
+    input_norm(m, l, a->n1, a->mean1, a->rstd1, a->xh1, &Ly->ln_1, N, d.hidden);
+    linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, d.lora, model_site(l, SITE_QKV));
     split_qkv(o, q, b->qkv, 0, N, C);
     split_qkv(o, k, b->qkv, 1, N, C);
     split_qkv(o, v, b->qkv, 2, N, C);
@@ -259,7 +275,7 @@ static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float 
 static void layer_forward(Model *m, int l, Drop d) {
     LayerActs *a = &gpt2(m)->acts[l];
     int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads;
-    layer_forward_qkv(m, l, N, a->q, a->k, a->v, d.lora);
+    layer_forward_qkv(m, l, N, a->q, a->k, a->v, d);
     m->ops->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v,
                               model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
                               m->scratch, B, T, NH, NH, head_size(m));
@@ -274,7 +290,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     size_t C = m->cfg.hidden_size;
     int NH = m->cfg.num_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
-    layer_forward_qkv(m, l, n, a->q, k + pos0 * C, v + pos0 * C, 0.0f);
+    layer_forward_qkv(m, l, n, a->q, k + pos0 * C, v + pos0 * C, (Drop){0});
     m->ops->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NH, head_size(m));
     layer_forward_tail(m, l, n, (Drop){0});
 }
@@ -333,8 +349,7 @@ static void gpt2_forward(Model *m, Drop d) {
     if (d.embedding > 0)
         o->dropout_forward(x, x, d.embedding, model_site(L, SITE_EMB), (size_t)N * C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d);
-    o->layernorm_forward(b->hf, b->mean_f, b->rstd_f, NULL, b->acts[L - 1].out, b->ln_f.w->value,
-                         b->ln_f.b->value, c->layer_norm_eps, N, C);
+    input_norm(m, L, b->hf, b->mean_f, b->rstd_f, NULL, &b->ln_f, N, d.hidden);
 }
 
 static void gpt2_backward(Model *m, Drop d) {
@@ -365,8 +380,7 @@ static void gpt2_decode(Model *m, int pos0, int n) {
     o->embedding_forward(x, m->ids, NULL, b->wte->value, NULL, NULL, 1, n, C);
     o->add(x, x, b->wpe->value + (size_t)pos0 * C, (size_t)n * C);
     for (int l = 0; l < L; l++) layer_decode(m, l, pos0, n);
-    o->layernorm_forward(b->hf, b->mean_f, b->rstd_f, NULL, b->acts[L - 1].out, b->ln_f.w->value,
-                         b->ln_f.b->value, c->layer_norm_eps, n, C);
+    input_norm(m, L, b->hf, b->mean_f, b->rstd_f, NULL, &b->ln_f, n, 0.0f);
 }
 
 const ArchImpl arch_gpt2 = {

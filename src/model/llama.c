@@ -222,14 +222,33 @@ static float *cache_of(const Model *m, int l, int which) {
 
 enum { SITE_Q, SITE_K, SITE_V, SITE_ATT, SITE_O, SITE_GATE, SITE_UP, SITE_DOWN };
 
+/* The norm of layer l's input (l = L: the final norm) over N rows, into out, rstd and xh. The
+ * layer before left its output without the residual, down(..) alone: the add joins this pass
+ * (residual_norm_forward: x = down(..) + a, written in place, where backward and the next
+ * residual read it), one launch and a read and write of [N,C] fewer than an add of its own. */
+static void input_norm(Model *m, int l, float *out, float *rstd, uint16_t *xh, const Norm *norm,
+                       int N) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    const float *w = norm->w->value;
+    LayerActs *before = l ? &llama(m)->acts[l - 1] : NULL;
+    if (!before)
+        o->rmsnorm_forward(out, rstd, xh, llama(m)->acts[0].x, w, c->layer_norm_eps, N,
+                           c->hidden_size);
+    else
+        o->residual_norm_forward(out, NULL, before->out, NULL, rstd, xh, before->out, before->a,
+                                 0.0f, 0, w, NULL, c->layer_norm_eps, N, c->hidden_size);
+}
+
 /* The rest of layer l once attention has written a->ctx [N rows]: a = x + o(ctx), then
- * out = a + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a). */
+ * out = down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a), without the residual a, which the next
+ * norm adds (input_norm). */
 static void layer_forward_tail(Model *m, int l, int N, Drop d) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Layer *Ly = &llama(m)->layers[l];
     LayerActs *a = &llama(m)->acts[l];
-    size_t NC = (size_t)N * c->hidden_size, NF = (size_t)N * c->ffn_size;
+    size_t NF = (size_t)N * c->ffn_size;
     linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(l, SITE_O));
     o->residual_norm_forward(a->n2, Ly->gate.in_bf16, a->a, NULL, a->rstd2, a->xh2, a->a, a->x,
                              0.0f, 0, Ly->ln_ffn.w->value, NULL, c->layer_norm_eps, N,
@@ -240,7 +259,6 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d) {
     uint16_t *act_bf16 = Ly->down.in_bf16; /* else down rounds act */
     o->swiglu_forward(act_bf16 ? NULL : a->act, act_bf16, a->gate_up_bf16, a->gate, a->up, NF);
     linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(l, SITE_DOWN));
-    o->add(a->out, a->out, a->a, NC);
 }
 
 static void layer_forward(Model *m, int l, Drop d) {
@@ -249,10 +267,9 @@ static void layer_forward(Model *m, int l, Drop d) {
     Llama *b = llama(m);
     Layer *Ly = &b->layers[l];
     LayerActs *a = &b->acts[l];
-    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, HS = head_size(m);
+    int B = m->B, T = m->T, N = B * T, HS = head_size(m);
     int NH = c->num_heads, NKV = c->num_kv_heads;
-    o->rmsnorm_forward(a->n1, a->rstd1, a->xh1, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, N,
-                       C);
+    input_norm(m, l, a->n1, a->rstd1, a->xh1, &Ly->ln_attn, N);
     uint64_t s[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
                          model_sites(s, 3, l, SITE_Q));
@@ -270,11 +287,11 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     const ModelConfig *c = &m->cfg;
     Layer *Ly = &llama(m)->layers[l];
     LayerActs *a = &llama(m)->acts[l];
-    int C = c->hidden_size, HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
+    int HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
     float *k_new = k + (size_t)pos0 * NKV * HS, *v_new = v + (size_t)pos0 * NKV * HS;
     const int32_t *pos = m->positions + pos0;
-    o->rmsnorm_forward(a->n1, a->rstd1, NULL, a->x, Ly->ln_attn.w->value, c->layer_norm_eps, n, C);
+    input_norm(m, l, a->n1, a->rstd1, NULL, &Ly->ln_attn, n);
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, k_new, v_new}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
     o->rope_forward(a->q, k_new, pos, c->rope_theta, 1, n, NH, NKV, HS);
@@ -327,8 +344,7 @@ static void llama_forward(Model *m, Drop d) {
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, m->B, m->T, C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d);
-    o->rmsnorm_forward(b->hf, b->rstd_f, NULL, b->acts[L - 1].out, b->ln_f.w->value,
-                       c->layer_norm_eps, N, C);
+    input_norm(m, L, b->hf, b->rstd_f, NULL, &b->ln_f, N);
 }
 
 static void llama_backward(Model *m, Drop d) {
@@ -353,8 +369,7 @@ static void llama_decode(Model *m, int pos0, int n) {
     int C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, 1, n, C);
     for (int l = 0; l < L; l++) layer_decode(m, l, pos0, n);
-    o->rmsnorm_forward(b->hf, b->rstd_f, NULL, b->acts[L - 1].out, b->ln_f.w->value,
-                       c->layer_norm_eps, n, C);
+    input_norm(m, L, b->hf, b->rstd_f, NULL, &b->ln_f, n);
 }
 
 const ArchImpl arch_llama = {
