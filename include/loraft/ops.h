@@ -336,10 +336,10 @@ typedef struct Ops {
      * read them) and of out, so the model need not keep the f32 q, k, v and out for backward. */
     size_t (*attention_saved)(Precision p, int B, int T, int NH, int NKV, int HS);
     /* Where in saved forward leaves bf16(out) [B*T, NH*HS] (token-major, rows NH*HS apart), for
-     * a bf16 GEMM that reads out next; NULL when the backend saves none (then out is needed).
+     * a bf16 GEMM that reads out next: the same place for every batch shape (the model asks once,
+     * for its largest); NULL when the backend saves none (then out is needed).
      * attention_forward's out may be NULL where this is not: only the bf16 copy is written. */
-    uint16_t *(*attention_saved_out)(Precision p, float *saved, int B, int T, int NH, int NKV,
-                                     int HS);
+    uint16_t *(*attention_saved_out)(Precision p, float *saved);
 
     /* ---- attention of new queries over a KV cache (generation, one sequence) ----
      * q, out [n, NH*HS]: the queries of positions pos0 .. pos0+n-1; k, v [pos0+n, NKV*HS]: the

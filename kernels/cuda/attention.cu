@@ -977,16 +977,18 @@ static size_t D_floats(int B, int T, int NH) { /* rounded up to a multiple of 16
 static size_t copy_elems(int B, int T, int H, int HS) { /* a heads_bf16 copy of H heads */
     return (size_t)B * H * T * padded_hs(HS);
 }
-static bf16 *copies_out(float *saved, const Heads g) { /* bf16(out) after q's, k's and v's */
-    size_t qkv = copy_elems(g.B, g.T, g.NH, g.HS) + 2 * copy_elems(g.B, g.T, g.NKV, g.HS);
-    return (bf16 *)saved + qkv;
+/* bf16(out) [B*T, NH*HS] first in saved, then q's, k's and v's copies (16-byte aligned): out
+ * stays where it is for every batch shape, so a GEMM given its place once (the model's
+ * Linear.in_bf16, planned for the largest batch) reads it at any smaller B or T. */
+static size_t out_elems(int B, int T, int NH, int HS) {
+    return ((size_t)B * T * NH * HS + 7) / 8 * 8;
 }
 static AttCopies att_copies(float *saved, float *scratch, const Heads g) {
     AttCopies a;
-    a.q = (bf16 *)saved;
+    a.out = (bf16 *)saved;
+    a.q = a.out + out_elems(g.B, g.T, g.NH, g.HS);
     a.k = a.q + copy_elems(g.B, g.T, g.NH, g.HS);
     a.v = a.k + copy_elems(g.B, g.T, g.NKV, g.HS);
-    a.out = copies_out(saved, g);
     a.D = scratch;
     a.dout = (bf16 *)(scratch + D_floats(g.B, g.T, g.NH));
     return a;
@@ -1099,15 +1101,12 @@ size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
 
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) {
     if (p != PRECISION_BF16) return 0;
-    size_t out = (size_t)B * T * NH * HS;
+    size_t out = out_elems(B, T, NH, HS);
     return (copy_elems(B, T, NH, HS) + 2 * copy_elems(B, T, NKV, HS) + out + 1) / 2;
 }
 
-uint16_t *cuda_attention_saved_out(Precision p, float *saved, int B, int T, int NH, int NKV,
-                                   int HS) {
-    if (p != PRECISION_BF16 || !saved) return NULL;
-    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NULL};
-    return (uint16_t *)copies_out(saved, g);
+uint16_t *cuda_attention_saved_out(Precision p, float *saved) {
+    return p == PRECISION_BF16 && saved ? (uint16_t *)saved : NULL; /* att_copies */
 }
 
 /* hc's heads_bf16 copies of [B,T,H*HS] tensors, in one launch. */

@@ -260,8 +260,7 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
-uint16_t *cuda_attention_saved_out(Precision p, float *saved, int B, int T, int NH, int NKV,
-                                   int HS);
+uint16_t *cuda_attention_saved_out(Precision p, float *saved);
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
                            float *scratch, int n, int pos0, int NH, int NKV, int HS);
 void cuda_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,

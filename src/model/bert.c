@@ -191,8 +191,7 @@ static void bert_plan(Model *m, Plan *pl) {
             PLAN_TAKE(pl, &a->ctx, N * C, bw, S[3]);
         /* o reads attention's bf16(out) where it saves one (ctx is then not written) */
         Ly->o.in_bf16 = linear_reads_bf16(m, &Ly->o)
-                            ? m->ops->attention_saved_out(m->spec.precision, a->att_saved, (int)B,
-                                                          (int)T, (int)NH, (int)NH, (int)(C / NH))
+                            ? m->ops->attention_saved_out(m->spec.precision, a->att_saved)
                             : NULL;
         PLAN_TAKE(pl, &a->res_attn, N * C, bw && !half, S[0]);
         PLAN_TAKE_BF16(pl, &a->xh_attn, N * C, bw && half);

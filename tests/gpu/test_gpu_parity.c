@@ -1081,8 +1081,8 @@ static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved,
                             const Pair *k, const Pair *v, const Pair *mask, int causal, float p,
                             const Pair *scratch, int B, int T, int NH, int NKV, int HS) {
     size_t n = (size_t)B * T * NH * HS;
-    CHECK(ref->attention_saved_out(PRECISION_BF16, NULL, B, T, NH, NKV, HS) == NULL);
-    uint16_t *at = dut->attention_saved_out(PRECISION_BF16, F(saved, 1), B, T, NH, NKV, HS);
+    CHECK(ref->attention_saved_out(PRECISION_BF16, NULL) == NULL);
+    uint16_t *at = dut->attention_saved_out(PRECISION_BF16, F(saved, 1));
     size_t offset = (size_t)((char *)at - (char *)saved->mem[1]);
     CHECK(at != NULL && offset + n * sizeof *at <= saved->bytes);
     if (!at || offset + n * sizeof *at > saved->bytes) return;
