@@ -102,6 +102,10 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
  * between the two ops), instead of rounding f32 in a pass of its own. A group's in_bf16 (on
  * its first member) serves every member when none is adapted. */
 int linear_reads_bf16(const Model *m, const Linear *l);
+/* Rounds x [N, l->in] into l->in_bf16 where the op before does not write it this time (the
+ * output projection after generation's attention_cached, planned to read attention's saved
+ * bf16(out)); nothing when l has none. */
+void linear_fill_input(Model *m, const Linear *l, const float *x, int N);
 
 /* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. */
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,

@@ -166,6 +166,10 @@ static void gpt2_plan(Model *m, Plan *pl) {
         if (saved_n) /* attention saved its own copy: only c_proj may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_proj}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
+        /* c_proj reads attention's bf16(out) where it saves one (ctx is then not written) */
+        Ly->c_proj.in_bf16 = linear_reads_bf16(m, &Ly->c_proj)
+                                 ? m->ops->attention_saved_out(m->spec.precision, a->att_saved)
+                                 : NULL;
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->fc_bf16, N * F, bw && half);
@@ -276,9 +280,10 @@ static void layer_forward(Model *m, int l, Drop d) {
     LayerActs *a = &gpt2(m)->acts[l];
     int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads;
     layer_forward_qkv(m, l, N, a->q, a->k, a->v, d);
-    m->ops->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v,
-                              model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
-                              m->scratch, B, T, NH, NH, head_size(m));
+    float *ctx = gpt2(m)->layers[l].c_proj.in_bf16 ? NULL : a->ctx; /* else c_proj reads saved */
+    m->ops->attention_forward(ctx, a->lse, a->att_saved, a->q, a->k, a->v, model_attention_mask(m),
+                              1, d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NH,
+                              head_size(m));
     layer_forward_tail(m, l, N, d);
 }
 
@@ -292,6 +297,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
     layer_forward_qkv(m, l, n, a->q, k + pos0 * C, v + pos0 * C, (Drop){0});
     m->ops->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NH, head_size(m));
+    linear_fill_input(m, &gpt2(m)->layers[l].c_proj, a->ctx, n);
     layer_forward_tail(m, l, n, (Drop){0});
 }
 

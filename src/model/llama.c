@@ -182,6 +182,10 @@ static void llama_plan(Model *m, Plan *pl) {
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
+        /* o reads attention's bf16(out) where it saves one (ctx is then not written) */
+        Ly->o.in_bf16 = linear_reads_bf16(m, &Ly->o)
+                            ? m->ops->attention_saved_out(m->spec.precision, a->att_saved)
+                            : NULL;
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->gate_up_bf16, 2 * N * F, bw && half);
@@ -274,8 +278,9 @@ static void layer_forward(Model *m, int l, Drop d) {
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
                          model_sites(s, 3, l, SITE_Q));
     o->rope_forward(a->q, a->k, NULL, c->rope_theta, B, T, NH, NKV, HS);
-    o->attention_forward(a->ctx, a->lse, a->att_saved, a->q, a->k, a->v, model_attention_mask(m), 1,
-                         d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
+    o->attention_forward(Ly->o.in_bf16 ? NULL : a->ctx, a->lse, a->att_saved, a->q, a->k, a->v,
+                         model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
+                         m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d);
 }
 
@@ -296,6 +301,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
                          (const uint64_t[]){0, 0, 0});
     o->rope_forward(a->q, k_new, pos, c->rope_theta, 1, n, NH, NKV, HS);
     o->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NKV, HS);
+    linear_fill_input(m, &Ly->o, a->ctx, n);
     layer_forward_tail(m, l, n, (Drop){0});
 }
 

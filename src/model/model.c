@@ -1345,6 +1345,10 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
     }
 }
 
+void linear_fill_input(Model *m, const Linear *l, const float *x, int N) {
+    if (l->in_bf16) m->ops->dequantize_rows_bf16(l->in_bf16, x, GGML_F32, 0, N, l->in, l->in);
+}
+
 void model_share_input(Linear *const *ls, int n) {
     for (int i = 0; i < n; i++) {
         ls[i]->group = n < OPS_LORA_GROUP_MAX ? n : OPS_LORA_GROUP_MAX;
