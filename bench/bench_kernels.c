@@ -567,8 +567,9 @@ static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB,
         return;
     }
     float *du = scratch; /* then lora_backward_bf16's scratch */
-    gpu->lora_backward_bf16(b->dd, M + R, M, du, dA, dB, dout, NULL, b->xb, K + R, u, Bw, 2.0f,
-                            0.0f, 1, scratch + ops_floats64((size_t)N * R), N, K, M, R);
+    OpsLoraBackward lin = {dout, u, Bw, du, dA, dB, 1, M, 0, M};
+    gpu->lora_backward_bf16(b->dd, M + R, &lin, 1, NULL, b->xb, K + R, 2.0f, 0.0f,
+                            scratch + ops_floats64((size_t)N * R), N, K, R);
     gpu->dequantize_rows_bf16(b->wb + (size_t)M * b->ld, A, GGML_F32, 0, R, K, b->ld);
     gpu->matmul_backward_bf16(dx, b->dd, M + R, b->wb, b->ld, b->scratch, N, K, M + R, OPS_ADD);
 }

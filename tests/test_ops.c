@@ -678,9 +678,9 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
         uint16_t dd[N * LDD];
         memset(dd, 0xff, sizeof dd);
         memcpy(dinp, dinp0, sizeof dinp);
-        ops->lora_backward_bf16(dd, LDD, DU_COL, gdu, dA, dB, dout, from_copy ? NULL : c->inp,
-                                from_copy ? xb : NULL, C + R, c->u, c->Bm, lora_scale, c->p,
-                                lora_seed, scratch, N, C, OC, R);
+        OpsLoraBackward lin = {dout, c->u, c->Bm, gdu, dA, dB, lora_seed, OC, 0, DU_COL};
+        ops->lora_backward_bf16(dd, LDD, &lin, 1, from_copy ? NULL : c->inp, from_copy ? xb : NULL,
+                                C + R, lora_scale, c->p, scratch, N, C, R);
         ops->lora_dinp_bf16(dinp, (const float *const[]){gdu, gdu},
                             (const float *const[]){c->A, c->A}, seeds, 2, c->p, N, C, R, OPS_ADD);
         CHECK(count_mismatch("lora_bf16 du", gdu, rdu, N * R, 1e-6, 1e-5) == 0);
@@ -1724,8 +1724,8 @@ static void test_first_writers(void) {
     float *lora_scratch = malloc(sizeof(float) * ops_lora_bf16_scratch(N, C, OC, R));
     float *du = malloc(sizeof(float) * (size_t)N * R);
     const uint64_t seed = 7;
-    ops->lora_backward_bf16(ddo, OC + R, OC, du, NULL, NULL, dout, x, NULL, 0, NULL, B, 0.5f, 0.3f,
-                            seed, lora_scratch, N, C, OC, R);
+    OpsLoraBackward lin = {dout, NULL, B, du, NULL, NULL, seed, OC, 0, OC};
+    ops->lora_backward_bf16(ddo, OC + R, &lin, 1, x, NULL, 0, 0.5f, 0.3f, lora_scratch, N, C, R);
     for (int acc = 0; acc < 2; acc++) { /* OPS_SET over NaNs, OPS_ADD over zeros */
         for (int i = 0; i < 10; i++) d[acc][i] = rand_vec(NC, 0, 0);
         for (int i = 0; i < 10 && !acc; i++)

@@ -80,6 +80,15 @@ typedef struct OpsBf16Copy {
     uint16_t *dst;
     int rows, cols, ld;
 } OpsBf16Copy;
+/* One adapted linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC],
+ * forward's u [N,R], B [OC,R], its dropout seed; du [N,R] written; dA [R,C], dB [OC,R] (+)=, each
+ * may be NULL; where its bf16(dout) and bf16(du) go in dd (columns dout_col.., du_col..). */
+typedef struct OpsLoraBackward {
+    const float *dout, *u, *B;
+    float *du, *dA, *dB;
+    uint64_t seed;
+    int OC, dout_col, du_col;
+} OpsLoraBackward;
 /* Executable graphs a backend keeps (Ops.graph_end, graph_replay). */
 #define OPS_GRAPH_SLOTS 4
 /* Tensors longer than this are given to adamw_step in pieces of at most this many values (one
@@ -277,19 +286,19 @@ typedef struct Ops {
     void (*lora_backward)(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
                           const float *u, const float *A, const float *B, float scale, float p,
                           uint64_t seed, float *scratch, int N, int C, int OC, int R);
-    /* model.precision bf16: lora_backward beside a bf16 linear, dout [N,OC] read once:
-     * du [N,R] = scale * (dout @ B) (f32); dd, rows ldd apart: columns 0..OC = bf16(dout) and
-     * du_col..du_col+R = bf16(du) (du_col >= OC), for matmul_backward_bf16 (a group's GEMM reads
-     * its members' columns side by side); dB[OC,R] += scale * bf16(dout)^T @ bf16(u); dA[R,C] +=
+    /* model.precision bf16: lora_backward beside the bf16 linears of a group that read one
+     * input x (lin[0..n), n <= OPS_LORA_GROUP_MAX, a host array), each one's dout [N,OC] read
+     * once: du [N,R] = scale * (dout @ B) (f32); in dd (rows ldd apart) bf16(dout) at columns
+     * dout_col.. and bf16(du) at du_col.., for matmul_backward_bf16 (the group's GEMM reads its
+     * members' columns side by side); dB[OC,R] += scale * bf16(dout)^T @ bf16(u); dA[R,C] +=
      * bf16(du)^T @ bf16(drop(x)), x = inp [N,C] f32 or (inp NULL) its bf16 copy xb, rows ldx
      * apart (lora_down_bf16's): products of bf16 values, exact in f32 on both backends. The input
      * gradient's LoRA term, drop'(du @ A), is lora_dinp_bf16's (or, at lora dropout 0, part of
-     * matmul_backward_bf16's GEMM over [dout .. du] [W ; A]).
-     * scratch: ops_lora_bf16_scratch(N, C, OC, R) floats. */
-    void (*lora_backward_bf16)(uint16_t *dd, int ldd, int du_col, float *du, float *dA, float *dB,
-                               const float *dout, const float *inp, const uint16_t *xb, int ldx,
-                               const float *u, const float *B, float scale, float p, uint64_t seed,
-                               float *scratch, int N, int C, int OC, int R);
+     * matmul_backward_bf16's GEMM over [douts | dus] [W ; A]). The GPU runs the group in three
+     * launches. scratch: the sum of ops_lora_bf16_scratch(N, C, OC, R) over the linears. */
+    void (*lora_backward_bf16)(uint16_t *dd, int ldd, const OpsLoraBackward *lin, int n,
+                               const float *inp, const uint16_t *xb, int ldx, float scale, float p,
+                               float *scratch, int N, int C, int R);
     /* dinp[N,C] (+)= the sum over j < n of drop_j'(du[j] @ A[j]) (acc 0: =), drop_j the lora
      * dropout masks of seeds[j] (lora_forward's): the LoRA terms of the input gradient of n
      * (1..OPS_LORA_GROUP_MAX) adapted linears that read one input (q, k, v), in one pass over

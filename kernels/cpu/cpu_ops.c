@@ -515,42 +515,50 @@ static float bf16_round(float x) {
     return qb_bf16(f32_to_bf16(x));
 }
 
-/* du = scale * dout @ B by sgemm, dd, then the bf16 products in loops: the operands of the
- * GPU's bf16 GEMMs, summed in f32 (this reference runs in the tests only). No scratch. */
-static void cpu_lora_backward_bf16(uint16_t *dd, int ldd, int du_col, float *du, float *dA,
-                                   float *dB, const float *dout, const float *inp,
-                                   const uint16_t *xb, int ldx, const float *u, const float *B,
-                                   float scale, float p, uint64_t seed, float *scratch, int N,
-                                   int C, int OC, int R) {
-    (void)scratch;
-    seed ^= cpu_step.seed;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, dout, OC, B, R, 0.0f,
-                du, R);
+/* One linear of cpu_lora_backward_bf16's group: du = scale * dout @ B by sgemm, its columns of
+ * dd (d: its dout's first), then the bf16 products in loops: the operands of the GPU's bf16
+ * GEMMs, summed in f32 (this reference runs in the tests only). */
+static void lora_backward_one(uint16_t *d, int ldd, const OpsLoraBackward *l, const float *inp,
+                              const uint16_t *xb, int ldx, float scale, float p, int N, int C,
+                              int R) {
+    uint64_t seed = l->seed ^ cpu_step.seed;
+    int OC = l->OC, du_col = l->du_col - l->dout_col;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, l->dout, OC, l->B, R,
+                0.0f, l->du, R);
 #pragma omp parallel for if ((size_t)N * (OC + R) > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
-        uint16_t *row = dd + (size_t)n * ldd;
-        for (int k = 0; k < OC; k++) row[k] = f32_to_bf16(dout[(size_t)n * OC + k]);
-        for (int r = 0; r < R; r++) row[du_col + r] = f32_to_bf16(du[(size_t)n * R + r]);
+        uint16_t *row = d + (size_t)n * ldd;
+        for (int k = 0; k < OC; k++) row[k] = f32_to_bf16(l->dout[(size_t)n * OC + k]);
+        for (int r = 0; r < R; r++) row[du_col + r] = f32_to_bf16(l->du[(size_t)n * R + r]);
     }
-#pragma omp parallel for if (dB && (size_t)N * OC * R > CPU_PAR_MIN)
-    for (int o = 0; o < (dB ? OC : 0); o++)
+#pragma omp parallel for if (l->dB && (size_t)N * OC * R > CPU_PAR_MIN)
+    for (int o = 0; o < (l->dB ? OC : 0); o++)
         for (int r = 0; r < R; r++) {
             float s = 0.0f;
             for (int n = 0; n < N; n++)
-                s += qb_bf16(dd[(size_t)n * ldd + o]) * bf16_round(u[(size_t)n * R + r]);
-            dB[(size_t)o * R + r] += scale * s;
+                s += qb_bf16(d[(size_t)n * ldd + o]) * bf16_round(l->u[(size_t)n * R + r]);
+            l->dB[(size_t)o * R + r] += scale * s;
         }
-#pragma omp parallel for if (dA && (size_t)N * C * R > CPU_PAR_MIN)
-    for (int c = 0; c < (dA ? C : 0); c++)
+#pragma omp parallel for if (l->dA && (size_t)N * C * R > CPU_PAR_MIN)
+    for (int c = 0; c < (l->dA ? C : 0); c++)
         for (int r = 0; r < R; r++) {
             float s = 0.0f;
             for (int n = 0; n < N; n++) {
                 float x = inp ? inp[(size_t)n * C + c] : qb_bf16(xb[(size_t)n * ldx + c]);
-                s += qb_bf16(dd[(size_t)n * ldd + du_col + r]) *
+                s += qb_bf16(d[(size_t)n * ldd + du_col + r]) *
                      bf16_round(x * rng_row_dropout(seed, (uint64_t)n, (uint32_t)c, p));
             }
-            dA[(size_t)r * C + c] += s;
+            l->dA[(size_t)r * C + c] += s;
         }
+}
+
+/* The group's linears one after the other. No scratch. */
+static void cpu_lora_backward_bf16(uint16_t *dd, int ldd, const OpsLoraBackward *lin, int n,
+                                   const float *inp, const uint16_t *xb, int ldx, float scale,
+                                   float p, float *scratch, int N, int C, int R) {
+    (void)scratch;
+    for (int j = 0; j < n; j++)
+        lora_backward_one(dd + lin[j].dout_col, ldd, &lin[j], inp, xb, ldx, scale, p, N, C, R);
 }
 
 /* Each linear's term summed over its ranks in f32, masked, then added to the others' in order. */

@@ -243,10 +243,9 @@ void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, c
 void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
                         const float *u, const float *A, const float *B, float scale, float p,
                         uint64_t seed, float *scratch, int N, int C, int OC, int R);
-void cuda_lora_backward_bf16(uint16_t *dd, int ldd, int du_col, float *du, float *dA, float *dB,
-                             const float *dout, const float *inp, const uint16_t *xb, int ldx,
-                             const float *u, const float *B, float scale, float p, uint64_t seed,
-                             float *scratch, int N, int C, int OC, int R);
+void cuda_lora_backward_bf16(uint16_t *dd, int ldd, const OpsLoraBackward *lin, int n,
+                             const float *inp, const uint16_t *xb, int ldx, float scale, float p,
+                             float *scratch, int N, int C, int R);
 void cuda_lora_dinp_bf16(float *dinp, const float *const *du, const float *const *A,
                          const uint64_t *seeds, int n, float p, int N, int C, int R, int acc);
 void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, const float *k,

@@ -143,16 +143,19 @@ void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const u
                    (const __nv_bfloat16 *)dd, ldd, acc ? 1.0f : 0.0f, dinp, C);
 }
 
-/* The down-projections of n linears that read one input, by value: each one's A [R,K] (or, with
- * the kernels' TRANS, A^T stored as [K,R]: backward's B), u [N,R] = u_scale x the sums, and
- * dropout seed (XOR the step's); when xb[0] is not NULL, copy j (rows ld apart) receives bf16(x)
- * at xb[j] and bf16(scale x the sums of j) at xu[j]: [bf16(x) | bf16(scale u)] forward (xu[j] =
- * xb[j] + K), a group's [douts | dus] backward. */
+/* The down-projections of n linears that read one input, by value: each one's A [R,K], u [N,R] =
+ * u_scale x the sums, and dropout seed (XOR the step's); when xb[0] is not NULL, copy j (rows ld
+ * apart) receives bf16(x) at xb[j] and bf16(scale x the sums of j) at xu[j]: [bf16(x) |
+ * bf16(scale u)] forward (xu[j] = xb[j] + K). With the kernels' TRANS (backward: a group's du
+ * over its B), each linear j has an input of its own, X[j] [N, K[j]], and A^T stored as [K,R]
+ * (B), and writes [douts | dus]. */
 struct LoraDown {
     const float *A[OPS_LORA_GROUP_MAX];
     float *u[OPS_LORA_GROUP_MAX];
     uint64_t seed[OPS_LORA_GROUP_MAX];
     __nv_bfloat16 *xb[OPS_LORA_GROUP_MAX], *xu[OPS_LORA_GROUP_MAX];
+    const float *X[OPS_LORA_GROUP_MAX]; /* TRANS */
+    int K[OPS_LORA_GROUP_MAX];
     int n, ld;
     float u_scale;
     const OpsStep *step;
@@ -220,14 +223,14 @@ __device__ inline void load_ranks(float (&b)[RMAX], const float *At, int k, int 
 /* One pass of lora_down_kernel over the columns of its ROWS rows x_i = X[n0 + ri_i]:
  * acc[i * RMAX + r] += the lane's part of drop(x_i) . a_r, a_r row min(r0 + r, R - 1) of A
  * (or that column of A^T, as AT says: the same sums in the same order); COPY: bf16(x_i) also
- * into copy c < n of g (rows ld apart), before the mask. Every row is whole (rows past N or R
- * repeat a real one, whose sums are not stored), so nothing in the loop is predicated and the
- * compiler keeps a running pointer per row. */
+ * into copy c < n of g (rows ld apart; with A^T copy j alone: X is linear j's), before the mask.
+ * Every row is whole (rows past N or R repeat a real one, whose sums are not stored), so nothing in
+ * the loop is predicated and the compiler keeps a running pointer per row. */
 template <int RMAX, int VEC, bool COPY, bool DROP, int AT, int ROWS = down_rows(RMAX)>
 __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, const float *x0,
-                                 const int (&ri)[ROWS], size_t n0, size_t ld, const float *A,
-                                 int r0, int R, const uint32_t (&key)[ROWS], float p, int K,
-                                 int lane) {
+                                 const int (&ri)[ROWS], size_t n0, size_t ld, int j, int r0, int R,
+                                 const uint32_t (&key)[ROWS], float p, int K, int lane) {
+    const float *A = g.A[j];
     for (int k = lane * VEC; k < K; k += 32 * VEC) {
         float x[ROWS][VEC];
 #pragma unroll
@@ -235,7 +238,8 @@ __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, c
             load_row_slice<VEC>(x[i], x0 + (size_t)ri[i] * K + k, true);
 #pragma unroll
             for (int c = 0; c < OPS_LORA_GROUP_MAX && COPY; c++)
-                if (c < g.n) store_bf16_slice<VEC>(g.xb[c] + (n0 + ri[i]) * ld + k, x[i]);
+                if (AT == A_ROWS ? c < g.n : c == j)
+                    store_bf16_slice<VEC>(g.xb[c] + (n0 + ri[i]) * ld + k, x[i]);
             if (DROP) drop_slice<VEC>(x[i], key[i], k, p);
         }
         if constexpr (AT != A_ROWS) {
@@ -270,11 +274,9 @@ __device__ inline void down_chunk(bool copy, float (&acc)[ROWS * RMAX], const Lo
                                   int j, int r0, int R, const uint32_t (&key)[ROWS], float p, int K,
                                   int lane) {
     if (copy)
-        down_pass<RMAX, VEC, true, DROP, AT>(acc, g, x0, ri, n0, ld, g.A[j], r0, R, key, p, K,
-                                             lane);
+        down_pass<RMAX, VEC, true, DROP, AT>(acc, g, x0, ri, n0, ld, j, r0, R, key, p, K, lane);
     else
-        down_pass<RMAX, VEC, false, DROP, AT>(acc, g, x0, ri, n0, ld, g.A[j], r0, R, key, p, K,
-                                              lane);
+        down_pass<RMAX, VEC, false, DROP, AT>(acc, g, x0, ri, n0, ld, j, r0, R, key, p, K, lane);
 }
 
 /* For each linear j of g: u_j = drop_j(X) A_j^T [N,R], in chunks of RMAX outputs. A warp takes
@@ -282,12 +284,16 @@ __device__ inline void down_chunk(bool copy, float (&acc)[ROWS * RMAX], const Lo
  * kept in registers and reduced once. With g.xb the first pass also writes bf16(x) into every copy
  * and each output its bf16(scale u) after them. Later passes (other linears, chunks) find the rows
  * in cache. DROP: p > 0 (the masks' code only there). TRANS: A_j given as A_j^T [K,R] (backward's
- * du over B, read as it is stored instead of transposed by a launch of its own). */
+ * du over B, read as it is stored instead of transposed by a launch of its own), and linear j of
+ * the grid's row y = j alone, over its own input g.X[j] [N, g.K[j]] (a group's members in one
+ * launch). */
 template <int RMAX, int VEC, bool DROP, bool TRANS>
 __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     lora_down_kernel(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
     enum { ROWS = down_rows(RMAX), V = ROWS * RMAX };
     int lane = threadIdx.x & 31;
+    int j0 = TRANS ? (int)blockIdx.y : 0, j1 = TRANS ? j0 + 1 : g.n;
+    if (TRANS) X = g.X[j0], K = g.K[j0];
     size_t ld = g.ld;
     WARP_ROWS(group, ((size_t)N + ROWS - 1) / ROWS) {
         size_t n0 = group * ROWS;
@@ -296,7 +302,7 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
 #pragma unroll
         for (int i = 0; i < ROWS; i++) ri[i] = i < rows ? i : rows - 1; /* past N: the last again */
         const float *x0 = X + n0 * K;
-        for (int j = 0; j < g.n; j++) {
+        for (int j = j0; j < j1; j++) {
             uint32_t key[ROWS]; /* the rows' rng_row_key */
 #pragma unroll
             for (int i = 0; i < ROWS; i++)
@@ -305,7 +311,7 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
                 float acc[V];
 #pragma unroll
                 for (int v = 0; v < V; v++) acc[v] = 0.0f;
-                bool copy = g.xb[0] && j == 0 && r0 == 0;
+                bool copy = g.xb[0] && j == j0 && r0 == 0;
                 if constexpr (!TRANS) {
                     down_chunk<RMAX, VEC, DROP, A_ROWS>(copy, acc, g, x0, ri, n0, ld, j, r0, R, key,
                                                         p, K, lane);
@@ -331,11 +337,14 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
 }
 
 /* VEC 4 (float4 loads of X and A, 8-byte stores of xb) where every row allows it (TRANS loads
- * A's ranks apart, so only X and xb ask). */
+ * A's ranks apart, so only X and xb ask, each linear's X its own). */
 template <bool TRANS> static bool lora_down_vec4(const LoraDown &g, const float *X, int K) {
-    bool ok = K % 4 == 0 && (uintptr_t)X % 16 == 0 && (!g.xb[0] || g.ld % 4 == 0);
-    for (int j = 0; j < g.n; j++)
+    bool ok = !g.xb[0] || g.ld % 4 == 0;
+    for (int j = 0; j < g.n; j++) {
+        const float *x = TRANS ? g.X[j] : X;
+        ok = ok && (TRANS ? g.K[j] : K) % 4 == 0 && (uintptr_t)x % 16 == 0;
         ok = ok && (TRANS || (uintptr_t)g.A[j] % 16 == 0) && (uintptr_t)g.xb[j] % 8 == 0;
+    }
     return ok;
 }
 
@@ -343,11 +352,11 @@ template <int RMAX, bool DROP, bool TRANS>
 static void launch_lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
                              int R) {
     constexpr int ROWS = down_rows(RMAX);
-    unsigned blocks = cuda_blocks(((size_t)N + ROWS - 1) / ROWS, ROW_WARPS);
+    dim3 grid(cuda_blocks(((size_t)N + ROWS - 1) / ROWS, ROW_WARPS), TRANS ? g.n : 1);
     if (lora_down_vec4<TRANS>(g, X, K))
-        lora_down_kernel<RMAX, 4, DROP, TRANS><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+        lora_down_kernel<RMAX, 4, DROP, TRANS><<<grid, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
     else
-        lora_down_kernel<RMAX, 1, DROP, TRANS><<<blocks, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+        lora_down_kernel<RMAX, 1, DROP, TRANS><<<grid, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
 }
 
 /* RMAX 8 up to rank 8, else chunks of 16 (two rows a warp then): more would spill or starve the
@@ -366,14 +375,14 @@ static void lora_down(LoraDown g, const float *X, float scale, float p, int N, i
     CUDA_LAUNCHED("lora_down");
 }
 
-/* du = scale * X Bt [N,R] of X [N,K] and B [K,R], and its bf16 copy beside X's in g.xb[0]:
- * lora_down with A = B^T read as B is stored. */
-static void lora_down_transposed(LoraDown g, const float *X, float scale, int N, int K, int R) {
+/* For each linear j of g: du_j = scale * X_j B_j [N,R] of its X_j [N,K_j] and B_j [K_j,R], and
+ * its bf16 copy beside X_j's: lora_down with A = B^T read as B is stored, all in one launch. */
+static void lora_down_transposed(LoraDown g, float scale, int N, int R) {
     g.u_scale = scale;
     if (R <= 8)
-        launch_lora_down<8, false, true>(g, X, scale, 0.0f, N, K, R);
+        launch_lora_down<8, false, true>(g, NULL, scale, 0.0f, N, 0, R);
     else
-        launch_lora_down<16, false, true>(g, X, scale, 0.0f, N, K, R);
+        launch_lora_down<16, false, true>(g, NULL, scale, 0.0f, N, 0, R);
     CUDA_LAUNCHED("lora_down (transposed)");
 }
 
@@ -655,20 +664,33 @@ __device__ inline void grad_partial(const GradArgs<TA, TB> &g, int tile, int N, 
             if (r0 + k < R && c + e < C) out[(size_t)(r0 + k) * C + c + e] = acc[k * GRAD_VEC + e];
 }
 
-/* dB's partials (from u in f32 and dout's bf16 copy) in the blocks x < tiles_b, dA's (from du's
- * bf16 copy and the input, f32 or its bf16 copy TB, under lora dropout when DROP) in the rest:
- * one launch for both. */
+/* The weight gradients of a group's n adapted linears, by value: each one's dB (from u in f32
+ * and dout's bf16 copy) and dA (from du's bf16 copy and the input, f32 or its bf16 copy TB, under
+ * lora dropout when the kernel's DROP); gradient k is b[k] for k < n, else a[k - n], and its
+ * column tiles are the grid's blocks first[k] .. first[k + 1]. */
+template <typename TB> struct GradGroup {
+    GradArgs<float, __nv_bfloat16> b[OPS_LORA_GROUP_MAX];
+    GradArgs<__nv_bfloat16, TB> a[OPS_LORA_GROUP_MAX];
+    int first[2 * OPS_LORA_GROUP_MAX + 1];
+    int n;
+};
+
+/* Every gradient's partials of a group in one launch: a block finds its gradient by its x. */
 template <typename TB, bool DROP>
 __global__ void __launch_bounds__(GRAD_WARPS * 32)
-    lora_grads_partial_kernel(GradArgs<float, __nv_bfloat16> gb, GradArgs<__nv_bfloat16, TB> ga,
-                              int tiles_b, int N, int R, int split_rows, const OpsStep *step) {
+    lora_grads_partial_kernel(GradGroup<TB> g, int N, int R, int split_rows, const OpsStep *step) {
     __shared__ float red[GRAD_WARPS / 2 * GRAD_RC * GRAD_VEC * 32]; /* [warp][v][lane] */
-    if ((int)blockIdx.x < tiles_b)
-        grad_partial<float, __nv_bfloat16, false, true>(gb, blockIdx.x, N, R, split_rows, step,
+    int t = (int)blockIdx.x, k = 0;
+    while (k + 1 < 2 * g.n && t >= g.first[k + 1]) k++;
+    if (k < g.n) {
+        const GradArgs<float, __nv_bfloat16> b = g.b[k]; /* in registers: the loop reloads none */
+        grad_partial<float, __nv_bfloat16, false, true>(b, t - g.first[k], N, R, split_rows, step,
                                                         red);
-    else
-        grad_partial<__nv_bfloat16, TB, DROP, !DROP && sizeof(TB) == 2>(ga, blockIdx.x - tiles_b, N,
-                                                                        R, split_rows, step, red);
+    } else {
+        const GradArgs<__nv_bfloat16, TB> a = g.a[k - g.n];
+        grad_partial<__nv_bfloat16, TB, DROP, !DROP && sizeof(TB) == 2>(a, t - g.first[k], N, R,
+                                                                        split_rows, step, red);
+    }
 }
 
 /* Where one gradient's partials go: out[r * rs + c * cs] += alpha * their sum over the splits. */
@@ -677,6 +699,12 @@ struct GradSum {
     const float *partial;
     int rs, cs, C;
     float alpha;
+};
+/* A group's gradients (GradGroup's order), and where each one's R x C sums begin in the whole. */
+struct GradSums {
+    GradSum g[2 * OPS_LORA_GROUP_MAX];
+    size_t first[2 * OPS_LORA_GROUP_MAX + 1];
+    int count;
 };
 /* The gradient out[r * rs + c * cs] (+)= alpha * sum_n bf16(a[n,r]) bf16(drop(b[n,c])) of R x C
  * values, none when out is NULL; lora_grads fills in the rest. */
@@ -692,16 +720,16 @@ template <typename TA, typename TB> static GradSum grad_sum(const GradArgs<TA, T
     return GradSum{g.out, g.partial, g.rs, g.cs, g.C, g.alpha};
 }
 
-/* Both gradients' sums of the splits' partials, in split order (the same bits every run): the
- * first R * b.C elements b's, the rest a's. */
-__global__ void lora_grads_sum_kernel(GradSum b, GradSum a, int splits, int R) {
-    size_t nb = (size_t)R * b.C;
-    GRID_STRIDE(i, nb + (size_t)R * a.C) {
-        GradSum g = i < nb ? b : a;
-        size_t j = i < nb ? i : i - nb, RC = (size_t)R * g.C;
-        float s = 0.0f;
-        for (int k = 0; k < splits; k++) s += g.partial[(size_t)k * RC + j];
-        g.out[j / g.C * g.rs + j % g.C * g.cs] += g.alpha * s;
+/* Every gradient's sums of the splits' partials, in split order (the same bits every run). */
+__global__ void lora_grads_sum_kernel(GradSums s, int splits, int R) {
+    GRID_STRIDE(i, s.first[s.count]) {
+        int k = 0;
+        while (k + 1 < s.count && i >= s.first[k + 1]) k++;
+        const GradSum &g = s.g[k];
+        size_t j = i - s.first[k], RC = (size_t)R * g.C;
+        float sum = 0.0f;
+        for (int t = 0; t < splits; t++) sum += g.partial[(size_t)t * RC + j];
+        g.out[j / g.C * g.rs + j % g.C * g.cs] += g.alpha * sum;
     }
 }
 
@@ -710,35 +738,49 @@ template <typename T> static bool aligned16(const T *x, int ld) {
     return (uintptr_t)x % 16 == 0 && (size_t)ld * sizeof(T) % 16 == 0;
 }
 
-/* dB and dA (gb.C or ga.C 0: none; ga's lora dropout p) in two launches: the partials, in
- * partial, then their sums. The splits: about GRAD_BLOCKS blocks in all, at least 64 rows and at
- * most ops_lora_grad_splits(N) of them (the partials' scratch holds that many of each). */
+/* A group's dB and dA (a gradient's C 0: none; the dA's lora dropout p) in two launches: the
+ * partials, in partial, then their sums. The splits: about GRAD_BLOCKS blocks in all, at least
+ * 64 rows and at most ops_lora_grad_splits(N) of them (the partials' scratch holds that many of
+ * each gradient). */
 enum { GRAD_BLOCKS = 512 };
 template <typename TB>
-static void lora_grads(GradArgs<float, __nv_bfloat16> gb, GradArgs<__nv_bfloat16, TB> ga,
-                       float *partial, int N, int R) {
-    int tiles_b = (gb.C + GRAD_COLS - 1) / GRAD_COLS,
-        tiles = tiles_b + (ga.C + GRAD_COLS - 1) / GRAD_COLS;
-    int chunks = (R + GRAD_RC - 1) / GRAD_RC;
+static void lora_grads(GradGroup<TB> g, float p, float *partial, int N, int R) {
+    int tiles = 0, chunks = (R + GRAD_RC - 1) / GRAD_RC;
+    for (int k = 0; k < 2 * g.n; k++) {
+        int C = k < g.n ? g.b[k].C : g.a[k - g.n].C;
+        g.first[k] = tiles, tiles += (C + GRAD_COLS - 1) / GRAD_COLS;
+    }
+    g.first[2 * g.n] = tiles;
     if (!tiles) return;
     int splits = GRAD_BLOCKS / (tiles * chunks), most = (int)ops_lora_grad_splits((size_t)N);
     splits = splits < 1 ? 1 : splits > most ? most : splits;
     int split_rows = (N + splits - 1) / splits;
     splits = (N + split_rows - 1) / split_rows;
-    gb.partial = partial, ga.partial = partial + (size_t)splits * R * gb.C;
-    gb.avec = aligned16(gb.a, gb.lda), gb.bvec = aligned16(gb.b, gb.ldb);
-    ga.avec = aligned16(ga.a, ga.lda), ga.bvec = aligned16(ga.b, ga.ldb);
+    GradSums sums = {};
+    sums.count = 2 * g.n;
+    for (int k = 0; k < 2 * g.n; k++) {
+        GradSum *s = &sums.g[k];
+        if (k < g.n) {
+            auto &b = g.b[k];
+            b.partial = partial, b.avec = aligned16(b.a, b.lda), b.bvec = aligned16(b.b, b.ldb);
+            *s = grad_sum(b);
+        } else {
+            auto &a = g.a[k - g.n];
+            a.partial = partial, a.avec = aligned16(a.a, a.lda), a.bvec = aligned16(a.b, a.ldb);
+            *s = grad_sum(a);
+        }
+        partial += (size_t)splits * R * s->C;
+        sums.first[k + 1] = sums.first[k] + (size_t)R * s->C;
+    }
     dim3 grid((unsigned)tiles, (unsigned)splits, (unsigned)chunks);
-    if (ga.p > 0.0f)
+    if (p > 0.0f)
         lora_grads_partial_kernel<TB, true>
-            <<<grid, GRAD_WARPS * 32>>>(gb, ga, tiles_b, N, R, split_rows, cuda_step());
+            <<<grid, GRAD_WARPS * 32>>>(g, N, R, split_rows, cuda_step());
     else
-        lora_grads_partial_kernel<TB, false>
-            <<<grid, GRAD_WARPS * 32>>>(gb, ga, tiles_b, N, R, split_rows, NULL);
+        lora_grads_partial_kernel<TB, false><<<grid, GRAD_WARPS * 32>>>(g, N, R, split_rows, NULL);
     CUDA_LAUNCHED("lora_backward_bf16 (weight gradients)");
-    size_t sums = (size_t)R * (gb.C + ga.C);
-    lora_grads_sum_kernel<<<cuda_blocks(sums, CUDA_THREADS), CUDA_THREADS>>>(
-        grad_sum(gb), grad_sum(ga), splits, R);
+    lora_grads_sum_kernel<<<cuda_blocks(sums.first[sums.count], CUDA_THREADS), CUDA_THREADS>>>(
+        sums, splits, R);
     CUDA_LAUNCHED("lora_backward_bf16 (weight gradient sums)");
 }
 
@@ -771,27 +813,43 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
     if (dinp) lora_dinp(dinp, du, A, p, seed, N, C, R, 1);
 }
 
-/* The down kernel over dout with B for A^T writes du (its u) and dd's columns (its copy
- * [bf16(dout) .. bf16(du)]) from one read of dout; dB and dA are lora_grads' sums over dd's two
- * parts, their partials in the scratch. */
-void cuda_lora_backward_bf16(uint16_t *dd, int ldd, int du_col, float *du, float *dA, float *dB,
-                             const float *dout, const float *inp, const uint16_t *xb, int ldx,
-                             const float *u, const float *B, float scale, float p, uint64_t seed,
-                             float *scratch, int N, int C, int OC, int R) {
-    if (N <= 0 || C <= 0 || OC <= 0 || R <= 0) return;
-    const __nv_bfloat16 *d = (const __nv_bfloat16 *)dd;
+/* A group's dB and dA: each linear's from its columns of dd and x (inp f32, or its bf16 copy
+ * xb, rows ldx apart). */
+template <typename TB>
+static void group_grads(const OpsLoraBackward *lin, int n, const __nv_bfloat16 *d, int ldd,
+                        const TB *x, int ldx, float scale, float p, float *partial, int N, int C,
+                        int R) {
+    GradGroup<TB> g = {};
+    g.n = n;
+    for (int j = 0; j < n; j++) { /* dB[c,r] += scale sum_n bf16(u)[n,r] dout[n,c]; dA[r,c] +=
+                                     sum_n du[n,r] drop(x)[n,c] */
+        const OpsLoraBackward *l = &lin[j];
+        g.b[j] = grad_args(l->dB, 1, R, scale, l->u, R, d + l->dout_col, ldd, l->OC, 0.0f, 0);
+        g.a[j] = grad_args(l->dA, C, 1, 1.0f, d + l->du_col, ldd, x, ldx, C, p, l->seed);
+    }
+    lora_grads(g, p, partial, N, R);
+}
+
+/* The down kernel over each dout with its B for A^T writes its du (its u) and dd's columns (its
+ * copy [bf16(dout) .. bf16(du)]) from one read of dout, the group in one launch; dB and dA are
+ * lora_grads' sums over dd's parts, their partials in the scratch, the group in two launches. */
+void cuda_lora_backward_bf16(uint16_t *dd, int ldd, const OpsLoraBackward *lin, int n,
+                             const float *inp, const uint16_t *xb, int ldx, float scale, float p,
+                             float *scratch, int N, int C, int R) {
+    if (N <= 0 || C <= 0 || R <= 0 || n <= 0 ||
+        !group_fits(n, "lora_backward_bf16: more linears than OPS_LORA_GROUP_MAX"))
+        return;
     LoraDown g = {};
-    g.n = 1, g.ld = ldd, g.A[0] = B, g.u[0] = du, g.xb[0] = (__nv_bfloat16 *)dd;
-    g.xu[0] = g.xb[0] + du_col;
-    lora_down_transposed(g, dout, scale, N, OC, R);
-    /* dB[c,r] += scale sum_n bf16(u)[n,r] dout[n,c]; dA[r,c] += sum_n du[n,r] drop(x)[n,c] */
-    auto gb = grad_args(dB, 1, R, scale, u, R, d, ldd, OC, 0.0f, 0);
+    g.n = n, g.ld = ldd;
+    for (int j = 0; j < n; j++) {
+        g.A[j] = lin[j].B, g.u[j] = lin[j].du, g.X[j] = lin[j].dout, g.K[j] = lin[j].OC;
+        g.xb[j] = (__nv_bfloat16 *)dd + lin[j].dout_col;
+        g.xu[j] = (__nv_bfloat16 *)dd + lin[j].du_col;
+    }
+    lora_down_transposed(g, scale, N, R);
+    const __nv_bfloat16 *d = (const __nv_bfloat16 *)dd;
     if (inp)
-        lora_grads(gb, grad_args(dA, C, 1, 1.0f, d + du_col, ldd, inp, C, C, p, seed), scratch, N,
-                   R);
+        group_grads(lin, n, d, ldd, inp, C, scale, p, scratch, N, C, R);
     else
-        lora_grads(
-            gb,
-            grad_args(dA, C, 1, 1.0f, d + du_col, ldd, (const __nv_bfloat16 *)xb, ldx, C, p, seed),
-            scratch, N, R);
+        group_grads(lin, n, d, ldd, (const __nv_bfloat16 *)xb, ldx, scale, p, scratch, N, C, R);
 }

@@ -1294,14 +1294,16 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
     int ldd = K + na * R;
     uint16_t *dd = (uint16_t *)(scratch + (size_t)na * slot);
     scratch += (size_t)na * slot + ops_dequantize_bf16_scratch(N, (size_t)ldd);
+    OpsLoraBackward lin[OPS_LORA_GROUP_MAX];
+    const Lora *first = NULL; /* whose input copy (Lora.xb) and scale the group's share */
     for (int i = 0, col = 0, a = 0; i < n; col += ls[i++]->out) {
         const Linear *l = ls[i];
         const Lora *lo = l->lora;
         if (lo) {
             float *d = m->scratch + (size_t)a * slot;
-            o->lora_backward_bf16(dd + col, ldd, K + a * R - col, d, lo->A->grad, lo->B->grad,
-                                  douts[i], lo->xb ? NULL : inp, lo->xb, C + R, lo->u, lo->B->value,
-                                  lo->scale, p, seeds[i], scratch, N, C, l->out, R);
+            lin[a] = (OpsLoraBackward){douts[i],    lo->u,    lo->B->value, d,   lo->A->grad,
+                                       lo->B->grad, seeds[i], l->out,       col, K + a * R};
+            first = first ? first : lo;
             du[a] = d, A[a] = lo->A->value, sd[a++] = seeds[i];
         } else if (dinp) {
             const void *src = l->dout_bf16 ? (const void *)l->dout_bf16 : douts[i];
@@ -1309,6 +1311,9 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
                                     l->out, ldd);
         }
     }
+    if (na)
+        o->lora_backward_bf16(dd, ldd, lin, na, first->xb ? NULL : inp, first->xb, C + R,
+                              first->scale, p, scratch, N, C, R);
     if (!dinp) return;
     const uint16_t *W = group_weight(m, ls, n, fuse, &scratch);
     o->matmul_backward_bf16(dinp, dd, ldd, W, weight_ld(m, ls[0]), scratch, N, C,

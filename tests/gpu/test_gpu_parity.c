@@ -482,9 +482,9 @@ static void test_first_writers(int N, int C, int OC, int R) {
         o->matmul_backward(F(d[0], w), NULL, NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
         o->matmul_backward_bf16(F(d[1], w), dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C, K,
                                 OPS_SET);
-        o->lora_backward_bf16(ddo->mem[w], OC + R, OC, F(du, w), NULL, NULL, F(dout, w), F(x, w),
-                              NULL, 0, NULL, F(B, w), 0.5f, 0.3f, 7, F(lora_scratch, w), N, C, OC,
-                              R);
+        OpsLoraBackward lin = {F(dout, w), NULL, F(B, w), F(du, w), NULL, NULL, 7, OC, 0, OC};
+        o->lora_backward_bf16(ddo->mem[w], OC + R, &lin, 1, F(x, w), NULL, 0, 0.5f, 0.3f,
+                              F(lora_scratch, w), N, C, R);
         const uint64_t seed = 7;
         for (int k = 0; k < 2; k++) /* at p 0.3 and 0 */
             o->lora_dinp_bf16(F(d[2 + k], w), (const float *const[]){F(du, w)},
@@ -860,29 +860,41 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
         compare_bf16("[W|B]", W[j], 0.0);
         compare_scaled("out", out[j], 1e-3);
     }
-    /* lora_backward_bf16 of every linear (dA and dB of the last), from x and from copy 0 (the
-     * model keeps one copy a group: Lora.xb), then lora_dinp_bf16 of all of them into dinp: du
-     * GEMM_TOL; dd as the model lays a group's out, [dout_0 .. dout_n-1 | du_0 .. du_n-1], its
-     * dout parts equal, du's within one bf16 step (the sums' order); dA and dB, bf16 GEMMs over
-     * those and bf16(u), within 1e-3 of their largest value (a du or u value the backends leave a
-     * bit apart may round one step apart: 2^-8 of one term); dinp, from the f32 du, GEMM_TOL */
-    int j = n - 1, ldd = n * (OC + R);
+    /* lora_backward_bf16 of the group in one call, from x and from copy 0 (the model keeps one
+     * copy a group: Lora.xb), linear i's output OC - 4i wide (the first rows of its B), then
+     * lora_dinp_bf16 of all of them into dinp: du GEMM_TOL; dd as the model lays a group's out,
+     * [dout_0 .. dout_n-1 | du_0 .. du_n-1], its dout parts equal, du's within one bf16 step (the
+     * sums' order); every dA and dB, bf16 GEMMs over those and bf16(u), within 1e-3 of their
+     * largest value (a du or u value the backends leave a bit apart may round one step apart:
+     * 2^-8 of one term); dinp, from the f32 du, GEMM_TOL */
+    int oc[OPS_LORA_GROUP_MAX], cols = 0;
+    size_t bw_floats = 0;
+    for (int i = 0; i < n; i++) {
+        oc[i] = OC - 4 * i > 0 ? OC - 4 * i : OC;
+        cols += oc[i], bw_floats += ops_lora_bf16_scratch(N, C, oc[i], R);
+    }
+    int ldd = cols + n * R;
     Pair *dout = pair_random((size_t)N * OC, 1.0f), *dd = pair_new((size_t)N * ldd * 2);
-    Pair *bw_scratch = pair_new(ops_lora_bf16_scratch(N, C, OC, R) * sizeof(float));
+    Pair *bw_scratch = pair_new(bw_floats * sizeof(float));
     for (int from_copy = 0; from_copy < 2; from_copy++) {
-        Pair *dx = pair_random((size_t)N * C, 1.0f), *dA = pair_random((size_t)R * C, 1.0f);
-        Pair *dB = pair_random((size_t)OC * R, 1.0f), *du[OPS_LORA_GROUP_MAX];
-        for (int i = 0; i < n; i++) du[i] = pair_new((size_t)N * R * sizeof(float));
+        Pair *dx = pair_random((size_t)N * C, 1.0f), *du[OPS_LORA_GROUP_MAX];
+        Pair *dA[OPS_LORA_GROUP_MAX], *dB[OPS_LORA_GROUP_MAX];
+        for (int i = 0; i < n; i++) {
+            du[i] = pair_new((size_t)N * R * sizeof(float));
+            dA[i] = pair_random((size_t)R * C, 1.0f), dB[i] = pair_random((size_t)oc[i] * R, 1.0f);
+        }
         BACKENDS(w, o) {
             const float *dus[OPS_LORA_GROUP_MAX], *As[OPS_LORA_GROUP_MAX];
-            for (int i = 0; i < n; i++) {
-                o->lora_backward_bf16(
-                    (uint16_t *)dd->mem[w] + i * OC, ldd, (n - i) * OC + i * R, F(du[i], w),
-                    i == j ? F(dA, w) : NULL, i == j ? F(dB, w) : NULL, F(dout, w),
-                    from_copy ? NULL : F(x, w), from_copy ? xb->mem[w] : NULL, ld, F(u[i], w),
-                    F(Bw[i], w), scale, p, seeds[i], F(bw_scratch, w), N, C, OC, R);
+            OpsLoraBackward lin[OPS_LORA_GROUP_MAX];
+            for (int i = 0, col = 0; i < n; col += oc[i++]) {
+                lin[i] = (OpsLoraBackward){F(dout, w),  F(u[i], w),  F(Bw[i], w), F(du[i], w),
+                                           F(dA[i], w), F(dB[i], w), seeds[i],    oc[i],
+                                           col,         cols + i * R};
                 dus[i] = F(du[i], w), As[i] = F(A[i], w);
             }
+            o->lora_backward_bf16(dd->mem[w], ldd, lin, n, from_copy ? NULL : F(x, w),
+                                  from_copy ? xb->mem[w] : NULL, ld, scale, p, F(bw_scratch, w), N,
+                                  C, R);
             o->lora_dinp_bf16(F(dx, w), dus, As, seeds, n, p, N, C, R, OPS_ADD);
         }
         NAME("lora_backward_bf16 + lora_dinp_bf16 from %s N=%d C=%d OC=%d R=%d n=%d p=%.1f",
@@ -890,8 +902,10 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
         for (int i = 0; i < n; i++) compare("du", du[i], GEMM_TOL);
         compare_bf16("dd", dd, 1e-4);
         compare("dinp", dx, GEMM_TOL);
-        compare_scaled("dA", dA, 1e-3);
-        compare_scaled("dB", dB, 1e-3);
+        for (int i = 0; i < n; i++) {
+            compare_scaled("dA", dA[i], 1e-3);
+            compare_scaled("dB", dB[i], 1e-3);
+        }
     }
     pairs_free();
 }
