@@ -610,8 +610,11 @@ static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     size_t C = l->in, R = l->lora ? m->spec.r : 0, ld = weight_ld(m, l);
     size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(l->out, ld);
     size_t K = (size_t)group_rows(m, l), block = ops_dequantize_bf16_scratch(K, ld);
-    size_t lora = R ? ops_lora_scratch(N, C, R) : 0;
-    size_t lora_bw = R ? ops_lora_bf16_scratch(N, C, l->out, R) : 0;
+    size_t lora = R ? ops_lora_scratch(N, C, R) : 0, lora_bw = 0; /* the group's adapted */
+    for (int i = 0; i < group_size(l); i++) {
+        const Linear *g = group_member(l, i);
+        lora_bw += g->lora ? ops_lora_bf16_scratch(N, C, (size_t)g->out, m->spec.r) : 0;
+    }
     size_t group = l->group > 1 ? (size_t)l->group : 1; /* du: any member may be adapted */
     size_t du = m->n_loras ? group * ops_floats64(N * (size_t)m->spec.r) : 0;
     size_t backward = du + ops_dequantize_bf16_scratch(N, K) +
