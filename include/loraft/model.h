@@ -152,7 +152,8 @@ typedef struct Model {
 
     Param *params; /* the table, in checkpoint order, then LoRA tensors */
     int n_params, max_params;
-    float *values, *grads; /* backend memory: the f32 parameters, the gradients */
+    float *values, *grads; /* backend memory: the f32 parameters (each 64-byte aligned, zeros
+                              between them), the gradients */
     size_t n_values, n_grads;
     void *packed; /* backend memory: the packed frozen weights (Param.packed) */
     size_t n_packed_bytes;

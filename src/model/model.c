@@ -830,6 +830,13 @@ static size_t place_packed(Model *m, char *base) {
     return at;
 }
 
+/* Where the next f32 parameter starts: 64 bytes aligned, so that kernels load any parameter's
+ * rows as float4 (LoRA's A in the down-projection; a classifier's bias of 2 values would
+ * otherwise leave every later tensor 8 bytes off). */
+static size_t value_start(size_t off) {
+    return (off + 15) / 16 * 16;
+}
+
 /* Allocates the f32 values and the packed weights and points every parameter into them. */
 static int allocate_values(Model *m, LfError *err) {
     for (int i = 0; i < m->n_linears; i++) {
@@ -839,7 +846,7 @@ static int allocate_values(Model *m, LfError *err) {
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         if (p->dtype == GGML_F32) {
-            m->n_values += p->numel;
+            m->n_values = value_start(m->n_values) + p->numel;
             continue;
         }
         int be = quant_block_elems(p->dtype);
@@ -859,7 +866,7 @@ static int allocate_values(Model *m, LfError *err) {
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         if (p->dtype == GGML_F32)
-            p->value = m->values + off, off += p->numel;
+            off = value_start(off), p->value = m->values + off, off += p->numel;
         else if (!p->packed)
             return lf_fail(err, "%s: a packed weight that no linear owns", p->name);
     }
@@ -876,7 +883,7 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
             most = max_size(most, m->params[i].numel);
             most_bytes = max_size(most_bytes, m->params[i].packed_bytes);
         }
-    Loader ld = {m, malloc(m->n_values * sizeof(float)), malloc(most * sizeof(float) + 1),
+    Loader ld = {m, calloc(m->n_values + 1, sizeof(float)), malloc(most * sizeof(float) + 1),
                  malloc(most_bytes + 1)};
     Rng rng = {seed, 0};
     int rc = 0;
@@ -1564,7 +1571,9 @@ static int unpack_to_host(Model *m, float *out, float **slot, LfError *err) {
 }
 
 float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
-    float *host = malloc(m->n_all * sizeof(float)); /* f32 values, then the unpacked ones */
+    size_t unpacked = 0; /* f32 values (with the gaps between them), then the unpacked ones */
+    for (int i = 0; i < m->n_params; i++) unpacked += m->params[i].packed ? m->params[i].numel : 0;
+    float *host = malloc((m->n_values + unpacked) * sizeof(float));
     *slot = calloc(m->n_params, sizeof **slot);
     int rc = host && *slot ? unpack_to_host(m, host + m->n_values, *slot, err)
                            : lf_fail(err, "out of memory for a host copy of %zu weights", m->n_all);
