@@ -225,8 +225,8 @@ static void merge_qkv(const Ops *o, float *dqkv, const float *dpart, int which, 
 /* The norm of layer l's input (l = L: the final norm) over N rows, into out, mean, rstd and xh.
  * The layer before left its output as mlp.c_proj(..) alone: its dropout (p, the layer's mask)
  * and residual join this pass (residual_norm_forward: x = drop(mlp.c_proj(..)) + a, written in
- * place, where backward and the next residual read it), two launches and two reads and writes
- * of [N,C] fewer than a dropout and an add of their own. */
+ * place, where backward and the next residual read it): two launches and three passes over
+ * [N,C] fewer than a dropout and an add of their own. */
 static void input_norm(Model *m, int l, float *out, float *mean, float *rstd, uint16_t *xh,
                        const Norm *norm, int N, float p) {
     const Ops *o = m->ops;

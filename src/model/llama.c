@@ -229,7 +229,7 @@ enum { SITE_Q, SITE_K, SITE_V, SITE_ATT, SITE_O, SITE_GATE, SITE_UP, SITE_DOWN }
 /* The norm of layer l's input (l = L: the final norm) over N rows, into out, rstd and xh. The
  * layer before left its output without the residual, down(..) alone: the add joins this pass
  * (residual_norm_forward: x = down(..) + a, written in place, where backward and the next
- * residual read it), one launch and a read and write of [N,C] fewer than an add of its own. */
+ * residual read it): one launch and one pass over [N,C] fewer than an add of its own. */
 static void input_norm(Model *m, int l, float *out, float *rstd, uint16_t *xh, const Norm *norm,
                        int N) {
     const Ops *o = m->ops;
