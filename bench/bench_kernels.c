@@ -567,7 +567,16 @@ static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB,
         return;
     }
     float *du = scratch; /* then lora_backward_bf16's scratch */
-    OpsLoraBackward lin = {dout, u, Bw, du, dA, dB, 1, M, 0, M};
+    OpsLoraBackward lin = {.dout = dout,
+                           .u = u,
+                           .B = Bw,
+                           .du = du,
+                           .dA = dA,
+                           .dB = dB,
+                           .seed = 1,
+                           .OC = M,
+                           .dout_col = 0,
+                           .du_col = M};
     gpu->lora_backward_bf16(b->dd, M + R, &lin, 1, NULL, b->xb, K + R, 2.0f, 0.0f,
                             scratch + ops_floats64((size_t)N * R), N, K, R);
     gpu->dequantize_rows_bf16(b->wb + (size_t)M * b->ld, A, GGML_F32, 0, R, K, b->ld);

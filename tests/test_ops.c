@@ -678,7 +678,16 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
         uint16_t dd[N * LDD];
         memset(dd, 0xff, sizeof dd);
         memcpy(dinp, dinp0, sizeof dinp);
-        OpsLoraBackward lin = {dout, c->u, c->Bm, gdu, dA, dB, lora_seed, OC, 0, DU_COL};
+        OpsLoraBackward lin = {.dout = dout,
+                               .u = c->u,
+                               .B = c->Bm,
+                               .du = gdu,
+                               .dA = dA,
+                               .dB = dB,
+                               .seed = lora_seed,
+                               .OC = OC,
+                               .dout_col = 0,
+                               .du_col = DU_COL};
         ops->lora_backward_bf16(dd, LDD, &lin, 1, from_copy ? NULL : c->inp, from_copy ? xb : NULL,
                                 C + R, lora_scale, c->p, scratch, N, C, R);
         ops->lora_dinp_bf16(dinp, (const float *const[]){gdu, gdu},
@@ -1724,7 +1733,7 @@ static void test_first_writers(void) {
     float *lora_scratch = malloc(sizeof(float) * ops_lora_bf16_scratch(N, C, OC, R));
     float *du = malloc(sizeof(float) * (size_t)N * R);
     const uint64_t seed = 7;
-    OpsLoraBackward lin = {dout, NULL, B, du, NULL, NULL, seed, OC, 0, OC};
+    OpsLoraBackward lin = {.dout = dout, .B = B, .du = du, .seed = seed, .OC = OC, .du_col = OC};
     ops->lora_backward_bf16(ddo, OC + R, &lin, 1, x, NULL, 0, 0.5f, 0.3f, lora_scratch, N, C, R);
     for (int acc = 0; acc < 2; acc++) { /* OPS_SET over NaNs, OPS_ADD over zeros */
         for (int i = 0; i < 10; i++) d[acc][i] = rand_vec(NC, 0, 0);

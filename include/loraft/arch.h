@@ -102,6 +102,10 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
  * between the two ops), instead of rounding f32 in a pass of its own. A group's in_bf16 (on
  * its first member) serves every member when none is adapted. */
 int linear_reads_bf16(const Model *m, const Linear *l);
+/* Points l->in_bf16 at attention's saved bf16(out) (Ops.attention_saved_out: saved is the
+ * attention's saved buffer) where l reads bf16 and the backend saves one; NULL otherwise, and
+ * attention then writes no f32 out for it to read. */
+void linear_reads_attention_out(const Model *m, Linear *l, float *saved);
 /* Rounds x [N, l->in] into l->in_bf16 where the op before does not write it this time (the
  * output projection after generation's attention_cached, planned to read attention's saved
  * bf16(out)); nothing when l has none. */

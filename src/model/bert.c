@@ -189,10 +189,7 @@ static void bert_plan(Model *m, Plan *pl) {
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, S[3]);
         else
             PLAN_TAKE(pl, &a->ctx, N * C, bw, S[3]);
-        /* o reads attention's bf16(out) where it saves one (ctx is then not written) */
-        Ly->o.in_bf16 = linear_reads_bf16(m, &Ly->o)
-                            ? m->ops->attention_saved_out(m->spec.precision, a->att_saved)
-                            : NULL;
+        linear_reads_attention_out(m, &Ly->o, a->att_saved);
         PLAN_TAKE(pl, &a->res_attn, N * C, bw && !half, S[0]);
         PLAN_TAKE_BF16(pl, &a->xh_attn, N * C, bw && half);
         PLAN_TAKE(pl, &a->mean_attn, N, bw, mean);

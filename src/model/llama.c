@@ -182,10 +182,7 @@ static void llama_plan(Model *m, Plan *pl) {
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
-        /* o reads attention's bf16(out) where it saves one (ctx is then not written) */
-        Ly->o.in_bf16 = linear_reads_bf16(m, &Ly->o)
-                            ? m->ops->attention_saved_out(m->spec.precision, a->att_saved)
-                            : NULL;
+        linear_reads_attention_out(m, &Ly->o, a->att_saved);
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->gate_up_bf16, 2 * N * F, bw && half);

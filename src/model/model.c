@@ -1311,8 +1311,16 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
         const Lora *lo = l->lora;
         if (lo) {
             float *d = m->scratch + (size_t)a * slot;
-            lin[a] = (OpsLoraBackward){douts[i],    lo->u,    lo->B->value, d,   lo->A->grad,
-                                       lo->B->grad, seeds[i], l->out,       col, K + a * R};
+            lin[a] = (OpsLoraBackward){.dout = douts[i],
+                                       .u = lo->u,
+                                       .B = lo->B->value,
+                                       .du = d,
+                                       .dA = lo->A->grad,
+                                       .dB = lo->B->grad,
+                                       .seed = seeds[i],
+                                       .OC = l->out,
+                                       .dout_col = col,
+                                       .du_col = K + a * R};
             first = first ? first : lo;
             du[a] = d, A[a] = lo->A->value, sd[a++] = seeds[i];
         } else if (dinp) {
@@ -1358,6 +1366,11 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
         else
             linear_backward(m, ls[i], dinp, douts[i], inp, N, p, seeds[i], a);
     }
+}
+
+void linear_reads_attention_out(const Model *m, Linear *l, float *saved) {
+    l->in_bf16 =
+        linear_reads_bf16(m, l) ? m->ops->attention_saved_out(m->spec.precision, saved) : NULL;
 }
 
 void linear_fill_input(Model *m, const Linear *l, const float *x, int N) {

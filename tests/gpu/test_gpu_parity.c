@@ -482,7 +482,8 @@ static void test_first_writers(int N, int C, int OC, int R) {
         o->matmul_backward(F(d[0], w), NULL, NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
         o->matmul_backward_bf16(F(d[1], w), dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C, K,
                                 OPS_SET);
-        OpsLoraBackward lin = {F(dout, w), NULL, F(B, w), F(du, w), NULL, NULL, 7, OC, 0, OC};
+        OpsLoraBackward lin = {
+            .dout = F(dout, w), .B = F(B, w), .du = F(du, w), .seed = 7, .OC = OC, .du_col = OC};
         o->lora_backward_bf16(ddo->mem[w], OC + R, &lin, 1, F(x, w), NULL, 0, 0.5f, 0.3f,
                               F(lora_scratch, w), N, C, R);
         const uint64_t seed = 7;
@@ -887,9 +888,16 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
             const float *dus[OPS_LORA_GROUP_MAX], *As[OPS_LORA_GROUP_MAX];
             OpsLoraBackward lin[OPS_LORA_GROUP_MAX];
             for (int i = 0, col = 0; i < n; col += oc[i++]) {
-                lin[i] = (OpsLoraBackward){F(dout, w),  F(u[i], w),  F(Bw[i], w), F(du[i], w),
-                                           F(dA[i], w), F(dB[i], w), seeds[i],    oc[i],
-                                           col,         cols + i * R};
+                lin[i] = (OpsLoraBackward){.dout = F(dout, w),
+                                           .u = F(u[i], w),
+                                           .B = F(Bw[i], w),
+                                           .du = F(du[i], w),
+                                           .dA = F(dA[i], w),
+                                           .dB = F(dB[i], w),
+                                           .seed = seeds[i],
+                                           .OC = oc[i],
+                                           .dout_col = col,
+                                           .du_col = cols + i * R};
                 dus[i] = F(du[i], w), As[i] = F(A[i], w);
             }
             o->lora_backward_bf16(dd->mem[w], ldd, lin, n, from_copy ? NULL : F(x, w),
