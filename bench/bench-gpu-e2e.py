@@ -160,11 +160,12 @@ def loraft_side(a, name, model_dir, T, B, precision):
     precision, *flags = precision.split("/")
     graphs = "off" if "nographs" in flags else "auto"
     attention = "cudnn" if "cudnn" in flags else "loraft"
+    ckpt = ["--checkpointing"] if "ckpt" in flags else []
     out, why = run([a.loraft_bench, model_dir, "--random", "--device", a.device, "--batch",
                     str(B), "--seq", str(T), "--steps", str(a.steps), "--r", str(a.r),
                     "--targets", ",".join(targets), "--dropout", str(dropout),
-                    "--precision", precision, "--graphs", graphs, "--attention", attention],
-                   a.timeout)
+                    "--precision", precision, "--graphs", graphs, "--attention", attention]
+                   + ckpt, a.timeout)
     if why:
         return None, why
     m = re.search(r"([\d.]+) ms/step, (\d+) tokens/s, .*device memory (\d+) MiB, "
@@ -190,8 +191,9 @@ def main():
     ap.add_argument("--cases", default="distilbert-128,distilbert-512,smollm2-512,smollm2-2048")
     ap.add_argument("--precision", help="loraft's model.precision, comma-separated; a "
                     "'/nographs' suffix runs it without CUDA Graphs, '/cudnn' with cuDNN's "
-                    "attention (default: bf16/nographs,bf16/nographs/cudnn,bf16,fp32 on the GPU, "
-                    "fp32 on the CPU, which computes fp32 only)")
+                    "attention, '/ckpt' with gradient checkpointing (default: bf16/nographs,"
+                    "bf16/nographs/cudnn,bf16,fp32 on the GPU, and bf16/nographs/ckpt for "
+                    "SmolLM2; fp32 on the CPU, which computes fp32 only)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=8192, help="tokens per step")
     ap.add_argument("--r", type=int, default=8)
@@ -209,9 +211,8 @@ def main():
         return pytorch_side(a)
     if a.smoke:
         a.steps, a.tokens = 1, 64
-    if a.precision is None:
-        a.precision = ("bf16/nographs,bf16/nographs/cudnn,bf16,fp32" if a.device == "cuda"
-                       else "fp32")
+    gpu = a.device == "cuda"
+    default = "bf16/nographs,bf16/nographs/cudnn,bf16,fp32" if gpu else "fp32"
     print(f"# e2e: {a.tokens} tokens per step, {a.steps} timed steps after 1 warm-up, LoRA r "
           f"{a.r}; MFU vs H200 dense BF16 {PEAK_BF16 * 1e-12:.0f} and FP32 "
           f"{PEAK_FP32 * 1e-12:.0f} TFLOP/s; device MiB: loraft cudaMemGetInfo delta, PyTorch "
@@ -233,7 +234,8 @@ def main():
             label = f"{name} T={T} B={B}"
             print(f"# {label}: {fpt * 1e-6:.1f} MFLOP per token", flush=True)
             results = {}
-            for precision in a.precision.split(","):
+            ckpt = ",bf16/nographs/ckpt" if gpu and name == "smollm2" else ""
+            for precision in (a.precision or default + ckpt).split(","):
                 r, why = loraft_side(a, name, model_dir, T, B, precision)
                 if why:
                     print(f"e2e   {label:22} {'loraft':14} {precision:20} FAILED: {why}")

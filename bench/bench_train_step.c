@@ -3,7 +3,7 @@
  *   bench_train_step MODEL_DIR [--device cpu|cuda] [--batch B] [--seq T] [--steps N]
  *                    [--r R] [--targets q_lin,v_lin] [--strategy lora|head|full]
  *                    [--dropout P] [--random] [--precision auto|fp32|tf32|bf16]
- *                    [--graphs auto|on|off] [--attention loraft|cudnn]
+ *                    [--graphs auto|on|off] [--attention loraft|cudnn] [--checkpointing]
  *
  * Random token ids (fixed seed), every sequence T tokens long; forward + backward + clipping +
  * AdamW per step, dropout on as in training. The task is the architecture's: classification
@@ -17,7 +17,9 @@
  * --precision is model.precision (auto: bf16 on CUDA, fp32 on the CPU); --graphs is
  * train.cuda_graphs (auto: the first timed step records forward and backward, every later one
  * replays them as one CUDA graph launch; AdamW op by op; the step runs through the trainer's
- * train_micro_step); --attention is model.attention.
+ * train_micro_step); --attention is model.attention; --checkpointing is
+ * train.gradient_checkpointing. --steps 0 builds the model and prints its plan (weights and
+ * activations) only: on the emulated CUDA backend, the GPU's plan without a GPU.
  * bench/bench-vs-pytorch.py and bench/bench-gpu-e2e.py run the same step in PyTorch + PEFT. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,17 +57,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_train_step MODEL_DIR [--device D] [--batch B] [--seq T] "
                         "[--steps N] [--r R] [--targets a,b] [--strategy S] [--dropout P] "
                         "[--random] [--precision auto|fp32|tf32|bf16] [--graphs auto|on|off] "
-                        "[--attention loraft|cudnn]\n");
+                        "[--attention loraft|cudnn] [--checkpointing]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
     const char *precision = "auto", *graphs = "auto", *attention = "loraft";
-    int B = 8, T = 128, steps = 5, r = 8, random = 0;
+    int B = 8, T = 128, steps = 5, r = 8, random = 0, checkpointing = 0;
     float dropout = 0.1f;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(opt, "--random")) {
-            random = 1;
+        if (!strcmp(opt, "--random") || !strcmp(opt, "--checkpointing")) { /* flags */
+            random |= !strcmp(opt, "--random");
+            checkpointing |= !strcmp(opt, "--checkpointing");
             continue;
         }
         if (!val) return fprintf(stderr, "%s needs a value\n", opt), 2;
@@ -95,7 +98,8 @@ int main(int argc, char **argv) {
         else
             return fprintf(stderr, "unknown option %s\n", opt), 2;
     }
-    if (B < 1 || T < 2 || steps < 1) return fprintf(stderr, "batch, seq, steps must be > 0\n"), 2;
+    if (B < 1 || T < 2 || steps < 0)
+        return fprintf(stderr, "batch, seq must be > 0, steps >= 0\n"), 2;
     const char *modes[] = {"auto", "on", "off"}; /* TrainGraphs' order */
     TrainStep st = {.graphs = GRAPHS_AUTO};
     while (st.graphs <= GRAPHS_OFF && strcmp(graphs, modes[st.graphs])) st.graphs++;
@@ -108,6 +112,7 @@ int main(int argc, char **argv) {
     spec.r = r;
     spec.alpha = 2.0f * r;
     spec.dropout = dropout;
+    spec.gradient_checkpointing = checkpointing;
     if (!ops || precision_parse(precision, &spec.precision, &err) ||
         attention_parse(attention, &spec.attention, &err) || model_config_load(&cfg, dir, &err) ||
         strategy_parse(strategy, &spec.strategy, &err))
@@ -123,6 +128,15 @@ int main(int argc, char **argv) {
     if (model_create(&m, &cfg, &spec, ops, random ? NULL : dir, 1, B, T, NULL, 0, &err) ||
         adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.01f, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
+    if (!steps) {
+        printf("loraft %s %s %s: batch %d x %d, weights %.0f MiB, activations %.0f MiB%s\n",
+               ops->name, precision_name(m.spec.precision), strategy, B, T,
+               model_weight_bytes(&m) / 1048576.0, model_activation_bytes(&m) / 1048576.0,
+               checkpointing ? " (gradient checkpointing)" : "");
+        adamw_free(&opt, &m);
+        model_free(&m);
+        return 0;
+    }
     int32_t *ids = malloc((size_t)B * T * sizeof *ids),
             *mask = malloc((size_t)B * T * sizeof *mask), *labels = malloc((size_t)B * sizeof *ids);
     if (!ids || !mask || !labels) return fprintf(stderr, "out of memory\n"), 1;

@@ -5,7 +5,7 @@
 # out; the held-out eval_loss falls, perplexity = exp(eval_loss), a PEFT CAUSAL_LM adapter,
 # `loraft eval --adapter OUT/best` reproduces the best evaluation, `--resume OUT/last` after
 # a max_steps stop (at an epoch end, and mid-epoch) ends with the bytes of an uninterrupted
-# run; and the refusals (accuracy as causal-lm's metric, classification on a llama, a
+# run, as does a run with train.gradient_checkpointing; and the refusals (accuracy as causal-lm's metric, classification on a llama, a
 # chapter the file does not have). Every run uses 1 thread, so two run side by side.
 . "$(dirname "$0")/cli_common.sh" lm gpt2
 
@@ -106,6 +106,15 @@ grep -q "resumed from .* at step 12" "$tmp/mid2.log" || fail "no resume message 
 cmp -s "$tmp/mid/last/adapter_model.safetensors" "$tmp/run/last/adapter_model.safetensors" \
   && ok || bad "12 steps (mid-epoch 2) + resume to 24 differs from 24 straight (the 12-step" \
   "checkpoint's trainer_state.json has epoch $mid_epoch; epoch 2 was not finished: 1)"
+
+# 6b. gradient checkpointing (each layer's forward replayed before its backward, the same
+# dropout masks) trains the same adapter bytes, and says so on its model line
+train --set train.gradient_checkpointing=true --set train.output_dir="$tmp/ckpt" \
+  >"$tmp/ckpt.log" 2>&1 || { cat "$tmp/ckpt.log"; fail "gradient checkpointing run"; }
+grep -q "MiB of activations (gradient checkpointing)" "$tmp/ckpt.log" \
+  || fail "no gradient checkpointing on the model line"
+cmp -s "$tmp/ckpt/last/adapter_model.safetensors" "$tmp/run/last/adapter_model.safetensors" \
+  && ok || bad "24 steps with gradient checkpointing differ from 24 without"
 
 # 7. refusals, each with a message and no run directory left behind
 refused() { # refused NAME PATTERN --set ...: the run fails, says PATTERN, writes nothing

@@ -19,7 +19,11 @@
  *   finite differences, and the adapters-off forward equals a model without adapters;
  * - GPT-2's default LoRA targets are PEFT's (c_attn); a tiny GPT-2 written as a GGUF file the
  *   way llama.cpp's converter writes one (Conv1D weights [out,in], token_embd copied as
- *   output.weight) loads with the same config and weights. */
+ *   output.weight) loads with the same config and weights;
+ * - gradient checkpointing (every dropout on; LoRA on every linear, on layer 1's only, full
+ *   fine-tuning; the four architectures, and DPO with its reference forward): the loss and every
+ *   gradient are the same bits as without it, and fewer activations are kept where two layers
+ *   are recomputed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,33 +50,48 @@ static void set_batch(Model *m) {
                           &err) == 0);
 }
 
-static void gradcheck(const char *dir, Strategy strategy) {
+/* target, or (layer1) its module in layer 1 only: "layer.1." prefix[0] target */
+static void target_name(char out[32], int layer1, const char *prefix, const char *target) {
+    snprintf(out, 32, "%s%s%s", layer1 ? prefix : "", layer1 ? "." : "", target);
+}
+
+/* The encoder of the checkpoint in dir with every dropout on, LoRA r=2 on every linear layer
+ * (or, layer1, on those of layer 1 of 2 only: backward stops above layer 0) or another strategy,
+ * LoRA's B random (its zero start hides errors in dA); gradient checkpointing when ckpt. */
+static void encoder(Model *m, const char *dir, Strategy strategy, int layer1, int ckpt, Rng *rng) {
     ModelConfig cfg;
     LfError err;
     CHECK(model_config_load(&cfg, dir, &err) == 0);
     cfg.hidden_dropout = 0.1f, cfg.attention_dropout = 0.1f, cfg.classifier_dropout = 0.2f;
     TrainSpec spec;
     train_spec_defaults(&spec);
-    spec.strategy = strategy;
+    spec.strategy = strategy, spec.gradient_checkpointing = ckpt;
     spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f;
     const char *all_distil[] = {"q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"};
     const char *all_bert[] = {"query", "key", "value", "dense"};
     int nt = cfg.arch == ARCH_DISTILBERT ? 6 : 4;
-    for (int i = 0; i < nt; i++)
-        strcpy(spec.targets[spec.n_targets++],
-               cfg.arch == ARCH_DISTILBERT ? all_distil[i] : all_bert[i]);
-    Model m;
-    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, dir, 9, B, T, NULL, 0, &err) == 0);
-    /* LoRA B starts at zero, which hides errors in dA: start from random B */
-    Rng rng = {77, 0};
-    for (int i = 0; i < m.n_params; i++)
-        if (m.params[i].is_lora)
-            for (size_t j = 0; j < m.params[i].numel; j++)
-                m.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
+    for (int i = 0; i < nt; i++) /* layer 1's: DistilBERT's q_lin .. out_lin, BERT's q, k, v */
+        if (!layer1 || i < 3 + (cfg.arch == ARCH_DISTILBERT))
+            target_name(spec.targets[spec.n_targets++], layer1,
+                        cfg.arch == ARCH_DISTILBERT ? "layer.1.attention"
+                                                    : "layer.1.attention.self",
+                        cfg.arch == ARCH_DISTILBERT ? all_distil[i] : all_bert[i]);
+    CHECK_OK(model_create(m, &cfg, &spec, &ops_cpu, dir, 9, B, T, NULL, 0, &err), &err);
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].is_lora)
+            for (size_t j = 0; j < m->params[i].numel; j++)
+                m->params[i].value[j] = 0.2f * (rng_next_uniform(rng) - 0.5f);
     /* ReLU has a kink at 0 that finite differences cannot step over: keep DistilBERT's
      * pre_classifier outputs positive */
-    Param *pre_bias = model_find_param(&m, "pre_classifier.bias");
+    Param *pre_bias = model_find_param(m, "pre_classifier.bias");
     for (size_t j = 0; pre_bias && j < pre_bias->numel; j++) pre_bias->value[j] = 1.0f;
+}
+
+static void gradcheck(const char *dir, Strategy strategy) {
+    Rng rng = {77, 0};
+    Model m;
+    encoder(&m, dir, strategy, 0, 0, &rng);
+    const ModelConfig cfg = m.cfg;
     set_batch(&m);
     int checked, failed = gradcheck_tensors(&m, 1234, &rng, strategy_name(strategy), &checked);
     CHECK(failed == 0);
@@ -195,9 +214,11 @@ static void accumulation(const char *dir) {
 }
 
 /* A tiny Llama (4 heads over 2 KV heads) or GPT-2 (initialised from a seed) for task, with LoRA
- * r=2 on every linear layer, B random (LoRA's zero B hides errors in dA), or full fine-tuning;
- * attention, LoRA and (GPT-2) residual and embedding dropout on. */
-static void tiny_decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, Rng *rng) {
+ * r=2 on every linear layer (or, layer1, on the attention's of layer 1 of 2 only), B random
+ * (LoRA's zero B hides errors in dA), or full fine-tuning; attention, LoRA and (GPT-2) residual
+ * and embedding dropout on; gradient checkpointing when ckpt. */
+static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, int layer1,
+                    int ckpt, Rng *rng) {
     ModelConfig cfg;
     model_config_defaults(&cfg, arch);
     cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 2, cfg.num_heads = 4;
@@ -207,13 +228,15 @@ static void tiny_decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy s
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.task = task, spec.dpo = dpo, spec.strategy = strategy;
-    spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f;
+    spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f, spec.gradient_checkpointing = ckpt;
     const char *llama[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                            "gate_proj", "up_proj", "down_proj"};
     const char *gpt2[] = {"c_attn", "c_proj", "c_fc"};
-    int n = arch == ARCH_LLAMA ? 7 : 3;
+    int n = layer1 ? arch == ARCH_LLAMA ? 4 : 2 : arch == ARCH_LLAMA ? 7 : 3;
     for (int i = 0; i < n; i++)
-        strcpy(spec.targets[spec.n_targets++], arch == ARCH_LLAMA ? llama[i] : gpt2[i]);
+        target_name(spec.targets[spec.n_targets++], layer1,
+                    arch == ARCH_LLAMA ? "layers.1.self_attn" : "h.1.attn",
+                    arch == ARCH_LLAMA ? llama[i] : gpt2[i]);
     LfError err;
     CHECK_OK(model_create(m, &cfg, &spec, &ops_cpu, NULL, 5, 4, T, NULL, 0, &err), &err);
     for (int i = 0; i < m->n_params; i++)
@@ -222,16 +245,25 @@ static void tiny_decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy s
                 m->params[i].value[j] = 0.4f * (rng_next_uniform(rng) - 0.5f);
 }
 
+static void tiny_decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, Rng *rng) {
+    decoder(m, arch, task, dpo, strategy, 0, 0, rng);
+}
+
+/* Two right-padded rows, labelled for the causal-LM loss. */
+static void decoder_batch(Model *m) {
+    int32_t ids[B * T] = {5, 7, 9, 11, 3, 0, 2, 12, 30, 14, 22, 39};
+    int32_t mask[B * T] = {1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1}, labels[B * T];
+    for (int i = 0; i < B * T; i++) labels[i] = mask[i] ? ids[i] : -100;
+    LfError err;
+    CHECK_OK(model_set_batch(m, ids, NULL, mask, labels, B, T, &err), &err);
+}
+
 /* The causal-LM loss on right-padded rows, LoRA on every linear layer or full fine-tuning. */
 static void gradcheck_decoder(Arch arch, Strategy strategy) {
     Rng rng = {78, 0};
     Model m;
     tiny_decoder(&m, arch, TASK_CAUSAL_LM, (DpoSpec){0}, strategy, &rng);
-    int32_t ids[B * T] = {5, 7, 9, 11, 3, 0, 2, 12, 30, 14, 22, 39};
-    int32_t mask[B * T] = {1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1}, labels[B * T];
-    for (int i = 0; i < B * T; i++) labels[i] = mask[i] ? ids[i] : -100;
-    LfError err;
-    CHECK_OK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err), &err);
+    decoder_batch(&m);
     int checked, failed = gradcheck_tensors(&m, 4321, &rng, strategy_name(strategy), &checked);
     CHECK(failed == 0 && checked == (strategy == STRATEGY_LORA ? 2 * m.n_loras : m.n_params));
     printf("%s %s: %d tensors checked, %d off\n", arch_name(arch), strategy_name(strategy), checked,
@@ -396,6 +428,76 @@ static void peft_counts(const char *vocab_dir) {
     model_free(&m);
 }
 
+static void dpo_batch(Model *m) {
+    set_pairs(m, 1);
+    LfError err;
+    CHECK_OK(dpo_reference_forward(m, &err), &err);
+}
+
+/* Gradient checkpointing replays each layer's forward before its backward, from the same input
+ * and the same dropout seeds (every dropout on here): the loss and every gradient are the same
+ * bits as without it (the CPU's ops are deterministic), from fewer activations where more than
+ * one layer is recomputed (with one, at most `own` floats more: a buffer of its own for the
+ * gradient between layers). plain and ckpt: the same model but for that. */
+static void checkpointing_is_exact(Model *plain, Model *ckpt, void (*batch)(Model *),
+                                   const char *what, size_t own) {
+    Model *ms[2] = {plain, ckpt};
+    float loss[2];
+    LfError err;
+    for (int i = 0; i < 2; i++) {
+        batch(ms[i]);
+        model_zero_grad(ms[i]);
+        model_step(ms[i], 7, 1.0f);
+        CHECK_OK(model_forward(ms[i], 1, &loss[i], &err), &err);
+        CHECK_OK(model_backward(ms[i], &err), &err);
+    }
+    size_t n = plain->n_grads, nonzero = 0;
+    CHECK(n > 0 && ckpt->n_grads == n);
+    for (size_t i = 0; i < n; i++) nonzero += plain->grads[i] != 0;
+    int same = memcmp(&loss[0], &loss[1], sizeof *loss) == 0 &&
+               memcmp(plain->grads, ckpt->grads, n * sizeof *plain->grads) == 0;
+    CHECK(same);
+    CHECK(nonzero > n / 2);
+    CHECK(own ? ckpt->n_act <= plain->n_act + own : ckpt->n_act < plain->n_act);
+    printf("gradient checkpointing, %s: loss %.6f, %zu gradients (%zu nonzero) %s; activations "
+           "%zu -> %zu floats\n",
+           what, loss[1], n, nonzero, same ? "the same bits" : "DIFFER", plain->n_act, ckpt->n_act);
+    model_free(plain);
+    model_free(ckpt);
+}
+
+static void checkpointing(const char *distil, const char *bert) {
+    const char *archs[] = {"distilbert", "bert", "gpt2", "llama"};
+    const char *cases[] = {"lora", "full", "lora layer 1"};
+    Model m[2];
+    for (int a = 0; a < 4; a++)
+        for (int c = 0; c < 3; c++) {
+            Strategy s = c == 1 ? STRATEGY_FULL : STRATEGY_LORA;
+            for (int ckpt = 0; ckpt < 2; ckpt++) {
+                Rng rng = {5, 0};
+                if (a < 2)
+                    encoder(&m[ckpt], a ? bert : distil, s, c == 2, ckpt, &rng);
+                else
+                    decoder(&m[ckpt], a == 3 ? ARCH_LLAMA : ARCH_GPT2, TASK_CAUSAL_LM, (DpoSpec){0},
+                            s, c == 2, ckpt, &rng);
+            }
+            /* one layer recomputed: nothing saved; a decoder's d_out of its own costs [N,C] */
+            size_t NC = (size_t)m[0].max_batch * m[0].max_len * m[0].cfg.hidden_size;
+            char what[64];
+            snprintf(what, sizeof what, "%s %s", archs[a], cases[c]);
+            checkpointing_is_exact(&m[0], &m[1], a < 2 ? set_batch : decoder_batch, what,
+                                   c < 2   ? 0
+                                   : a < 2 ? 1
+                                           : NC);
+        }
+    for (int ckpt = 0; ckpt < 2; ckpt++) { /* the reference forward between batch and step */
+        Rng rng = {7, 0};
+        decoder(&m[ckpt], ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, STRATEGY_LORA,
+                0, ckpt, &rng);
+    }
+    checkpointing_is_exact(&m[0], &m[1], dpo_batch, "llama dpo", 0);
+}
+
 int main(void) {
     char tmp[] = "/tmp/loraft-model-XXXXXX";
     CHECK(mkdtemp(tmp) != NULL);
@@ -429,6 +531,7 @@ int main(void) {
     preference_gradcheck(ARCH_LLAMA, TASK_REWARD, (DpoSpec){0.1f, DPO_SIGMOID, 0.0f}, "reward");
     preference_gradcheck(ARCH_GPT2, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
     adapters_off_is_base();
+    checkpointing(distil, bert);
     gguf_gpt2(tmp);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

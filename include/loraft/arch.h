@@ -25,11 +25,16 @@ typedef struct Drop {
 } Drop;
 
 /* The activation plan, run twice: sizing (base NULL), then assigning. */
+enum { PLAN_LAYER_TAKES = 64 };
 typedef struct Plan {
     float *base;
     size_t used;
     ActGuard *guards; /* NULL while sizing */
     int n_guards;
+    /* plan_layer: the takes of the first recomputed layer (offset, floats), recorded, and the
+     * next one of the layer being replayed */
+    int layer, recorded, n_ref, at;
+    size_t ref[PLAN_LAYER_TAKES][2];
 } Plan;
 
 struct ArchImpl {
@@ -74,6 +79,16 @@ void model_norm(Model *m, Norm *n, const char *module, int C, int bias);
 /* Floats attention saves for backward (Ops.attention_saved) in the model's precision at its
  * largest batch. When nonzero, a layer that backward reaches keeps these, not its f32 q, k, v. */
 size_t model_attention_saved(const Model *m);
+/* Gradient checkpointing (TrainSpec.gradient_checkpointing): a layer that backward reaches
+ * keeps only its input through the forward (the residual stream, planned as its own buffer), and
+ * layers_backward recomputes the layer's forward just before its backward. Between
+ * plan_layer(pl, 1) and plan_layer(pl, 0) a layer's kept buffers are planned as usual, but every
+ * such layer's land where the first one's did, take by take (one of another size gets its own):
+ * one layer's activations instead of all. Such a buffer is written by forward and recompute alike
+ * and read by the layer's backward, so it must not be one a gradient carried from layer to layer
+ * lives in (Llama's and GPT-2's shared set: their d_out gets its own buffer). */
+int model_recomputes(const Model *m);
+void plan_layer(Plan *pl, int recomputed);
 /* Assigns the next n floats to *slot when keep, else points it at shared. */
 void plan_take(Plan *pl, float **slot, size_t n, int keep, float *shared, const char *name);
 #define PLAN_TAKE(pl, slot, n, keep, shared) plan_take(pl, slot, n, keep, shared, #slot)
@@ -87,7 +102,8 @@ int model_keeps_bf16(const Model *m);
  * for their backward, where the layer keeps it (keep) and only they read it again: nothing when
  * none trains; when each that trains is an adapted linear on bf16 tensor cores, the bf16 copy
  * of the input its forward writes anyway (Lora.xb; backward reads that and ignores the input it
- * is given), and *slot points at shared; else PLAN_TAKE's f32 buffer at *slot. */
+ * is given), and *slot points at shared; else PLAN_TAKE's f32 buffer at *slot. slot NULL: the
+ * caller keeps the input itself (a checkpoint: plan_layer), only the bf16 copy is planned. */
 void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float **slot, int keep,
                      float *shared, const char *name);
 #define PLAN_TAKE_INPUT(pl, m, ls, n, slot, keep, shared)                                          \
@@ -156,11 +172,14 @@ const float *linear_dout(Model *m, const Linear *l, float *scratch, const float 
  * before it writes there, and adds the residual stream's share where it lies: no copy, no add
  * pass of its own. */
 typedef void (*LayerBackward)(Model *m, int l, float *grad, int need_input, Drop d);
+/* One layer's forward; replay: recomputed for backward (model_recomputes), its input complete
+ * (the forward applied the residual the layer before left to this layer's norm). */
+typedef void (*LayerForward)(Model *m, int l, Drop d, int replay);
 /* Backward through layers L-1 down to `lowest`, grad [N,C] holding the top layer's output
  * gradient and at the end the lowest layer's input gradient, when need_input (the embeddings
- * train). */
-void layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *grad,
-                     Drop d);
+ * train); each layer's forward replayed first when the model recomputes. */
+void layers_backward(Model *m, LayerForward forward, LayerBackward layer, int lowest,
+                     int need_input, float *grad, Drop d);
 
 #ifdef __cplusplus
 }

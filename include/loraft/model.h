@@ -64,10 +64,11 @@ typedef struct TrainSpec {
     int n_targets; /* 0: the architecture's default (model_create fills it in) */
     char modules_to_save[LORA_MAX_SAVE][64]; /* none: the objective's default */
     int n_modules_to_save;
-    DpoSpec dpo;             /* TASK_DPO */
-    BaseDtype base_dtype;    /* frozen dense weights: f32, bf16 or the GGUF blocks */
-    Precision precision;     /* auto (the default) until model_create resolves it */
-    AttentionImpl attention; /* model.attention: loraft's kernels (the default) or cuDNN's */
+    DpoSpec dpo;                /* TASK_DPO */
+    BaseDtype base_dtype;       /* frozen dense weights: f32, bf16 or the GGUF blocks */
+    Precision precision;        /* auto (the default) until model_create resolves it */
+    AttentionImpl attention;    /* model.attention: loraft's kernels (the default) or cuDNN's */
+    int gradient_checkpointing; /* train.gradient_checkpointing: backward recomputes each layer */
 } TrainSpec;
 
 /* Preference pairs of the last forward (TASK_DPO, TASK_REWARD): sums over the batch's pairs of

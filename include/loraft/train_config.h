@@ -91,6 +91,7 @@ typedef struct TrainConfig {
     int eval_answers;                       /* sft: greedy answers logged per evaluation */
     int max_new_tokens;                     /* sft: their length limit */
     int cuda_graphs;                        /* TrainGraphs: "auto" = 0 | "on" | "off" */
+    int gradient_checkpointing;             /* 0 */
 } TrainConfig;
 
 /* Zeroes c and fills every key's default. */

@@ -147,7 +147,9 @@ static int layer_trains(const Layer *L) {
  * ffn_act F, res_ffn S0, layer outputs alternate between O0 and O1 (h0 is O1). S0..S3 are one
  * block of at least [N,F] floats, which backward also uses whole as an [N,F] buffer. Where
  * ffn_out reads the activation's output in bf16 (linear_reads_bf16), that is from S2 on, and
- * ffn_in's gradient from the block's start. Backward stops at the lowest layer that trains. */
+ * ffn_in's gradient from the block's start. Backward stops at the lowest layer that trains.
+ * Under gradient checkpointing (plan_layer) a layer that backward reaches keeps its input x in
+ * a buffer of its own, and all of them share one set of the rest. */
 static void bert_plan(Model *m, Plan *pl) {
     const ModelConfig *c = &m->cfg;
     Bert *b = bert(m);
@@ -157,6 +159,7 @@ static void bert_plan(Model *m, Plan *pl) {
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = b->wte->grad != NULL;
+    int ckpt = model_recomputes(m);
     size_t saved_n = model_attention_saved(m);
     int half = model_keeps_bf16(m);
     float *block, *S[4], *Fs, *O[2], *lse, *saved, *mean, *rstd;
@@ -178,7 +181,9 @@ static void bert_plan(Model *m, Plan *pl) {
         int bw = (int)l >= low; /* backward passes through this layer */
         /* the previous output (or h0) is this layer's x: kept when q/k/v train */
         float **x = l == 0 ? &b->h0 : &b->acts[l - 1].out;
-        PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, x, bw, O[(l + 1) % 2]);
+        if (ckpt && bw) PLAN_TAKE(pl, x, N * C, 1, NULL); /* the checkpoint */
+        plan_layer(pl, ckpt && bw);
+        PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, ckpt && bw ? NULL : x, bw, O[(l + 1) % 2]);
         a->x = *x;
         PLAN_TAKE(pl, &a->q, N * C, bw && !saved_n, S[0]);
         PLAN_TAKE(pl, &a->k, N * C, bw && !saved_n, S[1]);
@@ -206,6 +211,7 @@ static void bert_plan(Model *m, Plan *pl) {
         PLAN_TAKE_BF16(pl, &a->xh_ffn, N * C, bw && half);
         PLAN_TAKE(pl, &a->mean_ffn, N, bw, mean);
         PLAN_TAKE(pl, &a->rstd_ffn, N, bw, rstd);
+        plan_layer(pl, 0);
     }
     PLAN_TAKE(pl, &b->acts[L - 1].out, N * C, 0, O[(L + 1) % 2]);
     float **head[] = {&b->pooled, &b->pre_out, &b->pre_act_out, &b->head_in};
@@ -268,7 +274,8 @@ static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
                                m->scratch, m->B, m->T, NH, NH, HS, OPS_SET);
 }
 
-static void layer_forward(Model *m, int l, Drop d) {
+static void layer_forward(Model *m, int l, Drop d, int replay) {
+    (void)replay; /* the same: no residual is left to this layer's ops */
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Layer *Ly = &bert(m)->layers[l];
@@ -383,7 +390,7 @@ static void bert_forward(Model *m, Drop d) {
                          b->ln_emb.b->value, c->layer_norm_eps, N, C);
     if (d.hidden > 0)
         o->dropout_forward(b->h0, b->h0, d.hidden, model_site(L, SITE_EMB), (size_t)N * C);
-    for (int l = 0; l < L; l++) layer_forward(m, l, d);
+    for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
     head_forward(m, d);
 }
 
@@ -395,7 +402,8 @@ static void bert_backward(Model *m, Drop d) {
     size_t NC = (size_t)N * C;
     head_backward(m, d);
     int emb_trains = b->wte->grad != NULL;
-    layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_a, d);
+    layers_backward(m, layer_forward, layer_backward, b->lowest_trained_layer, emb_trains, b->d_a,
+                    d);
     if (!emb_trains) return;
     const float *dh0 = dropout_grad(m, b->d_br, b->d_a, d.hidden, model_site(L, SITE_EMB), NC);
     o->layernorm_backward(b->d_r, NULL, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb, NULL,

@@ -118,7 +118,7 @@ static int layer_trains(const Layer *L) {
 /* As llama_plan: a layer that backward reaches keeps everything it computed (but what attention
  * saves itself, and under model_keeps_bf16 the bf16 copies of its norms' and GELU's inputs); the
  * others share one set, their outputs alternating between two buffers; the last output is
- * always kept. */
+ * always kept. Under gradient checkpointing as there too. */
 static void gpt2_plan(Model *m, Plan *pl) {
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
@@ -127,7 +127,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
     b->lowest_trained_layer = b->wte->grad || b->wpe->grad ? 0 : (int)L;
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
-    int any = m->n_grads > 0;
+    int any = m->n_grads > 0, ckpt = model_recomputes(m);
     size_t saved_n = model_attention_saved(m);
     int half = model_keeps_bf16(m);
     LayerActs sh; /* the shared set */
@@ -146,6 +146,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
         LayerActs *a = &b->acts[l];
         int bw = (int)l >= b->lowest_trained_layer;
         a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
+        plan_layer(pl, ckpt && bw);
         float **mine[] = {&a->n1,  &a->mean1, &a->rstd1, &a->q,     &a->k,     &a->v,  &a->lse,
                           &a->ctx, &a->a,     &a->n2,    &a->mean2, &a->rstd2, &a->fc, &a->act};
         for (int i = 0; i < nf; i++) {
@@ -170,7 +171,8 @@ static void gpt2_plan(Model *m, Plan *pl) {
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->fc_bf16, N * F, bw && half);
-        PLAN_TAKE(pl, &a->out, N * C, (bw && !half) || l + 1 == L, O[l % 2]);
+        plan_layer(pl, 0);
+        PLAN_TAKE(pl, &a->out, N * C, (bw && (!half || ckpt)) || l + 1 == L, O[l % 2]);
     }
     PLAN_TAKE(pl, &b->acts[0].x, N * C, 1, NULL); /* the embeddings */
     PLAN_TAKE(pl, &b->qkv, 3 * N * C, 1, NULL);
@@ -179,10 +181,12 @@ static void gpt2_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &b->rstd_f, N, 1, NULL);
     m->hidden = b->hf;
     /* Gradient buffers. Backward never reads the shared set (no layer it reaches keeps
-     * anything there) or qkv, so all but two of them are those buffers (of the same size). */
+     * anything there) or qkv, so all but two of them are those buffers (of the same size); but
+     * d_out, the gradient carried from layer to layer, where a recomputed forward writes ctx. */
     float **dn[] = {&b->d_out, &b->d_n, &b->d_r, &b->d_q, &b->d_k, &b->d_qkv, &b->d_fc, &b->d_act};
     float *reuse[] = {sh.ctx, sh.a, sh.q, sh.k, sh.v, b->qkv, sh.fc, sh.act};
-    for (int i = 0; i < 8; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
+    for (int i = 0; i < 8; i++)
+        PLAN_TAKE(pl, dn[i], N * C, any && ckpt && !i, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_v, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
     for (size_t l = 0; l < L; l++) { /* output gradients in bf16 where their linears read them so */
@@ -223,16 +227,16 @@ static void merge_qkv(const Ops *o, float *dqkv, const float *dpart, int which, 
  * The layer before left its output as mlp.c_proj(..) alone: its dropout (p, the layer's mask)
  * and residual join this pass (residual_norm_forward: x = drop(mlp.c_proj(..)) + a, written in
  * place, where backward and the next residual read it): two launches and three passes over
- * [N,C] fewer than a dropout and an add of their own. */
+ * [N,C] fewer than a dropout and an add of their own. A replay (LayerForward) finds x complete. */
 static void input_norm(Model *m, int l, float *out, float *mean, float *rstd, uint16_t *xh,
-                       const Norm *norm, int N, float p) {
+                       const Norm *norm, int N, float p, int replay) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     const float *w = norm->w->value, *bias = norm->b->value;
     LayerActs *before = l ? &gpt2(m)->acts[l - 1] : NULL;
-    if (!before)
-        o->layernorm_forward(out, mean, rstd, xh, gpt2(m)->acts[0].x, w, bias, c->layer_norm_eps, N,
-                             c->hidden_size);
+    if (!before || replay)
+        o->layernorm_forward(out, mean, rstd, xh, before ? before->out : gpt2(m)->acts[0].x, w,
+                             bias, c->layer_norm_eps, N, c->hidden_size);
     else
         o->residual_norm_forward(out, NULL, before->out, mean, rstd, xh, before->out, before->a, p,
                                  model_site(l - 1, SITE_MLP_DROP), w, bias, c->layer_norm_eps, N,
@@ -259,24 +263,25 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d) {
 }
 
 /* The attention's inputs of layer l's N rows: q, k, v [N,C] = split(c_attn(ln_1(x))). */
-static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float *v, Drop d) {
+static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float *v, Drop d,
+                              int replay) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
     Layer *Ly = &b->layers[l];
     LayerActs *a = &b->acts[l];
     int C = c->hidden_size;
-    input_norm(m, l, a->n1, a->mean1, a->rstd1, a->xh1, &Ly->ln_1, N, d.hidden);
+    input_norm(m, l, a->n1, a->mean1, a->rstd1, a->xh1, &Ly->ln_1, N, d.hidden, replay);
     linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, d.lora, model_site(l, SITE_QKV));
     split_qkv(o, q, b->qkv, 0, N, C);
     split_qkv(o, k, b->qkv, 1, N, C);
     split_qkv(o, v, b->qkv, 2, N, C);
 }
 
-static void layer_forward(Model *m, int l, Drop d) {
+static void layer_forward(Model *m, int l, Drop d, int replay) {
     LayerActs *a = &gpt2(m)->acts[l];
     int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads;
-    layer_forward_qkv(m, l, N, a->q, a->k, a->v, d);
+    layer_forward_qkv(m, l, N, a->q, a->k, a->v, d, replay);
     float *ctx = gpt2(m)->layers[l].c_proj.in_bf16 ? NULL : a->ctx; /* else c_proj reads saved */
     m->ops->attention_forward(ctx, a->lse, a->att_saved, a->q, a->k, a->v, model_attention_mask(m),
                               1, d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NH,
@@ -292,13 +297,12 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     size_t C = m->cfg.hidden_size;
     int NH = m->cfg.num_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
-    layer_forward_qkv(m, l, n, a->q, k + pos0 * C, v + pos0 * C, (Drop){0});
+    layer_forward_qkv(m, l, n, a->q, k + pos0 * C, v + pos0 * C, (Drop){0}, 0);
     m->ops->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NH, head_size(m));
     linear_fill_input(m, &gpt2(m)->layers[l].c_proj, a->ctx, n);
     layer_forward_tail(m, l, n, (Drop){0});
 }
 
-/* dout: gradient of the layer output [N,C]; dx (may be NULL) = gradient of its input. */
 /* grad: the gradient of the layer's output [N,C], then of the residual stream a, then (when
  * need_input) of its input x (LayerBackward). */
 static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d) {
@@ -351,8 +355,8 @@ static void gpt2_forward(Model *m, Drop d) {
     o->embedding_forward(x, m->ids, NULL, b->wte->value, b->wpe->value, NULL, m->B, m->T, C);
     if (d.embedding > 0)
         o->dropout_forward(x, x, d.embedding, model_site(L, SITE_EMB), (size_t)N * C);
-    for (int l = 0; l < L; l++) layer_forward(m, l, d);
-    input_norm(m, L, b->hf, b->mean_f, b->rstd_f, NULL, &b->ln_f, N, d.hidden);
+    for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
+    input_norm(m, L, b->hf, b->mean_f, b->rstd_f, NULL, &b->ln_f, N, d.hidden, 0);
 }
 
 static void gpt2_backward(Model *m, Drop d) {
@@ -367,7 +371,8 @@ static void gpt2_backward(Model *m, Drop d) {
                           b->acts[L - 1].out, NULL, b->ln_f.w->value, b->mean_f, b->rstd_f, N, C,
                           OPS_SET);
     int emb_trains = b->wte->grad || b->wpe->grad;
-    layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out, d);
+    layers_backward(m, layer_forward, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
+                    d);
     if (!emb_trains) return;
     const float *de = dropout_grad(m, b->d_r, b->d_out, d.embedding, model_site(L, SITE_EMB), NC);
     o->embedding_backward(b->wte->grad, b->wpe->grad, NULL, de, m->ids, NULL, m->B, m->T, C);
@@ -383,7 +388,7 @@ static void gpt2_decode(Model *m, int pos0, int n) {
     o->embedding_forward(x, m->ids, NULL, b->wte->value, NULL, NULL, 1, n, C);
     o->add(x, x, b->wpe->value + (size_t)pos0 * C, (size_t)n * C);
     for (int l = 0; l < L; l++) layer_decode(m, l, pos0, n);
-    input_norm(m, L, b->hf, b->mean_f, b->rstd_f, NULL, &b->ln_f, n, 0.0f);
+    input_norm(m, L, b->hf, b->mean_f, b->rstd_f, NULL, &b->ln_f, n, 0.0f, 0);
 }
 
 const ArchImpl arch_gpt2 = {

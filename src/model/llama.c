@@ -132,7 +132,8 @@ static int layer_trains(const Layer *L) {
  * and under model_keeps_bf16 the bf16 copies of its norms' and SwiGLU's inputs); the others
  * share one set of buffers, their outputs alternating between two (a layer reads its input
  * while it writes its output). The last layer's output is always kept: the final norm's
- * backward reads it. */
+ * backward reads it. Under gradient checkpointing (plan_layer) a layer that backward reaches
+ * keeps its output, the next one's input, and all of them share one set of the rest. */
 static void llama_plan(Model *m, Plan *pl) {
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
@@ -142,7 +143,7 @@ static void llama_plan(Model *m, Plan *pl) {
     b->lowest_trained_layer = b->wte->grad ? 0 : (int)L;
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
-    int any = m->n_grads > 0;
+    int any = m->n_grads > 0, ckpt = model_recomputes(m);
     size_t saved_n = model_attention_saved(m);
     int half = model_keeps_bf16(m);
     LayerActs sh; /* the shared set */
@@ -161,6 +162,7 @@ static void llama_plan(Model *m, Plan *pl) {
         LayerActs *a = &b->acts[l];
         int bw = (int)l >= b->lowest_trained_layer;
         a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
+        plan_layer(pl, ckpt && bw);
         float **mine[] = {&a->n1, &a->rstd1, &a->q,     &a->k,    &a->v,  &a->lse, &a->ctx,
                           &a->a,  &a->n2,    &a->rstd2, &a->gate, &a->up, &a->act};
         for (int i = 0; i < nf; i++) {
@@ -186,17 +188,20 @@ static void llama_plan(Model *m, Plan *pl) {
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->gate_up_bf16, 2 * N * F, bw && half);
-        PLAN_TAKE(pl, &a->out, N * C, (bw && !half) || l + 1 == L, O[l % 2]);
+        plan_layer(pl, 0);
+        PLAN_TAKE(pl, &a->out, N * C, (bw && (!half || ckpt)) || l + 1 == L, O[l % 2]);
     }
     PLAN_TAKE(pl, &b->acts[0].x, N * C, 1, NULL); /* the embeddings */
     PLAN_TAKE(pl, &b->hf, N * C, 1, NULL);
     PLAN_TAKE(pl, &b->rstd_f, N, 1, NULL);
     m->hidden = b->hf;
     /* Gradient buffers. Backward never reads the shared set (no layer it reaches keeps
-     * anything there), so all but one of them are its buffers of the same size. */
+     * anything there), so all but one of them are its buffers of the same size; but d_out, the
+     * gradient carried from layer to layer, where a recomputed forward writes ctx there. */
     float **dn[] = {&b->d_out, &b->d_n, &b->d_q, &b->d_k, &b->d_v, &b->d_f, &b->d_g, &b->d_u};
     float *reuse[] = {sh.ctx, sh.a, sh.q, sh.k, sh.v, sh.gate, sh.up, sh.act};
-    for (int i = 0; i < 8; i++) PLAN_TAKE(pl, dn[i], 0, 0, any ? reuse[i] : NULL);
+    for (int i = 0; i < 8; i++)
+        PLAN_TAKE(pl, dn[i], N * C, any && ckpt && !i, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
     for (size_t l = 0; l < L; l++) { /* dgate, dup in bf16 where gate and up (both) read them so
                                         (else their group's GEMM reads them side by side) */
@@ -226,16 +231,17 @@ enum { SITE_Q, SITE_K, SITE_V, SITE_ATT, SITE_O, SITE_GATE, SITE_UP, SITE_DOWN }
 /* The norm of layer l's input (l = L: the final norm) over N rows, into out, rstd and xh. The
  * layer before left its output without the residual, down(..) alone: the add joins this pass
  * (residual_norm_forward: x = down(..) + a, written in place, where backward and the next
- * residual read it): one launch and one pass over [N,C] fewer than an add of its own. */
+ * residual read it): one launch and one pass over [N,C] fewer than an add of its own. A replay
+ * (LayerForward) finds x complete. */
 static void input_norm(Model *m, int l, float *out, float *rstd, uint16_t *xh, const Norm *norm,
-                       int N) {
+                       int N, int replay) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     const float *w = norm->w->value;
     LayerActs *before = l ? &llama(m)->acts[l - 1] : NULL;
-    if (!before)
-        o->rmsnorm_forward(out, rstd, xh, llama(m)->acts[0].x, w, c->layer_norm_eps, N,
-                           c->hidden_size);
+    if (!before || replay)
+        o->rmsnorm_forward(out, rstd, xh, before ? before->out : llama(m)->acts[0].x, w,
+                           c->layer_norm_eps, N, c->hidden_size);
     else
         o->residual_norm_forward(out, NULL, before->out, NULL, rstd, xh, before->out, before->a,
                                  0.0f, 0, w, NULL, c->layer_norm_eps, N, c->hidden_size);
@@ -262,7 +268,7 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d) {
     linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(l, SITE_DOWN));
 }
 
-static void layer_forward(Model *m, int l, Drop d) {
+static void layer_forward(Model *m, int l, Drop d, int replay) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
@@ -270,7 +276,7 @@ static void layer_forward(Model *m, int l, Drop d) {
     LayerActs *a = &b->acts[l];
     int B = m->B, T = m->T, N = B * T, HS = head_size(m);
     int NH = c->num_heads, NKV = c->num_kv_heads;
-    input_norm(m, l, a->n1, a->rstd1, a->xh1, &Ly->ln_attn, N);
+    input_norm(m, l, a->n1, a->rstd1, a->xh1, &Ly->ln_attn, N, replay);
     uint64_t s[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
                          model_sites(s, 3, l, SITE_Q));
@@ -293,7 +299,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
     float *k_new = k + (size_t)pos0 * NKV * HS, *v_new = v + (size_t)pos0 * NKV * HS;
     const int32_t *pos = m->positions + pos0;
-    input_norm(m, l, a->n1, a->rstd1, NULL, &Ly->ln_attn, n);
+    input_norm(m, l, a->n1, a->rstd1, NULL, &Ly->ln_attn, n, 0);
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, k_new, v_new}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
     o->rope_forward(a->q, k_new, pos, c->rope_theta, 1, n, NH, NKV, HS);
@@ -346,8 +352,8 @@ static void llama_forward(Model *m, Drop d) {
     Llama *b = llama(m);
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, m->B, m->T, C);
-    for (int l = 0; l < L; l++) layer_forward(m, l, d);
-    input_norm(m, L, b->hf, b->rstd_f, NULL, &b->ln_f, N);
+    for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
+    input_norm(m, L, b->hf, b->rstd_f, NULL, &b->ln_f, N, 0);
 }
 
 static void llama_backward(Model *m, Drop d) {
@@ -360,7 +366,8 @@ static void llama_backward(Model *m, Drop d) {
     o->rmsnorm_backward(b->d_out, b->ln_f.w->grad, m->dhidden, b->acts[L - 1].out, NULL,
                         b->ln_f.w->value, b->rstd_f, N, C, OPS_SET);
     int emb_trains = b->wte->grad != NULL;
-    layers_backward(m, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out, d);
+    layers_backward(m, layer_forward, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
+                    d);
     if (emb_trains)
         o->embedding_backward(b->wte->grad, NULL, NULL, b->d_out, m->ids, NULL, m->B, m->T, C);
 }
@@ -372,7 +379,7 @@ static void llama_decode(Model *m, int pos0, int n) {
     int C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, 1, n, C);
     for (int l = 0; l < L; l++) layer_decode(m, l, pos0, n);
-    input_norm(m, L, b->hf, b->rstd_f, NULL, &b->ln_f, n);
+    input_norm(m, L, b->hf, b->rstd_f, NULL, &b->ln_f, n, 0);
 }
 
 const ArchImpl arch_llama = {

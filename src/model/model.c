@@ -501,11 +501,30 @@ enum { GUARD_FLOATS = 0 };
 #endif
 static const uint32_t GUARD_BITS = 0x7fa5a5a5u; /* a NaN no op produces */
 
+enum { PLAN_OWN, PLAN_RECORD, PLAN_REPLAY }; /* Plan.layer */
+
+int model_recomputes(const Model *m) {
+    return m->spec.gradient_checkpointing;
+}
+
+void plan_layer(Plan *pl, int recomputed) {
+    pl->layer = !recomputed ? PLAN_OWN : pl->recorded ? PLAN_REPLAY : PLAN_RECORD;
+    pl->recorded |= recomputed, pl->at = 0;
+}
+
 void plan_take(Plan *pl, float **slot, size_t n, int keep, float *shared, const char *name) {
     if (!keep) {
         *slot = shared;
         return;
     }
+    int replay = pl->layer == PLAN_REPLAY, at = pl->at;
+    pl->at += replay;
+    if (replay && at < pl->n_ref && pl->ref[at][1] == n) {
+        *slot = pl->base ? pl->base + pl->ref[at][0] : NULL;
+        return; /* the recorded take's guard guards it */
+    }
+    if (pl->layer == PLAN_RECORD && pl->n_ref < PLAN_LAYER_TAKES)
+        pl->ref[pl->n_ref][0] = pl->used, pl->ref[pl->n_ref++][1] = n;
     *slot = pl->base ? pl->base + pl->used : NULL;
     pl->used += (n + 15) & ~(size_t)15; /* 64-byte aligned slices */
     if (!GUARD_FLOATS) return;
@@ -563,7 +582,7 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
         if (first) plan_take_bf16(pl, &xb, N * (C + m->spec.r), keep && copy, name);
         ls[i]->lora->xb = xb, first = 0;
     }
-    plan_take(pl, slot, N * C, keep && !copy, shared, name);
+    if (slot) plan_take(pl, slot, N * C, keep && !copy, shared, name);
 }
 
 /* The linears of l's group (model_share_input), in order: n of them, member i. */
@@ -685,8 +704,10 @@ static int activations_create(Model *m, LfError *err) {
     m->types = m->ids + NT;
     m->mask = m->types + NT;
     m->labels = m->mask + NT;
-    pl = (Plan){m->act_mem, 0, m->guards, 0};
+    pl = (Plan){.base = m->act_mem, .guards = m->guards};
     plan_activations(m, &pl);
+    if (pl.used != m->n_act) /* the two passes must take the same */
+        return lf_fail(err, "activation plan: %zu floats assigned, %zu sized", pl.used, m->n_act);
     m->n_guards = pl.n_guards;
     uint32_t pattern[GUARD_FLOATS + 1];
     for (int i = 0; i < GUARD_FLOATS; i++) pattern[i] = GUARD_BITS;
@@ -1398,10 +1419,12 @@ const float *linear_dout(Model *m, const Linear *l, float *scratch, const float 
     return NULL;
 }
 
-void layers_backward(Model *m, LayerBackward layer, int lowest, int need_input, float *grad,
-                     Drop d) {
-    for (int l = m->cfg.num_layers - 1; l >= lowest; l--)
+void layers_backward(Model *m, LayerForward forward, LayerBackward layer, int lowest,
+                     int need_input, float *grad, Drop d) {
+    for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
+        if (model_recomputes(m)) forward(m, l, d, 1);
         layer(m, l, grad, l > lowest || need_input, d);
+    }
 }
 
 int linear_trains(const Linear *l) {

@@ -241,6 +241,11 @@ static const Key keys[] = {
              "the replays are not yet measured on a GPU, and recording every step (the "
              "design before) cost 2-7 % end to end on an H200 (docs/BENCHMARKS.md). The cpu "
              "ignores this."},
+    {"train", "gradient_checkpointing", T_BOOL, AT(gradient_checkpointing), .def = "false",
+     .help = "Keep only each layer's input through the forward and recompute the layer's "
+             "forward just before its backward (HF's gradient_checkpointing): the activations "
+             "of one layer instead of all, for about a third more compute. The gradients are "
+             "the same bits (dropout masks are drawn again from the same seeds)."},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 static const char *const sections[] = {"model", "data", "lora", "train"};

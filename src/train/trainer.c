@@ -161,6 +161,7 @@ static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, i
     s->alpha = c->alpha;
     s->dropout = c->dropout;
     s->use_rslora = c->use_rslora;
+    s->gradient_checkpointing = c->gradient_checkpointing;
     s->n_targets = c->n_targets;
     for (int i = 0; i < c->n_targets; i++)
         memcpy(s->targets[i], c->target_modules[i], sizeof s->targets[i]);
@@ -472,11 +473,12 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
     fprintf(
         out,
         "model: %s %s, %d layers, hidden %d, on %s; strategy %s; base %s, precision %s, attention "
-        "%s, %.1f MiB of weights, %.1f MiB of activations\n",
+        "%s, %.1f MiB of weights, %.1f MiB of activations%s\n",
         arch_name(r->mcfg.arch), c->model, r->mcfg.num_layers, r->mcfg.hidden_size, ops->name,
         strategy_name(spec.strategy), base_dtype_name(spec.base_dtype),
         precision_name(r->model.spec.precision), attention_name(r->model.spec.attention),
-        model_weight_bytes(&r->model) / 1048576.0, model_activation_bytes(&r->model) / 1048576.0);
+        model_weight_bytes(&r->model) / 1048576.0, model_activation_bytes(&r->model) / 1048576.0,
+        spec.gradient_checkpointing ? " (gradient checkpointing)" : "");
     char a[40], b[40];
     if (train)
         fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",

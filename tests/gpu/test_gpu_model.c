@@ -36,7 +36,9 @@
  * tensor; measured: at most 1.6e-2, the Llama's near-zero logits, 1.2e-2 for BERT's
  * gradients). The test prints the worst of each run. The weights after the AdamW steps are
  * not compared: AdamW's first steps move each weight by about lr * sign(g), so gradient elements
- * near zero flip whole steps. Skips (77) without a CUDA device. */
+ * near zero flip whole steps. With gradient checkpointing (Llama, GPT-2 and BERT with LoRA, fp32
+ * and bf16) the loss and every gradient are the same bits as without it on the GPU.
+ * Skips (77) without a CUDA device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -510,6 +512,66 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     for (int k = 0; k < 2; k++) adamw_free(&opt[k], ms[k]), model_free(ms[k]);
 }
 
+/* Gradient checkpointing on the GPU: the same model with and without it (config cfg, from dir
+ * or its seed; spec's LoRA r 4 on targets, lora dropout 0.1, every dropout of cfg on) makes one
+ * training step from the same weights (B random) on right-padded rows: the loss and every
+ * gradient must be the same bits, since the recomputed forward runs the same kernels on the
+ * same inputs and masks (loraft's attention is deterministic; cuDNN's backward is not, so this
+ * runs loraft's), from a smaller activation plan (both layers recompute). */
+static void checkpointing_same_bits(const ModelConfig *cfg, const char *dir, Precision prec,
+                                    const char *const *targets, int n_targets, const char *what) {
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.task = arch_task(cfg->arch), spec.precision = prec;
+    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    for (int i = 0; i < n_targets; i++)
+        snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "%s", targets[i]);
+    int causal = spec.task == TASK_CAUSAL_LM, rows = 3;
+    int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
+    Rng rng = {21, 0};
+    for (int i = 0; i < rows * LT; i++) {
+        mask[i] = i % LT < LT - 2 * (i / LT);
+        ids[i] = mask[i] ? (int32_t)(rng_next(&rng) % (uint64_t)cfg->vocab_size) : 0;
+        labels[i] = !causal ? i % 2 : mask[i] ? ids[i] : -100;
+    }
+    Model m[2];
+    float loss[2], *grads[2] = {NULL, NULL};
+    LfError err;
+    for (int k = 0; k < 2; k++) {
+        spec.gradient_checkpointing = k;
+        CHECK_OK(model_create(&m[k], cfg, &spec, &ops_cuda, dir, 5, LB, LT, NULL, 0, &err), &err);
+        Rng lora = {12, 0};
+        for (int i = 0; i < m[k].n_params; i++) {
+            const Param *p = &m[k].params[i];
+            if (!p->is_lora) continue;
+            float *h = malloc(p->numel * sizeof *h);
+            for (size_t j = 0; j < p->numel; j++) h[j] = 0.2f * (rng_next_uniform(&lora) - 0.5f);
+            ops_cuda.upload(p->value, h, p->numel * sizeof *h);
+            free(h);
+        }
+        CHECK_OK(model_set_batch(&m[k], ids, NULL, mask, labels, rows, LT, &err), &err);
+        model_zero_grad(&m[k]);
+        model_step(&m[k], 31, 1.0f);
+        CHECK_OK(model_forward(&m[k], 1, &loss[k], &err), &err);
+        CHECK_OK(model_backward(&m[k], &err), &err);
+        grads[k] = malloc(m[k].n_grads * sizeof(float));
+        ops_cuda.download(grads[k], m[k].grads, m[k].n_grads * sizeof(float));
+    }
+    size_t n = m[0].n_grads, nonzero = 0;
+    CHECK(n > 0 && m[1].n_grads == n);
+    for (size_t i = 0; i < n; i++) nonzero += grads[0][i] != 0;
+    int same = memcmp(&loss[0], &loss[1], sizeof *loss) == 0 &&
+               memcmp(grads[0], grads[1], n * sizeof(float)) == 0;
+    CHECK(same);
+    CHECK(nonzero > n / 2);
+    CHECK(m[1].n_act < m[0].n_act);
+    printf("%s %s with gradient checkpointing: loss and %zu gradients (%zu nonzero) %s; activation "
+           "plan %zu -> %zu floats\n",
+           what, precision_name(prec), n, nonzero, same ? "the same bits" : "DIFFER", m[0].n_act,
+           m[1].n_act);
+    for (int k = 0; k < 2; k++) free(grads[k]), model_free(&m[k]);
+}
+
 /* ---- the host waits of a preference training step (issue 10: none but the loss read) ----
  * ops_cuda with its host transfers counted: download (a cudaMemcpy to the host) and status
  * (cudaDeviceSynchronize) block; upload goes through pinned staging (cudaMemcpyAsync) and zero
@@ -668,8 +730,24 @@ int main(void) {
            bf16_worst, bf16_worst_what);
     run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("gpt2 DPO (LoRA): cuda model matches cpu\n");
-    /* model.attention cudnn, in a build with it (last, as in test_gpu_parity) */
+    const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                          "gate_proj", "up_proj", "down_proj"};
+    const char *conv[] = {"c_attn", "c_proj", "c_fc"};
+    ModelConfig cfg;
     LfError err;
+    for (int prec = 0; prec < 2; prec++) {
+        Precision p = prec ? PRECISION_BF16 : PRECISION_FP32;
+        decoder_config(&cfg, ARCH_LLAMA, 0);
+        checkpointing_same_bits(&cfg, NULL, p, proj, 7, "llama (LoRA on the seven projections)");
+        decoder_config(&cfg, ARCH_GPT2, 1);
+        checkpointing_same_bits(&cfg, NULL, p, conv, 3, "gpt2 (LoRA on its three)");
+        char dir[700];
+        snprintf(dir, sizeof dir, "%s/bert-scaled", tmp);
+        CHECK_OK(model_config_load(&cfg, dir, &err), &err);
+        cfg.hidden_dropout = cfg.attention_dropout = 0.1f;
+        checkpointing_same_bits(&cfg, dir, p, all_linear[1], 4, "bert (LoRA on every linear)");
+    }
+    /* model.attention cudnn, in a build with it (last, as in test_gpu_parity) */
     if (!ops_cuda.set_attention(ATTENTION_CUDNN, &err)) {
         ops_cuda.set_attention(ATTENTION_LORAFT, NULL);
         gpu_attention = ATTENTION_CUDNN;
