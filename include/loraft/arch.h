@@ -127,7 +127,9 @@ void linear_reads_attention_out(const Model *m, Linear *l, float *saved);
  * bf16(out)); nothing when l has none. */
 void linear_fill_input(Model *m, const Linear *l, const float *x, int N);
 
-/* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. */
+/* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. out NULL:
+ * only what l's backward reads of its forward (a replay's last linear: the LoRA branch's u and
+ * input copy), no GEMM. */
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                     uint64_t seed);
 /* l's trainable gradients += from dout; dinp (may be NULL) += (acc OPS_ADD) or = (OPS_SET: its

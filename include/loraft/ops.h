@@ -275,7 +275,8 @@ typedef struct Ops {
     /* ---- LoRA branch beside a dense layer ----
      * out[N,OC] += scale * u @ B^T where u[N,R] = drop(inp) @ A^T, drop(inp)[n,k] = inp[n,k] *
      * rng_row_dropout(seed, n, k, p) on inp [N,C] (rng.h: a draw per two columns of a row;
-     * every LoRA op's mask); A [R,C], B [OC,R]. Saves u for backward.
+     * every LoRA op's mask); A [R,C], B [OC,R]. Saves u for backward; out NULL: u alone (a
+     * replayed forward whose output backward does not read).
      * scratch: ops_lora_scratch(N, C, R) floats (forward and backward). */
     void (*lora_forward)(float *out, float *u, const float *inp, const float *A, const float *B,
                          float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,

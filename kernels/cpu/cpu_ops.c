@@ -458,8 +458,8 @@ static void lora_dropout(float *out, const float *x, float p, uint64_t seed, int
     }
 }
 
-/* out[N,OC] += scale * u @ B^T, u[N,R] = drop(inp[N,C]) @ A[R,C]^T; B [OC,R]; scratch: N*C floats
- * (the dropped input; unused when p == 0). */
+/* out[N,OC] += scale * u @ B^T (out not NULL), u[N,R] = drop(inp[N,C]) @ A[R,C]^T; B [OC,R];
+ * scratch: N*C floats (the dropped input; unused when p == 0). */
 static void cpu_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
                              float scale, float p, uint64_t seed, float *scratch, int N, int C,
                              int OC, int R) {
@@ -470,8 +470,9 @@ static void cpu_lora_forward(float *out, float *u, const float *inp, const float
         x = scratch;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, x, C, A, C, 0.0f, u, R);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, R, scale, u, R, B, R, 1.0f, out,
-                OC);
+    if (out)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, R, scale, u, R, B, R, 1.0f, out,
+                    OC);
 }
 
 /* With du[N,R] = scale * dout[N,OC] @ B[OC,R] and x = drop(inp): dB[OC,R] += scale * dout^T @ u;

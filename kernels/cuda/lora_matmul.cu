@@ -410,9 +410,9 @@ void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *cons
     lora_down(g, inp, scale, p, N, C, R);
 }
 
-/* out[N,OC] += scale * u @ B^T, u[N,R] = drop(inp)[N,C] @ A[R,C]^T (saved). At p = 0 u is a GEMM
- * (u^T[R,N] = A inp^T: A's column-major view is A^T, OP_T); at p > 0 the kernel masks inp as it
- * reads it, instead of writing and reading drop(inp). The scratch is the CPU's. */
+/* out[N,OC] += scale * u @ B^T (out not NULL), u[N,R] = drop(inp)[N,C] @ A[R,C]^T (saved). At p = 0
+ * u is a GEMM (u^T[R,N] = A inp^T: A's column-major view is A^T, OP_T); at p > 0 the kernel masks
+ * inp as it reads it, instead of writing and reading drop(inp). The scratch is the CPU's. */
 void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
                        float scale, float p, uint64_t seed, float *scratch, int N, int C, int OC,
                        int R) {
@@ -425,7 +425,7 @@ void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, c
     } else
         cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, R, N, C, 1.0f, A, C, 0, inp, C, 0, 0.0f, u, R, 0, 1);
     /* out^T[OC,N] += scale B[OC,R] u^T[R,N]: B's column-major view is B^T, OP_T */
-    if (OC > 0)
+    if (OC > 0 && out)
         cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, R, scale, B, R, 0, u, R, 0, 1.0f, out, OC, 0, 1);
 }
 

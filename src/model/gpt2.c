@@ -245,8 +245,9 @@ static void input_norm(Model *m, int l, float *out, float *mean, float *rstd, ui
 
 /* The rest of layer l once attention has written a->ctx [N rows]: a = x + drop(c_proj(ctx)),
  * then out = mlp.c_proj(gelu_tanh(c_fc(n2))), n2 = ln_2(a), without its dropout and residual,
- * which the next norm applies (input_norm). */
-static void layer_forward_tail(Model *m, int l, int N, Drop d) {
+ * which the next norm applies (input_norm). A replay leaves out (the next layer's complete
+ * input) alone: backward reads nothing of mlp.c_proj's forward but its LoRA branch's. */
+static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Layer *Ly = &gpt2(m)->layers[l];
@@ -259,7 +260,8 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d) {
     uint16_t *act_bf16 = Ly->mlp_proj.in_bf16; /* else mlp_proj rounds act */
     o->activation_forward(act_bf16 ? NULL : a->act, act_bf16, a->fc_bf16, a->fc, c->activation,
                           (size_t)N * c->ffn_size);
-    linear_forward(m, &Ly->mlp_proj, a->out, a->act, N, d.lora, model_site(l, SITE_MLP));
+    linear_forward(m, &Ly->mlp_proj, replay ? NULL : a->out, a->act, N, d.lora,
+                   model_site(l, SITE_MLP));
 }
 
 /* The attention's inputs of layer l's N rows: q, k, v [N,C] = split(c_attn(ln_1(x))). */
@@ -286,7 +288,7 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     m->ops->attention_forward(ctx, a->lse, a->att_saved, a->q, a->k, a->v, model_attention_mask(m),
                               1, d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NH,
                               head_size(m));
-    layer_forward_tail(m, l, N, d);
+    layer_forward_tail(m, l, N, d, replay);
 }
 
 /* Generation: layer l on the n new tokens at positions pos0.. (rows 0..n-1 of a->x): their keys
@@ -300,7 +302,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     layer_forward_qkv(m, l, n, a->q, k + pos0 * C, v + pos0 * C, (Drop){0}, 0);
     m->ops->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NH, head_size(m));
     linear_fill_input(m, &gpt2(m)->layers[l].c_proj, a->ctx, n);
-    layer_forward_tail(m, l, n, (Drop){0});
+    layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
 /* grad: the gradient of the layer's output [N,C], then of the residual stream a, then (when

@@ -249,8 +249,9 @@ static void input_norm(Model *m, int l, float *out, float *rstd, uint16_t *xh, c
 
 /* The rest of layer l once attention has written a->ctx [N rows]: a = x + o(ctx), then
  * out = down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a), without the residual a, which the next
- * norm adds (input_norm). */
-static void layer_forward_tail(Model *m, int l, int N, Drop d) {
+ * norm adds (input_norm). A replay leaves out (the next layer's complete input) alone: backward
+ * reads nothing of down's forward but its LoRA branch's. */
+static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Layer *Ly = &llama(m)->layers[l];
@@ -265,7 +266,8 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d) {
                          model_sites(s, 2, l, SITE_GATE));
     uint16_t *act_bf16 = Ly->down.in_bf16; /* else down rounds act */
     o->swiglu_forward(act_bf16 ? NULL : a->act, act_bf16, a->gate_up_bf16, a->gate, a->up, NF);
-    linear_forward(m, &Ly->down, a->out, a->act, N, d.lora, model_site(l, SITE_DOWN));
+    linear_forward(m, &Ly->down, replay ? NULL : a->out, a->act, N, d.lora,
+                   model_site(l, SITE_DOWN));
 }
 
 static void layer_forward(Model *m, int l, Drop d, int replay) {
@@ -284,7 +286,7 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     o->attention_forward(Ly->o.in_bf16 ? NULL : a->ctx, a->lse, a->att_saved, a->q, a->k, a->v,
                          model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
                          m->scratch, B, T, NH, NKV, HS);
-    layer_forward_tail(m, l, N, d);
+    layer_forward_tail(m, l, N, d, replay);
 }
 
 /* Generation: layer l on the n new tokens at positions pos0.. (rows 0..n-1 of a->x): their
@@ -305,7 +307,7 @@ static void layer_decode(Model *m, int l, int pos0, int n) {
     o->rope_forward(a->q, k_new, pos, c->rope_theta, 1, n, NH, NKV, HS);
     o->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NKV, HS);
     linear_fill_input(m, &Ly->o, a->ctx, n);
-    layer_forward_tail(m, l, n, (Drop){0});
+    layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
 /* grad: the gradient of the layer's output [N,C], then of the residual stream a, then (when

@@ -1213,7 +1213,8 @@ static int adapted(const Model *m, const Linear *l) {
 static void linear_forward_f32(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                                uint64_t seed) {
     const Ops *o = m->ops;
-    o->matmul_forward(out, inp, base_weight(m, l), l->b ? l->b->value : NULL, N, l->in, l->out);
+    if (out)
+        o->matmul_forward(out, inp, base_weight(m, l), l->b ? l->b->value : NULL, N, l->in, l->out);
     if (adapted(m, l))
         o->lora_forward(out, l->lora->u, inp, l->lora->A->value, l->lora->B->value, l->lora->scale,
                         p, seed, m->scratch, N, l->in, l->out, m->spec.r);
@@ -1253,6 +1254,8 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
     for (int i = 0, j = 0; i < n; i++) {
         const Linear *l = ls[i];
         int a = adapted(m, l);
+        j += a && !outs[i];
+        if (!outs[i]) continue; /* linear_forward's out NULL */
         int ldw = weight_ld(m, l);
         float *scratch = rest;
         uint16_t *W = bf16_weight(m, l, &scratch);
@@ -1288,6 +1291,7 @@ void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n
 
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                     uint64_t seed) {
+    if (!out && !adapted(m, l)) return; /* its backward reads its input, planned apart */
     linear_forward_group(m, &l, &out, 1, inp, N, p, &seed);
 }
 
