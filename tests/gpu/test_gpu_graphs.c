@@ -24,9 +24,10 @@
  * shape) and, under the emulation, that the graphs and the launches beside them (AdamW, the
  * step's scalars) are exactly the ops the eager run launched. The same Llama trained as a reward
  * model and with DPO (pairs of rows; DPO's reference forward runs op by op before each
- * micro-batch) must match the same way. Prints the blocking calls and launches per micro-batch
- * (emulation). With model.attention cudnn (check_cudnn) on and auto record repeats only and
- * match within bounds. Skips (77) without a CUDA device. */
+ * micro-batch) must match the same way, and the causal LM with gradient checkpointing (each
+ * layer's forward replayed inside the recorded backward). Prints the blocking calls and launches
+ * per micro-batch (emulation). With model.attention cudnn (check_cudnn) on and auto record repeats
+ * only and match within bounds. Skips (77) without a CUDA device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +228,7 @@ static void decoder_config(ModelConfig *cfg) {
 }
 
 static AttentionImpl attention = ATTENTION_LORAFT; /* the Llama jobs' model.attention */
+static int checkpointing;                          /* and their train.gradient_checkpointing */
 
 static void create_llama_task(Job *j, Task task) {
     ModelConfig cfg;
@@ -236,6 +238,7 @@ static void create_llama_task(Job *j, Task task) {
     train_spec_defaults(&spec);
     spec.task = task;
     spec.attention = attention;
+    spec.gradient_checkpointing = checkpointing;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
@@ -423,6 +426,9 @@ int main(void) {
               create_llama);
     check_job("llama reward model (LoRA, the same schedule)", create_reward);
     check_job("llama dpo (LoRA, reference forward op by op, the same schedule)", create_dpo);
+    checkpointing = 1;
+    check_job("llama causal-lm with gradient checkpointing (the same)", create_llama);
+    checkpointing = 0;
     check_padded_repeat();
     check_trainer(tmp, vocab);
     check_cudnn(); /* last: a fault in cuDNN costs no other case */
