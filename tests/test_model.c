@@ -481,14 +481,13 @@ static void checkpointing(const char *distil, const char *bert) {
                     decoder(&m[ckpt], a == 3 ? ARCH_LLAMA : ARCH_GPT2, TASK_CAUSAL_LM, (DpoSpec){0},
                             s, c == 2, ckpt, &rng);
             }
-            /* one layer recomputed: nothing saved; a decoder's d_out of its own costs [N,C] */
+            /* one layer recomputed: nothing saved; a decoder's d_out of its own costs [N,C] (and
+             * the 16 floats of its guard block under LORAFT_ACT_GUARDS) */
             size_t NC = (size_t)m[0].max_batch * m[0].max_len * m[0].cfg.hidden_size;
             char what[64];
             snprintf(what, sizeof what, "%s %s", archs[a], cases[c]);
-            checkpointing_is_exact(&m[0], &m[1], a < 2 ? set_batch : decoder_batch, what,
-                                   c < 2   ? 0
-                                   : a < 2 ? 1
-                                           : NC);
+            size_t own = c < 2 ? 0 : a < 2 ? 1 : NC + 16;
+            checkpointing_is_exact(&m[0], &m[1], a < 2 ? set_batch : decoder_batch, what, own);
         }
     for (int ckpt = 0; ckpt < 2; ckpt++) { /* the reference forward between batch and step */
         Rng rng = {7, 0};

@@ -699,8 +699,11 @@ static int activations_create(Model *m, LfError *err) {
     m->ids = ops->alloc(4 * NT * sizeof(int32_t));
     m->guards = calloc(pl.n_guards ? pl.n_guards : 1, sizeof *m->guards);
     if (!m->act_mem || !m->ids || !m->guards)
-        return lf_fail(err, "out of memory for %zu activations (%.1f MiB)", m->n_act,
-                       m->n_act * sizeof(float) / 1048576.0);
+        return lf_fail(err, "out of memory for %zu activations (%.1f MiB)%s", m->n_act,
+                       m->n_act * sizeof(float) / 1048576.0,
+                       model_recomputes(m) ? ""
+                                           : "; train.gradient_checkpointing = true keeps one "
+                                             "layer's, or lower the batch size or max_length");
     m->types = m->ids + NT;
     m->mask = m->types + NT;
     m->labels = m->mask + NT;
