@@ -6,7 +6,8 @@
 # Runs bench_train_step of the emulated CUDA backend (model.precision bf16, CUDA graphs off) on
 # random models shaped like the end-to-end cases of bench/bench-gpu-e2e.py, but small: SmolLM2's
 # structure (Llama, grouped KV heads, tied head, LoRA r 8 on all seven projections, lora dropout
-# 0.05; and on PEFT's default targets, q_proj and v_proj) and DistilBERT's (LoRA on q_lin and
+# 0.05; and on PEFT's default targets, q_proj and v_proj; and all seven with gradient
+# checkpointing, whose replayed forwards count with the layers) and DistilBERT's (LoRA on q_lin and
 # v_lin, lora dropout 0.1, hidden and attention dropout 0.1). The emulator counts every kernel launch, cuBLAS / cuBLASLt call and async copy
 # or set by name (LORAFT_EMU_COUNTS); runs of one and two steps with one and two layers give
 # the launches of one step per layer and those outside the layers. The counts depend on the
@@ -25,10 +26,12 @@ trap 'rm -rf "$work"' EXIT
 # counts ARCH LAYERS STEPS: the emulator's counts of bench_train_step, in $work/ARCH-L-S
 counts() {
   local arch=$1 layers=$2 steps=$3 dir=$work/$1-$2 base=llama targets dropout=0.05
-  local key=num_hidden_layers
+  local key=num_hidden_layers ckpt=()
   mkdir -p "$dir"
   case $arch in
   llama) targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj ;;
+  llama-checkpointing)
+    targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj ckpt=(--checkpointing) ;;
   llama-default-targets) targets=q_proj,v_proj ;;
   distilbert) base=distilbert key=n_layers targets=q_lin,v_lin dropout=0.1 ;;
   esac
@@ -36,14 +39,14 @@ counts() {
   ASAN_OPTIONS=detect_leaks=0 LORAFT_EMU_COUNTS="$work/$arch-$layers-$steps" \
     "$build/bench_train_step" "$dir" --random --device cuda --precision bf16 --graphs off \
     --batch 2 --seq 32 --steps "$steps" --r 8 --targets "$targets" --dropout "$dropout" \
-    >"$work/$arch-$layers-$steps.log" 2>&1 || {
+    "${ckpt[@]}" >"$work/$arch-$layers-$steps.log" 2>&1 || {
     echo "launch-count: bench_train_step failed:" >&2
     tail -5 "$work/$arch-$layers-$steps.log" >&2
     exit 1
   }
 }
 
-for arch in llama llama-default-targets distilbert; do
+for arch in llama llama-default-targets llama-checkpointing distilbert; do
   for layers in 1 2; do
     for steps in 1 2; do counts $arch $layers $steps; done
   done
