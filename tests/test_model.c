@@ -21,7 +21,8 @@
  *   way llama.cpp's converter writes one (Conv1D weights [out,in], token_embd copied as
  *   output.weight) loads with the same config and weights;
  * - gradient checkpointing (every dropout on; LoRA on every linear, on layer 1's only, full
- *   fine-tuning; the four architectures, and DPO with its reference forward): the loss and every
+ *   fine-tuning, the encoders' head alone; the four architectures, DPO with its reference forward,
+ *   the reward model): the loss and every
  *   gradient are the same bits as without it, and fewer activations are kept where two layers
  *   are recomputed. */
 #include <stdio.h>
@@ -428,6 +429,10 @@ static void peft_counts(const char *vocab_dir) {
     model_free(&m);
 }
 
+static void reward_batch(Model *m) {
+    set_pairs(m, 0);
+}
+
 static void dpo_batch(Model *m) {
     set_pairs(m, 1);
     LfError err;
@@ -468,11 +473,11 @@ static void checkpointing_is_exact(Model *plain, Model *ckpt, void (*batch)(Mode
 
 static void checkpointing(const char *distil, const char *bert) {
     const char *archs[] = {"distilbert", "bert", "gpt2", "llama"};
-    const char *cases[] = {"lora", "full", "lora layer 1"};
+    const char *cases[] = {"lora", "full", "lora layer 1", "head"};
     Model m[2];
     for (int a = 0; a < 4; a++)
-        for (int c = 0; c < 3; c++) {
-            Strategy s = c == 1 ? STRATEGY_FULL : STRATEGY_LORA;
+        for (int c = 0; c < 4 - (a >= 2); c++) { /* head: the encoders' classifier alone */
+            Strategy s = c == 1 ? STRATEGY_FULL : c == 3 ? STRATEGY_HEAD : STRATEGY_LORA;
             for (int ckpt = 0; ckpt < 2; ckpt++) {
                 Rng rng = {5, 0};
                 if (a < 2)
@@ -482,7 +487,7 @@ static void checkpointing(const char *distil, const char *bert) {
                             s, c == 2, ckpt, &rng);
             }
             /* one layer recomputed: nothing saved; a decoder's d_out of its own costs [N,C] (and
-             * the 16 floats of its guard block under LORAFT_ACT_GUARDS) */
+             * the 16 floats of its guard block under LORAFT_ACT_GUARDS); none (head): the same */
             size_t NC = (size_t)m[0].max_batch * m[0].max_len * m[0].cfg.hidden_size;
             char what[64];
             snprintf(what, sizeof what, "%s %s", archs[a], cases[c]);
@@ -495,6 +500,11 @@ static void checkpointing(const char *distil, const char *bert) {
                 0, ckpt, &rng);
     }
     checkpointing_is_exact(&m[0], &m[1], dpo_batch, "llama dpo", 0);
+    for (int ckpt = 0; ckpt < 2; ckpt++) {
+        Rng rng = {8, 0};
+        decoder(&m[ckpt], ARCH_LLAMA, TASK_REWARD, (DpoSpec){0}, STRATEGY_LORA, 0, ckpt, &rng);
+    }
+    checkpointing_is_exact(&m[0], &m[1], reward_batch, "llama reward", 0);
 }
 
 int main(void) {
