@@ -21,10 +21,9 @@
  *   way llama.cpp's converter writes one (Conv1D weights [out,in], token_embd copied as
  *   output.weight) loads with the same config and weights;
  * - gradient checkpointing (every dropout on; LoRA on every linear, on layer 1's only, full
- *   fine-tuning, the encoders' head alone; the four architectures, DPO with its reference forward,
- *   the reward model): the loss and every
- *   gradient are the same bits as without it, and fewer activations are kept where two layers
- *   are recomputed. */
+ *   fine-tuning, the encoders' head alone; the four architectures, DPO with its reference
+ *   forward, the reward model): the loss and every gradient are the same bits as without it, and
+ *   fewer activations are kept where two layers are recomputed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
