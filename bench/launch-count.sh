@@ -7,7 +7,8 @@
 # random models shaped like the end-to-end cases of bench/bench-gpu-e2e.py, but small: SmolLM2's
 # structure (Llama, grouped KV heads, tied head, LoRA r 8 on all seven projections, lora dropout
 # 0.05; and on PEFT's default targets, q_proj and v_proj; and all seven with gradient
-# checkpointing, whose replayed forwards count with the layers) and DistilBERT's (LoRA on q_lin and
+# checkpointing, whose replayed forwards count with the layers, but the top layer's, which is
+# not replayed: "outside" is one replay less) and DistilBERT's (LoRA on q_lin and
 # v_lin, lora dropout 0.1, hidden and attention dropout 0.1). The emulator counts every kernel launch, cuBLAS / cuBLASLt call and async copy
 # or set by name (LORAFT_EMU_COUNTS); runs of one and two steps with one and two layers give
 # the launches of one step per layer and those outside the layers. The counts depend on the

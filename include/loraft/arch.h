@@ -179,7 +179,8 @@ typedef void (*LayerBackward)(Model *m, int l, float *grad, int need_input, Drop
 typedef void (*LayerForward)(Model *m, int l, Drop d, int replay);
 /* Backward through layers L-1 down to `lowest`, grad [N,C] holding the top layer's output
  * gradient and at the end the lowest layer's input gradient, when need_input (the embeddings
- * train); each layer's forward replayed first when the model recomputes. */
+ * train); each layer's forward replayed first when the model recomputes, but the top one's
+ * right after a forward (Model.top_fresh: the shared buffers still hold it). */
 void layers_backward(Model *m, LayerForward forward, LayerBackward layer, int lowest,
                      int need_input, float *grad, Drop d);
 

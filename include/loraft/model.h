@@ -206,6 +206,9 @@ typedef struct Model {
     int has_labels;
     int train_mode;     /* dropout on in the last forward (backward must match) */
     int dhidden_ready;  /* the last forward's loss wrote dhidden (causal LM, training) */
+    int top_fresh;      /* gradient checkpointing: the recomputed layers' shared buffers hold the
+                           top layer's forward (the last forward's), so backward need not
+                           replay it; the next backward or a decode spends it */
     float loss_scale;   /* the LM head's gradient scale besides the step's: 1, or 0 where
                            the loss has no gradient (DPO without a reference) */
     uint64_t step_seed; /* model_step's, given to the backend at every entry */

@@ -1428,8 +1428,10 @@ const float *linear_dout(Model *m, const Linear *l, float *scratch, const float 
 
 void layers_backward(Model *m, LayerForward forward, LayerBackward layer, int lowest,
                      int need_input, float *grad, Drop d) {
-    for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
-        if (model_recomputes(m)) forward(m, l, d, 1);
+    int top = m->cfg.num_layers - 1, fresh = m->top_fresh;
+    m->top_fresh = 0;
+    for (int l = top; l >= lowest; l--) {
+        if (model_recomputes(m) && !(l == top && fresh)) forward(m, l, d, 1);
         layer(m, l, grad, l > lowest || need_input, d);
     }
 }
@@ -1473,6 +1475,7 @@ int model_forward(Model *m, int train, float *loss, LfError *err) {
     m->dhidden_ready = 0; /* the loss may write it */
     sync_adapters(m);
     m->arch->forward(m, dropouts(m, train));
+    m->top_fresh = 1;
     if (m->has_labels && m->objective->loss(m, err)) return -1;
     return loss ? model_read_loss(m, loss, NULL, err) : 0;
 }
@@ -1573,6 +1576,7 @@ int model_decode(Model *m, const int32_t *ids, int n, LfError *err) {
     m->T = n;
     m->train_mode = m->has_labels = 0;
     sync_adapters(m);
+    m->top_fresh = 0;
     m->arch->decode(m, m->n_cached, n);
     m->n_cached += n;
     return m->ops->status(err) ? -1 : check_guards(m, err);

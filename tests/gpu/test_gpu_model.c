@@ -517,7 +517,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
  * training step from the same weights (B random) on right-padded rows: the loss and every
  * gradient must be the same bits, since the recomputed forward runs the same kernels on the
  * same inputs and masks (loraft's attention is deterministic; cuDNN's backward is not, so this
- * runs loraft's), from a smaller activation plan (both layers recompute). */
+ * runs loraft's), from a smaller activation plan (both layers recompute); and again after a
+ * second backward. */
 static void checkpointing_same_bits(const ModelConfig *cfg, const char *dir, Precision prec,
                                     const char *const *targets, int n_targets, const char *what) {
     TrainSpec spec;
@@ -565,6 +566,13 @@ static void checkpointing_same_bits(const ModelConfig *cfg, const char *dir, Pre
     CHECK(same);
     CHECK(nonzero > n / 2);
     CHECK(m[1].n_act < m[0].n_act);
+    /* a second backward adds the same again (2 g): the top layer, which the first took as the
+     * forward left it, is replayed this time */
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(model_backward(&m[k], &err), &err);
+        ops_cuda.download(grads[k], m[k].grads, n * sizeof(float));
+    }
+    CHECK(memcmp(grads[0], grads[1], n * sizeof(float)) == 0);
     printf("%s %s with gradient checkpointing: loss and %zu gradients (%zu nonzero) %s; activation "
            "plan %zu -> %zu floats\n",
            what, precision_name(prec), n, nonzero, same ? "the same bits" : "DIFFER", m[0].n_act,
