@@ -103,7 +103,9 @@ int model_keeps_bf16(const Model *m);
  * none trains; when each that trains is an adapted linear on bf16 tensor cores, the bf16 copy
  * of the input its forward writes anyway (Lora.xb; backward reads that and ignores the input it
  * is given), and *slot points at shared; else PLAN_TAKE's f32 buffer at *slot. slot NULL: the
- * caller keeps the input itself (a checkpoint: plan_layer), only the bf16 copy is planned. */
+ * caller keeps the input itself (a checkpoint: plan_layer), only the bf16 copy is planned. The
+ * adapted linears' saved u are planned here too, with their layer's buffers (the core plans the
+ * others'). */
 void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float **slot, int keep,
                      float *shared, const char *name);
 #define PLAN_TAKE_INPUT(pl, m, ls, n, slot, keep, shared)                                          \

@@ -108,11 +108,13 @@ struct Linear;
 typedef struct Lora {
     Param *A, *B; /* A [R,in], B [out,R] */
     float scale;
-    float *u;            /* saved drop(x) A^T per layer use [N,R] */
-    uint16_t *xb;        /* or NULL: its input's bf16 copy [N, in+R] kept for backward
-                            (plan_take_input), shared by the adapted linears of a group */
-    uint16_t *a_bf16;    /* or NULL: A's bf16 rows [R, in] in its group's stored weight block
-                            (rows as its weight's apart), which sync_adapters refreshes */
+    float *u;         /* saved drop(x) A^T per layer use [N,R] */
+    int u_in_layer;   /* plan_activations: u was planned with its layer's buffers (plan_take_input),
+                         so a recomputed layer's is recomputed with them */
+    uint16_t *xb;     /* or NULL: its input's bf16 copy [N, in+R] kept for backward
+                         (plan_take_input), shared by the adapted linears of a group */
+    uint16_t *a_bf16; /* or NULL: A's bf16 rows [R, in] in its group's stored weight block
+                         (rows as its weight's apart), which sync_adapters refreshes */
     struct Linear *base; /* the dense layer it sits beside (for merging) */
 } Lora;
 

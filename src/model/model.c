@@ -578,9 +578,12 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
     keep = keep && trains;
     uint16_t *xb = NULL;
     for (int i = 0, first = 1; i < n; i++) {
-        if (!ls[i]->lora) continue;
+        Lora *lo = ls[i]->lora;
+        if (!lo) continue;
         if (first) plan_take_bf16(pl, &xb, N * (C + m->spec.r), keep && copy, name);
-        ls[i]->lora->xb = xb, first = 0;
+        lo->xb = xb, first = 0;
+        plan_take(pl, &lo->u, N * (size_t)m->spec.r, 1, NULL, "Lora.u");
+        lo->u_in_layer = 1;
     }
     if (slot) plan_take(pl, slot, N * C, keep && !copy, shared, name);
 }
@@ -673,9 +676,10 @@ static size_t readout_pairs(const Model *m) {
  * branches' saved u, the objective's buffers and the op scratch. */
 static void plan_activations(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len;
+    for (int i = 0; i < m->n_loras; i++) m->loras[i].u_in_layer = 0;
     m->arch->plan(m, pl);
-    for (int i = 0; i < m->n_loras; i++)
-        PLAN_TAKE(pl, &m->loras[i].u, N * (size_t)m->spec.r, 1, NULL);
+    for (int i = 0; i < m->n_loras; i++) /* the rest: a head's, an input planned as a field */
+        if (!m->loras[i].u_in_layer) PLAN_TAKE(pl, &m->loras[i].u, N * (size_t)m->spec.r, 1, NULL);
     m->objective->plan(m, pl);
     /* grad_norm (a double), the pair readout, then losses: model_read_loss's one copy */
     size_t pairs = readout_pairs(m);
