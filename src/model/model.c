@@ -1261,15 +1261,15 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
     for (int i = 0, j = 0; i < n; i++) {
         const Linear *l = ls[i];
         int a = adapted(m, l);
-        j += a && !outs[i];
-        if (!outs[i]) continue; /* linear_forward's out NULL */
+        const uint16_t *x = xb[a ? j++ : 0]; /* its input copy */
+        if (!outs[i]) continue;              /* linear_forward's out NULL */
         int ldw = weight_ld(m, l);
         float *scratch = rest;
         uint16_t *W = bf16_weight(m, l, &scratch);
         if (a && !adapter_in_weight(m, l)) /* else sync_adapters wrote it */
             o->dequantize_rows_bf16(W + C, l->lora->B->value, GGML_F32, 0, l->out, R, ldw);
-        o->matmul_forward_bf16(outs[i], xb[a ? j++ : 0], ldx, W, ldw, l->b ? l->b->value : NULL,
-                               scratch, N, C + (a ? R : 0), l->out);
+        o->matmul_forward_bf16(outs[i], x, ldx, W, ldw, l->b ? l->b->value : NULL, scratch, N,
+                               C + (a ? R : 0), l->out);
     }
 }
 
