@@ -12,8 +12,11 @@
 # v_lin, lora dropout 0.1, hidden and attention dropout 0.1). The emulator counts every kernel launch, cuBLAS / cuBLASLt call and async copy
 # or set by name (LORAFT_EMU_COUNTS); runs of one and two steps with one and two layers give
 # the launches of one step per layer and those outside the layers. The counts depend on the
-# structure, not on the sizes, so they are the full-size models' too. Informative: prints
-# numbers, asserts nothing.
+# structure, not on the sizes, so they are the full-size models' too. Then generation's decode
+# steps (`loraft generate`, bf16, greedy) on a random Llama with SmolLM2's grouping of heads
+# (three query heads a KV head): runs of 4 and 8 new tokens with one and two layers give the
+# launches of one generated token per layer and outside them (needs the GPT-2 tokenizer of
+# ../shared/data; skipped without it). Informative: prints numbers, asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-emu}
@@ -68,3 +71,40 @@ for arch in llama llama-default-targets llama-checkpointing distilbert; do
       printf "  %6d %6d  all (per layer, outside)\n\n", tl, tr
     }' "$work/$arch-1-1" "$work/$arch-1-2" "$work/$arch-2-1" "$work/$arch-2-2"
 done
+
+# Decode: one generated token's launches, per layer and outside the layers.
+vocab=../shared/data/tokenizers/gpt2
+if [ ! -d "$vocab" ]; then
+  echo "llama decode: skipped ($vocab is absent)"
+  exit 0
+fi
+for layers in 1 2; do
+  "$build/loraft" init --arch llama --layers "$layers" --hidden 48 --heads 6 --kv-heads 2 \
+    --vocab-from "$vocab" --out "$work/decode-$layers" >/dev/null
+  for new in 4 8; do
+    ASAN_OPTIONS=detect_leaks=0 LORAFT_EMU_COUNTS="$work/decode-$layers-$new" \
+      "$build/loraft" generate --model "$work/decode-$layers" --device cuda --precision bf16 \
+      --max-new-tokens "$new" "It is a truth universally acknowledged" \
+      >"$work/decode-$layers-$new.log" 2>&1
+    grep -q " $new new in " "$work/decode-$layers-$new.log" || {
+      echo "launch-count: generate stopped before $new tokens:" >&2
+      tail -3 "$work/decode-$layers-$new.log" >&2
+      exit 1
+    }
+  done
+done
+awk '
+  { n[FILENAME, $2] = $1; names[$2] = 1 }
+  END {
+    split(ARGV[1] " " ARGV[2] " " ARGV[3] " " ARGV[4], f, " ")
+    print "llama decode (three query heads a KV head): one generated token, by name (per layer, outside the layers)"
+    for (k in names) {
+      one = (n[f[2], k] - n[f[1], k]) / 4; two = (n[f[4], k] - n[f[3], k]) / 4
+      layer = two - one; rest = one - layer
+      if (layer == 0 && rest == 0) continue
+      printf "  %6g %6g  %s\n", layer, rest, k | "sort -k1,1nr -k2,2nr"
+      tl += layer; tr += rest
+    }
+    close("sort -k1,1nr -k2,2nr")
+    printf "  %6g %6g  all (per layer, outside)\n", tl, tr
+  }' "$work/decode-1-4" "$work/decode-1-8" "$work/decode-2-4" "$work/decode-2-8"

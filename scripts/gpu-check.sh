@@ -4,7 +4,8 @@
 # loses the least: the GPU-vs-CPU tests (tests/gpu), the kernel benchmarks (bench_kernels at
 # model.precision bf16, PyTorch's attention at its attention shapes, and the attention kernels'
 # instructions per tile from their SASS, bench/sass-paths.py), end to end loraft vs PyTorch +
-# PEFT (bench/bench-gpu-e2e.py, one step per model and length), a per-kernel time breakdown of a bf16 step (bench/profile-step.py,
+# PEFT (bench/bench-gpu-e2e.py, one step per model and length), generation's prefill and decode
+# against transformers (bench/bench-gpu-generate.py), a per-kernel time breakdown of a bf16 step (bench/profile-step.py,
 # ncu), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32,
 # and last the whole CTest suite.
 #
@@ -92,7 +93,7 @@ else
 fi
 
 note "== build ($build, Release, CUDA on, architecture $arch)"
-gpu_targets=(bench_kernels bench_train_step)
+gpu_targets=(bench_kernels bench_train_step bench_generate)
 for src in tests/gpu/test_*.c; do gpu_targets+=("$(basename "$src" .c)"); done
 # cJSON and OpenBLAS: the system's, else the Debian packages carried in .gpu-deps/
 # (scripts/gpu-deps.sh), unpacked into the build tree; LORAFT_GPU_USE_DEPS=1 takes those anyway.
@@ -175,6 +176,11 @@ for case in smollm2-2048 distilbert-512 smollm2-512 distilbert-128; do
   show "e2e_$case" "$head_rows^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 18
   head_rows=
 done
+
+note "== generation: loraft (bf16) vs PyTorch + transformers (bf16, SDPA), greedy decode over the KV cache"
+step generate 120 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-generate.py --device "$e2e_device" \
+  --new 128 --timeout 50 --loraft-bench "$build/bench_generate" "${smoke[@]}" "${no_pt[@]}"
+show generate "^(#|gen) " 8
 
 if [ "$dry" != 1 ]; then # ncu needs the GPU's counters: the step skips (77) where it cannot
   note "== where a bf16 step's GPU time goes (Nsight Compute, 2 layers, graphs off)"

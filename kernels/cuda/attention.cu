@@ -1271,22 +1271,25 @@ __global__ void softmax_cached_kernel(float *s, int rows, int n, int pos0, int L
 }
 
 /* Generation: q, out [n,NH*HS] at positions pos0..; k, v [L,NKV*HS], L = pos0 + n; scratch
- * [NH,n,L] (a few queries over the cache: no T x T here). One batched cuBLAS GEMM per member j
- * of a group: query heads j, j+G, ... at a constant stride, each with its own KV head. */
+ * [NH,n,L] (a few queries over the cache: no T x T here). cuBLAS GEMMs batched over the KV
+ * heads: one per member j of a group (query heads j, j+G, ... at a constant stride), or for a
+ * single query (a decode step) one for the whole group, whose G heads are then the columns of
+ * one [HS, G] matrix: three launches a layer instead of 2G + 1. */
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
                            float *scratch, int n, int pos0, int NH, int NKV, int HS) {
     Heads g = heads(1, n, NH, NKV, HS);
     if (!g.ok || pos0 < 0) return;
-    int L = pos0 + n, G = NH / NKV, ldq = NH * HS, ldkv = NKV * HS;
+    int L = pos0 + n, G = NH / NKV, ldkv = NKV * HS;
+    int parts = n == 1 ? 1 : G, cols = n == 1 ? G : n, ldq = n == 1 ? HS : NH * HS;
     long long nL = (long long)n * L;
-    for (int j = 0; j < G; j++) /* s_h^T (L x n) = k_kv q_h^T */
-        cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, L, n, HS, 1.0f / sqrtf((float)HS), k, ldkv, HS,
+    for (int j = 0; j < parts; j++) /* s_h^T (L x n) = k_kv q_h^T */
+        cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, L, cols, HS, 1.0f / sqrtf((float)HS), k, ldkv, HS,
                   q + (size_t)j * HS, ldq, (long long)G * HS, 0.0f, scratch + j * nL, L, G * nL,
                   NKV);
     softmax_cached_kernel<<<cuda_blocks((size_t)NH * n, CACHED_WARPS), CACHED_WARPS * 32>>>(
         scratch, NH * n, n, pos0, L);
     CUDA_LAUNCHED("attention_cached (softmax)");
-    for (int j = 0; j < G; j++) /* out_h^T (HS x n) = v_kv^T P_h^T */
-        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, HS, n, L, 1.0f, v, ldkv, HS, scratch + j * nL, L,
+    for (int j = 0; j < parts; j++) /* out_h^T (HS x n) = v_kv^T P_h^T */
+        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, HS, cols, L, 1.0f, v, ldkv, HS, scratch + j * nL, L,
                   G * nL, 0.0f, out + (size_t)j * HS, ldq, (long long)G * HS, NKV);
 }
