@@ -3,6 +3,8 @@
 (model.generate, bf16, SDPA), greedy, one sequence, on SmolLM2-135M's config with random weights
 (bench-gpu-e2e.py's CONFIGS): a prompt of --prompt random ids, then exactly --new tokens,
 without and with a LoRA adapter (r 8 on q_proj and v_proj, applied unmerged on both sides).
+loraft replays its recorded decode step as one CUDA graph a token; the "ops" row (base model
+only) decodes op by op (bench_generate --graphs off), for what the graph saves.
 
     bench/bench-gpu-generate.py [--prompt 128] [--new 256] [--device cuda|cpu] [--smoke]
         [--loraft-bench build/bench_generate] [--no-pytorch] [--timeout 120]
@@ -105,12 +107,14 @@ def main():
             case = "lora q,v" if lora else "base"
             cmd = [a.loraft_bench, d, "--random", "--device", a.device, "--precision", precision,
                    "--prompt", str(a.prompt), "--new", str(a.new)]
-            out, why = run(cmd + (["--targets", ",".join(TARGETS)] if lora else []), a.timeout)
-            m = out and re.search(r"prefill ([\d.]+) ms, decode (\d+) tokens/s", out)
-            if m:
-                print(f"gen   {case:12} {'loraft':8} {float(m[1]):10.2f} {int(m[2]):9d}")
-            else:
-                print(f"gen   {case:12} {'loraft':8} failed: {why or out}")
+            cmd += ["--targets", ",".join(TARGETS)] if lora else []
+            for side, flags in [("loraft", [])] + ([] if lora else [("ops", ["--graphs", "off"])]):
+                out, why = run(cmd + flags, a.timeout)
+                m = out and re.search(r"prefill ([\d.]+) ms, decode (\d+) tokens/s", out)
+                if m:
+                    print(f"gen   {case:12} {side:8} {float(m[1]):10.2f} {int(m[2]):9d}")
+                else:
+                    print(f"gen   {case:12} {side:8} failed: {why or out}")
             if a.no_pytorch:
                 continue
             cmd = [sys.executable, __file__, "--pytorch-config", json.dumps(cfg), "--device",

@@ -3,12 +3,13 @@
  *
  *   bench_generate MODEL_DIR [--device cpu|cuda] [--prompt P] [--new N] [--runs K]
  *                  [--precision auto|fp32|tf32|bf16] [--base-dtype f32|bf16]
- *                  [--targets a,b] [--r R] [--random]
+ *                  [--targets a,b] [--r R] [--graphs on|off] [--random]
  *
  * P random prompt ids (fixed seed), then exactly N new tokens: nothing stops a run early (no
  * stop ids). --random builds the model from MODEL_DIR's config.json alone with seeded random
  * weights (speed does not depend on the values); --targets puts a LoRA adapter of rank R on
- * those linears, applied unmerged as `loraft generate --adapter` does. One warm-up run, then K
+ * those linears, applied unmerged as `loraft generate --adapter` does; --graphs off decodes op by
+ * op instead of replaying the recorded step (Model.decode_graphs). One warm-up run, then K
  * timed ones; prints the median prefill time and decode tokens/s. bench/bench-gpu-generate.py
  * runs the same generation in PyTorch + transformers. */
 #include <stdio.h>
@@ -40,12 +41,12 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_generate MODEL_DIR [--device D] [--prompt P] [--new N] "
                         "[--runs K] [--precision auto|fp32|tf32|bf16] [--base-dtype f32|bf16] "
-                        "[--targets a,b] [--r R] [--random]\n");
+                        "[--targets a,b] [--r R] [--graphs on|off] [--random]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *precision = "auto", *base = "f32";
     const char *targets = NULL;
-    int P = 32, N = 128, runs = 3, r = 8, random = 0;
+    int P = 32, N = 128, runs = 3, r = 8, random = 0, graphs = 1;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(opt, "--random")) {
@@ -70,6 +71,8 @@ int main(int argc, char **argv) {
             targets = val;
         else if (!strcmp(opt, "--r"))
             r = atoi(val);
+        else if (!strcmp(opt, "--graphs") && (!strcmp(val, "on") || !strcmp(val, "off")))
+            graphs = !strcmp(val, "on");
         else
             return fprintf(stderr, "unknown option %s\n", opt), 2;
     }
@@ -98,6 +101,7 @@ int main(int argc, char **argv) {
     Model m;
     if (model_create(&m, &cfg, &spec, ops, random ? NULL : dir, 1, 1, P, NULL, 0, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
+    m.decode_graphs = graphs;
     int32_t *prompt = malloc((size_t)P * sizeof *prompt);
     Sampler *s = NULL;
     SampleConfig sc = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
@@ -115,9 +119,12 @@ int main(int argc, char **argv) {
             return fprintf(stderr, "generated %d tokens, not %d\n", st.new_tokens, N), 1;
         if (k) prefill[k - 1] = st.prefill_s, decode[k - 1] = st.decode_s;
     }
-    printf("loraft %s %s%s: prompt %d, %d new, %d runs: prefill %.2f ms, decode %.0f tokens/s "
-           "(%.3f ms/token)\n",
+    OpsGraphCounts g = {0};
+    if (ops->graph_counts) ops->graph_counts(&g);
+    printf("loraft %s %s%s: prompt %d, %d new, %d runs, %ld graph launches: prefill %.2f ms, "
+           "decode %.0f tokens/s (%.3f ms/token)\n",
            ops->name, precision_name(m.spec.precision), targets ? " lora" : "", P, N, runs,
+           g.launches,
            1e3 * median(prefill, runs), N / median(decode, runs), 1e3 * median(decode, runs) / N);
     sampler_free(s);
     free(prompt);

@@ -72,7 +72,8 @@ for arch in llama llama-default-targets llama-checkpointing distilbert; do
     }' "$work/$arch-1-1" "$work/$arch-1-2" "$work/$arch-2-1" "$work/$arch-2-2"
 done
 
-# Decode: one generated token's launches, per layer and outside the layers.
+# Decode: one generated token's launches, per layer and outside the layers: the nodes the GPU
+# runs, and the calls the host makes (a recorded step's replay is one cudaGraphLaunch).
 vocab=../shared/data/tokenizers/gpt2
 if [ ! -d "$vocab" ]; then
   echo "llama decode: skipped ($vocab is absent)"
@@ -101,10 +102,14 @@ awk '
     for (k in names) {
       one = (n[f[2], k] - n[f[1], k]) / 4; two = (n[f[4], k] - n[f[3], k]) / 4
       layer = two - one; rest = one - layer
+      if (k == "graph_nodes") { gl = layer; gr = rest; continue }
+      if (k == "cudaGraphLaunch") { cl = layer; cr = rest; continue }
       if (layer == 0 && rest == 0) continue
       printf "  %6g %6g  %s\n", layer, rest, k | "sort -k1,1nr -k2,2nr"
       tl += layer; tr += rest
     }
     close("sort -k1,1nr -k2,2nr")
-    printf "  %6g %6g  all (per layer, outside)\n", tl, tr
+    printf "  %6g %6g  all the GPU runs (per layer, outside)\n", tl, tr
+    printf "  %6g %6g  the host calls: %g cudaGraphLaunch, and what no graph ran\n", \
+      tl - gl + cl, tr - gr + cr, cl + cr
   }' "$work/decode-1-4" "$work/decode-1-8" "$work/decode-2-4" "$work/decode-2-8"

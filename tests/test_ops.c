@@ -241,7 +241,7 @@ typedef struct EmbCtx {
 
 static void emb_fwd(void *p) {
     EmbCtx *c = p;
-    ops->embedding_forward(c->out, c->ids, c->types, c->wte, c->wpe, c->wtt, B, T, C);
+    ops->embedding_forward(c->out, c->ids, c->types, NULL, c->wte, c->wpe, c->wtt, B, T, C);
 }
 static void emb_bwd(void *p, const float *dout, unsigned use) {
     EmbCtx *c = p;
@@ -270,8 +270,17 @@ static void test_embedding(void) {
     CHECK(count_mismatch("embedding out", c.out, ref, N * C, 1e-6, 1e-6) == 0);
     for (int bt = 0; bt < N; bt++)
         for (int k = 0; k < C; k++) ref[bt * C + k] -= c.wtt[c.types[bt] * C + k];
-    ops->embedding_forward(c.out, c.ids, NULL, c.wte, c.wpe, NULL, B, T, C);
+    ops->embedding_forward(c.out, c.ids, NULL, NULL, c.wte, c.wpe, NULL, B, T, C);
     CHECK(count_mismatch("embedding out (no types)", c.out, ref, N * C, 1e-6, 1e-6) == 0);
+    /* given positions (generation's cached ones): wpe's rows at pos, not at t */
+    int32_t pos[N];
+    for (int bt = 0; bt < N; bt++) {
+        pos[bt] = T - bt % T;
+        for (int k = 0; k < C; k++)
+            ref[bt * C + k] = (double)c.wte[c.ids[bt] * C + k] + c.wpe[pos[bt] * C + k];
+    }
+    ops->embedding_forward(c.out, c.ids, NULL, pos, c.wte, c.wpe, NULL, B, T, C);
+    CHECK(count_mismatch("embedding out (positions)", c.out, ref, N * C, 1e-6, 1e-6) == 0);
 }
 
 /* ---- layer norm ---- */
@@ -1001,15 +1010,18 @@ static double act_reference(double x, Activation act) {
     return NAN;
 }
 
-/* Generation: n queries at positions pos0.. over L = pos0 + n cached keys (GQA), against
- * naive double attention with query i allowed keys j <= pos0 + i. */
-static void test_attention_cached(int n, int pos0, int nh, int nkv, int hs) {
-    int L = pos0 + n, QC = nh * hs, KC = nkv * hs;
+/* Generation: n queries at positions pos0.. over L = pos0 + n + later cached keys (GQA; the
+ * later ones 1e4 times larger, to be hidden), against naive double attention with query i
+ * allowed keys j <= pos0 + i; then cache_write puts new rows at the positions. */
+static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, int hs) {
+    int L = pos0 + n + later, QC = nh * hs, KC = nkv * hs, pos[16];
+    for (int i = 0; i < n; i++) pos[i] = pos0 + i;
     float *q = rand_vec((size_t)n * QC, -1, 1), *k = rand_vec((size_t)L * KC, -1, 1);
     float *v = rand_vec((size_t)L * KC, -1, 1), *out = calloc((size_t)n * QC, sizeof *out);
+    for (size_t e = (size_t)(pos0 + n) * KC; e < (size_t)L * KC; e++) k[e] *= 1e4f, v[e] *= 1e4f;
     float *scratch = rand_vec(ops_attention_cached_scratch(n, L, nh), -1, 1);
     double *ref = calloc((size_t)n * QC, sizeof *ref), *p = calloc(L, sizeof *p);
-    ops->attention_cached(out, q, k, v, scratch, n, pos0, nh, nkv, hs);
+    ops->attention_cached(out, q, k, v, pos, scratch, n, L, nh, nkv, hs);
     for (int i = 0; i < n; i++)
         for (int h = 0; h < nh; h++) {
             const float *qi = q + (size_t)i * QC + h * hs;
@@ -1028,7 +1040,14 @@ static void test_attention_cached(int n, int pos0, int nh, int nkv, int hs) {
                     ref[(size_t)i * QC + h * hs + d] += p[j] / z * v[(size_t)j * KC + kvh * hs + d];
         }
     CHECK(count_mismatch("attention_cached out", out, ref, (size_t)n * QC, 1e-6, 1e-5) == 0);
-    free(q), free(k), free(v), free(out), free(scratch), free(ref), free(p);
+    float *k_new = rand_vec((size_t)n * KC, -1, 1), *v_new = rand_vec((size_t)n * KC, -1, 1);
+    ops->cache_write(k, v, k_new, v_new, pos, n, KC);
+    for (int i = 0; i < n; i++) {
+        CHECK(!memcmp(k + (size_t)(pos0 + i) * KC, k_new + (size_t)i * KC, KC * sizeof *k));
+        CHECK(!memcmp(v + (size_t)(pos0 + i) * KC, v_new + (size_t)i * KC, KC * sizeof *v));
+    }
+    free(q), free(k), free(v), free(out), free(scratch), free(ref), free(p), free(k_new);
+    free(v_new);
 }
 
 static void test_activations(void) {
@@ -1519,7 +1538,7 @@ static size_t large_pass(float *res) {
         mask[i] = i % LT < LT - 7, labels[i] = i % 11 ? (int32_t)(rng_next(&rng) % LV) : -100;
     }
 #define SAVE(p, cnt) (memcpy(res + at, p, sizeof(float) * (cnt)), at += (cnt))
-    ops->embedding_forward(z, ids, types, wte, wpe, wtt, LB, LT, LC);
+    ops->embedding_forward(z, ids, types, NULL, wte, wpe, wtt, LB, LT, LC);
     SAVE(z, n);
     ops->embedding_backward(dwte, dwpe, dwtt, g, ids, types, LB, LT, LC);
     SAVE(dwte, (size_t)LV * LC), SAVE(dwpe, (size_t)LT * LC), SAVE(dwtt, 2 * LC);
@@ -1915,10 +1934,11 @@ int main(void) {
     test_attention_long(2, 150, 4, 2, 16, 1, 0.1f);
     test_attention_long(3, 70, 3, 3, 8, 0, 0.2f);
     test_attention_long(1, 129, 2, 1, 64, 1, 0.0f);
-    test_attention_cached(1, 0, 2, 2, 8);   /* the first token */
-    test_attention_cached(6, 0, 4, 2, 8);   /* a prefill */
-    test_attention_cached(1, 17, 6, 2, 16); /* a decode step */
-    test_attention_cached(3, 9, 4, 1, 8);   /* a chunk after a cached prefix, MQA */
+    test_attention_cached(1, 0, 0, 2, 2, 8);    /* the first token */
+    test_attention_cached(6, 0, 0, 4, 2, 8);    /* a prefill */
+    test_attention_cached(1, 17, 0, 6, 2, 16);  /* a decode step */
+    test_attention_cached(1, 17, 11, 6, 2, 16); /* the same over the whole cache (a graph's) */
+    test_attention_cached(3, 9, 0, 4, 1, 8);    /* a chunk after a cached prefix, MQA */
     test_activations();
     test_activations_non_finite();
     test_elementwise_grads();

@@ -55,10 +55,12 @@ struct ArchImpl {
     void (*backward)(Model *m, Drop d);
     /* Decoders (NULL otherwise), for generation: the floats of a KV cache for m->cache_len
      * positions (m->kv_cache), and the cached forward in eval mode: m->ids[0..n) at positions
-     * pos0 .. pos0+n-1 of one sequence -> m->hidden rows 0..n-1, their keys and values written
-     * into the cache, attention over the cached positions 0 .. pos0+n-1 (m->cache_scratch). */
+     * m->positions[0..n) of one sequence -> m->hidden rows 0..n-1, their keys and values
+     * written into the cache (Ops.cache_write), attention over its first m->cache_keys
+     * positions (m->cache_scratch). Every argument of its ops is the same at every position,
+     * so that a decode step recorded as a CUDA graph replays at the next (model_decode). */
     size_t (*cache_floats)(const Model *m);
-    void (*decode)(Model *m, int pos0, int n);
+    void (*decode)(Model *m, int n);
 };
 
 extern const ArchImpl arch_distilbert, arch_bert, arch_llama, arch_gpt2;

@@ -222,9 +222,14 @@ typedef struct Model {
     float *kv_cache;      /* the architecture's cached keys and values */
     float *cache_scratch; /* attention over the cache: ops_attention_cached_scratch(max_len,
                              cache_len, NH) floats */
-    int32_t *positions;   /* [cache_len] 0, 1, 2, ...: RoPE's positions */
+    int32_t *positions;   /* [max_len] the positions of model_decode's tokens */
     int cache_len;        /* positions the cache holds */
     int n_cached;         /* positions in use */
+    int cache_keys;       /* the cached positions a decode's attention runs over (Ops.
+                             attention_cached's L): its own and those before, or for one token
+                             on a backend with CUDA graphs all of the cache's (the later ones
+                             hidden by the positions), so that its step replays unchanged */
+    int decode_graphs;    /* model_decode of one token as a CUDA graph replay (default on) */
 } Model;
 
 /* Builds the model from a config and a parameter source:
@@ -270,15 +275,17 @@ void model_zero_grad(Model *m);
 int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err);
 
 /* Generation with a KV cache (decoders), one sequence at a time, eval mode (LoRA applied
- * through the adapted linears as in training). model_cache_reset empties the cache, allocating
- * it for `positions` positions (prompt + new tokens, at most max_position_embeddings) unless it
- * already holds that many; the activations stay sized for max_len rows, the most one
- * model_decode call may run (the prompt), so a long generation costs only its cache.
- * model_decode runs ids[0..n) at the next n positions: each layer's rotated keys and values are
- * appended to the cache and each token attends to every cached position up to its own. A prompt is
- * one call (the prefill), each generated token one more; then model_lm_logits(m, n - 1, 1, out)
- * gives the next token's logits. Equal to model_forward over the whole sequence, without
- * recomputing the prefix. */
+ * through the adapted linears as in training). model_cache_reset empties the cache (zeros),
+ * allocating it for `positions` positions (prompt + new tokens, at most
+ * max_position_embeddings) unless it already holds that many; the activations stay sized for
+ * max_len rows, the most one model_decode call may run (the prompt), so a long generation costs
+ * only its cache. model_decode runs ids[0..n) at the next n positions: each layer's rotated keys
+ * and values are appended to the cache and each token attends to every cached position up to its
+ * own. A prompt is one call (the prefill), each generated token one more; then
+ * model_lm_logits(m, n - 1, 1, out) gives the next token's logits. Equal to model_forward over
+ * the whole sequence, without recomputing the prefix. On a backend with CUDA graphs (and
+ * m->decode_graphs), a one-token call is recorded once as a graph and replayed at every later
+ * position: one launch a token instead of every op's. */
 int model_cache_reset(Model *m, int positions, LfError *err);
 int model_decode(Model *m, const int32_t *ids, int n, LfError *err);
 

@@ -89,8 +89,11 @@ typedef struct OpsLoraBackward {
     uint64_t seed;
     int OC, dout_col, du_col;
 } OpsLoraBackward;
-/* Executable graphs a backend keeps (Ops.graph_end, graph_replay). */
-#define OPS_GRAPH_SLOTS 4
+/* Executable graphs a backend keeps (Ops.graph_end, graph_replay): the trainer's, one a shape of
+ * training step, then generation's decode step (model_decode). */
+#define OPS_GRAPH_TRAIN_SLOTS 4
+#define OPS_GRAPH_DECODE_SLOT OPS_GRAPH_TRAIN_SLOTS
+#define OPS_GRAPH_SLOTS (OPS_GRAPH_TRAIN_SLOTS + 1)
 /* Tensors longer than this are given to adamw_step in pieces of at most this many values (one
  * GPU block each); adamw_step's scratch in doubles (the norm's partial sums). */
 #define OPS_ADAMW_PIECE 16384
@@ -127,12 +130,13 @@ typedef struct Ops {
     int (*status)(LfError *err);
 
     /* ---- embeddings ----
-     * out[B,T,C] = wte[ids[b,t]] + wpe[t] + wtt[types[b,t]]
-     * ids, types: [B,T] int32; wte [V,C]; wpe [maxT,C] or NULL (no learned positions,
-     * Llama); wtt [2,C] or NULL (no token types, DistilBERT); types NULL means all zero. */
+     * out[B,T,C] = wte[ids[b,t]] + wpe[pos[b,t]] + wtt[types[b,t]]
+     * ids, types, pos: [B,T] int32; wte [V,C]; wpe [maxT,C] or NULL (no learned positions,
+     * Llama); wtt [2,C] or NULL (no token types, DistilBERT); types NULL means all zero, pos
+     * NULL means pos[b,t] = t (generation's cached positions are pos0 + t). */
     void (*embedding_forward)(float *out, const int32_t *ids, const int32_t *types,
-                              const float *wte, const float *wpe, const float *wtt, int B, int T,
-                              int C);
+                              const int32_t *pos, const float *wte, const float *wpe,
+                              const float *wtt, int B, int T, int C);
     void (*embedding_backward)(float *dwte, float *dwpe, float *dwtt, const float *dout,
                                const int32_t *ids, const int32_t *types, int B, int T, int C);
 
@@ -352,13 +356,20 @@ typedef struct Ops {
     uint16_t *(*attention_saved_out)(Precision p, float *saved);
 
     /* ---- attention of new queries over a KV cache (generation, one sequence) ----
-     * q, out [n, NH*HS]: the queries of positions pos0 .. pos0+n-1; k, v [pos0+n, NKV*HS]: the
-     * keys (rotated) and values of positions 0 .. pos0+n-1, the new ones included. Query i
-     * attends keys j <= pos0 + i, grouped heads as attention_forward, no dropout:
-     * out = softmax(q_h k^T / sqrt(HS)) @ v. scratch: ops_attention_cached_scratch(n, pos0 + n,
-     * NH) floats. */
+     * q, out [n, NH*HS]: the queries of positions pos[0] .. pos[n-1] (pos: [n] int32 on the
+     * device, consecutive); k, v [L, NKV*HS]: the cache's first L keys (rotated) and values,
+     * L > pos[n-1], the new ones written (cache_write). Query i attends keys j <= pos[i] (the
+     * later ones of the L may hold anything finite), grouped heads as attention_forward, no
+     * dropout: out = softmax(q_h k^T / sqrt(HS)) @ v. The positions are read on the device, so
+     * a recorded decode step (CUDA graph) replays at the next position with L the cache's
+     * length. scratch: ops_attention_cached_scratch(n, L, NH) floats. */
     void (*attention_cached)(float *out, const float *q, const float *k, const float *v,
-                             float *scratch, int n, int pos0, int NH, int NKV, int HS);
+                             const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
+                             int HS);
+    /* Row i of k and of v [n, W] to row pos[i] of kc and of vc (the KV cache of one layer;
+     * pos [n] on the device, as above). */
+    void (*cache_write)(float *kc, float *vc, const float *k, const float *v, const int32_t *pos,
+                        int n, int W);
 
     /* ---- element-wise ---- */
     /* out = act(inp); out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, out may then be NULL;

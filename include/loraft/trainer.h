@@ -48,7 +48,7 @@ typedef struct TrainShape {
 typedef enum TrainGraphs { GRAPHS_AUTO, GRAPHS_ON, GRAPHS_OFF } TrainGraphs;
 typedef struct TrainStep {
     TrainGraphs graphs;
-    TrainShape last, slot[OPS_GRAPH_SLOTS];
+    TrainShape last, slot[OPS_GRAPH_TRAIN_SLOTS];
     int next;
 } TrainStep;
 

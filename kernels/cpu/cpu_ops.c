@@ -67,15 +67,17 @@ static int cpu_status(LfError *err) {
 /* out[B,T,C] = wte[ids] + wpe[t] + wtt[types]; ids, types [B,T]; wpe (Llama: no learned
  * positions), types and wtt may be NULL. */
 static void cpu_embedding_forward(float *out, const int32_t *ids, const int32_t *types,
-                                  const float *wte, const float *wpe, const float *wtt, int B,
-                                  int T, int C) {
+                                  const int32_t *pos, const float *wte, const float *wpe,
+                                  const float *wtt, int B, int T, int C) {
 #pragma omp parallel for if ((size_t)B * T * C > CPU_PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
         const float *te = wte + (size_t)ids[bt] * C;
         float *o = out + (size_t)bt * C;
         memcpy(o, te, sizeof(float) * C);
-        if (wpe)
-            for (int c = 0; c < C; c++) o[c] += wpe[(size_t)(bt % T) * C + c];
+        if (wpe) {
+            const float *pe = wpe + (size_t)(pos ? pos[bt] : bt % T) * C;
+            for (int c = 0; c < C; c++) o[c] += pe[c];
+        }
         if (wtt) {
             const float *tt = wtt + (size_t)(types ? types[bt] : 0) * C;
             for (int c = 0; c < C; c++) o[c] += tt[c];
@@ -799,20 +801,29 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
     att_run(&a, scratch, backward_block);
 }
 
-/* Generation: n queries at positions pos0.. over the L = pos0 + n cached keys, per head h
- * (KV head h / (NH/NKV)): scores [n,L] in scratch, causal softmax, then out_h = P @ v. */
+/* Generation: n queries at positions pos[i] over the first L cached keys, per head h (KV head
+ * h / (NH/NKV)): scores [n,L] in scratch, causal softmax, then out_h = P @ v. */
 static void cpu_attention_cached(float *out, const float *q, const float *k, const float *v,
-                                 float *scratch, int n, int pos0, int NH, int NKV, int HS) {
-    int L = pos0 + n, ldq = NH * HS, ldkv = NKV * HS, G = NH / NKV;
+                                 const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
+                                 int HS) {
+    int ldq = NH * HS, ldkv = NKV * HS, G = NH / NKV;
     for (int h = 0; h < NH; h++) {
         float *s = scratch + (size_t)h * n * L;
         const float *kh = k + (size_t)(h / G) * HS, *vh = v + (size_t)(h / G) * HS;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, HS, 1.0f / sqrtf((float)HS),
                     q + (size_t)h * HS, ldq, kh, ldkv, 0.0f, s, L);
 #pragma omp parallel for if ((size_t)n * L > CPU_PAR_MIN)
-        for (int i = 0; i < n; i++) softmax_row(s + (size_t)i * L, NULL, pos0 + i + 1, L);
+        for (int i = 0; i < n; i++) softmax_row(s + (size_t)i * L, NULL, pos[i] + 1, L);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, L, 1.0f, s, L, vh, ldkv, 0.0f,
                     out + (size_t)h * HS, ldq);
+    }
+}
+
+static void cpu_cache_write(float *kc, float *vc, const float *k, const float *v,
+                            const int32_t *pos, int n, int W) {
+    for (int i = 0; i < n; i++) {
+        memcpy(kc + (size_t)pos[i] * W, k + (size_t)i * W, (size_t)W * sizeof(float));
+        memcpy(vc + (size_t)pos[i] * W, v + (size_t)i * W, (size_t)W * sizeof(float));
     }
 }
 
@@ -1159,6 +1170,7 @@ const Ops ops_cpu = {
     .attention_saved = cpu_attention_saved,
     .attention_saved_out = cpu_attention_saved_out,
     .attention_cached = cpu_attention_cached,
+    .cache_write = cpu_cache_write,
     .activation_forward = cpu_activation_forward,
     .activation_backward = cpu_activation_backward,
     .dropout_forward = cpu_dropout_forward,

@@ -1254,13 +1254,13 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     }
 }
 
-/* In place on the NH*n rows of scores [NH,n,L] (row = h*n + i, query position pos0 + i): the
- * softmax over keys j <= pos0 + i, later keys exactly 0. */
-__global__ void softmax_cached_kernel(float *s, int rows, int n, int pos0, int L) {
+/* In place on the NH*n rows of scores [NH,n,L] (row = h*n + i, query position pos[i]): the
+ * softmax over keys j <= pos[i], later keys exactly 0. */
+__global__ void softmax_cached_kernel(float *s, int rows, int n, const int32_t *pos, int L) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(row, rows) {
         float *a = s + row * L;
-        int limit = pos0 + (int)(row % n) + 1;
+        int limit = pos[row % n] + 1;
         float mx = -INFINITY, sum = 0.0f;
         for (int j = lane; j < limit; j += 32) mx = fmaxf(mx, a[j]);
         mx = warp_max(mx);
@@ -1270,16 +1270,17 @@ __global__ void softmax_cached_kernel(float *s, int rows, int n, int pos0, int L
     }
 }
 
-/* Generation: q, out [n,NH*HS] at positions pos0..; k, v [L,NKV*HS], L = pos0 + n; scratch
- * [NH,n,L] (a few queries over the cache: no T x T here). cuBLAS GEMMs batched over the KV
- * heads: one per member j of a group (query heads j, j+G, ... at a constant stride), or for a
- * single query (a decode step) one for the whole group, whose G heads are then the columns of
- * one [HS, G] matrix: three launches a layer instead of 2G + 1. */
+/* Generation: q, out [n,NH*HS] at positions pos[i]; k, v [L,NKV*HS]; scratch [NH,n,L] (a few
+ * queries over the cache: no T x T here). cuBLAS GEMMs batched over the KV heads: one per
+ * member j of a group (query heads j, j+G, ... at a constant stride), or for a single query (a
+ * decode step) one for the whole group, whose G heads are then the columns of one [HS, G]
+ * matrix: three launches a layer instead of 2G + 1. */
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
-                           float *scratch, int n, int pos0, int NH, int NKV, int HS) {
+                           const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
+                           int HS) {
     Heads g = heads(1, n, NH, NKV, HS);
-    if (!g.ok || pos0 < 0) return;
-    int L = pos0 + n, G = NH / NKV, ldkv = NKV * HS;
+    if (!g.ok || L < n) return;
+    int G = NH / NKV, ldkv = NKV * HS;
     int parts = n == 1 ? 1 : G, cols = n == 1 ? G : n, ldq = n == 1 ? HS : NH * HS;
     long long nL = (long long)n * L;
     for (int j = 0; j < parts; j++) /* s_h^T (L x n) = k_kv q_h^T */
@@ -1287,9 +1288,42 @@ void cuda_attention_cached(float *out, const float *q, const float *k, const flo
                   q + (size_t)j * HS, ldq, (long long)G * HS, 0.0f, scratch + j * nL, L, G * nL,
                   NKV);
     softmax_cached_kernel<<<cuda_blocks((size_t)NH * n, CACHED_WARPS), CACHED_WARPS * 32>>>(
-        scratch, NH * n, n, pos0, L);
+        scratch, NH * n, n, pos, L);
     CUDA_LAUNCHED("attention_cached (softmax)");
     for (int j = 0; j < parts; j++) /* out_h^T (HS x n) = v_kv^T P_h^T */
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, HS, cols, L, 1.0f, v, ldkv, HS, scratch + j * nL, L,
                   G * nL, 0.0f, out + (size_t)j * HS, ldq, (long long)G * HS, NKV);
+}
+
+/* Row i of k and v to row pos[i] of the caches, vec (1 or 4) floats a thread. */
+template <int vec>
+__global__ void cache_write_kernel(float *kc, float *vc, const float *k, const float *v,
+                                   const int32_t *pos, int n, int W) {
+    size_t per_row = (size_t)W / vec, per_part = (size_t)n * per_row;
+    GRID_STRIDE(e, 2 * per_part) {
+        int which = e >= per_part;
+        size_t i = e % per_part / per_row, col = e % per_row * vec;
+        const float *src = (which ? v : k) + i * W + col;
+        float *dst = (which ? vc : kc) + (size_t)pos[i] * W + col;
+        if (vec == 4)
+            *(float4 *)dst = *(const float4 *)src;
+        else
+            *dst = *src;
+    }
+}
+
+void cuda_cache_write(float *kc, float *vc, const float *k, const float *v, const int32_t *pos,
+                      int n, int W) {
+    if (n <= 0 || W <= 0) return;
+    bool wide = W % 4 == 0;
+    const void *p[4] = {kc, vc, k, v};
+    for (int i = 0; i < 4; i++) wide = wide && (uintptr_t)p[i] % 16 == 0;
+    size_t threads = (size_t)2 * n * W / (wide ? 4 : 1);
+    if (wide)
+        cache_write_kernel<4><<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v,
+                                                                                   pos, n, W);
+    else
+        cache_write_kernel<1><<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v,
+                                                                                   pos, n, W);
+    CUDA_LAUNCHED("cache_write");
 }

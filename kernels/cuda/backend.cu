@@ -569,6 +569,7 @@ extern "C" const Ops ops_cuda = {
     .attention_saved = cuda_attention_saved,
     .attention_saved_out = cuda_attention_saved_out,
     .attention_cached = cuda_attention_cached,
+    .cache_write = cuda_cache_write,
     .activation_forward = cuda_activation_forward,
     .activation_backward = cuda_activation_backward,
     .dropout_forward = cuda_dropout_forward,

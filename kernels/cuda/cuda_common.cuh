@@ -193,8 +193,9 @@ int cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int
 
 /* ---- the launchers behind ops_cuda (same arguments as the Ops members) ----
  */
-void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types, const float *wte,
-                            const float *wpe, const float *wtt, int B, int T, int C);
+void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types,
+                            const int32_t *pos, const float *wte, const float *wpe,
+                            const float *wtt, int B, int T, int C);
 void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
                              const int32_t *ids, const int32_t *types, int B, int T, int C);
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
@@ -261,7 +262,10 @@ int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
 uint16_t *cuda_attention_saved_out(Precision p, float *saved);
 void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
-                           float *scratch, int n, int pos0, int NH, int NKV, int HS);
+                           const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
+                           int HS);
+void cuda_cache_write(float *kc, float *vc, const float *k, const float *v, const int32_t *pos,
+                      int n, int W);
 void cuda_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,
                              Activation act, size_t n);
 void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,

@@ -291,16 +291,18 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     layer_forward_tail(m, l, N, d, replay);
 }
 
-/* Generation: layer l on the n new tokens at positions pos0.. (rows 0..n-1 of a->x): their keys
- * and values go into the layer's cache, their queries attend to its positions 0..pos0+n-1; the
- * rest as layer_forward in eval mode. */
-static void layer_decode(Model *m, int l, int pos0, int n) {
+/* Generation: layer l on the n new tokens at positions m->positions (rows 0..n-1 of a->x),
+ * read on the device: their keys and values go into the layer's cache, their queries attend to
+ * its first m->cache_keys positions up to their own; the rest as layer_forward in eval mode. */
+static void layer_decode(Model *m, int l, int n) {
+    const Ops *o = m->ops;
     LayerActs *a = &gpt2(m)->acts[l];
-    size_t C = m->cfg.hidden_size;
-    int NH = m->cfg.num_heads;
+    int C = m->cfg.hidden_size, NH = m->cfg.num_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
-    layer_forward_qkv(m, l, n, a->q, k + pos0 * C, v + pos0 * C, (Drop){0}, 0);
-    m->ops->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NH, head_size(m));
+    layer_forward_qkv(m, l, n, a->q, a->k, a->v, (Drop){0}, 0);
+    o->cache_write(k, v, a->k, a->v, m->positions, n, C);
+    o->attention_cached(a->ctx, a->q, k, v, m->positions, m->cache_scratch, n, m->cache_keys, NH,
+                        NH, head_size(m));
     linear_fill_input(m, &gpt2(m)->layers[l].c_proj, a->ctx, n);
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
@@ -354,7 +356,7 @@ static void gpt2_forward(Model *m, Drop d) {
     Gpt2 *b = gpt2(m);
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     float *x = b->acts[0].x;
-    o->embedding_forward(x, m->ids, NULL, b->wte->value, b->wpe->value, NULL, m->B, m->T, C);
+    o->embedding_forward(x, m->ids, NULL, NULL, b->wte->value, b->wpe->value, NULL, m->B, m->T, C);
     if (d.embedding > 0)
         o->dropout_forward(x, x, d.embedding, model_site(L, SITE_EMB), (size_t)N * C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
@@ -381,15 +383,14 @@ static void gpt2_backward(Model *m, Drop d) {
 }
 
 /* The new tokens' embeddings: wte[ids] + wpe rows pos0.. (contiguous: one sequence). */
-static void gpt2_decode(Model *m, int pos0, int n) {
+static void gpt2_decode(Model *m, int n) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
     int C = c->hidden_size, L = c->num_layers;
-    float *x = b->acts[0].x;
-    o->embedding_forward(x, m->ids, NULL, b->wte->value, NULL, NULL, 1, n, C);
-    o->add(x, x, b->wpe->value + (size_t)pos0 * C, (size_t)n * C);
-    for (int l = 0; l < L; l++) layer_decode(m, l, pos0, n);
+    o->embedding_forward(b->acts[0].x, m->ids, NULL, m->positions, b->wte->value, b->wpe->value,
+                         NULL, 1, n, C);
+    for (int l = 0; l < L; l++) layer_decode(m, l, n);
     input_norm(m, L, b->hf, b->mean_f, b->rstd_f, NULL, &b->ln_f, n, 0.0f, 0);
 }
 

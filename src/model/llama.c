@@ -289,23 +289,24 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     layer_forward_tail(m, l, N, d, replay);
 }
 
-/* Generation: layer l on the n new tokens at positions pos0.. (rows 0..n-1 of a->x): their
- * rotated keys and values go into the layer's cache, their queries attend to its positions
- * 0..pos0+n-1; the rest as layer_forward in eval mode. */
-static void layer_decode(Model *m, int l, int pos0, int n) {
+/* Generation: layer l on the n new tokens at positions m->positions (rows 0..n-1 of a->x),
+ * read on the device: their rotated keys and values go into the layer's cache, their queries
+ * attend to its first m->cache_keys positions up to their own; the rest as layer_forward in
+ * eval mode. */
+static void layer_decode(Model *m, int l, int n) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Layer *Ly = &llama(m)->layers[l];
     LayerActs *a = &llama(m)->acts[l];
     int HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
-    float *k_new = k + (size_t)pos0 * NKV * HS, *v_new = v + (size_t)pos0 * NKV * HS;
-    const int32_t *pos = m->positions + pos0;
     input_norm(m, l, a->n1, a->rstd1, NULL, &Ly->ln_attn, n, 0);
-    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, k_new, v_new}, 3, a->n1, n, 0.0f,
+    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
-    o->rope_forward(a->q, k_new, pos, c->rope_theta, 1, n, NH, NKV, HS);
-    o->attention_cached(a->ctx, a->q, k, v, m->cache_scratch, n, pos0, NH, NKV, HS);
+    o->rope_forward(a->q, a->k, m->positions, c->rope_theta, 1, n, NH, NKV, HS);
+    o->cache_write(k, v, a->k, a->v, m->positions, n, NKV * HS);
+    o->attention_cached(a->ctx, a->q, k, v, m->positions, m->cache_scratch, n, m->cache_keys, NH,
+                        NKV, HS);
     linear_fill_input(m, &Ly->o, a->ctx, n);
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
@@ -353,7 +354,8 @@ static void llama_forward(Model *m, Drop d) {
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
-    o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, m->B, m->T, C);
+    o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, NULL, NULL, m->B, m->T,
+                         C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
     input_norm(m, L, b->hf, b->rstd_f, NULL, &b->ln_f, N, 0);
 }
@@ -374,13 +376,13 @@ static void llama_backward(Model *m, Drop d) {
         o->embedding_backward(b->wte->grad, NULL, NULL, b->d_out, m->ids, NULL, m->B, m->T, C);
 }
 
-static void llama_decode(Model *m, int pos0, int n) {
+static void llama_decode(Model *m, int n) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
     int C = c->hidden_size, L = c->num_layers;
-    o->embedding_forward(b->acts[0].x, m->ids, NULL, b->wte->value, NULL, NULL, 1, n, C);
-    for (int l = 0; l < L; l++) layer_decode(m, l, pos0, n);
+    o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, NULL, NULL, 1, n, C);
+    for (int l = 0; l < L; l++) layer_decode(m, l, n);
     input_norm(m, L, b->hf, b->rstd_f, NULL, &b->ln_f, n, 0);
 }
 

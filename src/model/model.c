@@ -1021,6 +1021,7 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     m->arch = arch_for(cfg->arch);
     m->objective = objective_for(spec->task);
     m->step_weight = 1.0f;
+    m->decode_graphs = 1;
     if (!(m->arch->tasks & 1u << spec->task))
         return lf_fail(err, "model.task %s: a %s model is for %s", m->objective->name,
                        m->arch->name, objective_for(m->arch->task)->name);
@@ -1041,6 +1042,15 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     return ops->status(err) ? (model_free(m), -1) : 0;
 }
 
+/* Who the backend's decode graph slot holds a recording of: the model, its cache and what the
+ * step's ops were given then (the slots are the process's, like the backend's graphs). */
+typedef struct DecodeRecording {
+    const Model *m;
+    const float *cache;
+    int keys, adapters_off;
+} DecodeRecording;
+static DecodeRecording decode_recording;
+
 static void cache_free(Model *m) {
     m->ops->free(m->kv_cache);
     m->ops->free(m->cache_scratch);
@@ -1053,6 +1063,7 @@ static void cache_free(Model *m) {
 void model_free(Model *m) {
     if (m->ops) {
         if (m->ops->graph_drop) m->ops->graph_drop(); /* recordings may hold its buffers */
+        memset(&decode_recording, 0, sizeof decode_recording);
         m->ops->free(m->values);
         m->ops->free(m->packed);
         m->ops->free(m->head_bf16);
@@ -1544,23 +1555,48 @@ int model_cache_reset(Model *m, int positions, LfError *err) {
         return lf_fail(err, "a KV cache of %d positions: the model has %d", positions,
                        m->cfg.max_positions);
     m->n_cached = 0;
-    if (m->cache_len >= positions) return 0;
+    if (m->cache_len >= positions) { /* zeros: what a decode step's attention reads past its
+                                        position (cache_keys) stays finite */
+        m->ops->zero(m->kv_cache, m->arch->cache_floats(m) * sizeof(float));
+        return 0;
+    }
     cache_free(m);
     m->cache_len = positions;
     size_t n = m->arch->cache_floats(m), P = (size_t)positions;
     size_t ns = ops_attention_cached_scratch(m->max_len, P, m->cfg.num_heads);
     m->kv_cache = m->ops->alloc(n * sizeof(float));
     m->cache_scratch = m->ops->alloc(ns * sizeof(float));
-    m->positions = m->ops->alloc(P * sizeof(int32_t));
-    int32_t *host = malloc(P * sizeof *host);
-    int rc = m->kv_cache && m->cache_scratch && m->positions && host
+    m->positions = m->ops->alloc((size_t)m->max_len * sizeof(int32_t));
+    int rc = m->kv_cache && m->cache_scratch && m->positions
                  ? 0
                  : lf_fail(err, "out of memory for a KV cache of %zu floats", n + ns);
-    for (size_t i = 0; !rc && i < P; i++) host[i] = (int32_t)i;
-    if (!rc) m->ops->upload(m->positions, host, P * sizeof(int32_t));
-    free(host);
     if (rc) cache_free(m);
     return rc;
+}
+
+static void decode_ops(Model *m, int n) {
+    sync_adapters(m);
+    m->arch->decode(m, n);
+}
+
+/* One token's decode step: the recording replayed when it is this model's of the same cache,
+ * else recorded (and run). */
+static int decode_graphed(Model *m, LfError *err) {
+    const Ops *o = m->ops;
+    DecodeRecording now = {m, m->kv_cache, m->cache_keys, m->adapters_off};
+    if (!memcmp(&decode_recording, &now, sizeof now)) {
+        int rc = o->graph_replay(OPS_GRAPH_DECODE_SLOT);
+        if (rc < 0) return o->status(err) ? -1 : lf_fail(err, "cuda: a graph replay failed");
+        if (rc == 0) return 0; /* else the backend dropped it: record again */
+    }
+    memset(&decode_recording, 0, sizeof decode_recording);
+    if (o->graph_begin())
+        return o->status(err) ? -1 : lf_fail(err, "cuda: a graph capture did not start");
+    decode_ops(m, 1);
+    if (o->graph_end(OPS_GRAPH_DECODE_SLOT))
+        return o->status(err) ? -1 : lf_fail(err, "cuda: a graph launch failed");
+    decode_recording = now;
+    return 0;
 }
 
 int model_decode(Model *m, const int32_t *ids, int n, LfError *err) {
@@ -1574,16 +1610,26 @@ int model_decode(Model *m, const int32_t *ids, int n, LfError *err) {
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
             return lf_fail(err, "token id %d is outside the vocabulary (size %d)", ids[i],
                            m->cfg.vocab_size);
+    int32_t *pos = malloc((size_t)n * sizeof *pos);
+    if (!pos) return lf_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) pos[i] = m->n_cached + i;
     use_switches(m);
     m->ops->upload(m->ids, ids, (size_t)n * sizeof(int32_t));
+    m->ops->upload(m->positions, pos, (size_t)n * sizeof(int32_t));
+    free(pos);
     m->B = 1;
     m->T = n;
     m->train_mode = m->has_labels = 0;
-    sync_adapters(m);
     m->top_fresh = 0;
-    m->arch->decode(m, m->n_cached, n);
+    int graphs = n == 1 && m->ops->graph_begin;
+    m->cache_keys = graphs ? m->cache_len : m->n_cached + n;
+    int rc = 0;
+    if (graphs && m->decode_graphs)
+        rc = decode_graphed(m, err);
+    else
+        decode_ops(m, n);
     m->n_cached += n;
-    return m->ops->status(err) ? -1 : check_guards(m, err);
+    return rc || m->ops->status(err) ? -1 : check_guards(m, err);
 }
 
 /* ------------------------------------------------------------------------------------ */

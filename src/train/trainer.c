@@ -794,7 +794,7 @@ static int record(TrainStep *s, Model *m, TrainShape shape, int slot, LfError *e
 /* The micro-batch's slot replayed, or recorded (into the next slot in turn), or op by op. */
 static int graph_step(TrainStep *s, Model *m, TrainShape shape, int repeat, LfError *err) {
     const Ops *o = m->ops;
-    for (int i = 0; i < OPS_GRAPH_SLOTS; i++) {
+    for (int i = 0; i < OPS_GRAPH_TRAIN_SLOTS; i++) {
         if (!same_shape(s->slot[i], shape)) continue;
         int rc = o->graph_replay(i);
         if (rc < 0) return o->status(err) ? -1 : lf_fail(err, "cuda: a graph replay failed");
@@ -805,7 +805,7 @@ static int graph_step(TrainStep *s, Model *m, TrainShape shape, int repeat, LfEr
     int first = s->graphs == GRAPHS_ON && m->spec.attention != ATTENTION_CUDNN;
     if (!repeat && !first) return forward_backward(m, err);
     int slot = s->next;
-    s->next = (s->next + 1) % OPS_GRAPH_SLOTS;
+    s->next = (s->next + 1) % OPS_GRAPH_TRAIN_SLOTS;
     return record(s, m, shape, slot, err);
 }
 

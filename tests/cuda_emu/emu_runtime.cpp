@@ -154,12 +154,14 @@ static long long n_lt_heuristics, n_lt_matmuls; /* cuBLASLt calls, refused ones 
 
 /* LORAFT_EMU_COUNTS=FILE: every node that ran (launched at once or by a graph), counted by its
  * name (the kernel's, the cuBLAS call's, cudaMemcpyAsync / cudaMemsetAsync) and written to FILE
- * at exit, "count name" a line (bench/launch-count.sh). */
+ * at exit, "count name" a line (bench/launch-count.sh); then the graph launches and the nodes
+ * they ran, as "count cudaGraphLaunch" and "count graph_nodes". */
 static std::map<std::string, long long> *ran_by_name;
 static void write_counts(void) {
     FILE *f = fopen(getenv("LORAFT_EMU_COUNTS"), "w");
     if (!f) die("LORAFT_EMU_COUNTS: cannot write %s", getenv("LORAFT_EMU_COUNTS"));
     for (const auto &kv : *ran_by_name) fprintf(f, "%lld %s\n", kv.second, kv.first.c_str());
+    fprintf(f, "%lld cudaGraphLaunch\n%lld graph_nodes\n", n_graph_launches, n_graph_nodes);
     fclose(f);
 }
 static int run_node(EmuNode &node) {

@@ -5,7 +5,10 @@
  * model_lm_logits) at every step within 1e-4 of the row's largest logit in fp32, and within
  * BF16_TOL under model.precision bf16 (the GPU's default, with which an SFT run's evaluation
  * answers are generated: frozen weights and the GEMMs' operands in bf16, the bf16 copies the
- * norms and activations write for the GEMMs after them). */
+ * norms and activations write for the GEMMs after them). Decode steps of one token run as one
+ * recorded CUDA graph, replayed at every later position: they give the very logits the same
+ * steps give op by op (Model.decode_graphs off), recorded once for two generations in one
+ * cache. */
 #include <string.h>
 
 #include "check.h"
@@ -44,6 +47,49 @@ static void check_case(Arch arch, int heads, int kv_heads, int tied, int lora, P
     model_free(&cpu);
 }
 
+/* The logits of every decode step of two generations (the second after a model_cache_reset into
+ * the same cache): one token a step, from the prompt's. */
+static int generate_twice(Model *m, const int32_t *ids, float logits[2][SEQ][VOCAB],
+                          LfError *err) {
+    for (int run = 0; run < 2; run++) {
+        if (model_cache_reset(m, SEQ, err) || model_decode(m, ids, PREFILL, err)) return -1;
+        for (int t = PREFILL; t < SEQ; t++)
+            if (model_decode(m, &ids[t], 1, err) ||
+                model_lm_logits(m, 0, 1, logits[run][t], err))
+                return -1;
+    }
+    return 0;
+}
+
+static void check_graphs(Arch arch, int lora, Precision prec) {
+    LfError err;
+    Model ops_by_op, graphed;
+    static float a[2][SEQ][VOCAB], b[2][SEQ][VOCAB];
+    int32_t ids[SEQ];
+    for (int t = 0; t < SEQ; t++) ids[t] = (t * 17 + 3) % VOCAB;
+    CHECK_OK(tiny_decoder_in(&ops_by_op, &ops_cuda, arch, 4, 2, 0, lora, SEQ, prec, &err), &err);
+    ops_by_op.decode_graphs = 0;
+    CHECK_OK(generate_twice(&ops_by_op, ids, a, &err), &err);
+    model_free(&ops_by_op);
+    CHECK_OK(tiny_decoder_in(&graphed, &ops_cuda, arch, 4, 2, 0, lora, SEQ, prec, &err), &err);
+    OpsGraphCounts g0, g1;
+    ops_cuda.graph_counts(&g0);
+    CHECK_OK(generate_twice(&graphed, ids, b, &err), &err);
+    ops_cuda.graph_counts(&g1);
+    model_free(&graphed);
+    int steps = 2 * (SEQ - PREFILL);
+    printf("%s %s%s: %d decode steps, %ld graph launches (%ld replays, %ld instantiated), logits "
+           "%s op by op's\n",
+           arch_name(arch), precision_name(prec), lora ? ", LoRA" : "", steps,
+           g1.launches - g0.launches, g1.replayed - g0.replayed,
+           g1.instantiated - g0.instantiated,
+           memcmp(a, b, sizeof a) ? "DIFFER from" : "are");
+    CHECK(!memcmp(a, b, sizeof a));
+    CHECK(g1.launches - g0.launches == steps);
+    CHECK(g1.replayed - g0.replayed == steps - 1);
+    CHECK(g1.instantiated - g0.instantiated == 1);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
@@ -57,5 +103,8 @@ int main(void) {
         check_case(ARCH_LLAMA, 4, 2, 0, lora, PRECISION_BF16);
         check_case(ARCH_GPT2, 4, 4, 1, lora, PRECISION_BF16);
     }
+    check_graphs(ARCH_LLAMA, 0, PRECISION_FP32);
+    check_graphs(ARCH_LLAMA, 1, PRECISION_BF16);
+    check_graphs(ARCH_GPT2, 2, PRECISION_BF16);
     return check_report();
 }

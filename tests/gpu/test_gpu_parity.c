@@ -223,10 +223,12 @@ static void test_elementwise_unaligned(size_t n) {
 }
 
 /* ---- embeddings and pooling ---- */
+/* One sequence reads wpe at given positions (generation's), the others at t. */
 static void test_embedding(int B, int T, int C, int with_types) {
     int V = 50, maxT = T + 3;
     Pair *ids = pair_ints((size_t)B * T, 0, V),
-         *types = with_types ? pair_ints((size_t)B * T, 0, 2) : NULL;
+         *types = with_types ? pair_ints((size_t)B * T, 0, 2) : NULL,
+         *pos = B == 1 ? pair_ints((size_t)T, 0, maxT) : NULL;
     Pair *wte = pair_random((size_t)V * C, 1.0f), *wpe = pair_random((size_t)maxT * C, 1.0f);
     Pair *wtt = with_types ? pair_random(2 * (size_t)C, 1.0f) : NULL;
     Pair *out = pair_new((size_t)B * T * C * sizeof(float)),
@@ -234,12 +236,12 @@ static void test_embedding(int B, int T, int C, int with_types) {
     Pair *dwte = pair_random((size_t)V * C, 1.0f), *dwpe = pair_random((size_t)maxT * C, 1.0f);
     Pair *dwtt = with_types ? pair_random(2 * (size_t)C, 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->embedding_forward(F(out, w), I(ids, w), I(types, w), F(wte, w), F(wpe, w), F(wtt, w), B,
-                             T, C);
+        o->embedding_forward(F(out, w), I(ids, w), I(types, w), I(pos, w), F(wte, w), F(wpe, w),
+                             F(wtt, w), B, T, C);
         o->embedding_backward(F(dwte, w), F(dwpe, w), F(dwtt, w), F(dout, w), I(ids, w),
                               I(types, w), B, T, C);
     }
-    NAME("embedding B=%d T=%d C=%d types=%d", B, T, C, with_types);
+    NAME("embedding B=%d T=%d C=%d types=%d positions=%d", B, T, C, with_types, pos != NULL);
     compare("out", out, ELEM_TOL);
     compare("dwte", dwte, ELEM_TOL);
     compare("dwpe", dwpe, ELEM_TOL);
@@ -1353,18 +1355,29 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     dut->set_precision(PRECISION_FP32);
 }
 
-/* generation: n queries at positions pos0.. over L = pos0 + n cached keys */
-static void test_attention_cached(int n, int pos0, int NH, int NKV, int HS) {
-    int L = pos0 + n;
+/* generation: n queries at positions pos0.. over the L = pos0 + n + later cached keys (the
+ * later ones hidden, as a decode step's over the whole cache); then the new keys and values
+ * into a cache at those positions */
+static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, int HS) {
+    int L = pos0 + n + later, W = NKV * HS, at[64];
+    for (int i = 0; i < n; i++) at[i] = pos0 + i;
+    Pair *pos = pair_upload(at, (size_t)n * sizeof *at);
     Pair *q = pair_random((size_t)n * NH * HS, 1.0f), *out = pair_new((size_t)n * NH * HS * 4);
-    Pair *k = pair_random((size_t)L * NKV * HS, 1.0f), *v = pair_random((size_t)L * NKV * HS, 1.0f);
+    Pair *k = pair_random((size_t)L * W, 1.0f), *v = pair_random((size_t)L * W, 1.0f);
     Pair *scratch = pair_new(ops_attention_cached_scratch(n, L, NH) * sizeof(float));
     BACKENDS(w, o) {
-        o->attention_cached(F(out, w), F(q, w), F(k, w), F(v, w), F(scratch, w), n, pos0, NH, NKV,
-                            HS);
+        o->attention_cached(F(out, w), F(q, w), F(k, w), F(v, w), I(pos, w), F(scratch, w), n, L,
+                            NH, NKV, HS);
     }
-    NAME("attention_cached n=%d pos0=%d NH=%d NKV=%d HS=%d", n, pos0, NH, NKV, HS);
+    NAME("attention_cached n=%d pos0=%d later=%d NH=%d NKV=%d HS=%d", n, pos0, later, NH, NKV, HS);
     compare("out", out, GEMM_TOL);
+    Pair *k_new = pair_random((size_t)n * W, 1.0f), *v_new = pair_random((size_t)n * W, 1.0f);
+    BACKENDS(w, o) {
+        o->cache_write(F(k, w), F(v, w), F(k_new, w), F(v_new, w), I(pos, w), n, W);
+    }
+    NAME("cache_write n=%d at %d of %d W=%d", n, pos0, L, W);
+    compare("k", k, EXACT);
+    compare("v", v, EXACT);
     pairs_free();
 }
 
@@ -1660,6 +1673,7 @@ int main(void) {
     test_elementwise(big, !full_grid);
     test_elementwise_unaligned(1003);
     test_embedding(1, 1, 5, 0);
+    test_embedding(1, 9, 24, 0); /* generation: wpe at given positions */
     test_embedding(2, 7, 13, 1);
     test_embedding(3, 33, 64, 0);
     test_embedding(3, 50, 40, 1); /* 150 rows: several row groups in the dwtt kernel */
@@ -1805,10 +1819,12 @@ int main(void) {
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
     test_attention_bf16(2, 70, 2, 2, 128, 0, 20, 0.1f, G_ALL);
     att_set = 0;
-    test_attention_cached(1, 0, 1, 1, 4);   /* the first token */
-    test_attention_cached(7, 0, 4, 2, 16);  /* a prefill */
-    test_attention_cached(1, 69, 9, 3, 64); /* a decode step, SmolLM2's heads */
-    test_attention_cached(5, 40, 4, 1, 32); /* a chunk after a cached prefix, MQA */
+    test_attention_cached(1, 0, 0, 1, 1, 4);    /* the first token */
+    test_attention_cached(7, 0, 0, 4, 2, 16);   /* a prefill */
+    test_attention_cached(1, 69, 0, 9, 3, 64);  /* a decode step, SmolLM2's heads */
+    test_attention_cached(1, 69, 30, 9, 3, 64); /* the same over the whole cache (a graph's) */
+    test_attention_cached(5, 40, 0, 4, 1, 32);  /* a chunk after a cached prefix, MQA */
+    test_attention_cached(1, 3, 5, 2, 2, 6);    /* rows of 12 floats: cache_write's float path */
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
     test_cross_entropy(16, 1000, 50.0f, 1);
