@@ -124,8 +124,8 @@ int main(int argc, char **argv) {
     printf("loraft %s %s%s: prompt %d, %d new, %d runs, %ld graph launches: prefill %.2f ms, "
            "decode %.0f tokens/s (%.3f ms/token)\n",
            ops->name, precision_name(m.spec.precision), targets ? " lora" : "", P, N, runs,
-           g.launches,
-           1e3 * median(prefill, runs), N / median(decode, runs), 1e3 * median(decode, runs) / N);
+           g.launches, 1e3 * median(prefill, runs), N / median(decode, runs),
+           1e3 * median(decode, runs) / N);
     sampler_free(s);
     free(prompt);
     model_free(&m);

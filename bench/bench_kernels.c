@@ -222,7 +222,7 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->rmsnorm_forward(out, rstd, NULL, x, y, 1e-5f, (int)N, C));
     mem_row(name, 2.0 * sc + N, ms);
     snprintf(name, sizeof name, "rmsnorm_backward [%zu,%d]", N, C);
-    TIME(ms, gpu->rmsnorm_backward(g1, g2, z, x, NULL, y, rstd, (int)N, C, OPS_ADD));
+    TIME(ms, gpu->rmsnorm_backward(g1, NULL, g2, z, x, NULL, y, rstd, (int)N, C, OPS_ADD));
     mem_row(name, 4.0 * sc + N, ms);
     int T = sz->T[0], B = (int)N / T;
     snprintf(name, sizeof name, "rope_forward in place [%zu,%d]", N, C);
@@ -259,13 +259,13 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->swiglu_forward(out, NULL, NULL, x, y, ns));
     mem_row(name, 3.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_backward(g1, g2, NULL, NULL, z, x, y, NULL, ns, OPS_ADD));
+    TIME(ms, gpu->swiglu_backward(g1, g2, NULL, z, x, y, NULL, ns, sm->F, OPS_ADD));
     mem_row(name, 7.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_forward, bf16 out [%zu,%d]", N, sm->F);
     TIME(ms, gpu->swiglu_forward(NULL, ob, hb, x, y, ns));
     mem_row(name, 3.5 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward, bf16 in/out [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_backward(NULL, NULL, ob, ob + ns, z, NULL, NULL, hb, ns, OPS_SET));
+    TIME(ms, gpu->swiglu_backward(NULL, NULL, ob, z, NULL, NULL, hb, ns, sm->F, OPS_SET));
     mem_row(name, 3.0 * ns, ms);
     snprintf(name, sizeof name, "add [%zu,%d]", N, db->C);
     TIME(ms, gpu->add(out, x, y, nc));

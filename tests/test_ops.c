@@ -339,7 +339,7 @@ static void rms_fwd(void *p) {
 }
 static void rms_bwd(void *p, const float *dout, unsigned use) {
     RmsCtx *c = p;
-    ops->rmsnorm_backward(USE(0, c->dinp), USE(1, c->dweight), dout, c->inp, NULL, c->weight,
+    ops->rmsnorm_backward(USE(0, c->dinp), NULL, USE(1, c->dweight), dout, c->inp, NULL, c->weight,
                           c->rstd, N, C, OPS_ADD);
 }
 
@@ -428,8 +428,8 @@ static void swi_fwd(void *p) {
 }
 static void swi_bwd(void *p, const float *dout, unsigned use) {
     SwiCtx *c = p;
-    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), NULL, NULL, dout, c->gate, c->up, NULL,
-                         N * C, OPS_ADD);
+    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), NULL, dout, c->gate, c->up, NULL, N * C,
+                         C, OPS_ADD);
 }
 
 static void test_swiglu(void) {
@@ -1764,9 +1764,9 @@ static void test_first_writers(void) {
                             1, 0.3f, N, C, R, acc);
         ops->activation_backward(d[acc][3], NULL, x, NULL, g, ACT_GELU, NC, acc);
         ops->activation_backward(d[acc][4], NULL, x, NULL, g, ACT_RELU, NC, acc);
-        ops->swiglu_backward(d[acc][5], d[acc][6], NULL, NULL, g, x, x, NULL, NC, acc);
+        ops->swiglu_backward(d[acc][5], d[acc][6], NULL, g, x, x, NULL, NC, C, acc);
         ops->layernorm_backward(d[acc][7], NULL, NULL, NULL, g, x, NULL, lw, mean, rstd, N, C, acc);
-        ops->rmsnorm_backward(d[acc][8], NULL, g, x, NULL, lw, rstd, N, C, acc);
+        ops->rmsnorm_backward(d[acc][8], NULL, NULL, g, x, NULL, lw, rstd, N, C, acc);
         ops->dropout_backward(d[acc][9], NULL, g, 0.3f, 9, NC, acc);
     }
     static const char *names[10] = {"matmul_backward",          "matmul_backward_bf16",
@@ -1801,8 +1801,8 @@ static void test_saved_bf16(void) {
     CHECK(off_by("layernorm dbias", g[1][2], g[0][2], C, 0.0) == 0);
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
     ops->rmsnorm_forward(out, rstd, saved, x, w, 1e-5f, N, C);
-    ops->rmsnorm_backward(g[0][0], NULL, dout, x, NULL, w, rstd, N, C, OPS_ADD);
-    ops->rmsnorm_backward(g[1][0], NULL, dout, NULL, saved, w, rstd, N, C, OPS_ADD);
+    ops->rmsnorm_backward(g[0][0], NULL, NULL, dout, x, NULL, w, rstd, N, C, OPS_ADD);
+    ops->rmsnorm_backward(g[1][0], NULL, NULL, dout, NULL, saved, w, rstd, N, C, OPS_ADD);
     CHECK(off_by("rmsnorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
         for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
@@ -1814,8 +1814,8 @@ static void test_saved_bf16(void) {
     float *gu[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
     ops->swiglu_forward(out, NULL, saved, x, u, n);
-    ops->swiglu_backward(g[0][0], gu[0], NULL, NULL, dout, x, u, NULL, n, OPS_ADD);
-    ops->swiglu_backward(g[1][0], gu[1], NULL, NULL, dout, NULL, NULL, saved, n, OPS_ADD);
+    ops->swiglu_backward(g[0][0], gu[0], NULL, dout, x, u, NULL, n, C, OPS_ADD);
+    ops->swiglu_backward(g[1][0], gu[1], NULL, dout, NULL, NULL, saved, n, C, OPS_ADD);
     CHECK(off_by("swiglu dgate", g[1][0], g[0][0], n, 0.0) == 0);
     CHECK(off_by("swiglu dup", gu[1], gu[0], n, 0.0) == 0);
     free(x), free(u), free(dout), free(w), free(b), free(out), free(mean), free(rstd), free(saved);
@@ -1856,17 +1856,25 @@ static void test_bf16_outputs(void) {
     ops->swiglu_forward(NULL, h[1], NULL, x, u, n);
     CHECK(not_rounded("swiglu out", h[0], f[0], n) == 0);
     CHECK(not_rounded("swiglu out alone", h[1], f[0], n) == 0);
-    ops->swiglu_backward(f[0], f[1], h[0], h[1], dout, x, u, NULL, n, OPS_SET);
-    CHECK(not_rounded("swiglu dgate", h[0], f[0], n) == 0);
-    CHECK(not_rounded("swiglu dup", h[1], f[1], n) == 0);
-    ops->swiglu_backward(NULL, NULL, h[0], h[1], dout, x, u, NULL, n, OPS_SET);
-    CHECK(not_rounded("swiglu dgate alone", h[0], f[0], n) == 0);
-    CHECK(not_rounded("swiglu dup alone", h[1], f[1], n) == 0);
+    uint16_t *dgu = malloc(2 * n * sizeof *dgu); /* [dgate | dup] rows of 2C */
+    for (int alone = 0; alone < 2; alone++) {
+        memset(dgu, 0xff, 2 * n * sizeof *dgu);
+        ops->swiglu_backward(alone ? NULL : f[0], alone ? NULL : f[1], dgu, dout, x, u, NULL, n, C,
+                             OPS_SET);
+        for (size_t i = 0; i < n; i++) /* row i / C of each, side by side */
+            h[0][i] = dgu[i / C * 2 * C + i % C], h[1][i] = dgu[i / C * 2 * C + C + i % C];
+        CHECK(not_rounded(alone ? "swiglu dgate alone" : "swiglu dgate", h[0], f[0], n) == 0);
+        CHECK(not_rounded(alone ? "swiglu dup alone" : "swiglu dup", h[1], f[1], n) == 0);
+    }
+    free(dgu);
     float *w = rand_vec(C, 0.5f, 1.5f), *mean = rand_vec(N, -1, 1), *rstd = rand_vec(N, 0.5f, 2);
     ops->layernorm_backward(f[0], h[0], NULL, NULL, dout, x, NULL, w, mean, rstd, N, C, OPS_SET);
     ops->layernorm_backward(NULL, h[1], NULL, NULL, dout, x, NULL, w, mean, rstd, N, C, OPS_SET);
     CHECK(not_rounded("layernorm dinp", h[0], f[0], n) == 0);
     CHECK(not_rounded("layernorm dinp alone", h[1], f[0], n) == 0);
+    memcpy(f[1], f[0], n * sizeof(float)); /* accumulated: the copy is of the sum */
+    ops->rmsnorm_backward(f[1], h[1], NULL, dout, x, NULL, w, rstd, N, C, OPS_ADD);
+    CHECK(not_rounded("rmsnorm dinp (added to)", h[1], f[1], n) == 0);
     ops->residual_norm_forward(f[0], h[0], NULL, mean, rstd, NULL, x, u, 0.3f, 5, w, NULL, 1e-5f, N,
                                C);
     CHECK(not_rounded("residual_norm out", h[0], f[0], n) == 0);

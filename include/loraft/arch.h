@@ -118,9 +118,11 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
  * or after it writes (the FFN's activation: Ops.activation_forward's out_bf16,
  * activation_backward's dinp_bf16, SwiGLU's; the norm before it: residual_norm_forward's
  * out_bf16; the dropout before a residual: linear_dout; the norm after it, where no dropout
- * is between: layernorm_backward's dinp_bf16), where the arch points them (at buffers free
- * between the two ops), instead of rounding f32 in a pass of its own. A group's in_bf16 (on
- * its first member) serves every member when none is adapted. */
+ * is between: layernorm_backward's and rmsnorm_backward's dinp_bf16), where the arch points
+ * them (at buffers free between the two ops), instead of rounding f32 in a pass of its own. A
+ * group's in_bf16 (on its first member) serves every member when none is adapted; its members'
+ * dout_bf16 are the column blocks of one [N, sum of outs] matrix (SwiGLU's [dgate | dup]
+ * rows), which backward's one GEMM for the group reads. */
 int linear_reads_bf16(const Model *m, const Linear *l);
 /* Points l->in_bf16 at attention's saved bf16(out) (Ops.attention_saved_out: saved is the
  * attention's saved buffer) where l reads bf16 and the backend saves one; NULL otherwise, and

@@ -158,10 +158,11 @@ typedef struct Ops {
     void (*rmsnorm_forward)(float *out, float *rstd, uint16_t *xh, const float *inp,
                             const float *weight, float eps, int N, int C);
     /* With g = dout * weight: dinp (+)= rstd * (g - xhat * mean_c(g * xhat)) (acc 0: =);
-     * dweight[C] += sum_n dout * xhat; xhat from inp and rstd, or (inp NULL) from xh. */
-    void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
-                             const uint16_t *xh, const float *weight, const float *rstd, int N,
-                             int C, int acc);
+     * dweight[C] += sum_n dout * xhat; xhat from inp and rstd, or (inp NULL) from xh;
+     * dinp_bf16 as layernorm_backward's. */
+    void (*rmsnorm_backward)(float *dinp, uint16_t *dinp_bf16, float *dweight, const float *dout,
+                             const float *inp, const uint16_t *xh, const float *weight,
+                             const float *rstd, int N, int C, int acc);
     /* The residual stream's norm in one pass over its inputs: x = dropout(a; p, seed) + b
      * (dropout_forward's mask), out = layer norm of x as layernorm_forward, or RMS norm as
      * rmsnorm_forward when mean is NULL (bias NULL); sum (not NULL, may be a) = x, where backward
@@ -189,11 +190,12 @@ typedef struct Ops {
     void (*swiglu_forward)(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
                            const float *up, size_t n);
     /* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =); each may be NULL.
-     * dgate_bf16, dup_bf16 (not NULL) = bf16 of their new values, for bf16 GEMMs (the f32 one
-     * may then be NULL under acc OPS_SET). gate and up, or (both NULL) their copies in saved. */
-    void (*swiglu_backward)(float *dgate, float *dup, uint16_t *dgate_bf16, uint16_t *dup_bf16,
-                            const float *dout, const float *gate, const float *up,
-                            const uint16_t *saved, size_t n, int acc);
+     * dgu_bf16 (not NULL) [n/F, 2F] = rows [bf16(dgate) | bf16(dup)] of their new values, F a
+     * row, for the one bf16 GEMM of gate and up (the f32 ones may then be NULL under acc
+     * OPS_SET). gate and up, or (both NULL) their copies in saved. */
+    void (*swiglu_backward)(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
+                            const float *gate, const float *up, const uint16_t *saved, size_t n,
+                            int F, int acc);
 
     /* ---- dense layer (frozen base GEMM on cuBLAS / OpenBLAS) ----
      * out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC]; bias may be NULL. */

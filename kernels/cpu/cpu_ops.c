@@ -246,10 +246,11 @@ static void cpu_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum
 
 /* dinp[N,C] (+)= rstd * (g - xhat * mean_c(g * xhat)) (acc 0: =), g = dout * weight, xhat = inp *
  * rstd (or xh's); dweight[C] += sum_n dout * xhat. Either may be NULL. */
-static void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                                 const uint16_t *xh, const float *weight, const float *rstd, int N,
-                                 int C, int acc) {
-    cpu_layernorm_backward(dinp, NULL, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C, acc);
+static void cpu_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
+                                 const float *dout, const float *inp, const uint16_t *xh,
+                                 const float *weight, const float *rstd, int N, int C, int acc) {
+    cpu_layernorm_backward(dinp, dinp_bf16, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C,
+                           acc);
 }
 
 /* ---- rotary position embedding ---- */
@@ -902,9 +903,9 @@ static void cpu_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, 
 /* dgate[n] (+)= dout * up * silu'(gate); dup[n] (+)= dout * silu(gate) and / or their bf16
  * copies (of this op's gradient alone where the f32 one is NULL: acc OPS_SET); any may be NULL;
  * gate and up, or their copies in saved */
-static void cpu_swiglu_backward(float *dgate, float *dup, uint16_t *dgate_bf16, uint16_t *dup_bf16,
-                                const float *dout, const float *gate, const float *up,
-                                const uint16_t *saved, size_t n, int acc) {
+static void cpu_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
+                                const float *gate, const float *up, const uint16_t *saved, size_t n,
+                                int F, int acc) {
     const uint16_t *gs = saved, *us = saved ? saved + n : NULL;
 #pragma omp parallel for if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
@@ -912,8 +913,10 @@ static void cpu_swiglu_backward(float *dgate, float *dup, uint16_t *dgate_bf16, 
               du = dout[i] * silu(g);
         if (dgate) dg = dgate[i] = acc ? dgate[i] + dg : dg;
         if (dup) du = dup[i] = acc ? dup[i] + du : du;
-        if (dgate_bf16) dgate_bf16[i] = f32_to_bf16(dg);
-        if (dup_bf16) dup_bf16[i] = f32_to_bf16(du);
+        if (dgu_bf16) {
+            size_t at = i / F * 2 * F + i % F; /* row i / F of [dgate | dup] */
+            dgu_bf16[at] = f32_to_bf16(dg), dgu_bf16[at + F] = f32_to_bf16(du);
+        }
     }
 }
 

@@ -206,9 +206,9 @@ void cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, f
                              int C, int acc);
 void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
                           const float *weight, float eps, int N, int C);
-void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                           const uint16_t *xh, const float *weight, const float *rstd, int N, int C,
-                           int acc);
+void cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, const float *dout,
+                           const float *inp, const uint16_t *xh, const float *weight,
+                           const float *rstd, int N, int C, int acc);
 void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, float *mean,
                                 float *rstd, uint16_t *xh, const float *a, const float *b, float p,
                                 uint64_t seed, const float *weight, const float *bias, float eps,
@@ -219,9 +219,9 @@ void cuda_rope_backward(float *dq, float *dk, const int32_t *pos, float theta, i
                         int NKV, int HS);
 void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
                          const float *up, size_t n);
-void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgate_bf16, uint16_t *dup_bf16,
-                          const float *dout, const float *gate, const float *up,
-                          const uint16_t *saved, size_t n, int acc);
+void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
+                          const float *gate, const float *up, const uint16_t *saved, size_t n,
+                          int F, int acc);
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC);
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,

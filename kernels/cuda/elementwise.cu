@@ -75,9 +75,24 @@ __global__ void swiglu_forward_kernel(float *out, uint16_t *out_bf16, uint16_t *
     }
 }
 
-__global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgate_bf16,
-                                       uint16_t *dup_bf16, const float *dout, const float *gate,
-                                       const float *up, const uint16_t *saved, size_t n, int acc) {
+/* v[k] as bf16 at element i + k (< n) of [n/F, F] rows ld apart: one 8-byte store when the four
+ * share a row, as they do for F a multiple of 4. */
+__device__ inline void store4_bf16_rows(uint16_t *dst, const float v[4], size_t i, size_t n,
+                                        size_t F, size_t ld) {
+    size_t r = i / F, c = i - r * F;
+    if (c + 4 <= F && i + 4 <= n) {
+        store4_bf16(dst + r * ld, v, c, F);
+        return;
+    }
+    for (int k = 0; k < 4 && i + k < n; k++) {
+        size_t e = i + k, row = e / F;
+        dst[row * ld + e - row * F] = __bfloat16_as_ushort(__float2bfloat16(v[k]));
+    }
+}
+
+__global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgu_bf16,
+                                       const float *dout, const float *gate, const float *up,
+                                       const uint16_t *saved, size_t n, int F, int acc) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4], d[4], dg[4] = {0}, du[4] = {0}; /* NULL outputs: computed, not stored */
         load4_saved(g, gate, saved, i, n), load4_saved(u, up, saved ? saved + n : NULL, i, n);
@@ -90,8 +105,10 @@ __global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgate
         }
         if (dgate) store4(dgate, dg, i, n);
         if (dup) store4(dup, du, i, n);
-        if (dgate_bf16) store4_bf16(dgate_bf16, dg, i, n);
-        if (dup_bf16) store4_bf16(dup_bf16, du, i, n);
+        if (dgu_bf16) {
+            store4_bf16_rows(dgu_bf16, dg, i, n, F, 2 * (size_t)F);
+            store4_bf16_rows(dgu_bf16 + F, du, i, n, F, 2 * (size_t)F);
+        }
     }
 }
 
@@ -104,12 +121,12 @@ void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const 
 
 /* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =) and / or their bf16
  * copies; any may be NULL; gate and up, or their copies in saved */
-void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgate_bf16, uint16_t *dup_bf16,
-                          const float *dout, const float *gate, const float *up,
-                          const uint16_t *saved, size_t n, int acc) {
-    if (!n || (!dgate && !dup && !dgate_bf16 && !dup_bf16)) return;
-    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dgate_bf16, dup_bf16, dout,
-                                                         gate, up, saved, n, acc);
+void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
+                          const float *gate, const float *up, const uint16_t *saved, size_t n,
+                          int F, int acc) {
+    if (!n || F <= 0 || (!dgate && !dup && !dgu_bf16)) return;
+    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dgu_bf16, dout, gate, up,
+                                                         saved, n, F, acc);
     CUDA_LAUNCHED("swiglu_backward");
 }
 
@@ -247,9 +264,9 @@ __device__ inline int checked_type(const int32_t *types, size_t n, int *fault) {
 /* A warp per token row n: its id and type are read once and no index is divided. out never
  * aliases the tables (__restrict__), so the loads of several columns can be in flight at once. */
 __global__ void embedding_forward_kernel(float *__restrict__ out, const int32_t *ids,
-                                         const int32_t *types, const int32_t *pos,
-                                         const float *wte, const float *wpe, const float *wtt,
-                                         int T, int C, size_t N, int *fault) {
+                                         const int32_t *types, const int32_t *pos, const float *wte,
+                                         const float *wpe, const float *wtt, int T, int C, size_t N,
+                                         int *fault) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
         int id = checked_id(ids, n, fault), ty = wtt ? checked_type(types, n, fault) : -1;

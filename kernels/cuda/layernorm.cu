@@ -283,9 +283,9 @@ void cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, f
     CUDA_LAUNCHED("layernorm_backward");
 }
 
-void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-                           const uint16_t *xh, const float *weight, const float *rstd, int N, int C,
-                           int acc) {
-    cuda_layernorm_backward(dinp, NULL, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C,
+void cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, const float *dout,
+                           const float *inp, const uint16_t *xh, const float *weight,
+                           const float *rstd, int N, int C, int acc) {
+    cuda_layernorm_backward(dinp, dinp_bf16, dweight, NULL, dout, inp, xh, weight, NULL, rstd, N, C,
                             acc);
 }

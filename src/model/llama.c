@@ -52,6 +52,7 @@ typedef struct Llama {
     float *hf, *rstd_f; /* [N,C] rmsnorm(out_L), [N] */
     /* gradient scratch */
     float *d_out, *d_n, *d_ctx, *d_q, *d_k, *d_v, *d_f, *d_g, *d_u;
+    uint16_t *d_out_bf16; /* d_out in bf16 for o and down without LoRA (Linear.dout_bf16) */
 } Llama;
 
 static Llama *llama(const Model *m) {
@@ -203,12 +204,21 @@ static void llama_plan(Model *m, Plan *pl) {
     for (int i = 0; i < 8; i++)
         PLAN_TAKE(pl, dn[i], N * C, any && ckpt && !i, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
-    for (size_t l = 0; l < L; l++) { /* dgate, dup in bf16 where gate and up (both) read them so
-                                        (else their group's GEMM reads them side by side) */
+    /* d_out's bf16 copy, written by the norm backward that last adds to it, where o or down read
+     * it so: its own buffer, as a replayed forward between two layers' backward writes the
+     * shared ones */
+    int reads = 0;
+    for (size_t l = 0; l < L; l++)
+        reads |= linear_reads_bf16(m, &b->layers[l].o) || linear_reads_bf16(m, &b->layers[l].down);
+    PLAN_TAKE_BF16(pl, &b->d_out_bf16, N * C, any && reads);
+    for (size_t l = 0; l < L; l++) { /* [dgate | dup] rows in bf16 where gate and up (both) read
+                                        them so: their group's GEMM (in d_g, as large as both) */
         Layer *Ly = &b->layers[l];
         int plain = linear_reads_bf16(m, &Ly->gate) && linear_reads_bf16(m, &Ly->up);
         Ly->gate.dout_bf16 = plain ? (uint16_t *)b->d_g : NULL;
-        Ly->up.dout_bf16 = plain ? (uint16_t *)b->d_u : NULL;
+        Ly->up.dout_bf16 = plain ? Ly->gate.dout_bf16 + F : NULL;
+        Ly->o.dout_bf16 = linear_reads_bf16(m, &Ly->o) ? b->d_out_bf16 : NULL;
+        Ly->down.dout_bf16 = linear_reads_bf16(m, &Ly->down) ? b->d_out_bf16 : NULL;
     }
 }
 
@@ -325,15 +335,16 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     /* MLP: out = a + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a) */
     linear_backward(m, &Ly->down, b->d_f, grad, a->act, N, d.lora, model_site(l, SITE_DOWN),
                     OPS_SET);
-    const uint16_t *gu = a->gate_up_bf16; /* else gate and up were kept */
-    uint16_t *dg_bf16 = Ly->gate.dout_bf16, *du_bf16 = Ly->up.dout_bf16; /* else rounded */
-    o->swiglu_backward(dg_bf16 ? NULL : b->d_g, du_bf16 ? NULL : b->d_u, dg_bf16, du_bf16, b->d_f,
-                       gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF, OPS_SET);
+    const uint16_t *gu = a->gate_up_bf16;    /* else gate and up were kept */
+    uint16_t *dgu_bf16 = Ly->gate.dout_bf16; /* [dgate | dup] rows, else rounded */
+    o->swiglu_backward(dgu_bf16 ? NULL : b->d_g, dgu_bf16 ? NULL : b->d_u, dgu_bf16, b->d_f,
+                       gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF, c->ffn_size, OPS_SET);
     uint64_t s[3];
     linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
                           N, d.lora, model_sites(s, 2, l, SITE_GATE), OPS_SET);
-    o->rmsnorm_backward(grad, Ly->ln_ffn.w->grad, b->d_n, a->xh2 ? NULL : a->a, a->xh2,
-                        Ly->ln_ffn.w->value, a->rstd2, N, C, OPS_ADD); /* + the residual's */
+    o->rmsnorm_backward(grad, Ly->o.dout_bf16, Ly->ln_ffn.w->grad, b->d_n, a->xh2 ? NULL : a->a,
+                        a->xh2, Ly->ln_ffn.w->value, a->rstd2, N, C,
+                        OPS_ADD); /* + the residual's */
     /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x) */
     linear_backward(m, &Ly->o, b->d_ctx, grad, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
@@ -344,8 +355,9 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     o->rope_backward(b->d_q, b->d_k, NULL, c->rope_theta, B, T, NH, NKV, HS);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
                           a->n1, N, d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);
-    o->rmsnorm_backward(need_input ? grad : NULL, Ly->ln_attn.w->grad, b->d_n, a->xh1 ? NULL : a->x,
-                        a->xh1, Ly->ln_attn.w->value, a->rstd1, N, C,
+    uint16_t *below = need_input && l ? b->layers[l - 1].down.dout_bf16 : NULL; /* its down's */
+    o->rmsnorm_backward(need_input ? grad : NULL, below, Ly->ln_attn.w->grad, b->d_n,
+                        a->xh1 ? NULL : a->x, a->xh1, Ly->ln_attn.w->value, a->rstd1, N, C,
                         OPS_ADD); /* + the residual's */
 }
 
@@ -367,8 +379,9 @@ static void llama_backward(Model *m, Drop d) {
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     int body = b->lowest_trained_layer < L;
     if (!body && !b->ln_f.w->grad) return; /* the head's own gradient came with the loss */
-    o->rmsnorm_backward(b->d_out, b->ln_f.w->grad, m->dhidden, b->acts[L - 1].out, NULL,
-                        b->ln_f.w->value, b->rstd_f, N, C, OPS_SET);
+    o->rmsnorm_backward(b->d_out, body ? b->layers[L - 1].down.dout_bf16 : NULL, b->ln_f.w->grad,
+                        m->dhidden, b->acts[L - 1].out, NULL, b->ln_f.w->value, b->rstd_f, N, C,
+                        OPS_SET);
     int emb_trains = b->wte->grad != NULL;
     layers_backward(m, layer_forward, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
                     d);

@@ -1314,8 +1314,9 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
 }
 
 /* Under bf16, the n linears ls of one group (or a single one). Members that all find their
- * dout's bf16 copy written by the op after them (Linear.dout_bf16; none has LoRA then) run a GEMM
- * each over it. Otherwise one GEMM runs for the group: dd = [dout_0 .. dout_n-1 | du ..] in bf16
+ * dout's bf16 copy written by the op after them (Linear.dout_bf16; none has LoRA then), side by
+ * side in one matrix, run one GEMM over it. Otherwise one GEMM runs for the group: dd = [dout_0
+ * .. dout_n-1 | du ..] in bf16
  * at the scratch's start, after the adapted members' du, against the group's weight block
  * [W_0 ; .. ; W_n-1 ; A ..] (group_weight), the A rows and du's columns with lora dropout 0 only
  * (the branch's term inside the GEMM, instead of a read and write of dinp of its own). An adapted
@@ -1331,17 +1332,15 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
     uint64_t sd[OPS_LORA_GROUP_MAX];
     size_t slot = ops_floats64((size_t)N * R);
     for (int i = 0; i < n; i++) {
+        split = split && ls[i]->dout_bf16 && ls[i]->dout_bf16 == ls[0]->dout_bf16 + K;
         K += ls[i]->out, na += ls[i]->lora != NULL;
-        split = split && ls[i]->dout_bf16;
     }
     float *scratch = m->scratch;
-    if (split) {
-        for (int i = 0; i < n && dinp; i++) {
-            float *w_scratch = scratch;
-            const uint16_t *W = group_weight(m, ls + i, 1, 0, &w_scratch);
-            o->matmul_backward_bf16(dinp, ls[i]->dout_bf16, ls[i]->out, W, weight_ld(m, ls[i]),
-                                    w_scratch, N, C, ls[i]->out, i ? OPS_ADD : acc);
-        }
+    if (split) { /* [N, K]: the members' copies side by side */
+        if (!dinp) return;
+        const uint16_t *W = group_weight(m, ls, n, 0, &scratch);
+        o->matmul_backward_bf16(dinp, ls[0]->dout_bf16, K, W, weight_ld(m, ls[0]), scratch, N, C, K,
+                                acc);
         return;
     }
     int ldd = K + na * R;

@@ -293,8 +293,8 @@ static void test_rmsnorm(int N, int C) {
     Pair *dx = pair_random(NC, 1.0f), *dw = pair_random(C, 1.0f);
     BACKENDS(w, o) {
         o->rmsnorm_forward(F(out, w), F(rstd, w), NULL, F(x, w), F(wgt, w), 1e-5f, N, C);
-        o->rmsnorm_backward(F(dx, w), F(dw, w), F(dout, w), F(x, w), NULL, F(wgt, w), F(rstd, w), N,
-                            C, OPS_ADD);
+        o->rmsnorm_backward(F(dx, w), NULL, F(dw, w), F(dout, w), F(x, w), NULL, F(wgt, w),
+                            F(rstd, w), N, C, OPS_ADD);
     }
     NAME("rmsnorm N=%d C=%d", N, C);
     compare("out", out, GEMM_TOL);
@@ -331,7 +331,7 @@ static void test_swiglu(size_t n, int grads) {
     Pair *du = grads & G_DW ? pair_random(n, 1.0f) : NULL;
     BACKENDS(w, o) {
         o->swiglu_forward(F(out, w), NULL, NULL, F(g, w), F(u, w), n);
-        o->swiglu_backward(F(dg, w), F(du, w), NULL, NULL, F(dy, w), F(g, w), F(u, w), NULL, n,
+        o->swiglu_backward(F(dg, w), F(du, w), NULL, F(dy, w), F(g, w), F(u, w), NULL, n, (int)n,
                            OPS_ADD);
     }
     NAME("swiglu n=%zu grads=%d", n, grads);
@@ -478,8 +478,8 @@ static void test_first_writers(int N, int C, int OC, int R) {
         o->layernorm_backward(F(d[8], w), NULL, NULL, NULL, F(g, w), F(x, w), NULL, F(lw, w),
                               F(mean, w), F(rstd, w), N, C, OPS_SET);
         o->rmsnorm_forward(F(ln, w), F(rstd, w), NULL, F(x, w), F(lw, w), 1e-5f, N, C);
-        o->rmsnorm_backward(F(d[9], w), NULL, F(g, w), F(x, w), NULL, F(lw, w), F(rstd, w), N, C,
-                            OPS_SET);
+        o->rmsnorm_backward(F(d[9], w), NULL, NULL, F(g, w), F(x, w), NULL, F(lw, w), F(rstd, w), N,
+                            C, OPS_SET);
         o->dropout_backward(F(d[10], w), NULL, F(g, w), 0.3f, 9, NC, OPS_SET);
         o->matmul_backward(F(d[0], w), NULL, NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
         o->matmul_backward_bf16(F(d[1], w), dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C, K,
@@ -495,7 +495,7 @@ static void test_first_writers(int N, int C, int OC, int R) {
                               OPS_SET);
         o->activation_backward(F(d[4], w), NULL, F(x, w), NULL, F(g, w), ACT_GELU, NC, OPS_SET);
         o->activation_backward(F(d[5], w), NULL, F(x, w), NULL, F(g, w), ACT_SILU, NC, OPS_SET);
-        o->swiglu_backward(F(d[6], w), F(d[7], w), NULL, NULL, F(g, w), F(x, w), F(x, w), NULL, NC,
+        o->swiglu_backward(F(d[6], w), F(d[7], w), NULL, F(g, w), F(x, w), F(x, w), NULL, NC, C,
                            OPS_SET);
     }
     static const char *names[11] = {"matmul", "matmul_bf16", "lora p>0", "lora p=0", "gelu", "silu",
@@ -638,6 +638,7 @@ static void test_saved_bf16(int N, int C) {
     Pair *wgt = pair_random(C, 1.0f), *bias = pair_random(C, 1.0f), *out = pair_new(n * 4);
     Pair *mean = pair_new(N * sizeof(float)), *rstd = pair_new(N * sizeof(float));
     Pair *xh = pair_new(n * sizeof(uint16_t)), *sv = pair_new(2 * n * sizeof(uint16_t));
+    Pair *xb = pair_new(n * sizeof(uint16_t));
     Pair *dx = pair_random(n, 1.0f), *dw = pair_random(C, 1.0f), *db = pair_random(C, 1.0f);
     BACKENDS(w, o) {
         o->layernorm_forward(F(out, w), F(mean, w), F(rstd, w), xh->mem[w], F(x, w), F(wgt, w),
@@ -662,11 +663,12 @@ static void test_saved_bf16(int N, int C) {
     compare_bf16("xhat", xh, 1e-6);
     take_ref(xh);
     BACKENDS(w, o) {
-        o->rmsnorm_backward(F(dx, w), F(dw, w), F(dout, w), NULL, xh->mem[w], F(wgt, w), F(rstd, w),
-                            N, C, OPS_ADD);
+        o->rmsnorm_backward(F(dx, w), xb->mem[w], F(dw, w), F(dout, w), NULL, xh->mem[w], F(wgt, w),
+                            F(rstd, w), N, C, OPS_ADD);
     }
     compare("dinp", dx, GEMM_TOL);
     compare("dw", dw, GEMM_TOL);
+    compare_bf16("dinp_bf16", xb, 1e-6); /* the sum's bf16 copy, for the GEMM after it */
     for (int a = ACT_GELU; a <= ACT_GELU_TANH; a++) {
         BACKENDS(w, o) {
             o->activation_forward(F(out, w), NULL, xh->mem[w], F(x, w), (Activation)a, n);
@@ -680,7 +682,7 @@ static void test_saved_bf16(int N, int C) {
     }
     BACKENDS(w, o) {
         o->swiglu_forward(F(out, w), NULL, sv->mem[w], F(x, w), F(u, w), n);
-        o->swiglu_backward(F(dx, w), F(u, w), NULL, NULL, F(dout, w), NULL, NULL, sv->mem[w], n,
+        o->swiglu_backward(F(dx, w), F(u, w), NULL, F(dout, w), NULL, NULL, sv->mem[w], n, C,
                            OPS_ADD); /* u: dup */
     }
     NAME("swiglu, gate and up saved in bf16, n=%zu", n);
@@ -696,15 +698,17 @@ static void test_saved_bf16(int N, int C) {
  * f32, and dropout bf16(dinp) backward (the model's non-adapted linears then need no rounding
  * pass). Given alone, each copy is
  * the backends' f32 result rounded (compare_bf16 at ELEM_TOL's atol); given beside the f32
- * output, the GPU's copy is that output rounded, bit for bit. */
-static void check_rounded(const char *tensor, const Pair *f, const Pair *b, size_t n) {
+ * output, the GPU's copy is that output rounded, bit for bit: check_rounded, or where the
+ * copy's rows of F values are ld apart from column col of b, check_rounded_rows. */
+static void check_rounded_rows(const char *tensor, const Pair *f, const Pair *b, size_t n, size_t F,
+                               size_t col, size_t ld) {
     float *x = malloc(n * sizeof *x);
-    uint16_t *h = malloc(n * sizeof *h);
+    uint16_t *h = malloc(b->bytes);
     dut->download(x, f->mem[1], n * sizeof *x);
-    dut->download(h, b->mem[1], n * sizeof *h);
+    dut->download(h, b->mem[1], b->bytes);
     status_ok();
     size_t bad = 0;
-    for (size_t i = 0; i < n; i++) bad += h[i] != f32_to_bf16(x[i]);
+    for (size_t i = 0; i < n; i++) bad += h[i / F * ld + col + i % F] != f32_to_bf16(x[i]);
     printf("%-58s %-6s n=%-8zu bf16 = f32 rounded\n", op_name, tensor, n);
     if (bad)
         fprintf(stderr, "  %s: %s: %zu of %zu copies not the f32 rounded\n", op_name, tensor, bad,
@@ -712,6 +716,9 @@ static void check_rounded(const char *tensor, const Pair *f, const Pair *b, size
     CHECK(bad == 0);
     free(x);
     free(h);
+}
+static void check_rounded(const char *tensor, const Pair *f, const Pair *b, size_t n) {
+    check_rounded_rows(tensor, f, b, n, n, 0, n);
 }
 
 /* The norms' bf16 copies: layernorm_backward's dinp alone (on the same statistics, mean and
@@ -745,10 +752,11 @@ static void test_norm_grad_bf16(int N, int C) {
     pairs_free();
 }
 
-static void test_bf16_outputs(size_t n) {
+/* n values, rows of F (SwiGLU's input gradients: [dgate | dup] rows of 2F) */
+static void test_bf16_outputs(size_t n, int F) {
     Pair *x = pair_random(n, 3.0f), *u = pair_random(n, 2.0f), *dout = pair_random(n, 1.0f);
     Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f), *du = pair_random(n, 1.0f);
-    Pair *ob = pair_new(n * sizeof(uint16_t)), *ub = pair_new(n * sizeof(uint16_t));
+    Pair *ob = pair_new(n * sizeof(uint16_t)), *gu = pair_new(2 * n * sizeof(uint16_t));
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
         NAME("activation %d, bf16 output, n=%zu", a, n);
         BACKENDS(w, o) o->activation_forward(NULL, ob->mem[w], NULL, F(x, w), (Activation)a, n);
@@ -781,19 +789,18 @@ static void test_bf16_outputs(size_t n) {
     BACKENDS(w, o) o->swiglu_forward(F(out, w), ob->mem[w], NULL, F(x, w), F(u, w), n);
     check_rounded("out", out, ob, n);
     BACKENDS(w, o) {
-        o->swiglu_backward(NULL, NULL, ob->mem[w], ub->mem[w], F(dout, w), F(x, w), F(u, w), NULL,
-                           n, OPS_SET);
+        o->swiglu_backward(NULL, NULL, gu->mem[w], F(dout, w), F(x, w), F(u, w), NULL, n, F,
+                           OPS_SET);
     }
-    compare_bf16("dgate", ob, 1e-5);
-    compare_bf16("dup", ub, 1e-5);
+    compare_bf16("dg|du", gu, 1e-5);
     BACKENDS(w, o) {
-        o->swiglu_backward(F(dx, w), F(du, w), ob->mem[w], ub->mem[w], F(dout, w), F(x, w), F(u, w),
-                           NULL, n, OPS_ADD);
+        o->swiglu_backward(F(dx, w), F(du, w), gu->mem[w], F(dout, w), F(x, w), F(u, w), NULL, n, F,
+                           OPS_ADD);
     }
     compare("dgate", dx, ELEM_TOL);
     compare("dup", du, ELEM_TOL);
-    check_rounded("dgate", dx, ob, n);
-    check_rounded("dup", du, ub, n);
+    check_rounded_rows("dgate", dx, gu, n, F, 0, 2 * (size_t)F);
+    check_rounded_rows("dup", du, gu, n, F, F, 2 * (size_t)F);
     pairs_free();
 }
 
@@ -1708,8 +1715,8 @@ int main(void) {
     test_saved_bf16(5, 67); /* rows and totals off the 4-value grid */
     test_norm_grad_bf16(37, 768);
     test_norm_grad_bf16(5, 67);
-    test_bf16_outputs(37 * 768);
-    test_bf16_outputs(5 * 67);
+    test_bf16_outputs(37 * 768, 768);
+    test_bf16_outputs(5 * 67, 67);
     test_matmul(1, 5, 3, 1, G_ALL, 0);
     test_matmul(37, 67, 45, 0, G_ALL, 0);
     test_matmul(128, 768, 64, 1, G_ALL, 0);
