@@ -71,9 +71,10 @@ for t in "${tests[@]}"; do
     fi
   done
 done
-# The GPU benchmarks at smoke size: bench_kernels --smoke (fp32, bf16), and a training step of
+# The GPU benchmarks at smoke size: bench_kernels --smoke (fp32, bf16), a training step of
 # bench_train_step (model.precision auto: bf16) on the tiny random DistilBERT and Llama of
-# bench/tiny, and bench/launch-count.sh's counts of a step's launches (about 10 s together).
+# bench/tiny, bench_generate's decode (graph replays) on that Llama with LoRA, and
+# bench/launch-count.sh's counts of a step's launches (about 15 s together).
 smoke() { # smoke NAME CMD...: one run, counted and reported like a test
   local name=$1 log=$logs/$1.log rc=0 t0=$SECONDS
   shift
@@ -95,6 +96,8 @@ for arch in distilbert llama; do
   smoke "bench_train_step_$arch" "$build/bench_train_step" "bench/tiny/$arch" --random \
     --device cuda --batch 2 --seq 32 --steps 1
 done
+smoke bench_generate "$build/bench_generate" bench/tiny/llama --random --device cuda --prompt 8 \
+  --new 8 --runs 1 --targets q_proj,v_proj
 smoke launch_count bench/launch-count.sh "$build"
 
 echo "cuda-emu-test: $((SECONDS - start)) s"

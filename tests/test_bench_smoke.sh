@@ -30,6 +30,9 @@ check "distilbert step" "$(step distilbert --targets q_lin,v_lin)" \
 check "llama step" "$(step llama)" "tokens/s, .* trainable 3584, weights [0-9]+ MiB, activations [0-9]+ MiB$"
 check "an unknown precision" "$(step llama --precision fp64 || true)" "fp64"
 check "bench_kernels --smoke" "$("$build/bench_kernels" --smoke 2>&1)" "skipping|lora +smollm2"
+check "bench_generate" \
+  "$("$build/bench_generate" bench/tiny/llama --random --prompt 4 --new 4 --runs 1 2>&1)" \
+  "^loraft cpu fp32: prompt 4, 4 new, 1 runs, 0 graph launches: prefill [0-9.]+ ms, decode [0-9]+ tokens/s"
 
 py=$(scripts/setup-python.sh --check 2>/dev/null || true)
 if [ -n "$py" ]; then

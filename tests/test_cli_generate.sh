@@ -36,6 +36,8 @@ gen --temperature 0 --seed 9 --max-new-tokens 10 "The house" >"$tmp/g2" 2>/dev/n
 gen --temperature 0.7 --top-k 1 --seed 3 --max-new-tokens 10 "The house" >"$tmp/g3" 2>/dev/null
 check "--temperature 0: the same continuation for any seed" 'cmp -s "$tmp/g1" "$tmp/g2"'
 check "--top-k 1 sampling equals greedy" 'cmp -s "$tmp/g1" "$tmp/g3"'
+gen --no-cuda-graphs --temperature 0 --max-new-tokens 10 "The house" >"$tmp/g4" 2>/dev/null
+check "--no-cuda-graphs (a CUDA switch): the same continuation" 'cmp -s "$tmp/g1" "$tmp/g4"'
 
 # 3. --max-new-tokens, one continuation per prompt, only continuations on stdout
 gen --max-new-tokens 7 "First prompt" "Second prompt" >"$tmp/two" 2>"$tmp/two.err"

@@ -16,7 +16,7 @@
 typedef struct GenOpts {
     const char *model, *adapter, *system, *template_name;
     CliRuntime rt;
-    int chat, top_k, seed, max_new;
+    int chat, top_k, seed, max_new, no_graphs;
     float temperature, top_p;
 } GenOpts;
 
@@ -188,6 +188,7 @@ static int run(const GenOpts *o, const CliList *texts, LfError *err) {
          model_length(o, longest, &max_len, &cache_len, err) ||
          model_open(&m, o->model, o->adapter, dtype, prec, ops, 1, max_len, err) ||
          model_cache_reset(&m, cache_len, err);
+    m.decode_graphs = !o->no_graphs;
     GenStops st = rc ? (GenStops){.n_ids = 0} : gen_stops(o->chat ? &t : NULL, tok.bpe);
     for (int i = 0; !rc && i < texts->n; i++) rc = generate_one(&m, tok.bpe, o, &st, &ids[i], err);
     if (m.ops) model_free(&m);
@@ -224,6 +225,8 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", OPT_FLOAT, &o.top_p, "nucleus sampling in [0, 1] (default 1: off)"},
         {"seed", OPT_INT, &o.seed, "sampling seed (default 0)"},
         {"max-new-tokens", OPT_INT, &o.max_new, "at most this many new tokens (default 128)"},
+        {"no-cuda-graphs", OPT_FLAG, &o.no_graphs,
+         "CUDA: decode op by op, not as one recorded CUDA graph replayed a token"},
         CLI_RUNTIME_OPTS(o.rt),
     };
     int rc = cli_parse("loraft generate --model DIR|FILE.gguf [options] \"prompt\" ...", opts,
