@@ -382,7 +382,7 @@ static void gpt2_backward(Model *m, Drop d) {
     o->embedding_backward(b->wte->grad, b->wpe->grad, NULL, de, m->ids, NULL, m->B, m->T, C);
 }
 
-/* The new tokens' embeddings: wte[ids] + wpe rows pos0.. (contiguous: one sequence). */
+/* The new tokens' embeddings: wte[ids] + wpe at their positions (m->positions). */
 static void gpt2_decode(Model *m, int n) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
