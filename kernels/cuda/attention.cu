@@ -1320,10 +1320,10 @@ void cuda_cache_write(float *kc, float *vc, const float *k, const float *v, cons
     for (int i = 0; i < 4; i++) wide = wide && (uintptr_t)p[i] % 16 == 0;
     size_t threads = (size_t)2 * n * W / (wide ? 4 : 1);
     if (wide)
-        cache_write_kernel<4><<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v,
-                                                                                   pos, n, W);
+        cache_write_kernel<4>
+            <<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v, pos, n, W);
     else
-        cache_write_kernel<1><<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v,
-                                                                                   pos, n, W);
+        cache_write_kernel<1>
+            <<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v, pos, n, W);
     CUDA_LAUNCHED("cache_write");
 }

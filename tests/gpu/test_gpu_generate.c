@@ -49,13 +49,11 @@ static void check_case(Arch arch, int heads, int kv_heads, int tied, int lora, P
 
 /* The logits of every decode step of two generations (the second after a model_cache_reset into
  * the same cache): one token a step, from the prompt's. */
-static int generate_twice(Model *m, const int32_t *ids, float logits[2][SEQ][VOCAB],
-                          LfError *err) {
+static int generate_twice(Model *m, const int32_t *ids, float logits[2][SEQ][VOCAB], LfError *err) {
     for (int run = 0; run < 2; run++) {
         if (model_cache_reset(m, SEQ, err) || model_decode(m, ids, PREFILL, err)) return -1;
         for (int t = PREFILL; t < SEQ; t++)
-            if (model_decode(m, &ids[t], 1, err) ||
-                model_lm_logits(m, 0, 1, logits[run][t], err))
+            if (model_decode(m, &ids[t], 1, err) || model_lm_logits(m, 0, 1, logits[run][t], err))
                 return -1;
     }
     return 0;
@@ -81,8 +79,7 @@ static void check_graphs(Arch arch, int lora, Precision prec) {
     printf("%s %s%s: %d decode steps, %ld graph launches (%ld replays, %ld instantiated), logits "
            "%s op by op's\n",
            arch_name(arch), precision_name(prec), lora ? ", LoRA" : "", steps,
-           g1.launches - g0.launches, g1.replayed - g0.replayed,
-           g1.instantiated - g0.instantiated,
+           g1.launches - g0.launches, g1.replayed - g0.replayed, g1.instantiated - g0.instantiated,
            memcmp(a, b, sizeof a) ? "DIFFER from" : "are");
     CHECK(!memcmp(a, b, sizeof a));
     CHECK(g1.launches - g0.launches == steps);
