@@ -1042,14 +1042,16 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     return ops->status(err) ? (model_free(m), -1) : 0;
 }
 
-/* Who the backend's decode graph slot holds a recording of: the model, its cache and what the
- * step's ops were given then (the slots are the process's, like the backend's graphs). */
-typedef struct DecodeRecording {
+/* A one-token decode step: the model, its cache and what the step's ops are given. The backend's
+ * decode slot holds a recording of `recorded` (the slots are the process's, like the backend's
+ * graphs); `warmed` ran op by op last, so that a step records only when it repeats, as the
+ * trainer's auto graphs do: its first run makes what ops make on first use (cuBLASLt plans). */
+typedef struct DecodeStep {
     const Model *m;
     const float *cache;
     int keys, adapters_off;
-} DecodeRecording;
-static DecodeRecording decode_recording;
+} DecodeStep;
+static DecodeStep decode_recorded, decode_warmed;
 
 static void cache_free(Model *m) {
     m->ops->free(m->kv_cache);
@@ -1063,7 +1065,8 @@ static void cache_free(Model *m) {
 void model_free(Model *m) {
     if (m->ops) {
         if (m->ops->graph_drop) m->ops->graph_drop(); /* recordings may hold its buffers */
-        memset(&decode_recording, 0, sizeof decode_recording);
+        memset(&decode_recorded, 0, sizeof decode_recorded);
+        memset(&decode_warmed, 0, sizeof decode_warmed);
         m->ops->free(m->values);
         m->ops->free(m->packed);
         m->ops->free(m->head_bf16);
@@ -1578,23 +1581,28 @@ static void decode_ops(Model *m, int n) {
     m->arch->decode(m, n);
 }
 
-/* One token's decode step: the recording replayed when it is this model's of the same cache,
- * else recorded (and run). */
+/* One token's decode step: the recording replayed when it is this step's, else recorded (and
+ * run) when the step ran op by op last, else run op by op. */
 static int decode_graphed(Model *m, LfError *err) {
     const Ops *o = m->ops;
-    DecodeRecording now = {m, m->kv_cache, m->cache_keys, m->adapters_off};
-    if (!memcmp(&decode_recording, &now, sizeof now)) {
+    DecodeStep now = {m, m->kv_cache, m->cache_keys, m->adapters_off};
+    if (!memcmp(&decode_recorded, &now, sizeof now)) {
         int rc = o->graph_replay(OPS_GRAPH_DECODE_SLOT);
         if (rc < 0) return o->status(err) ? -1 : lf_fail(err, "cuda: a graph replay failed");
         if (rc == 0) return 0; /* else the backend dropped it: record again */
     }
-    memset(&decode_recording, 0, sizeof decode_recording);
+    memset(&decode_recorded, 0, sizeof decode_recorded);
+    if (memcmp(&decode_warmed, &now, sizeof now)) {
+        decode_ops(m, 1);
+        decode_warmed = now;
+        return 0;
+    }
     if (o->graph_begin())
         return o->status(err) ? -1 : lf_fail(err, "cuda: a graph capture did not start");
     decode_ops(m, 1);
     if (o->graph_end(OPS_GRAPH_DECODE_SLOT))
         return o->status(err) ? -1 : lf_fail(err, "cuda: a graph launch failed");
-    decode_recording = now;
+    decode_recorded = now;
     return 0;
 }
 
