@@ -73,6 +73,8 @@ int main(int argc, char **argv) {
             r = atoi(val);
         else if (!strcmp(opt, "--graphs") && (!strcmp(val, "on") || !strcmp(val, "off")))
             graphs = !strcmp(val, "on");
+        else if (!strcmp(opt, "--graphs"))
+            return fprintf(stderr, "--graphs: on or off\n"), 2;
         else
             return fprintf(stderr, "unknown option %s\n", opt), 2;
     }

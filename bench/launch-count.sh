@@ -50,26 +50,40 @@ counts() {
   }
 }
 
+# by_name TITLE PER F1 F2 F3 F4: the counts of one unit of work (PER of them in the runs) by name,
+# per layer and outside the layers, from runs of fewer units with one layer (F1), more with one
+# layer (F2), and the same with two layers (F3, F4); then the total the GPU ran and, where a
+# graph ran some, the calls the host made (a replay is one cudaGraphLaunch).
+by_name() {
+  awk -v title="$1" -v per="$2" '
+    { n[FILENAME, $2] = $1; names[$2] = 1 }
+    END {
+      split(ARGV[1] " " ARGV[2] " " ARGV[3] " " ARGV[4], f, " ")
+      print title ", by name (per layer, outside the layers)"
+      for (k in names) {
+        one = (n[f[2], k] - n[f[1], k]) / per; two = (n[f[4], k] - n[f[3], k]) / per
+        layer = two - one; rest = one - layer
+        if (k == "graph_nodes") { gl = layer; gr = rest; continue }
+        if (k == "cudaGraphLaunch") { cl = layer; cr = rest; continue }
+        if (layer == 0 && rest == 0) continue
+        printf "  %6g %6g  %s\n", layer, rest, k | "sort -k1,1nr -k2,2nr"
+        tl += layer; tr += rest
+      }
+      close("sort -k1,1nr -k2,2nr")
+      printf "  %6g %6g  all (per layer, outside)\n", tl, tr
+      if (cl + cr)
+        printf "  %6g %6g  the host calls: %g cudaGraphLaunch, and what no graph ran\n", \
+          tl - gl + cl, tr - gr + cr, cl + cr
+      print ""
+    }' "${@:3}"
+}
+
 for arch in llama llama-default-targets llama-checkpointing distilbert; do
   for layers in 1 2; do
     for steps in 1 2; do counts $arch $layers $steps; done
   done
-  # per name: a step's launches with one layer (s1) and two (s2), s = steps 2 - steps 1
-  awk -v arch="$arch" '
-    { n[FILENAME, $2] = $1; names[$2] = 1 }
-    END {
-      split(ARGV[1] " " ARGV[2] " " ARGV[3] " " ARGV[4], f, " ")
-      printf "%s: one training step, by name (per layer, outside the layers)\n", arch
-      for (k in names) {
-        one = n[f[2], k] - n[f[1], k]; two = n[f[4], k] - n[f[3], k]
-        layer = two - one; rest = one - layer
-        if (layer == 0 && rest == 0) continue
-        printf "  %6d %6d  %s\n", layer, rest, k | "sort -k1,1nr -k2,2nr"
-        tl += layer; tr += rest
-      }
-      close("sort -k1,1nr -k2,2nr")
-      printf "  %6d %6d  all (per layer, outside)\n\n", tl, tr
-    }' "$work/$arch-1-1" "$work/$arch-1-2" "$work/$arch-2-1" "$work/$arch-2-2"
+  by_name "$arch: one training step" 1 "$work/$arch-1-1" "$work/$arch-1-2" "$work/$arch-2-1" \
+    "$work/$arch-2-2"
 done
 
 # Decode: one generated token's launches, per layer and outside the layers: the nodes the GPU
@@ -94,22 +108,5 @@ for layers in 1 2; do
     }
   done
 done
-awk '
-  { n[FILENAME, $2] = $1; names[$2] = 1 }
-  END {
-    split(ARGV[1] " " ARGV[2] " " ARGV[3] " " ARGV[4], f, " ")
-    print "llama decode (three query heads a KV head): one generated token, by name (per layer, outside the layers)"
-    for (k in names) {
-      one = (n[f[2], k] - n[f[1], k]) / 4; two = (n[f[4], k] - n[f[3], k]) / 4
-      layer = two - one; rest = one - layer
-      if (k == "graph_nodes") { gl = layer; gr = rest; continue }
-      if (k == "cudaGraphLaunch") { cl = layer; cr = rest; continue }
-      if (layer == 0 && rest == 0) continue
-      printf "  %6g %6g  %s\n", layer, rest, k | "sort -k1,1nr -k2,2nr"
-      tl += layer; tr += rest
-    }
-    close("sort -k1,1nr -k2,2nr")
-    printf "  %6g %6g  all the GPU runs (per layer, outside)\n", tl, tr
-    printf "  %6g %6g  the host calls: %g cudaGraphLaunch, and what no graph ran\n", \
-      tl - gl + cl, tr - gr + cr, cl + cr
-  }' "$work/decode-1-4" "$work/decode-1-8" "$work/decode-2-4" "$work/decode-2-8"
+by_name "llama decode (three query heads a KV head): one generated token" 4 \
+  "$work/decode-1-4" "$work/decode-1-8" "$work/decode-2-4" "$work/decode-2-8"

@@ -1279,6 +1279,7 @@ void cuda_attention_cached(float *out, const float *q, const float *k, const flo
                            const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
                            int HS) {
     Heads g = heads(1, n, NH, NKV, HS);
+    if (g.ok && L < n) CUDA_FAIL("attention_cached: fewer cached keys than queries");
     if (!g.ok || L < n) return;
     int G = NH / NKV, ldkv = NKV * HS;
     int parts = n == 1 ? 1 : G, cols = n == 1 ? G : n, ldq = n == 1 ? HS : NH * HS;
