@@ -226,7 +226,7 @@ static void bench_norms_and_elementwise(void) {
     mem_row(name, 4.0 * sc + N, ms);
     int T = sz->T[0], B = (int)N / T;
     snprintf(name, sizeof name, "rope_forward in place [%zu,%d]", N, C);
-    TIME(ms, gpu->rope_forward(out, NULL, NULL, 1e5f, B, T, sm->NH, 0, sm->HS));
+    TIME(ms, gpu->rope_forward(out, sm->NH * sm->HS, NULL, 0, NULL, 1e5f, B, T, sm->NH, 0, sm->HS));
     mem_row(name, 2.0 * sc, ms);
     snprintf(name, sizeof name, "rope_backward in place [%zu,%d]", N, C);
     TIME(ms, gpu->rope_backward(out, NULL, NULL, 1e5f, B, T, sm->NH, 0, sm->HS));
@@ -256,13 +256,13 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->activation_backward(NULL, ob, NULL, hb, y, ACT_GELU, nf, OPS_SET));
     mem_row(name, 2.0 * nf, ms);
     snprintf(name, sizeof name, "swiglu_forward [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_forward(out, NULL, NULL, x, y, ns));
+    TIME(ms, gpu->swiglu_forward(out, NULL, NULL, x, y, ns, sm->F, sm->F));
     mem_row(name, 3.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward [%zu,%d]", N, sm->F);
     TIME(ms, gpu->swiglu_backward(g1, g2, NULL, z, x, y, NULL, ns, sm->F, OPS_ADD));
     mem_row(name, 7.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_forward, bf16 out [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_forward(NULL, ob, hb, x, y, ns));
+    TIME(ms, gpu->swiglu_forward(NULL, ob, hb, x, y, ns, sm->F, sm->F));
     mem_row(name, 3.5 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward, bf16 in/out [%zu,%d]", N, sm->F);
     TIME(ms, gpu->swiglu_backward(NULL, NULL, ob, z, NULL, NULL, hb, ns, sm->F, OPS_SET));
@@ -390,7 +390,7 @@ static void base_shape(Base *b, int K, int M, int ld) {
 static void base_forward(const Base *b, float *out, const float *bias) {
     if (precision == PRECISION_BF16) {
         gpu->dequantize_rows_bf16(b->xb, b->x, GGML_F32, 0, b->N, b->K, b->K);
-        gpu->matmul_forward_bf16(out, b->xb, b->K, b->wb, b->ld, bias, b->scratch, b->N, b->K,
+        gpu->matmul_forward_bf16(out, b->M, b->xb, b->K, b->wb, b->ld, bias, b->scratch, b->N, b->K,
                                  b->M);
     } else
         gpu->matmul_forward(out, b->x, b->w, bias, b->N, b->K, b->M);
@@ -505,14 +505,14 @@ static void bench_attention(const Dims *d, int T, int causal, const char *impl) 
     float first = 0; /* cuDNN plans a shape on its first call: that call timed alone */
     if (*impl) {
         bench_gpu_mark();
-        gpu->attention_forward(out, lse, saved, q, k, v, mask, causal, 0.0f, 1, scratch, B, T, NH,
-                               d->NKV, HS);
+        gpu->attention_forward(out, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask, causal, 0.0f,
+                               1, scratch, B, T, NH, d->NKV, HS);
         gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, saved, mask, causal, 0.0f, 1,
                                 scratch, B, T, NH, d->NKV, HS, OPS_ADD);
         first = bench_gpu_elapsed_ms();
     }
-    TIME(fwd, gpu->attention_forward(out, lse, saved, q, k, v, mask, causal, 0.0f, 1, scratch, B, T,
-                                     NH, d->NKV, HS));
+    TIME(fwd, gpu->attention_forward(out, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask, causal,
+                                     0.0f, 1, scratch, B, T, NH, d->NKV, HS));
     TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, saved, mask, causal,
                                       0.0f, 1, scratch, B, T, NH, d->NKV, HS, OPS_ADD));
     double flops = 4.0 * NH * HS * pairs, dense = 4.0 * B * NH * (double)T * T * HS;
@@ -551,9 +551,9 @@ static void lora_linear_forward(const Base *b, float *out, float *u, const float
         return;
     }
     uint64_t seed = 1;
-    gpu->lora_down_bf16(&b->xb, &u, &A, &seed, 1, x, 2.0f, 0.0f, scratch, N, K, R);
+    gpu->lora_down_bf16(b->xb, &u, &A, &seed, 1, x, 2.0f, 0.0f, scratch, N, K, R);
     gpu->dequantize_rows_bf16(b->wb + K, Bw, GGML_F32, 0, M, R, b->ld);
-    gpu->matmul_forward_bf16(out, b->xb, K + R, b->wb, b->ld, NULL, b->scratch, N, K + R, M);
+    gpu->matmul_forward_bf16(out, M, b->xb, K + R, b->wb, b->ld, NULL, b->scratch, N, K + R, M);
 }
 
 static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB, const float *dout,

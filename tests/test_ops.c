@@ -374,7 +374,7 @@ typedef struct RopeCtx {
 static void rope_fwd(void *p) {
     RopeCtx *c = p;
     memcpy(c->out, c->inp, sizeof c->out);
-    ops->rope_forward(c->out, NULL, c->pos, c->theta, B, T, NH, 0, C / NH);
+    ops->rope_forward(c->out, C, NULL, 0, c->pos, c->theta, B, T, NH, 0, C / NH);
 }
 static void rope_bwd(void *p, const float *dout, unsigned use) {
     RopeCtx *c = p;
@@ -424,7 +424,7 @@ typedef struct SwiCtx {
 
 static void swi_fwd(void *p) {
     SwiCtx *c = p;
-    ops->swiglu_forward(c->out, NULL, NULL, c->gate, c->up, N * C);
+    ops->swiglu_forward(c->out, NULL, NULL, c->gate, c->up, N * C, C, C);
 }
 static void swi_bwd(void *p, const float *dout, unsigned use) {
     SwiCtx *c = p;
@@ -444,8 +444,14 @@ static void test_swiglu(void) {
     swi_fwd(&c);
     CHECK(count_mismatch("swiglu out", c.out, ref, N * C, 1e-6, 1e-6) == 0);
     float nan_gate = NAN, one = 1.0f, out;
-    ops->swiglu_forward(&out, NULL, NULL, &nan_gate, &one, 1);
+    ops->swiglu_forward(&out, NULL, NULL, &nan_gate, &one, 1, 1, 1);
     CHECK(isnan(out));
+    /* gate and up side by side, rows [gate | up] (one GEMM's outputs): the same values */
+    float gu[N * 2 * C], rows[N * C];
+    for (int i = 0; i < N * C; i++) gu[i / C * 2 * C + i % C] = c.gate[i];
+    for (int i = 0; i < N * C; i++) gu[i / C * 2 * C + C + i % C] = c.up[i];
+    ops->swiglu_forward(rows, NULL, NULL, gu, gu + C, N * C, C, 2 * C);
+    CHECK(memcmp(rows, c.out, sizeof rows) == 0);
 }
 
 /* ---- dense layer ---- */
@@ -551,16 +557,17 @@ static double bf16_value(float x) {
 }
 
 /* Against double loops over the bf16-rounded operands: the products are exact in f32, so only
- * the f32 summation differs (1e-5). Rows of x and w lie ldx = c + 2 and ldw = c + 3 apart, and
+ * the f32 summation differs (1e-5). Rows of out, x and w lie ldo = oc + 2 (a group's outputs side
+ * by side: the two columns past oc untouched), ldx = c + 2 and ldw = c + 3 apart, and
  * w has r = 3 rows more, which backward multiplies with du [n,r] beside dout in dd = [bf16(dout) |
  * bf16(du)], rows ldd = oc + r + 1 apart (a weight with room for LoRA's B and A: the fused
  * GEMMs). */
 static void test_matmul_bf16(int n, int c, int oc) {
-    int ldx = c + 2, ldw = c + 3, r = 3;
+    int ldo = oc + 2, ldx = c + 2, ldw = c + 3, r = 3;
     float *x = rand_vec((size_t)n * c, -1, 1), *w = rand_vec((size_t)(oc + r) * c, -1, 1);
     float *bias = rand_vec(oc, -1, 1), *dout = rand_vec((size_t)n * oc, -1, 1);
     float *du = rand_vec((size_t)n * r, -1, 1);
-    float *out = rand_vec((size_t)n * oc, 0, 0), *dinp = rand_vec((size_t)n * c, 0.5f, 0.5f);
+    float *out = rand_vec((size_t)n * ldo, 7, 7), *dinp = rand_vec((size_t)n * c, 0.5f, 0.5f);
     float *scratch = malloc(sizeof(float) * ops->matmul_bf16_scratch(n, c, oc + r));
     uint16_t *w16 = malloc(sizeof(uint16_t) * (oc + r) * ldw);
     uint16_t *x16 = malloc(sizeof(uint16_t) * n * ldx);
@@ -575,7 +582,13 @@ static void test_matmul_bf16(int n, int c, int oc) {
             for (int k = 0; k < c; k++) s += bf16_value(x[i * c + k]) * bf16_value(w[o * c + k]);
             ref[i * oc + o] = s;
         }
-    ops->matmul_forward_bf16(out, x16, ldx, w16, ldw, bias, scratch, n, c, oc);
+    ops->matmul_forward_bf16(out, ldo, x16, ldx, w16, ldw, bias, scratch, n, c, oc);
+    int untouched = 1;
+    for (int i = 0; i < n; i++) {
+        untouched = untouched && out[i * ldo + oc] == 7 && out[i * ldo + oc + 1] == 7;
+        memmove(out + i * oc, out + i * ldo, sizeof(float) * oc); /* rows together */
+    }
+    CHECK(untouched);
     CHECK(count_mismatch("matmul_bf16 out", out, ref, (size_t)n * oc, 1e-5, 1e-5) == 0);
     for (int i = 0; i < n; i++)
         for (int k = 0; k < c; k++) {
@@ -663,7 +676,7 @@ static void lora_bwd(void *p, const float *dout, unsigned use) {
                        c->Bm, lora_scale, c->p, lora_seed, c->scratch, N, C, OC, R);
 }
 
-/* lora_backward_bf16 (from inp, and from its bf16 copy xb: lora_down_bf16's copy 0, OPS_ADD)
+/* lora_backward_bf16 (from inp, and from its bf16 copy xb: lora_down_bf16's of two, OPS_ADD)
  * against double sums of the bf16 operands it defines: du = scale * dout @ B (1e-5) and dd =
  * [bf16(dout) | gap | bf16(du)] (du's bf16 one step apart at most: a rounding boundary between
  * the f32 and the double sum; the gap's columns untouched), dB = scale * bf16(dout)^T bf16(u), dA =
@@ -698,7 +711,7 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
                                .dout_col = 0,
                                .du_col = DU_COL};
         ops->lora_backward_bf16(dd, LDD, &lin, 1, from_copy ? NULL : c->inp, from_copy ? xb : NULL,
-                                C + R, lora_scale, c->p, scratch, N, C, R);
+                                C + 2 * R, lora_scale, c->p, scratch, N, C, R);
         ops->lora_dinp_bf16(dinp, (const float *const[]){gdu, gdu},
                             (const float *const[]){c->A, c->A}, seeds, 2, c->p, N, C, R, OPS_ADD);
         CHECK(count_mismatch("lora_bf16 du", gdu, rdu, N * R, 1e-6, 1e-5) == 0);
@@ -727,7 +740,7 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
             for (int k = 0; k < C; k++) {
                 double s = 0;
                 for (int n = 0; n < N; n++) {
-                    float x = from_copy ? bf16_to_f32(xb[n * (C + R) + k]) : c->inp[n * C + k];
+                    float x = from_copy ? bf16_to_f32(xb[n * (C + 2 * R) + k]) : c->inp[n * C + k];
                     x *= rng_row_dropout(lora_seed, (uint64_t)n, (uint32_t)k, c->p);
                     s += (double)bf16_to_f32(dd[n * LDD + DU_COL + r]) * bf16_value(x);
                 }
@@ -779,12 +792,13 @@ static void test_lora(float p) {
     CHECK(count_mismatch("lora out", c.out, ref, N * OC, 1e-5, 1e-5) == 0);
 
     /* lora_down_bf16 of two linears of this input (the second one's A reversed, its own seed):
-     * u as lora_forward's, bit for bit, and copies [bf16(inp) | bf16(scale * u)] */
+     * u as lora_forward's, bit for bit, and the copy [bf16(inp) | bf16(scale * u) | bf16(scale *
+     * u2)] */
+    enum { LDX = C + 2 * R };
     float A2[R * C], u2[N * R], u_ref[N * R];
     for (int i = 0; i < R * C; i++) A2[i] = c.A[R * C - 1 - i];
-    uint16_t xb[2 * N * (C + R)];
-    ops->lora_down_bf16((uint16_t *const[]){xb, xb + N * (C + R)}, (float *const[]){c.u, u2},
-                        (const float *const[]){c.A, A2},
+    uint16_t xb[N * LDX];
+    ops->lora_down_bf16(xb, (float *const[]){c.u, u2}, (const float *const[]){c.A, A2},
                         (const uint64_t[]){lora_seed, lora_seed + 1}, 2, c.inp, lora_scale, p,
                         c.scratch, N, C, R);
     int bad = 0;
@@ -793,11 +807,11 @@ static void test_lora(float p) {
                           c.scratch, N, C, OC, R);
         const float *u = j ? u2 : c.u;
         for (int n = 0; n < N; n++) {
-            const uint16_t *row = xb + ((size_t)j * N + n) * (C + R);
+            const uint16_t *row = xb + (size_t)n * LDX;
             for (int k = 0; k < C; k++) bad += row[k] != f32_to_bf16(c.inp[n * C + k]);
             for (int r = 0; r < R; r++)
                 bad += u[n * R + r] != u_ref[n * R + r] ||
-                       row[C + r] != f32_to_bf16(lora_scale * u_ref[n * R + r]);
+                       row[C + j * R + r] != f32_to_bf16(lora_scale * u_ref[n * R + r]);
         }
     }
     CHECK(bad == 0);
@@ -891,8 +905,8 @@ static void attention_reference_check(const AttShape *a, const float *q, const f
     double *rdq = malloc(sizeof(double) * nq), *rdk = malloc(sizeof(double) * nk);
     double *rdv = malloc(sizeof(double) * nk);
     attention_naive(a, q, k, v, dout, rlse, rout, rdq, rdk, rdv);
-    ops->attention_forward(out, lse, NULL, q, k, v, a->mask, a->causal, a->p, att_seed, scratch,
-                           a->B, a->T, a->NH, a->NKV, a->HS);
+    ops->attention_forward(out, lse, NULL, q, a->NH * a->HS, k, v, a->NKV * a->HS, a->mask,
+                           a->causal, a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS);
     ops->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, NULL, a->mask, a->causal, a->p,
                             att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
     CHECK(lse_mismatch(lse, rlse, nl) == 0);
@@ -915,8 +929,8 @@ typedef struct AttCtx {
 static void att_fwd(void *p) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
-    ops->attention_forward(c->out, c->lse, NULL, c->q, c->k, c->v, c->mask, a->causal, a->p,
-                           att_seed, c->scratch, B, T, NH, a->NKV, C / NH);
+    ops->attention_forward(c->out, c->lse, NULL, c->q, C, c->k, c->v, a->NKV * (C / NH), c->mask,
+                           a->causal, a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
@@ -1013,6 +1027,56 @@ static double act_reference(double x, Activation act) {
 /* Generation: n queries at positions pos0.. over L = pos0 + n + later cached keys (GQA; the
  * later ones 1e4 times larger, to be hidden), against naive double attention with query i
  * allowed keys j <= pos0 + i; then cache_write puts new rows at the positions. */
+/* q, k, v as one GEMM writes them, rows [q | k | v] (linear_outputs_join): rope_forward,
+ * attention_forward, attention_cached and cache_write read them as from buffers of their own, bit
+ * for bit (T tokens of one sequence; the cache holds them at positions 0..T-1). */
+static void test_attention_joined(int T, int nh, int nkv, int hs) {
+    int QC = nh * hs, KC = nkv * hs, ld = QC + 2 * KC;
+    float *q = rand_vec((size_t)T * QC, -1, 1), *k = rand_vec((size_t)T * KC, -1, 1);
+    float *v = rand_vec((size_t)T * KC, -1, 1), *qkv = malloc(sizeof(float) * T * ld);
+    for (int t = 0; t < T; t++) {
+        memcpy(qkv + (size_t)t * ld, q + (size_t)t * QC, sizeof(float) * QC);
+        memcpy(qkv + (size_t)t * ld + QC, k + (size_t)t * KC, sizeof(float) * KC);
+        memcpy(qkv + (size_t)t * ld + QC + KC, v + (size_t)t * KC, sizeof(float) * KC);
+    }
+    ops->rope_forward(q, QC, k, KC, NULL, 1e4f, 1, T, nh, nkv, hs);
+    ops->rope_forward(qkv, ld, qkv + QC, ld, NULL, 1e4f, 1, T, nh, nkv, hs);
+    int same = 1;
+    for (int t = 0; t < T; t++) {
+        const float *row = qkv + (size_t)t * ld;
+        same = same && !memcmp(row, q + (size_t)t * QC, sizeof(float) * QC);
+        same = same && !memcmp(row + QC, k + (size_t)t * KC, sizeof(float) * KC);
+        same = same && !memcmp(row + QC + KC, v + (size_t)t * KC, sizeof(float) * KC);
+    }
+    CHECK(same);
+    float *out[2], *lse[2], *scratch = rand_vec(ops->attention_scratch(1, T, nh, nkv, hs), 0, 0);
+    for (int j = 0; j < 2; j++) {
+        out[j] = rand_vec((size_t)T * QC, 0, 0), lse[j] = rand_vec((size_t)nh * T, 0, 0);
+        ops->attention_forward(out[j], lse[j], NULL, j ? qkv : q, j ? ld : QC, j ? qkv + QC : k,
+                               j ? qkv + QC + KC : v, j ? ld : KC, NULL, 1, 0.1f, att_seed, scratch,
+                               1, T, nh, nkv, hs);
+    }
+    CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
+    CHECK(!memcmp(lse[0], lse[1], sizeof(float) * nh * T));
+    float *kc[2], *vc[2], *cs = rand_vec(ops_attention_cached_scratch(T, T, nh), 0, 0);
+    int32_t pos[64];
+    for (int t = 0; t < T; t++) pos[t] = t;
+    for (int j = 0; j < 2; j++) {
+        kc[j] = rand_vec((size_t)T * KC, 0, 0), vc[j] = rand_vec((size_t)T * KC, 0, 0);
+        ops->cache_write(kc[j], vc[j], j ? qkv + QC : k, j ? qkv + QC + KC : v, j ? ld : KC, pos, T,
+                         KC);
+        ops->attention_cached(out[j], j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, cs, T, T, nh,
+                              nkv, hs);
+    }
+    CHECK(!memcmp(kc[0], kc[1], sizeof(float) * T * KC) &&
+          !memcmp(kc[0], k, sizeof(float) * T * KC));
+    CHECK(!memcmp(vc[0], vc[1], sizeof(float) * T * KC) &&
+          !memcmp(vc[0], v, sizeof(float) * T * KC));
+    CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
+    free(q), free(k), free(v), free(qkv), free(scratch), free(cs);
+    for (int j = 0; j < 2; j++) free(out[j]), free(lse[j]), free(kc[j]), free(vc[j]);
+}
+
 static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, int hs) {
     int L = pos0 + n + later, QC = nh * hs, KC = nkv * hs, pos[16];
     for (int i = 0; i < n; i++) pos[i] = pos0 + i;
@@ -1021,7 +1085,7 @@ static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, i
     for (size_t e = (size_t)(pos0 + n) * KC; e < (size_t)L * KC; e++) k[e] *= 1e4f, v[e] *= 1e4f;
     float *scratch = rand_vec(ops_attention_cached_scratch(n, L, nh), -1, 1);
     double *ref = calloc((size_t)n * QC, sizeof *ref), *p = calloc(L, sizeof *p);
-    ops->attention_cached(out, q, k, v, pos, scratch, n, L, nh, nkv, hs);
+    ops->attention_cached(out, q, QC, k, v, pos, scratch, n, L, nh, nkv, hs);
     for (int i = 0; i < n; i++)
         for (int h = 0; h < nh; h++) {
             const float *qi = q + (size_t)i * QC + h * hs;
@@ -1041,7 +1105,7 @@ static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, i
         }
     CHECK(count_mismatch("attention_cached out", out, ref, (size_t)n * QC, 1e-6, 1e-5) == 0);
     float *k_new = rand_vec((size_t)n * KC, -1, 1), *v_new = rand_vec((size_t)n * KC, -1, 1);
-    ops->cache_write(k, v, k_new, v_new, pos, n, KC);
+    ops->cache_write(k, v, k_new, v_new, KC, pos, n, KC);
     for (int i = 0; i < n; i++) {
         CHECK(!memcmp(k + (size_t)(pos0 + i) * KC, k_new + (size_t)i * KC, KC * sizeof *k));
         CHECK(!memcmp(v + (size_t)(pos0 + i) * KC, v_new + (size_t)i * KC, KC * sizeof *v));
@@ -1546,8 +1610,8 @@ static size_t large_pass(float *res) {
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
     ops->layernorm_backward(d1, NULL, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC, OPS_ADD);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
-    ops->attention_forward(z, lse, NULL, x, y, g, mask, 0, 0.1f, 5, scratch, LB, LT, LNH, LNH,
-                           LC / LNH);
+    ops->attention_forward(z, lse, NULL, x, LC, y, g, LC, mask, 0, 0.1f, 5, scratch, LB, LT, LNH,
+                           LNH, LC / LNH);
     SAVE(z, n), SAVE(lse, nl);
     ops->attention_backward(d1, d2, d3, g, x, y, g, z, lse, NULL, mask, 0, 0.1f, 5, scratch, LB, LT,
                             LNH, LNH, LC / LNH, OPS_ADD);
@@ -1813,7 +1877,7 @@ static void test_saved_bf16(void) {
     }
     float *gu[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
-    ops->swiglu_forward(out, NULL, saved, x, u, n);
+    ops->swiglu_forward(out, NULL, saved, x, u, n, C, C);
     ops->swiglu_backward(g[0][0], gu[0], NULL, dout, x, u, NULL, n, C, OPS_ADD);
     ops->swiglu_backward(g[1][0], gu[1], NULL, dout, NULL, NULL, saved, n, C, OPS_ADD);
     CHECK(off_by("swiglu dgate", g[1][0], g[0][0], n, 0.0) == 0);
@@ -1852,8 +1916,8 @@ static void test_bf16_outputs(void) {
     ops->dropout_backward(NULL, h[1], dout, 0.3f, 5, n, OPS_SET);
     CHECK(not_rounded("dropout dinp", h[0], f[0], n) == 0);
     CHECK(not_rounded("dropout dinp alone", h[1], f[0], n) == 0);
-    ops->swiglu_forward(f[0], h[0], NULL, x, u, n);
-    ops->swiglu_forward(NULL, h[1], NULL, x, u, n);
+    ops->swiglu_forward(f[0], h[0], NULL, x, u, n, C, C);
+    ops->swiglu_forward(NULL, h[1], NULL, x, u, n, C, C);
     CHECK(not_rounded("swiglu out", h[0], f[0], n) == 0);
     CHECK(not_rounded("swiglu out alone", h[1], f[0], n) == 0);
     uint16_t *dgu = malloc(2 * n * sizeof *dgu); /* [dgate | dup] rows of 2C */
@@ -1942,6 +2006,8 @@ int main(void) {
     test_attention_long(2, 150, 4, 2, 16, 1, 0.1f);
     test_attention_long(3, 70, 3, 3, 8, 0, 0.2f);
     test_attention_long(1, 129, 2, 1, 64, 1, 0.0f);
+    test_attention_joined(9, 6, 2, 8);
+    test_attention_joined(5, 2, 2, 6);
     test_attention_cached(1, 0, 0, 2, 2, 8);    /* the first token */
     test_attention_cached(6, 0, 0, 4, 2, 8);    /* a prefill */
     test_attention_cached(1, 17, 0, 6, 2, 16);  /* a decode step */

@@ -145,12 +145,17 @@ void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const 
 /* The linears ls[0..n) that read one input [N,in] (q, k, v; gate, up), outs[i] [N,ls[i]->out],
  * seeds[i] their LoRA dropout seeds: each as linear_forward, but under precision bf16 the input
  * is read once for the group, rounded once and every LoRA down-projection computed from that one
- * read (Ops.lora_down_bf16). Backward: dinp (+)= every member's input gradient (acc as
- * linear_backward's, for the first member). */
+ * read (Ops.lora_down_bf16), and where the outputs are the column blocks of one [N, sum of outs]
+ * matrix (linear_outputs_join) one GEMM writes them. Backward: dinp (+)= every member's input
+ * gradient (acc as linear_backward's, for the first member). */
 void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n, const float *inp,
                           int N, float p, const uint64_t *seeds);
 void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,
                            int n, const float *inp, int N, float p, const uint64_t *seeds, int acc);
+/* Whether one GEMM can write the outputs of the n linears ls of a group (precision bf16, bf16
+ * weights, no biases): then the arch may lay them side by side, and the ops after them read
+ * their rows as one matrix's column blocks. */
+int linear_outputs_join(const Model *m, Linear *const *ls, int n);
 /* Declares ls[0..n) a group for linear_forward_group, at build: sizes the op scratch for their
  * input's copies. A group the build did not declare runs one by one, and a larger one than
  * OPS_LORA_GROUP_MAX in pieces of that many. */

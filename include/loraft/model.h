@@ -91,9 +91,9 @@ typedef struct Param {
                      shape[1] values as ggml type dtype, in Model.packed; else NULL */
     int dtype;    /* GgmlType of the stored values: GGML_F32 unless packed */
     size_t packed_bytes;
-    int lora_room; /* R for a BF16 weight stored with room for LoRA's fused GEMMs (precision bf16,
-                      model.c): rows [W | B], in+R values apart (its group's A after them,
-                      Lora.a_bf16); 0 otherwise */
+    int lora_room; /* columns of room for LoRA's fused GEMMs in a BF16 weight (precision bf16,
+                      model.c: R per adapted member of its group, B's in its own, zeros in the
+                      others'; its group's A after the weights, Lora.a_bf16); 0 otherwise */
     float *grad;   /* into Model.grads; NULL when frozen */
     int decay;     /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
     int is_lora, in_checkpoint;
@@ -111,8 +111,9 @@ typedef struct Lora {
     float *u;         /* saved drop(x) A^T per layer use [N,R] */
     int u_in_layer;   /* plan_activations: u was planned with its layer's buffers (plan_take_input),
                          so a recomputed layer's is recomputed with them */
-    uint16_t *xb;     /* or NULL: its input's bf16 copy [N, in+R] kept for backward
-                         (plan_take_input), shared by the adapted linears of a group */
+    uint16_t *xb;     /* or NULL: its input's bf16 copy [N, in + R x the group's adapted linears]
+                         kept for backward (plan_take_input), one for the adapted linears of a
+                         group (Ops.lora_down_bf16) */
     uint16_t *a_bf16; /* or NULL: A's bf16 rows [R, in] in its group's stored weight block
                          (rows as its weight's apart), which sync_adapters refreshes */
     struct Linear *base; /* the dense layer it sits beside (for merging) */

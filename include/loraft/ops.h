@@ -178,17 +178,21 @@ typedef struct Ops {
      * angles are the same); for each head, position p = pos[b,t] (pos NULL: p = t) and
      * i < HS/2, with angle = p * theta^(-2i/HS), c = cos(angle), s = sin(angle):
      *   (x[i], x[i + HS/2]) <- (x[i] c - x[i + HS/2] s, x[i + HS/2] c + x[i] s).
-     * Backward applies the transposed rotation to the gradients, also in place. */
-    void (*rope_forward)(float *q, float *k, const int32_t *pos, float theta, int B, int T, int NH,
-                         int NKV, int HS);
+     * Forward's q and k rows lie ldq and ldk apart (NH*HS and NKV*HS, or one GEMM's outputs
+     * side by side: linear_outputs_join). Backward applies the transposed rotation to the
+     * gradients [B,T,NH*HS] and [B,T,NKV*HS], also in place. */
+    void (*rope_forward)(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta,
+                         int B, int T, int NH, int NKV, int HS);
     void (*rope_backward)(float *dq, float *dk, const int32_t *pos, float theta, int B, int T,
                           int NH, int NKV, int HS);
 
     /* ---- gated MLP activation (Llama's SwiGLU) ----
-     * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g); out_bf16 (not NULL) = bf16(out)
-     * for a bf16 GEMM, out may then be NULL; saved [2n] (not NULL) = [bf16(gate) | bf16(up)]. */
+     * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g), out [n/F, F]; gate and up rows
+     * ld apart (ld F: buffers of their own; 2F: one GEMM's outputs side by side, rows [gate | up]);
+     * out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, out may then be NULL; saved [2n] (not NULL)
+     * = [bf16(gate) | bf16(up)], each [n/F, F]. */
     void (*swiglu_forward)(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
-                           const float *up, size_t n);
+                           const float *up, size_t n, int F, int ld);
     /* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =); each may be NULL.
      * dgu_bf16 (not NULL) [n/F, 2F] = rows [bf16(dgate) | bf16(dup)] of their new values, F a
      * row, for the one bf16 GEMM of gate and up (the f32 ones may then be NULL under acc
@@ -228,11 +232,13 @@ typedef struct Ops {
      * dequantize_rows_bf16 rounds them, in one launch: the model's LoRA adapters into the bf16
      * weights they ride in, once a forward, instead of a launch per adapter. */
     void (*round_bf16_many)(const OpsBf16Copy *copies, int n);
-    /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], inp and weight bf16 with rows ldi and ldw
+    /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], out's rows ldo values apart (ldo >= OC:
+     * the outputs of a group's linears side by side), inp and weight bf16 with rows ldi and ldw
      * values apart, bias f32 or NULL. scratch: matmul_bf16_scratch(N, C, OC) floats (forward and
      * backward). Under LoRA the model runs the up-projection inside it (lora_down_bf16). */
-    void (*matmul_forward_bf16)(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
-                                int ldw, const float *bias, float *scratch, int N, int C, int OC);
+    void (*matmul_forward_bf16)(float *out, int ldo, const uint16_t *inp, int ldi,
+                                const uint16_t *weight, int ldw, const float *bias, float *scratch,
+                                int N, int C, int OC);
     /* dinp[N,C] (+)= dd[N,K] @ weight[K,C] (acc 0: =), dd bf16 with rows ldd apart, weight's ldw:
      * the frozen weight's input gradient from dout rounded to bf16 (dequantize_rows_bf16 of f32
      * rows), or under LoRA with lora dropout 0 from [bf16(dout) | bf16(du)] (lora_backward_bf16)
@@ -244,12 +250,13 @@ typedef struct Ops {
      * the activation to f32 (OC*C + N*max(C, OC)); the GPU none. */
     size_t (*matmul_bf16_scratch)(int N, int C, int OC);
     /* The LoRA down-projections of n (1..OPS_LORA_GROUP_MAX) adapted linears that read the same
-     * inp [N,C], for one GEMM each over [x | s u] @ [W | B]^T: reads inp once and, for j < n,
-     * writes u[j] [N,R] = drop_j(inp) @ A[j]^T (f32, saved for lora_backward; drop_j:
-     * lora_forward's masks of seeds[j]) and copy j, xb[j] [N, C+R] bf16 =
-     * [bf16(inp) | bf16(scale * u[j])]. xb, u, A, seeds: host arrays of n. scratch:
-     * ops_lora_scratch(N, C, R) floats. */
-    void (*lora_down_bf16)(uint16_t *const *xb, float *const *u, const float *const *A,
+     * inp [N,C], for the GEMMs over [x | s u_0 | .. | s u_n-1] @ [W_j | 0 .. B_j .. 0]^T (one for
+     * the group where its outputs lie side by side): reads inp once and writes, for j < n, u[j]
+     * [N,R] = drop_j(inp) @ A[j]^T (f32, saved for lora_backward; drop_j: lora_forward's masks of
+     * seeds[j]), and the one copy xb [N, C + n*R] bf16 = [bf16(inp) | bf16(scale * u[0]) | .. |
+     * bf16(scale * u[n-1])]. u, A, seeds: host arrays of n. scratch: ops_lora_scratch(N, C, R)
+     * floats. */
+    void (*lora_down_bf16)(uint16_t *xb, float *const *u, const float *const *A,
                            const uint64_t *seeds, int n, const float *inp, float scale, float p,
                            float *scratch, int N, int C, int R);
     /* From now on this backend computes in precision p (not AUTO; FP32 at the start): under
@@ -315,7 +322,9 @@ typedef struct Ops {
 
     /* ---- multi-head softmax attention: padding mask, optional causal mask, grouped KV ----
      * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads
-     * KV head h / (NH/NKV) (grouped-query attention; NKV = NH is plain multi-head).
+     * KV head h / (NH/NKV) (grouped-query attention; NKV = NH is plain multi-head). Forward's
+     * q rows lie ldq apart and k's and v's ldkv (NH*HS and NKV*HS, or one GEMM's [q | k | v]
+     * rows: linear_outputs_join); backward's are their own.
      * mask [B,T] int32 or NULL: 1 = token, 0 = padding (never attended); with causal, query i never
      * attends to a key j > i either. With scores s = q_h k^T / sqrt(HS) over the allowed keys:
      *   lse[B,NH,T] = log sum_j exp(s[i,j]) per query row, saved; a row with no allowed key has
@@ -328,9 +337,10 @@ typedef struct Ops {
      * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward).
      * saved: ops->attention_saved(precision, B, T, NH, NKV, HS) floats (NULL when 0), which
      * forward fills and backward reads: kept from one to the other, like lse. */
-    void (*attention_forward)(float *out, float *lse, float *saved, const float *q, const float *k,
-                              const float *v, const int32_t *mask, int causal, float p,
-                              uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
+    void (*attention_forward)(float *out, float *lse, float *saved, const float *q, int ldq,
+                              const float *k, const float *v, int ldkv, const int32_t *mask,
+                              int causal, float p, uint64_t seed, float *scratch, int B, int T,
+                              int NH, int NKV, int HS);
     /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =; each may be NULL). out and lse
      * are this forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
      * (rng_row_dropout of P's row and key), dP = dout_h v^T and D = rowsum(dout * out) per row:
@@ -358,20 +368,20 @@ typedef struct Ops {
     uint16_t *(*attention_saved_out)(Precision p, float *saved);
 
     /* ---- attention of new queries over a KV cache (generation, one sequence) ----
-     * q, out [n, NH*HS]: the queries of positions pos[0] .. pos[n-1] (pos: [n] int32 on the
-     * device, consecutive); k, v [L, NKV*HS]: the cache's first L keys (rotated) and values,
-     * L > pos[n-1], the new ones written (cache_write). Query i attends keys j <= pos[i] (the
-     * later ones of the L may hold anything finite), grouped heads as attention_forward, no
+     * q, out [n, NH*HS] (q's rows ldq apart): the queries of positions pos[0] .. pos[n-1] (pos: [n]
+     * int32 on the device, consecutive); k, v [L, NKV*HS]: the cache's first L keys (rotated) and
+     * values, L > pos[n-1], the new ones written (cache_write). Query i attends keys j <= pos[i]
+     * (the later ones of the L may hold anything finite), grouped heads as attention_forward, no
      * dropout: out = softmax(q_h k^T / sqrt(HS)) @ v. The positions are read on the device, so
      * a recorded decode step (CUDA graph) replays at the next position with L the cache's
      * length. scratch: ops_attention_cached_scratch(n, L, NH) floats. */
-    void (*attention_cached)(float *out, const float *q, const float *k, const float *v,
+    void (*attention_cached)(float *out, const float *q, int ldq, const float *k, const float *v,
                              const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
                              int HS);
-    /* Row i of k and of v [n, W] to row pos[i] of kc and of vc (the KV cache of one layer;
-     * pos [n] on the device, as above). */
-    void (*cache_write)(float *kc, float *vc, const float *k, const float *v, const int32_t *pos,
-                        int n, int W);
+    /* Row i of k and of v [n, W] (rows ld apart) to row pos[i] of kc and of vc (the KV cache of
+     * one layer; pos [n] on the device, as above). */
+    void (*cache_write)(float *kc, float *vc, const float *k, const float *v, int ld,
+                        const int32_t *pos, int n, int W);
 
     /* ---- element-wise ---- */
     /* out = act(inp); out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, out may then be NULL;
@@ -529,11 +539,11 @@ static inline size_t ops_lora_grad_splits(size_t N) {
 static inline size_t ops_lora_bf16_scratch(size_t N, size_t C, size_t OC, size_t R) {
     return ops_lora_grad_splits(N) * R * (C + OC);
 }
-/* lora_down_bf16: the most linears of one group (q, k, v), and the floats its xb takes: n copies
- * of the input [N, C+R] in bf16 (rounded up to 64 floats, as above). */
+/* lora_down_bf16: the most linears of one group (q, k, v), and the floats its xb takes: the
+ * input's copy [N, ld] in bf16, ld = C + n*R (rounded up to 64 floats, as above). */
 #define OPS_LORA_GROUP_MAX 3
-static inline size_t ops_lora_copies_scratch(size_t n, size_t N, size_t C, size_t R) {
-    return ops_dequantize_bf16_scratch(n * N, C + R);
+static inline size_t ops_lora_copy_scratch(size_t N, size_t ld) {
+    return ops_dequantize_bf16_scratch(N, ld);
 }
 /* Attention over a cache: the scores of n queries against L keys, per head. */
 static inline size_t ops_attention_cached_scratch(size_t n, size_t L, size_t NH) {

@@ -255,11 +255,11 @@ static void cpu_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweigh
 
 /* ---- rotary position embedding ---- */
 
-/* Rotates every head of x [B,T,NH*HS] in place by its position's angles; dir = -1 applies the
- * transposed rotation (backward). The angles follow HF's: inv_freq = 1 / theta^(2i/HS)
- * (rope_inv_freq), angle = position * inv_freq in float. */
-static void rope_apply(float *x, const int32_t *pos, float theta, int B, int T, int NH, int HS,
-                       float dir) {
+/* Rotates every head of x [B,T,NH*HS] (rows ld apart) in place by its position's angles; dir =
+ * -1 applies the transposed rotation (backward). The angles follow HF's: inv_freq = 1 /
+ * theta^(2i/HS) (rope_inv_freq), angle = position * inv_freq in float. */
+static void rope_apply(float *x, int ld, const int32_t *pos, float theta, int B, int T, int NH,
+                       int HS, float dir) {
     int half = HS / 2;
 #pragma omp parallel for if ((size_t)B * T * NH * HS > CPU_PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
@@ -271,7 +271,7 @@ static void rope_apply(float *x, const int32_t *pos, float theta, int B, int T, 
             sn[i] = dir * sinf(angle);
         }
         for (int h = 0; h < NH; h++) {
-            float *a = x + ((size_t)bt * NH + h) * HS, *b = a + half;
+            float *a = x + (size_t)bt * ld + (size_t)h * HS, *b = a + half;
             for (int i = 0; i < half; i++) {
                 float u = a[i], v = b[i];
                 a[i] = u * cs[i] - v * sn[i];
@@ -281,29 +281,35 @@ static void rope_apply(float *x, const int32_t *pos, float theta, int B, int T, 
     }
 }
 
-static void cpu_rope_forward(float *q, float *k, const int32_t *pos, float theta, int B, int T,
-                             int NH, int NKV, int HS) {
-    rope_apply(q, pos, theta, B, T, NH, HS, 1.0f);
-    if (k) rope_apply(k, pos, theta, B, T, NKV, HS, 1.0f);
+static void cpu_rope_forward(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta,
+                             int B, int T, int NH, int NKV, int HS) {
+    rope_apply(q, ldq, pos, theta, B, T, NH, HS, 1.0f);
+    if (k) rope_apply(k, ldk, pos, theta, B, T, NKV, HS, 1.0f);
 }
 
 static void cpu_rope_backward(float *dq, float *dk, const int32_t *pos, float theta, int B, int T,
                               int NH, int NKV, int HS) {
-    rope_apply(dq, pos, theta, B, T, NH, HS, -1.0f);
-    if (dk) rope_apply(dk, pos, theta, B, T, NKV, HS, -1.0f);
+    rope_apply(dq, NH * HS, pos, theta, B, T, NH, HS, -1.0f);
+    if (dk) rope_apply(dk, NKV * HS, pos, theta, B, T, NKV, HS, -1.0f);
 }
 
 /* ---- dense layer ---- */
 
 /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be NULL). */
-static void cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
-                               int N, int C, int OC) {
+/* out's rows ldo apart */
+static void dense_forward(float *out, int ldo, const float *inp, const float *weight,
+                          const float *bias, int N, int C, int OC) {
     if (bias) {
 #pragma omp parallel for if ((size_t)N * OC > CPU_PAR_MIN)
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, sizeof(float) * OC);
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * ldo, bias, sizeof(float) * OC);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C,
-                bias ? 1.0f : 0.0f, out, OC);
+                bias ? 1.0f : 0.0f, out, ldo);
+}
+
+static void cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                               int N, int C, int OC) {
+    dense_forward(out, OC, inp, weight, bias, N, C, OC);
 }
 
 /* dinp[N,C] += dout[N,OC] @ weight[OC,C]; dweight[OC,C] += dout^T @ inp[N,C];
@@ -377,13 +383,13 @@ static void widen_bf16(float *out, const uint16_t *h, size_t rows, size_t cols, 
 }
 
 /* scratch: the widened weight [OC,C], then the widened input [N,C] */
-static void cpu_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi,
+static void cpu_matmul_forward_bf16(float *out, int ldo, const uint16_t *inp, int ldi,
                                     const uint16_t *weight, int ldw, const float *bias,
                                     float *scratch, int N, int C, int OC) {
     float *w = scratch, *x = scratch + (size_t)OC * C;
     widen_bf16(w, weight, OC, C, ldw);
     widen_bf16(x, inp, N, C, ldi);
-    cpu_matmul_forward(out, x, w, bias, N, C, OC);
+    dense_forward(out, ldo, x, w, bias, N, C, OC);
 }
 
 /* the weight and the activation ([N, C] forward, dd backward) widened to f32 */
@@ -583,12 +589,15 @@ static void cpu_lora_dinp_bf16(float *dinp, const float *const *du, const float 
         }
 }
 
-/* Per linear j: u[j] = drop_j(inp) @ A[j]^T as lora_forward computes it, then copy j of xb =
- * [bf16(inp) | bf16(scale * u[j])]. scratch: the dropped input [N,C]. */
-static void cpu_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
+/* Per linear j: u[j] = drop_j(inp) @ A[j]^T as lora_forward computes it, into the copy xb =
+ * [bf16(inp) | bf16(scale * u[0]) | ..]. scratch: the dropped input [N,C]. */
+static void cpu_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
                                const uint64_t *seeds, int n, const float *inp, float scale, float p,
                                float *scratch, int N, int C, int R) {
-    size_t ld = (size_t)C + R;
+    size_t ld = (size_t)C + (size_t)n * R;
+#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
+    for (int r = 0; r < N; r++)
+        for (int c = 0; c < C; c++) xb[r * ld + c] = f32_to_bf16(inp[(size_t)r * C + c]);
     for (int j = 0; j < n; j++) {
         const float *x = inp;
         if (p > 0.0f) {
@@ -597,13 +606,11 @@ static void cpu_lora_down_bf16(uint16_t *const *xb, float *const *u, const float
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, x, C, A[j], C, 0.0f,
                     u[j], R);
-        uint16_t *copy = xb[j];
-#pragma omp parallel for if ((size_t)N * ld > CPU_PAR_MIN)
-        for (int r = 0; r < N; r++) {
-            for (int c = 0; c < C; c++) copy[r * ld + c] = f32_to_bf16(inp[(size_t)r * C + c]);
+        uint16_t *us = xb + C + (size_t)j * R;
+#pragma omp parallel for if ((size_t)N * R > CPU_PAR_MIN)
+        for (int r = 0; r < N; r++)
             for (int k = 0; k < R; k++)
-                copy[r * ld + C + k] = f32_to_bf16(scale * u[j][(size_t)r * R + k]);
-        }
+                us[r * ld + k] = f32_to_bf16(scale * u[j][(size_t)r * R + k]);
     }
 }
 
@@ -662,9 +669,10 @@ static uint16_t *cpu_attention_saved_out(Precision p, float *saved) {
 }
 
 /* One attention call: shapes, masks and tensors (the gradients NULL in forward; out and lse
- * only read in backward). */
+ * only read in backward); q's rows ldq apart, k's and v's ldkv (forward's may be one GEMM's
+ * outputs side by side; backward's are their own, NH*HS and NKV*HS). */
 typedef struct AttArgs {
-    int B, T, NH, NKV, HS, causal;
+    int B, T, NH, NKV, HS, causal, ldq, ldkv;
     const int32_t *mask;
     float p;
     uint64_t seed;
@@ -674,33 +682,37 @@ typedef struct AttArgs {
 
 /* Query rows i0 .. i0+rows-1 of head h in sequence b, and the keys 0 .. keys-1 they may see
  * (causal: none past the block's last row). q: offset of row i0 of head h in q-shaped
- * tensors, kv: of row 0 of its KV head in KV-shaped ones; lse: of row i0 in lse [B,NH,T]. */
+ * tensors [B,T,NH*HS], kv: of row 0 of its KV head in KV-shaped ones; qin, kvin: the same in
+ * q and in k, v (rows ldq, ldkv apart); lse: of row i0 in lse [B,NH,T]. */
 typedef struct RowBlock {
     int i0, rows, keys;
-    size_t q, kv, lse;
+    size_t q, kv, qin, kvin, lse;
     const int32_t *mask; /* sequence b's, or NULL */
 } RowBlock;
 
 static RowBlock row_block(const AttArgs *a, int b, int h, int i0) {
     int T = a->T, HS = a->HS, rows = T - i0 < ATT_ROWS ? T - i0 : ATT_ROWS;
-    RowBlock r = {i0, rows, a->causal ? i0 + rows : T, 0, 0, 0, NULL};
+    size_t kvh = (size_t)(h / (a->NH / a->NKV)) * HS;
+    RowBlock r = {i0, rows, a->causal ? i0 + rows : T, 0, 0, 0, 0, 0, NULL};
     r.q = ((size_t)b * T + i0) * a->NH * HS + (size_t)h * HS;
-    r.kv = (size_t)b * T * a->NKV * HS + (size_t)(h / (a->NH / a->NKV)) * HS;
+    r.kv = (size_t)b * T * a->NKV * HS + kvh;
+    r.qin = ((size_t)b * T + i0) * a->ldq + (size_t)h * HS;
+    r.kvin = (size_t)b * T * a->ldkv + kvh;
     r.lse = ((size_t)b * a->NH + h) * T + i0;
     r.mask = a->mask ? a->mask + (size_t)b * T : NULL;
     return r;
 }
 
-/* s[rows,keys] = alpha * x_block @ y^T, x q-shaped (the block's rows), y KV-shaped */
-static void block_abt(float *s, const float *x, const float *y, float alpha, const AttArgs *a,
-                      const RowBlock *r) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r->rows, r->keys, a->HS, alpha, x + r->q,
-                a->NH * a->HS, y + r->kv, a->NKV * a->HS, 0.0f, s, r->keys);
+/* s[rows,keys] = alpha * x_block @ y^T, x the block's rows (ldx apart), y its keys (ldy) */
+static void block_abt(float *s, const float *x, int ldx, const float *y, int ldy, float alpha,
+                      const AttArgs *a, const RowBlock *r) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r->rows, r->keys, a->HS, alpha, x, ldx, y,
+                ldy, 0.0f, s, r->keys);
 }
 
 /* P[b,h,i,j]'s dropout is rng_row_dropout's of row lse_row = (b*NH + h)*T + i and key j. */
 static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
-    block_abt(s, a->q, a->k, 1.0f / sqrtf((float)a->HS), a, r);
+    block_abt(s, a->q + r->qin, a->ldq, a->k + r->kvin, a->ldkv, 1.0f / sqrtf((float)a->HS), a, r);
     for (int ii = 0; ii < r->rows; ii++) {
         float *row = s + (size_t)ii * r->keys;
         size_t at = r->lse + ii;
@@ -713,7 +725,7 @@ static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
         }
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->rows, a->HS, r->keys, 1.0f, s,
-                r->keys, a->v + r->kv, a->NKV * a->HS, 0.0f, a->out + r->q, a->NH * a->HS);
+                r->keys, a->v + r->kvin, a->ldkv, 0.0f, a->out + r->q, a->NH * a->HS);
 }
 
 /* s <- dropout(P) and, when dq or dk is wanted, g <- dS / sqrt(HS) for the block, from the
@@ -721,8 +733,8 @@ static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
 static void backward_block(const AttArgs *a, const RowBlock *r, float *s) {
     int HS = a->HS, ldq = a->NH * HS, ldkv = a->NKV * HS, want_ds = a->dq || a->dk;
     float *g = s + (size_t)r->rows * r->keys, scale = 1.0f / sqrtf((float)HS);
-    block_abt(s, a->q, a->k, scale, a, r);
-    if (want_ds) block_abt(g, a->dout, a->v, 1.0f, a, r);
+    block_abt(s, a->q + r->q, ldq, a->k + r->kv, ldkv, scale, a, r);
+    if (want_ds) block_abt(g, a->dout + r->q, ldq, a->v + r->kv, ldkv, 1.0f, a, r);
     for (int ii = 0; ii < r->rows; ii++) {
         float *sr = s + (size_t)ii * r->keys, *gr = g + (size_t)ii * r->keys, D = 0.0f;
         const float *dout = a->dout + r->q + (size_t)ii * ldq,
@@ -773,14 +785,28 @@ static void att_run(const AttArgs *a, float *scratch,
 }
 
 /* out, lse from q, k, v: see ops.h for the shapes and masks. */
-static void cpu_attention_forward(float *out, float *lse, float *saved, const float *q,
-                                  const float *k, const float *v, const int32_t *mask, int causal,
-                                  float p, uint64_t seed, float *scratch, int B, int T, int NH,
-                                  int NKV, int HS) {
+static void cpu_attention_forward(float *out, float *lse, float *saved, const float *q, int ldq,
+                                  const float *k, const float *v, int ldkv, const int32_t *mask,
+                                  int causal, float p, uint64_t seed, float *scratch, int B, int T,
+                                  int NH, int NKV, int HS) {
     seed ^= cpu_step.seed;
     (void)saved; /* the CPU saves nothing: backward reads q, k, v */
-    AttArgs a = {B, T, NH, NKV,  HS,  causal, mask, p,    seed,
-                 q, k, v,  NULL, out, lse,    NULL, NULL, NULL};
+    AttArgs a = {.B = B,
+                 .T = T,
+                 .NH = NH,
+                 .NKV = NKV,
+                 .HS = HS,
+                 .causal = causal,
+                 .ldq = ldq,
+                 .ldkv = ldkv,
+                 .mask = mask,
+                 .p = p,
+                 .seed = seed,
+                 .q = q,
+                 .k = k,
+                 .v = v,
+                 .out = out,
+                 .lse = lse};
     att_run(&a, scratch, forward_block);
 }
 
@@ -797,17 +823,35 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
     if (!acc && dq) memset(dq, 0, rows * NH * HS); /* the blocks below add, head by head */
     if (!acc && dk) memset(dk, 0, rows * NKV * HS);
     if (!acc && dv) memset(dv, 0, rows * NKV * HS);
-    AttArgs a = {B, T, NH, NKV,  HS,           causal,       mask, p,  seed,
-                 q, k, v,  dout, (float *)out, (float *)lse, dq,   dk, dv};
+    AttArgs a = {.B = B,
+                 .T = T,
+                 .NH = NH,
+                 .NKV = NKV,
+                 .HS = HS,
+                 .causal = causal,
+                 .ldq = NH * HS,
+                 .ldkv = NKV * HS,
+                 .mask = mask,
+                 .p = p,
+                 .seed = seed,
+                 .q = q,
+                 .k = k,
+                 .v = v,
+                 .dout = dout,
+                 .out = (float *)out,
+                 .lse = (float *)lse,
+                 .dq = dq,
+                 .dk = dk,
+                 .dv = dv};
     att_run(&a, scratch, backward_block);
 }
 
 /* Generation: n queries at positions pos[i] over the first L cached keys, per head h (KV head
  * h / (NH/NKV)): scores [n,L] in scratch, causal softmax, then out_h = P @ v. */
-static void cpu_attention_cached(float *out, const float *q, const float *k, const float *v,
-                                 const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
-                                 int HS) {
-    int ldq = NH * HS, ldkv = NKV * HS, G = NH / NKV;
+static void cpu_attention_cached(float *out, const float *q, int ldq, const float *k,
+                                 const float *v, const int32_t *pos, float *scratch, int n, int L,
+                                 int NH, int NKV, int HS) {
+    int ldo = NH * HS, ldkv = NKV * HS, G = NH / NKV;
     for (int h = 0; h < NH; h++) {
         float *s = scratch + (size_t)h * n * L;
         const float *kh = k + (size_t)(h / G) * HS, *vh = v + (size_t)(h / G) * HS;
@@ -816,15 +860,15 @@ static void cpu_attention_cached(float *out, const float *q, const float *k, con
 #pragma omp parallel for if ((size_t)n * L > CPU_PAR_MIN)
         for (int i = 0; i < n; i++) softmax_row(s + (size_t)i * L, NULL, pos[i] + 1, L);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, L, 1.0f, s, L, vh, ldkv, 0.0f,
-                    out + (size_t)h * HS, ldq);
+                    out + (size_t)h * HS, ldo);
     }
 }
 
-static void cpu_cache_write(float *kc, float *vc, const float *k, const float *v,
+static void cpu_cache_write(float *kc, float *vc, const float *k, const float *v, int ld,
                             const int32_t *pos, int n, int W) {
     for (int i = 0; i < n; i++) {
-        memcpy(kc + (size_t)pos[i] * W, k + (size_t)i * W, (size_t)W * sizeof(float));
-        memcpy(vc + (size_t)pos[i] * W, v + (size_t)i * W, (size_t)W * sizeof(float));
+        memcpy(kc + (size_t)pos[i] * W, k + (size_t)i * ld, (size_t)W * sizeof(float));
+        memcpy(vc + (size_t)pos[i] * W, v + (size_t)i * ld, (size_t)W * sizeof(float));
     }
 }
 
@@ -884,20 +928,18 @@ static void cpu_activation_backward(float *dinp, uint16_t *dinp_bf16, const floa
     round_bf16(dinp_bf16, dinp, n);
 }
 
-/* out[n] = silu(gate) * up (and saved = [bf16(gate) | bf16(up)], out_bf16 = bf16(out)) */
+/* out[n] = silu(gate) * up (and saved = [bf16(gate) | bf16(up)], out_bf16 = bf16(out)); gate
+ * and up [n/F, F] rows ld apart */
 static void cpu_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
-                               const float *up, size_t n) {
-    if (saved)
-        for (size_t i = 0; i < n; i++)
-            saved[i] = f32_to_bf16(gate[i]), saved[n + i] = f32_to_bf16(up[i]);
-    if (!out) { /* the bf16 copy alone */
+                               const float *up, size_t n, int F, int ld) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) out_bf16[i] = f32_to_bf16(silu(gate[i]) * up[i]);
-        return;
+    for (size_t i = 0; i < n; i++) {
+        size_t at = i / F * ld + i % F;
+        float g = gate[at], u = up[at], v = silu(g) * u;
+        if (saved) saved[i] = f32_to_bf16(g), saved[n + i] = f32_to_bf16(u);
+        if (out) out[i] = v;
+        if (out_bf16) out_bf16[i] = f32_to_bf16(v);
     }
-#pragma omp parallel for simd if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = silu(gate[i]) * up[i];
-    round_bf16(out_bf16, out, n);
 }
 
 /* dgate[n] (+)= dout * up * silu'(gate); dup[n] (+)= dout * silu(gate) and / or their bf16

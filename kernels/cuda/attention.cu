@@ -57,14 +57,16 @@ __device__ inline int query_tile(int causal) {
 }
 
 /* The shape of one call; ok is 0 (error noted) if it cannot be served; add: backward's gradients
- * are added to (OPS_ADD) or overwrite (OPS_SET) what dq, dk, dv hold. */
+ * are added to (OPS_ADD) or overwrite (OPS_SET) what dq, dk, dv hold; ldq, ldkv: the rows of
+ * forward's q and of its k and v (ops.h; NH*HS and NKV*HS unless forward sets them). */
 typedef struct Heads {
-    int B, T, NH, NKV, HS, ok, add;
+    int B, T, NH, NKV, HS, ok, add, ldq, ldkv;
     const OpsStep *step; /* its seed XORed into the dropout's */
 } Heads;
 
 static Heads heads(int B, int T, int NH, int NKV, int HS) {
-    Heads g = {B, T, NH, NKV, HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0, OPS_ADD, NULL};
+    Heads g = {B,       T,       NH,       NKV, HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0,
+               OPS_ADD, NH * HS, NKV * HS, NULL};
     if (g.ok && NH % NKV) {
         CUDA_FAIL("attention: NH is not a multiple of NKV");
         g.ok = 0;
@@ -115,15 +117,19 @@ __device__ inline void acc_rows(float acc[DIMS], const float *w, const float *ro
     }
 }
 
-/* Pointers to row 0 of query head h of sequence b (q-shaped) and of its KV head. */
+/* Offsets of row 0 of query head h of sequence b (q-shaped: out, dq, dout) and of its KV head,
+ * and the same in forward's q and k, v (rows g.ldq, g.ldkv apart). */
 struct HeadPtrs {
-    size_t q, kv;
+    size_t q, kv, qin, kvin;
     const int32_t *keep;
 };
 __device__ inline HeadPtrs head_ptrs(const Heads g, int b, int h, const int32_t *mask) {
     HeadPtrs p;
+    size_t kvh = (size_t)(h / (g.NH / g.NKV)) * g.HS;
     p.q = (size_t)b * g.T * g.NH * g.HS + (size_t)h * g.HS;
-    p.kv = (size_t)b * g.T * g.NKV * g.HS + (size_t)(h / (g.NH / g.NKV)) * g.HS;
+    p.kv = (size_t)b * g.T * g.NKV * g.HS + kvh;
+    p.qin = (size_t)b * g.T * g.ldq + (size_t)h * g.HS;
+    p.kvin = (size_t)b * g.T * g.ldkv + kvh;
     p.keep = mask ? mask + (size_t)b * g.T : NULL;
     return p;
 }
@@ -139,18 +145,18 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
     float *Qs = smem, *Ks = Qs + rows * HS, *Vs = Ks + KEY_TILE * HS;
     float *W = Vs + KEY_TILE * HS + warp * KEY_TILE; /* this warp's row of P, dropped */
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
-    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    size_t ldo = (size_t)g.NH * HS;
     float scale = 1.0f / sqrtf((float)HS), m[FWD_ROWS], l[FWD_ROWS], acc[FWD_ROWS][DIMS];
     for (int r = 0; r < FWD_ROWS; r++) {
         m[r] = -INFINITY, l[r] = 0.0f;
         for (int c = 0; c < DIMS; c++) acc[r][c] = 0.0f;
     }
-    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS, HS);
+    load_rows(Qs, q + hp.qin, g.ldq, i0, rows, T, HS, HS);
     int keys = causal ? min(T, i0 + rows) : T;
     for (int j0 = 0; j0 < keys; j0 += KEY_TILE) {
         __syncthreads(); /* Qs written; the previous tile's readers done */
-        load_rows(Ks, k + hp.kv, ldkv, j0, KEY_TILE, T, HS, HS);
-        load_rows(Vs, v + hp.kv, ldkv, j0, KEY_TILE, T, HS, HS);
+        load_rows(Ks, k + hp.kvin, g.ldkv, j0, KEY_TILE, T, HS, HS);
+        load_rows(Vs, v + hp.kvin, g.ldkv, j0, KEY_TILE, T, HS, HS);
         __syncthreads();
         int j = j0 + lane, n = min(KEY_TILE, keys - j0);
 #pragma unroll
@@ -181,7 +187,7 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
         if (i >= T) break;
         float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
         for (int c = 0; c < DIMS; c++)
-            if (lane + 32 * c < HS) out[hp.q + i * ldq + lane + 32 * c] = acc[r][c] * inv;
+            if (lane + 32 * c < HS) out[hp.q + i * ldo + lane + 32 * c] = acc[r][c] * inv;
         if (lane == 0) lse[(size_t)bh * T + i] = l[r] > 0.0f ? m[r] + logf(l[r]) : INFINITY;
     }
 }
@@ -389,16 +395,16 @@ __host__ __device__ inline size_t query_tile_bytes(int HS) {
     return sizeof(bf16) * 2 * BWD_TILE * tile_stride(HS) + sizeof(float) * 3 * BWD_TILE;
 }
 
-/* Up to three heads_bf16 copies (forward's q, k, v) of one launch: copy j of src[j]'s H[j] heads
- * (H[j] 0: none). */
+/* Up to three heads_bf16 copies (forward's q, k, v) of one launch: copy j of src[j]'s H[j] heads,
+ * rows ld[j] apart (H[j] 0: none). */
 struct HeadCopies {
     bf16 *dst[3];
     const float *src[3];
-    int H[3];
+    int H[3], ld[3];
 };
 
-/* dst [B, H, T, HP] = bf16 of src [B, T, H*HS] (zeros past HS) for each copy of hc: a thread per
- * 8 elements, the copies' chunks one after the other. */
+/* dst [B, H, T, HP] = bf16 of src [B, T, H*HS] (rows ld apart; zeros past HS) for each copy of
+ * hc: a thread per 8 elements, the copies' chunks one after the other. */
 __global__ void heads_bf16_kernel(HeadCopies hc, int B, int T, int HS) {
     int HP = padded_hs(HS), chunks = HP / 8;
     size_t per_head = (size_t)B * T * chunks;
@@ -408,9 +414,10 @@ __global__ void heads_bf16_kernel(HeadCopies hc, int B, int T, int HS) {
         bf16 *dst = j == 0 ? hc.dst[0] : j == 1 ? hc.dst[1] : hc.dst[2];
         const float *src = j == 0 ? hc.src[0] : j == 1 ? hc.src[1] : hc.src[2];
         int H = j == 0 ? hc.H[0] : j == 1 ? hc.H[1] : hc.H[2];
+        int ld = j == 0 ? hc.ld[0] : j == 1 ? hc.ld[1] : hc.ld[2];
         size_t row = c / chunks; /* (b*H + h)*T + t */
         int d = 8 * (int)(c % chunks), t = (int)(row % T), bh = (int)(row / T);
-        const float *x = src + ((size_t)(bh / H) * T + t) * H * HS + (size_t)(bh % H) * HS;
+        const float *x = src + ((size_t)(bh / H) * T + t) * ld + (size_t)(bh % H) * HS;
         uint32_t packed[4];
         for (int e = 0; e < 8; e += 2) {
             float lo = d + e < HS ? x[d + e] : 0.0f, hi = d + e + 1 < HS ? x[d + e + 1] : 0.0f;
@@ -1095,7 +1102,7 @@ static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
     size_t own = D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2; /* bf16: half a float */
     if (attention_impl != ATTENTION_CUDNN) return own;
-    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NULL};
+    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NH * HS, NKV * HS, NULL};
     return own > cudnn_scratch(g) ? own : cudnn_scratch(g);
 }
 
@@ -1119,7 +1126,7 @@ static void heads_bf16(HeadCopies hc, const Heads g) {
 
 /* dst = heads_bf16 copy of src [B,T,H*HS]. */
 static void heads_bf16(bf16 *dst, const float *src, const Heads g, int H) {
-    heads_bf16(HeadCopies{{dst}, {src}, {H}}, g);
+    heads_bf16(HeadCopies{{dst}, {src}, {H}, {H * g.HS}}, g);
 }
 
 /* The tensor-core kernels' cp.async reads the copies in 16-byte chunks. */
@@ -1133,19 +1140,22 @@ static int copies_aligned(const float *saved, const float *scratch) {
     return 0;
 }
 
-/* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS]; mask [B,T] or NULL; lse [B,NH,T] saved */
-void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, const float *k,
-                            const float *v, const int32_t *mask, int causal, float p, uint64_t seed,
-                            float *scratch, int B, int T, int NH, int NKV, int HS) {
+/* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS] (q's rows ldq apart, k's and v's ldkv); mask [B,T] or
+ * NULL; lse [B,NH,T] saved */
+void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, int ldq,
+                            const float *k, const float *v, int ldkv, const int32_t *mask,
+                            int causal, float p, uint64_t seed, float *scratch, int B, int T,
+                            int NH, int NKV, int HS) {
     Heads g = heads(B, T, NH, NKV, HS);
     g.step = p > 0.0f ? cuda_step() : NULL;
+    g.ldq = ldq, g.ldkv = ldkv;
     if (!g.ok) return;
     dim3 grid;
     unsigned threads;
     if (cuda_precision() == PRECISION_BF16) {
         if (!copies_aligned(saved, scratch)) return;
         AttCopies a = att_copies(saved, scratch, g);
-        heads_bf16(HeadCopies{{a.q, a.k, a.v}, {q, k, v}, {NH, NKV, NKV}}, g);
+        heads_bf16(HeadCopies{{a.q, a.k, a.v}, {q, k, v}, {NH, NKV, NKV}, {ldq, ldkv, ldkv}}, g);
         if (use_cudnn()) {
             CudnnParts c = cudnn_parts(scratch, g);
             CudnnSdpa s = sdpa_shape(g, mask, causal, p);
@@ -1275,36 +1285,36 @@ __global__ void softmax_cached_kernel(float *s, int rows, int n, const int32_t *
  * member j of a group (query heads j, j+G, ... at a constant stride), or for a single query (a
  * decode step) one for the whole group, whose G heads are then the columns of one [HS, G]
  * matrix: three launches a layer instead of 2G + 1. */
-void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
+void cuda_attention_cached(float *out, const float *q, int ldq, const float *k, const float *v,
                            const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
                            int HS) {
     Heads g = heads(1, n, NH, NKV, HS);
     if (g.ok && L < n) CUDA_FAIL("attention_cached: fewer cached keys than queries");
     if (!g.ok || L < n) return;
-    int G = NH / NKV, ldkv = NKV * HS;
-    int parts = n == 1 ? 1 : G, cols = n == 1 ? G : n, ldq = n == 1 ? HS : NH * HS;
+    int G = NH / NKV, ldkv = NKV * HS, parts = n == 1 ? 1 : G, cols = n == 1 ? G : n;
+    int ldqc = n == 1 ? HS : ldq, ldo = n == 1 ? HS : NH * HS; /* a single query's heads: columns */
     long long nL = (long long)n * L;
     for (int j = 0; j < parts; j++) /* s_h^T (L x n) = k_kv q_h^T */
         cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, L, cols, HS, 1.0f / sqrtf((float)HS), k, ldkv, HS,
-                  q + (size_t)j * HS, ldq, (long long)G * HS, 0.0f, scratch + j * nL, L, G * nL,
+                  q + (size_t)j * HS, ldqc, (long long)G * HS, 0.0f, scratch + j * nL, L, G * nL,
                   NKV);
     softmax_cached_kernel<<<cuda_blocks((size_t)NH * n, CACHED_WARPS), CACHED_WARPS * 32>>>(
         scratch, NH * n, n, pos, L);
     CUDA_LAUNCHED("attention_cached (softmax)");
     for (int j = 0; j < parts; j++) /* out_h^T (HS x n) = v_kv^T P_h^T */
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, HS, cols, L, 1.0f, v, ldkv, HS, scratch + j * nL, L,
-                  G * nL, 0.0f, out + (size_t)j * HS, ldq, (long long)G * HS, NKV);
+                  G * nL, 0.0f, out + (size_t)j * HS, ldo, (long long)G * HS, NKV);
 }
 
-/* Row i of k and v to row pos[i] of the caches, vec (1 or 4) floats a thread. */
+/* Row i of k and v (rows ld apart) to row pos[i] of the caches, vec (1 or 4) floats a thread. */
 template <int vec>
-__global__ void cache_write_kernel(float *kc, float *vc, const float *k, const float *v,
+__global__ void cache_write_kernel(float *kc, float *vc, const float *k, const float *v, int ld,
                                    const int32_t *pos, int n, int W) {
     size_t per_row = (size_t)W / vec, per_part = (size_t)n * per_row;
     GRID_STRIDE(e, 2 * per_part) {
         int which = e >= per_part;
         size_t i = e % per_part / per_row, col = e % per_row * vec;
-        const float *src = (which ? v : k) + i * W + col;
+        const float *src = (which ? v : k) + i * ld + col;
         float *dst = (which ? vc : kc) + (size_t)pos[i] * W + col;
         if (vec == 4)
             *(float4 *)dst = *(const float4 *)src;
@@ -1313,18 +1323,18 @@ __global__ void cache_write_kernel(float *kc, float *vc, const float *k, const f
     }
 }
 
-void cuda_cache_write(float *kc, float *vc, const float *k, const float *v, const int32_t *pos,
-                      int n, int W) {
+void cuda_cache_write(float *kc, float *vc, const float *k, const float *v, int ld,
+                      const int32_t *pos, int n, int W) {
     if (n <= 0 || W <= 0) return;
-    bool wide = W % 4 == 0;
+    bool wide = W % 4 == 0 && ld % 4 == 0;
     const void *p[4] = {kc, vc, k, v};
     for (int i = 0; i < 4; i++) wide = wide && (uintptr_t)p[i] % 16 == 0;
     size_t threads = (size_t)2 * n * W / (wide ? 4 : 1);
     if (wide)
         cache_write_kernel<4>
-            <<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v, pos, n, W);
+            <<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v, ld, pos, n, W);
     else
         cache_write_kernel<1>
-            <<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v, pos, n, W);
+            <<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v, ld, pos, n, W);
     CUDA_LAUNCHED("cache_write");
 }

@@ -213,12 +213,12 @@ void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, floa
                                 float *rstd, uint16_t *xh, const float *a, const float *b, float p,
                                 uint64_t seed, const float *weight, const float *bias, float eps,
                                 int N, int C);
-void cuda_rope_forward(float *q, float *k, const int32_t *pos, float theta, int B, int T, int NH,
-                       int NKV, int HS);
+void cuda_rope_forward(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta, int B,
+                       int T, int NH, int NKV, int HS);
 void cuda_rope_backward(float *dq, float *dk, const int32_t *pos, float theta, int B, int T, int NH,
                         int NKV, int HS);
 void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
-                         const float *up, size_t n);
+                         const float *up, size_t n, int F, int ld);
 void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
                           const float *gate, const float *up, const uint16_t *saved, size_t n,
                           int F, int acc);
@@ -230,12 +230,13 @@ void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, in
 void cuda_round_bf16_many(const OpsBf16Copy *copies, int n);
 void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0, int rows,
                                int cols, int ld);
-void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
-                              int ldw, const float *bias, float *scratch, int N, int C, int OC);
+void cuda_matmul_forward_bf16(float *out, int ldo, const uint16_t *inp, int ldi,
+                              const uint16_t *weight, int ldw, const float *bias, float *scratch,
+                              int N, int C, int OC);
 void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const uint16_t *weight,
                                int ldw, float *scratch, int N, int C, int K, int acc);
 size_t cuda_matmul_bf16_scratch(int N, int C, int OC);
-void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
+void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
                          float *scratch, int N, int C, int R);
 void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, const float *B,
@@ -249,9 +250,10 @@ void cuda_lora_backward_bf16(uint16_t *dd, int ldd, const OpsLoraBackward *lin, 
                              float *scratch, int N, int C, int R);
 void cuda_lora_dinp_bf16(float *dinp, const float *const *du, const float *const *A,
                          const uint64_t *seeds, int n, float p, int N, int C, int R, int acc);
-void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, const float *k,
-                            const float *v, const int32_t *mask, int causal, float p, uint64_t seed,
-                            float *scratch, int B, int T, int NH, int NKV, int HS);
+void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, int ldq,
+                            const float *k, const float *v, int ldkv, const int32_t *mask,
+                            int causal, float p, uint64_t seed, float *scratch, int B, int T,
+                            int NH, int NKV, int HS);
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *out, const float *lse,
                              const float *saved, const int32_t *mask, int causal, float p,
@@ -261,11 +263,11 @@ size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
 uint16_t *cuda_attention_saved_out(Precision p, float *saved);
-void cuda_attention_cached(float *out, const float *q, const float *k, const float *v,
+void cuda_attention_cached(float *out, const float *q, int ldq, const float *k, const float *v,
                            const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
                            int HS);
-void cuda_cache_write(float *kc, float *vc, const float *k, const float *v, const int32_t *pos,
-                      int n, int W);
+void cuda_cache_write(float *kc, float *vc, const float *k, const float *v, int ld,
+                      const int32_t *pos, int n, int W);
 void cuda_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,
                              Activation act, size_t n);
 void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,

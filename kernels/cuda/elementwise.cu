@@ -62,12 +62,27 @@ void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp
     CUDA_LAUNCHED("activation_backward");
 }
 
+/* v[k] = element i + k (< n, else 0) of [n/F, F] rows ld apart at src: one float4 load when the
+ * four share a row (F a multiple of 4) and it is aligned. */
+__device__ inline void load4_rows(float v[4], const float *src, size_t i, size_t n, size_t F,
+                                  size_t ld) {
+    size_t r = i / F, c = i - r * F;
+    if (c + 4 <= F && i + 4 <= n) {
+        load4(v, src + r * ld, c, F);
+        return;
+    }
+    for (int k = 0; k < 4; k++) {
+        size_t e = i + k, row = e / F;
+        v[k] = e < n ? src[row * ld + e - row * F] : 0.0f;
+    }
+}
+
 /* ---- SwiGLU: out = silu(gate) * up; saved [2n] = [bf16(gate) | bf16(up)] ---- */
 __global__ void swiglu_forward_kernel(float *out, uint16_t *out_bf16, uint16_t *saved,
-                                      const float *gate, const float *up, size_t n) {
+                                      const float *gate, const float *up, size_t n, int F, int ld) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4];
-        load4(g, gate, i, n), load4(u, up, i, n);
+        load4_rows(g, gate, i, n, F, ld), load4_rows(u, up, i, n, F, ld);
         if (saved) store4_bf16(saved, g, i, n), store4_bf16(saved + n, u, i, n);
         for (int k = 0; k < 4; k++) g[k] = silu(g[k]) * u[k];
         if (out) store4(out, g, i, n);
@@ -113,9 +128,9 @@ __global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgu_b
 }
 
 void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
-                         const float *up, size_t n) {
-    if (!n) return;
-    swiglu_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, saved, gate, up, n);
+                         const float *up, size_t n, int F, int ld) {
+    if (!n || F <= 0) return;
+    swiglu_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, saved, gate, up, n, F, ld);
     CUDA_LAUNCHED("swiglu_forward");
 }
 

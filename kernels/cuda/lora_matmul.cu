@@ -25,28 +25,29 @@ __host__ __device__ constexpr int down_rows(int RMAX) {
     return 32 / RMAX;
 }
 
-/* out[N,OC] += bias[OC] */
-__global__ void bias_add_kernel(float *out, const float *bias, size_t N, int OC) {
-    GRID_STRIDE(i, N * OC) out[i] += bias[i % OC];
+/* out[N,OC] += bias[OC], out's rows ldo apart */
+__global__ void bias_add_kernel(float *out, int ldo, const float *bias, size_t N, int OC) {
+    GRID_STRIDE(i, N * OC) out[i / OC * ldo + i % OC] += bias[i % OC];
 }
 
-/* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], rows ldi and ldw apart, FP32 or BF16
+/* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], rows ldo, ldi and ldw apart, FP32 or BF16
  * operands: out^T[OC,N] = W[OC,C] inp^T[C,N]; weight column-major is W^T: OP_T. The bias rides
  * in cuBLASLt's epilogue; one it declines (under-aligned, or no cuBLASLt algorithm for the
  * shape) takes a pass of its own. */
-static void dense_forward(float *out, cudaDataType type, const void *inp, int ldi,
+static void dense_forward(float *out, int ldo, cudaDataType type, const void *inp, int ldi,
                           const void *weight, int ldw, const float *bias, int N, int C, int OC) {
-    if (cuda_gemm_bias(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, type, weight, ldw, inp, ldi, out, OC,
+    if (cuda_gemm_bias(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, type, weight, ldw, inp, ldi, out, ldo,
                        bias))
         return;
     if (type == CUDA_R_16BF)
         cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, (const __nv_bfloat16 *)weight, ldw,
-                       (const __nv_bfloat16 *)inp, ldi, 0.0f, out, OC);
+                       (const __nv_bfloat16 *)inp, ldi, 0.0f, out, ldo);
     else
         cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, (const float *)weight, ldw, 0,
-                  (const float *)inp, ldi, 0, 0.0f, out, OC, 0, 1);
+                  (const float *)inp, ldi, 0, 0.0f, out, ldo, 0, 1);
     if (!bias) return;
-    bias_add_kernel<<<cuda_blocks((size_t)N * OC, CUDA_THREADS), CUDA_THREADS>>>(out, bias, N, OC);
+    bias_add_kernel<<<cuda_blocks((size_t)N * OC, CUDA_THREADS), CUDA_THREADS>>>(out, ldo, bias, N,
+                                                                                 OC);
     CUDA_LAUNCHED("matmul_forward (bias)");
 }
 
@@ -70,7 +71,7 @@ __global__ void bias_grad_kernel(float *dbias, const float *dout, int N, int OC)
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
-    dense_forward(out, CUDA_R_32F, inp, C, weight, C, bias, N, C, OC);
+    dense_forward(out, OC, CUDA_R_32F, inp, C, weight, C, bias, N, C, OC);
 }
 
 /* dinp[N,C] (+)= dout[N,OC] @ weight[OC,C] (acc 0: =); dweight[OC,C] += dout^T @ inp; dbias
@@ -98,11 +99,12 @@ void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float
 /* model.precision bf16: the same products on tensor cores, on operands already in bf16 (the
  * model rounds the activation once per group, lora_down_bf16 or dequantize_rows_bf16); the
  * scratch is the CPU's. */
-void cuda_matmul_forward_bf16(float *out, const uint16_t *inp, int ldi, const uint16_t *weight,
-                              int ldw, const float *bias, float *scratch, int N, int C, int OC) {
+void cuda_matmul_forward_bf16(float *out, int ldo, const uint16_t *inp, int ldi,
+                              const uint16_t *weight, int ldw, const float *bias, float *scratch,
+                              int N, int C, int OC) {
     (void)scratch;
     if (N <= 0 || OC <= 0) return;
-    dense_forward(out, CUDA_R_16BF, inp, ldi, weight, ldw, bias, N, C, OC);
+    dense_forward(out, ldo, CUDA_R_16BF, inp, ldi, weight, ldw, bias, N, C, OC);
 }
 
 /* VEC values of a row from src (16-byte aligned when VEC is 4: one float4 load), or zeros. */
@@ -144,11 +146,11 @@ void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const u
 }
 
 /* The down-projections of n linears that read one input, by value: each one's A [R,K], u [N,R] =
- * u_scale x the sums, and dropout seed (XOR the step's); when xb[0] is not NULL, copy j (rows ld
- * apart) receives bf16(x) at xb[j] and bf16(scale x the sums of j) at xu[j]: [bf16(x) |
- * bf16(scale u)] forward (xu[j] = xb[j] + K). With the kernels' TRANS (backward: a group's du
- * over its B), each linear j has an input of its own, X[j] [N, K[j]], and A^T stored as [K,R]
- * (B), and writes [douts | dus]. */
+ * u_scale x the sums, and dropout seed (XOR the step's); when xb[0] is not NULL, bf16(x) goes to
+ * xb[0] (rows ld apart) and bf16(scale x the sums of j) to xu[j]: forward's one copy [bf16(x) |
+ * bf16(scale u_0) | ..] (xu[j] = xb[0] + K + j R). With the kernels' TRANS (backward: a group's
+ * du over its B), each linear j has an input of its own, X[j] [N, K[j]], and A^T stored as [K,R]
+ * (B), and writes [douts | dus]: its x at xb[j]. */
 struct LoraDown {
     const float *A[OPS_LORA_GROUP_MAX];
     float *u[OPS_LORA_GROUP_MAX];
@@ -223,7 +225,7 @@ __device__ inline void load_ranks(float (&b)[RMAX], const float *At, int k, int 
 /* One pass of lora_down_kernel over the columns of its ROWS rows x_i = X[n0 + ri_i]:
  * acc[i * RMAX + r] += the lane's part of drop(x_i) . a_r, a_r row min(r0 + r, R - 1) of A
  * (or that column of A^T, as AT says: the same sums in the same order); COPY: bf16(x_i) also
- * into copy c < n of g (rows ld apart; with A^T copy j alone: X is linear j's), before the mask.
+ * into g.xb[0] (rows ld apart; with A^T into g.xb[j]: X is linear j's), before the mask.
  * Every row is whole (rows past N or R repeat a real one, whose sums are not stored), so nothing in
  * the loop is predicated and the compiler keeps a running pointer per row. */
 template <int RMAX, int VEC, bool COPY, bool DROP, int AT, int ROWS = down_rows(RMAX)>
@@ -236,10 +238,8 @@ __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, c
 #pragma unroll
         for (int i = 0; i < ROWS; i++) {
             load_row_slice<VEC>(x[i], x0 + (size_t)ri[i] * K + k, true);
-#pragma unroll
-            for (int c = 0; c < OPS_LORA_GROUP_MAX && COPY; c++)
-                if (AT == A_ROWS ? c < g.n : c == j)
-                    store_bf16_slice<VEC>(g.xb[c] + (n0 + ri[i]) * ld + k, x[i]);
+            if (COPY)
+                store_bf16_slice<VEC>(g.xb[AT == A_ROWS ? 0 : j] + (n0 + ri[i]) * ld + k, x[i]);
             if (DROP) drop_slice<VEC>(x[i], key[i], k, p);
         }
         if constexpr (AT != A_ROWS) {
@@ -281,8 +281,8 @@ __device__ inline void down_chunk(bool copy, float (&acc)[ROWS * RMAX], const Lo
 
 /* For each linear j of g: u_j = drop_j(X) A_j^T [N,R], in chunks of RMAX outputs. A warp takes
  * ROWS rows: lanes stride over k (coalesced), each A value loaded feeds ROWS rows' sums,
- * kept in registers and reduced once. With g.xb the first pass also writes bf16(x) into every copy
- * and each output its bf16(scale u) after them. Later passes (other linears, chunks) find the rows
+ * kept in registers and reduced once. With g.xb the first pass also writes bf16(x) into the copy
+ * and each output its bf16(scale u) after it. Later passes (other linears, chunks) find the rows
  * in cache. DROP: p > 0 (the masks' code only there). TRANS: A_j given as A_j^T [K,R] (backward's
  * du over B, read as it is stored instead of transposed by a launch of its own), and linear j of
  * the grid's row y = j alone, over its own input g.X[j] [N, g.K[j]] (a group's members in one
@@ -394,7 +394,7 @@ static bool group_fits(int n, const char *too_many) {
 }
 
 /* The scratch is the CPU's (its dropped input). */
-void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *const *A,
+void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
                          float *scratch, int N, int C, int R) {
     (void)scratch;
@@ -402,10 +402,10 @@ void cuda_lora_down_bf16(uint16_t *const *xb, float *const *u, const float *cons
         !group_fits(n, "lora_down_bf16: more linears than OPS_LORA_GROUP_MAX"))
         return;
     LoraDown g = {};
-    g.n = n, g.ld = C + R;
+    g.n = n, g.ld = C + n * R, g.xb[0] = (__nv_bfloat16 *)xb;
     for (int j = 0; j < n; j++) {
-        g.A[j] = A[j], g.u[j] = u[j], g.seed[j] = seeds[j], g.xb[j] = (__nv_bfloat16 *)xb[j];
-        g.xu[j] = g.xb[j] + C;
+        g.A[j] = A[j], g.u[j] = u[j], g.seed[j] = seeds[j];
+        g.xu[j] = g.xb[0] + C + j * R;
     }
     lora_down(g, inp, scale, p, N, C, R);
 }

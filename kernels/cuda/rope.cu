@@ -1,4 +1,5 @@
-/* rope.cu: rotary position embedding in place on q [B,T,NH*HS] and k [B,T,NKV*HS] (HF Llama's
+/* rope.cu: rotary position embedding in place on q [B,T,NH*HS] and k [B,T,NKV*HS] (rows ldq and
+ * ldk apart: forward may find them side by side, one GEMM's outputs) (HF Llama's
  * rotate_half layout), forward and its transpose for backward, both tensors in one launch.
  * Thread x takes frequency i (a warp reads 32 consecutive floats of a head half) and works out
  * its inverse frequency once, in the same arithmetic as the CPU reference (rope_inv_freq, a
@@ -13,13 +14,15 @@
 enum { ROPE_HEADS = 4, ROPE_UNROLL = 3, ROPE_BLOCKS = 2048 };
 
 /* The first element of head h of token bt: q's heads 0..NH-1, then k's. */
-__device__ inline float *rope_head(float *q, float *k, int bt, int h, int NH, int NKV, int HS) {
-    return h < NH ? q + ((size_t)bt * NH + h) * HS : k + ((size_t)bt * NKV + h - NH) * HS;
+__device__ inline float *rope_head(float *q, int ldq, float *k, int ldk, int bt, int h, int NH,
+                                   int HS) {
+    return h < NH ? q + (size_t)bt * ldq + (size_t)h * HS
+                  : k + (size_t)bt * ldk + (size_t)(h - NH) * HS;
 }
 
 /* dir = -1 rotates by -angle (the transpose); NKV 0: q alone. */
-__global__ void rope_kernel(float *q, float *k, const int32_t *pos, float theta, int BT, int T,
-                            int NH, int NKV, int HS, float dir) {
+__global__ void rope_kernel(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta,
+                            int BT, int T, int NH, int NKV, int HS, float dir) {
     int half = HS / 2, heads = NH + NKV;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         float inv_freq = rope_inv_freq(theta, i, HS);
@@ -32,13 +35,13 @@ __global__ void rope_kernel(float *q, float *k, const int32_t *pos, float theta,
 #pragma unroll
                 for (int j = 0, h = h0; j < ROPE_UNROLL; j++, h += blockDim.y)
                     if (h < heads) {
-                        const float *x = rope_head(q, k, bt, h, NH, NKV, HS);
+                        const float *x = rope_head(q, ldq, k, ldk, bt, h, NH, HS);
                         u[j] = x[i], v[j] = x[i + half];
                     }
 #pragma unroll
                 for (int j = 0, h = h0; j < ROPE_UNROLL; j++, h += blockDim.y)
                     if (h < heads) {
-                        float *x = rope_head(q, k, bt, h, NH, NKV, HS);
+                        float *x = rope_head(q, ldq, k, ldk, bt, h, NH, HS);
                         x[i] = u[j] * c - v[j] * s;
                         x[i + half] = v[j] * c + u[j] * s;
                     }
@@ -47,22 +50,22 @@ __global__ void rope_kernel(float *q, float *k, const int32_t *pos, float theta,
     }
 }
 
-static void rope(float *q, float *k, const int32_t *pos, float theta, int B, int T, int NH, int NKV,
-                 int HS, float dir) {
+static void rope(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta, int B,
+                 int T, int NH, int NKV, int HS, float dir) {
     int BT = B * T;
     if (BT <= 0 || NH <= 0 || HS < 2) return;
     unsigned blocks = BT < ROPE_BLOCKS ? (unsigned)BT : (unsigned)ROPE_BLOCKS;
-    rope_kernel<<<blocks, dim3(32, ROPE_HEADS)>>>(q, k, pos, theta, BT, T, NH, k ? NKV : 0, HS,
-                                                  dir);
+    rope_kernel<<<blocks, dim3(32, ROPE_HEADS)>>>(q, ldq, k, ldk, pos, theta, BT, T, NH,
+                                                  k ? NKV : 0, HS, dir);
     CUDA_LAUNCHED("rope");
 }
 
-void cuda_rope_forward(float *q, float *k, const int32_t *pos, float theta, int B, int T, int NH,
-                       int NKV, int HS) {
-    rope(q, k, pos, theta, B, T, NH, NKV, HS, 1.0f);
+void cuda_rope_forward(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta, int B,
+                       int T, int NH, int NKV, int HS) {
+    rope(q, ldq, k, ldk, pos, theta, B, T, NH, NKV, HS, 1.0f);
 }
 
 void cuda_rope_backward(float *dq, float *dk, const int32_t *pos, float theta, int B, int T, int NH,
                         int NKV, int HS) {
-    rope(dq, dk, pos, theta, B, T, NH, NKV, HS, -1.0f);
+    rope(dq, NH * HS, dk, NKV * HS, pos, theta, B, T, NH, NKV, HS, -1.0f);
 }

@@ -259,9 +259,9 @@ static float attn_out_dropout(const Model *m, Drop d) {
 static void attention_forward(Model *m, const Layer *Ly, LayerActs *a, Drop d, uint64_t seed) {
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
     int ctx_read = !Ly->o.in_bf16; /* else o reads the saved bf16(out) */
-    m->ops->attention_forward(ctx_read ? a->ctx : NULL, a->lse, a->att_saved, a->q, a->k, a->v,
-                              model_attention_mask(m), 0, d.attention, seed, m->scratch, m->B, m->T,
-                              NH, NH, HS);
+    m->ops->attention_forward(ctx_read ? a->ctx : NULL, a->lse, a->att_saved, a->q, NH * HS, a->k,
+                              a->v, NH * HS, model_attention_mask(m), 0, d.attention, seed,
+                              m->scratch, m->B, m->T, NH, NH, HS);
 }
 
 static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {

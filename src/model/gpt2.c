@@ -47,7 +47,8 @@ typedef struct Gpt2 {
     Norm ln_f;
     Linear head; /* wte, tied (not a LoRA candidate) */
     int lowest_trained_layer;
-    float *qkv;                  /* [N,3C] c_attn's output, split at once (forward only) */
+    float *qkv;    /* [N,3C] c_attn's output, rows [q | k | v], read in place or split at once */
+    int split_qkv; /* backward reads q, k and v (attention saves no copies): split them */
     float *hf, *mean_f, *rstd_f; /* [N,C] ln_f(out_L), [N], [N] */
     /* gradient scratch */
     float *d_out, *d_n, *d_r, *d_ctx, *d_q, *d_k, *d_v, *d_qkv, *d_fc, *d_act;
@@ -130,6 +131,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
     int any = m->n_grads > 0, ckpt = model_recomputes(m);
     size_t saved_n = model_attention_saved(m);
     int half = model_keeps_bf16(m);
+    b->split_qkv = saved_n == 0;
     LayerActs sh; /* the shared set */
     float *O[2];
     PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
@@ -264,9 +266,15 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
                    model_site(l, SITE_MLP));
 }
 
-/* The attention's inputs of layer l's N rows: q, k, v [N,C] = split(c_attn(ln_1(x))). */
-static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float *v, Drop d,
-                              int replay) {
+/* The attention's inputs, rows ld apart. */
+typedef struct Qkv {
+    float *q, *k, *v;
+    int ld;
+} Qkv;
+
+/* The attention's inputs of layer l's N rows, c_attn(ln_1(x)): its rows [q | k | v] as they lie
+ * (3C apart), or where backward reads them again (split) q, k, v [N,C] of the layer's own. */
+static Qkv layer_forward_qkv(Model *m, int l, int N, Drop d, int replay, int split) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
@@ -275,19 +283,21 @@ static void layer_forward_qkv(Model *m, int l, int N, float *q, float *k, float 
     int C = c->hidden_size;
     input_norm(m, l, a->n1, a->mean1, a->rstd1, a->xh1, &Ly->ln_1, N, d.hidden, replay);
     linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, d.lora, model_site(l, SITE_QKV));
-    split_qkv(o, q, b->qkv, 0, N, C);
-    split_qkv(o, k, b->qkv, 1, N, C);
-    split_qkv(o, v, b->qkv, 2, N, C);
+    if (!split) return (Qkv){b->qkv, b->qkv + C, b->qkv + 2 * C, 3 * C};
+    split_qkv(o, a->q, b->qkv, 0, N, C);
+    split_qkv(o, a->k, b->qkv, 1, N, C);
+    split_qkv(o, a->v, b->qkv, 2, N, C);
+    return (Qkv){a->q, a->k, a->v, C};
 }
 
 static void layer_forward(Model *m, int l, Drop d, int replay) {
     LayerActs *a = &gpt2(m)->acts[l];
     int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads;
-    layer_forward_qkv(m, l, N, a->q, a->k, a->v, d, replay);
+    Qkv in = layer_forward_qkv(m, l, N, d, replay, gpt2(m)->split_qkv);
     float *ctx = gpt2(m)->layers[l].c_proj.in_bf16 ? NULL : a->ctx; /* else c_proj reads saved */
-    m->ops->attention_forward(ctx, a->lse, a->att_saved, a->q, a->k, a->v, model_attention_mask(m),
-                              1, d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NH,
-                              head_size(m));
+    m->ops->attention_forward(ctx, a->lse, a->att_saved, in.q, in.ld, in.k, in.v, in.ld,
+                              model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
+                              m->scratch, B, T, NH, NH, head_size(m));
     layer_forward_tail(m, l, N, d, replay);
 }
 
@@ -299,10 +309,10 @@ static void layer_decode(Model *m, int l, int n) {
     LayerActs *a = &gpt2(m)->acts[l];
     int C = m->cfg.hidden_size, NH = m->cfg.num_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
-    layer_forward_qkv(m, l, n, a->q, a->k, a->v, (Drop){0}, 0);
-    o->cache_write(k, v, a->k, a->v, m->positions, n, C);
-    o->attention_cached(a->ctx, a->q, k, v, m->positions, m->cache_scratch, n, m->cache_keys, NH,
-                        NH, head_size(m));
+    Qkv in = layer_forward_qkv(m, l, n, (Drop){0}, 0, 0);
+    o->cache_write(k, v, in.k, in.v, in.ld, m->positions, n, C);
+    o->attention_cached(a->ctx, in.q, in.ld, k, v, m->positions, m->cache_scratch, n, m->cache_keys,
+                        NH, NH, head_size(m));
     linear_fill_input(m, &gpt2(m)->layers[l].c_proj, a->ctx, n);
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }

@@ -53,6 +53,9 @@ typedef struct Llama {
     /* gradient scratch */
     float *d_out, *d_n, *d_ctx, *d_q, *d_k, *d_v, *d_f, *d_g, *d_u;
     uint16_t *d_out_bf16; /* d_out in bf16 for o and down without LoRA (Linear.dout_bf16) */
+    /* rows apart: q's, k's and v's (NH*HS, NKV*HS; or rows [q | k | v] where one GEMM writes
+     * them side by side: linear_outputs_join), gate's and up's (F, or rows [gate | up] of 2F) */
+    int q_ld, kv_ld, gate_up_ld;
 } Llama;
 
 static Llama *llama(const Model *m) {
@@ -151,12 +154,26 @@ static void llama_plan(Model *m, Plan *pl) {
     float *O[2];
     PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
     PLAN_TAKE(pl, &O[1], N * C, 1, NULL);
-    size_t sizes[] = {N * C, N,     QC * N, KC * N, KC * N, lse_n, N * C,
-                      N * C, N * C, N,      N * F,  N * F,  N * F};
+    /* side by side, one GEMM's outputs, where never kept in f32: gate and up under bf16 (kept
+     * as bf16, below), q, k and v where attention saves its own copies */
+    int join = half, join_qkv = half && saved_n;
+    for (size_t l = 0; l < L; l++) {
+        join = join && linear_outputs_join(m, b->layers[l].gate_up, 2);
+        join_qkv = join_qkv && linear_outputs_join(m, b->layers[l].qkv, 3);
+    }
+    b->q_ld = (int)(join_qkv ? QC + 2 * KC : QC), b->kv_ld = (int)(join_qkv ? QC + 2 * KC : KC);
+    b->gate_up_ld = (int)(join ? 2 * F : F);
+    size_t sizes[] = {N * C, N, N * b->q_ld,       KC * N, KC * N, lse_n, N * C, N * C,
+                      N * C, N, N * b->gate_up_ld, N * F,  N * F};
     float **fields[] = {&sh.n1, &sh.rstd1, &sh.q,     &sh.k,    &sh.v,  &sh.lse, &sh.ctx,
                         &sh.a,  &sh.n2,    &sh.rstd2, &sh.gate, &sh.up, &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
-    for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
+    for (int i = 0; i < nf; i++) {
+        int inside = (join_qkv && (i == 3 || i == 4)) || (join && i == 11); /* k, v; up */
+        PLAN_TAKE(pl, fields[i], sizes[i], !inside, NULL);
+    }
+    if (join_qkv) sh.k = sh.q ? sh.q + QC : NULL, sh.v = sh.q ? sh.q + QC + KC : NULL;
+    if (join) sh.up = sh.gate ? sh.gate + F : NULL;
     int unkept = b->lowest_trained_layer > 0; /* some layer keeps none of its own */
     PLAN_TAKE(pl, &sh.att_saved, saved_n, saved_n > 0 && unkept, NULL);
     for (size_t l = 0; l < L; l++) {
@@ -200,7 +217,9 @@ static void llama_plan(Model *m, Plan *pl) {
      * anything there), so all but one of them are its buffers of the same size; but d_out, the
      * gradient carried from layer to layer, where a recomputed forward writes ctx there. */
     float **dn[] = {&b->d_out, &b->d_n, &b->d_q, &b->d_k, &b->d_v, &b->d_f, &b->d_g, &b->d_u};
-    float *reuse[] = {sh.ctx, sh.a, sh.q, sh.k, sh.v, sh.gate, sh.up, sh.act};
+    float *gate_end = join && sh.gate ? sh.gate + N * F : sh.up; /* past d_f where up is inside */
+    float *dk_at = join_qkv ? sh.n1 : sh.k, *dv_at = join_qkv ? sh.n2 : sh.v; /* k, v inside q */
+    float *reuse[] = {sh.ctx, sh.a, sh.q, dk_at, dv_at, sh.gate, gate_end, sh.act};
     for (int i = 0; i < 8; i++)
         PLAN_TAKE(pl, dn[i], N * C, any && ckpt && !i, any ? reuse[i] : NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
@@ -275,7 +294,8 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
     linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,
                          model_sites(s, 2, l, SITE_GATE));
     uint16_t *act_bf16 = Ly->down.in_bf16; /* else down rounds act */
-    o->swiglu_forward(act_bf16 ? NULL : a->act, act_bf16, a->gate_up_bf16, a->gate, a->up, NF);
+    o->swiglu_forward(act_bf16 ? NULL : a->act, act_bf16, a->gate_up_bf16, a->gate, a->up, NF,
+                      c->ffn_size, llama(m)->gate_up_ld);
     linear_forward(m, &Ly->down, replay ? NULL : a->out, a->act, N, d.lora,
                    model_site(l, SITE_DOWN));
 }
@@ -292,10 +312,10 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     uint64_t s[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
                          model_sites(s, 3, l, SITE_Q));
-    o->rope_forward(a->q, a->k, NULL, c->rope_theta, B, T, NH, NKV, HS);
-    o->attention_forward(Ly->o.in_bf16 ? NULL : a->ctx, a->lse, a->att_saved, a->q, a->k, a->v,
-                         model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
-                         m->scratch, B, T, NH, NKV, HS);
+    o->rope_forward(a->q, b->q_ld, a->k, b->kv_ld, NULL, c->rope_theta, B, T, NH, NKV, HS);
+    o->attention_forward(Ly->o.in_bf16 ? NULL : a->ctx, a->lse, a->att_saved, a->q, b->q_ld, a->k,
+                         a->v, b->kv_ld, model_attention_mask(m), 1, d.attention,
+                         model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d, replay);
 }
 
@@ -306,17 +326,18 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
 static void layer_decode(Model *m, int l, int n) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
-    Layer *Ly = &llama(m)->layers[l];
-    LayerActs *a = &llama(m)->acts[l];
+    const Llama *b = llama(m);
+    Layer *Ly = &b->layers[l];
+    LayerActs *a = &b->acts[l];
     int HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
     input_norm(m, l, a->n1, a->rstd1, NULL, &Ly->ln_attn, n, 0);
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
-    o->rope_forward(a->q, a->k, m->positions, c->rope_theta, 1, n, NH, NKV, HS);
-    o->cache_write(k, v, a->k, a->v, m->positions, n, NKV * HS);
-    o->attention_cached(a->ctx, a->q, k, v, m->positions, m->cache_scratch, n, m->cache_keys, NH,
-                        NKV, HS);
+    o->rope_forward(a->q, b->q_ld, a->k, b->kv_ld, m->positions, c->rope_theta, 1, n, NH, NKV, HS);
+    o->cache_write(k, v, a->k, a->v, b->kv_ld, m->positions, n, NKV * HS);
+    o->attention_cached(a->ctx, a->q, b->q_ld, k, v, m->positions, m->cache_scratch, n,
+                        m->cache_keys, NH, NKV, HS);
     linear_fill_input(m, &Ly->o, a->ctx, n);
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }

@@ -553,10 +553,12 @@ static int bf16_gemm(const Model *m, const Linear *l) {
     return l->w->dtype != GGML_F32 && m->spec.precision == PRECISION_BF16;
 }
 
-/* precision bf16 runs an adapted linear's up-projection inside its base GEMM, one GEMM over
- * in + R columns: [x | s u] [W | B]^T, and with lora dropout 0 the input gradient's LoRA term
- * inside the dinp GEMM: [dout | du] [W ; A]. Its weight (a BF16 weight as stored, or a q weight
- * dequantised into scratch) is [[W | B] ; [A | -]]: rows in + R values apart, R more rows. */
+/* precision bf16 runs an adapted linear's up-projection inside its base GEMM, R more columns:
+ * [x | s u] [W | B]^T, and with lora dropout 0 the input gradient's LoRA term inside the dinp
+ * GEMM: [dout | du] [W ; A]. A group's members share one input copy [x | s u_0 | s u_1 ..] and
+ * one weight block (a BF16 block as stored, or q weights dequantised into scratch), B
+ * block-diagonal: [[W_0 | B_0 0 ..] ; [W_1 | 0 B_1 ..] ; .. ; [A_0 | -] ; [A_1 | -] ..], rows in +
+ * R x its adapted members values apart (group_loras). */
 static int fused_lora(const Model *m, const Linear *l) {
     return l->lora && bf16_gemm(m, l);
 }
@@ -567,10 +569,11 @@ int linear_reads_bf16(const Model *m, const Linear *l) {
 
 void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float **slot, int keep,
                      float *shared, const char *name) {
-    size_t N = (size_t)m->max_batch * m->max_len, C = ls[0]->in;
+    size_t N = (size_t)m->max_batch * m->max_len, C = ls[0]->in, R = m->spec.r, loras = 0;
     int trains = 0, copy = 1;
     for (int i = 0; i < n; i++) {
         const Linear *l = ls[i];
+        loras += l->lora != NULL;
         if (!linear_trains(l)) continue;
         trains = 1;
         copy = copy && fused_lora(m, l); /* a bf16 GEMM's weight and bias are frozen */
@@ -580,7 +583,7 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
     for (int i = 0, first = 1; i < n; i++) {
         Lora *lo = ls[i]->lora;
         if (!lo) continue;
-        if (first) plan_take_bf16(pl, &xb, N * (C + m->spec.r), keep && copy, name);
+        if (first) plan_take_bf16(pl, &xb, N * (C + loras * R), keep && copy, name);
         lo->xb = xb, first = 0;
         plan_take(pl, &lo->u, N * (size_t)m->spec.r, 1, NULL, "Lora.u");
         lo->u_in_layer = 1;
@@ -598,16 +601,24 @@ static const Linear *group_member(const Linear *l, int i) {
 }
 
 /* A group's bf16 weights are one block (in storage or dequantised into scratch): its members'
- * rows [W | B], then the A rows of its adapted members, rows in + R values apart if any member
- * has LoRA (fused_lora), so that backward runs one GEMM for the whole group over [W ; A]. */
-static int group_adapted(const Model *m, const Linear *l) {
-    int any = 0;
-    for (int i = 0; i < group_size(l); i++) any = any || fused_lora(m, group_member(l, i));
-    return any;
+ * rows [W | B columns], then the A rows of its adapted members (fused_lora), so that forward runs
+ * one GEMM for the group over its input copy and backward one over [W ; A]. */
+static int group_loras(const Model *m, const Linear *l) {
+    int n = 0;
+    for (int i = 0; i < group_size(l); i++) n += fused_lora(m, group_member(l, i));
+    return n;
 }
 
 static int weight_ld(const Model *m, const Linear *l) {
-    return l->in + (group_adapted(m, l) ? m->spec.r : 0);
+    return l->in + group_loras(m, l) * m->spec.r;
+}
+
+/* The first of l's B columns in its group's block (and of its s u in the input copy). */
+static int lora_col(const Model *m, const Linear *l) {
+    int col = l->in;
+    for (int i = 0; group_member(l, i) != l; i++)
+        col += fused_lora(m, group_member(l, i)) ? m->spec.r : 0;
+    return col;
 }
 
 /* The block's rows: outputs, then R a member with LoRA. */
@@ -620,17 +631,26 @@ static int group_rows(const Model *m, const Linear *l) {
     return rows;
 }
 
+/* Whether l's group is stored in bf16 as one block (place_packed), else built in scratch. */
+static int group_stored(const Linear *l) {
+    int stored = 1;
+    for (int i = 0; i < group_size(l); i++)
+        stored = stored && group_member(l, i)->w->dtype == GGML_BF16;
+    return stored;
+}
+
 /* The scratch a packed weight's GEMM over N rows needs: the weight dequantised to f32, or
- * under precision bf16 the bf16 GEMM's, after the weight dequantised to bf16 unless stored so
- * (forward) or its group's block built (backward, where not stored whole); forward, before them,
- * the bf16 copies of the input of its group (linear_forward_bf16), then also the
- * down-projections' scratch; backward, before them, the group's du and [douts | dus] in bf16,
- * then also lora_backward_bf16's (linear_backward_bf16). */
+ * under precision bf16 the bf16 GEMM's, after its group's block built where not stored whole
+ * (forward: the weights; backward: also A); forward, before them, the bf16 copy of the input of
+ * its group (linear_forward_bf16), then also the down-projections' scratch; backward, before
+ * them, the group's du and [douts | dus] in bf16, then also lora_backward_bf16's
+ * (linear_backward_bf16). */
 static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     if (!bf16_gemm(m, l)) return ops_dequantize_scratch(l->out, l->in);
     const Ops *o = m->ops;
-    size_t C = l->in, R = l->lora ? m->spec.r : 0, ld = weight_ld(m, l);
-    size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(l->out, ld);
+    size_t C = l->in, R = group_loras(m, l) ? m->spec.r : 0, ld = weight_ld(m, l), outs = 0;
+    for (int i = 0; i < group_size(l); i++) outs += (size_t)group_member(l, i)->out;
+    size_t w = group_stored(l) ? 0 : ops_dequantize_bf16_scratch(outs, ld);
     size_t K = (size_t)group_rows(m, l), block = ops_dequantize_bf16_scratch(K, ld);
     size_t lora = R ? ops_lora_scratch(N, C, R) : 0, lora_bw = 0; /* the group's adapted */
     for (int i = 0; i < group_size(l); i++) {
@@ -641,9 +661,8 @@ static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     size_t du = m->n_loras ? group * ops_floats64(N * (size_t)m->spec.r) : 0;
     size_t backward = du + ops_dequantize_bf16_scratch(N, K) +
                       max_size(lora_bw, block + o->matmul_bf16_scratch((int)N, (int)C, (int)K));
-    size_t gemm = max_size(w + o->matmul_bf16_scratch((int)N, (int)ld, l->out), lora);
-    size_t copies = ops_lora_copies_scratch(l->group > 1 ? l->group : 1, N, C, R);
-    return max_size(backward, copies + gemm);
+    size_t gemm = max_size(w + o->matmul_bf16_scratch((int)N, (int)ld, (int)outs), lora);
+    return max_size(backward, ops_lora_copy_scratch(N, ld) + gemm);
 }
 
 /* The largest op scratch any op of this model asks for (ops.h's contract); every linear is
@@ -869,7 +888,7 @@ static size_t value_start(size_t off) {
 static int allocate_values(Model *m, LfError *err) {
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
-        if (l->w->dtype == GGML_BF16 && group_adapted(m, l)) l->w->lora_room = m->spec.r;
+        if (l->w->dtype == GGML_BF16) l->w->lora_room = group_loras(m, l) * m->spec.r;
     }
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
@@ -993,7 +1012,7 @@ static int adapter_copies_create(Model *m, LfError *err) {
         if (!adapter_in_weight(m, l)) continue;
         uint16_t *w = l->w->packed;
         int ld = weight_ld(m, l);
-        host[n++] = (OpsBf16Copy){lo->B->value, w + l->in, l->out, R, ld};
+        host[n++] = (OpsBf16Copy){lo->B->value, w + lora_col(m, l), l->out, R, ld};
         host[n++] = (OpsBf16Copy){lo->A->value, lo->a_bf16, R, l->in, ld};
     }
     int rc = 0;
@@ -1186,23 +1205,13 @@ static const float *base_weight(Model *m, const Linear *l) {
     return m->scratch;
 }
 
-/* l's packed weight as bf16, rows weight_ld apart: its values (BF16), or its blocks dequantised
- * to bf16 at *scratch, which then moves past them (the GEMM's scratch begins there). */
-static uint16_t *bf16_weight(Model *m, const Linear *l, float **scratch) {
-    if (l->w->dtype == GGML_BF16) return l->w->packed;
-    uint16_t *w = (uint16_t *)*scratch;
-    int ld = weight_ld(m, l);
-    m->ops->dequantize_rows_bf16(w, l->w->packed, l->w->dtype, 0, l->out, l->in, ld);
-    *scratch += ops_dequantize_bf16_scratch(l->out, ld);
-    return w;
-}
-
-/* The bf16 weight block of n linears ls of one group for backward's GEMM over [W ; A] (with_a:
- * their adapted members' A rows after the weights), rows weight_ld apart: in storage when they
+/* The bf16 weight block of n linears ls of one group, rows weight_ld apart: in storage when they
  * are stored in bf16 and placed so (place_packed: the whole group, or one weight without its A),
- * else built at *scratch, which then moves past it: each weight copied (BF16: its rows whole) or
- * dequantised, A rounded from its f32. */
-static const uint16_t *group_weight(Model *m, Linear *const *ls, int n, int with_a,
+ * else built at *scratch, which then moves past it: each weight copied (BF16: its rows whole, its
+ * B columns with them) or dequantised, then with_b (forward) the B columns of those dequantised
+ * (the room zeroed first: a member's B meets the others' u with zeros), or with_a (backward) the
+ * A rows of their adapted members after the weights, rounded from f32. */
+static const uint16_t *group_weight(Model *m, Linear *const *ls, int n, int with_a, int with_b,
                                     float **scratch) {
     int stored = n == group_size(ls[0]) || (n == 1 && !(with_a && ls[0]->lora));
     for (int i = 0; i < n; i++) stored = stored && ls[i]->w->dtype == GGML_BF16;
@@ -1210,12 +1219,18 @@ static const uint16_t *group_weight(Model *m, Linear *const *ls, int n, int with
     const Ops *o = m->ops;
     int ld = weight_ld(m, ls[0]), C = ls[0]->in, R = m->spec.r, rows = 0;
     uint16_t *w = (uint16_t *)*scratch;
+    for (int i = 0; i < n; i++) rows += ls[i]->out;
+    if (with_b && ld > C) o->zero(w, (size_t)rows * ld * sizeof *w);
+    rows = 0;
     for (int i = 0; i < n; i++) {
-        const Param *p = ls[i]->w;
-        int bf16 = p->dtype == GGML_BF16;
-        o->dequantize_rows_bf16(w + (size_t)rows * ld, p->packed, p->dtype, 0, ls[i]->out,
-                                bf16 ? ld : C, ld);
-        rows += ls[i]->out;
+        const Linear *l = ls[i];
+        int bf16 = l->w->dtype == GGML_BF16;
+        uint16_t *row0 = w + (size_t)rows * ld;
+        o->dequantize_rows_bf16(row0, l->w->packed, l->w->dtype, 0, l->out, bf16 ? ld : C, ld);
+        if (with_b && fused_lora(m, l) && !bf16) /* else sync_adapters wrote it */
+            o->dequantize_rows_bf16(row0 + lora_col(m, l), l->lora->B->value, GGML_F32, 0, l->out,
+                                    R, ld);
+        rows += l->out;
     }
     for (int i = 0; i < n && with_a; i++) {
         if (!ls[i]->lora) continue;
@@ -1241,49 +1256,70 @@ static void linear_forward_f32(Model *m, Linear *l, float *out, const float *inp
                         p, seed, m->scratch, N, l->in, l->out, m->spec.r);
 }
 
-/* n bf16 linears of one input: the adapted ones' down-projections and the input's bf16 copies
- * (one per adapted linear, [x | s u], or one plain [x], which a linear without LoRA may find
- * already written: Linear.in_bf16) from one read of inp, then each GEMM on its copy. An adapted
- * one's weight holds B's bf16 columns, rounded from the f32 B the optimizer updates by
- * sync_adapters at the forward's start, or here into a weight dequantised to scratch: [out,R]
- * values, against the [N,out] read and write of an up-projection. */
+int linear_outputs_join(const Model *m, Linear *const *ls, int n) {
+    int join = n <= OPS_LORA_GROUP_MAX && n == group_size(ls[0]);
+    for (int i = 0; i < n; i++) join = join && bf16_gemm(m, ls[i]) && !ls[i]->b;
+    return join;
+}
+
+/* Whether the outputs of n linears ls lie side by side in one matrix, their biases (if any) in
+ * one vector (the architecture's plan: linear_outputs_join): then one GEMM writes them all. */
+static int side_by_side(Linear *const *ls, float *const *outs, int n) {
+    int ok = 1, col = 0;
+    for (int i = 0; i < n; i++) {
+        const Param *b = ls[i]->b, *b0 = ls[0]->b;
+        ok = ok && outs[i] == outs[0] + col && !b == !b0 && (!b || b->value == b0->value + col);
+        col += ls[i]->out;
+    }
+    return ok;
+}
+
+/* n bf16 linears of one input: the adapted ones' down-projections and the input's bf16 copy
+ * ([x | s u_0 | ..] with LoRA, or a plain [x], which a linear without LoRA may find already
+ * written: Linear.in_bf16) from one read of inp, then one GEMM over the group's weight block
+ * (group_weight) where the outputs lie side by side, else one a member. An adapted one's weight
+ * holds B's bf16 columns, rounded from the f32 B the optimizer updates by sync_adapters at the
+ * forward's start, or here into a block built in scratch: [out,R] values, against the [N,out]
+ * read and write of an up-projection. */
 static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs, int n,
                                 const float *inp, int N, float p, const uint64_t *seeds) {
     const Ops *o = m->ops;
-    int C = ls[0]->in, R = m->spec.r, na = 0;
+    int C = ls[0]->in, R = m->spec.r, na = 0, any = 0;
     float *u[OPS_LORA_GROUP_MAX], scale = 0;
     const float *A[OPS_LORA_GROUP_MAX];
     uint64_t sd[OPS_LORA_GROUP_MAX];
-    uint16_t *kept = NULL; /* copy 0's place when backward keeps it (plan_take_input) */
-    for (int i = 0; i < n; i++)
-        if (adapted(m, ls[i])) {
-            const Lora *lo = ls[i]->lora;
-            if (!na) kept = lo->xb;
-            u[na] = lo->u, A[na] = lo->A->value, sd[na++] = seeds[i], scale = lo->scale;
-        }
-    int ldx = C + (na ? R : 0);
-    uint16_t *xb[OPS_LORA_GROUP_MAX];
-    for (int j = 0; j < (na ? na : 1); j++)
-        xb[j] = j || !kept ? (uint16_t *)m->scratch + (size_t)j * N * ldx : kept;
-    float *rest = m->scratch + ops_lora_copies_scratch(na ? na : 1, N, C, na ? R : 0);
+    uint16_t *xb = NULL; /* the copy's place when backward keeps it (plan_take_input) */
+    for (int i = 0; i < n; i++) {
+        any = any || outs[i];
+        if (!adapted(m, ls[i])) continue;
+        const Lora *lo = ls[i]->lora;
+        xb = na ? xb : lo->xb;
+        u[na] = lo->u, A[na] = lo->A->value, sd[na++] = seeds[i], scale = lo->scale;
+    }
+    int ldx = C + na * R; /* also the GEMMs' inner size: zeros meet the other members' u */
+    float *scratch = m->scratch + ops_lora_copy_scratch(N, ldx);
+    xb = xb ? xb : (uint16_t *)m->scratch;
     if (na)
-        o->lora_down_bf16(xb, u, A, sd, na, inp, scale, p, rest, N, C, R);
+        o->lora_down_bf16(xb, u, A, sd, na, inp, scale, p, scratch, N, C, R);
     else if (ls[0]->in_bf16) /* written by the op before it, for every member (none adapted) */
-        xb[0] = ls[0]->in_bf16;
+        xb = ls[0]->in_bf16;
     else
-        o->dequantize_rows_bf16(xb[0], inp, GGML_F32, 0, N, C, C);
-    for (int i = 0, j = 0; i < n; i++) {
+        o->dequantize_rows_bf16(xb, inp, GGML_F32, 0, N, C, C);
+    if (!any) return; /* linear_forward's out NULL: u alone */
+    int ldw = weight_ld(m, ls[0]);
+    const uint16_t *W = group_weight(m, ls, n, 0, 1, &scratch);
+    if (side_by_side(ls, outs, n)) {
+        int OC = 0;
+        for (int i = 0; i < n; i++) OC += ls[i]->out;
+        o->matmul_forward_bf16(outs[0], OC, xb, ldx, W, ldw, ls[0]->b ? ls[0]->b->value : NULL,
+                               scratch, N, ldx, OC);
+        return;
+    }
+    for (int i = 0, row = 0; i < n; row += ls[i++]->out) {
         const Linear *l = ls[i];
-        int a = adapted(m, l);
-        const uint16_t *x = xb[a ? j++ : 0]; /* its input copy */
-        if (!outs[i]) continue;              /* linear_forward's out NULL */
-        int ldw = weight_ld(m, l);
-        float *scratch = rest;
-        uint16_t *W = bf16_weight(m, l, &scratch);
-        if (a && !adapter_in_weight(m, l)) /* else sync_adapters wrote it */
-            o->dequantize_rows_bf16(W + C, l->lora->B->value, GGML_F32, 0, l->out, R, ldw);
-        o->matmul_forward_bf16(outs[i], x, ldx, W, ldw, l->b ? l->b->value : NULL, scratch, N,
-                               C + (a ? R : 0), l->out);
+        if (outs[i])
+            o->matmul_forward_bf16(outs[i], l->out, xb, ldx, W + (size_t)row * ldw, ldw,
+                                   l->b ? l->b->value : NULL, scratch, N, ldx, l->out);
     }
 }
 
@@ -1341,7 +1377,7 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
     float *scratch = m->scratch;
     if (split) { /* [N, K]: the members' copies side by side */
         if (!dinp) return;
-        const uint16_t *W = group_weight(m, ls, n, 0, &scratch);
+        const uint16_t *W = group_weight(m, ls, n, 0, 0, &scratch);
         o->matmul_backward_bf16(dinp, ls[0]->dout_bf16, K, W, weight_ld(m, ls[0]), scratch, N, C, K,
                                 acc);
         return;
@@ -1375,10 +1411,10 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
         }
     }
     if (na)
-        o->lora_backward_bf16(dd, ldd, lin, na, first->xb ? NULL : inp, first->xb, C + R,
+        o->lora_backward_bf16(dd, ldd, lin, na, first->xb ? NULL : inp, first->xb, C + na * R,
                               first->scale, p, scratch, N, C, R);
     if (!dinp) return;
-    const uint16_t *W = group_weight(m, ls, n, fuse, &scratch);
+    const uint16_t *W = group_weight(m, ls, n, fuse, 0, &scratch);
     o->matmul_backward_bf16(dinp, dd, ldd, W, weight_ld(m, ls[0]), scratch, N, C,
                             K + (fuse ? na * R : 0), acc);
     if (na && !fuse) o->lora_dinp_bf16(dinp, du, A, sd, na, p, N, C, R, OPS_ADD);

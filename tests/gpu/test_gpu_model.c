@@ -334,7 +334,8 @@ static void check_precision_storage(void) {
 }
 
 /* precision bf16 keeps the frozen projections in bf16, with room for B in the rows of every
- * linear of a group with an adapted one (Param.lora_room; the group's rows share a stride): read
+ * linear of a group with an adapted one, R columns an adapted member (Param.lora_room; the
+ * group's rows share a stride): read
  * back (model_host_weights), each is the CPU's weight rounded to bf16, exactly. */
 static void check_packed_weights(Model *gpu, Model *cpu) {
     LfError err;
@@ -351,9 +352,9 @@ static void check_packed_weights(Model *gpu, Model *cpu) {
     }
     for (int i = 0; i < gpu->n_linears; i++) {
         const Linear *l = gpu->linears[i];
-        int adapted = l->lora != NULL;
-        for (int j = 0; l->peers && j < l->group; j++) adapted = adapted || l->peers[j]->lora;
-        rooms += l->w->packed && l->w->lora_room == (adapted ? gpu->spec.r : 0);
+        int adapted = l->peers ? 0 : l->lora != NULL;
+        for (int j = 0; l->peers && j < l->group; j++) adapted += l->peers[j]->lora != NULL;
+        rooms += l->w->packed && l->w->lora_room == adapted * gpu->spec.r;
         rooms -= l->w->packed != NULL;
     }
     CHECK(bad == 0);

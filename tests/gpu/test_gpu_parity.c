@@ -312,7 +312,7 @@ static void test_rope(int B, int T, int NH, int NKV, int HS, float theta, int wi
     Pair *k = NKV ? pair_random(nk, 1.0f) : NULL, *dk = NKV ? pair_random(nk, 1.0f) : NULL;
     Pair *pos = with_pos ? pair_ints((size_t)B * T, 0, 8192) : NULL;
     BACKENDS(w, o) {
-        o->rope_forward(F(x, w), F(k, w), I(pos, w), theta, B, T, NH, NKV, HS);
+        o->rope_forward(F(x, w), NH * HS, F(k, w), NKV * HS, I(pos, w), theta, B, T, NH, NKV, HS);
         o->rope_backward(F(dx, w), F(dk, w), I(pos, w), theta, B, T, NH, NKV, HS);
     }
     NAME("rope B=%d T=%d NH=%d NKV=%d HS=%d theta=%g pos=%d", B, T, NH, NKV, HS, theta, with_pos);
@@ -330,7 +330,7 @@ static void test_swiglu(size_t n, int grads) {
     Pair *dg = grads & G_DINP ? pair_random(n, 1.0f) : NULL;
     Pair *du = grads & G_DW ? pair_random(n, 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), NULL, NULL, F(g, w), F(u, w), n);
+        o->swiglu_forward(F(out, w), NULL, NULL, F(g, w), F(u, w), n, (int)n, (int)n);
         o->swiglu_backward(F(dg, w), F(du, w), NULL, F(dy, w), F(g, w), F(u, w), NULL, n, (int)n,
                            OPS_ADD);
     }
@@ -431,20 +431,21 @@ static Pair *bf16_scratch(int N, int C, int OC) {
 }
 
 /* model.precision bf16: out = x W^T + bias with bf16 x and W, dinp += bf16([dout | du]) W; rows
- * of x and W ldx and ldw apart (what lies between must not count: random values), W [OC+R,C]
+ * of x and W ldx and ldw apart (what lies between must not count: random values), out's OC + R
+ * (a group's outputs side by side: the columns past OC keep their values), W [OC+R,C]
  * (with R > 0 a weight with LoRA's A below: dd [bf16(dout) | bf16(du)], the fused backward, rows
  * OC + R + 1 apart). */
 static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int ldw, int R,
                              int off) {
     Pair *W = pair_bf16(OC + R, ldw, 1.0f), *x = pair_bf16(N, ldx, 1.0f);
     Pair *bias = with_bias ? pair_random(OC + off, 1.0f) : NULL;
-    Pair *out = pair_new(((size_t)N * OC + off) * sizeof(float));
+    Pair *out = pair_random((size_t)N * (OC + R) + off, 1.0f);
     int ldd = OC + R + 1;
     Pair *dd = pair_bf16(N, ldd, 1.0f), *dx = pair_random((size_t)N * C, 1.0f);
     Pair *scratch = bf16_scratch(N, C, OC + R);
     BACKENDS(w, o) {
-        o->matmul_forward_bf16(FO(out, w, off), x->mem[w], ldx, W->mem[w], ldw, FO(bias, w, off),
-                               F(scratch, w), N, C, OC);
+        o->matmul_forward_bf16(FO(out, w, off), OC + R, x->mem[w], ldx, W->mem[w], ldw,
+                               FO(bias, w, off), F(scratch, w), N, C, OC);
         o->matmul_backward_bf16(F(dx, w), dd->mem[w], ldd, W->mem[w], ldw, F(scratch, w), N, C,
                                 OC + R, OPS_ADD);
     }
@@ -596,6 +597,22 @@ static void compare_bf16(const char *tensor, const Pair *p, double atol) {
     free(b);
 }
 
+/* gate and up as one GEMM writes them, rows [gate | up] of 2F: out, its bf16 copy and the
+ * saved [bf16(gate) | bf16(up)] as from buffers of their own */
+static void test_swiglu_rows(int N, int F) {
+    size_t n = (size_t)N * F;
+    Pair *gu = pair_random(2 * n, 4.0f), *out = pair_new(n * sizeof(float));
+    Pair *ob = pair_new(n * 2), *sv = pair_new(2 * n * 2);
+    BACKENDS(w, o) {
+        o->swiglu_forward(F(out, w), ob->mem[w], sv->mem[w], F(gu, w), F(gu, w) + F, n, F, 2 * F);
+    }
+    NAME("swiglu, [gate | up] rows, N=%d F=%d", N, F);
+    compare("out", out, ELEM_TOL);
+    compare_bf16("out_bf16", ob, 1e-5);
+    compare_bf16("saved", sv, 0.0);
+    pairs_free();
+}
+
 /* The residual stream's norm of x = drop(a; p) + b: layer norm, or RMS norm (rms); the sum kept
  * over a (in place) or not kept. xhat's bf16 copies: compare_bf16 (the statistics' last bits). */
 static void test_residual_norm(int N, int C, int rms, float p, int keep) {
@@ -681,7 +698,7 @@ static void test_saved_bf16(int N, int C) {
         compare("dinp", dx, ELEM_TOL);
     }
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), NULL, sv->mem[w], F(x, w), F(u, w), n);
+        o->swiglu_forward(F(out, w), NULL, sv->mem[w], F(x, w), F(u, w), n, C, C);
         o->swiglu_backward(F(dx, w), F(u, w), NULL, F(dout, w), NULL, NULL, sv->mem[w], n, C,
                            OPS_ADD); /* u: dup */
     }
@@ -784,9 +801,9 @@ static void test_bf16_outputs(size_t n, int F) {
     compare("dinp", dx, ELEM_TOL);
     check_rounded("dinp", dx, ob, n);
     NAME("swiglu, bf16 outputs, n=%zu", n);
-    BACKENDS(w, o) o->swiglu_forward(NULL, ob->mem[w], NULL, F(x, w), F(u, w), n);
+    BACKENDS(w, o) o->swiglu_forward(NULL, ob->mem[w], NULL, F(x, w), F(u, w), n, F, F);
     compare_bf16("out", ob, 1e-5);
-    BACKENDS(w, o) o->swiglu_forward(F(out, w), ob->mem[w], NULL, F(x, w), F(u, w), n);
+    BACKENDS(w, o) o->swiglu_forward(F(out, w), ob->mem[w], NULL, F(x, w), F(u, w), n, F, F);
     check_rounded("out", out, ob, n);
     BACKENDS(w, o) {
         o->swiglu_backward(NULL, NULL, gu->mem[w], F(dout, w), F(x, w), F(u, w), NULL, n, F,
@@ -830,53 +847,63 @@ static void test_round_bf16_many(void) {
 
 /* ---- LoRA fused into the bf16 GEMM (model.precision bf16) ----
  * n linears of one input x [N,C], each with its own A, B and dropout seed, as linear_forward runs
- * them: lora_down_bf16 (u, and x's copies [bf16(x) | bf16(scale u)]), each B rounded into the
- * last R columns of its weight [W | B] (dequantize_rows_bf16 of f32 rows, ld C+R), then one GEMM
- * over C+R columns: out = x W^T + scale u B^T. u within GEMM_TOL, the copies as compare_bf16
- * says, out within 1e-3 of its largest value (a u value rounded one bf16 step apart on the two
- * backends moves out by 2^-8 of that one term). */
+ * them: lora_down_bf16 (u, and x's copy [bf16(x) | bf16(scale u_0) | ..], ld C + nR), each B
+ * rounded into its R columns of the group's weight block [W_j | 0 .. B_j .. 0]
+ * (dequantize_rows_bf16 of f32 rows; the others' columns zero), then one GEMM a linear over C + nR
+ * columns, out_j = x W_j^T + scale u_j B_j^T, and one for the group into its outputs side by side.
+ * u within GEMM_TOL, the copy as compare_bf16 says, the outputs within 1e-3 of their largest value
+ * (a u value rounded one bf16 step apart on the two backends moves out by 2^-8 of that one term).
+ */
 static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
-    int ld = C + R;
+    int ld = C + n * R;
     float scale = 2.0f / R;
-    Pair *x = pair_random((size_t)N * C, 1.0f), *xb = pair_new((size_t)n * N * ld * 2);
+    Pair *x = pair_random((size_t)N * C, 1.0f), *xb = pair_new((size_t)N * ld * 2);
     Pair *scratch = pair_new(ops_lora_scratch(N, C, R) * sizeof(float));
-    Pair *gemm_scratch = bf16_scratch(N, ld, OC);
+    Pair *gemm_scratch = bf16_scratch(N, ld, n * OC);
+    float *zeros = calloc((size_t)OC * n * R, sizeof *zeros);
+    Pair *room = pair_upload(zeros, (size_t)OC * n * R * sizeof *zeros);
+    free(zeros);
     Pair *A[OPS_LORA_GROUP_MAX], *u[OPS_LORA_GROUP_MAX], *Bw[OPS_LORA_GROUP_MAX];
-    Pair *W[OPS_LORA_GROUP_MAX], *out[OPS_LORA_GROUP_MAX];
+    Pair *W = pair_bf16((size_t)n * OC, ld, 1.0f), *out[OPS_LORA_GROUP_MAX];
+    Pair *outs = pair_new((size_t)N * n * OC * sizeof(float));
     uint64_t seeds[OPS_LORA_GROUP_MAX];
     for (int j = 0; j < n; j++) {
         A[j] = pair_random((size_t)R * C, 0.5f), Bw[j] = pair_random((size_t)OC * R, 0.5f);
-        u[j] = pair_new((size_t)N * R * sizeof(float)), W[j] = pair_bf16(OC, ld, 1.0f);
+        u[j] = pair_new((size_t)N * R * sizeof(float));
         out[j] = pair_new((size_t)N * OC * sizeof(float)), seeds[j] = 77 + 13 * j;
     }
     BACKENDS(w, o) {
         float *us[OPS_LORA_GROUP_MAX];
         const float *As[OPS_LORA_GROUP_MAX];
         for (int j = 0; j < n; j++) us[j] = F(u[j], w), As[j] = F(A[j], w);
-        uint16_t *copies[OPS_LORA_GROUP_MAX];
-        for (int j = 0; j < n; j++) copies[j] = (uint16_t *)xb->mem[w] + (size_t)j * N * ld;
-        o->lora_down_bf16(copies, us, As, seeds, n, F(x, w), scale, p, F(scratch, w), N, C, R);
+        o->lora_down_bf16(xb->mem[w], us, As, seeds, n, F(x, w), scale, p, F(scratch, w), N, C, R);
         for (int j = 0; j < n; j++) {
-            uint16_t *Wj = W[j]->mem[w];
-            o->dequantize_rows_bf16(Wj + C, F(Bw[j], w), GGML_F32, 0, OC, R, ld);
-            o->matmul_forward_bf16(F(out[j], w), copies[j], ld, Wj, ld, NULL, F(gemm_scratch, w), N,
-                                   ld, OC);
+            uint16_t *Wj = (uint16_t *)W->mem[w] + (size_t)j * OC * ld;
+            o->dequantize_rows_bf16(Wj + C, F(room, w), GGML_F32, 0, OC, n * R, ld);
+            o->dequantize_rows_bf16(Wj + C + j * R, F(Bw[j], w), GGML_F32, 0, OC, R, ld);
         }
+        for (int j = 0; j < n; j++)
+            o->matmul_forward_bf16(F(out[j], w), OC, xb->mem[w], ld,
+                                   (uint16_t *)W->mem[w] + (size_t)j * OC * ld, ld, NULL,
+                                   F(gemm_scratch, w), N, ld, OC);
+        o->matmul_forward_bf16(F(outs, w), n * OC, xb->mem[w], ld, W->mem[w], ld, NULL,
+                               F(gemm_scratch, w), N, ld, n * OC);
     }
     NAME("lora_down_bf16 + fused GEMM N=%d C=%d OC=%d R=%d n=%d p=%.1f", N, C, OC, R, n, p);
     compare_bf16("xb", xb, scale * 1e-4); /* scale u: u's absolute tolerance (GEMM_TOL) too */
+    compare_bf16("[W|B]", W, 0.0);
     for (int j = 0; j < n; j++) {
         compare("u", u[j], GEMM_TOL);
-        compare_bf16("[W|B]", W[j], 0.0);
         compare_scaled("out", out[j], 1e-3);
     }
-    /* lora_backward_bf16 of the group in one call, from x and from copy 0 (the model keeps one
-     * copy a group: Lora.xb), linear i's output OC - 4i wide (the first rows of its B), then
-     * lora_dinp_bf16 of all of them into dinp: du GEMM_TOL; dd as the model lays a group's out,
-     * [dout_0 .. dout_n-1 | du_0 .. du_n-1], its dout parts equal, du's within one bf16 step (the
-     * sums' order); every dA and dB, bf16 GEMMs over those and bf16(u), within 1e-3 of their
-     * largest value (a du or u value the backends leave a bit apart may round one step apart:
-     * 2^-8 of one term); dinp, from the f32 du, GEMM_TOL */
+    compare_scaled("outs side by side", outs, 1e-3);
+    /* lora_backward_bf16 of the group in one call, from x and from x's copy (Lora.xb), linear i's
+     * output OC - 4i wide (the first rows of its B), then lora_dinp_bf16 of all of them into dinp:
+     * du GEMM_TOL; dd as the model lays a group's out, [dout_0 .. dout_n-1 | du_0 .. du_n-1], its
+     * dout parts equal, du's within one bf16 step (the sums' order); every dA and dB, bf16 GEMMs
+     * over those and bf16(u), within 1e-3 of their largest value (a du or u value the backends
+     * leave a bit apart may round one step apart: 2^-8 of one term); dinp, from the f32 du,
+     * GEMM_TOL */
     int oc[OPS_LORA_GROUP_MAX], cols = 0;
     size_t bw_floats = 0;
     for (int i = 0; i < n; i++) {
@@ -1121,8 +1148,8 @@ static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved,
     uint16_t *h[2] = {malloc(n * sizeof(uint16_t)), malloc(n * sizeof(uint16_t))};
     dut->download(f, out->mem[1], n * sizeof *f);
     dut->download(h[0], at, n * sizeof(uint16_t));
-    dut->attention_forward(NULL, F(lse, 1), F(saved, 1), F(q, 1), F(k, 1), F(v, 1), I(mask, 1),
-                           causal, p, 5, F(scratch, 1), B, T, NH, NKV, HS);
+    dut->attention_forward(NULL, F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1), F(v, 1),
+                           NKV * HS, I(mask, 1), causal, p, 5, F(scratch, 1), B, T, NH, NKV, HS);
     dut->download(h[1], at, n * sizeof(uint16_t));
     status_ok();
     size_t bad[2] = {0, 0};
@@ -1151,8 +1178,8 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     Pair *dk = grads & G_DW ? att_grad(BTK) : NULL;
     Pair *dv = grads & G_DB ? att_grad(BTK) : NULL;
     BACKENDS(w, o) {
-        o->attention_forward(F(out, w), F(lse, w), F(saved, w), F(q, w), F(k, w), F(v, w),
-                             I(mask, w), causal, p, 5, F(scratch, w), B, T, NH, NKV, HS);
+        o->attention_forward(F(out, w), F(lse, w), F(saved, w), F(q, w), NH * HS, F(k, w), F(v, w),
+                             NKV * HS, I(mask, w), causal, p, 5, F(scratch, w), B, T, NH, NKV, HS);
     }
     NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", pad, p);
@@ -1199,6 +1226,36 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
 static void test_attention(int B, int T, int NH, int NKV, int HS, int causal, int pad, float p,
                            int all_pad_last) {
     test_attention_grads(B, T, NH, NKV, HS, causal, pad, p, all_pad_last, G_ALL);
+}
+
+/* q, k, v as one GEMM writes them, rows [q | k | v] (linear_outputs_join): rope_forward on q and
+ * k in place (v's columns untouched), then attention_forward from the rotated rows, as from
+ * buffers of their own (test_ops checks that on the CPU, bit for bit); fp32, or bf16 compared as
+ * att_bf16 says. */
+static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int causal, float p,
+                                  int bf16) {
+    int QC = NH * HS, KC = NKV * HS, ld = QC + 2 * KC;
+    size_t rows = (size_t)B * T;
+    dut->set_precision(bf16 ? PRECISION_BF16 : PRECISION_FP32);
+    att_bf16 = bf16;
+    Pair *qkv = pair_random(rows * ld, 1.0f), *out = pair_new(rows * QC * sizeof(float));
+    Pair *lse = pair_new((size_t)B * NH * T * sizeof(float));
+    Pair *scratch = attention_scratch(B, T, NH, NKV, HS);
+    Pair *saved = attention_saved(bf16 ? PRECISION_BF16 : PRECISION_FP32, B, T, NH, NKV, HS);
+    BACKENDS(w, o) {
+        float *x = F(qkv, w);
+        o->rope_forward(x, ld, x + QC, ld, NULL, 1e4f, B, T, NH, NKV, HS);
+        o->attention_forward(F(out, w), F(lse, w), F(saved, w), x, ld, x + QC, x + QC + KC, ld,
+                             NULL, causal, p, 5, F(scratch, w), B, T, NH, NKV, HS);
+    }
+    NAME("%srope + attention_forward, [q | k | v] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f",
+         bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p);
+    compare("qkv", qkv, 1e-5, 1e-4); /* test_rope's bound */
+    compare_attention("lse", lse);
+    compare_attention("out", out);
+    pairs_free();
+    att_bf16 = 0;
+    dut->set_precision(PRECISION_FP32);
 }
 
 /* The same on bf16 tensor cores, compared as att_bf16 says. */
@@ -1294,13 +1351,13 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
          *scratch = attention_scratch(B, T, NH, NKV, HS);
     Pair *saved = attention_saved(PRECISION_BF16, B, T, NH, NKV, HS);
     /* the CPU's P without dropout; then the GPU's dropped P: seed 7, seed 8, seed 7 again */
-    ref->attention_forward(F(out, 0), F(lse, 0), NULL, F(q, 0), F(k, 0), F(v, 0), I(mask, 0),
-                           causal, 0.0f, 7, F(scratch, 0), B, T, NH, NKV, HS);
+    ref->attention_forward(F(out, 0), F(lse, 0), NULL, F(q, 0), NH * HS, F(k, 0), F(v, 0), NKV * HS,
+                           I(mask, 0), causal, 0.0f, 7, F(scratch, 0), B, T, NH, NKV, HS);
     float *P = malloc(rows * T * 4), *pd[3];
     for (int run = 0; run < 3; run++) {
-        dut->attention_forward(F(out, 1), F(lse, 1), F(saved, 1), F(q, 1), F(k, 1), F(v, 1),
-                               I(mask, 1), causal, p, run == 1 ? 8 : 7, F(scratch, 1), B, T, NH,
-                               NKV, HS);
+        dut->attention_forward(F(out, 1), F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1),
+                               F(v, 1), NKV * HS, I(mask, 1), causal, p, run == 1 ? 8 : 7,
+                               F(scratch, 1), B, T, NH, NKV, HS);
         float *o = malloc(BTQ * 4);
         dut->download(o, out->mem[1], BTQ * 4);
         status_ok();
@@ -1365,24 +1422,29 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
 /* generation: n queries at positions pos0.. over the L = pos0 + n + later cached keys (the
  * later ones hidden, as a decode step's over the whole cache); then the new keys and values
  * into a cache at those positions */
-static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, int HS) {
-    int L = pos0 + n + later, W = NKV * HS, at[64];
+/* joined: the new queries, keys and values as rows [q | k | v] (linear_outputs_join) */
+static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, int HS, int joined) {
+    int L = pos0 + n + later, W = NKV * HS, at[64], ldq = NH * HS + (joined ? 2 * W : 0);
+    int ld = joined ? ldq : W;
     for (int i = 0; i < n; i++) at[i] = pos0 + i;
     Pair *pos = pair_upload(at, (size_t)n * sizeof *at);
-    Pair *q = pair_random((size_t)n * NH * HS, 1.0f), *out = pair_new((size_t)n * NH * HS * 4);
+    Pair *q = pair_random((size_t)n * ldq, 1.0f), *out = pair_new((size_t)n * NH * HS * 4);
     Pair *k = pair_random((size_t)L * W, 1.0f), *v = pair_random((size_t)L * W, 1.0f);
     Pair *scratch = pair_new(ops_attention_cached_scratch(n, L, NH) * sizeof(float));
     BACKENDS(w, o) {
-        o->attention_cached(F(out, w), F(q, w), F(k, w), F(v, w), I(pos, w), F(scratch, w), n, L,
-                            NH, NKV, HS);
+        o->attention_cached(F(out, w), F(q, w), ldq, F(k, w), F(v, w), I(pos, w), F(scratch, w), n,
+                            L, NH, NKV, HS);
     }
-    NAME("attention_cached n=%d pos0=%d later=%d NH=%d NKV=%d HS=%d", n, pos0, later, NH, NKV, HS);
+    NAME("attention_cached n=%d pos0=%d later=%d NH=%d NKV=%d HS=%d joined=%d", n, pos0, later, NH,
+         NKV, HS, joined);
     compare("out", out, GEMM_TOL);
-    Pair *k_new = pair_random((size_t)n * W, 1.0f), *v_new = pair_random((size_t)n * W, 1.0f);
+    Pair *k_new = joined ? q : pair_random((size_t)n * W, 1.0f);
+    Pair *v_new = joined ? q : pair_random((size_t)n * W, 1.0f);
+    size_t k0 = joined ? (size_t)NH * HS : 0, v0 = joined ? k0 + W : 0;
     BACKENDS(w, o) {
-        o->cache_write(F(k, w), F(v, w), F(k_new, w), F(v_new, w), I(pos, w), n, W);
+        o->cache_write(F(k, w), F(v, w), F(k_new, w) + k0, F(v_new, w) + v0, ld, I(pos, w), n, W);
     }
-    NAME("cache_write n=%d at %d of %d W=%d", n, pos0, L, W);
+    NAME("cache_write n=%d at %d of %d W=%d ld=%d", n, pos0, L, W, ld);
     compare("k", k, EXACT);
     compare("v", v, EXACT);
     pairs_free();
@@ -1591,21 +1653,21 @@ static void test_errors(void) {
     CHECK(strstr(e.msg, "no weight gradient") != NULL);
 
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *lse = pair_new(2 * 3 * 3 * sizeof(float));
-    dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), F(x, 1), F(x, 1), NULL, 0, 0.0f, 1,
-                           F(lse, 1), 2, 3, 3, 2, 2); /* NH = 3 not a multiple of NKV = 2 */
+    dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 4, NULL, 0, 0.0f,
+                           1, F(lse, 1), 2, 3, 3, 2, 2); /* NH = 3 not a multiple of NKV = 2 */
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NKV") != NULL);
     CHECK(dut->status(&e) == 0); /* reported once, then clear */
     Pair *y = pair_random(129, 1.0f), *l1 = pair_new(sizeof(float));
-    dut->attention_forward(F(y, 1), F(l1, 1), NULL, F(y, 1), F(y, 1), F(y, 1), NULL, 1, 0.0f, 1,
-                           F(l1, 1), 1, 1, 1, 1, 129); /* past the kernels' head size */
+    dut->attention_forward(F(y, 1), F(l1, 1), NULL, F(y, 1), 129, F(y, 1), F(y, 1), 129, NULL, 1,
+                           0.0f, 1, F(l1, 1), 1, 1, 1, 1, 129); /* past the kernels' head size */
     CHECK(dut->status(&e) == -1);
     printf("head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "HS > 128") != NULL);
     dut->set_precision(PRECISION_BF16); /* bf16 without the buffer it saves q, k, v in */
-    dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), F(x, 1), F(x, 1), NULL, 0, 0.0f, 1,
-                           F(x, 1), 2, 3, 3, 3, 2);
+    dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 6, NULL, 0, 0.0f,
+                           1, F(x, 1), 2, 3, 3, 3, 2);
     dut->set_precision(PRECISION_FP32);
     CHECK(dut->status(&e) == -1);
     printf("no saved buffer: %s\n", e.msg);
@@ -1641,8 +1703,8 @@ static void test_tf32(void) {
     Pair *o_ = pair_new(BTC * sizeof(float)), *lse = pair_new(nl * sizeof(float));
     Pair *scratch = attention_scratch(B, T, NH, NH, C / NH);
     BACKENDS(w, o) {
-        o->attention_forward(F(o_, w), F(lse, w), NULL, F(q, w), F(k, w), F(v, w), NULL, 0, 0.0f, 5,
-                             F(scratch, w), B, T, NH, NH, C / NH);
+        o->attention_forward(F(o_, w), F(lse, w), NULL, F(q, w), C, F(k, w), F(v, w), C, NULL, 0,
+                             0.0f, 5, F(scratch, w), B, T, NH, NH, C / NH);
     }
     NAME("tf32 attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
     compare_scaled("lse", lse, 4e-3);
@@ -1709,6 +1771,8 @@ int main(void) {
     test_rope(2, 3, 2, 1, 128, 10000.0f, 1); /* more frequencies than a warp */
     test_swiglu(1, G_ALL);
     test_swiglu(100003, G_ALL);
+    test_swiglu_rows(37, 1536); /* SmolLM2's F */
+    test_swiglu_rows(5, 13);    /* rows of odd length: no float4 */
     test_swiglu(1000, G_DINP);
     test_swiglu(1000, G_DW);
     test_saved_bf16(37, 768);
@@ -1806,8 +1870,12 @@ int main(void) {
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL); /* SmolLM2's heads */
     test_attention_bf16(2, 45, 4, 2, 128, 1, 7, 0.1f, G_ALL);
     test_attention_bf16(2, 70, 2, 2, 128, 0, 20, 0.1f, G_ALL); /* HP 128's kernels, padded */
-    test_attention_bf16(2, 150, 2, 1, 6, 1, 9, 0.1f, G_ALL);   /* HS 6: 10 zero columns; 3 tiles */
-    test_attention_bf16(2, 37, 4, 2, 32, 1, 5, 0.1f, G_DW);    /* dk only */
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        test_attention_joined(2, 37, 9, 3, 64, 1, 0.1f, bf16); /* SmolLM2's heads */
+        test_attention_joined(1, 20, 4, 4, 6, 0, 0.0f, bf16);  /* HS 6: rows of odd halves */
+    }
+    test_attention_bf16(2, 150, 2, 1, 6, 1, 9, 0.1f, G_ALL); /* HS 6: 10 zero columns; 3 tiles */
+    test_attention_bf16(2, 37, 4, 2, 32, 1, 5, 0.1f, G_DW);  /* dk only */
     test_attention_bf16(2, 37, 4, 2, 32, 0, 5, 0.1f, G_DINP | G_DB); /* dq, dv */
     /* p = 0 (kernels without dropout) over tiles that hide no key: unpadded, and causal rows
      * far enough below the diagonal that whole key tiles are visible */
@@ -1826,12 +1894,14 @@ int main(void) {
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
     test_attention_bf16(2, 70, 2, 2, 128, 0, 20, 0.1f, G_ALL);
     att_set = 0;
-    test_attention_cached(1, 0, 0, 1, 1, 4);    /* the first token */
-    test_attention_cached(7, 0, 0, 4, 2, 16);   /* a prefill */
-    test_attention_cached(1, 69, 0, 9, 3, 64);  /* a decode step, SmolLM2's heads */
-    test_attention_cached(1, 69, 30, 9, 3, 64); /* the same over the whole cache (a graph's) */
-    test_attention_cached(5, 40, 0, 4, 1, 32);  /* a chunk after a cached prefix, MQA */
-    test_attention_cached(1, 3, 5, 2, 2, 6);    /* rows of 12 floats: cache_write's float path */
+    for (int joined = 0; joined < 2; joined++) {
+        test_attention_cached(1, 0, 0, 1, 1, 4, joined);    /* the first token */
+        test_attention_cached(7, 0, 0, 4, 2, 16, joined);   /* a prefill */
+        test_attention_cached(1, 69, 0, 9, 3, 64, joined);  /* a decode step, SmolLM2's heads */
+        test_attention_cached(1, 69, 30, 9, 3, 64, joined); /* over the whole cache (a graph's) */
+        test_attention_cached(5, 40, 0, 4, 1, 32, joined);  /* a chunk after a cached prefix, MQA */
+        test_attention_cached(1, 3, 5, 2, 2, 6, joined);    /* rows of 12 floats: the float path */
+    }
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
     test_cross_entropy(16, 1000, 50.0f, 1);
