@@ -153,8 +153,9 @@ void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n
 void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,
                            int n, const float *inp, int N, float p, const uint64_t *seeds, int acc);
 /* Whether one GEMM can write the outputs of the n linears ls of a group (precision bf16, bf16
- * weights, no biases): then the arch may lay them side by side, and the ops after them read
- * their rows as one matrix's column blocks. */
+ * weights, biases none or side by side in memory, as BERT's q, k, v are where C is a multiple
+ * of 16): then the arch may lay them side by side, and the ops after them read their rows as one
+ * matrix's column blocks. */
 int linear_outputs_join(const Model *m, Linear *const *ls, int n);
 /* Declares ls[0..n) a group for linear_forward_group, at build: sizes the op scratch for their
  * input's copies. A group the build did not declare runs one by one, and a larger one than

@@ -50,6 +50,8 @@ typedef struct Bert {
     Linear pre, cls;          /* pre_classifier (DistilBERT) or pooler (BERT), then classifier */
     Activation pre_act;       /* ReLU (DistilBERT) or tanh (BERT pooler) */
     int lowest_trained_layer; /* backward stops below it; L means "head only" */
+    int qkv_ld; /* q's, k's and v's rows apart: C, or 3C where one GEMM writes them side by side
+                   (linear_outputs_join), rows [q | k | v] */
     float *emb, *emb_mean, *emb_rstd, *h0;               /* [N,C], [N], [N], [N,C] */
     float *pooled, *pre_out, *pre_act_out, *head_in;     /* [B,C] */
     float *d_a, *d_c, *d_q, *d_k, *d_v, *d_ffn, *d_ffn2; /* gradient scratch */
@@ -172,6 +174,9 @@ static void bert_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &mean, N, 1, NULL);
     PLAN_TAKE(pl, &rstd, N, 1, NULL);
 
+    int join = saved_n > 0; /* q, k, v side by side in S[0..2] where never kept */
+    for (size_t l = 0; l < L; l++) join = join && linear_outputs_join(m, b->layers[l].qkv, 3);
+    b->qkv_ld = (int)(join ? 3 * C : C);
     PLAN_TAKE(pl, &b->emb, N * C, emb_trains, S[0]);
     PLAN_TAKE(pl, &b->emb_mean, N, emb_trains, mean);
     PLAN_TAKE(pl, &b->emb_rstd, N, emb_trains, rstd);
@@ -188,6 +193,7 @@ static void bert_plan(Model *m, Plan *pl) {
         PLAN_TAKE(pl, &a->q, N * C, bw && !saved_n, S[0]);
         PLAN_TAKE(pl, &a->k, N * C, bw && !saved_n, S[1]);
         PLAN_TAKE(pl, &a->v, N * C, bw && !saved_n, S[2]);
+        if (join && a->q) a->k = a->q + C, a->v = a->q + 2 * C;
         PLAN_TAKE(pl, &a->lse, B * NH * T, bw, lse);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, saved);
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
@@ -257,11 +263,11 @@ static float attn_out_dropout(const Model *m, Drop d) {
 }
 
 static void attention_forward(Model *m, const Layer *Ly, LayerActs *a, Drop d, uint64_t seed) {
-    int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
+    int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH, ld = bert(m)->qkv_ld;
     int ctx_read = !Ly->o.in_bf16; /* else o reads the saved bf16(out) */
-    m->ops->attention_forward(ctx_read ? a->ctx : NULL, a->lse, a->att_saved, a->q, NH * HS, a->k,
-                              a->v, NH * HS, model_attention_mask(m), 0, d.attention, seed,
-                              m->scratch, m->B, m->T, NH, NH, HS);
+    m->ops->attention_forward(ctx_read ? a->ctx : NULL, a->lse, a->att_saved, a->q, ld, a->k, a->v,
+                              ld, model_attention_mask(m), 0, d.attention, seed, m->scratch, m->B,
+                              m->T, NH, NH, HS);
 }
 
 static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {

@@ -1256,22 +1256,22 @@ static void linear_forward_f32(Model *m, Linear *l, float *out, const float *inp
                         p, seed, m->scratch, N, l->in, l->out, m->spec.r);
 }
 
-int linear_outputs_join(const Model *m, Linear *const *ls, int n) {
-    int join = n <= OPS_LORA_GROUP_MAX && n == group_size(ls[0]);
-    for (int i = 0; i < n; i++) join = join && bf16_gemm(m, ls[i]) && !ls[i]->b;
-    return join;
-}
-
-/* Whether the outputs of n linears ls lie side by side in one matrix, their biases (if any) in
- * one vector (the architecture's plan: linear_outputs_join): then one GEMM writes them all. */
+/* Whether n linears' outputs (out NULL: any) lie side by side in one matrix and their biases
+ * (if any) in one vector. */
 static int side_by_side(Linear *const *ls, float *const *outs, int n) {
     int ok = 1, col = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; col += ls[i++]->out) {
         const Param *b = ls[i]->b, *b0 = ls[0]->b;
-        ok = ok && outs[i] == outs[0] + col && !b == !b0 && (!b || b->value == b0->value + col);
-        col += ls[i]->out;
+        ok = ok && (!outs || outs[i] == outs[0] + col);
+        ok = ok && !b == !b0 && (!b || b->value == b0->value + col);
     }
     return ok;
+}
+
+int linear_outputs_join(const Model *m, Linear *const *ls, int n) {
+    int join = n <= OPS_LORA_GROUP_MAX && n == group_size(ls[0]) && side_by_side(ls, NULL, n);
+    for (int i = 0; i < n; i++) join = join && bf16_gemm(m, ls[i]);
+    return join;
 }
 
 /* n bf16 linears of one input: the adapted ones' down-projections and the input's bf16 copy
