@@ -7,7 +7,9 @@
  *         move (every input read once, every output written once; an output accumulated
  *         with += is read and written), GB/s and % of the copy bandwidth.
  *   gemm  matmul_forward and matmul_backward (dinp only: frozen weights, OPS_ADD) at every dense
- * shape of both models, the LM head with its loss, and attention forward / backward at T = 512 and
+ * shape of both models, under --bf16 the groups' forward GEMMs apart and joined (SmolLM2's q, k, v
+ * and gate, up; DistilBERT's q, k, v with their biases: linear_outputs_join), the LM head with
+ * its loss, and attention forward / backward at T = 512 and
  * 2048, causal (SmolLM2's heads) and padded (DistilBERT's): TFLOP/s next to bare cuBLAS GEMMs of
  * the same shapes (bench_gpu_gemm), and ours in % of theirs. lora  the LoRA linear, matmul +
  * lora_forward and matmul_backward + lora_backward (lora dropout p = 0.1, and p = 0 at r = 8),
@@ -441,6 +443,41 @@ static void bench_dense(const Dims *d) {
     FREE_ALL(bias, out, dx);
 }
 
+/* A group of n linears of one input xb [N,C] apart: a GEMM each, out[j] wide, into a matrix of
+ * its own in y, its weight rows and bias (if any) at its place in the group's w and bias. */
+static void group_apart(float *y, const uint16_t *xb, const uint16_t *wb, const float *bias,
+                        float *scratch, int n, const int *out, int N, int C) {
+    for (int j = 0, at = 0; j < n; at += out[j++])
+        gpu->matmul_forward_bf16(y + (size_t)N * at, out[j], xb, C, wb + (size_t)at * C, C,
+                                 bias ? bias + at : NULL, scratch, N, C, out[j]);
+}
+
+/* A group's forward under bf16 (linear_outputs_join): its GEMMs apart, and joined (one GEMM into
+ * the outputs side by side, the weights one block, the biases one vector: cuBLASLt's epilogue),
+ * each against one bare GEMM of the joined shape. */
+static void bench_group(const Dims *d, const char *what, int n, const int *out, int with_bias) {
+    int N = sz->rows, C = d->C, M = 0;
+    for (int j = 0; j < n; j++) M += out[j];
+    uint16_t *xb = must(gpu->alloc((size_t)N * C * 2), (size_t)N * C * 2);
+    uint16_t *wb = must(gpu->alloc((size_t)M * C * 2), (size_t)M * C * 2);
+    float *x = randu((size_t)N * C, 1.0f), *w = randu((size_t)M * C, 0.05f);
+    float *bias = with_bias ? randu(M, 0.1f) : NULL, *y = zeros((size_t)N * M);
+    float *scratch = zeros(gpu->matmul_bf16_scratch(N, C, M));
+    gpu->dequantize_rows_bf16(xb, x, GGML_F32, 0, N, C, C);
+    gpu->dequantize_rows_bf16(wb, w, GGML_F32, 0, M, C, C);
+    float bare, apart, joined;
+    TIME(bare, bench_gpu_gemm_bf16(y, xb, wb, N, M, C));
+    TIME(apart, group_apart(y, xb, wb, bias, scratch, n, out, N, C));
+    TIME(joined, gpu->matmul_forward_bf16(y, M, xb, C, wb, C, bias, scratch, N, C, M));
+    char name[64];
+    double flops = 2.0 * N * C * M;
+    snprintf(name, sizeof name, "%s %s apart %dx%d->%d", d->name, what, N, C, M);
+    gemm_row(name, flops, apart, bare);
+    snprintf(name, sizeof name, "%s %s joined %dx%d->%d", d->name, what, N, C, M);
+    gemm_row(name, flops, joined, bare);
+    FREE_ALL(xb, wb, x, w, bias, y, scratch);
+}
+
 /* SmolLM2's tied LM head with its loss, as causal-LM LoRA training runs it: the forward
  * (losses only) and the training forward (losses and dh in one pass; the head is frozen, so
  * backward does nothing more). Under --bf16 on the head's bf16 copy, against a bare bf16 GEMM. */
@@ -666,6 +703,13 @@ int main(int argc, char **argv) {
     gemm_header();
     bench_dense(&sz->distilbert);
     bench_dense(&sz->smollm2);
+    if (precision == PRECISION_BF16) { /* the groups' forward, apart and joined */
+        const Dims *sm = &sz->smollm2, *db = &sz->distilbert;
+        bench_group(sm, "q,k,v", 3,
+                    (const int[]){sm->NH * sm->HS, sm->NKV * sm->HS, sm->NKV * sm->HS}, 0);
+        bench_group(sm, "gate,up", 2, (const int[]){sm->F, sm->F}, 0);
+        bench_group(db, "q,k,v", 3, (const int[]){db->C, db->C, db->C}, 1);
+    }
     bench_lm_head();
     for (int t = 0; t < 2; t++) {
         bench_attention(&sz->smollm2, sz->T[t], 1, "");
