@@ -784,29 +784,30 @@ static void att_run(const AttArgs *a, float *scratch,
     }
 }
 
+/* A call's shapes and masks (seed XORed with the step's), q, k, v [B,T,*] rows of their own. */
+static AttArgs att_args(int B, int T, int NH, int NKV, int HS, int causal, const int32_t *mask,
+                        float p, uint64_t seed) {
+    return (AttArgs){.B = B,
+                     .T = T,
+                     .NH = NH,
+                     .NKV = NKV,
+                     .HS = HS,
+                     .causal = causal,
+                     .ldq = NH * HS,
+                     .ldkv = NKV * HS,
+                     .mask = mask,
+                     .p = p,
+                     .seed = seed ^ cpu_step.seed};
+}
+
 /* out, lse from q, k, v: see ops.h for the shapes and masks. */
 static void cpu_attention_forward(float *out, float *lse, float *saved, const float *q, int ldq,
                                   const float *k, const float *v, int ldkv, const int32_t *mask,
                                   int causal, float p, uint64_t seed, float *scratch, int B, int T,
                                   int NH, int NKV, int HS) {
-    seed ^= cpu_step.seed;
     (void)saved; /* the CPU saves nothing: backward reads q, k, v */
-    AttArgs a = {.B = B,
-                 .T = T,
-                 .NH = NH,
-                 .NKV = NKV,
-                 .HS = HS,
-                 .causal = causal,
-                 .ldq = ldq,
-                 .ldkv = ldkv,
-                 .mask = mask,
-                 .p = p,
-                 .seed = seed,
-                 .q = q,
-                 .k = k,
-                 .v = v,
-                 .out = out,
-                 .lse = lse};
+    AttArgs a = att_args(B, T, NH, NKV, HS, causal, mask, p, seed);
+    a.q = q, a.k = k, a.v = v, a.ldq = ldq, a.ldkv = ldkv, a.out = out, a.lse = lse;
     att_run(&a, scratch, forward_block);
 }
 
@@ -816,33 +817,15 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
                                    const float *lse, const float *saved, const int32_t *mask,
                                    int causal, float p, uint64_t seed, float *scratch, int B, int T,
                                    int NH, int NKV, int HS, int acc) {
-    seed ^= cpu_step.seed;
     (void)saved;
     if (!dq && !dk && !dv) return;
     size_t rows = (size_t)B * T * sizeof(float);
     if (!acc && dq) memset(dq, 0, rows * NH * HS); /* the blocks below add, head by head */
     if (!acc && dk) memset(dk, 0, rows * NKV * HS);
     if (!acc && dv) memset(dv, 0, rows * NKV * HS);
-    AttArgs a = {.B = B,
-                 .T = T,
-                 .NH = NH,
-                 .NKV = NKV,
-                 .HS = HS,
-                 .causal = causal,
-                 .ldq = NH * HS,
-                 .ldkv = NKV * HS,
-                 .mask = mask,
-                 .p = p,
-                 .seed = seed,
-                 .q = q,
-                 .k = k,
-                 .v = v,
-                 .dout = dout,
-                 .out = (float *)out,
-                 .lse = (float *)lse,
-                 .dq = dq,
-                 .dk = dk,
-                 .dv = dv};
+    AttArgs a = att_args(B, T, NH, NKV, HS, causal, mask, p, seed);
+    a.q = q, a.k = k, a.v = v, a.dout = dout, a.out = (float *)out, a.lse = (float *)lse;
+    a.dq = dq, a.dk = dk, a.dv = dv;
     att_run(&a, scratch, backward_block);
 }
 
