@@ -567,8 +567,9 @@ static void lora_drop(float *out, const float *x, float p, uint64_t seed, int N,
  * rank and N the tokens, a shape a GEMM tiles poorly (this was cuBLAS's bf16 GEMM, after a pass
  * writing drop(x)). Here a thread keeps GRAD_VEC columns x GRAD_RC ranks of sums over its
  * warp's rows of one split of N, the block's warps add theirs in shared memory, and the block
- * writes one partial [R,C] of its split; lora_grad_sum_kernel adds the splits' partials in
- * order (the same bits every run) into out, rows rs and columns cs apart (dA [R,C], dB [OC,R]). */
+ * writes one partial [R,C] of its split; the last block of a tile to finish (a counter a tile)
+ * adds the splits' partials in order (the same bits every run) into out, rows rs and columns cs
+ * apart (dA [R,C], dB [OC,R]). */
 enum { GRAD_WARPS = 8, GRAD_VEC = 8, GRAD_RC = 8, GRAD_COLS = 32 * GRAD_VEC };
 
 /* x rounded to bf16, as f32 */
@@ -662,6 +663,35 @@ __device__ inline void grad_partial(const GradArgs<TA, TB> &g, int tile, int N, 
 #pragma unroll
         for (int e = 0; e < GRAD_VEC; e++)
             if (r0 + k < R && c + e < C) out[(size_t)(r0 + k) * C + c + e] = acc[k * GRAD_VEC + e];
+    __threadfence(); /* the partial seen by every block before this one's count (grad_last) */
+}
+
+/* Whether this block is the last of its tile's splits (grid.y) to finish: its counter (a tile
+ * and rank chunk) counts the blocks done, and the last puts it back to 0 for the next launch. */
+__device__ inline bool grad_last(unsigned *counters) {
+    __shared__ bool last;
+    __syncthreads(); /* every partial of this block written and fenced */
+    if (threadIdx.x == 0) {
+        unsigned *n = counters + (size_t)blockIdx.z * gridDim.x + blockIdx.x;
+        last = atomicAdd(n, 1u) == gridDim.y - 1;
+        if (last) *n = 0;
+    }
+    __syncthreads();
+    return last;
+}
+
+/* The last block's sum of a tile's partials over the splits, in split order, into out: a thread
+ * a column, its rank chunk's GRAD_RC ranks (read past L1: other blocks wrote them). */
+template <typename TA, typename TB>
+__device__ inline void grad_sum(const GradArgs<TA, TB> &g, int tile, int R) {
+    int C = g.C, c = tile * GRAD_COLS + (int)threadIdx.x, r0 = blockIdx.z * GRAD_RC;
+    size_t RC = (size_t)R * C;
+    for (int k = 0; k < GRAD_RC && r0 + k < R && c < C; k++) {
+        const volatile float *p = g.partial + (size_t)(r0 + k) * C + c;
+        float sum = 0.0f;
+        for (unsigned t = 0; t < gridDim.y; t++) sum += p[t * RC];
+        g.out[(size_t)(r0 + k) * g.rs + (size_t)c * g.cs] += g.alpha * sum;
+    }
 }
 
 /* The weight gradients of a group's n adapted linears, by value: each one's dB (from u in f32
@@ -675,10 +705,12 @@ template <typename TB> struct GradGroup {
     int n;
 };
 
-/* Every gradient's partials of a group in one launch: a block finds its gradient by its x. */
+/* Every gradient of a group in one launch: a block finds its gradient by its x, writes its
+ * split's partial, and the last of a tile's splits sums them. */
 template <typename TB, bool DROP>
 __global__ void __launch_bounds__(GRAD_WARPS * 32)
-    lora_grads_partial_kernel(GradGroup<TB> g, int N, int R, int split_rows, const OpsStep *step) {
+    lora_grads_kernel(GradGroup<TB> g, int N, int R, int split_rows, const OpsStep *step,
+                      unsigned *counters) {
     __shared__ float red[GRAD_WARPS / 2 * GRAD_RC * GRAD_VEC * 32]; /* [warp][v][lane] */
     int t = (int)blockIdx.x, k = 0;
     while (k + 1 < 2 * g.n && t >= g.first[k + 1]) k++;
@@ -686,26 +718,15 @@ __global__ void __launch_bounds__(GRAD_WARPS * 32)
         const GradArgs<float, __nv_bfloat16> b = g.b[k]; /* in registers: the loop reloads none */
         grad_partial<float, __nv_bfloat16, false, true>(b, t - g.first[k], N, R, split_rows, step,
                                                         red);
+        if (grad_last(counters)) grad_sum(b, t - g.first[k], R);
     } else {
         const GradArgs<__nv_bfloat16, TB> a = g.a[k - g.n];
         grad_partial<__nv_bfloat16, TB, DROP, !DROP && sizeof(TB) == 2>(a, t - g.first[k], N, R,
                                                                         split_rows, step, red);
+        if (grad_last(counters)) grad_sum(a, t - g.first[k], R);
     }
 }
 
-/* Where one gradient's partials go: out[r * rs + c * cs] += alpha * their sum over the splits. */
-struct GradSum {
-    float *out;
-    const float *partial;
-    int rs, cs, C;
-    float alpha;
-};
-/* A group's gradients (GradGroup's order), and where each one's R x C sums begin in the whole. */
-struct GradSums {
-    GradSum g[2 * OPS_LORA_GROUP_MAX];
-    size_t first[2 * OPS_LORA_GROUP_MAX + 1];
-    int count;
-};
 /* The gradient out[r * rs + c * cs] (+)= alpha * sum_n bf16(a[n,r]) bf16(drop(b[n,c])) of R x C
  * values, none when out is NULL; lora_grads fills in the rest. */
 template <typename TA, typename TB>
@@ -716,30 +737,13 @@ static GradArgs<TA, TB> grad_args(float *out, int rs, int cs, float alpha, const
     g.ldb = ldb, g.C = out ? C : 0, g.p = p, g.seed = seed;
     return g;
 }
-template <typename TA, typename TB> static GradSum grad_sum(const GradArgs<TA, TB> &g) {
-    return GradSum{g.out, g.partial, g.rs, g.cs, g.C, g.alpha};
-}
-
-/* Every gradient's sums of the splits' partials, in split order (the same bits every run). */
-__global__ void lora_grads_sum_kernel(GradSums s, int splits, int R) {
-    GRID_STRIDE(i, s.first[s.count]) {
-        int k = 0;
-        while (k + 1 < s.count && i >= s.first[k + 1]) k++;
-        const GradSum &g = s.g[k];
-        size_t j = i - s.first[k], RC = (size_t)R * g.C;
-        float sum = 0.0f;
-        for (int t = 0; t < splits; t++) sum += g.partial[(size_t)t * RC + j];
-        g.out[j / g.C * g.rs + j % g.C * g.cs] += g.alpha * sum;
-    }
-}
-
 /* Rows of x, ld elements apart from x, all start 16-byte aligned */
 template <typename T> static bool aligned16(const T *x, int ld) {
     return (uintptr_t)x % 16 == 0 && (size_t)ld * sizeof(T) % 16 == 0;
 }
 
-/* A group's dB and dA (a gradient's C 0: none; the dA's lora dropout p) in two launches: the
- * partials, in partial, then their sums. The splits: about GRAD_BLOCKS blocks in all, at least
+/* A group's dB and dA (a gradient's C 0: none; the dA's lora dropout p) in one launch: the
+ * partials, in partial, and their sums. The splits: about GRAD_BLOCKS blocks in all, at least
  * 64 rows and at most ops_lora_grad_splits(N) of them (the partials' scratch holds that many of
  * each gradient). */
 enum { GRAD_BLOCKS = 512 };
@@ -752,36 +756,33 @@ static void lora_grads(GradGroup<TB> g, float p, float *partial, int N, int R) {
     }
     g.first[2 * g.n] = tiles;
     if (!tiles) return;
+    unsigned *counters = cuda_grad_counters();
+    if (counters && (size_t)tiles * chunks > CUDA_GRAD_COUNTERS)
+        CUDA_FAIL("lora_backward_bf16: more weight-gradient tiles than CUDA_GRAD_COUNTERS");
+    if (!counters || (size_t)tiles * chunks > CUDA_GRAD_COUNTERS) return;
     int splits = GRAD_BLOCKS / (tiles * chunks), most = (int)ops_lora_grad_splits((size_t)N);
     splits = splits < 1 ? 1 : splits > most ? most : splits;
     int split_rows = (N + splits - 1) / splits;
     splits = (N + split_rows - 1) / split_rows;
-    GradSums sums = {};
-    sums.count = 2 * g.n;
     for (int k = 0; k < 2 * g.n; k++) {
-        GradSum *s = &sums.g[k];
         if (k < g.n) {
             auto &b = g.b[k];
             b.partial = partial, b.avec = aligned16(b.a, b.lda), b.bvec = aligned16(b.b, b.ldb);
-            *s = grad_sum(b);
+            partial += (size_t)splits * R * b.C;
         } else {
             auto &a = g.a[k - g.n];
             a.partial = partial, a.avec = aligned16(a.a, a.lda), a.bvec = aligned16(a.b, a.ldb);
-            *s = grad_sum(a);
+            partial += (size_t)splits * R * a.C;
         }
-        partial += (size_t)splits * R * s->C;
-        sums.first[k + 1] = sums.first[k] + (size_t)R * s->C;
     }
     dim3 grid((unsigned)tiles, (unsigned)splits, (unsigned)chunks);
     if (p > 0.0f)
-        lora_grads_partial_kernel<TB, true>
-            <<<grid, GRAD_WARPS * 32>>>(g, N, R, split_rows, cuda_step());
+        lora_grads_kernel<TB, true>
+            <<<grid, GRAD_WARPS * 32>>>(g, N, R, split_rows, cuda_step(), counters);
     else
-        lora_grads_partial_kernel<TB, false><<<grid, GRAD_WARPS * 32>>>(g, N, R, split_rows, NULL);
+        lora_grads_kernel<TB, false>
+            <<<grid, GRAD_WARPS * 32>>>(g, N, R, split_rows, NULL, counters);
     CUDA_LAUNCHED("lora_backward_bf16 (weight gradients)");
-    lora_grads_sum_kernel<<<cuda_blocks(sums.first[sums.count], CUDA_THREADS), CUDA_THREADS>>>(
-        sums, splits, R);
-    CUDA_LAUNCHED("lora_backward_bf16 (weight gradient sums)");
 }
 
 /* du[N,R] = scale * dout @ B (in scratch after N*C floats); dB[OC,R] += scale *
@@ -832,7 +833,7 @@ static void group_grads(const OpsLoraBackward *lin, int n, const __nv_bfloat16 *
 
 /* The down kernel over each dout with its B for A^T writes its du (its u) and dd's columns (its
  * copy [bf16(dout) .. bf16(du)]) from one read of dout, the group in one launch; dB and dA are
- * lora_grads' sums over dd's parts, their partials in the scratch, the group in two launches. */
+ * lora_grads' sums over dd's parts, their partials in the scratch, the group in one launch. */
 void cuda_lora_backward_bf16(uint16_t *dd, int ldd, const OpsLoraBackward *lin, int n,
                              const float *inp, const uint16_t *xb, int ldx, float scale, float p,
                              float *scratch, int N, int C, int R) {
