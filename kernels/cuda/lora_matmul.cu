@@ -671,9 +671,11 @@ __device__ inline void grad_partial(const GradArgs<TA, TB> &g, int tile, int N, 
 __device__ inline bool grad_last(unsigned *counters) {
     __shared__ bool last;
     __syncthreads(); /* every partial of this block written and fenced */
-    if (threadIdx.x == 0) {
+    if (threadIdx.x == 0) { /* fences either side of the count: release, then acquire */
         unsigned *n = counters + (size_t)blockIdx.z * gridDim.x + blockIdx.x;
+        __threadfence();
         last = atomicAdd(n, 1u) == gridDim.y - 1;
+        __threadfence();
         if (last) *n = 0;
     }
     __syncthreads();
