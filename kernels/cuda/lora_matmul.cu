@@ -670,7 +670,7 @@ __device__ inline void grad_partial(const GradArgs<TA, TB> &g, int tile, int N, 
  * and rank chunk) counts the blocks done, and the last puts it back to 0 for the next launch. */
 __device__ inline bool grad_last(unsigned *counters) {
     __shared__ bool last;
-    __syncthreads(); /* every partial of this block written and fenced */
+    __syncthreads();        /* every partial of this block written and fenced */
     if (threadIdx.x == 0) { /* fences either side of the count: release, then acquire */
         unsigned *n = counters + (size_t)blockIdx.z * gridDim.x + blockIdx.x;
         __threadfence();
@@ -684,6 +684,7 @@ __device__ inline bool grad_last(unsigned *counters) {
 
 /* The last block's sum of a tile's partials over the splits, in split order, into out: a thread
  * a column, its rank chunk's GRAD_RC ranks (read past L1: other blocks wrote them). */
+static_assert(GRAD_WARPS * 32 == GRAD_COLS, "grad_sum: a thread a column of the tile");
 template <typename TA, typename TB>
 __device__ inline void grad_sum(const GradArgs<TA, TB> &g, int tile, int R) {
     int C = g.C, c = tile * GRAD_COLS + (int)threadIdx.x, r0 = blockIdx.z * GRAD_RC;
