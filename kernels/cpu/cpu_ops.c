@@ -295,8 +295,7 @@ static void cpu_rope_backward(float *dq, float *dk, const int32_t *pos, float th
 
 /* ---- dense layer ---- */
 
-/* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be NULL). */
-/* out's rows ldo apart */
+/* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be NULL), out's rows ldo apart. */
 static void dense_forward(float *out, int ldo, const float *inp, const float *weight,
                           const float *bias, int N, int C, int OC) {
     if (bias) {

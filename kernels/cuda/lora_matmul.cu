@@ -759,10 +759,12 @@ static void lora_grads(GradGroup<TB> g, float p, float *partial, int N, int R) {
     }
     g.first[2 * g.n] = tiles;
     if (!tiles) return;
-    unsigned *counters = cuda_grad_counters();
-    if (counters && (size_t)tiles * chunks > CUDA_GRAD_COUNTERS)
+    if ((size_t)tiles * chunks > CUDA_GRAD_COUNTERS) {
         CUDA_FAIL("lora_backward_bf16: more weight-gradient tiles than CUDA_GRAD_COUNTERS");
-    if (!counters || (size_t)tiles * chunks > CUDA_GRAD_COUNTERS) return;
+        return;
+    }
+    unsigned *counters = cuda_grad_counters();
+    if (!counters) return; /* the allocation's error noted */
     int splits = GRAD_BLOCKS / (tiles * chunks), most = (int)ops_lora_grad_splits((size_t)N);
     splits = splits < 1 ? 1 : splits > most ? most : splits;
     int split_rows = (N + splits - 1) / splits;

@@ -1,6 +1,6 @@
-/* rope.cu: rotary position embedding in place on q [B,T,NH*HS] and k [B,T,NKV*HS] (rows ldq and
- * ldk apart: forward may find them side by side, one GEMM's outputs) (HF Llama's
- * rotate_half layout), forward and its transpose for backward, both tensors in one launch.
+/* rope.cu: rotary position embedding in place on q [B,T,NH*HS] and k [B,T,NKV*HS] (HF Llama's
+ * rotate_half layout; forward's rows ldq and ldk apart, as one GEMM may write them side by
+ * side), forward and its transpose for backward, both tensors in one launch.
  * Thread x takes frequency i (a warp reads 32 consecutive floats of a head half) and works out
  * its inverse frequency once, in the same arithmetic as the CPU reference (rope_inv_freq, a
  * double pow); the block then walks its tokens, and for each rotates that pair in every head of
