@@ -221,7 +221,8 @@ static void bench_norms_and_elementwise(void) {
     C = sm->C;
     size_t sc = N * C;
     snprintf(name, sizeof name, "rmsnorm_forward [%zu,%d]", N, C);
-    TIME(ms, gpu->rmsnorm_forward(out, rstd, NULL, x, y, 1e-5f, (int)N, C));
+    TIME(ms, gpu->residual_norm_forward(out, NULL, NULL, NULL, rstd, NULL, x, NULL, 0.0f, 0, y,
+                                        NULL, 1e-5f, (int)N, C));
     mem_row(name, 2.0 * sc + N, ms);
     snprintf(name, sizeof name, "rmsnorm_backward [%zu,%d]", N, C);
     TIME(ms, gpu->rmsnorm_backward(g1, NULL, g2, z, x, NULL, y, rstd, (int)N, C, OPS_ADD));

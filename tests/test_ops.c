@@ -335,7 +335,8 @@ typedef struct RmsCtx {
 
 static void rms_fwd(void *p) {
     RmsCtx *c = p;
-    ops->rmsnorm_forward(c->out, c->rstd, NULL, c->inp, c->weight, 1e-6f, N, C);
+    ops->residual_norm_forward(c->out, NULL, NULL, NULL, c->rstd, NULL, c->inp, NULL, 0.0f, 0,
+                               c->weight, NULL, 1e-6f, N, C);
 }
 static void rms_bwd(void *p, const float *dout, unsigned use) {
     RmsCtx *c = p;
@@ -1058,15 +1059,15 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
     }
     CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
     CHECK(!memcmp(lse[0], lse[1], sizeof(float) * nh * T));
-    float *kc[2], *vc[2], *cs = rand_vec(ops_attention_cached_scratch(T, T, nh), 0, 0);
+    float *kc[2], *vc[2], *cs = rand_vec(ops->attention_cached_scratch(T, T, nh, hs), 0, 0);
     int32_t pos[64];
     for (int t = 0; t < T; t++) pos[t] = t;
     for (int j = 0; j < 2; j++) {
         kc[j] = rand_vec((size_t)T * KC, 0, 0), vc[j] = rand_vec((size_t)T * KC, 0, 0);
         ops->cache_write(kc[j], vc[j], j ? qkv + QC : k, j ? qkv + QC + KC : v, j ? ld : KC, pos, T,
                          KC);
-        ops->attention_cached(out[j], j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, cs, T, T, nh,
-                              nkv, hs);
+        ops->attention_cached(out[j], NULL, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, cs, T, T,
+                              nh, nkv, hs);
     }
     CHECK(!memcmp(kc[0], kc[1], sizeof(float) * T * KC) &&
           !memcmp(kc[0], k, sizeof(float) * T * KC));
@@ -1083,9 +1084,10 @@ static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, i
     float *q = rand_vec((size_t)n * QC, -1, 1), *k = rand_vec((size_t)L * KC, -1, 1);
     float *v = rand_vec((size_t)L * KC, -1, 1), *out = calloc((size_t)n * QC, sizeof *out);
     for (size_t e = (size_t)(pos0 + n) * KC; e < (size_t)L * KC; e++) k[e] *= 1e4f, v[e] *= 1e4f;
-    float *scratch = rand_vec(ops_attention_cached_scratch(n, L, nh), -1, 1);
+    float *scratch = rand_vec(ops->attention_cached_scratch(n, L, nh, hs), -1, 1);
     double *ref = calloc((size_t)n * QC, sizeof *ref), *p = calloc(L, sizeof *p);
-    ops->attention_cached(out, q, QC, k, v, pos, scratch, n, L, nh, nkv, hs);
+    uint16_t *out_bf16 = calloc((size_t)n * QC, sizeof *out_bf16);
+    ops->attention_cached(out, out_bf16, q, QC, k, v, pos, scratch, n, L, nh, nkv, hs);
     for (int i = 0; i < n; i++)
         for (int h = 0; h < nh; h++) {
             const float *qi = q + (size_t)i * QC + h * hs;
@@ -1104,6 +1106,10 @@ static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, i
                     ref[(size_t)i * QC + h * hs + d] += p[j] / z * v[(size_t)j * KC + kvh * hs + d];
         }
     CHECK(count_mismatch("attention_cached out", out, ref, (size_t)n * QC, 1e-6, 1e-5) == 0);
+    int rounded = 1; /* out_bf16: bf16(out) */
+    for (size_t e = 0; e < (size_t)n * QC; e++)
+        rounded = rounded && out_bf16[e] == f32_to_bf16(out[e]);
+    CHECK(rounded);
     float *k_new = rand_vec((size_t)n * KC, -1, 1), *v_new = rand_vec((size_t)n * KC, -1, 1);
     ops->cache_write(k, v, k_new, v_new, KC, pos, n, KC);
     for (int i = 0; i < n; i++) {
@@ -1111,7 +1117,7 @@ static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, i
         CHECK(!memcmp(v + (size_t)(pos0 + i) * KC, v_new + (size_t)i * KC, KC * sizeof *v));
     }
     free(q), free(k), free(v), free(out), free(scratch), free(ref), free(p), free(k_new);
-    free(v_new);
+    free(v_new), free(out_bf16);
 }
 
 static void test_activations(void) {
@@ -1864,7 +1870,8 @@ static void test_saved_bf16(void) {
     CHECK(off_by("layernorm dweight", g[1][1], g[0][1], C, 1e-2) == 0);
     CHECK(off_by("layernorm dbias", g[1][2], g[0][2], C, 0.0) == 0);
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
-    ops->rmsnorm_forward(out, rstd, saved, x, w, 1e-5f, N, C);
+    ops->residual_norm_forward(out, NULL, NULL, NULL, rstd, saved, x, NULL, 0.0f, 0, w, NULL, 1e-5f,
+                               N, C);
     ops->rmsnorm_backward(g[0][0], NULL, NULL, dout, x, NULL, w, rstd, N, C, OPS_ADD);
     ops->rmsnorm_backward(g[1][0], NULL, NULL, dout, NULL, saved, w, rstd, N, C, OPS_ADD);
     CHECK(off_by("rmsnorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
@@ -1961,7 +1968,8 @@ static void test_residual_norm(void) {
             ops->dropout_forward(x, a, p, 11, n);
             ops->add(x, x, b, n);
             if (rms)
-                ops->rmsnorm_forward(want, st[1], xh[0], x, w, 1e-5f, N, C);
+                ops->residual_norm_forward(want, NULL, NULL, NULL, st[1], xh[0], x, NULL, 0.0f, 0,
+                                           w, NULL, 1e-5f, N, C);
             else
                 ops->layernorm_forward(want, st[0], st[1], xh[0], x, w, bias, 1e-5f, N, C);
             memcpy(sum, a, n * sizeof *a); /* the sum over a, in place */

@@ -15,8 +15,8 @@ enum { VOCAB = 61, SEQ = 13, PREFILL = 5 };
 
 /* The model on ops for batches of one sequence of up to max_len tokens, in precision prec. GPT-2
  * (arch) ties its head and has as many KV heads as heads. lora 1: LoRA on every projection, 2: on
- * PEFT's default targets (q and v; c_attn), 0: none (the head trains). Every LoRA B is random
- * (the same values on any ops). */
+ * PEFT's default targets (q and v; c_attn), 0: none (nothing trains: a model opened to run, as
+ * model_open's without an adapter). Every LoRA B is random (the same values on any ops). */
 static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
                                   int tied, int lora, int max_len, Precision prec, LfError *err) {
     ModelConfig c;
@@ -28,7 +28,7 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     c.initializer_range = 0.2f; /* logits far from zero, so relative errors mean something */
     train_spec_defaults(&s);
     s.task = TASK_CAUSAL_LM;
-    s.strategy = lora ? STRATEGY_LORA : STRATEGY_HEAD;
+    s.strategy = lora ? STRATEGY_LORA : STRATEGY_NONE;
     s.r = 4;
     s.precision = prec;
     const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};

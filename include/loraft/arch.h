@@ -128,10 +128,6 @@ int linear_reads_bf16(const Model *m, const Linear *l);
  * attention's saved buffer) where l reads bf16 and the backend saves one; NULL otherwise, and
  * attention then writes no f32 out for it to read. */
 void linear_reads_attention_out(const Model *m, Linear *l, float *saved);
-/* Rounds x [N, l->in] into l->in_bf16 where the op before does not write it this time (the
- * output projection after generation's attention_cached, planned to read attention's saved
- * bf16(out)); nothing when l has none. */
-void linear_fill_input(Model *m, const Linear *l, const float *x, int N);
 
 /* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. out NULL:
  * only what l's backward reads of its forward (a replay's last linear: the LoRA branch's u and

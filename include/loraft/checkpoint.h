@@ -25,9 +25,10 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
 /* Loads dir/adapter_model.safetensors into a model built with adapter_read_config's spec. */
 int adapter_load_weights(Model *m, const char *dir, LfError *err);
 
-/* Builds a model from an HF directory or a .gguf file plus, when adapter_dir is not NULL, a
- * PEFT adapter (nothing else trains), its frozen dense weights stored as base_dtype, computing
- * in `precision` (model.h). A directory whose config names LlamaForSequenceClassification (a
+/* Builds a model to run from an HF directory or a .gguf file plus, when adapter_dir is not NULL, a
+ * PEFT adapter (nothing else trains; without one nothing does: no gradients), its frozen dense
+ * weights stored as base_dtype (f32 ones as bf16 under precision bf16), computing in `precision`
+ * (model.h). A directory whose config names LlamaForSequenceClassification (a
  * merged reward model) is a reward model. max_len <= 0: the model's max_position_embeddings. */
 int model_open(Model *m, const char *model_dir, const char *adapter_dir, BaseDtype base_dtype,
                Precision precision, const Ops *ops, int max_batch, int max_len, LfError *err);

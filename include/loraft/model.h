@@ -22,7 +22,9 @@
 extern "C" {
 #endif
 
-typedef enum Strategy { STRATEGY_LORA, STRATEGY_HEAD, STRATEGY_FULL } Strategy;
+/* What trains (train.strategy): LoRA adapters, the head, everything; or nothing (a model opened
+ * to run, not to train: model_open without an adapter, loraft init; not a train.strategy). */
+typedef enum Strategy { STRATEGY_LORA, STRATEGY_HEAD, STRATEGY_FULL, STRATEGY_NONE } Strategy;
 /* What the model is trained for; selects the objective (and PEFT's task_type). */
 typedef enum Task { TASK_CLASSIFICATION, TASK_CAUSAL_LM, TASK_DPO, TASK_REWARD } Task;
 
@@ -44,8 +46,9 @@ typedef enum BaseDtype { BASE_F32, BASE_BF16, BASE_Q } BaseDtype;
  * backend's f32 GEMMs on TF32 tensor cores); bf16: every packed frozen weight's GEMM on bf16
  * tensor cores (activation rounded to bf16, f32 accumulation and output:
  * Ops.matmul_forward_bf16; an adapted linear's up-projection inside that GEMM), attention's
- * products on bf16 tensor cores (Ops.set_precision), the other GEMMs as tf32; under LoRA it also
- * packs f32 frozen weights as bf16 (only the adapter is saved, so nothing saved is rounded). Norms,
+ * products on bf16 tensor cores (Ops.set_precision), the other GEMMs as tf32; under LoRA, and
+ * where nothing trains, it also packs f32 frozen weights as bf16 (only the adapter is saved, or
+ * nothing, so nothing saved is rounded). Norms,
  * softmax, LoRA A/B, the LM head, gradients and AdamW state stay f32 in every precision. auto: bf16
  * on the CUDA backend, fp32 on the CPU, which computes fp32 only. model_create resolves auto:
  * Model.spec.precision is never AUTO. */
@@ -221,8 +224,8 @@ typedef struct Model {
     int32_t *host_labels; /* [max_batch * max_len] the objective's labels before upload */
     /* generation (model_cache_reset, model_decode): allocated there, for cache_len positions */
     float *kv_cache;      /* the architecture's cached keys and values */
-    float *cache_scratch; /* attention over the cache: ops_attention_cached_scratch(max_len,
-                             cache_len, NH) floats */
+    float *cache_scratch; /* attention over the cache: Ops.attention_cached_scratch(max_len,
+                             cache_len, NH, HS) floats */
     int32_t *positions;   /* [max_len] the positions of model_decode's tokens */
     int cache_len;        /* positions the cache holds */
     int n_cached;         /* positions in use */

@@ -154,20 +154,19 @@ typedef struct Ops {
 
     /* ---- RMS norm over the last dimension (Llama) ----
      * out[N,C] = xhat * weight, xhat = inp * rstd with rstd[N] = 1 / sqrt(mean_c(inp^2) + eps),
-     * saved, and bf16(xhat) [N,C] when xh is not NULL. */
-    void (*rmsnorm_forward)(float *out, float *rstd, uint16_t *xh, const float *inp,
-                            const float *weight, float eps, int N, int C);
-    /* With g = dout * weight: dinp (+)= rstd * (g - xhat * mean_c(g * xhat)) (acc 0: =);
+     * saved, and bf16(xhat) [N,C] when xh is not NULL: residual_norm_forward with mean NULL.
+     * With g = dout * weight: dinp (+)= rstd * (g - xhat * mean_c(g * xhat)) (acc 0: =);
      * dweight[C] += sum_n dout * xhat; xhat from inp and rstd, or (inp NULL) from xh;
      * dinp_bf16 as layernorm_backward's. */
     void (*rmsnorm_backward)(float *dinp, uint16_t *dinp_bf16, float *dweight, const float *dout,
                              const float *inp, const uint16_t *xh, const float *weight,
                              const float *rstd, int N, int C, int acc);
     /* The residual stream's norm in one pass over its inputs: x = dropout(a; p, seed) + b
-     * (dropout_forward's mask), out = layer norm of x as layernorm_forward, or RMS norm as
-     * rmsnorm_forward when mean is NULL (bias NULL); sum (not NULL, may be a) = x, where backward
-     * or a later residual reads it; out_bf16 (not NULL) = bf16(out), for a bf16 GEMM that reads
-     * it. Instead of dropout_forward, add and the norm, each a pass. */
+     * (dropout_forward's mask), or x = a where b is NULL (then neither dropout nor sum); out =
+     * layer norm of x as layernorm_forward, or RMS norm (above) when mean is NULL (bias NULL);
+     * sum (not NULL, may be a) = x, where backward or a later residual reads it; out_bf16 (not
+     * NULL) = bf16(out), for a bf16 GEMM that reads it. Instead of dropout_forward, add and the
+     * norm, each a pass. */
     void (*residual_norm_forward)(float *out, uint16_t *out_bf16, float *sum, float *mean,
                                   float *rstd, uint16_t *xh, const float *a, const float *b,
                                   float p, uint64_t seed, const float *weight, const float *bias,
@@ -372,12 +371,16 @@ typedef struct Ops {
      * int32 on the device, consecutive); k, v [L, NKV*HS]: the cache's first L keys (rotated) and
      * values, L > pos[n-1], the new ones written (cache_write). Query i attends keys j <= pos[i]
      * (the later ones of the L may hold anything finite), grouped heads as attention_forward, no
-     * dropout: out = softmax(q_h k^T / sqrt(HS)) @ v. The positions are read on the device, so
-     * a recorded decode step (CUDA graph) replays at the next position with L the cache's
-     * length. scratch: ops_attention_cached_scratch(n, L, NH) floats. */
-    void (*attention_cached)(float *out, const float *q, int ldq, const float *k, const float *v,
-                             const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
-                             int HS);
+     * dropout: out = softmax(q_h k^T / sqrt(HS)) @ v, and out_bf16 (not NULL) = bf16(out), for a
+     * bf16 GEMM that reads it. The positions are read on the device, so a recorded decode step
+     * (CUDA graph) replays at the next position with L the cache's length. scratch:
+     * ops->attention_cached_scratch(n, L, NH, HS) floats. */
+    void (*attention_cached)(float *out, uint16_t *out_bf16, const float *q, int ldq,
+                             const float *k, const float *v, const int32_t *pos, float *scratch,
+                             int n, int L, int NH, int NKV, int HS);
+    /* Floats of scratch attention_cached needs for at most n queries over at most L keys: the
+     * backend's own (the CPU holds the scores [NH,n,L]; the GPU partial sums of key splits). */
+    size_t (*attention_cached_scratch)(int n, int L, int NH, int HS);
     /* Row i of k and of v [n, W] (rows ld apart) to row pos[i] of kc and of vc (the KV cache of
      * one layer; pos [n] on the device, as above). */
     void (*cache_write)(float *kc, float *vc, const float *k, const float *v, int ld,
@@ -510,8 +513,8 @@ typedef struct Ops {
 
 /* The op scratch each op may use, in floats: one contract for every backend, so the model
  * sizes its scratch from these and nothing else (attention's depends on the backend:
- * Ops.attention_scratch). LoRA: drop(inp) [N,C], then du [N,R]; cached attention: the scores
- * [NH,n,L]; LM head: a chunk of logits, then their gradient in place. */
+ * Ops.attention_scratch, Ops.attention_cached_scratch). LoRA: drop(inp) [N,C], then du [N,R];
+ * LM head: a chunk of logits, then their gradient in place. */
 static inline size_t ops_lora_scratch(size_t N, size_t C, size_t R) {
     return N * C + N * R;
 }
@@ -544,10 +547,6 @@ static inline size_t ops_lora_bf16_scratch(size_t N, size_t C, size_t OC, size_t
 #define OPS_LORA_GROUP_MAX 3
 static inline size_t ops_lora_copy_scratch(size_t N, size_t ld) {
     return ops_dequantize_bf16_scratch(N, ld);
-}
-/* Attention over a cache: the scores of n queries against L keys, per head. */
-static inline size_t ops_attention_cached_scratch(size_t n, size_t L, size_t NH) {
-    return NH * n * L;
 }
 /* LM head: one chunk of logits [min(N, chunk), V] (their bf16 gradient is written over them),
  * then the chunk's rows of h in bf16 (Wb's path). The default chunk of 1024 rows keeps cuBLAS's

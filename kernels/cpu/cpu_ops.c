@@ -108,7 +108,15 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const 
     }
 }
 
-/* ---- saved inputs: f32, or (f32 pointer NULL) their bf16 copies ---- */
+/* ---- bf16 copies: written for a bf16 GEMM; saved inputs read as f32, or (f32 pointer NULL)
+ * from their bf16 copies ---- */
+
+/* dst[n] = bf16(src): an output that a bf16 GEMM reads next */
+static void round_bf16(uint16_t *dst, const float *src, size_t n) {
+    if (!dst) return;
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
+}
 
 static inline float saved_at(const float *f, const uint16_t *b, size_t i) {
     return f ? f[i] : qb_bf16(b[i]);
@@ -213,19 +221,10 @@ static void cpu_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dwei
 
 /* ---- RMS norm ---- */
 
-/* out[N,C] = inp * rstd * weight, rstd[N] = 1 / sqrt(mean(inp^2) + eps) saved; float sums, as
- * HF's LlamaRMSNorm computes in float32. */
-static void cpu_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
-                                const float *weight, float eps, int N, int C) {
-#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        size_t row = (size_t)n * C;
-        norm_row(out + row, NULL, rstd + n, xh ? xh + row : NULL, inp + row, weight, NULL, eps, C);
-    }
-}
-
-/* x = drop(a) + b into sum (or out), then its norm (RMS when mean is NULL) as above, a row at a
- * time, and out_bf16 (not NULL) = bf16(out) */
+/* x = drop(a) + b into sum (or out), or x = a (b NULL), then its norm a row at a time, and
+ * out_bf16 (not NULL) = bf16(out): RMS norm when mean is NULL, out = x * rstd * weight with
+ * rstd[N] = 1 / sqrt(mean(x^2) + eps) saved; float sums, as HF's LlamaRMSNorm computes in
+ * float32. */
 static void cpu_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, float *mean,
                                       float *rstd, uint16_t *xh, const float *a, const float *b,
                                       float p, uint64_t seed, const float *weight,
@@ -234,9 +233,10 @@ static void cpu_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         size_t row = (size_t)n * C;
-        float *x = (sum ? sum : out) + row;
-        for (int c = 0; c < C; c++)
-            x[c] = a[row + c] * rng_dropout_scale(seed, row + c, p) + b[row + c];
+        float *added = (sum ? sum : out) + row;
+        for (int c = 0; c < C && b; c++)
+            added[c] = a[row + c] * rng_dropout_scale(seed, row + c, p) + b[row + c];
+        const float *x = b ? added : a + row;
         norm_row(out + row, mean ? mean + n : NULL, rstd + n, xh ? xh + row : NULL, x, weight, bias,
                  eps, C);
         if (out_bf16)
@@ -830,9 +830,9 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
 
 /* Generation: n queries at positions pos[i] over the first L cached keys, per head h (KV head
  * h / (NH/NKV)): scores [n,L] in scratch, causal softmax, then out_h = P @ v. */
-static void cpu_attention_cached(float *out, const float *q, int ldq, const float *k,
-                                 const float *v, const int32_t *pos, float *scratch, int n, int L,
-                                 int NH, int NKV, int HS) {
+static void cpu_attention_cached(float *out, uint16_t *out_bf16, const float *q, int ldq,
+                                 const float *k, const float *v, const int32_t *pos, float *scratch,
+                                 int n, int L, int NH, int NKV, int HS) {
     int ldo = NH * HS, ldkv = NKV * HS, G = NH / NKV;
     for (int h = 0; h < NH; h++) {
         float *s = scratch + (size_t)h * n * L;
@@ -844,6 +844,12 @@ static void cpu_attention_cached(float *out, const float *q, int ldq, const floa
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, L, 1.0f, s, L, vh, ldkv, 0.0f,
                     out + (size_t)h * HS, ldo);
     }
+    round_bf16(out_bf16, out, (size_t)n * ldo);
+}
+
+static size_t cpu_attention_cached_scratch(int n, int L, int NH, int HS) {
+    (void)HS;
+    return (size_t)NH * n * L;
 }
 
 static void cpu_cache_write(float *kc, float *vc, const float *k, const float *v, int ld,
@@ -855,13 +861,6 @@ static void cpu_cache_write(float *kc, float *vc, const float *k, const float *v
 }
 
 /* ---- activations and vector arithmetic ---- */
-
-/* dst[n] = bf16(src): an output that a bf16 GEMM reads next */
-static void round_bf16(uint16_t *dst, const float *src, size_t n) {
-    if (!dst) return;
-#pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
-}
 
 /* out[n] = act(inp) (and saved = bf16(inp), out_bf16 = bf16(out)); exact GELU (the transformer
  * FFN's) has its own loop so it vectorises */
@@ -1167,7 +1166,6 @@ const Ops ops_cpu = {
     .embedding_backward = cpu_embedding_backward,
     .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward = cpu_layernorm_backward,
-    .rmsnorm_forward = cpu_rmsnorm_forward,
     .rmsnorm_backward = cpu_rmsnorm_backward,
     .residual_norm_forward = cpu_residual_norm_forward,
     .rope_forward = cpu_rope_forward,
@@ -1197,6 +1195,7 @@ const Ops ops_cpu = {
     .attention_saved = cpu_attention_saved,
     .attention_saved_out = cpu_attention_saved_out,
     .attention_cached = cpu_attention_cached,
+    .attention_cached_scratch = cpu_attention_cached_scratch,
     .cache_write = cpu_cache_write,
     .activation_forward = cpu_activation_forward,
     .activation_backward = cpu_activation_backward,

@@ -36,6 +36,8 @@
 
 #include <type_traits>
 
+static constexpr float LOG2E = 1.44269504088896341f;
+
 enum {
     HS_MAX = 128,       /* head sizes up to this; larger is an error */
     DIMS = HS_MAX / 32, /* accumulator dimensions per lane */
@@ -45,7 +47,7 @@ enum {
     DQ_ROWS = 2,        /* query rows per warp: dq (dout rows in shared too) */
     KEY_ROWS = 2,       /* keys per warp: dk, dv */
     QUERY_TILE = 32,    /* queries per shared tile (dk, dv) = lanes */
-    CACHED_WARPS = 8,   /* attention_cached's softmax: rows per block */
+    CACHED_WARPS = 8,   /* attention_cached: warps (rows) per block */
 };
 
 /* The block's tile of query rows (grid.y): under the causal mask a tile sees keys up to its last
@@ -367,7 +369,7 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
 #endif
 typedef __nv_bfloat16 bf16;
 #if TC_ARCH /* (unused in the trap builds) */
-static constexpr float LOG2E = 1.44269504088896341f, LN2 = 0.693147180559945309f;
+static constexpr float LN2 = 0.693147180559945309f;
 #endif
 
 enum {
@@ -1264,6 +1266,118 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     }
 }
 
+/* Attention over a KV cache (generation), two ways by the number of query rows n * NH:
+ * - few (a decode step, a short prompt): flash-decoding. A warp a query row, head and split of
+ *   the keys streams the keys past the online softmax, reading only those up to the query's
+ *   position (the positions are on the device: a recorded decode step, over the whole cache,
+ *   reads what its position needs). Four keys at a time, eight lanes a key (lane sub owns
+ *   dimensions sub, sub + 8, ..: 32 bytes a key a load), the four running sums joined at the
+ *   end. The keys split in CACHED_KEYS, so that enough warps run, and a second kernel joins the
+ *   splits' partial sums (o unnormalised, m, l: HS + 2 floats) in split order; empty splits add
+ *   exact zeros, so a step gives the same bits over the whole cache as over its own keys.
+ * - many (a long prompt): cuBLAS GEMMs over all L keys with a softmax between them (the scores
+ *   [NH,n,L] in scratch), where each key's load serves many queries. */
+enum {
+    CACHED_SPLIT_ROWS = 512, /* query rows from which the GEMMs run */
+    CACHED_KEYS = 64,        /* keys a split */
+    CACHED_LANES = 8,        /* lanes a key */
+    CACHED_DIMS = HS_MAX / CACHED_LANES,
+};
+
+/* Warp w: query row r = w / splits (query i = r / NH, head h = r % NH), keys of split w % splits
+ * up to pos[i]; out and out_bf16 (splits 1) or part [n*NH, splits, HS + 2]. */
+__global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, float *part,
+                                        const float *q, int ldq, const float *k, const float *v,
+                                        const int32_t *pos, int n, int splits, int NH, int NKV,
+                                        int HS) {
+    int lane = threadIdx.x & 31, sub = lane % CACHED_LANES, group = lane / CACHED_LANES;
+    int ldkv = NKV * HS;
+    float scale2 = LOG2E / sqrtf((float)HS);
+    WARP_ROWS(w, (size_t)n * NH * splits) {
+        size_t r = w / splits;
+        int i = (int)(r / NH), h = (int)(r % NH), j0 = (int)(w % splits) * CACHED_KEYS;
+        int j1 = splits == 1 ? pos[i] + 1 : min(pos[i] + 1, j0 + CACHED_KEYS);
+        if (j0 >= j1) continue; /* past the query's position: the join skips it */
+        const float *qr = q + (size_t)i * ldq + (size_t)h * HS;
+        size_t kv = (size_t)(h / (NH / NKV)) * HS; /* the query head's KV head */
+        const float *kh = k + kv, *vh = v + kv;
+        float qd[CACHED_DIMS], o[CACHED_DIMS], m = -INFINITY, l = 0.0f;
+#pragma unroll
+        for (int c = 0; c < CACHED_DIMS; c++) {
+            int d = sub + CACHED_LANES * c;
+            qd[c] = d < HS ? qr[d] * scale2 : 0.0f, o[c] = 0.0f;
+        }
+        for (int base = j0; base < j1; base += 32 / CACHED_LANES) {
+            int j = base + group;
+            bool valid = j < j1;
+            const float *kj = kh + (size_t)(valid ? j : j0) * ldkv;
+            float s = 0.0f;
+#pragma unroll
+            for (int c = 0; c < CACHED_DIMS; c++)
+                if (sub + CACHED_LANES * c < HS) s += qd[c] * kj[sub + CACHED_LANES * c];
+            for (int off = 1; off < CACHED_LANES; off <<= 1)
+                s += __shfl_xor_sync(0xffffffffu, s, off);
+            if (!valid) continue; /* past the split: its group's sums stay */
+            float m_new = fmaxf(m, s), rescale = exp2f(m - m_new), p = exp2f(s - m_new);
+            l = l * rescale + p, m = m_new;
+            const float *vj = vh + (size_t)j * ldkv;
+#pragma unroll
+            for (int c = 0; c < CACHED_DIMS; c++)
+                if (sub + CACHED_LANES * c < HS)
+                    o[c] = o[c] * rescale + p * vj[sub + CACHED_LANES * c];
+        }
+        for (int off = CACHED_LANES; off < 32; off <<= 1) { /* the four groups' sums joined */
+            float m_other = __shfl_xor_sync(0xffffffffu, m, off);
+            float l_other = __shfl_xor_sync(0xffffffffu, l, off), m_new = fmaxf(m, m_other);
+            float mine = m == -INFINITY ? 0.0f : exp2f(m - m_new);
+            float theirs = m_other == -INFINITY ? 0.0f : exp2f(m_other - m_new);
+            l = l * mine + l_other * theirs, m = m_new;
+#pragma unroll
+            for (int c = 0; c < CACHED_DIMS; c++)
+                o[c] = o[c] * mine + __shfl_xor_sync(0xffffffffu, o[c], off) * theirs;
+        }
+        if (group) continue;
+        float *dst = splits == 1 ? out + r * HS : part + w * (HS + 2);
+#pragma unroll
+        for (int c = 0; c < CACHED_DIMS; c++) {
+            int d = sub + CACHED_LANES * c;
+            if (d >= HS) continue;
+            dst[d] = splits == 1 ? o[c] / l : o[c];
+            if (splits == 1 && out_bf16) out_bf16[r * HS + d] = __float2bfloat16(o[c] / l);
+        }
+        if (splits > 1 && sub == 0) dst[HS] = m, dst[HS + 1] = l;
+    }
+}
+
+/* out row r = sum_s e_s o_s / sum_s e_s l_s, e_s = 2^(m_s - max m) over the splits holding keys
+ * (those up to pos[i]), a warp a row, lane l owning dimensions l, l + 32, .. */
+__global__ void attention_cached_join_kernel(float *out, __nv_bfloat16 *out_bf16, const float *part,
+                                             const int32_t *pos, int n, int splits, int NH,
+                                             int HS) {
+    int lane = threadIdx.x & 31;
+    WARP_ROWS(r, (size_t)n * NH) {
+        const float *pr = part + r * splits * (HS + 2);
+        int used = pos[r / NH] / CACHED_KEYS + 1;
+        float mx = -INFINITY, den = 0.0f, acc[DIMS] = {};
+        for (int s = 0; s < used; s++) mx = fmaxf(mx, pr[s * (HS + 2) + HS]);
+        for (int s = 0; s < used; s++) {
+            const float *ps = pr + s * (HS + 2);
+            float e = exp2f(ps[HS] - mx);
+            den += e * ps[HS + 1];
+#pragma unroll
+            for (int c = 0; c < DIMS; c++)
+                if (lane + 32 * c < HS) acc[c] += e * ps[lane + 32 * c];
+        }
+#pragma unroll
+        for (int c = 0; c < DIMS; c++) {
+            size_t at = r * HS + lane + 32 * c;
+            if (lane + 32 * c >= HS) continue;
+            out[at] = acc[c] / den;
+            if (out_bf16) out_bf16[at] = __float2bfloat16(acc[c] / den);
+        }
+    }
+}
+
 /* In place on the NH*n rows of scores [NH,n,L] (row = h*n + i, query position pos[i]): the
  * softmax over keys j <= pos[i], later keys exactly 0. */
 __global__ void softmax_cached_kernel(float *s, int rows, int n, const int32_t *pos, int L) {
@@ -1280,17 +1394,12 @@ __global__ void softmax_cached_kernel(float *s, int rows, int n, const int32_t *
     }
 }
 
-/* Generation: q, out [n,NH*HS] at positions pos[i]; k, v [L,NKV*HS]; scratch [NH,n,L] (a few
- * queries over the cache: no T x T here). cuBLAS GEMMs batched over the KV heads: one per
- * member j of a group (query heads j, j+G, ... at a constant stride), or for a single query (a
- * decode step) one for the whole group, whose G heads are then the columns of one [HS, G]
- * matrix: three launches a layer instead of 2G + 1. */
-void cuda_attention_cached(float *out, const float *q, int ldq, const float *k, const float *v,
-                           const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
-                           int HS) {
-    Heads g = heads(1, n, NH, NKV, HS);
-    if (g.ok && L < n) CUDA_FAIL("attention_cached: fewer cached keys than queries");
-    if (!g.ok || L < n) return;
+/* Many query rows: GEMMs batched over the KV heads, one per member j of a group (query heads j,
+ * j+G, ... at a constant stride), or for a single query one for the whole group, whose G heads
+ * are then the columns of one [HS, G] matrix. */
+static void attention_cached_gemms(float *out, const float *q, int ldq, const float *k,
+                                   const float *v, const int32_t *pos, float *scratch, int n, int L,
+                                   int NH, int NKV, int HS) {
     int G = NH / NKV, ldkv = NKV * HS, parts = n == 1 ? 1 : G, cols = n == 1 ? G : n;
     int ldqc = n == 1 ? HS : ldq, ldo = n == 1 ? HS : NH * HS; /* a single query's heads: columns */
     long long nL = (long long)n * L;
@@ -1304,6 +1413,42 @@ void cuda_attention_cached(float *out, const float *q, int ldq, const float *k, 
     for (int j = 0; j < parts; j++) /* out_h^T (HS x n) = v_kv^T P_h^T */
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, HS, cols, L, 1.0f, v, ldkv, HS, scratch + j * nL, L,
                   G * nL, 0.0f, out + (size_t)j * HS, ldo, (long long)G * HS, NKV);
+}
+
+static int cached_splits(int L) {
+    return (L + CACHED_KEYS - 1) / CACHED_KEYS;
+}
+
+/* The most either way takes for up to n queries over up to L keys. */
+size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS) {
+    size_t rows = (size_t)n * NH, few = CACHED_SPLIT_ROWS - 1;
+    size_t splits = (rows < few ? rows : few) * cached_splits(L) * (HS + 2);
+    size_t scores = rows >= CACHED_SPLIT_ROWS ? rows * L : 0;
+    return splits > scores ? splits : scores;
+}
+
+/* Generation: q, out [n,NH*HS] at positions pos[i]; k, v [L,NKV*HS]. */
+void cuda_attention_cached(float *out, uint16_t *out_bf16, const float *q, int ldq, const float *k,
+                           const float *v, const int32_t *pos, float *scratch, int n, int L, int NH,
+                           int NKV, int HS) {
+    Heads g = heads(1, n, NH, NKV, HS);
+    if (g.ok && L < n) CUDA_FAIL("attention_cached: fewer cached keys than queries");
+    if (!g.ok || L < n) return;
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)out_bf16;
+    if ((size_t)n * NH >= CACHED_SPLIT_ROWS) {
+        attention_cached_gemms(out, q, ldq, k, v, pos, scratch, n, L, NH, NKV, HS);
+        if (out_bf16) cuda_dequantize_rows_bf16(out_bf16, out, GGML_F32, 0, n, NH * HS, NH * HS);
+        return;
+    }
+    int splits = cached_splits(L);
+    size_t warps = (size_t)n * NH * splits;
+    attention_cached_kernel<<<cuda_blocks(warps, CACHED_WARPS), CACHED_WARPS * 32>>>(
+        out, ob, scratch, q, ldq, k, v, pos, n, splits, NH, NKV, HS);
+    CUDA_LAUNCHED("attention_cached");
+    if (splits == 1) return;
+    attention_cached_join_kernel<<<cuda_blocks((size_t)n * NH, CACHED_WARPS), CACHED_WARPS * 32>>>(
+        out, ob, scratch, pos, n, splits, NH, HS);
+    CUDA_LAUNCHED("attention_cached (join)");
 }
 
 /* Row i of k and v (rows ld apart) to row pos[i] of the caches, vec (1 or 4) floats a thread. */

@@ -209,8 +209,6 @@ void cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, f
                              const float *dout, const float *inp, const uint16_t *xh,
                              const float *weight, const float *mean, const float *rstd, int N,
                              int C, int acc);
-void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
-                          const float *weight, float eps, int N, int C);
 void cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, const float *dout,
                            const float *inp, const uint16_t *xh, const float *weight,
                            const float *rstd, int N, int C, int acc);
@@ -268,9 +266,10 @@ size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
 uint16_t *cuda_attention_saved_out(Precision p, float *saved);
-void cuda_attention_cached(float *out, const float *q, int ldq, const float *k, const float *v,
-                           const int32_t *pos, float *scratch, int n, int L, int NH, int NKV,
-                           int HS);
+void cuda_attention_cached(float *out, uint16_t *out_bf16, const float *q, int ldq, const float *k,
+                           const float *v, const int32_t *pos, float *scratch, int n, int L, int NH,
+                           int NKV, int HS);
+size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS);
 void cuda_cache_write(float *kc, float *vc, const float *k, const float *v, int ld,
                       const int32_t *pos, int n, int W);
 void cuda_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,

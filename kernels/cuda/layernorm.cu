@@ -244,12 +244,6 @@ void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, floa
     CUDA_LAUNCHED("residual_norm_forward");
 }
 
-void cuda_rmsnorm_forward(float *out, float *rstd, uint16_t *xh, const float *inp,
-                          const float *weight, float eps, int N, int C) {
-    norm_forward(out, NULL, NULL, NULL, rstd, xh, inp, NULL, 0.0f, 0, weight, NULL, eps, N, C);
-    CUDA_LAUNCHED("rmsnorm_forward");
-}
-
 template <int V>
 static void backward_launch(float *dinp, uint16_t *dinp_bf16, float *dweight, float *dbias,
                             const float *dout, const float *inp, const uint16_t *xh,

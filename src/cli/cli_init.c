@@ -105,7 +105,7 @@ static int init_checkpoint(const char *arch, int layers, int hidden, int heads, 
 
     TrainSpec spec;
     train_spec_defaults(&spec);
-    spec.strategy = STRATEGY_HEAD;
+    spec.strategy = STRATEGY_NONE;
     spec.task = arch_task(cfg.arch);
     Model m;
     if (model_create(&m, &cfg, &spec, &ops_cpu, NULL, (uint64_t)seed, 1, 2, NULL, 0, err))

@@ -325,7 +325,7 @@ int model_open(Model *m, const char *model_dir, const char *adapter_dir, BaseDty
     TrainSpec spec;
     if (model_config_load(&cfg, model_dir, err)) return -1;
     train_spec_defaults(&spec);
-    spec.strategy = STRATEGY_HEAD;
+    spec.strategy = STRATEGY_NONE; /* or the adapter's LoRA */
     spec.task = cfg.score_head ? TASK_REWARD : arch_task(cfg.arch);
     spec.base_dtype = base_dtype;
     spec.precision = precision;

@@ -162,8 +162,9 @@ static void gpt2_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_attn}, 1, &a->n1, bw, sh.n1);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_fc}, 1, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->mlp_proj}, 1, &a->act, bw, sh.act);
-        /* ln_2's and the activation's outputs in bf16 where c_fc and mlp_proj read them so: in
-         * act's shared place (c_fc has read the first before the activation writes the second) */
+        /* ln_1's, ln_2's and the activation's outputs in bf16 where c_attn, c_fc and mlp_proj
+         * read them so: in act's shared place (each read before the next is written) */
+        Ly->c_attn.in_bf16 = linear_reads_bf16(m, &Ly->c_attn) ? (uint16_t *)sh.act : NULL;
         Ly->c_fc.in_bf16 = linear_reads_bf16(m, &Ly->c_fc) ? (uint16_t *)sh.act : NULL;
         Ly->mlp_proj.in_bf16 = linear_reads_bf16(m, &Ly->mlp_proj) ? (uint16_t *)sh.act : NULL;
         if (saved_n) /* attention saved its own copy: only c_proj may read ctx again */
@@ -225,24 +226,21 @@ static void merge_qkv(const Ops *o, float *dqkv, const float *dpart, int which, 
     o->first_token_backward(dqkv + (size_t)which * C, dpart, N, 3, C);
 }
 
-/* The norm of layer l's input (l = L: the final norm) over N rows, into out, mean, rstd and xh.
- * The layer before left its output as mlp.c_proj(..) alone: its dropout (p, the layer's mask)
- * and residual join this pass (residual_norm_forward: x = drop(mlp.c_proj(..)) + a, written in
- * place, where backward and the next residual read it): two launches and three passes over
- * [N,C] fewer than a dropout and an add of their own. A replay (LayerForward) finds x complete. */
-static void input_norm(Model *m, int l, float *out, float *mean, float *rstd, uint16_t *xh,
-                       const Norm *norm, int N, float p, int replay) {
-    const Ops *o = m->ops;
+/* The norm of layer l's input (l = L: the final norm) over N rows, into out, out_bf16 (where
+ * c_attn reads bf16), mean, rstd and xh. The layer before left its output as mlp.c_proj(..)
+ * alone: its dropout (p, the layer's mask) and residual join this pass (residual_norm_forward: x
+ * = drop(mlp.c_proj(..)) + a, written in place, where backward and the next residual read it):
+ * two launches and three passes over [N,C] fewer than a dropout and an add of their own. Layer
+ * 0's input, and a replay's (LayerForward), is x complete. */
+static void input_norm(Model *m, int l, float *out, uint16_t *out_bf16, float *mean, float *rstd,
+                       uint16_t *xh, const Norm *norm, int N, float p, int replay) {
     const ModelConfig *c = &m->cfg;
-    const float *w = norm->w->value, *bias = norm->b->value;
     LayerActs *before = l ? &gpt2(m)->acts[l - 1] : NULL;
-    if (!before || replay)
-        o->layernorm_forward(out, mean, rstd, xh, before ? before->out : gpt2(m)->acts[0].x, w,
-                             bias, c->layer_norm_eps, N, c->hidden_size);
-    else
-        o->residual_norm_forward(out, NULL, before->out, mean, rstd, xh, before->out, before->a, p,
-                                 model_site(l - 1, SITE_MLP_DROP), w, bias, c->layer_norm_eps, N,
-                                 c->hidden_size);
+    int add = before && !replay;
+    m->ops->residual_norm_forward(out, out_bf16, add ? before->out : NULL, mean, rstd, xh,
+                                  before ? before->out : gpt2(m)->acts[0].x, add ? before->a : NULL,
+                                  p, model_site(l - 1, SITE_MLP_DROP), norm->w->value,
+                                  norm->b->value, c->layer_norm_eps, N, c->hidden_size);
 }
 
 /* The rest of layer l once attention has written a->ctx [N rows]: a = x + drop(c_proj(ctx)),
@@ -281,7 +279,8 @@ static Qkv layer_forward_qkv(Model *m, int l, int N, Drop d, int replay, int spl
     Layer *Ly = &b->layers[l];
     LayerActs *a = &b->acts[l];
     int C = c->hidden_size;
-    input_norm(m, l, a->n1, a->mean1, a->rstd1, a->xh1, &Ly->ln_1, N, d.hidden, replay);
+    input_norm(m, l, a->n1, Ly->c_attn.in_bf16, a->mean1, a->rstd1, a->xh1, &Ly->ln_1, N, d.hidden,
+               replay);
     linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, d.lora, model_site(l, SITE_QKV));
     if (!split) return (Qkv){b->qkv, b->qkv + C, b->qkv + 2 * C, 3 * C};
     split_qkv(o, a->q, b->qkv, 0, N, C);
@@ -311,9 +310,8 @@ static void layer_decode(Model *m, int l, int n) {
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
     Qkv in = layer_forward_qkv(m, l, n, (Drop){0}, 0, 0);
     o->cache_write(k, v, in.k, in.v, in.ld, m->positions, n, C);
-    o->attention_cached(a->ctx, in.q, in.ld, k, v, m->positions, m->cache_scratch, n, m->cache_keys,
-                        NH, NH, head_size(m));
-    linear_fill_input(m, &gpt2(m)->layers[l].c_proj, a->ctx, n);
+    o->attention_cached(a->ctx, gpt2(m)->layers[l].c_proj.in_bf16, in.q, in.ld, k, v, m->positions,
+                        m->cache_scratch, n, m->cache_keys, NH, NH, head_size(m));
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
@@ -370,7 +368,7 @@ static void gpt2_forward(Model *m, Drop d) {
     if (d.embedding > 0)
         o->dropout_forward(x, x, d.embedding, model_site(L, SITE_EMB), (size_t)N * C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
-    input_norm(m, L, b->hf, b->mean_f, b->rstd_f, NULL, &b->ln_f, N, d.hidden, 0);
+    input_norm(m, L, b->hf, NULL, b->mean_f, b->rstd_f, NULL, &b->ln_f, N, d.hidden, 0);
 }
 
 static void gpt2_backward(Model *m, Drop d) {
@@ -401,7 +399,7 @@ static void gpt2_decode(Model *m, int n) {
     o->embedding_forward(b->acts[0].x, m->ids, NULL, m->positions, b->wte->value, b->wpe->value,
                          NULL, 1, n, C);
     for (int l = 0; l < L; l++) layer_decode(m, l, n);
-    input_norm(m, L, b->hf, b->mean_f, b->rstd_f, NULL, &b->ln_f, n, 0.0f, 0);
+    input_norm(m, L, b->hf, NULL, b->mean_f, b->rstd_f, NULL, &b->ln_f, n, 0.0f, 0);
 }
 
 const ArchImpl arch_gpt2 = {

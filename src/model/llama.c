@@ -194,11 +194,16 @@ static void llama_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, &a->n1, bw, sh.n1);
         PLAN_TAKE_INPUT(pl, m, Ly->gate_up, 2, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->down}, 1, &a->act, bw, sh.act);
-        /* the norm's and SwiGLU's outputs in bf16 where gate and up (both) and down read them
-         * so: in act's shared place (gate and up have read the first before SwiGLU writes) */
-        int plain = linear_reads_bf16(m, &Ly->gate) && linear_reads_bf16(m, &Ly->up);
-        Ly->gate.in_bf16 = Ly->up.in_bf16 = plain ? (uint16_t *)sh.act : NULL;
-        Ly->down.in_bf16 = linear_reads_bf16(m, &Ly->down) ? (uint16_t *)sh.act : NULL;
+        /* the norms' and SwiGLU's outputs in bf16 where q, k and v, gate and up (each group
+         * whole) and down read them so: in act's shared place (each read before the next is
+         * written) */
+        uint16_t *in_bf16 = (uint16_t *)sh.act;
+        int plain = linear_reads_bf16(m, &Ly->q) && linear_reads_bf16(m, &Ly->k) &&
+                    linear_reads_bf16(m, &Ly->v);
+        Ly->q.in_bf16 = Ly->k.in_bf16 = Ly->v.in_bf16 = plain ? in_bf16 : NULL;
+        plain = linear_reads_bf16(m, &Ly->gate) && linear_reads_bf16(m, &Ly->up);
+        Ly->gate.in_bf16 = Ly->up.in_bf16 = plain ? in_bf16 : NULL;
+        Ly->down.in_bf16 = linear_reads_bf16(m, &Ly->down) ? in_bf16 : NULL;
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
@@ -257,23 +262,20 @@ static float *cache_of(const Model *m, int l, int which) {
 
 enum { SITE_Q, SITE_K, SITE_V, SITE_ATT, SITE_O, SITE_GATE, SITE_UP, SITE_DOWN };
 
-/* The norm of layer l's input (l = L: the final norm) over N rows, into out, rstd and xh. The
- * layer before left its output without the residual, down(..) alone: the add joins this pass
- * (residual_norm_forward: x = down(..) + a, written in place, where backward and the next
- * residual read it): one launch and one pass over [N,C] fewer than an add of its own. A replay
- * (LayerForward) finds x complete. */
-static void input_norm(Model *m, int l, float *out, float *rstd, uint16_t *xh, const Norm *norm,
-                       int N, int replay) {
-    const Ops *o = m->ops;
+/* The norm of layer l's input (l = L: the final norm) over N rows, into out, out_bf16 (where
+ * q, k and v read bf16), rstd and xh. The layer before left its output without the residual,
+ * down(..) alone: the add joins this pass (residual_norm_forward: x = down(..) + a, written in
+ * place, where backward and the next residual read it): one launch and one pass over [N,C] fewer
+ * than an add of its own. Layer 0's input, and a replay's (LayerForward), is x complete. */
+static void input_norm(Model *m, int l, float *out, uint16_t *out_bf16, float *rstd, uint16_t *xh,
+                       const Norm *norm, int N, int replay) {
     const ModelConfig *c = &m->cfg;
-    const float *w = norm->w->value;
     LayerActs *before = l ? &llama(m)->acts[l - 1] : NULL;
-    if (!before || replay)
-        o->rmsnorm_forward(out, rstd, xh, before ? before->out : llama(m)->acts[0].x, w,
-                           c->layer_norm_eps, N, c->hidden_size);
-    else
-        o->residual_norm_forward(out, NULL, before->out, NULL, rstd, xh, before->out, before->a,
-                                 0.0f, 0, w, NULL, c->layer_norm_eps, N, c->hidden_size);
+    int add = before && !replay;
+    m->ops->residual_norm_forward(out, out_bf16, add ? before->out : NULL, NULL, rstd, xh,
+                                  before ? before->out : llama(m)->acts[0].x,
+                                  add ? before->a : NULL, 0.0f, 0, norm->w->value, NULL,
+                                  c->layer_norm_eps, N, c->hidden_size);
 }
 
 /* The rest of layer l once attention has written a->ctx [N rows]: a = x + o(ctx), then
@@ -308,7 +310,7 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     LayerActs *a = &b->acts[l];
     int B = m->B, T = m->T, N = B * T, HS = head_size(m);
     int NH = c->num_heads, NKV = c->num_kv_heads;
-    input_norm(m, l, a->n1, a->rstd1, a->xh1, &Ly->ln_attn, N, replay);
+    input_norm(m, l, a->n1, Ly->q.in_bf16, a->rstd1, a->xh1, &Ly->ln_attn, N, replay);
     uint64_t s[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
                          model_sites(s, 3, l, SITE_Q));
@@ -331,14 +333,13 @@ static void layer_decode(Model *m, int l, int n) {
     LayerActs *a = &b->acts[l];
     int HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
-    input_norm(m, l, a->n1, a->rstd1, NULL, &Ly->ln_attn, n, 0);
+    input_norm(m, l, a->n1, Ly->q.in_bf16, a->rstd1, NULL, &Ly->ln_attn, n, 0);
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
     o->rope_forward(a->q, b->q_ld, a->k, b->kv_ld, m->positions, c->rope_theta, 1, n, NH, NKV, HS);
     o->cache_write(k, v, a->k, a->v, b->kv_ld, m->positions, n, NKV * HS);
-    o->attention_cached(a->ctx, a->q, b->q_ld, k, v, m->positions, m->cache_scratch, n,
-                        m->cache_keys, NH, NKV, HS);
-    linear_fill_input(m, &Ly->o, a->ctx, n);
+    o->attention_cached(a->ctx, Ly->o.in_bf16, a->q, b->q_ld, k, v, m->positions, m->cache_scratch,
+                        n, m->cache_keys, NH, NKV, HS);
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
@@ -390,7 +391,7 @@ static void llama_forward(Model *m, Drop d) {
     o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, NULL, NULL, m->B, m->T,
                          C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
-    input_norm(m, L, b->hf, b->rstd_f, NULL, &b->ln_f, N, 0);
+    input_norm(m, L, b->hf, NULL, b->rstd_f, NULL, &b->ln_f, N, 0);
 }
 
 static void llama_backward(Model *m, Drop d) {
@@ -417,7 +418,7 @@ static void llama_decode(Model *m, int n) {
     int C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, NULL, NULL, 1, n, C);
     for (int l = 0; l < L; l++) layer_decode(m, l, n);
-    input_norm(m, L, b->hf, b->rstd_f, NULL, &b->ln_f, n, 0);
+    input_norm(m, L, b->hf, NULL, b->rstd_f, NULL, &b->ln_f, n, 0);
 }
 
 const ArchImpl arch_llama = {

@@ -28,10 +28,10 @@ static int name_index(const char *const *names, int n, const char *s) {
     return -1;
 }
 
-static const char *const strategy_names[] = {"lora", "head", "full"};
+static const char *const strategy_names[] = {"lora", "head", "full", "none"};
 
 int strategy_parse(const char *s, Strategy *out, LfError *err) {
-    int i = name_index(strategy_names, 3, s);
+    int i = name_index(strategy_names, 3, s); /* none is not a way to train */
     if (i < 0) return lf_fail(err, "unknown strategy '%s' (expected lora, head or full)", s);
     *out = (Strategy)i;
     return 0;
@@ -232,6 +232,8 @@ static int param_trains(const Model *m, const Param *p) {
         return strncmp(p->name, m->arch->prefix, strlen(m->arch->prefix)) != 0;
     case STRATEGY_LORA:
         return p->is_lora || is_saved_module(&m->spec, module);
+    case STRATEGY_NONE:
+        return 0;
     }
     return 0;
 }
@@ -797,10 +799,12 @@ static int packable(const Model *m, const Linear *l) {
     return !l->w->grad && !(l->b && l->b->grad) && l != m->head;
 }
 
-/* precision bf16 packs the f32 frozen weights as bf16 too, under LoRA only: only the adapter is
- * saved then, while head saves the whole model, frozen weights as they were loaded. */
+/* precision bf16 packs the f32 frozen weights as bf16 too, under LoRA, which saves only the
+ * adapter, and where nothing trains (nothing is saved from a model opened to run), not under
+ * head, which saves the whole model, frozen weights as they were loaded. */
 static int pack_f32_as_bf16(const Model *m) {
-    return m->spec.precision == PRECISION_BF16 && m->spec.strategy == STRATEGY_LORA;
+    Strategy s = m->spec.strategy;
+    return m->spec.precision == PRECISION_BF16 && (s == STRATEGY_LORA || s == STRATEGY_NONE);
 }
 
 /* base_dtype q: each packable weight keeps its GGUF tensor's type; an F32 tensor stays f32
@@ -1454,10 +1458,6 @@ void linear_reads_attention_out(const Model *m, Linear *l, float *saved) {
         linear_reads_bf16(m, l) ? m->ops->attention_saved_out(m->spec.precision, saved) : NULL;
 }
 
-void linear_fill_input(Model *m, const Linear *l, const float *x, int N) {
-    if (l->in_bf16) m->ops->dequantize_rows_bf16(l->in_bf16, x, GGML_F32, 0, N, l->in, l->in);
-}
-
 void model_share_input(Linear *const *ls, int n) {
     for (int i = 0; i < n; i++) {
         ls[i]->group = n < OPS_LORA_GROUP_MAX ? n : OPS_LORA_GROUP_MAX;
@@ -1601,7 +1601,8 @@ int model_cache_reset(Model *m, int positions, LfError *err) {
     cache_free(m);
     m->cache_len = positions;
     size_t n = m->arch->cache_floats(m), P = (size_t)positions;
-    size_t ns = ops_attention_cached_scratch(m->max_len, P, m->cfg.num_heads);
+    size_t ns = m->ops->attention_cached_scratch(m->max_len, (int)P, m->cfg.num_heads,
+                                                 m->cfg.hidden_size / m->cfg.num_heads);
     m->kv_cache = m->ops->alloc(n * sizeof(float));
     m->cache_scratch = m->ops->alloc(ns * sizeof(float));
     m->positions = m->ops->alloc((size_t)m->max_len * sizeof(int32_t));

@@ -5,7 +5,8 @@
  * model_lm_logits) at every step within 1e-4 of the row's largest logit in fp32, and within
  * BF16_TOL under model.precision bf16 (the GPU's default, with which an SFT run's evaluation
  * answers are generated: frozen weights and the GEMMs' operands in bf16, the bf16 copies the
- * norms and activations write for the GEMMs after them). Decode steps of one token run as one
+ * norms and activations write for the GEMMs after them; with or without an adapter, and then with
+ * no gradients). Decode steps of one token run as one
  * recorded CUDA graph (the first op by op, the second recorded), replayed at every later
  * position: they give the very logits the same steps give op by op (Model.decode_graphs off),
  * recorded once for two generations in one cache. */
@@ -35,6 +36,8 @@ static void check_case(Arch arch, int heads, int kv_heads, int tied, int lora, P
         worst = fmax(worst, row_error(cached, full, VOCAB));
     }
     CHECK_OK(ok ? 0 : -1, &err);
+    CHECK(prec != PRECISION_BF16 || gpu.n_packed_bytes > 0); /* bf16 weights, trained or not */
+    CHECK(lora || gpu.n_grads == 0);                         /* nothing trains: no gradients */
     printf("%s CUDA %s cache vs CPU fp32 recompute, %d heads / %d KV, %s%s: worst relative "
            "error %.2e\n",
            arch_name(arch), precision_name(prec), heads, kv_heads, tied ? "tied" : "untied",
@@ -96,7 +99,7 @@ int main(void) {
         check_case(ARCH_LLAMA, 4, 1, 1, lora, PRECISION_FP32);
         check_case(ARCH_GPT2, 4, 4, 1, lora, PRECISION_FP32);
     }
-    for (int lora = 1; lora <= 2; lora++) { /* every projection; PEFT's defaults (q, v) */
+    for (int lora = 0; lora <= 2; lora++) { /* none; every projection; PEFT's defaults (q, v) */
         check_case(ARCH_LLAMA, 4, 2, 0, lora, PRECISION_BF16);
         check_case(ARCH_GPT2, 4, 4, 1, lora, PRECISION_BF16);
     }

@@ -292,7 +292,8 @@ static void test_rmsnorm(int N, int C) {
     Pair *out = pair_new(NC * sizeof(float)), *rstd = pair_new(N * sizeof(float));
     Pair *dx = pair_random(NC, 1.0f), *dw = pair_random(C, 1.0f);
     BACKENDS(w, o) {
-        o->rmsnorm_forward(F(out, w), F(rstd, w), NULL, F(x, w), F(wgt, w), 1e-5f, N, C);
+        o->residual_norm_forward(F(out, w), NULL, NULL, NULL, F(rstd, w), NULL, F(x, w), NULL, 0.0f,
+                                 0, F(wgt, w), NULL, 1e-5f, N, C);
         o->rmsnorm_backward(F(dx, w), NULL, F(dw, w), F(dout, w), F(x, w), NULL, F(wgt, w),
                             F(rstd, w), N, C, OPS_ADD);
     }
@@ -478,7 +479,8 @@ static void test_first_writers(int N, int C, int OC, int R) {
                              1e-5f, N, C);
         o->layernorm_backward(F(d[8], w), NULL, NULL, NULL, F(g, w), F(x, w), NULL, F(lw, w),
                               F(mean, w), F(rstd, w), N, C, OPS_SET);
-        o->rmsnorm_forward(F(ln, w), F(rstd, w), NULL, F(x, w), F(lw, w), 1e-5f, N, C);
+        o->residual_norm_forward(F(ln, w), NULL, NULL, NULL, F(rstd, w), NULL, F(x, w), NULL, 0.0f,
+                                 0, F(lw, w), NULL, 1e-5f, N, C);
         o->rmsnorm_backward(F(d[9], w), NULL, NULL, F(g, w), F(x, w), NULL, F(lw, w), F(rstd, w), N,
                             C, OPS_SET);
         o->dropout_backward(F(d[10], w), NULL, F(g, w), 0.3f, 9, NC, OPS_SET);
@@ -672,12 +674,14 @@ static void test_saved_bf16(int N, int C) {
     compare("dinp", dx, GEMM_TOL);
     compare("dw", dw, GEMM_TOL);
     compare("db", db, GEMM_TOL);
-    BACKENDS(w, o) {
-        o->rmsnorm_forward(F(out, w), F(rstd, w), xh->mem[w], F(x, w), F(wgt, w), 1e-5f, N, C);
+    BACKENDS(w, o) { /* the norm alone (no residual), its out in bf16 too */
+        o->residual_norm_forward(F(out, w), xb->mem[w], NULL, NULL, F(rstd, w), xh->mem[w], F(x, w),
+                                 NULL, 0.0f, 0, F(wgt, w), NULL, 1e-5f, N, C);
     }
     NAME("rmsnorm, xhat saved in bf16, N=%d C=%d", N, C);
     compare("out", out, GEMM_TOL);
     compare_bf16("xhat", xh, 1e-6);
+    compare_bf16("out_bf16", xb, 1e-6);
     take_ref(xh);
     BACKENDS(w, o) {
         o->rmsnorm_backward(F(dx, w), xb->mem[w], F(dw, w), F(dout, w), NULL, xh->mem[w], F(wgt, w),
@@ -1420,9 +1424,11 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
 }
 
 /* generation: n queries at positions pos0.. over the L = pos0 + n + later cached keys (the
- * later ones hidden, as a decode step's over the whole cache); then the new keys and values
- * into a cache at those positions */
-/* joined: the new queries, keys and values as rows [q | k | v] (linear_outputs_join) */
+ * later ones hidden, as a decode step's over the whole cache: on the GPU the same bits as over
+ * its own keys alone, so a recorded decode step gives the logits of one run op by op); then
+ * the new keys and values into a cache at those positions */
+/* joined: the new queries, keys and values as rows [q | k | v] (linear_outputs_join), and out's
+ * bf16 copy written too */
 static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, int HS, int joined) {
     int L = pos0 + n + later, W = NKV * HS, at[64], ldq = NH * HS + (joined ? 2 * W : 0);
     int ld = joined ? ldq : W;
@@ -1430,14 +1436,29 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     Pair *pos = pair_upload(at, (size_t)n * sizeof *at);
     Pair *q = pair_random((size_t)n * ldq, 1.0f), *out = pair_new((size_t)n * NH * HS * 4);
     Pair *k = pair_random((size_t)L * W, 1.0f), *v = pair_random((size_t)L * W, 1.0f);
-    Pair *scratch = pair_new(ops_attention_cached_scratch(n, L, NH) * sizeof(float));
+    size_t a = ref->attention_cached_scratch(n, L, NH, HS);
+    size_t b = dut->attention_cached_scratch(n, L, NH, HS);
+    Pair *scratch = pair_new((a > b ? a : b) * sizeof(float));
+    Pair *ob = joined ? pair_new((size_t)n * NH * HS * 2) : NULL;
     BACKENDS(w, o) {
-        o->attention_cached(F(out, w), F(q, w), ldq, F(k, w), F(v, w), I(pos, w), F(scratch, w), n,
-                            L, NH, NKV, HS);
+        o->attention_cached(F(out, w), ob ? ob->mem[w] : NULL, F(q, w), ldq, F(k, w), F(v, w),
+                            I(pos, w), F(scratch, w), n, L, NH, NKV, HS);
     }
     NAME("attention_cached n=%d pos0=%d later=%d NH=%d NKV=%d HS=%d joined=%d", n, pos0, later, NH,
          NKV, HS, joined);
     compare("out", out, GEMM_TOL);
+    if (ob) compare_bf16("out_bf16", ob, 1e-6);
+    if (later) {
+        size_t bytes = (size_t)n * NH * HS * sizeof(float);
+        Pair *own = pair_new(bytes);
+        dut->attention_cached(F(own, 1), NULL, F(q, 1), ldq, F(k, 1), F(v, 1), I(pos, 1),
+                              F(scratch, 1), n, L - later, NH, NKV, HS);
+        float *whole = malloc(bytes), *alone = malloc(bytes);
+        dut->download(whole, F(out, 1), bytes);
+        dut->download(alone, F(own, 1), bytes);
+        CHECK(!memcmp(whole, alone, bytes));
+        free(whole), free(alone);
+    }
     Pair *k_new = joined ? q : pair_random((size_t)n * W, 1.0f);
     Pair *v_new = joined ? q : pair_random((size_t)n * W, 1.0f);
     size_t k0 = joined ? (size_t)NH * HS : 0, v0 = joined ? k0 + W : 0;
@@ -1895,12 +1916,16 @@ int main(void) {
     test_attention_bf16(2, 70, 2, 2, 128, 0, 20, 0.1f, G_ALL);
     att_set = 0;
     for (int joined = 0; joined < 2; joined++) {
-        test_attention_cached(1, 0, 0, 1, 1, 4, joined);    /* the first token */
-        test_attention_cached(7, 0, 0, 4, 2, 16, joined);   /* a prefill */
-        test_attention_cached(1, 69, 0, 9, 3, 64, joined);  /* a decode step, SmolLM2's heads */
-        test_attention_cached(1, 69, 30, 9, 3, 64, joined); /* over the whole cache (a graph's) */
-        test_attention_cached(5, 40, 0, 4, 1, 32, joined);  /* a chunk after a cached prefix, MQA */
-        test_attention_cached(1, 3, 5, 2, 2, 6, joined);    /* rows of 12 floats: the float path */
+        test_attention_cached(1, 0, 0, 1, 1, 4, joined);     /* the first token */
+        test_attention_cached(7, 0, 0, 4, 2, 16, joined);    /* a prefill */
+        test_attention_cached(1, 69, 0, 9, 3, 64, joined);   /* a decode step, SmolLM2's heads */
+        test_attention_cached(1, 69, 30, 9, 3, 64, joined);  /* over the whole cache (a graph's) */
+        test_attention_cached(1, 40, 60, 9, 3, 64, joined);  /* one split used of two */
+        test_attention_cached(1, 700, 99, 9, 3, 64, joined); /* 11 key splits of 13 */
+        test_attention_cached(3, 130, 5, 4, 1, 36, joined);  /* MQA, HS not a multiple of 8 */
+        test_attention_cached(64, 0, 0, 8, 2, 128, joined);  /* 512 query rows: the GEMMs */
+        test_attention_cached(5, 40, 0, 4, 1, 32, joined); /* a chunk after a cached prefix, MQA */
+        test_attention_cached(1, 3, 5, 2, 2, 6, joined);   /* rows of 12 floats: the float path */
     }
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
