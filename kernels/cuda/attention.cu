@@ -1342,8 +1342,9 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, flo
         for (int c = 0; c < CACHED_DIMS; c++) {
             int d = sub + CACHED_LANES * c;
             if (d >= HS) continue;
-            dst[d] = splits == 1 ? o[c] / l : o[c];
-            if (splits == 1 && out_bf16) out_bf16[r * HS + d] = __float2bfloat16(o[c] / l);
+            float y = splits == 1 ? o[c] / l : o[c];
+            dst[d] = y;
+            if (splits == 1 && out_bf16) out_bf16[r * HS + d] = __float2bfloat16(y);
         }
         if (splits > 1 && sub == 0) dst[HS] = m, dst[HS + 1] = l;
     }
@@ -1372,8 +1373,9 @@ __global__ void attention_cached_join_kernel(float *out, __nv_bfloat16 *out_bf16
         for (int c = 0; c < DIMS; c++) {
             size_t at = r * HS + lane + 32 * c;
             if (lane + 32 * c >= HS) continue;
-            out[at] = acc[c] / den;
-            if (out_bf16) out_bf16[at] = __float2bfloat16(acc[c] / den);
+            float y = acc[c] / den;
+            out[at] = y;
+            if (out_bf16) out_bf16[at] = __float2bfloat16(y);
         }
     }
 }
