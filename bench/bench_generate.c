@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
     ModelConfig cfg;
     TrainSpec spec;
     train_spec_defaults(&spec);
-    spec.strategy = targets ? STRATEGY_LORA : STRATEGY_HEAD;
+    spec.strategy = targets ? STRATEGY_LORA : STRATEGY_NONE; /* as model_open */
     spec.r = r;
     spec.alpha = 2.0f * r;
     if (!ops || precision_parse(precision, &spec.precision, &err) ||

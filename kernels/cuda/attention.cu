@@ -1272,24 +1272,67 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
  *   position (the positions are on the device: a recorded decode step, over the whole cache,
  *   reads what its position needs). Four keys at a time, eight lanes a key (lane sub owns
  *   dimensions sub, sub + 8, ..: 32 bytes a key a load), the four running sums joined at the
- *   end. The keys split in CACHED_KEYS, so that enough warps run, and a second kernel joins the
- *   splits' partial sums (o unnormalised, m, l: HS + 2 floats) in split order; empty splits add
- *   exact zeros, so a step gives the same bits over the whole cache as over its own keys.
+ *   end. The keys split in CACHED_KEYS, so that enough warps run; each split writes its partial
+ *   sums (o unnormalised, m, l: HS + 2 floats) and counts itself done (cuda_counters, a counter
+ *   a row), and the row's last joins them in split order: one launch, the same bits whichever
+ *   warp is last. Splits past the position add nothing, so a step gives the same bits over the
+ *   whole cache as over its own keys.
  * - many (a long prompt): cuBLAS GEMMs over all L keys with a softmax between them (the scores
  *   [NH,n,L] in scratch), where each key's load serves many queries. */
 enum {
-    CACHED_SPLIT_ROWS = 512, /* query rows from which the GEMMs run */
+    CACHED_SPLIT_ROWS = 512, /* query rows from which the GEMMs run (<= CUDA_COUNTERS) */
     CACHED_KEYS = 64,        /* keys a split */
     CACHED_LANES = 8,        /* lanes a key */
     CACHED_DIMS = HS_MAX / CACHED_LANES,
 };
 
+/* Whether this warp's split is the last of its row's `used` to be done (its partial fenced
+ * first, by every lane that wrote); the last puts the row's counter back to 0. */
+__device__ inline bool last_split(unsigned *counter, int used) {
+    __threadfence();
+    __syncwarp();
+    unsigned last = 0;
+    if ((threadIdx.x & 31) == 0) { /* fences either side of the count: release, then acquire */
+        last = atomicAdd(counter, 1u) == (unsigned)used - 1;
+        __threadfence();
+        if (last) *counter = 0;
+    }
+    return __shfl_sync(0xffffffffu, last, 0);
+}
+
+/* Row r of out (and out_bf16) = sum_s e_s o_s / sum_s e_s l_s, e_s = 2^(m_s - max m), over the
+ * row's `used` partials pr (split order; read past L1: other warps wrote them), lane l owning
+ * dimensions l, l + 32, .. */
+__device__ inline void join_splits(float *out, __nv_bfloat16 *out_bf16, const volatile float *pr,
+                                   int used, size_t r, int HS) {
+    int lane = threadIdx.x & 31;
+    float mx = -INFINITY, den = 0.0f, acc[DIMS] = {};
+    for (int s = 0; s < used; s++) mx = fmaxf(mx, pr[s * (HS + 2) + HS]);
+    for (int s = 0; s < used; s++) {
+        const volatile float *ps = pr + s * (HS + 2);
+        float e = exp2f(ps[HS] - mx);
+        den += e * ps[HS + 1];
+#pragma unroll
+        for (int c = 0; c < DIMS; c++)
+            if (lane + 32 * c < HS) acc[c] += e * ps[lane + 32 * c];
+    }
+#pragma unroll
+    for (int c = 0; c < DIMS; c++) {
+        size_t at = r * HS + lane + 32 * c;
+        if (lane + 32 * c >= HS) continue;
+        float y = acc[c] / den;
+        out[at] = y;
+        if (out_bf16) out_bf16[at] = __float2bfloat16(y);
+    }
+}
+
 /* Warp w: query row r = w / splits (query i = r / NH, head h = r % NH), keys of split w % splits
- * up to pos[i]; out and out_bf16 (splits 1) or part [n*NH, splits, HS + 2]. */
+ * up to pos[i]; out and out_bf16 (directly with one split, else by the row's last split from
+ * part [n*NH, splits, HS + 2]). */
 __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, float *part,
-                                        const float *q, int ldq, const float *k, const float *v,
-                                        const int32_t *pos, int n, int splits, int NH, int NKV,
-                                        int HS) {
+                                        unsigned *counters, const float *q, int ldq, const float *k,
+                                        const float *v, const int32_t *pos, int n, int splits,
+                                        int NH, int NKV, int HS) {
     int lane = threadIdx.x & 31, sub = lane % CACHED_LANES, group = lane / CACHED_LANES;
     int ldkv = NKV * HS;
     float scale2 = LOG2E / sqrtf((float)HS);
@@ -1297,7 +1340,7 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, flo
         size_t r = w / splits;
         int i = (int)(r / NH), h = (int)(r % NH), j0 = (int)(w % splits) * CACHED_KEYS;
         int j1 = splits == 1 ? pos[i] + 1 : min(pos[i] + 1, j0 + CACHED_KEYS);
-        if (j0 >= j1) continue; /* past the query's position: the join skips it */
+        if (j0 >= j1) continue; /* past the query's position: not counted */
         const float *qr = q + (size_t)i * ldq + (size_t)h * HS;
         size_t kv = (size_t)(h / (NH / NKV)) * HS; /* the query head's KV head */
         const float *kh = k + kv, *vh = v + kv;
@@ -1336,47 +1379,20 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, flo
             for (int c = 0; c < CACHED_DIMS; c++)
                 o[c] = o[c] * mine + __shfl_xor_sync(0xffffffffu, o[c], off) * theirs;
         }
-        if (group) continue;
         float *dst = splits == 1 ? out + r * HS : part + w * (HS + 2);
 #pragma unroll
-        for (int c = 0; c < CACHED_DIMS; c++) {
+        for (int c = 0; c < CACHED_DIMS && !group; c++) {
             int d = sub + CACHED_LANES * c;
             if (d >= HS) continue;
             float y = splits == 1 ? o[c] / l : o[c];
             dst[d] = y;
             if (splits == 1 && out_bf16) out_bf16[r * HS + d] = __float2bfloat16(y);
         }
-        if (splits > 1 && sub == 0) dst[HS] = m, dst[HS + 1] = l;
-    }
-}
-
-/* out row r = sum_s e_s o_s / sum_s e_s l_s, e_s = 2^(m_s - max m) over the splits holding keys
- * (those up to pos[i]), a warp a row, lane l owning dimensions l, l + 32, .. */
-__global__ void attention_cached_join_kernel(float *out, __nv_bfloat16 *out_bf16, const float *part,
-                                             const int32_t *pos, int n, int splits, int NH,
-                                             int HS) {
-    int lane = threadIdx.x & 31;
-    WARP_ROWS(r, (size_t)n * NH) {
-        const float *pr = part + r * splits * (HS + 2);
-        int used = pos[r / NH] / CACHED_KEYS + 1;
-        float mx = -INFINITY, den = 0.0f, acc[DIMS] = {};
-        for (int s = 0; s < used; s++) mx = fmaxf(mx, pr[s * (HS + 2) + HS]);
-        for (int s = 0; s < used; s++) {
-            const float *ps = pr + s * (HS + 2);
-            float e = exp2f(ps[HS] - mx);
-            den += e * ps[HS + 1];
-#pragma unroll
-            for (int c = 0; c < DIMS; c++)
-                if (lane + 32 * c < HS) acc[c] += e * ps[lane + 32 * c];
-        }
-#pragma unroll
-        for (int c = 0; c < DIMS; c++) {
-            size_t at = r * HS + lane + 32 * c;
-            if (lane + 32 * c >= HS) continue;
-            float y = acc[c] / den;
-            out[at] = y;
-            if (out_bf16) out_bf16[at] = __float2bfloat16(y);
-        }
+        if (splits == 1) continue;
+        if (lane == 0) dst[HS] = m, dst[HS + 1] = l;
+        int used = pos[i] / CACHED_KEYS + 1; /* the splits holding keys */
+        if (last_split(counters + r, used))
+            join_splits(out, out_bf16, part + r * splits * (HS + 2), used, r, HS);
     }
 }
 
@@ -1443,14 +1459,12 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, const float *q, int l
         return;
     }
     int splits = cached_splits(L);
+    unsigned *counters = cuda_counters();
+    if (!counters) return;
     size_t warps = (size_t)n * NH * splits;
     attention_cached_kernel<<<cuda_blocks(warps, CACHED_WARPS), CACHED_WARPS * 32>>>(
-        out, ob, scratch, q, ldq, k, v, pos, n, splits, NH, NKV, HS);
+        out, ob, scratch, counters, q, ldq, k, v, pos, n, splits, NH, NKV, HS);
     CUDA_LAUNCHED("attention_cached");
-    if (splits == 1) return;
-    attention_cached_join_kernel<<<cuda_blocks((size_t)n * NH, CACHED_WARPS), CACHED_WARPS * 32>>>(
-        out, ob, scratch, pos, n, splits, NH, HS);
-    CUDA_LAUNCHED("attention_cached (join)");
 }
 
 /* Row i of k and v (rows ld apart) to row pos[i] of the caches, vec (1 or 4) floats a thread. */

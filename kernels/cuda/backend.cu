@@ -413,18 +413,18 @@ const OpsStep *cuda_step(void) {
     return step_dev = d;
 }
 
-static unsigned *grad_counters;
+static unsigned *counters;
 
-unsigned *cuda_grad_counters(void) {
-    if (grad_counters) return grad_counters;
+unsigned *cuda_counters(void) {
+    if (counters) return counters;
     unsigned *d = NULL;
-    size_t bytes = CUDA_GRAD_COUNTERS * sizeof *d;
+    size_t bytes = CUDA_COUNTERS * sizeof *d;
     if (cudaMalloc(&d, bytes) != cudaSuccess || cudaMemset(d, 0, bytes) != cudaSuccess) {
         CUDA_CHECK(cudaGetLastError());
         cudaFree(d);
         return NULL;
     }
-    return grad_counters = d;
+    return counters = d;
 }
 
 static bool capturing(void) {
@@ -462,7 +462,7 @@ static OpsGraphCounts graph_counts;
 
 static int cuda_graph_begin(void) {
     /* they allocate: not inside a capture */
-    if (!cuda_blas() || !cuda_fault_word() || !cuda_step() || !cuda_grad_counters()) return -1;
+    if (!cuda_blas() || !cuda_fault_word() || !cuda_step() || !cuda_counters()) return -1;
     cudaError_t e = cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal);
     CUDA_CHECK(e);
     return e == cudaSuccess ? 0 : -1;

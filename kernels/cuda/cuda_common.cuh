@@ -38,11 +38,12 @@ int *cuda_fault_word(void);
  * kernel XORs step_seed(step) into every dropout seed it is given and multiplies a loss's
  * gradient scale by step_grad_scale(step). */
 const OpsStep *cuda_step(void);
-/* Device counters of the last-block sums (lora_matmul.cu's weight gradients), zero between
- * launches: a launch's last block of a tile puts its counter back (NULL if they could not be
- * allocated). One stream's launches use them one after the other. */
-enum { CUDA_GRAD_COUNTERS = 65536 };
-unsigned *cuda_grad_counters(void);
+/* Device counters of the last-block sums (lora_matmul.cu's weight gradients, attention.cu's
+ * cached attention), zero between launches: a launch's last block (warp) of a tile (row) puts
+ * its counter back (NULL if they could not be allocated). One stream's launches use them one
+ * after the other. */
+enum { CUDA_COUNTERS = 65536 };
+unsigned *cuda_counters(void);
 __device__ inline uint64_t step_seed(const OpsStep *step) {
     return step ? step->seed : 0;
 }

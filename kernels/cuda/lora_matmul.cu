@@ -759,11 +759,11 @@ static void lora_grads(GradGroup<TB> g, float p, float *partial, int N, int R) {
     }
     g.first[2 * g.n] = tiles;
     if (!tiles) return;
-    if ((size_t)tiles * chunks > CUDA_GRAD_COUNTERS) {
-        CUDA_FAIL("lora_backward_bf16: more weight-gradient tiles than CUDA_GRAD_COUNTERS");
+    if ((size_t)tiles * chunks > CUDA_COUNTERS) {
+        CUDA_FAIL("lora_backward_bf16: more weight-gradient tiles than CUDA_COUNTERS");
         return;
     }
-    unsigned *counters = cuda_grad_counters();
+    unsigned *counters = cuda_counters();
     if (!counters) return; /* the allocation's error noted */
     int splits = GRAD_BLOCKS / (tiles * chunks), most = (int)ops_lora_grad_splits((size_t)N);
     splits = splits < 1 ? 1 : splits > most ? most : splits;
