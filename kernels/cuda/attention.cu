@@ -1452,7 +1452,6 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, const float *q, int l
     Heads g = heads(1, n, NH, NKV, HS);
     if (g.ok && L < n) CUDA_FAIL("attention_cached: fewer cached keys than queries");
     if (!g.ok || L < n) return;
-    __nv_bfloat16 *ob = (__nv_bfloat16 *)out_bf16;
     if ((size_t)n * NH >= CACHED_SPLIT_ROWS) {
         attention_cached_gemms(out, q, ldq, k, v, pos, scratch, n, L, NH, NKV, HS);
         if (out_bf16) cuda_dequantize_rows_bf16(out_bf16, out, GGML_F32, 0, n, NH * HS, NH * HS);
@@ -1463,7 +1462,8 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, const float *q, int l
     if (!counters) return;
     size_t warps = (size_t)n * NH * splits;
     attention_cached_kernel<<<cuda_blocks(warps, CACHED_WARPS), CACHED_WARPS * 32>>>(
-        out, ob, scratch, counters, q, ldq, k, v, pos, n, splits, NH, NKV, HS);
+        out, (__nv_bfloat16 *)out_bf16, scratch, counters, q, ldq, k, v, pos, n, splits, NH, NKV,
+        HS);
     CUDA_LAUNCHED("attention_cached");
 }
 
