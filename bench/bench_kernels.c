@@ -227,13 +227,6 @@ static void bench_norms_and_elementwise(void) {
     snprintf(name, sizeof name, "rmsnorm_backward [%zu,%d]", N, C);
     TIME(ms, gpu->rmsnorm_backward(g1, NULL, g2, z, x, NULL, y, rstd, (int)N, C, OPS_ADD));
     mem_row(name, 4.0 * sc + N, ms);
-    int T = sz->T[0], B = (int)N / T;
-    snprintf(name, sizeof name, "rope_forward in place [%zu,%d]", N, C);
-    TIME(ms, gpu->rope_forward(out, sm->NH * sm->HS, NULL, 0, NULL, 1e5f, B, T, sm->NH, 0, sm->HS));
-    mem_row(name, 2.0 * sc, ms);
-    snprintf(name, sizeof name, "rope_backward in place [%zu,%d]", N, C);
-    TIME(ms, gpu->rope_backward(out, NULL, NULL, 1e5f, B, T, sm->NH, 0, sm->HS));
-    mem_row(name, 2.0 * sc, ms);
     snprintf(name, sizeof name, "dropout_forward p=0.1 [%zu,%d]", N, db->C);
     TIME(ms, gpu->dropout_forward(out, x, 0.1f, 3, nc));
     mem_row(name, 2.0 * nc, ms);
@@ -511,12 +504,14 @@ static void bench_lm_head(void) {
     FREE_ALL(h, w, dh, losses, logits, scratch, hb, wb, labels);
 }
 
-/* Attention over B*T = attn_tokens tokens. causal: SmolLM2's heads (GQA); padded: DistilBERT's,
- * sequence b keeping T - (b % 4) * T / 8 tokens. The bare comparison is the dense [T,T]
+/* Attention over B*T = attn_tokens tokens. causal: SmolLM2's heads (GQA) and its rope, which the
+ * ops turn q and k by; padded: DistilBERT's, sequence b keeping T - (b % 4) * T / 8 tokens. The
+ * bare comparison is the dense [T,T]
  * attention as cuBLAS GEMMs over the B*NH heads (S = Q K^T and O = P V forward; dP, dV, dQ,
  * dK backward), without softmax or masking; ours counts only the allowed pairs. */
 static void bench_attention(const Dims *d, int T, int causal, const char *impl) {
     int B = sz->attn_tokens / T, NH = d->NH, HS = d->HS, C = NH * HS, KC = d->NKV * HS;
+    float rope = causal ? 1e5f : 0.0f;
     size_t btc = (size_t)B * T * C, bth = (size_t)B * NH * T;
     float *q = randu(btc, 1.0f), *k = randu((size_t)B * T * KC, 1.0f);
     float *v = randu((size_t)B * T * KC, 1.0f), *out = zeros(btc), *lse = zeros(bth);
@@ -543,16 +538,16 @@ static void bench_attention(const Dims *d, int T, int causal, const char *impl) 
     float first = 0; /* cuDNN plans a shape on its first call: that call timed alone */
     if (*impl) {
         bench_gpu_mark();
-        gpu->attention_forward(out, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask, causal, 0.0f,
-                               1, scratch, B, T, NH, d->NKV, HS);
-        gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, saved, mask, causal, 0.0f, 1,
-                                scratch, B, T, NH, d->NKV, HS, OPS_ADD);
+        gpu->attention_forward(out, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask, causal, rope,
+                               0.0f, 1, scratch, B, T, NH, d->NKV, HS);
+        gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, saved, mask, causal, rope,
+                                0.0f, 1, scratch, B, T, NH, d->NKV, HS, OPS_ADD);
         first = bench_gpu_elapsed_ms();
     }
     TIME(fwd, gpu->attention_forward(out, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask, causal,
-                                     0.0f, 1, scratch, B, T, NH, d->NKV, HS));
+                                     rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS));
     TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, saved, mask, causal,
-                                      0.0f, 1, scratch, B, T, NH, d->NKV, HS, OPS_ADD));
+                                      rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS, OPS_ADD));
     double flops = 4.0 * NH * HS * pairs, dense = 4.0 * B * NH * (double)T * T * HS;
     char name[64];
     const char *kind = causal ? "causal" : "padded";

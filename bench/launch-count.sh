@@ -12,7 +12,9 @@
 # v_lin, lora dropout 0.1, hidden and attention dropout 0.1). The emulator counts every kernel launch, cuBLAS / cuBLASLt call and async copy
 # or set by name (LORAFT_EMU_COUNTS); runs of one and two steps with one and two layers give
 # the launches of one step per layer and those outside the layers. The counts depend on the
-# structure, not on the sizes, so they are the full-size models' too. Then generation's decode
+# structure and on Llama's head size (bench/tiny's is SmolLM2's, 64: attention turns rope's
+# gradients as it stores them at head sizes 64 and 128, in a pass of its own elsewhere), not on
+# the other sizes, so they are the full-size models' too. Then generation's decode
 # steps (`loraft generate`, bf16, greedy) on a random Llama with SmolLM2's grouping of heads
 # (three query heads a KV head): runs of 4 and 8 new tokens with one and two layers give the
 # launches of one generated token per layer and outside them (needs the GPT-2 tokenizer of

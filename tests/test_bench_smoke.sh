@@ -26,8 +26,8 @@ step() {
 # classification head trained as PEFT's modules_to_save: 64 * 64 + 64 + 64 * 2 + 2 = 4290
 check "distilbert step" "$(step distilbert --targets q_lin,v_lin)" \
   "^loraft cpu fp32 lora attention loraft: batch 2 x 16, 1 steps: [0-9.]+ ms/step, [0-9]+ tokens/s, .* trainable 8386, weights [0-9]+ MiB, activations [0-9]+ MiB$"
-# Llama's default targets q_proj (64 -> 64), v_proj (64 -> 32), 2 layers: 2 * 8 * (128 + 96)
-check "llama step" "$(step llama)" "tokens/s, .* trainable 3584, weights [0-9]+ MiB, activations [0-9]+ MiB$"
+# Llama's default targets q_proj (192 -> 192), v_proj (192 -> 64), 2 layers: 2 * 8 * (384 + 256)
+check "llama step" "$(step llama)" "tokens/s, .* trainable 10240, weights [0-9]+ MiB, activations [0-9]+ MiB$"
 check "an unknown precision" "$(step llama --precision fp64 || true)" "fp64"
 check "bench_kernels --smoke" "$("$build/bench_kernels" --smoke 2>&1)" "skipping|lora +smollm2"
 check "bench_generate" \

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "loraft/activation.h" /* rope_inv_freq */
 #include "loraft/ops.h"
 #include "loraft/quant.h"
 #include "loraft/rng.h"
@@ -364,57 +365,56 @@ static void test_rmsnorm(void) {
     CHECK(count_mismatch("rmsnorm out", c.out, out, N * C, 1e-6, 1e-5) == 0);
 }
 
-/* ---- rotary position embedding: x [B,T,NH*HS] with HS = C / NH ---- */
+/* ---- rotary position embedding (inside attention_forward / backward and cache_write) ---- */
 
-typedef struct RopeCtx {
-    float inp[N * C], out[N * C], dinp[N * C];
-    const int32_t *pos;
-    float theta;
-} RopeCtx;
-
-static void rope_fwd(void *p) {
-    RopeCtx *c = p;
-    memcpy(c->out, c->inp, sizeof c->out);
-    ops->rope_forward(c->out, C, NULL, 0, c->pos, c->theta, B, T, NH, 0, C / NH);
-}
-static void rope_bwd(void *p, const float *dout, unsigned use) {
-    RopeCtx *c = p;
-    float d[N * C];
-    memcpy(d, dout, sizeof d);
-    ops->rope_backward(d, NULL, c->pos, c->theta, B, T, NH, 0, C / NH);
-    if (use) ops->axpy(c->dinp, d, 1.0f, N * C);
-}
-
-/* HF's rotate_half in double: out = x cos + rotate_half(x) sin, rotate_half = [-x2, x1]. */
-static void rope_reference(double *out, const float *x, const int32_t *pos, double theta) {
-    int HS = C / NH, half = HS / 2;
-    for (int bt = 0; bt < N; bt++)
-        for (int h = 0; h < NH; h++)
-            for (int i = 0; i < HS; i++) {
-                int j = i % half;
-                double angle = (pos ? pos[bt] : bt % T) * pow(theta, -2.0 * j / HS);
-                const float *xh = x + (size_t)bt * C + h * HS;
-                double rot = i < half ? -xh[i + half] : xh[i - half];
-                out[(size_t)bt * C + h * HS + i] = xh[i] * cos(angle) + rot * sin(angle);
+/* HF's rotate_half in double on x [rows, H*HS] in place, at position pos[r] (pos NULL: r % T):
+ * x cos + rotate_half(x) sin, rotate_half = [-x2, x1]; dir -1 the transpose. The angle is HF's
+ * float product of the position and inv_freq. */
+static void rope_reference(double *x, size_t rows, int T, int H, int HS, const int32_t *pos,
+                           float theta, double dir) {
+    int half = HS / 2;
+    for (size_t r = 0; r < rows; r++)
+        for (int h = 0; h < H; h++) {
+            double *xh = x + (r * H + h) * HS;
+            for (int i = 0; i < half; i++) {
+                float angle =
+                    (float)(pos ? pos[r] : (int32_t)(r % T)) * rope_inv_freq(theta, i, HS);
+                double c = cos(angle), sn = dir * sin(angle), u = xh[i], v = xh[i + half];
+                xh[i] = u * c - v * sn, xh[i + half] = v * c + u * sn;
             }
+        }
 }
 
-static void test_rope(void) {
-    int32_t pos[N];
-    for (int i = 0; i < N; i++) pos[i] = (int32_t)(rng_next(&rng) % 3000); /* long contexts */
-    for (int with_pos = 0; with_pos < 2; with_pos++) {
-        RopeCtx c = {.pos = with_pos ? pos : NULL, .theta = with_pos ? 100000.0f : 10000.0f};
-        fill(c.inp, N * C, -1, 1);
-        GradCase gc = grad_case(with_pos ? "rope (positions)" : "rope", &c, rope_fwd, rope_bwd,
-                                c.out, N * C, 1e-2f);
-        case_param(&gc, "inp", c.inp, c.dinp, N * C);
-        gradcheck(&gc);
-        double ref[N * C];
-        rope_reference(ref, c.inp, c.pos, c.theta);
-        rope_fwd(&c);
-        /* float angles of positions up to 3000 carry ~3000 * 6e-8 rad of rounding */
-        CHECK(count_mismatch("rope out", c.out, ref, N * C, with_pos ? 5e-4 : 1e-6, 1e-5) == 0);
-    }
+static double *to_double(const float *x, size_t n) {
+    double *d = malloc(n * sizeof *d);
+    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+
+/* cache_write's rope at long positions (pos0 ..): q turned in place, k into the cache, v copied;
+ * theta 0 leaves q alone. Tolerance: float sin and cos of the same float angle, 1e-6. */
+static void test_rope_cache_write(int n, int pos0, int nh, int nkv, int hs) {
+    int QC = nh * hs, KC = nkv * hs, L = pos0 + n;
+    int32_t pos[16];
+    for (int i = 0; i < n; i++) pos[i] = pos0 + i;
+    float *q = rand_vec((size_t)n * QC, -1, 1), *k = rand_vec((size_t)n * KC, -1, 1);
+    float *v = rand_vec((size_t)n * KC, -1, 1), *kc = rand_vec((size_t)L * KC, 0, 0);
+    float *vc = rand_vec((size_t)L * KC, 0, 0), *q0 = malloc(sizeof(float) * n * QC);
+    double *rq = to_double(q, (size_t)n * QC), *rk = to_double(k, (size_t)n * KC);
+    memcpy(q0, q, sizeof(float) * n * QC);
+    rope_reference(rq, n, 1, nh, hs, pos, 1e5f, 1.0);
+    rope_reference(rk, n, 1, nkv, hs, pos, 1e5f, 1.0);
+    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, 1e5f, n, nh, nkv, hs);
+    printf("  rope in cache_write: %d positions from %d, NH=%d NKV=%d HS=%d\n", n, pos0, nh, nkv,
+           hs);
+    CHECK(count_mismatch("rope q", q, rq, (size_t)n * QC, 1e-6, 1e-5) == 0);
+    CHECK(count_mismatch("rope k", kc + (size_t)pos0 * KC, rk, (size_t)n * KC, 1e-6, 1e-5) == 0);
+    CHECK(!memcmp(vc + (size_t)pos0 * KC, v, sizeof(float) * n * KC));
+    memcpy(q, q0, sizeof(float) * n * QC);
+    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, 0.0f, n, nh, nkv, hs);
+    CHECK(!memcmp(q, q0, sizeof(float) * n * QC));
+    CHECK(!memcmp(kc + (size_t)pos0 * KC, k, sizeof(float) * n * KC));
+    free(q), free(k), free(v), free(kc), free(vc), free(q0), free(rq), free(rk);
 }
 
 /* ---- SwiGLU ---- */
@@ -826,6 +826,7 @@ typedef struct AttShape {
     int B, T, NH, NKV, HS, causal;
     float p;
     const int32_t *mask;
+    float rope; /* rope_theta, 0: none */
 } AttShape;
 
 static const uint64_t att_seed = 7;
@@ -893,35 +894,60 @@ static int lse_mismatch(const float *lse, const double *ref, size_t n) {
     return bad;
 }
 
+/* q and k turned by rope_reference (a->rope), back in float: attention_naive's inputs. */
+static float *rope_input(const AttShape *a, const float *x, int H) {
+    size_t rows = (size_t)a->B * a->T, n = rows * H * a->HS;
+    double *d = to_double(x, n);
+    float *out = malloc(n * sizeof *out);
+    if (a->rope > 0.0f) rope_reference(d, rows, a->T, H, a->HS, NULL, a->rope, 1.0);
+    for (size_t i = 0; i < n; i++) out[i] = (float)d[i];
+    free(d);
+    return out;
+}
+
 /* The op in float against attention_naive: forward (lse, out) and backward into zeroed
- * gradients. Tolerances: float sums over T keys and HS dims, 1e-5 relative + 2e-6 absolute. */
-static void attention_reference_check(const AttShape *a, const float *q, const float *k,
+ * gradients; with rope, naive attention of the turned q and k, whose gradients are turned back,
+ * and the op's own in-place turn checked too. Tolerances: float sums over T keys and HS dims,
+ * 1e-5 relative + 2e-6 absolute. */
+static void attention_reference_check(const AttShape *a, const float *q_in, const float *k_in,
                                       const float *v) {
     size_t nq = (size_t)a->B * a->T * a->NH * a->HS, nk = (size_t)a->B * a->T * a->NKV * a->HS;
-    size_t nl = (size_t)a->B * a->NH * a->T;
+    size_t nl = (size_t)a->B * a->NH * a->T, rows = (size_t)a->B * a->T;
+    float *q = malloc(nq * sizeof *q), *k = malloc(nk * sizeof *k);
+    float *qr = rope_input(a, q_in, a->NH), *kr = rope_input(a, k_in, a->NKV);
+    memcpy(q, q_in, nq * sizeof *q), memcpy(k, k_in, nk * sizeof *k);
     float *out = rand_vec(nq, 0, 0), *lse = rand_vec(nl, 0, 0), *dout = rand_vec(nq, -1, 1);
     float *dq = rand_vec(nq, 0, 0), *dk = rand_vec(nk, 0, 0), *dv = rand_vec(nk, 0, 0);
     float *scratch = rand_vec(ops->attention_scratch(a->B, a->T, a->NH, a->NKV, a->HS), 0, 0);
     double *rout = malloc(sizeof(double) * nq), *rlse = malloc(sizeof(double) * nl);
     double *rdq = malloc(sizeof(double) * nq), *rdk = malloc(sizeof(double) * nk);
     double *rdv = malloc(sizeof(double) * nk);
-    attention_naive(a, q, k, v, dout, rlse, rout, rdq, rdk, rdv);
+    attention_naive(a, qr, kr, v, dout, rlse, rout, rdq, rdk, rdv);
+    if (a->rope > 0.0f) {
+        rope_reference(rdq, rows, a->T, a->NH, a->HS, NULL, a->rope, -1.0);
+        rope_reference(rdk, rows, a->T, a->NKV, a->HS, NULL, a->rope, -1.0);
+    }
     ops->attention_forward(out, lse, NULL, q, a->NH * a->HS, k, v, a->NKV * a->HS, a->mask,
-                           a->causal, a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS);
-    ops->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, NULL, a->mask, a->causal, a->p,
-                            att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
+                           a->causal, a->rope, a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV,
+                           a->HS);
+    ops->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, NULL, a->mask, a->causal, a->rope,
+                            a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
+    double *turned = to_double(qr, nq); /* the op's turn of q in place */
+    CHECK(count_mismatch("attention's rope q", q, turned, nq, 1e-6, 1e-5) == 0);
+    free(turned);
     CHECK(lse_mismatch(lse, rlse, nl) == 0);
     CHECK(count_mismatch("attention out", out, rout, nq, 2e-6, 1e-5) == 0);
     CHECK(count_mismatch("attention dq", dq, rdq, nq, 2e-6, 1e-5) == 0);
     CHECK(count_mismatch("attention dk", dk, rdk, nk, 2e-6, 1e-5) == 0);
     CHECK(count_mismatch("attention dv", dv, rdv, nk, 2e-6, 1e-5) == 0);
     free(out), free(lse), free(dout), free(dq), free(dk), free(dv), free(scratch);
-    free(rout), free(rlse), free(rdq), free(rdk), free(rdv);
+    free(rout), free(rlse), free(rdq), free(rdk), free(rdv), free(q), free(k), free(qr), free(kr);
 }
 
-/* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS] (the first N * nkv * HS floats of their arrays) */
+/* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS] (the first N * nkv * HS floats of their arrays); qr, kr:
+ * the copies of q and k forward turns in place (rope) and backward reads */
 typedef struct AttCtx {
-    float q[N * C], k[N * C], v[N * C], out[N * C], lse[B * NH * T];
+    float q[N * C], k[N * C], v[N * C], out[N * C], lse[B * NH * T], qr[N * C], kr[N * C];
     float dq[N * C], dk[N * C], dv[N * C], *scratch;
     int32_t mask[N];
     AttShape shape;
@@ -930,28 +956,31 @@ typedef struct AttCtx {
 static void att_fwd(void *p) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
-    ops->attention_forward(c->out, c->lse, NULL, c->q, C, c->k, c->v, a->NKV * (C / NH), c->mask,
-                           a->causal, a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH);
+    memcpy(c->qr, c->q, sizeof c->qr), memcpy(c->kr, c->k, sizeof c->kr);
+    ops->attention_forward(c->out, c->lse, NULL, c->qr, C, c->kr, c->v, a->NKV * (C / NH), c->mask,
+                           a->causal, a->rope, a->p, att_seed, c->scratch, B, T, NH, a->NKV,
+                           C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
-    ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->q, c->k, c->v,
-                            c->out, c->lse, NULL, c->mask, a->causal, a->p, att_seed, c->scratch, B,
-                            T, NH, a->NKV, C / NH, OPS_ADD);
+    ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->qr, c->kr, c->v,
+                            c->out, c->lse, NULL, c->mask, a->causal, a->rope, a->p, att_seed,
+                            c->scratch, B, T, NH, a->NKV, C / NH, OPS_ADD);
 }
 
-/* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared). Finite
- * differences through forward and backward, then the naive reference. */
-static void test_attention(float p, int causal, int nkv) {
-    AttCtx c = {.shape = {B, T, NH, nkv, C / NH, causal, p, NULL}};
+/* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared); rope: its theta.
+ * Finite differences through forward and backward, then the naive reference. */
+static void test_attention(float p, int causal, int nkv, float rope) {
+    AttCtx c = {.shape = {B, T, NH, nkv, C / NH, causal, p, NULL, rope}};
     c.shape.mask = c.mask;
     c.scratch = rand_vec(ops->attention_scratch(B, T, NH, nkv, C / NH), 0, 0);
     int KN = N * nkv * (C / NH);
     fill(c.q, N * C, -1, 1), fill(c.k, KN, -1, 1), fill(c.v, KN, -1, 1);
     for (int i = 0; i < N; i++) c.mask[i] = i < T || i % T < 3; /* batch 1: 2 padding keys */
     char name[64];
-    snprintf(name, sizeof name, "attention (p=%.1f%s, NKV=%d)", p, causal ? ", causal" : "", nkv);
+    snprintf(name, sizeof name, "attention (p=%.1f%s, NKV=%d%s)", p, causal ? ", causal" : "", nkv,
+             rope > 0.0f ? ", rope" : "");
     GradCase gc = grad_case(name, &c, att_fwd, att_bwd, c.out, N * C, 1e-2f);
     case_param(&gc, "q", c.q, c.dq, N * C);
     case_param(&gc, "k", c.k, c.dk, KN);
@@ -980,14 +1009,15 @@ static void test_attention(float p, int causal, int nkv) {
 
 /* Shapes past the CPU's row blocks (T > 64, T not a multiple of 64): forward and backward
  * against the naive reference, with padding, causal masking, GQA and dropout. */
-static void test_attention_long(int Bn, int Tn, int nh, int nkv, int hs, int causal, float p) {
+static void test_attention_long(int Bn, int Tn, int nh, int nkv, int hs, int causal, float p,
+                                float rope) {
     size_t nq = (size_t)Bn * Tn * nh * hs, nk = (size_t)Bn * Tn * nkv * hs;
     float *q = rand_vec(nq, -2, 2), *k = rand_vec(nk, -2, 2), *v = rand_vec(nk, -1, 1);
     int32_t *mask = malloc(sizeof(int32_t) * Bn * Tn);
     for (int i = 0; i < Bn * Tn; i++) mask[i] = i % Tn < Tn - 13 * (i / Tn); /* b pads 13b */
-    AttShape a = {Bn, Tn, nh, nkv, hs, causal, p, mask};
-    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f against the naive reference\n", Bn,
-           Tn, nh, nkv, hs, causal ? " causal" : "", p);
+    AttShape a = {Bn, Tn, nh, nkv, hs, causal, p, mask, rope};
+    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s%s p=%.1f against the naive reference\n", Bn,
+           Tn, nh, nkv, hs, causal ? " causal" : "", rope > 0.0f ? " rope" : "", p);
     attention_reference_check(&a, q, k, v);
     free(q), free(k), free(v), free(mask);
 }
@@ -1028,9 +1058,22 @@ static double act_reference(double x, Activation act) {
 /* Generation: n queries at positions pos0.. over L = pos0 + n + later cached keys (GQA; the
  * later ones 1e4 times larger, to be hidden), against naive double attention with query i
  * allowed keys j <= pos0 + i; then cache_write puts new rows at the positions. */
-/* q, k, v as one GEMM writes them, rows [q | k | v] (linear_outputs_join): rope_forward,
- * attention_forward, attention_cached and cache_write read them as from buffers of their own, bit
- * for bit (T tokens of one sequence; the cache holds them at positions 0..T-1). */
+/* q, k, v as one GEMM writes them, rows [q | k | v] (linear_outputs_join): attention_forward and
+ * cache_write (turning q and k by rope) and attention_cached read them as from buffers of their
+ * own, bit for bit (T tokens of one sequence; the cache holds them at positions 0..T-1). */
+/* Whether the rows [q | k | v] of qkv hold q, k and v. */
+static int joined_same(const float *qkv, const float *q, const float *k, const float *v, int T,
+                       int QC, int KC) {
+    int same = 1, ld = QC + 2 * KC;
+    for (int t = 0; t < T; t++) {
+        const float *row = qkv + (size_t)t * ld;
+        same = same && !memcmp(row, q + (size_t)t * QC, sizeof(float) * QC);
+        same = same && !memcmp(row + QC, k + (size_t)t * KC, sizeof(float) * KC);
+        same = same && !memcmp(row + QC + KC, v + (size_t)t * KC, sizeof(float) * KC);
+    }
+    return same;
+}
+
 static void test_attention_joined(int T, int nh, int nkv, int hs) {
     int QC = nh * hs, KC = nkv * hs, ld = QC + 2 * KC;
     float *q = rand_vec((size_t)T * QC, -1, 1), *k = rand_vec((size_t)T * KC, -1, 1);
@@ -1040,37 +1083,28 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
         memcpy(qkv + (size_t)t * ld + QC, k + (size_t)t * KC, sizeof(float) * KC);
         memcpy(qkv + (size_t)t * ld + QC + KC, v + (size_t)t * KC, sizeof(float) * KC);
     }
-    ops->rope_forward(q, QC, k, KC, NULL, 1e4f, 1, T, nh, nkv, hs);
-    ops->rope_forward(qkv, ld, qkv + QC, ld, NULL, 1e4f, 1, T, nh, nkv, hs);
-    int same = 1;
-    for (int t = 0; t < T; t++) {
-        const float *row = qkv + (size_t)t * ld;
-        same = same && !memcmp(row, q + (size_t)t * QC, sizeof(float) * QC);
-        same = same && !memcmp(row + QC, k + (size_t)t * KC, sizeof(float) * KC);
-        same = same && !memcmp(row + QC + KC, v + (size_t)t * KC, sizeof(float) * KC);
-    }
-    CHECK(same);
     float *out[2], *lse[2], *scratch = rand_vec(ops->attention_scratch(1, T, nh, nkv, hs), 0, 0);
     for (int j = 0; j < 2; j++) {
         out[j] = rand_vec((size_t)T * QC, 0, 0), lse[j] = rand_vec((size_t)nh * T, 0, 0);
         ops->attention_forward(out[j], lse[j], NULL, j ? qkv : q, j ? ld : QC, j ? qkv + QC : k,
-                               j ? qkv + QC + KC : v, j ? ld : KC, NULL, 1, 0.1f, att_seed, scratch,
-                               1, T, nh, nkv, hs);
+                               j ? qkv + QC + KC : v, j ? ld : KC, NULL, 1, 1e4f, 0.1f, att_seed,
+                               scratch, 1, T, nh, nkv, hs);
     }
     CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
     CHECK(!memcmp(lse[0], lse[1], sizeof(float) * nh * T));
+    CHECK(joined_same(qkv, q, k, v, T, QC, KC)); /* turned alike */
     float *kc[2], *vc[2], *cs = rand_vec(ops->attention_cached_scratch(T, T, nh, hs), 0, 0);
     int32_t pos[64];
     for (int t = 0; t < T; t++) pos[t] = t;
     for (int j = 0; j < 2; j++) {
         kc[j] = rand_vec((size_t)T * KC, 0, 0), vc[j] = rand_vec((size_t)T * KC, 0, 0);
-        ops->cache_write(kc[j], vc[j], j ? qkv + QC : k, j ? qkv + QC + KC : v, j ? ld : KC, pos, T,
-                         KC);
+        ops->cache_write(kc[j], vc[j], j ? qkv : q, j ? ld : QC, j ? qkv + QC : k,
+                         j ? qkv + QC + KC : v, j ? ld : KC, pos, 1e4f, T, nh, nkv, hs);
         ops->attention_cached(out[j], NULL, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, cs, T, T,
                               nh, nkv, hs);
     }
-    CHECK(!memcmp(kc[0], kc[1], sizeof(float) * T * KC) &&
-          !memcmp(kc[0], k, sizeof(float) * T * KC));
+    CHECK(!memcmp(kc[0], kc[1], sizeof(float) * T * KC));
+    CHECK(joined_same(qkv, q, k, v, T, QC, KC));
     CHECK(!memcmp(vc[0], vc[1], sizeof(float) * T * KC) &&
           !memcmp(vc[0], v, sizeof(float) * T * KC));
     CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
@@ -1111,7 +1145,7 @@ static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, i
         rounded = rounded && out_bf16[e] == f32_to_bf16(out[e]);
     CHECK(rounded);
     float *k_new = rand_vec((size_t)n * KC, -1, 1), *v_new = rand_vec((size_t)n * KC, -1, 1);
-    ops->cache_write(k, v, k_new, v_new, KC, pos, n, KC);
+    ops->cache_write(k, v, NULL, 0, k_new, v_new, KC, pos, 0.0f, n, nh, nkv, hs);
     for (int i = 0; i < n; i++) {
         CHECK(!memcmp(k + (size_t)(pos0 + i) * KC, k_new + (size_t)i * KC, KC * sizeof *k));
         CHECK(!memcmp(v + (size_t)(pos0 + i) * KC, v_new + (size_t)i * KC, KC * sizeof *v));
@@ -1616,11 +1650,11 @@ static size_t large_pass(float *res) {
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
     ops->layernorm_backward(d1, NULL, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC, OPS_ADD);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
-    ops->attention_forward(z, lse, NULL, x, LC, y, g, LC, mask, 0, 0.1f, 5, scratch, LB, LT, LNH,
-                           LNH, LC / LNH);
+    ops->attention_forward(z, lse, NULL, x, LC, y, g, LC, mask, 0, 0.0f, 0.1f, 5, scratch, LB, LT,
+                           LNH, LNH, LC / LNH);
     SAVE(z, n), SAVE(lse, nl);
-    ops->attention_backward(d1, d2, d3, g, x, y, g, z, lse, NULL, mask, 0, 0.1f, 5, scratch, LB, LT,
-                            LNH, LNH, LC / LNH, OPS_ADD);
+    ops->attention_backward(d1, d2, d3, g, x, y, g, z, lse, NULL, mask, 0, 0.0f, 0.1f, 5, scratch,
+                            LB, LT, LNH, LNH, LC / LNH, OPS_ADD);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
@@ -1993,7 +2027,7 @@ int main(void) {
     test_embedding();
     test_layernorm();
     test_rmsnorm();
-    test_rope();
+    test_rope_cache_write(5, 2990, 3, 1, 8);
     test_swiglu();
     test_saved_bf16();
     test_bf16_outputs();
@@ -2006,14 +2040,16 @@ int main(void) {
     test_round_bf16_many();
     test_lora(0.0f);
     test_lora(0.3f);
-    test_attention(0.0f, 0, NH);
-    test_attention(0.3f, 0, NH);
-    test_attention(0.0f, 1, NH);
-    test_attention(0.3f, 1, 1);
-    test_attention(0.0f, 1, 1);
-    test_attention_long(2, 150, 4, 2, 16, 1, 0.1f);
-    test_attention_long(3, 70, 3, 3, 8, 0, 0.2f);
-    test_attention_long(1, 129, 2, 1, 64, 1, 0.0f);
+    test_attention(0.0f, 0, NH, 0.0f);
+    test_attention(0.3f, 0, NH, 0.0f);
+    test_attention(0.0f, 1, NH, 0.0f);
+    test_attention(0.3f, 1, 1, 0.0f);
+    test_attention(0.0f, 1, 1, 0.0f);
+    test_attention(0.3f, 1, 1, 1e4f);
+    test_attention(0.0f, 1, NH, 1e4f);
+    test_attention_long(2, 150, 4, 2, 16, 1, 0.1f, 1e4f);
+    test_attention_long(3, 70, 3, 3, 8, 0, 0.2f, 0.0f);
+    test_attention_long(1, 129, 2, 1, 64, 1, 0.0f, 5e5f);
     test_attention_joined(9, 6, 2, 8);
     test_attention_joined(5, 2, 2, 6);
     test_attention_cached(1, 0, 0, 2, 2, 8);    /* the first token */

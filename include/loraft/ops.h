@@ -172,19 +172,6 @@ typedef struct Ops {
                                   float p, uint64_t seed, const float *weight, const float *bias,
                                   float eps, int N, int C);
 
-    /* ---- rotary position embedding, in place (HF Llama's rotate_half layout) ----
-     * q [B,T,NH*HS] and k [B,T,NKV*HS] (k may be NULL: q alone), one call for both (their
-     * angles are the same); for each head, position p = pos[b,t] (pos NULL: p = t) and
-     * i < HS/2, with angle = p * theta^(-2i/HS), c = cos(angle), s = sin(angle):
-     *   (x[i], x[i + HS/2]) <- (x[i] c - x[i + HS/2] s, x[i + HS/2] c + x[i] s).
-     * Forward's q and k rows lie ldq and ldk apart (NH*HS and NKV*HS, or one GEMM's outputs
-     * side by side: linear_outputs_join). Backward applies the transposed rotation to the
-     * gradients [B,T,NH*HS] and [B,T,NKV*HS], also in place. */
-    void (*rope_forward)(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta,
-                         int B, int T, int NH, int NKV, int HS);
-    void (*rope_backward)(float *dq, float *dk, const int32_t *pos, float theta, int B, int T,
-                          int NH, int NKV, int HS);
-
     /* ---- gated MLP activation (Llama's SwiGLU) ----
      * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g), out [n/F, F]; gate and up rows
      * ld apart (ld F: buffers of their own; 2F: one GEMM's outputs side by side, rows [gate | up]);
@@ -333,25 +320,31 @@ typedef struct Ops {
      * No backend keeps P [B,NH,T,T]: backward recomputes it from q, k and lse. P[b,h,i,j]'s
      * dropout multiplier is rng_row_dropout(seed, (b*NH + h)*T + i, j, p) (rng.h: a draw per
      * two keys, so that the masks cost the kernels little).
+     * rope_theta > 0 (Llama's rotary embedding, HF's rotate_half layout) first rotates each head
+     * of q and k in place (the backends in the pass that copies them, where they can): at
+     * position p (= t) and i < HS/2, with angle = p * rope_inv_freq(theta, i, HS) (activation.h)
+     * in float, c = cos(angle), s = sin(angle):
+     *   (x[i], x[i + HS/2]) <- (x[i] c - x[i + HS/2] s, x[i + HS/2] c + x[i] s);  0: none.
      * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward).
      * saved: ops->attention_saved(precision, B, T, NH, NKV, HS) floats (NULL when 0), which
      * forward fills and backward reads: kept from one to the other, like lse. */
-    void (*attention_forward)(float *out, float *lse, float *saved, const float *q, int ldq,
-                              const float *k, const float *v, int ldkv, const int32_t *mask,
-                              int causal, float p, uint64_t seed, float *scratch, int B, int T,
-                              int NH, int NKV, int HS);
+    void (*attention_forward)(float *out, float *lse, float *saved, float *q, int ldq, float *k,
+                              const float *v, int ldkv, const int32_t *mask, int causal,
+                              float rope_theta, float p, uint64_t seed, float *scratch, int B,
+                              int T, int NH, int NKV, int HS);
     /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =; each may be NULL). out and lse
      * are this forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
      * (rng_row_dropout of P's row and key), dP = dout_h v^T and D = rowsum(dout * out) per row:
      * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
      * dout, grouped query heads adding up in their KV head. When the backend saves anything
      * (attention_saved > 0), q, k, v and out are read from saved (out as bf16(out), so D of the
-     * rounded out) and may be NULL here. */
+     * rounded out) and may be NULL here. With forward's rope_theta, q and k are the rotated ones
+     * and what dq and dk receive the gradients of the unrotated (the transposed rotation). */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *out, const float *lse,
-                               const float *saved, const int32_t *mask, int causal, float p,
-                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS,
-                               int acc);
+                               const float *saved, const int32_t *mask, int causal,
+                               float rope_theta, float p, uint64_t seed, float *scratch, int B,
+                               int T, int NH, int NKV, int HS, int acc);
     /* Floats of scratch attention_forward / attention_backward need for these shapes: the
      * backend's own (the CPU holds rows of scores; the GPU no O(T^2) memory at all, but D and a
      * bf16 copy of dout, head by head). */
@@ -381,10 +374,12 @@ typedef struct Ops {
     /* Floats of scratch attention_cached needs for at most n queries over at most L keys: the
      * backend's own (the CPU holds the scores [NH,n,L]; the GPU partial sums of key splits). */
     size_t (*attention_cached_scratch)(int n, int L, int NH, int HS);
-    /* Row i of k and of v [n, W] (rows ld apart) to row pos[i] of kc and of vc (the KV cache of
-     * one layer; pos [n] on the device, as above). */
-    void (*cache_write)(float *kc, float *vc, const float *k, const float *v, int ld,
-                        const int32_t *pos, int n, int W);
+    /* Row i of k and of v [n, NKV*HS] (rows ld apart) to row pos[i] of kc and of vc (the KV cache
+     * of one layer; pos [n] on the device, as above). theta > 0: k is rotated on the way
+     * (as attention_forward's rope, at positions pos), and so are the queries q [n, NH*HS] (rows
+     * ldq apart), in place, ready for attention_cached; theta 0: q is not read (may be NULL). */
+    void (*cache_write)(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
+                        int ld, const int32_t *pos, float theta, int n, int NH, int NKV, int HS);
 
     /* ---- element-wise ---- */
     /* out = act(inp); out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, out may then be NULL;

@@ -281,16 +281,13 @@ static void rope_apply(float *x, int ld, const int32_t *pos, float theta, int B,
     }
 }
 
-static void cpu_rope_forward(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta,
-                             int B, int T, int NH, int NKV, int HS) {
-    rope_apply(q, ldq, pos, theta, B, T, NH, HS, 1.0f);
-    if (k) rope_apply(k, ldk, pos, theta, B, T, NKV, HS, 1.0f);
-}
-
-static void cpu_rope_backward(float *dq, float *dk, const int32_t *pos, float theta, int B, int T,
-                              int NH, int NKV, int HS) {
-    rope_apply(dq, NH * HS, pos, theta, B, T, NH, HS, -1.0f);
-    if (dk) rope_apply(dk, NKV * HS, pos, theta, B, T, NKV, HS, -1.0f);
+/* rope_apply on q [B,T,NH heads] and k [B,T,NKV heads] (rows ldq and ldk apart), each may be
+ * NULL; theta 0: nothing. */
+static void rope_qk(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta, int B,
+                    int T, int NH, int NKV, int HS, float dir) {
+    if (theta <= 0.0f) return;
+    if (q) rope_apply(q, ldq, pos, theta, B, T, NH, HS, dir);
+    if (k) rope_apply(k, ldk, pos, theta, B, T, NKV, HS, dir);
 }
 
 /* ---- dense layer ---- */
@@ -799,33 +796,39 @@ static AttArgs att_args(int B, int T, int NH, int NKV, int HS, int causal, const
                      .seed = seed ^ cpu_step.seed};
 }
 
-/* out, lse from q, k, v: see ops.h for the shapes and masks. */
-static void cpu_attention_forward(float *out, float *lse, float *saved, const float *q, int ldq,
-                                  const float *k, const float *v, int ldkv, const int32_t *mask,
-                                  int causal, float p, uint64_t seed, float *scratch, int B, int T,
-                                  int NH, int NKV, int HS) {
+/* out, lse from q, k, v (rotated first by rope_theta): see ops.h for the shapes and masks. */
+static void cpu_attention_forward(float *out, float *lse, float *saved, float *q, int ldq, float *k,
+                                  const float *v, int ldkv, const int32_t *mask, int causal,
+                                  float rope_theta, float p, uint64_t seed, float *scratch, int B,
+                                  int T, int NH, int NKV, int HS) {
     (void)saved; /* the CPU saves nothing: backward reads q, k, v */
+    rope_qk(q, ldq, k, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, 1.0f);
     AttArgs a = att_args(B, T, NH, NKV, HS, causal, mask, p, seed);
     a.q = q, a.k = k, a.v = v, a.ldq = ldq, a.ldkv = ldkv, a.out = out, a.lse = lse;
     att_run(&a, scratch, forward_block);
 }
 
-/* dq, dk, dv += gradients, each may be NULL; P recomputed from q, k and lse. */
+/* dq, dk, dv += gradients, each may be NULL; P recomputed from q, k and lse. Rope's: the
+ * transposed rotation of dq and dk after the blocks; with acc preceded by the rotation of what
+ * they held, which it puts back (to float rounding). */
 static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                    const float *q, const float *k, const float *v, const float *out,
                                    const float *lse, const float *saved, const int32_t *mask,
-                                   int causal, float p, uint64_t seed, float *scratch, int B, int T,
-                                   int NH, int NKV, int HS, int acc) {
+                                   int causal, float rope_theta, float p, uint64_t seed,
+                                   float *scratch, int B, int T, int NH, int NKV, int HS, int acc) {
     (void)saved;
     if (!dq && !dk && !dv) return;
     size_t rows = (size_t)B * T * sizeof(float);
-    if (!acc && dq) memset(dq, 0, rows * NH * HS); /* the blocks below add, head by head */
-    if (!acc && dk) memset(dk, 0, rows * NKV * HS);
-    if (!acc && dv) memset(dv, 0, rows * NKV * HS);
+    int ldq = NH * HS, ldkv = NKV * HS;
+    if (!acc && dq) memset(dq, 0, rows * ldq); /* the blocks below add, head by head */
+    if (!acc && dk) memset(dk, 0, rows * ldkv);
+    if (!acc && dv) memset(dv, 0, rows * ldkv);
+    if (acc) rope_qk(dq, ldq, dk, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, 1.0f);
     AttArgs a = att_args(B, T, NH, NKV, HS, causal, mask, p, seed);
     a.q = q, a.k = k, a.v = v, a.dout = dout, a.out = (float *)out, a.lse = (float *)lse;
     a.dq = dq, a.dk = dk, a.dv = dv;
     att_run(&a, scratch, backward_block);
+    rope_qk(dq, ldq, dk, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, -1.0f);
 }
 
 /* Generation: n queries at positions pos[i] over the first L cached keys, per head h (KV head
@@ -852,12 +855,17 @@ static size_t cpu_attention_cached_scratch(int n, int L, int NH, int HS) {
     return (size_t)NH * n * L;
 }
 
-static void cpu_cache_write(float *kc, float *vc, const float *k, const float *v, int ld,
-                            const int32_t *pos, int n, int W) {
+/* The new rows to the cache, then rope on q and on the cache's new rows (the positions are
+ * consecutive: one block of rows). */
+static void cpu_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
+                            int ld, const int32_t *pos, float theta, int n, int NH, int NKV,
+                            int HS) {
+    size_t W = (size_t)NKV * HS;
     for (int i = 0; i < n; i++) {
-        memcpy(kc + (size_t)pos[i] * W, k + (size_t)i * ld, (size_t)W * sizeof(float));
-        memcpy(vc + (size_t)pos[i] * W, v + (size_t)i * ld, (size_t)W * sizeof(float));
+        memcpy(kc + pos[i] * W, k + (size_t)i * ld, W * sizeof(float));
+        memcpy(vc + pos[i] * W, v + (size_t)i * ld, W * sizeof(float));
     }
+    if (n > 0) rope_qk(q, ldq, kc + pos[0] * W, (int)W, pos, theta, 1, n, NH, NKV, HS, 1.0f);
 }
 
 /* ---- activations and vector arithmetic ---- */
@@ -1168,8 +1176,6 @@ const Ops ops_cpu = {
     .layernorm_backward = cpu_layernorm_backward,
     .rmsnorm_backward = cpu_rmsnorm_backward,
     .residual_norm_forward = cpu_residual_norm_forward,
-    .rope_forward = cpu_rope_forward,
-    .rope_backward = cpu_rope_backward,
     .swiglu_forward = cpu_swiglu_forward,
     .swiglu_backward = cpu_swiglu_backward,
     .matmul_forward = cpu_matmul_forward,

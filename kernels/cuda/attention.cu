@@ -60,15 +60,17 @@ __device__ inline int query_tile(int causal) {
 
 /* The shape of one call; ok is 0 (error noted) if it cannot be served; add: backward's gradients
  * are added to (OPS_ADD) or overwrite (OPS_SET) what dq, dk, dv hold; ldq, ldkv: the rows of
- * forward's q and of its k and v (ops.h; NH*HS and NKV*HS unless forward sets them). */
+ * forward's q and of its k and v (ops.h; NH*HS and NKV*HS unless forward sets them); rope:
+ * the rotation backward's tensor-core kernels give dq and dk as they store them (half 0: none). */
 typedef struct Heads {
     int B, T, NH, NKV, HS, ok, add, ldq, ldkv;
     const OpsStep *step; /* its seed XORed into the dropout's */
+    Rope rope;
 } Heads;
 
 static Heads heads(int B, int T, int NH, int NKV, int HS) {
-    Heads g = {B,       T,       NH,       NKV, HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0,
-               OPS_ADD, NH * HS, NKV * HS, NULL};
+    Heads g = {B,       T,       NH,       NKV,  HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0,
+               OPS_ADD, NH * HS, NKV * HS, NULL, {}};
     if (g.ok && NH % NKV) {
         CUDA_FAIL("attention: NH is not a multiple of NKV");
         g.ok = 0;
@@ -398,15 +400,41 @@ __host__ __device__ inline size_t query_tile_bytes(int HS) {
 }
 
 /* Up to three heads_bf16 copies (forward's q, k, v) of one launch: copy j of src[j]'s H[j] heads,
- * rows ld[j] apart (H[j] 0: none). */
+ * rows ld[j] apart (H[j] 0: none). With rope.half, copies 0 and 1 (q and k) are of the rotated
+ * heads (position t), and the rotation is written back to src through rotate[j] too, as
+ * rope_forward would have left them (HS a multiple of 16: a half is whole chunks). */
 struct HeadCopies {
     bf16 *dst[3];
     const float *src[3];
     int H[3], ld[3];
+    Rope rope;
+    float *rotate[2];
 };
 
+/* Chunk d of the first half of head row x and its partner d + half, rotated at position t: back
+ * into x and, as bf16, into the copy's row y. */
+__device__ inline void rotate_chunks(bf16 *y, float *x, int d, int t, const Rope &r) {
+    float u[8], v[8];
+    uint32_t pu[4], pv[4];
+#pragma unroll
+    for (int e = 0; e < 8; e++) u[e] = x[d + e], v[e] = x[d + r.half + e];
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        float c, s, a = u[e], b = v[e];
+        rope_cs(r, t, d + e, &c, &s);
+        u[e] = a * c - b * s, v[e] = b * c + a * s;
+        x[d + e] = u[e], x[d + r.half + e] = v[e];
+    }
+#pragma unroll
+    for (int e = 0; e < 8; e += 2)
+        pu[e / 2] = pack_bf16x2(u[e], u[e + 1]), pv[e / 2] = pack_bf16x2(v[e], v[e + 1]);
+    *(uint4 *)(y + d) = make_uint4(pu[0], pu[1], pu[2], pu[3]);
+    *(uint4 *)(y + d + r.half) = make_uint4(pv[0], pv[1], pv[2], pv[3]);
+}
+
 /* dst [B, H, T, HP] = bf16 of src [B, T, H*HS] (rows ld apart; zeros past HS) for each copy of
- * hc: a thread per 8 elements, the copies' chunks one after the other. */
+ * hc: a thread per 8 elements, the copies' chunks one after the other (rotated copies: a thread
+ * per chunk of the first half, which takes its partner's too). */
 __global__ void heads_bf16_kernel(HeadCopies hc, int B, int T, int HS) {
     int HP = padded_hs(HS), chunks = HP / 8;
     size_t per_head = (size_t)B * T * chunks;
@@ -419,7 +447,14 @@ __global__ void heads_bf16_kernel(HeadCopies hc, int B, int T, int HS) {
         int ld = j == 0 ? hc.ld[0] : j == 1 ? hc.ld[1] : hc.ld[2];
         size_t row = c / chunks; /* (b*H + h)*T + t */
         int d = 8 * (int)(c % chunks), t = (int)(row % T), bh = (int)(row / T);
-        const float *x = src + ((size_t)(bh / H) * T + t) * ld + (size_t)(bh % H) * HS;
+        size_t at = ((size_t)(bh / H) * T + t) * ld + (size_t)(bh % H) * HS;
+        if (j < 2 && hc.rope.half) {
+            if (d < hc.rope.half)
+                rotate_chunks(dst + row * HP, (j ? hc.rotate[1] : hc.rotate[0]) + at, d, t,
+                              hc.rope);
+            continue;
+        }
+        const float *x = src + at;
         uint32_t packed[4];
         for (int e = 0; e < 8; e += 2) {
             float lo = d + e < HS ? x[d + e] : 0.0f, hi = d + e + 1 < HS ? x[d + e + 1] : 0.0f;
@@ -590,6 +625,26 @@ __device__ inline void add_tiles(float *grad, size_t ld, const float (*acc)[4], 
         for (int q = 0; q < 4; q++) {
             int r = r0 + c_row(lane, q), d = c_col(lane, c, q);
             if (r < T && d < HS) put_grad(grad + (size_t)r * ld + d, acc[c][q] * scale, add);
+        }
+}
+
+/* add_tiles of rope's gradient (rope_backward of what is added; position = row): column d < HS/2
+ * and its partner d + HS/2 lie in the same lane, n8 tiles PAIR apart (HS = HPC). */
+template <int HPC>
+__device__ inline void add_tiles_turned(float *grad, size_t ld, const float (*acc)[4], float scale,
+                                        int r0, int T, const Rope &rope, int lane, int add) {
+    constexpr int PAIR = HPC / 16;
+#pragma unroll
+    for (int c = 0; c < PAIR; c++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            int r = r0 + c_row(lane, q), d = c_col(lane, c, q);
+            if (r >= T) continue;
+            float cs, sn, u = acc[c][q] * scale, v = acc[c + PAIR][q] * scale;
+            rope_cs(rope, r, d, &cs, &sn);
+            float *x = grad + (size_t)r * ld + d;
+            put_grad(x, u * cs + v * sn, add);
+            put_grad(x + HPC / 2, v * cs - u * sn, add);
         }
 }
 
@@ -791,7 +846,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     }
 #pragma unroll
     for (int t = 0; t < MT; t++)
-        add_tiles(dq + hp.q, ldq, acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
+        if (HPC && g.rope.half)
+            add_tiles_turned<HPC>(dq + hp.q, ldq, acc[t], scale, w0 + t * TC, T, g.rope, lane,
+                                  g.add);
+        else
+            add_tiles(dq + hp.q, ldq, acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
@@ -920,7 +979,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #pragma unroll
     for (int t = 0; t < MT; t++) {
         if (dv) add_tiles(dv + hp.kv, ldkv, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane, g.add);
-        if (dk) add_tiles(dk + hp.kv, ldkv, dk_acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
+        if (dk && HPC && g.rope.half)
+            add_tiles_turned<HPC>(dk + hp.kv, ldkv, dk_acc[t], scale, w0 + t * TC, T, g.rope, lane,
+                                  g.add);
+        else if (dk)
+            add_tiles(dk + hp.kv, ldkv, dk_acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
     }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
@@ -1104,7 +1167,7 @@ static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
     size_t own = D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2; /* bf16: half a float */
     if (attention_impl != ATTENTION_CUDNN) return own;
-    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NH * HS, NKV * HS, NULL};
+    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NH * HS, NKV * HS, NULL, {}};
     return own > cudnn_scratch(g) ? own : cudnn_scratch(g);
 }
 
@@ -1119,7 +1182,7 @@ uint16_t *cuda_attention_saved_out(Precision p, float *saved) {
 }
 
 /* hc's heads_bf16 copies of [B,T,H*HS] tensors, in one launch. */
-static void heads_bf16(HeadCopies hc, const Heads g) {
+static void heads_bf16(const HeadCopies &hc, const Heads g) {
     size_t heads = (size_t)hc.H[0] + hc.H[1] + hc.H[2];
     size_t chunks = (size_t)g.B * heads * g.T * (padded_hs(g.HS) / 8);
     heads_bf16_kernel<<<cuda_blocks(chunks, CUDA_THREADS), CUDA_THREADS>>>(hc, g.B, g.T, g.HS);
@@ -1128,7 +1191,7 @@ static void heads_bf16(HeadCopies hc, const Heads g) {
 
 /* dst = heads_bf16 copy of src [B,T,H*HS]. */
 static void heads_bf16(bf16 *dst, const float *src, const Heads g, int H) {
-    heads_bf16(HeadCopies{{dst}, {src}, {H}, {H * g.HS}}, g);
+    heads_bf16(HeadCopies{{dst}, {src}, {H}, {H * g.HS}, {}, {}}, g);
 }
 
 /* The tensor-core kernels' cp.async reads the copies in 16-byte chunks. */
@@ -1143,21 +1206,28 @@ static int copies_aligned(const float *saved, const float *scratch) {
 }
 
 /* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS] (q's rows ldq apart, k's and v's ldkv); mask [B,T] or
- * NULL; lse [B,NH,T] saved */
-void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, int ldq,
-                            const float *k, const float *v, int ldkv, const int32_t *mask,
-                            int causal, float p, uint64_t seed, float *scratch, int B, int T,
+ * NULL; lse [B,NH,T] saved. Rope turns q and k as the bf16 copies are made, else in a pass of
+ * its own first. */
+void cuda_attention_forward(float *out, float *lse, float *saved, float *q, int ldq, float *k,
+                            const float *v, int ldkv, const int32_t *mask, int causal,
+                            float rope_theta, float p, uint64_t seed, float *scratch, int B, int T,
                             int NH, int NKV, int HS) {
     Heads g = heads(B, T, NH, NKV, HS);
     g.step = p > 0.0f ? cuda_step() : NULL;
     g.ldq = ldq, g.ldkv = ldkv;
-    if (!g.ok) return;
+    Rope rope = g.ok ? cuda_rope_table(rope_theta, HS) : Rope{};
+    if (!g.ok || (rope_theta > 0.0f && !rope.half)) return;
+    int tc = cuda_precision() == PRECISION_BF16, copy_turns = tc && HS % 16 == 0;
+    if (rope.half && !copy_turns) cuda_rope(q, ldq, k, ldkv, NULL, rope, B, T, NH, NKV, 1.0f);
     dim3 grid;
     unsigned threads;
-    if (cuda_precision() == PRECISION_BF16) {
+    if (tc) {
         if (!copies_aligned(saved, scratch)) return;
         AttCopies a = att_copies(saved, scratch, g);
-        heads_bf16(HeadCopies{{a.q, a.k, a.v}, {q, k, v}, {NH, NKV, NKV}, {ldq, ldkv, ldkv}}, g);
+        Rope turn = copy_turns ? rope : Rope{};
+        heads_bf16(
+            HeadCopies{{a.q, a.k, a.v}, {q, k, v}, {NH, NKV, NKV}, {ldq, ldkv, ldkv}, turn, {q, k}},
+            g);
         if (use_cudnn()) {
             CudnnParts c = cudnn_parts(scratch, g);
             CudnnSdpa s = sdpa_shape(g, mask, causal, p);
@@ -1188,15 +1258,11 @@ void cuda_attention_forward(float *out, float *lse, float *saved, const float *q
 
 /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =); scratch: D [B,NH,T] (and
  * dout's bf16 copy); under bf16 q, k, v and out are forward's copies in saved. */
-void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                             const float *k, const float *v, const float *out, const float *lse,
-                             const float *saved, const int32_t *mask, int causal, float p,
-                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS,
-                             int acc) {
-    Heads g = heads(B, T, NH, NKV, HS);
-    g.step = p > 0.0f ? cuda_step() : NULL;
-    if (!g.ok || (!dq && !dk && !dv)) return;
-    g.add = acc;
+static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                               const float *k, const float *v, const float *out, const float *lse,
+                               const float *saved, const int32_t *mask, int causal, float p,
+                               uint64_t seed, float *scratch, Heads g) {
+    int B = g.B, T = g.T, NH = g.NH, NKV = g.NKV, HS = g.HS, acc = g.add;
     int tc = cuda_precision() == PRECISION_BF16;
     if (tc && !copies_aligned(saved, scratch)) return;
     AttCopies a = att_copies((float *)saved, scratch, g);
@@ -1264,6 +1330,29 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
         }
         CUDA_LAUNCHED("attention_backward (dk, dv)");
     }
+}
+
+/* Rope's gradients: the tensor-core kernels turn dq and dk as they store them where a head's
+ * halves are whole n8 tiles of their own (HS 64 and 128); elsewhere a pass over dq and dk
+ * afterwards, with acc preceded by the forward rotation of what they held, which the pass puts
+ * back (to float rounding). */
+void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                             const float *k, const float *v, const float *out, const float *lse,
+                             const float *saved, const int32_t *mask, int causal, float rope_theta,
+                             float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                             int HS, int acc) {
+    Heads g = heads(B, T, NH, NKV, HS);
+    g.step = p > 0.0f ? cuda_step() : NULL;
+    g.add = acc;
+    Rope rope = g.ok ? cuda_rope_table(rope_theta, HS) : Rope{};
+    if (!g.ok || (rope_theta > 0.0f && !rope.half) || (!dq && !dk && !dv)) return;
+    int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn();
+    int stores_turn = tc && (HS == 64 || HS == 128), pass = rope.half && !stores_turn;
+    if (stores_turn) g.rope = rope;
+    if (pass && acc) cuda_rope(dq, NH * HS, dk, NKV * HS, NULL, rope, B, T, NH, NKV, 1.0f);
+    attention_backward(dq, dk, dv, dout, q, k, v, out, lse, saved, mask, causal, p, seed, scratch,
+                       g);
+    if (pass) cuda_rope(dq, NH * HS, dk, NKV * HS, NULL, rope, B, T, NH, NKV, -1.0f);
 }
 
 /* Attention over a KV cache (generation), two ways by the number of query rows n * NH:
@@ -1467,35 +1556,57 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, const float *q, int l
     CUDA_LAUNCHED("attention_cached");
 }
 
-/* Row i of k and v (rows ld apart) to row pos[i] of the caches, vec (1 or 4) floats a thread. */
+/* Row i of k and v (rows ld apart) to row pos[i] of the caches, vec (1 or 4) floats a thread,
+ * then with rope.half, a thread a pair of the rows' NQ heads of q (turned in place) and of k
+ * (turned into the cache): copies first, k's among them only without rope. */
 template <int vec>
-__global__ void cache_write_kernel(float *kc, float *vc, const float *k, const float *v, int ld,
-                                   const int32_t *pos, int n, int W) {
+__global__ void cache_write_kernel(float *kc, float *vc, float *q, int ldq, const float *k,
+                                   const float *v, int ld, const int32_t *pos, const Rope r, int n,
+                                   int NQ, int NKV, int HS) {
+    int W = NKV * HS, half = r.half, heads = NQ + NKV;
     size_t per_row = (size_t)W / vec, per_part = (size_t)n * per_row;
-    GRID_STRIDE(e, 2 * per_part) {
-        int which = e >= per_part;
-        size_t i = e % per_part / per_row, col = e % per_row * vec;
-        const float *src = (which ? v : k) + i * ld + col;
-        float *dst = (which ? vc : kc) + (size_t)pos[i] * W + col;
-        if (vec == 4)
-            *(float4 *)dst = *(const float4 *)src;
-        else
-            *dst = *src;
+    size_t copied = (half ? 1 : 2) * per_part, pairs = half ? (size_t)n * heads * half : 0;
+    GRID_STRIDE(e, copied + pairs) {
+        if (e < copied) {
+            int which = half || e >= per_part; /* 1: v */
+            size_t i = e % per_part / per_row, col = e % per_row * vec;
+            const float *src = (which ? v : k) + i * ld + col;
+            float *dst = (which ? vc : kc) + (size_t)pos[i] * W + col;
+            if (vec == 4)
+                *(float4 *)dst = *(const float4 *)src;
+            else
+                *dst = *src;
+            continue;
+        }
+        size_t x = e - copied, row = x / half;
+        int f = (int)(x % half), h = (int)(row % heads), i = (int)(row / heads);
+        const float *src = h < NQ ? q + (size_t)i * ldq + (size_t)h * HS
+                                  : k + (size_t)i * ld + (size_t)(h - NQ) * HS;
+        float *dst = h < NQ ? q + (size_t)i * ldq + (size_t)h * HS
+                            : kc + (size_t)pos[i] * W + (size_t)(h - NQ) * HS;
+        float c, s, a = src[f], b = src[f + half];
+        rope_cs(r, pos[i], f, &c, &s);
+        dst[f] = a * c - b * s, dst[f + half] = b * c + a * s;
     }
 }
 
-void cuda_cache_write(float *kc, float *vc, const float *k, const float *v, int ld,
-                      const int32_t *pos, int n, int W) {
-    if (n <= 0 || W <= 0) return;
+void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
+                      int ld, const int32_t *pos, float theta, int n, int NH, int NKV, int HS) {
+    int W = NKV * HS;
+    Rope r = cuda_rope_table(theta, HS);
+    if (n <= 0 || W <= 0 || (theta > 0.0f && !r.half)) return;
+    int NQ = r.half && q ? NH : 0;
     bool wide = W % 4 == 0 && ld % 4 == 0;
     const void *p[4] = {kc, vc, k, v};
     for (int i = 0; i < 4; i++) wide = wide && (uintptr_t)p[i] % 16 == 0;
-    size_t threads = (size_t)2 * n * W / (wide ? 4 : 1);
+    size_t copies = (size_t)(r.half ? 1 : 2) * n * W / (wide ? 4 : 1);
+    size_t threads = copies + (size_t)n * (NQ + NKV) * r.half;
+    unsigned blocks = cuda_blocks(threads, CUDA_THREADS);
     if (wide)
         cache_write_kernel<4>
-            <<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v, ld, pos, n, W);
+            <<<blocks, CUDA_THREADS>>>(kc, vc, q, ldq, k, v, ld, pos, r, n, NQ, NKV, HS);
     else
         cache_write_kernel<1>
-            <<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(kc, vc, k, v, ld, pos, n, W);
+            <<<blocks, CUDA_THREADS>>>(kc, vc, q, ldq, k, v, ld, pos, r, n, NQ, NKV, HS);
     CUDA_LAUNCHED("cache_write");
 }

@@ -197,6 +197,30 @@ int cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int
                    cudaDataType type, const void *A, int lda, const void *B, int ldb, float *C,
                    int ldc, const float *bias);
 
+/* ---- rotary position embedding (HF Llama's rotate_half), rotated where a kernel loads or
+ * stores q and k: the pairs (x[i], x[i + HS/2]) of each head turn by position * inv_freq[i] ----
+ */
+enum { ROPE_MAX_HALF = 64 };
+/* The inverse frequencies as a kernel parameter (no device memory, nothing to copy before a
+ * launch), worked out on the host in the CPU's arithmetic (rope_inv_freq's double pow); half =
+ * HS/2, 0: no rotation. */
+struct Rope {
+    int half;
+    float inv_freq[ROPE_MAX_HALF];
+};
+/* theta 0: none; a head size over 2 * ROPE_MAX_HALF fails (the attention kernels' limit too). */
+Rope cuda_rope_table(float theta, int HS);
+/* cos and sin of position p's angle at frequency i, as the CPU computes them */
+__device__ inline void rope_cs(const Rope &r, int p, int i, float *c, float *s) {
+    float angle = (float)p * r.inv_freq[i];
+    *c = cosf(angle), *s = sinf(angle);
+}
+/* In place on q [B*T, NH heads] (rows ldq apart) and k [B*T, NKV heads] (ldk; either may be NULL):
+ * the rotation (dir 1) or its transpose (dir -1, for gradients), position pos[bt] (pos NULL:
+ * bt % T). One launch for both. */
+void cuda_rope(float *q, int ldq, float *k, int ldk, const int32_t *pos, const Rope &r, int B,
+               int T, int NH, int NKV, float dir);
+
 /* ---- the launchers behind ops_cuda (same arguments as the Ops members) ----
  */
 void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types,
@@ -217,10 +241,6 @@ void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, floa
                                 float *rstd, uint16_t *xh, const float *a, const float *b, float p,
                                 uint64_t seed, const float *weight, const float *bias, float eps,
                                 int N, int C);
-void cuda_rope_forward(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta, int B,
-                       int T, int NH, int NKV, int HS);
-void cuda_rope_backward(float *dq, float *dk, const int32_t *pos, float theta, int B, int T, int NH,
-                        int NKV, int HS);
 void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
                          const float *up, size_t n, int F, int ld);
 void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
@@ -254,15 +274,15 @@ void cuda_lora_backward_bf16(uint16_t *dd, int ldd, const OpsLoraBackward *lin, 
                              float *scratch, int N, int C, int R);
 void cuda_lora_dinp_bf16(float *dinp, const float *const *du, const float *const *A,
                          const uint64_t *seeds, int n, float p, int N, int C, int R, int acc);
-void cuda_attention_forward(float *out, float *lse, float *saved, const float *q, int ldq,
-                            const float *k, const float *v, int ldkv, const int32_t *mask,
-                            int causal, float p, uint64_t seed, float *scratch, int B, int T,
+void cuda_attention_forward(float *out, float *lse, float *saved, float *q, int ldq, float *k,
+                            const float *v, int ldkv, const int32_t *mask, int causal,
+                            float rope_theta, float p, uint64_t seed, float *scratch, int B, int T,
                             int NH, int NKV, int HS);
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *out, const float *lse,
-                             const float *saved, const int32_t *mask, int causal, float p,
-                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS,
-                             int acc);
+                             const float *saved, const int32_t *mask, int causal, float rope_theta,
+                             float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                             int HS, int acc);
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
@@ -271,8 +291,8 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, const float *q, int l
                            const float *v, const int32_t *pos, float *scratch, int n, int L, int NH,
                            int NKV, int HS);
 size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS);
-void cuda_cache_write(float *kc, float *vc, const float *k, const float *v, int ld,
-                      const int32_t *pos, int n, int W);
+void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
+                      int ld, const int32_t *pos, float theta, int n, int NH, int NKV, int HS);
 void cuda_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,
                              Activation act, size_t n);
 void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,

@@ -266,8 +266,8 @@ static void attention_forward(Model *m, const Layer *Ly, LayerActs *a, Drop d, u
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH, ld = bert(m)->qkv_ld;
     int ctx_read = !Ly->o.in_bf16; /* else o reads the saved bf16(out) */
     m->ops->attention_forward(ctx_read ? a->ctx : NULL, a->lse, a->att_saved, a->q, ld, a->k, a->v,
-                              ld, model_attention_mask(m), 0, d.attention, seed, m->scratch, m->B,
-                              m->T, NH, NH, HS);
+                              ld, model_attention_mask(m), 0, 0.0f, d.attention, seed, m->scratch,
+                              m->B, m->T, NH, NH, HS);
 }
 
 static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
@@ -276,7 +276,7 @@ static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL,
                                kept ? a->k : NULL, kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse,
-                               a->att_saved, model_attention_mask(m), 0, d.attention, seed,
+                               a->att_saved, model_attention_mask(m), 0, 0.0f, d.attention, seed,
                                m->scratch, m->B, m->T, NH, NH, HS, OPS_SET);
 }
 

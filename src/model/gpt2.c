@@ -295,8 +295,8 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     Qkv in = layer_forward_qkv(m, l, N, d, replay, gpt2(m)->split_qkv);
     float *ctx = gpt2(m)->layers[l].c_proj.in_bf16 ? NULL : a->ctx; /* else c_proj reads saved */
     m->ops->attention_forward(ctx, a->lse, a->att_saved, in.q, in.ld, in.k, in.v, in.ld,
-                              model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
-                              m->scratch, B, T, NH, NH, head_size(m));
+                              model_attention_mask(m), 1, 0.0f, d.attention,
+                              model_site(l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
     layer_forward_tail(m, l, N, d, replay);
 }
 
@@ -306,10 +306,10 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
 static void layer_decode(Model *m, int l, int n) {
     const Ops *o = m->ops;
     LayerActs *a = &gpt2(m)->acts[l];
-    int C = m->cfg.hidden_size, NH = m->cfg.num_heads;
+    int NH = m->cfg.num_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
     Qkv in = layer_forward_qkv(m, l, n, (Drop){0}, 0, 0);
-    o->cache_write(k, v, in.k, in.v, in.ld, m->positions, n, C);
+    o->cache_write(k, v, NULL, 0, in.k, in.v, in.ld, m->positions, 0.0f, n, NH, NH, head_size(m));
     o->attention_cached(a->ctx, gpt2(m)->layers[l].c_proj.in_bf16, in.q, in.ld, k, v, m->positions,
                         m->cache_scratch, n, m->cache_keys, NH, NH, head_size(m));
     layer_forward_tail(m, l, n, (Drop){0}, 0);
@@ -345,7 +345,7 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
                           kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved,
-                          model_attention_mask(m), 1, d.attention, model_site(l, SITE_ATT),
+                          model_attention_mask(m), 1, 0.0f, d.attention, model_site(l, SITE_ATT),
                           m->scratch, B, T, NH, NH, head_size(m), OPS_SET);
     o->zero(b->d_qkv, 3 * NC * F4);
     merge_qkv(o, b->d_qkv, b->d_q, 0, N, C);

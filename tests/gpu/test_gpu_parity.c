@@ -305,26 +305,6 @@ static void test_rmsnorm(int N, int C) {
     pairs_free();
 }
 
-/* q, and k of NKV heads when NKV > 0 (one call for both); positions: explicit (up to 8191,
- * SmolLM2's context) or NULL (t) */
-static void test_rope(int B, int T, int NH, int NKV, int HS, float theta, int with_pos) {
-    size_t n = (size_t)B * T * NH * HS, nk = (size_t)B * T * NKV * HS;
-    Pair *x = pair_random(n, 1.0f), *dx = pair_random(n, 1.0f);
-    Pair *k = NKV ? pair_random(nk, 1.0f) : NULL, *dk = NKV ? pair_random(nk, 1.0f) : NULL;
-    Pair *pos = with_pos ? pair_ints((size_t)B * T, 0, 8192) : NULL;
-    BACKENDS(w, o) {
-        o->rope_forward(F(x, w), NH * HS, F(k, w), NKV * HS, I(pos, w), theta, B, T, NH, NKV, HS);
-        o->rope_backward(F(dx, w), F(dk, w), I(pos, w), theta, B, T, NH, NKV, HS);
-    }
-    NAME("rope B=%d T=%d NH=%d NKV=%d HS=%d theta=%g pos=%d", B, T, NH, NKV, HS, theta, with_pos);
-    /* the same float angles on both sides (rope_inv_freq); sinf/cosf of up to 8191 rad agree to
-     * a few ulp of the result */
-    compare("out", x, 1e-5, 1e-4);
-    compare("dinp", dx, 1e-5, 1e-4);
-    if (NKV) compare("k", k, 1e-5, 1e-4), compare("dk", dk, 1e-5, 1e-4);
-    pairs_free();
-}
-
 static void test_swiglu(size_t n, int grads) {
     Pair *g = pair_random(n, 8.0f), *u = pair_random(n, 2.0f), *dy = pair_random(n, 1.0f);
     Pair *out = pair_new(n * sizeof(float));
@@ -1008,6 +988,12 @@ static int att_bf16; /* test_attention_grads compares as above */
 static int att_cudnn;
 /* test_attention_grads' backward with OPS_SET over dq, dk, dv of NaNs (the first writer) */
 static int att_set;
+/* test_attention_grads with rope (its theta; 0: none): q and k turned in place compared too, and
+ * the gradients against the CPU's f32 at the bounds above (not the rounded reference) */
+static float att_rope;
+/* q and k turned by rope (attention_forward, cache_write): the same float angles on both sides
+ * (rope_inv_freq); sinf and cosf of up to 8191 rad agree to a few ulp of the result */
+#define ROPE_TOL 1e-5, 1e-4
 #define ATT_BF16_TOL 2e-2
 #define ATT_BF16_LSE_TOL 1e-2
 #define ATT_ROUNDED_TOL 2e-3
@@ -1152,8 +1138,10 @@ static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved,
     uint16_t *h[2] = {malloc(n * sizeof(uint16_t)), malloc(n * sizeof(uint16_t))};
     dut->download(f, out->mem[1], n * sizeof *f);
     dut->download(h[0], at, n * sizeof(uint16_t));
+    /* q and k as the first left them: turned already */
     dut->attention_forward(NULL, F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1), F(v, 1),
-                           NKV * HS, I(mask, 1), causal, p, 5, F(scratch, 1), B, T, NH, NKV, HS);
+                           NKV * HS, I(mask, 1), causal, 0.0f, p, 5, F(scratch, 1), B, T, NH, NKV,
+                           HS);
     dut->download(h[1], at, n * sizeof(uint16_t));
     status_ok();
     size_t bad[2] = {0, 0};
@@ -1183,18 +1171,22 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     Pair *dv = grads & G_DB ? att_grad(BTK) : NULL;
     BACKENDS(w, o) {
         o->attention_forward(F(out, w), F(lse, w), F(saved, w), F(q, w), NH * HS, F(k, w), F(v, w),
-                             NKV * HS, I(mask, w), causal, p, 5, F(scratch, w), B, T, NH, NKV, HS);
+                             NKV * HS, I(mask, w), causal, att_rope, p, 5, F(scratch, w), B, T, NH,
+                             NKV, HS);
     }
-    NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f",
-         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", pad, p);
+    NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s%s pad=%d p=%.1f",
+         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "",
+         att_rope > 0.0f ? " rope" : "", pad, p);
     compare_attention("lse", lse);
     compare_attention("out", out);
+    if (att_rope > 0.0f) compare("q", q, ROPE_TOL), compare("k", k, ROPE_TOL);
     if (saved)
         check_saved_out(out, lse, saved, q, k, v, mask, causal, p, scratch, B, T, NH, NKV, HS);
     AttCase c = {B,       T,       NH,      NKV,        HS,   causal, p,
                  F(q, 0), F(k, 0), F(v, 0), F(dout, 0), NULL, NULL,   I(mask, 0)};
     float *want[5] = {NULL}; /* out, lse, dq, dk, dv by the rounded reference */
-    if (att_bf16 && !att_cudnn) {
+    int rounded = att_bf16 && !att_cudnn && att_rope == 0.0f;
+    if (rounded) {
         want[0] = calloc(BTQ, sizeof(float)), want[1] = malloc(lse->bytes);
         att_rounded(&c, 1, want[0], want[1], NULL, NULL, NULL);
         compare_host("out", out, want[0], ATT_ROUNDED_TOL);
@@ -1208,16 +1200,16 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         int kept = !(w && saved); /* the GPU reads what it saved */
         o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL,
                               kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, kept ? F(out, w) : NULL,
-                              F(lse, w), F(saved, w), I(mask, w), causal, p, 5, F(scratch, w), B, T,
-                              NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
+                              F(lse, w), F(saved, w), I(mask, w), causal, att_rope, p, 5,
+                              F(scratch, w), B, T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
     }
-    NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f%s",
-         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", pad, p,
-         att_set ? " OPS_SET" : "");
+    NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s%s pad=%d p=%.1f%s",
+         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "",
+         att_rope > 0.0f ? " rope" : "", pad, p, att_set ? " OPS_SET" : "");
     if (dq) compare_attention("dq", dq);
     if (dk) compare_attention("dk", dk);
     if (dv) compare_attention("dv", dv);
-    if (att_bf16 && !att_cudnn) {
+    if (rounded) {
         att_rounded(&c, 0, NULL, NULL, want[2], want[3], want[4]);
         if (dq) compare_host("dq", dq, want[2], ATT_ROUNDED_TOL);
         if (dk) compare_host("dk", dk, want[3], ATT_ROUNDED_TOL);
@@ -1232,10 +1224,9 @@ static void test_attention(int B, int T, int NH, int NKV, int HS, int causal, in
     test_attention_grads(B, T, NH, NKV, HS, causal, pad, p, all_pad_last, G_ALL);
 }
 
-/* q, k, v as one GEMM writes them, rows [q | k | v] (linear_outputs_join): rope_forward on q and
- * k in place (v's columns untouched), then attention_forward from the rotated rows, as from
- * buffers of their own (test_ops checks that on the CPU, bit for bit); fp32, or bf16 compared as
- * att_bf16 says. */
+/* q, k, v as one GEMM writes them, rows [q | k | v] (linear_outputs_join): attention_forward
+ * with rope, turning q and k in place (v's columns untouched), as from buffers of their own
+ * (test_ops checks that on the CPU, bit for bit); fp32, or bf16 compared as att_bf16 says. */
 static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int causal, float p,
                                   int bf16) {
     int QC = NH * HS, KC = NKV * HS, ld = QC + 2 * KC;
@@ -1248,13 +1239,12 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
     Pair *saved = attention_saved(bf16 ? PRECISION_BF16 : PRECISION_FP32, B, T, NH, NKV, HS);
     BACKENDS(w, o) {
         float *x = F(qkv, w);
-        o->rope_forward(x, ld, x + QC, ld, NULL, 1e4f, B, T, NH, NKV, HS);
         o->attention_forward(F(out, w), F(lse, w), F(saved, w), x, ld, x + QC, x + QC + KC, ld,
-                             NULL, causal, p, 5, F(scratch, w), B, T, NH, NKV, HS);
+                             NULL, causal, 1e4f, p, 5, F(scratch, w), B, T, NH, NKV, HS);
     }
-    NAME("%srope + attention_forward, [q | k | v] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f",
+    NAME("%sattention_forward rope, [q | k | v] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f",
          bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p);
-    compare("qkv", qkv, 1e-5, 1e-4); /* test_rope's bound */
+    compare("qkv", qkv, ROPE_TOL);
     compare_attention("lse", lse);
     compare_attention("out", out);
     pairs_free();
@@ -1356,11 +1346,11 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     Pair *saved = attention_saved(PRECISION_BF16, B, T, NH, NKV, HS);
     /* the CPU's P without dropout; then the GPU's dropped P: seed 7, seed 8, seed 7 again */
     ref->attention_forward(F(out, 0), F(lse, 0), NULL, F(q, 0), NH * HS, F(k, 0), F(v, 0), NKV * HS,
-                           I(mask, 0), causal, 0.0f, 7, F(scratch, 0), B, T, NH, NKV, HS);
+                           I(mask, 0), causal, 0.0f, 0.0f, 7, F(scratch, 0), B, T, NH, NKV, HS);
     float *P = malloc(rows * T * 4), *pd[3];
     for (int run = 0; run < 3; run++) {
         dut->attention_forward(F(out, 1), F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1),
-                               F(v, 1), NKV * HS, I(mask, 1), causal, p, run == 1 ? 8 : 7,
+                               F(v, 1), NKV * HS, I(mask, 1), causal, 0.0f, p, run == 1 ? 8 : 7,
                                F(scratch, 1), B, T, NH, NKV, HS);
         float *o = malloc(BTQ * 4);
         dut->download(o, out->mem[1], BTQ * 4);
@@ -1401,8 +1391,8 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     int reads = !saved; /* a backend that saves nothing reads q, k, v and out */
     dut->attention_backward(F(dq, 1), F(dk, 1), F(dv, 1), F(dout, 1), reads ? F(q, 1) : NULL,
                             reads ? F(k, 1) : NULL, reads ? F(v, 1) : NULL,
-                            reads ? F(out, 1) : NULL, F(lse, 1), F(saved, 1), I(mask, 1), causal, p,
-                            7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
+                            reads ? F(out, 1) : NULL, F(lse, 1), F(saved, 1), I(mask, 1), causal,
+                            0.0f, p, 7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     NAME("%s attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", who, B, T, NH, NKV,
          HS, causal ? " causal" : "", pad, p);
     double *want = calloc(BTQ + 2 * BTK, sizeof *want);
@@ -1428,7 +1418,7 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
  * its own keys alone, so a recorded decode step gives the logits of one run op by op); then
  * the new keys and values into a cache at those positions */
 /* joined: the new queries, keys and values as rows [q | k | v] (linear_outputs_join), and out's
- * bf16 copy written too */
+ * bf16 copy written too. cache_write copies, then (a second cache) turns q and k by rope. */
 static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, int HS, int joined) {
     int L = pos0 + n + later, W = NKV * HS, at[64], ldq = NH * HS + (joined ? 2 * W : 0);
     int ld = joined ? ldq : W;
@@ -1462,12 +1452,19 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     Pair *k_new = joined ? q : pair_random((size_t)n * W, 1.0f);
     Pair *v_new = joined ? q : pair_random((size_t)n * W, 1.0f);
     size_t k0 = joined ? (size_t)NH * HS : 0, v0 = joined ? k0 + W : 0;
+    Pair *kc = pair_random((size_t)L * W, 1.0f), *vc = pair_random((size_t)L * W, 1.0f);
     BACKENDS(w, o) {
-        o->cache_write(F(k, w), F(v, w), F(k_new, w) + k0, F(v_new, w) + v0, ld, I(pos, w), n, W);
+        o->cache_write(F(k, w), F(v, w), NULL, 0, F(k_new, w) + k0, F(v_new, w) + v0, ld, I(pos, w),
+                       0.0f, n, NH, NKV, HS);
+        o->cache_write(F(kc, w), F(vc, w), F(q, w), ldq, F(k_new, w) + k0, F(v_new, w) + v0, ld,
+                       I(pos, w), 1e5f, n, NH, NKV, HS);
     }
-    NAME("cache_write n=%d at %d of %d W=%d ld=%d", n, pos0, L, W, ld);
+    NAME("cache_write n=%d at %d of %d W=%d ld=%d (then rope)", n, pos0, L, W, ld);
     compare("k", k, EXACT);
     compare("v", v, EXACT);
+    compare("q rope", q, ROPE_TOL); /* and joined: k's and v's columns of q untouched */
+    compare("k rope", kc, ROPE_TOL);
+    compare("v rope", vc, EXACT);
     pairs_free();
 }
 
@@ -1675,20 +1672,22 @@ static void test_errors(void) {
 
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *lse = pair_new(2 * 3 * 3 * sizeof(float));
     dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 4, NULL, 0, 0.0f,
-                           1, F(lse, 1), 2, 3, 3, 2, 2); /* NH = 3 not a multiple of NKV = 2 */
+                           0.0f, 1, F(lse, 1), 2, 3, 3, 2,
+                           2); /* NH = 3 not a multiple of NKV = 2 */
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NKV") != NULL);
     CHECK(dut->status(&e) == 0); /* reported once, then clear */
     Pair *y = pair_random(129, 1.0f), *l1 = pair_new(sizeof(float));
     dut->attention_forward(F(y, 1), F(l1, 1), NULL, F(y, 1), 129, F(y, 1), F(y, 1), 129, NULL, 1,
-                           0.0f, 1, F(l1, 1), 1, 1, 1, 1, 129); /* past the kernels' head size */
+                           0.0f, 0.0f, 1, F(l1, 1), 1, 1, 1, 1,
+                           129); /* past the kernels' head size */
     CHECK(dut->status(&e) == -1);
     printf("head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "HS > 128") != NULL);
     dut->set_precision(PRECISION_BF16); /* bf16 without the buffer it saves q, k, v in */
     dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 6, NULL, 0, 0.0f,
-                           1, F(x, 1), 2, 3, 3, 3, 2);
+                           0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
     dut->set_precision(PRECISION_FP32);
     CHECK(dut->status(&e) == -1);
     printf("no saved buffer: %s\n", e.msg);
@@ -1725,7 +1724,7 @@ static void test_tf32(void) {
     Pair *scratch = attention_scratch(B, T, NH, NH, C / NH);
     BACKENDS(w, o) {
         o->attention_forward(F(o_, w), F(lse, w), NULL, F(q, w), C, F(k, w), F(v, w), C, NULL, 0,
-                             0.0f, 5, F(scratch, w), B, T, NH, NH, C / NH);
+                             0.0f, 0.0f, 5, F(scratch, w), B, T, NH, NH, C / NH);
     }
     NAME("tf32 attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
     compare_scaled("lse", lse, 4e-3);
@@ -1784,12 +1783,6 @@ int main(void) {
             test_residual_norm(5, 67, rms, keep ? 0.0f : 0.1f, keep); /* off the 4-value grid */
             test_residual_norm(3, 2100, rms, 0.1f, keep); /* the tail's x in sum or out */
         }
-    test_rope(1, 1, 1, 0, 2, 10000.0f, 0);
-    test_rope(2, 37, 9, 3, 64, 100000.0f, 0); /* SmolLM2's q and k heads */
-    test_rope(3, 20, 3, 0, 64, 100000.0f, 1);
-    test_rope(1, 5, 17, 0, 16, 10000.0f, 0); /* more heads than a thread's turn takes */
-    test_rope(1, 5, 7, 7, 16, 10000.0f, 0);  /* and across q's last heads into k's */
-    test_rope(2, 3, 2, 1, 128, 10000.0f, 1); /* more frequencies than a warp */
     test_swiglu(1, G_ALL);
     test_swiglu(100003, G_ALL);
     test_swiglu_rows(37, 1536); /* SmolLM2's F */
@@ -1914,7 +1907,25 @@ int main(void) {
     test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 1);
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
     test_attention_bf16(2, 70, 2, 2, 128, 0, 20, 0.1f, G_ALL);
+    att_rope = 1e5f; /* rope's gradients turned as they are stored (bf16, HS 64), or by a pass */
+    test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 0);
+    test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
+    test_attention_bf16(2, 37, 4, 2, 48, 1, 5, 0.1f, G_ALL);
     att_set = 0;
+    /* rope, gradients added: turned as stored, or a pass after the forward turn of what was there
+     */
+    test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 0);
+    test_attention(1, 5, 17, 1, 16, 1, 0, 0.0f, 0);  /* more heads than rope's pass takes at once */
+    test_attention(2, 45, 4, 2, 128, 1, 7, 0.1f, 0); /* more frequencies than a warp */
+    test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f,
+                        G_ALL); /* SmolLM2's: copies and stores turn */
+    test_attention_bf16(2, 45, 4, 2, 128, 1, 7, 0.1f, G_ALL); /* HS 128's */
+    test_attention_bf16(3, 20, 4, 2, 64, 1, 3, 0.1f, G_ALL);  /* two m16 tiles, one warp */
+    test_attention_bf16(2, 37, 4, 2, 48, 1, 5, 0.1f, G_ALL); /* copies turn; the gradients a pass */
+    test_attention_bf16(2, 37, 4, 2, 36, 1, 5, 0.1f, G_ALL); /* halves of 18: a pass both ways */
+    test_attention_bf16(2, 37, 4, 2, 64, 1, 5, 0.1f, G_DW);  /* dk only */
+    test_attention_bf16(2, 37, 4, 2, 64, 1, 5, 0.1f, G_DINP | G_DB); /* dq, dv */
+    att_rope = 0.0f;
     for (int joined = 0; joined < 2; joined++) {
         test_attention_cached(1, 0, 0, 1, 1, 4, joined);     /* the first token */
         test_attention_cached(7, 0, 0, 4, 2, 16, joined);    /* a prefill */
@@ -1926,6 +1937,7 @@ int main(void) {
         test_attention_cached(64, 0, 0, 8, 2, 128, joined);  /* 512 query rows: the GEMMs */
         test_attention_cached(5, 40, 0, 4, 1, 32, joined); /* a chunk after a cached prefix, MQA */
         test_attention_cached(1, 3, 5, 2, 2, 6, joined);   /* rows of 12 floats: the float path */
+        test_attention_cached(2, 8189, 0, 9, 3, 64, joined); /* SmolLM2's last positions */
     }
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
@@ -1979,7 +1991,10 @@ int main(void) {
     test_attention_cudnn(1, 200, 3, 1, 64, 1, 0, G_ALL);    /* causal MQA, no mask */
     test_attention_cudnn(2, 45, 4, 2, 128, 1, 7, G_ALL);
     test_attention_cudnn(2, 70, 2, 2, 40, 0, 20, G_ALL); /* HS 40 in copies of rows of 48 */
-    test_attention_cudnn(2, 37, 4, 2, 32, 1, 5, G_DW);   /* dk only */
+    att_rope = 1e5f;                                     /* copies turn, gradients a pass */
+    test_attention_cudnn(2, 70, 9, 3, 64, 1, 20, G_ALL);
+    att_rope = 0.0f;
+    test_attention_cudnn(2, 37, 4, 2, 32, 1, 5, G_DW);                   /* dk only */
     test_dropout_readback(ATTENTION_CUDNN, 2, 64, 4, 4, 64, 0, 9, 0.1f); /* an encoder's, padded */
     test_dropout_readback(ATTENTION_CUDNN, 2, 40, 6, 2, 48, 1, 5, 0.2f); /* causal, GQA, padded */
     return check_report();
