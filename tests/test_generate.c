@@ -5,7 +5,8 @@
  * the cached path's logits equal the full recompute (model_forward over the whole
  * sequence + model_lm_logits) at every step, for a prefill and for each token after it, within
  * 1e-4 of the row's largest logit; greedy generation is deterministic; the cache refuses more
- * positions than the model was built for and a model that is not a decoder.
+ * positions than the model was built for and a model that is not a decoder; gen_run's prompt in
+ * chunks of the model's rows gives the tokens of the whole prompt at once.
  * A tiny GPT-2 rebuilt with `loraft init` (the GPT-2 tokenizer of ../shared/data): the prompt ids,
  * the prompt's last logits (64 of them, within 1e-5 of the largest) and 16 greedy tokens equal
  * transformers' (tests/golden/gpt2_tiny_greedy.json, from scripts/make-generate-golden.py).
@@ -22,6 +23,7 @@
 #include "loraft/chat.h"
 #include "loraft/cli.h"
 #include "loraft/fileio.h"
+#include "loraft/generate.h"
 #include "loraft/model.h"
 #include "loraft/rng.h"
 #include "loraft/sample.h"
@@ -106,6 +108,46 @@ static void check_greedy_deterministic(void) {
     CHECK(same);
     sampler_free(s);
     model_free(&m);
+}
+
+typedef struct IdSink {
+    int32_t ids[SEQ];
+    int n;
+} IdSink;
+
+static int collect(void *ctx, int32_t id) {
+    IdSink *sink = ctx;
+    sink->ids[sink->n++] = id;
+    return 0;
+}
+
+/* gen_run with a prompt of 11 tokens on a model built for 3 rows (chunks of 3, 3, 3, 2: the
+ * logits read from the last chunk's last row) and on one built for all 13: the same greedy
+ * tokens, Llama with LoRA and GPT-2 (learned positions at each chunk's offset). */
+static void check_chunked_prefill(Arch arch) {
+    enum { P = 11 };
+    LfError err;
+    Model whole, chunked;
+    Sampler *s = NULL;
+    SampleConfig sc = {0.0f, 0, 1.0f, 1};
+    GenStops none = {.n_ids = 0};
+    int32_t prompt[P], want[SEQ - P];
+    IdSink got = {.n = 0};
+    Rng r = {77, 0};
+    for (int t = 0; t < P; t++) prompt[t] = (int32_t)(rng_next(&r) % VOCAB);
+    int kv = arch == ARCH_LLAMA ? 2 : 4;
+    CHECK_OK(tiny_decoder(&whole, &ops_cpu, arch, 4, kv, 1, 1, SEQ, &err), &err);
+    CHECK_OK(tiny_decoder(&chunked, &ops_cpu, arch, 4, kv, 1, 1, 3, &err), &err);
+    CHECK_OK(sampler_create(&s, &sc, VOCAB, &err), &err);
+    CHECK_OK(greedy(&whole, s, prompt, P, SEQ - P, want, &err), &err);
+    CHECK_OK(gen_run(&chunked, s, &none, prompt, P, SEQ - P, collect, &got, NULL, &err), &err);
+    printf("%s prompt of %d in chunks of %d: %d tokens, %s\n", arch_name(arch), P, chunked.max_len,
+           got.n, !memcmp(want, got.ids, sizeof want) ? "as whole" : "DIFFER");
+    CHECK(got.n == SEQ - P && !memcmp(want, got.ids, sizeof want));
+    CHECK(chunked.n_cached == SEQ - 1); /* the last token is emitted, not decoded */
+    sampler_free(s);
+    model_free(&whole);
+    model_free(&chunked);
 }
 
 static void check_errors(void) {
@@ -290,6 +332,8 @@ int main(void) {
         check_cache_matches(ARCH_GPT2, 4, 4, 1, lora);
     }
     check_greedy_deterministic();
+    check_chunked_prefill(ARCH_LLAMA);
+    check_chunked_prefill(ARCH_GPT2);
     check_errors();
     check_gpt2_golden();
     check_smollm2();

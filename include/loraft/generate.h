@@ -41,9 +41,14 @@ typedef struct GenStats {
     double prefill_s, decode_s; /* wall time of the prompt, and of the new tokens */
 } GenStats;
 
-/* Continues prompt[0..P) (1 <= P <= m->max_len) by at most max_new tokens, fewer when the
- * model's positions run out; the KV cache is reset (model_cache_reset) for P + max_new. stats
- * may be NULL. */
+/* A prompt runs through the model in chunks of at most this many tokens (llama.cpp's default
+ * batch), so that a model built for generation needs its activations and the cached attention's
+ * scratch for this many rows, not for the longest prompt. */
+enum { GEN_PREFILL_ROWS = 512 };
+
+/* Continues prompt[0..P) (P >= 1; through the model in chunks of m->max_len) by at most max_new
+ * tokens, fewer when the model's positions run out; the KV cache is reset (model_cache_reset)
+ * for P + max_new. stats may be NULL. */
 int gen_run(Model *m, Sampler *s, const GenStops *st, const int32_t *prompt, int P, int max_new,
             GenEmit emit, void *ctx, GenStats *stats, LfError *err);
 

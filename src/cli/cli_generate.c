@@ -1,5 +1,6 @@
 /* cli_generate.c: `loraft generate` continues prompts with a decoder (plus a LoRA adapter): the
- * prompt is run once through the model filling its KV cache (model_decode), then one token per
+ * prompt is run through the model filling its KV cache (model_decode, in chunks of at most
+ * GEN_PREFILL_ROWS tokens), then one token per
  * step is sampled (sample.h) and fed back (generate.h). --chat renders the model's chat template
  * (chat.h) with the generation prompt and stops at its end of turn. The continuation streams to
  * stdout as it is generated, whole UTF-8 characters only; nothing else goes to stdout. */
@@ -156,15 +157,15 @@ static int encode_all(const GenOpts *o, const ChatTemplate *t, const Bpe *bpe, c
     return 0;
 }
 
-/* The model's rows: the longest prompt (its prefill); the cache's positions: that prompt and
- * max-new-tokens after it, within the model's positions. */
+/* The model's rows: the longest prompt's, up to a prefill chunk (GEN_PREFILL_ROWS); the cache's
+ * positions: that prompt and max-new-tokens after it, within the model's positions. */
 static int model_length(const GenOpts *o, int longest, int *max_len, int *cache_len, LfError *err) {
     ModelConfig cfg;
     if (model_config_load(&cfg, o->model, err)) return -1;
     if (longest >= cfg.max_positions)
         return lf_fail(err, "a prompt of %d tokens leaves no room in the model's %d positions",
                        longest, cfg.max_positions);
-    *max_len = longest < 2 ? 2 : longest;
+    *max_len = longest < 2 ? 2 : longest < GEN_PREFILL_ROWS ? longest : GEN_PREFILL_ROWS;
     *cache_len =
         o->max_new < cfg.max_positions - longest ? longest + o->max_new : cfg.max_positions;
     return 0;

@@ -48,8 +48,12 @@ int gen_run(Model *m, Sampler *s, const GenStops *st, const int32_t *prompt, int
     float *logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
     if (!logits) return lf_fail(err, "out of memory");
     double t0 = now_s();
-    int rc = model_cache_reset(m, positions, err) || model_decode(m, prompt, P, err) ||
-             model_lm_logits(m, P - 1, 1, logits, err);
+    int rc = model_cache_reset(m, positions, err), rows = 0;
+    for (int at = 0; !rc && at < P; at += rows) {
+        rows = P - at < m->max_len ? P - at : m->max_len;
+        rc = model_decode(m, prompt + at, rows, err);
+    }
+    rc = rc || model_lm_logits(m, rows - 1, 1, logits, err); /* the prompt's last token's */
     double t1 = now_s();
     int n = 0, done = 0;
     for (; !rc && !done && n < max_new; n++) {
