@@ -402,7 +402,7 @@ __host__ __device__ inline size_t query_tile_bytes(int HS) {
 /* Up to three heads_bf16 copies (forward's q, k, v) of one launch: copy j of src[j]'s H[j] heads,
  * rows ld[j] apart (H[j] 0: none). With rope.half, copies 0 and 1 (q and k) are of the rotated
  * heads (position t), and the rotation is written back to src through rotate[j] too, as
- * rope_forward would have left them (HS a multiple of 16: a half is whole chunks). */
+ * attention_forward's contract leaves them (HS a multiple of 16: a half is whole chunks). */
 struct HeadCopies {
     bf16 *dst[3];
     const float *src[3];

@@ -1671,20 +1671,26 @@ static void test_errors(void) {
     CHECK(strstr(e.msg, "no weight gradient") != NULL);
 
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *lse = pair_new(2 * 3 * 3 * sizeof(float));
+    /* NH = 3 not a multiple of NKV = 2 */
     dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 4, NULL, 0, 0.0f,
-                           0.0f, 1, F(lse, 1), 2, 3, 3, 2,
-                           2); /* NH = 3 not a multiple of NKV = 2 */
+                           0.0f, 1, F(lse, 1), 2, 3, 3, 2, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NKV") != NULL);
     CHECK(dut->status(&e) == 0); /* reported once, then clear */
     Pair *y = pair_random(129, 1.0f), *l1 = pair_new(sizeof(float));
+    /* past the kernels' head size */
     dut->attention_forward(F(y, 1), F(l1, 1), NULL, F(y, 1), 129, F(y, 1), F(y, 1), 129, NULL, 1,
-                           0.0f, 0.0f, 1, F(l1, 1), 1, 1, 1, 1,
-                           129); /* past the kernels' head size */
+                           0.0f, 0.0f, 1, F(l1, 1), 1, 1, 1, 1, 129);
     CHECK(dut->status(&e) == -1);
     printf("head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "HS > 128") != NULL);
+    /* rope turns pairs: an odd head size is refused */
+    dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), 3, F(x, 1), F(x, 1), 3, NULL, 1, 1e4f,
+                           0.0f, 1, F(lse, 1), 2, 3, 1, 1, 3);
+    CHECK(dut->status(&e) == -1);
+    printf("rope, odd head size: %s\n", e.msg);
+    CHECK(strstr(e.msg, "even head sizes") != NULL);
     dut->set_precision(PRECISION_BF16); /* bf16 without the buffer it saves q, k, v in */
     dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 6, NULL, 0, 0.0f,
                            0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
