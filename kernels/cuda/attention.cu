@@ -420,9 +420,9 @@ __device__ inline void rotate_chunks(bf16 *y, float *x, int d, int t, const Rope
     for (int e = 0; e < 8; e++) u[e] = x[d + e], v[e] = x[d + r.half + e];
 #pragma unroll
     for (int e = 0; e < 8; e++) {
-        float c, s, a = u[e], b = v[e];
+        float c, s;
         rope_cs(r, t, d + e, &c, &s);
-        u[e] = a * c - b * s, v[e] = b * c + a * s;
+        rope_turn(&u[e], &v[e], c, s);
         x[d + e] = u[e], x[d + r.half + e] = v[e];
     }
 #pragma unroll
@@ -642,9 +642,10 @@ __device__ inline void add_tiles_turned(float *grad, size_t ld, const float (*ac
             if (r >= T) continue;
             float cs, sn, u = acc[c][q] * scale, v = acc[c + PAIR][q] * scale;
             rope_cs(rope, r, d, &cs, &sn);
+            rope_turn(&u, &v, cs, -sn);
             float *x = grad + (size_t)r * ld + d;
-            put_grad(x, u * cs + v * sn, add);
-            put_grad(x + HPC / 2, v * cs - u * sn, add);
+            put_grad(x, u, add);
+            put_grad(x + HPC / 2, v, add);
         }
 }
 
@@ -1586,7 +1587,8 @@ __global__ void cache_write_kernel(float *kc, float *vc, float *q, int ldq, cons
                             : kc + (size_t)pos[i] * W + (size_t)(h - NQ) * HS;
         float c, s, a = src[f], b = src[f + half];
         rope_cs(r, pos[i], f, &c, &s);
-        dst[f] = a * c - b * s, dst[f + half] = b * c + a * s;
+        rope_turn(&a, &b, c, s);
+        dst[f] = a, dst[f + half] = b;
     }
 }
 

@@ -215,6 +215,11 @@ __device__ inline void rope_cs(const Rope &r, int p, int i, float *c, float *s) 
     float angle = (float)p * r.inv_freq[i];
     *c = cosf(angle), *s = sinf(angle);
 }
+/* The pair (u, v) turned by the angle of cosine c and sine s (-s: the transposed turn) */
+__device__ inline void rope_turn(float *u, float *v, float c, float s) {
+    float a = *u, b = *v;
+    *u = a * c - b * s, *v = b * c + a * s;
+}
 /* In place on q [B*T, NH heads] (rows ldq apart) and k [B*T, NKV heads] (ldk; either may be NULL):
  * the rotation (dir 1) or its transpose (dir -1, for gradients), position pos[bt] (pos NULL:
  * bt % T). One launch for both. */

@@ -39,7 +39,6 @@ __global__ void rope_kernel(float *q, int ldq, float *k, int ldk, const int32_t 
         for (int bt = blockIdx.x; bt < BT; bt += gridDim.x) {
             float c, s;
             rope_cs(r, pos ? pos[bt] : bt % T, i, &c, &s);
-            s *= dir;
             /* ROPE_UNROLL heads' pairs loaded before any is stored: more loads in flight */
             for (int h0 = threadIdx.y; h0 < heads; h0 += ROPE_UNROLL * blockDim.y) {
                 float u[ROPE_UNROLL], v[ROPE_UNROLL];
@@ -53,8 +52,8 @@ __global__ void rope_kernel(float *q, int ldq, float *k, int ldk, const int32_t 
                 for (int j = 0, h = h0; j < ROPE_UNROLL; j++, h += blockDim.y)
                     if (h < heads) {
                         float *x = rope_head(q, ldq, k, ldk, bt, h, NH, HS);
-                        x[i] = u[j] * c - v[j] * s;
-                        x[i + half] = v[j] * c + u[j] * s;
+                        rope_turn(&u[j], &v[j], c, dir * s);
+                        x[i] = u[j], x[i + half] = v[j];
                     }
             }
         }
