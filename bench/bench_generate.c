@@ -101,9 +101,8 @@ int main(int argc, char **argv) {
     for (char *t = strtok(list, ","); t && spec.n_targets < LORA_MAX_TARGETS; t = strtok(NULL, ","))
         snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "%s", t);
     Model m;
-    int rows = P < GEN_PREFILL_ROWS ? P : GEN_PREFILL_ROWS; /* as loraft generate */
-    if (model_create(&m, &cfg, &spec, ops, random ? NULL : dir, 1, 1, rows < 2 ? 2 : rows, NULL, 0,
-                     &err))
+    if (model_create(&m, &cfg, &spec, ops, random ? NULL : dir, 1, 1, gen_model_rows(P), NULL, 0,
+                     &err)) /* as loraft generate */
         return fprintf(stderr, "%s\n", err.msg), 1;
     m.decode_graphs = graphs;
     int32_t *prompt = malloc((size_t)P * sizeof *prompt);

@@ -45,6 +45,11 @@ typedef struct GenStats {
  * batch), so that a model built for generation needs its activations and the cached attention's
  * scratch for this many rows, not for the longest prompt. */
 enum { GEN_PREFILL_ROWS = 512 };
+/* The rows to build a model with for prompts of up to `longest` tokens: one chunk's, at least 2
+ * (model_create's least). */
+static inline int gen_model_rows(int longest) {
+    return longest < 2 ? 2 : longest < GEN_PREFILL_ROWS ? longest : GEN_PREFILL_ROWS;
+}
 
 /* Continues prompt[0..P) (P >= 1; through the model in chunks of m->max_len) by at most max_new
  * tokens, fewer when the model's positions run out; the KV cache is reset (model_cache_reset)

@@ -165,7 +165,7 @@ static int model_length(const GenOpts *o, int longest, int *max_len, int *cache_
     if (longest >= cfg.max_positions)
         return lf_fail(err, "a prompt of %d tokens leaves no room in the model's %d positions",
                        longest, cfg.max_positions);
-    *max_len = longest < 2 ? 2 : longest < GEN_PREFILL_ROWS ? longest : GEN_PREFILL_ROWS;
+    *max_len = gen_model_rows(longest);
     *cache_len =
         o->max_new < cfg.max_positions - longest ? longest + o->max_new : cfg.max_positions;
     return 0;
