@@ -7,18 +7,19 @@
 # random models shaped like the end-to-end cases of bench/bench-gpu-e2e.py, but small: SmolLM2's
 # structure (Llama, grouped KV heads, tied head, LoRA r 8 on all seven projections, lora dropout
 # 0.05; and on PEFT's default targets, q_proj and v_proj; and all seven with gradient
-# checkpointing, whose replayed forwards count with the layers, but the top layer's, which is
-# not replayed: "outside" is one replay less) and DistilBERT's (LoRA on q_lin and
-# v_lin, lora dropout 0.1, hidden and attention dropout 0.1). The emulator counts every kernel launch, cuBLAS / cuBLASLt call and async copy
-# or set by name (LORAFT_EMU_COUNTS); runs of one and two steps with one and two layers give
-# the launches of one step per layer and those outside the layers. The counts depend on the
+# checkpointing, whose replayed forwards count with the layers, but the top layer's, which is not
+# replayed: "outside" is one replay less), DistilBERT's (LoRA on q_lin and v_lin, lora dropout
+# 0.1, hidden and attention dropout 0.1) and GPT-2's (LoRA on c_attn, PEFT's default, lora dropout
+# 0.05, GPT-2's dropouts 0.1). The emulator counts every kernel launch, cuBLAS / cuBLASLt call and
+# async copy or set by name (LORAFT_EMU_COUNTS); runs of one and two steps with one and two layers
+# give the launches of one step per layer and those outside the layers. The counts depend on the
 # structure and on Llama's head size (bench/tiny's is SmolLM2's, 64: attention turns rope's
 # gradients as it stores them at head sizes 64 and 128, in a pass of its own elsewhere), not on
-# the other sizes, so they are the full-size models' too. Then generation's decode
-# steps (`loraft generate`, bf16, greedy) on a random Llama with SmolLM2's grouping of heads
-# (three query heads a KV head): runs of 4 and 8 new tokens with one and two layers give the
-# launches of one generated token per layer and outside them (needs the GPT-2 tokenizer of
-# ../shared/data; skipped without it). Informative: prints numbers, asserts nothing.
+# the other sizes, so they are the full-size models' too. Then generation's decode steps (`loraft
+# generate`, bf16, greedy) on a random Llama with SmolLM2's grouping of heads (three query heads a
+# KV head): runs of 4 and 8 new tokens with one and two layers give the launches of one generated
+# token per layer and outside them (needs the GPT-2 tokenizer of ../shared/data; skipped without
+# it). Informative: prints numbers, asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-emu}
@@ -40,6 +41,7 @@ counts() {
     targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj ckpt=(--checkpointing) ;;
   llama-default-targets) targets=q_proj,v_proj ;;
   distilbert) base=distilbert key=n_layers targets=q_lin,v_lin dropout=0.1 ;;
+  gpt2) base=gpt2 key=n_layer targets=c_attn ;;
   esac
   sed -E "s/\"$key\": [0-9]+/\"$key\": $layers/" "bench/tiny/$base/config.json" >"$dir/config.json"
   ASAN_OPTIONS=detect_leaks=0 LORAFT_EMU_COUNTS="$work/$arch-$layers-$steps" \
@@ -80,7 +82,7 @@ by_name() {
     }' "${@:3}"
 }
 
-for arch in llama llama-default-targets llama-checkpointing distilbert; do
+for arch in llama llama-default-targets llama-checkpointing distilbert gpt2; do
   for layers in 1 2; do
     for steps in 1 2; do counts $arch $layers $steps; done
   done

@@ -930,8 +930,9 @@ static void attention_reference_check(const AttShape *a, const float *q_in, cons
     ops->attention_forward(out, lse, NULL, q, a->NH * a->HS, k, v, a->NKV * a->HS, a->mask,
                            a->causal, a->rope, a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV,
                            a->HS);
-    ops->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, NULL, a->mask, a->causal, a->rope,
-                            a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
+    ops->attention_backward(dq, dk, dv, dout, q, k, v, a->NH * a->HS, a->NKV * a->HS, out, lse,
+                            NULL, a->mask, a->causal, a->rope, a->p, att_seed, scratch, a->B, a->T,
+                            a->NH, a->NKV, a->HS, OPS_ADD);
     if (a->rope > 0.0f) { /* the op's turn of q and k in place */
         double *tq = to_double(qr, nq), *tk = to_double(kr, nk);
         CHECK(count_mismatch("attention's rope q", q, tq, nq, 1e-6, 1e-5) == 0);
@@ -968,8 +969,8 @@ static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->qr, c->kr, c->v,
-                            c->out, c->lse, NULL, c->mask, a->causal, a->rope, a->p, att_seed,
-                            c->scratch, B, T, NH, a->NKV, C / NH, OPS_ADD);
+                            C, a->NKV * (C / NH), c->out, c->lse, NULL, c->mask, a->causal, a->rope,
+                            a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH, OPS_ADD);
 }
 
 /* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared); rope: its theta.
@@ -1058,12 +1059,22 @@ static double act_reference(double x, Activation act) {
     return NAN;
 }
 
-/* Generation: n queries at positions pos0.. over L = pos0 + n + later cached keys (GQA; the
- * later ones 1e4 times larger, to be hidden), against naive double attention with query i
- * allowed keys j <= pos0 + i; then cache_write puts new rows at the positions. */
-/* q, k, v as one GEMM writes them, rows [q | k | v] (linear_outputs_join): attention_forward and
- * cache_write (turning q and k by rope) and attention_cached read them as from buffers of their
- * own, bit for bit (T tokens of one sequence; the cache holds them at positions 0..T-1). */
+/* q, k, v as one GEMM writes them, rows [q | k | v] (linear_outputs_join): attention_forward,
+ * attention_backward (reading them and writing dq, dk, dv so, rows [dq | dk | dv] as one linear's
+ * backward reads them), cache_write (turning q and k by rope) and attention_cached read them as
+ * from buffers of their own, bit for bit (T tokens of one sequence; the cache holds them at
+ * positions 0..T-1). */
+/* qkv's rows [q | k | v] from q [T,QC], k and v [T,KC]. */
+static void join_rows(float *qkv, const float *q, const float *k, const float *v, int T, int QC,
+                      int KC) {
+    int ld = QC + 2 * KC;
+    for (int t = 0; t < T; t++) {
+        memcpy(qkv + (size_t)t * ld, q + (size_t)t * QC, sizeof(float) * QC);
+        memcpy(qkv + (size_t)t * ld + QC, k + (size_t)t * KC, sizeof(float) * KC);
+        memcpy(qkv + (size_t)t * ld + QC + KC, v + (size_t)t * KC, sizeof(float) * KC);
+    }
+}
+
 /* Whether the rows [q | k | v] of qkv hold q, k and v. */
 static int joined_same(const float *qkv, const float *q, const float *k, const float *v, int T,
                        int QC, int KC) {
@@ -1081,11 +1092,7 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
     int QC = nh * hs, KC = nkv * hs, ld = QC + 2 * KC;
     float *q = rand_vec((size_t)T * QC, -1, 1), *k = rand_vec((size_t)T * KC, -1, 1);
     float *v = rand_vec((size_t)T * KC, -1, 1), *qkv = malloc(sizeof(float) * T * ld);
-    for (int t = 0; t < T; t++) {
-        memcpy(qkv + (size_t)t * ld, q + (size_t)t * QC, sizeof(float) * QC);
-        memcpy(qkv + (size_t)t * ld + QC, k + (size_t)t * KC, sizeof(float) * KC);
-        memcpy(qkv + (size_t)t * ld + QC + KC, v + (size_t)t * KC, sizeof(float) * KC);
-    }
+    join_rows(qkv, q, k, v, T, QC, KC);
     float *out[2], *lse[2], *scratch = rand_vec(ops->attention_scratch(1, T, nh, nkv, hs), 0, 0);
     for (int j = 0; j < 2; j++) {
         out[j] = rand_vec((size_t)T * QC, 0, 0), lse[j] = rand_vec((size_t)nh * T, 0, 0);
@@ -1096,6 +1103,19 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
     CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
     CHECK(!memcmp(lse[0], lse[1], sizeof(float) * nh * T));
     CHECK(joined_same(qkv, q, k, v, T, QC, KC)); /* turned alike */
+    /* backward, adding to gradients that hold the same values in both layouts, then writing */
+    float *dout = rand_vec((size_t)T * QC, -1, 1), *dq = rand_vec((size_t)T * QC, -1, 1);
+    float *dk = rand_vec((size_t)T * KC, -1, 1), *dv = rand_vec((size_t)T * KC, -1, 1);
+    float *dqkv = malloc(sizeof(float) * T * ld);
+    join_rows(dqkv, dq, dk, dv, T, QC, KC);
+    for (int acc = OPS_ADD; acc >= OPS_SET; acc--) {
+        for (int j = 0; j < 2; j++)
+            ops->attention_backward(j ? dqkv : dq, j ? dqkv + QC : dk, j ? dqkv + QC + KC : dv,
+                                    dout, j ? qkv : q, j ? qkv + QC : k, j ? qkv + QC + KC : v,
+                                    j ? ld : QC, j ? ld : KC, out[j], lse[j], NULL, NULL, 1, 1e4f,
+                                    0.1f, att_seed, scratch, 1, T, nh, nkv, hs, acc);
+        CHECK(joined_same(dqkv, dq, dk, dv, T, QC, KC));
+    }
     float *kc[2], *vc[2], *cs = rand_vec(ops->attention_cached_scratch(T, T, nh, hs), 0, 0);
     int32_t pos[64];
     for (int t = 0; t < T; t++) pos[t] = t;
@@ -1112,9 +1132,13 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
           !memcmp(vc[0], v, sizeof(float) * T * KC));
     CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
     free(q), free(k), free(v), free(qkv), free(scratch), free(cs);
+    free(dout), free(dq), free(dk), free(dv), free(dqkv);
     for (int j = 0; j < 2; j++) free(out[j]), free(lse[j]), free(kc[j]), free(vc[j]);
 }
 
+/* Generation: n queries at positions pos0.. over L = pos0 + n + later cached keys (GQA; the
+ * later ones 1e4 times larger, to be hidden), against naive double attention with query i
+ * allowed keys j <= pos0 + i; then cache_write puts new rows at the positions. */
 static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, int hs) {
     int L = pos0 + n + later, QC = nh * hs, KC = nkv * hs, pos[16];
     for (int i = 0; i < n; i++) pos[i] = pos0 + i;
@@ -1656,8 +1680,8 @@ static size_t large_pass(float *res) {
     ops->attention_forward(z, lse, NULL, x, LC, y, g, LC, mask, 0, 0.0f, 0.1f, 5, scratch, LB, LT,
                            LNH, LNH, LC / LNH);
     SAVE(z, n), SAVE(lse, nl);
-    ops->attention_backward(d1, d2, d3, g, x, y, g, z, lse, NULL, mask, 0, 0.0f, 0.1f, 5, scratch,
-                            LB, LT, LNH, LNH, LC / LNH, OPS_ADD);
+    ops->attention_backward(d1, d2, d3, g, x, y, g, LC, LC, z, lse, NULL, mask, 0, 0.0f, 0.1f, 5,
+                            scratch, LB, LT, LNH, LNH, LC / LNH, OPS_ADD);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);

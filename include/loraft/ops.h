@@ -310,7 +310,8 @@ typedef struct Ops {
      * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads
      * KV head h / (NH/NKV) (grouped-query attention; NKV = NH is plain multi-head). Forward's
      * q rows lie ldq apart and k's and v's ldkv (NH*HS and NKV*HS, or one GEMM's [q | k | v]
-     * rows: linear_outputs_join); backward's are their own.
+     * rows: linear_outputs_join); backward's q and dq rows its ldq, k, v, dk and dv its ldkv
+     * (forward's, or others: gradient rows [dq | dk | dv] that one linear's backward reads).
      * mask [B,T] int32 or NULL: 1 = token, 0 = padding (never attended); with causal, query i never
      * attends to a key j > i either. With scores s = q_h k^T / sqrt(HS) over the allowed keys:
      *   lse[B,NH,T] = log sum_j exp(s[i,j]) per query row, saved; a row with no allowed key has
@@ -341,10 +342,10 @@ typedef struct Ops {
      * rounded out) and may be NULL here. With forward's rope_theta, q and k are the rotated ones
      * and what dq and dk receive the gradients of the unrotated (the transposed rotation). */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                               const float *k, const float *v, const float *out, const float *lse,
-                               const float *saved, const int32_t *mask, int causal,
-                               float rope_theta, float p, uint64_t seed, float *scratch, int B,
-                               int T, int NH, int NKV, int HS, int acc);
+                               const float *k, const float *v, int ldq, int ldkv, const float *out,
+                               const float *lse, const float *saved, const int32_t *mask,
+                               int causal, float rope_theta, float p, uint64_t seed, float *scratch,
+                               int B, int T, int NH, int NKV, int HS, int acc);
     /* Floats of scratch attention_forward / attention_backward need for these shapes: the
      * backend's own (the CPU holds rows of scores; the GPU no O(T^2) memory at all, but D and a
      * bf16 copy of dout, head by head). */

@@ -665,8 +665,8 @@ static uint16_t *cpu_attention_saved_out(Precision p, float *saved) {
 }
 
 /* One attention call: shapes, masks and tensors (the gradients NULL in forward; out and lse
- * only read in backward); q's rows ldq apart, k's and v's ldkv (forward's may be one GEMM's
- * outputs side by side; backward's are their own, NH*HS and NKV*HS). */
+ * only read in backward); q's and dq's rows ldq apart, k's, v's, dk's and dv's ldkv (NH*HS and
+ * NKV*HS, or one GEMM's outputs side by side). */
 typedef struct AttArgs {
     int B, T, NH, NKV, HS, causal, ldq, ldkv;
     const int32_t *mask;
@@ -677,21 +677,20 @@ typedef struct AttArgs {
 } AttArgs;
 
 /* Query rows i0 .. i0+rows-1 of head h in sequence b, and the keys 0 .. keys-1 they may see
- * (causal: none past the block's last row). q: offset of row i0 of head h in q-shaped
- * tensors [B,T,NH*HS], kv: of row 0 of its KV head in KV-shaped ones; qin, kvin: the same in
- * q and in k, v (rows ldq, ldkv apart); lse: of row i0 in lse [B,NH,T]. */
+ * (causal: none past the block's last row). q: offset of row i0 of head h in out and dout
+ * [B,T,NH*HS]; qin: the same in q and dq (rows ldq apart), kvin: of row 0 of its KV head in k,
+ * v, dk and dv (rows ldkv apart); lse: of row i0 in lse [B,NH,T]. */
 typedef struct RowBlock {
     int i0, rows, keys;
-    size_t q, kv, qin, kvin, lse;
+    size_t q, qin, kvin, lse;
     const int32_t *mask; /* sequence b's, or NULL */
 } RowBlock;
 
 static RowBlock row_block(const AttArgs *a, int b, int h, int i0) {
     int T = a->T, HS = a->HS, rows = T - i0 < ATT_ROWS ? T - i0 : ATT_ROWS;
     size_t kvh = (size_t)(h / (a->NH / a->NKV)) * HS;
-    RowBlock r = {i0, rows, a->causal ? i0 + rows : T, 0, 0, 0, 0, 0, NULL};
+    RowBlock r = {i0, rows, a->causal ? i0 + rows : T, 0, 0, 0, 0, NULL};
     r.q = ((size_t)b * T + i0) * a->NH * HS + (size_t)h * HS;
-    r.kv = (size_t)b * T * a->NKV * HS + kvh;
     r.qin = ((size_t)b * T + i0) * a->ldq + (size_t)h * HS;
     r.kvin = (size_t)b * T * a->ldkv + kvh;
     r.lse = ((size_t)b * a->NH + h) * T + i0;
@@ -727,14 +726,14 @@ static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
 /* s <- dropout(P) and, when dq or dk is wanted, g <- dS / sqrt(HS) for the block, from the
  * scores in s, dP = dout v^T in g and D = rowsum(dout * out); then the three GEMMs. */
 static void backward_block(const AttArgs *a, const RowBlock *r, float *s) {
-    int HS = a->HS, ldq = a->NH * HS, ldkv = a->NKV * HS, want_ds = a->dq || a->dk;
+    int HS = a->HS, ldo = a->NH * HS, ldq = a->ldq, ldkv = a->ldkv, want_ds = a->dq || a->dk;
     float *g = s + (size_t)r->rows * r->keys, scale = 1.0f / sqrtf((float)HS);
-    block_abt(s, a->q + r->q, ldq, a->k + r->kv, ldkv, scale, a, r);
-    if (want_ds) block_abt(g, a->dout + r->q, ldq, a->v + r->kv, ldkv, 1.0f, a, r);
+    block_abt(s, a->q + r->qin, ldq, a->k + r->kvin, ldkv, scale, a, r);
+    if (want_ds) block_abt(g, a->dout + r->q, ldo, a->v + r->kvin, ldkv, 1.0f, a, r);
     for (int ii = 0; ii < r->rows; ii++) {
         float *sr = s + (size_t)ii * r->keys, *gr = g + (size_t)ii * r->keys, D = 0.0f;
-        const float *dout = a->dout + r->q + (size_t)ii * ldq,
-                    *out = a->out + r->q + (size_t)ii * ldq;
+        const float *dout = a->dout + r->q + (size_t)ii * ldo,
+                    *out = a->out + r->q + (size_t)ii * ldo;
         size_t at = r->lse + ii;
         float lse = a->lse[at];
         int limit = a->causal ? r->i0 + ii + 1 : r->keys;
@@ -753,13 +752,13 @@ static void backward_block(const AttArgs *a, const RowBlock *r, float *s) {
     }
     if (a->dv) /* dv_kv += dropout(P)^T dout_block */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r->keys, HS, r->rows, 1.0f, s, r->keys,
-                    a->dout + r->q, ldq, 1.0f, a->dv + r->kv, ldkv);
+                    a->dout + r->q, ldo, 1.0f, a->dv + r->kvin, ldkv);
     if (a->dq) /* dq_block += dS k / sqrt(HS) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->rows, HS, r->keys, 1.0f, g,
-                    r->keys, a->k + r->kv, ldkv, 1.0f, a->dq + r->q, ldq);
+                    r->keys, a->k + r->kvin, ldkv, 1.0f, a->dq + r->qin, ldq);
     if (a->dk) /* dk_kv += dS^T q_block / sqrt(HS) */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r->keys, HS, r->rows, 1.0f, g, r->keys,
-                    a->q + r->q, ldq, 1.0f, a->dk + r->kv, ldkv);
+                    a->q + r->qin, ldq, 1.0f, a->dk + r->kvin, ldkv);
 }
 
 /* Runs fn on every row block, unit by unit (see ATT_ROWS above). */
@@ -780,17 +779,17 @@ static void att_run(const AttArgs *a, float *scratch,
     }
 }
 
-/* A call's shapes and masks (seed XORed with the step's), q, k, v [B,T,*] rows of their own. */
-static AttArgs att_args(int B, int T, int NH, int NKV, int HS, int causal, const int32_t *mask,
-                        float p, uint64_t seed) {
+/* A call's shapes, strides and masks (seed XORed with the step's). */
+static AttArgs att_args(int B, int T, int NH, int NKV, int HS, int ldq, int ldkv, int causal,
+                        const int32_t *mask, float p, uint64_t seed) {
     return (AttArgs){.B = B,
                      .T = T,
                      .NH = NH,
                      .NKV = NKV,
                      .HS = HS,
                      .causal = causal,
-                     .ldq = NH * HS,
-                     .ldkv = NKV * HS,
+                     .ldq = ldq,
+                     .ldkv = ldkv,
                      .mask = mask,
                      .p = p,
                      .seed = seed ^ cpu_step.seed};
@@ -803,28 +802,33 @@ static void cpu_attention_forward(float *out, float *lse, float *saved, float *q
                                   int T, int NH, int NKV, int HS) {
     (void)saved; /* the CPU saves nothing: backward reads q, k, v */
     rope_qk(q, ldq, k, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, 1.0f);
-    AttArgs a = att_args(B, T, NH, NKV, HS, causal, mask, p, seed);
-    a.q = q, a.k = k, a.v = v, a.ldq = ldq, a.ldkv = ldkv, a.out = out, a.lse = lse;
+    AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, mask, p, seed);
+    a.q = q, a.k = k, a.v = v, a.out = out, a.lse = lse;
     att_run(&a, scratch, forward_block);
+}
+
+/* The first C floats of n rows ld apart (x NULL: none) set to 0. */
+static void zero_rows(float *x, int ld, size_t n, int C) {
+    for (size_t r = 0; x && r < n; r++) memset(x + r * ld, 0, sizeof(float) * C);
 }
 
 /* dq, dk, dv += gradients, each may be NULL; P recomputed from q, k and lse. Rope's: the
  * transposed rotation of dq and dk after the blocks; with acc preceded by the rotation of what
  * they held, which it puts back (to float rounding). */
 static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                                   const float *q, const float *k, const float *v, const float *out,
-                                   const float *lse, const float *saved, const int32_t *mask,
-                                   int causal, float rope_theta, float p, uint64_t seed,
-                                   float *scratch, int B, int T, int NH, int NKV, int HS, int acc) {
+                                   const float *q, const float *k, const float *v, int ldq,
+                                   int ldkv, const float *out, const float *lse, const float *saved,
+                                   const int32_t *mask, int causal, float rope_theta, float p,
+                                   uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                                   int HS, int acc) {
     (void)saved;
     if (!dq && !dk && !dv) return;
-    size_t rows = (size_t)B * T * sizeof(float);
-    int ldq = NH * HS, ldkv = NKV * HS;
-    if (!acc && dq) memset(dq, 0, rows * ldq); /* the blocks below add, head by head */
-    if (!acc && dk) memset(dk, 0, rows * ldkv);
-    if (!acc && dv) memset(dv, 0, rows * ldkv);
+    size_t rows = (size_t)B * T;
+    if (!acc) /* the blocks below add, head by head */
+        zero_rows(dq, ldq, rows, NH * HS), zero_rows(dk, ldkv, rows, NKV * HS),
+            zero_rows(dv, ldkv, rows, NKV * HS);
     if (acc) rope_qk(dq, ldq, dk, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, 1.0f);
-    AttArgs a = att_args(B, T, NH, NKV, HS, causal, mask, p, seed);
+    AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, mask, p, seed);
     a.q = q, a.k = k, a.v = v, a.dout = dout, a.out = (float *)out, a.lse = (float *)lse;
     a.dq = dq, a.dk = dk, a.dv = dv;
     att_run(&a, scratch, backward_block);

@@ -60,7 +60,8 @@ __device__ inline int query_tile(int causal) {
 
 /* The shape of one call; ok is 0 (error noted) if it cannot be served; add: backward's gradients
  * are added to (OPS_ADD) or overwrite (OPS_SET) what dq, dk, dv hold; ldq, ldkv: the rows of
- * forward's q and of its k and v (ops.h; NH*HS and NKV*HS unless forward sets them); rope:
+ * q and of k and v, and backward's of dq and of dk and dv (ops.h; NH*HS and NKV*HS unless the
+ * call sets them); rope:
  * the rotation backward's tensor-core kernels give dq and dk as they store them (half 0: none). */
 typedef struct Heads {
     int B, T, NH, NKV, HS, ok, add, ldq, ldkv;
@@ -121,17 +122,16 @@ __device__ inline void acc_rows(float acc[DIMS], const float *w, const float *ro
     }
 }
 
-/* Offsets of row 0 of query head h of sequence b (q-shaped: out, dq, dout) and of its KV head,
- * and the same in forward's q and k, v (rows g.ldq, g.ldkv apart). */
+/* Offsets of row 0 of query head h of sequence b in out and dout [B,T,NH*HS] (q), and in q, dq
+ * (qin) and k, v, dk, dv (kvin) of its KV head (rows g.ldq, g.ldkv apart). */
 struct HeadPtrs {
-    size_t q, kv, qin, kvin;
+    size_t q, qin, kvin;
     const int32_t *keep;
 };
 __device__ inline HeadPtrs head_ptrs(const Heads g, int b, int h, const int32_t *mask) {
     HeadPtrs p;
     size_t kvh = (size_t)(h / (g.NH / g.NKV)) * g.HS;
     p.q = (size_t)b * g.T * g.NH * g.HS + (size_t)h * g.HS;
-    p.kv = (size_t)b * g.T * g.NKV * g.HS + kvh;
     p.qin = (size_t)b * g.T * g.ldq + (size_t)h * g.HS;
     p.kvin = (size_t)b * g.T * g.ldkv + kvh;
     p.keep = mask ? mask + (size_t)b * g.T : NULL;
@@ -209,7 +209,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
     float *Qs = smem, *dOs = Qs + rows * HS, *Ks = dOs + rows * HS, *Vs = Ks + KEY_TILE * HS;
     float *W = Vs + KEY_TILE * HS + warp * KEY_TILE; /* this warp's row of dS */
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
-    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    size_t ldo = (size_t)g.NH * HS;
     float scale = 1.0f / sqrtf((float)HS), row_lse[DQ_ROWS], row_D[DQ_ROWS], acc[DQ_ROWS][DIMS];
     for (int r = 0; r < DQ_ROWS; r++) {
         int i = i0 + warp * DQ_ROWS + r;
@@ -217,13 +217,13 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
         row_D[r] = i < T ? D[(size_t)bh * T + i] : 0.0f;
         for (int c = 0; c < DIMS; c++) acc[r][c] = 0.0f;
     }
-    load_rows(Qs, q + hp.q, ldq, i0, rows, T, HS, HS);
-    load_rows(dOs, dout + hp.q, ldq, i0, rows, T, HS, HS);
+    load_rows(Qs, q + hp.qin, g.ldq, i0, rows, T, HS, HS);
+    load_rows(dOs, dout + hp.q, ldo, i0, rows, T, HS, HS);
     int keys = causal ? min(T, i0 + rows) : T;
     for (int j0 = 0; j0 < keys; j0 += KEY_TILE) {
         __syncthreads();
-        load_rows(Ks, k + hp.kv, ldkv, j0, KEY_TILE, T, HS, HS);
-        load_rows(Vs, v + hp.kv, ldkv, j0, KEY_TILE, T, HS, HS);
+        load_rows(Ks, k + hp.kvin, g.ldkv, j0, KEY_TILE, T, HS, HS);
+        load_rows(Vs, v + hp.kvin, g.ldkv, j0, KEY_TILE, T, HS, HS);
         __syncthreads();
         int j = j0 + lane, n = min(KEY_TILE, keys - j0);
 #pragma unroll
@@ -249,7 +249,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
         if (i >= T) break;
         for (int c = 0; c < DIMS; c++)
             if (lane + 32 * c < HS)
-                put_grad(dq + hp.q + i * ldq + lane + 32 * c, acc[r][c] * scale, g.add);
+                put_grad(dq + hp.qin + i * g.ldq + lane + 32 * c, acc[r][c] * scale, g.add);
     }
 }
 
@@ -268,20 +268,20 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
     float *Qs = smem, *dOs = Qs + QUERY_TILE * HS, *Ks = dOs + QUERY_TILE * HS;
     float *Vs = Ks + nkeys * HS, *Wp = Vs + nkeys * HS + warp * 2 * QUERY_TILE;
     float *Wd = Wp + QUERY_TILE; /* this warp's dropped P and dS against one key */
-    size_t ldq = (size_t)g.NH * HS, ldkv = (size_t)g.NKV * HS;
+    size_t ldo = (size_t)g.NH * HS;
     float scale = 1.0f / sqrtf((float)HS), dk_acc[KEY_ROWS][DIMS], dv_acc[KEY_ROWS][DIMS];
     for (int r = 0; r < KEY_ROWS; r++)
         for (int c = 0; c < DIMS; c++) dk_acc[r][c] = dv_acc[r][c] = 0.0f;
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
-    load_rows(Ks, k + hp.kv, ldkv, j0, nkeys, T, HS, HS);
-    load_rows(Vs, v + hp.kv, ldkv, j0, nkeys, T, HS, HS);
+    load_rows(Ks, k + hp.kvin, g.ldkv, j0, nkeys, T, HS, HS);
+    load_rows(Vs, v + hp.kvin, g.ldkv, j0, nkeys, T, HS, HS);
     for (int h = kvh * G; h < (kvh + 1) * G; h++) {
-        size_t bh = (size_t)b * g.NH + h, qo = hp.q + (size_t)(h - kvh * G) * HS;
+        size_t bh = (size_t)b * g.NH + h, head = (size_t)(h - kvh * G) * HS;
         /* causal: queries before the block's first key see none of its keys */
         for (int i0 = causal ? j0 / QUERY_TILE * QUERY_TILE : 0; i0 < T; i0 += QUERY_TILE) {
             __syncthreads(); /* Ks, Vs written; the previous tile's readers done */
-            load_rows(Qs, q + qo, ldq, i0, QUERY_TILE, T, HS, HS);
-            load_rows(dOs, dout + qo, ldq, i0, QUERY_TILE, T, HS, HS);
+            load_rows(Qs, q + hp.qin + head, g.ldq, i0, QUERY_TILE, T, HS, HS);
+            load_rows(dOs, dout + hp.q + head, ldo, i0, QUERY_TILE, T, HS, HS);
             __syncthreads();
             int i = i0 + lane, n = min(QUERY_TILE, T - i0);
             float row_lse = i < T ? lse[bh * T + i] : INFINITY, row_D = i < T ? D[bh * T + i] : 0;
@@ -309,7 +309,7 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
         int j = j0 + warp * KEY_ROWS + r;
         if (j >= T) break;
         for (int c = 0; c < DIMS; c++) {
-            size_t at = hp.kv + j * ldkv + lane + 32 * c;
+            size_t at = hp.kvin + j * g.ldkv + lane + 32 * c;
             if (lane + 32 * c >= HS) continue;
             if (dv) put_grad(dv + at, dv_acc[r][c], g.add);
             if (dk) put_grad(dk + at, dk_acc[r][c] * scale, g.add);
@@ -793,7 +793,6 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + rows * ld, *KV = dOs + rows * ld; /* two buffers */
     const bf16 *kb = head_rows(kh, b, kvh, g.NKV, T, HP), *vb = head_rows(vh, b, kvh, g.NKV, T, HP);
     HeadPtrs hp = head_ptrs(g, b, head, mask);
-    size_t ldq = (size_t)g.NH * HS;
     float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale, acc[MT][TC_DIMS][4] = {};
     float row_lse2[MT][2], row_D[MT][2]; /* lse in log2 units, as the scores below */
     uint32_t row_key[MT][2];             /* rng_row_key of the lane's rows */
@@ -848,10 +847,10 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #pragma unroll
     for (int t = 0; t < MT; t++)
         if (HPC && g.rope.half)
-            add_tiles_turned<HPC>(dq + hp.q, ldq, acc[t], scale, w0 + t * TC, T, g.rope, lane,
+            add_tiles_turned<HPC>(dq + hp.qin, g.ldq, acc[t], scale, w0 + t * TC, T, g.rope, lane,
                                   g.add);
         else
-            add_tiles(dq + hp.q, ldq, acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
+            add_tiles(dq + hp.qin, g.ldq, acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
@@ -908,7 +907,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
     unsigned char *bufs = (unsigned char *)(Vs + nkeys * ld);
-    size_t buf_bytes = query_tile_bytes(HS), ldkv = (size_t)g.NKV * HS;
+    size_t buf_bytes = query_tile_bytes(HS);
     float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale;
     float dk_acc[MT][TC_DIMS][4] = {}, dv_acc[MT][TC_DIMS][4] = {};
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
@@ -979,12 +978,12 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     }
 #pragma unroll
     for (int t = 0; t < MT; t++) {
-        if (dv) add_tiles(dv + hp.kv, ldkv, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane, g.add);
+        if (dv) add_tiles(dv + hp.kvin, g.ldkv, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane, g.add);
         if (dk && HPC && g.rope.half)
-            add_tiles_turned<HPC>(dk + hp.kv, ldkv, dk_acc[t], scale, w0 + t * TC, T, g.rope, lane,
-                                  g.add);
+            add_tiles_turned<HPC>(dk + hp.kvin, g.ldkv, dk_acc[t], scale, w0 + t * TC, T, g.rope,
+                                  lane, g.add);
         else if (dk)
-            add_tiles(dk + hp.kv, ldkv, dk_acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
+            add_tiles(dk + hp.kvin, g.ldkv, dk_acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
     }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
@@ -1143,13 +1142,14 @@ __global__ void sdpa_inputs_kernel(CudnnParts c, const int32_t *mask, uint64_t s
     }
 }
 
-/* dst[i] (+)= src[i] (acc 0: =), a bf16 result of cuDNN's widened into an op's f32 output. */
-__global__ void widen_bf16_kernel(float *dst, const bf16 *src, size_t n, int add) {
-    GRID_STRIDE(i, n) put_grad(dst + i, __bfloat162float(src[i]), add);
+/* dst[r*ld + c] (+)= src[r*C + c] (acc 0: =) over rows r < n: a bf16 result of cuDNN's [n,C]
+ * widened into an op's f32 output, whose rows lie ld apart. */
+__global__ void widen_bf16_kernel(float *dst, int ld, const bf16 *src, size_t n, int C, int add) {
+    GRID_STRIDE(i, n * C) put_grad(dst + i / C * ld + i % C, __bfloat162float(src[i]), add);
 }
-static void widen_bf16(float *dst, const bf16 *src, size_t n, int add) {
+static void widen_bf16(float *dst, int ld, const bf16 *src, size_t n, int C, int add) {
     if (!dst) return;
-    widen_bf16_kernel<<<cuda_blocks(n, CUDA_THREADS), CUDA_THREADS>>>(dst, src, n, add);
+    widen_bf16_kernel<<<cuda_blocks(n * C, CUDA_THREADS), CUDA_THREADS>>>(dst, ld, src, n, C, add);
     CUDA_LAUNCHED("attention (cudnn: widen)");
 }
 
@@ -1238,7 +1238,7 @@ void cuda_attention_forward(float *out, float *lse, float *saved, float *q, int 
             if (why)
                 CUDA_FAIL(why);
             else
-                widen_bf16(out, a.out, (size_t)B * T * NH * HS, OPS_SET);
+                widen_bf16(out, NH * HS, a.out, (size_t)B * T, NH * HS, OPS_SET);
             return;
         }
         with_kernel_shape(HS, p, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
@@ -1257,8 +1257,9 @@ void cuda_attention_forward(float *out, float *lse, float *saved, float *q, int 
     CUDA_LAUNCHED("attention_forward");
 }
 
-/* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =); scratch: D [B,NH,T] (and
- * dout's bf16 copy); under bf16 q, k, v and out are forward's copies in saved. */
+/* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =), their rows and q's, k's, v's
+ * g.ldq and g.ldkv apart; scratch: D [B,NH,T] (and dout's bf16 copy); under bf16 q, k, v and out
+ * are forward's copies in saved. */
 static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *out, const float *lse,
                                const float *saved, const int32_t *mask, int causal, float p,
@@ -1279,9 +1280,10 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
             CUDA_FAIL(why);
             return;
         }
-        size_t nq = (size_t)B * T * NH * HS, nkv = (size_t)B * T * NKV * HS;
-        widen_bf16(dq, c.dq, nq, acc), widen_bf16(dk, c.dk, nkv, acc),
-            widen_bf16(dv, c.dv, nkv, acc);
+        size_t n = (size_t)B * T;
+        widen_bf16(dq, g.ldq, c.dq, n, NH * HS, acc),
+            widen_bf16(dk, g.ldkv, c.dk, n, NKV * HS, acc),
+            widen_bf16(dv, g.ldkv, c.dv, n, NKV * HS, acc);
         return;
     }
     size_t rows = (size_t)B * NH * T;
@@ -1338,22 +1340,22 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
  * afterwards, with acc preceded by the forward rotation of what they held, which the pass puts
  * back (to float rounding). */
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                             const float *k, const float *v, const float *out, const float *lse,
-                             const float *saved, const int32_t *mask, int causal, float rope_theta,
-                             float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                             int HS, int acc) {
+                             const float *k, const float *v, int ldq, int ldkv, const float *out,
+                             const float *lse, const float *saved, const int32_t *mask, int causal,
+                             float rope_theta, float p, uint64_t seed, float *scratch, int B, int T,
+                             int NH, int NKV, int HS, int acc) {
     Heads g = heads(B, T, NH, NKV, HS);
     g.step = p > 0.0f ? cuda_step() : NULL;
-    g.add = acc;
+    g.add = acc, g.ldq = ldq, g.ldkv = ldkv;
     Rope rope = g.ok ? cuda_rope_table(rope_theta, HS) : Rope{};
     if (!g.ok || (rope_theta > 0.0f && !rope.half) || (!dq && !dk && !dv)) return;
     int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn();
     int stores_turn = tc && (HS == 64 || HS == 128), pass = rope.half && !stores_turn;
     if (stores_turn) g.rope = rope;
-    if (pass && acc) cuda_rope(dq, NH * HS, dk, NKV * HS, NULL, rope, B, T, NH, NKV, 1.0f);
+    if (pass && acc) cuda_rope(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, 1.0f);
     attention_backward(dq, dk, dv, dout, q, k, v, out, lse, saved, mask, causal, p, seed, scratch,
                        g);
-    if (pass) cuda_rope(dq, NH * HS, dk, NKV * HS, NULL, rope, B, T, NH, NKV, -1.0f);
+    if (pass) cuda_rope(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, -1.0f);
 }
 
 /* Attention over a KV cache (generation), two ways by the number of query rows n * NH:

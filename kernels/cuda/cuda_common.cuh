@@ -284,10 +284,10 @@ void cuda_attention_forward(float *out, float *lse, float *saved, float *q, int 
                             float rope_theta, float p, uint64_t seed, float *scratch, int B, int T,
                             int NH, int NKV, int HS);
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                             const float *k, const float *v, const float *out, const float *lse,
-                             const float *saved, const int32_t *mask, int causal, float rope_theta,
-                             float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                             int HS, int acc);
+                             const float *k, const float *v, int ldq, int ldkv, const float *out,
+                             const float *lse, const float *saved, const int32_t *mask, int causal,
+                             float rope_theta, float p, uint64_t seed, float *scratch, int B, int T,
+                             int NH, int NKV, int HS, int acc);
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);

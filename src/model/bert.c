@@ -273,11 +273,12 @@ static void attention_forward(Model *m, const Layer *Ly, LayerActs *a, Drop d, u
 static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
     Bert *b = bert(m);
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
-    int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
+    /* else q, k, v and ctx were saved by attention (q, k and v kept lie apart: C a row) */
+    int kept = a->att_saved == NULL, C = NH * HS;
     m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL,
-                               kept ? a->k : NULL, kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse,
-                               a->att_saved, model_attention_mask(m), 0, 0.0f, d.attention, seed,
-                               m->scratch, m->B, m->T, NH, NH, HS, OPS_SET);
+                               kept ? a->k : NULL, kept ? a->v : NULL, C, C, kept ? a->ctx : NULL,
+                               a->lse, a->att_saved, model_attention_mask(m), 0, 0.0f, d.attention,
+                               seed, m->scratch, m->B, m->T, NH, NH, HS, OPS_SET);
 }
 
 static void layer_forward(Model *m, int l, Drop d, int replay) {

@@ -26,8 +26,8 @@ typedef struct Layer {
 typedef struct LayerActs {
     float *x;                  /* [N,C] input (the residual stream) */
     float *n1, *mean1, *rstd1; /* [N,C] ln_1(x), [N], [N] */
-    float *q, *k, *v;          /* [N,C] each, split from c_attn's [N,3C] (kept if attention
-                                  saves nothing) */
+    float *qkv;                /* [N,3C] c_attn(n1), rows [q | k | v] (kept if attention saves
+                                  nothing) */
     float *lse;                /* [B,NH,T] attention's log-sum-exp per query row */
     float *att_saved;          /* what attention saves for backward (Ops.attention_saved) */
     float *ctx;                /* [N,C] attention output */
@@ -47,11 +47,9 @@ typedef struct Gpt2 {
     Norm ln_f;
     Linear head; /* wte, tied (not a LoRA candidate) */
     int lowest_trained_layer;
-    float *qkv;    /* [N,3C] c_attn's output, rows [q | k | v], read in place or split at once */
-    int split_qkv; /* backward reads q, k and v (attention saves no copies): split them */
     float *hf, *mean_f, *rstd_f; /* [N,C] ln_f(out_L), [N], [N] */
-    /* gradient scratch */
-    float *d_out, *d_n, *d_r, *d_ctx, *d_q, *d_k, *d_v, *d_qkv, *d_fc, *d_act;
+    /* gradient scratch; d_qkv [N,3C] rows [dq | dk | dv], as attention writes them */
+    float *d_out, *d_n, *d_r, *d_ctx, *d_qkv, *d_fc, *d_act;
 } Gpt2;
 
 static Gpt2 *gpt2(const Model *m) {
@@ -131,15 +129,13 @@ static void gpt2_plan(Model *m, Plan *pl) {
     int any = m->n_grads > 0, ckpt = model_recomputes(m);
     size_t saved_n = model_attention_saved(m);
     int half = model_keeps_bf16(m);
-    b->split_qkv = saved_n == 0;
     LayerActs sh; /* the shared set */
     float *O[2];
     PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
     PLAN_TAKE(pl, &O[1], N * C, 1, NULL);
-    size_t sizes[] = {N * C, N,     N,     N * C, N * C, N * C, lse_n,
-                      N * C, N * C, N * C, N,     N,     N * F, N * F};
-    float **fields[] = {&sh.n1,  &sh.mean1, &sh.rstd1, &sh.q,     &sh.k,     &sh.v,  &sh.lse,
-                        &sh.ctx, &sh.a,     &sh.n2,    &sh.mean2, &sh.rstd2, &sh.fc, &sh.act};
+    size_t sizes[] = {N * C, N, N, 3 * N * C, lse_n, N * C, N * C, N * C, N, N, N * F, N * F};
+    float **fields[] = {&sh.n1, &sh.mean1, &sh.rstd1, &sh.qkv,   &sh.lse, &sh.ctx,
+                        &sh.a,  &sh.n2,    &sh.mean2, &sh.rstd2, &sh.fc,  &sh.act};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) PLAN_TAKE(pl, fields[i], sizes[i], 1, NULL);
     int unkept = b->lowest_trained_layer > 0; /* some layer keeps none of its own */
@@ -149,11 +145,11 @@ static void gpt2_plan(Model *m, Plan *pl) {
         int bw = (int)l >= b->lowest_trained_layer;
         a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
         plan_layer(pl, ckpt && bw);
-        float **mine[] = {&a->n1,  &a->mean1, &a->rstd1, &a->q,     &a->k,     &a->v,  &a->lse,
-                          &a->ctx, &a->a,     &a->n2,    &a->mean2, &a->rstd2, &a->fc, &a->act};
+        float **mine[] = {&a->n1, &a->mean1, &a->rstd1, &a->qkv,   &a->lse, &a->ctx,
+                          &a->a,  &a->n2,    &a->mean2, &a->rstd2, &a->fc,  &a->act};
         for (int i = 0; i < nf; i++) {
-            int qkv = i >= 3 && i <= 5, as_bf16 = i == 8 || i == 12;        /* a, fc */
-            int input = i == 0 || i == 9 || i == 13 || (i == 7 && saved_n); /* below */
+            int qkv = i == 3, as_bf16 = i == 6 || i == 10;                  /* a, fc */
+            int input = i == 0 || i == 7 || i == 11 || (i == 5 && saved_n); /* below */
             plan_take(pl, mine[i], sizes[i],
                       bw && !input && !(qkv && saved_n) && !(as_bf16 && half), *fields[i],
                       "gpt2 layer activation");
@@ -178,19 +174,18 @@ static void gpt2_plan(Model *m, Plan *pl) {
         PLAN_TAKE(pl, &a->out, N * C, (bw && (!half || ckpt)) || l + 1 == L, O[l % 2]);
     }
     PLAN_TAKE(pl, &b->acts[0].x, N * C, 1, NULL); /* the embeddings */
-    PLAN_TAKE(pl, &b->qkv, 3 * N * C, 1, NULL);
     PLAN_TAKE(pl, &b->hf, N * C, 1, NULL);
     PLAN_TAKE(pl, &b->mean_f, N, 1, NULL);
     PLAN_TAKE(pl, &b->rstd_f, N, 1, NULL);
     m->hidden = b->hf;
     /* Gradient buffers. Backward never reads the shared set (no layer it reaches keeps
-     * anything there) or qkv, so all but two of them are those buffers (of the same size); but
-     * d_out, the gradient carried from layer to layer, where a recomputed forward writes ctx. */
-    float **dn[] = {&b->d_out, &b->d_n, &b->d_r, &b->d_q, &b->d_k, &b->d_qkv, &b->d_fc, &b->d_act};
-    float *reuse[] = {sh.ctx, sh.a, sh.q, sh.k, sh.v, b->qkv, sh.fc, sh.act};
-    for (int i = 0; i < 8; i++)
+     * anything there), so four of them are its buffers (of the same size); but d_out, the
+     * gradient carried from layer to layer, where a recomputed forward writes ctx. */
+    float **dn[] = {&b->d_out, &b->d_n, &b->d_qkv, &b->d_fc, &b->d_act};
+    float *reuse[] = {sh.ctx, sh.a, sh.qkv, sh.fc, sh.act};
+    for (int i = 0; i < 5; i++)
         PLAN_TAKE(pl, dn[i], N * C, any && ckpt && !i, any ? reuse[i] : NULL);
-    PLAN_TAKE(pl, &b->d_v, N * C, any, NULL);
+    PLAN_TAKE(pl, &b->d_r, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
     for (size_t l = 0; l < L; l++) { /* output gradients in bf16 where their linears read them so */
         Layer *Ly = &b->layers[l];
@@ -215,16 +210,6 @@ static float *cache_of(const Model *m, int l, int which) {
 
 enum { SITE_QKV, SITE_ATT, SITE_PROJ, SITE_PROJ_DROP, SITE_FC, SITE_MLP, SITE_MLP_DROP };
 enum { SITE_EMB = 0 }; /* at layer L */
-
-/* c_attn's rows [q | k | v] viewed as [N,3,C]: part `which` of every row is the "first token"
- * of inp + which * C, so the existing first_token ops split (and, backward, merge) them. */
-static void split_qkv(const Ops *o, float *part, const float *qkv, int which, int N, int C) {
-    o->first_token_forward(part, qkv + (size_t)which * C, N, 3, C);
-}
-
-static void merge_qkv(const Ops *o, float *dqkv, const float *dpart, int which, int N, int C) {
-    o->first_token_backward(dqkv + (size_t)which * C, dpart, N, 3, C);
-}
 
 /* The norm of layer l's input (l = L: the final norm) over N rows, into out, out_bf16 (where
  * c_attn reads bf16), mean, rstd and xh. The layer before left its output as mlp.c_proj(..)
@@ -264,37 +249,23 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
                    model_site(l, SITE_MLP));
 }
 
-/* The attention's inputs, rows ld apart. */
-typedef struct Qkv {
-    float *q, *k, *v;
-    int ld;
-} Qkv;
-
-/* The attention's inputs of layer l's N rows, c_attn(ln_1(x)): its rows [q | k | v] as they lie
- * (3C apart), or where backward reads them again (split) q, k, v [N,C] of the layer's own. */
-static Qkv layer_forward_qkv(Model *m, int l, int N, Drop d, int replay, int split) {
-    const Ops *o = m->ops;
-    const ModelConfig *c = &m->cfg;
-    Gpt2 *b = gpt2(m);
-    Layer *Ly = &b->layers[l];
-    LayerActs *a = &b->acts[l];
-    int C = c->hidden_size;
+/* The attention's inputs of layer l's N rows, a->qkv = c_attn(ln_1(x)): rows [q | k | v], 3C
+ * apart, which attention reads (and backward writes the gradients of) as they lie. */
+static float *layer_forward_qkv(Model *m, int l, int N, Drop d, int replay) {
+    Layer *Ly = &gpt2(m)->layers[l];
+    LayerActs *a = &gpt2(m)->acts[l];
     input_norm(m, l, a->n1, Ly->c_attn.in_bf16, a->mean1, a->rstd1, a->xh1, &Ly->ln_1, N, d.hidden,
                replay);
-    linear_forward(m, &Ly->c_attn, b->qkv, a->n1, N, d.lora, model_site(l, SITE_QKV));
-    if (!split) return (Qkv){b->qkv, b->qkv + C, b->qkv + 2 * C, 3 * C};
-    split_qkv(o, a->q, b->qkv, 0, N, C);
-    split_qkv(o, a->k, b->qkv, 1, N, C);
-    split_qkv(o, a->v, b->qkv, 2, N, C);
-    return (Qkv){a->q, a->k, a->v, C};
+    linear_forward(m, &Ly->c_attn, a->qkv, a->n1, N, d.lora, model_site(l, SITE_QKV));
+    return a->qkv;
 }
 
 static void layer_forward(Model *m, int l, Drop d, int replay) {
     LayerActs *a = &gpt2(m)->acts[l];
-    int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads;
-    Qkv in = layer_forward_qkv(m, l, N, d, replay, gpt2(m)->split_qkv);
+    int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads, C = m->cfg.hidden_size;
+    float *qkv = layer_forward_qkv(m, l, N, d, replay);
     float *ctx = gpt2(m)->layers[l].c_proj.in_bf16 ? NULL : a->ctx; /* else c_proj reads saved */
-    m->ops->attention_forward(ctx, a->lse, a->att_saved, in.q, in.ld, in.k, in.v, in.ld,
+    m->ops->attention_forward(ctx, a->lse, a->att_saved, qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C,
                               model_attention_mask(m), 1, 0.0f, d.attention,
                               model_site(l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
     layer_forward_tail(m, l, N, d, replay);
@@ -306,11 +277,12 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
 static void layer_decode(Model *m, int l, int n) {
     const Ops *o = m->ops;
     LayerActs *a = &gpt2(m)->acts[l];
-    int NH = m->cfg.num_heads;
+    int NH = m->cfg.num_heads, C = m->cfg.hidden_size;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
-    Qkv in = layer_forward_qkv(m, l, n, (Drop){0}, 0, 0);
-    o->cache_write(k, v, NULL, 0, in.k, in.v, in.ld, m->positions, 0.0f, n, NH, NH, head_size(m));
-    o->attention_cached(a->ctx, gpt2(m)->layers[l].c_proj.in_bf16, in.q, in.ld, k, v, m->positions,
+    float *qkv = layer_forward_qkv(m, l, n, (Drop){0}, 0);
+    o->cache_write(k, v, NULL, 0, qkv + C, qkv + 2 * C, 3 * C, m->positions, 0.0f, n, NH, NH,
+                   head_size(m));
+    o->attention_cached(a->ctx, gpt2(m)->layers[l].c_proj.in_bf16, qkv, 3 * C, k, v, m->positions,
                         m->cache_scratch, n, m->cache_keys, NH, NH, head_size(m));
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
@@ -324,7 +296,7 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     Layer *Ly = &b->layers[l];
     LayerActs *a = &b->acts[l];
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, NH = c->num_heads;
-    size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size, F4 = sizeof(float);
+    size_t NC = (size_t)N * C, NF = (size_t)N * c->ffn_size;
     /* MLP: out = a + drop(mlp.c_proj(gelu_tanh(c_fc(n2)))), n2 = ln_2(a) */
     const float *dy =
         linear_dout(m, &Ly->mlp_proj, b->d_r, grad, d.hidden, model_site(l, SITE_MLP_DROP), NC);
@@ -343,14 +315,11 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     linear_backward(m, &Ly->c_proj, b->d_ctx, dy, a->ctx, N, d.lora, model_site(l, SITE_PROJ),
                     OPS_SET);
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
-    o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
-                          kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved,
-                          model_attention_mask(m), 1, 0.0f, d.attention, model_site(l, SITE_ATT),
-                          m->scratch, B, T, NH, NH, head_size(m), OPS_SET);
-    o->zero(b->d_qkv, 3 * NC * F4);
-    merge_qkv(o, b->d_qkv, b->d_q, 0, N, C);
-    merge_qkv(o, b->d_qkv, b->d_k, 1, N, C);
-    merge_qkv(o, b->d_qkv, b->d_v, 2, N, C);
+    float *qkv = kept ? a->qkv : NULL, *dqkv = b->d_qkv;
+    o->attention_backward(dqkv, dqkv + C, dqkv + 2 * C, b->d_ctx, qkv, kept ? qkv + C : NULL,
+                          kept ? qkv + 2 * C : NULL, 3 * C, 3 * C, kept ? a->ctx : NULL, a->lse,
+                          a->att_saved, model_attention_mask(m), 1, 0.0f, d.attention,
+                          model_site(l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m), OPS_SET);
     linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora, model_site(l, SITE_QKV),
                     OPS_SET);
     o->layernorm_backward(need_input ? grad : NULL, NULL, Ly->ln_1.w->grad, Ly->ln_1.b->grad,

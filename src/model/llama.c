@@ -368,10 +368,11 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
                         OPS_ADD); /* + the residual's */
     /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x) */
     linear_backward(m, &Ly->o, b->d_ctx, grad, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
-    int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
+    /* else q, k, v and ctx were saved by attention (q, k and v kept lie apart) */
+    int kept = a->att_saved == NULL;
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
-                          kept ? a->v : NULL, kept ? a->ctx : NULL, a->lse, a->att_saved,
-                          model_attention_mask(m), 1, c->rope_theta, d.attention,
+                          kept ? a->v : NULL, NH * HS, NKV * HS, kept ? a->ctx : NULL, a->lse,
+                          a->att_saved, model_attention_mask(m), 1, c->rope_theta, d.attention,
                           model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS, OPS_SET);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
                           a->n1, N, d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);

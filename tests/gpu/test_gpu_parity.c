@@ -1199,9 +1199,10 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     BACKENDS(w, o) {
         int kept = !(w && saved); /* the GPU reads what it saved */
         o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL,
-                              kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, kept ? F(out, w) : NULL,
-                              F(lse, w), F(saved, w), I(mask, w), causal, att_rope, p, 5,
-                              F(scratch, w), B, T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
+                              kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, NH * HS, NKV * HS,
+                              kept ? F(out, w) : NULL, F(lse, w), F(saved, w), I(mask, w), causal,
+                              att_rope, p, 5, F(scratch, w), B, T, NH, NKV, HS,
+                              att_set ? OPS_SET : OPS_ADD);
     }
     NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s%s pad=%d p=%.1f%s",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "",
@@ -1225,8 +1226,10 @@ static void test_attention(int B, int T, int NH, int NKV, int HS, int causal, in
 }
 
 /* q, k, v as one GEMM writes them, rows [q | k | v] (linear_outputs_join): attention_forward
- * with rope, turning q and k in place (v's columns untouched), as from buffers of their own
- * (test_ops checks that on the CPU, bit for bit); fp32, or bf16 compared as att_bf16 says. */
+ * with rope, turning q and k in place (v's columns untouched), then attention_backward reading
+ * them so (where it reads them: fp32) and writing rows [dq | dk | dv] (added to, and under
+ * att_set over NaNs, which every column must replace), as from buffers of their own (test_ops
+ * checks that on the CPU, bit for bit); fp32, or bf16 compared as att_bf16 says. */
 static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int causal, float p,
                                   int bf16) {
     int QC = NH * HS, KC = NKV * HS, ld = QC + 2 * KC;
@@ -1237,6 +1240,7 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
     Pair *lse = pair_new((size_t)B * NH * T * sizeof(float));
     Pair *scratch = attention_scratch(B, T, NH, NKV, HS);
     Pair *saved = attention_saved(bf16 ? PRECISION_BF16 : PRECISION_FP32, B, T, NH, NKV, HS);
+    Pair *dout = pair_random(rows * QC, 1.0f), *dqkv = att_grad(rows * ld);
     BACKENDS(w, o) {
         float *x = F(qkv, w);
         o->attention_forward(F(out, w), F(lse, w), F(saved, w), x, ld, x + QC, x + QC + KC, ld,
@@ -1247,6 +1251,17 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
     compare("qkv", qkv, ROPE_TOL);
     compare_attention("lse", lse);
     compare_attention("out", out);
+    BACKENDS(w, o) {
+        float *x = w && saved ? NULL : F(qkv, w), *d = F(dqkv, w); /* the GPU reads its saved */
+        o->attention_backward(d, d + QC, d + QC + KC, F(dout, w), x, x ? x + QC : NULL,
+                              x ? x + QC + KC : NULL, ld, ld, x ? F(out, w) : NULL, F(lse, w),
+                              F(saved, w), NULL, causal, 1e4f, p, 5, F(scratch, w), B, T, NH, NKV,
+                              HS, att_set ? OPS_SET : OPS_ADD);
+    }
+    NAME("%sattention_backward rope, [dq | dk | dv] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f%s",
+         bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p,
+         att_set ? " OPS_SET" : "");
+    compare_attention("dqkv", dqkv);
     pairs_free();
     att_bf16 = 0;
     dut->set_precision(PRECISION_FP32);
@@ -1390,7 +1405,7 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     /* backward of the seed-7 forward (the last) with the masks read back */
     int reads = !saved; /* a backend that saves nothing reads q, k, v and out */
     dut->attention_backward(F(dq, 1), F(dk, 1), F(dv, 1), F(dout, 1), reads ? F(q, 1) : NULL,
-                            reads ? F(k, 1) : NULL, reads ? F(v, 1) : NULL,
+                            reads ? F(k, 1) : NULL, reads ? F(v, 1) : NULL, NH * HS, NKV * HS,
                             reads ? F(out, 1) : NULL, F(lse, 1), F(saved, 1), I(mask, 1), causal,
                             0.0f, p, 7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     NAME("%s attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", who, B, T, NH, NKV,
@@ -1913,6 +1928,10 @@ int main(void) {
     test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 1);
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
     test_attention_bf16(2, 70, 2, 2, 128, 0, 20, 0.1f, G_ALL);
+    for (int bf16 = 0; bf16 < 2; bf16++) { /* rows [dq | dk | dv]: stored turned, or a pass */
+        test_attention_joined(2, 37, 9, 3, 64, 1, 0.1f, bf16);
+        test_attention_joined(1, 20, 4, 4, 6, 0, 0.0f, bf16);
+    }
     att_rope = 1e5f; /* rope's gradients turned as they are stored (bf16, HS 64), or by a pass */
     test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 0);
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
@@ -2000,6 +2019,12 @@ int main(void) {
     att_rope = 1e5f;                                     /* copies turn, gradients a pass */
     test_attention_cudnn(2, 70, 9, 3, 64, 1, 20, G_ALL);
     att_rope = 0.0f;
+    if (use_cudnn()) { /* rows [dq | dk | dv]: cuDNN's widened into place */
+        att_cudnn = 1;
+        test_attention_joined(2, 37, 9, 3, 64, 1, 0.0f, 1);
+        att_cudnn = 0;
+        dut->set_attention(ATTENTION_LORAFT, NULL);
+    }
     test_attention_cudnn(2, 37, 4, 2, 32, 1, 5, G_DW);                   /* dk only */
     test_dropout_readback(ATTENTION_CUDNN, 2, 64, 4, 4, 64, 0, 9, 0.1f); /* an encoder's, padded */
     test_dropout_readback(ATTENTION_CUDNN, 2, 40, 6, 2, 48, 1, 5, 0.2f); /* causal, GQA, padded */
