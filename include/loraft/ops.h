@@ -80,9 +80,11 @@ typedef struct OpsBf16Copy {
     uint16_t *dst;
     int rows, cols, ld;
 } OpsBf16Copy;
-/* One adapted linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC],
- * forward's u [N,R], B [OC,R], its dropout seed; du [N,R] written; dA [R,C], dB [OC,R] (+)=, each
- * may be NULL; where its bf16(dout) and bf16(du) go in dd (columns dout_col.., du_col..). */
+/* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
+ * its bf16(dout) goes in dd (columns dout_col..); adapted (B not NULL): forward's u [N,R], B
+ * [OC,R], its dropout seed; du [N,R] written; dA [R,C], dB [OC,R] (+)=, each may be NULL; where
+ * its bf16(du) goes in dd (columns du_col..). A member without LoRA (B, u, du, dA, dB NULL) only
+ * has its dout rounded into dd, in the same pass. */
 typedef struct OpsLoraBackward {
     const float *dout, *u, *B;
     float *du, *dA, *dB;
@@ -287,15 +289,16 @@ typedef struct Ops {
                           const float *u, const float *A, const float *B, float scale, float p,
                           uint64_t seed, float *scratch, int N, int C, int OC, int R);
     /* model.precision bf16: lora_backward beside the bf16 linears of a group that read one
-     * input x (lin[0..n), n <= OPS_LORA_GROUP_MAX, a host array), each one's dout [N,OC] read
-     * once: du [N,R] = scale * (dout @ B) (f32); in dd (rows ldd apart) bf16(dout) at columns
+     * input x (lin[0..n), n <= OPS_LORA_GROUP_MAX, a host array, at least one adapted; its
+     * members without LoRA: their bf16(dout) alone), each one's dout [N,OC] read once: du [N,R]
+     * = scale * (dout @ B) (f32); in dd (rows ldd apart) bf16(dout) at columns
      * dout_col.. and bf16(du) at du_col.., for matmul_backward_bf16 (the group's GEMM reads its
      * members' columns side by side); dB[OC,R] += scale * bf16(dout)^T @ bf16(u); dA[R,C] +=
      * bf16(du)^T @ bf16(drop(x)), x = inp [N,C] f32 or (inp NULL) its bf16 copy xb, rows ldx
      * apart (lora_down_bf16's): products of bf16 values, exact in f32 on both backends. The input
      * gradient's LoRA term, drop'(du @ A), is lora_dinp_bf16's (or, at lora dropout 0, part of
      * matmul_backward_bf16's GEMM over [douts | dus] [W ; A]). The GPU runs the group in three
-     * launches. scratch: the sum of ops_lora_bf16_scratch(N, C, OC, R) over the linears. */
+     * launches. scratch: the sum of ops_lora_bf16_scratch(N, C, OC, R) over the adapted. */
     void (*lora_backward_bf16)(uint16_t *dd, int ldd, const OpsLoraBackward *lin, int n,
                                const float *inp, const uint16_t *xb, int ldx, float scale, float p,
                                float *scratch, int N, int C, int R);

@@ -523,19 +523,21 @@ static float bf16_round(float x) {
 
 /* One linear of cpu_lora_backward_bf16's group: du = scale * dout @ B by sgemm, its columns of
  * dd (d: its dout's first), then the bf16 products in loops: the operands of the GPU's bf16
- * GEMMs, summed in f32 (this reference runs in the tests only). */
+ * GEMMs, summed in f32 (this reference runs in the tests only). Without LoRA: its dout's
+ * columns alone. */
 static void lora_backward_one(uint16_t *d, int ldd, const OpsLoraBackward *l, const float *inp,
                               const uint16_t *xb, int ldx, float scale, float p, int N, int C,
                               int R) {
     uint64_t seed = l->seed ^ cpu_step.seed;
-    int OC = l->OC, du_col = l->du_col - l->dout_col;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, l->dout, OC, l->B, R,
-                0.0f, l->du, R);
+    int OC = l->OC, du_col = l->du_col - l->dout_col, ranks = l->B ? R : 0;
+    if (l->B)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, l->dout, OC, l->B,
+                    R, 0.0f, l->du, R);
 #pragma omp parallel for if ((size_t)N * (OC + R) > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         uint16_t *row = d + (size_t)n * ldd;
         for (int k = 0; k < OC; k++) row[k] = f32_to_bf16(l->dout[(size_t)n * OC + k]);
-        for (int r = 0; r < R; r++) row[du_col + r] = f32_to_bf16(l->du[(size_t)n * R + r]);
+        for (int r = 0; r < ranks; r++) row[du_col + r] = f32_to_bf16(l->du[(size_t)n * R + r]);
     }
 #pragma omp parallel for if (l->dB && (size_t)N * OC * R > CPU_PAR_MIN)
     for (int o = 0; o < (l->dB ? OC : 0); o++)

@@ -266,6 +266,20 @@ __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, c
     }
 }
 
+/* bf16 of the warp's rows (n0 + i, i < rows) into xb (rows ld apart), and nothing else: the copy
+ * of a group member without LoRA (lora_backward_bf16's TRANS launch). Not inlined, so that it
+ * costs the kernel's hot loops no registers. */
+template <int VEC>
+__device__ __noinline__ void copy_rows(__nv_bfloat16 *xb, const float *x0, int rows, size_t n0,
+                                       size_t ld, int K, int lane) {
+    for (int i = 0; i < rows; i++)
+        for (int k = lane * VEC; k < K; k += 32 * VEC) {
+            float x[VEC];
+            load_row_slice<VEC>(x, x0 + (size_t)i * K + k, true);
+            store_bf16_slice<VEC>(xb + (n0 + i) * ld + k, x);
+        }
+}
+
 /* down_pass over rank chunk r0.. of linear j, the copies written when copy (a template parameter
  * of down_pass, so that neither loop tests it). */
 template <int RMAX, int VEC, bool DROP, int AT, int ROWS = down_rows(RMAX)>
@@ -286,7 +300,7 @@ __device__ inline void down_chunk(bool copy, float (&acc)[ROWS * RMAX], const Lo
  * in cache. DROP: p > 0 (the masks' code only there). TRANS: A_j given as A_j^T [K,R] (backward's
  * du over B, read as it is stored instead of transposed by a launch of its own), and linear j of
  * the grid's row y = j alone, over its own input g.X[j] [N, g.K[j]] (a group's members in one
- * launch). */
+ * launch; a member with A_j NULL has no LoRA: its copy alone). */
 template <int RMAX, int VEC, bool DROP, bool TRANS>
 __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     lora_down_kernel(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
@@ -303,6 +317,10 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
         for (int i = 0; i < ROWS; i++) ri[i] = i < rows ? i : rows - 1; /* past N: the last again */
         const float *x0 = X + n0 * K;
         for (int j = j0; j < j1; j++) {
+            if (TRANS && !g.A[j]) {
+                copy_rows<VEC>(g.xb[j], x0, rows, n0, ld, K, lane);
+                continue;
+            }
             uint32_t key[ROWS]; /* the rows' rng_row_key */
 #pragma unroll
             for (int i = 0; i < ROWS; i++)
@@ -826,18 +844,19 @@ static void group_grads(const OpsLoraBackward *lin, int n, const __nv_bfloat16 *
                         const TB *x, int ldx, float scale, float p, float *partial, int N, int C,
                         int R) {
     GradGroup<TB> g = {};
-    g.n = n;
     for (int j = 0; j < n; j++) { /* dB[c,r] += scale sum_n bf16(u)[n,r] dout[n,c]; dA[r,c] +=
-                                     sum_n du[n,r] drop(x)[n,c] */
+                                     sum_n du[n,r] drop(x)[n,c]; of the adapted */
         const OpsLoraBackward *l = &lin[j];
-        g.b[j] = grad_args(l->dB, 1, R, scale, l->u, R, d + l->dout_col, ldd, l->OC, 0.0f, 0);
-        g.a[j] = grad_args(l->dA, C, 1, 1.0f, d + l->du_col, ldd, x, ldx, C, p, l->seed);
+        if (!l->B) continue;
+        g.b[g.n] = grad_args(l->dB, 1, R, scale, l->u, R, d + l->dout_col, ldd, l->OC, 0.0f, 0);
+        g.a[g.n++] = grad_args(l->dA, C, 1, 1.0f, d + l->du_col, ldd, x, ldx, C, p, l->seed);
     }
     lora_grads(g, p, partial, N, R);
 }
 
 /* The down kernel over each dout with its B for A^T writes its du (its u) and dd's columns (its
- * copy [bf16(dout) .. bf16(du)]) from one read of dout, the group in one launch; dB and dA are
+ * copy [bf16(dout) .. bf16(du)]) from one read of dout, the group in one launch (a member
+ * without LoRA: the copy of its dout alone); dB and dA are
  * lora_grads' sums over dd's parts, their partials in the scratch, the group in one launch. */
 void cuda_lora_backward_bf16(uint16_t *dd, int ldd, const OpsLoraBackward *lin, int n,
                              const float *inp, const uint16_t *xb, int ldx, float scale, float p,

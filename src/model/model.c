@@ -1364,7 +1364,8 @@ void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, fl
  * [W_0 ; .. ; W_n-1 ; A ..] (group_weight), the A rows and du's columns with lora dropout 0 only
  * (the branch's term inside the GEMM, instead of a read and write of dinp of its own). An adapted
  * member's columns come from lora_backward_bf16, which reads dout once for them, du, dB and dA; a
- * member without LoRA's are rounded (or copied from dout_bf16). Under lora dropout the members'
+ * member without LoRA's are rounded in the same launch (or copied from dout_bf16, or, where no
+ * member is adapted, rounded by a pass of their own). Under lora dropout the members'
  * masked terms come last, in one lora_dinp_bf16 pass over dinp. */
 static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
                                  const float *const *douts, int n, const float *inp, int N, float p,
@@ -1391,23 +1392,26 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
     scratch += (size_t)na * slot + ops_dequantize_bf16_scratch(N, (size_t)ldd);
     OpsLoraBackward lin[OPS_LORA_GROUP_MAX];
     const Lora *first = NULL; /* whose input copy (Lora.xb) and scale the group's share */
+    int nl = 0;               /* lin's: the adapted and, in their pass, the others' f32 douts */
     for (int i = 0, col = 0, a = 0; i < n; col += ls[i++]->out) {
         const Linear *l = ls[i];
         const Lora *lo = l->lora;
         if (lo) {
             float *d = m->scratch + (size_t)a * slot;
-            lin[a] = (OpsLoraBackward){.dout = douts[i],
-                                       .u = lo->u,
-                                       .B = lo->B->value,
-                                       .du = d,
-                                       .dA = lo->A->grad,
-                                       .dB = lo->B->grad,
-                                       .seed = seeds[i],
-                                       .OC = l->out,
-                                       .dout_col = col,
-                                       .du_col = K + a * R};
+            lin[nl++] = (OpsLoraBackward){.dout = douts[i],
+                                          .u = lo->u,
+                                          .B = lo->B->value,
+                                          .du = d,
+                                          .dA = lo->A->grad,
+                                          .dB = lo->B->grad,
+                                          .seed = seeds[i],
+                                          .OC = l->out,
+                                          .dout_col = col,
+                                          .du_col = K + a * R};
             first = first ? first : lo;
             du[a] = d, A[a] = lo->A->value, sd[a++] = seeds[i];
+        } else if (dinp && !l->dout_bf16 && na) {
+            lin[nl++] = (OpsLoraBackward){.dout = douts[i], .OC = l->out, .dout_col = col};
         } else if (dinp) {
             const void *src = l->dout_bf16 ? (const void *)l->dout_bf16 : douts[i];
             o->dequantize_rows_bf16(dd + col, src, l->dout_bf16 ? GGML_BF16 : GGML_F32, 0, N,
@@ -1415,7 +1419,7 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
         }
     }
     if (na)
-        o->lora_backward_bf16(dd, ldd, lin, na, first->xb ? NULL : inp, first->xb, C + na * R,
+        o->lora_backward_bf16(dd, ldd, lin, nl, first->xb ? NULL : inp, first->xb, C + na * R,
                               first->scale, p, scratch, N, C, R);
     if (!dinp) return;
     const uint16_t *W = group_weight(m, ls, n, fuse, 0, &scratch);

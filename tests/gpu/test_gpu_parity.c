@@ -887,12 +887,17 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
      * dout parts equal, du's within one bf16 step (the sums' order); every dA and dB, bf16 GEMMs
      * over those and bf16(u), within 1e-3 of their largest value (a du or u value the backends
      * leave a bit apart may round one step apart: 2^-8 of one term); dinp, from the f32 du,
-     * GEMM_TOL */
-    int oc[OPS_LORA_GROUP_MAX], cols = 0;
+     * GEMM_TOL. Where the group has room, a member without LoRA too (second, as k between an
+     * adapted q and v; OC wide): its dout's columns alone, in the same launch, bf16(dout) to the
+     * bit on the GPU. */
+    int plain = n < OPS_LORA_GROUP_MAX, at = n == 2 ? 1 : n, members = n + plain;
+    int oc[OPS_LORA_GROUP_MAX], col[OPS_LORA_GROUP_MAX], cols = 0;
     size_t bw_floats = 0;
-    for (int i = 0; i < n; i++) {
-        oc[i] = OC - 4 * i > 0 ? OC - 4 * i : OC;
-        cols += oc[i], bw_floats += ops_lora_bf16_scratch(N, C, oc[i], R);
+    for (int j = 0, i = 0; j < members; j++) { /* member j; i counts the adapted */
+        int is_plain = plain && j == at;
+        oc[j] = is_plain ? OC : OC - 4 * i > 0 ? OC - 4 * i : OC;
+        col[j] = cols, cols += oc[j];
+        if (!is_plain) bw_floats += ops_lora_bf16_scratch(N, C, oc[j], R), i++;
     }
     int ldd = cols + n * R;
     Pair *dout = pair_random((size_t)N * OC, 1.0f), *dd = pair_new((size_t)N * ldd * 2);
@@ -900,35 +905,35 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
     for (int from_copy = 0; from_copy < 2; from_copy++) {
         Pair *dx = pair_random((size_t)N * C, 1.0f), *du[OPS_LORA_GROUP_MAX];
         Pair *dA[OPS_LORA_GROUP_MAX], *dB[OPS_LORA_GROUP_MAX];
-        for (int i = 0; i < n; i++) {
+        for (int j = 0, i = 0; j < members; j++) {
+            if (plain && j == at) continue;
             du[i] = pair_new((size_t)N * R * sizeof(float));
-            dA[i] = pair_random((size_t)R * C, 1.0f), dB[i] = pair_random((size_t)oc[i] * R, 1.0f);
+            dA[i] = pair_random((size_t)R * C, 1.0f), dB[i] = pair_random((size_t)oc[j] * R, 1.0f);
+            i++;
         }
         BACKENDS(w, o) {
             const float *dus[OPS_LORA_GROUP_MAX], *As[OPS_LORA_GROUP_MAX];
             OpsLoraBackward lin[OPS_LORA_GROUP_MAX];
-            for (int i = 0, col = 0; i < n; col += oc[i++]) {
-                lin[i] = (OpsLoraBackward){.dout = F(dout, w),
-                                           .u = F(u[i], w),
-                                           .B = F(Bw[i], w),
-                                           .du = F(du[i], w),
-                                           .dA = F(dA[i], w),
-                                           .dB = F(dB[i], w),
-                                           .seed = seeds[i],
-                                           .OC = oc[i],
-                                           .dout_col = col,
-                                           .du_col = cols + i * R};
+            for (int j = 0, i = 0; j < members; j++) {
+                lin[j] = (OpsLoraBackward){.dout = F(dout, w), .OC = oc[j], .dout_col = col[j]};
+                if (plain && j == at) continue;
+                lin[j].u = F(u[i], w), lin[j].B = F(Bw[i], w), lin[j].du = F(du[i], w);
+                lin[j].dA = F(dA[i], w), lin[j].dB = F(dB[i], w), lin[j].seed = seeds[i];
+                lin[j].du_col = cols + i * R;
                 dus[i] = F(du[i], w), As[i] = F(A[i], w);
+                i++;
             }
-            o->lora_backward_bf16(dd->mem[w], ldd, lin, n, from_copy ? NULL : F(x, w),
+            o->lora_backward_bf16(dd->mem[w], ldd, lin, members, from_copy ? NULL : F(x, w),
                                   from_copy ? xb->mem[w] : NULL, ld, scale, p, F(bw_scratch, w), N,
                                   C, R);
             o->lora_dinp_bf16(F(dx, w), dus, As, seeds, n, p, N, C, R, OPS_ADD);
         }
-        NAME("lora_backward_bf16 + lora_dinp_bf16 from %s N=%d C=%d OC=%d R=%d n=%d p=%.1f",
-             from_copy ? "x's bf16 copy" : "x", N, C, OC, R, n, p);
+        NAME("lora_backward_bf16 + lora_dinp_bf16 from %s N=%d C=%d OC=%d R=%d n=%d%s p=%.1f",
+             from_copy ? "x's bf16 copy" : "x", N, C, OC, R, n, plain ? " + one without LoRA" : "",
+             p);
         for (int i = 0; i < n; i++) compare("du", du[i], GEMM_TOL);
         compare_bf16("dd", dd, 1e-4);
+        if (plain) check_rounded_rows("dd", dout, dd, (size_t)N * OC, OC, col[at], ldd);
         compare("dinp", dx, GEMM_TOL);
         for (int i = 0; i < n; i++) {
             compare_scaled("dA", dA[i], 1e-3);
