@@ -14,9 +14,10 @@
  * the same shapes (bench_gpu_gemm), and ours in % of theirs. lora  the LoRA linear, matmul +
  * lora_forward and matmul_backward + lora_backward (lora dropout p = 0.1, and p = 0 at r = 8),
  * against the bare base GEMM at r = 8, 16 and 64: the overhead in %. Under --bf16 the model's fused
- * linear at p = 0 (lora.dropout's default): forward lora_down_bf16 (the input's bf16 copy [x | s
- * u]), B into the weight's last r columns, one GEMM over in + r columns; backward lora_backward
- * without dinp, A into the weight's last r rows, one dinp GEMM over [dout | du].
+ * linear at p = 0 (lora.dropout's default), its input's bf16 columns written by the op before
+ * (a norm's out_bf16) as for the base GEMM: forward lora_down_bf16 from them (s u into the copy
+ * [x | s u]), B into the weight's last r columns, one GEMM over in + r columns; backward
+ * lora_backward without dinp, A into the weight's last r rows, one dinp GEMM over [dout | du].
  *
  * Each row is the mean of REPS runs after WARMUP runs, timed with CUDA events. FLOPs are the
  * model's useful ones (2 per multiply-add; attention counts only the query-key pairs the mask
@@ -211,8 +212,8 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->layernorm_forward(out, mean, rstd, NULL, x, y, y + C, 1e-5f, (int)N, C));
     mem_row(name, 2.0 * nc + 2.0 * N, ms);
     snprintf(name, sizeof name, "residual_norm_forward p=0.1 [%zu,%d]", N, C);
-    TIME(ms, gpu->residual_norm_forward(out, NULL, NULL, mean, rstd, NULL, x, z, 0.1f, 3, y, y + C,
-                                        1e-5f, (int)N, C));
+    TIME(ms, gpu->residual_norm_forward(out, NULL, C, NULL, mean, rstd, NULL, x, z, 0.1f, 3, y,
+                                        y + C, 1e-5f, (int)N, C));
     mem_row(name, 3.0 * nc + 2.0 * N, ms);
     snprintf(name, sizeof name, "layernorm_backward [%zu,%d]", N, C);
     TIME(ms, gpu->layernorm_backward(g1, NULL, g2, g2 + C, z, x, NULL, y, mean, rstd, (int)N, C,
@@ -221,7 +222,7 @@ static void bench_norms_and_elementwise(void) {
     C = sm->C;
     size_t sc = N * C;
     snprintf(name, sizeof name, "rmsnorm_forward [%zu,%d]", N, C);
-    TIME(ms, gpu->residual_norm_forward(out, NULL, NULL, NULL, rstd, NULL, x, NULL, 0.0f, 0, y,
+    TIME(ms, gpu->residual_norm_forward(out, NULL, C, NULL, NULL, rstd, NULL, x, NULL, 0.0f, 0, y,
                                         NULL, 1e-5f, (int)N, C));
     mem_row(name, 2.0 * sc + N, ms);
     snprintf(name, sizeof name, "rmsnorm_backward [%zu,%d]", N, C);
@@ -252,13 +253,13 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->activation_backward(NULL, ob, NULL, hb, y, ACT_GELU, nf, OPS_SET));
     mem_row(name, 2.0 * nf, ms);
     snprintf(name, sizeof name, "swiglu_forward [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_forward(out, NULL, NULL, x, y, ns, sm->F, sm->F));
+    TIME(ms, gpu->swiglu_forward(out, NULL, sm->F, NULL, x, y, ns, sm->F, sm->F));
     mem_row(name, 3.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward [%zu,%d]", N, sm->F);
     TIME(ms, gpu->swiglu_backward(g1, g2, NULL, z, x, y, NULL, ns, sm->F, OPS_ADD));
     mem_row(name, 7.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_forward, bf16 out [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_forward(NULL, ob, hb, x, y, ns, sm->F, sm->F));
+    TIME(ms, gpu->swiglu_forward(NULL, ob, sm->F, hb, x, y, ns, sm->F, sm->F));
     mem_row(name, 3.5 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward, bf16 in/out [%zu,%d]", N, sm->F);
     TIME(ms, gpu->swiglu_backward(NULL, NULL, ob, z, NULL, NULL, hb, ns, sm->F, OPS_SET));
@@ -375,17 +376,17 @@ static Base base_create(int N, int maxk) {
     return b;
 }
 
-/* The layer [M,K]; its bf16 weight's rows ld apart. */
+/* The layer [M,K]; its bf16 weight's rows and the input's bf16 copy's ld apart (the copy written
+ * as the op before the linear writes it: a norm's out_bf16). */
 static void base_shape(Base *b, int K, int M, int ld) {
     b->K = K, b->M = M, b->ld = ld;
     gpu->dequantize_rows_bf16(b->wb, b->w, GGML_F32, 0, M, K, ld);
-    gpu->dequantize_rows_bf16(b->xb, b->x, GGML_F32, 0, b->N, K, K);
+    gpu->dequantize_rows_bf16(b->xb, b->x, GGML_F32, 0, b->N, K, ld);
 }
 
-/* bf16: the input rounded, then the GEMM, as the model runs a linear without LoRA. */
+/* bf16: the GEMM on the input's bf16 copy, as the model runs a linear without LoRA. */
 static void base_forward(const Base *b, float *out, const float *bias) {
     if (precision == PRECISION_BF16) {
-        gpu->dequantize_rows_bf16(b->xb, b->x, GGML_F32, 0, b->N, b->K, b->K);
         gpu->matmul_forward_bf16(out, b->M, b->xb, b->K, b->wb, b->ld, bias, b->scratch, b->N, b->K,
                                  b->M);
     } else
@@ -570,11 +571,12 @@ static void lora_header(void) {
            "+lora ms", "fwd %", "bwd ms", "+lora ms", "bwd %");
 }
 
-/* The adapted linear as the model runs it at dropout p, or under bf16 fused (p = 0). Forward: the
- * input's copy [x | s u] from lora_down_bf16, B rounded into the weight's last R columns (b->ld =
- * K + R), one GEMM over K + R columns; backward: lora_backward_bf16 from dout and that copy (dd =
- * [bf16(dout) | bf16(du)], du, dA, dB), A rounded into the weight's last R rows, one dinp GEMM over
- * dd. scratch: ops_lora_scratch floats, or du [N,R] and ops_lora_bf16_scratch floats, the larger.
+/* The adapted linear as the model runs it at dropout p, or under bf16 fused (p = 0). Forward: s u
+ * into the input's copy [x | s u] by lora_down_bf16 from its x columns (base_shape's), B rounded
+ * into the weight's last R columns (b->ld = K + R), one GEMM over K + R columns; backward:
+ * lora_backward_bf16 from dout and that copy (dd = [bf16(dout) | bf16(du)], du, dA, dB), A rounded
+ * into the weight's last R rows, one dinp GEMM over dd. scratch: ops_lora_scratch floats, or du
+ * [N,R] and ops_lora_bf16_scratch floats, the larger.
  */
 static void lora_linear_forward(const Base *b, float *out, float *u, const float *A,
                                 const float *Bw, float *scratch, int R, float p) {
@@ -586,7 +588,7 @@ static void lora_linear_forward(const Base *b, float *out, float *u, const float
         return;
     }
     uint64_t seed = 1;
-    gpu->lora_down_bf16(b->xb, &u, &A, &seed, 1, x, 2.0f, 0.0f, scratch, N, K, R);
+    gpu->lora_down_bf16(b->xb, &u, &A, &seed, 1, NULL, 2.0f, 0.0f, scratch, N, K, R);
     gpu->dequantize_rows_bf16(b->wb + K, Bw, GGML_F32, 0, M, R, b->ld);
     gpu->matmul_forward_bf16(out, M, b->xb, K + R, b->wb, b->ld, NULL, b->scratch, N, K + R, M);
 }

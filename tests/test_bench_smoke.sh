@@ -58,11 +58,15 @@ if command -v nvcc >/dev/null; then
     echo "$sass"
   else
     check "sass-paths" "$sass" "lean +[0-9]+ instructions, [0-9.]+ per HMMA: HMMA 128 LDSM 40 "
-    # --marker FFMA on LoRA's down-projection at rank 8, float4 loads: its column loop (inside
-    # the loop over rows) multiplies 4 rows x 4 columns by 8 rows of A, 128 FFMA
-    sass=$(python3 bench/sass-paths.py kernels/cuda/lora_matmul.cu --marker FFMA \
-      --kernel 'lora_down_kernel<8, 4, false, false>' 2>&1 || true)
-    check "sass-paths --marker FFMA" "$sass" "lean +[0-9]+ instructions, [0-9.]+ per FFMA: FP32 128 "
+    # --marker FFMA on LoRA's down-projection at rank 8, float4 loads (or 8-byte loads of the
+    # input's bf16 copy): its column loop (inside the loop over rows) multiplies 4 rows x 4
+    # columns by 8 rows of A, 128 FFMA
+    for xb in false true; do
+      sass=$(python3 bench/sass-paths.py kernels/cuda/lora_matmul.cu --marker FFMA \
+        --kernel "lora_down_kernel<8, 4, false, false, $xb>" 2>&1 || true)
+      check "sass-paths --marker FFMA ($xb)" "$sass" \
+        "lean +[0-9]+ instructions, [0-9.]+ per FFMA: FP32 128 "
+    done
   fi
 fi
 echo "$passed passed, $failed failed"

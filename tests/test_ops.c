@@ -336,7 +336,7 @@ typedef struct RmsCtx {
 
 static void rms_fwd(void *p) {
     RmsCtx *c = p;
-    ops->residual_norm_forward(c->out, NULL, NULL, NULL, c->rstd, NULL, c->inp, NULL, 0.0f, 0,
+    ops->residual_norm_forward(c->out, NULL, C, NULL, NULL, c->rstd, NULL, c->inp, NULL, 0.0f, 0,
                                c->weight, NULL, 1e-6f, N, C);
 }
 static void rms_bwd(void *p, const float *dout, unsigned use) {
@@ -425,7 +425,7 @@ typedef struct SwiCtx {
 
 static void swi_fwd(void *p) {
     SwiCtx *c = p;
-    ops->swiglu_forward(c->out, NULL, NULL, c->gate, c->up, N * C, C, C);
+    ops->swiglu_forward(c->out, NULL, C, NULL, c->gate, c->up, N * C, C, C);
 }
 static void swi_bwd(void *p, const float *dout, unsigned use) {
     SwiCtx *c = p;
@@ -445,13 +445,13 @@ static void test_swiglu(void) {
     swi_fwd(&c);
     CHECK(count_mismatch("swiglu out", c.out, ref, N * C, 1e-6, 1e-6) == 0);
     float nan_gate = NAN, one = 1.0f, out;
-    ops->swiglu_forward(&out, NULL, NULL, &nan_gate, &one, 1, 1, 1);
+    ops->swiglu_forward(&out, NULL, 1, NULL, &nan_gate, &one, 1, 1, 1);
     CHECK(isnan(out));
     /* gate and up side by side, rows [gate | up] (one GEMM's outputs): the same values */
     float gu[N * 2 * C], rows[N * C];
     for (int i = 0; i < N * C; i++) gu[i / C * 2 * C + i % C] = c.gate[i];
     for (int i = 0; i < N * C; i++) gu[i / C * 2 * C + C + i % C] = c.up[i];
-    ops->swiglu_forward(rows, NULL, NULL, gu, gu + C, N * C, C, 2 * C);
+    ops->swiglu_forward(rows, NULL, C, NULL, gu, gu + C, N * C, C, 2 * C);
     CHECK(memcmp(rows, c.out, sizeof rows) == 0);
 }
 
@@ -816,6 +816,21 @@ static void test_lora(float p) {
         }
     }
     CHECK(bad == 0);
+    /* inp NULL: x from the copy's own bf16 columns, as a norm writes them: the same u and copy as
+     * from inp's bf16 values widened, bit for bit (the u columns overwritten) */
+    float xw[N * C], uw[2][N * R], uc[2][N * R];
+    uint16_t want[N * LDX], got[N * LDX];
+    for (int i = 0; i < N * C; i++) xw[i] = bf16_to_f32(f32_to_bf16(c.inp[i]));
+    const float *As[2] = {c.A, A2};
+    const uint64_t seeds[2] = {lora_seed, lora_seed + 1};
+    ops->lora_down_bf16(want, (float *const[]){uw[0], uw[1]}, As, seeds, 2, xw, lora_scale, p,
+                        c.scratch, N, C, R);
+    memcpy(got, xb, sizeof got);
+    for (int n = 0; n < N; n++) memset(got + n * LDX + C, 0xff, 2 * R * sizeof *got);
+    ops->lora_down_bf16(got, (float *const[]){uc[0], uc[1]}, As, seeds, 2, NULL, lora_scale, p,
+                        c.scratch, N, C, R);
+    CHECK(memcmp(got, want, sizeof got) == 0);
+    CHECK(memcmp(uc, uw, sizeof uc) == 0);
     test_lora_backward_bf16(&c, xb);
 }
 
@@ -1931,8 +1946,8 @@ static void test_saved_bf16(void) {
     CHECK(off_by("layernorm dweight", g[1][1], g[0][1], C, 1e-2) == 0);
     CHECK(off_by("layernorm dbias", g[1][2], g[0][2], C, 0.0) == 0);
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
-    ops->residual_norm_forward(out, NULL, NULL, NULL, rstd, saved, x, NULL, 0.0f, 0, w, NULL, 1e-5f,
-                               N, C);
+    ops->residual_norm_forward(out, NULL, C, NULL, NULL, rstd, saved, x, NULL, 0.0f, 0, w, NULL,
+                               1e-5f, N, C);
     ops->rmsnorm_backward(g[0][0], NULL, NULL, dout, x, NULL, w, rstd, N, C, OPS_ADD);
     ops->rmsnorm_backward(g[1][0], NULL, NULL, dout, NULL, saved, w, rstd, N, C, OPS_ADD);
     CHECK(off_by("rmsnorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
@@ -1945,7 +1960,7 @@ static void test_saved_bf16(void) {
     }
     float *gu[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
-    ops->swiglu_forward(out, NULL, saved, x, u, n, C, C);
+    ops->swiglu_forward(out, NULL, C, saved, x, u, n, C, C);
     ops->swiglu_backward(g[0][0], gu[0], NULL, dout, x, u, NULL, n, C, OPS_ADD);
     ops->swiglu_backward(g[1][0], gu[1], NULL, dout, NULL, NULL, saved, n, C, OPS_ADD);
     CHECK(off_by("swiglu dgate", g[1][0], g[0][0], n, 0.0) == 0);
@@ -1984,8 +1999,8 @@ static void test_bf16_outputs(void) {
     ops->dropout_backward(NULL, h[1], dout, 0.3f, 5, n, OPS_SET);
     CHECK(not_rounded("dropout dinp", h[0], f[0], n) == 0);
     CHECK(not_rounded("dropout dinp alone", h[1], f[0], n) == 0);
-    ops->swiglu_forward(f[0], h[0], NULL, x, u, n, C, C);
-    ops->swiglu_forward(NULL, h[1], NULL, x, u, n, C, C);
+    ops->swiglu_forward(f[0], h[0], C, NULL, x, u, n, C, C);
+    ops->swiglu_forward(NULL, h[1], C, NULL, x, u, n, C, C);
     CHECK(not_rounded("swiglu out", h[0], f[0], n) == 0);
     CHECK(not_rounded("swiglu out alone", h[1], f[0], n) == 0);
     uint16_t *dgu = malloc(2 * n * sizeof *dgu); /* [dgate | dup] rows of 2C */
@@ -2007,8 +2022,8 @@ static void test_bf16_outputs(void) {
     memcpy(f[1], f[0], n * sizeof(float)); /* accumulated: the copy is of the sum */
     ops->rmsnorm_backward(f[1], h[1], NULL, dout, x, NULL, w, rstd, N, C, OPS_ADD);
     CHECK(not_rounded("rmsnorm dinp (added to)", h[1], f[1], n) == 0);
-    ops->residual_norm_forward(f[0], h[0], NULL, mean, rstd, NULL, x, u, 0.3f, 5, w, NULL, 1e-5f, N,
-                               C);
+    ops->residual_norm_forward(f[0], h[0], C, NULL, mean, rstd, NULL, x, u, 0.3f, 5, w, NULL, 1e-5f,
+                               N, C);
     CHECK(not_rounded("residual_norm out", h[0], f[0], n) == 0);
     free(w), free(mean), free(rstd);
     free(x), free(u), free(dout), free(f[0]), free(f[1]), free(h[0]), free(h[1]);
@@ -2029,12 +2044,12 @@ static void test_residual_norm(void) {
             ops->dropout_forward(x, a, p, 11, n);
             ops->add(x, x, b, n);
             if (rms)
-                ops->residual_norm_forward(want, NULL, NULL, NULL, st[1], xh[0], x, NULL, 0.0f, 0,
-                                           w, NULL, 1e-5f, N, C);
+                ops->residual_norm_forward(want, NULL, C, NULL, NULL, st[1], xh[0], x, NULL, 0.0f,
+                                           0, w, NULL, 1e-5f, N, C);
             else
                 ops->layernorm_forward(want, st[0], st[1], xh[0], x, w, bias, 1e-5f, N, C);
             memcpy(sum, a, n * sizeof *a); /* the sum over a, in place */
-            ops->residual_norm_forward(got, NULL, keep ? sum : NULL, rms ? NULL : st[2], st[3],
+            ops->residual_norm_forward(got, NULL, C, keep ? sum : NULL, rms ? NULL : st[2], st[3],
                                        xh[1], keep ? sum : a, b, p, 11, w, rms ? NULL : bias, 1e-5f,
                                        N, C);
             CHECK(off_by("residual_norm out", got, want, n, 1e-5) == 0);
@@ -2047,6 +2062,38 @@ static void test_residual_norm(void) {
         }
     free(a), free(b), free(w), free(bias), free(x), free(sum), free(want), free(got);
     free(xh[0]), free(xh[1]);
+}
+
+/* The norm's and SwiGLU's bf16 outputs into a wider matrix (an adapted group's input copy), out
+ * NULL: each row's C values bf16 of the f32 output that a call with out writes, bit for bit, and
+ * the columns past them untouched. */
+static void test_bf16_out_rows(void) {
+    enum { LDB = C + 5 }; /* odd: rows misaligned for 8-byte stores */
+    size_t n = (size_t)N * C;
+    float *a = rand_vec(n, -2, 2), *b = rand_vec(n, -2, 2), *w = rand_vec(C, 0.5f, 1.5f);
+    float *bias = rand_vec(C, -1, 1), *out = rand_vec(n, 0, 0), *sum = rand_vec(n, 0, 0);
+    float st[2][N];
+    uint16_t rows[N * LDB];
+    for (int kind = 0; kind < 3; kind++) { /* layer norm with its residual, RMS norm, SwiGLU */
+        memset(rows, 0xab, sizeof rows);
+        if (kind == 2) {
+            ops->swiglu_forward(out, NULL, C, NULL, a, b, n, C, C);
+            ops->swiglu_forward(NULL, rows, LDB, NULL, a, b, n, C, C);
+        } else {
+            const float *res = kind ? NULL : b, *bs = kind ? NULL : bias;
+            float *mean = kind ? NULL : st[0];
+            ops->residual_norm_forward(out, NULL, C, sum, mean, st[1], NULL, a, res, 0.2f, 3, w, bs,
+                                       1e-5f, N, C);
+            ops->residual_norm_forward(NULL, rows, LDB, sum, mean, st[1], NULL, a, res, 0.2f, 3, w,
+                                       bs, 1e-5f, N, C);
+        }
+        int bad = 0;
+        for (int r = 0; r < N; r++)
+            for (int k = 0; k < LDB; k++)
+                bad += rows[r * LDB + k] != (k < C ? f32_to_bf16(out[r * C + k]) : 0xabab);
+        CHECK(bad == 0);
+    }
+    free(a), free(b), free(w), free(bias), free(out), free(sum);
 }
 
 int main(void) {
@@ -2101,5 +2148,6 @@ int main(void) {
     test_norm_and_memory();
     test_parallel_matches_serial();
     test_residual_norm();
+    test_bf16_out_rows();
     return check_report();
 }

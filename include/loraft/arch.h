@@ -124,6 +124,15 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
  * dout_bf16 are the column blocks of one [N, sum of outs] matrix (SwiGLU's [dgate | dup]
  * rows), which backward's one GEMM for the group reads. */
 int linear_reads_bf16(const Model *m, const Linear *l);
+/* The same for the linears ls[0..n) (a group, whole, or one linear) after an op that writes its
+ * bf16 output at a row stride (residual_norm_forward, swiglu_forward), adapted ones too: points
+ * every member's in_bf16 at shared where none has LoRA; at the adapted members' kept input copy
+ * (Lora.xb: [x | s u_0 ..], whose x columns the op writes and lora_down_bf16 then reads instead
+ * of the f32 input); else (something not on bf16 tensor cores, a copy not kept) at NULL. The op
+ * writes its rows linear_input_ld apart. */
+void linear_input_bf16(const Model *m, Linear *const *ls, int n, uint16_t *shared);
+/* The row stride of l->in_bf16: l's input width, and R more a LoRA of its group. */
+int linear_input_ld(const Model *m, const Linear *l);
 /* Points l->in_bf16 at attention's saved bf16(out) (Ops.attention_saved_out: saved is the
  * attention's saved buffer) where l reads bf16 and the backend saves one; NULL otherwise, and
  * attention then writes no f32 out for it to read. */

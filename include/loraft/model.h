@@ -130,7 +130,8 @@ typedef struct Linear {
     struct Linear *const *peers; /* those linears in order (itself among them), or NULL: alone */
     /* or NULL: under precision bf16 a linear without LoRA reads its input [N,in] forward and
      * its output's gradient [N,out] backward as bf16 that the op before (after) it wrote there
-     * (linear_reads_bf16, linear_dout), instead of rounding the f32 ones in a pass of its own */
+     * (linear_reads_bf16, linear_dout), instead of rounding the f32 ones in a pass of its own;
+     * in_bf16 may also be an adapted group's input copy (linear_input_bf16) */
     uint16_t *in_bf16, *dout_bf16;
 } Linear;
 

@@ -167,9 +167,10 @@ typedef struct Ops {
      * (dropout_forward's mask), or x = a where b is NULL (then neither dropout nor sum); out =
      * layer norm of x as layernorm_forward, or RMS norm (above) when mean is NULL (bias NULL);
      * sum (not NULL, may be a) = x, where backward or a later residual reads it; out_bf16 (not
-     * NULL) = bf16(out), for a bf16 GEMM that reads it. Instead of dropout_forward, add and the
-     * norm, each a pass. */
-    void (*residual_norm_forward)(float *out, uint16_t *out_bf16, float *sum, float *mean,
+     * NULL) = bf16(out), rows ldb apart (C, or an adapted group's input copy: lora_down_bf16),
+     * for a bf16 GEMM that reads it; out may then be NULL, where b is NULL or sum is not.
+     * Instead of dropout_forward, add and the norm, each a pass. */
+    void (*residual_norm_forward)(float *out, uint16_t *out_bf16, int ldb, float *sum, float *mean,
                                   float *rstd, uint16_t *xh, const float *a, const float *b,
                                   float p, uint64_t seed, const float *weight, const float *bias,
                                   float eps, int N, int C);
@@ -177,10 +178,11 @@ typedef struct Ops {
     /* ---- gated MLP activation (Llama's SwiGLU) ----
      * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g), out [n/F, F]; gate and up rows
      * ld apart (ld F: buffers of their own; 2F: one GEMM's outputs side by side, rows [gate | up]);
-     * out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, out may then be NULL; saved [2n] (not NULL)
-     * = [bf16(gate) | bf16(up)], each [n/F, F]. */
-    void (*swiglu_forward)(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
-                           const float *up, size_t n, int F, int ld);
+     * out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, rows ldb apart (F, or an adapted linear's
+     * input copy: lora_down_bf16), out may then be NULL; saved [2n] (not NULL) = [bf16(gate) |
+     * bf16(up)], each [n/F, F]. */
+    void (*swiglu_forward)(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                           const float *gate, const float *up, size_t n, int F, int ld);
     /* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =); each may be NULL.
      * dgu_bf16 (not NULL) [n/F, 2F] = rows [bf16(dgate) | bf16(dup)] of their new values, F a
      * row, for the one bf16 GEMM of gate and up (the f32 ones may then be NULL under acc
@@ -242,8 +244,10 @@ typedef struct Ops {
      * the group where its outputs lie side by side): reads inp once and writes, for j < n, u[j]
      * [N,R] = drop_j(inp) @ A[j]^T (f32, saved for lora_backward; drop_j: lora_forward's masks of
      * seeds[j]), and the one copy xb [N, C + n*R] bf16 = [bf16(inp) | bf16(scale * u[0]) | .. |
-     * bf16(scale * u[n-1])]. u, A, seeds: host arrays of n. scratch: ops_lora_scratch(N, C, R)
-     * floats. */
+     * bf16(scale * u[n-1])]. inp NULL: the op before wrote bf16(x) there (a norm's or SwiGLU's
+     * out_bf16 at rows C + n*R apart), and u is of those values: x is read once, 2 bytes an
+     * element, instead of written in f32 and read again. u, A, seeds: host arrays of n. scratch:
+     * ops_lora_scratch(N, C, R) floats. */
     void (*lora_down_bf16)(uint16_t *xb, float *const *u, const float *const *A,
                            const uint64_t *seeds, int n, const float *inp, float scale, float p,
                            float *scratch, int N, int C, int R);

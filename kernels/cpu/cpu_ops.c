@@ -225,22 +225,22 @@ static void cpu_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dwei
  * out_bf16 (not NULL) = bf16(out): RMS norm when mean is NULL, out = x * rstd * weight with
  * rstd[N] = 1 / sqrt(mean(x^2) + eps) saved; float sums, as HF's LlamaRMSNorm computes in
  * float32. */
-static void cpu_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, float *mean,
-                                      float *rstd, uint16_t *xh, const float *a, const float *b,
-                                      float p, uint64_t seed, const float *weight,
+static void cpu_residual_norm_forward(float *out, uint16_t *out_bf16, int ldb, float *sum,
+                                      float *mean, float *rstd, uint16_t *xh, const float *a,
+                                      const float *b, float p, uint64_t seed, const float *weight,
                                       const float *bias, float eps, int N, int C) {
     seed ^= cpu_step.seed;
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         size_t row = (size_t)n * C;
-        float *added = (sum ? sum : out) + row;
+        float own[out ? 1 : C]; /* the row's output where out is NULL */
+        float *y = out ? out + row : own, *added = sum ? sum + row : y;
         for (int c = 0; c < C && b; c++)
             added[c] = a[row + c] * rng_dropout_scale(seed, row + c, p) + b[row + c];
         const float *x = b ? added : a + row;
-        norm_row(out + row, mean ? mean + n : NULL, rstd + n, xh ? xh + row : NULL, x, weight, bias,
-                 eps, C);
-        if (out_bf16)
-            for (int c = 0; c < C; c++) out_bf16[row + c] = f32_to_bf16(out[row + c]);
+        norm_row(y, mean ? mean + n : NULL, rstd + n, xh ? xh + row : NULL, x, weight, bias, eps,
+                 C);
+        for (int c = 0; c < C && out_bf16; c++) out_bf16[(size_t)n * ldb + c] = f32_to_bf16(y[c]);
     }
 }
 
@@ -587,19 +587,26 @@ static void cpu_lora_dinp_bf16(float *dinp, const float *const *du, const float 
         }
 }
 
-/* Per linear j: u[j] = drop_j(inp) @ A[j]^T as lora_forward computes it, into the copy xb =
- * [bf16(inp) | bf16(scale * u[0]) | ..]. scratch: the dropped input [N,C]. */
+/* Per linear j: u[j] = drop_j(x) @ A[j]^T as lora_forward computes it, into the copy xb =
+ * [bf16(x) | bf16(scale * u[0]) | ..], x = inp, or (inp NULL) the copy's bf16 values.
+ * scratch: x (inp NULL) dropped, [N,C]. */
 static void cpu_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
                                const uint64_t *seeds, int n, const float *inp, float scale, float p,
                                float *scratch, int N, int C, int R) {
     size_t ld = (size_t)C + (size_t)n * R;
-#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
-    for (int r = 0; r < N; r++)
+#pragma omp parallel for if (inp && (size_t)N * C > CPU_PAR_MIN)
+    for (int r = 0; r < (inp ? N : 0); r++)
         for (int c = 0; c < C; c++) xb[r * ld + c] = f32_to_bf16(inp[(size_t)r * C + c]);
     for (int j = 0; j < n; j++) {
         const float *x = inp;
+        if (!inp) { /* widened again for each linear's mask */
+#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
+            for (int r = 0; r < N; r++)
+                for (int c = 0; c < C; c++) scratch[(size_t)r * C + c] = qb_bf16(xb[r * ld + c]);
+            x = scratch;
+        }
         if (p > 0.0f) {
-            lora_dropout(scratch, inp, p, seeds[j] ^ cpu_step.seed, N, C, 0);
+            lora_dropout(scratch, x, p, seeds[j] ^ cpu_step.seed, N, C, 0);
             x = scratch;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, x, C, A[j], C, 0.0f,
@@ -925,15 +932,15 @@ static void cpu_activation_backward(float *dinp, uint16_t *dinp_bf16, const floa
 
 /* out[n] = silu(gate) * up (and saved = [bf16(gate) | bf16(up)], out_bf16 = bf16(out)); gate
  * and up [n/F, F] rows ld apart */
-static void cpu_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
-                               const float *up, size_t n, int F, int ld) {
+static void cpu_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                               const float *gate, const float *up, size_t n, int F, int ld) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         size_t at = i / F * ld + i % F;
         float g = gate[at], u = up[at], v = silu(g) * u;
         if (saved) saved[i] = f32_to_bf16(g), saved[n + i] = f32_to_bf16(u);
         if (out) out[i] = v;
-        if (out_bf16) out_bf16[i] = f32_to_bf16(v);
+        if (out_bf16) out_bf16[i / F * ldb + i % F] = f32_to_bf16(v);
     }
 }
 

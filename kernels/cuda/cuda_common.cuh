@@ -242,12 +242,12 @@ void cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, f
 void cuda_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, const float *dout,
                            const float *inp, const uint16_t *xh, const float *weight,
                            const float *rstd, int N, int C, int acc);
-void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, float *mean,
+void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, int ldb, float *sum, float *mean,
                                 float *rstd, uint16_t *xh, const float *a, const float *b, float p,
                                 uint64_t seed, const float *weight, const float *bias, float eps,
                                 int N, int C);
-void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
-                         const float *up, size_t n, int F, int ld);
+void cuda_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                         const float *gate, const float *up, size_t n, int F, int ld);
 void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
                           const float *gate, const float *up, const uint16_t *saved, size_t n,
                           int F, int acc);

@@ -77,19 +77,6 @@ __device__ inline void load4_rows(float v[4], const float *src, size_t i, size_t
     }
 }
 
-/* ---- SwiGLU: out = silu(gate) * up; saved [2n] = [bf16(gate) | bf16(up)] ---- */
-__global__ void swiglu_forward_kernel(float *out, uint16_t *out_bf16, uint16_t *saved,
-                                      const float *gate, const float *up, size_t n, int F, int ld) {
-    GRID_STRIDE4(i, n) {
-        float g[4], u[4];
-        load4_rows(g, gate, i, n, F, ld), load4_rows(u, up, i, n, F, ld);
-        if (saved) store4_bf16(saved, g, i, n), store4_bf16(saved + n, u, i, n);
-        for (int k = 0; k < 4; k++) g[k] = silu(g[k]) * u[k];
-        if (out) store4(out, g, i, n);
-        if (out_bf16) store4_bf16(out_bf16, g, i, n);
-    }
-}
-
 /* v[k] as bf16 at element i + k (< n) of [n/F, F] rows ld apart: one 8-byte store when the four
  * share a row, as they do for F a multiple of 4. */
 __device__ inline void store4_bf16_rows(uint16_t *dst, const float v[4], size_t i, size_t n,
@@ -102,6 +89,19 @@ __device__ inline void store4_bf16_rows(uint16_t *dst, const float v[4], size_t 
     for (int k = 0; k < 4 && i + k < n; k++) {
         size_t e = i + k, row = e / F;
         dst[row * ld + e - row * F] = __bfloat16_as_ushort(__float2bfloat16(v[k]));
+    }
+}
+
+/* ---- SwiGLU: out = silu(gate) * up; saved [2n] = [bf16(gate) | bf16(up)] ---- */
+__global__ void swiglu_forward_kernel(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                                      const float *gate, const float *up, size_t n, int F, int ld) {
+    GRID_STRIDE4(i, n) {
+        float g[4], u[4];
+        load4_rows(g, gate, i, n, F, ld), load4_rows(u, up, i, n, F, ld);
+        if (saved) store4_bf16(saved, g, i, n), store4_bf16(saved + n, u, i, n);
+        for (int k = 0; k < 4; k++) g[k] = silu(g[k]) * u[k];
+        if (out) store4(out, g, i, n);
+        if (out_bf16) store4_bf16_rows(out_bf16, g, i, n, F, ldb);
     }
 }
 
@@ -127,10 +127,11 @@ __global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgu_b
     }
 }
 
-void cuda_swiglu_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *gate,
-                         const float *up, size_t n, int F, int ld) {
+void cuda_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                         const float *gate, const float *up, size_t n, int F, int ld) {
     if (!n || F <= 0) return;
-    swiglu_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, saved, gate, up, n, F, ld);
+    swiglu_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, ldb, saved, gate, up, n, F,
+                                                        ld);
     CUDA_LAUNCHED("swiglu_forward");
 }
 

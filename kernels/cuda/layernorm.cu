@@ -33,27 +33,27 @@ __device__ inline float squares4(const float v[4], float m, int c, int C) {
 }
 
 /* The output pass over four columns of row n: xhat = (x - m) r, y = xhat w + b into out and (not
- * NULL) out_bf16, xhat into xh (not NULL). */
-__device__ inline void norm_out4(float *out, uint16_t *out_bf16, uint16_t *xh, const float x[4],
-                                 float m, float r, const float *weight, const float *bias, size_t n,
-                                 int c, int C) {
+ * NULL) out_bf16 (rows ldb apart), xhat into xh (not NULL). */
+__device__ inline void norm_out4(float *out, uint16_t *out_bf16, int ldb, uint16_t *xh,
+                                 const float x[4], float m, float r, const float *weight,
+                                 const float *bias, size_t n, int c, int C) {
     float w[4] = {1.0f, 1.0f, 1.0f, 1.0f}, b[4] = {0.0f, 0.0f, 0.0f, 0.0f}, h[4], y[4];
     if (weight) load4(w, weight, c, C);
     if (bias) load4(b, bias, c, C);
     for (int k = 0; k < 4; k++) h[k] = (x[k] - m) * r, y[k] = h[k] * w[k] + b[k];
     if (out) store4(out + n * C, y, c, C);
-    if (out_bf16) store4_bf16(out_bf16 + n * C, y, c, C);
+    if (out_bf16) store4_bf16(out_bf16 + n * ldb, y, c, C);
     if (xh) store4_bf16(xh + n * C, h, c, C);
 }
 
-/* out[N,C] (not NULL) and out_bf16 (not NULL: bf16(out)) = (x - mean) * rstd * weight + bias with
+/* out[N,C] and out_bf16 (rows ldb apart; either NULL) = (x - mean) * rstd * weight + bias with
  * x = inp, or (res not NULL) x = drop(inp; p, seed) + res, kept in sum (not NULL); mean[N],
  * rstd[N] and xh [N,C] = bf16((x - mean) * rstd) saved (if not NULL). rms: mean is 0 (not
  * computed). A row past V chunks a lane keeps x's tail in sum, or in out (then not NULL), and
  * reads it again there. */
 template <int V>
-__global__ void layernorm_forward_kernel(float *out, uint16_t *out_bf16, float *sum, float *mean,
-                                         float *rstd, uint16_t *xh, const float *inp,
+__global__ void layernorm_forward_kernel(float *out, uint16_t *out_bf16, int ldb, float *sum,
+                                         float *mean, float *rstd, uint16_t *xh, const float *inp,
                                          const float *res, float p, uint64_t seed,
                                          const OpsStep *step, const float *weight,
                                          const float *bias, float eps, int N, int C, bool rms) {
@@ -96,11 +96,11 @@ __global__ void layernorm_forward_kernel(float *out, uint16_t *out_bf16, float *
         float r = 1.0f / sqrtf(warp_sum(ss) / C + eps);
 #pragma unroll
         for (int i = 0; i < V; i++)
-            norm_out4(out, out_bf16, xh, v[i], m, r, weight, bias, n, chunk_col(lane, i), C);
+            norm_out4(out, out_bf16, ldb, xh, v[i], m, r, weight, bias, n, chunk_col(lane, i), C);
         for (int c = chunk_col(lane, V); c < C; c += 128) {
             float t[4];
             load4(t, x, c, C);
-            norm_out4(out, out_bf16, xh, t, m, r, weight, bias, n, c, C);
+            norm_out4(out, out_bf16, ldb, xh, t, m, r, weight, bias, n, c, C);
         }
         if (lane == 0 && mean) mean[n] = m;
         if (lane == 0 && rstd) rstd[n] = r;
@@ -208,39 +208,45 @@ static int chunks_log2(int C) {
 }
 
 template <int V>
-static void forward_launch(float *out, uint16_t *out_bf16, float *sum, float *mean, float *rstd,
-                           uint16_t *xh, const float *a, const float *b, float p, uint64_t seed,
-                           const float *weight, const float *bias, float eps, int N, int C) {
+static void forward_launch(float *out, uint16_t *out_bf16, int ldb, float *sum, float *mean,
+                           float *rstd, uint16_t *xh, const float *a, const float *b, float p,
+                           uint64_t seed, const float *weight, const float *bias, float eps, int N,
+                           int C) {
     layernorm_forward_kernel<V><<<cuda_blocks((size_t)N, LN_WARPS), LN_WARPS * 32>>>(
-        out, out_bf16, sum, mean, rstd, xh, a, b, p, seed, b ? cuda_step() : NULL, weight, bias,
-        eps, N, C, mean == NULL);
+        out, out_bf16, ldb, sum, mean, rstd, xh, a, b, p, seed, b ? cuda_step() : NULL, weight,
+        bias, eps, N, C, mean == NULL);
 }
 
 /* x = b ? drop(a) + b : a (sum = x), out = its layer norm, or RMS norm when mean is NULL */
-static void norm_forward(float *out, uint16_t *out_bf16, float *sum, float *mean, float *rstd,
-                         uint16_t *xh, const float *a, const float *b, float p, uint64_t seed,
-                         const float *weight, const float *bias, float eps, int N, int C) {
-    static void (*const launch[])(float *, uint16_t *, float *, float *, float *, uint16_t *,
+static void norm_forward(float *out, uint16_t *out_bf16, int ldb, float *sum, float *mean,
+                         float *rstd, uint16_t *xh, const float *a, const float *b, float p,
+                         uint64_t seed, const float *weight, const float *bias, float eps, int N,
+                         int C) {
+    static void (*const launch[])(float *, uint16_t *, int, float *, float *, float *, uint16_t *,
                                   const float *, const float *, float, uint64_t, const float *,
                                   const float *, float, int,
                                   int) = {forward_launch<1>, forward_launch<2>, forward_launch<4>,
                                           forward_launch<8>, forward_launch<16>};
     if (N <= 0 || C <= 0) return;
-    launch[chunks_log2(C)](out, out_bf16, sum, mean, rstd, xh, a, b, p, seed, weight, bias, eps, N,
-                           C);
+    launch[chunks_log2(C)](out, out_bf16, ldb, sum, mean, rstd, xh, a, b, p, seed, weight, bias,
+                           eps, N, C);
 }
 
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
                             const float *weight, const float *bias, float eps, int N, int C) {
-    norm_forward(out, NULL, NULL, mean, rstd, xh, inp, NULL, 0.0f, 0, weight, bias, eps, N, C);
+    norm_forward(out, NULL, C, NULL, mean, rstd, xh, inp, NULL, 0.0f, 0, weight, bias, eps, N, C);
     CUDA_LAUNCHED("layernorm_forward");
 }
 
-void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, float *sum, float *mean,
+void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, int ldb, float *sum, float *mean,
                                 float *rstd, uint16_t *xh, const float *a, const float *b, float p,
                                 uint64_t seed, const float *weight, const float *bias, float eps,
                                 int N, int C) {
-    norm_forward(out, out_bf16, sum, mean, rstd, xh, a, b, p, seed, weight, bias, eps, N, C);
+    if (!out && b && !sum) /* the kernel keeps a long row's x in one of them */
+        CUDA_FAIL("residual_norm_forward: out NULL with b but no sum");
+    else
+        norm_forward(out, out_bf16, ldb, sum, mean, rstd, xh, a, b, p, seed, weight, bias, eps, N,
+                     C);
     CUDA_LAUNCHED("residual_norm_forward");
 }
 

@@ -119,6 +119,18 @@ __device__ inline void load_row_slice(float (&x)[VEC], const float *src, bool in
     for (int e = 0; e < VEC; e++) x[e] = in ? src[e] : 0.0f;
 }
 
+/* load_row_slice of bf16 values, widened: one 8-byte load when VEC is 4 (src 8-byte aligned) */
+template <int VEC>
+__device__ inline void load_row_slice(float (&x)[VEC], const __nv_bfloat16 *src, bool in) {
+    if (VEC == 4 && in) {
+        uint2 q = *(const uint2 *)src;
+        widen_bf16x2(x, q.x), widen_bf16x2(x + 2, q.y);
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < VEC; e++) x[e] = in ? __bfloat162float(src[e]) : 0.0f;
+}
+
 /* dst[0..VEC) = bf16 of x: one 8-byte store when VEC is 4 (dst 8-byte aligned). */
 template <int VEC>
 __device__ inline void store_bf16_slice(__nv_bfloat16 *dst, const float (&x)[VEC]) {
@@ -222,22 +234,24 @@ __device__ inline void load_ranks(float (&b)[RMAX], const float *At, int k, int 
     }
 }
 
-/* One pass of lora_down_kernel over the columns of its ROWS rows x_i = X[n0 + ri_i]:
- * acc[i * RMAX + r] += the lane's part of drop(x_i) . a_r, a_r row min(r0 + r, R - 1) of A
- * (or that column of A^T, as AT says: the same sums in the same order); COPY: bf16(x_i) also
- * into g.xb[0] (rows ld apart; with A^T into g.xb[j]: X is linear j's), before the mask.
- * Every row is whole (rows past N or R repeat a real one, whose sums are not stored), so nothing in
- * the loop is predicated and the compiler keeps a running pointer per row. */
-template <int RMAX, int VEC, bool COPY, bool DROP, int AT, int ROWS = down_rows(RMAX)>
-__device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, const float *x0,
+/* One pass of lora_down_kernel over the columns of its ROWS rows x_i = x0[ri_i] (f32 rows K
+ * apart, or bf16 ones of the copy, ld apart): acc[i * RMAX + r] += the lane's part of drop(x_i) .
+ * a_r, a_r row min(r0 + r, R - 1) of A (or that column of A^T, as AT says: the same sums in the
+ * same order); COPY: bf16(x_i) also into g.xb[0] (rows ld apart; with A^T into g.xb[j]: X is
+ * linear j's), before the mask. Every row is whole (rows past N or R repeat a real one, whose
+ * sums are not stored), so nothing in the loop is predicated and the compiler keeps a running
+ * pointer per row. */
+template <int RMAX, int VEC, bool COPY, bool DROP, int AT, typename XT, int ROWS = down_rows(RMAX)>
+__device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, const XT *x0,
                                  const int (&ri)[ROWS], size_t n0, size_t ld, int j, int r0, int R,
                                  const uint32_t (&key)[ROWS], float p, int K, int lane) {
     const float *A = g.A[j];
+    size_t xld = sizeof(XT) == 2 ? ld : (size_t)K;
     for (int k = lane * VEC; k < K; k += 32 * VEC) {
         float x[ROWS][VEC];
 #pragma unroll
         for (int i = 0; i < ROWS; i++) {
-            load_row_slice<VEC>(x[i], x0 + (size_t)ri[i] * K + k, true);
+            load_row_slice<VEC>(x[i], x0 + ri[i] * xld + k, true);
             if (COPY)
                 store_bf16_slice<VEC>(g.xb[AT == A_ROWS ? 0 : j] + (n0 + ri[i]) * ld + k, x[i]);
             if (DROP) drop_slice<VEC>(x[i], key[i], k, p);
@@ -281,16 +295,17 @@ __device__ __noinline__ void copy_rows(__nv_bfloat16 *xb, const float *x0, int r
 }
 
 /* down_pass over rank chunk r0.. of linear j, the copies written when copy (a template parameter
- * of down_pass, so that neither loop tests it). */
-template <int RMAX, int VEC, bool DROP, int AT, int ROWS = down_rows(RMAX)>
+ * of down_pass, so that neither loop tests it; never from the copy itself). */
+template <int RMAX, int VEC, bool DROP, int AT, typename XT, int ROWS = down_rows(RMAX)>
 __device__ inline void down_chunk(bool copy, float (&acc)[ROWS * RMAX], const LoraDown &g,
-                                  const float *x0, const int (&ri)[ROWS], size_t n0, size_t ld,
-                                  int j, int r0, int R, const uint32_t (&key)[ROWS], float p, int K,
+                                  const XT *x0, const int (&ri)[ROWS], size_t n0, size_t ld, int j,
+                                  int r0, int R, const uint32_t (&key)[ROWS], float p, int K,
                                   int lane) {
-    if (copy)
-        down_pass<RMAX, VEC, true, DROP, AT>(acc, g, x0, ri, n0, ld, j, r0, R, key, p, K, lane);
-    else
-        down_pass<RMAX, VEC, false, DROP, AT>(acc, g, x0, ri, n0, ld, j, r0, R, key, p, K, lane);
+    if constexpr (sizeof(XT) == 4)
+        if (copy)
+            return down_pass<RMAX, VEC, true, DROP, AT>(acc, g, x0, ri, n0, ld, j, r0, R, key, p, K,
+                                                        lane);
+    down_pass<RMAX, VEC, false, DROP, AT>(acc, g, x0, ri, n0, ld, j, r0, R, key, p, K, lane);
 }
 
 /* For each linear j of g: u_j = drop_j(X) A_j^T [N,R], in chunks of RMAX outputs. A warp takes
@@ -300,8 +315,9 @@ __device__ inline void down_chunk(bool copy, float (&acc)[ROWS * RMAX], const Lo
  * in cache. DROP: p > 0 (the masks' code only there). TRANS: A_j given as A_j^T [K,R] (backward's
  * du over B, read as it is stored instead of transposed by a launch of its own), and linear j of
  * the grid's row y = j alone, over its own input g.X[j] [N, g.K[j]] (a group's members in one
- * launch; a member with A_j NULL has no LoRA: its copy alone). */
-template <int RMAX, int VEC, bool DROP, bool TRANS>
+ * launch; a member with A_j NULL has no LoRA: its copy alone). XB: X is NULL, the rows are the
+ * copy's bf16 values, which the op before wrote. */
+template <int RMAX, int VEC, bool DROP, bool TRANS, bool XB = false>
 __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
     lora_down_kernel(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
     enum { ROWS = down_rows(RMAX), V = ROWS * RMAX };
@@ -315,7 +331,7 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
         int rows = left < (size_t)ROWS ? (int)left : ROWS, ri[ROWS];
 #pragma unroll
         for (int i = 0; i < ROWS; i++) ri[i] = i < rows ? i : rows - 1; /* past N: the last again */
-        const float *x0 = X + n0 * K;
+        const float *x0 = X + n0 * K;                                   /* XB: g.xb[0] + n0 * ld */
         for (int j = j0; j < j1; j++) {
             if (TRANS && !g.A[j]) {
                 copy_rows<VEC>(g.xb[j], x0, rows, n0, ld, K, lane);
@@ -330,7 +346,10 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
 #pragma unroll
                 for (int v = 0; v < V; v++) acc[v] = 0.0f;
                 bool copy = g.xb[0] && j == j0 && r0 == 0;
-                if constexpr (!TRANS) {
+                if constexpr (XB) {
+                    down_chunk<RMAX, VEC, DROP, A_ROWS>(false, acc, g, g.xb[0] + n0 * ld, ri, n0,
+                                                        ld, j, r0, R, key, p, K, lane);
+                } else if constexpr (!TRANS) {
                     down_chunk<RMAX, VEC, DROP, A_ROWS>(copy, acc, g, x0, ri, n0, ld, j, r0, R, key,
                                                         p, K, lane);
                 } else if (R % 4 == 0 && r0 + RMAX <= R && (uintptr_t)g.A[j] % 16 == 0) {
@@ -366,30 +385,42 @@ template <bool TRANS> static bool lora_down_vec4(const LoraDown &g, const float 
     return ok;
 }
 
-template <int RMAX, bool DROP, bool TRANS>
+template <int RMAX, bool DROP, bool TRANS, bool XB = false>
 static void launch_lora_down(const LoraDown &g, const float *X, float scale, float p, int N, int K,
                              int R) {
     constexpr int ROWS = down_rows(RMAX);
     dim3 grid(cuda_blocks(((size_t)N + ROWS - 1) / ROWS, ROW_WARPS), TRANS ? g.n : 1);
     if (lora_down_vec4<TRANS>(g, X, K))
-        lora_down_kernel<RMAX, 4, DROP, TRANS><<<grid, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+        lora_down_kernel<RMAX, 4, DROP, TRANS, XB>
+            <<<grid, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
     else
-        lora_down_kernel<RMAX, 1, DROP, TRANS><<<grid, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+        lora_down_kernel<RMAX, 1, DROP, TRANS, XB>
+            <<<grid, ROW_WARPS * 32>>>(g, X, scale, p, N, K, R);
+}
+
+/* The forward kernel over X, or (X NULL) over the copy's bf16 rows */
+template <int RMAX, bool DROP>
+static void launch_lora_down_rows(const LoraDown &g, const float *X, float scale, float p, int N,
+                                  int K, int R) {
+    if (X)
+        launch_lora_down<RMAX, DROP, false>(g, X, scale, p, N, K, R);
+    else
+        launch_lora_down<RMAX, DROP, false, true>(g, X, scale, p, N, K, R);
 }
 
 /* RMAX 8 up to rank 8, else chunks of 16 (two rows a warp then): more would spill or starve the
- * SM of warps; DROP p > 0. */
+ * SM of warps; DROP p > 0. X NULL: g.xb[0]'s first K columns, bf16, rows g.ld apart. */
 static void lora_down(LoraDown g, const float *X, float scale, float p, int N, int K, int R) {
     g.step = p > 0.0f ? cuda_step() : NULL;
     g.u_scale = 1.0f;
     if (R <= 8 && p > 0.0f)
-        launch_lora_down<8, true, false>(g, X, scale, p, N, K, R);
+        launch_lora_down_rows<8, true>(g, X, scale, p, N, K, R);
     else if (R <= 8)
-        launch_lora_down<8, false, false>(g, X, scale, p, N, K, R);
+        launch_lora_down_rows<8, false>(g, X, scale, p, N, K, R);
     else if (p > 0.0f)
-        launch_lora_down<16, true, false>(g, X, scale, p, N, K, R);
+        launch_lora_down_rows<16, true>(g, X, scale, p, N, K, R);
     else
-        launch_lora_down<16, false, false>(g, X, scale, p, N, K, R);
+        launch_lora_down_rows<16, false>(g, X, scale, p, N, K, R);
     CUDA_LAUNCHED("lora_down");
 }
 
@@ -411,7 +442,7 @@ static bool group_fits(int n, const char *too_many) {
     return false;
 }
 
-/* The scratch is the CPU's (its dropped input). */
+/* The scratch is the CPU's (its dropped input). inp NULL: the rows in xb already. */
 void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
                          float *scratch, int N, int C, int R) {

@@ -210,7 +210,7 @@ static void bert_plan(Model *m, Plan *pl) {
         PLAN_TAKE_BF16(pl, &a->ffn_pre_bf16, N * F, bw && half);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->ffn_out}, 1, &a->ffn_act, bw, Fs);
         /* S[2] is free from the norm before ffn_in to the activation after it */
-        Ly->ffn_in.in_bf16 = linear_reads_bf16(m, &Ly->ffn_in) ? (uint16_t *)S[2] : NULL;
+        linear_input_bf16(m, (Linear *const[]){&Ly->ffn_in}, 1, (uint16_t *)S[2]);
         Ly->ffn_out.in_bf16 = linear_reads_bf16(m, &Ly->ffn_out) ? (uint16_t *)S[2] : NULL;
         Ly->ffn_in.dout_bf16 = linear_reads_bf16(m, &Ly->ffn_in) ? (uint16_t *)block : NULL;
         PLAN_TAKE(pl, &a->res_ffn, N * C, bw && !half, S[0]);
@@ -294,17 +294,18 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     attention_forward(m, Ly, a, d, model_site(l, SITE_ATT));
     linear_forward(m, &Ly->o, a->res_attn, a->ctx, N, d.lora, model_site(l, SITE_O));
     /* h = LN(drop(o) + x); the sum stays where backward reads it instead of xhat */
-    o->residual_norm_forward(
-        a->h_attn, Ly->ffn_in.in_bf16, a->xh_attn ? NULL : a->res_attn, a->mean_attn, a->rstd_attn,
-        a->xh_attn, a->res_attn, a->x, attn_out_dropout(m, d), model_site(l, SITE_O_DROP),
-        Ly->ln_attn.w->value, Ly->ln_attn.b->value, c->layer_norm_eps, N, c->hidden_size);
+    o->residual_norm_forward(a->h_attn, Ly->ffn_in.in_bf16, linear_input_ld(m, &Ly->ffn_in),
+                             a->xh_attn ? NULL : a->res_attn, a->mean_attn, a->rstd_attn,
+                             a->xh_attn, a->res_attn, a->x, attn_out_dropout(m, d),
+                             model_site(l, SITE_O_DROP), Ly->ln_attn.w->value, Ly->ln_attn.b->value,
+                             c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora, model_site(l, SITE_FFN_IN));
     uint16_t *act_bf16 = Ly->ffn_out.in_bf16; /* else ffn_out rounds ffn_act */
     o->activation_forward(act_bf16 ? NULL : a->ffn_act, act_bf16, a->ffn_pre_bf16, a->ffn_pre,
                           c->activation, (size_t)N * F);
     linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora, model_site(l, SITE_FFN_OUT));
-    o->residual_norm_forward(a->out, NULL, a->xh_ffn ? NULL : a->res_ffn, a->mean_ffn, a->rstd_ffn,
-                             a->xh_ffn, a->res_ffn, a->h_attn, d.hidden,
+    o->residual_norm_forward(a->out, NULL, 0, a->xh_ffn ? NULL : a->res_ffn, a->mean_ffn,
+                             a->rstd_ffn, a->xh_ffn, a->res_ffn, a->h_attn, d.hidden,
                              model_site(l, SITE_FFN_DROP), Ly->ln_ffn.w->value, Ly->ln_ffn.b->value,
                              c->layer_norm_eps, N, c->hidden_size);
 }

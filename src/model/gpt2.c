@@ -159,9 +159,10 @@ static void gpt2_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_fc}, 1, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->mlp_proj}, 1, &a->act, bw, sh.act);
         /* ln_1's, ln_2's and the activation's outputs in bf16 where c_attn, c_fc and mlp_proj
-         * read them so: in act's shared place (each read before the next is written) */
-        Ly->c_attn.in_bf16 = linear_reads_bf16(m, &Ly->c_attn) ? (uint16_t *)sh.act : NULL;
-        Ly->c_fc.in_bf16 = linear_reads_bf16(m, &Ly->c_fc) ? (uint16_t *)sh.act : NULL;
+         * read them so: the norms' into an adapted one's input copy, else in act's shared place
+         * (each read before the next is written) */
+        linear_input_bf16(m, (Linear *const[]){&Ly->c_attn}, 1, (uint16_t *)sh.act);
+        linear_input_bf16(m, (Linear *const[]){&Ly->c_fc}, 1, (uint16_t *)sh.act);
         Ly->mlp_proj.in_bf16 = linear_reads_bf16(m, &Ly->mlp_proj) ? (uint16_t *)sh.act : NULL;
         if (saved_n) /* attention saved its own copy: only c_proj may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_proj}, 1, &a->ctx, bw, sh.ctx);
@@ -211,21 +212,23 @@ static float *cache_of(const Model *m, int l, int which) {
 enum { SITE_QKV, SITE_ATT, SITE_PROJ, SITE_PROJ_DROP, SITE_FC, SITE_MLP, SITE_MLP_DROP };
 enum { SITE_EMB = 0 }; /* at layer L */
 
-/* The norm of layer l's input (l = L: the final norm) over N rows, into out, out_bf16 (where
- * c_attn reads bf16), mean, rstd and xh. The layer before left its output as mlp.c_proj(..)
- * alone: its dropout (p, the layer's mask) and residual join this pass (residual_norm_forward: x
- * = drop(mlp.c_proj(..)) + a, written in place, where backward and the next residual read it):
- * two launches and three passes over [N,C] fewer than a dropout and an add of their own. Layer
- * 0's input, and a replay's (LayerForward), is x complete. */
-static void input_norm(Model *m, int l, float *out, uint16_t *out_bf16, float *mean, float *rstd,
+/* The norm of layer l's input (l = L: the final norm) over N rows, into out, or where the
+ * linear next reads bf16 (Linear.in_bf16) there instead, mean, rstd and xh. The layer before left
+ * its output as mlp.c_proj(..) alone: its dropout (p, the layer's mask) and residual join this pass
+ * (residual_norm_forward: x = drop(mlp.c_proj(..)) + a, written in place, where backward and the
+ * next residual read it): two launches and three passes over [N,C] fewer than a dropout and an add
+ * of their own. Layer 0's input, and a replay's (LayerForward), is x complete. */
+static void input_norm(Model *m, int l, float *out, const Linear *next, float *mean, float *rstd,
                        uint16_t *xh, const Norm *norm, int N, float p, int replay) {
     const ModelConfig *c = &m->cfg;
     LayerActs *before = l ? &gpt2(m)->acts[l - 1] : NULL;
     int add = before && !replay;
-    m->ops->residual_norm_forward(out, out_bf16, add ? before->out : NULL, mean, rstd, xh,
-                                  before ? before->out : gpt2(m)->acts[0].x, add ? before->a : NULL,
-                                  p, model_site(l - 1, SITE_MLP_DROP), norm->w->value,
-                                  norm->b->value, c->layer_norm_eps, N, c->hidden_size);
+    uint16_t *out_bf16 = next ? next->in_bf16 : NULL;
+    m->ops->residual_norm_forward(
+        out_bf16 ? NULL : out, out_bf16, next ? linear_input_ld(m, next) : 0,
+        add ? before->out : NULL, mean, rstd, xh, before ? before->out : gpt2(m)->acts[0].x,
+        add ? before->a : NULL, p, model_site(l - 1, SITE_MLP_DROP), norm->w->value, norm->b->value,
+        c->layer_norm_eps, N, c->hidden_size);
 }
 
 /* The rest of layer l once attention has written a->ctx [N rows]: a = x + drop(c_proj(ctx)),
@@ -238,9 +241,11 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
     Layer *Ly = &gpt2(m)->layers[l];
     LayerActs *a = &gpt2(m)->acts[l];
     linear_forward(m, &Ly->c_proj, a->a, a->ctx, N, d.lora, model_site(l, SITE_PROJ));
-    o->residual_norm_forward(a->n2, Ly->c_fc.in_bf16, a->a, a->mean2, a->rstd2, a->xh2, a->a, a->x,
-                             d.hidden, model_site(l, SITE_PROJ_DROP), Ly->ln_2.w->value,
-                             Ly->ln_2.b->value, c->layer_norm_eps, N, c->hidden_size);
+    uint16_t *n2_bf16 = Ly->c_fc.in_bf16; /* else c_fc reads n2 */
+    o->residual_norm_forward(n2_bf16 ? NULL : a->n2, n2_bf16, linear_input_ld(m, &Ly->c_fc), a->a,
+                             a->mean2, a->rstd2, a->xh2, a->a, a->x, d.hidden,
+                             model_site(l, SITE_PROJ_DROP), Ly->ln_2.w->value, Ly->ln_2.b->value,
+                             c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(l, SITE_FC));
     uint16_t *act_bf16 = Ly->mlp_proj.in_bf16; /* else mlp_proj rounds act */
     o->activation_forward(act_bf16 ? NULL : a->act, act_bf16, a->fc_bf16, a->fc, c->activation,
@@ -254,7 +259,7 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
 static float *layer_forward_qkv(Model *m, int l, int N, Drop d, int replay) {
     Layer *Ly = &gpt2(m)->layers[l];
     LayerActs *a = &gpt2(m)->acts[l];
-    input_norm(m, l, a->n1, Ly->c_attn.in_bf16, a->mean1, a->rstd1, a->xh1, &Ly->ln_1, N, d.hidden,
+    input_norm(m, l, a->n1, &Ly->c_attn, a->mean1, a->rstd1, a->xh1, &Ly->ln_1, N, d.hidden,
                replay);
     linear_forward(m, &Ly->c_attn, a->qkv, a->n1, N, d.lora, model_site(l, SITE_QKV));
     return a->qkv;

@@ -194,16 +194,13 @@ static void llama_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, &a->n1, bw, sh.n1);
         PLAN_TAKE_INPUT(pl, m, Ly->gate_up, 2, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->down}, 1, &a->act, bw, sh.act);
-        /* the norms' and SwiGLU's outputs in bf16 where q, k and v, gate and up (each group
-         * whole) and down read them so: in act's shared place (each read before the next is
-         * written) */
+        /* the norms' and SwiGLU's outputs in bf16 where q, k and v, gate and up and down read
+         * them so: into an adapted group's input copy, else in act's shared place (each read
+         * before the next is written) */
         uint16_t *in_bf16 = (uint16_t *)sh.act;
-        int plain = linear_reads_bf16(m, &Ly->q) && linear_reads_bf16(m, &Ly->k) &&
-                    linear_reads_bf16(m, &Ly->v);
-        Ly->q.in_bf16 = Ly->k.in_bf16 = Ly->v.in_bf16 = plain ? in_bf16 : NULL;
-        plain = linear_reads_bf16(m, &Ly->gate) && linear_reads_bf16(m, &Ly->up);
-        Ly->gate.in_bf16 = Ly->up.in_bf16 = plain ? in_bf16 : NULL;
-        Ly->down.in_bf16 = linear_reads_bf16(m, &Ly->down) ? in_bf16 : NULL;
+        linear_input_bf16(m, Ly->qkv, 3, in_bf16);
+        linear_input_bf16(m, Ly->gate_up, 2, in_bf16);
+        linear_input_bf16(m, (Linear *const[]){&Ly->down}, 1, in_bf16);
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
@@ -262,18 +259,21 @@ static float *cache_of(const Model *m, int l, int which) {
 
 enum { SITE_Q, SITE_K, SITE_V, SITE_ATT, SITE_O, SITE_GATE, SITE_UP, SITE_DOWN };
 
-/* The norm of layer l's input (l = L: the final norm) over N rows, into out, out_bf16 (where
- * q, k and v read bf16), rstd and xh. The layer before left its output without the residual,
- * down(..) alone: the add joins this pass (residual_norm_forward: x = down(..) + a, written in
- * place, where backward and the next residual read it): one launch and one pass over [N,C] fewer
- * than an add of its own. Layer 0's input, and a replay's (LayerForward), is x complete. */
-static void input_norm(Model *m, int l, float *out, uint16_t *out_bf16, float *rstd, uint16_t *xh,
+/* The norm of layer l's input (l = L: the final norm) over N rows, into out, or where the
+ * linears next read bf16 (Linear.in_bf16) there instead, rstd and xh. The layer before left its
+ * output without the residual, down(..) alone: the add joins this pass (residual_norm_forward: x =
+ * down(..) + a, written in place, where backward and the next residual read it): one launch and one
+ * pass over [N,C] fewer than an add of its own. Layer 0's input, and a replay's (LayerForward), is
+ * x complete. */
+static void input_norm(Model *m, int l, float *out, const Linear *next, float *rstd, uint16_t *xh,
                        const Norm *norm, int N, int replay) {
     const ModelConfig *c = &m->cfg;
     LayerActs *before = l ? &llama(m)->acts[l - 1] : NULL;
     int add = before && !replay;
-    m->ops->residual_norm_forward(out, out_bf16, add ? before->out : NULL, NULL, rstd, xh,
-                                  before ? before->out : llama(m)->acts[0].x,
+    uint16_t *out_bf16 = next ? next->in_bf16 : NULL;
+    m->ops->residual_norm_forward(out_bf16 ? NULL : out, out_bf16,
+                                  next ? linear_input_ld(m, next) : 0, add ? before->out : NULL,
+                                  NULL, rstd, xh, before ? before->out : llama(m)->acts[0].x,
                                   add ? before->a : NULL, 0.0f, 0, norm->w->value, NULL,
                                   c->layer_norm_eps, N, c->hidden_size);
 }
@@ -289,15 +289,16 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
     LayerActs *a = &llama(m)->acts[l];
     size_t NF = (size_t)N * c->ffn_size;
     linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(l, SITE_O));
-    o->residual_norm_forward(a->n2, Ly->gate.in_bf16, a->a, NULL, a->rstd2, a->xh2, a->a, a->x,
-                             0.0f, 0, Ly->ln_ffn.w->value, NULL, c->layer_norm_eps, N,
-                             c->hidden_size);
+    uint16_t *n2_bf16 = Ly->gate.in_bf16; /* else gate and up read n2 */
+    o->residual_norm_forward(n2_bf16 ? NULL : a->n2, n2_bf16, linear_input_ld(m, &Ly->gate), a->a,
+                             NULL, a->rstd2, a->xh2, a->a, a->x, 0.0f, 0, Ly->ln_ffn.w->value, NULL,
+                             c->layer_norm_eps, N, c->hidden_size);
     uint64_t s[2];
     linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,
                          model_sites(s, 2, l, SITE_GATE));
-    uint16_t *act_bf16 = Ly->down.in_bf16; /* else down rounds act */
-    o->swiglu_forward(act_bf16 ? NULL : a->act, act_bf16, a->gate_up_bf16, a->gate, a->up, NF,
-                      c->ffn_size, llama(m)->gate_up_ld);
+    uint16_t *act_bf16 = Ly->down.in_bf16; /* else down reads act */
+    o->swiglu_forward(act_bf16 ? NULL : a->act, act_bf16, linear_input_ld(m, &Ly->down),
+                      a->gate_up_bf16, a->gate, a->up, NF, c->ffn_size, llama(m)->gate_up_ld);
     linear_forward(m, &Ly->down, replay ? NULL : a->out, a->act, N, d.lora,
                    model_site(l, SITE_DOWN));
 }
@@ -310,7 +311,7 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     LayerActs *a = &b->acts[l];
     int B = m->B, T = m->T, N = B * T, HS = head_size(m);
     int NH = c->num_heads, NKV = c->num_kv_heads;
-    input_norm(m, l, a->n1, Ly->q.in_bf16, a->rstd1, a->xh1, &Ly->ln_attn, N, replay);
+    input_norm(m, l, a->n1, &Ly->q, a->rstd1, a->xh1, &Ly->ln_attn, N, replay);
     uint64_t s[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
                          model_sites(s, 3, l, SITE_Q));
@@ -332,7 +333,7 @@ static void layer_decode(Model *m, int l, int n) {
     LayerActs *a = &b->acts[l];
     int HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
-    input_norm(m, l, a->n1, Ly->q.in_bf16, a->rstd1, NULL, &Ly->ln_attn, n, 0);
+    input_norm(m, l, a->n1, &Ly->q, a->rstd1, NULL, &Ly->ln_attn, n, 0);
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
     o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, c->rope_theta, n, NH,

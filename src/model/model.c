@@ -569,6 +569,23 @@ int linear_reads_bf16(const Model *m, const Linear *l) {
     return bf16_gemm(m, l) && !l->lora;
 }
 
+static int group_loras(const Model *m, const Linear *l);
+
+void linear_input_bf16(const Model *m, Linear *const *ls, int n, uint16_t *shared) {
+    uint16_t *at = shared;
+    int whole =
+        n <= OPS_LORA_GROUP_MAX && (n == 1 ? !ls[0]->peers : ls[0]->peers && ls[0]->group == n);
+    for (int i = 0; i < n; i++) {
+        at = bf16_gemm(m, ls[i]) ? at : NULL;
+        if (ls[i]->lora) at = whole ? ls[i]->lora->xb : NULL; /* the group's one copy */
+    }
+    for (int i = 0; i < n; i++) ls[i]->in_bf16 = at;
+}
+
+int linear_input_ld(const Model *m, const Linear *l) {
+    return l->in + group_loras(m, l) * m->spec.r;
+}
+
 void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float **slot, int keep,
                      float *shared, const char *name) {
     size_t N = (size_t)m->max_batch * m->max_len, C = ls[0]->in, R = m->spec.r, loras = 0;
@@ -1300,14 +1317,14 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
         xb = na ? xb : lo->xb;
         u[na] = lo->u, A[na] = lo->A->value, sd[na++] = seeds[i], scale = lo->scale;
     }
-    int ldx = C + na * R; /* also the GEMMs' inner size: zeros meet the other members' u */
+    int K = C + na * R;            /* the GEMMs' inner size: zeros meet the other members' u */
+    uint16_t *in = ls[0]->in_bf16; /* x's columns written by the op before it */
+    int ldx = in ? linear_input_ld(m, ls[0]) : K; /* wider where the adapters are off */
     float *scratch = m->scratch + ops_lora_copy_scratch(N, ldx);
-    xb = xb ? xb : (uint16_t *)m->scratch;
+    xb = in ? in : xb ? xb : (uint16_t *)m->scratch;
     if (na)
-        o->lora_down_bf16(xb, u, A, sd, na, inp, scale, p, scratch, N, C, R);
-    else if (ls[0]->in_bf16) /* written by the op before it, for every member (none adapted) */
-        xb = ls[0]->in_bf16;
-    else
+        o->lora_down_bf16(xb, u, A, sd, na, in ? NULL : inp, scale, p, scratch, N, C, R);
+    else if (!in)
         o->dequantize_rows_bf16(xb, inp, GGML_F32, 0, N, C, C);
     if (!any) return; /* linear_forward's out NULL: u alone */
     int ldw = weight_ld(m, ls[0]);
@@ -1316,14 +1333,14 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
         int OC = 0;
         for (int i = 0; i < n; i++) OC += ls[i]->out;
         o->matmul_forward_bf16(outs[0], OC, xb, ldx, W, ldw, ls[0]->b ? ls[0]->b->value : NULL,
-                               scratch, N, ldx, OC);
+                               scratch, N, K, OC);
         return;
     }
     for (int i = 0, row = 0; i < n; row += ls[i++]->out) {
         const Linear *l = ls[i];
         if (outs[i])
             o->matmul_forward_bf16(outs[i], l->out, xb, ldx, W + (size_t)row * ldw, ldw,
-                                   l->b ? l->b->value : NULL, scratch, N, ldx, l->out);
+                                   l->b ? l->b->value : NULL, scratch, N, K, l->out);
     }
 }
 

@@ -292,8 +292,8 @@ static void test_rmsnorm(int N, int C) {
     Pair *out = pair_new(NC * sizeof(float)), *rstd = pair_new(N * sizeof(float));
     Pair *dx = pair_random(NC, 1.0f), *dw = pair_random(C, 1.0f);
     BACKENDS(w, o) {
-        o->residual_norm_forward(F(out, w), NULL, NULL, NULL, F(rstd, w), NULL, F(x, w), NULL, 0.0f,
-                                 0, F(wgt, w), NULL, 1e-5f, N, C);
+        o->residual_norm_forward(F(out, w), NULL, C, NULL, NULL, F(rstd, w), NULL, F(x, w), NULL,
+                                 0.0f, 0, F(wgt, w), NULL, 1e-5f, N, C);
         o->rmsnorm_backward(F(dx, w), NULL, F(dw, w), F(dout, w), F(x, w), NULL, F(wgt, w),
                             F(rstd, w), N, C, OPS_ADD);
     }
@@ -311,7 +311,7 @@ static void test_swiglu(size_t n, int grads) {
     Pair *dg = grads & G_DINP ? pair_random(n, 1.0f) : NULL;
     Pair *du = grads & G_DW ? pair_random(n, 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), NULL, NULL, F(g, w), F(u, w), n, (int)n, (int)n);
+        o->swiglu_forward(F(out, w), NULL, (int)n, NULL, F(g, w), F(u, w), n, (int)n, (int)n);
         o->swiglu_backward(F(dg, w), F(du, w), NULL, F(dy, w), F(g, w), F(u, w), NULL, n, (int)n,
                            OPS_ADD);
     }
@@ -459,8 +459,8 @@ static void test_first_writers(int N, int C, int OC, int R) {
                              1e-5f, N, C);
         o->layernorm_backward(F(d[8], w), NULL, NULL, NULL, F(g, w), F(x, w), NULL, F(lw, w),
                               F(mean, w), F(rstd, w), N, C, OPS_SET);
-        o->residual_norm_forward(F(ln, w), NULL, NULL, NULL, F(rstd, w), NULL, F(x, w), NULL, 0.0f,
-                                 0, F(lw, w), NULL, 1e-5f, N, C);
+        o->residual_norm_forward(F(ln, w), NULL, C, NULL, NULL, F(rstd, w), NULL, F(x, w), NULL,
+                                 0.0f, 0, F(lw, w), NULL, 1e-5f, N, C);
         o->rmsnorm_backward(F(d[9], w), NULL, NULL, F(g, w), F(x, w), NULL, F(lw, w), F(rstd, w), N,
                             C, OPS_SET);
         o->dropout_backward(F(d[10], w), NULL, F(g, w), 0.3f, 9, NC, OPS_SET);
@@ -579,19 +579,32 @@ static void compare_bf16(const char *tensor, const Pair *p, double atol) {
     free(b);
 }
 
+/* n bf16 values, every one 0xabab: rows a writer must leave alone in part */
+static Pair *pair_poisoned_bf16(size_t n) {
+    uint16_t *h = malloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = 0xabab;
+    Pair *p = pair_upload(h, n * sizeof *h);
+    free(h);
+    return p;
+}
+
 /* gate and up as one GEMM writes them, rows [gate | up] of 2F: out, its bf16 copy and the
- * saved [bf16(gate) | bf16(up)] as from buffers of their own */
+ * saved [bf16(gate) | bf16(up)] as from buffers of their own; then the bf16 copy alone into rows
+ * F + 3 apart (an adapted linear's input copy: the columns past F untouched) */
 static void test_swiglu_rows(int N, int F) {
     size_t n = (size_t)N * F;
     Pair *gu = pair_random(2 * n, 4.0f), *out = pair_new(n * sizeof(float));
-    Pair *ob = pair_new(n * 2), *sv = pair_new(2 * n * 2);
+    Pair *ob = pair_new(n * 2), *sv = pair_new(2 * n * 2), *wide = pair_poisoned_bf16(n + 3 * N);
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), ob->mem[w], sv->mem[w], F(gu, w), F(gu, w) + F, n, F, 2 * F);
+        o->swiglu_forward(F(out, w), ob->mem[w], F, sv->mem[w], F(gu, w), F(gu, w) + F, n, F,
+                          2 * F);
+        o->swiglu_forward(NULL, wide->mem[w], F + 3, NULL, F(gu, w), F(gu, w) + F, n, F, 2 * F);
     }
     NAME("swiglu, [gate | up] rows, N=%d F=%d", N, F);
     compare("out", out, ELEM_TOL);
     compare_bf16("out_bf16", ob, 1e-5);
     compare_bf16("saved", sv, 0.0);
+    compare_bf16("out_bf16 rows F + 3 apart", wide, 1e-5);
     pairs_free();
 }
 
@@ -603,8 +616,13 @@ static void test_residual_norm(int N, int C, int rms, float p, int keep) {
     Pair *bias = rms ? NULL : pair_random(C, 1.0f), *out = pair_new(NC * sizeof(float));
     Pair *mean = rms ? NULL : pair_new(N * sizeof(float)), *rstd = pair_new(N * sizeof(float));
     Pair *xh = pair_new(NC * sizeof(uint16_t)), *outb = pair_new(NC * sizeof(uint16_t));
+    Pair *rows = keep ? pair_poisoned_bf16(NC + 3 * N) : NULL, *sum = pair_new(NC * 4);
     BACKENDS(w, o) {
-        o->residual_norm_forward(F(out, w), outb->mem[w], keep ? F(a, w) : NULL, F(mean, w),
+        if (rows) /* out NULL, the sum apart: bf16(out) alone, rows C + 3 apart */
+            o->residual_norm_forward(NULL, rows->mem[w], C + 3, F(sum, w), F(mean, w), F(rstd, w),
+                                     NULL, F(a, w), F(b, w), p, 21, F(wgt, w), F(bias, w), 1e-5f, N,
+                                     C);
+        o->residual_norm_forward(F(out, w), outb->mem[w], C, keep ? F(a, w) : NULL, F(mean, w),
                                  F(rstd, w), xh->mem[w], F(a, w), F(b, w), p, 21, F(wgt, w),
                                  F(bias, w), 1e-5f, N, C);
     }
@@ -614,6 +632,7 @@ static void test_residual_norm(int N, int C, int rms, float p, int keep) {
     compare("rstd", rstd, GEMM_TOL);
     compare_bf16("xhat", xh, 1e-6);
     compare_bf16("out_bf16", outb, 1e-6);
+    if (rows) compare_bf16("out_bf16 rows C + 3 apart", rows, 1e-6);
     if (keep) compare("sum", a, ELEM_TOL); /* one multiply-add apart at most */
     pairs_free();
 }
@@ -655,8 +674,8 @@ static void test_saved_bf16(int N, int C) {
     compare("dw", dw, GEMM_TOL);
     compare("db", db, GEMM_TOL);
     BACKENDS(w, o) { /* the norm alone (no residual), its out in bf16 too */
-        o->residual_norm_forward(F(out, w), xb->mem[w], NULL, NULL, F(rstd, w), xh->mem[w], F(x, w),
-                                 NULL, 0.0f, 0, F(wgt, w), NULL, 1e-5f, N, C);
+        o->residual_norm_forward(F(out, w), xb->mem[w], C, NULL, NULL, F(rstd, w), xh->mem[w],
+                                 F(x, w), NULL, 0.0f, 0, F(wgt, w), NULL, 1e-5f, N, C);
     }
     NAME("rmsnorm, xhat saved in bf16, N=%d C=%d", N, C);
     compare("out", out, GEMM_TOL);
@@ -682,7 +701,7 @@ static void test_saved_bf16(int N, int C) {
         compare("dinp", dx, ELEM_TOL);
     }
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), NULL, sv->mem[w], F(x, w), F(u, w), n, C, C);
+        o->swiglu_forward(F(out, w), NULL, C, sv->mem[w], F(x, w), F(u, w), n, C, C);
         o->swiglu_backward(F(dx, w), F(u, w), NULL, F(dout, w), NULL, NULL, sv->mem[w], n, C,
                            OPS_ADD); /* u: dup */
     }
@@ -744,7 +763,7 @@ static void test_norm_grad_bf16(int N, int C) {
     check_rounded("dinp", dx, dxb, NC);
     Pair *out = pair_new(NC * sizeof(float));
     BACKENDS(w, o) {
-        o->residual_norm_forward(F(out, w), dxb->mem[w], NULL, F(mean, w), F(rstd, w), NULL,
+        o->residual_norm_forward(F(out, w), dxb->mem[w], C, NULL, F(mean, w), F(rstd, w), NULL,
                                  F(x, w), F(dout, w), 0.1f, 3, F(wgt, w), NULL, 1e-5f, N, C);
     }
     NAME("residual_norm, out copied to bf16, N=%d C=%d", N, C);
@@ -785,9 +804,9 @@ static void test_bf16_outputs(size_t n, int F) {
     compare("dinp", dx, ELEM_TOL);
     check_rounded("dinp", dx, ob, n);
     NAME("swiglu, bf16 outputs, n=%zu", n);
-    BACKENDS(w, o) o->swiglu_forward(NULL, ob->mem[w], NULL, F(x, w), F(u, w), n, F, F);
+    BACKENDS(w, o) o->swiglu_forward(NULL, ob->mem[w], F, NULL, F(x, w), F(u, w), n, F, F);
     compare_bf16("out", ob, 1e-5);
-    BACKENDS(w, o) o->swiglu_forward(F(out, w), ob->mem[w], NULL, F(x, w), F(u, w), n, F, F);
+    BACKENDS(w, o) o->swiglu_forward(F(out, w), ob->mem[w], F, NULL, F(x, w), F(u, w), n, F, F);
     check_rounded("out", out, ob, n);
     BACKENDS(w, o) {
         o->swiglu_backward(NULL, NULL, gu->mem[w], F(dout, w), F(x, w), F(u, w), NULL, n, F,
@@ -827,6 +846,29 @@ static void test_round_bf16_many(void) {
     NAME("round_bf16_many, %d copies", COPIES);
     for (int i = 0; i < COPIES; i++) compare("dst", dst[i], EXACT);
     pairs_free();
+}
+
+/* lora_down_bf16 with inp NULL (a norm wrote x's columns of the copy): from the CPU's copy xb,
+ * its u columns poisoned, on both backends: u within GEMM_TOL, the copy as test_lora_fused's. */
+static void test_lora_down_from_copy(const Pair *xb, Pair *const *A, int n, const uint64_t *seeds,
+                                     float scale, float p, int N, int C, int R) {
+    size_t ld = (size_t)C + (size_t)n * R;
+    uint16_t *h = malloc(xb->bytes);
+    ref->download(h, xb->mem[0], xb->bytes);
+    for (int r = 0; r < N; r++) memset(h + r * ld + C, 0xff, (size_t)n * R * sizeof *h);
+    Pair *copy = pair_upload(h, xb->bytes), *scratch = pair_new(ops_lora_scratch(N, C, R) * 4);
+    free(h);
+    Pair *u[OPS_LORA_GROUP_MAX];
+    for (int j = 0; j < n; j++) u[j] = pair_new((size_t)N * R * sizeof(float));
+    BACKENDS(w, o) {
+        float *us[OPS_LORA_GROUP_MAX];
+        const float *As[OPS_LORA_GROUP_MAX];
+        for (int j = 0; j < n; j++) us[j] = F(u[j], w), As[j] = F(A[j], w);
+        o->lora_down_bf16(copy->mem[w], us, As, seeds, n, NULL, scale, p, F(scratch, w), N, C, R);
+    }
+    NAME("lora_down_bf16 from the copy N=%d C=%d R=%d n=%d p=%.1f", N, C, R, n, p);
+    compare_bf16("xb", copy, scale * 1e-4);
+    for (int j = 0; j < n; j++) compare("u", u[j], GEMM_TOL);
 }
 
 /* ---- LoRA fused into the bf16 GEMM (model.precision bf16) ----
@@ -881,6 +923,7 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
         compare_scaled("out", out[j], 1e-3);
     }
     compare_scaled("outs side by side", outs, 1e-3);
+    test_lora_down_from_copy(xb, A, n, seeds, scale, p, N, C, R);
     /* lora_backward_bf16 of the group in one call, from x and from x's copy (Lora.xb), linear i's
      * output OC - 4i wide (the first rows of its B), then lora_dinp_bf16 of all of them into dinp:
      * du GEMM_TOL; dd as the model lays a group's out, [dout_0 .. dout_n-1 | du_0 .. du_n-1], its
