@@ -98,7 +98,7 @@ static void ln_bwd(Bench *b) {
                             b->rstd, NT, b->C, OPS_ADD);
 }
 static void gelu_fwd(Bench *b) {
-    ops->activation_forward(b->out, NULL, NULL, b->inp, ACT_GELU, (size_t)NT * b->C);
+    ops->activation_forward(b->out, NULL, b->C, NULL, b->inp, ACT_GELU, (size_t)NT * b->C, b->C);
 }
 static void gelu_bwd(Bench *b) {
     ops->activation_backward(b->dinp, NULL, b->inp, NULL, b->dout, ACT_GELU, (size_t)NT * b->C,

@@ -241,13 +241,13 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->dropout_backward(NULL, ob, y, 0.1f, 3, nc, OPS_SET));
     mem_row(name, 1.5 * nc, ms);
     snprintf(name, sizeof name, "activation_forward gelu [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_forward(out, NULL, NULL, x, ACT_GELU, nf));
+    TIME(ms, gpu->activation_forward(out, NULL, sm->F, NULL, x, ACT_GELU, nf, sm->F));
     mem_row(name, 2.0 * nf, ms);
     snprintf(name, sizeof name, "activation_backward gelu [%zu,%d]", N, db->F);
     TIME(ms, gpu->activation_backward(g1, NULL, x, NULL, y, ACT_GELU, nf, OPS_ADD));
     mem_row(name, 4.0 * nf, ms);
     snprintf(name, sizeof name, "activation_forward gelu, bf16 out [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_forward(NULL, ob, hb, x, ACT_GELU, nf));
+    TIME(ms, gpu->activation_forward(NULL, ob, sm->F, hb, x, ACT_GELU, nf, sm->F));
     mem_row(name, 2.0 * nf, ms);
     snprintf(name, sizeof name, "activation_backward gelu, bf16 in/out [%zu,%d]", N, db->F);
     TIME(ms, gpu->activation_backward(NULL, ob, NULL, hb, y, ACT_GELU, nf, OPS_SET));

@@ -1051,7 +1051,7 @@ typedef struct EwCtx {
 
 static void act_fwd(void *p) {
     EwCtx *c = p;
-    ops->activation_forward(c->out, NULL, NULL, c->a, c->act, N * C);
+    ops->activation_forward(c->out, NULL, C, NULL, c->a, c->act, N * C, C);
 }
 static void act_bwd(void *p, const float *dout, unsigned use) {
     EwCtx *c = p;
@@ -1220,7 +1220,7 @@ static void test_activations_non_finite(void) {
     const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh", "silu"};
     float in[3] = {NAN, INFINITY, -INFINITY}, out[3];
     for (int act = ACT_GELU; act <= ACT_SILU; act++) {
-        ops->activation_forward(out, NULL, NULL, in, (Activation)act, 3);
+        ops->activation_forward(out, NULL, 3, NULL, in, (Activation)act, 3, 3);
         if (!isnan(out[0])) {
             fprintf(stderr, "%s(nan) = %g, expected nan\n", names[act], out[0]);
             CHECK(0);
@@ -1953,7 +1953,7 @@ static void test_saved_bf16(void) {
     CHECK(off_by("rmsnorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
         for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
-        ops->activation_forward(out, NULL, saved, x, (Activation)a, n);
+        ops->activation_forward(out, NULL, C, saved, x, (Activation)a, n, C);
         ops->activation_backward(g[0][0], NULL, x, NULL, dout, (Activation)a, n, OPS_ADD);
         ops->activation_backward(g[1][0], NULL, NULL, saved, dout, (Activation)a, n, OPS_ADD);
         CHECK(off_by("activation dinp", g[1][0], g[0][0], n, 0.0) == 0);
@@ -1986,8 +1986,8 @@ static void test_bf16_outputs(void) {
     float *f[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
     uint16_t *h[2] = {malloc(n * sizeof(uint16_t)), malloc(n * sizeof(uint16_t))};
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
-        ops->activation_forward(f[0], h[0], NULL, x, (Activation)a, n);
-        ops->activation_forward(NULL, h[1], NULL, x, (Activation)a, n);
+        ops->activation_forward(f[0], h[0], C, NULL, x, (Activation)a, n, C);
+        ops->activation_forward(NULL, h[1], C, NULL, x, (Activation)a, n, C);
         CHECK(not_rounded("activation out", h[0], f[0], n) == 0);
         CHECK(not_rounded("activation out alone", h[1], f[0], n) == 0);
         ops->activation_backward(f[0], h[0], x, NULL, dout, (Activation)a, n, OPS_SET);
@@ -2064,9 +2064,9 @@ static void test_residual_norm(void) {
     free(xh[0]), free(xh[1]);
 }
 
-/* The norm's and SwiGLU's bf16 outputs into a wider matrix (an adapted group's input copy), out
- * NULL: each row's C values bf16 of the f32 output that a call with out writes, bit for bit, and
- * the columns past them untouched. */
+/* The norm's, SwiGLU's and an activation's bf16 outputs into a wider matrix (an adapted group's
+ * input copy), out NULL: each row's C values bf16 of the f32 output that a call with out writes,
+ * bit for bit, and the columns past them untouched. */
 static void test_bf16_out_rows(void) {
     enum { LDB = C + 5 }; /* odd: rows misaligned for 8-byte stores */
     size_t n = (size_t)N * C;
@@ -2074,9 +2074,13 @@ static void test_bf16_out_rows(void) {
     float *bias = rand_vec(C, -1, 1), *out = rand_vec(n, 0, 0), *sum = rand_vec(n, 0, 0);
     float st[2][N];
     uint16_t rows[N * LDB];
-    for (int kind = 0; kind < 3; kind++) { /* layer norm with its residual, RMS norm, SwiGLU */
+    for (int kind = 0; kind < 4;
+         kind++) { /* layer norm with its residual, RMS norm, SwiGLU, GELU */
         memset(rows, 0xab, sizeof rows);
-        if (kind == 2) {
+        if (kind == 3) {
+            ops->activation_forward(out, NULL, C, NULL, a, ACT_GELU, n, C);
+            ops->activation_forward(NULL, rows, LDB, NULL, a, ACT_GELU, n, C);
+        } else if (kind == 2) {
             ops->swiglu_forward(out, NULL, C, NULL, a, b, n, C, C);
             ops->swiglu_forward(NULL, rows, LDB, NULL, a, b, n, C, C);
         } else {

@@ -390,10 +390,11 @@ typedef struct Ops {
                         int ld, const int32_t *pos, float theta, int n, int NH, int NKV, int HS);
 
     /* ---- element-wise ---- */
-    /* out = act(inp); out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, out may then be NULL;
+    /* out = act(inp) [n]; out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, n/F rows of F values
+     * ldb apart (F, or an adapted linear's input copy: lora_down_bf16), out may then be NULL;
      * saved (not NULL) = bf16(inp); out == inp allowed */
-    void (*activation_forward)(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,
-                               Activation act, size_t n);
+    void (*activation_forward)(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                               const float *inp, Activation act, size_t n, int F);
     /* dinp (+)= act'(inp) * dout (acc 0: =); dinp_bf16 (not NULL) = bf16 of dinp's new value for
      * a bf16 GEMM, dinp may then be NULL under acc OPS_SET; inp, or (NULL) its copy in saved */
     void (*activation_backward)(float *dinp, uint16_t *dinp_bf16, const float *inp,

@@ -885,13 +885,14 @@ static void cpu_cache_write(float *kc, float *vc, float *q, int ldq, const float
 
 /* out[n] = act(inp) (and saved = bf16(inp), out_bf16 = bf16(out)); exact GELU (the transformer
  * FFN's) has its own loop so it vectorises */
-static void cpu_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved,
-                                   const float *inp, Activation act, size_t n) {
+static void cpu_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                                   const float *inp, Activation act, size_t n, int F) {
     if (saved)
         for (size_t i = 0; i < n; i++) saved[i] = f32_to_bf16(inp[i]);
     if (!out) { /* the bf16 copy alone */
 #pragma omp parallel for if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) out_bf16[i] = f32_to_bf16(act_value(inp[i], act));
+        for (size_t i = 0; i < n; i++)
+            out_bf16[i / F * ldb + i % F] = f32_to_bf16(act_value(inp[i], act));
         return;
     }
     if (act == ACT_GELU) {
@@ -901,7 +902,7 @@ static void cpu_activation_forward(float *out, uint16_t *out_bf16, uint16_t *sav
 #pragma omp parallel for if (n > CPU_PAR_MIN)
         for (size_t i = 0; i < n; i++) out[i] = act_value(inp[i], act);
     }
-    round_bf16(out_bf16, out, n);
+    for (size_t i = 0; i < n && out_bf16; i++) out_bf16[i / F * ldb + i % F] = f32_to_bf16(out[i]);
 }
 
 /* dinp[n] (+)= act'(inp) * dout (inp, or its copy in saved; and dinp_bf16 = bf16(dinp)) */

@@ -298,8 +298,8 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, const float *q, int l
 size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS);
 void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
                       int ld, const int32_t *pos, float theta, int n, int NH, int NKV, int HS);
-void cuda_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,
-                             Activation act, size_t n);
+void cuda_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                             const float *inp, Activation act, size_t n, int F);
 void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,
                               const uint16_t *saved, const float *dout, Activation act, size_t n,
                               int acc);

@@ -17,16 +17,32 @@ static unsigned blocks4(size_t n) {
     return cuda_blocks((n + 3) / 4, CUDA_THREADS);
 }
 
+/* v[k] as bf16 at element i + k (< n) of [n/F, F] rows ld apart: one 8-byte store when the four
+ * share a row, as they do for F a multiple of 4 (no division where the rows are contiguous). */
+__device__ inline void store4_bf16_rows(uint16_t *dst, const float v[4], size_t i, size_t n,
+                                        size_t F, size_t ld) {
+    if (ld == F) return store4_bf16(dst, v, i, n);
+    size_t r = i / F, c = i - r * F;
+    if (c + 4 <= F && i + 4 <= n) {
+        store4_bf16(dst + r * ld, v, c, F);
+        return;
+    }
+    for (int k = 0; k < 4 && i + k < n; k++) {
+        size_t e = i + k, row = e / F;
+        dst[row * ld + e - row * F] = __bfloat16_as_ushort(__float2bfloat16(v[k]));
+    }
+}
+
 /* ---- activations ---- */
-__global__ void activation_forward_kernel(float *out, uint16_t *out_bf16, uint16_t *saved,
-                                          const float *inp, Activation act, size_t n) {
+__global__ void activation_forward_kernel(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                                          const float *inp, Activation act, size_t n, int F) {
     GRID_STRIDE4(i, n) {
         float x[4];
         load4(x, inp, i, n);
         if (saved) store4_bf16(saved, x, i, n);
         for (int k = 0; k < 4; k++) x[k] = act_value(x[k], act);
         if (out) store4(out, x, i, n);
-        if (out_bf16) store4_bf16(out_bf16, x, i, n);
+        if (out_bf16) store4_bf16_rows(out_bf16, x, i, n, F, ldb);
     }
 }
 
@@ -43,11 +59,13 @@ __global__ void activation_backward_kernel(float *dinp, uint16_t *dinp_bf16, con
     }
 }
 
-/* out[n] = act(inp[n]) and / or out_bf16 = bf16(out); saved (not NULL) = bf16(inp) */
-void cuda_activation_forward(float *out, uint16_t *out_bf16, uint16_t *saved, const float *inp,
-                             Activation act, size_t n) {
-    if (!n) return;
-    activation_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, saved, inp, act, n);
+/* out[n] = act(inp[n]) and / or out_bf16 = bf16(out) (rows of F, ldb apart); saved (not NULL) =
+ * bf16(inp) */
+void cuda_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                             const float *inp, Activation act, size_t n, int F) {
+    if (!n || F <= 0) return;
+    activation_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, ldb, saved, inp, act, n,
+                                                            F);
     CUDA_LAUNCHED("activation_forward");
 }
 
@@ -74,21 +92,6 @@ __device__ inline void load4_rows(float v[4], const float *src, size_t i, size_t
     for (int k = 0; k < 4; k++) {
         size_t e = i + k, row = e / F;
         v[k] = e < n ? src[row * ld + e - row * F] : 0.0f;
-    }
-}
-
-/* v[k] as bf16 at element i + k (< n) of [n/F, F] rows ld apart: one 8-byte store when the four
- * share a row, as they do for F a multiple of 4. */
-__device__ inline void store4_bf16_rows(uint16_t *dst, const float v[4], size_t i, size_t n,
-                                        size_t F, size_t ld) {
-    size_t r = i / F, c = i - r * F;
-    if (c + 4 <= F && i + 4 <= n) {
-        store4_bf16(dst + r * ld, v, c, F);
-        return;
-    }
-    for (int k = 0; k < 4 && i + k < n; k++) {
-        size_t e = i + k, row = e / F;
-        dst[row * ld + e - row * F] = __bfloat16_as_ushort(__float2bfloat16(v[k]));
     }
 }
 

@@ -211,7 +211,7 @@ static void bert_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->ffn_out}, 1, &a->ffn_act, bw, Fs);
         /* S[2] is free from the norm before ffn_in to the activation after it */
         linear_input_bf16(m, (Linear *const[]){&Ly->ffn_in}, 1, (uint16_t *)S[2]);
-        Ly->ffn_out.in_bf16 = linear_reads_bf16(m, &Ly->ffn_out) ? (uint16_t *)S[2] : NULL;
+        linear_input_bf16(m, (Linear *const[]){&Ly->ffn_out}, 1, (uint16_t *)S[2]);
         Ly->ffn_in.dout_bf16 = linear_reads_bf16(m, &Ly->ffn_in) ? (uint16_t *)block : NULL;
         PLAN_TAKE(pl, &a->res_ffn, N * C, bw && !half, S[0]);
         PLAN_TAKE_BF16(pl, &a->xh_ffn, N * C, bw && half);
@@ -300,9 +300,9 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
                              model_site(l, SITE_O_DROP), Ly->ln_attn.w->value, Ly->ln_attn.b->value,
                              c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora, model_site(l, SITE_FFN_IN));
-    uint16_t *act_bf16 = Ly->ffn_out.in_bf16; /* else ffn_out rounds ffn_act */
-    o->activation_forward(act_bf16 ? NULL : a->ffn_act, act_bf16, a->ffn_pre_bf16, a->ffn_pre,
-                          c->activation, (size_t)N * F);
+    uint16_t *act_bf16 = Ly->ffn_out.in_bf16; /* else ffn_out reads ffn_act */
+    o->activation_forward(act_bf16 ? NULL : a->ffn_act, act_bf16, linear_input_ld(m, &Ly->ffn_out),
+                          a->ffn_pre_bf16, a->ffn_pre, c->activation, (size_t)N * F, F);
     linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora, model_site(l, SITE_FFN_OUT));
     o->residual_norm_forward(a->out, NULL, 0, a->xh_ffn ? NULL : a->res_ffn, a->mean_ffn,
                              a->rstd_ffn, a->xh_ffn, a->res_ffn, a->h_attn, d.hidden,
@@ -360,7 +360,7 @@ static void head_forward(Model *m, Drop d) {
     int B = m->B, C = m->cfg.hidden_size, L = m->cfg.num_layers;
     o->first_token_forward(b->pooled, b->acts[L - 1].out, B, m->T, C);
     linear_forward(m, &b->pre, b->pre_out, b->pooled, B, d.lora, model_site(L, SITE_PRE));
-    o->activation_forward(b->pre_act_out, NULL, NULL, b->pre_out, b->pre_act, (size_t)B * C);
+    o->activation_forward(b->pre_act_out, NULL, C, NULL, b->pre_out, b->pre_act, (size_t)B * C, C);
     o->dropout_forward(b->head_in, b->pre_act_out, d.classifier, model_site(L, SITE_HEAD_DROP),
                        (size_t)B * C);
     linear_forward(m, &b->cls, m->logits, b->head_in, B, d.lora, model_site(L, SITE_CLS));

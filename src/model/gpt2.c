@@ -163,7 +163,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
          * (each read before the next is written) */
         linear_input_bf16(m, (Linear *const[]){&Ly->c_attn}, 1, (uint16_t *)sh.act);
         linear_input_bf16(m, (Linear *const[]){&Ly->c_fc}, 1, (uint16_t *)sh.act);
-        Ly->mlp_proj.in_bf16 = linear_reads_bf16(m, &Ly->mlp_proj) ? (uint16_t *)sh.act : NULL;
+        linear_input_bf16(m, (Linear *const[]){&Ly->mlp_proj}, 1, (uint16_t *)sh.act);
         if (saved_n) /* attention saved its own copy: only c_proj may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_proj}, 1, &a->ctx, bw, sh.ctx);
         PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
@@ -247,9 +247,9 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
                              model_site(l, SITE_PROJ_DROP), Ly->ln_2.w->value, Ly->ln_2.b->value,
                              c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(l, SITE_FC));
-    uint16_t *act_bf16 = Ly->mlp_proj.in_bf16; /* else mlp_proj rounds act */
-    o->activation_forward(act_bf16 ? NULL : a->act, act_bf16, a->fc_bf16, a->fc, c->activation,
-                          (size_t)N * c->ffn_size);
+    uint16_t *act_bf16 = Ly->mlp_proj.in_bf16; /* else mlp_proj reads act */
+    o->activation_forward(act_bf16 ? NULL : a->act, act_bf16, linear_input_ld(m, &Ly->mlp_proj),
+                          a->fc_bf16, a->fc, c->activation, (size_t)N * c->ffn_size, c->ffn_size);
     linear_forward(m, &Ly->mlp_proj, replay ? NULL : a->out, a->act, N, d.lora,
                    model_site(l, SITE_MLP));
 }

@@ -174,7 +174,7 @@ static void test_elementwise(size_t n, int quick) {
     for (int a = ACT_GELU; a <= (quick ? ACT_GELU : ACT_SILU); a++) {
         Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f);
         BACKENDS(w, o) {
-            o->activation_forward(F(out, w), NULL, NULL, F(x, w), (Activation)a, n);
+            o->activation_forward(F(out, w), NULL, (int)n, NULL, F(x, w), (Activation)a, n, (int)n);
             o->activation_backward(F(dx, w), NULL, F(x, w), NULL, F(dy, w), (Activation)a, n,
                                    OPS_ADD);
         }
@@ -691,7 +691,7 @@ static void test_saved_bf16(int N, int C) {
     compare_bf16("dinp_bf16", xb, 1e-6); /* the sum's bf16 copy, for the GEMM after it */
     for (int a = ACT_GELU; a <= ACT_GELU_TANH; a++) {
         BACKENDS(w, o) {
-            o->activation_forward(F(out, w), NULL, xh->mem[w], F(x, w), (Activation)a, n);
+            o->activation_forward(F(out, w), NULL, C, xh->mem[w], F(x, w), (Activation)a, n, C);
             o->activation_backward(F(dx, w), NULL, NULL, xh->mem[w], F(dout, w), (Activation)a, n,
                                    OPS_ADD);
         }
@@ -777,12 +777,18 @@ static void test_bf16_outputs(size_t n, int F) {
     Pair *x = pair_random(n, 3.0f), *u = pair_random(n, 2.0f), *dout = pair_random(n, 1.0f);
     Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f), *du = pair_random(n, 1.0f);
     Pair *ob = pair_new(n * sizeof(uint16_t)), *gu = pair_new(2 * n * sizeof(uint16_t));
+    Pair *wide = pair_poisoned_bf16(n + 3 * (n / F)); /* rows F + 3 apart: an input copy's */
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
         NAME("activation %d, bf16 output, n=%zu", a, n);
-        BACKENDS(w, o) o->activation_forward(NULL, ob->mem[w], NULL, F(x, w), (Activation)a, n);
+        BACKENDS(w, o)
+        o->activation_forward(NULL, ob->mem[w], F, NULL, F(x, w), (Activation)a, n, F);
         compare_bf16("out", ob, 1e-5);
         BACKENDS(w, o) {
-            o->activation_forward(F(out, w), ob->mem[w], NULL, F(x, w), (Activation)a, n);
+            o->activation_forward(NULL, wide->mem[w], F + 3, NULL, F(x, w), (Activation)a, n, F);
+        }
+        compare_bf16("out rows F + 3 apart", wide, 1e-5);
+        BACKENDS(w, o) {
+            o->activation_forward(F(out, w), ob->mem[w], F, NULL, F(x, w), (Activation)a, n, F);
         }
         check_rounded("out", out, ob, n);
         BACKENDS(w, o) {
