@@ -82,13 +82,13 @@ static void lora_bwd(Bench *b) {
                        b->scratch, NT, b->C, b->C, b->R);
 }
 static void att_fwd(Bench *b) {
-    ops->attention_forward(b->out, b->lse, NULL, b->q, b->C, b->k, b->v, b->C, b->mask, 0, 0.0f,
-                           0.1f, 1, b->scratch, b->B, b->T, b->NH, b->NH, b->C / b->NH);
+    ops->attention_forward(b->out, NULL, 0, b->lse, NULL, b->q, b->C, b->k, b->v, b->C, b->mask, 0,
+                           0.0f, 0.1f, 1, b->scratch, b->B, b->T, b->NH, b->NH, b->C / b->NH);
 }
 static void att_bwd(Bench *b) {
     ops->attention_backward(b->dq, b->dk, b->dv, b->dout, b->q, b->k, b->v, b->C, b->C, b->out,
-                            b->lse, NULL, b->mask, 0, 0.0f, 0.1f, 1, b->scratch, b->B, b->T, b->NH,
-                            b->NH, b->C / b->NH, OPS_ADD);
+                            NULL, 0, b->lse, NULL, b->mask, 0, 0.0f, 0.1f, 1, b->scratch, b->B,
+                            b->T, b->NH, b->NH, b->C / b->NH, OPS_ADD);
 }
 static void ln_fwd(Bench *b) {
     ops->layernorm_forward(b->out, b->mean, b->rstd, NULL, b->inp, b->w, b->bias, 1e-12f, NT, b->C);

@@ -539,18 +539,18 @@ static void bench_attention(const Dims *d, int T, int causal, const char *impl) 
     float first = 0; /* cuDNN plans a shape on its first call: that call timed alone */
     if (*impl) {
         bench_gpu_mark();
-        gpu->attention_forward(out, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask, causal, rope,
-                               0.0f, 1, scratch, B, T, NH, d->NKV, HS);
-        gpu->attention_backward(dq, dk, dv, dout, q, k, v, NH * HS, d->NKV * HS, out, lse, saved,
-                                mask, causal, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS,
+        gpu->attention_forward(out, NULL, 0, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask,
+                               causal, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS);
+        gpu->attention_backward(dq, dk, dv, dout, q, k, v, NH * HS, d->NKV * HS, out, NULL, 0, lse,
+                                saved, mask, causal, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS,
                                 OPS_ADD);
         first = bench_gpu_elapsed_ms();
     }
-    TIME(fwd, gpu->attention_forward(out, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask, causal,
-                                     rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS));
-    TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, NH * HS, d->NKV * HS, out, lse,
-                                      saved, mask, causal, rope, 0.0f, 1, scratch, B, T, NH, d->NKV,
-                                      HS, OPS_ADD));
+    TIME(fwd, gpu->attention_forward(out, NULL, 0, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask,
+                                     causal, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS));
+    TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, NH * HS, d->NKV * HS, out, NULL, 0,
+                                      lse, saved, mask, causal, rope, 0.0f, 1, scratch, B, T, NH,
+                                      d->NKV, HS, OPS_ADD));
     double flops = 4.0 * NH * HS * pairs, dense = 4.0 * B * NH * (double)T * T * HS;
     char name[64];
     const char *kind = causal ? "causal" : "padded";

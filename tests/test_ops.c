@@ -942,12 +942,12 @@ static void attention_reference_check(const AttShape *a, const float *q_in, cons
         rope_reference(rdq, rows, a->T, a->NH, a->HS, NULL, a->rope, -1.0);
         rope_reference(rdk, rows, a->T, a->NKV, a->HS, NULL, a->rope, -1.0);
     }
-    ops->attention_forward(out, lse, NULL, q, a->NH * a->HS, k, v, a->NKV * a->HS, a->mask,
+    ops->attention_forward(out, NULL, 0, lse, NULL, q, a->NH * a->HS, k, v, a->NKV * a->HS, a->mask,
                            a->causal, a->rope, a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV,
                            a->HS);
-    ops->attention_backward(dq, dk, dv, dout, q, k, v, a->NH * a->HS, a->NKV * a->HS, out, lse,
-                            NULL, a->mask, a->causal, a->rope, a->p, att_seed, scratch, a->B, a->T,
-                            a->NH, a->NKV, a->HS, OPS_ADD);
+    ops->attention_backward(dq, dk, dv, dout, q, k, v, a->NH * a->HS, a->NKV * a->HS, out, NULL, 0,
+                            lse, NULL, a->mask, a->causal, a->rope, a->p, att_seed, scratch, a->B,
+                            a->T, a->NH, a->NKV, a->HS, OPS_ADD);
     if (a->rope > 0.0f) { /* the op's turn of q and k in place */
         double *tq = to_double(qr, nq), *tk = to_double(kr, nk);
         CHECK(count_mismatch("attention's rope q", q, tq, nq, 1e-6, 1e-5) == 0);
@@ -976,16 +976,16 @@ static void att_fwd(void *p) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
     memcpy(c->qr, c->q, sizeof c->qr), memcpy(c->kr, c->k, sizeof c->kr);
-    ops->attention_forward(c->out, c->lse, NULL, c->qr, C, c->kr, c->v, a->NKV * (C / NH), c->mask,
-                           a->causal, a->rope, a->p, att_seed, c->scratch, B, T, NH, a->NKV,
-                           C / NH);
+    ops->attention_forward(c->out, NULL, 0, c->lse, NULL, c->qr, C, c->kr, c->v, a->NKV * (C / NH),
+                           c->mask, a->causal, a->rope, a->p, att_seed, c->scratch, B, T, NH,
+                           a->NKV, C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->qr, c->kr, c->v,
-                            C, a->NKV * (C / NH), c->out, c->lse, NULL, c->mask, a->causal, a->rope,
-                            a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH, OPS_ADD);
+                            C, a->NKV * (C / NH), c->out, NULL, 0, c->lse, NULL, c->mask, a->causal,
+                            a->rope, a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH, OPS_ADD);
 }
 
 /* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared); rope: its theta.
@@ -1111,9 +1111,9 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
     float *out[2], *lse[2], *scratch = rand_vec(ops->attention_scratch(1, T, nh, nkv, hs), 0, 0);
     for (int j = 0; j < 2; j++) {
         out[j] = rand_vec((size_t)T * QC, 0, 0), lse[j] = rand_vec((size_t)nh * T, 0, 0);
-        ops->attention_forward(out[j], lse[j], NULL, j ? qkv : q, j ? ld : QC, j ? qkv + QC : k,
-                               j ? qkv + QC + KC : v, j ? ld : KC, NULL, 1, 1e4f, 0.1f, att_seed,
-                               scratch, 1, T, nh, nkv, hs);
+        ops->attention_forward(out[j], NULL, 0, lse[j], NULL, j ? qkv : q, j ? ld : QC,
+                               j ? qkv + QC : k, j ? qkv + QC + KC : v, j ? ld : KC, NULL, 1, 1e4f,
+                               0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
     }
     CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
     CHECK(!memcmp(lse[0], lse[1], sizeof(float) * nh * T));
@@ -1127,8 +1127,8 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
         for (int j = 0; j < 2; j++)
             ops->attention_backward(j ? dqkv : dq, j ? dqkv + QC : dk, j ? dqkv + QC + KC : dv,
                                     dout, j ? qkv : q, j ? qkv + QC : k, j ? qkv + QC + KC : v,
-                                    j ? ld : QC, j ? ld : KC, out[j], lse[j], NULL, NULL, 1, 1e4f,
-                                    0.1f, att_seed, scratch, 1, T, nh, nkv, hs, acc);
+                                    j ? ld : QC, j ? ld : KC, out[j], NULL, 0, lse[j], NULL, NULL,
+                                    1, 1e4f, 0.1f, att_seed, scratch, 1, T, nh, nkv, hs, acc);
         CHECK(joined_same(dqkv, dq, dk, dv, T, QC, KC));
     }
     float *kc[2], *vc[2], *cs = rand_vec(ops->attention_cached_scratch(T, T, nh, hs), 0, 0);
@@ -1138,8 +1138,8 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
         kc[j] = rand_vec((size_t)T * KC, 0, 0), vc[j] = rand_vec((size_t)T * KC, 0, 0);
         ops->cache_write(kc[j], vc[j], j ? qkv : q, j ? ld : QC, j ? qkv + QC : k,
                          j ? qkv + QC + KC : v, j ? ld : KC, pos, 1e4f, T, nh, nkv, hs);
-        ops->attention_cached(out[j], NULL, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, cs, T, T,
-                              nh, nkv, hs);
+        ops->attention_cached(out[j], NULL, QC, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, cs, T,
+                              T, nh, nkv, hs);
     }
     CHECK(!memcmp(kc[0], kc[1], sizeof(float) * T * KC));
     CHECK(joined_same(qkv, q, k, v, T, QC, KC));
@@ -1149,6 +1149,44 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
     free(q), free(k), free(v), free(qkv), free(scratch), free(cs);
     free(dout), free(dq), free(dk), free(dv), free(dqkv);
     for (int j = 0; j < 2; j++) free(out[j]), free(lse[j]), free(kc[j]), free(vc[j]);
+}
+
+/* bf16(out) into rows ldo apart (an adapted o's input copy), out NULL: bf16 of the f32 out a call
+ * with out writes, bit for bit, the columns past it untouched; backward from those rows the same
+ * gradients, bit for bit, as from their values widened into an f32 out. */
+static void test_attention_out_bf16(int T, int nh, int nkv, int hs) {
+    int QC = nh * hs, KC = nkv * hs, ldo = QC + 3;
+    float *q = rand_vec((size_t)T * QC, -1, 1), *k = rand_vec((size_t)T * KC, -1, 1);
+    float *v = rand_vec((size_t)T * KC, -1, 1), *out = rand_vec((size_t)T * QC, 0, 0);
+    float *lse[2] = {rand_vec((size_t)nh * T, 0, 0), rand_vec((size_t)nh * T, 0, 0)};
+    float *scratch = rand_vec(ops->attention_scratch(1, T, nh, nkv, hs), 0, 0);
+    uint16_t *rows = malloc(sizeof(uint16_t) * T * ldo);
+    memset(rows, 0xab, sizeof(uint16_t) * T * ldo);
+    for (int j = 0; j < 2; j++)
+        ops->attention_forward(j ? NULL : out, j ? rows : NULL, ldo, lse[j], NULL, q, QC, k, v, KC,
+                               NULL, 1, 0.0f, 0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
+    int bad = 0;
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < ldo; c++)
+            bad += rows[t * ldo + c] != (c < QC ? f32_to_bf16(out[t * QC + c]) : 0xabab);
+    CHECK(bad == 0);
+    CHECK(!memcmp(lse[0], lse[1], sizeof(float) * nh * T));
+    for (int t = 0; t < T; t++) /* out's bf16 values, widened */
+        for (int c = 0; c < QC; c++) out[t * QC + c] = bf16_to_f32(rows[t * ldo + c]);
+    float *dout = rand_vec((size_t)T * QC, -1, 1), *d[2][3];
+    for (int j = 0; j < 2; j++) {
+        d[j][0] = rand_vec((size_t)T * QC, 0, 0);
+        d[j][1] = rand_vec((size_t)T * KC, 0, 0), d[j][2] = rand_vec((size_t)T * KC, 0, 0);
+        ops->attention_backward(d[j][0], d[j][1], d[j][2], dout, q, k, v, QC, KC, j ? NULL : out,
+                                j ? rows : NULL, ldo, lse[0], NULL, NULL, 1, 0.0f, 0.1f, att_seed,
+                                scratch, 1, T, nh, nkv, hs, OPS_SET);
+    }
+    CHECK(!memcmp(d[0][0], d[1][0], sizeof(float) * T * QC));
+    CHECK(!memcmp(d[0][1], d[1][1], sizeof(float) * T * KC));
+    CHECK(!memcmp(d[0][2], d[1][2], sizeof(float) * T * KC));
+    free(q), free(k), free(v), free(out), free(lse[0]), free(lse[1]), free(scratch), free(rows);
+    free(dout);
+    for (int j = 0; j < 2; j++) free(d[j][0]), free(d[j][1]), free(d[j][2]);
 }
 
 /* Generation: n queries at positions pos0.. over L = pos0 + n + later cached keys (GQA; the
@@ -1163,7 +1201,7 @@ static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, i
     float *scratch = rand_vec(ops->attention_cached_scratch(n, L, nh, hs), -1, 1);
     double *ref = calloc((size_t)n * QC, sizeof *ref), *p = calloc(L, sizeof *p);
     uint16_t *out_bf16 = calloc((size_t)n * QC, sizeof *out_bf16);
-    ops->attention_cached(out, out_bf16, q, QC, k, v, pos, scratch, n, L, nh, nkv, hs);
+    ops->attention_cached(out, out_bf16, QC, q, QC, k, v, pos, scratch, n, L, nh, nkv, hs);
     for (int i = 0; i < n; i++)
         for (int h = 0; h < nh; h++) {
             const float *qi = q + (size_t)i * QC + h * hs;
@@ -1692,11 +1730,11 @@ static size_t large_pass(float *res) {
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
     ops->layernorm_backward(d1, NULL, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC, OPS_ADD);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
-    ops->attention_forward(z, lse, NULL, x, LC, y, g, LC, mask, 0, 0.0f, 0.1f, 5, scratch, LB, LT,
-                           LNH, LNH, LC / LNH);
+    ops->attention_forward(z, NULL, 0, lse, NULL, x, LC, y, g, LC, mask, 0, 0.0f, 0.1f, 5, scratch,
+                           LB, LT, LNH, LNH, LC / LNH);
     SAVE(z, n), SAVE(lse, nl);
-    ops->attention_backward(d1, d2, d3, g, x, y, g, LC, LC, z, lse, NULL, mask, 0, 0.0f, 0.1f, 5,
-                            scratch, LB, LT, LNH, LNH, LC / LNH, OPS_ADD);
+    ops->attention_backward(d1, d2, d3, g, x, y, g, LC, LC, z, NULL, 0, lse, NULL, mask, 0, 0.0f,
+                            0.1f, 5, scratch, LB, LT, LNH, LNH, LC / LNH, OPS_ADD);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
@@ -2130,6 +2168,7 @@ int main(void) {
     test_attention_long(1, 129, 2, 1, 64, 1, 0.0f, 5e5f);
     test_attention_joined(9, 6, 2, 8);
     test_attention_joined(5, 2, 2, 6);
+    test_attention_out_bf16(13, 4, 2, 8);
     test_attention_cached(1, 0, 0, 2, 2, 8);    /* the first token */
     test_attention_cached(6, 0, 0, 4, 2, 8);    /* a prefill */
     test_attention_cached(1, 17, 0, 6, 2, 16);  /* a decode step */

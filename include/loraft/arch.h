@@ -125,7 +125,8 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
  * rows), which backward's one GEMM for the group reads. */
 int linear_reads_bf16(const Model *m, const Linear *l);
 /* The same for the linears ls[0..n) (a group, whole, or one linear) after an op that writes its
- * bf16 output at a row stride (residual_norm_forward, swiglu_forward), adapted ones too: points
+ * bf16 output at a row stride (residual_norm_forward, swiglu_forward, activation_forward,
+ * attention_forward), adapted ones too: points
  * every member's in_bf16 at shared where none has LoRA; at the adapted members' kept input copy
  * (Lora.xb: [x | s u_0 ..], whose x columns the op writes and lora_down_bf16 then reads instead
  * of the f32 input); else (something not on bf16 tensor cores, a copy not kept) at NULL. The op
@@ -133,9 +134,11 @@ int linear_reads_bf16(const Model *m, const Linear *l);
 void linear_input_bf16(const Model *m, Linear *const *ls, int n, uint16_t *shared);
 /* The row stride of l->in_bf16: l's input width, and R more a LoRA of its group. */
 int linear_input_ld(const Model *m, const Linear *l);
-/* Points l->in_bf16 at attention's saved bf16(out) (Ops.attention_saved_out: saved is the
- * attention's saved buffer) where l reads bf16 and the backend saves one; NULL otherwise, and
- * attention then writes no f32 out for it to read. */
+/* Points l->in_bf16 where attention writes bf16(out) for l (its out_bf16, which backward reads
+ * too): linear_input_bf16 with attention's saved bf16(out) as the shared place
+ * (Ops.attention_saved_out: saved is the attention's saved buffer), so an adapted l's kept input
+ * copy, else that place where the backend saves one; NULL otherwise. Where it is not NULL
+ * attention writes no f32 out. */
 void linear_reads_attention_out(const Model *m, Linear *l, float *saved);
 
 /* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. out NULL:

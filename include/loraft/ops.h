@@ -335,24 +335,30 @@ typedef struct Ops {
      *   (x[i], x[i + HS/2]) <- (x[i] c - x[i + HS/2] s, x[i + HS/2] c + x[i] s);  0: none.
      * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward).
      * saved: ops->attention_saved(precision, B, T, NH, NKV, HS) floats (NULL when 0), which
-     * forward fills and backward reads: kept from one to the other, like lse. */
-    void (*attention_forward)(float *out, float *lse, float *saved, float *q, int ldq, float *k,
-                              const float *v, int ldkv, const int32_t *mask, int causal,
-                              float rope_theta, float p, uint64_t seed, float *scratch, int B,
-                              int T, int NH, int NKV, int HS);
+     * forward fills and backward reads: kept from one to the other, like lse. out_bf16 (not
+     * NULL) = bf16(out), rows ldo apart, for the bf16 GEMM that reads out next: its place in saved
+     * (attention_saved_out), or an adapted linear's input copy (lora_down_bf16), which backward
+     * is then given too, to read out there. out may be NULL where out_bf16 is not, under bf16
+     * (where the GPU keeps bf16(out)). */
+    void (*attention_forward)(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
+                              float *q, int ldq, float *k, const float *v, int ldkv,
+                              const int32_t *mask, int causal, float rope_theta, float p,
+                              uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
     /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =; each may be NULL). out and lse
      * are this forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
      * (rng_row_dropout of P's row and key), dP = dout_h v^T and D = rowsum(dout * out) per row:
      * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
      * dout, grouped query heads adding up in their KV head. When the backend saves anything
      * (attention_saved > 0), q, k, v and out are read from saved (out as bf16(out), so D of the
-     * rounded out) and may be NULL here. With forward's rope_theta, q and k are the rotated ones
+     * rounded out; from forward's out_bf16 where given, ldo) and may be NULL here. out NULL
+     * elsewhere: bf16(out) from out_bf16. With forward's rope_theta, q and k are the rotated ones
      * and what dq and dk receive the gradients of the unrotated (the transposed rotation). */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, int ldq, int ldkv, const float *out,
-                               const float *lse, const float *saved, const int32_t *mask,
-                               int causal, float rope_theta, float p, uint64_t seed, float *scratch,
-                               int B, int T, int NH, int NKV, int HS, int acc);
+                               const uint16_t *out_bf16, int ldo, const float *lse,
+                               const float *saved, const int32_t *mask, int causal,
+                               float rope_theta, float p, uint64_t seed, float *scratch, int B,
+                               int T, int NH, int NKV, int HS, int acc);
     /* Floats of scratch attention_forward / attention_backward need for these shapes: the
      * backend's own (the CPU holds rows of scores; the GPU no O(T^2) memory at all, but D and a
      * bf16 copy of dout, head by head). */
@@ -361,10 +367,10 @@ typedef struct Ops {
      * tf32; under bf16 the GPU's bf16 copies of q, k and v (head by head, as its tensor cores
      * read them) and of out, so the model need not keep the f32 q, k, v and out for backward. */
     size_t (*attention_saved)(Precision p, int B, int T, int NH, int NKV, int HS);
-    /* Where in saved forward leaves bf16(out) [B*T, NH*HS] (token-major, rows NH*HS apart), for
-     * a bf16 GEMM that reads out next: the same place for every batch shape (the model asks once,
-     * for its largest); NULL when the backend saves none (then out is needed).
-     * attention_forward's out may be NULL where this is not: only the bf16 copy is written. */
+    /* Where in saved forward leaves bf16(out) [B*T, NH*HS] (token-major, rows NH*HS apart) when
+     * given no out_bf16, for a bf16 GEMM that reads out next: the same place for every batch
+     * shape (the model asks once, for its largest); NULL when the backend saves none (then out
+     * is needed). */
     uint16_t *(*attention_saved_out)(Precision p, float *saved);
 
     /* ---- attention of new queries over a KV cache (generation, one sequence) ----
@@ -372,11 +378,11 @@ typedef struct Ops {
      * int32 on the device, consecutive); k, v [L, NKV*HS]: the cache's first L keys (rotated) and
      * values, L > pos[n-1], the new ones written (cache_write). Query i attends keys j <= pos[i]
      * (the later ones of the L may hold anything finite), grouped heads as attention_forward, no
-     * dropout: out = softmax(q_h k^T / sqrt(HS)) @ v, and out_bf16 (not NULL) = bf16(out), for a
-     * bf16 GEMM that reads it. The positions are read on the device, so a recorded decode step
-     * (CUDA graph) replays at the next position with L the cache's length. scratch:
-     * ops->attention_cached_scratch(n, L, NH, HS) floats. */
-    void (*attention_cached)(float *out, uint16_t *out_bf16, const float *q, int ldq,
+     * dropout: out = softmax(q_h k^T / sqrt(HS)) @ v, and out_bf16 (not NULL) = bf16(out), rows
+     * ldo apart, for a bf16 GEMM that reads it (as attention_forward's). The positions are read on
+     * the device, so a recorded decode step (CUDA graph) replays at the next position with L the
+     * cache's length. scratch: ops->attention_cached_scratch(n, L, NH, HS) floats. */
+    void (*attention_cached)(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
                              const float *k, const float *v, const int32_t *pos, float *scratch,
                              int n, int L, int NH, int NKV, int HS);
     /* Floats of scratch attention_cached needs for at most n queries over at most L keys: the

@@ -64,14 +64,15 @@ __device__ inline int query_tile(int causal) {
  * call sets them); rope:
  * the rotation backward's tensor-core kernels give dq and dk as they store them (half 0: none). */
 typedef struct Heads {
-    int B, T, NH, NKV, HS, ok, add, ldq, ldkv;
-    const OpsStep *step; /* its seed XORed into the dropout's */
+    int B, T, NH, NKV, HS, ok, add, ldq, ldkv, ldo; /* ldo: bf16(out)'s rows */
+    const OpsStep *step;                            /* its seed XORed into the dropout's */
     Rope rope;
 } Heads;
 
 static Heads heads(int B, int T, int NH, int NKV, int HS) {
-    Heads g = {B,       T,       NH,       NKV,  HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0,
-               OPS_ADD, NH * HS, NKV * HS, NULL, {}};
+    Heads g = {
+        B,       T,       NH,       NKV,     HS,   B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0,
+        OPS_ADD, NH * HS, NKV * HS, NH * HS, NULL, {}};
     if (g.ok && NH % NKV) {
         CUDA_FAIL("attention: NH is not a multiple of NKV");
         g.ok = 0;
@@ -125,7 +126,7 @@ __device__ inline void acc_rows(float acc[DIMS], const float *w, const float *ro
 /* Offsets of row 0 of query head h of sequence b in out and dout [B,T,NH*HS] (q), and in q, dq
  * (qin) and k, v, dk, dv (kvin) of its KV head (rows g.ldq, g.ldkv apart). */
 struct HeadPtrs {
-    size_t q, qin, kvin;
+    size_t q, qin, kvin, outh; /* outh: bf16(out)'s, rows g.ldo apart */
     const int32_t *keep;
 };
 __device__ inline HeadPtrs head_ptrs(const Heads g, int b, int h, const int32_t *mask) {
@@ -134,6 +135,7 @@ __device__ inline HeadPtrs head_ptrs(const Heads g, int b, int h, const int32_t 
     p.q = (size_t)b * g.T * g.NH * g.HS + (size_t)h * g.HS;
     p.qin = (size_t)b * g.T * g.ldq + (size_t)h * g.HS;
     p.kvin = (size_t)b * g.T * g.ldkv + kvh;
+    p.outh = (size_t)b * g.T * g.ldo + (size_t)h * g.HS;
     p.keep = mask ? mask + (size_t)b * g.T : NULL;
     return p;
 }
@@ -465,8 +467,8 @@ __global__ void heads_bf16_kernel(HeadCopies hc, int B, int T, int HS) {
 }
 
 /* D[B*NH*T] = rowsum(dout * out) per query row (row = (b*NH + h)*T + i), a warp per row, a lane
- * two columns at a time; out f32 or (bf16 forward) its bf16 copy. With douth (bf16) the same
- * pass writes dout's heads_bf16 copy there, from the values it read. */
+ * two columns at a time; out f32 or (bf16 forward) its bf16 copy, rows g.ldo apart. With douth
+ * (bf16) the same pass writes dout's heads_bf16 copy there, from the values it read. */
 template <typename E>
 __global__ void flash_rowdot_kernel(float *D, bf16 *douth, const float *dout, const E *out,
                                     const Heads g) {
@@ -474,11 +476,12 @@ __global__ void flash_rowdot_kernel(float *D, bf16 *douth, const float *dout, co
     WARP_ROWS(row, (size_t)g.B * g.NH * g.T) {
         size_t bh = row / g.T, i = row % g.T, b = bh / g.NH, h = bh % g.NH;
         size_t at = (b * g.T + i) * g.NH * g.HS + h * g.HS;
+        const E *o = out + (sizeof(E) == 2 ? (b * g.T + i) * g.ldo + h * g.HS : at);
         float s = 0.0f;
         for (int d = 2 * lane; d < (douth ? HP : g.HS); d += 64) {
             float lo = d < g.HS ? dout[at + d] : 0.0f, hi = d + 1 < g.HS ? dout[at + d + 1] : 0.0f;
-            if (d < g.HS) s += lo * as_f32(out[at + d]);
-            if (d + 1 < g.HS) s += hi * as_f32(out[at + d + 1]);
+            if (d < g.HS) s += lo * as_f32(o[d]);
+            if (d + 1 < g.HS) s += hi * as_f32(o[d + 1]);
             if (douth) *(uint32_t *)(douth + row * HP + d) = pack_bf16x2(lo, hi);
         }
         s = warp_sum(s);
@@ -767,7 +770,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                 if (i >= T || d >= HS) continue;
                 float x = o[t][c][e] * inv[e >> 1];
                 if (out) out[hp.q + i * ldq + d] = x;
-                outh[hp.q + i * ldq + d] = __float2bfloat16(x);
+                outh[hp.outh + (size_t)i * g.ldo + d] = __float2bfloat16(x);
             }
     }
 #else
@@ -1168,7 +1171,7 @@ static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
     size_t own = D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2; /* bf16: half a float */
     if (attention_impl != ATTENTION_CUDNN) return own;
-    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NH * HS, NKV * HS, NULL, {}};
+    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NH * HS, NKV * HS, NH * HS, NULL, {}};
     return own > cudnn_scratch(g) ? own : cudnn_scratch(g);
 }
 
@@ -1208,17 +1211,21 @@ static int copies_aligned(const float *saved, const float *scratch) {
 
 /* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS] (q's rows ldq apart, k's and v's ldkv); mask [B,T] or
  * NULL; lse [B,NH,T] saved. Rope turns q and k as the bf16 copies are made, else in a pass of
- * its own first. */
-void cuda_attention_forward(float *out, float *lse, float *saved, float *q, int ldq, float *k,
-                            const float *v, int ldkv, const int32_t *mask, int causal,
-                            float rope_theta, float p, uint64_t seed, float *scratch, int B, int T,
-                            int NH, int NKV, int HS) {
+ * its own first. bf16(out) into out_bf16 (rows ldo apart) or its place in saved. */
+void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
+                            float *q, int ldq, float *k, const float *v, int ldkv,
+                            const int32_t *mask, int causal, float rope_theta, float p,
+                            uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS) {
     Heads g = heads(B, T, NH, NKV, HS);
     g.step = p > 0.0f ? cuda_step() : NULL;
-    g.ldq = ldq, g.ldkv = ldkv;
+    g.ldq = ldq, g.ldkv = ldkv, g.ldo = out_bf16 ? ldo : NH * HS;
     Rope rope = g.ok ? cuda_rope_table(rope_theta, HS) : Rope{};
     if (!g.ok || (rope_theta > 0.0f && !rope.half)) return;
     int tc = cuda_precision() == PRECISION_BF16, copy_turns = tc && HS % 16 == 0;
+    if (!tc && !out) {
+        CUDA_FAIL("attention: out NULL needs bf16 (the f32 kernels write out)");
+        return;
+    }
     if (rope.half && !copy_turns) cuda_rope(q, ldq, k, ldkv, NULL, rope, B, T, NH, NKV, 1.0f);
     dim3 grid;
     unsigned threads;
@@ -1235,12 +1242,16 @@ void cuda_attention_forward(float *out, float *lse, float *saved, float *q, int 
             sdpa_inputs(c, mask, p, seed, g);
             CudnnSdpaInputs in = cudnn_inputs(c);
             const char *why = cudnn_sdpa_forward(&s, a.out, lse, a.q, a.k, a.v, &in);
-            if (why)
+            if (why) {
                 CUDA_FAIL(why);
-            else
-                widen_bf16(out, NH * HS, a.out, (size_t)B * T, NH * HS, OPS_SET);
+                return;
+            }
+            widen_bf16(out, NH * HS, a.out, (size_t)B * T, NH * HS, OPS_SET);
+            if (out_bf16 && out_bf16 != (uint16_t *)a.out) /* backward reads its own, in saved */
+                cuda_dequantize_rows_bf16(out_bf16, a.out, GGML_BF16, 0, B * T, NH * HS, ldo);
             return;
         }
+        if (out_bf16) a.out = (bf16 *)out_bf16;
         with_kernel_shape(HS, p, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
             constexpr int HPC = decltype(hp)::value;
             constexpr bool DROP = decltype(drop)::value;
@@ -1253,17 +1264,20 @@ void cuda_attention_forward(float *out, float *lse, float *saved, float *q, int 
         int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
         flash_forward_kernel<<<grid, threads, fwd_shared_bytes(warps, HS)>>>(
             out, lse, q, k, v, mask, causal, p, seed, g);
+        if (out_bf16) cuda_dequantize_rows_bf16(out_bf16, out, GGML_F32, 0, B * T, NH * HS, ldo);
     }
     CUDA_LAUNCHED("attention_forward");
 }
 
 /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =), their rows and q's, k's, v's
  * g.ldq and g.ldkv apart; scratch: D [B,NH,T] (and dout's bf16 copy); under bf16 q, k, v and out
- * are forward's copies in saved. */
+ * are forward's copies in saved, out's in out_bf16 (rows g.ldo apart) where forward wrote it
+ * there. */
 static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                               const float *k, const float *v, const float *out, const float *lse,
-                               const float *saved, const int32_t *mask, int causal, float p,
-                               uint64_t seed, float *scratch, Heads g) {
+                               const float *k, const float *v, const float *out,
+                               const uint16_t *out_bf16, const float *lse, const float *saved,
+                               const int32_t *mask, int causal, float p, uint64_t seed,
+                               float *scratch, Heads g) {
     int B = g.B, T = g.T, NH = g.NH, NKV = g.NKV, HS = g.HS, acc = g.add;
     int tc = cuda_precision() == PRECISION_BF16;
     if (tc && !copies_aligned(saved, scratch)) return;
@@ -1286,6 +1300,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
             widen_bf16(dv, g.ldkv, c.dv, n, NKV * HS, acc);
         return;
     }
+    if (out_bf16) a.out = (bf16 *)out_bf16;
     size_t rows = (size_t)B * NH * T;
     dim3 grid;
     unsigned threads;
@@ -1341,20 +1356,21 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
  * back (to float rounding). */
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, int ldq, int ldkv, const float *out,
-                             const float *lse, const float *saved, const int32_t *mask, int causal,
-                             float rope_theta, float p, uint64_t seed, float *scratch, int B, int T,
-                             int NH, int NKV, int HS, int acc) {
+                             const uint16_t *out_bf16, int ldo, const float *lse,
+                             const float *saved, const int32_t *mask, int causal, float rope_theta,
+                             float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                             int HS, int acc) {
     Heads g = heads(B, T, NH, NKV, HS);
     g.step = p > 0.0f ? cuda_step() : NULL;
-    g.add = acc, g.ldq = ldq, g.ldkv = ldkv;
+    g.add = acc, g.ldq = ldq, g.ldkv = ldkv, g.ldo = out_bf16 ? ldo : NH * HS;
     Rope rope = g.ok ? cuda_rope_table(rope_theta, HS) : Rope{};
     if (!g.ok || (rope_theta > 0.0f && !rope.half) || (!dq && !dk && !dv)) return;
     int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn();
     int stores_turn = tc && (HS == 64 || HS == 128), pass = rope.half && !stores_turn;
     if (stores_turn) g.rope = rope;
     if (pass && acc) cuda_rope(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, 1.0f);
-    attention_backward(dq, dk, dv, dout, q, k, v, out, lse, saved, mask, causal, p, seed, scratch,
-                       g);
+    attention_backward(dq, dk, dv, dout, q, k, v, out, out_bf16, lse, saved, mask, causal, p, seed,
+                       scratch, g);
     if (pass) cuda_rope(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, -1.0f);
 }
 
@@ -1392,11 +1408,11 @@ __device__ inline bool last_split(unsigned *counter, int used) {
     return __shfl_sync(0xffffffffu, last, 0);
 }
 
-/* Row r of out (and out_bf16) = sum_s e_s o_s / sum_s e_s l_s, e_s = 2^(m_s - max m), over the
- * row's `used` partials pr (split order; read past L1: other warps wrote them), lane l owning
- * dimensions l, l + 32, .. */
-__device__ inline void join_splits(float *out, __nv_bfloat16 *out_bf16, const volatile float *pr,
-                                   int used, size_t r, int HS) {
+/* Row r of out (and out_bf16 from ob, the row's place there) = sum_s e_s o_s / sum_s e_s l_s,
+ * e_s = 2^(m_s - max m), over the row's `used` partials pr (split order; read past L1: other
+ * warps wrote them), lane l owning dimensions l, l + 32, .. */
+__device__ inline void join_splits(float *out, __nv_bfloat16 *out_bf16, size_t ob,
+                                   const volatile float *pr, int used, size_t r, int HS) {
     int lane = threadIdx.x & 31;
     float mx = -INFINITY, den = 0.0f, acc[DIMS] = {};
     for (int s = 0; s < used; s++) mx = fmaxf(mx, pr[s * (HS + 2) + HS]);
@@ -1414,14 +1430,14 @@ __device__ inline void join_splits(float *out, __nv_bfloat16 *out_bf16, const vo
         if (lane + 32 * c >= HS) continue;
         float y = acc[c] / den;
         out[at] = y;
-        if (out_bf16) out_bf16[at] = __float2bfloat16(y);
+        if (out_bf16) out_bf16[ob + lane + 32 * c] = __float2bfloat16(y);
     }
 }
 
 /* Warp w: query row r = w / splits (query i = r / NH, head h = r % NH), keys of split w % splits
  * up to pos[i]; out and out_bf16 (directly with one split, else by the row's last split from
  * part [n*NH, splits, HS + 2]). */
-__global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, float *part,
+__global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int ldo, float *part,
                                         unsigned *counters, const float *q, int ldq, const float *k,
                                         const float *v, const int32_t *pos, int n, int splits,
                                         int NH, int NKV, int HS) {
@@ -1472,19 +1488,20 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, flo
                 o[c] = o[c] * mine + __shfl_xor_sync(0xffffffffu, o[c], off) * theirs;
         }
         float *dst = splits == 1 ? out + r * HS : part + w * (HS + 2);
+        size_t ob = (size_t)i * ldo + (size_t)h * HS; /* the row's place in out_bf16 */
 #pragma unroll
         for (int c = 0; c < CACHED_DIMS && !group; c++) {
             int d = sub + CACHED_LANES * c;
             if (d >= HS) continue;
             float y = splits == 1 ? o[c] / l : o[c];
             dst[d] = y;
-            if (splits == 1 && out_bf16) out_bf16[r * HS + d] = __float2bfloat16(y);
+            if (splits == 1 && out_bf16) out_bf16[ob + d] = __float2bfloat16(y);
         }
         if (splits == 1) continue;
         if (lane == 0) dst[HS] = m, dst[HS + 1] = l;
         int used = pos[i] / CACHED_KEYS + 1; /* the splits holding keys */
         if (last_split(counters + r, used))
-            join_splits(out, out_bf16, part + r * splits * (HS + 2), used, r, HS);
+            join_splits(out, out_bf16, ob, part + r * splits * (HS + 2), used, r, HS);
     }
 }
 
@@ -1537,16 +1554,17 @@ size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS) {
     return splits > scores ? splits : scores;
 }
 
-/* Generation: q, out [n,NH*HS] at positions pos[i]; k, v [L,NKV*HS]. */
-void cuda_attention_cached(float *out, uint16_t *out_bf16, const float *q, int ldq, const float *k,
-                           const float *v, const int32_t *pos, float *scratch, int n, int L, int NH,
-                           int NKV, int HS) {
+/* Generation: q, out [n,NH*HS] at positions pos[i] (out_bf16's rows ldo apart); k, v
+ * [L,NKV*HS]. */
+void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
+                           const float *k, const float *v, const int32_t *pos, float *scratch,
+                           int n, int L, int NH, int NKV, int HS) {
     Heads g = heads(1, n, NH, NKV, HS);
     if (g.ok && L < n) CUDA_FAIL("attention_cached: fewer cached keys than queries");
     if (!g.ok || L < n) return;
     if ((size_t)n * NH >= CACHED_SPLIT_ROWS) {
         attention_cached_gemms(out, q, ldq, k, v, pos, scratch, n, L, NH, NKV, HS);
-        if (out_bf16) cuda_dequantize_rows_bf16(out_bf16, out, GGML_F32, 0, n, NH * HS, NH * HS);
+        if (out_bf16) cuda_dequantize_rows_bf16(out_bf16, out, GGML_F32, 0, n, NH * HS, ldo);
         return;
     }
     int splits = cached_splits(L);
@@ -1554,8 +1572,8 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, const float *q, int l
     if (!counters) return;
     size_t warps = (size_t)n * NH * splits;
     attention_cached_kernel<<<cuda_blocks(warps, CACHED_WARPS), CACHED_WARPS * 32>>>(
-        out, (__nv_bfloat16 *)out_bf16, scratch, counters, q, ldq, k, v, pos, n, splits, NH, NKV,
-        HS);
+        out, (__nv_bfloat16 *)out_bf16, ldo, scratch, counters, q, ldq, k, v, pos, n, splits, NH,
+        NKV, HS);
     CUDA_LAUNCHED("attention_cached");
 }
 

@@ -264,21 +264,22 @@ static float attn_out_dropout(const Model *m, Drop d) {
 
 static void attention_forward(Model *m, const Layer *Ly, LayerActs *a, Drop d, uint64_t seed) {
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH, ld = bert(m)->qkv_ld;
-    int ctx_read = !Ly->o.in_bf16; /* else o reads the saved bf16(out) */
-    m->ops->attention_forward(ctx_read ? a->ctx : NULL, a->lse, a->att_saved, a->q, ld, a->k, a->v,
-                              ld, model_attention_mask(m), 0, 0.0f, d.attention, seed, m->scratch,
-                              m->B, m->T, NH, NH, HS);
+    uint16_t *ob = Ly->o.in_bf16; /* else o reads ctx */
+    m->ops->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, &Ly->o), a->lse,
+                              a->att_saved, a->q, ld, a->k, a->v, ld, model_attention_mask(m), 0,
+                              0.0f, d.attention, seed, m->scratch, m->B, m->T, NH, NH, HS);
 }
 
-static void attention_backward(Model *m, LayerActs *a, Drop d, uint64_t seed) {
+static void attention_backward(Model *m, const Layer *Ly, LayerActs *a, Drop d, uint64_t seed) {
     Bert *b = bert(m);
     int NH = m->cfg.num_heads, HS = m->cfg.hidden_size / NH;
     /* else q, k, v and ctx were saved by attention (q, k and v kept lie apart: C a row) */
     int kept = a->att_saved == NULL, C = NH * HS;
     m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL,
                                kept ? a->k : NULL, kept ? a->v : NULL, C, C, kept ? a->ctx : NULL,
-                               a->lse, a->att_saved, model_attention_mask(m), 0, 0.0f, d.attention,
-                               seed, m->scratch, m->B, m->T, NH, NH, HS, OPS_SET);
+                               Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
+                               model_attention_mask(m), 0, 0.0f, d.attention, seed, m->scratch,
+                               m->B, m->T, NH, NH, HS, OPS_SET);
 }
 
 static void layer_forward(Model *m, int l, Drop d, int replay) {
@@ -346,7 +347,7 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     const float *da =
         o_bf16 ? NULL : linear_dout(m, &Ly->o, b->d_br, grad, p_o, model_site(l, SITE_O_DROP), NC);
     linear_backward(m, &Ly->o, b->d_ctx, da, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
-    attention_backward(m, a, d, model_site(l, SITE_ATT));
+    attention_backward(m, Ly, a, d, model_site(l, SITE_ATT));
     uint64_t sites[3];
     /* the input's gradient: the residual's, in grad, + the q, k, v GEMMs' */
     linear_backward_group(m, Ly->qkv, need_input ? grad : NULL,

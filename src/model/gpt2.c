@@ -269,8 +269,10 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     LayerActs *a = &gpt2(m)->acts[l];
     int B = m->B, T = m->T, N = B * T, NH = m->cfg.num_heads, C = m->cfg.hidden_size;
     float *qkv = layer_forward_qkv(m, l, N, d, replay);
-    float *ctx = gpt2(m)->layers[l].c_proj.in_bf16 ? NULL : a->ctx; /* else c_proj reads saved */
-    m->ops->attention_forward(ctx, a->lse, a->att_saved, qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C,
+    const Linear *proj = &gpt2(m)->layers[l].c_proj;
+    uint16_t *ob = proj->in_bf16; /* else c_proj reads ctx */
+    m->ops->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, proj), a->lse,
+                              a->att_saved, qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C,
                               model_attention_mask(m), 1, 0.0f, d.attention,
                               model_site(l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
     layer_forward_tail(m, l, N, d, replay);
@@ -287,8 +289,9 @@ static void layer_decode(Model *m, int l, int n) {
     float *qkv = layer_forward_qkv(m, l, n, (Drop){0}, 0);
     o->cache_write(k, v, NULL, 0, qkv + C, qkv + 2 * C, 3 * C, m->positions, 0.0f, n, NH, NH,
                    head_size(m));
-    o->attention_cached(a->ctx, gpt2(m)->layers[l].c_proj.in_bf16, qkv, 3 * C, k, v, m->positions,
-                        m->cache_scratch, n, m->cache_keys, NH, NH, head_size(m));
+    const Linear *proj = &gpt2(m)->layers[l].c_proj;
+    o->attention_cached(a->ctx, proj->in_bf16, linear_input_ld(m, proj), qkv, 3 * C, k, v,
+                        m->positions, m->cache_scratch, n, m->cache_keys, NH, NH, head_size(m));
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
@@ -322,9 +325,10 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     int kept = a->att_saved == NULL; /* else q, k, v and ctx were saved by attention */
     float *qkv = kept ? a->qkv : NULL, *dqkv = b->d_qkv;
     o->attention_backward(dqkv, dqkv + C, dqkv + 2 * C, b->d_ctx, qkv, kept ? qkv + C : NULL,
-                          kept ? qkv + 2 * C : NULL, 3 * C, 3 * C, kept ? a->ctx : NULL, a->lse,
-                          a->att_saved, model_attention_mask(m), 1, 0.0f, d.attention,
-                          model_site(l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m), OPS_SET);
+                          kept ? qkv + 2 * C : NULL, 3 * C, 3 * C, kept ? a->ctx : NULL,
+                          Ly->c_proj.in_bf16, linear_input_ld(m, &Ly->c_proj), a->lse, a->att_saved,
+                          model_attention_mask(m), 1, 0.0f, d.attention, model_site(l, SITE_ATT),
+                          m->scratch, B, T, NH, NH, head_size(m), OPS_SET);
     linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora, model_site(l, SITE_QKV),
                     OPS_SET);
     o->layernorm_backward(need_input ? grad : NULL, NULL, Ly->ln_1.w->grad, Ly->ln_1.b->grad,

@@ -315,9 +315,11 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     uint64_t s[3];
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
                          model_sites(s, 3, l, SITE_Q));
-    o->attention_forward(Ly->o.in_bf16 ? NULL : a->ctx, a->lse, a->att_saved, a->q, b->q_ld, a->k,
-                         a->v, b->kv_ld, model_attention_mask(m), 1, c->rope_theta, d.attention,
-                         model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
+    uint16_t *ob = Ly->o.in_bf16; /* else o reads ctx */
+    o->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
+                         a->q, b->q_ld, a->k, a->v, b->kv_ld, model_attention_mask(m), 1,
+                         c->rope_theta, d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH,
+                         NKV, HS);
     layer_forward_tail(m, l, N, d, replay);
 }
 
@@ -338,8 +340,8 @@ static void layer_decode(Model *m, int l, int n) {
                          (const uint64_t[]){0, 0, 0});
     o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, c->rope_theta, n, NH,
                    NKV, HS);
-    o->attention_cached(a->ctx, Ly->o.in_bf16, a->q, b->q_ld, k, v, m->positions, m->cache_scratch,
-                        n, m->cache_keys, NH, NKV, HS);
+    o->attention_cached(a->ctx, Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->q, b->q_ld, k, v,
+                        m->positions, m->cache_scratch, n, m->cache_keys, NH, NKV, HS);
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
@@ -372,8 +374,9 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     /* else q, k, v and ctx were saved by attention (q, k and v kept lie apart) */
     int kept = a->att_saved == NULL;
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
-                          kept ? a->v : NULL, NH * HS, NKV * HS, kept ? a->ctx : NULL, a->lse,
-                          a->att_saved, model_attention_mask(m), 1, c->rope_theta, d.attention,
+                          kept ? a->v : NULL, NH * HS, NKV * HS, kept ? a->ctx : NULL,
+                          Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
+                          model_attention_mask(m), 1, c->rope_theta, d.attention,
                           model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS, OPS_SET);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
                           a->n1, N, d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);

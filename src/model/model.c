@@ -573,13 +573,13 @@ static int group_loras(const Model *m, const Linear *l);
 
 void linear_input_bf16(const Model *m, Linear *const *ls, int n, uint16_t *shared) {
     uint16_t *at = shared;
-    int whole =
-        n <= OPS_LORA_GROUP_MAX && (n == 1 ? !ls[0]->peers : ls[0]->peers && ls[0]->group == n);
+    int bf16 = 1, whole = n <= OPS_LORA_GROUP_MAX &&
+                          (n == 1 ? !ls[0]->peers : ls[0]->peers && ls[0]->group == n);
     for (int i = 0; i < n; i++) {
-        at = bf16_gemm(m, ls[i]) ? at : NULL;
+        bf16 = bf16 && bf16_gemm(m, ls[i]);
         if (ls[i]->lora) at = whole ? ls[i]->lora->xb : NULL; /* the group's one copy */
     }
-    for (int i = 0; i < n; i++) ls[i]->in_bf16 = at;
+    for (int i = 0; i < n; i++) ls[i]->in_bf16 = bf16 ? at : NULL;
 }
 
 int linear_input_ld(const Model *m, const Linear *l) {
@@ -1475,8 +1475,7 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
 }
 
 void linear_reads_attention_out(const Model *m, Linear *l, float *saved) {
-    l->in_bf16 =
-        linear_reads_bf16(m, l) ? m->ops->attention_saved_out(m->spec.precision, saved) : NULL;
+    linear_input_bf16(m, &l, 1, m->ops->attention_saved_out(m->spec.precision, saved));
 }
 
 void model_share_input(Linear *const *ls, int n) {

@@ -1193,9 +1193,9 @@ static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved,
     dut->download(f, out->mem[1], n * sizeof *f);
     dut->download(h[0], at, n * sizeof(uint16_t));
     /* q and k as the first left them: turned already */
-    dut->attention_forward(NULL, F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1), F(v, 1),
-                           NKV * HS, I(mask, 1), causal, 0.0f, p, 5, F(scratch, 1), B, T, NH, NKV,
-                           HS);
+    dut->attention_forward(NULL, NULL, 0, F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1),
+                           F(v, 1), NKV * HS, I(mask, 1), causal, 0.0f, p, 5, F(scratch, 1), B, T,
+                           NH, NKV, HS);
     dut->download(h[1], at, n * sizeof(uint16_t));
     status_ok();
     size_t bad[2] = {0, 0};
@@ -1205,6 +1205,52 @@ static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved,
            "out", n, bad[1]);
     CHECK(bad[0] == 0 && bad[1] == 0);
     free(f), free(h[0]), free(h[1]);
+}
+
+/* On the GPU under bf16, forward again with bf16(out) into rows NH*HS + 3 apart (an adapted o's
+ * input copy) and out NULL: there the bits check_saved_out found saved, the columns past them
+ * untouched; backward given those rows the same gradients, bit for bit, as from its saved copy
+ * (loraft's kernels: no atomics; cuDNN reads its own saved copy either way, in any order). */
+static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, const Pair *v,
+                           const Pair *mask, const Pair *dout, int causal, float p,
+                           const Pair *scratch, int B, int T, int NH, int NKV, int HS) {
+    size_t rows = (size_t)B * T, QC = (size_t)NH * HS, ldo = QC + 3, KC = (size_t)NKV * HS;
+    size_t bytes = rows * ldo * sizeof(uint16_t), gq = rows * QC * 4, gk = rows * KC * 4;
+    uint16_t *h = malloc(bytes), *s = malloc(rows * QC * sizeof *s);
+    for (size_t i = 0; i < rows * ldo; i++) h[i] = 0xabab;
+    void *ext = dut->alloc(bytes), *lse = dut->alloc((size_t)B * NH * T * 4), *d[2][3];
+    dut->upload(ext, h, bytes);
+    dut->download(s, dut->attention_saved_out(PRECISION_BF16, F(saved, 1)), rows * QC * sizeof *s);
+    dut->attention_forward(NULL, ext, (int)ldo, lse, F(saved, 1), F(q, 1), NH * HS, F(k, 1),
+                           F(v, 1), NKV * HS, I(mask, 1), causal, 0.0f, p, 5, F(scratch, 1), B, T,
+                           NH, NKV, HS);
+    dut->download(h, ext, bytes);
+    size_t bad = 0;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < ldo; c++) bad += h[r * ldo + c] != (c < QC ? s[r * QC + c] : 0xabab);
+    for (int j = 0; j < 2; j++) {
+        d[j][0] = dut->alloc(gq), d[j][1] = dut->alloc(gk), d[j][2] = dut->alloc(gk);
+        dut->attention_backward(d[j][0], d[j][1], d[j][2], F(dout, 1), NULL, NULL, NULL, NH * HS,
+                                NKV * HS, NULL, j ? ext : NULL, (int)ldo, lse, F(saved, 1),
+                                I(mask, 1), causal, 0.0f, p, 5, F(scratch, 1), B, T, NH, NKV, HS,
+                                OPS_SET);
+    }
+    status_ok();
+    size_t differ = 0;
+    for (int t = 0; t < 3; t++) {
+        size_t n = t ? gk : gq;
+        char *a = malloc(n), *b = malloc(n);
+        dut->download(a, d[0][t], n), dut->download(b, d[1][t], n);
+        differ += !att_cudnn && memcmp(a, b, n) != 0; /* cuDNN's may sum in any order */
+        free(a), free(b);
+    }
+    printf("%-58s %-6s n=%-8zu into rows NH*HS + 3 apart: %zu off; backward from them: %zu of 3 "
+           "differ\n",
+           op_name, "out", rows * QC, bad, differ);
+    CHECK(bad == 0 && differ == 0);
+    for (int j = 0; j < 2; j++)
+        for (int t = 0; t < 3; t++) dut->free(d[j][t]);
+    dut->free(ext), dut->free(lse), free(h), free(s);
 }
 
 /* q [B,T,NH*HS], k and v [B,T,NKV*HS]; causal: the decoder mask. grads: which of dq (G_DINP),
@@ -1224,9 +1270,9 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     Pair *dk = grads & G_DW ? att_grad(BTK) : NULL;
     Pair *dv = grads & G_DB ? att_grad(BTK) : NULL;
     BACKENDS(w, o) {
-        o->attention_forward(F(out, w), F(lse, w), F(saved, w), F(q, w), NH * HS, F(k, w), F(v, w),
-                             NKV * HS, I(mask, w), causal, att_rope, p, 5, F(scratch, w), B, T, NH,
-                             NKV, HS);
+        o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), F(q, w), NH * HS, F(k, w),
+                             F(v, w), NKV * HS, I(mask, w), causal, att_rope, p, 5, F(scratch, w),
+                             B, T, NH, NKV, HS);
     }
     NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s%s pad=%d p=%.1f",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "",
@@ -1234,8 +1280,10 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     compare_attention("lse", lse);
     compare_attention("out", out);
     if (att_rope > 0.0f) compare("q", q, ROPE_TOL), compare("k", k, ROPE_TOL);
-    if (saved)
+    if (saved) {
         check_saved_out(out, lse, saved, q, k, v, mask, causal, p, scratch, B, T, NH, NKV, HS);
+        check_out_rows(saved, q, k, v, mask, dout, causal, p, scratch, B, T, NH, NKV, HS);
+    }
     AttCase c = {B,       T,       NH,      NKV,        HS,   causal, p,
                  F(q, 0), F(k, 0), F(v, 0), F(dout, 0), NULL, NULL,   I(mask, 0)};
     float *want[5] = {NULL}; /* out, lse, dq, dk, dv by the rounded reference */
@@ -1254,8 +1302,8 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         int kept = !(w && saved); /* the GPU reads what it saved */
         o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL,
                               kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, NH * HS, NKV * HS,
-                              kept ? F(out, w) : NULL, F(lse, w), F(saved, w), I(mask, w), causal,
-                              att_rope, p, 5, F(scratch, w), B, T, NH, NKV, HS,
+                              kept ? F(out, w) : NULL, NULL, 0, F(lse, w), F(saved, w), I(mask, w),
+                              causal, att_rope, p, 5, F(scratch, w), B, T, NH, NKV, HS,
                               att_set ? OPS_SET : OPS_ADD);
     }
     NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s%s pad=%d p=%.1f%s",
@@ -1297,8 +1345,8 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
     Pair *dout = pair_random(rows * QC, 1.0f), *dqkv = att_grad(rows * ld);
     BACKENDS(w, o) {
         float *x = F(qkv, w);
-        o->attention_forward(F(out, w), F(lse, w), F(saved, w), x, ld, x + QC, x + QC + KC, ld,
-                             NULL, causal, 1e4f, p, 5, F(scratch, w), B, T, NH, NKV, HS);
+        o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), x, ld, x + QC, x + QC + KC,
+                             ld, NULL, causal, 1e4f, p, 5, F(scratch, w), B, T, NH, NKV, HS);
     }
     NAME("%sattention_forward rope, [q | k | v] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f",
          bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p);
@@ -1308,9 +1356,9 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
     BACKENDS(w, o) {
         float *x = w && saved ? NULL : F(qkv, w), *d = F(dqkv, w); /* the GPU reads its saved */
         o->attention_backward(d, d + QC, d + QC + KC, F(dout, w), x, x ? x + QC : NULL,
-                              x ? x + QC + KC : NULL, ld, ld, x ? F(out, w) : NULL, F(lse, w),
-                              F(saved, w), NULL, causal, 1e4f, p, 5, F(scratch, w), B, T, NH, NKV,
-                              HS, att_set ? OPS_SET : OPS_ADD);
+                              x ? x + QC + KC : NULL, ld, ld, x ? F(out, w) : NULL, NULL, 0,
+                              F(lse, w), F(saved, w), NULL, causal, 1e4f, p, 5, F(scratch, w), B, T,
+                              NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
     }
     NAME("%sattention_backward rope, [dq | dk | dv] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f%s",
          bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p,
@@ -1414,13 +1462,14 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
          *scratch = attention_scratch(B, T, NH, NKV, HS);
     Pair *saved = attention_saved(PRECISION_BF16, B, T, NH, NKV, HS);
     /* the CPU's P without dropout; then the GPU's dropped P: seed 7, seed 8, seed 7 again */
-    ref->attention_forward(F(out, 0), F(lse, 0), NULL, F(q, 0), NH * HS, F(k, 0), F(v, 0), NKV * HS,
-                           I(mask, 0), causal, 0.0f, 0.0f, 7, F(scratch, 0), B, T, NH, NKV, HS);
+    ref->attention_forward(F(out, 0), NULL, 0, F(lse, 0), NULL, F(q, 0), NH * HS, F(k, 0), F(v, 0),
+                           NKV * HS, I(mask, 0), causal, 0.0f, 0.0f, 7, F(scratch, 0), B, T, NH,
+                           NKV, HS);
     float *P = malloc(rows * T * 4), *pd[3];
     for (int run = 0; run < 3; run++) {
-        dut->attention_forward(F(out, 1), F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1),
-                               F(v, 1), NKV * HS, I(mask, 1), causal, 0.0f, p, run == 1 ? 8 : 7,
-                               F(scratch, 1), B, T, NH, NKV, HS);
+        dut->attention_forward(F(out, 1), NULL, 0, F(lse, 1), F(saved, 1), F(q, 1), NH * HS,
+                               F(k, 1), F(v, 1), NKV * HS, I(mask, 1), causal, 0.0f, p,
+                               run == 1 ? 8 : 7, F(scratch, 1), B, T, NH, NKV, HS);
         float *o = malloc(BTQ * 4);
         dut->download(o, out->mem[1], BTQ * 4);
         status_ok();
@@ -1460,8 +1509,8 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     int reads = !saved; /* a backend that saves nothing reads q, k, v and out */
     dut->attention_backward(F(dq, 1), F(dk, 1), F(dv, 1), F(dout, 1), reads ? F(q, 1) : NULL,
                             reads ? F(k, 1) : NULL, reads ? F(v, 1) : NULL, NH * HS, NKV * HS,
-                            reads ? F(out, 1) : NULL, F(lse, 1), F(saved, 1), I(mask, 1), causal,
-                            0.0f, p, 7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
+                            reads ? F(out, 1) : NULL, NULL, 0, F(lse, 1), F(saved, 1), I(mask, 1),
+                            causal, 0.0f, p, 7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     NAME("%s attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", who, B, T, NH, NKV,
          HS, causal ? " causal" : "", pad, p);
     double *want = calloc(BTQ + 2 * BTK, sizeof *want);
@@ -1498,9 +1547,10 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     size_t a = ref->attention_cached_scratch(n, L, NH, HS);
     size_t b = dut->attention_cached_scratch(n, L, NH, HS);
     Pair *scratch = pair_new((a > b ? a : b) * sizeof(float));
-    Pair *ob = joined ? pair_new((size_t)n * NH * HS * 2) : NULL;
+    int ldo = NH * HS + 3; /* bf16(out) into rows of an adapted o's input copy */
+    Pair *ob = joined ? pair_poisoned_bf16((size_t)n * ldo) : NULL;
     BACKENDS(w, o) {
-        o->attention_cached(F(out, w), ob ? ob->mem[w] : NULL, F(q, w), ldq, F(k, w), F(v, w),
+        o->attention_cached(F(out, w), ob ? ob->mem[w] : NULL, ldo, F(q, w), ldq, F(k, w), F(v, w),
                             I(pos, w), F(scratch, w), n, L, NH, NKV, HS);
     }
     NAME("attention_cached n=%d pos0=%d later=%d NH=%d NKV=%d HS=%d joined=%d", n, pos0, later, NH,
@@ -1510,7 +1560,7 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     if (later) {
         size_t bytes = (size_t)n * NH * HS * sizeof(float);
         Pair *own = pair_new(bytes);
-        dut->attention_cached(F(own, 1), NULL, F(q, 1), ldq, F(k, 1), F(v, 1), I(pos, 1),
+        dut->attention_cached(F(own, 1), NULL, NH * HS, F(q, 1), ldq, F(k, 1), F(v, 1), I(pos, 1),
                               F(scratch, 1), n, L - later, NH, NKV, HS);
         float *whole = malloc(bytes), *alone = malloc(bytes);
         dut->download(whole, F(out, 1), bytes);
@@ -1741,28 +1791,28 @@ static void test_errors(void) {
 
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *lse = pair_new(2 * 3 * 3 * sizeof(float));
     /* NH = 3 not a multiple of NKV = 2 */
-    dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 4, NULL, 0, 0.0f,
-                           0.0f, 1, F(lse, 1), 2, 3, 3, 2, 2);
+    dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 4, NULL,
+                           0, 0.0f, 0.0f, 1, F(lse, 1), 2, 3, 3, 2, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NKV") != NULL);
     CHECK(dut->status(&e) == 0); /* reported once, then clear */
     Pair *y = pair_random(129, 1.0f), *l1 = pair_new(sizeof(float));
     /* past the kernels' head size */
-    dut->attention_forward(F(y, 1), F(l1, 1), NULL, F(y, 1), 129, F(y, 1), F(y, 1), 129, NULL, 1,
-                           0.0f, 0.0f, 1, F(l1, 1), 1, 1, 1, 1, 129);
+    dut->attention_forward(F(y, 1), NULL, 0, F(l1, 1), NULL, F(y, 1), 129, F(y, 1), F(y, 1), 129,
+                           NULL, 1, 0.0f, 0.0f, 1, F(l1, 1), 1, 1, 1, 1, 129);
     CHECK(dut->status(&e) == -1);
     printf("head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "HS > 128") != NULL);
     /* rope turns pairs: an odd head size is refused */
-    dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), 3, F(x, 1), F(x, 1), 3, NULL, 1, 1e4f,
-                           0.0f, 1, F(lse, 1), 2, 3, 1, 1, 3);
+    dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 3, F(x, 1), F(x, 1), 3, NULL,
+                           1, 1e4f, 0.0f, 1, F(lse, 1), 2, 3, 1, 1, 3);
     CHECK(dut->status(&e) == -1);
     printf("rope, odd head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "even head sizes") != NULL);
     dut->set_precision(PRECISION_BF16); /* bf16 without the buffer it saves q, k, v in */
-    dut->attention_forward(F(x, 1), F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 6, NULL, 0, 0.0f,
-                           0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
+    dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 6, NULL,
+                           0, 0.0f, 0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
     dut->set_precision(PRECISION_FP32);
     CHECK(dut->status(&e) == -1);
     printf("no saved buffer: %s\n", e.msg);
@@ -1798,8 +1848,8 @@ static void test_tf32(void) {
     Pair *o_ = pair_new(BTC * sizeof(float)), *lse = pair_new(nl * sizeof(float));
     Pair *scratch = attention_scratch(B, T, NH, NH, C / NH);
     BACKENDS(w, o) {
-        o->attention_forward(F(o_, w), F(lse, w), NULL, F(q, w), C, F(k, w), F(v, w), C, NULL, 0,
-                             0.0f, 0.0f, 5, F(scratch, w), B, T, NH, NH, C / NH);
+        o->attention_forward(F(o_, w), NULL, 0, F(lse, w), NULL, F(q, w), C, F(k, w), F(v, w), C,
+                             NULL, 0, 0.0f, 0.0f, 5, F(scratch, w), B, T, NH, NH, C / NH);
     }
     NAME("tf32 attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
     compare_scaled("lse", lse, 4e-3);
