@@ -241,13 +241,13 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->dropout_backward(NULL, ob, y, 0.1f, 3, nc, OPS_SET));
     mem_row(name, 1.5 * nc, ms);
     snprintf(name, sizeof name, "activation_forward gelu [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_forward(out, NULL, sm->F, NULL, x, ACT_GELU, nf, sm->F));
+    TIME(ms, gpu->activation_forward(out, NULL, db->F, NULL, x, ACT_GELU, nf, db->F));
     mem_row(name, 2.0 * nf, ms);
     snprintf(name, sizeof name, "activation_backward gelu [%zu,%d]", N, db->F);
     TIME(ms, gpu->activation_backward(g1, NULL, x, NULL, y, ACT_GELU, nf, OPS_ADD));
     mem_row(name, 4.0 * nf, ms);
     snprintf(name, sizeof name, "activation_forward gelu, bf16 out [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_forward(NULL, ob, sm->F, hb, x, ACT_GELU, nf, sm->F));
+    TIME(ms, gpu->activation_forward(NULL, ob, db->F, hb, x, ACT_GELU, nf, db->F));
     mem_row(name, 2.0 * nf, ms);
     snprintf(name, sizeof name, "activation_backward gelu, bf16 in/out [%zu,%d]", N, db->F);
     TIME(ms, gpu->activation_backward(NULL, ob, NULL, hb, y, ACT_GELU, nf, OPS_SET));
@@ -268,6 +268,32 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->add(out, x, y, nc));
     mem_row(name, 3.0 * nc, ms);
     FREE_ALL(x, y, z, out, g1, g2, mean, rstd);
+}
+
+/* lora_down_bf16 at SmolLM2's q, k, v (three linears, r 8, lora dropout 0): from the f32 input
+ * (x read, its bf16 copy written), and from the copy's x columns as the norm before writes them
+ * (bf16 x read); both write each u in f32 and s u into the copy. */
+static void bench_lora_down(void) {
+    enum { R = 8, LINEARS = 3 };
+    size_t N = sz->mem_rows, C = (size_t)sz->smollm2.C, ld = C + LINEARS * R, nu = N * R;
+    float *x = randu(N * C, 1.0f), *A = randu(LINEARS * R * C, 0.05f), *u = zeros(LINEARS * nu);
+    float *scratch = zeros(ops_lora_scratch(N, C, R));
+    uint16_t *xb = must(gpu->alloc(N * ld * 2), N * ld * 2);
+    float *us[LINEARS] = {u, u + nu, u + 2 * nu};
+    const float *As[LINEARS] = {A, A + R * C, A + 2 * R * C};
+    const uint64_t seeds[LINEARS] = {1, 2, 3};
+    double written = LINEARS * nu * 1.5; /* floats: u, and s u in bf16 */
+    char name[64];
+    float ms;
+    snprintf(name, sizeof name, "lora_down_bf16 q,k,v r=8 [%zu,%zu]", N, C);
+    TIME(ms, gpu->lora_down_bf16(xb, us, As, seeds, LINEARS, x, 0.5f, 0.0f, scratch, (int)N, (int)C,
+                                 R));
+    mem_row(name, 1.5 * N * C + written, ms);
+    snprintf(name, sizeof name, "lora_down_bf16 q,k,v r=8, from the copy [%zu,%zu]", N, C);
+    TIME(ms, gpu->lora_down_bf16(xb, us, As, seeds, LINEARS, NULL, 0.5f, 0.0f, scratch, (int)N,
+                                 (int)C, R));
+    mem_row(name, 0.5 * N * C + written, ms);
+    FREE_ALL(x, A, u, scratch, xb);
 }
 
 /* DistilBERT's embedding (word + position rows gathered, no token types) and its gradient,
@@ -698,6 +724,7 @@ int main(int argc, char **argv) {
     bench_copy();
     mem_header();
     bench_norms_and_elementwise();
+    bench_lora_down();
     bench_embedding_loss_adamw();
     bench_dequantize();
     gemm_header();
