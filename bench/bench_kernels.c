@@ -545,7 +545,7 @@ static void bench_attention(const Dims *d, int T, int causal, const char *impl) 
     float *dout = randu(btc, 1.0f), *dq = zeros(btc), *dk = zeros((size_t)B * T * KC);
     float *dv = zeros((size_t)B * T * KC);
     float *scratch = zeros(gpu->attention_scratch(B, T, NH, d->NKV, HS) + 1);
-    float *saved = zeros(gpu->attention_saved(precision, B, T, NH, d->NKV, HS) + 1);
+    float *saved = zeros(gpu->attention_saved(precision, B, T, NH, d->NKV, HS, 0) + 1);
     int32_t *hmask = must(malloc((size_t)B * T * sizeof *hmask), (size_t)B * T * sizeof *hmask);
     double pairs = 0;
     for (int b = 0; b < B; b++) {

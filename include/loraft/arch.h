@@ -79,8 +79,10 @@ void model_conv1d(Model *m, Linear *l, const char *module, int in, int out);
 void model_norm(Model *m, Norm *n, const char *module, int C, int bias);
 
 /* Floats attention saves for backward (Ops.attention_saved) in the model's precision at its
- * largest batch. When nonzero, a layer that backward reaches keeps these, not its f32 q, k, v. */
-size_t model_attention_saved(const Model *m);
+ * largest batch. When nonzero, a layer that backward reaches keeps these, not its f32 q, k, v.
+ * out_apart: the layer's o keeps its input copy (linear_keeps_copy), where attention writes
+ * bf16(out) instead (linear_reads_attention_out). */
+size_t model_attention_saved(const Model *m, int out_apart);
 /* Gradient checkpointing (TrainSpec.gradient_checkpointing): a layer that backward reaches
  * keeps only its input through the forward (the residual stream, planned as its own buffer), and
  * layers_backward recomputes the layer's forward just before its backward. Between
@@ -132,6 +134,9 @@ int linear_reads_bf16(const Model *m, const Linear *l);
  * of the f32 input); else (something not on bf16 tensor cores, a copy not kept) at NULL. The op
  * writes its rows linear_input_ld apart. */
 void linear_input_bf16(const Model *m, Linear *const *ls, int n, uint16_t *shared);
+/* Whether plan_take_input(.., keep) keeps an input copy for l alone (Lora.xb), in every planning
+ * pass (the copy's pointer is NULL in the first). */
+int linear_keeps_copy(const Model *m, const Linear *l, int keep);
 /* The row stride of l->in_bf16: l's input width, and R more a LoRA of its group. */
 int linear_input_ld(const Model *m, const Linear *l);
 /* Points l->in_bf16 where attention writes bf16(out) for l (its out_bf16, which backward reads

@@ -365,8 +365,11 @@ typedef struct Ops {
     size_t (*attention_scratch)(int B, int T, int NH, int NKV, int HS);
     /* Floats forward saves for backward in precision p beside lse: 0 on the CPU and for fp32 /
      * tf32; under bf16 the GPU's bf16 copies of q, k and v (head by head, as its tensor cores
-     * read them) and of out, so the model need not keep the f32 q, k, v and out for backward. */
-    size_t (*attention_saved)(Precision p, int B, int T, int NH, int NKV, int HS);
+     * read them) and of out, so the model need not keep the f32 q, k, v and out for backward.
+     * out_apart: every forward with this saved is given an out_bf16 of the caller's (not
+     * attention_saved_out's place), which backward reads: no room for out then, but where the
+     * backend keeps its own anyway (cuDNN). */
+    size_t (*attention_saved)(Precision p, int B, int T, int NH, int NKV, int HS, int out_apart);
     /* Where in saved forward leaves bf16(out) [B*T, NH*HS] (token-major, rows NH*HS apart) when
      * given no out_bf16, for a bf16 GEMM that reads out next: the same place for every batch
      * shape (the model asks once, for its largest); NULL when the backend saves none (then out

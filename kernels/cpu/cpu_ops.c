@@ -664,8 +664,9 @@ static size_t cpu_attention_scratch(int B, int T, int NH, int NKV, int HS) {
     (void)NH, (void)HS;
     return (size_t)att_slots(B, NKV) * att_slot_floats(T);
 }
-static size_t cpu_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) {
-    (void)p, (void)B, (void)T, (void)NH, (void)NKV, (void)HS;
+static size_t cpu_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS,
+                                  int out_apart) {
+    (void)p, (void)B, (void)T, (void)NH, (void)NKV, (void)HS, (void)out_apart;
     return 0;
 }
 static uint16_t *cpu_attention_saved_out(Precision p, float *saved) {

@@ -1054,14 +1054,16 @@ static size_t copy_elems(int B, int T, int H, int HS) { /* a heads_bf16 copy of 
 }
 /* bf16(out) [B*T, NH*HS] first in saved, then q's, k's and v's copies (16-byte aligned): out
  * stays where it is for every batch shape, so a GEMM given its place once (the model's
- * Linear.in_bf16, planned for the largest batch) reads it at any smaller B or T. */
+ * Linear.in_bf16, planned for the largest batch) reads it at any smaller B or T. Where the
+ * caller keeps bf16(out) apart (out_bf16 not that place) the copies start saved, but under cuDNN,
+ * which writes its own and reads it in backward. */
 static size_t out_elems(int B, int T, int NH, int HS) {
     return ((size_t)B * T * NH * HS + 7) / 8 * 8;
 }
-static AttCopies att_copies(float *saved, float *scratch, const Heads g) {
+static AttCopies att_copies(float *saved, float *scratch, const Heads g, bool own_out) {
     AttCopies a;
     a.out = (bf16 *)saved;
-    a.q = a.out + out_elems(g.B, g.T, g.NH, g.HS);
+    a.q = a.out + (own_out ? out_elems(g.B, g.T, g.NH, g.HS) : 0);
     a.k = a.q + copy_elems(g.B, g.T, g.NH, g.HS);
     a.v = a.k + copy_elems(g.B, g.T, g.NKV, g.HS);
     a.D = scratch;
@@ -1083,6 +1085,12 @@ int cuda_set_attention(AttentionImpl a, LfError *err) {
 
 static bool use_cudnn(void) {
     return attention_impl == ATTENTION_CUDNN && cuda_precision() == PRECISION_BF16;
+}
+
+/* Whether saved holds bf16(out) (att_copies' own_out): forward given out_bf16 elsewhere keeps it
+ * there, but cuDNN. */
+static bool out_in_saved(const float *saved, const uint16_t *out_bf16) {
+    return use_cudnn() || !out_bf16 || out_bf16 == (const uint16_t *)saved;
 }
 
 /* The scratch under cudnn, each part 16-byte aligned: CudnnSdpaInputs (the sequences' lengths,
@@ -1175,9 +1183,9 @@ size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
     return own > cudnn_scratch(g) ? own : cudnn_scratch(g);
 }
 
-size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) {
+size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS, int out_apart) {
     if (p != PRECISION_BF16) return 0;
-    size_t out = out_elems(B, T, NH, HS);
+    size_t out = out_apart && attention_impl != ATTENTION_CUDNN ? 0 : out_elems(B, T, NH, HS);
     return (copy_elems(B, T, NH, HS) + 2 * copy_elems(B, T, NKV, HS) + out + 1) / 2;
 }
 
@@ -1231,7 +1239,7 @@ void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse,
     unsigned threads;
     if (tc) {
         if (!copies_aligned(saved, scratch)) return;
-        AttCopies a = att_copies(saved, scratch, g);
+        AttCopies a = att_copies(saved, scratch, g, out_in_saved(saved, out_bf16));
         Rope turn = copy_turns ? rope : Rope{};
         heads_bf16(
             HeadCopies{{a.q, a.k, a.v}, {q, k, v}, {NH, NKV, NKV}, {ldq, ldkv, ldkv}, turn, {q, k}},
@@ -1281,7 +1289,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     int B = g.B, T = g.T, NH = g.NH, NKV = g.NKV, HS = g.HS, acc = g.add;
     int tc = cuda_precision() == PRECISION_BF16;
     if (tc && !copies_aligned(saved, scratch)) return;
-    AttCopies a = att_copies((float *)saved, scratch, g);
+    AttCopies a = att_copies((float *)saved, scratch, g, out_in_saved(saved, out_bf16));
     if (tc && use_cudnn()) {
         CudnnParts c = cudnn_parts(scratch, g);
         CudnnSdpa s = sdpa_shape(g, mask, causal, p);

@@ -291,7 +291,7 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                              int HS, int acc);
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 int cuda_set_attention(AttentionImpl a, LfError *err);
-size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS);
+size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS, int out_apart);
 uint16_t *cuda_attention_saved_out(Precision p, float *saved);
 void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
                            const float *k, const float *v, const int32_t *pos, float *scratch,

@@ -162,7 +162,7 @@ static void bert_plan(Model *m, Plan *pl) {
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = b->wte->grad != NULL;
     int ckpt = model_recomputes(m);
-    size_t saved_n = model_attention_saved(m);
+    size_t saved_n = model_attention_saved(m, 0);
     int half = model_keeps_bf16(m);
     float *block, *S[4], *Fs, *O[2], *lse, *saved, *mean, *rstd;
     PLAN_TAKE(pl, &block, 4 * N * C > N * F ? 4 * N * C : N * F, 1, NULL);
@@ -195,7 +195,8 @@ static void bert_plan(Model *m, Plan *pl) {
         PLAN_TAKE(pl, &a->v, N * C, bw && !saved_n, S[2]);
         if (join && a->q) a->k = a->q + C, a->v = a->q + 2 * C;
         PLAN_TAKE(pl, &a->lse, B * NH * T, bw, lse);
-        PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, saved);
+        size_t own = saved_n ? model_attention_saved(m, linear_keeps_copy(m, &Ly->o, bw)) : 0;
+        PLAN_TAKE(pl, &a->att_saved, own, bw && saved_n, saved);
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, S[3]);
         else

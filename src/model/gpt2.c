@@ -127,7 +127,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int any = m->n_grads > 0, ckpt = model_recomputes(m);
-    size_t saved_n = model_attention_saved(m);
+    size_t saved_n = model_attention_saved(m, 0);
     int half = model_keeps_bf16(m);
     LayerActs sh; /* the shared set */
     float *O[2];
@@ -166,7 +166,8 @@ static void gpt2_plan(Model *m, Plan *pl) {
         linear_input_bf16(m, (Linear *const[]){&Ly->mlp_proj}, 1, (uint16_t *)sh.act);
         if (saved_n) /* attention saved its own copy: only c_proj may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_proj}, 1, &a->ctx, bw, sh.ctx);
-        PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
+        size_t own = saved_n ? model_attention_saved(m, linear_keeps_copy(m, &Ly->c_proj, bw)) : 0;
+        PLAN_TAKE(pl, &a->att_saved, own, bw && saved_n, sh.att_saved);
         linear_reads_attention_out(m, &Ly->c_proj, a->att_saved);
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);

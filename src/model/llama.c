@@ -148,7 +148,7 @@ static void llama_plan(Model *m, Plan *pl) {
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int any = m->n_grads > 0, ckpt = model_recomputes(m);
-    size_t saved_n = model_attention_saved(m);
+    size_t saved_n = model_attention_saved(m, 0);
     int half = model_keeps_bf16(m);
     LayerActs sh; /* the shared set */
     float *O[2];
@@ -203,7 +203,8 @@ static void llama_plan(Model *m, Plan *pl) {
         linear_input_bf16(m, (Linear *const[]){&Ly->down}, 1, in_bf16);
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
-        PLAN_TAKE(pl, &a->att_saved, saved_n, bw && saved_n, sh.att_saved);
+        size_t own = saved_n ? model_attention_saved(m, linear_keeps_copy(m, &Ly->o, bw)) : 0;
+        PLAN_TAKE(pl, &a->att_saved, own, bw && saved_n, sh.att_saved);
         linear_reads_attention_out(m, &Ly->o, a->att_saved);
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);

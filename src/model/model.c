@@ -582,6 +582,10 @@ void linear_input_bf16(const Model *m, Linear *const *ls, int n, uint16_t *share
     for (int i = 0; i < n; i++) ls[i]->in_bf16 = bf16 ? at : NULL;
 }
 
+int linear_keeps_copy(const Model *m, const Linear *l, int keep) {
+    return keep && linear_trains(l) && fused_lora(m, l);
+}
+
 int linear_input_ld(const Model *m, const Linear *l) {
     return l->in + group_loras(m, l) * m->spec.r;
 }
@@ -699,10 +703,10 @@ static size_t scratch_floats(const Model *m) {
     return need;
 }
 
-size_t model_attention_saved(const Model *m) {
+size_t model_attention_saved(const Model *m, int out_apart) {
     int NH = m->cfg.num_heads;
     return m->ops->attention_saved(m->spec.precision, m->max_batch, m->max_len, NH,
-                                   m->cfg.num_kv_heads, m->cfg.hidden_size / NH);
+                                   m->cfg.num_kv_heads, m->cfg.hidden_size / NH, out_apart);
 }
 
 /* Floats of the pair readout (objective.h), for an objective on preference pairs. */

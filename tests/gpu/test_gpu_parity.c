@@ -1016,8 +1016,8 @@ static Pair *attention_scratch(int B, int T, int NH, int NKV, int HS) {
 
 /* What the GPU's attention saves for backward in precision p (the CPU saves nothing), or NULL. */
 static Pair *attention_saved(Precision p, int B, int T, int NH, int NKV, int HS) {
-    size_t n = dut->attention_saved(p, B, T, NH, NKV, HS);
-    CHECK(ref->attention_saved(p, B, T, NH, NKV, HS) == 0);
+    size_t n = dut->attention_saved(p, B, T, NH, NKV, HS, 0);
+    CHECK(ref->attention_saved(p, B, T, NH, NKV, HS, 0) == 0);
     return n ? pair_new(n * sizeof(float)) : NULL;
 }
 
@@ -1208,9 +1208,11 @@ static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved,
 }
 
 /* On the GPU under bf16, forward again with bf16(out) into rows NH*HS + 3 apart (an adapted o's
- * input copy) and out NULL: there the bits check_saved_out found saved, the columns past them
- * untouched; backward given those rows the same gradients, bit for bit, as from its saved copy
- * (loraft's kernels: no atomics; cuDNN reads its own saved copy either way, in any order). */
+ * input copy) and out NULL, with a saved buffer sized for that (attention_saved's out_apart: no
+ * room for out, but under cuDNN): there the bits check_saved_out found saved, the columns past
+ * them untouched; backward given those rows and that saved buffer the same gradients, bit for
+ * bit, as from the full saved buffer and its copy of out (loraft's kernels: no atomics; cuDNN
+ * reads its own saved copy either way, in any order). */
 static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, const Pair *v,
                            const Pair *mask, const Pair *dout, int causal, float p,
                            const Pair *scratch, int B, int T, int NH, int NKV, int HS) {
@@ -1218,12 +1220,16 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
     size_t bytes = rows * ldo * sizeof(uint16_t), gq = rows * QC * 4, gk = rows * KC * 4;
     uint16_t *h = malloc(bytes), *s = malloc(rows * QC * sizeof *s);
     for (size_t i = 0; i < rows * ldo; i++) h[i] = 0xabab;
+    size_t full = dut->attention_saved(PRECISION_BF16, B, T, NH, NKV, HS, 0);
+    size_t apart = dut->attention_saved(PRECISION_BF16, B, T, NH, NKV, HS, 1);
+    CHECK(att_cudnn ? apart == full : full - apart == (rows * QC + 7) / 8 * 4); /* out's room */
     void *ext = dut->alloc(bytes), *lse = dut->alloc((size_t)B * NH * T * 4), *d[2][3];
+    float *own = dut->alloc(apart * sizeof(float)); /* the saved buffer without out's room */
     dut->upload(ext, h, bytes);
     dut->download(s, dut->attention_saved_out(PRECISION_BF16, F(saved, 1)), rows * QC * sizeof *s);
-    dut->attention_forward(NULL, ext, (int)ldo, lse, F(saved, 1), F(q, 1), NH * HS, F(k, 1),
-                           F(v, 1), NKV * HS, I(mask, 1), causal, 0.0f, p, 5, F(scratch, 1), B, T,
-                           NH, NKV, HS);
+    dut->attention_forward(NULL, ext, (int)ldo, lse, own, F(q, 1), NH * HS, F(k, 1), F(v, 1),
+                           NKV * HS, I(mask, 1), causal, 0.0f, p, 5, F(scratch, 1), B, T, NH, NKV,
+                           HS);
     dut->download(h, ext, bytes);
     size_t bad = 0;
     for (size_t r = 0; r < rows; r++)
@@ -1231,9 +1237,9 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
     for (int j = 0; j < 2; j++) {
         d[j][0] = dut->alloc(gq), d[j][1] = dut->alloc(gk), d[j][2] = dut->alloc(gk);
         dut->attention_backward(d[j][0], d[j][1], d[j][2], F(dout, 1), NULL, NULL, NULL, NH * HS,
-                                NKV * HS, NULL, j ? ext : NULL, (int)ldo, lse, F(saved, 1),
-                                I(mask, 1), causal, 0.0f, p, 5, F(scratch, 1), B, T, NH, NKV, HS,
-                                OPS_SET);
+                                NKV * HS, NULL, j ? ext : NULL, (int)ldo, lse,
+                                j ? own : F(saved, 1), I(mask, 1), causal, 0.0f, p, 5,
+                                F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     }
     status_ok();
     size_t differ = 0;
@@ -1250,7 +1256,7 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
     CHECK(bad == 0 && differ == 0);
     for (int j = 0; j < 2; j++)
         for (int t = 0; t < 3; t++) dut->free(d[j][t]);
-    dut->free(ext), dut->free(lse), free(h), free(s);
+    dut->free(ext), dut->free(lse), dut->free(own), free(h), free(s);
 }
 
 /* q [B,T,NH*HS], k and v [B,T,NKV*HS]; causal: the decoder mask. grads: which of dq (G_DINP),
