@@ -134,9 +134,10 @@ int linear_reads_bf16(const Model *m, const Linear *l);
  * of the f32 input); else (something not on bf16 tensor cores, a copy not kept) at NULL. The op
  * writes its rows linear_input_ld apart. */
 void linear_input_bf16(const Model *m, Linear *const *ls, int n, uint16_t *shared);
-/* Whether plan_take_input(.., keep) keeps an input copy for l alone (Lora.xb), in every planning
- * pass (the copy's pointer is NULL in the first). */
-int linear_keeps_copy(const Model *m, const Linear *l, int keep);
+/* Whether plan_take_input(ls, n, .., keep) keeps the linears' bf16 input copy (Lora.xb) for
+ * backward: some train, and every one that does is adapted on bf16 tensor cores. The same in
+ * every planning pass (the copy's pointer is NULL in the first). */
+int linear_keeps_copy(const Model *m, Linear *const *ls, int n, int keep);
 /* The row stride of l->in_bf16: l's input width, and R more a LoRA of its group. */
 int linear_input_ld(const Model *m, const Linear *l);
 /* Points l->in_bf16 where attention writes bf16(out) for l (its out_bf16, which backward reads

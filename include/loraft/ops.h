@@ -339,7 +339,7 @@ typedef struct Ops {
      * NULL) = bf16(out), rows ldo apart, for the bf16 GEMM that reads out next: its place in saved
      * (attention_saved_out), or an adapted linear's input copy (lora_down_bf16), which backward
      * is then given too, to read out there. out may be NULL where out_bf16 is not, under bf16
-     * (where the GPU keeps bf16(out)). */
+     * on the GPU (which keeps bf16(out)); the CPU, which saves nothing, always needs out. */
     void (*attention_forward)(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                               float *q, int ldq, float *k, const float *v, int ldkv,
                               const int32_t *mask, int causal, float rope_theta, float p,
@@ -350,8 +350,8 @@ typedef struct Ops {
      * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
      * dout, grouped query heads adding up in their KV head. When the backend saves anything
      * (attention_saved > 0), q, k, v and out are read from saved (out as bf16(out), so D of the
-     * rounded out; from forward's out_bf16 where given, ldo) and may be NULL here. out NULL
-     * elsewhere: bf16(out) from out_bf16. With forward's rope_theta, q and k are the rotated ones
+     * rounded out; from forward's out_bf16 where given, ldo) and may be NULL here; elsewhere
+     * (the CPU, fp32, tf32) out is read. With forward's rope_theta, q and k are the rotated ones
      * and what dq and dk receive the gradients of the unrotated (the transposed rotation). */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, int ldq, int ldkv, const float *out,

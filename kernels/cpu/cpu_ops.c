@@ -805,33 +805,25 @@ static AttArgs att_args(int B, int T, int NH, int NKV, int HS, int ldq, int ldkv
                      .seed = seed ^ cpu_step.seed};
 }
 
-/* n rows of C values, ld apart, between f32 and bf16 */
+/* n rows of C floats into bf16 rows ld apart */
 static void round_rows(uint16_t *dst, int ld, const float *src, size_t n, int C) {
     for (size_t r = 0; r < n; r++)
         for (int c = 0; c < C; c++) dst[r * ld + c] = f32_to_bf16(src[r * C + c]);
 }
-static void widen_rows(float *dst, const uint16_t *src, int ld, size_t n, int C) {
-    for (size_t r = 0; r < n; r++)
-        for (int c = 0; c < C; c++) dst[r * C + c] = qb_bf16(src[r * ld + c]);
-}
 
-/* out, lse from q, k, v (rotated first by rope_theta): see ops.h for the shapes and masks. out
- * NULL: in a buffer of its own (this reference runs in the tests only), for out_bf16. */
+/* out, lse from q, k, v (rotated first by rope_theta): see ops.h for the shapes and masks. The
+ * CPU saves nothing, so out is always written (backward reads it), and out_bf16 rounded from it. */
 static void cpu_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                                   float *q, int ldq, float *k, const float *v, int ldkv,
                                   const int32_t *mask, int causal, float rope_theta, float p,
                                   uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
                                   int HS) {
-    (void)saved; /* the CPU saves nothing: backward reads q, k, v */
-    size_t rows = (size_t)B * T;
-    float *own = out ? NULL : malloc(rows * NH * HS * sizeof *own), *o = out ? out : own;
-    if (!o) return; /* out of memory: nothing written */
+    (void)saved; /* the CPU saves nothing: backward reads q, k, v and out */
     rope_qk(q, ldq, k, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, 1.0f);
     AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, mask, p, seed);
-    a.q = q, a.k = k, a.v = v, a.out = o, a.lse = lse;
+    a.q = q, a.k = k, a.v = v, a.out = out, a.lse = lse;
     att_run(&a, scratch, forward_block);
-    if (out_bf16) round_rows(out_bf16, ldo, o, rows, NH * HS);
-    free(own);
+    if (out_bf16) round_rows(out_bf16, ldo, out, (size_t)B * T, NH * HS);
 }
 
 /* The first C floats of n rows ld apart (x NULL: none) set to 0. */
@@ -848,22 +840,18 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
                                    const float *lse, const float *saved, const int32_t *mask,
                                    int causal, float rope_theta, float p, uint64_t seed,
                                    float *scratch, int B, int T, int NH, int NKV, int HS, int acc) {
-    (void)saved;
+    (void)saved, (void)out_bf16, (void)ldo; /* the CPU reads forward's f32 out */
     if (!dq && !dk && !dv) return;
     size_t rows = (size_t)B * T;
-    float *own = out || !out_bf16 ? NULL : malloc(rows * NH * HS * sizeof *own); /* widened */
-    if (!out && !own) return;
-    if (own) widen_rows(own, out_bf16, ldo, rows, NH * HS);
     if (!acc) /* the blocks below add, head by head */
         zero_rows(dq, ldq, rows, NH * HS), zero_rows(dk, ldkv, rows, NKV * HS),
             zero_rows(dv, ldkv, rows, NKV * HS);
     if (acc) rope_qk(dq, ldq, dk, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, 1.0f);
     AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, mask, p, seed);
-    a.q = q, a.k = k, a.v = v, a.dout = dout, a.out = own ? own : (float *)out;
-    a.lse = (float *)lse, a.dq = dq, a.dk = dk, a.dv = dv;
+    a.q = q, a.k = k, a.v = v, a.dout = dout, a.out = (float *)out, a.lse = (float *)lse;
+    a.dq = dq, a.dk = dk, a.dv = dv;
     att_run(&a, scratch, backward_block);
     rope_qk(dq, ldq, dk, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, -1.0f);
-    free(own);
 }
 
 /* Generation: n queries at positions pos[i] over the first L cached keys, per head h (KV head

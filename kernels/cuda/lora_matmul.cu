@@ -331,7 +331,7 @@ __global__ void __launch_bounds__(ROW_WARPS * 32, 2)
         int rows = left < (size_t)ROWS ? (int)left : ROWS, ri[ROWS];
 #pragma unroll
         for (int i = 0; i < ROWS; i++) ri[i] = i < rows ? i : rows - 1; /* past N: the last again */
-        const float *x0 = X + n0 * K;                                   /* XB: g.xb[0] + n0 * ld */
+        const float *x0 = XB ? NULL : X + n0 * K; /* XB: the rows at g.xb[0] + n0 * ld */
         for (int j = j0; j < j1; j++) {
             if (TRANS && !g.A[j]) {
                 copy_rows<VEC>(g.xb[j], x0, rows, n0, ld, K, lane);

@@ -195,7 +195,10 @@ static void bert_plan(Model *m, Plan *pl) {
         PLAN_TAKE(pl, &a->v, N * C, bw && !saved_n, S[2]);
         if (join && a->q) a->k = a->q + C, a->v = a->q + 2 * C;
         PLAN_TAKE(pl, &a->lse, B * NH * T, bw, lse);
-        size_t own = saved_n ? model_attention_saved(m, linear_keeps_copy(m, &Ly->o, bw)) : 0;
+        size_t own =
+            saved_n
+                ? model_attention_saved(m, linear_keeps_copy(m, (Linear *const[]){&Ly->o}, 1, bw))
+                : 0;
         PLAN_TAKE(pl, &a->att_saved, own, bw && saved_n, saved);
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, S[3]);

@@ -166,7 +166,9 @@ static void gpt2_plan(Model *m, Plan *pl) {
         linear_input_bf16(m, (Linear *const[]){&Ly->mlp_proj}, 1, (uint16_t *)sh.act);
         if (saved_n) /* attention saved its own copy: only c_proj may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->c_proj}, 1, &a->ctx, bw, sh.ctx);
-        size_t own = saved_n ? model_attention_saved(m, linear_keeps_copy(m, &Ly->c_proj, bw)) : 0;
+        size_t own = saved_n ? model_attention_saved(
+                                   m, linear_keeps_copy(m, (Linear *const[]){&Ly->c_proj}, 1, bw))
+                             : 0;
         PLAN_TAKE(pl, &a->att_saved, own, bw && saved_n, sh.att_saved);
         linear_reads_attention_out(m, &Ly->c_proj, a->att_saved);
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);

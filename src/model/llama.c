@@ -203,7 +203,10 @@ static void llama_plan(Model *m, Plan *pl) {
         linear_input_bf16(m, (Linear *const[]){&Ly->down}, 1, in_bf16);
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
-        size_t own = saved_n ? model_attention_saved(m, linear_keeps_copy(m, &Ly->o, bw)) : 0;
+        size_t own =
+            saved_n
+                ? model_attention_saved(m, linear_keeps_copy(m, (Linear *const[]){&Ly->o}, 1, bw))
+                : 0;
         PLAN_TAKE(pl, &a->att_saved, own, bw && saved_n, sh.att_saved);
         linear_reads_attention_out(m, &Ly->o, a->att_saved);
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);

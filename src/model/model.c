@@ -582,8 +582,14 @@ void linear_input_bf16(const Model *m, Linear *const *ls, int n, uint16_t *share
     for (int i = 0; i < n; i++) ls[i]->in_bf16 = bf16 ? at : NULL;
 }
 
-int linear_keeps_copy(const Model *m, const Linear *l, int keep) {
-    return keep && linear_trains(l) && fused_lora(m, l);
+int linear_keeps_copy(const Model *m, Linear *const *ls, int n, int keep) {
+    int trains = 0, copy = 1;
+    for (int i = 0; i < n; i++) {
+        if (!linear_trains(ls[i])) continue;
+        trains = 1;
+        copy = copy && fused_lora(m, ls[i]); /* a bf16 GEMM's weight and bias are frozen */
+    }
+    return keep && trains && copy;
 }
 
 int linear_input_ld(const Model *m, const Linear *l) {
@@ -593,25 +599,19 @@ int linear_input_ld(const Model *m, const Linear *l) {
 void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float **slot, int keep,
                      float *shared, const char *name) {
     size_t N = (size_t)m->max_batch * m->max_len, C = ls[0]->in, R = m->spec.r, loras = 0;
-    int trains = 0, copy = 1;
-    for (int i = 0; i < n; i++) {
-        const Linear *l = ls[i];
-        loras += l->lora != NULL;
-        if (!linear_trains(l)) continue;
-        trains = 1;
-        copy = copy && fused_lora(m, l); /* a bf16 GEMM's weight and bias are frozen */
-    }
-    keep = keep && trains;
+    int trains = 0, copy = linear_keeps_copy(m, ls, n, keep);
+    for (int i = 0; i < n; i++)
+        loras += ls[i]->lora != NULL, trains = trains || linear_trains(ls[i]);
     uint16_t *xb = NULL;
     for (int i = 0, first = 1; i < n; i++) {
         Lora *lo = ls[i]->lora;
         if (!lo) continue;
-        if (first) plan_take_bf16(pl, &xb, N * (C + loras * R), keep && copy, name);
+        if (first) plan_take_bf16(pl, &xb, N * (C + loras * R), copy, name);
         lo->xb = xb, first = 0;
         plan_take(pl, &lo->u, N * (size_t)m->spec.r, 1, NULL, "Lora.u");
         lo->u_in_layer = 1;
     }
-    if (slot) plan_take(pl, slot, N * C, keep && !copy, shared, name);
+    if (slot) plan_take(pl, slot, N * C, keep && trains && !copy, shared, name);
 }
 
 /* The linears of l's group (model_share_input), in order: n of them, member i. */
