@@ -98,11 +98,12 @@ static void ln_bwd(Bench *b) {
                             b->rstd, NT, b->C, OPS_ADD);
 }
 static void gelu_fwd(Bench *b) {
-    ops->activation_forward(b->out, NULL, b->C, NULL, b->inp, ACT_GELU, (size_t)NT * b->C, b->C);
+    ops->activation_forward(b->out, NULL, b->C, NULL, b->inp, NULL, ACT_GELU, (size_t)NT * b->C,
+                            b->C);
 }
 static void gelu_bwd(Bench *b) {
-    ops->activation_backward(b->dinp, NULL, b->inp, NULL, b->dout, ACT_GELU, (size_t)NT * b->C,
-                             OPS_ADD);
+    ops->activation_backward(b->dinp, NULL, b->inp, NULL, NULL, b->dout, NULL, ACT_GELU,
+                             (size_t)NT * b->C, b->C, OPS_ADD);
 }
 
 enum { LN = 2048, LC = 576, LV = 49152 };

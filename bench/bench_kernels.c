@@ -234,36 +234,40 @@ static void bench_norms_and_elementwise(void) {
     snprintf(name, sizeof name, "dropout_backward p=0.1 [%zu,%d]", N, db->C);
     TIME(ms, gpu->dropout_backward(g1, NULL, y, 0.1f, 3, nc, OPS_ADD));
     mem_row(name, 3.0 * nc, ms);
-    /* the rows "bf16 out" as the model calls the ops under bf16 next to a linear without LoRA:
-     * the input kept in bf16 (hb), the output or gradient written in bf16 only (ob) */
-    uint16_t *hb = (uint16_t *)g2, *ob = (uint16_t *)out;
+    /* the rows "bf16 out" and "bf16 in/out" as the model calls the ops under bf16 next to a
+     * linear without LoRA: the input kept in bf16 (hb; forward, where the GEMM before wrote it
+     * so, without its bias), the output gradient as the GEMM after wrote it (zb: bf16), the
+     * output or input gradient written in bf16 only (ob) */
+    uint16_t *hb = (uint16_t *)g2, *ob = (uint16_t *)out, *zb = (uint16_t *)z;
     snprintf(name, sizeof name, "dropout_backward p=0.1, bf16 out [%zu,%d]", N, db->C);
     TIME(ms, gpu->dropout_backward(NULL, ob, y, 0.1f, 3, nc, OPS_SET));
     mem_row(name, 1.5 * nc, ms);
     snprintf(name, sizeof name, "activation_forward gelu [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_forward(out, NULL, db->F, NULL, x, ACT_GELU, nf, db->F));
+    TIME(ms, gpu->activation_forward(out, NULL, db->F, NULL, x, NULL, ACT_GELU, nf, db->F));
     mem_row(name, 2.0 * nf, ms);
     snprintf(name, sizeof name, "activation_backward gelu [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_backward(g1, NULL, x, NULL, y, ACT_GELU, nf, OPS_ADD));
+    TIME(ms,
+         gpu->activation_backward(g1, NULL, x, NULL, NULL, y, NULL, ACT_GELU, nf, db->F, OPS_ADD));
     mem_row(name, 4.0 * nf, ms);
-    snprintf(name, sizeof name, "activation_forward gelu, bf16 out [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_forward(NULL, ob, db->F, hb, x, ACT_GELU, nf, db->F));
-    mem_row(name, 2.0 * nf, ms);
+    snprintf(name, sizeof name, "activation_forward gelu, bf16 in/out [%zu,%d]", N, db->F);
+    TIME(ms, gpu->activation_forward(NULL, ob, db->F, hb, NULL, x, ACT_GELU, nf, db->F));
+    mem_row(name, 1.0 * nf, ms);
     snprintf(name, sizeof name, "activation_backward gelu, bf16 in/out [%zu,%d]", N, db->F);
-    TIME(ms, gpu->activation_backward(NULL, ob, NULL, hb, y, ACT_GELU, nf, OPS_SET));
-    mem_row(name, 2.0 * nf, ms);
+    TIME(ms,
+         gpu->activation_backward(NULL, ob, NULL, hb, x, NULL, zb, ACT_GELU, nf, db->F, OPS_SET));
+    mem_row(name, 1.5 * nf, ms);
     snprintf(name, sizeof name, "swiglu_forward [%zu,%d]", N, sm->F);
     TIME(ms, gpu->swiglu_forward(out, NULL, sm->F, NULL, x, y, ns, sm->F, sm->F));
     mem_row(name, 3.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_backward(g1, g2, NULL, z, x, y, NULL, ns, sm->F, OPS_ADD));
+    TIME(ms, gpu->swiglu_backward(g1, g2, NULL, z, NULL, x, y, NULL, ns, sm->F, OPS_ADD));
     mem_row(name, 7.0 * ns, ms);
-    snprintf(name, sizeof name, "swiglu_forward, bf16 out [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_forward(NULL, ob, sm->F, hb, x, y, ns, sm->F, sm->F));
-    mem_row(name, 3.5 * ns, ms);
+    snprintf(name, sizeof name, "swiglu_forward, bf16 in/out [%zu,%d]", N, sm->F);
+    TIME(ms, gpu->swiglu_forward(NULL, ob, sm->F, hb, NULL, NULL, ns, sm->F, sm->F));
+    mem_row(name, 1.5 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward, bf16 in/out [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->swiglu_backward(NULL, NULL, ob, z, NULL, NULL, hb, ns, sm->F, OPS_SET));
-    mem_row(name, 3.0 * ns, ms);
+    TIME(ms, gpu->swiglu_backward(NULL, NULL, ob, NULL, zb, NULL, NULL, hb, ns, sm->F, OPS_SET));
+    mem_row(name, 2.5 * ns, ms);
     snprintf(name, sizeof name, "add [%zu,%d]", N, db->C);
     TIME(ms, gpu->add(out, x, y, nc));
     mem_row(name, 3.0 * nc, ms);
@@ -413,8 +417,8 @@ static void base_shape(Base *b, int K, int M, int ld) {
 /* bf16: the GEMM on the input's bf16 copy, as the model runs a linear without LoRA. */
 static void base_forward(const Base *b, float *out, const float *bias) {
     if (precision == PRECISION_BF16) {
-        gpu->matmul_forward_bf16(out, b->M, b->xb, b->K, b->wb, b->ld, bias, b->scratch, b->N, b->K,
-                                 b->M);
+        gpu->matmul_forward_bf16(out, NULL, b->M, b->xb, b->K, b->wb, b->ld, bias, b->scratch, b->N,
+                                 b->K, b->M);
     } else
         gpu->matmul_forward(out, b->x, b->w, bias, b->N, b->K, b->M);
 }
@@ -423,7 +427,7 @@ static void base_forward(const Base *b, float *out, const float *bias) {
 static void base_backward(const Base *b, float *dx, const float *dout) {
     if (precision == PRECISION_BF16) {
         gpu->dequantize_rows_bf16(b->dd, dout, GGML_F32, 0, b->N, b->M, b->M);
-        gpu->matmul_backward_bf16(dx, b->dd, b->M, b->wb, b->ld, b->scratch, b->N, b->K, b->M,
+        gpu->matmul_backward_bf16(dx, NULL, b->dd, b->M, b->wb, b->ld, b->scratch, b->N, b->K, b->M,
                                   OPS_ADD);
     } else
         gpu->matmul_backward(dx, NULL, NULL, dout, b->x, b->w, b->N, b->K, b->M, OPS_ADD);
@@ -469,13 +473,14 @@ static void bench_dense(const Dims *d) {
 static void group_apart(float *y, const uint16_t *xb, const uint16_t *wb, const float *bias,
                         float *scratch, int n, const int *out, int N, int C) {
     for (int j = 0, at = 0; j < n; at += out[j++])
-        gpu->matmul_forward_bf16(y + (size_t)N * at, out[j], xb, C, wb + (size_t)at * C, C,
+        gpu->matmul_forward_bf16(y + (size_t)N * at, NULL, out[j], xb, C, wb + (size_t)at * C, C,
                                  bias ? bias + at : NULL, scratch, N, C, out[j]);
 }
 
 /* A group's forward under bf16 (linear_outputs_join): its GEMMs apart, and joined (one GEMM into
  * the outputs side by side, the weights one block, the biases one vector: cuBLASLt's epilogue),
- * each against one bare GEMM of the joined shape. */
+ * and joined writing bf16 (the bias left to the activation after it: linear_output_bf16), each
+ * against one bare GEMM of the joined shape. */
 static void bench_group(const Dims *d, const char *what, int n, const int *out, int with_bias) {
     int N = sz->rows, C = d->C, M = 0;
     for (int j = 0; j < n; j++) M += out[j];
@@ -486,16 +491,20 @@ static void bench_group(const Dims *d, const char *what, int n, const int *out, 
     float *scratch = zeros(gpu->matmul_bf16_scratch(N, C, M));
     gpu->dequantize_rows_bf16(xb, x, GGML_F32, 0, N, C, C);
     gpu->dequantize_rows_bf16(wb, w, GGML_F32, 0, M, C, C);
-    float bare, apart, joined;
+    float bare, apart, joined, half;
     TIME(bare, bench_gpu_gemm_bf16(y, xb, wb, N, M, C));
     TIME(apart, group_apart(y, xb, wb, bias, scratch, n, out, N, C));
-    TIME(joined, gpu->matmul_forward_bf16(y, M, xb, C, wb, C, bias, scratch, N, C, M));
+    TIME(joined, gpu->matmul_forward_bf16(y, NULL, M, xb, C, wb, C, bias, scratch, N, C, M));
+    TIME(half,
+         gpu->matmul_forward_bf16(NULL, (uint16_t *)y, M, xb, C, wb, C, NULL, scratch, N, C, M));
     char name[64];
     double flops = 2.0 * N * C * M;
     snprintf(name, sizeof name, "%s %s apart %dx%d->%d", d->name, what, N, C, M);
     gemm_row(name, flops, apart, bare);
     snprintf(name, sizeof name, "%s %s joined %dx%d->%d", d->name, what, N, C, M);
     gemm_row(name, flops, joined, bare);
+    snprintf(name, sizeof name, "%s %s joined, bf16 out %dx%d->%d", d->name, what, N, C, M);
+    gemm_row(name, flops, half, bare);
     FREE_ALL(xb, wb, x, w, bias, y, scratch);
 }
 
@@ -616,7 +625,8 @@ static void lora_linear_forward(const Base *b, float *out, float *u, const float
     uint64_t seed = 1;
     gpu->lora_down_bf16(b->xb, &u, &A, &seed, 1, NULL, 2.0f, 0.0f, scratch, N, K, R);
     gpu->dequantize_rows_bf16(b->wb + K, Bw, GGML_F32, 0, M, R, b->ld);
-    gpu->matmul_forward_bf16(out, M, b->xb, K + R, b->wb, b->ld, NULL, b->scratch, N, K + R, M);
+    gpu->matmul_forward_bf16(out, NULL, M, b->xb, K + R, b->wb, b->ld, NULL, b->scratch, N, K + R,
+                             M);
 }
 
 static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB, const float *dout,
@@ -643,7 +653,8 @@ static void lora_linear_backward(const Base *b, float *dx, float *dA, float *dB,
     gpu->lora_backward_bf16(b->dd, M + R, &lin, 1, NULL, b->xb, K + R, 2.0f, 0.0f,
                             scratch + ops_floats64((size_t)N * R), N, K, R);
     gpu->dequantize_rows_bf16(b->wb + (size_t)M * b->ld, A, GGML_F32, 0, R, K, b->ld);
-    gpu->matmul_backward_bf16(dx, b->dd, M + R, b->wb, b->ld, b->scratch, N, K, M + R, OPS_ADD);
+    gpu->matmul_backward_bf16(dx, NULL, b->dd, M + R, b->wb, b->ld, b->scratch, N, K, M + R,
+                              OPS_ADD);
 }
 
 /* The ranks and dropouts timed: under f32 GEMMs p = 0.1 at every rank (the down-projection's

@@ -429,8 +429,8 @@ static void swi_fwd(void *p) {
 }
 static void swi_bwd(void *p, const float *dout, unsigned use) {
     SwiCtx *c = p;
-    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), NULL, dout, c->gate, c->up, NULL, N * C,
-                         C, OPS_ADD);
+    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), NULL, dout, NULL, c->gate, c->up, NULL,
+                         N * C, C, OPS_ADD);
 }
 
 static void test_swiglu(void) {
@@ -583,7 +583,7 @@ static void test_matmul_bf16(int n, int c, int oc) {
             for (int k = 0; k < c; k++) s += bf16_value(x[i * c + k]) * bf16_value(w[o * c + k]);
             ref[i * oc + o] = s;
         }
-    ops->matmul_forward_bf16(out, ldo, x16, ldx, w16, ldw, bias, scratch, n, c, oc);
+    ops->matmul_forward_bf16(out, NULL, ldo, x16, ldx, w16, ldw, bias, scratch, n, c, oc);
     int untouched = 1;
     for (int i = 0; i < n; i++) {
         untouched = untouched && out[i * ldo + oc] == 7 && out[i * ldo + oc + 1] == 7;
@@ -591,6 +591,21 @@ static void test_matmul_bf16(int n, int c, int oc) {
     }
     CHECK(untouched);
     CHECK(count_mismatch("matmul_bf16 out", out, ref, (size_t)n * oc, 1e-5, 1e-5) == 0);
+    /* the bf16 output (no bias: its reader adds it): the sums rounded once, within half a bf16
+     * step of the exact ones, the gap columns untouched */
+    uint16_t *ob = malloc(sizeof(uint16_t) * n * ldo);
+    for (size_t i = 0; i < (size_t)n * ldo; i++) ob[i] = 0x7fc1;
+    ops->matmul_forward_bf16(NULL, ob, ldo, x16, ldx, w16, ldw, NULL, scratch, n, c, oc);
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        bad += ob[i * ldo + oc] != 0x7fc1 || ob[i * ldo + oc + 1] != 0x7fc1;
+        for (int o = 0; o < oc; o++) {
+            double want = ref[i * oc + o] - bias[o], got = bf16_to_f32(ob[i * ldo + o]);
+            bad += fabs(got - want) > fabs(want) / 256 + 1e-6;
+        }
+    }
+    CHECK(bad == 0);
+    free(ob);
     for (int i = 0; i < n; i++)
         for (int k = 0; k < c; k++) {
             double s = 0.5;
@@ -602,8 +617,17 @@ static void test_matmul_bf16(int n, int c, int oc) {
         }
     ops->dequantize_rows_bf16(dd, dout, GGML_F32, 0, n, oc, ldd);
     ops->dequantize_rows_bf16(dd + oc, du, GGML_F32, 0, n, r, ldd);
-    ops->matmul_backward_bf16(dinp, dd, ldd, w16, ldw, scratch, n, c, oc + r, OPS_ADD);
+    ops->matmul_backward_bf16(dinp, NULL, dd, ldd, w16, ldw, scratch, n, c, oc + r, OPS_ADD);
     CHECK(count_mismatch("matmul_bf16 dinp", dinp, ref, (size_t)n * c, 1e-5, 1e-5) == 0);
+    uint16_t *db = malloc(sizeof(uint16_t) * n * c); /* in bf16 (OPS_SET): the sums rounded */
+    ops->matmul_backward_bf16(NULL, db, dd, ldd, w16, ldw, scratch, n, c, oc + r, OPS_SET);
+    bad = 0;
+    for (size_t i = 0; i < (size_t)n * c; i++) {
+        double want = ref[i] - 0.5, got = bf16_to_f32(db[i]);
+        bad += fabs(got - want) > fabs(want) / 256 + 1e-6;
+    }
+    CHECK(bad == 0);
+    free(db);
     /* f32 rows are rounded to nearest even: 1 + 2^-8 is a tie and goes down to 1 */
     float one_and_tie = 1.00390625f;
     uint16_t got;
@@ -1051,11 +1075,13 @@ typedef struct EwCtx {
 
 static void act_fwd(void *p) {
     EwCtx *c = p;
-    ops->activation_forward(c->out, NULL, C, NULL, c->a, c->act, N * C, C);
+    ops->activation_forward(c->out, NULL, C, NULL, c->a, NULL, c->act, N * C, C);
 }
 static void act_bwd(void *p, const float *dout, unsigned use) {
     EwCtx *c = p;
-    if (use) ops->activation_backward(c->da, NULL, c->a, NULL, dout, c->act, N * C, OPS_ADD);
+    if (use)
+        ops->activation_backward(c->da, NULL, c->a, NULL, NULL, dout, NULL, c->act, N * C, C,
+                                 OPS_ADD);
 }
 
 static double act_reference(double x, Activation act) {
@@ -1246,7 +1272,7 @@ static void test_activations_non_finite(void) {
     const char *names[] = {"gelu", "gelu_tanh", "relu", "tanh", "silu"};
     float in[3] = {NAN, INFINITY, -INFINITY}, out[3];
     for (int act = ACT_GELU; act <= ACT_SILU; act++) {
-        ops->activation_forward(out, NULL, 3, NULL, in, (Activation)act, 3, 3);
+        ops->activation_forward(out, NULL, 3, NULL, in, NULL, (Activation)act, 3, 3);
         if (!isnan(out[0])) {
             fprintf(stderr, "%s(nan) = %g, expected nan\n", names[act], out[0]);
             CHECK(0);
@@ -1726,7 +1752,7 @@ static size_t large_pass(float *res) {
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
-    ops->activation_backward(d1, NULL, x, NULL, g, ACT_GELU, n, OPS_ADD);
+    ops->activation_backward(d1, NULL, x, NULL, NULL, g, NULL, ACT_GELU, n, LC, OPS_ADD);
     ops->dropout_backward(d1, NULL, y, 0.2f, 9, n, OPS_ADD);
     SAVE(d1, n);
 #undef SAVE
@@ -1931,12 +1957,12 @@ static void test_first_writers(void) {
         for (int i = 0; i < 10 && !acc; i++)
             for (size_t k = 0; k < NC; k++) d[acc][i][k] = NAN;
         ops->matmul_backward(d[acc][0], NULL, NULL, dout, NULL, w, N, C, OC, acc);
-        ops->matmul_backward_bf16(d[acc][1], dd, K, wb, C, scratch, N, C, K, acc);
+        ops->matmul_backward_bf16(d[acc][1], NULL, dd, K, wb, C, scratch, N, C, K, acc);
         ops->lora_dinp_bf16(d[acc][2], (const float *const[]){du}, (const float *const[]){A}, &seed,
                             1, 0.3f, N, C, R, acc);
-        ops->activation_backward(d[acc][3], NULL, x, NULL, g, ACT_GELU, NC, acc);
-        ops->activation_backward(d[acc][4], NULL, x, NULL, g, ACT_RELU, NC, acc);
-        ops->swiglu_backward(d[acc][5], d[acc][6], NULL, g, x, x, NULL, NC, C, acc);
+        ops->activation_backward(d[acc][3], NULL, x, NULL, NULL, g, NULL, ACT_GELU, NC, C, acc);
+        ops->activation_backward(d[acc][4], NULL, x, NULL, NULL, g, NULL, ACT_RELU, NC, C, acc);
+        ops->swiglu_backward(d[acc][5], d[acc][6], NULL, g, NULL, x, x, NULL, NC, C, acc);
         ops->layernorm_backward(d[acc][7], NULL, NULL, NULL, g, x, NULL, lw, mean, rstd, N, C, acc);
         ops->rmsnorm_backward(d[acc][8], NULL, NULL, g, x, NULL, lw, rstd, N, C, acc);
         ops->dropout_backward(d[acc][9], NULL, g, 0.3f, 9, NC, acc);
@@ -1979,20 +2005,56 @@ static void test_saved_bf16(void) {
     CHECK(off_by("rmsnorm dinp", g[1][0], g[0][0], n, 1e-2) == 0);
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
         for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
-        ops->activation_forward(out, NULL, C, saved, x, (Activation)a, n, C);
-        ops->activation_backward(g[0][0], NULL, x, NULL, dout, (Activation)a, n, OPS_ADD);
-        ops->activation_backward(g[1][0], NULL, NULL, saved, dout, (Activation)a, n, OPS_ADD);
+        ops->activation_forward(out, NULL, C, saved, x, NULL, (Activation)a, n, C);
+        ops->activation_backward(g[0][0], NULL, x, NULL, NULL, dout, NULL, (Activation)a, n, C,
+                                 OPS_ADD);
+        ops->activation_backward(g[1][0], NULL, NULL, saved, NULL, dout, NULL, (Activation)a, n, C,
+                                 OPS_ADD);
         CHECK(off_by("activation dinp", g[1][0], g[0][0], n, 0.0) == 0);
+    }
+    /* a bf16 GEMM's output in saved, its bias b added by the activation: as from x + b in f32 */
+    float *xb = rand_vec(n, 0, 0), *out2 = rand_vec(n, 0, 0);
+    for (size_t i = 0; i < n; i++) xb[i] = x[i] + b[i % C];
+    for (int a = ACT_GELU; a <= ACT_SILU; a++) {
+        ops->activation_forward(out2, NULL, C, saved, x, NULL, (Activation)a, n, C);
+        ops->activation_forward(out, NULL, C, NULL, xb, NULL, (Activation)a, n, C);
+        ops->activation_forward(out2, NULL, C, saved, NULL, b, (Activation)a, n, C);
+        CHECK(off_by("activation from saved + bias", out2, out, n, 0.0) == 0);
+        ops->activation_backward(g[0][0], NULL, xb, NULL, NULL, dout, NULL, (Activation)a, n, C,
+                                 OPS_SET);
+        ops->activation_backward(g[1][0], NULL, NULL, saved, b, dout, NULL, (Activation)a, n, C,
+                                 OPS_SET);
+        CHECK(off_by("activation dinp from saved + bias", g[1][0], g[0][0], n, 0.0) == 0);
     }
     float *gu[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
     ops->swiglu_forward(out, NULL, C, saved, x, u, n, C, C);
-    ops->swiglu_backward(g[0][0], gu[0], NULL, dout, x, u, NULL, n, C, OPS_ADD);
-    ops->swiglu_backward(g[1][0], gu[1], NULL, dout, NULL, NULL, saved, n, C, OPS_ADD);
+    int rows_ok = 1; /* saved: rows [bf16(gate) | bf16(up)], as one GEMM writes them */
+    for (size_t i = 0; i < n; i++) {
+        size_t r = i / C, c = i % C;
+        rows_ok = rows_ok && saved[r * 2 * C + c] == f32_to_bf16(x[i]) &&
+                  saved[r * 2 * C + C + c] == f32_to_bf16(u[i]);
+    }
+    CHECK(rows_ok);
+    ops->swiglu_forward(out2, NULL, C, saved, NULL, NULL, n, C, C); /* from those rows */
+    CHECK(off_by("swiglu from saved", out2, out, n, 0.0) == 0);
+    ops->swiglu_backward(g[0][0], gu[0], NULL, dout, NULL, x, u, NULL, n, C, OPS_ADD);
+    ops->swiglu_backward(g[1][0], gu[1], NULL, dout, NULL, NULL, NULL, saved, n, C, OPS_ADD);
     CHECK(off_by("swiglu dgate", g[1][0], g[0][0], n, 0.0) == 0);
     CHECK(off_by("swiglu dup", gu[1], gu[0], n, 0.0) == 0);
+    /* dout as the GEMM after wrote it in bf16: as from those values in f32 */
+    uint16_t *d16 = malloc(n * sizeof *d16);
+    for (size_t i = 0; i < n; i++) d16[i] = f32_to_bf16(dout[i]), dout[i] = bf16_to_f32(d16[i]);
+    ops->swiglu_backward(g[0][0], gu[0], NULL, dout, NULL, x, u, NULL, n, C, OPS_SET);
+    ops->swiglu_backward(g[1][0], gu[1], NULL, NULL, d16, x, u, NULL, n, C, OPS_SET);
+    CHECK(off_by("swiglu dgate from bf16 dout", g[1][0], g[0][0], n, 0.0) == 0);
+    CHECK(off_by("swiglu dup from bf16 dout", gu[1], gu[0], n, 0.0) == 0);
+    ops->activation_backward(g[0][0], NULL, x, NULL, NULL, dout, NULL, ACT_GELU, n, C, OPS_SET);
+    ops->activation_backward(g[1][0], NULL, x, NULL, NULL, NULL, d16, ACT_GELU, n, C, OPS_SET);
+    CHECK(off_by("activation dinp from bf16 dout", g[1][0], g[0][0], n, 0.0) == 0);
+    free(d16);
     free(x), free(u), free(dout), free(w), free(b), free(out), free(mean), free(rstd), free(saved);
-    free(gu[0]), free(gu[1]);
+    free(gu[0]), free(gu[1]), free(xb), free(out2);
     for (int k = 0; k < 2; k++) free(g[k][0]), free(g[k][1]), free(g[k][2]);
 }
 
@@ -2012,12 +2074,14 @@ static void test_bf16_outputs(void) {
     float *f[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
     uint16_t *h[2] = {malloc(n * sizeof(uint16_t)), malloc(n * sizeof(uint16_t))};
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
-        ops->activation_forward(f[0], h[0], C, NULL, x, (Activation)a, n, C);
-        ops->activation_forward(NULL, h[1], C, NULL, x, (Activation)a, n, C);
+        ops->activation_forward(f[0], h[0], C, NULL, x, NULL, (Activation)a, n, C);
+        ops->activation_forward(NULL, h[1], C, NULL, x, NULL, (Activation)a, n, C);
         CHECK(not_rounded("activation out", h[0], f[0], n) == 0);
         CHECK(not_rounded("activation out alone", h[1], f[0], n) == 0);
-        ops->activation_backward(f[0], h[0], x, NULL, dout, (Activation)a, n, OPS_SET);
-        ops->activation_backward(NULL, h[1], x, NULL, dout, (Activation)a, n, OPS_SET);
+        ops->activation_backward(f[0], h[0], x, NULL, NULL, dout, NULL, (Activation)a, n, C,
+                                 OPS_SET);
+        ops->activation_backward(NULL, h[1], x, NULL, NULL, dout, NULL, (Activation)a, n, C,
+                                 OPS_SET);
         CHECK(not_rounded("activation dinp", h[0], f[0], n) == 0);
         CHECK(not_rounded("activation dinp alone", h[1], f[0], n) == 0);
     }
@@ -2032,8 +2096,8 @@ static void test_bf16_outputs(void) {
     uint16_t *dgu = malloc(2 * n * sizeof *dgu); /* [dgate | dup] rows of 2C */
     for (int alone = 0; alone < 2; alone++) {
         memset(dgu, 0xff, 2 * n * sizeof *dgu);
-        ops->swiglu_backward(alone ? NULL : f[0], alone ? NULL : f[1], dgu, dout, x, u, NULL, n, C,
-                             OPS_SET);
+        ops->swiglu_backward(alone ? NULL : f[0], alone ? NULL : f[1], dgu, dout, NULL, x, u, NULL,
+                             n, C, OPS_SET);
         for (size_t i = 0; i < n; i++) /* row i / C of each, side by side */
             h[0][i] = dgu[i / C * 2 * C + i % C], h[1][i] = dgu[i / C * 2 * C + C + i % C];
         CHECK(not_rounded(alone ? "swiglu dgate alone" : "swiglu dgate", h[0], f[0], n) == 0);
@@ -2104,8 +2168,8 @@ static void test_bf16_out_rows(void) {
          kind++) { /* layer norm with its residual, RMS norm, SwiGLU, GELU */
         memset(rows, 0xab, sizeof rows);
         if (kind == 3) {
-            ops->activation_forward(out, NULL, C, NULL, a, ACT_GELU, n, C);
-            ops->activation_forward(NULL, rows, LDB, NULL, a, ACT_GELU, n, C);
+            ops->activation_forward(out, NULL, C, NULL, a, NULL, ACT_GELU, n, C);
+            ops->activation_forward(NULL, rows, LDB, NULL, a, NULL, ACT_GELU, n, C);
         } else if (kind == 2) {
             ops->swiglu_forward(out, NULL, C, NULL, a, b, n, C, C);
             ops->swiglu_forward(NULL, rows, LDB, NULL, a, b, n, C, C);

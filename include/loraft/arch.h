@@ -140,6 +140,23 @@ void linear_input_bf16(const Model *m, Linear *const *ls, int n, uint16_t *share
 int linear_keeps_copy(const Model *m, Linear *const *ls, int n, int keep);
 /* The row stride of l->in_bf16: l's input width, and R more a LoRA of its group. */
 int linear_input_ld(const Model *m, const Linear *l);
+/* Points ls[0]->out_bf16 at `at` where the linears ls[0..n) (a group, whole, or one linear)
+ * join their outputs in one bf16 GEMM (linear_outputs_join), else at NULL: the GEMM then
+ * writes them there as [N, sum of outs] bf16 rows, rounded once, without the bias (as PyTorch's
+ * bf16 autocast writes a linear's output, bias aside), and the activation after it
+ * (swiglu_forward's saved, activation_forward's saved and bias) reads them there and keeps
+ * them for backward: 2 bytes an element written and read instead of an f32 output's 4 + 4 and
+ * the activation's own bf16 copy. `at` is the activation's saved buffer, or where no layer
+ * keeps it one the activation's output does not overlap (unless in place, element for
+ * element). Returns whether it did. */
+int linear_output_bf16(const Model *m, Linear *const *ls, int n, uint16_t *at);
+/* The same backward: points l->din_bf16 at `at` where l, a lone linear on bf16 tensor cores
+ * without a masked LoRA term on its input gradient (no LoRA, or lora dropout 0), writes that
+ * gradient in bf16 (matmul_backward_bf16's dinp_bf16; its linear_backward's acc must be
+ * OPS_SET), for the activation's backward before it (dout_bf16), else at NULL: 2 bytes an
+ * element written and read instead of 4 and 4, as PyTorch's autocast hands the activation a
+ * bf16 gradient. `at`: the f32 dinp's own place. Returns whether it did. */
+int linear_input_grad_bf16(const Model *m, Linear *l, uint16_t *at);
 /* Points l->in_bf16 where attention writes bf16(out) for l (its out_bf16, which backward reads
  * too): linear_input_bf16 with attention's saved bf16(out) as the shared place
  * (Ops.attention_saved_out: saved is the attention's saved buffer), so an adapted l's kept input
@@ -147,9 +164,9 @@ int linear_input_ld(const Model *m, const Linear *l);
  * attention writes no f32 out. */
 void linear_reads_attention_out(const Model *m, Linear *l, float *saved);
 
-/* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one. out NULL:
- * only what l's backward reads of its forward (a replay's last linear: the LoRA branch's u and
- * input copy), no GEMM. */
+/* out[N,out] = inp @ W^T + b, plus the LoRA branch with dropout p when l has one (or, with
+ * l->out_bf16, the sums there, out ignored). out NULL: only what l's backward reads of its
+ * forward (a replay's last linear: the LoRA branch's u and input copy), no GEMM. */
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                     uint64_t seed);
 /* l's trainable gradients += from dout; dinp (may be NULL) += (acc OPS_ADD) or = (OPS_SET: its

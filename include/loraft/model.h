@@ -133,6 +133,12 @@ typedef struct Linear {
      * (linear_reads_bf16, linear_dout), instead of rounding the f32 ones in a pass of its own;
      * in_bf16 may also be an adapted group's input copy (linear_input_bf16) */
     uint16_t *in_bf16, *dout_bf16;
+    /* or NULL: under precision bf16, on a group's first member (or a lone linear), where its one
+     * GEMM writes the outputs in bf16 without the bias, for an activation that keeps its input
+     * so (linear_output_bf16); the f32 outputs are then not written. din_bf16 likewise, where a
+     * lone linear's backward writes its input gradient in bf16 for the activation before it
+     * (linear_input_grad_bf16) instead of the f32 dinp */
+    uint16_t *out_bf16, *din_bf16;
 } Linear;
 
 typedef struct Norm {

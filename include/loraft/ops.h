@@ -179,17 +179,19 @@ typedef struct Ops {
      * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g), out [n/F, F]; gate and up rows
      * ld apart (ld F: buffers of their own; 2F: one GEMM's outputs side by side, rows [gate | up]);
      * out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, rows ldb apart (F, or an adapted linear's
-     * input copy: lora_down_bf16), out may then be NULL; saved [2n] (not NULL) = [bf16(gate) |
-     * bf16(up)], each [n/F, F]. */
+     * input copy: lora_down_bf16), out may then be NULL; saved [n/F, 2F] (not NULL) = rows
+     * [bf16(gate) | bf16(up)]. gate and up NULL: they are saved's values (the one bf16 GEMM of
+     * gate and up wrote them there: matmul_forward_bf16's out_bf16), read, not written. */
     void (*swiglu_forward)(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
                            const float *gate, const float *up, size_t n, int F, int ld);
     /* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =); each may be NULL.
      * dgu_bf16 (not NULL) [n/F, 2F] = rows [bf16(dgate) | bf16(dup)] of their new values, F a
      * row, for the one bf16 GEMM of gate and up (the f32 ones may then be NULL under acc
-     * OPS_SET). gate and up, or (both NULL) their copies in saved. */
+     * OPS_SET). gate and up, or (both NULL) their copies in saved (rows [gate | up]); dout, or
+     * (NULL) its bf16 values in dout_bf16 (matmul_backward_bf16's dinp_bf16). */
     void (*swiglu_backward)(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
-                            const float *gate, const float *up, const uint16_t *saved, size_t n,
-                            int F, int acc);
+                            const uint16_t *dout_bf16, const float *gate, const float *up,
+                            const uint16_t *saved, size_t n, int F, int acc);
 
     /* ---- dense layer (frozen base GEMM on cuBLAS / OpenBLAS) ----
      * out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC]; bias may be NULL. */
@@ -224,20 +226,28 @@ typedef struct Ops {
     void (*round_bf16_many)(const OpsBf16Copy *copies, int n);
     /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], out's rows ldo values apart (ldo >= OC:
      * the outputs of a group's linears side by side), inp and weight bf16 with rows ldi and ldw
-     * values apart, bias f32 or NULL. scratch: matmul_bf16_scratch(N, C, OC) floats (forward and
-     * backward). Under LoRA the model runs the up-projection inside it (lora_down_bf16). */
-    void (*matmul_forward_bf16)(float *out, int ldo, const uint16_t *inp, int ldi,
-                                const uint16_t *weight, int ldw, const float *bias, float *scratch,
-                                int N, int C, int OC);
+     * values apart, bias f32 or NULL. Or, out NULL, out_bf16 = bf16 of the sums (the f32 result
+     * rounded once; bias NULL: the element-wise op that reads it adds it), as PyTorch's bf16
+     * autocast writes a linear's output: an activation that keeps its input in bf16 for
+     * backward finds it written, with no f32 pass between. scratch: matmul_bf16_scratch(N, C, OC)
+     * floats (forward and backward). Under LoRA the model runs the up-projection inside it
+     * (lora_down_bf16). */
+    void (*matmul_forward_bf16)(float *out, uint16_t *out_bf16, int ldo, const uint16_t *inp,
+                                int ldi, const uint16_t *weight, int ldw, const float *bias,
+                                float *scratch, int N, int C, int OC);
     /* dinp[N,C] (+)= dd[N,K] @ weight[K,C] (acc 0: =), dd bf16 with rows ldd apart, weight's ldw:
      * the frozen weight's input gradient from dout rounded to bf16 (dequantize_rows_bf16 of f32
      * rows), or under LoRA with lora dropout 0 from [bf16(dout) | bf16(du)] (lora_backward_bf16)
-     * over W with A's rows below it, K = OC + R. The weight is frozen: no dweight, no dbias.
+     * over W with A's rows below it, K = OC + R. The weight is frozen: no dweight, no dbias. Or,
+     * dinp NULL and acc OPS_SET, dinp_bf16 = bf16 of the sums (rounded once), for an activation's
+     * backward that reads it so (the gradient PyTorch's bf16 autocast hands it).
      * scratch: matmul_bf16_scratch(N, C, K). */
-    void (*matmul_backward_bf16)(float *dinp, const uint16_t *dd, int ldd, const uint16_t *weight,
-                                 int ldw, float *scratch, int N, int C, int K, int acc);
+    void (*matmul_backward_bf16)(float *dinp, uint16_t *dinp_bf16, const uint16_t *dd, int ldd,
+                                 const uint16_t *weight, int ldw, float *scratch, int N, int C,
+                                 int K, int acc);
     /* Floats of scratch the two bf16 GEMMs need, the backend's own: the CPU widens the weight and
-     * the activation to f32 (OC*C + N*max(C, OC)); the GPU none. */
+     * the activation to f32 and computes a bf16 output in f32 (OC*C + 2*N*max(C, OC)); the GPU
+     * none. */
     size_t (*matmul_bf16_scratch)(int N, int C, int OC);
     /* The LoRA down-projections of n (1..OPS_LORA_GROUP_MAX) adapted linears that read the same
      * inp [N,C], for the GEMMs over [x | s u_0 | .. | s u_n-1] @ [W_j | 0 .. B_j .. 0]^T (one for
@@ -399,15 +409,21 @@ typedef struct Ops {
                         int ld, const int32_t *pos, float theta, int n, int NH, int NKV, int HS);
 
     /* ---- element-wise ---- */
-    /* out = act(inp) [n]; out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, n/F rows of F values
-     * ldb apart (F, or an adapted linear's input copy: lora_down_bf16), out may then be NULL;
-     * saved (not NULL) = bf16(inp); out == inp allowed */
+    /* out = act(x) [n/F, F]; x = inp (saved, not NULL, = bf16(inp)), or, inp NULL, saved's
+     * values + bias (F of them, or NULL: none): a bf16 GEMM wrote x there without its bias
+     * (matmul_forward_bf16's out_bf16). out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, rows ldb
+     * apart (F, or an adapted linear's input copy: lora_down_bf16), out may then be NULL; out ==
+     * inp allowed */
     void (*activation_forward)(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                               const float *inp, Activation act, size_t n, int F);
-    /* dinp (+)= act'(inp) * dout (acc 0: =); dinp_bf16 (not NULL) = bf16 of dinp's new value for
-     * a bf16 GEMM, dinp may then be NULL under acc OPS_SET; inp, or (NULL) its copy in saved */
+                               const float *inp, const float *bias, Activation act, size_t n,
+                               int F);
+    /* dinp (+)= act'(x) * dout (acc 0: =), x as activation_forward's: inp, or (NULL) saved's
+     * values + bias; dout, or (NULL) its bf16 values in dout_bf16 (matmul_backward_bf16's
+     * dinp_bf16); dinp_bf16 (not NULL) = bf16 of dinp's new value for a bf16 GEMM, dinp may
+     * then be NULL under acc OPS_SET */
     void (*activation_backward)(float *dinp, uint16_t *dinp_bf16, const float *inp,
-                                const uint16_t *saved, const float *dout, Activation act, size_t n,
+                                const uint16_t *saved, const float *bias, const float *dout,
+                                const uint16_t *dout_bf16, Activation act, size_t n, int F,
                                 int acc);
     /* out = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
     void (*dropout_forward)(float *out, const float *inp, float p, uint64_t seed, size_t n);

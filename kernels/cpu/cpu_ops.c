@@ -118,10 +118,6 @@ static void round_bf16(uint16_t *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
 }
 
-static inline float saved_at(const float *f, const uint16_t *b, size_t i) {
-    return f ? f[i] : qb_bf16(b[i]);
-}
-
 /* A norm's xhat at i of row n: (x - mean) * rstd from x, or its bf16 copy xh. */
 static inline float xhat_at(const float *x, const uint16_t *xh, size_t i, float m, float s) {
     return x ? (x[i] - m) * s : qb_bf16(xh[i]);
@@ -378,29 +374,43 @@ static void widen_bf16(float *out, const uint16_t *h, size_t rows, size_t cols, 
         for (size_t c = 0; c < cols; c++) out[r * cols + c] = qb_bf16(h[r * ld + c]);
 }
 
-/* scratch: the widened weight [OC,C], then the widened input [N,C] */
-static void cpu_matmul_forward_bf16(float *out, int ldo, const uint16_t *inp, int ldi,
-                                    const uint16_t *weight, int ldw, const float *bias,
+/* out[r * ld + c] = bf16(y[r * cols + c]): a bf16 GEMM output's f32 sums, rounded once */
+static void round_rows_bf16(uint16_t *out, int ld, const float *y, int rows, int cols) {
+#pragma omp parallel for if ((size_t)rows * cols > CPU_PAR_MIN)
+    for (size_t r = 0; r < (size_t)rows; r++)
+        for (size_t c = 0; c < (size_t)cols; c++) out[r * ld + c] = f32_to_bf16(y[r * cols + c]);
+}
+
+/* scratch: the widened weight [OC,C], the widened input [N,C], then a bf16 output's f32 sums */
+static void cpu_matmul_forward_bf16(float *out, uint16_t *out_bf16, int ldo, const uint16_t *inp,
+                                    int ldi, const uint16_t *weight, int ldw, const float *bias,
                                     float *scratch, int N, int C, int OC) {
     float *w = scratch, *x = scratch + (size_t)OC * C;
     widen_bf16(w, weight, OC, C, ldw);
     widen_bf16(x, inp, N, C, ldi);
-    dense_forward(out, ldo, x, w, bias, N, C, OC);
+    if (out) return dense_forward(out, ldo, x, w, bias, N, C, OC);
+    float *y = x + (size_t)N * (C > OC ? C : OC);
+    dense_forward(y, OC, x, w, bias, N, C, OC);
+    round_rows_bf16(out_bf16, ldo, y, N, OC);
 }
 
-/* the weight and the activation ([N, C] forward, dd backward) widened to f32 */
+/* the weight and the activation ([N, C] forward, dd backward) widened to f32, and a bf16
+ * output's sums */
 static size_t cpu_matmul_bf16_scratch(int N, int C, int OC) {
-    return (size_t)OC * C + (size_t)N * (C > OC ? C : OC);
+    return (size_t)OC * C + 2 * (size_t)N * (C > OC ? C : OC);
 }
 
-/* scratch: the widened weight [K,C], then the widened dd [N,K] */
-static void cpu_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd,
+/* scratch: the widened weight [K,C], the widened dd [N,K], then a bf16 dinp's f32 sums */
+static void cpu_matmul_backward_bf16(float *dinp, uint16_t *dinp_bf16, const uint16_t *dd, int ldd,
                                      const uint16_t *weight, int ldw, float *scratch, int N, int C,
                                      int K, int acc) {
     float *w = scratch, *d = scratch + (size_t)K * C;
     widen_bf16(w, weight, K, C, ldw);
     widen_bf16(d, dd, N, K, ldd);
-    cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, K, acc);
+    if (dinp) return cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, K, acc);
+    float *y = d + (size_t)N * (C > K ? C : K);
+    cpu_matmul_backward(y, NULL, NULL, d, NULL, w, N, C, K, OPS_SET);
+    round_rows_bf16(dinp_bf16, C, y, N, C);
 }
 
 /* The CPU computes f32 only. */
@@ -893,63 +903,82 @@ static void cpu_cache_write(float *kc, float *vc, float *q, int ldq, const float
 
 /* ---- activations and vector arithmetic ---- */
 
-/* out[n] = act(inp) (and saved = bf16(inp), out_bf16 = bf16(out)); exact GELU (the transformer
+/* An activation's input at i of [n/F, F]: inp, or its bf16 copy in saved + bias (if any). */
+static inline float act_input(const float *inp, const uint16_t *saved, const float *bias, size_t i,
+                              int F) {
+    return inp ? inp[i] : qb_bf16(saved[i]) + (bias ? bias[i % F] : 0.0f);
+}
+
+/* out[n] = act(x) (and saved = bf16(inp), out_bf16 = bf16(out)); exact GELU (the transformer
  * FFN's) has its own loop so it vectorises */
 static void cpu_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                                   const float *inp, Activation act, size_t n, int F) {
-    if (saved)
+                                   const float *inp, const float *bias, Activation act, size_t n,
+                                   int F) {
+    if (saved && inp)
         for (size_t i = 0; i < n; i++) saved[i] = f32_to_bf16(inp[i]);
     if (!out) { /* the bf16 copy alone */
 #pragma omp parallel for if (n > CPU_PAR_MIN)
         for (size_t i = 0; i < n; i++)
-            out_bf16[i / F * ldb + i % F] = f32_to_bf16(act_value(inp[i], act));
+            out_bf16[i / F * ldb + i % F] =
+                f32_to_bf16(act_value(act_input(inp, saved, bias, i, F), act));
         return;
     }
     if (act == ACT_GELU) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) out[i] = gelu(inp[i]);
+        for (size_t i = 0; i < n; i++) out[i] = gelu(act_input(inp, saved, bias, i, F));
     } else {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) out[i] = act_value(inp[i], act);
+        for (size_t i = 0; i < n; i++) out[i] = act_value(act_input(inp, saved, bias, i, F), act);
     }
     for (size_t i = 0; i < n && out_bf16; i++) out_bf16[i / F * ldb + i % F] = f32_to_bf16(out[i]);
 }
 
-/* dinp[n] (+)= act'(inp) * dout (inp, or its copy in saved; and dinp_bf16 = bf16(dinp)) */
+/* dout[i], or its bf16 copy's */
+static inline float grad_at(const float *dout, const uint16_t *dout_bf16, size_t i) {
+    return dout ? dout[i] : qb_bf16(dout_bf16[i]);
+}
+
+/* dinp[n] (+)= act'(x) * dout (x: inp, or its copy in saved + bias; dout, or its bf16 copy; and
+ * dinp_bf16 = bf16(dinp)) */
 static void cpu_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,
-                                    const uint16_t *saved, const float *dout, Activation act,
-                                    size_t n, int acc) {
+                                    const uint16_t *saved, const float *bias, const float *dout,
+                                    const uint16_t *dout_bf16, Activation act, size_t n, int F,
+                                    int acc) {
     if (!dinp) { /* the bf16 copy alone (acc OPS_SET) */
 #pragma omp parallel for if (n > CPU_PAR_MIN)
         for (size_t i = 0; i < n; i++)
-            dinp_bf16[i] = f32_to_bf16(act_derivative(saved_at(inp, saved, i), act) * dout[i]);
+            dinp_bf16[i] = f32_to_bf16(act_derivative(act_input(inp, saved, bias, i, F), act) *
+                                       grad_at(dout, dout_bf16, i));
         return;
     }
     if (act == ACT_GELU) {
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
         for (size_t i = 0; i < n; i++) {
-            float g = gelu_derivative(saved_at(inp, saved, i)) * dout[i];
+            float g =
+                gelu_derivative(act_input(inp, saved, bias, i, F)) * grad_at(dout, dout_bf16, i);
             dinp[i] = acc ? dinp[i] + g : g;
         }
     } else {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
         for (size_t i = 0; i < n; i++) {
-            float g = act_derivative(saved_at(inp, saved, i), act) * dout[i];
+            float g = act_derivative(act_input(inp, saved, bias, i, F), act) *
+                      grad_at(dout, dout_bf16, i);
             dinp[i] = acc ? dinp[i] + g : g;
         }
     }
     round_bf16(dinp_bf16, dinp, n);
 }
 
-/* out[n] = silu(gate) * up (and saved = [bf16(gate) | bf16(up)], out_bf16 = bf16(out)); gate
- * and up [n/F, F] rows ld apart */
+/* out[n] = silu(gate) * up (and saved = rows [bf16(gate) | bf16(up)], out_bf16 = bf16(out));
+ * gate and up [n/F, F] rows ld apart, or (NULL) saved's */
 static void cpu_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
                                const float *gate, const float *up, size_t n, int F, int ld) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
-        size_t at = i / F * ld + i % F;
-        float g = gate[at], u = up[at], v = silu(g) * u;
-        if (saved) saved[i] = f32_to_bf16(g), saved[n + i] = f32_to_bf16(u);
+        size_t at = i / F * ld + i % F, s = i / F * 2 * F + i % F; /* s: row i / F of saved */
+        float g = gate ? gate[at] : qb_bf16(saved[s]), u = up ? up[at] : qb_bf16(saved[s + F]);
+        float v = silu(g) * u;
+        if (saved && gate) saved[s] = f32_to_bf16(g), saved[s + F] = f32_to_bf16(u);
         if (out) out[i] = v;
         if (out_bf16) out_bf16[i / F * ldb + i % F] = f32_to_bf16(v);
     }
@@ -957,15 +986,15 @@ static void cpu_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t
 
 /* dgate[n] (+)= dout * up * silu'(gate); dup[n] (+)= dout * silu(gate) and / or their bf16
  * copies (of this op's gradient alone where the f32 one is NULL: acc OPS_SET); any may be NULL;
- * gate and up, or their copies in saved */
+ * gate and up, or their copies in saved's rows; dout, or its bf16 copy */
 static void cpu_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
-                                const float *gate, const float *up, const uint16_t *saved, size_t n,
-                                int F, int acc) {
-    const uint16_t *gs = saved, *us = saved ? saved + n : NULL;
+                                const uint16_t *dout_bf16, const float *gate, const float *up,
+                                const uint16_t *saved, size_t n, int F, int acc) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
-        float g = saved_at(gate, gs, i), dg = dout[i] * saved_at(up, us, i) * silu_derivative(g),
-              du = dout[i] * silu(g);
+        size_t s = i / F * 2 * F + i % F; /* row i / F of saved */
+        float g = gate ? gate[i] : qb_bf16(saved[s]), u = up ? up[i] : qb_bf16(saved[s + F]);
+        float d = grad_at(dout, dout_bf16, i), dg = d * u * silu_derivative(g), du = d * silu(g);
         if (dgate) dg = dgate[i] = acc ? dgate[i] + dg : dg;
         if (dup) du = dup[i] = acc ? dup[i] + du : du;
         if (dgu_bf16) {

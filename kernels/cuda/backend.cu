@@ -139,12 +139,12 @@ void cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, 
 
 void cuda_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                     const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,
-                    float *C, int ldc) {
+                    void *C, cudaDataType ctype, int ldc) {
     cublasHandle_t h = cuda_blas();
     if (!h || m <= 0 || n <= 0) return;
     cublasStatus_t s =
         cublasGemmEx(h, ta, tb, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, C,
-                     CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                     ctype, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     cuda_note_blas(s, "cublasGemmEx (bf16)", __FILE__, __LINE__);
 }
 

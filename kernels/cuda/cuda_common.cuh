@@ -184,10 +184,11 @@ void cuda_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, 
                float beta, float *C, int ldc, long long sC, int batch);
 /* The precision set_precision last set (backend.cu). */
 Precision cuda_precision(void);
-/* The same with bf16 A and B, f32 C, f32 accumulation: tensor cores. */
+/* The same with bf16 A and B, f32 accumulation (tensor cores), C of ctype: f32, or bf16 (the
+ * sums rounded once). */
 void cuda_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                     const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,
-                    float *C, int ldc);
+                    void *C, cudaDataType ctype, int ldc);
 
 /* C[m,n] = op(A) op(B) + bias[r] per row r for FP32 (precision's compute type) or BF16 (FP32
  * compute) A and B, FP32 C: the bias in cuBLASLt's epilogue, so C is written once. Returns 0,
@@ -249,8 +250,8 @@ void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, int ldb, float *
 void cuda_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
                          const float *gate, const float *up, size_t n, int F, int ld);
 void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
-                          const float *gate, const float *up, const uint16_t *saved, size_t n,
-                          int F, int acc);
+                          const uint16_t *dout_bf16, const float *gate, const float *up,
+                          const uint16_t *saved, size_t n, int F, int acc);
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC);
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -259,11 +260,12 @@ void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, in
 void cuda_round_bf16_many(const OpsBf16Copy *copies, int n);
 void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0, int rows,
                                int cols, int ld);
-void cuda_matmul_forward_bf16(float *out, int ldo, const uint16_t *inp, int ldi,
+void cuda_matmul_forward_bf16(float *out, uint16_t *out_bf16, int ldo, const uint16_t *inp, int ldi,
                               const uint16_t *weight, int ldw, const float *bias, float *scratch,
                               int N, int C, int OC);
-void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const uint16_t *weight,
-                               int ldw, float *scratch, int N, int C, int K, int acc);
+void cuda_matmul_backward_bf16(float *dinp, uint16_t *dinp_bf16, const uint16_t *dd, int ldd,
+                               const uint16_t *weight, int ldw, float *scratch, int N, int C, int K,
+                               int acc);
 size_t cuda_matmul_bf16_scratch(int N, int C, int OC);
 void cuda_lora_down_bf16(uint16_t *xb, float *const *u, const float *const *A,
                          const uint64_t *seeds, int n, const float *inp, float scale, float p,
@@ -300,10 +302,10 @@ size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS);
 void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
                       int ld, const int32_t *pos, float theta, int n, int NH, int NKV, int HS);
 void cuda_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                             const float *inp, Activation act, size_t n, int F);
+                             const float *inp, const float *bias, Activation act, size_t n, int F);
 void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,
-                              const uint16_t *saved, const float *dout, Activation act, size_t n,
-                              int acc);
+                              const uint16_t *saved, const float *bias, const float *dout,
+                              const uint16_t *dout_bf16, Activation act, size_t n, int F, int acc);
 void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n);
 void cuda_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
                            uint64_t seed, size_t n, int acc);

@@ -34,12 +34,23 @@ __device__ inline void store4_bf16_rows(uint16_t *dst, const float v[4], size_t 
 }
 
 /* ---- activations ---- */
+
+/* x[k] = the activation's input at i + k of [n/F, F]: inp, or its bf16 copy in saved plus bias
+ * (if any: a bf16 GEMM's output, its bias left to the activation) */
+__device__ inline void load4_act_input(float x[4], const float *inp, const uint16_t *saved,
+                                       const float *bias, size_t i, size_t n, int F) {
+    load4_saved(x, inp, saved, i, n);
+    if (inp || !bias) return;
+    for (int k = 0, c = (int)(i % F); k < 4; k++, c = c + 1 < F ? c + 1 : 0) x[k] += bias[c];
+}
+
 __global__ void activation_forward_kernel(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                                          const float *inp, Activation act, size_t n, int F) {
+                                          const float *inp, const float *bias, Activation act,
+                                          size_t n, int F) {
     GRID_STRIDE4(i, n) {
         float x[4];
-        load4(x, inp, i, n);
-        if (saved) store4_bf16(saved, x, i, n);
+        load4_act_input(x, inp, saved, bias, i, n, F);
+        if (saved && inp) store4_bf16(saved, x, i, n);
         for (int k = 0; k < 4; k++) x[k] = act_value(x[k], act);
         if (out) store4(out, x, i, n);
         if (out_bf16) store4_bf16_rows(out_bf16, x, i, n, F, ldb);
@@ -47,11 +58,12 @@ __global__ void activation_forward_kernel(float *out, uint16_t *out_bf16, int ld
 }
 
 __global__ void activation_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *inp,
-                                           const uint16_t *saved, const float *dout, Activation act,
-                                           size_t n, int acc) {
+                                           const uint16_t *saved, const float *bias,
+                                           const float *dout, const uint16_t *dout_bf16,
+                                           Activation act, size_t n, int F, int acc) {
     GRID_STRIDE4(i, n) {
         float x[4], d[4], dx[4] = {0};
-        load4_saved(x, inp, saved, i, n), load4(d, dout, i, n);
+        load4_act_input(x, inp, saved, bias, i, n, F), load4_saved(d, dout, dout_bf16, i, n);
         if (acc) load4(dx, dinp, i, n);
         for (int k = 0; k < 4; k++) dx[k] += act_derivative(x[k], act) * d[k];
         if (dinp) store4(dinp, dx, i, n);
@@ -59,24 +71,24 @@ __global__ void activation_backward_kernel(float *dinp, uint16_t *dinp_bf16, con
     }
 }
 
-/* out[n] = act(inp[n]) and / or out_bf16 = bf16(out) (rows of F, ldb apart); saved (not NULL) =
- * bf16(inp) */
+/* out[n] = act(x) and / or out_bf16 = bf16(out) (rows of F, ldb apart); x = inp (saved, not
+ * NULL, = bf16(inp)), or saved's values + bias */
 void cuda_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                             const float *inp, Activation act, size_t n, int F) {
+                             const float *inp, const float *bias, Activation act, size_t n, int F) {
     if (!n || F <= 0) return;
-    activation_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, ldb, saved, inp, act, n,
-                                                            F);
+    activation_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, ldb, saved, inp, bias,
+                                                            act, n, F);
     CUDA_LAUNCHED("activation_forward");
 }
 
-/* dinp[n] (+)= act'(inp[n]) * dout[n] (acc 0: =) and / or dinp_bf16 = bf16(dinp); inp, or its
- * copy in saved */
+/* dinp[n] (+)= act'(x) * dout[n] (acc 0: =) and / or dinp_bf16 = bf16(dinp); x: inp, or its
+ * copy in saved plus bias; dout, or its bf16 copy */
 void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,
-                              const uint16_t *saved, const float *dout, Activation act, size_t n,
-                              int acc) {
-    if (!n) return;
-    activation_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, dinp_bf16, inp, saved, dout, act,
-                                                             n, acc);
+                              const uint16_t *saved, const float *bias, const float *dout,
+                              const uint16_t *dout_bf16, Activation act, size_t n, int F, int acc) {
+    if (!n || F <= 0) return;
+    activation_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dinp, dinp_bf16, inp, saved, bias,
+                                                             dout, dout_bf16, act, n, F, acc);
     CUDA_LAUNCHED("activation_backward");
 }
 
@@ -95,13 +107,34 @@ __device__ inline void load4_rows(float v[4], const float *src, size_t i, size_t
     }
 }
 
-/* ---- SwiGLU: out = silu(gate) * up; saved [2n] = [bf16(gate) | bf16(up)] ---- */
+/* load4_rows of bf16 values, widened: one 8-byte load when the four share a row and align */
+__device__ inline void load4_rows(float v[4], const uint16_t *src, size_t i, size_t n, size_t F,
+                                  size_t ld) {
+    size_t r = i / F, c = i - r * F;
+    if (c + 4 <= F && i + 4 <= n) {
+        load4_saved(v, NULL, src + r * ld, c, F);
+        return;
+    }
+    for (int k = 0; k < 4; k++) {
+        size_t e = i + k, row = e / F;
+        v[k] = e < n ? qb_bf16(src[row * ld + e - row * F]) : 0.0f;
+    }
+}
+
+/* ---- SwiGLU: out = silu(gate) * up; saved [n/F, 2F] = rows [bf16(gate) | bf16(up)] ---- */
 __global__ void swiglu_forward_kernel(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
                                       const float *gate, const float *up, size_t n, int F, int ld) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4];
-        load4_rows(g, gate, i, n, F, ld), load4_rows(u, up, i, n, F, ld);
-        if (saved) store4_bf16(saved, g, i, n), store4_bf16(saved + n, u, i, n);
+        if (gate) {
+            load4_rows(g, gate, i, n, F, ld), load4_rows(u, up, i, n, F, ld);
+            if (saved)
+                store4_bf16_rows(saved, g, i, n, F, 2 * (size_t)F),
+                    store4_bf16_rows(saved + F, u, i, n, F, 2 * (size_t)F);
+        } else { /* the GEMM's bf16 output */
+            load4_rows(g, saved, i, n, F, 2 * (size_t)F);
+            load4_rows(u, saved + F, i, n, F, 2 * (size_t)F);
+        }
         for (int k = 0; k < 4; k++) g[k] = silu(g[k]) * u[k];
         if (out) store4(out, g, i, n);
         if (out_bf16) store4_bf16_rows(out_bf16, g, i, n, F, ldb);
@@ -109,12 +142,18 @@ __global__ void swiglu_forward_kernel(float *out, uint16_t *out_bf16, int ldb, u
 }
 
 __global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgu_bf16,
-                                       const float *dout, const float *gate, const float *up,
-                                       const uint16_t *saved, size_t n, int F, int acc) {
+                                       const float *dout, const uint16_t *dout_bf16,
+                                       const float *gate, const float *up, const uint16_t *saved,
+                                       size_t n, int F, int acc) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4], d[4], dg[4] = {0}, du[4] = {0}; /* NULL outputs: computed, not stored */
-        load4_saved(g, gate, saved, i, n), load4_saved(u, up, saved ? saved + n : NULL, i, n);
-        load4(d, dout, i, n);
+        if (gate) {
+            load4(g, gate, i, n), load4(u, up, i, n);
+        } else {
+            load4_rows(g, saved, i, n, F, 2 * (size_t)F);
+            load4_rows(u, saved + F, i, n, F, 2 * (size_t)F);
+        }
+        load4_saved(d, dout, dout_bf16, i, n);
         if (dgate && acc) load4(dg, dgate, i, n);
         if (dup && acc) load4(du, dup, i, n);
         for (int k = 0; k < 4; k++) {
@@ -139,13 +178,14 @@ void cuda_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *save
 }
 
 /* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =) and / or their bf16
- * copies; any may be NULL; gate and up, or their copies in saved */
+ * copies; any may be NULL; gate and up, or their copies in saved's rows; dout, or its bf16
+ * copy */
 void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
-                          const float *gate, const float *up, const uint16_t *saved, size_t n,
-                          int F, int acc) {
+                          const uint16_t *dout_bf16, const float *gate, const float *up,
+                          const uint16_t *saved, size_t n, int F, int acc) {
     if (!n || F <= 0 || (!dgate && !dup && !dgu_bf16)) return;
-    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dgu_bf16, dout, gate, up,
-                                                         saved, n, F, acc);
+    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dgu_bf16, dout, dout_bf16,
+                                                         gate, up, saved, n, F, acc);
     CUDA_LAUNCHED("swiglu_backward");
 }
 

@@ -16,13 +16,14 @@ static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const _
                                float *logits, __nv_bfloat16 *hb, int rows, int C, int V) {
     cuda_dequantize_rows_bf16((uint16_t *)hb, h, GGML_F32, 0, rows, C, C);
     /* logits^T[V,rows] = Wb[V,C] hb^T[C,rows]; Wb's column-major view is Wb^T: OP_T */
-    cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, V, rows, C, 1.0f, Wb, C, hb, C, 0.0f, logits, V);
+    cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, V, rows, C, 1.0f, Wb, C, hb, C, 0.0f, logits,
+                   CUDA_R_32F, V);
     cuda_cross_entropy_rows_bf16(losses, logits, dh != NULL, labels, grad_scale, row_scale, rows,
                                  V);
     /* dh^T[C,rows] += Wb^T[C,V] dlogits^T[V,rows]: both their buffers' column-major views */
     if (dh)
         cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, rows, V, 1.0f, Wb, C,
-                       (const __nv_bfloat16 *)logits, 2 * V, 1.0f, dh, C);
+                       (const __nv_bfloat16 *)logits, 2 * V, 1.0f, dh, CUDA_R_32F, C);
 }
 
 /* losses[N]; dh[N,C] += dlogits @ W (rows weighed by row_scale, NULL: 1); dW[V,C] += dlogits^T @ h;

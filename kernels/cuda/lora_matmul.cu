@@ -41,7 +41,7 @@ static void dense_forward(float *out, int ldo, cudaDataType type, const void *in
         return;
     if (type == CUDA_R_16BF)
         cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, (const __nv_bfloat16 *)weight, ldw,
-                       (const __nv_bfloat16 *)inp, ldi, 0.0f, out, ldo);
+                       (const __nv_bfloat16 *)inp, ldi, 0.0f, out, CUDA_R_32F, ldo);
     else
         cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, (const float *)weight, ldw, 0,
                   (const float *)inp, ldi, 0, 0.0f, out, ldo, 0, 1);
@@ -99,12 +99,18 @@ void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float
 /* model.precision bf16: the same products on tensor cores, on operands already in bf16 (the
  * model rounds the activation once per group, lora_down_bf16 or dequantize_rows_bf16); the
  * scratch is the CPU's. */
-void cuda_matmul_forward_bf16(float *out, int ldo, const uint16_t *inp, int ldi,
+void cuda_matmul_forward_bf16(float *out, uint16_t *out_bf16, int ldo, const uint16_t *inp, int ldi,
                               const uint16_t *weight, int ldw, const float *bias, float *scratch,
                               int N, int C, int OC) {
     (void)scratch;
     if (N <= 0 || OC <= 0) return;
-    dense_forward(out, ldo, CUDA_R_16BF, inp, ldi, weight, ldw, bias, N, C, OC);
+    if (out) return dense_forward(out, ldo, CUDA_R_16BF, inp, ldi, weight, ldw, bias, N, C, OC);
+    if (bias) { /* a double rounding here would differ from the CPU's */
+        CUDA_FAIL("matmul_forward_bf16: a bf16 output leaves its bias to the op that reads it");
+        return;
+    }
+    cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, (const __nv_bfloat16 *)weight, ldw,
+                   (const __nv_bfloat16 *)inp, ldi, 0.0f, out_bf16, CUDA_R_16BF, ldo);
 }
 
 /* VEC values of a row from src (16-byte aligned when VEC is 4: one float4 load), or zeros. */
@@ -149,12 +155,18 @@ size_t cuda_matmul_bf16_scratch(int N, int C, int OC) {
 }
 
 /* dinp[N,C] (+)= dd[N,K] W[K,C]: dinp^T[C,N] (+)= W^T[C,K] dd^T[K,N], both their buffers' views */
-void cuda_matmul_backward_bf16(float *dinp, const uint16_t *dd, int ldd, const uint16_t *weight,
-                               int ldw, float *scratch, int N, int C, int K, int acc) {
+void cuda_matmul_backward_bf16(float *dinp, uint16_t *dinp_bf16, const uint16_t *dd, int ldd,
+                               const uint16_t *weight, int ldw, float *scratch, int N, int C, int K,
+                               int acc) {
     (void)scratch;
     if (N <= 0 || C <= 0 || K <= 0) return;
+    if (!dinp && acc) { /* bf16 sums added to would be rounded twice */
+        CUDA_FAIL("matmul_backward_bf16: a bf16 dinp is its first writer's (OPS_SET)");
+        return;
+    }
     cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, N, K, 1.0f, (const __nv_bfloat16 *)weight, ldw,
-                   (const __nv_bfloat16 *)dd, ldd, acc ? 1.0f : 0.0f, dinp, C);
+                   (const __nv_bfloat16 *)dd, ldd, acc ? 1.0f : 0.0f,
+                   dinp ? (void *)dinp : (void *)dinp_bf16, dinp ? CUDA_R_32F : CUDA_R_16BF, C);
 }
 
 /* The down-projections of n linears that read one input, by value: each one's A [R,K], u [N,R] =

@@ -217,6 +217,10 @@ static void bert_plan(Model *m, Plan *pl) {
         linear_input_bf16(m, (Linear *const[]){&Ly->ffn_in}, 1, (uint16_t *)S[2]);
         linear_input_bf16(m, (Linear *const[]){&Ly->ffn_out}, 1, (uint16_t *)S[2]);
         Ly->ffn_in.dout_bf16 = linear_reads_bf16(m, &Ly->ffn_in) ? (uint16_t *)block : NULL;
+        /* ffn_in's output from its GEMM in bf16: the activation's saved, or S[2], where the
+         * activation's bf16 output goes in place if anywhere (its f32 one goes to F) */
+        uint16_t *pre = a->ffn_pre_bf16 ? a->ffn_pre_bf16 : (uint16_t *)S[2];
+        linear_output_bf16(m, (Linear *const[]){&Ly->ffn_in}, 1, pre);
         PLAN_TAKE(pl, &a->res_ffn, N * C, bw && !half, S[0]);
         PLAN_TAKE_BF16(pl, &a->xh_ffn, N * C, bw && half);
         PLAN_TAKE(pl, &a->mean_ffn, N, bw, mean);
@@ -239,6 +243,7 @@ static void bert_plan(Model *m, Plan *pl) {
         Layer *Ly = &b->layers[l];
         Ly->o.dout_bf16 = linear_reads_bf16(m, &Ly->o) ? (uint16_t *)b->d_br : NULL;
         Ly->ffn_out.dout_bf16 = linear_reads_bf16(m, &Ly->ffn_out) ? (uint16_t *)b->d_br : NULL;
+        linear_input_grad_bf16(m, &Ly->ffn_out, (uint16_t *)b->d_ffn); /* for the activation's */
     }
     PLAN_TAKE(pl, &b->d_a, N * C, any, NULL);
     PLAN_TAKE(pl, &b->d_head, 4 * B * C, any, NULL);
@@ -305,9 +310,10 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
                              model_site(l, SITE_O_DROP), Ly->ln_attn.w->value, Ly->ln_attn.b->value,
                              c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->ffn_in, a->ffn_pre, a->h_attn, N, d.lora, model_site(l, SITE_FFN_IN));
-    uint16_t *act_bf16 = Ly->ffn_out.in_bf16; /* else ffn_out reads ffn_act */
+    uint16_t *act_bf16 = Ly->ffn_out.in_bf16, *pre = Ly->ffn_in.out_bf16; /* else f32 */
     o->activation_forward(act_bf16 ? NULL : a->ffn_act, act_bf16, linear_input_ld(m, &Ly->ffn_out),
-                          a->ffn_pre_bf16, a->ffn_pre, c->activation, (size_t)N * F, F);
+                          pre ? pre : a->ffn_pre_bf16, pre ? NULL : a->ffn_pre,
+                          pre ? Ly->ffn_in.b->value : NULL, c->activation, (size_t)N * F, F);
     linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora, model_site(l, SITE_FFN_OUT));
     o->residual_norm_forward(a->out, NULL, 0, a->xh_ffn ? NULL : a->res_ffn, a->mean_ffn,
                              a->rstd_ffn, a->xh_ffn, a->res_ffn, a->h_attn, d.hidden,
@@ -334,9 +340,11 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
         linear_dout(m, &Ly->ffn_out, b->d_br, b->d_c, d.hidden, model_site(l, SITE_FFN_DROP), NC);
     linear_backward(m, &Ly->ffn_out, b->d_ffn, dy, a->ffn_act, N, d.lora,
                     model_site(l, SITE_FFN_OUT), OPS_SET);
-    uint16_t *d_bf16 = Ly->ffn_in.dout_bf16; /* else ffn_in rounds d_ffn2 */
+    uint16_t *d_bf16 = Ly->ffn_in.dout_bf16;     /* else ffn_in rounds d_ffn2 */
+    const uint16_t *dact = Ly->ffn_out.din_bf16; /* else d_ffn in f32 */
     o->activation_backward(d_bf16 ? NULL : b->d_ffn2, d_bf16, a->ffn_pre_bf16 ? NULL : a->ffn_pre,
-                           a->ffn_pre_bf16, b->d_ffn, c->activation, NF, OPS_SET);
+                           a->ffn_pre_bf16, Ly->ffn_in.out_bf16 ? Ly->ffn_in.b->value : NULL,
+                           dact ? NULL : b->d_ffn, dact, c->activation, NF, F, OPS_SET);
     /* d_c (the residual's share of dh) now also takes the FFN branch's share */
     linear_backward(m, &Ly->ffn_in, b->d_c, b->d_ffn2, a->h_attn, N, d.lora,
                     model_site(l, SITE_FFN_IN), OPS_ADD);
@@ -365,7 +373,8 @@ static void head_forward(Model *m, Drop d) {
     int B = m->B, C = m->cfg.hidden_size, L = m->cfg.num_layers;
     o->first_token_forward(b->pooled, b->acts[L - 1].out, B, m->T, C);
     linear_forward(m, &b->pre, b->pre_out, b->pooled, B, d.lora, model_site(L, SITE_PRE));
-    o->activation_forward(b->pre_act_out, NULL, C, NULL, b->pre_out, b->pre_act, (size_t)B * C, C);
+    o->activation_forward(b->pre_act_out, NULL, C, NULL, b->pre_out, NULL, b->pre_act,
+                          (size_t)B * C, C);
     o->dropout_forward(b->head_in, b->pre_act_out, d.classifier, model_site(L, SITE_HEAD_DROP),
                        (size_t)B * C);
     linear_forward(m, &b->cls, m->logits, b->head_in, B, d.lora, model_site(L, SITE_CLS));
@@ -383,7 +392,8 @@ static void head_backward(Model *m, Drop d) {
                     OPS_ADD);
     o->dropout_backward(d_act, NULL, d_in, d.classifier, model_site(L, SITE_HEAD_DROP), BC,
                         OPS_ADD);
-    o->activation_backward(d_pre, NULL, b->pre_out, NULL, d_act, b->pre_act, BC, OPS_ADD);
+    o->activation_backward(d_pre, NULL, b->pre_out, NULL, NULL, d_act, NULL, b->pre_act, BC, C,
+                           OPS_ADD);
     int body = b->lowest_trained_layer < L;
     linear_backward(m, &b->pre, body ? d_pool : NULL, d_pre, b->pooled, B, d.lora,
                     model_site(L, SITE_PRE), OPS_ADD);

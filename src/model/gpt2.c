@@ -174,6 +174,9 @@ static void gpt2_plan(Model *m, Plan *pl) {
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->fc_bf16, N * F, bw && half);
+        /* c_fc's output from its GEMM in bf16: the activation's saved, or fc's shared place */
+        uint16_t *fc = a->fc_bf16 ? a->fc_bf16 : (uint16_t *)sh.fc;
+        linear_output_bf16(m, (Linear *const[]){&Ly->c_fc}, 1, fc);
         plan_layer(pl, 0);
         PLAN_TAKE(pl, &a->out, N * C, (bw && (!half || ckpt)) || l + 1 == L, O[l % 2]);
     }
@@ -196,6 +199,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
         Ly->c_fc.dout_bf16 = linear_reads_bf16(m, &Ly->c_fc) ? (uint16_t *)b->d_fc : NULL;
         Ly->c_proj.dout_bf16 = linear_reads_bf16(m, &Ly->c_proj) ? (uint16_t *)b->d_r : NULL;
         Ly->mlp_proj.dout_bf16 = linear_reads_bf16(m, &Ly->mlp_proj) ? (uint16_t *)b->d_r : NULL;
+        linear_input_grad_bf16(m, &Ly->mlp_proj, (uint16_t *)b->d_act); /* for the activation's */
     }
 }
 
@@ -250,9 +254,10 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
                              model_site(l, SITE_PROJ_DROP), Ly->ln_2.w->value, Ly->ln_2.b->value,
                              c->layer_norm_eps, N, c->hidden_size);
     linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(l, SITE_FC));
-    uint16_t *act_bf16 = Ly->mlp_proj.in_bf16; /* else mlp_proj reads act */
+    uint16_t *act_bf16 = Ly->mlp_proj.in_bf16, *fc = Ly->c_fc.out_bf16; /* else act; fc */
     o->activation_forward(act_bf16 ? NULL : a->act, act_bf16, linear_input_ld(m, &Ly->mlp_proj),
-                          a->fc_bf16, a->fc, c->activation, (size_t)N * c->ffn_size, c->ffn_size);
+                          fc ? fc : a->fc_bf16, fc ? NULL : a->fc, fc ? Ly->c_fc.b->value : NULL,
+                          c->activation, (size_t)N * c->ffn_size, c->ffn_size);
     linear_forward(m, &Ly->mlp_proj, replay ? NULL : a->out, a->act, N, d.lora,
                    model_site(l, SITE_MLP));
 }
@@ -313,9 +318,11 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
         linear_dout(m, &Ly->mlp_proj, b->d_r, grad, d.hidden, model_site(l, SITE_MLP_DROP), NC);
     linear_backward(m, &Ly->mlp_proj, b->d_act, dy, a->act, N, d.lora, model_site(l, SITE_MLP),
                     OPS_SET);
-    uint16_t *d_bf16 = Ly->c_fc.dout_bf16; /* else c_fc rounds d_fc */
+    uint16_t *d_bf16 = Ly->c_fc.dout_bf16;        /* else c_fc rounds d_fc */
+    const uint16_t *dact = Ly->mlp_proj.din_bf16; /* else d_act in f32 */
     o->activation_backward(d_bf16 ? NULL : b->d_fc, d_bf16, a->fc_bf16 ? NULL : a->fc, a->fc_bf16,
-                           b->d_act, c->activation, NF, OPS_SET);
+                           Ly->c_fc.out_bf16 ? Ly->c_fc.b->value : NULL, dact ? NULL : b->d_act,
+                           dact, c->activation, NF, c->ffn_size, OPS_SET);
     linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(l, SITE_FC),
                     OPS_SET);
     o->layernorm_backward(grad, NULL, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n,

@@ -212,6 +212,9 @@ static void llama_plan(Model *m, Plan *pl) {
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->gate_up_bf16, 2 * N * F, bw && half);
+        /* [gate | up] from their GEMM in bf16 where joined: SwiGLU's saved, or sh.gate */
+        uint16_t *gu = a->gate_up_bf16 ? a->gate_up_bf16 : (uint16_t *)sh.gate;
+        linear_output_bf16(m, Ly->gate_up, 2, gu);
         plan_layer(pl, 0);
         PLAN_TAKE(pl, &a->out, N * C, (bw && (!half || ckpt)) || l + 1 == L, O[l % 2]);
     }
@@ -244,6 +247,7 @@ static void llama_plan(Model *m, Plan *pl) {
         Ly->up.dout_bf16 = plain ? Ly->gate.dout_bf16 + F : NULL;
         Ly->o.dout_bf16 = linear_reads_bf16(m, &Ly->o) ? b->d_out_bf16 : NULL;
         Ly->down.dout_bf16 = linear_reads_bf16(m, &Ly->down) ? b->d_out_bf16 : NULL;
+        linear_input_grad_bf16(m, &Ly->down, (uint16_t *)b->d_f); /* for SwiGLU's backward */
     }
 }
 
@@ -300,9 +304,10 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
     uint64_t s[2];
     linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,
                          model_sites(s, 2, l, SITE_GATE));
-    uint16_t *act_bf16 = Ly->down.in_bf16; /* else down reads act */
+    uint16_t *act_bf16 = Ly->down.in_bf16, *gu = Ly->gate.out_bf16; /* else act; gate, up */
     o->swiglu_forward(act_bf16 ? NULL : a->act, act_bf16, linear_input_ld(m, &Ly->down),
-                      a->gate_up_bf16, a->gate, a->up, NF, c->ffn_size, llama(m)->gate_up_ld);
+                      gu ? gu : a->gate_up_bf16, gu ? NULL : a->gate, gu ? NULL : a->up, NF,
+                      c->ffn_size, llama(m)->gate_up_ld);
     linear_forward(m, &Ly->down, replay ? NULL : a->out, a->act, N, d.lora,
                    model_site(l, SITE_DOWN));
 }
@@ -365,8 +370,10 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
                     OPS_SET);
     const uint16_t *gu = a->gate_up_bf16;    /* else gate and up were kept */
     uint16_t *dgu_bf16 = Ly->gate.dout_bf16; /* [dgate | dup] rows, else rounded */
-    o->swiglu_backward(dgu_bf16 ? NULL : b->d_g, dgu_bf16 ? NULL : b->d_u, dgu_bf16, b->d_f,
-                       gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF, c->ffn_size, OPS_SET);
+    const uint16_t *df = Ly->down.din_bf16;  /* else d_f in f32 */
+    o->swiglu_backward(dgu_bf16 ? NULL : b->d_g, dgu_bf16 ? NULL : b->d_u, dgu_bf16,
+                       df ? NULL : b->d_f, df, gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF,
+                       c->ffn_size, OPS_SET);
     uint64_t s[3];
     linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
                           N, d.lora, model_sites(s, 2, l, SITE_GATE), OPS_SET);

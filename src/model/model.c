@@ -1313,7 +1313,8 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
     float *u[OPS_LORA_GROUP_MAX], scale = 0;
     const float *A[OPS_LORA_GROUP_MAX];
     uint64_t sd[OPS_LORA_GROUP_MAX];
-    uint16_t *xb = NULL; /* the copy's place when backward keeps it (plan_take_input) */
+    uint16_t *xb = NULL, *ob = ls[0]->out_bf16; /* xb: the copy's place, if kept */
+    any = ob != NULL;
     for (int i = 0; i < n; i++) {
         any = any || outs[i];
         if (!adapted(m, ls[i])) continue;
@@ -1333,17 +1334,18 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
     if (!any) return; /* linear_forward's out NULL: u alone */
     int ldw = weight_ld(m, ls[0]);
     const uint16_t *W = group_weight(m, ls, n, 0, 1, &scratch);
-    if (side_by_side(ls, outs, n)) {
+    if (ob || side_by_side(ls, outs, n)) {
         int OC = 0;
         for (int i = 0; i < n; i++) OC += ls[i]->out;
-        o->matmul_forward_bf16(outs[0], OC, xb, ldx, W, ldw, ls[0]->b ? ls[0]->b->value : NULL,
-                               scratch, N, K, OC);
+        const float *bias = ob || !ls[0]->b ? NULL : ls[0]->b->value; /* ob: the next op's */
+        o->matmul_forward_bf16(ob ? NULL : outs[0], ob, OC, xb, ldx, W, ldw, bias, scratch, N, K,
+                               OC);
         return;
     }
     for (int i = 0, row = 0; i < n; row += ls[i++]->out) {
         const Linear *l = ls[i];
         if (outs[i])
-            o->matmul_forward_bf16(outs[i], l->out, xb, ldx, W + (size_t)row * ldw, ldw,
+            o->matmul_forward_bf16(outs[i], NULL, l->out, xb, ldx, W + (size_t)row * ldw, ldw,
                                    l->b ? l->b->value : NULL, scratch, N, K, l->out);
     }
 }
@@ -1373,7 +1375,7 @@ void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n
 
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                     uint64_t seed) {
-    if (!out && !adapted(m, l)) return; /* its backward reads its input, planned apart */
+    if (!out && !l->out_bf16 && !adapted(m, l)) return; /* backward reads its input, apart */
     linear_forward_group(m, &l, &out, 1, inp, N, p, &seed);
 }
 
@@ -1401,11 +1403,12 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
         K += ls[i]->out, na += ls[i]->lora != NULL;
     }
     float *scratch = m->scratch;
-    if (split) { /* [N, K]: the members' copies side by side */
+    uint16_t *db = ls[0]->din_bf16; /* dinp's place, for the input gradient in bf16 instead */
+    if (split) {                    /* [N, K]: the members' copies side by side */
         if (!dinp) return;
         const uint16_t *W = group_weight(m, ls, n, 0, 0, &scratch);
-        o->matmul_backward_bf16(dinp, ls[0]->dout_bf16, K, W, weight_ld(m, ls[0]), scratch, N, C, K,
-                                acc);
+        o->matmul_backward_bf16(db ? NULL : dinp, db, ls[0]->dout_bf16, K, W, weight_ld(m, ls[0]),
+                                scratch, N, C, K, acc);
         return;
     }
     int ldd = K + na * R;
@@ -1444,7 +1447,7 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
                               first->scale, p, scratch, N, C, R);
     if (!dinp) return;
     const uint16_t *W = group_weight(m, ls, n, fuse, 0, &scratch);
-    o->matmul_backward_bf16(dinp, dd, ldd, W, weight_ld(m, ls[0]), scratch, N, C,
+    o->matmul_backward_bf16(db ? NULL : dinp, db, dd, ldd, W, weight_ld(m, ls[0]), scratch, N, C,
                             K + (fuse ? na * R : 0), acc);
     if (na && !fuse) o->lora_dinp_bf16(dinp, du, A, sd, na, p, N, C, R, OPS_ADD);
 }
@@ -1476,6 +1479,18 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
         else
             linear_backward(m, ls[i], dinp, douts[i], inp, N, p, seeds[i], a);
     }
+}
+
+int linear_output_bf16(const Model *m, Linear *const *ls, int n, uint16_t *at) {
+    int join = linear_outputs_join(m, ls, n);
+    ls[0]->out_bf16 = join ? at : NULL;
+    return join;
+}
+
+int linear_input_grad_bf16(const Model *m, Linear *l, uint16_t *at) {
+    int half = bf16_gemm(m, l) && !l->peers && (!l->lora || m->spec.dropout <= 0);
+    l->din_bf16 = half ? at : NULL;
+    return half;
 }
 
 void linear_reads_attention_out(const Model *m, Linear *l, float *saved) {

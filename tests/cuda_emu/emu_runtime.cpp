@@ -26,8 +26,8 @@
  *
  * Deliberately not: a device allocator (no pooling, no out-of-memory other than the
  * LORAFT_EMU_DEVICE_MEM budget, default 8 GiB), asynchronous, or cuBLAS beyond FP32 GEMMs and
- * BF16 x BF16 -> FP32 cublasGemmEx (on widened copies) in host pointer mode, and cublasLtMatmul
- * beyond the same types with the DEFAULT and BIAS epilogues: any other data or
+ * BF16 x BF16 -> FP32 or BF16 cublasGemmEx (on widened copies) in host pointer mode, and
+ * cublasLtMatmul beyond the same types with the DEFAULT and BIAS epilogues: any other data or
  * compute type, algorithm or mode aborts with a message instead of computing something else. */
 #include <cblas.h>
 #include <stdarg.h>
@@ -43,6 +43,7 @@
 
 #include "cublasLt.h"
 #include "cublas_v2.h"
+#include "cuda_bf16.h"
 
 [[noreturn]] __attribute__((format(printf, 1, 2))) static void die(const char *fmt, ...) {
     char msg[1024];
@@ -680,6 +681,15 @@ static std::vector<float> widen_bf16(const void *p, int rows, int cols, int ld) 
     return out;
 }
 
+/* The m x n column-major f32 sums y (ld m) into the bf16 C (ld ldc), rounded to nearest even as
+ * a GEMM's epilogue rounds its accumulators once. */
+static void round_into_bf16(void *C, const std::vector<float> &y, int m, int n, int ldc) {
+    uint16_t *h = (uint16_t *)C;
+    for (int c = 0; c < n; c++)
+        for (int r = 0; r < m; r++)
+            h[(size_t)c * ldc + r] = __bfloat16_as_ushort(__float2bfloat16(y[(size_t)c * m + r]));
+}
+
 /* C[r,c] += bias[r] for the m x n column-major C (bias NULL: nothing) */
 static void add_bias(float *C, const float *bias, int m, int n, int ldc) {
     if (!bias) return;
@@ -688,15 +698,17 @@ static void add_bias(float *C, const float *bias, int m, int n, int ldc) {
 }
 
 /* The data types emulated: FP32 A, B and C (compute 32F, 32F_PEDANTIC or 32F_FAST_TF32, all
- * computed as FP32), and BF16 A and B with FP32 C (compute 32F or 32F_PEDANTIC, one GEMM:
- * cublasGemmEx). Anything else aborts. */
+ * computed as FP32), and BF16 A and B with an FP32 C, or in cublasGemmEx a BF16 one (compute 32F
+ * or 32F_PEDANTIC, one GEMM). Anything else aborts. */
 static void check_types(const char *fn, cudaDataType At, cudaDataType Bt, cudaDataType Ct,
                         cublasComputeType_t compute, int batched) {
     int f32 = At == CUDA_R_32F && Bt == CUDA_R_32F && Ct == CUDA_R_32F;
-    int bf16 = At == CUDA_R_16BF && Bt == CUDA_R_16BF && Ct == CUDA_R_32F;
+    int ex = !strcmp(fn, "cublasGemmEx");
+    int bf16 =
+        At == CUDA_R_16BF && Bt == CUDA_R_16BF && (Ct == CUDA_R_32F || (Ct == CUDA_R_16BF && ex));
     if (!f32 && !(bf16 && !batched))
         die("%s: data types A %d, B %d, C %d: only CUDA_R_32F, and CUDA_R_16BF A and B with a "
-            "CUDA_R_32F C in cublasGemmEx, are emulated",
+            "CUDA_R_32F C (or a CUDA_R_16BF one in cublasGemmEx), are emulated",
             fn, (int)At, (int)Bt, (int)Ct);
     if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC &&
         (bf16 || compute != CUBLAS_COMPUTE_32F_FAST_TF32))
@@ -748,18 +760,25 @@ static cublasStatus_t gemm_on(const char *fn, GemmOn on, cublasOperation_t ta, c
           (uint64_t)k, (uint64_t)batch, (uint64_t)At, (uint64_t)compute, (uint64_t)(bias != NULL)})
         shape = (shape ^ v) * 0x100000001B3ull; /* FNV-1a over the values */
     auto run = [=]() {
-        int bf16 = At == CUDA_R_16BF;
+        int bf16 = At == CUDA_R_16BF, half_c = Ct == CUDA_R_16BF;
         size_t es = bf16 ? 2 : 4;
         for (int i = 0; i < batch; i++) {
             const char *Ai = (const char *)A + i * sA * es, *Bi = (const char *)B + i * sB * es;
             float *Ci = (float *)C + i * sC;
-            check_operand(fn, "C", i, Ci, 4, m, n, ldc);
+            check_operand(fn, "C", i, Ci, half_c ? 2 : 4, m, n, ldc);
+            std::vector<float> y; /* a bf16 C: the sums in f32 first (batch 1: Ci is C) */
+            int ldy = ldc;
+            if (half_c) {
+                y = b == 0.0f ? std::vector<float>((size_t)m * n) : widen_bf16(C, m, n, ldc);
+                Ci = y.data(), ldy = m;
+            }
             if (bias) check_operand(fn, "bias", i, bias, 4, m, 1, m);
             if (k == 0 || a == 0.0f) { /* A and B are not read: C = beta C */
                 for (int c = 0; c < n; c++)
                     for (int r = 0; r < m; r++)
-                        Ci[(size_t)c * ldc + r] = b == 0.0f ? 0.0f : b * Ci[(size_t)c * ldc + r];
-                add_bias(Ci, bias, m, n, ldc);
+                        Ci[(size_t)c * ldy + r] = b == 0.0f ? 0.0f : b * Ci[(size_t)c * ldy + r];
+                add_bias(Ci, bias, m, n, ldy);
+                if (half_c) round_into_bf16(C, y, m, n, ldc);
                 continue;
             }
             check_operand(fn, "A", i, Ai, es, rows_a, cols_a, lda);
@@ -773,8 +792,9 @@ static cublasStatus_t gemm_on(const char *fn, GemmOn on, cublasOperation_t ta, c
             }
             cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
                         tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a, fa, la, fb, lb,
-                        b, Ci, ldc);
-            add_bias(Ci, bias, m, n, ldc);
+                        b, Ci, ldy);
+            add_bias(Ci, bias, m, n, ldy);
+            if (half_c) round_into_bf16(C, y, m, n, ldc);
         }
         return 0;
     };

@@ -268,6 +268,12 @@ static float from_bits(uint32_t u) {
     return f;
 }
 
+static uint32_t to_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
 __global__ void bf16_kernel(unsigned short *out, float *back, const float *x, int n) {
     int i = threadIdx.x;
     if (i >= n) return;
@@ -312,7 +318,9 @@ static void test_bf16(void) {
 }
 
 /* cublasGemmEx with BF16 A and B, FP32 C: against loops over the bf16 values, every
- * transposition, padded leading dimensions, beta != 0. */
+ * transposition, padded leading dimensions, beta != 0; then the same into a BF16 C (its f32
+ * sums rounded once to nearest even: within one bf16 step of the loops' f32, which rounding
+ * twice could leave; the padding untouched). */
 static void test_gemm_bf16(void) {
     cublasHandle_t h;
     EXPECT(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
@@ -360,6 +368,22 @@ static void test_gemm_bf16(void) {
             EXPECT(cublasGemmEx(h, oa, ob, m, n, k, &alpha, A, CUDA_R_16BF, ra - 1, B, CUDA_R_16BF,
                                 ldb, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
                                 CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_INVALID_VALUE);
+            unsigned short *h16 = (unsigned short *)malloc(nC * 2);
+            for (size_t i = 0; i < nC; i++)
+                h16[i] = (unsigned short)(to_bits((float)(i % 9) - 4) >> 16);
+            cudaMemcpy(C, h16, nC * 2, cudaMemcpyHostToDevice);
+            EXPECT(cublasGemmEx(h, oa, ob, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF,
+                                ldb, &beta, C, CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS);
+            cudaMemcpy(h16, C, nC * 2, cudaMemcpyDeviceToHost);
+            ok = 1;
+            for (size_t i = 0; i < nC; i++) {
+                float got = from_bits((uint32_t)h16[i] << 16);
+                ok &= fabsf(got - want[i]) <= fabsf(want[i]) / 128 + 1e-6f;
+            }
+            if (!ok) fprintf(stderr, "bf16 gemm into bf16 ta=%d tb=%d wrong\n", ta, tb);
+            EXPECT(ok);
+            free(h16);
             cudaFree(A), cudaFree(B), cudaFree(C);
             free(hA), free(hB), free(hC), free(want);
         }
@@ -1018,7 +1042,7 @@ int main(void) {
     expect_abort("GEMM operand overrun", run_gemm_overrun, "past the end");
     expect_abort("GEMM in half precision", run_gemm_half, "only CUDA_R_32F");
     expect_abort("bf16 GEMM operand overrun", run_gemm_bf16_overrun, "past the end");
-    expect_abort("batched bf16 GEMM", run_gemm_bf16_batched, "in cublasGemmEx, are emulated");
+    expect_abort("batched bf16 GEMM", run_gemm_bf16_batched, "one in cublasGemmEx), are emulated");
     expect_abort("bf16 GEMM in TF32", run_gemm_bf16_tf32, "compute type 77");
     expect_abort("cuBLASLt GELU epilogue", run_lt_gelu, "only CUBLASLT_EPILOGUE_DEFAULT");
     expect_abort("cuBLASLt bias overrun", run_lt_bias_overrun, "bias of batch 0");

@@ -174,9 +174,10 @@ static void test_elementwise(size_t n, int quick) {
     for (int a = ACT_GELU; a <= (quick ? ACT_GELU : ACT_SILU); a++) {
         Pair *out = pair_new(n * sizeof(float)), *dx = pair_random(n, 1.0f);
         BACKENDS(w, o) {
-            o->activation_forward(F(out, w), NULL, (int)n, NULL, F(x, w), (Activation)a, n, (int)n);
-            o->activation_backward(F(dx, w), NULL, F(x, w), NULL, F(dy, w), (Activation)a, n,
-                                   OPS_ADD);
+            o->activation_forward(F(out, w), NULL, (int)n, NULL, F(x, w), NULL, (Activation)a, n,
+                                  (int)n);
+            o->activation_backward(F(dx, w), NULL, F(x, w), NULL, NULL, F(dy, w), NULL,
+                                   (Activation)a, n, (int)n, OPS_ADD);
         }
         NAME("activation %s n=%zu", acts[a], n);
         compare("out", out, ELEM_TOL);
@@ -312,8 +313,8 @@ static void test_swiglu(size_t n, int grads) {
     Pair *du = grads & G_DW ? pair_random(n, 1.0f) : NULL;
     BACKENDS(w, o) {
         o->swiglu_forward(F(out, w), NULL, (int)n, NULL, F(g, w), F(u, w), n, (int)n, (int)n);
-        o->swiglu_backward(F(dg, w), F(du, w), NULL, F(dy, w), F(g, w), F(u, w), NULL, n, (int)n,
-                           OPS_ADD);
+        o->swiglu_backward(F(dg, w), F(du, w), NULL, F(dy, w), NULL, F(g, w), F(u, w), NULL, n,
+                           (int)n, OPS_ADD);
     }
     NAME("swiglu n=%zu grads=%d", n, grads);
     compare("out", out, ELEM_TOL);
@@ -411,32 +412,6 @@ static Pair *bf16_scratch(int N, int C, int OC) {
     return pair_new((a > b ? a : b) * sizeof(float));
 }
 
-/* model.precision bf16: out = x W^T + bias with bf16 x and W, dinp += bf16([dout | du]) W; rows
- * of x and W ldx and ldw apart (what lies between must not count: random values), out's OC + R
- * (a group's outputs side by side: the columns past OC keep their values), W [OC+R,C]
- * (with R > 0 a weight with LoRA's A below: dd [bf16(dout) | bf16(du)], the fused backward, rows
- * OC + R + 1 apart). */
-static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int ldw, int R,
-                             int off) {
-    Pair *W = pair_bf16(OC + R, ldw, 1.0f), *x = pair_bf16(N, ldx, 1.0f);
-    Pair *bias = with_bias ? pair_random(OC + off, 1.0f) : NULL;
-    Pair *out = pair_random((size_t)N * (OC + R) + off, 1.0f);
-    int ldd = OC + R + 1;
-    Pair *dd = pair_bf16(N, ldd, 1.0f), *dx = pair_random((size_t)N * C, 1.0f);
-    Pair *scratch = bf16_scratch(N, C, OC + R);
-    BACKENDS(w, o) {
-        o->matmul_forward_bf16(FO(out, w, off), OC + R, x->mem[w], ldx, W->mem[w], ldw,
-                               FO(bias, w, off), F(scratch, w), N, C, OC);
-        o->matmul_backward_bf16(F(dx, w), dd->mem[w], ldd, W->mem[w], ldw, F(scratch, w), N, C,
-                                OC + R, OPS_ADD);
-    }
-    NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d ldx=%d ldw=%d R=%d off=%d", N, C, OC, with_bias, ldx,
-         ldw, R, off);
-    compare("out", out, GEMM_TOL);
-    compare("dinp", dx, GEMM_TOL);
-    pairs_free();
-}
-
 /* ---- first writers: every op with an acc flag, given OPS_SET and a gradient buffer of NaNs
  * on both backends, overwrites it (a read of the old value would leave a NaN, which compare
  * counts as off); the values at each op's usual tolerance. ---- */
@@ -465,8 +440,8 @@ static void test_first_writers(int N, int C, int OC, int R) {
                             C, OPS_SET);
         o->dropout_backward(F(d[10], w), NULL, F(g, w), 0.3f, 9, NC, OPS_SET);
         o->matmul_backward(F(d[0], w), NULL, NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
-        o->matmul_backward_bf16(F(d[1], w), dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C, K,
-                                OPS_SET);
+        o->matmul_backward_bf16(F(d[1], w), NULL, dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C,
+                                K, OPS_SET);
         OpsLoraBackward lin = {
             .dout = F(dout, w), .B = F(B, w), .du = F(du, w), .seed = 7, .OC = OC, .du_col = OC};
         o->lora_backward_bf16(ddo->mem[w], OC + R, &lin, 1, F(x, w), NULL, 0, 0.5f, 0.3f,
@@ -476,10 +451,12 @@ static void test_first_writers(int N, int C, int OC, int R) {
             o->lora_dinp_bf16(F(d[2 + k], w), (const float *const[]){F(du, w)},
                               (const float *const[]){F(A, w)}, &seed, 1, k ? 0.0f : 0.3f, N, C, R,
                               OPS_SET);
-        o->activation_backward(F(d[4], w), NULL, F(x, w), NULL, F(g, w), ACT_GELU, NC, OPS_SET);
-        o->activation_backward(F(d[5], w), NULL, F(x, w), NULL, F(g, w), ACT_SILU, NC, OPS_SET);
-        o->swiglu_backward(F(d[6], w), F(d[7], w), NULL, F(g, w), F(x, w), F(x, w), NULL, NC, C,
-                           OPS_SET);
+        o->activation_backward(F(d[4], w), NULL, F(x, w), NULL, NULL, F(g, w), NULL, ACT_GELU, NC,
+                               C, OPS_SET);
+        o->activation_backward(F(d[5], w), NULL, F(x, w), NULL, NULL, F(g, w), NULL, ACT_SILU, NC,
+                               C, OPS_SET);
+        o->swiglu_backward(F(d[6], w), F(d[7], w), NULL, F(g, w), NULL, F(x, w), F(x, w), NULL, NC,
+                           C, OPS_SET);
     }
     static const char *names[11] = {"matmul", "matmul_bf16", "lora p>0", "lora p=0", "gelu", "silu",
                                     "dgate",  "dup",         "ln",       "rms",      "drop"};
@@ -488,31 +465,6 @@ static void test_first_writers(int N, int C, int OC, int R) {
     for (int i = 4; i < 8; i++) compare(names[i], d[i], ELEM_TOL);
     for (int i = 8; i < 11; i++) compare(names[i], d[i], GEMM_TOL);
     pairs_free();
-}
-
-/* Under the emulation: the biased GEMMs' cuBLASLt plans (backend.cu) are kept, and cuBLASLt
- * declining a GEMM (LORAFT_EMU_LT_REFUSE, cublasLt.h: the heuristic finds no algorithm, or
- * cublasLtMatmul refuses to run) leaves the GEMM + bias pass, whose results match the CPU's at
- * GEMM_TOL as every matmul's do. Each case runs three fp32 and three bf16 biased linears of one
- * shape not used elsewhere here (so no plan exists yet) and counts cuBLASLt's calls: the heuristic
- * is asked once per type, and cublasLtMatmul runs every call (3 + 3), never (heuristic refused) or
- * once per type (refused, then remembered). */
-static void test_lt_plans(const char *refuse, int N, int C, int OC, long long want_matmuls) {
-    if (refuse) setenv("LORAFT_EMU_LT_REFUSE", refuse, 1);
-    long long h0 = loraft_cuda_emu_count("lt_heuristics"), m0 = loraft_cuda_emu_count("lt_matmuls");
-    for (int i = 0; i < 3; i++) {
-        test_matmul(N, C, OC, 1, G_DB, 0);
-        test_matmul_bf16(N, C, OC, 1, C, C, 0, 0);
-    }
-    long long h = loraft_cuda_emu_count("lt_heuristics") - h0,
-              m = loraft_cuda_emu_count("lt_matmuls") - m0;
-    printf(
-        "cuBLASLt plans, LORAFT_EMU_LT_REFUSE=%s: 6 biased linears, %lld heuristic queries, %lld "
-        "cublasLtMatmul calls\n",
-        refuse ? refuse : "(unset)", h, m);
-    CHECK(h == 2);
-    CHECK(m == want_matmuls);
-    unsetenv("LORAFT_EMU_LT_REFUSE");
 }
 
 /* ---- LoRA branch ---- */
@@ -691,23 +643,55 @@ static void test_saved_bf16(int N, int C) {
     compare_bf16("dinp_bf16", xb, 1e-6); /* the sum's bf16 copy, for the GEMM after it */
     for (int a = ACT_GELU; a <= ACT_GELU_TANH; a++) {
         BACKENDS(w, o) {
-            o->activation_forward(F(out, w), NULL, C, xh->mem[w], F(x, w), (Activation)a, n, C);
-            o->activation_backward(F(dx, w), NULL, NULL, xh->mem[w], F(dout, w), (Activation)a, n,
-                                   OPS_ADD);
+            o->activation_forward(F(out, w), NULL, C, xh->mem[w], F(x, w), NULL, (Activation)a, n,
+                                  C);
+            o->activation_backward(F(dx, w), NULL, NULL, xh->mem[w], NULL, F(dout, w), NULL,
+                                   (Activation)a, n, C, OPS_ADD);
         }
         NAME("activation %d, input saved in bf16, n=%zu", a, n);
         compare("out", out, ELEM_TOL);
         compare_bf16("inp", xh, 0.0);
         compare("dinp", dx, ELEM_TOL);
     }
+    for (int a = ACT_GELU; a <= ACT_GELU_TANH; a++) { /* xh as a bf16 GEMM's output, no bias */
+        BACKENDS(w, o) {
+            o->activation_forward(F(out, w), xb->mem[w], C, xh->mem[w], NULL, F(bias, w),
+                                  (Activation)a, n, C);
+            o->activation_backward(F(dx, w), NULL, NULL, xh->mem[w], F(bias, w), F(dout, w), NULL,
+                                   (Activation)a, n, C, OPS_SET);
+        }
+        NAME("activation %d, from saved bf16 + bias, n=%zu", a, n);
+        compare("out", out, ELEM_TOL);
+        compare_bf16("out_bf16", xb, 1e-5);
+        compare("dinp", dx, ELEM_TOL);
+        take_ref(xb); /* as the gradient the GEMM after wrote in bf16 */
+        BACKENDS(w, o) {
+            o->activation_backward(F(dx, w), NULL, NULL, xh->mem[w], F(bias, w), NULL, xb->mem[w],
+                                   (Activation)a, n, C, OPS_SET);
+        }
+        NAME("activation %d, its gradient in bf16, n=%zu", a, n);
+        compare("dinp", dx, ELEM_TOL);
+    }
     BACKENDS(w, o) {
         o->swiglu_forward(F(out, w), NULL, C, sv->mem[w], F(x, w), F(u, w), n, C, C);
-        o->swiglu_backward(F(dx, w), F(u, w), NULL, F(dout, w), NULL, NULL, sv->mem[w], n, C,
+        o->swiglu_backward(F(dx, w), F(u, w), NULL, F(dout, w), NULL, NULL, NULL, sv->mem[w], n, C,
                            OPS_ADD); /* u: dup */
     }
     NAME("swiglu, gate and up saved in bf16, n=%zu", n);
     compare("out", out, ELEM_TOL);
     compare_bf16("gate|up", sv, 0.0);
+    compare("dgate", dx, ELEM_TOL);
+    compare("dup", u, ELEM_TOL);
+    BACKENDS(w, o) o->swiglu_forward(F(out, w), xb->mem[w], C, sv->mem[w], NULL, NULL, n, C, C);
+    NAME("swiglu, from gate and up's bf16 rows, n=%zu", n);
+    compare("out", out, ELEM_TOL);
+    compare_bf16("out_bf16", xb, 1e-5);
+    take_ref(xb); /* as the gradient the GEMM after wrote in bf16 */
+    BACKENDS(w, o) {
+        o->swiglu_backward(F(dx, w), F(u, w), NULL, NULL, xb->mem[w], NULL, NULL, sv->mem[w], n, C,
+                           OPS_SET);
+    }
+    NAME("swiglu, its gradient in bf16, n=%zu", n);
     compare("dgate", dx, ELEM_TOL);
     compare("dup", u, ELEM_TOL);
     pairs_free();
@@ -739,6 +723,96 @@ static void check_rounded_rows(const char *tensor, const Pair *f, const Pair *b,
 }
 static void check_rounded(const char *tensor, const Pair *f, const Pair *b, size_t n) {
     check_rounded_rows(tensor, f, b, n, n, 0, n);
+}
+
+/* A GEMM's bf16 output b (rows of F values ld apart) against the same GEMM's f32 output f, on
+ * each backend: within half a bf16 step of it (2^-8 of it at most), plus 1e-5 of f's largest value
+ * where cuBLAS sums in another order for a bf16 C; the columns past F left at 0xabab. */
+static void check_gemm_rounded(const char *tensor, const Pair *f, const Pair *b, size_t n, size_t F,
+                               size_t ld) {
+    float *x = malloc(n * sizeof *x);
+    uint16_t *h = malloc(b->bytes);
+    size_t bad = 0;
+    for (int w = 0; w < 2; w++) {
+        const Ops *o = w ? dut : ref;
+        o->download(x, f->mem[w], n * sizeof *x);
+        o->download(h, b->mem[w], b->bytes);
+        status_ok();
+        double mx = 0.0;
+        for (size_t i = 0; i < n; i++) mx = fabs(x[i]) > mx ? fabs(x[i]) : mx;
+        for (size_t i = 0; i < n; i++) {
+            double got = bf16_to_f32(h[i / F * ld + i % F]);
+            bad += !(fabs(got - x[i]) <= fabs(x[i]) / 256 + 1e-5 * mx);
+        }
+        for (size_t r = 0; r < n / F; r++)
+            for (size_t c = F; c < ld; c++) bad += h[r * ld + c] != 0xabab;
+    }
+    printf("%-58s %-6s n=%-8zu bf16 = f32 rounded once\n", op_name, tensor, n);
+    if (bad) fprintf(stderr, "  %s: %s: %zu values off\n", op_name, tensor, bad);
+    CHECK(bad == 0);
+    free(x);
+    free(h);
+}
+
+/* model.precision bf16: out = x W^T + bias with bf16 x and W, dinp += bf16([dout | du]) W; rows
+ * of x and W ldx and ldw apart (what lies between must not count: random values), out's OC + R
+ * (a group's outputs side by side: the columns past OC keep their values), W [OC+R,C]
+ * (with R > 0 a weight with LoRA's A below: dd [bf16(dout) | bf16(du)], the fused backward, rows
+ * OC + R + 1 apart). */
+static void test_matmul_bf16(int N, int C, int OC, int with_bias, int ldx, int ldw, int R,
+                             int off) {
+    Pair *W = pair_bf16(OC + R, ldw, 1.0f), *x = pair_bf16(N, ldx, 1.0f);
+    Pair *bias = with_bias ? pair_random(OC + off, 1.0f) : NULL;
+    Pair *out = pair_random((size_t)N * (OC + R) + off, 1.0f);
+    int ldd = OC + R + 1;
+    Pair *dd = pair_bf16(N, ldd, 1.0f), *dx = pair_random((size_t)N * C, 1.0f);
+    Pair *scratch = bf16_scratch(N, C, OC + R);
+    BACKENDS(w, o) {
+        o->matmul_forward_bf16(FO(out, w, off), NULL, OC + R, x->mem[w], ldx, W->mem[w], ldw,
+                               FO(bias, w, off), F(scratch, w), N, C, OC);
+        o->matmul_backward_bf16(F(dx, w), NULL, dd->mem[w], ldd, W->mem[w], ldw, F(scratch, w), N,
+                                C, OC + R, OPS_ADD);
+    }
+    NAME("matmul_bf16 N=%d C=%d OC=%d bias=%d ldx=%d ldw=%d R=%d off=%d", N, C, OC, with_bias, ldx,
+         ldw, R, off);
+    compare("out", out, GEMM_TOL);
+    compare("dinp", dx, GEMM_TOL);
+    /* dinp in bf16 (an activation's backward reads it so): the f32 one's sums rounded */
+    Pair *dxb = pair_poisoned_bf16((size_t)N * C);
+    BACKENDS(w, o) {
+        o->matmul_backward_bf16(F(dx, w), NULL, dd->mem[w], ldd, W->mem[w], ldw, F(scratch, w), N,
+                                C, OC + R, OPS_SET);
+        o->matmul_backward_bf16(NULL, dxb->mem[w], dd->mem[w], ldd, W->mem[w], ldw, F(scratch, w),
+                                N, C, OC + R, OPS_SET);
+    }
+    check_gemm_rounded("dinp_bf16", dx, dxb, (size_t)N * C, (size_t)C, (size_t)C);
+    compare_bf16("dinp_bf16", dxb, 1e-5);
+    pairs_free();
+}
+
+/* Under the emulation: the biased GEMMs' cuBLASLt plans (backend.cu) are kept, and cuBLASLt
+ * declining a GEMM (LORAFT_EMU_LT_REFUSE, cublasLt.h: the heuristic finds no algorithm, or
+ * cublasLtMatmul refuses to run) leaves the GEMM + bias pass, whose results match the CPU's at
+ * GEMM_TOL as every matmul's do. Each case runs three fp32 and three bf16 biased linears of one
+ * shape not used elsewhere here (so no plan exists yet) and counts cuBLASLt's calls: the heuristic
+ * is asked once per type, and cublasLtMatmul runs every call (3 + 3), never (heuristic refused) or
+ * once per type (refused, then remembered). */
+static void test_lt_plans(const char *refuse, int N, int C, int OC, long long want_matmuls) {
+    if (refuse) setenv("LORAFT_EMU_LT_REFUSE", refuse, 1);
+    long long h0 = loraft_cuda_emu_count("lt_heuristics"), m0 = loraft_cuda_emu_count("lt_matmuls");
+    for (int i = 0; i < 3; i++) {
+        test_matmul(N, C, OC, 1, G_DB, 0);
+        test_matmul_bf16(N, C, OC, 1, C, C, 0, 0);
+    }
+    long long h = loraft_cuda_emu_count("lt_heuristics") - h0,
+              m = loraft_cuda_emu_count("lt_matmuls") - m0;
+    printf(
+        "cuBLASLt plans, LORAFT_EMU_LT_REFUSE=%s: 6 biased linears, %lld heuristic queries, %lld "
+        "cublasLtMatmul calls\n",
+        refuse ? refuse : "(unset)", h, m);
+    CHECK(h == 2);
+    CHECK(m == want_matmuls);
+    unsetenv("LORAFT_EMU_LT_REFUSE");
 }
 
 /* The norms' bf16 copies: layernorm_backward's dinp alone (on the same statistics, mean and
@@ -781,24 +855,26 @@ static void test_bf16_outputs(size_t n, int F) {
     for (int a = ACT_GELU; a <= ACT_SILU; a++) {
         NAME("activation %d, bf16 output, n=%zu", a, n);
         BACKENDS(w, o)
-        o->activation_forward(NULL, ob->mem[w], F, NULL, F(x, w), (Activation)a, n, F);
+        o->activation_forward(NULL, ob->mem[w], F, NULL, F(x, w), NULL, (Activation)a, n, F);
         compare_bf16("out", ob, 1e-5);
         BACKENDS(w, o) {
-            o->activation_forward(NULL, wide->mem[w], F + 3, NULL, F(x, w), (Activation)a, n, F);
+            o->activation_forward(NULL, wide->mem[w], F + 3, NULL, F(x, w), NULL, (Activation)a, n,
+                                  F);
         }
         compare_bf16("out rows F + 3 apart", wide, 1e-5);
         BACKENDS(w, o) {
-            o->activation_forward(F(out, w), ob->mem[w], F, NULL, F(x, w), (Activation)a, n, F);
+            o->activation_forward(F(out, w), ob->mem[w], F, NULL, F(x, w), NULL, (Activation)a, n,
+                                  F);
         }
         check_rounded("out", out, ob, n);
         BACKENDS(w, o) {
-            o->activation_backward(NULL, ob->mem[w], F(x, w), NULL, F(dout, w), (Activation)a, n,
-                                   OPS_SET);
+            o->activation_backward(NULL, ob->mem[w], F(x, w), NULL, NULL, F(dout, w), NULL,
+                                   (Activation)a, n, F, OPS_SET);
         }
         compare_bf16("dinp", ob, 1e-5);
         BACKENDS(w, o) {
-            o->activation_backward(F(dx, w), ob->mem[w], F(x, w), NULL, F(dout, w), (Activation)a,
-                                   n, OPS_ADD);
+            o->activation_backward(F(dx, w), ob->mem[w], F(x, w), NULL, NULL, F(dout, w), NULL,
+                                   (Activation)a, n, F, OPS_ADD);
         }
         compare("dinp", dx, ELEM_TOL);
         check_rounded("dinp", dx, ob, n);
@@ -815,13 +891,13 @@ static void test_bf16_outputs(size_t n, int F) {
     BACKENDS(w, o) o->swiglu_forward(F(out, w), ob->mem[w], F, NULL, F(x, w), F(u, w), n, F, F);
     check_rounded("out", out, ob, n);
     BACKENDS(w, o) {
-        o->swiglu_backward(NULL, NULL, gu->mem[w], F(dout, w), F(x, w), F(u, w), NULL, n, F,
+        o->swiglu_backward(NULL, NULL, gu->mem[w], F(dout, w), NULL, F(x, w), F(u, w), NULL, n, F,
                            OPS_SET);
     }
     compare_bf16("dg|du", gu, 1e-5);
     BACKENDS(w, o) {
-        o->swiglu_backward(F(dx, w), F(du, w), gu->mem[w], F(dout, w), F(x, w), F(u, w), NULL, n, F,
-                           OPS_ADD);
+        o->swiglu_backward(F(dx, w), F(du, w), gu->mem[w], F(dout, w), NULL, F(x, w), F(u, w), NULL,
+                           n, F, OPS_ADD);
     }
     compare("dgate", dx, ELEM_TOL);
     compare("dup", du, ELEM_TOL);
@@ -915,10 +991,10 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
             o->dequantize_rows_bf16(Wj + C + j * R, F(Bw[j], w), GGML_F32, 0, OC, R, ld);
         }
         for (int j = 0; j < n; j++)
-            o->matmul_forward_bf16(F(out[j], w), OC, xb->mem[w], ld,
+            o->matmul_forward_bf16(F(out[j], w), NULL, OC, xb->mem[w], ld,
                                    (uint16_t *)W->mem[w] + (size_t)j * OC * ld, ld, NULL,
                                    F(gemm_scratch, w), N, ld, OC);
-        o->matmul_forward_bf16(F(outs, w), n * OC, xb->mem[w], ld, W->mem[w], ld, NULL,
+        o->matmul_forward_bf16(F(outs, w), NULL, n * OC, xb->mem[w], ld, W->mem[w], ld, NULL,
                                F(gemm_scratch, w), N, ld, n * OC);
     }
     NAME("lora_down_bf16 + fused GEMM N=%d C=%d OC=%d R=%d n=%d p=%.1f", N, C, OC, R, n, p);
@@ -929,6 +1005,15 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
         compare_scaled("out", out[j], 1e-3);
     }
     compare_scaled("outs side by side", outs, 1e-3);
+    /* the same GEMM writing bf16 (matmul_forward_bf16's out_bf16: SwiGLU's and GELU's input),
+     * rows n OC + 2 apart */
+    size_t nout = (size_t)N * n * OC;
+    Pair *outs_bf16 = pair_poisoned_bf16((size_t)N * (n * OC + 2));
+    BACKENDS(w, o) {
+        o->matmul_forward_bf16(NULL, outs_bf16->mem[w], n * OC + 2, xb->mem[w], ld, W->mem[w], ld,
+                               NULL, F(gemm_scratch, w), N, ld, n * OC);
+    }
+    check_gemm_rounded("outs_bf16", outs, outs_bf16, nout, (size_t)n * OC, (size_t)n * OC + 2);
     test_lora_down_from_copy(xb, A, n, seeds, scale, p, N, C, R);
     /* lora_backward_bf16 of the group in one call, from x and from x's copy (Lora.xb), linear i's
      * output OC - 4i wide (the first rows of its B), then lora_dinp_bf16 of all of them into dinp:
