@@ -737,8 +737,20 @@ static void test_lora_backward_bf16(LoraCtx *c, const uint16_t *xb) {
                                .du_col = DU_COL};
         ops->lora_backward_bf16(dd, LDD, &lin, 1, from_copy ? NULL : c->inp, from_copy ? xb : NULL,
                                 C + 2 * R, lora_scale, c->p, scratch, N, C, R);
-        ops->lora_dinp_bf16(dinp, (const float *const[]){gdu, gdu},
+        ops->lora_dinp_bf16(dinp, NULL, (const float *const[]){gdu, gdu},
                             (const float *const[]){c->A, c->A}, seeds, 2, c->p, N, C, R, OPS_ADD);
+        /* into a bf16 dinp (matmul_backward_bf16's): as from its values in f32, rounded */
+        float wide[N * C];
+        uint16_t half[N * C];
+        for (int i = 0; i < N * C; i++)
+            half[i] = f32_to_bf16(dinp0[i]), wide[i] = bf16_value(dinp0[i]);
+        ops->lora_dinp_bf16(wide, NULL, (const float *const[]){gdu, gdu},
+                            (const float *const[]){c->A, c->A}, seeds, 2, c->p, N, C, R, OPS_ADD);
+        ops->lora_dinp_bf16(NULL, half, (const float *const[]){gdu, gdu},
+                            (const float *const[]){c->A, c->A}, seeds, 2, c->p, N, C, R, OPS_ADD);
+        int rounded = 1;
+        for (int i = 0; i < N * C; i++) rounded = rounded && half[i] == f32_to_bf16(wide[i]);
+        CHECK(rounded);
         CHECK(count_mismatch("lora_bf16 du", gdu, rdu, N * R, 1e-6, 1e-5) == 0);
         int bad = 0;
         for (int n = 0; n < N; n++)
@@ -1958,8 +1970,8 @@ static void test_first_writers(void) {
             for (size_t k = 0; k < NC; k++) d[acc][i][k] = NAN;
         ops->matmul_backward(d[acc][0], NULL, NULL, dout, NULL, w, N, C, OC, acc);
         ops->matmul_backward_bf16(d[acc][1], NULL, dd, K, wb, C, scratch, N, C, K, acc);
-        ops->lora_dinp_bf16(d[acc][2], (const float *const[]){du}, (const float *const[]){A}, &seed,
-                            1, 0.3f, N, C, R, acc);
+        ops->lora_dinp_bf16(d[acc][2], NULL, (const float *const[]){du}, (const float *const[]){A},
+                            &seed, 1, 0.3f, N, C, R, acc);
         ops->activation_backward(d[acc][3], NULL, x, NULL, NULL, g, NULL, ACT_GELU, NC, C, acc);
         ops->activation_backward(d[acc][4], NULL, x, NULL, NULL, g, NULL, ACT_RELU, NC, C, acc);
         ops->swiglu_backward(d[acc][5], d[acc][6], NULL, g, NULL, x, x, NULL, NC, C, acc);

@@ -319,9 +319,12 @@ typedef struct Ops {
     /* dinp[N,C] (+)= the sum over j < n of drop_j'(du[j] @ A[j]) (acc 0: =), drop_j the lora
      * dropout masks of seeds[j] (lora_forward's): the LoRA terms of the input gradient of n
      * (1..OPS_LORA_GROUP_MAX) adapted linears that read one input (q, k, v), in one pass over
-     * dinp. du [N,R], A [R,C], seeds: host arrays of n. */
-    void (*lora_dinp_bf16)(float *dinp, const float *const *du, const float *const *A,
-                           const uint64_t *seeds, int n, float p, int N, int C, int R, int acc);
+     * dinp. du [N,R], A [R,C], seeds: host arrays of n. Or, dinp NULL, into the bf16 dinp_bf16
+     * (matmul_backward_bf16's): bf16(its values + the terms), rounded a second time, as PyTorch's
+     * autograd adds the base's and the branch's bf16 gradients. */
+    void (*lora_dinp_bf16)(float *dinp, uint16_t *dinp_bf16, const float *const *du,
+                           const float *const *A, const uint64_t *seeds, int n, float p, int N,
+                           int C, int R, int acc);
 
     /* ---- multi-head softmax attention: padding mask, optional causal mask, grouped KV ----
      * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads

@@ -580,20 +580,24 @@ static void cpu_lora_backward_bf16(uint16_t *dd, int ldd, const OpsLoraBackward 
 }
 
 /* Each linear's term summed over its ranks in f32, masked, then added to the others' in order. */
-static void cpu_lora_dinp_bf16(float *dinp, const float *const *du, const float *const *A,
-                               const uint64_t *seeds, int n, float p, int N, int C, int R,
-                               int acc) {
+static void cpu_lora_dinp_bf16(float *dinp, uint16_t *dinp_bf16, const float *const *du,
+                               const float *const *A, const uint64_t *seeds, int n, float p, int N,
+                               int C, int R, int acc) {
 #pragma omp parallel for if ((size_t)N * C * R * n > CPU_PAR_MIN)
     for (int t = 0; t < N; t++)
         for (int c = 0; c < C; c++) {
-            float total = acc ? dinp[(size_t)t * C + c] : 0.0f;
+            size_t at = (size_t)t * C + c;
+            float total = !acc ? 0.0f : dinp ? dinp[at] : qb_bf16(dinp_bf16[at]);
             for (int j = 0; j < n; j++) {
                 float s = 0.0f;
                 for (int r = 0; r < R; r++) s += du[j][(size_t)t * R + r] * A[j][(size_t)r * C + c];
                 uint64_t seed = seeds[j] ^ cpu_step.seed;
                 total += s * rng_row_dropout(seed, (uint64_t)t, (uint32_t)c, p);
             }
-            dinp[(size_t)t * C + c] = total;
+            if (dinp)
+                dinp[at] = total;
+            else
+                dinp_bf16[at] = f32_to_bf16(total);
         }
 }
 

@@ -279,8 +279,9 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
 void cuda_lora_backward_bf16(uint16_t *dd, int ldd, const OpsLoraBackward *lin, int n,
                              const float *inp, const uint16_t *xb, int ldx, float scale, float p,
                              float *scratch, int N, int C, int R);
-void cuda_lora_dinp_bf16(float *dinp, const float *const *du, const float *const *A,
-                         const uint64_t *seeds, int n, float p, int N, int C, int R, int acc);
+void cuda_lora_dinp_bf16(float *dinp, uint16_t *dinp_bf16, const float *const *du,
+                         const float *const *A, const uint64_t *seeds, int n, float p, int N, int C,
+                         int R, int acc);
 void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                             float *q, int ldq, float *k, const float *v, int ldkv,
                             const int32_t *mask, int causal, float rope_theta, float p,

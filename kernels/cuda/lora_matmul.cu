@@ -507,8 +507,8 @@ struct LoraUp {
  * values, the same for the whole block, staged in shared memory UP_RANKS ranks at a time and read
  * as broadcasts. A linear's sums are masked and added to the total in linear order. */
 enum { UP_ROWS = 8, UP_RANKS = 128 };
-__global__ void lora_dinp_masked_kernel(float *dinp, LoraUp g, float p, const OpsStep *step, int N,
-                                        int C, int R, int add) {
+__global__ void lora_dinp_masked_kernel(float *dinp, uint16_t *dinp_bf16, LoraUp g, float p,
+                                        const OpsStep *step, int N, int C, int R, int add) {
     __shared__ float du_rows[UP_ROWS][UP_RANKS];           /* zeros past row N */
     __shared__ uint32_t keys[OPS_LORA_GROUP_MAX][UP_ROWS]; /* the rows' rng_row_key a linear */
     uint64_t step_bits = step_seed(step);
@@ -554,8 +554,13 @@ __global__ void lora_dinp_masked_kernel(float *dinp, LoraUp g, float p, const Op
 #pragma unroll
             for (int i = 0; i < UP_ROWS; i++) {
                 if (i >= rows || c >= C) continue;
-                float *d = dinp + (n0 + i) * C + c;
-                *d = add ? *d + total[i] : total[i];
+                size_t at = (n0 + i) * C + c;
+                if (dinp) {
+                    dinp[at] = add ? dinp[at] + total[i] : total[i];
+                } else {
+                    float v = add ? qb_bf16(dinp_bf16[at]) + total[i] : total[i];
+                    dinp_bf16[at] = __bfloat16_as_ushort(__float2bfloat16(v));
+                }
             }
         }
     }
@@ -569,10 +574,11 @@ static unsigned dinp_masked_threads(int C) {
     return (unsigned)((threads + 31) / 32 * 32);
 }
 
-static void lora_dinp_masked(float *dinp, const LoraUp &g, float p, int N, int C, int R, int acc) {
+static void lora_dinp_masked(float *dinp, uint16_t *dinp_bf16, const LoraUp &g, float p, int N,
+                             int C, int R, int acc) {
     unsigned blocks = cuda_blocks(((size_t)N + UP_ROWS - 1) / UP_ROWS, 1);
-    lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, g, p, cuda_step(), N, C, R,
-                                                                acc);
+    lora_dinp_masked_kernel<<<blocks, dinp_masked_threads(C)>>>(dinp, dinp_bf16, g, p, cuda_step(),
+                                                                N, C, R, acc);
     CUDA_LAUNCHED("lora backward (masked dinp)");
 }
 
@@ -582,22 +588,23 @@ static void lora_dinp(float *dinp, const float *du, const float *A, float p, uin
     if (p > 0.0f) {
         LoraUp g = {};
         g.n = 1, g.du[0] = du, g.A[0] = A, g.seed[0] = seed;
-        return lora_dinp_masked(dinp, g, p, N, C, R, acc);
+        return lora_dinp_masked(dinp, NULL, g, p, N, C, R, acc);
     }
     /* dinp^T[C,N] += A^T[C,R] du^T[R,N]: both their buffers' column-major views */
     cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, R, 1.0f, A, C, 0, du, R, 0, acc ? 1.0f : 0.0f, dinp,
               C, 0, 1);
 }
 
-void cuda_lora_dinp_bf16(float *dinp, const float *const *du, const float *const *A,
-                         const uint64_t *seeds, int n, float p, int N, int C, int R, int acc) {
+void cuda_lora_dinp_bf16(float *dinp, uint16_t *dinp_bf16, const float *const *du,
+                         const float *const *A, const uint64_t *seeds, int n, float p, int N, int C,
+                         int R, int acc) {
     if (N <= 0 || C <= 0 || n <= 0 ||
         !group_fits(n, "lora_dinp_bf16: more linears than OPS_LORA_GROUP_MAX"))
         return;
     LoraUp g = {};
     g.n = n;
     for (int j = 0; j < n; j++) g.du[j] = du[j], g.A[j] = A[j], g.seed[j] = seeds[j];
-    lora_dinp_masked(dinp, g, p, N, C, R, acc);
+    lora_dinp_masked(dinp, dinp_bf16, g, p, N, C, R, acc);
 }
 
 /* out [N,C] = drop(x) of x [N,C] with lora_down's masks (fp32 / tf32's dA operand): a warp a

@@ -1449,7 +1449,7 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
     const uint16_t *W = group_weight(m, ls, n, fuse, 0, &scratch);
     o->matmul_backward_bf16(db ? NULL : dinp, db, dd, ldd, W, weight_ld(m, ls[0]), scratch, N, C,
                             K + (fuse ? na * R : 0), acc);
-    if (na && !fuse) o->lora_dinp_bf16(dinp, du, A, sd, na, p, N, C, R, OPS_ADD);
+    if (na && !fuse) o->lora_dinp_bf16(db ? NULL : dinp, db, du, A, sd, na, p, N, C, R, OPS_ADD);
 }
 
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
@@ -1488,7 +1488,7 @@ int linear_output_bf16(const Model *m, Linear *const *ls, int n, uint16_t *at) {
 }
 
 int linear_input_grad_bf16(const Model *m, Linear *l, uint16_t *at) {
-    int half = bf16_gemm(m, l) && !l->peers && (!l->lora || m->spec.dropout <= 0);
+    int half = bf16_gemm(m, l) && !l->peers;
     l->din_bf16 = half ? at : NULL;
     return half;
 }

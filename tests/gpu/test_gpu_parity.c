@@ -448,7 +448,7 @@ static void test_first_writers(int N, int C, int OC, int R) {
                               F(lora_scratch, w), N, C, R);
         const uint64_t seed = 7;
         for (int k = 0; k < 2; k++) /* at p 0.3 and 0 */
-            o->lora_dinp_bf16(F(d[2 + k], w), (const float *const[]){F(du, w)},
+            o->lora_dinp_bf16(F(d[2 + k], w), NULL, (const float *const[]){F(du, w)},
                               (const float *const[]){F(A, w)}, &seed, 1, k ? 0.0f : 0.3f, N, C, R,
                               OPS_SET);
         o->activation_backward(F(d[4], w), NULL, F(x, w), NULL, NULL, F(g, w), NULL, ACT_GELU, NC,
@@ -1039,6 +1039,7 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
     for (int from_copy = 0; from_copy < 2; from_copy++) {
         Pair *dx = pair_random((size_t)N * C, 1.0f), *du[OPS_LORA_GROUP_MAX];
         Pair *dA[OPS_LORA_GROUP_MAX], *dB[OPS_LORA_GROUP_MAX];
+        Pair *dxh = pair_bf16((size_t)N, (size_t)C, 1.0f); /* a bf16 dinp (the base GEMM's) */
         for (int j = 0, i = 0; j < members; j++) {
             if (plain && j == at) continue;
             du[i] = pair_new((size_t)N * R * sizeof(float));
@@ -1060,7 +1061,8 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
             o->lora_backward_bf16(dd->mem[w], ldd, lin, members, from_copy ? NULL : F(x, w),
                                   from_copy ? xb->mem[w] : NULL, ld, scale, p, F(bw_scratch, w), N,
                                   C, R);
-            o->lora_dinp_bf16(F(dx, w), dus, As, seeds, n, p, N, C, R, OPS_ADD);
+            o->lora_dinp_bf16(F(dx, w), NULL, dus, As, seeds, n, p, N, C, R, OPS_ADD);
+            o->lora_dinp_bf16(NULL, dxh->mem[w], dus, As, seeds, n, p, N, C, R, OPS_ADD);
         }
         NAME("lora_backward_bf16 + lora_dinp_bf16 from %s N=%d C=%d OC=%d R=%d n=%d%s p=%.1f",
              from_copy ? "x's bf16 copy" : "x", N, C, OC, R, n, plain ? " + one without LoRA" : "",
@@ -1069,6 +1071,7 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
         compare_bf16("dd", dd, 1e-4);
         if (plain) check_rounded_rows("dd", dout, dd, (size_t)N * OC, OC, col[at], ldd);
         compare("dinp", dx, GEMM_TOL);
+        compare_bf16("dinp into bf16", dxh, 1e-5);
         for (int i = 0; i < n; i++) {
             compare_scaled("dA", dA[i], 1e-3);
             compare_scaled("dB", dB[i], 1e-3);
