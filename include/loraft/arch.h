@@ -148,16 +148,18 @@ int linear_input_ld(const Model *m, const Linear *l);
  * them for backward: 2 bytes an element written and read instead of an f32 output's 4 + 4 and
  * the activation's own bf16 copy. `at` is the activation's saved buffer, or where no layer
  * keeps it one the activation's output does not overlap (unless in place, element for
- * element). Returns whether it did. */
-int linear_output_bf16(const Model *m, Linear *const *ls, int n, uint16_t *at);
+ * element). */
+void linear_output_bf16(const Model *m, Linear *const *ls, int n, uint16_t *at);
+/* The bias the activation after l adds to the values it reads: l's, where l's GEMM writes them
+ * in bf16 without it (out_bf16), else NULL (an f32 output holds its bias). */
+const float *linear_output_bias(const Linear *l);
 /* The same backward: points l->din_bf16 at `at` where l, a lone linear on bf16 tensor cores,
  * writes its input gradient in bf16 (matmul_backward_bf16's dinp_bf16, and under lora dropout
  * the masked LoRA term added to it there: lora_dinp_bf16's; its linear_backward's acc must be
  * OPS_SET), for the activation's backward before it (dout_bf16), else at NULL: 2 bytes an
  * element written and read instead of 4 and 4 (and under dropout 2 + 2 more instead of 4 + 4),
- * as PyTorch's autocast hands the activation a bf16 gradient. `at`: the f32 dinp's own place.
- * Returns whether it did. */
-int linear_input_grad_bf16(const Model *m, Linear *l, uint16_t *at);
+ * as PyTorch's autocast hands the activation a bf16 gradient. `at`: the f32 dinp's own place. */
+void linear_input_grad_bf16(const Model *m, Linear *l, uint16_t *at);
 /* Points l->in_bf16 where attention writes bf16(out) for l (its out_bf16, which backward reads
  * too): linear_input_bf16 with attention's saved bf16(out) as the shared place
  * (Ops.attention_saved_out: saved is the attention's saved buffer), so an adapted l's kept input

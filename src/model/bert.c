@@ -313,7 +313,7 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     uint16_t *act_bf16 = Ly->ffn_out.in_bf16, *pre = Ly->ffn_in.out_bf16; /* else f32 */
     o->activation_forward(act_bf16 ? NULL : a->ffn_act, act_bf16, linear_input_ld(m, &Ly->ffn_out),
                           pre ? pre : a->ffn_pre_bf16, pre ? NULL : a->ffn_pre,
-                          pre ? Ly->ffn_in.b->value : NULL, c->activation, (size_t)N * F, F);
+                          linear_output_bias(&Ly->ffn_in), c->activation, (size_t)N * F, F);
     linear_forward(m, &Ly->ffn_out, a->res_ffn, a->ffn_act, N, d.lora, model_site(l, SITE_FFN_OUT));
     o->residual_norm_forward(a->out, NULL, 0, a->xh_ffn ? NULL : a->res_ffn, a->mean_ffn,
                              a->rstd_ffn, a->xh_ffn, a->res_ffn, a->h_attn, d.hidden,
@@ -343,8 +343,8 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     uint16_t *d_bf16 = Ly->ffn_in.dout_bf16;     /* else ffn_in rounds d_ffn2 */
     const uint16_t *dact = Ly->ffn_out.din_bf16; /* else d_ffn in f32 */
     o->activation_backward(d_bf16 ? NULL : b->d_ffn2, d_bf16, a->ffn_pre_bf16 ? NULL : a->ffn_pre,
-                           a->ffn_pre_bf16, Ly->ffn_in.out_bf16 ? Ly->ffn_in.b->value : NULL,
-                           dact ? NULL : b->d_ffn, dact, c->activation, NF, F, OPS_SET);
+                           a->ffn_pre_bf16, linear_output_bias(&Ly->ffn_in), dact ? NULL : b->d_ffn,
+                           dact, c->activation, NF, F, OPS_SET);
     /* d_c (the residual's share of dh) now also takes the FFN branch's share */
     linear_backward(m, &Ly->ffn_in, b->d_c, b->d_ffn2, a->h_attn, N, d.lora,
                     model_site(l, SITE_FFN_IN), OPS_ADD);

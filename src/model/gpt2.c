@@ -256,7 +256,7 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
     linear_forward(m, &Ly->c_fc, a->fc, a->n2, N, d.lora, model_site(l, SITE_FC));
     uint16_t *act_bf16 = Ly->mlp_proj.in_bf16, *fc = Ly->c_fc.out_bf16; /* else act; fc */
     o->activation_forward(act_bf16 ? NULL : a->act, act_bf16, linear_input_ld(m, &Ly->mlp_proj),
-                          fc ? fc : a->fc_bf16, fc ? NULL : a->fc, fc ? Ly->c_fc.b->value : NULL,
+                          fc ? fc : a->fc_bf16, fc ? NULL : a->fc, linear_output_bias(&Ly->c_fc),
                           c->activation, (size_t)N * c->ffn_size, c->ffn_size);
     linear_forward(m, &Ly->mlp_proj, replay ? NULL : a->out, a->act, N, d.lora,
                    model_site(l, SITE_MLP));
@@ -321,8 +321,8 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     uint16_t *d_bf16 = Ly->c_fc.dout_bf16;        /* else c_fc rounds d_fc */
     const uint16_t *dact = Ly->mlp_proj.din_bf16; /* else d_act in f32 */
     o->activation_backward(d_bf16 ? NULL : b->d_fc, d_bf16, a->fc_bf16 ? NULL : a->fc, a->fc_bf16,
-                           Ly->c_fc.out_bf16 ? Ly->c_fc.b->value : NULL, dact ? NULL : b->d_act,
-                           dact, c->activation, NF, c->ffn_size, OPS_SET);
+                           linear_output_bias(&Ly->c_fc), dact ? NULL : b->d_act, dact,
+                           c->activation, NF, c->ffn_size, OPS_SET);
     linear_backward(m, &Ly->c_fc, b->d_n, b->d_fc, a->n2, N, d.lora, model_site(l, SITE_FC),
                     OPS_SET);
     o->layernorm_backward(grad, NULL, Ly->ln_2.w->grad, Ly->ln_2.b->grad, b->d_n,

@@ -1481,16 +1481,16 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
     }
 }
 
-int linear_output_bf16(const Model *m, Linear *const *ls, int n, uint16_t *at) {
-    int join = linear_outputs_join(m, ls, n);
-    ls[0]->out_bf16 = join ? at : NULL;
-    return join;
+void linear_output_bf16(const Model *m, Linear *const *ls, int n, uint16_t *at) {
+    ls[0]->out_bf16 = linear_outputs_join(m, ls, n) ? at : NULL;
 }
 
-int linear_input_grad_bf16(const Model *m, Linear *l, uint16_t *at) {
-    int half = bf16_gemm(m, l) && !l->peers;
-    l->din_bf16 = half ? at : NULL;
-    return half;
+const float *linear_output_bias(const Linear *l) {
+    return l->out_bf16 && l->b ? l->b->value : NULL;
+}
+
+void linear_input_grad_bf16(const Model *m, Linear *l, uint16_t *at) {
+    l->din_bf16 = bf16_gemm(m, l) && !l->peers ? at : NULL;
 }
 
 void linear_reads_attention_out(const Model *m, Linear *l, float *saved) {
