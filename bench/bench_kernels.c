@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "loraft/model.h"
+#include "loraft/model_config.h"
 #include "loraft/ops.h"
 #include "loraft/quant.h"
 #include "loraft/rng.h"
@@ -547,7 +548,9 @@ static void bench_lm_head(void) {
  * dK backward), without softmax or masking; ours counts only the allowed pairs. */
 static void bench_attention(const Dims *d, int T, int causal, const char *impl) {
     int B = sz->attn_tokens / T, NH = d->NH, HS = d->HS, C = NH * HS, KC = d->NKV * HS;
-    float rope = causal ? 1e5f : 0.0f;
+    RopeFreqs freqs;
+    rope_freqs_init(&freqs, 1e5f, HS, NULL);
+    const RopeFreqs *rope = causal ? &freqs : NULL;
     size_t btc = (size_t)B * T * C, bth = (size_t)B * NH * T;
     float *q = randu(btc, 1.0f), *k = randu((size_t)B * T * KC, 1.0f);
     float *v = randu((size_t)B * T * KC, 1.0f), *out = zeros(btc), *lse = zeros(bth);

@@ -40,6 +40,8 @@ VOCAB = os.path.join(TOKENIZERS, "bert-base-uncased")
 
 TINY = ["--layers", "2", "--hidden", "32", "--heads", "4", "--ffn", "48",
         "--max-positions", "64", "--seed", "7"]
+LLAMA3_ROPE = dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                   original_max_position_embeddings=32)
 CASES = [
     dict(name="distilbert_lora", init=["--arch", "distilbert", "--num-labels", "2"] + TINY,
          strategy="lora", r=2, alpha=4.0, rslora=False,
@@ -53,6 +55,11 @@ CASES = [
     dict(name="llama_lora", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="causal-lm",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    # Llama 3.1's RoPE scaling, every band at head size 8 (tests/golden/rope_freqs.json's tiny case)
+    dict(name="llama3_lora", init=["--arch", "llama", "--kv-heads", "2", "--rope-theta", "100",
+                                   "--rope-scaling", json.dumps(LLAMA3_ROPE)] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj"]),
     dict(name="llama_full", init=["--arch", "llama", "--untied"] + TINY, task="causal-lm",
          vocab="gpt2", strategy="full"),
     dict(name="llama_dpo", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="dpo",

@@ -7,9 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "loraft/model_config.h" /* rope_freqs_init */
 #include "loraft/ops.h"
 
 static int check_passed, check_failed;
+
+/* The rope ops' frequencies of HF's plain RoPE with base theta at head size HS (theta 0: NULL,
+ * no rotation): a table of the test's own, valid until the next call. */
+static inline const RopeFreqs *rope_plain(float theta, int HS) {
+    static RopeFreqs r;
+    rope_freqs_init(&r, theta, HS, NULL);
+    return theta > 0.0f ? &r : NULL;
+}
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \

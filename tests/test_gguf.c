@@ -605,11 +605,14 @@ static void test_write_errors(void) {
 
 /* -------------------------------------------------------------- architecture ---- */
 
-/* Writes a tiny model file of `arch` with the given extra tensors' presence. */
+/* Writes a tiny model file of `arch` with the given extra tensors' presence; rope_freqs: that
+ * many of rope_divisors (head size 4: 2 is right). */
 typedef struct TinySpec {
     const char *arch;
-    int with_output, with_rope_freqs, vocab_rows, heads, kv_heads;
+    int with_output, rope_freqs, vocab_rows, heads, kv_heads;
     const char *scaling;
+    float scaling_factor; /* 0: no llama.rope.scaling.factor */
+    float rope_divisors[3];
 } TinySpec;
 
 static const char *write_tiny(const TinySpec *sp) {
@@ -642,14 +645,18 @@ static const char *write_tiny(const TinySpec *sp) {
     if (sp->scaling)
         kvs[n++] =
             (GgufWriteKV){.key = "llama.rope.scaling.type", .type = GGUF_STRING, .s = sp->scaling};
+    if (sp->scaling_factor)
+        kvs[n++] = (GgufWriteKV){
+            .key = "llama.rope.scaling.factor", .type = GGUF_FLOAT32, .f = sp->scaling_factor};
     GgufWriteTensor ts[4];
     int nt = 0;
     ts[nt++] =
         (GgufWriteTensor){"token_embd.weight", GGML_F32, 2, {8, sp->vocab_rows, 1, 1}, zeros};
     if (sp->with_output)
         ts[nt++] = (GgufWriteTensor){"output.weight", GGML_F32, 2, {8, 10, 1, 1}, zeros};
-    if (sp->with_rope_freqs)
-        ts[nt++] = (GgufWriteTensor){"rope_freqs.weight", GGML_F32, 1, {2, 1, 1, 1}, zeros};
+    if (sp->rope_freqs)
+        ts[nt++] = (GgufWriteTensor){
+            "rope_freqs.weight", GGML_F32, 1, {sp->rope_freqs, 1, 1, 1}, sp->rope_divisors};
     if (!llama)
         ts[nt++] = (GgufWriteTensor){"position_embd.weight", GGML_F32, 2, {8, 16, 1, 1}, zeros};
     const char *path = tmp_path("tiny.gguf");
@@ -675,7 +682,7 @@ static void expect_arch(const TinySpec *sp, const char *phrase, GgufArch *a, int
 
 static void test_arch(void) {
     GgufArch a;
-    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL};
+    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}};
     expect_arch(&llama, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "llama") == 0 && a.n_layers == 2 && a.hidden == 8 && a.ffn == 12);
     CHECK(a.n_heads == 2 && a.n_kv_heads == 1 && a.head_dim == 4 && a.context_length == 16);
@@ -696,19 +703,34 @@ static void test_arch(void) {
     s.heads = 3;
     s.kv_heads = 3;
     expect_arch(&s, "embedding_length 8 is not a multiple of head_count 3", &a, __LINE__);
+    CHECK(a.rope_linear == 0 && a.n_rope_divisors == 0);
+    /* RoPE scaling: llama3's divisors (rope_freqs) one a pair of a head, positive; linear */
     s = llama;
-    s.with_rope_freqs = 1;
+    s.rope_freqs = 2, s.rope_divisors[0] = 1, s.rope_divisors[1] = 6.5f;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.n_rope_divisors == 2 && a.rope_divisors[0] == 1 && a.rope_divisors[1] == 6.5f);
+    s.rope_divisors[0] = 0;
+    expect_arch(&s, "rope_freqs.weight[0] = 0: a frequency divisor must be positive", &a, __LINE__);
+    s.rope_freqs = 3;
     expect_arch(&s, "rope_freqs.weight", &a, __LINE__);
     s = llama;
     s.scaling = "linear";
-    expect_arch(&s, "RoPE scaling (llama.rope.scaling.type 'linear')", &a, __LINE__);
+    expect_arch(&s, "llama.rope.scaling.factor' not found", &a, __LINE__);
+    s.scaling_factor = 4;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.rope_linear == 4 && a.n_rope_divisors == 0);
+    s.rope_freqs = 2, s.rope_divisors[0] = s.rope_divisors[1] = 1;
+    expect_arch(&s, "both linear RoPE scaling and rope_freqs.weight", &a, __LINE__);
+    s = llama;
+    s.scaling = "yarn";
+    expect_arch(&s, "RoPE scaling (llama.rope.scaling.type 'yarn') is not supported", &a, __LINE__);
     s.scaling = "none";
     expect_arch(&s, NULL, &a, __LINE__);
     s = llama;
     s.arch = "bert";
     expect_arch(&s, "architecture 'bert' is not supported", &a, __LINE__);
 
-    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL};
+    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}};
     expect_arch(&gpt2, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "gpt2") == 0 && a.n_kv_heads == 2 && a.rope_theta == 0);
     CHECK(a.norm_eps == 1e-5f && a.tied_embeddings == 0 && a.context_length == 16);

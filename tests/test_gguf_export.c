@@ -73,9 +73,13 @@ static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
 
 /* hidden 64 (two Q8_0 blocks a row), head_dim 16, ffn 48 (down_proj's rows are not whole Q8_0
  * blocks); LoRA with random B so that merging changes the weights. GPT-2: tied, 4 KV heads. */
+/* The tiny Llama's RoPE scaling (test_merged_rope) */
+static RopeScaling tiny_rope;
+
 static int tiny_model(Model *m, const TrainSpec *s, Arch arch, int tied, LfError *err) {
     ModelConfig c;
     model_config_defaults(&c, arch);
+    if (arch == ARCH_LLAMA) c.rope_scaling = tiny_rope;
     c.vocab_size = VOCAB, c.hidden_size = 64, c.num_layers = 2, c.num_heads = 4;
     c.num_kv_heads = arch == ARCH_GPT2 ? 4 : 2, c.ffn_size = 48, c.max_positions = 64,
     c.tie_word_embeddings = tied;
@@ -334,6 +338,47 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
     model_free(&m);
 }
 
+/* A Llama with RoPE scaling: linear as llama.cpp's keys, llama3 as its rope_freqs divisors, which
+ * load back to the same logits (within 1e-5 of their largest: F32 weights); without the scaling
+ * the logits differ by over 1e-2, so the check would see it dropped. */
+static void test_merged_rope(RopeScaling scaling) {
+    LfError err;
+    TrainSpec s;
+    Model m, back, plain;
+    lora_spec(&s, ARCH_LLAMA, 0);
+    CHECK_OK(tiny_model(&plain, &s, ARCH_LLAMA, 1, &err), &err);
+    tiny_rope = scaling;
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
+    tiny_rope = (RopeScaling){0};
+    const char *path = tmp_path("rope.gguf");
+    CHECK_OK(gguf_export_model(&m, path, GGML_F32, NULL, NULL, &err), &err);
+    Gguf g;
+    GgufArch a;
+    CHECK_OK(gguf_open(&g, path, &err), &err);
+    CHECK_OK(gguf_arch(&g, &a, &err), &err);
+    float d[ROPE_MAX_PAIRS];
+    int n = model_rope_divisors(&m.cfg, d);
+    CHECK(a.rope_linear == (scaling.type == ROPE_LINEAR ? scaling.factor : 0));
+    CHECK(a.n_rope_divisors == n && (!n || !memcmp(a.rope_divisors, d, sizeof(float) * n)));
+    CHECK(n == 0 || (d[0] == 1 && d[n - 1] == scaling.factor)); /* the kept and the divided band */
+    gguf_close(&g);
+    float want[SEQ * VOCAB], got[SEQ * VOCAB], unscaled[SEQ * VOCAB];
+    CHECK_OK(logits(&m, ids, SEQ, want, &err), &err);
+    CHECK_OK(logits(&plain, ids, SEQ, unscaled, &err), &err);
+    CHECK_OK(gguf_model(&back, path, SEQ, &err), &err);
+    if (back.values) {
+        CHECK(back.cfg.rope_scaling.type == (n ? ROPE_DIVISORS : ROPE_LINEAR));
+        CHECK_OK(logits(&back, ids, SEQ, got, &err), &err);
+        double e = rel_error(got, want, SEQ * VOCAB), u = rel_error(unscaled, want, SEQ * VOCAB);
+        printf("merged llama, RoPE %s: max |logit diff| / max |logit| = %.3g (%.3g without it)\n",
+               n ? "llama3" : "linear", e, u);
+        CHECK(e <= 1e-5 && u > 1e-2);
+        model_free(&back);
+    }
+    model_free(&m);
+    model_free(&plain);
+}
+
 static void test_refusals(void) {
     LfError err;
     TrainSpec s;
@@ -467,6 +512,12 @@ int main(void) {
         test_merged(arch, GGML_F16, tied > 0, 5e-3);
         test_merged(arch, GGML_Q8_0, tied > 0, 6e-2);
     }
+    test_merged_rope((RopeScaling){.type = ROPE_LINEAR, .factor = 4});
+    test_merged_rope((RopeScaling){.type = ROPE_LLAMA3,
+                                   .factor = 8,
+                                   .low_freq_factor = 1,
+                                   .high_freq_factor = 4,
+                                   .original_max_positions = 32});
     test_refusals();
     test_smollm2();
     char cmd[600];

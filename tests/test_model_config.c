@@ -261,6 +261,112 @@ static void test_score_head(void) {
     free(text);
 }
 
+/* meta-llama/Llama-3.2-1B's config.json as published (transformers 4's form: rope_theta beside
+ * rope_scaling) */
+static const char *llama_3_2_1b =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"attention_bias\": false,"
+    " \"attention_dropout\": 0.0, \"bos_token_id\": 128000, \"eos_token_id\": 128001,"
+    " \"head_dim\": 64, \"hidden_act\": \"silu\", \"hidden_size\": 2048,"
+    " \"initializer_range\": 0.02, \"intermediate_size\": 8192,"
+    " \"max_position_embeddings\": 131072, \"mlp_bias\": false, \"model_type\": \"llama\","
+    " \"num_attention_heads\": 32, \"num_hidden_layers\": 16, \"num_key_value_heads\": 8,"
+    " \"pretraining_tp\": 1, \"rms_norm_eps\": 1e-05, \"rope_scaling\": {\"factor\": 32.0,"
+    " \"high_freq_factor\": 4.0, \"low_freq_factor\": 1.0,"
+    " \"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"},"
+    " \"rope_theta\": 500000.0, \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\","
+    " \"transformers_version\": \"4.45.0.dev0\", \"use_cache\": true, \"vocab_size\": 128256}";
+
+/* Compares cfg's RoPE frequencies with transformers' float32 ones, within 4 ulp (transformers
+ * computes the power and llama3's blend in float32, loraft in double rounded once). */
+static void check_freqs(const ModelConfig *cfg, const cJSON *want, const char *name) {
+    RopeFreqs r;
+    model_rope_freqs(cfg, &r);
+    int n = cJSON_GetArraySize(want), bad = 0;
+    CHECK(r.half == n);
+    for (int i = 0; i < n && i < r.half; i++) {
+        double w = cJSON_GetArrayItem(want, i)->valuedouble;
+        if (fabs(r.inv_freq[i] - w) > 4.8e-7 * fabs(w)) {
+            if (bad++ < 3)
+                fprintf(stderr, "  %s inv_freq[%d] = %.9g, transformers %.9g\n", name, i,
+                        r.inv_freq[i], w);
+        }
+    }
+    CHECK(bad == 0);
+}
+
+/* RoPE scaling: every config transformers 5 saved (tests/golden/rope_freqs.json, from
+ * scripts/make-rope-goldens.py: rope_parameters with rope_theta inside) gives transformers'
+ * frequencies; so does the published Llama 3.2 config in transformers 4's form; the
+ * scalings survive save -> load; unsupported ones and bad numbers are refused. */
+static void test_rope(void) {
+    char *text;
+    size_t len;
+    LfError err = {{0}};
+    CHECK_OK(file_read_all("tests/golden/rope_freqs.json", &text, &len, &err), &err);
+    cJSON *cases = cJSON_Parse(text), *c;
+    CHECK(cJSON_GetArraySize(cases) >= 5);
+    cJSON_ArrayForEach(c, cases) {
+        char *json = cJSON_PrintUnformatted(cJSON_GetObjectItem(c, "config"));
+        ModelConfig cfg;
+        const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+        CHECK_OK(load_literal(json, &cfg, &err), &err);
+        check_freqs(&cfg, cJSON_GetObjectItem(c, "inv_freq"), name);
+        if (!strcmp(name, "llama3 1b")) { /* the same model in transformers 4's form */
+            ModelConfig old;
+            CHECK_OK(load_literal(llama_3_2_1b, &old, &err), &err);
+            CHECK(old.rope_theta == 500000.0f && old.rope_scaling.type == ROPE_LLAMA3);
+            CHECK(old.rope_scaling.factor == 32 && old.rope_scaling.low_freq_factor == 1 &&
+                  old.rope_scaling.high_freq_factor == 4 &&
+                  old.rope_scaling.original_max_positions == 8192);
+            check_freqs(&old, cJSON_GetObjectItem(c, "inv_freq"), "llama-3.2-1b");
+        }
+        if (cfg.rope_scaling.type != ROPE_DEFAULT) { /* written and read back: the same */
+            ModelConfig back;
+            CHECK_OK(model_config_save(&cfg, cfg_path, &err), &err);
+            CHECK_OK(model_config_load(&back, cfg_path, &err), &err);
+            CHECK(!memcmp(&back.rope_scaling, &cfg.rope_scaling, sizeof cfg.rope_scaling) &&
+                  back.rope_theta == cfg.rope_theta);
+        }
+        free(json);
+    }
+    cJSON_Delete(cases);
+    free(text);
+#define LLAMA "{\"model_type\":\"llama\",\"hidden_size\":64,\"num_attention_heads\":4,"
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}",
+         "RoPE scaling type 'yarn' is not supported (default, linear, llama3)");
+    FAIL(LLAMA "\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":4}}",
+         "RoPE scaling type 'dynamic' is not supported");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"linear\"}}",
+         "RoPE scaling 'linear' needs the key 'factor'");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":\"2\"}}",
+         "key 'factor' must be a finite number");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":-2}}",
+         "factor -2 is out of range");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":4,"
+               "\"high_freq_factor\":1,\"original_max_position_embeddings\":8192}}",
+         "0 < low_freq_factor < high_freq_factor");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":1,"
+               "\"high_freq_factor\":4}}",
+         "needs the key 'original_max_position_embeddings'");
+    FAIL(LLAMA "\"rope_parameters\":[1]}", "key 'rope_parameters' must be an object");
+#undef LLAMA
+    /* a GGUF's divisors: rotated by, but with no config.json form */
+    ModelConfig d;
+    model_config_defaults(&d, ARCH_LLAMA);
+    d.hidden_size = 16, d.num_heads = d.num_kv_heads = 2; /* head size 8: 4 pairs */
+    d.rope_scaling =
+        (RopeScaling){.type = ROPE_DIVISORS, .n_divisors = 4, .divisors = {1, 2, 4, 8}};
+    RopeFreqs plain, divided;
+    rope_freqs_init(&plain, d.rope_theta, 8, NULL);
+    model_rope_freqs(&d, &divided);
+    for (int i = 0; i < 4; i++) CHECK(divided.inv_freq[i] == plain.inv_freq[i] / (float)(1 << i));
+    float back[ROPE_MAX_PAIRS];
+    CHECK(model_rope_divisors(&d, back) == 4 && back[3] == 8);
+    CHECK(model_config_save(&d, cfg_path, &err) == -1 && strstr(err.msg, "no config.json form"));
+    d.rope_scaling.divisors[2] = 0;
+    CHECK(model_config_validate(&d, "divisors", &err) == -1 && strstr(err.msg, "RoPE scaling"));
+}
+
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
     return remove(path);
@@ -278,6 +384,7 @@ int main(void) {
     test_round_trip(ARCH_GPT2);
     test_gpt2_options();
     test_score_head();
+    test_rope();
     CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&
           !strcmp(arch_name(ARCH_BERT), "bert") && !strcmp(arch_name(ARCH_GPT2), "gpt2"));
     nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "loraft/activation.h" /* rope_inv_freq */
+#include "loraft/activation.h"
 #include "loraft/ops.h"
 #include "loraft/quant.h"
 #include "loraft/rng.h"
@@ -377,8 +377,8 @@ static void rope_reference(double *x, size_t rows, int T, int H, int HS, const i
         for (int h = 0; h < H; h++) {
             double *xh = x + (r * H + h) * HS;
             for (int i = 0; i < half; i++) {
-                float angle =
-                    (float)(pos ? pos[r] : (int32_t)(r % T)) * rope_inv_freq(theta, i, HS);
+                float inv_freq = (float)(1.0 / pow(theta, 2.0 * i / HS)); /* HF's, to an ulp */
+                float angle = (float)(pos ? pos[r] : (int32_t)(r % T)) * inv_freq;
                 double c = cos(angle), sn = dir * sin(angle), u = xh[i], v = xh[i + half];
                 xh[i] = u * c - v * sn, xh[i + half] = v * c + u * sn;
             }
@@ -404,14 +404,14 @@ static void test_rope_cache_write(int n, int pos0, int nh, int nkv, int hs) {
     memcpy(q0, q, sizeof(float) * n * QC);
     rope_reference(rq, n, 1, nh, hs, pos, 1e5f, 1.0);
     rope_reference(rk, n, 1, nkv, hs, pos, 1e5f, 1.0);
-    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, 1e5f, n, nh, nkv, hs);
+    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, rope_plain(1e5f, hs), n, nh, nkv, hs);
     printf("  rope in cache_write: %d positions from %d, NH=%d NKV=%d HS=%d\n", n, pos0, nh, nkv,
            hs);
     CHECK(count_mismatch("rope q", q, rq, (size_t)n * QC, 1e-6, 1e-5) == 0);
     CHECK(count_mismatch("rope k", kc + (size_t)pos0 * KC, rk, (size_t)n * KC, 1e-6, 1e-5) == 0);
     CHECK(!memcmp(vc + (size_t)pos0 * KC, v, sizeof(float) * n * KC));
     memcpy(q, q0, sizeof(float) * n * QC);
-    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, 0.0f, n, nh, nkv, hs);
+    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, NULL, n, nh, nkv, hs);
     CHECK(!memcmp(q, q0, sizeof(float) * n * QC));
     CHECK(!memcmp(kc + (size_t)pos0 * KC, k, sizeof(float) * n * KC));
     free(q), free(k), free(v), free(kc), free(vc), free(q0), free(rq), free(rk);
@@ -979,11 +979,11 @@ static void attention_reference_check(const AttShape *a, const float *q_in, cons
         rope_reference(rdk, rows, a->T, a->NKV, a->HS, NULL, a->rope, -1.0);
     }
     ops->attention_forward(out, NULL, 0, lse, NULL, q, a->NH * a->HS, k, v, a->NKV * a->HS, a->mask,
-                           a->causal, a->rope, a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV,
-                           a->HS);
+                           a->causal, rope_plain(a->rope, a->HS), a->p, att_seed, scratch, a->B,
+                           a->T, a->NH, a->NKV, a->HS);
     ops->attention_backward(dq, dk, dv, dout, q, k, v, a->NH * a->HS, a->NKV * a->HS, out, NULL, 0,
-                            lse, NULL, a->mask, a->causal, a->rope, a->p, att_seed, scratch, a->B,
-                            a->T, a->NH, a->NKV, a->HS, OPS_ADD);
+                            lse, NULL, a->mask, a->causal, rope_plain(a->rope, a->HS), a->p,
+                            att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
     if (a->rope > 0.0f) { /* the op's turn of q and k in place */
         double *tq = to_double(qr, nq), *tk = to_double(kr, nk);
         CHECK(count_mismatch("attention's rope q", q, tq, nq, 1e-6, 1e-5) == 0);
@@ -1013,15 +1013,16 @@ static void att_fwd(void *p) {
     const AttShape *a = &c->shape;
     memcpy(c->qr, c->q, sizeof c->qr), memcpy(c->kr, c->k, sizeof c->kr);
     ops->attention_forward(c->out, NULL, 0, c->lse, NULL, c->qr, C, c->kr, c->v, a->NKV * (C / NH),
-                           c->mask, a->causal, a->rope, a->p, att_seed, c->scratch, B, T, NH,
-                           a->NKV, C / NH);
+                           c->mask, a->causal, rope_plain(a->rope, C / NH), a->p, att_seed,
+                           c->scratch, B, T, NH, a->NKV, C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->qr, c->kr, c->v,
                             C, a->NKV * (C / NH), c->out, NULL, 0, c->lse, NULL, c->mask, a->causal,
-                            a->rope, a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH, OPS_ADD);
+                            rope_plain(a->rope, C / NH), a->p, att_seed, c->scratch, B, T, NH,
+                            a->NKV, C / NH, OPS_ADD);
 }
 
 /* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared); rope: its theta.
@@ -1150,8 +1151,8 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
     for (int j = 0; j < 2; j++) {
         out[j] = rand_vec((size_t)T * QC, 0, 0), lse[j] = rand_vec((size_t)nh * T, 0, 0);
         ops->attention_forward(out[j], NULL, 0, lse[j], NULL, j ? qkv : q, j ? ld : QC,
-                               j ? qkv + QC : k, j ? qkv + QC + KC : v, j ? ld : KC, NULL, 1, 1e4f,
-                               0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
+                               j ? qkv + QC : k, j ? qkv + QC + KC : v, j ? ld : KC, NULL, 1,
+                               rope_plain(1e4f, hs), 0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
     }
     CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
     CHECK(!memcmp(lse[0], lse[1], sizeof(float) * nh * T));
@@ -1166,7 +1167,8 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
             ops->attention_backward(j ? dqkv : dq, j ? dqkv + QC : dk, j ? dqkv + QC + KC : dv,
                                     dout, j ? qkv : q, j ? qkv + QC : k, j ? qkv + QC + KC : v,
                                     j ? ld : QC, j ? ld : KC, out[j], NULL, 0, lse[j], NULL, NULL,
-                                    1, 1e4f, 0.1f, att_seed, scratch, 1, T, nh, nkv, hs, acc);
+                                    1, rope_plain(1e4f, hs), 0.1f, att_seed, scratch, 1, T, nh, nkv,
+                                    hs, acc);
         CHECK(joined_same(dqkv, dq, dk, dv, T, QC, KC));
     }
     float *kc[2], *vc[2], *cs = rand_vec(ops->attention_cached_scratch(T, T, nh, hs), 0, 0);
@@ -1175,7 +1177,8 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
     for (int j = 0; j < 2; j++) {
         kc[j] = rand_vec((size_t)T * KC, 0, 0), vc[j] = rand_vec((size_t)T * KC, 0, 0);
         ops->cache_write(kc[j], vc[j], j ? qkv : q, j ? ld : QC, j ? qkv + QC : k,
-                         j ? qkv + QC + KC : v, j ? ld : KC, pos, 1e4f, T, nh, nkv, hs);
+                         j ? qkv + QC + KC : v, j ? ld : KC, pos, rope_plain(1e4f, hs), T, nh, nkv,
+                         hs);
         ops->attention_cached(out[j], NULL, QC, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, cs, T,
                               T, nh, nkv, hs);
     }
@@ -1202,7 +1205,7 @@ static void test_attention_out_bf16(int T, int nh, int nkv, int hs) {
     for (int j = 0; j < 2; j++) {
         out[j] = rand_vec((size_t)T * QC, 0, 0), lse[j] = rand_vec((size_t)nh * T, 0, 0);
         ops->attention_forward(out[j], j ? rows : NULL, ldo, lse[j], NULL, q, QC, k, v, KC, NULL, 1,
-                               0.0f, 0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
+                               NULL, 0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
     }
     int bad = 0;
     for (int t = 0; t < T; t++)
@@ -1251,7 +1254,7 @@ static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, i
         rounded = rounded && out_bf16[e] == f32_to_bf16(out[e]);
     CHECK(rounded);
     float *k_new = rand_vec((size_t)n * KC, -1, 1), *v_new = rand_vec((size_t)n * KC, -1, 1);
-    ops->cache_write(k, v, NULL, 0, k_new, v_new, KC, pos, 0.0f, n, nh, nkv, hs);
+    ops->cache_write(k, v, NULL, 0, k_new, v_new, KC, pos, NULL, n, nh, nkv, hs);
     for (int i = 0; i < n; i++) {
         CHECK(!memcmp(k + (size_t)(pos0 + i) * KC, k_new + (size_t)i * KC, KC * sizeof *k));
         CHECK(!memcmp(v + (size_t)(pos0 + i) * KC, v_new + (size_t)i * KC, KC * sizeof *v));
@@ -1756,10 +1759,10 @@ static size_t large_pass(float *res) {
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
     ops->layernorm_backward(d1, NULL, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC, OPS_ADD);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
-    ops->attention_forward(z, NULL, 0, lse, NULL, x, LC, y, g, LC, mask, 0, 0.0f, 0.1f, 5, scratch,
+    ops->attention_forward(z, NULL, 0, lse, NULL, x, LC, y, g, LC, mask, 0, NULL, 0.1f, 5, scratch,
                            LB, LT, LNH, LNH, LC / LNH);
     SAVE(z, n), SAVE(lse, nl);
-    ops->attention_backward(d1, d2, d3, g, x, y, g, LC, LC, z, NULL, 0, lse, NULL, mask, 0, 0.0f,
+    ops->attention_backward(d1, d2, d3, g, x, y, g, LC, LC, z, NULL, 0, lse, NULL, mask, 0, NULL,
                             0.1f, 5, scratch, LB, LT, LNH, LNH, LC / LNH, OPS_ADD);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);

@@ -360,6 +360,88 @@ static void test_fileio(void) {
     CHECK(strstr(err.msg, "longer than 15 bytes") != NULL);
 }
 
+/* A sharded checkpoint in dir (made fresh): a and b in model-00001-of-00002.safetensors, c in
+ * model-00002-of-00002, and the index text given (NULL: the right one). */
+static void write_shards(const char *dir, const char *index) {
+    static const float a[2] = {1, 2}, b[3] = {3, 4, 5}, c[1] = {6};
+    LfError err;
+    if (dir_create(dir, &err)) abort();
+    char path[1200];
+    StEntry one[2] = {{"a", ST_F32, 1, {2}, a}, {"b", ST_F32, 1, {3}, b}};
+    StEntry two[1] = {{"c", ST_F32, 1, {1}, c}};
+    snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
+    if (safetensors_write(path, one, 2, NULL, &err)) abort();
+    snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
+    if (safetensors_write(path, two, 1, NULL, &err)) abort();
+    if (!index)
+        index = "{\"metadata\": {\"total_size\": 24}, \"weight_map\": {"
+                "\"a\": \"model-00001-of-00002.safetensors\","
+                " \"c\": \"model-00002-of-00002.safetensors\","
+                " \"b\": \"model-00001-of-00002.safetensors\"}}";
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    write_bytes(path, index, strlen(index));
+}
+
+static void expect_shards_fail(const char *index, const char *phrase, int line) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s", tmp_path("bad-shards"));
+    write_shards(dir, index);
+    StShards s;
+    LfError err = {{0}};
+    int rc = st_shards_open(&s, dir, &err), ok = rc == -1 && strstr(err.msg, phrase);
+    CHECK(ok && s.n == 0 && s.files == NULL);
+    if (!ok)
+        fprintf(stderr, "  line %d: expected '%s', got rc=%d '%s'\n", line, phrase, rc, err.msg);
+}
+
+/* transformers' sharded save: every tensor found in its shard; a single file still works; a bad
+ * index is a clear error. */
+static void test_shards(void) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s", tmp_path("shards"));
+    write_shards(dir, NULL);
+    StShards s;
+    LfError err;
+    CHECK_OK(st_shards_open(&s, dir, &err), &err);
+    CHECK(s.n == 2);
+    float v[3];
+    const SafeTensors *f = st_shards_find(&s, "c");
+    CHECK(f && strstr(f->path, "00002-of") && !st_shards_find(&s, "d"));
+    CHECK_OK(safetensors_read_f32(f, "c", 1, (int64_t[]){1}, v, &err), &err);
+    CHECK(v[0] == 6);
+    f = st_shards_find(&s, "b");
+    CHECK_OK(safetensors_read_f32(f, "b", 1, (int64_t[]){3}, v, &err), &err);
+    CHECK(v[0] == 3 && v[2] == 5);
+    st_shards_close(&s);
+    st_shards_close(&s); /* closed twice: fine */
+    char path[700];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    CHECK(remove(path) == 0);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK(rename(tmp_path("rt.safetensors"), path) == 0); /* one file: test_round_trip's */
+    CHECK_OK(st_shards_open(&s, dir, &err), &err);
+    CHECK(s.n == 1 && st_shards_find(&s, "layer.0.weight") == &s.files[0]);
+    st_shards_close(&s);
+    CHECK(remove(path) == 0);
+    CHECK(st_shards_open(&s, dir, &err) == -1 && strstr(err.msg, "model.safetensors") &&
+          s.files == NULL);
+#define SHARD1 "\"model-00001-of-00002.safetensors\""
+    expect_shards_fail("{\"weight_map\": {\"a\": " SHARD1 "", "not valid JSON", __LINE__);
+    expect_shards_fail("{\"metadata\": {}}", "no weight_map object", __LINE__);
+    expect_shards_fail("{\"weight_map\": {}}", "the weight_map is empty", __LINE__);
+    expect_shards_fail("{\"weight_map\": {\"a\": 3}}", "weight_map['a'] must name a file",
+                       __LINE__);
+    expect_shards_fail("{\"weight_map\": {\"a\": \"../model-00001-of-00002.safetensors\"}}",
+                       "must name a file beside the index", __LINE__);
+    expect_shards_fail("{\"weight_map\": {\"a\": \"model-00003-of-00002.safetensors\"}}",
+                       "model-00003-of-00002.safetensors", __LINE__);
+    expect_shards_fail("{\"weight_map\": {\"a\": " SHARD1 ", \"c\": " SHARD1 "}}",
+                       "weight_map puts 'c' in model-00001-of-00002.safetensors, which does not "
+                       "hold it",
+                       __LINE__);
+#undef SHARD1
+}
+
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
     return remove(path);
@@ -372,6 +454,7 @@ int main(void) {
     test_malformed();
     test_edge_valid();
     test_round_trip();
+    test_shards();
     test_read_f32();
     test_write_errors();
     nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

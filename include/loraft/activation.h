@@ -109,11 +109,3 @@ static inline LF_HOST_DEVICE float act_derivative(float x, Activation act) {
     }
     return 1.0f;
 }
-
-/* Rope's inverse frequency of pair i, 1 / theta^(2i/HS), rounded to float from double: libm's
- * and CUDA's powf differ by an ulp on some inputs, which a position of thousands turns into
- * 1e-5 of the angle; double pow rounds to the same float on both sides. Within an ulp of HF's
- * float32 inv_freq. */
-static inline LF_HOST_DEVICE float rope_inv_freq(float theta, int i, int HS) {
-    return (float)(1.0 / pow((double)theta, (double)(2 * i) / (double)HS));
-}

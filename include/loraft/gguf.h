@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "loraft/error.h"
+#include "loraft/ops.h" /* ROPE_MAX_PAIRS */
 #include "loraft/quant.h"
 
 #ifdef __cplusplus
@@ -137,6 +138,9 @@ int gguf_read_f32(const Gguf *g, const char *name, int ndim, const int64_t *shap
 
 /* ---- architecture ---- */
 
+/* Llama 3.1's RoPE scaling in a GGUF: a divisor of each pair's frequency (GgufArch) */
+#define GGUF_ROPE_FREQS "rope_freqs.weight"
+
 /* A Llama-family or GPT-2 model described by its metadata (`<arch>.*` keys) and tensors. */
 typedef struct GgufArch {
     char arch[32];       /* general.architecture: "llama" or "gpt2" */
@@ -149,6 +153,11 @@ typedef struct GgufArch {
     int context_length;  /* context_length (gpt2: the position table's size) */
     int vocab_size;      /* tokenizer.ggml.tokens, else <arch>.vocab_size, else token_embd */
     float rope_theta;    /* llama: rope.freq_base (default 10000); gpt2: 0 */
+    float rope_linear;   /* llama: rope.scaling.factor where rope.scaling.type is linear; 0: none */
+    int n_rope_divisors; /* llama: head_dim / 2 where rope_freqs.weight (each pair's frequency
+                            divisor: Llama 3.1's scaling, as llama.cpp's converter writes it) is
+                            there; 0: none */
+    float rope_divisors[ROPE_MAX_PAIRS];
     float norm_eps;      /* llama: attention.layer_norm_rms_epsilon; gpt2: layer_norm_epsilon */
     int tied_embeddings; /* 1 when there is no output.weight (head = token_embd) */
     int bos_token_id, eos_token_id; /* tokenizer.ggml.*_token_id; -1 when absent */
@@ -157,9 +166,9 @@ typedef struct GgufArch {
 
 /* Reads and checks the architecture: the required keys are present, sizes are positive,
  * heads divide hidden (and kv heads divide heads), and token_embd.weight (and output.weight
- * when present) has shape [vocab, hidden]. Llama files with RoPE scaling (`rope_freqs`
- * tensor or a `rope.scaling.type` other than none) or experts are refused: loraft does not
- * implement them. */
+ * when present) has shape [vocab, hidden]. Llama's RoPE scaling: linear (rope.scaling.type and
+ * factor) or a rope_freqs tensor of head_dim / 2 positive F32 divisors; other scaling types and
+ * experts are refused: loraft does not implement them. */
 int gguf_arch(const Gguf *g, GgufArch *a, LfError *err);
 
 /* What turns a GGUF tensor into its HF counterpart, besides the name. */

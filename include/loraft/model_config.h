@@ -21,12 +21,30 @@ extern "C" {
 
 typedef enum Arch { ARCH_DISTILBERT, ARCH_BERT, ARCH_LLAMA, ARCH_GPT2 } Arch;
 
+/* RoPE's frequency scaling, as transformers computes it (config.json's rope_scaling, or
+ * rope_parameters since transformers 5; rope_type or the older key type): default (none), linear
+ * (every inverse frequency / factor) or llama3 (Llama 3.1's: wavelengths above
+ * original_max_positions / low_freq_factor divided by factor, below original_max_positions /
+ * high_freq_factor kept, a smooth blend between); or a divisor of each pair's frequency, a GGUF's
+ * rope_freqs tensor (what llama.cpp's converter writes for llama3). Other types (dynamic, yarn,
+ * longrope, ...) are refused. */
+typedef enum RopeType { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_DIVISORS } RopeType;
+typedef struct RopeScaling {
+    RopeType type;
+    float factor;                            /* linear, llama3 */
+    float low_freq_factor, high_freq_factor; /* llama3 */
+    int original_max_positions;              /* llama3 */
+    int n_divisors;                          /* divisors: HS/2 of them */
+    float divisors[ROPE_MAX_PAIRS];
+} RopeScaling;
+
 typedef struct ModelConfig {
     Arch arch;
     int vocab_size, hidden_size, num_layers, num_heads, ffn_size, max_positions;
-    int num_kv_heads;        /* Llama's grouped KV heads (num_key_value_heads); BERT: num_heads */
-    float rope_theta;        /* Llama's RoPE base; 0 for BERT */
-    int tie_word_embeddings; /* Llama: lm_head shares embed_tokens' weight (GPT-2: always) */
+    int num_kv_heads;         /* Llama's grouped KV heads (num_key_value_heads); BERT: num_heads */
+    float rope_theta;         /* Llama's RoPE base; 0 for BERT */
+    RopeScaling rope_scaling; /* Llama's */
+    int tie_word_embeddings;  /* Llama: lm_head shares embed_tokens' weight (GPT-2: always) */
     int bos_token_id, eos_token_id; /* -1 when unset */
     int type_vocab_size;            /* BERT token types; 0 for DistilBERT */
     Activation activation;          /* "gelu" -> ACT_GELU, "gelu_new"/"gelu_pytorch_tanh"
@@ -66,6 +84,22 @@ int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);
 int model_config_validate(const ModelConfig *cfg, const char *where, LfError *err);
 
 const char *arch_name(Arch arch); /* "distilbert" / "bert" / "llama" / "gpt2" */
+
+/* cfg's rope_scaling from the text of a config.json's rope_scaling object (json), read as
+ * config.json's; errors say what is wrong with it. */
+int model_config_rope_scaling(ModelConfig *cfg, const char *json, LfError *err);
+
+/* RoPE's inverse frequencies for head size HS (even, at most 2 * ROPE_MAX_PAIRS): 1 / theta^(2i /
+ * HS), scaled by s (NULL: none), worked out in double and rounded once to float, so within an ulp
+ * of transformers' float32 ones and the same on every backend (libm's and CUDA's powf differ by an
+ * ulp on some inputs, which a position of thousands turns into 1e-5 of the angle). theta <= 0: half
+ * 0, no rotation. */
+void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s);
+/* cfg's: its head size, rope_theta and rope_scaling (half 0 for the encoders and GPT-2). */
+void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r);
+/* The divisor of each pair's frequency that a GGUF's rope_freqs tensor holds for cfg's llama3
+ * scaling (or its own divisors) into d[HS/2]; returns HS/2, or 0 for other scalings. */
+int model_rope_divisors(const ModelConfig *cfg, float *d);
 
 #ifdef __cplusplus
 }

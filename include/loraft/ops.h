@@ -113,6 +113,16 @@ static inline size_t ops_adamw_pieces(AdamWTensor *out, float *param, size_t off
     return k;
 }
 
+/* Rotary position embedding's inverse frequencies (attention_forward's rope): pair i of a head
+ * turns by position * inv_freq[i], i < half = HS/2; half 0: no rotation. The model works them out
+ * once on the host (model_config.h: rope_freqs_init, HF's rope_scaling included); the ops take
+ * them by host pointer, and the GPU's kernels as a launch parameter. */
+enum { ROPE_MAX_PAIRS = 128 };
+typedef struct RopeFreqs {
+    int half;
+    float inv_freq[ROPE_MAX_PAIRS];
+} RopeFreqs;
+
 /* How the GEMMs and attention compute (model.precision; model.h says what each means). */
 typedef enum Precision { PRECISION_AUTO, PRECISION_FP32, PRECISION_TF32, PRECISION_BF16 } Precision;
 /* Whose kernels attention_forward / attention_backward run (model.attention): loraft's own, or
@@ -341,11 +351,11 @@ typedef struct Ops {
      * No backend keeps P [B,NH,T,T]: backward recomputes it from q, k and lse. P[b,h,i,j]'s
      * dropout multiplier is rng_row_dropout(seed, (b*NH + h)*T + i, j, p) (rng.h: a draw per
      * two keys, so that the masks cost the kernels little).
-     * rope_theta > 0 (Llama's rotary embedding, HF's rotate_half layout) first rotates each head
-     * of q and k in place (the backends in the pass that copies them, where they can): at
-     * position p (= t) and i < HS/2, with angle = p * rope_inv_freq(theta, i, HS) (activation.h)
-     * in float, c = cos(angle), s = sin(angle):
-     *   (x[i], x[i + HS/2]) <- (x[i] c - x[i + HS/2] s, x[i + HS/2] c + x[i] s);  0: none.
+     * rope with half = HS/2 (Llama's rotary embedding, HF's rotate_half layout) first rotates
+     * each head of q and k in place (the backends in the pass that copies them, where they can):
+     * at position p (= t) and i < HS/2, with angle = p * rope->inv_freq[i] in float, c =
+     * cos(angle), s = sin(angle):
+     *   (x[i], x[i + HS/2]) <- (x[i] c - x[i + HS/2] s, x[i + HS/2] c + x[i] s);  NULL: none.
      * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward).
      * saved: ops->attention_saved(precision, B, T, NH, NKV, HS) floats (NULL when 0), which
      * forward fills and backward reads: kept from one to the other, like lse. out_bf16 (not
@@ -355,7 +365,7 @@ typedef struct Ops {
      * on the GPU (which keeps bf16(out)); the CPU, which saves nothing, always needs out. */
     void (*attention_forward)(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                               float *q, int ldq, float *k, const float *v, int ldkv,
-                              const int32_t *mask, int causal, float rope_theta, float p,
+                              const int32_t *mask, int causal, const RopeFreqs *rope, float p,
                               uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
     /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =; each may be NULL). out and lse
      * are this forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
@@ -364,13 +374,13 @@ typedef struct Ops {
      * dout, grouped query heads adding up in their KV head. When the backend saves anything
      * (attention_saved > 0), q, k, v and out are read from saved (out as bf16(out), so D of the
      * rounded out; from forward's out_bf16 where given, ldo) and may be NULL here; elsewhere
-     * (the CPU, fp32, tf32) out is read. With forward's rope_theta, q and k are the rotated ones
+     * (the CPU, fp32, tf32) out is read. With forward's rope, q and k are the rotated ones
      * and what dq and dk receive the gradients of the unrotated (the transposed rotation). */
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, int ldq, int ldkv, const float *out,
                                const uint16_t *out_bf16, int ldo, const float *lse,
                                const float *saved, const int32_t *mask, int causal,
-                               float rope_theta, float p, uint64_t seed, float *scratch, int B,
+                               const RopeFreqs *rope, float p, uint64_t seed, float *scratch, int B,
                                int T, int NH, int NKV, int HS, int acc);
     /* Floats of scratch attention_forward / attention_backward need for these shapes: the
      * backend's own (the CPU holds rows of scores; the GPU no O(T^2) memory at all, but D and a
@@ -405,11 +415,12 @@ typedef struct Ops {
      * backend's own (the CPU holds the scores [NH,n,L]; the GPU partial sums of key splits). */
     size_t (*attention_cached_scratch)(int n, int L, int NH, int HS);
     /* Row i of k and of v [n, NKV*HS] (rows ld apart) to row pos[i] of kc and of vc (the KV cache
-     * of one layer; pos [n] on the device, as above). theta > 0: k is rotated on the way
-     * (as attention_forward's rope, at positions pos), and so are the queries q [n, NH*HS] (rows
-     * ldq apart), in place, ready for attention_cached; theta 0: q is not read (may be NULL). */
+     * of one layer; pos [n] on the device, as above). rope (not NULL): k is rotated on the
+     * way (as attention_forward's, at positions pos), and so are the queries q [n, NH*HS] (rows
+     * ldq apart), in place, ready for attention_cached; rope NULL: q is not read (may be NULL). */
     void (*cache_write)(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
-                        int ld, const int32_t *pos, float theta, int n, int NH, int NKV, int HS);
+                        int ld, const int32_t *pos, const RopeFreqs *rope, int n, int NH, int NKV,
+                        int HS);
 
     /* ---- element-wise ---- */
     /* out = act(x) [n/F, F]; x = inp (saved, not NULL, = bf16(inp)), or, inp NULL, saved's

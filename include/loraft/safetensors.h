@@ -71,6 +71,20 @@ const StTensor *safetensors_find(const SafeTensors *st, const char *name); /* NU
 const char *safetensors_metadata(const SafeTensors *st, const char *key);  /* NULL if absent */
 int64_t st_numel(const StTensor *t); /* product of shape; 1 for a scalar */
 
+/* The weights of a Hugging Face checkpoint directory: dir/model.safetensors, or else the shards
+ * that dir/model.safetensors.index.json's weight_map names (transformers' sharded save, for
+ * models over its max_shard_size). Opening checks that the index is well formed, names plain
+ * files beside it and that each shard holds the tensors the map puts there. */
+typedef struct StShards {
+    char path[4200]; /* the file or the index, for error messages */
+    SafeTensors *files;
+    int n;
+} StShards;
+int st_shards_open(StShards *s, const char *dir, LfError *err);
+const SafeTensors *st_shards_find(const StShards *s, const char *name); /* the file holding name,
+                                                                           NULL if none does */
+void st_shards_close(StShards *s); /* a zeroed or closed one is fine */
+
 /* Copies tensor `name` into out[numel] as f32, converting F16/BF16, after
  * checking that it exists and has exactly shape[ndim]. Errors name the file,
  * the tensor and both shapes. */

@@ -252,17 +252,17 @@ static void cpu_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweigh
 /* ---- rotary position embedding ---- */
 
 /* Rotates every head of x [B,T,NH*HS] (rows ld apart) in place by its position's angles; dir =
- * -1 applies the transposed rotation (backward). The angles follow HF's: inv_freq = 1 /
- * theta^(2i/HS) (rope_inv_freq), angle = position * inv_freq in float. */
-static void rope_apply(float *x, int ld, const int32_t *pos, float theta, int B, int T, int NH,
-                       int HS, float dir) {
+ * -1 applies the transposed rotation (backward). The angles follow HF's: angle = position *
+ * inv_freq[i] in float, r's HS/2 frequencies (rope_freqs_init). */
+static void rope_apply(float *x, int ld, const int32_t *pos, const RopeFreqs *r, int B, int T,
+                       int NH, int HS, float dir) {
     int half = HS / 2;
 #pragma omp parallel for if ((size_t)B * T * NH * HS > CPU_PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
         float cs[half], sn[half];
         float p = (float)(pos ? pos[bt] : bt % T);
         for (int i = 0; i < half; i++) {
-            float angle = p * rope_inv_freq(theta, i, HS);
+            float angle = p * r->inv_freq[i];
             cs[i] = cosf(angle);
             sn[i] = dir * sinf(angle);
         }
@@ -278,12 +278,12 @@ static void rope_apply(float *x, int ld, const int32_t *pos, float theta, int B,
 }
 
 /* rope_apply on q [B,T,NH heads] and k [B,T,NKV heads] (rows ldq and ldk apart), each may be
- * NULL; theta 0: nothing. */
-static void rope_qk(float *q, int ldq, float *k, int ldk, const int32_t *pos, float theta, int B,
-                    int T, int NH, int NKV, int HS, float dir) {
-    if (theta <= 0.0f) return;
-    if (q) rope_apply(q, ldq, pos, theta, B, T, NH, HS, dir);
-    if (k) rope_apply(k, ldk, pos, theta, B, T, NKV, HS, dir);
+ * NULL; r NULL or without frequencies: nothing. */
+static void rope_qk(float *q, int ldq, float *k, int ldk, const int32_t *pos, const RopeFreqs *r,
+                    int B, int T, int NH, int NKV, int HS, float dir) {
+    if (!r || !r->half) return;
+    if (q) rope_apply(q, ldq, pos, r, B, T, NH, HS, dir);
+    if (k) rope_apply(k, ldk, pos, r, B, T, NKV, HS, dir);
 }
 
 /* ---- dense layer ---- */
@@ -825,15 +825,15 @@ static void round_rows(uint16_t *dst, int ld, const float *src, size_t n, int C)
         for (int c = 0; c < C; c++) dst[r * ld + c] = f32_to_bf16(src[r * C + c]);
 }
 
-/* out, lse from q, k, v (rotated first by rope_theta): see ops.h for the shapes and masks. The
+/* out, lse from q, k, v (rotated first by rope): see ops.h for the shapes and masks. The
  * CPU saves nothing, so out is always written (backward reads it), and out_bf16 rounded from it. */
 static void cpu_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                                   float *q, int ldq, float *k, const float *v, int ldkv,
-                                  const int32_t *mask, int causal, float rope_theta, float p,
+                                  const int32_t *mask, int causal, const RopeFreqs *rope, float p,
                                   uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
                                   int HS) {
     (void)saved; /* the CPU saves nothing: backward reads q, k, v and out */
-    rope_qk(q, ldq, k, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, 1.0f);
+    rope_qk(q, ldq, k, ldkv, NULL, rope, B, T, NH, NKV, HS, 1.0f);
     AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, mask, p, seed);
     a.q = q, a.k = k, a.v = v, a.out = out, a.lse = lse;
     att_run(&a, scratch, forward_block);
@@ -852,7 +852,7 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
                                    const float *q, const float *k, const float *v, int ldq,
                                    int ldkv, const float *out, const uint16_t *out_bf16, int ldo,
                                    const float *lse, const float *saved, const int32_t *mask,
-                                   int causal, float rope_theta, float p, uint64_t seed,
+                                   int causal, const RopeFreqs *rope, float p, uint64_t seed,
                                    float *scratch, int B, int T, int NH, int NKV, int HS, int acc) {
     (void)saved, (void)out_bf16, (void)ldo; /* the CPU reads forward's f32 out */
     if (!dq && !dk && !dv) return;
@@ -860,12 +860,12 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
     if (!acc) /* the blocks below add, head by head */
         zero_rows(dq, ldq, rows, NH * HS), zero_rows(dk, ldkv, rows, NKV * HS),
             zero_rows(dv, ldkv, rows, NKV * HS);
-    if (acc) rope_qk(dq, ldq, dk, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, 1.0f);
+    if (acc) rope_qk(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, HS, 1.0f);
     AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, mask, p, seed);
     a.q = q, a.k = k, a.v = v, a.dout = dout, a.out = (float *)out, a.lse = (float *)lse;
     a.dq = dq, a.dk = dk, a.dv = dv;
     att_run(&a, scratch, backward_block);
-    rope_qk(dq, ldq, dk, ldkv, NULL, rope_theta, B, T, NH, NKV, HS, -1.0f);
+    rope_qk(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, HS, -1.0f);
 }
 
 /* Generation: n queries at positions pos[i] over the first L cached keys, per head h (KV head
@@ -895,14 +895,14 @@ static size_t cpu_attention_cached_scratch(int n, int L, int NH, int HS) {
 /* The new rows to the cache, then rope on q and on the cache's new rows (the positions are
  * consecutive: one block of rows). */
 static void cpu_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
-                            int ld, const int32_t *pos, float theta, int n, int NH, int NKV,
-                            int HS) {
+                            int ld, const int32_t *pos, const RopeFreqs *rope, int n, int NH,
+                            int NKV, int HS) {
     size_t W = (size_t)NKV * HS;
     for (int i = 0; i < n; i++) {
         memcpy(kc + pos[i] * W, k + (size_t)i * ld, W * sizeof(float));
         memcpy(vc + pos[i] * W, v + (size_t)i * ld, W * sizeof(float));
     }
-    if (n > 0) rope_qk(q, ldq, kc + pos[0] * W, (int)W, pos, theta, 1, n, NH, NKV, HS, 1.0f);
+    if (n > 0) rope_qk(q, ldq, kc + pos[0] * W, (int)W, pos, rope, 1, n, NH, NKV, HS, 1.0f);
 }
 
 /* ---- activations and vector arithmetic ---- */

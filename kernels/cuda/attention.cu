@@ -1222,13 +1222,14 @@ static int copies_aligned(const float *saved, const float *scratch) {
  * its own first. bf16(out) into out_bf16 (rows ldo apart) or its place in saved. */
 void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                             float *q, int ldq, float *k, const float *v, int ldkv,
-                            const int32_t *mask, int causal, float rope_theta, float p,
+                            const int32_t *mask, int causal, const RopeFreqs *rope_freqs, float p,
                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS) {
     Heads g = heads(B, T, NH, NKV, HS);
     g.step = p > 0.0f ? cuda_step() : NULL;
     g.ldq = ldq, g.ldkv = ldkv, g.ldo = out_bf16 ? ldo : NH * HS;
-    Rope rope = g.ok ? cuda_rope_table(rope_theta, HS) : Rope{};
-    if (!g.ok || (rope_theta > 0.0f && !rope.half)) return;
+    int rope_ok = 0;
+    Rope rope = g.ok ? cuda_rope_table(rope_freqs, HS, &rope_ok) : Rope{};
+    if (!g.ok || !rope_ok) return;
     int tc = cuda_precision() == PRECISION_BF16, copy_turns = tc && HS % 16 == 0;
     if (!tc && !out) {
         CUDA_FAIL("attention: out NULL needs bf16 (the f32 kernels write out)");
@@ -1365,14 +1366,15 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, int ldq, int ldkv, const float *out,
                              const uint16_t *out_bf16, int ldo, const float *lse,
-                             const float *saved, const int32_t *mask, int causal, float rope_theta,
-                             float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                             int HS, int acc) {
+                             const float *saved, const int32_t *mask, int causal,
+                             const RopeFreqs *rope_freqs, float p, uint64_t seed, float *scratch,
+                             int B, int T, int NH, int NKV, int HS, int acc) {
     Heads g = heads(B, T, NH, NKV, HS);
     g.step = p > 0.0f ? cuda_step() : NULL;
     g.add = acc, g.ldq = ldq, g.ldkv = ldkv, g.ldo = out_bf16 ? ldo : NH * HS;
-    Rope rope = g.ok ? cuda_rope_table(rope_theta, HS) : Rope{};
-    if (!g.ok || (rope_theta > 0.0f && !rope.half) || (!dq && !dk && !dv)) return;
+    int rope_ok = 0;
+    Rope rope = g.ok ? cuda_rope_table(rope_freqs, HS, &rope_ok) : Rope{};
+    if (!g.ok || !rope_ok || (!dq && !dk && !dv)) return;
     int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn();
     int stores_turn = tc && (HS == 64 || HS == 128), pass = rope.half && !stores_turn;
     if (stores_turn) g.rope = rope;
@@ -1621,10 +1623,11 @@ __global__ void cache_write_kernel(float *kc, float *vc, float *q, int ldq, cons
 }
 
 void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
-                      int ld, const int32_t *pos, float theta, int n, int NH, int NKV, int HS) {
-    int W = NKV * HS;
-    Rope r = cuda_rope_table(theta, HS);
-    if (n <= 0 || W <= 0 || (theta > 0.0f && !r.half)) return;
+                      int ld, const int32_t *pos, const RopeFreqs *rope, int n, int NH, int NKV,
+                      int HS) {
+    int W = NKV * HS, ok;
+    Rope r = cuda_rope_table(rope, HS, &ok);
+    if (n <= 0 || W <= 0 || !ok) return;
     int NQ = r.half && q ? NH : 0;
     bool wide = W % 4 == 0 && ld % 4 == 0;
     const void *p[4] = {kc, vc, k, v};

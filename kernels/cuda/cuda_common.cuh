@@ -203,14 +203,15 @@ int cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int
  */
 enum { ROPE_MAX_HALF = 64 };
 /* The inverse frequencies as a kernel parameter (no device memory, nothing to copy before a
- * launch), worked out on the host in the CPU's arithmetic (rope_inv_freq's double pow); half =
- * HS/2, 0: no rotation. */
+ * launch): the model's RopeFreqs, which the CPU's rotation reads too; half = HS/2, 0: no
+ * rotation. */
 struct Rope {
     int half;
     float inv_freq[ROPE_MAX_HALF];
 };
-/* theta 0: none; a head size over 2 * ROPE_MAX_HALF fails (the attention kernels' limit too). */
-Rope cuda_rope_table(float theta, int HS);
+/* f NULL or f->half 0: none; a head size over 2 * ROPE_MAX_HALF fails (the attention kernels'
+ * limit too), as do frequencies for another head size (*ok 0 then). */
+Rope cuda_rope_table(const RopeFreqs *f, int HS, int *ok);
 /* cos and sin of position p's angle at frequency i, as the CPU computes them */
 __device__ inline void rope_cs(const Rope &r, int p, int i, float *c, float *s) {
     float angle = (float)p * r.inv_freq[i];
@@ -284,14 +285,14 @@ void cuda_lora_dinp_bf16(float *dinp, uint16_t *dinp_bf16, const float *const *d
                          int R, int acc);
 void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                             float *q, int ldq, float *k, const float *v, int ldkv,
-                            const int32_t *mask, int causal, float rope_theta, float p,
+                            const int32_t *mask, int causal, const RopeFreqs *rope, float p,
                             uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, int ldq, int ldkv, const float *out,
                              const uint16_t *out_bf16, int ldo, const float *lse,
-                             const float *saved, const int32_t *mask, int causal, float rope_theta,
-                             float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                             int HS, int acc);
+                             const float *saved, const int32_t *mask, int causal,
+                             const RopeFreqs *rope, float p, uint64_t seed, float *scratch, int B,
+                             int T, int NH, int NKV, int HS, int acc);
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS, int out_apart);
@@ -301,7 +302,8 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float 
                            int n, int L, int NH, int NKV, int HS);
 size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS);
 void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
-                      int ld, const int32_t *pos, float theta, int n, int NH, int NKV, int HS);
+                      int ld, const int32_t *pos, const RopeFreqs *rope, int n, int NH, int NKV,
+                      int HS);
 void cuda_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
                              const float *inp, const float *bias, Activation act, size_t n, int F);
 void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,

@@ -7,20 +7,21 @@
  * walks its tokens, and for each rotates that pair in every head of q and k thread y visits, so
  * the sinf and cosf of a token are shared by the heads of both and no index needs a division. */
 #include "cuda_common.cuh"
-#include "loraft/activation.h"
 
 /* blockDim.y: heads rotated at once; heads a thread loads before it stores; blocks at most */
 enum { ROPE_HEADS = 4, ROPE_UNROLL = 3, ROPE_BLOCKS = 2048 };
 
-Rope cuda_rope_table(float theta, int HS) {
+Rope cuda_rope_table(const RopeFreqs *f, int HS, int *ok) {
     Rope r = {0, {0}};
-    if (theta <= 0.0f) return r;
-    if (HS < 2 || HS % 2 || HS / 2 > ROPE_MAX_HALF) {
-        CUDA_FAIL("rope: the CUDA kernels turn even head sizes up to 128");
+    *ok = 1;
+    if (!f || !f->half) return r;
+    if (HS < 2 || HS % 2 || HS / 2 > ROPE_MAX_HALF || f->half != HS / 2) {
+        CUDA_FAIL("rope: the CUDA kernels turn even head sizes up to 128, with HS/2 frequencies");
+        *ok = 0;
         return r;
     }
-    r.half = HS / 2;
-    for (int i = 0; i < r.half; i++) r.inv_freq[i] = rope_inv_freq(theta, i, HS);
+    r.half = f->half;
+    for (int i = 0; i < r.half; i++) r.inv_freq[i] = f->inv_freq[i];
     return r;
 }
 

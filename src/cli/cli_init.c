@@ -59,111 +59,130 @@ static int write_gguf(Model *m, const char *path, const char *quant, const char 
     return rc;
 }
 
-static int init_checkpoint(const char *arch, int layers, int hidden, int heads, int kv_heads,
-                           int ffn, int max_pos, int num_labels, int untied, float init_std,
-                           const char *vocab_from, int seed, const char *out, const char *gguf,
-                           const char *quant, LfError *err) {
-    ModelConfig cfg;
+/* loraft init's options (cmd_init) */
+typedef struct InitArgs {
+    const char *arch, *vocab_from, *out, *gguf, *quant, *rope_scaling;
+    int layers, hidden, heads, kv_heads, ffn, max_pos, num_labels, untied, seed;
+    float init_std, rope_theta;
+} InitArgs;
+
+/* The config of arch with a's sizes, RoPE and labels. */
+static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
+    const char *arch = a->arch;
     if (!strcmp(arch, "distilbert"))
-        model_config_defaults(&cfg, ARCH_DISTILBERT);
+        model_config_defaults(cfg, ARCH_DISTILBERT);
     else if (!strcmp(arch, "bert"))
-        model_config_defaults(&cfg, ARCH_BERT);
+        model_config_defaults(cfg, ARCH_BERT);
     else if (!strcmp(arch, "llama"))
-        model_config_defaults(&cfg, ARCH_LLAMA), cfg.tie_word_embeddings = !untied;
-    else if (!strcmp(arch, "gpt2") && !untied)
-        model_config_defaults(&cfg, ARCH_GPT2);
+        model_config_defaults(cfg, ARCH_LLAMA), cfg->tie_word_embeddings = !a->untied;
+    else if (!strcmp(arch, "gpt2") && !a->untied)
+        model_config_defaults(cfg, ARCH_GPT2);
     else
         return lf_fail(err, "--arch '%s'%s: expected distilbert, bert, llama or gpt2 (tied)", arch,
-                       untied ? " --untied" : "");
-    if (gguf && cfg.arch != ARCH_LLAMA && cfg.arch != ARCH_GPT2)
+                       a->untied ? " --untied" : "");
+    if (a->gguf && cfg->arch != ARCH_LLAMA && cfg->arch != ARCH_GPT2)
         return lf_fail(err, "--gguf writes llama and gpt2 models only (--arch %s)", arch);
-    if (take_vocab(&cfg, vocab_from, err)) return -1;
-    if (layers > 0) cfg.num_layers = layers;
-    if (hidden > 0) cfg.hidden_size = hidden;
-    if (heads > 0) cfg.num_heads = heads;
-    cfg.num_kv_heads = kv_heads > 0 ? kv_heads : cfg.num_heads;
-    cfg.ffn_size = ffn > 0 ? ffn : 4 * cfg.hidden_size;
-    if (max_pos > 0) cfg.max_positions = max_pos;
-    if (!isfinite(init_std) || init_std < 0)
+    if ((a->rope_theta || a->rope_scaling) && cfg->arch != ARCH_LLAMA)
+        return lf_fail(err, "--rope-theta and --rope-scaling are llama's (--arch %s)", arch);
+    if (a->rope_theta < 0 || !isfinite(a->rope_theta))
+        return lf_fail(err, "--rope-theta %g: a RoPE base is finite and > 0", a->rope_theta);
+    if (a->rope_theta > 0) cfg->rope_theta = a->rope_theta;
+    if (a->rope_scaling && model_config_rope_scaling(cfg, a->rope_scaling, err))
+        return lf_wrap(err, "--rope-scaling");
+    if (take_vocab(cfg, a->vocab_from, err)) return -1;
+    if (a->layers > 0) cfg->num_layers = a->layers;
+    if (a->hidden > 0) cfg->hidden_size = a->hidden;
+    if (a->heads > 0) cfg->num_heads = a->heads;
+    cfg->num_kv_heads = a->kv_heads > 0 ? a->kv_heads : cfg->num_heads;
+    cfg->ffn_size = a->ffn > 0 ? a->ffn : 4 * cfg->hidden_size;
+    if (a->max_pos > 0) cfg->max_positions = a->max_pos;
+    if (!isfinite(a->init_std) || a->init_std < 0)
         return lf_fail(err,
                        "--init-std %g: a standard deviation is finite and >= 0 (0: the "
                        "config's initializer_range)",
-                       init_std);
-    if (init_std > 0) cfg.initializer_range = init_std;
-    if (num_labels > 0) {
-        if (num_labels > MAX_LABELS) return lf_fail(err, "--num-labels must be <= %d", MAX_LABELS);
-        cfg.num_labels = num_labels;
-        for (int i = 0; i < num_labels; i++)
-            snprintf(cfg.labels[i], sizeof cfg.labels[i], "LABEL_%d", i);
+                       a->init_std);
+    if (a->init_std > 0) cfg->initializer_range = a->init_std;
+    if (a->num_labels > 0) {
+        if (a->num_labels > MAX_LABELS)
+            return lf_fail(err, "--num-labels must be <= %d", MAX_LABELS);
+        cfg->num_labels = a->num_labels;
+        for (int i = 0; i < a->num_labels; i++)
+            snprintf(cfg->labels[i], sizeof cfg->labels[i], "LABEL_%d", i);
     }
-    if (cfg.hidden_size % cfg.num_heads || cfg.num_heads % cfg.num_kv_heads)
+    if (cfg->hidden_size % cfg->num_heads || cfg->num_heads % cfg->num_kv_heads)
         return lf_fail(err,
                        "--hidden %d, --heads %d, --kv-heads %d: heads must divide hidden, "
                        "kv-heads heads",
-                       cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads);
-    if (model_config_validate(&cfg, "loraft init", err)) return -1;
+                       cfg->hidden_size, cfg->num_heads, cfg->num_kv_heads);
+    return model_config_validate(cfg, "loraft init", err);
+}
+
+static int init_checkpoint(const InitArgs *a, LfError *err) {
+    ModelConfig cfg;
+    if (init_config(&cfg, a, err)) return -1;
 
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.strategy = STRATEGY_NONE;
     spec.task = arch_task(cfg.arch);
     Model m;
-    if (model_create(&m, &cfg, &spec, &ops_cpu, NULL, (uint64_t)seed, 1, 2, NULL, 0, err))
+    if (model_create(&m, &cfg, &spec, &ops_cpu, NULL, (uint64_t)a->seed, 1, 2, NULL, 0, err))
         return -1;
     char path[4200];
+    const char *out = a->out;
     int rc = dir_create(out, err);
     if (!rc)
         snprintf(path, sizeof path, "%s/config.json", out), rc = model_config_save(&cfg, path, err);
     if (!rc)
         snprintf(path, sizeof path, "%s/model.safetensors", out),
             rc = model_save_weights(&m, path, 0, err);
-    if (!rc) rc = tokenizer_copy_files(vocab_from, out, err);
-    if (!rc && gguf) rc = write_gguf(&m, gguf, quant, vocab_from, err);
+    if (!rc) rc = tokenizer_copy_files(a->vocab_from, out, err);
+    if (!rc && a->gguf) rc = write_gguf(&m, a->gguf, a->quant, a->vocab_from, err);
     if (!rc)
         printf("wrote %s: %s, %d layers, hidden %d, %d heads, ffn %d, vocab %d, %zu parameters\n",
-               out, arch, cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.ffn_size,
+               out, a->arch, cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.ffn_size,
                cfg.vocab_size, m.n_base);
     model_free(&m);
     return rc;
 }
 
 int cmd_init(int argc, char **argv) {
-    const char *arch = "distilbert", *vocab = NULL, *out = NULL, *gguf = NULL, *quant = "Q8_0";
-    int layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, max_pos = 0, labels = 0;
-    int seed = 0, untied = 0;
-    float init_std = 0;
+    InitArgs a = {.arch = "distilbert", .quant = "Q8_0"};
     const CliOpt opts[] = {
-        {"arch", OPT_STR, &arch, "distilbert (default), bert, llama or gpt2"},
-        {"layers", OPT_INT, &layers, "transformer layers (default: the base model's)"},
-        {"hidden", OPT_INT, &hidden, "hidden size C"},
-        {"heads", OPT_INT, &heads, "attention heads (must divide hidden)"},
-        {"kv-heads", OPT_INT, &kv_heads, "llama: key/value heads (must divide heads)"},
-        {"untied", OPT_FLAG, &untied, "llama: lm_head gets its own weight"},
-        {"ffn", OPT_INT, &ffn, "feed-forward size (default 4 * hidden)"},
-        {"max-positions", OPT_INT, &max_pos, "position embeddings (default 512)"},
-        {"num-labels", OPT_INT, &labels, "classes of the classification head (default 2)"},
-        {"vocab-from", OPT_STR, &vocab,
+        {"arch", OPT_STR, &a.arch, "distilbert (default), bert, llama or gpt2"},
+        {"layers", OPT_INT, &a.layers, "transformer layers (default: the base model's)"},
+        {"hidden", OPT_INT, &a.hidden, "hidden size C"},
+        {"heads", OPT_INT, &a.heads, "attention heads (must divide hidden)"},
+        {"kv-heads", OPT_INT, &a.kv_heads, "llama: key/value heads (must divide heads)"},
+        {"untied", OPT_FLAG, &a.untied, "llama: lm_head gets its own weight"},
+        {"ffn", OPT_INT, &a.ffn, "feed-forward size (default 4 * hidden)"},
+        {"max-positions", OPT_INT, &a.max_pos, "position embeddings (default 512)"},
+        {"rope-theta", OPT_FLOAT, &a.rope_theta, "llama: RoPE's base (default 10000)"},
+        {"rope-scaling", OPT_STR, &a.rope_scaling,
+         "llama: config.json's rope_scaling object, e.g. '{\"rope_type\": \"linear\", "
+         "\"factor\": 4}' (linear or llama3)"},
+        {"num-labels", OPT_INT, &a.num_labels, "classes of the classification head (default 2)"},
+        {"vocab-from", OPT_STR, &a.vocab_from,
          "tokenizer directory to copy (vocab.txt or tokenizer.json) [required]"},
-        {"init-std", OPT_FLOAT, &init_std,
+        {"init-std", OPT_FLOAT, &a.init_std,
          "standard deviation of the random weights (default: the config's initializer_range, "
          "0.02)"},
-        {"seed", OPT_INT, &seed, "random seed (default 0)"},
-        {"out", OPT_STR, &out, "output directory [required]"},
-        {"gguf", OPT_STR, &gguf, "llama, gpt2: also write the model as this GGUF file"},
-        {"quant", OPT_STR, &quant,
+        {"seed", OPT_INT, &a.seed, "random seed (default 0)"},
+        {"out", OPT_STR, &a.out, "output directory [required]"},
+        {"gguf", OPT_STR, &a.gguf, "llama, gpt2: also write the model as this GGUF file"},
+        {"quant", OPT_STR, &a.quant,
          "--gguf: type of its 2-D weights: Q8_0 (default), Q4_0, Q4_1, "
          "Q5_0, Q5_1, F16, BF16 or F32"},
     };
     int rc = cli_parse("loraft init --vocab-from DIR --out DIR [options]", opts,
                        sizeof opts / sizeof *opts, NULL, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
-    if (!vocab || !out) {
+    if (!a.vocab_from || !a.out) {
         fprintf(stderr, "loraft init: --vocab-from and --out are required\n");
         return 2;
     }
     LfError err;
-    if (init_checkpoint(arch, layers, hidden, heads, kv_heads, ffn, max_pos, labels, untied,
-                        init_std, vocab, seed, out, gguf, quant, &err)) {
+    if (init_checkpoint(&a, &err)) {
         fprintf(stderr, "loraft init: %s\n", err.msg);
         return 1;
     }

@@ -9,6 +9,7 @@
 
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,38 @@ static int vocab_size(const Gguf *g, GgufArch *a, LfError *err) {
     return 0;
 }
 
+/* Llama's RoPE scaling: none, linear (a factor), or rope_freqs' divisor of each frequency. */
+static int rope_scaling(const Gguf *g, GgufArch *a, LfError *err) {
+    const GgufStr *type = NULL;
+    const char *key = "llama.rope.scaling.type";
+    if (gguf_find_kv(g, key) && gguf_get_str(g, key, &type, err)) return -1;
+    int linear = type && !strcmp(type->s, "linear");
+    if (type && !linear && strcmp(type->s, "none") != 0)
+        return lf_fail(err, "%s: RoPE scaling (%s '%.40s') is not supported (none, linear)",
+                       g->path, key, type->s);
+    if (linear) {
+        key = "llama.rope.scaling.factor";
+        if (gguf_get_f32(g, key, &a->rope_linear, err)) return -1;
+        if (!(a->rope_linear > 0 && a->rope_linear <= 1e6f))
+            return lf_fail(err, "%s: %s %g is out of range (0, 1e6]", g->path, key, a->rope_linear);
+    }
+    const char *name = GGUF_ROPE_FREQS;
+    if (!gguf_find_tensor(g, name)) return 0;
+    int64_t n = a->head_dim / 2;
+    if (linear)
+        return lf_fail(err, "%s: both linear RoPE scaling and %s: not supported", g->path, name);
+    if (n > ROPE_MAX_PAIRS)
+        return lf_fail(err, "%s: %s for head size %d: at most %d", g->path, name, a->head_dim,
+                       2 * ROPE_MAX_PAIRS);
+    if (gguf_read_f32(g, name, 1, &n, a->rope_divisors, err)) return -1;
+    for (int i = 0; i < n; i++)
+        if (!(a->rope_divisors[i] > 0 && isfinite(a->rope_divisors[i])))
+            return lf_fail(err, "%s: %s[%d] = %g: a frequency divisor must be positive", g->path,
+                           name, i, a->rope_divisors[i]);
+    a->n_rope_divisors = (int)n;
+    return 0;
+}
+
 /* Llama keys beyond the common ones, and the features loraft refuses. */
 static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
     if (arch_int(g, "llama", "attention.head_count_kv", a->n_heads, &a->n_kv_heads, err) ||
@@ -111,19 +144,9 @@ static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
                        "%s: llama.rope.dimension_count %d differs from the head size %d: "
                        "partial rotary embeddings are not supported",
                        g->path, rot, a->head_dim);
-    const GgufStr *scaling = NULL;
-    const char *key = "llama.rope.scaling.type";
-    if (gguf_find_kv(g, key) && gguf_get_str(g, key, &scaling, err)) return -1;
-    if (scaling && strcmp(scaling->s, "none") != 0)
-        return lf_fail(err, "%s: RoPE scaling (%s '%.40s') is not supported", g->path, key,
-                       scaling->s);
-    if (gguf_find_tensor(g, "rope_freqs.weight"))
-        return lf_fail(err,
-                       "%s: RoPE frequency factors (rope_freqs.weight, Llama 3.1 "
-                       "scaling) are not supported",
-                       g->path);
+    if (rope_scaling(g, a, err)) return -1;
     uint32_t experts = 0;
-    key = "llama.expert_count";
+    const char *key = "llama.expert_count";
     if (gguf_find_kv(g, key) && gguf_get_u32(g, key, &experts, err)) return -1;
     if (experts > 1)
         return lf_fail(err, "%s: mixture-of-experts models (%s %u) are not supported", g->path, key,

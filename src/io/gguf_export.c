@@ -208,6 +208,12 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv) {
     kv[n++] = (GgufWriteKV){.key = "llama.attention.layer_norm_rms_epsilon",
                             .type = GGUF_FLOAT32,
                             .f = c->layer_norm_eps};
+    if (c->rope_scaling.type == ROPE_LINEAR) {
+        kv[n++] =
+            (GgufWriteKV){.key = "llama.rope.scaling.type", .type = GGUF_STRING, .s = "linear"};
+        kv[n++] = (GgufWriteKV){
+            .key = "llama.rope.scaling.factor", .type = GGUF_FLOAT32, .f = c->rope_scaling.factor};
+    }
     return n;
 }
 
@@ -278,9 +284,10 @@ static int copies_to_output(const Model *m, const char *gguf_name) {
 }
 
 /* The bytes of the merged tensors, every 2-D one as `type` (the most a Q8_0 row can take is
- * F16's 2 bytes per value, so this bounds a mix of the two), the embedding twice for GPT-2. */
+ * F16's 2 bytes per value, so this bounds a mix of the two), the embedding twice for GPT-2, and
+ * room for RoPE's divisors. */
 static size_t merged_bytes(const Model *m, GgmlType type) {
-    size_t bytes = 0;
+    size_t bytes = sizeof(float) * ROPE_MAX_PAIRS;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].in_checkpoint)
             bytes += m->params[i].numel * (m->params[i].ndim == 2 && type != GGML_F32 ? 2 : 4);
@@ -307,6 +314,10 @@ static int merged_kvs(const Model *m, GgmlType type, const Gguf *src, const BpeA
 
 /* Every base parameter into o from its merged host values slot[i], 2-D ones as type. */
 static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out *o, LfError *err) {
+    float divisors[ROPE_MAX_PAIRS]; /* llama3's scaling as llama.cpp's converter writes it */
+    int n = model_rope_divisors(&m->cfg, divisors);
+    if (n && out_add(o, GGUF_ROPE_FREQS, divisors, 0, n, GGUF_FIX_NONE, 0, GGML_F32, err))
+        return -1;
     for (int i = 0; i < m->n_params; i++) {
         const Param *p = &m->params[i];
         if (!p->in_checkpoint) continue;
@@ -338,7 +349,7 @@ int gguf_export_model(Model *m, const char *path, GgmlType type, const char *sou
     float **slot = NULL;
     float *host = model_host_weights(m, 1, &slot, err);
     Out o;
-    int rc = !host ? -1 : out_init(&o, m->n_params + 1, merged_bytes(m, type), err);
+    int rc = !host ? -1 : out_init(&o, m->n_params + 2, merged_bytes(m, type), err);
     if (rc == 0 && !kv) rc = lf_fail(err, "out of memory");
     if (rc == 0) rc = merged_tensors(m, slot, type, &o, err);
     if (rc == 0) {

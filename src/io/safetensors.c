@@ -483,3 +483,80 @@ int safetensors_write(const char *path, const StEntry *entries, int n,
     free(json);
     return rc;
 }
+
+/* ---- sharded checkpoints ---- */
+
+/* A shard's name in the index: a plain file beside it (no directory, no "..") */
+static int plain_file_name(const char *s) {
+    return *s && strlen(s) < 256 && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
+}
+
+/* The open shard of that file name, NULL if none */
+static const SafeTensors *shard_named(const StShards *s, const char *file) {
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(strrchr(s->files[i].path, '/') + 1, file)) return &s->files[i];
+    return NULL;
+}
+
+/* Opens every shard the weight_map names once (in order of first mention), then checks that each
+ * holds its tensors. */
+static int open_shards(StShards *s, const char *dir, const cJSON *map, LfError *err) {
+    const cJSON *e;
+    int n = cJSON_GetArraySize(map);
+    if (!n) return lf_fail(err, "%s: the weight_map is empty", s->path);
+    s->files = calloc((size_t)n, sizeof *s->files);
+    if (!s->files) return lf_fail(err, "out of memory");
+    cJSON_ArrayForEach(e, map) {
+        if (!cJSON_IsString(e) || !plain_file_name(e->valuestring))
+            return lf_fail(err, "%s: weight_map['%.200s'] must name a file beside the index",
+                           s->path, e->string);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, e->valuestring);
+        if (!shard_named(s, e->valuestring) && safetensors_open(&s->files[s->n++], path, err))
+            return -1;
+    }
+    cJSON_ArrayForEach(e, map) {
+        if (!safetensors_find(shard_named(s, e->valuestring), e->string))
+            return lf_fail(err, "%s: weight_map puts '%.200s' in %s, which does not hold it",
+                           s->path, e->string, e->valuestring);
+    }
+    return 0;
+}
+
+int st_shards_open(StShards *s, const char *dir, LfError *err) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->path, sizeof s->path, "%s/model.safetensors.index.json", dir);
+    if (access(s->path, F_OK) != 0) { /* one file (and its errors, if it is missing too) */
+        snprintf(s->path, sizeof s->path, "%s/model.safetensors", dir);
+        s->files = calloc(1, sizeof *s->files);
+        if (!s->files) return lf_fail(err, "out of memory");
+        s->n = 1;
+        if (!safetensors_open(&s->files[0], s->path, err)) return 0;
+        st_shards_close(s);
+        return -1;
+    }
+    char *text;
+    size_t len;
+    if (file_read_all(s->path, &text, &len, err)) return -1;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    int rc = !root                  ? lf_fail(err, "%s: not valid JSON", s->path)
+             : !cJSON_IsObject(map) ? lf_fail(err, "%s: no weight_map object", s->path)
+                                    : open_shards(s, dir, map, err);
+    cJSON_Delete(root);
+    if (rc) st_shards_close(s);
+    return rc;
+}
+
+const SafeTensors *st_shards_find(const StShards *s, const char *name) {
+    for (int i = 0; i < s->n; i++)
+        if (safetensors_find(&s->files[i], name)) return &s->files[i];
+    return NULL;
+}
+
+void st_shards_close(StShards *s) {
+    for (int i = 0; i < s->n; i++) safetensors_close(&s->files[i]);
+    free(s->files);
+    memset(s, 0, sizeof *s);
+}

@@ -49,6 +49,7 @@ typedef struct Llama {
     Linear head; /* lm_head: its own weight, or wte's (tied; then not a LoRA candidate); a
                     reward model's score [1,C] */
     int lowest_trained_layer;
+    RopeFreqs rope;     /* from the config's rope_theta and rope_scaling */
     float *hf, *rstd_f; /* [N,C] rmsnorm(out_L), [N] */
     /* gradient scratch */
     float *d_out, *d_n, *d_ctx, *d_q, *d_k, *d_v, *d_f, *d_g, *d_u;
@@ -81,6 +82,7 @@ static int llama_build(Model *m, LfError *err) {
     if (!b || !b->layers || !b->acts) return lf_fail(err, "out of memory");
     int C = c->hidden_size, F = c->ffn_size, HS = head_size(m);
     int QC = c->num_heads * HS, KC = c->num_kv_heads * HS;
+    model_rope_freqs(c, &b->rope);
     b->wte = model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
     b->wte->pad_row = c->pad_token_id;
     for (int l = 0; l < c->num_layers; l++) {
@@ -326,9 +328,8 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
                          model_sites(s, 3, l, SITE_Q));
     uint16_t *ob = Ly->o.in_bf16; /* else o reads ctx */
     o->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
-                         a->q, b->q_ld, a->k, a->v, b->kv_ld, model_attention_mask(m), 1,
-                         c->rope_theta, d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH,
-                         NKV, HS);
+                         a->q, b->q_ld, a->k, a->v, b->kv_ld, model_attention_mask(m), 1, &b->rope,
+                         d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d, replay);
 }
 
@@ -347,8 +348,8 @@ static void layer_decode(Model *m, int l, int n) {
     input_norm(m, l, a->n1, &Ly->q, a->rstd1, NULL, &Ly->ln_attn, n, 0);
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
-    o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, c->rope_theta, n, NH,
-                   NKV, HS);
+    o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, &b->rope, n, NH, NKV,
+                   HS);
     o->attention_cached(a->ctx, Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->q, b->q_ld, k, v,
                         m->positions, m->cache_scratch, n, m->cache_keys, NH, NKV, HS);
     layer_forward_tail(m, l, n, (Drop){0}, 0);
@@ -387,7 +388,7 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
                           kept ? a->v : NULL, NH * HS, NKV * HS, kept ? a->ctx : NULL,
                           Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
-                          model_attention_mask(m), 1, c->rope_theta, d.attention,
+                          model_attention_mask(m), 1, &b->rope, d.attention,
                           model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS, OPS_SET);
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
                           a->n1, N, d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);

@@ -386,6 +386,7 @@ static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *r
     for (int t = 0; t < g.n_tensors && !rc; t++) {
         char name[GGUF_MAX_NAME + 64];
         GgufFix fix;
+        if (!strcmp(g.tensors[t].name, GGUF_ROPE_FREQS)) continue; /* the config's (gguf_arch) */
         if (gguf_hf_name(m->arch->name, g.tensors[t].name, name, sizeof name, &fix, err)) {
             rc = -1;
             break;
@@ -453,15 +454,14 @@ static int read_param(const SafeTensors *st, const char *name, const Param *p, f
     return rc;
 }
 
-/* Reads base weights from dir/model.safetensors (names with or without the model prefix);
- * missing head tensors are initialised and reported, any other missing tensor is an error. */
+/* Reads base weights from dir/model.safetensors or its shards (names with or without the model
+ * prefix); missing head tensors are initialised and reported, any other missing tensor is an
+ * error. */
 static int load_weights(const Loader *ld, const char *dir, Rng *r, char *report, size_t report_cap,
                         LfError *err) {
     Model *m = ld->m;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    SafeTensors st;
-    if (safetensors_open(&st, path, err)) return -1;
+    StShards st;
+    if (st_shards_open(&st, dir, err)) return -1;
     const char *prefix = m->arch->prefix;
     size_t plen = strlen(prefix) + 1;
     if (report && report_cap) report[0] = 0;
@@ -474,18 +474,19 @@ static int load_weights(const Loader *ld, const char *dir, Rng *r, char *report,
             continue;
         }
         const char *name = p->name;
-        if (!safetensors_find(&st, name) && !strncmp(name, prefix, plen - 1))
+        if (!st_shards_find(&st, name) && !strncmp(name, prefix, plen - 1))
             name += plen; /* a bare base-model checkpoint (DistilBertModel, BertModel) */
-        if (safetensors_find(&st, name)) {
-            rc = read_param(&st, name, p, dst, err);
+        const SafeTensors *file = st_shards_find(&st, name);
+        if (file) {
+            rc = read_param(file, name, p, dst, err);
         } else if (strncmp(p->name, prefix, plen - 1)) {
             init_missing(m, p, dst, r, report, report_cap); /* the task head of a base model */
         } else {
-            rc = lf_fail(err, "%s: tensor '%s' not found", path, p->name);
+            rc = lf_fail(err, "%s: tensor '%s' not found", st.path, p->name);
         }
         if (!rc) rc = load_store(ld, p, err);
     }
-    safetensors_close(&st);
+    st_shards_close(&st);
     return rc;
 }
 

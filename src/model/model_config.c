@@ -248,22 +248,96 @@ static int get_bool(const cJSON *root, const char *key, const char *path, int *o
     return 0;
 }
 
-/* Llama: no RoPE scaling, no biases, head_dim = hidden / heads; num_key_value_heads
- * defaults to the number of heads. */
+/* A number key of RoPE's parameters obj, which its type needs. */
+static int rope_number(const cJSON *obj, const char *key, const char *path, const char *type,
+                       double *out, LfError *err) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!j) return lf_fail(err, "%s: RoPE scaling '%s' needs the key '%s'", path, type, key);
+    if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble))
+        return lf_fail(err, "%s: RoPE scaling key '%s' must be a finite number (got %s)", path, key,
+                       json_type(j));
+    *out = j->valuedouble;
+    return 0;
+}
+
+/* RoPE's type and its numbers from obj (rope_parameters, or rope_scaling), as transformers'
+ * rope init functions read them: rope_type, else the older type; default, linear and llama3. */
+static int load_rope_type(RopeScaling *r, const cJSON *obj, const char *path, LfError *err) {
+    const char *type = NULL;
+    if (get_string(obj, "rope_type", path, &type, err) ||
+        (!type && get_string(obj, "type", path, &type, err)))
+        return -1;
+    if (!type || !strcmp(type, "default")) return 0;
+    double factor = 0, low = 0, high = 0, orig = 0;
+    if (!strcmp(type, "linear") || !strcmp(type, "llama3")) {
+        if (rope_number(obj, "factor", path, type, &factor, err)) return -1;
+        if (factor <= 0 || factor > 1e6)
+            return lf_fail(err, "%s: RoPE scaling factor %g is out of range (0, 1e6]", path,
+                           factor);
+        r->type = ROPE_LINEAR, r->factor = (float)factor;
+        if (!strcmp(type, "linear")) return 0;
+    } else {
+        return lf_fail(err,
+                       "%s: RoPE scaling type '%.40s' is not supported (default, linear, llama3)",
+                       path, type);
+    }
+    if (rope_number(obj, "low_freq_factor", path, type, &low, err) ||
+        rope_number(obj, "high_freq_factor", path, type, &high, err) ||
+        rope_number(obj, "original_max_position_embeddings", path, type, &orig, err))
+        return -1;
+    if (!(low > 0 && high > low && high <= 1e6))
+        return lf_fail(err,
+                       "%s: RoPE llama3 scaling needs 0 < low_freq_factor < high_freq_factor "
+                       "(got %g and %g)",
+                       path, low, high);
+    if (orig != floor(orig) || orig < 1 || orig > INT_MAX)
+        return lf_fail(err,
+                       "%s: RoPE original_max_position_embeddings %g is not a positive integer",
+                       path, orig);
+    r->type = ROPE_LLAMA3, r->low_freq_factor = (float)low, r->high_freq_factor = (float)high;
+    r->original_max_positions = (int)orig;
+    return 0;
+}
+
+int model_config_rope_scaling(ModelConfig *cfg, const char *json, LfError *err) {
+    cJSON *obj = cJSON_Parse(json);
+    int rc = cJSON_IsObject(obj) ? load_rope_type(&cfg->rope_scaling, obj, "rope_scaling", err)
+                                 : lf_fail(err, "'%.80s' is not a JSON object", json);
+    cJSON_Delete(obj);
+    return rc;
+}
+
+/* RoPE as transformers 5 reads it: rope_parameters (its rope_theta in it), else the older
+ * rope_scaling beside rope_theta (which load_keys read). */
+static int load_rope(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    const cJSON *obj = params && !cJSON_IsNull(params) ? params : scaling;
+    if (!obj || cJSON_IsNull(obj)) return 0;
+    const char *key = obj == params ? "rope_parameters" : "rope_scaling";
+    if (!cJSON_IsObject(obj))
+        return lf_fail(err, "%s: key '%s' must be an object (got %s)", path, key, json_type(obj));
+    const cJSON *theta = cJSON_GetObjectItemCaseSensitive(obj, "rope_theta");
+    if (obj == params && theta &&
+        read_float(theta, path, "rope_parameters.rope_theta", &cfg->rope_theta, err))
+        return -1;
+    return load_rope_type(&cfg->rope_scaling, obj, path, err);
+}
+
+/* Llama: no biases, head_dim = hidden / heads; num_key_value_heads defaults to the number of
+ * heads. */
 static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *path,
                                LfError *err) {
     int attention_bias = 0, mlp_bias = 0, head_dim = 0;
-    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
     if (!cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
         cfg->num_kv_heads = cfg->num_heads;
     if (get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
         get_bool(root, "attention_bias", path, &attention_bias, err) ||
         get_bool(root, "mlp_bias", path, &mlp_bias, err) ||
-        (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &head_dim, err)))
+        (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &head_dim, err)) ||
+        load_rope(cfg, root, path, err))
         return -1;
-    if (scaling && !cJSON_IsNull(scaling))
-        return lf_fail(err, "%s: rope_scaling is not supported (only plain RoPE)", path);
     if (attention_bias || mlp_bias)
         return lf_fail(err, "%s: attention_bias / mlp_bias are not supported", path);
     if (head_dim && cfg->num_heads > 0 && head_dim * cfg->num_heads != cfg->hidden_size)
@@ -406,6 +480,12 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     cfg->vocab_size = a.vocab_size, cfg->hidden_size = a.hidden, cfg->num_layers = a.n_layers;
     cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
+    if (a.rope_linear > 0)
+        cfg->rope_scaling = (RopeScaling){.type = ROPE_LINEAR, .factor = a.rope_linear};
+    if (a.n_rope_divisors) {
+        cfg->rope_scaling = (RopeScaling){.type = ROPE_DIVISORS, .n_divisors = a.n_rope_divisors};
+        memcpy(cfg->rope_scaling.divisors, a.rope_divisors, sizeof(float) * a.n_rope_divisors);
+    }
     cfg->layer_norm_eps = a.norm_eps, cfg->tie_word_embeddings = gpt2 || a.tied_embeddings;
     cfg->bos_token_id = a.bos_token_id, cfg->eos_token_id = a.eos_token_id;
     cfg->pad_token_id = a.pad_token_id; /* transformers reads it into config.json's too */
@@ -439,6 +519,17 @@ int model_config_load(ModelConfig *cfg, const char *path, LfError *err) {
     return rc;
 }
 
+static int rope_scaling_ok(const ModelConfig *c) {
+    const RopeScaling *r = &c->rope_scaling;
+    if (r->type == ROPE_DEFAULT) return 1;
+    if (c->arch != ARCH_LLAMA || c->num_heads <= 0) return 0;
+    if (r->type != ROPE_DIVISORS) return r->factor > 0;
+    if (r->n_divisors != c->hidden_size / c->num_heads / 2) return 0;
+    for (int i = 0; i < r->n_divisors; i++)
+        if (!(r->divisors[i] > 0 && isfinite(r->divisors[i]))) return 0;
+    return 1;
+}
+
 int model_config_validate(const ModelConfig *c, const char *where, LfError *err) {
     const struct {
         const char *what;
@@ -463,9 +554,12 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
                                      c->activation == ACT_RELU},
         {"num_key_value_heads divides the number of heads (llama)",
          c->arch != ARCH_LLAMA || (c->num_kv_heads > 0 && c->num_heads % c->num_kv_heads == 0)},
-        {"head size even and rope_theta > 0 (llama)",
+        {"head size even, at most 256, and rope_theta > 0 (llama)",
          c->arch != ARCH_LLAMA ||
-             (c->num_heads > 0 && c->hidden_size / c->num_heads % 2 == 0 && c->rope_theta > 0)},
+             (c->num_heads > 0 && c->hidden_size / c->num_heads % 2 == 0 &&
+              c->hidden_size / c->num_heads <= 2 * ROPE_MAX_PAIRS && c->rope_theta > 0)},
+        {"RoPE scaling only on llama, its divisors one a pair of a head and positive",
+         rope_scaling_ok(c)},
         {"layer_norm_eps > 0", c->layer_norm_eps > 0},
         {"dropouts in [0, 1)", c->hidden_dropout >= 0 && c->hidden_dropout < 1 &&
                                    c->attention_dropout >= 0 && c->attention_dropout < 1 &&
@@ -517,6 +611,23 @@ static int add_labels(cJSON *root, const ModelConfig *cfg) {
     return 0;
 }
 
+/* rope_scaling in the form transformers 4 and 5 both read (null: none); -1 when out of memory.
+ * A GGUF's divisors have no config.json form: model_config_save refuses them first. */
+static int add_rope_scaling(cJSON *root, const RopeScaling *r) {
+    if (r->type == ROPE_DEFAULT) return cJSON_AddNullToObject(root, "rope_scaling") ? 0 : -1;
+    cJSON *o = cJSON_AddObjectToObject(root, "rope_scaling");
+    int ok =
+        o &&
+        cJSON_AddStringToObject(o, "rope_type", r->type == ROPE_LLAMA3 ? "llama3" : "linear") &&
+        cJSON_AddNumberToObject(o, "factor", float_shortest(r->factor));
+    if (ok && r->type == ROPE_LLAMA3)
+        ok = cJSON_AddNumberToObject(o, "low_freq_factor", float_shortest(r->low_freq_factor)) &&
+             cJSON_AddNumberToObject(o, "high_freq_factor", float_shortest(r->high_freq_factor)) &&
+             cJSON_AddNumberToObject(o, "original_max_position_embeddings",
+                                     r->original_max_positions);
+    return ok ? 0 : -1;
+}
+
 /* Builds the config object; returns -1 only when out of memory. */
 static int build_json(cJSON *root, const ModelConfig *cfg) {
     cJSON *archs = cJSON_AddArrayToObject(root, "architectures");
@@ -539,7 +650,7 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
         return -1;
     if (cfg->arch == ARCH_LLAMA) {
         if (!cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_word_embeddings) ||
-            !cJSON_AddNullToObject(root, "rope_scaling") ||
+            add_rope_scaling(root, &cfg->rope_scaling) ||
             !cJSON_AddFalseToObject(root, "attention_bias") ||
             !cJSON_AddFalseToObject(root, "mlp_bias"))
             return -1;
@@ -560,6 +671,11 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
 
 int model_config_save(const ModelConfig *cfg, const char *path, LfError *err) {
     if (model_config_validate(cfg, path, err)) return -1;
+    if (cfg->rope_scaling.type == ROPE_DIVISORS)
+        return lf_fail(err,
+                       "%s: the model's RoPE frequency divisors (a GGUF's rope_freqs) have no "
+                       "config.json form: write a GGUF instead",
+                       path);
     cJSON *root = cJSON_CreateObject();
     char *text = root && build_json(root, cfg) == 0 ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
@@ -569,4 +685,53 @@ int model_config_save(const ModelConfig *cfg, const char *path, LfError *err) {
     int rc = file_write_atomic(path, text, len + 1, err);
     free(text);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ RoPE
+ * ---- */
+
+/* transformers' _compute_llama3_parameters for one frequency, in double */
+static double llama3_inv_freq(double inv, const RopeScaling *s) {
+    double orig = s->original_max_positions, wavelen = 2 * M_PI / inv;
+    if (wavelen < orig / s->high_freq_factor) return inv;
+    if (wavelen > orig / s->low_freq_factor) return inv / s->factor;
+    double smooth =
+        (orig / wavelen - s->low_freq_factor) / ((double)s->high_freq_factor - s->low_freq_factor);
+    return (1 - smooth) * inv / s->factor + smooth * inv;
+}
+
+/* 1 / theta^(2i / HS) */
+static double plain_inv_freq(float theta, int i, int HS) {
+    return 1.0 / pow((double)theta, (double)(2 * i) / (double)HS);
+}
+
+void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s) {
+    memset(r, 0, sizeof *r);
+    if (theta <= 0.0f || HS < 2 || HS / 2 > ROPE_MAX_PAIRS) return;
+    r->half = HS / 2;
+    RopeType type = s ? s->type : ROPE_DEFAULT;
+    for (int i = 0; i < r->half; i++) {
+        double inv = plain_inv_freq(theta, i, HS);
+        if (type == ROPE_LINEAR) inv /= s->factor;
+        if (type == ROPE_LLAMA3) inv = llama3_inv_freq(inv, s);
+        if (type == ROPE_DIVISORS) inv /= s->divisors[i];
+        r->inv_freq[i] = (float)inv;
+    }
+}
+
+void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r) {
+    int llama = cfg->arch == ARCH_LLAMA && cfg->num_heads > 0;
+    rope_freqs_init(r, llama ? cfg->rope_theta : 0.0f,
+                    llama ? cfg->hidden_size / cfg->num_heads : 0, &cfg->rope_scaling);
+}
+
+int model_rope_divisors(const ModelConfig *cfg, float *d) {
+    const RopeScaling *s = &cfg->rope_scaling;
+    if (cfg->arch != ARCH_LLAMA || (s->type != ROPE_LLAMA3 && s->type != ROPE_DIVISORS)) return 0;
+    int HS = cfg->hidden_size / cfg->num_heads;
+    for (int i = 0; i < HS / 2; i++) {
+        double inv = plain_inv_freq(cfg->rope_theta, i, HS);
+        d[i] = s->type == ROPE_DIVISORS ? s->divisors[i] : (float)(inv / llama3_inv_freq(inv, s));
+    }
+    return HS / 2;
 }

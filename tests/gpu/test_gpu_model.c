@@ -252,7 +252,9 @@ static void run(const char *dir, int arch, int every_linear, Precision prec, flo
 }
 
 /* The tiny decoders: vocabulary 300, hidden 32 (head size 8), 4 heads (Llama: over 2 KV heads),
- * FFN 48 (wider than hidden: the MLP's output projection has the widest input), 2 layers. */
+ * FFN 48 (wider than hidden: the MLP's output projection has the widest input), 2 layers. The
+ * untied Llama's RoPE has Llama 3.1's scaling (at head size 8 one frequency kept, one blended, two
+ * divided; from a GGUF its divisors). */
 enum { LB = 4, LT = 8, LV = 300 };
 
 static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
@@ -260,6 +262,12 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
     cfg->vocab_size = LV, cfg->hidden_size = 32, cfg->num_layers = 2, cfg->num_heads = 4;
     cfg->num_kv_heads = arch == ARCH_LLAMA ? 2 : 4, cfg->ffn_size = 48, cfg->max_positions = 16;
     cfg->tie_word_embeddings = tied;
+    if (arch == ARCH_LLAMA && !tied)
+        cfg->rope_scaling = (RopeScaling){.type = ROPE_LLAMA3,
+                                          .factor = 8,
+                                          .low_freq_factor = 1,
+                                          .high_freq_factor = 4,
+                                          .original_max_positions = 64};
     cfg->attention_dropout = 0.1f;
     cfg->bos_token_id = cfg->eos_token_id = 0;
     LfError err;

@@ -1134,7 +1134,7 @@ static int att_set;
  * the gradients against the CPU's f32 at the bounds above (not the rounded reference) */
 static float att_rope;
 /* q and k turned by rope (attention_forward, cache_write): the same float angles on both sides
- * (rope_inv_freq); sinf and cosf of up to 8191 rad agree to a few ulp of the result */
+ * (one RopeFreqs table); sinf and cosf of up to 8191 rad agree to a few ulp of the result */
 #define ROPE_TOL 1e-5, 1e-4
 #define ATT_BF16_TOL 2e-2
 #define ATT_BF16_LSE_TOL 1e-2
@@ -1282,7 +1282,7 @@ static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved,
     dut->download(h[0], at, n * sizeof(uint16_t));
     /* q and k as the first left them: turned already */
     dut->attention_forward(NULL, NULL, 0, F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1),
-                           F(v, 1), NKV * HS, I(mask, 1), causal, 0.0f, p, 5, F(scratch, 1), B, T,
+                           F(v, 1), NKV * HS, I(mask, 1), causal, NULL, p, 5, F(scratch, 1), B, T,
                            NH, NKV, HS);
     dut->download(h[1], at, n * sizeof(uint16_t));
     status_ok();
@@ -1316,7 +1316,7 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
     dut->upload(ext, h, bytes);
     dut->download(s, dut->attention_saved_out(PRECISION_BF16, F(saved, 1)), rows * QC * sizeof *s);
     dut->attention_forward(NULL, ext, (int)ldo, lse, own, F(q, 1), NH * HS, F(k, 1), F(v, 1),
-                           NKV * HS, I(mask, 1), causal, 0.0f, p, 5, F(scratch, 1), B, T, NH, NKV,
+                           NKV * HS, I(mask, 1), causal, NULL, p, 5, F(scratch, 1), B, T, NH, NKV,
                            HS);
     dut->download(h, ext, bytes);
     size_t bad = 0;
@@ -1326,7 +1326,7 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
         d[j][0] = dut->alloc(gq), d[j][1] = dut->alloc(gk), d[j][2] = dut->alloc(gk);
         dut->attention_backward(d[j][0], d[j][1], d[j][2], F(dout, 1), NULL, NULL, NULL, NH * HS,
                                 NKV * HS, NULL, j ? ext : NULL, (int)ldo, lse,
-                                j ? own : F(saved, 1), I(mask, 1), causal, 0.0f, p, 5,
+                                j ? own : F(saved, 1), I(mask, 1), causal, NULL, p, 5,
                                 F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     }
     status_ok();
@@ -1365,8 +1365,8 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     Pair *dv = grads & G_DB ? att_grad(BTK) : NULL;
     BACKENDS(w, o) {
         o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), F(q, w), NH * HS, F(k, w),
-                             F(v, w), NKV * HS, I(mask, w), causal, att_rope, p, 5, F(scratch, w),
-                             B, T, NH, NKV, HS);
+                             F(v, w), NKV * HS, I(mask, w), causal, rope_plain(att_rope, HS), p, 5,
+                             F(scratch, w), B, T, NH, NKV, HS);
     }
     NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s%s pad=%d p=%.1f",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "",
@@ -1397,8 +1397,8 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL,
                               kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, NH * HS, NKV * HS,
                               kept ? F(out, w) : NULL, NULL, 0, F(lse, w), F(saved, w), I(mask, w),
-                              causal, att_rope, p, 5, F(scratch, w), B, T, NH, NKV, HS,
-                              att_set ? OPS_SET : OPS_ADD);
+                              causal, rope_plain(att_rope, HS), p, 5, F(scratch, w), B, T, NH, NKV,
+                              HS, att_set ? OPS_SET : OPS_ADD);
     }
     NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s%s pad=%d p=%.1f%s",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "",
@@ -1440,7 +1440,8 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
     BACKENDS(w, o) {
         float *x = F(qkv, w);
         o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), x, ld, x + QC, x + QC + KC,
-                             ld, NULL, causal, 1e4f, p, 5, F(scratch, w), B, T, NH, NKV, HS);
+                             ld, NULL, causal, rope_plain(1e4f, HS), p, 5, F(scratch, w), B, T, NH,
+                             NKV, HS);
     }
     NAME("%sattention_forward rope, [q | k | v] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f",
          bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p);
@@ -1451,8 +1452,8 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
         float *x = w && saved ? NULL : F(qkv, w), *d = F(dqkv, w); /* the GPU reads its saved */
         o->attention_backward(d, d + QC, d + QC + KC, F(dout, w), x, x ? x + QC : NULL,
                               x ? x + QC + KC : NULL, ld, ld, x ? F(out, w) : NULL, NULL, 0,
-                              F(lse, w), F(saved, w), NULL, causal, 1e4f, p, 5, F(scratch, w), B, T,
-                              NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
+                              F(lse, w), F(saved, w), NULL, causal, rope_plain(1e4f, HS), p, 5,
+                              F(scratch, w), B, T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
     }
     NAME("%sattention_backward rope, [dq | dk | dv] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f%s",
          bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p,
@@ -1557,12 +1558,12 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     Pair *saved = attention_saved(PRECISION_BF16, B, T, NH, NKV, HS);
     /* the CPU's P without dropout; then the GPU's dropped P: seed 7, seed 8, seed 7 again */
     ref->attention_forward(F(out, 0), NULL, 0, F(lse, 0), NULL, F(q, 0), NH * HS, F(k, 0), F(v, 0),
-                           NKV * HS, I(mask, 0), causal, 0.0f, 0.0f, 7, F(scratch, 0), B, T, NH,
+                           NKV * HS, I(mask, 0), causal, NULL, 0.0f, 7, F(scratch, 0), B, T, NH,
                            NKV, HS);
     float *P = malloc(rows * T * 4), *pd[3];
     for (int run = 0; run < 3; run++) {
         dut->attention_forward(F(out, 1), NULL, 0, F(lse, 1), F(saved, 1), F(q, 1), NH * HS,
-                               F(k, 1), F(v, 1), NKV * HS, I(mask, 1), causal, 0.0f, p,
+                               F(k, 1), F(v, 1), NKV * HS, I(mask, 1), causal, NULL, p,
                                run == 1 ? 8 : 7, F(scratch, 1), B, T, NH, NKV, HS);
         float *o = malloc(BTQ * 4);
         dut->download(o, out->mem[1], BTQ * 4);
@@ -1604,7 +1605,7 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     dut->attention_backward(F(dq, 1), F(dk, 1), F(dv, 1), F(dout, 1), reads ? F(q, 1) : NULL,
                             reads ? F(k, 1) : NULL, reads ? F(v, 1) : NULL, NH * HS, NKV * HS,
                             reads ? F(out, 1) : NULL, NULL, 0, F(lse, 1), F(saved, 1), I(mask, 1),
-                            causal, 0.0f, p, 7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
+                            causal, NULL, p, 7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     NAME("%s attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", who, B, T, NH, NKV,
          HS, causal ? " causal" : "", pad, p);
     double *want = calloc(BTQ + 2 * BTK, sizeof *want);
@@ -1668,9 +1669,9 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     Pair *kc = pair_random((size_t)L * W, 1.0f), *vc = pair_random((size_t)L * W, 1.0f);
     BACKENDS(w, o) {
         o->cache_write(F(k, w), F(v, w), NULL, 0, F(k_new, w) + k0, F(v_new, w) + v0, ld, I(pos, w),
-                       0.0f, n, NH, NKV, HS);
+                       NULL, n, NH, NKV, HS);
         o->cache_write(F(kc, w), F(vc, w), F(q, w), ldq, F(k_new, w) + k0, F(v_new, w) + v0, ld,
-                       I(pos, w), 1e5f, n, NH, NKV, HS);
+                       I(pos, w), rope_plain(1e5f, HS), n, NH, NKV, HS);
     }
     NAME("cache_write n=%d at %d of %d W=%d ld=%d (then rope)", n, pos0, L, W, ld);
     compare("k", k, EXACT);
@@ -1886,7 +1887,7 @@ static void test_errors(void) {
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *lse = pair_new(2 * 3 * 3 * sizeof(float));
     /* NH = 3 not a multiple of NKV = 2 */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 4, NULL,
-                           0, 0.0f, 0.0f, 1, F(lse, 1), 2, 3, 3, 2, 2);
+                           0, NULL, 0.0f, 1, F(lse, 1), 2, 3, 3, 2, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NKV") != NULL);
@@ -1894,19 +1895,19 @@ static void test_errors(void) {
     Pair *y = pair_random(129, 1.0f), *l1 = pair_new(sizeof(float));
     /* past the kernels' head size */
     dut->attention_forward(F(y, 1), NULL, 0, F(l1, 1), NULL, F(y, 1), 129, F(y, 1), F(y, 1), 129,
-                           NULL, 1, 0.0f, 0.0f, 1, F(l1, 1), 1, 1, 1, 1, 129);
+                           NULL, 1, NULL, 0.0f, 1, F(l1, 1), 1, 1, 1, 1, 129);
     CHECK(dut->status(&e) == -1);
     printf("head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "HS > 128") != NULL);
     /* rope turns pairs: an odd head size is refused */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 3, F(x, 1), F(x, 1), 3, NULL,
-                           1, 1e4f, 0.0f, 1, F(lse, 1), 2, 3, 1, 1, 3);
+                           1, rope_plain(1e4f, 3), 0.0f, 1, F(lse, 1), 2, 3, 1, 1, 3);
     CHECK(dut->status(&e) == -1);
     printf("rope, odd head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "even head sizes") != NULL);
     dut->set_precision(PRECISION_BF16); /* bf16 without the buffer it saves q, k, v in */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 6, NULL,
-                           0, 0.0f, 0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
+                           0, NULL, 0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
     dut->set_precision(PRECISION_FP32);
     CHECK(dut->status(&e) == -1);
     printf("no saved buffer: %s\n", e.msg);
@@ -1943,7 +1944,7 @@ static void test_tf32(void) {
     Pair *scratch = attention_scratch(B, T, NH, NH, C / NH);
     BACKENDS(w, o) {
         o->attention_forward(F(o_, w), NULL, 0, F(lse, w), NULL, F(q, w), C, F(k, w), F(v, w), C,
-                             NULL, 0, 0.0f, 0.0f, 5, F(scratch, w), B, T, NH, NH, C / NH);
+                             NULL, 0, NULL, 0.0f, 5, F(scratch, w), B, T, NH, NH, C / NH);
     }
     NAME("tf32 attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
     compare_scaled("lse", lse, 4e-3);
