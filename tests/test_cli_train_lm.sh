@@ -126,6 +126,14 @@ refused() { # refused NAME PATTERN --set ...: the run fails, says PATTERN, write
 }
 refused accuracy "metric_for_best 'accuracy' is a classification metric" --set train.metric_for_best=accuracy
 refused chapter "no chapter 5: the file has 4 chapter headings" --set data.holdout_chapter=5; ok
+# full fine-tuning saves HF directories: a GGUF base whose RoPE divisors have no config.json form
+# (llama3 scaling, but not Meta's parameters) is refused before training, not at the first save
+"$bin" init --arch llama --layers 2 --hidden 64 --heads 4 --kv-heads 2 --vocab-from "$vocab" \
+  --rope-scaling '{"rope_type": "llama3", "factor": 8, "low_freq_factor": 1,
+                   "high_freq_factor": 4, "original_max_position_embeddings": 64}' \
+  --seed 1 --out "$tmp/l3" --gguf "$tmp/l3.gguf" --quant F32 >/dev/null
+refused divisors "strategy full saves the model as an HF directory: .*no config.json form" \
+  --set model.model="$tmp/l3.gguf" --set model.tokenizer="$tmp/l3" --set lora.strategy=full; ok
 # classification on the llama: with a WordPiece tokenizer the data loads and the model refuses
 bert=$data/tokenizers/bert-base-uncased
 if [ -d "$bert" ]; then

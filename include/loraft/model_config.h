@@ -78,6 +78,10 @@ int model_config_load(ModelConfig *cfg, const char *path, LfError *err);
  * id2label and label2id. Fails on an invalid cfg. */
 int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);
 
+/* model_config_save's checks alone: valid, and with a config.json form (a GGUF's own RoPE
+ * divisors have none). */
+int model_config_savable(const ModelConfig *cfg, const char *where, LfError *err);
+
 /* Checks sizes and ranges (positive sizes, hidden divisible by
  * heads, 1..MAX_LABELS labels, dropouts in [0, 1), ...). `where` names the
  * source in the message. */

@@ -465,6 +465,28 @@ static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     return model_config_validate(cfg, path, err);
 }
 
+static void rope_divisors_of(const ModelConfig *cfg, float *d);
+
+/* A GGUF's rope_freqs divisors: Meta's Llama 3.1 / 3.2 scaling (llama3 with low_freq_factor 1,
+ * high_freq_factor 4, original_max_position_embeddings 8192 and factor the largest divisor) when
+ * they are that to float rounding, so that the config has its config.json form; else the divisors
+ * themselves. */
+static void rope_from_divisors(ModelConfig *cfg, const float *d, int n) {
+    float factor = d[0], want[ROPE_MAX_PAIRS];
+    for (int i = 1; i < n; i++) factor = d[i] > factor ? d[i] : factor;
+    cfg->rope_scaling = (RopeScaling){.type = ROPE_LLAMA3,
+                                      .factor = factor,
+                                      .low_freq_factor = 1,
+                                      .high_freq_factor = 4,
+                                      .original_max_positions = 8192};
+    rope_divisors_of(cfg, want);
+    int meta = cfg->num_heads > 0 && n == cfg->hidden_size / cfg->num_heads / 2;
+    for (int i = 0; i < n && meta; i++) meta = fabsf(want[i] - d[i]) <= 1e-6f * want[i];
+    if (meta) return;
+    cfg->rope_scaling = (RopeScaling){.type = ROPE_DIVISORS, .n_divisors = n};
+    memcpy(cfg->rope_scaling.divisors, d, sizeof(float) * n);
+}
+
 /* A Llama or GPT-2 GGUF file's metadata (gguf_arch) as the config.json it was made from.
  * GPT-2's head is always tied (llama.cpp's converter writes a copy of token_embd as
  * output.weight, which the loader skips). GGUF keeps no dropout rates: HF's defaults stay. */
@@ -482,10 +504,7 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
     if (a.rope_linear > 0)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LINEAR, .factor = a.rope_linear};
-    if (a.n_rope_divisors) {
-        cfg->rope_scaling = (RopeScaling){.type = ROPE_DIVISORS, .n_divisors = a.n_rope_divisors};
-        memcpy(cfg->rope_scaling.divisors, a.rope_divisors, sizeof(float) * a.n_rope_divisors);
-    }
+    if (a.n_rope_divisors) rope_from_divisors(cfg, a.rope_divisors, a.n_rope_divisors);
     cfg->layer_norm_eps = a.norm_eps, cfg->tie_word_embeddings = gpt2 || a.tied_embeddings;
     cfg->bos_token_id = a.bos_token_id, cfg->eos_token_id = a.eos_token_id;
     cfg->pad_token_id = a.pad_token_id; /* transformers reads it into config.json's too */
@@ -669,13 +688,18 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
     return add_labels(root, cfg);
 }
 
-int model_config_save(const ModelConfig *cfg, const char *path, LfError *err) {
-    if (model_config_validate(cfg, path, err)) return -1;
+int model_config_savable(const ModelConfig *cfg, const char *where, LfError *err) {
+    if (model_config_validate(cfg, where, err)) return -1;
     if (cfg->rope_scaling.type == ROPE_DIVISORS)
         return lf_fail(err,
-                       "%s: the model's RoPE frequency divisors (a GGUF's rope_freqs) have no "
-                       "config.json form: write a GGUF instead",
-                       path);
+                       "%s: the model's RoPE frequency divisors (a GGUF's rope_freqs, not Llama "
+                       "3.1's llama3 scaling) have no config.json form: write a GGUF instead",
+                       where);
+    return 0;
+}
+
+int model_config_save(const ModelConfig *cfg, const char *path, LfError *err) {
+    if (model_config_savable(cfg, path, err)) return -1;
     cJSON *root = cJSON_CreateObject();
     char *text = root && build_json(root, cfg) == 0 ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
@@ -725,13 +749,19 @@ void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r) {
                     llama ? cfg->hidden_size / cfg->num_heads : 0, &cfg->rope_scaling);
 }
 
-int model_rope_divisors(const ModelConfig *cfg, float *d) {
+/* d[HS/2]: cfg's llama3 or per-pair divisors */
+static void rope_divisors_of(const ModelConfig *cfg, float *d) {
     const RopeScaling *s = &cfg->rope_scaling;
-    if (cfg->arch != ARCH_LLAMA || (s->type != ROPE_LLAMA3 && s->type != ROPE_DIVISORS)) return 0;
     int HS = cfg->hidden_size / cfg->num_heads;
-    for (int i = 0; i < HS / 2; i++) {
+    for (int i = 0; i < HS / 2 && i < ROPE_MAX_PAIRS; i++) {
         double inv = plain_inv_freq(cfg->rope_theta, i, HS);
         d[i] = s->type == ROPE_DIVISORS ? s->divisors[i] : (float)(inv / llama3_inv_freq(inv, s));
     }
-    return HS / 2;
+}
+
+int model_rope_divisors(const ModelConfig *cfg, float *d) {
+    const RopeScaling *s = &cfg->rope_scaling;
+    if (cfg->arch != ARCH_LLAMA || (s->type != ROPE_LLAMA3 && s->type != ROPE_DIVISORS)) return 0;
+    rope_divisors_of(cfg, d);
+    return cfg->hidden_size / cfg->num_heads / 2;
 }

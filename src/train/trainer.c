@@ -467,6 +467,10 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
                      err))
         return -1;
     r->has_model = 1;
+    /* head and full checkpoints are model directories: refused now, not at the first save */
+    if (train && spec.strategy != STRATEGY_LORA && model_config_savable(&r->mcfg, c->model, err))
+        return lf_wrap(err, "strategy %s saves the model as an HF directory",
+                       strategy_name(spec.strategy));
     if (adapter_dir && adapter_load_weights(&r->model, adapter_dir, err)) return -1;
     if (missing[0]) fprintf(out, "model: newly initialised (not in the checkpoint): %s\n", missing);
     size_t trainable = model_trainable_count(&r->model), all = model_all_count(&r->model);
