@@ -6,6 +6,7 @@ forward + backward, over B*T = 16384 tokens at T = 512 and 2048:
     causal  SmolLM2-135M's heads: NH 9, 3 KV heads (GQA), HS 64, is_causal (the flash kernel)
     padded  DistilBERT's heads: NH 12, HS 64, sequence b keeping T - (b % 4) * T / 8 keys
             (a boolean mask, as HF's SDPA path passes one: the memory-efficient kernel)
+    causal128  Llama-3.1-8B's heads: NH 32, 8 KV heads, HS 128, is_causal (the longer T only)
 
 FLOPs count only the allowed query-key pairs, as bench_kernels does: 4 * NH * HS * pairs
 forward, twice that backward (backward's time is forward + backward minus forward).
@@ -35,14 +36,14 @@ def timed(fn, reps, sync):
 
 def case(torch, kind, T, tokens, reps, device):
     F = torch.nn.functional
-    NH, NKV, HS = (9, 3, 64) if kind == "causal" else (12, 12, 64)
+    NH, NKV, HS = {"causal": (9, 3, 64), "padded": (12, 12, 64), "causal128": (32, 8, 128)}[kind]
     B = max(1, tokens // T)
     dt = torch.bfloat16
     q = torch.randn(B, NH, T, HS, device=device, dtype=dt, requires_grad=True)
     k = torch.randn(B, NKV, T, HS, device=device, dtype=dt, requires_grad=True)
     v = torch.randn(B, NKV, T, HS, device=device, dtype=dt, requires_grad=True)
     pairs = 0.0
-    if kind == "causal":
+    if kind.startswith("causal"):
         pairs = B * 0.5 * T * (T + 1.0)
         args = dict(is_causal=True, enable_gqa=NH != NKV)
     else:
@@ -67,7 +68,7 @@ def case(torch, kind, T, tokens, reps, device):
     t_both = timed(fwd_bwd, reps, sync)
     t_bwd = max(t_both - t_fwd, 1e-9)
     flops = 4.0 * NH * HS * pairs
-    print(f"attn  {kind:<6} T={T:<5} NH={NH:<3} fwd {t_fwd:8.3f} ms {flops / t_fwd * 1e-9:7.1f} "
+    print(f"attn  {kind:<9} T={T:<5} NH={NH:<3} fwd {t_fwd:8.3f} ms {flops / t_fwd * 1e-9:7.1f} "
           f"TFLOP/s  bwd {t_bwd:8.3f} ms {2 * flops / t_bwd * 1e-9:7.1f} TFLOP/s", flush=True)
 
 
@@ -91,6 +92,7 @@ def main():
     for T in Ts:
         for kind in ("causal", "padded"):
             case(torch, kind, T, tokens, reps, a.device)
+    case(torch, "causal128", Ts[-1], tokens, reps, a.device)
 
 
 if __name__ == "__main__":

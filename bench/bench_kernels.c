@@ -53,6 +53,7 @@ typedef struct Dims {
 /* The sizes of one run: tokens per GEMM, rows of the memory-bound ops, sequence lengths. */
 typedef struct Sizes {
     Dims distilbert, smollm2;
+    Dims llama8b; /* Llama-3.1-8B's heads: attention at head size 128 only */
     int rows, mem_rows, ce_rows, attn_tokens, T[2], warmup, reps;
     size_t copy_bytes, adam_small, adam_large;
 } Sizes;
@@ -77,6 +78,7 @@ static const Sizes full = {
                 .V = 49152,
                 .n_dense = 4,
                 .dense = {{576, 576}, {576, 192}, {576, 1536}, {1536, 576}}},
+    .llama8b = {.name = "llama8b", .C = 4096, .NH = 32, .NKV = 8, .HS = 128},
     .rows = 8192,
     .mem_rows = 16384,
     .ce_rows = 2048,
@@ -108,6 +110,7 @@ static const Sizes smoke = {
                 .V = 500,
                 .n_dense = 4,
                 .dense = {{64, 64}, {64, 32}, {64, 128}, {128, 64}}},
+    .llama8b = {.name = "llama8b", .C = 256, .NH = 2, .NKV = 1, .HS = 128},
     .rows = 64,
     .mem_rows = 64,
     .ce_rows = 16,
@@ -541,8 +544,9 @@ static void bench_lm_head(void) {
     FREE_ALL(h, w, dh, losses, logits, scratch, hb, wb, labels);
 }
 
-/* Attention over B*T = attn_tokens tokens. causal: SmolLM2's heads (GQA) and its rope, which the
- * ops turn q and k by; padded: DistilBERT's, sequence b keeping T - (b % 4) * T / 8 tokens. The
+/* Attention over B*T = attn_tokens tokens. causal: SmolLM2's heads (GQA) or Llama-3.1-8B's (head
+ * size 128) and rope, which the ops turn q and k by; padded: DistilBERT's, sequence b keeping T -
+ * (b % 4) * T / 8 tokens. The
  * bare comparison is the dense [T,T]
  * attention as cuBLAS GEMMs over the B*NH heads (S = Q K^T and O = P V forward; dP, dV, dQ,
  * dK backward), without softmax or masking; ours counts only the allowed pairs. */
@@ -756,12 +760,14 @@ int main(int argc, char **argv) {
         bench_attention(&sz->smollm2, sz->T[t], 1, "");
         bench_attention(&sz->distilbert, sz->T[t], 0, "");
     }
+    bench_attention(&sz->llama8b, sz->T[1], 1, ""); /* head size 128's kernels */
     /* model.attention cudnn at the same shapes (bf16, in a build with it; its warm-up plans) */
     if (precision == PRECISION_BF16 && !gpu->set_attention(ATTENTION_CUDNN, &err)) {
         for (int t = 0; t < 2; t++) {
             bench_attention(&sz->smollm2, sz->T[t], 1, "cudnn ");
             bench_attention(&sz->distilbert, sz->T[t], 0, "cudnn ");
         }
+        bench_attention(&sz->llama8b, sz->T[1], 1, "cudnn ");
         gpu->set_attention(ATTENTION_LORAFT, NULL);
     } else if (precision == PRECISION_BF16) {
         printf("# no cudnn attention rows: %s\n", err.msg);

@@ -378,7 +378,6 @@ static constexpr float LN2 = 0.693147180559945309f;
 
 enum {
     TC = 16,                    /* rows of an mma tile (a warp has warp_tiles of them) */
-    FWD_KEYS = 64,              /* keys per shared tile: forward */
     BWD_TILE = 32,              /* keys (dq) or queries (dk, dv) per shared tile: backward */
     TC_DIMS = HS_MAX / 8,       /* n8 tiles of a row of HS_MAX */
     TC_MAX_CHUNKS = HS_MAX / TC /* 16-wide chunks of a row of HS_MAX */
@@ -658,15 +657,21 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
 }
 
 /* m16 tiles of rows per warp (queries in forward and dq, keys in dk, dv): two at HP 64 (32
- * rows), so each fragment of the streamed tiles read from shared memory feeds two products
- * (FlashAttention-2's layout); one at other sizes. At HP 128 two would spill registers (forward,
- * dk/dv, on sm_90) or need 104 KB of shared memory (dq: sm_86 and sm_89 allow a block 99 KB). */
-__host__ __device__ constexpr int warp_tiles(int HPC) {
-    return HPC == 64 ? 2 : 1;
+ * rows), and in forward at HP 128 too, so each fragment of the streamed tiles read from shared
+ * memory feeds two products (FlashAttention-2's layout); one at other sizes. In backward at HP 128
+ * two would spill registers (dk/dv, on sm_90) or need 104 KB of shared memory (dq: sm_86 and sm_89
+ * allow a block 99 KB). */
+__host__ __device__ constexpr int warp_tiles(int HPC, bool forward) {
+    return HPC == 64 || (forward && HPC == 128) ? 2 : 1;
+}
+/* Keys of forward's streamed tiles: 32 at HP 128, whose two m16 tiles a warp keep 128 f32 of out
+ * a lane (64 keys' scores would be 64 more: 255 registers and spills on sm_90), else 64. */
+__host__ __device__ constexpr int fwd_keys(int HPC) {
+    return HPC == 128 ? 32 : 64;
 }
 
 /* grid (B*NH, query blocks of warps*MT*16 rows): flash_forward_kernel on tensor cores,
- * FWD_KEYS keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out).
+ * fwd_keys(HPC) keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out).
  * DROP: p > 0 (p = 0 compiles no dropout at all). Scores stay unscaled; the running max m is in
  * log2 units (score * scale2), so P = 2^(s scale2 - m) is one FFMA and one MUFU a score. */
 template <int HPC, bool DROP>
@@ -675,7 +680,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                             const bf16 *vh, const int32_t *mask, int causal, float p, uint64_t seed,
                             const Heads g) {
 #if TC_ARCH
-    constexpr int MT = warp_tiles(HPC);
+    constexpr int MT = warp_tiles(HPC, true), KEYS = fwd_keys(HPC);
     if (DROP) seed ^= step_seed(g.step);
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
     int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
@@ -697,30 +702,30 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                 DROP ? rng_row_key(seed, (uint64_t)bh * T + w0 + t * TC + 8 * h + (lane >> 2)) : 0;
         }
     load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
-    load_tile_async(KV, ld, kb, 0, FWD_KEYS, T, HP);
-    load_tile_async(KV + FWD_KEYS * ld, ld, vb, 0, FWD_KEYS, T, HP);
+    load_tile_async(KV, ld, kb, 0, KEYS, T, HP);
+    load_tile_async(KV + KEYS * ld, ld, vb, 0, KEYS, T, HP);
     cp_async_commit();
     int keys = causal ? min(T, i0 + rows) : T;
-    for (int j0 = 0, buf = 0; j0 < keys; j0 += FWD_KEYS, buf ^= 1) {
+    for (int j0 = 0, buf = 0; j0 < keys; j0 += KEYS, buf ^= 1) {
         cp_async_wait_all();
         __syncthreads(); /* this tile landed for all; the other buffer's readers done */
-        bf16 *Ks = KV + buf * 2 * FWD_KEYS * ld, *Vs = Ks + FWD_KEYS * ld;
-        if (j0 + FWD_KEYS < keys) { /* the next tile into the other buffer, during this one */
-            bf16 *next = KV + (buf ^ 1) * 2 * FWD_KEYS * ld;
-            load_tile_async(next, ld, kb, j0 + FWD_KEYS, FWD_KEYS, T, HP);
-            load_tile_async(next + FWD_KEYS * ld, ld, vb, j0 + FWD_KEYS, FWD_KEYS, T, HP);
+        bf16 *Ks = KV + buf * 2 * KEYS * ld, *Vs = Ks + KEYS * ld;
+        if (j0 + KEYS < keys) { /* the next tile into the other buffer, during this one */
+            bf16 *next = KV + (buf ^ 1) * 2 * KEYS * ld;
+            load_tile_async(next, ld, kb, j0 + KEYS, KEYS, T, HP);
+            load_tile_async(next + KEYS * ld, ld, vb, j0 + KEYS, KEYS, T, HP);
             cp_async_commit();
         }
         if (causal && j0 > w0 + MT * TC - 1) continue; /* every key hidden: warp-uniform */
-        float s[MT][FWD_KEYS / 8][4] = {};
-        uint64_t visible = visible_keys<FWD_KEYS>(hp.keep, j0, T, lane); /* loads under the mma */
-        mma_abt<FWD_KEYS, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
-        hide_tile<FWD_KEYS, MT>(s[0], visible, causal, w0, j0, lane);
+        float s[MT][KEYS / 8][4] = {};
+        uint64_t visible = visible_keys<KEYS>(hp.keep, j0, T, lane); /* loads under the mma */
+        mma_abt<KEYS, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
+        hide_tile<KEYS, MT>(s[0], visible, causal, w0, j0, lane);
 #pragma unroll
         for (int t = 0; t < MT; t++) { /* the online softmax of tile t's rows g, g + 8 (h) */
             float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, rescale[2], ms[2];
 #pragma unroll
-            for (int nt = 0; nt < FWD_KEYS / 8; nt++)
+            for (int nt = 0; nt < KEYS / 8; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[t][nt][e]);
             for (int h = 0; h < 2; h++) {
@@ -730,7 +735,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                 m[t][h] = m_new;
             }
 #pragma unroll
-            for (int nt = 0; nt < FWD_KEYS / 8; nt++) {
+            for (int nt = 0; nt < KEYS / 8; nt++) {
                 uint32_t draw[2]; /* the lane's key pair in rows h */
                 for (int h = 0; h < 2 && DROP; h++)
                     draw[h] = rng_row_pair(row_key[t][h], (uint32_t)(j0 + c_col(lane, nt, 0)) >> 1);
@@ -750,7 +755,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             }
             for (int h = 0; h < 2; h++) l[t][h] = l[t][h] * rescale[h] + sum[h]; /* the lane's */
         }
-        mma_wb<FWD_KEYS, MT>(o[0], s[0], Vs, ld, HP, lane);
+        mma_wb<KEYS, MT>(o[0], s[0], Vs, ld, HP, lane);
     }
 #pragma unroll
     for (int t = 0; t < MT; t++) {
@@ -786,7 +791,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                        const float *lse, const float *D, const int32_t *mask, int causal, float p,
                        uint64_t seed, const Heads g) {
 #if TC_ARCH
-    constexpr int MT = warp_tiles(HPC);
+    constexpr int MT = warp_tiles(HPC, false);
     if (DROP) seed ^= step_seed(g.step);
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
     int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
@@ -901,7 +906,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                          const bf16 *vh, const float *lse, const float *D, const int32_t *mask,
                          int causal, float p, uint64_t seed, const Heads g) {
 #if TC_ARCH
-    constexpr int MT = warp_tiles(HPC);
+    constexpr int MT = warp_tiles(HPC, false);
     if (DROP) seed ^= step_seed(g.step);
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
     int HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP), lane = threadIdx.x & 31,
@@ -996,8 +1001,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 /* Dynamic shared memory of the tensor-core kernels, in bytes: bf16 tiles of tile_stride(HS),
  * the streamed ones twice (the tile computed on and the next). Forward at HS = 64: 45 KB; up to
  * 85 KB at HS = 128, above the default 48 KB, so the launch raises the limit. */
-static size_t fwd_tc_shared_bytes(int warps, int MT, int HS) {
-    return sizeof(bf16) * (warps * MT * TC + 4 * FWD_KEYS) * tile_stride(HS);
+static size_t fwd_tc_shared_bytes(int warps, int MT, int keys, int HS) {
+    return sizeof(bf16) * (warps * MT * TC + 4 * keys) * tile_stride(HS);
 }
 static size_t dq_tc_shared_bytes(int warps, int MT, int HS) {
     return sizeof(bf16) * (2 * warps * MT * TC + 4 * BWD_TILE) * tile_stride(HS);
@@ -1009,12 +1014,12 @@ static size_t dkdv_tc_shared_bytes(int warps, int MT, int HS) {
  * tensor-core kernels' compiled shape: HP = 64 and 128 have kernels of their own (loops unrolled
  * whole, no branches on HP), other sizes HPC = 0 (HP at run time); DROP = p > 0, so that p = 0
  * runs no dropout code at all; grid and threads set for `problems` heads of T rows at
- * warp_tiles(HPC) m16 tiles a warp. */
+ * warp_tiles(HPC, forward) m16 tiles a warp. */
 template <typename F>
-static void with_kernel_shape(int HS, float p, int problems, int T, dim3 *grid, unsigned *threads,
-                              F launch) {
+static void with_kernel_shape(int HS, float p, bool forward, int problems, int T, dim3 *grid,
+                              unsigned *threads, F launch) {
     auto drop = [&](auto hpc) {
-        int warps = att_launch_shape(grid, threads, problems, T, warp_tiles(hpc) * TC);
+        int warps = att_launch_shape(grid, threads, problems, T, warp_tiles(hpc, forward) * TC);
         if (p > 0.0f)
             launch(hpc, std::true_type(), warps);
         else
@@ -1261,14 +1266,16 @@ void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse,
             return;
         }
         if (out_bf16) a.out = (bf16 *)out_bf16;
-        with_kernel_shape(HS, p, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
-            constexpr int HPC = decltype(hp)::value;
-            constexpr bool DROP = decltype(drop)::value;
-            auto *kernel = flash_forward_tc_kernel<HPC, DROP>;
-            size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes(warps, warp_tiles(HPC), HS));
-            flash_forward_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
-                out, a.out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
-        });
+        with_kernel_shape(
+            HS, p, true, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
+                constexpr int HPC = decltype(hp)::value;
+                constexpr bool DROP = decltype(drop)::value;
+                auto *kernel = flash_forward_tc_kernel<HPC, DROP>;
+                size_t bytes = allow_shared(
+                    kernel, fwd_tc_shared_bytes(warps, warp_tiles(HPC, true), fwd_keys(HPC), HS));
+                flash_forward_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
+                    out, a.out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
+            });
     } else {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
         flash_forward_kernel<<<grid, threads, fwd_shared_bytes(warps, HS)>>>(
@@ -1322,12 +1329,12 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     if (dq) {
         if (tc) {
             with_kernel_shape(
-                HS, p, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
+                HS, p, false, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
                     constexpr int HPC = decltype(hp)::value;
                     constexpr bool DROP = decltype(drop)::value;
                     auto *kernel = flash_dq_tc_kernel<HPC, DROP>;
                     size_t bytes =
-                        allow_shared(kernel, dq_tc_shared_bytes(warps, warp_tiles(HPC), HS));
+                        allow_shared(kernel, dq_tc_shared_bytes(warps, warp_tiles(HPC, false), HS));
                     flash_dq_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
                         dq, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
                 });
@@ -1341,12 +1348,12 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     if (dk || dv) {
         if (tc) {
             with_kernel_shape(
-                HS, p, B * NKV, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
+                HS, p, false, B * NKV, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
                     constexpr int HPC = decltype(hp)::value;
                     constexpr bool DROP = decltype(drop)::value;
                     auto *kernel = flash_dkdv_tc_kernel<HPC, DROP>;
-                    size_t bytes =
-                        allow_shared(kernel, dkdv_tc_shared_bytes(warps, warp_tiles(HPC), HS));
+                    size_t bytes = allow_shared(
+                        kernel, dkdv_tc_shared_bytes(warps, warp_tiles(HPC, false), HS));
                     flash_dkdv_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
                         dk, dv, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
                 });

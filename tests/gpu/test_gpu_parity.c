@@ -1139,7 +1139,10 @@ static float att_rope;
 #define ATT_BF16_TOL 2e-2
 #define ATT_BF16_LSE_TOL 1e-2
 #define ATT_ROUNDED_TOL 2e-3
-#define ATT_KEY_TILE 64 /* attention.cu's FWD_KEYS */
+/* keys of forward's tiles (attention.cu's fwd_keys): 32 at head sizes padded to 128, else 64 */
+static int att_key_tile(int HS) {
+    return (HS + 15) / 16 * 16 == 128 ? 32 : 64;
+}
 
 static double bf(float x) {
     return bf16_to_f32(f32_to_bf16(x));
@@ -1160,7 +1163,7 @@ static int att_visible(const AttCase *c, int b, int i, int j) {
 
 static void att_rounded(const AttCase *c, int forward, float *out, float *lse, float *dq, float *dk,
                         float *dv) {
-    int T = c->T, HS = c->HS, G = c->NH / c->NKV;
+    int T = c->T, HS = c->HS, G = c->NH / c->NKV, tile = att_key_tile(HS);
     size_t ldq = (size_t)c->NH * HS, ldkv = (size_t)c->NKV * HS;
     double scale = 1.0 / sqrt((double)HS), *s = malloc(2 * T * sizeof *s), *run = s + T;
     for (int b = 0; b < c->B; b++)
@@ -1181,7 +1184,7 @@ static void att_rounded(const AttCase *c, int forward, float *out, float *lse, f
                 for (int j = 0; j < T; j++) { /* run: the max as the kernel has it at j's tile */
                     l += s[j] == -INFINITY ? 0.0 : exp(s[j] - mx);
                     run[j] = j ? run[j - 1] : -INFINITY;
-                    for (int t = j; j % ATT_KEY_TILE == 0 && t < j + ATT_KEY_TILE && t < T; t++)
+                    for (int t = j; j % tile == 0 && t < j + tile && t < T; t++)
                         run[j] = s[t] > run[j] ? s[t] : run[j];
                 }
                 if (forward) lse[bh * T + i] = l > 0.0 ? (float)(mx + log(l)) : INFINITY;
