@@ -414,14 +414,17 @@ static void test_shards(void) {
     CHECK(v[0] == 3 && v[2] == 5);
     st_shards_close(&s);
     st_shards_close(&s); /* closed twice: fine */
-    char path[700];
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    CHECK(remove(path) == 0);
+    char path[700], index[700];
+    snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    CHECK(rename(tmp_path("rt.safetensors"), path) == 0); /* one file: test_round_trip's */
-    CHECK_OK(st_shards_open(&s, dir, &err), &err);
-    CHECK(s.n == 1 && st_shards_find(&s, "layer.0.weight") == &s.files[0]);
-    st_shards_close(&s);
+    CHECK(rename(tmp_path("rt.safetensors"), path) == 0);     /* one file: test_round_trip's */
+    for (int with_index = 1; with_index >= 0; with_index--) { /* the one file wins, as in HF */
+        CHECK_OK(st_shards_open(&s, dir, &err), &err);
+        CHECK(s.n == 1 && st_shards_find(&s, "layer.0.weight") == &s.files[0] &&
+              !st_shards_find(&s, "a"));
+        st_shards_close(&s);
+        CHECK(!with_index || remove(index) == 0);
+    }
     CHECK(remove(path) == 0);
     CHECK(st_shards_open(&s, dir, &err) == -1 && strstr(err.msg, "model.safetensors") &&
           s.files == NULL);

@@ -71,8 +71,9 @@ const StTensor *safetensors_find(const SafeTensors *st, const char *name); /* NU
 const char *safetensors_metadata(const SafeTensors *st, const char *key);  /* NULL if absent */
 int64_t st_numel(const StTensor *t); /* product of shape; 1 for a scalar */
 
-/* The weights of a Hugging Face checkpoint directory: dir/model.safetensors, or else the shards
- * that dir/model.safetensors.index.json's weight_map names (transformers' sharded save, for
+/* The weights of a Hugging Face checkpoint directory: dir/model.safetensors where it is there (as
+ * transformers reads them), else the shards that dir/model.safetensors.index.json's weight_map
+ * names (transformers' sharded save, for
  * models over its max_shard_size). Opening checks that the index is well formed, names plain
  * files beside it and that each shard holds the tensors the map puts there. */
 typedef struct StShards {

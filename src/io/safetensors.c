@@ -525,9 +525,12 @@ static int open_shards(StShards *s, const char *dir, const cJSON *map, LfError *
 
 int st_shards_open(StShards *s, const char *dir, LfError *err) {
     memset(s, 0, sizeof *s);
+    char one[sizeof s->path];
+    snprintf(one, sizeof one, "%s/model.safetensors", dir);
     snprintf(s->path, sizeof s->path, "%s/model.safetensors.index.json", dir);
-    if (access(s->path, F_OK) != 0) { /* one file (and its errors, if it is missing too) */
-        snprintf(s->path, sizeof s->path, "%s/model.safetensors", dir);
+    /* transformers' order: the one file where it is there (and its errors where neither is) */
+    if (access(one, F_OK) == 0 || access(s->path, F_OK) != 0) {
+        memcpy(s->path, one, sizeof one);
         s->files = calloc(1, sizeof *s->files);
         if (!s->files) return lf_fail(err, "out of memory");
         s->n = 1;

@@ -479,8 +479,8 @@ static void rope_from_divisors(ModelConfig *cfg, const float *d, int n) {
                                       .low_freq_factor = 1,
                                       .high_freq_factor = 4,
                                       .original_max_positions = 8192};
-    rope_divisors_of(cfg, want);
     int meta = cfg->num_heads > 0 && n == cfg->hidden_size / cfg->num_heads / 2;
+    if (meta) rope_divisors_of(cfg, want);
     for (int i = 0; i < n && meta; i++) meta = fabsf(want[i] - d[i]) <= 1e-6f * want[i];
     if (meta) return;
     cfg->rope_scaling = (RopeScaling){.type = ROPE_DIVISORS, .n_divisors = n};
