@@ -1,0 +1,38 @@
+/* fuzz_model_config.c: libFuzzer target for a Hugging Face config.json (model_config_load),
+ * RoPE's scaling included. The input is the file. A config that loads must be valid
+ * (model_config_validate), give finite, non-negative RoPE frequencies, one for each pair of a
+ * head for a Llama and none for the others, and survive model_config_save -> load unchanged. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fuzz_util.h"
+#include "loraft/model_config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static ModelConfig cfg, back;
+    const char *path = fuzz_write("config.json", data, size);
+    char saved[128];
+    snprintf(saved, sizeof saved, "%s", path);
+    LfError err;
+    int rc = model_config_load(&cfg, saved, &err);
+    if (rc) {
+        remove(saved);
+        FUZZ_ASSERT(err.msg[0]);
+        return 0;
+    }
+    FUZZ_ASSERT(model_config_validate(&cfg, "fuzz", &err) == 0);
+    RopeFreqs r;
+    model_rope_freqs(&cfg, &r);
+    FUZZ_ASSERT(r.half == (cfg.arch == ARCH_LLAMA ? cfg.hidden_size / cfg.num_heads / 2 : 0));
+    for (int i = 0; i < r.half; i++) FUZZ_ASSERT(r.inv_freq[i] >= 0.0f && r.inv_freq[i] < 1e30f);
+    FUZZ_ASSERT(model_config_save(&cfg, saved, &err) == 0);
+    FUZZ_ASSERT(model_config_load(&back, saved, &err) == 0);
+    remove(saved);
+    FUZZ_ASSERT(memcmp(&cfg, &back, offsetof(ModelConfig, labels)) == 0);
+    for (int i = 0; i < cfg.num_labels; i++) FUZZ_ASSERT(!strcmp(cfg.labels[i], back.labels[i]));
+    return 0;
+}
