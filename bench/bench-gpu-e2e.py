@@ -7,8 +7,9 @@ own process, in the same run (issue 10).
         [--precision bf16,fp32] [--steps 10] [--tokens 8192] [--device cuda|cpu] [--smoke]
         [--loraft-bench build/bench_train_step] [--no-pytorch] [--timeout 150]
 
-Models: DistilBERT-base (sequence classification, LoRA on q_lin, v_lin) and SmolLM2-135M
-(causal LM, LoRA on all seven projections), r 8, alpha 16, dropout 0.1 / 0.05, built from
+Models: DistilBERT-base (sequence classification, LoRA on q_lin, v_lin), SmolLM2-135M and
+(--cases llama3-2048) Llama-3.2-1B's shape (causal LM, LoRA on all seven projections), r 8,
+alpha 16, dropout 0.1 / 0.05, built from
 their real configs (below) with random weights on both sides: loraft from the config.json
 this script writes (bench_train_step --random), PyTorch with from_config. Nothing is read
 from disk or the network. Each step is forward, backward, clipping and AdamW over
@@ -60,14 +61,28 @@ CONFIGS = {
         "num_attention_heads": 9, "num_hidden_layers": 30, "num_key_value_heads": 3,
         "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_theta": 100000.0,
         "tie_word_embeddings": True, "vocab_size": 49152},
+    "llama3": {  # meta-llama/Llama-3.2-1B: 128k vocabulary, llama3 RoPE scaling
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "attention_bias": False,
+        "attention_dropout": 0.0, "bos_token_id": 128000, "eos_token_id": 128001,
+        "head_dim": 64, "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+        "intermediate_size": 8192, "max_position_embeddings": 131072, "mlp_bias": False,
+        "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8,
+        "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+        "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                         "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+        "rope_theta": 500000.0, "tie_word_embeddings": True, "vocab_size": 128256},
 }
 SMOKE = {"distilbert": {"dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 2,
                         "vocab_size": 1000, "max_position_embeddings": 64},
          "smollm2": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-                     "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000}}
+                     "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000},
+         "llama3": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+                    "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
+                    "head_dim": 16, "bos_token_id": 0, "eos_token_id": 1}}
 LORA = {"distilbert": (["q_lin", "v_lin"], 0.1),
         "smollm2": (["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                      "down_proj"], 0.05)}
+LORA["llama3"] = LORA["smollm2"]
 
 
 def dims(name, cfg):

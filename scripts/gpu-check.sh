@@ -6,8 +6,8 @@
 # instructions per tile from their SASS, bench/sass-paths.py), end to end loraft vs PyTorch +
 # PEFT (bench/bench-gpu-e2e.py, one step per model and length), generation's prefill and decode
 # against transformers (bench/bench-gpu-generate.py), a per-kernel time breakdown of a bf16 step (bench/profile-step.py,
-# ncu), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32,
-# and last the whole CTest suite.
+# ncu), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32, the whole CTest
+# suite, and last, where time remains, end to end at Llama-3.2-1B's shape.
 #
 # Usage: scripts/gpu-check.sh [OUT]   (default build-gpu/gpu-check)
 # Every log and summary.txt go to OUT (emptied first, so nothing stale is read). summary.txt is
@@ -205,4 +205,14 @@ filter=()
 step build_all 300 cmake --build "$build" -j"$(nproc)" &&
   step ctest 240 ctest --test-dir "$build" -j"$(nproc)" --timeout 200 --output-on-failure "${filter[@]}"
 show ctest "tests passed|tests failed|\*\*\*Failed|Skipped" 20
+
+# last, so that it takes only time left over: a 1B model at Llama 3.2's shape (head size 64,
+# 128k vocabulary, llama3 RoPE), one loraft precision (the CPU's fp32 in a dry run)
+note "== end to end at Llama-3.2-1B's shape, where time remains"
+l3_precision=bf16/nographs
+[ "$dry" = 1 ] && l3_precision=fp32
+step e2e_llama3-2048 200 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py \
+  --cases llama3-2048 --precision "$l3_precision" --device "$e2e_device" \
+  --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
+show e2e_llama3-2048 "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
 [ $failed -eq 0 ]
