@@ -1,5 +1,19 @@
-# lm_compat_common.sh: what test_peft_compat_lm.sh and test_peft_compat_gpt2.sh share, sourced
-# once they have set bin (loraft), py (the venv's python) and tmp.
+# lm_compat_common.sh: what the language-model compatibility tests (test_peft_compat_lm.sh,
+# _gpt2.sh, _reward.sh, test_hf_llama3.sh) share, sourced first.
+
+# lm_compat_setup NAME: bin (loraft), data (../shared/data), vocab (the GPT-2 tokenizer the tiny
+# models use), py (the venv's python of scripts/setup-python.sh) and tmp (a fresh
+# /tmp/loraft-NAME-XXXXXX, removed at exit); skips (77), saying why, without the tokenizer or
+# the venv.
+lm_compat_setup() {
+  bin=${LORAFT_BIN:-build/loraft}
+  data=${LORAFT_SHARED_DATA:-../shared/data}
+  vocab=$data/tokenizers/gpt2
+  [ -d "$vocab" ] || { echo "SKIP: $vocab (the GPT-2 tokenizer) is absent"; exit 77; }
+  if ! py=$(scripts/setup-python.sh --check 2>&1); then echo "SKIP: $py"; exit 77; fi
+  tmp=$(mktemp -d "/tmp/loraft-$1-XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+}
 
 # Training texts (3 sentences each) in $tmp/train.jsonl; validation texts of 1 to 3 sentences in
 # $tmp/valid.jsonl, one of them longer than max_length (right-truncated) and one a single token

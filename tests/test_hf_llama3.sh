@@ -11,17 +11,10 @@
 #  3. a shard missing from the directory is a clear error naming it.
 # Skips, saying why, without the GPT-2 tokenizer or the venv of scripts/setup-python.sh.
 set -euo pipefail
-bin=${LORAFT_BIN:-build/loraft}
-data=${LORAFT_SHARED_DATA:-../shared/data}
-vocab=$data/tokenizers/gpt2
-[ -d "$vocab" ] || { echo "SKIP: $vocab (the tokenizer of the model) is absent"; exit 77; }
-if ! py=$(scripts/setup-python.sh --check 2>&1); then echo "SKIP: $py"; exit 77; fi
-tmp=$(mktemp -d /tmp/loraft-hf-llama3-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+. tests/lm_compat_common.sh
+lm_compat_setup hf-llama3
 tol=2e-5
 max_len=32
-
-. tests/lm_compat_common.sh
 write_corpus
 
 "$py" - "$tmp" "$vocab" "$max_len" <<'EOF' >"$tmp/hf.txt"

@@ -17,17 +17,10 @@
 #     its weight as PEFT does ([in, out]) and gives PEFT's loss; resuming that run from its
 #     step-4 checkpoint (training state with the Conv1D weight) ends where the whole run does.
 set -euo pipefail
-bin=${LORAFT_BIN:-build/loraft}
-data=${LORAFT_SHARED_DATA:-../shared/data}
-vocab=$data/tokenizers/gpt2
-[ -d "$vocab" ] || { echo "SKIP: $vocab (the GPT-2 tokenizer) is absent"; exit 77; }
-if ! py=$(scripts/setup-python.sh --check 2>&1); then echo "SKIP: $py"; exit 77; fi
-tmp=$(mktemp -d /tmp/loraft-peft-gpt2-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+. tests/lm_compat_common.sh
+lm_compat_setup peft-gpt2
 max_len=32
 prompt="Anne walked to the garden"
-
-. tests/lm_compat_common.sh
 write_corpus
 
 "$bin" init --arch gpt2 --layers 2 --hidden 64 --heads 4 --max-positions 64 \

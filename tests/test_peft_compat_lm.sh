@@ -21,17 +21,10 @@
 # decimals, i.e. the loss to about 1e-8 at these perplexities); all losses must agree within
 # 2e-5 (f32 throughout; the observed differences are about 1e-6).
 set -euo pipefail
-bin=${LORAFT_BIN:-build/loraft}
-data=${LORAFT_SHARED_DATA:-../shared/data}
-vocab=$data/tokenizers/gpt2
-[ -d "$vocab" ] || { echo "SKIP: $vocab (the GPT-2 tokenizer of the tiny llama) is absent"; exit 77; }
-if ! py=$(scripts/setup-python.sh --check 2>&1); then echo "SKIP: $py"; exit 77; fi
-tmp=$(mktemp -d /tmp/loraft-peft-lm-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+. tests/lm_compat_common.sh
+lm_compat_setup peft-lm
 tol=2e-5
 max_len=32
-
-. tests/lm_compat_common.sh
 write_corpus
 
 for head in tied untied; do

@@ -19,13 +19,8 @@
 # loraft scores in batches of 4 (rows of different lengths, right-padded), transformers the six
 # rows at once.
 set -euo pipefail
-bin=${LORAFT_BIN:-build/loraft}
-data=${LORAFT_SHARED_DATA:-../shared/data}
-vocab=$data/tokenizers/gpt2
-[ -d "$vocab" ] || { echo "SKIP: $vocab (the GPT-2 tokenizer of the tiny llama) is absent"; exit 77; }
-if ! py=$(scripts/setup-python.sh --check 2>&1); then echo "SKIP: $py"; exit 77; fi
-tmp=$(mktemp -d /tmp/loraft-peft-rm-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+. tests/lm_compat_common.sh
+lm_compat_setup peft-rm
 
 "$py" - "$tmp" <<'EOF'
 import json, random, sys
