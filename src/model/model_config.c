@@ -465,8 +465,6 @@ static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     return model_config_validate(cfg, path, err);
 }
 
-static void rope_divisors_of(const ModelConfig *cfg, float *d);
-
 /* A GGUF's rope_freqs divisors: Meta's Llama 3.1 / 3.2 scaling (llama3 with low_freq_factor 1,
  * high_freq_factor 4, original_max_position_embeddings 8192 and factor the largest divisor) when
  * they are that to float rounding, so that the config has its config.json form; else the divisors
@@ -479,8 +477,8 @@ static void rope_from_divisors(ModelConfig *cfg, const float *d, int n) {
                                       .low_freq_factor = 1,
                                       .high_freq_factor = 4,
                                       .original_max_positions = 8192};
-    int meta = cfg->num_heads > 0 && n == cfg->hidden_size / cfg->num_heads / 2;
-    if (meta) rope_divisors_of(cfg, want);
+    int meta = cfg->num_heads > 0 && n == cfg->hidden_size / cfg->num_heads / 2 &&
+               model_rope_divisors(cfg, want) == n;
     for (int i = 0; i < n && meta; i++) meta = fabsf(want[i] - d[i]) <= 1e-6f * want[i];
     if (meta) return;
     cfg->rope_scaling = (RopeScaling){.type = ROPE_DIVISORS, .n_divisors = n};
@@ -749,19 +747,13 @@ void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r) {
                     llama ? cfg->hidden_size / cfg->num_heads : 0, &cfg->rope_scaling);
 }
 
-/* d[HS/2]: cfg's llama3 or per-pair divisors */
-static void rope_divisors_of(const ModelConfig *cfg, float *d) {
+int model_rope_divisors(const ModelConfig *cfg, float *d) {
     const RopeScaling *s = &cfg->rope_scaling;
+    if (cfg->arch != ARCH_LLAMA || (s->type != ROPE_LLAMA3 && s->type != ROPE_DIVISORS)) return 0;
     int HS = cfg->hidden_size / cfg->num_heads;
     for (int i = 0; i < HS / 2 && i < ROPE_MAX_PAIRS; i++) {
         double inv = plain_inv_freq(cfg->rope_theta, i, HS);
         d[i] = s->type == ROPE_DIVISORS ? s->divisors[i] : (float)(inv / llama3_inv_freq(inv, s));
     }
-}
-
-int model_rope_divisors(const ModelConfig *cfg, float *d) {
-    const RopeScaling *s = &cfg->rope_scaling;
-    if (cfg->arch != ARCH_LLAMA || (s->type != ROPE_LLAMA3 && s->type != ROPE_DIVISORS)) return 0;
-    rope_divisors_of(cfg, d);
-    return cfg->hidden_size / cfg->num_heads / 2;
+    return HS / 2;
 }
