@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama or gpt2
+"""A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama, qwen2 or gpt2
 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
-(docs/FORMATS.md): Llama's q_proj / k_proj rows permuted for GGUF's RoPE layout; GPT-2's
+(docs/FORMATS.md): Llama's q_proj / k_proj rows permuted for GGUF's RoPE layout (Qwen2's are
+not: llama.cpp rotates its halves as transformers does, and its q, k, v biases go as they are); GPT-2's
 Conv1D weights transposed to [out, in] and token_embd copied as output.weight. The tests use it
 to check that a model loads alike from both formats.
 
@@ -53,15 +54,16 @@ def kv(k, t, v):
 arch = cfg["model_type"]
 w = load_file(src + "/model.safetensors")
 tensors = []
-if arch == "llama":
-    A = "llama."
+if arch in ("llama", "qwen2"):
+    A = arch + "."
+    theta = cfg.get("rope_theta") or cfg["rope_parameters"]["rope_theta"]  # transformers 5
     kvs = [kv(A + "block_count", 4, cfg["num_hidden_layers"]),
            kv(A + "embedding_length", 4, cfg["hidden_size"]),
            kv(A + "feed_forward_length", 4, cfg["intermediate_size"]),
            kv(A + "attention.head_count", 4, cfg["num_attention_heads"]),
            kv(A + "attention.head_count_kv", 4, cfg["num_key_value_heads"]),
            kv(A + "context_length", 4, cfg["max_position_embeddings"]),
-           kv(A + "rope.freq_base", 6, float(cfg["rope_theta"])),
+           kv(A + "rope.freq_base", 6, float(theta)),
            kv(A + "attention.layer_norm_rms_epsilon", 6, cfg["rms_norm_eps"])]
     hd = cfg["hidden_size"] // cfg["num_attention_heads"]
 
@@ -79,9 +81,9 @@ if arch == "llama":
         else:
             p = base.split(".")
             g = "blk.%s.%s" % (p[2], per[".".join(p[3:])])
-            if p[3:] == ["self_attn", "q_proj"]:
+            if arch == "llama" and p[3:] == ["self_attn", "q_proj"]:
                 x = permute(x, cfg["num_attention_heads"])
-            if p[3:] == ["self_attn", "k_proj"]:
+            if arch == "llama" and p[3:] == ["self_attn", "k_proj"]:
                 x = permute(x, cfg["num_key_value_heads"])
         tensors.append((g + "." + param, x))
 elif arch == "gpt2":
@@ -108,7 +110,7 @@ elif arch == "gpt2":
         if g == "token_embd":
             tensors.append(("output.weight", x))  # the converter's copy of the tied head
 else:
-    sys.exit(f"write-tiny-gguf: model_type {arch} (llama or gpt2)")
+    sys.exit(f"write-tiny-gguf: model_type {arch} (llama, qwen2 or gpt2)")
 kvs = [kv("general.architecture", 8, arch)] + kvs + [
     kv("tokenizer.ggml.model", 8, "gpt2"), kv("tokenizer.ggml.pre", 8, "gpt-2"),
     kv("tokenizer.ggml.tokens", 9, (8, tokens)), kv("tokenizer.ggml.token_type", 9, (5, types)),

@@ -12,7 +12,7 @@ lm_compat_setup() {
   [ -d "$vocab" ] || { echo "SKIP: $vocab (the GPT-2 tokenizer) is absent"; exit 77; }
   if ! py=$(scripts/setup-python.sh --check 2>&1); then echo "SKIP: $py"; exit 77; fi
   tmp=$(mktemp -d "/tmp/loraft-$1-XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
+  trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
 }
 
 # Training texts (3 sentences each) in $tmp/train.jsonl; validation texts of 1 to 3 sentences in

@@ -99,7 +99,7 @@ static void expect_unrecognised(const char *jinja) {
     ChatTemplate t;
     LfError err = {{0}};
     CHECK(chat_template_detect(jinja, &t, &err) == -1);
-    CHECK(strstr(err.msg, "chatml, smollm2, llama3, plain") != NULL);
+    CHECK(strstr(err.msg, "chatml, smollm2, qwen2, qwen2.5, llama3, plain") != NULL);
 }
 
 static void test_detect(const cJSON *root) {
@@ -113,18 +113,22 @@ static void test_detect(const cJSON *root) {
         free(escaped);
         size_t len = strlen(jinja);
         char *s = malloc(len + 3);
+        len -= len && jinja[len - 1] == '\n'; /* Qwen2.5's ends with one */
         memcpy(s, jinja, len);
+        s[len] = '\0';
+        expect_detected(s, t->string);
         memcpy(s + len, "\n", 2);
         expect_detected(s, t->string); /* Jinja drops one trailing newline */
         memcpy(s + len, "\n\n", 3);
         expect_unrecognised(s); /* but not two */
-        memcpy(s, jinja, len + 1);
+        memcpy(s, jinja, len);
+        s[len] = '\0';
         s[len / 2] = s[len / 2] == 'x' ? 'y' : 'x';
         expect_unrecognised(s);
         free(s);
         n++;
     }
-    CHECK(n == 4);
+    CHECK(n == 6);
     expect_unrecognised("{{ bos_token }}{% for message in messages %}{{ message['content'] }}"
                         "{% endfor %}");
     ChatTemplate tt;
@@ -134,8 +138,8 @@ static void test_detect(const cJSON *root) {
 }
 
 static void test_names(void) {
-    static const char *names[] = {"chatml", "smollm2", "llama3", "plain"};
-    for (int i = 0; i < 4; i++) {
+    static const char *names[] = {"chatml", "smollm2", "qwen2", "qwen2.5", "llama3", "plain"};
+    for (int i = 0; i < 6; i++) {
         ChatTemplate t;
         LfError err;
         CHECK_OK(chat_template_by_name(names[i], &t, &err), &err);

@@ -629,13 +629,15 @@ static const char *write_tiny(const TinySpec *sp) {
         snprintf(k[i], sizeof k[i], "%s.%s", sp->arch, suffix[i]);
         kvs[n++] = (GgufWriteKV){.key = k[i], .type = GGUF_UINT32, .u = vals[i]};
     }
-    int llama = strcmp(sp->arch, "llama") == 0;
-    kvs[n++] = (GgufWriteKV){.key = llama ? "llama.attention.layer_norm_rms_epsilon"
-                                          : "gpt2.attention.layer_norm_epsilon",
-                             .type = GGUF_FLOAT32,
-                             .f = 1e-5};
-    if (llama)
-        kvs[n++] = (GgufWriteKV){.key = "llama.rope.freq_base", .type = GGUF_FLOAT32, .f = 1e5};
+    int llama = strcmp(sp->arch, "gpt2") != 0; /* llama, qwen2: the same keys */
+    char eps[64], base[64], scaling[64], factor[64];
+    snprintf(eps, sizeof eps, "%s.attention.layer_norm_%s", sp->arch,
+             llama ? "rms_epsilon" : "epsilon");
+    snprintf(base, sizeof base, "%s.rope.freq_base", sp->arch);
+    snprintf(scaling, sizeof scaling, "%s.rope.scaling.type", sp->arch);
+    snprintf(factor, sizeof factor, "%s.rope.scaling.factor", sp->arch);
+    kvs[n++] = (GgufWriteKV){.key = eps, .type = GGUF_FLOAT32, .f = 1e-5};
+    if (llama) kvs[n++] = (GgufWriteKV){.key = base, .type = GGUF_FLOAT32, .f = 1e5};
     kvs[n++] = (GgufWriteKV){.key = "tokenizer.ggml.tokens",
                              .type = GGUF_ARRAY,
                              .elem_type = GGUF_STRING,
@@ -643,11 +645,9 @@ static const char *write_tiny(const TinySpec *sp) {
                              .arr = tokens};
     kvs[n++] = (GgufWriteKV){.key = "tokenizer.ggml.eos_token_id", .type = GGUF_UINT32, .u = 2};
     if (sp->scaling)
-        kvs[n++] =
-            (GgufWriteKV){.key = "llama.rope.scaling.type", .type = GGUF_STRING, .s = sp->scaling};
+        kvs[n++] = (GgufWriteKV){.key = scaling, .type = GGUF_STRING, .s = sp->scaling};
     if (sp->scaling_factor)
-        kvs[n++] = (GgufWriteKV){
-            .key = "llama.rope.scaling.factor", .type = GGUF_FLOAT32, .f = sp->scaling_factor};
+        kvs[n++] = (GgufWriteKV){.key = factor, .type = GGUF_FLOAT32, .f = sp->scaling_factor};
     GgufWriteTensor ts[4];
     int nt = 0;
     ts[nt++] =
@@ -729,6 +729,13 @@ static void test_arch(void) {
     s = llama;
     s.arch = "bert";
     expect_arch(&s, "architecture 'bert' is not supported", &a, __LINE__);
+    s = llama; /* qwen2: llama's keys under its own name */
+    s.arch = "qwen2";
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(strcmp(a.arch, "qwen2") == 0 && a.n_kv_heads == 1 && a.rope_theta == 1e5f);
+    CHECK(a.norm_eps == 1e-5f && a.head_dim == 4 && a.tied_embeddings == 1);
+    s.scaling = "yarn"; /* Qwen2.5's long-context GGUFs */
+    expect_arch(&s, "RoPE scaling (qwen2.rope.scaling.type 'yarn') is not supported", &a, __LINE__);
 
     TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}};
     expect_arch(&gpt2, NULL, &a, __LINE__);
@@ -786,6 +793,13 @@ static void test_hf_names(void) {
         {"llama", "blk.1.ffn_gate.weight", "model.layers.1.mlp.gate_proj.weight", GGUF_FIX_NONE},
         {"llama", "blk.1.ffn_up.weight", "model.layers.1.mlp.up_proj.weight", GGUF_FIX_NONE},
         {"llama", "blk.1.ffn_down.weight", "model.layers.1.mlp.down_proj.weight", GGUF_FIX_NONE},
+        /* qwen2: llama's names, q and k in HF's row order (llama.cpp rotates halves for it) */
+        {"qwen2", "blk.3.attn_q.weight", "model.layers.3.self_attn.q_proj.weight", GGUF_FIX_NONE},
+        {"qwen2", "blk.3.attn_q.bias", "model.layers.3.self_attn.q_proj.bias", GGUF_FIX_NONE},
+        {"qwen2", "blk.0.attn_k.bias", "model.layers.0.self_attn.k_proj.bias", GGUF_FIX_NONE},
+        {"qwen2", "blk.0.attn_v.bias", "model.layers.0.self_attn.v_proj.bias", GGUF_FIX_NONE},
+        {"qwen2", "output.weight", "lm_head.weight", GGUF_FIX_NONE},
+        {"qwen2", "blk.1.ffn_gate.weight", "model.layers.1.mlp.gate_proj.weight", GGUF_FIX_NONE},
         {"gpt2", "token_embd.weight", "transformer.wte.weight", GGUF_FIX_NONE},
         {"gpt2", "position_embd.weight", "transformer.wpe.weight", GGUF_FIX_NONE},
         {"gpt2", "output_norm.bias", "transformer.ln_f.bias", GGUF_FIX_NONE},

@@ -1,7 +1,8 @@
-/* test_model_config.c: config.json loading and saving for DistilBERT, BERT, Llama and GPT-2.
- * The literal configs below are the config.json files of distilbert-base-uncased,
- * sentence-transformers/all-MiniLM-L6-v2 and openai-community/gpt2 as published on the Hugging
- * Face hub, so the expected values are what transformers itself reads from them. */
+/* test_model_config.c: config.json loading and saving for DistilBERT, BERT, Llama, Qwen2 and
+ * GPT-2. The literal configs below are the config.json files of distilbert-base-uncased,
+ * sentence-transformers/all-MiniLM-L6-v2, openai-community/gpt2 and Qwen/Qwen2.5-0.5B-Instruct as
+ * published on the Hugging Face hub, so the expected values are what transformers itself reads
+ * from them. */
 #include "check.h"
 #include "loraft/fileio.h"
 #include "loraft/model_config.h"
@@ -42,6 +43,17 @@ static const char *openai_gpt2 =
     "true,"
     " \"task_specific_params\": {\"text-generation\": {\"do_sample\": true, \"max_length\": 50}},"
     " \"vocab_size\": 50257}";
+
+static const char *qwen2_5_0_5b_instruct =
+    "{\"architectures\": [\"Qwen2ForCausalLM\"], \"attention_dropout\": 0.0,"
+    " \"bos_token_id\": 151643, \"eos_token_id\": 151645, \"hidden_act\": \"silu\","
+    " \"hidden_size\": 896, \"initializer_range\": 0.02, \"intermediate_size\": 4864,"
+    " \"max_position_embeddings\": 32768, \"max_window_layers\": 21, \"model_type\": \"qwen2\","
+    " \"num_attention_heads\": 14, \"num_hidden_layers\": 24, \"num_key_value_heads\": 2,"
+    " \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0, \"sliding_window\": 32768,"
+    " \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\","
+    " \"transformers_version\": \"4.43.1\", \"use_cache\": true, \"use_sliding_window\": false,"
+    " \"vocab_size\": 151936}";
 
 static int load_literal(const char *json, ModelConfig *cfg, LfError *err) {
     if (file_write_atomic(cfg_path, json, strlen(json), err)) return -1;
@@ -87,6 +99,47 @@ static void test_hub_configs(void) {
     ModelConfig d; /* GPT2Config()'s defaults are the hub's gpt2 */
     model_config_defaults(&d, ARCH_GPT2);
     CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+
+    CHECK(load_literal(qwen2_5_0_5b_instruct, &c, &err) == 0);
+    CHECK(c.arch == ARCH_QWEN2 && arch_is_llama(c.arch) && c.vocab_size == 151936);
+    CHECK(c.hidden_size == 896 && c.num_layers == 24 && c.num_heads == 14 && c.num_kv_heads == 2);
+    CHECK(c.ffn_size == 4864 && c.max_positions == 32768 && c.activation == ACT_SILU);
+    CHECK(c.rope_theta == 1e6f && c.rope_scaling.type == ROPE_DEFAULT && c.layer_norm_eps == 1e-6f);
+    CHECK(c.tie_word_embeddings && c.bos_token_id == 151643 && c.eos_token_id == 151645);
+    CHECK(c.pad_token_id == -1 && c.attention_dropout == 0 && !c.score_head);
+}
+
+/* Qwen2's options: Qwen2Config()'s defaults, sliding-window attention refused (use_sliding_window,
+ * or a layer of layer_types that is not full_attention), attention_bias ignored as transformers
+ * ignores it (q, k and v have biases whatever it says), the score class. */
+static void test_qwen2_options(void) {
+    ModelConfig c, d;
+    LfError err = {{0}};
+    model_config_defaults(&d, ARCH_QWEN2);
+    CHECK(d.vocab_size == 151936 && d.hidden_size == 4096 && d.ffn_size == 22016);
+    CHECK(d.max_positions == 32768 && d.bos_token_id == -1 && d.eos_token_id == -1);
+    CHECK(d.num_heads == 32 && d.num_kv_heads == 32 && d.rope_theta == 10000.0f);
+    CHECK(load_literal("{\"model_type\":\"qwen2\"}", &c, &err) == 0);
+    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    CHECK(load_literal("{\"model_type\":\"qwen2\",\"num_hidden_layers\":2,\"layer_types\":"
+                       "[\"full_attention\",\"full_attention\"],\"attention_bias\":true}",
+                       &c, &err) == 0);
+    FAIL("{\"model_type\":\"qwen2\",\"use_sliding_window\":true}", "sliding-window attention");
+    FAIL("{\"model_type\":\"qwen2\",\"layer_types\":[\"full_attention\",\"sliding_attention\"]}",
+         "sliding-window attention");
+    FAIL("{\"model_type\":\"qwen2\",\"layer_types\":\"full_attention\"}", "must be a list");
+    FAIL("{\"model_type\":\"qwen2\",\"use_sliding_window\":1}", "must be a boolean");
+    CHECK(load_literal("{\"model_type\":\"qwen2\",\"architectures\":"
+                       "[\"Qwen2ForSequenceClassification\"],\"num_labels\":1}",
+                       &c, &err) == 0 &&
+          c.score_head && c.num_labels == 1);
+    CHECK(model_config_save(&c, cfg_path, &err) == 0);
+    char *text;
+    size_t len;
+    CHECK(file_read_all(cfg_path, &text, &len, &err) == 0);
+    CHECK(strstr(text, "\"Qwen2ForSequenceClassification\"") &&
+          strstr(text, "\"use_sliding_window\":\tfalse") && !strstr(text, "attention_bias"));
+    free(text);
 }
 
 /* GPT-2's n_inner (null: 4 * n_embd) and the variants loraft refuses. */
@@ -127,7 +180,7 @@ static void test_labels_and_options(void) {
 
 static void test_errors(void) {
     FAIL("{\"model_type\":\"roberta\"}",
-         "model_type 'roberta' is not supported (supported: distilbert, bert, llama, gpt2)");
+         "model_type 'roberta' is not supported (supported: distilbert, bert, llama, qwen2, gpt2)");
     FAIL("{\"dim\":768}", "key 'model_type' is missing");
     FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
     FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
@@ -193,15 +246,15 @@ static void test_round_trip(Arch arch) {
     model_config_defaults(&a, arch);
     CHECK(model_config_validate(&a, "defaults", NULL) == 0);
     a.vocab_size = 1000, a.hidden_size = 96, a.num_layers = 3, a.num_heads = 4, a.ffn_size = 200;
-    a.num_kv_heads = arch == ARCH_LLAMA ? 2 : 4;
-    int decoder = arch == ARCH_LLAMA || arch == ARCH_GPT2;
-    a.max_positions = 128, a.activation = arch == ARCH_LLAMA ? ACT_SILU : ACT_GELU_TANH;
-    a.hidden_dropout = arch == ARCH_LLAMA ? 0.0f : 0.15f; /* Llama has no such key */
+    int llama = arch_is_llama(arch), decoder = llama || arch == ARCH_GPT2;
+    a.num_kv_heads = llama ? 2 : 4;
+    a.max_positions = 128, a.activation = llama ? ACT_SILU : ACT_GELU_TANH;
+    a.hidden_dropout = llama ? 0.0f : 0.15f; /* Llama has no such key */
     a.attention_dropout = 0.05f, a.initializer_range = 0.01f;
     a.classifier_dropout = decoder ? 0.0f : 0.3f; /* no such key in the decoders */
     a.pad_token_id = 1, a.num_labels = 3;
     if (arch == ARCH_BERT) a.type_vocab_size = 4, a.layer_norm_eps = 1e-5f;
-    if (arch == ARCH_LLAMA)
+    if (llama)
         a.rope_theta = 100000.0f, a.tie_word_embeddings = 1, a.bos_token_id = 5,
         a.eos_token_id = -1, a.layer_norm_eps = 1e-5f;
     if (arch == ARCH_GPT2) a.embedding_dropout = 0.07f, a.bos_token_id = 7, a.eos_token_id = 9;
@@ -223,13 +276,14 @@ static void test_round_trip(Arch arch) {
     const cJSON *archs = cJSON_GetObjectItem(root, "architectures");
     const char *want = arch == ARCH_BERT    ? "BertForSequenceClassification"
                        : arch == ARCH_LLAMA ? "LlamaForCausalLM"
+                       : arch == ARCH_QWEN2 ? "Qwen2ForCausalLM"
                        : arch == ARCH_GPT2  ? "GPT2LMHeadModel"
                                             : "DistilBertForSequenceClassification";
     CHECK(cJSON_IsArray(archs) && !strcmp(cJSON_GetArrayItem(archs, 0)->valuestring, want));
     CHECK(!strcmp(cJSON_GetObjectItem(root, "model_type")->valuestring, arch_name(arch)));
     CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "label2id"), "pos")->valueint == 2);
     /* shortest decimal, as transformers writes it */
-    CHECK(strstr(text, arch == ARCH_LLAMA ? "0.05," : "0.15,") != NULL);
+    CHECK(strstr(text, llama ? "0.05," : "0.15,") != NULL);
     cJSON_Delete(root);
     free(text);
 
@@ -251,7 +305,7 @@ static void test_score_head(void) {
                        &d, &err) == 0);
     CHECK(d.score_head == 0); /* not a BERT class: ignored */
     FAIL("{\"model_type\":\"llama\",\"architectures\":[\"LlamaForSequenceClassification\"]}",
-         "a score head only on llama, with one label"); /* 2 labels by default */
+         "a score head only on llama and qwen2, with one label"); /* 2 labels by default */
     CHECK(model_config_save(&c, cfg_path, &err) == 0);
     CHECK(model_config_load(&d, cfg_path, &err) == 0 && d.score_head == 1 && d.num_labels == 1);
     char *text;
@@ -382,11 +436,14 @@ int main(void) {
     test_round_trip(ARCH_BERT);
     test_round_trip(ARCH_LLAMA);
     test_round_trip(ARCH_GPT2);
+    test_round_trip(ARCH_QWEN2);
     test_gpt2_options();
+    test_qwen2_options();
     test_score_head();
     test_rope();
     CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&
-          !strcmp(arch_name(ARCH_BERT), "bert") && !strcmp(arch_name(ARCH_GPT2), "gpt2"));
+          !strcmp(arch_name(ARCH_BERT), "bert") && !strcmp(arch_name(ARCH_GPT2), "gpt2") &&
+          !strcmp(arch_name(ARCH_QWEN2), "qwen2"));
     nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return check_report();
 }

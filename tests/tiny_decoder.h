@@ -1,6 +1,6 @@
 /* tiny_decoder.h: the seeded tiny decoders the generation tests share (tests/test_generate.c on
- * the CPU, tests/gpu/test_gpu_generate.c on both backends): a 2-layer Llama or GPT-2 of VOCAB
- * tokens, optionally with a LoRA adapter of random B on every projection so the branch changes
+ * the CPU, tests/gpu/test_gpu_generate.c on both backends): a 2-layer Llama, Qwen2 or GPT-2 of
+ * VOCAB tokens, its biases random (not the 0 of their init), optionally with a LoRA adapter of random B on every projection so the branch changes
  * the logits, and the full-recompute logits the KV cache is checked against. */
 #ifndef LORAFT_TESTS_TINY_DECODER_H
 #define LORAFT_TESTS_TINY_DECODER_H
@@ -16,7 +16,8 @@ enum { VOCAB = 61, SEQ = 13, PREFILL = 5 };
 /* The model on ops for batches of one sequence of up to max_len tokens, in precision prec. GPT-2
  * (arch) ties its head and has as many KV heads as heads. lora 1: LoRA on every projection, 2: on
  * PEFT's default targets (q and v; c_attn), 0: none (nothing trains: a model opened to run, as
- * model_open's without an adapter). Every LoRA B is random (the same values on any ops). */
+ * model_open's without an adapter). Every LoRA B and bias is random (the same values on any
+ * ops). */
 static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
                                   int tied, int lora, int max_len, Precision prec, LfError *err) {
     ModelConfig c;
@@ -40,7 +41,9 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     float host[32 * 48]; /* the largest B: [ffn or 3 * hidden, r] */
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
-        if (!p->is_lora || !strstr(p->name, "lora_B")) continue;
+        size_t len = strlen(p->name);
+        int bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
+        if (!bias && (!p->is_lora || !strstr(p->name, "lora_B"))) continue;
         for (size_t j = 0; j < p->numel; j++) host[j] = 0.3f * (rng_next_uniform(&r) - 0.5f);
         ops->upload(p->value, host, p->numel * sizeof(float));
     }

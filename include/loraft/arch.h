@@ -1,5 +1,6 @@
 /* arch.h: the contract between the model core (src/model.c) and an architecture
- * (src/bert.c: DistilBERT and BERT; src/llama.c: Llama-family decoders; src/gpt2.c: GPT-2).
+ * (src/bert.c: DistilBERT and BERT; src/llama.c: Llama-family decoders, Qwen2 among them;
+ * src/gpt2.c: GPT-2).
  *
  * An architecture owns its modules, the activations its backward needs and its forward and
  * backward, written out by hand side by side. The core owns the parameter table, LoRA (which
@@ -37,8 +38,9 @@ typedef struct Plan {
     size_t ref[PLAN_LAYER_TAKES][2];
 } Plan;
 
+/* One ArchImpl may serve several Arch values (arch_llama: llama and qwen2); messages and GGUF
+ * name the model by its model_type (arch_name). */
 struct ArchImpl {
-    const char *name;   /* "distilbert", "bert" */
     const char *prefix; /* the base model's name prefix: what head-only training leaves out */
     const char *default_targets[2]; /* PEFT's default target_modules (or NULL) */
     Task task;                      /* what its head is for by default: the objective it serves */

@@ -13,6 +13,13 @@
  *   smollm2  chatml, plus "<|im_start|>system\nYou are a helpful AI assistant named SmolLM,
  *            trained by Hugging Face<|im_end|>\n" first when the first message is not a system
  *            turn. Recognised: SmolLM2-Instruct's template (135M, 360M, 1.7B).
+ *   qwen2    chatml, plus "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n" first
+ *            when the first message is not a system turn. Recognised: Qwen1.5-Chat's and
+ *            Qwen2-Instruct's template.
+ *   qwen2.5  the same with "You are Qwen, created by Alibaba Cloud. You are a helpful
+ *            assistant." as the default system turn. Recognised: Qwen2.5-Instruct's template,
+ *            which renders the same for these roles (its tools and tool calls are not rendered:
+ *            roles are system, user and assistant only).
  *   llama3   "<|begin_of_text|>" (BOS is part of the rendered text: tokenize it without adding
  *            special tokens, as apply_chat_template(tokenize=True) does), then per message
  *            "<|start_header_id|>" role "<|end_header_id|>\n\n" content "<|eot_id|>", the
@@ -49,12 +56,13 @@ typedef enum ChatFormat { CHAT_FORMAT_CHATML, CHAT_FORMAT_LLAMA3, CHAT_FORMAT_PL
 enum { CHAT_MAX_STOPS = 2 };
 
 typedef struct ChatTemplate {
-    const char *name; /* "chatml", "smollm2", "llama3", "plain" */
+    const char *name; /* "chatml", "smollm2", "qwen2", "qwen2.5", "llama3", "plain" */
     ChatFormat format;
     const char *default_system; /* rendered when the first message is not a system turn; or NULL */
     /* End-of-turn strings generation stops at, besides the tokenizer's EOS; NULL-terminated.
-     * chatml, smollm2: "<|im_end|>"; llama3: "<|eot_id|>", "<|end_of_text|>" (each one special
-     * token); plain: "\nUser:" (text: match it in the decoded continuation and cut it off). */
+     * chatml, smollm2, qwen2, qwen2.5: "<|im_end|>"; llama3: "<|eot_id|>", "<|end_of_text|>" (each
+     * one special token); plain: "\nUser:" (text: match it in the decoded continuation and cut it
+     * off). */
     const char *stops[CHAT_MAX_STOPS + 1];
 } ChatTemplate;
 

@@ -2,6 +2,7 @@
  * the process exit status; they are the only code that prints errors for the user. */
 #pragma once
 #include "loraft/model.h"
+#include "loraft/quant.h" /* GgmlType */
 
 typedef struct Command {
     const char *name;
@@ -55,6 +56,12 @@ typedef struct CliRuntime {
     {"precision", OPT_STR, &(rt).precision,                                                       \
      "fp32, tf32 or bf16 GEMMs (default auto: the most the device runs)"}
 /* clang-format on */
+
+/* The model m (its LoRA merged) as a GGUF file llama.cpp reads at path, every 2-D weight as type,
+ * with the metadata of the tokenizer in vocab_from (a directory or file text_tokenizer_open
+ * reads) when it is byte-level BPE: loraft init --gguf, loraft merge --format gguf of an HF
+ * directory. */
+int cli_write_gguf(Model *m, const char *path, GgmlType type, const char *vocab_from, LfError *err);
 
 /* The op table, base dtype and precision rt names; -1 with the error on an unknown name. */
 int cli_runtime(const CliRuntime *rt, const Ops **ops, BaseDtype *dtype, Precision *precision,

@@ -1,5 +1,5 @@
 /* gguf.h: reader and writer for GGUF (llama.cpp's model format, versions 2 and 3), the
- * Llama / GPT-2 architecture metadata in it, and the mapping of its tensors to Hugging
+ * Llama / Qwen2 / GPT-2 architecture metadata in it, and the mapping of its tensors to Hugging
  * Face's names and layout.
  *
  * File layout (all little-endian):
@@ -143,7 +143,7 @@ int gguf_read_f32(const Gguf *g, const char *name, int ndim, const int64_t *shap
 
 /* A Llama-family or GPT-2 model described by its metadata (`<arch>.*` keys) and tensors. */
 typedef struct GgufArch {
-    char arch[32];       /* general.architecture: "llama" or "gpt2" */
+    char arch[32];       /* general.architecture: "llama", "qwen2" or "gpt2" */
     int n_layers;        /* block_count */
     int hidden;          /* embedding_length */
     int ffn;             /* feed_forward_length */
@@ -166,7 +166,8 @@ typedef struct GgufArch {
 
 /* Reads and checks the architecture: the required keys are present, sizes are positive,
  * heads divide hidden (and kv heads divide heads), and token_embd.weight (and output.weight
- * when present) has shape [vocab, hidden]. Llama's RoPE scaling: linear (rope.scaling.type and
+ * when present) has shape [vocab, hidden]. Llama's (and Qwen2's: the same keys under qwen2.*)
+ * RoPE scaling: linear (rope.scaling.type and
  * factor) or a rope_freqs tensor of head_dim / 2 positive F32 divisors; other scaling types and
  * experts are refused: loraft does not implement them. */
 int gguf_arch(const Gguf *g, GgufArch *a, LfError *err);
@@ -179,8 +180,9 @@ typedef enum GgufFix {
     GGUF_FIX_TRANSPOSE,   /* gpt2 Conv1D weights: HF stores [in, out], GGUF [out, in] */
 } GgufFix;
 
-/* HF tensor name of a GGUF tensor of architecture arch ("llama" or "gpt2"), e.g.
- * blk.3.attn_q.weight -> model.layers.3.self_attn.q_proj.weight, and the fix it needs.
+/* HF tensor name of a GGUF tensor of architecture arch ("llama", "qwen2" or "gpt2"), e.g.
+ * blk.3.attn_q.weight -> model.layers.3.self_attn.q_proj.weight, and the fix it needs (qwen2's
+ * q and k need none: llama.cpp's converter leaves them in HF's order).
  * Fails for a name the architecture does not have. */
 int gguf_hf_name(const char *arch, const char *gguf_name, char *out, size_t cap, GgufFix *fix,
                  LfError *err);

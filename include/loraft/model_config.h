@@ -1,10 +1,9 @@
 /* model_config.h: the Hugging Face config.json of a DistilBERT, BERT (BERT-derived
- * ones such as all-MiniLM-L6-v2 included), Llama-family or GPT-2 checkpoint, read into
- * one flat struct and written back in a form transformers' AutoConfig loads.
- * Keys absent from the file keep HF's defaults; keys of the wrong JSON type,
- * unsupported options and inconsistent sizes are errors naming the file and the
- * key. Not a general HF config parser: only what classification with the encoders and
- * causal language modelling with the decoders need. */
+ * ones such as all-MiniLM-L6-v2 included), Llama-family (Llama, Qwen2) or GPT-2 checkpoint, read
+ * into one flat struct and written back in a form transformers' AutoConfig loads. Keys absent from
+ * the file keep HF's defaults; keys of the wrong JSON type, unsupported options and inconsistent
+ * sizes are errors naming the file and the key. Not a general HF config parser: only what
+ * classification with the encoders and causal language modelling with the decoders need. */
 #pragma once
 
 #include "loraft/error.h"
@@ -19,7 +18,13 @@ extern "C" {
 /* The largest LoRA rank (lora.r, adapter_config.json's r). */
 #define LORA_MAX_R 4096
 
-typedef enum Arch { ARCH_DISTILBERT, ARCH_BERT, ARCH_LLAMA, ARCH_GPT2 } Arch;
+/* ARCH_QWEN2 (Qwen2, Qwen2.5) is Llama with biases on q, k and v, and its own model_type,
+ * class names and GGUF architecture: arch_is_llama covers both. */
+typedef enum Arch { ARCH_DISTILBERT, ARCH_BERT, ARCH_LLAMA, ARCH_GPT2, ARCH_QWEN2 } Arch;
+
+static inline int arch_is_llama(Arch a) {
+    return a == ARCH_LLAMA || a == ARCH_QWEN2;
+}
 
 /* RoPE's frequency scaling, as transformers computes it (config.json's rope_scaling, or
  * rope_parameters since transformers 5; rope_type or the older key type): default (none), linear
@@ -67,13 +72,14 @@ typedef struct ModelConfig {
 /* HF's defaults: distilbert-base-uncased / bert-base-uncased, 2 labels. */
 void model_config_defaults(ModelConfig *cfg, Arch arch);
 
-/* path: a config.json, a directory containing one, or a Llama or GPT-2 .gguf file (its
+/* path: a config.json, a directory containing one, or a Llama, Qwen2 or GPT-2 .gguf file (its
  * metadata read as transformers reads it). */
 int model_config_load(ModelConfig *cfg, const char *path, LfError *err);
 
 /* Writes an HF-loadable config.json (atomically) to path: model_type,
  * architectures (DistilBertForSequenceClassification, BertForSequenceClassification,
- * LlamaForCausalLM or, with score_head, LlamaForSequenceClassification, GPT2LMHeadModel),
+ * LlamaForCausalLM or, with score_head, LlamaForSequenceClassification, GPT2LMHeadModel,
+ * Qwen2ForCausalLM or Qwen2ForSequenceClassification),
  * every size, dropout and activation key,
  * id2label and label2id. Fails on an invalid cfg. */
 int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);
@@ -87,7 +93,9 @@ int model_config_savable(const ModelConfig *cfg, const char *where, LfError *err
  * source in the message. */
 int model_config_validate(const ModelConfig *cfg, const char *where, LfError *err);
 
-const char *arch_name(Arch arch); /* "distilbert" / "bert" / "llama" / "gpt2" */
+/* HF's model_type: "distilbert" / "bert" / "llama" / "gpt2" / "qwen2" (for the decoders also
+ * their GGUF general.architecture) */
+const char *arch_name(Arch arch);
 
 /* cfg's rope_scaling from the text of a config.json's rope_scaling object (json), read as
  * config.json's; errors say what is wrong with it. */

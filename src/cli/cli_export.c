@@ -1,10 +1,27 @@
 /* cli_export.c: `loraft export-gguf` writes a PEFT LoRA adapter as a llama.cpp LoRA adapter
- * (GGUF), for `llama-cli -m BASE.gguf --lora F.gguf`. */
+ * (GGUF), for `llama-cli -m BASE.gguf --lora F.gguf`; and the GGUF model writer that init and
+ * merge share. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "loraft/checkpoint.h"
 #include "loraft/cli.h"
 #include "loraft/gguf_export.h"
+#include "loraft/text.h"
+
+int cli_write_gguf(Model *m, const char *path, GgmlType type, const char *vocab_from,
+                   LfError *err) {
+    TextTokenizer tok;
+    BpeArrays vocab;
+    void *vocab_mem = NULL;
+    if (text_tokenizer_open(&tok, vocab_from, err)) return -1;
+    int bpe = tok.kind == TEXT_BPE;
+    int rc = bpe ? bpe_to_arrays(tok.bpe, &vocab, &vocab_mem, err) : 0;
+    if (!rc) rc = gguf_export_model(m, path, type, NULL, bpe ? &vocab : NULL, err);
+    free(vocab_mem);
+    text_tokenizer_close(&tok);
+    return rc;
+}
 
 int cmd_export_gguf(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *out = NULL;

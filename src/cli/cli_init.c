@@ -41,24 +41,6 @@ static int quant_by_name(const char *name, GgmlType *out, LfError *err) {
                    quant_quantize_list());
 }
 
-/* --gguf: the model (no LoRA: nothing merges) as a GGUF file llama.cpp reads, every 2-D
- * weight quantised to quant, with the tokenizer's metadata when it is byte-level BPE. */
-static int write_gguf(Model *m, const char *path, const char *quant, const char *vocab_from,
-                      LfError *err) {
-    GgmlType type = GGML_F32;
-    if (quant_by_name(quant, &type, err)) return -1;
-    TextTokenizer tok;
-    BpeArrays vocab;
-    void *vocab_mem = NULL;
-    if (text_tokenizer_open(&tok, vocab_from, err)) return -1;
-    int bpe = tok.kind == TEXT_BPE;
-    int rc = bpe ? bpe_to_arrays(tok.bpe, &vocab, &vocab_mem, err) : 0;
-    if (!rc) rc = gguf_export_model(m, path, type, NULL, bpe ? &vocab : NULL, err);
-    free(vocab_mem);
-    text_tokenizer_close(&tok);
-    return rc;
-}
-
 /* loraft init's options (cmd_init) */
 typedef struct InitArgs {
     const char *arch, *vocab_from, *out, *gguf, *quant, *rope_scaling;
@@ -73,17 +55,19 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
         model_config_defaults(cfg, ARCH_DISTILBERT);
     else if (!strcmp(arch, "bert"))
         model_config_defaults(cfg, ARCH_BERT);
-    else if (!strcmp(arch, "llama"))
-        model_config_defaults(cfg, ARCH_LLAMA), cfg->tie_word_embeddings = !a->untied;
+    else if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2"))
+        model_config_defaults(cfg, arch[0] == 'l' ? ARCH_LLAMA : ARCH_QWEN2),
+            cfg->tie_word_embeddings = !a->untied;
     else if (!strcmp(arch, "gpt2") && !a->untied)
         model_config_defaults(cfg, ARCH_GPT2);
     else
-        return lf_fail(err, "--arch '%s'%s: expected distilbert, bert, llama or gpt2 (tied)", arch,
-                       a->untied ? " --untied" : "");
-    if (a->gguf && cfg->arch != ARCH_LLAMA && cfg->arch != ARCH_GPT2)
-        return lf_fail(err, "--gguf writes llama and gpt2 models only (--arch %s)", arch);
-    if ((a->rope_theta || a->rope_scaling) && cfg->arch != ARCH_LLAMA)
-        return lf_fail(err, "--rope-theta and --rope-scaling are llama's (--arch %s)", arch);
+        return lf_fail(err, "--arch '%s'%s: expected distilbert, bert, llama, qwen2 or gpt2 (tied)",
+                       arch, a->untied ? " --untied" : "");
+    if (a->gguf && !arch_is_llama(cfg->arch) && cfg->arch != ARCH_GPT2)
+        return lf_fail(err, "--gguf writes llama, qwen2 and gpt2 models only (--arch %s)", arch);
+    if ((a->rope_theta || a->rope_scaling) && !arch_is_llama(cfg->arch))
+        return lf_fail(err, "--rope-theta and --rope-scaling are llama's and qwen2's (--arch %s)",
+                       arch);
     if (a->rope_theta < 0 || !isfinite(a->rope_theta))
         return lf_fail(err, "--rope-theta %g: a RoPE base is finite and > 0", a->rope_theta);
     if (a->rope_theta > 0) cfg->rope_theta = a->rope_theta;
@@ -137,7 +121,9 @@ static int init_checkpoint(const InitArgs *a, LfError *err) {
         snprintf(path, sizeof path, "%s/model.safetensors", out),
             rc = model_save_weights(&m, path, 0, err);
     if (!rc) rc = tokenizer_copy_files(a->vocab_from, out, err);
-    if (!rc && a->gguf) rc = write_gguf(&m, a->gguf, a->quant, a->vocab_from, err);
+    GgmlType type = GGML_F32;
+    if (!rc && a->gguf && !(rc = quant_by_name(a->quant, &type, err)))
+        rc = cli_write_gguf(&m, a->gguf, type, a->vocab_from, err);
     if (!rc)
         printf("wrote %s: %s, %d layers, hidden %d, %d heads, ffn %d, vocab %d, %zu parameters\n",
                out, a->arch, cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.ffn_size,
@@ -149,7 +135,7 @@ static int init_checkpoint(const InitArgs *a, LfError *err) {
 int cmd_init(int argc, char **argv) {
     InitArgs a = {.arch = "distilbert", .quant = "Q8_0"};
     const CliOpt opts[] = {
-        {"arch", OPT_STR, &a.arch, "distilbert (default), bert, llama or gpt2"},
+        {"arch", OPT_STR, &a.arch, "distilbert (default), bert, llama, qwen2 or gpt2"},
         {"layers", OPT_INT, &a.layers, "transformer layers (default: the base model's)"},
         {"hidden", OPT_INT, &a.hidden, "hidden size C"},
         {"heads", OPT_INT, &a.heads, "attention heads (must divide hidden)"},

@@ -132,7 +132,9 @@ static int gguf_type_parse(const char *s, GgmlType *out) {
 /* The merged model as an HF directory (atomically replaced as a whole) or a GGUF file. */
 static int merge_write(Model *m, const char *model, const char *out, int gguf, GgmlType type,
                        LfError *err) {
-    if (gguf) return gguf_export_model(m, out, type, gguf_is_path(model) ? model : NULL, NULL, err);
+    if (gguf) /* the tokenizer: the source GGUF's metadata, or the HF directory's files */
+        return gguf_is_path(model) ? gguf_export_model(m, out, type, model, NULL, err)
+                                   : cli_write_gguf(m, out, type, model, err);
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
     int rc =

@@ -1,10 +1,11 @@
-/* gguf_arch.c: what a GGUF file's metadata and tensor names mean for the two decoder
- * families loraft knows, Llama and GPT-2: the GgufArch config, the GGUF <-> Hugging Face
- * tensor names (one table per architecture, read both ways), and the Q/K row permutation
- * llama.cpp's converter applies (see gguf.h). Names follow llama.cpp's convert_hf_to_gguf.py
- * (blk.N.attn_q, ...) and transformers' LlamaForCausalLM / GPT2LMHeadModel. Deliberately not
- * a model loader: it reads no tensor data and does not check that every layer's tensors are
- * present. */
+/* gguf_arch.c: what a GGUF file's metadata and tensor names mean for the decoder families
+ * loraft knows, Llama (and Qwen2, Llama with q, k, v biases) and GPT-2: the GgufArch config, the
+ * GGUF <-> Hugging Face tensor names (one table per architecture, read both ways), and the Q/K
+ * row permutation llama.cpp's converter applies to Llama's (not Qwen2's: llama.cpp rotates its
+ * halves as transformers does; see gguf.h). Names follow llama.cpp's convert_hf_to_gguf.py
+ * (blk.N.attn_q, ...) and transformers' LlamaForCausalLM / Qwen2ForCausalLM / GPT2LMHeadModel.
+ * Deliberately not a model loader: it reads no tensor data and does not check that every layer's
+ * tensors are present. */
 #include "loraft/gguf.h"
 
 #include <inttypes.h>
@@ -97,14 +98,15 @@ static int vocab_size(const Gguf *g, GgufArch *a, LfError *err) {
 /* Llama's RoPE scaling: none, linear (a factor), or rope_freqs' divisor of each frequency. */
 static int rope_scaling(const Gguf *g, GgufArch *a, LfError *err) {
     const GgufStr *type = NULL;
-    const char *key = "llama.rope.scaling.type";
+    char key[64];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a->arch);
     if (gguf_find_kv(g, key) && gguf_get_str(g, key, &type, err)) return -1;
     int linear = type && !strcmp(type->s, "linear");
     if (type && !linear && strcmp(type->s, "none") != 0)
         return lf_fail(err, "%s: RoPE scaling (%s '%.40s') is not supported (none, linear)",
                        g->path, key, type->s);
     if (linear) {
-        key = "llama.rope.scaling.factor";
+        snprintf(key, sizeof key, "%s.rope.scaling.factor", a->arch);
         if (gguf_get_f32(g, key, &a->rope_linear, err)) return -1;
         if (!(a->rope_linear > 0 && a->rope_linear <= 1e6f))
             return lf_fail(err, "%s: %s %g is out of range (0, 1e6]", g->path, key, a->rope_linear);
@@ -126,27 +128,27 @@ static int rope_scaling(const Gguf *g, GgufArch *a, LfError *err) {
     return 0;
 }
 
-/* Llama keys beyond the common ones, and the features loraft refuses. */
+/* Llama's (and Qwen2's) keys beyond the common ones, and the features loraft refuses. */
 static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
-    if (arch_int(g, "llama", "attention.head_count_kv", a->n_heads, &a->n_kv_heads, err) ||
-        arch_float(g, "llama", "rope.freq_base", 10000.0f, &a->rope_theta, err) ||
-        arch_float(g, "llama", "attention.layer_norm_rms_epsilon", 0, &a->norm_eps, err))
+    const char *arch = a->arch;
+    if (arch_int(g, arch, "attention.head_count_kv", a->n_heads, &a->n_kv_heads, err) ||
+        arch_float(g, arch, "rope.freq_base", 10000.0f, &a->rope_theta, err) ||
+        arch_float(g, arch, "attention.layer_norm_rms_epsilon", 0, &a->norm_eps, err))
         return -1;
     if (a->n_heads % a->n_kv_heads)
-        return lf_fail(err,
-                       "%s: llama.attention.head_count %d is not a multiple of "
-                       "head_count_kv %d",
-                       g->path, a->n_heads, a->n_kv_heads);
+        return lf_fail(err, "%s: %s.attention.head_count %d is not a multiple of head_count_kv %d",
+                       g->path, arch, a->n_heads, a->n_kv_heads);
     int rot = 0;
-    if (arch_int(g, "llama", "rope.dimension_count", a->head_dim, &rot, err)) return -1;
+    if (arch_int(g, arch, "rope.dimension_count", a->head_dim, &rot, err)) return -1;
     if (rot != a->head_dim)
         return lf_fail(err,
-                       "%s: llama.rope.dimension_count %d differs from the head size %d: "
+                       "%s: %s.rope.dimension_count %d differs from the head size %d: "
                        "partial rotary embeddings are not supported",
-                       g->path, rot, a->head_dim);
+                       g->path, arch, rot, a->head_dim);
     if (rope_scaling(g, a, err)) return -1;
     uint32_t experts = 0;
-    const char *key = "llama.expert_count";
+    char key[64];
+    snprintf(key, sizeof key, "%s.expert_count", arch);
     if (gguf_find_kv(g, key) && gguf_get_u32(g, key, &experts, err)) return -1;
     if (experts > 1)
         return lf_fail(err, "%s: mixture-of-experts models (%s %u) are not supported", g->path, key,
@@ -167,9 +169,10 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
     memset(a, 0, sizeof *a);
     const GgufStr *arch;
     if (gguf_get_str(g, "general.architecture", &arch, err)) return -1;
-    if (strcmp(arch->s, "llama") != 0 && strcmp(arch->s, "gpt2") != 0)
-        return lf_fail(err, "%s: architecture '%.40s' is not supported (llama, gpt2)", g->path,
-                       arch->s);
+    if (strcmp(arch->s, "llama") != 0 && strcmp(arch->s, "qwen2") != 0 &&
+        strcmp(arch->s, "gpt2") != 0)
+        return lf_fail(err, "%s: architecture '%.40s' is not supported (llama, qwen2, gpt2)",
+                       g->path, arch->s);
     snprintf(a->arch, sizeof a->arch, "%s", arch->s);
     if (arch_int(g, a->arch, "block_count", 0, &a->n_layers, err) ||
         arch_int(g, a->arch, "embedding_length", 0, &a->hidden, err) ||
@@ -181,7 +184,7 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
         return lf_fail(err, "%s: %s.embedding_length %d is not a multiple of head_count %d",
                        g->path, a->arch, a->hidden, a->n_heads);
     a->head_dim = a->hidden / a->n_heads;
-    int rc = strcmp(a->arch, "llama") == 0 ? llama_keys(g, a, err) : gpt2_keys(g, a, err);
+    int rc = strcmp(a->arch, "gpt2") != 0 ? llama_keys(g, a, err) : gpt2_keys(g, a, err);
     if (rc || vocab_size(g, a, err) ||
         check_matrix(g, "token_embd.weight", a->vocab_size, a->hidden, "[vocab, hidden]", err))
         return -1;
@@ -238,21 +241,24 @@ static const NameMap gpt2_layer[] = {
     {NULL, NULL, GGUF_FIX_NONE},
 };
 
-/* One architecture's names: the GGUF layer prefix is "blk", HF's layer_prefix. */
+/* One architecture's names: the GGUF layer prefix is "blk", HF's layer_prefix; permuted: q's and
+ * k's rows are in llama.cpp's order (the map's GGUF_FIX_UNPERMUTE_*), else as HF stores them. */
 typedef struct ArchNames {
     const char *arch, *layer_prefix;
     const NameMap *global, *layer;
+    int permuted;
 } ArchNames;
 
 static const ArchNames arch_names[] = {
-    {"llama", "model.layers", llama_global, llama_layer},
-    {"gpt2", "transformer.h", gpt2_global, gpt2_layer},
+    {"llama", "model.layers", llama_global, llama_layer, 1},
+    {"qwen2", "model.layers", llama_global, llama_layer, 0},
+    {"gpt2", "transformer.h", gpt2_global, gpt2_layer, 0},
 };
 
 static const ArchNames *find_arch(const char *arch, LfError *err) {
     for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
         if (strcmp(arch_names[i].arch, arch) == 0) return &arch_names[i];
-    lf_fail(err, "no Hugging Face names for architecture '%.40s' (llama, gpt2)", arch);
+    lf_fail(err, "no Hugging Face names for architecture '%.40s' (llama, qwen2, gpt2)", arch);
     return NULL;
 }
 
@@ -308,7 +314,11 @@ static int translate(const char *arch, const char *name, int to_hf, char *out, s
     if (n < 0 || (size_t)n >= cap)
         return lf_fail(err, "tensor '%s': the %s name does not fit in %zu bytes", name,
                        to_hf ? "Hugging Face" : "GGUF", cap);
-    *fix = m->fix == GGUF_FIX_TRANSPOSE && strcmp(param, "bias") == 0 ? GGUF_FIX_NONE : m->fix;
+    int unpermute = m->fix == GGUF_FIX_UNPERMUTE_Q || m->fix == GGUF_FIX_UNPERMUTE_K;
+    *fix =
+        (m->fix == GGUF_FIX_TRANSPOSE && strcmp(param, "bias") == 0) || (unpermute && !a->permuted)
+            ? GGUF_FIX_NONE
+            : m->fix;
     return 0;
 }
 

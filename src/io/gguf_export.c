@@ -95,7 +95,7 @@ static int out_add(Out *o, const char *name, const float *src, int64_t rows, int
 static int gguf_name(const Model *m, const char *hf, const char *suffix, char *out, GgufFix *fix,
                      LfError *err) {
     char base[GGUF_MAX_NAME];
-    if (gguf_name_of(m->arch->name, hf, base, sizeof base, fix, err)) return -1;
+    if (gguf_name_of(arch_name(m->cfg.arch), hf, base, sizeof base, fix, err)) return -1;
     if ((size_t)snprintf(out, GGUF_MAX_NAME, "%s%s", base, suffix) >= GGUF_MAX_NAME)
         return lf_fail(err, "tensor '%s%s': name too long for GGUF", base, suffix);
     return 0;
@@ -108,7 +108,7 @@ static int heads_for(const Model *m, GgufFix fix) {
 /* A Llama-family or GPT-2 language model: llama.cpp has no place for a classifier or reward
  * head. */
 static int check_decoder(const Model *m, const char *path, LfError *err) {
-    if (m->cfg.arch != ARCH_LLAMA && m->cfg.arch != ARCH_GPT2)
+    if (!arch_is_llama(m->cfg.arch) && m->cfg.arch != ARCH_GPT2)
         return lf_fail(err,
                        "%s: GGUF export is for Llama-family and GPT-2 decoders (the model is %s)",
                        path, arch_name(m->cfg.arch));
@@ -154,7 +154,7 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
                  : 0;
     }
     const GgufWriteKV kvs[] = {
-        {.key = "general.architecture", .type = GGUF_STRING, .s = m->arch->name},
+        {.key = "general.architecture", .type = GGUF_STRING, .s = arch_name(m->cfg.arch)},
         {.key = "general.type", .type = GGUF_STRING, .s = "adapter"},
         {.key = "general.name", .type = GGUF_STRING, .s = "loraft LoRA adapter"},
         {.key = "adapter.type", .type = GGUF_STRING, .s = "lora"},
@@ -185,13 +185,18 @@ static int copied_key(const char *key) {
     return 1;
 }
 
-/* The `llama.*` hyper-parameters of cfg, as convert_hf_to_gguf.py writes them. */
-static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv) {
-    static const char *const keys[] = {
-        "llama.context_length",       "llama.embedding_length",
-        "llama.block_count",          "llama.feed_forward_length",
-        "llama.attention.head_count", "llama.attention.head_count_kv",
-        "llama.rope.dimension_count", "llama.vocab_size"};
+/* Room for the names of llama_kvs' keys, which carry the architecture's prefix. */
+typedef char KeyNames[12][64];
+
+/* The `llama.*` (or `qwen2.*`) hyper-parameters of cfg, as convert_hf_to_gguf.py writes them,
+ * their names in names. */
+static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
+    static const char *const keys[] = {"context_length",       "embedding_length",
+                                       "block_count",          "feed_forward_length",
+                                       "attention.head_count", "attention.head_count_kv",
+                                       "rope.dimension_count", "vocab_size",
+                                       "rope.freq_base",       "attention.layer_norm_rms_epsilon",
+                                       "rope.scaling.type",    "rope.scaling.factor"};
     const int vals[] = {c->max_positions,
                         c->hidden_size,
                         c->num_layers,
@@ -200,19 +205,17 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv) {
                         c->num_kv_heads,
                         c->hidden_size / c->num_heads,
                         c->vocab_size};
-    int n = 0;
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
-        kv[n++] = (GgufWriteKV){.key = keys[i], .type = GGUF_UINT32, .u = (uint64_t)vals[i]};
-    kv[n++] =
-        (GgufWriteKV){.key = "llama.rope.freq_base", .type = GGUF_FLOAT32, .f = c->rope_theta};
-    kv[n++] = (GgufWriteKV){.key = "llama.attention.layer_norm_rms_epsilon",
-                            .type = GGUF_FLOAT32,
-                            .f = c->layer_norm_eps};
+        snprintf(names[i], sizeof names[i], "%s.%s", arch_name(c->arch), keys[i]);
+    int n = 0;
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++)
+        kv[n++] = (GgufWriteKV){.key = names[i], .type = GGUF_UINT32, .u = (uint64_t)vals[i]};
+    kv[n++] = (GgufWriteKV){.key = names[8], .type = GGUF_FLOAT32, .f = c->rope_theta};
+    kv[n++] = (GgufWriteKV){.key = names[9], .type = GGUF_FLOAT32, .f = c->layer_norm_eps};
     if (c->rope_scaling.type == ROPE_LINEAR) {
+        kv[n++] = (GgufWriteKV){.key = names[10], .type = GGUF_STRING, .s = "linear"};
         kv[n++] =
-            (GgufWriteKV){.key = "llama.rope.scaling.type", .type = GGUF_STRING, .s = "linear"};
-        kv[n++] = (GgufWriteKV){
-            .key = "llama.rope.scaling.factor", .type = GGUF_FLOAT32, .f = c->rope_scaling.factor};
+            (GgufWriteKV){.key = names[11], .type = GGUF_FLOAT32, .f = c->rope_scaling.factor};
     }
     return n;
 }
@@ -295,16 +298,18 @@ static size_t merged_bytes(const Model *m, GgmlType type) {
     return bytes;
 }
 
-/* The merged file's metadata: its own keys, llama.* from the config, and the source's
- * tokenizer.* and general.* keys (src NULL: plain_tokenizer_kvs). Returns the count. */
+/* The merged file's metadata: its own keys, llama.* from the config (their names in names), and
+ * the source's tokenizer.* and general.* keys (src NULL: plain_tokenizer_kvs). Returns the
+ * count. */
 static int merged_kvs(const Model *m, GgmlType type, const Gguf *src, const BpeArrays *vocab,
-                      GgufWriteKV *kv) {
+                      GgufWriteKV *kv, KeyNames names) {
     int n = 0;
-    kv[n++] = (GgufWriteKV){.key = "general.architecture", .type = GGUF_STRING, .s = m->arch->name};
+    kv[n++] = (GgufWriteKV){
+        .key = "general.architecture", .type = GGUF_STRING, .s = arch_name(m->cfg.arch)};
     kv[n++] = (GgufWriteKV){.key = "general.type", .type = GGUF_STRING, .s = "model"};
     kv[n++] = (GgufWriteKV){.key = "general.file_type", .type = GGUF_UINT32, .u = file_type(type)};
     kv[n++] = (GgufWriteKV){.key = "general.quantization_version", .type = GGUF_UINT32, .u = 2};
-    n += m->cfg.arch == ARCH_GPT2 ? gpt2_kvs(&m->cfg, kv + n) : llama_kvs(&m->cfg, kv + n);
+    n += m->cfg.arch == ARCH_GPT2 ? gpt2_kvs(&m->cfg, kv + n) : llama_kvs(&m->cfg, kv + n, names);
     if (!src) return n + plain_tokenizer_kvs(&m->cfg, vocab, kv + n);
     for (int i = 0; i < src->n_kvs; i++)
         if (copied_key(src->kvs[i].key))
@@ -353,7 +358,8 @@ int gguf_export_model(Model *m, const char *path, GgmlType type, const char *sou
     if (rc == 0 && !kv) rc = lf_fail(err, "out of memory");
     if (rc == 0) rc = merged_tensors(m, slot, type, &o, err);
     if (rc == 0) {
-        int n = merged_kvs(m, type, source_gguf ? &src : NULL, vocab, kv);
+        KeyNames names;
+        int n = merged_kvs(m, type, source_gguf ? &src : NULL, vocab, kv, names);
         rc = gguf_write(path, kv, n, o.ts, o.n, GGUF_DEFAULT_ALIGNMENT, err);
     }
     if (host) out_free(&o);

@@ -436,7 +436,6 @@ static void bert_backward(Model *m, Drop d) {
 }
 
 const ArchImpl arch_distilbert = {
-    .name = "distilbert",
     .prefix = "distilbert",
     .default_targets = {"q_lin", "v_lin"},
     .task = TASK_CLASSIFICATION,
@@ -450,7 +449,6 @@ const ArchImpl arch_distilbert = {
 };
 
 const ArchImpl arch_bert = {
-    .name = "bert",
     .prefix = "bert",
     .default_targets = {"query", "value"},
     .task = TASK_CLASSIFICATION,

@@ -391,7 +391,6 @@ static void gpt2_decode(Model *m, int n) {
 }
 
 const ArchImpl arch_gpt2 = {
-    .name = "gpt2",
     .prefix = "transformer",
     .default_targets = {"c_attn", NULL},
     .task = TASK_CAUSAL_LM,

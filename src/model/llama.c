@@ -1,14 +1,14 @@
-/* llama.c: the Llama family of decoders (Llama 2/3, SmolLM2, ...) as HF's LlamaForCausalLM
- * computes it (arch.h):
+/* llama.c: the Llama family of decoders (Llama 2/3, SmolLM2, Qwen2/2.5, ...) as HF's
+ * LlamaForCausalLM and Qwen2ForCausalLM compute it (arch.h):
  *   h0 = wte[ids]
  *   per layer:  a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1)))   n1 = rmsnorm(x)
  *               out = a + down(silu(gate(n2)) * up(n2))                n2 = rmsnorm(a)
  *   hidden = rmsnorm(out_L); the objective applies lm_head (tied to wte or its own weight), or
  *   a reward model's score (LlamaForSequenceClassification, one label)
- * with causal attention over grouped KV heads (NKV <= NH), RoPE on q and k, no biases and no
- * dropout but attention's (and LoRA's). Forward, backward and the cached decode (generation: one
- * token at a time against each layer's cached keys and values) side by side, as in bert.c; every
- * dense layer goes through the core's LoRA-aware linear. */
+ * with causal attention over grouped KV heads (NKV <= NH), RoPE on q and k, no biases (Qwen2:
+ * q's, k's and v's) and no dropout but attention's (and LoRA's). Forward, backward and the cached
+ * decode (generation: one token at a time against each layer's cached keys and values) side by
+ * side, as in bert.c; every dense layer goes through the core's LoRA-aware linear. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +71,7 @@ static int head_size(const Model *m) {
 /* tensors                                                                              */
 
 static int llama_max_params(const ModelConfig *c) {
-    return 3 + 9 * c->num_layers;
+    return 3 + 12 * c->num_layers;
 }
 
 static int llama_build(Model *m, LfError *err) {
@@ -81,7 +81,7 @@ static int llama_build(Model *m, LfError *err) {
     if (b) b->acts = calloc(c->num_layers, sizeof *b->acts);
     if (!b || !b->layers || !b->acts) return lf_fail(err, "out of memory");
     int C = c->hidden_size, F = c->ffn_size, HS = head_size(m);
-    int QC = c->num_heads * HS, KC = c->num_kv_heads * HS;
+    int QC = c->num_heads * HS, KC = c->num_kv_heads * HS, qkv_bias = c->arch == ARCH_QWEN2;
     model_rope_freqs(c, &b->rope);
     b->wte = model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
     b->wte->pad_row = c->pad_token_id;
@@ -90,9 +90,9 @@ static int llama_build(Model *m, LfError *err) {
         char name[128];
 #define MODULE(what) (snprintf(name, sizeof name, "model.layers.%d.%s", l, what), name)
         model_norm(m, &L->ln_attn, MODULE("input_layernorm"), C, 0);
-        model_linear(m, &L->q, MODULE("self_attn.q_proj"), C, QC, 0);
-        model_linear(m, &L->k, MODULE("self_attn.k_proj"), C, KC, 0);
-        model_linear(m, &L->v, MODULE("self_attn.v_proj"), C, KC, 0);
+        model_linear(m, &L->q, MODULE("self_attn.q_proj"), C, QC, qkv_bias);
+        model_linear(m, &L->k, MODULE("self_attn.k_proj"), C, KC, qkv_bias);
+        model_linear(m, &L->v, MODULE("self_attn.v_proj"), C, KC, qkv_bias);
         model_linear(m, &L->o, MODULE("self_attn.o_proj"), QC, C, 0);
         model_norm(m, &L->ln_ffn, MODULE("post_attention_layernorm"), C, 0);
         model_linear(m, &L->gate, MODULE("mlp.gate_proj"), C, F, 0);
@@ -437,7 +437,6 @@ static void llama_decode(Model *m, int n) {
 }
 
 const ArchImpl arch_llama = {
-    .name = "llama",
     .prefix = "model",
     .default_targets = {"q_proj", "v_proj"},
     .task = TASK_CAUSAL_LM,

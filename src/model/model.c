@@ -91,10 +91,9 @@ void train_spec_defaults(TrainSpec *s) {
 
 static const ArchImpl *arch_for(Arch a) {
     static const ArchImpl *const archs[] = {
-        [ARCH_DISTILBERT] = &arch_distilbert,
-        [ARCH_BERT] = &arch_bert,
-        [ARCH_LLAMA] = &arch_llama,
-        [ARCH_GPT2] = &arch_gpt2,
+        [ARCH_DISTILBERT] = &arch_distilbert, [ARCH_BERT] = &arch_bert,
+        [ARCH_LLAMA] = &arch_llama,           [ARCH_GPT2] = &arch_gpt2,
+        [ARCH_QWEN2] = &arch_llama,
     };
     return archs[a];
 }
@@ -217,7 +216,7 @@ static int attach_loras(Model *m, LfError *err) {
     for (int t = 0; t < s->n_targets; t++)
         if (!used[t])
             return lf_fail(err, "LoRA target module '%s' not found in the %s model", s->targets[t],
-                           m->arch->name);
+                           arch_name(m->cfg.arch));
     return 0;
 }
 
@@ -387,7 +386,7 @@ static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *r
         char name[GGUF_MAX_NAME + 64];
         GgufFix fix;
         if (!strcmp(g.tensors[t].name, GGUF_ROPE_FREQS)) continue; /* the config's (gguf_arch) */
-        if (gguf_hf_name(m->arch->name, g.tensors[t].name, name, sizeof name, &fix, err)) {
+        if (gguf_hf_name(arch_name(m->cfg.arch), g.tensors[t].name, name, sizeof name, &fix, err)) {
             rc = -1;
             break;
         }
@@ -840,7 +839,7 @@ static int gguf_storage(Model *m, const char *path, LfError *err) {
         char name[GGUF_MAX_NAME];
         GgufFix fix;
         if (!packable(m, m->linears[i])) continue;
-        rc = gguf_name_of(m->arch->name, w->name, name, sizeof name, &fix, err);
+        rc = gguf_name_of(arch_name(m->cfg.arch), w->name, name, sizeof name, &fix, err);
         const GgufTensor *t = rc ? NULL : gguf_find_tensor(&g, name);
         if (!rc && !t) rc = lf_fail(err, "%s: tensor '%s' (%s) not found", path, name, w->name);
         if (!rc && t->type != GGML_F32 && quant_can_dequantize(t->type)) w->dtype = (int)t->type;
@@ -1069,7 +1068,7 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     m->decode_graphs = 1;
     if (!(m->arch->tasks & 1u << spec->task))
         return lf_fail(err, "model.task %s: a %s model is for %s", m->objective->name,
-                       m->arch->name, objective_for(m->arch->task)->name);
+                       arch_name(m->cfg.arch), objective_for(m->arch->task)->name);
     if (spec->strategy == STRATEGY_LORA) resolve_defaults(&m->spec, m->arch, m->objective);
     if (resolve_precision(&m->spec, ops, err) || choose_attention(&m->spec, ops, err)) return -1;
     m->max_batch = max_batch;
@@ -1628,7 +1627,7 @@ int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
 
 int model_cache_reset(Model *m, int positions, LfError *err) {
     if (!m->arch->decode)
-        return lf_fail(err, "generation needs a decoder; %s is not one", m->arch->name);
+        return lf_fail(err, "generation needs a decoder; %s is not one", arch_name(m->cfg.arch));
     if (positions < 1 || positions > m->cfg.max_positions)
         return lf_fail(err, "a KV cache of %d positions: the model has %d", positions,
                        m->cfg.max_positions);

@@ -1,4 +1,4 @@
-/* model_config.c: HF config.json <-> ModelConfig for DistilBERT, BERT, Llama and GPT-2.
+/* model_config.c: HF config.json <-> ModelConfig for DistilBERT, BERT, Llama, Qwen2 and GPT-2.
  * The plain numeric keys of each architecture are one table (JSON name, type,
  * field), used both to read and to write; the few keys with rules of their own
  * (activation, position embeddings, BERT's nullable classifier_dropout, GPT-2's n_inner,
@@ -108,6 +108,8 @@ static const struct {
     [ARCH_LLAMA] = {"llama", "LlamaForCausalLM", "LlamaForSequenceClassification", "hidden_act",
                     llama_keys},
     [ARCH_GPT2] = {"gpt2", "GPT2LMHeadModel", NULL, "activation_function", gpt2_keys},
+    [ARCH_QWEN2] = {"qwen2", "Qwen2ForCausalLM", "Qwen2ForSequenceClassification", "hidden_act",
+                    llama_keys},
 };
 
 static const struct {
@@ -144,12 +146,16 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
     cfg->num_labels = 2;
     for (int i = 0; i < MAX_LABELS; i++)
         snprintf(cfg->labels[i], sizeof cfg->labels[i], "LABEL_%d", i);
-    if (arch == ARCH_LLAMA) { /* transformers' LlamaConfig() */
+    if (arch_is_llama(arch)) { /* transformers' LlamaConfig() */
         cfg->vocab_size = 32000, cfg->hidden_size = 4096, cfg->num_layers = 32;
         cfg->num_heads = 32, cfg->ffn_size = 11008, cfg->max_positions = 2048;
         cfg->activation = ACT_SILU, cfg->layer_norm_eps = 1e-6f, cfg->rope_theta = 10000.0f;
         cfg->hidden_dropout = cfg->attention_dropout = cfg->classifier_dropout = 0.0f;
         cfg->pad_token_id = -1, cfg->bos_token_id = 1, cfg->eos_token_id = 2;
+    }
+    if (arch == ARCH_QWEN2) { /* Qwen2Config()'s differences */
+        cfg->vocab_size = 151936, cfg->ffn_size = 22016, cfg->max_positions = 32768;
+        cfg->bos_token_id = cfg->eos_token_id = -1;
     }
     if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
         cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->num_layers = 12;
@@ -324,17 +330,38 @@ static int load_rope(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     return load_rope_type(&cfg->rope_scaling, obj, path, err);
 }
 
-/* Llama: no biases, head_dim = hidden / heads; num_key_value_heads defaults to the number of
- * heads. */
+/* Qwen2's sliding-window attention, which loraft does not compute: refused where a layer uses it
+ * (use_sliding_window, or a "sliding_attention" in layer_types). */
+static int load_qwen2_window(const cJSON *root, const char *path, LfError *err) {
+    int sliding = 0;
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types"), *t;
+    if (get_bool(root, "use_sliding_window", path, &sliding, err)) return -1;
+    if (types && !cJSON_IsNull(types) && !cJSON_IsArray(types))
+        return lf_fail(err, "%s: key 'layer_types' must be a list (got %s)", path,
+                       json_type(types));
+    cJSON_ArrayForEach(t, types) { /* null or absent: none */
+        if (!cJSON_IsString(t) || strcmp(t->valuestring, "full_attention")) sliding = 1;
+    }
+    if (sliding)
+        return lf_fail(err,
+                       "%s: sliding-window attention (use_sliding_window, layer_types other than "
+                       "full_attention) is not supported",
+                       path);
+    return 0;
+}
+
+/* Llama: no biases (Qwen2: q, k and v's, whatever attention_bias says, as transformers builds
+ * them), head_dim = hidden / heads; num_key_value_heads defaults to the number of heads. */
 static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *path,
                                LfError *err) {
-    int attention_bias = 0, mlp_bias = 0, head_dim = 0;
+    int attention_bias = 0, mlp_bias = 0, head_dim = 0, qwen2 = cfg->arch == ARCH_QWEN2;
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
     if (!cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
         cfg->num_kv_heads = cfg->num_heads;
     if (get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
-        get_bool(root, "attention_bias", path, &attention_bias, err) ||
-        get_bool(root, "mlp_bias", path, &mlp_bias, err) ||
+        (!qwen2 && get_bool(root, "attention_bias", path, &attention_bias, err)) ||
+        (!qwen2 && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
+        (qwen2 && load_qwen2_window(root, path, err)) ||
         (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &head_dim, err)) ||
         load_rope(cfg, root, path, err))
         return -1;
@@ -369,7 +396,7 @@ static int load_gpt2_specials(ModelConfig *cfg, const cJSON *root, const char *p
 }
 
 static int load_arch_specials(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
-    if (cfg->arch == ARCH_LLAMA) return load_llama_specials(cfg, root, path, err);
+    if (arch_is_llama(cfg->arch)) return load_llama_specials(cfg, root, path, err);
     if (cfg->arch == ARCH_GPT2) return load_gpt2_specials(cfg, root, path, err);
     if (cfg->arch == ARCH_DISTILBERT) {
         const cJSON *sin = cJSON_GetObjectItemCaseSensitive(root, "sinusoidal_pos_embds");
@@ -431,13 +458,14 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     const char *type;
     if (get_string(root, "model_type", path, &type, err)) return -1;
     if (!type) return lf_fail(err, "%s: key 'model_type' is missing", path);
-    for (int a = ARCH_DISTILBERT; a <= ARCH_GPT2; a++)
+    for (int a = ARCH_DISTILBERT; a <= ARCH_QWEN2; a++)
         if (!strcmp(type, arch_info[a].model_type)) {
             *arch = (Arch)a;
             return 0;
         }
     return lf_fail(
-        err, "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, gpt2)",
+        err,
+        "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, qwen2, gpt2)",
         path, type);
 }
 
@@ -457,7 +485,7 @@ static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     if (load_model_type(root, path, &arch, err)) return -1;
     model_config_defaults(cfg, arch);
     if (load_keys(cfg, root, arch_info[arch].keys, path, err)) return -1;
-    if (arch != ARCH_LLAMA) cfg->num_kv_heads = cfg->num_heads;
+    if (!arch_is_llama(arch)) cfg->num_kv_heads = cfg->num_heads;
     if (load_activation(cfg, root, path, err) || load_arch_specials(cfg, root, path, err) ||
         load_labels(cfg, root, path, err))
         return -1;
@@ -485,7 +513,7 @@ static void rope_from_divisors(ModelConfig *cfg, const float *d, int n) {
     memcpy(cfg->rope_scaling.divisors, d, sizeof(float) * n);
 }
 
-/* A Llama or GPT-2 GGUF file's metadata (gguf_arch) as the config.json it was made from.
+/* A Llama, Qwen2 or GPT-2 GGUF file's metadata (gguf_arch) as the config.json it was made from.
  * GPT-2's head is always tied (llama.cpp's converter writes a copy of token_embd as
  * output.weight, which the loader skips). GGUF keeps no dropout rates: HF's defaults stay. */
 static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
@@ -496,7 +524,9 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     gguf_close(&g);
     if (rc) return -1;
     int gpt2 = !strcmp(a.arch, "gpt2");
-    model_config_defaults(cfg, gpt2 ? ARCH_GPT2 : ARCH_LLAMA);
+    model_config_defaults(cfg, gpt2                       ? ARCH_GPT2
+                               : !strcmp(a.arch, "qwen2") ? ARCH_QWEN2
+                                                          : ARCH_LLAMA);
     cfg->vocab_size = a.vocab_size, cfg->hidden_size = a.hidden, cfg->num_layers = a.n_layers;
     cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
@@ -539,7 +569,7 @@ int model_config_load(ModelConfig *cfg, const char *path, LfError *err) {
 static int rope_scaling_ok(const ModelConfig *c) {
     const RopeScaling *r = &c->rope_scaling;
     if (r->type == ROPE_DEFAULT) return 1;
-    if (c->arch != ARCH_LLAMA || c->num_heads <= 0) return 0;
+    if (!arch_is_llama(c->arch) || c->num_heads <= 0) return 0;
     if (r->type != ROPE_DIVISORS) return r->factor > 0;
     if (r->n_divisors != c->hidden_size / c->num_heads / 2) return 0;
     for (int i = 0; i < r->n_divisors; i++)
@@ -552,9 +582,8 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         const char *what;
         int ok;
     } rules[] = {
-        {"architecture is distilbert, bert, llama or gpt2",
-         c->arch == ARCH_DISTILBERT || c->arch == ARCH_BERT || c->arch == ARCH_LLAMA ||
-             c->arch == ARCH_GPT2},
+        {"architecture is distilbert, bert, llama, qwen2 or gpt2",
+         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_QWEN2},
         {"vocab_size > 0", c->vocab_size > 0},
         {"hidden size > 0", c->hidden_size > 0},
         {"number of layers > 0", c->num_layers > 0},
@@ -565,17 +594,17 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"max_position_embeddings > 0", c->max_positions > 0},
         {"type_vocab_size > 0 for BERT (0 for DistilBERT)",
          c->arch == ARCH_BERT ? c->type_vocab_size > 0 : c->type_vocab_size == 0},
-        {"activation is gelu, gelu_new or relu (silu for llama)",
-         c->arch == ARCH_LLAMA ? c->activation == ACT_SILU
-                               : c->activation == ACT_GELU || c->activation == ACT_GELU_TANH ||
-                                     c->activation == ACT_RELU},
-        {"num_key_value_heads divides the number of heads (llama)",
-         c->arch != ARCH_LLAMA || (c->num_kv_heads > 0 && c->num_heads % c->num_kv_heads == 0)},
-        {"head size even, at most 256, and rope_theta > 0 (llama)",
-         c->arch != ARCH_LLAMA ||
+        {"activation is gelu, gelu_new or relu (silu for llama, qwen2)",
+         arch_is_llama(c->arch) ? c->activation == ACT_SILU
+                                : c->activation == ACT_GELU || c->activation == ACT_GELU_TANH ||
+                                      c->activation == ACT_RELU},
+        {"num_key_value_heads divides the number of heads (llama, qwen2)",
+         !arch_is_llama(c->arch) || (c->num_kv_heads > 0 && c->num_heads % c->num_kv_heads == 0)},
+        {"head size even, at most 256, and rope_theta > 0 (llama, qwen2)",
+         !arch_is_llama(c->arch) ||
              (c->num_heads > 0 && c->hidden_size / c->num_heads % 2 == 0 &&
               c->hidden_size / c->num_heads <= 2 * ROPE_MAX_PAIRS && c->rope_theta > 0)},
-        {"RoPE scaling only on llama, its divisors one a pair of a head and positive",
+        {"RoPE scaling only on llama and qwen2, its divisors one a pair of a head and positive",
          rope_scaling_ok(c)},
         {"layer_norm_eps > 0", c->layer_norm_eps > 0},
         {"dropouts in [0, 1)", c->hidden_dropout >= 0 && c->hidden_dropout < 1 &&
@@ -584,10 +613,10 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
                                    c->classifier_dropout >= 0 && c->classifier_dropout < 1},
         {"the head tied to the embedding (gpt2)", c->arch != ARCH_GPT2 || c->tie_word_embeddings},
         {"initializer_range >= 0", c->initializer_range >= 0},
-        {"pad_token_id in [0, vocab_size) (llama, gpt2: or unset)",
-         ((c->arch == ARCH_LLAMA || c->arch == ARCH_GPT2) && c->pad_token_id == -1) ||
+        {"pad_token_id in [0, vocab_size) (llama, qwen2, gpt2: or unset)",
+         ((arch_is_llama(c->arch) || c->arch == ARCH_GPT2) && c->pad_token_id == -1) ||
              (c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size)},
-        {"a score head only on llama, with one label",
+        {"a score head only on llama and qwen2, with one label",
          !c->score_head || (arch_info[c->arch].score_architecture && c->num_labels == 1)},
         {"bos/eos token ids unset or in [0, vocab_size)",
          c->bos_token_id >= -1 && c->bos_token_id < c->vocab_size && c->eos_token_id >= -1 &&
@@ -665,11 +694,12 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
     if (!cJSON_AddStringToObject(root, arch_info[cfg->arch].activation_key,
                                  activation_name(cfg->activation)))
         return -1;
-    if (cfg->arch == ARCH_LLAMA) {
+    if (arch_is_llama(cfg->arch)) {
+        int qwen2 = cfg->arch == ARCH_QWEN2;
         if (!cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_word_embeddings) ||
             add_rope_scaling(root, &cfg->rope_scaling) ||
-            !cJSON_AddFalseToObject(root, "attention_bias") ||
-            !cJSON_AddFalseToObject(root, "mlp_bias"))
+            !cJSON_AddFalseToObject(root, qwen2 ? "use_sliding_window" : "attention_bias") ||
+            (!qwen2 && !cJSON_AddFalseToObject(root, "mlp_bias")))
             return -1;
     } else if (cfg->arch == ARCH_GPT2) {
         if (!cJSON_AddNumberToObject(root, "n_inner", cfg->ffn_size) ||
@@ -742,14 +772,14 @@ void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s) {
 }
 
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r) {
-    int llama = cfg->arch == ARCH_LLAMA && cfg->num_heads > 0;
+    int llama = arch_is_llama(cfg->arch) && cfg->num_heads > 0;
     rope_freqs_init(r, llama ? cfg->rope_theta : 0.0f,
                     llama ? cfg->hidden_size / cfg->num_heads : 0, &cfg->rope_scaling);
 }
 
 int model_rope_divisors(const ModelConfig *cfg, float *d) {
     const RopeScaling *s = &cfg->rope_scaling;
-    if (cfg->arch != ARCH_LLAMA || (s->type != ROPE_LLAMA3 && s->type != ROPE_DIVISORS)) return 0;
+    if (!arch_is_llama(cfg->arch) || (s->type != ROPE_LLAMA3 && s->type != ROPE_DIVISORS)) return 0;
     int HS = cfg->hidden_size / cfg->num_heads;
     for (int i = 0; i < HS / 2 && i < ROPE_MAX_PAIRS; i++) {
         double inv = plain_inv_freq(cfg->rope_theta, i, HS);

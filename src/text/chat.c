@@ -11,10 +11,86 @@
 #include "loraft/utf8.h"
 
 #define SMOLLM2_SYSTEM "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+#define QWEN2_SYSTEM "You are a helpful assistant."
+#define QWEN25_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+/* ChatML with a default system turn, as Qwen1.5 and Qwen2 wrote it and SmolLM2 kept it */
+#define CHATML_WITH_SYSTEM(system)                                                                 \
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ "      \
+    "'<|im_start|>system\n" system "<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + "                \
+    "message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if "        \
+    "add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+
+/* Qwen2.5-Instruct's template (tokenizer_config.json's chat_template, Jinja's own escapes kept):
+ * with tools declared or assistant tool calls it renders more, which loraft does not; without,
+ * ChatML with a default system turn. */
+static const char QWEN25_JINJA[] =
+    "{%- if tools %}\n"
+    "    {{- '<|im_start|>system\\n' }}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- messages[0]['content'] }}\n"
+    "    {%- else %}\n"
+    "        {{- '" QWEN25_SYSTEM "' }}\n"
+    "    {%- endif %}\n"
+    "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user "
+    "query.\\n\\nYou are provided with function signatures within <tools></tools> XML "
+    "tags:\\n<tools>\" }}\n"
+    "    {%- for tool in tools %}\n"
+    "        {{- \"\\n\" }}\n"
+    "        {{- tool | tojson }}\n"
+    "    {%- endfor %}\n"
+    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name "
+    "and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": "
+    "<function-name>, \\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
+    "{%- else %}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
+    "    {%- else %}\n"
+    "        {{- '<|im_start|>system\\n" QWEN25_SYSTEM "<|im_end|>\\n' }}\n"
+    "    {%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or "
+    "(message.role == \"assistant\" and not message.tool_calls) %}\n"
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' "
+    "}}\n"
+    "    {%- elif message.role == \"assistant\" %}\n"
+    "        {{- '<|im_start|>' + message.role }}\n"
+    "        {%- if message.content %}\n"
+    "            {{- '\\n' + message.content }}\n"
+    "        {%- endif %}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- if tool_call.function is defined %}\n"
+    "                {%- set tool_call = tool_call.function %}\n"
+    "            {%- endif %}\n"
+    "            {{- '\\n<tool_call>\\n{\"name\": \"' }}\n"
+    "            {{- tool_call.name }}\n"
+    "            {{- '\", \"arguments\": ' }}\n"
+    "            {{- tool_call.arguments | tojson }}\n"
+    "            {{- '}\\n</tool_call>' }}\n"
+    "        {%- endfor %}\n"
+    "        {{- '<|im_end|>\\n' }}\n"
+    "    {%- elif message.role == \"tool\" %}\n"
+    "        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+    "            {{- '<|im_start|>user' }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\\n<tool_response>\\n' }}\n"
+    "        {{- message.content }}\n"
+    "        {{- '\\n</tool_response>' }}\n"
+    "        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
+    "            {{- '<|im_end|>\\n' }}\n"
+    "        {%- endif %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|im_start|>assistant\\n' }}\n"
+    "{%- endif %}\n";
 
 static const ChatTemplate templates[] = {
     {"chatml", CHAT_FORMAT_CHATML, NULL, {"<|im_end|>", NULL, NULL}},
     {"smollm2", CHAT_FORMAT_CHATML, SMOLLM2_SYSTEM, {"<|im_end|>", NULL, NULL}},
+    {"qwen2", CHAT_FORMAT_CHATML, QWEN2_SYSTEM, {"<|im_end|>", NULL, NULL}},
+    {"qwen2.5", CHAT_FORMAT_CHATML, QWEN25_SYSTEM, {"<|im_end|>", NULL, NULL}},
     {"llama3", CHAT_FORMAT_LLAMA3, NULL, {"<|eot_id|>", "<|end_of_text|>", NULL}},
     {"plain", CHAT_FORMAT_PLAIN, NULL, {"\nUser:", NULL, NULL}},
 };
@@ -27,11 +103,9 @@ static const struct {
     {"chatml", "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
                "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if "
                "add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"},
-    {"smollm2", "{% for message in messages %}{% if loop.first and messages[0]['role'] != "
-                "'system' %}{{ '<|im_start|>system\n" SMOLLM2_SYSTEM "<|im_end|>\n' }}{% endif "
-                "%}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' "
-                "+ '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' "
-                "}}{% endif %}"},
+    {"smollm2", CHATML_WITH_SYSTEM(SMOLLM2_SYSTEM)},
+    {"qwen2", CHATML_WITH_SYSTEM(QWEN2_SYSTEM)},
+    {"qwen2.5", QWEN25_JINJA},
     {"llama3", "{% set loop_messages = messages %}{% for message in loop_messages %}{% set "
                "content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ "
                "message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set "
@@ -47,7 +121,7 @@ static const struct {
 enum { N_KNOWN = sizeof known / sizeof known[0] };
 
 const char *chat_template_names(void) {
-    return "chatml, smollm2, llama3, plain";
+    return "chatml, smollm2, qwen2, qwen2.5, llama3, plain";
 }
 
 int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err) {
@@ -92,8 +166,12 @@ int chat_template_detect(const char *jinja, ChatTemplate *out, LfError *err) {
     char *s = normalise_jinja(jinja);
     if (!s) return lf_fail(err, "chat template: out of memory");
     const char *name = NULL;
-    for (int i = 0; i < N_KNOWN && !name; i++)
-        if (!strcmp(s, known[i].jinja)) name = known[i].name;
+    for (int i = 0; i < N_KNOWN && !name; i++) { /* the known texts as a model carries them */
+        char *k = normalise_jinja(known[i].jinja);
+        if (!k) return free(s), lf_fail(err, "chat template: out of memory");
+        if (!strcmp(s, k)) name = known[i].name;
+        free(k);
+    }
     free(s);
     if (name) return chat_template_by_name(name, out, err);
     return lf_fail(err,

@@ -47,6 +47,7 @@
 
 #include "check.h"
 #include "tiny.h"
+#include "loraft/arch.h" /* linear_outputs_join */
 #include "loraft/gguf_export.h"
 #include "loraft/model.h"
 #include "loraft/objective.h"
@@ -260,7 +261,7 @@ enum { LB = 4, LT = 8, LV = 300 };
 static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
     model_config_defaults(cfg, arch);
     cfg->vocab_size = LV, cfg->hidden_size = 32, cfg->num_layers = 2, cfg->num_heads = 4;
-    cfg->num_kv_heads = arch == ARCH_LLAMA ? 2 : 4, cfg->ffn_size = 48, cfg->max_positions = 16;
+    cfg->num_kv_heads = arch_is_llama(arch) ? 2 : 4, cfg->ffn_size = 48, cfg->max_positions = 16;
     cfg->tie_word_embeddings = tied;
     if (arch == ARCH_LLAMA && !tied)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LLAMA3,
@@ -428,12 +429,15 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     if (!ok) return;
     Rng rng = {11, 0};
     int n_lora = 0;
-    for (int i = 0; i < cpu.n_params; i++)
-        if (cpu.params[i].is_lora) { /* B non-zero, so A has a gradient too */
-            n_lora++;
+    for (int i = 0; i < cpu.n_params; i++) {
+        const char *name = cpu.params[i].name;
+        size_t len = strlen(name);
+        int bias = len > 5 && !strcmp(name + len - 5, ".bias"); /* 0 at init: they would hide */
+        n_lora += cpu.params[i].is_lora; /* B non-zero, so A has a gradient too */
+        if (cpu.params[i].is_lora || bias)
             for (size_t j = 0; j < cpu.params[i].numel; j++)
                 cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
-        }
+    }
     CHECK(n_lora == (strategy == STRATEGY_LORA ? 2 * per_layer * cfg.num_layers : 0));
     CHECK(model_trainable_count(&cpu) > 0);
     if (prec == PRECISION_BF16) /* the seven projections of each layer packed (bf16 or q) */
@@ -444,6 +448,14 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     copy_values(&gpu, &cpu);
     int fused = prec == PRECISION_BF16 && strategy == STRATEGY_LORA && task == TASK_CAUSAL_LM;
     if (fused && dtype != BASE_Q) check_packed_weights(&gpu, &cpu);
+    if (arch == ARCH_QWEN2 && prec == PRECISION_BF16) { /* q, k, v and their biases: one GEMM */
+        int joined = 0;
+        for (int i = 0; i < gpu.n_linears; i++)
+            joined += gpu.linears[i]->group == 3 &&
+                      linear_outputs_join(&gpu, gpu.linears[i]->peers, 3) &&
+                      gpu.linears[i]->peers[0] == gpu.linears[i];
+        CHECK(joined == cfg.num_layers);
+    }
     /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100); DPO's prompt is the
      * first 2 tokens. */
     int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
@@ -734,6 +746,15 @@ int main(void) {
     printf("llama (untied, base_dtype q: Q8_0 and F16 dequantised to bf16; LoRA on the seven "
            "projections, lora dropout 0.1; on q and v, none): cuda bf16 within the bf16 bounds of "
            "cpu fp32 (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
+    run_decoder(ARCH_QWEN2, 1, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
+                NULL);
+    printf("qwen2 (tied, full fine-tuning: q, k, v biases train): cuda model matches cpu\n");
+    bf16_worst = 0;
+    run_decoder(ARCH_QWEN2, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
+                NULL); /* q, k, v and their biases side by side: one GEMM */
+    printf("qwen2 (untied, LoRA on the seven projections): cuda bf16 within the bf16 bounds of cpu "
+           "fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama DPO (LoRA): cuda model matches cpu\n");
