@@ -1,10 +1,10 @@
 # lm_compat_common.sh: what the language-model compatibility tests (test_peft_compat_lm.sh,
-# _gpt2.sh, _reward.sh, test_hf_llama3.sh) share, sourced first.
+# _gpt2.sh, _reward.sh, test_hf_llama3.sh, test_hf_qwen2.sh) share, sourced first.
 
 # lm_compat_setup NAME: bin (loraft), data (../shared/data), vocab (the GPT-2 tokenizer the tiny
 # models use), py (the venv's python of scripts/setup-python.sh) and tmp (a fresh
-# /tmp/loraft-NAME-XXXXXX, removed at exit); skips (77), saying why, without the tokenizer or
-# the venv.
+# /tmp/loraft-NAME-XXXXXX, removed at exit unless KEEP is set, to look into a failure); skips
+# (77), saying why, without the tokenizer or the venv.
 lm_compat_setup() {
   bin=${LORAFT_BIN:-build/loraft}
   data=${LORAFT_SHARED_DATA:-../shared/data}
