@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
 """gen-unicode-tables.py: writes src/text/unicode_tables.c, the character tables the BERT
-tokenizer needs, from the Unicode Character Database of the Debian package `unicode-data`
-(/usr/share/unicode). Run from the repo root: python3 scripts/gen-unicode-tables.py
+tokenizer and the NFC normalizer (src/text/normalize.c) need, from the Unicode Character Database
+of the Debian package `unicode-data` (/usr/share/unicode). Run from the repo root:
+python3 scripts/gen-unicode-tables.py
 
 Hugging Face `tokenizers` (whose output loraft matches) does not use one Unicode version:
 - categories (control/format, punctuation, nonspacing marks) come from the Rust crate
   `unicode_categories`, which has Unicode 8.0 tables, and it does not count unassigned
   code points (Cn) as "other", so they are kept;
-- NFD (decompositions and combining classes) comes from `unicode-normalization-alignments`,
-  which has Unicode 9.0 tables;
+- NFD and NFC (decompositions, combining classes, compositions) come from
+  `unicode-normalization-alignments`, which has Unicode 9.0 tables (U+11935 U+11930, Unicode
+  13.0's pair, does not compose there, and U+1DF6, a 10.0 mark, is a starter);
 - lowercase and White_Space come from Rust's std, which is newer than our data (15.0).
 So categories and decompositions are cut back to the characters assigned by those versions
-(DerivedAge.txt), plus the few characters whose category changed since 8.0, below.
-bench/check_tokenizer_parity.py --codepoints checks every code point against `tokenizers`.
+(DerivedAge.txt), plus the few characters whose category changed since 8.0, below. Normalization
+data is stable for assigned characters, so 15.0's data cut back to 9.0's characters is 9.0's;
+the composition exclusions come from CompositionExclusions.txt the same way, and the
+Full_Composition_Exclusion derived here is checked against DerivedNormalizationProps.txt.
+bench/check_tokenizer_parity.py --codepoints checks every code point against `tokenizers`, and
+tests/golden/bpe_nfc.txt (scripts/make-bpe-goldens.py) its NFC of every composed code point.
 
 It also writes src/text/unicode_props.c, the classes the byte-level BPE pre-tokenizers need
 (src/text/bpe.c): letters \p{L}, numbers \p{N} and White_Space \s as the regexes of `tokenizers`
@@ -35,6 +41,11 @@ CJK_RANGES = [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 
               (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)]
 # Flag bits; keep in sync with include/loraft/unicode.h.
 OTHER, PUNCT, MN, SPACE, CJK, NONSTARTER = 1, 2, 4, 8, 16, 32
+# NFC quick-check bits of unicode_nfc_ranges; keep in sync with include/loraft/unicode.h.
+NFC_NO, NFC_MAYBE = 1, 2
+# Hangul jamo that compose algorithmically with what precedes them: vowels (L V -> LV) and
+# trailing consonants (LV T -> LVT; 0x11A7 is T's base, not a consonant).
+HANGUL_V, HANGUL_T = range(0x1161, 0x1176), range(0x11A8, 0x11C3)
 # Letters and numbers assigned after Unicode 15.0 (UnicodeData.txt of 15.1, 16.0, 17.0), as
 # (first, last) ranges: \p{L} and \p{N} of Oniguruma (16.0), Rust's char::is_numeric (17.0).
 LETTERS_16_0 = [(0x1C89, 0x1C8A), (0xA7CB, 0xA7CD), (0xA7DA, 0xA7DC), (0x105C0, 0x105F3),
@@ -66,7 +77,7 @@ def load():
     for a, b, (v,) in ranges_of("DerivedAge.txt"):
         for c in range(a, b + 1):
             age[c] = tuple(map(int, v.split(".")))
-    cat, ccc, dec, lower = {}, {}, {}, {}
+    cat, ccc, dec, lower = {}, {}, {}, {}  # dec: one-level canonical mappings
     rows = [l.rstrip("\n").split(";") for l in open(UCD + "UnicodeData.txt", encoding="utf-8")]
     for i, f in enumerate(rows):
         c = int(f[0], 16)
@@ -162,6 +173,8 @@ def main(out_path):
             ccc_runs.append((c, k, 1))
             prev = ccc_runs[-1]
 
+    nfc_ranges, compositions = nfc_tables(dec, old, ccc9, nfd)
+
     def table(ctype, name, rows, per_line):
         lines = [f"const {ctype} {name}[] = {{"]
         for i in range(0, len(rows), per_line):
@@ -190,8 +203,43 @@ def main(out_path):
     o.write(table("uint32_t", "unicode_decomp_data", [f"0x{x:X}," for x in data], 10))
     o.write(table("UnicodeCccRun", "unicode_ccc_runs",
                   [f"{{0x{c:X}, {k}, {n}}}," for c, k, n in ccc_runs], 5))
+    o.write(table("UnicodeNfcRange", "unicode_nfc_ranges",
+                  [f"{{0x{c:X}, {k}, {q}}}," for c, k, q in nfc_ranges], 5))
+    o.write(table("uint64_t", "unicode_compositions",
+                  [f"0x{a << 42 | b << 21 | c:X}," for a, b, c in compositions], 4))
     print(f"{out_path}: {len(flag_ranges)} flag ranges, {len(lower_runs)} lowercase runs, "
-          f"{len(special)} special, {len(decomp)} decompositions, {len(ccc_runs)} ccc runs")
+          f"{len(special)} special, {len(decomp)} decompositions, {len(ccc_runs)} ccc runs, "
+          f"{len(nfc_ranges)} NFC ranges, {len(compositions)} compositions")
+
+
+def nfc_tables(dec, old, ccc9, nfd):
+    """The NFC data as of Unicode 9.0: (first, ccc, quick-check bits) ranges over all code
+    points, and the primary composites (first, second, composite), sorted."""
+    v9 = NORMALIZATION_VERSION
+    excluded = {a for a, b, _ in ranges_of("CompositionExclusions.txt") for a in range(a, b + 1)}
+    def full_exclusion(c):  # Full_Composition_Exclusion: never the result of composing
+        d = dec[c]
+        return len(d) == 1 or ccc9(c) != 0 or ccc9(d[0]) != 0 or c in excluded
+    no = {c for c in dec if old(c, v9) and full_exclusion(c)}
+    derived = {c for a, b, f in ranges_of("DerivedNormalizationProps.txt")
+               if f[0] == "Full_Composition_Exclusion" for c in range(a, b + 1) if old(c, v9)}
+    assert no == derived, sorted(no ^ derived)
+    compositions = sorted((dec[c][0], dec[c][1], c) for c in dec
+                          if old(c, v9) and len(dec[c]) == 2 and c not in no)
+    maybe = {b for _, b, _ in compositions} | set(HANGUL_V) | set(HANGUL_T)
+    assert not maybe & no
+    # normalize.c re-normalizes from the last starter that passed the quick check: such a
+    # char must begin its decomposition with a starter that nothing before it combines with.
+    for c in range(0x110000):
+        if ccc9(c) == 0 and c not in no and c not in maybe:
+            assert ccc9(nfd(c)[0]) == 0 and nfd(c)[0] not in maybe, hex(c)
+    ranges, prev = [], None
+    for c in range(0x110000):
+        v = (ccc9(c), (NFC_NO if c in no else 0) | (NFC_MAYBE if c in maybe else 0))
+        if v != prev:
+            ranges.append((c,) + v)
+            prev = v
+    return ranges, compositions
 
 
 def write_props(out_path):

@@ -19,6 +19,13 @@ special tokens, "decoded_skip_hex": the same with skip_special_tokens}.
   bpe_gpt2.jsonl          GPT-2 (../shared/data/tokenizers/gpt2), unmodified
   bpe_gpt2_llama3.jsonl   GPT-2's vocabulary with Llama-3's pre-tokenizer, ignore_merges, a BOS
                           template and extra added tokens (lstrip/rstrip, normalized or not)
+  bpe_gpt2_qwen2.jsonl    GPT-2's vocabulary with Qwen2's normalizer (NFC), pre-tokenizer and
+                          post-processor (transformers' Qwen2Converter), Qwen's chat tokens and
+                          added tokens whose spelling NFC changes; the texts add NFC cases
+  bpe_nfc.txt             `tokenizers`' NFC of every code point it changes and of the canonical
+                          decomposition of every other composed one (not Hangul): "in -> out",
+                          code points in hex. Its NFC has Unicode 9.0 data, so this is the
+                          reference, not Python's unicodedata (whose version follows Python's)
   bpe_smollm2.jsonl       SmolLM2 as transformers converts its GGUF (ByteLevel only)
   bpe_smollm2_digits.jsonl  SmolLM2 with its own Digits + ByteLevel pre-tokenizer (the GGUF "smollm")
 """
@@ -28,13 +35,15 @@ import random
 import sys
 
 try:
-    from tokenizers import AddedToken, Tokenizer
+    from tokenizers import AddedToken, Tokenizer, normalizers
 except ImportError:
     sys.exit("make-bpe-goldens.py needs PyPI `tokenizers` (see the setup at the top of this script)")
 
 SHARED = os.environ.get("LORAFT_SHARED_DATA", "../shared/data")
 LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
           r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# transformers' Qwen2Converter (convert_slow_tokenizer.py): Llama-3's regex, one digit per number.
+QWEN2 = LLAMA3.replace(r"\p{N}{1,3}", r"\p{N}")
 
 FIXED = [
     "", " ", "  ", "a", "Hello, world!", "The quick brown fox jumps over the lazy dog.",
@@ -70,14 +79,45 @@ FRAGMENTS = ["the", "The", " of", "and", " a", "'s", "'re", "'LL", "n't", " ", "
              "<|im_end|>", "<mask>", "[LSTRIP]", "<tight>", "added word", "ſ", "K", "²", "Ⅷ"]
 
 
-def random_texts(n, rng):
+# Texts NFC changes, or must leave alone: decomposed accents (Latin, Greek, Vietnamese), marks
+# out of canonical order, Hangul jamo, composition exclusions and singletons, non-starter
+# decompositions, blocked marks, marks Unicode assigned after 9.0 (starters to `tokenizers`), and
+# the added tokens of qwen2_edit spelled other ways.
+NFC_TEXTS = [
+    "cafe\u0301 nai\u0308ve re\u0301sume\u0301", "A\u030A \u212B \u00C5 \u2126 \u212A",
+    "\u03B1\u0301\u03B9\u0308\u0301 \u1F00\u0345 \u03C9\u0313\u0342\u0345",
+    "Tie\u0302\u0301ng Vie\u0323\u0302t", "Tie\u0301\u0302ng vie\u0302\u0323t e\u0323\u0302",
+    "a\u0301\u0316\u0328\u0300", "o\u031B\u0323\u0301 u\u0301\u031B\u0323",
+    "\u1E0A\u0323 \u1E0C\u0307 D\u0307\u0323",
+    "\u1100\u1161 \u1100\u1161\u11A8 \uAC00\u11A8 \uAC00\u11A7 \uAC01\u11A8",
+    "\u1112\u1161\u11AB\u1100\u1173\u11AF", "\u1100\u0300\u1161 \u1113\u1161 \u1100\u1176",
+    "\u0958\u0959 \u0915\u093C \u09DC \u0A33 \u0B5C", "\uFB1D \uFB2C \u05E9\u05BC\u05C1",
+    "\u0344 \u0308\u0301 \u0F73 \u0F71\u0F72 \u0340\u0341\u0343 \u0374 \u037E \u0387",
+    "\U0001D15E\U0001D160 \U0001D1BB\U0001D1C0", "a\u0305\u0301 a\u0316\u0301 a\u0301\u0301",
+    "\u304B\u3099 \u30AB\u3099 \u306F\u309A", "\u0B47\u0B3E \u0B47\u0B57 \u0DD9\u0DCF\u0DCA",
+    "\U00011099\U000110BA \U00011131\U00011127", "a\u1DF6\u0301 \U00011935\U00011930 a\u0898\u0316",
+    "\uF900\uF91B \U0002F800 \u2000\u2001 \u1FEE \u1FED", "e" + "\u0301\u0316" * 20,
+    "\u0301\u0301start", "x\u0300" * 30, "\u00E9" * 50, "e\u0301" * 50,
+    "1\u0301 23\u0308 \u0661\u0654 '\u0301s 'S\u0301",
+    "cafe\u0301! caf\u00E9! <e\u0301> <\u00E9> \u1100\u1161\u11A8\u1100\u1161",
+    "x cafe\u0301!y  \u212Bx\u00C5 A\u030A <|im_start|>e\u0301<|im_end|>\u0301",
+    "<\u00E9>\u0301 <e\u0301>\u0301 \u1100\u1161\u11A8\u11A8 \uAC01!",
+]
+# Pieces for random texts that NFC changes.
+NFC_FRAGMENTS = ["e", "a", "o", "A", "\u03B1", "\u1100", "\u1161", "\u11A8", "\uAC00", "\u0301",
+                 "\u0300", "\u0302", "\u0308", "\u0323", "\u0316", "\u031B", "\u0345", "\u0313",
+                 "\u3099", "\u212B", "\u2126", "\u0958", "\u0344", "\u093C", "\u0915", " ", "1",
+                 "'s", "\n", "cafe\u0301!", "<e\u0301>", "<\u00E9>", "<|im_end|>"]
+
+
+def random_texts(n, rng, fragments=FRAGMENTS):
     texts = []
     for _ in range(n):
         parts = []
         for _ in range(rng.randint(1, 14)):
             r = rng.random()
             if r < 0.7:
-                parts.append(rng.choice(FRAGMENTS))
+                parts.append(rng.choice(fragments))
             elif r < 0.85:
                 parts.append(chr(rng.randint(0x20, 0x7E)) * rng.randint(1, 3))
             else:  # any scalar value, mostly from the BMP
@@ -113,6 +153,48 @@ def llama3_edit(tk):
     return tk, edit
 
 
+def qwen2_edit(tk):
+    """GPT-2 turned Qwen2-like (transformers' Qwen2Converter), with Qwen's chat tokens and added
+    tokens whose spelling NFC changes: normalized ones match as NFC spells them, the others only
+    as written in the raw text."""
+    j = json.loads(tk.to_str())
+    j["normalizer"] = {"type": "NFC"}
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": QWEN2}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}
+    j["post_processor"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                           "use_regex": False}
+    tk = Tokenizer.from_str(json.dumps(j))
+    tk.add_special_tokens([AddedToken("<|im_start|>", normalized=False),
+                           AddedToken("<|im_end|>", normalized=False)])
+    tk.add_tokens([AddedToken("cafe\u0301!", normalized=True),
+                   AddedToken("<e\u0301>", normalized=False),
+                   AddedToken("<\u00E9>", normalized=False),
+                   AddedToken("\u212B", normalized=True, lstrip=True),
+                   AddedToken("\u1100\u1161\u11A8", normalized=True)])
+    j = json.loads(tk.to_str())
+    tk = Tokenizer.from_str(tk.to_str())  # as the test loads it: normalizer before added tokens
+    return tk, {k: j[k] for k in ("normalizer", "pre_tokenizer", "post_processor", "added_tokens")}
+
+
+def write_nfc_table(path):
+    nfc, nfd = normalizers.NFC(), normalizers.NFD()
+    def hexes(s):
+        return " ".join(f"{ord(c):04X}" for c in s)
+    lines = []
+    for c in range(0x110000):
+        if 0xD800 <= c <= 0xDFFF or 0xAC00 <= c <= 0xD7A3:
+            continue
+        one, d = chr(c), nfd.normalize_str(chr(c))
+        if nfc.normalize_str(one) != one:
+            lines.append(f"{hexes(one)} -> {hexes(nfc.normalize_str(one))}")
+        elif d != one:
+            lines.append(f"{hexes(d)} -> {hexes(nfc.normalize_str(d))}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"{path}: {len(lines)} lines, {os.path.getsize(path)} bytes")
+
+
 def digits_edit(tk):
     j = json.loads(tk.to_str())
     j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
@@ -141,6 +223,11 @@ def main():
     write("tests/golden/bpe_gpt2.jsonl", "gpt2", gpt2, {}, texts)
     tk, edit = llama3_edit(Tokenizer.from_file(f"{SHARED}/tokenizers/gpt2/tokenizer.json"))
     write("tests/golden/bpe_gpt2_llama3.jsonl", "gpt2", tk, edit, texts)
+    tk, edit = qwen2_edit(Tokenizer.from_file(f"{SHARED}/tokenizers/gpt2/tokenizer.json"))
+    qwen2_texts = (texts + NFC_TEXTS + [" ".join(NFC_TEXTS)] +
+                   random_texts(200, random.Random(9), NFC_FRAGMENTS))
+    write("tests/golden/bpe_gpt2_qwen2.jsonl", "gpt2", tk, edit, qwen2_texts)
+    write_nfc_table("tests/golden/bpe_nfc.txt")
     sm_dir = sys.argv[1] if len(sys.argv) > 1 else "models/smollm2-tokenizer"
     sm_json = os.path.join(sm_dir, "tokenizer.json")
     if not os.path.exists(sm_json):

@@ -2,8 +2,11 @@
  * (tests/golden/bpe_*.jsonl, from scripts/make-bpe-goldens.py): ids without and with special
  * tokens, decoding with and without them, and decode(encode(x)) == x, for GPT-2 loaded three
  * ways (tokenizer.json, vocab.json + merges.txt, GGUF-style arrays), GPT-2 under Llama-3's
- * pre-tokenizer, and SmolLM2 (tokenizer.json and arrays; skipped without its tokenizer.json, see
- * scripts/extract-smollm2-tokenizer.sh). Then a tiny tokenizer written here and the error paths. */
+ * pre-tokenizer and under Qwen2's normalizer (NFC) and pre-tokenizer (also as GGUF's "qwen2"),
+ * and SmolLM2 (tokenizer.json and arrays; skipped without its tokenizer.json, see
+ * scripts/extract-smollm2-tokenizer.sh). The NFC normalizer on its own: cases worked out from the
+ * UCD and `tokenizers`' NFC of every composed code point (tests/golden/bpe_nfc.txt). Then a tiny
+ * tokenizer written here and the error paths. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +20,9 @@
 #include "loraft/bpe.h"
 #include "loraft/fileio.h"
 #include "loraft/gguf.h"
+#include "loraft/normalize.h"
 #include "loraft/text.h"
+#include "loraft/utf8.h"
 
 static cJSON *read_json(const char *path) {
     char *text;
@@ -129,6 +134,16 @@ static void print_ids(const char *label, const IdList *ids) {
     fprintf(stderr, "  %s:", label);
     for (size_t i = 0; i < ids->n && i < 40; i++) fprintf(stderr, " %d", ids->ids[i]);
     fprintf(stderr, "\n");
+}
+
+static void expect_ids(const Bpe *t, const char *text, const int32_t *want, size_t n) {
+    IdList ids = {0};
+    LfError err;
+    CHECK_OK(bpe_encode(t, text, strlen(text), 0, &ids, &err), &err);
+    int ok = ids.n == n && (!n || !memcmp(ids.ids, want, n * sizeof *want));
+    CHECK(ok);
+    if (!ok) print_ids(text, &ids);
+    idlist_free(&ids);
 }
 
 /* One golden record: ids, ids with special tokens, both decodings, and the round trip
@@ -304,6 +319,108 @@ static void test_front_door(const char *dir, const char *json) {
     CHECK(text_tokenizer_open(&t, "tests/check.h", &err) == -1 && strstr(err.msg, "check.h"));
 }
 
+/* The texts of a golden: n of them, each malloc'd, in malloc'd arrays. */
+static size_t golden_texts(const char *golden, char ***texts, size_t **lens) {
+    FILE *f = fopen(golden, "r");
+    char *line = NULL;
+    size_t cap = 0, n = 0;
+    *texts = NULL;
+    *lens = NULL;
+    while (f && getline(&line, &cap, f) > 0) {
+        cJSON *rec = cJSON_Parse(line);
+        const cJSON *hex = cJSON_GetObjectItemCaseSensitive(rec, "hex");
+        if (cJSON_IsString(hex)) {
+            *texts = realloc(*texts, (n + 1) * sizeof **texts);
+            *lens = realloc(*lens, (n + 1) * sizeof **lens);
+            (*texts)[n] = malloc(strlen(hex->valuestring) / 2 + 1);
+            (*lens)[n] = unhex(hex->valuestring, (*texts)[n]);
+            n++;
+        }
+        cJSON_Delete(rec);
+    }
+    free(line);
+    if (f) fclose(f);
+    return n;
+}
+
+/* How many of texts[0..n) a and b encode differently (without special tokens). */
+static int encode_mismatches(const Bpe *a, const Bpe *b, char **texts, const size_t *lens,
+                             size_t n) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        IdList x = {0}, y = {0};
+        LfError err;
+        int ok = !bpe_encode(a, texts[i], lens[i], 0, &x, &err) &&
+                 !bpe_encode(b, texts[i], lens[i], 0, &y, &err) && x.n == y.n &&
+                 (!x.n || !memcmp(x.ids, y.ids, x.n * sizeof *x.ids));
+        if (!ok && bad++ < 3) fprintf(stderr, "  encodes differently: \"%.60s\"\n", texts[i]);
+        idlist_free(&x);
+        idlist_free(&y);
+    }
+    return bad;
+}
+
+/* GGUF's "qwen2" is Qwen2's split without NFC (transformers' GGUF reader, llama.cpp): it encodes
+ * every Qwen2 golden text as the tokenizer.json with just that pre-tokenizer does, and
+ * bpe_to_arrays names it "qwen2", as it does the tokenizer.json with NFC (GGUF has no key for the
+ * normalizer). */
+static void test_qwen2_gguf(const char *json) {
+    const char *golden = "tests/golden/bpe_gpt2_qwen2.jsonl";
+    FILE *f = fopen(golden, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    CHECK(f && getline(&line, &cap, f) > 0);
+    if (f) fclose(f);
+    cJSON *head = cJSON_Parse(line), *edit = cJSON_CreateObject();
+    free(line);
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(head, "edit"), "pre_tokenizer");
+    cJSON_AddItemToObject(edit, "pre_tokenizer", cJSON_Duplicate(pre, 1));
+    char *text = edited_json(json, edit);
+    cJSON_Delete(head);
+    cJSON_Delete(edit);
+    Bpe *ref = NULL, *gguf = NULL, *back = NULL, *nfc = golden_tokenizer(golden, json);
+    LfError err;
+    Arrays a;
+    CHECK(text && nfc);
+    CHECK_OK(bpe_load_json(&ref, text, strlen(text), json, &err), &err);
+    free(text);
+    CHECK(arrays_from_json(&a, json, "qwen2") == 0);
+    CHECK_OK(bpe_from_arrays(&gguf, &a.a, &err), &err);
+    size_t *lens;
+    char **texts;
+    size_t n = golden_texts(golden, &texts, &lens);
+    BpeArrays out;
+    void *mem = NULL;
+    CHECK(n > 600);
+    if (ref && gguf && nfc) {
+        CHECK(encode_mismatches(ref, gguf, texts, lens, n) == 0);
+        expect_ids(gguf, "2024", (int32_t[]){17, 15, 17, 19}, 4); /* one digit a number */
+        CHECK_OK(bpe_to_arrays(gguf, &out, &mem, &err), &err);
+        CHECK(out.pre && !strcmp(out.pre, "qwen2"));
+        CHECK_OK(bpe_from_arrays(&back, &out, &err), &err);
+        if (back) CHECK(encode_mismatches(gguf, back, texts, lens, n) == 0);
+        free(mem);
+        mem = NULL;
+        CHECK_OK(bpe_to_arrays(nfc, &out, &mem, &err), &err);
+        CHECK(out.pre && !strcmp(out.pre, "qwen2"));
+        /* an added token with normalized=true: named as NFC spells it, found as written */
+        CHECK(!strcmp(bpe_token(nfc, 50259), "caf\xc3\xa9!"));
+        CHECK(bpe_lookup(nfc, "cafe\xcc\x81!") == 50259 && bpe_lookup(nfc, "caf\xc3\xa9!") == -1);
+        CHECK(bpe_lookup(nfc, "\xe2\x84\xab") == 50262 && bpe_lookup(nfc, "\xc3\x85") == 129);
+    }
+    printf("qwen2 from arrays: %zu texts\n", n);
+    for (size_t i = 0; i < n; i++) free(texts[i]);
+    free(texts);
+    free(lens);
+    free(mem);
+    bpe_free(ref);
+    bpe_free(gguf);
+    bpe_free(back);
+    bpe_free(nfc);
+    arrays_free(&a);
+}
+
 static void test_gpt2(void) {
     char dir[512], json[600], pair[64] = "/tmp/test_bpe_XXXXXX";
     snprintf(dir, sizeof dir, "%s/tokenizers/gpt2", shared_data_dir());
@@ -315,7 +432,10 @@ static void test_gpt2(void) {
     check_json_golden("tests/golden/bpe_gpt2.jsonl", json, "gpt2 tokenizer.json", 1);
     check_json_golden("tests/golden/bpe_gpt2_llama3.jsonl", json, "gpt2 with llama-3 pre-tokenizer",
                       0);
+    /* no round trip: NFC changes text (decode gives the normalized text) */
+    check_json_golden("tests/golden/bpe_gpt2_qwen2.jsonl", json, "gpt2 with qwen2 normalizer", 0);
     check_arrays_golden("tests/golden/bpe_gpt2.jsonl", json, "gpt-2", "gpt2 from arrays", 1);
+    test_qwen2_gguf(json);
     test_front_door(dir, json);
     /* the older pair, alone in a directory */
     CHECK(mkdtemp(pair) != NULL);
@@ -366,6 +486,93 @@ static void test_smollm2(void) {
                         "smollm2 from arrays, smollm", 0);
 }
 
+/* NFC of the code points in[0..n) is want[0..m) (both at most 64). */
+static int nfc_is(const uint32_t *in, size_t n, const uint32_t *want, size_t m) {
+    char s[256], w[256];
+    size_t ns = 0, nw = 0, len;
+    for (size_t i = 0; i < n; i++) ns += (size_t)utf8_encode(in[i], s + ns);
+    for (size_t i = 0; i < m; i++) nw += (size_t)utf8_encode(want[i], w + nw);
+    Nfc z = {0};
+    const char *out;
+    LfError err;
+    int ok = !nfc_normalize(&z, s, ns, &out, &len, &err) && len == nw && !memcmp(out, w, nw);
+    nfc_free(&z);
+    return ok;
+}
+
+#define NFC_IS(in, want) CHECK(nfc_is(in, sizeof in / sizeof *in, want, sizeof want / sizeof *want))
+
+/* tests/golden/bpe_nfc.txt: "in -> out" per line, code points in hex. */
+static void check_nfc_table(const char *path) {
+    FILE *f = fopen(path, "r");
+    char line[256];
+    int lines = 0, bad = 0;
+    CHECK(f != NULL);
+    while (f && fgets(line, sizeof line, f)) {
+        uint32_t cp[2][16];
+        size_t n[2] = {0, 0};
+        int side = 0, k;
+        unsigned v;
+        for (const char *p = line; sscanf(p, " %n", &k) >= 0 && p[k];) {
+            p += k;
+            if (!strncmp(p, "->", 2)) {
+                side = 1, p += 2;
+            } else if (sscanf(p, "%x%n", &v, &k) == 1 && n[side] < 16) {
+                cp[side][n[side]++] = v, p += k;
+            } else {
+                break;
+            }
+        }
+        lines++;
+        if (!n[0] || !n[1] || !nfc_is(cp[0], n[0], cp[1], n[1])) {
+            if (bad++ < 5) fprintf(stderr, "%s:%d: NFC differs: %s", path, lines, line);
+        }
+    }
+    if (f) fclose(f);
+    CHECK(lines == 2060 && bad == 0);
+    printf("NFC of every composed code point: %d cases%s\n", lines, bad ? " FAILED" : "");
+}
+
+/* The NFC normalizer: cases worked out from the UCD, as Unicode 9.0 has it. */
+static void test_nfc(void) {
+    NFC_IS(((uint32_t[]){'e', 0x301}), ((uint32_t[]){0xE9}));
+    NFC_IS(((uint32_t[]){'A', 0x30A}), ((uint32_t[]){0xC5}));
+    NFC_IS(((uint32_t[]){0x212B, 0x2126, 0x212A}),
+           ((uint32_t[]){0xC5, 0x3A9, 'K'})); /* singletons */
+    NFC_IS(((uint32_t[]){0x958, 0x915, 0x93C}), ((uint32_t[]){0x915, 0x93C, 0x915, 0x93C}));
+    NFC_IS(((uint32_t[]){0x344, 'x', 0xF73}), ((uint32_t[]){0x308, 0x301, 'x', 0xF71, 0xF72}));
+    NFC_IS(((uint32_t[]){'e', 0x302, 0x323}), ((uint32_t[]){0x1EC7})); /* reordered: e 0323 0302 */
+    NFC_IS(((uint32_t[]){0x1E0A, 0x323}), ((uint32_t[]){0x1E0C, 0x307})); /* UAX #15's example */
+    NFC_IS(((uint32_t[]){'a', 0x305, 0x301}), ((uint32_t[]){'a', 0x305, 0x301})); /* blocked */
+    NFC_IS(((uint32_t[]){'a', 0x316, 0x301}), ((uint32_t[]){0xE1, 0x316}));       /* 220 < 230 */
+    NFC_IS(((uint32_t[]){'a', 0x301, 0x301}), ((uint32_t[]){0xE1, 0x301}));
+    NFC_IS(((uint32_t[]){0x301, 'e', 0x301}), ((uint32_t[]){0x301, 0xE9})); /* no starter yet */
+    NFC_IS(((uint32_t[]){0x1100, 0x1161, 0x1100, 0x1161, 0x11A8}), ((uint32_t[]){0xAC00, 0xAC01}));
+    NFC_IS(((uint32_t[]){0xAC00, 0x11A8, 0xAC00, 0x11A7}), ((uint32_t[]){0xAC01, 0xAC00, 0x11A7}));
+    NFC_IS(((uint32_t[]){0xAC01, 0x11A8}), ((uint32_t[]){0xAC01, 0x11A8})); /* LVT + T */
+    NFC_IS(((uint32_t[]){0x1100, 0x300, 0x1161}), ((uint32_t[]){0x1100, 0x300, 0x1161}));
+    NFC_IS(((uint32_t[]){0x304B, 0x3099, 0xB47, 0xB3E}), ((uint32_t[]){0x304C, 0xB4B}));
+    /* after 9.0, so not in `tokenizers`' data: U+1DF6 is a starter, U+11938 no composite */
+    NFC_IS(((uint32_t[]){'a', 0x1DF6, 0x301}), ((uint32_t[]){'a', 0x1DF6, 0x301}));
+    NFC_IS(((uint32_t[]){0x11935, 0x11930}), ((uint32_t[]){0x11935, 0x11930}));
+    /* a long run of marks (the sort for long runs): 220s first, one 230 joins the a */
+    uint32_t run[41] = {'a'}, want[40] = {0xE1};
+    for (int i = 0; i < 40; i++) run[i + 1] = i % 2 ? 0x316 : 0x301;
+    for (int i = 1; i < 40; i++) want[i] = i <= 20 ? 0x316 : 0x301;
+    CHECK(nfc_is(run, 41, want, 40));
+    /* text NFC leaves alone comes back as it is, without a copy */
+    static const char same[] = "plain ASCII, caf\xc3\xa9, \xea\xb0\x81, \xe0\xa4\xb8\xe0\xa5\x8d"
+                               "\xe0\xa4\xa4\xe0\xa5\x87 (Hindi: a virama), \xe1\xbb\x87";
+    Nfc z = {0};
+    const char *out;
+    size_t len;
+    LfError err;
+    CHECK_OK(nfc_normalize(&z, same, sizeof same - 1, &out, &len, &err), &err);
+    CHECK(out == same && len == sizeof same - 1);
+    nfc_free(&z);
+    check_nfc_table("tests/golden/bpe_nfc.txt");
+}
+
 /* A tokenizer.json over the 256 byte chars plus the given extra tokens and merges. */
 static char *tiny_json(const char *extra_vocab, const char *merges, const char *rest) {
     static char buf[1 << 16];
@@ -394,16 +601,6 @@ static char *tiny_json(const char *extra_vocab, const char *merges, const char *
              "\"add_prefix_space\": false}, \"decoder\": {\"type\": \"ByteLevel\"}%s}",
              *extra_vocab ? ", " : "", extra_vocab, merges, rest);
     return buf;
-}
-
-static void expect_ids(const Bpe *t, const char *text, const int32_t *want, size_t n) {
-    IdList ids = {0};
-    LfError err;
-    CHECK_OK(bpe_encode(t, text, strlen(text), 0, &ids, &err), &err);
-    int ok = ids.n == n && (!n || !memcmp(ids.ids, want, n * sizeof *want));
-    CHECK(ok);
-    if (!ok) print_ids(text, &ids);
-    idlist_free(&ids);
 }
 
 static void test_tiny(void) {
@@ -451,7 +648,12 @@ static void test_errors(void) {
     expect_error(tiny_json("", "\"a zz\"", ""), "\"zz\" is not in the vocabulary");
     expect_error(tiny_json("", "\"a b\"", ""), "\"ab\" is not in the vocabulary");
     expect_error(tiny_json("", "\"a b c\"", ""), "is not two tokens");
-    expect_error(tiny_json("", "", ", \"normalizer\": {\"type\": \"NFC\"}"), "normalizer NFC");
+    expect_error(tiny_json("", "", ", \"normalizer\": {\"type\": \"NFKC\"}"),
+                 "normalizer NFKC is not supported");
+    expect_error(tiny_json("", "",
+                           ", \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": "
+                           "[{\"type\": \"NFC\"}, {\"type\": \"Lowercase\"}]}"),
+                 "normalizer Lowercase is not supported");
     expect_error(tiny_json("\"x\": 3", "", ""), "appears twice");
     expect_error(tiny_json("", "",
                            ", \"added_tokens\": [{\"id\": 5, \"content\": \"<x>\", "
@@ -480,8 +682,8 @@ static void test_errors(void) {
     CHECK(bpe_from_arrays(&t, &a, &err) == -1 &&
           strstr(err.msg, "\"ab\" is not in the vocabulary"));
     a.n_merges = 0;
-    a.pre = "qwen2";
-    CHECK(bpe_from_arrays(&t, &a, &err) == -1 && strstr(err.msg, "\"qwen2\" is not supported"));
+    a.pre = "tekken";
+    CHECK(bpe_from_arrays(&t, &a, &err) == -1 && strstr(err.msg, "\"tekken\" is not supported"));
     a.pre = NULL;
     a.add_bos = 1;
     CHECK(bpe_from_arrays(&t, &a, &err) == -1 && strstr(err.msg, "add_bos without its id"));
@@ -489,6 +691,7 @@ static void test_errors(void) {
 }
 
 int main(void) {
+    test_nfc();
     test_gpt2();
     test_smollm2();
     test_tiny();

@@ -1,5 +1,5 @@
-/* bpe.h: byte-level BPE tokenization for decoder LLMs (GPT-2, Llama-3, SmolLM2), id for id
- * equal to Hugging Face `tokenizers`.
+/* bpe.h: byte-level BPE tokenization for decoder LLMs (GPT-2, Llama-3, SmolLM2, Qwen2 / Qwen2.5 /
+ * Qwen3), id for id equal to Hugging Face `tokenizers`.
  *
  * Construction, one core behind three sources:
  *   bpe_load(PATH)             a tokenizer.json file, or a directory holding tokenizer.json, else
@@ -11,30 +11,37 @@
  *   bpe_from_arrays(SPEC)      GGUF metadata as plain C arrays: tokens, merges, token types and the
  *                              pre-tokenizer name (tokenizer.ggml.pre).
  * tokenizer.json must describe a byte-level BPE: model BPE (merges as "a b" strings or [a, b]
- * pairs, no byte_fallback, no dropout, no subword prefix/suffix), no normalizer, a pre-tokenizer
- * made of Digits, Split (with GPT-2's or Llama-3's regex, behavior Isolated) and a final ByteLevel,
- * post-processor none, ByteLevel, TemplateProcessing or a Sequence of those, decoder ByteLevel.
+ * pairs, no byte_fallback, no dropout, no subword prefix/suffix), normalizer none or NFC (alone or
+ * in a Sequence: Qwen2's), a pre-tokenizer made of Digits, Split (with GPT-2's, Llama-3's or
+ * Qwen2's regex, behavior Isolated) and a final ByteLevel, post-processor none, ByteLevel,
+ * TemplateProcessing or a Sequence of those, decoder ByteLevel.
  * Anything else is refused with a message naming it. Merges naming tokens outside the vocabulary
  * are errors, as in `tokenizers`.
  *
  * Pre-tokenizer names of bpe_from_arrays, as llama.cpp reads them:
  *   "gpt-2" (and "default")        ByteLevel with GPT-2's regex;
  *   "llama-bpe", "llama3", "llama-v3"   Split on Llama-3's regex + ByteLevel, ignore_merges;
+ *   "qwen2"                        Split on Qwen2's regex + ByteLevel, no normalizer: what
+ *                                  transformers' GGUF reader (5.24) and llama.cpp build, so NFC
+ *                                  is left out (text already NFC encodes as Qwen2's own);
  *   "smollm"                       Digits(individual_digits) + ByteLevel with GPT-2's regex, as
  *                                  SmolLM2's own tokenizer.json. transformers' GGUF conversion
  * (5.24) leaves the Digits step out, i.e. reads "smollm" as "gpt-2"; the two differ only where
- * whitespace precedes a digit. Tokens of type CONTROL become special added tokens and USER_DEFINED
- * ones plain added tokens, as transformers does (a token outside the byte alphabet is respelled
- * byte by byte).
+ * whitespace precedes a digit. bpe_to_arrays names Qwen2's tokenizer.json "qwen2", dropping its
+ * NFC, which GGUF has no key for. Tokens of type CONTROL become special added tokens and
+ * USER_DEFINED ones plain added tokens, as transformers does (a token outside the byte alphabet is
+ * respelled byte by byte).
  *
- * Encoding runs the `tokenizers` pipeline: added tokens are cut out of the raw text first
- * (leftmost-longest; tokens with normalized=false before those with normalized=true; lstrip and
- * rstrip swallow neighbouring whitespace), then each remaining piece is pre-tokenized (Digits,
- * regex split, ByteLevel with add_prefix_space), each word mapped to the byte alphabet and merged
- * by rank (a hash of pairs -> rank and merged id, the same priority queue as `tokenizers`).
- * Unicode classes follow `tokenizers` (scripts/gen-unicode-tables.py).
+ * Encoding runs the `tokenizers` pipeline (AddedVocabulary::extract_and_normalize): the added
+ * tokens with normalized=false are cut out of the raw text (leftmost-longest; lstrip and rstrip
+ * swallow neighbouring whitespace), each piece between them is normalized (NFC, normalize.h) and
+ * the tokens with normalized=true are cut out of it, matched as NFC spells them; then each
+ * remaining piece is pre-tokenized (Digits, regex split, ByteLevel with add_prefix_space), each
+ * word mapped to the byte alphabet and merged by rank (a hash of pairs -> rank and merged id, the
+ * same priority queue as `tokenizers`). Unicode classes and NFC data follow `tokenizers`
+ * (scripts/gen-unicode-tables.py).
  * Decoding maps tokens back to bytes (ByteLevel decoder) and replaces invalid UTF-8 by U+FFFD
- * as Rust's from_utf8_lossy does; decode(encode(x)) == x for any valid UTF-8 x.
+ * as Rust's from_utf8_lossy does; decode(encode(x)) == x for any valid UTF-8 x (with NFC: NFC(x)).
  * A Bpe is read-only after construction: one may be shared by many threads. */
 #pragma once
 #include <stddef.h>
@@ -101,9 +108,12 @@ int bpe_decode(const Bpe *t, const int32_t *ids, size_t n, int skip_special, cha
  * when id is outside the vocabulary. */
 const char *bpe_token_bytes(const Bpe *t, int32_t id, size_t *len);
 
-int bpe_vocab_size(const Bpe *t);                    /* largest id + 1 */
-const char *bpe_token(const Bpe *t, int32_t id);     /* as the vocabulary spells it ("Ġthe") */
-int32_t bpe_lookup(const Bpe *t, const char *token); /* added tokens first; -1 when absent */
+int bpe_vocab_size(const Bpe *t); /* largest id + 1 */
+/* Id -> token as the vocabulary spells it ("Ġthe"), an added token with normalized=true as the
+ * normalizer spells it (id_to_token of `tokenizers`; bpe_decode gives its bytes). */
+const char *bpe_token(const Bpe *t, int32_t id);
+/* Token -> id: added tokens first, by their content as written; -1 when absent. */
+int32_t bpe_lookup(const Bpe *t, const char *token);
 int bpe_is_special(const Bpe *t, int32_t id);
 int32_t bpe_bos(const Bpe *t); /* -1 when none */
 int32_t bpe_eos(const Bpe *t); /* -1 when none */

@@ -1,7 +1,8 @@
-/* unicode.h: the generated Unicode tables behind the BERT normalizer (src/unicode_tables.c,
- * written by scripts/gen-unicode-tables.py; never edit by hand). Data only: the lookups live in
- * tokenizer.c, the one user. Versions follow Hugging Face `tokenizers`, see the generator:
- * categories as of Unicode 8.0, NFD as of 9.0, lowercase/White_Space 15.0. */
+/* unicode.h: the generated Unicode tables behind the BERT normalizer and NFC
+ * (src/text/unicode_tables.c, written by scripts/gen-unicode-tables.py; never edit by hand). Data
+ * only: the lookups live in tokenizer.c and normalize.c, the users. Versions follow Hugging Face
+ * `tokenizers`, see the generator: categories as of Unicode 8.0, NFD and NFC as of 9.0,
+ * lowercase/White_Space 15.0. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +53,17 @@ typedef struct UnicodeCccRun {
     uint16_t count;
 } UnicodeCccRun;
 
+/* NFC quick check (UAX #15): NO chars never survive NFC (Full_Composition_Exclusion), MAYBE
+ * ones may combine with the char before them. */
+enum { UNI_NFC_NO = 1, UNI_NFC_MAYBE = 2 };
+
+/* Code points first..(next range's first - 1) have canonical combining class ccc and these
+ * UNI_NFC_ bits; sorted, the first is 0. */
+typedef struct UnicodeNfcRange {
+    uint32_t first;
+    uint8_t ccc, qc;
+} UnicodeNfcRange;
+
 extern const UnicodeFlagRange unicode_flag_ranges[];
 extern const size_t unicode_flag_ranges_len;
 extern const UnicodeLowerRun unicode_lower_runs[];
@@ -64,3 +76,9 @@ extern const uint32_t unicode_decomp_data[];
 extern const size_t unicode_decomp_data_len;
 extern const UnicodeCccRun unicode_ccc_runs[];
 extern const size_t unicode_ccc_runs_len;
+extern const UnicodeNfcRange unicode_nfc_ranges[];
+extern const size_t unicode_nfc_ranges_len;
+/* The primary composites, first << 42 | second << 21 | composite (21 bits each), sorted: a pair
+ * composes when first << 21 | second is some entry >> 21. Hangul is algorithmic. */
+extern const uint64_t unicode_compositions[];
+extern const size_t unicode_compositions_len;

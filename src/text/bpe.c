@@ -2,8 +2,8 @@
  * regexes are hand-written matchers over the generated Unicode classes (unicode_props.c), merges
  * are an open-addressing hash of id pairs, and each word is merged with the same min-heap of
  * (rank, position) that `tokenizers` uses, so ties and stale entries resolve as there. It is not a
- * general `tokenizers` runtime: normalizers, other models and other regexes are refused at load
- * time, and there is no word cache and no offset tracking. */
+ * general `tokenizers` runtime: normalizers other than NFC (normalize.c), other models and other
+ * regexes are refused at load time, and there is no word cache and no offset tracking. */
 #include "loraft/bpe.h"
 
 #include <errno.h>
@@ -15,22 +15,25 @@
 #include <cjson/cJSON.h>
 
 #include "loraft/fileio.h"
+#include "loraft/normalize.h"
 #include "loraft/unicode_props.h"
 #include "loraft/utf8.h"
 #include "loraft/hash.h"
 
 enum { MAX_STAGES = 4, MAX_TEMPLATE = 8 };
 
-/* Pre-tokenizer steps, applied in order; ByteLevel is always the last. */
+/* Pre-tokenizer steps, applied in order; ByteLevel is always the last. ST_SPLIT_LLAMA3 is the
+ * regex of Llama-3 (\p{N}{1,3}) and of Qwen2 (\p{N}): the same but for the digits per number. */
 typedef enum { ST_DIGITS, ST_SPLIT_GPT2, ST_SPLIT_LLAMA3, ST_BYTELEVEL } StageKind;
 typedef struct Stage {
     StageKind kind;
-    int flag;  /* Digits: individual_digits; ByteLevel: add_prefix_space */
+    int flag;  /* Digits: individual_digits; ByteLevel: add_prefix_space; Llama-3: digits */
     int regex; /* ByteLevel: use_regex */
 } Stage;
 
 typedef struct AddedToken {
-    uint32_t off, len; /* content in the arena */
+    uint32_t off, len;     /* content in the arena */
+    uint32_t pat, pat_len; /* what it matches: the content, after NFC when normalized */
     int32_t id;
     uint8_t special, normalized, lstrip, rstrip;
 } AddedToken;
@@ -73,6 +76,7 @@ struct Bpe {
     AddedToken *added;
     int n_added;
     uint8_t added_first[2][256]; /* [normalized] some added token starts with this byte */
+    int nfc;                     /* the normalizer is NFC (else there is none) */
     Stage stages[MAX_STAGES];
     int n_stages;
     int ignore_merges, fuse_unk;
@@ -292,8 +296,9 @@ static size_t match_gpt2(const Scan *sc, size_t i) {
 }
 
 /* Llama-3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
- *          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
-static size_t match_llama3(const Scan *sc, size_t i) {
+ *          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * with \p{N}{1,digits}: Qwen2's regex is the same with \p{N}, one digit. */
+static size_t match_llama3(const Scan *sc, size_t i, int digits) {
     size_t k = contraction(sc, i, 1);
     if (k) return k;
     uint32_t c;
@@ -303,7 +308,7 @@ static size_t match_llama3(const Scan *sc, size_t i) {
         return run_end(sc, i1, UPROP_L);
     if (f & UPROP_L) return run_end(sc, i, UPROP_L);
     if (f & UPROP_N) {
-        for (int r = 0; r < 3 && i < sc->n && (flags_at(sc, i) & UPROP_N); r++)
+        for (int r = 0; r < digits && i < sc->n && (flags_at(sc, i) & UPROP_N); r++)
             i = next_char(sc, i, &c);
         return i;
     }
@@ -343,6 +348,7 @@ typedef struct Enc {
     size_t buf_cap;
     char *spell; /* a word in the byte alphabet, for ignore_merges */
     size_t spell_cap;
+    Nfc nfc; /* the normalized text of the piece being encoded */
 } Enc;
 
 static int merge_less(const Merge *a, const Merge *b) {
@@ -466,11 +472,12 @@ static int bpe_word(Enc *e, const unsigned char *s, size_t n) {
 
 static int pretok(Enc *e, int stage, const unsigned char *s, size_t n);
 
-/* Isolated split by a regex: every match is a piece (the regexes match everywhere). */
-static int split_regex(Enc *e, int stage, const unsigned char *s, size_t n, int llama3) {
+/* Isolated split by a regex, GPT-2's when digits is 0, else Llama-3's with that many digits per
+ * number: every match is a piece (the regexes match everywhere). */
+static int split_regex(Enc *e, int stage, const unsigned char *s, size_t n, int digits) {
     Scan sc = {e->t, s, n};
     for (size_t i = 0; i < n;) {
-        size_t j = llama3 ? match_llama3(&sc, i) : match_gpt2(&sc, i);
+        size_t j = digits ? match_llama3(&sc, i, digits) : match_gpt2(&sc, i);
         if (pretok(e, stage + 1, s + i, j - i)) return -1;
         i = j;
     }
@@ -521,7 +528,7 @@ static int pretok(Enc *e, int stage, const unsigned char *s, size_t n) {
     case ST_SPLIT_GPT2:
         return split_regex(e, stage, s, n, 0);
     case ST_SPLIT_LLAMA3:
-        return split_regex(e, stage, s, n, 1);
+        return split_regex(e, stage, s, n, st->flag);
     case ST_BYTELEVEL:
         return byte_level(e, stage, s, n, st);
     }
@@ -537,8 +544,8 @@ static const AddedToken *match_added(const Bpe *t, const unsigned char *s, size_
     if (!t->added_first[normalized][s[i]]) return NULL; /* never a UTF-8 continuation byte */
     for (int k = 0; k < t->n_added; k++) {
         const AddedToken *a = &t->added[k];
-        if (a->normalized == normalized && a->len <= n - i && (!best || a->len > best->len) &&
-            !memcmp(s + i, t->text.p + a->off, a->len))
+        if (a->normalized == normalized && a->pat_len <= n - i &&
+            (!best || a->pat_len > best->pat_len) && !memcmp(s + i, t->text.p + a->pat, a->pat_len))
             best = a;
     }
     return best;
@@ -557,8 +564,22 @@ static size_t space_before(const Bpe *t, const unsigned char *s, size_t start) {
     return i;
 }
 
-/* Splits s[0..n) on the added tokens of one set (AddedVocabulary::find_matches); the text
- * between them goes on to the next set, then to the pre-tokenizer. */
+static int split_added(Enc *e, const unsigned char *s, size_t n, int normalized);
+
+/* Text between added tokens goes on (AddedVocabulary::extract_and_normalize): raw text through
+ * the normalizer to the tokens with normalized=true, normalized text to the pre-tokenizer. */
+static int next_step(Enc *e, const unsigned char *s, size_t n, int normalized) {
+    if (normalized) return pretok(e, 0, s, n);
+    if (e->t->nfc) {
+        const char *p;
+        if (nfc_normalize(&e->nfc, (const char *)s, n, &p, &n, e->err)) return -1;
+        s = (const unsigned char *)p;
+    }
+    return split_added(e, s, n, 1);
+}
+
+/* Splits s[0..n) on the added tokens of one set (AddedVocabulary::find_matches): those with
+ * normalized=false on the raw text, then the others on each normalized piece between them. */
 static int split_added(Enc *e, const unsigned char *s, size_t n, int normalized) {
     const Bpe *t = e->t;
     size_t done = 0; /* start_offset: the end of the last token, with its stripped spaces */
@@ -568,20 +589,15 @@ static int split_added(Enc *e, const unsigned char *s, size_t n, int normalized)
             i++;
             continue;
         }
-        size_t start = i, stop = i + a->len;
+        size_t start = i, stop = i + a->pat_len;
         if (a->lstrip) start = space_before(t, s, start) > done ? space_before(t, s, start) : done;
         if (a->rstrip) stop = run_end(&(Scan){t, s, n}, stop, UPROP_SPACE);
-        if (done < start) {
-            int rc = normalized ? pretok(e, 0, s + done, start - done)
-                                : split_added(e, s + done, start - done, 1);
-            if (rc) return -1;
-        }
+        if (done < start && next_step(e, s + done, start - done, normalized)) return -1;
         if (idlist_push(e->ids, a->id, e->err)) return -1;
         done = stop;
-        i += a->len;
+        i += a->pat_len;
     }
-    if (done >= n) return 0;
-    return normalized ? pretok(e, 0, s + done, n - done) : split_added(e, s + done, n - done, 1);
+    return done < n ? next_step(e, s + done, n - done, normalized) : 0;
 }
 
 int bpe_encode(const Bpe *t, const char *text, size_t len, int add_special, IdList *ids,
@@ -605,6 +621,7 @@ int bpe_encode(const Bpe *t, const char *text, size_t len, int add_special, IdLi
     free(e.heap);
     free(e.buf);
     free(e.spell);
+    nfc_free(&e.nfc);
     if (rc) ids->n = n0;
     return rc;
 }
@@ -812,11 +829,31 @@ static int add_added(Bpe *t, const char *s, size_t n, int32_t id, const uint8_t 
     if (!p) return lf_fail(err, "out of memory");
     t->added = p;
     AddedToken *a = &t->added[t->n_added++];
-    *a = (AddedToken){0, (uint32_t)n, id, flags[0], flags[1], flags[2], flags[3]};
+    *a = (AddedToken){.len = (uint32_t)n,
+                      .id = id,
+                      .special = flags[0],
+                      .normalized = flags[1],
+                      .lstrip = flags[2],
+                      .rstrip = flags[3]};
     if (arena_add(&t->text, s, n, &a->off, err)) return -1;
-    t->name_off[id] = a->off;
-    t->name_len[id] = (uint32_t)n;
-    t->added_first[a->normalized][(unsigned char)s[0]] = 1;
+    a->pat = a->off;
+    a->pat_len = (uint32_t)n;
+    if (a->normalized && t->nfc) { /* found in normalized text: spelled as the normalizer does */
+        Nfc z = {0};
+        const char *p;
+        size_t m;
+        int rc = nfc_normalize(&z, s, n, &p, &m, err);
+        if (!rc && p != s) {
+            rc = arena_add(&t->text, p, m, &a->pat, err);
+            a->pat_len = (uint32_t)m;
+        }
+        nfc_free(&z);
+        if (rc) return -1;
+    }
+    /* id_to_token and the decoder see that spelling too; token_to_id the content */
+    t->name_off[id] = a->pat;
+    t->name_len[id] = a->pat_len;
+    t->added_first[a->normalized][(unsigned char)t->text.p[a->pat]] = 1;
     return 0;
 }
 
@@ -880,6 +917,18 @@ static const char GPT2_REGEX[] =
 static const char LLAMA3_REGEX[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char QWEN2_REGEX[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/* The Split regexes there is a matcher for, and its step. */
+static const struct {
+    const char *regex;
+    Stage stage;
+} SPLITS[] = {
+    {GPT2_REGEX, {ST_SPLIT_GPT2, 0, 0}},
+    {LLAMA3_REGEX, {ST_SPLIT_LLAMA3, 3, 0}},
+    {QWEN2_REGEX, {ST_SPLIT_LLAMA3, 1, 0}},
+};
 
 static const char *type_of(const cJSON *obj) {
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(obj, "type");
@@ -916,13 +965,11 @@ static int parse_split(Bpe *t, const cJSON *pre, const char *name, LfError *err)
     if (invert < 0) return -1;
     if (invert || !behavior || strcmp(behavior, "Isolated"))
         return lf_fail(err, "%s: Split pre-tokenizer: only behavior Isolated, not inverted", name);
-    if (regex && !strcmp(regex, GPT2_REGEX))
-        return add_stage(t, (Stage){ST_SPLIT_GPT2, 0, 0}, name, err);
-    if (regex && !strcmp(regex, LLAMA3_REGEX))
-        return add_stage(t, (Stage){ST_SPLIT_LLAMA3, 0, 0}, name, err);
+    for (size_t i = 0; regex && i < sizeof SPLITS / sizeof *SPLITS; i++)
+        if (!strcmp(regex, SPLITS[i].regex)) return add_stage(t, SPLITS[i].stage, name, err);
     return lf_fail(err,
-                   "%s: Split pre-tokenizer with an unsupported pattern %.200s (known: GPT-2's "
-                   "and Llama-3's regexes)",
+                   "%s: Split pre-tokenizer with an unsupported pattern %.200s (known: GPT-2's, "
+                   "Llama-3's and Qwen2's regexes)",
                    name, regex ? regex : "(not a Regex)");
 }
 
@@ -1102,13 +1149,27 @@ static int parse_model(Bpe *t, const cJSON *model, const cJSON *added, const cha
     return 0;
 }
 
+/* The normalizer: none, NFC, or a Sequence of those. */
+static int parse_normalizer(Bpe *t, const cJSON *norm, int depth, const char *name, LfError *err) {
+    if (!norm || cJSON_IsNull(norm)) return 0;
+    const char *type = type_of(norm);
+    if (type && !strcmp(type, "NFC")) return t->nfc = 1, 0;
+    if (type && !strcmp(type, "Sequence") && depth == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(norm, "normalizers"), *n;
+        if (!cJSON_IsArray(list)) return lf_fail(err, "%s: Sequence without normalizers", name);
+        cJSON_ArrayForEach(n, list) if (parse_normalizer(t, n, 1, name, err)) return -1;
+        return 0;
+    }
+    return lf_fail(err, "%s: normalizer %s is not supported (byte-level BPE: none or NFC)", name,
+                   type ? type : "(untyped)");
+}
+
 static int parse_tokenizer_json(Bpe *t, const cJSON *root, const char *name, LfError *err) {
-    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
-    if (norm && !cJSON_IsNull(norm))
-        return lf_fail(err, "%s: normalizer %s is not supported", name,
-                       type_of(norm) ? type_of(norm) : "(untyped)");
+    /* first: the added tokens with normalized=true are matched as NFC spells them */
+    if (parse_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), 0, name, err))
+        return -1;
     if (!type_of(dec) || strcmp(type_of(dec), "ByteLevel"))
         return lf_fail(err, "%s: decoder must be ByteLevel (got %s)", name,
                        type_of(dec) ? type_of(dec) : "none");
@@ -1310,14 +1371,19 @@ static int gguf_pre(Bpe *t, const char *pre, LfError *err) {
     if (!pre || !strcmp(pre, "gpt-2") || !strcmp(pre, "default")) {
         t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 1};
     } else if (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") || !strcmp(pre, "llama-v3")) {
-        t->stages[t->n_stages++] = (Stage){ST_SPLIT_LLAMA3, 0, 0};
+        t->stages[t->n_stages++] = (Stage){ST_SPLIT_LLAMA3, 3, 0};
         t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 0};
         t->ignore_merges = 1;
+    } else if (!strcmp(pre, "qwen2")) { /* no NFC: llama.cpp and transformers' GGUF reader */
+        t->stages[t->n_stages++] = (Stage){ST_SPLIT_LLAMA3, 1, 0};
+        t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 0};
     } else if (!strcmp(pre, "smollm")) {
         t->stages[t->n_stages++] = (Stage){ST_DIGITS, 1, 0};
         t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 1};
     } else {
-        return lf_fail(err, "GGUF pre-tokenizer \"%s\" is not supported (gpt-2, llama-bpe, smollm)",
+        return lf_fail(err,
+                       "GGUF pre-tokenizer \"%s\" is not supported (gpt-2, llama-bpe, qwen2, "
+                       "smollm)",
                        pre);
     }
     return 0;
@@ -1385,10 +1451,11 @@ int bpe_from_arrays(Bpe **out, const BpeArrays *spec, LfError *err) {
 
 /* ---------------------------------------------------------------- GGUF form */
 
-/* The tokenizer.ggml.pre name whose steps (gguf_pre) are t's; NULL when none is. */
+/* The tokenizer.ggml.pre name whose steps (gguf_pre) are t's; NULL when none is. GGUF has no
+ * key for the normalizer: NFC is left out, as llama.cpp's converter leaves Qwen2's out. */
 static const char *gguf_pre_name(const Bpe *t) {
-    static const char *const names[] = {"gpt-2", "llama-bpe", "smollm"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const names[] = {"gpt-2", "llama-bpe", "qwen2", "smollm"};
+    for (int i = 0; i < 4; i++) {
         Bpe probe = {0};
         gguf_pre(&probe, names[i], NULL);
         if (probe.n_stages == t->n_stages && probe.ignore_merges == t->ignore_merges &&
@@ -1408,7 +1475,7 @@ int bpe_to_arrays(const Bpe *t, BpeArrays *a, void **mem, LfError *err) {
     *mem = NULL;
     if (!(a->pre = gguf_pre_name(t)))
         return lf_fail(err, "the tokenizer's pre-tokenizer has no GGUF name (gpt-2, llama-bpe, "
-                            "smollm)");
+                            "qwen2, smollm)");
     size_t n_merges = 0, text = 0, n = (size_t)t->n_ids;
     for (size_t i = 0; t->merges.slot && i <= t->merges.mask; i++)
         if (t->merges.slot[i].key != UINT64_MAX) {
