@@ -66,6 +66,9 @@ CASES = [
     # their gradients and 3 AdamW steps are what this checks; tests/test_hf_qwen2.sh random ones)
     dict(name="qwen2_full", init=["--arch", "qwen2", "--kv-heads", "2", "--untied"] + TINY,
          task="causal-lm", vocab="gpt2", strategy="full", after_atol=3e-3),
+    # Qwen3: Llama with an RMS norm over each head of q and k, its heads (16) wider than hidden / heads
+    dict(name="qwen3_full", init=["--arch", "qwen3", "--kv-heads", "2", "--head-dim", "16"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="full"),
     dict(name="llama_dpo", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="dpo",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],

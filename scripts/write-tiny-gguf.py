@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama, qwen2 or gpt2
 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
-(docs/FORMATS.md): Llama's q_proj / k_proj rows permuted for GGUF's RoPE layout (Qwen2's are
-not: llama.cpp rotates its halves as transformers does, and its q, k, v biases go as they are); GPT-2's
+(docs/FORMATS.md): Llama's q_proj / k_proj rows permuted for GGUF's RoPE layout (Qwen2's and
+Qwen3's are not: llama.cpp rotates their halves as transformers does; Qwen2's q, k, v biases and
+Qwen3's head norms go as they are, Qwen3's head size as key_length and value_length); GPT-2's
 Conv1D weights transposed to [out, in] and token_embd copied as output.weight. The tests use it
 to check that a model loads alike from both formats.
 
@@ -54,7 +55,7 @@ def kv(k, t, v):
 arch = cfg["model_type"]
 w = load_file(src + "/model.safetensors")
 tensors = []
-if arch in ("llama", "qwen2"):
+if arch in ("llama", "qwen2", "qwen3"):
     A = arch + "."
     theta = cfg.get("rope_theta") or cfg["rope_parameters"]["rope_theta"]  # transformers 5
     kvs = [kv(A + "block_count", 4, cfg["num_hidden_layers"]),
@@ -65,7 +66,9 @@ if arch in ("llama", "qwen2"):
            kv(A + "context_length", 4, cfg["max_position_embeddings"]),
            kv(A + "rope.freq_base", 6, float(theta)),
            kv(A + "attention.layer_norm_rms_epsilon", 6, cfg["rms_norm_eps"])]
-    hd = cfg["hidden_size"] // cfg["num_attention_heads"]
+    hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    if arch == "qwen3":  # its head size is the config's, whatever the width
+        kvs += [kv(A + "attention.key_length", 4, hd), kv(A + "attention.value_length", 4, hd)]
 
     def permute(x, n):
         return x.reshape(n, 2, hd // 2, -1).swapaxes(1, 2).reshape(x.shape)
@@ -73,7 +76,8 @@ if arch in ("llama", "qwen2"):
     per = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q",
            "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
            "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
-           "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+           "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+           "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
     for k, x in w.items():
         base, param = k.rsplit(".", 1)
         if base in names:

@@ -613,6 +613,7 @@ typedef struct TinySpec {
     const char *scaling;
     float scaling_factor; /* 0: no llama.rope.scaling.factor */
     float rope_divisors[3];
+    int key_length; /* 0: no attention.key_length (nor value_length) */
 } TinySpec;
 
 static const char *write_tiny(const TinySpec *sp) {
@@ -638,6 +639,13 @@ static const char *write_tiny(const TinySpec *sp) {
     snprintf(factor, sizeof factor, "%s.rope.scaling.factor", sp->arch);
     kvs[n++] = (GgufWriteKV){.key = eps, .type = GGUF_FLOAT32, .f = 1e-5};
     if (llama) kvs[n++] = (GgufWriteKV){.key = base, .type = GGUF_FLOAT32, .f = 1e5};
+    char klen[64], vlen[64];
+    snprintf(klen, sizeof klen, "%s.attention.key_length", sp->arch);
+    snprintf(vlen, sizeof vlen, "%s.attention.value_length", sp->arch);
+    if (sp->key_length) {
+        kvs[n++] = (GgufWriteKV){.key = klen, .type = GGUF_UINT32, .u = (uint64_t)sp->key_length};
+        kvs[n++] = (GgufWriteKV){.key = vlen, .type = GGUF_UINT32, .u = (uint64_t)sp->key_length};
+    }
     kvs[n++] = (GgufWriteKV){.key = "tokenizer.ggml.tokens",
                              .type = GGUF_ARRAY,
                              .elem_type = GGUF_STRING,
@@ -682,7 +690,7 @@ static void expect_arch(const TinySpec *sp, const char *phrase, GgufArch *a, int
 
 static void test_arch(void) {
     GgufArch a;
-    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}};
+    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}, 0};
     expect_arch(&llama, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "llama") == 0 && a.n_layers == 2 && a.hidden == 8 && a.ffn == 12);
     CHECK(a.n_heads == 2 && a.n_kv_heads == 1 && a.head_dim == 4 && a.context_length == 16);
@@ -736,8 +744,18 @@ static void test_arch(void) {
     CHECK(a.norm_eps == 1e-5f && a.head_dim == 4 && a.tied_embeddings == 1);
     s.scaling = "yarn"; /* Qwen2.5's long-context GGUFs */
     expect_arch(&s, "RoPE scaling (qwen2.rope.scaling.type 'yarn') is not supported", &a, __LINE__);
+    s = llama; /* qwen3: heads of key_length, here twice hidden / heads */
+    s.arch = "qwen3", s.key_length = 8;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(strcmp(a.arch, "qwen3") == 0 && a.head_dim == 8 && a.n_heads == 2 && a.hidden == 8);
+    s.heads = s.kv_heads = 3; /* 8 is no multiple of 3: fine with a key_length */
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.head_dim == 8);
+    s.key_length = 0;
+    expect_arch(&s, "is not a multiple of head_count 3 and there is no qwen3.attention.key_length",
+                &a, __LINE__);
 
-    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}};
+    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}, 0};
     expect_arch(&gpt2, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "gpt2") == 0 && a.n_kv_heads == 2 && a.rope_theta == 0);
     CHECK(a.norm_eps == 1e-5f && a.tied_embeddings == 0 && a.context_length == 16);
@@ -800,6 +818,11 @@ static void test_hf_names(void) {
         {"qwen2", "blk.0.attn_v.bias", "model.layers.0.self_attn.v_proj.bias", GGUF_FIX_NONE},
         {"qwen2", "output.weight", "lm_head.weight", GGUF_FIX_NONE},
         {"qwen2", "blk.1.ffn_gate.weight", "model.layers.1.mlp.gate_proj.weight", GGUF_FIX_NONE},
+        {"qwen3", "blk.2.attn_q_norm.weight", "model.layers.2.self_attn.q_norm.weight",
+         GGUF_FIX_NONE},
+        {"qwen3", "blk.0.attn_k_norm.weight", "model.layers.0.self_attn.k_norm.weight",
+         GGUF_FIX_NONE},
+        {"qwen3", "blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight", GGUF_FIX_NONE},
         {"gpt2", "token_embd.weight", "transformer.wte.weight", GGUF_FIX_NONE},
         {"gpt2", "position_embd.weight", "transformer.wpe.weight", GGUF_FIX_NONE},
         {"gpt2", "output_norm.bias", "transformer.ln_f.bias", GGUF_FIX_NONE},
@@ -832,6 +855,8 @@ static void test_hf_names(void) {
     EXPECT_FAIL(gguf_hf_name("llama", "blk.0.attn_qkv.weight", out, 32, &fix, err_),
                 "'blk.0.attn_qkv.weight' has no Hugging Face counterpart in a llama model");
     EXPECT_FAIL(gguf_hf_name("gpt2", "blk.0.attn_q.weight", out, 32, &fix, err_), "counterpart");
+    EXPECT_FAIL(gguf_hf_name("llama", "blk.0.attn_q_norm.weight", out, 64, &fix, err_),
+                "counterpart"); /* Qwen3's alone */
     EXPECT_FAIL(gguf_hf_name("llama", "blk.x.attn_q.weight", out, 32, &fix, err_), "counterpart");
     EXPECT_FAIL(gguf_hf_name("llama", "blk.1.attn_q", out, 32, &fix, err_), "counterpart");
     EXPECT_FAIL(gguf_hf_name("llama", "rope_freqs.weight", out, 32, &fix, err_), "counterpart");

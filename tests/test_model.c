@@ -222,27 +222,32 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     ModelConfig cfg;
     model_config_defaults(&cfg, arch);
     cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 2, cfg.num_heads = 4;
-    cfg.num_kv_heads = arch == ARCH_LLAMA ? 2 : 4, cfg.ffn_size = 24, cfg.max_positions = 16;
+    int llama = arch_is_llama(arch);
+    cfg.num_kv_heads = llama ? 2 : 4, cfg.ffn_size = 24, cfg.max_positions = 16;
+    cfg.head_dim = arch == ARCH_QWEN3 ? 8 : 0; /* heads twice hidden / heads wide */
     cfg.attention_dropout = 0.1f, cfg.pad_token_id = 3, cfg.initializer_range = 0.2f;
     cfg.bos_token_id = cfg.eos_token_id = 1;
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.task = task, spec.dpo = dpo, spec.strategy = strategy;
     spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f, spec.gradient_checkpointing = ckpt;
-    const char *llama[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                           "gate_proj", "up_proj", "down_proj"};
+    const char *targets[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                             "gate_proj", "up_proj", "down_proj"};
     const char *gpt2[] = {"c_attn", "c_proj", "c_fc"};
-    int n = layer1 ? arch == ARCH_LLAMA ? 4 : 2 : arch == ARCH_LLAMA ? 7 : 3;
+    int n = layer1 ? llama ? 4 : 2 : llama ? 7 : 3;
     for (int i = 0; i < n; i++)
         target_name(spec.targets[spec.n_targets++], layer1,
-                    arch == ARCH_LLAMA ? "layers.1.self_attn" : "h.1.attn",
-                    arch == ARCH_LLAMA ? llama[i] : gpt2[i]);
+                    llama ? "layers.1.self_attn" : "h.1.attn", llama ? targets[i] : gpt2[i]);
     LfError err;
     CHECK_OK(model_create(m, &cfg, &spec, &ops_cpu, NULL, 5, 4, T, NULL, 0, &err), &err);
-    for (int i = 0; i < m->n_params; i++)
-        if (m->params[i].is_lora)
+    for (int i = 0; i < m->n_params; i++) { /* and Qwen's biases and head norms, not 0 and 1 */
+        const char *name = m->params[i].name;
+        int qwen = strstr(name, "_proj.bias") || strstr(name, "q_norm") || strstr(name, "k_norm");
+        if (m->params[i].is_lora || qwen)
             for (size_t j = 0; j < m->params[i].numel; j++)
-                m->params[i].value[j] = 0.4f * (rng_next_uniform(rng) - 0.5f);
+                m->params[i].value[j] =
+                    0.4f * (rng_next_uniform(rng) - 0.5f) + (qwen && !strstr(name, "bias"));
+    }
 }
 
 static void tiny_decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, Rng *rng) {
@@ -477,10 +482,11 @@ static void checkpointing_is_exact(Model *plain, Model *ckpt, void (*batch)(Mode
 }
 
 static void checkpointing(const char *distil, const char *bert) {
-    const char *archs[] = {"distilbert", "bert", "gpt2", "llama"};
+    const char *archs[] = {"distilbert", "bert", "gpt2", "llama", "qwen2", "qwen3"};
+    const Arch decoders[] = {ARCH_GPT2, ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3};
     const char *cases[] = {"lora", "full", "lora layer 1", "head"};
     Model m[2];
-    for (int a = 0; a < 4; a++)
+    for (int a = 0; a < 6; a++)
         for (int c = 0; c < 4 - (a >= 2); c++) { /* head: the encoders' classifier alone */
             Strategy s = c == 1 ? STRATEGY_FULL : c == 3 ? STRATEGY_HEAD : STRATEGY_LORA;
             for (int ckpt = 0; ckpt < 2; ckpt++) {
@@ -488,8 +494,8 @@ static void checkpointing(const char *distil, const char *bert) {
                 if (a < 2)
                     encoder(&m[ckpt], a ? bert : distil, s, c == 2, ckpt, &rng);
                 else
-                    decoder(&m[ckpt], a == 3 ? ARCH_LLAMA : ARCH_GPT2, TASK_CAUSAL_LM, (DpoSpec){0},
-                            s, c == 2, ckpt, &rng);
+                    decoder(&m[ckpt], decoders[a - 2], TASK_CAUSAL_LM, (DpoSpec){0}, s, c == 2,
+                            ckpt, &rng);
             }
             /* one layer recomputed: nothing saved; a decoder's d_out of its own costs [N,C] (and
              * the 16 floats of its guard block under LORAFT_ACT_GUARDS); none (head): the same */
@@ -530,6 +536,8 @@ int main(void) {
     for (int full = 0; full < 2; full++) {
         gradcheck_decoder(ARCH_GPT2, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_LLAMA, full ? STRATEGY_FULL : STRATEGY_LORA);
+        gradcheck_decoder(ARCH_QWEN2, full ? STRATEGY_FULL : STRATEGY_LORA);
+        gradcheck_decoder(ARCH_QWEN3, full ? STRATEGY_FULL : STRATEGY_LORA);
     }
     size_t head = activations(distil, STRATEGY_HEAD), lora = activations(distil, STRATEGY_LORA),
            full = activations(distil, STRATEGY_FULL);

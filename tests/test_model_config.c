@@ -55,6 +55,19 @@ static const char *qwen2_5_0_5b_instruct =
     " \"transformers_version\": \"4.43.1\", \"use_cache\": true, \"use_sliding_window\": false,"
     " \"vocab_size\": 151936}";
 
+/* a config.json with Qwen/Qwen3-0.6B's keys and values: heads of 128, twice the width over 16 */
+static const char *qwen3_0_6b =
+    "{\"architectures\": [\"Qwen3ForCausalLM\"], \"attention_bias\": false,"
+    " \"attention_dropout\": 0.0, \"bos_token_id\": 151643, \"eos_token_id\": 151645,"
+    " \"head_dim\": 128, \"hidden_act\": \"silu\", \"hidden_size\": 1024,"
+    " \"initializer_range\": 0.02, \"intermediate_size\": 3072,"
+    " \"max_position_embeddings\": 40960, \"max_window_layers\": 28, \"model_type\": \"qwen3\","
+    " \"num_attention_heads\": 16, \"num_hidden_layers\": 28, \"num_key_value_heads\": 8,"
+    " \"rms_norm_eps\": 1e-06, \"rope_scaling\": null, \"rope_theta\": 1000000,"
+    " \"sliding_window\": null, \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\","
+    " \"transformers_version\": \"4.51.0\", \"use_cache\": true, \"use_sliding_window\": false,"
+    " \"vocab_size\": 151936}";
+
 static int load_literal(const char *json, ModelConfig *cfg, LfError *err) {
     if (file_write_atomic(cfg_path, json, strlen(json), err)) return -1;
     return model_config_load(cfg, cfg_path, err);
@@ -107,6 +120,50 @@ static void test_hub_configs(void) {
     CHECK(c.rope_theta == 1e6f && c.rope_scaling.type == ROPE_DEFAULT && c.layer_norm_eps == 1e-6f);
     CHECK(c.tie_word_embeddings && c.bos_token_id == 151643 && c.eos_token_id == 151645);
     CHECK(c.pad_token_id == -1 && c.attention_dropout == 0 && !c.score_head);
+    CHECK(c.head_dim == 0 && model_head_size(&c) == 64);
+
+    CHECK(load_literal(qwen3_0_6b, &c, &err) == 0);
+    CHECK(c.arch == ARCH_QWEN3 && arch_is_llama(c.arch) && c.hidden_size == 1024);
+    CHECK(c.num_heads == 16 && c.num_kv_heads == 8 && c.head_dim == 128);
+    CHECK(model_head_size(&c) == 128 && c.num_heads * model_head_size(&c) == 2 * c.hidden_size);
+    CHECK(c.max_positions == 40960 && c.rope_theta == 1e6f && c.tie_word_embeddings);
+    RopeFreqs r; /* RoPE over the head's 128, not hidden / heads */
+    model_rope_freqs(&c, &r);
+    CHECK(r.half == 64);
+}
+
+/* Qwen3: head_dim defaults to Qwen3Config's 128 and is always written; a decoupled head size on
+ * Llama too; the refusals. */
+static void test_qwen3_options(void) {
+    ModelConfig c, d;
+    LfError err = {{0}};
+    CHECK(load_literal("{\"model_type\":\"qwen3\",\"hidden_size\":256,\"num_attention_heads\":4}",
+                       &c, &err) == 0);
+    CHECK(c.head_dim == 128 && model_head_size(&c) == 128 && c.vocab_size == 151936);
+    CHECK(load_literal("{\"model_type\":\"llama\",\"hidden_size\":96,\"num_attention_heads\":4,"
+                       "\"head_dim\":16}",
+                       &c, &err) == 0 &&
+          model_head_size(&c) == 16);
+    CHECK(load_literal("{\"model_type\":\"llama\",\"hidden_size\":96,\"num_attention_heads\":4,"
+                       "\"head_dim\":null}",
+                       &c, &err) == 0 &&
+          model_head_size(&c) == 24);
+    FAIL("{\"model_type\":\"qwen3\",\"head_dim\":12.5}", "head_dim");
+    FAIL("{\"model_type\":\"qwen3\",\"head_dim\":-8}", "hidden size divisible");
+    FAIL("{\"model_type\":\"qwen3\",\"head_dim\":1024}", "head size even, at most 256");
+    FAIL("{\"model_type\":\"qwen3\",\"attention_bias\":true}", "attention_bias");
+    FAIL("{\"model_type\":\"qwen3\",\"use_sliding_window\":true}", "sliding-window attention");
+    model_config_defaults(&d, ARCH_QWEN3);
+    d.hidden_size = 64, d.num_heads = d.num_kv_heads = 4,
+    d.head_dim = 0; /* hidden / heads, written */
+    CHECK(model_config_save(&d, cfg_path, &err) == 0);
+    CHECK(model_config_load(&c, cfg_path, &err) == 0 && model_head_size(&c) == 16);
+    char *text;
+    size_t len;
+    CHECK(file_read_all(cfg_path, &text, &len, &err) == 0);
+    CHECK(strstr(text, "\"Qwen3ForCausalLM\"") && strstr(text, "\"head_dim\":\t16") &&
+          strstr(text, "\"attention_bias\":\tfalse") && !strstr(text, "mlp_bias"));
+    free(text);
 }
 
 /* Qwen2's options: Qwen2Config()'s defaults, sliding-window attention refused (use_sliding_window,
@@ -179,8 +236,8 @@ static void test_labels_and_options(void) {
 }
 
 static void test_errors(void) {
-    FAIL("{\"model_type\":\"roberta\"}",
-         "model_type 'roberta' is not supported (supported: distilbert, bert, llama, qwen2, gpt2)");
+    FAIL("{\"model_type\":\"roberta\"}", "model_type 'roberta' is not supported (supported: "
+                                         "distilbert, bert, llama, qwen2, qwen3, gpt2)");
     FAIL("{\"dim\":768}", "key 'model_type' is missing");
     FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
     FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
@@ -258,6 +315,7 @@ static void test_round_trip(Arch arch) {
         a.rope_theta = 100000.0f, a.tie_word_embeddings = 1, a.bos_token_id = 5,
         a.eos_token_id = -1, a.layer_norm_eps = 1e-5f;
     if (arch == ARCH_GPT2) a.embedding_dropout = 0.07f, a.bos_token_id = 7, a.eos_token_id = 9;
+    if (arch == ARCH_QWEN3) a.head_dim = 32; /* not hidden / heads */
     strcpy(a.labels[0], "neg"), strcpy(a.labels[1], "neu \"quoted\""), strcpy(a.labels[2], "pos");
     char dir[600], path[700];
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, arch_name(arch));
@@ -277,6 +335,7 @@ static void test_round_trip(Arch arch) {
     const char *want = arch == ARCH_BERT    ? "BertForSequenceClassification"
                        : arch == ARCH_LLAMA ? "LlamaForCausalLM"
                        : arch == ARCH_QWEN2 ? "Qwen2ForCausalLM"
+                       : arch == ARCH_QWEN3 ? "Qwen3ForCausalLM"
                        : arch == ARCH_GPT2  ? "GPT2LMHeadModel"
                                             : "DistilBertForSequenceClassification";
     CHECK(cJSON_IsArray(archs) && !strcmp(cJSON_GetArrayItem(archs, 0)->valuestring, want));
@@ -287,8 +346,10 @@ static void test_round_trip(Arch arch) {
     cJSON_Delete(root);
     free(text);
 
-    a.num_heads = 5; /* 96 % 5 != 0: refused, the good file stays */
-    CHECK(model_config_save(&a, path, &err) == -1 && strstr(err.msg, "divisible"));
+    a.num_heads = 5; /* 96 % 5 != 0 (Qwen3: a head of 7): refused, the good file stays */
+    if (arch == ARCH_QWEN3) a.num_heads = 4, a.head_dim = 7;
+    CHECK(model_config_save(&a, path, &err) == -1 &&
+          strstr(err.msg, arch == ARCH_QWEN3 ? "head size even" : "divisible"));
     CHECK(model_config_load(&b, path, &err) == 0 && b.num_heads == 4);
 }
 
@@ -439,11 +500,13 @@ int main(void) {
     test_round_trip(ARCH_QWEN2);
     test_gpt2_options();
     test_qwen2_options();
+    test_qwen3_options();
+    test_round_trip(ARCH_QWEN3);
     test_score_head();
     test_rope();
     CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&
           !strcmp(arch_name(ARCH_BERT), "bert") && !strcmp(arch_name(ARCH_GPT2), "gpt2") &&
-          !strcmp(arch_name(ARCH_QWEN2), "qwen2"));
+          !strcmp(arch_name(ARCH_QWEN2), "qwen2") && !strcmp(arch_name(ARCH_QWEN3), "qwen3"));
     nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return check_report();
 }

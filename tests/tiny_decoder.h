@@ -1,7 +1,8 @@
 /* tiny_decoder.h: the seeded tiny decoders the generation tests share (tests/test_generate.c on
  * the CPU, tests/gpu/test_gpu_generate.c on both backends): a 2-layer Llama, Qwen2 or GPT-2 of
- * VOCAB tokens, its biases random (not the 0 of their init), optionally with a LoRA adapter of random B on every projection so the branch changes
- * the logits, and the full-recompute logits the KV cache is checked against. */
+ * VOCAB tokens (Qwen3's heads twice hidden / heads wide), its biases and head norms random (not
+ * the 0 and 1 of their init), optionally with a LoRA adapter of random B on every projection so the
+ * branch changes the logits, and the full-recompute logits the KV cache is checked against. */
 #ifndef LORAFT_TESTS_TINY_DECODER_H
 #define LORAFT_TESTS_TINY_DECODER_H
 
@@ -16,8 +17,8 @@ enum { VOCAB = 61, SEQ = 13, PREFILL = 5 };
 /* The model on ops for batches of one sequence of up to max_len tokens, in precision prec. GPT-2
  * (arch) ties its head and has as many KV heads as heads. lora 1: LoRA on every projection, 2: on
  * PEFT's default targets (q and v; c_attn), 0: none (nothing trains: a model opened to run, as
- * model_open's without an adapter). Every LoRA B and bias is random (the same values on any
- * ops). */
+ * model_open's without an adapter). Every LoRA B, bias and head norm is random (the same values
+ * on any ops). */
 static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
                                   int tied, int lora, int max_len, Precision prec, LfError *err) {
     ModelConfig c;
@@ -25,6 +26,7 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     model_config_defaults(&c, arch);
     c.vocab_size = VOCAB, c.hidden_size = 32, c.num_layers = 2, c.ffn_size = 48;
     c.num_heads = heads, c.num_kv_heads = kv_heads, c.tie_word_embeddings = tied;
+    c.head_dim = arch == ARCH_QWEN3 ? 2 * 32 / heads : 0; /* heads twice hidden / heads wide */
     c.max_positions = 64, c.pad_token_id = -1, c.bos_token_id = c.eos_token_id = 0;
     c.initializer_range = 0.2f; /* logits far from zero, so relative errors mean something */
     train_spec_defaults(&s);
@@ -43,7 +45,8 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
         Param *p = &m->params[i];
         size_t len = strlen(p->name);
         int bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
-        if (!bias && (!p->is_lora || !strstr(p->name, "lora_B"))) continue;
+        int head_norm = strstr(p->name, "self_attn.q_norm") || strstr(p->name, "self_attn.k_norm");
+        if (!bias && !head_norm && (!p->is_lora || !strstr(p->name, "lora_B"))) continue;
         for (size_t j = 0; j < p->numel; j++) host[j] = 0.3f * (rng_next_uniform(&r) - 0.5f);
         ops->upload(p->value, host, p->numel * sizeof(float));
     }

@@ -143,13 +143,13 @@ int gguf_read_f32(const Gguf *g, const char *name, int ndim, const int64_t *shap
 
 /* A Llama-family or GPT-2 model described by its metadata (`<arch>.*` keys) and tensors. */
 typedef struct GgufArch {
-    char arch[32];       /* general.architecture: "llama", "qwen2" or "gpt2" */
+    char arch[32];       /* general.architecture: "llama", "qwen2", "qwen3" or "gpt2" */
     int n_layers;        /* block_count */
     int hidden;          /* embedding_length */
     int ffn;             /* feed_forward_length */
     int n_heads;         /* attention.head_count */
     int n_kv_heads;      /* attention.head_count_kv (default n_heads; gpt2: n_heads) */
-    int head_dim;        /* hidden / n_heads */
+    int head_dim;        /* llama family: attention.key_length, else hidden / n_heads */
     int context_length;  /* context_length (gpt2: the position table's size) */
     int vocab_size;      /* tokenizer.ggml.tokens, else <arch>.vocab_size, else token_embd */
     float rope_theta;    /* llama: rope.freq_base (default 10000); gpt2: 0 */

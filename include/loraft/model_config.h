@@ -1,9 +1,9 @@
 /* model_config.h: the Hugging Face config.json of a DistilBERT, BERT (BERT-derived
- * ones such as all-MiniLM-L6-v2 included), Llama-family (Llama, Qwen2) or GPT-2 checkpoint, read
- * into one flat struct and written back in a form transformers' AutoConfig loads. Keys absent from
- * the file keep HF's defaults; keys of the wrong JSON type, unsupported options and inconsistent
- * sizes are errors naming the file and the key. Not a general HF config parser: only what
- * classification with the encoders and causal language modelling with the decoders need. */
+ * ones such as all-MiniLM-L6-v2 included), Llama-family (Llama, Qwen2, Qwen3) or GPT-2 checkpoint,
+ * read into one flat struct and written back in a form transformers' AutoConfig loads. Keys absent
+ * from the file keep HF's defaults; keys of the wrong JSON type, unsupported options and
+ * inconsistent sizes are errors naming the file and the key. Not a general HF config parser: only
+ * what classification with the encoders and causal language modelling with the decoders need. */
 #pragma once
 
 #include "loraft/error.h"
@@ -18,12 +18,20 @@ extern "C" {
 /* The largest LoRA rank (lora.r, adapter_config.json's r). */
 #define LORA_MAX_R 4096
 
-/* ARCH_QWEN2 (Qwen2, Qwen2.5) is Llama with biases on q, k and v, and its own model_type,
- * class names and GGUF architecture: arch_is_llama covers both. */
-typedef enum Arch { ARCH_DISTILBERT, ARCH_BERT, ARCH_LLAMA, ARCH_GPT2, ARCH_QWEN2 } Arch;
+/* ARCH_QWEN2 (Qwen2, Qwen2.5) is Llama with biases on q, k and v, ARCH_QWEN3 Llama with an RMS
+ * norm over each head of q and k (q_norm, k_norm: before RoPE); each has its own model_type, class
+ * names and GGUF architecture: arch_is_llama covers all three. */
+typedef enum Arch {
+    ARCH_DISTILBERT,
+    ARCH_BERT,
+    ARCH_LLAMA,
+    ARCH_GPT2,
+    ARCH_QWEN2,
+    ARCH_QWEN3
+} Arch;
 
 static inline int arch_is_llama(Arch a) {
-    return a == ARCH_LLAMA || a == ARCH_QWEN2;
+    return a == ARCH_LLAMA || a == ARCH_QWEN2 || a == ARCH_QWEN3;
 }
 
 /* RoPE's frequency scaling, as transformers computes it (config.json's rope_scaling, or
@@ -47,6 +55,8 @@ typedef struct ModelConfig {
     Arch arch;
     int vocab_size, hidden_size, num_layers, num_heads, ffn_size, max_positions;
     int num_kv_heads;         /* Llama's grouped KV heads (num_key_value_heads); BERT: num_heads */
+    int head_dim;             /* Llama family: config.json's head_dim (Qwen3's 128, whatever the
+                                 hidden size); 0: hidden / heads (model_head_size) */
     float rope_theta;         /* Llama's RoPE base; 0 for BERT */
     RopeScaling rope_scaling; /* Llama's */
     int tie_word_embeddings;  /* Llama: lm_head shares embed_tokens' weight (GPT-2: always) */
@@ -72,14 +82,14 @@ typedef struct ModelConfig {
 /* HF's defaults: distilbert-base-uncased / bert-base-uncased, 2 labels. */
 void model_config_defaults(ModelConfig *cfg, Arch arch);
 
-/* path: a config.json, a directory containing one, or a Llama, Qwen2 or GPT-2 .gguf file (its
- * metadata read as transformers reads it). */
+/* path: a config.json, a directory containing one, or a Llama, Qwen2, Qwen3 or GPT-2 .gguf file
+ * (its metadata read as transformers reads it). */
 int model_config_load(ModelConfig *cfg, const char *path, LfError *err);
 
 /* Writes an HF-loadable config.json (atomically) to path: model_type,
  * architectures (DistilBertForSequenceClassification, BertForSequenceClassification,
  * LlamaForCausalLM or, with score_head, LlamaForSequenceClassification, GPT2LMHeadModel,
- * Qwen2ForCausalLM or Qwen2ForSequenceClassification),
+ * Qwen2ForCausalLM, Qwen3ForCausalLM or their ForSequenceClassification),
  * every size, dropout and activation key,
  * id2label and label2id. Fails on an invalid cfg. */
 int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);
@@ -93,7 +103,8 @@ int model_config_savable(const ModelConfig *cfg, const char *where, LfError *err
  * source in the message. */
 int model_config_validate(const ModelConfig *cfg, const char *where, LfError *err);
 
-/* HF's model_type: "distilbert" / "bert" / "llama" / "gpt2" / "qwen2" (for the decoders also
+/* HF's model_type: "distilbert" / "bert" / "llama" / "gpt2" / "qwen2" / "qwen3" (for the decoders
+ * also
  * their GGUF general.architecture) */
 const char *arch_name(Arch arch);
 
@@ -107,6 +118,9 @@ int model_config_rope_scaling(ModelConfig *cfg, const char *json, LfError *err);
  * ulp on some inputs, which a position of thousands turns into 1e-5 of the angle). theta <= 0: half
  * 0, no rotation. */
 void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s);
+/* The size of one attention head: head_dim, else hidden / heads. */
+int model_head_size(const ModelConfig *cfg);
+
 /* cfg's: its head size, rope_theta and rope_scaling (half 0 for the encoders and GPT-2). */
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r);
 /* The divisor of each pair's frequency that a GGUF's rope_freqs tensor holds for cfg's llama3

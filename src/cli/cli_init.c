@@ -44,7 +44,7 @@ static int quant_by_name(const char *name, GgmlType *out, LfError *err) {
 /* loraft init's options (cmd_init) */
 typedef struct InitArgs {
     const char *arch, *vocab_from, *out, *gguf, *quant, *rope_scaling;
-    int layers, hidden, heads, kv_heads, ffn, max_pos, num_labels, untied, seed;
+    int layers, hidden, heads, kv_heads, head_dim, ffn, max_pos, num_labels, untied, seed;
     float init_std, rope_theta;
 } InitArgs;
 
@@ -55,18 +55,22 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
         model_config_defaults(cfg, ARCH_DISTILBERT);
     else if (!strcmp(arch, "bert"))
         model_config_defaults(cfg, ARCH_BERT);
-    else if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2"))
-        model_config_defaults(cfg, arch[0] == 'l' ? ARCH_LLAMA : ARCH_QWEN2),
+    else if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3"))
+        model_config_defaults(cfg, arch[0] == 'l'   ? ARCH_LLAMA
+                                   : arch[4] == '2' ? ARCH_QWEN2
+                                                    : ARCH_QWEN3),
             cfg->tie_word_embeddings = !a->untied;
     else if (!strcmp(arch, "gpt2") && !a->untied)
         model_config_defaults(cfg, ARCH_GPT2);
     else
-        return lf_fail(err, "--arch '%s'%s: expected distilbert, bert, llama, qwen2 or gpt2 (tied)",
-                       arch, a->untied ? " --untied" : "");
+        return lf_fail(
+            err, "--arch '%s'%s: expected distilbert, bert, llama, qwen2, qwen3 or gpt2 (tied)",
+            arch, a->untied ? " --untied" : "");
     if (a->gguf && !arch_is_llama(cfg->arch) && cfg->arch != ARCH_GPT2)
-        return lf_fail(err, "--gguf writes llama, qwen2 and gpt2 models only (--arch %s)", arch);
+        return lf_fail(err, "--gguf writes the llama family's and gpt2 models only (--arch %s)",
+                       arch);
     if ((a->rope_theta || a->rope_scaling) && !arch_is_llama(cfg->arch))
-        return lf_fail(err, "--rope-theta and --rope-scaling are llama's and qwen2's (--arch %s)",
+        return lf_fail(err, "--rope-theta and --rope-scaling are the llama family's (--arch %s)",
                        arch);
     if (a->rope_theta < 0 || !isfinite(a->rope_theta))
         return lf_fail(err, "--rope-theta %g: a RoPE base is finite and > 0", a->rope_theta);
@@ -78,6 +82,13 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     if (a->hidden > 0) cfg->hidden_size = a->hidden;
     if (a->heads > 0) cfg->num_heads = a->heads;
     cfg->num_kv_heads = a->kv_heads > 0 ? a->kv_heads : cfg->num_heads;
+    if (a->head_dim && !arch_is_llama(cfg->arch))
+        return lf_fail(err, "--head-dim is the llama family's (--arch %s)", arch);
+    if (a->head_dim < 0) return lf_fail(err, "--head-dim %d: a head size is > 0", a->head_dim);
+    cfg->head_dim = a->head_dim ? a->head_dim
+                    : cfg->arch == ARCH_QWEN3 && cfg->num_heads > 0
+                        ? cfg->hidden_size / cfg->num_heads
+                        : 0;
     cfg->ffn_size = a->ffn > 0 ? a->ffn : 4 * cfg->hidden_size;
     if (a->max_pos > 0) cfg->max_positions = a->max_pos;
     if (!isfinite(a->init_std) || a->init_std < 0)
@@ -93,7 +104,7 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
         for (int i = 0; i < a->num_labels; i++)
             snprintf(cfg->labels[i], sizeof cfg->labels[i], "LABEL_%d", i);
     }
-    if (cfg->hidden_size % cfg->num_heads || cfg->num_heads % cfg->num_kv_heads)
+    if ((!cfg->head_dim && cfg->hidden_size % cfg->num_heads) || cfg->num_heads % cfg->num_kv_heads)
         return lf_fail(err,
                        "--hidden %d, --heads %d, --kv-heads %d: heads must divide hidden, "
                        "kv-heads heads",
@@ -135,11 +146,13 @@ static int init_checkpoint(const InitArgs *a, LfError *err) {
 int cmd_init(int argc, char **argv) {
     InitArgs a = {.arch = "distilbert", .quant = "Q8_0"};
     const CliOpt opts[] = {
-        {"arch", OPT_STR, &a.arch, "distilbert (default), bert, llama, qwen2 or gpt2"},
+        {"arch", OPT_STR, &a.arch, "distilbert (default), bert, llama, qwen2, qwen3 or gpt2"},
         {"layers", OPT_INT, &a.layers, "transformer layers (default: the base model's)"},
         {"hidden", OPT_INT, &a.hidden, "hidden size C"},
         {"heads", OPT_INT, &a.heads, "attention heads (must divide hidden)"},
         {"kv-heads", OPT_INT, &a.kv_heads, "llama: key/value heads (must divide heads)"},
+        {"head-dim", OPT_INT, &a.head_dim,
+         "llama family: the head size, when not hidden / heads (qwen3's default: hidden / heads)"},
         {"untied", OPT_FLAG, &a.untied, "llama: lm_head gets its own weight"},
         {"ffn", OPT_INT, &a.ffn, "feed-forward size (default 4 * hidden)"},
         {"max-positions", OPT_INT, &a.max_pos, "position embeddings (default 512)"},

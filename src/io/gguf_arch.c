@@ -1,5 +1,6 @@
 /* gguf_arch.c: what a GGUF file's metadata and tensor names mean for the decoder families
- * loraft knows, Llama (and Qwen2, Llama with q, k, v biases) and GPT-2: the GgufArch config, the
+ * loraft knows, Llama (and Qwen2, Llama with q, k, v biases; Qwen3, with q and k head norms) and
+ * GPT-2: the GgufArch config, the
  * GGUF <-> Hugging Face tensor names (one table per architecture, read both ways), and the Q/K
  * row permutation llama.cpp's converter applies to Llama's (not Qwen2's: llama.cpp rotates its
  * halves as transformers does; see gguf.h). Names follow llama.cpp's convert_hf_to_gguf.py
@@ -128,9 +129,24 @@ static int rope_scaling(const Gguf *g, GgufArch *a, LfError *err) {
     return 0;
 }
 
-/* Llama's (and Qwen2's) keys beyond the common ones, and the features loraft refuses. */
+/* Llama's (and Qwen's) keys beyond the common ones, and the features loraft refuses. The head
+ * size: attention.key_length (Qwen3's 128 whatever the width), else hidden / heads. */
 static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
     const char *arch = a->arch;
+    int vlen = 0;
+    char key[64];
+    snprintf(key, sizeof key, "%s.attention.key_length", arch);
+    if (!a->head_dim && !gguf_find_kv(g, key))
+        return lf_fail(err,
+                       "%s: %s.embedding_length %d is not a multiple of head_count %d and there "
+                       "is no %s",
+                       g->path, arch, a->hidden, a->n_heads, key);
+    if (arch_int(g, arch, "attention.key_length", a->head_dim, &a->head_dim, err) ||
+        arch_int(g, arch, "attention.value_length", a->head_dim, &vlen, err))
+        return -1;
+    if (vlen != a->head_dim)
+        return lf_fail(err, "%s: %s.attention.value_length %d differs from key_length %d", g->path,
+                       arch, vlen, a->head_dim);
     if (arch_int(g, arch, "attention.head_count_kv", a->n_heads, &a->n_kv_heads, err) ||
         arch_float(g, arch, "rope.freq_base", 10000.0f, &a->rope_theta, err) ||
         arch_float(g, arch, "attention.layer_norm_rms_epsilon", 0, &a->norm_eps, err))
@@ -147,7 +163,6 @@ static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
                        g->path, arch, rot, a->head_dim);
     if (rope_scaling(g, a, err)) return -1;
     uint32_t experts = 0;
-    char key[64];
     snprintf(key, sizeof key, "%s.expert_count", arch);
     if (gguf_find_kv(g, key) && gguf_get_u32(g, key, &experts, err)) return -1;
     if (experts > 1)
@@ -170,8 +185,8 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
     const GgufStr *arch;
     if (gguf_get_str(g, "general.architecture", &arch, err)) return -1;
     if (strcmp(arch->s, "llama") != 0 && strcmp(arch->s, "qwen2") != 0 &&
-        strcmp(arch->s, "gpt2") != 0)
-        return lf_fail(err, "%s: architecture '%.40s' is not supported (llama, qwen2, gpt2)",
+        strcmp(arch->s, "qwen3") != 0 && strcmp(arch->s, "gpt2") != 0)
+        return lf_fail(err, "%s: architecture '%.40s' is not supported (llama, qwen2, qwen3, gpt2)",
                        g->path, arch->s);
     snprintf(a->arch, sizeof a->arch, "%s", arch->s);
     if (arch_int(g, a->arch, "block_count", 0, &a->n_layers, err) ||
@@ -180,10 +195,10 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
         arch_int(g, a->arch, "attention.head_count", 0, &a->n_heads, err) ||
         arch_int(g, a->arch, "context_length", 0, &a->context_length, err))
         return -1;
-    if (a->hidden % a->n_heads)
+    a->head_dim = a->hidden % a->n_heads ? 0 : a->hidden / a->n_heads; /* llama: or key_length */
+    if (!strcmp(a->arch, "gpt2") && !a->head_dim)
         return lf_fail(err, "%s: %s.embedding_length %d is not a multiple of head_count %d",
                        g->path, a->arch, a->hidden, a->n_heads);
-    a->head_dim = a->hidden / a->n_heads;
     int rc = strcmp(a->arch, "gpt2") != 0 ? llama_keys(g, a, err) : gpt2_keys(g, a, err);
     if (rc || vocab_size(g, a, err) ||
         check_matrix(g, "token_embd.weight", a->vocab_size, a->hidden, "[vocab, hidden]", err))
@@ -224,6 +239,12 @@ static const NameMap llama_layer[] = {
     {"ffn_down", "mlp.down_proj", GGUF_FIX_NONE},
     {NULL, NULL, GGUF_FIX_NONE},
 };
+static const NameMap qwen3_layer[] = {
+    /* beside llama's */
+    {"attn_q_norm", "self_attn.q_norm", GGUF_FIX_NONE},
+    {"attn_k_norm", "self_attn.k_norm", GGUF_FIX_NONE},
+    {NULL, NULL, GGUF_FIX_NONE},
+};
 static const NameMap gpt2_global[] = {
     {"token_embd", "transformer.wte", GGUF_FIX_NONE},
     {"position_embd", "transformer.wpe", GGUF_FIX_NONE},
@@ -241,24 +262,27 @@ static const NameMap gpt2_layer[] = {
     {NULL, NULL, GGUF_FIX_NONE},
 };
 
-/* One architecture's names: the GGUF layer prefix is "blk", HF's layer_prefix; permuted: q's and
- * k's rows are in llama.cpp's order (the map's GGUF_FIX_UNPERMUTE_*), else as HF stores them. */
+/* One architecture's names: the GGUF layer prefix is "blk", HF's layer_prefix; a layer's modules
+ * are in layer and extra (NULL: none); permuted: q's and k's rows are in llama.cpp's order (the
+ * map's GGUF_FIX_UNPERMUTE_*), else as HF stores them. */
 typedef struct ArchNames {
     const char *arch, *layer_prefix;
-    const NameMap *global, *layer;
+    const NameMap *global, *layer, *extra;
     int permuted;
 } ArchNames;
 
 static const ArchNames arch_names[] = {
-    {"llama", "model.layers", llama_global, llama_layer, 1},
-    {"qwen2", "model.layers", llama_global, llama_layer, 0},
-    {"gpt2", "transformer.h", gpt2_global, gpt2_layer, 0},
+    {"llama", "model.layers", llama_global, llama_layer, NULL, 1},
+    {"qwen2", "model.layers", llama_global, llama_layer, NULL, 0},
+    {"qwen3", "model.layers", llama_global, llama_layer, qwen3_layer, 0},
+    {"gpt2", "transformer.h", gpt2_global, gpt2_layer, NULL, 0},
 };
 
 static const ArchNames *find_arch(const char *arch, LfError *err) {
     for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
         if (strcmp(arch_names[i].arch, arch) == 0) return &arch_names[i];
-    lf_fail(err, "no Hugging Face names for architecture '%.40s' (llama, qwen2, gpt2)", arch);
+    lf_fail(err, "no Hugging Face names for architecture '%.40s' (llama, qwen2, qwen3, gpt2)",
+            arch);
     return NULL;
 }
 
@@ -303,8 +327,10 @@ static int translate(const char *arch, const char *name, int to_hf, char *out, s
     const char *module, *param;
     size_t len;
     const NameMap *m = NULL;
-    if (split_name(name, from_prefix, &layer, &module, &len, &param) == 0)
+    if (split_name(name, from_prefix, &layer, &module, &len, &param) == 0) {
         m = lookup(layer < 0 ? a->global : a->layer, !to_hf, module, len);
+        if (!m && layer >= 0 && a->extra) m = lookup(a->extra, !to_hf, module, len);
+    }
     if (!m)
         return lf_fail(err, "tensor '%s' has no %s counterpart in a %s model", name,
                        to_hf ? "Hugging Face" : "GGUF", arch);

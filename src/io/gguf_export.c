@@ -186,25 +186,20 @@ static int copied_key(const char *key) {
 }
 
 /* Room for the names of llama_kvs' keys, which carry the architecture's prefix. */
-typedef char KeyNames[12][64];
+typedef char KeyNames[14][64];
 
-/* The `llama.*` (or `qwen2.*`) hyper-parameters of cfg, as convert_hf_to_gguf.py writes them,
- * their names in names. */
+/* The `llama.*` (or `qwen2.*`, `qwen3.*`) hyper-parameters of cfg, as convert_hf_to_gguf.py writes
+ * them (a head_dim as key_length and value_length), their names in names. */
 static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
     static const char *const keys[] = {"context_length",       "embedding_length",
                                        "block_count",          "feed_forward_length",
                                        "attention.head_count", "attention.head_count_kv",
                                        "rope.dimension_count", "vocab_size",
                                        "rope.freq_base",       "attention.layer_norm_rms_epsilon",
-                                       "rope.scaling.type",    "rope.scaling.factor"};
-    const int vals[] = {c->max_positions,
-                        c->hidden_size,
-                        c->num_layers,
-                        c->ffn_size,
-                        c->num_heads,
-                        c->num_kv_heads,
-                        c->hidden_size / c->num_heads,
-                        c->vocab_size};
+                                       "rope.scaling.type",    "rope.scaling.factor",
+                                       "attention.key_length", "attention.value_length"};
+    const int vals[] = {c->max_positions, c->hidden_size,  c->num_layers,      c->ffn_size,
+                        c->num_heads,     c->num_kv_heads, model_head_size(c), c->vocab_size};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         snprintf(names[i], sizeof names[i], "%s.%s", arch_name(c->arch), keys[i]);
     int n = 0;
@@ -217,6 +212,8 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
         kv[n++] =
             (GgufWriteKV){.key = names[11], .type = GGUF_FLOAT32, .f = c->rope_scaling.factor};
     }
+    for (int i = 12; c->head_dim && i < 14; i++)
+        kv[n++] = (GgufWriteKV){.key = names[i], .type = GGUF_UINT32, .u = (uint64_t)c->head_dim};
     return n;
 }
 

@@ -1,12 +1,14 @@
-/* llama.c: the Llama family of decoders (Llama 2/3, SmolLM2, Qwen2/2.5, ...) as HF's
- * LlamaForCausalLM and Qwen2ForCausalLM compute it (arch.h):
+/* llama.c: the Llama family of decoders (Llama 2/3, SmolLM2, Qwen2/2.5, Qwen3, ...) as HF's
+ * LlamaForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM compute it (arch.h):
  *   h0 = wte[ids]
  *   per layer:  a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1)))   n1 = rmsnorm(x)
+ *               (Qwen3: rope(q_norm(q(n1))), rope(k_norm(k(n1))), an RMS norm over each head)
  *               out = a + down(silu(gate(n2)) * up(n2))                n2 = rmsnorm(a)
  *   hidden = rmsnorm(out_L); the objective applies lm_head (tied to wte or its own weight), or
  *   a reward model's score (LlamaForSequenceClassification, one label)
- * with causal attention over grouped KV heads (NKV <= NH), RoPE on q and k, no biases (Qwen2:
- * q's, k's and v's) and no dropout but attention's (and LoRA's). Forward, backward and the cached
+ * with causal attention over grouped KV heads (NKV <= NH) of head_dim values (hidden / heads, or
+ * the config's: NH * HS need not be the width), RoPE on q and k, no biases (Qwen2: q's, k's and
+ * v's) and no dropout but attention's (and LoRA's). Forward, backward and the cached
  * decode (generation: one token at a time against each layer's cached keys and values) side by
  * side, as in bert.c; every dense layer goes through the core's LoRA-aware linear. */
 #include <stdio.h>
@@ -18,6 +20,7 @@
 typedef struct Layer {
     Norm ln_attn;
     Linear q, k, v, o;
+    Norm q_norm, k_norm; /* Qwen3's, over each head (else w NULL) */
     Norm ln_ffn;
     Linear gate, up, down;
     Linear *qkv[3], *gate_up[2]; /* the linears that read one input (linear_forward_group) */
@@ -29,9 +32,11 @@ typedef struct LayerActs {
     float *x;               /* [N,C] input (the residual stream) */
     float *n1, *rstd1;      /* [N,C] rmsnorm(x), [N] */
     float *q, *k, *v;       /* [N,NH*HS], [N,NKV*HS] x2 (kept if attention saves nothing) */
+    float *q_raw, *k_raw;   /* Qwen3: q and k before their head norms (q, k: after), */
+    float *rstd_q, *rstd_k; /* and the norms' [N*NH], [N*NKV] */
     float *lse;             /* [B,NH,T] attention's log-sum-exp per query row */
     float *att_saved;       /* what attention saves for backward (Ops.attention_saved) */
-    float *ctx;             /* [N,C] attention output */
+    float *ctx;             /* [N,NH*HS] attention output */
     float *a;               /* [N,C] x + o(ctx) */
     float *n2, *rstd2;      /* [N,C] rmsnorm(a), [N] */
     float *gate, *up, *act; /* [N,F] */
@@ -57,6 +62,7 @@ typedef struct Llama {
     /* rows apart: q's, k's and v's (NH*HS, NKV*HS; or rows [q | k | v] where one GEMM writes
      * them side by side: linear_outputs_join), gate's and up's (F, or rows [gate | up] of 2F) */
     int q_ld, kv_ld, gate_up_ld;
+    int qk_norm; /* Qwen3 */
 } Llama;
 
 static Llama *llama(const Model *m) {
@@ -64,14 +70,14 @@ static Llama *llama(const Model *m) {
 }
 
 static int head_size(const Model *m) {
-    return m->cfg.hidden_size / m->cfg.num_heads;
+    return model_head_size(&m->cfg);
 }
 
 /* ------------------------------------------------------------------------------------ */
 /* tensors                                                                              */
 
 static int llama_max_params(const ModelConfig *c) {
-    return 3 + 12 * c->num_layers;
+    return 3 + 14 * c->num_layers;
 }
 
 static int llama_build(Model *m, LfError *err) {
@@ -82,6 +88,7 @@ static int llama_build(Model *m, LfError *err) {
     if (!b || !b->layers || !b->acts) return lf_fail(err, "out of memory");
     int C = c->hidden_size, F = c->ffn_size, HS = head_size(m);
     int QC = c->num_heads * HS, KC = c->num_kv_heads * HS, qkv_bias = c->arch == ARCH_QWEN2;
+    b->qk_norm = c->arch == ARCH_QWEN3;
     model_rope_freqs(c, &b->rope);
     b->wte = model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
     b->wte->pad_row = c->pad_token_id;
@@ -94,6 +101,8 @@ static int llama_build(Model *m, LfError *err) {
         model_linear(m, &L->k, MODULE("self_attn.k_proj"), C, KC, qkv_bias);
         model_linear(m, &L->v, MODULE("self_attn.v_proj"), C, KC, qkv_bias);
         model_linear(m, &L->o, MODULE("self_attn.o_proj"), QC, C, 0);
+        if (b->qk_norm) model_norm(m, &L->q_norm, MODULE("self_attn.q_norm"), HS, 0);
+        if (b->qk_norm) model_norm(m, &L->k_norm, MODULE("self_attn.k_norm"), HS, 0);
         model_norm(m, &L->ln_ffn, MODULE("post_attention_layernorm"), C, 0);
         model_linear(m, &L->gate, MODULE("mlp.gate_proj"), C, F, 0);
         model_linear(m, &L->up, MODULE("mlp.up_proj"), C, F, 0);
@@ -131,7 +140,8 @@ static int layer_trains(const Layer *L) {
     const Linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
     for (int i = 0; i < 7; i++)
         if (linear_trains(ls[i])) return 1;
-    return L->ln_attn.w->grad || L->ln_ffn.w->grad;
+    int heads = L->q_norm.w && (L->q_norm.w->grad || L->k_norm.w->grad);
+    return L->ln_attn.w->grad || L->ln_ffn.w->grad || heads;
 }
 
 /* A layer that backward reaches keeps everything it computed (but what attention saves itself,
@@ -145,7 +155,9 @@ static void llama_plan(Model *m, Plan *pl) {
     Llama *b = llama(m);
     size_t B = m->max_batch, T = m->max_len, N = B * T, C = c->hidden_size, F = c->ffn_size;
     size_t HS = head_size(m), QC = c->num_heads * HS, KC = c->num_kv_heads * HS;
-    size_t L = c->num_layers, lse_n = B * c->num_heads * T;
+    size_t AC = QC > C ? QC : C; /* ctx's room: attention's output, and d_out's place */
+    size_t L = c->num_layers, lse_n = B * c->num_heads * T, NQ = N * c->num_heads;
+    int qkn = b->qk_norm;
     b->lowest_trained_layer = b->wte->grad ? 0 : (int)L;
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
@@ -158,21 +170,37 @@ static void llama_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &O[1], N * C, 1, NULL);
     /* side by side, one GEMM's outputs, where never kept in f32: gate and up under bf16 (kept
      * as bf16, below), q, k and v where attention saves its own copies */
-    int join = half, join_qkv = half && saved_n;
+    int join = half, join_qkv = half && saved_n && !qkn; /* the head norms read rows of HS */
     for (size_t l = 0; l < L; l++) {
         join = join && linear_outputs_join(m, b->layers[l].gate_up, 2);
         join_qkv = join_qkv && linear_outputs_join(m, b->layers[l].qkv, 3);
     }
     b->q_ld = (int)(join_qkv ? QC + 2 * KC : QC), b->kv_ld = (int)(join_qkv ? QC + 2 * KC : KC);
     b->gate_up_ld = (int)(join ? 2 * F : F);
-    size_t sizes[] = {N * C, N, N * b->q_ld,       KC * N, KC * N, lse_n, N * C, N * C,
-                      N * C, N, N * b->gate_up_ld, N * F,  N * F};
-    float **fields[] = {&sh.n1, &sh.rstd1, &sh.q,     &sh.k,    &sh.v,  &sh.lse, &sh.ctx,
-                        &sh.a,  &sh.n2,    &sh.rstd2, &sh.gate, &sh.up, &sh.act};
+    size_t sizes[] = {N * C,
+                      N,
+                      N * b->q_ld,
+                      KC * N,
+                      KC * N,
+                      lse_n,
+                      N * AC,
+                      N * C,
+                      N * C,
+                      N,
+                      N * b->gate_up_ld,
+                      N * F,
+                      N * F,
+                      N * QC,
+                      N * KC,
+                      NQ,
+                      N * c->num_kv_heads};
+    float **fields[] = {&sh.n1,  &sh.rstd1, &sh.q,     &sh.k,      &sh.v,     &sh.lse,
+                        &sh.ctx, &sh.a,     &sh.n2,    &sh.rstd2,  &sh.gate,  &sh.up,
+                        &sh.act, &sh.q_raw, &sh.k_raw, &sh.rstd_q, &sh.rstd_k};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) {
-        int inside = (join_qkv && (i == 3 || i == 4)) || (join && i == 11); /* k, v; up */
-        PLAN_TAKE(pl, fields[i], sizes[i], !inside, NULL);
+        int inside = (join_qkv && (i == 3 || i == 4)) || (join && i == 11);   /* k, v; up */
+        PLAN_TAKE(pl, fields[i], sizes[i], !inside && (i < 13 || qkn), NULL); /* Qwen3's: 13.. */
     }
     if (join_qkv) sh.k = sh.q ? sh.q + QC : NULL, sh.v = sh.q ? sh.q + QC + KC : NULL;
     if (join) sh.up = sh.gate ? sh.gate + F : NULL;
@@ -183,14 +211,15 @@ static void llama_plan(Model *m, Plan *pl) {
         int bw = (int)l >= b->lowest_trained_layer;
         a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
         plan_layer(pl, ckpt && bw);
-        float **mine[] = {&a->n1, &a->rstd1, &a->q,     &a->k,    &a->v,  &a->lse, &a->ctx,
-                          &a->a,  &a->n2,    &a->rstd2, &a->gate, &a->up, &a->act};
+        float **mine[] = {&a->n1,  &a->rstd1, &a->q,     &a->k,      &a->v,     &a->lse,
+                          &a->ctx, &a->a,     &a->n2,    &a->rstd2,  &a->gate,  &a->up,
+                          &a->act, &a->q_raw, &a->k_raw, &a->rstd_q, &a->rstd_k};
         for (int i = 0; i < nf; i++) {
             int qkv = i >= 2 && i <= 4, as_bf16 = i == 7 || i == 10 || i == 11; /* a, gate, up */
             int input = i == 0 || i == 8 || i == 12 || (i == 6 && saved_n);     /* below */
             plan_take(pl, mine[i], sizes[i],
-                      bw && !input && !(qkv && saved_n) && !(as_bf16 && half), *fields[i],
-                      "llama layer activation");
+                      bw && !input && !(qkv && saved_n) && !(as_bf16 && half) && (i < 13 || qkn),
+                      *fields[i], "llama layer activation");
         }
         Layer *Ly = &b->layers[l]; /* n1, n2 and act: only their linears read them again */
         PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, &a->n1, bw, sh.n1);
@@ -233,7 +262,7 @@ static void llama_plan(Model *m, Plan *pl) {
     float *reuse[] = {sh.ctx, sh.a, sh.q, dk_at, dv_at, sh.gate, gate_end, sh.act};
     for (int i = 0; i < 8; i++)
         PLAN_TAKE(pl, dn[i], N * C, any && ckpt && !i, any ? reuse[i] : NULL);
-    PLAN_TAKE(pl, &b->d_ctx, N * C, any, NULL);
+    PLAN_TAKE(pl, &b->d_ctx, N * AC, any, NULL); /* Qwen3: then q's gradient before its norm */
     /* d_out's bf16 copy, written by the norm backward that last adds to it, where o or down read
      * it so: its own buffer, as a replayed forward between two layers' backward writes the
      * shared ones */
@@ -314,6 +343,27 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
                    model_site(l, SITE_DOWN));
 }
 
+/* Qwen3: q and k [n rows] from their raw values through an RMS norm over each head. */
+static void head_norms_forward(Model *m, const Layer *Ly, LayerActs *a, int n) {
+    const ModelConfig *c = &m->cfg;
+    int HS = head_size(m);
+    if (!llama(m)->qk_norm) return;
+    m->ops->residual_norm_forward(a->q, NULL, 0, NULL, NULL, a->rstd_q, NULL, a->q_raw, NULL, 0.0f,
+                                  0, Ly->q_norm.w->value, NULL, c->layer_norm_eps, n * c->num_heads,
+                                  HS);
+    m->ops->residual_norm_forward(a->k, NULL, 0, NULL, NULL, a->rstd_k, NULL, a->k_raw, NULL, 0.0f,
+                                  0, Ly->k_norm.w->value, NULL, c->layer_norm_eps,
+                                  n * c->num_kv_heads, HS);
+}
+
+/* Where q's, k's and v's linears write: q and k themselves, or (Qwen3) before their norms. */
+static float *const *qkv_outs(const Llama *b, const LayerActs *a, float **outs) {
+    outs[0] = b->qk_norm ? a->q_raw : a->q;
+    outs[1] = b->qk_norm ? a->k_raw : a->k;
+    outs[2] = a->v;
+    return outs;
+}
+
 static void layer_forward(Model *m, int l, Drop d, int replay) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
@@ -324,8 +374,10 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     int NH = c->num_heads, NKV = c->num_kv_heads;
     input_norm(m, l, a->n1, &Ly->q, a->rstd1, a->xh1, &Ly->ln_attn, N, replay);
     uint64_t s[3];
-    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
+    float *outs[3];
+    linear_forward_group(m, Ly->qkv, qkv_outs(b, a, outs), 3, a->n1, N, d.lora,
                          model_sites(s, 3, l, SITE_Q));
+    head_norms_forward(m, Ly, a, N);
     uint16_t *ob = Ly->o.in_bf16; /* else o reads ctx */
     o->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
                          a->q, b->q_ld, a->k, a->v, b->kv_ld, model_attention_mask(m), 1, &b->rope,
@@ -346,8 +398,10 @@ static void layer_decode(Model *m, int l, int n) {
     int HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
     input_norm(m, l, a->n1, &Ly->q, a->rstd1, NULL, &Ly->ln_attn, n, 0);
-    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, n, 0.0f,
+    float *outs[3];
+    linear_forward_group(m, Ly->qkv, qkv_outs(b, a, outs), 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
+    head_norms_forward(m, Ly, a, n);
     o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, &b->rope, n, NH, NKV,
                    HS);
     o->attention_cached(a->ctx, Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->q, b->q_ld, k, v,
@@ -390,8 +444,16 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
                           Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
                           model_attention_mask(m), 1, &b->rope, d.attention,
                           model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS, OPS_SET);
-    linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){b->d_q, b->d_k, b->d_v}, 3,
-                          a->n1, N, d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);
+    const float *dq = b->d_q, *dk = b->d_k;
+    if (b->qk_norm) { /* through Qwen3's head norms: q's into d_ctx (read by now), k's into d_q */
+        o->rmsnorm_backward(b->d_ctx, NULL, Ly->q_norm.w->grad, b->d_q, a->q_raw, NULL,
+                            Ly->q_norm.w->value, a->rstd_q, N * NH, HS, OPS_SET);
+        o->rmsnorm_backward(b->d_q, NULL, Ly->k_norm.w->grad, b->d_k, a->k_raw, NULL,
+                            Ly->k_norm.w->value, a->rstd_k, N * NKV, HS, OPS_SET);
+        dq = b->d_ctx, dk = b->d_q;
+    }
+    linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){dq, dk, b->d_v}, 3, a->n1, N,
+                          d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);
     uint16_t *below = need_input && l ? b->layers[l - 1].down.dout_bf16 : NULL; /* its down's */
     o->rmsnorm_backward(need_input ? grad : NULL, below, Ly->ln_attn.w->grad, b->d_n,
                         a->xh1 ? NULL : a->x, a->xh1, Ly->ln_attn.w->value, a->rstd1, N, C,

@@ -93,7 +93,7 @@ static const ArchImpl *arch_for(Arch a) {
     static const ArchImpl *const archs[] = {
         [ARCH_DISTILBERT] = &arch_distilbert, [ARCH_BERT] = &arch_bert,
         [ARCH_LLAMA] = &arch_llama,           [ARCH_GPT2] = &arch_gpt2,
-        [ARCH_QWEN2] = &arch_llama,
+        [ARCH_QWEN2] = &arch_llama,           [ARCH_QWEN3] = &arch_llama,
     };
     return archs[a];
 }
@@ -693,8 +693,8 @@ static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
 static size_t scratch_floats(const Model *m) {
     size_t B = m->max_batch, T = m->max_len, R = m->spec.r;
     int NH = m->cfg.num_heads;
-    size_t need =
-        m->ops->attention_scratch((int)B, (int)T, NH, m->cfg.num_kv_heads, m->cfg.hidden_size / NH);
+    size_t need = m->ops->attention_scratch((int)B, (int)T, NH, m->cfg.num_kv_heads,
+                                            model_head_size(&m->cfg));
     for (int i = 0; i < m->n_linears; i++) {
         const Linear *l = m->linears[i];
         if (l->lora) need = max_size(need, ops_lora_scratch(B * T, (size_t)l->in, R));
@@ -706,7 +706,7 @@ static size_t scratch_floats(const Model *m) {
 size_t model_attention_saved(const Model *m, int out_apart) {
     int NH = m->cfg.num_heads;
     return m->ops->attention_saved(m->spec.precision, m->max_batch, m->max_len, NH,
-                                   m->cfg.num_kv_heads, m->cfg.hidden_size / NH, out_apart);
+                                   m->cfg.num_kv_heads, model_head_size(&m->cfg), out_apart);
 }
 
 /* Floats of the pair readout (objective.h), for an objective on preference pairs. */
@@ -1641,7 +1641,7 @@ int model_cache_reset(Model *m, int positions, LfError *err) {
     m->cache_len = positions;
     size_t n = m->arch->cache_floats(m), P = (size_t)positions;
     size_t ns = m->ops->attention_cached_scratch(m->max_len, (int)P, m->cfg.num_heads,
-                                                 m->cfg.hidden_size / m->cfg.num_heads);
+                                                 model_head_size(&m->cfg));
     m->kv_cache = m->ops->alloc(n * sizeof(float));
     m->cache_scratch = m->ops->alloc(ns * sizeof(float));
     m->positions = m->ops->alloc((size_t)m->max_len * sizeof(int32_t));

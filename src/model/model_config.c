@@ -1,4 +1,5 @@
-/* model_config.c: HF config.json <-> ModelConfig for DistilBERT, BERT, Llama, Qwen2 and GPT-2.
+/* model_config.c: HF config.json <-> ModelConfig for DistilBERT, BERT, Llama, Qwen2, Qwen3 and
+ * GPT-2.
  * The plain numeric keys of each architecture are one table (JSON name, type,
  * field), used both to read and to write; the few keys with rules of their own
  * (activation, position embeddings, BERT's nullable classifier_dropout, GPT-2's n_inner,
@@ -110,6 +111,8 @@ static const struct {
     [ARCH_GPT2] = {"gpt2", "GPT2LMHeadModel", NULL, "activation_function", gpt2_keys},
     [ARCH_QWEN2] = {"qwen2", "Qwen2ForCausalLM", "Qwen2ForSequenceClassification", "hidden_act",
                     llama_keys},
+    [ARCH_QWEN3] = {"qwen3", "Qwen3ForCausalLM", "Qwen3ForSequenceClassification", "hidden_act",
+                    llama_keys},
 };
 
 static const struct {
@@ -153,9 +156,10 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->hidden_dropout = cfg->attention_dropout = cfg->classifier_dropout = 0.0f;
         cfg->pad_token_id = -1, cfg->bos_token_id = 1, cfg->eos_token_id = 2;
     }
-    if (arch == ARCH_QWEN2) { /* Qwen2Config()'s differences */
+    if (arch == ARCH_QWEN2 || arch == ARCH_QWEN3) { /* Qwen2Config()'s, Qwen3Config()'s */
         cfg->vocab_size = 151936, cfg->ffn_size = 22016, cfg->max_positions = 32768;
         cfg->bos_token_id = cfg->eos_token_id = -1;
+        cfg->head_dim = arch == ARCH_QWEN3 ? 128 : 0;
     }
     if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
         cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->num_layers = 12;
@@ -330,9 +334,9 @@ static int load_rope(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     return load_rope_type(&cfg->rope_scaling, obj, path, err);
 }
 
-/* Qwen2's sliding-window attention, which loraft does not compute: refused where a layer uses it
+/* Qwen's sliding-window attention, which loraft does not compute: refused where a layer uses it
  * (use_sliding_window, or a "sliding_attention" in layer_types). */
-static int load_qwen2_window(const cJSON *root, const char *path, LfError *err) {
+static int load_qwen_window(const cJSON *root, const char *path, LfError *err) {
     int sliding = 0;
     const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types"), *t;
     if (get_bool(root, "use_sliding_window", path, &sliding, err)) return -1;
@@ -351,25 +355,25 @@ static int load_qwen2_window(const cJSON *root, const char *path, LfError *err) 
 }
 
 /* Llama: no biases (Qwen2: q, k and v's, whatever attention_bias says, as transformers builds
- * them), head_dim = hidden / heads; num_key_value_heads defaults to the number of heads. */
+ * them), head_dim (null or absent: hidden / heads; Qwen3: 128); num_key_value_heads defaults to
+ * the number of heads. */
 static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *path,
                                LfError *err) {
-    int attention_bias = 0, mlp_bias = 0, head_dim = 0, qwen2 = cfg->arch == ARCH_QWEN2;
+    int attention_bias = 0, mlp_bias = 0, qwen2 = cfg->arch == ARCH_QWEN2;
+    int qwen = qwen2 || cfg->arch == ARCH_QWEN3;
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
     if (!cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
         cfg->num_kv_heads = cfg->num_heads;
     if (get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
         (!qwen2 && get_bool(root, "attention_bias", path, &attention_bias, err)) ||
-        (!qwen2 && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
-        (qwen2 && load_qwen2_window(root, path, err)) ||
-        (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &head_dim, err)) ||
+        (!qwen && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
+        (qwen && load_qwen_window(root, path, err)) ||
+        (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &cfg->head_dim, err)) ||
         load_rope(cfg, root, path, err))
         return -1;
     if (attention_bias || mlp_bias)
         return lf_fail(err, "%s: attention_bias / mlp_bias are not supported", path);
-    if (head_dim && cfg->num_heads > 0 && head_dim * cfg->num_heads != cfg->hidden_size)
-        return lf_fail(err, "%s: head_dim %d is not hidden_size / num_attention_heads", path,
-                       head_dim);
+    if (hd && cJSON_IsNull(hd)) cfg->head_dim = 0;
     return 0;
 }
 
@@ -458,14 +462,15 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     const char *type;
     if (get_string(root, "model_type", path, &type, err)) return -1;
     if (!type) return lf_fail(err, "%s: key 'model_type' is missing", path);
-    for (int a = ARCH_DISTILBERT; a <= ARCH_QWEN2; a++)
+    for (int a = ARCH_DISTILBERT; a <= ARCH_QWEN3; a++)
         if (!strcmp(type, arch_info[a].model_type)) {
             *arch = (Arch)a;
             return 0;
         }
     return lf_fail(
         err,
-        "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, qwen2, gpt2)",
+        "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, qwen2, qwen3, "
+        "gpt2)",
         path, type);
 }
 
@@ -505,16 +510,16 @@ static void rope_from_divisors(ModelConfig *cfg, const float *d, int n) {
                                       .low_freq_factor = 1,
                                       .high_freq_factor = 4,
                                       .original_max_positions = 8192};
-    int meta = cfg->num_heads > 0 && n == cfg->hidden_size / cfg->num_heads / 2 &&
-               model_rope_divisors(cfg, want) == n;
+    int meta =
+        cfg->num_heads > 0 && n == model_head_size(cfg) / 2 && model_rope_divisors(cfg, want) == n;
     for (int i = 0; i < n && meta; i++) meta = fabsf(want[i] - d[i]) <= 1e-6f * want[i];
     if (meta) return;
     cfg->rope_scaling = (RopeScaling){.type = ROPE_DIVISORS, .n_divisors = n};
     memcpy(cfg->rope_scaling.divisors, d, sizeof(float) * n);
 }
 
-/* A Llama, Qwen2 or GPT-2 GGUF file's metadata (gguf_arch) as the config.json it was made from.
- * GPT-2's head is always tied (llama.cpp's converter writes a copy of token_embd as
+/* A Llama, Qwen2, Qwen3 or GPT-2 GGUF file's metadata (gguf_arch) as the config.json it was made
+ * from. GPT-2's head is always tied (llama.cpp's converter writes a copy of token_embd as
  * output.weight, which the loader skips). GGUF keeps no dropout rates: HF's defaults stay. */
 static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     Gguf g;
@@ -526,9 +531,11 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     int gpt2 = !strcmp(a.arch, "gpt2");
     model_config_defaults(cfg, gpt2                       ? ARCH_GPT2
                                : !strcmp(a.arch, "qwen2") ? ARCH_QWEN2
+                               : !strcmp(a.arch, "qwen3") ? ARCH_QWEN3
                                                           : ARCH_LLAMA);
     cfg->vocab_size = a.vocab_size, cfg->hidden_size = a.hidden, cfg->num_layers = a.n_layers;
     cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
+    cfg->head_dim = a.head_dim * a.n_heads != a.hidden || !strcmp(a.arch, "qwen3") ? a.head_dim : 0;
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
     if (a.rope_linear > 0)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LINEAR, .factor = a.rope_linear};
@@ -571,7 +578,7 @@ static int rope_scaling_ok(const ModelConfig *c) {
     if (r->type == ROPE_DEFAULT) return 1;
     if (!arch_is_llama(c->arch) || c->num_heads <= 0) return 0;
     if (r->type != ROPE_DIVISORS) return r->factor > 0;
-    if (r->n_divisors != c->hidden_size / c->num_heads / 2) return 0;
+    if (r->n_divisors != model_head_size(c) / 2) return 0;
     for (int i = 0; i < r->n_divisors; i++)
         if (!(r->divisors[i] > 0 && isfinite(r->divisors[i]))) return 0;
     return 1;
@@ -582,14 +589,15 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         const char *what;
         int ok;
     } rules[] = {
-        {"architecture is distilbert, bert, llama, qwen2 or gpt2",
-         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_QWEN2},
+        {"architecture is distilbert, bert, llama, qwen2, qwen3 or gpt2",
+         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_QWEN3},
         {"vocab_size > 0", c->vocab_size > 0},
         {"hidden size > 0", c->hidden_size > 0},
         {"number of layers > 0", c->num_layers > 0},
         {"number of heads > 0", c->num_heads > 0},
-        {"hidden size divisible by the number of heads",
-         c->num_heads > 0 && c->hidden_size % c->num_heads == 0},
+        {"hidden size divisible by the number of heads (or a head_dim, llama family only)",
+         c->num_heads > 0 && (c->head_dim ? c->head_dim > 0 && arch_is_llama(c->arch)
+                                          : c->hidden_size % c->num_heads == 0)},
         {"feed-forward size > 0", c->ffn_size > 0},
         {"max_position_embeddings > 0", c->max_positions > 0},
         {"type_vocab_size > 0 for BERT (0 for DistilBERT)",
@@ -602,8 +610,8 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
          !arch_is_llama(c->arch) || (c->num_kv_heads > 0 && c->num_heads % c->num_kv_heads == 0)},
         {"head size even, at most 256, and rope_theta > 0 (llama, qwen2)",
          !arch_is_llama(c->arch) ||
-             (c->num_heads > 0 && c->hidden_size / c->num_heads % 2 == 0 &&
-              c->hidden_size / c->num_heads <= 2 * ROPE_MAX_PAIRS && c->rope_theta > 0)},
+             (c->num_heads > 0 && model_head_size(c) % 2 == 0 &&
+              model_head_size(c) <= 2 * ROPE_MAX_PAIRS && c->rope_theta > 0)},
         {"RoPE scaling only on llama and qwen2, its divisors one a pair of a head and positive",
          rope_scaling_ok(c)},
         {"layer_norm_eps > 0", c->layer_norm_eps > 0},
@@ -695,11 +703,15 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
                                  activation_name(cfg->activation)))
         return -1;
     if (arch_is_llama(cfg->arch)) {
-        int qwen2 = cfg->arch == ARCH_QWEN2;
+        int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
+        /* Qwen3Config's default is 128, not hidden / heads: always written */
+        int head_dim = cfg->arch == ARCH_QWEN3 ? model_head_size(cfg) : cfg->head_dim;
         if (!cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_word_embeddings) ||
             add_rope_scaling(root, &cfg->rope_scaling) ||
-            !cJSON_AddFalseToObject(root, qwen2 ? "use_sliding_window" : "attention_bias") ||
-            (!qwen2 && !cJSON_AddFalseToObject(root, "mlp_bias")))
+            (head_dim && !cJSON_AddNumberToObject(root, "head_dim", head_dim)) ||
+            (qwen && !cJSON_AddFalseToObject(root, "use_sliding_window")) ||
+            (cfg->arch != ARCH_QWEN2 && !cJSON_AddFalseToObject(root, "attention_bias")) ||
+            (!qwen && !cJSON_AddFalseToObject(root, "mlp_bias")))
             return -1;
     } else if (cfg->arch == ARCH_GPT2) {
         if (!cJSON_AddNumberToObject(root, "n_inner", cfg->ffn_size) ||
@@ -771,16 +783,22 @@ void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s) {
     }
 }
 
+int model_head_size(const ModelConfig *cfg) {
+    return cfg->head_dim        ? cfg->head_dim
+           : cfg->num_heads > 0 ? cfg->hidden_size / cfg->num_heads
+                                : 0;
+}
+
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r) {
     int llama = arch_is_llama(cfg->arch) && cfg->num_heads > 0;
-    rope_freqs_init(r, llama ? cfg->rope_theta : 0.0f,
-                    llama ? cfg->hidden_size / cfg->num_heads : 0, &cfg->rope_scaling);
+    rope_freqs_init(r, llama ? cfg->rope_theta : 0.0f, llama ? model_head_size(cfg) : 0,
+                    &cfg->rope_scaling);
 }
 
 int model_rope_divisors(const ModelConfig *cfg, float *d) {
     const RopeScaling *s = &cfg->rope_scaling;
     if (!arch_is_llama(cfg->arch) || (s->type != ROPE_LLAMA3 && s->type != ROPE_DIVISORS)) return 0;
-    int HS = cfg->hidden_size / cfg->num_heads;
+    int HS = model_head_size(cfg);
     for (int i = 0; i < HS / 2 && i < ROPE_MAX_PAIRS; i++) {
         double inv = plain_inv_freq(cfg->rope_theta, i, HS);
         d[i] = s->type == ROPE_DIVISORS ? s->divisors[i] : (float)(inv / llama3_inv_freq(inv, s));

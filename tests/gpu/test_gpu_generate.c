@@ -102,6 +102,7 @@ int main(void) {
     for (int lora = 0; lora <= 2; lora++) { /* none; every projection; PEFT's defaults (q, v) */
         check_case(ARCH_LLAMA, 4, 2, 0, lora, PRECISION_BF16);
         check_case(ARCH_QWEN2, 4, 2, 1, lora, PRECISION_BF16);
+        check_case(ARCH_QWEN3, 4, 2, 0, lora, PRECISION_BF16);
         check_case(ARCH_GPT2, 4, 4, 1, lora, PRECISION_BF16);
     }
     check_graphs(ARCH_LLAMA, 0, PRECISION_FP32);

@@ -263,6 +263,7 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
     cfg->vocab_size = LV, cfg->hidden_size = 32, cfg->num_layers = 2, cfg->num_heads = 4;
     cfg->num_kv_heads = arch_is_llama(arch) ? 2 : 4, cfg->ffn_size = 48, cfg->max_positions = 16;
     cfg->tie_word_embeddings = tied;
+    cfg->head_dim = arch == ARCH_QWEN3 ? 16 : 0; /* heads twice hidden / heads wide */
     if (arch == ARCH_LLAMA && !tied)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LLAMA3,
                                           .factor = 8,
@@ -433,8 +434,9 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         const char *name = cpu.params[i].name;
         size_t len = strlen(name);
         int bias = len > 5 && !strcmp(name + len - 5, ".bias"); /* 0 at init: they would hide */
+        int head_norm = strstr(name, "self_attn.q_norm") || strstr(name, "self_attn.k_norm");
         n_lora += cpu.params[i].is_lora; /* B non-zero, so A has a gradient too */
-        if (cpu.params[i].is_lora || bias)
+        if (cpu.params[i].is_lora || bias || head_norm)
             for (size_t j = 0; j < cpu.params[i].numel; j++)
                 cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
     }
@@ -754,6 +756,16 @@ int main(void) {
     run_decoder(ARCH_QWEN2, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
                 NULL); /* q, k, v and their biases side by side: one GEMM */
     printf("qwen2 (untied, LoRA on the seven projections): cuda bf16 within the bf16 bounds of cpu "
+           "fp32 (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
+    run_decoder(ARCH_QWEN3, 1, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
+                NULL);
+    printf("qwen3 (tied, heads of 16 over hidden 32, full fine-tuning: the head norms train): cuda "
+           "model matches cpu\n");
+    bf16_worst = 0;
+    run_decoder(ARCH_QWEN3, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
+                NULL);
+    printf("qwen3 (untied, LoRA on the seven projections): cuda bf16 within the bf16 bounds of cpu "
            "fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
