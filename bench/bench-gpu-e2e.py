@@ -8,7 +8,8 @@ own process, in the same run (issue 10).
         [--loraft-bench build/bench_train_step] [--no-pytorch] [--timeout 150]
 
 Models: DistilBERT-base (sequence classification, LoRA on q_lin, v_lin), SmolLM2-135M and
-(--cases llama3-2048) Llama-3.2-1B's shape (causal LM, LoRA on all seven projections), r 8,
+(--cases llama3-2048) Llama-3.2-1B's shape and (--cases qwen3-2048) Qwen3-0.6B's (heads of 128
+over hidden 1024, head norms; causal LM, LoRA on all seven projections), r 8,
 alpha 16, dropout 0.1 / 0.05, built from
 their real configs (below) with random weights on both sides: loraft from the config.json
 this script writes (bench_train_step --random), PyTorch with from_config. Nothing is read
@@ -71,6 +72,14 @@ CONFIGS = {
         "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
                          "original_max_position_embeddings": 8192, "rope_type": "llama3"},
         "rope_theta": 500000.0, "tie_word_embeddings": True, "vocab_size": 128256},
+    "qwen3": {  # Qwen/Qwen3-0.6B: 16 heads of 128 over hidden 1024, q and k head norms
+        "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "attention_bias": False,
+        "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645,
+        "head_dim": 128, "hidden_act": "silu", "hidden_size": 1024, "initializer_range": 0.02,
+        "intermediate_size": 3072, "max_position_embeddings": 40960, "num_attention_heads": 16,
+        "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000, "tie_word_embeddings": True, "use_sliding_window": False,
+        "vocab_size": 151936},
 }
 SMOKE = {"distilbert": {"dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 2,
                         "vocab_size": 1000, "max_position_embeddings": 64},
@@ -78,11 +87,14 @@ SMOKE = {"distilbert": {"dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 
                      "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000},
          "llama3": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
                     "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
-                    "head_dim": 16, "bos_token_id": 0, "eos_token_id": 1}}
+                    "head_dim": 16, "bos_token_id": 0, "eos_token_id": 1},
+         "qwen3": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
+                   "head_dim": 32, "bos_token_id": 0, "eos_token_id": 1}}
 LORA = {"distilbert": (["q_lin", "v_lin"], 0.1),
         "smollm2": (["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                      "down_proj"], 0.05)}
-LORA["llama3"] = LORA["smollm2"]
+LORA["llama3"] = LORA["qwen3"] = LORA["smollm2"]
 
 
 def dims(name, cfg):
@@ -95,9 +107,11 @@ def dims(name, cfg):
     else:
         L, C, NH = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"]
         NKV, F = cfg["num_key_value_heads"], cfg["intermediate_size"]
-        kv = C // NH * NKV
-        dense = {"q_proj": (C, C), "k_proj": (C, kv), "v_proj": (C, kv), "o_proj": (C, C),
+        HS = cfg.get("head_dim") or C // NH  # Qwen3's: wider than C // NH
+        q, kv = NH * HS, NKV * HS
+        dense = {"q_proj": (C, q), "k_proj": (C, kv), "v_proj": (C, kv), "o_proj": (q, C),
                  "gate_proj": (C, F), "up_proj": (C, F), "down_proj": (F, C)}
+        return L, C, NH, HS, NKV, F, cfg["vocab_size"], dense
     return L, C, NH, C // NH, NKV, F, cfg["vocab_size"], dense
 
 

@@ -215,4 +215,9 @@ step e2e_llama3-2048 200 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py
   --cases llama3-2048 --precision "$l3_precision" --device "$e2e_device" \
   --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
 show e2e_llama3-2048 "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
+note "== end to end at Qwen3-0.6B's shape (heads of 128 over hidden 1024, head norms), where time remains"
+step e2e_qwen3-2048 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py \
+  --cases qwen3-2048 --precision "$l3_precision" --device "$e2e_device" \
+  --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
+show e2e_qwen3-2048 "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
 [ $failed -eq 0 ]

@@ -140,6 +140,10 @@ static void test_qwen3_options(void) {
     CHECK(load_literal("{\"model_type\":\"qwen3\",\"hidden_size\":256,\"num_attention_heads\":4}",
                        &c, &err) == 0);
     CHECK(c.head_dim == 128 && model_head_size(&c) == 128 && c.vocab_size == 151936);
+    CHECK(load_literal("{\"model_type\":\"qwen3\",\"hidden_size\":256,\"num_attention_heads\":4,"
+                       "\"head_dim\":null}",
+                       &c, &err) == 0);
+    CHECK(c.head_dim == 64); /* null: hidden / heads, spelled out (saved so) */
     CHECK(load_literal("{\"model_type\":\"llama\",\"hidden_size\":96,\"num_attention_heads\":4,"
                        "\"head_dim\":16}",
                        &c, &err) == 0 &&
