@@ -105,11 +105,13 @@ EOF
     || { echo "FAIL: $arch: the merged models' losses differ from the adapter's"; exit 1; }
 
   "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$adapter" "$arch" <<'EOF'
-import json, logging, struct, sys, warnings
+import json, struct, sys
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
+sys.path.insert(0, "tests")
+from lm_compat import KeyNoise, hf_loss, load
 hf_logging.disable_progress_bar()
 dir, valid, max_len, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 ours = {"base": sys.argv[5].split(), "adapter": sys.argv[6].split()}
@@ -122,30 +124,6 @@ def check(ok, what):
     print(("ok   " if ok else "FAIL ") + arch + ": " + what)
     results.append(bool(ok))
 
-class Grab(logging.Handler):  # peft and transformers report missing/unexpected keys as warnings
-    def __init__(self): super().__init__(); self.msgs = []
-    def emit(self, r): self.msgs.append(r.getMessage())
-grab = Grab()
-for name in ("peft", "transformers"): logging.getLogger(name).addHandler(grab)
-
-def hf_loss(model, tok):
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for t in texts:
-            ids = tok(t)["input_ids"][:max_len]
-            if len(ids) < 2: continue
-            x = torch.tensor([ids])
-            logits = model(input_ids=x).logits[0, :-1].double()
-            total += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
-            count += len(ids) - 1
-    return total / count, count
-
-def load(path):
-    model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True,
-                                                       dtype=torch.float32)
-    return model, {k: v for k, v in info.items() if v}
-
 def agree(what, mine, theirs):
     loss, n = theirs
     check(n == int(mine[1]) and abs(loss - float(mine[0])) <= tol,
@@ -155,20 +133,16 @@ def agree(what, mine, theirs):
 tok = AutoTokenizer.from_pretrained(dir + "/model")
 base, bad = load(dir + "/model")
 check(type(base).__name__ == cls and not bad, f"base: {type(base).__name__} {bad}")
-agree("base loss", ours["base"], hf_loss(base, tok))
-grab.msgs.clear()
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
+agree("base loss", ours["base"], hf_loss(base, tok, texts, max_len))
+with KeyNoise() as keys:
     model = PeftModel.from_pretrained(base, dir + "/run/best")
-noise = [m for m in grab.msgs + [str(w.message) for w in caught]
-         if "missing" in m.lower() or "unexpected" in m.lower()]
-check(not noise, f"PeftModel.from_pretrained reports no missing/unexpected keys {noise}")
-agree("adapter loss (PEFT)", ours["adapter"], hf_loss(model, tok))
+check(not keys.noise, f"PeftModel.from_pretrained reports no missing/unexpected keys {keys.noise}")
+agree("adapter loss (PEFT)", ours["adapter"], hf_loss(model, tok, texts, max_len))
 check(abs(float(ours["adapter"][0]) - float(ours["base"][0])) > 1e-3, "the adapter changes the loss")
 merged, bad = load(dir + "/merged")
 check(type(merged).__name__ == cls and not bad,
       f"merged: {type(merged).__name__}, no missing/unexpected keys {bad}")
-agree("merged loss (transformers)", ours["adapter"], hf_loss(merged, tok))
+agree("merged loss (transformers)", ours["adapter"], hf_loss(merged, tok, texts, max_len))
 
 data = open(dir + "/merged.gguf", "rb").read()
 gs = lambda t: struct.pack("<Q", len(t)) + t.encode()  # a GGUF string

@@ -82,12 +82,14 @@ EOF
 done
 
 "$py" - "$tmp" "$max_len" "$tol" <<'EOF'
-import json, math, sys, warnings, logging
+import json, sys
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model_state_dict
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
+sys.path.insert(0, "tests")
+from lm_compat import KeyNoise, hf_loss, load
 hf_logging.disable_progress_bar()
 tmp, max_len, tol = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 torch.set_num_threads(1)
@@ -97,30 +99,6 @@ def check(ok, what):
     print(("ok   " if ok else "FAIL ") + what)
     results.append(bool(ok))
 
-class Grab(logging.Handler):  # peft and transformers report missing/unexpected keys as warnings
-    def __init__(self): super().__init__(); self.msgs = []
-    def emit(self, r): self.msgs.append(r.getMessage())
-grab = Grab()
-for name in ("peft", "transformers"): logging.getLogger(name).addHandler(grab)
-
-def hf_loss(model, tok):
-    """loraft's eval_loss: each text alone, right-truncated, no BOS, mean over predicted tokens."""
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for t in texts:
-            ids = tok(t)["input_ids"][:max_len]
-            if len(ids) < 2: continue
-            x = torch.tensor([ids])
-            logits = model(input_ids=x).logits[0, :-1].double()
-            total += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
-            count += len(ids) - 1
-    return total / count, count
-
-def load(path):
-    model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True,
-                                                       dtype=torch.float32)
-    return model, {k: v for k, v in info.items() if v}  # missing, unexpected, mismatched, errors
 
 for head in ("tied", "untied"):
     base_dir, adapter = f"{tmp}/{head}", f"{tmp}/{head}-run/best"
@@ -145,19 +123,16 @@ for head in ("tied", "untied"):
     check(base.config.tie_word_embeddings == (head == "tied") and
           (base.lm_head.weight.data_ptr() == base.model.embed_tokens.weight.data_ptr()) == (head == "tied"),
           f"{head}: lm_head tied to embed_tokens: {head == 'tied'}")
-    loss, n = hf_loss(base, tok)
+    loss, n = hf_loss(base, tok, texts, max_len)
     check(n == ours["base"][1] and abs(loss - ours["base"][0]) <= tol,
           f"{head}: base model loss: loraft {ours['base'][0]:.7f} vs transformers {loss:.7f} "
           f"(|diff| {abs(loss - ours['base'][0]):.1e}, {n} tokens vs loraft's {ours['base'][1]})")
 
     # PEFT: every adapter tensor loads, none is missing or unexpected
-    grab.msgs.clear()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with KeyNoise() as keys:
         model = PeftModel.from_pretrained(base, adapter)
-    noise = [m for m in grab.msgs + [str(w.message) for w in caught]
-             if "missing" in m.lower() or "unexpected" in m.lower()]
-    check(not noise, f"{head}: PeftModel.from_pretrained reports no missing/unexpected keys {noise}")
+    check(not keys.noise,
+          f"{head}: PeftModel.from_pretrained reports no missing/unexpected keys {keys.noise}")
     saved = load_file(adapter + "/adapter_model.safetensors")
     lora = {k.replace(".default", ""): v for k, v in model.state_dict().items() if "lora_" in k}
     check(set(lora) == set(saved) and len(saved) == 2 * 7 * 2,
@@ -171,7 +146,7 @@ for head in ("tied", "untied"):
     drops = {float(m.lora_dropout["default"].p) for m in model.modules() if hasattr(m, "lora_dropout")
              and "default" in m.lora_dropout}
     check(len(drops) == 1 and abs(drops.pop() - 0.1) < 1e-6, f"{head}: PEFT's lora_dropout is 0.1")
-    loss_peft, n = hf_loss(model, tok)
+    loss_peft, n = hf_loss(model, tok, texts, max_len)
     a = ours["adapter"][0]
     check(n == ours["adapter"][1] and abs(loss_peft - a) <= tol,
           f"{head}: adapter loss: loraft eval {a:.7f} vs PEFT {loss_peft:.7f} "
@@ -187,7 +162,7 @@ for head in ("tied", "untied"):
     check(("lm_head.weight" in names) == (head == "untied") and
           merged.config.tie_word_embeddings == (head == "tied"),
           f"{head}: merged head: lm_head.weight {'absent, tied' if head == 'tied' else 'present, untied'}")
-    loss_merged, n = hf_loss(merged, AutoTokenizer.from_pretrained(merged_dir))
+    loss_merged, n = hf_loss(merged, AutoTokenizer.from_pretrained(merged_dir), texts, max_len)
     check(abs(loss_merged - a) <= tol and abs(ours["merged"][0] - a) <= tol,
           f"{head}: merged loss: transformers {loss_merged:.7f}, loraft eval {ours['merged'][0]:.7f} "
           f"vs adapter {a:.7f} (|diff| {abs(loss_merged - a):.1e}, {abs(ours['merged'][0] - a):.1e})")

@@ -29,6 +29,10 @@ typedef struct Nfc {
 int nfc_normalize(Nfc *z, const char *s, size_t n, const char **out, size_t *out_len, LfError *err);
 void nfc_free(Nfc *z);
 
+/* The full canonical decomposition of one char (its NFD, canonically ordered; Hangul
+ * algorithmically) into out: 1..4 code points, returned. */
+int nfd_char(uint32_t c, uint32_t out[4]);
+
 #ifdef __cplusplus
 }
 #endif

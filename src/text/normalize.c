@@ -1,8 +1,8 @@
 /* normalize.c: NFC (see normalize.h). The quick check walks the text with one table lookup per
  * char above U+02FF; where it stops, the stretch from the last starter before that char to the
  * next starter that cannot combine backwards is decomposed, ordered and recomposed as UAX #15
- * describes, and the rest is copied. Not NFD, NFKC or NFKD: no tokenizer loraft reads uses them
- * (BERT's accent stripping decomposes on its own, in tokenizer.c). */
+ * describes, and the rest is copied. Not NFD of whole texts, NFKC or NFKD: no tokenizer loraft
+ * reads uses them (BERT's accent stripping decomposes char by char: nfd_char). */
 #include "loraft/normalize.h"
 
 #include <stdlib.h>
@@ -38,8 +38,7 @@ static int nfc_props(uint32_t c) {
     return unicode_nfc_ranges[lo].ccc | unicode_nfc_ranges[lo].qc << 8;
 }
 
-/* Full canonical decomposition of c into out[0..4); returns the count. */
-static int decompose(uint32_t c, uint32_t out[4]) {
+int nfd_char(uint32_t c, uint32_t out[4]) {
     if (c - SBASE < SCOUNT) {
         uint32_t s = c - SBASE, t = s % TCOUNT;
         out[0] = LBASE + s / (VCOUNT * TCOUNT);
@@ -135,7 +134,7 @@ static int redo(Nfc *z, const unsigned char *s, size_t n, size_t *len, LfError *
     for (size_t i = 0; i < n;) {
         uint32_t c = s[i], d[4];
         int k = c < 0x80 ? 1 : utf8_decode(s + i, n - i, &c);
-        int nd = decompose(c, d);
+        int nd = nfd_char(c, d);
         if (grow((void **)&z->cp, &z->cp_cap, 2 * (m + 4), sizeof *z->cp, err)) return -1;
         for (int j = 0; j < nd; j++)
             z->cp[m++] = d[j] | (uint32_t)(nfc_props(d[j]) & 0xFF) << CCC_SHIFT;

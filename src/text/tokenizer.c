@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "loraft/normalize.h" /* nfd_char */
 #include "loraft/unicode.h"
 #include "loraft/utf8.h"
 #include "loraft/hash.h"
@@ -103,30 +104,6 @@ static int uni_lower(uint32_t c, uint32_t out[3]) {
     uint32_t k = c - r->first;
     if (k % r->stride == 0 && k / r->stride < r->count) out[0] = (uint32_t)((int32_t)c + r->delta);
     return 1;
-}
-
-/* Full canonical decomposition (NFD of one char, canonically ordered): 1..4 code points. */
-static int uni_nfd(uint32_t c, uint32_t out[4]) {
-    if (c >= 0xAC00 && c <= 0xD7A3) { /* Hangul syllable: L V (T) */
-        uint32_t s = c - 0xAC00, t = s % 28;
-        out[0] = 0x1100 + s / 588;
-        out[1] = 0x1161 + (s % 588) / 28;
-        out[2] = 0x11A7 + t;
-        return t ? 3 : 2;
-    }
-    out[0] = c;
-    size_t lo = 0, hi = unicode_decomps_len;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (unicode_decomps[mid].cp < c)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == unicode_decomps_len || unicode_decomps[lo].cp != c) return 1;
-    memcpy(out, unicode_decomp_data + unicode_decomps[lo].offset,
-           unicode_decomps[lo].n * sizeof *out);
-    return unicode_decomps[lo].n;
 }
 
 /* ---------------------------------------------------------------- vocabulary hash table */
@@ -288,7 +265,7 @@ static int push_codepoint(Encoder *e, uint32_t c) {
         if (emit_lowered(e, c)) return -1;
     } else {
         uint32_t d[4];
-        int n = uni_nfd(c, d);
+        int n = nfd_char(c, d);
         for (int i = 0; i < n; i++) {
             int f = d[i] < 0x80 ? 0 : uni_flags(d[i]);
             if (f & UNI_MN) {

@@ -1,0 +1,61 @@
+"""lm_compat.py: what the Python halves of the language-model compatibility tests
+(test_peft_compat_lm.sh, test_hf_qwen.sh) share; they run from the repository root and import it
+with sys.path.insert(0, "tests")."""
+import logging
+import warnings
+
+import torch
+from transformers import AutoModelForCausalLM
+
+
+def hf_loss(model, tok, texts, max_len):
+    """loraft's eval_loss: each text alone, right-truncated, no BOS, mean over predicted tokens;
+    returns (loss, tokens predicted)."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for t in texts:
+            ids = tok(t)["input_ids"][:max_len]
+            if len(ids) < 2:
+                continue
+            x = torch.tensor([ids])
+            logits = model(input_ids=x).logits[0, :-1].double()
+            total += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
+            count += len(ids) - 1
+    return total / count, count
+
+
+def load(path):
+    """AutoModelForCausalLM in f32, and what its loading report says is wrong (missing,
+    unexpected, mismatched keys, errors; empty when nothing)."""
+    model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True,
+                                                       dtype=torch.float32)
+    return model, {k: v for k, v in info.items() if v}
+
+
+class KeyNoise(logging.Handler):
+    """`with KeyNoise() as n:` collects what peft and transformers report (as log records or
+    warnings) about missing or unexpected keys inside the block into n.noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.msgs, self.noise = [], []
+
+    def emit(self, record):
+        self.msgs.append(record.getMessage())
+
+    def __enter__(self):
+        for name in ("peft", "transformers"):
+            logging.getLogger(name).addHandler(self)
+        self.caught = warnings.catch_warnings(record=True)
+        self.warned = self.caught.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self.caught.__exit__(*exc)
+        for name in ("peft", "transformers"):
+            logging.getLogger(name).removeHandler(self)
+        self.noise = [m for m in self.msgs + [str(w.message) for w in self.warned]
+                      if "missing" in m.lower() or "unexpected" in m.lower()]
+        return False
