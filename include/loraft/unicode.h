@@ -1,11 +1,12 @@
 /* unicode.h: the generated Unicode tables behind the BERT normalizer and NFC
- * (src/text/unicode_tables.c, written by scripts/gen-unicode-tables.py; never edit by hand). Data
- * only: the lookups live in tokenizer.c and normalize.c, the users. Versions follow Hugging Face
- * `tokenizers`, see the generator: categories as of Unicode 8.0, NFD and NFC as of 9.0,
- * lowercase/White_Space 15.0. */
+ * (src/text/unicode_tables.c, written by scripts/gen-unicode-tables.py; never edit by hand), and
+ * the one search they all need: the lookups live in tokenizer.c, normalize.c and bpe.c, the users.
+ * Versions follow Hugging Face `tokenizers`, see the generator: categories as of Unicode 8.0, NFD
+ * and NFC as of 9.0, lowercase/White_Space 15.0. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Flag bits of a code point. */
 enum {
@@ -82,3 +83,21 @@ extern const size_t unicode_nfc_ranges_len;
  * composes when first << 21 | second is some entry >> 21. Hangul is algorithmic. */
 extern const uint64_t unicode_compositions[];
 extern const size_t unicode_compositions_len;
+
+/* Index of the last entry with first <= c in a sorted table of n structs of `size` bytes, each
+ * starting with `uint32_t first` (c >= the first entry's): UNICODE_LAST_AT_MOST(table, n, c). */
+static inline size_t unicode_last_at_most(const void *table, size_t n, size_t size, uint32_t c) {
+    const char *base = (const char *)table;
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        uint32_t first;
+        memcpy(&first, base + mid * size, sizeof first);
+        if (first <= c)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+#define UNICODE_LAST_AT_MOST(table, n, c) unicode_last_at_most(table, n, sizeof *(table), c)

@@ -16,6 +16,7 @@
 
 #include "loraft/fileio.h"
 #include "loraft/normalize.h"
+#include "loraft/unicode.h" /* UNICODE_LAST_AT_MOST */
 #include "loraft/unicode_props.h"
 #include "loraft/utf8.h"
 #include "loraft/hash.h"
@@ -107,15 +108,9 @@ static int arena_add(Arena *a, const void *s, size_t n, uint32_t *off, LfError *
 }
 
 static int uprops(uint32_t c) {
-    size_t lo = 0, hi = unicode_prop_ranges_len;
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (unicode_prop_ranges[mid].first <= c)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return unicode_prop_ranges[lo].flags;
+    return unicode_prop_ranges[UNICODE_LAST_AT_MOST(unicode_prop_ranges, unicode_prop_ranges_len,
+                                                    c)]
+        .flags;
 }
 
 /* GPT-2's byte alphabet: printable Latin-1 bytes stand for themselves, the other 68 bytes for

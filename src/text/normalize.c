@@ -27,15 +27,9 @@ enum { CP_MASK = 0x1FFFFF, CCC_SHIFT = 24, SHORT_RUN = 16 };
 /* Combining class of c in bits 0..7, its UNI_NFC_ bits above. */
 static int nfc_props(uint32_t c) {
     if (c < unicode_nfc_ranges[1].first) return 0; /* below U+0300 nothing combines */
-    size_t lo = 1, hi = unicode_nfc_ranges_len;
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (unicode_nfc_ranges[mid].first <= c)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return unicode_nfc_ranges[lo].ccc | unicode_nfc_ranges[lo].qc << 8;
+    const UnicodeNfcRange *r =
+        &unicode_nfc_ranges[UNICODE_LAST_AT_MOST(unicode_nfc_ranges, unicode_nfc_ranges_len, c)];
+    return r->ccc | r->qc << 8;
 }
 
 int nfd_char(uint32_t c, uint32_t out[4]) {

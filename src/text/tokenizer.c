@@ -60,33 +60,16 @@ struct Tokenizer {
 
 /* ---------------------------------------------------------------- Unicode tables */
 
-/* Index of the last entry with first <= c in a sorted table of n structs of
- * `size` bytes, each starting with `uint32_t first` (c >= the first entry's).
- */
-static size_t last_at_most(const void *table, size_t n, size_t size, uint32_t c) {
-    const char *base = table;
-    size_t lo = 0, hi = n;
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        uint32_t first;
-        memcpy(&first, base + mid * size, sizeof first);
-        if (first <= c)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-#define LAST_AT_MOST(table, n, c) last_at_most(table, n, sizeof *(table), c)
-
 static int uni_flags(uint32_t c) {
-    return unicode_flag_ranges[LAST_AT_MOST(unicode_flag_ranges, unicode_flag_ranges_len, c)].flags;
+    return unicode_flag_ranges[UNICODE_LAST_AT_MOST(unicode_flag_ranges, unicode_flag_ranges_len,
+                                                    c)]
+        .flags;
 }
 
 static int uni_ccc(uint32_t c) {
     if (c < unicode_ccc_runs[0].first) return 0;
     const UnicodeCccRun *r =
-        &unicode_ccc_runs[LAST_AT_MOST(unicode_ccc_runs, unicode_ccc_runs_len, c)];
+        &unicode_ccc_runs[UNICODE_LAST_AT_MOST(unicode_ccc_runs, unicode_ccc_runs_len, c)];
     return c - r->first < r->count ? r->ccc : 0;
 }
 
@@ -100,7 +83,7 @@ static int uni_lower(uint32_t c, uint32_t out[3]) {
     out[0] = c;
     if (c < unicode_lower_runs[0].first) return 1;
     const UnicodeLowerRun *r =
-        &unicode_lower_runs[LAST_AT_MOST(unicode_lower_runs, unicode_lower_runs_len, c)];
+        &unicode_lower_runs[UNICODE_LAST_AT_MOST(unicode_lower_runs, unicode_lower_runs_len, c)];
     uint32_t k = c - r->first;
     if (k % r->stride == 0 && k / r->stride < r->count) out[0] = (uint32_t)((int32_t)c + r->delta);
     return 1;
