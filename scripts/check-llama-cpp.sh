@@ -3,7 +3,8 @@
 #
 # Checks loraft's llama.cpp exports with llama.cpp itself: builds libllama from a llama.cpp
 # source tree (outside the repository, in ~/.cache/loraft/llama.cpp-build), exports a LoRA
-# adapter of SmolLM2-135M-Instruct (ADAPTER_DIR, else one trained here for 10 steps on
+# adapter of SmolLM2-135M-Instruct (or of the GGUF in LLAMA_CPP_CHECK_BASE, its tokenizer in its
+# metadata: a Qwen2 or Qwen3 one, say; ADAPTER_DIR, else one trained here for 10 steps on
 # Persuasion with configs/austen-smollm2-lora.json) with `loraft export-gguf`, merges it with
 # `loraft merge --format gguf` (F16 and Q8_0), and compares llama.cpp's logits with loraft's
 # at every position of three prompts (scripts/llama-cpp-logits.c and scripts/loraft-logits.c:
@@ -31,7 +32,7 @@ if [ -z "$src" ] || [ ! -f "$src/include/llama.h" ] || [ ! -f "$src/CMakeLists.t
   exit 2
 fi
 src=$(cd "$src" && pwd)
-base=models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+base=${LLAMA_CPP_CHECK_BASE:-models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
 [ -f "$base" ] || { echo "check-llama-cpp: $base is absent: scripts/fetch-model.sh smollm2-135m-instruct models/smollm2" >&2; exit 2; }
 build=${LORAFT_BUILD:-build}
 lbuild=${LLAMA_CPP_BUILD:-$HOME/.cache/loraft/llama.cpp-build}
@@ -55,7 +56,8 @@ cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude scripts/loraft-logits.c "$build/libloraf
 adapter=${2:-}
 if [ -z "$adapter" ]; then
   echo "== training a LoRA adapter for 10 steps (configs/austen-smollm2-lora.json)"
-  "$build/loraft" train --config configs/austen-smollm2-lora.json --set train.max_steps=10 \
+  "$build/loraft" train --config configs/austen-smollm2-lora.json --set model.model="$base" \
+    --set train.max_steps=10 \
     --set train.learning_rate=2e-3 --set train.warmup_steps=0 --set data.max_length=128 \
     --set train.batch_size=2 --set train.eval_strategy=no --set train.save_strategy=steps \
     --set train.save_steps=10 --set train.output_dir="$work/run" >"$work/train.log" 2>&1 ||

@@ -36,9 +36,9 @@
  * tensor; measured: at most 1.6e-2, the Llama's near-zero logits, 1.2e-2 for BERT's
  * gradients). The test prints the worst of each run. The weights after the AdamW steps are
  * not compared: AdamW's first steps move each weight by about lr * sign(g), so gradient elements
- * near zero flip whole steps. With gradient checkpointing (Llama, GPT-2 and BERT with LoRA, fp32
- * and bf16) the loss and every gradient are the same bits as without it on the GPU.
- * Skips (77) without a CUDA device. */
+ * near zero flip whole steps. With gradient checkpointing (Llama, Qwen3, GPT-2 and BERT with LoRA,
+ * fp32 and bf16) the loss and every gradient are the same bits as without it on the GPU. Skips (77)
+ * without a CUDA device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -799,6 +799,8 @@ int main(void) {
         Precision p = prec ? PRECISION_BF16 : PRECISION_FP32;
         decoder_config(&cfg, ARCH_LLAMA, 0);
         checkpointing_same_bits(&cfg, NULL, p, proj, 7, "llama (LoRA on the seven projections)");
+        decoder_config(&cfg, ARCH_QWEN3, 0);
+        checkpointing_same_bits(&cfg, NULL, p, proj, 7, "qwen3 (LoRA on the seven projections)");
         decoder_config(&cfg, ARCH_GPT2, 1);
         checkpointing_same_bits(&cfg, NULL, p, conv, 3, "gpt2 (LoRA on its three)");
         char dir[700];
