@@ -21,7 +21,8 @@
 #   tar xzf /tmp/lcp/llama_cpp_python-0.3.36.tar.gz -C /tmp/lcp
 #   scripts/check-llama-cpp.sh /tmp/lcp/llama_cpp_python-0.3.36/vendor/llama.cpp
 # Building libllama takes 10-20 minutes on 2 cores the first time. Environment: LORAFT_BUILD
-# (default build), LLAMA_CPP_BUILD (default ~/.cache/loraft/llama.cpp-build).
+# (default build-cpu, configured without CUDA), LLAMA_CPP_BUILD (default
+# ~/.cache/loraft/llama.cpp-build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=${1:-}
@@ -34,13 +35,13 @@ fi
 src=$(cd "$src" && pwd)
 base=${LLAMA_CPP_CHECK_BASE:-models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
 [ -f "$base" ] || { echo "check-llama-cpp: $base is absent: scripts/fetch-model.sh smollm2-135m-instruct models/smollm2" >&2; exit 2; }
-build=${LORAFT_BUILD:-build}
+build=${LORAFT_BUILD:-build-cpu} # without CUDA: loraft-logits links libloraft.a with cc
 lbuild=${LLAMA_CPP_BUILD:-$HOME/.cache/loraft/llama.cpp-build}
 work=$(mktemp -d /tmp/loraft-llama-cpp-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 echo "== building loraft ($build) and libllama ($lbuild)"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DLORAFT_CUDA=OFF >/dev/null
 cmake --build "$build" -j2 --target loraft loraft_lib >/dev/null
 cmake -S "$src" -B "$lbuild" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_OPENMP=ON \
   -DBUILD_SHARED_LIBS=ON -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \

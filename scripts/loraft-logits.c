@@ -20,8 +20,8 @@ static int run(Model *m, const int32_t *ids, int T, float *logits, FILE *out, Lf
     int32_t mask[MAX_LEN];
     float loss;
     for (int t = 0; t < T; t++) mask[t] = 1;
-    if (model_set_batch(m, ids, NULL, mask, NULL, 1, T, err) ||
-        model_forward(m, 0, 0, 1.0f, &loss, err) || model_lm_logits(m, 0, T, logits, err))
+    if (model_set_batch(m, ids, NULL, mask, NULL, 1, T, err) || model_forward(m, 0, &loss, err) ||
+        model_lm_logits(m, 0, T, logits, err))
         return -1;
     size_t n = (size_t)T * m->cfg.vocab_size;
     return fwrite(logits, sizeof *logits, n, out) == n ? 0 : lf_fail(err, "write failed");
@@ -35,8 +35,8 @@ int main(int argc, char **argv) {
     }
     LfError err;
     Model m;
-    if (model_open(&m, argv[1], strcmp(argv[2], "-") ? argv[2] : NULL, BASE_F32, &ops_cpu, 1,
-                   MAX_LEN, &err))
+    if (model_open(&m, argv[1], strcmp(argv[2], "-") ? argv[2] : NULL, BASE_F32, PRECISION_FP32,
+                   &ops_cpu, 1, MAX_LEN, &err))
         return fprintf(stderr, "loraft: %s\n", err.msg), 1;
     FILE *in = fopen(argv[3], "r"), *out = fopen(argv[4], "wb");
     float *logits = malloc((size_t)MAX_LEN * m.cfg.vocab_size * sizeof *logits);
