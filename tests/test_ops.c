@@ -365,6 +365,32 @@ static void test_rmsnorm(void) {
     CHECK(count_mismatch("rmsnorm out", c.out, out, N * C, 1e-6, 1e-5) == 0);
 }
 
+/* Qwen3's norm over each head, in place in rows of [q | k | v] (3 rows of H heads of HS and 5
+ * more values, which stay): each head against the double RMS norm (1e-5), its values before it in
+ * raw, its rstd; then rmsnorm_backward over raw's N * H rows of HS is the whole backward, checked
+ * by rmsnorm's own gradient check above. */
+static void test_head_norm(void) {
+    enum { HN = 3, H = 4, HS = 6, LD = H * HS + 5 };
+    float x[HN * LD], before[HN * LD], raw[HN * H * HS], rstd[HN * H], w[HS];
+    double want[HN * LD], want_rstd[HN * H];
+    fill(x, HN * LD, -2, 2), fill(w, HS, 0.5f, 1.5f);
+    memcpy(before, x, sizeof x);
+    for (int i = 0; i < HN * LD; i++) want[i] = x[i];
+    for (int r = 0; r < HN * H; r++) {
+        double *h = want + r / H * LD + r % H * HS, ss = 0;
+        for (int k = 0; k < HS; k++) ss += h[k] * h[k];
+        want_rstd[r] = 1.0 / sqrt(ss / HS + 1e-6);
+        for (int k = 0; k < HS; k++) h[k] *= want_rstd[r] * w[k];
+    }
+    ops->head_norm_forward(x, LD, raw, rstd, w, 1e-6f, HN, H, HS);
+    CHECK(count_mismatch("head_norm out", x, want, HN * LD, 1e-6, 1e-5) == 0);
+    CHECK(count_mismatch("head_norm rstd", rstd, want_rstd, HN * H, 0, 1e-5) == 0);
+    int copied = 1;
+    for (int r = 0; r < HN * H; r++)
+        copied &= !memcmp(raw + r * HS, before + r / H * LD + r % H * HS, HS * sizeof *raw);
+    CHECK(copied);
+}
+
 /* ---- rotary position embedding (inside attention_forward / backward and cache_write) ---- */
 
 /* HF's rotate_half in double on x [rows, H*HS] in place, at position pos[r] (pos NULL: r % T):
@@ -2210,6 +2236,7 @@ int main(void) {
     test_embedding();
     test_layernorm();
     test_rmsnorm();
+    test_head_norm();
     test_rope_cache_write(5, 2990, 3, 1, 8);
     test_swiglu();
     test_saved_bf16();

@@ -184,6 +184,12 @@ typedef struct Ops {
                                   float *rstd, uint16_t *xh, const float *a, const float *b,
                                   float p, uint64_t seed, const float *weight, const float *bias,
                                   float eps, int N, int C);
+    /* RMS norm over each head (Qwen3's q_norm, k_norm): x holds N rows ld apart of H heads of HS
+     * values; each head is normalised in place (RMS norm above, weight [HS]), its values before
+     * it copied into raw [N*H, HS] and its rstd saved into rstd [N*H]: what rmsnorm_backward reads
+     * (inp raw, N*H rows of HS), so that x may be one GEMM's rows [q | k | v] (ld their width). */
+    void (*head_norm_forward)(float *x, int ld, float *raw, float *rstd, const float *weight,
+                              float eps, int N, int H, int HS);
 
     /* ---- gated MLP activation (Llama's SwiGLU) ----
      * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g), out [n/F, F]; gate and up rows

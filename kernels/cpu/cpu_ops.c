@@ -240,6 +240,17 @@ static void cpu_residual_norm_forward(float *out, uint16_t *out_bf16, int ldb, f
     }
 }
 
+/* Each head of x's N rows (ld apart) normalised in place, copied first into raw [N*H, HS]. */
+static void cpu_head_norm_forward(float *x, int ld, float *raw, float *rstd, const float *weight,
+                                  float eps, int N, int H, int HS) {
+#pragma omp parallel for if ((size_t)N * H * HS > CPU_PAR_MIN)
+    for (int r = 0; r < N * H; r++) {
+        float *head = x + (size_t)(r / H) * ld + (size_t)(r % H) * HS;
+        memcpy(raw + (size_t)r * HS, head, HS * sizeof *head);
+        norm_row(head, NULL, rstd + r, NULL, raw + (size_t)r * HS, weight, NULL, eps, HS);
+    }
+}
+
 /* dinp[N,C] (+)= rstd * (g - xhat * mean_c(g * xhat)) (acc 0: =), g = dout * weight, xhat = inp *
  * rstd (or xh's); dweight[C] += sum_n dout * xhat. Either may be NULL. */
 static void cpu_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight,
@@ -1233,6 +1244,7 @@ const Ops ops_cpu = {
     .layernorm_backward = cpu_layernorm_backward,
     .rmsnorm_backward = cpu_rmsnorm_backward,
     .residual_norm_forward = cpu_residual_norm_forward,
+    .head_norm_forward = cpu_head_norm_forward,
     .swiglu_forward = cpu_swiglu_forward,
     .swiglu_backward = cpu_swiglu_backward,
     .matmul_forward = cpu_matmul_forward,

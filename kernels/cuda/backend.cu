@@ -555,6 +555,7 @@ extern "C" const Ops ops_cuda = {
     .layernorm_backward = cuda_layernorm_backward,
     .rmsnorm_backward = cuda_rmsnorm_backward,
     .residual_norm_forward = cuda_residual_norm_forward,
+    .head_norm_forward = cuda_head_norm_forward,
     .swiglu_forward = cuda_swiglu_forward,
     .swiglu_backward = cuda_swiglu_backward,
     .matmul_forward = cuda_matmul_forward,

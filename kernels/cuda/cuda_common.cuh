@@ -248,6 +248,8 @@ void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, int ldb, float *
                                 float *rstd, uint16_t *xh, const float *a, const float *b, float p,
                                 uint64_t seed, const float *weight, const float *bias, float eps,
                                 int N, int C);
+void cuda_head_norm_forward(float *x, int ld, float *raw, float *rstd, const float *weight,
+                            float eps, int N, int H, int HS);
 void cuda_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
                          const float *gate, const float *up, size_t n, int F, int ld);
 void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,

@@ -8,7 +8,8 @@
  * chunks past the sixteenth again in every pass (from L1). The backward adds up the
  * weight/bias gradients in its dinp pass, per block in shared memory (shared atomics). The
  * forward also takes the residual stream's dropout and add (residual_norm_forward): its first
- * pass forms x = drop(a) + b. */
+ * pass forms x = drop(a) + b. Qwen3's norm over each head of q and k (head_norm_forward) is a
+ * kernel of its own: rows of at most 256 values, strided, in place. */
 #include "cuda_common.cuh"
 
 /* warps a block (a row each at a time); rows a warp when the backward sums columns, so that
@@ -248,6 +249,42 @@ void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, int ldb, float *
         norm_forward(out, out_bf16, ldb, sum, mean, rstd, xh, a, b, p, seed, weight, bias, eps, N,
                      C);
     CUDA_LAUNCHED("residual_norm_forward");
+}
+
+/* Each head (H of HS values a row, rows ld apart) RMS-normalised in place, a warp a head: its
+ * values into raw [N*H, HS] and its rstd into rstd[N*H] first. A lane holds the values lane + 32 i
+ * of its head: HS at most HEAD_MAX (RoPE's largest head). */
+enum { HEAD_MAX = 256 };
+__global__ void head_norm_kernel(float *x, int ld, float *raw, float *rstd, const float *weight,
+                                 float eps, int N, int H, int HS) {
+    int lane = threadIdx.x & 31;
+    WARP_ROWS(r, (size_t)N * H) {
+        float *head = x + r / H * ld + r % H * HS, v[HEAD_MAX / 32], ss = 0.0f;
+#pragma unroll
+        for (int i = 0; i < HEAD_MAX / 32; i++) {
+            int c = lane + 32 * i;
+            v[i] = c < HS ? head[c] : 0.0f;
+            ss += v[i] * v[i];
+            if (c < HS) raw[r * HS + c] = v[i];
+        }
+        float s = 1.0f / sqrtf(warp_sum(ss) / HS + eps);
+#pragma unroll
+        for (int i = 0; i < HEAD_MAX / 32; i++) {
+            int c = lane + 32 * i;
+            if (c < HS) head[c] = v[i] * s * weight[c];
+        }
+        if (lane == 0) rstd[r] = s;
+    }
+}
+
+void cuda_head_norm_forward(float *x, int ld, float *raw, float *rstd, const float *weight,
+                            float eps, int N, int H, int HS) {
+    if (HS > HEAD_MAX)
+        CUDA_FAIL("head_norm_forward: a head of more than 256 values");
+    else if (N > 0 && H > 0 && HS > 0)
+        head_norm_kernel<<<cuda_blocks((size_t)N * H, LN_WARPS), LN_WARPS * 32>>>(
+            x, ld, raw, rstd, weight, eps, N, H, HS);
+    CUDA_LAUNCHED("head_norm_forward");
 }
 
 template <int V>

@@ -32,8 +32,8 @@ typedef struct LayerActs {
     float *x;               /* [N,C] input (the residual stream) */
     float *n1, *rstd1;      /* [N,C] rmsnorm(x), [N] */
     float *q, *k, *v;       /* [N,NH*HS], [N,NKV*HS] x2 (kept if attention saves nothing) */
-    float *q_raw, *k_raw;   /* Qwen3: q and k before their head norms (q, k: after), */
-    float *rstd_q, *rstd_k; /* and the norms' [N*NH], [N*NKV] */
+    float *q_raw, *k_raw;   /* Qwen3: [N*NH,HS], [N*NKV,HS] q and k before their head norms */
+    float *rstd_q, *rstd_k; /* (q, k: after), and the norms' [N*NH], [N*NKV] */
     float *lse;             /* [B,NH,T] attention's log-sum-exp per query row */
     float *att_saved;       /* what attention saves for backward (Ops.attention_saved) */
     float *ctx;             /* [N,NH*HS] attention output */
@@ -170,7 +170,7 @@ static void llama_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &O[1], N * C, 1, NULL);
     /* side by side, one GEMM's outputs, where never kept in f32: gate and up under bf16 (kept
      * as bf16, below), q, k and v where attention saves its own copies */
-    int join = half, join_qkv = half && saved_n && !qkn; /* the head norms read rows of HS */
+    int join = half, join_qkv = half && saved_n;
     for (size_t l = 0; l < L; l++) {
         join = join && linear_outputs_join(m, b->layers[l].gate_up, 2);
         join_qkv = join_qkv && linear_outputs_join(m, b->layers[l].qkv, 3);
@@ -343,25 +343,16 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
                    model_site(l, SITE_DOWN));
 }
 
-/* Qwen3: q and k [n rows] from their raw values through an RMS norm over each head. */
+/* Qwen3: q's and k's heads [n rows] through their RMS norms, in place (where the group's GEMM
+ * wrote them, rows q_ld and kv_ld apart), their values before it kept for backward. */
 static void head_norms_forward(Model *m, const Layer *Ly, LayerActs *a, int n) {
     const ModelConfig *c = &m->cfg;
-    int HS = head_size(m);
-    if (!llama(m)->qk_norm) return;
-    m->ops->residual_norm_forward(a->q, NULL, 0, NULL, NULL, a->rstd_q, NULL, a->q_raw, NULL, 0.0f,
-                                  0, Ly->q_norm.w->value, NULL, c->layer_norm_eps, n * c->num_heads,
-                                  HS);
-    m->ops->residual_norm_forward(a->k, NULL, 0, NULL, NULL, a->rstd_k, NULL, a->k_raw, NULL, 0.0f,
-                                  0, Ly->k_norm.w->value, NULL, c->layer_norm_eps,
-                                  n * c->num_kv_heads, HS);
-}
-
-/* Where q's, k's and v's linears write: q and k themselves, or (Qwen3) before their norms. */
-static float *const *qkv_outs(const Llama *b, const LayerActs *a, float **outs) {
-    outs[0] = b->qk_norm ? a->q_raw : a->q;
-    outs[1] = b->qk_norm ? a->k_raw : a->k;
-    outs[2] = a->v;
-    return outs;
+    const Llama *b = llama(m);
+    if (!b->qk_norm) return;
+    m->ops->head_norm_forward(a->q, b->q_ld, a->q_raw, a->rstd_q, Ly->q_norm.w->value,
+                              c->layer_norm_eps, n, c->num_heads, head_size(m));
+    m->ops->head_norm_forward(a->k, b->kv_ld, a->k_raw, a->rstd_k, Ly->k_norm.w->value,
+                              c->layer_norm_eps, n, c->num_kv_heads, head_size(m));
 }
 
 static void layer_forward(Model *m, int l, Drop d, int replay) {
@@ -374,8 +365,7 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     int NH = c->num_heads, NKV = c->num_kv_heads;
     input_norm(m, l, a->n1, &Ly->q, a->rstd1, a->xh1, &Ly->ln_attn, N, replay);
     uint64_t s[3];
-    float *outs[3];
-    linear_forward_group(m, Ly->qkv, qkv_outs(b, a, outs), 3, a->n1, N, d.lora,
+    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
                          model_sites(s, 3, l, SITE_Q));
     head_norms_forward(m, Ly, a, N);
     uint16_t *ob = Ly->o.in_bf16; /* else o reads ctx */
@@ -398,8 +388,7 @@ static void layer_decode(Model *m, int l, int n) {
     int HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
     input_norm(m, l, a->n1, &Ly->q, a->rstd1, NULL, &Ly->ln_attn, n, 0);
-    float *outs[3];
-    linear_forward_group(m, Ly->qkv, qkv_outs(b, a, outs), 3, a->n1, n, 0.0f,
+    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
     head_norms_forward(m, Ly, a, n);
     o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, &b->rope, n, NH, NKV,

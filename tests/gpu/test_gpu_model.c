@@ -450,7 +450,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     copy_values(&gpu, &cpu);
     int fused = prec == PRECISION_BF16 && strategy == STRATEGY_LORA && task == TASK_CAUSAL_LM;
     if (fused && dtype != BASE_Q) check_packed_weights(&gpu, &cpu);
-    if (arch == ARCH_QWEN2 && prec == PRECISION_BF16) { /* q, k, v and their biases: one GEMM */
+    if ((arch == ARCH_QWEN2 || arch == ARCH_QWEN3) && prec == PRECISION_BF16) { /* one GEMM */
         int joined = 0;
         for (int i = 0; i < gpu.n_linears; i++)
             joined += gpu.linears[i]->group == 3 &&

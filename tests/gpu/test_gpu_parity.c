@@ -306,6 +306,22 @@ static void test_rmsnorm(int N, int C) {
     pairs_free();
 }
 
+/* Qwen3's norm over each head, in place in rows ld apart (the columns past the heads stay), its
+ * values before it into raw and rstd saved. */
+static void test_head_norm(int N, int H, int HS, int ld) {
+    Pair *x = pair_random((size_t)N * ld, 3.0f), *wgt = pair_random(HS, 1.0f);
+    Pair *raw = pair_new((size_t)N * H * HS * sizeof(float)),
+         *rstd = pair_new(N * H * sizeof(float));
+    BACKENDS(w, o) {
+        o->head_norm_forward(F(x, w), ld, F(raw, w), F(rstd, w), F(wgt, w), 1e-6f, N, H, HS);
+    }
+    NAME("head_norm N=%d H=%d HS=%d ld=%d", N, H, HS, ld);
+    compare("x", x, GEMM_TOL);
+    compare("raw", raw, GEMM_TOL);
+    compare("rstd", rstd, GEMM_TOL);
+    pairs_free();
+}
+
 static void test_swiglu(size_t n, int grads) {
     Pair *g = pair_random(n, 8.0f), *u = pair_random(n, 2.0f), *dy = pair_random(n, 1.0f);
     Pair *out = pair_new(n * sizeof(float));
@@ -2000,6 +2016,9 @@ int main(void) {
     test_rmsnorm(200, 67);
     test_rmsnorm(9, 130); /* two chunks a lane */
     test_rmsnorm(3, 2100);
+    test_head_norm(37, 16, 128, 16 * 128 + 2 * 8 * 128); /* Qwen3-0.6B's q in rows [q | k | v] */
+    test_head_norm(5, 3, 30, 97);                        /* a head past a lane's first value */
+    test_head_norm(4, 2, 256, 512);                      /* the largest head */
     for (int rms = 0; rms < 2; rms++)
         for (int keep = 0; keep < 2; keep++) {
             test_residual_norm(37, 768, rms, keep ? 0.1f : 0.0f, keep);
