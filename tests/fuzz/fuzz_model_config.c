@@ -1,7 +1,8 @@
 /* fuzz_model_config.c: libFuzzer target for a Hugging Face config.json (model_config_load),
  * RoPE's scaling included. The input is the file. A config that loads must be valid
  * (model_config_validate), give finite, non-negative RoPE frequencies, one for each pair of a
- * head for the Llama family and none for the others, and survive model_config_save -> load unchanged. */
+ * head for the Llama family and none for the others, and survive model_config_save -> load
+ * unchanged. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
