@@ -4,7 +4,12 @@ tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=..
 set of conversations this script writes, for tests/test_chat.c. Run from the repository root:
 
   scripts/extract-smollm2-tokenizer.sh models/smollm2-tokenizer   # SmolLM2's tokenizer, from its GGUF
-  $(scripts/setup-python.sh --python) scripts/make-chat-goldens.py [SMOLLM2_DIR]
+  $(scripts/setup-python.sh --python) scripts/make-chat-goldens.py [SMOLLM2_DIR [LLAMA_CPP_SRC]]
+
+The models' own templates of Qwen2.5, Qwen3 and Llama 3.1 to 3.3 are read from llama.cpp's
+models/templates (copies of their tokenizer_config.json's chat_template), in LLAMA_CPP_SRC or, by
+default, in the llama-cpp-python 0.3.36 source package from PyPI (downloaded once into
+~/.cache/loraft/llama-cpp-python; only its models/templates are extracted).
 
 Templates (the JSON's "templates": name -> Jinja text, which test_chat.c also detects):
   smollm2  SmolLM2-Instruct's own template, as the tokenizer in SMOLLM2_DIR (default
@@ -12,8 +17,14 @@ Templates (the JSON's "templates": name -> Jinja text, which test_chat.c also de
   chatml   the common ChatML template (SmolLM v1, Hermes, transformers' docs), given below
   qwen2    Qwen1.5-Chat's and Qwen2-Instruct's template, given below: SmolLM2's with another
            default system turn
-  qwen2.5  Qwen2.5-Instruct's template (tools and tool calls, which loraft does not render),
-           given below
+  qwen2.5  Qwen2.5-Instruct's template (tools and tool calls, which loraft does not render):
+           Qwen-Qwen2.5-7B-Instruct.jinja
+  qwen3    Qwen3's (0.6B to 32B): Qwen-Qwen3-0.6B.jinja
+  llama3.1 Llama-3.1-8B-Instruct's, the same text as Llama-3.3-70B-Instruct's:
+           meta-llama-Llama-3.1-8B-Instruct.jinja; rendered with bos_token as llama3
+  llama3.2 Llama-3.2-3B-Instruct's: meta-llama-Llama-3.2-3B-Instruct.jinja; rendered with
+           date_string="09 Mar 2031" (else transformers' strftime_now dates it today), which the
+           case records as "date"
   llama3   Meta-Llama-3-8B-Instruct's template, given below; rendered with
            bos_token="<|begin_of_text|>" (it puts BOS in the text)
   plain    loraft's template for base models (src/chat.c), written as Jinja below
@@ -23,7 +34,9 @@ conversation with and without the generation prompt; "cases" holds
 """
 import json
 import os
+import subprocess
 import sys
+import tarfile
 
 from transformers import AutoTokenizer
 
@@ -45,62 +58,6 @@ QWEN2 = (  # Qwen1.5-Chat's and Qwen2-Instruct's: SmolLM2's shape, another syste
     "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-# Qwen2.5-Instruct's (0.5B to 72B), as its tokenizer_config.json carries it
-QWEN25 = r"""{%- if tools %}
-    {{- '<|im_start|>system\n' }}
-    {%- if messages[0]['role'] == 'system' %}
-        {{- messages[0]['content'] }}
-    {%- else %}
-        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
-    {%- endif %}
-    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
-    {%- for tool in tools %}
-        {{- "\n" }}
-        {{- tool | tojson }}
-    {%- endfor %}
-    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
-{%- else %}
-    {%- if messages[0]['role'] == 'system' %}
-        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
-    {%- else %}
-        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
-    {%- endif %}
-{%- endif %}
-{%- for message in messages %}
-    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
-        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
-    {%- elif message.role == "assistant" %}
-        {{- '<|im_start|>' + message.role }}
-        {%- if message.content %}
-            {{- '\n' + message.content }}
-        {%- endif %}
-        {%- for tool_call in message.tool_calls %}
-            {%- if tool_call.function is defined %}
-                {%- set tool_call = tool_call.function %}
-            {%- endif %}
-            {{- '\n<tool_call>\n{"name": "' }}
-            {{- tool_call.name }}
-            {{- '", "arguments": ' }}
-            {{- tool_call.arguments | tojson }}
-            {{- '}\n</tool_call>' }}
-        {%- endfor %}
-        {{- '<|im_end|>\n' }}
-    {%- elif message.role == "tool" %}
-        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
-            {{- '<|im_start|>user' }}
-        {%- endif %}
-        {{- '\n<tool_response>\n' }}
-        {{- message.content }}
-        {{- '\n</tool_response>' }}
-        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
-            {{- '<|im_end|>\n' }}
-        {%- endif %}
-    {%- endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}
-    {{- '<|im_start|>assistant\n' }}
-{%- endif %}
-"""
 PLAIN = (
     "{% for message in messages %}{% if message['role'] == 'system' %}"
     "{{ message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}"
@@ -108,6 +65,35 @@ PLAIN = (
     "{{ 'Assistant: ' + message['content'] + '\n\n' }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
+
+
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+MODEL_TEMPLATES = {"qwen2.5": "Qwen-Qwen2.5-7B-Instruct.jinja", "qwen3": "Qwen-Qwen3-0.6B.jinja",
+                   "llama3.1": "meta-llama-Llama-3.1-8B-Instruct.jinja",
+                   "llama3.2": "meta-llama-Llama-3.2-3B-Instruct.jinja"}
+LLAMA32_DATE = "09 Mar 2031"
+
+
+def model_templates(src):
+    """name -> Jinja text of MODEL_TEMPLATES, from llama.cpp's tree src or its PyPI package."""
+    if src:
+        folder = os.path.join(src, "models", "templates")
+        return {n: open(os.path.join(folder, f), encoding="utf-8").read()
+                for n, f in MODEL_TEMPLATES.items()}
+    cache = os.path.expanduser("~/.cache/loraft/llama-cpp-python")
+    os.makedirs(cache, exist_ok=True)
+    sdists = [f for f in os.listdir(cache) if f.endswith(".tar.gz")]
+    if not sdists:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary",
+                        ":all:", "-d", cache, LLAMA_CPP_PYTHON], check=True)
+        sdists = [f for f in os.listdir(cache) if f.endswith(".tar.gz")]
+    out = {}
+    with tarfile.open(os.path.join(cache, sdists[0])) as tar:
+        for member in tar.getmembers():
+            for name, f in MODEL_TEMPLATES.items():
+                if member.name.endswith("/vendor/llama.cpp/models/templates/" + f):
+                    out[name] = tar.extractfile(member).read().decode("utf-8")
+    return out
 
 
 def conversations():
@@ -125,6 +111,12 @@ def conversations():
         [(a, "An assistant turn alone.")],
         [(u, "A user turn before"), (s, "a system turn in the middle")],
         [(u, "<|im_start|> and <|eot_id|> inside content stay text")],
+        # reasoning in assistant turns (Qwen3 keeps it only after the last user turn)
+        [(u, "Why?"), (a, "<think>\nBecause.\n</think>\n\nIt is so.")],
+        [(s, "Think."), (u, "One"), (a, "<think>\nfirst\n</think>\n\nAnswer one"), (u, "Two"),
+         (a, "\n\n<think>\n\nsecond <think> nested\n\n</think>\n\n\nAnswer two</think>tail")],
+        [(u, "<tool_response>\n42\n</tool_response>"), (a, "no query before me")],
+        [(u, "Q"), (a, "</think>only a closing tag")],
     ]
     return [[{"role": r, "content": c} for r, c in conv] for conv in convs]
 
@@ -132,17 +124,23 @@ def conversations():
 def main():
     smol_dir = sys.argv[1] if len(sys.argv) > 1 else "models/smollm2-tokenizer"
     tok = AutoTokenizer.from_pretrained(smol_dir)
-    templates = {"smollm2": tok.chat_template, "chatml": CHATML, "qwen2": QWEN2, "qwen2.5": QWEN25,
-                 "llama3": LLAMA3, "plain": PLAIN}
-    extra = {"llama3": {"bos_token": "<|begin_of_text|>"}}
+    models = model_templates(sys.argv[2] if len(sys.argv) > 2 else None)
+    templates = {"smollm2": tok.chat_template, "chatml": CHATML, "qwen2": QWEN2,
+                 "qwen2.5": models["qwen2.5"], "qwen3": models["qwen3"], "llama3": LLAMA3,
+                 "llama3.1": models["llama3.1"], "llama3.2": models["llama3.2"], "plain": PLAIN}
+    bos = {"bos_token": "<|begin_of_text|>"}
+    extra = {"llama3": bos, "llama3.1": bos, "llama3.2": {**bos, "date_string": LLAMA32_DATE}}
     cases = []
     for name, template in templates.items():
         for messages in conversations():
             for gen in (False, True):
                 rendered = tok.apply_chat_template(messages, chat_template=template, tokenize=False,
                                                    add_generation_prompt=gen, **extra.get(name, {}))
-                cases.append({"template": name, "messages": messages,
-                              "add_generation_prompt": gen, "rendered": rendered})
+                case = {"template": name, "messages": messages, "add_generation_prompt": gen,
+                        "rendered": rendered}
+                if "date_string" in extra.get(name, {}):
+                    case["date"] = extra[name]["date_string"]
+                cases.append(case)
     out = "tests/golden/chat_templates.json"
     with open(out, "w", encoding="utf-8") as f:
         json.dump({"templates": templates, "cases": cases}, f, ensure_ascii=True, indent=1)

@@ -1,10 +1,12 @@
 /* test_chat.c: chat templates against transformers' apply_chat_template
  * (tests/golden/chat_templates.json, from scripts/make-chat-goldens.py): every golden rendering
  * byte for byte, each golden Jinja text recognised as its template (also written with "\n"
- * escapes and a trailing newline), the prompt-is-a-prefix property SFT relies on, stop strings,
- * and the errors: unknown and missing templates, unknown names, bad roles, empty conversations. */
+ * escapes and a trailing newline), the prompt-is-a-prefix property SFT relies on (and where
+ * Qwen3's breaks it), Llama 3.2's date of today, stop strings, and the errors: unknown and missing
+ * templates, unknown names, bad roles, empty conversations. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -65,6 +67,8 @@ static void test_goldens(const cJSON *root) {
         ChatTemplate t;
         LfError err;
         CHECK_OK(chat_template_by_name(name, &t, &err), &err);
+        const cJSON *date = cJSON_GetObjectItemCaseSensitive(c, "date"); /* llama3.2's */
+        if (cJSON_IsString(date)) t.date = date->valuestring;
         ChatMessage msgs[MAX_MSGS];
         int n = messages_of(cJSON_GetObjectItemCaseSensitive(c, "messages"), msgs);
         int gen = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt"));
@@ -72,7 +76,7 @@ static void test_goldens(const cJSON *root) {
                         cJSON_GetObjectItemCaseSensitive(c, "rendered")->valuestring);
         cases++;
     }
-    CHECK(cases >= 80);
+    CHECK(cases >= 270);
 }
 
 /* s with every newline written as the two characters \n, as in a JSON-escaped template. */
@@ -99,7 +103,8 @@ static void expect_unrecognised(const char *jinja) {
     ChatTemplate t;
     LfError err = {{0}};
     CHECK(chat_template_detect(jinja, &t, &err) == -1);
-    CHECK(strstr(err.msg, "chatml, smollm2, qwen2, qwen2.5, llama3, plain") != NULL);
+    CHECK(strstr(err.msg, "chatml, smollm2, qwen2, qwen2.5, qwen3, llama3, llama3.1, llama3.2, "
+                          "plain") != NULL);
 }
 
 static void test_detect(const cJSON *root) {
@@ -128,7 +133,7 @@ static void test_detect(const cJSON *root) {
         free(s);
         n++;
     }
-    CHECK(n == 6);
+    CHECK(n == 9);
     expect_unrecognised("{{ bos_token }}{% for message in messages %}{{ message['content'] }}"
                         "{% endfor %}");
     ChatTemplate tt;
@@ -138,8 +143,9 @@ static void test_detect(const cJSON *root) {
 }
 
 static void test_names(void) {
-    static const char *names[] = {"chatml", "smollm2", "qwen2", "qwen2.5", "llama3", "plain"};
-    for (int i = 0; i < 6; i++) {
+    static const char *names[] = {"chatml", "smollm2",  "qwen2",    "qwen2.5", "qwen3",
+                                  "llama3", "llama3.1", "llama3.2", "plain"};
+    for (int i = 0; i < 9; i++) {
         ChatTemplate t;
         LfError err;
         CHECK_OK(chat_template_by_name(names[i], &t, &err), &err);
@@ -154,6 +160,60 @@ static void test_names(void) {
     CHECK(!strcmp(t.stops[0], "<|im_end|>") && !t.stops[1]);
     CHECK_OK(chat_template_by_name("llama3", &t, &err), &err);
     CHECK(!strcmp(t.stops[0], "<|eot_id|>") && !strcmp(t.stops[1], "<|end_of_text|>"));
+    CHECK_OK(chat_template_by_name("llama3.1", &t, &err), &err);
+    CHECK(!strcmp(t.stops[1], "<|eom_id|>") && !strcmp(t.stops[2], "<|end_of_text|>") &&
+          !t.stops[3] && !strcmp(t.date, "26 Jul 2024"));
+    CHECK_OK(chat_template_by_name("llama3.2", &t, &err), &err);
+    CHECK(t.date == NULL);
+    CHECK_OK(chat_template_by_name("qwen3", &t, &err), &err);
+    CHECK(!strcmp(t.stops[0], "<|im_end|>") && !t.stops[1] && !t.default_system);
+}
+
+/* Llama 3.2 dates its system turn today (transformers' strftime_now("%d %b %Y"), local time)
+ * unless a date is set; Llama 3.1's template writes its own. */
+static void test_llama32_today(void) {
+    ChatTemplate t;
+    LfError err;
+    CHECK_OK(chat_template_by_name("llama3.2", &t, &err), &err);
+    ChatMessage m = {"user", "hi"};
+    char *got = NULL, want[64], before[16];
+    size_t len = 0;
+    for (int tries = 0; tries < 2; tries++) { /* a render across midnight: once more */
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(before, sizeof before, "%d %b %Y", localtime_r(&now, &tm));
+        free(got);
+        CHECK_OK(chat_render(&t, &m, 1, 0, &got, &len, &err), &err);
+        now = time(NULL);
+        strftime(want, sizeof want, "Today Date: %d %b %Y\n\n<|eot_id|>", localtime_r(&now, &tm));
+        if (strstr(want, before)) break;
+    }
+    CHECK(got && strstr(got, want) &&
+          strlen(want) == strlen("Today Date: 03 Dec 2026\n\n<|eot_id|>"));
+    free(got);
+    CHECK_OK(chat_template_by_name("llama3.1", &t, &err), &err);
+    CHECK_OK(chat_render(&t, &m, 1, 0, &got, &len, &err), &err);
+    CHECK(got && strstr(got, "\nToday Date: 26 Jul 2024\n\n<|eot_id|>"));
+    free(got);
+}
+
+/* Qwen3 renders a turn by where it stands, so two assistant turns at the end are no longer a
+ * prompt and its answer (SFT refuses such an example). */
+static void test_qwen3_prefix_break(void) {
+    ChatTemplate t;
+    LfError err;
+    CHECK_OK(chat_template_by_name("qwen3", &t, &err), &err);
+    ChatMessage msgs[] = {{"user", "Q"}, {"assistant", "A1"}, {"assistant", "A2"}};
+    char *prompt = NULL, *full = NULL;
+    size_t plen = 0, flen = 0;
+    CHECK_OK(chat_render(&t, msgs, 2, 1, &prompt, &plen, &err), &err);
+    CHECK_OK(chat_render(&t, msgs, 3, 0, &full, &flen, &err), &err);
+    CHECK(prompt && full && memcmp(prompt, full, plen) != 0);
+    CHECK(full &&
+          !strcmp(full, "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>\n"
+                        "<|im_start|>assistant\n<think>\n\n</think>\n\nA2<|im_end|>\n"));
+    free(prompt);
+    free(full);
 }
 
 /* The rendering of a conversation up to an assistant turn starts with the rendering of the
@@ -235,6 +295,8 @@ int main(void) {
     test_goldens(root);
     test_detect(root);
     test_names();
+    test_llama32_today();
+    test_qwen3_prefix_break();
     test_prefix(root);
     test_errors();
     test_llama3_trim();

@@ -26,7 +26,25 @@
  *            content stripped of leading and trailing whitespace as Python's str.strip() (Jinja's
  *            trim); generation prompt "<|start_header_id|>assistant<|end_header_id|>\n\n".
  *            Recognised: Meta-Llama-3-8B/70B-Instruct's template (with the add_generation_prompt
- *            test). Llama-3.1 and later templates (tools, dated system turn) are not recognised.
+ *            test).
+ *   llama3.1 "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge
+ *            Date: December 2023\nToday Date: " date "\n\n", then the first message's content
+ *            when it is a system turn (stripped), "<|eot_id|>"; then the other messages as llama3
+ *            renders them; generation prompt llama3's. date is "26 Jul 2024" (ChatTemplate.date).
+ *            Recognised: Llama-3.1-8B/70B/405B-Instruct's and Llama-3.3-70B-Instruct's template
+ *            (one text), which renders so without tools. Stops also at "<|eom_id|>".
+ *   llama3.2 the same, dated today as transformers' strftime_now("%d %b %Y") dates it (local
+ *            time) unless ChatTemplate.date is set. Recognised: Llama-3.2-1B/3B-Instruct's.
+ *   qwen3    ChatML without a default system turn, as Qwen3's template renders system, user and
+ *            assistant turns: an assistant turn before the last user turn loses its reasoning
+ *            (the text up to its last "</think>", then leading newlines); one after it renders
+ *            "<think>\n" reasoning "\n</think>\n\n" answer when it is the last message or has
+ *            reasoning (from "<think>" .. "</think>" in its content, newlines trimmed), so the
+ *            answer SFT trains on begins "<think>\n\n</think>\n\n". Generation prompt
+ *            "<|im_start|>assistant\n" (thinking enabled: the model writes its own think block).
+ *            Recognised: Qwen3-0.6B ... 32B's template. Two assistant turns in a row at the end
+ *            break the prefix property below (the first renders as last in the prompt): SFT
+ *            refuses such an example with "not a prefix".
  *   plain    for base models, loraft's own: a system turn is its content + "\n\n", a user turn
  *            "User: " content "\n\n", an assistant turn "Assistant: " content "\n\n"; generation
  *            prompt "Assistant:" (the answer's leading space is then the model's first token,
@@ -51,19 +69,26 @@
 extern "C" {
 #endif
 
-typedef enum ChatFormat { CHAT_FORMAT_CHATML, CHAT_FORMAT_LLAMA3, CHAT_FORMAT_PLAIN } ChatFormat;
+typedef enum ChatFormat {
+    CHAT_FORMAT_CHATML,
+    CHAT_FORMAT_LLAMA3,
+    CHAT_FORMAT_LLAMA31,
+    CHAT_FORMAT_QWEN3,
+    CHAT_FORMAT_PLAIN
+} ChatFormat;
 
-enum { CHAT_MAX_STOPS = 2 };
+enum { CHAT_MAX_STOPS = 3 };
 
 typedef struct ChatTemplate {
-    const char *name; /* "chatml", "smollm2", "qwen2", "qwen2.5", "llama3", "plain" */
+    const char *name; /* "chatml", "smollm2", ..., "plain": the list above */
     ChatFormat format;
     const char *default_system; /* rendered when the first message is not a system turn; or NULL */
     /* End-of-turn strings generation stops at, besides the tokenizer's EOS; NULL-terminated.
-     * chatml, smollm2, qwen2, qwen2.5: "<|im_end|>"; llama3: "<|eot_id|>", "<|end_of_text|>" (each
-     * one special token); plain: "\nUser:" (text: match it in the decoded continuation and cut it
-     * off). */
+     * chatml, smollm2, qwen2, qwen2.5, qwen3: "<|im_end|>"; llama3: "<|eot_id|>",
+     * "<|end_of_text|>" (each one special token), llama3.1 / 3.2 "<|eom_id|>" too; plain:
+     * "\nUser:" (text: match it in the decoded continuation and cut it off). */
     const char *stops[CHAT_MAX_STOPS + 1];
+    const char *date; /* llama3.1 / 3.2: the system turn's "Today Date"; NULL: today's */
 } ChatTemplate;
 
 typedef struct ChatMessage {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "loraft/utf8.h"
 
@@ -86,13 +87,343 @@ static const char QWEN25_JINJA[] =
     "    {{- '<|im_start|>assistant\\n' }}\n"
     "{%- endif %}\n";
 
+/* Llama 3.1 / 3.3 Instruct's template (the two are the same text) and Llama 3.2 Instruct's,
+ * which dates the system turn today (transformers' strftime_now) where 3.1 writes 26 Jul 2024;
+ * Qwen3's (0.6B to 32B, thinking and not). With tools or tool calls they render more, which
+ * loraft does not. */
+static const char LLAMA31_JINJA[] =
+    "{{- bos_token }}\n"
+    "{%- if custom_tools is defined %}\n"
+    "    {%- set tools = custom_tools %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools_in_user_message is defined %}\n"
+    "    {%- set tools_in_user_message = true %}\n"
+    "{%- endif %}\n"
+    "{%- if not date_string is defined %}\n"
+    "    {%- set date_string = \"26 Jul 2024\" %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{#- This block extracts the system message, so we can slot it into the right place. #}\n"
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content']|trim %}\n"
+    "    {%- set messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set system_message = \"\" %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{#- System message + builtin tools #}\n"
+    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n"
+    "{%- if builtin_tools is defined or tools is not none %}\n"
+    "    {{- \"Environment: ipython\\n\" }}\n"
+    "{%- endif %}\n"
+    "{%- if builtin_tools is defined %}\n"
+    "    {{- \"Tools: \" + builtin_tools | reject('equalto', 'code_interpreter') | join(\", \") +"
+    " \"\\n\\n\"}}\n"
+    "{%- endif %}\n"
+    "{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n"
+    "{{- \"Today Date: \" + date_string + \"\\n\\n\" }}\n"
+    "{%- if tools is not none and not tools_in_user_message %}\n"
+    "    {{- \"You have access to the following functions. To call a function, please respond wit"
+    "h JSON for a function call.\" }}\n"
+    "    {{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argum"
+    "ent name and its value}.' }}\n"
+    "    {{- \"Do not use variables.\\n\\n\" }}\n"
+    "    {%- for t in tools %}\n"
+    "        {{- t | tojson(indent=4) }}\n"
+    "        {{- \"\\n\\n\" }}\n"
+    "    {%- endfor %}\n"
+    "{%- endif %}\n"
+    "{{- system_message }}\n"
+    "{{- \"<|eot_id|>\" }}\n"
+    "\n"
+    "{#- Custom tools are passed in a user message with some extra guidance #}\n"
+    "{%- if tools_in_user_message and not tools is none %}\n"
+    "    {#- Extract the first user message so we can plug it in here #}\n"
+    "    {%- if messages | length != 0 %}\n"
+    "        {%- set first_user_message = messages[0]['content']|trim %}\n"
+    "        {%- set messages = messages[1:] %}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Cannot put tools in the first user message when there's no fir"
+    "st user message!\") }}\n"
+    "{%- endif %}\n"
+    "    {{- '<|start_header_id|>user<|end_header_id|>\\n\\n' -}}\n"
+    "    {{- \"Given the following functions, please respond with a JSON for a function call \" }"
+    "}\n"
+    "    {{- \"with its proper arguments that best answers the given prompt.\\n\\n\" }}\n"
+    "    {{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argum"
+    "ent name and its value}.' }}\n"
+    "    {{- \"Do not use variables.\\n\\n\" }}\n"
+    "    {%- for t in tools %}\n"
+    "        {{- t | tojson(indent=4) }}\n"
+    "        {{- \"\\n\\n\" }}\n"
+    "    {%- endfor %}\n"
+    "    {{- first_user_message + \"<|eot_id|>\"}}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{%- for message in messages %}\n"
+    "    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in messa"
+    "ge) %}\n"
+    "        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['co"
+    "ntent'] | trim + '<|eot_id|>' }}\n"
+    "    {%- elif 'tool_calls' in message %}\n"
+    "        {%- if not message.tool_calls|length == 1 %}\n"
+    "            {{- raise_exception(\"This model only supports single tool-calls at once!\") }}"
+    "\n"
+    "        {%- endif %}\n"
+    "        {%- set tool_call = message.tool_calls[0].function %}\n"
+    "        {%- if builtin_tools is defined and tool_call.name in builtin_tools %}\n"
+    "            {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}\n"
+    "            {{- \"<|python_tag|>\" + tool_call.name + \".call(\" }}\n"
+    "            {%- for arg_name, arg_val in tool_call.arguments | items %}\n"
+    "                {{- arg_name + '=\"' + arg_val + '\"' }}\n"
+    "                {%- if not loop.last %}\n"
+    "                    {{- \", \" }}\n"
+    "                {%- endif %}\n"
+    "                {%- endfor %}\n"
+    "            {{- \")\" }}\n"
+    "        {%- else  %}\n"
+    "            {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}\n"
+    "            {{- '{\"name\": \"' + tool_call.name + '\", ' }}\n"
+    "            {{- '\"parameters\": ' }}\n"
+    "            {{- tool_call.arguments | tojson }}\n"
+    "            {{- \"}\" }}\n"
+    "        {%- endif %}\n"
+    "        {%- if builtin_tools is defined %}\n"
+    "            {#- This means we're in ipython mode #}\n"
+    "            {{- \"<|eom_id|>\" }}\n"
+    "        {%- else %}\n"
+    "            {{- \"<|eot_id|>\" }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif message.role == \"tool\" or message.role == \"ipython\" %}\n"
+    "        {{- \"<|start_header_id|>ipython<|end_header_id|>\\n\\n\" }}\n"
+    "        {%- if message.content is mapping or message.content is iterable %}\n"
+    "            {{- message.content | tojson }}\n"
+    "        {%- else %}\n"
+    "            {{- message.content }}\n"
+    "        {%- endif %}\n"
+    "        {{- \"<|eot_id|>\" }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
+    "{%- endif %}\n";
+
+static const char LLAMA32_JINJA[] =
+    "{{- bos_token }}\n"
+    "{%- if custom_tools is defined %}\n"
+    "    {%- set tools = custom_tools %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools_in_user_message is defined %}\n"
+    "    {%- set tools_in_user_message = true %}\n"
+    "{%- endif %}\n"
+    "{%- if not date_string is defined %}\n"
+    "    {%- if strftime_now is defined %}\n"
+    "        {%- set date_string = strftime_now(\"%d %b %Y\") %}\n"
+    "    {%- else %}\n"
+    "        {%- set date_string = \"26 Jul 2024\" %}\n"
+    "    {%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{#- This block extracts the system message, so we can slot it into the right place. #}\n"
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content']|trim %}\n"
+    "    {%- set messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set system_message = \"\" %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{#- System message #}\n"
+    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n"
+    "{%- if tools is not none %}\n"
+    "    {{- \"Environment: ipython\\n\" }}\n"
+    "{%- endif %}\n"
+    "{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n"
+    "{{- \"Today Date: \" + date_string + \"\\n\\n\" }}\n"
+    "{%- if tools is not none and not tools_in_user_message %}\n"
+    "    {{- \"You have access to the following functions. To call a function, please respond wit"
+    "h JSON for a function call.\" }}\n"
+    "    {{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argum"
+    "ent name and its value}.' }}\n"
+    "    {{- \"Do not use variables.\\n\\n\" }}\n"
+    "    {%- for t in tools %}\n"
+    "        {{- t | tojson(indent=4) }}\n"
+    "        {{- \"\\n\\n\" }}\n"
+    "    {%- endfor %}\n"
+    "{%- endif %}\n"
+    "{{- system_message }}\n"
+    "{{- \"<|eot_id|>\" }}\n"
+    "\n"
+    "{#- Custom tools are passed in a user message with some extra guidance #}\n"
+    "{%- if tools_in_user_message and not tools is none %}\n"
+    "    {#- Extract the first user message so we can plug it in here #}\n"
+    "    {%- if messages | length != 0 %}\n"
+    "        {%- set first_user_message = messages[0]['content']|trim %}\n"
+    "        {%- set messages = messages[1:] %}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Cannot put tools in the first user message when there's no fir"
+    "st user message!\") }}\n"
+    "{%- endif %}\n"
+    "    {{- '<|start_header_id|>user<|end_header_id|>\\n\\n' -}}\n"
+    "    {{- \"Given the following functions, please respond with a JSON for a function call \" }"
+    "}\n"
+    "    {{- \"with its proper arguments that best answers the given prompt.\\n\\n\" }}\n"
+    "    {{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argum"
+    "ent name and its value}.' }}\n"
+    "    {{- \"Do not use variables.\\n\\n\" }}\n"
+    "    {%- for t in tools %}\n"
+    "        {{- t | tojson(indent=4) }}\n"
+    "        {{- \"\\n\\n\" }}\n"
+    "    {%- endfor %}\n"
+    "    {{- first_user_message + \"<|eot_id|>\"}}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{%- for message in messages %}\n"
+    "    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in messa"
+    "ge) %}\n"
+    "        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['co"
+    "ntent'] | trim + '<|eot_id|>' }}\n"
+    "    {%- elif 'tool_calls' in message %}\n"
+    "        {%- if not message.tool_calls|length == 1 %}\n"
+    "            {{- raise_exception(\"This model only supports single tool-calls at once!\") }}"
+    "\n"
+    "        {%- endif %}\n"
+    "        {%- set tool_call = message.tool_calls[0].function %}\n"
+    "        {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}\n"
+    "        {{- '{\"name\": \"' + tool_call.name + '\", ' }}\n"
+    "        {{- '\"parameters\": ' }}\n"
+    "        {{- tool_call.arguments | tojson }}\n"
+    "        {{- \"}\" }}\n"
+    "        {{- \"<|eot_id|>\" }}\n"
+    "    {%- elif message.role == \"tool\" or message.role == \"ipython\" %}\n"
+    "        {{- \"<|start_header_id|>ipython<|end_header_id|>\\n\\n\" }}\n"
+    "        {%- if message.content is mapping or message.content is iterable %}\n"
+    "            {{- message.content | tojson }}\n"
+    "        {%- else %}\n"
+    "            {{- message.content }}\n"
+    "        {%- endif %}\n"
+    "        {{- \"<|eot_id|>\" }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
+    "{%- endif %}\n";
+
+static const char QWEN3_JINJA[] =
+    "{%- if tools %}\n"
+    "    {{- '<|im_start|>system\\n' }}\n"
+    "    {%- if messages[0].role == 'system' %}\n"
+    "        {{- messages[0].content + '\\n\\n' }}\n"
+    "    {%- endif %}\n"
+    "    {{- \"# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n"
+    "\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}"
+    "\n"
+    "    {%- for tool in tools %}\n"
+    "        {{- \"\\n\" }}\n"
+    "        {{- tool | tojson }}\n"
+    "    {%- endfor %}\n"
+    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name a"
+    "nd arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <functi"
+    "on-name>, \\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
+    "{%- else %}\n"
+    "    {%- if messages[0].role == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}\n"
+    "    {%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}\n"
+    "{%- for message in messages[::-1] %}\n"
+    "    {%- set index = (messages|length - 1) - loop.index0 %}\n"
+    "    {%- if ns.multi_step_tool and message.role == \"user\" and not(message.content.startswit"
+    "h('<tool_response>') and message.content.endswith('</tool_response>')) %}\n"
+    "        {%- set ns.multi_step_tool = false %}\n"
+    "        {%- set ns.last_query_index = index %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- for message in messages %}\n"
+    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) %}"
+    "\n"
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }"
+    "}\n"
+    "    {%- elif message.role == \"assistant\" %}\n"
+    "        {%- set content = message.content %}\n"
+    "        {%- set reasoning_content = '' %}\n"
+    "        {%- if message.reasoning_content is defined and message.reasoning_content is not non"
+    "e %}\n"
+    "            {%- set reasoning_content = message.reasoning_content %}\n"
+    "        {%- else %}\n"
+    "            {%- if '</think>' in message.content %}\n"
+    "                {%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}\n"
+    "                {%- set reasoning_content = message.content.split('</think>')[0].rstrip('\\n"
+    "').split('<think>')[-1].lstrip('\\n') %}\n"
+    "            {%- endif %}\n"
+    "        {%- endif %}\n"
+    "        {%- if loop.index0 > ns.last_query_index %}\n"
+    "            {%- if loop.last or (not loop.last and reasoning_content) %}\n"
+    "                {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.stri"
+    "p('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}\n"
+    "            {%- else %}\n"
+    "                {{- '<|im_start|>' + message.role + '\\n' + content }}\n"
+    "            {%- endif %}\n"
+    "        {%- else %}\n"
+    "            {{- '<|im_start|>' + message.role + '\\n' + content }}\n"
+    "        {%- endif %}\n"
+    "        {%- if message.tool_calls %}\n"
+    "            {%- for tool_call in message.tool_calls %}\n"
+    "                {%- if (loop.first and content) or (not loop.first) %}\n"
+    "                    {{- '\\n' }}\n"
+    "                {%- endif %}\n"
+    "                {%- if tool_call.function %}\n"
+    "                    {%- set tool_call = tool_call.function %}\n"
+    "                {%- endif %}\n"
+    "                {{- '<tool_call>\\n{\"name\": \"' }}\n"
+    "                {{- tool_call.name }}\n"
+    "                {{- '\", \"arguments\": ' }}\n"
+    "                {%- if tool_call.arguments is string %}\n"
+    "                    {{- tool_call.arguments }}\n"
+    "                {%- else %}\n"
+    "                    {{- tool_call.arguments | tojson }}\n"
+    "                {%- endif %}\n"
+    "                {{- '}\\n</tool_call>' }}\n"
+    "            {%- endfor %}\n"
+    "        {%- endif %}\n"
+    "        {{- '<|im_end|>\\n' }}\n"
+    "    {%- elif message.role == \"tool\" %}\n"
+    "        {%- if loop.first or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+    "            {{- '<|im_start|>user' }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\\n<tool_response>\\n' }}\n"
+    "        {{- message.content }}\n"
+    "        {{- '\\n</tool_response>' }}\n"
+    "        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
+    "            {{- '<|im_end|>\\n' }}\n"
+    "        {%- endif %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|im_start|>assistant\\n' }}\n"
+    "    {%- if enable_thinking is defined and enable_thinking is false %}\n"
+    "        {{- '<think>\\n\\n</think>\\n\\n' }}\n"
+    "    {%- endif %}\n"
+    "{%- endif %}";
+
+/* generation_config.json's eos_token_id of Llama 3.1 to 3.3 Instruct, as text */
+#define LLAMA31_STOPS "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", NULL
+
 static const ChatTemplate templates[] = {
-    {"chatml", CHAT_FORMAT_CHATML, NULL, {"<|im_end|>", NULL, NULL}},
-    {"smollm2", CHAT_FORMAT_CHATML, SMOLLM2_SYSTEM, {"<|im_end|>", NULL, NULL}},
-    {"qwen2", CHAT_FORMAT_CHATML, QWEN2_SYSTEM, {"<|im_end|>", NULL, NULL}},
-    {"qwen2.5", CHAT_FORMAT_CHATML, QWEN25_SYSTEM, {"<|im_end|>", NULL, NULL}},
-    {"llama3", CHAT_FORMAT_LLAMA3, NULL, {"<|eot_id|>", "<|end_of_text|>", NULL}},
-    {"plain", CHAT_FORMAT_PLAIN, NULL, {"\nUser:", NULL, NULL}},
+    {"chatml", CHAT_FORMAT_CHATML, NULL, {"<|im_end|>", NULL}, NULL},
+    {"smollm2", CHAT_FORMAT_CHATML, SMOLLM2_SYSTEM, {"<|im_end|>", NULL}, NULL},
+    {"qwen2", CHAT_FORMAT_CHATML, QWEN2_SYSTEM, {"<|im_end|>", NULL}, NULL},
+    {"qwen2.5", CHAT_FORMAT_CHATML, QWEN25_SYSTEM, {"<|im_end|>", NULL}, NULL},
+    {"llama3", CHAT_FORMAT_LLAMA3, NULL, {"<|eot_id|>", "<|end_of_text|>", NULL}, NULL},
+    {"llama3.1", CHAT_FORMAT_LLAMA31, NULL, {LLAMA31_STOPS}, "26 Jul 2024"},
+    {"llama3.2", CHAT_FORMAT_LLAMA31, NULL, {LLAMA31_STOPS}, NULL},
+    {"qwen3", CHAT_FORMAT_QWEN3, NULL, {"<|im_end|>", NULL}, NULL},
+    {"plain", CHAT_FORMAT_PLAIN, NULL, {"\nUser:", NULL}, NULL},
 };
 enum { N_TEMPLATES = sizeof templates / sizeof templates[0] };
 
@@ -112,6 +443,9 @@ static const struct {
                "content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if "
                "add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' "
                "}}{% endif %}"},
+    {"llama3.1", LLAMA31_JINJA},
+    {"llama3.2", LLAMA32_JINJA},
+    {"qwen3", QWEN3_JINJA},
     {"plain", "{% for message in messages %}{% if message['role'] == 'system' %}{{ "
               "message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}{{ 'User: ' + "
               "message['content'] + '\n\n' }}{% else %}{{ 'Assistant: ' + message['content'] + "
@@ -121,7 +455,7 @@ static const struct {
 enum { N_KNOWN = sizeof known / sizeof known[0] };
 
 const char *chat_template_names(void) {
-    return "chatml, smollm2, qwen2, qwen2.5, llama3, plain";
+    return "chatml, smollm2, qwen2, qwen2.5, qwen3, llama3, llama3.1, llama3.2, plain";
 }
 
 int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err) {
@@ -243,28 +577,130 @@ static void py_strip(const char *s, size_t *begin, size_t *end) {
     *end = e;
 }
 
-static void render_chatml(const ChatTemplate *t, const ChatMessage *m, int i, Buf *b) {
-    if (i == 0 && t->default_system && strcmp(m->role, "system")) {
-        buf_str(b, "<|im_start|>system\n");
-        buf_str(b, t->default_system);
-        buf_str(b, "<|im_end|>\n");
-    }
+/* s stripped as Jinja's trim filter strips it. */
+static void buf_trimmed(Buf *b, const char *s) {
+    size_t begin, end;
+    py_strip(s, &begin, &end);
+    buf_add(b, s + begin, end - begin);
+}
+
+static void chatml_turn(Buf *b, const char *role, const char *content) {
     buf_str(b, "<|im_start|>");
-    buf_str(b, m->role);
+    buf_str(b, role);
     buf_str(b, "\n");
-    buf_str(b, m->content);
+    buf_str(b, content);
     buf_str(b, "<|im_end|>\n");
 }
 
-static void render_llama3(const ChatMessage *m, int i, Buf *b) {
-    size_t begin, end;
-    py_strip(m->content, &begin, &end);
-    if (i == 0) buf_str(b, "<|begin_of_text|>");
+static void render_chatml(const ChatTemplate *t, const ChatMessage *m, int i, Buf *b) {
+    if (i == 0 && t->default_system && strcmp(m->role, "system"))
+        chatml_turn(b, "system", t->default_system);
+    chatml_turn(b, m->role, m->content);
+}
+
+static void llama3_turn(Buf *b, const char *role, const char *content) {
     buf_str(b, "<|start_header_id|>");
-    buf_str(b, m->role);
+    buf_str(b, role);
     buf_str(b, "<|end_header_id|>\n\n");
-    buf_add(b, m->content + begin, end - begin);
+    buf_trimmed(b, content);
     buf_str(b, "<|eot_id|>");
+}
+
+static void render_llama3(const ChatMessage *m, int i, Buf *b) {
+    if (i == 0) buf_str(b, "<|begin_of_text|>");
+    llama3_turn(b, m->role, m->content);
+}
+
+/* Llama 3.1's system turn, always there: the dates, then msgs[0]'s content when it is a system
+ * turn. Returns the messages it took (0 or 1). */
+static int llama31_system(const ChatTemplate *t, const ChatMessage *msgs, Buf *b) {
+    char today[32];
+    const char *date = t->date;
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!date) /* the template's own fallback where strftime_now is missing */
+        date = localtime_r(&now, &tm) && strftime(today, sizeof today, "%d %b %Y", &tm)
+                   ? today
+                   : "26 Jul 2024";
+    buf_str(b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+               "Cutting Knowledge Date: December 2023\nToday Date: ");
+    buf_str(b, date);
+    buf_str(b, "\n\n");
+    int system = !strcmp(msgs[0].role, "system");
+    if (system) buf_trimmed(b, msgs[0].content);
+    buf_str(b, "<|eot_id|>");
+    return system;
+}
+
+static void render_llama31(const ChatTemplate *t, const ChatMessage *msgs, int n, Buf *b) {
+    for (int i = llama31_system(t, msgs, b); i < n; i++)
+        llama3_turn(b, msgs[i].role, msgs[i].content);
+}
+
+/* ---- Qwen3: Python's string methods on [s, s + n) ---- */
+
+/* The text after the last sep (all of s when there is none): s.split(sep)[-1]. */
+static const char *after_last(const char *s, size_t *n, const char *sep) {
+    size_t k = strlen(sep);
+    for (size_t i = *n; i >= k; i--)
+        if (!memcmp(s + i - k, sep, k)) {
+            *n -= i;
+            return s + i;
+        }
+    return s;
+}
+
+/* s.strip('\n') on the sides asked for. */
+static const char *strip_newlines(const char *s, size_t *n, int left, int right) {
+    while (left && *n && *s == '\n') s++, (*n)--;
+    while (right && *n && s[*n - 1] == '\n') (*n)--;
+    return s;
+}
+
+/* A user turn that only carries a tool's response does not count as the query. */
+static int tool_response(const char *s) {
+    size_t n = strlen(s), a = strlen("<tool_response>"), z = strlen("</tool_response>");
+    return n >= a && !memcmp(s, "<tool_response>", a) && n >= z &&
+           !memcmp(s + n - z, "</tool_response>", z);
+}
+
+/* An assistant turn: with its reasoning in a think block after the last query when it is the
+ * last message or has reasoning, else its answer alone. */
+static void qwen3_assistant(const char *content, int after_query, int last, Buf *b) {
+    size_t n = strlen(content), rn = 0;
+    const char *answer = content, *reason = "";
+    const char *end_think = strstr(content, "</think>");
+    if (end_think) {
+        answer = strip_newlines(after_last(content, &n, "</think>"), &n, 1, 0);
+        rn = (size_t)(end_think - content);
+        reason = strip_newlines(content, &rn, 0, 1);
+        reason = strip_newlines(after_last(reason, &rn, "<think>"), &rn, 1, 0);
+    }
+    buf_str(b, "<|im_start|>assistant\n");
+    if (after_query && (last || rn)) {
+        buf_str(b, "<think>\n");
+        reason = strip_newlines(reason, &rn, 1, 1);
+        buf_add(b, reason, rn);
+        buf_str(b, "\n</think>\n\n");
+        answer = strip_newlines(answer, &n, 1, 0);
+    }
+    buf_add(b, answer, n);
+    buf_str(b, "<|im_end|>\n");
+}
+
+static void render_qwen3(const ChatMessage *msgs, int n, Buf *b) {
+    int query = n - 1; /* the last user turn; the last message when there is none */
+    for (int i = n - 1; i >= 0; i--)
+        if (!strcmp(msgs[i].role, "user") && !tool_response(msgs[i].content)) {
+            query = i;
+            break;
+        }
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(msgs[i].role, "assistant"))
+            qwen3_assistant(msgs[i].content, i > query, i == n - 1, b);
+        else
+            chatml_turn(b, msgs[i].role, msgs[i].content);
+    }
 }
 
 static void render_plain(const ChatMessage *m, Buf *b) {
@@ -277,8 +713,10 @@ static void render_plain(const ChatMessage *m, Buf *b) {
 static const char *generation_prompt(ChatFormat f) {
     switch (f) {
     case CHAT_FORMAT_CHATML:
+    case CHAT_FORMAT_QWEN3:
         return "<|im_start|>assistant\n";
     case CHAT_FORMAT_LLAMA3:
+    case CHAT_FORMAT_LLAMA31:
         return "<|start_header_id|>assistant<|end_header_id|>\n\n";
     case CHAT_FORMAT_PLAIN:
         return "Assistant:";
@@ -302,6 +740,8 @@ int chat_render(const ChatTemplate *t, const ChatMessage *msgs, int n, int add_g
                 char **out, size_t *len, LfError *err) {
     if (check_messages(msgs, n, err)) return -1;
     Buf b = {0};
+    if (t->format == CHAT_FORMAT_LLAMA31) render_llama31(t, msgs, n, &b);
+    if (t->format == CHAT_FORMAT_QWEN3) render_qwen3(msgs, n, &b);
     for (int i = 0; i < n; i++) {
         if (t->format == CHAT_FORMAT_CHATML) render_chatml(t, &msgs[i], i, &b);
         if (t->format == CHAT_FORMAT_LLAMA3) render_llama3(&msgs[i], i, &b);
