@@ -83,11 +83,11 @@ static void lora_bwd(Bench *b) {
 }
 static void att_fwd(Bench *b) {
     ops->attention_forward(b->out, NULL, 0, b->lse, NULL, b->q, b->C, b->k, b->v, b->C, b->mask, 0,
-                           NULL, 0.1f, 1, b->scratch, b->B, b->T, b->NH, b->NH, b->C / b->NH);
+                           0, NULL, 0.1f, 1, b->scratch, b->B, b->T, b->NH, b->NH, b->C / b->NH);
 }
 static void att_bwd(Bench *b) {
     ops->attention_backward(b->dq, b->dk, b->dv, b->dout, b->q, b->k, b->v, b->C, b->C, b->out,
-                            NULL, 0, b->lse, NULL, b->mask, 0, NULL, 0.1f, 1, b->scratch, b->B,
+                            NULL, 0, b->lse, NULL, b->mask, 0, 0, NULL, 0.1f, 1, b->scratch, b->B,
                             b->T, b->NH, b->NH, b->C / b->NH, OPS_ADD);
 }
 static void ln_fwd(Bench *b) {

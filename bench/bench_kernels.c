@@ -582,16 +582,16 @@ static void bench_attention(const Dims *d, int T, int causal, const char *impl) 
     if (*impl) {
         bench_gpu_mark();
         gpu->attention_forward(out, NULL, 0, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask,
-                               causal, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS);
+                               causal, 0, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS);
         gpu->attention_backward(dq, dk, dv, dout, q, k, v, NH * HS, d->NKV * HS, out, NULL, 0, lse,
-                                saved, mask, causal, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS,
-                                OPS_ADD);
+                                saved, mask, causal, 0, rope, 0.0f, 1, scratch, B, T, NH, d->NKV,
+                                HS, OPS_ADD);
         first = bench_gpu_elapsed_ms();
     }
     TIME(fwd, gpu->attention_forward(out, NULL, 0, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask,
-                                     causal, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS));
+                                     causal, 0, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS));
     TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, NH * HS, d->NKV * HS, out, NULL, 0,
-                                      lse, saved, mask, causal, rope, 0.0f, 1, scratch, B, T, NH,
+                                      lse, saved, mask, causal, 0, rope, 0.0f, 1, scratch, B, T, NH,
                                       d->NKV, HS, OPS_ADD));
     double flops = 4.0 * NH * HS * pairs, dense = 4.0 * B * NH * (double)T * T * HS;
     char name[64];

@@ -63,7 +63,7 @@ CASES = [
     dict(name="llama_full", init=["--arch", "llama", "--untied"] + TINY, task="causal-lm",
          vocab="gpt2", strategy="full"),
     # Qwen2: Llama with q, k, v biases (0 from `loraft init`, as transformers initialises them;
-    # their gradients and 3 AdamW steps are what this checks; tests/test_hf_qwen2.sh random ones)
+    # their gradients and 3 AdamW steps are what this checks; tests/test_hf_llama_family.sh random ones)
     dict(name="qwen2_full", init=["--arch", "qwen2", "--kv-heads", "2", "--untied"] + TINY,
          task="causal-lm", vocab="gpt2", strategy="full", after_atol=3e-3),
     # Qwen3: Llama with an RMS norm over each head of q and k, its heads (16) wider than hidden / heads

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama, qwen2 or gpt2
-directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
-(docs/FORMATS.md): Llama's q_proj / k_proj rows permuted for GGUF's RoPE layout (Qwen2's and
+"""A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama, qwen2, qwen3,
+mistral or gpt2 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
+(docs/FORMATS.md): Mistral written as llama (the converter's LlamaModel serves
+MistralForCausalLM; a head_dim other than hidden / heads as key_length and value_length, its
+sliding_window as llama.attention.sliding_window, which loraft writes and reads and llama.cpp's
+converter leaves out); Llama's q_proj / k_proj rows permuted for GGUF's RoPE layout (Qwen2's and
 Qwen3's are not: llama.cpp rotates their halves as transformers does; Qwen2's q, k, v biases and
 Qwen3's head norms go as they are, Qwen3's head size as key_length and value_length); GPT-2's
 Conv1D weights transposed to [out, in] and token_embd copied as output.weight. The tests use it
@@ -52,7 +55,7 @@ def kv(k, t, v):
     return b
 
 
-arch = cfg["model_type"]
+arch = {"mistral": "llama"}.get(cfg["model_type"], cfg["model_type"])
 w = load_file(src + "/model.safetensors")
 tensors = []
 if arch in ("llama", "qwen2", "qwen3"):
@@ -67,8 +70,11 @@ if arch in ("llama", "qwen2", "qwen3"):
            kv(A + "rope.freq_base", 6, float(theta)),
            kv(A + "attention.layer_norm_rms_epsilon", 6, cfg["rms_norm_eps"])]
     hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-    if arch == "qwen3":  # its head size is the config's, whatever the width
+    if arch == "qwen3" or hd * cfg["num_attention_heads"] != cfg["hidden_size"]:
+        # Qwen3's head size is the config's, whatever the width; a decoupled one's too
         kvs += [kv(A + "attention.key_length", 4, hd), kv(A + "attention.value_length", 4, hd)]
+    if cfg["model_type"] == "mistral" and cfg.get("sliding_window"):  # as loraft writes it
+        kvs += [kv(A + "attention.sliding_window", 4, cfg["sliding_window"])]
 
     def permute(x, n):
         return x.reshape(n, 2, hd // 2, -1).swapaxes(1, 2).reshape(x.shape)

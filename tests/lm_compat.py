@@ -1,6 +1,6 @@
 """lm_compat.py: what the Python halves of the language-model compatibility tests
-(test_peft_compat_lm.sh, test_hf_qwen.sh) share; they run from the repository root and import it
-with sys.path.insert(0, "tests")."""
+(test_peft_compat_lm.sh, test_hf_llama_family.sh) share; they run from the repository root and
+import it with sys.path.insert(0, "tests")."""
 import logging
 import warnings
 

@@ -6,7 +6,10 @@
  * and SmolLM2 (tokenizer.json and arrays; skipped without its tokenizer.json, see
  * scripts/extract-smollm2-tokenizer.sh). The NFC normalizer on its own: cases worked out from the
  * UCD and `tokenizers`' NFC of every composed code point (tests/golden/bpe_nfc.txt). Then a tiny
- * tokenizer written here and the error paths. */
+ * tokenizer written here and the error paths. SentencePiece-style BPE (test_spm): a byte_fallback
+ * BPE trained on Austen (tests/golden/spm_*, scripts/make-spm-goldens.py) in Llama 2's spelling
+ * and in Metaspace's, against `tokenizers`; as GGUF arrays, a GGUF file and loraft's own
+ * bpe_to_arrays, against llama.cpp's SPM encoding (SentencePiece's ids, cut at special tokens). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,18 +90,14 @@ static int arrays_from_json(Arrays *out, const char *path, const char *pre) {
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "special")))
             out->types[cJSON_GetObjectItemCaseSensitive(v, "id")->valueint] = BPE_TOKEN_CONTROL;
     }
-    out->a = (BpeArrays){(const char *const *)out->tokens,
-                         NULL,
-                         n,
-                         (const char *const *)out->merges,
-                         NULL,
-                         m,
-                         out->types,
-                         pre,
-                         -1,
-                         -1,
-                         0,
-                         0};
+    out->a = (BpeArrays){.tokens = (const char *const *)out->tokens,
+                         .n_tokens = n,
+                         .merges = (const char *const *)out->merges,
+                         .n_merges = m,
+                         .token_types = out->types,
+                         .pre = pre,
+                         .bos_id = -1,
+                         .eos_id = -1};
     cJSON_Delete(root);
     return 0;
 }
@@ -297,8 +296,11 @@ static void test_front_door(const char *dir, const char *json) {
     CHECK_OK(text_tokenizer_open(&t, gguf, &err), &err);
     if (t.bpe) check_golden(t.bpe, "tests/golden/bpe_gpt2.jsonl", "gpt2 from a GGUF file", 1);
     text_tokenizer_close(&t);
-    CHECK_OK(write_gguf_tokenizer(gguf, &a, "llama", 1, &err), &err); /* SentencePiece */
-    CHECK(text_tokenizer_open(&t, gguf, &err) == -1 && strstr(err.msg, "'llama'") &&
+    CHECK_OK(write_gguf_tokenizer(gguf, &a, "llama", 1, &err), &err); /* no scores */
+    CHECK(text_tokenizer_open(&t, gguf, &err) == -1 && strstr(err.msg, "scores") &&
+          strstr(err.msg, gguf));
+    CHECK_OK(write_gguf_tokenizer(gguf, &a, "bert", 1, &err), &err);
+    CHECK(text_tokenizer_open(&t, gguf, &err) == -1 && strstr(err.msg, "'bert'") &&
           strstr(err.msg, gguf));
     arrays_free(&a);
     unlink(gguf);
@@ -678,7 +680,13 @@ static void test_errors(void) {
     Bpe *t = NULL;
     LfError err;
     const char *tokens[] = {"a", "b"}, *merges[] = {"a b"};
-    BpeArrays a = {tokens, NULL, 2, merges, NULL, 1, NULL, "gpt-2", -1, -1, 0, 0};
+    BpeArrays a = {.tokens = tokens,
+                   .n_tokens = 2,
+                   .merges = merges,
+                   .n_merges = 1,
+                   .pre = "gpt-2",
+                   .bos_id = -1,
+                   .eos_id = -1};
     CHECK(bpe_from_arrays(&t, &a, &err) == -1 &&
           strstr(err.msg, "\"ab\" is not in the vocabulary"));
     a.n_merges = 0;
@@ -690,11 +698,285 @@ static void test_errors(void) {
     CHECK(bpe_load(&t, "/nonexistent/tokenizer", &err) == -1 && strstr(err.msg, "/nonexistent"));
 }
 
+/* ---------------------------------------------------------------- SentencePiece-style BPE */
+
+/* tests/golden/spm_gguf.json (scripts/make-spm-goldens.py) as GGUF arrays: tokens, scores and
+ * types as llama.cpp's converter writes a SentencePiece model. */
+typedef struct SpmArrays {
+    BpeArrays a;
+    char **tokens;
+    float *scores;
+    int32_t *types;
+} SpmArrays;
+
+static int spm_arrays(SpmArrays *out, const char *path) {
+    cJSON *root = read_json(path);
+    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(root, "tokens");
+    const cJSON *scores = cJSON_GetObjectItemCaseSensitive(root, "scores");
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "token_types");
+    int n = cJSON_GetArraySize(tokens);
+    if (!root || !n || cJSON_GetArraySize(scores) != n || cJSON_GetArraySize(types) != n)
+        return cJSON_Delete(root), -1;
+    *out = (SpmArrays){.tokens = calloc((size_t)n, sizeof(char *)),
+                       .scores = malloc((size_t)n * sizeof(float)),
+                       .types = malloc((size_t)n * sizeof(int32_t))};
+    for (int i = 0; i < n; i++) {
+        out->tokens[i] = strdup(cJSON_GetArrayItem(tokens, i)->valuestring);
+        out->scores[i] = (float)cJSON_GetArrayItem(scores, i)->valuedouble;
+        out->types[i] = cJSON_GetArrayItem(types, i)->valueint;
+    }
+    out->a = (BpeArrays){.tokens = (const char *const *)out->tokens,
+                         .n_tokens = n,
+                         .token_types = out->types,
+                         .bos_id = cJSON_GetObjectItemCaseSensitive(root, "bos_id")->valueint,
+                         .eos_id = cJSON_GetObjectItemCaseSensitive(root, "eos_id")->valueint,
+                         .add_bos = 1,
+                         .model = "llama",
+                         .scores = out->scores};
+    cJSON_Delete(root);
+    return 0;
+}
+
+static void spm_arrays_free(SpmArrays *a) {
+    for (int i = 0; i < a->a.n_tokens; i++) free(a->tokens[i]);
+    free(a->tokens);
+    free(a->scores);
+    free(a->types);
+}
+
+/* t through bpe_to_arrays and back (what a GGUF file written by loraft holds). */
+static Bpe *via_arrays(const Bpe *t, const char *want_model) {
+    BpeArrays a;
+    void *mem = NULL;
+    Bpe *back = NULL;
+    LfError err;
+    CHECK_OK(bpe_to_arrays(t, &a, &mem, &err), &err);
+    CHECK(a.model && !strcmp(a.model, want_model));
+    if (a.model) CHECK_OK(bpe_from_arrays(&back, &a, &err), &err);
+    free(mem);
+    return back;
+}
+
+/* The same arrays in a GGUF file, the keys as gguf_export writes them, read by text.h. */
+static void spm_gguf_file(const SpmArrays *s) {
+    char gguf[64] = "/tmp/test_bpe_spm_XXXXXX.gguf";
+    int fd = mkstemps(gguf, 5);
+    CHECK(fd >= 0 && close(fd) == 0);
+    GgufWriteKV kv[] = {
+        {.key = "general.architecture", .type = GGUF_STRING, .s = "llama"},
+        {.key = "tokenizer.ggml.model", .type = GGUF_STRING, .s = "llama"},
+        {.key = "tokenizer.ggml.tokens",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_STRING,
+         .n = (uint64_t)s->a.n_tokens,
+         .arr = s->tokens},
+        {.key = "tokenizer.ggml.scores",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_FLOAT32,
+         .n = (uint64_t)s->a.n_tokens,
+         .arr = s->scores},
+        {.key = "tokenizer.ggml.token_type",
+         .type = GGUF_ARRAY,
+         .elem_type = GGUF_INT32,
+         .n = (uint64_t)s->a.n_tokens,
+         .arr = s->types},
+        {.key = "tokenizer.ggml.bos_token_id", .type = GGUF_UINT32, .u = 1},
+        {.key = "tokenizer.ggml.add_space_prefix", .type = GGUF_BOOL, .b = 0},
+    };
+    LfError err;
+    TextTokenizer t;
+    /* no add_bos_token key: llama.cpp adds BOS to a SentencePiece vocabulary */
+    CHECK_OK(gguf_write(gguf, kv, 6, NULL, 0, 32, &err), &err);
+    CHECK_OK(text_tokenizer_open(&t, gguf, &err), &err);
+    if (t.bpe) check_golden(t.bpe, "tests/golden/spm_gguf.jsonl", "spm arrays in a GGUF file", 0);
+    text_tokenizer_close(&t);
+    /* add_space_prefix false: no "▁" in front, and none stripped by the decoder */
+    CHECK_OK(gguf_write(gguf, kv, 7, NULL, 0, 32, &err), &err);
+    CHECK_OK(text_tokenizer_open(&t, gguf, &err), &err);
+    if (t.bpe) {
+        IdList ids = {0};
+        CHECK_OK(bpe_encode(t.bpe, "the", 3, 1, &ids, &err), &err);
+        CHECK(ids.n >= 2 && ids.ids[0] == 1 && bpe_token(t.bpe, ids.ids[1])[0] == 't');
+        int32_t sp[2] = {bpe_lookup(t.bpe, "\xE2\x96\x81"), bpe_lookup(t.bpe, "a")};
+        char *out;
+        size_t n;
+        CHECK_OK(bpe_decode(t.bpe, sp, 2, 0, &out, &n, &err), &err);
+        CHECK(n == 2 && !memcmp(out, " a", 2));
+        free(out);
+        idlist_free(&ids);
+    }
+    text_tokenizer_close(&t);
+    unlink(gguf);
+}
+
+/* Streaming bytes: a byte token is its byte, "▁" a space, the first token keeps it. */
+static void spm_stream(const Bpe *t) {
+    size_t n;
+    const char *b = bpe_token_bytes(t, bpe_lookup(t, "<0xE6>"), &n);
+    CHECK(b && n == 1 && (unsigned char)b[0] == 0xE6);
+    b = bpe_token_bytes(t, bpe_lookup(t, "\xE2\x96\x81the"), &n);
+    CHECK(b && n == 4 && !memcmp(b, " the", 4));
+    b = bpe_token_bytes(t, bpe_lookup(t, "<s>"), &n);
+    CHECK(b && n == 3 && !memcmp(b, "<s>", 3));
+    CHECK(bpe_is_special(t, bpe_lookup(t, "<s>")) && !bpe_is_special(t, bpe_lookup(t, "<0x41>")));
+    CHECK(bpe_bos(t) == 1 && bpe_eos(t) == 2);
+    /* a run of byte tokens that is not UTF-8: one U+FFFD per byte (ByteFallback) */
+    int32_t ids[3] = {bpe_lookup(t, "<0xE6>"), bpe_lookup(t, "<0xE6>"), bpe_lookup(t, "a")};
+    char *out;
+    LfError err;
+    CHECK_OK(bpe_decode(t, ids, 3, 0, &out, &n, &err), &err);
+    CHECK(n == 7 && !memcmp(out,
+                            "\xEF\xBF\xBD\xEF\xBF\xBD"
+                            "a",
+                            7));
+    free(out);
+}
+
+/* Small SentencePiece-style files written here: fuse_unk, a missing byte token, decoders. rest's
+ * keys come before the default normalizer and pre-tokenizer, so they win (cJSON: the first). */
+static char *spm_json(const char *vocab, const char *model_extra, const char *rest) {
+    static char buf[4096];
+    snprintf(buf, sizeof buf,
+             "{\"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"unk_token\": "
+             "\"<unk>\", \"vocab\": {\"<unk>\": 0, \"a\": 1, \"b\": 2, \"ab\": 3, "
+             "\"\u2581\": 4, \"<0xC3>\": 5%s}, \"merges\": [\"a b\"]%s}%s, \"normalizer\": "
+             "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
+             "\"\u2581\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, "
+             "\"content\": \"\u2581\"}]}, \"pre_tokenizer\": null}",
+             vocab, model_extra, rest);
+    return buf;
+}
+
+static void spm_tiny(void) {
+    static const char dec[] =
+        ", \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", "
+        "\"pattern\": {\"String\": \"\u2581\"}, \"content\": \" \"}, {\"type\": "
+        "\"ByteFallback\"}, {\"type\": \"Fuse\"}, {\"type\": \"Strip\", \"content\": \" \", "
+        "\"start\": 1, \"stop\": 0}]}";
+    Bpe *t = NULL;
+    LfError err;
+    const char *json = spm_json(", \"<0xA9>\": 6", ", \"fuse_unk\": true", dec);
+    CHECK_OK(bpe_load_json(&t, json, strlen(json), "spm tiny", &err), &err);
+    if (t) {
+        /* "é" is C3 A9: both byte tokens; "ü" (C3 BC) lacks one: [UNK], "üü" one fused [UNK] */
+        expect_ids(t, "ab\xC3\xA9", (int32_t[]){4, 3, 5, 6}, 4);
+        expect_ids(t, "a\xC3\xBC\xC3\xBC b", (int32_t[]){4, 1, 0, 4, 2}, 5);
+        expect_ids(t, "", NULL, 0);
+        /* a pending [UNK] goes out after byte tokens that came later (as `tokenizers` does) */
+        expect_ids(t, "\xC3\xBC\xC3\xA9", (int32_t[]){4, 5, 6, 0}, 4);
+        expect_ids(t,
+                   "\xC3\xBC\xC3\xBC\xC3\xA9"
+                   "a",
+                   (int32_t[]){4, 5, 6, 0, 1}, 5);
+        char *out;
+        size_t n;
+        int32_t ids[] = {4, 3, 5, 6, 0, 4};
+        CHECK_OK(bpe_decode(t, ids, 6, 0, &out, &n, &err), &err);
+        CHECK(n == 10 && !memcmp(out, "ab\xC3\xA9<unk> ", 10)); /* no added tokens: none special */
+        free(out);
+        bpe_free(t);
+    }
+    t = NULL;
+    json = spm_json("", ", \"fuse_unk\": false", dec);
+    CHECK_OK(bpe_load_json(&t, json, strlen(json), "spm tiny", &err), &err);
+    if (t) expect_ids(t, "\xC3\xBC\xC3\xBC", (int32_t[]){4, 0, 0}, 3);
+    bpe_free(t);
+    t = NULL;
+    json = spm_json("", "",
+                    ", \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"\u2581\", "
+                    "\"prepend_scheme\": \"always\", \"split\": false}");
+    CHECK_OK(bpe_load_json(&t, json, strlen(json), "spm tiny", &err), &err);
+    if (t) { /* the Metaspace decoder: the first token loses its "▁", byte tokens stay text */
+        char *out;
+        size_t n;
+        int32_t ids[] = {4, 3, 4, 5};
+        CHECK_OK(bpe_decode(t, ids, 4, 0, &out, &n, &err), &err);
+        CHECK(n == 9 && !memcmp(out, "ab <0xC3>", 9));
+        free(out);
+    }
+    bpe_free(t);
+    expect_error(spm_json("", "",
+                          ", \"decoder\": {\"type\": \"Sequence\", \"decoders\": "
+                          "[{\"type\": \"CTC\"}]}"),
+                 "decoder CTC is not supported");
+    expect_error(spm_json("", "", ", \"decoder\": {\"type\": \"WordPiece\"}"), "got WordPiece");
+    expect_error(spm_json("", "",
+                          ", \"decoder\": {\"type\": \"Metaspace\", \"replacement\": "
+                          "\"_\"}"),
+                 "Metaspace replacement \"_\" is not supported");
+    expect_error(spm_json("", "",
+                          ", \"decoder\": {\"type\": \"Metaspace\"}, \"pre_tokenizer\": "
+                          "{\"type\": \"ByteLevel\"}"),
+                 "takes no pre-tokenizer but Metaspace");
+    /* the byte-level decoder with SentencePiece's normalizer or byte_fallback */
+    expect_error(tiny_json("", "",
+                           ", \"normalizer\": {\"type\": \"Prepend\", \"prepend\": "
+                           "\"\u2581\"}"),
+                 "need a SentencePiece decoder");
+    expect_error(tiny_json("", "",
+                           ", \"normalizer\": {\"type\": \"Prepend\", \"prepend\": "
+                           "\"x\"}"),
+                 "Prepend of \"x\" is not supported");
+    expect_error(tiny_json("", "",
+                           ", \"normalizer\": {\"type\": \"Replace\", \"pattern\": "
+                           "{\"String\": \"a\"}, \"content\": \"b\"}"),
+                 "normalizer Replace is supported only");
+    expect_error(spm_json("", "",
+                          ", \"decoder\": {\"type\": \"Metaspace\"}, \"pre_tokenizer\": "
+                          "{\"type\": \"Metaspace\", \"prepend_scheme\": \"sometimes\"}"),
+                 "prepend_scheme \"sometimes\" is unknown");
+}
+
+static void test_spm(void) {
+    check_json_golden("tests/golden/spm_legacy.jsonl", "tests/golden/spm_legacy.json",
+                      "spm legacy tokenizer.json (Prepend + Replace)", 0);
+    check_json_golden("tests/golden/spm_metaspace.jsonl", "tests/golden/spm_metaspace.json",
+                      "spm Metaspace tokenizer.json (first, no split)", 0);
+    check_json_golden("tests/golden/spm_metaspace_split.jsonl", "tests/golden/spm_metaspace.json",
+                      "spm Metaspace tokenizer.json (always, split)", 0);
+    SpmArrays s;
+    Bpe *t = NULL;
+    LfError err;
+    CHECK(spm_arrays(&s, "tests/golden/spm_gguf.json") == 0);
+    CHECK_OK(bpe_from_arrays(&t, &s.a, &err), &err);
+    if (t) check_golden(t, "tests/golden/spm_gguf.jsonl", "spm GGUF arrays (llama.cpp's ids)", 0);
+    Bpe *back = t ? via_arrays(t, "llama") : NULL;
+    if (back) check_golden(back, "tests/golden/spm_gguf.jsonl", "spm GGUF arrays, written back", 0);
+    bpe_free(back);
+    bpe_free(t);
+    spm_gguf_file(&s);
+    s.a.scores = NULL;
+    CHECK(bpe_from_arrays(&t, &s.a, &err) == -1 && strstr(err.msg, "scores"));
+    s.a.model = "t5";
+    CHECK(bpe_from_arrays(&t, &s.a, &err) == -1 && strstr(err.msg, "\"t5\" is not supported"));
+    spm_arrays_free(&s);
+    /* the real GGUF file the script wrote with the `gguf` package */
+    TextTokenizer tt;
+    CHECK_OK(text_tokenizer_open(&tt, "tests/golden/spm_gguf.gguf", &err), &err);
+    if (tt.bpe) check_golden(tt.bpe, "tests/golden/spm_gguf.jsonl", "spm_gguf.gguf", 0);
+    text_tokenizer_close(&tt);
+    /* tokenizer.json -> GGUF arrays -> back: the legacy spelling is llama.cpp's, so its ids stay;
+     * the Metaspace one becomes llama.cpp's too */
+    t = golden_tokenizer("tests/golden/spm_legacy.jsonl", "tests/golden/spm_legacy.json");
+    back = t ? via_arrays(t, "llama") : NULL;
+    if (back) check_golden(back, "tests/golden/spm_legacy.jsonl", "spm legacy via GGUF arrays", 0);
+    if (t) spm_stream(t);
+    bpe_free(back);
+    bpe_free(t);
+    t = golden_tokenizer("tests/golden/spm_metaspace.jsonl", "tests/golden/spm_metaspace.json");
+    back = t ? via_arrays(t, "llama") : NULL;
+    if (back) check_golden(back, "tests/golden/spm_gguf.jsonl", "spm Metaspace via GGUF arrays", 0);
+    bpe_free(back);
+    bpe_free(t);
+    spm_tiny();
+}
+
 int main(void) {
     test_nfc();
     test_gpt2();
     test_smollm2();
     test_tiny();
     test_errors();
+    test_spm();
     return check_report();
 }

@@ -224,7 +224,8 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 2, cfg.num_heads = 4;
     int llama = arch_is_llama(arch);
     cfg.num_kv_heads = llama ? 2 : 4, cfg.ffn_size = 24, cfg.max_positions = 16;
-    cfg.head_dim = arch == ARCH_QWEN3 ? 8 : 0; /* heads twice hidden / heads wide */
+    cfg.head_dim = arch == ARCH_QWEN3 ? 8 : 0;         /* heads twice hidden / heads wide */
+    cfg.sliding_window = arch == ARCH_MISTRAL ? 3 : 0; /* a window inside the sequences */
     cfg.attention_dropout = 0.1f, cfg.pad_token_id = 3, cfg.initializer_range = 0.2f;
     cfg.bos_token_id = cfg.eos_token_id = 1;
     TrainSpec spec;
@@ -482,11 +483,11 @@ static void checkpointing_is_exact(Model *plain, Model *ckpt, void (*batch)(Mode
 }
 
 static void checkpointing(const char *distil, const char *bert) {
-    const char *archs[] = {"distilbert", "bert", "gpt2", "llama", "qwen2", "qwen3"};
-    const Arch decoders[] = {ARCH_GPT2, ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3};
+    const char *archs[] = {"distilbert", "bert", "gpt2", "llama", "qwen2", "qwen3", "mistral"};
+    const Arch decoders[] = {ARCH_GPT2, ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL};
     const char *cases[] = {"lora", "full", "lora layer 1", "head"};
     Model m[2];
-    for (int a = 0; a < 6; a++)
+    for (int a = 0; a < 7; a++)
         for (int c = 0; c < 4 - (a >= 2); c++) { /* head: the encoders' classifier alone */
             Strategy s = c == 1 ? STRATEGY_FULL : c == 3 ? STRATEGY_HEAD : STRATEGY_LORA;
             for (int ckpt = 0; ckpt < 2; ckpt++) {
@@ -538,6 +539,7 @@ int main(void) {
         gradcheck_decoder(ARCH_LLAMA, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_QWEN2, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_QWEN3, full ? STRATEGY_FULL : STRATEGY_LORA);
+        gradcheck_decoder(ARCH_MISTRAL, full ? STRATEGY_FULL : STRATEGY_LORA);
     }
     size_t head = activations(distil, STRATEGY_HEAD), lora = activations(distil, STRATEGY_LORA),
            full = activations(distil, STRATEGY_FULL);

@@ -1,8 +1,8 @@
-/* test_model_config.c: config.json loading and saving for DistilBERT, BERT, Llama, Qwen2 and
- * GPT-2. The literal configs below are the config.json files of distilbert-base-uncased,
- * sentence-transformers/all-MiniLM-L6-v2, openai-community/gpt2 and Qwen/Qwen2.5-0.5B-Instruct as
- * published on the Hugging Face hub, so the expected values are what transformers itself reads
- * from them. */
+/* test_model_config.c: config.json loading and saving for DistilBERT, BERT, Llama, Qwen2, Qwen3,
+ * Mistral and GPT-2. The literal configs below are the config.json files of
+ * distilbert-base-uncased, sentence-transformers/all-MiniLM-L6-v2, openai-community/gpt2,
+ * Qwen/Qwen2.5-0.5B-Instruct, mistralai/Mistral-7B-v0.1 and -v0.3 as published on the Hugging Face
+ * hub, so the expected values are what transformers itself reads from them. */
 #include "check.h"
 #include "loraft/fileio.h"
 #include "loraft/model_config.h"
@@ -67,6 +67,35 @@ static const char *qwen3_0_6b =
     " \"sliding_window\": null, \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\","
     " \"transformers_version\": \"4.51.0\", \"use_cache\": true, \"use_sliding_window\": false,"
     " \"vocab_size\": 151936}";
+
+static const char *mistral_7b_v0_1 =
+    "{\"architectures\": [\"MistralForCausalLM\"], \"bos_token_id\": 1, \"eos_token_id\": 2,"
+    " \"hidden_act\": \"silu\", \"hidden_size\": 4096, \"initializer_range\": 0.02,"
+    " \"intermediate_size\": 14336, \"max_position_embeddings\": 32768,"
+    " \"model_type\": \"mistral\", \"num_attention_heads\": 32, \"num_hidden_layers\": 32,"
+    " \"num_key_value_heads\": 8, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0,"
+    " \"sliding_window\": 4096, \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\","
+    " \"transformers_version\": \"4.34.0.dev0\", \"use_cache\": true, \"vocab_size\": 32000}";
+
+static const char *mistral_7b_v0_3 =
+    "{\"architectures\": [\"MistralForCausalLM\"], \"attention_dropout\": 0.0,"
+    " \"bos_token_id\": 1, \"eos_token_id\": 2, \"hidden_act\": \"silu\", \"hidden_size\": 4096,"
+    " \"initializer_range\": 0.02, \"intermediate_size\": 14336,"
+    " \"max_position_embeddings\": 32768, \"model_type\": \"mistral\","
+    " \"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"num_key_value_heads\": 8,"
+    " \"rms_norm_eps\": 1e-05, \"rope_theta\": 1000000.0, \"sliding_window\": null,"
+    " \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\","
+    " \"transformers_version\": \"4.42.0.dev0\", \"use_cache\": true, \"vocab_size\": 32768}";
+
+/* a config.json with Mistral-Nemo-Base-2407's sizes, in transformers 5's form (rope_parameters
+ * with rope_theta inside): 32 heads of 128 over a hidden size of 5120 */
+static const char *mistral_nemo_like =
+    "{\"architectures\": [\"MistralForCausalLM\"], \"head_dim\": 128, \"hidden_size\": 5120,"
+    " \"intermediate_size\": 14336, \"max_position_embeddings\": 1024000,"
+    " \"model_type\": \"mistral\", \"num_attention_heads\": 32, \"num_hidden_layers\": 40,"
+    " \"num_key_value_heads\": 8, \"rms_norm_eps\": 1e-05,"
+    " \"rope_parameters\": {\"rope_theta\": 1000000.0, \"rope_type\": \"default\"},"
+    " \"sliding_window\": null, \"tie_word_embeddings\": false, \"vocab_size\": 131072}";
 
 static int load_literal(const char *json, ModelConfig *cfg, LfError *err) {
     if (file_write_atomic(cfg_path, json, strlen(json), err)) return -1;
@@ -203,6 +232,88 @@ static void test_qwen2_options(void) {
     free(text);
 }
 
+/* Mistral: the published 7B v0.1 and v0.3 configs and a Nemo-like head size; MistralConfig()'s
+ * defaults; sliding_window read, written back as read (a number or null), and a sequence longer
+ * than it refused with the window named; attention_bias / mlp_bias neither read (MistralForCausalLM
+ * has no biases whatever they say) nor written; the refusals. */
+static void test_mistral(void) {
+    ModelConfig c, d;
+    LfError err = {{0}};
+    CHECK_OK(load_literal(mistral_7b_v0_1, &c, &err), &err);
+    CHECK(c.arch == ARCH_MISTRAL && arch_is_llama(c.arch) && c.vocab_size == 32000);
+    CHECK(c.hidden_size == 4096 && c.ffn_size == 14336 && c.num_layers == 32);
+    CHECK(c.num_heads == 32 && c.num_kv_heads == 8 && c.head_dim == 0 &&
+          model_head_size(&c) == 128);
+    CHECK(c.rope_theta == 10000.0f && c.rope_scaling.type == ROPE_DEFAULT);
+    CHECK(c.sliding_window == 4096 && c.layer_norm_eps == 1e-5f && c.max_positions == 32768);
+    CHECK(c.bos_token_id == 1 && c.eos_token_id == 2 && c.pad_token_id == -1);
+    CHECK(!c.tie_word_embeddings && c.activation == ACT_SILU && !c.score_head);
+
+    CHECK_OK(load_literal(mistral_7b_v0_3, &c, &err), &err);
+    CHECK(c.arch == ARCH_MISTRAL && c.vocab_size == 32768 && c.rope_theta == 1e6f);
+    CHECK(c.sliding_window == 0 && c.num_kv_heads == 8 && c.max_positions == 32768);
+
+    CHECK_OK(load_literal(mistral_nemo_like, &c, &err), &err);
+    CHECK(c.hidden_size == 5120 && c.num_heads == 32 && c.head_dim == 128);
+    CHECK(model_head_size(&c) == 128 && c.num_heads * model_head_size(&c) == 4096);
+    CHECK(c.rope_theta == 1e6f && c.sliding_window == 0 && c.vocab_size == 131072);
+    RopeFreqs r; /* RoPE over the head's 128, not 5120 / 32 = 160 */
+    model_rope_freqs(&c, &r);
+    CHECK(r.half == 64);
+
+    model_config_defaults(&d, ARCH_MISTRAL); /* MistralConfig()'s */
+    CHECK(d.vocab_size == 32000 && d.hidden_size == 4096 && d.ffn_size == 14336);
+    CHECK(d.num_layers == 32 && d.num_heads == 32 && d.num_kv_heads == 8);
+    CHECK(d.max_positions == 131072 && d.sliding_window == 4096 && d.rope_theta == 10000.0f);
+    CHECK(d.layer_norm_eps == 1e-6f && d.bos_token_id == 1 && d.eos_token_id == 2);
+    CHECK(d.pad_token_id == -1 && !d.tie_word_embeddings && d.head_dim == 0);
+    CHECK_OK(load_literal("{\"model_type\":\"mistral\"}", &c, &err), &err);
+    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    CHECK_OK(load_literal("{\"model_type\":\"mistral\",\"attention_bias\":true,"
+                          "\"mlp_bias\":true,\"use_sliding_window\":true}",
+                          &c, &err),
+             &err); /* none is MistralConfig's: transformers builds no biases whatever they say */
+    CHECK(!strcmp(arch_name(ARCH_MISTRAL), "mistral") &&
+          !strcmp(arch_gguf_name(ARCH_MISTRAL), "llama") &&
+          !strcmp(arch_gguf_name(ARCH_QWEN3), "qwen3"));
+
+    /* written back as read: the window a number or null, no bias keys */
+    const char *const windows[] = {"\"sliding_window\":\t4096", "\"sliding_window\":\tnull"};
+    for (int i = 0; i < 2; i++) {
+        CHECK_OK(load_literal(i ? mistral_7b_v0_3 : mistral_7b_v0_1, &c, &err), &err);
+        CHECK_OK(model_config_save(&c, cfg_path, &err), &err);
+        CHECK_OK(model_config_load(&d, cfg_path, &err), &err);
+        CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+        char *text;
+        size_t len;
+        CHECK(file_read_all(cfg_path, &text, &len, &err) == 0);
+        CHECK(strstr(text, "\"MistralForCausalLM\"") && strstr(text, windows[i]) &&
+              strstr(text, "\"model_type\":\t\"mistral\"") && !strstr(text, "_bias") &&
+              !strstr(text, "use_sliding_window"));
+        free(text);
+    }
+    CHECK_OK(load_literal("{\"model_type\":\"mistral\",\"architectures\":"
+                          "[\"MistralForSequenceClassification\"],\"num_labels\":1}",
+                          &c, &err),
+             &err);
+    CHECK(c.score_head && c.num_labels == 1);
+
+    FAIL("{\"model_type\":\"mistral\",\"sliding_window\":0}",
+         "key 'sliding_window' must be a positive integer or null (got 0)");
+    FAIL("{\"model_type\":\"mistral\",\"sliding_window\":-4096}",
+         "key 'sliding_window' must be a positive integer or null");
+    FAIL("{\"model_type\":\"mistral\",\"sliding_window\":\"4096\"}",
+         "key 'sliding_window' must be an integer (got a string)");
+    FAIL("{\"model_type\":\"mistral\",\"sliding_window\":4096.5}",
+         "key 'sliding_window' must be an integer (got a non-integer number)");
+    FAIL("{\"model_type\":\"mistral\",\"num_key_value_heads\":5}",
+         "num_key_value_heads divides the number of heads");
+    model_config_defaults(&d, ARCH_LLAMA); /* a window is Mistral's alone */
+    d.sliding_window = 64;
+    CHECK(model_config_validate(&d, "llama", &err) == -1 &&
+          strstr(err.msg, "sliding_window >= 0, and 0 but for mistral"));
+}
+
 /* GPT-2's n_inner (null: 4 * n_embd) and the variants loraft refuses. */
 static void test_gpt2_options(void) {
     ModelConfig c;
@@ -241,7 +352,7 @@ static void test_labels_and_options(void) {
 
 static void test_errors(void) {
     FAIL("{\"model_type\":\"roberta\"}", "model_type 'roberta' is not supported (supported: "
-                                         "distilbert, bert, llama, qwen2, qwen3, gpt2)");
+                                         "distilbert, bert, llama, qwen2, qwen3, mistral, gpt2)");
     FAIL("{\"dim\":768}", "key 'model_type' is missing");
     FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
     FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
@@ -320,6 +431,7 @@ static void test_round_trip(Arch arch) {
         a.eos_token_id = -1, a.layer_norm_eps = 1e-5f;
     if (arch == ARCH_GPT2) a.embedding_dropout = 0.07f, a.bos_token_id = 7, a.eos_token_id = 9;
     if (arch == ARCH_QWEN3) a.head_dim = 32; /* not hidden / heads */
+    if (arch == ARCH_MISTRAL) a.head_dim = 32, a.sliding_window = 77;
     strcpy(a.labels[0], "neg"), strcpy(a.labels[1], "neu \"quoted\""), strcpy(a.labels[2], "pos");
     char dir[600], path[700];
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, arch_name(arch));
@@ -336,12 +448,13 @@ static void test_round_trip(Arch arch) {
     CHECK(file_read_all(path, &text, &len, &err) == 0);
     cJSON *root = cJSON_Parse(text);
     const cJSON *archs = cJSON_GetObjectItem(root, "architectures");
-    const char *want = arch == ARCH_BERT    ? "BertForSequenceClassification"
-                       : arch == ARCH_LLAMA ? "LlamaForCausalLM"
-                       : arch == ARCH_QWEN2 ? "Qwen2ForCausalLM"
-                       : arch == ARCH_QWEN3 ? "Qwen3ForCausalLM"
-                       : arch == ARCH_GPT2  ? "GPT2LMHeadModel"
-                                            : "DistilBertForSequenceClassification";
+    const char *want = arch == ARCH_BERT      ? "BertForSequenceClassification"
+                       : arch == ARCH_LLAMA   ? "LlamaForCausalLM"
+                       : arch == ARCH_QWEN2   ? "Qwen2ForCausalLM"
+                       : arch == ARCH_QWEN3   ? "Qwen3ForCausalLM"
+                       : arch == ARCH_MISTRAL ? "MistralForCausalLM"
+                       : arch == ARCH_GPT2    ? "GPT2LMHeadModel"
+                                              : "DistilBertForSequenceClassification";
     CHECK(cJSON_IsArray(archs) && !strcmp(cJSON_GetArrayItem(archs, 0)->valuestring, want));
     CHECK(!strcmp(cJSON_GetObjectItem(root, "model_type")->valuestring, arch_name(arch)));
     CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "label2id"), "pos")->valueint == 2);
@@ -352,6 +465,7 @@ static void test_round_trip(Arch arch) {
 
     a.num_heads = 5; /* 96 % 5 != 0 (Qwen3: a head of 7): refused, the good file stays */
     if (arch == ARCH_QWEN3) a.num_heads = 4, a.head_dim = 7;
+    if (arch == ARCH_MISTRAL) a.head_dim = 0; /* hidden / heads again */
     CHECK(model_config_save(&a, path, &err) == -1 &&
           strstr(err.msg, arch == ARCH_QWEN3 ? "head size even" : "divisible"));
     CHECK(model_config_load(&b, path, &err) == 0 && b.num_heads == 4);
@@ -370,7 +484,7 @@ static void test_score_head(void) {
                        &d, &err) == 0);
     CHECK(d.score_head == 0); /* not a BERT class: ignored */
     FAIL("{\"model_type\":\"llama\",\"architectures\":[\"LlamaForSequenceClassification\"]}",
-         "a score head only on llama and qwen2, with one label"); /* 2 labels by default */
+         "a score head only on the llama family, with one label"); /* 2 labels by default */
     CHECK(model_config_save(&c, cfg_path, &err) == 0);
     CHECK(model_config_load(&d, cfg_path, &err) == 0 && d.score_head == 1 && d.num_labels == 1);
     char *text;
@@ -506,6 +620,8 @@ int main(void) {
     test_qwen2_options();
     test_qwen3_options();
     test_round_trip(ARCH_QWEN3);
+    test_mistral();
+    test_round_trip(ARCH_MISTRAL);
     test_score_head();
     test_rope();
     CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&

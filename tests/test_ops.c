@@ -904,6 +904,7 @@ typedef struct AttShape {
     float p;
     const int32_t *mask;
     float rope; /* rope_theta, 0: none */
+    int window; /* the sliding window (causal), 0: none */
 } AttShape;
 
 static const uint64_t att_seed = 7;
@@ -929,7 +930,8 @@ static void attention_naive(const AttShape *a, const float *q, const float *k, c
                     const float *kj = k + ((size_t)b * T + j) * KC + h / G * HS;
                     double s = 0;
                     for (int d = 0; d < HS; d++) s += (double)q[qi + d] * kj[d];
-                    int allowed = (!a->mask || a->mask[b * T + j]) && (!a->causal || j <= i);
+                    int allowed = (!a->mask || a->mask[b * T + j]) &&
+                                  (!a->causal || (j <= i && (!a->window || i - j < a->window)));
                     P[j] = allowed ? s * scale : -INFINITY;
                     maxv = P[j] > maxv ? P[j] : maxv;
                 }
@@ -1005,11 +1007,11 @@ static void attention_reference_check(const AttShape *a, const float *q_in, cons
         rope_reference(rdk, rows, a->T, a->NKV, a->HS, NULL, a->rope, -1.0);
     }
     ops->attention_forward(out, NULL, 0, lse, NULL, q, a->NH * a->HS, k, v, a->NKV * a->HS, a->mask,
-                           a->causal, rope_plain(a->rope, a->HS), a->p, att_seed, scratch, a->B,
-                           a->T, a->NH, a->NKV, a->HS);
+                           a->causal, a->window, rope_plain(a->rope, a->HS), a->p, att_seed,
+                           scratch, a->B, a->T, a->NH, a->NKV, a->HS);
     ops->attention_backward(dq, dk, dv, dout, q, k, v, a->NH * a->HS, a->NKV * a->HS, out, NULL, 0,
-                            lse, NULL, a->mask, a->causal, rope_plain(a->rope, a->HS), a->p,
-                            att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
+                            lse, NULL, a->mask, a->causal, a->window, rope_plain(a->rope, a->HS),
+                            a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
     if (a->rope > 0.0f) { /* the op's turn of q and k in place */
         double *tq = to_double(qr, nq), *tk = to_double(kr, nk);
         CHECK(count_mismatch("attention's rope q", q, tq, nq, 1e-6, 1e-5) == 0);
@@ -1039,30 +1041,31 @@ static void att_fwd(void *p) {
     const AttShape *a = &c->shape;
     memcpy(c->qr, c->q, sizeof c->qr), memcpy(c->kr, c->k, sizeof c->kr);
     ops->attention_forward(c->out, NULL, 0, c->lse, NULL, c->qr, C, c->kr, c->v, a->NKV * (C / NH),
-                           c->mask, a->causal, rope_plain(a->rope, C / NH), a->p, att_seed,
-                           c->scratch, B, T, NH, a->NKV, C / NH);
+                           c->mask, a->causal, a->window, rope_plain(a->rope, C / NH), a->p,
+                           att_seed, c->scratch, B, T, NH, a->NKV, C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->qr, c->kr, c->v,
                             C, a->NKV * (C / NH), c->out, NULL, 0, c->lse, NULL, c->mask, a->causal,
-                            rope_plain(a->rope, C / NH), a->p, att_seed, c->scratch, B, T, NH,
-                            a->NKV, C / NH, OPS_ADD);
+                            a->window, rope_plain(a->rope, C / NH), a->p, att_seed, c->scratch, B,
+                            T, NH, a->NKV, C / NH, OPS_ADD);
 }
 
-/* causal: decoder masking; nkv < NH: grouped-query attention (KV heads shared); rope: its theta.
- * Finite differences through forward and backward, then the naive reference. */
-static void test_attention(float p, int causal, int nkv, float rope) {
-    AttCtx c = {.shape = {B, T, NH, nkv, C / NH, causal, p, NULL, rope}};
+/* causal: decoder masking (window > 0: sliding); nkv < NH: grouped-query attention (KV heads
+ * shared); rope: its theta. Finite differences through forward and backward, then the naive
+ * reference. */
+static void test_attention(float p, int causal, int window, int nkv, float rope) {
+    AttCtx c = {.shape = {B, T, NH, nkv, C / NH, causal, p, NULL, rope, window}};
     c.shape.mask = c.mask;
     c.scratch = rand_vec(ops->attention_scratch(B, T, NH, nkv, C / NH), 0, 0);
     int KN = N * nkv * (C / NH);
     fill(c.q, N * C, -1, 1), fill(c.k, KN, -1, 1), fill(c.v, KN, -1, 1);
     for (int i = 0; i < N; i++) c.mask[i] = i < T || i % T < 3; /* batch 1: 2 padding keys */
     char name[64];
-    snprintf(name, sizeof name, "attention (p=%.1f%s, NKV=%d%s)", p, causal ? ", causal" : "", nkv,
-             rope > 0.0f ? ", rope" : "");
+    snprintf(name, sizeof name, "attention (p=%.1f%s, window %d, NKV=%d%s)", p,
+             causal ? ", causal" : "", window, nkv, rope > 0.0f ? ", rope" : "");
     GradCase gc = grad_case(name, &c, att_fwd, att_bwd, c.out, N * C, 1e-2f);
     case_param(&gc, "q", c.q, c.dq, N * C);
     case_param(&gc, "k", c.k, c.dk, KN);
@@ -1090,16 +1093,18 @@ static void test_attention(float p, int causal, int nkv, float rope) {
 }
 
 /* Shapes past the CPU's row blocks (T > 64, T not a multiple of 64): forward and backward
- * against the naive reference, with padding, causal masking, GQA and dropout. */
-static void test_attention_long(int Bn, int Tn, int nh, int nkv, int hs, int causal, float p,
-                                float rope) {
+ * against the naive reference, with padding, causal masking (and a sliding window), GQA and
+ * dropout. */
+static void test_attention_long(int Bn, int Tn, int nh, int nkv, int hs, int causal, int window,
+                                float p, float rope) {
     size_t nq = (size_t)Bn * Tn * nh * hs, nk = (size_t)Bn * Tn * nkv * hs;
     float *q = rand_vec(nq, -2, 2), *k = rand_vec(nk, -2, 2), *v = rand_vec(nk, -1, 1);
     int32_t *mask = malloc(sizeof(int32_t) * Bn * Tn);
     for (int i = 0; i < Bn * Tn; i++) mask[i] = i % Tn < Tn - 13 * (i / Tn); /* b pads 13b */
-    AttShape a = {Bn, Tn, nh, nkv, hs, causal, p, mask, rope};
-    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s%s p=%.1f against the naive reference\n", Bn,
-           Tn, nh, nkv, hs, causal ? " causal" : "", rope > 0.0f ? " rope" : "", p);
+    AttShape a = {Bn, Tn, nh, nkv, hs, causal, p, mask, rope, window};
+    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s p=%.1f against the naive "
+           "reference\n",
+           Bn, Tn, nh, nkv, hs, causal ? " causal" : "", window, rope > 0.0f ? " rope" : "", p);
     attention_reference_check(&a, q, k, v);
     free(q), free(k), free(v), free(mask);
 }
@@ -1177,7 +1182,7 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
     for (int j = 0; j < 2; j++) {
         out[j] = rand_vec((size_t)T * QC, 0, 0), lse[j] = rand_vec((size_t)nh * T, 0, 0);
         ops->attention_forward(out[j], NULL, 0, lse[j], NULL, j ? qkv : q, j ? ld : QC,
-                               j ? qkv + QC : k, j ? qkv + QC + KC : v, j ? ld : KC, NULL, 1,
+                               j ? qkv + QC : k, j ? qkv + QC + KC : v, j ? ld : KC, NULL, 1, 0,
                                rope_plain(1e4f, hs), 0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
     }
     CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
@@ -1193,8 +1198,8 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
             ops->attention_backward(j ? dqkv : dq, j ? dqkv + QC : dk, j ? dqkv + QC + KC : dv,
                                     dout, j ? qkv : q, j ? qkv + QC : k, j ? qkv + QC + KC : v,
                                     j ? ld : QC, j ? ld : KC, out[j], NULL, 0, lse[j], NULL, NULL,
-                                    1, rope_plain(1e4f, hs), 0.1f, att_seed, scratch, 1, T, nh, nkv,
-                                    hs, acc);
+                                    1, 0, rope_plain(1e4f, hs), 0.1f, att_seed, scratch, 1, T, nh,
+                                    nkv, hs, acc);
         CHECK(joined_same(dqkv, dq, dk, dv, T, QC, KC));
     }
     float *kc[2], *vc[2], *cs = rand_vec(ops->attention_cached_scratch(T, T, nh, hs), 0, 0);
@@ -1205,8 +1210,8 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
         ops->cache_write(kc[j], vc[j], j ? qkv : q, j ? ld : QC, j ? qkv + QC : k,
                          j ? qkv + QC + KC : v, j ? ld : KC, pos, rope_plain(1e4f, hs), T, nh, nkv,
                          hs);
-        ops->attention_cached(out[j], NULL, QC, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, cs, T,
-                              T, nh, nkv, hs);
+        ops->attention_cached(out[j], NULL, QC, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, 0, cs,
+                              T, T, nh, nkv, hs);
     }
     CHECK(!memcmp(kc[0], kc[1], sizeof(float) * T * KC));
     CHECK(joined_same(qkv, q, k, v, T, QC, KC));
@@ -1231,7 +1236,7 @@ static void test_attention_out_bf16(int T, int nh, int nkv, int hs) {
     for (int j = 0; j < 2; j++) {
         out[j] = rand_vec((size_t)T * QC, 0, 0), lse[j] = rand_vec((size_t)nh * T, 0, 0);
         ops->attention_forward(out[j], j ? rows : NULL, ldo, lse[j], NULL, q, QC, k, v, KC, NULL, 1,
-                               NULL, 0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
+                               0, NULL, 0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
     }
     int bad = 0;
     for (int t = 0; t < T; t++)
@@ -1247,7 +1252,7 @@ static void test_attention_out_bf16(int T, int nh, int nkv, int hs) {
 /* Generation: n queries at positions pos0.. over L = pos0 + n + later cached keys (GQA; the
  * later ones 1e4 times larger, to be hidden), against naive double attention with query i
  * allowed keys j <= pos0 + i; then cache_write puts new rows at the positions. */
-static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, int hs) {
+static void test_attention_cached(int n, int pos0, int later, int window, int nh, int nkv, int hs) {
     int L = pos0 + n + later, QC = nh * hs, KC = nkv * hs, pos[16];
     for (int i = 0; i < n; i++) pos[i] = pos0 + i;
     float *q = rand_vec((size_t)n * QC, -1, 1), *k = rand_vec((size_t)L * KC, -1, 1);
@@ -1256,21 +1261,22 @@ static void test_attention_cached(int n, int pos0, int later, int nh, int nkv, i
     float *scratch = rand_vec(ops->attention_cached_scratch(n, L, nh, hs), -1, 1);
     double *ref = calloc((size_t)n * QC, sizeof *ref), *p = calloc(L, sizeof *p);
     uint16_t *out_bf16 = calloc((size_t)n * QC, sizeof *out_bf16);
-    ops->attention_cached(out, out_bf16, QC, q, QC, k, v, pos, scratch, n, L, nh, nkv, hs);
+    ops->attention_cached(out, out_bf16, QC, q, QC, k, v, pos, window, scratch, n, L, nh, nkv, hs);
     for (int i = 0; i < n; i++)
         for (int h = 0; h < nh; h++) {
             const float *qi = q + (size_t)i * QC + h * hs;
             int kvh = h / (nh / nkv), keys = pos0 + i + 1;
+            int first = window && keys > window ? keys - window : 0; /* the window's first key */
             double mx = -INFINITY, z = 0;
-            for (int j = 0; j < keys; j++) {
+            for (int j = first; j < keys; j++) {
                 p[j] = 0;
                 for (int d = 0; d < hs; d++)
                     p[j] += (double)qi[d] * k[(size_t)j * KC + kvh * hs + d];
                 p[j] /= sqrt((double)hs);
                 mx = fmax(mx, p[j]);
             }
-            for (int j = 0; j < keys; j++) z += p[j] = exp(p[j] - mx);
-            for (int j = 0; j < keys; j++)
+            for (int j = first; j < keys; j++) z += p[j] = exp(p[j] - mx);
+            for (int j = first; j < keys; j++)
                 for (int d = 0; d < hs; d++)
                     ref[(size_t)i * QC + h * hs + d] += p[j] / z * v[(size_t)j * KC + kvh * hs + d];
         }
@@ -1785,10 +1791,10 @@ static size_t large_pass(float *res) {
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
     ops->layernorm_backward(d1, NULL, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC, OPS_ADD);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
-    ops->attention_forward(z, NULL, 0, lse, NULL, x, LC, y, g, LC, mask, 0, NULL, 0.1f, 5, scratch,
-                           LB, LT, LNH, LNH, LC / LNH);
+    ops->attention_forward(z, NULL, 0, lse, NULL, x, LC, y, g, LC, mask, 0, 0, NULL, 0.1f, 5,
+                           scratch, LB, LT, LNH, LNH, LC / LNH);
     SAVE(z, n), SAVE(lse, nl);
-    ops->attention_backward(d1, d2, d3, g, x, y, g, LC, LC, z, NULL, 0, lse, NULL, mask, 0, NULL,
+    ops->attention_backward(d1, d2, d3, g, x, y, g, LC, LC, z, NULL, 0, lse, NULL, mask, 0, 0, NULL,
                             0.1f, 5, scratch, LB, LT, LNH, LNH, LC / LNH, OPS_ADD);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
@@ -2250,24 +2256,31 @@ int main(void) {
     test_round_bf16_many();
     test_lora(0.0f);
     test_lora(0.3f);
-    test_attention(0.0f, 0, NH, 0.0f);
-    test_attention(0.3f, 0, NH, 0.0f);
-    test_attention(0.0f, 1, NH, 0.0f);
-    test_attention(0.3f, 1, 1, 0.0f);
-    test_attention(0.0f, 1, 1, 0.0f);
-    test_attention(0.3f, 1, 1, 1e4f);
-    test_attention(0.0f, 1, NH, 1e4f);
-    test_attention_long(2, 150, 4, 2, 16, 1, 0.1f, 1e4f);
-    test_attention_long(3, 70, 3, 3, 8, 0, 0.2f, 0.0f);
-    test_attention_long(1, 129, 2, 1, 64, 1, 0.0f, 5e5f);
+    test_attention(0.0f, 0, 0, NH, 0.0f);
+    test_attention(0.3f, 0, 0, NH, 0.0f);
+    test_attention(0.0f, 1, 0, NH, 0.0f);
+    test_attention(0.3f, 1, 0, 1, 0.0f);
+    test_attention(0.0f, 1, 0, 1, 0.0f);
+    test_attention(0.3f, 1, 0, 1, 1e4f);
+    test_attention(0.0f, 1, 0, NH, 1e4f);
+    test_attention(0.0f, 1, 2, 1, 1e4f); /* a sliding window of 2 over T = 5 */
+    test_attention(0.3f, 1, 3, NH, 0.0f);
+    test_attention_long(2, 150, 4, 2, 16, 1, 0, 0.1f, 1e4f);
+    test_attention_long(3, 70, 3, 3, 8, 0, 0, 0.2f, 0.0f);
+    test_attention_long(1, 129, 2, 1, 64, 1, 0, 0.0f, 5e5f);
+    test_attention_long(2, 150, 4, 2, 16, 1, 37, 0.1f, 1e4f); /* windows across row blocks */
+    test_attention_long(1, 200, 2, 1, 8, 1, 64, 0.0f, 0.0f);
+    test_attention_long(2, 70, 2, 2, 8, 1, 1, 0.2f, 0.0f); /* each query sees only itself */
     test_attention_joined(9, 6, 2, 8);
     test_attention_joined(5, 2, 2, 6);
     test_attention_out_bf16(13, 4, 2, 8);
-    test_attention_cached(1, 0, 0, 2, 2, 8);    /* the first token */
-    test_attention_cached(6, 0, 0, 4, 2, 8);    /* a prefill */
-    test_attention_cached(1, 17, 0, 6, 2, 16);  /* a decode step */
-    test_attention_cached(1, 17, 11, 6, 2, 16); /* the same over the whole cache (a graph's) */
-    test_attention_cached(3, 9, 0, 4, 1, 8);    /* a chunk after a cached prefix, MQA */
+    test_attention_cached(1, 0, 0, 0, 2, 2, 8);    /* the first token */
+    test_attention_cached(6, 0, 0, 0, 4, 2, 8);    /* a prefill */
+    test_attention_cached(1, 17, 0, 0, 6, 2, 16);  /* a decode step */
+    test_attention_cached(1, 17, 11, 0, 6, 2, 16); /* the same over the whole cache (a graph's) */
+    test_attention_cached(3, 9, 0, 0, 4, 1, 8);    /* a chunk after a cached prefix, MQA */
+    test_attention_cached(6, 9, 3, 4, 4, 2, 8);    /* a sliding window of 4 */
+    test_attention_cached(1, 17, 11, 1, 6, 2, 16); /* a window of the query alone */
     test_activations();
     test_activations_non_finite();
     test_elementwise_grads();

@@ -1,6 +1,7 @@
 /* tiny_decoder.h: the seeded tiny decoders the generation tests share (tests/test_generate.c on
- * the CPU, tests/gpu/test_gpu_generate.c on both backends): a 2-layer Llama, Qwen2 or GPT-2 of
- * VOCAB tokens (Qwen3's heads twice hidden / heads wide), its biases and head norms random (not
+ * the CPU, tests/gpu/test_gpu_generate.c on both backends): a 2-layer Llama, Qwen2, Qwen3,
+ * Mistral or GPT-2 of VOCAB tokens (Qwen3's heads twice hidden / heads wide, Mistral's sliding
+ * window 4), its biases and head norms random (not
  * the 0 and 1 of their init), optionally with a LoRA adapter of random B on every projection so the
  * branch changes the logits, and the full-recompute logits the KV cache is checked against. */
 #ifndef LORAFT_TESTS_TINY_DECODER_H
@@ -27,6 +28,7 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     c.vocab_size = VOCAB, c.hidden_size = 32, c.num_layers = 2, c.ffn_size = 48;
     c.num_heads = heads, c.num_kv_heads = kv_heads, c.tie_word_embeddings = tied;
     c.head_dim = arch == ARCH_QWEN3 ? 2 * 32 / heads : 0; /* heads twice hidden / heads wide */
+    c.sliding_window = arch == ARCH_MISTRAL ? 4 : 0;      /* a window well inside SEQ */
     c.max_positions = 64, c.pad_token_id = -1, c.bos_token_id = c.eos_token_id = 0;
     c.initializer_range = 0.2f; /* logits far from zero, so relative errors mean something */
     train_spec_defaults(&s);

@@ -1,5 +1,7 @@
-/* bpe.h: byte-level BPE tokenization for decoder LLMs (GPT-2, Llama-3, SmolLM2, Qwen2 / Qwen2.5 /
- * Qwen3), id for id equal to Hugging Face `tokenizers`.
+/* bpe.h: BPE tokenization for decoder LLMs, id for id equal to Hugging Face `tokenizers`:
+ * byte-level (GPT-2, Llama-3, SmolLM2, Qwen2 / Qwen2.5 / Qwen3) and SentencePiece-style with byte
+ * fallback (Llama 2, Mistral 7B, TinyLlama; and a GGUF's "llama" vocabulary, as llama.cpp encodes
+ * it).
  *
  * Construction, one core behind three sources:
  *   bpe_load(PATH)             a tokenizer.json file, or a directory holding tokenizer.json, else
@@ -9,14 +11,20 @@
  *                              vocabulary has it (GPT-2's defaults);
  *   bpe_load_json(TEXT)        tokenizer.json text in memory;
  *   bpe_from_arrays(SPEC)      GGUF metadata as plain C arrays: tokens, merges, token types and the
- *                              pre-tokenizer name (tokenizer.ggml.pre).
- * tokenizer.json must describe a byte-level BPE: model BPE (merges as "a b" strings or [a, b]
- * pairs, no byte_fallback, no dropout, no subword prefix/suffix), normalizer none or NFC (alone or
- * in a Sequence: Qwen2's), a pre-tokenizer made of Digits, Split (with GPT-2's, Llama-3's or
- * Qwen2's regex, behavior Isolated) and a final ByteLevel, post-processor none, ByteLevel,
- * TemplateProcessing or a Sequence of those, decoder ByteLevel.
- * Anything else is refused with a message naming it. Merges naming tokens outside the vocabulary
- * are errors, as in `tokenizers`.
+ *                              pre-tokenizer name (tokenizer.ggml.pre); for model "llama" the
+ *                              scores instead of merges.
+ * The decoder says which kind a tokenizer.json is. Byte-level: model BPE (merges as "a b" strings
+ * or [a, b] pairs, no byte_fallback, no dropout, no subword prefix/suffix), normalizer none or NFC
+ * (alone or in a Sequence: Qwen2's), a pre-tokenizer made of Digits, Split (with GPT-2's,
+ * Llama-3's or Qwen2's regex, behavior Isolated) and a final ByteLevel, decoder ByteLevel.
+ * SentencePiece-style: model BPE over chars (byte_fallback: a char outside the vocabulary becomes
+ * its <0xNN> tokens, or [UNK] when one is missing; fuse_unk; unk_token), normalizer
+ * Sequence[Prepend("▁"), Replace(" ", "▁")] (Llama 2's; Prepend acts on each piece between added
+ * tokens) or none, pre-tokenizer none or Metaspace("▁", prepend_scheme always / first / never,
+ * split; "first": only the piece that starts the text), decoder Sequence[Replace("▁", " "),
+ * ByteFallback, Fuse, Strip(" ", n, 0)] or Metaspace. Both: post-processor none, ByteLevel,
+ * TemplateProcessing or a Sequence of those. Anything else is refused with a message naming it.
+ * Merges naming tokens outside the vocabulary are errors, as in `tokenizers`.
  *
  * Pre-tokenizer names of bpe_from_arrays, as llama.cpp reads them:
  *   "gpt-2" (and "default")        ByteLevel with GPT-2's regex;
@@ -32,6 +40,20 @@
  * USER_DEFINED ones plain added tokens, as transformers does (a token outside the byte alphabet is
  * respelled byte by byte).
  *
+ * GGUF "llama" (SentencePiece) is read as llama.cpp's llm_tokenizer_spm encodes it: the added
+ * tokens (CONTROL, UNKNOWN: special; USER_DEFINED) cut out of the text, " " put before every piece
+ * between them (add_space_prefix, default true) and " " -> "▁", chars outside the vocabulary as
+ * <0xNN>, then any two neighbours whose text is a token merge, the highest score first, leftmost on
+ * ties (as rules: every cut of a token into two tokens, ranked by the token's score). BOS is added
+ * unless add_bos_token says otherwise; decoding is LlamaTokenizer's. transformers' GGUF reader
+ * (5.24) differs: it uses Metaspace(prepend_scheme "first"), so it puts no "▁" before text after a
+ * special token, and none before text that starts with a space ("  a": llama.cpp "▁▁▁a",
+ * transformers "▁▁a"). llama.cpp would also merge into a token whose char is not a token by
+ * itself; SentencePiece vocabularies have none. bpe_to_arrays writes a SentencePiece-style
+ * tokenizer as "llama": tokens, scores minus the rank of the first rule making each token (tokens
+ * no rule makes score below all of them), types BYTE / UNKNOWN / CONTROL / NORMAL, add_space_prefix
+ * from Prepend or Metaspace; a Metaspace "first" tokenizer then encodes as llama.cpp does.
+ *
  * Encoding runs the `tokenizers` pipeline (AddedVocabulary::extract_and_normalize): the added
  * tokens with normalized=false are cut out of the raw text (leftmost-longest; lstrip and rstrip
  * swallow neighbouring whitespace), each piece between them is normalized (NFC, normalize.h) and
@@ -42,6 +64,8 @@
  * (scripts/gen-unicode-tables.py).
  * Decoding maps tokens back to bytes (ByteLevel decoder) and replaces invalid UTF-8 by U+FFFD
  * as Rust's from_utf8_lossy does; decode(encode(x)) == x for any valid UTF-8 x (with NFC: NFC(x)).
+ * SentencePiece-style: each "▁" is a space, a run of <0xNN> tokens its bytes when they are valid
+ * UTF-8 and else one U+FFFD per byte (ByteFallback), then Strip removes the text's leading space.
  * A Bpe is read-only after construction: one may be shared by many threads. */
 #pragma once
 #include <stddef.h>
@@ -79,6 +103,11 @@ typedef struct BpeArrays {
     const char *pre;            /* tokenizer.ggml.pre; NULL means "gpt-2" */
     int32_t bos_id, eos_id;     /* -1 when none */
     int add_bos, add_eos;       /* what bpe_encode(add_special = 1) adds */
+    /* SentencePiece vocabularies (tokenizer.ggml.model "llama"); zero for byte-level BPE: */
+    const char *model;   /* tokenizer.ggml.model: NULL or "gpt2", or "llama" */
+    const float *scores; /* [n_tokens] tokenizer.ggml.scores ("llama": needed) */
+    int no_space_prefix; /* tokenizer.ggml.add_space_prefix is false */
+    int32_t unk_id;      /* bpe_to_arrays: the UNKNOWN token, -1 when none (read: by type) */
 } BpeArrays;
 
 int bpe_load(Bpe **out, const char *path, LfError *err);
@@ -105,7 +134,10 @@ int bpe_decode(const Bpe *t, const int32_t *ids, size_t n, int skip_special, cha
                size_t *len, LfError *err);
 
 /* The bytes one token decodes to (for streaming: they may end inside a UTF-8 character); NULL
- * when id is outside the vocabulary. */
+ * when id is outside the vocabulary. SentencePiece-style: a <0xNN> token is its byte and "▁" a
+ * space; the decoder's strip of the text's first space is not applied (a stream that starts a text
+ * shows it; a continuation after a prompt wants it), nor the Metaspace decoder's first-token rule.
+ */
 const char *bpe_token_bytes(const Bpe *t, int32_t id, size_t *len);
 
 int bpe_vocab_size(const Bpe *t); /* largest id + 1 */

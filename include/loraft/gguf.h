@@ -150,6 +150,7 @@ typedef struct GgufArch {
     int n_heads;         /* attention.head_count */
     int n_kv_heads;      /* attention.head_count_kv (default n_heads; gpt2: n_heads) */
     int head_dim;        /* llama family: attention.key_length, else hidden / n_heads */
+    int sliding_window;  /* llama: attention.sliding_window (a Mistral loraft wrote); 0: none */
     int context_length;  /* context_length (gpt2: the position table's size) */
     int vocab_size;      /* tokenizer.ggml.tokens, else <arch>.vocab_size, else token_embd */
     float rope_theta;    /* llama: rope.freq_base (default 10000); gpt2: 0 */

@@ -1,5 +1,6 @@
 /* model_config.h: the Hugging Face config.json of a DistilBERT, BERT (BERT-derived
- * ones such as all-MiniLM-L6-v2 included), Llama-family (Llama, Qwen2, Qwen3) or GPT-2 checkpoint,
+ * ones such as all-MiniLM-L6-v2 included), Llama-family (Llama, Qwen2, Qwen3, Mistral) or GPT-2
+ * checkpoint,
  * read into one flat struct and written back in a form transformers' AutoConfig loads. Keys absent
  * from the file keep HF's defaults; keys of the wrong JSON type, unsupported options and
  * inconsistent sizes are errors naming the file and the key. Not a general HF config parser: only
@@ -20,18 +21,21 @@ extern "C" {
 
 /* ARCH_QWEN2 (Qwen2, Qwen2.5) is Llama with biases on q, k and v, ARCH_QWEN3 Llama with an RMS
  * norm over each head of q and k (q_norm, k_norm: before RoPE); each has its own model_type, class
- * names and GGUF architecture: arch_is_llama covers all three. */
+ * names and GGUF architecture. ARCH_MISTRAL (Mistral 7B v0.1 to v0.3, Mistral-Nemo's config) is
+ * Llama's network under its own model_type and class names, with a sliding_window (v0.1: 4096) and
+ * GGUF architecture "llama", as llama.cpp's converter writes it. arch_is_llama covers all four. */
 typedef enum Arch {
     ARCH_DISTILBERT,
     ARCH_BERT,
     ARCH_LLAMA,
     ARCH_GPT2,
     ARCH_QWEN2,
-    ARCH_QWEN3
+    ARCH_QWEN3,
+    ARCH_MISTRAL
 } Arch;
 
 static inline int arch_is_llama(Arch a) {
-    return a == ARCH_LLAMA || a == ARCH_QWEN2 || a == ARCH_QWEN3;
+    return a == ARCH_LLAMA || a == ARCH_QWEN2 || a == ARCH_QWEN3 || a == ARCH_MISTRAL;
 }
 
 /* RoPE's frequency scaling, as transformers computes it (config.json's rope_scaling, or
@@ -57,6 +61,9 @@ typedef struct ModelConfig {
     int num_kv_heads;         /* Llama's grouped KV heads (num_key_value_heads); BERT: num_heads */
     int head_dim;             /* Llama family: config.json's head_dim (Qwen3's 128, whatever the
                                  hidden size); 0: hidden / heads (model_head_size) */
+    int sliding_window;       /* Mistral: each position attends to the last sliding_window ones
+                                 (itself included: Ops.attention_forward's window, every layer);
+                                 0: all of them (config.json's null) */
     float rope_theta;         /* Llama's RoPE base; 0 for BERT */
     RopeScaling rope_scaling; /* Llama's */
     int tie_word_embeddings;  /* Llama: lm_head shares embed_tokens' weight (GPT-2: always) */
@@ -89,7 +96,7 @@ int model_config_load(ModelConfig *cfg, const char *path, LfError *err);
 /* Writes an HF-loadable config.json (atomically) to path: model_type,
  * architectures (DistilBertForSequenceClassification, BertForSequenceClassification,
  * LlamaForCausalLM or, with score_head, LlamaForSequenceClassification, GPT2LMHeadModel,
- * Qwen2ForCausalLM, Qwen3ForCausalLM or their ForSequenceClassification),
+ * Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM or their ForSequenceClassification),
  * every size, dropout and activation key,
  * id2label and label2id. Fails on an invalid cfg. */
 int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);
@@ -103,10 +110,11 @@ int model_config_savable(const ModelConfig *cfg, const char *where, LfError *err
  * source in the message. */
 int model_config_validate(const ModelConfig *cfg, const char *where, LfError *err);
 
-/* HF's model_type: "distilbert" / "bert" / "llama" / "gpt2" / "qwen2" / "qwen3" (for the decoders
- * also
- * their GGUF general.architecture) */
+/* HF's model_type: "distilbert" / "bert" / "llama" / "gpt2" / "qwen2" / "qwen3" / "mistral" */
 const char *arch_name(Arch arch);
+/* A decoder's GGUF general.architecture (and the prefix of its keys), as llama.cpp's converter
+ * writes it: its model_type, but "llama" for mistral. */
+const char *arch_gguf_name(Arch arch);
 
 /* cfg's rope_scaling from the text of a config.json's rope_scaling object (json), read as
  * config.json's; errors say what is wrong with it. */

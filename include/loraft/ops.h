@@ -349,7 +349,10 @@ typedef struct Ops {
      * rows: linear_outputs_join); backward's q and dq rows its ldq, k, v, dk and dv its ldkv
      * (forward's, or others: gradient rows [dq | dk | dv] that one linear's backward reads).
      * mask [B,T] int32 or NULL: 1 = token, 0 = padding (never attended); with causal, query i never
-     * attends to a key j > i either. With scores s = q_h k^T / sqrt(HS) over the allowed keys:
+     * attends to a key j > i either, and with a window W > 0 (sliding-window attention, causal
+     * only: Mistral's, Qwen2's sliding layers) nor to a key j <= i - W: it sees its last W
+     * positions, itself included (transformers' sliding_window); window 0: no such limit. With
+     * scores s = q_h k^T / sqrt(HS) over the allowed keys:
      *   lse[B,NH,T] = log sum_j exp(s[i,j]) per query row, saved; a row with no allowed key has
      *   lse = +INFINITY, so exp(s - lse) = 0 for every key of it;
      *   P[b,h,i,j] = exp(s[i,j] - lse[b,h,i]) on allowed keys, 0 elsewhere (the softmax);
@@ -371,13 +374,14 @@ typedef struct Ops {
      * on the GPU (which keeps bf16(out)); the CPU, which saves nothing, always needs out. */
     void (*attention_forward)(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                               float *q, int ldq, float *k, const float *v, int ldkv,
-                              const int32_t *mask, int causal, const RopeFreqs *rope, float p,
-                              uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
+                              const int32_t *mask, int causal, int window, const RopeFreqs *rope,
+                              float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                              int HS);
     /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =; each may be NULL). out and lse
-     * are this forward's (same q, k, v, mask, causal, p, seed). With M the dropout multipliers of P
-     * (rng_row_dropout of P's row and key), dP = dout_h v^T and D = rowsum(dout * out) per row:
-     * dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M * P)^T
-     * dout, grouped query heads adding up in their KV head. When the backend saves anything
+     * are this forward's (same q, k, v, mask, causal, window, p, seed). With M the dropout
+     * multipliers of P (rng_row_dropout of P's row and key), dP = dout_h v^T and D = rowsum(dout *
+     * out) per row: dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M
+     * * P)^T dout, grouped query heads adding up in their KV head. When the backend saves anything
      * (attention_saved > 0), q, k, v and out are read from saved (out as bf16(out), so D of the
      * rounded out; from forward's out_bf16 where given, ldo) and may be NULL here; elsewhere
      * (the CPU, fp32, tf32) out is read. With forward's rope, q and k are the rotated ones
@@ -385,7 +389,7 @@ typedef struct Ops {
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, int ldq, int ldkv, const float *out,
                                const uint16_t *out_bf16, int ldo, const float *lse,
-                               const float *saved, const int32_t *mask, int causal,
+                               const float *saved, const int32_t *mask, int causal, int window,
                                const RopeFreqs *rope, float p, uint64_t seed, float *scratch, int B,
                                int T, int NH, int NKV, int HS, int acc);
     /* Floats of scratch attention_forward / attention_backward need for these shapes: the
@@ -409,14 +413,15 @@ typedef struct Ops {
      * q, out [n, NH*HS] (q's rows ldq apart): the queries of positions pos[0] .. pos[n-1] (pos: [n]
      * int32 on the device, consecutive); k, v [L, NKV*HS]: the cache's first L keys (rotated) and
      * values, L > pos[n-1], the new ones written (cache_write). Query i attends keys j <= pos[i]
-     * (the later ones of the L may hold anything finite), grouped heads as attention_forward, no
+     * (the later ones of the L may hold anything finite), and with a window W > 0 only those with
+     * j > pos[i] - W (attention_forward's sliding window), grouped heads as attention_forward, no
      * dropout: out = softmax(q_h k^T / sqrt(HS)) @ v, and out_bf16 (not NULL) = bf16(out), rows
      * ldo apart, for a bf16 GEMM that reads it (as attention_forward's). The positions are read on
      * the device, so a recorded decode step (CUDA graph) replays at the next position with L the
      * cache's length. scratch: ops->attention_cached_scratch(n, L, NH, HS) floats. */
     void (*attention_cached)(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
-                             const float *k, const float *v, const int32_t *pos, float *scratch,
-                             int n, int L, int NH, int NKV, int HS);
+                             const float *k, const float *v, const int32_t *pos, int window,
+                             float *scratch, int n, int L, int NH, int NKV, int HS);
     /* Floats of scratch attention_cached needs for at most n queries over at most L keys: the
      * backend's own (the CPU holds the scores [NH,n,L]; the GPU partial sums of key splits). */
     size_t (*attention_cached_scratch)(int n, int L, int NH, int HS);

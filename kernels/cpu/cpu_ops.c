@@ -652,16 +652,16 @@ static void axpy_row(float *y, const float *x, float a, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-/* In place over one row of scores a[n]: the softmax over the keys j < limit with
+/* In place over one row of scores a[n]: the softmax over the keys first <= j < limit with
  * mask[j] != 0 (mask NULL: all), the other keys exactly 0; a row with no allowed key
  * becomes all zeros. Returns the row's log-sum-exp (+INFINITY when no key is allowed). */
-static float softmax_row(float *a, const int32_t *mask, int limit, int n) {
+static float softmax_row(float *a, const int32_t *mask, int first, int limit, int n) {
     float maxv = -INFINITY, sum = 0.0f;
-    for (int j = 0; j < limit; j++)
+    for (int j = first; j < limit; j++)
         if ((!mask || mask[j]) && a[j] > maxv) maxv = a[j];
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < n; j++) {
-        int keep = j < limit && (!mask || mask[j]);
+        int keep = j >= first && j < limit && (!mask || mask[j]);
         a[j] = keep ? exp_approx(a[j] - maxv) : 0.0f; /* none kept: maxv unused */
         sum += a[j];
     }
@@ -703,7 +703,7 @@ static uint16_t *cpu_attention_saved_out(Precision p, float *saved) {
  * only read in backward); q's and dq's rows ldq apart, k's, v's, dk's and dv's ldkv (NH*HS and
  * NKV*HS, or one GEMM's outputs side by side). */
 typedef struct AttArgs {
-    int B, T, NH, NKV, HS, causal, ldq, ldkv;
+    int B, T, NH, NKV, HS, causal, window, ldq, ldkv;
     const int32_t *mask;
     float p;
     uint64_t seed;
@@ -711,26 +711,39 @@ typedef struct AttArgs {
     float *out, *lse, *dq, *dk, *dv;
 } AttArgs;
 
-/* Query rows i0 .. i0+rows-1 of head h in sequence b, and the keys 0 .. keys-1 they may see
- * (causal: none past the block's last row). q: offset of row i0 of head h in out and dout
- * [B,T,NH*HS]; qin: the same in q and dq (rows ldq apart), kvin: of row 0 of its KV head in k,
- * v, dk and dv (rows ldkv apart); lse: of row i0 in lse [B,NH,T]. */
+/* The first key query i may see (0, or the start of its window). */
+static int first_key(const AttArgs *a, int i) {
+    return a->window && i >= a->window ? i - a->window + 1 : 0;
+}
+
+/* Query rows i0 .. i0+rows-1 of head h in sequence b, and the keys k0 .. k0+keys-1 they may see
+ * (causal: none past the block's last row; with a window none before its first row's). q:
+ * offset of row i0 of head h in out and dout [B,T,NH*HS]; qin: the same in q and dq (rows ldq
+ * apart), kvin: of row k0 of its KV head in k, v, dk and dv (rows ldkv apart); lse: of row i0 in
+ * lse [B,NH,T]; mask: from key k0. */
 typedef struct RowBlock {
-    int i0, rows, keys;
+    int i0, rows, k0, keys;
     size_t q, qin, kvin, lse;
     const int32_t *mask; /* sequence b's, or NULL */
 } RowBlock;
 
 static RowBlock row_block(const AttArgs *a, int b, int h, int i0) {
-    int T = a->T, HS = a->HS, rows = T - i0 < ATT_ROWS ? T - i0 : ATT_ROWS;
+    int T = a->T, HS = a->HS, rows = T - i0 < ATT_ROWS ? T - i0 : ATT_ROWS, k0 = first_key(a, i0);
     size_t kvh = (size_t)(h / (a->NH / a->NKV)) * HS;
-    RowBlock r = {i0, rows, a->causal ? i0 + rows : T, 0, 0, 0, 0, NULL};
+    RowBlock r = {i0, rows, k0, (a->causal ? i0 + rows : T) - k0, 0, 0, 0, 0, NULL};
     r.q = ((size_t)b * T + i0) * a->NH * HS + (size_t)h * HS;
     r.qin = ((size_t)b * T + i0) * a->ldq + (size_t)h * HS;
-    r.kvin = (size_t)b * T * a->ldkv + kvh;
+    r.kvin = ((size_t)b * T + k0) * a->ldkv + kvh;
     r.lse = ((size_t)b * a->NH + h) * T + i0;
-    r.mask = a->mask ? a->mask + (size_t)b * T : NULL;
+    r.mask = a->mask ? a->mask + (size_t)b * T + k0 : NULL;
     return r;
+}
+
+/* The keys row ii of block r may see, from the block's first: [*first, *limit). */
+static void row_keys(const AttArgs *a, const RowBlock *r, int ii, int *first, int *limit) {
+    int i = r->i0 + ii;
+    *first = first_key(a, i) - r->k0;
+    *limit = a->causal ? i + 1 - r->k0 : r->keys;
 }
 
 /* s[rows,keys] = alpha * x_block @ y^T, x the block's rows (ldx apart), y its keys (ldy) */
@@ -746,12 +759,16 @@ static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
     for (int ii = 0; ii < r->rows; ii++) {
         float *row = s + (size_t)ii * r->keys;
         size_t at = r->lse + ii;
-        a->lse[at] = softmax_row(row, r->mask, a->causal ? r->i0 + ii + 1 : r->keys, r->keys);
+        int first, limit;
+        row_keys(a, r, ii, &first, &limit);
+        a->lse[at] = softmax_row(row, r->mask, first, limit, r->keys);
         if (a->p > 0.0f) {
             uint32_t key = rng_row_key(a->seed, at);
 #pragma omp simd
-            for (int j = 0; j < r->keys; j++)
-                row[j] *= rng_row_scale(rng_row_pair(key, (uint32_t)j >> 1), j & 1, a->p);
+            for (int jj = 0; jj < r->keys; jj++) {
+                uint32_t j = (uint32_t)(r->k0 + jj);
+                row[jj] *= rng_row_scale(rng_row_pair(key, j >> 1), j & 1, a->p);
+            }
         }
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->rows, a->HS, r->keys, 1.0f, s,
@@ -771,18 +788,20 @@ static void backward_block(const AttArgs *a, const RowBlock *r, float *s) {
                     *out = a->out + r->q + (size_t)ii * ldo;
         size_t at = r->lse + ii;
         float lse = a->lse[at];
-        int limit = a->causal ? r->i0 + ii + 1 : r->keys;
+        int first, limit;
+        row_keys(a, r, ii, &first, &limit);
         uint32_t key = rng_row_key(a->seed, at);
         if (want_ds)
             for (int d = 0; d < HS; d++) D += dout[d] * out[d];
 #pragma omp simd
-        for (int j = 0; j < r->keys; j++) {
-            float P = j < limit && (!r->mask || r->mask[j]) ? exp_approx(sr[j] - lse) : 0.0f;
-            float keep = a->p > 0.0f
-                             ? rng_row_scale(rng_row_pair(key, (uint32_t)j >> 1), j & 1, a->p)
-                             : 1.0f;
-            if (want_ds) gr[j] = P * (gr[j] * keep - D) * scale;
-            sr[j] = P * keep;
+        for (int jj = 0; jj < r->keys; jj++) {
+            uint32_t j = (uint32_t)(r->k0 + jj);
+            float P = jj >= first && jj < limit && (!r->mask || r->mask[jj])
+                          ? exp_approx(sr[jj] - lse)
+                          : 0.0f;
+            float keep = a->p > 0.0f ? rng_row_scale(rng_row_pair(key, j >> 1), j & 1, a->p) : 1.0f;
+            if (want_ds) gr[jj] = P * (gr[jj] * keep - D) * scale;
+            sr[jj] = P * keep;
         }
     }
     if (a->dv) /* dv_kv += dropout(P)^T dout_block */
@@ -816,13 +835,14 @@ static void att_run(const AttArgs *a, float *scratch,
 
 /* A call's shapes, strides and masks (seed XORed with the step's). */
 static AttArgs att_args(int B, int T, int NH, int NKV, int HS, int ldq, int ldkv, int causal,
-                        const int32_t *mask, float p, uint64_t seed) {
+                        int window, const int32_t *mask, float p, uint64_t seed) {
     return (AttArgs){.B = B,
                      .T = T,
                      .NH = NH,
                      .NKV = NKV,
                      .HS = HS,
                      .causal = causal,
+                     .window = window,
                      .ldq = ldq,
                      .ldkv = ldkv,
                      .mask = mask,
@@ -840,12 +860,12 @@ static void round_rows(uint16_t *dst, int ld, const float *src, size_t n, int C)
  * CPU saves nothing, so out is always written (backward reads it), and out_bf16 rounded from it. */
 static void cpu_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                                   float *q, int ldq, float *k, const float *v, int ldkv,
-                                  const int32_t *mask, int causal, const RopeFreqs *rope, float p,
-                                  uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                                  int HS) {
+                                  const int32_t *mask, int causal, int window,
+                                  const RopeFreqs *rope, float p, uint64_t seed, float *scratch,
+                                  int B, int T, int NH, int NKV, int HS) {
     (void)saved; /* the CPU saves nothing: backward reads q, k, v and out */
     rope_qk(q, ldq, k, ldkv, NULL, rope, B, T, NH, NKV, HS, 1.0f);
-    AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, mask, p, seed);
+    AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, window, mask, p, seed);
     a.q = q, a.k = k, a.v = v, a.out = out, a.lse = lse;
     att_run(&a, scratch, forward_block);
     if (out_bf16) round_rows(out_bf16, ldo, out, (size_t)B * T, NH * HS);
@@ -863,8 +883,9 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
                                    const float *q, const float *k, const float *v, int ldq,
                                    int ldkv, const float *out, const uint16_t *out_bf16, int ldo,
                                    const float *lse, const float *saved, const int32_t *mask,
-                                   int causal, const RopeFreqs *rope, float p, uint64_t seed,
-                                   float *scratch, int B, int T, int NH, int NKV, int HS, int acc) {
+                                   int causal, int window, const RopeFreqs *rope, float p,
+                                   uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                                   int HS, int acc) {
     (void)saved, (void)out_bf16, (void)ldo; /* the CPU reads forward's f32 out */
     if (!dq && !dk && !dv) return;
     size_t rows = (size_t)B * T;
@@ -872,7 +893,7 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
         zero_rows(dq, ldq, rows, NH * HS), zero_rows(dk, ldkv, rows, NKV * HS),
             zero_rows(dv, ldkv, rows, NKV * HS);
     if (acc) rope_qk(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, HS, 1.0f);
-    AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, mask, p, seed);
+    AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, window, mask, p, seed);
     a.q = q, a.k = k, a.v = v, a.dout = dout, a.out = (float *)out, a.lse = (float *)lse;
     a.dq = dq, a.dk = dk, a.dv = dv;
     att_run(&a, scratch, backward_block);
@@ -880,10 +901,11 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
 }
 
 /* Generation: n queries at positions pos[i] over the first L cached keys, per head h (KV head
- * h / (NH/NKV)): scores [n,L] in scratch, causal softmax, then out_h = P @ v. */
+ * h / (NH/NKV)): scores [n,L] in scratch, causal softmax (within the window), then out_h = P @
+ * v. */
 static void cpu_attention_cached(float *out, uint16_t *out_bf16, int ldb, const float *q, int ldq,
-                                 const float *k, const float *v, const int32_t *pos, float *scratch,
-                                 int n, int L, int NH, int NKV, int HS) {
+                                 const float *k, const float *v, const int32_t *pos, int window,
+                                 float *scratch, int n, int L, int NH, int NKV, int HS) {
     int ldo = NH * HS, ldkv = NKV * HS, G = NH / NKV;
     for (int h = 0; h < NH; h++) {
         float *s = scratch + (size_t)h * n * L;
@@ -891,7 +913,10 @@ static void cpu_attention_cached(float *out, uint16_t *out_bf16, int ldb, const 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, HS, 1.0f / sqrtf((float)HS),
                     q + (size_t)h * HS, ldq, kh, ldkv, 0.0f, s, L);
 #pragma omp parallel for if ((size_t)n * L > CPU_PAR_MIN)
-        for (int i = 0; i < n; i++) softmax_row(s + (size_t)i * L, NULL, pos[i] + 1, L);
+        for (int i = 0; i < n; i++) {
+            int first = window && pos[i] >= window ? pos[i] - window + 1 : 0;
+            softmax_row(s + (size_t)i * L, NULL, first, pos[i] + 1, L);
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, L, 1.0f, s, L, vh, ldkv, 0.0f,
                     out + (size_t)h * HS, ldo);
     }

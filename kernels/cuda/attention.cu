@@ -65,14 +65,16 @@ __device__ inline int query_tile(int causal) {
  * the rotation backward's tensor-core kernels give dq and dk as they store them (half 0: none). */
 typedef struct Heads {
     int B, T, NH, NKV, HS, ok, add, ldq, ldkv, ldo; /* ldo: bf16(out)'s rows */
+    int window;                                     /* the sliding window (causal), 0: none */
     const OpsStep *step;                            /* its seed XORed into the dropout's */
     Rope rope;
 } Heads;
 
 static Heads heads(int B, int T, int NH, int NKV, int HS) {
     Heads g = {
-        B,       T,       NH,       NKV,     HS,   B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0,
-        OPS_ADD, NH * HS, NKV * HS, NH * HS, NULL, {}};
+        B,       T,       NH,       NKV,     HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0,
+        OPS_ADD, NH * HS, NKV * HS, NH * HS, 0,  NULL,
+        {}};
     if (g.ok && NH % NKV) {
         CUDA_FAIL("attention: NH is not a multiple of NKV");
         g.ok = 0;
@@ -84,10 +86,21 @@ static Heads heads(int B, int T, int NH, int NKV, int HS) {
     return g;
 }
 
-/* Key j of sequence b is visible from query i: inside the sequence, not padding, and not in
- * the future when causal. keep is sequence b's mask or NULL. */
-__device__ inline bool key_visible(const int32_t *keep, int causal, int i, int j, int T) {
-    return j < T && (!keep || keep[j]) && (!causal || j <= i);
+/* Key j of sequence b is visible from query i: inside the sequence, not padding, and when
+ * causal neither in the future nor (window > 0) window or more positions back. keep is sequence
+ * b's mask or NULL. */
+__device__ inline bool key_visible(const int32_t *keep, int causal, int window, int i, int j,
+                                   int T) {
+    return j < T && (!keep || keep[j]) && (!causal || (j <= i && (!window || i - j < window)));
+}
+
+/* The first key query i may see (0, or its window's first), rounded down to a tile of n. */
+__host__ __device__ inline int first_key_tile(int i, int window, int n) {
+    return window && i >= window ? (i - window + 1) / n * n : 0;
+}
+/* One past the last query that sees key j (T, or where its window ends). */
+__host__ __device__ inline int query_end(int j, int window, int T) {
+    return window && j + window < T ? j + window : T;
 }
 
 /* dst[r*W + d] = rows r0 + r of a head at src (row stride ld) as float or bf16 (rounded), zero
@@ -159,7 +172,7 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
     }
     load_rows(Qs, q + hp.qin, g.ldq, i0, rows, T, HS, HS);
     int keys = causal ? min(T, i0 + rows) : T;
-    for (int j0 = 0; j0 < keys; j0 += KEY_TILE) {
+    for (int j0 = first_key_tile(i0, g.window, KEY_TILE); j0 < keys; j0 += KEY_TILE) {
         __syncthreads(); /* Qs written; the previous tile's readers done */
         load_rows(Ks, k + hp.kvin, g.ldkv, j0, KEY_TILE, T, HS, HS);
         load_rows(Vs, v + hp.kvin, g.ldkv, j0, KEY_TILE, T, HS, HS);
@@ -170,7 +183,7 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
             int i = i0 + warp * FWD_ROWS + r;
             if (i >= T) break; /* warp-uniform */
             float s =
-                key_visible(hp.keep, causal, i, j, T)
+                key_visible(hp.keep, causal, g.window, i, j, T)
                     ? dot_rotated(Qs + (warp * FWD_ROWS + r) * HS, Ks + lane * HS, HS, start) *
                           scale
                     : -INFINITY;
@@ -222,7 +235,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
     load_rows(Qs, q + hp.qin, g.ldq, i0, rows, T, HS, HS);
     load_rows(dOs, dout + hp.q, ldo, i0, rows, T, HS, HS);
     int keys = causal ? min(T, i0 + rows) : T;
-    for (int j0 = 0; j0 < keys; j0 += KEY_TILE) {
+    for (int j0 = first_key_tile(i0, g.window, KEY_TILE); j0 < keys; j0 += KEY_TILE) {
         __syncthreads();
         load_rows(Ks, k + hp.kvin, g.ldkv, j0, KEY_TILE, T, HS, HS);
         load_rows(Vs, v + hp.kvin, g.ldkv, j0, KEY_TILE, T, HS, HS);
@@ -233,7 +246,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
             int i = i0 + warp * DQ_ROWS + r, w = (warp * DQ_ROWS + r) * HS;
             if (i >= T) break; /* warp-uniform */
             float ds = 0.0f;
-            if (key_visible(hp.keep, causal, i, j, T)) {
+            if (key_visible(hp.keep, causal, g.window, i, j, T)) {
                 float P =
                     exp_approx(dot_rotated(Qs + w, Ks + lane * HS, HS, start) * scale - row_lse[r]);
                 float dP = dot_rotated(dOs + w, Vs + lane * HS, HS, start) *
@@ -279,8 +292,10 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
     load_rows(Vs, v + hp.kvin, g.ldkv, j0, nkeys, T, HS, HS);
     for (int h = kvh * G; h < (kvh + 1) * G; h++) {
         size_t bh = (size_t)b * g.NH + h, head = (size_t)(h - kvh * G) * HS;
-        /* causal: queries before the block's first key see none of its keys */
-        for (int i0 = causal ? j0 / QUERY_TILE * QUERY_TILE : 0; i0 < T; i0 += QUERY_TILE) {
+        /* causal: queries before the block's first key see none of its keys, nor those past
+         * the window of its last */
+        int i_end = causal ? query_end(j0 + nkeys - 1, g.window, T) : T;
+        for (int i0 = causal ? j0 / QUERY_TILE * QUERY_TILE : 0; i0 < i_end; i0 += QUERY_TILE) {
             __syncthreads(); /* Ks, Vs written; the previous tile's readers done */
             load_rows(Qs, q + hp.qin + head, g.ldq, i0, QUERY_TILE, T, HS, HS);
             load_rows(dOs, dout + hp.q + head, ldo, i0, QUERY_TILE, T, HS, HS);
@@ -292,7 +307,7 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
                 int w = warp * KEY_ROWS + r, j = j0 + w, kw = w * HS;
                 if (j >= T) break; /* warp-uniform */
                 float pd = 0.0f, ds = 0.0f;
-                if (i < T && key_visible(hp.keep, causal, i, j, T)) {
+                if (i < T && key_visible(hp.keep, causal, g.window, i, j, T)) {
                     float P = exp_approx(dot_rotated(Qs + lane * HS, Ks + kw, HS, start) * scale -
                                          row_lse);
                     float keep = rng_row_dropout(seed, bh * T + i, j, p);
@@ -576,22 +591,26 @@ __device__ inline uint64_t visible_keys(const int32_t *keep, int j0, int T, int 
     uint64_t bits = 0;
 #pragma unroll
     for (int c0 = 0; c0 < N; c0 += 32)
-        bits |= (uint64_t)__ballot_sync(0xffffffffu, key_visible(keep, 0, 0, j0 + c0 + lane, T))
+        bits |= (uint64_t)__ballot_sync(0xffffffffu, key_visible(keep, 0, 0, 0, j0 + c0 + lane, T))
                 << c0;
     return bits;
 }
 
-/* Whether the warp's N-key tile from key j0 hides any score of its 16 rows from w0: a key past
- * T or padding (visible, from visible_keys, not all ones), or (causal) a key after a row's
- * query. Warp-uniform; most tiles hide none and skip hide_scores. */
-template <int N> __device__ inline bool tile_hides(uint64_t visible, int causal, int w0, int j0) {
-    return visible != (N == 64 ? ~0ull : (1ull << N) - 1) || (causal && j0 + N - 1 > w0);
+/* Whether the warp's N-key tile from key j0 hides any score of its `rows` rows from w0: a key
+ * past T or padding (visible, from visible_keys, not all ones), or (causal) a key after a row's
+ * query or (window) before its window. Warp-uniform; most tiles hide none and skip
+ * hide_scores. */
+template <int N>
+__device__ inline bool tile_hides(uint64_t visible, int causal, int window, int w0, int rows,
+                                  int j0) {
+    return visible != (N == 64 ? ~0ull : (1ull << N) - 1) ||
+           (causal && (j0 + N - 1 > w0 || (window && j0 + window < w0 + rows)));
 }
 
 /* Sets the hidden scores of the tile to -inf (see tile_hides). The whole warp. */
 template <int N>
-__device__ inline void hide_scores(float (*s)[4], uint64_t visible, int causal, int w0, int j0,
-                                   int lane) {
+__device__ inline void hide_scores(float (*s)[4], uint64_t visible, int causal, int window, int w0,
+                                   int j0, int lane) {
 #pragma unroll
     for (int nt = 0; nt < N / 8; nt++)
 #pragma unroll
@@ -601,7 +620,8 @@ __device__ inline void hide_scores(float (*s)[4], uint64_t visible, int causal, 
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 int e = 2 * h + c, i = w0 + c_row(lane, e);
-                if (!col_ok || (causal && j > i)) s[nt][e] = -INFINITY;
+                if (!col_ok || (causal && (j > i || (window && i - j >= window))))
+                    s[nt][e] = -INFINITY;
             }
         }
 }
@@ -609,12 +629,12 @@ __device__ inline void hide_scores(float (*s)[4], uint64_t visible, int causal, 
 /* hide_scores for the warp's MT m16 tiles (s[t * N/8 + .], rows from w0, 16 apart), when the
  * tile hides any key of them at all (tile_hides). The whole warp. */
 template <int N, int MT>
-__device__ inline void hide_tile(float (*s)[4], uint64_t visible, int causal, int w0, int j0,
-                                 int lane) {
-    if (!tile_hides<N>(visible, causal, w0, j0)) return;
+__device__ inline void hide_tile(float (*s)[4], uint64_t visible, int causal, int window, int w0,
+                                 int j0, int lane) {
+    if (!tile_hides<N>(visible, causal, window, w0, MT * TC, j0)) return;
 #pragma unroll
     for (int t = 0; t < MT; t++)
-        hide_scores<N>(s + t * (N / 8), visible, causal, w0 + t * TC, j0, lane);
+        hide_scores<N>(s + t * (N / 8), visible, causal, window, w0 + t * TC, j0, lane);
 }
 
 /* grad[row][d] (+)= scale * the lane's elements of acc (put_grad), row = the warp's 16 rows from
@@ -701,12 +721,12 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             row_key[t][h] =
                 DROP ? rng_row_key(seed, (uint64_t)bh * T + w0 + t * TC + 8 * h + (lane >> 2)) : 0;
         }
+    int j_first = first_key_tile(i0, g.window, KEYS), keys = causal ? min(T, i0 + rows) : T;
     load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
-    load_tile_async(KV, ld, kb, 0, KEYS, T, HP);
-    load_tile_async(KV + KEYS * ld, ld, vb, 0, KEYS, T, HP);
+    load_tile_async(KV, ld, kb, j_first, KEYS, T, HP);
+    load_tile_async(KV + KEYS * ld, ld, vb, j_first, KEYS, T, HP);
     cp_async_commit();
-    int keys = causal ? min(T, i0 + rows) : T;
-    for (int j0 = 0, buf = 0; j0 < keys; j0 += KEYS, buf ^= 1) {
+    for (int j0 = j_first, buf = 0; j0 < keys; j0 += KEYS, buf ^= 1) {
         cp_async_wait_all();
         __syncthreads(); /* this tile landed for all; the other buffer's readers done */
         bf16 *Ks = KV + buf * 2 * KEYS * ld, *Vs = Ks + KEYS * ld;
@@ -716,11 +736,12 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             load_tile_async(next + KEYS * ld, ld, vb, j0 + KEYS, KEYS, T, HP);
             cp_async_commit();
         }
-        if (causal && j0 > w0 + MT * TC - 1) continue; /* every key hidden: warp-uniform */
+        if (causal && (j0 > w0 + MT * TC - 1 || (g.window && j0 + KEYS - 1 <= w0 - g.window)))
+            continue; /* every key hidden: warp-uniform */
         float s[MT][KEYS / 8][4] = {};
         uint64_t visible = visible_keys<KEYS>(hp.keep, j0, T, lane); /* loads under the mma */
         mma_abt<KEYS, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
-        hide_tile<KEYS, MT>(s[0], visible, causal, w0, j0, lane);
+        hide_tile<KEYS, MT>(s[0], visible, causal, g.window, w0, j0, lane);
 #pragma unroll
         for (int t = 0; t < MT; t++) { /* the online softmax of tile t's rows g, g + 8 (h) */
             float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, rescale[2], ms[2];
@@ -814,11 +835,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         }
     load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
     load_tile_async(dOs, ld, head_rows(doh, b, head, g.NH, T, HP), i0, rows, T, HP);
-    load_tile_async(KV, ld, kb, 0, BWD_TILE, T, HP);
-    load_tile_async(KV + BWD_TILE * ld, ld, vb, 0, BWD_TILE, T, HP);
+    int j_first = first_key_tile(i0, g.window, BWD_TILE), keys = causal ? min(T, i0 + rows) : T;
+    load_tile_async(KV, ld, kb, j_first, BWD_TILE, T, HP);
+    load_tile_async(KV + BWD_TILE * ld, ld, vb, j_first, BWD_TILE, T, HP);
     cp_async_commit();
-    int keys = causal ? min(T, i0 + rows) : T;
-    for (int j0 = 0, buf = 0; j0 < keys; j0 += BWD_TILE, buf ^= 1) {
+    for (int j0 = j_first, buf = 0; j0 < keys; j0 += BWD_TILE, buf ^= 1) {
         cp_async_wait_all();
         __syncthreads(); /* this tile landed for all; the other buffer's readers done */
         bf16 *Ks = KV + buf * 2 * BWD_TILE * ld, *Vs = Ks + BWD_TILE * ld;
@@ -828,12 +849,13 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             load_tile_async(next + BWD_TILE * ld, ld, vb, j0 + BWD_TILE, BWD_TILE, T, HP);
             cp_async_commit();
         }
-        if (causal && j0 > w0 + MT * TC - 1) continue; /* warp-uniform */
+        if (causal && (j0 > w0 + MT * TC - 1 || (g.window && j0 + BWD_TILE - 1 <= w0 - g.window)))
+            continue; /* warp-uniform */
         float s[MT][BWD_TILE / 8][4] = {}, dP[MT][BWD_TILE / 8][4] = {};
         uint64_t visible = visible_keys<BWD_TILE>(hp.keep, j0, T, lane);
         mma_abt<BWD_TILE, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
         mma_abt<BWD_TILE, MT>(dP[0], dOs + warp * MT * TC * ld, Vs, ld, HP, lane);
-        hide_tile<BWD_TILE, MT>(s[0], visible, causal, w0, j0, lane);
+        hide_tile<BWD_TILE, MT>(s[0], visible, causal, g.window, w0, j0, lane);
 #pragma unroll
         for (int t = 0; t < MT; t++)
 #pragma unroll
@@ -923,12 +945,13 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #pragma unroll
     for (int t = 0; t < MT; t++)
         for (int h = 0; h < 2; h++) {
-            key_ok[t][h] = key_visible(hp.keep, 0, 0, w0 + t * TC + 8 * h + (lane >> 2), T);
+            key_ok[t][h] = key_visible(hp.keep, 0, 0, 0, w0 + t * TC + 8 * h + (lane >> 2), T);
             all_ok = all_ok && key_ok[t][h];
         }
     bool keys_ok = __all_sync(0xffffffffu, all_ok); /* the warp's MT*16 */
     QueryTiles qt = {kvh * G, causal ? j0 / BWD_TILE * BWD_TILE : 0, 0};
-    qt.per_head = (T - qt.i_start + BWD_TILE - 1) / BWD_TILE;
+    int i_end = causal ? query_end(j0 + nkeys - 1, g.window, T) : T; /* past the last window */
+    qt.per_head = (i_end - qt.i_start + BWD_TILE - 1) / BWD_TILE;
     load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
     load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
     load_query_tile(bufs, HP, qt, 0, qh, doh, lse, D, DROP, seed, b, g);
@@ -943,14 +966,17 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             cp_async_commit();
         }
         int i0 = qt.i_start + n % qt.per_head * BWD_TILE;
-        if (causal && i0 + BWD_TILE - 1 < w0) continue; /* warp-uniform */
+        if (causal && (i0 + BWD_TILE - 1 < w0 || (g.window && i0 - (w0 + MT * TC - 1) >= g.window)))
+            continue; /* warp-uniform: every query before the warp's keys or past their windows */
         bf16 *Qs = (bf16 *)buf, *dOs = Qs + BWD_TILE * ld;
         const float *lse_s = (const float *)(dOs + BWD_TILE * ld), *D_s = lse_s + BWD_TILE;
         const uint32_t *key_s = (const uint32_t *)(D_s + BWD_TILE);
         float st[MT][BWD_TILE / 8][4] = {}, dPt[MT][BWD_TILE / 8][4] = {};
         mma_abt<BWD_TILE, MT>(st[0], Ks + warp * MT * TC * ld, Qs, ld, HP, lane);
         mma_abt<BWD_TILE, MT>(dPt[0], Vs + warp * MT * TC * ld, dOs, ld, HP, lane);
-        bool hides = !keys_ok || (causal && i0 < w0 + MT * TC - 1);
+        bool hides =
+            !keys_ok ||
+            (causal && (i0 < w0 + MT * TC - 1 || (g.window && i0 + BWD_TILE - 1 - w0 >= g.window)));
         int own = (lane >> 2) & 1; /* keys g and g ^ 1 share a draw: see below */
 #pragma unroll
         for (int nt = 0; nt < BWD_TILE / 8; nt++) {
@@ -974,7 +1000,9 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                 for (int e = 0; e < 4; e++) {
                     int jj = c_row(lane, e), c = e & 1;
                     float P = ex2_approx(fmaf(st[t][nt][e], scale2, nl[c])), keep = 1.0f;
-                    if (hides && !(key_ok[t][e >> 1] && (!causal || wt + jj <= i0 + ii + c)))
+                    int i = i0 + ii + c, j = wt + jj;
+                    if (hides && !(key_ok[t][e >> 1] &&
+                                   (!causal || (j <= i && (!g.window || i - j < g.window)))))
                         P = 0.0f;
                     if (DROP) keep = rng_row_scale(draw[e >> 1][c], jj & 1, p);
                     st[t][nt][e] = P * keep, dPt[t][nt][e] = P * (dPt[t][nt][e] * keep - Dc[c]);
@@ -1091,6 +1119,21 @@ int cuda_set_attention(AttentionImpl a, LfError *err) {
 static bool use_cudnn(void) {
     return attention_impl == ATTENTION_CUDNN && cuda_precision() == PRECISION_BF16;
 }
+/* A sliding-window call runs loraft's kernels under cudnn too (the copies and saved buffer are
+ * laid out alike, and forward and backward of one call choose alike). */
+static bool use_cudnn(const Heads &g) {
+    return use_cudnn() && !g.window;
+}
+
+/* g for a call with this causal mask and window (an error where the window is not causal's). */
+static Heads masked(Heads g, int causal, int window) {
+    g.window = window;
+    if (g.ok && (window < 0 || (window && !causal))) {
+        CUDA_FAIL("attention: a sliding window needs the causal mask (and a window >= 0)");
+        g.ok = 0;
+    }
+    return g;
+}
 
 /* Whether saved holds bf16(out) (att_copies' own_out): forward given out_bf16 elsewhere keeps it
  * there, but cuDNN. */
@@ -1184,7 +1227,7 @@ static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
     size_t own = D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2; /* bf16: half a float */
     if (attention_impl != ATTENTION_CUDNN) return own;
-    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NH * HS, NKV * HS, NH * HS, NULL, {}};
+    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NH * HS, NKV * HS, NH * HS, 0, NULL, {}};
     return own > cudnn_scratch(g) ? own : cudnn_scratch(g);
 }
 
@@ -1227,9 +1270,10 @@ static int copies_aligned(const float *saved, const float *scratch) {
  * its own first. bf16(out) into out_bf16 (rows ldo apart) or its place in saved. */
 void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                             float *q, int ldq, float *k, const float *v, int ldkv,
-                            const int32_t *mask, int causal, const RopeFreqs *rope_freqs, float p,
-                            uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS) {
-    Heads g = heads(B, T, NH, NKV, HS);
+                            const int32_t *mask, int causal, int window,
+                            const RopeFreqs *rope_freqs, float p, uint64_t seed, float *scratch,
+                            int B, int T, int NH, int NKV, int HS) {
+    Heads g = masked(heads(B, T, NH, NKV, HS), causal, window);
     g.step = p > 0.0f ? cuda_step() : NULL;
     g.ldq = ldq, g.ldkv = ldkv, g.ldo = out_bf16 ? ldo : NH * HS;
     int rope_ok = 0;
@@ -1250,7 +1294,7 @@ void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse,
         heads_bf16(
             HeadCopies{{a.q, a.k, a.v}, {q, k, v}, {NH, NKV, NKV}, {ldq, ldkv, ldkv}, turn, {q, k}},
             g);
-        if (use_cudnn()) {
+        if (use_cudnn(g)) {
             CudnnParts c = cudnn_parts(scratch, g);
             CudnnSdpa s = sdpa_shape(g, mask, causal, p);
             sdpa_inputs(c, mask, p, seed, g);
@@ -1298,7 +1342,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     int tc = cuda_precision() == PRECISION_BF16;
     if (tc && !copies_aligned(saved, scratch)) return;
     AttCopies a = att_copies((float *)saved, scratch, g, out_in_saved(saved, out_bf16));
-    if (tc && use_cudnn()) {
+    if (tc && use_cudnn(g)) {
         CudnnParts c = cudnn_parts(scratch, g);
         CudnnSdpa s = sdpa_shape(g, mask, causal, p);
         heads_bf16(c.dout, dout, g, NH);
@@ -1373,16 +1417,16 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, int ldq, int ldkv, const float *out,
                              const uint16_t *out_bf16, int ldo, const float *lse,
-                             const float *saved, const int32_t *mask, int causal,
+                             const float *saved, const int32_t *mask, int causal, int window,
                              const RopeFreqs *rope_freqs, float p, uint64_t seed, float *scratch,
                              int B, int T, int NH, int NKV, int HS, int acc) {
-    Heads g = heads(B, T, NH, NKV, HS);
+    Heads g = masked(heads(B, T, NH, NKV, HS), causal, window);
     g.step = p > 0.0f ? cuda_step() : NULL;
     g.add = acc, g.ldq = ldq, g.ldkv = ldkv, g.ldo = out_bf16 ? ldo : NH * HS;
     int rope_ok = 0;
     Rope rope = g.ok ? cuda_rope_table(rope_freqs, HS, &rope_ok) : Rope{};
     if (!g.ok || !rope_ok || (!dq && !dk && !dv)) return;
-    int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn();
+    int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn(g);
     int stores_turn = tc && (HS == 64 || HS == 128), pass = rope.half && !stores_turn;
     if (stores_turn) g.rope = rope;
     if (pass && acc) cuda_rope(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, 1.0f);
@@ -1452,12 +1496,12 @@ __device__ inline void join_splits(float *out, __nv_bfloat16 *out_bf16, size_t o
 }
 
 /* Warp w: query row r = w / splits (query i = r / NH, head h = r % NH), keys of split w % splits
- * up to pos[i]; out and out_bf16 (directly with one split, else by the row's last split from
- * part [n*NH, splits, HS + 2]). */
+ * up to pos[i] (from its window's first); out and out_bf16 (directly with one split, else by
+ * the row's last split from part [n*NH, splits, HS + 2]). */
 __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int ldo, float *part,
                                         unsigned *counters, const float *q, int ldq, const float *k,
-                                        const float *v, const int32_t *pos, int n, int splits,
-                                        int NH, int NKV, int HS) {
+                                        const float *v, const int32_t *pos, int window, int n,
+                                        int splits, int NH, int NKV, int HS) {
     int lane = threadIdx.x & 31, sub = lane % CACHED_LANES, group = lane / CACHED_LANES;
     int ldkv = NKV * HS;
     float scale2 = LOG2E / sqrtf((float)HS);
@@ -1465,7 +1509,9 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int
         size_t r = w / splits;
         int i = (int)(r / NH), h = (int)(r % NH), j0 = (int)(w % splits) * CACHED_KEYS;
         int j1 = splits == 1 ? pos[i] + 1 : min(pos[i] + 1, j0 + CACHED_KEYS);
-        if (j0 >= j1) continue; /* past the query's position: not counted */
+        int first = first_key_tile(pos[i], window, 1), first_split = first / CACHED_KEYS;
+        if (j0 >= j1 || j0 + CACHED_KEYS <= first) continue; /* outside the window: not counted */
+        j0 = max(j0, first);
         const float *qr = q + (size_t)i * ldq + (size_t)h * HS;
         size_t kv = (size_t)(h / (NH / NKV)) * HS; /* the query head's KV head */
         const float *kh = k + kv, *vh = v + kv;
@@ -1516,25 +1562,29 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int
         }
         if (splits == 1) continue;
         if (lane == 0) dst[HS] = m, dst[HS + 1] = l;
-        int used = pos[i] / CACHED_KEYS + 1; /* the splits holding keys */
+        int used = pos[i] / CACHED_KEYS + 1 - first_split; /* the splits holding keys */
         if (last_split(counters + r, used))
-            join_splits(out, out_bf16, ob, part + r * splits * (HS + 2), used, r, HS);
+            join_splits(out, out_bf16, ob, part + (r * splits + first_split) * (HS + 2), used, r,
+                        HS);
     }
 }
 
 /* In place on the NH*n rows of scores [NH,n,L] (row = h*n + i, query position pos[i]): the
- * softmax over keys j <= pos[i], later keys exactly 0. */
-__global__ void softmax_cached_kernel(float *s, int rows, int n, const int32_t *pos, int L) {
+ * softmax over keys pos[i] - window < j <= pos[i] (window 0: j <= pos[i]), other keys exactly
+ * 0. */
+__global__ void softmax_cached_kernel(float *s, int rows, int n, const int32_t *pos, int window,
+                                      int L) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(row, rows) {
         float *a = s + row * L;
-        int limit = pos[row % n] + 1;
+        int limit = pos[row % n] + 1, first = first_key_tile(limit - 1, window, 1);
         float mx = -INFINITY, sum = 0.0f;
-        for (int j = lane; j < limit; j += 32) mx = fmaxf(mx, a[j]);
+        for (int j = first + lane; j < limit; j += 32) mx = fmaxf(mx, a[j]);
         mx = warp_max(mx);
-        for (int j = lane; j < limit; j += 32) sum += expf(a[j] - mx);
+        for (int j = first + lane; j < limit; j += 32) sum += expf(a[j] - mx);
         float inv = 1.0f / warp_sum(sum);
-        for (int j = lane; j < L; j += 32) a[j] = j < limit ? expf(a[j] - mx) * inv : 0.0f;
+        for (int j = lane; j < L; j += 32)
+            a[j] = j >= first && j < limit ? expf(a[j] - mx) * inv : 0.0f;
     }
 }
 
@@ -1542,8 +1592,8 @@ __global__ void softmax_cached_kernel(float *s, int rows, int n, const int32_t *
  * j+G, ... at a constant stride), or for a single query one for the whole group, whose G heads
  * are then the columns of one [HS, G] matrix. */
 static void attention_cached_gemms(float *out, const float *q, int ldq, const float *k,
-                                   const float *v, const int32_t *pos, float *scratch, int n, int L,
-                                   int NH, int NKV, int HS) {
+                                   const float *v, const int32_t *pos, int window, float *scratch,
+                                   int n, int L, int NH, int NKV, int HS) {
     int G = NH / NKV, ldkv = NKV * HS, parts = n == 1 ? 1 : G, cols = n == 1 ? G : n;
     int ldqc = n == 1 ? HS : ldq, ldo = n == 1 ? HS : NH * HS; /* a single query's heads: columns */
     long long nL = (long long)n * L;
@@ -1552,7 +1602,7 @@ static void attention_cached_gemms(float *out, const float *q, int ldq, const fl
                   q + (size_t)j * HS, ldqc, (long long)G * HS, 0.0f, scratch + j * nL, L, G * nL,
                   NKV);
     softmax_cached_kernel<<<cuda_blocks((size_t)NH * n, CACHED_WARPS), CACHED_WARPS * 32>>>(
-        scratch, NH * n, n, pos, L);
+        scratch, NH * n, n, pos, window, L);
     CUDA_LAUNCHED("attention_cached (softmax)");
     for (int j = 0; j < parts; j++) /* out_h^T (HS x n) = v_kv^T P_h^T */
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, HS, cols, L, 1.0f, v, ldkv, HS, scratch + j * nL, L,
@@ -1574,13 +1624,13 @@ size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS) {
 /* Generation: q, out [n,NH*HS] at positions pos[i] (out_bf16's rows ldo apart); k, v
  * [L,NKV*HS]. */
 void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
-                           const float *k, const float *v, const int32_t *pos, float *scratch,
-                           int n, int L, int NH, int NKV, int HS) {
-    Heads g = heads(1, n, NH, NKV, HS);
+                           const float *k, const float *v, const int32_t *pos, int window,
+                           float *scratch, int n, int L, int NH, int NKV, int HS) {
+    Heads g = masked(heads(1, n, NH, NKV, HS), 1, window);
     if (g.ok && L < n) CUDA_FAIL("attention_cached: fewer cached keys than queries");
     if (!g.ok || L < n) return;
     if ((size_t)n * NH >= CACHED_SPLIT_ROWS) {
-        attention_cached_gemms(out, q, ldq, k, v, pos, scratch, n, L, NH, NKV, HS);
+        attention_cached_gemms(out, q, ldq, k, v, pos, window, scratch, n, L, NH, NKV, HS);
         if (out_bf16) cuda_dequantize_rows_bf16(out_bf16, out, GGML_F32, 0, n, NH * HS, ldo);
         return;
     }
@@ -1589,8 +1639,8 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float 
     if (!counters) return;
     size_t warps = (size_t)n * NH * splits;
     attention_cached_kernel<<<cuda_blocks(warps, CACHED_WARPS), CACHED_WARPS * 32>>>(
-        out, (__nv_bfloat16 *)out_bf16, ldo, scratch, counters, q, ldq, k, v, pos, n, splits, NH,
-        NKV, HS);
+        out, (__nv_bfloat16 *)out_bf16, ldo, scratch, counters, q, ldq, k, v, pos, window, n,
+        splits, NH, NKV, HS);
     CUDA_LAUNCHED("attention_cached");
 }
 

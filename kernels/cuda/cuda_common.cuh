@@ -287,12 +287,13 @@ void cuda_lora_dinp_bf16(float *dinp, uint16_t *dinp_bf16, const float *const *d
                          int R, int acc);
 void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                             float *q, int ldq, float *k, const float *v, int ldkv,
-                            const int32_t *mask, int causal, const RopeFreqs *rope, float p,
-                            uint64_t seed, float *scratch, int B, int T, int NH, int NKV, int HS);
+                            const int32_t *mask, int causal, int window, const RopeFreqs *rope,
+                            float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
+                            int HS);
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, int ldq, int ldkv, const float *out,
                              const uint16_t *out_bf16, int ldo, const float *lse,
-                             const float *saved, const int32_t *mask, int causal,
+                             const float *saved, const int32_t *mask, int causal, int window,
                              const RopeFreqs *rope, float p, uint64_t seed, float *scratch, int B,
                              int T, int NH, int NKV, int HS, int acc);
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
@@ -300,8 +301,8 @@ int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS, int out_apart);
 uint16_t *cuda_attention_saved_out(Precision p, float *saved);
 void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
-                           const float *k, const float *v, const int32_t *pos, float *scratch,
-                           int n, int L, int NH, int NKV, int HS);
+                           const float *k, const float *v, const int32_t *pos, int window,
+                           float *scratch, int n, int L, int NH, int NKV, int HS);
 size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS);
 void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
                       int ld, const int32_t *pos, const RopeFreqs *rope, int n, int NH, int NKV,

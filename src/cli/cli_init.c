@@ -45,6 +45,7 @@ static int quant_by_name(const char *name, GgmlType *out, LfError *err) {
 typedef struct InitArgs {
     const char *arch, *vocab_from, *out, *gguf, *quant, *rope_scaling;
     int layers, hidden, heads, kv_heads, head_dim, ffn, max_pos, num_labels, untied, seed;
+    int sliding_window; /* mistral: -1 keeps MistralConfig's 4096, 0 none */
     float init_std, rope_theta;
 } InitArgs;
 
@@ -55,8 +56,10 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
         model_config_defaults(cfg, ARCH_DISTILBERT);
     else if (!strcmp(arch, "bert"))
         model_config_defaults(cfg, ARCH_BERT);
-    else if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3"))
+    else if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3") ||
+             !strcmp(arch, "mistral"))
         model_config_defaults(cfg, arch[0] == 'l'   ? ARCH_LLAMA
+                                   : arch[0] == 'm' ? ARCH_MISTRAL
                                    : arch[4] == '2' ? ARCH_QWEN2
                                                     : ARCH_QWEN3),
             cfg->tie_word_embeddings = !a->untied;
@@ -64,7 +67,8 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
         model_config_defaults(cfg, ARCH_GPT2);
     else
         return lf_fail(
-            err, "--arch '%s'%s: expected distilbert, bert, llama, qwen2, qwen3 or gpt2 (tied)",
+            err,
+            "--arch '%s'%s: expected distilbert, bert, llama, qwen2, qwen3, mistral or gpt2 (tied)",
             arch, a->untied ? " --untied" : "");
     if (a->gguf && !arch_is_llama(cfg->arch) && cfg->arch != ARCH_GPT2)
         return lf_fail(err, "--gguf writes the llama family's and gpt2 models only (--arch %s)",
@@ -75,6 +79,9 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     if (a->rope_theta < 0 || !isfinite(a->rope_theta))
         return lf_fail(err, "--rope-theta %g: a RoPE base is finite and > 0", a->rope_theta);
     if (a->rope_theta > 0) cfg->rope_theta = a->rope_theta;
+    if (a->sliding_window >= 0 && cfg->arch != ARCH_MISTRAL)
+        return lf_fail(err, "--sliding-window is mistral's (--arch %s)", arch);
+    if (a->sliding_window >= 0) cfg->sliding_window = a->sliding_window;
     if (a->rope_scaling && model_config_rope_scaling(cfg, a->rope_scaling, err))
         return lf_wrap(err, "--rope-scaling");
     if (take_vocab(cfg, a->vocab_from, err)) return -1;
@@ -144,9 +151,10 @@ static int init_checkpoint(const InitArgs *a, LfError *err) {
 }
 
 int cmd_init(int argc, char **argv) {
-    InitArgs a = {.arch = "distilbert", .quant = "Q8_0"};
+    InitArgs a = {.arch = "distilbert", .quant = "Q8_0", .sliding_window = -1};
     const CliOpt opts[] = {
-        {"arch", OPT_STR, &a.arch, "distilbert (default), bert, llama, qwen2, qwen3 or gpt2"},
+        {"arch", OPT_STR, &a.arch,
+         "distilbert (default), bert, llama, qwen2, qwen3, mistral or gpt2"},
         {"layers", OPT_INT, &a.layers, "transformer layers (default: the base model's)"},
         {"hidden", OPT_INT, &a.hidden, "hidden size C"},
         {"heads", OPT_INT, &a.heads, "attention heads (must divide hidden)"},
@@ -157,6 +165,8 @@ int cmd_init(int argc, char **argv) {
         {"ffn", OPT_INT, &a.ffn, "feed-forward size (default 4 * hidden)"},
         {"max-positions", OPT_INT, &a.max_pos, "position embeddings (default 512)"},
         {"rope-theta", OPT_FLOAT, &a.rope_theta, "llama: RoPE's base (default 10000)"},
+        {"sliding-window", OPT_INT, &a.sliding_window,
+         "mistral: config.json's sliding_window (default 4096, MistralConfig's; 0: null)"},
         {"rope-scaling", OPT_STR, &a.rope_scaling,
          "llama: config.json's rope_scaling object, e.g. '{\"rope_type\": \"linear\", "
          "\"factor\": 4}' (linear or llama3)"},

@@ -147,6 +147,10 @@ static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
     if (vlen != a->head_dim)
         return lf_fail(err, "%s: %s.attention.value_length %d differs from key_length %d", g->path,
                        arch, vlen, a->head_dim);
+    snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
+    if (gguf_find_kv(g, key) &&
+        arch_int(g, arch, "attention.sliding_window", 0, &a->sliding_window, err))
+        return -1;
     if (arch_int(g, arch, "attention.head_count_kv", a->n_heads, &a->n_kv_heads, err) ||
         arch_float(g, arch, "rope.freq_base", 10000.0f, &a->rope_theta, err) ||
         arch_float(g, arch, "attention.layer_norm_rms_epsilon", 0, &a->norm_eps, err))

@@ -95,7 +95,7 @@ static int out_add(Out *o, const char *name, const float *src, int64_t rows, int
 static int gguf_name(const Model *m, const char *hf, const char *suffix, char *out, GgufFix *fix,
                      LfError *err) {
     char base[GGUF_MAX_NAME];
-    if (gguf_name_of(arch_name(m->cfg.arch), hf, base, sizeof base, fix, err)) return -1;
+    if (gguf_name_of(arch_gguf_name(m->cfg.arch), hf, base, sizeof base, fix, err)) return -1;
     if ((size_t)snprintf(out, GGUF_MAX_NAME, "%s%s", base, suffix) >= GGUF_MAX_NAME)
         return lf_fail(err, "tensor '%s%s': name too long for GGUF", base, suffix);
     return 0;
@@ -154,7 +154,7 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
                  : 0;
     }
     const GgufWriteKV kvs[] = {
-        {.key = "general.architecture", .type = GGUF_STRING, .s = arch_name(m->cfg.arch)},
+        {.key = "general.architecture", .type = GGUF_STRING, .s = arch_gguf_name(m->cfg.arch)},
         {.key = "general.type", .type = GGUF_STRING, .s = "adapter"},
         {.key = "general.name", .type = GGUF_STRING, .s = "loraft LoRA adapter"},
         {.key = "adapter.type", .type = GGUF_STRING, .s = "lora"},
@@ -186,22 +186,32 @@ static int copied_key(const char *key) {
 }
 
 /* Room for the names of llama_kvs' keys, which carry the architecture's prefix. */
-typedef char KeyNames[14][64];
+typedef char KeyNames[15][64];
 
-/* The `llama.*` (or `qwen2.*`, `qwen3.*`) hyper-parameters of cfg, as convert_hf_to_gguf.py writes
- * them (a head_dim as key_length and value_length), their names in names. */
+/* The `llama.*` (or `qwen2.*`, `qwen3.*`; a Mistral's are llama's: arch_gguf_name) hyper-parameters
+ * of cfg, as convert_hf_to_gguf.py writes them (a head_dim as key_length and value_length), their
+ * names in names. A Mistral's sliding_window as attention.sliding_window (llama.cpp's key of the
+ * archs with one; its converter writes none for Mistral, and llama.cpp reads none for llama). */
 static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
-    static const char *const keys[] = {"context_length",       "embedding_length",
-                                       "block_count",          "feed_forward_length",
-                                       "attention.head_count", "attention.head_count_kv",
-                                       "rope.dimension_count", "vocab_size",
-                                       "rope.freq_base",       "attention.layer_norm_rms_epsilon",
-                                       "rope.scaling.type",    "rope.scaling.factor",
-                                       "attention.key_length", "attention.value_length"};
+    static const char *const keys[] = {"context_length",
+                                       "embedding_length",
+                                       "block_count",
+                                       "feed_forward_length",
+                                       "attention.head_count",
+                                       "attention.head_count_kv",
+                                       "rope.dimension_count",
+                                       "vocab_size",
+                                       "rope.freq_base",
+                                       "attention.layer_norm_rms_epsilon",
+                                       "rope.scaling.type",
+                                       "rope.scaling.factor",
+                                       "attention.key_length",
+                                       "attention.value_length",
+                                       "attention.sliding_window"};
     const int vals[] = {c->max_positions, c->hidden_size,  c->num_layers,      c->ffn_size,
                         c->num_heads,     c->num_kv_heads, model_head_size(c), c->vocab_size};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
-        snprintf(names[i], sizeof names[i], "%s.%s", arch_name(c->arch), keys[i]);
+        snprintf(names[i], sizeof names[i], "%s.%s", arch_gguf_name(c->arch), keys[i]);
     int n = 0;
     for (size_t i = 0; i < sizeof vals / sizeof *vals; i++)
         kv[n++] = (GgufWriteKV){.key = names[i], .type = GGUF_UINT32, .u = (uint64_t)vals[i]};
@@ -214,6 +224,9 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
     }
     for (int i = 12; c->head_dim && i < 14; i++)
         kv[n++] = (GgufWriteKV){.key = names[i], .type = GGUF_UINT32, .u = (uint64_t)c->head_dim};
+    if (c->sliding_window)
+        kv[n++] =
+            (GgufWriteKV){.key = names[14], .type = GGUF_UINT32, .u = (uint64_t)c->sliding_window};
     return n;
 }
 
@@ -231,30 +244,47 @@ static int gpt2_kvs(const ModelConfig *c, GgufWriteKV *kv) {
     return n;
 }
 
-/* A byte-level BPE vocabulary's tokenizer.ggml.* keys (bpe_to_arrays). */
+/* A BPE vocabulary's tokenizer.ggml.* keys (bpe_to_arrays): byte-level ("gpt2": pre-tokenizer
+ * name and merges) or SentencePiece ("llama": scores, add_space_prefix, the unknown token, no
+ * merges, as llama.cpp's converter writes them). */
 static int vocab_kvs(const BpeArrays *b, GgufWriteKV *kv) {
-    const GgufWriteKV tk[] = {
-        {.key = "tokenizer.ggml.model", .type = GGUF_STRING, .s = "gpt2"},
-        {.key = "tokenizer.ggml.pre", .type = GGUF_STRING, .s = b->pre},
-        {.key = "tokenizer.ggml.tokens",
-         .type = GGUF_ARRAY,
-         .elem_type = GGUF_STRING,
-         .n = (uint64_t)b->n_tokens,
-         .arr = b->tokens},
-        {.key = "tokenizer.ggml.token_type",
-         .type = GGUF_ARRAY,
-         .elem_type = GGUF_INT32,
-         .n = (uint64_t)b->n_tokens,
-         .arr = b->token_types},
-        {.key = "tokenizer.ggml.merges",
-         .type = GGUF_ARRAY,
-         .elem_type = GGUF_STRING,
-         .n = (uint64_t)b->n_merges,
-         .arr = b->merges},
-        {.key = "tokenizer.ggml.add_bos_token", .type = GGUF_BOOL, .b = b->add_bos},
-    };
-    for (size_t i = 0; i < sizeof tk / sizeof *tk; i++) kv[i] = tk[i];
-    return (int)(sizeof tk / sizeof *tk);
+    int spm = b->model && !strcmp(b->model, "llama"), n = 0;
+    kv[n++] = (GgufWriteKV){
+        .key = "tokenizer.ggml.model", .type = GGUF_STRING, .s = spm ? "llama" : "gpt2"};
+    if (!spm)
+        kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.pre", .type = GGUF_STRING, .s = b->pre};
+    kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.tokens",
+                            .type = GGUF_ARRAY,
+                            .elem_type = GGUF_STRING,
+                            .n = (uint64_t)b->n_tokens,
+                            .arr = b->tokens};
+    if (spm)
+        kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.scores",
+                                .type = GGUF_ARRAY,
+                                .elem_type = GGUF_FLOAT32,
+                                .n = (uint64_t)b->n_tokens,
+                                .arr = b->scores};
+    kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.token_type",
+                            .type = GGUF_ARRAY,
+                            .elem_type = GGUF_INT32,
+                            .n = (uint64_t)b->n_tokens,
+                            .arr = b->token_types};
+    if (!spm)
+        kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.merges",
+                                .type = GGUF_ARRAY,
+                                .elem_type = GGUF_STRING,
+                                .n = (uint64_t)b->n_merges,
+                                .arr = b->merges};
+    if (spm && b->unk_id >= 0)
+        kv[n++] = (GgufWriteKV){.key = "tokenizer.ggml.unknown_token_id",
+                                .type = GGUF_UINT32,
+                                .u = (uint64_t)b->unk_id};
+    if (spm)
+        kv[n++] = (GgufWriteKV){
+            .key = "tokenizer.ggml.add_space_prefix", .type = GGUF_BOOL, .b = !b->no_space_prefix};
+    kv[n++] =
+        (GgufWriteKV){.key = "tokenizer.ggml.add_bos_token", .type = GGUF_BOOL, .b = b->add_bos};
+    return n;
 }
 
 /* Tokenizer metadata when there is no source file: vocab's (NULL: none), with the special ids
@@ -302,7 +332,7 @@ static int merged_kvs(const Model *m, GgmlType type, const Gguf *src, const BpeA
                       GgufWriteKV *kv, KeyNames names) {
     int n = 0;
     kv[n++] = (GgufWriteKV){
-        .key = "general.architecture", .type = GGUF_STRING, .s = arch_name(m->cfg.arch)};
+        .key = "general.architecture", .type = GGUF_STRING, .s = arch_gguf_name(m->cfg.arch)};
     kv[n++] = (GgufWriteKV){.key = "general.type", .type = GGUF_STRING, .s = "model"};
     kv[n++] = (GgufWriteKV){.key = "general.file_type", .type = GGUF_UINT32, .u = file_type(type)};
     kv[n++] = (GgufWriteKV){.key = "general.quantization_version", .type = GGUF_UINT32, .u = 2};

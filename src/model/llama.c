@@ -370,8 +370,9 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     head_norms_forward(m, Ly, a, N);
     uint16_t *ob = Ly->o.in_bf16; /* else o reads ctx */
     o->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
-                         a->q, b->q_ld, a->k, a->v, b->kv_ld, model_attention_mask(m), 1, &b->rope,
-                         d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
+                         a->q, b->q_ld, a->k, a->v, b->kv_ld, model_attention_mask(m), 1,
+                         m->cfg.sliding_window, &b->rope, d.attention, model_site(l, SITE_ATT),
+                         m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d, replay);
 }
 
@@ -394,7 +395,8 @@ static void layer_decode(Model *m, int l, int n) {
     o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, &b->rope, n, NH, NKV,
                    HS);
     o->attention_cached(a->ctx, Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->q, b->q_ld, k, v,
-                        m->positions, m->cache_scratch, n, m->cache_keys, NH, NKV, HS);
+                        m->positions, m->cfg.sliding_window, m->cache_scratch, n, m->cache_keys, NH,
+                        NKV, HS);
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
@@ -431,7 +433,7 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
                           kept ? a->v : NULL, NH * HS, NKV * HS, kept ? a->ctx : NULL,
                           Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
-                          model_attention_mask(m), 1, &b->rope, d.attention,
+                          model_attention_mask(m), 1, m->cfg.sliding_window, &b->rope, d.attention,
                           model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS, OPS_SET);
     const float *dq = b->d_q, *dk = b->d_k;
     if (b->qk_norm) { /* through Qwen3's head norms: q's into d_ctx (read by now), k's into d_q */

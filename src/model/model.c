@@ -94,6 +94,7 @@ static const ArchImpl *arch_for(Arch a) {
         [ARCH_DISTILBERT] = &arch_distilbert, [ARCH_BERT] = &arch_bert,
         [ARCH_LLAMA] = &arch_llama,           [ARCH_GPT2] = &arch_gpt2,
         [ARCH_QWEN2] = &arch_llama,           [ARCH_QWEN3] = &arch_llama,
+        [ARCH_MISTRAL] = &arch_llama,
     };
     return archs[a];
 }
@@ -386,7 +387,8 @@ static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *r
         char name[GGUF_MAX_NAME + 64];
         GgufFix fix;
         if (!strcmp(g.tensors[t].name, GGUF_ROPE_FREQS)) continue; /* the config's (gguf_arch) */
-        if (gguf_hf_name(arch_name(m->cfg.arch), g.tensors[t].name, name, sizeof name, &fix, err)) {
+        if (gguf_hf_name(arch_gguf_name(m->cfg.arch), g.tensors[t].name, name, sizeof name, &fix,
+                         err)) {
             rc = -1;
             break;
         }
@@ -839,7 +841,7 @@ static int gguf_storage(Model *m, const char *path, LfError *err) {
         char name[GGUF_MAX_NAME];
         GgufFix fix;
         if (!packable(m, m->linears[i])) continue;
-        rc = gguf_name_of(arch_name(m->cfg.arch), w->name, name, sizeof name, &fix, err);
+        rc = gguf_name_of(arch_gguf_name(m->cfg.arch), w->name, name, sizeof name, &fix, err);
         const GgufTensor *t = rc ? NULL : gguf_find_tensor(&g, name);
         if (!rc && !t) rc = lf_fail(err, "%s: tensor '%s' (%s) not found", path, name, w->name);
         if (!rc && t->type != GGML_F32 && quant_can_dequantize(t->type)) w->dtype = (int)t->type;

@@ -1,5 +1,5 @@
-/* model_config.c: HF config.json <-> ModelConfig for DistilBERT, BERT, Llama, Qwen2, Qwen3 and
- * GPT-2.
+/* model_config.c: HF config.json <-> ModelConfig for DistilBERT, BERT, Llama, Qwen2, Qwen3,
+ * Mistral and GPT-2.
  * The plain numeric keys of each architecture are one table (JSON name, type,
  * field), used both to read and to write; the few keys with rules of their own
  * (activation, position embeddings, BERT's nullable classifier_dropout, GPT-2's n_inner,
@@ -113,6 +113,8 @@ static const struct {
                     llama_keys},
     [ARCH_QWEN3] = {"qwen3", "Qwen3ForCausalLM", "Qwen3ForSequenceClassification", "hidden_act",
                     llama_keys},
+    [ARCH_MISTRAL] = {"mistral", "MistralForCausalLM", "MistralForSequenceClassification",
+                      "hidden_act", llama_keys},
 };
 
 static const struct {
@@ -126,6 +128,10 @@ static const struct {
 
 const char *arch_name(Arch arch) {
     return arch_info[arch].model_type;
+}
+
+const char *arch_gguf_name(Arch arch) {
+    return arch == ARCH_MISTRAL ? "llama" : arch_info[arch].model_type;
 }
 
 void model_config_defaults(ModelConfig *cfg, Arch arch) {
@@ -161,6 +167,10 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->bos_token_id = cfg->eos_token_id = -1;
         cfg->head_dim = arch == ARCH_QWEN3 ? 128 : 0;
     }
+    if (arch == ARCH_MISTRAL) { /* MistralConfig()'s */
+        cfg->ffn_size = 14336, cfg->num_kv_heads = 8, cfg->max_positions = 4096 * 32;
+        cfg->sliding_window = 4096;
+    }
     if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
         cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->num_layers = 12;
         cfg->activation = ACT_GELU_TANH;
@@ -168,7 +178,7 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->pad_token_id = -1, cfg->bos_token_id = cfg->eos_token_id = 50256;
         cfg->tie_word_embeddings = 1;
     }
-    cfg->num_kv_heads = cfg->num_heads;
+    if (arch != ARCH_MISTRAL) cfg->num_kv_heads = cfg->num_heads;
 }
 
 /* ---------------------------------------------------------------------- load
@@ -354,20 +364,36 @@ static int load_qwen_window(const cJSON *root, const char *path, LfError *err) {
     return 0;
 }
 
+/* Mistral's sliding_window: an integer, or null for none (absent: MistralConfig's 4096). Like
+ * MistralConfig, layer_types and use_sliding_window are not read: every layer has the window. */
+static int load_mistral_window(ModelConfig *cfg, const cJSON *root, const char *path,
+                               LfError *err) {
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    if (!w) return 0;
+    if (cJSON_IsNull(w)) return cfg->sliding_window = 0, 0;
+    if (read_int(w, path, "sliding_window", &cfg->sliding_window, err)) return -1;
+    if (cfg->sliding_window < 1)
+        return lf_fail(err, "%s: key 'sliding_window' must be a positive integer or null (got %d)",
+                       path, cfg->sliding_window);
+    return 0;
+}
+
 /* Llama: no biases (Qwen2: q, k and v's, whatever attention_bias says, as transformers builds
- * them), head_dim (null or absent: hidden / heads; Qwen3: 128); num_key_value_heads defaults to
- * the number of heads. */
+ * them; Mistral: none, and MistralConfig has neither key), head_dim (null or absent: hidden /
+ * heads; Qwen3: 128); num_key_value_heads defaults to the number of heads (Mistral: 8, which
+ * load_keys kept). */
 static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *path,
                                LfError *err) {
     int attention_bias = 0, mlp_bias = 0, qwen2 = cfg->arch == ARCH_QWEN2;
-    int qwen = qwen2 || cfg->arch == ARCH_QWEN3;
+    int qwen = qwen2 || cfg->arch == ARCH_QWEN3, mistral = cfg->arch == ARCH_MISTRAL;
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
-    if (!cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
+    if (!mistral && !cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
         cfg->num_kv_heads = cfg->num_heads;
     if (get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
-        (!qwen2 && get_bool(root, "attention_bias", path, &attention_bias, err)) ||
-        (!qwen && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
+        (!qwen2 && !mistral && get_bool(root, "attention_bias", path, &attention_bias, err)) ||
+        (!qwen && !mistral && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
         (qwen && load_qwen_window(root, path, err)) ||
+        (mistral && load_mistral_window(cfg, root, path, err)) ||
         (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &cfg->head_dim, err)) ||
         load_rope(cfg, root, path, err))
         return -1;
@@ -464,7 +490,7 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     const char *type;
     if (get_string(root, "model_type", path, &type, err)) return -1;
     if (!type) return lf_fail(err, "%s: key 'model_type' is missing", path);
-    for (int a = ARCH_DISTILBERT; a <= ARCH_QWEN3; a++)
+    for (int a = ARCH_DISTILBERT; a <= ARCH_MISTRAL; a++)
         if (!strcmp(type, arch_info[a].model_type)) {
             *arch = (Arch)a;
             return 0;
@@ -472,7 +498,7 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     return lf_fail(
         err,
         "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, qwen2, qwen3, "
-        "gpt2)",
+        "mistral, gpt2)",
         path, type);
 }
 
@@ -521,8 +547,11 @@ static void rope_from_divisors(ModelConfig *cfg, const float *d, int n) {
 }
 
 /* A Llama, Qwen2, Qwen3 or GPT-2 GGUF file's metadata (gguf_arch) as the config.json it was made
- * from. GPT-2's head is always tied (llama.cpp's converter writes a copy of token_embd as
- * output.weight, which the loader skips). GGUF keeps no dropout rates: HF's defaults stay. */
+ * from: a Mistral's is llama's, as llama.cpp's converter writes it, without a sliding window (as
+ * llama.cpp computes it), or with llama.attention.sliding_window (as loraft writes it): then a
+ * Mistral again.
+ * GPT-2's head is always tied (llama.cpp's converter writes a copy of token_embd as output.weight,
+ * which the loader skips). GGUF keeps no dropout rates: HF's defaults stay. */
 static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     Gguf g;
     GgufArch a;
@@ -531,10 +560,17 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     gguf_close(&g);
     if (rc) return -1;
     int gpt2 = !strcmp(a.arch, "gpt2");
+    if (a.sliding_window && strcmp(a.arch, "llama"))
+        return lf_fail(err,
+                       "%s: %s.attention.sliding_window: sliding-window attention is not "
+                       "supported for %s",
+                       path, a.arch, a.arch);
     model_config_defaults(cfg, gpt2                       ? ARCH_GPT2
                                : !strcmp(a.arch, "qwen2") ? ARCH_QWEN2
                                : !strcmp(a.arch, "qwen3") ? ARCH_QWEN3
+                               : a.sliding_window         ? ARCH_MISTRAL
                                                           : ARCH_LLAMA);
+    cfg->sliding_window = a.sliding_window;
     cfg->vocab_size = a.vocab_size, cfg->hidden_size = a.hidden, cfg->num_layers = a.n_layers;
     cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
     cfg->head_dim = a.head_dim * a.n_heads != a.hidden || !strcmp(a.arch, "qwen3") ? a.head_dim : 0;
@@ -591,8 +627,8 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         const char *what;
         int ok;
     } rules[] = {
-        {"architecture is distilbert, bert, llama, qwen2, qwen3 or gpt2",
-         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_QWEN3},
+        {"architecture is distilbert, bert, llama, qwen2, qwen3, mistral or gpt2",
+         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_MISTRAL},
         {"vocab_size > 0", c->vocab_size > 0},
         {"hidden size > 0", c->hidden_size > 0},
         {"number of layers > 0", c->num_layers > 0},
@@ -604,17 +640,17 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"max_position_embeddings > 0", c->max_positions > 0},
         {"type_vocab_size > 0 for BERT (0 for DistilBERT)",
          c->arch == ARCH_BERT ? c->type_vocab_size > 0 : c->type_vocab_size == 0},
-        {"activation is gelu, gelu_new or relu (silu for llama, qwen2)",
+        {"activation is gelu, gelu_new or relu (silu for the llama family)",
          arch_is_llama(c->arch) ? c->activation == ACT_SILU
                                 : c->activation == ACT_GELU || c->activation == ACT_GELU_TANH ||
                                       c->activation == ACT_RELU},
-        {"num_key_value_heads divides the number of heads (llama, qwen2)",
+        {"num_key_value_heads divides the number of heads (llama family)",
          !arch_is_llama(c->arch) || (c->num_kv_heads > 0 && c->num_heads % c->num_kv_heads == 0)},
-        {"head size even, at most 256, and rope_theta > 0 (llama, qwen2)",
+        {"head size even, at most 256, and rope_theta > 0 (llama family)",
          !arch_is_llama(c->arch) ||
              (c->num_heads > 0 && model_head_size(c) % 2 == 0 &&
               model_head_size(c) <= 2 * ROPE_MAX_PAIRS && c->rope_theta > 0)},
-        {"RoPE scaling only on llama and qwen2, its divisors one a pair of a head and positive",
+        {"RoPE scaling only on the llama family, its divisors one a pair of a head and positive",
          rope_scaling_ok(c)},
         {"layer_norm_eps > 0", c->layer_norm_eps > 0},
         {"dropouts in [0, 1)", c->hidden_dropout >= 0 && c->hidden_dropout < 1 &&
@@ -623,10 +659,12 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
                                    c->classifier_dropout >= 0 && c->classifier_dropout < 1},
         {"the head tied to the embedding (gpt2)", c->arch != ARCH_GPT2 || c->tie_word_embeddings},
         {"initializer_range >= 0", c->initializer_range >= 0},
-        {"pad_token_id in [0, vocab_size) (llama, qwen2, gpt2: or unset)",
+        {"sliding_window >= 0, and 0 but for mistral",
+         c->arch == ARCH_MISTRAL ? c->sliding_window >= 0 : c->sliding_window == 0},
+        {"pad_token_id in [0, vocab_size) (llama family, gpt2: or unset)",
          ((arch_is_llama(c->arch) || c->arch == ARCH_GPT2) && c->pad_token_id == -1) ||
              (c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size)},
-        {"a score head only on llama and qwen2, with one label",
+        {"a score head only on the llama family, with one label",
          !c->score_head || (arch_info[c->arch].score_architecture && c->num_labels == 1)},
         {"bos/eos token ids unset or in [0, vocab_size)",
          c->bos_token_id >= -1 && c->bos_token_id < c->vocab_size && c->eos_token_id >= -1 &&
@@ -706,14 +744,18 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
         return -1;
     if (arch_is_llama(cfg->arch)) {
         int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
+        int mistral = cfg->arch == ARCH_MISTRAL, w = cfg->sliding_window;
         /* Qwen3Config's default is 128, not hidden / heads: always written */
         int head_dim = cfg->arch == ARCH_QWEN3 ? model_head_size(cfg) : cfg->head_dim;
         if (!cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_word_embeddings) ||
             add_rope_scaling(root, &cfg->rope_scaling) ||
             (head_dim && !cJSON_AddNumberToObject(root, "head_dim", head_dim)) ||
             (qwen && !cJSON_AddFalseToObject(root, "use_sliding_window")) ||
-            (cfg->arch != ARCH_QWEN2 && !cJSON_AddFalseToObject(root, "attention_bias")) ||
-            (!qwen && !cJSON_AddFalseToObject(root, "mlp_bias")))
+            (mistral && !(w ? cJSON_AddNumberToObject(root, "sliding_window", w)
+                            : cJSON_AddNullToObject(root, "sliding_window"))) ||
+            (!mistral && cfg->arch != ARCH_QWEN2 &&
+             !cJSON_AddFalseToObject(root, "attention_bias")) ||
+            (!qwen && !mistral && !cJSON_AddFalseToObject(root, "mlp_bias")))
             return -1;
     } else if (cfg->arch == ARCH_GPT2) {
         if (!cJSON_AddNumberToObject(root, "n_inner", cfg->ffn_size) ||

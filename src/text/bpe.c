@@ -1,9 +1,12 @@
-/* bpe.c: byte-level BPE (see bpe.h), exact to Hugging Face `tokenizers`. The pre-tokenizer
- * regexes are hand-written matchers over the generated Unicode classes (unicode_props.c), merges
- * are an open-addressing hash of id pairs, and each word is merged with the same min-heap of
- * (rank, position) that `tokenizers` uses, so ties and stale entries resolve as there. It is not a
- * general `tokenizers` runtime: normalizers other than NFC (normalize.c), other models and other
- * regexes are refused at load time, and there is no word cache and no offset tracking. */
+/* bpe.c: byte-level and SentencePiece-style BPE (see bpe.h), exact to Hugging Face `tokenizers`.
+ * The pre-tokenizer regexes are hand-written matchers over the generated Unicode classes
+ * (unicode_props.c), merges are an open-addressing hash of id pairs, and each word is merged with
+ * the same min-heap of (rank, position) that `tokenizers` uses, so ties and stale entries resolve
+ * as there. SentencePiece-style BPE is the same engine with chars (or <0xNN> byte tokens) as the
+ * first symbols, its normalizer / Metaspace / decoder steps, and for GGUF "llama" rules made from
+ * the scores (llama.cpp's merge order). It is not a general `tokenizers` runtime: other
+ * normalizers, models and regexes are refused at load time, and there is no word cache and no
+ * offset tracking. */
 #include "loraft/bpe.h"
 
 #include <errno.h>
@@ -25,12 +28,18 @@ enum { MAX_STAGES = 4, MAX_TEMPLATE = 8 };
 
 /* Pre-tokenizer steps, applied in order; ByteLevel is always the last. ST_SPLIT_LLAMA3 is the
  * regex of Llama-3 (\p{N}{1,3}) and of Qwen2 (\p{N}): the same but for the digits per number. */
-typedef enum { ST_DIGITS, ST_SPLIT_GPT2, ST_SPLIT_LLAMA3, ST_BYTELEVEL } StageKind;
+typedef enum { ST_DIGITS, ST_SPLIT_GPT2, ST_SPLIT_LLAMA3, ST_BYTELEVEL, ST_METASPACE } StageKind;
 typedef struct Stage {
     StageKind kind;
-    int flag;  /* Digits: individual_digits; ByteLevel: add_prefix_space; Llama-3: digits */
-    int regex; /* ByteLevel: use_regex */
+    int flag;  /* Digits: individual_digits; ByteLevel: add_prefix_space; Llama-3: digits;
+                  Metaspace: prepend_scheme (PREPEND_*) */
+    int regex; /* ByteLevel: use_regex; Metaspace: split */
 } Stage;
+
+/* Metaspace's prepend_scheme. */
+enum { PREPEND_NEVER, PREPEND_FIRST, PREPEND_ALWAYS };
+
+static const char SPACE_MARK[] = "\xE2\x96\x81"; /* U+2581, SentencePiece's "▁" */
 
 typedef struct AddedToken {
     uint32_t off, len;     /* content in the arena */
@@ -69,15 +78,22 @@ struct Bpe {
     uint32_t *name_off, *name_len; /* [n_ids] what id_to_token gives: added content first */
     uint32_t *raw_off, *raw_len;   /* [n_ids] decoded bytes, raw_off UINT32_MAX: no such id */
     uint8_t *special;              /* [n_ids] 1 when decode(skip_special) drops it */
+    uint8_t *byte_tok;             /* [n_ids] SentencePiece: a <0xNN> the decoder turns to a byte */
     int32_t n_ids;
     StrTable vocab; /* model vocabulary, by spelling */
     PairTable merges;
-    int32_t byte_id[256];    /* the model token of each byte's char */
+    int32_t byte_id[256];    /* the model token of each byte's char; SentencePiece: of <0xNN> */
     char byte_spell[256][2]; /* UTF-8 of each byte's char (1 or 2 bytes) */
     AddedToken *added;
     int n_added;
     uint8_t added_first[2][256]; /* [normalized] some added token starts with this byte */
     int nfc;                     /* the normalizer is NFC (else there is none) */
+    /* SentencePiece-style BPE: the model works on chars, not the byte alphabet;
+     * prepend: normalizer Prepend("▁"); escape: normalizer Replace(" ", "▁"). */
+    int spm, byte_fallback, prepend, escape;
+    /* its decoder: ByteFallback; Strip of leading spaces after Fuse; the Metaspace decoder
+     * (which drops every "▁" of the first token, PREPEND_* + 1; 0: not that decoder) */
+    int dec_bytes, dec_strip, dec_metaspace;
     Stage stages[MAX_STAGES];
     int n_stages;
     int ignore_merges, fuse_unk;
@@ -343,8 +359,21 @@ typedef struct Enc {
     size_t buf_cap;
     char *spell; /* a word in the byte alphabet, for ignore_merges */
     size_t spell_cap;
-    Nfc nfc; /* the normalized text of the piece being encoded */
+    Nfc nfc;    /* the normalized text of the piece being encoded */
+    char *norm; /* the same, by the SentencePiece normalizer */
+    size_t norm_cap;
+    int at0; /* the piece being pre-tokenized starts the text (Metaspace's "first") */
 } Enc;
+
+/* e's buffer *p of *cap bytes, grown to at least n. */
+static int grow(Enc *e, char **p, size_t *cap, size_t n) {
+    if (n <= *cap) return 0;
+    char *q = realloc(*p, n);
+    if (!q) return lf_fail(e->err, "out of memory for a %zu-byte piece", n);
+    *p = q;
+    *cap = n;
+    return 0;
+}
 
 static int merge_less(const Merge *a, const Merge *b) {
     return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
@@ -411,6 +440,38 @@ static int32_t initial_symbols(Enc *e, const unsigned char *s, size_t n) {
     return k;
 }
 
+/* SentencePiece-style BPE (BPE::merge_word of `tokenizers`): one symbol per char the vocabulary
+ * has; another char becomes its <0xNN> tokens (byte_fallback, when all are there), else [UNK],
+ * fused with a pending one when fuse_unk. As there, a pending [UNK] goes out only before the next
+ * known char or at the end, so it may follow byte tokens that came after it. */
+static int32_t initial_chars(Enc *e, const unsigned char *s, size_t n) {
+    const Bpe *t = e->t;
+    int32_t k = 0;
+    int unk = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t c;
+        size_t j = i + (size_t)(s[i] < 0x80 ? 1 : utf8_decode(s + i, n - i, &c));
+        int32_t id = vocab_get(t, s + i, j - i);
+        size_t b = i;
+        if (id < 0 && t->byte_fallback)
+            while (b < j && t->byte_id[s[b]] >= 0) b++;
+        if (id >= 0) {
+            if (unk) e->sym[k] = (Sym){t->unk, k - 1, k + 1, 1}, k++;
+            unk = 0;
+            e->sym[k] = (Sym){id, k - 1, k + 1, 1}, k++;
+        } else if (t->byte_fallback && b == j) {
+            for (b = i; b < j; b++) e->sym[k] = (Sym){t->byte_id[s[b]], k - 1, k + 1, 1}, k++;
+        } else if (t->unk >= 0) {
+            if (unk && !t->fuse_unk) e->sym[k] = (Sym){t->unk, k - 1, k + 1, 1}, k++;
+            unk = 1;
+        }
+        i = j;
+    }
+    if (unk) e->sym[k] = (Sym){t->unk, k - 1, k + 1, 1}, k++;
+    if (k) e->sym[k - 1].next = -1;
+    return k;
+}
+
 /* Word::merge_all of `tokenizers`: pop the lowest (rank, position); skip entries whose pair is
  * gone or now merges into another token; merge; queue the two new neighbouring pairs. */
 static void merge_all(Enc *e, int32_t n) {
@@ -453,10 +514,10 @@ static int32_t whole_word(Enc *e, const unsigned char *s, size_t n) {
 
 static int bpe_word(Enc *e, const unsigned char *s, size_t n) {
     const Bpe *t = e->t;
-    int32_t whole = t->ignore_merges ? whole_word(e, s, n) : -1;
+    int32_t whole = !t->ignore_merges ? -1 : t->spm ? vocab_get(t, s, n) : whole_word(e, s, n);
     if (whole >= 0) return idlist_push(e->ids, whole, e->err);
     if (reserve(e, n)) return -1;
-    int32_t k = initial_symbols(e, s, n);
+    int32_t k = t->spm ? initial_chars(e, s, n) : initial_symbols(e, s, n);
     if (k > 1) merge_all(e, k);
     for (int32_t i = 0; i < k; i++)
         if (e->sym[i].alive && idlist_push(e->ids, e->sym[i].id, e->err)) return -1;
@@ -513,6 +574,30 @@ static int byte_level(Enc *e, int stage, const unsigned char *s, size_t n, const
     return st->regex ? split_regex(e, stage, s, n, 0) : pretok(e, stage + 1, s, n);
 }
 
+/* Metaspace: " " -> "▁", a "▁" in front (by prepend_scheme, unless one is there), then with split
+ * a piece at each "▁" (MergedWithNext). */
+static int metaspace(Enc *e, int stage, const unsigned char *s, size_t n, const Stage *st) {
+    int mark = n && (s[0] == ' ' || (n >= 3 && !memcmp(s, SPACE_MARK, 3)));
+    int add = !mark && (st->flag == PREPEND_ALWAYS || (st->flag == PREPEND_FIRST && e->at0));
+    if (grow(e, &e->buf, &e->buf_cap, 3 * n + 3)) return -1;
+    size_t k = 0;
+    if (add) memcpy(e->buf, SPACE_MARK, 3), k = 3;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == ' ')
+            memcpy(e->buf + k, SPACE_MARK, 3), k += 3;
+        else
+            e->buf[k++] = (char)s[i];
+    const unsigned char *b = (const unsigned char *)e->buf;
+    if (!st->regex) return pretok(e, stage + 1, b, k);
+    size_t start = 0;
+    for (size_t i = 1; i + 3 <= k; i++)
+        if (!memcmp(b + i, SPACE_MARK, 3)) {
+            if (pretok(e, stage + 1, b + start, i - start)) return -1;
+            start = i;
+        }
+    return pretok(e, stage + 1, b + start, k - start);
+}
+
 static int pretok(Enc *e, int stage, const unsigned char *s, size_t n) {
     if (!n) return 0; /* `tokenizers` drops empty splits */
     if (stage == e->t->n_stages) return bpe_word(e, s, n);
@@ -526,6 +611,8 @@ static int pretok(Enc *e, int stage, const unsigned char *s, size_t n) {
         return split_regex(e, stage, s, n, st->flag);
     case ST_BYTELEVEL:
         return byte_level(e, stage, s, n, st);
+    case ST_METASPACE:
+        return metaspace(e, stage, s, n, st);
     }
     return 0;
 }
@@ -559,23 +646,44 @@ static size_t space_before(const Bpe *t, const unsigned char *s, size_t start) {
     return i;
 }
 
-static int split_added(Enc *e, const unsigned char *s, size_t n, int normalized);
+static int split_added(Enc *e, const unsigned char *s, size_t n, int normalized, int at0);
+
+/* SentencePiece's normalizers into out (room for 3 n + 3 bytes): Prepend("▁") on a non-empty
+ * piece, Replace(" ", "▁"). Returns the length. */
+static size_t spm_normalize(const Bpe *t, const char *s, size_t n, char *out) {
+    size_t k = 0;
+    if (t->prepend && n) memcpy(out, SPACE_MARK, 3), k = 3;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == ' ' && t->escape)
+            memcpy(out + k, SPACE_MARK, 3), k += 3;
+        else
+            out[k++] = s[i];
+    return k;
+}
 
 /* Text between added tokens goes on (AddedVocabulary::extract_and_normalize): raw text through
- * the normalizer to the tokens with normalized=true, normalized text to the pre-tokenizer. */
-static int next_step(Enc *e, const unsigned char *s, size_t n, int normalized) {
-    if (normalized) return pretok(e, 0, s, n);
+ * the normalizer to the tokens with normalized=true, normalized text to the pre-tokenizer. at0:
+ * the piece starts the text. */
+static int next_step(Enc *e, const unsigned char *s, size_t n, int normalized, int at0) {
+    if (normalized) {
+        e->at0 = at0;
+        return pretok(e, 0, s, n);
+    }
     if (e->t->nfc) {
         const char *p;
         if (nfc_normalize(&e->nfc, (const char *)s, n, &p, &n, e->err)) return -1;
         s = (const unsigned char *)p;
+    } else if (e->t->prepend || e->t->escape) {
+        if (grow(e, &e->norm, &e->norm_cap, 3 * n + 3)) return -1;
+        n = spm_normalize(e->t, (const char *)s, n, e->norm);
+        s = (const unsigned char *)e->norm;
     }
-    return split_added(e, s, n, 1);
+    return split_added(e, s, n, 1, at0);
 }
 
 /* Splits s[0..n) on the added tokens of one set (AddedVocabulary::find_matches): those with
  * normalized=false on the raw text, then the others on each normalized piece between them. */
-static int split_added(Enc *e, const unsigned char *s, size_t n, int normalized) {
+static int split_added(Enc *e, const unsigned char *s, size_t n, int normalized, int at0) {
     const Bpe *t = e->t;
     size_t done = 0; /* start_offset: the end of the last token, with its stripped spaces */
     for (size_t i = 0; i < n;) {
@@ -587,12 +695,13 @@ static int split_added(Enc *e, const unsigned char *s, size_t n, int normalized)
         size_t start = i, stop = i + a->pat_len;
         if (a->lstrip) start = space_before(t, s, start) > done ? space_before(t, s, start) : done;
         if (a->rstrip) stop = run_end(&(Scan){t, s, n}, stop, UPROP_SPACE);
-        if (done < start && next_step(e, s + done, start - done, normalized)) return -1;
+        if (done < start && next_step(e, s + done, start - done, normalized, at0 && !done))
+            return -1;
         if (idlist_push(e->ids, a->id, e->err)) return -1;
         done = stop;
         i += a->pat_len;
     }
-    return done < n ? next_step(e, s + done, n - done, normalized) : 0;
+    return done < n ? next_step(e, s + done, n - done, normalized, at0 && !done) : 0;
 }
 
 int bpe_encode(const Bpe *t, const char *text, size_t len, int add_special, IdList *ids,
@@ -609,13 +718,14 @@ int bpe_encode(const Bpe *t, const char *text, size_t len, int add_special, IdLi
     int rc = 0;
     for (int i = 0; add_special && !rc && i < t->n_prefix; i++)
         rc = idlist_push(ids, t->prefix[i], err);
-    if (!rc) rc = split_added(&e, s, len, 0);
+    if (!rc) rc = split_added(&e, s, len, 0, 1);
     for (int i = 0; add_special && !rc && i < t->n_suffix; i++)
         rc = idlist_push(ids, t->suffix[i], err);
     free(e.sym);
     free(e.heap);
     free(e.buf);
     free(e.spell);
+    free(e.norm);
     nfc_free(&e.nfc);
     if (rc) ids->n = n0;
     return rc;
@@ -644,8 +754,74 @@ static int utf8_check(const unsigned char *s, size_t n) {
     return k == need ? k : -k;
 }
 
+/* The SentencePiece decoders of `tokenizers`: Sequence[Replace("▁", " "), ByteFallback, Fuse,
+ * Strip(" ", 1, 0)] (a run of byte tokens becomes its bytes when they are valid UTF-8, else one
+ * U+FFFD per byte; the fused text loses dec_strip leading spaces), or Metaspace (each "▁" a space
+ * but in the first token, which loses them all). Token texts are valid UTF-8 already. */
+static int spm_decode(const Bpe *t, const int32_t *ids, size_t n, int skip_special, char **text,
+                      size_t *len, LfError *err) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < t->n_ids && t->raw_off[ids[i]] != UINT32_MAX)
+            total += t->raw_len[ids[i]];
+    char *out = malloc(3 * total + 1);
+    if (!out) return lf_fail(err, "out of memory decoding %zu ids", n);
+    size_t m = 0, run = 0; /* run: bytes of byte tokens at out + m - run */
+    int first = 1;
+    for (size_t i = 0; i <= n; i++) {
+        int32_t id = i < n ? ids[i] : -1;
+        if (i < n && (id < 0 || id >= t->n_ids || t->raw_off[id] == UINT32_MAX ||
+                      (skip_special && t->special[id])))
+            continue;
+        if (i < n && t->byte_tok[id]) {
+            out[m++] = t->raw.p[t->raw_off[id]];
+            run++;
+            first = 0;
+            continue;
+        }
+        if (run) { /* the run ends: valid, or one U+FFFD per byte */
+            const unsigned char *r = (const unsigned char *)out + m - run;
+            size_t ok = 0;
+            while (ok < run) {
+                int c = utf8_check(r + ok, run - ok);
+                if (c < 0) break;
+                ok += (size_t)c;
+            }
+            if (ok < run) {
+                m -= run;
+                for (size_t k = 0; k < run; k++) memcpy(out + m, "\xEF\xBF\xBD", 3), m += 3;
+            }
+            run = 0;
+        }
+        if (i == n) break;
+        const char *raw = t->raw.p + t->raw_off[id];
+        size_t rl = t->raw_len[id];
+        if (first && t->dec_metaspace > PREPEND_NEVER + 1) { /* the first token drops its "▁" */
+            const char *name = t->text.p + t->name_off[id];
+            for (size_t k = 0; k < t->name_len[id]; k++)
+                if (k + 3 <= t->name_len[id] && !memcmp(name + k, SPACE_MARK, 3))
+                    k += 2;
+                else
+                    out[m++] = name[k];
+        } else {
+            memcpy(out + m, raw, rl);
+            m += rl;
+        }
+        first = 0;
+    }
+    size_t cut = 0;
+    while ((int)cut < t->dec_strip && cut < m && out[cut] == ' ') cut++;
+    memmove(out, out + cut, m - cut);
+    m -= cut;
+    out[m] = 0;
+    *text = out;
+    *len = m;
+    return 0;
+}
+
 int bpe_decode(const Bpe *t, const int32_t *ids, size_t n, int skip_special, char **text,
                size_t *len, LfError *err) {
+    if (t->spm) return spm_decode(t, ids, n, skip_special, text, len, err);
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         if (ids[i] >= 0 && ids[i] < t->n_ids && t->raw_off[ids[i]] != UINT32_MAX)
@@ -730,6 +906,7 @@ void bpe_free(Bpe *t) {
     free(t->raw_off);
     free(t->raw_len);
     free(t->special);
+    free(t->byte_tok);
     free(t->vocab.hash);
     free(t->vocab.id);
     free(t->merges.slot);
@@ -766,8 +943,9 @@ static int begin_vocab(Bpe *t, int32_t n_ids, size_t n_model, LfError *err) {
     t->raw_off = malloc(n * sizeof *t->raw_off);
     t->raw_len = calloc(n, sizeof *t->raw_len);
     t->special = calloc(n, 1);
+    t->byte_tok = calloc(n, 1);
     if (!t->off || !t->name_off || !t->raw_off || !t->len || !t->name_len || !t->raw_len ||
-        !t->special)
+        !t->special || !t->byte_tok)
         return lf_fail(err, "out of memory for %d tokens", n_ids);
     memset(t->off, 0xFF, n * sizeof *t->off);
     memset(t->name_off, 0xFF, n * sizeof *t->name_off);
@@ -833,6 +1011,15 @@ static int add_added(Bpe *t, const char *s, size_t n, int32_t id, const uint8_t 
     if (arena_add(&t->text, s, n, &a->off, err)) return -1;
     a->pat = a->off;
     a->pat_len = (uint32_t)n;
+    if (a->normalized && (t->prepend || t->escape)) { /* likewise, SentencePiece's normalizer */
+        char stack[256], *p = 3 * n + 3 <= sizeof stack ? stack : malloc(3 * n + 3);
+        if (!p) return lf_fail(err, "out of memory");
+        size_t m = spm_normalize(t, s, n, p);
+        int rc = arena_add(&t->text, p, m, &a->pat, err);
+        a->pat_len = (uint32_t)m;
+        if (p != stack) free(p);
+        if (rc) return -1;
+    }
     if (a->normalized && t->nfc) { /* found in normalized text: spelled as the normalizer does */
         Nfc z = {0};
         const char *p;
@@ -875,18 +1062,72 @@ static int raw_form(Bpe *t, int32_t id, LfError *err) {
     return rc;
 }
 
+/* The byte a token spelled <0xNN> stands for (the ByteFallback decoder: two hex digits as Rust's
+ * u8::from_str_radix reads them, which takes a sign too), -1 for another token. */
+static int fallback_byte(const char *s, size_t n) {
+    if (n != 6 || memcmp(s, "<0x", 3) || s[5] != '>') return -1;
+    int v = 0;
+    for (int i = s[3] == '+' ? 4 : 3; i < 5; i++) {
+        int c = s[i], d = c >= '0' && c <= '9'   ? c - '0'
+                          : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                 : -1;
+        if (d < 0) return -1;
+        v = 16 * v + d;
+    }
+    return v;
+}
+
+/* A SentencePiece token's bytes: its one byte for <0xNN> under ByteFallback, else its text with
+ * each "▁" a space (the Replace decoder). */
+static int spm_raw_form(Bpe *t, int32_t id, LfError *err) {
+    const char *s = t->text.p + t->name_off[id];
+    size_t n = t->name_len[id], k = 0;
+    int b = t->dec_bytes ? fallback_byte(s, n) : -1;
+    char stack[256], *out = n <= sizeof stack ? stack : malloc(n);
+    if (!out) return lf_fail(err, "out of memory");
+    if (b >= 0) {
+        out[k++] = (char)b;
+        t->byte_tok[id] = 1;
+    }
+    for (size_t i = 0; b < 0 && i < n; i++)
+        if (i + 3 <= n && !memcmp(s + i, SPACE_MARK, 3))
+            out[k++] = ' ', i += 2;
+        else
+            out[k++] = s[i];
+    int rc = arena_add(&t->raw, out, k, &t->raw_off[id], err);
+    t->raw_len[id] = (uint32_t)k;
+    if (out != stack) free(out);
+    return rc;
+}
+
 /* After the vocabulary, merges and added tokens: byte ids, decoded forms, special flags. */
 static int finish(Bpe *t, const char *name, LfError *err) {
-    int bytelevel = 0;
-    for (int i = 0; i < t->n_stages; i++) bytelevel |= t->stages[i].kind == ST_BYTELEVEL;
-    if (!bytelevel)
+    int bytelevel = 0, meta = 0;
+    for (int i = 0; i < t->n_stages; i++) {
+        bytelevel |= t->stages[i].kind == ST_BYTELEVEL;
+        meta |= t->stages[i].kind == ST_METASPACE;
+    }
+    if (t->spm && (bytelevel || t->n_stages > meta))
+        return lf_fail(err, "%s: a SentencePiece-style BPE takes no pre-tokenizer but Metaspace",
+                       name);
+    if (!t->spm && !bytelevel)
         return lf_fail(err, "%s: no ByteLevel pre-tokenizer: not a byte-level BPE", name);
+    if (!t->spm && (meta || t->prepend || t->escape || t->byte_fallback))
+        return lf_fail(err,
+                       "%s: Metaspace, Prepend, Replace and byte_fallback need a SentencePiece "
+                       "decoder, not ByteLevel",
+                       name);
     for (int b = 0; b < 256; b++) {
+        char hex[8];
         const char *c = t->byte_spell[b];
-        t->byte_id[b] = vocab_get(t, c, c[1] ? 2 : 1);
+        snprintf(hex, sizeof hex, "<0x%02X>", b);
+        t->byte_id[b] = t->spm ? vocab_get(t, hex, 6) : vocab_get(t, c, c[1] ? 2 : 1);
     }
     for (int32_t id = 0; id < t->n_ids; id++)
-        if (t->name_off[id] != UINT32_MAX && raw_form(t, id, err)) return -1;
+        if (t->name_off[id] != UINT32_MAX &&
+            (t->spm ? spm_raw_form(t, id, err) : raw_form(t, id, err)))
+            return -1;
     for (int i = 0; i < t->n_added; i++) {
         const AddedToken *a = &t->added[i];
         if (!a->special) continue;
@@ -899,10 +1140,10 @@ static int finish(Bpe *t, const char *name, LfError *err) {
     return 0;
 }
 
-/* bos/eos default: GPT-2's <|endoftext|>, when the vocabulary has it. */
+/* bos/eos default: GPT-2's <|endoftext|> (SentencePiece: <s>, </s>), when the vocabulary has it. */
 static void default_bos_eos(Bpe *t) {
-    if (t->bos < 0) t->bos = bpe_lookup(t, "<|endoftext|>");
-    if (t->eos < 0) t->eos = bpe_lookup(t, "<|endoftext|>");
+    if (t->bos < 0) t->bos = bpe_lookup(t, t->spm ? "<s>" : "<|endoftext|>");
+    if (t->eos < 0) t->eos = bpe_lookup(t, t->spm ? "</s>" : "<|endoftext|>");
 }
 
 /* ---------------------------------------------------------------- tokenizer.json */
@@ -968,6 +1209,29 @@ static int parse_split(Bpe *t, const cJSON *pre, const char *name, LfError *err)
                    name, regex ? regex : "(not a Regex)");
 }
 
+/* Metaspace's prepend_scheme ("always", "first", "never"; older files: add_prefix_space), of the
+ * pre-tokenizer or the decoder: PREPEND_*, -1 with err. */
+static int prepend_scheme(const cJSON *obj, const char *name, LfError *err) {
+    const char *rep = json_string(obj, "replacement"), *scheme = json_string(obj, "prepend_scheme");
+    if (rep && strcmp(rep, SPACE_MARK))
+        return lf_fail(err, "%s: Metaspace replacement \"%s\" is not supported (only \"%s\")", name,
+                       rep, SPACE_MARK);
+    if (!scheme) {
+        int add = json_flag(obj, "add_prefix_space", 1, name, err);
+        return add < 0 ? -1 : add ? PREPEND_ALWAYS : PREPEND_NEVER;
+    }
+    if (!strcmp(scheme, "always")) return PREPEND_ALWAYS;
+    if (!strcmp(scheme, "first")) return PREPEND_FIRST;
+    if (!strcmp(scheme, "never")) return PREPEND_NEVER;
+    return lf_fail(err, "%s: Metaspace prepend_scheme \"%s\" is unknown", name, scheme);
+}
+
+static int parse_metaspace(Bpe *t, const cJSON *pre, const char *name, LfError *err) {
+    int scheme = prepend_scheme(pre, name, err);
+    int split = scheme < 0 ? -1 : json_flag(pre, "split", 1, name, err);
+    return split < 0 ? -1 : add_stage(t, (Stage){ST_METASPACE, scheme, split}, name, err);
+}
+
 static int parse_pre(Bpe *t, const cJSON *pre, int depth, const char *name, LfError *err) {
     const char *type = type_of(pre);
     if (!type) return lf_fail(err, "%s: pre_tokenizer without a type", name);
@@ -987,9 +1251,10 @@ static int parse_pre(Bpe *t, const cJSON *pre, int depth, const char *name, LfEr
         int regex = prefix < 0 ? -1 : json_flag(pre, "use_regex", 1, name, err);
         return regex < 0 ? -1 : add_stage(t, (Stage){ST_BYTELEVEL, prefix, regex}, name, err);
     }
+    if (!strcmp(type, "Metaspace")) return parse_metaspace(t, pre, name, err);
     return lf_fail(err,
-                   "%s: pre-tokenizer %s is not supported (byte-level BPE: ByteLevel, Split, "
-                   "Digits, Sequence)",
+                   "%s: pre-tokenizer %s is not supported (ByteLevel, Split, Digits, Metaspace, "
+                   "Sequence)",
                    name, type);
 }
 
@@ -1127,9 +1392,7 @@ static int parse_model(Bpe *t, const cJSON *model, const cJSON *added, const cha
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
     const char *prefix = json_string(model, "continuing_subword_prefix");
     const char *suffix = json_string(model, "end_of_word_suffix");
-    int fallback = json_flag(model, "byte_fallback", 0, name, err);
-    if (fallback)
-        return fallback < 0 ? -1 : lf_fail(err, "%s: byte_fallback BPE is not supported", name);
+    if ((t->byte_fallback = json_flag(model, "byte_fallback", 0, name, err)) < 0) return -1;
     if ((dropout && !cJSON_IsNull(dropout)) || (prefix && *prefix) || (suffix && *suffix))
         return lf_fail(err, "%s: BPE dropout, subword prefix and word suffix are not supported",
                        name);
@@ -1149,27 +1412,87 @@ static int parse_normalizer(Bpe *t, const cJSON *norm, int depth, const char *na
     if (!norm || cJSON_IsNull(norm)) return 0;
     const char *type = type_of(norm);
     if (type && !strcmp(type, "NFC")) return t->nfc = 1, 0;
+    if (type && !strcmp(type, "Prepend")) {
+        const char *p = json_string(norm, "prepend");
+        if (!p || strcmp(p, SPACE_MARK))
+            return lf_fail(err, "%s: normalizer Prepend of \"%s\" is not supported (only \"%s\")",
+                           name, p ? p : "", SPACE_MARK);
+        return t->prepend = 1, 0;
+    }
+    if (type && !strcmp(type, "Replace")) {
+        const char *pat = json_string(cJSON_GetObjectItemCaseSensitive(norm, "pattern"), "String");
+        const char *with = json_string(norm, "content");
+        if (!pat || !with || strcmp(pat, " ") || strcmp(with, SPACE_MARK))
+            return lf_fail(err, "%s: normalizer Replace is supported only as \" \" -> \"%s\"", name,
+                           SPACE_MARK);
+        return t->escape = 1, 0;
+    }
     if (type && !strcmp(type, "Sequence") && depth == 0) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(norm, "normalizers"), *n;
         if (!cJSON_IsArray(list)) return lf_fail(err, "%s: Sequence without normalizers", name);
         cJSON_ArrayForEach(n, list) if (parse_normalizer(t, n, 1, name, err)) return -1;
         return 0;
     }
-    return lf_fail(err, "%s: normalizer %s is not supported (byte-level BPE: none or NFC)", name,
+    return lf_fail(err, "%s: normalizer %s is not supported (none, NFC, Prepend, Replace)", name,
                    type ? type : "(untyped)");
+}
+
+/* The decoder says which kind of BPE this is: ByteLevel, or SentencePiece's (t->spm): Metaspace,
+ * or a Sequence of Replace("▁", " "), ByteFallback, Fuse and Strip(" ", n, 0) after Fuse. */
+static int parse_decoder(Bpe *t, const cJSON *dec, const char *name, LfError *err) {
+    const char *type = type_of(dec);
+    if (type && !strcmp(type, "ByteLevel")) return 0;
+    t->spm = 1;
+    if (type && !strcmp(type, "Metaspace")) {
+        int scheme = prepend_scheme(dec, name, err);
+        return scheme < 0 ? -1 : (t->dec_metaspace = scheme + 1, 0);
+    }
+    if (!type || strcmp(type, "Sequence"))
+        return lf_fail(err,
+                       "%s: decoder must be ByteLevel, Metaspace or a Sequence (got %s, not "
+                       "supported)",
+                       name, type ? type : "none");
+    const cJSON *d;
+    int replace = 0, fuse = 0;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(dec, "decoders")) {
+        const char *dt = type_of(d) ? type_of(d) : "(untyped)";
+        const char *pat = json_string(cJSON_GetObjectItemCaseSensitive(d, "pattern"), "String");
+        const char *content = json_string(d, "content");
+        const cJSON *start = cJSON_GetObjectItemCaseSensitive(d, "start");
+        const cJSON *stop = cJSON_GetObjectItemCaseSensitive(d, "stop");
+        if (!strcmp(dt, "Replace") && pat && content && !strcmp(pat, SPACE_MARK) &&
+            !strcmp(content, " ") && !fuse)
+            replace = 1;
+        else if (!strcmp(dt, "ByteFallback") && !fuse)
+            t->dec_bytes = 1;
+        else if (!strcmp(dt, "Fuse"))
+            fuse = 1;
+        else if (!strcmp(dt, "Strip") && fuse && content && !strcmp(content, " ") &&
+                 cJSON_IsNumber(start) && start->valuedouble >= 0 && start->valuedouble <= 8 &&
+                 cJSON_IsNumber(stop) && stop->valuedouble == 0)
+            t->dec_strip = (int)start->valuedouble;
+        else
+            return lf_fail(err,
+                           "%s: decoder %s is not supported here (a Sequence of Replace(\"%s\", "
+                           "\" \"), ByteFallback, Fuse, then Strip(\" \", n, 0))",
+                           name, dt, SPACE_MARK);
+    }
+    if (!replace)
+        return lf_fail(err, "%s: decoder Sequence without Replace(\"%s\", \" \")", name,
+                       SPACE_MARK);
+    return 0;
 }
 
 static int parse_tokenizer_json(Bpe *t, const cJSON *root, const char *name, LfError *err) {
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
-    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
-    /* first: the added tokens with normalized=true are matched as NFC spells them */
-    if (parse_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), 0, name, err))
+    /* first: the added tokens with normalized=true are matched as the normalizer spells them */
+    if (parse_decoder(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), name, err) ||
+        parse_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), 0, name, err))
         return -1;
-    if (!type_of(dec) || strcmp(type_of(dec), "ByteLevel"))
-        return lf_fail(err, "%s: decoder must be ByteLevel (got %s)", name,
-                       type_of(dec) ? type_of(dec) : "none");
-    if (!pre || cJSON_IsNull(pre)) return lf_fail(err, "%s: no pre_tokenizer", name);
-    return parse_pre(t, pre, 0, name, err) ||
+    if (t->nfc && (t->prepend || t->escape))
+        return lf_fail(err, "%s: normalizer NFC with Prepend or Replace is not supported", name);
+    if ((!pre || cJSON_IsNull(pre)) && !t->spm) return lf_fail(err, "%s: no pre_tokenizer", name);
+    return (pre && !cJSON_IsNull(pre) && parse_pre(t, pre, 0, name, err)) ||
            parse_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"),
                        cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), name, err) ||
            parse_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), 0, name, err) ||
@@ -1385,30 +1708,100 @@ static int gguf_pre(Bpe *t, const char *pre, LfError *err) {
 }
 
 /* CONTROL tokens become special added tokens, USER_DEFINED ones plain added tokens; those
- * outside the byte alphabet are left out (transformers' add_gguf_special_tokens). */
+ * outside the byte alphabet are left out (transformers' add_gguf_special_tokens). SentencePiece:
+ * UNKNOWN too, special, as llama.cpp matches it in text (parse_special) and transformers adds it.
+ */
 static int gguf_added(Bpe *t, const BpeArrays *a, LfError *err) {
     for (int32_t i = 0; a->token_types && i < a->n_tokens; i++) {
         int type = a->token_types[i];
         const char *s = a->tokens[i];
         size_t n = str_len(a->tokens, a->token_lens, i);
-        if ((type != BPE_TOKEN_CONTROL && type != BPE_TOKEN_USER_DEFINED) || !n ||
-            !in_alphabet(s, n))
+        int special = type == BPE_TOKEN_CONTROL || (t->spm && type == BPE_TOKEN_UNKNOWN);
+        if ((!special && type != BPE_TOKEN_USER_DEFINED) || !n || (!t->spm && !in_alphabet(s, n)))
             continue;
-        const uint8_t flags[4] = {type == BPE_TOKEN_CONTROL, 0, 0, 0};
+        const uint8_t flags[4] = {(uint8_t)special, 0, 0, 0};
         if (add_added(t, s, n, vocab_get(t, s, n), flags, "GGUF tokens", err)) return -1;
     }
     return 0;
 }
 
+static int by_score(const void *x, const void *y) {
+    float a = *(const float *)x, b = *(const float *)y;
+    return a > b ? -1 : a < b;
+}
+
+/* llama.cpp's SPM merge (llm_tokenizer_spm): any two neighbours whose text is a token merge, the
+ * token of the highest score first, leftmost on ties. As rules of the BPE engine: every cut of a
+ * token into two tokens is a rule whose rank is the token's score's place among the distinct
+ * scores (so equal scores tie and the queue's position order picks the leftmost). */
+static int spm_score_merges(Bpe *t, const BpeArrays *a, LfError *err) {
+    int32_t n = a->n_tokens;
+    size_t cuts = 0;
+    for (int32_t i = 0; i < n; i++) cuts += t->len[i];
+    float *sorted = malloc((size_t)n * sizeof *sorted);
+    if (!sorted || pair_init(&t->merges, cuts, err)) {
+        free(sorted);
+        return lf_fail(err, "out of memory for the GGUF merges");
+    }
+    memcpy(sorted, a->scores, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, by_score);
+    int32_t distinct = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (!i || sorted[i] != sorted[distinct - 1]) sorted[distinct++] = sorted[i];
+    for (int32_t id = 0; id < n; id++) {
+        const char *s = t->text.p + t->off[id];
+        size_t len = t->len[id];
+        if (vocab_get(t, s, len) != id) continue; /* a duplicate: the later one is the token */
+        int32_t lo = 0, hi = distinct - 1;        /* the rank of its score */
+        while (lo < hi) {
+            int32_t mid = (lo + hi) / 2;
+            if (sorted[mid] > a->scores[id])
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t cut = 1; cut < len; cut++) {
+            if ((s[cut] & 0xC0) == 0x80) continue; /* inside a char */
+            int32_t l = vocab_get(t, s, cut), r = vocab_get(t, s + cut, len - cut);
+            if (l >= 0 && r >= 0) pair_put(&t->merges, l, r, (uint32_t)lo, id);
+        }
+    }
+    free(sorted);
+    return 0;
+}
+
+/* tokenizer.ggml.model "llama": llama.cpp's SPM tokenizer. The text between added tokens gets
+ * " " in front (add_space_prefix) and every " " becomes "▁" (Prepend + Replace normalizers);
+ * chars outside the vocabulary become <0xNN> tokens; decoding as transformers' LlamaTokenizer. */
+static int gguf_build_spm(Bpe *t, const BpeArrays *a, LfError *err) {
+    if (!a->scores) return lf_fail(err, "GGUF tokenizer \"llama\" without tokenizer.ggml.scores");
+    t->spm = t->byte_fallback = t->fuse_unk = t->escape = t->dec_bytes = 1;
+    t->prepend = t->dec_strip = !a->no_space_prefix;
+    if (begin_vocab(t, a->n_tokens, (size_t)a->n_tokens, err)) return -1;
+    for (int32_t i = 0; i < a->n_tokens; i++) {
+        if (model_token(t, i, a->tokens[i], str_len(a->tokens, a->token_lens, i), "GGUF tokens",
+                        err))
+            return -1;
+        if (a->token_types && a->token_types[i] == BPE_TOKEN_UNKNOWN && t->unk < 0) t->unk = i;
+    }
+    return spm_score_merges(t, a, err);
+}
+
 static int gguf_build(Bpe *t, const BpeArrays *a, LfError *err) {
     if (a->n_tokens <= 0 || !a->tokens || (a->n_merges && !a->merges))
         return lf_fail(err, "GGUF tokenizer: no tokens");
-    if (gguf_pre(t, a->pre, err) || begin_vocab(t, a->n_tokens, (size_t)a->n_tokens, err) ||
-        pair_init(&t->merges, (size_t)(a->n_merges > 0 ? a->n_merges : 0), err))
+    if (a->model && strcmp(a->model, "gpt2") && strcmp(a->model, "llama"))
+        return lf_fail(err, "GGUF tokenizer.ggml.model \"%s\" is not supported (gpt2, llama)",
+                       a->model);
+    int spm = a->model && !strcmp(a->model, "llama");
+    if (spm && gguf_build_spm(t, a, err)) return -1;
+    if (!spm &&
+        (gguf_pre(t, a->pre, err) || begin_vocab(t, a->n_tokens, (size_t)a->n_tokens, err) ||
+         pair_init(&t->merges, (size_t)(a->n_merges > 0 ? a->n_merges : 0), err)))
         return -1;
-    for (int32_t i = 0; i < a->n_tokens; i++)
+    for (int32_t i = 0; !spm && i < a->n_tokens; i++)
         if (gguf_token(t, i, a->tokens[i], str_len(a->tokens, a->token_lens, i), err)) return -1;
-    for (int32_t i = 0; i < a->n_merges; i++) {
+    for (int32_t i = 0; !spm && i < a->n_merges; i++) {
         const char *s = a->merges[i];
         size_t n = str_len(a->merges, a->merge_lens, i);
         const char *sp = memchr(s, ' ', n);
@@ -1465,9 +1858,54 @@ static int by_rank(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* A SentencePiece-style BPE as tokenizer.ggml.model "llama": its tokens, scores that make
+ * llama.cpp's merge (highest score first) follow the rules' ranks (a token's score is minus the
+ * first rank that makes it; a token no rule makes, of two or more chars, scores below them all),
+ * BYTE / UNKNOWN / CONTROL / NORMAL types, no merges. add_space_prefix is the normalizer's Prepend
+ * or Metaspace's prepend_scheme ("first" cannot be said: llama.cpp prefixes every piece between
+ * special tokens, as Prepend does). */
+static int spm_to_arrays(const Bpe *t, BpeArrays *a, void **mem, LfError *err) {
+    size_t n = (size_t)t->n_ids;
+    char *p = *mem = malloc(n * (sizeof(char *) + sizeof(int32_t) + sizeof(float)) + 1);
+    if (!p) return lf_fail(err, "out of memory for the GGUF vocabulary");
+    const char **tokens = (const char **)p;
+    float *scores = (float *)(tokens + n);
+    int32_t *types = (int32_t *)(scores + n);
+    uint32_t last = 0;
+    for (size_t i = 0; t->merges.slot && i <= t->merges.mask; i++)
+        if (t->merges.slot[i].key != UINT64_MAX && t->merges.slot[i].rank > last)
+            last = t->merges.slot[i].rank;
+    for (size_t i = 0; i < n; i++) {
+        const char *tok = bpe_token(t, (int32_t)i);
+        tokens[i] = tok ? tok : "";
+        size_t chars = 0;
+        for (const char *c = tokens[i]; *c; c++) chars += (*c & 0xC0) != 0x80;
+        scores[i] = chars > 1 ? -(float)last - 1 : 0;
+        types[i] = t->special[i] ? BPE_TOKEN_CONTROL : BPE_TOKEN_NORMAL;
+        if ((int32_t)i == t->unk) types[i] = BPE_TOKEN_UNKNOWN;
+    }
+    for (size_t i = 0; t->merges.slot && i <= t->merges.mask; i++) {
+        const PairSlot *s = &t->merges.slot[i];
+        if (s->key != UINT64_MAX && -(float)s->rank > scores[s->merged])
+            scores[s->merged] = -(float)s->rank;
+    }
+    for (int b = 0; b < 256; b++)
+        if (t->byte_id[b] >= 0) types[t->byte_id[b]] = BPE_TOKEN_BYTE;
+    int meta = t->n_stages && t->stages[0].kind == ST_METASPACE;
+    a->model = "llama";
+    a->tokens = tokens, a->n_tokens = t->n_ids, a->token_types = types, a->scores = scores;
+    a->no_space_prefix = meta ? t->stages[0].flag == PREPEND_NEVER : !t->prepend;
+    a->bos_id = t->bos, a->eos_id = t->eos, a->unk_id = t->unk;
+    a->add_bos = t->n_prefix > 0, a->add_eos = t->n_suffix > 0;
+    return 0;
+}
+
 int bpe_to_arrays(const Bpe *t, BpeArrays *a, void **mem, LfError *err) {
     memset(a, 0, sizeof *a);
     *mem = NULL;
+    a->unk_id = -1;
+    if (t->spm) return spm_to_arrays(t, a, mem, err);
+    a->model = "gpt2";
     if (!(a->pre = gguf_pre_name(t)))
         return lf_fail(err, "the tokenizer's pre-tokenizer has no GGUF name (gpt-2, llama-bpe, "
                             "qwen2, smollm)");

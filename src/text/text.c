@@ -1,5 +1,5 @@
-/* text.c: picks WordPiece or byte-level BPE for a path, and reads a GGUF file's tokenizer
- * (see text.h). */
+/* text.c: picks WordPiece or BPE for a path, and reads a GGUF file's tokenizer (byte-level or
+ * SentencePiece, see text.h). */
 #include "loraft/text.h"
 
 #include <cjson/cJSON.h>
@@ -107,8 +107,9 @@ static int optional_id(const Gguf *g, const char *key, int32_t *id, LfError *err
     return 0;
 }
 
-static int optional_bool(const Gguf *g, const char *key, int *out, LfError *err) {
-    *out = 0;
+/* A bool key, def when absent. */
+static int optional_bool(const Gguf *g, const char *key, int def, int *out, LfError *err) {
+    *out = def;
     return gguf_find_kv(g, key) ? gguf_get_bool(g, key, out, err) : 0;
 }
 
@@ -126,41 +127,52 @@ int bpe_from_gguf(Bpe **out, const Gguf *g, LfError *err) {
     size_t n_tokens, n_merges = 0;
     *out = NULL;
     if (gguf_get_str(g, "tokenizer.ggml.model", &model, err)) return -1;
-    if (strcmp(model->s, "gpt2"))
+    int spm = !strcmp(model->s, "llama");
+    if (strcmp(model->s, "gpt2") && !spm)
         return lf_fail(err,
-                       "%s: tokenizer.ggml.model is '%s': only byte-level BPE ('gpt2') is "
-                       "supported",
+                       "%s: tokenizer.ggml.model is '%s': only byte-level BPE ('gpt2') and "
+                       "SentencePiece BPE ('llama') are supported",
                        g->path, model->s);
     if (gguf_get_arr_str(g, "tokenizer.ggml.tokens", &tokens, &n_tokens, err) ||
-        gguf_get_arr_str(g, "tokenizer.ggml.merges", &merges, &n_merges, err) ||
+        ((!spm || gguf_find_kv(g, "tokenizer.ggml.merges")) &&
+         gguf_get_arr_str(g, "tokenizer.ggml.merges", &merges, &n_merges, err)) ||
         (gguf_find_kv(g, "tokenizer.ggml.pre") && gguf_get_str(g, "tokenizer.ggml.pre", &pre, err)))
         return -1;
     if (n_tokens > INT32_MAX || n_merges > INT32_MAX)
         return lf_fail(err, "%s: too many tokens or merges", g->path);
-    BpeArrays spec = {
-        .n_tokens = (int32_t)n_tokens, .n_merges = (int32_t)n_merges, .pre = pre ? pre->s : NULL};
+    if (spm) n_merges = 0; /* llama.cpp's SPM merges by the scores alone */
+    BpeArrays spec = {.n_tokens = (int32_t)n_tokens,
+                      .n_merges = (int32_t)n_merges,
+                      .pre = pre ? pre->s : NULL,
+                      .model = model->s};
     int32_t *types = malloc(n_tokens * sizeof *types + 1);
+    float *scores = spm ? malloc(n_tokens * sizeof *scores + 1) : NULL;
     const char **tok_ptrs = NULL, **merge_ptrs = NULL;
     size_t *tok_lens = NULL, *merge_lens = NULL;
-    int rc = -1;
-    if (!types || split_strs(tokens, n_tokens, &tok_ptrs, &tok_lens) ||
+    int rc = -1, space_prefix;
+    if (!types || (spm && !scores) || split_strs(tokens, n_tokens, &tok_ptrs, &tok_lens) ||
         split_strs(merges, n_merges, &merge_ptrs, &merge_lens)) {
         lf_fail(err, "%s: out of memory for the tokenizer", g->path);
         goto done;
     }
+    /* llama.cpp's defaults for a SentencePiece vocabulary: BOS added, " " in front */
     if ((gguf_find_kv(g, "tokenizer.ggml.token_type") &&
          gguf_get_arr_i32(g, "tokenizer.ggml.token_type", types, n_tokens, err)) ||
+        (spm && gguf_get_arr_f32(g, "tokenizer.ggml.scores", scores, n_tokens, err)) ||
         optional_id(g, "tokenizer.ggml.bos_token_id", &spec.bos_id, err) ||
         optional_id(g, "tokenizer.ggml.eos_token_id", &spec.eos_id, err) ||
-        optional_bool(g, "tokenizer.ggml.add_bos_token", &spec.add_bos, err) ||
-        optional_bool(g, "tokenizer.ggml.add_eos_token", &spec.add_eos, err))
+        optional_bool(g, "tokenizer.ggml.add_bos_token", spm, &spec.add_bos, err) ||
+        optional_bool(g, "tokenizer.ggml.add_eos_token", 0, &spec.add_eos, err) ||
+        optional_bool(g, "tokenizer.ggml.add_space_prefix", 1, &space_prefix, err))
         goto done;
+    spec.scores = scores;
+    spec.no_space_prefix = !space_prefix;
     spec.tokens = tok_ptrs, spec.token_lens = tok_lens;
     spec.merges = merge_ptrs, spec.merge_lens = merge_lens;
     spec.token_types = gguf_find_kv(g, "tokenizer.ggml.token_type") ? types : NULL;
     rc = bpe_from_arrays(out, &spec, err);
     if (rc) lf_wrap(err, "%s", g->path);
 done:
-    free(types), free(tok_ptrs), free(tok_lens), free(merge_ptrs), free(merge_lens);
+    free(types), free(scores), free(tok_ptrs), free(tok_lens), free(merge_ptrs), free(merge_lens);
     return rc;
 }

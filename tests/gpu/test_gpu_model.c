@@ -262,7 +262,8 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
     cfg->vocab_size = LV, cfg->hidden_size = 32, cfg->num_layers = 2, cfg->num_heads = 4;
     cfg->num_kv_heads = arch_is_llama(arch) ? 2 : 4, cfg->ffn_size = 48, cfg->max_positions = 16;
     cfg->tie_word_embeddings = tied;
-    cfg->head_dim = arch == ARCH_QWEN3 ? 16 : 0; /* heads twice hidden / heads wide */
+    cfg->head_dim = arch == ARCH_QWEN3 ? 16 : 0;        /* heads twice hidden / heads wide */
+    cfg->sliding_window = arch == ARCH_MISTRAL ? 3 : 0; /* a window inside LT */
     if (arch == ARCH_LLAMA && !tied)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LLAMA3,
                                           .factor = 8,
@@ -798,6 +799,15 @@ int main(void) {
                 NULL);
     printf("qwen3 (untied, LoRA on the seven projections): cuda bf16 within the bf16 bounds of cpu "
            "fp32 (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
+    run_decoder(ARCH_MISTRAL, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
+                NULL);
+    printf("mistral (a sliding window of 3 over 8 tokens, LoRA): cuda model matches cpu\n");
+    bf16_worst = 0;
+    run_decoder(ARCH_MISTRAL, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
+                NULL);
+    printf("mistral (the same in bf16): cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: "
+           "%s)\n",
            bf16_worst, bf16_worst_what);
     check_qkv_joined();
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);

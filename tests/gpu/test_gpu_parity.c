@@ -144,7 +144,8 @@ static void compare(const char *tensor, const Pair *p, double atol, double rtol)
     double max_abs = 0.0, max_rel = 0.0;
     for (size_t i = 0; i < n; i++) {
         double d = a[i] == b[i] ? 0.0 : fabs((double)a[i] - b[i]); /* equal infinities: 0 */
-        int ok = rtol < 0 ? !memcmp(&a[i], &b[i], sizeof a[i]) : d <= atol + rtol * fabs(a[i]);
+        int ok = rtol < 0 ? !memcmp(&a[i], &b[i], sizeof a[i])
+                          : d == 0.0 || d <= atol + rtol * fabs(a[i]); /* rtol 0 of an infinity */
         if (!ok && !bad++) first = i;
         if (d > max_abs || d != d) max_abs = d;
         if (fabs(a[i]) > 1e-3 && d / fabs(a[i]) > max_rel) max_rel = d / fabs(a[i]);
@@ -1149,6 +1150,8 @@ static int att_set;
 /* test_attention_grads with rope (its theta; 0: none): q and k turned in place compared too, and
  * the gradients against the CPU's f32 at the bounds above (not the rounded reference) */
 static float att_rope;
+/* test_attention_grads' sliding window (causal; 0: none), in every call and reference */
+static int att_window;
 /* q and k turned by rope (attention_forward, cache_write): the same float angles on both sides
  * (one RopeFreqs table); sinf and cosf of up to 8191 rad agree to a few ulp of the result */
 #define ROPE_TOL 1e-5, 1e-4
@@ -1171,10 +1174,12 @@ typedef struct AttCase {
     float p;
     const float *q, *k, *v, *dout, *out_in, *lse_in;
     const int32_t *mask;
+    int window;
 } AttCase;
 
 static int att_visible(const AttCase *c, int b, int i, int j) {
-    return (!c->mask || c->mask[b * c->T + j]) && (!c->causal || j <= i);
+    return (!c->mask || c->mask[b * c->T + j]) &&
+           (!c->causal || (j <= i && (!c->window || i - j < c->window)));
 }
 
 static void att_rounded(const AttCase *c, int forward, float *out, float *lse, float *dq, float *dk,
@@ -1301,8 +1306,8 @@ static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved,
     dut->download(h[0], at, n * sizeof(uint16_t));
     /* q and k as the first left them: turned already */
     dut->attention_forward(NULL, NULL, 0, F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1),
-                           F(v, 1), NKV * HS, I(mask, 1), causal, NULL, p, 5, F(scratch, 1), B, T,
-                           NH, NKV, HS);
+                           F(v, 1), NKV * HS, I(mask, 1), causal, att_window, NULL, p, 5,
+                           F(scratch, 1), B, T, NH, NKV, HS);
     dut->download(h[1], at, n * sizeof(uint16_t));
     status_ok();
     size_t bad[2] = {0, 0};
@@ -1335,8 +1340,8 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
     dut->upload(ext, h, bytes);
     dut->download(s, dut->attention_saved_out(PRECISION_BF16, F(saved, 1)), rows * QC * sizeof *s);
     dut->attention_forward(NULL, ext, (int)ldo, lse, own, F(q, 1), NH * HS, F(k, 1), F(v, 1),
-                           NKV * HS, I(mask, 1), causal, NULL, p, 5, F(scratch, 1), B, T, NH, NKV,
-                           HS);
+                           NKV * HS, I(mask, 1), causal, att_window, NULL, p, 5, F(scratch, 1), B,
+                           T, NH, NKV, HS);
     dut->download(h, ext, bytes);
     size_t bad = 0;
     for (size_t r = 0; r < rows; r++)
@@ -1345,7 +1350,7 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
         d[j][0] = dut->alloc(gq), d[j][1] = dut->alloc(gk), d[j][2] = dut->alloc(gk);
         dut->attention_backward(d[j][0], d[j][1], d[j][2], F(dout, 1), NULL, NULL, NULL, NH * HS,
                                 NKV * HS, NULL, j ? ext : NULL, (int)ldo, lse,
-                                j ? own : F(saved, 1), I(mask, 1), causal, NULL, p, 5,
+                                j ? own : F(saved, 1), I(mask, 1), causal, att_window, NULL, p, 5,
                                 F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     }
     status_ok();
@@ -1384,11 +1389,11 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     Pair *dv = grads & G_DB ? att_grad(BTK) : NULL;
     BACKENDS(w, o) {
         o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), F(q, w), NH * HS, F(k, w),
-                             F(v, w), NKV * HS, I(mask, w), causal, rope_plain(att_rope, HS), p, 5,
-                             F(scratch, w), B, T, NH, NKV, HS);
+                             F(v, w), NKV * HS, I(mask, w), causal, att_window,
+                             rope_plain(att_rope, HS), p, 5, F(scratch, w), B, T, NH, NKV, HS);
     }
-    NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s%s pad=%d p=%.1f",
-         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "",
+    NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s pad=%d p=%.1f",
+         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", att_window,
          att_rope > 0.0f ? " rope" : "", pad, p);
     compare_attention("lse", lse);
     compare_attention("out", out);
@@ -1397,8 +1402,8 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         check_saved_out(out, lse, saved, q, k, v, mask, causal, p, scratch, B, T, NH, NKV, HS);
         check_out_rows(saved, q, k, v, mask, dout, causal, p, scratch, B, T, NH, NKV, HS);
     }
-    AttCase c = {B,       T,       NH,      NKV,        HS,   causal, p,
-                 F(q, 0), F(k, 0), F(v, 0), F(dout, 0), NULL, NULL,   I(mask, 0)};
+    AttCase c = {B,       T,       NH,         NKV,  HS,   causal,     p,         F(q, 0),
+                 F(k, 0), F(v, 0), F(dout, 0), NULL, NULL, I(mask, 0), att_window};
     float *want[5] = {NULL}; /* out, lse, dq, dk, dv by the rounded reference */
     int rounded = att_bf16 && !att_cudnn && att_rope == 0.0f;
     if (rounded) {
@@ -1416,11 +1421,11 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL,
                               kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, NH * HS, NKV * HS,
                               kept ? F(out, w) : NULL, NULL, 0, F(lse, w), F(saved, w), I(mask, w),
-                              causal, rope_plain(att_rope, HS), p, 5, F(scratch, w), B, T, NH, NKV,
-                              HS, att_set ? OPS_SET : OPS_ADD);
+                              causal, att_window, rope_plain(att_rope, HS), p, 5, F(scratch, w), B,
+                              T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
     }
-    NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s%s pad=%d p=%.1f%s",
-         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "",
+    NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s pad=%d p=%.1f%s",
+         att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", att_window,
          att_rope > 0.0f ? " rope" : "", pad, p, att_set ? " OPS_SET" : "");
     if (dq) compare_attention("dq", dq);
     if (dk) compare_attention("dk", dk);
@@ -1459,8 +1464,8 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
     BACKENDS(w, o) {
         float *x = F(qkv, w);
         o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), x, ld, x + QC, x + QC + KC,
-                             ld, NULL, causal, rope_plain(1e4f, HS), p, 5, F(scratch, w), B, T, NH,
-                             NKV, HS);
+                             ld, NULL, causal, 0, rope_plain(1e4f, HS), p, 5, F(scratch, w), B, T,
+                             NH, NKV, HS);
     }
     NAME("%sattention_forward rope, [q | k | v] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f",
          bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p);
@@ -1471,7 +1476,7 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
         float *x = w && saved ? NULL : F(qkv, w), *d = F(dqkv, w); /* the GPU reads its saved */
         o->attention_backward(d, d + QC, d + QC + KC, F(dout, w), x, x ? x + QC : NULL,
                               x ? x + QC + KC : NULL, ld, ld, x ? F(out, w) : NULL, NULL, 0,
-                              F(lse, w), F(saved, w), NULL, causal, rope_plain(1e4f, HS), p, 5,
+                              F(lse, w), F(saved, w), NULL, causal, 0, rope_plain(1e4f, HS), p, 5,
                               F(scratch, w), B, T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
     }
     NAME("%sattention_backward rope, [dq | dk | dv] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f%s",
@@ -1577,12 +1582,12 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     Pair *saved = attention_saved(PRECISION_BF16, B, T, NH, NKV, HS);
     /* the CPU's P without dropout; then the GPU's dropped P: seed 7, seed 8, seed 7 again */
     ref->attention_forward(F(out, 0), NULL, 0, F(lse, 0), NULL, F(q, 0), NH * HS, F(k, 0), F(v, 0),
-                           NKV * HS, I(mask, 0), causal, NULL, 0.0f, 7, F(scratch, 0), B, T, NH,
+                           NKV * HS, I(mask, 0), causal, 0, NULL, 0.0f, 7, F(scratch, 0), B, T, NH,
                            NKV, HS);
     float *P = malloc(rows * T * 4), *pd[3];
     for (int run = 0; run < 3; run++) {
         dut->attention_forward(F(out, 1), NULL, 0, F(lse, 1), F(saved, 1), F(q, 1), NH * HS,
-                               F(k, 1), F(v, 1), NKV * HS, I(mask, 1), causal, NULL, p,
+                               F(k, 1), F(v, 1), NKV * HS, I(mask, 1), causal, 0, NULL, p,
                                run == 1 ? 8 : 7, F(scratch, 1), B, T, NH, NKV, HS);
         float *o = malloc(BTQ * 4);
         dut->download(o, out->mem[1], BTQ * 4);
@@ -1624,7 +1629,7 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     dut->attention_backward(F(dq, 1), F(dk, 1), F(dv, 1), F(dout, 1), reads ? F(q, 1) : NULL,
                             reads ? F(k, 1) : NULL, reads ? F(v, 1) : NULL, NH * HS, NKV * HS,
                             reads ? F(out, 1) : NULL, NULL, 0, F(lse, 1), F(saved, 1), I(mask, 1),
-                            causal, NULL, p, 7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
+                            causal, 0, NULL, p, 7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     NAME("%s attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", who, B, T, NH, NKV,
          HS, causal ? " causal" : "", pad, p);
     double *want = calloc(BTQ + 2 * BTK, sizeof *want);
@@ -1651,7 +1656,8 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
  * the new keys and values into a cache at those positions */
 /* joined: the new queries, keys and values as rows [q | k | v] (linear_outputs_join), and out's
  * bf16 copy written too. cache_write copies, then (a second cache) turns q and k by rope. */
-static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, int HS, int joined) {
+static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, int HS, int joined,
+                                  int window) {
     int L = pos0 + n + later, W = NKV * HS, at[64], ldq = NH * HS + (joined ? 2 * W : 0);
     int ld = joined ? ldq : W;
     for (int i = 0; i < n; i++) at[i] = pos0 + i;
@@ -1665,17 +1671,17 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     Pair *ob = joined ? pair_poisoned_bf16((size_t)n * ldo) : NULL;
     BACKENDS(w, o) {
         o->attention_cached(F(out, w), ob ? ob->mem[w] : NULL, ldo, F(q, w), ldq, F(k, w), F(v, w),
-                            I(pos, w), F(scratch, w), n, L, NH, NKV, HS);
+                            I(pos, w), window, F(scratch, w), n, L, NH, NKV, HS);
     }
-    NAME("attention_cached n=%d pos0=%d later=%d NH=%d NKV=%d HS=%d joined=%d", n, pos0, later, NH,
-         NKV, HS, joined);
+    NAME("attention_cached n=%d pos0=%d later=%d NH=%d NKV=%d HS=%d joined=%d window=%d", n, pos0,
+         later, NH, NKV, HS, joined, window);
     compare("out", out, GEMM_TOL);
     if (ob) compare_bf16("out_bf16", ob, 1e-6);
     if (later) {
         size_t bytes = (size_t)n * NH * HS * sizeof(float);
         Pair *own = pair_new(bytes);
         dut->attention_cached(F(own, 1), NULL, NH * HS, F(q, 1), ldq, F(k, 1), F(v, 1), I(pos, 1),
-                              F(scratch, 1), n, L - later, NH, NKV, HS);
+                              window, F(scratch, 1), n, L - later, NH, NKV, HS);
         float *whole = malloc(bytes), *alone = malloc(bytes);
         dut->download(whole, F(out, 1), bytes);
         dut->download(alone, F(own, 1), bytes);
@@ -1906,7 +1912,7 @@ static void test_errors(void) {
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *lse = pair_new(2 * 3 * 3 * sizeof(float));
     /* NH = 3 not a multiple of NKV = 2 */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 4, NULL,
-                           0, NULL, 0.0f, 1, F(lse, 1), 2, 3, 3, 2, 2);
+                           0, 0, NULL, 0.0f, 1, F(lse, 1), 2, 3, 3, 2, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NKV") != NULL);
@@ -1914,19 +1920,19 @@ static void test_errors(void) {
     Pair *y = pair_random(129, 1.0f), *l1 = pair_new(sizeof(float));
     /* past the kernels' head size */
     dut->attention_forward(F(y, 1), NULL, 0, F(l1, 1), NULL, F(y, 1), 129, F(y, 1), F(y, 1), 129,
-                           NULL, 1, NULL, 0.0f, 1, F(l1, 1), 1, 1, 1, 1, 129);
+                           NULL, 1, 0, NULL, 0.0f, 1, F(l1, 1), 1, 1, 1, 1, 129);
     CHECK(dut->status(&e) == -1);
     printf("head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "HS > 128") != NULL);
     /* rope turns pairs: an odd head size is refused */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 3, F(x, 1), F(x, 1), 3, NULL,
-                           1, rope_plain(1e4f, 3), 0.0f, 1, F(lse, 1), 2, 3, 1, 1, 3);
+                           1, 0, rope_plain(1e4f, 3), 0.0f, 1, F(lse, 1), 2, 3, 1, 1, 3);
     CHECK(dut->status(&e) == -1);
     printf("rope, odd head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "even head sizes") != NULL);
     dut->set_precision(PRECISION_BF16); /* bf16 without the buffer it saves q, k, v in */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 6, NULL,
-                           0, NULL, 0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
+                           0, 0, NULL, 0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
     dut->set_precision(PRECISION_FP32);
     CHECK(dut->status(&e) == -1);
     printf("no saved buffer: %s\n", e.msg);
@@ -1963,7 +1969,7 @@ static void test_tf32(void) {
     Pair *scratch = attention_scratch(B, T, NH, NH, C / NH);
     BACKENDS(w, o) {
         o->attention_forward(F(o_, w), NULL, 0, F(lse, w), NULL, F(q, w), C, F(k, w), F(v, w), C,
-                             NULL, 0, NULL, 0.0f, 5, F(scratch, w), B, T, NH, NH, C / NH);
+                             NULL, 0, 0, NULL, 0.0f, 5, F(scratch, w), B, T, NH, NH, C / NH);
     }
     NAME("tf32 attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
     compare_scaled("lse", lse, 4e-3);
@@ -2141,6 +2147,23 @@ int main(void) {
     /* HS 64's two m16 tiles a warp with one warp a block (T 20) and with mostly padding */
     test_attention_bf16(3, 20, 4, 2, 64, 1, 3, 0.1f, G_ALL);
     test_attention_bf16(2, 40, 2, 2, 64, 0, 30, 0.0f, G_ALL);
+    /* sliding windows (Mistral's, Qwen2's): key tiles before a block's window skipped, tiles
+     * across a window's edge masked, dk/dv's query tiles ending past the last key's window; f32,
+     * then bf16 at HP 64 (two m16 tiles a warp), 128 and a run-time size; a window of 1 sees
+     * only the query itself */
+    att_window = 17;
+    test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 0);
+    test_attention(3, 33, 4, 1, 16, 1, 5, 0.0f, 0);
+    test_attention_bf16(2, 150, 9, 3, 64, 1, 9, 0.1f, G_ALL);
+    test_attention_bf16(2, 160, 2, 2, 128, 1, 9, 0.0f, G_ALL);
+    test_attention_bf16(2, 100, 4, 2, 48, 1, 5, 0.1f, G_ALL);
+    att_window = 64;
+    test_attention_bf16(1, 200, 3, 1, 64, 1, 0, 0.0f, G_ALL); /* whole tiles past the window */
+    test_attention_bf16(1, 130, 2, 2, 128, 1, 0, 0.1f, G_ALL);
+    att_window = 1;
+    test_attention(2, 40, 2, 2, 32, 1, 3, 0.1f, 0);
+    test_attention_bf16(2, 40, 2, 2, 32, 1, 3, 0.1f, G_ALL);
+    att_window = 0;
     /* the dropout check cudnn's masks get (read back through v = I), on loraft's own: what it
      * asks holds of the masks the reference draws too */
     test_dropout_readback(ATTENTION_LORAFT, 2, 64, 4, 4, 64, 0, 9, 0.1f);
@@ -2171,19 +2194,31 @@ int main(void) {
     test_attention_bf16(2, 37, 4, 2, 36, 1, 5, 0.1f, G_ALL); /* halves of 18: a pass both ways */
     test_attention_bf16(2, 37, 4, 2, 64, 1, 5, 0.1f, G_DW);  /* dk only */
     test_attention_bf16(2, 37, 4, 2, 64, 1, 5, 0.1f, G_DINP | G_DB); /* dq, dv */
+    att_window = 23; /* a window with rope's gradients turned as stored, first writers */
+    att_set = 1;
+    test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
+    test_attention(2, 45, 4, 2, 128, 1, 7, 0.1f, 0);
+    att_set = 0, att_window = 0;
     att_rope = 0.0f;
     for (int joined = 0; joined < 2; joined++) {
-        test_attention_cached(1, 0, 0, 1, 1, 4, joined);     /* the first token */
-        test_attention_cached(7, 0, 0, 4, 2, 16, joined);    /* a prefill */
-        test_attention_cached(1, 69, 0, 9, 3, 64, joined);   /* a decode step, SmolLM2's heads */
-        test_attention_cached(1, 69, 30, 9, 3, 64, joined);  /* over the whole cache (a graph's) */
-        test_attention_cached(1, 40, 60, 9, 3, 64, joined);  /* one split used of two */
-        test_attention_cached(1, 700, 99, 9, 3, 64, joined); /* 11 key splits of 13 */
-        test_attention_cached(3, 130, 5, 4, 1, 36, joined);  /* MQA, HS not a multiple of 8 */
-        test_attention_cached(64, 0, 0, 8, 2, 128, joined);  /* 512 query rows: the GEMMs */
-        test_attention_cached(5, 40, 0, 4, 1, 32, joined); /* a chunk after a cached prefix, MQA */
-        test_attention_cached(1, 3, 5, 2, 2, 6, joined);   /* rows of 12 floats: the float path */
-        test_attention_cached(2, 8189, 0, 9, 3, 64, joined); /* SmolLM2's last positions */
+        test_attention_cached(1, 0, 0, 1, 1, 4, joined, 0);   /* the first token */
+        test_attention_cached(7, 0, 0, 4, 2, 16, joined, 0);  /* a prefill */
+        test_attention_cached(1, 69, 0, 9, 3, 64, joined, 0); /* a decode step, SmolLM2's heads */
+        test_attention_cached(1, 69, 30, 9, 3, 64, joined,
+                              0); /* over the whole cache (a graph's) */
+        test_attention_cached(1, 40, 60, 9, 3, 64, joined, 0);  /* one split used of two */
+        test_attention_cached(1, 700, 99, 9, 3, 64, joined, 0); /* 11 key splits of 13 */
+        test_attention_cached(3, 130, 5, 4, 1, 36, joined, 0);  /* MQA, HS not a multiple of 8 */
+        test_attention_cached(64, 0, 0, 8, 2, 128, joined, 0);  /* 512 query rows: the GEMMs */
+        test_attention_cached(5, 40, 0, 4, 1, 32, joined,
+                              0);                           /* a chunk after a cached prefix, MQA */
+        test_attention_cached(1, 3, 5, 2, 2, 6, joined, 0); /* rows of 12 floats: the float path */
+        test_attention_cached(2, 8189, 0, 9, 3, 64, joined, 0); /* SmolLM2's last positions */
+        /* sliding windows: splits before the window skipped, the join from its first split */
+        test_attention_cached(1, 700, 99, 9, 3, 64, joined, 100);
+        test_attention_cached(1, 69, 30, 9, 3, 64, joined, 64);
+        test_attention_cached(5, 40, 0, 4, 1, 32, joined, 3);
+        test_attention_cached(64, 0, 0, 8, 2, 128, joined, 9); /* the GEMMs' softmax */
     }
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
@@ -2237,7 +2272,10 @@ int main(void) {
     test_attention_cudnn(1, 200, 3, 1, 64, 1, 0, G_ALL);    /* causal MQA, no mask */
     test_attention_cudnn(2, 45, 4, 2, 128, 1, 7, G_ALL);
     test_attention_cudnn(2, 70, 2, 2, 40, 0, 20, G_ALL); /* HS 40 in copies of rows of 48 */
-    att_rope = 1e5f;                                     /* copies turn, gradients a pass */
+    att_window = 17; /* a sliding window under cudnn: loraft's kernels on cuDNN's layout */
+    test_attention_cudnn(2, 70, 9, 3, 64, 1, 20, G_ALL);
+    att_window = 0;
+    att_rope = 1e5f; /* copies turn, gradients a pass */
     test_attention_cudnn(2, 70, 9, 3, 64, 1, 20, G_ALL);
     att_rope = 0.0f;
     if (use_cudnn()) { /* rows [dq | dk | dv]: cuDNN's widened into place */

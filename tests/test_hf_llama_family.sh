@@ -1,52 +1,67 @@
 #!/usr/bin/env bash
-# Qwen2 (Qwen2.5) and Qwen3 checkpoints as transformers 5 writes them: a seeded random
-# Qwen2ForCausalLM / Qwen3ForCausalLM (2 layers, hidden 64, 4 heads over 2 KV heads, rope_theta 1e6,
-# the head tied as the small Qwens'; Qwen3's head_dim 32, so that its heads are twice the width as
-# Qwen3-0.6B's and 4B's are) whose q, k and v biases (Qwen2) or q and k head norms (Qwen3) are drawn
-# at random too (transformers initialises them to 0 and 1, which would hide them), with the GPT-2
-# tokenizer. For each:
+# The llama family's other model_types as transformers 5 writes them: Qwen2 (Qwen2.5), Qwen3 and
+# Mistral. A seeded random Qwen2ForCausalLM / Qwen3ForCausalLM / MistralForCausalLM (2 layers,
+# hidden 64, 4 heads over 2 KV heads, rope_theta 1e6) with the GPT-2 tokenizer:
+#  - qwen2, qwen3: the head tied as the small Qwens'; Qwen3's head_dim 32, so that its heads are
+#    twice the width as Qwen3-0.6B's and 4B's are; q, k and v biases (Qwen2) or q and k head norms
+#    (Qwen3) drawn at random too (transformers initialises them to 0 and 1, which would hide them);
+#  - mistral: the head untied as Mistral 7B's; head_dim 32 (heads wider than hidden / heads, as
+#    Mistral-Nemo's 32 x 128 over 5120); sliding_window 16, half of max_length: every check below
+#    runs through the window.
+# For each:
 #  1. loraft eval's loss equals transformers' (each text alone, no BOS, the mean over every
 #     predicted token; f32 on both sides: within 2e-5);
-#  2. the same weights with the biases 0 (the norms' weights 1) give a loss more than 1e-3 away, so
-#     check 1 sees them;
+#  2. qwen2, qwen3: the same weights with the biases 0 (the norms' weights 1) give a loss more than
+#     1e-3 away, so check 1 sees them; mistral: the same weights without the window (null) give a
+#     loss more than 1e-3 away in transformers, and that loss in loraft too;
 #  3. the same model as a GGUF (arch qwen2 / qwen3: q and k rows as HF stores them, the biases and
-#     head norms as they are, Qwen3's head size as key_length, after llama.cpp's converter;
+#     head norms as they are, Qwen3's head size as key_length; mistral: arch llama, q and k rows
+#     permuted as Llama's, its head size as key_length; after llama.cpp's converter;
 #     scripts/write-tiny-gguf.py) gives the same loss;
 #  4. LoRA on all seven projections trains for a few steps; PEFT loads the adapter onto
 #     transformers' model with no missing or unexpected keys and the same loss as `loraft eval
-#     --adapter`, and `loraft merge` writes a Qwen2ForCausalLM / Qwen3ForCausalLM directory that
-#     transformers loads (no missing or unexpected keys) with that loss too;
+#     --adapter`, and `loraft merge` writes a Qwen2ForCausalLM / Qwen3ForCausalLM /
+#     MistralForCausalLM directory that transformers loads (no missing or unexpected keys) with that
+#     loss too;
 #  5. the merge as a GGUF (`loraft merge --format gguf --type f32`) gives that loss in loraft, and
-#     holds the model's own tensors and keys and the directory's tokenizer;
-#  6. sliding-window attention, which loraft does not compute, is refused by name.
+#     holds the model's own tensors and keys (mistral: general.architecture llama, llama.* keys
+#     with llama.attention.sliding_window, which loraft reads back as a Mistral)
+#     and the directory's tokenizer; `loraft export-gguf` writes the adapter under the same
+#     architecture (mistral: llama) with every module's lora_a and lora_b;
+#  6. qwen2, qwen3: their per-layer sliding windows (use_sliding_window), not computed, are refused
+#     at load by name; mistral: `loraft generate` runs past the window (its KV cache reads the
+#     window's keys; test_generate checks it against recomputation).
 # Skips, saying why, without the GPT-2 tokenizer or the venv of scripts/setup-python.sh.
 set -euo pipefail
 . tests/lm_compat_common.sh
-lm_compat_setup hf-qwen
+lm_compat_setup hf-llama-family
 tol=2e-5
 max_len=32
 write_corpus
 
 # check_arch ARCH: the checks above in $tmp/ARCH
 check_arch() {
-  local arch=$1 dir=$tmp/$1 base plain adapter merged merged_gguf
+  local arch=$1 dir=$tmp/$1 base plain adapter merged merged_gguf narrow
   mkdir "$dir"
-  "$py" - "$dir" "$vocab" "$arch" <<'EOF'
+  "$py" - "$dir" "$vocab" "$arch" "$max_len" <<'EOF'
 import json, shutil, sys
 import torch
 import transformers
 from transformers.utils import logging as hf_logging
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
-dir, vocab, arch = sys.argv[1:4]
+dir, vocab, arch, max_len = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.manual_seed(5)
 Config, Model = (getattr(transformers, arch.capitalize() + k) for k in ("Config", "ForCausalLM"))
-extra = dict(head_dim=32) if arch == "qwen3" else {}
+if arch == "mistral":
+    extra = dict(head_dim=32, tie_word_embeddings=False, sliding_window=max_len // 2)
+else:
+    extra = dict(tie_word_embeddings=True, use_sliding_window=False, sliding_window=64,
+                 max_window_layers=1, **(dict(head_dim=32) if arch == "qwen3" else {}))
 cfg = Config(vocab_size=50257, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-             initializer_range=0.15, rope_theta=1e6, tie_word_embeddings=True,
-             bos_token_id=50256, eos_token_id=50256, use_sliding_window=False,
-             sliding_window=64, max_window_layers=1, **extra)
+             initializer_range=0.15, rope_theta=1e6, bos_token_id=50256, eos_token_id=50256,
+             **extra)
 model = Model(cfg).eval()
 with torch.no_grad():
     for name, p in model.named_parameters():
@@ -57,6 +72,8 @@ for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
     shutil.copy(f"{vocab}/{f}", f"{dir}/model/{f}")
 saved = json.load(open(dir + "/model/config.json"))
 assert saved["model_type"] == arch and "rope_parameters" in saved, saved
+assert arch != "mistral" or (saved["sliding_window"] == max_len // 2 and saved["head_dim"] == 32
+                             and "attention_bias" not in saved), saved
 EOF
 
   cat >"$dir/run.json" <<EOF
@@ -72,8 +89,9 @@ EOF
 EOF
   base=$(eval_loss "$dir/run.json")
 
-  cp -r "$dir/model" "$dir/plain"
-  "$py" - "$dir/plain/model.safetensors" <<'EOF'
+  if [ "$arch" != mistral ]; then
+    cp -r "$dir/model" "$dir/plain"
+    "$py" - "$dir/plain/model.safetensors" <<'EOF'
 import sys
 from safetensors.torch import load_file, save_file
 w = load_file(sys.argv[1])
@@ -82,10 +100,11 @@ assert len(own) in (4, 6), own  # of 2 layers: Qwen2's q, k and v biases; Qwen3'
 save_file({k: v * 0 + k.endswith(".weight") if k in own else v for k, v in w.items()},
           sys.argv[1], metadata={"format": "pt"})
 EOF
-  read -r plain _ < <(eval_loss "$dir/run.json" --set model.model="$dir/plain")
-  "$py" -c "import sys; sys.exit(abs($plain - ${base% *}) <= 1e-3)" \
-    || { echo "FAIL: $arch: as initialised the loss is $plain, drawn ${base% *}: too close"; exit 1; }
-  echo "ok   $arch: the biases or head norms matter: loss ${base% *} -> $plain as initialised"
+    read -r plain _ < <(eval_loss "$dir/run.json" --set model.model="$dir/plain")
+    "$py" -c "import sys; sys.exit(abs($plain - ${base% *}) <= 1e-3)" \
+      || { echo "FAIL: $arch: as initialised the loss is $plain, drawn ${base% *}: too close"; exit 1; }
+    echo "ok   $arch: the biases or head norms matter: loss ${base% *} -> $plain as initialised"
+  fi
 
   mkdir "$dir/gguf"
   "$py" scripts/write-tiny-gguf.py "$dir/model" "$dir/gguf/model.gguf"
@@ -100,11 +119,25 @@ EOF
   merged=$(eval_loss "$dir/run.json" --set model.model="$dir/merged")
   "$bin" merge --model "$dir/model" --adapter "$dir/run/best" --format gguf --type f32 \
     --out "$dir/merged.gguf" >/dev/null
+  "$bin" export-gguf --adapter "$dir/run/best" --out "$dir/adapter.gguf" >/dev/null
   merged_gguf=$(eval_loss "$dir/run.json" --set model.model="$dir/merged.gguf")
   "$py" -c "import sys; a, b, c = ${adapter% *}, ${merged% *}, ${merged_gguf% *}; print('ok   $arch: loraft: adapter %.7f, merged %.7f, merged GGUF %.7f' % (a, b, c)); sys.exit(abs(a - b) > $tol or abs(a - c) > $tol)" \
     || { echo "FAIL: $arch: the merged models' losses differ from the adapter's"; exit 1; }
 
-  "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$adapter" "$arch" <<'EOF'
+  # mistral: the same weights without the window
+  narrow="-"
+  if [ "$arch" = mistral ]; then
+    cp -r "$dir/model" "$dir/nowindow"
+    "$py" - "$dir/nowindow/config.json" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["sliding_window"] = None
+json.dump(c, open(sys.argv[1], "w"))
+EOF
+    narrow=$(eval_loss "$dir/run.json" --set model.model="$dir/nowindow")
+  fi
+
+  "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$adapter" "$arch" "$narrow" <<'EOF'
 import json, struct, sys
 import torch
 from peft import PeftModel
@@ -114,7 +147,7 @@ sys.path.insert(0, "tests")
 from lm_compat import KeyNoise, hf_loss, load
 hf_logging.disable_progress_bar()
 dir, valid, max_len, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-ours = {"base": sys.argv[5].split(), "adapter": sys.argv[6].split()}
+ours = {"base": sys.argv[5].split(), "adapter": sys.argv[6].split(), "narrow": sys.argv[8].split()}
 arch = sys.argv[7]
 cls = arch.capitalize() + "ForCausalLM"
 torch.set_num_threads(1)
@@ -134,6 +167,16 @@ tok = AutoTokenizer.from_pretrained(dir + "/model")
 base, bad = load(dir + "/model")
 check(type(base).__name__ == cls and not bad, f"base: {type(base).__name__} {bad}")
 agree("base loss", ours["base"], hf_loss(base, tok, texts, max_len))
+if arch == "mistral":
+    full, bad = load(dir + "/nowindow")
+    check(full.config.sliding_window is None and not bad, f"nowindow: {bad}")
+    theirs = hf_loss(full, tok, texts, max_len)
+    window = hf_loss(base, tok, texts, max_len)[0]
+    check(abs(theirs[0] - window) > 1e-3,
+          f"the window matters: transformers at max_length {max_len}: window "
+          f"{base.config.sliding_window} {window:.7f}, none {theirs[0]:.7f}")
+    agree("without the window", ours["narrow"], theirs)
+    del full
 with KeyNoise() as keys:
     model = PeftModel.from_pretrained(base, dir + "/run/best")
 check(not keys.noise, f"PeftModel.from_pretrained reports no missing/unexpected keys {keys.noise}")
@@ -143,20 +186,45 @@ merged, bad = load(dir + "/merged")
 check(type(merged).__name__ == cls and not bad,
       f"merged: {type(merged).__name__}, no missing/unexpected keys {bad}")
 agree("merged loss (transformers)", ours["adapter"], hf_loss(merged, tok, texts, max_len))
+if arch == "mistral":
+    saved = json.load(open(dir + "/merged/config.json"))
+    check(saved["sliding_window"] == max_len // 2 and saved["head_dim"] == 32
+          and merged.config.sliding_window == max_len // 2,
+          f"merged config.json: sliding_window {saved.get('sliding_window')}, head_dim "
+          f"{saved.get('head_dim')} as read")
 
 data = open(dir + "/merged.gguf", "rb").read()
 gs = lambda t: struct.pack("<Q", len(t)) + t.encode()  # a GGUF string
-own = ("blk.0.attn_q.bias", "blk.1.attn_v.bias") if arch == "qwen2" else (
-    "blk.0.attn_q_norm.weight", "blk.1.attn_k_norm.weight", "qwen3.attention.key_length")
-check(gs("general.architecture") + struct.pack("<I", 8) + gs(arch) in data
-      and all(gs(k) in data for k in own + (f"{arch}.attention.head_count_kv",
+gguf_arch = "llama" if arch == "mistral" else arch  # as llama.cpp's converter writes Mistral
+own = {"qwen2": ("blk.0.attn_q.bias", "blk.1.attn_v.bias"),
+       "qwen3": ("blk.0.attn_q_norm.weight", "blk.1.attn_k_norm.weight",
+                 "qwen3.attention.key_length"),
+       "mistral": ("llama.attention.key_length", "llama.attention.sliding_window",
+                   "output.weight")}[arch]
+tied = arch != "mistral"
+check(gs("general.architecture") + struct.pack("<I", 8) + gs(gguf_arch) in data
+      and all(gs(k) in data for k in own + (f"{gguf_arch}.attention.head_count_kv",
                                             "tokenizer.ggml.merges"))
-      and gs("output.weight") not in data,
-      f"merged GGUF: architecture {arch}, {', '.join(own)}, a tokenizer, the head tied")
+      and (gs("output.weight") not in data) == tied and gs(gguf_arch + ".block_count") in data,
+      f"merged GGUF: architecture {gguf_arch}, {', '.join(own)}, a tokenizer, the head "
+      f"{'tied' if tied else 'its own'}")
+data = open(dir + "/adapter.gguf", "rb").read()
+check(gs("general.architecture") + struct.pack("<I", 8) + gs(gguf_arch) in data
+      and all(gs(f"blk.{l}.{m}.weight.lora_{ab}") in data for l in (0, 1) for ab in "ab"
+              for m in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
+                        "ffn_down")),
+      f"adapter GGUF (export-gguf): architecture {gguf_arch}, lora_a and lora_b of the 7 modules "
+      f"of both layers")
 print(f"{arch}: {sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)
 EOF
 
+  if [ "$arch" = mistral ]; then
+    "$bin" generate --model "$dir/model" --max-new-tokens 24 "Anne walked to the garden" \
+      >/dev/null 2>"$dir/err" || { cat "$dir/err"; echo "FAIL: mistral: a generation past the window"; exit 1; }
+    echo "ok   mistral: a generation past the window of $((max_len / 2)) runs"
+    return
+  fi
   "$py" - "$dir/model/config.json" "$dir/sliding.json" <<'EOF'
 import json, sys
 c = json.load(open(sys.argv[1]))
@@ -171,5 +239,4 @@ EOF
   echo "ok   $arch: sliding-window attention is refused: $(head -c 160 "$dir/err")"
 }
 
-check_arch qwen2
-check_arch qwen3
+for arch in ${LLAMA_FAMILY_ARCHS:-qwen2 qwen3 mistral}; do check_arch "$arch"; done
