@@ -545,12 +545,13 @@ static void bench_lm_head(void) {
 }
 
 /* Attention over B*T = attn_tokens tokens. causal: SmolLM2's heads (GQA) or Llama-3.1-8B's (head
- * size 128) and rope, which the ops turn q and k by; padded: DistilBERT's, sequence b keeping T -
- * (b % 4) * T / 8 tokens. The
+ * size 128) and rope, which the ops turn q and k by, over a sliding window of `window` keys where
+ * window > 0 (Mistral's: its heads are Llama-3.1-8B's); padded: DistilBERT's, sequence b keeping
+ * T - (b % 4) * T / 8 tokens. The
  * bare comparison is the dense [T,T]
  * attention as cuBLAS GEMMs over the B*NH heads (S = Q K^T and O = P V forward; dP, dV, dQ,
  * dK backward), without softmax or masking; ours counts only the allowed pairs. */
-static void bench_attention(const Dims *d, int T, int causal, const char *impl) {
+static void bench_attention(const Dims *d, int T, int causal, int window, const char *impl) {
     int B = sz->attn_tokens / T, NH = d->NH, HS = d->HS, C = NH * HS, KC = d->NKV * HS;
     RopeFreqs freqs;
     rope_freqs_init(&freqs, 1e5f, HS, NULL);
@@ -567,7 +568,8 @@ static void bench_attention(const Dims *d, int T, int causal, const char *impl) 
     for (int b = 0; b < B; b++) {
         int len = causal ? T : T - (b % 4) * T / 8;
         for (int t = 0; t < T; t++) hmask[(size_t)b * T + t] = t < len;
-        pairs += causal ? 0.5 * T * (T + 1.0) : (double)T * len;
+        for (int i = 0; i < T; i++) /* the pairs each query row sees */
+            pairs += !causal ? len : window && i >= window ? window : i + 1;
     }
     int32_t *mask = must(gpu->alloc((size_t)B * T * sizeof *mask), (size_t)B * T * sizeof *mask);
     gpu->upload(mask, hmask, (size_t)B * T * sizeof *mask);
@@ -582,20 +584,25 @@ static void bench_attention(const Dims *d, int T, int causal, const char *impl) 
     if (*impl) {
         bench_gpu_mark();
         gpu->attention_forward(out, NULL, 0, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask,
-                               causal, 0, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS);
+                               causal, window, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS);
         gpu->attention_backward(dq, dk, dv, dout, q, k, v, NH * HS, d->NKV * HS, out, NULL, 0, lse,
-                                saved, mask, causal, 0, rope, 0.0f, 1, scratch, B, T, NH, d->NKV,
-                                HS, OPS_ADD);
+                                saved, mask, causal, window, rope, 0.0f, 1, scratch, B, T, NH,
+                                d->NKV, HS, OPS_ADD);
         first = bench_gpu_elapsed_ms();
     }
     TIME(fwd, gpu->attention_forward(out, NULL, 0, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask,
-                                     causal, 0, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS));
+                                     causal, window, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS));
     TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, NH * HS, d->NKV * HS, out, NULL, 0,
-                                      lse, saved, mask, causal, 0, rope, 0.0f, 1, scratch, B, T, NH,
-                                      d->NKV, HS, OPS_ADD));
+                                      lse, saved, mask, causal, window, rope, 0.0f, 1, scratch, B,
+                                      T, NH, d->NKV, HS, OPS_ADD));
     double flops = 4.0 * NH * HS * pairs, dense = 4.0 * B * NH * (double)T * T * HS;
     char name[64];
-    const char *kind = causal ? "causal" : "padded";
+    char kind[32];
+    snprintf(kind, sizeof kind,
+             !causal  ? "padded"
+             : window ? "causal window %d"
+                      : "causal",
+             window);
     snprintf(name, sizeof name, "%sattention_forward %s B=%d T=%d NH=%d", impl, kind, B, T, NH);
     gemm_row(name, flops, fwd, (mm_tt + mm_th) * flops / dense);
     snprintf(name, sizeof name, "%sattention_backward %s B=%d T=%d NH=%d", impl, kind, B, T, NH);
@@ -757,17 +764,18 @@ int main(int argc, char **argv) {
     }
     bench_lm_head();
     for (int t = 0; t < 2; t++) {
-        bench_attention(&sz->smollm2, sz->T[t], 1, "");
-        bench_attention(&sz->distilbert, sz->T[t], 0, "");
+        bench_attention(&sz->smollm2, sz->T[t], 1, 0, "");
+        bench_attention(&sz->distilbert, sz->T[t], 0, 0, "");
     }
-    bench_attention(&sz->llama8b, sz->T[1], 1, ""); /* head size 128's kernels */
+    bench_attention(&sz->llama8b, sz->T[1], 1, 0, "");            /* head size 128's kernels */
+    bench_attention(&sz->llama8b, sz->T[1], 1, sz->T[1] / 4, ""); /* a window: Mistral's heads */
     /* model.attention cudnn at the same shapes (bf16, in a build with it; its warm-up plans) */
     if (precision == PRECISION_BF16 && !gpu->set_attention(ATTENTION_CUDNN, &err)) {
         for (int t = 0; t < 2; t++) {
-            bench_attention(&sz->smollm2, sz->T[t], 1, "cudnn ");
-            bench_attention(&sz->distilbert, sz->T[t], 0, "cudnn ");
+            bench_attention(&sz->smollm2, sz->T[t], 1, 0, "cudnn ");
+            bench_attention(&sz->distilbert, sz->T[t], 0, 0, "cudnn ");
         }
-        bench_attention(&sz->llama8b, sz->T[1], 1, "cudnn ");
+        bench_attention(&sz->llama8b, sz->T[1], 1, 0, "cudnn ");
         gpu->set_attention(ATTENTION_LORAFT, NULL);
     } else if (precision == PRECISION_BF16) {
         printf("# no cudnn attention rows: %s\n", err.msg);
