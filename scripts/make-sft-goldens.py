@@ -18,14 +18,15 @@ has no stop id, EOS is appended and labelled.
 
 Cases: SmolLM2-Instruct's tokenizer (SMOLLM2_DIR, default models/smollm2-tokenizer) with its own
 template, and GPT-2's tokenizer (GPT2_DIR, default ../shared/data/tokenizers/gpt2: the tokenizer
-`loraft init --arch llama --vocab-from` gives the tiny test models) with loraft's plain template
-and with an Alpaca-style prompt template.
+`loraft init --arch llama --vocab-from` gives the tiny test models) and a SentencePiece-style one
+(tests/golden/spm_legacy.json, Llama 2's spelling, whose "▁" before each piece covers no text)
+with loraft's plain template and with an Alpaca-style prompt template.
 """
 import json
 import os
 import sys
 
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 # loraft's plain template as Jinja, as make-chat-goldens.py wrote it
 with open("tests/golden/chat_templates.json", encoding="utf-8") as f:
@@ -105,8 +106,10 @@ def template_case(tok, name, rec, stops):
     head, tail = ALPACA.split("{output}")
     fill = lambda s: s.replace("{instruction}", rec["instruction"]).replace("{input}", rec.get("input", ""))
     text = fill(head) + rec["output"] + fill(tail)
-    ids = tok(text)["input_ids"]  # GPT-2 adds no special tokens
-    ids, labels = labelled(ids, prompt_tokens(tok, text, fill(head), ids), stops, eos_of(tok))
+    ids = tok(text)["input_ids"]  # GPT-2 adds no special tokens; the SentencePiece one <s>
+    bos = len(ids) - len(tok(text, add_special_tokens=False)["input_ids"])
+    n = bos + prompt_tokens(tok, text, fill(head), ids[bos:])
+    ids, labels = labelled(ids, n, stops, eos_of(tok))
     return {"tokenizer": name, "prompt_template": ALPACA, "record": rec, "ids": ids,
             "labels": labels}
 
@@ -115,13 +118,18 @@ def main():
     smol_dir = sys.argv[1] if len(sys.argv) > 1 else "models/smollm2-tokenizer"
     gpt2_dir = sys.argv[2] if len(sys.argv) > 2 else "../shared/data/tokenizers/gpt2"
     smol, gpt2 = AutoTokenizer.from_pretrained(smol_dir), AutoTokenizer.from_pretrained(gpt2_dir)
+    # a SentencePiece-style BPE (Llama 2's spelling: "▁" prepended to every piece)
+    spm = PreTrainedTokenizerFast(tokenizer_file="tests/golden/spm_legacy.json", bos_token="<s>",
+                                  eos_token="</s>", unk_token="<unk>")
     smol_stops = {smol.eos_token_id, smol.convert_tokens_to_ids("<|im_end|>")}
     cases = []
     for rec in RECORDS:
         cases.append(chat_case(smol, ("smollm2", "smollm2"), smol.chat_template, rec, smol_stops))
         cases.append(chat_case(gpt2, ("gpt2", "plain"), PLAIN, rec, {eos_of(gpt2)}))
+        cases.append(chat_case(spm, ("spm", "plain"), PLAIN, rec, {eos_of(spm)}))
         if "messages" not in rec:
             cases.append(template_case(gpt2, "gpt2", rec, {eos_of(gpt2)}))
+            cases.append(template_case(spm, "spm", rec, {eos_of(spm)}))
     out = "tests/golden/sft_render.json"
     with open(out, "w", encoding="utf-8") as f:
         json.dump({"cases": cases}, f, ensure_ascii=True, indent=1)

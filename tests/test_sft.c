@@ -4,7 +4,8 @@
  *   scripts/make-sft-goldens.py), token for token: SmolLM2-Instruct's tokenizer with its own
  *   chat template (when models/smollm2-tokenizer is there), and a tiny `loraft init --arch
  *   llama` model's GPT-2 tokenizer with the plain template and an Alpaca prompt template (when
- *   ../shared/data/tokenizers/gpt2 is there). Right truncation, packing and holding out are
+ *   ../shared/data/tokenizers/gpt2 is there), and a SentencePiece-style BPE's (Llama 2's
+ *   spelling) with both. Right truncation, packing and holding out are
  *   checked against the same golden rows; malformed records are errors naming file and line.
  * - The loader's labels are the set's labels, -100 on padding, and n_predicted counts them.
  * - On a tiny random Llama with LoRA on every projection: the objective's loss over a batch of
@@ -284,6 +285,42 @@ static void check_tiny_llama(const cJSON *g) {
     text_tokenizer_close(&tok);
 }
 
+/* A SentencePiece-style BPE (tests/golden/spm_legacy.json, Llama 2's spelling: a "▁" before each
+ * piece that the text lacks, <s> added by its post-processor) with the plain template and the
+ * Alpaca prompt template: the prompt ends where transformers' offsets say, not one token early. */
+static void check_spm(const cJSON *g) {
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/spm", tmpdir);
+    CHECK(mkdir(dir, 0700) == 0);
+    char *text;
+    size_t len;
+    LfError err;
+    CHECK_OK(file_read_all("tests/golden/spm_legacy.json", &text, &len, &err), &err);
+    char path[300];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *fp = fopen(path, "wb");
+    CHECK(fp && fwrite(text, 1, len, fp) == len && fclose(fp) == 0);
+    free(text);
+    TextTokenizer tok;
+    ChatTemplate plain;
+    SftFormat f;
+    CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
+    int32_t eos = bpe_lookup(tok.bpe, "</s>");
+    CHECK(eos >= 0);
+    CHECK_OK(chat_template_by_name("plain", &plain, &err), &err);
+    CHECK_OK(sft_format_init(&f, &plain, NULL, &tok, eos, &err), &err);
+    check_format(g, &tok, &f, "spm", "plain", 0);
+    const char *alpaca = NULL;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases")) {
+        const cJSON *p = cJSON_GetObjectItem(c, "prompt_template");
+        if (p) alpaca = p->valuestring;
+    }
+    CHECK_OK(sft_format_init(&f, NULL, alpaca, &tok, eos, &err), &err);
+    check_format(g, &tok, &f, "spm", alpaca, 1);
+    text_tokenizer_close(&tok);
+}
+
 /* ---- the loss through the objective ---- */
 
 enum { VOCAB = 29, B = 2, T = 9 };
@@ -352,6 +389,7 @@ int main(void) {
     CHECK(g != NULL);
     check_smollm2(g);
     check_tiny_llama(g);
+    check_spm(g);
     check_objective();
     cJSON_Delete(g);
     char cmd[200];

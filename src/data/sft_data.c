@@ -209,10 +209,20 @@ static int render(const SftFormat *f, const Record *e, Text *full, size_t *promp
 
 /* ---- tokens ---- */
 
-/* How many of ids[0..n) end within the first `bytes` bytes of the text they encode. */
-static size_t tokens_within(const Bpe *bpe, const int32_t *ids, size_t n, size_t bytes) {
-    size_t end = 0, k = 0, len = 0;
-    for (; k < n && bpe_token_bytes(bpe, ids[k], &len) && end + len <= bytes; k++) end += len;
+/* How many of ids[0..n) end within the first `bytes` bytes of text, which they encode: their
+ * bytes walked along it (the rule of tokenizers' offsets). A space that starts a token where text
+ * has none was put there by the tokenizer (SentencePiece's "▁" before each piece, ByteLevel's
+ * add_prefix_space) and covers no text. */
+static size_t tokens_within(const Bpe *bpe, const int32_t *ids, size_t n, const char *text,
+                            size_t len, size_t bytes) {
+    size_t end = 0, k = 0, m = 0;
+    for (; k < n; k++) {
+        const char *b = bpe_token_bytes(bpe, ids[k], &m);
+        if (!b) break;
+        size_t added = m && b[0] == ' ' && (end >= len || text[end] != ' ');
+        if (end + m - added > bytes) break;
+        end += m - added;
+    }
     return k;
 }
 
@@ -230,9 +240,11 @@ static int encode_example(const SftFormat *f, const TextTokenizer *tok, const Re
     if (!rc) rc = bpe_encode(tok->bpe, full.p, full.len, 0, ids, err);
     for (int k = 0; templ && k < sp->n_suffix && !rc; k++)
         rc = idlist_push(ids, sp->suffix[k], err);
+    size_t P =
+        rc ? 0
+           : np + tokens_within(tok->bpe, ids->ids + np, ids->n - np, full.p, full.len, prompt_len);
     free(full.p);
     if (rc) return -1;
-    size_t P = np + tokens_within(tok->bpe, ids->ids + np, ids->n - np, prompt_len);
     int ended = 0;
     for (size_t i = 0; i < ids->n && !rc; i++) {
         int answer = i >= P && !ended;
