@@ -6,9 +6,9 @@
 # whose lines carry the text as "hex"; default that file) through `loraft tokenize --tokenizer
 # GGUF` and through llama.cpp's `llama-tokenize -m GGUF -f FILE --ids --no-escape` (BOS as the
 # file says, special tokens parsed), compared id for id. Fails on any difference, printing the
-# first ones. For SentencePiece-style files (`tokenizer.ggml.model llama`): the script's golden
-# file, or what `loraft init --arch llama --vocab-from DIR --gguf FILE` writes from a
-# tokenizer.json.
+# first ones. For SentencePiece-style files (`tokenizer.ggml.model llama`): what `loraft init
+# --arch llama --vocab-from DIR --gguf FILE` writes from a tokenizer.json (tests/golden's
+# spm_legacy.json, say), or a model's own GGUF.
 #
 # llama-tokenize comes with llama.cpp's tree (see scripts/check-llama-cpp.sh for one from PyPI):
 #   cmake -S LLAMA_CPP_SRC -B /tmp/lcp-build -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \

@@ -23,7 +23,6 @@ transformers' LlamaConverter and writes:
                           writes them: tokens, scores (sp.GetScore), token types (NORMAL 1,
                           UNKNOWN 2, CONTROL 3, USER_DEFINED 4, UNUSED 5, BYTE 6), bos/eos/unk,
                           add_bos, add_space_prefix
-  spm_gguf.gguf           the same as a tokenizer-only GGUF file (written with the `gguf` package)
   spm_gguf.jsonl          ids as llama.cpp's llm_tokenizer_spm gives them (parse_special true):
                           the text cut at <s>, </s>, <unk> (longest first), each raw piece with
                           " " prepended (add_space_prefix) and encoded by SentencePiece itself,
@@ -308,8 +307,9 @@ def main():
     ARRAYS = arrays
     with open(f"{GOLD}/spm_gguf.json", "w", encoding="utf-8") as f:
         json.dump(arrays, f, ensure_ascii=False)
-    write_gguf(f"{GOLD}/spm_gguf.gguf", arrays)
-    hf = hf_gguf_tokenizer(f"{GOLD}/spm_gguf.gguf")
+    with tempfile.TemporaryDirectory() as tmp:  # a GGUF file for transformers' reader alone
+        write_gguf(f"{tmp}/spm_gguf.gguf", arrays)
+        hf = hf_gguf_tokenizer(f"{tmp}/spm_gguf.gguf")
     # decodes as `tokenizers` gives them for the legacy file: llama.cpp's own detokenizer differs
     # (it writes <unk> as U+2585), see the report in the test
     tk = Tokenizer.from_str(json.dumps(legacy))

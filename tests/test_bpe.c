@@ -950,11 +950,6 @@ static void test_spm(void) {
     s.a.model = "t5";
     CHECK(bpe_from_arrays(&t, &s.a, &err) == -1 && strstr(err.msg, "\"t5\" is not supported"));
     spm_arrays_free(&s);
-    /* the real GGUF file the script wrote with the `gguf` package */
-    TextTokenizer tt;
-    CHECK_OK(text_tokenizer_open(&tt, "tests/golden/spm_gguf.gguf", &err), &err);
-    if (tt.bpe) check_golden(tt.bpe, "tests/golden/spm_gguf.jsonl", "spm_gguf.gguf", 0);
-    text_tokenizer_close(&tt);
     /* tokenizer.json -> GGUF arrays -> back: the legacy spelling is llama.cpp's, so its ids stay;
      * the Metaspace one becomes llama.cpp's too */
     t = golden_tokenizer("tests/golden/spm_legacy.jsonl", "tests/golden/spm_legacy.json");
