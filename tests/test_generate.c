@@ -329,7 +329,7 @@ int main(void) {
         check_cache_matches(ARCH_LLAMA, 4, 4, 0, lora);   /* MHA, untied */
         check_cache_matches(ARCH_LLAMA, 4, 2, 1, lora);   /* GQA, tied */
         check_cache_matches(ARCH_LLAMA, 4, 1, 0, lora);   /* MQA, untied */
-        check_cache_matches(ARCH_QWEN2, 4, 2, 0, lora);   /* q, k, v biases */
+        check_cache_matches(ARCH_QWEN2, 4, 2, 0, lora);   /* q, k, v biases; layer 1 windowed */
         check_cache_matches(ARCH_QWEN3, 4, 2, 1, lora);   /* head norms, heads of 16 */
         check_cache_matches(ARCH_MISTRAL, 4, 2, 0, lora); /* a sliding window of 4 */
         check_cache_matches(ARCH_GPT2, 4, 4, 1, lora);

@@ -28,9 +28,9 @@
 #     with llama.attention.sliding_window, which loraft reads back as a Mistral)
 #     and the directory's tokenizer; `loraft export-gguf` writes the adapter under the same
 #     architecture (mistral: llama) with every module's lora_a and lora_b;
-#  6. qwen2, qwen3: their per-layer sliding windows (use_sliding_window), not computed, are refused
-#     at load by name; mistral: `loraft generate` runs past the window (its KV cache reads the
-#     window's keys; test_generate checks it against recomputation).
+#  6. qwen2, qwen3: their per-layer sliding windows (check_qwen_window below); mistral: `loraft
+#     generate` runs past the window (its KV cache reads the window's keys; test_generate checks it
+#     against recomputation).
 # Skips, saying why, without the GPT-2 tokenizer or the venv of scripts/setup-python.sh.
 set -euo pipefail
 . tests/lm_compat_common.sh
@@ -225,18 +225,70 @@ EOF
     echo "ok   mistral: a generation past the window of $((max_len / 2)) runs"
     return
   fi
-  "$py" - "$dir/model/config.json" "$dir/sliding.json" <<'EOF'
+  check_qwen_window "$dir" "$base"
+}
+
+# check_qwen_window DIR BASE ADAPTER: the qwen model of DIR with layer 1 windowed
+# (use_sliding_window, sliding_window max_len / 4, max_window_layers 1, no layer_types) gives
+# transformers' loss, which differs from the model's without the window (BASE); its merge with the
+# adapter writes the windows as layer_types, which transformers reads to the loss of `loraft eval
+# --adapter`; a GGUF of it is refused (llama.cpp's qwen2 and qwen3 have no per-layer windows).
+check_qwen_window() {
+  local dir=$1 base=$2 window=$((max_len / 4)) slide slide_adapter
+  cp -r "$dir/model" "$dir/sliding"
+  "$py" - "$dir/sliding/config.json" "$window" <<'EOF'
 import json, sys
 c = json.load(open(sys.argv[1]))
-c["use_sliding_window"] = True
-json.dump(c, open(sys.argv[2], "w"))
+c.update(use_sliding_window=True, sliding_window=int(sys.argv[2]), max_window_layers=1)
+del c["layer_types"]
+json.dump(c, open(sys.argv[1], "w"))
 EOF
-  mkdir "$dir/sliding" && cp "$dir/sliding.json" "$dir/sliding/config.json"
-  if "$bin" eval --config "$dir/run.json" --set model.model="$dir/sliding" >/dev/null 2>"$dir/err"; then
-    echo "FAIL: a sliding-window $arch config loaded"; exit 1
+  slide=$(eval_loss "$dir/run.json" --set model.model="$dir/sliding")
+  slide_adapter=$(eval_loss "$dir/run.json" --set model.model="$dir/sliding" --adapter "$dir/run/best")
+  "$bin" merge --model "$dir/sliding" --adapter "$dir/run/best" --out "$dir/sliding_merged" >/dev/null
+  if "$bin" merge --model "$dir/sliding" --adapter "$dir/run/best" --format gguf --type f32 \
+    --out "$dir/sliding.gguf" >/dev/null 2>"$dir/err"; then
+    echo "FAIL: $arch: a GGUF of per-layer windows was written"; exit 1
   fi
-  grep -q "sliding-window attention" "$dir/err" || { cat "$dir/err"; echo "FAIL: unclear error"; exit 1; }
-  echo "ok   $arch: sliding-window attention is refused: $(head -c 160 "$dir/err")"
+  grep -q "sliding window" "$dir/err" || { cat "$dir/err"; echo "FAIL: unclear error"; exit 1; }
+  echo "ok   $arch: a GGUF of per-layer windows is refused: $(head -c 160 "$dir/err")"
+  "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$slide" "$slide_adapter" <<'EOF'
+import json, sys
+sys.path.insert(0, "tests")
+from lm_compat import hf_loss, load
+from transformers import AutoTokenizer
+from transformers.utils import logging as hf_logging
+hf_logging.disable_progress_bar()
+dir, valid, max_len, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+base, slide, slide_adapter = (sys.argv[i].split() for i in (5, 6, 7))
+texts = [json.loads(l)["text"] for l in open(valid)]
+tok = AutoTokenizer.from_pretrained(dir + "/model")
+results = []
+def report(ok, what):
+    print(("ok   " if ok else "FAIL ") + dir.rsplit("/", 1)[1] + ": " + what)
+    results.append(bool(ok))
+def agree(what, mine, theirs):
+    loss, n = theirs
+    report(n == int(mine[1]) and abs(loss - float(mine[0])) <= tol,
+           f"{what}: loraft {float(mine[0]):.7f} vs transformers {loss:.7f} "
+           f"(|diff| {abs(loss - float(mine[0])):.1e}, {n} tokens vs {mine[1]})")
+model, bad = load(dir + "/sliding")
+types = model.config.layer_types
+report(types == ["full_attention", "sliding_attention"] and not bad,
+       f"windowed: transformers reads layer_types {types}")
+agree("windowed loss", slide, hf_loss(model, tok, texts, max_len))
+report(abs(float(slide[0]) - float(base[0])) > 1e-3,
+       f"the window matters: {slide[0]} vs {base[0]} without it")
+merged, bad = load(dir + "/sliding_merged")
+saved = json.load(open(dir + "/sliding_merged/config.json"))
+report(saved.get("layer_types") == types and saved.get("use_sliding_window") is True
+       and merged.config.sliding_window == max_len // 4 and not bad,
+       f"merged config.json: layer_types {saved.get('layer_types')}, sliding_window "
+       f"{saved.get('sliding_window')}, max_window_layers {saved.get('max_window_layers')}")
+agree("windowed merge (transformers) vs loraft eval --adapter", slide_adapter,
+      hf_loss(merged, tok, texts, max_len))
+sys.exit(0 if all(results) else 1)
+EOF
 }
 
 for arch in ${LLAMA_FAMILY_ARCHS:-qwen2 qwen3 mistral}; do check_arch "$arch"; done

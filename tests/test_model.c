@@ -224,8 +224,10 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 2, cfg.num_heads = 4;
     int llama = arch_is_llama(arch);
     cfg.num_kv_heads = llama ? 2 : 4, cfg.ffn_size = 24, cfg.max_positions = 16;
-    cfg.head_dim = arch == ARCH_QWEN3 ? 8 : 0;         /* heads twice hidden / heads wide */
-    cfg.sliding_window = arch == ARCH_MISTRAL ? 3 : 0; /* a window inside the sequences */
+    cfg.head_dim = arch == ARCH_QWEN3 ? 8 : 0; /* heads twice hidden / heads wide */
+    /* a window inside the sequences: Mistral's in every layer, Qwen2's in layer 1 alone */
+    cfg.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 3 : 0;
+    cfg.full_attention[0] = arch == ARCH_QWEN2;
     cfg.attention_dropout = 0.1f, cfg.pad_token_id = 3, cfg.initializer_range = 0.2f;
     cfg.bos_token_id = cfg.eos_token_id = 1;
     TrainSpec spec;

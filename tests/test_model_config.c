@@ -185,7 +185,10 @@ static void test_qwen3_options(void) {
     FAIL("{\"model_type\":\"qwen3\",\"head_dim\":-8}", "hidden size divisible");
     FAIL("{\"model_type\":\"qwen3\",\"head_dim\":1024}", "head size even, at most 256");
     FAIL("{\"model_type\":\"qwen3\",\"attention_bias\":true}", "attention_bias");
-    FAIL("{\"model_type\":\"qwen3\",\"use_sliding_window\":true}", "sliding-window attention");
+    /* Qwen3Config's window: 4096 from layer max_window_layers (28) of 32 on */
+    CHECK(load_literal("{\"model_type\":\"qwen3\",\"use_sliding_window\":true}", &c, &err) == 0);
+    CHECK(c.sliding_window == 4096 && model_layer_window(&c, 27) == 0 &&
+          model_layer_window(&c, 28) == 4096 && model_layer_window(&c, 31) == 4096);
     model_config_defaults(&d, ARCH_QWEN3);
     d.hidden_size = 64, d.num_heads = d.num_kv_heads = 4,
     d.head_dim = 0; /* hidden / heads, written */
@@ -199,8 +202,8 @@ static void test_qwen3_options(void) {
     free(text);
 }
 
-/* Qwen2's options: Qwen2Config()'s defaults, sliding-window attention refused (use_sliding_window,
- * or a layer of layer_types that is not full_attention), attention_bias ignored as transformers
+/* Qwen2's options: Qwen2Config()'s defaults, its sliding windows (use_sliding_window, then
+ * layer_types or max_window_layers; written back so), attention_bias ignored as transformers
  * ignores it (q, k and v have biases whatever it says), the score class. */
 static void test_qwen2_options(void) {
     ModelConfig c, d;
@@ -214,10 +217,42 @@ static void test_qwen2_options(void) {
     CHECK(load_literal("{\"model_type\":\"qwen2\",\"num_hidden_layers\":2,\"layer_types\":"
                        "[\"full_attention\",\"full_attention\"],\"attention_bias\":true}",
                        &c, &err) == 0);
-    FAIL("{\"model_type\":\"qwen2\",\"use_sliding_window\":true}", "sliding-window attention");
-    FAIL("{\"model_type\":\"qwen2\",\"layer_types\":[\"full_attention\",\"sliding_attention\"]}",
-         "sliding-window attention");
+    for (int l = 0; l < 2; l++) CHECK(model_layer_window(&c, l) == 0);
+    /* the window counts only under use_sliding_window (Qwen2Config drops it otherwise) */
+    CHECK(load_literal("{\"model_type\":\"qwen2\",\"num_hidden_layers\":3,\"sliding_window\":8,"
+                       "\"max_window_layers\":1}",
+                       &c, &err) == 0 &&
+          c.sliding_window == 0 && model_layer_window(&c, 2) == 0);
+    CHECK(load_literal("{\"model_type\":\"qwen2\",\"num_hidden_layers\":3,\"sliding_window\":8,"
+                       "\"max_window_layers\":1,\"use_sliding_window\":true}",
+                       &c, &err) == 0);
+    CHECK(model_layer_window(&c, 0) == 0 && model_layer_window(&c, 1) == 8 &&
+          model_layer_window(&c, 2) == 8);
+    /* layer_types rules over max_window_layers */
+    CHECK(load_literal("{\"model_type\":\"qwen2\",\"num_hidden_layers\":3,\"sliding_window\":8,"
+                       "\"max_window_layers\":1,\"use_sliding_window\":true,\"layer_types\":"
+                       "[\"sliding_attention\",\"full_attention\",\"sliding_attention\"]}",
+                       &c, &err) == 0);
+    CHECK(model_layer_window(&c, 0) == 8 && model_layer_window(&c, 1) == 0 &&
+          model_layer_window(&c, 2) == 8);
+    CHECK(model_config_save(&c, cfg_path, &err) == 0);
+    CHECK(model_config_load(&d, cfg_path, &err) == 0);
+    for (int l = 0; l < 3; l++) CHECK(model_layer_window(&d, l) == model_layer_window(&c, l));
+    FAIL("{\"model_type\":\"qwen2\",\"num_hidden_layers\":2,\"layer_types\":"
+         "[\"full_attention\",\"sliding_attention\"]}",
+         "there is no window");
+    FAIL("{\"model_type\":\"qwen2\",\"num_hidden_layers\":2,\"use_sliding_window\":true,"
+         "\"sliding_window\":null,\"layer_types\":[\"full_attention\",\"sliding_attention\"]}",
+         "there is no window");
+    FAIL("{\"model_type\":\"qwen2\",\"num_hidden_layers\":3,\"layer_types\":"
+         "[\"full_attention\",\"full_attention\"]}",
+         "a list of 3 layer types");
+    FAIL("{\"model_type\":\"qwen2\",\"num_hidden_layers\":1,\"layer_types\":[\"chunked\"]}",
+         "layer_types[0] must be");
+    FAIL("{\"model_type\":\"qwen2\",\"use_sliding_window\":true,\"sliding_window\":0}",
+         "positive integer or null");
     FAIL("{\"model_type\":\"qwen2\",\"layer_types\":\"full_attention\"}", "must be a list");
+    FAIL("{\"model_type\":\"qwen2\",\"num_hidden_layers\":2000}", "at most 1024 layers");
     FAIL("{\"model_type\":\"qwen2\",\"use_sliding_window\":1}", "must be a boolean");
     CHECK(load_literal("{\"model_type\":\"qwen2\",\"architectures\":"
                        "[\"Qwen2ForSequenceClassification\"],\"num_labels\":1}",

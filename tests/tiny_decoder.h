@@ -28,7 +28,9 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     c.vocab_size = VOCAB, c.hidden_size = 32, c.num_layers = 2, c.ffn_size = 48;
     c.num_heads = heads, c.num_kv_heads = kv_heads, c.tie_word_embeddings = tied;
     c.head_dim = arch == ARCH_QWEN3 ? 2 * 32 / heads : 0; /* heads twice hidden / heads wide */
-    c.sliding_window = arch == ARCH_MISTRAL ? 4 : 0;      /* a window well inside SEQ */
+    /* a window well inside SEQ: Mistral's in every layer, Qwen2's in layer 1 alone */
+    c.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 4 : 0;
+    c.full_attention[0] = arch == ARCH_QWEN2;
     c.max_positions = 64, c.pad_token_id = -1, c.bos_token_id = c.eos_token_id = 0;
     c.initializer_range = 0.2f; /* logits far from zero, so relative errors mean something */
     train_spec_defaults(&s);

@@ -18,6 +18,8 @@ extern "C" {
 #define MAX_LABELS 4096
 /* The largest LoRA rank (lora.r, adapter_config.json's r). */
 #define LORA_MAX_R 4096
+/* The most layers a model may have (Llama 3.1 405B has 126). */
+#define MODEL_MAX_LAYERS 1024
 
 /* ARCH_QWEN2 (Qwen2, Qwen2.5) is Llama with biases on q, k and v, ARCH_QWEN3 Llama with an RMS
  * norm over each head of q and k (q_norm, k_norm: before RoPE); each has its own model_type, class
@@ -58,15 +60,19 @@ typedef struct RopeScaling {
 typedef struct ModelConfig {
     Arch arch;
     int vocab_size, hidden_size, num_layers, num_heads, ffn_size, max_positions;
-    int num_kv_heads;         /* Llama's grouped KV heads (num_key_value_heads); BERT: num_heads */
-    int head_dim;             /* Llama family: config.json's head_dim (Qwen3's 128, whatever the
-                                 hidden size); 0: hidden / heads (model_head_size) */
-    int sliding_window;       /* Mistral: each position attends to the last sliding_window ones
-                                 (itself included: Ops.attention_forward's window, every layer);
-                                 0: all of them (config.json's null) */
-    float rope_theta;         /* Llama's RoPE base; 0 for BERT */
-    RopeScaling rope_scaling; /* Llama's */
-    int tie_word_embeddings;  /* Llama: lm_head shares embed_tokens' weight (GPT-2: always) */
+    int num_kv_heads;   /* Llama's grouped KV heads (num_key_value_heads); BERT: num_heads */
+    int head_dim;       /* Llama family: config.json's head_dim (Qwen3's 128, whatever the
+                           hidden size); 0: hidden / heads (model_head_size) */
+    int sliding_window; /* each position attends to the last sliding_window ones (itself
+                           included: Ops.attention_forward's window) in every layer but
+                           those of full_attention; 0: all of them (config.json's null).
+                           Mistral: every layer; Qwen2 / Qwen3: use_sliding_window's */
+    unsigned char full_attention[MODEL_MAX_LAYERS]; /* Qwen: the layers without the window
+                                                       (layer_types' "full_attention", or
+                                                       those below max_window_layers) */
+    float rope_theta;                               /* Llama's RoPE base; 0 for BERT */
+    RopeScaling rope_scaling;                       /* Llama's */
+    int tie_word_embeddings;        /* Llama: lm_head shares embed_tokens' weight (GPT-2: always) */
     int bos_token_id, eos_token_id; /* -1 when unset */
     int type_vocab_size;            /* BERT token types; 0 for DistilBERT */
     Activation activation;          /* "gelu" -> ACT_GELU, "gelu_new"/"gelu_pytorch_tanh"
@@ -128,6 +134,8 @@ int model_config_rope_scaling(ModelConfig *cfg, const char *json, LfError *err);
 void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s);
 /* The size of one attention head: head_dim, else hidden / heads. */
 int model_head_size(const ModelConfig *cfg);
+/* Layer l's sliding window (Ops.attention_forward's window); 0: none. */
+int model_layer_window(const ModelConfig *cfg, int l);
 
 /* cfg's: its head size, rope_theta and rope_scaling (half 0 for the encoders and GPT-2). */
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r);

@@ -45,7 +45,8 @@ static int quant_by_name(const char *name, GgmlType *out, LfError *err) {
 typedef struct InitArgs {
     const char *arch, *vocab_from, *out, *gguf, *quant, *rope_scaling;
     int layers, hidden, heads, kv_heads, head_dim, ffn, max_pos, num_labels, untied, seed;
-    int sliding_window; /* mistral: -1 keeps MistralConfig's 4096, 0 none */
+    int sliding_window;    /* mistral: -1 keeps MistralConfig's 4096, 0 none; qwen: -1 none */
+    int max_window_layers; /* qwen: layers before the first windowed one; -1: 28, Qwen2Config's */
     float init_std, rope_theta;
 } InitArgs;
 
@@ -79,14 +80,22 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     if (a->rope_theta < 0 || !isfinite(a->rope_theta))
         return lf_fail(err, "--rope-theta %g: a RoPE base is finite and > 0", a->rope_theta);
     if (a->rope_theta > 0) cfg->rope_theta = a->rope_theta;
-    if (a->sliding_window >= 0 && cfg->arch != ARCH_MISTRAL)
-        return lf_fail(err, "--sliding-window is mistral's (--arch %s)", arch);
+    int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
+    if ((a->sliding_window >= 0 && cfg->arch != ARCH_MISTRAL && !qwen) ||
+        (a->max_window_layers >= 0 && !qwen))
+        return lf_fail(err,
+                       "--sliding-window is mistral's, qwen2's and qwen3's, --max-window-layers "
+                       "qwen2's and qwen3's (--arch %s)",
+                       arch);
     if (a->sliding_window >= 0) cfg->sliding_window = a->sliding_window;
     if (a->rope_scaling && model_config_rope_scaling(cfg, a->rope_scaling, err))
         return lf_wrap(err, "--rope-scaling");
     if (take_vocab(cfg, a->vocab_from, err)) return -1;
     if (a->layers > 0) cfg->num_layers = a->layers;
     if (a->hidden > 0) cfg->hidden_size = a->hidden;
+    int first_windowed = a->max_window_layers >= 0 ? a->max_window_layers : 28;
+    for (int l = 0; qwen && cfg->sliding_window && l < cfg->num_layers && l < MODEL_MAX_LAYERS; l++)
+        cfg->full_attention[l] = l < first_windowed;
     if (a->heads > 0) cfg->num_heads = a->heads;
     cfg->num_kv_heads = a->kv_heads > 0 ? a->kv_heads : cfg->num_heads;
     if (a->head_dim && !arch_is_llama(cfg->arch))
@@ -151,7 +160,8 @@ static int init_checkpoint(const InitArgs *a, LfError *err) {
 }
 
 int cmd_init(int argc, char **argv) {
-    InitArgs a = {.arch = "distilbert", .quant = "Q8_0", .sliding_window = -1};
+    InitArgs a = {
+        .arch = "distilbert", .quant = "Q8_0", .sliding_window = -1, .max_window_layers = -1};
     const CliOpt opts[] = {
         {"arch", OPT_STR, &a.arch,
          "distilbert (default), bert, llama, qwen2, qwen3, mistral or gpt2"},
@@ -166,7 +176,11 @@ int cmd_init(int argc, char **argv) {
         {"max-positions", OPT_INT, &a.max_pos, "position embeddings (default 512)"},
         {"rope-theta", OPT_FLOAT, &a.rope_theta, "llama: RoPE's base (default 10000)"},
         {"sliding-window", OPT_INT, &a.sliding_window,
-         "mistral: config.json's sliding_window (default 4096, MistralConfig's; 0: null)"},
+         "mistral: config.json's sliding_window (default 4096, MistralConfig's; 0: null); "
+         "qwen2, qwen3: the window of the layers from --max-window-layers on "
+         "(use_sliding_window)"},
+        {"max-window-layers", OPT_INT, &a.max_window_layers,
+         "qwen2, qwen3: the layers before the first windowed one (default 28, Qwen2Config's)"},
         {"rope-scaling", OPT_STR, &a.rope_scaling,
          "llama: config.json's rope_scaling object, e.g. '{\"rope_type\": \"linear\", "
          "\"factor\": 4}' (linear or llama3)"},

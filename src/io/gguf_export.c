@@ -224,7 +224,7 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
     }
     for (int i = 12; c->head_dim && i < 14; i++)
         kv[n++] = (GgufWriteKV){.key = names[i], .type = GGUF_UINT32, .u = (uint64_t)c->head_dim};
-    if (c->sliding_window)
+    if (c->arch == ARCH_MISTRAL && c->sliding_window)
         kv[n++] =
             (GgufWriteKV){.key = names[14], .type = GGUF_UINT32, .u = (uint64_t)c->sliding_window};
     return n;
@@ -369,9 +369,20 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
     return 0;
 }
 
+/* Qwen's per-layer sliding windows: llama.cpp's qwen2 and qwen3 have no key for them. */
+static int check_windows(const ModelConfig *c, const char *path, LfError *err) {
+    for (int l = 0; c->arch != ARCH_MISTRAL && l < c->num_layers; l++)
+        if (model_layer_window(c, l))
+            return lf_fail(err,
+                           "%s: layer %d's sliding window (use_sliding_window) has no place in a "
+                           "llama.cpp %s GGUF; merge it as a Hugging Face directory (--format hf)",
+                           path, l, arch_gguf_name(c->arch));
+    return 0;
+}
+
 int gguf_export_model(Model *m, const char *path, GgmlType type, const char *source_gguf,
                       const BpeArrays *vocab, LfError *err) {
-    if (check_decoder(m, path, err)) return -1;
+    if (check_decoder(m, path, err) || check_windows(&m->cfg, path, err)) return -1;
     if (!quant_can_quantize(type))
         return lf_fail(err, "%s: tensor type %s: expected one of %s", path,
                        quant_type_name(type) ? quant_type_name(type) : "?", quant_quantize_list());

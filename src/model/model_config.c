@@ -344,38 +344,63 @@ static int load_rope(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     return load_rope_type(&cfg->rope_scaling, obj, path, err);
 }
 
-/* Qwen's sliding-window attention, which loraft does not compute: refused where a layer uses it
- * (use_sliding_window, or a "sliding_attention" in layer_types). */
-static int load_qwen_window(const cJSON *root, const char *path, LfError *err) {
-    int sliding = 0;
-    const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types"), *t;
-    if (get_bool(root, "use_sliding_window", path, &sliding, err)) return -1;
-    if (types && !cJSON_IsNull(types) && !cJSON_IsArray(types))
-        return lf_fail(err, "%s: key 'layer_types' must be a list (got %s)", path,
-                       json_type(types));
-    cJSON_ArrayForEach(t, types) { /* null or absent: none */
-        if (!cJSON_IsString(t) || strcmp(t->valuestring, "full_attention")) sliding = 1;
-    }
-    if (sliding)
-        return lf_fail(err,
-                       "%s: sliding-window attention (use_sliding_window, layer_types other than "
-                       "full_attention) is not supported",
-                       path);
+/* A sliding_window key: an integer, or null for none (absent: the default *window). */
+static int load_window_size(int *window, const cJSON *root, const char *path, LfError *err) {
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    if (!w) return 0;
+    if (cJSON_IsNull(w)) return *window = 0, 0;
+    if (read_int(w, path, "sliding_window", window, err)) return -1;
+    if (*window < 1)
+        return lf_fail(err, "%s: key 'sliding_window' must be a positive integer or null (got %d)",
+                       path, *window);
     return 0;
 }
 
-/* Mistral's sliding_window: an integer, or null for none (absent: MistralConfig's 4096). Like
- * MistralConfig, layer_types and use_sliding_window are not read: every layer has the window. */
+/* Qwen's sliding-window attention as Qwen2Config and Qwen3Config read it: sliding_window (default
+ * 4096) counts only under use_sliding_window; a layer attends through it where layer_types says
+ * "sliding_attention", or without layer_types from layer max_window_layers (default 28) on. A
+ * "sliding_attention" layer without a window is refused, as transformers refuses it. Without a
+ * window full_attention stays all 0, so that equal configs are equal structs. */
+static int load_qwen_window(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    int use = 0, first_windowed = 28, window = 4096, L = cfg->num_layers;
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+    const cJSON *mwl = cJSON_GetObjectItemCaseSensitive(root, "max_window_layers");
+    if (get_bool(root, "use_sliding_window", path, &use, err) ||
+        load_window_size(&window, root, path, err) ||
+        (mwl && read_int(mwl, path, "max_window_layers", &first_windowed, err)))
+        return -1;
+    cfg->sliding_window = use ? window : 0;
+    if (L < 1 || L > MODEL_MAX_LAYERS) return 0; /* model_config_validate says so */
+    if (types && !cJSON_IsNull(types)) {
+        if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != L)
+            return lf_fail(err, "%s: key 'layer_types' must be a list of %d layer types", path, L);
+        for (int l = 0; l < L; l++) {
+            const cJSON *t = cJSON_GetArrayItem(types, l);
+            const char *name = cJSON_IsString(t) ? t->valuestring : "";
+            int sliding = !strcmp(name, "sliding_attention");
+            if (!sliding && strcmp(name, "full_attention"))
+                return lf_fail(err,
+                               "%s: layer_types[%d] must be \"full_attention\" or "
+                               "\"sliding_attention\"",
+                               path, l);
+            if (sliding && !cfg->sliding_window)
+                return lf_fail(err,
+                               "%s: layer_types[%d] is sliding_attention, but there is no window "
+                               "(use_sliding_window false or sliding_window null)",
+                               path, l);
+            cfg->full_attention[l] = !sliding && cfg->sliding_window;
+        }
+        return 0;
+    }
+    for (int l = 0; l < L; l++) cfg->full_attention[l] = l < first_windowed && cfg->sliding_window;
+    return 0;
+}
+
+/* Mistral's sliding_window (absent: MistralConfig's 4096). Like MistralConfig, layer_types and
+ * use_sliding_window are not read: every layer has the window. */
 static int load_mistral_window(ModelConfig *cfg, const cJSON *root, const char *path,
                                LfError *err) {
-    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
-    if (!w) return 0;
-    if (cJSON_IsNull(w)) return cfg->sliding_window = 0, 0;
-    if (read_int(w, path, "sliding_window", &cfg->sliding_window, err)) return -1;
-    if (cfg->sliding_window < 1)
-        return lf_fail(err, "%s: key 'sliding_window' must be a positive integer or null (got %d)",
-                       path, cfg->sliding_window);
-    return 0;
+    return load_window_size(&cfg->sliding_window, root, path, err);
 }
 
 /* Llama: no biases (Qwen2: q, k and v's, whatever attention_bias says, as transformers builds
@@ -392,7 +417,7 @@ static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *
     if (get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
         (!qwen2 && !mistral && get_bool(root, "attention_bias", path, &attention_bias, err)) ||
         (!qwen && !mistral && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
-        (qwen && load_qwen_window(root, path, err)) ||
+        (qwen && load_qwen_window(cfg, root, path, err)) ||
         (mistral && load_mistral_window(cfg, root, path, err)) ||
         (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &cfg->head_dim, err)) ||
         load_rope(cfg, root, path, err))
@@ -659,8 +684,11 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
                                    c->classifier_dropout >= 0 && c->classifier_dropout < 1},
         {"the head tied to the embedding (gpt2)", c->arch != ARCH_GPT2 || c->tie_word_embeddings},
         {"initializer_range >= 0", c->initializer_range >= 0},
-        {"sliding_window >= 0, and 0 but for mistral",
-         c->arch == ARCH_MISTRAL ? c->sliding_window >= 0 : c->sliding_window == 0},
+        {"at most 1024 layers (MODEL_MAX_LAYERS)", c->num_layers <= MODEL_MAX_LAYERS},
+        {"sliding_window >= 0, and 0 but for mistral, qwen2 and qwen3",
+         c->arch == ARCH_MISTRAL || c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3
+             ? c->sliding_window >= 0
+             : c->sliding_window == 0},
         {"pad_token_id in [0, vocab_size) (llama family, gpt2: or unset)",
          ((arch_is_llama(c->arch) || c->arch == ARCH_GPT2) && c->pad_token_id == -1) ||
              (c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size)},
@@ -722,6 +750,30 @@ static int add_rope_scaling(cJSON *root, const RopeScaling *r) {
     return ok ? 0 : -1;
 }
 
+/* Qwen's window as Qwen2Config and Qwen3Config read it: use_sliding_window, and with a window its
+ * size, layer_types and max_window_layers (the full-attention layers before the first windowed
+ * one, which transformers 4 reads instead of layer_types); -1 when out of memory. */
+static int add_qwen_window(cJSON *root, const ModelConfig *cfg) {
+    int w = cfg->sliding_window, first_windowed = 0;
+    if (!w) return cJSON_AddFalseToObject(root, "use_sliding_window") ? 0 : -1;
+    while (first_windowed < cfg->num_layers && cfg->full_attention[first_windowed])
+        first_windowed++;
+    cJSON *types = cJSON_CreateArray();
+    for (int l = 0; types && l < cfg->num_layers; l++)
+        if (!cJSON_AddItemToArray(types, cJSON_CreateString(model_layer_window(cfg, l)
+                                                                ? "sliding_attention"
+                                                                : "full_attention")))
+            break;
+    if (!types || cJSON_GetArraySize(types) != cfg->num_layers ||
+        !cJSON_AddItemToObject(root, "layer_types", types))
+        return cJSON_Delete(types), -1;
+    return cJSON_AddTrueToObject(root, "use_sliding_window") &&
+                   cJSON_AddNumberToObject(root, "sliding_window", w) &&
+                   cJSON_AddNumberToObject(root, "max_window_layers", first_windowed)
+               ? 0
+               : -1;
+}
+
 /* Builds the config object; returns -1 only when out of memory. */
 static int build_json(cJSON *root, const ModelConfig *cfg) {
     cJSON *archs = cJSON_AddArrayToObject(root, "architectures");
@@ -750,7 +802,7 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
         if (!cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_word_embeddings) ||
             add_rope_scaling(root, &cfg->rope_scaling) ||
             (head_dim && !cJSON_AddNumberToObject(root, "head_dim", head_dim)) ||
-            (qwen && !cJSON_AddFalseToObject(root, "use_sliding_window")) ||
+            (qwen && add_qwen_window(root, cfg)) ||
             (mistral && !(w ? cJSON_AddNumberToObject(root, "sliding_window", w)
                             : cJSON_AddNullToObject(root, "sliding_window"))) ||
             (!mistral && cfg->arch != ARCH_QWEN2 &&
@@ -825,6 +877,10 @@ void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s) {
         if (type == ROPE_DIVISORS) inv /= s->divisors[i];
         r->inv_freq[i] = (float)inv;
     }
+}
+
+int model_layer_window(const ModelConfig *cfg, int l) {
+    return l >= 0 && l < MODEL_MAX_LAYERS && cfg->full_attention[l] ? 0 : cfg->sliding_window;
 }
 
 int model_head_size(const ModelConfig *cfg) {

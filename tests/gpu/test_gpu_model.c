@@ -262,8 +262,10 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
     cfg->vocab_size = LV, cfg->hidden_size = 32, cfg->num_layers = 2, cfg->num_heads = 4;
     cfg->num_kv_heads = arch_is_llama(arch) ? 2 : 4, cfg->ffn_size = 48, cfg->max_positions = 16;
     cfg->tie_word_embeddings = tied;
-    cfg->head_dim = arch == ARCH_QWEN3 ? 16 : 0;        /* heads twice hidden / heads wide */
-    cfg->sliding_window = arch == ARCH_MISTRAL ? 3 : 0; /* a window inside LT */
+    cfg->head_dim = arch == ARCH_QWEN3 ? 16 : 0; /* heads twice hidden / heads wide */
+    /* a window inside LT: Mistral's in every layer, Qwen2's in layer 1 alone */
+    cfg->sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 3 : 0;
+    cfg->full_attention[0] = arch == ARCH_QWEN2;
     if (arch == ARCH_LLAMA && !tied)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LLAMA3,
                                           .factor = 8,
