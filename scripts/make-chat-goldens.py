@@ -7,9 +7,10 @@ set of conversations this script writes, for tests/test_chat.c. Run from the rep
   $(scripts/setup-python.sh --python) scripts/make-chat-goldens.py [SMOLLM2_DIR [LLAMA_CPP_SRC]]
 
 The models' own templates of Qwen2.5, Qwen3 and Llama 3.1 to 3.3 are read from llama.cpp's
-models/templates (copies of their tokenizer_config.json's chat_template), in LLAMA_CPP_SRC or, by
-default, in the llama-cpp-python 0.3.36 source package from PyPI (downloaded once into
-~/.cache/loraft/llama-cpp-python; only its models/templates are extracted).
+models/templates (copies of their tokenizer_config.json's chat_template), Mistral's from
+llama.cpp's tests/test-chat-template.cpp (entries by name, C string literals decoded), in
+LLAMA_CPP_SRC or, by default, in the llama-cpp-python 0.3.36 source package from PyPI
+(downloaded once into ~/.cache/loraft/llama-cpp-python; only those files are extracted).
 
 Templates (the JSON's "templates": name -> Jinja text, which test_chat.c also detects):
   smollm2  SmolLM2-Instruct's own template, as the tokenizer in SMOLLM2_DIR (default
@@ -27,17 +28,60 @@ Templates (the JSON's "templates": name -> Jinja text, which test_chat.c also de
            case records as "date"
   llama3   Meta-Llama-3-8B-Instruct's template, given below; rendered with
            bos_token="<|begin_of_text|>" (it puts BOS in the text)
+  llama2   Llama-2-7b/13b/70b-chat-hf's template, given below (LLAMA2)
+  mistral  Mistral-7B-Instruct-v0.2's (and Mixtral-8x7B-Instruct-v0.1's) template since Mistral's
+           2024 update, "v1" with a system prompt: test-chat-template.cpp's entry
+           "mistralai/Mistral-7B-Instruct-v0.2 (mistralai 'v1' template with a system prompt)"
+  mistral-legacy
+           the template Mistral-7B-Instruct-v0.2 and Mixtral-8x7B-Instruct-v0.1 first shipped
+           (and GGUF files converted then carry): the entry "mistralai/Mistral-7B-Instruct-v0.2
+           (NOTE: Old pre-v1 without a system prompt)"
+  mistral-v0.3
+           Mistral-7B-Instruct-v0.3's "v3" template (tools and tool calls, which loraft does not
+           render): the entry "Mistral-Large-Instruct-2407 (mistralai 'v3' template; modified to
+           have system prompt at start)"
+  zephyr   zephyr-7b-beta's and TinyLlama-1.1B-Chat-v1.0's template, given below (ZEPHYR)
   plain    loraft's template for base models (src/chat.c), written as Jinja below
+llama2, mistral* and zephyr are rendered with bos_token="<s>" and eos_token="</s>", their
+tokenizers'; a few of their cases also with other BOS / EOS text (the case records "bos" and
+"eos"), which loraft takes from the tokenizer (chat_template_set_specials).
+
+Where the texts come from, and why they are trusted:
+  - test-chat-template.cpp's entries are llama.cpp's tests of its Jinja engine against the
+    models' own templates. Its Mistral entries named "modified" are so named for the output of
+    llama.cpp's own non-Jinja renderer, which moves the system prompt to the start; their
+    template_str is Mistral's text as published: their expected_output_jinja puts the system
+    prompt in the last user turn, as Mistral's v3 template does. Mistral-7B-Instruct-v0.3 carries
+    that same v3 text: the tokenizer.chat_template of its lmstudio-community GGUF, as public code
+    copies it, is identical byte for byte. The old v0.2 text is also,
+    byte for byte, llama-cpp-python's MIXTRAL_INSTRUCT_CHAT_TEMPLATE, which it matches against
+    GGUF metadata; the v1 text is what vLLM logs as Mistral-7B-Instruct-v0.2's default template.
+  - Neither Llama 2's nor Zephyr's template is in llama.cpp's files, so they are given below as
+    published in meta-llama/Llama-2-7b-chat-hf's and HuggingFaceH4/zephyr-7b-beta's
+    tokenizer_config.json (TinyLlama-1.1B-Chat-v1.0 copied Zephyr's), checked against several
+    independent public copies that cite those files (Hugging Face's own Jinja tests and
+    alignment-handbook, which trained Zephyr, among them).
+  - Not rendered here: Mistral-7B-Instruct-v0.1's first template (eos_token + ' ' after each
+    answer; its later texts were not available offline to confirm), Mistral Nemo's v3-tekken.
+
+Errors: these templates raise_exception (roles that do not alternate, system turns they do not
+place); such a case holds "error" (transformers' message, the template's own) and no rendering.
+mistral-v0.3 drops the system message from a conversation that does not end with a user turn
+(it puts it in that turn only): loraft refuses that rather than render it, so such a case holds
+"error" (loraft's message) beside "transformers_rendered".
+
 transformers refuses an empty conversation, and so does chat_render. Every template renders every
 conversation with and without the generation prompt; "cases" holds
 {"template", "messages", "add_generation_prompt", "rendered"}.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
 
+from jinja2.exceptions import TemplateError
 from transformers import AutoTokenizer
 
 CHATML = (
@@ -58,6 +102,32 @@ QWEN2 = (  # Qwen1.5-Chat's and Qwen2-Instruct's: SmolLM2's shape, another syste
     "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+# Llama-2-7b-chat-hf's chat_template (13b and 70b carry the same). Its "\\n" are Jinja escapes
+# inside string literals, as in the file; note the two spaces in "' '  + content".
+LLAMA2 = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+# zephyr-7b-beta's chat_template, TinyLlama-1.1B-Chat-v1.0's too: newlines between the tags
+# (trim_blocks removes those after block tags), a newline character inside the literals.
+ZEPHYR = (
+    "{% for message in messages %}\n{% if message['role'] == 'user' %}\n"
+    "{{ '<|user|>\n' + message['content'] + eos_token }}\n"
+    "{% elif message['role'] == 'system' %}\n"
+    "{{ '<|system|>\n' + message['content'] + eos_token }}\n"
+    "{% elif message['role'] == 'assistant' %}\n"
+    "{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n"
+    "{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}"
+)
 PLAIN = (
     "{% for message in messages %}{% if message['role'] == 'system' %}"
     "{{ message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}"
@@ -71,15 +141,47 @@ LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 MODEL_TEMPLATES = {"qwen2.5": "Qwen-Qwen2.5-7B-Instruct.jinja", "qwen3": "Qwen-Qwen3-0.6B.jinja",
                    "llama3.1": "meta-llama-Llama-3.1-8B-Instruct.jinja",
                    "llama3.2": "meta-llama-Llama-3.2-3B-Instruct.jinja"}
+TEST_TEMPLATES = {  # name -> test-chat-template.cpp's entry
+    "mistral": "mistralai/Mistral-7B-Instruct-v0.2 (mistralai 'v1' template with a system prompt)",
+    "mistral-legacy":
+        "mistralai/Mistral-7B-Instruct-v0.2 (NOTE: Old pre-v1 without a system prompt)",
+    "mistral-v0.3":
+        "Mistral-Large-Instruct-2407 (mistralai 'v3' template; modified to have system prompt at "
+        "start)"}
+TEST_FILE = "tests/test-chat-template.cpp"
 LLAMA32_DATE = "09 Mar 2031"
+SPECIALS = {"bos_token": "<s>", "eos_token": "</s>"}  # Llama 2's, Mistral's, TinyLlama's
+OTHER_SPECIALS = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"}
+# loraft's refusal (chat.c), for what mistral-v0.3's template would render without the system
+MISTRAL_V3_REFUSAL = "renders the system message only in a conversation that ends with a user turn"
+
+
+def test_entries(text):
+    """test-chat-template.cpp's test cases: name -> template_str, C escapes decoded."""
+    pairs = re.findall(r'/\* \.name= \*/ "((?:[^"\\]|\\.)*)",\s*'
+                       r'/\* \.template_str= \*/ (?:U8C\()?"((?:[^"\\]|\\.)*)"', text)
+    escapes = {"n": "\n", "t": "\t", "r": "\r"}
+    return {name: re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), m.group(1)), t)
+            for name, t in pairs}
+
+
+def pick_tests(text):
+    entries = test_entries(text)
+    missing = [e for e in TEST_TEMPLATES.values() if e not in entries]
+    if missing:
+        sys.exit(f"{TEST_FILE}: no entry {missing}")
+    return {name: entries[e] for name, e in TEST_TEMPLATES.items()}
 
 
 def model_templates(src):
-    """name -> Jinja text of MODEL_TEMPLATES, from llama.cpp's tree src or its PyPI package."""
+    """name -> Jinja text of MODEL_TEMPLATES and TEST_TEMPLATES, from llama.cpp's tree src or
+    its PyPI package."""
     if src:
         folder = os.path.join(src, "models", "templates")
-        return {n: open(os.path.join(folder, f), encoding="utf-8").read()
-                for n, f in MODEL_TEMPLATES.items()}
+        out = {n: open(os.path.join(folder, f), encoding="utf-8").read()
+               for n, f in MODEL_TEMPLATES.items()}
+        with open(os.path.join(src, TEST_FILE), encoding="utf-8") as f:
+            return {**out, **pick_tests(f.read())}
     cache = os.path.expanduser("~/.cache/loraft/llama-cpp-python")
     os.makedirs(cache, exist_ok=True)
     sdists = [f for f in os.listdir(cache) if f.endswith(".tar.gz")]
@@ -93,6 +195,8 @@ def model_templates(src):
             for name, f in MODEL_TEMPLATES.items():
                 if member.name.endswith("/vendor/llama.cpp/models/templates/" + f):
                     out[name] = tar.extractfile(member).read().decode("utf-8")
+            if member.name.endswith("/vendor/llama.cpp/" + TEST_FILE):
+                out.update(pick_tests(tar.extractfile(member).read().decode("utf-8")))
     return out
 
 
@@ -117,8 +221,36 @@ def conversations():
          (a, "\n\n<think>\n\nsecond <think> nested\n\n</think>\n\n\nAnswer two</think>tail")],
         [(u, "<tool_response>\n42\n</tool_response>"), (a, "no query before me")],
         [(u, "Q"), (a, "</think>only a closing tag")],
+        # the [INST] templates: alternation, where a system turn may stand, what is stripped
+        [(s, "Be brief."), (u, "One"), (a, "First answer."), (u, "Two"), (a, " Second answer ")],
+        [(u, "Q1"), (a, "A1"), (u, "Q2"), (a, "A2")],
+        [(s, "  padded system \n"), (u, " \n ")],
+        [(u, "a"), (u, "b")],
+        [(s, "Only a system turn.")],
+        [(s, "S"), (a, "An assistant right after the system turn.")],
+        [(u, "Q"), (a, "A"), (s, "a system turn after an answer")],
+        [(u, "Q"), (s, "a system turn between"), (u, "Q again")],
     ]
     return [[{"role": r, "content": c} for r, c in conv] for conv in convs]
+
+
+def refused(name, messages):
+    """loraft's own refusal: mistral-v0.3 without a last user turn to put the system into."""
+    return (name == "mistral-v0.3" and messages[0]["role"] == "system"
+            and messages[-1]["role"] != "user")
+
+
+def render(tok, name, template, messages, gen, extra):
+    """The case: transformers' rendering, or the error it (or loraft) gives."""
+    case = {"template": name, "messages": messages, "add_generation_prompt": gen}
+    try:
+        rendered = tok.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                           add_generation_prompt=gen, **extra)
+    except TemplateError as e:
+        return {**case, "error": str(e)}
+    if refused(name, messages):
+        return {**case, "error": MISTRAL_V3_REFUSAL, "transformers_rendered": rendered}
+    return {**case, "rendered": rendered}
 
 
 def main():
@@ -127,25 +259,33 @@ def main():
     models = model_templates(sys.argv[2] if len(sys.argv) > 2 else None)
     templates = {"smollm2": tok.chat_template, "chatml": CHATML, "qwen2": QWEN2,
                  "qwen2.5": models["qwen2.5"], "qwen3": models["qwen3"], "llama3": LLAMA3,
-                 "llama3.1": models["llama3.1"], "llama3.2": models["llama3.2"], "plain": PLAIN}
+                 "llama3.1": models["llama3.1"], "llama3.2": models["llama3.2"],
+                 "llama2": LLAMA2, "mistral": models["mistral"],
+                 "mistral-legacy": models["mistral-legacy"],
+                 "mistral-v0.3": models["mistral-v0.3"], "zephyr": ZEPHYR, "plain": PLAIN}
     bos = {"bos_token": "<|begin_of_text|>"}
-    extra = {"llama3": bos, "llama3.1": bos, "llama3.2": {**bos, "date_string": LLAMA32_DATE}}
+    extra = {"llama3": bos, "llama3.1": bos, "llama3.2": {**bos, "date_string": LLAMA32_DATE},
+             "llama2": SPECIALS, "mistral": SPECIALS, "mistral-legacy": SPECIALS,
+             "mistral-v0.3": SPECIALS, "zephyr": SPECIALS}
     cases = []
     for name, template in templates.items():
         for messages in conversations():
             for gen in (False, True):
-                rendered = tok.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                                   add_generation_prompt=gen, **extra.get(name, {}))
-                case = {"template": name, "messages": messages, "add_generation_prompt": gen,
-                        "rendered": rendered}
+                case = render(tok, name, template, messages, gen, extra.get(name, {}))
                 if "date_string" in extra.get(name, {}):
                     case["date"] = extra[name]["date_string"]
                 cases.append(case)
+        if extra.get(name) is SPECIALS:  # the tokenizer's BOS / EOS text, when not <s> / </s>
+            for messages in (conversations()[2], conversations()[15]):
+                case = render(tok, name, template, messages, False, OTHER_SPECIALS)
+                cases.append({**case, "bos": OTHER_SPECIALS["bos_token"],
+                              "eos": OTHER_SPECIALS["eos_token"]})
     out = "tests/golden/chat_templates.json"
     with open(out, "w", encoding="utf-8") as f:
         json.dump({"templates": templates, "cases": cases}, f, ensure_ascii=True, indent=1)
         f.write("\n")
-    print(f"{out}: {len(cases)} renderings of {len(templates)} templates")
+    errors = sum("error" in c for c in cases)
+    print(f"{out}: {len(cases)} cases of {len(templates)} templates ({errors} errors)")
 
 
 if __name__ == "__main__":

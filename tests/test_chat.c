@@ -1,9 +1,11 @@
 /* test_chat.c: chat templates against transformers' apply_chat_template
  * (tests/golden/chat_templates.json, from scripts/make-chat-goldens.py): every golden rendering
- * byte for byte, each golden Jinja text recognised as its template (also written with "\n"
- * escapes and a trailing newline), the prompt-is-a-prefix property SFT relies on (and where
- * Qwen3's breaks it), Llama 3.2's date of today, stop strings, and the errors: unknown and missing
- * templates, unknown names, bad roles, empty conversations. */
+ * byte for byte (some with the tokenizer's own BOS / EOS text), every golden error (the
+ * template's raise_exception message, or loraft's refusal of what mistral-v0.3 would drop), each
+ * golden Jinja text recognised as its template (also written with "\n" escapes and a trailing
+ * newline), the prompt-is-a-prefix property SFT relies on (and where Qwen3's breaks it), Llama
+ * 3.2's date of today, stop strings, and the errors: unknown and missing templates, unknown
+ * names, bad roles, empty conversations. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -59,24 +61,56 @@ static void check_rendering(const ChatTemplate *t, const ChatMessage *msgs, int 
     free(got);
 }
 
+/* The case's template: by name, with its date (llama3.2) and BOS / EOS text when it has them. */
+static int case_template(const cJSON *c, ChatTemplate *t) {
+    LfError err;
+    const char *name = cJSON_GetObjectItemCaseSensitive(c, "template")->valuestring;
+    CHECK_OK(chat_template_by_name(name, t, &err), &err);
+    const cJSON *date = cJSON_GetObjectItemCaseSensitive(c, "date"); /* llama3.2's */
+    if (cJSON_IsString(date)) t->date = date->valuestring;
+    const cJSON *bos = cJSON_GetObjectItemCaseSensitive(c, "bos");
+    const cJSON *eos = cJSON_GetObjectItemCaseSensitive(c, "eos");
+    if (cJSON_IsString(bos) && cJSON_IsString(eos)) {
+        chat_template_set_specials(t, bos->valuestring, eos->valuestring);
+        CHECK(!strcmp(t->stops[0], eos->valuestring) && !t->stops[1]);
+    }
+    return t->name != NULL;
+}
+
+/* A golden error: the rendering fails, naming the template, with the message. */
+static void check_error(const ChatTemplate *t, const ChatMessage *msgs, int n, int gen,
+                        const char *want) {
+    char *got = NULL;
+    size_t len = 0;
+    LfError err = {{0}};
+    int rc = chat_render(t, msgs, n, gen, &got, &len, &err);
+    CHECK(rc == -1 && got == NULL);
+    CHECK(strstr(err.msg, want) != NULL && strstr(err.msg, t->name) != NULL);
+    if (rc != -1 || !strstr(err.msg, want))
+        fprintf(stderr, "  %s, %d messages: want the error \"%s\", got \"%s\"\n", t->name, n, want,
+                rc ? err.msg : got);
+    free(got);
+}
+
 static void test_goldens(const cJSON *root) {
     const cJSON *c;
-    int cases = 0;
+    int cases = 0, errors = 0, specials = 0;
     cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
-        const char *name = cJSON_GetObjectItemCaseSensitive(c, "template")->valuestring;
-        ChatTemplate t;
-        LfError err;
-        CHECK_OK(chat_template_by_name(name, &t, &err), &err);
-        const cJSON *date = cJSON_GetObjectItemCaseSensitive(c, "date"); /* llama3.2's */
-        if (cJSON_IsString(date)) t.date = date->valuestring;
+        ChatTemplate t = {0};
+        if (!case_template(c, &t)) continue;
         ChatMessage msgs[MAX_MSGS];
         int n = messages_of(cJSON_GetObjectItemCaseSensitive(c, "messages"), msgs);
         int gen = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt"));
-        check_rendering(&t, msgs, n, gen,
-                        cJSON_GetObjectItemCaseSensitive(c, "rendered")->valuestring);
+        const cJSON *error = cJSON_GetObjectItemCaseSensitive(c, "error");
+        if (cJSON_IsString(error))
+            check_error(&t, msgs, n, gen, error->valuestring), errors++;
+        else
+            check_rendering(&t, msgs, n, gen,
+                            cJSON_GetObjectItemCaseSensitive(c, "rendered")->valuestring);
+        specials += cJSON_GetObjectItemCaseSensitive(c, "bos") != NULL;
         cases++;
     }
-    CHECK(cases >= 270);
+    CHECK(cases >= 654 && errors >= 64 && specials >= 10);
 }
 
 /* s with every newline written as the two characters \n, as in a JSON-escaped template. */
@@ -104,7 +138,7 @@ static void expect_unrecognised(const char *jinja) {
     LfError err = {{0}};
     CHECK(chat_template_detect(jinja, &t, &err) == -1);
     CHECK(strstr(err.msg, "chatml, smollm2, qwen2, qwen2.5, qwen3, llama3, llama3.1, llama3.2, "
-                          "plain") != NULL);
+                          "llama2, mistral, mistral-v0.3, mistral-legacy, zephyr, plain") != NULL);
 }
 
 static void test_detect(const cJSON *root) {
@@ -133,7 +167,7 @@ static void test_detect(const cJSON *root) {
         free(s);
         n++;
     }
-    CHECK(n == 9);
+    CHECK(n == 14);
     expect_unrecognised("{{ bos_token }}{% for message in messages %}{{ message['content'] }}"
                         "{% endfor %}");
     ChatTemplate tt;
@@ -143,9 +177,10 @@ static void test_detect(const cJSON *root) {
 }
 
 static void test_names(void) {
-    static const char *names[] = {"chatml", "smollm2",  "qwen2",    "qwen2.5", "qwen3",
-                                  "llama3", "llama3.1", "llama3.2", "plain"};
-    for (int i = 0; i < 9; i++) {
+    static const char *names[] = {
+        "chatml",   "smollm2", "qwen2",   "qwen2.5",      "qwen3",          "llama3", "llama3.1",
+        "llama3.2", "llama2",  "mistral", "mistral-v0.3", "mistral-legacy", "zephyr", "plain"};
+    for (int i = 0; i < 14; i++) {
         ChatTemplate t;
         LfError err;
         CHECK_OK(chat_template_by_name(names[i], &t, &err), &err);
@@ -167,6 +202,19 @@ static void test_names(void) {
     CHECK(t.date == NULL);
     CHECK_OK(chat_template_by_name("qwen3", &t, &err), &err);
     CHECK(!strcmp(t.stops[0], "<|im_end|>") && !t.stops[1] && !t.default_system);
+    static const char *eos_ended[] = {"llama2", "mistral", "mistral-v0.3", "mistral-legacy",
+                                      "zephyr"};
+    for (int i = 0; i < 5; i++) { /* their turns end with EOS: "</s>", or the tokenizer's */
+        CHECK_OK(chat_template_by_name(eos_ended[i], &t, &err), &err);
+        CHECK(!strcmp(t.stops[0], "</s>") && !t.stops[1] && !t.bos && !t.eos);
+        chat_template_set_specials(&t, NULL, NULL);
+        CHECK(!strcmp(t.stops[0], "</s>") && !t.bos && !t.eos);
+        chat_template_set_specials(&t, "<B>", "<E>");
+        CHECK(!strcmp(t.bos, "<B>") && !strcmp(t.eos, "<E>") && !strcmp(t.stops[0], "<E>"));
+    }
+    CHECK_OK(chat_template_by_name("chatml", &t, &err), &err); /* renders no BOS / EOS text */
+    chat_template_set_specials(&t, "<B>", "<E>");
+    CHECK(!t.bos && !t.eos && !strcmp(t.stops[0], "<|im_end|>"));
 }
 
 /* Llama 3.2 dates its system turn today (transformers' strftime_now("%d %b %Y"), local time)
@@ -225,13 +273,12 @@ static void test_prefix(const cJSON *root) {
         ChatMessage msgs[MAX_MSGS];
         int n = messages_of(cJSON_GetObjectItemCaseSensitive(c, "messages"), msgs);
         if (n < 2 || strcmp(msgs[n - 1].role, "assistant") ||
-            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt")))
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt")) ||
+            cJSON_GetObjectItemCaseSensitive(c, "error"))
             continue;
-        ChatTemplate t;
+        ChatTemplate t = {0};
         LfError err;
-        CHECK_OK(chat_template_by_name(cJSON_GetObjectItemCaseSensitive(c, "template")->valuestring,
-                                       &t, &err),
-                 &err);
+        if (!case_template(c, &t)) continue;
         char *prompt = NULL, *full = NULL;
         size_t plen = 0, flen = 0;
         CHECK_OK(chat_render(&t, msgs, n - 1, 1, &prompt, &plen, &err), &err);
@@ -244,7 +291,7 @@ static void test_prefix(const cJSON *root) {
         free(full);
         checked++;
     }
-    CHECK(checked >= 4);
+    CHECK(checked >= 100);
 }
 
 static void test_errors(void) {
@@ -262,6 +309,118 @@ static void test_errors(void) {
     CHECK(chat_render(&t, no_role, 1, 1, &out, &len, &err) == -1);
     CHECK(chat_render(&t, bad_role, 0, 1, &out, &len, &err) == -1 && strstr(err.msg, "empty"));
     CHECK(out == NULL);
+}
+
+/* The [INST] templates' errors name the template and the message, then quote the template. */
+static void test_inst_errors(void) {
+    static const struct {
+        const char *name;
+        ChatMessage msgs[3];
+        int n;
+        const char *want;
+    } cases[] = {
+        {"llama2",
+         {{"user", "a"}, {"user", "b"}},
+         2,
+         "chat template llama2: message 1 (user): Conversation roles must alternate "
+         "user/assistant/user/assistant/..."},
+        {"llama2",
+         {{"system", "s"}, {"assistant", "a"}},
+         2,
+         "chat template llama2: message 1 (assistant): Conversation roles must alternate"},
+        {"mistral",
+         {{"user", "q"}, {"system", "s"}},
+         2,
+         "chat template mistral: message 1 (system): Only user and assistant roles are supported, "
+         "with the exception of an initial optional system message!"},
+        {"mistral",
+         {{"assistant", "a"}},
+         1,
+         "chat template mistral: message 0 (assistant): After the optional system message, "
+         "conversation roles must alternate user/assistant/user/assistant/..."},
+        {"mistral-legacy",
+         {{"system", "s"}, {"user", "q"}},
+         2,
+         "chat template mistral-legacy: message 0 (system): Conversation roles must alternate"},
+        {"mistral-legacy",
+         {{"user", "q"}, {"system", "s"}},
+         2,
+         "chat template mistral-legacy: message 1 (system): Only user and assistant roles are "
+         "supported!"},
+        /* v3 checks the alternation of every turn first: message 2's error, not message 1's */
+        {"mistral-v0.3",
+         {{"user", "q"}, {"system", "s"}, {"system", "t"}},
+         3,
+         "chat template mistral-v0.3: message 2 (system): After the optional system message"},
+        {"mistral-v0.3",
+         {{"system", "s"}, {"user", "q"}, {"assistant", "a"}},
+         3,
+         "chat template mistral-v0.3: message 0 (system): Mistral v0.3's template renders the "
+         "system message only in a conversation that ends with a user turn"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ChatTemplate t;
+        LfError err = {{0}};
+        CHECK_OK(chat_template_by_name(cases[i].name, &t, &err), &err);
+        for (int gen = 0; gen < 2; gen++) {
+            char *out = NULL;
+            size_t len = 0;
+            CHECK(chat_render(&t, cases[i].msgs, cases[i].n, gen, &out, &len, &err) == -1);
+            CHECK(out == NULL && strstr(err.msg, cases[i].want) != NULL);
+            if (!strstr(err.msg, cases[i].want))
+                fprintf(stderr, "  want \"%s\"\n  got  \"%s\"\n", cases[i].want, err.msg);
+        }
+    }
+    /* Llama 2 drops a later system turn at an odd place, as its template does */
+    ChatTemplate t;
+    LfError err;
+    CHECK_OK(chat_template_by_name("llama2", &t, &err), &err);
+    ChatMessage dropped[] = {{"user", "q"}, {"system", "s"}, {"user", "r"}};
+    check_rendering(&t, dropped, 3, 1, "<s>[INST] q [/INST]<s>[INST] r [/INST]");
+}
+
+/* Mistral v0.3 puts the system message into the conversation's last turn, a user turn: SFT's
+ * prompt renders, the whole example is refused (transformers would drop the system message). */
+static void test_mistral_v3_system(void) {
+    ChatTemplate t;
+    LfError err = {{0}};
+    CHECK_OK(chat_template_by_name("mistral-v0.3", &t, &err), &err);
+    ChatMessage msgs[] = {{"system", "S"},
+                          {"user", "Q1"},
+                          {"assistant", " A1 "},
+                          {"user", "Q2"},
+                          {"assistant", "A2"}};
+    check_rendering(&t, msgs, 2, 1, "<s>[INST] S\n\nQ1[/INST]");
+    check_rendering(&t, msgs, 4, 1, "<s>[INST] Q1[/INST] A1</s>[INST] S\n\nQ2[/INST]");
+    char *out = NULL;
+    size_t len = 0;
+    for (int n = 1; n <= 5; n += 2) { /* the system turn alone, or the answers */
+        CHECK(chat_render(&t, msgs, n, 0, &out, &len, &err) == -1 && out == NULL);
+        CHECK(strstr(err.msg, "loraft refuses the system message rather than drop it"));
+    }
+    check_rendering(&t, msgs + 1, 4, 0, "<s>[INST] Q1[/INST] A1</s>[INST] Q2[/INST] A2</s>");
+}
+
+/* Renderings with nothing in them are "", not NULL; a BOS of "" (set so) renders nothing. */
+static void test_inst_specials(void) {
+    ChatTemplate t;
+    LfError err;
+    CHECK_OK(chat_template_by_name("llama2", &t, &err), &err);
+    ChatMessage sys = {"system", "only a system turn"};
+    char *out = NULL;
+    size_t len = 1;
+    CHECK_OK(chat_render(&t, &sys, 1, 1, &out, &len, &err), &err);
+    CHECK(out && len == 0 && out[0] == '\0');
+    free(out);
+    ChatMessage msgs[] = {{"user", "q"}, {"assistant", "a"}};
+    chat_template_set_specials(&t, "", "<|endoftext|>");
+    check_rendering(&t, msgs, 2, 0, "[INST] q [/INST] a <|endoftext|>");
+    CHECK_OK(chat_template_by_name("mistral", &t, &err), &err);
+    chat_template_set_specials(&t, "<|bos|>", NULL); /* NULL: EOS stays "</s>" */
+    check_rendering(&t, msgs, 2, 0, "<|bos|> [INST] q [/INST] a</s>");
+    CHECK(!strcmp(t.stops[0], "</s>"));
+    CHECK_OK(chat_template_by_name("zephyr", &t, &err), &err);
+    check_rendering(&t, msgs, 1, 1, "<|user|>\nq</s>\n<|assistant|>\n");
 }
 
 /* Llama-3's trim on content that is not valid UTF-8, or is all whitespace: only whole
@@ -299,6 +458,9 @@ int main(void) {
     test_qwen3_prefix_break();
     test_prefix(root);
     test_errors();
+    test_inst_errors();
+    test_mistral_v3_system();
+    test_inst_specials();
     test_llama3_trim();
     cJSON_Delete(root);
     return check_report();

@@ -45,6 +45,37 @@
  *            Recognised: Qwen3-0.6B ... 32B's template. Two assistant turns in a row at the end
  *            break the prefix property below (the first renders as last in the prompt): SFT
  *            refuses such an example with "not a prefix".
+ *   llama2   Llama-2-chat's [INST] format: per user turn BOS "[INST] " content " [/INST]", per
+ *            assistant turn " " content " " EOS, contents stripped as Python's str.strip(); a
+ *            first system turn becomes "<<SYS>>\n" content "\n<</SYS>>\n\n" at the head of the
+ *            first user turn (that whole text stripped). No generation prompt. The turns after it
+ *            must alternate user, assistant, ..., else the template's error "Conversation roles
+ *            must alternate user/assistant/user/assistant/..."; a later system turn that the
+ *            alternation lets through (at an odd place) renders nothing, as in the template.
+ *            Recognised: Llama-2-7b/13b/70b-chat-hf's template.
+ *   mistral  BOS, then per user turn " [INST] " content " [/INST]" (a first system turn's content
+ *            + "\n\n" put before the first user turn's), per assistant turn " " content EOS; no
+ *            generation prompt. Roles that do not alternate after the optional system turn, and a
+ *            later system turn, are the template's errors ("After the optional system message,
+ *            conversation roles must alternate user/assistant/user/assistant/...", "Only user and
+ *            assistant roles are supported, with the exception of an initial optional system
+ *            message!"). Recognised: Mistral-7B-Instruct-v0.2's and Mixtral-8x7B-Instruct-v0.1's
+ *            template since Mistral's 2024 update ("v1" with a system prompt).
+ *   mistral-v0.3  BOS, "[INST] " content "[/INST]" per user turn, " " stripped content EOS per
+ *            assistant turn; a first system turn's content + "\n\n" goes into the last message
+ *            when that is a user turn, and the template drops it otherwise, which would break the
+ *            prefix property below: loraft refuses a system turn in a conversation that does not
+ *            end with a user turn (so SFT refuses system prompts with it), rather than drop it.
+ *            The same errors as mistral, the alternation of all turns checked first. Recognised:
+ *            Mistral-7B-Instruct-v0.3's "v3" template (also Mistral-Large-Instruct-2407's), which
+ *            renders so without tools (its tools and tool calls are not rendered).
+ *   mistral-legacy  BOS, "[INST] " content " [/INST]" per user turn, content EOS per assistant
+ *            turn, no system turn ("Conversation roles must alternate user/assistant/user/
+ *            assistant/..." for one first, "Only user and assistant roles are supported!" later).
+ *            Recognised: the template Mistral-7B-Instruct-v0.2 and Mixtral-8x7B-Instruct-v0.1
+ *            first shipped (GGUF files converted before 2024's update carry it).
+ *   zephyr   "<|" role "|>\n" content EOS "\n" per message; generation prompt "<|assistant|>\n".
+ *            Recognised: zephyr-7b-beta's and TinyLlama-1.1B-Chat-v1.0's template (the same).
  *   plain    for base models, loraft's own: a system turn is its content + "\n\n", a user turn
  *            "User: " content "\n\n", an assistant turn "Assistant: " content "\n\n"; generation
  *            prompt "Assistant:" (the answer's leading space is then the model's first token,
@@ -55,11 +86,20 @@
  *              '\n\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:'
  *              }}{% endif %}
  *
+ * llama2, the mistrals and zephyr render the tokenizer's BOS and EOS text (transformers'
+ * bos_token / eos_token): "<s>" and "</s>", their models' own, unless chat_template_set_specials
+ * gives another tokenizer's (SFT, `loraft generate` and `loraft score` pass the model's). BOS is
+ * then part of the rendered text, as llama3's "<|begin_of_text|>" is: tokenize it without adding
+ * special tokens (else BOS comes twice). Their turns end with EOS, which is their stop. Not
+ * recognised: Mistral-7B-Instruct-v0.1's first template (EOS + " " after each answer), Mistral's
+ * later [INST] templates (Nemo's v3-tekken, v7), Llama-2-chat fine-tunes' own templates.
+ *
  * Like the Jinja templates, rendering puts messages in the order given (a system turn may come
- * anywhere) and does not check that roles alternate. For every template,
- * render(msgs[0..n-1), add_generation_prompt = 1) is a prefix of render(msgs[0..n), 0) when
- * msgs[n-1] is an assistant turn: the rest is the answer and its end of turn, which is what SFT
- * trains on. */
+ * anywhere) and does not check that roles alternate, except where a template raises an error
+ * (llama2 and the mistrals: chat_render fails with the template's own message, as transformers
+ * would). For every template, render(msgs[0..n-1), add_generation_prompt = 1) is a prefix of
+ * render(msgs[0..n), 0) when msgs[n-1] is an assistant turn: the rest is the answer and its end
+ * of turn, which is what SFT trains on (mistral-v0.3 refuses what would break it, above). */
 #pragma once
 #include <stddef.h>
 
@@ -74,6 +114,11 @@ typedef enum ChatFormat {
     CHAT_FORMAT_LLAMA3,
     CHAT_FORMAT_LLAMA31,
     CHAT_FORMAT_QWEN3,
+    CHAT_FORMAT_LLAMA2,
+    CHAT_FORMAT_MISTRAL,
+    CHAT_FORMAT_MISTRAL_V3,
+    CHAT_FORMAT_MISTRAL_LEGACY,
+    CHAT_FORMAT_ZEPHYR,
     CHAT_FORMAT_PLAIN
 } ChatFormat;
 
@@ -85,10 +130,13 @@ typedef struct ChatTemplate {
     const char *default_system; /* rendered when the first message is not a system turn; or NULL */
     /* End-of-turn strings generation stops at, besides the tokenizer's EOS; NULL-terminated.
      * chatml, smollm2, qwen2, qwen2.5, qwen3: "<|im_end|>"; llama3: "<|eot_id|>",
-     * "<|end_of_text|>" (each one special token), llama3.1 / 3.2 "<|eom_id|>" too; plain:
-     * "\nUser:" (text: match it in the decoded continuation and cut it off). */
+     * "<|end_of_text|>" (each one special token), llama3.1 / 3.2 "<|eom_id|>" too; llama2,
+     * mistral*, zephyr: the EOS text, "</s>" (their turns end with EOS); plain: "\nUser:" (text:
+     * match it in the decoded continuation and cut it off). */
     const char *stops[CHAT_MAX_STOPS + 1];
     const char *date; /* llama3.1 / 3.2: the system turn's "Today Date"; NULL: today's */
+    /* llama2, mistral*, zephyr: the BOS and EOS text they render; NULL: "<s>", "</s>" */
+    const char *bos, *eos;
 } ChatTemplate;
 
 typedef struct ChatMessage {
@@ -105,12 +153,23 @@ int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err);
  * template) and unrecognised templates are errors that name the built-in templates. */
 int chat_template_detect(const char *jinja, ChatTemplate *out, LfError *err);
 
+/* Gives the templates that render BOS / EOS text (llama2, mistral*, zephyr) the tokenizer's:
+ * bos_token / eos_token as transformers passes them, e.g. "<s>" and "</s>"; NULL keeps the
+ * default ("<s>", "</s>"). The EOS text also becomes the stop string. Other templates are left
+ * as they are. The strings must outlive t (the tokenizer's vocabulary). */
+void chat_template_set_specials(ChatTemplate *t, const char *bos, const char *eos);
+/* chat_template_set_specials with the BOS and EOS tokens of a BPE vocabulary (either absent: the
+ * default). */
+typedef struct Bpe Bpe;
+void chat_template_set_vocab_specials(ChatTemplate *t, const Bpe *bpe);
+
 /* A comma-separated list of the built-in names, for usage messages: "chatml, smollm2, ...". */
 const char *chat_template_names(void);
 
 /* Renders msgs[0..n) (n >= 1, as transformers refuses an empty conversation) into a new
  * NUL-terminated string *out (caller frees) of *len bytes. Roles other than system, user and
- * assistant, and NULL contents, are errors. */
+ * assistant, and NULL contents, are errors; so are the conversations a template raises an error
+ * on (the message names the template and the message, then quotes the template's own error). */
 int chat_render(const ChatTemplate *t, const ChatMessage *msgs, int n, int add_generation_prompt,
                 char **out, size_t *len, LfError *err);
 

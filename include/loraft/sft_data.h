@@ -69,8 +69,10 @@ typedef struct SftFormat {
 } SftFormat;
 
 /* A chat template, or a prompt template when prompt_template is not NULL or empty (it must
- * hold {output}, and nothing after {output} may hold {instruction} or {input}). Stops from the
- * template and tok; eos: the model's EOS (-1: the tokenizer's). tok must be byte-level BPE. */
+ * hold {output}, and nothing after {output} may hold {instruction} or {input}). The chat
+ * template renders tok's BOS and EOS text where it renders any (chat_template_set_vocab_specials).
+ * Stops from the template and tok; eos: the model's EOS (-1: the tokenizer's). tok must be
+ * byte-level BPE. */
 int sft_format_init(SftFormat *f, const ChatTemplate *chat, const char *prompt_template,
                     const TextTokenizer *tok, int32_t eos, LfError *err);
 

@@ -28,9 +28,13 @@ typedef struct Stream {
     size_t len;
 } Stream;
 
-/* --template NAME, else the built-in template the model's own template stands for. */
-static int resolve_template(const GenOpts *o, ChatTemplate *t, LfError *err) {
-    if (!chat_template_for_model(o->model, o->template_name, t, err)) return 0;
+/* --template NAME, else the built-in template the model's own template stands for; with the
+ * tokenizer's BOS / EOS text for the templates that render them. */
+static int resolve_template(const GenOpts *o, const Bpe *bpe, ChatTemplate *t, LfError *err) {
+    if (!chat_template_for_model(o->model, o->template_name, t, err)) {
+        chat_template_set_vocab_specials(t, bpe);
+        return 0;
+    }
     return o->template_name ? lf_wrap(err, "--template")
                             : lf_wrap(err, "%s (use --template NAME)", o->model);
 }
@@ -184,7 +188,7 @@ static int run(const GenOpts *o, const CliList *texts, LfError *err) {
         cli_runtime(&o->rt, &ops, &dtype, &prec, err) || text_tokenizer_open(&tok, o->model, err);
     if (!rc && tok.kind != TEXT_BPE)
         rc = lf_fail(err, "%s: the tokenizer is not byte-level BPE: not a decoder", o->model);
-    rc = rc || (o->chat && resolve_template(o, &t, err)) ||
+    rc = rc || (o->chat && resolve_template(o, tok.bpe, &t, err)) ||
          encode_all(o, &t, tok.bpe, texts, ids, &longest, err) ||
          model_length(o, longest, &max_len, &cache_len, err) ||
          model_open(&m, o->model, o->adapter, dtype, prec, ops, 1, max_len, err) ||
@@ -221,7 +225,7 @@ int cmd_generate(int argc, char **argv) {
         {"system", OPT_STR, &o.system, "the system message (replaces the template's default)"},
         {"template", OPT_STR, &o.template_name,
          "chat template instead of the model's: chatml, smollm2, qwen2, qwen2.5, qwen3, llama3, "
-         "llama3.1, llama3.2 or plain"},
+         "llama3.1, llama3.2, llama2, mistral, mistral-v0.3, mistral-legacy, zephyr or plain"},
         {"temperature", OPT_FLOAT, &o.temperature, "0 (default): greedy; else sample"},
         {"top-k", OPT_INT, &o.top_k, "keep the k most probable tokens (default 0: off)"},
         {"top-p", OPT_FLOAT, &o.top_p, "nucleus sampling in [0, 1] (default 1: off)"},

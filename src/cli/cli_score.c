@@ -34,6 +34,8 @@ static int load_rows(const Model *m, const char *model, const char *path, const 
     if (chat_name && chat_template_by_name(chat_name, &chat, err))
         return lf_wrap(err, "--chat-template");
     if (text_tokenizer_open(tok, model, err) || lm_specials(&sp, tok, err)) return -1;
+    if (chat_name && tok->kind == TEXT_BPE) /* the tokenizer's BOS / EOS text, where rendered */
+        chat_template_set_vocab_specials(&chat, tok->bpe);
     if (m->cfg.eos_token_id >= 0) sp.eos = m->cfg.eos_token_id;
     PrefSpec spec = {.path = path,
                      .kind = PREF_SINGLE,

@@ -335,8 +335,9 @@ int sft_format_init(SftFormat *f, const ChatTemplate *chat, const char *prompt_t
             return lf_fail(err, "data.prompt_template: {instruction} and {input} must come "
                                 "before {output}");
         if (lm_specials(&f->specials, tok, err)) return -1;
-    } else {
+    } else { /* templates that render BOS / EOS text render this tokenizer's */
         f->chat = *chat;
+        chat_template_set_vocab_specials(&f->chat, tok->bpe);
     }
     f->stops = gen_stops(f->prompt_template ? NULL : &f->chat, tok->bpe);
     f->eos = eos >= 0 ? eos : bpe_eos(tok->bpe);

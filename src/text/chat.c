@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "loraft/bpe.h"
 #include "loraft/utf8.h"
 
 #define SMOLLM2_SYSTEM "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
@@ -411,19 +412,200 @@ static const char QWEN3_JINJA[] =
     "    {%- endif %}\n"
     "{%- endif %}";
 
+/* The errors the [INST] templates raise (raise_exception), in their words */
+#define ALTERNATE "Conversation roles must alternate user/assistant/user/assistant/..."
+#define ALTERNATE_AFTER_SYSTEM                                                                     \
+    "After the optional system message, conversation roles must alternate "                        \
+    "user/assistant/user/assistant/..."
+#define ONLY_USER_ASSISTANT "Only user and assistant roles are supported!"
+#define ONLY_USER_ASSISTANT_SYSTEM                                                                 \
+    "Only user and assistant roles are supported, with the exception of an initial optional "      \
+    "system message!"
+/* loraft's refusal where Mistral v0.3's template would drop the system message */
+#define V3_REFUSAL "renders the system message only in a conversation that ends with a user turn"
+
+/* Llama-2-7b-chat-hf's template (13b and 70b carry the same; Jinja's own escapes kept) */
+static const char LLAMA2_JINJA[] =
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_me"
+    "ssage = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_mes"
+    "sage = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') "
+    "!= (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assista"
+    "nt/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% s"
+    "et content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% els"
+    "e %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_"
+    "token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{"
+    " ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
+
+/* Mistral-7B-Instruct-v0.2's and Mixtral-8x7B-Instruct-v0.1's since 2024 (Mistral's "v1" with a
+ * system prompt); the one they first shipped; Mistral-7B-Instruct-v0.3's ("v3": with tools or
+ * tool calls it renders more, which loraft does not). */
+static const char MISTRAL_JINJA[] =
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content'] %}\n"
+    "    {%- set loop_messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set loop_messages = messages %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{{- bos_token }}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}\n"
+    "        {{- raise_exception('After the optional system message, conversation roles must altern"
+    "ate user/assistant/user/assistant/...') }}\n"
+    "    {%- endif %}\n"
+    "    {%- if message['role'] == 'user' %}\n"
+    "        {%- if loop.first and system_message is defined %}\n"
+    "            {{- ' [INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}\n"
+    "        {%- else %}\n"
+    "            {{- ' [INST] ' + message['content'] + ' [/INST]' }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif message['role'] == 'assistant' %}\n"
+    "        {{- ' ' + message['content'] + eos_token}}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception('Only user and assistant roles are supported, with the exception o"
+    "f an initial optional system message!') }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n";
+
+static const char MISTRAL_LEGACY_JINJA[] =
+    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 "
+    "% 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistan"
+    "t/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' ["
+    "/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else "
+    "%}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor "
+    "%}";
+
+static const char MISTRAL_V3_JINJA[] =
+    "{%- if messages[0][\"role\"] == \"system\" %}\n"
+    "    {%- set system_message = messages[0][\"content\"] %}\n"
+    "    {%- set loop_messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set loop_messages = messages %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "{%- set user_messages = loop_messages | selectattr(\"role\", \"equalto\", \"user\") | list %}"
+    "\n"
+    "\n"
+    "{#- This block checks for alternating user/assistant messages, skipping tool calling messages "
+    "#}\n"
+    "{%- set ns = namespace() %}\n"
+    "{%- set ns.index = 0 %}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if not (message.role == \"tool\" or message.role == \"tool_results\" or (message.tool_"
+    "calls is defined and message.tool_calls is not none)) %}\n"
+    "        {%- if (message[\"role\"] == \"user\") != (ns.index % 2 == 0) %}\n"
+    "            {{- raise_exception(\"After the optional system message, conversation roles must a"
+    "lternate user/assistant/user/assistant/...\") }}\n"
+    "        {%- endif %}\n"
+    "        {%- set ns.index = ns.index + 1 %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "\n"
+    "{{- bos_token }}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if message[\"role\"] == \"user\" %}\n"
+    "        {%- if tools is not none and (message == user_messages[-1]) %}\n"
+    "            {{- \"[AVAILABLE_TOOLS] [\" }}\n"
+    "            {%- for tool in tools %}\n"
+    "                {%- set tool = tool.function %}\n"
+    "                {{- '{\"type\": \"function\", \"function\": {' }}\n"
+    "                {%- for key, val in tool.items() if key != \"return\" %}\n"
+    "                    {%- if val is string %}\n"
+    "                        {{- '\"' + key + '\": \"' + val + '\"' }}\n"
+    "                    {%- else %}\n"
+    "                        {{- '\"' + key + '\": ' + val|tojson }}\n"
+    "                    {%- endif %}\n"
+    "                    {%- if not loop.last %}\n"
+    "                        {{- \", \" }}\n"
+    "                    {%- endif %}\n"
+    "                {%- endfor %}\n"
+    "                {{- \"}}\" }}\n"
+    "                {%- if not loop.last %}\n"
+    "                    {{- \", \" }}\n"
+    "                {%- else %}\n"
+    "                    {{- \"]\" }}\n"
+    "                {%- endif %}\n"
+    "            {%- endfor %}\n"
+    "            {{- \"[/AVAILABLE_TOOLS]\" }}\n"
+    "            {%- endif %}\n"
+    "        {%- if loop.last and system_message is defined %}\n"
+    "            {{- \"[INST] \" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\""
+    " }}\n"
+    "        {%- else %}\n"
+    "            {{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif message.tool_calls is defined and message.tool_calls is not none %}\n"
+    "        {{- \"[TOOL_CALLS] [\" }}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- set out = tool_call.function|tojson %}\n"
+    "            {{- out[:-1] }}\n"
+    "            {%- if not tool_call.id is defined or tool_call.id|length != 9 %}\n"
+    "                {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length"
+    " 9!\") }}\n"
+    "            {%- endif %}\n"
+    "            {{- ', \"id\": \"' + tool_call.id + '\"}' }}\n"
+    "            {%- if not loop.last %}\n"
+    "                {{- \", \" }}\n"
+    "            {%- else %}\n"
+    "                {{- \"]\" + eos_token }}\n"
+    "            {%- endif %}\n"
+    "        {%- endfor %}\n"
+    "    {%- elif message[\"role\"] == \"assistant\" %}\n"
+    "        {{- \" \" + message[\"content\"]|trim + eos_token}}\n"
+    "    {%- elif message[\"role\"] == \"tool_results\" or message[\"role\"] == \"tool\" %}\n"
+    "        {%- if message.content is defined and message.content.content is defined %}\n"
+    "            {%- set content = message.content.content %}\n"
+    "        {%- else %}\n"
+    "            {%- set content = message.content %}\n"
+    "        {%- endif %}\n"
+    "        {{- '[TOOL_RESULTS] {\"content\": ' + content|string + \", \" }}\n"
+    "        {%- if not message.tool_call_id is defined or message.tool_call_id|length != 9 %}\n"
+    "            {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length 9!"
+    "\") }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\"call_id\": \"' + message.tool_call_id + '\"}[/TOOL_RESULTS]' }}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Only user and assistant roles are supported, with the exception "
+    "of an initial optional system message!\") }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n";
+
+/* zephyr-7b-beta's, which TinyLlama-1.1B-Chat-v1.0 copied: a newline character inside the
+ * literals, as their tokenizer_config.json has it */
+static const char ZEPHYR_JINJA[] = "{% for message in messages %}\n"
+                                   "{% if message['role'] == 'user' %}\n"
+                                   "{{ '<|user|>\n' + message['content'] + eos_token }}\n"
+                                   "{% elif message['role'] == 'system' %}\n"
+                                   "{{ '<|system|>\n' + message['content'] + eos_token }}\n"
+                                   "{% elif message['role'] == 'assistant' %}\n"
+                                   "{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n"
+                                   "{% endif %}\n"
+                                   "{% if loop.last and add_generation_prompt %}\n"
+                                   "{{ '<|assistant|>' }}\n"
+                                   "{% endif %}\n"
+                                   "{% endfor %}";
+
 /* generation_config.json's eos_token_id of Llama 3.1 to 3.3 Instruct, as text */
 #define LLAMA31_STOPS "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", NULL
 
+/* name, format, default system turn, stops, date, BOS and EOS text (NULL: "<s>", "</s>") */
 static const ChatTemplate templates[] = {
-    {"chatml", CHAT_FORMAT_CHATML, NULL, {"<|im_end|>", NULL}, NULL},
-    {"smollm2", CHAT_FORMAT_CHATML, SMOLLM2_SYSTEM, {"<|im_end|>", NULL}, NULL},
-    {"qwen2", CHAT_FORMAT_CHATML, QWEN2_SYSTEM, {"<|im_end|>", NULL}, NULL},
-    {"qwen2.5", CHAT_FORMAT_CHATML, QWEN25_SYSTEM, {"<|im_end|>", NULL}, NULL},
-    {"llama3", CHAT_FORMAT_LLAMA3, NULL, {"<|eot_id|>", "<|end_of_text|>", NULL}, NULL},
-    {"llama3.1", CHAT_FORMAT_LLAMA31, NULL, {LLAMA31_STOPS}, "26 Jul 2024"},
-    {"llama3.2", CHAT_FORMAT_LLAMA31, NULL, {LLAMA31_STOPS}, NULL},
-    {"qwen3", CHAT_FORMAT_QWEN3, NULL, {"<|im_end|>", NULL}, NULL},
-    {"plain", CHAT_FORMAT_PLAIN, NULL, {"\nUser:", NULL}, NULL},
+    {"chatml", CHAT_FORMAT_CHATML, NULL, {"<|im_end|>", NULL}, NULL, NULL, NULL},
+    {"smollm2", CHAT_FORMAT_CHATML, SMOLLM2_SYSTEM, {"<|im_end|>", NULL}, NULL, NULL, NULL},
+    {"qwen2", CHAT_FORMAT_CHATML, QWEN2_SYSTEM, {"<|im_end|>", NULL}, NULL, NULL, NULL},
+    {"qwen2.5", CHAT_FORMAT_CHATML, QWEN25_SYSTEM, {"<|im_end|>", NULL}, NULL, NULL, NULL},
+    {"llama3", CHAT_FORMAT_LLAMA3, NULL, {"<|eot_id|>", "<|end_of_text|>", NULL}, NULL, NULL, NULL},
+    {"llama3.1", CHAT_FORMAT_LLAMA31, NULL, {LLAMA31_STOPS}, "26 Jul 2024", NULL, NULL},
+    {"llama3.2", CHAT_FORMAT_LLAMA31, NULL, {LLAMA31_STOPS}, NULL, NULL, NULL},
+    {"qwen3", CHAT_FORMAT_QWEN3, NULL, {"<|im_end|>", NULL}, NULL, NULL, NULL},
+    {"llama2", CHAT_FORMAT_LLAMA2, NULL, {"</s>", NULL}, NULL, NULL, NULL},
+    {"mistral", CHAT_FORMAT_MISTRAL, NULL, {"</s>", NULL}, NULL, NULL, NULL},
+    {"mistral-v0.3", CHAT_FORMAT_MISTRAL_V3, NULL, {"</s>", NULL}, NULL, NULL, NULL},
+    {"mistral-legacy", CHAT_FORMAT_MISTRAL_LEGACY, NULL, {"</s>", NULL}, NULL, NULL, NULL},
+    {"zephyr", CHAT_FORMAT_ZEPHYR, NULL, {"</s>", NULL}, NULL, NULL, NULL},
+    {"plain", CHAT_FORMAT_PLAIN, NULL, {"\nUser:", NULL}, NULL, NULL, NULL},
 };
 enum { N_TEMPLATES = sizeof templates / sizeof templates[0] };
 
@@ -446,6 +628,11 @@ static const struct {
     {"llama3.1", LLAMA31_JINJA},
     {"llama3.2", LLAMA32_JINJA},
     {"qwen3", QWEN3_JINJA},
+    {"llama2", LLAMA2_JINJA},
+    {"mistral", MISTRAL_JINJA},
+    {"mistral-v0.3", MISTRAL_V3_JINJA},
+    {"mistral-legacy", MISTRAL_LEGACY_JINJA},
+    {"zephyr", ZEPHYR_JINJA},
     {"plain", "{% for message in messages %}{% if message['role'] == 'system' %}{{ "
               "message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}{{ 'User: ' + "
               "message['content'] + '\n\n' }}{% else %}{{ 'Assistant: ' + message['content'] + "
@@ -455,7 +642,8 @@ static const struct {
 enum { N_KNOWN = sizeof known / sizeof known[0] };
 
 const char *chat_template_names(void) {
-    return "chatml, smollm2, qwen2, qwen2.5, qwen3, llama3, llama3.1, llama3.2, plain";
+    return "chatml, smollm2, qwen2, qwen2.5, qwen3, llama3, llama3.1, llama3.2, llama2, mistral, "
+           "mistral-v0.3, mistral-legacy, zephyr, plain";
 }
 
 int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err) {
@@ -467,6 +655,25 @@ int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err) {
     }
     return lf_fail(err, "unknown chat template name \"%s\" (built-in: %s)", name ? name : "(null)",
                    chat_template_names());
+}
+
+/* The templates whose Jinja renders bos_token / eos_token. */
+static int renders_specials(ChatFormat f) {
+    return f == CHAT_FORMAT_LLAMA2 || f == CHAT_FORMAT_MISTRAL || f == CHAT_FORMAT_MISTRAL_V3 ||
+           f == CHAT_FORMAT_MISTRAL_LEGACY || f == CHAT_FORMAT_ZEPHYR;
+}
+
+void chat_template_set_specials(ChatTemplate *t, const char *bos, const char *eos) {
+    if (!renders_specials(t->format)) return;
+    if (bos) t->bos = bos;
+    if (eos) t->eos = eos;
+    if (eos && *eos) t->stops[0] = eos; /* their turns end with EOS */
+}
+
+void chat_template_set_vocab_specials(ChatTemplate *t, const Bpe *bpe) {
+    int32_t bos = bpe_bos(bpe), eos = bpe_eos(bpe);
+    chat_template_set_specials(t, bos >= 0 ? bpe_token(bpe, bos) : NULL,
+                               eos >= 0 ? bpe_token(bpe, eos) : NULL);
 }
 
 /* jinja with each "\n" escape turned into a newline ("\\" stays as it is) and one trailing
@@ -710,6 +917,158 @@ static void render_plain(const ChatMessage *m, Buf *b) {
     buf_str(b, "\n\n");
 }
 
+/* ---- the [INST] templates (Llama 2, Mistral) and Zephyr ---- */
+
+static const char *bos_text(const ChatTemplate *t) {
+    return t->bos ? t->bos : "<s>";
+}
+
+static const char *eos_text(const ChatTemplate *t) {
+    return t->eos ? t->eos : "</s>";
+}
+
+static int is_role(const ChatMessage *m, const char *role) {
+    return !strcmp(m->role, role);
+}
+
+/* What an [INST] template raises on, in its order: the turns after an initial system turn (all
+ * turns when the template has none) must alternate user, assistant, ...; then a turn other than
+ * user or assistant is an error (checked turn by turn, or after the alternation of all of them),
+ * or renders nothing (roles NULL). */
+typedef struct InstRules {
+    int initial_system; /* a first system turn stands apart */
+    int roles_after;    /* roles checked after the alternation of every turn */
+    const char *alternate, *roles;
+} InstRules;
+
+/* How Mistral's [INST] templates differ. */
+typedef struct MistralStyle {
+    InstRules rules;
+    const char *open, *close; /* around a user turn's content */
+    const char *answer;       /* before an assistant turn's content */
+    int trim_answer;          /* the answer stripped (Jinja's trim) */
+    int system_in_last;       /* the system turn goes into the last message, else the first */
+} MistralStyle;
+
+static const InstRules llama2_rules = {1, 0, ALTERNATE, NULL};
+static const MistralStyle mistral_v1 = {
+    {1, 0, ALTERNATE_AFTER_SYSTEM, ONLY_USER_ASSISTANT_SYSTEM}, " [INST] ", " [/INST]", " ", 0, 0};
+static const MistralStyle mistral_v3 = {
+    {1, 1, ALTERNATE_AFTER_SYSTEM, ONLY_USER_ASSISTANT_SYSTEM}, "[INST] ", "[/INST]", " ", 1, 1};
+static const MistralStyle mistral_legacy = {
+    {0, 0, ALTERNATE, ONLY_USER_ASSISTANT}, "[INST] ", " [/INST]", "", 0, 0};
+
+static const MistralStyle *mistral_style(ChatFormat f) {
+    return f == CHAT_FORMAT_MISTRAL          ? &mistral_v1
+           : f == CHAT_FORMAT_MISTRAL_V3     ? &mistral_v3
+           : f == CHAT_FORMAT_MISTRAL_LEGACY ? &mistral_legacy
+                                             : NULL;
+}
+
+static int turn_error(const ChatTemplate *t, const ChatMessage *msgs, int i, const char *what,
+                      LfError *err) {
+    return lf_fail(err, "chat template %s: message %d (%s): %s", t->name, i, msgs[i].role, what);
+}
+
+static int check_inst(const ChatTemplate *t, const InstRules *r, const ChatMessage *msgs, int n,
+                      LfError *err) {
+    int first = r->initial_system && is_role(&msgs[0], "system");
+    for (int i = first; i < n; i++) {
+        int other = !is_role(&msgs[i], "user") && !is_role(&msgs[i], "assistant");
+        if (is_role(&msgs[i], "user") != ((i - first) % 2 == 0))
+            return turn_error(t, msgs, i, r->alternate, err);
+        if (other && r->roles && !r->roles_after) return turn_error(t, msgs, i, r->roles, err);
+    }
+    for (int i = first; r->roles_after && i < n; i++)
+        if (!is_role(&msgs[i], "user") && !is_role(&msgs[i], "assistant"))
+            return turn_error(t, msgs, i, r->roles, err);
+    return 0;
+}
+
+/* The template's errors, and mistral-v0.3's refusal of a system turn it would drop (chat.h). */
+static int check_turns(const ChatTemplate *t, const ChatMessage *msgs, int n, LfError *err) {
+    const MistralStyle *s = mistral_style(t->format);
+    if (t->format == CHAT_FORMAT_LLAMA2) return check_inst(t, &llama2_rules, msgs, n, err);
+    if (!s) return 0;
+    if (check_inst(t, &s->rules, msgs, n, err)) return -1;
+    if (s->system_in_last && is_role(&msgs[0], "system") && !is_role(&msgs[n - 1], "user"))
+        return lf_fail(err,
+                       "chat template %s: message 0 (system): Mistral v0.3's template " V3_REFUSAL
+                       " (inside it) and drops it from any other; loraft refuses the system "
+                       "message rather than drop it (an SFT prompt would not be a prefix of its "
+                       "conversation)",
+                       t->name);
+    return 0;
+}
+
+/* Llama 2's first user turn after a system turn: the whole text stripped. */
+static void llama2_with_system(Buf *b, const char *system, const char *content) {
+    Buf tmp = {0};
+    buf_str(&tmp, "<<SYS>>\n");
+    buf_str(&tmp, system);
+    buf_str(&tmp, "\n<</SYS>>\n\n");
+    buf_str(&tmp, content);
+    if (tmp.oom)
+        b->oom = 1;
+    else
+        buf_trimmed(b, tmp.p);
+    free(tmp.p);
+}
+
+static void render_llama2(const ChatTemplate *t, const ChatMessage *msgs, int n, Buf *b) {
+    int first = is_role(&msgs[0], "system");
+    for (int i = first; i < n; i++) {
+        if (is_role(&msgs[i], "user")) {
+            buf_str(b, bos_text(t));
+            buf_str(b, "[INST] ");
+            if (first && i == 1)
+                llama2_with_system(b, msgs[0].content, msgs[1].content);
+            else
+                buf_trimmed(b, msgs[i].content);
+            buf_str(b, " [/INST]");
+        } else if (is_role(&msgs[i], "assistant")) {
+            buf_str(b, " ");
+            buf_trimmed(b, msgs[i].content);
+            buf_str(b, " ");
+            buf_str(b, eos_text(t));
+        } /* a later system turn at an odd place renders nothing, as in the template */
+    }
+}
+
+/* After check_turns: user and assistant turns alternate after the optional system turn. */
+static void render_mistral(const ChatTemplate *t, const MistralStyle *s, const ChatMessage *msgs,
+                           int n, Buf *b) {
+    int first = s->rules.initial_system && is_role(&msgs[0], "system");
+    buf_str(b, bos_text(t));
+    for (int i = first; i < n; i++) {
+        if (is_role(&msgs[i], "user")) {
+            buf_str(b, s->open);
+            if (first && i == (s->system_in_last ? n - 1 : 1)) {
+                buf_str(b, msgs[0].content);
+                buf_str(b, "\n\n");
+            }
+            buf_str(b, msgs[i].content);
+            buf_str(b, s->close);
+        } else {
+            buf_str(b, s->answer);
+            if (s->trim_answer)
+                buf_trimmed(b, msgs[i].content);
+            else
+                buf_str(b, msgs[i].content);
+            buf_str(b, eos_text(t));
+        }
+    }
+}
+
+static void render_zephyr(const ChatTemplate *t, const ChatMessage *m, Buf *b) {
+    buf_str(b, "<|");
+    buf_str(b, m->role);
+    buf_str(b, "|>\n");
+    buf_str(b, m->content);
+    buf_str(b, eos_text(t));
+    buf_str(b, "\n");
+}
+
 static const char *generation_prompt(ChatFormat f) {
     switch (f) {
     case CHAT_FORMAT_CHATML:
@@ -718,6 +1077,13 @@ static const char *generation_prompt(ChatFormat f) {
     case CHAT_FORMAT_LLAMA3:
     case CHAT_FORMAT_LLAMA31:
         return "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    case CHAT_FORMAT_ZEPHYR:
+        return "<|assistant|>\n";
+    case CHAT_FORMAT_LLAMA2:
+    case CHAT_FORMAT_MISTRAL:
+    case CHAT_FORMAT_MISTRAL_V3:
+    case CHAT_FORMAT_MISTRAL_LEGACY:
+        return ""; /* none: the prompt ends with the user turn's [/INST] */
     case CHAT_FORMAT_PLAIN:
         return "Assistant:";
     }
@@ -738,16 +1104,21 @@ static int check_messages(const ChatMessage *msgs, int n, LfError *err) {
 
 int chat_render(const ChatTemplate *t, const ChatMessage *msgs, int n, int add_generation_prompt,
                 char **out, size_t *len, LfError *err) {
-    if (check_messages(msgs, n, err)) return -1;
+    if (check_messages(msgs, n, err) || check_turns(t, msgs, n, err)) return -1;
     Buf b = {0};
+    const MistralStyle *mistral = mistral_style(t->format);
     if (t->format == CHAT_FORMAT_LLAMA31) render_llama31(t, msgs, n, &b);
     if (t->format == CHAT_FORMAT_QWEN3) render_qwen3(msgs, n, &b);
+    if (t->format == CHAT_FORMAT_LLAMA2) render_llama2(t, msgs, n, &b);
+    if (mistral) render_mistral(t, mistral, msgs, n, &b);
     for (int i = 0; i < n; i++) {
         if (t->format == CHAT_FORMAT_CHATML) render_chatml(t, &msgs[i], i, &b);
         if (t->format == CHAT_FORMAT_LLAMA3) render_llama3(&msgs[i], i, &b);
+        if (t->format == CHAT_FORMAT_ZEPHYR) render_zephyr(t, &msgs[i], &b);
         if (t->format == CHAT_FORMAT_PLAIN) render_plain(&msgs[i], &b);
     }
     if (add_generation_prompt) buf_str(&b, generation_prompt(t->format));
+    buf_add(&b, "", 0); /* an empty rendering (Llama 2's of a lone system turn) is "" too */
     if (b.oom) {
         free(b.p);
         return lf_fail(err, "chat template %s: out of memory", t->name);

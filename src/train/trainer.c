@@ -252,6 +252,8 @@ static int load_pairs(Run *r, Feed *f, int train, int batch_size, LfError *err) 
     LmSpecials sp;
     if (c->chat_template[0] && chat_template_by_name(c->chat_template, &chat, err))
         return lf_wrap(err, "data.chat_template");
+    if (c->chat_template[0] && r->tok.kind == TEXT_BPE) /* its BOS / EOS text, where rendered */
+        chat_template_set_vocab_specials(&chat, r->tok.bpe);
     if (lm_specials(&sp, &r->tok, err)) return -1;
     if (r->mcfg.eos_token_id >= 0) sp.eos = r->mcfg.eos_token_id;
     PrefSpec spec = {.path = train || split ? c->train_file : c->validation_file,
