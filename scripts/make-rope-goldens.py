@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Golden RoPE frequencies: transformers' inv_freq for plain, linear and llama3 RoPE.
+"""Golden RoPE frequencies: transformers' inv_freq for plain, linear, llama3, yarn and dynamic
+RoPE.
 
 For each case a LlamaConfig is made with the case's rope_theta, head size and rope_scaling,
 and saved as transformers writes config.json (since transformers 5: rope_parameters, with
 rope_theta inside); LlamaRotaryEmbedding(config).inv_freq is the float32 table transformers
-rotates q and k by. tests/test_model_config.c loads each saved config with loraft's reader and
-compares model_rope_freqs with it (within an ulp).
+rotates q and k by, and its attention_scaling the factor of cos and sin (YaRN's; else 1).
+tests/test_model_config.c loads each saved config with loraft's reader and compares
+model_rope_freqs with them (within a few ulp).
 
     scripts/make-rope-goldens.py            # rewrites tests/golden/rope_freqs.json
 
@@ -34,6 +36,21 @@ CASES = [
                       original_max_position_embeddings=32)),
     dict(name="linear", theta=10000.0, heads=32, hidden=4096, max_pos=16384,
          scaling=dict(rope_type="linear", factor=4.0)),
+    # Qwen2.5-7B-Instruct's documented long-context setting
+    dict(name="yarn qwen2.5", theta=1000000.0, heads=28, hidden=3584, max_pos=131072,
+         scaling=dict(rope_type="yarn", factor=4.0, original_max_position_embeddings=32768)),
+    # every band at head size 16 (pairs 0..3 kept, 4 and 5 blended, 6 and 7 divided), betas and
+    # the attention factor given
+    dict(name="yarn tiny", theta=10000.0, heads=4, hidden=64, max_pos=32768,
+         scaling=dict(rope_type="yarn", factor=8.0, original_max_position_embeddings=4096,
+                      beta_fast=16.0, beta_slow=2.0, attention_factor=1.5)),
+    # DeepSeek's attention factor from mscale and mscale_all_dim, the ramp's ends unrounded, the
+    # factor null (max_position_embeddings / original_max_position_embeddings)
+    dict(name="yarn mscale", theta=10000.0, heads=4, hidden=128, max_pos=1024,
+         scaling=dict(rope_type="yarn", factor=None, original_max_position_embeddings=64,
+                      mscale=0.707, mscale_all_dim=1.0, truncate=False)),
+    dict(name="dynamic", theta=10000.0, heads=32, hidden=4096, max_pos=4096,
+         scaling=dict(rope_type="dynamic", factor=2.0)),
 ]
 
 
@@ -42,9 +59,11 @@ def case_golden(c):
                       num_key_value_heads=c["heads"], num_hidden_layers=1, intermediate_size=64,
                       vocab_size=128, max_position_embeddings=c["max_pos"],
                       rope_theta=c["theta"], rope_scaling=c["scaling"])
-    inv_freq = LlamaRotaryEmbedding(cfg).inv_freq.to(torch.float32)
+    rotary = LlamaRotaryEmbedding(cfg)
+    inv_freq = rotary.inv_freq.to(torch.float32)
     return {"name": c["name"], "config": json.loads(cfg.to_json_string()),
-            "inv_freq": [float("%.9g" % v) for v in inv_freq.tolist()]}
+            "inv_freq": [float("%.9g" % v) for v in inv_freq.tolist()],
+            "attention_scaling": float("%.9g" % rotary.attention_scaling)}
 
 
 def main():

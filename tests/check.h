@@ -12,12 +12,17 @@
 
 static int check_passed, check_failed;
 
-/* The rope ops' frequencies of HF's plain RoPE with base theta at head size HS (theta 0: NULL,
- * no rotation): a table of the test's own, valid until the next call. */
-static inline const RopeFreqs *rope_plain(float theta, int HS) {
+/* The rope ops' frequencies of HF's plain RoPE with base theta at head size HS, cos and sin times
+ * scale (YaRN's attention factor; rope_plain: 1) (theta 0: NULL, no rotation): a table of the
+ * test's own, valid until the next call. */
+static inline const RopeFreqs *rope_scaled(float theta, int HS, float scale) {
     static RopeFreqs r;
     rope_freqs_init(&r, theta, HS, NULL);
+    r.scale = scale;
     return theta > 0.0f ? &r : NULL;
+}
+static inline const RopeFreqs *rope_plain(float theta, int HS) {
+    return rope_scaled(theta, HS, 1.0f);
 }
 
 #define CHECK(cond)                                                                                \

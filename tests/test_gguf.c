@@ -613,7 +613,9 @@ typedef struct TinySpec {
     const char *scaling;
     float scaling_factor; /* 0: no llama.rope.scaling.factor */
     float rope_divisors[3];
-    int key_length; /* 0: no attention.key_length (nor value_length) */
+    int key_length;       /* 0: no attention.key_length (nor value_length) */
+    const char *yarn_key; /* or NULL: <arch>.rope.scaling.<yarn_key> = yarn_value (F32) */
+    float yarn_value;
 } TinySpec;
 
 static const char *write_tiny(const TinySpec *sp) {
@@ -623,7 +625,7 @@ static const char *write_tiny(const TinySpec *sp) {
     const char *suffix[6] = {"block_count",          "embedding_length", "feed_forward_length",
                              "attention.head_count", "context_length",   "attention.head_count_kv"};
     uint64_t vals[6] = {2, 8, 12, (uint64_t)sp->heads, 16, (uint64_t)sp->kv_heads};
-    GgufWriteKV kvs[16];
+    GgufWriteKV kvs[20];
     int n = 0;
     kvs[n++] = (GgufWriteKV){.key = "general.architecture", .type = GGUF_STRING, .s = sp->arch};
     for (int i = 0; i < 6; i++) {
@@ -656,6 +658,10 @@ static const char *write_tiny(const TinySpec *sp) {
         kvs[n++] = (GgufWriteKV){.key = scaling, .type = GGUF_STRING, .s = sp->scaling};
     if (sp->scaling_factor)
         kvs[n++] = (GgufWriteKV){.key = factor, .type = GGUF_FLOAT32, .f = sp->scaling_factor};
+    char yarn[96];
+    snprintf(yarn, sizeof yarn, "%s.rope.scaling.%s", sp->arch, sp->yarn_key ? sp->yarn_key : "");
+    if (sp->yarn_key)
+        kvs[n++] = (GgufWriteKV){.key = yarn, .type = GGUF_FLOAT32, .f = sp->yarn_value};
     GgufWriteTensor ts[4];
     int nt = 0;
     ts[nt++] =
@@ -690,7 +696,7 @@ static void expect_arch(const TinySpec *sp, const char *phrase, GgufArch *a, int
 
 static void test_arch(void) {
     GgufArch a;
-    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}, 0};
+    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}, 0, NULL, 0};
     expect_arch(&llama, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "llama") == 0 && a.n_layers == 2 && a.hidden == 8 && a.ffn == 12);
     CHECK(a.n_heads == 2 && a.n_kv_heads == 1 && a.head_dim == 4 && a.context_length == 16);
@@ -711,7 +717,7 @@ static void test_arch(void) {
     s.heads = 3;
     s.kv_heads = 3;
     expect_arch(&s, "embedding_length 8 is not a multiple of head_count 3", &a, __LINE__);
-    CHECK(a.rope_linear == 0 && a.n_rope_divisors == 0);
+    CHECK(a.rope_factor == 0 && a.n_rope_divisors == 0);
     /* RoPE scaling: llama3's divisors (rope_freqs) one a pair of a head, positive; linear */
     s = llama;
     s.rope_freqs = 2, s.rope_divisors[0] = 1, s.rope_divisors[1] = 6.5f;
@@ -726,12 +732,34 @@ static void test_arch(void) {
     expect_arch(&s, "llama.rope.scaling.factor' not found", &a, __LINE__);
     s.scaling_factor = 4;
     expect_arch(&s, NULL, &a, __LINE__);
-    CHECK(a.rope_linear == 4 && a.n_rope_divisors == 0);
+    CHECK(a.rope_factor == 4 && !a.rope_yarn && a.n_rope_divisors == 0);
     s.rope_freqs = 2, s.rope_divisors[0] = s.rope_divisors[1] = 1;
     expect_arch(&s, "both linear RoPE scaling and rope_freqs.weight", &a, __LINE__);
+    /* yarn: the factor; original_context_length (default context_length), the betas (32, 1)
+     * and the attention factor (0: from the factor) as written; what transformers' YaRN does not
+     * compute refused */
     s = llama;
     s.scaling = "yarn";
-    expect_arch(&s, "RoPE scaling (llama.rope.scaling.type 'yarn') is not supported", &a, __LINE__);
+    expect_arch(&s, "llama.rope.scaling.factor' not found", &a, __LINE__);
+    s.scaling_factor = 4;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.rope_yarn && a.rope_factor == 4 && a.rope_orig_ctx == 16 && a.yarn_beta_fast == 32 &&
+          a.yarn_beta_slow == 1 && a.yarn_attn_factor == 0);
+    s.yarn_key = "yarn_beta_fast", s.yarn_value = 8;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.yarn_beta_fast == 8 && a.yarn_beta_slow == 1);
+    s.yarn_key = "yarn_ext_factor", s.yarn_value = 0.5f;
+    expect_arch(&s, "yarn_ext_factor 0.5 or yarn_log_multiplier 0 is not supported", &a, __LINE__);
+    s.yarn_key = "yarn_log_multiplier", s.yarn_value = 0.1f;
+    expect_arch(&s, "yarn_log_multiplier 0.1 is not supported", &a, __LINE__);
+    s.yarn_key = "yarn_beta_slow", s.yarn_value = -1;
+    expect_arch(&s, "yarn_beta_slow -1 is out of range", &a, __LINE__);
+    s.yarn_key = NULL, s.rope_freqs = 2, s.rope_divisors[0] = s.rope_divisors[1] = 1;
+    expect_arch(&s, "both yarn RoPE scaling and rope_freqs.weight", &a, __LINE__);
+    s = llama;
+    s.scaling = "longrope";
+    expect_arch(&s, "RoPE scaling (llama.rope.scaling.type 'longrope') is not supported", &a,
+                __LINE__);
     s.scaling = "none";
     expect_arch(&s, NULL, &a, __LINE__);
     s = llama;
@@ -742,8 +770,9 @@ static void test_arch(void) {
     expect_arch(&s, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "qwen2") == 0 && a.n_kv_heads == 1 && a.rope_theta == 1e5f);
     CHECK(a.norm_eps == 1e-5f && a.head_dim == 4 && a.tied_embeddings == 1);
-    s.scaling = "yarn"; /* Qwen2.5's long-context GGUFs */
-    expect_arch(&s, "RoPE scaling (qwen2.rope.scaling.type 'yarn') is not supported", &a, __LINE__);
+    s.scaling = "yarn", s.scaling_factor = 4; /* Qwen2.5's long-context GGUFs */
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.rope_yarn && a.rope_factor == 4);
     s = llama; /* qwen3: heads of key_length, here twice hidden / heads */
     s.arch = "qwen3", s.key_length = 8;
     expect_arch(&s, NULL, &a, __LINE__);
@@ -755,7 +784,7 @@ static void test_arch(void) {
     expect_arch(&s, "is not a multiple of head_count 3 and there is no qwen3.attention.key_length",
                 &a, __LINE__);
 
-    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}, 0};
+    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}, 0, NULL, 0};
     expect_arch(&gpt2, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "gpt2") == 0 && a.n_kv_heads == 2 && a.rope_theta == 0);
     CHECK(a.norm_eps == 1e-5f && a.tied_embeddings == 0 && a.context_length == 16);

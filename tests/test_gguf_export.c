@@ -338,10 +338,11 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
     model_free(&m);
 }
 
-/* A Llama with RoPE scaling: linear as llama.cpp's keys, llama3 as its rope_freqs divisors, which
- * load back to the same logits (within 1e-5 of their largest: F32 weights) and as `back` (Meta's
- * llama3 parameters are recognised, other divisors stay divisors); without the scaling the logits
- * differ by over 1e-2 (but for Meta's, below), so the check would see it dropped. */
+/* A Llama with RoPE scaling: linear and yarn as llama.cpp's keys, llama3 as its rope_freqs
+ * divisors, which load back to the same logits (within 1e-5 of their largest: F32 weights) and as
+ * `back` (Meta's llama3 parameters are recognised, other divisors stay divisors); without the
+ * scaling the logits differ by over 1e-2 (but for Meta's, below), so the check would see it
+ * dropped. */
 static void test_merged_rope(RopeScaling scaling, RopeType back_type) {
     LfError err;
     TrainSpec s;
@@ -359,7 +360,8 @@ static void test_merged_rope(RopeScaling scaling, RopeType back_type) {
     CHECK_OK(gguf_arch(&g, &a, &err), &err);
     float d[ROPE_MAX_PAIRS];
     int n = model_rope_divisors(&m.cfg, d);
-    CHECK(a.rope_linear == (scaling.type == ROPE_LINEAR ? scaling.factor : 0));
+    CHECK(a.rope_factor ==
+          (scaling.type == ROPE_LINEAR || scaling.type == ROPE_YARN ? scaling.factor : 0));
     CHECK(a.n_rope_divisors == n && (!n || !memcmp(a.rope_divisors, d, sizeof(float) * n)));
     CHECK(n == 0 || (d[0] == 1 && d[n - 1] == scaling.factor)); /* the kept and the divided band */
     gguf_close(&g);
@@ -371,13 +373,19 @@ static void test_merged_rope(RopeScaling scaling, RopeType back_type) {
         const RopeScaling *b = &back.cfg.rope_scaling;
         CHECK(b->type == back_type);
         if (back_type != ROPE_DIVISORS)
-            CHECK(b->factor == scaling.factor && b->low_freq_factor == scaling.low_freq_factor &&
+            CHECK(b->factor == scaling.factor && b->beta_fast == scaling.beta_fast &&
+                  b->beta_slow == scaling.beta_slow &&
+                  b->attention_factor == scaling.attention_factor &&
+                  b->low_freq_factor == scaling.low_freq_factor &&
                   b->high_freq_factor == scaling.high_freq_factor &&
                   b->original_max_positions == scaling.original_max_positions);
         CHECK_OK(logits(&back, ids, SEQ, got, &err), &err);
         double e = rel_error(got, want, SEQ * VOCAB), u = rel_error(unscaled, want, SEQ * VOCAB);
         printf("merged llama, RoPE %s: max |logit diff| / max |logit| = %.3g (%.3g without it)\n",
-               n ? "llama3" : "linear", e, u);
+               n                           ? "llama3"
+               : scaling.type == ROPE_YARN ? "yarn"
+                                           : "linear",
+               e, u);
         /* Meta's scaling changes only wavelengths over 2048 positions: 12 barely see it */
         CHECK(e <= 1e-5 && (back_type == ROPE_LLAMA3 || u > 1e-2));
         model_free(&back);
@@ -395,6 +403,19 @@ static void test_refusals(void) {
     CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
     EXPECT_FAIL(gguf_export_model(&m, path, GGML_Q4_K, NULL, NULL, err_),
                 "expected one of F32, F16, BF16, Q8_0");
+    model_free(&m);
+
+    tiny_rope = (RopeScaling){.type = ROPE_YARN, /* llama.cpp always truncates yarn's ramp */
+                              .factor = 4,
+                              .original_max_positions = 64,
+                              .beta_fast = 32,
+                              .beta_slow = 1,
+                              .attention_factor = 1,
+                              .untruncated = 1};
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
+    tiny_rope = (RopeScaling){0};
+    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F32, NULL, NULL, err_),
+                "YaRN with truncate false has no llama.cpp GGUF form");
     model_free(&m);
 
     s.strategy = STRATEGY_HEAD;
@@ -532,6 +553,13 @@ int main(void) {
                                    .high_freq_factor = 4,
                                    .original_max_positions = 8192},
                      ROPE_LLAMA3);
+    test_merged_rope((RopeScaling){.type = ROPE_YARN, /* pairs 0..3 blended, 3..7 divided */
+                                   .factor = 8,
+                                   .original_max_positions = 64,
+                                   .beta_fast = 32,
+                                   .beta_slow = 1,
+                                   .attention_factor = 1.25f},
+                     ROPE_YARN);
     test_refusals();
     test_smollm2();
     char cmd[600];

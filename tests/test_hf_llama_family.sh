@@ -28,9 +28,9 @@
 #     with llama.attention.sliding_window, which loraft reads back as a Mistral)
 #     and the directory's tokenizer; `loraft export-gguf` writes the adapter under the same
 #     architecture (mistral: llama) with every module's lora_a and lora_b;
-#  6. qwen2, qwen3: their per-layer sliding windows (check_qwen_window below); mistral: `loraft
-#     generate` runs past the window (its KV cache reads the window's keys; test_generate checks it
-#     against recomputation).
+#  6. qwen2, qwen3: their per-layer sliding windows (check_qwen_window below) and YaRN
+#     (check_yarn); mistral: `loraft generate` runs past the window (its KV cache reads the
+#     window's keys; test_generate checks it against recomputation).
 # Skips, saying why, without the GPT-2 tokenizer or the venv of scripts/setup-python.sh.
 set -euo pipefail
 . tests/lm_compat_common.sh
@@ -226,6 +226,7 @@ EOF
     return
   fi
   check_qwen_window "$dir" "$base"
+  check_yarn "$dir" "$base"
 }
 
 # check_qwen_window DIR BASE ADAPTER: the qwen model of DIR with layer 1 windowed
@@ -287,6 +288,64 @@ report(saved.get("layer_types") == types and saved.get("use_sliding_window") is 
        f"{saved.get('sliding_window')}, max_window_layers {saved.get('max_window_layers')}")
 agree("windowed merge (transformers) vs loraft eval --adapter", slide_adapter,
       hf_loss(merged, tok, texts, max_len))
+sys.exit(0 if all(results) else 1)
+EOF
+}
+
+# check_yarn DIR BASE: the model of DIR with YaRN (rope_parameters yarn, factor 4 over an original
+# context of max_len / 2, as Qwen2.5's long-context setting is written) gives transformers' loss,
+# which differs from the model's without it (BASE); so do its merge as a GGUF (llama.cpp's yarn
+# keys) and that GGUF's config read back.
+check_yarn() {
+  local dir=$1 base=$2 yarn yarn_gguf
+  cp -r "$dir/model" "$dir/yarn"
+  "$py" - "$dir/yarn/config.json" "$((max_len / 2))" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["rope_parameters"].update(rope_type="yarn", factor=4.0,
+                            original_max_position_embeddings=int(sys.argv[2]))
+json.dump(c, open(sys.argv[1], "w"))
+EOF
+  yarn=$(eval_loss "$dir/run.json" --set model.model="$dir/yarn")
+  "$bin" merge --model "$dir/yarn" --adapter "$dir/run/best" --format gguf --type f32 \
+    --out "$dir/yarn_merged.gguf" >/dev/null
+  "$bin" merge --model "$dir/yarn" --adapter "$dir/run/best" --out "$dir/yarn_merged" >/dev/null
+  local merged merged_gguf
+  merged=$(eval_loss "$dir/run.json" --set model.model="$dir/yarn_merged")
+  merged_gguf=$(eval_loss "$dir/run.json" --set model.model="$dir/yarn_merged.gguf")
+  "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$yarn" "$merged" "$merged_gguf" <<'EOF'
+import json, sys
+sys.path.insert(0, "tests")
+from lm_compat import hf_loss, load
+from transformers import AutoTokenizer
+from transformers.utils import logging as hf_logging
+hf_logging.disable_progress_bar()
+dir, valid, max_len, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+base, yarn, merged, merged_gguf = (sys.argv[i].split() for i in (5, 6, 7, 8))
+texts = [json.loads(l)["text"] for l in open(valid)]
+tok = AutoTokenizer.from_pretrained(dir + "/model")
+arch = dir.rsplit("/", 1)[1]
+results = []
+def report(ok, what):
+    print(("ok   " if ok else "FAIL ") + arch + ": " + what)
+    results.append(bool(ok))
+def agree(what, mine, theirs):
+    loss, n = theirs
+    report(n == int(mine[1]) and abs(loss - float(mine[0])) <= tol,
+           f"{what}: loraft {float(mine[0]):.7f} vs transformers {loss:.7f} "
+           f"(|diff| {abs(loss - float(mine[0])):.1e}, {n} tokens vs {mine[1]})")
+model, bad = load(dir + "/yarn")
+rope = model.model.rotary_emb
+report(rope.rope_type == "yarn" and rope.attention_scaling > 1 and not bad,
+       f"yarn: transformers' rope_type {rope.rope_type}, attention_scaling {rope.attention_scaling:.6f}")
+agree("yarn loss", yarn, hf_loss(model, tok, texts, max_len))
+report(abs(float(yarn[0]) - float(base[0])) > 1e-3, f"yarn matters: {yarn[0]} vs {base[0]} without it")
+merged_model, bad = load(dir + "/yarn_merged")
+report(merged_model.config.rope_parameters.get("rope_type") == "yarn" and not bad,
+       f"yarn merge: transformers reads {merged_model.config.rope_parameters}")
+theirs = hf_loss(merged_model, tok, texts, max_len)
+agree("yarn merge (transformers)", merged, theirs)
+agree("yarn merge as GGUF (loraft)", merged_gguf, theirs)
 sys.exit(0 if all(results) else 1)
 EOF
 }

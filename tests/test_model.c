@@ -228,6 +228,13 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     /* a window inside the sequences: Mistral's in every layer, Qwen2's in layer 1 alone */
     cfg.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 3 : 0;
     cfg.full_attention[0] = arch == ARCH_QWEN2;
+    if (arch == ARCH_QWEN3) /* YaRN: pairs 0..2 blended, pair 3 divided, cos and sin scaled */
+        cfg.rope_scaling = (RopeScaling){.type = ROPE_YARN,
+                                         .factor = 4,
+                                         .original_max_positions = 8,
+                                         .beta_fast = 32,
+                                         .beta_slow = 1,
+                                         .attention_factor = 1.2f};
     cfg.attention_dropout = 0.1f, cfg.pad_token_id = 3, cfg.initializer_range = 0.2f;
     cfg.bos_token_id = cfg.eos_token_id = 1;
     TrainSpec spec;

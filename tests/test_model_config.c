@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <ftw.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -545,15 +546,23 @@ static const char *llama_3_2_1b =
     " \"transformers_version\": \"4.45.0.dev0\", \"use_cache\": true, \"vocab_size\": 128256}";
 
 /* Compares cfg's RoPE frequencies with transformers' float32 ones, within 4 ulp (transformers
- * computes the power and llama3's blend in float32, loraft in double rounded once). */
-static void check_freqs(const ModelConfig *cfg, const cJSON *want, const char *name) {
+ * computes the power and llama3's blend in float32, loraft in double rounded once; yarn's ramp
+ * and blend, a few more roundings in float32: 10 ulp), and the factor of cos and sin with its
+ * attention_scaling (scale, within an ulp). */
+static void check_freqs(const ModelConfig *cfg, const cJSON *want, double scale, const char *name) {
     RopeFreqs r;
     model_rope_freqs(cfg, &r);
+    if (fabs(r.scale - scale) > 1.2e-7 * scale) {
+        fprintf(stderr, "  %s scale %.9g, transformers' attention_scaling %.9g\n", name, r.scale,
+                scale);
+        CHECK(0);
+    }
     int n = cJSON_GetArraySize(want), bad = 0;
+    double tol = cfg->rope_scaling.type == ROPE_YARN ? 1.2e-6 : 4.8e-7;
     CHECK(r.half == n);
     for (int i = 0; i < n && i < r.half; i++) {
         double w = cJSON_GetArrayItem(want, i)->valuedouble;
-        if (fabs(r.inv_freq[i] - w) > 4.8e-7 * fabs(w)) {
+        if (fabs(r.inv_freq[i] - w) > tol * fabs(w)) {
             if (bad++ < 3)
                 fprintf(stderr, "  %s inv_freq[%d] = %.9g, transformers %.9g\n", name, i,
                         r.inv_freq[i], w);
@@ -572,13 +581,14 @@ static void test_rope(void) {
     LfError err = {{0}};
     CHECK_OK(file_read_all("tests/golden/rope_freqs.json", &text, &len, &err), &err);
     cJSON *cases = cJSON_Parse(text), *c;
-    CHECK(cJSON_GetArraySize(cases) >= 5);
+    CHECK(cJSON_GetArraySize(cases) >= 9);
     cJSON_ArrayForEach(c, cases) {
         char *json = cJSON_PrintUnformatted(cJSON_GetObjectItem(c, "config"));
         ModelConfig cfg;
         const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
         CHECK_OK(load_literal(json, &cfg, &err), &err);
-        check_freqs(&cfg, cJSON_GetObjectItem(c, "inv_freq"), name);
+        double scale = cJSON_GetObjectItem(c, "attention_scaling")->valuedouble;
+        check_freqs(&cfg, cJSON_GetObjectItem(c, "inv_freq"), scale, name);
         if (!strcmp(name, "llama3 1b")) { /* the same model in transformers 4's form */
             ModelConfig old;
             CHECK_OK(load_literal(llama_3_2_1b, &old, &err), &err);
@@ -586,7 +596,7 @@ static void test_rope(void) {
             CHECK(old.rope_scaling.factor == 32 && old.rope_scaling.low_freq_factor == 1 &&
                   old.rope_scaling.high_freq_factor == 4 &&
                   old.rope_scaling.original_max_positions == 8192);
-            check_freqs(&old, cJSON_GetObjectItem(c, "inv_freq"), "llama-3.2-1b");
+            check_freqs(&old, cJSON_GetObjectItem(c, "inv_freq"), 1.0, "llama-3.2-1b");
         }
         if (cfg.rope_scaling.type != ROPE_DEFAULT) { /* written and read back: the same */
             ModelConfig back;
@@ -600,10 +610,29 @@ static void test_rope(void) {
     cJSON_Delete(cases);
     free(text);
 #define LLAMA "{\"model_type\":\"llama\",\"hidden_size\":64,\"num_attention_heads\":4,"
-    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}",
-         "RoPE scaling type 'yarn' is not supported (default, linear, llama3)");
-    FAIL(LLAMA "\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":4}}",
-         "RoPE scaling type 'dynamic' is not supported");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"longrope\",\"factor\":4}}",
+         "RoPE scaling type 'longrope' is not supported (default, linear, llama3, yarn, dynamic)");
+    FAIL(LLAMA "\"rope_scaling\":{\"type\":\"dynamic\"}}", "'dynamic' needs the key 'factor'");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\"}}", "'yarn' needs the key 'factor'");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4,\"beta_fast\":-1}}",
+         "beta_fast, beta_slow and attention_factor in (0, 1e6]");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4,\"attention_factor\":0}}",
+         "beta_fast, beta_slow and attention_factor in (0, 1e6]");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4,"
+               "\"original_max_position_embeddings\":0.5}}",
+         "original_max_position_embeddings 0.5 is not a positive integer");
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4,\"truncate\":1}}",
+         "key 'truncate' must be a boolean");
+    /* yarn's defaults: original_max_position_embeddings = max_position_embeddings (transformers
+     * 5's standardisation), betas 32 and 1, attention factor 0.1 ln(factor) + 1 */
+    ModelConfig y;
+    CHECK_OK(load_literal(LLAMA "\"max_position_embeddings\":4096,\"rope_scaling\":"
+                                "{\"rope_type\":\"yarn\",\"factor\":4}}",
+                          &y, &err),
+             &err);
+    CHECK(y.rope_scaling.type == ROPE_YARN && y.rope_scaling.original_max_positions == 4096 &&
+          y.rope_scaling.beta_fast == 32 && y.rope_scaling.beta_slow == 1 &&
+          y.rope_scaling.attention_factor == (float)(0.1 * log(4.0) + 1));
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"linear\"}}",
          "RoPE scaling 'linear' needs the key 'factor'");
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":\"2\"}}",

@@ -393,11 +393,14 @@ static void test_head_norm(void) {
 
 /* ---- rotary position embedding (inside attention_forward / backward and cache_write) ---- */
 
+/* The factor of cos and sin of every rope of the attention tests (YaRN's attention factor). */
+static float rope_scale = 1.0f;
+
 /* HF's rotate_half in double on x [rows, H*HS] in place, at position pos[r] (pos NULL: r % T):
- * x cos + rotate_half(x) sin, rotate_half = [-x2, x1]; dir -1 the transpose. The angle is HF's
- * float product of the position and inv_freq. */
+ * x cos + rotate_half(x) sin, rotate_half = [-x2, x1], cos and sin times scale; dir -1 the
+ * transpose. The angle is HF's float product of the position and inv_freq. */
 static void rope_reference(double *x, size_t rows, int T, int H, int HS, const int32_t *pos,
-                           float theta, double dir) {
+                           float theta, double scale, double dir) {
     int half = HS / 2;
     for (size_t r = 0; r < rows; r++)
         for (int h = 0; h < H; h++) {
@@ -405,7 +408,8 @@ static void rope_reference(double *x, size_t rows, int T, int H, int HS, const i
             for (int i = 0; i < half; i++) {
                 float inv_freq = (float)(1.0 / pow(theta, 2.0 * i / HS)); /* HF's, to an ulp */
                 float angle = (float)(pos ? pos[r] : (int32_t)(r % T)) * inv_freq;
-                double c = cos(angle), sn = dir * sin(angle), u = xh[i], v = xh[i + half];
+                double c = cos(angle) * scale, sn = dir * sin(angle) * scale;
+                double u = xh[i], v = xh[i + half];
                 xh[i] = u * c - v * sn, xh[i + half] = v * c + u * sn;
             }
         }
@@ -417,9 +421,10 @@ static double *to_double(const float *x, size_t n) {
     return d;
 }
 
-/* cache_write's rope at long positions (pos0 ..): q turned in place, k into the cache, v copied;
- * theta 0 leaves q alone. Tolerance: float sin and cos of the same float angle, 1e-6. */
-static void test_rope_cache_write(int n, int pos0, int nh, int nkv, int hs) {
+/* cache_write's rope at long positions (pos0 ..), cos and sin times scale: q turned in place, k
+ * into the cache, v copied; theta 0 leaves q alone. Tolerance: float sin and cos of the same
+ * float angle, 1e-6. */
+static void test_rope_cache_write(int n, int pos0, int nh, int nkv, int hs, float scale) {
     int QC = nh * hs, KC = nkv * hs, L = pos0 + n;
     int32_t pos[16];
     for (int i = 0; i < n; i++) pos[i] = pos0 + i;
@@ -428,11 +433,11 @@ static void test_rope_cache_write(int n, int pos0, int nh, int nkv, int hs) {
     float *vc = rand_vec((size_t)L * KC, 0, 0), *q0 = malloc(sizeof(float) * n * QC);
     double *rq = to_double(q, (size_t)n * QC), *rk = to_double(k, (size_t)n * KC);
     memcpy(q0, q, sizeof(float) * n * QC);
-    rope_reference(rq, n, 1, nh, hs, pos, 1e5f, 1.0);
-    rope_reference(rk, n, 1, nkv, hs, pos, 1e5f, 1.0);
-    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, rope_plain(1e5f, hs), n, nh, nkv, hs);
-    printf("  rope in cache_write: %d positions from %d, NH=%d NKV=%d HS=%d\n", n, pos0, nh, nkv,
-           hs);
+    rope_reference(rq, n, 1, nh, hs, pos, 1e5f, scale, 1.0);
+    rope_reference(rk, n, 1, nkv, hs, pos, 1e5f, scale, 1.0);
+    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, rope_scaled(1e5f, hs, scale), n, nh, nkv, hs);
+    printf("  rope in cache_write: %d positions from %d, NH=%d NKV=%d HS=%d, scale %g\n", n, pos0,
+           nh, nkv, hs, scale);
     CHECK(count_mismatch("rope q", q, rq, (size_t)n * QC, 1e-6, 1e-5) == 0);
     CHECK(count_mismatch("rope k", kc + (size_t)pos0 * KC, rk, (size_t)n * KC, 1e-6, 1e-5) == 0);
     CHECK(!memcmp(vc + (size_t)pos0 * KC, v, sizeof(float) * n * KC));
@@ -978,7 +983,7 @@ static float *rope_input(const AttShape *a, const float *x, int H) {
     size_t rows = (size_t)a->B * a->T, n = rows * H * a->HS;
     double *d = to_double(x, n);
     float *out = malloc(n * sizeof *out);
-    if (a->rope > 0.0f) rope_reference(d, rows, a->T, H, a->HS, NULL, a->rope, 1.0);
+    if (a->rope > 0.0f) rope_reference(d, rows, a->T, H, a->HS, NULL, a->rope, rope_scale, 1.0);
     for (size_t i = 0; i < n; i++) out[i] = (float)d[i];
     free(d);
     return out;
@@ -1003,15 +1008,16 @@ static void attention_reference_check(const AttShape *a, const float *q_in, cons
     double *rdv = malloc(sizeof(double) * nk);
     attention_naive(a, qr, kr, v, dout, rlse, rout, rdq, rdk, rdv);
     if (a->rope > 0.0f) {
-        rope_reference(rdq, rows, a->T, a->NH, a->HS, NULL, a->rope, -1.0);
-        rope_reference(rdk, rows, a->T, a->NKV, a->HS, NULL, a->rope, -1.0);
+        rope_reference(rdq, rows, a->T, a->NH, a->HS, NULL, a->rope, rope_scale, -1.0);
+        rope_reference(rdk, rows, a->T, a->NKV, a->HS, NULL, a->rope, rope_scale, -1.0);
     }
     ops->attention_forward(out, NULL, 0, lse, NULL, q, a->NH * a->HS, k, v, a->NKV * a->HS, a->mask,
-                           a->causal, a->window, rope_plain(a->rope, a->HS), a->p, att_seed,
-                           scratch, a->B, a->T, a->NH, a->NKV, a->HS);
+                           a->causal, a->window, rope_scaled(a->rope, a->HS, rope_scale), a->p,
+                           att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS);
     ops->attention_backward(dq, dk, dv, dout, q, k, v, a->NH * a->HS, a->NKV * a->HS, out, NULL, 0,
-                            lse, NULL, a->mask, a->causal, a->window, rope_plain(a->rope, a->HS),
-                            a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
+                            lse, NULL, a->mask, a->causal, a->window,
+                            rope_scaled(a->rope, a->HS, rope_scale), a->p, att_seed, scratch, a->B,
+                            a->T, a->NH, a->NKV, a->HS, OPS_ADD);
     if (a->rope > 0.0f) { /* the op's turn of q and k in place */
         double *tq = to_double(qr, nq), *tk = to_double(kr, nk);
         CHECK(count_mismatch("attention's rope q", q, tq, nq, 1e-6, 1e-5) == 0);
@@ -1041,16 +1047,16 @@ static void att_fwd(void *p) {
     const AttShape *a = &c->shape;
     memcpy(c->qr, c->q, sizeof c->qr), memcpy(c->kr, c->k, sizeof c->kr);
     ops->attention_forward(c->out, NULL, 0, c->lse, NULL, c->qr, C, c->kr, c->v, a->NKV * (C / NH),
-                           c->mask, a->causal, a->window, rope_plain(a->rope, C / NH), a->p,
-                           att_seed, c->scratch, B, T, NH, a->NKV, C / NH);
+                           c->mask, a->causal, a->window, rope_scaled(a->rope, C / NH, rope_scale),
+                           a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->qr, c->kr, c->v,
                             C, a->NKV * (C / NH), c->out, NULL, 0, c->lse, NULL, c->mask, a->causal,
-                            a->window, rope_plain(a->rope, C / NH), a->p, att_seed, c->scratch, B,
-                            T, NH, a->NKV, C / NH, OPS_ADD);
+                            a->window, rope_scaled(a->rope, C / NH, rope_scale), a->p, att_seed,
+                            c->scratch, B, T, NH, a->NKV, C / NH, OPS_ADD);
 }
 
 /* causal: decoder masking (window > 0: sliding); nkv < NH: grouped-query attention (KV heads
@@ -1065,7 +1071,8 @@ static void test_attention(float p, int causal, int window, int nkv, float rope)
     for (int i = 0; i < N; i++) c.mask[i] = i < T || i % T < 3; /* batch 1: 2 padding keys */
     char name[64];
     snprintf(name, sizeof name, "attention (p=%.1f%s, window %d, NKV=%d%s)", p,
-             causal ? ", causal" : "", window, nkv, rope > 0.0f ? ", rope" : "");
+             causal ? ", causal" : "", window, nkv,
+             rope > 0.0f ? rope_scale != 1.0f ? ", rope scaled" : ", rope" : "");
     GradCase gc = grad_case(name, &c, att_fwd, att_bwd, c.out, N * C, 1e-2f);
     case_param(&gc, "q", c.q, c.dq, N * C);
     case_param(&gc, "k", c.k, c.dk, KN);
@@ -1104,7 +1111,8 @@ static void test_attention_long(int Bn, int Tn, int nh, int nkv, int hs, int cau
     AttShape a = {Bn, Tn, nh, nkv, hs, causal, p, mask, rope, window};
     printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s p=%.1f against the naive "
            "reference\n",
-           Bn, Tn, nh, nkv, hs, causal ? " causal" : "", window, rope > 0.0f ? " rope" : "", p);
+           Bn, Tn, nh, nkv, hs, causal ? " causal" : "", window,
+           rope > 0.0f ? rope_scale != 1.0f ? " rope scaled" : " rope" : "", p);
     attention_reference_check(&a, q, k, v);
     free(q), free(k), free(v), free(mask);
 }
@@ -2243,7 +2251,8 @@ int main(void) {
     test_layernorm();
     test_rmsnorm();
     test_head_norm();
-    test_rope_cache_write(5, 2990, 3, 1, 8);
+    test_rope_cache_write(5, 2990, 3, 1, 8, 1.0f);
+    test_rope_cache_write(3, 700, 2, 2, 16, 1.25f); /* YaRN's attention factor */
     test_swiglu();
     test_saved_bf16();
     test_bf16_outputs();
@@ -2271,6 +2280,10 @@ int main(void) {
     test_attention_long(2, 150, 4, 2, 16, 1, 37, 0.1f, 1e4f); /* windows across row blocks */
     test_attention_long(1, 200, 2, 1, 8, 1, 64, 0.0f, 0.0f);
     test_attention_long(2, 70, 2, 2, 8, 1, 1, 0.2f, 0.0f); /* each query sees only itself */
+    rope_scale = 1.3f; /* YaRN's attention factor, forward and backward */
+    test_attention(0.3f, 1, 0, 1, 1e4f);
+    test_attention_long(2, 150, 4, 2, 16, 1, 0, 0.1f, 1e4f);
+    rope_scale = 1.0f;
     test_attention_joined(9, 6, 2, 8);
     test_attention_joined(5, 2, 2, 6);
     test_attention_out_bf16(13, 4, 2, 8);

@@ -143,21 +143,26 @@ int gguf_read_f32(const Gguf *g, const char *name, int ndim, const int64_t *shap
 
 /* A Llama-family or GPT-2 model described by its metadata (`<arch>.*` keys) and tensors. */
 typedef struct GgufArch {
-    char arch[32];       /* general.architecture: "llama", "qwen2", "qwen3" or "gpt2" */
-    int n_layers;        /* block_count */
-    int hidden;          /* embedding_length */
-    int ffn;             /* feed_forward_length */
-    int n_heads;         /* attention.head_count */
-    int n_kv_heads;      /* attention.head_count_kv (default n_heads; gpt2: n_heads) */
-    int head_dim;        /* llama family: attention.key_length, else hidden / n_heads */
-    int sliding_window;  /* llama: attention.sliding_window (a Mistral loraft wrote); 0: none */
-    int context_length;  /* context_length (gpt2: the position table's size) */
-    int vocab_size;      /* tokenizer.ggml.tokens, else <arch>.vocab_size, else token_embd */
-    float rope_theta;    /* llama: rope.freq_base (default 10000); gpt2: 0 */
-    float rope_linear;   /* llama: rope.scaling.factor where rope.scaling.type is linear; 0: none */
-    int n_rope_divisors; /* llama: head_dim / 2 where rope_freqs.weight (each pair's frequency
-                            divisor: Llama 3.1's scaling, as llama.cpp's converter writes it) is
-                            there; 0: none */
+    char arch[32];      /* general.architecture: "llama", "qwen2", "qwen3" or "gpt2" */
+    int n_layers;       /* block_count */
+    int hidden;         /* embedding_length */
+    int ffn;            /* feed_forward_length */
+    int n_heads;        /* attention.head_count */
+    int n_kv_heads;     /* attention.head_count_kv (default n_heads; gpt2: n_heads) */
+    int head_dim;       /* llama family: attention.key_length, else hidden / n_heads */
+    int sliding_window; /* llama: attention.sliding_window (a Mistral loraft wrote); 0: none */
+    int context_length; /* context_length (gpt2: the position table's size) */
+    int vocab_size;     /* tokenizer.ggml.tokens, else <arch>.vocab_size, else token_embd */
+    float rope_theta;   /* llama: rope.freq_base (default 10000); gpt2: 0 */
+    int rope_yarn;      /* llama: rope.scaling.type is yarn (else linear, where rope_factor) */
+    float rope_factor;  /* llama: rope.scaling.factor where rope.scaling.type is linear or yarn;
+                           0: none */
+    int rope_orig_ctx;  /* yarn: rope.scaling.original_context_length (default context_length) */
+    float yarn_beta_fast, yarn_beta_slow; /* yarn: rope.scaling.yarn_beta_fast / _slow (32, 1) */
+    float yarn_attn_factor; /* yarn: rope.scaling.yarn_attn_factor; 0: absent (from the factor) */
+    int n_rope_divisors;    /* llama: head_dim / 2 where rope_freqs.weight (each pair's frequency
+                               divisor: Llama 3.1's scaling, as llama.cpp's converter writes it) is
+                               there; 0: none */
     float rope_divisors[ROPE_MAX_PAIRS];
     float norm_eps;      /* llama: attention.layer_norm_rms_epsilon; gpt2: layer_norm_epsilon */
     int tied_embeddings; /* 1 when there is no output.weight (head = token_embd) */
@@ -168,9 +173,10 @@ typedef struct GgufArch {
 /* Reads and checks the architecture: the required keys are present, sizes are positive,
  * heads divide hidden (and kv heads divide heads), and token_embd.weight (and output.weight
  * when present) has shape [vocab, hidden]. Llama's (and Qwen2's: the same keys under qwen2.*)
- * RoPE scaling: linear (rope.scaling.type and
- * factor) or a rope_freqs tensor of head_dim / 2 positive F32 divisors; other scaling types and
- * experts are refused: loraft does not implement them. */
+ * RoPE scaling: linear or yarn (rope.scaling.type, factor and yarn's keys as llama.cpp's
+ * converter writes them; a yarn_ext_factor other than 1 and a yarn_log_multiplier are refused) or
+ * a rope_freqs tensor of head_dim / 2 positive F32 divisors; other scaling types and experts are
+ * refused: loraft does not implement them. */
 int gguf_arch(const Gguf *g, GgufArch *a, LfError *err);
 
 /* What turns a GGUF tensor into its HF counterpart, besides the name. */

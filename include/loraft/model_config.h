@@ -42,18 +42,32 @@ static inline int arch_is_llama(Arch a) {
 
 /* RoPE's frequency scaling, as transformers computes it (config.json's rope_scaling, or
  * rope_parameters since transformers 5; rope_type or the older key type): default (none), linear
- * (every inverse frequency / factor) or llama3 (Llama 3.1's: wavelengths above
+ * (every inverse frequency / factor), llama3 (Llama 3.1's: wavelengths above
  * original_max_positions / low_freq_factor divided by factor, below original_max_positions /
- * high_freq_factor kept, a smooth blend between); or a divisor of each pair's frequency, a GGUF's
- * rope_freqs tensor (what llama.cpp's converter writes for llama3). Other types (dynamic, yarn,
- * longrope, ...) are refused. */
-typedef enum RopeType { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_DIVISORS } RopeType;
+ * high_freq_factor kept, a smooth blend between), yarn (YaRN, Qwen2.5's long-context variants:
+ * the frequencies that turn fewer than beta_slow times over original_max_positions divided by
+ * factor, those that turn more than beta_fast times kept, a linear ramp between; cos and sin times
+ * attention_factor) or dynamic (dynamic NTK: the default frequencies for every sequence up to
+ * max_position_embeddings, the only ones loraft runs); or a divisor of each pair's frequency, a
+ * GGUF's rope_freqs tensor (what llama.cpp's converter writes for llama3). longrope and the
+ * others are refused. */
+typedef enum RopeType {
+    ROPE_DEFAULT,
+    ROPE_LINEAR,
+    ROPE_LLAMA3,
+    ROPE_YARN,
+    ROPE_DYNAMIC,
+    ROPE_DIVISORS
+} RopeType;
 typedef struct RopeScaling {
     RopeType type;
-    float factor;                            /* linear, llama3 */
+    float factor;                            /* linear, llama3, yarn, dynamic */
     float low_freq_factor, high_freq_factor; /* llama3 */
-    int original_max_positions;              /* llama3 */
-    int n_divisors;                          /* divisors: HS/2 of them */
+    int original_max_positions;              /* llama3, yarn */
+    float beta_fast, beta_slow;              /* yarn: 32 and 1 by default */
+    float attention_factor;                  /* yarn: given, else from factor (and mscale) */
+    int untruncated; /* yarn: truncate false (the ramp's ends not rounded to whole pairs) */
+    int n_divisors;  /* divisors: HS/2 of them */
     float divisors[ROPE_MAX_PAIRS];
 } RopeScaling;
 

@@ -114,12 +114,14 @@ static inline size_t ops_adamw_pieces(AdamWTensor *out, float *param, size_t off
 }
 
 /* Rotary position embedding's inverse frequencies (attention_forward's rope): pair i of a head
- * turns by position * inv_freq[i], i < half = HS/2; half 0: no rotation. The model works them out
- * once on the host (model_config.h: rope_freqs_init, HF's rope_scaling included); the ops take
- * them by host pointer, and the GPU's kernels as a launch parameter. */
+ * turns by position * inv_freq[i], i < half = HS/2, with cos and sin times scale (HF's
+ * attention_scaling: YaRN's attention factor, else 1); half 0: no rotation. The model works them
+ * out once on the host (model_config.h: rope_freqs_init, HF's rope_scaling included); the ops
+ * take them by host pointer, and the GPU's kernels as a launch parameter. */
 enum { ROPE_MAX_PAIRS = 128 };
 typedef struct RopeFreqs {
     int half;
+    float scale;
     float inv_freq[ROPE_MAX_PAIRS];
 } RopeFreqs;
 
@@ -363,7 +365,7 @@ typedef struct Ops {
      * rope with half = HS/2 (Llama's rotary embedding, HF's rotate_half layout) first rotates
      * each head of q and k in place (the backends in the pass that copies them, where they can):
      * at position p (= t) and i < HS/2, with angle = p * rope->inv_freq[i] in float, c =
-     * cos(angle), s = sin(angle):
+     * cos(angle) * rope->scale, s = sin(angle) * rope->scale (each rounded to float):
      *   (x[i], x[i + HS/2]) <- (x[i] c - x[i + HS/2] s, x[i + HS/2] c + x[i] s);  NULL: none.
      * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward).
      * saved: ops->attention_saved(precision, B, T, NH, NKV, HS) floats (NULL when 0), which

@@ -264,7 +264,7 @@ static void cpu_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweigh
 
 /* Rotates every head of x [B,T,NH*HS] (rows ld apart) in place by its position's angles; dir =
  * -1 applies the transposed rotation (backward). The angles follow HF's: angle = position *
- * inv_freq[i] in float, r's HS/2 frequencies (rope_freqs_init). */
+ * inv_freq[i] in float, r's HS/2 frequencies (rope_freqs_init), cos and sin times r->scale. */
 static void rope_apply(float *x, int ld, const int32_t *pos, const RopeFreqs *r, int B, int T,
                        int NH, int HS, float dir) {
     int half = HS / 2;
@@ -274,8 +274,8 @@ static void rope_apply(float *x, int ld, const int32_t *pos, const RopeFreqs *r,
         float p = (float)(pos ? pos[bt] : bt % T);
         for (int i = 0; i < half; i++) {
             float angle = p * r->inv_freq[i];
-            cs[i] = cosf(angle);
-            sn[i] = dir * sinf(angle);
+            cs[i] = cosf(angle) * r->scale;
+            sn[i] = dir * (sinf(angle) * r->scale);
         }
         for (int h = 0; h < NH; h++) {
             float *a = x + (size_t)bt * ld + (size_t)h * HS, *b = a + half;
@@ -877,8 +877,9 @@ static void zero_rows(float *x, int ld, size_t n, int C) {
 }
 
 /* dq, dk, dv += gradients, each may be NULL; P recomputed from q, k and lse. Rope's: the
- * transposed rotation of dq and dk after the blocks; with acc preceded by the rotation of what
- * they held, which it puts back (to float rounding). */
+ * transposed rotation of dq and dk after the blocks; with acc preceded by its inverse (the
+ * rotation, cos and sin over the scale) on what they held, which it puts back (to float
+ * rounding). */
 static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                    const float *q, const float *k, const float *v, int ldq,
                                    int ldkv, const float *out, const uint16_t *out_bf16, int ldo,
@@ -892,7 +893,11 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
     if (!acc) /* the blocks below add, head by head */
         zero_rows(dq, ldq, rows, NH * HS), zero_rows(dk, ldkv, rows, NKV * HS),
             zero_rows(dv, ldkv, rows, NKV * HS);
-    if (acc) rope_qk(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, HS, 1.0f);
+    if (acc && rope && rope->half) {
+        RopeFreqs undo = *rope;
+        undo.scale = 1.0f / rope->scale;
+        rope_qk(dq, ldq, dk, ldkv, NULL, &undo, B, T, NH, NKV, HS, 1.0f);
+    }
     AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, window, mask, p, seed);
     a.q = q, a.k = k, a.v = v, a.dout = dout, a.out = (float *)out, a.lse = (float *)lse;
     a.dq = dq, a.dk = dk, a.dv = dv;

@@ -1429,7 +1429,9 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn(g);
     int stores_turn = tc && (HS == 64 || HS == 128), pass = rope.half && !stores_turn;
     if (stores_turn) g.rope = rope;
-    if (pass && acc) cuda_rope(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, 1.0f);
+    Rope undo = rope; /* the inverse of the transposed turn below, for what dq and dk hold */
+    undo.scale = rope.half ? 1.0f / rope.scale : 1.0f;
+    if (pass && acc) cuda_rope(dq, ldq, dk, ldkv, NULL, undo, B, T, NH, NKV, 1.0f);
     attention_backward(dq, dk, dv, dout, q, k, v, out, out_bf16, lse, saved, mask, causal, p, seed,
                        scratch, g);
     if (pass) cuda_rope(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, -1.0f);

@@ -207,6 +207,7 @@ enum { ROPE_MAX_HALF = 64 };
  * rotation. */
 struct Rope {
     int half;
+    float scale; /* cos and sin times it (YaRN's attention factor; else 1) */
     float inv_freq[ROPE_MAX_HALF];
 };
 /* f NULL or f->half 0: none; a head size over 2 * ROPE_MAX_HALF fails (the attention kernels'
@@ -215,7 +216,7 @@ Rope cuda_rope_table(const RopeFreqs *f, int HS, int *ok);
 /* cos and sin of position p's angle at frequency i, as the CPU computes them */
 __device__ inline void rope_cs(const Rope &r, int p, int i, float *c, float *s) {
     float angle = (float)p * r.inv_freq[i];
-    *c = cosf(angle), *s = sinf(angle);
+    *c = cosf(angle) * r.scale, *s = sinf(angle) * r.scale;
 }
 /* The pair (u, v) turned by the angle of cosine c and sine s (-s: the transposed turn) */
 __device__ inline void rope_turn(float *u, float *v, float c, float s) {

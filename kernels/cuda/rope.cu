@@ -12,7 +12,7 @@
 enum { ROPE_HEADS = 4, ROPE_UNROLL = 3, ROPE_BLOCKS = 2048 };
 
 Rope cuda_rope_table(const RopeFreqs *f, int HS, int *ok) {
-    Rope r = {0, {0}};
+    Rope r = {0, 1.0f, {0}};
     *ok = 1;
     if (!f || !f->half) return r;
     if (HS < 2 || HS % 2 || HS / 2 > ROPE_MAX_HALF || f->half != HS / 2) {
@@ -20,7 +20,7 @@ Rope cuda_rope_table(const RopeFreqs *f, int HS, int *ok) {
         *ok = 0;
         return r;
     }
-    r.half = f->half;
+    r.half = f->half, r.scale = f->scale;
     for (int i = 0; i < r.half; i++) r.inv_freq[i] = f->inv_freq[i];
     return r;
 }

@@ -96,27 +96,67 @@ static int vocab_size(const Gguf *g, GgufArch *a, LfError *err) {
     return 0;
 }
 
-/* Llama's RoPE scaling: none, linear (a factor), or rope_freqs' divisor of each frequency. */
+/* An optional `<arch>.rope.scaling.<name>` float: def when absent. */
+static int scaling_float(const Gguf *g, const char *arch, const char *name, float def, float *out,
+                         LfError *err) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.rope.scaling.%s", arch, name);
+    *out = def;
+    if (!gguf_find_kv(g, key)) return 0;
+    if (gguf_get_f32(g, key, out, err)) return -1;
+    if (!(*out >= 0 && *out <= 1e6f))
+        return lf_fail(err, "%s: %s %g is out of range [0, 1e6]", g->path, key, *out);
+    return 0;
+}
+
+/* YaRN's keys beyond the factor: those llama.cpp's converter writes from transformers'
+ * parameters, and those that change what llama.cpp computes in ways transformers does not
+ * (refused). */
+static int yarn_keys(const Gguf *g, GgufArch *a, LfError *err) {
+    float ext = 1, log_mul = 0;
+    if (arch_int(g, a->arch, "rope.scaling.original_context_length", a->context_length,
+                 &a->rope_orig_ctx, err) ||
+        scaling_float(g, a->arch, "yarn_beta_fast", 32, &a->yarn_beta_fast, err) ||
+        scaling_float(g, a->arch, "yarn_beta_slow", 1, &a->yarn_beta_slow, err) ||
+        scaling_float(g, a->arch, "yarn_attn_factor", 0, &a->yarn_attn_factor, err) ||
+        scaling_float(g, a->arch, "yarn_ext_factor", 1, &ext, err) ||
+        scaling_float(g, a->arch, "yarn_log_multiplier", 0, &log_mul, err))
+        return -1;
+    if (ext != 1 || log_mul != 0)
+        return lf_fail(err,
+                       "%s: YaRN with %s.rope.scaling.yarn_ext_factor %g or yarn_log_multiplier %g "
+                       "is not supported (1 and 0: transformers' YaRN)",
+                       g->path, a->arch, ext, log_mul);
+    if (!(a->yarn_beta_fast > 0 && a->yarn_beta_slow > 0))
+        return lf_fail(err, "%s: YaRN's yarn_beta_fast and yarn_beta_slow must be > 0", g->path);
+    return 0;
+}
+
+/* Llama's RoPE scaling: none, linear or yarn (a factor), or rope_freqs' divisor of each
+ * frequency. */
 static int rope_scaling(const Gguf *g, GgufArch *a, LfError *err) {
     const GgufStr *type = NULL;
     char key[64];
     snprintf(key, sizeof key, "%s.rope.scaling.type", a->arch);
     if (gguf_find_kv(g, key) && gguf_get_str(g, key, &type, err)) return -1;
     int linear = type && !strcmp(type->s, "linear");
-    if (type && !linear && strcmp(type->s, "none") != 0)
-        return lf_fail(err, "%s: RoPE scaling (%s '%.40s') is not supported (none, linear)",
+    a->rope_yarn = type && !strcmp(type->s, "yarn");
+    if (type && !linear && !a->rope_yarn && strcmp(type->s, "none") != 0)
+        return lf_fail(err, "%s: RoPE scaling (%s '%.40s') is not supported (none, linear, yarn)",
                        g->path, key, type->s);
-    if (linear) {
+    if (linear || a->rope_yarn) {
         snprintf(key, sizeof key, "%s.rope.scaling.factor", a->arch);
-        if (gguf_get_f32(g, key, &a->rope_linear, err)) return -1;
-        if (!(a->rope_linear > 0 && a->rope_linear <= 1e6f))
-            return lf_fail(err, "%s: %s %g is out of range (0, 1e6]", g->path, key, a->rope_linear);
+        if (gguf_get_f32(g, key, &a->rope_factor, err)) return -1;
+        if (!(a->rope_factor > 0 && a->rope_factor <= 1e6f))
+            return lf_fail(err, "%s: %s %g is out of range (0, 1e6]", g->path, key, a->rope_factor);
     }
+    if (a->rope_yarn && yarn_keys(g, a, err)) return -1;
     const char *name = GGUF_ROPE_FREQS;
     if (!gguf_find_tensor(g, name)) return 0;
     int64_t n = a->head_dim / 2;
-    if (linear)
-        return lf_fail(err, "%s: both linear RoPE scaling and %s: not supported", g->path, name);
+    if (linear || a->rope_yarn)
+        return lf_fail(err, "%s: both %s RoPE scaling and %s: not supported", g->path,
+                       linear ? "linear" : "yarn", name);
     if (n > ROPE_MAX_PAIRS)
         return lf_fail(err, "%s: %s for head size %d: at most %d", g->path, name, a->head_dim,
                        2 * ROPE_MAX_PAIRS);

@@ -186,12 +186,14 @@ static int copied_key(const char *key) {
 }
 
 /* Room for the names of llama_kvs' keys, which carry the architecture's prefix. */
-typedef char KeyNames[15][64];
+typedef char KeyNames[19][64];
 
 /* The `llama.*` (or `qwen2.*`, `qwen3.*`; a Mistral's are llama's: arch_gguf_name) hyper-parameters
  * of cfg, as convert_hf_to_gguf.py writes them (a head_dim as key_length and value_length), their
  * names in names. A Mistral's sliding_window as attention.sliding_window (llama.cpp's key of the
- * archs with one; its converter writes none for Mistral, and llama.cpp reads none for llama). */
+ * archs with one; its converter writes none for Mistral, and llama.cpp reads none for llama).
+ * YaRN as the converter writes it (its betas and attention factor always); dynamic NTK as no
+ * scaling: the same frequencies up to context_length. */
 static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
     static const char *const keys[] = {"context_length",
                                        "embedding_length",
@@ -207,7 +209,11 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
                                        "rope.scaling.factor",
                                        "attention.key_length",
                                        "attention.value_length",
-                                       "attention.sliding_window"};
+                                       "attention.sliding_window",
+                                       "rope.scaling.original_context_length",
+                                       "rope.scaling.yarn_beta_fast",
+                                       "rope.scaling.yarn_beta_slow",
+                                       "rope.scaling.yarn_attn_factor"};
     const int vals[] = {c->max_positions, c->hidden_size,  c->num_layers,      c->ffn_size,
                         c->num_heads,     c->num_kv_heads, model_head_size(c), c->vocab_size};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
@@ -217,10 +223,18 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
         kv[n++] = (GgufWriteKV){.key = names[i], .type = GGUF_UINT32, .u = (uint64_t)vals[i]};
     kv[n++] = (GgufWriteKV){.key = names[8], .type = GGUF_FLOAT32, .f = c->rope_theta};
     kv[n++] = (GgufWriteKV){.key = names[9], .type = GGUF_FLOAT32, .f = c->layer_norm_eps};
-    if (c->rope_scaling.type == ROPE_LINEAR) {
-        kv[n++] = (GgufWriteKV){.key = names[10], .type = GGUF_STRING, .s = "linear"};
-        kv[n++] =
-            (GgufWriteKV){.key = names[11], .type = GGUF_FLOAT32, .f = c->rope_scaling.factor};
+    const RopeScaling *r = &c->rope_scaling;
+    if (r->type == ROPE_LINEAR || r->type == ROPE_YARN) {
+        const char *type = r->type == ROPE_LINEAR ? "linear" : "yarn";
+        kv[n++] = (GgufWriteKV){.key = names[10], .type = GGUF_STRING, .s = type};
+        kv[n++] = (GgufWriteKV){.key = names[11], .type = GGUF_FLOAT32, .f = r->factor};
+    }
+    if (r->type == ROPE_YARN) {
+        kv[n++] = (GgufWriteKV){
+            .key = names[15], .type = GGUF_UINT32, .u = (uint64_t)r->original_max_positions};
+        const float yarn[] = {r->beta_fast, r->beta_slow, r->attention_factor};
+        for (int i = 0; i < 3; i++)
+            kv[n++] = (GgufWriteKV){.key = names[16 + i], .type = GGUF_FLOAT32, .f = yarn[i]};
     }
     for (int i = 12; c->head_dim && i < 14; i++)
         kv[n++] = (GgufWriteKV){.key = names[i], .type = GGUF_UINT32, .u = (uint64_t)c->head_dim};
@@ -369,20 +383,26 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
     return 0;
 }
 
-/* Qwen's per-layer sliding windows: llama.cpp's qwen2 and qwen3 have no key for them. */
-static int check_windows(const ModelConfig *c, const char *path, LfError *err) {
+/* What a llama.cpp GGUF cannot say: Qwen's per-layer sliding windows (its qwen2 and qwen3 have
+ * none) and YaRN without truncate (llama.cpp always rounds the ramp's ends). */
+static int check_gguf_form(const ModelConfig *c, const char *path, LfError *err) {
     for (int l = 0; c->arch != ARCH_MISTRAL && l < c->num_layers; l++)
         if (model_layer_window(c, l))
             return lf_fail(err,
                            "%s: layer %d's sliding window (use_sliding_window) has no place in a "
                            "llama.cpp %s GGUF; merge it as a Hugging Face directory (--format hf)",
                            path, l, arch_gguf_name(c->arch));
+    if (c->rope_scaling.type == ROPE_YARN && c->rope_scaling.untruncated)
+        return lf_fail(err,
+                       "%s: YaRN with truncate false has no llama.cpp GGUF form; merge it as a "
+                       "Hugging Face directory (--format hf)",
+                       path);
     return 0;
 }
 
 int gguf_export_model(Model *m, const char *path, GgmlType type, const char *source_gguf,
                       const BpeArrays *vocab, LfError *err) {
-    if (check_decoder(m, path, err) || check_windows(&m->cfg, path, err)) return -1;
+    if (check_decoder(m, path, err) || check_gguf_form(&m->cfg, path, err)) return -1;
     if (!quant_can_quantize(type))
         return lf_fail(err, "%s: tensor type %s: expected one of %s", path,
                        quant_type_name(type) ? quant_type_name(type) : "?", quant_quantize_list());

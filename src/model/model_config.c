@@ -280,30 +280,24 @@ static int rope_number(const cJSON *obj, const char *key, const char *path, cons
     return 0;
 }
 
-/* RoPE's type and its numbers from obj (rope_parameters, or rope_scaling), as transformers'
- * rope init functions read them: rope_type, else the older type; default, linear and llama3. */
-static int load_rope_type(RopeScaling *r, const cJSON *obj, const char *path, LfError *err) {
-    const char *type = NULL;
-    if (get_string(obj, "rope_type", path, &type, err) ||
-        (!type && get_string(obj, "type", path, &type, err)))
-        return -1;
-    if (!type || !strcmp(type, "default")) return 0;
-    double factor = 0, low = 0, high = 0, orig = 0;
-    if (!strcmp(type, "linear") || !strcmp(type, "llama3")) {
-        if (rope_number(obj, "factor", path, type, &factor, err)) return -1;
-        if (factor <= 0 || factor > 1e6)
-            return lf_fail(err, "%s: RoPE scaling factor %g is out of range (0, 1e6]", path,
-                           factor);
-        r->type = ROPE_LINEAR, r->factor = (float)factor;
-        if (!strcmp(type, "linear")) return 0;
-    } else {
-        return lf_fail(err,
-                       "%s: RoPE scaling type '%.40s' is not supported (default, linear, llama3)",
-                       path, type);
-    }
-    if (rope_number(obj, "low_freq_factor", path, type, &low, err) ||
-        rope_number(obj, "high_freq_factor", path, type, &high, err) ||
-        rope_number(obj, "original_max_position_embeddings", path, type, &orig, err))
+/* A number key of obj that may be absent or null (then *out keeps its default). */
+static int rope_optional(const cJSON *obj, const char *key, const char *path, double *out,
+                         LfError *err) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return !j || cJSON_IsNull(j) ? 0 : rope_number(obj, key, path, "yarn", out, err);
+}
+
+/* YaRN's log-scaled attention factor for a factor (transformers' get_mscale). */
+static double yarn_mscale(double factor, double mscale) {
+    return factor <= 1 ? 1.0 : 0.1 * mscale * log(factor) + 1.0;
+}
+
+/* llama3's numbers, factor already read. */
+static int load_llama3(RopeScaling *r, const cJSON *obj, const char *path, LfError *err) {
+    double low = 0, high = 0, orig = 0;
+    if (rope_number(obj, "low_freq_factor", path, "llama3", &low, err) ||
+        rope_number(obj, "high_freq_factor", path, "llama3", &high, err) ||
+        rope_number(obj, "original_max_position_embeddings", path, "llama3", &orig, err))
         return -1;
     if (!(low > 0 && high > low && high <= 1e6))
         return lf_fail(err,
@@ -319,10 +313,79 @@ static int load_rope_type(RopeScaling *r, const cJSON *obj, const char *path, Lf
     return 0;
 }
 
+/* YaRN's numbers as _compute_yarn_parameters reads them: factor (null: max_positions /
+ * original_max_position_embeddings, which defaults to max_positions as transformers 5
+ * standardises it), beta_fast and beta_slow (null or 0: 32 and 1), attention_factor, else from
+ * factor, mscale and mscale_all_dim; truncate (default true). */
+static int load_yarn(RopeScaling *r, const cJSON *obj, int max_positions, const char *path,
+                     LfError *err) {
+    double factor = 0, orig = max_positions, fast = 0, slow = 0, attn = NAN, ms = 0, ms_all = 0;
+    int truncate = 1;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, "factor");
+    if ((!cJSON_IsNull(f) && rope_number(obj, "factor", path, "yarn", &factor, err)) ||
+        rope_optional(obj, "original_max_position_embeddings", path, &orig, err) ||
+        rope_optional(obj, "beta_fast", path, &fast, err) ||
+        rope_optional(obj, "beta_slow", path, &slow, err) ||
+        rope_optional(obj, "attention_factor", path, &attn, err) ||
+        rope_optional(obj, "mscale", path, &ms, err) ||
+        rope_optional(obj, "mscale_all_dim", path, &ms_all, err) ||
+        get_bool(obj, "truncate", path, &truncate, err))
+        return -1;
+    if (orig != floor(orig) || orig < 1 || orig > INT_MAX)
+        return lf_fail(err,
+                       "%s: RoPE original_max_position_embeddings %g is not a positive integer",
+                       path, orig);
+    if (cJSON_IsNull(f)) factor = max_positions / orig;
+    if (!(factor > 0 && factor <= 1e6))
+        return lf_fail(err, "%s: RoPE scaling factor %g is out of range (0, 1e6]", path, factor);
+    fast = fast ? fast : 32, slow = slow ? slow : 1;
+    if (isnan(attn)) /* not given */
+        attn = ms && ms_all ? yarn_mscale(factor, ms) / yarn_mscale(factor, ms_all)
+                            : yarn_mscale(factor, 1);
+    if (!(fast > 0 && slow > 0 && fast <= 1e6 && slow <= 1e6 && attn > 0 && attn <= 1e6))
+        return lf_fail(err,
+                       "%s: RoPE yarn needs beta_fast, beta_slow and attention_factor in (0, 1e6] "
+                       "(got %g, %g and %g)",
+                       path, fast, slow, attn);
+    *r = (RopeScaling){.type = ROPE_YARN,
+                       .factor = (float)factor,
+                       .original_max_positions = (int)orig,
+                       .beta_fast = (float)fast,
+                       .beta_slow = (float)slow,
+                       .attention_factor = (float)attn,
+                       .untruncated = !truncate};
+    return 0;
+}
+
+/* RoPE's type and its numbers from obj (rope_parameters, or rope_scaling), as transformers'
+ * rope init functions read them: rope_type, else the older type; default, linear, llama3, yarn
+ * and dynamic. max_positions: the config's max_position_embeddings (yarn's defaults). */
+static int load_rope_type(RopeScaling *r, const cJSON *obj, int max_positions, const char *path,
+                          LfError *err) {
+    const char *type = NULL;
+    if (get_string(obj, "rope_type", path, &type, err) ||
+        (!type && get_string(obj, "type", path, &type, err)))
+        return -1;
+    if (!type || !strcmp(type, "default")) return 0;
+    if (!strcmp(type, "yarn")) return load_yarn(r, obj, max_positions, path, err);
+    double factor = 0;
+    if (strcmp(type, "linear") && strcmp(type, "llama3") && strcmp(type, "dynamic"))
+        return lf_fail(err,
+                       "%s: RoPE scaling type '%.40s' is not supported (default, linear, llama3, "
+                       "yarn, dynamic)",
+                       path, type);
+    if (rope_number(obj, "factor", path, type, &factor, err)) return -1;
+    if (factor <= 0 || factor > 1e6)
+        return lf_fail(err, "%s: RoPE scaling factor %g is out of range (0, 1e6]", path, factor);
+    r->type = type[0] == 'd' ? ROPE_DYNAMIC : ROPE_LINEAR, r->factor = (float)factor;
+    return strcmp(type, "llama3") ? 0 : load_llama3(r, obj, path, err);
+}
+
 int model_config_rope_scaling(ModelConfig *cfg, const char *json, LfError *err) {
     cJSON *obj = cJSON_Parse(json);
-    int rc = cJSON_IsObject(obj) ? load_rope_type(&cfg->rope_scaling, obj, "rope_scaling", err)
-                                 : lf_fail(err, "'%.80s' is not a JSON object", json);
+    int rc = cJSON_IsObject(obj)
+                 ? load_rope_type(&cfg->rope_scaling, obj, cfg->max_positions, "rope_scaling", err)
+                 : lf_fail(err, "'%.80s' is not a JSON object", json);
     cJSON_Delete(obj);
     return rc;
 }
@@ -341,7 +404,7 @@ static int load_rope(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     if (obj == params && theta &&
         read_float(theta, path, "rope_parameters.rope_theta", &cfg->rope_theta, err))
         return -1;
-    return load_rope_type(&cfg->rope_scaling, obj, path, err);
+    return load_rope_type(&cfg->rope_scaling, obj, cfg->max_positions, path, err);
 }
 
 /* A sliding_window key: an integer, or null for none (absent: the default *window). */
@@ -600,8 +663,18 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
     cfg->head_dim = a.head_dim * a.n_heads != a.hidden || !strcmp(a.arch, "qwen3") ? a.head_dim : 0;
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
-    if (a.rope_linear > 0)
-        cfg->rope_scaling = (RopeScaling){.type = ROPE_LINEAR, .factor = a.rope_linear};
+    if (a.rope_factor > 0 && !a.rope_yarn)
+        cfg->rope_scaling = (RopeScaling){.type = ROPE_LINEAR, .factor = a.rope_factor};
+    if (a.rope_yarn) {
+        double f = a.rope_factor;
+        cfg->rope_scaling = (RopeScaling){
+            .type = ROPE_YARN,
+            .factor = a.rope_factor,
+            .original_max_positions = a.rope_orig_ctx,
+            .beta_fast = a.yarn_beta_fast,
+            .beta_slow = a.yarn_beta_slow,
+            .attention_factor = a.yarn_attn_factor ? a.yarn_attn_factor : (float)yarn_mscale(f, 1)};
+    }
     if (a.n_rope_divisors) rope_from_divisors(cfg, a.rope_divisors, a.n_rope_divisors);
     cfg->layer_norm_eps = a.norm_eps, cfg->tie_word_embeddings = gpt2 || a.tied_embeddings;
     cfg->bos_token_id = a.bos_token_id, cfg->eos_token_id = a.eos_token_id;
@@ -640,6 +713,9 @@ static int rope_scaling_ok(const ModelConfig *c) {
     const RopeScaling *r = &c->rope_scaling;
     if (r->type == ROPE_DEFAULT) return 1;
     if (!arch_is_llama(c->arch) || c->num_heads <= 0) return 0;
+    if (r->type == ROPE_YARN)
+        return r->factor > 0 && r->original_max_positions > 0 && r->beta_fast > 0 &&
+               r->beta_slow > 0 && r->attention_factor > 0;
     if (r->type != ROPE_DIVISORS) return r->factor > 0;
     if (r->n_divisors != model_head_size(c) / 2) return 0;
     for (int i = 0; i < r->n_divisors; i++)
@@ -734,19 +810,28 @@ static int add_labels(cJSON *root, const ModelConfig *cfg) {
 }
 
 /* rope_scaling in the form transformers 4 and 5 both read (null: none); -1 when out of memory.
- * A GGUF's divisors have no config.json form: model_config_save refuses them first. */
+ * YaRN's attention factor is written as worked out, whatever it came from. A GGUF's divisors have
+ * no config.json form: model_config_save refuses them first. */
 static int add_rope_scaling(cJSON *root, const RopeScaling *r) {
+    static const char *const names[] = {[ROPE_LINEAR] = "linear",
+                                        [ROPE_LLAMA3] = "llama3",
+                                        [ROPE_YARN] = "yarn",
+                                        [ROPE_DYNAMIC] = "dynamic"};
     if (r->type == ROPE_DEFAULT) return cJSON_AddNullToObject(root, "rope_scaling") ? 0 : -1;
     cJSON *o = cJSON_AddObjectToObject(root, "rope_scaling");
-    int ok =
-        o &&
-        cJSON_AddStringToObject(o, "rope_type", r->type == ROPE_LLAMA3 ? "llama3" : "linear") &&
-        cJSON_AddNumberToObject(o, "factor", float_shortest(r->factor));
+    int ok = o && cJSON_AddStringToObject(o, "rope_type", names[r->type]) &&
+             cJSON_AddNumberToObject(o, "factor", float_shortest(r->factor));
     if (ok && r->type == ROPE_LLAMA3)
         ok = cJSON_AddNumberToObject(o, "low_freq_factor", float_shortest(r->low_freq_factor)) &&
-             cJSON_AddNumberToObject(o, "high_freq_factor", float_shortest(r->high_freq_factor)) &&
-             cJSON_AddNumberToObject(o, "original_max_position_embeddings",
-                                     r->original_max_positions);
+             cJSON_AddNumberToObject(o, "high_freq_factor", float_shortest(r->high_freq_factor));
+    if (ok && r->type == ROPE_YARN)
+        ok = cJSON_AddNumberToObject(o, "beta_fast", float_shortest(r->beta_fast)) &&
+             cJSON_AddNumberToObject(o, "beta_slow", float_shortest(r->beta_slow)) &&
+             cJSON_AddNumberToObject(o, "attention_factor", float_shortest(r->attention_factor)) &&
+             cJSON_AddBoolToObject(o, "truncate", !r->untruncated);
+    if (ok && (r->type == ROPE_LLAMA3 || r->type == ROPE_YARN))
+        ok = cJSON_AddNumberToObject(o, "original_max_position_embeddings",
+                                     r->original_max_positions) != NULL;
     return ok ? 0 : -1;
 }
 
@@ -860,6 +945,19 @@ static double llama3_inv_freq(double inv, const RopeScaling *s) {
     return (1 - smooth) * inv / s->factor + smooth * inv;
 }
 
+/* transformers' _compute_yarn_parameters for frequency i of HS/2, in double: plain below the
+ * ramp's first pair, divided by factor above its last, blended linearly between. */
+static double yarn_inv_freq(double inv, int i, float theta, int HS, const RopeScaling *s) {
+    double two_log_base = 2 * log((double)theta), orig = s->original_max_positions;
+    double low = HS * log(orig / (s->beta_fast * 2 * M_PI)) / two_log_base;
+    double high = HS * log(orig / (s->beta_slow * 2 * M_PI)) / two_log_base;
+    if (!s->untruncated) low = floor(low), high = ceil(high);
+    low = low > 0 ? low : 0, high = high < HS - 1 ? high : HS - 1;
+    if (low == high) high += 0.001; /* as transformers: no division by zero */
+    double ramp = (i - low) / (high - low), kept = 1 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
+    return inv / s->factor * (1 - kept) + inv * kept;
+}
+
 /* 1 / theta^(2i / HS) */
 static double plain_inv_freq(float theta, int i, int HS) {
     return 1.0 / pow((double)theta, (double)(2 * i) / (double)HS);
@@ -870,10 +968,12 @@ void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s) {
     if (theta <= 0.0f || HS < 2 || HS / 2 > ROPE_MAX_PAIRS) return;
     r->half = HS / 2;
     RopeType type = s ? s->type : ROPE_DEFAULT;
+    r->scale = type == ROPE_YARN ? s->attention_factor : 1.0f;
     for (int i = 0; i < r->half; i++) {
         double inv = plain_inv_freq(theta, i, HS);
         if (type == ROPE_LINEAR) inv /= s->factor;
         if (type == ROPE_LLAMA3) inv = llama3_inv_freq(inv, s);
+        if (type == ROPE_YARN) inv = yarn_inv_freq(inv, i, theta, HS, s);
         if (type == ROPE_DIVISORS) inv /= s->divisors[i];
         r->inv_freq[i] = (float)inv;
     }

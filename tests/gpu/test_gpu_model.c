@@ -266,6 +266,13 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
     /* a window inside LT: Mistral's in every layer, Qwen2's in layer 1 alone */
     cfg->sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 3 : 0;
     cfg->full_attention[0] = arch == ARCH_QWEN2;
+    if (arch == ARCH_QWEN3) /* YaRN: cos and sin scaled */
+        cfg->rope_scaling = (RopeScaling){.type = ROPE_YARN,
+                                          .factor = 4,
+                                          .original_max_positions = 8,
+                                          .beta_fast = 32,
+                                          .beta_slow = 1,
+                                          .attention_factor = 1.2f};
     if (arch == ARCH_LLAMA && !tied)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LLAMA3,
                                           .factor = 8,
@@ -785,22 +792,24 @@ int main(void) {
            bf16_worst, bf16_worst_what);
     run_decoder(ARCH_QWEN2, 1, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
                 NULL);
-    printf("qwen2 (tied, full fine-tuning: q, k, v biases train): cuda model matches cpu\n");
+    printf("qwen2 (tied, layer 1 windowed, full fine-tuning: q, k, v biases train): cuda model "
+           "matches cpu\n");
     bf16_worst = 0;
     run_decoder(ARCH_QWEN2, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
                 NULL); /* q, k, v and their biases side by side: one GEMM */
-    printf("qwen2 (untied, LoRA on the seven projections): cuda bf16 within the bf16 bounds of cpu "
-           "fp32 (worst %.2e: %s)\n",
+    printf("qwen2 (untied, layer 1 windowed, LoRA on the seven projections): cuda bf16 within the "
+           "bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
     run_decoder(ARCH_QWEN3, 1, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
                 NULL);
-    printf("qwen3 (tied, heads of 16 over hidden 32, full fine-tuning: the head norms train): cuda "
-           "model matches cpu\n");
+    printf(
+        "qwen3 (tied, heads of 16 over hidden 32, YaRN, full fine-tuning: the head norms train): "
+        "cuda model matches cpu\n");
     bf16_worst = 0;
     run_decoder(ARCH_QWEN3, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
                 NULL);
-    printf("qwen3 (untied, LoRA on the seven projections): cuda bf16 within the bf16 bounds of cpu "
-           "fp32 (worst %.2e: %s)\n",
+    printf("qwen3 (untied, YaRN, LoRA on the seven projections): cuda bf16 within the bf16 bounds "
+           "of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
     run_decoder(ARCH_MISTRAL, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
                 NULL);

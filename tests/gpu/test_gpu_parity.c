@@ -1150,6 +1150,8 @@ static int att_set;
 /* test_attention_grads with rope (its theta; 0: none): q and k turned in place compared too, and
  * the gradients against the CPU's f32 at the bounds above (not the rounded reference) */
 static float att_rope;
+/* cos and sin's factor of that rope and of cache_write's (YaRN's attention factor; else 1) */
+static float att_rope_scale = 1.0f;
 /* test_attention_grads' sliding window (causal; 0: none), in every call and reference */
 static int att_window;
 /* q and k turned by rope (attention_forward, cache_write): the same float angles on both sides
@@ -1390,11 +1392,12 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     BACKENDS(w, o) {
         o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), F(q, w), NH * HS, F(k, w),
                              F(v, w), NKV * HS, I(mask, w), causal, att_window,
-                             rope_plain(att_rope, HS), p, 5, F(scratch, w), B, T, NH, NKV, HS);
+                             rope_scaled(att_rope, HS, att_rope_scale), p, 5, F(scratch, w), B, T,
+                             NH, NKV, HS);
     }
     NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s pad=%d p=%.1f",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", att_window,
-         att_rope > 0.0f ? " rope" : "", pad, p);
+         att_rope > 0.0f ? att_rope_scale != 1.0f ? " rope scaled" : " rope" : "", pad, p);
     compare_attention("lse", lse);
     compare_attention("out", out);
     if (att_rope > 0.0f) compare("q", q, ROPE_TOL), compare("k", k, ROPE_TOL);
@@ -1421,12 +1424,13 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL,
                               kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, NH * HS, NKV * HS,
                               kept ? F(out, w) : NULL, NULL, 0, F(lse, w), F(saved, w), I(mask, w),
-                              causal, att_window, rope_plain(att_rope, HS), p, 5, F(scratch, w), B,
-                              T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
+                              causal, att_window, rope_scaled(att_rope, HS, att_rope_scale), p, 5,
+                              F(scratch, w), B, T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
     }
     NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s pad=%d p=%.1f%s",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", att_window,
-         att_rope > 0.0f ? " rope" : "", pad, p, att_set ? " OPS_SET" : "");
+         att_rope > 0.0f ? att_rope_scale != 1.0f ? " rope scaled" : " rope" : "", pad, p,
+         att_set ? " OPS_SET" : "");
     if (dq) compare_attention("dq", dq);
     if (dk) compare_attention("dk", dk);
     if (dv) compare_attention("dv", dv);
@@ -1696,9 +1700,10 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
         o->cache_write(F(k, w), F(v, w), NULL, 0, F(k_new, w) + k0, F(v_new, w) + v0, ld, I(pos, w),
                        NULL, n, NH, NKV, HS);
         o->cache_write(F(kc, w), F(vc, w), F(q, w), ldq, F(k_new, w) + k0, F(v_new, w) + v0, ld,
-                       I(pos, w), rope_plain(1e5f, HS), n, NH, NKV, HS);
+                       I(pos, w), rope_scaled(1e5f, HS, att_rope_scale), n, NH, NKV, HS);
     }
-    NAME("cache_write n=%d at %d of %d W=%d ld=%d (then rope)", n, pos0, L, W, ld);
+    NAME("cache_write n=%d at %d of %d W=%d ld=%d (then rope, scale %g)", n, pos0, L, W, ld,
+         att_rope_scale);
     compare("k", k, EXACT);
     compare("v", v, EXACT);
     compare("q rope", q, ROPE_TOL); /* and joined: k's and v's columns of q untouched */
@@ -2194,6 +2199,13 @@ int main(void) {
     test_attention_bf16(2, 37, 4, 2, 36, 1, 5, 0.1f, G_ALL); /* halves of 18: a pass both ways */
     test_attention_bf16(2, 37, 4, 2, 64, 1, 5, 0.1f, G_DW);  /* dk only */
     test_attention_bf16(2, 37, 4, 2, 64, 1, 5, 0.1f, G_DINP | G_DB); /* dq, dv */
+    att_rope_scale = 1.3f; /* YaRN's attention factor: turned by a pass (added to), as copied
+                              and as stored */
+    test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 0);
+    test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
+    test_attention_bf16(2, 37, 4, 2, 48, 1, 5, 0.1f, G_ALL);
+    test_attention_cached(7, 0, 0, 4, 2, 16, 0, 0); /* cache_write's turn */
+    att_rope_scale = 1.0f;
     att_window = 23; /* a window with rope's gradients turned as stored, first writers */
     att_set = 1;
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
