@@ -20,17 +20,21 @@ Cases: SmolLM2-Instruct's tokenizer (SMOLLM2_DIR, default models/smollm2-tokeniz
 template, and GPT-2's tokenizer (GPT2_DIR, default ../shared/data/tokenizers/gpt2: the tokenizer
 `loraft init --arch llama --vocab-from` gives the tiny test models) and a SentencePiece-style one
 (tests/golden/spm_legacy.json, Llama 2's spelling, whose "▁" before each piece covers no text)
-with loraft's plain template and with an Alpaca-style prompt template.
+with loraft's plain template and with an Alpaca-style prompt template; GPT-2's under an NFC
+normalizer (Qwen2's, "gpt2-nfc": what the edit in NFC_EDIT makes of its tokenizer.json) with both.
 """
 import json
 import os
 import sys
 
+from tokenizers import Tokenizer
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 # loraft's plain template as Jinja, as make-chat-goldens.py wrote it
 with open("tests/golden/chat_templates.json", encoding="utf-8") as f:
     PLAIN = json.load(f)["templates"]["plain"]
+# GPT-2's tokenizer.json under Qwen2's normalizer: test_sft.c applies the same edit
+NFC_EDIT = {"normalizer": {"type": "NFC"}}
 ALPACA = ("Below is an instruction. Write a response.\n\n### Instruction:\n{instruction}\n\n"
           "### Input:\n{input}\n\n### Response:\n{output}")
 
@@ -44,6 +48,11 @@ RECORDS = [
     {"instruction": "Say nothing.", "output": ""},
     {"instruction": "  Leading and trailing spaces  ", "input": "  x  ",
      "output": "\n  indented answer\n"},
+    # NFC changes these (decomposed accents, the Angstrom sign), the answer's first one included:
+    # under an NFC normalizer the tokens encode NFC's text, which the offsets map back
+    {"instruction": "Cafe\u0301 ou the\u0301 ?", "input": "",
+     "output": "e\u0301te\u0301 : un cafe\u0301 cre\u0300me."},
+    {"instruction": "Spell A\u030a.", "output": "\u212b, then a\u030a."},
     {"messages": [{"role": "system", "content": "You are terse."},
                   {"role": "user", "content": "2+2?"},
                   {"role": "assistant", "content": "4"},
@@ -121,18 +130,22 @@ def main():
     # a SentencePiece-style BPE (Llama 2's spelling: "▁" prepended to every piece)
     spm = PreTrainedTokenizerFast(tokenizer_file="tests/golden/spm_legacy.json", bos_token="<s>",
                                   eos_token="</s>", unk_token="<unk>")
+    with open(os.path.join(gpt2_dir, "tokenizer.json"), encoding="utf-8") as f:
+        nfc_json = json.load(f)
+    nfc_json.update(NFC_EDIT)
+    nfc = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(nfc_json)),
+                                  eos_token="<|endoftext|>")
     smol_stops = {smol.eos_token_id, smol.convert_tokens_to_ids("<|im_end|>")}
     cases = []
     for rec in RECORDS:
         cases.append(chat_case(smol, ("smollm2", "smollm2"), smol.chat_template, rec, smol_stops))
-        cases.append(chat_case(gpt2, ("gpt2", "plain"), PLAIN, rec, {eos_of(gpt2)}))
-        cases.append(chat_case(spm, ("spm", "plain"), PLAIN, rec, {eos_of(spm)}))
-        if "messages" not in rec:
-            cases.append(template_case(gpt2, "gpt2", rec, {eos_of(gpt2)}))
-            cases.append(template_case(spm, "spm", rec, {eos_of(spm)}))
+        for name, tok in (("gpt2", gpt2), ("spm", spm), ("gpt2-nfc", nfc)):
+            cases.append(chat_case(tok, (name, "plain"), PLAIN, rec, {eos_of(tok)}))
+            if "messages" not in rec:
+                cases.append(template_case(tok, name, rec, {eos_of(tok)}))
     out = "tests/golden/sft_render.json"
     with open(out, "w", encoding="utf-8") as f:
-        json.dump({"cases": cases}, f, ensure_ascii=True, indent=1)
+        json.dump({"cases": cases, "nfc_edit": NFC_EDIT}, f, ensure_ascii=True, indent=1)
         f.write("\n")
     print(f"{out}: {len(cases)} examples")
 

@@ -321,6 +321,53 @@ static void check_spm(const cJSON *g) {
     text_tokenizer_close(&tok);
 }
 
+/* GPT-2's tokenizer under Qwen2's NFC normalizer (the golden's nfc_edit) with the plain template
+ * and the Alpaca prompt template, on text that NFC changes at the prompt's end and the answer's
+ * start: the prompt ends where transformers' offsets (into the text before NFC) say. */
+static void check_nfc(const cJSON *g) {
+    char src[4200], dir[200], path[300];
+    snprintf(src, sizeof src, "%s/tokenizers/gpt2/tokenizer.json", shared_data_dir());
+    if (access(src, R_OK)) {
+        printf("SKIP: %s is absent\n", src);
+        return;
+    }
+    char *text;
+    size_t len;
+    LfError err;
+    CHECK_OK(file_read_all(src, &text, &len, &err), &err);
+    cJSON *json = cJSON_Parse(text), *e;
+    free(text);
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(g, "nfc_edit")) {
+        cJSON_DeleteItemFromObject(json, e->string);
+        cJSON_AddItemToObject(json, e->string, cJSON_Duplicate(e, 1));
+    }
+    text = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+    snprintf(dir, sizeof dir, "%s/nfc", tmpdir);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CHECK(mkdir(dir, 0700) == 0);
+    CHECK_OK(file_write_atomic(path, text, strlen(text), &err), &err);
+    free(text);
+    TextTokenizer tok;
+    ChatTemplate plain;
+    SftFormat f;
+    CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
+    CHECK(bpe_nfc(tok.bpe));
+    int32_t eos = bpe_lookup(tok.bpe, "<|endoftext|>");
+    CHECK_OK(chat_template_by_name("plain", &plain, &err), &err);
+    CHECK_OK(sft_format_init(&f, &plain, NULL, &tok, eos, &err), &err);
+    check_format(g, &tok, &f, "gpt2-nfc", "plain", 0);
+    const char *alpaca = NULL;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases")) {
+        const cJSON *p = cJSON_GetObjectItem(c, "prompt_template");
+        if (p) alpaca = p->valuestring;
+    }
+    CHECK_OK(sft_format_init(&f, NULL, alpaca, &tok, eos, &err), &err);
+    check_format(g, &tok, &f, "gpt2-nfc", alpaca, 1);
+    text_tokenizer_close(&tok);
+}
+
 /* ---- the loss through the objective ---- */
 
 enum { VOCAB = 29, B = 2, T = 9 };
@@ -390,6 +437,7 @@ int main(void) {
     check_smollm2(g);
     check_tiny_llama(g);
     check_spm(g);
+    check_nfc(g);
     check_objective();
     cJSON_Delete(g);
     char cmd[200];

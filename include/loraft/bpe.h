@@ -149,6 +149,7 @@ int32_t bpe_lookup(const Bpe *t, const char *token);
 int bpe_is_special(const Bpe *t, int32_t id);
 int32_t bpe_bos(const Bpe *t); /* -1 when none */
 int32_t bpe_eos(const Bpe *t); /* -1 when none */
+int bpe_nfc(const Bpe *t);     /* 1 when its normalizer is NFC (the text it encodes is NFC's) */
 
 #ifdef __cplusplus
 }

@@ -16,7 +16,8 @@
  * The ids are those of the rendered conversation tokenized without added special tokens, as
  * transformers' apply_chat_template(messages, tokenize=True) gives them. The prompt is the
  * rendering of the messages before the answer with the generation prompt (chat.h: a prefix of
- * the whole); the answer starts at the first token that does not end inside the prompt's bytes.
+ * the whole); the answer starts at the first token that does not end inside the prompt's bytes
+ * (under an NFC normalizer, the bytes of NFC's text, as tokenizers' offsets map them back).
  * With a prompt template instead (base models): the text with {instruction}, {input}, {output}
  * replaced (other braces stay as they are), the tokenizer's own special tokens around it (as
  * tokenizer(text): BOS for Llama-style tokenizers), the prompt being the text before {output}.

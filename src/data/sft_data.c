@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loraft/normalize.h"
+
 /* One record: the conversation, its last message the answer; for instruction records also
  * the three fields (prompt templates need them apart). */
 typedef struct Record {
@@ -226,6 +228,22 @@ static size_t tokens_within(const Bpe *bpe, const int32_t *ids, size_t n, const 
     return k;
 }
 
+/* The number of ids[0..n) that end within the prompt, text's first prompt_len bytes
+ * (tokens_within), walked along the text they encode: under an NFC normalizer NFC(text), the
+ * prompt NFC(text[0..prompt_len)) of it (which tokenizers' offsets map back to the prompt). */
+static int prompt_tokens(const Bpe *bpe, const int32_t *ids, size_t n, const char *text, size_t len,
+                         size_t prompt_len, size_t *out, LfError *err) {
+    if (!bpe_nfc(bpe)) return *out = tokens_within(bpe, ids, n, text, len, prompt_len), 0;
+    Nfc z = {0};
+    const char *p;
+    size_t prompt_nfc, len_nfc;
+    int rc = nfc_normalize(&z, text, prompt_len, &p, &prompt_nfc, err) ||
+             nfc_normalize(&z, text, len, &p, &len_nfc, err);
+    if (!rc) *out = tokens_within(bpe, ids, n, p, len_nfc, prompt_nfc);
+    nfc_free(&z);
+    return rc ? -1 : 0;
+}
+
 /* The example's ids and labels, before truncation. */
 static int encode_example(const SftFormat *f, const TextTokenizer *tok, const Record *e,
                           IdList *ids, IdList *labels, LfError *err) {
@@ -240,9 +258,11 @@ static int encode_example(const SftFormat *f, const TextTokenizer *tok, const Re
     if (!rc) rc = bpe_encode(tok->bpe, full.p, full.len, 0, ids, err);
     for (int k = 0; templ && k < sp->n_suffix && !rc; k++)
         rc = idlist_push(ids, sp->suffix[k], err);
-    size_t P =
-        rc ? 0
-           : np + tokens_within(tok->bpe, ids->ids + np, ids->n - np, full.p, full.len, prompt_len);
+    size_t P = 0;
+    if (!rc)
+        rc = prompt_tokens(tok->bpe, ids->ids + np, ids->n - np, full.p, full.len, prompt_len, &P,
+                           err);
+    P += np;
     free(full.p);
     if (rc) return -1;
     int ended = 0;

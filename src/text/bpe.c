@@ -891,6 +891,10 @@ int32_t bpe_bos(const Bpe *t) {
     return t->bos;
 }
 
+int bpe_nfc(const Bpe *t) {
+    return t->nfc;
+}
+
 int32_t bpe_eos(const Bpe *t) {
     return t->eos;
 }
