@@ -59,3 +59,25 @@ class KeyNoise(logging.Handler):
         self.noise = [m for m in self.msgs + [str(w.message) for w in self.warned]
                       if "missing" in m.lower() or "unexpected" in m.lower()]
         return False
+
+
+class Checks:
+    """"ok" / "FAIL" lines prefixed with a name; agree() compares one of loraft's `eval` results
+    ("loss tokens") with hf_loss's (loss, tokens) within tol; passed() says whether all held."""
+
+    def __init__(self, prefix, tol):
+        self.prefix, self.tol, self.results = prefix, tol, []
+
+    def check(self, ok, what):
+        print(("ok   " if ok else "FAIL ") + self.prefix + ": " + what)
+        self.results.append(bool(ok))
+
+    def agree(self, what, mine, theirs):
+        loss, n = theirs
+        diff = abs(loss - float(mine[0]))
+        self.check(n == int(mine[1]) and diff <= self.tol,
+                   f"{what}: loraft {float(mine[0]):.7f} vs transformers {loss:.7f} "
+                   f"(|diff| {diff:.1e}, {n} tokens vs loraft's {mine[1]})")
+
+    def passed(self):
+        return all(self.results)

@@ -144,7 +144,7 @@ from peft import PeftModel
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 sys.path.insert(0, "tests")
-from lm_compat import KeyNoise, hf_loss, load
+from lm_compat import Checks, KeyNoise, hf_loss, load
 hf_logging.disable_progress_bar()
 dir, valid, max_len, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 ours = {"base": sys.argv[5].split(), "adapter": sys.argv[6].split(), "narrow": sys.argv[8].split()}
@@ -152,16 +152,8 @@ arch = sys.argv[7]
 cls = arch.capitalize() + "ForCausalLM"
 torch.set_num_threads(1)
 texts = [json.loads(l)["text"] for l in open(valid)]
-results = []
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + arch + ": " + what)
-    results.append(bool(ok))
-
-def agree(what, mine, theirs):
-    loss, n = theirs
-    check(n == int(mine[1]) and abs(loss - float(mine[0])) <= tol,
-          f"{what}: loraft {float(mine[0]):.7f} vs transformers {loss:.7f} "
-          f"(|diff| {abs(loss - float(mine[0])):.1e}, {n} tokens vs loraft's {mine[1]})")
+checks = Checks(arch, tol)
+check, agree = checks.check, checks.agree
 
 tok = AutoTokenizer.from_pretrained(dir + "/model")
 base, bad = load(dir + "/model")
@@ -215,8 +207,9 @@ check(gs("general.architecture") + struct.pack("<I", 8) + gs(gguf_arch) in data
                         "ffn_down")),
       f"adapter GGUF (export-gguf): architecture {gguf_arch}, lora_a and lora_b of the 7 modules "
       f"of both layers")
+results = checks.results
 print(f"{arch}: {sum(results)} passed, {len(results) - sum(results)} failed")
-sys.exit(0 if all(results) else 1)
+sys.exit(0 if checks.passed() else 1)
 EOF
 
   if [ "$arch" = mistral ]; then
@@ -256,7 +249,7 @@ EOF
   "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$slide" "$slide_adapter" <<'EOF'
 import json, sys
 sys.path.insert(0, "tests")
-from lm_compat import hf_loss, load
+from lm_compat import Checks, hf_loss, load
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 hf_logging.disable_progress_bar()
@@ -264,15 +257,8 @@ dir, valid, max_len, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys
 base, slide, slide_adapter = (sys.argv[i].split() for i in (5, 6, 7))
 texts = [json.loads(l)["text"] for l in open(valid)]
 tok = AutoTokenizer.from_pretrained(dir + "/model")
-results = []
-def report(ok, what):
-    print(("ok   " if ok else "FAIL ") + dir.rsplit("/", 1)[1] + ": " + what)
-    results.append(bool(ok))
-def agree(what, mine, theirs):
-    loss, n = theirs
-    report(n == int(mine[1]) and abs(loss - float(mine[0])) <= tol,
-           f"{what}: loraft {float(mine[0]):.7f} vs transformers {loss:.7f} "
-           f"(|diff| {abs(loss - float(mine[0])):.1e}, {n} tokens vs {mine[1]})")
+checks = Checks(dir.rsplit("/", 1)[1], tol)
+report, agree = checks.check, checks.agree
 model, bad = load(dir + "/sliding")
 types = model.config.layer_types
 report(types == ["full_attention", "sliding_attention"] and not bad,
@@ -288,7 +274,7 @@ report(saved.get("layer_types") == types and saved.get("use_sliding_window") is 
        f"{saved.get('sliding_window')}, max_window_layers {saved.get('max_window_layers')}")
 agree("windowed merge (transformers) vs loraft eval --adapter", slide_adapter,
       hf_loss(merged, tok, texts, max_len))
-sys.exit(0 if all(results) else 1)
+sys.exit(0 if checks.passed() else 1)
 EOF
 }
 
@@ -316,7 +302,7 @@ EOF
   "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$yarn" "$merged" "$merged_gguf" <<'EOF'
 import json, sys
 sys.path.insert(0, "tests")
-from lm_compat import hf_loss, load
+from lm_compat import Checks, hf_loss, load
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 hf_logging.disable_progress_bar()
@@ -324,16 +310,8 @@ dir, valid, max_len, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys
 base, yarn, merged, merged_gguf = (sys.argv[i].split() for i in (5, 6, 7, 8))
 texts = [json.loads(l)["text"] for l in open(valid)]
 tok = AutoTokenizer.from_pretrained(dir + "/model")
-arch = dir.rsplit("/", 1)[1]
-results = []
-def report(ok, what):
-    print(("ok   " if ok else "FAIL ") + arch + ": " + what)
-    results.append(bool(ok))
-def agree(what, mine, theirs):
-    loss, n = theirs
-    report(n == int(mine[1]) and abs(loss - float(mine[0])) <= tol,
-           f"{what}: loraft {float(mine[0]):.7f} vs transformers {loss:.7f} "
-           f"(|diff| {abs(loss - float(mine[0])):.1e}, {n} tokens vs {mine[1]})")
+checks = Checks(dir.rsplit("/", 1)[1], tol)
+report, agree = checks.check, checks.agree
 model, bad = load(dir + "/yarn")
 rope = model.model.rotary_emb
 report(rope.rope_type == "yarn" and rope.attention_scaling > 1 and not bad,
@@ -346,7 +324,7 @@ report(merged_model.config.rope_parameters.get("rope_type") == "yarn" and not ba
 theirs = hf_loss(merged_model, tok, texts, max_len)
 agree("yarn merge (transformers)", merged, theirs)
 agree("yarn merge as GGUF (loraft)", merged_gguf, theirs)
-sys.exit(0 if all(results) else 1)
+sys.exit(0 if checks.passed() else 1)
 EOF
 }
 

@@ -227,6 +227,32 @@ static void check_loader(const TextTokenizer *tok, const SftFormat *f, const cJS
     for (int i = 0; i < n; i++) free(cs[i].record);
 }
 
+/* The golden's Alpaca-style prompt template. */
+static const char *golden_alpaca(const cJSON *g) {
+    const char *alpaca = NULL;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases")) {
+        const cJSON *p = cJSON_GetObjectItem(c, "prompt_template");
+        if (p) alpaca = p->valuestring;
+    }
+    return alpaca;
+}
+
+/* The golden's cases of tokenizer `name` with the plain template and the prompt template: tok's
+ * ids and labels, eos its EOS. */
+static void check_plain_and_alpaca(const cJSON *g, const TextTokenizer *tok, const char *name,
+                                   int32_t eos) {
+    ChatTemplate plain;
+    SftFormat f;
+    LfError err;
+    CHECK_OK(chat_template_by_name("plain", &plain, &err), &err);
+    CHECK_OK(sft_format_init(&f, &plain, NULL, tok, eos, &err), &err);
+    check_format(g, tok, &f, name, "plain", 0);
+    const char *alpaca = golden_alpaca(g);
+    CHECK_OK(sft_format_init(&f, NULL, alpaca, tok, eos, &err), &err);
+    check_format(g, tok, &f, name, alpaca, 1);
+}
+
 static void check_smollm2(const cJSON *g) {
     const char *dir = "models/smollm2-tokenizer";
     if (access(dir, R_OK)) {
@@ -270,12 +296,7 @@ static void check_tiny_llama(const cJSON *g) {
     check_format(g, &tok, &f, "gpt2", "plain", 0);
     check_loader(&tok, &f, g);
     check_errors(&tok, &f);
-    const cJSON *c;
-    const char *alpaca = NULL;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases")) {
-        const cJSON *p = cJSON_GetObjectItem(c, "prompt_template");
-        if (p) alpaca = p->valuestring;
-    }
+    const char *alpaca = golden_alpaca(g);
     CHECK_OK(sft_format_init(&f, NULL, alpaca, &tok, cfg.eos_token_id, &err), &err);
     check_format(g, &tok, &f, "gpt2", alpaca, 1);
     expect_error(&tok, &f,
@@ -302,22 +323,10 @@ static void check_spm(const cJSON *g) {
     CHECK(fp && fwrite(text, 1, len, fp) == len && fclose(fp) == 0);
     free(text);
     TextTokenizer tok;
-    ChatTemplate plain;
-    SftFormat f;
     CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
     int32_t eos = bpe_lookup(tok.bpe, "</s>");
     CHECK(eos >= 0);
-    CHECK_OK(chat_template_by_name("plain", &plain, &err), &err);
-    CHECK_OK(sft_format_init(&f, &plain, NULL, &tok, eos, &err), &err);
-    check_format(g, &tok, &f, "spm", "plain", 0);
-    const char *alpaca = NULL;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases")) {
-        const cJSON *p = cJSON_GetObjectItem(c, "prompt_template");
-        if (p) alpaca = p->valuestring;
-    }
-    CHECK_OK(sft_format_init(&f, NULL, alpaca, &tok, eos, &err), &err);
-    check_format(g, &tok, &f, "spm", alpaca, 1);
+    check_plain_and_alpaca(g, &tok, "spm", eos);
     text_tokenizer_close(&tok);
 }
 
@@ -349,22 +358,10 @@ static void check_nfc(const cJSON *g) {
     CHECK_OK(file_write_atomic(path, text, strlen(text), &err), &err);
     free(text);
     TextTokenizer tok;
-    ChatTemplate plain;
-    SftFormat f;
     CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
     CHECK(bpe_nfc(tok.bpe));
     int32_t eos = bpe_lookup(tok.bpe, "<|endoftext|>");
-    CHECK_OK(chat_template_by_name("plain", &plain, &err), &err);
-    CHECK_OK(sft_format_init(&f, &plain, NULL, &tok, eos, &err), &err);
-    check_format(g, &tok, &f, "gpt2-nfc", "plain", 0);
-    const char *alpaca = NULL;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases")) {
-        const cJSON *p = cJSON_GetObjectItem(c, "prompt_template");
-        if (p) alpaca = p->valuestring;
-    }
-    CHECK_OK(sft_format_init(&f, NULL, alpaca, &tok, eos, &err), &err);
-    check_format(g, &tok, &f, "gpt2-nfc", alpaca, 1);
+    check_plain_and_alpaca(g, &tok, "gpt2-nfc", eos);
     text_tokenizer_close(&tok);
 }
 
