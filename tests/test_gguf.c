@@ -736,15 +736,23 @@ static void test_arch(void) {
     s.rope_freqs = 2, s.rope_divisors[0] = s.rope_divisors[1] = 1;
     expect_arch(&s, "both linear RoPE scaling and rope_freqs.weight", &a, __LINE__);
     /* yarn: the factor; original_context_length (default context_length), the betas (32, 1)
-     * and the attention factor (0: from the factor) as written; what transformers' YaRN does not
-     * compute refused */
+     * and attn_factor (1) as written; a yarn_attn_factor only where it is the attention factor
+     * llama.cpp computes; what transformers' YaRN does not compute refused */
     s = llama;
     s.scaling = "yarn";
     expect_arch(&s, "llama.rope.scaling.factor' not found", &a, __LINE__);
     s.scaling_factor = 4;
     expect_arch(&s, NULL, &a, __LINE__);
     CHECK(a.rope_yarn && a.rope_factor == 4 && a.rope_orig_ctx == 16 && a.yarn_beta_fast == 32 &&
-          a.yarn_beta_slow == 1 && a.yarn_attn_factor == 0);
+          a.yarn_beta_slow == 1 && a.rope_attn_factor == 1);
+    s.yarn_key = "attn_factor", s.yarn_value = 1.25f;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.rope_attn_factor == 1.25f);
+    s.yarn_key = "yarn_attn_factor", s.yarn_value = (float)(0.1 * log(4.0) + 1);
+    expect_arch(&s, NULL, &a, __LINE__); /* the converter's, from a config without one */
+    s.yarn_value = 1.5f;
+    expect_arch(&s, "yarn_attn_factor 1.5 differs from the attention factor llama.cpp computes", &a,
+                __LINE__);
     s.yarn_key = "yarn_beta_fast", s.yarn_value = 8;
     expect_arch(&s, NULL, &a, __LINE__);
     CHECK(a.yarn_beta_fast == 8 && a.yarn_beta_slow == 1);
@@ -756,6 +764,9 @@ static void test_arch(void) {
     expect_arch(&s, "yarn_beta_slow -1 is out of range", &a, __LINE__);
     s.yarn_key = NULL, s.rope_freqs = 2, s.rope_divisors[0] = s.rope_divisors[1] = 1;
     expect_arch(&s, "both yarn RoPE scaling and rope_freqs.weight", &a, __LINE__);
+    s = llama;
+    s.scaling = "linear", s.scaling_factor = 2, s.yarn_key = "attn_factor", s.yarn_value = 2;
+    expect_arch(&s, "attn_factor 2 without YaRN is not supported", &a, __LINE__);
     s = llama;
     s.scaling = "longrope";
     expect_arch(&s, "RoPE scaling (llama.rope.scaling.type 'longrope') is not supported", &a,

@@ -375,7 +375,8 @@ static void test_merged_rope(RopeScaling scaling, RopeType back_type) {
         if (back_type != ROPE_DIVISORS)
             CHECK(b->factor == scaling.factor && b->beta_fast == scaling.beta_fast &&
                   b->beta_slow == scaling.beta_slow &&
-                  b->attention_factor == scaling.attention_factor &&
+                  fabsf(b->attention_factor - scaling.attention_factor) <=
+                      2e-7f * scaling.attention_factor && /* through llama.cpp's attn_factor */
                   b->low_freq_factor == scaling.low_freq_factor &&
                   b->high_freq_factor == scaling.high_freq_factor &&
                   b->original_max_positions == scaling.original_max_positions);

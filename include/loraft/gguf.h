@@ -159,7 +159,8 @@ typedef struct GgufArch {
                            0: none */
     int rope_orig_ctx;  /* yarn: rope.scaling.original_context_length (default context_length) */
     float yarn_beta_fast, yarn_beta_slow; /* yarn: rope.scaling.yarn_beta_fast / _slow (32, 1) */
-    float yarn_attn_factor; /* yarn: rope.scaling.yarn_attn_factor; 0: absent (from the factor) */
+    float rope_attn_factor; /* yarn: rope.scaling.attn_factor (default 1), the factor llama.cpp
+                               multiplies YaRN's 0.1 ln(factor) + 1 by: the attention factor */
     int n_rope_divisors;    /* llama: head_dim / 2 where rope_freqs.weight (each pair's frequency
                                divisor: Llama 3.1's scaling, as llama.cpp's converter writes it) is
                                there; 0: none */
@@ -173,8 +174,10 @@ typedef struct GgufArch {
 /* Reads and checks the architecture: the required keys are present, sizes are positive,
  * heads divide hidden (and kv heads divide heads), and token_embd.weight (and output.weight
  * when present) has shape [vocab, hidden]. Llama's (and Qwen2's: the same keys under qwen2.*)
- * RoPE scaling: linear or yarn (rope.scaling.type, factor and yarn's keys as llama.cpp's
- * converter writes them; a yarn_ext_factor other than 1 and a yarn_log_multiplier are refused) or
+ * RoPE scaling: linear or yarn (rope.scaling.type, factor and yarn's keys as llama.cpp computes
+ * them; a yarn_ext_factor other than 1, a yarn_log_multiplier, a yarn_attn_factor other than the
+ * attention factor llama.cpp computes, and an attn_factor other than 1 without yarn are
+ * refused) or
  * a rope_freqs tensor of head_dim / 2 positive F32 divisors; other scaling types and experts are
  * refused: loraft does not implement them. */
 int gguf_arch(const Gguf *g, GgufArch *a, LfError *err);

@@ -109,16 +109,18 @@ static int scaling_float(const Gguf *g, const char *arch, const char *name, floa
     return 0;
 }
 
-/* YaRN's keys beyond the factor: those llama.cpp's converter writes from transformers'
- * parameters, and those that change what llama.cpp computes in ways transformers does not
- * (refused). */
+/* YaRN's keys beyond the factor, as llama.cpp computes them: the attention factor is its
+ * 0.1 ln(factor) + 1 times rope.scaling.attn_factor; the yarn_attn_factor that llama.cpp's
+ * converter writes from transformers' attention_factor, and llama.cpp then ignores, must agree
+ * with it (else which one the file means is unclear). Its own variants that transformers' YaRN
+ * does not compute are refused. */
 static int yarn_keys(const Gguf *g, GgufArch *a, LfError *err) {
-    float ext = 1, log_mul = 0;
+    float ext = 1, log_mul = 0, attn = 0;
     if (arch_int(g, a->arch, "rope.scaling.original_context_length", a->context_length,
                  &a->rope_orig_ctx, err) ||
         scaling_float(g, a->arch, "yarn_beta_fast", 32, &a->yarn_beta_fast, err) ||
         scaling_float(g, a->arch, "yarn_beta_slow", 1, &a->yarn_beta_slow, err) ||
-        scaling_float(g, a->arch, "yarn_attn_factor", 0, &a->yarn_attn_factor, err) ||
+        scaling_float(g, a->arch, "yarn_attn_factor", 0, &attn, err) ||
         scaling_float(g, a->arch, "yarn_ext_factor", 1, &ext, err) ||
         scaling_float(g, a->arch, "yarn_log_multiplier", 0, &log_mul, err))
         return -1;
@@ -129,6 +131,14 @@ static int yarn_keys(const Gguf *g, GgufArch *a, LfError *err) {
                        g->path, a->arch, ext, log_mul);
     if (!(a->yarn_beta_fast > 0 && a->yarn_beta_slow > 0))
         return lf_fail(err, "%s: YaRN's yarn_beta_fast and yarn_beta_slow must be > 0", g->path);
+    double computed = (0.1 * log(a->rope_factor) + 1) * a->rope_attn_factor;
+    if (a->rope_factor <= 1) computed = a->rope_attn_factor;
+    if (attn && fabs(attn - computed) > 1e-6 * computed)
+        return lf_fail(err,
+                       "%s: %s.rope.scaling.yarn_attn_factor %g differs from the attention factor "
+                       "llama.cpp computes (0.1 ln(factor) + 1) x rope.scaling.attn_factor = %g, "
+                       "and ignores it: which one the file means is unclear",
+                       g->path, a->arch, attn, computed);
     return 0;
 }
 
@@ -150,6 +160,14 @@ static int rope_scaling(const Gguf *g, GgufArch *a, LfError *err) {
         if (!(a->rope_factor > 0 && a->rope_factor <= 1e6f))
             return lf_fail(err, "%s: %s %g is out of range (0, 1e6]", g->path, key, a->rope_factor);
     }
+    if (scaling_float(g, a->arch, "attn_factor", 1, &a->rope_attn_factor, err)) return -1;
+    if (a->rope_attn_factor != 1 && !a->rope_yarn)
+        return lf_fail(err,
+                       "%s: %s.rope.scaling.attn_factor %g without YaRN is not supported (its cos "
+                       "and sin have no config.json form)",
+                       g->path, a->arch, a->rope_attn_factor);
+    if (!(a->rope_attn_factor > 0))
+        return lf_fail(err, "%s: %s.rope.scaling.attn_factor must be > 0", g->path, a->arch);
     if (a->rope_yarn && yarn_keys(g, a, err)) return -1;
     const char *name = GGUF_ROPE_FREQS;
     if (!gguf_find_tensor(g, name)) return 0;

@@ -6,6 +6,7 @@
  * which llama.cpp's converter also writes as the output head. */
 #include "loraft/gguf_export.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,8 +193,9 @@ typedef char KeyNames[19][64];
  * of cfg, as convert_hf_to_gguf.py writes them (a head_dim as key_length and value_length), their
  * names in names. A Mistral's sliding_window as attention.sliding_window (llama.cpp's key of the
  * archs with one; its converter writes none for Mistral, and llama.cpp reads none for llama).
- * YaRN as the converter writes it (its betas and attention factor always); dynamic NTK as no
- * scaling: the same frequencies up to context_length. */
+ * YaRN as llama.cpp computes it: its betas, and the attention factor as attn_factor, what
+ * llama.cpp multiplies its own 0.1 ln(factor) + 1 by (it ignores the converter's yarn_attn_factor);
+ * dynamic NTK as no scaling: the same frequencies up to context_length. */
 static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
     static const char *const keys[] = {"context_length",
                                        "embedding_length",
@@ -213,7 +215,7 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
                                        "rope.scaling.original_context_length",
                                        "rope.scaling.yarn_beta_fast",
                                        "rope.scaling.yarn_beta_slow",
-                                       "rope.scaling.yarn_attn_factor"};
+                                       "rope.scaling.attn_factor"};
     const int vals[] = {c->max_positions, c->hidden_size,  c->num_layers,      c->ffn_size,
                         c->num_heads,     c->num_kv_heads, model_head_size(c), c->vocab_size};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
@@ -232,7 +234,9 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
     if (r->type == ROPE_YARN) {
         kv[n++] = (GgufWriteKV){
             .key = names[15], .type = GGUF_UINT32, .u = (uint64_t)r->original_max_positions};
-        const float yarn[] = {r->beta_fast, r->beta_slow, r->attention_factor};
+        /* llama.cpp multiplies its own 0.1 ln(factor) + 1 by attn_factor */
+        double own = r->factor > 1 ? 0.1 * log(r->factor) + 1 : 1;
+        const float yarn[] = {r->beta_fast, r->beta_slow, (float)(r->attention_factor / own)};
         for (int i = 0; i < 3; i++)
             kv[n++] = (GgufWriteKV){.key = names[16 + i], .type = GGUF_FLOAT32, .f = yarn[i]};
     }

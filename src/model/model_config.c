@@ -665,16 +665,14 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
     if (a.rope_factor > 0 && !a.rope_yarn)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LINEAR, .factor = a.rope_factor};
-    if (a.rope_yarn) {
-        double f = a.rope_factor;
+    if (a.rope_yarn) /* llama.cpp's attention factor: YaRN's own times rope.scaling.attn_factor */
         cfg->rope_scaling = (RopeScaling){
             .type = ROPE_YARN,
             .factor = a.rope_factor,
             .original_max_positions = a.rope_orig_ctx,
             .beta_fast = a.yarn_beta_fast,
             .beta_slow = a.yarn_beta_slow,
-            .attention_factor = a.yarn_attn_factor ? a.yarn_attn_factor : (float)yarn_mscale(f, 1)};
-    }
+            .attention_factor = (float)(yarn_mscale(a.rope_factor, 1) * a.rope_attn_factor)};
     if (a.n_rope_divisors) rope_from_divisors(cfg, a.rope_divisors, a.n_rope_divisors);
     cfg->layer_norm_eps = a.norm_eps, cfg->tie_word_embeddings = gpt2 || a.tied_embeddings;
     cfg->bos_token_id = a.bos_token_id, cfg->eos_token_id = a.eos_token_id;
