@@ -1119,11 +1119,6 @@ int cuda_set_attention(AttentionImpl a, LfError *err) {
 static bool use_cudnn(void) {
     return attention_impl == ATTENTION_CUDNN && cuda_precision() == PRECISION_BF16;
 }
-/* A sliding-window call runs loraft's kernels under cudnn too (the copies and saved buffer are
- * laid out alike, and forward and backward of one call choose alike). */
-static bool use_cudnn(const Heads &g) {
-    return use_cudnn() && !g.window;
-}
 
 /* g for a call with this causal mask and window (an error where the window is not causal's). */
 static Heads masked(Heads g, int causal, int window) {
@@ -1213,7 +1208,7 @@ static void widen_bf16(float *dst, int ld, const bf16 *src, size_t n, int C, int
 }
 
 static CudnnSdpa sdpa_shape(const Heads g, const int32_t *mask, int causal, float p) {
-    CudnnSdpa s = {g.B, g.T, g.NH, g.NKV, g.HS, padded_hs(g.HS), causal, mask != NULL, p};
+    CudnnSdpa s = {g.B, g.T, g.NH, g.NKV, g.HS, padded_hs(g.HS), causal, mask != NULL, p, g.window};
     return s;
 }
 static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64_t seed,
@@ -1294,7 +1289,7 @@ void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse,
         heads_bf16(
             HeadCopies{{a.q, a.k, a.v}, {q, k, v}, {NH, NKV, NKV}, {ldq, ldkv, ldkv}, turn, {q, k}},
             g);
-        if (use_cudnn(g)) {
+        if (use_cudnn()) {
             CudnnParts c = cudnn_parts(scratch, g);
             CudnnSdpa s = sdpa_shape(g, mask, causal, p);
             sdpa_inputs(c, mask, p, seed, g);
@@ -1342,7 +1337,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     int tc = cuda_precision() == PRECISION_BF16;
     if (tc && !copies_aligned(saved, scratch)) return;
     AttCopies a = att_copies((float *)saved, scratch, g, out_in_saved(saved, out_bf16));
-    if (tc && use_cudnn(g)) {
+    if (tc && use_cudnn()) {
         CudnnParts c = cudnn_parts(scratch, g);
         CudnnSdpa s = sdpa_shape(g, mask, causal, p);
         heads_bf16(c.dout, dout, g, NH);
@@ -1426,7 +1421,7 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     int rope_ok = 0;
     Rope rope = g.ok ? cuda_rope_table(rope_freqs, HS, &rope_ok) : Rope{};
     if (!g.ok || !rope_ok || (!dq && !dk && !dv)) return;
-    int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn(g);
+    int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn();
     int stores_turn = tc && (HS == 64 || HS == 128), pass = rope.half && !stores_turn;
     if (stores_turn) g.rope = rope;
     Rope undo = rope; /* the inverse of the transposed turn below, for what dq and dk hold */

@@ -69,7 +69,8 @@ const char *fail(const char *what, const std::string &why) {
 
 bool same(const CudnnSdpa &a, const CudnnSdpa &b) {
     return a.B == b.B && a.T == b.T && a.NH == b.NH && a.NKV == b.NKV && a.HS == b.HS &&
-           a.ld == b.ld && a.causal == b.causal && a.padded == b.padded && a.p == b.p;
+           a.ld == b.ld && a.causal == b.causal && a.padded == b.padded && a.p == b.p &&
+           a.window == b.window;
 }
 
 Tensor input(Graph &g, Uid uid, const char *name, std::vector<int64_t> dim,
@@ -99,9 +100,12 @@ Tensor scalar(Graph &g, Uid uid, const char *name, int64_t n, fe::DataType_t typ
                         .set_data_type(type));
 }
 
-/* The masks and dropout, the same for forward's attributes and backward's. */
+/* The masks and dropout, the same for forward's attributes and backward's. The window: with the
+ * causal mask's top-left diagonal, cuDNN keeps key j for query i where j + window > i, the
+ * ops' band. */
 template <typename A> void masks(A &a, Graph &g, const CudnnSdpa &s) {
     a.set_attn_scale(1.0f / std::sqrt((float)s.HS)).set_causal_mask(s.causal != 0);
+    if (s.window) a.set_diagonal_band_left_bound(s.window);
     if (s.padded)
         a.set_padding_mask(true)
             .set_seq_len_q(scalar(g, SEQ_Q, "seq_len_q", s.B, fe::DataType_t::INT32))

@@ -27,6 +27,7 @@ typedef struct CudnnSdpa {
     int B, T, NH, NKV, HS, ld; /* ld: row stride of the heads-major copies */
     int causal, padded;        /* padded: keys limited by CudnnSdpaInputs.seq_kv */
     float p;                   /* dropout on P */
+    int window; /* causal: the sliding window (0: none), cuDNN's diagonal band's left bound */
 } CudnnSdpa;
 
 /* Device memory: every sequence's queries (T) and keys (those of a mask's prefix), [B] int32

@@ -1,8 +1,8 @@
 /* test_cudnn_graphs.c: model.attention cudnn's graphs (kernels/cuda/attention_cudnn.cpp) for the
  * shapes loraft trains, described and validated against cuDNN's support rules for Hopper (sm 90)
  * and Ampere (sm 80) on the host: no GPU needed, so CI checks what this build would ask of
- * cuDNN (padding, causal, dropout, grouped KV heads, head sizes, strided copies), forward and
- * backward. Running the graphs is test_gpu_parity's, on a GPU. Skips in a build without cuDNN
+ * cuDNN (padding, causal, sliding windows, dropout, grouped KV heads, head sizes, strided
+ * copies), forward and backward. Running the graphs is test_gpu_parity's, on a GPU. Skips in a build without cuDNN
  * attention (the emulated one always). */
 #include <string.h>
 
@@ -28,20 +28,23 @@ int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *unavailable = cudnn_sdpa_unavailable();
     if (unavailable) skip(unavailable);
-    /* B, T, NH, NKV, HS, ld, causal, padded, p */
+    /* B, T, NH, NKV, HS, ld, causal, padded, p, window */
     static const Case accepted[] = {
-        {"DistilBERT 16 x 512, padded, dropout 0.1", {16, 512, 12, 12, 64, 64, 0, 1, 0.1f}},
-        {"DistilBERT 64 x 128, padded, dropout 0.1", {64, 128, 12, 12, 64, 64, 0, 1, 0.1f}},
-        {"SmolLM2 4 x 2048, causal, GQA 9 / 3", {4, 2048, 9, 3, 64, 64, 1, 0, 0.0f}},
-        {"SmolLM2 16 x 512, causal, padded, GQA 9 / 3", {16, 512, 9, 3, 64, 64, 1, 1, 0.0f}},
-        {"GPT-2 8 x 1024, causal, padded, dropout 0.1", {8, 1024, 12, 12, 64, 64, 1, 1, 0.1f}},
-        {"HS 128, causal, GQA 32 / 8", {2, 1024, 32, 8, 128, 128, 1, 0, 0.0f}},
-        {"HS 40 in rows of 48 (padded copies)", {3, 77, 4, 2, 40, 48, 0, 1, 0.0f}},
+        {"DistilBERT 16 x 512, padded, dropout 0.1", {16, 512, 12, 12, 64, 64, 0, 1, 0.1f, 0}},
+        {"DistilBERT 64 x 128, padded, dropout 0.1", {64, 128, 12, 12, 64, 64, 0, 1, 0.1f, 0}},
+        {"SmolLM2 4 x 2048, causal, GQA 9 / 3", {4, 2048, 9, 3, 64, 64, 1, 0, 0.0f, 0}},
+        {"SmolLM2 16 x 512, causal, padded, GQA 9 / 3", {16, 512, 9, 3, 64, 64, 1, 1, 0.0f, 0}},
+        {"GPT-2 8 x 1024, causal, padded, dropout 0.1", {8, 1024, 12, 12, 64, 64, 1, 1, 0.1f, 0}},
+        {"HS 128, causal, GQA 32 / 8", {2, 1024, 32, 8, 128, 128, 1, 0, 0.0f, 0}},
+        {"HS 40 in rows of 48 (padded copies)", {3, 77, 4, 2, 40, 48, 0, 1, 0.0f, 0}},
+        {"Mistral 2 x 8192, window 4096, GQA 32 / 8", {2, 8192, 32, 8, 128, 128, 1, 0, 0, 4096}},
+        {"Qwen2 layer, window 17, causal, padded", {2, 70, 9, 3, 64, 64, 1, 1, 0.0f, 17}},
+        {"window 17, causal, padded, dropout 0.1", {2, 70, 9, 3, 64, 64, 1, 1, 0.1f, 17}},
     };
     for (size_t i = 0; i < sizeof accepted / sizeof *accepted; i++) check_accepted(&accepted[i]);
 
     /* cuDNN's rules do refuse: a head size that is not a multiple of 8, with its reason */
-    CudnnSdpa odd = {2, 64, 4, 4, 36, 48, 0, 0, 0.0f};
+    CudnnSdpa odd = {2, 64, 4, 4, 36, 48, 0, 0, 0.0f, 0};
     const char *why = cudnn_sdpa_check(&odd, 0, 90);
     printf("HS 36: %s\n", why ? why : "accepted");
     CHECK(why && strstr(why, "model.attention cudnn") && strstr(why, "multiple of 8"));

@@ -2284,7 +2284,7 @@ int main(void) {
     test_attention_cudnn(1, 200, 3, 1, 64, 1, 0, G_ALL);    /* causal MQA, no mask */
     test_attention_cudnn(2, 45, 4, 2, 128, 1, 7, G_ALL);
     test_attention_cudnn(2, 70, 2, 2, 40, 0, 20, G_ALL); /* HS 40 in copies of rows of 48 */
-    att_window = 17; /* a sliding window under cudnn: loraft's kernels on cuDNN's layout */
+    att_window = 17; /* a sliding window under cudnn: cuDNN's band (left bound) */
     test_attention_cudnn(2, 70, 9, 3, 64, 1, 20, G_ALL);
     att_window = 0;
     att_rope = 1e5f; /* copies turn, gradients a pass */
