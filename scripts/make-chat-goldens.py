@@ -20,7 +20,8 @@ Templates (the JSON's "templates": name -> Jinja text, which test_chat.c also de
            default system turn
   qwen2.5  Qwen2.5-Instruct's template (tools and tool calls, which loraft does not render):
            Qwen-Qwen2.5-7B-Instruct.jinja
-  qwen3    Qwen3's (0.6B to 32B): Qwen-Qwen3-0.6B.jinja
+  qwen3    Qwen3's (0.6B to 32B): Qwen-Qwen3-0.6B.jinja; also rendered with
+           enable_thinking=False as the cases of "qwen3-nothink" (the same Jinja, picked by name)
   llama3.1 Llama-3.1-8B-Instruct's, the same text as Llama-3.3-70B-Instruct's:
            meta-llama-Llama-3.1-8B-Instruct.jinja; rendered with bos_token as llama3
   llama3.2 Llama-3.2-3B-Instruct's: meta-llama-Llama-3.2-3B-Instruct.jinja; rendered with
@@ -280,6 +281,11 @@ def main():
                 case = render(tok, name, template, messages, False, OTHER_SPECIALS)
                 cases.append({**case, "bos": OTHER_SPECIALS["bos_token"],
                               "eos": OTHER_SPECIALS["eos_token"]})
+    # Qwen3's template with thinking disabled: the same Jinja, another name (not detected)
+    for messages in conversations():
+        for gen in (False, True):
+            case = render(tok, "qwen3", models["qwen3"], messages, gen, {"enable_thinking": False})
+            cases.append({**case, "template": "qwen3-nothink"})
     out = "tests/golden/chat_templates.json"
     with open(out, "w", encoding="utf-8") as f:
         json.dump({"templates": templates, "cases": cases}, f, ensure_ascii=True, indent=1)

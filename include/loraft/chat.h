@@ -45,6 +45,12 @@
  *            Recognised: Qwen3-0.6B ... 32B's template. Two assistant turns in a row at the end
  *            break the prefix property below (the first renders as last in the prompt): SFT
  *            refuses such an example with "not a prefix".
+ *   qwen3-nothink  qwen3 with thinking disabled (transformers' apply_chat_template(...,
+ *            enable_thinking=False)): the generation prompt closes an empty think block,
+ *            "<|im_start|>assistant\n<think>\n\n</think>\n\n", so SFT's answer is the text after
+ *            it and generation answers without thinking. Qwen3's Jinja is recognised as qwen3;
+ *            this one is picked by name. An answer with reasoning of its own breaks the prefix
+ *            property (SFT refuses it).
  *   llama2   Llama-2-chat's [INST] format: per user turn BOS "[INST] " content " [/INST]", per
  *            assistant turn " " content " " EOS, contents stripped as Python's str.strip(); a
  *            first system turn becomes "<<SYS>>\n" content "\n<</SYS>>\n\n" at the head of the
@@ -114,6 +120,7 @@ typedef enum ChatFormat {
     CHAT_FORMAT_LLAMA3,
     CHAT_FORMAT_LLAMA31,
     CHAT_FORMAT_QWEN3,
+    CHAT_FORMAT_QWEN3_NO_THINKING,
     CHAT_FORMAT_LLAMA2,
     CHAT_FORMAT_MISTRAL,
     CHAT_FORMAT_MISTRAL_V3,

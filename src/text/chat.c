@@ -600,6 +600,7 @@ static const ChatTemplate templates[] = {
     {"llama3.1", CHAT_FORMAT_LLAMA31, NULL, {LLAMA31_STOPS}, "26 Jul 2024", NULL, NULL},
     {"llama3.2", CHAT_FORMAT_LLAMA31, NULL, {LLAMA31_STOPS}, NULL, NULL, NULL},
     {"qwen3", CHAT_FORMAT_QWEN3, NULL, {"<|im_end|>", NULL}, NULL, NULL, NULL},
+    {"qwen3-nothink", CHAT_FORMAT_QWEN3_NO_THINKING, NULL, {"<|im_end|>", NULL}, NULL, NULL, NULL},
     {"llama2", CHAT_FORMAT_LLAMA2, NULL, {"</s>", NULL}, NULL, NULL, NULL},
     {"mistral", CHAT_FORMAT_MISTRAL, NULL, {"</s>", NULL}, NULL, NULL, NULL},
     {"mistral-v0.3", CHAT_FORMAT_MISTRAL_V3, NULL, {"</s>", NULL}, NULL, NULL, NULL},
@@ -642,7 +643,8 @@ static const struct {
 enum { N_KNOWN = sizeof known / sizeof known[0] };
 
 const char *chat_template_names(void) {
-    return "chatml, smollm2, qwen2, qwen2.5, qwen3, llama3, llama3.1, llama3.2, llama2, mistral, "
+    return "chatml, smollm2, qwen2, qwen2.5, qwen3, qwen3-nothink, llama3, llama3.1, llama3.2, "
+           "llama2, mistral, "
            "mistral-v0.3, mistral-legacy, zephyr, plain";
 }
 
@@ -1074,6 +1076,8 @@ static const char *generation_prompt(ChatFormat f) {
     case CHAT_FORMAT_CHATML:
     case CHAT_FORMAT_QWEN3:
         return "<|im_start|>assistant\n";
+    case CHAT_FORMAT_QWEN3_NO_THINKING: /* Qwen3's template under enable_thinking false */
+        return "<|im_start|>assistant\n<think>\n\n</think>\n\n";
     case CHAT_FORMAT_LLAMA3:
     case CHAT_FORMAT_LLAMA31:
         return "<|start_header_id|>assistant<|end_header_id|>\n\n";
@@ -1108,7 +1112,8 @@ int chat_render(const ChatTemplate *t, const ChatMessage *msgs, int n, int add_g
     Buf b = {0};
     const MistralStyle *mistral = mistral_style(t->format);
     if (t->format == CHAT_FORMAT_LLAMA31) render_llama31(t, msgs, n, &b);
-    if (t->format == CHAT_FORMAT_QWEN3) render_qwen3(msgs, n, &b);
+    if (t->format == CHAT_FORMAT_QWEN3 || t->format == CHAT_FORMAT_QWEN3_NO_THINKING)
+        render_qwen3(msgs, n, &b);
     if (t->format == CHAT_FORMAT_LLAMA2) render_llama2(t, msgs, n, &b);
     if (mistral) render_mistral(t, mistral, msgs, n, &b);
     for (int i = 0; i < n; i++) {
