@@ -623,6 +623,8 @@ static void test_rope(void) {
          "original_max_position_embeddings 0.5 is not a positive integer");
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4,\"truncate\":1}}",
          "key 'truncate' must be a boolean");
+    FAIL(LLAMA "\"rope_theta\":1,\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}",
+         "rope_theta > 1 under yarn"); /* the fuzzer's: ln 1 = 0, inf frequencies */
     /* yarn's defaults: original_max_position_embeddings = max_position_embeddings (transformers
      * 5's standardisation), betas 32 and 1, attention factor 0.1 ln(factor) + 1 */
     ModelConfig y;

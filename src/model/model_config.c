@@ -751,6 +751,8 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
               model_head_size(c) <= 2 * ROPE_MAX_PAIRS && c->rope_theta > 0)},
         {"RoPE scaling only on the llama family, its divisors one a pair of a head and positive",
          rope_scaling_ok(c)},
+        {"rope_theta > 1 under yarn (its ramp divides by ln rope_theta)",
+         c->rope_scaling.type != ROPE_YARN || c->rope_theta > 1},
         {"layer_norm_eps > 0", c->layer_norm_eps > 0},
         {"dropouts in [0, 1)", c->hidden_dropout >= 0 && c->hidden_dropout < 1 &&
                                    c->attention_dropout >= 0 && c->attention_dropout < 1 &&
