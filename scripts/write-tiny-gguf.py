@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama, qwen2, qwen3,
-mistral or gpt2 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
+mistral, smollm3 or gpt2 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
 (docs/FORMATS.md): Mistral written as llama (the converter's LlamaModel serves
 MistralForCausalLM; a head_dim other than hidden / heads as key_length and value_length, its
 sliding_window as llama.attention.sliding_window, which loraft writes and reads and llama.cpp's
-converter leaves out); Llama's q_proj / k_proj rows permuted for GGUF's RoPE layout (Qwen2's and
+converter leaves out); SmolLM3 as smollm3 with llama's keys (its NoPE layers every fourth, as
+llama.cpp fixes them); Llama's and SmolLM3's q_proj / k_proj rows permuted for GGUF's RoPE layout (Qwen2's and
 Qwen3's are not: llama.cpp rotates their halves as transformers does; Qwen2's q, k, v biases and
 Qwen3's head norms go as they are, Qwen3's head size as key_length and value_length); GPT-2's
 Conv1D weights transposed to [out, in] and token_embd copied as output.weight. The tests use it
@@ -58,7 +59,7 @@ def kv(k, t, v):
 arch = {"mistral": "llama"}.get(cfg["model_type"], cfg["model_type"])
 w = load_file(src + "/model.safetensors")
 tensors = []
-if arch in ("llama", "qwen2", "qwen3"):
+if arch in ("llama", "qwen2", "qwen3", "smollm3"):
     A = arch + "."
     theta = cfg.get("rope_theta") or cfg["rope_parameters"]["rope_theta"]  # transformers 5
     kvs = [kv(A + "block_count", 4, cfg["num_hidden_layers"]),
@@ -91,9 +92,9 @@ if arch in ("llama", "qwen2", "qwen3"):
         else:
             p = base.split(".")
             g = "blk.%s.%s" % (p[2], per[".".join(p[3:])])
-            if arch == "llama" and p[3:] == ["self_attn", "q_proj"]:
+            if arch in ("llama", "smollm3") and p[3:] == ["self_attn", "q_proj"]:
                 x = permute(x, cfg["num_attention_heads"])
-            if arch == "llama" and p[3:] == ["self_attn", "k_proj"]:
+            if arch in ("llama", "smollm3") and p[3:] == ["self_attn", "k_proj"]:
                 x = permute(x, cfg["num_key_value_heads"])
         tensors.append((g + "." + param, x))
 elif arch == "gpt2":
@@ -120,7 +121,7 @@ elif arch == "gpt2":
         if g == "token_embd":
             tensors.append(("output.weight", x))  # the converter's copy of the tied head
 else:
-    sys.exit(f"write-tiny-gguf: model_type {arch} (llama, qwen2 or gpt2)")
+    sys.exit(f"write-tiny-gguf: model_type {arch} (llama, mistral, qwen2, qwen3, smollm3 or gpt2)")
 kvs = [kv("general.architecture", 8, arch)] + kvs + [
     kv("tokenizer.ggml.model", 8, "gpt2"), kv("tokenizer.ggml.pre", 8, "gpt-2"),
     kv("tokenizer.ggml.tokens", 9, (8, tokens)), kv("tokenizer.ggml.token_type", 9, (5, types)),

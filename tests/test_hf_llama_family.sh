@@ -52,13 +52,16 @@ hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
 dir, vocab, arch, max_len = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.manual_seed(5)
-Config, Model = (getattr(transformers, arch.capitalize() + k) for k in ("Config", "ForCausalLM"))
+name = {"smollm3": "SmolLM3"}.get(arch, arch.capitalize())
+Config, Model = (getattr(transformers, name + k) for k in ("Config", "ForCausalLM"))
 if arch == "mistral":
     extra = dict(head_dim=32, tie_word_embeddings=False, sliding_window=max_len // 2)
+elif arch == "smollm3":  # 4 layers, the last without RoPE (every fourth, as llama.cpp's)
+    extra = dict(tie_word_embeddings=True, pad_token_id=None)
 else:
     extra = dict(tie_word_embeddings=True, use_sliding_window=False, sliding_window=64,
                  max_window_layers=1, **(dict(head_dim=32) if arch == "qwen3" else {}))
-cfg = Config(vocab_size=50257, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+cfg = Config(vocab_size=50257, hidden_size=64, intermediate_size=96, num_hidden_layers=4 if arch == "smollm3" else 2,
              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
              initializer_range=0.15, rope_theta=1e6, bos_token_id=50256, eos_token_id=50256,
              **extra)
@@ -89,7 +92,7 @@ EOF
 EOF
   base=$(eval_loss "$dir/run.json")
 
-  if [ "$arch" != mistral ]; then
+  if [ "$arch" = qwen2 ] || [ "$arch" = qwen3 ]; then
     cp -r "$dir/model" "$dir/plain"
     "$py" - "$dir/plain/model.safetensors" <<'EOF'
 import sys
@@ -124,8 +127,18 @@ EOF
   "$py" -c "import sys; a, b, c = ${adapter% *}, ${merged% *}, ${merged_gguf% *}; print('ok   $arch: loraft: adapter %.7f, merged %.7f, merged GGUF %.7f' % (a, b, c)); sys.exit(abs(a - b) > $tol or abs(a - c) > $tol)" \
     || { echo "FAIL: $arch: the merged models' losses differ from the adapter's"; exit 1; }
 
-  # mistral: the same weights without the window
+  # mistral: the same weights without the window; smollm3: with RoPE in every layer
   narrow="-"
+  if [ "$arch" = smollm3 ]; then
+    cp -r "$dir/model" "$dir/nowindow"
+    "$py" - "$dir/nowindow/config.json" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["no_rope_layers"] = [1] * c["num_hidden_layers"]
+json.dump(c, open(sys.argv[1], "w"))
+EOF
+    narrow=$(eval_loss "$dir/run.json" --set model.model="$dir/nowindow")
+  fi
   if [ "$arch" = mistral ]; then
     cp -r "$dir/model" "$dir/nowindow"
     "$py" - "$dir/nowindow/config.json" <<'EOF'
@@ -149,7 +162,7 @@ hf_logging.disable_progress_bar()
 dir, valid, max_len, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 ours = {"base": sys.argv[5].split(), "adapter": sys.argv[6].split(), "narrow": sys.argv[8].split()}
 arch = sys.argv[7]
-cls = arch.capitalize() + "ForCausalLM"
+cls = {"smollm3": "SmolLM3"}.get(arch, arch.capitalize()) + "ForCausalLM"
 torch.set_num_threads(1)
 texts = [json.loads(l)["text"] for l in open(valid)]
 checks = Checks(arch, tol)
@@ -169,6 +182,17 @@ if arch == "mistral":
           f"{base.config.sliding_window} {window:.7f}, none {theirs[0]:.7f}")
     agree("without the window", ours["narrow"], theirs)
     del full
+if arch == "smollm3":
+    allrope, bad = load(dir + "/nowindow")
+    check(allrope.config.no_rope_layers == [1, 1, 1, 1]
+          and base.config.no_rope_layers == [1, 1, 1, 0] and not bad,
+          f"no_rope_layers {base.config.no_rope_layers}, all RoPE {bad}")
+    theirs = hf_loss(allrope, tok, texts, max_len)
+    nope = hf_loss(base, tok, texts, max_len)[0]
+    check(abs(theirs[0] - nope) > 1e-3,
+          f"the NoPE layer matters: transformers {nope:.7f}, with RoPE in it {theirs[0]:.7f}")
+    agree("with RoPE in every layer", ours["narrow"], theirs)
+    del allrope
 with KeyNoise() as keys:
     model = PeftModel.from_pretrained(base, dir + "/run/best")
 check(not keys.noise, f"PeftModel.from_pretrained reports no missing/unexpected keys {keys.noise}")
@@ -192,7 +216,8 @@ own = {"qwen2": ("blk.0.attn_q.bias", "blk.1.attn_v.bias"),
        "qwen3": ("blk.0.attn_q_norm.weight", "blk.1.attn_k_norm.weight",
                  "qwen3.attention.key_length"),
        "mistral": ("llama.attention.key_length", "llama.attention.sliding_window",
-                   "output.weight")}[arch]
+                   "output.weight"),
+       "smollm3": ("smollm3.rope.freq_base",)}[arch]
 tied = arch != "mistral"
 check(gs("general.architecture") + struct.pack("<I", 8) + gs(gguf_arch) in data
       and all(gs(k) in data for k in own + (f"{gguf_arch}.attention.head_count_kv",
@@ -222,11 +247,12 @@ EOF
   check_yarn "$dir" "$base"
 }
 
-# check_qwen_window DIR BASE ADAPTER: the qwen model of DIR with layer 1 windowed
-# (use_sliding_window, sliding_window max_len / 4, max_window_layers 1, no layer_types) gives
-# transformers' loss, which differs from the model's without the window (BASE); its merge with the
-# adapter writes the windows as layer_types, which transformers reads to the loss of `loraft eval
-# --adapter`; a GGUF of it is refused (llama.cpp's qwen2 and qwen3 have no per-layer windows).
+# check_qwen_window DIR BASE: the qwen model of DIR with layer 1 windowed (use_sliding_window,
+# sliding_window max_len / 4, max_window_layers 1, no layer_types), or the smollm3 one with its
+# NoPE layer windowed (SmolLM3Config's default), gives transformers' loss, which differs from the
+# model's without the window (BASE); its merge with the adapter writes the windows as
+# layer_types, which transformers reads to the loss of `loraft eval --adapter`; a GGUF of it is
+# refused (llama.cpp's qwen2, qwen3 and smollm3 have no per-layer windows).
 check_qwen_window() {
   local dir=$1 base=$2 window=$((max_len / 4)) slide slide_adapter
   cp -r "$dir/model" "$dir/sliding"
@@ -261,7 +287,11 @@ checks = Checks(dir.rsplit("/", 1)[1], tol)
 report, agree = checks.check, checks.agree
 model, bad = load(dir + "/sliding")
 types = model.config.layer_types
-report(types == ["full_attention", "sliding_attention"] and not bad,
+# Qwen: from max_window_layers 1 on; SmolLM3: its NoPE layers
+slid = ([r == 0 for r in model.config.no_rope_layers] if model.config.model_type == "smollm3"
+        else [l >= 1 for l in range(len(types))])
+report(types == ["sliding_attention" if s else "full_attention" for s in slid]
+       and "full_attention" in types and "sliding_attention" in types and not bad,
        f"windowed: transformers reads layer_types {types}")
 agree("windowed loss", slide, hf_loss(model, tok, texts, max_len))
 report(abs(float(slide[0]) - float(base[0])) > 1e-3,
@@ -328,4 +358,4 @@ sys.exit(0 if checks.passed() else 1)
 EOF
 }
 
-for arch in ${LLAMA_FAMILY_ARCHS:-qwen2 qwen3 mistral}; do check_arch "$arch"; done
+for arch in ${LLAMA_FAMILY_ARCHS:-qwen2 qwen3 mistral smollm3}; do check_arch "$arch"; done

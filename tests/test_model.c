@@ -228,6 +228,7 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     /* a window inside the sequences: Mistral's in every layer, Qwen2's in layer 1 alone */
     cfg.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 3 : 0;
     cfg.full_attention[0] = arch == ARCH_QWEN2;
+    cfg.no_rope[0] = 0, cfg.no_rope[1] = arch == ARCH_SMOLLM3; /* layer 1 without RoPE */
     if (arch == ARCH_QWEN3) /* YaRN: pairs 0..2 blended, pair 3 divided, cos and sin scaled */
         cfg.rope_scaling = (RopeScaling){.type = ROPE_YARN,
                                          .factor = 4,
@@ -492,11 +493,13 @@ static void checkpointing_is_exact(Model *plain, Model *ckpt, void (*batch)(Mode
 }
 
 static void checkpointing(const char *distil, const char *bert) {
-    const char *archs[] = {"distilbert", "bert", "gpt2", "llama", "qwen2", "qwen3", "mistral"};
-    const Arch decoders[] = {ARCH_GPT2, ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL};
+    const char *archs[] = {"distilbert", "bert",  "gpt2",    "llama",
+                           "qwen2",      "qwen3", "mistral", "smollm3"};
+    const Arch decoders[] = {ARCH_GPT2,  ARCH_LLAMA,   ARCH_QWEN2,
+                             ARCH_QWEN3, ARCH_MISTRAL, ARCH_SMOLLM3};
     const char *cases[] = {"lora", "full", "lora layer 1", "head"};
     Model m[2];
-    for (int a = 0; a < 7; a++)
+    for (int a = 0; a < 8; a++)
         for (int c = 0; c < 4 - (a >= 2); c++) { /* head: the encoders' classifier alone */
             Strategy s = c == 1 ? STRATEGY_FULL : c == 3 ? STRATEGY_HEAD : STRATEGY_LORA;
             for (int ckpt = 0; ckpt < 2; ckpt++) {
@@ -549,6 +552,7 @@ int main(void) {
         gradcheck_decoder(ARCH_QWEN2, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_QWEN3, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_MISTRAL, full ? STRATEGY_FULL : STRATEGY_LORA);
+        gradcheck_decoder(ARCH_SMOLLM3, full ? STRATEGY_FULL : STRATEGY_LORA);
     }
     size_t head = activations(distil, STRATEGY_HEAD), lora = activations(distil, STRATEGY_LORA),
            full = activations(distil, STRATEGY_FULL);

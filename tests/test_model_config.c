@@ -268,6 +268,45 @@ static void test_qwen2_options(void) {
     free(text);
 }
 
+/* SmolLM3: SmolLM3Config()'s defaults (NoPE every fourth layer), no_rope_layers over its interval,
+ * windows on the NoPE layers by default, written back and read the same. */
+static void test_smollm3(void) {
+    ModelConfig c, d;
+    LfError err = {{0}};
+    model_config_defaults(&d, ARCH_SMOLLM3);
+    CHECK(d.vocab_size == 128256 && d.num_layers == 36 && d.num_heads == 16 && d.num_kv_heads == 4);
+    CHECK(d.rope_theta == 2000000.0f && d.tie_word_embeddings && d.pad_token_id == 128004);
+    CHECK(model_layer_rope(&d, 0) && model_layer_rope(&d, 2) && !model_layer_rope(&d, 3) &&
+          !model_layer_rope(&d, 35) && model_layer_rope(&d, 36));
+    CHECK(load_literal("{\"model_type\":\"smollm3\"}", &c, &err) == 0);
+    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    CHECK(load_literal("{\"model_type\":\"smollm3\",\"num_hidden_layers\":6,"
+                       "\"no_rope_layer_interval\":3}",
+                       &c, &err) == 0);
+    CHECK(model_layer_rope(&c, 1) && !model_layer_rope(&c, 2) && !model_layer_rope(&c, 5));
+    CHECK(load_literal("{\"model_type\":\"smollm3\",\"num_hidden_layers\":3,"
+                       "\"no_rope_layers\":[0,1,1],\"use_sliding_window\":true,"
+                       "\"sliding_window\":5}",
+                       &c, &err) == 0);
+    CHECK(!model_layer_rope(&c, 0) && model_layer_rope(&c, 1) && model_layer_window(&c, 0) == 5 &&
+          model_layer_window(&c, 1) == 0); /* the NoPE layer windowed: SmolLM3Config's default */
+    CHECK(model_config_save(&c, cfg_path, &err) == 0);
+    CHECK(model_config_load(&d, cfg_path, &err) == 0);
+    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    char *text;
+    size_t len;
+    CHECK(file_read_all(cfg_path, &text, &len, &err) == 0);
+    CHECK(strstr(text, "\"SmolLM3ForCausalLM\"") && strstr(text, "\"no_rope_layers\"") &&
+          !strstr(text, "max_window_layers"));
+    free(text);
+    FAIL("{\"model_type\":\"smollm3\",\"num_hidden_layers\":2,\"no_rope_layers\":[1]}",
+         "a list of 2 0s and 1s");
+    FAIL("{\"model_type\":\"smollm3\",\"num_hidden_layers\":2,\"no_rope_layers\":[1,2]}",
+         "no_rope_layers[1] must be 0 or 1");
+    FAIL("{\"model_type\":\"smollm3\",\"no_rope_layer_interval\":0}", "a positive integer");
+    FAIL("{\"model_type\":\"smollm3\",\"attention_bias\":true}", "attention_bias");
+}
+
 /* Mistral: the published 7B v0.1 and v0.3 configs and a Nemo-like head size; MistralConfig()'s
  * defaults; sliding_window read, written back as read (a number or null), and a sequence longer
  * than it refused with the window named; attention_bias / mlp_bias neither read (MistralForCausalLM
@@ -388,7 +427,8 @@ static void test_labels_and_options(void) {
 
 static void test_errors(void) {
     FAIL("{\"model_type\":\"roberta\"}", "model_type 'roberta' is not supported (supported: "
-                                         "distilbert, bert, llama, qwen2, qwen3, mistral, gpt2)");
+                                         "distilbert, bert, llama, qwen2, qwen3, mistral, smollm3, "
+                                         "gpt2)");
     FAIL("{\"dim\":768}", "key 'model_type' is missing");
     FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
     FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
@@ -468,6 +508,10 @@ static void test_round_trip(Arch arch) {
     if (arch == ARCH_GPT2) a.embedding_dropout = 0.07f, a.bos_token_id = 7, a.eos_token_id = 9;
     if (arch == ARCH_QWEN3) a.head_dim = 32; /* not hidden / heads */
     if (arch == ARCH_MISTRAL) a.head_dim = 32, a.sliding_window = 77;
+    if (arch == ARCH_SMOLLM3) { /* of 3 layers, the first without RoPE and windowed */
+        memset(a.no_rope, 0, sizeof a.no_rope), a.no_rope[0] = 1;
+        a.sliding_window = 9, a.full_attention[1] = a.full_attention[2] = 1;
+    }
     strcpy(a.labels[0], "neg"), strcpy(a.labels[1], "neu \"quoted\""), strcpy(a.labels[2], "pos");
     char dir[600], path[700];
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, arch_name(arch));
@@ -489,6 +533,7 @@ static void test_round_trip(Arch arch) {
                        : arch == ARCH_QWEN2   ? "Qwen2ForCausalLM"
                        : arch == ARCH_QWEN3   ? "Qwen3ForCausalLM"
                        : arch == ARCH_MISTRAL ? "MistralForCausalLM"
+                       : arch == ARCH_SMOLLM3 ? "SmolLM3ForCausalLM"
                        : arch == ARCH_GPT2    ? "GPT2LMHeadModel"
                                               : "DistilBertForSequenceClassification";
     CHECK(cJSON_IsArray(archs) && !strcmp(cJSON_GetArrayItem(archs, 0)->valuestring, want));
@@ -687,7 +732,9 @@ int main(void) {
     test_qwen3_options();
     test_round_trip(ARCH_QWEN3);
     test_mistral();
+    test_smollm3();
     test_round_trip(ARCH_MISTRAL);
+    test_round_trip(ARCH_SMOLLM3);
     test_score_head();
     test_rope();
     CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&

@@ -31,6 +31,7 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     /* a window well inside SEQ: Mistral's in every layer, Qwen2's in layer 1 alone */
     c.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 4 : 0;
     c.full_attention[0] = arch == ARCH_QWEN2;
+    c.no_rope[0] = 0, c.no_rope[1] = arch == ARCH_SMOLLM3; /* SmolLM3: layer 1 without RoPE */
     c.max_positions = 64, c.pad_token_id = -1, c.bos_token_id = c.eos_token_id = 0;
     c.initializer_range = 0.2f; /* logits far from zero, so relative errors mean something */
     train_spec_defaults(&s);

@@ -1,5 +1,6 @@
 /* model_config.h: the Hugging Face config.json of a DistilBERT, BERT (BERT-derived
- * ones such as all-MiniLM-L6-v2 included), Llama-family (Llama, Qwen2, Qwen3, Mistral) or GPT-2
+ * ones such as all-MiniLM-L6-v2 included), Llama-family (Llama, Qwen2, Qwen3, Mistral, SmolLM3) or
+ * GPT-2
  * checkpoint,
  * read into one flat struct and written back in a form transformers' AutoConfig loads. Keys absent
  * from the file keep HF's defaults; keys of the wrong JSON type, unsupported options and
@@ -20,12 +21,16 @@ extern "C" {
 #define LORA_MAX_R 4096
 /* The most layers a model may have (Llama 3.1 405B has 126). */
 #define MODEL_MAX_LAYERS 1024
+/* SmolLM3's NoPE layers by default: every fourth (SmolLM3Config, and llama.cpp's only pattern) */
+#define SMOLLM3_NOPE_STEP 4
 
 /* ARCH_QWEN2 (Qwen2, Qwen2.5) is Llama with biases on q, k and v, ARCH_QWEN3 Llama with an RMS
  * norm over each head of q and k (q_norm, k_norm: before RoPE); each has its own model_type, class
  * names and GGUF architecture. ARCH_MISTRAL (Mistral 7B v0.1 to v0.3, Mistral-Nemo's config) is
  * Llama's network under its own model_type and class names, with a sliding_window (v0.1: 4096) and
- * GGUF architecture "llama", as llama.cpp's converter writes it. arch_is_llama covers all four. */
+ * GGUF architecture "llama", as llama.cpp's converter writes it. ARCH_SMOLLM3 (SmolLM3) is Llama
+ * without RoPE in some layers (no_rope: every fourth by default), GGUF architecture "smollm3".
+ * arch_is_llama covers all five. */
 typedef enum Arch {
     ARCH_DISTILBERT,
     ARCH_BERT,
@@ -33,11 +38,13 @@ typedef enum Arch {
     ARCH_GPT2,
     ARCH_QWEN2,
     ARCH_QWEN3,
-    ARCH_MISTRAL
+    ARCH_MISTRAL,
+    ARCH_SMOLLM3
 } Arch;
 
 static inline int arch_is_llama(Arch a) {
-    return a == ARCH_LLAMA || a == ARCH_QWEN2 || a == ARCH_QWEN3 || a == ARCH_MISTRAL;
+    return a == ARCH_LLAMA || a == ARCH_QWEN2 || a == ARCH_QWEN3 || a == ARCH_MISTRAL ||
+           a == ARCH_SMOLLM3;
 }
 
 /* RoPE's frequency scaling, as transformers computes it (config.json's rope_scaling, or
@@ -81,6 +88,8 @@ typedef struct ModelConfig {
                            included: Ops.attention_forward's window) in every layer but
                            those of full_attention; 0: all of them (config.json's null).
                            Mistral: every layer; Qwen2 / Qwen3: use_sliding_window's */
+    unsigned char no_rope[MODEL_MAX_LAYERS];        /* SmolLM3: the layers without RoPE (NoPE; its
+                                                       no_rope_layers' 0s) */
     unsigned char full_attention[MODEL_MAX_LAYERS]; /* Qwen: the layers without the window
                                                        (layer_types' "full_attention", or
                                                        those below max_window_layers) */
@@ -150,6 +159,8 @@ void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s);
 int model_head_size(const ModelConfig *cfg);
 /* Layer l's sliding window (Ops.attention_forward's window); 0: none. */
 int model_layer_window(const ModelConfig *cfg, int l);
+/* Whether layer l turns q and k by RoPE (all but SmolLM3's NoPE layers). */
+int model_layer_rope(const ModelConfig *cfg, int l);
 
 /* cfg's: its head size, rope_theta and rope_scaling (half 0 for the encoders and GPT-2). */
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r);

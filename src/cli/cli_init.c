@@ -58,19 +58,21 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     else if (!strcmp(arch, "bert"))
         model_config_defaults(cfg, ARCH_BERT);
     else if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3") ||
-             !strcmp(arch, "mistral"))
+             !strcmp(arch, "mistral") || !strcmp(arch, "smollm3"))
         model_config_defaults(cfg, arch[0] == 'l'   ? ARCH_LLAMA
                                    : arch[0] == 'm' ? ARCH_MISTRAL
+                                   : arch[0] == 's' ? ARCH_SMOLLM3
                                    : arch[4] == '2' ? ARCH_QWEN2
                                                     : ARCH_QWEN3),
             cfg->tie_word_embeddings = !a->untied;
     else if (!strcmp(arch, "gpt2") && !a->untied)
         model_config_defaults(cfg, ARCH_GPT2);
     else
-        return lf_fail(
-            err,
-            "--arch '%s'%s: expected distilbert, bert, llama, qwen2, qwen3, mistral or gpt2 (tied)",
-            arch, a->untied ? " --untied" : "");
+        return lf_fail(err,
+                       "--arch '%s'%s: expected distilbert, bert, llama, qwen2, qwen3, mistral, "
+                       "smollm3 or gpt2 "
+                       "(tied)",
+                       arch, a->untied ? " --untied" : "");
     if (a->gguf && !arch_is_llama(cfg->arch) && cfg->arch != ARCH_GPT2)
         return lf_fail(err, "--gguf writes the llama family's and gpt2 models only (--arch %s)",
                        arch);
@@ -81,11 +83,12 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
         return lf_fail(err, "--rope-theta %g: a RoPE base is finite and > 0", a->rope_theta);
     if (a->rope_theta > 0) cfg->rope_theta = a->rope_theta;
     int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
-    if ((a->sliding_window >= 0 && cfg->arch != ARCH_MISTRAL && !qwen) ||
+    if ((a->sliding_window >= 0 && cfg->arch != ARCH_MISTRAL && cfg->arch != ARCH_SMOLLM3 &&
+         !qwen) ||
         (a->max_window_layers >= 0 && !qwen))
         return lf_fail(err,
-                       "--sliding-window is mistral's, qwen2's and qwen3's, --max-window-layers "
-                       "qwen2's and qwen3's (--arch %s)",
+                       "--sliding-window is mistral's, qwen2's, qwen3's and smollm3's (its NoPE "
+                       "layers), --max-window-layers qwen2's and qwen3's (--arch %s)",
                        arch);
     if (a->sliding_window >= 0) cfg->sliding_window = a->sliding_window;
     if (a->rope_scaling && model_config_rope_scaling(cfg, a->rope_scaling, err))
@@ -94,8 +97,13 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     if (a->layers > 0) cfg->num_layers = a->layers;
     if (a->hidden > 0) cfg->hidden_size = a->hidden;
     int first_windowed = a->max_window_layers >= 0 ? a->max_window_layers : 28;
-    for (int l = 0; qwen && cfg->sliding_window && l < cfg->num_layers && l < MODEL_MAX_LAYERS; l++)
-        cfg->full_attention[l] = l < first_windowed;
+    int smol = cfg->arch == ARCH_SMOLLM3;
+    memset(cfg->no_rope, 0, sizeof cfg->no_rope); /* smollm3: NoPE every fourth layer */
+    for (int l = 0; l < cfg->num_layers && l < MODEL_MAX_LAYERS; l++) {
+        cfg->no_rope[l] = smol && (l + 1) % SMOLLM3_NOPE_STEP == 0;
+        cfg->full_attention[l] =
+            cfg->sliding_window && (smol ? !cfg->no_rope[l] : qwen && l < first_windowed);
+    }
     if (a->heads > 0) cfg->num_heads = a->heads;
     cfg->num_kv_heads = a->kv_heads > 0 ? a->kv_heads : cfg->num_heads;
     if (a->head_dim && !arch_is_llama(cfg->arch))
@@ -164,7 +172,7 @@ int cmd_init(int argc, char **argv) {
         .arch = "distilbert", .quant = "Q8_0", .sliding_window = -1, .max_window_layers = -1};
     const CliOpt opts[] = {
         {"arch", OPT_STR, &a.arch,
-         "distilbert (default), bert, llama, qwen2, qwen3, mistral or gpt2"},
+         "distilbert (default), bert, llama, qwen2, qwen3, mistral, smollm3 or gpt2"},
         {"layers", OPT_INT, &a.layers, "transformer layers (default: the base model's)"},
         {"hidden", OPT_INT, &a.hidden, "hidden size C"},
         {"heads", OPT_INT, &a.heads, "attention heads (must divide hidden)"},

@@ -247,8 +247,11 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
     const GgufStr *arch;
     if (gguf_get_str(g, "general.architecture", &arch, err)) return -1;
     if (strcmp(arch->s, "llama") != 0 && strcmp(arch->s, "qwen2") != 0 &&
-        strcmp(arch->s, "qwen3") != 0 && strcmp(arch->s, "gpt2") != 0)
-        return lf_fail(err, "%s: architecture '%.40s' is not supported (llama, qwen2, qwen3, gpt2)",
+        strcmp(arch->s, "qwen3") != 0 && strcmp(arch->s, "smollm3") != 0 &&
+        strcmp(arch->s, "gpt2") != 0)
+        return lf_fail(err,
+                       "%s: architecture '%.40s' is not supported (llama, qwen2, qwen3, smollm3, "
+                       "gpt2)",
                        g->path, arch->s);
     snprintf(a->arch, sizeof a->arch, "%s", arch->s);
     if (arch_int(g, a->arch, "block_count", 0, &a->n_layers, err) ||
@@ -337,13 +340,15 @@ static const ArchNames arch_names[] = {
     {"llama", "model.layers", llama_global, llama_layer, NULL, 1},
     {"qwen2", "model.layers", llama_global, llama_layer, NULL, 0},
     {"qwen3", "model.layers", llama_global, llama_layer, qwen3_layer, 0},
+    {"smollm3", "model.layers", llama_global, llama_layer, NULL, 1}, /* llama's converter */
     {"gpt2", "transformer.h", gpt2_global, gpt2_layer, NULL, 0},
 };
 
 static const ArchNames *find_arch(const char *arch, LfError *err) {
     for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
         if (strcmp(arch_names[i].arch, arch) == 0) return &arch_names[i];
-    lf_fail(err, "no Hugging Face names for architecture '%.40s' (llama, qwen2, qwen3, gpt2)",
+    lf_fail(err,
+            "no Hugging Face names for architecture '%.40s' (llama, qwen2, qwen3, smollm3, gpt2)",
             arch);
     return NULL;
 }

@@ -387,8 +387,9 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
     return 0;
 }
 
-/* What a llama.cpp GGUF cannot say: Qwen's per-layer sliding windows (its qwen2 and qwen3 have
- * none) and YaRN without truncate (llama.cpp always rounds the ramp's ends). */
+/* What a llama.cpp GGUF cannot say: per-layer sliding windows (its qwen2, qwen3 and smollm3 have
+ * none), NoPE layers other than every fourth (smollm3's fixed step) and YaRN without truncate
+ * (llama.cpp always rounds the ramp's ends). */
 static int check_gguf_form(const ModelConfig *c, const char *path, LfError *err) {
     for (int l = 0; c->arch != ARCH_MISTRAL && l < c->num_layers; l++)
         if (model_layer_window(c, l))
@@ -396,6 +397,13 @@ static int check_gguf_form(const ModelConfig *c, const char *path, LfError *err)
                            "%s: layer %d's sliding window (use_sliding_window) has no place in a "
                            "llama.cpp %s GGUF; merge it as a Hugging Face directory (--format hf)",
                            path, l, arch_gguf_name(c->arch));
+    for (int l = 0; c->arch == ARCH_SMOLLM3 && l < c->num_layers; l++)
+        if (!model_layer_rope(c, l) != ((l + 1) % SMOLLM3_NOPE_STEP == 0))
+            return lf_fail(err,
+                           "%s: layer %d's RoPE: llama.cpp's smollm3 leaves out RoPE in every "
+                           "fourth layer only (no_rope_layers differs); merge it as a Hugging Face "
+                           "directory (--format hf)",
+                           path, l);
     if (c->rope_scaling.type == ROPE_YARN && c->rope_scaling.untruncated)
         return lf_fail(err,
                        "%s: YaRN with truncate false has no llama.cpp GGUF form; merge it as a "

@@ -8,7 +8,8 @@
  *   a reward model's score (LlamaForSequenceClassification, one label)
  * with causal attention over grouped KV heads (NKV <= NH) of head_dim values (hidden / heads, or
  * the config's: NH * HS need not be the width), RoPE on q and k, a sliding window in some layers
- * (Mistral: every layer; Qwen2 / Qwen3: per layer; model_layer_window), no biases (Qwen2: q's,
+ * (Mistral: every layer; Qwen2 / Qwen3 / SmolLM3: per layer; model_layer_window), RoPE in all
+ * layers but SmolLM3's NoPE ones (layer_rope), no biases (Qwen2: q's,
  * k's and v's) and no dropout but attention's (and LoRA's). Forward, backward and the cached
  * decode (generation: one token at a time against each layer's cached keys and values) side by
  * side, as in bert.c; every dense layer goes through the core's LoRA-aware linear. */
@@ -72,6 +73,11 @@ static Llama *llama(const Model *m) {
 
 static int head_size(const Model *m) {
     return model_head_size(&m->cfg);
+}
+
+/* Layer l's RoPE, or NULL for a layer without (SmolLM3's NoPE layers). */
+static const RopeFreqs *layer_rope(const Model *m, int l) {
+    return model_layer_rope(&m->cfg, l) ? &llama(m)->rope : NULL;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -372,7 +378,7 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     uint16_t *ob = Ly->o.in_bf16; /* else o reads ctx */
     o->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
                          a->q, b->q_ld, a->k, a->v, b->kv_ld, model_attention_mask(m), 1,
-                         model_layer_window(&m->cfg, l), &b->rope, d.attention,
+                         model_layer_window(&m->cfg, l), layer_rope(m, l), d.attention,
                          model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d, replay);
 }
@@ -393,8 +399,8 @@ static void layer_decode(Model *m, int l, int n) {
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
     head_norms_forward(m, Ly, a, n);
-    o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, &b->rope, n, NH, NKV,
-                   HS);
+    o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, layer_rope(m, l), n, NH,
+                   NKV, HS);
     o->attention_cached(a->ctx, Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->q, b->q_ld, k, v,
                         m->positions, model_layer_window(&m->cfg, l), m->cache_scratch, n,
                         m->cache_keys, NH, NKV, HS);
@@ -434,9 +440,9 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
                           kept ? a->v : NULL, NH * HS, NKV * HS, kept ? a->ctx : NULL,
                           Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
-                          model_attention_mask(m), 1, model_layer_window(&m->cfg, l), &b->rope,
-                          d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS,
-                          OPS_SET);
+                          model_attention_mask(m), 1, model_layer_window(&m->cfg, l),
+                          layer_rope(m, l), d.attention, model_site(l, SITE_ATT), m->scratch, B, T,
+                          NH, NKV, HS, OPS_SET);
     const float *dq = b->d_q, *dk = b->d_k;
     if (b->qk_norm) { /* through Qwen3's head norms: q's into d_ctx (read by now), k's into d_q */
         o->rmsnorm_backward(b->d_ctx, NULL, Ly->q_norm.w->grad, b->d_q, a->q_raw, NULL,

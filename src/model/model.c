@@ -94,7 +94,7 @@ static const ArchImpl *arch_for(Arch a) {
         [ARCH_DISTILBERT] = &arch_distilbert, [ARCH_BERT] = &arch_bert,
         [ARCH_LLAMA] = &arch_llama,           [ARCH_GPT2] = &arch_gpt2,
         [ARCH_QWEN2] = &arch_llama,           [ARCH_QWEN3] = &arch_llama,
-        [ARCH_MISTRAL] = &arch_llama,
+        [ARCH_MISTRAL] = &arch_llama,         [ARCH_SMOLLM3] = &arch_llama,
     };
     return archs[a];
 }

@@ -115,6 +115,8 @@ static const struct {
                     llama_keys},
     [ARCH_MISTRAL] = {"mistral", "MistralForCausalLM", "MistralForSequenceClassification",
                       "hidden_act", llama_keys},
+    [ARCH_SMOLLM3] = {"smollm3", "SmolLM3ForCausalLM", "SmolLM3ForSequenceClassification",
+                      "hidden_act", llama_keys},
 };
 
 static const struct {
@@ -171,6 +173,14 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->ffn_size = 14336, cfg->num_kv_heads = 8, cfg->max_positions = 4096 * 32;
         cfg->sliding_window = 4096;
     }
+    if (arch == ARCH_SMOLLM3) { /* SmolLM3Config()'s */
+        cfg->vocab_size = 128256, cfg->hidden_size = 2048, cfg->ffn_size = 11008;
+        cfg->num_layers = 36, cfg->num_heads = 16, cfg->num_kv_heads = 4;
+        cfg->max_positions = 32768, cfg->rope_theta = 2000000.0f, cfg->tie_word_embeddings = 1;
+        cfg->pad_token_id = 128004, cfg->bos_token_id = 128000, cfg->eos_token_id = 128001;
+        for (int l = 0; l < cfg->num_layers; l++)
+            cfg->no_rope[l] = (l + 1) % SMOLLM3_NOPE_STEP == 0;
+    }
     if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
         cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->num_layers = 12;
         cfg->activation = ACT_GELU_TANH;
@@ -178,7 +188,7 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->pad_token_id = -1, cfg->bos_token_id = cfg->eos_token_id = 50256;
         cfg->tie_word_embeddings = 1;
     }
-    if (arch != ARCH_MISTRAL) cfg->num_kv_heads = cfg->num_heads;
+    if (arch != ARCH_MISTRAL && arch != ARCH_SMOLLM3) cfg->num_kv_heads = cfg->num_heads;
 }
 
 /* ---------------------------------------------------------------------- load
@@ -211,14 +221,15 @@ static int read_float(const cJSON *j, const char *path, const char *key, float *
 }
 
 /* Reads every key of the table that is present; HF treats a null token id as unset (a null
- * pad_token_id keeps the architecture's default). */
+ * pad_token_id keeps an encoder's default: the llama family's is unset, or SmolLM3's 128004). */
 static int load_keys(ModelConfig *cfg, const cJSON *root, const Key *keys, const char *path,
                      LfError *err) {
     for (const Key *k = keys; k->name; k++) {
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, k->name);
         int *id = (int *)((char *)cfg + k->offset);
-        if (j && cJSON_IsNull(j) && strstr(k->name, "_token_id") && strcmp(k->name, "pad_token_id"))
-            *id = -1; /* an unset bos / eos */
+        if (j && cJSON_IsNull(j) && strstr(k->name, "_token_id") &&
+            (strcmp(k->name, "pad_token_id") || arch_is_llama(cfg->arch)))
+            *id = -1; /* an unset bos / eos (the llama family: pad too) */
         if (!j || (cJSON_IsNull(j) && strstr(k->name, "_token_id"))) continue;
         void *field = (char *)cfg + k->offset;
         if (k->is_int ? read_int(j, path, k->name, field, err)
@@ -419,18 +430,20 @@ static int load_window_size(int *window, const cJSON *root, const char *path, Lf
     return 0;
 }
 
-/* Qwen's sliding-window attention as Qwen2Config and Qwen3Config read it: sliding_window (default
- * 4096) counts only under use_sliding_window; a layer attends through it where layer_types says
- * "sliding_attention", or without layer_types from layer max_window_layers (default 28) on. A
+/* Per-layer sliding windows as Qwen2Config, Qwen3Config and SmolLM3Config read them:
+ * sliding_window (default Qwen's 4096, SmolLM3's none) counts only under use_sliding_window; a
+ * layer attends through it where layer_types says "sliding_attention", or without layer_types
+ * (Qwen) from layer max_window_layers (default 28) on, (SmolLM3) where it has no RoPE. A
  * "sliding_attention" layer without a window is refused, as transformers refuses it. Without a
  * window full_attention stays all 0, so that equal configs are equal structs. */
-static int load_qwen_window(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
-    int use = 0, first_windowed = 28, window = 4096, L = cfg->num_layers;
+static int load_layer_windows(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    int smol = cfg->arch == ARCH_SMOLLM3;
+    int use = 0, first_windowed = 28, window = smol ? 0 : 4096, L = cfg->num_layers;
     const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
     const cJSON *mwl = cJSON_GetObjectItemCaseSensitive(root, "max_window_layers");
     if (get_bool(root, "use_sliding_window", path, &use, err) ||
         load_window_size(&window, root, path, err) ||
-        (mwl && read_int(mwl, path, "max_window_layers", &first_windowed, err)))
+        (!smol && mwl && read_int(mwl, path, "max_window_layers", &first_windowed, err)))
         return -1;
     cfg->sliding_window = use ? window : 0;
     if (L < 1 || L > MODEL_MAX_LAYERS) return 0; /* model_config_validate says so */
@@ -455,7 +468,36 @@ static int load_qwen_window(ModelConfig *cfg, const cJSON *root, const char *pat
         }
         return 0;
     }
-    for (int l = 0; l < L; l++) cfg->full_attention[l] = l < first_windowed && cfg->sliding_window;
+    for (int l = 0; l < L; l++)
+        cfg->full_attention[l] =
+            !(smol ? cfg->no_rope[l] : l >= first_windowed) && cfg->sliding_window;
+    return 0;
+}
+
+/* SmolLM3's NoPE layers: no_rope_layers (one a layer: 1 RoPE, 0 none), else every
+ * no_rope_layer_interval-th (default 4), as SmolLM3Config computes it. */
+static int load_no_rope(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    int interval = SMOLLM3_NOPE_STEP, L = cfg->num_layers;
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "no_rope_layers");
+    const cJSON *iv = cJSON_GetObjectItemCaseSensitive(root, "no_rope_layer_interval");
+    if (iv && read_int(iv, path, "no_rope_layer_interval", &interval, err)) return -1;
+    if (interval < 1)
+        return lf_fail(err, "%s: key 'no_rope_layer_interval' must be a positive integer (got %d)",
+                       path, interval);
+    if (L < 1 || L > MODEL_MAX_LAYERS) return 0; /* model_config_validate says so */
+    memset(cfg->no_rope, 0, sizeof cfg->no_rope);
+    if (!list || cJSON_IsNull(list)) {
+        for (int l = 0; l < L; l++) cfg->no_rope[l] = (l + 1) % interval == 0;
+        return 0;
+    }
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != L)
+        return lf_fail(err, "%s: key 'no_rope_layers' must be a list of %d 0s and 1s", path, L);
+    for (int l = 0; l < L; l++) {
+        const cJSON *u = cJSON_GetArrayItem(list, l);
+        if (!cJSON_IsNumber(u) || (u->valuedouble != 0 && u->valuedouble != 1))
+            return lf_fail(err, "%s: no_rope_layers[%d] must be 0 or 1", path, l);
+        cfg->no_rope[l] = u->valuedouble == 0;
+    }
     return 0;
 }
 
@@ -474,13 +516,15 @@ static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *
                                LfError *err) {
     int attention_bias = 0, mlp_bias = 0, qwen2 = cfg->arch == ARCH_QWEN2;
     int qwen = qwen2 || cfg->arch == ARCH_QWEN3, mistral = cfg->arch == ARCH_MISTRAL;
+    int smol = cfg->arch == ARCH_SMOLLM3;
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
-    if (!mistral && !cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
+    if (!mistral && !smol && !cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
         cfg->num_kv_heads = cfg->num_heads;
     if (get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
         (!qwen2 && !mistral && get_bool(root, "attention_bias", path, &attention_bias, err)) ||
         (!qwen && !mistral && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
-        (qwen && load_qwen_window(cfg, root, path, err)) ||
+        (smol && load_no_rope(cfg, root, path, err)) ||
+        ((qwen || smol) && load_layer_windows(cfg, root, path, err)) ||
         (mistral && load_mistral_window(cfg, root, path, err)) ||
         (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &cfg->head_dim, err)) ||
         load_rope(cfg, root, path, err))
@@ -578,7 +622,7 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     const char *type;
     if (get_string(root, "model_type", path, &type, err)) return -1;
     if (!type) return lf_fail(err, "%s: key 'model_type' is missing", path);
-    for (int a = ARCH_DISTILBERT; a <= ARCH_MISTRAL; a++)
+    for (int a = ARCH_DISTILBERT; a <= ARCH_SMOLLM3; a++)
         if (!strcmp(type, arch_info[a].model_type)) {
             *arch = (Arch)a;
             return 0;
@@ -586,7 +630,7 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     return lf_fail(
         err,
         "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, qwen2, qwen3, "
-        "mistral, gpt2)",
+        "mistral, smollm3, gpt2)",
         path, type);
 }
 
@@ -653,13 +697,17 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
                        "%s: %s.attention.sliding_window: sliding-window attention is not "
                        "supported for %s",
                        path, a.arch, a.arch);
-    model_config_defaults(cfg, gpt2                       ? ARCH_GPT2
-                               : !strcmp(a.arch, "qwen2") ? ARCH_QWEN2
-                               : !strcmp(a.arch, "qwen3") ? ARCH_QWEN3
-                               : a.sliding_window         ? ARCH_MISTRAL
-                                                          : ARCH_LLAMA);
+    model_config_defaults(cfg, gpt2                         ? ARCH_GPT2
+                               : !strcmp(a.arch, "qwen2")   ? ARCH_QWEN2
+                               : !strcmp(a.arch, "qwen3")   ? ARCH_QWEN3
+                               : !strcmp(a.arch, "smollm3") ? ARCH_SMOLLM3
+                               : a.sliding_window           ? ARCH_MISTRAL
+                                                            : ARCH_LLAMA);
     cfg->sliding_window = a.sliding_window;
     cfg->vocab_size = a.vocab_size, cfg->hidden_size = a.hidden, cfg->num_layers = a.n_layers;
+    memset(cfg->no_rope, 0, sizeof cfg->no_rope); /* smollm3: llama.cpp's NoPE every 4th */
+    for (int l = 0; cfg->arch == ARCH_SMOLLM3 && l < a.n_layers && l < MODEL_MAX_LAYERS; l++)
+        cfg->no_rope[l] = (l + 1) % SMOLLM3_NOPE_STEP == 0;
     cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
     cfg->head_dim = a.head_dim * a.n_heads != a.hidden || !strcmp(a.arch, "qwen3") ? a.head_dim : 0;
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
@@ -726,8 +774,8 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         const char *what;
         int ok;
     } rules[] = {
-        {"architecture is distilbert, bert, llama, qwen2, qwen3, mistral or gpt2",
-         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_MISTRAL},
+        {"architecture is distilbert, bert, llama, qwen2, qwen3, mistral, smollm3 or gpt2",
+         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_SMOLLM3},
         {"vocab_size > 0", c->vocab_size > 0},
         {"hidden size > 0", c->hidden_size > 0},
         {"number of layers > 0", c->num_layers > 0},
@@ -761,8 +809,9 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"the head tied to the embedding (gpt2)", c->arch != ARCH_GPT2 || c->tie_word_embeddings},
         {"initializer_range >= 0", c->initializer_range >= 0},
         {"at most 1024 layers (MODEL_MAX_LAYERS)", c->num_layers <= MODEL_MAX_LAYERS},
-        {"sliding_window >= 0, and 0 but for mistral, qwen2 and qwen3",
-         c->arch == ARCH_MISTRAL || c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3
+        {"sliding_window >= 0, and 0 but for mistral, qwen2, qwen3 and smollm3",
+         c->arch == ARCH_MISTRAL || c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3 ||
+                 c->arch == ARCH_SMOLLM3
              ? c->sliding_window >= 0
              : c->sliding_window == 0},
         {"pad_token_id in [0, vocab_size) (llama family, gpt2: or unset)",
@@ -835,10 +884,11 @@ static int add_rope_scaling(cJSON *root, const RopeScaling *r) {
     return ok ? 0 : -1;
 }
 
-/* Qwen's window as Qwen2Config and Qwen3Config read it: use_sliding_window, and with a window its
- * size, layer_types and max_window_layers (the full-attention layers before the first windowed
- * one, which transformers 4 reads instead of layer_types); -1 when out of memory. */
-static int add_qwen_window(cJSON *root, const ModelConfig *cfg) {
+/* Per-layer windows as Qwen2Config, Qwen3Config and SmolLM3Config read them: use_sliding_window,
+ * and with a window its size, layer_types and (Qwen) max_window_layers (the full-attention layers
+ * before the first windowed one, which transformers 4 reads instead of layer_types); -1 when out
+ * of memory. */
+static int add_layer_windows(cJSON *root, const ModelConfig *cfg) {
     int w = cfg->sliding_window, first_windowed = 0;
     if (!w) return cJSON_AddFalseToObject(root, "use_sliding_window") ? 0 : -1;
     while (first_windowed < cfg->num_layers && cfg->full_attention[first_windowed])
@@ -854,9 +904,18 @@ static int add_qwen_window(cJSON *root, const ModelConfig *cfg) {
         return cJSON_Delete(types), -1;
     return cJSON_AddTrueToObject(root, "use_sliding_window") &&
                    cJSON_AddNumberToObject(root, "sliding_window", w) &&
-                   cJSON_AddNumberToObject(root, "max_window_layers", first_windowed)
+                   (cfg->arch == ARCH_SMOLLM3 ||
+                    cJSON_AddNumberToObject(root, "max_window_layers", first_windowed))
                ? 0
                : -1;
+}
+
+/* SmolLM3's no_rope_layers, one a layer (1: RoPE, 0: none); -1 when out of memory. */
+static int add_no_rope(cJSON *root, const ModelConfig *cfg) {
+    cJSON *list = cJSON_AddArrayToObject(root, "no_rope_layers");
+    for (int l = 0; list && l < cfg->num_layers; l++)
+        if (!cJSON_AddItemToArray(list, cJSON_CreateNumber(model_layer_rope(cfg, l)))) return -1;
+    return list ? 0 : -1;
 }
 
 /* Builds the config object; returns -1 only when out of memory. */
@@ -882,12 +941,13 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
     if (arch_is_llama(cfg->arch)) {
         int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
         int mistral = cfg->arch == ARCH_MISTRAL, w = cfg->sliding_window;
+        int smol = cfg->arch == ARCH_SMOLLM3;
         /* Qwen3Config's default is 128, not hidden / heads: always written */
         int head_dim = cfg->arch == ARCH_QWEN3 ? model_head_size(cfg) : cfg->head_dim;
         if (!cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_word_embeddings) ||
             add_rope_scaling(root, &cfg->rope_scaling) ||
             (head_dim && !cJSON_AddNumberToObject(root, "head_dim", head_dim)) ||
-            (qwen && add_qwen_window(root, cfg)) ||
+            ((qwen || smol) && add_layer_windows(root, cfg)) || (smol && add_no_rope(root, cfg)) ||
             (mistral && !(w ? cJSON_AddNumberToObject(root, "sliding_window", w)
                             : cJSON_AddNullToObject(root, "sliding_window"))) ||
             (!mistral && cfg->arch != ARCH_QWEN2 &&
@@ -977,6 +1037,10 @@ void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s) {
         if (type == ROPE_DIVISORS) inv /= s->divisors[i];
         r->inv_freq[i] = (float)inv;
     }
+}
+
+int model_layer_rope(const ModelConfig *cfg, int l) {
+    return !(l >= 0 && l < MODEL_MAX_LAYERS && cfg->no_rope[l]);
 }
 
 int model_layer_window(const ModelConfig *cfg, int l) {

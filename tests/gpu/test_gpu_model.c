@@ -266,7 +266,8 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
     /* a window inside LT: Mistral's in every layer, Qwen2's in layer 1 alone */
     cfg->sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 3 : 0;
     cfg->full_attention[0] = arch == ARCH_QWEN2;
-    if (arch == ARCH_QWEN3) /* YaRN: cos and sin scaled */
+    cfg->no_rope[0] = 0, cfg->no_rope[1] = arch == ARCH_SMOLLM3; /* SmolLM3: layer 1 NoPE */
+    if (arch == ARCH_QWEN3)                                      /* YaRN: cos and sin scaled */
         cfg->rope_scaling = (RopeScaling){.type = ROPE_YARN,
                                           .factor = 4,
                                           .original_max_positions = 8,
@@ -280,7 +281,7 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
                                           .high_freq_factor = 4,
                                           .original_max_positions = 64};
     cfg->attention_dropout = 0.1f;
-    cfg->bos_token_id = cfg->eos_token_id = 0;
+    cfg->bos_token_id = cfg->eos_token_id = 0, cfg->pad_token_id = -1; /* SmolLM3's is 128004 */
     LfError err;
     CHECK_OK(model_config_validate(cfg, "tiny decoder", &err), &err);
 }
@@ -716,6 +717,17 @@ static void step_waits(Task task) {
     model_free(&m);
 }
 
+/* A causal LM with LoRA on arch in fp32 (matching the CPU) and in bf16 (within its bounds). */
+static void lora_fp32_and_bf16(Arch arch, int tied, const char *what) {
+    run_decoder(arch, tied, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
+    printf("%s: cuda model matches cpu\n", what);
+    bf16_worst = 0;
+    run_decoder(arch, tied, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
+                NULL);
+    printf("%s in bf16: cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n", what,
+           bf16_worst, bf16_worst_what);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
@@ -811,15 +823,8 @@ int main(void) {
     printf("qwen3 (untied, YaRN, LoRA on the seven projections): cuda bf16 within the bf16 bounds "
            "of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
-    run_decoder(ARCH_MISTRAL, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
-                NULL);
-    printf("mistral (a sliding window of 3 over 8 tokens, LoRA): cuda model matches cpu\n");
-    bf16_worst = 0;
-    run_decoder(ARCH_MISTRAL, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
-                NULL);
-    printf("mistral (the same in bf16): cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: "
-           "%s)\n",
-           bf16_worst, bf16_worst_what);
+    lora_fp32_and_bf16(ARCH_MISTRAL, 0, "mistral (a sliding window of 3 over 8 tokens, LoRA)");
+    lora_fp32_and_bf16(ARCH_SMOLLM3, 1, "smollm3 (layer 1 without RoPE, LoRA)");
     check_qkv_joined();
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama DPO (LoRA): cuda model matches cpu\n");
