@@ -70,8 +70,7 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     else
         return lf_fail(err,
                        "--arch '%s'%s: expected distilbert, bert, llama, qwen2, qwen3, mistral, "
-                       "smollm3 or gpt2 "
-                       "(tied)",
+                       "smollm3 or gpt2 (tied)",
                        arch, a->untied ? " --untied" : "");
     if (a->gguf && !arch_is_llama(cfg->arch) && cfg->arch != ARCH_GPT2)
         return lf_fail(err, "--gguf writes the llama family's and gpt2 models only (--arch %s)",
@@ -186,7 +185,7 @@ int cmd_init(int argc, char **argv) {
         {"sliding-window", OPT_INT, &a.sliding_window,
          "mistral: config.json's sliding_window (default 4096, MistralConfig's; 0: null); "
          "qwen2, qwen3: the window of the layers from --max-window-layers on "
-         "(use_sliding_window)"},
+         "(use_sliding_window); smollm3: of its layers without RoPE"},
         {"max-window-layers", OPT_INT, &a.max_window_layers,
          "qwen2, qwen3: the layers before the first windowed one (default 28, Qwen2Config's)"},
         {"rope-scaling", OPT_STR, &a.rope_scaling,
