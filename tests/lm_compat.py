@@ -1,6 +1,7 @@
 """lm_compat.py: what the Python halves of the language-model compatibility tests
 (test_peft_compat_lm.sh, test_hf_llama_family.sh) share; they run from the repository root and
 import it with sys.path.insert(0, "tests")."""
+import json
 import logging
 import warnings
 
@@ -81,3 +82,14 @@ class Checks:
 
     def passed(self):
         return all(self.results)
+
+
+def family_case(argv):
+    """test_hf_llama_family.sh's extra checks' first arguments, DIR VALID MAX_LEN TOL (the base
+    model in DIR/model, the arch DIR's name): dir, the validation texts, max_len, the tokenizer
+    and a Checks named by the arch."""
+    dir, valid, max_len, tol = argv[1], argv[2], int(argv[3]), float(argv[4])
+    from transformers import AutoTokenizer
+    texts = [json.loads(line)["text"] for line in open(valid)]
+    tok = AutoTokenizer.from_pretrained(dir + "/model")
+    return dir, texts, max_len, tok, Checks(dir.rsplit("/", 1)[1], tol)

@@ -275,15 +275,11 @@ EOF
   "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$slide" "$slide_adapter" <<'EOF'
 import json, sys
 sys.path.insert(0, "tests")
-from lm_compat import Checks, hf_loss, load
-from transformers import AutoTokenizer
+from lm_compat import family_case, hf_loss, load
 from transformers.utils import logging as hf_logging
 hf_logging.disable_progress_bar()
-dir, valid, max_len, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+dir, texts, max_len, tok, checks = family_case(sys.argv)
 base, slide, slide_adapter = (sys.argv[i].split() for i in (5, 6, 7))
-texts = [json.loads(l)["text"] for l in open(valid)]
-tok = AutoTokenizer.from_pretrained(dir + "/model")
-checks = Checks(dir.rsplit("/", 1)[1], tol)
 report, agree = checks.check, checks.agree
 model, bad = load(dir + "/sliding")
 types = model.config.layer_types
@@ -332,15 +328,11 @@ EOF
   "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$yarn" "$merged" "$merged_gguf" <<'EOF'
 import json, sys
 sys.path.insert(0, "tests")
-from lm_compat import Checks, hf_loss, load
-from transformers import AutoTokenizer
+from lm_compat import family_case, hf_loss, load
 from transformers.utils import logging as hf_logging
 hf_logging.disable_progress_bar()
-dir, valid, max_len, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+dir, texts, max_len, tok, checks = family_case(sys.argv)
 base, yarn, merged, merged_gguf = (sys.argv[i].split() for i in (5, 6, 7, 8))
-texts = [json.loads(l)["text"] for l in open(valid)]
-tok = AutoTokenizer.from_pretrained(dir + "/model")
-checks = Checks(dir.rsplit("/", 1)[1], tol)
 report, agree = checks.check, checks.agree
 model, bad = load(dir + "/yarn")
 rope = model.model.rotary_emb

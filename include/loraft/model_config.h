@@ -161,6 +161,8 @@ int model_head_size(const ModelConfig *cfg);
 int model_layer_window(const ModelConfig *cfg, int l);
 /* Whether layer l turns q and k by RoPE (all but SmolLM3's NoPE layers). */
 int model_layer_rope(const ModelConfig *cfg, int l);
+/* cfg's NoPE layers: every step-th of its num_layers (SmolLM3's pattern), none past them. */
+void model_config_nope_every(ModelConfig *cfg, int step);
 
 /* cfg's: its head size, rope_theta and rope_scaling (half 0 for the encoders and GPT-2). */
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r);

@@ -97,9 +97,8 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     if (a->hidden > 0) cfg->hidden_size = a->hidden;
     int first_windowed = a->max_window_layers >= 0 ? a->max_window_layers : 28;
     int smol = cfg->arch == ARCH_SMOLLM3;
-    memset(cfg->no_rope, 0, sizeof cfg->no_rope); /* smollm3: NoPE every fourth layer */
+    if (smol) model_config_nope_every(cfg, SMOLLM3_NOPE_STEP); /* of --layers */
     for (int l = 0; l < cfg->num_layers && l < MODEL_MAX_LAYERS; l++) {
-        cfg->no_rope[l] = smol && (l + 1) % SMOLLM3_NOPE_STEP == 0;
         cfg->full_attention[l] =
             cfg->sliding_window && (smol ? !cfg->no_rope[l] : qwen && l < first_windowed);
     }

@@ -178,8 +178,7 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->num_layers = 36, cfg->num_heads = 16, cfg->num_kv_heads = 4;
         cfg->max_positions = 32768, cfg->rope_theta = 2000000.0f, cfg->tie_word_embeddings = 1;
         cfg->pad_token_id = 128004, cfg->bos_token_id = 128000, cfg->eos_token_id = 128001;
-        for (int l = 0; l < cfg->num_layers; l++)
-            cfg->no_rope[l] = (l + 1) % SMOLLM3_NOPE_STEP == 0;
+        model_config_nope_every(cfg, SMOLLM3_NOPE_STEP);
     }
     if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
         cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->num_layers = 12;
@@ -485,11 +484,8 @@ static int load_no_rope(ModelConfig *cfg, const cJSON *root, const char *path, L
         return lf_fail(err, "%s: key 'no_rope_layer_interval' must be a positive integer (got %d)",
                        path, interval);
     if (L < 1 || L > MODEL_MAX_LAYERS) return 0; /* model_config_validate says so */
-    memset(cfg->no_rope, 0, sizeof cfg->no_rope);
-    if (!list || cJSON_IsNull(list)) {
-        for (int l = 0; l < L; l++) cfg->no_rope[l] = (l + 1) % interval == 0;
-        return 0;
-    }
+    model_config_nope_every(cfg, interval);
+    if (!list || cJSON_IsNull(list)) return 0;
     if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != L)
         return lf_fail(err, "%s: key 'no_rope_layers' must be a list of %d 0s and 1s", path, L);
     for (int l = 0; l < L; l++) {
@@ -705,9 +701,8 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
                                                             : ARCH_LLAMA);
     cfg->sliding_window = a.sliding_window;
     cfg->vocab_size = a.vocab_size, cfg->hidden_size = a.hidden, cfg->num_layers = a.n_layers;
-    memset(cfg->no_rope, 0, sizeof cfg->no_rope); /* smollm3: llama.cpp's NoPE every 4th */
-    for (int l = 0; cfg->arch == ARCH_SMOLLM3 && l < a.n_layers && l < MODEL_MAX_LAYERS; l++)
-        cfg->no_rope[l] = (l + 1) % SMOLLM3_NOPE_STEP == 0;
+    if (cfg->arch == ARCH_SMOLLM3) /* llama.cpp's NoPE layers: every fourth */
+        model_config_nope_every(cfg, SMOLLM3_NOPE_STEP);
     cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
     cfg->head_dim = a.head_dim * a.n_heads != a.hidden || !strcmp(a.arch, "qwen3") ? a.head_dim : 0;
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
@@ -1037,6 +1032,12 @@ void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s) {
         if (type == ROPE_DIVISORS) inv /= s->divisors[i];
         r->inv_freq[i] = (float)inv;
     }
+}
+
+void model_config_nope_every(ModelConfig *cfg, int step) {
+    memset(cfg->no_rope, 0, sizeof cfg->no_rope);
+    for (int l = 0; step > 0 && l < cfg->num_layers && l < MODEL_MAX_LAYERS; l++)
+        cfg->no_rope[l] = (l + 1) % step == 0;
 }
 
 int model_layer_rope(const ModelConfig *cfg, int l) {

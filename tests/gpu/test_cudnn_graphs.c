@@ -2,8 +2,8 @@
  * shapes loraft trains, described and validated against cuDNN's support rules for Hopper (sm 90)
  * and Ampere (sm 80) on the host: no GPU needed, so CI checks what this build would ask of
  * cuDNN (padding, causal, sliding windows, dropout, grouped KV heads, head sizes, strided
- * copies), forward and backward. Running the graphs is test_gpu_parity's, on a GPU. Skips in a build without cuDNN
- * attention (the emulated one always). */
+ * copies), forward and backward. Running the graphs is test_gpu_parity's, on a GPU. Skips in a
+ * build without cuDNN attention (the emulated one always). */
 #include <string.h>
 
 #include "../../kernels/cuda/attention_cudnn.h"
