@@ -224,10 +224,12 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 2, cfg.num_heads = 4;
     int llama = arch_is_llama(arch);
     cfg.num_kv_heads = llama ? 2 : 4, cfg.ffn_size = 24, cfg.max_positions = 16;
-    cfg.head_dim = arch == ARCH_QWEN3 ? 8 : 0; /* heads twice hidden / heads wide */
-    /* a window inside the sequences: Mistral's in every layer, Qwen2's in layer 1 alone */
-    cfg.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 3 : 0;
-    cfg.full_attention[0] = arch == ARCH_QWEN2;
+    int gemma = arch == ARCH_GEMMA3;
+    cfg.head_dim = arch == ARCH_QWEN3 || gemma ? 8 : 0; /* heads twice hidden / heads wide */
+    /* a window inside the sequences: Mistral's in every layer, Qwen2's in layer 1 alone, Gemma's
+     * in layer 0 alone (with its own RoPE base) */
+    cfg.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma ? 3 : 0;
+    cfg.full_attention[0] = arch == ARCH_QWEN2, cfg.full_attention[1] = gemma;
     cfg.no_rope[0] = 0, cfg.no_rope[1] = arch == ARCH_SMOLLM3; /* layer 1 without RoPE */
     if (arch == ARCH_QWEN3) /* YaRN: pairs 0..2 blended, pair 3 divided, cos and sin scaled */
         cfg.rope_scaling = (RopeScaling){.type = ROPE_YARN,
@@ -251,13 +253,15 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
                     llama ? "layers.1.self_attn" : "h.1.attn", llama ? targets[i] : gpt2[i]);
     LfError err;
     CHECK_OK(model_create(m, &cfg, &spec, &ops_cpu, NULL, 5, 4, T, NULL, 0, &err), &err);
-    for (int i = 0; i < m->n_params; i++) { /* and Qwen's biases and head norms, not 0 and 1 */
-        const char *name = m->params[i].name;
-        int qwen = strstr(name, "_proj.bias") || strstr(name, "q_norm") || strstr(name, "k_norm");
-        if (m->params[i].is_lora || qwen)
-            for (size_t j = 0; j < m->params[i].numel; j++)
-                m->params[i].value[j] =
-                    0.4f * (rng_next_uniform(rng) - 0.5f) + (qwen && !strstr(name, "bias"));
+    for (int i = 0; i < m->n_params; i++) { /* and Qwen's biases and head norms, Gemma's norms
+                                                 (1 + w), not 0 and 1 */
+        const Param *p = &m->params[i];
+        int qwen =
+            strstr(p->name, "_proj.bias") || strstr(p->name, "q_norm") || strstr(p->name, "k_norm");
+        int one = qwen && !strstr(p->name, "bias") && !p->plus_one;
+        if (p->is_lora || qwen || p->plus_one)
+            for (size_t j = 0; j < p->numel; j++)
+                p->value[j] = 0.4f * (rng_next_uniform(rng) - 0.5f) + one;
     }
 }
 
@@ -493,13 +497,13 @@ static void checkpointing_is_exact(Model *plain, Model *ckpt, void (*batch)(Mode
 }
 
 static void checkpointing(const char *distil, const char *bert) {
-    const char *archs[] = {"distilbert", "bert",  "gpt2",    "llama",
-                           "qwen2",      "qwen3", "mistral", "smollm3"};
-    const Arch decoders[] = {ARCH_GPT2,  ARCH_LLAMA,   ARCH_QWEN2,
-                             ARCH_QWEN3, ARCH_MISTRAL, ARCH_SMOLLM3};
+    const char *archs[] = {"distilbert", "bert",    "gpt2",    "llama", "qwen2",
+                           "qwen3",      "mistral", "smollm3", "gemma3"};
+    const Arch decoders[] = {ARCH_GPT2,    ARCH_LLAMA,   ARCH_QWEN2, ARCH_QWEN3,
+                             ARCH_MISTRAL, ARCH_SMOLLM3, ARCH_GEMMA3};
     const char *cases[] = {"lora", "full", "lora layer 1", "head"};
     Model m[2];
-    for (int a = 0; a < 8; a++)
+    for (int a = 0; a < 9; a++)
         for (int c = 0; c < 4 - (a >= 2); c++) { /* head: the encoders' classifier alone */
             Strategy s = c == 1 ? STRATEGY_FULL : c == 3 ? STRATEGY_HEAD : STRATEGY_LORA;
             for (int ckpt = 0; ckpt < 2; ckpt++) {
@@ -553,6 +557,7 @@ int main(void) {
         gradcheck_decoder(ARCH_QWEN3, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_MISTRAL, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_SMOLLM3, full ? STRATEGY_FULL : STRATEGY_LORA);
+        gradcheck_decoder(ARCH_GEMMA3, full ? STRATEGY_FULL : STRATEGY_LORA);
     }
     size_t head = activations(distil, STRATEGY_HEAD), lora = activations(distil, STRATEGY_LORA),
            full = activations(distil, STRATEGY_FULL);

@@ -307,6 +307,109 @@ static void test_smollm3(void) {
     FAIL("{\"model_type\":\"smollm3\",\"attention_bias\":true}", "attention_bias");
 }
 
+/* google/gemma-3-270m's config.json as published (transformers 4.55), but eos_token_id as
+ * gemma-3-1b-it's list */
+static const char gemma3_270m[] =
+    "{\"_sliding_window_pattern\": 6, \"architectures\": [\"Gemma3ForCausalLM\"], "
+    "\"attention_bias\": false, \"attention_dropout\": 0.0, \"attn_logit_softcapping\": null, "
+    "\"bos_token_id\": 2, \"eos_token_id\": [1, 106], \"final_logit_softcapping\": null, "
+    "\"head_dim\": 256, \"hidden_activation\": \"gelu_pytorch_tanh\", \"hidden_size\": 640, "
+    "\"initializer_range\": 0.02, \"intermediate_size\": 2048, \"layer_types\": "
+    "[\"sliding_attention\", \"sliding_attention\", \"sliding_attention\", "
+    "\"sliding_attention\", \"sliding_attention\", \"full_attention\", \"sliding_attention\", "
+    "\"sliding_attention\", \"sliding_attention\", \"sliding_attention\", \"sliding_attention\", "
+    "\"full_attention\", \"sliding_attention\", \"sliding_attention\", \"sliding_attention\", "
+    "\"sliding_attention\", \"sliding_attention\", \"full_attention\"], "
+    "\"max_position_embeddings\": 32768, \"model_type\": \"gemma3_text\", "
+    "\"num_attention_heads\": 4, \"num_hidden_layers\": 18, \"num_key_value_heads\": 1, "
+    "\"pad_token_id\": 0, \"query_pre_attn_scalar\": 256, \"rms_norm_eps\": 1e-06, "
+    "\"rope_local_base_freq\": 10000.0, \"rope_scaling\": null, \"rope_theta\": 1000000.0, "
+    "\"sliding_window\": 512, \"torch_dtype\": \"bfloat16\", \"use_bidirectional_attention\": "
+    "false, \"use_cache\": true, \"vocab_size\": 262144}";
+
+/* Gemma 3: Gemma3TextConfig()'s defaults (every sixth layer full), gemma-3-270m's config.json,
+ * transformers 5's rope_parameters per layer type (Gemma 3 4B's linear scaling of the full
+ * layers), sliding_window_pattern, written back and read the same (an eos_token_id list too), and
+ * the refusals: Gemma 2's soft-capping, an attention scalar other than the head size, the
+ * bidirectional variant, scaled RoPE in the windowed layers. */
+static void test_gemma3(void) {
+    ModelConfig c, d;
+    LfError err = {{0}};
+    model_config_defaults(&d, ARCH_GEMMA3);
+    CHECK(d.vocab_size == 262208 && d.num_layers == 26 && d.num_heads == 8 && d.num_kv_heads == 4);
+    CHECK(model_head_size(&d) == 256 && d.activation == ACT_GELU_TANH && d.tie_word_embeddings);
+    CHECK(d.rope_theta == 1e6f && d.rope_local_theta == 1e4f && d.bos_token_id == 2 &&
+          d.eos_token_id == 1 && d.pad_token_id == 0);
+    CHECK(model_layer_window(&d, 0) == 4096 && model_layer_window(&d, 4) == 4096 &&
+          model_layer_window(&d, 5) == 0 && model_layer_window(&d, 11) == 0 &&
+          model_layer_window(&d, 25) == 4096);
+    CHECK(load_literal("{\"model_type\":\"gemma3_text\"}", &c, &err) == 0);
+    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    CHECK(load_literal(gemma3_270m, &c, &err) == 0);
+    CHECK(c.arch == ARCH_GEMMA3 && c.hidden_size == 640 && c.num_layers == 18 &&
+          c.num_kv_heads == 1 && model_head_size(&c) == 256 && c.ffn_size == 2048 &&
+          c.vocab_size == 262144);
+    CHECK(c.eos_token_id == 1 && c.n_eos_more == 1 && c.eos_more[0] == 106);
+    int full = 0;
+    for (int l = 0; l < 18; l++) full += model_layer_window(&c, l) == 0;
+    CHECK(full == 3 && model_layer_window(&c, 5) == 0 && model_layer_window(&c, 0) == 512);
+    CHECK(model_config_save(&c, cfg_path, &err) == 0);
+    CHECK(model_config_load(&d, cfg_path, &err) == 0);
+    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    char *text;
+    size_t len;
+    CHECK(file_read_all(cfg_path, &text, &len, &err) == 0);
+    CHECK(strstr(text, "\"Gemma3ForCausalLM\"") && strstr(text, "\"gelu_pytorch_tanh\"") &&
+          strstr(text, "\"query_pre_attn_scalar\":\t256") && strstr(text, "\"layer_types\"") &&
+          strstr(text, "\"rope_local_base_freq\":\t10000") && !strstr(text, "use_sliding_window"));
+    free(text);
+    /* transformers 5's form: the full layers' RoPE linear, the windowed layers' plain */
+    CHECK(load_literal("{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":4,"
+                       "\"sliding_window_pattern\":2,\"rope_parameters\":{\"full_attention\":"
+                       "{\"rope_type\":\"linear\",\"factor\":8.0,\"rope_theta\":1000000.0},"
+                       "\"sliding_attention\":{\"rope_type\":\"default\",\"rope_theta\":10000.0}}}",
+                       &c, &err) == 0);
+    CHECK(c.rope_scaling.type == ROPE_LINEAR && c.rope_scaling.factor == 8.0f &&
+          c.rope_theta == 1e6f && c.rope_local_theta == 1e4f);
+    CHECK(model_layer_window(&c, 0) == 4096 && model_layer_window(&c, 1) == 0 &&
+          model_layer_window(&c, 2) == 4096 && model_layer_window(&c, 3) == 0);
+    RopeFreqs g, l;
+    model_rope_freqs(&c, &g), model_rope_freqs_local(&c, &l);
+    CHECK(g.half == 128 && l.half == 128 && l.inv_freq[0] == 1.0f && g.inv_freq[0] == 0.125f &&
+          fabsf(l.inv_freq[1] / (float)pow(1e4, -2.0 / 256) - 1) < 1e-6f &&
+          fabsf(g.inv_freq[1] / (float)(pow(1e6, -2.0 / 256) / 8) - 1) < 1e-6f);
+    CHECK(model_config_save(&c, cfg_path, &err) == 0 &&
+          model_config_load(&d, cfg_path, &err) == 0 &&
+          memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    CHECK(load_literal("{\"model_type\":\"gemma3_text\",\"sliding_window\":null}", &c, &err) == 0 &&
+          model_layer_window(&c, 0) == 0);
+    FAIL("{\"model_type\":\"gemma3_text\",\"attn_logit_softcapping\":50.0}",
+         "'attn_logit_softcapping': logit soft-capping is not supported");
+    FAIL("{\"model_type\":\"gemma3_text\",\"final_logit_softcapping\":30.0}",
+         "'final_logit_softcapping'");
+    FAIL("{\"model_type\":\"gemma3_text\",\"head_dim\":128,\"query_pre_attn_scalar\":168}",
+         "query_pre_attn_scalar 168 is not the head size 128");
+    FAIL("{\"model_type\":\"gemma3_text\",\"head_dim\":128}", "query_pre_attn_scalar 256");
+    FAIL("{\"model_type\":\"gemma3_text\",\"use_bidirectional_attention\":true}",
+         "use_bidirectional_attention true");
+    FAIL("{\"model_type\":\"gemma3_text\",\"rope_parameters\":{\"full_attention\":{},"
+         "\"sliding_attention\":{\"rope_type\":\"linear\",\"factor\":2}}}",
+         "sliding_attention layers");
+    FAIL("{\"model_type\":\"gemma3_text\",\"rope_parameters\":{\"rope_type\":\"default\"}}",
+         "'full_attention' and 'sliding_attention'");
+    FAIL("{\"model_type\":\"gemma3_text\",\"sliding_window_pattern\":0}", "a positive integer");
+    FAIL("{\"model_type\":\"gemma3_text\",\"sliding_window\":null,\"num_hidden_layers\":1,"
+         "\"layer_types\":[\"sliding_attention\"]}",
+         "no window");
+    FAIL("{\"model_type\":\"gemma3_text\",\"hidden_activation\":\"silu\"}",
+         "gelu_pytorch_tanh or gelu for gemma3_text");
+    FAIL("{\"model_type\":\"gemma3_text\",\"rope_local_base_freq\":0}", "rope_local_base_freq > 0");
+    FAIL("{\"model_type\":\"llama\",\"eos_token_id\":[]}", "a list of 1 to 8 ids");
+    FAIL("{\"model_type\":\"llama\",\"eos_token_id\":[2,\"x\"]}",
+         "'eos_token_id' must be an integer");
+    FAIL("{\"model_type\":\"llama\",\"eos_token_id\":[2,32000]}", "end-of-sequence ids");
+}
+
 /* Mistral: the published 7B v0.1 and v0.3 configs and a Nemo-like head size; MistralConfig()'s
  * defaults; sliding_window read, written back as read (a number or null), and a sequence longer
  * than it refused with the window named; attention_bias / mlp_bias neither read (MistralForCausalLM
@@ -428,7 +531,7 @@ static void test_labels_and_options(void) {
 static void test_errors(void) {
     FAIL("{\"model_type\":\"roberta\"}", "model_type 'roberta' is not supported (supported: "
                                          "distilbert, bert, llama, qwen2, qwen3, mistral, smollm3, "
-                                         "gpt2)");
+                                         "gemma3_text, gpt2)");
     FAIL("{\"dim\":768}", "key 'model_type' is missing");
     FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
     FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
@@ -506,7 +609,11 @@ static void test_round_trip(Arch arch) {
         a.rope_theta = 100000.0f, a.tie_word_embeddings = 1, a.bos_token_id = 5,
         a.eos_token_id = -1, a.layer_norm_eps = 1e-5f;
     if (arch == ARCH_GPT2) a.embedding_dropout = 0.07f, a.bos_token_id = 7, a.eos_token_id = 9;
-    if (arch == ARCH_QWEN3) a.head_dim = 32; /* not hidden / heads */
+    if (arch == ARCH_QWEN3 || arch == ARCH_GEMMA3) a.head_dim = 32; /* not hidden / heads */
+    if (arch == ARCH_GEMMA3) { /* layer 1 full, an eos_token_id list */
+        a.activation = ACT_GELU_TANH, a.eos_token_id = 4, a.n_eos_more = 2, a.eos_more[1] = 7;
+        model_config_full_every(&a, 2);
+    }
     if (arch == ARCH_MISTRAL) a.head_dim = 32, a.sliding_window = 77;
     if (arch == ARCH_SMOLLM3) { /* of 3 layers, the first without RoPE and windowed */
         memset(a.no_rope, 0, sizeof a.no_rope), a.no_rope[0] = 1;
@@ -534,6 +641,7 @@ static void test_round_trip(Arch arch) {
                        : arch == ARCH_QWEN3   ? "Qwen3ForCausalLM"
                        : arch == ARCH_MISTRAL ? "MistralForCausalLM"
                        : arch == ARCH_SMOLLM3 ? "SmolLM3ForCausalLM"
+                       : arch == ARCH_GEMMA3  ? "Gemma3ForCausalLM"
                        : arch == ARCH_GPT2    ? "GPT2LMHeadModel"
                                               : "DistilBertForSequenceClassification";
     CHECK(cJSON_IsArray(archs) && !strcmp(cJSON_GetArrayItem(archs, 0)->valuestring, want));
@@ -545,10 +653,11 @@ static void test_round_trip(Arch arch) {
     free(text);
 
     a.num_heads = 5; /* 96 % 5 != 0 (Qwen3: a head of 7): refused, the good file stays */
-    if (arch == ARCH_QWEN3) a.num_heads = 4, a.head_dim = 7;
+    int odd_head = arch == ARCH_QWEN3 || arch == ARCH_GEMMA3;
+    if (odd_head) a.num_heads = 4, a.head_dim = 7;
     if (arch == ARCH_MISTRAL) a.head_dim = 0; /* hidden / heads again */
     CHECK(model_config_save(&a, path, &err) == -1 &&
-          strstr(err.msg, arch == ARCH_QWEN3 ? "head size even" : "divisible"));
+          strstr(err.msg, odd_head ? "head size even" : "divisible"));
     CHECK(model_config_load(&b, path, &err) == 0 && b.num_heads == 4);
 }
 
@@ -735,6 +844,8 @@ int main(void) {
     test_smollm3();
     test_round_trip(ARCH_MISTRAL);
     test_round_trip(ARCH_SMOLLM3);
+    test_gemma3();
+    test_round_trip(ARCH_GEMMA3);
     test_score_head();
     test_rope();
     CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&

@@ -448,41 +448,48 @@ static void test_rope_cache_write(int n, int pos0, int nh, int nkv, int hs, floa
     free(q), free(k), free(v), free(kc), free(vc), free(q0), free(rq), free(rk);
 }
 
-/* ---- SwiGLU ---- */
+/* ---- gated activations: SwiGLU (Llama), GeGLU (Gemma) ---- */
 
-typedef struct SwiCtx {
+typedef struct GluCtx {
+    Activation act;
     float gate[N * C], up[N * C], out[N * C], dgate[N * C], dup[N * C];
-} SwiCtx;
+} GluCtx;
 
-static void swi_fwd(void *p) {
-    SwiCtx *c = p;
-    ops->swiglu_forward(c->out, NULL, C, NULL, c->gate, c->up, N * C, C, C);
+static void glu_fwd(void *p) {
+    GluCtx *c = p;
+    ops->glu_forward(c->act, c->out, NULL, C, NULL, c->gate, c->up, N * C, C, C);
 }
-static void swi_bwd(void *p, const float *dout, unsigned use) {
-    SwiCtx *c = p;
-    ops->swiglu_backward(USE(0, c->dgate), USE(1, c->dup), NULL, dout, NULL, c->gate, c->up, NULL,
-                         N * C, C, OPS_ADD);
+static void glu_bwd(void *p, const float *dout, unsigned use) {
+    GluCtx *c = p;
+    ops->glu_backward(c->act, USE(0, c->dgate), USE(1, c->dup), NULL, dout, NULL, c->gate, c->up,
+                      NULL, N * C, C, OPS_ADD);
 }
 
-static void test_swiglu(void) {
-    SwiCtx c;
+/* act(g) in double: SiLU, or PyTorch's tanh GELU (Gemma's gelu_pytorch_tanh) */
+static double act_ref(double g, Activation act) {
+    if (act == ACT_SILU) return g / (1.0 + exp(-g));
+    return 0.5 * g * (1.0 + tanh(sqrt(2.0 / M_PI) * (g + 0.044715 * g * g * g)));
+}
+
+static void test_glu(Activation act, const char *name) {
+    GluCtx c = {.act = act};
     fill(c.gate, N * C, -6, 6), fill(c.up, N * C, -2, 2);
-    GradCase gc = grad_case("swiglu", &c, swi_fwd, swi_bwd, c.out, N * C, 1e-2f);
+    GradCase gc = grad_case(name, &c, glu_fwd, glu_bwd, c.out, N * C, 1e-2f);
     case_param(&gc, "gate", c.gate, c.dgate, N * C);
     case_param(&gc, "up", c.up, c.dup, N * C);
     gradcheck(&gc);
     double ref[N * C];
-    for (int i = 0; i < N * C; i++) ref[i] = c.gate[i] / (1.0 + exp(-(double)c.gate[i])) * c.up[i];
-    swi_fwd(&c);
-    CHECK(count_mismatch("swiglu out", c.out, ref, N * C, 1e-6, 1e-6) == 0);
+    for (int i = 0; i < N * C; i++) ref[i] = act_ref(c.gate[i], act) * c.up[i];
+    glu_fwd(&c);
+    CHECK(count_mismatch(name, c.out, ref, N * C, 1e-6, 1e-6) == 0);
     float nan_gate = NAN, one = 1.0f, out;
-    ops->swiglu_forward(&out, NULL, 1, NULL, &nan_gate, &one, 1, 1, 1);
+    ops->glu_forward(act, &out, NULL, 1, NULL, &nan_gate, &one, 1, 1, 1);
     CHECK(isnan(out));
     /* gate and up side by side, rows [gate | up] (one GEMM's outputs): the same values */
     float gu[N * 2 * C], rows[N * C];
     for (int i = 0; i < N * C; i++) gu[i / C * 2 * C + i % C] = c.gate[i];
     for (int i = 0; i < N * C; i++) gu[i / C * 2 * C + C + i % C] = c.up[i];
-    ops->swiglu_forward(rows, NULL, C, NULL, gu, gu + C, N * C, C, 2 * C);
+    ops->glu_forward(act, rows, NULL, C, NULL, gu, gu + C, N * C, C, 2 * C);
     CHECK(memcmp(rows, c.out, sizeof rows) == 0);
 }
 
@@ -2017,7 +2024,7 @@ static void test_first_writers(void) {
                             &seed, 1, 0.3f, N, C, R, acc);
         ops->activation_backward(d[acc][3], NULL, x, NULL, NULL, g, NULL, ACT_GELU, NC, C, acc);
         ops->activation_backward(d[acc][4], NULL, x, NULL, NULL, g, NULL, ACT_RELU, NC, C, acc);
-        ops->swiglu_backward(d[acc][5], d[acc][6], NULL, g, NULL, x, x, NULL, NC, C, acc);
+        ops->glu_backward(ACT_SILU, d[acc][5], d[acc][6], NULL, g, NULL, x, x, NULL, NC, C, acc);
         ops->layernorm_backward(d[acc][7], NULL, NULL, NULL, g, x, NULL, lw, mean, rstd, N, C, acc);
         ops->rmsnorm_backward(d[acc][8], NULL, NULL, g, x, NULL, lw, rstd, N, C, acc);
         ops->dropout_backward(d[acc][9], NULL, g, 0.3f, 9, NC, acc);
@@ -2083,7 +2090,7 @@ static void test_saved_bf16(void) {
     }
     float *gu[2] = {rand_vec(n, 0, 0), rand_vec(n, 0, 0)};
     for (int k = 0; k < 2; k++) memset(g[k][0], 0, n * sizeof(float));
-    ops->swiglu_forward(out, NULL, C, saved, x, u, n, C, C);
+    ops->glu_forward(ACT_SILU, out, NULL, C, saved, x, u, n, C, C);
     int rows_ok = 1; /* saved: rows [bf16(gate) | bf16(up)], as one GEMM writes them */
     for (size_t i = 0; i < n; i++) {
         size_t r = i / C, c = i % C;
@@ -2091,17 +2098,17 @@ static void test_saved_bf16(void) {
                   saved[r * 2 * C + C + c] == f32_to_bf16(u[i]);
     }
     CHECK(rows_ok);
-    ops->swiglu_forward(out2, NULL, C, saved, NULL, NULL, n, C, C); /* from those rows */
+    ops->glu_forward(ACT_SILU, out2, NULL, C, saved, NULL, NULL, n, C, C); /* from those rows */
     CHECK(off_by("swiglu from saved", out2, out, n, 0.0) == 0);
-    ops->swiglu_backward(g[0][0], gu[0], NULL, dout, NULL, x, u, NULL, n, C, OPS_ADD);
-    ops->swiglu_backward(g[1][0], gu[1], NULL, dout, NULL, NULL, NULL, saved, n, C, OPS_ADD);
+    ops->glu_backward(ACT_SILU, g[0][0], gu[0], NULL, dout, NULL, x, u, NULL, n, C, OPS_ADD);
+    ops->glu_backward(ACT_SILU, g[1][0], gu[1], NULL, dout, NULL, NULL, NULL, saved, n, C, OPS_ADD);
     CHECK(off_by("swiglu dgate", g[1][0], g[0][0], n, 0.0) == 0);
     CHECK(off_by("swiglu dup", gu[1], gu[0], n, 0.0) == 0);
     /* dout as the GEMM after wrote it in bf16: as from those values in f32 */
     uint16_t *d16 = malloc(n * sizeof *d16);
     for (size_t i = 0; i < n; i++) d16[i] = f32_to_bf16(dout[i]), dout[i] = bf16_to_f32(d16[i]);
-    ops->swiglu_backward(g[0][0], gu[0], NULL, dout, NULL, x, u, NULL, n, C, OPS_SET);
-    ops->swiglu_backward(g[1][0], gu[1], NULL, NULL, d16, x, u, NULL, n, C, OPS_SET);
+    ops->glu_backward(ACT_SILU, g[0][0], gu[0], NULL, dout, NULL, x, u, NULL, n, C, OPS_SET);
+    ops->glu_backward(ACT_SILU, g[1][0], gu[1], NULL, NULL, d16, x, u, NULL, n, C, OPS_SET);
     CHECK(off_by("swiglu dgate from bf16 dout", g[1][0], g[0][0], n, 0.0) == 0);
     CHECK(off_by("swiglu dup from bf16 dout", gu[1], gu[0], n, 0.0) == 0);
     ops->activation_backward(g[0][0], NULL, x, NULL, NULL, dout, NULL, ACT_GELU, n, C, OPS_SET);
@@ -2144,15 +2151,15 @@ static void test_bf16_outputs(void) {
     ops->dropout_backward(NULL, h[1], dout, 0.3f, 5, n, OPS_SET);
     CHECK(not_rounded("dropout dinp", h[0], f[0], n) == 0);
     CHECK(not_rounded("dropout dinp alone", h[1], f[0], n) == 0);
-    ops->swiglu_forward(f[0], h[0], C, NULL, x, u, n, C, C);
-    ops->swiglu_forward(NULL, h[1], C, NULL, x, u, n, C, C);
+    ops->glu_forward(ACT_SILU, f[0], h[0], C, NULL, x, u, n, C, C);
+    ops->glu_forward(ACT_SILU, NULL, h[1], C, NULL, x, u, n, C, C);
     CHECK(not_rounded("swiglu out", h[0], f[0], n) == 0);
     CHECK(not_rounded("swiglu out alone", h[1], f[0], n) == 0);
     uint16_t *dgu = malloc(2 * n * sizeof *dgu); /* [dgate | dup] rows of 2C */
     for (int alone = 0; alone < 2; alone++) {
         memset(dgu, 0xff, 2 * n * sizeof *dgu);
-        ops->swiglu_backward(alone ? NULL : f[0], alone ? NULL : f[1], dgu, dout, NULL, x, u, NULL,
-                             n, C, OPS_SET);
+        ops->glu_backward(ACT_SILU, alone ? NULL : f[0], alone ? NULL : f[1], dgu, dout, NULL, x, u,
+                          NULL, n, C, OPS_SET);
         for (size_t i = 0; i < n; i++) /* row i / C of each, side by side */
             h[0][i] = dgu[i / C * 2 * C + i % C], h[1][i] = dgu[i / C * 2 * C + C + i % C];
         CHECK(not_rounded(alone ? "swiglu dgate alone" : "swiglu dgate", h[0], f[0], n) == 0);
@@ -2226,8 +2233,8 @@ static void test_bf16_out_rows(void) {
             ops->activation_forward(out, NULL, C, NULL, a, NULL, ACT_GELU, n, C);
             ops->activation_forward(NULL, rows, LDB, NULL, a, NULL, ACT_GELU, n, C);
         } else if (kind == 2) {
-            ops->swiglu_forward(out, NULL, C, NULL, a, b, n, C, C);
-            ops->swiglu_forward(NULL, rows, LDB, NULL, a, b, n, C, C);
+            ops->glu_forward(ACT_SILU, out, NULL, C, NULL, a, b, n, C, C);
+            ops->glu_forward(ACT_SILU, NULL, rows, LDB, NULL, a, b, n, C, C);
         } else {
             const float *res = kind ? NULL : b, *bs = kind ? NULL : bias;
             float *mean = kind ? NULL : st[0];
@@ -2253,7 +2260,8 @@ int main(void) {
     test_head_norm();
     test_rope_cache_write(5, 2990, 3, 1, 8, 1.0f);
     test_rope_cache_write(3, 700, 2, 2, 16, 1.25f); /* YaRN's attention factor */
-    test_swiglu();
+    test_glu(ACT_SILU, "swiglu");
+    test_glu(ACT_GELU_TANH, "geglu");
     test_saved_bf16();
     test_bf16_outputs();
     test_matmul();

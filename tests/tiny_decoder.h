@@ -1,7 +1,7 @@
 /* tiny_decoder.h: the seeded tiny decoders the generation tests share (tests/test_generate.c on
  * the CPU, tests/gpu/test_gpu_generate.c on both backends): a 2-layer Llama, Qwen2, Qwen3,
- * Mistral or GPT-2 of VOCAB tokens (Qwen3's heads twice hidden / heads wide, Mistral's sliding
- * window 4), its biases and head norms random (not
+ * Mistral, SmolLM3, Gemma 3 or GPT-2 of VOCAB tokens (Qwen3's and Gemma's heads twice hidden /
+ * heads wide, Mistral's sliding window 4), its biases, head norms and Gemma's norms random (not
  * the 0 and 1 of their init), optionally with a LoRA adapter of random B on every projection so the
  * branch changes the logits, and the full-recompute logits the KV cache is checked against. */
 #ifndef LORAFT_TESTS_TINY_DECODER_H
@@ -27,10 +27,12 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     model_config_defaults(&c, arch);
     c.vocab_size = VOCAB, c.hidden_size = 32, c.num_layers = 2, c.ffn_size = 48;
     c.num_heads = heads, c.num_kv_heads = kv_heads, c.tie_word_embeddings = tied;
-    c.head_dim = arch == ARCH_QWEN3 ? 2 * 32 / heads : 0; /* heads twice hidden / heads wide */
-    /* a window well inside SEQ: Mistral's in every layer, Qwen2's in layer 1 alone */
-    c.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 4 : 0;
-    c.full_attention[0] = arch == ARCH_QWEN2;
+    int gemma = arch == ARCH_GEMMA3;
+    c.head_dim = arch == ARCH_QWEN3 || gemma ? 2 * 32 / heads : 0; /* twice hidden / heads wide */
+    /* a window well inside SEQ: Mistral's in every layer, Qwen2's in layer 1 alone, Gemma's in
+     * layer 0 alone (with its own RoPE base) */
+    c.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma ? 4 : 0;
+    c.full_attention[0] = arch == ARCH_QWEN2, c.full_attention[1] = gemma;
     c.no_rope[0] = 0, c.no_rope[1] = arch == ARCH_SMOLLM3; /* SmolLM3: layer 1 without RoPE */
     c.max_positions = 64, c.pad_token_id = -1, c.bos_token_id = c.eos_token_id = 0;
     c.initializer_range = 0.2f; /* logits far from zero, so relative errors mean something */
@@ -51,7 +53,8 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
         size_t len = strlen(p->name);
         int bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
         int head_norm = strstr(p->name, "self_attn.q_norm") || strstr(p->name, "self_attn.k_norm");
-        if (!bias && !head_norm && (!p->is_lora || !strstr(p->name, "lora_B"))) continue;
+        int lora_b = p->is_lora && strstr(p->name, "lora_B");
+        if (!bias && !head_norm && !p->plus_one && !lora_b) continue;
         for (size_t j = 0; j < p->numel; j++) host[j] = 0.3f * (rng_next_uniform(&r) - 0.5f);
         ops->upload(p->value, host, p->numel * sizeof(float));
     }

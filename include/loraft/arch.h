@@ -79,6 +79,11 @@ void model_linear(Model *m, Linear *l, const char *module, int in, int out, int 
 void model_conv1d(Model *m, Linear *l, const char *module, int in, int out);
 /* A norm "module.weight" [C] (+ "module.bias" [C] with bias). */
 void model_norm(Model *m, Norm *n, const char *module, int C, int bias);
+/* An RMS norm that multiplies by 1 + its weight (Gemma's: its weights are 1's offsets, 0 at
+ * initialisation); the norm ops are given model_norm_weight. */
+void model_norm_plus_one(Model *m, Norm *n, const char *module, int C);
+/* What norm n multiplies by: its weight's values, or 1 + them (model_norm_plus_one). */
+const float *model_norm_weight(const Model *m, const Norm *n);
 
 /* Floats attention saves for backward (Ops.attention_saved) in the model's precision at its
  * largest batch. When nonzero, a layer that backward reaches keeps these, not its f32 q, k, v.

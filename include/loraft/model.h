@@ -101,6 +101,8 @@ typedef struct Param {
     int decay;     /* AdamW weight decay applies (HF Trainer: not biases, not LayerNorm) */
     int is_lora, in_checkpoint;
     int is_norm;       /* a norm's weight or bias: initialised to 1 / 0 */
+    int plus_one;      /* a norm's weight that the norm multiplies by 1 + it (Gemma's:
+                          model_norm_plus_one), initialised to 0 */
     int pad_row;       /* an embedding's padding_idx row, zero at initialisation; -1: none */
     float init_std;    /* std of its normal initialisation; 0: the config's initializer_range */
     int hf_transposed; /* HF checkpoints store it as [shape[1], shape[0]] (GPT-2's Conv1D):
@@ -199,6 +201,11 @@ typedef struct Model {
      * (model.c adapter_copies_create), rounded into it by one round_bf16_many a forward */
     OpsBf16Copy *adapter_copies;
     int n_adapter_copies;
+    /* backend: the plus_one parameters lie first in values, n_plus_one floats; plus_one
+     * [2 * n_plus_one] = 1 + them (what their norms multiply by: model_norm_weight), rewritten by
+     * one add a forward, then n_plus_one 1s */
+    float *plus_one;
+    size_t n_plus_one;
     /* Preference tasks: a batch holds pairs, rows 2i (chosen) and 2i+1 (rejected). The loss op
      * leaves its results in backend memory between grad_norm and losses (objective.h's pair
      * readout), so model_read_loss's one copy brings them to the host with the loss. */

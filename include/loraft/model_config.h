@@ -1,11 +1,10 @@
 /* model_config.h: the Hugging Face config.json of a DistilBERT, BERT (BERT-derived
- * ones such as all-MiniLM-L6-v2 included), Llama-family (Llama, Qwen2, Qwen3, Mistral, SmolLM3) or
- * GPT-2
- * checkpoint,
- * read into one flat struct and written back in a form transformers' AutoConfig loads. Keys absent
- * from the file keep HF's defaults; keys of the wrong JSON type, unsupported options and
- * inconsistent sizes are errors naming the file and the key. Not a general HF config parser: only
- * what classification with the encoders and causal language modelling with the decoders need. */
+ * ones such as all-MiniLM-L6-v2 included), Llama-family (Llama, Qwen2, Qwen3, Mistral, SmolLM3,
+ * Gemma 3) or GPT-2 checkpoint, read into one flat struct and written back in a form transformers'
+ * AutoConfig loads. Keys absent from the file keep HF's defaults; keys of the wrong JSON type,
+ * unsupported options and inconsistent sizes are errors naming the file and the key. Not a general
+ * HF config parser: only what classification with the encoders and causal language modelling with
+ * the decoders need. */
 #pragma once
 
 #include "loraft/error.h"
@@ -23,6 +22,12 @@ extern "C" {
 #define MODEL_MAX_LAYERS 1024
 /* SmolLM3's NoPE layers by default: every fourth (SmolLM3Config, and llama.cpp's only pattern) */
 #define SMOLLM3_NOPE_STEP 4
+/* Gemma 3's full-attention layers by default: every sixth (Gemma3TextConfig's
+ * sliding_window_pattern, and llama.cpp's only pattern) */
+#define GEMMA3_FULL_STEP 6
+/* The most end-of-sequence ids a config.json's eos_token_id list may give (Llama 3.1 Instruct's 3,
+ * Gemma 3 instruct's 2) */
+#define MODEL_MAX_EOS 8
 
 /* ARCH_QWEN2 (Qwen2, Qwen2.5) is Llama with biases on q, k and v, ARCH_QWEN3 Llama with an RMS
  * norm over each head of q and k (q_norm, k_norm: before RoPE); each has its own model_type, class
@@ -30,7 +35,10 @@ extern "C" {
  * Llama's network under its own model_type and class names, with a sliding_window (v0.1: 4096) and
  * GGUF architecture "llama", as llama.cpp's converter writes it. ARCH_SMOLLM3 (SmolLM3) is Llama
  * without RoPE in some layers (no_rope: every fourth by default), GGUF architecture "smollm3".
- * arch_is_llama covers all five. */
+ * ARCH_GEMMA3 (Gemma 3's text models, Gemma3ForCausalLM) is Llama with Qwen3's head norms, every
+ * RMS norm multiplying by 1 + its weight, norms after attention and the MLP too (before their
+ * residual adds), GeGLU, embeddings times sqrt(hidden), and sliding windows in five layers of six
+ * with a RoPE base of their own. arch_is_llama covers all six (src/model/llama.c). */
 typedef enum Arch {
     ARCH_DISTILBERT,
     ARCH_BERT,
@@ -39,12 +47,13 @@ typedef enum Arch {
     ARCH_QWEN2,
     ARCH_QWEN3,
     ARCH_MISTRAL,
-    ARCH_SMOLLM3
+    ARCH_SMOLLM3,
+    ARCH_GEMMA3
 } Arch;
 
 static inline int arch_is_llama(Arch a) {
     return a == ARCH_LLAMA || a == ARCH_QWEN2 || a == ARCH_QWEN3 || a == ARCH_MISTRAL ||
-           a == ARCH_SMOLLM3;
+           a == ARCH_SMOLLM3 || a == ARCH_GEMMA3;
 }
 
 /* RoPE's frequency scaling, as transformers computes it (config.json's rope_scaling, or
@@ -87,21 +96,26 @@ typedef struct ModelConfig {
     int sliding_window; /* each position attends to the last sliding_window ones (itself
                            included: Ops.attention_forward's window) in every layer but
                            those of full_attention; 0: all of them (config.json's null).
-                           Mistral: every layer; Qwen2 / Qwen3: use_sliding_window's */
+                           Mistral: every layer; Qwen2 / Qwen3: use_sliding_window's;
+                           Gemma 3: its sliding_window, always used */
     unsigned char no_rope[MODEL_MAX_LAYERS];        /* SmolLM3: the layers without RoPE (NoPE; its
                                                        no_rope_layers' 0s) */
     unsigned char full_attention[MODEL_MAX_LAYERS]; /* Qwen: the layers without the window
                                                        (layer_types' "full_attention", or
                                                        those below max_window_layers) */
     float rope_theta;                               /* Llama's RoPE base; 0 for BERT */
+    float rope_local_theta;                         /* Gemma 3: the windowed layers' RoPE base
+                                                       (rope_local_base_freq; no scaling) */
     RopeScaling rope_scaling;                       /* Llama's */
     int tie_word_embeddings;        /* Llama: lm_head shares embed_tokens' weight (GPT-2: always) */
     int bos_token_id, eos_token_id; /* -1 when unset */
-    int type_vocab_size;            /* BERT token types; 0 for DistilBERT */
-    Activation activation;          /* "gelu" -> ACT_GELU, "gelu_new"/"gelu_pytorch_tanh"
-                                       -> ACT_GELU_TANH, "relu" -> ACT_RELU, "silu" -> ACT_SILU
-                                       (Llama's gated MLP); anything else is an error */
-    float layer_norm_eps;           /* DistilBERT: 1e-12 (hard-coded in HF); Llama: rms_norm_eps */
+    int n_eos_more;                 /* a list eos_token_id's ids after its first */
+    int eos_more[MODEL_MAX_EOS - 1];
+    int type_vocab_size;   /* BERT token types; 0 for DistilBERT */
+    Activation activation; /* "gelu" -> ACT_GELU, "gelu_new"/"gelu_pytorch_tanh"
+                              -> ACT_GELU_TANH, "relu" -> ACT_RELU, "silu" -> ACT_SILU
+                              (Llama's gated MLP); anything else is an error */
+    float layer_norm_eps;  /* DistilBERT: 1e-12 (hard-coded in HF); Llama: rms_norm_eps */
     float hidden_dropout, attention_dropout; /* GPT-2: resid_pdrop, attn_pdrop */
     float embedding_dropout;                 /* GPT-2's embd_pdrop; 0 for the others */
     float classifier_dropout;                /* DistilBERT seq_classif_dropout; BERT
@@ -139,7 +153,8 @@ int model_config_savable(const ModelConfig *cfg, const char *where, LfError *err
  * source in the message. */
 int model_config_validate(const ModelConfig *cfg, const char *where, LfError *err);
 
-/* HF's model_type: "distilbert" / "bert" / "llama" / "gpt2" / "qwen2" / "qwen3" / "mistral" */
+/* HF's model_type: "distilbert" / "bert" / "llama" / "gpt2" / "qwen2" / "qwen3" / "mistral" /
+ * "smollm3" / "gemma3_text" */
 const char *arch_name(Arch arch);
 /* A decoder's GGUF general.architecture (and the prefix of its keys), as llama.cpp's converter
  * writes it: its model_type, but "llama" for mistral. */
@@ -163,9 +178,14 @@ int model_layer_window(const ModelConfig *cfg, int l);
 int model_layer_rope(const ModelConfig *cfg, int l);
 /* cfg's NoPE layers: every step-th of its num_layers (SmolLM3's pattern), none past them. */
 void model_config_nope_every(ModelConfig *cfg, int step);
+/* cfg's full-attention layers, with a window: every step-th of its num_layers (Gemma 3's pattern);
+ * the others windowed. */
+void model_config_full_every(ModelConfig *cfg, int step);
 
 /* cfg's: its head size, rope_theta and rope_scaling (half 0 for the encoders and GPT-2). */
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r);
+/* Gemma 3's windowed layers': its head size and rope_local_theta, unscaled (half 0 without). */
+void model_rope_freqs_local(const ModelConfig *cfg, RopeFreqs *r);
 /* The divisor of each pair's frequency that a GGUF's rope_freqs tensor holds for cfg's llama3
  * scaling (or its own divisors) into d[HS/2]; returns HS/2, or 0 for other scalings. */
 int model_rope_divisors(const ModelConfig *cfg, float *d);

@@ -193,23 +193,23 @@ typedef struct Ops {
     void (*head_norm_forward)(float *x, int ld, float *raw, float *rstd, const float *weight,
                               float eps, int N, int H, int HS);
 
-    /* ---- gated MLP activation (Llama's SwiGLU) ----
-     * out[n] = silu(gate[n]) * up[n], silu(g) = g * sigmoid(g), out [n/F, F]; gate and up rows
+    /* ---- gated MLP activation (Llama's SwiGLU: act ACT_SILU; Gemma's GeGLU: ACT_GELU_TANH) ----
+     * out[n] = act(gate[n]) * up[n] (act_value), out [n/F, F]; gate and up rows
      * ld apart (ld F: buffers of their own; 2F: one GEMM's outputs side by side, rows [gate | up]);
      * out_bf16 (not NULL) = bf16(out) for a bf16 GEMM, rows ldb apart (F, or an adapted linear's
      * input copy: lora_down_bf16), out may then be NULL; saved [n/F, 2F] (not NULL) = rows
      * [bf16(gate) | bf16(up)]. gate and up NULL: they are saved's values (the one bf16 GEMM of
      * gate and up wrote them there: matmul_forward_bf16's out_bf16), read, not written. */
-    void (*swiglu_forward)(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                           const float *gate, const float *up, size_t n, int F, int ld);
-    /* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =); each may be NULL.
+    void (*glu_forward)(Activation act, float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                        const float *gate, const float *up, size_t n, int F, int ld);
+    /* dgate (+)= dout * up * act'(gate); dup (+)= dout * act(gate) (acc 0: =); each may be NULL.
      * dgu_bf16 (not NULL) [n/F, 2F] = rows [bf16(dgate) | bf16(dup)] of their new values, F a
      * row, for the one bf16 GEMM of gate and up (the f32 ones may then be NULL under acc
      * OPS_SET). gate and up, or (both NULL) their copies in saved (rows [gate | up]); dout, or
      * (NULL) its bf16 values in dout_bf16 (matmul_backward_bf16's dinp_bf16). */
-    void (*swiglu_backward)(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
-                            const uint16_t *dout_bf16, const float *gate, const float *up,
-                            const uint16_t *saved, size_t n, int F, int acc);
+    void (*glu_backward)(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
+                         const float *dout, const uint16_t *dout_bf16, const float *gate,
+                         const float *up, const uint16_t *saved, size_t n, int F, int acc);
 
     /* ---- dense layer (frozen base GEMM on cuBLAS / OpenBLAS) ----
      * out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC]; bias may be NULL. */

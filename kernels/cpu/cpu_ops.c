@@ -1014,32 +1014,34 @@ static void cpu_activation_backward(float *dinp, uint16_t *dinp_bf16, const floa
     round_bf16(dinp_bf16, dinp, n);
 }
 
-/* out[n] = silu(gate) * up (and saved = rows [bf16(gate) | bf16(up)], out_bf16 = bf16(out));
+/* out[n] = act(gate) * up (and saved = rows [bf16(gate) | bf16(up)], out_bf16 = bf16(out));
  * gate and up [n/F, F] rows ld apart, or (NULL) saved's */
-static void cpu_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                               const float *gate, const float *up, size_t n, int F, int ld) {
+static void cpu_glu_forward(Activation act, float *out, uint16_t *out_bf16, int ldb,
+                            uint16_t *saved, const float *gate, const float *up, size_t n, int F,
+                            int ld) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         size_t at = i / F * ld + i % F, s = i / F * 2 * F + i % F; /* s: row i / F of saved */
         float g = gate ? gate[at] : qb_bf16(saved[s]), u = up ? up[at] : qb_bf16(saved[s + F]);
-        float v = silu(g) * u;
+        float v = act_value(g, act) * u;
         if (saved && gate) saved[s] = f32_to_bf16(g), saved[s + F] = f32_to_bf16(u);
         if (out) out[i] = v;
         if (out_bf16) out_bf16[i / F * ldb + i % F] = f32_to_bf16(v);
     }
 }
 
-/* dgate[n] (+)= dout * up * silu'(gate); dup[n] (+)= dout * silu(gate) and / or their bf16
+/* dgate[n] (+)= dout * up * act'(gate); dup[n] (+)= dout * act(gate) and / or their bf16
  * copies (of this op's gradient alone where the f32 one is NULL: acc OPS_SET); any may be NULL;
  * gate and up, or their copies in saved's rows; dout, or its bf16 copy */
-static void cpu_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
-                                const uint16_t *dout_bf16, const float *gate, const float *up,
-                                const uint16_t *saved, size_t n, int F, int acc) {
+static void cpu_glu_backward(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
+                             const float *dout, const uint16_t *dout_bf16, const float *gate,
+                             const float *up, const uint16_t *saved, size_t n, int F, int acc) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         size_t s = i / F * 2 * F + i % F; /* row i / F of saved */
         float g = gate ? gate[i] : qb_bf16(saved[s]), u = up ? up[i] : qb_bf16(saved[s + F]);
-        float d = grad_at(dout, dout_bf16, i), dg = d * u * silu_derivative(g), du = d * silu(g);
+        float d = grad_at(dout, dout_bf16, i);
+        float dg = d * u * act_derivative(g, act), du = d * act_value(g, act);
         if (dgate) dg = dgate[i] = acc ? dgate[i] + dg : dg;
         if (dup) du = dup[i] = acc ? dup[i] + du : du;
         if (dgu_bf16) {
@@ -1275,8 +1277,8 @@ const Ops ops_cpu = {
     .rmsnorm_backward = cpu_rmsnorm_backward,
     .residual_norm_forward = cpu_residual_norm_forward,
     .head_norm_forward = cpu_head_norm_forward,
-    .swiglu_forward = cpu_swiglu_forward,
-    .swiglu_backward = cpu_swiglu_backward,
+    .glu_forward = cpu_glu_forward,
+    .glu_backward = cpu_glu_backward,
     .matmul_forward = cpu_matmul_forward,
     .matmul_backward = cpu_matmul_backward,
     .dequantize_rows = cpu_dequantize_rows,

@@ -201,7 +201,7 @@ int cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int
 /* ---- rotary position embedding (HF Llama's rotate_half), rotated where a kernel loads or
  * stores q and k: the pairs (x[i], x[i + HS/2]) of each head turn by position * inv_freq[i] ----
  */
-enum { ROPE_MAX_HALF = 64 };
+enum { ROPE_MAX_HALF = 128 };
 /* The inverse frequencies as a kernel parameter (no device memory, nothing to copy before a
  * launch): the model's RopeFreqs, which the CPU's rotation reads too; half = HS/2, 0: no
  * rotation. */
@@ -251,11 +251,11 @@ void cuda_residual_norm_forward(float *out, uint16_t *out_bf16, int ldb, float *
                                 int N, int C);
 void cuda_head_norm_forward(float *x, int ld, float *raw, float *rstd, const float *weight,
                             float eps, int N, int H, int HS);
-void cuda_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                         const float *gate, const float *up, size_t n, int F, int ld);
-void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
-                          const uint16_t *dout_bf16, const float *gate, const float *up,
-                          const uint16_t *saved, size_t n, int F, int acc);
+void cuda_glu_forward(Activation act, float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                      const float *gate, const float *up, size_t n, int F, int ld);
+void cuda_glu_backward(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
+                       const float *dout, const uint16_t *dout_bf16, const float *gate,
+                       const float *up, const uint16_t *saved, size_t n, int F, int acc);
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC);
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,

@@ -121,9 +121,11 @@ __device__ inline void load4_rows(float v[4], const uint16_t *src, size_t i, siz
     }
 }
 
-/* ---- SwiGLU: out = silu(gate) * up; saved [n/F, 2F] = rows [bf16(gate) | bf16(up)] ---- */
-__global__ void swiglu_forward_kernel(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                                      const float *gate, const float *up, size_t n, int F, int ld) {
+/* ---- gated activations (SwiGLU, GeGLU): out = act(gate) * up; saved [n/F, 2F] = rows
+ * [bf16(gate) | bf16(up)] ---- */
+__global__ void glu_forward_kernel(Activation act, float *out, uint16_t *out_bf16, int ldb,
+                                   uint16_t *saved, const float *gate, const float *up, size_t n,
+                                   int F, int ld) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4];
         if (gate) {
@@ -135,16 +137,16 @@ __global__ void swiglu_forward_kernel(float *out, uint16_t *out_bf16, int ldb, u
             load4_rows(g, saved, i, n, F, 2 * (size_t)F);
             load4_rows(u, saved + F, i, n, F, 2 * (size_t)F);
         }
-        for (int k = 0; k < 4; k++) g[k] = silu(g[k]) * u[k];
+        for (int k = 0; k < 4; k++) g[k] = act_value(g[k], act) * u[k];
         if (out) store4(out, g, i, n);
         if (out_bf16) store4_bf16_rows(out_bf16, g, i, n, F, ldb);
     }
 }
 
-__global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgu_bf16,
-                                       const float *dout, const uint16_t *dout_bf16,
-                                       const float *gate, const float *up, const uint16_t *saved,
-                                       size_t n, int F, int acc) {
+__global__ void glu_backward_kernel(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
+                                    const float *dout, const uint16_t *dout_bf16, const float *gate,
+                                    const float *up, const uint16_t *saved, size_t n, int F,
+                                    int acc) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4], d[4], dg[4] = {0}, du[4] = {0}; /* NULL outputs: computed, not stored */
         if (gate) {
@@ -157,8 +159,8 @@ __global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgu_b
         if (dgate && acc) load4(dg, dgate, i, n);
         if (dup && acc) load4(du, dup, i, n);
         for (int k = 0; k < 4; k++) {
-            dg[k] += d[k] * u[k] * silu_derivative(g[k]);
-            du[k] += d[k] * silu(g[k]);
+            dg[k] += d[k] * u[k] * act_derivative(g[k], act);
+            du[k] += d[k] * act_value(g[k], act);
         }
         if (dgate) store4(dgate, dg, i, n);
         if (dup) store4(dup, du, i, n);
@@ -169,24 +171,24 @@ __global__ void swiglu_backward_kernel(float *dgate, float *dup, uint16_t *dgu_b
     }
 }
 
-void cuda_swiglu_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                         const float *gate, const float *up, size_t n, int F, int ld) {
+void cuda_glu_forward(Activation act, float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
+                      const float *gate, const float *up, size_t n, int F, int ld) {
     if (!n || F <= 0) return;
-    swiglu_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, out_bf16, ldb, saved, gate, up, n, F,
-                                                        ld);
-    CUDA_LAUNCHED("swiglu_forward");
+    glu_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(act, out, out_bf16, ldb, saved, gate, up, n, F,
+                                                     ld);
+    CUDA_LAUNCHED("glu_forward");
 }
 
-/* dgate (+)= dout * up * silu'(gate); dup (+)= dout * silu(gate) (acc 0: =) and / or their bf16
+/* dgate (+)= dout * up * act'(gate); dup (+)= dout * act(gate) (acc 0: =) and / or their bf16
  * copies; any may be NULL; gate and up, or their copies in saved's rows; dout, or its bf16
  * copy */
-void cuda_swiglu_backward(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
-                          const uint16_t *dout_bf16, const float *gate, const float *up,
-                          const uint16_t *saved, size_t n, int F, int acc) {
+void cuda_glu_backward(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
+                       const float *dout, const uint16_t *dout_bf16, const float *gate,
+                       const float *up, const uint16_t *saved, size_t n, int F, int acc) {
     if (!n || F <= 0 || (!dgate && !dup && !dgu_bf16)) return;
-    swiglu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(dgate, dup, dgu_bf16, dout, dout_bf16,
-                                                         gate, up, saved, n, F, acc);
-    CUDA_LAUNCHED("swiglu_backward");
+    glu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(act, dgate, dup, dgu_bf16, dout, dout_bf16,
+                                                      gate, up, saved, n, F, acc);
+    CUDA_LAUNCHED("glu_backward");
 }
 
 /* ---- dropout: the mask is rng_dropout_scale(seed ^ the step's, element index), as on the

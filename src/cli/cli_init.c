@@ -47,6 +47,7 @@ typedef struct InitArgs {
     int layers, hidden, heads, kv_heads, head_dim, ffn, max_pos, num_labels, untied, seed;
     int sliding_window;    /* mistral: -1 keeps MistralConfig's 4096, 0 none; qwen: -1 none */
     int max_window_layers; /* qwen: layers before the first windowed one; -1: 28, Qwen2Config's */
+    int full_every;        /* gemma3: every full_every-th layer without the window; 0: 6 */
     float init_std, rope_theta;
 } InitArgs;
 
@@ -58,10 +59,11 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     else if (!strcmp(arch, "bert"))
         model_config_defaults(cfg, ARCH_BERT);
     else if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3") ||
-             !strcmp(arch, "mistral") || !strcmp(arch, "smollm3"))
+             !strcmp(arch, "mistral") || !strcmp(arch, "smollm3") || !strcmp(arch, "gemma3"))
         model_config_defaults(cfg, arch[0] == 'l'   ? ARCH_LLAMA
                                    : arch[0] == 'm' ? ARCH_MISTRAL
                                    : arch[0] == 's' ? ARCH_SMOLLM3
+                                   : arch[0] == 'g' ? ARCH_GEMMA3
                                    : arch[4] == '2' ? ARCH_QWEN2
                                                     : ARCH_QWEN3),
             cfg->tie_word_embeddings = !a->untied;
@@ -70,8 +72,10 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     else
         return lf_fail(err,
                        "--arch '%s'%s: expected distilbert, bert, llama, qwen2, qwen3, mistral, "
-                       "smollm3 or gpt2 (tied)",
+                       "smollm3, gemma3 or gpt2 (tied)",
                        arch, a->untied ? " --untied" : "");
+    if (a->gguf && cfg->arch == ARCH_GEMMA3)
+        return lf_fail(err, "--gguf: gemma3 GGUF files are not written yet");
     if (a->gguf && !arch_is_llama(cfg->arch) && cfg->arch != ARCH_GPT2)
         return lf_fail(err, "--gguf writes the llama family's and gpt2 models only (--arch %s)",
                        arch);
@@ -81,14 +85,17 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     if (a->rope_theta < 0 || !isfinite(a->rope_theta))
         return lf_fail(err, "--rope-theta %g: a RoPE base is finite and > 0", a->rope_theta);
     if (a->rope_theta > 0) cfg->rope_theta = a->rope_theta;
-    int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
+    int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3, gemma = cfg->arch == ARCH_GEMMA3;
     if ((a->sliding_window >= 0 && cfg->arch != ARCH_MISTRAL && cfg->arch != ARCH_SMOLLM3 &&
-         !qwen) ||
-        (a->max_window_layers >= 0 && !qwen))
+         !qwen && !gemma) ||
+        (a->max_window_layers >= 0 && !qwen) || (a->full_every && !gemma))
         return lf_fail(err,
-                       "--sliding-window is mistral's, qwen2's, qwen3's and smollm3's (its NoPE "
-                       "layers), --max-window-layers qwen2's and qwen3's (--arch %s)",
+                       "--sliding-window is mistral's, qwen2's, qwen3's, smollm3's (its NoPE "
+                       "layers) and gemma3's, --max-window-layers qwen2's and qwen3's, "
+                       "--full-every gemma3's (--arch %s)",
                        arch);
+    if (a->full_every < 0)
+        return lf_fail(err, "--full-every %d: a layer pattern is >= 1", a->full_every);
     if (a->sliding_window >= 0) cfg->sliding_window = a->sliding_window;
     if (a->rope_scaling && model_config_rope_scaling(cfg, a->rope_scaling, err))
         return lf_wrap(err, "--rope-scaling");
@@ -102,6 +109,7 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
         cfg->full_attention[l] =
             cfg->sliding_window && (smol ? !cfg->no_rope[l] : qwen && l < first_windowed);
     }
+    if (gemma) model_config_full_every(cfg, a->full_every ? a->full_every : GEMMA3_FULL_STEP);
     if (a->heads > 0) cfg->num_heads = a->heads;
     cfg->num_kv_heads = a->kv_heads > 0 ? a->kv_heads : cfg->num_heads;
     if (a->head_dim && !arch_is_llama(cfg->arch))
@@ -170,7 +178,7 @@ int cmd_init(int argc, char **argv) {
         .arch = "distilbert", .quant = "Q8_0", .sliding_window = -1, .max_window_layers = -1};
     const CliOpt opts[] = {
         {"arch", OPT_STR, &a.arch,
-         "distilbert (default), bert, llama, qwen2, qwen3, mistral, smollm3 or gpt2"},
+         "distilbert (default), bert, llama, qwen2, qwen3, mistral, smollm3, gemma3 or gpt2"},
         {"layers", OPT_INT, &a.layers, "transformer layers (default: the base model's)"},
         {"hidden", OPT_INT, &a.hidden, "hidden size C"},
         {"heads", OPT_INT, &a.heads, "attention heads (must divide hidden)"},
@@ -184,7 +192,10 @@ int cmd_init(int argc, char **argv) {
         {"sliding-window", OPT_INT, &a.sliding_window,
          "mistral: config.json's sliding_window (default 4096, MistralConfig's; 0: null); "
          "qwen2, qwen3: the window of the layers from --max-window-layers on "
-         "(use_sliding_window); smollm3: of its layers without RoPE"},
+         "(use_sliding_window); smollm3: of its layers without RoPE; gemma3: of all but every "
+         "--full-every-th layer (default 4096)"},
+        {"full-every", OPT_INT, &a.full_every,
+         "gemma3: every full-every-th layer attends without the window (default 6)"},
         {"max-window-layers", OPT_INT, &a.max_window_layers,
          "qwen2, qwen3: the layers before the first windowed one (default 28, Qwen2Config's)"},
         {"rope-scaling", OPT_STR, &a.rope_scaling,

@@ -1,18 +1,24 @@
-/* llama.c: the Llama family of decoders (Llama 2/3, SmolLM2, Qwen2/2.5, Qwen3, ...) as HF's
- * LlamaForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM compute it (arch.h):
- *   h0 = wte[ids]
+/* llama.c: the Llama family of decoders (Llama 2/3, SmolLM2, Qwen2/2.5, Qwen3, Gemma 3, ...) as
+ * HF's LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and Gemma3ForCausalLM compute it
+ * (arch.h):
+ *   h0 = wte[ids]                                                      (Gemma: * sqrt(C))
  *   per layer:  a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1)))   n1 = rmsnorm(x)
- *               (Qwen3: rope(q_norm(q(n1))), rope(k_norm(k(n1))), an RMS norm over each head)
+ *               (Qwen3, Gemma: rope(q_norm(q(n1))), rope(k_norm(k(n1))), an RMS norm over each
+ *               head; Gemma: a = x + rmsnorm(o(..)))
  *               out = a + down(silu(gate(n2)) * up(n2))                n2 = rmsnorm(a)
+ *               (Gemma: out = a + rmsnorm(down(gelu(gate(n2)) * up(n2))), its GeGLU)
  *   hidden = rmsnorm(out_L); the objective applies lm_head (tied to wte or its own weight), or
- *   a reward model's score (LlamaForSequenceClassification, one label)
+ *   a reward model's score (LlamaForSequenceClassification, one label). Gemma's RMS norms
+ *   multiply by 1 + their weights (model_norm_plus_one)
  * with causal attention over grouped KV heads (NKV <= NH) of head_dim values (hidden / heads, or
  * the config's: NH * HS need not be the width), RoPE on q and k, a sliding window in some layers
- * (Mistral: every layer; Qwen2 / Qwen3 / SmolLM3: per layer; model_layer_window), RoPE in all
- * layers but SmolLM3's NoPE ones (layer_rope), no biases (Qwen2: q's,
+ * (Mistral: every layer; Qwen2 / Qwen3 / SmolLM3 / Gemma: per layer; model_layer_window), RoPE in
+ * all layers but SmolLM3's NoPE ones (layer_rope; Gemma's windowed layers with a base of their
+ * own), no biases (Qwen2: q's,
  * k's and v's) and no dropout but attention's (and LoRA's). Forward, backward and the cached
  * decode (generation: one token at a time against each layer's cached keys and values) side by
  * side, as in bert.c; every dense layer goes through the core's LoRA-aware linear. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +28,8 @@
 typedef struct Layer {
     Norm ln_attn;
     Linear q, k, v, o;
-    Norm q_norm, k_norm; /* Qwen3's, over each head (else w NULL) */
+    Norm q_norm, k_norm;              /* Qwen3's and Gemma's, over each head (else w NULL) */
+    Norm attn_out_norm, mlp_out_norm; /* Gemma's, before the residual adds (else w NULL) */
     Norm ln_ffn;
     Linear gate, up, down;
     Linear *qkv[3], *gate_up[2]; /* the linears that read one input (linear_forward_group) */
@@ -43,9 +50,12 @@ typedef struct LayerActs {
     float *n2, *rstd2;      /* [N,C] rmsnorm(a), [N] */
     float *gate, *up, *act; /* [N,F] */
     float *out;             /* [N,C] a + down(act) */
+    /* Gemma: o's and down's outputs [N,C] before their norms (each may be a shared buffer
+     * where its bf16 xhat is kept: xh_o, xh_d), and the norms' rstd [N] */
+    float *o_raw, *rstd_o, *d_raw, *rstd_d;
     /* model_keeps_bf16: instead of x, a, gate and up, the norms' xhat and [gate | up] in bf16
      * (and the adapted linears' bf16 copies of n1, n2, act: Lora.xb) */
-    uint16_t *xh1, *xh2, *gate_up_bf16;
+    uint16_t *xh1, *xh2, *gate_up_bf16, *xh_o, *xh_d;
 } LayerActs;
 
 typedef struct Llama {
@@ -56,15 +66,17 @@ typedef struct Llama {
     Linear head; /* lm_head: its own weight, or wte's (tied; then not a LoRA candidate); a
                     reward model's score [1,C] */
     int lowest_trained_layer;
-    RopeFreqs rope;     /* from the config's rope_theta and rope_scaling */
-    float *hf, *rstd_f; /* [N,C] rmsnorm(out_L), [N] */
+    RopeFreqs rope;       /* from the config's rope_theta and rope_scaling */
+    RopeFreqs rope_local; /* Gemma's windowed layers': rope_local_theta's (else half 0) */
+    float *hf, *rstd_f;   /* [N,C] rmsnorm(out_L), [N] */
     /* gradient scratch */
     float *d_out, *d_n, *d_ctx, *d_q, *d_k, *d_v, *d_f, *d_g, *d_u;
     uint16_t *d_out_bf16; /* d_out in bf16 for o and down without LoRA (Linear.dout_bf16) */
     /* rows apart: q's, k's and v's (NH*HS, NKV*HS; or rows [q | k | v] where one GEMM writes
      * them side by side: linear_outputs_join), gate's and up's (F, or rows [gate | up] of 2F) */
     int q_ld, kv_ld, gate_up_ld;
-    int qk_norm; /* Qwen3 */
+    int qk_norm; /* Qwen3, Gemma */
+    int gemma;   /* Gemma's norms after attention and the MLP, and embeddings times sqrt(C) */
 } Llama;
 
 static Llama *llama(const Model *m) {
@@ -75,16 +87,27 @@ static int head_size(const Model *m) {
     return model_head_size(&m->cfg);
 }
 
-/* Layer l's RoPE, or NULL for a layer without (SmolLM3's NoPE layers). */
+/* Layer l's RoPE, or NULL for a layer without (SmolLM3's NoPE layers): Gemma's windowed layers
+ * have their own. */
 static const RopeFreqs *layer_rope(const Model *m, int l) {
-    return model_layer_rope(&m->cfg, l) ? &llama(m)->rope : NULL;
+    const Llama *b = llama(m);
+    if (!model_layer_rope(&m->cfg, l)) return NULL;
+    return b->rope_local.half && model_layer_window(&m->cfg, l) ? &b->rope_local : &b->rope;
 }
 
 /* ------------------------------------------------------------------------------------ */
 /* tensors                                                                              */
 
 static int llama_max_params(const ModelConfig *c) {
-    return 3 + 14 * c->num_layers;
+    return 3 + 16 * c->num_layers;
+}
+
+/* An RMS norm of the family: Gemma's multiply by 1 + their weights */
+static void add_norm(Model *m, Norm *n, const char *module, int C) {
+    if (llama(m)->gemma)
+        model_norm_plus_one(m, n, module, C);
+    else
+        model_norm(m, n, module, C, 0);
 }
 
 static int llama_build(Model *m, LfError *err) {
@@ -95,22 +118,30 @@ static int llama_build(Model *m, LfError *err) {
     if (!b || !b->layers || !b->acts) return lf_fail(err, "out of memory");
     int C = c->hidden_size, F = c->ffn_size, HS = head_size(m);
     int QC = c->num_heads * HS, KC = c->num_kv_heads * HS, qkv_bias = c->arch == ARCH_QWEN2;
-    b->qk_norm = c->arch == ARCH_QWEN3;
+    b->gemma = c->arch == ARCH_GEMMA3;
+    b->qk_norm = c->arch == ARCH_QWEN3 || b->gemma;
     model_rope_freqs(c, &b->rope);
+    model_rope_freqs_local(c, &b->rope_local);
     b->wte = model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
     b->wte->pad_row = c->pad_token_id;
     for (int l = 0; l < c->num_layers; l++) {
         Layer *L = &b->layers[l];
         char name[128];
 #define MODULE(what) (snprintf(name, sizeof name, "model.layers.%d.%s", l, what), name)
-        model_norm(m, &L->ln_attn, MODULE("input_layernorm"), C, 0);
+        add_norm(m, &L->ln_attn, MODULE("input_layernorm"), C);
         model_linear(m, &L->q, MODULE("self_attn.q_proj"), C, QC, qkv_bias);
         model_linear(m, &L->k, MODULE("self_attn.k_proj"), C, KC, qkv_bias);
         model_linear(m, &L->v, MODULE("self_attn.v_proj"), C, KC, qkv_bias);
         model_linear(m, &L->o, MODULE("self_attn.o_proj"), QC, C, 0);
-        if (b->qk_norm) model_norm(m, &L->q_norm, MODULE("self_attn.q_norm"), HS, 0);
-        if (b->qk_norm) model_norm(m, &L->k_norm, MODULE("self_attn.k_norm"), HS, 0);
-        model_norm(m, &L->ln_ffn, MODULE("post_attention_layernorm"), C, 0);
+        if (b->qk_norm) add_norm(m, &L->q_norm, MODULE("self_attn.q_norm"), HS);
+        if (b->qk_norm) add_norm(m, &L->k_norm, MODULE("self_attn.k_norm"), HS);
+        if (b->gemma) { /* its post_attention_layernorm follows attention, not the MLP's */
+            add_norm(m, &L->attn_out_norm, MODULE("post_attention_layernorm"), C);
+            add_norm(m, &L->ln_ffn, MODULE("pre_feedforward_layernorm"), C);
+            add_norm(m, &L->mlp_out_norm, MODULE("post_feedforward_layernorm"), C);
+        } else {
+            add_norm(m, &L->ln_ffn, MODULE("post_attention_layernorm"), C);
+        }
         model_linear(m, &L->gate, MODULE("mlp.gate_proj"), C, F, 0);
         model_linear(m, &L->up, MODULE("mlp.up_proj"), C, F, 0);
         model_linear(m, &L->down, MODULE("mlp.down_proj"), F, C, 0);
@@ -120,7 +151,7 @@ static int llama_build(Model *m, LfError *err) {
         model_share_input(L->qkv, 3);
         model_share_input(L->gate_up, 2);
     }
-    model_norm(m, &b->ln_f, "model.norm", C, 0);
+    add_norm(m, &b->ln_f, "model.norm", C);
     m->cfg.score_head = m->spec.task == TASK_REWARD; /* what a merged model's config says */
     if (m->cfg.score_head) { /* LlamaForSequenceClassification with num_labels 1 */
         m->cfg.num_labels = 1;
@@ -148,7 +179,13 @@ static int layer_trains(const Layer *L) {
     for (int i = 0; i < 7; i++)
         if (linear_trains(ls[i])) return 1;
     int heads = L->q_norm.w && (L->q_norm.w->grad || L->k_norm.w->grad);
-    return L->ln_attn.w->grad || L->ln_ffn.w->grad || heads;
+    int outs = L->attn_out_norm.w && (L->attn_out_norm.w->grad || L->mlp_out_norm.w->grad);
+    return L->ln_attn.w->grad || L->ln_ffn.w->grad || heads || outs;
+}
+
+/* Whether llama_plan's activation field i exists: the head norms' (13..16), Gemma's (17..) */
+static int field_wanted(int i, int qk_norm, int gemma) {
+    return i < 13 || (i < 17 ? qk_norm : gemma);
 }
 
 /* A layer that backward reaches keeps everything it computed (but what attention saves itself,
@@ -164,7 +201,7 @@ static void llama_plan(Model *m, Plan *pl) {
     size_t HS = head_size(m), QC = c->num_heads * HS, KC = c->num_kv_heads * HS;
     size_t AC = QC > C ? QC : C; /* ctx's room: attention's output, and d_out's place */
     size_t L = c->num_layers, lse_n = B * c->num_heads * T, NQ = N * c->num_heads;
-    int qkn = b->qk_norm;
+    int qkn = b->qk_norm, gemma = b->gemma;
     b->lowest_trained_layer = b->wte->grad ? 0 : (int)L;
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
@@ -200,14 +237,19 @@ static void llama_plan(Model *m, Plan *pl) {
                       N * QC,
                       N * KC,
                       NQ,
-                      N * c->num_kv_heads};
-    float **fields[] = {&sh.n1,  &sh.rstd1, &sh.q,     &sh.k,      &sh.v,     &sh.lse,
-                        &sh.ctx, &sh.a,     &sh.n2,    &sh.rstd2,  &sh.gate,  &sh.up,
-                        &sh.act, &sh.q_raw, &sh.k_raw, &sh.rstd_q, &sh.rstd_k};
+                      N * c->num_kv_heads,
+                      N * C,
+                      N,
+                      N * C,
+                      N};
+    float **fields[] = {&sh.n1,     &sh.rstd1, &sh.q,     &sh.k,      &sh.v,      &sh.lse,
+                        &sh.ctx,    &sh.a,     &sh.n2,    &sh.rstd2,  &sh.gate,   &sh.up,
+                        &sh.act,    &sh.q_raw, &sh.k_raw, &sh.rstd_q, &sh.rstd_k, &sh.o_raw,
+                        &sh.rstd_o, &sh.d_raw, &sh.rstd_d};
     int nf = (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < nf; i++) {
-        int inside = (join_qkv && (i == 3 || i == 4)) || (join && i == 11);   /* k, v; up */
-        PLAN_TAKE(pl, fields[i], sizes[i], !inside && (i < 13 || qkn), NULL); /* Qwen3's: 13.. */
+        int inside = (join_qkv && (i == 3 || i == 4)) || (join && i == 11); /* k, v; up */
+        PLAN_TAKE(pl, fields[i], sizes[i], !inside && field_wanted(i, qkn, gemma), NULL);
     }
     if (join_qkv) sh.k = sh.q ? sh.q + QC : NULL, sh.v = sh.q ? sh.q + QC + KC : NULL;
     if (join) sh.up = sh.gate ? sh.gate + F : NULL;
@@ -218,14 +260,17 @@ static void llama_plan(Model *m, Plan *pl) {
         int bw = (int)l >= b->lowest_trained_layer;
         a->x = l ? b->acts[l - 1].out : NULL; /* layer 0's input: assigned below */
         plan_layer(pl, ckpt && bw);
-        float **mine[] = {&a->n1,  &a->rstd1, &a->q,     &a->k,      &a->v,     &a->lse,
-                          &a->ctx, &a->a,     &a->n2,    &a->rstd2,  &a->gate,  &a->up,
-                          &a->act, &a->q_raw, &a->k_raw, &a->rstd_q, &a->rstd_k};
-        for (int i = 0; i < nf; i++) {
-            int qkv = i >= 2 && i <= 4, as_bf16 = i == 7 || i == 10 || i == 11; /* a, gate, up */
-            int input = i == 0 || i == 8 || i == 12 || (i == 6 && saved_n);     /* below */
+        float **mine[] = {&a->n1,     &a->rstd1, &a->q,     &a->k,      &a->v,      &a->lse,
+                          &a->ctx,    &a->a,     &a->n2,    &a->rstd2,  &a->gate,   &a->up,
+                          &a->act,    &a->q_raw, &a->k_raw, &a->rstd_q, &a->rstd_k, &a->o_raw,
+                          &a->rstd_o, &a->d_raw, &a->rstd_d};
+        for (int i = 0; i < nf; i++) { /* bf16 keeps a, gate, up, o_raw and d_raw otherwise */
+            int qkv = i >= 2 && i <= 4;
+            int as_bf16 = i == 7 || i == 10 || i == 11 || i == 17 || i == 19;
+            int input = i == 0 || i == 8 || i == 12 || (i == 6 && saved_n); /* below */
             plan_take(pl, mine[i], sizes[i],
-                      bw && !input && !(qkv && saved_n) && !(as_bf16 && half) && (i < 13 || qkn),
+                      bw && !input && !(qkv && saved_n) && !(as_bf16 && half) &&
+                          field_wanted(i, qkn, gemma),
                       *fields[i], "llama layer activation");
         }
         Layer *Ly = &b->layers[l]; /* n1, n2 and act: only their linears read them again */
@@ -250,6 +295,8 @@ static void llama_plan(Model *m, Plan *pl) {
         PLAN_TAKE_BF16(pl, &a->xh1, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh2, N * C, bw && half);
         PLAN_TAKE_BF16(pl, &a->gate_up_bf16, 2 * N * F, bw && half);
+        PLAN_TAKE_BF16(pl, &a->xh_o, N * C, bw && half && gemma);
+        PLAN_TAKE_BF16(pl, &a->xh_d, N * C, bw && half && gemma);
         /* [gate | up] from their GEMM in bf16 where joined: SwiGLU's saved, or sh.gate */
         uint16_t *gu = a->gate_up_bf16 ? a->gate_up_bf16 : (uint16_t *)sh.gate;
         linear_output_bf16(m, Ly->gate_up, 2, gu);
@@ -320,46 +367,62 @@ static void input_norm(Model *m, int l, float *out, const Linear *next, float *r
     m->ops->residual_norm_forward(out_bf16 ? NULL : out, out_bf16,
                                   next ? linear_input_ld(m, next) : 0, add ? before->out : NULL,
                                   NULL, rstd, xh, before ? before->out : llama(m)->acts[0].x,
-                                  add ? before->a : NULL, 0.0f, 0, norm->w->value, NULL,
+                                  add ? before->a : NULL, 0.0f, 0, model_norm_weight(m, norm), NULL,
                                   c->layer_norm_eps, N, c->hidden_size);
 }
 
+/* Gemma's norm of o's or down's output raw [n rows] before its residual add, into out (NULL:
+ * only rstd and xh, for backward) */
+static void output_norm(Model *m, float *out, float *rstd, uint16_t *xh, const float *raw,
+                        const Norm *norm, int n) {
+    m->ops->residual_norm_forward(out, NULL, 0, NULL, NULL, rstd, xh, raw, NULL, 0.0f, 0,
+                                  model_norm_weight(m, norm), NULL, m->cfg.layer_norm_eps, n,
+                                  m->cfg.hidden_size);
+}
+
 /* The rest of layer l once attention has written a->ctx [N rows]: a = x + o(ctx), then
- * out = down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a), without the residual a, which the next
- * norm adds (input_norm). A replay leaves out (the next layer's complete input) alone: backward
- * reads nothing of down's forward but its LoRA branch's. */
+ * out = down(act(gate(n2)) * up(n2)), n2 = rmsnorm(a), without the residual a, which the next
+ * norm adds (input_norm); Gemma's norms of o(ctx) and down(..) on the way. A replay leaves out
+ * (the next layer's complete input) alone: backward reads nothing of down's forward but its
+ * LoRA branch's (and Gemma's norm's rstd and input). */
 static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
-    Layer *Ly = &llama(m)->layers[l];
-    LayerActs *a = &llama(m)->acts[l];
+    const Llama *b = llama(m);
+    Layer *Ly = &b->layers[l];
+    LayerActs *a = &b->acts[l];
     size_t NF = (size_t)N * c->ffn_size;
-    linear_forward(m, &Ly->o, a->a, a->ctx, N, d.lora, model_site(l, SITE_O));
+    linear_forward(m, &Ly->o, b->gemma ? a->o_raw : a->a, a->ctx, N, d.lora, model_site(l, SITE_O));
+    if (b->gemma) output_norm(m, a->a, a->rstd_o, a->xh_o, a->o_raw, &Ly->attn_out_norm, N);
     uint16_t *n2_bf16 = Ly->gate.in_bf16; /* else gate and up read n2 */
     o->residual_norm_forward(n2_bf16 ? NULL : a->n2, n2_bf16, linear_input_ld(m, &Ly->gate), a->a,
-                             NULL, a->rstd2, a->xh2, a->a, a->x, 0.0f, 0, Ly->ln_ffn.w->value, NULL,
-                             c->layer_norm_eps, N, c->hidden_size);
+                             NULL, a->rstd2, a->xh2, a->a, a->x, 0.0f, 0,
+                             model_norm_weight(m, &Ly->ln_ffn), NULL, c->layer_norm_eps, N,
+                             c->hidden_size);
     uint64_t s[2];
     linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,
                          model_sites(s, 2, l, SITE_GATE));
     uint16_t *act_bf16 = Ly->down.in_bf16, *gu = Ly->gate.out_bf16; /* else act; gate, up */
-    o->swiglu_forward(act_bf16 ? NULL : a->act, act_bf16, linear_input_ld(m, &Ly->down),
-                      gu ? gu : a->gate_up_bf16, gu ? NULL : a->gate, gu ? NULL : a->up, NF,
-                      c->ffn_size, llama(m)->gate_up_ld);
-    linear_forward(m, &Ly->down, replay ? NULL : a->out, a->act, N, d.lora,
-                   model_site(l, SITE_DOWN));
+    o->glu_forward(c->activation, act_bf16 ? NULL : a->act, act_bf16, linear_input_ld(m, &Ly->down),
+                   gu ? gu : a->gate_up_bf16, gu ? NULL : a->gate, gu ? NULL : a->up, NF,
+                   c->ffn_size, b->gate_up_ld);
+    float *down_out = b->gemma ? a->d_raw : replay ? NULL : a->out;
+    linear_forward(m, &Ly->down, down_out, a->act, N, d.lora, model_site(l, SITE_DOWN));
+    if (b->gemma)
+        output_norm(m, replay ? NULL : a->out, a->rstd_d, a->xh_d, a->d_raw, &Ly->mlp_out_norm, N);
 }
 
-/* Qwen3: q's and k's heads [n rows] through their RMS norms, in place (where the group's GEMM
- * wrote them, rows q_ld and kv_ld apart), their values before it kept for backward. */
+/* Qwen3, Gemma: q's and k's heads [n rows] through their RMS norms, in place (where the group's
+ * GEMM wrote them, rows q_ld and kv_ld apart), their values before it kept for backward. */
 static void head_norms_forward(Model *m, const Layer *Ly, LayerActs *a, int n) {
     const ModelConfig *c = &m->cfg;
     const Llama *b = llama(m);
     if (!b->qk_norm) return;
-    m->ops->head_norm_forward(a->q, b->q_ld, a->q_raw, a->rstd_q, Ly->q_norm.w->value,
+    m->ops->head_norm_forward(a->q, b->q_ld, a->q_raw, a->rstd_q, model_norm_weight(m, &Ly->q_norm),
                               c->layer_norm_eps, n, c->num_heads, head_size(m));
-    m->ops->head_norm_forward(a->k, b->kv_ld, a->k_raw, a->rstd_k, Ly->k_norm.w->value,
-                              c->layer_norm_eps, n, c->num_kv_heads, head_size(m));
+    m->ops->head_norm_forward(a->k, b->kv_ld, a->k_raw, a->rstd_k,
+                              model_norm_weight(m, &Ly->k_norm), c->layer_norm_eps, n,
+                              c->num_kv_heads, head_size(m));
 }
 
 static void layer_forward(Model *m, int l, Drop d, int replay) {
@@ -407,6 +470,22 @@ static void layer_decode(Model *m, int l, int n) {
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
+/* Where layer l's down reads the gradient of its output in bf16 (Linear.dout_bf16), which the
+ * norm backward that writes that gradient rounds it into: the stream's (the norm above, so not
+ * Gemma's, whose norm of down's output writes it) */
+static uint16_t *below_dout_bf16(const Model *m, int l) {
+    return llama(m)->gemma ? NULL : llama(m)->layers[l].down.dout_bf16;
+}
+
+/* Gemma: the gradient of a norm's input raw [n rows] (o's or down's output) into dinp (and the
+ * bf16 copy that linear reads it as) from dout, the residual stream's */
+static void output_norm_backward(Model *m, float *dinp, const Linear *linear, const float *dout,
+                                 const float *raw, const uint16_t *xh, const float *rstd,
+                                 const Norm *norm, int n) {
+    m->ops->rmsnorm_backward(dinp, linear->dout_bf16, norm->w->grad, dout, xh ? NULL : raw, xh,
+                             model_norm_weight(m, norm), rstd, n, m->cfg.hidden_size, OPS_SET);
+}
+
 /* grad: the gradient of the layer's output [N,C], then of the residual stream a, then (when
  * need_input) of its input x (LayerBackward). */
 static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d) {
@@ -418,23 +497,33 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, HS = head_size(m);
     int NH = c->num_heads, NKV = c->num_kv_heads;
     size_t NF = (size_t)N * c->ffn_size;
-    /* MLP: out = a + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(a) */
-    linear_backward(m, &Ly->down, b->d_f, grad, a->act, N, d.lora, model_site(l, SITE_DOWN),
+    /* MLP: out = a + down(act(gate(n2)) * up(n2)), n2 = rmsnorm(a); Gemma: a + rmsnorm(down(..)),
+     * whose gradient goes to d_n (free until gate and up's backward) */
+    const float *d_down = b->gemma ? b->d_n : grad;
+    if (b->gemma)
+        output_norm_backward(m, b->d_n, &Ly->down, grad, a->d_raw, a->xh_d, a->rstd_d,
+                             &Ly->mlp_out_norm, N);
+    linear_backward(m, &Ly->down, b->d_f, d_down, a->act, N, d.lora, model_site(l, SITE_DOWN),
                     OPS_SET);
     const uint16_t *gu = a->gate_up_bf16;    /* else gate and up were kept */
     uint16_t *dgu_bf16 = Ly->gate.dout_bf16; /* [dgate | dup] rows, else rounded */
     const uint16_t *df = Ly->down.din_bf16;  /* else d_f in f32 */
-    o->swiglu_backward(dgu_bf16 ? NULL : b->d_g, dgu_bf16 ? NULL : b->d_u, dgu_bf16,
-                       df ? NULL : b->d_f, df, gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF,
-                       c->ffn_size, OPS_SET);
+    o->glu_backward(c->activation, dgu_bf16 ? NULL : b->d_g, dgu_bf16 ? NULL : b->d_u, dgu_bf16,
+                    df ? NULL : b->d_f, df, gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF,
+                    c->ffn_size, OPS_SET);
     uint64_t s[3];
     linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
                           N, d.lora, model_sites(s, 2, l, SITE_GATE), OPS_SET);
-    o->rmsnorm_backward(grad, Ly->o.dout_bf16, Ly->ln_ffn.w->grad, b->d_n, a->xh2 ? NULL : a->a,
-                        a->xh2, Ly->ln_ffn.w->value, a->rstd2, N, C,
-                        OPS_ADD); /* + the residual's */
-    /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x) */
-    linear_backward(m, &Ly->o, b->d_ctx, grad, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
+    o->rmsnorm_backward(grad, b->gemma ? NULL : Ly->o.dout_bf16, Ly->ln_ffn.w->grad, b->d_n,
+                        a->xh2 ? NULL : a->a, a->xh2, model_norm_weight(m, &Ly->ln_ffn), a->rstd2,
+                        N, C, OPS_ADD); /* + the residual's */
+    /* attention: a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = rmsnorm(x); Gemma:
+     * x + rmsnorm(o(..)), its gradient in d_n again */
+    const float *d_o = b->gemma ? b->d_n : grad;
+    if (b->gemma)
+        output_norm_backward(m, b->d_n, &Ly->o, grad, a->o_raw, a->xh_o, a->rstd_o,
+                             &Ly->attn_out_norm, N);
+    linear_backward(m, &Ly->o, b->d_ctx, d_o, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
     /* else q, k, v and ctx were saved by attention (q, k and v kept lie apart) */
     int kept = a->att_saved == NULL;
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
@@ -444,19 +533,24 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
                           layer_rope(m, l), d.attention, model_site(l, SITE_ATT), m->scratch, B, T,
                           NH, NKV, HS, OPS_SET);
     const float *dq = b->d_q, *dk = b->d_k;
-    if (b->qk_norm) { /* through Qwen3's head norms: q's into d_ctx (read by now), k's into d_q */
+    if (b->qk_norm) { /* through the head norms: q's into d_ctx (read by now), k's into d_q */
         o->rmsnorm_backward(b->d_ctx, NULL, Ly->q_norm.w->grad, b->d_q, a->q_raw, NULL,
-                            Ly->q_norm.w->value, a->rstd_q, N * NH, HS, OPS_SET);
+                            model_norm_weight(m, &Ly->q_norm), a->rstd_q, N * NH, HS, OPS_SET);
         o->rmsnorm_backward(b->d_q, NULL, Ly->k_norm.w->grad, b->d_k, a->k_raw, NULL,
-                            Ly->k_norm.w->value, a->rstd_k, N * NKV, HS, OPS_SET);
+                            model_norm_weight(m, &Ly->k_norm), a->rstd_k, N * NKV, HS, OPS_SET);
         dq = b->d_ctx, dk = b->d_q;
     }
     linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){dq, dk, b->d_v}, 3, a->n1, N,
                           d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);
-    uint16_t *below = need_input && l ? b->layers[l - 1].down.dout_bf16 : NULL; /* its down's */
+    uint16_t *below = need_input && l ? below_dout_bf16(m, l - 1) : NULL;
     o->rmsnorm_backward(need_input ? grad : NULL, below, Ly->ln_attn.w->grad, b->d_n,
-                        a->xh1 ? NULL : a->x, a->xh1, Ly->ln_attn.w->value, a->rstd1, N, C,
-                        OPS_ADD); /* + the residual's */
+                        a->xh1 ? NULL : a->x, a->xh1, model_norm_weight(m, &Ly->ln_attn), a->rstd1,
+                        N, C, OPS_ADD); /* + the residual's */
+}
+
+/* Gemma's embeddings are wte's rows times sqrt(C), in float as Gemma3TextScaledWordEmbedding's */
+static float embed_scale(const Model *m) {
+    return (float)sqrt((double)m->cfg.hidden_size);
 }
 
 static void llama_forward(Model *m, Drop d) {
@@ -466,6 +560,7 @@ static void llama_forward(Model *m, Drop d) {
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, NULL, NULL, m->B, m->T,
                          C);
+    if (b->gemma) o->scale(b->acts[0].x, embed_scale(m), (size_t)N * C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
     input_norm(m, L, b->hf, NULL, b->rstd_f, NULL, &b->ln_f, N, 0);
 }
@@ -477,12 +572,13 @@ static void llama_backward(Model *m, Drop d) {
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     int body = b->lowest_trained_layer < L;
     if (!body && !b->ln_f.w->grad) return; /* the head's own gradient came with the loss */
-    o->rmsnorm_backward(b->d_out, body ? b->layers[L - 1].down.dout_bf16 : NULL, b->ln_f.w->grad,
-                        m->dhidden, b->acts[L - 1].out, NULL, b->ln_f.w->value, b->rstd_f, N, C,
-                        OPS_SET);
+    o->rmsnorm_backward(b->d_out, body ? below_dout_bf16(m, L - 1) : NULL, b->ln_f.w->grad,
+                        m->dhidden, b->acts[L - 1].out, NULL, model_norm_weight(m, &b->ln_f),
+                        b->rstd_f, N, C, OPS_SET);
     int emb_trains = b->wte->grad != NULL;
     layers_backward(m, layer_forward, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
                     d);
+    if (emb_trains && b->gemma) o->scale(b->d_out, embed_scale(m), (size_t)N * C);
     if (emb_trains)
         o->embedding_backward(b->wte->grad, NULL, NULL, b->d_out, m->ids, NULL, m->B, m->T, C);
 }
@@ -493,6 +589,7 @@ static void llama_decode(Model *m, int n) {
     Llama *b = llama(m);
     int C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, NULL, NULL, 1, n, C);
+    if (b->gemma) o->scale(b->acts[0].x, embed_scale(m), (size_t)n * C);
     for (int l = 0; l < L; l++) layer_decode(m, l, n);
     input_norm(m, L, b->hf, NULL, b->rstd_f, NULL, &b->ln_f, n, 0);
 }

@@ -95,6 +95,7 @@ static const ArchImpl *arch_for(Arch a) {
         [ARCH_LLAMA] = &arch_llama,           [ARCH_GPT2] = &arch_gpt2,
         [ARCH_QWEN2] = &arch_llama,           [ARCH_QWEN3] = &arch_llama,
         [ARCH_MISTRAL] = &arch_llama,         [ARCH_SMOLLM3] = &arch_llama,
+        [ARCH_GEMMA3] = &arch_llama,
     };
     return archs[a];
 }
@@ -153,6 +154,15 @@ void model_norm(Model *m, Norm *n, const char *module, int C, int bias) {
     n->b = bias ? model_param(m, 0, C, 0, "%s.bias", module) : NULL;
     n->w->is_norm = 1;
     if (n->b) n->b->is_norm = 1;
+}
+
+void model_norm_plus_one(Model *m, Norm *n, const char *module, int C) {
+    model_norm(m, n, module, C, 0);
+    n->w->plus_one = 1;
+}
+
+const float *model_norm_weight(const Model *m, const Norm *n) {
+    return n->w->plus_one ? m->plus_one + (n->w->value - m->values) : n->w->value;
 }
 
 /* "a.b.weight" -> module "a.b" (into out). */
@@ -283,7 +293,7 @@ static void param_init(const Model *m, const Param *p, float *v, Rng *r) {
     } else if (is_bias) {
         memset(v, 0, p->numel * sizeof *v);
     } else if (p->is_norm) {
-        for (size_t i = 0; i < p->numel; i++) v[i] = 1.0f;
+        for (size_t i = 0; i < p->numel; i++) v[i] = p->plus_one ? 0.0f : 1.0f;
     } else {
         float std = p->init_std > 0 ? p->init_std : m->cfg.initializer_range;
         for (size_t i = 0; i < p->numel; i++) v[i] = normal_draw(r) * std;
@@ -911,18 +921,50 @@ static size_t value_start(size_t off) {
     return (off + 15) / 16 * 16;
 }
 
+/* Points every f32 parameter into base (NULL: none) and returns their floats: the plus_one ones
+ * first, their run's length in *n_plus_one. */
+static size_t place_values(Model *m, float *base, size_t *n_plus_one) {
+    size_t off = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < m->n_params; i++) {
+            Param *p = &m->params[i];
+            if (p->dtype != GGML_F32 || p->plus_one != !pass) continue;
+            off = value_start(off);
+            if (base) p->value = base + off;
+            off += p->numel;
+        }
+        if (!pass) *n_plus_one = off = value_start(off);
+    }
+    return off;
+}
+
+/* 1 + the plus_one parameters' values, where their norms read them: one pass over their run */
+static int plus_one_create(Model *m, LfError *err) {
+    size_t n = m->n_plus_one;
+    if (!n) return 0;
+    float *ones = malloc(n * sizeof *ones);
+    if (ones) m->plus_one = m->ops->alloc(2 * n * sizeof(float));
+    for (size_t i = 0; ones && i < n; i++) ones[i] = 1.0f;
+    if (m->plus_one) m->ops->upload(m->plus_one + n, ones, n * sizeof *ones);
+    free(ones);
+    return m->plus_one ? 0 : lf_fail(err, "out of memory");
+}
+
+static void sync_norms(Model *m) {
+    size_t n = m->n_plus_one;
+    if (n) m->ops->add(m->plus_one, m->values, m->plus_one + n, n);
+}
+
 /* Allocates the f32 values and the packed weights and points every parameter into them. */
 static int allocate_values(Model *m, LfError *err) {
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
         if (l->w->dtype == GGML_BF16) l->w->lora_room = group_loras(m, l) * m->spec.r;
     }
+    m->n_values = place_values(m, NULL, &m->n_plus_one);
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
-        if (p->dtype == GGML_F32) {
-            m->n_values = value_start(m->n_values) + p->numel;
-            continue;
-        }
+        if (p->dtype == GGML_F32) continue;
         int be = quant_block_elems(p->dtype);
         if (p->shape[1] % be)
             return lf_fail(err, "%s: %lld columns are not whole %s blocks of %d", p->name,
@@ -936,15 +978,11 @@ static int allocate_values(Model *m, LfError *err) {
         return lf_fail(err, "out of memory for %zu weights and %zu packed bytes", m->n_values,
                        m->n_packed_bytes);
     place_packed(m, m->packed);
-    size_t off = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        Param *p = &m->params[i];
-        if (p->dtype == GGML_F32)
-            off = value_start(off), p->value = m->values + off, off += p->numel;
-        else if (!p->packed)
-            return lf_fail(err, "%s: a packed weight that no linear owns", p->name);
-    }
-    return 0;
+    place_values(m, m->values, &m->n_plus_one);
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].dtype != GGML_F32 && !m->params[i].packed)
+            return lf_fail(err, "%s: a packed weight that no linear owns", m->params[i].name);
+    return plus_one_create(m, err);
 }
 
 /* Initial values: from dir's checkpoint (an HF directory or a .gguf file), else HF's
@@ -1117,6 +1155,7 @@ void model_free(Model *m) {
         m->ops->free(m->packed);
         m->ops->free(m->head_bf16);
         m->ops->free(m->adapter_copies);
+        m->ops->free(m->plus_one);
         m->ops->free(m->grads);
         m->ops->free(m->act_mem);
         m->ops->free(m->ids);
@@ -1568,6 +1607,7 @@ int model_forward(Model *m, int train, float *loss, LfError *err) {
     m->train_mode = train;
     m->dhidden_ready = 0; /* the loss may write it */
     sync_adapters(m);
+    sync_norms(m);
     m->arch->forward(m, dropouts(m, train));
     m->top_fresh = 1;
     if (m->has_labels && m->objective->loss(m, err)) return -1;
@@ -1656,6 +1696,7 @@ int model_cache_reset(Model *m, int positions, LfError *err) {
 
 static void decode_ops(Model *m, int n) {
     sync_adapters(m);
+    sync_norms(m);
     m->arch->decode(m, n);
 }
 

@@ -1,5 +1,5 @@
 /* model_config.c: HF config.json <-> ModelConfig for DistilBERT, BERT, Llama, Qwen2, Qwen3,
- * Mistral and GPT-2.
+ * Mistral, SmolLM3, Gemma 3 and GPT-2.
  * The plain numeric keys of each architecture are one table (JSON name, type,
  * field), used both to read and to write; the few keys with rules of their own
  * (activation, position embeddings, BERT's nullable classifier_dropout, GPT-2's n_inner,
@@ -117,6 +117,8 @@ static const struct {
                       "hidden_act", llama_keys},
     [ARCH_SMOLLM3] = {"smollm3", "SmolLM3ForCausalLM", "SmolLM3ForSequenceClassification",
                       "hidden_act", llama_keys},
+    [ARCH_GEMMA3] = {"gemma3_text", "Gemma3ForCausalLM", "Gemma3TextForSequenceClassification",
+                     "hidden_activation", llama_keys},
 };
 
 static const struct {
@@ -180,6 +182,15 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->pad_token_id = 128004, cfg->bos_token_id = 128000, cfg->eos_token_id = 128001;
         model_config_nope_every(cfg, SMOLLM3_NOPE_STEP);
     }
+    if (arch == ARCH_GEMMA3) { /* Gemma3TextConfig()'s */
+        cfg->vocab_size = 262208, cfg->hidden_size = 2304, cfg->ffn_size = 9216;
+        cfg->num_layers = 26, cfg->num_heads = 8, cfg->num_kv_heads = 4, cfg->head_dim = 256;
+        cfg->max_positions = 131072, cfg->activation = ACT_GELU_TANH, cfg->tie_word_embeddings = 1;
+        cfg->rope_theta = 1000000.0f, cfg->rope_local_theta = 10000.0f;
+        cfg->pad_token_id = 0, cfg->bos_token_id = 2, cfg->eos_token_id = 1;
+        cfg->sliding_window = 4096;
+        model_config_full_every(cfg, GEMMA3_FULL_STEP);
+    }
     if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
         cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->num_layers = 12;
         cfg->activation = ACT_GELU_TANH;
@@ -187,7 +198,8 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->pad_token_id = -1, cfg->bos_token_id = cfg->eos_token_id = 50256;
         cfg->tie_word_embeddings = 1;
     }
-    if (arch != ARCH_MISTRAL && arch != ARCH_SMOLLM3) cfg->num_kv_heads = cfg->num_heads;
+    if (arch != ARCH_MISTRAL && arch != ARCH_SMOLLM3 && arch != ARCH_GEMMA3)
+        cfg->num_kv_heads = cfg->num_heads;
 }
 
 /* ---------------------------------------------------------------------- load
@@ -219,6 +231,21 @@ static int read_float(const cJSON *j, const char *path, const char *key, float *
     return 0;
 }
 
+/* A list eos_token_id (Llama 3.1 Instruct's, Gemma 3 instruct's): its first id is the model's
+ * end of sequence, the others kept to be written back. */
+static int load_eos_list(ModelConfig *cfg, const cJSON *list, const char *path, LfError *err) {
+    int n = cJSON_GetArraySize(list);
+    if (n < 1 || n > MODEL_MAX_EOS)
+        return lf_fail(err, "%s: key 'eos_token_id' must be an id or a list of 1 to %d ids", path,
+                       MODEL_MAX_EOS);
+    for (int i = 0; i < n; i++) {
+        int *id = i ? &cfg->eos_more[i - 1] : &cfg->eos_token_id;
+        if (read_int(cJSON_GetArrayItem(list, i), path, "eos_token_id", id, err)) return -1;
+    }
+    cfg->n_eos_more = n - 1;
+    return 0;
+}
+
 /* Reads every key of the table that is present; HF treats a null token id as unset (a null
  * pad_token_id keeps an encoder's default: the llama family's is unset, or SmolLM3's 128004). */
 static int load_keys(ModelConfig *cfg, const cJSON *root, const Key *keys, const char *path,
@@ -230,6 +257,10 @@ static int load_keys(ModelConfig *cfg, const cJSON *root, const Key *keys, const
             (strcmp(k->name, "pad_token_id") || arch_is_llama(cfg->arch)))
             *id = -1; /* an unset bos / eos (the llama family: pad too) */
         if (!j || (cJSON_IsNull(j) && strstr(k->name, "_token_id"))) continue;
+        if (cJSON_IsArray(j) && !strcmp(k->name, "eos_token_id")) {
+            if (load_eos_list(cfg, j, path, err)) return -1;
+            continue;
+        }
         void *field = (char *)cfg + k->offset;
         if (k->is_int ? read_int(j, path, k->name, field, err)
                       : read_float(j, path, k->name, field, err))
@@ -429,24 +460,33 @@ static int load_window_size(int *window, const cJSON *root, const char *path, Lf
     return 0;
 }
 
-/* Per-layer sliding windows as Qwen2Config, Qwen3Config and SmolLM3Config read them:
- * sliding_window (default Qwen's 4096, SmolLM3's none) counts only under use_sliding_window; a
- * layer attends through it where layer_types says "sliding_attention", or without layer_types
- * (Qwen) from layer max_window_layers (default 28) on, (SmolLM3) where it has no RoPE. A
+/* Per-layer sliding windows as Qwen2Config, Qwen3Config, SmolLM3Config and Gemma3TextConfig read
+ * them: sliding_window (default Qwen's and Gemma's 4096, SmolLM3's none) counts only under
+ * use_sliding_window (Gemma: always); a layer attends through it where layer_types says
+ * "sliding_attention", or without layer_types (Qwen) from layer max_window_layers (default 28) on,
+ * (SmolLM3) where it has no RoPE, (Gemma) but every sliding_window_pattern-th (default 6). A
  * "sliding_attention" layer without a window is refused, as transformers refuses it. Without a
  * window full_attention stays all 0, so that equal configs are equal structs. */
 static int load_layer_windows(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
-    int smol = cfg->arch == ARCH_SMOLLM3;
-    int use = 0, first_windowed = 28, window = smol ? 0 : 4096, L = cfg->num_layers;
+    int smol = cfg->arch == ARCH_SMOLLM3, gemma = cfg->arch == ARCH_GEMMA3;
+    int use = gemma, first_windowed = 28, window = smol ? 0 : 4096, L = cfg->num_layers;
+    int pattern = GEMMA3_FULL_STEP;
     const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
     const cJSON *mwl = cJSON_GetObjectItemCaseSensitive(root, "max_window_layers");
-    if (get_bool(root, "use_sliding_window", path, &use, err) ||
+    const cJSON *swp = cJSON_GetObjectItemCaseSensitive(root, "sliding_window_pattern");
+    if ((!gemma && get_bool(root, "use_sliding_window", path, &use, err)) ||
         load_window_size(&window, root, path, err) ||
-        (!smol && mwl && read_int(mwl, path, "max_window_layers", &first_windowed, err)))
+        (!smol && !gemma && mwl &&
+         read_int(mwl, path, "max_window_layers", &first_windowed, err)) ||
+        (gemma && swp && read_int(swp, path, "sliding_window_pattern", &pattern, err)))
         return -1;
+    if (pattern < 1)
+        return lf_fail(err, "%s: key 'sliding_window_pattern' must be a positive integer (got %d)",
+                       path, pattern);
     cfg->sliding_window = use ? window : 0;
     if (L < 1 || L > MODEL_MAX_LAYERS) return 0; /* model_config_validate says so */
     if (types && !cJSON_IsNull(types)) {
+        memset(cfg->full_attention, 0, sizeof cfg->full_attention); /* past L: the defaults' */
         if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != L)
             return lf_fail(err, "%s: key 'layer_types' must be a list of %d layer types", path, L);
         for (int l = 0; l < L; l++) {
@@ -467,10 +507,76 @@ static int load_layer_windows(ModelConfig *cfg, const cJSON *root, const char *p
         }
         return 0;
     }
+    if (gemma) return model_config_full_every(cfg, pattern), 0;
     for (int l = 0; l < L; l++)
         cfg->full_attention[l] =
             !(smol ? cfg->no_rope[l] : l >= first_windowed) && cfg->sliding_window;
     return 0;
+}
+
+/* Gemma 3's RoPE as Gemma3TextConfig reads it: rope_parameters per layer type (transformers 5:
+ * full_attention's base and scaling, sliding_attention's base, which must be unscaled), else
+ * rope_theta and rope_scaling for the full-attention layers and rope_local_base_freq for the
+ * windowed ones. */
+static int load_gemma_rope(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    const cJSON *local = cJSON_GetObjectItemCaseSensitive(root, "rope_local_base_freq");
+    if (local && read_float(local, path, "rope_local_base_freq", &cfg->rope_local_theta, err))
+        return -1;
+    if (!params || cJSON_IsNull(params)) return load_rope(cfg, root, path, err);
+    const cJSON *full = cJSON_GetObjectItemCaseSensitive(params, "full_attention");
+    const cJSON *sliding = cJSON_GetObjectItemCaseSensitive(params, "sliding_attention");
+    if (!cJSON_IsObject(full) || !cJSON_IsObject(sliding))
+        return lf_fail(err,
+                       "%s: key 'rope_parameters' must have objects 'full_attention' and "
+                       "'sliding_attention'",
+                       path);
+    const cJSON *theta = cJSON_GetObjectItemCaseSensitive(full, "rope_theta");
+    const cJSON *local_theta = cJSON_GetObjectItemCaseSensitive(sliding, "rope_theta");
+    RopeScaling unscaled = {0};
+    if ((theta && read_float(theta, path, "rope_parameters.full_attention.rope_theta",
+                             &cfg->rope_theta, err)) ||
+        (local_theta &&
+         read_float(local_theta, path, "rope_parameters.sliding_attention.rope_theta",
+                    &cfg->rope_local_theta, err)) ||
+        load_rope_type(&cfg->rope_scaling, full, cfg->max_positions, path, err) ||
+        load_rope_type(&unscaled, sliding, cfg->max_positions, path, err))
+        return -1;
+    if (unscaled.type != ROPE_DEFAULT)
+        return lf_fail(err, "%s: RoPE scaling of the sliding_attention layers is not supported",
+                       path);
+    return 0;
+}
+
+/* Gemma 3: what Gemma3TextConfig reads beyond Llama's. Its scores are scaled by 1 /
+ * sqrt(query_pre_attn_scalar), loraft's attention by 1 / sqrt(head size): another scalar (Gemma 3
+ * 27B's 168 over heads of 128) is refused, as are Gemma 2's logit soft-capping and the
+ * bidirectional variant (EmbeddingGemma). */
+static int load_gemma_specials(ModelConfig *cfg, const cJSON *root, const char *path,
+                               LfError *err) {
+    static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, softcaps[i]);
+        if (j && !cJSON_IsNull(j))
+            return lf_fail(err, "%s: key '%s': logit soft-capping is not supported", path,
+                           softcaps[i]);
+    }
+    const cJSON *bidi = cJSON_GetObjectItemCaseSensitive(root, "use_bidirectional_attention");
+    const cJSON *qs = cJSON_GetObjectItemCaseSensitive(root, "query_pre_attn_scalar");
+    int bidirectional = 0;
+    float scalar = 256; /* Gemma3TextConfig's */
+    if ((bidi && !cJSON_IsNull(bidi) &&
+         get_bool(root, "use_bidirectional_attention", path, &bidirectional, err)) ||
+        (qs && read_float(qs, path, "query_pre_attn_scalar", &scalar, err)))
+        return -1;
+    if (bidirectional)
+        return lf_fail(err, "%s: use_bidirectional_attention true is not supported", path);
+    if (scalar != (float)model_head_size(cfg))
+        return lf_fail(err,
+                       "%s: query_pre_attn_scalar %g is not the head size %d (attention scaled "
+                       "by another than 1 / sqrt(head size) is not supported)",
+                       path, scalar, model_head_size(cfg));
+    return load_layer_windows(cfg, root, path, err) || load_gemma_rope(cfg, root, path, err);
 }
 
 /* SmolLM3's NoPE layers: no_rope_layers (one a layer: 1 RoPE, 0 none), else every
@@ -512,18 +618,19 @@ static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *
                                LfError *err) {
     int attention_bias = 0, mlp_bias = 0, qwen2 = cfg->arch == ARCH_QWEN2;
     int qwen = qwen2 || cfg->arch == ARCH_QWEN3, mistral = cfg->arch == ARCH_MISTRAL;
-    int smol = cfg->arch == ARCH_SMOLLM3;
+    int smol = cfg->arch == ARCH_SMOLLM3, gemma = cfg->arch == ARCH_GEMMA3;
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
-    if (!mistral && !smol && !cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
+    if (!mistral && !smol && !gemma &&
+        !cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
         cfg->num_kv_heads = cfg->num_heads;
     if (get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
         (!qwen2 && !mistral && get_bool(root, "attention_bias", path, &attention_bias, err)) ||
-        (!qwen && !mistral && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
+        (!qwen && !mistral && !gemma && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
         (smol && load_no_rope(cfg, root, path, err)) ||
         ((qwen || smol) && load_layer_windows(cfg, root, path, err)) ||
         (mistral && load_mistral_window(cfg, root, path, err)) ||
         (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &cfg->head_dim, err)) ||
-        load_rope(cfg, root, path, err))
+        (gemma ? load_gemma_specials(cfg, root, path, err) : load_rope(cfg, root, path, err)))
         return -1;
     if (attention_bias || mlp_bias)
         return lf_fail(err, "%s: attention_bias / mlp_bias are not supported", path);
@@ -618,7 +725,7 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     const char *type;
     if (get_string(root, "model_type", path, &type, err)) return -1;
     if (!type) return lf_fail(err, "%s: key 'model_type' is missing", path);
-    for (int a = ARCH_DISTILBERT; a <= ARCH_SMOLLM3; a++)
+    for (int a = ARCH_DISTILBERT; a <= ARCH_GEMMA3; a++)
         if (!strcmp(type, arch_info[a].model_type)) {
             *arch = (Arch)a;
             return 0;
@@ -626,7 +733,7 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     return lf_fail(
         err,
         "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, qwen2, qwen3, "
-        "mistral, smollm3, gpt2)",
+        "mistral, smollm3, gemma3_text, gpt2)",
         path, type);
 }
 
@@ -750,6 +857,13 @@ int model_config_load(ModelConfig *cfg, const char *path, LfError *err) {
     return rc;
 }
 
+static int eos_more_ok(const ModelConfig *c) {
+    if (c->n_eos_more < 0 || c->n_eos_more >= MODEL_MAX_EOS) return 0;
+    for (int i = 0; i < c->n_eos_more; i++)
+        if (c->eos_more[i] < 0 || c->eos_more[i] >= c->vocab_size) return 0;
+    return 1;
+}
+
 static int rope_scaling_ok(const ModelConfig *c) {
     const RopeScaling *r = &c->rope_scaling;
     if (r->type == ROPE_DEFAULT) return 1;
@@ -769,8 +883,9 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         const char *what;
         int ok;
     } rules[] = {
-        {"architecture is distilbert, bert, llama, qwen2, qwen3, mistral, smollm3 or gpt2",
-         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_SMOLLM3},
+        {"architecture is distilbert, bert, llama, qwen2, qwen3, mistral, smollm3, gemma3_text "
+         "or gpt2",
+         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_GEMMA3},
         {"vocab_size > 0", c->vocab_size > 0},
         {"hidden size > 0", c->hidden_size > 0},
         {"number of layers > 0", c->num_layers > 0},
@@ -782,10 +897,12 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"max_position_embeddings > 0", c->max_positions > 0},
         {"type_vocab_size > 0 for BERT (0 for DistilBERT)",
          c->arch == ARCH_BERT ? c->type_vocab_size > 0 : c->type_vocab_size == 0},
-        {"activation is gelu, gelu_new or relu (silu for the llama family)",
-         arch_is_llama(c->arch) ? c->activation == ACT_SILU
-                                : c->activation == ACT_GELU || c->activation == ACT_GELU_TANH ||
-                                      c->activation == ACT_RELU},
+        {"activation is gelu, gelu_new or relu (silu for the llama family, gelu_pytorch_tanh or "
+         "gelu for gemma3_text)",
+         c->arch == ARCH_GEMMA3   ? c->activation == ACT_GELU_TANH || c->activation == ACT_GELU
+         : arch_is_llama(c->arch) ? c->activation == ACT_SILU
+                                  : c->activation == ACT_GELU || c->activation == ACT_GELU_TANH ||
+                                        c->activation == ACT_RELU},
         {"num_key_value_heads divides the number of heads (llama family)",
          !arch_is_llama(c->arch) || (c->num_kv_heads > 0 && c->num_heads % c->num_kv_heads == 0)},
         {"head size even, at most 256, and rope_theta > 0 (llama family)",
@@ -804,11 +921,14 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"the head tied to the embedding (gpt2)", c->arch != ARCH_GPT2 || c->tie_word_embeddings},
         {"initializer_range >= 0", c->initializer_range >= 0},
         {"at most 1024 layers (MODEL_MAX_LAYERS)", c->num_layers <= MODEL_MAX_LAYERS},
-        {"sliding_window >= 0, and 0 but for mistral, qwen2, qwen3 and smollm3",
+        {"sliding_window >= 0, and 0 but for mistral, qwen2, qwen3, smollm3 and gemma3_text",
          c->arch == ARCH_MISTRAL || c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3 ||
-                 c->arch == ARCH_SMOLLM3
+                 c->arch == ARCH_SMOLLM3 || c->arch == ARCH_GEMMA3
              ? c->sliding_window >= 0
              : c->sliding_window == 0},
+        {"rope_local_base_freq > 0 for gemma3_text (only)",
+         c->arch == ARCH_GEMMA3 ? c->rope_local_theta > 0 : c->rope_local_theta == 0},
+        {"the end-of-sequence ids in [0, vocab_size)", eos_more_ok(c)},
         {"pad_token_id in [0, vocab_size) (llama family, gpt2: or unset)",
          ((arch_is_llama(c->arch) || c->arch == ARCH_GPT2) && c->pad_token_id == -1) ||
              (c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size)},
@@ -879,13 +999,13 @@ static int add_rope_scaling(cJSON *root, const RopeScaling *r) {
     return ok ? 0 : -1;
 }
 
-/* Per-layer windows as Qwen2Config, Qwen3Config and SmolLM3Config read them: use_sliding_window,
- * and with a window its size, layer_types and (Qwen) max_window_layers (the full-attention layers
- * before the first windowed one, which transformers 4 reads instead of layer_types); -1 when out
- * of memory. */
+/* Per-layer windows as Qwen2Config, Qwen3Config, SmolLM3Config and Gemma3TextConfig read them:
+ * use_sliding_window (not Gemma's), and with a window (Gemma: always) its size or null, layer_types
+ * and (Qwen) max_window_layers (the full-attention layers before the first windowed one, which
+ * transformers 4 reads instead of layer_types); -1 when out of memory. */
 static int add_layer_windows(cJSON *root, const ModelConfig *cfg) {
-    int w = cfg->sliding_window, first_windowed = 0;
-    if (!w) return cJSON_AddFalseToObject(root, "use_sliding_window") ? 0 : -1;
+    int w = cfg->sliding_window, first_windowed = 0, gemma = cfg->arch == ARCH_GEMMA3;
+    if (!w && !gemma) return cJSON_AddFalseToObject(root, "use_sliding_window") ? 0 : -1;
     while (first_windowed < cfg->num_layers && cfg->full_attention[first_windowed])
         first_windowed++;
     cJSON *types = cJSON_CreateArray();
@@ -897,12 +1017,45 @@ static int add_layer_windows(cJSON *root, const ModelConfig *cfg) {
     if (!types || cJSON_GetArraySize(types) != cfg->num_layers ||
         !cJSON_AddItemToObject(root, "layer_types", types))
         return cJSON_Delete(types), -1;
+    if (gemma)
+        return (w ? cJSON_AddNumberToObject(root, "sliding_window", w)
+                  : cJSON_AddNullToObject(root, "sliding_window"))
+                   ? 0
+                   : -1;
     return cJSON_AddTrueToObject(root, "use_sliding_window") &&
                    cJSON_AddNumberToObject(root, "sliding_window", w) &&
                    (cfg->arch == ARCH_SMOLLM3 ||
                     cJSON_AddNumberToObject(root, "max_window_layers", first_windowed))
                ? 0
                : -1;
+}
+
+/* Gemma 3's keys beyond Llama's, as Gemma3TextConfig reads them (transformers 4 and 5): the
+ * windowed layers' RoPE base, the attention scalar (the head size) and no soft-capping; -1 when
+ * out of memory. */
+static int add_gemma(cJSON *root, const ModelConfig *cfg) {
+    return cJSON_AddNumberToObject(root, "rope_local_base_freq",
+                                   float_shortest(cfg->rope_local_theta)) &&
+                   cJSON_AddNumberToObject(root, "query_pre_attn_scalar", model_head_size(cfg)) &&
+                   cJSON_AddNullToObject(root, "attn_logit_softcapping") &&
+                   cJSON_AddNullToObject(root, "final_logit_softcapping") &&
+                   cJSON_AddFalseToObject(root, "use_bidirectional_attention")
+               ? 0
+               : -1;
+}
+
+/* A list eos_token_id in place of the table's one id, where the config had one; -1 when out of
+ * memory. */
+static int add_eos_list(cJSON *root, const ModelConfig *cfg) {
+    if (!cfg->n_eos_more) return 0;
+    cJSON *list = cJSON_CreateArray();
+    for (int i = 0; list && i <= cfg->n_eos_more; i++)
+        if (!cJSON_AddItemToArray(list,
+                                  cJSON_CreateNumber(i ? cfg->eos_more[i - 1] : cfg->eos_token_id)))
+            return cJSON_Delete(list), -1;
+    return list && cJSON_ReplaceItemInObjectCaseSensitive(root, "eos_token_id", list)
+               ? 0
+               : (cJSON_Delete(list), -1);
 }
 
 /* SmolLM3's no_rope_layers, one a layer (1: RoPE, 0: none); -1 when out of memory. */
@@ -930,24 +1083,30 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
             return -1;
         }
     }
+    /* Gemma's tanh GELU is PyTorch's, as its configs name it (GPT-2's gelu_new computes the
+     * same function) */
+    int torch_tanh = cfg->arch == ARCH_GEMMA3 && cfg->activation == ACT_GELU_TANH;
     if (!cJSON_AddStringToObject(root, arch_info[cfg->arch].activation_key,
-                                 activation_name(cfg->activation)))
+                                 torch_tanh ? "gelu_pytorch_tanh"
+                                            : activation_name(cfg->activation)))
         return -1;
     if (arch_is_llama(cfg->arch)) {
         int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
         int mistral = cfg->arch == ARCH_MISTRAL, w = cfg->sliding_window;
-        int smol = cfg->arch == ARCH_SMOLLM3;
-        /* Qwen3Config's default is 128, not hidden / heads: always written */
-        int head_dim = cfg->arch == ARCH_QWEN3 ? model_head_size(cfg) : cfg->head_dim;
+        int smol = cfg->arch == ARCH_SMOLLM3, gemma = cfg->arch == ARCH_GEMMA3;
+        /* Qwen3Config's and Gemma3TextConfig's defaults are 128 and 256, not hidden / heads:
+         * always written */
+        int head_dim = cfg->arch == ARCH_QWEN3 || gemma ? model_head_size(cfg) : cfg->head_dim;
         if (!cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_word_embeddings) ||
             add_rope_scaling(root, &cfg->rope_scaling) ||
             (head_dim && !cJSON_AddNumberToObject(root, "head_dim", head_dim)) ||
-            ((qwen || smol) && add_layer_windows(root, cfg)) || (smol && add_no_rope(root, cfg)) ||
+            ((qwen || smol || gemma) && add_layer_windows(root, cfg)) ||
+            (smol && add_no_rope(root, cfg)) || (gemma && add_gemma(root, cfg)) ||
             (mistral && !(w ? cJSON_AddNumberToObject(root, "sliding_window", w)
                             : cJSON_AddNullToObject(root, "sliding_window"))) ||
             (!mistral && cfg->arch != ARCH_QWEN2 &&
              !cJSON_AddFalseToObject(root, "attention_bias")) ||
-            (!qwen && !mistral && !cJSON_AddFalseToObject(root, "mlp_bias")))
+            (!qwen && !mistral && !gemma && !cJSON_AddFalseToObject(root, "mlp_bias")))
             return -1;
     } else if (cfg->arch == ARCH_GPT2) {
         if (!cJSON_AddNumberToObject(root, "n_inner", cfg->ffn_size) ||
@@ -961,7 +1120,7 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
                                         float_shortest(cfg->classifier_dropout))) {
         return -1;
     }
-    return add_labels(root, cfg);
+    return add_eos_list(root, cfg) || add_labels(root, cfg) ? -1 : 0;
 }
 
 int model_config_savable(const ModelConfig *cfg, const char *where, LfError *err) {
@@ -1040,6 +1199,12 @@ void model_config_nope_every(ModelConfig *cfg, int step) {
         cfg->no_rope[l] = (l + 1) % step == 0;
 }
 
+void model_config_full_every(ModelConfig *cfg, int step) {
+    memset(cfg->full_attention, 0, sizeof cfg->full_attention);
+    for (int l = 0; cfg->sliding_window && l < cfg->num_layers && l < MODEL_MAX_LAYERS; l++)
+        cfg->full_attention[l] = (l + 1) % step == 0;
+}
+
 int model_layer_rope(const ModelConfig *cfg, int l) {
     return !(l >= 0 && l < MODEL_MAX_LAYERS && cfg->no_rope[l]);
 }
@@ -1058,6 +1223,11 @@ void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r) {
     int llama = arch_is_llama(cfg->arch) && cfg->num_heads > 0;
     rope_freqs_init(r, llama ? cfg->rope_theta : 0.0f, llama ? model_head_size(cfg) : 0,
                     &cfg->rope_scaling);
+}
+
+void model_rope_freqs_local(const ModelConfig *cfg, RopeFreqs *r) {
+    rope_freqs_init(r, cfg->arch == ARCH_GEMMA3 ? cfg->rope_local_theta : 0.0f,
+                    model_head_size(cfg), NULL);
 }
 
 int model_rope_divisors(const ModelConfig *cfg, float *d) {

@@ -262,10 +262,12 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
     cfg->vocab_size = LV, cfg->hidden_size = 32, cfg->num_layers = 2, cfg->num_heads = 4;
     cfg->num_kv_heads = arch_is_llama(arch) ? 2 : 4, cfg->ffn_size = 48, cfg->max_positions = 16;
     cfg->tie_word_embeddings = tied;
-    cfg->head_dim = arch == ARCH_QWEN3 ? 16 : 0; /* heads twice hidden / heads wide */
-    /* a window inside LT: Mistral's in every layer, Qwen2's in layer 1 alone */
-    cfg->sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 ? 3 : 0;
-    cfg->full_attention[0] = arch == ARCH_QWEN2;
+    int gemma = arch == ARCH_GEMMA3;
+    cfg->head_dim = arch == ARCH_QWEN3 || gemma ? 16 : 0; /* heads twice hidden / heads wide */
+    /* a window inside LT: Mistral's in every layer, Qwen2's in layer 1 alone, Gemma's in layer 0
+     * alone (with its own RoPE base) */
+    cfg->sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma ? 3 : 0;
+    cfg->full_attention[0] = arch == ARCH_QWEN2, cfg->full_attention[1] = gemma;
     cfg->no_rope[0] = 0, cfg->no_rope[1] = arch == ARCH_SMOLLM3; /* SmolLM3: layer 1 NoPE */
     if (arch == ARCH_QWEN3)                                      /* YaRN: cos and sin scaled */
         cfg->rope_scaling = (RopeScaling){.type = ROPE_YARN,
@@ -486,7 +488,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         int bias = len > 5 && !strcmp(name + len - 5, ".bias"); /* 0 at init: they would hide */
         int head_norm = strstr(name, "self_attn.q_norm") || strstr(name, "self_attn.k_norm");
         n_lora += cpu.params[i].is_lora; /* B non-zero, so A has a gradient too */
-        if (cpu.params[i].is_lora || bias || head_norm)
+        if (cpu.params[i].is_lora || bias || head_norm || cpu.params[i].plus_one)
             for (size_t j = 0; j < cpu.params[i].numel; j++)
                 cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
     }
@@ -825,6 +827,11 @@ int main(void) {
            bf16_worst, bf16_worst_what);
     lora_fp32_and_bf16(ARCH_MISTRAL, 0, "mistral (a sliding window of 3 over 8 tokens, LoRA)");
     lora_fp32_and_bf16(ARCH_SMOLLM3, 1, "smollm3 (layer 1 without RoPE, LoRA)");
+    lora_fp32_and_bf16(ARCH_GEMMA3, 1,
+                       "gemma3 (layer 0 windowed, its own RoPE base, 1 + w norms, GeGLU, LoRA)");
+    run_decoder(ARCH_GEMMA3, 0, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
+                NULL);
+    printf("gemma3 (untied, full fine-tuning: its norms train): cuda model matches cpu\n");
     check_qkv_joined();
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama DPO (LoRA): cuda model matches cpu\n");

@@ -323,17 +323,18 @@ static void test_head_norm(int N, int H, int HS, int ld) {
     pairs_free();
 }
 
-static void test_swiglu(size_t n, int grads) {
+/* SwiGLU (act ACT_SILU) or Gemma's GeGLU (ACT_GELU_TANH) */
+static void test_glu(Activation act, size_t n, int grads) {
     Pair *g = pair_random(n, 8.0f), *u = pair_random(n, 2.0f), *dy = pair_random(n, 1.0f);
     Pair *out = pair_new(n * sizeof(float));
     Pair *dg = grads & G_DINP ? pair_random(n, 1.0f) : NULL;
     Pair *du = grads & G_DW ? pair_random(n, 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), NULL, (int)n, NULL, F(g, w), F(u, w), n, (int)n, (int)n);
-        o->swiglu_backward(F(dg, w), F(du, w), NULL, F(dy, w), NULL, F(g, w), F(u, w), NULL, n,
-                           (int)n, OPS_ADD);
+        o->glu_forward(act, F(out, w), NULL, (int)n, NULL, F(g, w), F(u, w), n, (int)n, (int)n);
+        o->glu_backward(act, F(dg, w), F(du, w), NULL, F(dy, w), NULL, F(g, w), F(u, w), NULL, n,
+                        (int)n, OPS_ADD);
     }
-    NAME("swiglu n=%zu grads=%d", n, grads);
+    NAME("%s n=%zu grads=%d", act == ACT_SILU ? "swiglu" : "geglu", n, grads);
     compare("out", out, ELEM_TOL);
     if (dg) compare("dgate", dg, ELEM_TOL);
     if (du) compare("dup", du, ELEM_TOL);
@@ -472,8 +473,8 @@ static void test_first_writers(int N, int C, int OC, int R) {
                                C, OPS_SET);
         o->activation_backward(F(d[5], w), NULL, F(x, w), NULL, NULL, F(g, w), NULL, ACT_SILU, NC,
                                C, OPS_SET);
-        o->swiglu_backward(F(d[6], w), F(d[7], w), NULL, F(g, w), NULL, F(x, w), F(x, w), NULL, NC,
-                           C, OPS_SET);
+        o->glu_backward(ACT_SILU, F(d[6], w), F(d[7], w), NULL, F(g, w), NULL, F(x, w), F(x, w),
+                        NULL, NC, C, OPS_SET);
     }
     static const char *names[11] = {"matmul", "matmul_bf16", "lora p>0", "lora p=0", "gelu", "silu",
                                     "dgate",  "dup",         "ln",       "rms",      "drop"};
@@ -565,9 +566,10 @@ static void test_swiglu_rows(int N, int F) {
     Pair *gu = pair_random(2 * n, 4.0f), *out = pair_new(n * sizeof(float));
     Pair *ob = pair_new(n * 2), *sv = pair_new(2 * n * 2), *wide = pair_poisoned_bf16(n + 3 * N);
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), ob->mem[w], F, sv->mem[w], F(gu, w), F(gu, w) + F, n, F,
-                          2 * F);
-        o->swiglu_forward(NULL, wide->mem[w], F + 3, NULL, F(gu, w), F(gu, w) + F, n, F, 2 * F);
+        o->glu_forward(ACT_SILU, F(out, w), ob->mem[w], F, sv->mem[w], F(gu, w), F(gu, w) + F, n, F,
+                       2 * F);
+        o->glu_forward(ACT_SILU, NULL, wide->mem[w], F + 3, NULL, F(gu, w), F(gu, w) + F, n, F,
+                       2 * F);
     }
     NAME("swiglu, [gate | up] rows, N=%d F=%d", N, F);
     compare("out", out, ELEM_TOL);
@@ -690,23 +692,24 @@ static void test_saved_bf16(int N, int C) {
         compare("dinp", dx, ELEM_TOL);
     }
     BACKENDS(w, o) {
-        o->swiglu_forward(F(out, w), NULL, C, sv->mem[w], F(x, w), F(u, w), n, C, C);
-        o->swiglu_backward(F(dx, w), F(u, w), NULL, F(dout, w), NULL, NULL, NULL, sv->mem[w], n, C,
-                           OPS_ADD); /* u: dup */
+        o->glu_forward(ACT_SILU, F(out, w), NULL, C, sv->mem[w], F(x, w), F(u, w), n, C, C);
+        o->glu_backward(ACT_SILU, F(dx, w), F(u, w), NULL, F(dout, w), NULL, NULL, NULL, sv->mem[w],
+                        n, C, OPS_ADD); /* u: dup */
     }
     NAME("swiglu, gate and up saved in bf16, n=%zu", n);
     compare("out", out, ELEM_TOL);
     compare_bf16("gate|up", sv, 0.0);
     compare("dgate", dx, ELEM_TOL);
     compare("dup", u, ELEM_TOL);
-    BACKENDS(w, o) o->swiglu_forward(F(out, w), xb->mem[w], C, sv->mem[w], NULL, NULL, n, C, C);
+    BACKENDS(w, o)
+    o->glu_forward(ACT_SILU, F(out, w), xb->mem[w], C, sv->mem[w], NULL, NULL, n, C, C);
     NAME("swiglu, from gate and up's bf16 rows, n=%zu", n);
     compare("out", out, ELEM_TOL);
     compare_bf16("out_bf16", xb, 1e-5);
     take_ref(xb); /* as the gradient the GEMM after wrote in bf16 */
     BACKENDS(w, o) {
-        o->swiglu_backward(F(dx, w), F(u, w), NULL, NULL, xb->mem[w], NULL, NULL, sv->mem[w], n, C,
-                           OPS_SET);
+        o->glu_backward(ACT_SILU, F(dx, w), F(u, w), NULL, NULL, xb->mem[w], NULL, NULL, sv->mem[w],
+                        n, C, OPS_SET);
     }
     NAME("swiglu, its gradient in bf16, n=%zu", n);
     compare("dgate", dx, ELEM_TOL);
@@ -903,18 +906,19 @@ static void test_bf16_outputs(size_t n, int F) {
     compare("dinp", dx, ELEM_TOL);
     check_rounded("dinp", dx, ob, n);
     NAME("swiglu, bf16 outputs, n=%zu", n);
-    BACKENDS(w, o) o->swiglu_forward(NULL, ob->mem[w], F, NULL, F(x, w), F(u, w), n, F, F);
+    BACKENDS(w, o) o->glu_forward(ACT_SILU, NULL, ob->mem[w], F, NULL, F(x, w), F(u, w), n, F, F);
     compare_bf16("out", ob, 1e-5);
-    BACKENDS(w, o) o->swiglu_forward(F(out, w), ob->mem[w], F, NULL, F(x, w), F(u, w), n, F, F);
+    BACKENDS(w, o)
+    o->glu_forward(ACT_SILU, F(out, w), ob->mem[w], F, NULL, F(x, w), F(u, w), n, F, F);
     check_rounded("out", out, ob, n);
     BACKENDS(w, o) {
-        o->swiglu_backward(NULL, NULL, gu->mem[w], F(dout, w), NULL, F(x, w), F(u, w), NULL, n, F,
-                           OPS_SET);
+        o->glu_backward(ACT_SILU, NULL, NULL, gu->mem[w], F(dout, w), NULL, F(x, w), F(u, w), NULL,
+                        n, F, OPS_SET);
     }
     compare_bf16("dg|du", gu, 1e-5);
     BACKENDS(w, o) {
-        o->swiglu_backward(F(dx, w), F(du, w), gu->mem[w], F(dout, w), NULL, F(x, w), F(u, w), NULL,
-                           n, F, OPS_ADD);
+        o->glu_backward(ACT_SILU, F(dx, w), F(du, w), gu->mem[w], F(dout, w), NULL, F(x, w),
+                        F(u, w), NULL, n, F, OPS_ADD);
     }
     compare("dgate", dx, ELEM_TOL);
     compare("dup", du, ELEM_TOL);
@@ -2036,12 +2040,13 @@ int main(void) {
             test_residual_norm(5, 67, rms, keep ? 0.0f : 0.1f, keep); /* off the 4-value grid */
             test_residual_norm(3, 2100, rms, 0.1f, keep); /* the tail's x in sum or out */
         }
-    test_swiglu(1, G_ALL);
-    test_swiglu(100003, G_ALL);
+    test_glu(ACT_SILU, 1, G_ALL);
+    test_glu(ACT_SILU, 100003, G_ALL);
+    test_glu(ACT_GELU_TANH, 100003, G_ALL);
     test_swiglu_rows(37, 1536); /* SmolLM2's F */
     test_swiglu_rows(5, 13);    /* rows of odd length: no float4 */
-    test_swiglu(1000, G_DINP);
-    test_swiglu(1000, G_DW);
+    test_glu(ACT_SILU, 1000, G_DINP);
+    test_glu(ACT_SILU, 1000, G_DW);
     test_saved_bf16(37, 768);
     test_saved_bf16(5, 67); /* rows and totals off the 4-value grid */
     test_norm_grad_bf16(37, 768);
