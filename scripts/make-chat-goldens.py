@@ -42,10 +42,15 @@ Templates (the JSON's "templates": name -> Jinja text, which test_chat.c also de
            render): the entry "Mistral-Large-Instruct-2407 (mistralai 'v3' template; modified to
            have system prompt at start)"
   zephyr   zephyr-7b-beta's and TinyLlama-1.1B-Chat-v1.0's template, given below (ZEPHYR)
+  gemma    Gemma 3's instruct template (gemma-3-270m-it to gemma-3-27b-it), given below (GEMMA3):
+           a first system turn's content + "\n\n" at the head of the first user turn
+  gemma2   Gemma 1's and 2's (gemma-7b-it, gemma-1.1-*-it, gemma-2-*-it; one text, which raises
+           on a system turn): google-gemma-2-2b-it.jinja
   plain    loraft's template for base models (src/chat.c), written as Jinja below
 llama2, mistral* and zephyr are rendered with bos_token="<s>" and eos_token="</s>", their
-tokenizers'; a few of their cases also with other BOS / EOS text (the case records "bos" and
-"eos"), which loraft takes from the tokenizer (chat_template_set_specials).
+tokenizers'; gemma and gemma2 with "<bos>" and "<eos>", Gemma's; a few of their cases also with
+other BOS / EOS text (the case records "bos" and "eos"), which loraft takes from the tokenizer
+(chat_template_set_specials).
 
 Where the texts come from, and why they are trusted:
   - test-chat-template.cpp's entries are llama.cpp's tests of its Jinja engine against the
@@ -57,6 +62,12 @@ Where the texts come from, and why they are trusted:
     copies it, is identical byte for byte. The old v0.2 text is also,
     byte for byte, llama-cpp-python's MIXTRAL_INSTRUCT_CHAT_TEMPLATE, which it matches against
     GGUF metadata; the v1 text is what vLLM logs as Mistral-7B-Instruct-v0.2's default template.
+  - Gemma 3's template is not in llama.cpp's files either: it is given below as public copies of
+    gemma-3-*-it's tokenizer_config.json agree on it (Berkeley's function-calling leaderboard's
+    Gemma handler quotes the file, a Zig Jinja engine's "gemma3 tokenizer_config" test); GGUF
+    files converted by others carry variants (a system turn + "\n", lines joined), which are not
+    recognised. Gemma 1's template is Gemma 2's, byte for byte (public copies of gemma-7b-it's and
+    gemma-2b-it's; llama.cpp's test entry "google/gemma-7b-it" leaves its bos_token out).
   - Neither Llama 2's nor Zephyr's template is in llama.cpp's files, so they are given below as
     published in meta-llama/Llama-2-7b-chat-hf's and HuggingFaceH4/zephyr-7b-beta's
     tokenizer_config.json (TinyLlama-1.1B-Chat-v1.0 copied Zephyr's), checked against several
@@ -129,6 +140,49 @@ ZEPHYR = (
     "{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n"
     "{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}"
 )
+# Gemma 3's chat_template (gemma-3-*-it): Jinja's "\\n" escapes inside the literals, newlines
+# between the lines, one at the end
+GEMMA3 = """{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- elif message['content'] is iterable -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'image' -%}
+                {{ '<start_of_image>' }}
+            {%- elif item['type'] == 'text' -%}
+                {{ item['text'] | trim }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\\n'}}
+{%- endif -%}
+"""
 PLAIN = (
     "{% for message in messages %}{% if message['role'] == 'system' %}"
     "{{ message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}"
@@ -141,7 +195,8 @@ PLAIN = (
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 MODEL_TEMPLATES = {"qwen2.5": "Qwen-Qwen2.5-7B-Instruct.jinja", "qwen3": "Qwen-Qwen3-0.6B.jinja",
                    "llama3.1": "meta-llama-Llama-3.1-8B-Instruct.jinja",
-                   "llama3.2": "meta-llama-Llama-3.2-3B-Instruct.jinja"}
+                   "llama3.2": "meta-llama-Llama-3.2-3B-Instruct.jinja",
+                   "gemma2": "google-gemma-2-2b-it.jinja"}
 TEST_TEMPLATES = {  # name -> test-chat-template.cpp's entry
     "mistral": "mistralai/Mistral-7B-Instruct-v0.2 (mistralai 'v1' template with a system prompt)",
     "mistral-legacy":
@@ -152,6 +207,7 @@ TEST_TEMPLATES = {  # name -> test-chat-template.cpp's entry
 TEST_FILE = "tests/test-chat-template.cpp"
 LLAMA32_DATE = "09 Mar 2031"
 SPECIALS = {"bos_token": "<s>", "eos_token": "</s>"}  # Llama 2's, Mistral's, TinyLlama's
+GEMMA_SPECIALS = {"bos_token": "<bos>", "eos_token": "<eos>"}
 OTHER_SPECIALS = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"}
 # loraft's refusal (chat.c), for what mistral-v0.3's template would render without the system
 MISTRAL_V3_REFUSAL = "renders the system message only in a conversation that ends with a user turn"
@@ -263,11 +319,13 @@ def main():
                  "llama3.1": models["llama3.1"], "llama3.2": models["llama3.2"],
                  "llama2": LLAMA2, "mistral": models["mistral"],
                  "mistral-legacy": models["mistral-legacy"],
-                 "mistral-v0.3": models["mistral-v0.3"], "zephyr": ZEPHYR, "plain": PLAIN}
+                 "mistral-v0.3": models["mistral-v0.3"], "zephyr": ZEPHYR, "gemma": GEMMA3,
+                 "gemma2": models["gemma2"], "plain": PLAIN}
     bos = {"bos_token": "<|begin_of_text|>"}
     extra = {"llama3": bos, "llama3.1": bos, "llama3.2": {**bos, "date_string": LLAMA32_DATE},
              "llama2": SPECIALS, "mistral": SPECIALS, "mistral-legacy": SPECIALS,
-             "mistral-v0.3": SPECIALS, "zephyr": SPECIALS}
+             "mistral-v0.3": SPECIALS, "zephyr": SPECIALS, "gemma": GEMMA_SPECIALS,
+             "gemma2": GEMMA_SPECIALS}
     cases = []
     for name, template in templates.items():
         for messages in conversations():
@@ -276,7 +334,7 @@ def main():
                 if "date_string" in extra.get(name, {}):
                     case["date"] = extra[name]["date_string"]
                 cases.append(case)
-        if extra.get(name) is SPECIALS:  # the tokenizer's BOS / EOS text, when not <s> / </s>
+        if extra.get(name) in (SPECIALS, GEMMA_SPECIALS):  # another tokenizer's BOS / EOS text
             for messages in (conversations()[2], conversations()[15]):
                 case = render(tok, name, template, messages, False, OTHER_SPECIALS)
                 cases.append({**case, "bos": OTHER_SPECIALS["bos_token"],

@@ -21,7 +21,9 @@ template, and GPT-2's tokenizer (GPT2_DIR, default ../shared/data/tokenizers/gpt
 `loraft init --arch llama --vocab-from` gives the tiny test models) and a SentencePiece-style one
 (tests/golden/spm_legacy.json, Llama 2's spelling, whose "▁" before each piece covers no text)
 with loraft's plain template and with an Alpaca-style prompt template; GPT-2's under an NFC
-normalizer (Qwen2's, "gpt2-nfc": what the edit in NFC_EDIT makes of its tokenizer.json) with both.
+normalizer (Qwen2's, "gpt2-nfc": what the edit in NFC_EDIT makes of its tokenizer.json) with both;
+Gemma's spelling (tests/golden/spm_gemma.json: no "▁" in front, <bos> in the rendered text) with
+Gemma 3's chat template (make-chat-goldens.py's "gemma"), <end_of_turn> ending the answer.
 """
 import json
 import os
@@ -32,7 +34,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 # loraft's plain template as Jinja, as make-chat-goldens.py wrote it
 with open("tests/golden/chat_templates.json", encoding="utf-8") as f:
-    PLAIN = json.load(f)["templates"]["plain"]
+    TEMPLATES = json.load(f)["templates"]
+PLAIN, GEMMA = TEMPLATES["plain"], TEMPLATES["gemma"]
 # GPT-2's tokenizer.json under Qwen2's normalizer: test_sft.c applies the same edit
 NFC_EDIT = {"normalizer": {"type": "NFC"}}
 ALPACA = ("Below is an instruction. Write a response.\n\n### Instruction:\n{instruction}\n\n"
@@ -135,10 +138,15 @@ def main():
     nfc_json.update(NFC_EDIT)
     nfc = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(nfc_json)),
                                   eos_token="<|endoftext|>")
+    gemma = PreTrainedTokenizerFast(tokenizer_file="tests/golden/spm_gemma.json",
+                                    bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
+                                    pad_token="<pad>")
     smol_stops = {smol.eos_token_id, smol.convert_tokens_to_ids("<|im_end|>")}
+    gemma_stops = {gemma.eos_token_id, gemma.convert_tokens_to_ids("<end_of_turn>")}
     cases = []
     for rec in RECORDS:
         cases.append(chat_case(smol, ("smollm2", "smollm2"), smol.chat_template, rec, smol_stops))
+        cases.append(chat_case(gemma, ("gemma", "gemma"), GEMMA, rec, gemma_stops))
         for name, tok in (("gpt2", gpt2), ("spm", spm), ("gpt2-nfc", nfc)):
             cases.append(chat_case(tok, (name, "plain"), PLAIN, rec, {eos_of(tok)}))
             if "messages" not in rec:

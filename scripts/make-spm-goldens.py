@@ -31,6 +31,31 @@ transformers' LlamaConverter and writes:
                           llama.cpp's loop, spm_session). llama.cpp was not run. Each record also
                           has "hf_ids": what transformers' GGUF reader (5.24) gives, to show where
                           the two differ; the test checks "ids".
+
+Gemma's spelling (Gemma 1, 2 and 3; a vocabulary of the same size trained on the same texts with
+Gemma's trainer options: ids <pad> 0, <eos> 1, <bos> 2, <unk> 3, no dummy prefix, user-defined
+pieces as Gemma's model has them: <mask>, [@BOS@], <unusedN>, <start_of_turn>, <end_of_turn>,
+newline and "▁" runs, HTML tags):
+  spm_gemma.json          tokenizer.json as transformers' GemmaConverter writes it (normalizer
+                          Replace(" ", "▁"), pre-tokenizer Split(" ", MergedWithPrevious), decoder
+                          Sequence[Replace("▁", " "), ByteFallback, Fuse], BPE with byte_fallback
+                          and fuse_unk, the control and user-defined pieces as added tokens with
+                          normalized false, <start_of_turn> and <end_of_turn> special), with the
+                          post-processor and special tokens GemmaTokenizer(add_bos_token=True) gives
+                          it ("<bos> $A")
+  spm_gemma.jsonl         `tokenizers` ids of the texts above plus Gemma's own (chat turns, its
+                          specials, newline and space runs)
+  spm_gemma_gguf.json     GGUF arrays as llama.cpp's converter writes Gemma's vocabulary
+                          (_set_vocab_sentencepiece, then add_space_prefix false): the added tokens
+                          of tokenizer_config.json (added_tokens_decoder) CONTROL when special or
+                          named like one (<mask>, [@BOS@], <unusedN>), else USER_DEFINED with "▁"
+                          written as " ", scores -1000; BOS added
+  spm_gemma_gguf.jsonl    ids as llama.cpp gives them for those arrays: the text cut at every
+                          CONTROL, USER_DEFINED and UNKNOWN token (longest first), no " " before
+                          the pieces, llama.cpp's merge loop (spm_session); decodes by
+                          spm_gemma.json, CONTROL tokens dropped when skipping special tokens, as
+                          llama.cpp's detokenizer does. llama.cpp itself (libllama of
+                          llama-cpp-python 0.3.36) gives the same ids for a GGUF of these arrays.
 """
 import json
 import os
@@ -42,7 +67,9 @@ import importlib.util
 try:
     import sentencepiece as spm
     from tokenizers import Tokenizer
-    from transformers.convert_slow_tokenizer import LlamaConverter, SentencePieceExtractor
+    from transformers import GemmaTokenizer
+    from transformers.convert_slow_tokenizer import (GemmaConverter, LlamaConverter,
+                                                     SentencePieceExtractor)
     from transformers.tokenization_utils_base import generate_merges
 except ImportError:
     sys.exit("make-spm-goldens.py needs sentencepiece, protobuf, tokenizers, transformers (see the top)")
@@ -50,7 +77,12 @@ except ImportError:
 SHARED = os.environ.get("LORAFT_SHARED_DATA", "../shared/data")
 GOLD = "tests/golden"
 SPECIALS = ["<unk>", "<s>", "</s>"]
-ARRAYS = None  # spm_gguf.json's arrays, for spm_session
+# Gemma's user-defined pieces, in the order of its vocabulary (a few of each kind)
+GEMMA_USER = ["<mask>", "[@BOS@]", "<unused0>", "<unused1>", "<start_of_turn>", "<end_of_turn>",
+              "\n", "\n\n", "\n\n\n", "\u2581\u2581", "\u2581\u2581\u2581",
+              "\u2581\u2581\u2581\u2581", "<table>", "<tr>", "</table>"]
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"] + GEMMA_USER
+CONTROL, UNKNOWN, USER_DEFINED = 3, 2, 4  # GGUF token types
 
 _spec = importlib.util.spec_from_file_location("bpe_goldens", "scripts/make-bpe-goldens.py")
 bpe_goldens = importlib.util.module_from_spec(_spec)
@@ -68,6 +100,21 @@ SPM_FIXED = [
 ]
 
 
+# Gemma's chat turns, specials and the runs its user-defined pieces cover
+GEMMA_FIXED = [
+    "<bos>", "<eos>", "<pad>", "<unk>", "<bos>Hello", "Hello<eos>", "<bos><bos>",
+    "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n",
+    "<bos><start_of_turn>user\nBe terse.\n\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n"
+    "4<end_of_turn>\n", "<start_of_turn>model\n  indented answer\n<end_of_turn>",
+    "<start_of_turn", "end_of_turn>", "<start_of_turn><end_of_turn>", "<mask>", "[@BOS@]",
+    "<unused0><unused1>", "<unused2>", "<unused10>", "x<mask>y", "<table><tr>cell</table>",
+    "<TABLE>", "\n", "\n\n", "\n\n\n", "\n\n\n\n", "\n\n\n\n\n\n\n", "a\n\nb", "\r\n\r\n",
+    " \n", "\n ", "  ", "   ", "    ", "     ", "         x", "a  b   c    d", "\t\tx",
+    "def f():\n    return 1\n\n\n", "\u2581\u2581", "\u2581\u2581\u2581\u2581\u2581", "a\u2581\u2581 b",
+    " \u2581 \u2581", "\u2581\u2581  ", "<0x0A>", "Hello world", " Hello", "Hello ",
+]
+
+
 def austen_lines(n, rng):
     lines = []
     for name in sorted(os.listdir(f"{SHARED}/austen")):
@@ -77,16 +124,23 @@ def austen_lines(n, rng):
     return rng.sample(lines, n)
 
 
-def train(model_prefix):
+# Llama's trainer options; Gemma's differ in its ids, no dummy prefix and its user-defined pieces
+LLAMA_OPTIONS = dict(add_dummy_prefix=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
+GEMMA_OPTIONS = dict(add_dummy_prefix=False, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+                     pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
+                     user_defined_symbols=GEMMA_USER)
+
+
+def train(model_prefix, options):
     files = ",".join(f"{SHARED}/austen/{n}" for n in sorted(os.listdir(f"{SHARED}/austen"))
                      if n.endswith(".txt"))
     spm.SentencePieceTrainer.train(
         input=files, model_prefix=model_prefix, model_type="bpe", vocab_size=1200,
         byte_fallback=True, split_digits=True, allow_whitespace_only_pieces=True,
-        add_dummy_prefix=True, remove_extra_whitespaces=False, normalization_rule_name="identity",
-        character_coverage=0.9995, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        input_sentence_size=200000, shuffle_input_sentence=True, seed_sentencepiece_size=100000,
-        max_sentencepiece_length=16, num_threads=2, minloglevel=2)
+        remove_extra_whitespaces=False, normalization_rule_name="identity",
+        character_coverage=0.9995, input_sentence_size=200000, shuffle_input_sentence=True,
+        seed_sentencepiece_size=100000, max_sentencepiece_length=16, num_threads=2, minloglevel=2,
+        **options)
 
 
 class FakeLlama:
@@ -132,6 +186,67 @@ def convert(model_file, legacy):
     return j
 
 
+class FakeGemma:
+    """What GemmaConverter reads of a slow GemmaTokenizer."""
+
+    def __init__(self, model_file):
+        self.vocab_file = model_file
+        self.pad_token, self.eos_token, self.bos_token = "<pad>", "<eos>", "<bos>"
+        self.add_prefix_space = False
+
+
+def convert_gemma(model_file):
+    """GemmaConverter's tokenizer.json, then what GemmaTokenizer(add_bos_token=True) makes of it
+    (its special tokens, and the post-processor "<bos> $A")."""
+    GemmaConverter.SpmExtractor = Extractor  # its own extractor is 4.x's, broken in 5.24
+    tk = GemmaConverter(FakeGemma(model_file)).converted()
+    tok = GemmaTokenizer(tokenizer_object=tk, add_bos_token=True)
+    return json.loads(tok.backend_tokenizer.to_str())
+
+
+def gemma_gguf_arrays(sp, tokenizer_json):
+    """llama.cpp's converter on Gemma: _set_vocab_sentencepiece's arrays, the tokens of
+    tokenizer_config.json's added_tokens_decoder (the tokenizer.json's added tokens) retyped
+    (special or named like one: CONTROL; else USER_DEFINED with "▁" as " ") and scored -1000,
+    then add_space_prefix false."""
+    arrays = gguf_arrays(sp)
+    for a in tokenizer_json["added_tokens"]:
+        token, i = a["content"], a["id"]
+        looks = token in ("<pad>", "<mask>", "<2mass>", "[@BOS@]") or (
+            token.startswith("<unused") and token.endswith(">"))
+        if a["special"] or looks:
+            arrays["token_types"][i] = CONTROL
+        else:
+            arrays["token_types"][i] = USER_DEFINED
+            token = token.replace("\u2581", " ")
+        arrays["tokens"][i], arrays["scores"][i] = token, -1000.0
+    arrays["add_space_prefix"] = False
+    return arrays
+
+
+def gemma(texts):
+    """The Gemma goldens (see the top)."""
+    texts = texts + GEMMA_FIXED + bpe_goldens.random_texts(
+        150, random.Random(13), bpe_goldens.FRAGMENTS + GEMMA_SPECIALS + ["\u2581", " \n"])
+    with tempfile.TemporaryDirectory() as tmp:
+        train(f"{tmp}/gemma", GEMMA_OPTIONS)
+        sp = spm.SentencePieceProcessor(model_file=f"{tmp}/gemma.model")
+        j = convert_gemma(f"{tmp}/gemma.model")
+    with open(f"{GOLD}/spm_gemma.json", "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False, indent=1)
+    print(f"{GOLD}/spm_gemma.json: {os.path.getsize(f'{GOLD}/spm_gemma.json')} bytes")
+    tk = Tokenizer.from_str(json.dumps(j))
+    write_golden(f"{GOLD}/spm_gemma.jsonl", "spm_gemma.json", tk, {}, texts)
+    arrays = gemma_gguf_arrays(sp, j)
+    with open(f"{GOLD}/spm_gemma_gguf.json", "w", encoding="utf-8") as f:
+        json.dump(arrays, f, ensure_ascii=False)
+    write_gguf_golden(f"{GOLD}/spm_gemma_gguf.jsonl", "spm_gemma_gguf.json", arrays, tk, texts)
+    same = sum(tk.encode(t, add_special_tokens=False).ids == llama_cpp_ids(arrays, t, False)
+               for t in texts)
+    print(f"{GOLD}/spm_gemma_gguf.jsonl: {len(texts)} texts; the tokenizer.json agrees with "
+          f"llama.cpp's on {same}")
+
+
 def write_golden(path, name, tk, edit, texts):
     with open(path, "w", encoding="utf-8") as f:
         f.write(json.dumps({"tokenizer": name, "edit": edit}) + "\n")
@@ -166,12 +281,12 @@ def gguf_arrays(sp):
             "add_space_prefix": True}
 
 
-def llama_cpp_ids(sp, text, add_bos):
-    """llama.cpp's SPM tokenize with parse_special: cut at the special tokens (longest first,
-    leftmost), " " before every raw piece, SentencePiece's BPE on it."""
-    out = [sp.bos_id()] if add_bos else []
+def partition(text, specials):
+    """llama.cpp's tokenizer_st_partition with parse_special: the text cut at the special tokens
+    ((text, id) pairs), the longest (in bytes) first, each at all its occurrences from the left;
+    the pieces are text (str) and ids (int)."""
     pieces = [text]
-    for s in sorted(SPECIALS, key=len, reverse=True):
+    for s, sid in sorted(specials, key=lambda x: len(x[0].encode()), reverse=True):
         nxt = []
         for p in pieces:
             if isinstance(p, int):
@@ -180,14 +295,28 @@ def llama_cpp_ids(sp, text, add_bos):
             parts = p.split(s)
             for k, part in enumerate(parts):
                 if k:
-                    nxt.append(sp.piece_to_id(s))
+                    nxt.append(sid)
                 if part:
                     nxt.append(part)
         pieces = nxt
-    for p in pieces:
+    return pieces
+
+
+def llama_cpp_ids(arrays, text, add_bos, sp=None):
+    """llama.cpp's SPM tokenize with parse_special: cut at the CONTROL, UNKNOWN and USER_DEFINED
+    tokens, " " before every raw piece (add_space_prefix), " " -> "▁", its merge loop
+    (spm_session); with sp, each piece's ids checked against SentencePiece's own encoding."""
+    specials = [(t, i) for i, (t, ty) in enumerate(zip(arrays["tokens"], arrays["token_types"]))
+                if ty in (CONTROL, UNKNOWN, USER_DEFINED)]
+    prefix = " " if arrays["add_space_prefix"] else ""
+    out = [arrays["bos_id"]] if add_bos else []
+    for p in partition(text, specials):
+        if isinstance(p, int):
+            out.append(p)
+            continue
+        ids = spm_session(arrays, (prefix + p).replace(" ", "\u2581"))
         # encode() adds the dummy prefix itself; escaping " " -> "▁" is its normalizer's
-        ids = [p] if isinstance(p, int) else sp.encode(p)
-        if not isinstance(p, int) and ids != spm_session(ARRAYS, "\u2581" + p.replace(" ", "\u2581")):
+        if sp is not None and ids != sp.encode(p):
             sys.exit(f"SentencePiece and the llama.cpp transcription differ on {p!r}")
         out += ids
     return out
@@ -197,7 +326,7 @@ def spm_session(arrays, text):
     """llama.cpp's llm_tokenizer_spm_session::tokenize, transcribed from its description (symbols
     per UTF-8 char; a queue of neighbour pairs whose text is a token, highest score first, leftmost
     on ties; stale pairs skipped by size; resegment through the merges, bytes for what is not a
-    token), as a cross-check of SentencePiece's ids. text is already escaped ("▁")."""
+    token). text is already escaped ("▁")."""
     import heapq
     ids = {}
     for i, t in enumerate(arrays["tokens"]):
@@ -283,7 +412,7 @@ def main():
              bpe_goldens.random_texts(150, random.Random(12),
                                       bpe_goldens.FRAGMENTS + SPECIALS + [" ▁", "▁"]))
     with tempfile.TemporaryDirectory() as tmp:
-        train(f"{tmp}/spm")
+        train(f"{tmp}/spm", LLAMA_OPTIONS)
         model = f"{tmp}/spm.model"
         sp = spm.SentencePieceProcessor(model_file=model)
         legacy = convert(model, True)
@@ -303,8 +432,6 @@ def main():
                  Tokenizer.from_str(json.dumps(split)), {"pre_tokenizer": split["pre_tokenizer"]},
                  texts)
     arrays = gguf_arrays(sp)
-    global ARRAYS
-    ARRAYS = arrays
     with open(f"{GOLD}/spm_gguf.json", "w", encoding="utf-8") as f:
         json.dump(arrays, f, ensure_ascii=False)
     with tempfile.TemporaryDirectory() as tmp:  # a GGUF file for transformers' reader alone
@@ -312,25 +439,37 @@ def main():
         hf = hf_gguf_tokenizer(f"{tmp}/spm_gguf.gguf")
     # decodes as `tokenizers` gives them for the legacy file: llama.cpp's own detokenizer differs
     # (it writes <unk> as U+2585), see the report in the test
-    tk = Tokenizer.from_str(json.dumps(legacy))
-    differ = 0
-    with open(f"{GOLD}/spm_gguf.jsonl", "w", encoding="utf-8") as f:
-        f.write(json.dumps({"tokenizer": "spm_gguf.json", "edit": {}}) + "\n")
-        for t in texts:
-            ids = llama_cpp_ids(sp, t, False)
-            special = llama_cpp_ids(sp, t, True)
-            hf_ids = hf.encode(t, add_special_tokens=False).ids
-            differ += hf_ids != ids
-            f.write(json.dumps({
-                "hex": t.encode().hex(), "ids": ids, "ids_special": special,
-                "decoded_hex": tk.decode(special, skip_special_tokens=False).encode().hex(),
-                "decoded_skip_hex": tk.decode(special, skip_special_tokens=True).encode().hex(),
-                "hf_ids": hf_ids}) + "\n")
+    differ = write_gguf_golden(f"{GOLD}/spm_gguf.jsonl", "spm_gguf.json", arrays,
+                               Tokenizer.from_str(json.dumps(legacy)), texts, sp, hf)
     legacy_tk = Tokenizer.from_str(json.dumps(legacy))
-    same_legacy = sum(legacy_tk.encode(t, add_special_tokens=False).ids == llama_cpp_ids(sp, t, False)
-                      for t in texts)
+    same_legacy = sum(legacy_tk.encode(t, add_special_tokens=False).ids ==
+                      llama_cpp_ids(arrays, t, False) for t in texts)
     print(f"{GOLD}/spm_gguf.jsonl: {len(texts)} texts; transformers' GGUF reader differs on {differ}; "
           f"the legacy tokenizer.json agrees with llama.cpp's on {same_legacy}")
+    gemma(texts)
+
+
+def write_gguf_golden(path, name, arrays, tk, texts, sp=None, hf=None):
+    """llama.cpp's ids of texts for GGUF arrays (checked against SentencePiece sp when given),
+    decoded by the tokenizer.json tk; skipping special tokens drops the CONTROL and UNKNOWN ones,
+    as llama.cpp's detokenizer does. With hf (transformers' GGUF reader), its ids too ("hf_ids");
+    returns on how many texts they differ."""
+    shown = [i for i, ty in enumerate(arrays["token_types"]) if ty not in (CONTROL, UNKNOWN)]
+    shown, differ = set(shown), 0
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"tokenizer": name, "edit": {}}) + "\n")
+        for t in texts:
+            ids = llama_cpp_ids(arrays, t, False, sp)
+            special = llama_cpp_ids(arrays, t, True, sp)
+            rec = {"hex": t.encode().hex(), "ids": ids, "ids_special": special,
+                   "decoded_hex": tk.decode(special, skip_special_tokens=False).encode().hex(),
+                   "decoded_skip_hex": tk.decode([i for i in special if i in shown],
+                                                 skip_special_tokens=False).encode().hex()}
+            if hf is not None:
+                rec["hf_ids"] = hf.encode(t, add_special_tokens=False).ids
+                differ += rec["hf_ids"] != ids
+            f.write(json.dumps(rec) + "\n")
+    return differ
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@
  * tokenizer written here and the error paths. SentencePiece-style BPE (test_spm): a byte_fallback
  * BPE trained on Austen (tests/golden/spm_*, scripts/make-spm-goldens.py) in Llama 2's spelling
  * and in Metaspace's, against `tokenizers`; as GGUF arrays, a GGUF file and loraft's own
- * bpe_to_arrays, against llama.cpp's SPM encoding (SentencePiece's ids, cut at special tokens). */
+ * bpe_to_arrays, against llama.cpp's SPM encoding (SentencePiece's ids, cut at special tokens).
+ * Gemma's (test_gemma): one trained with Gemma's options in Gemma's spelling, against `tokenizers`
+ * (also through bpe_to_arrays and back), and the GGUF arrays llama.cpp's converter writes for it,
+ * against llama.cpp's ids; Split(" ", MergedWithPrevious) on a tokenizer written here. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -700,8 +703,9 @@ static void test_errors(void) {
 
 /* ---------------------------------------------------------------- SentencePiece-style BPE */
 
-/* tests/golden/spm_gguf.json (scripts/make-spm-goldens.py) as GGUF arrays: tokens, scores and
- * types as llama.cpp's converter writes a SentencePiece model. */
+/* tests/golden/spm_gguf.json or spm_gemma_gguf.json (scripts/make-spm-goldens.py) as GGUF arrays:
+ * tokens, scores and types as llama.cpp's converter writes a SentencePiece model, BOS added, a " "
+ * before each piece unless add_space_prefix is false (Gemma's). */
 typedef struct SpmArrays {
     BpeArrays a;
     char **tokens;
@@ -732,7 +736,9 @@ static int spm_arrays(SpmArrays *out, const char *path) {
                          .eos_id = cJSON_GetObjectItemCaseSensitive(root, "eos_id")->valueint,
                          .add_bos = 1,
                          .model = "llama",
-                         .scores = out->scores};
+                         .scores = out->scores,
+                         .no_space_prefix = cJSON_IsFalse(
+                             cJSON_GetObjectItemCaseSensitive(root, "add_space_prefix"))};
     cJSON_Delete(root);
     return 0;
 }
@@ -757,8 +763,9 @@ static Bpe *via_arrays(const Bpe *t, const char *want_model) {
     return back;
 }
 
-/* The same arrays in a GGUF file, the keys as gguf_export writes them, read by text.h. */
-static void spm_gguf_file(const SpmArrays *s) {
+/* The same arrays in a GGUF file, the keys as gguf_export writes them (add_space_prefix only
+ * when false), read by text.h, against the golden. */
+static void spm_gguf_file(const SpmArrays *s, const char *golden, const char *label) {
     char gguf[64] = "/tmp/test_bpe_spm_XXXXXX.gguf";
     int fd = mkstemps(gguf, 5);
     CHECK(fd >= 0 && close(fd) == 0);
@@ -780,31 +787,15 @@ static void spm_gguf_file(const SpmArrays *s) {
          .elem_type = GGUF_INT32,
          .n = (uint64_t)s->a.n_tokens,
          .arr = s->types},
-        {.key = "tokenizer.ggml.bos_token_id", .type = GGUF_UINT32, .u = 1},
+        {.key = "tokenizer.ggml.bos_token_id", .type = GGUF_UINT32, .u = (uint32_t)s->a.bos_id},
         {.key = "tokenizer.ggml.add_space_prefix", .type = GGUF_BOOL, .b = 0},
     };
     LfError err;
     TextTokenizer t;
     /* no add_bos_token key: llama.cpp adds BOS to a SentencePiece vocabulary */
-    CHECK_OK(gguf_write(gguf, kv, 6, NULL, 0, 32, &err), &err);
+    CHECK_OK(gguf_write(gguf, kv, s->a.no_space_prefix ? 7 : 6, NULL, 0, 32, &err), &err);
     CHECK_OK(text_tokenizer_open(&t, gguf, &err), &err);
-    if (t.bpe) check_golden(t.bpe, "tests/golden/spm_gguf.jsonl", "spm arrays in a GGUF file", 0);
-    text_tokenizer_close(&t);
-    /* add_space_prefix false: no "▁" in front, and none stripped by the decoder */
-    CHECK_OK(gguf_write(gguf, kv, 7, NULL, 0, 32, &err), &err);
-    CHECK_OK(text_tokenizer_open(&t, gguf, &err), &err);
-    if (t.bpe) {
-        IdList ids = {0};
-        CHECK_OK(bpe_encode(t.bpe, "the", 3, 1, &ids, &err), &err);
-        CHECK(ids.n >= 2 && ids.ids[0] == 1 && bpe_token(t.bpe, ids.ids[1])[0] == 't');
-        int32_t sp[2] = {bpe_lookup(t.bpe, "\xE2\x96\x81"), bpe_lookup(t.bpe, "a")};
-        char *out;
-        size_t n;
-        CHECK_OK(bpe_decode(t.bpe, sp, 2, 0, &out, &n, &err), &err);
-        CHECK(n == 2 && !memcmp(out, " a", 2));
-        free(out);
-        idlist_free(&ids);
-    }
+    if (t.bpe) check_golden(t.bpe, golden, label, 0);
     text_tokenizer_close(&t);
     unlink(gguf);
 }
@@ -944,7 +935,7 @@ static void test_spm(void) {
     if (back) check_golden(back, "tests/golden/spm_gguf.jsonl", "spm GGUF arrays, written back", 0);
     bpe_free(back);
     bpe_free(t);
-    spm_gguf_file(&s);
+    spm_gguf_file(&s, "tests/golden/spm_gguf.jsonl", "spm arrays in a GGUF file");
     s.a.scores = NULL;
     CHECK(bpe_from_arrays(&t, &s.a, &err) == -1 && strstr(err.msg, "scores"));
     s.a.model = "t5";
@@ -966,6 +957,90 @@ static void test_spm(void) {
     spm_tiny();
 }
 
+/* Gemma's tokenizer.json (Replace(" ", "▁"), Split(" ", MergedWithPrevious), no prefix, no
+ * strip; user-defined pieces as added tokens): the pieces a test can name. */
+static void gemma_pieces(const Bpe *t) {
+    CHECK(bpe_bos(t) == 2 && bpe_eos(t) == 1); /* <bos> and <eos>, without tokenizer_config.json */
+    int32_t turn = bpe_lookup(t, "<start_of_turn>"), nl2 = bpe_lookup(t, "\n\n");
+    int32_t spaces = bpe_lookup(t, "\xE2\x96\x81\xE2\x96\x81"), mask = bpe_lookup(t, "<mask>");
+    CHECK(bpe_is_special(t, turn) && bpe_is_special(t, bpe_lookup(t, "<end_of_turn>")));
+    CHECK(nl2 >= 0 && !bpe_is_special(t, nl2) && mask >= 0 && !bpe_is_special(t, mask));
+    size_t n;
+    const char *b = bpe_token_bytes(t, spaces, &n);
+    CHECK(b && n == 2 && !memcmp(b, "  ", 2));
+    /* "a  b": the two spaces are the merges' "▁▁"; "<mask>\n\n" two added tokens */
+    expect_ids(t, "<mask>\n\n", (int32_t[]){mask, nl2}, 2);
+    IdList ids = {0};
+    LfError err;
+    CHECK_OK(bpe_encode(t, "a  b", 4, 0, &ids, &err), &err);
+    CHECK(ids.n == 3 && ids.ids[1] == spaces);
+    idlist_free(&ids);
+}
+
+/* Split(" ", MergedWithPrevious) where no normalizer has replaced the spaces: a piece ends
+ * after each (ids from `tokenizers`; without the split " a" would merge). */
+static void gemma_split(void) {
+    static const char json[] =
+        "{\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": "
+        "\" \"}, \"behavior\": \"MergedWithPrevious\", \"invert\": false}, \"decoder\": {\"type\": "
+        "\"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": "
+        "\"\u2581\"}, \"content\": \" \"}, {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}]}, "
+        "\"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"fuse_unk\": true, "
+        "\"unk_token\": \"<unk>\", \"vocab\": {\"<unk>\": 0, \"a\": 1, \"b\": 2, \"ab\": 3, \" \": "
+        "4, \" a\": 5}, \"merges\": [[\"a\", \"b\"], [\" \", \"a\"]]}}";
+    Bpe *t = NULL;
+    LfError err;
+    CHECK_OK(bpe_load_json(&t, json, strlen(json), "gemma split", &err), &err);
+    if (t) {
+        expect_ids(t, "b ab a", (int32_t[]){2, 4, 3, 4, 1}, 5);
+        expect_ids(t, "b  a", (int32_t[]){2, 4, 4, 1}, 4);
+    }
+    bpe_free(t);
+    expect_error(spm_json("", "",
+                          ", \"decoder\": {\"type\": \"Metaspace\"}, \"pre_tokenizer\": "
+                          "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": "
+                          "\"MergedWithNext\"}"),
+                 "String \" \" MergedWithPrevious");
+}
+
+static void test_gemma(void) {
+    check_json_golden("tests/golden/spm_gemma.jsonl", "tests/golden/spm_gemma.json",
+                      "spm Gemma tokenizer.json", 0);
+    Bpe *t = golden_tokenizer("tests/golden/spm_gemma.jsonl", "tests/golden/spm_gemma.json");
+    if (t) gemma_pieces(t);
+    /* without the pre-tokenizer, which cuts nothing after Replace (`tokenizers` agrees) */
+    cJSON *edit = cJSON_Parse("{\"pre_tokenizer\": null}");
+    char *json = edited_json("tests/golden/spm_gemma.json", edit);
+    Bpe *bare = NULL;
+    LfError err;
+    CHECK_OK(bpe_load_json(&bare, json, strlen(json), "spm_gemma.json", &err), &err);
+    if (bare) check_golden(bare, "tests/golden/spm_gemma.jsonl", "spm Gemma, no pre-tokenizer", 0);
+    bpe_free(bare);
+    free(json);
+    cJSON_Delete(edit);
+    /* as GGUF arrays and back: USER_DEFINED pieces, no space prefix; the tokenizer.json's ids */
+    Bpe *back = t ? via_arrays(t, "llama") : NULL;
+    if (back) check_golden(back, "tests/golden/spm_gemma.jsonl", "spm Gemma via GGUF arrays", 0);
+    bpe_free(back);
+    bpe_free(t);
+    SpmArrays s;
+    t = NULL;
+    CHECK(spm_arrays(&s, "tests/golden/spm_gemma_gguf.json") == 0 && s.a.no_space_prefix);
+    CHECK_OK(bpe_from_arrays(&t, &s.a, &err), &err);
+    if (t)
+        check_golden(t, "tests/golden/spm_gemma_gguf.jsonl", "spm Gemma GGUF arrays (llama.cpp's)",
+                     0);
+    back = t ? via_arrays(t, "llama") : NULL;
+    if (back)
+        check_golden(back, "tests/golden/spm_gemma_gguf.jsonl",
+                     "spm Gemma GGUF arrays, written back", 0);
+    bpe_free(back);
+    bpe_free(t);
+    spm_gguf_file(&s, "tests/golden/spm_gemma_gguf.jsonl", "spm Gemma arrays in a GGUF file");
+    spm_arrays_free(&s);
+    gemma_split();
+}
+
 int main(void) {
     test_nfc();
     test_gpt2();
@@ -973,5 +1048,6 @@ int main(void) {
     test_tiny();
     test_errors();
     test_spm();
+    test_gemma();
     return check_report();
 }

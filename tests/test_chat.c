@@ -71,8 +71,9 @@ static int case_template(const cJSON *c, ChatTemplate *t) {
     const cJSON *bos = cJSON_GetObjectItemCaseSensitive(c, "bos");
     const cJSON *eos = cJSON_GetObjectItemCaseSensitive(c, "eos");
     if (cJSON_IsString(bos) && cJSON_IsString(eos)) {
+        const char *stop = t->stops[0]; /* EOS ends the turns of those that render it */
         chat_template_set_specials(t, bos->valuestring, eos->valuestring);
-        CHECK(!strcmp(t->stops[0], eos->valuestring) && !t->stops[1]);
+        CHECK(!strcmp(t->stops[0], t->eos ? eos->valuestring : stop) && !t->stops[1]);
     }
     return t->name != NULL;
 }
@@ -110,7 +111,7 @@ static void test_goldens(const cJSON *root) {
         specials += cJSON_GetObjectItemCaseSensitive(c, "bos") != NULL;
         cases++;
     }
-    CHECK(cases >= 654 && errors >= 64 && specials >= 10);
+    CHECK(cases >= 796 && errors >= 93 && specials >= 14);
 }
 
 /* s with every newline written as the two characters \n, as in a JSON-escaped template. */
@@ -139,7 +140,7 @@ static void expect_unrecognised(const char *jinja) {
     CHECK(chat_template_detect(jinja, &t, &err) == -1);
     CHECK(strstr(err.msg, "chatml, smollm2, qwen2, qwen2.5, qwen3, qwen3-nothink, llama3, "
                           "llama3.1, llama3.2, llama2, mistral, mistral-v0.3, mistral-legacy, "
-                          "zephyr, plain") != NULL);
+                          "zephyr, gemma, gemma2, plain") != NULL);
 }
 
 static void test_detect(const cJSON *root) {
@@ -168,7 +169,7 @@ static void test_detect(const cJSON *root) {
         free(s);
         n++;
     }
-    CHECK(n == 14);
+    CHECK(n == 16);
     expect_unrecognised("{{ bos_token }}{% for message in messages %}{{ message['content'] }}"
                         "{% endfor %}");
     ChatTemplate tt;
@@ -178,11 +179,11 @@ static void test_detect(const cJSON *root) {
 }
 
 static void test_names(void) {
-    static const char *names[] = {"chatml",         "smollm2",       "qwen2",   "qwen2.5",
-                                  "qwen3",          "qwen3-nothink", "llama3",  "llama3.1",
-                                  "llama3.2",       "llama2",        "mistral", "mistral-v0.3",
-                                  "mistral-legacy", "zephyr",        "plain"};
-    for (int i = 0; i < 15; i++) {
+    static const char *names[] = {
+        "chatml",         "smollm2",  "qwen2",    "qwen2.5", "qwen3",   "qwen3-nothink",
+        "llama3",         "llama3.1", "llama3.2", "llama2",  "mistral", "mistral-v0.3",
+        "mistral-legacy", "zephyr",   "gemma",    "gemma2",  "plain"};
+    for (int i = 0; i < 17; i++) {
         ChatTemplate t;
         LfError err;
         CHECK_OK(chat_template_by_name(names[i], &t, &err), &err);
@@ -212,7 +213,14 @@ static void test_names(void) {
         chat_template_set_specials(&t, NULL, NULL);
         CHECK(!strcmp(t.stops[0], "</s>") && !t.bos && !t.eos);
         chat_template_set_specials(&t, "<B>", "<E>");
-        CHECK(!strcmp(t.bos, "<B>") && !strcmp(t.eos, "<E>") && !strcmp(t.stops[0], "<E>"));
+        CHECK(!strcmp(t.eos, "<E>") && !strcmp(t.stops[0], "<E>"));
+        CHECK(i < 4 ? t.bos && !strcmp(t.bos, "<B>") : !t.bos); /* zephyr renders no BOS */
+    }
+    for (int i = 0; i < 2; i++) { /* Gemma's: BOS "<bos>" or the tokenizer's; no EOS */
+        CHECK_OK(chat_template_by_name(i ? "gemma2" : "gemma", &t, &err), &err);
+        CHECK(!strcmp(t.stops[0], "<end_of_turn>") && !t.stops[1] && !strcmp(t.bos, "<bos>"));
+        chat_template_set_specials(&t, "<B>", "<E>");
+        CHECK(!strcmp(t.bos, "<B>") && !t.eos && !strcmp(t.stops[0], "<end_of_turn>"));
     }
     CHECK_OK(chat_template_by_name("chatml", &t, &err), &err); /* renders no BOS / EOS text */
     chat_template_set_specials(&t, "<B>", "<E>");
@@ -320,7 +328,8 @@ static void test_errors(void) {
     CHECK(out == NULL);
 }
 
-/* The [INST] templates' errors name the template and the message, then quote the template. */
+/* The [INST] and Gemma templates' errors name the template and the message, then quote the
+ * template. */
 static void test_inst_errors(void) {
     static const struct {
         const char *name;
@@ -366,6 +375,19 @@ static void test_inst_errors(void) {
          3,
          "chat template mistral-v0.3: message 0 (system): Mistral v0.3's template renders the "
          "system message only in a conversation that ends with a user turn"},
+        /* Gemma 2 refuses a system turn before it checks the turns after it */
+        {"gemma2",
+         {{"system", "s"}, {"assistant", "a"}},
+         2,
+         "chat template gemma2: message 0 (system): System role not supported"},
+        {"gemma2",
+         {{"user", "q"}, {"assistant", "a"}, {"assistant", "b"}},
+         3,
+         "chat template gemma2: message 2 (assistant): Conversation roles must alternate"},
+        {"gemma",
+         {{"system", "s"}, {"assistant", "a"}},
+         2,
+         "chat template gemma: message 1 (assistant): Conversation roles must alternate"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ChatTemplate t;

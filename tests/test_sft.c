@@ -5,7 +5,8 @@
  *   chat template (when models/smollm2-tokenizer is there), and a tiny `loraft init --arch
  *   llama` model's GPT-2 tokenizer with the plain template and an Alpaca prompt template (when
  *   ../shared/data/tokenizers/gpt2 is there), and a SentencePiece-style BPE's (Llama 2's
- *   spelling) with both. Right truncation, packing and holding out are
+ *   spelling) with both, and Gemma's (tests/golden/spm_gemma.json) with Gemma 3's chat template
+ *   from its tokenizer_config.json. Right truncation, packing and holding out are
  *   checked against the same golden rows; malformed records are errors naming file and line.
  * - The loader's labels are the set's labels, -100 on padding, and n_predicted counts them.
  * - On a tiny random Llama with LoRA on every projection: the objective's loss over a batch of
@@ -330,6 +331,47 @@ static void check_spm(const cJSON *g) {
     text_tokenizer_close(&tok);
 }
 
+/* Gemma's tokenizer.json (tests/golden/spm_gemma.json) with Gemma 3's chat template, found in
+ * its tokenizer_config.json as a model directory carries it: BOS is text the template renders,
+ * <end_of_turn> ends the answer. */
+static void check_gemma(const cJSON *g) {
+    char dir[200], path[300];
+    snprintf(dir, sizeof dir, "%s/gemma", tmpdir);
+    CHECK(mkdir(dir, 0700) == 0);
+    char *text;
+    size_t len;
+    LfError err;
+    CHECK_OK(file_read_all("tests/golden/spm_gemma.json", &text, &len, &err), &err);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *fp = fopen(path, "wb");
+    CHECK(fp && fwrite(text, 1, len, fp) == len && fclose(fp) == 0);
+    free(text);
+    CHECK_OK(file_read_all("tests/golden/chat_templates.json", &text, &len, &err), &err);
+    cJSON *chat = cJSON_Parse(text), *cfg = cJSON_CreateObject();
+    free(text);
+    cJSON_AddStringToObject(cfg, "bos_token", "<bos>");
+    cJSON_AddStringToObject(cfg, "eos_token", "<eos>");
+    cJSON_AddItemToObject(
+        cfg, "chat_template",
+        cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(chat, "templates"), "gemma"), 0));
+    char *cfg_text = cJSON_Print(cfg);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    fp = fopen(path, "wb");
+    CHECK(fp && fputs(cfg_text, fp) >= 0 && fclose(fp) == 0);
+    free(cfg_text);
+    cJSON_Delete(cfg);
+    cJSON_Delete(chat);
+    TextTokenizer tok;
+    ChatTemplate t;
+    SftFormat f;
+    CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
+    CHECK_OK(chat_template_for_model(dir, NULL, &t, &err), &err);
+    CHECK(t.name && !strcmp(t.name, "gemma"));
+    CHECK_OK(sft_format_init(&f, &t, NULL, &tok, -1, &err), &err);
+    check_format(g, &tok, &f, "gemma", "gemma", 0);
+    text_tokenizer_close(&tok);
+}
+
 /* GPT-2's tokenizer under Qwen2's NFC normalizer (the golden's nfc_edit) with the plain template
  * and the Alpaca prompt template, on text that NFC changes at the prompt's end and the answer's
  * start: the prompt ends where transformers' offsets (into the text before NFC) say. */
@@ -434,6 +476,7 @@ int main(void) {
     check_smollm2(g);
     check_tiny_llama(g);
     check_spm(g);
+    check_gemma(g);
     check_nfc(g);
     check_objective();
     cJSON_Delete(g);

@@ -1,14 +1,15 @@
 /* bpe.h: BPE tokenization for decoder LLMs, id for id equal to Hugging Face `tokenizers`:
  * byte-level (GPT-2, Llama-3, SmolLM2, Qwen2 / Qwen2.5 / Qwen3) and SentencePiece-style with byte
- * fallback (Llama 2, Mistral 7B, TinyLlama; and a GGUF's "llama" vocabulary, as llama.cpp encodes
- * it).
+ * fallback (Llama 2, Mistral 7B, TinyLlama, Gemma 1 / 2 / 3; and a GGUF's "llama" vocabulary, as
+ * llama.cpp encodes it).
  *
  * Construction, one core behind three sources:
  *   bpe_load(PATH)             a tokenizer.json file, or a directory holding tokenizer.json, else
  *                              vocab.json + merges.txt (GPT-2's older pair, <|endoftext|> its
  *                              special token); tokenizer_config.json beside them may name
  *                              bos_token / eos_token, else both are <|endoftext|> when the
- *                              vocabulary has it (GPT-2's defaults);
+ *                              vocabulary has it (GPT-2's defaults; SentencePiece-style: <bos> /
+ *                              <eos>, Gemma's, else <s> / </s>);
  *   bpe_load_json(TEXT)        tokenizer.json text in memory;
  *   bpe_from_arrays(SPEC)      GGUF metadata as plain C arrays: tokens, merges, token types and the
  *                              pre-tokenizer name (tokenizer.ggml.pre); for model "llama" the
@@ -20,9 +21,11 @@
  * SentencePiece-style: model BPE over chars (byte_fallback: a char outside the vocabulary becomes
  * its <0xNN> tokens, or [UNK] when one is missing; fuse_unk; unk_token), normalizer
  * Sequence[Prepend("▁"), Replace(" ", "▁")] (Llama 2's; Prepend acts on each piece between added
- * tokens) or none, pre-tokenizer none or Metaspace("▁", prepend_scheme always / first / never,
- * split; "first": only the piece that starts the text), decoder Sequence[Replace("▁", " "),
- * ByteFallback, Fuse, Strip(" ", n, 0)] or Metaspace. Both: post-processor none, ByteLevel,
+ * tokens), Replace(" ", "▁") alone (Gemma's) or none, pre-tokenizer none, Metaspace("▁",
+ * prepend_scheme always / first / never, split; "first": only the piece that starts the text) or
+ * Split(" ", MergedWithPrevious) (Gemma's: a piece ends after each space; after its Replace there
+ * is none), decoder Sequence[Replace("▁", " "), ByteFallback, Fuse] with or without a final
+ * Strip(" ", n, 0), or Metaspace. Both: post-processor none, ByteLevel,
  * TemplateProcessing or a Sequence of those. Anything else is refused with a message naming it.
  * Merges naming tokens outside the vocabulary are errors, as in `tokenizers`.
  *
@@ -41,7 +44,9 @@
  * respelled byte by byte).
  *
  * GGUF "llama" (SentencePiece) is read as llama.cpp's llm_tokenizer_spm encodes it: the added
- * tokens (CONTROL, UNKNOWN: special; USER_DEFINED) cut out of the text, " " put before every piece
+ * tokens (CONTROL, UNKNOWN: special; USER_DEFINED) cut out of the text (leftmost-longest, as
+ * `tokenizers` does; llama.cpp cuts the longest token's occurrences first, which differs only where
+ * an added token overlaps a longer one that starts after it), " " put before every piece
  * between them (add_space_prefix, default true) and " " -> "▁", chars outside the vocabulary as
  * <0xNN>, then any two neighbours whose text is a token merge, the highest score first, leftmost on
  * ties (as rules: every cut of a token into two tokens, ranked by the token's score). BOS is added
@@ -51,8 +56,11 @@
  * transformers "▁▁a"). llama.cpp would also merge into a token whose char is not a token by
  * itself; SentencePiece vocabularies have none. bpe_to_arrays writes a SentencePiece-style
  * tokenizer as "llama": tokens, scores minus the rank of the first rule making each token (tokens
- * no rule makes score below all of them), types BYTE / UNKNOWN / CONTROL / NORMAL, add_space_prefix
- * from Prepend or Metaspace; a Metaspace "first" tokenizer then encodes as llama.cpp does.
+ * no rule makes score below all of them), types BYTE / UNKNOWN / CONTROL (special added tokens) /
+ * USER_DEFINED (the other added tokens, which llama.cpp also cuts out of the text first) / NORMAL,
+ * add_space_prefix from Prepend or Metaspace; a Metaspace "first" tokenizer then encodes as
+ * llama.cpp does, and so does Gemma's (its user-defined pieces kept as they are spelled, where
+ * llama.cpp's converter writes their "▁" as " ": the two differ only on text with a "▁").
  *
  * Encoding runs the `tokenizers` pipeline (AddedVocabulary::extract_and_normalize): the added
  * tokens with normalized=false are cut out of the raw text (leftmost-longest; lstrip and rstrip
@@ -116,7 +124,8 @@ int bpe_load_json(Bpe **out, const char *json, size_t len, const char *name, LfE
 int bpe_from_arrays(Bpe **out, const BpeArrays *spec, LfError *err);
 /* The reverse, for writing a GGUF file's tokenizer.ggml.* keys: tokens in id order (added
  * tokens by their content; "" for an unused id), CONTROL for special tokens and NORMAL for the
- * rest, the merges in rank order ("a b"), the pre-tokenizer's GGUF name, BOS / EOS and whether
+ * rest (SentencePiece-style: USER_DEFINED for the other added tokens), the merges in rank order
+ * ("a b"), the pre-tokenizer's GGUF name, BOS / EOS and whether
  * encoding adds them. Token strings point into t; the types, merges and pointer arrays into
  * *mem, which the caller frees. Fails when t's pre-tokenizer has no GGUF name. */
 int bpe_to_arrays(const Bpe *t, BpeArrays *a, void **mem, LfError *err);

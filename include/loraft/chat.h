@@ -82,6 +82,18 @@
  *            first shipped (GGUF files converted before 2024's update carry it).
  *   zephyr   "<|" role "|>\n" content EOS "\n" per message; generation prompt "<|assistant|>\n".
  *            Recognised: zephyr-7b-beta's and TinyLlama-1.1B-Chat-v1.0's template (the same).
+ *   gemma    BOS ("<bos>"), then per turn "<start_of_turn>" role "\n" content "<end_of_turn>\n",
+ *            the role "assistant" written "model", contents stripped as Python's str.strip(); a
+ *            first system turn's content (not stripped) + "\n\n" goes at the head of the next
+ *            turn's. Generation prompt "<start_of_turn>model\n"; stop "<end_of_turn>". The turns
+ *            after the optional system turn must alternate user, assistant, ... ("Conversation
+ *            roles must alternate user/assistant/user/assistant/..."); a later system turn at an
+ *            odd place renders as a turn of role system, as in the template. Recognised: Gemma
+ *            3's template (gemma-3-270m-it to gemma-3-27b-it), whose image and list contents are
+ *            not rendered (contents are strings).
+ *   gemma2   the same without a system turn: a first one is the template's error "System role
+ *            not supported". Recognised: Gemma 2's template (gemma-2-*-it), which gemma-7b-it,
+ *            gemma-2b-it and the gemma-1.1 ones carry too.
  *   plain    for base models, loraft's own: a system turn is its content + "\n\n", a user turn
  *            "User: " content "\n\n", an assistant turn "Assistant: " content "\n\n"; generation
  *            prompt "Assistant:" (the answer's leading space is then the model's first token,
@@ -92,20 +104,22 @@
  *              '\n\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:'
  *              }}{% endif %}
  *
- * llama2, the mistrals and zephyr render the tokenizer's BOS and EOS text (transformers'
- * bos_token / eos_token): "<s>" and "</s>", their models' own, unless chat_template_set_specials
- * gives another tokenizer's (SFT, `loraft generate` and `loraft score` pass the model's). BOS is
- * then part of the rendered text, as llama3's "<|begin_of_text|>" is: tokenize it without adding
- * special tokens (else BOS comes twice). Their turns end with EOS, which is their stop. Not
+ * llama2 and the mistrals render the tokenizer's BOS and EOS text (transformers' bos_token /
+ * eos_token), zephyr its EOS, gemma and gemma2 its BOS: "<s>", "</s>" and "<bos>", their models'
+ * own, unless chat_template_set_specials gives another tokenizer's (SFT, `loraft generate` and
+ * `loraft score` pass the model's). BOS is then part of the rendered text, as llama3's
+ * "<|begin_of_text|>" is: tokenize it without adding special tokens (else BOS comes twice). The
+ * turns of those that render EOS end with it, which is their stop. Not
  * recognised: Mistral-7B-Instruct-v0.1's first template (EOS + " " after each answer), Mistral's
  * later [INST] templates (Nemo's v3-tekken, v7), Llama-2-chat fine-tunes' own templates.
  *
  * Like the Jinja templates, rendering puts messages in the order given (a system turn may come
  * anywhere) and does not check that roles alternate, except where a template raises an error
- * (llama2 and the mistrals: chat_render fails with the template's own message, as transformers
- * would). For every template, render(msgs[0..n-1), add_generation_prompt = 1) is a prefix of
- * render(msgs[0..n), 0) when msgs[n-1] is an assistant turn: the rest is the answer and its end
- * of turn, which is what SFT trains on (mistral-v0.3 refuses what would break it, above). */
+ * (llama2, the mistrals and the gemmas: chat_render fails with the template's own message, as
+ * transformers would). For every template, render(msgs[0..n-1), add_generation_prompt = 1) is a
+ * prefix of render(msgs[0..n), 0) when msgs[n-1] is an assistant turn: the rest is the answer and
+ * its end of turn, which is what SFT trains on (mistral-v0.3 refuses what would break it, above).
+ */
 #pragma once
 #include <stddef.h>
 
@@ -126,6 +140,8 @@ typedef enum ChatFormat {
     CHAT_FORMAT_MISTRAL_V3,
     CHAT_FORMAT_MISTRAL_LEGACY,
     CHAT_FORMAT_ZEPHYR,
+    CHAT_FORMAT_GEMMA,
+    CHAT_FORMAT_GEMMA2,
     CHAT_FORMAT_PLAIN
 } ChatFormat;
 
@@ -138,11 +154,13 @@ typedef struct ChatTemplate {
     /* End-of-turn strings generation stops at, besides the tokenizer's EOS; NULL-terminated.
      * chatml, smollm2, qwen2, qwen2.5, qwen3: "<|im_end|>"; llama3: "<|eot_id|>",
      * "<|end_of_text|>" (each one special token), llama3.1 / 3.2 "<|eom_id|>" too; llama2,
-     * mistral*, zephyr: the EOS text, "</s>" (their turns end with EOS); plain: "\nUser:" (text:
-     * match it in the decoded continuation and cut it off). */
+     * mistral*, zephyr: the EOS text, "</s>" (their turns end with EOS); gemma, gemma2:
+     * "<end_of_turn>"; plain: "\nUser:" (text: match it in the decoded continuation and cut it
+     * off). */
     const char *stops[CHAT_MAX_STOPS + 1];
     const char *date; /* llama3.1 / 3.2: the system turn's "Today Date"; NULL: today's */
-    /* llama2, mistral*, zephyr: the BOS and EOS text they render; NULL: "<s>", "</s>" */
+    /* The BOS and EOS text they render (llama2, mistral*: both; zephyr: EOS; gemma, gemma2: BOS,
+     * "<bos>"); NULL: "<s>", "</s>" */
     const char *bos, *eos;
 } ChatTemplate;
 
@@ -160,10 +178,11 @@ int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err);
  * template) and unrecognised templates are errors that name the built-in templates. */
 int chat_template_detect(const char *jinja, ChatTemplate *out, LfError *err);
 
-/* Gives the templates that render BOS / EOS text (llama2, mistral*, zephyr) the tokenizer's:
- * bos_token / eos_token as transformers passes them, e.g. "<s>" and "</s>"; NULL keeps the
- * default ("<s>", "</s>"). The EOS text also becomes the stop string. Other templates are left
- * as they are. The strings must outlive t (the tokenizer's vocabulary). */
+/* Gives the templates that render BOS / EOS text (llama2, mistral*: both; zephyr: EOS; gemma,
+ * gemma2: BOS) the tokenizer's: bos_token / eos_token as transformers passes them, e.g. "<s>" and
+ * "</s>"; NULL keeps the default. The EOS text also becomes the stop string of those that render
+ * it. Other templates, and what a template does not render, are left as they are. The strings
+ * must outlive t (the tokenizer's vocabulary). */
 void chat_template_set_specials(ChatTemplate *t, const char *bos, const char *eos);
 /* chat_template_set_specials with the BOS and EOS tokens of a BPE vocabulary (either absent: the
  * default). */

@@ -226,7 +226,8 @@ int cmd_generate(int argc, char **argv) {
         {"template", OPT_STR, &o.template_name,
          "chat template instead of the model's: chatml, smollm2, qwen2, qwen2.5, qwen3, "
          "qwen3-nothink (Qwen3 without thinking), llama3, llama3.1, llama3.2, llama2, mistral, "
-         "mistral-v0.3, mistral-legacy, zephyr or plain"},
+         "mistral-v0.3, mistral-legacy, zephyr, gemma (Gemma 3's), gemma2 (Gemma 1's and 2's) or "
+         "plain"},
         {"temperature", OPT_FLOAT, &o.temperature, "0 (default): greedy; else sample"},
         {"top-k", OPT_INT, &o.top_k, "keep the k most probable tokens (default 0: off)"},
         {"top-p", OPT_FLOAT, &o.top_p, "nucleus sampling in [0, 1] (default 1: off)"},

@@ -27,8 +27,16 @@
 enum { MAX_STAGES = 4, MAX_TEMPLATE = 8 };
 
 /* Pre-tokenizer steps, applied in order; ByteLevel is always the last. ST_SPLIT_LLAMA3 is the
- * regex of Llama-3 (\p{N}{1,3}) and of Qwen2 (\p{N}): the same but for the digits per number. */
-typedef enum { ST_DIGITS, ST_SPLIT_GPT2, ST_SPLIT_LLAMA3, ST_BYTELEVEL, ST_METASPACE } StageKind;
+ * regex of Llama-3 (\p{N}{1,3}) and of Qwen2 (\p{N}): the same but for the digits per number.
+ * ST_SPLIT_SPACE is Gemma's Split(" ", MergedWithPrevious). */
+typedef enum {
+    ST_DIGITS,
+    ST_SPLIT_GPT2,
+    ST_SPLIT_LLAMA3,
+    ST_SPLIT_SPACE,
+    ST_BYTELEVEL,
+    ST_METASPACE
+} StageKind;
 typedef struct Stage {
     StageKind kind;
     int flag;  /* Digits: individual_digits; ByteLevel: add_prefix_space; Llama-3: digits;
@@ -558,6 +566,18 @@ static int split_digits(Enc *e, int stage, const unsigned char *s, size_t n, int
     return 0;
 }
 
+/* Split(" ", MergedWithPrevious): a piece ends after each space. Gemma's normalizer has made
+ * every space a "▁" before it runs, so in its files this cuts nothing. */
+static int split_spaces(Enc *e, int stage, const unsigned char *s, size_t n) {
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == ' ') {
+            if (pretok(e, stage + 1, s + start, i + 1 - start)) return -1;
+            start = i + 1;
+        }
+    return pretok(e, stage + 1, s + start, n - start);
+}
+
 static int byte_level(Enc *e, int stage, const unsigned char *s, size_t n, const Stage *st) {
     if (st->flag && s[0] != ' ') { /* add_prefix_space */
         if (n + 1 > e->buf_cap) {
@@ -609,6 +629,8 @@ static int pretok(Enc *e, int stage, const unsigned char *s, size_t n) {
         return split_regex(e, stage, s, n, 0);
     case ST_SPLIT_LLAMA3:
         return split_regex(e, stage, s, n, st->flag);
+    case ST_SPLIT_SPACE:
+        return split_spaces(e, stage, s, n);
     case ST_BYTELEVEL:
         return byte_level(e, stage, s, n, st);
     case ST_METASPACE:
@@ -1107,13 +1129,16 @@ static int spm_raw_form(Bpe *t, int32_t id, LfError *err) {
 
 /* After the vocabulary, merges and added tokens: byte ids, decoded forms, special flags. */
 static int finish(Bpe *t, const char *name, LfError *err) {
-    int bytelevel = 0, meta = 0;
+    int bytelevel = 0, meta = 0, spaces = 0;
     for (int i = 0; i < t->n_stages; i++) {
         bytelevel |= t->stages[i].kind == ST_BYTELEVEL;
         meta |= t->stages[i].kind == ST_METASPACE;
+        spaces |= t->stages[i].kind == ST_SPLIT_SPACE;
     }
-    if (t->spm && (bytelevel || t->n_stages > meta))
-        return lf_fail(err, "%s: a SentencePiece-style BPE takes no pre-tokenizer but Metaspace",
+    if (t->spm && (bytelevel || t->n_stages > meta + spaces))
+        return lf_fail(err,
+                       "%s: a SentencePiece-style BPE takes no pre-tokenizer but Metaspace and "
+                       "Split(\" \", MergedWithPrevious)",
                        name);
     if (!t->spm && !bytelevel)
         return lf_fail(err, "%s: no ByteLevel pre-tokenizer: not a byte-level BPE", name);
@@ -1144,10 +1169,15 @@ static int finish(Bpe *t, const char *name, LfError *err) {
     return 0;
 }
 
-/* bos/eos default: GPT-2's <|endoftext|> (SentencePiece: <s>, </s>), when the vocabulary has it. */
+/* bos/eos default, when the vocabulary has one: GPT-2's <|endoftext|>; SentencePiece: Gemma's
+ * <bos> and <eos>, else <s> and </s> (Gemma's vocabulary may have those as HTML tags). */
 static void default_bos_eos(Bpe *t) {
-    if (t->bos < 0) t->bos = bpe_lookup(t, t->spm ? "<s>" : "<|endoftext|>");
-    if (t->eos < 0) t->eos = bpe_lookup(t, t->spm ? "</s>" : "<|endoftext|>");
+    const char *bos[2] = {"<bos>", "<s>"}, *eos[2] = {"<eos>", "</s>"};
+    if (!t->spm) bos[0] = bos[1] = eos[0] = eos[1] = "<|endoftext|>";
+    for (int i = 0; i < 2; i++) {
+        if (t->bos < 0) t->bos = bpe_lookup(t, bos[i]);
+        if (t->eos < 0) t->eos = bpe_lookup(t, eos[i]);
+    }
 }
 
 /* ---------------------------------------------------------------- tokenizer.json */
@@ -1197,14 +1227,21 @@ static int add_stage(Bpe *t, Stage st, const char *name, LfError *err) {
     return 0;
 }
 
+/* Split: Isolated on a regex there is a matcher for, or Gemma's String " " MergedWithPrevious. */
 static int parse_split(Bpe *t, const cJSON *pre, const char *name, LfError *err) {
     const cJSON *pattern = cJSON_GetObjectItemCaseSensitive(pre, "pattern");
-    const char *regex = json_string(pattern, "Regex");
+    const char *regex = json_string(pattern, "Regex"), *literal = json_string(pattern, "String");
     const char *behavior = json_string(pre, "behavior");
     int invert = json_flag(pre, "invert", 0, name, err);
     if (invert < 0) return -1;
+    if (!invert && literal && !strcmp(literal, " ") && behavior &&
+        !strcmp(behavior, "MergedWithPrevious"))
+        return add_stage(t, (Stage){ST_SPLIT_SPACE, 0, 0}, name, err);
     if (invert || !behavior || strcmp(behavior, "Isolated"))
-        return lf_fail(err, "%s: Split pre-tokenizer: only behavior Isolated, not inverted", name);
+        return lf_fail(err,
+                       "%s: Split pre-tokenizer: only behavior Isolated, not inverted (or "
+                       "String \" \" MergedWithPrevious)",
+                       name);
     for (size_t i = 0; regex && i < sizeof SPLITS / sizeof *SPLITS; i++)
         if (!strcmp(regex, SPLITS[i].regex)) return add_stage(t, SPLITS[i].stage, name, err);
     return lf_fail(err,
@@ -1865,7 +1902,8 @@ static int by_rank(const void *a, const void *b) {
 /* A SentencePiece-style BPE as tokenizer.ggml.model "llama": its tokens, scores that make
  * llama.cpp's merge (highest score first) follow the rules' ranks (a token's score is minus the
  * first rank that makes it; a token no rule makes, of two or more chars, scores below them all),
- * BYTE / UNKNOWN / CONTROL / NORMAL types, no merges. add_space_prefix is the normalizer's Prepend
+ * BYTE / UNKNOWN / CONTROL (special added tokens) / USER_DEFINED (the other added tokens) /
+ * NORMAL types, no merges. add_space_prefix is the normalizer's Prepend
  * or Metaspace's prepend_scheme ("first" cannot be said: llama.cpp prefixes every piece between
  * special tokens, as Prepend does). */
 static int spm_to_arrays(const Bpe *t, BpeArrays *a, void **mem, LfError *err) {
@@ -1893,6 +1931,9 @@ static int spm_to_arrays(const Bpe *t, BpeArrays *a, void **mem, LfError *err) {
         if (s->key != UINT64_MAX && -(float)s->rank > scores[s->merged])
             scores[s->merged] = -(float)s->rank;
     }
+    for (int k = 0; k < t->n_added; k++) /* matched in text before the merges, as in llama.cpp */
+        if (!t->added[k].special && t->added[k].id != t->unk)
+            types[t->added[k].id] = BPE_TOKEN_USER_DEFINED;
     for (int b = 0; b < 256; b++)
         if (t->byte_id[b] >= 0) types[t->byte_id[b]] = BPE_TOKEN_BYTE;
     int meta = t->n_stages && t->stages[0].kind == ST_METASPACE;

@@ -418,6 +418,7 @@ static const char QWEN3_JINJA[] =
     "After the optional system message, conversation roles must alternate "                        \
     "user/assistant/user/assistant/..."
 #define ONLY_USER_ASSISTANT "Only user and assistant roles are supported!"
+#define SYSTEM_NOT_SUPPORTED "System role not supported" /* Gemma 1's and 2's */
 #define ONLY_USER_ASSISTANT_SYSTEM                                                                 \
     "Only user and assistant roles are supported, with the exception of an initial optional "      \
     "system message!"
@@ -587,10 +588,67 @@ static const char ZEPHYR_JINJA[] = "{% for message in messages %}\n"
                                    "{% endif %}\n"
                                    "{% endfor %}";
 
+/* Gemma 1's and 2's instruct template (gemma-7b-it, gemma-1.1-*-it and gemma-2-*-it carry the
+ * same): no system turn. */
+static const char GEMMA2_JINJA[] =
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+    "supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != "
+    "(loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
+    "user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% "
+    "set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ "
+    "'<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% "
+    "endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}";
+
+/* Gemma 3's (gemma-3-*-it, 270m to 27b): a system turn goes at the head of the first user turn.
+ * Its image and list contents loraft does not render (contents are strings). */
+static const char GEMMA3_JINJA[] =
+    "{{ bos_token }}\n"
+    "{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n"
+    "{%- else -%}\n"
+    "    {%- set first_user_prefix = \"\" -%}\n"
+    "    {%- set loop_messages = messages -%}\n"
+    "{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate "
+    "user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n"
+    "        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set role = message['role'] -%}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n"
+    "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n"
+    "                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "    {%- else -%}\n"
+    "        {{ raise_exception(\"Invalid content type\") }}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<end_of_turn>\\n' }}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {{'<start_of_turn>model\\n'}}\n"
+    "{%- endif -%}\n";
+
 /* generation_config.json's eos_token_id of Llama 3.1 to 3.3 Instruct, as text */
 #define LLAMA31_STOPS "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", NULL
 
-/* name, format, default system turn, stops, date, BOS and EOS text (NULL: "<s>", "</s>") */
+/* name, format, default system turn, stops, date, BOS and EOS text (NULL: "<s>", "</s>"; Gemma's
+ * tokenizers have "<bos>") */
 static const ChatTemplate templates[] = {
     {"chatml", CHAT_FORMAT_CHATML, NULL, {"<|im_end|>", NULL}, NULL, NULL, NULL},
     {"smollm2", CHAT_FORMAT_CHATML, SMOLLM2_SYSTEM, {"<|im_end|>", NULL}, NULL, NULL, NULL},
@@ -606,6 +664,8 @@ static const ChatTemplate templates[] = {
     {"mistral-v0.3", CHAT_FORMAT_MISTRAL_V3, NULL, {"</s>", NULL}, NULL, NULL, NULL},
     {"mistral-legacy", CHAT_FORMAT_MISTRAL_LEGACY, NULL, {"</s>", NULL}, NULL, NULL, NULL},
     {"zephyr", CHAT_FORMAT_ZEPHYR, NULL, {"</s>", NULL}, NULL, NULL, NULL},
+    {"gemma", CHAT_FORMAT_GEMMA, NULL, {"<end_of_turn>", NULL}, NULL, "<bos>", NULL},
+    {"gemma2", CHAT_FORMAT_GEMMA2, NULL, {"<end_of_turn>", NULL}, NULL, "<bos>", NULL},
     {"plain", CHAT_FORMAT_PLAIN, NULL, {"\nUser:", NULL}, NULL, NULL, NULL},
 };
 enum { N_TEMPLATES = sizeof templates / sizeof templates[0] };
@@ -634,6 +694,8 @@ static const struct {
     {"mistral-v0.3", MISTRAL_V3_JINJA},
     {"mistral-legacy", MISTRAL_LEGACY_JINJA},
     {"zephyr", ZEPHYR_JINJA},
+    {"gemma", GEMMA3_JINJA},
+    {"gemma2", GEMMA2_JINJA},
     {"plain", "{% for message in messages %}{% if message['role'] == 'system' %}{{ "
               "message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}{{ 'User: ' + "
               "message['content'] + '\n\n' }}{% else %}{{ 'Assistant: ' + message['content'] + "
@@ -644,8 +706,7 @@ enum { N_KNOWN = sizeof known / sizeof known[0] };
 
 const char *chat_template_names(void) {
     return "chatml, smollm2, qwen2, qwen2.5, qwen3, qwen3-nothink, llama3, llama3.1, llama3.2, "
-           "llama2, mistral, "
-           "mistral-v0.3, mistral-legacy, zephyr, plain";
+           "llama2, mistral, mistral-v0.3, mistral-legacy, zephyr, gemma, gemma2, plain";
 }
 
 int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err) {
@@ -659,17 +720,22 @@ int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err) {
                    chat_template_names());
 }
 
-/* The templates whose Jinja renders bos_token / eos_token. */
-static int renders_specials(ChatFormat f) {
+/* The templates whose Jinja renders bos_token, and those that render eos_token. */
+static int renders_bos(ChatFormat f) {
+    return f == CHAT_FORMAT_LLAMA2 || f == CHAT_FORMAT_MISTRAL || f == CHAT_FORMAT_MISTRAL_V3 ||
+           f == CHAT_FORMAT_MISTRAL_LEGACY || f == CHAT_FORMAT_GEMMA || f == CHAT_FORMAT_GEMMA2;
+}
+
+static int renders_eos(ChatFormat f) {
     return f == CHAT_FORMAT_LLAMA2 || f == CHAT_FORMAT_MISTRAL || f == CHAT_FORMAT_MISTRAL_V3 ||
            f == CHAT_FORMAT_MISTRAL_LEGACY || f == CHAT_FORMAT_ZEPHYR;
 }
 
 void chat_template_set_specials(ChatTemplate *t, const char *bos, const char *eos) {
-    if (!renders_specials(t->format)) return;
-    if (bos) t->bos = bos;
-    if (eos) t->eos = eos;
-    if (eos && *eos) t->stops[0] = eos; /* their turns end with EOS */
+    if (bos && renders_bos(t->format)) t->bos = bos;
+    if (!eos || !renders_eos(t->format)) return;
+    t->eos = eos;
+    if (*eos) t->stops[0] = eos; /* their turns end with EOS */
 }
 
 void chat_template_set_vocab_specials(ChatTemplate *t, const Bpe *bpe) {
@@ -933,32 +999,45 @@ static int is_role(const ChatMessage *m, const char *role) {
     return !strcmp(m->role, role);
 }
 
-/* What an [INST] template raises on, in its order: the turns after an initial system turn (all
- * turns when the template has none) must alternate user, assistant, ...; then a turn other than
- * user or assistant is an error (checked turn by turn, or after the alternation of all of them),
- * or renders nothing (roles NULL). */
-typedef struct InstRules {
+/* What an [INST] or Gemma template raises on, in its order: a first system turn, where the
+ * template has none (no_system); the turns after an initial system turn (all turns when the
+ * template has none) must alternate user, assistant, ...; then a turn other than user or
+ * assistant is an error (checked turn by turn, or after the alternation of all of them), or
+ * renders nothing (roles NULL; Gemma's render it as a turn of its role). */
+typedef struct TurnRules {
     int initial_system; /* a first system turn stands apart */
     int roles_after;    /* roles checked after the alternation of every turn */
     const char *alternate, *roles;
-} InstRules;
+    const char *no_system; /* the error for a first system turn; NULL: none */
+} TurnRules;
 
 /* How Mistral's [INST] templates differ. */
 typedef struct MistralStyle {
-    InstRules rules;
+    TurnRules rules;
     const char *open, *close; /* around a user turn's content */
     const char *answer;       /* before an assistant turn's content */
     int trim_answer;          /* the answer stripped (Jinja's trim) */
     int system_in_last;       /* the system turn goes into the last message, else the first */
 } MistralStyle;
 
-static const InstRules llama2_rules = {1, 0, ALTERNATE, NULL};
+static const TurnRules after_system = {1, 0, ALTERNATE, NULL, NULL}; /* Llama 2's, Gemma 3's */
+static const TurnRules gemma2_rules = {0, 0, ALTERNATE, NULL, SYSTEM_NOT_SUPPORTED};
 static const MistralStyle mistral_v1 = {
-    {1, 0, ALTERNATE_AFTER_SYSTEM, ONLY_USER_ASSISTANT_SYSTEM}, " [INST] ", " [/INST]", " ", 0, 0};
+    {1, 0, ALTERNATE_AFTER_SYSTEM, ONLY_USER_ASSISTANT_SYSTEM, NULL},
+    " [INST] ",
+    " [/INST]",
+    " ",
+    0,
+    0};
 static const MistralStyle mistral_v3 = {
-    {1, 1, ALTERNATE_AFTER_SYSTEM, ONLY_USER_ASSISTANT_SYSTEM}, "[INST] ", "[/INST]", " ", 1, 1};
+    {1, 1, ALTERNATE_AFTER_SYSTEM, ONLY_USER_ASSISTANT_SYSTEM, NULL},
+    "[INST] ",
+    "[/INST]",
+    " ",
+    1,
+    1};
 static const MistralStyle mistral_legacy = {
-    {0, 0, ALTERNATE, ONLY_USER_ASSISTANT}, "[INST] ", " [/INST]", "", 0, 0};
+    {0, 0, ALTERNATE, ONLY_USER_ASSISTANT, NULL}, "[INST] ", " [/INST]", "", 0, 0};
 
 static const MistralStyle *mistral_style(ChatFormat f) {
     return f == CHAT_FORMAT_MISTRAL          ? &mistral_v1
@@ -972,8 +1051,10 @@ static int turn_error(const ChatTemplate *t, const ChatMessage *msgs, int i, con
     return lf_fail(err, "chat template %s: message %d (%s): %s", t->name, i, msgs[i].role, what);
 }
 
-static int check_inst(const ChatTemplate *t, const InstRules *r, const ChatMessage *msgs, int n,
-                      LfError *err) {
+static int check_rules(const ChatTemplate *t, const TurnRules *r, const ChatMessage *msgs, int n,
+                       LfError *err) {
+    if (r->no_system && is_role(&msgs[0], "system"))
+        return turn_error(t, msgs, 0, r->no_system, err);
     int first = r->initial_system && is_role(&msgs[0], "system");
     for (int i = first; i < n; i++) {
         int other = !is_role(&msgs[i], "user") && !is_role(&msgs[i], "assistant");
@@ -987,13 +1068,21 @@ static int check_inst(const ChatTemplate *t, const InstRules *r, const ChatMessa
     return 0;
 }
 
+/* The rules of the templates that raise errors; NULL for the others. */
+static const TurnRules *turn_rules(ChatFormat f) {
+    const MistralStyle *s = mistral_style(f);
+    return s                                                   ? &s->rules
+           : f == CHAT_FORMAT_LLAMA2 || f == CHAT_FORMAT_GEMMA ? &after_system
+           : f == CHAT_FORMAT_GEMMA2                           ? &gemma2_rules
+                                                               : NULL;
+}
+
 /* The template's errors, and mistral-v0.3's refusal of a system turn it would drop (chat.h). */
 static int check_turns(const ChatTemplate *t, const ChatMessage *msgs, int n, LfError *err) {
     const MistralStyle *s = mistral_style(t->format);
-    if (t->format == CHAT_FORMAT_LLAMA2) return check_inst(t, &llama2_rules, msgs, n, err);
-    if (!s) return 0;
-    if (check_inst(t, &s->rules, msgs, n, err)) return -1;
-    if (s->system_in_last && is_role(&msgs[0], "system") && !is_role(&msgs[n - 1], "user"))
+    const TurnRules *r = turn_rules(t->format);
+    if (r && check_rules(t, r, msgs, n, err)) return -1;
+    if (s && s->system_in_last && is_role(&msgs[0], "system") && !is_role(&msgs[n - 1], "user"))
         return lf_fail(err,
                        "chat template %s: message 0 (system): Mistral v0.3's template " V3_REFUSAL
                        " (inside it) and drops it from any other; loraft refuses the system "
@@ -1062,6 +1151,25 @@ static void render_mistral(const ChatTemplate *t, const MistralStyle *s, const C
     }
 }
 
+/* Gemma's: BOS, then per turn "<start_of_turn>" role "\n" content (stripped) "<end_of_turn>\n",
+ * "assistant" spelled "model"; Gemma 3's puts a first system turn's content + "\n\n" at the
+ * head of the next turn (Gemma 2's refused it in check_turns). */
+static void render_gemma(const ChatTemplate *t, const ChatMessage *msgs, int n, Buf *b) {
+    int first = is_role(&msgs[0], "system");
+    buf_str(b, bos_text(t));
+    for (int i = first; i < n; i++) {
+        buf_str(b, "<start_of_turn>");
+        buf_str(b, is_role(&msgs[i], "assistant") ? "model" : msgs[i].role);
+        buf_str(b, "\n");
+        if (first && i == 1) {
+            buf_str(b, msgs[0].content);
+            buf_str(b, "\n\n");
+        }
+        buf_trimmed(b, msgs[i].content);
+        buf_str(b, "<end_of_turn>\n");
+    }
+}
+
 static void render_zephyr(const ChatTemplate *t, const ChatMessage *m, Buf *b) {
     buf_str(b, "<|");
     buf_str(b, m->role);
@@ -1083,6 +1191,9 @@ static const char *generation_prompt(ChatFormat f) {
         return "<|start_header_id|>assistant<|end_header_id|>\n\n";
     case CHAT_FORMAT_ZEPHYR:
         return "<|assistant|>\n";
+    case CHAT_FORMAT_GEMMA:
+    case CHAT_FORMAT_GEMMA2:
+        return "<start_of_turn>model\n";
     case CHAT_FORMAT_LLAMA2:
     case CHAT_FORMAT_MISTRAL:
     case CHAT_FORMAT_MISTRAL_V3:
@@ -1116,6 +1227,8 @@ int chat_render(const ChatTemplate *t, const ChatMessage *msgs, int n, int add_g
         render_qwen3(msgs, n, &b);
     if (t->format == CHAT_FORMAT_LLAMA2) render_llama2(t, msgs, n, &b);
     if (mistral) render_mistral(t, mistral, msgs, n, &b);
+    if (t->format == CHAT_FORMAT_GEMMA || t->format == CHAT_FORMAT_GEMMA2)
+        render_gemma(t, msgs, n, &b);
     for (int i = 0; i < n; i++) {
         if (t->format == CHAT_FORMAT_CHATML) render_chatml(t, &msgs[i], i, &b);
         if (t->format == CHAT_FORMAT_LLAMA3) render_llama3(&msgs[i], i, &b);

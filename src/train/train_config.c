@@ -131,8 +131,8 @@ static const Key keys[] = {
     {"data", "chat_template", T_STR, AT(chat_template), .def = "\"\"",
      .help = "sft: the chat template that renders the examples (chatml, smollm2, qwen2, qwen2.5, "
              "qwen3, qwen3-nothink (Qwen3 with enable_thinking false), llama3, llama3.1, "
-             "llama3.2, llama2, mistral, mistral-v0.3, mistral-legacy, zephyr or plain); empty = "
-             "the one the model carries. dpo, "
+             "llama3.2, llama2, mistral, mistral-v0.3, mistral-legacy, zephyr, gemma (Gemma 3's), "
+             "gemma2 (Gemma 1's and 2's) or plain); empty = the one the model carries. dpo, "
              "reward: render each prompt with this "
              "built-in chat template (an Anthropic HH prompt is split into its turns) and end the "
              "response with EOS; empty = prompt + \" \" + response + EOS as plain text."},
