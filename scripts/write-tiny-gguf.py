@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama, qwen2, qwen3,
-mistral, smollm3 or gpt2 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
+mistral, smollm3, gemma3_text or gpt2 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
 (docs/FORMATS.md): Mistral written as llama (the converter's LlamaModel serves
 MistralForCausalLM; a head_dim other than hidden / heads as key_length and value_length, its
 sliding_window as llama.attention.sliding_window, which loraft writes and reads and llama.cpp's
@@ -8,7 +8,11 @@ converter leaves out); SmolLM3 as smollm3 with llama's keys (its NoPE layers eve
 llama.cpp fixes them); Llama's and SmolLM3's q_proj / k_proj rows permuted for GGUF's RoPE layout (Qwen2's and
 Qwen3's are not: llama.cpp rotates their halves as transformers does; Qwen2's q, k, v biases and
 Qwen3's head norms go as they are, Qwen3's head size as key_length and value_length); GPT-2's
-Conv1D weights transposed to [out, in] and token_embd copied as output.weight. The tests use it
+Conv1D weights transposed to [out, in] and token_embd copied as output.weight; Gemma 3 as gemma3
+(llama.cpp's Gemma3Model: every norm weight stored as 1 + it, q and k as HF stores them, the head
+size as key_length, the window as attention.sliding_window, and, where they are not llama.cpp's
+defaults, every n-th layer full as attention.sliding_window_pattern n and the windowed layers' RoPE
+base as rope.freq_base_swa, which llama.cpp reads). The tests use it
 to check that a model loads alike from both formats.
 
     write-tiny-gguf.py MODEL_DIR OUT.gguf        (needs numpy and safetensors)
@@ -56,12 +60,14 @@ def kv(k, t, v):
     return b
 
 
-arch = {"mistral": "llama"}.get(cfg["model_type"], cfg["model_type"])
+arch = {"mistral": "llama", "gemma3_text": "gemma3"}.get(cfg["model_type"], cfg["model_type"])
 w = load_file(src + "/model.safetensors")
 tensors = []
-if arch in ("llama", "qwen2", "qwen3", "smollm3"):
+if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma3"):
     A = arch + "."
-    theta = cfg.get("rope_theta") or cfg["rope_parameters"]["rope_theta"]  # transformers 5
+    rope = cfg.get("rope_parameters") or {}
+    rope = rope.get("full_attention", rope)  # transformers 5: Gemma's per layer type
+    theta = cfg.get("rope_theta") or rope["rope_theta"]
     kvs = [kv(A + "block_count", 4, cfg["num_hidden_layers"]),
            kv(A + "embedding_length", 4, cfg["hidden_size"]),
            kv(A + "feed_forward_length", 4, cfg["intermediate_size"]),
@@ -71,11 +77,21 @@ if arch in ("llama", "qwen2", "qwen3", "smollm3"):
            kv(A + "rope.freq_base", 6, float(theta)),
            kv(A + "attention.layer_norm_rms_epsilon", 6, cfg["rms_norm_eps"])]
     hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-    if arch == "qwen3" or hd * cfg["num_attention_heads"] != cfg["hidden_size"]:
+    if arch in ("qwen3", "gemma3") or hd * cfg["num_attention_heads"] != cfg["hidden_size"]:
         # Qwen3's head size is the config's, whatever the width; a decoupled one's too
         kvs += [kv(A + "attention.key_length", 4, hd), kv(A + "attention.value_length", 4, hd)]
     if cfg["model_type"] == "mistral" and cfg.get("sliding_window"):  # as loraft writes it
         kvs += [kv(A + "attention.sliding_window", 4, cfg["sliding_window"])]
+    if arch == "gemma3" and cfg.get("sliding_window"):
+        kvs += [kv(A + "attention.sliding_window", 4, cfg["sliding_window"])]
+        full = [t == "full_attention" for t in cfg["layer_types"]]
+        step = full.index(True) + 1 if any(full) else 0
+        assert step and full == [(l + 1) % step == 0 for l in range(len(full))], full
+        if step != 6:
+            kvs += [kv(A + "attention.sliding_window_pattern", 4, step)]
+        local = cfg.get("rope_local_base_freq") or cfg["rope_parameters"]["sliding_attention"]["rope_theta"]
+        if local != 10000:
+            kvs += [kv(A + "rope.freq_base_swa", 6, float(local))]
 
     def permute(x, n):
         return x.reshape(n, 2, hd // 2, -1).swapaxes(1, 2).reshape(x.shape)
@@ -85,6 +101,10 @@ if arch in ("llama", "qwen2", "qwen3", "smollm3"):
            "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
            "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
            "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
+    if arch == "gemma3":
+        per.update({"post_attention_layernorm": "post_attention_norm",
+                    "pre_feedforward_layernorm": "ffn_norm",
+                    "post_feedforward_layernorm": "post_ffw_norm"})
     for k, x in w.items():
         base, param = k.rsplit(".", 1)
         if base in names:
@@ -96,6 +116,8 @@ if arch in ("llama", "qwen2", "qwen3", "smollm3"):
                 x = permute(x, cfg["num_attention_heads"])
             if arch in ("llama", "smollm3") and p[3:] == ["self_attn", "k_proj"]:
                 x = permute(x, cfg["num_key_value_heads"])
+        if arch == "gemma3" and base.endswith("norm"):
+            x = x + 1  # Gemma3RMSNorm multiplies by 1 + w: the converter stores that
         tensors.append((g + "." + param, x))
 elif arch == "gpt2":
     A = "gpt2."
@@ -121,7 +143,8 @@ elif arch == "gpt2":
         if g == "token_embd":
             tensors.append(("output.weight", x))  # the converter's copy of the tied head
 else:
-    sys.exit(f"write-tiny-gguf: model_type {arch} (llama, mistral, qwen2, qwen3, smollm3 or gpt2)")
+    sys.exit(f"write-tiny-gguf: model_type {arch} (llama, mistral, qwen2, qwen3, smollm3, "
+             "gemma3_text or gpt2)")
 kvs = [kv("general.architecture", 8, arch)] + kvs + [
     kv("tokenizer.ggml.model", 8, "gpt2"), kv("tokenizer.ggml.pre", 8, "gpt-2"),
     kv("tokenizer.ggml.tokens", 9, (8, tokens)), kv("tokenizer.ggml.token_type", 9, (5, types)),

@@ -13,6 +13,7 @@
 #include "check.h"
 #include "loraft/fileio.h"
 #include "loraft/gguf.h"
+#include "loraft/model_config.h"
 #include "loraft/safetensors.h" /* f32_to_f16, f16_to_f32 */
 
 #include <stdint.h>
@@ -616,6 +617,8 @@ typedef struct TinySpec {
     int key_length;       /* 0: no attention.key_length (nor value_length) */
     const char *yarn_key; /* or NULL: <arch>.rope.scaling.<yarn_key> = yarn_value (F32) */
     float yarn_value;
+    const GgufWriteKV *extra; /* n_extra more keys */
+    int n_extra;
 } TinySpec;
 
 static const char *write_tiny(const TinySpec *sp) {
@@ -625,7 +628,7 @@ static const char *write_tiny(const TinySpec *sp) {
     const char *suffix[6] = {"block_count",          "embedding_length", "feed_forward_length",
                              "attention.head_count", "context_length",   "attention.head_count_kv"};
     uint64_t vals[6] = {2, 8, 12, (uint64_t)sp->heads, 16, (uint64_t)sp->kv_heads};
-    GgufWriteKV kvs[20];
+    GgufWriteKV kvs[28];
     int n = 0;
     kvs[n++] = (GgufWriteKV){.key = "general.architecture", .type = GGUF_STRING, .s = sp->arch};
     for (int i = 0; i < 6; i++) {
@@ -662,6 +665,7 @@ static const char *write_tiny(const TinySpec *sp) {
     snprintf(yarn, sizeof yarn, "%s.rope.scaling.%s", sp->arch, sp->yarn_key ? sp->yarn_key : "");
     if (sp->yarn_key)
         kvs[n++] = (GgufWriteKV){.key = yarn, .type = GGUF_FLOAT32, .f = sp->yarn_value};
+    for (int i = 0; i < sp->n_extra; i++) kvs[n++] = sp->extra[i];
     GgufWriteTensor ts[4];
     int nt = 0;
     ts[nt++] =
@@ -694,9 +698,49 @@ static void expect_arch(const TinySpec *sp, const char *phrase, GgufArch *a, int
     gguf_close(&g);
 }
 
+/* Gemma 3 (of llama's tiny spec): its windowed layers as llama.cpp reads them (every sixth full by
+ * default, every n-th with an integer pattern, a flag a layer with a list of BOOL, INT32 or
+ * UINT32), their RoPE base (default 10000), the config they make; soft-capping refused unless 0. */
+static void test_gemma3_arch(const TinySpec *llama) {
+    GgufArch a;
+    TinySpec s = *llama;
+    static const unsigned char flags[2] = {0, 1}, three[3] = {1, 1, 1};
+    GgufWriteKV kv[3] = {{.key = "gemma3.attention.sliding_window", .type = GGUF_UINT32, .u = 4}};
+    s.arch = "gemma3", s.extra = kv, s.n_extra = 1;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.sliding_window == 4 && a.windowed[0] && a.windowed[1] && a.rope_theta_swa == 1e4f);
+    kv[1] = (GgufWriteKV){
+        .key = "gemma3.attention.sliding_window_pattern", .type = GGUF_UINT32, .u = 2};
+    kv[2] = (GgufWriteKV){.key = "gemma3.rope.freq_base_swa", .type = GGUF_FLOAT32, .f = 5e4};
+    s.n_extra = 3;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.windowed[0] && !a.windowed[1] && a.rope_theta_swa == 5e4f);
+    ModelConfig c;
+    LfError err = {{0}};
+    CHECK_OK(model_config_load(&c, write_tiny(&s), &err), &err);
+    CHECK(c.arch == ARCH_GEMMA3 && model_layer_window(&c, 0) == 4 &&
+          model_layer_window(&c, 1) == 0 && c.rope_local_theta == 5e4f && c.rope_theta == 1e5f &&
+          model_head_size(&c) == 4);
+    kv[1] = (GgufWriteKV){.key = "gemma3.attention.sliding_window_pattern",
+                          .type = GGUF_ARRAY,
+                          .elem_type = GGUF_BOOL,
+                          .n = 2,
+                          .arr = flags};
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(!a.windowed[0] && a.windowed[1]);
+    kv[1].n = 3, kv[1].arr = three;
+    expect_arch(&s, "gemma3.attention.sliding_window_pattern has 3 entries for 2 layers", &a,
+                __LINE__);
+    kv[1] = (GgufWriteKV){.key = "gemma3.final_logit_softcapping", .type = GGUF_FLOAT32, .f = 0};
+    expect_arch(&s, NULL, &a, __LINE__);
+    kv[1].f = 30;
+    expect_arch(&s, "gemma3.final_logit_softcapping 30: logit soft-capping is not supported", &a,
+                __LINE__);
+}
+
 static void test_arch(void) {
     GgufArch a;
-    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}, 0, NULL, 0};
+    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}, 0, NULL, 0, NULL, 0};
     expect_arch(&llama, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "llama") == 0 && a.n_layers == 2 && a.hidden == 8 && a.ffn == 12);
     CHECK(a.n_heads == 2 && a.n_kv_heads == 1 && a.head_dim == 4 && a.context_length == 16);
@@ -795,7 +839,9 @@ static void test_arch(void) {
     expect_arch(&s, "is not a multiple of head_count 3 and there is no qwen3.attention.key_length",
                 &a, __LINE__);
 
-    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}, 0, NULL, 0};
+    test_gemma3_arch(&llama);
+
+    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}, 0, NULL, 0, NULL, 0};
     expect_arch(&gpt2, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "gpt2") == 0 && a.n_kv_heads == 2 && a.rope_theta == 0);
     CHECK(a.norm_eps == 1e-5f && a.tied_embeddings == 0 && a.context_length == 16);

@@ -84,10 +84,12 @@ static int tiny_model(Model *m, const TrainSpec *s, Arch arch, int tied, LfError
     c.num_kv_heads = arch == ARCH_GPT2 ? 4 : 2, c.ffn_size = 48, c.max_positions = 64,
     c.tie_word_embeddings = tied;
     c.initializer_range = 0.2f, c.pad_token_id = -1, c.bos_token_id = 1, c.eos_token_id = 2;
+    if (arch == ARCH_GEMMA3) /* layer 0 windowed (4 of SEQ), layer 1 full */
+        c.head_dim = 0, c.sliding_window = 4, model_config_full_every(&c, 2);
     if (model_create(m, &c, s, &ops_cpu, NULL, 5, 1, SEQ, NULL, 0, err)) return -1;
     Rng r = {17, 0};
-    for (int i = 0; i < m->n_params; i++)
-        if (m->params[i].is_lora && strstr(m->params[i].name, "lora_B"))
+    for (int i = 0; i < m->n_params; i++) /* and Gemma's norms, 0 at initialisation */
+        if ((m->params[i].is_lora && strstr(m->params[i].name, "lora_B")) || m->params[i].plus_one)
             for (size_t j = 0; j < m->params[i].numel; j++)
                 m->params[i].value[j] = 0.3f * (rng_next_uniform(&r) - 0.5f);
     return 0;
@@ -252,7 +254,7 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
         n_base++;
         char name[GGUF_MAX_NAME];
         GgufFix fix;
-        CHECK_OK(gguf_name_of(arch_name(m->cfg.arch), p->name, name, sizeof name, &fix, &err),
+        CHECK_OK(gguf_name_of(arch_gguf_name(m->cfg.arch), p->name, name, sizeof name, &fix, &err),
                  &err);
         const GgufTensor *t = gguf_find_tensor(g, name);
         GgmlType want = p->ndim == 1 ? GGML_F32 : type;
@@ -269,8 +271,9 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
         }
         const float *x = slot[i];
         double worst = 0, amax = 0;
-        for (size_t j = 0; j < p->numel; j++) {
-            float expect = want == GGML_F16 ? f16_to_f32(f32_to_f16(x[j])) : x[j];
+        for (size_t j = 0; j < p->numel; j++) { /* Gemma's norms: what they multiply by */
+            float v = x[j] + (p->plus_one ? 1.0f : 0.0f);
+            float expect = want == GGML_F16 ? f16_to_f32(f32_to_f16(v)) : v;
             worst = fmax(worst, fabs((double)got[j] - expect));
             amax = fmax(amax, fabs((double)x[j]));
         }
@@ -314,7 +317,7 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
     CHECK_OK(gguf_arch(&g, &a, &err), &err);
     const ModelConfig *c = &m.cfg;
     int gpt2 = arch == ARCH_GPT2;
-    CHECK(kv_is(&g, "general.architecture", arch_name(m.cfg.arch)));
+    CHECK(kv_is(&g, "general.architecture", arch_gguf_name(m.cfg.arch)));
     CHECK(a.n_layers == c->num_layers && a.hidden == c->hidden_size && a.ffn == c->ffn_size &&
           a.n_heads == c->num_heads && a.n_kv_heads == c->num_kv_heads &&
           a.vocab_size == c->vocab_size && a.context_length == c->max_positions &&
@@ -541,6 +544,8 @@ int main(void) {
         test_merged(arch, GGML_F16, tied > 0, 5e-3);
         test_merged(arch, GGML_Q8_0, tied > 0, 6e-2);
     }
+    test_merged(ARCH_GEMMA3, GGML_F32, 1, 1e-5); /* 1 + w norms, a windowed and a full layer */
+    test_merged(ARCH_GEMMA3, GGML_Q8_0, 1, 6e-2);
     test_merged_rope((RopeScaling){.type = ROPE_LINEAR, .factor = 4}, ROPE_LINEAR);
     test_merged_rope((RopeScaling){.type = ROPE_LLAMA3,
                                    .factor = 8,

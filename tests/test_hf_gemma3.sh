@@ -15,7 +15,13 @@
 #     rope_local_base_freq and layer_types as transformers 4 and 5 read them) that transformers
 #     loads with that loss;
 #  4. full fine-tuning (the norms too) for a few steps: transformers loads the checkpoint with the
-#     loss loraft gives it.
+#     loss loraft gives it;
+#  5. the same model as a GGUF (scripts/write-tiny-gguf.py, after llama.cpp's converter: the norms
+#     as 1 + w, every second layer full as attention.sliding_window_pattern 2) gives the
+#     directory's loss; the merge as a GGUF (`loraft merge --format gguf --type f32`: the pattern
+#     as a flag a layer) gives the adapter's, and `loraft export-gguf` writes the adapter under
+#     gemma3 with every module's lora_a and lora_b. (scripts/check-llama-cpp.sh with
+#     LLAMA_CPP_CHECK_BASE checks such files against llama.cpp itself.)
 # Skips, saying why, without the GPT-2 tokenizer or the venv of scripts/setup-python.sh.
 set -euo pipefail
 . tests/lm_compat_common.sh
@@ -86,9 +92,21 @@ merged=$(eval_loss "$dir/run.json" --set model.model="$dir/merged")
   || { cat "$dir/full.log"; echo "FAIL: gemma3: loraft train (full)"; exit 1; }
 tuned=$(eval_loss "$dir/run.json" --set model.model="$dir/fullrun/best")
 
+"$py" scripts/write-tiny-gguf.py "$dir/model" "$dir/model.gguf"
+[ "$(eval_loss "$dir/run.json" --set model.model="$dir/model.gguf")" = "$base" ] \
+  || { echo "FAIL: the gemma3 GGUF's loss differs from the HF directory's"; exit 1; }
+echo "ok   the gemma3 GGUF gives the HF directory's loss ($base)"
+"$bin" merge --model "$dir/model" --adapter "$dir/run/best" --format gguf --type f32 \
+  --out "$dir/merged.gguf" >/dev/null
+"$bin" export-gguf --adapter "$dir/run/best" --out "$dir/adapter.gguf" >/dev/null
+merged_gguf=$(eval_loss "$dir/run.json" --set model.model="$dir/merged.gguf")
+[ "$merged_gguf" = "$adapter" ] \
+  || { echo "FAIL: the merged GGUF's loss $merged_gguf is not the adapter's $adapter"; exit 1; }
+echo "ok   the merged gemma3 GGUF gives the adapter's loss ($adapter)"
+
 "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$full" "$onebase" "$adapter" \
   "$merged" "$tuned" "$vocab" <<'EOF'
-import json, sys
+import json, struct, sys
 import torch
 from peft import PeftModel
 from transformers import AutoTokenizer
@@ -133,6 +151,20 @@ norms = [n for n, p in ft.named_parameters() if "norm" in n
          and not torch.equal(p, dict(model.named_parameters())[n])]
 check(not bad and len(norms) == 4 * 6 + 1, f"full fine-tuning trained all {len(norms)} norms")
 agree("fully fine-tuned loss (transformers)", tuned, hf_loss(ft, tok, texts, max_len))
+gs = lambda t: struct.pack("<Q", len(t)) + t.encode()  # a GGUF string
+data = open(dir + "/merged.gguf", "rb").read()
+keys = ("gemma3.attention.sliding_window", "gemma3.rope.freq_base_swa", "gemma3.attention.key_length",
+        "blk.3.post_ffw_norm.weight", "blk.0.post_attention_norm.weight", "blk.1.attn_q_norm.weight")
+pattern = gs("gemma3.attention.sliding_window_pattern") + struct.pack("<IIQ", 9, 7, 4) + bytes([1, 0, 1, 0])
+check(gs("general.architecture") + struct.pack("<I", 8) + gs("gemma3") in data
+      and all(gs(k) in data for k in keys) and pattern in data and gs("output.weight") not in data,
+      f"merged GGUF: architecture gemma3, {', '.join(keys)}, the windowed layers as flags 1 0 1 0, the head tied")
+data = open(dir + "/adapter.gguf", "rb").read()
+check(gs("general.architecture") + struct.pack("<I", 8) + gs("gemma3") in data
+      and all(gs(f"blk.{l}.{m}.weight.lora_{ab}") in data for l in range(4) for ab in "ab"
+              for m in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
+                        "ffn_down")),
+      "adapter GGUF (export-gguf): architecture gemma3, lora_a and lora_b of the 7 modules of every layer")
 results = checks.results
 print(f"gemma3: {sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if checks.passed() else 1)

@@ -140,17 +140,26 @@ int gguf_read_f32(const Gguf *g, const char *name, int ndim, const int64_t *shap
 
 /* Llama 3.1's RoPE scaling in a GGUF: a divisor of each pair's frequency (GgufArch) */
 #define GGUF_ROPE_FREQS "rope_freqs.weight"
+/* The most layers a GGUF's per-layer keys may describe (model_config.h's MODEL_MAX_LAYERS) */
+#define GGUF_MAX_LAYERS 1024
 
 /* A Llama-family or GPT-2 model described by its metadata (`<arch>.*` keys) and tensors. */
 typedef struct GgufArch {
-    char arch[32];      /* general.architecture: "llama", "qwen2", "qwen3" or "gpt2" */
+    char arch[32];      /* general.architecture: "llama", "qwen2", "qwen3", "smollm3", "gemma3" or
+                           "gpt2" */
     int n_layers;       /* block_count */
     int hidden;         /* embedding_length */
     int ffn;            /* feed_forward_length */
     int n_heads;        /* attention.head_count */
     int n_kv_heads;     /* attention.head_count_kv (default n_heads; gpt2: n_heads) */
     int head_dim;       /* llama family: attention.key_length, else hidden / n_heads */
-    int sliding_window; /* llama: attention.sliding_window (a Mistral loraft wrote); 0: none */
+    int sliding_window; /* llama: attention.sliding_window (a Mistral loraft wrote); gemma3: its
+                           windowed layers'; 0: none */
+    /* gemma3, with a window: which layers have it (attention.sliding_window_pattern: a list of one
+     * a layer, or every n-th layer full, default 6, as llama.cpp reads it), and their RoPE base
+     * (rope.freq_base_swa, default llama.cpp's 10000) */
+    unsigned char windowed[GGUF_MAX_LAYERS];
+    float rope_theta_swa;
     int context_length; /* context_length (gpt2: the position table's size) */
     int vocab_size;     /* tokenizer.ggml.tokens, else <arch>.vocab_size, else token_embd */
     float rope_theta;   /* llama: rope.freq_base (default 10000); gpt2: 0 */

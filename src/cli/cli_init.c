@@ -74,8 +74,6 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
                        "--arch '%s'%s: expected distilbert, bert, llama, qwen2, qwen3, mistral, "
                        "smollm3, gemma3 or gpt2 (tied)",
                        arch, a->untied ? " --untied" : "");
-    if (a->gguf && cfg->arch == ARCH_GEMMA3)
-        return lf_fail(err, "--gguf: gemma3 GGUF files are not written yet");
     if (a->gguf && !arch_is_llama(cfg->arch) && cfg->arch != ARCH_GPT2)
         return lf_fail(err, "--gguf writes the llama family's and gpt2 models only (--arch %s)",
                        arch);

@@ -506,6 +506,9 @@ const GgufKV *gguf_find_kv(const Gguf *g, const char *key) {
 static int is_int_type(uint32_t t) {
     return t <= GGUF_INT32 || t == GGUF_UINT64 || t == GGUF_INT64;
 }
+static int is_int_or_bool(uint32_t t) { /* llama.cpp reads a BOOL array as integers too */
+    return is_int_type(t) || t == GGUF_BOOL;
+}
 static int is_float_type(uint32_t t) {
     return t == GGUF_FLOAT32 || t == GGUF_FLOAT64;
 }
@@ -660,7 +663,7 @@ static const GgufKV *numeric_array(const Gguf *g, const char *key, int (*accept)
 }
 
 int gguf_get_arr_i32(const Gguf *g, const char *key, int32_t *out, size_t n, LfError *err) {
-    const GgufKV *kv = numeric_array(g, key, is_int_type, "an ARRAY of integers", n, err);
+    const GgufKV *kv = numeric_array(g, key, is_int_or_bool, "an ARRAY of integers", n, err);
     if (!kv) return -1;
     size_t size = gguf_type_size(kv->elem_type);
     for (size_t i = 0; i < n; i++) {

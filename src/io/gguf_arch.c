@@ -233,6 +233,40 @@ static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
     return 0;
 }
 
+/* Gemma 3's keys beyond Llama's, as llama.cpp reads them: the windowed layers (a pattern of one
+ * flag a layer, or every n-th full: llama.cpp's default 6) and their RoPE base; soft-capping
+ * (Gemma 2's, which some Gemma 3 files carry as 0) refused where not 0. */
+static int gemma3_keys(const Gguf *g, GgufArch *a, LfError *err) {
+    char key[96];
+    float softcap = 0;
+    snprintf(key, sizeof key, "gemma3.final_logit_softcapping");
+    if (gguf_find_kv(g, key) && gguf_get_f32(g, key, &softcap, err)) return -1;
+    if (softcap != 0)
+        return lf_fail(err, "%s: %s %g: logit soft-capping is not supported", g->path, key,
+                       softcap);
+    if (arch_float(g, "gemma3", "rope.freq_base_swa", 10000.0f, &a->rope_theta_swa, err)) return -1;
+    if (a->n_layers > GGUF_MAX_LAYERS)
+        return lf_fail(err, "%s: %d layers: at most %d", g->path, a->n_layers, GGUF_MAX_LAYERS);
+    snprintf(key, sizeof key, "gemma3.attention.sliding_window_pattern");
+    const GgufKV *kv = gguf_find_kv(g, key);
+    if (kv && kv->type == GGUF_ARRAY) {
+        int32_t flags[GGUF_MAX_LAYERS];
+        size_t n;
+        if (gguf_get_arr_len(g, key, &n, err)) return -1;
+        if (n != (size_t)a->n_layers)
+            return lf_fail(err, "%s: %s has %zu entries for %d layers", g->path, key, n,
+                           a->n_layers);
+        if (gguf_get_arr_i32(g, key, flags, n, err)) return -1;
+        for (int l = 0; l < a->n_layers; l++) a->windowed[l] = flags[l] != 0;
+    } else {
+        int step = 6;
+        if (kv && arch_int(g, "gemma3", "attention.sliding_window_pattern", 0, &step, err))
+            return -1;
+        for (int l = 0; l < a->n_layers; l++) a->windowed[l] = l % step < step - 1;
+    }
+    return 0;
+}
+
 /* GPT-2 keys beyond the common ones; its position table must match context_length. */
 static int gpt2_keys(const Gguf *g, GgufArch *a, LfError *err) {
     a->n_kv_heads = a->n_heads;
@@ -248,10 +282,10 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
     if (gguf_get_str(g, "general.architecture", &arch, err)) return -1;
     if (strcmp(arch->s, "llama") != 0 && strcmp(arch->s, "qwen2") != 0 &&
         strcmp(arch->s, "qwen3") != 0 && strcmp(arch->s, "smollm3") != 0 &&
-        strcmp(arch->s, "gpt2") != 0)
+        strcmp(arch->s, "gemma3") != 0 && strcmp(arch->s, "gpt2") != 0)
         return lf_fail(err,
                        "%s: architecture '%.40s' is not supported (llama, qwen2, qwen3, smollm3, "
-                       "gpt2)",
+                       "gemma3, gpt2)",
                        g->path, arch->s);
     snprintf(a->arch, sizeof a->arch, "%s", arch->s);
     if (arch_int(g, a->arch, "block_count", 0, &a->n_layers, err) ||
@@ -265,6 +299,7 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
         return lf_fail(err, "%s: %s.embedding_length %d is not a multiple of head_count %d",
                        g->path, a->arch, a->hidden, a->n_heads);
     int rc = strcmp(a->arch, "gpt2") != 0 ? llama_keys(g, a, err) : gpt2_keys(g, a, err);
+    if (!rc && !strcmp(a->arch, "gemma3")) rc = gemma3_keys(g, a, err);
     if (rc || vocab_size(g, a, err) ||
         check_matrix(g, "token_embd.weight", a->vocab_size, a->hidden, "[vocab, hidden]", err))
         return -1;
@@ -310,6 +345,24 @@ static const NameMap qwen3_layer[] = {
     {"attn_k_norm", "self_attn.k_norm", GGUF_FIX_NONE},
     {NULL, NULL, GGUF_FIX_NONE},
 };
+/* Gemma 3: Llama's names but for its norms (llama.cpp's converter stores every one as 1 + the
+ * weight: what the norm multiplies by); q and k as HF stores them */
+static const NameMap gemma3_layer[] = {
+    {"attn_norm", "input_layernorm", GGUF_FIX_NONE},
+    {"attn_q", "self_attn.q_proj", GGUF_FIX_NONE},
+    {"attn_k", "self_attn.k_proj", GGUF_FIX_NONE},
+    {"attn_v", "self_attn.v_proj", GGUF_FIX_NONE},
+    {"attn_output", "self_attn.o_proj", GGUF_FIX_NONE},
+    {"attn_q_norm", "self_attn.q_norm", GGUF_FIX_NONE},
+    {"attn_k_norm", "self_attn.k_norm", GGUF_FIX_NONE},
+    {"post_attention_norm", "post_attention_layernorm", GGUF_FIX_NONE},
+    {"ffn_norm", "pre_feedforward_layernorm", GGUF_FIX_NONE},
+    {"ffn_gate", "mlp.gate_proj", GGUF_FIX_NONE},
+    {"ffn_up", "mlp.up_proj", GGUF_FIX_NONE},
+    {"ffn_down", "mlp.down_proj", GGUF_FIX_NONE},
+    {"post_ffw_norm", "post_feedforward_layernorm", GGUF_FIX_NONE},
+    {NULL, NULL, GGUF_FIX_NONE},
+};
 static const NameMap gpt2_global[] = {
     {"token_embd", "transformer.wte", GGUF_FIX_NONE},
     {"position_embd", "transformer.wpe", GGUF_FIX_NONE},
@@ -341,6 +394,7 @@ static const ArchNames arch_names[] = {
     {"qwen2", "model.layers", llama_global, llama_layer, NULL, 0},
     {"qwen3", "model.layers", llama_global, llama_layer, qwen3_layer, 0},
     {"smollm3", "model.layers", llama_global, llama_layer, NULL, 1}, /* llama's converter */
+    {"gemma3", "model.layers", llama_global, gemma3_layer, NULL, 0},
     {"gpt2", "transformer.h", gpt2_global, gpt2_layer, NULL, 0},
 };
 
@@ -348,7 +402,8 @@ static const ArchNames *find_arch(const char *arch, LfError *err) {
     for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
         if (strcmp(arch_names[i].arch, arch) == 0) return &arch_names[i];
     lf_fail(err,
-            "no Hugging Face names for architecture '%.40s' (llama, qwen2, qwen3, smollm3, gpt2)",
+            "no Hugging Face names for architecture '%.40s' (llama, qwen2, qwen3, smollm3, gemma3, "
+            "gpt2)",
             arch);
     return NULL;
 }

@@ -186,17 +186,23 @@ static int copied_key(const char *key) {
     return 1;
 }
 
-/* Room for the names of llama_kvs' keys, which carry the architecture's prefix. */
-typedef char KeyNames[19][64];
+/* Room for the names of llama_kvs' keys, which carry the architecture's prefix, and for Gemma's
+ * flags of the windowed layers. */
+typedef struct KeyStore {
+    char names[21][64];
+    unsigned char windowed[GGUF_MAX_LAYERS];
+} KeyStore;
 
-/* The `llama.*` (or `qwen2.*`, `qwen3.*`; a Mistral's are llama's: arch_gguf_name) hyper-parameters
- * of cfg, as convert_hf_to_gguf.py writes them (a head_dim as key_length and value_length), their
- * names in names. A Mistral's sliding_window as attention.sliding_window (llama.cpp's key of the
- * archs with one; its converter writes none for Mistral, and llama.cpp reads none for llama).
- * YaRN as llama.cpp computes it: its betas, and the attention factor as attn_factor, what
+/* The `llama.*` (or `qwen2.*`, `qwen3.*`, ...; a Mistral's are llama's: arch_gguf_name)
+ * hyper-parameters of cfg, as convert_hf_to_gguf.py writes them (a head_dim as key_length and
+ * value_length), their names in ks. Gemma 3's windowed layers as a flag a layer, their RoPE base
+ * as rope.freq_base_swa (llama.cpp reads both; its converter writes neither, for the pattern and
+ * base llama.cpp assumes). A Mistral's sliding_window as attention.sliding_window (llama.cpp's key
+ * of the archs with one; its converter writes none for Mistral, and llama.cpp reads none for
+ * llama). YaRN as llama.cpp computes it: its betas, and the attention factor as attn_factor, what
  * llama.cpp multiplies its own 0.1 ln(factor) + 1 by (it ignores the converter's yarn_attn_factor);
  * dynamic NTK as no scaling: the same frequencies up to context_length. */
-static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
+static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
     static const char *const keys[] = {"context_length",
                                        "embedding_length",
                                        "block_count",
@@ -215,36 +221,50 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyNames names) {
                                        "rope.scaling.original_context_length",
                                        "rope.scaling.yarn_beta_fast",
                                        "rope.scaling.yarn_beta_slow",
-                                       "rope.scaling.attn_factor"};
+                                       "rope.scaling.attn_factor",
+                                       "attention.sliding_window_pattern",
+                                       "rope.freq_base_swa"};
     const int vals[] = {c->max_positions, c->hidden_size,  c->num_layers,      c->ffn_size,
                         c->num_heads,     c->num_kv_heads, model_head_size(c), c->vocab_size};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
-        snprintf(names[i], sizeof names[i], "%s.%s", arch_gguf_name(c->arch), keys[i]);
+        snprintf(ks->names[i], sizeof ks->names[i], "%s.%s", arch_gguf_name(c->arch), keys[i]);
     int n = 0;
     for (size_t i = 0; i < sizeof vals / sizeof *vals; i++)
-        kv[n++] = (GgufWriteKV){.key = names[i], .type = GGUF_UINT32, .u = (uint64_t)vals[i]};
-    kv[n++] = (GgufWriteKV){.key = names[8], .type = GGUF_FLOAT32, .f = c->rope_theta};
-    kv[n++] = (GgufWriteKV){.key = names[9], .type = GGUF_FLOAT32, .f = c->layer_norm_eps};
+        kv[n++] = (GgufWriteKV){.key = ks->names[i], .type = GGUF_UINT32, .u = (uint64_t)vals[i]};
+    kv[n++] = (GgufWriteKV){.key = ks->names[8], .type = GGUF_FLOAT32, .f = c->rope_theta};
+    kv[n++] = (GgufWriteKV){.key = ks->names[9], .type = GGUF_FLOAT32, .f = c->layer_norm_eps};
     const RopeScaling *r = &c->rope_scaling;
     if (r->type == ROPE_LINEAR || r->type == ROPE_YARN) {
         const char *type = r->type == ROPE_LINEAR ? "linear" : "yarn";
-        kv[n++] = (GgufWriteKV){.key = names[10], .type = GGUF_STRING, .s = type};
-        kv[n++] = (GgufWriteKV){.key = names[11], .type = GGUF_FLOAT32, .f = r->factor};
+        kv[n++] = (GgufWriteKV){.key = ks->names[10], .type = GGUF_STRING, .s = type};
+        kv[n++] = (GgufWriteKV){.key = ks->names[11], .type = GGUF_FLOAT32, .f = r->factor};
     }
     if (r->type == ROPE_YARN) {
         kv[n++] = (GgufWriteKV){
-            .key = names[15], .type = GGUF_UINT32, .u = (uint64_t)r->original_max_positions};
+            .key = ks->names[15], .type = GGUF_UINT32, .u = (uint64_t)r->original_max_positions};
         /* llama.cpp multiplies its own 0.1 ln(factor) + 1 by attn_factor */
         double own = r->factor > 1 ? 0.1 * log(r->factor) + 1 : 1;
         const float yarn[] = {r->beta_fast, r->beta_slow, (float)(r->attention_factor / own)};
         for (int i = 0; i < 3; i++)
-            kv[n++] = (GgufWriteKV){.key = names[16 + i], .type = GGUF_FLOAT32, .f = yarn[i]};
+            kv[n++] = (GgufWriteKV){.key = ks->names[16 + i], .type = GGUF_FLOAT32, .f = yarn[i]};
     }
     for (int i = 12; c->head_dim && i < 14; i++)
-        kv[n++] = (GgufWriteKV){.key = names[i], .type = GGUF_UINT32, .u = (uint64_t)c->head_dim};
-    if (c->arch == ARCH_MISTRAL && c->sliding_window)
         kv[n++] =
-            (GgufWriteKV){.key = names[14], .type = GGUF_UINT32, .u = (uint64_t)c->sliding_window};
+            (GgufWriteKV){.key = ks->names[i], .type = GGUF_UINT32, .u = (uint64_t)c->head_dim};
+    if ((c->arch == ARCH_MISTRAL || c->arch == ARCH_GEMMA3) && c->sliding_window)
+        kv[n++] = (GgufWriteKV){
+            .key = ks->names[14], .type = GGUF_UINT32, .u = (uint64_t)c->sliding_window};
+    if (c->arch == ARCH_GEMMA3) { /* llama.cpp reads a flag a layer (1: windowed) */
+        for (int l = 0; l < c->num_layers && l < GGUF_MAX_LAYERS; l++)
+            ks->windowed[l] = model_layer_window(c, l) > 0;
+        kv[n++] = (GgufWriteKV){.key = ks->names[19],
+                                .type = GGUF_ARRAY,
+                                .elem_type = GGUF_BOOL,
+                                .n = (uint64_t)c->num_layers,
+                                .arr = ks->windowed};
+        kv[n++] =
+            (GgufWriteKV){.key = ks->names[20], .type = GGUF_FLOAT32, .f = c->rope_local_theta};
+    }
     return n;
 }
 
@@ -343,18 +363,18 @@ static size_t merged_bytes(const Model *m, GgmlType type) {
     return bytes;
 }
 
-/* The merged file's metadata: its own keys, llama.* from the config (their names in names), and
+/* The merged file's metadata: its own keys, llama.* from the config (their names in ks), and
  * the source's tokenizer.* and general.* keys (src NULL: plain_tokenizer_kvs). Returns the
  * count. */
 static int merged_kvs(const Model *m, GgmlType type, const Gguf *src, const BpeArrays *vocab,
-                      GgufWriteKV *kv, KeyNames names) {
+                      GgufWriteKV *kv, KeyStore *ks) {
     int n = 0;
     kv[n++] = (GgufWriteKV){
         .key = "general.architecture", .type = GGUF_STRING, .s = arch_gguf_name(m->cfg.arch)};
     kv[n++] = (GgufWriteKV){.key = "general.type", .type = GGUF_STRING, .s = "model"};
     kv[n++] = (GgufWriteKV){.key = "general.file_type", .type = GGUF_UINT32, .u = file_type(type)};
     kv[n++] = (GgufWriteKV){.key = "general.quantization_version", .type = GGUF_UINT32, .u = 2};
-    n += m->cfg.arch == ARCH_GPT2 ? gpt2_kvs(&m->cfg, kv + n) : llama_kvs(&m->cfg, kv + n, names);
+    n += m->cfg.arch == ARCH_GPT2 ? gpt2_kvs(&m->cfg, kv + n) : llama_kvs(&m->cfg, kv + n, ks);
     if (!src) return n + plain_tokenizer_kvs(&m->cfg, vocab, kv + n);
     for (int i = 0; i < src->n_kvs; i++)
         if (copied_key(src->kvs[i].key))
@@ -377,6 +397,9 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
         if (p->shape[1] % quant_block_elems(t)) t = GGML_F16; /* as llama.cpp's converter */
         int two_d = p->ndim == 2;
         int64_t rows = two_d ? p->shape[0] : 0, cols = two_d ? p->shape[1] : p->shape[0];
+        for (size_t j = 0; p->plus_one && j < p->numel; j++)
+            slot[i][j] += 1.0f; /* what the norm multiplies by, as llama.cpp's converter writes
+                                   Gemma's (a host copy of the model's) */
         if (gguf_name(m, p->name, "", name, &fix, err) ||
             out_add(o, name, slot[i], rows, cols, fix, heads_for(m, fix), t, err))
             return -1;
@@ -388,10 +411,17 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
 }
 
 /* What a llama.cpp GGUF cannot say: per-layer sliding windows (its qwen2, qwen3 and smollm3 have
- * none), NoPE layers other than every fourth (smollm3's fixed step) and YaRN without truncate
- * (llama.cpp always rounds the ramp's ends). */
+ * none), NoPE layers other than every fourth (smollm3's fixed step), YaRN without truncate
+ * (llama.cpp always rounds the ramp's ends) and Gemma's RoPE scaling but linear (llama.cpp's
+ * gemma3 would turn its windowed layers by YaRN's too). */
 static int check_gguf_form(const ModelConfig *c, const char *path, LfError *err) {
-    for (int l = 0; c->arch != ARCH_MISTRAL && l < c->num_layers; l++)
+    RopeType rope = c->rope_scaling.type;
+    if (c->arch == ARCH_GEMMA3 && rope != ROPE_DEFAULT && rope != ROPE_LINEAR)
+        return lf_fail(err,
+                       "%s: Gemma's RoPE scaling has a llama.cpp GGUF form only when linear; merge "
+                       "it as a Hugging Face directory (--format hf)",
+                       path);
+    for (int l = 0; c->arch != ARCH_MISTRAL && c->arch != ARCH_GEMMA3 && l < c->num_layers; l++)
         if (model_layer_window(c, l))
             return lf_fail(err,
                            "%s: layer %d's sliding window (use_sliding_window) has no place in a "
@@ -428,9 +458,11 @@ int gguf_export_model(Model *m, const char *path, GgmlType type, const char *sou
     if (rc == 0 && !kv) rc = lf_fail(err, "out of memory");
     if (rc == 0) rc = merged_tensors(m, slot, type, &o, err);
     if (rc == 0) {
-        KeyNames names;
-        int n = merged_kvs(m, type, source_gguf ? &src : NULL, vocab, kv, names);
-        rc = gguf_write(path, kv, n, o.ts, o.n, GGUF_DEFAULT_ALIGNMENT, err);
+        KeyStore *ks = malloc(sizeof *ks);
+        int n = ks ? merged_kvs(m, type, source_gguf ? &src : NULL, vocab, kv, ks) : 0;
+        rc = ks ? gguf_write(path, kv, n, o.ts, o.n, GGUF_DEFAULT_ALIGNMENT, err)
+                : lf_fail(err, "out of memory");
+        free(ks);
     }
     if (host) out_free(&o);
     free(host);

@@ -429,6 +429,8 @@ static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *r
                   : gguf_read_f32(&g, g.tensors[t].name, p->ndim, p->shape, tmp, err);
         if (!rc && permuted)
             rc = gguf_unpermute_rows(tmp, dst, p->shape[0], p->shape[1], heads, err);
+        for (size_t i = 0; !rc && p->plus_one && i < p->numel; i++)
+            dst[i] -= 1.0f; /* the GGUF holds what the norm multiplies by (Gemma's 1 + w) */
         if (tmp != dst) free(tmp);
         if (!rc) rc = load_store(ld, p, err);
     }

@@ -135,7 +135,9 @@ const char *arch_name(Arch arch) {
 }
 
 const char *arch_gguf_name(Arch arch) {
-    return arch == ARCH_MISTRAL ? "llama" : arch_info[arch].model_type;
+    return arch == ARCH_MISTRAL  ? "llama"
+           : arch == ARCH_GEMMA3 ? "gemma3"
+                                 : arch_info[arch].model_type;
 }
 
 void model_config_defaults(ModelConfig *cfg, Arch arch) {
@@ -781,10 +783,11 @@ static void rope_from_divisors(ModelConfig *cfg, const float *d, int n) {
     memcpy(cfg->rope_scaling.divisors, d, sizeof(float) * n);
 }
 
-/* A Llama, Qwen2, Qwen3 or GPT-2 GGUF file's metadata (gguf_arch) as the config.json it was made
- * from: a Mistral's is llama's, as llama.cpp's converter writes it, without a sliding window (as
- * llama.cpp computes it), or with llama.attention.sliding_window (as loraft writes it): then a
- * Mistral again.
+/* A Llama, Qwen2, Qwen3, SmolLM3, Gemma 3 or GPT-2 GGUF file's metadata (gguf_arch) as the
+ * config.json it was made from: a Mistral's is llama's, as llama.cpp's converter writes it, without
+ * a sliding window (as llama.cpp computes it), or with llama.attention.sliding_window (as loraft
+ * writes it): then a Mistral again. Gemma 3's windowed layers and their RoPE base as llama.cpp
+ * reads them.
  * GPT-2's head is always tied (llama.cpp's converter writes a copy of token_embd as output.weight,
  * which the loader skips). GGUF keeps no dropout rates: HF's defaults stay. */
 static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
@@ -794,8 +797,8 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     int rc = gguf_arch(&g, &a, err);
     gguf_close(&g);
     if (rc) return -1;
-    int gpt2 = !strcmp(a.arch, "gpt2");
-    if (a.sliding_window && strcmp(a.arch, "llama"))
+    int gpt2 = !strcmp(a.arch, "gpt2"), gemma = !strcmp(a.arch, "gemma3");
+    if (a.sliding_window && strcmp(a.arch, "llama") && !gemma)
         return lf_fail(err,
                        "%s: %s.attention.sliding_window: sliding-window attention is not "
                        "supported for %s",
@@ -804,6 +807,7 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
                                : !strcmp(a.arch, "qwen2")   ? ARCH_QWEN2
                                : !strcmp(a.arch, "qwen3")   ? ARCH_QWEN3
                                : !strcmp(a.arch, "smollm3") ? ARCH_SMOLLM3
+                               : gemma                      ? ARCH_GEMMA3
                                : a.sliding_window           ? ARCH_MISTRAL
                                                             : ARCH_LLAMA);
     cfg->sliding_window = a.sliding_window;
@@ -811,7 +815,12 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     if (cfg->arch == ARCH_SMOLLM3) /* llama.cpp's NoPE layers: every fourth */
         model_config_nope_every(cfg, SMOLLM3_NOPE_STEP);
     cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
-    cfg->head_dim = a.head_dim * a.n_heads != a.hidden || !strcmp(a.arch, "qwen3") ? a.head_dim : 0;
+    cfg->head_dim =
+        a.head_dim * a.n_heads != a.hidden || !strcmp(a.arch, "qwen3") || gemma ? a.head_dim : 0;
+    if (gemma) memset(cfg->full_attention, 0, sizeof cfg->full_attention);
+    for (int l = 0; gemma && l < cfg->num_layers && l < MODEL_MAX_LAYERS; l++)
+        cfg->full_attention[l] = a.sliding_window && !a.windowed[l];
+    if (gemma) cfg->rope_local_theta = a.rope_theta_swa;
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
     if (a.rope_factor > 0 && !a.rope_yarn)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LINEAR, .factor = a.rope_factor};
