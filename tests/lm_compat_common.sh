@@ -38,6 +38,22 @@ with open(sys.argv[1] + "/valid.jsonl", "w") as f:
 EOF
 }
 
+# write_lora_run DIR: DIR/run.json, a short LoRA run (r 4, the seven projections of a Llama-family
+# decoder) of the model in DIR/model on write_corpus's texts at max_len, saving into DIR/run
+write_lora_run() {
+  cat >"$1/run.json" <<EOF
+{"model": {"model": "$1/model", "task": "causal-lm"},
+ "data": {"train_file": "$tmp/train.jsonl", "validation_file": "$tmp/valid.jsonl",
+          "max_length": $max_len},
+ "lora": {"r": 4, "alpha": 8, "dropout": 0.1,
+          "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                             "down_proj"]},
+ "train": {"learning_rate": 2e-2, "batch_size": 4, "max_steps": 6, "lr_scheduler": "constant",
+           "eval_strategy": "steps", "eval_steps": 6, "save_strategy": "steps", "save_steps": 6,
+           "logging_steps": 0, "threads": 1, "output_dir": "$1/run"}}
+EOF
+}
+
 # eval_loss CONFIG [loraft eval options]: loraft eval's loss, as ln(perplexity), and the number
 # of predicted tokens: "LOSS N"
 eval_loss() {

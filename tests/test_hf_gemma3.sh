@@ -68,17 +68,7 @@ for name, edit in (("full", dict(layer_types=["full_attention"] * 4)),
     json.dump({**saved, **edit}, open(f"{dir}/{name}/config.json", "w"))
 EOF
 
-cat >"$dir/run.json" <<EOF
-{"model": {"model": "$dir/model", "task": "causal-lm"},
- "data": {"train_file": "$tmp/train.jsonl", "validation_file": "$tmp/valid.jsonl",
-          "max_length": $max_len},
- "lora": {"r": 4, "alpha": 8, "dropout": 0.1,
-          "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                             "down_proj"]},
- "train": {"learning_rate": 2e-2, "batch_size": 4, "max_steps": 6, "lr_scheduler": "constant",
-           "eval_strategy": "steps", "eval_steps": 6, "save_strategy": "steps", "save_steps": 6,
-           "logging_steps": 0, "threads": 1, "output_dir": "$dir/run"}}
-EOF
+write_lora_run "$dir"
 base=$(eval_loss "$dir/run.json")
 full=$(eval_loss "$dir/run.json" --set model.model="$dir/full")
 onebase=$(eval_loss "$dir/run.json" --set model.model="$dir/onebase")

@@ -79,17 +79,7 @@ assert arch != "mistral" or (saved["sliding_window"] == max_len // 2 and saved["
                              and "attention_bias" not in saved), saved
 EOF
 
-  cat >"$dir/run.json" <<EOF
-{"model": {"model": "$dir/model", "task": "causal-lm"},
- "data": {"train_file": "$tmp/train.jsonl", "validation_file": "$tmp/valid.jsonl",
-          "max_length": $max_len},
- "lora": {"r": 4, "alpha": 8, "dropout": 0.1,
-          "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                             "down_proj"]},
- "train": {"learning_rate": 2e-2, "batch_size": 4, "max_steps": 6, "lr_scheduler": "constant",
-           "eval_strategy": "steps", "eval_steps": 6, "save_strategy": "steps", "save_steps": 6,
-           "logging_steps": 0, "threads": 1, "output_dir": "$dir/run"}}
-EOF
+  write_lora_run "$dir"
   base=$(eval_loss "$dir/run.json")
 
   if [ "$arch" = qwen2 ] || [ "$arch" = qwen3 ]; then

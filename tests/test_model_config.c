@@ -268,6 +268,18 @@ static void test_qwen2_options(void) {
     free(text);
 }
 
+/* c saved to cfg_path reads back the same; the file's text (free it) */
+static char *round_trip_text(const ModelConfig *c) {
+    ModelConfig d;
+    LfError err = {{0}};
+    char *text = NULL;
+    size_t len;
+    CHECK(model_config_save(c, cfg_path, &err) == 0 && model_config_load(&d, cfg_path, &err) == 0);
+    CHECK(memcmp(c, &d, offsetof(ModelConfig, labels)) == 0);
+    CHECK(file_read_all(cfg_path, &text, &len, &err) == 0);
+    return text ? text : calloc(1, 1);
+}
+
 /* SmolLM3: SmolLM3Config()'s defaults (NoPE every fourth layer), no_rope_layers over its interval,
  * windows on the NoPE layers by default, written back and read the same. */
 static void test_smollm3(void) {
@@ -290,12 +302,7 @@ static void test_smollm3(void) {
                        &c, &err) == 0);
     CHECK(!model_layer_rope(&c, 0) && model_layer_rope(&c, 1) && model_layer_window(&c, 0) == 5 &&
           model_layer_window(&c, 1) == 0); /* the NoPE layer windowed: SmolLM3Config's default */
-    CHECK(model_config_save(&c, cfg_path, &err) == 0);
-    CHECK(model_config_load(&d, cfg_path, &err) == 0);
-    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
-    char *text;
-    size_t len;
-    CHECK(file_read_all(cfg_path, &text, &len, &err) == 0);
+    char *text = round_trip_text(&c);
     CHECK(strstr(text, "\"SmolLM3ForCausalLM\"") && strstr(text, "\"no_rope_layers\"") &&
           !strstr(text, "max_window_layers"));
     free(text);
@@ -353,12 +360,7 @@ static void test_gemma3(void) {
     int full = 0;
     for (int l = 0; l < 18; l++) full += model_layer_window(&c, l) == 0;
     CHECK(full == 3 && model_layer_window(&c, 5) == 0 && model_layer_window(&c, 0) == 512);
-    CHECK(model_config_save(&c, cfg_path, &err) == 0);
-    CHECK(model_config_load(&d, cfg_path, &err) == 0);
-    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
-    char *text;
-    size_t len;
-    CHECK(file_read_all(cfg_path, &text, &len, &err) == 0);
+    char *text = round_trip_text(&c);
     CHECK(strstr(text, "\"Gemma3ForCausalLM\"") && strstr(text, "\"gelu_pytorch_tanh\"") &&
           strstr(text, "\"query_pre_attn_scalar\":\t256") && strstr(text, "\"layer_types\"") &&
           strstr(text, "\"rope_local_base_freq\":\t10000") && !strstr(text, "use_sliding_window"));
