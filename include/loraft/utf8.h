@@ -42,3 +42,38 @@ static inline int utf8_encode(uint32_t c, char *out) {
     out[3] = (char)(0x80 | (c & 0x3F));
     return 4;
 }
+
+/* Length of the UTF-8 sequence at s[0..n) when it is valid, else minus the length of its
+ * maximal invalid prefix (at least 1): what Rust's from_utf8_lossy replaces by one U+FFFD. */
+static inline int utf8_check(const unsigned char *s, size_t n) {
+    int b = s[0], need = b < 0x80   ? 1
+                         : b < 0xC2 ? 0
+                         : b < 0xE0 ? 2
+                         : b < 0xF0 ? 3
+                         : b < 0xF5 ? 4
+                                    : 0;
+    if (need <= 1) return need ? 1 : -1;
+    int lo = b == 0xE0   ? 0xA0
+             : b == 0xF0 ? 0x90
+                         : 0x80,
+        hi = b == 0xED   ? 0x9F
+             : b == 0xF4 ? 0x8F
+                         : 0xBF;
+    int k = 1;
+    for (; k < need && (size_t)k < n && s[k] >= lo && s[k] <= hi; k++) lo = 0x80, hi = 0xBF;
+    return k == need ? k : -k;
+}
+
+/* s[0..n) with each maximal invalid sequence replaced by U+FFFD, as from_utf8_lossy does, into
+ * out (room for 3 n + 1 bytes), NUL-terminated; returns its length. */
+static inline size_t utf8_lossy(const unsigned char *s, size_t n, char *out) {
+    size_t m = 0;
+    for (size_t i = 0; i < n;) {
+        int c = utf8_check(s + i, n - i);
+        for (int k = 0; k < c; k++) out[m++] = (char)s[i + k];
+        if (c < 0) out[m++] = '\xEF', out[m++] = '\xBF', out[m++] = '\xBD';
+        i += (size_t)(c > 0 ? c : -c);
+    }
+    out[m] = '\0';
+    return m;
+}

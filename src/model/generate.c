@@ -10,6 +10,7 @@
 
 #include "loraft/fileio.h"
 #include "loraft/gguf.h"
+#include "loraft/utf8.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -111,13 +112,14 @@ int gen_greedy_text(Model *m, const Bpe *bpe, const GenStops *st, const int32_t 
     int rc = gen_run(m, s, st, prompt, P, max_new, text_emit, &sink, NULL, err);
     sampler_free(s);
     if (!rc && sink.oom) rc = lf_fail(err, "out of memory");
-    if (!rc && !sink.buf && !(sink.buf = calloc(1, 1))) rc = lf_fail(err, "out of memory");
-    if (rc) {
-        free(sink.buf);
-        return -1;
-    }
-    *out = sink.buf;
-    return 0;
+    /* tokens' bytes need not be whole characters (byte fallback, byte-level BPE): made UTF-8 as
+     * decoding the continuation would, for the JSON logs it goes to */
+    char *text = rc ? NULL : malloc(3 * sink.len + 1);
+    if (!rc && !text) rc = lf_fail(err, "out of memory");
+    if (text) utf8_lossy((const unsigned char *)(sink.buf ? sink.buf : ""), sink.len, text);
+    free(sink.buf);
+    *out = text;
+    return rc ? -1 : 0;
 }
 
 /* ---- the model's chat template ---- */

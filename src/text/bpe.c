@@ -20,6 +20,7 @@
 #include "loraft/fileio.h"
 #include "loraft/normalize.h"
 #include "loraft/unicode.h" /* UNICODE_LAST_AT_MOST */
+#include "loraft/utf8.h"
 #include "loraft/unicode_props.h"
 #include "loraft/utf8.h"
 #include "loraft/hash.h"
@@ -755,27 +756,6 @@ int bpe_encode(const Bpe *t, const char *text, size_t len, int add_special, IdLi
 
 /* ---------------------------------------------------------------- decoding */
 
-/* Length of the UTF-8 sequence at s[0..n) when it is valid, else minus the length of its
- * maximal invalid prefix (at least 1): what from_utf8_lossy replaces by one U+FFFD. */
-static int utf8_check(const unsigned char *s, size_t n) {
-    int b = s[0], need = b < 0x80   ? 1
-                         : b < 0xC2 ? 0
-                         : b < 0xE0 ? 2
-                         : b < 0xF0 ? 3
-                         : b < 0xF5 ? 4
-                                    : 0;
-    if (need <= 1) return need ? 1 : -1;
-    int lo = b == 0xE0   ? 0xA0
-             : b == 0xF0 ? 0x90
-                         : 0x80,
-        hi = b == 0xED   ? 0x9F
-             : b == 0xF4 ? 0x8F
-                         : 0xBF;
-    int k = 1;
-    for (; k < need && (size_t)k < n && s[k] >= lo && s[k] <= hi; k++) lo = 0x80, hi = 0xBF;
-    return k == need ? k : -k;
-}
-
 /* The SentencePiece decoders of `tokenizers`: Sequence[Replace("▁", " "), ByteFallback, Fuse,
  * Strip(" ", 1, 0)] (a run of byte tokens becomes its bytes when they are valid UTF-8, else one
  * U+FFFD per byte; the fused text loses dec_strip leading spaces), or Metaspace (each "▁" a space
@@ -855,7 +835,7 @@ int bpe_decode(const Bpe *t, const int32_t *ids, size_t n, int skip_special, cha
         free(out);
         return lf_fail(err, "out of memory decoding %zu ids", n);
     }
-    size_t k = 0, m = 0;
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_ids || t->raw_off[id] == UINT32_MAX) continue;
@@ -863,22 +843,9 @@ int bpe_decode(const Bpe *t, const int32_t *ids, size_t n, int skip_special, cha
         memcpy(bytes + k, t->raw.p + t->raw_off[id], t->raw_len[id]);
         k += t->raw_len[id];
     }
-    for (size_t i = 0; i < k;) {
-        int c = utf8_check(bytes + i, k - i);
-        if (c > 0) {
-            memcpy(out + m, bytes + i, (size_t)c);
-            m += (size_t)c;
-            i += (size_t)c;
-        } else {
-            memcpy(out + m, "\xEF\xBF\xBD", 3);
-            m += 3;
-            i += (size_t)-c;
-        }
-    }
+    *len = utf8_lossy(bytes, k, out);
     free(bytes);
-    out[m] = 0;
     *text = out;
-    *len = m;
     return 0;
 }
 
