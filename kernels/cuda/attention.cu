@@ -21,12 +21,13 @@
  *
  * Under fp32 and tf32 (cuda_precision()), FP32 CUDA cores, one warp per row: in the query-side
  * kernels lane l takes key j0 + l of a
- * tile for the dot products and owns dimensions l, l+32, ... of the accumulators (HS <= 128,
- * four per lane); the key-side kernel mirrors it with lane l taking query i0 + l. Shared
- * memory is dynamic, rows of exactly HS floats (41.5 KB per block at HS = 128, half that at
- * 64). Dot products run over d in a rotated order starting at the lane's own offset, so for
- * HS a multiple of 32 the lanes of a warp read 32 different banks. Under bf16, the same three
- * kernels on tensor cores (the *_tc kernels below, where their layout is described).
+ * tile for the dot products and owns dimensions l, l+32, ... of the accumulators (HS <= 256:
+ * DIMS per lane, compiled for four up to HS 128 and eight above); the key-side kernel mirrors it
+ * with lane l taking query i0 + l. Shared memory is dynamic, rows of exactly HS floats (41.5 KB
+ * per block at HS = 128, half that at 64, 81 KB at 256). Dot products run over d in a rotated
+ * order starting at the lane's own offset, so for HS a multiple of 32 the lanes of a warp read 32
+ * different banks. Under bf16, the same three kernels on tensor cores (the *_tc kernels below,
+ * where their layout is described).
  *
  * Dropout on P uses index ((b*NH + h)*T + i)*T + j, P's element index, as the CPU does. */
 #include "attention_cudnn.h"
@@ -39,16 +40,25 @@
 static constexpr float LOG2E = 1.44269504088896341f;
 
 enum {
-    HS_MAX = 128,       /* head sizes up to this; larger is an error */
-    DIMS = HS_MAX / 32, /* accumulator dimensions per lane */
-    ATT_WARPS = 4,      /* warps per block, at most (fewer when T is short) */
-    KEY_TILE = 32,      /* keys per shared tile (forward, dq) = lanes */
-    FWD_ROWS = 4,       /* query rows per warp: forward */
-    DQ_ROWS = 2,        /* query rows per warp: dq (dout rows in shared too) */
-    KEY_ROWS = 2,       /* keys per warp: dk, dv */
-    QUERY_TILE = 32,    /* queries per shared tile (dk, dv) = lanes */
-    CACHED_WARPS = 8,   /* attention_cached: warps (rows) per block */
+    HS_MAX = 256,     /* head sizes up to this; larger is an error */
+    ATT_WARPS = 4,    /* warps per block, at most (fewer when T is short) */
+    KEY_TILE = 32,    /* keys per shared tile (forward, dq) = lanes */
+    FWD_ROWS = 4,     /* query rows per warp: forward */
+    DQ_ROWS = 2,      /* query rows per warp: dq (dout rows in shared too) */
+    KEY_ROWS = 2,     /* keys per warp: dk, dv */
+    QUERY_TILE = 32,  /* queries per shared tile (dk, dv) = lanes */
+    CACHED_WARPS = 8, /* attention_cached: warps (rows) per block */
 };
+
+/* Calls launch(std::integral_constant<int, N>()) with N = NARROW up to HS 128, else 2 * NARROW:
+ * the kernels that keep a lane's share of a head row in registers (N floats: DIMS, CACHED_DIMS),
+ * compiled for both, so that head sizes up to 128 keep the registers they had. */
+template <int NARROW, typename F> static void with_row_share(int HS, F launch) {
+    if (HS <= 128)
+        launch(std::integral_constant<int, NARROW>());
+    else
+        launch(std::integral_constant<int, 2 * NARROW>());
+}
 
 /* The block's tile of query rows (grid.y): under the causal mask a tile sees keys up to its last
  * row, so the last tiles do the most work; they run first (blocks start in blockIdx order), so
@@ -80,7 +90,7 @@ static Heads heads(int B, int T, int NH, int NKV, int HS) {
         g.ok = 0;
     }
     if (g.ok && HS > HS_MAX) {
-        CUDA_FAIL("attention: head size HS > 128 is not supported by the CUDA kernels");
+        CUDA_FAIL("attention: head size HS > 256 is not supported by the CUDA kernels");
         g.ok = 0;
     }
     return g;
@@ -127,6 +137,7 @@ __device__ inline float dot_rotated(const float *x, const float *y, int HS, int 
 /* acc[c] += sum_{jj < n} w[jj] * rows[jj*HS + lane + 32c]: the lane's dimensions of a
  * weighted sum of shared rows. The warp's weights go through shared memory (w, written by
  * lane jj before a __syncwarp) rather than 32 shuffles. */
+template <int DIMS>
 __device__ inline void acc_rows(float acc[DIMS], const float *w, const float *rows, int n, int HS,
                                 int lane) {
     for (int jj = 0; jj < n; jj++) {
@@ -153,7 +164,9 @@ __device__ inline HeadPtrs head_ptrs(const Heads g, int b, int h, const int32_t 
     return p;
 }
 
-/* grid (B*NH, query blocks of warps*FWD_ROWS rows). out, lse: see ops.h. */
+/* grid (B*NH, query blocks of warps*FWD_ROWS rows). out, lse: see ops.h. DIMS: the accumulator
+ * dimensions a lane owns (HS <= 32 * DIMS), as in the other two. */
+template <int DIMS>
 __global__ void flash_forward_kernel(float *out, float *lse, const float *q, const float *k,
                                      const float *v, const int32_t *mask, int causal, float p,
                                      uint64_t seed, const Heads g) {
@@ -197,7 +210,7 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
             for (int c = 0; c < DIMS; c++) acc[r][c] *= rescale;
             W[lane] = pj * rng_row_dropout(seed, (uint64_t)bh * T + i, j, p);
             __syncwarp();
-            acc_rows(acc[r], W, Vs, n, HS, lane);
+            acc_rows<DIMS>(acc[r], W, Vs, n, HS, lane);
             __syncwarp(); /* W read before the next row writes it */
         }
     }
@@ -213,6 +226,7 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
 
 /* grid (B*NH, query blocks of warps*DQ_ROWS rows): dq += dS k / sqrt(HS), dS = P * (dP
  * dropped - D), P = exp(s - lse) recomputed, dP = dout v^T. */
+template <int DIMS>
 __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, const float *k,
                                 const float *v, const float *lse, const float *D,
                                 const int32_t *mask, int causal, float p, uint64_t seed,
@@ -255,7 +269,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
             }
             W[lane] = ds;
             __syncwarp();
-            acc_rows(acc[r], W, Ks, n, HS, lane);
+            acc_rows<DIMS>(acc[r], W, Ks, n, HS, lane);
             __syncwarp();
         }
     }
@@ -271,6 +285,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
 /* grid (B*NKV, key blocks of warps*KEY_ROWS keys): for the block's keys of KV head kvh,
  * over every query head of its group and every query that can see them,
  * dv += dropout(P)^T dout and dk += dS^T q / sqrt(HS). dk or dv may be NULL. */
+template <int DIMS>
 __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q,
                                   const float *k, const float *v, const float *lse, const float *D,
                                   const int32_t *mask, int causal, float p, uint64_t seed,
@@ -316,8 +331,8 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
                 }
                 Wp[lane] = pd, Wd[lane] = ds;
                 __syncwarp();
-                if (dv) acc_rows(dv_acc[r], Wp, dOs, n, HS, lane);
-                if (dk) acc_rows(dk_acc[r], Wd, Qs, n, HS, lane);
+                if (dv) acc_rows<DIMS>(dv_acc[r], Wp, dOs, n, HS, lane);
+                if (dk) acc_rows<DIMS>(dk_acc[r], Wd, Qs, n, HS, lane);
                 __syncwarp();
             }
         }
@@ -334,17 +349,18 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
     }
 }
 
-/* Warps per block for `per_warp` rows each: ATT_WARPS, fewer when T has fewer rows (a short
- * sequence leaves no warp idle). */
-static int att_warps(int T, int per_warp) {
+/* Warps per block for `per_warp` rows each: most (ATT_WARPS unless a kernel's shared memory
+ * takes fewer), fewer when T has fewer rows (a short sequence leaves no warp idle). */
+static int att_warps(int T, int per_warp, int most) {
     int w = (T + per_warp - 1) / per_warp;
-    return w < ATT_WARPS ? w : ATT_WARPS;
+    return w < most ? w : most;
 }
 
-/* The launch of a kernel with `per_warp` rows per warp over T rows of `problems` heads;
- * returns the warps per block. */
-static int att_launch_shape(dim3 *grid, unsigned *threads, int problems, int T, int per_warp) {
-    int warps = att_warps(T, per_warp), rows = warps * per_warp;
+/* The launch of a kernel with `per_warp` rows per warp over T rows of `problems` heads, at most
+ * `most` warps a block; returns the warps per block. */
+static int att_launch_shape(dim3 *grid, unsigned *threads, int problems, int T, int per_warp,
+                            int most = ATT_WARPS) {
+    int warps = att_warps(T, per_warp, most), rows = warps * per_warp;
     *grid = dim3((unsigned)problems, (unsigned)((T + rows - 1) / rows));
     *threads = 32u * (unsigned)warps;
     return warps;
@@ -352,7 +368,8 @@ static int att_launch_shape(dim3 *grid, unsigned *threads, int problems, int T, 
 
 /* Dynamic shared memory of each kernel, in bytes: rows of HS floats and a 32-float row of
  * weights per warp (two for dk, dv). At HS = 128 and four warps, at most 41.5 KB: under
- * the 48 KB any launch may take without cudaFuncSetAttribute. */
+ * the 48 KB any launch may take without cudaFuncSetAttribute; at HS = 256 up to 81 KB, which
+ * the launch asks for (allow_shared). */
 static size_t fwd_shared_bytes(int warps, int HS) {
     return sizeof(float) * ((size_t)(warps * FWD_ROWS + 2 * KEY_TILE) * HS + warps * KEY_TILE);
 }
@@ -372,7 +389,7 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
  * 16-byte chunks: cp.async copies the next tile into shared memory while the warps compute on
  * this one (two buffers, one barrier a tile). Shared tiles have rows of HP and 8 more elements
  * of stride, so that ldmatrix's eight rows fall in different banks; rows past T are zeros. A warp
- * owns 16 rows, or MT = 2 m16 tiles of them at HP 64 (warp_tiles), queries or (dk, dv) keys; its
+ * owns 16 rows, or MT = 2 m16 tiles of them at HP 64 (TcShape), queries or (dk, dv) keys; its
  * scores and dP are the c fragments of mma, so lane 4g + t holds rows g and g + 8 and columns 2t,
  * 2t + 1 of each n8 tile: the softmax, lse, D and dS = P * (M * dP - D) are computed there in
  * f32 (one FFMA and one ex2 a score; masks only on the tiles that hide a key), row statistics
@@ -392,10 +409,8 @@ static constexpr float LN2 = 0.693147180559945309f;
 #endif
 
 enum {
-    TC = 16,                    /* rows of an mma tile (a warp has warp_tiles of them) */
-    BWD_TILE = 32,              /* keys (dq) or queries (dk, dv) per shared tile: backward */
-    TC_DIMS = HS_MAX / 8,       /* n8 tiles of a row of HS_MAX */
-    TC_MAX_CHUNKS = HS_MAX / TC /* 16-wide chunks of a row of HS_MAX */
+    TC = 16,      /* rows of an mma tile (a warp has TcShape's MT of them) */
+    BWD_TILE = 32 /* keys (dq) or queries (dk, dv) per shared tile: backward, up to HP 128 */
 };
 
 __host__ __device__ inline int padded_hs(int HS) {
@@ -409,10 +424,10 @@ __host__ __device__ inline int tile_ld(int HP) {
 __host__ __device__ inline int tile_stride(int HS) {
     return tile_ld(padded_hs(HS));
 }
-/* Bytes of one buffer of dk, dv's query tiles: q and dout rows, then lse, D and the rows'
- * dropout keys (16-byte multiple: a row is). */
-__host__ __device__ inline size_t query_tile_bytes(int HS) {
-    return sizeof(bf16) * 2 * BWD_TILE * tile_stride(HS) + sizeof(float) * 3 * BWD_TILE;
+/* Bytes of one buffer of dk, dv's query tiles of `rows` queries: q and dout rows, then lse, D and
+ * the rows' dropout keys (16-byte multiple: a row is, and 16 rows of floats). */
+__host__ __device__ inline size_t query_tile_bytes(int rows, int HS) {
+    return sizeof(bf16) * 2 * rows * tile_stride(HS) + sizeof(float) * 3 * rows;
 }
 
 /* Up to three heads_bf16 copies (forward's q, k, v) of one launch: copy j of src[j]'s H[j] heads,
@@ -517,13 +532,13 @@ __device__ inline void load_tile_async(bf16 *dst, int lds, const bf16 *src, int 
 
 /* Adds to the n8 tiles of MT m16 tiles, c[t * N/8 + n] for t < MT, the products of MT m16
  * tiles of a (from a, stride ld, the tiles 16 rows apart) and the first N rows of b (stride ld),
- * both [.][HP]: c_t += a_t b^T over HP. Each b fragment is loaded once for the MT products (MT
- * = 2 halves the shared-memory reads per product). The whole warp. */
-template <int N, int MT = 1>
+ * both [.][HP], HP <= HMAX: c_t += a_t b^T over HP. Each b fragment is loaded once for the MT
+ * products (MT = 2 halves the shared-memory reads per product). The whole warp. */
+template <int N, int MT, int HMAX>
 __device__ inline void mma_abt(float (*c)[4], const bf16 *a, const bf16 *b, int ld, int HP,
                                int lane) {
 #pragma unroll
-    for (int kc = 0; kc < TC_MAX_CHUNKS; kc++) {
+    for (int kc = 0; kc < HMAX / TC; kc++) {
         if (kc * TC >= HP) break;
         uint32_t fa[MT][4], fb[4];
 #pragma unroll
@@ -540,10 +555,10 @@ __device__ inline void mma_abt(float (*c)[4], const bf16 *a, const bf16 *b, int 
     }
 }
 
-/* acc[t * TC_DIMS + .] += w_t b over K rows for t < MT: w_t the c tiles of a [16][K] product,
- * w[t * K/8 + .] (made a fragments), b [K][HP] in shared memory (stride ld), each b fragment
- * loaded once for the MT products. The whole warp. */
-template <int K, int MT = 1>
+/* acc[t * HMAX/8 + .] += w_t b over K rows for t < MT: w_t the c tiles of a [16][K] product,
+ * w[t * K/8 + .] (made a fragments), b [K][HP] in shared memory (stride ld, HP <= HMAX), each b
+ * fragment loaded once for the MT products. The whole warp. */
+template <int K, int MT, int HMAX>
 __device__ inline void mma_wb(float (*acc)[4], const float (*w)[4], const bf16 *b, int ld, int HP,
                               int lane) {
 #pragma unroll
@@ -553,13 +568,13 @@ __device__ inline void mma_wb(float (*acc)[4], const float (*w)[4], const bf16 *
         for (int t = 0; t < MT; t++)
             c_to_a(fa[t], w[t * (K / 8) + 2 * kc], w[t * (K / 8) + 2 * kc + 1]);
 #pragma unroll
-        for (int dc = 0; dc < TC_MAX_CHUNKS; dc++) {
+        for (int dc = 0; dc < HMAX / TC; dc++) {
             if (dc * TC >= HP) break;
             load_b_kn(fb, b + kc * TC * ld + dc * TC, ld, lane);
 #pragma unroll
             for (int t = 0; t < MT; t++) {
-                mma_bf16_16816(acc[t * TC_DIMS + 2 * dc], fa[t], fb);
-                mma_bf16_16816(acc[t * TC_DIMS + 2 * dc + 1], fa[t], fb + 2);
+                mma_bf16_16816(acc[t * (HMAX / 8) + 2 * dc], fa[t], fb);
+                mma_bf16_16816(acc[t * (HMAX / 8) + 2 * dc + 1], fa[t], fb + 2);
             }
         }
     }
@@ -585,7 +600,8 @@ __device__ inline float quad_sum(float x) {
 }
 
 /* Bit c: key j0 + c of an N-key tile (N <= 64) is inside T and not padding. A load per lane
- * per 32 keys, joined by ballots, instead of one per score. The whole warp. */
+ * per 32 keys, joined by ballots, instead of one per score; a 16-key tile's bits from 16 on
+ * cleared (tile_hides compares all of them). The whole warp. */
 template <int N>
 __device__ inline uint64_t visible_keys(const int32_t *keep, int j0, int T, int lane) {
     uint64_t bits = 0;
@@ -593,7 +609,7 @@ __device__ inline uint64_t visible_keys(const int32_t *keep, int j0, int T, int 
     for (int c0 = 0; c0 < N; c0 += 32)
         bits |= (uint64_t)__ballot_sync(0xffffffffu, key_visible(keep, 0, 0, 0, j0 + c0 + lane, T))
                 << c0;
-    return bits;
+    return N < 32 ? bits & ((1ull << N) - 1) : bits;
 }
 
 /* Whether the warp's N-key tile from key j0 hides any score of its `rows` rows from w0: a key
@@ -637,12 +653,13 @@ __device__ inline void hide_tile(float (*s)[4], uint64_t visible, int causal, in
         hide_scores<N>(s + t * (N / 8), visible, causal, window, w0 + t * TC, j0, lane);
 }
 
-/* grad[row][d] (+)= scale * the lane's elements of acc (put_grad), row = the warp's 16 rows from
- * r0 (at grad + r0 * ld), for rows < T and d < HS. */
+/* grad[row][d] (+)= scale * the lane's elements of acc (HMAX/8 n8 tiles; put_grad), row = the
+ * warp's 16 rows from r0 (at grad + r0 * ld), for rows < T and d < HS. */
+template <int HMAX>
 __device__ inline void add_tiles(float *grad, size_t ld, const float (*acc)[4], float scale, int r0,
                                  int T, int HS, int lane, int add) {
 #pragma unroll
-    for (int c = 0; c < TC_DIMS; c++)
+    for (int c = 0; c < HMAX / 8; c++)
 #pragma unroll
         for (int q = 0; q < 4; q++) {
             int r = r0 + c_row(lane, q), d = c_col(lane, c, q);
@@ -676,34 +693,48 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
     return x + ((size_t)b * H + h) * T * HP;
 }
 
-/* m16 tiles of rows per warp (queries in forward and dq, keys in dk, dv): two at HP 64 (32
- * rows), and in forward at HP 128 too, so each fragment of the streamed tiles read from shared
- * memory feeds two products (FlashAttention-2's layout); one at other sizes. In backward at HP 128
- * two would spill registers (dk/dv, on sm_90) or need 104 KB of shared memory (dq: sm_86 and sm_89
- * allow a block 99 KB). */
-__host__ __device__ constexpr int warp_tiles(int HPC, bool forward) {
-    return HPC == 64 || (forward && HPC == 128) ? 2 : 1;
-}
-/* Keys of forward's streamed tiles: 32 at HP 128, whose two m16 tiles a warp keep 128 f32 of out
- * a lane (64 keys' scores would be 64 more: 255 registers and spills on sm_90), else 64. */
-__host__ __device__ constexpr int fwd_keys(int HPC) {
-    return HPC == 128 ? 32 : 64;
-}
+/* A tensor-core kernel's compiled shape: HP up to HMAX (a lane's accumulators of an m16 tile are
+ * DIMS = HMAX/8 n8 tiles of four floats), compiled whole at HPC = HP = 64, 128 or 256 (loops
+ * unrolled whole, no branches on HP), else HPC 0: HP at run time, HMAX 128 or 256.
+ * MT_FWD, MT_BWD: m16 tiles of rows per warp (queries in forward and dq, keys in dk, dv): two at
+ * HP 64 (32 rows), and in forward at HP 128 too, so each fragment of the streamed tiles read from
+ * shared memory feeds two products (FlashAttention-2's layout); one at other sizes. In backward
+ * at HP 128 two would spill registers (dk/dv, on sm_90) or need 104 KB of shared memory (dq:
+ * sm_86 and sm_89 allow a block 99 KB).
+ * FWD_KEYS: keys of forward's streamed tiles: 32 at HP 128, whose two m16 tiles a warp keep 128
+ * f32 of out a lane (64 keys' scores would be 64 more: 255 registers and spills on sm_90), and
+ * above (one m16 tile, as wide), else 64.
+ * Above HP 128 (WIDE) the streamed tiles shrink so that a block fits 99 KB of shared memory (two
+ * blocks an SM on sm_90): at HP 256 forward 99 KB (four warps, 32 keys), dq 99 KB (four warps,
+ * BWD_ROWS = 16 keys), dk/dv 83 KB (16 queries, DKDV_WARPS = 3: four would take 99.4 KB). And dk
+ * and dv run in launches of their own (SPLIT): both accumulators, 256 floats a lane, would spill;
+ * each launch recomputes S (10 products a key and query instead of 8). */
+template <int HPC_, int HMAX_> struct TcShape {
+    static constexpr int HPC = HPC_, HMAX = HMAX_, DIMS = HMAX / 8; /* DIMS: n8 tiles of HMAX */
+    static constexpr bool WIDE = HMAX > 128, SPLIT = WIDE;
+    static constexpr int MT_FWD = HPC == 64 || HPC == 128 ? 2 : 1, MT_BWD = HPC == 64 ? 2 : 1;
+    static constexpr int FWD_KEYS = HPC == 128 || WIDE ? 32 : 64;
+    static constexpr int BWD_ROWS = WIDE ? 16 : BWD_TILE; /* dq's keys, dk/dv's queries a tile */
+    static constexpr int DKDV_WARPS = WIDE ? 3 : ATT_WARPS;
+};
+/* What a dk, dv launch computes (flash_dkdv_tc_kernel's PARTS). */
+enum { GRAD_DK = 1, GRAD_DV = 2 };
 
 /* grid (B*NH, query blocks of warps*MT*16 rows): flash_forward_kernel on tensor cores,
- * fwd_keys(HPC) keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out).
- * DROP: p > 0 (p = 0 compiles no dropout at all). Scores stay unscaled; the running max m is in
- * log2 units (score * scale2), so P = 2^(s scale2 - m) is one FFMA and one MUFU a score. */
-template <int HPC, bool DROP>
+ * S::FWD_KEYS keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out).
+ * S: its TcShape; DROP: p > 0 (p = 0 compiles no dropout at all). Scores stay unscaled; the
+ * running max m is in log2 units (score * scale2), so P = 2^(s scale2 - m) is one FFMA and one
+ * MUFU a score. */
+template <typename S, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_forward_tc_kernel(float *out, bf16 *outh, float *lse, const bf16 *qh, const bf16 *kh,
                             const bf16 *vh, const int32_t *mask, int causal, float p, uint64_t seed,
                             const Heads g) {
 #if TC_ARCH
-    constexpr int MT = warp_tiles(HPC, true), KEYS = fwd_keys(HPC);
+    constexpr int MT = S::MT_FWD, KEYS = S::FWD_KEYS;
     if (DROP) seed ^= step_seed(g.step);
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
-    int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
+    int HS = g.HS, HP = S::HPC ? S::HPC : padded_hs(HS), ld = tile_ld(HP);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * MT * TC;
     int i0 = query_tile(causal) * rows, w0 = i0 + warp * MT * TC; /* the block's, the warp's */
     extern __shared__ __align__(128) unsigned char tc_smem[];     /* fwd_tc_shared_bytes */
@@ -712,7 +743,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     HeadPtrs hp = head_ptrs(g, b, head, mask);
     size_t ldq = (size_t)g.NH * HS;
     float scale2 = LOG2E / sqrtf((float)HS), m[MT][2], l[MT][2] = {};
-    float o[MT][TC_DIMS][4] = {};
+    float o[MT][S::DIMS][4] = {};
     uint32_t row_key[MT][2]; /* rng_row_key of the lane's rows (tile t, h) */
 #pragma unroll
     for (int t = 0; t < MT; t++)
@@ -740,7 +771,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             continue; /* every key hidden: warp-uniform */
         float s[MT][KEYS / 8][4] = {};
         uint64_t visible = visible_keys<KEYS>(hp.keep, j0, T, lane); /* loads under the mma */
-        mma_abt<KEYS, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
+        mma_abt<KEYS, MT, S::HMAX>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
         hide_tile<KEYS, MT>(s[0], visible, causal, g.window, w0, j0, lane);
 #pragma unroll
         for (int t = 0; t < MT; t++) { /* the online softmax of tile t's rows g, g + 8 (h) */
@@ -769,14 +800,14 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                 }
             }
 #pragma unroll
-            for (int c = 0; c < TC_DIMS; c++) {
+            for (int c = 0; c < S::DIMS; c++) {
                 if (c * 8 >= HP) break;
 #pragma unroll
                 for (int e = 0; e < 4; e++) o[t][c][e] *= rescale[e >> 1];
             }
             for (int h = 0; h < 2; h++) l[t][h] = l[t][h] * rescale[h] + sum[h]; /* the lane's */
         }
-        mma_wb<KEYS, MT>(o[0], s[0], Vs, ld, HP, lane);
+        mma_wb<KEYS, MT, S::HMAX>(o[0], s[0], Vs, ld, HP, lane);
     }
 #pragma unroll
     for (int t = 0; t < MT; t++) {
@@ -789,7 +820,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             inv[h] = sum > 0.0f ? 1.0f / sum : 0.0f;
         }
 #pragma unroll
-        for (int c = 0; c < TC_DIMS; c++)
+        for (int c = 0; c < S::DIMS; c++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int i = w0 + t * TC + c_row(lane, e), d = c_col(lane, c, e);
@@ -804,25 +835,25 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #endif
 }
 
-/* grid (B*NH, query blocks of warps*MT*16 rows): flash_dq_kernel on tensor cores, BWD_TILE keys
- * a tile; qh, kh, vh, doh the heads_bf16 copies of q, k, v, dout; DROP: p > 0. */
-template <int HPC, bool DROP>
+/* grid (B*NH, query blocks of warps*MT*16 rows): flash_dq_kernel on tensor cores, KT =
+ * S::BWD_ROWS keys a tile; qh, kh, vh, doh the heads_bf16 copies of q, k, v, dout; DROP: p > 0. */
+template <typename S, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dq_tc_kernel(float *dq, const bf16 *doh, const bf16 *qh, const bf16 *kh, const bf16 *vh,
                        const float *lse, const float *D, const int32_t *mask, int causal, float p,
                        uint64_t seed, const Heads g) {
 #if TC_ARCH
-    constexpr int MT = warp_tiles(HPC, false);
+    constexpr int MT = S::MT_BWD, KT = S::BWD_ROWS;
     if (DROP) seed ^= step_seed(g.step);
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
-    int HS = g.HS, HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP);
+    int HS = g.HS, HP = S::HPC ? S::HPC : padded_hs(HS), ld = tile_ld(HP);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = (blockDim.x >> 5) * MT * TC;
     int i0 = query_tile(causal) * rows, w0 = i0 + warp * MT * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dq_tc_shared_bytes */
     bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + rows * ld, *KV = dOs + rows * ld; /* two buffers */
     const bf16 *kb = head_rows(kh, b, kvh, g.NKV, T, HP), *vb = head_rows(vh, b, kvh, g.NKV, T, HP);
     HeadPtrs hp = head_ptrs(g, b, head, mask);
-    float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale, acc[MT][TC_DIMS][4] = {};
+    float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale, acc[MT][S::DIMS][4] = {};
     float row_lse2[MT][2], row_D[MT][2]; /* lse in log2 units, as the scores below */
     uint32_t row_key[MT][2];             /* rng_row_key of the lane's rows */
 #pragma unroll
@@ -835,31 +866,31 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         }
     load_tile_async(Qs, ld, head_rows(qh, b, head, g.NH, T, HP), i0, rows, T, HP);
     load_tile_async(dOs, ld, head_rows(doh, b, head, g.NH, T, HP), i0, rows, T, HP);
-    int j_first = first_key_tile(i0, g.window, BWD_TILE), keys = causal ? min(T, i0 + rows) : T;
-    load_tile_async(KV, ld, kb, j_first, BWD_TILE, T, HP);
-    load_tile_async(KV + BWD_TILE * ld, ld, vb, j_first, BWD_TILE, T, HP);
+    int j_first = first_key_tile(i0, g.window, KT), keys = causal ? min(T, i0 + rows) : T;
+    load_tile_async(KV, ld, kb, j_first, KT, T, HP);
+    load_tile_async(KV + KT * ld, ld, vb, j_first, KT, T, HP);
     cp_async_commit();
-    for (int j0 = j_first, buf = 0; j0 < keys; j0 += BWD_TILE, buf ^= 1) {
+    for (int j0 = j_first, buf = 0; j0 < keys; j0 += KT, buf ^= 1) {
         cp_async_wait_all();
         __syncthreads(); /* this tile landed for all; the other buffer's readers done */
-        bf16 *Ks = KV + buf * 2 * BWD_TILE * ld, *Vs = Ks + BWD_TILE * ld;
-        if (j0 + BWD_TILE < keys) {
-            bf16 *next = KV + (buf ^ 1) * 2 * BWD_TILE * ld;
-            load_tile_async(next, ld, kb, j0 + BWD_TILE, BWD_TILE, T, HP);
-            load_tile_async(next + BWD_TILE * ld, ld, vb, j0 + BWD_TILE, BWD_TILE, T, HP);
+        bf16 *Ks = KV + buf * 2 * KT * ld, *Vs = Ks + KT * ld;
+        if (j0 + KT < keys) {
+            bf16 *next = KV + (buf ^ 1) * 2 * KT * ld;
+            load_tile_async(next, ld, kb, j0 + KT, KT, T, HP);
+            load_tile_async(next + KT * ld, ld, vb, j0 + KT, KT, T, HP);
             cp_async_commit();
         }
-        if (causal && (j0 > w0 + MT * TC - 1 || (g.window && j0 + BWD_TILE - 1 <= w0 - g.window)))
+        if (causal && (j0 > w0 + MT * TC - 1 || (g.window && j0 + KT - 1 <= w0 - g.window)))
             continue; /* warp-uniform */
-        float s[MT][BWD_TILE / 8][4] = {}, dP[MT][BWD_TILE / 8][4] = {};
-        uint64_t visible = visible_keys<BWD_TILE>(hp.keep, j0, T, lane);
-        mma_abt<BWD_TILE, MT>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
-        mma_abt<BWD_TILE, MT>(dP[0], dOs + warp * MT * TC * ld, Vs, ld, HP, lane);
-        hide_tile<BWD_TILE, MT>(s[0], visible, causal, g.window, w0, j0, lane);
+        float s[MT][KT / 8][4] = {}, dP[MT][KT / 8][4] = {};
+        uint64_t visible = visible_keys<KT>(hp.keep, j0, T, lane);
+        mma_abt<KT, MT, S::HMAX>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
+        mma_abt<KT, MT, S::HMAX>(dP[0], dOs + warp * MT * TC * ld, Vs, ld, HP, lane);
+        hide_tile<KT, MT>(s[0], visible, causal, g.window, w0, j0, lane);
 #pragma unroll
         for (int t = 0; t < MT; t++)
 #pragma unroll
-            for (int nt = 0; nt < BWD_TILE / 8; nt++) {
+            for (int nt = 0; nt < KT / 8; nt++) {
                 uint32_t draw[2];
                 for (int h = 0; h < 2 && DROP; h++)
                     draw[h] = rng_row_pair(row_key[t][h], (uint32_t)(j0 + c_col(lane, nt, 0)) >> 1);
@@ -872,15 +903,15 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                     s[t][nt][e] = P * (dPm - row_D[t][h]);
                 }
             }
-        mma_wb<BWD_TILE, MT>(acc[0], s[0], Ks, ld, HP, lane);
+        mma_wb<KT, MT, S::HMAX>(acc[0], s[0], Ks, ld, HP, lane);
     }
 #pragma unroll
     for (int t = 0; t < MT; t++)
-        if (HPC && g.rope.half)
-            add_tiles_turned<HPC>(dq + hp.qin, g.ldq, acc[t], scale, w0 + t * TC, T, g.rope, lane,
-                                  g.add);
+        if (S::HPC && g.rope.half)
+            add_tiles_turned<S::HPC>(dq + hp.qin, g.ldq, acc[t], scale, w0 + t * TC, T, g.rope,
+                                     lane, g.add);
         else
-            add_tiles(dq + hp.qin, g.ldq, acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
+            add_tiles<S::HMAX>(dq + hp.qin, g.ldq, acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
@@ -891,22 +922,23 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 struct QueryTiles {
     int first_head, i_start, per_head;
 };
-/* Queues query tile n of qt (q, dout rows; lse, D) into buf: Qs, dOs [BWD_TILE][ld], then
- * lse_s, D_s [BWD_TILE] floats and (drop) key_s [BWD_TILE], the rows' rng_row_key (stored now,
- * seen after the next barrier); rows past T get lse = inf (P = 0) and D = 0. All threads. */
+/* Queues query tile n of qt (q, dout rows; lse, D), QT queries, into buf: Qs, dOs [QT][ld], then
+ * lse_s, D_s [QT] floats and (drop) key_s [QT], the rows' rng_row_key (stored now, seen after
+ * the next barrier); rows past T get lse = inf (P = 0) and D = 0. All threads. */
+template <int QT>
 __device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTiles qt, int n,
                                        const bf16 *qh, const bf16 *doh, const float *lse,
                                        const float *D, bool drop, uint64_t seed, int b,
                                        const Heads g) {
-    int h = qt.first_head + n / qt.per_head, i0 = qt.i_start + n % qt.per_head * BWD_TILE;
+    int h = qt.first_head + n / qt.per_head, i0 = qt.i_start + n % qt.per_head * QT;
     int T = g.T, ld = tile_ld(HP);
-    bf16 *Qs = (bf16 *)buf, *dOs = Qs + BWD_TILE * ld;
-    float *lse_s = (float *)(dOs + BWD_TILE * ld), *D_s = lse_s + BWD_TILE;
-    uint32_t *key_s = (uint32_t *)(D_s + BWD_TILE);
-    load_tile_async(Qs, ld, head_rows(qh, b, h, g.NH, T, HP), i0, BWD_TILE, T, HP);
-    load_tile_async(dOs, ld, head_rows(doh, b, h, g.NH, T, HP), i0, BWD_TILE, T, HP);
+    bf16 *Qs = (bf16 *)buf, *dOs = Qs + QT * ld;
+    float *lse_s = (float *)(dOs + QT * ld), *D_s = lse_s + QT;
+    uint32_t *key_s = (uint32_t *)(D_s + QT);
+    load_tile_async(Qs, ld, head_rows(qh, b, h, g.NH, T, HP), i0, QT, T, HP);
+    load_tile_async(dOs, ld, head_rows(doh, b, h, g.NH, T, HP), i0, QT, T, HP);
     size_t row0 = ((size_t)b * g.NH + h) * T + i0;
-    for (int t = threadIdx.x; t < BWD_TILE; t += blockDim.x) {
+    for (int t = threadIdx.x; t < QT; t += blockDim.x) {
         if (i0 + t < T) {
             cp_async4(lse_s + t, lse + row0 + t);
             cp_async4(D_s + t, D + row0 + t);
@@ -918,28 +950,30 @@ __device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTi
 }
 
 /* grid (B*NKV, key blocks of warps*MT*16 keys): flash_dkdv_kernel on tensor cores; the warp's
- * MT*16 keys against BWD_TILE queries at a time (S^T = K Q^T, dP^T = V dout^T), the tiles of all
- * the group's query heads one stream (QueryTiles), so the copy of the next runs across heads. A
- * tile with all the warp's keys visible and (causal) no query before them needs no mask: queries
- * past T have lse = inf, so P = 0 there anyway. DROP: p > 0. */
-template <int HPC, bool DROP>
+ * MT*16 keys against QT = S::BWD_ROWS queries at a time (S^T = K Q^T, dP^T = V dout^T), the
+ * tiles of all the group's query heads one stream (QueryTiles), so the copy of the next runs
+ * across heads. A tile with all the warp's keys visible and (causal) no query before them needs
+ * no mask: queries past T have lse = inf, so P = 0 there anyway. DROP: p > 0. PARTS: GRAD_DK
+ * and / or GRAD_DV, what the launch computes (dv alone needs neither V nor dP). */
+template <typename S, bool DROP, int PARTS>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dkdv_tc_kernel(float *dk, float *dv, const bf16 *doh, const bf16 *qh, const bf16 *kh,
                          const bf16 *vh, const float *lse, const float *D, const int32_t *mask,
                          int causal, float p, uint64_t seed, const Heads g) {
 #if TC_ARCH
-    constexpr int MT = warp_tiles(HPC, false);
+    constexpr int MT = S::MT_BWD, QT = S::BWD_ROWS;
+    constexpr bool DK = PARTS & GRAD_DK, DV = PARTS & GRAD_DV;
     if (DROP) seed ^= step_seed(g.step);
     int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
-    int HP = HPC ? HPC : padded_hs(HS), ld = tile_ld(HP), lane = threadIdx.x & 31,
+    int HP = S::HPC ? S::HPC : padded_hs(HS), ld = tile_ld(HP), lane = threadIdx.x & 31,
         warp = threadIdx.x >> 5;
     int nkeys = (blockDim.x >> 5) * MT * TC, j0 = blockIdx.y * nkeys, w0 = j0 + warp * MT * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
     unsigned char *bufs = (unsigned char *)(Vs + nkeys * ld);
-    size_t buf_bytes = query_tile_bytes(HS);
+    size_t buf_bytes = query_tile_bytes(QT, HS);
     float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale;
-    float dk_acc[MT][TC_DIMS][4] = {}, dv_acc[MT][TC_DIMS][4] = {};
+    float dk_acc[MT][S::DIMS][4] = {}, dv_acc[MT][S::DIMS][4] = {};
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
     bool key_ok[MT][2], all_ok = true; /* the lane's keys (tile t, rows h): in T, not padding */
 #pragma unroll
@@ -949,37 +983,37 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             all_ok = all_ok && key_ok[t][h];
         }
     bool keys_ok = __all_sync(0xffffffffu, all_ok); /* the warp's MT*16 */
-    QueryTiles qt = {kvh * G, causal ? j0 / BWD_TILE * BWD_TILE : 0, 0};
+    QueryTiles qt = {kvh * G, causal ? j0 / QT * QT : 0, 0};
     int i_end = causal ? query_end(j0 + nkeys - 1, g.window, T) : T; /* past the last window */
-    qt.per_head = (i_end - qt.i_start + BWD_TILE - 1) / BWD_TILE;
+    qt.per_head = (i_end - qt.i_start + QT - 1) / QT;
     load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
-    load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
-    load_query_tile(bufs, HP, qt, 0, qh, doh, lse, D, DROP, seed, b, g);
+    if (DK) load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
+    load_query_tile<QT>(bufs, HP, qt, 0, qh, doh, lse, D, DROP, seed, b, g);
     cp_async_commit();
     for (int n = 0; n < G * qt.per_head; n++) {
         cp_async_wait_all();
         __syncthreads(); /* this tile landed for all; the other buffer's readers done */
         unsigned char *buf = bufs + (n & 1) * buf_bytes;
         if (n + 1 < G * qt.per_head) {
-            load_query_tile(bufs + ((n + 1) & 1) * buf_bytes, HP, qt, n + 1, qh, doh, lse, D, DROP,
-                            seed, b, g);
+            load_query_tile<QT>(bufs + ((n + 1) & 1) * buf_bytes, HP, qt, n + 1, qh, doh, lse, D,
+                                DROP, seed, b, g);
             cp_async_commit();
         }
-        int i0 = qt.i_start + n % qt.per_head * BWD_TILE;
-        if (causal && (i0 + BWD_TILE - 1 < w0 || (g.window && i0 - (w0 + MT * TC - 1) >= g.window)))
+        int i0 = qt.i_start + n % qt.per_head * QT;
+        if (causal && (i0 + QT - 1 < w0 || (g.window && i0 - (w0 + MT * TC - 1) >= g.window)))
             continue; /* warp-uniform: every query before the warp's keys or past their windows */
-        bf16 *Qs = (bf16 *)buf, *dOs = Qs + BWD_TILE * ld;
-        const float *lse_s = (const float *)(dOs + BWD_TILE * ld), *D_s = lse_s + BWD_TILE;
-        const uint32_t *key_s = (const uint32_t *)(D_s + BWD_TILE);
-        float st[MT][BWD_TILE / 8][4] = {}, dPt[MT][BWD_TILE / 8][4] = {};
-        mma_abt<BWD_TILE, MT>(st[0], Ks + warp * MT * TC * ld, Qs, ld, HP, lane);
-        mma_abt<BWD_TILE, MT>(dPt[0], Vs + warp * MT * TC * ld, dOs, ld, HP, lane);
+        bf16 *Qs = (bf16 *)buf, *dOs = Qs + QT * ld;
+        const float *lse_s = (const float *)(dOs + QT * ld), *D_s = lse_s + QT;
+        const uint32_t *key_s = (const uint32_t *)(D_s + QT);
+        float st[MT][QT / 8][4] = {}, dPt[MT][QT / 8][4] = {};
+        mma_abt<QT, MT, S::HMAX>(st[0], Ks + warp * MT * TC * ld, Qs, ld, HP, lane);
+        if (DK) mma_abt<QT, MT, S::HMAX>(dPt[0], Vs + warp * MT * TC * ld, dOs, ld, HP, lane);
         bool hides =
             !keys_ok ||
-            (causal && (i0 < w0 + MT * TC - 1 || (g.window && i0 + BWD_TILE - 1 - w0 >= g.window)));
+            (causal && (i0 < w0 + MT * TC - 1 || (g.window && i0 + QT - 1 - w0 >= g.window)));
         int own = (lane >> 2) & 1; /* keys g and g ^ 1 share a draw: see below */
 #pragma unroll
-        for (int nt = 0; nt < BWD_TILE / 8; nt++) {
+        for (int nt = 0; nt < QT / 8; nt++) {
             int ii = c_col(lane, nt, 0); /* the lane's two queries: columns ii, ii + 1 */
             float2 lse2 = *(const float2 *)(lse_s + ii), Dq = *(const float2 *)(D_s + ii);
             float nl[2] = {-lse2.x * LOG2E, -lse2.y * LOG2E}, Dc[2] = {Dq.x, Dq.y};
@@ -1005,61 +1039,76 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                                    (!causal || (j <= i && (!g.window || i - j < g.window)))))
                         P = 0.0f;
                     if (DROP) keep = rng_row_scale(draw[e >> 1][c], jj & 1, p);
-                    st[t][nt][e] = P * keep, dPt[t][nt][e] = P * (dPt[t][nt][e] * keep - Dc[c]);
+                    st[t][nt][e] = P * keep;
+                    if (DK) dPt[t][nt][e] = P * (dPt[t][nt][e] * keep - Dc[c]);
                 }
             }
         }
-        if (dv) mma_wb<BWD_TILE, MT>(dv_acc[0], st[0], dOs, ld, HP, lane);
-        if (dk) mma_wb<BWD_TILE, MT>(dk_acc[0], dPt[0], Qs, ld, HP, lane);
+        if (DV && dv) mma_wb<QT, MT, S::HMAX>(dv_acc[0], st[0], dOs, ld, HP, lane);
+        if (DK && dk) mma_wb<QT, MT, S::HMAX>(dk_acc[0], dPt[0], Qs, ld, HP, lane);
     }
 #pragma unroll
     for (int t = 0; t < MT; t++) {
-        if (dv) add_tiles(dv + hp.kvin, g.ldkv, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane, g.add);
-        if (dk && HPC && g.rope.half)
-            add_tiles_turned<HPC>(dk + hp.kvin, g.ldkv, dk_acc[t], scale, w0 + t * TC, T, g.rope,
-                                  lane, g.add);
-        else if (dk)
-            add_tiles(dk + hp.kvin, g.ldkv, dk_acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
+        if (DV && dv)
+            add_tiles<S::HMAX>(dv + hp.kvin, g.ldkv, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane,
+                               g.add);
+        if (DK && dk && S::HPC && g.rope.half)
+            add_tiles_turned<S::HPC>(dk + hp.kvin, g.ldkv, dk_acc[t], scale, w0 + t * TC, T, g.rope,
+                                     lane, g.add);
+        else if (DK && dk)
+            add_tiles<S::HMAX>(dk + hp.kvin, g.ldkv, dk_acc[t], scale, w0 + t * TC, T, HS, lane,
+                               g.add);
     }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
 }
 
-/* Dynamic shared memory of the tensor-core kernels, in bytes: bf16 tiles of tile_stride(HS),
- * the streamed ones twice (the tile computed on and the next). Forward at HS = 64: 45 KB; up to
- * 85 KB at HS = 128, above the default 48 KB, so the launch raises the limit. */
-static size_t fwd_tc_shared_bytes(int warps, int MT, int keys, int HS) {
-    return sizeof(bf16) * (warps * MT * TC + 4 * keys) * tile_stride(HS);
+/* Dynamic shared memory of the tensor-core kernels of shape S, in bytes: bf16 tiles of
+ * tile_stride(HS), the streamed ones twice (the tile computed on and the next). At four warps
+ * (three for dk, dv above HP 128) forward, dq and dk/dv take 54, 54 and 55 KB at HS = 64, 68, 68
+ * and 69 KB at 128, 99, 99 and 83 KB at 256: above the default 48 KB, so the launch raises the
+ * limit. */
+template <typename S> static size_t fwd_tc_shared_bytes(int warps, int HS) {
+    return sizeof(bf16) * (warps * S::MT_FWD * TC + 4 * S::FWD_KEYS) * tile_stride(HS);
 }
-static size_t dq_tc_shared_bytes(int warps, int MT, int HS) {
-    return sizeof(bf16) * (2 * warps * MT * TC + 4 * BWD_TILE) * tile_stride(HS);
+template <typename S> static size_t dq_tc_shared_bytes(int warps, int HS) {
+    return sizeof(bf16) * (2 * warps * S::MT_BWD * TC + 4 * S::BWD_ROWS) * tile_stride(HS);
 }
-static size_t dkdv_tc_shared_bytes(int warps, int MT, int HS) {
-    return sizeof(bf16) * 2 * warps * MT * TC * tile_stride(HS) + 2 * query_tile_bytes(HS);
+template <typename S> static size_t dkdv_tc_shared_bytes(int warps, int HS) {
+    return sizeof(bf16) * 2 * warps * S::MT_BWD * TC * tile_stride(HS) +
+           2 * query_tile_bytes(S::BWD_ROWS, HS);
 }
-/* Calls launch(std::integral_constant<int, HPC>, std::bool_constant<DROP>, warps) with the
- * tensor-core kernels' compiled shape: HP = 64 and 128 have kernels of their own (loops unrolled
- * whole, no branches on HP), other sizes HPC = 0 (HP at run time); DROP = p > 0, so that p = 0
- * runs no dropout code at all; grid and threads set for `problems` heads of T rows at
- * warp_tiles(HPC, forward) m16 tiles a warp. */
+/* The tensor-core kernels, for with_kernel_shape. */
+enum TcKernel { TC_FORWARD, TC_DQ, TC_DKDV };
+/* Calls launch(S(), std::bool_constant<DROP>(), warps) with the tensor-core kernels' compiled
+ * shape S (TcShape) for head size HS: HP = 64, 128 and 256 whole, other sizes at run time, up to
+ * 128 or 256; DROP = p > 0, so that p = 0 runs no dropout code at all; grid and threads set for
+ * `problems` heads of T rows at the m16 tiles a warp and the warps a block of kernel `kind`. */
 template <typename F>
-static void with_kernel_shape(int HS, float p, bool forward, int problems, int T, dim3 *grid,
+static void with_kernel_shape(int HS, float p, TcKernel kind, int problems, int T, dim3 *grid,
                               unsigned *threads, F launch) {
-    auto drop = [&](auto hpc) {
-        int warps = att_launch_shape(grid, threads, problems, T, warp_tiles(hpc, forward) * TC);
+    auto drop = [&](auto shape) {
+        using S = decltype(shape);
+        int per_warp = (kind == TC_FORWARD ? S::MT_FWD : S::MT_BWD) * TC;
+        int most = kind == TC_DKDV ? S::DKDV_WARPS : (int)ATT_WARPS;
+        int warps = att_launch_shape(grid, threads, problems, T, per_warp, most);
         if (p > 0.0f)
-            launch(hpc, std::true_type(), warps);
+            launch(shape, std::true_type(), warps);
         else
-            launch(hpc, std::false_type(), warps);
+            launch(shape, std::false_type(), warps);
     };
     int HP = padded_hs(HS);
     if (HP == 64)
-        drop(std::integral_constant<int, 64>());
+        drop(TcShape<64, 64>());
     else if (HP == 128)
-        drop(std::integral_constant<int, 128>());
+        drop(TcShape<128, 128>());
+    else if (HP == 256)
+        drop(TcShape<256, 256>());
+    else if (HP < 128)
+        drop(TcShape<0, 128>());
     else
-        drop(std::integral_constant<int, 0>());
+        drop(TcShape<0, 256>());
 }
 
 /* Lets kernel f take `bytes` of dynamic shared memory: above 48 KB a launch must ask. */
@@ -1306,19 +1355,22 @@ void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse,
         }
         if (out_bf16) a.out = (bf16 *)out_bf16;
         with_kernel_shape(
-            HS, p, true, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
-                constexpr int HPC = decltype(hp)::value;
+            HS, p, TC_FORWARD, B * NH, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
+                using S = decltype(shape);
                 constexpr bool DROP = decltype(drop)::value;
-                auto *kernel = flash_forward_tc_kernel<HPC, DROP>;
-                size_t bytes = allow_shared(
-                    kernel, fwd_tc_shared_bytes(warps, warp_tiles(HPC, true), fwd_keys(HPC), HS));
-                flash_forward_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
+                auto *kernel = flash_forward_tc_kernel<S, DROP>;
+                size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes<S>(warps, HS));
+                flash_forward_tc_kernel<S, DROP><<<grid, threads, bytes>>>(
                     out, a.out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
             });
     } else {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
-        flash_forward_kernel<<<grid, threads, fwd_shared_bytes(warps, HS)>>>(
-            out, lse, q, k, v, mask, causal, p, seed, g);
+        with_row_share<4>(HS, [&](auto dims) {
+            constexpr int DIMS = decltype(dims)::value;
+            size_t bytes = allow_shared(flash_forward_kernel<DIMS>, fwd_shared_bytes(warps, HS));
+            flash_forward_kernel<DIMS>
+                <<<grid, threads, bytes>>>(out, lse, q, k, v, mask, causal, p, seed, g);
+        });
         if (out_bf16) cuda_dequantize_rows_bf16(out_bf16, out, GGML_F32, 0, B * T, NH * HS, ldo);
     }
     CUDA_LAUNCHED("attention_forward");
@@ -1368,45 +1420,61 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     if (dq) {
         if (tc) {
             with_kernel_shape(
-                HS, p, false, B * NH, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
-                    constexpr int HPC = decltype(hp)::value;
+                HS, p, TC_DQ, B * NH, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
+                    using S = decltype(shape);
                     constexpr bool DROP = decltype(drop)::value;
-                    auto *kernel = flash_dq_tc_kernel<HPC, DROP>;
-                    size_t bytes =
-                        allow_shared(kernel, dq_tc_shared_bytes(warps, warp_tiles(HPC, false), HS));
-                    flash_dq_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
+                    auto *kernel = flash_dq_tc_kernel<S, DROP>;
+                    size_t bytes = allow_shared(kernel, dq_tc_shared_bytes<S>(warps, HS));
+                    flash_dq_tc_kernel<S, DROP><<<grid, threads, bytes>>>(
                         dq, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
                 });
         } else {
             int warps = att_launch_shape(&grid, &threads, B * NH, T, DQ_ROWS);
-            flash_dq_kernel<<<grid, threads, dq_shared_bytes(warps, HS)>>>(
-                dq, dout, q, k, v, lse, a.D, mask, causal, p, seed, g);
+            with_row_share<4>(HS, [&](auto dims) {
+                constexpr int DIMS = decltype(dims)::value;
+                size_t bytes = allow_shared(flash_dq_kernel<DIMS>, dq_shared_bytes(warps, HS));
+                flash_dq_kernel<DIMS><<<grid, threads, bytes>>>(dq, dout, q, k, v, lse, a.D, mask,
+                                                                causal, p, seed, g);
+            });
         }
         CUDA_LAUNCHED("attention_backward (dq)");
     }
     if (dk || dv) {
         if (tc) {
             with_kernel_shape(
-                HS, p, false, B * NKV, T, &grid, &threads, [&](auto hp, auto drop, int warps) {
-                    constexpr int HPC = decltype(hp)::value;
+                HS, p, TC_DKDV, B * NKV, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
+                    using S = decltype(shape);
                     constexpr bool DROP = decltype(drop)::value;
-                    auto *kernel = flash_dkdv_tc_kernel<HPC, DROP>;
-                    size_t bytes = allow_shared(
-                        kernel, dkdv_tc_shared_bytes(warps, warp_tiles(HPC, false), HS));
-                    flash_dkdv_tc_kernel<HPC, DROP><<<grid, threads, bytes>>>(
-                        dk, dv, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
+                    size_t bytes = dkdv_tc_shared_bytes<S>(warps, HS);
+                    /* a launch of the kernel that computes PARTS: GRAD_DK and / or GRAD_DV */
+                    auto part = [&](auto parts) {
+                        constexpr int PARTS = decltype(parts)::value;
+                        allow_shared(flash_dkdv_tc_kernel<S, DROP, PARTS>, bytes);
+                        flash_dkdv_tc_kernel<S, DROP, PARTS><<<grid, threads, bytes>>>(
+                            dk, dv, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
+                    };
+                    if constexpr (!S::SPLIT) {
+                        part(std::integral_constant<int, GRAD_DK | GRAD_DV>());
+                    } else {
+                        if (dv) part(std::integral_constant<int, GRAD_DV>());
+                        if (dk) part(std::integral_constant<int, GRAD_DK>());
+                    }
                 });
         } else {
             int warps = att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
-            flash_dkdv_kernel<<<grid, threads, dkdv_shared_bytes(warps, HS)>>>(
-                dk, dv, dout, q, k, v, lse, a.D, mask, causal, p, seed, g);
+            with_row_share<4>(HS, [&](auto dims) {
+                constexpr int DIMS = decltype(dims)::value;
+                size_t bytes = allow_shared(flash_dkdv_kernel<DIMS>, dkdv_shared_bytes(warps, HS));
+                flash_dkdv_kernel<DIMS><<<grid, threads, bytes>>>(dk, dv, dout, q, k, v, lse, a.D,
+                                                                  mask, causal, p, seed, g);
+            });
         }
         CUDA_LAUNCHED("attention_backward (dk, dv)");
     }
 }
 
 /* Rope's gradients: the tensor-core kernels turn dq and dk as they store them where a head's
- * halves are whole n8 tiles of their own (HS 64 and 128); elsewhere a pass over dq and dk
+ * halves are whole n8 tiles of their own (HS 64, 128 and 256); elsewhere a pass over dq and dk
  * afterwards, with acc preceded by the forward rotation of what they held, which the pass puts
  * back (to float rounding). */
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
@@ -1422,7 +1490,7 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     Rope rope = g.ok ? cuda_rope_table(rope_freqs, HS, &rope_ok) : Rope{};
     if (!g.ok || !rope_ok || (!dq && !dk && !dv)) return;
     int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn();
-    int stores_turn = tc && (HS == 64 || HS == 128), pass = rope.half && !stores_turn;
+    int stores_turn = tc && (HS == 64 || HS == 128 || HS == 256), pass = rope.half && !stores_turn;
     if (stores_turn) g.rope = rope;
     Rope undo = rope; /* the inverse of the transposed turn below, for what dq and dk hold */
     undo.scale = rope.half ? 1.0f / rope.scale : 1.0f;
@@ -1448,8 +1516,7 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 enum {
     CACHED_SPLIT_ROWS = 512, /* query rows from which the GEMMs run (<= CUDA_COUNTERS) */
     CACHED_KEYS = 64,        /* keys a split */
-    CACHED_LANES = 8,        /* lanes a key */
-    CACHED_DIMS = HS_MAX / CACHED_LANES,
+    CACHED_LANES = 8,        /* lanes a key (each owns CACHED_DIMS, HS <= 8 * CACHED_DIMS) */
 };
 
 /* Whether this warp's split is the last of its row's `used` to be done (its partial fenced
@@ -1468,7 +1535,8 @@ __device__ inline bool last_split(unsigned *counter, int used) {
 
 /* Row r of out (and out_bf16 from ob, the row's place there) = sum_s e_s o_s / sum_s e_s l_s,
  * e_s = 2^(m_s - max m), over the row's `used` partials pr (split order; read past L1: other
- * warps wrote them), lane l owning dimensions l, l + 32, .. */
+ * warps wrote them), lane l owning dimensions l, l + 32, .. (DIMS of them, HS <= 32 * DIMS) */
+template <int DIMS>
 __device__ inline void join_splits(float *out, __nv_bfloat16 *out_bf16, size_t ob,
                                    const volatile float *pr, int used, size_t r, int HS) {
     int lane = threadIdx.x & 31;
@@ -1495,6 +1563,7 @@ __device__ inline void join_splits(float *out, __nv_bfloat16 *out_bf16, size_t o
 /* Warp w: query row r = w / splits (query i = r / NH, head h = r % NH), keys of split w % splits
  * up to pos[i] (from its window's first); out and out_bf16 (directly with one split, else by
  * the row's last split from part [n*NH, splits, HS + 2]). */
+template <int CACHED_DIMS>
 __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int ldo, float *part,
                                         unsigned *counters, const float *q, int ldq, const float *k,
                                         const float *v, const int32_t *pos, int window, int n,
@@ -1560,9 +1629,9 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int
         if (splits == 1) continue;
         if (lane == 0) dst[HS] = m, dst[HS + 1] = l;
         int used = pos[i] / CACHED_KEYS + 1 - first_split; /* the splits holding keys */
-        if (last_split(counters + r, used))
-            join_splits(out, out_bf16, ob, part + (r * splits + first_split) * (HS + 2), used, r,
-                        HS);
+        if (last_split(counters + r, used)) /* a lane of the join: HS / 32 dimensions, not / 8 */
+            join_splits<CACHED_DIMS / 4>(out, out_bf16, ob,
+                                         part + (r * splits + first_split) * (HS + 2), used, r, HS);
     }
 }
 
@@ -1635,9 +1704,13 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float 
     unsigned *counters = cuda_counters();
     if (!counters) return;
     size_t warps = (size_t)n * NH * splits;
-    attention_cached_kernel<<<cuda_blocks(warps, CACHED_WARPS), CACHED_WARPS * 32>>>(
-        out, (__nv_bfloat16 *)out_bf16, ldo, scratch, counters, q, ldq, k, v, pos, window, n,
-        splits, NH, NKV, HS);
+    with_row_share<16>(HS, [&](auto dims) {
+        constexpr int CACHED_DIMS = decltype(dims)::value;
+        attention_cached_kernel<CACHED_DIMS>
+            <<<cuda_blocks(warps, CACHED_WARPS), CACHED_WARPS * 32>>>(
+                out, (__nv_bfloat16 *)out_bf16, ldo, scratch, counters, q, ldq, k, v, pos, window,
+                n, splits, NH, NKV, HS);
+    });
     CUDA_LAUNCHED("attention_cached");
 }
 

@@ -66,6 +66,10 @@ const char *fail(const char *what, const std::string &why) {
     snprintf(message, sizeof message, "model.attention cudnn: %s: %s", what, why.c_str());
     return message;
 }
+/* A shape cuDNN's rules refuse (Ampere's backward past head size 128, say), and the way out. */
+const char *refused(const char *what, fe::error_t &e) {
+    return fail(what, e.get_message() + " (model.attention loraft takes this shape)");
+}
 
 bool same(const CudnnSdpa &a, const CudnnSdpa &b) {
     return a.B == b.B && a.T == b.T && a.NH == b.NH && a.NKV == b.NKV && a.HS == b.HS &&
@@ -194,7 +198,7 @@ Graph *plan_for(const CudnnSdpa &s, bool backward) {
     int64_t bytes = 0;
     if (e.is_good()) e = g->get_workspace_size(bytes);
     if (!e.is_good()) {
-        fail(backward ? "planning backward" : "planning forward", e.get_message());
+        refused(backward ? "planning backward" : "planning forward", e);
         return NULL;
     }
     if (reserve(bytes)) return NULL;
@@ -247,7 +251,7 @@ const char *cudnn_sdpa_check(const CudnnSdpa *s, int backward, int sm) {
     const char *what = backward ? "backward" : "forward";
     try {
         fe::error_t e = describe(*s, backward != 0, sm)->validate();
-        return e.is_good() ? NULL : fail(what, e.get_message());
+        return e.is_good() ? NULL : refused(what, e);
     } catch (const std::exception &x) {
         return fail(what, x.what());
     }

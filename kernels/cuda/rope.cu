@@ -16,7 +16,7 @@ Rope cuda_rope_table(const RopeFreqs *f, int HS, int *ok) {
     *ok = 1;
     if (!f || !f->half) return r;
     if (HS < 2 || HS % 2 || HS / 2 > ROPE_MAX_HALF || f->half != HS / 2) {
-        CUDA_FAIL("rope: the CUDA kernels turn even head sizes up to 128, with HS/2 frequencies");
+        CUDA_FAIL("rope: the CUDA kernels turn even head sizes up to 256, with HS/2 frequencies");
         *ok = 0;
         return r;
     }

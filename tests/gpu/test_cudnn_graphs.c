@@ -43,6 +43,21 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof accepted / sizeof *accepted; i++) check_accepted(&accepted[i]);
 
+    /* Gemma 3's head size 256 (1B: 4 heads over one KV head, window 512): Hopper forward and
+     * backward, Ampere forward; Ampere's backward takes head sizes up to 128, and the refusal says
+     * so and where to go */
+    CudnnSdpa gemma = {2, 1024, 4, 1, 256, 256, 1, 1, 0.0f, 512};
+    for (int backward = 0; backward < 2; backward++) {
+        const char *hopper = cudnn_sdpa_check(&gemma, backward, 90);
+        printf("HS 256 sm 90 %-8s %s\n", backward ? "backward" : "forward",
+               hopper ? hopper : "accepted");
+        CHECK(hopper == NULL);
+    }
+    CHECK(cudnn_sdpa_check(&gemma, 0, 80) == NULL);
+    const char *ampere = cudnn_sdpa_check(&gemma, 1, 80);
+    printf("HS 256 sm 80 backward %s\n", ampere ? ampere : "accepted");
+    CHECK(ampere && strstr(ampere, "128") && strstr(ampere, "model.attention loraft"));
+
     /* cuDNN's rules do refuse: a head size that is not a multiple of 8, with its reason */
     CudnnSdpa odd = {2, 64, 4, 4, 36, 48, 0, 0, 0.0f, 0};
     const char *why = cudnn_sdpa_check(&odd, 0, 90);

@@ -1164,9 +1164,10 @@ static int att_window;
 #define ATT_BF16_TOL 2e-2
 #define ATT_BF16_LSE_TOL 1e-2
 #define ATT_ROUNDED_TOL 2e-3
-/* keys of forward's tiles (attention.cu's fwd_keys): 32 at head sizes padded to 128, else 64 */
+/* keys of forward's tiles (attention.cu's TcShape::FWD_KEYS): 32 at head sizes padded to 128 and
+ * above, else 64 */
 static int att_key_tile(int HS) {
-    return (HS + 15) / 16 * 16 == 128 ? 32 : 64;
+    return (HS + 15) / 16 * 16 >= 128 ? 32 : 64;
 }
 
 static double bf(float x) {
@@ -1716,6 +1717,39 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     pairs_free();
 }
 
+/* Head sizes past 128 (Gemma's 256; 160 and 200 at run time, 200 with zero columns): the f32
+ * kernels' eight dimensions a lane, the tensor-core kernels' wide shapes (one m16 tile a warp,
+ * 16-row backward tiles, dk and dv in launches of their own), and the cache's: causal GQA with a
+ * sliding window and rope (cos and sin scaled; gradients turned as stored at 256, by a pass at
+ * 160), padded non-causal with dropout, no dropout over tiles that hide no key, one gradient at a
+ * time, first writers, [q | k | v] rows, then decoding over a cache (splits, window, GEMMs) and
+ * the cache's write. */
+static void test_attention_wide(void) {
+    att_window = 17, att_rope = 1e5f, att_rope_scale = 1.3f;
+    test_attention(2, 45, 4, 2, 256, 1, 7, 0.1f, 0);
+    test_attention(2, 37, 4, 2, 160, 1, 5, 0.1f, 0);
+    test_attention_bf16(2, 45, 4, 2, 256, 1, 7, 0.1f, G_ALL);
+    test_attention_bf16(2, 37, 4, 2, 160, 1, 5, 0.1f, G_ALL);
+    test_attention_cached(7, 0, 0, 4, 2, 256, 0, 0); /* cache_write's turn, scaled */
+    att_window = 0, att_rope = 0.0f, att_rope_scale = 1.0f;
+    test_attention(1, 40, 2, 2, 256, 0, 9, 0.1f, 0);           /* padded, dropout */
+    test_attention_bf16(2, 70, 2, 2, 256, 0, 20, 0.1f, G_ALL); /* and the rounded reference */
+    test_attention_bf16(2, 40, 2, 2, 200, 0, 9, 0.1f, G_ALL);  /* HP 208: 8 zero columns */
+    test_attention_bf16(1, 80, 2, 1, 256, 1, 0, 0.0f, G_ALL);  /* p = 0, whole tiles visible */
+    test_attention_bf16(2, 37, 4, 2, 256, 1, 5, 0.1f, G_DW);   /* dk's launch alone */
+    test_attention_bf16(2, 37, 4, 2, 256, 0, 5, 0.1f, G_DINP | G_DB); /* dq, and dv's launch */
+    att_set = 1;
+    test_attention(2, 45, 4, 2, 256, 1, 7, 0.1f, 1);
+    test_attention_bf16(2, 45, 4, 2, 256, 1, 7, 0.1f, G_ALL);
+    for (int bf16 = 0; bf16 < 2; bf16++) test_attention_joined(1, 20, 2, 2, 256, 1, 0.1f, bf16);
+    att_set = 0;
+    for (int joined = 0; joined < 2; joined++) {
+        test_attention_cached(1, 69, 30, 4, 2, 256, joined, 0);  /* a decode step, two splits */
+        test_attention_cached(3, 130, 5, 4, 1, 160, joined, 17); /* MQA, a window */
+        test_attention_cached(64, 0, 0, 8, 2, 256, joined, 9);   /* 512 query rows: the GEMMs */
+    }
+}
+
 /* ---- cross-entropy ---- */
 static void test_cross_entropy(int N, int V, float amp, int with_grad) {
     Pair *logits = pair_random((size_t)N * V, amp), *labels = pair_ints(N, 0, V);
@@ -1926,13 +1960,13 @@ static void test_errors(void) {
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NKV") != NULL);
     CHECK(dut->status(&e) == 0); /* reported once, then clear */
-    Pair *y = pair_random(129, 1.0f), *l1 = pair_new(sizeof(float));
+    Pair *y = pair_random(257, 1.0f), *l1 = pair_new(sizeof(float));
     /* past the kernels' head size */
-    dut->attention_forward(F(y, 1), NULL, 0, F(l1, 1), NULL, F(y, 1), 129, F(y, 1), F(y, 1), 129,
-                           NULL, 1, 0, NULL, 0.0f, 1, F(l1, 1), 1, 1, 1, 1, 129);
+    dut->attention_forward(F(y, 1), NULL, 0, F(l1, 1), NULL, F(y, 1), 257, F(y, 1), F(y, 1), 257,
+                           NULL, 1, 0, NULL, 0.0f, 1, F(l1, 1), 1, 1, 1, 1, 257);
     CHECK(dut->status(&e) == -1);
     printf("head size: %s\n", e.msg);
-    CHECK(strstr(e.msg, "HS > 128") != NULL);
+    CHECK(strstr(e.msg, "HS > 256") != NULL);
     /* rope turns pairs: an odd head size is refused */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 3, F(x, 1), F(x, 1), 3, NULL,
                            1, 0, rope_plain(1e4f, 3), 0.0f, 1, F(lse, 1), 2, 3, 1, 1, 3);
@@ -2129,7 +2163,7 @@ int main(void) {
     test_attention(3, 33, 4, 1, 16, 1, 5, 0.1f, 0);    /* causal, one KV head (MQA) */
     test_attention(2, 70, 9, 3, 64, 1, 0, 0.0f, 0);    /* SmolLM2's heads: 9 q, 3 KV */
     test_attention(2, 70, 9, 3, 64, 1, 20, 0.1f, 1);
-    test_attention(2, 45, 4, 2, 128, 1, 7, 0.1f, 0); /* HS = 128, the kernels' largest */
+    test_attention(2, 45, 4, 2, 128, 1, 7, 0.1f, 0); /* HS = 128, the narrow kernels' largest */
     test_attention(1, 40, 2, 2, 128, 0, 3, 0.0f, 0);
     test_attention_grads(2, 37, 4, 2, 32, 1, 5, 0.1f, 0, G_DW);          /* dk only */
     test_attention_grads(2, 37, 4, 2, 32, 0, 5, 0.1f, 0, G_DINP | G_DB); /* dq, dv */
@@ -2237,6 +2271,7 @@ int main(void) {
         test_attention_cached(5, 40, 0, 4, 1, 32, joined, 3);
         test_attention_cached(64, 0, 0, 8, 2, 128, joined, 9); /* the GEMMs' softmax */
     }
+    test_attention_wide();
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
     test_cross_entropy(16, 1000, 50.0f, 1);
