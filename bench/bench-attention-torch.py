@@ -7,6 +7,7 @@ forward + backward, over B*T = 16384 tokens at T = 512 and 2048:
     padded  DistilBERT's heads: NH 12, HS 64, sequence b keeping T - (b % 4) * T / 8 keys
             (a boolean mask, as HF's SDPA path passes one: the memory-efficient kernel)
     causal128  Llama-3.1-8B's heads: NH 32, 8 KV heads, HS 128, is_causal (the longer T only)
+    causal256  Gemma 3 1B's heads: NH 4, 1 KV head, HS 256, is_causal (the longer T only)
 
 FLOPs count only the allowed query-key pairs, as bench_kernels does: 4 * NH * HS * pairs
 forward, twice that backward (backward's time is forward + backward minus forward).
@@ -36,7 +37,8 @@ def timed(fn, reps, sync):
 
 def case(torch, kind, T, tokens, reps, device):
     F = torch.nn.functional
-    NH, NKV, HS = {"causal": (9, 3, 64), "padded": (12, 12, 64), "causal128": (32, 8, 128)}[kind]
+    NH, NKV, HS = {"causal": (9, 3, 64), "padded": (12, 12, 64), "causal128": (32, 8, 128),
+                 "causal256": (4, 1, 256)}[kind]
     B = max(1, tokens // T)
     dt = torch.bfloat16
     q = torch.randn(B, NH, T, HS, device=device, dtype=dt, requires_grad=True)
@@ -93,6 +95,7 @@ def main():
         for kind in ("causal", "padded"):
             case(torch, kind, T, tokens, reps, a.device)
     case(torch, "causal128", Ts[-1], tokens, reps, a.device)
+    case(torch, "causal256", Ts[-1], tokens, reps, a.device)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ typedef struct Dims {
 typedef struct Sizes {
     Dims distilbert, smollm2;
     Dims llama8b; /* Llama-3.1-8B's heads: attention at head size 128 only */
+    Dims gemma3;  /* Gemma 3 1B's heads: attention at head size 256 only */
     int rows, mem_rows, ce_rows, attn_tokens, T[2], warmup, reps;
     size_t copy_bytes, adam_small, adam_large;
 } Sizes;
@@ -79,6 +80,7 @@ static const Sizes full = {
                 .n_dense = 4,
                 .dense = {{576, 576}, {576, 192}, {576, 1536}, {1536, 576}}},
     .llama8b = {.name = "llama8b", .C = 4096, .NH = 32, .NKV = 8, .HS = 128},
+    .gemma3 = {.name = "gemma3-1b", .C = 1152, .NH = 4, .NKV = 1, .HS = 256},
     .rows = 8192,
     .mem_rows = 16384,
     .ce_rows = 2048,
@@ -111,6 +113,7 @@ static const Sizes smoke = {
                 .n_dense = 4,
                 .dense = {{64, 64}, {64, 32}, {64, 128}, {128, 64}}},
     .llama8b = {.name = "llama8b", .C = 256, .NH = 2, .NKV = 1, .HS = 128},
+    .gemma3 = {.name = "gemma3-1b", .C = 512, .NH = 2, .NKV = 1, .HS = 256},
     .rows = 64,
     .mem_rows = 64,
     .ce_rows = 16,
@@ -770,6 +773,8 @@ int main(int argc, char **argv) {
     }
     bench_attention(&sz->llama8b, sz->T[1], 1, 0, "");            /* head size 128's kernels */
     bench_attention(&sz->llama8b, sz->T[1], 1, sz->T[1] / 4, ""); /* a window: Mistral's heads */
+    bench_attention(&sz->gemma3, sz->T[1], 1, 0, "");             /* head size 256's kernels */
+    bench_attention(&sz->gemma3, sz->T[1], 1, sz->T[1] / 4, "");  /* its windowed layers' */
     /* model.attention cudnn at the same shapes (bf16, in a build with it; its warm-up plans) */
     if (precision == PRECISION_BF16 && !gpu->set_attention(ATTENTION_CUDNN, &err)) {
         for (int t = 0; t < 2; t++) {
@@ -777,6 +782,7 @@ int main(int argc, char **argv) {
             bench_attention(&sz->distilbert, sz->T[t], 0, 0, "cudnn ");
         }
         bench_attention(&sz->llama8b, sz->T[1], 1, 0, "cudnn ");
+        bench_attention(&sz->gemma3, sz->T[1], 1, 0, "cudnn ");
         gpu->set_attention(ATTENTION_LORAFT, NULL);
     } else if (precision == PRECISION_BF16) {
         printf("# no cudnn attention rows: %s\n", err.msg);

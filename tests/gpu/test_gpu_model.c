@@ -102,7 +102,9 @@ static void compare(const char *what, const Ops *ops, const float *dev, const fl
 }
 
 /* The bounds of a run: fp32 on both backends, or bf16 on the GPU (see the top). */
-static const double bf16_loss_rel = 2e-3, bf16_tensor_rel = 5e-2;
+static const double bf16_loss_rel = 2e-3;
+static double bf16_tensor_rel = 5e-2; /* gemma3_runs widens it for one model */
+static float adam_eps = 1e-6f;        /* run_decoder's AdamW (why: there); gemma3_runs' too */
 
 static void compare_as(Precision prec, const char *what, const float *h, const float *ref,
                        size_t n) {
@@ -520,7 +522,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
          * differences (attention's reductions run in another order on each) into weight
          * differences of 1e-4 and more; with eps 1e-6 the same test stays sensitive to any
          * gradient that is wrong. */
-        CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, 1e-6f, 0.01f, &err), &err);
+        CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, adam_eps, 0.01f, &err), &err);
         if (task != TASK_DPO) continue;
         CHECK_OK(dpo_reference_forward(ms[k], &err), &err); /* the reference stays on the device */
         CHECK_OK(model_read_loss(ms[k], NULL, NULL, &err), &err);
@@ -730,6 +732,26 @@ static void lora_fp32_and_bf16(Arch arch, int tied, const char *what) {
            bf16_worst, bf16_worst_what);
 }
 
+/* Gemma 3: LoRA in fp32 and bf16, and full fine-tuning in fp32 (its norms train). Its norms
+ * after attention and the MLP bring each branch to the residual stream's size, so the branches'
+ * bf16 rounding (0.4 % a GEMM) reaches the logits undamped, where a Llama's small random
+ * branches hide it under the embedding: 0.78 % at the first forward against the others'
+ * 0.23-0.34 %, growing alike over the 3 steps (to 5.2 %, the others' to 1.4-1.8 %); the bound
+ * is 8 % for it. The full fine-tuning's first step has a gradient element of 1.3e-6, which
+ * AdamW's eps of 1e-6 turns from the backends' 4e-8 rounding difference into a weight 2 %
+ * apart after 3 steps: eps 1e-4 there (the gradients themselves are compared at step 0). */
+static void gemma3_runs(void) {
+    bf16_tensor_rel = 8e-2;
+    lora_fp32_and_bf16(ARCH_GEMMA3, 1,
+                       "gemma3 (layer 0 windowed, its own RoPE base, 1 + w norms, GeGLU, LoRA)");
+    bf16_tensor_rel = 5e-2;
+    adam_eps = 1e-4f;
+    run_decoder(ARCH_GEMMA3, 0, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
+                NULL);
+    adam_eps = 1e-6f;
+    printf("gemma3 (untied, full fine-tuning: its norms train): cuda model matches cpu\n");
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
@@ -827,11 +849,7 @@ int main(void) {
            bf16_worst, bf16_worst_what);
     lora_fp32_and_bf16(ARCH_MISTRAL, 0, "mistral (a sliding window of 3 over 8 tokens, LoRA)");
     lora_fp32_and_bf16(ARCH_SMOLLM3, 1, "smollm3 (layer 1 without RoPE, LoRA)");
-    lora_fp32_and_bf16(ARCH_GEMMA3, 1,
-                       "gemma3 (layer 0 windowed, its own RoPE base, 1 + w norms, GeGLU, LoRA)");
-    run_decoder(ARCH_GEMMA3, 0, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
-                NULL);
-    printf("gemma3 (untied, full fine-tuning: its norms train): cuda model matches cpu\n");
+    gemma3_runs();
     check_qkv_joined();
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama DPO (LoRA): cuda model matches cpu\n");
