@@ -22,6 +22,11 @@ Templates (the JSON's "templates": name -> Jinja text, which test_chat.c also de
            Qwen-Qwen2.5-7B-Instruct.jinja
   qwen3    Qwen3's (0.6B to 32B): Qwen-Qwen3-0.6B.jinja; also rendered with
            enable_thinking=False as the cases of "qwen3-nothink" (the same Jinja, picked by name)
+  smollm3  SmolLM3-3B's template, given below (SMOLLM3): a metadata system turn dated today by
+           strftime_now, which this script fixes at SMOLLM3_DATE (loraft's default date for it),
+           /think and /no_think in the system message; also rendered with enable_thinking=False
+           as the cases of "smollm3-nothink" (picked by name); both also over
+           smollm3_conversations(), which try its system message
   llama3.1 Llama-3.1-8B-Instruct's, the same text as Llama-3.3-70B-Instruct's:
            meta-llama-Llama-3.1-8B-Instruct.jinja; rendered with bos_token as llama3
   llama3.2 Llama-3.2-3B-Instruct's: meta-llama-Llama-3.2-3B-Instruct.jinja; rendered with
@@ -41,14 +46,22 @@ Templates (the JSON's "templates": name -> Jinja text, which test_chat.c also de
            Mistral-7B-Instruct-v0.3's "v3" template (tools and tool calls, which loraft does not
            render): the entry "Mistral-Large-Instruct-2407 (mistralai 'v3' template; modified to
            have system prompt at start)"
+  mistral-nemo
+           Mistral-Nemo-Instruct-2407's "v3-tekken" template (tools and tool calls, which loraft
+           does not render): mistralai-Mistral-Nemo-Instruct-2407.jinja, the same text as the
+           test entry "Mistral-Nemo-Instruct-2407 (mistralai 'v3-tekken' template; ...)"
   zephyr   zephyr-7b-beta's and TinyLlama-1.1B-Chat-v1.0's template, given below (ZEPHYR)
   gemma    Gemma 3's instruct template (gemma-3-270m-it to gemma-3-27b-it), given below (GEMMA3):
            a first system turn's content + "\n\n" at the head of the first user turn
   gemma2   Gemma 1's and 2's (gemma-7b-it, gemma-1.1-*-it, gemma-2-*-it; one text, which raises
            on a system turn): google-gemma-2-2b-it.jinja
+  phi3     Phi-3.5-mini-instruct's: microsoft-Phi-3.5-mini-instruct.jinja; rendered with
+           eos_token="<|endoftext|>", its tokenizer's, which ends a conversation without the
+           generation prompt
   plain    loraft's template for base models (src/chat.c), written as Jinja below
 llama2, mistral* and zephyr are rendered with bos_token="<s>" and eos_token="</s>", their
-tokenizers'; gemma and gemma2 with "<bos>" and "<eos>", Gemma's; a few of their cases also with
+tokenizers'; gemma and gemma2 with "<bos>" and "<eos>", Gemma's; phi3 with "<s>" and
+"<|endoftext|>", Phi-3.5-mini's; a few of their cases also with
 other BOS / EOS text (the case records "bos" and "eos"), which loraft takes from the tokenizer
 (chat_template_set_specials).
 
@@ -68,24 +81,35 @@ Where the texts come from, and why they are trusted:
     files converted by others carry variants (a system turn + "\n", lines joined), which are not
     recognised. Gemma 1's template is Gemma 2's, byte for byte (public copies of gemma-7b-it's and
     gemma-2b-it's; llama.cpp's test entry "google/gemma-7b-it" leaves its bos_token out).
+  - SmolLM3-3B's chat_template.jinja is not in llama.cpp's files as published: its
+    HuggingFaceTB-SmolLM3-3B.jinja is Unsloth's edit (no date, the system turn always closed, no
+    /system_override), which renders otherwise and is not recognised. SMOLLM3 below is the text
+    as mistral.rs's chat_templates/smollm3.jinja copies it, byte for byte; the fragments other
+    public code matches in the model's own file with str.replace (its flags block, the end of its
+    tools block, the strftime_now line) agree with it, indentation included, and so do
+    transformers' renderings others quote (the system turn left open without tools). Other
+    revisions that public copies show (a {% generation %} block around the answers, tools= taken
+    as xml_tools) render the same without tools but are other texts, not recognised.
   - Neither Llama 2's nor Zephyr's template is in llama.cpp's files, so they are given below as
     published in meta-llama/Llama-2-7b-chat-hf's and HuggingFaceH4/zephyr-7b-beta's
     tokenizer_config.json (TinyLlama-1.1B-Chat-v1.0 copied Zephyr's), checked against several
     independent public copies that cite those files (Hugging Face's own Jinja tests and
     alignment-handbook, which trained Zephyr, among them).
   - Not rendered here: Mistral-7B-Instruct-v0.1's first template (eos_token + ' ' after each
-    answer; its later texts were not available offline to confirm), Mistral Nemo's v3-tekken.
+    answer; its later texts were not available offline to confirm); Phi-3-mini-4k-instruct's
+    (Phi-3.5's without its skip of an empty system turn) and Phi-3-small's / -medium's.
 
 Errors: these templates raise_exception (roles that do not alternate, system turns they do not
 place); such a case holds "error" (transformers' message, the template's own) and no rendering.
-mistral-v0.3 drops the system message from a conversation that does not end with a user turn
-(it puts it in that turn only): loraft refuses that rather than render it, so such a case holds
-"error" (loraft's message) beside "transformers_rendered".
+mistral-v0.3 and mistral-nemo drop the system message from a conversation that does not end with a
+user turn (they put it in that turn only): loraft refuses that rather than render it, so such a
+case holds "error" (loraft's message) beside "transformers_rendered".
 
 transformers refuses an empty conversation, and so does chat_render. Every template renders every
 conversation with and without the generation prompt; "cases" holds
 {"template", "messages", "add_generation_prompt", "rendered"}.
 """
+import datetime
 import json
 import os
 import re
@@ -93,6 +117,7 @@ import subprocess
 import sys
 import tarfile
 
+import transformers.utils.chat_template_utils as chat_template_utils
 from jinja2.exceptions import TemplateError
 from transformers import AutoTokenizer
 
@@ -183,6 +208,96 @@ GEMMA3 = """{{ bos_token }}
     {{'<start_of_turn>model\\n'}}
 {%- endif -%}
 """
+# SmolLM3-3B's chat_template.jinja (see above): Jinja's "\\n" escapes inside the literals
+SMOLLM3 = """{# ───── defaults ───── #}
+{%- if enable_thinking is not defined -%}
+{%- set enable_thinking = true -%}
+{%- endif -%}
+
+{# ───── reasoning mode ───── #}
+{%- if enable_thinking -%}
+  {%- set reasoning_mode = "/think" -%}
+{%- else -%}
+  {%- set reasoning_mode = "/no_think" -%}
+{%- endif -%}
+
+{# ───── header (system message) ───── #}
+{{- "<|im_start|>system\\n" -}}
+
+{%- if messages[0].role == "system" -%}
+  {%- set system_message = messages[0].content -%}
+  {%- if "/no_think" in system_message -%}
+    {%- set reasoning_mode = "/no_think" -%}
+  {%- elif "/think" in system_message -%}
+    {%- set reasoning_mode = "/think" -%}
+  {%- endif -%}
+  {%- set custom_instructions = system_message.replace("/no_think", "").replace("/think", "").rstrip() -%}
+{%- endif -%}
+
+{%- if "/system_override" in system_message -%}
+  {{- custom_instructions.replace("/system_override", "").rstrip() -}}
+  {{- "<|im_end|>\\n" -}}
+{%- else -%}
+  {{- "## Metadata\\n\\n" -}}
+  {{- "Knowledge Cutoff Date: June 2025\\n" -}}
+  {%- set today = strftime_now("%d %B %Y") -%}
+  {{- "Today Date: " ~ today ~ "\\n" -}}
+  {{- "Reasoning Mode: " + reasoning_mode + "\\n\\n" -}}
+  
+  {{- "## Custom Instructions\\n\\n" -}}
+  {%- if custom_instructions -%}
+    {{- custom_instructions + "\\n\\n" -}}
+  {%- elif reasoning_mode == "/think" -%}
+    {{- "You are a helpful AI assistant named SmolLM, trained by Hugging Face. Your role as an assistant involves thoroughly exploring questions through a systematic thinking process before providing the final precise and accurate solutions. This requires engaging in a comprehensive cycle of analysis, summarizing, exploration, reassessment, reflection, backtracking, and iteration to develop well-considered thinking process. Please structure your response into two main sections: Thought and Solution using the specified format: <think> Thought section </think> Solution section. In the Thought section, detail your reasoning process in steps. Each step should include detailed considerations such as analysing questions, summarizing relevant findings, brainstorming new ideas, verifying the accuracy of the current steps, refining any errors, and revisiting previous steps. In the Solution section, based on various attempts, explorations, and reflections from the Thought section, systematically present the final solution that you deem correct. The Solution section should be logical, accurate, and concise and detail necessary steps needed to reach the conclusion.\\n\\n" -}}
+  {%- else -%}
+    {{- "You are a helpful AI assistant named SmolLM, trained by Hugging Face.\\n\\n" -}}
+  {%- endif -%}
+
+  {%- if xml_tools or python_tools -%}
+    {{- "### Tools\\n\\n" -}}
+    {%- if xml_tools -%}
+      {%- set ns = namespace(xml_tool_string="You may call one or more functions to assist with the user query.\\nYou are provided with function signatures within <tools></tools> XML tags:\\n\\n<tools>\\n") -%}
+      {%- for tool in xml_tools[:] -%} {# The slicing makes sure that xml_tools is a list #}
+        {%- set ns.xml_tool_string = ns.xml_tool_string ~ (tool | string) ~ "\\n" -%}
+      {%- endfor -%}
+      {%- set xml_tool_string = ns.xml_tool_string + "</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call>" -%}
+      {{- xml_tool_string -}}
+    {%- endif -%}
+    {%- if python_tools -%}
+      {%- set ns = namespace(python_tool_string="When you send a message containing Python code between '<code>' and '</code>' tags, it will be executed in a stateful Jupyter notebook environment, and you will then be given the output to continued reasoning in an agentic loop.\\n\\nYou can use the following tools in your python code like regular functions:\\n<tools>\\n") -%}
+      {%- for tool in python_tools[:] -%} {# The slicing makes sure that python_tools is a list #}
+        {%- set ns.python_tool_string = ns.python_tool_string ~ (tool | string) ~ "\\n" -%}
+      {%- endfor -%}
+      {%- set python_tool_string = ns.python_tool_string + "</tools>\\n\\nThe state persists between code executions: so variables that you define in one step are still available thereafter." -%}
+      {{- python_tool_string -}}
+    {%- endif -%}
+    {{- "\\n\\n" -}}
+    {{- "<|im_end|>\\n" -}}
+  {%- endif -%}
+{%- endif -%}
+{# ───── main loop ───── #}
+{%- for message in messages -%}
+    {%- set content = message.content if message.content is string else "" -%}
+    {%- if message.role == "user" -%}
+        {{ "<|im_start|>" + message.role + "\\n"  + content + "<|im_end|>\\n" }}
+    {%- elif message.role == "assistant" -%}
+        {%- if reasoning_mode == "/think" -%}
+            {{ "<|im_start|>assistant\\n" + content.lstrip("\\n") + "<|im_end|>\\n" }}
+        {%- else -%}
+            {{ "<|im_start|>assistant\\n" + "<think>\\n\\n</think>\\n" + content.lstrip("\\n") + "<|im_end|>\\n" }}
+        {%- endif -%}
+    {%- elif message.role == "tool" -%}
+    {{ "<|im_start|>" + "user\\n"  + content + "<|im_end|>\\n" }}
+    {%- endif -%}
+{%- endfor -%}
+{# ───── generation prompt ───── #}
+{%- if add_generation_prompt -%}
+    {%- if reasoning_mode == "/think" -%}
+        {{ "<|im_start|>assistant\\n" }}
+    {%- else -%}
+        {{ "<|im_start|>assistant\\n" + "<think>\\n\\n</think>\\n"  }}
+    {%- endif -%}
+{%- endif -%}"""
 PLAIN = (
     "{% for message in messages %}{% if message['role'] == 'system' %}"
     "{{ message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}"
@@ -196,7 +311,9 @@ LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 MODEL_TEMPLATES = {"qwen2.5": "Qwen-Qwen2.5-7B-Instruct.jinja", "qwen3": "Qwen-Qwen3-0.6B.jinja",
                    "llama3.1": "meta-llama-Llama-3.1-8B-Instruct.jinja",
                    "llama3.2": "meta-llama-Llama-3.2-3B-Instruct.jinja",
-                   "gemma2": "google-gemma-2-2b-it.jinja"}
+                   "gemma2": "google-gemma-2-2b-it.jinja",
+                   "mistral-nemo": "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+                   "phi3": "microsoft-Phi-3.5-mini-instruct.jinja"}
 TEST_TEMPLATES = {  # name -> test-chat-template.cpp's entry
     "mistral": "mistralai/Mistral-7B-Instruct-v0.2 (mistralai 'v1' template with a system prompt)",
     "mistral-legacy":
@@ -206,10 +323,12 @@ TEST_TEMPLATES = {  # name -> test-chat-template.cpp's entry
         "start)"}
 TEST_FILE = "tests/test-chat-template.cpp"
 LLAMA32_DATE = "09 Mar 2031"
+SMOLLM3_DATE = datetime.datetime(2025, 7, 8, 12)  # "08 July 2025": chat.c's SMOLLM3_DATE
 SPECIALS = {"bos_token": "<s>", "eos_token": "</s>"}  # Llama 2's, Mistral's, TinyLlama's
 GEMMA_SPECIALS = {"bos_token": "<bos>", "eos_token": "<eos>"}
+PHI3_SPECIALS = {"bos_token": "<s>", "eos_token": "<|endoftext|>"}  # Phi-3.5-mini's
 OTHER_SPECIALS = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"}
-# loraft's refusal (chat.c), for what mistral-v0.3's template would render without the system
+# loraft's refusal (chat.c), for what Mistral's v3 templates would render without the system
 MISTRAL_V3_REFUSAL = "renders the system message only in a conversation that ends with a user turn"
 
 
@@ -287,13 +406,37 @@ def conversations():
         [(s, "S"), (a, "An assistant right after the system turn.")],
         [(u, "Q"), (a, "A"), (s, "a system turn after an answer")],
         [(u, "Q"), (s, "a system turn between"), (u, "Q again")],
+        [(s, ""), (u, "An empty system turn"), (a, "A")],
     ]
+    return as_messages(convs)
+
+
+def smollm3_conversations():
+    """SmolLM3's system message: its flags (/no_think before /think, each removed in one pass),
+    /system_override, what rstrip() takes, the default instructions when nothing is left."""
+    s, u, a = "system", "user", "assistant"
+    return as_messages([
+        [(s, "Be brief. /no_think"), (u, "Hi"), (a, "\n\nHello.\n")],
+        [(s, "/think Reason first.  \n"), (u, "2+2?"), (a, "<think>\nfour\n</think>\n4")],
+        [(s, "/no_think beats /think"), (u, "Q")],
+        [(s, "/no_think"), (u, "Only a flag: the default instructions")],
+        [(s, " \t\n"), (u, "Only whitespace")],
+        [(s, "/thi/thinknk: one pass leaves a /think\u3000\u2003\n"), (u, "Q"), (a, "A")],
+        [(s, "Custom alone. /system_override /no_think \n"), (u, "Q"), (a, "A")],
+        [(s, "/system_override"), (u, "Q")],
+        [(s, "/system_/thinkoverride is no override"), (u, "Q")],
+        [(u, "Q"), (s, "a later system turn, /no_think"), (u, "Q2"), (a, "\n")],
+    ])
+
+
+def as_messages(convs):
     return [[{"role": r, "content": c} for r, c in conv] for conv in convs]
 
 
 def refused(name, messages):
-    """loraft's own refusal: mistral-v0.3 without a last user turn to put the system into."""
-    return (name == "mistral-v0.3" and messages[0]["role"] == "system"
+    """loraft's own refusal: Mistral's v3 templates without a last user turn to put the system
+    into."""
+    return (name in ("mistral-v0.3", "mistral-nemo") and messages[0]["role"] == "system"
             and messages[-1]["role"] != "user")
 
 
@@ -310,25 +453,36 @@ def render(tok, name, template, messages, gen, extra):
     return {**case, "rendered": rendered}
 
 
+class Clock(datetime.datetime):
+    """transformers' strftime_now reads datetime.now(): SmolLM3's date, fixed."""
+
+    @classmethod
+    def now(cls, tz=None):
+        return SMOLLM3_DATE
+
+
 def main():
+    chat_template_utils.datetime = Clock
     smol_dir = sys.argv[1] if len(sys.argv) > 1 else "models/smollm2-tokenizer"
     tok = AutoTokenizer.from_pretrained(smol_dir)
     models = model_templates(sys.argv[2] if len(sys.argv) > 2 else None)
     templates = {"smollm2": tok.chat_template, "chatml": CHATML, "qwen2": QWEN2,
-                 "qwen2.5": models["qwen2.5"], "qwen3": models["qwen3"], "llama3": LLAMA3,
+                 "qwen2.5": models["qwen2.5"], "qwen3": models["qwen3"], "smollm3": SMOLLM3,
+                 "llama3": LLAMA3,
                  "llama3.1": models["llama3.1"], "llama3.2": models["llama3.2"],
                  "llama2": LLAMA2, "mistral": models["mistral"],
                  "mistral-legacy": models["mistral-legacy"],
-                 "mistral-v0.3": models["mistral-v0.3"], "zephyr": ZEPHYR, "gemma": GEMMA3,
-                 "gemma2": models["gemma2"], "plain": PLAIN}
+                 "mistral-v0.3": models["mistral-v0.3"], "mistral-nemo": models["mistral-nemo"],
+                 "zephyr": ZEPHYR, "gemma": GEMMA3, "gemma2": models["gemma2"],
+                 "phi3": models["phi3"], "plain": PLAIN}
     bos = {"bos_token": "<|begin_of_text|>"}
     extra = {"llama3": bos, "llama3.1": bos, "llama3.2": {**bos, "date_string": LLAMA32_DATE},
              "llama2": SPECIALS, "mistral": SPECIALS, "mistral-legacy": SPECIALS,
-             "mistral-v0.3": SPECIALS, "zephyr": SPECIALS, "gemma": GEMMA_SPECIALS,
-             "gemma2": GEMMA_SPECIALS}
+             "mistral-v0.3": SPECIALS, "mistral-nemo": SPECIALS, "zephyr": SPECIALS,
+             "gemma": GEMMA_SPECIALS, "gemma2": GEMMA_SPECIALS, "phi3": PHI3_SPECIALS}
     cases = []
     for name, template in templates.items():
-        for messages in conversations():
+        for messages in conversations() + (smollm3_conversations() if name == "smollm3" else []):
             for gen in (False, True):
                 case = render(tok, name, template, messages, gen, extra.get(name, {}))
                 if "date_string" in extra.get(name, {}):
@@ -339,11 +493,14 @@ def main():
                 case = render(tok, name, template, messages, False, OTHER_SPECIALS)
                 cases.append({**case, "bos": OTHER_SPECIALS["bos_token"],
                               "eos": OTHER_SPECIALS["eos_token"]})
-    # Qwen3's template with thinking disabled: the same Jinja, another name (not detected)
-    for messages in conversations():
-        for gen in (False, True):
-            case = render(tok, "qwen3", models["qwen3"], messages, gen, {"enable_thinking": False})
-            cases.append({**case, "template": "qwen3-nothink"})
+    # Qwen3's and SmolLM3's templates with thinking disabled: the same Jinja, another name (not
+    # detected)
+    for name, base in (("qwen3-nothink", "qwen3"), ("smollm3-nothink", "smollm3")):
+        extra_convs = smollm3_conversations() if base == "smollm3" else []
+        for messages in conversations() + extra_convs:
+            for gen in (False, True):
+                case = render(tok, base, templates[base], messages, gen, {"enable_thinking": False})
+                cases.append({**case, "template": name})
     out = "tests/golden/chat_templates.json"
     with open(out, "w", encoding="utf-8") as f:
         json.dump({"templates": templates, "cases": cases}, f, ensure_ascii=True, indent=1)

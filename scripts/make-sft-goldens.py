@@ -23,19 +23,25 @@ template, and GPT-2's tokenizer (GPT2_DIR, default ../shared/data/tokenizers/gpt
 with loraft's plain template and with an Alpaca-style prompt template; GPT-2's under an NFC
 normalizer (Qwen2's, "gpt2-nfc": what the edit in NFC_EDIT makes of its tokenizer.json) with both;
 Gemma's spelling (tests/golden/spm_gemma.json: no "▁" in front, <bos> in the rendered text) with
-Gemma 3's chat template (make-chat-goldens.py's "gemma"), <end_of_turn> ending the answer.
+Gemma 3's chat template (make-chat-goldens.py's "gemma"), <end_of_turn> ending the answer;
+SmolLM2-Instruct's tokenizer (the same ChatML special tokens) with SmolLM3's template
+(make-chat-goldens.py's "smollm3", dated as there), the records after a short system turn (its
+default instructions would fill test_sft.c's packed rows of 128 tokens): "smollm3" with /no_think
+in every other system turn, "smollm3-nothink" (enable_thinking=False) without.
 """
+import importlib.util
 import json
 import os
 import sys
 
+import transformers.utils.chat_template_utils as chat_template_utils
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 # loraft's plain template as Jinja, as make-chat-goldens.py wrote it
 with open("tests/golden/chat_templates.json", encoding="utf-8") as f:
     TEMPLATES = json.load(f)["templates"]
-PLAIN, GEMMA = TEMPLATES["plain"], TEMPLATES["gemma"]
+PLAIN, GEMMA, SMOLLM3 = TEMPLATES["plain"], TEMPLATES["gemma"], TEMPLATES["smollm3"]
 # GPT-2's tokenizer.json under Qwen2's normalizer: test_sft.c applies the same edit
 NFC_EDIT = {"normalizer": {"type": "NFC"}}
 ALPACA = ("Below is an instruction. Write a response.\n\n### Instruction:\n{instruction}\n\n"
@@ -71,6 +77,13 @@ def as_messages(rec):
     return [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}]
 
 
+def with_system(rec, system):
+    """rec as messages that begin with a system turn (its own, else system)."""
+    msgs = as_messages(rec)
+    return {"messages": msgs if msgs[0]["role"] == "system"
+            else [{"role": "system", "content": system}] + msgs}
+
+
 def ids_of(x):
     return list(x["input_ids"] if hasattr(x, "keys") else x)
 
@@ -103,12 +116,12 @@ def prompt_tokens(tok, text, prompt_text, ids):
     return n
 
 
-def chat_case(tok, name, template, rec, stops):
+def chat_case(tok, name, template, rec, stops, **extra):
     msgs = as_messages(rec)
-    ids = ids_of(tok.apply_chat_template(msgs, chat_template=template, tokenize=True))
-    text = tok.apply_chat_template(msgs, chat_template=template, tokenize=False)
+    ids = ids_of(tok.apply_chat_template(msgs, chat_template=template, tokenize=True, **extra))
+    text = tok.apply_chat_template(msgs, chat_template=template, tokenize=False, **extra)
     prompt = tok.apply_chat_template(msgs[:-1], chat_template=template, tokenize=False,
-                                     add_generation_prompt=True)
+                                     add_generation_prompt=True, **extra)
     assert text.startswith(prompt)
     ids, labels = labelled(ids, prompt_tokens(tok, text, prompt, ids), stops, eos_of(tok))
     return {"tokenizer": name[0], "template": name[1], "record": rec, "ids": ids, "labels": labels}
@@ -126,7 +139,17 @@ def template_case(tok, name, rec, stops):
             "labels": labels}
 
 
+def chat_goldens():
+    """make-chat-goldens.py as a module (its fixed clock for SmolLM3's date)."""
+    spec = importlib.util.spec_from_file_location("make_chat_goldens",
+                                                  "scripts/make-chat-goldens.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main():
+    chat_template_utils.datetime = chat_goldens().Clock
     smol_dir = sys.argv[1] if len(sys.argv) > 1 else "models/smollm2-tokenizer"
     gpt2_dir = sys.argv[2] if len(sys.argv) > 2 else "../shared/data/tokenizers/gpt2"
     smol, gpt2 = AutoTokenizer.from_pretrained(smol_dir), AutoTokenizer.from_pretrained(gpt2_dir)
@@ -144,8 +167,13 @@ def main():
     smol_stops = {smol.eos_token_id, smol.convert_tokens_to_ids("<|im_end|>")}
     gemma_stops = {gemma.eos_token_id, gemma.convert_tokens_to_ids("<end_of_turn>")}
     cases = []
-    for rec in RECORDS:
+    for i, rec in enumerate(RECORDS):
         cases.append(chat_case(smol, ("smollm2", "smollm2"), smol.chat_template, rec, smol_stops))
+        brief = with_system(rec, "Answer briefly." + (" /no_think" if i % 2 else ""))
+        cases.append(chat_case(smol, ("smollm2", "smollm3"), SMOLLM3, brief, smol_stops))
+        brief = with_system(rec, "Answer briefly.")
+        cases.append(chat_case(smol, ("smollm2", "smollm3-nothink"), SMOLLM3, brief, smol_stops,
+                               enable_thinking=False))
         cases.append(chat_case(gemma, ("gemma", "gemma"), GEMMA, rec, gemma_stops))
         for name, tok in (("gpt2", gpt2), ("spm", spm), ("gpt2-nfc", nfc)):
             cases.append(chat_case(tok, (name, "plain"), PLAIN, rec, {eos_of(tok)}))

@@ -1,11 +1,11 @@
 /* test_chat.c: chat templates against transformers' apply_chat_template
  * (tests/golden/chat_templates.json, from scripts/make-chat-goldens.py): every golden rendering
  * byte for byte (some with the tokenizer's own BOS / EOS text), every golden error (the
- * template's raise_exception message, or loraft's refusal of what mistral-v0.3 would drop), each
- * golden Jinja text recognised as its template (also written with "\n" escapes and a trailing
- * newline), the prompt-is-a-prefix property SFT relies on (and where Qwen3's breaks it), Llama
- * 3.2's date of today, stop strings, and the errors: unknown and missing templates, unknown
- * names, bad roles, empty conversations. */
+ * template's raise_exception message, or loraft's refusal of what mistral-v0.3 and mistral-nemo
+ * would drop), each golden Jinja text recognised as its template (also written with "\n" escapes
+ * and a trailing newline), the prompt-is-a-prefix property SFT relies on (and where Qwen3's
+ * breaks it), the date of today of Llama 3.2's and of SmolLM3's (when unset), stop strings, and
+ * the errors: unknown and missing templates, unknown names, bad roles, empty conversations. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -111,7 +111,7 @@ static void test_goldens(const cJSON *root) {
         specials += cJSON_GetObjectItemCaseSensitive(c, "bos") != NULL;
         cases++;
     }
-    CHECK(cases >= 796 && errors >= 93 && specials >= 14);
+    CHECK(cases >= 1064 && errors >= 120 && specials >= 16);
 }
 
 /* s with every newline written as the two characters \n, as in a JSON-escaped template. */
@@ -138,9 +138,10 @@ static void expect_unrecognised(const char *jinja) {
     ChatTemplate t;
     LfError err = {{0}};
     CHECK(chat_template_detect(jinja, &t, &err) == -1);
-    CHECK(strstr(err.msg, "chatml, smollm2, qwen2, qwen2.5, qwen3, qwen3-nothink, llama3, "
-                          "llama3.1, llama3.2, llama2, mistral, mistral-v0.3, mistral-legacy, "
-                          "zephyr, gemma, gemma2, plain") != NULL);
+    CHECK(strstr(err.msg, "chatml, smollm2, qwen2, qwen2.5, qwen3, qwen3-nothink, smollm3, "
+                          "smollm3-nothink, llama3, llama3.1, llama3.2, llama2, mistral, "
+                          "mistral-v0.3, mistral-legacy, mistral-nemo, zephyr, gemma, gemma2, "
+                          "phi3, plain") != NULL);
 }
 
 static void test_detect(const cJSON *root) {
@@ -169,7 +170,7 @@ static void test_detect(const cJSON *root) {
         free(s);
         n++;
     }
-    CHECK(n == 16);
+    CHECK(n == 19);
     expect_unrecognised("{{ bos_token }}{% for message in messages %}{{ message['content'] }}"
                         "{% endfor %}");
     ChatTemplate tt;
@@ -179,11 +180,13 @@ static void test_detect(const cJSON *root) {
 }
 
 static void test_names(void) {
-    static const char *names[] = {
-        "chatml",         "smollm2",  "qwen2",    "qwen2.5", "qwen3",   "qwen3-nothink",
-        "llama3",         "llama3.1", "llama3.2", "llama2",  "mistral", "mistral-v0.3",
-        "mistral-legacy", "zephyr",   "gemma",    "gemma2",  "plain"};
-    for (int i = 0; i < 17; i++) {
+    static const char *names[] = {"chatml",  "smollm2",       "qwen2",          "qwen2.5",
+                                  "qwen3",   "qwen3-nothink", "smollm3",        "smollm3-nothink",
+                                  "llama3",  "llama3.1",      "llama3.2",       "llama2",
+                                  "mistral", "mistral-v0.3",  "mistral-legacy", "mistral-nemo",
+                                  "zephyr",  "gemma",         "gemma2",         "phi3",
+                                  "plain"};
+    for (int i = 0; i < 21; i++) {
         ChatTemplate t;
         LfError err;
         CHECK_OK(chat_template_by_name(names[i], &t, &err), &err);
@@ -205,16 +208,22 @@ static void test_names(void) {
     CHECK(t.date == NULL);
     CHECK_OK(chat_template_by_name("qwen3", &t, &err), &err);
     CHECK(!strcmp(t.stops[0], "<|im_end|>") && !t.stops[1] && !t.default_system);
-    static const char *eos_ended[] = {"llama2", "mistral", "mistral-v0.3", "mistral-legacy",
-                                      "zephyr"};
-    for (int i = 0; i < 5; i++) { /* their turns end with EOS: "</s>", or the tokenizer's */
+    for (int i = 0; i < 2; i++) { /* dated SmolLM3's release day, not today */
+        CHECK_OK(chat_template_by_name(i ? "smollm3-nothink" : "smollm3", &t, &err), &err);
+        CHECK(!strcmp(t.stops[0], "<|im_end|>") && !t.stops[1] && !strcmp(t.date, "08 July 2025"));
+        chat_template_set_specials(&t, "<B>", "<E>"); /* renders no BOS / EOS text */
+        CHECK(!t.bos && !t.eos && !strcmp(t.stops[0], "<|im_end|>"));
+    }
+    static const char *eos_ended[] = {"llama2",         "mistral",      "mistral-v0.3",
+                                      "mistral-legacy", "mistral-nemo", "zephyr"};
+    for (int i = 0; i < 6; i++) { /* their turns end with EOS: "</s>", or the tokenizer's */
         CHECK_OK(chat_template_by_name(eos_ended[i], &t, &err), &err);
         CHECK(!strcmp(t.stops[0], "</s>") && !t.stops[1] && !t.bos && !t.eos);
         chat_template_set_specials(&t, NULL, NULL);
         CHECK(!strcmp(t.stops[0], "</s>") && !t.bos && !t.eos);
         chat_template_set_specials(&t, "<B>", "<E>");
         CHECK(!strcmp(t.eos, "<E>") && !strcmp(t.stops[0], "<E>"));
-        CHECK(i < 4 ? t.bos && !strcmp(t.bos, "<B>") : !t.bos); /* zephyr renders no BOS */
+        CHECK(i < 5 ? t.bos && !strcmp(t.bos, "<B>") : !t.bos); /* zephyr renders no BOS */
     }
     for (int i = 0; i < 2; i++) { /* Gemma's: BOS "<bos>" or the tokenizer's; no EOS */
         CHECK_OK(chat_template_by_name(i ? "gemma2" : "gemma", &t, &err), &err);
@@ -222,36 +231,60 @@ static void test_names(void) {
         chat_template_set_specials(&t, "<B>", "<E>");
         CHECK(!strcmp(t.bos, "<B>") && !t.eos && !strcmp(t.stops[0], "<end_of_turn>"));
     }
+    /* Phi-3's: EOS "<|endoftext|>" or the tokenizer's ends a conversation, not a turn */
+    CHECK_OK(chat_template_by_name("phi3", &t, &err), &err);
+    CHECK(!strcmp(t.stops[0], "<|end|>") && !t.stops[1] && !t.bos &&
+          !strcmp(t.eos, "<|endoftext|>"));
+    chat_template_set_specials(&t, "<B>", "<E>");
+    CHECK(!t.bos && !strcmp(t.eos, "<E>") && !strcmp(t.stops[0], "<|end|>") && !t.stops[1]);
     CHECK_OK(chat_template_by_name("chatml", &t, &err), &err); /* renders no BOS / EOS text */
     chat_template_set_specials(&t, "<B>", "<E>");
     CHECK(!t.bos && !t.eos && !strcmp(t.stops[0], "<|im_end|>"));
 }
 
-/* Llama 3.2 dates its system turn today (transformers' strftime_now("%d %b %Y"), local time)
- * unless a date is set; Llama 3.1's template writes its own. */
-static void test_llama32_today(void) {
+/* t dates its system turn today, as strftime(want_fmt) writes it (local time); a render across
+ * midnight is tried once more. */
+static void check_today(const ChatTemplate *t, const char *want_fmt) {
+    ChatMessage m = {"user", "hi"};
+    char *got = NULL, want[96], before[96];
+    size_t len = 0;
+    LfError err;
+    for (int tries = 0; tries < 2; tries++) {
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(before, sizeof before, want_fmt, localtime_r(&now, &tm));
+        free(got);
+        CHECK_OK(chat_render(t, &m, 1, 0, &got, &len, &err), &err);
+        now = time(NULL);
+        strftime(want, sizeof want, want_fmt, localtime_r(&now, &tm));
+        if (!strcmp(want, before)) break;
+    }
+    CHECK(got && strstr(got, want));
+    free(got);
+}
+
+/* Llama 3.2 dates its system turn today (transformers' strftime_now("%d %b %Y")), and so does
+ * SmolLM3's ("%d %B %Y") when its date is unset; Llama 3.1's template writes its own date, loraft's
+ * smollm3 SmolLM3's release day unless another is set. */
+static void test_today(void) {
     ChatTemplate t;
     LfError err;
     CHECK_OK(chat_template_by_name("llama3.2", &t, &err), &err);
+    check_today(&t, "Today Date: %d %b %Y\n\n<|eot_id|>");
+    CHECK_OK(chat_template_by_name("smollm3", &t, &err), &err);
+    t.date = NULL;
+    check_today(&t, "\nToday Date: %d %B %Y\nReasoning Mode: /think\n\n");
     ChatMessage m = {"user", "hi"};
-    char *got = NULL, want[64], before[16];
+    char *got = NULL;
     size_t len = 0;
-    for (int tries = 0; tries < 2; tries++) { /* a render across midnight: once more */
-        time_t now = time(NULL);
-        struct tm tm;
-        strftime(before, sizeof before, "%d %b %Y", localtime_r(&now, &tm));
-        free(got);
-        CHECK_OK(chat_render(&t, &m, 1, 0, &got, &len, &err), &err);
-        now = time(NULL);
-        strftime(want, sizeof want, "Today Date: %d %b %Y\n\n<|eot_id|>", localtime_r(&now, &tm));
-        if (strstr(want, before)) break;
-    }
-    CHECK(got && strstr(got, want) &&
-          strlen(want) == strlen("Today Date: 03 Dec 2026\n\n<|eot_id|>"));
-    free(got);
     CHECK_OK(chat_template_by_name("llama3.1", &t, &err), &err);
     CHECK_OK(chat_render(&t, &m, 1, 0, &got, &len, &err), &err);
     CHECK(got && strstr(got, "\nToday Date: 26 Jul 2024\n\n<|eot_id|>"));
+    free(got);
+    CHECK_OK(chat_template_by_name("smollm3-nothink", &t, &err), &err);
+    t.date = "31 December 2030";
+    CHECK_OK(chat_render(&t, &m, 1, 0, &got, &len, &err), &err);
+    CHECK(got && strstr(got, "\nToday Date: 31 December 2030\nReasoning Mode: /no_think\n\n"));
     free(got);
 }
 
@@ -301,9 +334,13 @@ static void test_prefix(const cJSON *root) {
             if (!strncmp(a, open, strlen(open)))
                 reasons = strncmp(a + strlen(open), empty, strlen(empty)) != 0;
         CHECK(prompt && full && plen < flen && !memcmp(prompt, full, plen) == !reasons);
-        /* the answer ends its turn: with the end-of-turn token, or plain's blank line */
+        /* the answer ends its turn: with the end-of-turn token, or plain's blank line; Phi-3's
+         * conversation then ends with EOS */
         const char *end = t.format == CHAT_FORMAT_PLAIN ? "\n\n" : t.stops[0];
-        CHECK(full && flen > strlen(end) && strstr(full + flen - strlen(end) - 1, end));
+        size_t eos = t.format == CHAT_FORMAT_PHI3 ? strlen(t.eos) : 0;
+        CHECK(full && flen > strlen(end) + eos &&
+              strstr(full + flen - eos - strlen(end) - 1, end) &&
+              !strcmp(full + flen - eos, eos ? t.eos : ""));
         free(prompt);
         free(full);
         checked++;
@@ -373,8 +410,21 @@ static void test_inst_errors(void) {
         {"mistral-v0.3",
          {{"system", "s"}, {"user", "q"}, {"assistant", "a"}},
          3,
-         "chat template mistral-v0.3: message 0 (system): Mistral v0.3's template renders the "
-         "system message only in a conversation that ends with a user turn"},
+         "chat template mistral-v0.3: message 0 (system): the template renders the system "
+         "message only in a conversation that ends with a user turn"},
+        {"mistral-nemo",
+         {{"user", "q"}, {"system", "s"}, {"system", "t"}},
+         3,
+         "chat template mistral-nemo: message 2 (system): After the optional system message"},
+        {"mistral-nemo",
+         {{"system", "s"}, {"assistant", "a"}},
+         2,
+         "chat template mistral-nemo: message 1 (assistant): After the optional system message"},
+        {"mistral-nemo",
+         {{"system", "s"}},
+         1,
+         "chat template mistral-nemo: message 0 (system): the template renders the system "
+         "message only in a conversation that ends with a user turn"},
         /* Gemma 2 refuses a system turn before it checks the turns after it */
         {"gemma2",
          {{"system", "s"}, {"assistant", "a"}},
@@ -410,26 +460,39 @@ static void test_inst_errors(void) {
     check_rendering(&t, dropped, 3, 1, "<s>[INST] q [/INST]<s>[INST] r [/INST]");
 }
 
-/* Mistral v0.3 puts the system message into the conversation's last turn, a user turn: SFT's
- * prompt renders, the whole example is refused (transformers would drop the system message). */
+/* Mistral's v3 templates put the system message into the conversation's last turn, a user turn:
+ * SFT's prompt renders, the whole example is refused (transformers would drop the system
+ * message). Nemo's writes no space after [INST] and before an answer, which it does not strip. */
 static void test_mistral_v3_system(void) {
-    ChatTemplate t;
-    LfError err = {{0}};
-    CHECK_OK(chat_template_by_name("mistral-v0.3", &t, &err), &err);
+    static const struct {
+        const char *name, *first, *second, *answers;
+    } cases[] = {
+        {"mistral-v0.3", "<s>[INST] S\n\nQ1[/INST]",
+         "<s>[INST] Q1[/INST] A1</s>[INST] S\n\nQ2[/INST]",
+         "<s>[INST] Q1[/INST] A1</s>[INST] Q2[/INST] A2</s>"},
+        {"mistral-nemo", "<s>[INST]S\n\nQ1[/INST]",
+         "<s>[INST]Q1[/INST] A1 </s>[INST]S\n\nQ2[/INST]",
+         "<s>[INST]Q1[/INST] A1 </s>[INST]Q2[/INST]A2</s>"},
+    };
     ChatMessage msgs[] = {{"system", "S"},
                           {"user", "Q1"},
                           {"assistant", " A1 "},
                           {"user", "Q2"},
                           {"assistant", "A2"}};
-    check_rendering(&t, msgs, 2, 1, "<s>[INST] S\n\nQ1[/INST]");
-    check_rendering(&t, msgs, 4, 1, "<s>[INST] Q1[/INST] A1</s>[INST] S\n\nQ2[/INST]");
-    char *out = NULL;
-    size_t len = 0;
-    for (int n = 1; n <= 5; n += 2) { /* the system turn alone, or the answers */
-        CHECK(chat_render(&t, msgs, n, 0, &out, &len, &err) == -1 && out == NULL);
-        CHECK(strstr(err.msg, "loraft refuses the system message rather than drop it"));
+    for (int i = 0; i < 2; i++) {
+        ChatTemplate t;
+        LfError err = {{0}};
+        CHECK_OK(chat_template_by_name(cases[i].name, &t, &err), &err);
+        check_rendering(&t, msgs, 2, 1, cases[i].first);
+        check_rendering(&t, msgs, 4, 1, cases[i].second);
+        char *out = NULL;
+        size_t len = 0;
+        for (int n = 1; n <= 5; n += 2) { /* the system turn alone, or the answers */
+            CHECK(chat_render(&t, msgs, n, 0, &out, &len, &err) == -1 && out == NULL);
+            CHECK(strstr(err.msg, "loraft refuses the system message rather than drop it"));
+        }
+        check_rendering(&t, msgs + 1, 4, 0, cases[i].answers);
     }
-    check_rendering(&t, msgs + 1, 4, 0, "<s>[INST] Q1[/INST] A1</s>[INST] Q2[/INST] A2</s>");
 }
 
 /* Renderings with nothing in them are "", not NULL; a BOS of "" (set so) renders nothing. */
@@ -452,6 +515,9 @@ static void test_inst_specials(void) {
     CHECK(!strcmp(t.stops[0], "</s>"));
     CHECK_OK(chat_template_by_name("zephyr", &t, &err), &err);
     check_rendering(&t, msgs, 1, 1, "<|user|>\nq</s>\n<|assistant|>\n");
+    CHECK_OK(chat_template_by_name("phi3", &t, &err), &err);
+    chat_template_set_specials(&t, "<B>", "<E>");
+    check_rendering(&t, msgs, 2, 0, "<|user|>\nq<|end|>\n<|assistant|>\na<|end|>\n<E>");
 }
 
 /* Llama-3's trim on content that is not valid UTF-8, or is all whitespace: only whole
@@ -485,7 +551,7 @@ int main(void) {
     test_goldens(root);
     test_detect(root);
     test_names();
-    test_llama32_today();
+    test_today();
     test_qwen3_prefix_break();
     test_prefix(root);
     test_errors();

@@ -6,8 +6,10 @@
  *   llama` model's GPT-2 tokenizer with the plain template and an Alpaca prompt template (when
  *   ../shared/data/tokenizers/gpt2 is there), and a SentencePiece-style BPE's (Llama 2's
  *   spelling) with both, and Gemma's (tests/golden/spm_gemma.json) with Gemma 3's chat template
- *   from its tokenizer_config.json. Right truncation, packing and holding out are
- *   checked against the same golden rows; malformed records are errors naming file and line.
+ *   from its tokenizer_config.json, and SmolLM2-Instruct's with SmolLM3's chat template (smollm3,
+ *   recognised in chat_template.jinja, and smollm3-nothink). Right truncation, packing and
+ *   holding out are checked against the same golden rows; malformed records are errors naming
+ *   file and line.
  * - The loader's labels are the set's labels, -100 on padding, and n_predicted counts them.
  * - On a tiny random Llama with LoRA on every projection: the objective's loss over a batch of
  *   SFT rows is the mean answer-token cross-entropy computed here in double from the logits
@@ -307,6 +309,24 @@ static void check_tiny_llama(const cJSON *g) {
     text_tokenizer_close(&tok);
 }
 
+/* Writes text[0..len) to dir/name. */
+static void write_to(const char *dir, const char *name, const char *text, size_t len) {
+    char path[300];
+    LfError err;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK_OK(file_write_atomic(path, text, len, &err), &err);
+}
+
+/* Copies the file from to dir/name. */
+static void copy_to(const char *from, const char *dir, const char *name) {
+    char *text = NULL;
+    size_t len = 0;
+    LfError err;
+    CHECK_OK(file_read_all(from, &text, &len, &err), &err);
+    if (text) write_to(dir, name, text, len);
+    free(text);
+}
+
 /* A SentencePiece-style BPE (tests/golden/spm_legacy.json, Llama 2's spelling: a "▁" before each
  * piece that the text lacks, <s> added by its post-processor) with the plain template and the
  * Alpaca prompt template: the prompt ends where transformers' offsets say, not one token early. */
@@ -314,15 +334,8 @@ static void check_spm(const cJSON *g) {
     char dir[200];
     snprintf(dir, sizeof dir, "%s/spm", tmpdir);
     CHECK(mkdir(dir, 0700) == 0);
-    char *text;
-    size_t len;
+    copy_to("tests/golden/spm_legacy.json", dir, "tokenizer.json");
     LfError err;
-    CHECK_OK(file_read_all("tests/golden/spm_legacy.json", &text, &len, &err), &err);
-    char path[300];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    FILE *fp = fopen(path, "wb");
-    CHECK(fp && fwrite(text, 1, len, fp) == len && fclose(fp) == 0);
-    free(text);
     TextTokenizer tok;
     CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
     int32_t eos = bpe_lookup(tok.bpe, "</s>");
@@ -334,41 +347,63 @@ static void check_spm(const cJSON *g) {
 /* Gemma's tokenizer.json (tests/golden/spm_gemma.json) with Gemma 3's chat template, found in
  * its tokenizer_config.json as a model directory carries it: BOS is text the template renders,
  * <end_of_turn> ends the answer. */
-static void check_gemma(const cJSON *g) {
-    char dir[200], path[300];
+static void check_gemma(const cJSON *g, const cJSON *templates) {
+    char dir[200];
     snprintf(dir, sizeof dir, "%s/gemma", tmpdir);
     CHECK(mkdir(dir, 0700) == 0);
-    char *text;
-    size_t len;
-    LfError err;
-    CHECK_OK(file_read_all("tests/golden/spm_gemma.json", &text, &len, &err), &err);
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    FILE *fp = fopen(path, "wb");
-    CHECK(fp && fwrite(text, 1, len, fp) == len && fclose(fp) == 0);
-    free(text);
-    CHECK_OK(file_read_all("tests/golden/chat_templates.json", &text, &len, &err), &err);
-    cJSON *chat = cJSON_Parse(text), *cfg = cJSON_CreateObject();
-    free(text);
+    copy_to("tests/golden/spm_gemma.json", dir, "tokenizer.json");
+    cJSON *cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "bos_token", "<bos>");
     cJSON_AddStringToObject(cfg, "eos_token", "<eos>");
-    cJSON_AddItemToObject(
-        cfg, "chat_template",
-        cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(chat, "templates"), "gemma"), 0));
+    cJSON_AddItemToObject(cfg, "chat_template",
+                          cJSON_Duplicate(cJSON_GetObjectItem(templates, "gemma"), 0));
     char *cfg_text = cJSON_Print(cfg);
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    fp = fopen(path, "wb");
-    CHECK(fp && fputs(cfg_text, fp) >= 0 && fclose(fp) == 0);
+    write_to(dir, "tokenizer_config.json", cfg_text, strlen(cfg_text));
     free(cfg_text);
     cJSON_Delete(cfg);
-    cJSON_Delete(chat);
     TextTokenizer tok;
     ChatTemplate t;
     SftFormat f;
+    LfError err;
     CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
     CHECK_OK(chat_template_for_model(dir, NULL, &t, &err), &err);
     CHECK(t.name && !strcmp(t.name, "gemma"));
     CHECK_OK(sft_format_init(&f, &t, NULL, &tok, -1, &err), &err);
     check_format(g, &tok, &f, "gemma", "gemma", 0);
+    text_tokenizer_close(&tok);
+}
+
+/* SmolLM2-Instruct's tokenizer (the same ChatML special tokens) with SmolLM3's chat template in
+ * chat_template.jinja, as SmolLM3-3B ships it: recognised as smollm3, dated as the golden (loraft's
+ * default), the answer after the reasoning mode's head; then smollm3-nothink, picked by name. */
+static void check_smollm3(const cJSON *g, const cJSON *templates) {
+    const char *src = "models/smollm2-tokenizer";
+    if (access(src, R_OK)) {
+        printf("SKIP: %s is absent (scripts/extract-smollm2-tokenizer.sh makes it)\n", src);
+        return;
+    }
+    char dir[200], from[300];
+    snprintf(dir, sizeof dir, "%s/smollm3", tmpdir);
+    CHECK(mkdir(dir, 0700) == 0);
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "tokenizer_config.json" : "tokenizer.json";
+        snprintf(from, sizeof from, "%s/%s", src, name);
+        copy_to(from, dir, name);
+    }
+    const char *jinja = cJSON_GetObjectItem(templates, "smollm3")->valuestring;
+    write_to(dir, "chat_template.jinja", jinja, strlen(jinja));
+    TextTokenizer tok;
+    ChatTemplate t;
+    SftFormat f;
+    LfError err;
+    CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
+    CHECK_OK(chat_template_for_model(dir, NULL, &t, &err), &err);
+    CHECK(t.name && !strcmp(t.name, "smollm3"));
+    CHECK_OK(sft_format_init(&f, &t, NULL, &tok, -1, &err), &err);
+    check_format(g, &tok, &f, "smollm2", "smollm3", 0);
+    CHECK_OK(chat_template_for_model(dir, "smollm3-nothink", &t, &err), &err);
+    CHECK_OK(sft_format_init(&f, &t, NULL, &tok, -1, &err), &err);
+    check_format(g, &tok, &f, "smollm2", "smollm3-nothink", 0);
     text_tokenizer_close(&tok);
 }
 
@@ -464,21 +499,31 @@ static void check_objective(void) {
     model_free(&m);
 }
 
+/* The JSON in path; NULL when it cannot be read or parsed. */
+static cJSON *read_json(const char *path) {
+    char *text = NULL;
+    size_t len = 0;
+    LfError err;
+    CHECK_OK(file_read_all(path, &text, &len, &err), &err);
+    cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    CHECK(j != NULL);
+    return j;
+}
+
 int main(void) {
     CHECK(mkdtemp(tmpdir) != NULL);
-    char *text;
-    size_t len;
-    LfError err;
-    CHECK_OK(file_read_all("tests/golden/sft_render.json", &text, &len, &err), &err);
-    cJSON *g = cJSON_Parse(text);
-    free(text);
-    CHECK(g != NULL);
+    cJSON *g = read_json("tests/golden/sft_render.json");
+    cJSON *chat = read_json("tests/golden/chat_templates.json");
+    const cJSON *templates = cJSON_GetObjectItem(chat, "templates");
     check_smollm2(g);
     check_tiny_llama(g);
     check_spm(g);
-    check_gemma(g);
+    check_gemma(g, templates);
+    check_smollm3(g, templates);
     check_nfc(g);
     check_objective();
+    cJSON_Delete(chat);
     cJSON_Delete(g);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

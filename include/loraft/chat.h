@@ -51,6 +51,26 @@
  *            it and generation answers without thinking. Qwen3's Jinja is recognised as qwen3;
  *            this one is picked by name. An answer with reasoning of its own breaks the prefix
  *            property (SFT refuses it).
+ *   smollm3  SmolLM3's: always a system turn, "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff
+ *            Date: June 2025\nToday Date: " date "\nReasoning Mode: " mode ("/think" or
+ *            "/no_think") "\n\n## Custom Instructions\n\n" instructions "\n\n", left open (no
+ *            <|im_end|>: the template closes it only after tools). The instructions are the first
+ *            message's content when it is a system turn, every "/no_think" then every "/think"
+ *            removed and trailing whitespace stripped (Python's replace() and rstrip()); when that
+ *            leaves nothing, SmolLM3's default ("You are a helpful AI assistant named SmolLM,
+ *            trained by Hugging Face.", with reasoning followed by a paragraph on how to reason).
+ *            "/no_think" in that message (else "/think") sets the mode, else the template's
+ *            enable_thinking (true). With "/system_override" in it the turn is the instructions
+ *            alone, that flag removed too, + "<|im_end|>\n". Then user turns as chatml's, system
+ *            turns none, answers "<|im_start|>assistant\n" (without reasoning +
+ *            "<think>\n\n</think>\n") + content without leading newlines + "<|im_end|>\n";
+ *            generation prompt that answer head. date is "08 July 2025", SmolLM3's release day,
+ *            where the template writes today's (its strftime_now("%d %B %Y")), so that SFT data
+ *            does not change from day to day (ChatTemplate.date; NULL: today's). Recognised:
+ *            SmolLM3-3B's template as it shipped (its tools are not rendered; Unsloth's edit, which
+ *            llama.cpp carries, renders otherwise and is not recognised).
+ *   smollm3-nothink  smollm3 with enable_thinking false: "/no_think" unless the system message
+ *            says "/think". Picked by name.
  *   llama2   Llama-2-chat's [INST] format: per user turn BOS "[INST] " content " [/INST]", per
  *            assistant turn " " content " " EOS, contents stripped as Python's str.strip(); a
  *            first system turn becomes "<<SYS>>\n" content "\n<</SYS>>\n\n" at the head of the
@@ -75,6 +95,10 @@
  *            The same errors as mistral, the alternation of all turns checked first. Recognised:
  *            Mistral-7B-Instruct-v0.3's "v3" template (also Mistral-Large-Instruct-2407's), which
  *            renders so without tools (its tools and tool calls are not rendered).
+ *   mistral-nemo  mistral-v0.3's without its spaces: "[INST]" content "[/INST]" per user turn,
+ *            content (not stripped) EOS per assistant turn; the same system turn, refusal and
+ *            errors. Recognised: Mistral-Nemo-Instruct-2407's "v3-tekken" template (its tools and
+ *            tool calls are not rendered).
  *   mistral-legacy  BOS, "[INST] " content " [/INST]" per user turn, content EOS per assistant
  *            turn, no system turn ("Conversation roles must alternate user/assistant/user/
  *            assistant/..." for one first, "Only user and assistant roles are supported!" later).
@@ -94,6 +118,9 @@
  *   gemma2   the same without a system turn: a first one is the template's error "System role
  *            not supported". Recognised: Gemma 2's template (gemma-2-*-it), which gemma-7b-it,
  *            gemma-2b-it and the gemma-1.1 ones carry too.
+ *   phi3     "<|" role "|>\n" content "<|end|>\n" per message, a system turn with empty content
+ *            none; generation prompt "<|assistant|>\n", else EOS ("<|endoftext|>") ends the
+ *            conversation; stop "<|end|>". Recognised: Phi-3.5-mini-instruct's template.
  *   plain    for base models, loraft's own: a system turn is its content + "\n\n", a user turn
  *            "User: " content "\n\n", an assistant turn "Assistant: " content "\n\n"; generation
  *            prompt "Assistant:" (the answer's leading space is then the model's first token,
@@ -105,20 +132,22 @@
  *              }}{% endif %}
  *
  * llama2 and the mistrals render the tokenizer's BOS and EOS text (transformers' bos_token /
- * eos_token), zephyr its EOS, gemma and gemma2 its BOS: "<s>", "</s>" and "<bos>", their models'
- * own, unless chat_template_set_specials gives another tokenizer's (SFT, `loraft generate` and
- * `loraft score` pass the model's). BOS is then part of the rendered text, as llama3's
- * "<|begin_of_text|>" is: tokenize it without adding special tokens (else BOS comes twice). The
- * turns of those that render EOS end with it, which is their stop. Not
- * recognised: Mistral-7B-Instruct-v0.1's first template (EOS + " " after each answer), Mistral's
- * later [INST] templates (Nemo's v3-tekken, v7), Llama-2-chat fine-tunes' own templates.
+ * eos_token), zephyr and phi3 its EOS, gemma and gemma2 its BOS: "<s>", "</s>", "<|endoftext|>"
+ * and "<bos>", their models' own, unless chat_template_set_specials gives another tokenizer's
+ * (SFT, `loraft generate` and `loraft score` pass the model's). BOS is then part of the rendered
+ * text, as llama3's "<|begin_of_text|>" is: tokenize it without adding special tokens (else BOS
+ * comes twice). The turns of those that render EOS end with it, which is their stop, but for
+ * phi3's. Not recognised: Mistral-7B-Instruct-v0.1's first template (EOS + " " after each answer),
+ * Mistral's v7 [INST] template, Phi-3-mini's and Phi-3-small's / -medium's, Llama-2-chat
+ * fine-tunes' own templates.
  *
  * Like the Jinja templates, rendering puts messages in the order given (a system turn may come
  * anywhere) and does not check that roles alternate, except where a template raises an error
  * (llama2, the mistrals and the gemmas: chat_render fails with the template's own message, as
  * transformers would). For every template, render(msgs[0..n-1), add_generation_prompt = 1) is a
  * prefix of render(msgs[0..n), 0) when msgs[n-1] is an assistant turn: the rest is the answer and
- * its end of turn, which is what SFT trains on (mistral-v0.3 refuses what would break it, above).
+ * its end of turn, which is what SFT trains on (mistral-v0.3 and mistral-nemo refuse what would
+ * break it, above).
  */
 #pragma once
 #include <stddef.h>
@@ -135,13 +164,17 @@ typedef enum ChatFormat {
     CHAT_FORMAT_LLAMA31,
     CHAT_FORMAT_QWEN3,
     CHAT_FORMAT_QWEN3_NO_THINKING,
+    CHAT_FORMAT_SMOLLM3,
+    CHAT_FORMAT_SMOLLM3_NO_THINKING,
     CHAT_FORMAT_LLAMA2,
     CHAT_FORMAT_MISTRAL,
     CHAT_FORMAT_MISTRAL_V3,
     CHAT_FORMAT_MISTRAL_LEGACY,
+    CHAT_FORMAT_MISTRAL_NEMO,
     CHAT_FORMAT_ZEPHYR,
     CHAT_FORMAT_GEMMA,
     CHAT_FORMAT_GEMMA2,
+    CHAT_FORMAT_PHI3,
     CHAT_FORMAT_PLAIN
 } ChatFormat;
 
@@ -152,15 +185,17 @@ typedef struct ChatTemplate {
     ChatFormat format;
     const char *default_system; /* rendered when the first message is not a system turn; or NULL */
     /* End-of-turn strings generation stops at, besides the tokenizer's EOS; NULL-terminated.
-     * chatml, smollm2, qwen2, qwen2.5, qwen3: "<|im_end|>"; llama3: "<|eot_id|>",
+     * chatml, smollm2, qwen2, qwen2.5, qwen3*, smollm3*: "<|im_end|>"; llama3: "<|eot_id|>",
      * "<|end_of_text|>" (each one special token), llama3.1 / 3.2 "<|eom_id|>" too; llama2,
      * mistral*, zephyr: the EOS text, "</s>" (their turns end with EOS); gemma, gemma2:
-     * "<end_of_turn>"; plain: "\nUser:" (text: match it in the decoded continuation and cut it
-     * off). */
+     * "<end_of_turn>"; phi3: "<|end|>"; plain: "\nUser:" (text: match it in the decoded
+     * continuation and cut it off). */
     const char *stops[CHAT_MAX_STOPS + 1];
-    const char *date; /* llama3.1 / 3.2: the system turn's "Today Date"; NULL: today's */
+    /* llama3.1 / 3.2, smollm3*: the system turn's "Today Date" ("26 Jul 2024", NULL, "08 July
+     * 2025"); NULL: today's */
+    const char *date;
     /* The BOS and EOS text they render (llama2, mistral*: both; zephyr: EOS; gemma, gemma2: BOS,
-     * "<bos>"); NULL: "<s>", "</s>" */
+     * "<bos>"; phi3: EOS, "<|endoftext|>"); NULL: "<s>", "</s>" */
     const char *bos, *eos;
 } ChatTemplate;
 

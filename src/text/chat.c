@@ -16,6 +16,28 @@
 #define QWEN2_SYSTEM "You are a helpful assistant."
 #define QWEN25_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
+/* SmolLM3's default instructions (SmolLM2's sentence, closed), without reasoning and with it */
+#define SMOLLM3_SYSTEM SMOLLM2_SYSTEM "."
+#define SMOLLM3_THINK_SYSTEM                                                                       \
+    SMOLLM3_SYSTEM                                                                                 \
+    " Your role as an assistant involves thoroughly exploring questions through a systematic "     \
+    "thinking process before providing the final precise and accurate solutions. This "            \
+    "requires engaging in a comprehensive cycle of analysis, summarizing, exploration, "           \
+    "reassessment, reflection, backtracking, and iteration to develop well-considered "            \
+    "thinking process. Please structure your response into two main sections: Thought and "        \
+    "Solution using the specified format: <think> Thought section </think> Solution section. "     \
+    "In the Thought section, detail your reasoning process in steps. Each step should "            \
+    "include detailed considerations such as analysing questions, summarizing relevant "           \
+    "findings, brainstorming new ideas, verifying the accuracy of the current steps, "             \
+    "refining any errors, and revisiting previous steps. In the Solution section, based on "       \
+    "various attempts, explorations, and reflections from the Thought section, "                   \
+    "systematically present the final solution that you deem correct. The Solution section "       \
+    "should be logical, accurate, and concise and detail necessary steps needed to reach the "     \
+    "conclusion."
+/* The date loraft's smollm3 writes into the system turn by default, SmolLM3's release day:
+ * the template dates it today (strftime_now), which would make SFT data change from day to day */
+#define SMOLLM3_DATE "08 July 2025"
+
 /* ChatML with a default system turn, as Qwen1.5 and Qwen2 wrote it and SmolLM2 kept it */
 #define CHATML_WITH_SYSTEM(system)                                                                 \
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ "      \
@@ -412,6 +434,115 @@ static const char QWEN3_JINJA[] =
     "    {%- endif %}\n"
     "{%- endif %}";
 
+/* SmolLM3-3B's template (chat_template.jinja as the model shipped it; Jinja's own escapes kept).
+ * Without xml_tools or python_tools, which loraft does not render, it leaves the metadata system
+ * turn open: no <|im_end|> before the first user turn. */
+static const char SMOLLM3_JINJA[] =
+    "{# ───── defaults ───── #}\n"
+    "{%- if enable_thinking is not defined -%}\n"
+    "{%- set enable_thinking = true -%}\n"
+    "{%- endif -%}\n"
+    "\n"
+    "{# ───── reasoning mode ───── #}\n"
+    "{%- if enable_thinking -%}\n"
+    "  {%- set reasoning_mode = \"/think\" -%}\n"
+    "{%- else -%}\n"
+    "  {%- set reasoning_mode = \"/no_think\" -%}\n"
+    "{%- endif -%}\n"
+    "\n"
+    "{# ───── header (system message) ───── #}\n"
+    "{{- \"<|im_start|>system\\n\" -}}\n"
+    "\n"
+    "{%- if messages[0].role == \"system\" -%}\n"
+    "  {%- set system_message = messages[0].content -%}\n"
+    "  {%- if \"/no_think\" in system_message -%}\n"
+    "    {%- set reasoning_mode = \"/no_think\" -%}\n"
+    "  {%- elif \"/think\" in system_message -%}\n"
+    "    {%- set reasoning_mode = \"/think\" -%}\n"
+    "  {%- endif -%}\n"
+    "  {%- set custom_instructions = system_message.replace(\"/no_think\", \"\").replace(\"/think\""
+    ", \"\").rstrip() -%}\n"
+    "{%- endif -%}\n"
+    "\n"
+    "{%- if \"/system_override\" in system_message -%}\n"
+    "  {{- custom_instructions.replace(\"/system_override\", \"\").rstrip() -}}\n"
+    "  {{- \"<|im_end|>\\n\" -}}\n"
+    "{%- else -%}\n"
+    "  {{- \"## Metadata\\n\\n\" -}}\n"
+    "  {{- \"Knowledge Cutoff Date: June 2025\\n\" -}}\n"
+    "  {%- set today = strftime_now(\"%d %B %Y\") -%}\n"
+    "  {{- \"Today Date: \" ~ today ~ \"\\n\" -}}\n"
+    "  {{- \"Reasoning Mode: \" + reasoning_mode + \"\\n\\n\" -}}\n"
+    "  \n"
+    "  {{- \"## Custom Instructions\\n\\n\" -}}\n"
+    "  {%- if custom_instructions -%}\n"
+    "    {{- custom_instructions + \"\\n\\n\" -}}\n"
+    "  {%- elif reasoning_mode == \"/think\" -%}\n"
+    "    {{- \"" SMOLLM3_THINK_SYSTEM "\\n\\n\" -}}\n"
+    "  {%- else -%}\n"
+    "    {{- \"" SMOLLM3_SYSTEM "\\n\\n\" -}}\n"
+    "  {%- endif -%}\n"
+    "\n"
+    "  {%- if xml_tools or python_tools -%}\n"
+    "    {{- \"### Tools\\n\\n\" -}}\n"
+    "    {%- if xml_tools -%}\n"
+    "      {%- set ns = namespace(xml_tool_string=\"You may call one or more functions to assist wi"
+    "th the user query.\\nYou are provided with function signatures within <tools></tools> XML tags"
+    ":\\n\\n<tools>\\n\") -%}\n"
+    "      {%- for tool in xml_tools[:] -%} {# The slicing makes sure that xml_tools is a list #}\n"
+    "        {%- set ns.xml_tool_string = ns.xml_tool_string ~ (tool | string) ~ \"\\n\" -%}\n"
+    "      {%- endfor -%}\n"
+    "      {%- set xml_tool_string = ns.xml_tool_string + \"</tools>\\n\\nFor each function call, r"
+    "eturn a json object with function name and arguments within <tool_call></tool_call> XML tags:"
+    "\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\": <args-json-object>}\\n</to"
+    "ol_call>\" -%}\n"
+    "      {{- xml_tool_string -}}\n"
+    "    {%- endif -%}\n"
+    "    {%- if python_tools -%}\n"
+    "      {%- set ns = namespace(python_tool_string=\"When you send a message containing Python co"
+    "de between '<code>' and '</code>' tags, it will be executed in a stateful Jupyter notebook env"
+    "ironment, and you will then be given the output to continued reasoning in an agentic loop.\\n"
+    "\\nYou can use the following tools in your python code like regular functions:\\n<tools>\\n\")"
+    " -%}\n"
+    "      {%- for tool in python_tools[:] -%} {# The slicing makes sure that python_tools is a lis"
+    "t #}\n"
+    "        {%- set ns.python_tool_string = ns.python_tool_string ~ (tool | string) ~ \"\\n\" -%}"
+    "\n"
+    "      {%- endfor -%}\n"
+    "      {%- set python_tool_string = ns.python_tool_string + \"</tools>\\n\\nThe state persists "
+    "between code executions: so variables that you define in one step are still available thereaft"
+    "er.\" -%}\n"
+    "      {{- python_tool_string -}}\n"
+    "    {%- endif -%}\n"
+    "    {{- \"\\n\\n\" -}}\n"
+    "    {{- \"<|im_end|>\\n\" -}}\n"
+    "  {%- endif -%}\n"
+    "{%- endif -%}\n"
+    "{# ───── main loop ───── #}\n"
+    "{%- for message in messages -%}\n"
+    "    {%- set content = message.content if message.content is string else \"\" -%}\n"
+    "    {%- if message.role == \"user\" -%}\n"
+    "        {{ \"<|im_start|>\" + message.role + \"\\n\"  + content + \"<|im_end|>\\n\" }}\n"
+    "    {%- elif message.role == \"assistant\" -%}\n"
+    "        {%- if reasoning_mode == \"/think\" -%}\n"
+    "            {{ \"<|im_start|>assistant\\n\" + content.lstrip(\"\\n\") + \"<|im_end|>\\n\" }}\n"
+    "        {%- else -%}\n"
+    "            {{ \"<|im_start|>assistant\\n\" + \"<think>\\n\\n</think>\\n\" + content.lstrip(\""
+    "\\n\") + \"<|im_end|>\\n\" }}\n"
+    "        {%- endif -%}\n"
+    "    {%- elif message.role == \"tool\" -%}\n"
+    "    {{ \"<|im_start|>\" + \"user\\n\"  + content + \"<|im_end|>\\n\" }}\n"
+    "    {%- endif -%}\n"
+    "{%- endfor -%}\n"
+    "{# ───── generation prompt ───── #}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {%- if reasoning_mode == \"/think\" -%}\n"
+    "        {{ \"<|im_start|>assistant\\n\" }}\n"
+    "    {%- else -%}\n"
+    "        {{ \"<|im_start|>assistant\\n\" + \"<think>\\n\\n</think>\\n\"  }}\n"
+    "    {%- endif -%}\n"
+    "{%- endif -%}";
+
 /* The errors the [INST] templates raise (raise_exception), in their words */
 #define ALTERNATE "Conversation roles must alternate user/assistant/user/assistant/..."
 #define ALTERNATE_AFTER_SYSTEM                                                                     \
@@ -422,7 +553,7 @@ static const char QWEN3_JINJA[] =
 #define ONLY_USER_ASSISTANT_SYSTEM                                                                 \
     "Only user and assistant roles are supported, with the exception of an initial optional "      \
     "system message!"
-/* loraft's refusal where Mistral v0.3's template would drop the system message */
+/* loraft's refusal where Mistral's v3 templates (v0.3's, Nemo's) would drop the system message */
 #define V3_REFUSAL "renders the system message only in a conversation that ends with a user turn"
 
 /* Llama-2-7b-chat-hf's template (13b and 70b carry the same; Jinja's own escapes kept) */
@@ -573,6 +704,106 @@ static const char MISTRAL_V3_JINJA[] =
     "    {%- endif %}\n"
     "{%- endfor %}\n";
 
+/* Mistral-Nemo-Instruct-2407's ("v3-tekken": v3's without the spaces after [INST] and before an
+ * answer, the answer not stripped; with tools or tool calls it renders more, which loraft does
+ * not) */
+static const char MISTRAL_NEMO_JINJA[] =
+    "{%- if messages[0][\"role\"] == \"system\" %}\n"
+    "    {%- set system_message = messages[0][\"content\"] %}\n"
+    "    {%- set loop_messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set loop_messages = messages %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "{%- set user_messages = loop_messages | selectattr(\"role\", \"equalto\", \"user\") | list %}"
+    "\n"
+    "\n"
+    "{#- This block checks for alternating user/assistant messages, skipping tool calling messages "
+    "#}\n"
+    "{%- set ns = namespace() %}\n"
+    "{%- set ns.index = 0 %}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if not (message.role == \"tool\" or message.role == \"tool_results\" or (message.tool_"
+    "calls is defined and message.tool_calls is not none)) %}\n"
+    "        {%- if (message[\"role\"] == \"user\") != (ns.index % 2 == 0) %}\n"
+    "            {{- raise_exception(\"After the optional system message, conversation roles must a"
+    "lternate user/assistant/user/assistant/...\") }}\n"
+    "        {%- endif %}\n"
+    "        {%- set ns.index = ns.index + 1 %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "\n"
+    "{{- bos_token }}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if message[\"role\"] == \"user\" %}\n"
+    "        {%- if tools is not none and (message == user_messages[-1]) %}\n"
+    "            {{- \"[AVAILABLE_TOOLS][\" }}\n"
+    "            {%- for tool in tools %}\n"
+    "                {%- set tool = tool.function %}\n"
+    "                {{- '{\"type\": \"function\", \"function\": {' }}\n"
+    "                {%- for key, val in tool.items() if key != \"return\" %}\n"
+    "                    {%- if val is string %}\n"
+    "                        {{- '\"' + key + '\": \"' + val + '\"' }}\n"
+    "                    {%- else %}\n"
+    "                        {{- '\"' + key + '\": ' + val|tojson }}\n"
+    "                    {%- endif %}\n"
+    "                    {%- if not loop.last %}\n"
+    "                        {{- \", \" }}\n"
+    "                    {%- endif %}\n"
+    "                {%- endfor %}\n"
+    "                {{- \"}}\" }}\n"
+    "                {%- if not loop.last %}\n"
+    "                    {{- \", \" }}\n"
+    "                {%- else %}\n"
+    "                    {{- \"]\" }}\n"
+    "                {%- endif %}\n"
+    "            {%- endfor %}\n"
+    "            {{- \"[/AVAILABLE_TOOLS]\" }}\n"
+    "            {%- endif %}\n"
+    "        {%- if loop.last and system_message is defined %}\n"
+    "            {{- \"[INST]\" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\" "
+    "}}\n"
+    "        {%- else %}\n"
+    "            {{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif (message.tool_calls is defined and message.tool_calls is not none) %}\n"
+    "        {{- \"[TOOL_CALLS][\" }}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- set out = tool_call.function|tojson %}\n"
+    "            {{- out[:-1] }}\n"
+    "            {%- if not tool_call.id is defined or tool_call.id|length != 9 %}\n"
+    "                {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length"
+    " 9!\") }}\n"
+    "            {%- endif %}\n"
+    "            {{- ', \"id\": \"' + tool_call.id + '\"}' }}\n"
+    "            {%- if not loop.last %}\n"
+    "                {{- \", \" }}\n"
+    "            {%- else %}\n"
+    "                {{- \"]\" + eos_token }}\n"
+    "            {%- endif %}\n"
+    "        {%- endfor %}\n"
+    "    {%- elif message[\"role\"] == \"assistant\" %}\n"
+    "        {{- message[\"content\"] + eos_token}}\n"
+    "    {%- elif message[\"role\"] == \"tool_results\" or message[\"role\"] == \"tool\" %}\n"
+    "        {%- if message.content is defined and message.content.content is defined %}\n"
+    "            {%- set content = message.content.content %}\n"
+    "        {%- else %}\n"
+    "            {%- set content = message.content %}\n"
+    "        {%- endif %}\n"
+    "        {{- '[TOOL_RESULTS]{\"content\": ' + content|string + \", \" }}\n"
+    "        {%- if not message.tool_call_id is defined or message.tool_call_id|length != 9 %}\n"
+    "            {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length 9!"
+    "\") }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\"call_id\": \"' + message.tool_call_id + '\"}[/TOOL_RESULTS]' }}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Only user and assistant roles are supported, with the exception "
+    "of an initial optional system message!\") }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n";
+
 /* zephyr-7b-beta's, which TinyLlama-1.1B-Chat-v1.0 copied: a newline character inside the
  * literals, as their tokenizer_config.json has it */
 static const char ZEPHYR_JINJA[] = "{% for message in messages %}\n"
@@ -644,11 +875,20 @@ static const char GEMMA3_JINJA[] =
     "    {{'<start_of_turn>model\\n'}}\n"
     "{%- endif -%}\n";
 
+/* Phi-3.5-mini-instruct's: a newline character inside the literals; an empty system turn renders
+ * nothing, and a conversation without the generation prompt ends with EOS */
+static const char PHI3_JINJA[] =
+    "{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}{{'"
+    "<|system|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'"
+    "<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'"
+    "<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}{% if "
+    "add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}";
+
 /* generation_config.json's eos_token_id of Llama 3.1 to 3.3 Instruct, as text */
 #define LLAMA31_STOPS "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", NULL
 
 /* name, format, default system turn, stops, date, BOS and EOS text (NULL: "<s>", "</s>"; Gemma's
- * tokenizers have "<bos>") */
+ * tokenizers have "<bos>", Phi-3's "<|endoftext|>") */
 static const ChatTemplate templates[] = {
     {"chatml", CHAT_FORMAT_CHATML, NULL, {"<|im_end|>", NULL}, NULL, NULL, NULL},
     {"smollm2", CHAT_FORMAT_CHATML, SMOLLM2_SYSTEM, {"<|im_end|>", NULL}, NULL, NULL, NULL},
@@ -659,13 +899,23 @@ static const ChatTemplate templates[] = {
     {"llama3.2", CHAT_FORMAT_LLAMA31, NULL, {LLAMA31_STOPS}, NULL, NULL, NULL},
     {"qwen3", CHAT_FORMAT_QWEN3, NULL, {"<|im_end|>", NULL}, NULL, NULL, NULL},
     {"qwen3-nothink", CHAT_FORMAT_QWEN3_NO_THINKING, NULL, {"<|im_end|>", NULL}, NULL, NULL, NULL},
+    {"smollm3", CHAT_FORMAT_SMOLLM3, NULL, {"<|im_end|>", NULL}, SMOLLM3_DATE, NULL, NULL},
+    {"smollm3-nothink",
+     CHAT_FORMAT_SMOLLM3_NO_THINKING,
+     NULL,
+     {"<|im_end|>", NULL},
+     SMOLLM3_DATE,
+     NULL,
+     NULL},
     {"llama2", CHAT_FORMAT_LLAMA2, NULL, {"</s>", NULL}, NULL, NULL, NULL},
     {"mistral", CHAT_FORMAT_MISTRAL, NULL, {"</s>", NULL}, NULL, NULL, NULL},
     {"mistral-v0.3", CHAT_FORMAT_MISTRAL_V3, NULL, {"</s>", NULL}, NULL, NULL, NULL},
     {"mistral-legacy", CHAT_FORMAT_MISTRAL_LEGACY, NULL, {"</s>", NULL}, NULL, NULL, NULL},
+    {"mistral-nemo", CHAT_FORMAT_MISTRAL_NEMO, NULL, {"</s>", NULL}, NULL, NULL, NULL},
     {"zephyr", CHAT_FORMAT_ZEPHYR, NULL, {"</s>", NULL}, NULL, NULL, NULL},
     {"gemma", CHAT_FORMAT_GEMMA, NULL, {"<end_of_turn>", NULL}, NULL, "<bos>", NULL},
     {"gemma2", CHAT_FORMAT_GEMMA2, NULL, {"<end_of_turn>", NULL}, NULL, "<bos>", NULL},
+    {"phi3", CHAT_FORMAT_PHI3, NULL, {"<|end|>", NULL}, NULL, NULL, "<|endoftext|>"},
     {"plain", CHAT_FORMAT_PLAIN, NULL, {"\nUser:", NULL}, NULL, NULL, NULL},
 };
 enum { N_TEMPLATES = sizeof templates / sizeof templates[0] };
@@ -689,13 +939,16 @@ static const struct {
     {"llama3.1", LLAMA31_JINJA},
     {"llama3.2", LLAMA32_JINJA},
     {"qwen3", QWEN3_JINJA},
+    {"smollm3", SMOLLM3_JINJA},
     {"llama2", LLAMA2_JINJA},
     {"mistral", MISTRAL_JINJA},
     {"mistral-v0.3", MISTRAL_V3_JINJA},
     {"mistral-legacy", MISTRAL_LEGACY_JINJA},
+    {"mistral-nemo", MISTRAL_NEMO_JINJA},
     {"zephyr", ZEPHYR_JINJA},
     {"gemma", GEMMA3_JINJA},
     {"gemma2", GEMMA2_JINJA},
+    {"phi3", PHI3_JINJA},
     {"plain", "{% for message in messages %}{% if message['role'] == 'system' %}{{ "
               "message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}{{ 'User: ' + "
               "message['content'] + '\n\n' }}{% else %}{{ 'Assistant: ' + message['content'] + "
@@ -705,8 +958,9 @@ static const struct {
 enum { N_KNOWN = sizeof known / sizeof known[0] };
 
 const char *chat_template_names(void) {
-    return "chatml, smollm2, qwen2, qwen2.5, qwen3, qwen3-nothink, llama3, llama3.1, llama3.2, "
-           "llama2, mistral, mistral-v0.3, mistral-legacy, zephyr, gemma, gemma2, plain";
+    return "chatml, smollm2, qwen2, qwen2.5, qwen3, qwen3-nothink, smollm3, smollm3-nothink, "
+           "llama3, llama3.1, llama3.2, llama2, mistral, mistral-v0.3, mistral-legacy, "
+           "mistral-nemo, zephyr, gemma, gemma2, phi3, plain";
 }
 
 int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err) {
@@ -723,19 +977,30 @@ int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err) {
 /* The templates whose Jinja renders bos_token, and those that render eos_token. */
 static int renders_bos(ChatFormat f) {
     return f == CHAT_FORMAT_LLAMA2 || f == CHAT_FORMAT_MISTRAL || f == CHAT_FORMAT_MISTRAL_V3 ||
-           f == CHAT_FORMAT_MISTRAL_LEGACY || f == CHAT_FORMAT_GEMMA || f == CHAT_FORMAT_GEMMA2;
+           f == CHAT_FORMAT_MISTRAL_LEGACY || f == CHAT_FORMAT_MISTRAL_NEMO ||
+           f == CHAT_FORMAT_GEMMA || f == CHAT_FORMAT_GEMMA2;
 }
 
 static int renders_eos(ChatFormat f) {
     return f == CHAT_FORMAT_LLAMA2 || f == CHAT_FORMAT_MISTRAL || f == CHAT_FORMAT_MISTRAL_V3 ||
-           f == CHAT_FORMAT_MISTRAL_LEGACY || f == CHAT_FORMAT_ZEPHYR;
+           f == CHAT_FORMAT_MISTRAL_LEGACY || f == CHAT_FORMAT_MISTRAL_NEMO ||
+           f == CHAT_FORMAT_ZEPHYR || f == CHAT_FORMAT_PHI3;
+}
+
+static const char *bos_text(const ChatTemplate *t) {
+    return t->bos ? t->bos : "<s>";
+}
+
+static const char *eos_text(const ChatTemplate *t) {
+    return t->eos ? t->eos : "</s>";
 }
 
 void chat_template_set_specials(ChatTemplate *t, const char *bos, const char *eos) {
     if (bos && renders_bos(t->format)) t->bos = bos;
     if (!eos || !renders_eos(t->format)) return;
+    for (int i = 0; *eos && t->stops[i]; i++) /* the EOS that ends turns (not Phi-3's) is a stop */
+        if (!strcmp(t->stops[i], eos_text(t))) t->stops[i] = eos;
     t->eos = eos;
-    if (*eos) t->stops[0] = eos; /* their turns end with EOS */
 }
 
 void chat_template_set_vocab_specials(ChatTemplate *t, const Bpe *bpe) {
@@ -843,13 +1108,19 @@ static size_t space_before(const char *s, size_t n) {
     return len == n - start ? len : 0;
 }
 
+/* The length of s[0..n) without its trailing whitespace: Python's str.rstrip(). */
+static size_t rstripped(const char *s, size_t n) {
+    size_t k;
+    while (n && (k = space_before(s, n))) n -= k;
+    return n;
+}
+
 /* Jinja's trim filter, i.e. Python's str.strip(), as a [begin, end) range of s. */
 static void py_strip(const char *s, size_t *begin, size_t *end) {
     size_t b = 0, e = strlen(s), k;
     while (b < e && (k = space_at(s + b, e - b))) b += k;
-    while (e > b && (k = space_before(s + b, e - b))) e -= k;
     *begin = b;
-    *end = e;
+    *end = b + rstripped(s + b, e - b);
 }
 
 /* s stripped as Jinja's trim filter strips it. */
@@ -886,20 +1157,23 @@ static void render_llama3(const ChatMessage *m, int i, Buf *b) {
     llama3_turn(b, m->role, m->content);
 }
 
+/* The date a system turn writes: the template's, else today's as transformers' strftime_now(fmt)
+ * writes it (local time) into today[0..cap), else fallback. */
+static const char *template_date(const ChatTemplate *t, const char *fmt, const char *fallback,
+                                 char *today, size_t cap) {
+    time_t now = time(NULL);
+    struct tm tm;
+    if (t->date) return t->date;
+    return localtime_r(&now, &tm) && strftime(today, cap, fmt, &tm) ? today : fallback;
+}
+
 /* Llama 3.1's system turn, always there: the dates, then msgs[0]'s content when it is a system
  * turn. Returns the messages it took (0 or 1). */
 static int llama31_system(const ChatTemplate *t, const ChatMessage *msgs, Buf *b) {
-    char today[32];
-    const char *date = t->date;
-    time_t now = time(NULL);
-    struct tm tm;
-    if (!date) /* the template's own fallback where strftime_now is missing */
-        date = localtime_r(&now, &tm) && strftime(today, sizeof today, "%d %b %Y", &tm)
-                   ? today
-                   : "26 Jul 2024";
+    char today[32]; /* 26 Jul 2024: the template's own fallback where strftime_now is missing */
     buf_str(b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
                "Cutting Knowledge Date: December 2023\nToday Date: ");
-    buf_str(b, date);
+    buf_str(b, template_date(t, "%d %b %Y", "26 Jul 2024", today, sizeof today));
     buf_str(b, "\n\n");
     int system = !strcmp(msgs[0].role, "system");
     if (system) buf_trimmed(b, msgs[0].content);
@@ -985,15 +1259,7 @@ static void render_plain(const ChatMessage *m, Buf *b) {
     buf_str(b, "\n\n");
 }
 
-/* ---- the [INST] templates (Llama 2, Mistral) and Zephyr ---- */
-
-static const char *bos_text(const ChatTemplate *t) {
-    return t->bos ? t->bos : "<s>";
-}
-
-static const char *eos_text(const ChatTemplate *t) {
-    return t->eos ? t->eos : "</s>";
-}
+/* ---- the [INST] templates (Llama 2, Mistral), Zephyr and Phi-3 ---- */
 
 static int is_role(const ChatMessage *m, const char *role) {
     return !strcmp(m->role, role);
@@ -1038,11 +1304,19 @@ static const MistralStyle mistral_v3 = {
     1};
 static const MistralStyle mistral_legacy = {
     {0, 0, ALTERNATE, ONLY_USER_ASSISTANT, NULL}, "[INST] ", " [/INST]", "", 0, 0};
+static const MistralStyle mistral_nemo = {
+    {1, 1, ALTERNATE_AFTER_SYSTEM, ONLY_USER_ASSISTANT_SYSTEM, NULL},
+    "[INST]",
+    "[/INST]",
+    "",
+    0,
+    1};
 
 static const MistralStyle *mistral_style(ChatFormat f) {
     return f == CHAT_FORMAT_MISTRAL          ? &mistral_v1
            : f == CHAT_FORMAT_MISTRAL_V3     ? &mistral_v3
            : f == CHAT_FORMAT_MISTRAL_LEGACY ? &mistral_legacy
+           : f == CHAT_FORMAT_MISTRAL_NEMO   ? &mistral_nemo
                                              : NULL;
 }
 
@@ -1084,7 +1358,7 @@ static int check_turns(const ChatTemplate *t, const ChatMessage *msgs, int n, Lf
     if (r && check_rules(t, r, msgs, n, err)) return -1;
     if (s && s->system_in_last && is_role(&msgs[0], "system") && !is_role(&msgs[n - 1], "user"))
         return lf_fail(err,
-                       "chat template %s: message 0 (system): Mistral v0.3's template " V3_REFUSAL
+                       "chat template %s: message 0 (system): the template " V3_REFUSAL
                        " (inside it) and drops it from any other; loraft refuses the system "
                        "message rather than drop it (an SFT prompt would not be a prefix of its "
                        "conversation)",
@@ -1170,26 +1444,129 @@ static void render_gemma(const ChatTemplate *t, const ChatMessage *msgs, int n, 
     }
 }
 
-static void render_zephyr(const ChatTemplate *t, const ChatMessage *m, Buf *b) {
+/* Zephyr's and Phi-3's turn: "<|" role "|>\n" content end */
+static void tagged_turn(Buf *b, const ChatMessage *m, const char *end) {
     buf_str(b, "<|");
     buf_str(b, m->role);
     buf_str(b, "|>\n");
     buf_str(b, m->content);
-    buf_str(b, eos_text(t));
+    buf_str(b, end);
+}
+
+static void render_zephyr(const ChatTemplate *t, const ChatMessage *m, Buf *b) {
+    tagged_turn(b, m, eos_text(t));
     buf_str(b, "\n");
 }
 
-static const char *generation_prompt(ChatFormat f) {
-    switch (f) {
+static void render_phi3(const ChatMessage *m, Buf *b) {
+    if (!is_role(m, "system") || *m->content) tagged_turn(b, m, "<|end|>\n");
+}
+
+/* ---- SmolLM3 ---- */
+
+/* Python's s.replace(old, "").rstrip() as a new string; NULL when out of memory. */
+static char *removed(const char *s, const char *old) {
+    Buf b = {0};
+    size_t k = strlen(old);
+    for (const char *hit; (hit = strstr(s, old)); s = hit + k) buf_add(&b, s, (size_t)(hit - s));
+    buf_str(&b, s);
+    if (b.oom) return free(b.p), NULL;
+    b.p[rstripped(b.p, b.len)] = '\0';
+    return b.p;
+}
+
+/* The template's custom instructions: the system message without "/no_think" and "/think",
+ * right-stripped, and without "/system_override" too when asked; an rstrip() after each replace()
+ * leaves what the template's one at the end leaves, as the flags hold no whitespace. NULL when
+ * out of memory. */
+static char *smollm3_instructions(const char *system, int override) {
+    char *a = removed(system, "/no_think"), *c = a ? removed(a, "/think") : NULL;
+    free(a);
+    if (!c || !override) return c;
+    a = removed(c, "/system_override");
+    free(c);
+    return a;
+}
+
+/* The system message ("" when the first message is not a system turn, as the template reads an
+ * undefined one). */
+static const char *smollm3_system_message(const ChatMessage *msgs) {
+    return is_role(&msgs[0], "system") ? msgs[0].content : "";
+}
+
+/* Whether SmolLM3's template reasons: the system message's /no_think, else its /think, else
+ * enable_thinking (true; smollm3-nothink: false). */
+static int smollm3_thinks(const ChatTemplate *t, const ChatMessage *msgs) {
+    const char *system = smollm3_system_message(msgs);
+    if (strstr(system, "/no_think")) return 0;
+    return strstr(system, "/think") || t->format == CHAT_FORMAT_SMOLLM3;
+}
+
+/* What opens an answer, and the generation prompt: without reasoning, an empty think block. */
+static const char *smollm3_answer_head(int think) {
+    return think ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n";
+}
+
+/* The metadata, the reasoning mode, the custom instructions (else the default ones) and a blank
+ * line; no <|im_end|>: the template closes the turn only after tools. */
+static void smollm3_metadata(const ChatTemplate *t, const char *custom, int think, Buf *b) {
+    char today[64];
+    buf_str(b, "## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday Date: ");
+    buf_str(b, template_date(t, "%d %B %Y", SMOLLM3_DATE, today, sizeof today));
+    buf_str(b, think ? "\nReasoning Mode: /think\n\n" : "\nReasoning Mode: /no_think\n\n");
+    buf_str(b, "## Custom Instructions\n\n");
+    buf_str(b, *custom ? custom : think ? SMOLLM3_THINK_SYSTEM : SMOLLM3_SYSTEM);
+    buf_str(b, "\n\n");
+}
+
+/* SmolLM3's system turn, always there: with "/system_override" in the system message, its
+ * instructions alone, closed; else the metadata. */
+static void smollm3_system(const ChatTemplate *t, const char *system, int think, Buf *b) {
+    int override = strstr(system, "/system_override") != NULL;
+    char *custom = smollm3_instructions(system, override);
+    buf_str(b, "<|im_start|>system\n");
+    if (!custom) {
+        b->oom = 1;
+    } else if (override) {
+        buf_str(b, custom);
+        buf_str(b, "<|im_end|>\n");
+    } else {
+        smollm3_metadata(t, custom, think, b);
+    }
+    free(custom);
+}
+
+/* The system turn, then the user turns as ChatML's and the answers after their head, leading
+ * newlines stripped; system messages render only in the system turn. */
+static void render_smollm3(const ChatTemplate *t, const ChatMessage *msgs, int n, Buf *b) {
+    int think = smollm3_thinks(t, msgs);
+    smollm3_system(t, smollm3_system_message(msgs), think, b);
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(msgs[i].content);
+        if (is_role(&msgs[i], "user")) chatml_turn(b, "user", msgs[i].content);
+        if (!is_role(&msgs[i], "assistant")) continue;
+        const char *answer = strip_newlines(msgs[i].content, &len, 1, 0);
+        buf_str(b, smollm3_answer_head(think));
+        buf_add(b, answer, len);
+        buf_str(b, "<|im_end|>\n");
+    }
+}
+
+static const char *generation_prompt(const ChatTemplate *t, const ChatMessage *msgs) {
+    switch (t->format) {
     case CHAT_FORMAT_CHATML:
     case CHAT_FORMAT_QWEN3:
         return "<|im_start|>assistant\n";
     case CHAT_FORMAT_QWEN3_NO_THINKING: /* Qwen3's template under enable_thinking false */
         return "<|im_start|>assistant\n<think>\n\n</think>\n\n";
+    case CHAT_FORMAT_SMOLLM3:
+    case CHAT_FORMAT_SMOLLM3_NO_THINKING:
+        return smollm3_answer_head(smollm3_thinks(t, msgs));
     case CHAT_FORMAT_LLAMA3:
     case CHAT_FORMAT_LLAMA31:
         return "<|start_header_id|>assistant<|end_header_id|>\n\n";
     case CHAT_FORMAT_ZEPHYR:
+    case CHAT_FORMAT_PHI3:
         return "<|assistant|>\n";
     case CHAT_FORMAT_GEMMA:
     case CHAT_FORMAT_GEMMA2:
@@ -1198,6 +1575,7 @@ static const char *generation_prompt(ChatFormat f) {
     case CHAT_FORMAT_MISTRAL:
     case CHAT_FORMAT_MISTRAL_V3:
     case CHAT_FORMAT_MISTRAL_LEGACY:
+    case CHAT_FORMAT_MISTRAL_NEMO:
         return ""; /* none: the prompt ends with the user turn's [/INST] */
     case CHAT_FORMAT_PLAIN:
         return "Assistant:";
@@ -1225,6 +1603,8 @@ int chat_render(const ChatTemplate *t, const ChatMessage *msgs, int n, int add_g
     if (t->format == CHAT_FORMAT_LLAMA31) render_llama31(t, msgs, n, &b);
     if (t->format == CHAT_FORMAT_QWEN3 || t->format == CHAT_FORMAT_QWEN3_NO_THINKING)
         render_qwen3(msgs, n, &b);
+    if (t->format == CHAT_FORMAT_SMOLLM3 || t->format == CHAT_FORMAT_SMOLLM3_NO_THINKING)
+        render_smollm3(t, msgs, n, &b);
     if (t->format == CHAT_FORMAT_LLAMA2) render_llama2(t, msgs, n, &b);
     if (mistral) render_mistral(t, mistral, msgs, n, &b);
     if (t->format == CHAT_FORMAT_GEMMA || t->format == CHAT_FORMAT_GEMMA2)
@@ -1233,9 +1613,13 @@ int chat_render(const ChatTemplate *t, const ChatMessage *msgs, int n, int add_g
         if (t->format == CHAT_FORMAT_CHATML) render_chatml(t, &msgs[i], i, &b);
         if (t->format == CHAT_FORMAT_LLAMA3) render_llama3(&msgs[i], i, &b);
         if (t->format == CHAT_FORMAT_ZEPHYR) render_zephyr(t, &msgs[i], &b);
+        if (t->format == CHAT_FORMAT_PHI3) render_phi3(&msgs[i], &b);
         if (t->format == CHAT_FORMAT_PLAIN) render_plain(&msgs[i], &b);
     }
-    if (add_generation_prompt) buf_str(&b, generation_prompt(t->format));
+    if (add_generation_prompt)
+        buf_str(&b, generation_prompt(t, msgs));
+    else if (t->format == CHAT_FORMAT_PHI3) /* its conversation ends with EOS */
+        buf_str(&b, eos_text(t));
     buf_add(&b, "", 0); /* an empty rendering (Llama 2's of a lone system turn) is "" too */
     if (b.oom) {
         free(b.p);
