@@ -607,38 +607,46 @@ static const char MISTRAL_LEGACY_JINJA[] =
     "%}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor "
     "%}";
 
-static const char MISTRAL_V3_JINJA[] =
-    "{%- if messages[0][\"role\"] == \"system\" %}\n"
-    "    {%- set system_message = messages[0][\"content\"] %}\n"
-    "    {%- set loop_messages = messages[1:] %}\n"
-    "{%- else %}\n"
-    "    {%- set loop_messages = messages %}\n"
-    "{%- endif %}\n"
-    "{%- if not tools is defined %}\n"
-    "    {%- set tools = none %}\n"
-    "{%- endif %}\n"
-    "{%- set user_messages = loop_messages | selectattr(\"role\", \"equalto\", \"user\") | list %}"
-    "\n"
-    "\n"
-    "{#- This block checks for alternating user/assistant messages, skipping tool calling messages "
-    "#}\n"
-    "{%- set ns = namespace() %}\n"
-    "{%- set ns.index = 0 %}\n"
-    "{%- for message in loop_messages %}\n"
-    "    {%- if not (message.role == \"tool\" or message.role == \"tool_results\" or (message.tool_"
-    "calls is defined and message.tool_calls is not none)) %}\n"
-    "        {%- if (message[\"role\"] == \"user\") != (ns.index % 2 == 0) %}\n"
-    "            {{- raise_exception(\"After the optional system message, conversation roles must a"
-    "lternate user/assistant/user/assistant/...\") }}\n"
-    "        {%- endif %}\n"
-    "        {%- set ns.index = ns.index + 1 %}\n"
-    "    {%- endif %}\n"
-    "{%- endfor %}\n"
-    "\n"
-    "{{- bos_token }}\n"
-    "{%- for message in loop_messages %}\n"
-    "    {%- if message[\"role\"] == \"user\" %}\n"
+/* The first 31 lines of Mistral v0.3's and Nemo's templates: the system message, the role
+ * checks and the start of the first user turn's tools */
+#define MISTRAL_V3_HEAD                                                                            \
+    "{%- if messages[0][\"role\"] == \"system\" %}\n"                                              \
+    "    {%- set system_message = messages[0][\"content\"] %}\n"                                   \
+    "    {%- set loop_messages = messages[1:] %}\n"                                                \
+    "{%- else %}\n"                                                                                \
+    "    {%- set loop_messages = messages %}\n"                                                    \
+    "{%- endif %}\n"                                                                               \
+    "{%- if not tools is defined %}\n"                                                             \
+    "    {%- set tools = none %}\n"                                                                \
+    "{%- endif %}\n"                                                                               \
+    "{%- set user_messages = loop_messages | selectattr(\"role\", \"equalto\", \"user\") | list "  \
+    "%}"                                                                                           \
+    "\n"                                                                                           \
+    "\n"                                                                                           \
+    "{#- This block checks for alternating user/assistant messages, skipping tool calling "        \
+    "messages "                                                                                    \
+    "#}\n"                                                                                         \
+    "{%- set ns = namespace() %}\n"                                                                \
+    "{%- set ns.index = 0 %}\n"                                                                    \
+    "{%- for message in loop_messages %}\n"                                                        \
+    "    {%- if not (message.role == \"tool\" or message.role == \"tool_results\" or "             \
+    "(message.tool_"                                                                               \
+    "calls is defined and message.tool_calls is not none)) %}\n"                                   \
+    "        {%- if (message[\"role\"] == \"user\") != (ns.index % 2 == 0) %}\n"                   \
+    "            {{- raise_exception(\"After the optional system message, conversation roles "     \
+    "must a"                                                                                       \
+    "lternate user/assistant/user/assistant/...\") }}\n"                                           \
+    "        {%- endif %}\n"                                                                       \
+    "        {%- set ns.index = ns.index + 1 %}\n"                                                 \
+    "    {%- endif %}\n"                                                                           \
+    "{%- endfor %}\n"                                                                              \
+    "\n"                                                                                           \
+    "{{- bos_token }}\n"                                                                           \
+    "{%- for message in loop_messages %}\n"                                                        \
+    "    {%- if message[\"role\"] == \"user\" %}\n"                                                \
     "        {%- if tools is not none and (message == user_messages[-1]) %}\n"
+
+static const char MISTRAL_V3_JINJA[] = MISTRAL_V3_HEAD
     "            {{- \"[AVAILABLE_TOOLS] [\" }}\n"
     "            {%- for tool in tools %}\n"
     "                {%- set tool = tool.function %}\n"
@@ -707,38 +715,7 @@ static const char MISTRAL_V3_JINJA[] =
 /* Mistral-Nemo-Instruct-2407's ("v3-tekken": v3's without the spaces after [INST] and before an
  * answer, the answer not stripped; with tools or tool calls it renders more, which loraft does
  * not) */
-static const char MISTRAL_NEMO_JINJA[] =
-    "{%- if messages[0][\"role\"] == \"system\" %}\n"
-    "    {%- set system_message = messages[0][\"content\"] %}\n"
-    "    {%- set loop_messages = messages[1:] %}\n"
-    "{%- else %}\n"
-    "    {%- set loop_messages = messages %}\n"
-    "{%- endif %}\n"
-    "{%- if not tools is defined %}\n"
-    "    {%- set tools = none %}\n"
-    "{%- endif %}\n"
-    "{%- set user_messages = loop_messages | selectattr(\"role\", \"equalto\", \"user\") | list %}"
-    "\n"
-    "\n"
-    "{#- This block checks for alternating user/assistant messages, skipping tool calling messages "
-    "#}\n"
-    "{%- set ns = namespace() %}\n"
-    "{%- set ns.index = 0 %}\n"
-    "{%- for message in loop_messages %}\n"
-    "    {%- if not (message.role == \"tool\" or message.role == \"tool_results\" or (message.tool_"
-    "calls is defined and message.tool_calls is not none)) %}\n"
-    "        {%- if (message[\"role\"] == \"user\") != (ns.index % 2 == 0) %}\n"
-    "            {{- raise_exception(\"After the optional system message, conversation roles must a"
-    "lternate user/assistant/user/assistant/...\") }}\n"
-    "        {%- endif %}\n"
-    "        {%- set ns.index = ns.index + 1 %}\n"
-    "    {%- endif %}\n"
-    "{%- endfor %}\n"
-    "\n"
-    "{{- bos_token }}\n"
-    "{%- for message in loop_messages %}\n"
-    "    {%- if message[\"role\"] == \"user\" %}\n"
-    "        {%- if tools is not none and (message == user_messages[-1]) %}\n"
+static const char MISTRAL_NEMO_JINJA[] = MISTRAL_V3_HEAD
     "            {{- \"[AVAILABLE_TOOLS][\" }}\n"
     "            {%- for tool in tools %}\n"
     "                {%- set tool = tool.function %}\n"
