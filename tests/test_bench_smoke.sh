@@ -49,11 +49,12 @@ else
   echo "the reference venv is not ready: bench-gpu-e2e.py not checked"
 fi
 
-# bench/sass-paths.py on the bf16 forward at HS 64 without dropout: a warp's tile is two m16
-# tiles against 64 keys, S = Q K^T and O = P V over HP 64, 2 * 2 * (8 * 4) = 128 HMMA
+# bench/sass-paths.py on the bf16 forward at HS 64 (TcShape<64, 64>) without dropout: a warp's
+# tile is two m16 tiles against 64 keys, S = Q K^T and O = P V over HP 64, 2 * 2 * (8 * 4) = 128
+# HMMA
 if command -v nvcc >/dev/null; then
   rc=0
-  sass=$(python3 bench/sass-paths.py --kernel 'forward_tc_kernel<64, false>' 2>&1) || rc=$?
+  sass=$(python3 bench/sass-paths.py --kernel 'forward_tc_kernel<TcShape<64, 64>, false>' 2>&1) || rc=$?
   if [ $rc = 77 ]; then
     echo "$sass"
   else
