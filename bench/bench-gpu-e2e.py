@@ -8,8 +8,10 @@ own process, in the same run (issue 10).
         [--loraft-bench build/bench_train_step] [--no-pytorch] [--timeout 150]
 
 Models: DistilBERT-base (sequence classification, LoRA on q_lin, v_lin), SmolLM2-135M and
-(--cases llama3-2048) Llama-3.2-1B's shape and (--cases qwen3-2048) Qwen3-0.6B's (heads of 128
-over hidden 1024, head norms; causal LM, LoRA on all seven projections), r 8,
+(--cases llama3-2048) Llama-3.2-1B's shape, (--cases qwen3-2048) Qwen3-0.6B's (heads of 128
+over hidden 1024, head norms) and (--cases gemma3-2048) Gemma 3 270M's (heads of 256, a window
+of 512 in five layers of six, GeGLU, a 262k vocabulary; causal LM, LoRA on all seven
+projections), r 8,
 alpha 16, dropout 0.1 / 0.05, built from
 their real configs (below) with random weights on both sides: loraft from the config.json
 this script writes (bench_train_step --random), PyTorch with from_config. Nothing is read
@@ -80,6 +82,16 @@ CONFIGS = {
         "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
         "rope_theta": 1000000, "tie_word_embeddings": True, "use_sliding_window": False,
         "vocab_size": 151936},
+    "gemma3": {  # google/gemma-3-270m: 4 heads of 256 over 1 KV head, hidden 640
+        "model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
+        "attention_bias": False, "attention_dropout": 0.0, "attn_logit_softcapping": None,
+        "bos_token_id": 2, "eos_token_id": 1, "final_logit_softcapping": None, "head_dim": 256,
+        "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 640, "initializer_range": 0.02,
+        "intermediate_size": 2048, "max_position_embeddings": 32768, "num_attention_heads": 4,
+        "num_hidden_layers": 18, "num_key_value_heads": 1, "pad_token_id": 0,
+        "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_local_base_freq": 10000.0,
+        "rope_theta": 1000000.0, "sliding_window": 512, "tie_word_embeddings": True,
+        "use_bidirectional_attention": False, "vocab_size": 262144},
 }
 SMOKE = {"distilbert": {"dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 2,
                         "vocab_size": 1000, "max_position_embeddings": 64},
@@ -90,11 +102,14 @@ SMOKE = {"distilbert": {"dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 
                     "head_dim": 16, "bos_token_id": 0, "eos_token_id": 1},
          "qwen3": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
                    "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
-                   "head_dim": 32, "bos_token_id": 0, "eos_token_id": 1}}
+                   "head_dim": 32, "bos_token_id": 0, "eos_token_id": 1},
+         "gemma3": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+                    "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
+                    "head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 16}}
 LORA = {"distilbert": (["q_lin", "v_lin"], 0.1),
         "smollm2": (["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                      "down_proj"], 0.05)}
-LORA["llama3"] = LORA["qwen3"] = LORA["smollm2"]
+LORA["llama3"] = LORA["qwen3"] = LORA["gemma3"] = LORA["smollm2"]
 
 
 def dims(name, cfg):

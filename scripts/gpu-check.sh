@@ -220,4 +220,9 @@ step e2e_qwen3-2048 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py 
   --cases qwen3-2048 --precision "$l3_precision" --device "$e2e_device" \
   --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
 show e2e_qwen3-2048 "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
+note "== end to end at Gemma 3 270M's shape (heads of 256, windows of 512, GeGLU), where time remains"
+step e2e_gemma3-2048 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py \
+  --cases gemma3-2048 --precision "$l3_precision" --device "$e2e_device" \
+  --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
+show e2e_gemma3-2048 "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
 [ $failed -eq 0 ]
