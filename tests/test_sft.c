@@ -344,6 +344,22 @@ static void check_spm(const cJSON *g) {
     text_tokenizer_close(&tok);
 }
 
+/* The model directory dir's tokenizer with its chat template (detected, or pick by name), which
+ * must be `template`: the golden's ids and labels of tokenizer tok_name and that template. */
+static void check_model_dir(const cJSON *g, const char *dir, const char *pick, const char *tok_name,
+                            const char *template) {
+    TextTokenizer tok;
+    ChatTemplate t;
+    SftFormat f;
+    LfError err;
+    CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
+    CHECK_OK(chat_template_for_model(dir, pick, &t, &err), &err);
+    CHECK(t.name && !strcmp(t.name, template));
+    CHECK_OK(sft_format_init(&f, &t, NULL, &tok, -1, &err), &err);
+    check_format(g, &tok, &f, tok_name, template, 0);
+    text_tokenizer_close(&tok);
+}
+
 /* Gemma's tokenizer.json (tests/golden/spm_gemma.json) with Gemma 3's chat template, found in
  * its tokenizer_config.json as a model directory carries it: BOS is text the template renders,
  * <end_of_turn> ends the answer. */
@@ -361,16 +377,7 @@ static void check_gemma(const cJSON *g, const cJSON *templates) {
     write_to(dir, "tokenizer_config.json", cfg_text, strlen(cfg_text));
     free(cfg_text);
     cJSON_Delete(cfg);
-    TextTokenizer tok;
-    ChatTemplate t;
-    SftFormat f;
-    LfError err;
-    CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
-    CHECK_OK(chat_template_for_model(dir, NULL, &t, &err), &err);
-    CHECK(t.name && !strcmp(t.name, "gemma"));
-    CHECK_OK(sft_format_init(&f, &t, NULL, &tok, -1, &err), &err);
-    check_format(g, &tok, &f, "gemma", "gemma", 0);
-    text_tokenizer_close(&tok);
+    check_model_dir(g, dir, NULL, "gemma", "gemma");
 }
 
 /* SmolLM2-Instruct's tokenizer (the same ChatML special tokens) with SmolLM3's chat template in
@@ -392,19 +399,8 @@ static void check_smollm3(const cJSON *g, const cJSON *templates) {
     }
     const char *jinja = cJSON_GetObjectItem(templates, "smollm3")->valuestring;
     write_to(dir, "chat_template.jinja", jinja, strlen(jinja));
-    TextTokenizer tok;
-    ChatTemplate t;
-    SftFormat f;
-    LfError err;
-    CHECK_OK(text_tokenizer_open(&tok, dir, &err), &err);
-    CHECK_OK(chat_template_for_model(dir, NULL, &t, &err), &err);
-    CHECK(t.name && !strcmp(t.name, "smollm3"));
-    CHECK_OK(sft_format_init(&f, &t, NULL, &tok, -1, &err), &err);
-    check_format(g, &tok, &f, "smollm2", "smollm3", 0);
-    CHECK_OK(chat_template_for_model(dir, "smollm3-nothink", &t, &err), &err);
-    CHECK_OK(sft_format_init(&f, &t, NULL, &tok, -1, &err), &err);
-    check_format(g, &tok, &f, "smollm2", "smollm3-nothink", 0);
-    text_tokenizer_close(&tok);
+    check_model_dir(g, dir, NULL, "smollm2", "smollm3");
+    check_model_dir(g, dir, "smollm3-nothink", "smollm2", "smollm3-nothink");
 }
 
 /* GPT-2's tokenizer under Qwen2's NFC normalizer (the golden's nfc_edit) with the plain template
