@@ -189,8 +189,8 @@ static int field_wanted(int i, int qk_norm, int gemma) {
 }
 
 /* A layer that backward reaches keeps everything it computed (but what attention saves itself,
- * and under model_keeps_bf16 the bf16 copies of its norms' and SwiGLU's inputs); the others
- * share one set of buffers, their outputs alternating between two (a layer reads its input
+ * and under model_keeps_bf16 the bf16 copies of its norms' and the gated activation's inputs); the
+ * others share one set of buffers, their outputs alternating between two (a layer reads its input
  * while it writes its output). The last layer's output is always kept: the final norm's
  * backward reads it. Under gradient checkpointing (plan_layer) a layer that backward reaches
  * keeps its output, the next one's input, and all of them share one set of the rest. */
@@ -277,9 +277,9 @@ static void llama_plan(Model *m, Plan *pl) {
         PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, &a->n1, bw, sh.n1);
         PLAN_TAKE_INPUT(pl, m, Ly->gate_up, 2, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->down}, 1, &a->act, bw, sh.act);
-        /* the norms' and SwiGLU's outputs in bf16 where q, k and v, gate and up and down read
-         * them so: into an adapted group's input copy, else in act's shared place (each read
-         * before the next is written) */
+        /* the norms' and the gated activation's outputs in bf16 where q, k and v, gate and up and
+         * down read them so: into an adapted group's input copy, else in act's shared place (each
+         * read before the next is written) */
         uint16_t *in_bf16 = (uint16_t *)sh.act;
         linear_input_bf16(m, Ly->qkv, 3, in_bf16);
         linear_input_bf16(m, Ly->gate_up, 2, in_bf16);
@@ -297,7 +297,8 @@ static void llama_plan(Model *m, Plan *pl) {
         PLAN_TAKE_BF16(pl, &a->gate_up_bf16, 2 * N * F, bw && half);
         PLAN_TAKE_BF16(pl, &a->xh_o, N * C, bw && half && gemma);
         PLAN_TAKE_BF16(pl, &a->xh_d, N * C, bw && half && gemma);
-        /* [gate | up] from their GEMM in bf16 where joined: SwiGLU's saved, or sh.gate */
+        /* [gate | up] from their GEMM in bf16 where joined: the gated activation's saved, or
+         * sh.gate */
         uint16_t *gu = a->gate_up_bf16 ? a->gate_up_bf16 : (uint16_t *)sh.gate;
         linear_output_bf16(m, Ly->gate_up, 2, gu);
         plan_layer(pl, 0);
@@ -332,7 +333,8 @@ static void llama_plan(Model *m, Plan *pl) {
         Ly->up.dout_bf16 = plain ? Ly->gate.dout_bf16 + F : NULL;
         Ly->o.dout_bf16 = linear_reads_bf16(m, &Ly->o) ? b->d_out_bf16 : NULL;
         Ly->down.dout_bf16 = linear_reads_bf16(m, &Ly->down) ? b->d_out_bf16 : NULL;
-        linear_input_grad_bf16(m, &Ly->down, (uint16_t *)b->d_f); /* for SwiGLU's backward */
+        linear_input_grad_bf16(m, &Ly->down,
+                               (uint16_t *)b->d_f); /* for the gated activation's backward */
     }
 }
 
