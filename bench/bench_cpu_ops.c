@@ -83,12 +83,14 @@ static void lora_bwd(Bench *b) {
 }
 static void att_fwd(Bench *b) {
     ops->attention_forward(b->out, NULL, 0, b->lse, NULL, b->q, b->C, b->k, b->v, b->C, b->mask, 0,
-                           0, NULL, 0.1f, 1, b->scratch, b->B, b->T, b->NH, b->NH, b->C / b->NH);
+                           0, NULL, attn_score_plain(b->C / b->NH), 0.1f, 1, b->scratch, b->B, b->T,
+                           b->NH, b->NH, b->C / b->NH);
 }
 static void att_bwd(Bench *b) {
     ops->attention_backward(b->dq, b->dk, b->dv, b->dout, b->q, b->k, b->v, b->C, b->C, b->out,
-                            NULL, 0, b->lse, NULL, b->mask, 0, 0, NULL, 0.1f, 1, b->scratch, b->B,
-                            b->T, b->NH, b->NH, b->C / b->NH, OPS_ADD);
+                            NULL, 0, b->lse, NULL, b->mask, 0, 0, NULL,
+                            attn_score_plain(b->C / b->NH), 0.1f, 1, b->scratch, b->B, b->T, b->NH,
+                            b->NH, b->C / b->NH, OPS_ADD);
 }
 static void ln_fwd(Bench *b) {
     ops->layernorm_forward(b->out, b->mean, b->rstd, NULL, b->inp, b->w, b->bias, 1e-12f, NT, b->C);
@@ -109,7 +111,7 @@ static void gelu_bwd(Bench *b) {
 enum { LN = 2048, LC = 576, LV = 49152 };
 static void lm_head_chunked(Bench *b) {
     ops->lm_head_cross_entropy(b->losses, b->dh, b->dhead, b->h, b->head, NULL, b->labels,
-                               1.0f / LN, NULL, b->logits, LN, LC, LV, b->chunk);
+                               1.0f / LN, NULL, 0.0f, b->logits, LN, LC, LV, b->chunk);
 }
 static void lm_head_unchunked(Bench *b) {
     ops->matmul_forward(b->logits, b->h, b->head, NULL, LN, LC, LV);

@@ -538,12 +538,12 @@ static void bench_lm_head(void) {
     else
         TIME(bare, bench_gpu_gemm(logits, h, w, N, V, C, 1));
     snprintf(name, sizeof name, "smollm2 lm_head+loss fwd %dx%d->%d", N, C, V);
-    TIME(ms, gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, Wb, labels, 1.0f / N, NULL,
+    TIME(ms, gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, Wb, labels, 1.0f / N, NULL, 0.0f,
                                         scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, flops, ms, bare);
     snprintf(name, sizeof name, "smollm2 lm_head+loss fwd+dh %dx%d->%d", N, C, V);
-    TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, labels, 1.0f / N, NULL, scratch,
-                                        N, C, V, OPS_LM_HEAD_CHUNK));
+    TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, labels, 1.0f / N, NULL, 0.0f,
+                                        scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
     FREE_ALL(h, w, dh, losses, logits, scratch, hb, wb, labels);
 }
@@ -560,6 +560,7 @@ static void bench_attention(const Dims *d, int T, int causal, int window, const 
     RopeFreqs freqs;
     rope_freqs_init(&freqs, 1e5f, HS, NULL);
     const RopeFreqs *rope = causal ? &freqs : NULL;
+    AttnScore score = attn_score_plain(HS);
     size_t btc = (size_t)B * T * C, bth = (size_t)B * NH * T;
     float *q = randu(btc, 1.0f), *k = randu((size_t)B * T * KC, 1.0f);
     float *v = randu((size_t)B * T * KC, 1.0f), *out = zeros(btc), *lse = zeros(bth);
@@ -588,17 +589,18 @@ static void bench_attention(const Dims *d, int T, int causal, int window, const 
     if (*impl) {
         bench_gpu_mark();
         gpu->attention_forward(out, NULL, 0, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask,
-                               causal, window, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS);
+                               causal, window, rope, score, 0.0f, 1, scratch, B, T, NH, d->NKV, HS);
         gpu->attention_backward(dq, dk, dv, dout, q, k, v, NH * HS, d->NKV * HS, out, NULL, 0, lse,
-                                saved, mask, causal, window, rope, 0.0f, 1, scratch, B, T, NH,
-                                d->NKV, HS, OPS_ADD);
+                                saved, mask, causal, window, rope, score, 0.0f, 1, scratch, B, T,
+                                NH, d->NKV, HS, OPS_ADD);
         first = bench_gpu_elapsed_ms();
     }
     TIME(fwd, gpu->attention_forward(out, NULL, 0, lse, saved, q, NH * HS, k, v, d->NKV * HS, mask,
-                                     causal, window, rope, 0.0f, 1, scratch, B, T, NH, d->NKV, HS));
+                                     causal, window, rope, score, 0.0f, 1, scratch, B, T, NH,
+                                     d->NKV, HS));
     TIME(bwd, gpu->attention_backward(dq, dk, dv, dout, q, k, v, NH * HS, d->NKV * HS, out, NULL, 0,
-                                      lse, saved, mask, causal, window, rope, 0.0f, 1, scratch, B,
-                                      T, NH, d->NKV, HS, OPS_ADD));
+                                      lse, saved, mask, causal, window, rope, score, 0.0f, 1,
+                                      scratch, B, T, NH, d->NKV, HS, OPS_ADD));
     double flops = 4.0 * NH * HS * pairs, dense = 4.0 * B * NH * (double)T * T * HS;
     char name[64];
     char kind[32];

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama, qwen2, qwen3,
-mistral, smollm3, gemma3_text or gpt2 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
+mistral, smollm3, gemma3_text, gemma2 or gpt2 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
 (docs/FORMATS.md): Mistral written as llama (the converter's LlamaModel serves
 MistralForCausalLM; a head_dim other than hidden / heads as key_length and value_length, its
 sliding_window as llama.attention.sliding_window, which loraft writes and reads and llama.cpp's
@@ -12,7 +12,11 @@ Conv1D weights transposed to [out, in] and token_embd copied as output.weight; G
 (llama.cpp's Gemma3Model: every norm weight stored as 1 + it, q and k as HF stores them, the head
 size as key_length, the window as attention.sliding_window, and, where they are not llama.cpp's
 defaults, every n-th layer full as attention.sliding_window_pattern n and the windowed layers' RoPE
-base as rope.freq_base_swa, which llama.cpp reads). The tests use it
+base as rope.freq_base_swa, which llama.cpp reads; its final_logit_softcapping where set); Gemma 2
+as gemma2 (llama.cpp's Gemma2Model: the norms as Gemma 3's, no head norms, the head size as
+key_length, sliding_window, attn_logit_softcapping and final_logit_softcapping always, no RoPE base,
+windows or lm_head: llama.cpp assumes a base of 10000, every other layer windowed from the first,
+and the head tied, which this asserts). The tests use it
 to check that a model loads alike from both formats.
 
     write-tiny-gguf.py MODEL_DIR OUT.gguf        (needs numpy and safetensors)
@@ -63,7 +67,18 @@ def kv(k, t, v):
 arch = {"mistral": "llama", "gemma3_text": "gemma3"}.get(cfg["model_type"], cfg["model_type"])
 w = load_file(src + "/model.safetensors")
 tensors = []
-if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma3"):
+gemma = arch in ("gemma2", "gemma3")
+
+
+def layer_steps(types):
+    """The step n of layer_types' every n-th layer full (0: none full), asserted to be one"""
+    full = [t == "full_attention" for t in types]
+    step = full.index(True) + 1 if any(full) else 0
+    assert step and full == [(l + 1) % step == 0 for l in range(len(full))], full
+    return step
+
+
+if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3"):
     A = arch + "."
     rope = cfg.get("rope_parameters") or {}
     rope = rope.get("full_attention", rope)  # transformers 5: Gemma's per layer type
@@ -74,19 +89,27 @@ if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma3"):
            kv(A + "attention.head_count", 4, cfg["num_attention_heads"]),
            kv(A + "attention.head_count_kv", 4, cfg["num_key_value_heads"]),
            kv(A + "context_length", 4, cfg["max_position_embeddings"]),
-           kv(A + "rope.freq_base", 6, float(theta)),
            kv(A + "attention.layer_norm_rms_epsilon", 6, cfg["rms_norm_eps"])]
+    if arch == "gemma2":  # Gemma2Model writes no RoPE keys: llama.cpp's default base
+        assert theta == 10000 and rope.get("rope_type", "default") == "default", rope
+        assert layer_steps(cfg["layer_types"]) == 2, cfg["layer_types"]
+        assert cfg.get("tie_word_embeddings", True), "Gemma2Model drops lm_head"
+        kvs += [kv(A + "attn_logit_softcapping", 6, float(cfg["attn_logit_softcapping"])),
+                kv(A + "final_logit_softcapping", 6, float(cfg["final_logit_softcapping"])),
+                kv(A + "attention.sliding_window", 4, cfg["sliding_window"])]
+    else:
+        kvs += [kv(A + "rope.freq_base", 6, float(theta))]
     hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-    if arch in ("qwen3", "gemma3") or hd * cfg["num_attention_heads"] != cfg["hidden_size"]:
+    if arch == "qwen3" or gemma or hd * cfg["num_attention_heads"] != cfg["hidden_size"]:
         # Qwen3's head size is the config's, whatever the width; a decoupled one's too
         kvs += [kv(A + "attention.key_length", 4, hd), kv(A + "attention.value_length", 4, hd)]
     if cfg["model_type"] == "mistral" and cfg.get("sliding_window"):  # as loraft writes it
         kvs += [kv(A + "attention.sliding_window", 4, cfg["sliding_window"])]
+    if arch == "gemma3" and cfg.get("final_logit_softcapping"):
+        kvs += [kv(A + "final_logit_softcapping", 6, float(cfg["final_logit_softcapping"]))]
     if arch == "gemma3" and cfg.get("sliding_window"):
         kvs += [kv(A + "attention.sliding_window", 4, cfg["sliding_window"])]
-        full = [t == "full_attention" for t in cfg["layer_types"]]
-        step = full.index(True) + 1 if any(full) else 0
-        assert step and full == [(l + 1) % step == 0 for l in range(len(full))], full
+        step = layer_steps(cfg["layer_types"])
         if step != 6:
             kvs += [kv(A + "attention.sliding_window_pattern", 4, step)]
         local = cfg.get("rope_local_base_freq") or cfg["rope_parameters"]["sliding_attention"]["rope_theta"]
@@ -101,12 +124,14 @@ if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma3"):
            "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
            "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
            "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
-    if arch == "gemma3":
+    if gemma:
         per.update({"post_attention_layernorm": "post_attention_norm",
                     "pre_feedforward_layernorm": "ffn_norm",
                     "post_feedforward_layernorm": "post_ffw_norm"})
     for k, x in w.items():
         base, param = k.rsplit(".", 1)
+        if arch == "gemma2" and base == "lm_head":
+            continue  # Gemma2Model's: the head is token_embd
         if base in names:
             g = names[base]
         else:
@@ -116,8 +141,8 @@ if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma3"):
                 x = permute(x, cfg["num_attention_heads"])
             if arch in ("llama", "smollm3") and p[3:] == ["self_attn", "k_proj"]:
                 x = permute(x, cfg["num_key_value_heads"])
-        if arch == "gemma3" and base.endswith("norm"):
-            x = x + 1  # Gemma3RMSNorm multiplies by 1 + w: the converter stores that
+        if gemma and base.endswith("norm"):
+            x = x + 1  # Gemma's RMSNorm multiplies by 1 + w: the converter stores that
         tensors.append((g + "." + param, x))
 elif arch == "gpt2":
     A = "gpt2."
@@ -144,7 +169,7 @@ elif arch == "gpt2":
             tensors.append(("output.weight", x))  # the converter's copy of the tied head
 else:
     sys.exit(f"write-tiny-gguf: model_type {arch} (llama, mistral, qwen2, qwen3, smollm3, "
-             "gemma3_text or gpt2)")
+             "gemma3_text, gemma2 or gpt2)")
 kvs = [kv("general.architecture", 8, arch)] + kvs + [
     kv("tokenizer.ggml.model", 8, "gpt2"), kv("tokenizer.ggml.pre", 8, "gpt-2"),
     kv("tokenizer.ggml.tokens", 9, (8, tokens)), kv("tokenizer.ggml.token_type", 9, (5, types)),

@@ -102,23 +102,27 @@ assert a["prompt"] == "Q: What colour is coal? \nA:", repr(a["prompt"])
 assert a["reference"] == " Coal is black.", repr(a["reference"])
 ' "$tmp/tmpl/metrics.jsonl" && ok || bad "prompt template rendering"
 
-# 8. Gemma 3 (`loraft init --arch gemma3`: 1 + w norms, GeGLU, layer 1 windowed) with Gemma's
-# tokenizer spelling (tests/golden/spm_gemma.json) and its chat template: the prompt renders as
-# Gemma 3's turns, the held-out answer loss falls
+# 8. Gemma 3 and Gemma 2 (`loraft init --arch gemma3 / gemma2`: 1 + w norms, GeGLU, layer 0
+# windowed; Gemma 2's scores and logits soft-capped at 3) with Gemma's tokenizer spelling
+# (tests/golden/spm_gemma.json) and their chat templates: the prompt renders as Gemma's turns, the
+# held-out answer loss falls
 mkdir -p "$tmp/gemma_tok"
 cp tests/golden/spm_gemma.json "$tmp/gemma_tok/tokenizer.json"
-"$bin" init --arch gemma3 --layers 2 --hidden 64 --heads 4 --kv-heads 2 --head-dim 32 \
-  --sliding-window 16 --full-every 2 --vocab-from "$tmp/gemma_tok" --seed 1 --out "$tmp/gemma" \
-  >/dev/null || fail "init --arch gemma3"
-train --set model.model="$tmp/gemma" --set data.chat_template=gemma --set train.output_dir="$tmp/g3" \
-  >"$tmp/g3.log" 2>&1 || { cat "$tmp/g3.log"; fail "gemma3 SFT run"; }
-json '
+for g in "gemma3 gemma" "gemma2 gemma2 --attn-softcap 3 --final-softcap 3"; do
+  set -- $g
+  "$bin" init --arch "$1" --layers 2 --hidden 64 --heads 4 --kv-heads 2 --head-dim 32 \
+    --sliding-window 16 --full-every 2 "${@:3}" --vocab-from "$tmp/gemma_tok" --seed 1 \
+    --out "$tmp/$1" >/dev/null || fail "init --arch $1"
+  train --set model.model="$tmp/$1" --set data.chat_template="$2" \
+    --set train.output_dir="$tmp/$1-run" >"$tmp/$1.log" 2>&1 || { cat "$tmp/$1.log"; fail "$1 SFT run"; }
+  json '
 ev = [json.loads(l) for l in open(sys.argv[1]) if "\"eval\"" in l]
 a = [json.loads(l) for l in open(sys.argv[1]) if "\"answer\"" in l][0]
 want = "<bos><start_of_turn>user\nWhat colour is coal?<end_of_turn>\n<start_of_turn>model\n"
 assert a["prompt"] == want, repr(a["prompt"])
 assert ev[-1]["eval_loss"] <= ev[0]["eval_loss"] - 0.5, (ev[0]["eval_loss"], ev[-1]["eval_loss"])
-' "$tmp/g3/metrics.jsonl" && ok || bad "gemma3 SFT: $(grep -m1 answer "$tmp/g3/metrics.jsonl")"
+' "$tmp/$1-run/metrics.jsonl" && ok || bad "$1 SFT: $(grep -m1 answer "$tmp/$1-run/metrics.jsonl")"
+done
 
 # 9. refusals, each with a message and no run directory left behind
 refused() { # refused NAME PATTERN --set ...: the run fails, says PATTERN, writes nothing

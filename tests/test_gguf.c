@@ -4,8 +4,9 @@
  *   holds every dequantised type beside gguf's own dequantisation; every value must match
  *   bit for bit. Its typed keys exercise the getters.
  * - every malformed-file rule the reader enforces, one file each, built byte by byte;
- * - round trips through gguf_write; GgufArch for Llama and GPT-2; HF names; the Q/K
- *   permutation against numpy's reshape/swapaxes index arithmetic.
+ * - round trips through gguf_write; GgufArch for Llama, Qwen, Gemma 3 and 2 (windows, soft-caps,
+ *   the attention scalar llama.cpp derives) and GPT-2; HF names; the Q/K permutation against
+ *   numpy's reshape/swapaxes index arithmetic.
  * With LORAFT_GGUF_SMOLLM2=path/SmolLM2-135M-Instruct.Q4_1.gguf it also checks that real
  * file's config. */
 #include <cjson/cJSON.h>
@@ -619,6 +620,7 @@ typedef struct TinySpec {
     float yarn_value;
     const GgufWriteKV *extra; /* n_extra more keys */
     int n_extra;
+    int layers; /* block_count; 0: 2 */
 } TinySpec;
 
 static const char *write_tiny(const TinySpec *sp) {
@@ -627,7 +629,8 @@ static const char *write_tiny(const TinySpec *sp) {
     char k[6][64];
     const char *suffix[6] = {"block_count",          "embedding_length", "feed_forward_length",
                              "attention.head_count", "context_length",   "attention.head_count_kv"};
-    uint64_t vals[6] = {2, 8, 12, (uint64_t)sp->heads, 16, (uint64_t)sp->kv_heads};
+    uint64_t layers = sp->layers ? (uint64_t)sp->layers : 2;
+    uint64_t vals[6] = {layers, 8, 12, (uint64_t)sp->heads, 16, (uint64_t)sp->kv_heads};
     GgufWriteKV kvs[28];
     int n = 0;
     kvs[n++] = (GgufWriteKV){.key = "general.architecture", .type = GGUF_STRING, .s = sp->arch};
@@ -700,7 +703,9 @@ static void expect_arch(const TinySpec *sp, const char *phrase, GgufArch *a, int
 
 /* Gemma 3 (of llama's tiny spec): its windowed layers as llama.cpp reads them (every sixth full by
  * default, every n-th with an integer pattern, a flag a layer with a list of BOOL, INT32 or
- * UINT32), their RoPE base (default 10000), the config they make; soft-capping refused unless 0. */
+ * UINT32), their RoPE base (default 10000), the config they make; the final logits' soft-cap
+ * (default none), positive or 0; an attention soft-cap, which llama.cpp's gemma3 ignores, refused
+ * unless 0. */
 static void test_gemma3_arch(const TinySpec *llama) {
     GgufArch a;
     TinySpec s = *llama;
@@ -709,6 +714,7 @@ static void test_gemma3_arch(const TinySpec *llama) {
     s.arch = "gemma3", s.extra = kv, s.n_extra = 1;
     expect_arch(&s, NULL, &a, __LINE__);
     CHECK(a.sliding_window == 4 && a.windowed[0] && a.windowed[1] && a.rope_theta_swa == 1e4f);
+    CHECK(a.attn_scalar == 4 && a.attn_softcap == 0 && a.final_softcap == 0);
     kv[1] = (GgufWriteKV){
         .key = "gemma3.attention.sliding_window_pattern", .type = GGUF_UINT32, .u = 2};
     kv[2] = (GgufWriteKV){.key = "gemma3.rope.freq_base_swa", .type = GGUF_FLOAT32, .f = 5e4};
@@ -720,7 +726,8 @@ static void test_gemma3_arch(const TinySpec *llama) {
     CHECK_OK(model_config_load(&c, write_tiny(&s), &err), &err);
     CHECK(c.arch == ARCH_GEMMA3 && model_layer_window(&c, 0) == 4 &&
           model_layer_window(&c, 1) == 0 && c.rope_local_theta == 5e4f && c.rope_theta == 1e5f &&
-          model_head_size(&c) == 4);
+          model_head_size(&c) == 4 && c.query_pre_attn_scalar == 4 && c.attn_softcap == 0 &&
+          c.final_softcap == 0);
     kv[1] = (GgufWriteKV){.key = "gemma3.attention.sliding_window_pattern",
                           .type = GGUF_ARRAY,
                           .elem_type = GGUF_BOOL,
@@ -733,14 +740,112 @@ static void test_gemma3_arch(const TinySpec *llama) {
                 __LINE__);
     kv[1] = (GgufWriteKV){.key = "gemma3.final_logit_softcapping", .type = GGUF_FLOAT32, .f = 0};
     expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.final_softcap == 0);
     kv[1].f = 30;
-    expect_arch(&s, "gemma3.final_logit_softcapping 30: logit soft-capping is not supported", &a,
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.final_softcap == 30 && a.attn_softcap == 0);
+    CHECK_OK(model_config_load(&c, write_tiny(&s), &err), &err);
+    CHECK(c.final_softcap == 30 && c.attn_softcap == 0);
+    kv[1].f = -30;
+    expect_arch(&s,
+                "gemma3.final_logit_softcapping is -30, expected a finite soft-cap > 0 (or 0: "
+                "none)",
+                &a, __LINE__);
+    kv[1].f = NAN;
+    expect_arch(&s, "gemma3.final_logit_softcapping is nan", &a, __LINE__);
+    kv[1] = (GgufWriteKV){.key = "gemma3.attn_logit_softcapping", .type = GGUF_FLOAT32, .f = 0};
+    expect_arch(&s, NULL, &a, __LINE__);
+    kv[1].f = 50;
+    expect_arch(&s, "gemma3.attn_logit_softcapping 50: llama.cpp's gemma3 ignores it", &a,
                 __LINE__);
+}
+
+/* Gemma 2 (of llama's tiny spec, heads of 8 by key_length) as llama.cpp reads it: a window of 4096
+ * by default and every other layer windowed (the even ones, as Gemma2Config's layer_types), or as
+ * sliding_window_pattern says; one RoPE base (a rope.freq_base_swa of its own refused); the
+ * attention's and the final logits' soft-caps (default 50 and 30), positive (llama.cpp divides by
+ * them); the config they make. */
+static void test_gemma2_arch(const TinySpec *llama) {
+    GgufArch a;
+    TinySpec s = *llama;
+    static const unsigned char flags[2] = {0, 1};
+    GgufWriteKV kv[4] = {{0}};
+    s.arch = "gemma2", s.key_length = 8, s.extra = kv;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(strcmp(a.arch, "gemma2") == 0 && a.sliding_window == 4096 && a.windowed[0] &&
+          !a.windowed[1] && a.rope_theta_swa == a.rope_theta && a.head_dim == 8);
+    CHECK(a.attn_scalar == 8 && a.attn_softcap == 50 && a.final_softcap == 30);
+    kv[0] = (GgufWriteKV){.key = "gemma2.attention.sliding_window", .type = GGUF_UINT32, .u = 4};
+    kv[1] = (GgufWriteKV){.key = "gemma2.attn_logit_softcapping", .type = GGUF_FLOAT32, .f = 3};
+    kv[2] = (GgufWriteKV){.key = "gemma2.final_logit_softcapping", .type = GGUF_FLOAT32, .f = 2};
+    kv[3] = (GgufWriteKV){.key = "gemma2.rope.freq_base_swa", .type = GGUF_FLOAT32, .f = 1e5};
+    s.n_extra = 4;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.sliding_window == 4 && a.attn_softcap == 3 && a.final_softcap == 2);
+    ModelConfig c;
+    LfError err = {{0}};
+    CHECK_OK(model_config_load(&c, write_tiny(&s), &err), &err);
+    CHECK(c.arch == ARCH_GEMMA2 && model_layer_window(&c, 0) == 4 &&
+          model_layer_window(&c, 1) == 0 && c.rope_local_theta == 0 && c.rope_theta == 1e5f &&
+          model_head_size(&c) == 8 && c.query_pre_attn_scalar == 8 && c.attn_softcap == 3 &&
+          c.final_softcap == 2);
+    kv[3].f = 1e4;
+    expect_arch(&s,
+                "gemma2.rope.freq_base_swa 10000 differs from rope.freq_base 100000: a RoPE base "
+                "of the windowed layers' own is not supported",
+                &a, __LINE__);
+    kv[3] = (GgufWriteKV){.key = "gemma2.attention.sliding_window_pattern",
+                          .type = GGUF_ARRAY,
+                          .elem_type = GGUF_BOOL,
+                          .n = 2,
+                          .arr = flags};
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(!a.windowed[0] && a.windowed[1]);
+    kv[3] = (GgufWriteKV){
+        .key = "gemma2.attention.sliding_window_pattern", .type = GGUF_UINT32, .u = 1};
+    expect_arch(&s, NULL, &a, __LINE__); /* every layer full */
+    CHECK(!a.windowed[0] && !a.windowed[1]);
+    static const struct {
+        int key;
+        float cap;
+        const char *phrase;
+    } bad[] = {
+        {1, 0, "gemma2.attn_logit_softcapping is 0, expected a finite soft-cap > 0"},
+        {1, -50, "gemma2.attn_logit_softcapping is -50, expected a finite soft-cap > 0"},
+        {2, NAN, "gemma2.final_logit_softcapping is nan, expected a finite soft-cap > 0"},
+        {2, INFINITY, "gemma2.final_logit_softcapping is inf"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        kv[1].f = 3, kv[2].f = 2;
+        kv[bad[i].key].f = bad[i].cap;
+        expect_arch(&s, bad[i].phrase, &a, __LINE__);
+    }
+}
+
+/* The attention scalar llama.cpp derives for Gemma: hidden / heads (8 / 2) at the 27B models' layer
+ * count (gemma2 46, gemma3 62), the head size (key_length 8) at any other. */
+static void test_gemma_scalar(const TinySpec *llama) {
+    static const struct {
+        const char *arch;
+        int layers;
+        float scalar;
+    } cases[] = {{"gemma2", 46, 4},
+                 {"gemma2", 62, 8},
+                 {"gemma3", 62, 4},
+                 {"gemma3", 46, 8},
+                 {"gemma3", 26, 8}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        GgufArch a;
+        TinySpec s = *llama;
+        s.arch = cases[i].arch, s.key_length = 8, s.layers = cases[i].layers;
+        expect_arch(&s, NULL, &a, __LINE__);
+        CHECK(a.n_layers == cases[i].layers && a.attn_scalar == cases[i].scalar);
+    }
 }
 
 static void test_arch(void) {
     GgufArch a;
-    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}, 0, NULL, 0, NULL, 0};
+    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}, 0, NULL, 0, NULL, 0, 0};
     expect_arch(&llama, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "llama") == 0 && a.n_layers == 2 && a.hidden == 8 && a.ffn == 12);
     CHECK(a.n_heads == 2 && a.n_kv_heads == 1 && a.head_dim == 4 && a.context_length == 16);
@@ -840,8 +945,10 @@ static void test_arch(void) {
                 &a, __LINE__);
 
     test_gemma3_arch(&llama);
+    test_gemma2_arch(&llama);
+    test_gemma_scalar(&llama);
 
-    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}, 0, NULL, 0, NULL, 0};
+    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}, 0, NULL, 0, NULL, 0, 0};
     expect_arch(&gpt2, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "gpt2") == 0 && a.n_kv_heads == 2 && a.rope_theta == 0);
     CHECK(a.norm_eps == 1e-5f && a.tied_embeddings == 0 && a.context_length == 16);
@@ -909,6 +1016,22 @@ static void test_hf_names(void) {
         {"qwen3", "blk.0.attn_k_norm.weight", "model.layers.0.self_attn.k_norm.weight",
          GGUF_FIX_NONE},
         {"qwen3", "blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight", GGUF_FIX_NONE},
+        /* Gemma: norms of their own, q and k as HF stores them; Gemma 3's head norms */
+        {"gemma2", "blk.0.attn_norm.weight", "model.layers.0.input_layernorm.weight",
+         GGUF_FIX_NONE},
+        {"gemma2", "blk.1.post_attention_norm.weight",
+         "model.layers.1.post_attention_layernorm.weight", GGUF_FIX_NONE},
+        {"gemma2", "blk.1.ffn_norm.weight", "model.layers.1.pre_feedforward_layernorm.weight",
+         GGUF_FIX_NONE},
+        {"gemma2", "blk.1.post_ffw_norm.weight", "model.layers.1.post_feedforward_layernorm.weight",
+         GGUF_FIX_NONE},
+        {"gemma2", "blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight", GGUF_FIX_NONE},
+        {"gemma2", "output_norm.weight", "model.norm.weight", GGUF_FIX_NONE},
+        {"gemma3", "blk.1.ffn_norm.weight", "model.layers.1.pre_feedforward_layernorm.weight",
+         GGUF_FIX_NONE},
+        {"gemma3", "blk.2.attn_q_norm.weight", "model.layers.2.self_attn.q_norm.weight",
+         GGUF_FIX_NONE},
+        {"gemma3", "blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight", GGUF_FIX_NONE},
         {"gpt2", "token_embd.weight", "transformer.wte.weight", GGUF_FIX_NONE},
         {"gpt2", "position_embd.weight", "transformer.wpe.weight", GGUF_FIX_NONE},
         {"gpt2", "output_norm.bias", "transformer.ln_f.bias", GGUF_FIX_NONE},
@@ -943,6 +1066,11 @@ static void test_hf_names(void) {
     EXPECT_FAIL(gguf_hf_name("gpt2", "blk.0.attn_q.weight", out, 32, &fix, err_), "counterpart");
     EXPECT_FAIL(gguf_hf_name("llama", "blk.0.attn_q_norm.weight", out, 64, &fix, err_),
                 "counterpart"); /* Qwen3's alone */
+    EXPECT_FAIL(gguf_hf_name("gemma2", "blk.0.attn_q_norm.weight", out, 64, &fix, err_),
+                "no Hugging Face counterpart in a gemma2 model"); /* Gemma 3's alone */
+    EXPECT_FAIL(
+        gguf_name_of("gemma2", "model.layers.0.self_attn.k_norm.weight", out, 64, &fix, err_),
+        "no GGUF counterpart in a gemma2 model");
     EXPECT_FAIL(gguf_hf_name("llama", "blk.x.attn_q.weight", out, 32, &fix, err_), "counterpart");
     EXPECT_FAIL(gguf_hf_name("llama", "blk.1.attn_q", out, 32, &fix, err_), "counterpart");
     EXPECT_FAIL(gguf_hf_name("llama", "rope_freqs.weight", out, 32, &fix, err_), "counterpart");

@@ -21,6 +21,13 @@
  * use the gpt2 names (blk.N.attn_qkv, ...) and keys (gpt2.*), Conv1D weights in GGUF's [out,in]
  * layout without any permutation, the merged file a copy of token_embd as output.weight (as
  * llama.cpp's converter writes it; loraft's loader skips it), with Llama's tolerances.
+ * And on tiny Gemma 3s and Gemma 2s (tied; the even layers windowed; Gemma 2's soft-caps 1.5 and
+ * 2): the adapter, F32 and Q8_0 merges (norms as 1 + w, the windowed layers as flags, the soft-caps
+ * as llama.cpp's converters write them: Gemma 3's final one only where it has one) read back to the
+ * same config and logits, also at the 27B models' layer counts (46, 62) where llama.cpp scales
+ * attention by hidden / heads, not the head size; refused: a query_pre_attn_scalar other than
+ * llama.cpp's, Gemma 3 with attention soft-capping or YaRN, Gemma 2 without a soft-cap, untied, or
+ * with llama3's RoPE scaling.
  * With the real SmolLM2-135M-Instruct GGUF (models/smollm2, or LORAFT_SMOLLM2_GGUF), a Q8_0
  * merge carries the source's tokenizer.* and general.* metadata byte for byte, its tokenizer
  * encodes like the source's, and its logits match the in-memory model's within 4e-2 of the
@@ -75,17 +82,32 @@ static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
  * blocks); LoRA with random B so that merging changes the weights. GPT-2: tied, 4 KV heads. */
 /* The tiny Llama's RoPE scaling (test_merged_rope) */
 static RopeScaling tiny_rope;
+/* The tiny Gemma's layers (0: 2), head size (0: hidden / heads), query_pre_attn_scalar (0: the
+ * head size, llama.cpp's below 46 layers) and soft-caps (-1: none; 0: Gemma 2's 1.5 and 2, which
+ * bite, Gemma 3's none) */
+typedef struct TinyGemma {
+    int layers, head_dim;
+    float scalar, attn_softcap, final_softcap;
+} TinyGemma;
+static TinyGemma tiny_gemma;
 
 static int tiny_model(Model *m, const TrainSpec *s, Arch arch, int tied, LfError *err) {
     ModelConfig c;
     model_config_defaults(&c, arch);
-    if (arch == ARCH_LLAMA) c.rope_scaling = tiny_rope;
+    if (arch_is_llama(arch)) c.rope_scaling = tiny_rope;
     c.vocab_size = VOCAB, c.hidden_size = 64, c.num_layers = 2, c.num_heads = 4;
     c.num_kv_heads = arch == ARCH_GPT2 ? 4 : 2, c.ffn_size = 48, c.max_positions = 64,
     c.tie_word_embeddings = tied;
     c.initializer_range = 0.2f, c.pad_token_id = -1, c.bos_token_id = 1, c.eos_token_id = 2;
-    if (arch == ARCH_GEMMA3) /* layer 0 windowed (4 of SEQ), layer 1 full */
-        c.head_dim = 0, c.sliding_window = 4, model_config_full_every(&c, 2);
+    if (arch_is_gemma(arch)) { /* even layers windowed (4 of SEQ), odd ones full */
+        const TinyGemma *t = &tiny_gemma;
+        int g2 = arch == ARCH_GEMMA2;
+        c.num_layers = t->layers ? t->layers : 2, c.head_dim = t->head_dim, c.sliding_window = 4;
+        model_config_full_every(&c, 2);
+        c.query_pre_attn_scalar = t->scalar ? t->scalar : (float)model_head_size(&c);
+        c.attn_softcap = t->attn_softcap ? fmaxf(t->attn_softcap, 0) : g2 ? 1.5f : 0;
+        c.final_softcap = t->final_softcap ? fmaxf(t->final_softcap, 0) : g2 ? 2 : 0;
+    }
     if (model_create(m, &c, s, &ops_cpu, NULL, 5, 1, SEQ, NULL, 0, err)) return -1;
     Rng r = {17, 0};
     for (int i = 0; i < m->n_params; i++) /* and Gemma's norms, 0 at initialisation */
@@ -197,7 +219,7 @@ static void test_adapter(Arch arch, int rslora) {
     TrainSpec s;
     Model m;
     lora_spec(&s, arch, rslora);
-    CHECK_OK(tiny_model(&m, &s, arch, arch == ARCH_GPT2, &err), &err);
+    CHECK_OK(tiny_model(&m, &s, arch, arch == ARCH_GPT2 || arch == ARCH_GEMMA2, &err), &err);
     const char *path = tmp_path("adapter.gguf");
     CHECK_OK(gguf_export_adapter(&m, path, &err), &err);
     Gguf g;
@@ -207,7 +229,7 @@ static void test_adapter(Arch arch, int rslora) {
         return;
     }
     CHECK(kv_is(&g, "general.type", "adapter") && kv_is(&g, "adapter.type", "lora") &&
-          kv_is(&g, "general.architecture", arch_name(m.cfg.arch)));
+          kv_is(&g, "general.architecture", arch_gguf_name(m.cfg.arch)));
     float alpha = 0;
     CHECK_OK(gguf_get_f32(&g, "adapter.lora.alpha", &alpha, &err), &err);
     CHECK_CLOSE(alpha / R, m.loras[0].scale, 0, 1e-6); /* llama.cpp's scale is alpha / rank */
@@ -217,9 +239,9 @@ static void test_adapter(Arch arch, int rslora) {
         const Lora *lo = &m.loras[i];
         char base[GGUF_MAX_NAME], name[GGUF_MAX_NAME + 8];
         GgufFix fix;
-        CHECK_OK(
-            gguf_name_of(arch_name(m.cfg.arch), lo->base->w->name, base, sizeof base, &fix, &err),
-            &err);
+        CHECK_OK(gguf_name_of(arch_gguf_name(m.cfg.arch), lo->base->w->name, base, sizeof base,
+                              &fix, &err),
+                 &err);
         snprintf(name, sizeof name, "%s.lora_a", base);
         const GgufTensor *a = gguf_find_tensor(&g, name);
         CHECK(a && a->type == GGML_F32 && a->n_dims == 2 && a->ne[0] == lo->base->in &&
@@ -323,6 +345,16 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
           a.vocab_size == c->vocab_size && a.context_length == c->max_positions &&
           (gpt2 || a.rope_theta == c->rope_theta) && a.norm_eps == c->layer_norm_eps &&
           a.tied_embeddings == (tied && !gpt2) && a.bos_token_id == 1 && a.eos_token_id == 2);
+    CHECK(a.attn_scalar == c->query_pre_attn_scalar && a.attn_softcap == c->attn_softcap &&
+          a.final_softcap == c->final_softcap);
+    if (arch_is_gemma(arch)) { /* the soft-caps written as llama.cpp's converters write them */
+        char key[64];
+        snprintf(key, sizeof key, "%s.final_logit_softcapping", arch_gguf_name(arch));
+        CHECK(!gguf_find_kv(&g, key) == !c->final_softcap);
+        snprintf(key, sizeof key, "%s.attn_logit_softcapping", arch_gguf_name(arch));
+        CHECK(!gguf_find_kv(&g, key) == (arch == ARCH_GEMMA3));
+        for (int l = 0; l < c->num_layers; l++) CHECK(a.windowed[l] == (l % 2 == 0));
+    }
     check_merged_tensors(&m, &g, type);
     gguf_close(&g);
 
@@ -330,11 +362,15 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
     CHECK_OK(logits(&m, ids, SEQ, want, &err), &err);
     CHECK_OK(gguf_model(&back, path, SEQ, &err), &err);
     if (back.values) {
-        CHECK(back.cfg.arch == arch && back.cfg.tie_word_embeddings == tied);
+        CHECK(back.cfg.arch == arch && back.cfg.tie_word_embeddings == tied &&
+              back.cfg.query_pre_attn_scalar == c->query_pre_attn_scalar &&
+              back.cfg.attn_softcap == c->attn_softcap &&
+              back.cfg.final_softcap == c->final_softcap);
         CHECK_OK(logits(&back, ids, SEQ, got, &err), &err);
         double e = rel_error(got, want, SEQ * VOCAB);
-        printf("merged %s %s (%s head): max |logit diff| / max |logit| = %.3g\n",
-               arch_name(m.cfg.arch), quant_type_name(type), tied ? "tied" : "untied", e);
+        printf("merged %s %s (%s head, %d layers): max |logit diff| / max |logit| = %.3g\n",
+               arch_name(m.cfg.arch), quant_type_name(type), tied ? "tied" : "untied",
+               c->num_layers, e);
         CHECK(e <= tol);
         model_free(&back);
     }
@@ -398,6 +434,55 @@ static void test_merged_rope(RopeScaling scaling, RopeType back_type) {
     model_free(&plain);
 }
 
+/* The tiny Gemma `arch` (with tiny_gemma, tied or not, RoPE scaling rope) must not export as a
+ * GGUF: the error says phrase. */
+static void expect_gemma_refused(Arch arch, TinyGemma t, int tied, RopeScaling rope,
+                                 const char *phrase) {
+    LfError err;
+    TrainSpec s;
+    Model m;
+    lora_spec(&s, arch, 0);
+    tiny_gemma = t, tiny_rope = rope;
+    CHECK_OK(tiny_model(&m, &s, arch, tied, &err), &err);
+    tiny_gemma = (TinyGemma){0}, tiny_rope = (RopeScaling){0};
+    EXPECT_FAIL(gguf_export_model(&m, tmp_path("refused.gguf"), GGML_F32, NULL, NULL, err_),
+                phrase);
+    model_free(&m);
+}
+
+/* What llama.cpp's gemma2 and gemma3 would compute otherwise. */
+static void test_gemma_refusals(void) {
+    const RopeScaling none = {0}, yarn = {.type = ROPE_YARN,
+                                          .factor = 4,
+                                          .original_max_positions = 64,
+                                          .beta_fast = 32,
+                                          .beta_slow = 1,
+                                          .attention_factor = 1};
+    const RopeScaling llama3 = {.type = ROPE_LLAMA3,
+                                .factor = 8,
+                                .low_freq_factor = 1,
+                                .high_freq_factor = 4,
+                                .original_max_positions = 32};
+    expect_gemma_refused(ARCH_GEMMA2, (TinyGemma){.scalar = 20}, 1, none,
+                         "query_pre_attn_scalar 20: llama.cpp's gemma2 scales attention by 1 / "
+                         "sqrt(16) at 2 layers (hidden / heads at 46 layers");
+    /* 27B's layer count: hidden / heads (16), not the head size (32) */
+    expect_gemma_refused(ARCH_GEMMA3, (TinyGemma){.layers = 62, .head_dim = 32}, 1, none,
+                         "query_pre_attn_scalar 32: llama.cpp's gemma3 scales attention by 1 / "
+                         "sqrt(16) at 62 layers");
+    expect_gemma_refused(ARCH_GEMMA3, (TinyGemma){.attn_softcap = 50}, 1, none,
+                         "attn_logit_softcapping 50: llama.cpp's gemma3 does not soft-cap");
+    expect_gemma_refused(ARCH_GEMMA3, (TinyGemma){0}, 1, yarn,
+                         "Gemma 3's RoPE scaling has a llama.cpp GGUF form only when linear");
+    expect_gemma_refused(
+        ARCH_GEMMA2, (TinyGemma){.final_softcap = -1}, 1, none,
+        "final_logit_softcapping 0 (0: none): llama.cpp's gemma2 always soft-caps");
+    expect_gemma_refused(ARCH_GEMMA2, (TinyGemma){0}, 0, none,
+                         "an untied head: llama.cpp's gemma2 reads token_embd as its head");
+    expect_gemma_refused(ARCH_GEMMA2, (TinyGemma){0}, 1, llama3,
+                         "llama3 RoPE scaling: llama.cpp's gemma2 reads no rope_freqs");
+}
+
 static void test_refusals(void) {
     LfError err;
     TrainSpec s;
@@ -440,6 +525,8 @@ static void test_refusals(void) {
     EXPECT_FAIL(gguf_export_model(&m, path, GGML_F16, NULL, NULL, err_),
                 "reward model's score head");
     model_free(&m);
+
+    test_gemma_refusals();
 
     ModelConfig c;
     model_config_defaults(&c, ARCH_DISTILBERT);
@@ -544,8 +631,18 @@ int main(void) {
         test_merged(arch, GGML_F16, tied > 0, 5e-3);
         test_merged(arch, GGML_Q8_0, tied > 0, 6e-2);
     }
-    test_merged(ARCH_GEMMA3, GGML_F32, 1, 1e-5); /* 1 + w norms, a windowed and a full layer */
-    test_merged(ARCH_GEMMA3, GGML_Q8_0, 1, 6e-2);
+    static const Arch gemmas[] = {ARCH_GEMMA3, ARCH_GEMMA2};
+    for (int i = 0; i < 2; i++) {
+        Arch arch = gemmas[i];
+        test_adapter(arch, 0);
+        test_merged(arch, GGML_F32, 1, 1e-5); /* 1 + w norms, a windowed and a full layer */
+        test_merged(arch, GGML_Q8_0, 1, 6e-2);
+        /* 27B's layer count: the scalar hidden / heads (16), not the head size (32); Gemma 3 with
+         * a final soft-cap */
+        tiny_gemma = (TinyGemma){arch == ARCH_GEMMA2 ? 46 : 62, 32, 16, 0, 3};
+        test_merged(arch, GGML_F32, 1, 1e-5);
+        tiny_gemma = (TinyGemma){0};
+    }
     test_merged_rope((RopeScaling){.type = ROPE_LINEAR, .factor = 4}, ROPE_LINEAR);
     test_merged_rope((RopeScaling){.type = ROPE_LLAMA3,
                                    .factor = 8,

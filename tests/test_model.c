@@ -224,8 +224,12 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 2, cfg.num_heads = 4;
     int llama = arch_is_llama(arch);
     cfg.num_kv_heads = llama ? 2 : 4, cfg.ffn_size = 24, cfg.max_positions = 16;
-    int gemma = arch == ARCH_GEMMA3;
+    int gemma = arch_is_gemma(arch);
     cfg.head_dim = arch == ARCH_QWEN3 || gemma ? 8 : 0; /* heads twice hidden / heads wide */
+    /* Gemma 3 scaled by its head size, Gemma 2 by a scalar of its own (27B's way), with
+     * soft-capping where the scores and logits (about 1 here) reach it */
+    cfg.query_pre_attn_scalar = arch == ARCH_GEMMA2 ? 4 : gemma ? 8 : 0;
+    if (arch == ARCH_GEMMA2) cfg.attn_softcap = 1.0f, cfg.final_softcap = 1.5f;
     /* a window inside the sequences: Mistral's in every layer, Qwen2's in layer 1 alone, Gemma's
      * in layer 0 alone (with its own RoPE base) */
     cfg.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma ? 3 : 0;
@@ -497,13 +501,13 @@ static void checkpointing_is_exact(Model *plain, Model *ckpt, void (*batch)(Mode
 }
 
 static void checkpointing(const char *distil, const char *bert) {
-    const char *archs[] = {"distilbert", "bert",    "gpt2",    "llama", "qwen2",
-                           "qwen3",      "mistral", "smollm3", "gemma3"};
-    const Arch decoders[] = {ARCH_GPT2,    ARCH_LLAMA,   ARCH_QWEN2, ARCH_QWEN3,
-                             ARCH_MISTRAL, ARCH_SMOLLM3, ARCH_GEMMA3};
+    const char *archs[] = {"distilbert", "bert",    "gpt2",    "llama",  "qwen2",
+                           "qwen3",      "mistral", "smollm3", "gemma3", "gemma2"};
+    const Arch decoders[] = {ARCH_GPT2,    ARCH_LLAMA,   ARCH_QWEN2,  ARCH_QWEN3,
+                             ARCH_MISTRAL, ARCH_SMOLLM3, ARCH_GEMMA3, ARCH_GEMMA2};
     const char *cases[] = {"lora", "full", "lora layer 1", "head"};
     Model m[2];
-    for (int a = 0; a < 9; a++)
+    for (int a = 0; a < 10; a++)
         for (int c = 0; c < 4 - (a >= 2); c++) { /* head: the encoders' classifier alone */
             Strategy s = c == 1 ? STRATEGY_FULL : c == 3 ? STRATEGY_HEAD : STRATEGY_LORA;
             for (int ckpt = 0; ckpt < 2; ckpt++) {
@@ -558,6 +562,7 @@ int main(void) {
         gradcheck_decoder(ARCH_MISTRAL, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_SMOLLM3, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_GEMMA3, full ? STRATEGY_FULL : STRATEGY_LORA);
+        gradcheck_decoder(ARCH_GEMMA2, full ? STRATEGY_FULL : STRATEGY_LORA);
     }
     size_t head = activations(distil, STRATEGY_HEAD), lora = activations(distil, STRATEGY_LORA),
            full = activations(distil, STRATEGY_FULL);

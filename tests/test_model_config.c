@@ -336,9 +336,9 @@ static const char gemma3_270m[] =
 
 /* Gemma 3: Gemma3TextConfig()'s defaults (every sixth layer full), gemma-3-270m's config.json,
  * transformers 5's rope_parameters per layer type (Gemma 3 4B's linear scaling of the full
- * layers), sliding_window_pattern, written back and read the same (an eos_token_id list too), and
- * the refusals: Gemma 2's soft-capping, an attention scalar other than the head size, the
- * bidirectional variant, scaled RoPE in the windowed layers. */
+ * layers), sliding_window_pattern, written back and read the same (an eos_token_id list too), 27B's
+ * attention scalar and soft-capping (none in Gemma 3's configs, but its classes read them), and
+ * the refusals: the bidirectional variant, scaled RoPE in the windowed layers. */
 static void test_gemma3(void) {
     ModelConfig c, d;
     LfError err = {{0}};
@@ -347,6 +347,7 @@ static void test_gemma3(void) {
     CHECK(model_head_size(&d) == 256 && d.activation == ACT_GELU_TANH && d.tie_word_embeddings);
     CHECK(d.rope_theta == 1e6f && d.rope_local_theta == 1e4f && d.bos_token_id == 2 &&
           d.eos_token_id == 1 && d.pad_token_id == 0);
+    CHECK(d.query_pre_attn_scalar == 256 && d.attn_softcap == 0 && d.final_softcap == 0);
     CHECK(model_layer_window(&d, 0) == 4096 && model_layer_window(&d, 4) == 4096 &&
           model_layer_window(&d, 5) == 0 && model_layer_window(&d, 11) == 0 &&
           model_layer_window(&d, 25) == 4096);
@@ -385,13 +386,19 @@ static void test_gemma3(void) {
           memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
     CHECK(load_literal("{\"model_type\":\"gemma3_text\",\"sliding_window\":null}", &c, &err) == 0 &&
           model_layer_window(&c, 0) == 0);
-    FAIL("{\"model_type\":\"gemma3_text\",\"attn_logit_softcapping\":50.0}",
-         "'attn_logit_softcapping': logit soft-capping is not supported");
-    FAIL("{\"model_type\":\"gemma3_text\",\"final_logit_softcapping\":30.0}",
-         "'final_logit_softcapping'");
-    FAIL("{\"model_type\":\"gemma3_text\",\"head_dim\":128,\"query_pre_attn_scalar\":168}",
-         "query_pre_attn_scalar 168 is not the head size 128");
-    FAIL("{\"model_type\":\"gemma3_text\",\"head_dim\":128}", "query_pre_attn_scalar 256");
+    /* 27B's scalar over heads of 128: scores times 1 / sqrt(168); soft-capping read when given */
+    CHECK(load_literal("{\"model_type\":\"gemma3_text\",\"head_dim\":128,"
+                       "\"query_pre_attn_scalar\":168,\"final_logit_softcapping\":30.0}",
+                       &c, &err) == 0);
+    AttnScore sc = model_attn_score(&c);
+    CHECK(sc.scale == 1.0f / sqrtf(168.0f) && sc.softcap == 0 && c.final_softcap == 30.0f);
+    CHECK(model_config_save(&c, cfg_path, &err) == 0 &&
+          model_config_load(&d, cfg_path, &err) == 0 &&
+          memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    FAIL("{\"model_type\":\"gemma3_text\",\"attn_logit_softcapping\":-1}",
+         "'attn_logit_softcapping' must be a positive number or null");
+    FAIL("{\"model_type\":\"gemma3_text\",\"query_pre_attn_scalar\":0}",
+         "query_pre_attn_scalar > 0");
     FAIL("{\"model_type\":\"gemma3_text\",\"use_bidirectional_attention\":true}",
          "use_bidirectional_attention true");
     FAIL("{\"model_type\":\"gemma3_text\",\"rope_parameters\":{\"full_attention\":{},"
@@ -404,12 +411,71 @@ static void test_gemma3(void) {
          "\"layer_types\":[\"sliding_attention\"]}",
          "no window");
     FAIL("{\"model_type\":\"gemma3_text\",\"hidden_activation\":\"silu\"}",
-         "gelu_pytorch_tanh or gelu for gemma3_text");
+         "gelu_pytorch_tanh or gelu for gemma3_text and gemma2");
     FAIL("{\"model_type\":\"gemma3_text\",\"rope_local_base_freq\":0}", "rope_local_base_freq > 0");
     FAIL("{\"model_type\":\"llama\",\"eos_token_id\":[]}", "a list of 1 to 8 ids");
     FAIL("{\"model_type\":\"llama\",\"eos_token_id\":[2,\"x\"]}",
          "'eos_token_id' must be an integer");
     FAIL("{\"model_type\":\"llama\",\"eos_token_id\":[2,32000]}", "end-of-sequence ids");
+}
+
+/* google/gemma-2-2b-it's config.json (transformers 4.42's keys: hidden_act beside
+ * hidden_activation, cache_implementation, no layer_types) */
+static const char gemma2_2b[] =
+    "{\"architectures\": [\"Gemma2ForCausalLM\"], \"attention_bias\": false, "
+    "\"attention_dropout\": 0.0, \"attn_logit_softcapping\": 50.0, \"bos_token_id\": 2, "
+    "\"cache_implementation\": \"hybrid\", \"eos_token_id\": [1, 107], "
+    "\"final_logit_softcapping\": 30.0, \"head_dim\": 256, \"hidden_act\": "
+    "\"gelu_pytorch_tanh\", \"hidden_activation\": \"gelu_pytorch_tanh\", \"hidden_size\": 2304, "
+    "\"initializer_range\": 0.02, \"intermediate_size\": 9216, \"max_position_embeddings\": 8192, "
+    "\"model_type\": \"gemma2\", \"num_attention_heads\": 8, \"num_hidden_layers\": 26, "
+    "\"num_key_value_heads\": 4, \"pad_token_id\": 0, \"query_pre_attn_scalar\": 256, "
+    "\"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0, \"sliding_window\": 4096, "
+    "\"torch_dtype\": \"float32\", \"transformers_version\": \"4.42.4\", \"use_cache\": true, "
+    "\"vocab_size\": 256000}";
+
+/* Gemma 2: Gemma2Config()'s defaults (even layers windowed, soft-capping 50 and 30, one RoPE
+ * base), gemma-2-2b-it's config.json, 27B's attention scalar (144 over heads of 128), null
+ * soft-capping, written back and read the same. */
+static void test_gemma2(void) {
+    ModelConfig c, d;
+    LfError err = {{0}};
+    model_config_defaults(&d, ARCH_GEMMA2);
+    CHECK(d.vocab_size == 256000 && d.num_layers == 26 && model_head_size(&d) == 256 &&
+          d.max_positions == 8192 && d.rope_theta == 1e4f && d.rope_local_theta == 0);
+    CHECK(d.query_pre_attn_scalar == 256 && d.attn_softcap == 50.0f && d.final_softcap == 30.0f);
+    CHECK(model_layer_window(&d, 0) == 4096 && model_layer_window(&d, 1) == 0 &&
+          model_layer_window(&d, 24) == 4096 && model_layer_window(&d, 25) == 0);
+    CHECK(load_literal("{\"model_type\":\"gemma2\"}", &c, &err) == 0);
+    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    CHECK(load_literal(gemma2_2b, &c, &err) == 0);
+    CHECK(c.arch == ARCH_GEMMA2 && c.hidden_size == 2304 && c.eos_more[0] == 107 &&
+          c.activation == ACT_GELU_TANH &&
+          memcmp(&c, &d, offsetof(ModelConfig, eos_token_id)) == 0);
+    RopeFreqs local;
+    model_rope_freqs_local(&c, &local);
+    AttnScore sc = model_attn_score(&c);
+    CHECK(local.half == 0 && sc.scale == 1.0f / 16 && sc.softcap == 50.0f);
+    char *text = round_trip_text(&c);
+    CHECK(strstr(text, "\"Gemma2ForCausalLM\"") &&
+          strstr(text, "\"attn_logit_softcapping\":\t50.0,") &&
+          strstr(text, "\"final_logit_softcapping\":\t30.0,") && strstr(text, "\"layer_types\"") &&
+          !strstr(text, "rope_local_base_freq") && !strstr(text, "q_norm"));
+    free(text);
+    CHECK(load_literal("{\"model_type\":\"gemma2\",\"num_hidden_layers\":46,\"hidden_size\":4608,"
+                       "\"num_attention_heads\":32,\"num_key_value_heads\":16,\"head_dim\":128,"
+                       "\"query_pre_attn_scalar\":144,\"attn_logit_softcapping\":null,"
+                       "\"final_logit_softcapping\":null}",
+                       &c, &err) == 0);
+    sc = model_attn_score(&c);
+    CHECK(sc.scale == 1.0f / 12 && sc.softcap == 0 && c.final_softcap == 0);
+    CHECK(model_config_save(&c, cfg_path, &err) == 0 &&
+          model_config_load(&d, cfg_path, &err) == 0 &&
+          memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    FAIL("{\"model_type\":\"gemma2\",\"final_logit_softcapping\":\"x\"}",
+         "'final_logit_softcapping' must be a finite number");
+    FAIL("{\"model_type\":\"gemma2\",\"attn_logit_softcapping\":0}",
+         "'attn_logit_softcapping' must be a positive number or null");
 }
 
 /* Mistral: the published 7B v0.1 and v0.3 configs and a Nemo-like head size; MistralConfig()'s
@@ -533,7 +599,7 @@ static void test_labels_and_options(void) {
 static void test_errors(void) {
     FAIL("{\"model_type\":\"roberta\"}", "model_type 'roberta' is not supported (supported: "
                                          "distilbert, bert, llama, qwen2, qwen3, mistral, smollm3, "
-                                         "gemma3_text, gpt2)");
+                                         "gemma3_text, gemma2, gpt2)");
     FAIL("{\"dim\":768}", "key 'model_type' is missing");
     FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
     FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
@@ -847,6 +913,7 @@ int main(void) {
     test_round_trip(ARCH_MISTRAL);
     test_round_trip(ARCH_SMOLLM3);
     test_gemma3();
+    test_gemma2();
     test_round_trip(ARCH_GEMMA3);
     test_score_head();
     test_rope();

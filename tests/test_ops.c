@@ -920,6 +920,16 @@ typedef struct AttShape {
 } AttShape;
 
 static const uint64_t att_seed = 7;
+/* How the attention tests score (ops.h AttnScore): scale 0 is 1 / sqrt(HS); Gemma's scalar and
+ * soft-capping are set around a second run of some cases, as rope_scale is. */
+static float att_scale = 0.0f, att_softcap = 0.0f;
+
+static AttnScore att_score(int HS) {
+    AttnScore s = attn_score_plain(HS);
+    if (att_scale > 0.0f) s.scale = att_scale;
+    s.softcap = att_softcap;
+    return s;
+}
 
 /* ops.h's definition in double, naively: lse [B,NH,T] (+INFINITY for a row with no allowed
  * key) and out; with dout, the gradients dq, dk, dv (overwritten). */
@@ -929,7 +939,9 @@ static void attention_naive(const AttShape *a, const float *q, const float *k, c
     int T = a->T, HS = a->HS, QC = a->NH * HS, KC = a->NKV * HS, G = a->NH / a->NKV;
     size_t nq = (size_t)a->B * T * QC, nk = (size_t)a->B * T * KC;
     double *P = malloc(sizeof(double) * T), *keep = malloc(sizeof(double) * T);
-    double *dP = malloc(sizeof(double) * T), scale = 1.0 / sqrt(HS);
+    double *dP = malloc(sizeof(double) * T), *slope = malloc(sizeof(double) * T);
+    AttnScore sc = att_score(HS);
+    double scale = sc.scale, cap = sc.softcap;
     for (size_t i = 0; i < nq; i++) out[i] = dout ? (dq[i] = 0) : 0;
     for (size_t i = 0; dout && i < nk; i++) dk[i] = dv[i] = 0;
     for (int b = 0; b < a->B; b++)
@@ -942,9 +954,11 @@ static void attention_naive(const AttShape *a, const float *q, const float *k, c
                     const float *kj = k + ((size_t)b * T + j) * KC + h / G * HS;
                     double s = 0;
                     for (int d = 0; d < HS; d++) s += (double)q[qi + d] * kj[d];
+                    s *= scale, slope[j] = 1;
+                    if (cap > 0) s = cap * tanh(s / cap), slope[j] = 1 - (s / cap) * (s / cap);
                     int allowed = (!a->mask || a->mask[b * T + j]) &&
                                   (!a->causal || (j <= i && (!a->window || i - j < a->window)));
-                    P[j] = allowed ? s * scale : -INFINITY;
+                    P[j] = allowed ? s : -INFINITY;
                     maxv = P[j] > maxv ? P[j] : maxv;
                 }
                 for (int j = 0; j < T; j++) sum += P[j] > -INFINITY ? exp(P[j] - maxv) : 0;
@@ -962,7 +976,7 @@ static void attention_naive(const AttShape *a, const float *q, const float *k, c
                 }
                 for (int j = 0; dout && j < T; j++) {
                     size_t kj = ((size_t)b * T + j) * KC + h / G * HS;
-                    double dS = P[j] * (dP[j] - D) * scale;
+                    double dS = P[j] * (dP[j] - D) * slope[j] * scale;
                     for (int d = 0; d < HS; d++) {
                         dq[qi + d] += dS * k[kj + d];
                         dk[kj + d] += dS * q[qi + d];
@@ -970,7 +984,7 @@ static void attention_naive(const AttShape *a, const float *q, const float *k, c
                     }
                 }
             }
-    free(P), free(keep), free(dP);
+    free(P), free(keep), free(dP), free(slope);
 }
 
 /* Counts lse elements off the reference: rows with no allowed key must be exactly +INFINITY. */
@@ -1019,12 +1033,13 @@ static void attention_reference_check(const AttShape *a, const float *q_in, cons
         rope_reference(rdk, rows, a->T, a->NKV, a->HS, NULL, a->rope, rope_scale, -1.0);
     }
     ops->attention_forward(out, NULL, 0, lse, NULL, q, a->NH * a->HS, k, v, a->NKV * a->HS, a->mask,
-                           a->causal, a->window, rope_scaled(a->rope, a->HS, rope_scale), a->p,
-                           att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS);
+                           a->causal, a->window, rope_scaled(a->rope, a->HS, rope_scale),
+                           att_score(a->HS), a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV,
+                           a->HS);
     ops->attention_backward(dq, dk, dv, dout, q, k, v, a->NH * a->HS, a->NKV * a->HS, out, NULL, 0,
                             lse, NULL, a->mask, a->causal, a->window,
-                            rope_scaled(a->rope, a->HS, rope_scale), a->p, att_seed, scratch, a->B,
-                            a->T, a->NH, a->NKV, a->HS, OPS_ADD);
+                            rope_scaled(a->rope, a->HS, rope_scale), att_score(a->HS), a->p,
+                            att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
     if (a->rope > 0.0f) { /* the op's turn of q and k in place */
         double *tq = to_double(qr, nq), *tk = to_double(kr, nk);
         CHECK(count_mismatch("attention's rope q", q, tq, nq, 1e-6, 1e-5) == 0);
@@ -1055,15 +1070,15 @@ static void att_fwd(void *p) {
     memcpy(c->qr, c->q, sizeof c->qr), memcpy(c->kr, c->k, sizeof c->kr);
     ops->attention_forward(c->out, NULL, 0, c->lse, NULL, c->qr, C, c->kr, c->v, a->NKV * (C / NH),
                            c->mask, a->causal, a->window, rope_scaled(a->rope, C / NH, rope_scale),
-                           a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH);
+                           att_score(C / NH), a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
     AttCtx *c = p;
     const AttShape *a = &c->shape;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->qr, c->kr, c->v,
                             C, a->NKV * (C / NH), c->out, NULL, 0, c->lse, NULL, c->mask, a->causal,
-                            a->window, rope_scaled(a->rope, C / NH, rope_scale), a->p, att_seed,
-                            c->scratch, B, T, NH, a->NKV, C / NH, OPS_ADD);
+                            a->window, rope_scaled(a->rope, C / NH, rope_scale), att_score(C / NH),
+                            a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH, OPS_ADD);
 }
 
 /* causal: decoder masking (window > 0: sliding); nkv < NH: grouped-query attention (KV heads
@@ -1076,10 +1091,11 @@ static void test_attention(float p, int causal, int window, int nkv, float rope)
     int KN = N * nkv * (C / NH);
     fill(c.q, N * C, -1, 1), fill(c.k, KN, -1, 1), fill(c.v, KN, -1, 1);
     for (int i = 0; i < N; i++) c.mask[i] = i < T || i % T < 3; /* batch 1: 2 padding keys */
-    char name[64];
-    snprintf(name, sizeof name, "attention (p=%.1f%s, window %d, NKV=%d%s)", p,
+    char name[96];
+    snprintf(name, sizeof name, "attention (p=%.1f%s, window %d, NKV=%d%s%s)", p,
              causal ? ", causal" : "", window, nkv,
-             rope > 0.0f ? rope_scale != 1.0f ? ", rope scaled" : ", rope" : "");
+             rope > 0.0f ? rope_scale != 1.0f ? ", rope scaled" : ", rope" : "",
+             att_softcap > 0.0f ? ", soft-capped" : "");
     GradCase gc = grad_case(name, &c, att_fwd, att_bwd, c.out, N * C, 1e-2f);
     case_param(&gc, "q", c.q, c.dq, N * C);
     case_param(&gc, "k", c.k, c.dk, KN);
@@ -1116,10 +1132,11 @@ static void test_attention_long(int Bn, int Tn, int nh, int nkv, int hs, int cau
     int32_t *mask = malloc(sizeof(int32_t) * Bn * Tn);
     for (int i = 0; i < Bn * Tn; i++) mask[i] = i % Tn < Tn - 13 * (i / Tn); /* b pads 13b */
     AttShape a = {Bn, Tn, nh, nkv, hs, causal, p, mask, rope, window};
-    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s p=%.1f against the naive "
+    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s%s p=%.1f against the naive "
            "reference\n",
            Bn, Tn, nh, nkv, hs, causal ? " causal" : "", window,
-           rope > 0.0f ? rope_scale != 1.0f ? " rope scaled" : " rope" : "", p);
+           rope > 0.0f ? rope_scale != 1.0f ? " rope scaled" : " rope" : "",
+           att_softcap > 0.0f ? " soft-capped" : "", p);
     attention_reference_check(&a, q, k, v);
     free(q), free(k), free(v), free(mask);
 }
@@ -1198,7 +1215,8 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
         out[j] = rand_vec((size_t)T * QC, 0, 0), lse[j] = rand_vec((size_t)nh * T, 0, 0);
         ops->attention_forward(out[j], NULL, 0, lse[j], NULL, j ? qkv : q, j ? ld : QC,
                                j ? qkv + QC : k, j ? qkv + QC + KC : v, j ? ld : KC, NULL, 1, 0,
-                               rope_plain(1e4f, hs), 0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
+                               rope_plain(1e4f, hs), att_score(hs), 0.1f, att_seed, scratch, 1, T,
+                               nh, nkv, hs);
     }
     CHECK(!memcmp(out[0], out[1], sizeof(float) * T * QC));
     CHECK(!memcmp(lse[0], lse[1], sizeof(float) * nh * T));
@@ -1213,8 +1231,8 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
             ops->attention_backward(j ? dqkv : dq, j ? dqkv + QC : dk, j ? dqkv + QC + KC : dv,
                                     dout, j ? qkv : q, j ? qkv + QC : k, j ? qkv + QC + KC : v,
                                     j ? ld : QC, j ? ld : KC, out[j], NULL, 0, lse[j], NULL, NULL,
-                                    1, 0, rope_plain(1e4f, hs), 0.1f, att_seed, scratch, 1, T, nh,
-                                    nkv, hs, acc);
+                                    1, 0, rope_plain(1e4f, hs), att_score(hs), 0.1f, att_seed,
+                                    scratch, 1, T, nh, nkv, hs, acc);
         CHECK(joined_same(dqkv, dq, dk, dv, T, QC, KC));
     }
     float *kc[2], *vc[2], *cs = rand_vec(ops->attention_cached_scratch(T, T, nh, hs), 0, 0);
@@ -1225,8 +1243,8 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
         ops->cache_write(kc[j], vc[j], j ? qkv : q, j ? ld : QC, j ? qkv + QC : k,
                          j ? qkv + QC + KC : v, j ? ld : KC, pos, rope_plain(1e4f, hs), T, nh, nkv,
                          hs);
-        ops->attention_cached(out[j], NULL, QC, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, 0, cs,
-                              T, T, nh, nkv, hs);
+        ops->attention_cached(out[j], NULL, QC, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, 0,
+                              att_score(hs), cs, T, T, nh, nkv, hs);
     }
     CHECK(!memcmp(kc[0], kc[1], sizeof(float) * T * KC));
     CHECK(joined_same(qkv, q, k, v, T, QC, KC));
@@ -1251,7 +1269,7 @@ static void test_attention_out_bf16(int T, int nh, int nkv, int hs) {
     for (int j = 0; j < 2; j++) {
         out[j] = rand_vec((size_t)T * QC, 0, 0), lse[j] = rand_vec((size_t)nh * T, 0, 0);
         ops->attention_forward(out[j], j ? rows : NULL, ldo, lse[j], NULL, q, QC, k, v, KC, NULL, 1,
-                               0, NULL, 0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
+                               0, NULL, att_score(hs), 0.1f, att_seed, scratch, 1, T, nh, nkv, hs);
     }
     int bad = 0;
     for (int t = 0; t < T; t++)
@@ -1276,7 +1294,9 @@ static void test_attention_cached(int n, int pos0, int later, int window, int nh
     float *scratch = rand_vec(ops->attention_cached_scratch(n, L, nh, hs), -1, 1);
     double *ref = calloc((size_t)n * QC, sizeof *ref), *p = calloc(L, sizeof *p);
     uint16_t *out_bf16 = calloc((size_t)n * QC, sizeof *out_bf16);
-    ops->attention_cached(out, out_bf16, QC, q, QC, k, v, pos, window, scratch, n, L, nh, nkv, hs);
+    AttnScore sc = att_score(hs);
+    ops->attention_cached(out, out_bf16, QC, q, QC, k, v, pos, window, sc, scratch, n, L, nh, nkv,
+                          hs);
     for (int i = 0; i < n; i++)
         for (int h = 0; h < nh; h++) {
             const float *qi = q + (size_t)i * QC + h * hs;
@@ -1287,7 +1307,8 @@ static void test_attention_cached(int n, int pos0, int later, int window, int nh
                 p[j] = 0;
                 for (int d = 0; d < hs; d++)
                     p[j] += (double)qi[d] * k[(size_t)j * KC + kvh * hs + d];
-                p[j] /= sqrt((double)hs);
+                p[j] *= sc.scale;
+                if (sc.softcap > 0) p[j] = sc.softcap * tanh(p[j] / sc.softcap);
                 mx = fmax(mx, p[j]);
             }
             for (int j = first; j < keys; j++) z += p[j] = exp(p[j] - mx);
@@ -1537,6 +1558,7 @@ typedef struct LmCtx {
     float grad_scale;
     int n, c, v, chunk;
     float *row_scale; /* NULL, or [n] in [-2, 2) (lm_rows) */
+    float softcap;    /* the logits' soft-capping (lm_make_capped); 0: none */
 } LmCtx;
 
 /* h [n,c], W [v,c] in [-1, 1); labels in [0, v) except row 1 ignored (-100) and row 4 >= v. */
@@ -1554,7 +1576,8 @@ static LmCtx lm_make(int n, int c, int v, int chunk) {
                c,
                v,
                chunk,
-               NULL};
+               NULL,
+               0.0f};
     for (int i = 0; i < n; i++) m.labels[i] = (int32_t)(rng_next(&rng) % v);
     if (n > 1) m.labels[1] = -100;
     if (n > 4) m.labels[4] = v + 2;
@@ -1564,6 +1587,12 @@ static LmCtx lm_make(int n, int c, int v, int chunk) {
 static LmCtx lm_make_rows(int n, int c, int v, int chunk) {
     LmCtx m = lm_make(n, c, v, chunk);
     m.row_scale = rand_vec(n, -2, 2);
+    return m;
+}
+/* lm_make with Gemma 2's final soft-capping, at 1.5 where the logits reach about 3 */
+static LmCtx lm_make_capped(int n, int c, int v, int chunk) {
+    LmCtx m = lm_make(n, c, v, chunk);
+    m.softcap = 1.5f;
     return m;
 }
 static void lm_free(LmCtx *m) {
@@ -1578,21 +1607,22 @@ static float lm_row_weight(const LmCtx *m, int i) {
 static void lm_fwd(void *p) {
     LmCtx *m = p;
     ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, NULL, m->labels, m->grad_scale,
-                               m->row_scale, m->scratch, m->n, m->c, m->v, m->chunk);
+                               m->row_scale, m->softcap, m->scratch, m->n, m->c, m->v, m->chunk);
     for (int i = 0; i < m->n; i++) m->scaled[i] = m->losses[i] * lm_row_weight(m, i);
 }
 static void lm_bwd(void *p, const float *dout, unsigned use) {
     LmCtx *m = p;
     (void)dout; /* w is all ones: see lm_fwd */
     ops->lm_head_cross_entropy(m->losses, USE(0, m->dh), USE(1, m->dW), m->h, m->W, NULL, m->labels,
-                               m->grad_scale, m->row_scale, m->scratch, m->n, m->c, m->v, m->chunk);
+                               m->grad_scale, m->row_scale, m->softcap, m->scratch, m->n, m->c,
+                               m->v, m->chunk);
 }
 
 static void lm_gradcheck(LmCtx (*make)(int, int, int, int), int n, int c, int v, int chunk) {
     LmCtx m = make(n, c, v, chunk);
     char name[64];
-    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d%s", n, v, chunk,
-             m.row_scale ? " row_scale" : "");
+    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d%s%s", n, v, chunk,
+             m.row_scale ? " row_scale" : "", m.softcap > 0 ? " soft-capped" : "");
     GradCase gc = grad_case(name, &m, lm_fwd, lm_bwd, m.scaled, n, 1e-2f);
     case_param(&gc, "h", m.h, m.dh, (size_t)n * c);
     case_param(&gc, "W", m.W, m.dW, (size_t)v * c);
@@ -1614,11 +1644,15 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
         for (int j = 0; j < v; j++) {
             x[j] = 0;
             for (int k = 0; k < c; k++) x[j] += (double)m.h[i * c + k] * m.W[j * c + k];
+            if (m.softcap > 0) x[j] = m.softcap * tanh(x[j] / m.softcap);
             mx = fmax(mx, x[j]);
         }
         for (int j = 0; j < v; j++) s += exp(x[j] - mx);
         loss[i] = mx + log(s) - x[y];
-        for (int j = 0; j < v; j++) x[j] = (exp(x[j] - mx) / s - (j == y)) * lm_row_weight(&m, i);
+        for (int j = 0; j < v; j++) {
+            double slope = m.softcap > 0 ? 1 - (x[j] / m.softcap) * (x[j] / m.softcap) : 1;
+            x[j] = (exp(x[j] - mx) / s - (j == y)) * lm_row_weight(&m, i) * slope;
+        }
         for (int j = 0; j < v; j++)
             for (int k = 0; k < c; k++) {
                 dh[i * c + k] += x[j] * m.W[j * c + k];
@@ -1626,10 +1660,10 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
             }
     }
     ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, m.grad_scale,
-                               m.row_scale, m.scratch, n, c, v, chunk);
+                               m.row_scale, m.softcap, m.scratch, n, c, v, chunk);
     char what[96];
-    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s", n, c, v, chunk,
-             m.row_scale ? " row_scale" : "");
+    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s%s", n, c, v, chunk,
+             m.row_scale ? " row_scale" : "", m.softcap > 0 ? " soft-capped" : "");
     int bad = count_mismatch(what, m.losses, loss, n, 1e-5, 1e-5);
     bad += count_mismatch(what, m.dh, dh, (size_t)n * c, 1e-6, 1e-5);
     bad += count_mismatch(what, m.dW, dW, (size_t)v * c, 1e-6, 1e-5);
@@ -1661,7 +1695,7 @@ static void lm_matches_unchunked(int n, int c, int v, int chunk) {
     ops->cross_entropy(losses, dlogits, logits, m.labels, m.grad_scale, n, v);
     ops->matmul_backward(dh, dW, NULL, dlogits, m.h, m.W, n, c, v, OPS_ADD);
     ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, m.grad_scale, NULL,
-                               m.scratch, n, c, v, chunk);
+                               0.0f, m.scratch, n, c, v, chunk);
     CHECK(float_mismatch("lm_head loss vs unchunked", m.losses, losses, n, 1e-6, 1e-6) == 0);
     CHECK(float_mismatch("lm_head dh vs unchunked", m.dh, dh, (size_t)n * c, 1e-6, 1e-5) == 0);
     CHECK(float_mismatch("lm_head dW vs unchunked", m.dW, dW, (size_t)v * c, 1e-6, 1e-5) == 0);
@@ -1694,6 +1728,8 @@ static void test_lm_head(void) {
     lm_reference_check(lm_make, 20, 8, 30, 1);   /* one row per chunk */
     lm_reference_check(lm_make, 20, 8, 30, 20);  /* chunk == N */
     lm_reference_check(lm_make_rows, 37, 53, 301, 8); /* row weights cross chunk boundaries */
+    lm_gradcheck(lm_make_capped, 7, 5, 11, 3);        /* Gemma 2's final soft-capping */
+    lm_reference_check(lm_make_capped, 37, 53, 301, 8);
     lm_matches_unchunked(37, 53, 301, 8);
     lm_matches_unchunked(130, 70, 1000, 32);
     lm_matches_unchunked(5, 16, 50, OPS_LM_HEAD_CHUNK); /* one chunk */
@@ -1703,7 +1739,7 @@ static void test_lm_head(void) {
     for (int i = 0; i < 6; i++) m.labels[i] = i % 2 ? -100 : 9 + i;
     fill(m.losses, 6, 1, 2), fill(m.dh, 6 * 4, 1, 2), fill(m.dW, 9 * 4, 1, 2);
     float *dh = copy_vec(m.dh, 6 * 4), *dW = copy_vec(m.dW, 9 * 4);
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, 1.0f, NULL,
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, 1.0f, NULL, 0.0f,
                                m.scratch, 6, 4, 9, 4);
     CHECK(max_abs(m.losses, 6) == 0.0f);
     CHECK(!memcmp(dh, m.dh, sizeof(float) * 6 * 4) && !memcmp(dW, m.dW, sizeof(float) * 9 * 4));
@@ -1806,11 +1842,13 @@ static size_t large_pass(float *res) {
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
     ops->layernorm_backward(d1, NULL, dlnw, dlnb, g, x, NULL, lnw, mean, rstd, LN, LC, OPS_ADD);
     SAVE(d1, n), SAVE(dlnw, LC), SAVE(dlnb, LC);
-    ops->attention_forward(z, NULL, 0, lse, NULL, x, LC, y, g, LC, mask, 0, 0, NULL, 0.1f, 5,
-                           scratch, LB, LT, LNH, LNH, LC / LNH);
+    ops->attention_forward(z, NULL, 0, lse, NULL, x, LC, y, g, LC, mask, 0, 0, NULL,
+                           attn_score_plain(LC / LNH), 0.1f, 5, scratch, LB, LT, LNH, LNH,
+                           LC / LNH);
     SAVE(z, n), SAVE(lse, nl);
     ops->attention_backward(d1, d2, d3, g, x, y, g, LC, LC, z, NULL, 0, lse, NULL, mask, 0, 0, NULL,
-                            0.1f, 5, scratch, LB, LT, LNH, LNH, LC / LNH, OPS_ADD);
+                            attn_score_plain(LC / LNH), 0.1f, 5, scratch, LB, LT, LNH, LNH,
+                            LC / LNH, OPS_ADD);
     SAVE(d1, n), SAVE(d2, n), SAVE(d3, n);
     ops->cross_entropy(losses, dlogits, logits, labels, 0.01f, LN, LV);
     SAVE(losses, LN), SAVE(dlogits, (size_t)LN * LV);
@@ -1973,9 +2011,9 @@ static void lm_bf16_matches_f32(LmCtx (*make)(int, int, int, int), int n, int c,
         wb[i] = f32_to_bf16(m.W[i]), m.W[i] = bf16_to_f32(wb[i]);
     float *losses = rand_vec(n, 0, 0), *dh = rand_vec((size_t)n * c, 0, 0);
     ops->lm_head_cross_entropy(losses, dh, NULL, m.h, m.W, NULL, m.labels, m.grad_scale,
-                               m.row_scale, m.scratch, n, c, v, chunk);
+                               m.row_scale, m.softcap, m.scratch, n, c, v, chunk);
     ops->lm_head_cross_entropy(m.losses, m.dh, NULL, m.h, m.W, wb, m.labels, m.grad_scale,
-                               m.row_scale, m.scratch, n, c, v, chunk);
+                               m.row_scale, m.softcap, m.scratch, n, c, v, chunk);
     CHECK(float_mismatch("lm_head bf16 loss", m.losses, losses, n, 1e-6, 1e-5) == 0);
     CHECK(off_by("lm_head bf16 dh", m.dh, dh, (size_t)n * c, 1e-2) == 0);
     CHECK(max_abs(dh, (size_t)n * c) > 0.0f);
@@ -1986,6 +2024,7 @@ static void lm_bf16_matches_f32(LmCtx (*make)(int, int, int, int), int n, int c,
 static void test_lm_head_bf16(void) {
     lm_bf16_matches_f32(lm_make, 37, 53, 301, 8);
     lm_bf16_matches_f32(lm_make_rows, 20, 16, 50, OPS_LM_HEAD_CHUNK);
+    lm_bf16_matches_f32(lm_make_capped, 37, 53, 301, 8);
 }
 
 /* ---- first writers: an op given OPS_SET and a gradient buffer of NaNs writes what OPS_ADD adds to
@@ -2292,6 +2331,17 @@ int main(void) {
     test_attention(0.3f, 1, 0, 1, 1e4f);
     test_attention_long(2, 150, 4, 2, 16, 1, 0, 0.1f, 1e4f);
     rope_scale = 1.0f;
+    /* Gemma's scores: another scale than 1 / sqrt(HS) (27B's query_pre_attn_scalar), soft-capped
+     * where it bites (|scores| up to a few times the cap) */
+    att_scale = 0.9f, att_softcap = 0.7f;
+    test_attention(0.3f, 1, 0, 1, 1e4f);
+    test_attention(0.0f, 0, 0, NH, 0.0f);
+    test_attention(0.0f, 1, 2, 1, 1e4f);
+    test_attention_long(2, 150, 4, 2, 16, 1, 37, 0.1f, 1e4f);
+    test_attention_long(1, 129, 2, 1, 64, 1, 0, 0.0f, 5e5f);
+    test_attention_cached(6, 9, 3, 4, 4, 2, 8);
+    test_attention_cached(1, 17, 11, 0, 6, 2, 16);
+    att_scale = 0.0f, att_softcap = 0.0f;
     test_attention_joined(9, 6, 2, 8);
     test_attention_joined(5, 2, 2, 6);
     test_attention_out_bf16(13, 4, 2, 8);

@@ -27,8 +27,12 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     model_config_defaults(&c, arch);
     c.vocab_size = VOCAB, c.hidden_size = 32, c.num_layers = 2, c.ffn_size = 48;
     c.num_heads = heads, c.num_kv_heads = kv_heads, c.tie_word_embeddings = tied;
-    int gemma = arch == ARCH_GEMMA3;
+    int gemma = arch_is_gemma(arch);
     c.head_dim = arch == ARCH_QWEN3 || gemma ? 2 * 32 / heads : 0; /* twice hidden / heads wide */
+    /* Gemma 3 scaled by its head size; Gemma 2 by a scalar of its own, its scores (about 1 here)
+     * and logits soft-capped where they bite */
+    c.query_pre_attn_scalar = arch == ARCH_GEMMA2 ? 12 : gemma ? (float)c.head_dim : 0;
+    if (arch == ARCH_GEMMA2) c.attn_softcap = 1.0f, c.final_softcap = 2.0f;
     /* a window well inside SEQ: Mistral's in every layer, Qwen2's in layer 1 alone, Gemma's in
      * layer 0 alone (with its own RoPE base) */
     c.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma ? 4 : 0;

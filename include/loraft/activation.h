@@ -109,3 +109,14 @@ static inline LF_HOST_DEVICE float act_derivative(float x, Activation act) {
     }
     return 1.0f;
 }
+
+/* Logit soft-capping (ops.h AttnScore.softcap, the LM head's final one: Gemma 2's): cap *
+ * tanh(s / cap), within (-cap, cap). Its derivative, taken from the capped value so that backward
+ * reuses forward's tanh: 1 - (capped / cap)^2. */
+static inline LF_HOST_DEVICE float soft_cap(float s, float cap) {
+    return cap * tanhf(s / cap);
+}
+static inline LF_HOST_DEVICE float soft_cap_slope(float capped, float cap) {
+    float t = capped / cap;
+    return 1.0f - t * t;
+}

@@ -145,21 +145,27 @@ int gguf_read_f32(const Gguf *g, const char *name, int ndim, const int64_t *shap
 
 /* A Llama-family or GPT-2 model described by its metadata (`<arch>.*` keys) and tensors. */
 typedef struct GgufArch {
-    char arch[32];      /* general.architecture: "llama", "qwen2", "qwen3", "smollm3", "gemma3" or
-                           "gpt2" */
+    char arch[32];      /* general.architecture: "llama", "qwen2", "qwen3", "smollm3", "gemma3",
+                           "gemma2" or "gpt2" */
     int n_layers;       /* block_count */
     int hidden;         /* embedding_length */
     int ffn;            /* feed_forward_length */
     int n_heads;        /* attention.head_count */
     int n_kv_heads;     /* attention.head_count_kv (default n_heads; gpt2: n_heads) */
     int head_dim;       /* llama family: attention.key_length, else hidden / n_heads */
-    int sliding_window; /* llama: attention.sliding_window (a Mistral loraft wrote); gemma3: its
-                           windowed layers'; 0: none */
-    /* gemma3, with a window: which layers have it (attention.sliding_window_pattern: a list of one
-     * a layer, or every n-th layer full, default 6, as llama.cpp reads it), and their RoPE base
-     * (rope.freq_base_swa, default llama.cpp's 10000) */
+    int sliding_window; /* llama: attention.sliding_window (a Mistral loraft wrote); gemma2,
+                           gemma3: its windowed layers'; 0: none */
+    /* gemma2, gemma3, with a window: which layers have it (attention.sliding_window_pattern: a
+     * list of one a layer, or every n-th layer full, default gemma2's 2 and gemma3's 6, as
+     * llama.cpp reads it), and (gemma3) their RoPE base (rope.freq_base_swa, default llama.cpp's
+     * 10000) */
     unsigned char windowed[GGUF_MAX_LAYERS];
     float rope_theta_swa;
+    /* gemma2, gemma3: the attention's query_pre_attn_scalar as llama.cpp derives it (the head
+     * size, but hidden / heads for the 27B models, which it knows by their layer count), and the
+     * soft-capping of the scores (gemma2: attn_logit_softcapping, default 50) and of the final
+     * logits (final_logit_softcapping; gemma2's default 30, gemma3's 0); 0: none */
+    float attn_scalar, attn_softcap, final_softcap;
     int context_length; /* context_length (gpt2: the position table's size) */
     int vocab_size;     /* tokenizer.ggml.tokens, else <arch>.vocab_size, else token_embd */
     float rope_theta;   /* llama: rope.freq_base (default 10000); gpt2: 0 */
@@ -190,6 +196,13 @@ typedef struct GgufArch {
  * a rope_freqs tensor of head_dim / 2 positive F32 divisors; other scaling types and experts are
  * refused: loraft does not implement them. */
 int gguf_arch(const Gguf *g, GgufArch *a, LfError *err);
+
+/* Gemma 2's and 3's query_pre_attn_scalar as llama.cpp derives it (it reads no key for it):
+ * hidden / heads (an integer division) for the 27B models, which it knows by their layer count
+ * alone (gguf_gemma_27b_layers: gemma2's 46, gemma3's 62), else the head size. arch: "gemma2" or
+ * "gemma3". The export refuses a config this rule does not give back. */
+int gguf_gemma_attn_scalar(const char *arch, int n_layers, int hidden, int n_heads, int head_dim);
+int gguf_gemma_27b_layers(const char *arch);
 
 /* What turns a GGUF tensor into its HF counterpart, besides the name. */
 typedef enum GgufFix {

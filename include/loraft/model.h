@@ -287,8 +287,9 @@ int model_backward(Model *m, LfError *err);
 int model_read_loss(Model *m, float *loss, double *norm, LfError *err);
 void model_zero_grad(Model *m);
 
-/* Logits [n_rows, V] of rows row0.. of the last forward of a decoder (hidden @ head^T),
- * into host memory out; for evaluation tools and generation. A reward model's head is its
+/* Logits [n_rows, V] of rows row0.. of the last forward of a decoder (hidden @ head^T,
+ * soft-capped by final_softcap: Gemma 2's), into host memory out; for evaluation tools and
+ * generation. A reward model's head is its
  * score [1,C]: one logit per row, the reward of the sequence up to that token. */
 int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err);
 

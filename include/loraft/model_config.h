@@ -23,8 +23,9 @@ extern "C" {
 /* SmolLM3's NoPE layers by default: every fourth (SmolLM3Config, and llama.cpp's only pattern) */
 #define SMOLLM3_NOPE_STEP 4
 /* Gemma 3's full-attention layers by default: every sixth (Gemma3TextConfig's
- * sliding_window_pattern, and llama.cpp's only pattern) */
+ * sliding_window_pattern, and llama.cpp's only pattern); Gemma 2's every second */
 #define GEMMA3_FULL_STEP 6
+#define GEMMA2_FULL_STEP 2
 /* The most end-of-sequence ids a config.json's eos_token_id list may give (Llama 3.1 Instruct's 3,
  * Gemma 3 instruct's 2) */
 #define MODEL_MAX_EOS 8
@@ -38,7 +39,10 @@ extern "C" {
  * ARCH_GEMMA3 (Gemma 3's text models, Gemma3ForCausalLM) is Llama with Qwen3's head norms, every
  * RMS norm multiplying by 1 + its weight, norms after attention and the MLP too (before their
  * residual adds), GeGLU, embeddings times sqrt(hidden), and sliding windows in five layers of six
- * with a RoPE base of their own. arch_is_llama covers all six (src/model/llama.c). */
+ * with a RoPE base of their own. ARCH_GEMMA2 (Gemma 2, Gemma2ForCausalLM) is Gemma 3 without the
+ * head norms and the windowed layers' RoPE base, windowed every other layer, with its attention
+ * scores and final logits soft-capped. Gemma's attention scales by 1 / sqrt(query_pre_attn_scalar)
+ * (27B's: not the head size). arch_is_llama covers all seven (src/model/llama.c). */
 typedef enum Arch {
     ARCH_DISTILBERT,
     ARCH_BERT,
@@ -48,12 +52,17 @@ typedef enum Arch {
     ARCH_QWEN3,
     ARCH_MISTRAL,
     ARCH_SMOLLM3,
-    ARCH_GEMMA3
+    ARCH_GEMMA3,
+    ARCH_GEMMA2
 } Arch;
+#define ARCH_LAST ARCH_GEMMA2
 
+static inline int arch_is_gemma(Arch a) {
+    return a == ARCH_GEMMA2 || a == ARCH_GEMMA3;
+}
 static inline int arch_is_llama(Arch a) {
     return a == ARCH_LLAMA || a == ARCH_QWEN2 || a == ARCH_QWEN3 || a == ARCH_MISTRAL ||
-           a == ARCH_SMOLLM3 || a == ARCH_GEMMA3;
+           a == ARCH_SMOLLM3 || arch_is_gemma(a);
 }
 
 /* RoPE's frequency scaling, as transformers computes it (config.json's rope_scaling, or
@@ -107,6 +116,9 @@ typedef struct ModelConfig {
     float rope_local_theta;                         /* Gemma 3: the windowed layers' RoPE base
                                                        (rope_local_base_freq; no scaling) */
     RopeScaling rope_scaling;                       /* Llama's */
+    float query_pre_attn_scalar;    /* Gemma: scores times 1 / sqrt(this); 0: the head size's */
+    float attn_softcap;             /* Gemma's attn_logit_softcapping (ops.h AttnScore); 0: none */
+    float final_softcap;            /* Gemma's final_logit_softcapping of the LM head; 0: none */
     int tie_word_embeddings;        /* Llama: lm_head shares embed_tokens' weight (GPT-2: always) */
     int bos_token_id, eos_token_id; /* -1 when unset */
     int n_eos_more;                 /* a list eos_token_id's ids after its first */
@@ -154,7 +166,7 @@ int model_config_savable(const ModelConfig *cfg, const char *where, LfError *err
 int model_config_validate(const ModelConfig *cfg, const char *where, LfError *err);
 
 /* HF's model_type: "distilbert" / "bert" / "llama" / "gpt2" / "qwen2" / "qwen3" / "mistral" /
- * "smollm3" / "gemma3_text" */
+ * "smollm3" / "gemma3_text" / "gemma2" */
 const char *arch_name(Arch arch);
 /* A decoder's GGUF general.architecture (and the prefix of its keys), as llama.cpp's converter
  * writes it: its model_type, but "llama" for mistral. */
@@ -172,6 +184,9 @@ int model_config_rope_scaling(ModelConfig *cfg, const char *json, LfError *err);
 void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s);
 /* The size of one attention head: head_dim, else hidden / heads. */
 int model_head_size(const ModelConfig *cfg);
+/* How the attention scores (ops.h AttnScore): 1 / sqrt(query_pre_attn_scalar or the head size),
+ * soft-capped by attn_softcap. */
+AttnScore model_attn_score(const ModelConfig *cfg);
 /* Layer l's sliding window (Ops.attention_forward's window); 0: none. */
 int model_layer_window(const ModelConfig *cfg, int l);
 /* Whether layer l turns q and k by RoPE (all but SmolLM3's NoPE layers). */
@@ -184,7 +199,8 @@ void model_config_full_every(ModelConfig *cfg, int step);
 
 /* cfg's: its head size, rope_theta and rope_scaling (half 0 for the encoders and GPT-2). */
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r);
-/* Gemma 3's windowed layers': its head size and rope_local_theta, unscaled (half 0 without). */
+/* Gemma 3's windowed layers': its head size and rope_local_theta, unscaled (half 0 without, and
+ * for Gemma 2, whose layers share one base). */
 void model_rope_freqs_local(const ModelConfig *cfg, RopeFreqs *r);
 /* The divisor of each pair's frequency that a GGUF's rope_freqs tensor holds for cfg's llama3
  * scaling (or its own divisors) into d[HS/2]; returns HS/2, or 0 for other scalings. */

@@ -29,6 +29,7 @@
  *   activations for backward at half the memory.
  */
 #pragma once
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -124,6 +125,17 @@ typedef struct RopeFreqs {
     float scale;
     float inv_freq[ROPE_MAX_PAIRS];
 } RopeFreqs;
+
+/* How attention scores query i against key j: s = scale * q_i . k_j (scale 1 / sqrt(HS), or
+ * 1 / sqrt(query_pre_attn_scalar) for Gemma's), then with softcap > 0 s <- softcap *
+ * tanh(s / softcap) (Gemma 2's logit soft-capping); softcap 0: none. */
+typedef struct AttnScore {
+    float scale, softcap;
+} AttnScore;
+static inline AttnScore attn_score_plain(int HS) { /* 1 / sqrt(HS), no soft-capping */
+    AttnScore s = {1.0f / sqrtf((float)HS), 0.0f};
+    return s;
+}
 
 /* How the GEMMs and attention compute (model.precision; model.h says what each means). */
 typedef enum Precision { PRECISION_AUTO, PRECISION_FP32, PRECISION_TF32, PRECISION_BF16 } Precision;
@@ -354,7 +366,8 @@ typedef struct Ops {
      * attends to a key j > i either, and with a window W > 0 (sliding-window attention, causal
      * only: Mistral's, Qwen2's sliding layers) nor to a key j <= i - W: it sees its last W
      * positions, itself included (transformers' sliding_window); window 0: no such limit. With
-     * scores s = q_h k^T / sqrt(HS) over the allowed keys:
+     * scores s = q_h k^T scored by score (AttnScore: scaled, maybe soft-capped) over the allowed
+     * keys:
      *   lse[B,NH,T] = log sum_j exp(s[i,j]) per query row, saved; a row with no allowed key has
      *   lse = +INFINITY, so exp(s - lse) = 0 for every key of it;
      *   P[b,h,i,j] = exp(s[i,j] - lse[b,h,i]) on allowed keys, 0 elsewhere (the softmax);
@@ -377,13 +390,14 @@ typedef struct Ops {
     void (*attention_forward)(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                               float *q, int ldq, float *k, const float *v, int ldkv,
                               const int32_t *mask, int causal, int window, const RopeFreqs *rope,
-                              float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                              int HS);
+                              AttnScore score, float p, uint64_t seed, float *scratch, int B, int T,
+                              int NH, int NKV, int HS);
     /* dq [B,T,NH*HS], dk, dv [B,T,NKV*HS] (+)= gradients (acc 0: =; each may be NULL). out and lse
-     * are this forward's (same q, k, v, mask, causal, window, p, seed). With M the dropout
-     * multipliers of P (rng_row_dropout of P's row and key), dP = dout_h v^T and D = rowsum(dout *
-     * out) per row: dS = P * (M * dP - D); dq += dS k / sqrt(HS), dk += dS^T q / sqrt(HS), dv += (M
-     * * P)^T dout, grouped query heads adding up in their KV head. When the backend saves anything
+     * are this forward's (same q, k, v, mask, causal, window, rope, score, p, seed). With M the
+     * dropout multipliers of P (rng_row_dropout of P's row and key), dP = dout_h v^T and D =
+     * rowsum(dout * out) per row: dS = P * (M * dP - D), times 1 - (s / softcap)^2 where
+     * soft-capped (tanh's derivative); dq += scale dS k, dk += scale dS^T q, dv += (M * P)^T dout,
+     * grouped query heads adding up in their KV head. When the backend saves anything
      * (attention_saved > 0), q, k, v and out are read from saved (out as bf16(out), so D of the
      * rounded out; from forward's out_bf16 where given, ldo) and may be NULL here; elsewhere
      * (the CPU, fp32, tf32) out is read. With forward's rope, q and k are the rotated ones
@@ -392,8 +406,8 @@ typedef struct Ops {
                                const float *k, const float *v, int ldq, int ldkv, const float *out,
                                const uint16_t *out_bf16, int ldo, const float *lse,
                                const float *saved, const int32_t *mask, int causal, int window,
-                               const RopeFreqs *rope, float p, uint64_t seed, float *scratch, int B,
-                               int T, int NH, int NKV, int HS, int acc);
+                               const RopeFreqs *rope, AttnScore score, float p, uint64_t seed,
+                               float *scratch, int B, int T, int NH, int NKV, int HS, int acc);
     /* Floats of scratch attention_forward / attention_backward need for these shapes: the
      * backend's own (the CPU holds rows of scores; the GPU no O(T^2) memory at all, but D and a
      * bf16 copy of dout, head by head). */
@@ -417,13 +431,14 @@ typedef struct Ops {
      * values, L > pos[n-1], the new ones written (cache_write). Query i attends keys j <= pos[i]
      * (the later ones of the L may hold anything finite), and with a window W > 0 only those with
      * j > pos[i] - W (attention_forward's sliding window), grouped heads as attention_forward, no
-     * dropout: out = softmax(q_h k^T / sqrt(HS)) @ v, and out_bf16 (not NULL) = bf16(out), rows
-     * ldo apart, for a bf16 GEMM that reads it (as attention_forward's). The positions are read on
-     * the device, so a recorded decode step (CUDA graph) replays at the next position with L the
-     * cache's length. scratch: ops->attention_cached_scratch(n, L, NH, HS) floats. */
+     * dropout: out = softmax(q_h k^T scored by score) @ v, and out_bf16 (not NULL) = bf16(out),
+     * rows ldo apart, for a bf16 GEMM that reads it (as attention_forward's). The positions are
+     * read on the device, so a recorded decode step (CUDA graph) replays at the next position with
+     * L the cache's length. scratch: ops->attention_cached_scratch(n, L, NH, HS) floats. */
     void (*attention_cached)(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
                              const float *k, const float *v, const int32_t *pos, int window,
-                             float *scratch, int n, int L, int NH, int NKV, int HS);
+                             AttnScore score, float *scratch, int n, int L, int NH, int NKV,
+                             int HS);
     /* Floats of scratch attention_cached needs for at most n queries over at most L keys: the
      * backend's own (the CPU holds the scores [NH,n,L]; the GPU partial sums of key splits). */
     size_t (*attention_cached_scratch)(int n, int L, int NH, int HS);
@@ -483,10 +498,13 @@ typedef struct Ops {
     /* ---- LM head + softmax cross-entropy over a vocabulary, in chunks of rows ----
      * h [N,C] (final hidden states), W [V,C] (the head, or the tied token embedding),
      * labels [N] int32 as cross_entropy's. For each chunk of `chunk` rows (the last may be
-     * shorter), logits[rows,V] = h @ W^T are formed in scratch, never all N rows at once:
+     * shorter), logits[rows,V] = h @ W^T are formed in scratch, never all N rows at once, and
+     * with softcap > 0 soft-capped, logits <- softcap * tanh(logits / softcap) (Gemma 2's final
+     * logits; 0: none):
      *   losses[N] = logsumexp(logits[n]) - logits[n][label] (0 for ignored rows), overwritten;
      *   dh[N,C] += dlogits @ W and dW[V,C] += dlogits^T @ h, where dlogits = (softmax -
-     *   onehot(label)) * grad_scale * row_scale[n] (0 for ignored rows); a NULL dh / dW skips
+     *   onehot(label)) * grad_scale * row_scale[n] (0 for ignored rows), times 1 - (logits /
+     *   softcap)^2 where soft-capped (tanh's derivative); a NULL dh / dW skips
      *   that GEMM, and with both NULL this is the evaluation forward (losses only).
      * row_scale [N] or NULL (all 1): a weight per row, for losses that are not a plain mean of
      * the token losses (DPO weighs each sequence's tokens by its pair's gradient).
@@ -498,11 +516,11 @@ typedef struct Ops {
      * computed in f32 from the logits, as without it.
      * chunk >= 1 rows (OPS_LM_HEAD_CHUNK unless memory says otherwise); scratch:
      * ops_lm_head_scratch(N, C, V, chunk) floats. Generation's next-token logits are a plain
-     * matmul_forward of the last row. */
+     * matmul_forward of the last row, soft-capped on the host (model_lm_logits). */
     void (*lm_head_cross_entropy)(float *losses, float *dh, float *dW, const float *h,
                                   const float *W, const uint16_t *Wb, const int32_t *labels,
-                                  float grad_scale, const float *row_scale, float *scratch, int N,
-                                  int C, int V, int chunk);
+                                  float grad_scale, const float *row_scale, float softcap,
+                                  float *scratch, int N, int C, int V, int chunk);
 
     /* ---- preference pairs: the loss over a batch of B rows, row 2i chosen, 2i+1 rejected ----
      * P = B / 2 pairs. Each pair's math is pair_loss.h's (in double, on every backend); the sums

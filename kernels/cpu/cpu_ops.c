@@ -705,6 +705,7 @@ static uint16_t *cpu_attention_saved_out(Precision p, float *saved) {
 typedef struct AttArgs {
     int B, T, NH, NKV, HS, causal, window, ldq, ldkv;
     const int32_t *mask;
+    AttnScore score;
     float p;
     uint64_t seed;
     const float *q, *k, *v, *dout;
@@ -753,9 +754,18 @@ static void block_abt(float *s, const float *x, int ldx, const float *y, int ldy
                 ldy, 0.0f, s, r->keys);
 }
 
+/* The block's scores, scaled and (softcap > 0) soft-capped, into s. */
+static void block_scores(float *s, const AttArgs *a, const RowBlock *r) {
+    block_abt(s, a->q + r->qin, a->ldq, a->k + r->kvin, a->ldkv, a->score.scale, a, r);
+    float cap = a->score.softcap;
+    size_t n = (size_t)r->rows * r->keys;
+    if (cap > 0.0f)
+        for (size_t e = 0; e < n; e++) s[e] = soft_cap(s[e], cap);
+}
+
 /* P[b,h,i,j]'s dropout is rng_row_dropout's of row lse_row = (b*NH + h)*T + i and key j. */
 static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
-    block_abt(s, a->q + r->qin, a->ldq, a->k + r->kvin, a->ldkv, 1.0f / sqrtf((float)a->HS), a, r);
+    block_scores(s, a, r);
     for (int ii = 0; ii < r->rows; ii++) {
         float *row = s + (size_t)ii * r->keys;
         size_t at = r->lse + ii;
@@ -775,12 +785,12 @@ static void forward_block(const AttArgs *a, const RowBlock *r, float *s) {
                 r->keys, a->v + r->kvin, a->ldkv, 0.0f, a->out + r->q, a->NH * a->HS);
 }
 
-/* s <- dropout(P) and, when dq or dk is wanted, g <- dS / sqrt(HS) for the block, from the
+/* s <- dropout(P) and, when dq or dk is wanted, g <- scale * dS for the block, from the
  * scores in s, dP = dout v^T in g and D = rowsum(dout * out); then the three GEMMs. */
 static void backward_block(const AttArgs *a, const RowBlock *r, float *s) {
     int HS = a->HS, ldo = a->NH * HS, ldq = a->ldq, ldkv = a->ldkv, want_ds = a->dq || a->dk;
-    float *g = s + (size_t)r->rows * r->keys, scale = 1.0f / sqrtf((float)HS);
-    block_abt(s, a->q + r->qin, ldq, a->k + r->kvin, ldkv, scale, a, r);
+    float *g = s + (size_t)r->rows * r->keys, scale = a->score.scale, cap = a->score.softcap;
+    block_scores(s, a, r);
     if (want_ds) block_abt(g, a->dout + r->q, ldo, a->v + r->kvin, ldkv, 1.0f, a, r);
     for (int ii = 0; ii < r->rows; ii++) {
         float *sr = s + (size_t)ii * r->keys, *gr = g + (size_t)ii * r->keys, D = 0.0f;
@@ -800,17 +810,18 @@ static void backward_block(const AttArgs *a, const RowBlock *r, float *s) {
                           ? exp_approx(sr[jj] - lse)
                           : 0.0f;
             float keep = a->p > 0.0f ? rng_row_scale(rng_row_pair(key, j >> 1), j & 1, a->p) : 1.0f;
-            if (want_ds) gr[jj] = P * (gr[jj] * keep - D) * scale;
+            float slope = cap > 0.0f ? soft_cap_slope(sr[jj], cap) : 1.0f;
+            if (want_ds) gr[jj] = P * (gr[jj] * keep - D) * slope * scale;
             sr[jj] = P * keep;
         }
     }
     if (a->dv) /* dv_kv += dropout(P)^T dout_block */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r->keys, HS, r->rows, 1.0f, s, r->keys,
                     a->dout + r->q, ldo, 1.0f, a->dv + r->kvin, ldkv);
-    if (a->dq) /* dq_block += dS k / sqrt(HS) */
+    if (a->dq) /* dq_block += scale dS k */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->rows, HS, r->keys, 1.0f, g,
                     r->keys, a->k + r->kvin, ldkv, 1.0f, a->dq + r->qin, ldq);
-    if (a->dk) /* dk_kv += dS^T q_block / sqrt(HS) */
+    if (a->dk) /* dk_kv += scale dS^T q_block */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r->keys, HS, r->rows, 1.0f, g, r->keys,
                     a->q + r->qin, ldq, 1.0f, a->dk + r->kvin, ldkv);
 }
@@ -835,7 +846,7 @@ static void att_run(const AttArgs *a, float *scratch,
 
 /* A call's shapes, strides and masks (seed XORed with the step's). */
 static AttArgs att_args(int B, int T, int NH, int NKV, int HS, int ldq, int ldkv, int causal,
-                        int window, const int32_t *mask, float p, uint64_t seed) {
+                        int window, const int32_t *mask, AttnScore score, float p, uint64_t seed) {
     return (AttArgs){.B = B,
                      .T = T,
                      .NH = NH,
@@ -846,6 +857,7 @@ static AttArgs att_args(int B, int T, int NH, int NKV, int HS, int ldq, int ldkv
                      .ldq = ldq,
                      .ldkv = ldkv,
                      .mask = mask,
+                     .score = score,
                      .p = p,
                      .seed = seed ^ cpu_step.seed};
 }
@@ -861,11 +873,11 @@ static void round_rows(uint16_t *dst, int ld, const float *src, size_t n, int C)
 static void cpu_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                                   float *q, int ldq, float *k, const float *v, int ldkv,
                                   const int32_t *mask, int causal, int window,
-                                  const RopeFreqs *rope, float p, uint64_t seed, float *scratch,
-                                  int B, int T, int NH, int NKV, int HS) {
+                                  const RopeFreqs *rope, AttnScore score, float p, uint64_t seed,
+                                  float *scratch, int B, int T, int NH, int NKV, int HS) {
     (void)saved; /* the CPU saves nothing: backward reads q, k, v and out */
     rope_qk(q, ldq, k, ldkv, NULL, rope, B, T, NH, NKV, HS, 1.0f);
-    AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, window, mask, p, seed);
+    AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, window, mask, score, p, seed);
     a.q = q, a.k = k, a.v = v, a.out = out, a.lse = lse;
     att_run(&a, scratch, forward_block);
     if (out_bf16) round_rows(out_bf16, ldo, out, (size_t)B * T, NH * HS);
@@ -884,9 +896,9 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
                                    const float *q, const float *k, const float *v, int ldq,
                                    int ldkv, const float *out, const uint16_t *out_bf16, int ldo,
                                    const float *lse, const float *saved, const int32_t *mask,
-                                   int causal, int window, const RopeFreqs *rope, float p,
-                                   uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                                   int HS, int acc) {
+                                   int causal, int window, const RopeFreqs *rope, AttnScore score,
+                                   float p, uint64_t seed, float *scratch, int B, int T, int NH,
+                                   int NKV, int HS, int acc) {
     (void)saved, (void)out_bf16, (void)ldo; /* the CPU reads forward's f32 out */
     if (!dq && !dk && !dv) return;
     size_t rows = (size_t)B * T;
@@ -898,7 +910,7 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
         undo.scale = 1.0f / rope->scale;
         rope_qk(dq, ldq, dk, ldkv, NULL, &undo, B, T, NH, NKV, HS, 1.0f);
     }
-    AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, window, mask, p, seed);
+    AttArgs a = att_args(B, T, NH, NKV, HS, ldq, ldkv, causal, window, mask, score, p, seed);
     a.q = q, a.k = k, a.v = v, a.dout = dout, a.out = (float *)out, a.lse = (float *)lse;
     a.dq = dq, a.dk = dk, a.dv = dv;
     att_run(&a, scratch, backward_block);
@@ -910,16 +922,20 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
  * v. */
 static void cpu_attention_cached(float *out, uint16_t *out_bf16, int ldb, const float *q, int ldq,
                                  const float *k, const float *v, const int32_t *pos, int window,
-                                 float *scratch, int n, int L, int NH, int NKV, int HS) {
+                                 AttnScore score, float *scratch, int n, int L, int NH, int NKV,
+                                 int HS) {
     int ldo = NH * HS, ldkv = NKV * HS, G = NH / NKV;
     for (int h = 0; h < NH; h++) {
         float *s = scratch + (size_t)h * n * L;
         const float *kh = k + (size_t)(h / G) * HS, *vh = v + (size_t)(h / G) * HS;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, HS, 1.0f / sqrtf((float)HS),
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, HS, score.scale,
                     q + (size_t)h * HS, ldq, kh, ldkv, 0.0f, s, L);
 #pragma omp parallel for if ((size_t)n * L > CPU_PAR_MIN)
         for (int i = 0; i < n; i++) {
             int first = window && pos[i] >= window ? pos[i] - window + 1 : 0;
+            if (score.softcap > 0.0f)
+                for (int j = first; j <= pos[i]; j++)
+                    s[(size_t)i * L + j] = soft_cap(s[(size_t)i * L + j], score.softcap);
             softmax_row(s + (size_t)i * L, NULL, first, pos[i] + 1, L);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, L, 1.0f, s, L, vh, ldkv, 0.0f,
@@ -1082,11 +1098,12 @@ static void cpu_first_token_backward(float *dinp, const float *dout, int B, int 
 /* ---- softmax cross-entropy ---- */
 
 /* losses[N] = logsumexp(logits[n]) - logits[n][label]; dlogits[N,V] (may be NULL) = (softmax -
- * onehot) * grad_scale * row_scale[n] (row_scale NULL: 1), overwritten; dlogits == logits allowed
- * (each row is read before it is written). Rows with label < 0 or >= V: 0 and 0. */
+ * onehot) * grad_scale * row_scale[n] (row_scale NULL: 1), times soft_cap_slope of the logit
+ * where softcap > 0 (logits already soft-capped), overwritten; dlogits == logits allowed (each
+ * row is read before it is written). Rows with label < 0 or >= V: 0 and 0. */
 static void cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                                const int32_t *labels, float grad_scale, const float *row_scale,
-                               int N, int V) {
+                               float softcap, int N, int V) {
 #pragma omp parallel for if ((size_t)N * V > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;
@@ -1104,14 +1121,22 @@ static void cross_entropy_rows(float *losses, float *dlogits, const float *logit
         if (!d) continue;
         float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * cpu_step.grad_scale;
         float inv = 1.0f / sum;
-        for (int j = 0; j < V; j++) d[j] = expf(x[j] - maxv) * inv * g;
-        d[label] -= g;
+        for (int j = 0; j < V; j++) {
+            float dj = expf(x[j] - maxv) * inv * g - (j == label ? g : 0.0f);
+            d[j] = softcap > 0.0f ? dj * soft_cap_slope(x[j], softcap) : dj;
+        }
     }
+}
+
+/* logits <- softcap * tanh(logits / softcap), n of them (the LM head's final soft-capping) */
+static void soft_cap_all(float *logits, size_t n, float softcap) {
+#pragma omp parallel for simd if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) logits[i] = soft_cap(logits[i], softcap);
 }
 
 static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits,
                               const int32_t *labels, float grad_scale, int N, int V) {
-    cross_entropy_rows(losses, dlogits, logits, labels, grad_scale, NULL, N, V);
+    cross_entropy_rows(losses, dlogits, logits, labels, grad_scale, NULL, 0.0f, N, V);
 }
 
 /* ---- LM head + cross-entropy, in chunks of rows ---- */
@@ -1121,16 +1146,17 @@ static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits
  * values, summed in f32. */
 static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const uint16_t *Wb,
                                const int32_t *labels, float grad_scale, const float *row_scale,
-                               float *logits, uint16_t *hb, int rows, int C, int V) {
+                               float softcap, float *logits, uint16_t *hb, int rows, int C, int V) {
     for (size_t i = 0; i < (size_t)rows * C; i++) hb[i] = f32_to_bf16(h[i]);
     for (size_t n = 0; n < (size_t)rows; n++)
         for (size_t v = 0; v < (size_t)V; v++) {
             float s = 0.0f;
             for (size_t c = 0; c < (size_t)C; c++)
                 s += qb_bf16(hb[n * C + c]) * qb_bf16(Wb[v * C + c]);
-            logits[n * V + v] = s;
+            logits[n * V + v] = softcap > 0.0f ? soft_cap(s, softcap) : s;
         }
-    cross_entropy_rows(losses, dh ? logits : NULL, logits, labels, grad_scale, row_scale, rows, V);
+    cross_entropy_rows(losses, dh ? logits : NULL, logits, labels, grad_scale, row_scale, softcap,
+                       rows, V);
     for (size_t n = 0; dh && n < (size_t)rows; n++)
         for (size_t v = 0; v < (size_t)V; v++) {
             float d = bf16_round(logits[n * V + v]);
@@ -1139,13 +1165,14 @@ static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const u
         }
 }
 
-/* Per chunk of rows of h [N,C]: logits [rows,V] = h @ W[V,C]^T in scratch, losses and dlogits in
- * place (cross_entropy_rows), then dh[rows,C] += dlogits @ W and dW += dlogits^T @ h (NULL:
- * skipped); with Wb, lm_head_chunk_bf16 (hb after the logits, as on the GPU). */
+/* Per chunk of rows of h [N,C]: logits [rows,V] = h @ W[V,C]^T in scratch (soft-capped where
+ * softcap > 0), losses and dlogits in place (cross_entropy_rows), then dh[rows,C] += dlogits @ W
+ * and dW += dlogits^T @ h (NULL: skipped); with Wb, lm_head_chunk_bf16 (hb after the logits, as on
+ * the GPU). */
 static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h,
                                       const float *W, const uint16_t *Wb, const int32_t *labels,
-                                      float grad_scale, const float *row_scale, float *scratch,
-                                      int N, int C, int V, int chunk) {
+                                      float grad_scale, const float *row_scale, float softcap,
+                                      float *scratch, int N, int C, int V, int chunk) {
     if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
     if (dW) Wb = NULL;     /* a head given in bf16 has no weight gradient: f32 then */
     int grads = dh || dW;
@@ -1156,13 +1183,14 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
         float *dhc = dh ? dh + (size_t)n0 * C : NULL;
         const float *rs = row_scale ? row_scale + n0 : NULL;
         if (Wb) {
-            lm_head_chunk_bf16(losses + n0, dhc, hc, Wb, labels + n0, grad_scale, rs, scratch, hb,
-                               rows, C, V);
+            lm_head_chunk_bf16(losses + n0, dhc, hc, Wb, labels + n0, grad_scale, rs, softcap,
+                               scratch, hb, rows, C, V);
             continue;
         }
         cpu_matmul_forward(scratch, hc, W, NULL, rows, C, V);
+        if (softcap > 0.0f) soft_cap_all(scratch, (size_t)rows * V, softcap);
         cross_entropy_rows(losses + n0, grads ? scratch : NULL, scratch, labels + n0, grad_scale,
-                           rs, rows, V);
+                           rs, softcap, rows, V);
         if (grads) cpu_matmul_backward(dhc, dW, NULL, scratch, hc, W, rows, C, V, 1);
     }
 }

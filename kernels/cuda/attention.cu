@@ -29,7 +29,10 @@
  * different banks. Under bf16, the same three kernels on tensor cores (the *_tc kernels below,
  * where their layout is described).
  *
- * Dropout on P uses index ((b*NH + h)*T + i)*T + j, P's element index, as the CPU does. */
+ * Dropout on P uses index ((b*NH + h)*T + i)*T + j, P's element index, as the CPU does. Scores
+ * are ops.h's AttnScore: scale * q . k, soft-capped where softcap > 0 (Gemma 2); the tensor-core
+ * and cached kernels compile the cap apart (Capped, CAP), so that the common ones keep their code,
+ * the f32 kernels branch on it a score. */
 #include "attention_cudnn.h"
 #include "cuda_common.cuh"
 #include "loraft/activation.h"
@@ -78,13 +81,14 @@ typedef struct Heads {
     int window;                                     /* the sliding window (causal), 0: none */
     const OpsStep *step;                            /* its seed XORed into the dropout's */
     Rope rope;
+    AttnScore score; /* the scores' scale and soft-capping (ops.h) */
 } Heads;
 
-static Heads heads(int B, int T, int NH, int NKV, int HS) {
+static Heads heads(int B, int T, int NH, int NKV, int HS, AttnScore score) {
     Heads g = {
         B,       T,       NH,       NKV,     HS, B > 0 && T > 0 && NH > 0 && NKV > 0 && HS > 0,
         OPS_ADD, NH * HS, NKV * HS, NH * HS, 0,  NULL,
-        {}};
+        {},      score};
     if (g.ok && NH % NKV) {
         CUDA_FAIL("attention: NH is not a multiple of NKV");
         g.ok = 0;
@@ -134,6 +138,17 @@ __device__ inline float dot_rotated(const float *x, const float *y, int HS, int 
     return s;
 }
 
+/* The score of a visible key from its dot product with the query (ops.h AttnScore): scaled, then
+ * soft-capped where softcap > 0. */
+__device__ inline float score_of(float dot, AttnScore a) {
+    float s = dot * a.scale;
+    return a.softcap > 0.0f ? soft_cap(s, a.softcap) : s;
+}
+/* dS's factor from a score s (score_of's): the cap's slope where soft-capped, else 1. */
+__device__ inline float score_slope(float s, AttnScore a) {
+    return a.softcap > 0.0f ? soft_cap_slope(s, a.softcap) : 1.0f;
+}
+
 /* acc[c] += sum_{jj < n} w[jj] * rows[jj*HS + lane + 32c]: the lane's dimensions of a
  * weighted sum of shared rows. The warp's weights go through shared memory (w, written by
  * lane jj before a __syncwarp) rather than 32 shuffles. */
@@ -178,7 +193,7 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
     float *W = Vs + KEY_TILE * HS + warp * KEY_TILE; /* this warp's row of P, dropped */
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
     size_t ldo = (size_t)g.NH * HS;
-    float scale = 1.0f / sqrtf((float)HS), m[FWD_ROWS], l[FWD_ROWS], acc[FWD_ROWS][DIMS];
+    float m[FWD_ROWS], l[FWD_ROWS], acc[FWD_ROWS][DIMS];
     for (int r = 0; r < FWD_ROWS; r++) {
         m[r] = -INFINITY, l[r] = 0.0f;
         for (int c = 0; c < DIMS; c++) acc[r][c] = 0.0f;
@@ -195,11 +210,11 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
         for (int r = 0; r < FWD_ROWS; r++) {
             int i = i0 + warp * FWD_ROWS + r;
             if (i >= T) break; /* warp-uniform */
-            float s =
-                key_visible(hp.keep, causal, g.window, i, j, T)
-                    ? dot_rotated(Qs + (warp * FWD_ROWS + r) * HS, Ks + lane * HS, HS, start) *
-                          scale
-                    : -INFINITY;
+            float s = key_visible(hp.keep, causal, g.window, i, j, T)
+                          ? score_of(dot_rotated(Qs + (warp * FWD_ROWS + r) * HS, Ks + lane * HS,
+                                                 HS, start),
+                                     g.score)
+                          : -INFINITY;
             float m_new = fmaxf(m[r], warp_max(s));
             if (m_new == -INFINITY) continue; /* nothing visible yet: warp-uniform */
             /* exp_approx as the CPU's, but exactly 0 for hidden keys and the first rescale */
@@ -224,8 +239,8 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *q, con
     }
 }
 
-/* grid (B*NH, query blocks of warps*DQ_ROWS rows): dq += dS k / sqrt(HS), dS = P * (dP
- * dropped - D), P = exp(s - lse) recomputed, dP = dout v^T. */
+/* grid (B*NH, query blocks of warps*DQ_ROWS rows): dq += scale dS k, dS = P * (dP dropped - D)
+ * (times the soft-cap's slope), P = exp(s - lse) recomputed, dP = dout v^T. */
 template <int DIMS>
 __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, const float *k,
                                 const float *v, const float *lse, const float *D,
@@ -239,7 +254,7 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
     float *W = Vs + KEY_TILE * HS + warp * KEY_TILE; /* this warp's row of dS */
     HeadPtrs hp = head_ptrs(g, bh / g.NH, bh % g.NH, mask);
     size_t ldo = (size_t)g.NH * HS;
-    float scale = 1.0f / sqrtf((float)HS), row_lse[DQ_ROWS], row_D[DQ_ROWS], acc[DQ_ROWS][DIMS];
+    float row_lse[DQ_ROWS], row_D[DQ_ROWS], acc[DQ_ROWS][DIMS];
     for (int r = 0; r < DQ_ROWS; r++) {
         int i = i0 + warp * DQ_ROWS + r;
         row_lse[r] = i < T ? lse[(size_t)bh * T + i] : INFINITY;
@@ -261,11 +276,11 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
             if (i >= T) break; /* warp-uniform */
             float ds = 0.0f;
             if (key_visible(hp.keep, causal, g.window, i, j, T)) {
-                float P =
-                    exp_approx(dot_rotated(Qs + w, Ks + lane * HS, HS, start) * scale - row_lse[r]);
+                float s = score_of(dot_rotated(Qs + w, Ks + lane * HS, HS, start), g.score);
+                float P = exp_approx(s - row_lse[r]);
                 float dP = dot_rotated(dOs + w, Vs + lane * HS, HS, start) *
                            rng_row_dropout(seed, (uint64_t)bh * T + i, j, p);
-                ds = P * (dP - row_D[r]);
+                ds = P * (dP - row_D[r]) * score_slope(s, g.score);
             }
             W[lane] = ds;
             __syncwarp();
@@ -278,13 +293,13 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
         if (i >= T) break;
         for (int c = 0; c < DIMS; c++)
             if (lane + 32 * c < HS)
-                put_grad(dq + hp.qin + i * g.ldq + lane + 32 * c, acc[r][c] * scale, g.add);
+                put_grad(dq + hp.qin + i * g.ldq + lane + 32 * c, acc[r][c] * g.score.scale, g.add);
     }
 }
 
 /* grid (B*NKV, key blocks of warps*KEY_ROWS keys): for the block's keys of KV head kvh,
  * over every query head of its group and every query that can see them,
- * dv += dropout(P)^T dout and dk += dS^T q / sqrt(HS). dk or dv may be NULL. */
+ * dv += dropout(P)^T dout and dk += scale dS^T q. dk or dv may be NULL. */
 template <int DIMS>
 __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q,
                                   const float *k, const float *v, const float *lse, const float *D,
@@ -299,7 +314,7 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
     float *Vs = Ks + nkeys * HS, *Wp = Vs + nkeys * HS + warp * 2 * QUERY_TILE;
     float *Wd = Wp + QUERY_TILE; /* this warp's dropped P and dS against one key */
     size_t ldo = (size_t)g.NH * HS;
-    float scale = 1.0f / sqrtf((float)HS), dk_acc[KEY_ROWS][DIMS], dv_acc[KEY_ROWS][DIMS];
+    float dk_acc[KEY_ROWS][DIMS], dv_acc[KEY_ROWS][DIMS];
     for (int r = 0; r < KEY_ROWS; r++)
         for (int c = 0; c < DIMS; c++) dk_acc[r][c] = dv_acc[r][c] = 0.0f;
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
@@ -323,11 +338,12 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
                 if (j >= T) break; /* warp-uniform */
                 float pd = 0.0f, ds = 0.0f;
                 if (i < T && key_visible(hp.keep, causal, g.window, i, j, T)) {
-                    float P = exp_approx(dot_rotated(Qs + lane * HS, Ks + kw, HS, start) * scale -
-                                         row_lse);
+                    float s = score_of(dot_rotated(Qs + lane * HS, Ks + kw, HS, start), g.score);
+                    float P = exp_approx(s - row_lse);
                     float keep = rng_row_dropout(seed, bh * T + i, j, p);
                     pd = P * keep;
-                    ds = P * (dot_rotated(dOs + lane * HS, Vs + kw, HS, start) * keep - row_D);
+                    ds = P * (dot_rotated(dOs + lane * HS, Vs + kw, HS, start) * keep - row_D) *
+                         score_slope(s, g.score);
                 }
                 Wp[lane] = pd, Wd[lane] = ds;
                 __syncwarp();
@@ -344,7 +360,7 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
             size_t at = hp.kvin + j * g.ldkv + lane + 32 * c;
             if (lane + 32 * c >= HS) continue;
             if (dv) put_grad(dv + at, dv_acc[r][c], g.add);
-            if (dk) put_grad(dk + at, dk_acc[r][c] * scale, g.add);
+            if (dk) put_grad(dk + at, dk_acc[r][c] * g.score.scale, g.add);
         }
     }
 }
@@ -653,6 +669,28 @@ __device__ inline void hide_tile(float (*s)[4], uint64_t visible, int causal, in
         hide_scores<N>(s + t * (N / 8), visible, causal, window, w0 + t * TC, j0, lane);
 }
 
+/* The factor that takes a tile's scores to log2 units: LOG2E * scale of the raw products q . k,
+ * or (CAP) LOG2E of the soft-capped scores cap_tile made, in natural units already. */
+template <bool CAP> __device__ inline float log2_scale(AttnScore a) {
+    return CAP ? LOG2E : LOG2E * a.scale;
+}
+
+/* Soft-capping: the raw products s of the warp's MT m16 tiles of N keys become the capped scores
+ * soft_cap(s * scale, cap), in natural units; before hide_tile, whose -inf the cap would make
+ * -cap. The whole warp. */
+template <int N, int MT> __device__ inline void cap_tile(float (*s)[4], AttnScore a) {
+#pragma unroll
+    for (int nt = 0; nt < MT * N / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[nt][e] = soft_cap(s[nt][e] * a.scale, a.softcap);
+}
+
+/* dS's factor from a capped score s (cap_tile's): tanh's derivative, 0 for a hidden key's -inf
+ * (whose P is 0: no -inf * 0). */
+__device__ inline float cap_slope(float s, float cap) {
+    return fmaxf(soft_cap_slope(s, cap), 0.0f);
+}
+
 /* grad[row][d] (+)= scale * the lane's elements of acc (HMAX/8 n8 tiles; put_grad), row = the
  * warp's 16 rows from r0 (at grad + r0 * ld), for rows < T and d < HS. */
 template <int HMAX>
@@ -708,7 +746,8 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
  * blocks an SM on sm_90): at HP 256 forward 99 KB (four warps, 32 keys), dq 99 KB (four warps,
  * BWD_ROWS = 16 keys), dk/dv 83 KB (16 queries, DKDV_WARPS = 3: four would take 99.4 KB). And dk
  * and dv run in launches of their own (SPLIT): both accumulators, 256 floats a lane, would spill;
- * each launch recomputes S (10 products a key and query instead of 8). */
+ * each launch recomputes S (10 products a key and query instead of 8).
+ * CAP: soft-capped scores (Capped). */
 template <int HPC_, int HMAX_> struct TcShape {
     static constexpr int HPC = HPC_, HMAX = HMAX_, DIMS = HMAX / 8; /* DIMS: n8 tiles of HMAX */
     static constexpr bool WIDE = HMAX > 128, SPLIT = WIDE;
@@ -716,15 +755,20 @@ template <int HPC_, int HMAX_> struct TcShape {
     static constexpr int FWD_KEYS = HPC == 128 || WIDE ? 32 : 64;
     static constexpr int BWD_ROWS = WIDE ? 16 : BWD_TILE; /* dq's keys, dk/dv's queries a tile */
     static constexpr int DKDV_WARPS = WIDE ? 3 : ATT_WARPS;
+    static constexpr bool CAP = false;
 };
+/* Shape S with soft-capped scores (AttnScore.softcap > 0): kernels of their own, so that the
+ * common ones keep their code (a block-uniform branch on the cap cost their tiles up to 5 % more
+ * instructions on sm_90, and spills at HS 64). */
+template <typename S> struct Capped : S { static constexpr bool CAP = true; };
 /* What a dk, dv launch computes (flash_dkdv_tc_kernel's PARTS). */
 enum { GRAD_DK = 1, GRAD_DV = 2 };
 
 /* grid (B*NH, query blocks of warps*MT*16 rows): flash_forward_kernel on tensor cores,
  * S::FWD_KEYS keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out).
- * S: its TcShape; DROP: p > 0 (p = 0 compiles no dropout at all). Scores stay unscaled; the
- * running max m is in log2 units (score * scale2), so P = 2^(s scale2 - m) is one FFMA and one
- * MUFU a score. */
+ * S: its TcShape; DROP: p > 0 (p = 0 compiles no dropout at all). Scores stay unscaled (S::CAP:
+ * capped in natural units, cap_tile); the running max m is in log2 units (score * scale2), so P =
+ * 2^(s scale2 - m) is one FFMA and one MUFU a score. */
 template <typename S, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_forward_tc_kernel(float *out, bf16 *outh, float *lse, const bf16 *qh, const bf16 *kh,
@@ -742,7 +786,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     const bf16 *kb = head_rows(kh, b, kvh, g.NKV, T, HP), *vb = head_rows(vh, b, kvh, g.NKV, T, HP);
     HeadPtrs hp = head_ptrs(g, b, head, mask);
     size_t ldq = (size_t)g.NH * HS;
-    float scale2 = LOG2E / sqrtf((float)HS), m[MT][2], l[MT][2] = {};
+    float scale2 = log2_scale<S::CAP>(g.score), m[MT][2], l[MT][2] = {};
     float o[MT][S::DIMS][4] = {};
     uint32_t row_key[MT][2]; /* rng_row_key of the lane's rows (tile t, h) */
 #pragma unroll
@@ -772,6 +816,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         float s[MT][KEYS / 8][4] = {};
         uint64_t visible = visible_keys<KEYS>(hp.keep, j0, T, lane); /* loads under the mma */
         mma_abt<KEYS, MT, S::HMAX>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
+        if (S::CAP) cap_tile<KEYS, MT>(s[0], g.score);
         hide_tile<KEYS, MT>(s[0], visible, causal, g.window, w0, j0, lane);
 #pragma unroll
         for (int t = 0; t < MT; t++) { /* the online softmax of tile t's rows g, g + 8 (h) */
@@ -853,7 +898,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + rows * ld, *KV = dOs + rows * ld; /* two buffers */
     const bf16 *kb = head_rows(kh, b, kvh, g.NKV, T, HP), *vb = head_rows(vh, b, kvh, g.NKV, T, HP);
     HeadPtrs hp = head_ptrs(g, b, head, mask);
-    float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale, acc[MT][S::DIMS][4] = {};
+    float scale2 = log2_scale<S::CAP>(g.score), acc[MT][S::DIMS][4] = {};
     float row_lse2[MT][2], row_D[MT][2]; /* lse in log2 units, as the scores below */
     uint32_t row_key[MT][2];             /* rng_row_key of the lane's rows */
 #pragma unroll
@@ -886,6 +931,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         uint64_t visible = visible_keys<KT>(hp.keep, j0, T, lane);
         mma_abt<KT, MT, S::HMAX>(s[0], Qs + warp * MT * TC * ld, Ks, ld, HP, lane);
         mma_abt<KT, MT, S::HMAX>(dP[0], dOs + warp * MT * TC * ld, Vs, ld, HP, lane);
+        if (S::CAP) cap_tile<KT, MT>(s[0], g.score);
         hide_tile<KT, MT>(s[0], visible, causal, g.window, w0, j0, lane);
 #pragma unroll
         for (int t = 0; t < MT; t++)
@@ -900,6 +946,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                     float P = ex2_approx(fmaf(s[t][nt][e], scale2, -row_lse2[t][h]));
                     float dPm = dP[t][nt][e];
                     if (DROP) dPm *= rng_row_scale(draw[h], e & 1, p);
+                    if (S::CAP) P *= cap_slope(s[t][nt][e], g.score.softcap);
                     s[t][nt][e] = P * (dPm - row_D[t][h]);
                 }
             }
@@ -908,10 +955,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #pragma unroll
     for (int t = 0; t < MT; t++)
         if (S::HPC && g.rope.half)
-            add_tiles_turned<S::HPC>(dq + hp.qin, g.ldq, acc[t], scale, w0 + t * TC, T, g.rope,
-                                     lane, g.add);
+            add_tiles_turned<S::HPC>(dq + hp.qin, g.ldq, acc[t], g.score.scale, w0 + t * TC, T,
+                                     g.rope, lane, g.add);
         else
-            add_tiles<S::HMAX>(dq + hp.qin, g.ldq, acc[t], scale, w0 + t * TC, T, HS, lane, g.add);
+            add_tiles<S::HMAX>(dq + hp.qin, g.ldq, acc[t], g.score.scale, w0 + t * TC, T, HS, lane,
+                               g.add);
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
@@ -972,7 +1020,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
     unsigned char *bufs = (unsigned char *)(Vs + nkeys * ld);
     size_t buf_bytes = query_tile_bytes(QT, HS);
-    float scale = 1.0f / sqrtf((float)HS), scale2 = LOG2E * scale;
+    float scale2 = log2_scale<S::CAP>(g.score);
     float dk_acc[MT][S::DIMS][4] = {}, dv_acc[MT][S::DIMS][4] = {};
     HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
     bool key_ok[MT][2], all_ok = true; /* the lane's keys (tile t, rows h): in T, not padding */
@@ -1008,6 +1056,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         float st[MT][QT / 8][4] = {}, dPt[MT][QT / 8][4] = {};
         mma_abt<QT, MT, S::HMAX>(st[0], Ks + warp * MT * TC * ld, Qs, ld, HP, lane);
         if (DK) mma_abt<QT, MT, S::HMAX>(dPt[0], Vs + warp * MT * TC * ld, dOs, ld, HP, lane);
+        if (S::CAP) cap_tile<QT, MT>(st[0], g.score);
         bool hides =
             !keys_ok ||
             (causal && (i0 < w0 + MT * TC - 1 || (g.window && i0 + QT - 1 - w0 >= g.window)));
@@ -1039,8 +1088,10 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                                    (!causal || (j <= i && (!g.window || i - j < g.window)))))
                         P = 0.0f;
                     if (DROP) keep = rng_row_scale(draw[e >> 1][c], jj & 1, p);
+                    /* dS's P takes the cap's slope */
+                    float Ps = S::CAP && DK ? P * cap_slope(st[t][nt][e], g.score.softcap) : P;
                     st[t][nt][e] = P * keep;
-                    if (DK) dPt[t][nt][e] = P * (dPt[t][nt][e] * keep - Dc[c]);
+                    if (DK) dPt[t][nt][e] = Ps * (dPt[t][nt][e] * keep - Dc[c]);
                 }
             }
         }
@@ -1053,11 +1104,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             add_tiles<S::HMAX>(dv + hp.kvin, g.ldkv, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane,
                                g.add);
         if (DK && dk && S::HPC && g.rope.half)
-            add_tiles_turned<S::HPC>(dk + hp.kvin, g.ldkv, dk_acc[t], scale, w0 + t * TC, T, g.rope,
-                                     lane, g.add);
+            add_tiles_turned<S::HPC>(dk + hp.kvin, g.ldkv, dk_acc[t], g.score.scale, w0 + t * TC, T,
+                                     g.rope, lane, g.add);
         else if (DK && dk)
-            add_tiles<S::HMAX>(dk + hp.kvin, g.ldkv, dk_acc[t], scale, w0 + t * TC, T, HS, lane,
-                               g.add);
+            add_tiles<S::HMAX>(dk + hp.kvin, g.ldkv, dk_acc[t], g.score.scale, w0 + t * TC, T, HS,
+                               lane, g.add);
     }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
@@ -1083,11 +1134,12 @@ template <typename S> static size_t dkdv_tc_shared_bytes(int warps, int HS) {
 enum TcKernel { TC_FORWARD, TC_DQ, TC_DKDV };
 /* Calls launch(S(), std::bool_constant<DROP>(), warps) with the tensor-core kernels' compiled
  * shape S (TcShape) for head size HS: HP = 64, 128 and 256 whole, other sizes at run time, up to
- * 128 or 256; DROP = p > 0, so that p = 0 runs no dropout code at all; grid and threads set for
- * `problems` heads of T rows at the m16 tiles a warp and the warps a block of kernel `kind`. */
+ * 128 or 256, Capped where score soft-caps; DROP = p > 0, so that p = 0 runs no dropout code at
+ * all; grid and threads set for `problems` heads of T rows at the m16 tiles a warp and the warps
+ * a block of kernel `kind`. */
 template <typename F>
-static void with_kernel_shape(int HS, float p, TcKernel kind, int problems, int T, dim3 *grid,
-                              unsigned *threads, F launch) {
+static void with_kernel_shape(int HS, AttnScore score, float p, TcKernel kind, int problems, int T,
+                              dim3 *grid, unsigned *threads, F launch) {
     auto drop = [&](auto shape) {
         using S = decltype(shape);
         int per_warp = (kind == TC_FORWARD ? S::MT_FWD : S::MT_BWD) * TC;
@@ -1098,17 +1150,23 @@ static void with_kernel_shape(int HS, float p, TcKernel kind, int problems, int 
         else
             launch(shape, std::false_type(), warps);
     };
+    auto cap = [&](auto shape) {
+        if (score.softcap > 0.0f)
+            drop(Capped<decltype(shape)>());
+        else
+            drop(shape);
+    };
     int HP = padded_hs(HS);
     if (HP == 64)
-        drop(TcShape<64, 64>());
+        cap(TcShape<64, 64>());
     else if (HP == 128)
-        drop(TcShape<128, 128>());
+        cap(TcShape<128, 128>());
     else if (HP == 256)
-        drop(TcShape<256, 256>());
+        cap(TcShape<256, 256>());
     else if (HP < 128)
-        drop(TcShape<0, 128>());
+        cap(TcShape<0, 128>());
     else
-        drop(TcShape<0, 256>());
+        cap(TcShape<0, 256>());
 }
 
 /* Lets kernel f take `bytes` of dynamic shared memory: above 48 KB a launch must ask. */
@@ -1257,7 +1315,8 @@ static void widen_bf16(float *dst, int ld, const bf16 *src, size_t n, int C, int
 }
 
 static CudnnSdpa sdpa_shape(const Heads g, const int32_t *mask, int causal, float p) {
-    CudnnSdpa s = {g.B, g.T, g.NH, g.NKV, g.HS, padded_hs(g.HS), causal, mask != NULL, p, g.window};
+    CudnnSdpa s = {g.B,    g.T,          g.NH, g.NKV,    g.HS,          padded_hs(g.HS),
+                   causal, mask != NULL, p,    g.window, g.score.scale, g.score.softcap};
     return s;
 }
 static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64_t seed,
@@ -1271,7 +1330,7 @@ static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
     size_t own = D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2; /* bf16: half a float */
     if (attention_impl != ATTENTION_CUDNN) return own;
-    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NH * HS, NKV * HS, NH * HS, 0, NULL, {}};
+    Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NH * HS, NKV * HS, NH * HS, 0, NULL, {}, {}};
     return own > cudnn_scratch(g) ? own : cudnn_scratch(g);
 }
 
@@ -1310,14 +1369,15 @@ static int copies_aligned(const float *saved, const float *scratch) {
 }
 
 /* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS] (q's rows ldq apart, k's and v's ldkv); mask [B,T] or
- * NULL; lse [B,NH,T] saved. Rope turns q and k as the bf16 copies are made, else in a pass of
- * its own first. bf16(out) into out_bf16 (rows ldo apart) or its place in saved. */
+ * NULL; lse [B,NH,T] saved; scores as score says. Rope turns q and k as the bf16 copies are made,
+ * else in a pass of its own first. bf16(out) into out_bf16 (rows ldo apart) or its place in
+ * saved. */
 void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                             float *q, int ldq, float *k, const float *v, int ldkv,
                             const int32_t *mask, int causal, int window,
-                            const RopeFreqs *rope_freqs, float p, uint64_t seed, float *scratch,
-                            int B, int T, int NH, int NKV, int HS) {
-    Heads g = masked(heads(B, T, NH, NKV, HS), causal, window);
+                            const RopeFreqs *rope_freqs, AttnScore score, float p, uint64_t seed,
+                            float *scratch, int B, int T, int NH, int NKV, int HS) {
+    Heads g = masked(heads(B, T, NH, NKV, HS, score), causal, window);
     g.step = p > 0.0f ? cuda_step() : NULL;
     g.ldq = ldq, g.ldkv = ldkv, g.ldo = out_bf16 ? ldo : NH * HS;
     int rope_ok = 0;
@@ -1354,15 +1414,16 @@ void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse,
             return;
         }
         if (out_bf16) a.out = (bf16 *)out_bf16;
-        with_kernel_shape(
-            HS, p, TC_FORWARD, B * NH, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
-                using S = decltype(shape);
-                constexpr bool DROP = decltype(drop)::value;
-                auto *kernel = flash_forward_tc_kernel<S, DROP>;
-                size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes<S>(warps, HS));
-                flash_forward_tc_kernel<S, DROP><<<grid, threads, bytes>>>(
-                    out, a.out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
-            });
+        with_kernel_shape(HS, g.score, p, TC_FORWARD, B * NH, T, &grid, &threads,
+                          [&](auto shape, auto drop, int warps) {
+                              using S = decltype(shape);
+                              constexpr bool DROP = decltype(drop)::value;
+                              auto *kernel = flash_forward_tc_kernel<S, DROP>;
+                              size_t bytes =
+                                  allow_shared(kernel, fwd_tc_shared_bytes<S>(warps, HS));
+                              flash_forward_tc_kernel<S, DROP><<<grid, threads, bytes>>>(
+                                  out, a.out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
+                          });
     } else {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
         with_row_share<4>(HS, [&](auto dims) {
@@ -1419,15 +1480,17 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     CUDA_LAUNCHED("attention_backward (D)");
     if (dq) {
         if (tc) {
-            with_kernel_shape(
-                HS, p, TC_DQ, B * NH, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
-                    using S = decltype(shape);
-                    constexpr bool DROP = decltype(drop)::value;
-                    auto *kernel = flash_dq_tc_kernel<S, DROP>;
-                    size_t bytes = allow_shared(kernel, dq_tc_shared_bytes<S>(warps, HS));
-                    flash_dq_tc_kernel<S, DROP><<<grid, threads, bytes>>>(
-                        dq, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
-                });
+            with_kernel_shape(HS, g.score, p, TC_DQ, B * NH, T, &grid, &threads,
+                              [&](auto shape, auto drop, int warps) {
+                                  using S = decltype(shape);
+                                  constexpr bool DROP = decltype(drop)::value;
+                                  auto *kernel = flash_dq_tc_kernel<S, DROP>;
+                                  size_t bytes =
+                                      allow_shared(kernel, dq_tc_shared_bytes<S>(warps, HS));
+                                  flash_dq_tc_kernel<S, DROP>
+                                      <<<grid, threads, bytes>>>(dq, a.dout, a.q, a.k, a.v, lse,
+                                                                 a.D, mask, causal, p, seed, g);
+                              });
         } else {
             int warps = att_launch_shape(&grid, &threads, B * NH, T, DQ_ROWS);
             with_row_share<4>(HS, [&](auto dims) {
@@ -1441,25 +1504,28 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     }
     if (dk || dv) {
         if (tc) {
-            with_kernel_shape(
-                HS, p, TC_DKDV, B * NKV, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
-                    using S = decltype(shape);
-                    constexpr bool DROP = decltype(drop)::value;
-                    size_t bytes = dkdv_tc_shared_bytes<S>(warps, HS);
-                    /* a launch of the kernel that computes PARTS: GRAD_DK and / or GRAD_DV */
-                    auto part = [&](auto parts) {
-                        constexpr int PARTS = decltype(parts)::value;
-                        allow_shared(flash_dkdv_tc_kernel<S, DROP, PARTS>, bytes);
-                        flash_dkdv_tc_kernel<S, DROP, PARTS><<<grid, threads, bytes>>>(
-                            dk, dv, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
-                    };
-                    if constexpr (!S::SPLIT) {
-                        part(std::integral_constant<int, GRAD_DK | GRAD_DV>());
-                    } else {
-                        if (dv) part(std::integral_constant<int, GRAD_DV>());
-                        if (dk) part(std::integral_constant<int, GRAD_DK>());
-                    }
-                });
+            with_kernel_shape(HS, g.score, p, TC_DKDV, B * NKV, T, &grid, &threads,
+                              [&](auto shape, auto drop, int warps) {
+                                  using S = decltype(shape);
+                                  constexpr bool DROP = decltype(drop)::value;
+                                  size_t bytes = dkdv_tc_shared_bytes<S>(warps, HS);
+                                  /* a launch of the kernel that computes PARTS: GRAD_DK and / or
+                                   * GRAD_DV */
+                                  auto part = [&](auto parts) {
+                                      constexpr int PARTS = decltype(parts)::value;
+                                      allow_shared(flash_dkdv_tc_kernel<S, DROP, PARTS>, bytes);
+                                      flash_dkdv_tc_kernel<S, DROP, PARTS>
+                                          <<<grid, threads, bytes>>>(dk, dv, a.dout, a.q, a.k, a.v,
+                                                                     lse, a.D, mask, causal, p,
+                                                                     seed, g);
+                                  };
+                                  if constexpr (!S::SPLIT) {
+                                      part(std::integral_constant<int, GRAD_DK | GRAD_DV>());
+                                  } else {
+                                      if (dv) part(std::integral_constant<int, GRAD_DV>());
+                                      if (dk) part(std::integral_constant<int, GRAD_DK>());
+                                  }
+                              });
         } else {
             int warps = att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
             with_row_share<4>(HS, [&](auto dims) {
@@ -1481,9 +1547,9 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                              const float *k, const float *v, int ldq, int ldkv, const float *out,
                              const uint16_t *out_bf16, int ldo, const float *lse,
                              const float *saved, const int32_t *mask, int causal, int window,
-                             const RopeFreqs *rope_freqs, float p, uint64_t seed, float *scratch,
-                             int B, int T, int NH, int NKV, int HS, int acc) {
-    Heads g = masked(heads(B, T, NH, NKV, HS), causal, window);
+                             const RopeFreqs *rope_freqs, AttnScore score, float p, uint64_t seed,
+                             float *scratch, int B, int T, int NH, int NKV, int HS, int acc) {
+    Heads g = masked(heads(B, T, NH, NKV, HS, score), causal, window);
     g.step = p > 0.0f ? cuda_step() : NULL;
     g.add = acc, g.ldq = ldq, g.ldkv = ldkv, g.ldo = out_bf16 ? ldo : NH * HS;
     int rope_ok = 0;
@@ -1561,16 +1627,19 @@ __device__ inline void join_splits(float *out, __nv_bfloat16 *out_bf16, size_t o
 }
 
 /* Warp w: query row r = w / splits (query i = r / NH, head h = r % NH), keys of split w % splits
- * up to pos[i] (from its window's first); out and out_bf16 (directly with one split, else by
- * the row's last split from part [n*NH, splits, HS + 2]). */
-template <int CACHED_DIMS>
+ * up to pos[i] (from its window's first), scored as score says (CAP: soft-capped, a kernel of its
+ * own: the branch cost the common one 21-31 registers on sm_90); out and out_bf16 (directly with
+ * one split, else by the row's last split from part [n*NH, splits, HS + 2]). */
+template <int CACHED_DIMS, bool CAP>
 __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int ldo, float *part,
                                         unsigned *counters, const float *q, int ldq, const float *k,
-                                        const float *v, const int32_t *pos, int window, int n,
-                                        int splits, int NH, int NKV, int HS) {
+                                        const float *v, const int32_t *pos, int window,
+                                        AttnScore score, int n, int splits, int NH, int NKV,
+                                        int HS) {
     int lane = threadIdx.x & 31, sub = lane % CACHED_LANES, group = lane / CACHED_LANES;
     int ldkv = NKV * HS;
-    float scale2 = LOG2E / sqrtf((float)HS);
+    /* scores in log2 units: q's products taken there by its factor, or (CAP) capped first */
+    float q_scale = CAP ? score.scale : LOG2E * score.scale;
     WARP_ROWS(w, (size_t)n * NH * splits) {
         size_t r = w / splits;
         int i = (int)(r / NH), h = (int)(r % NH), j0 = (int)(w % splits) * CACHED_KEYS;
@@ -1585,7 +1654,7 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int
 #pragma unroll
         for (int c = 0; c < CACHED_DIMS; c++) {
             int d = sub + CACHED_LANES * c;
-            qd[c] = d < HS ? qr[d] * scale2 : 0.0f, o[c] = 0.0f;
+            qd[c] = d < HS ? qr[d] * q_scale : 0.0f, o[c] = 0.0f;
         }
         for (int base = j0; base < j1; base += 32 / CACHED_LANES) {
             int j = base + group;
@@ -1598,6 +1667,7 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int
             for (int off = 1; off < CACHED_LANES; off <<= 1)
                 s += __shfl_xor_sync(0xffffffffu, s, off);
             if (!valid) continue; /* past the split: its group's sums stay */
+            if (CAP) s = soft_cap(s, score.softcap) * LOG2E;
             float m_new = fmaxf(m, s), rescale = exp2f(m - m_new), p = exp2f(s - m_new);
             l = l * rescale + p, m = m_new;
             const float *vj = vh + (size_t)j * ldkv;
@@ -1636,15 +1706,19 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int
 }
 
 /* In place on the NH*n rows of scores [NH,n,L] (row = h*n + i, query position pos[i]): the
- * softmax over keys pos[i] - window < j <= pos[i] (window 0: j <= pos[i]), other keys exactly
- * 0. */
+ * softmax over keys pos[i] - window < j <= pos[i] (window 0: j <= pos[i]) of the scores
+ * soft-capped first where softcap > 0, other keys exactly 0. */
 __global__ void softmax_cached_kernel(float *s, int rows, int n, const int32_t *pos, int window,
-                                      int L) {
+                                      float softcap, int L) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(row, rows) {
         float *a = s + row * L;
         int limit = pos[row % n] + 1, first = first_key_tile(limit - 1, window, 1);
         float mx = -INFINITY, sum = 0.0f;
+        if (softcap > 0.0f) { /* the lanes' own keys, as the passes below read them */
+            for (int j = first + lane; j < limit; j += 32) a[j] = soft_cap(a[j], softcap);
+            __syncwarp(); /* the last pass reads other lanes' */
+        }
         for (int j = first + lane; j < limit; j += 32) mx = fmaxf(mx, a[j]);
         mx = warp_max(mx);
         for (int j = first + lane; j < limit; j += 32) sum += expf(a[j] - mx);
@@ -1658,17 +1732,17 @@ __global__ void softmax_cached_kernel(float *s, int rows, int n, const int32_t *
  * j+G, ... at a constant stride), or for a single query one for the whole group, whose G heads
  * are then the columns of one [HS, G] matrix. */
 static void attention_cached_gemms(float *out, const float *q, int ldq, const float *k,
-                                   const float *v, const int32_t *pos, int window, float *scratch,
-                                   int n, int L, int NH, int NKV, int HS) {
+                                   const float *v, const int32_t *pos, int window, AttnScore score,
+                                   float *scratch, int n, int L, int NH, int NKV, int HS) {
     int G = NH / NKV, ldkv = NKV * HS, parts = n == 1 ? 1 : G, cols = n == 1 ? G : n;
     int ldqc = n == 1 ? HS : ldq, ldo = n == 1 ? HS : NH * HS; /* a single query's heads: columns */
     long long nL = (long long)n * L;
     for (int j = 0; j < parts; j++) /* s_h^T (L x n) = k_kv q_h^T */
-        cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, L, cols, HS, 1.0f / sqrtf((float)HS), k, ldkv, HS,
+        cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, L, cols, HS, score.scale, k, ldkv, HS,
                   q + (size_t)j * HS, ldqc, (long long)G * HS, 0.0f, scratch + j * nL, L, G * nL,
                   NKV);
     softmax_cached_kernel<<<cuda_blocks((size_t)NH * n, CACHED_WARPS), CACHED_WARPS * 32>>>(
-        scratch, NH * n, n, pos, window, L);
+        scratch, NH * n, n, pos, window, score.softcap, L);
     CUDA_LAUNCHED("attention_cached (softmax)");
     for (int j = 0; j < parts; j++) /* out_h^T (HS x n) = v_kv^T P_h^T */
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, HS, cols, L, 1.0f, v, ldkv, HS, scratch + j * nL, L,
@@ -1688,15 +1762,15 @@ size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS) {
 }
 
 /* Generation: q, out [n,NH*HS] at positions pos[i] (out_bf16's rows ldo apart); k, v
- * [L,NKV*HS]. */
+ * [L,NKV*HS]; scores as score says. */
 void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
                            const float *k, const float *v, const int32_t *pos, int window,
-                           float *scratch, int n, int L, int NH, int NKV, int HS) {
-    Heads g = masked(heads(1, n, NH, NKV, HS), 1, window);
+                           AttnScore score, float *scratch, int n, int L, int NH, int NKV, int HS) {
+    Heads g = masked(heads(1, n, NH, NKV, HS, score), 1, window);
     if (g.ok && L < n) CUDA_FAIL("attention_cached: fewer cached keys than queries");
     if (!g.ok || L < n) return;
     if ((size_t)n * NH >= CACHED_SPLIT_ROWS) {
-        attention_cached_gemms(out, q, ldq, k, v, pos, window, scratch, n, L, NH, NKV, HS);
+        attention_cached_gemms(out, q, ldq, k, v, pos, window, score, scratch, n, L, NH, NKV, HS);
         if (out_bf16) cuda_dequantize_rows_bf16(out_bf16, out, GGML_F32, 0, n, NH * HS, ldo);
         return;
     }
@@ -1706,10 +1780,17 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float 
     size_t warps = (size_t)n * NH * splits;
     with_row_share<16>(HS, [&](auto dims) {
         constexpr int CACHED_DIMS = decltype(dims)::value;
-        attention_cached_kernel<CACHED_DIMS>
-            <<<cuda_blocks(warps, CACHED_WARPS), CACHED_WARPS * 32>>>(
-                out, (__nv_bfloat16 *)out_bf16, ldo, scratch, counters, q, ldq, k, v, pos, window,
-                n, splits, NH, NKV, HS);
+        auto launch = [&](auto cap) {
+            constexpr bool CAP = decltype(cap)::value;
+            attention_cached_kernel<CACHED_DIMS, CAP>
+                <<<cuda_blocks(warps, CACHED_WARPS), CACHED_WARPS * 32>>>(
+                    out, (__nv_bfloat16 *)out_bf16, ldo, scratch, counters, q, ldq, k, v, pos,
+                    window, score, n, splits, NH, NKV, HS);
+        };
+        if (score.softcap > 0.0f)
+            launch(std::true_type());
+        else
+            launch(std::false_type());
     });
     CUDA_LAUNCHED("attention_cached");
 }

@@ -28,7 +28,6 @@ const char *cudnn_sdpa_check(const CudnnSdpa *, int, int) {
 #include <cudnn_frontend.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -71,10 +70,18 @@ const char *refused(const char *what, fe::error_t &e) {
     return fail(what, e.get_message() + " (model.attention loraft takes this shape)");
 }
 
+/* What this module refuses before cuDNN sees the graph (NULL: nothing): soft-capped scores,
+ * which its SDPA graphs here do not describe. */
+const char *unsupported(const CudnnSdpa &s, const char *what) {
+    if (s.softcap <= 0.0f) return NULL;
+    return fail(what, "soft-capped attention scores (Gemma 2's attn_logit_softcapping) are not "
+                      "among its SDPA graphs (model.attention loraft takes soft-capped attention)");
+}
+
 bool same(const CudnnSdpa &a, const CudnnSdpa &b) {
     return a.B == b.B && a.T == b.T && a.NH == b.NH && a.NKV == b.NKV && a.HS == b.HS &&
            a.ld == b.ld && a.causal == b.causal && a.padded == b.padded && a.p == b.p &&
-           a.window == b.window;
+           a.window == b.window && a.scale == b.scale && a.softcap == b.softcap;
 }
 
 Tensor input(Graph &g, Uid uid, const char *name, std::vector<int64_t> dim,
@@ -108,7 +115,7 @@ Tensor scalar(Graph &g, Uid uid, const char *name, int64_t n, fe::DataType_t typ
  * causal mask's top-left diagonal, cuDNN keeps key j for query i where j + window > i, the
  * ops' band. */
 template <typename A> void masks(A &a, Graph &g, const CudnnSdpa &s) {
-    a.set_attn_scale(1.0f / std::sqrt((float)s.HS)).set_causal_mask(s.causal != 0);
+    a.set_attn_scale(s.scale).set_causal_mask(s.causal != 0);
     if (s.window) a.set_diagonal_band_left_bound(s.window);
     if (s.padded)
         a.set_padding_mask(true)
@@ -188,7 +195,7 @@ Graph *plan_for(const CudnnSdpa &s, bool backward) {
              "data.pad_to_multiple_of; or train.cuda_graphs off)");
         return NULL;
     }
-    if (start()) return NULL;
+    if (start() || unsupported(s, backward ? "backward" : "forward")) return NULL;
     std::shared_ptr<Graph> g = describe(s, backward, 0);
     fe::error_t e = g->validate();
     if (e.is_good()) e = g->build_operation_graph(handle);
@@ -249,6 +256,7 @@ const char *cudnn_sdpa_backward(const CudnnSdpa *s, void *dq, void *dk, void *dv
 
 const char *cudnn_sdpa_check(const CudnnSdpa *s, int backward, int sm) {
     const char *what = backward ? "backward" : "forward";
+    if (unsupported(*s, what)) return message;
     try {
         fe::error_t e = describe(*s, backward != 0, sm)->validate();
         return e.is_good() ? NULL : refused(what, e);

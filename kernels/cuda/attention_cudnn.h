@@ -28,6 +28,7 @@ typedef struct CudnnSdpa {
     int causal, padded;        /* padded: keys limited by CudnnSdpaInputs.seq_kv */
     float p;                   /* dropout on P */
     int window; /* causal: the sliding window (0: none), cuDNN's diagonal band's left bound */
+    float scale, softcap; /* ops.h AttnScore: cuDNN's attention scale; soft-capping is refused */
 } CudnnSdpa;
 
 /* Device memory: every sequence's queries (T) and keys (those of a mask's prefix), [B] int32

@@ -6,34 +6,44 @@
  * few rows in flight). In both passes each thread loads CE_UNROLL values before
  * using them: enough loads in flight to cover memory latency. In place (dlogits == logits)
  * works: every read of another thread's element happens before the block's
- * barriers. The gradient may be written in bf16 too (the LM head's bf16 path). A label >= V
- * raises a fault bit that status() reports. */
+ * barriers. The gradient may be written in bf16 too (the LM head's bf16 path), and the logits
+ * soft-capped as they are read (the LM head's softcap: Gemma 2's final logits; a kernel of its
+ * own, CAP, so that the plain one keeps its 32 registers, two 1024-thread blocks an SM). A label
+ * >= V raises a fault bit that status() reports. */
 #include "cuda_common.cuh"
+#include "loraft/activation.h" /* soft_cap */
+
+#include <type_traits>
 
 enum { CE_UNROLL = 4, CE_THREADS = 1024 };
 
-/* v[u] = x[j0 + u * blockDim.x] for u < CE_UNROLL, `fill` past V: all loads issued before any
- * value is used (or stored over, in place) */
-__device__ inline void load_unrolled(float v[CE_UNROLL], const float *x, int j0, int V,
-                                     float fill) {
+/* v[u] = x[j0 + u * blockDim.x] for u < CE_UNROLL (CAP: soft-capped at cap), `fill` past V: all
+ * loads issued before any value is used (or stored over, in place) */
+template <bool CAP>
+__device__ inline void load_unrolled(float v[CE_UNROLL], const float *x, int j0, int V, float fill,
+                                     float cap) {
 #pragma unroll
     for (int u = 0; u < CE_UNROLL; u++) {
         int j = j0 + u * blockDim.x;
         v[u] = j < V ? x[j] : fill;
     }
+#pragma unroll
+    for (int u = 0; u < CE_UNROLL && CAP; u++)
+        if (j0 + u * (int)blockDim.x < V) v[u] = soft_cap(v[u], cap);
 }
 
-/* losses[N], dlogits [N,V] rows ldd apart (may be NULL) from logits [N,V], labels [N]; row_scale
- * [N] or NULL. D float: dlogits may be the logits (in place). D bf16 (the LM head's bf16 path):
- * dlogits may be the logits viewed as bf16 with ldd 2V, row n's gradient over the first half of
- * its own logits. Then each pass of the block over CE_UNROLL x blockDim.x columns loads them
- * all before a barrier and only then writes their gradients, which land over logits below
- * them, so no thread overwrites a value another has yet to read. */
-template <typename D>
+/* losses[N], dlogits [N,V] rows ldd apart (may be NULL) from logits [N,V] (CAP: soft-capped at
+ * softcap, their gradient times the cap's slope), labels [N]; row_scale [N] or NULL. D float:
+ * dlogits may be the logits (in place). D bf16 (the LM head's bf16 path): dlogits may be the logits
+ * viewed as bf16 with ldd 2V, row n's gradient over the first half of its own logits. Then each
+ * pass of the block over CE_UNROLL x blockDim.x columns loads them all before a barrier and only
+ * then writes their gradients, which land over logits below them, so no thread overwrites a value
+ * another has yet to read. */
+template <typename D, bool CAP>
 __global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, const float *logits,
                                      const int32_t *labels, float grad_scale,
-                                     const float *row_scale, const OpsStep *step, int N, int V,
-                                     int *fault) {
+                                     const float *row_scale, float softcap, const OpsStep *step,
+                                     int N, int V, int *fault) {
     constexpr bool narrow = sizeof(D) < sizeof(float);
     for (int n = blockIdx.x; n < N; n += gridDim.x) {
         const float *x = logits + (size_t)n * V;
@@ -46,10 +56,11 @@ __global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, cons
                 for (int j = threadIdx.x; j < V; j += blockDim.x) store_as(dx + j, 0.0f);
             continue;
         }
-        float mx = -INFINITY, sum = 0.0f, at_label = x[label]; /* read before dx is written */
+        /* at_label read before dx is written */
+        float mx = -INFINITY, sum = 0.0f, at_label = CAP ? soft_cap(x[label], softcap) : x[label];
         for (int j0 = threadIdx.x; j0 < V; j0 += CE_UNROLL * blockDim.x) {
             float v[CE_UNROLL], vmax = mx;
-            load_unrolled(v, x, j0, V, -INFINITY);
+            load_unrolled<CAP>(v, x, j0, V, -INFINITY, softcap);
 #pragma unroll
             for (int u = 0; u < CE_UNROLL; u++) vmax = fmaxf(vmax, v[u]);
             if (vmax == -INFINITY) continue; /* nothing yet: keep sum 0, not exp(nan) */
@@ -67,11 +78,13 @@ __global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, cons
         for (int s0 = 0; dx && s0 < V; s0 += CE_UNROLL * blockDim.x) { /* the same s0 block-wide */
             float v[CE_UNROLL];
             int j0 = s0 + threadIdx.x;
-            load_unrolled(v, x, j0, V, 0.0f);
+            load_unrolled<CAP>(v, x, j0, V, 0.0f, softcap);
             if (narrow) __syncthreads();
 #pragma unroll
-            for (int u = 0, j = j0; u < CE_UNROLL && j < V; u++, j += blockDim.x)
-                store_as(dx + j, (expf(v[u] - mx) / sum - (j == label ? 1.0f : 0.0f)) * g);
+            for (int u = 0, j = j0; u < CE_UNROLL && j < V; u++, j += blockDim.x) {
+                float d = (expf(v[u] - mx) / sum - (j == label ? 1.0f : 0.0f)) * g;
+                store_as(dx + j, CAP ? d * soft_cap_slope(v[u], softcap) : d);
+            }
         }
     }
 }
@@ -79,29 +92,39 @@ __global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, cons
 template <typename D>
 static void cross_entropy_launch(float *losses, D *dlogits, size_t ldd, const float *logits,
                                  const int32_t *labels, float grad_scale, const float *row_scale,
-                                 int N, int V) {
+                                 float softcap, int N, int V) {
     if (N <= 0 || V <= 0) return;
     unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
     unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
-    cross_entropy_kernel<D><<<blocks, threads>>>(losses, dlogits, ldd, logits, labels, grad_scale,
-                                                 row_scale, cuda_step(), N, V, cuda_fault_word());
+    auto launch = [&](auto cap) {
+        constexpr bool CAP = decltype(cap)::value;
+        cross_entropy_kernel<D, CAP><<<blocks, threads>>>(losses, dlogits, ldd, logits, labels,
+                                                          grad_scale, row_scale, softcap,
+                                                          cuda_step(), N, V, cuda_fault_word());
+    };
+    if (softcap > 0.0f)
+        launch(std::true_type());
+    else
+        launch(std::false_type());
     CUDA_LAUNCHED("cross_entropy");
 }
 
 void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
-                             const int32_t *labels, float grad_scale, const float *row_scale, int N,
-                             int V) {
-    cross_entropy_launch(losses, dlogits, (size_t)V, logits, labels, grad_scale, row_scale, N, V);
+                             const int32_t *labels, float grad_scale, const float *row_scale,
+                             float softcap, int N, int V) {
+    cross_entropy_launch(losses, dlogits, (size_t)V, logits, labels, grad_scale, row_scale, softcap,
+                         N, V);
 }
 
 void cuda_cross_entropy_rows_bf16(float *losses, float *logits, int grads, const int32_t *labels,
-                                  float grad_scale, const float *row_scale, int N, int V) {
+                                  float grad_scale, const float *row_scale, float softcap, int N,
+                                  int V) {
     __nv_bfloat16 *dlogits = grads ? (__nv_bfloat16 *)logits : NULL;
-    cross_entropy_launch(losses, dlogits, 2 * (size_t)V, logits, labels, grad_scale, row_scale, N,
-                         V);
+    cross_entropy_launch(losses, dlogits, 2 * (size_t)V, logits, labels, grad_scale, row_scale,
+                         softcap, N, V);
 }
 
 void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,
                         float grad_scale, int N, int V) {
-    cuda_cross_entropy_rows(losses, dlogits, logits, labels, grad_scale, NULL, N, V);
+    cuda_cross_entropy_rows(losses, dlogits, logits, labels, grad_scale, NULL, 0.0f, N, V);
 }

@@ -289,21 +289,21 @@ void cuda_lora_dinp_bf16(float *dinp, uint16_t *dinp_bf16, const float *const *d
 void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                             float *q, int ldq, float *k, const float *v, int ldkv,
                             const int32_t *mask, int causal, int window, const RopeFreqs *rope,
-                            float p, uint64_t seed, float *scratch, int B, int T, int NH, int NKV,
-                            int HS);
+                            AttnScore score, float p, uint64_t seed, float *scratch, int B, int T,
+                            int NH, int NKV, int HS);
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, int ldq, int ldkv, const float *out,
                              const uint16_t *out_bf16, int ldo, const float *lse,
                              const float *saved, const int32_t *mask, int causal, int window,
-                             const RopeFreqs *rope, float p, uint64_t seed, float *scratch, int B,
-                             int T, int NH, int NKV, int HS, int acc);
+                             const RopeFreqs *rope, AttnScore score, float p, uint64_t seed,
+                             float *scratch, int B, int T, int NH, int NKV, int HS, int acc);
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS);
 int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS, int out_apart);
 uint16_t *cuda_attention_saved_out(Precision p, float *saved);
 void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
                            const float *k, const float *v, const int32_t *pos, int window,
-                           float *scratch, int n, int L, int NH, int NKV, int HS);
+                           AttnScore score, float *scratch, int n, int L, int NH, int NKV, int HS);
 size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS);
 void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
                       int ld, const int32_t *pos, const RopeFreqs *rope, int n, int NH, int NKV,
@@ -323,18 +323,20 @@ void cuda_first_token_forward(float *out, const float *inp, int B, int T, int C)
 void cuda_first_token_backward(float *dinp, const float *dout, int B, int T, int C);
 void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,
                         float grad_scale, int N, int V);
-/* cuda_cross_entropy with row n's gradient scaled by row_scale[n] too (NULL: 1) */
+/* cuda_cross_entropy with row n's gradient scaled by row_scale[n] too (NULL: 1), of the logits
+ * soft-capped first where softcap > 0 (lm_head_cross_entropy's) */
 void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
-                             const int32_t *labels, float grad_scale, const float *row_scale, int N,
-                             int V);
+                             const int32_t *labels, float grad_scale, const float *row_scale,
+                             float softcap, int N, int V);
 /* The same over logits [N,V] whose gradient (grads) is written over them in bf16, row n's at
  * halves n * 2V, the first half of its own logits' bytes */
 void cuda_cross_entropy_rows_bf16(float *losses, float *logits, int grads, const int32_t *labels,
-                                  float grad_scale, const float *row_scale, int N, int V);
+                                  float grad_scale, const float *row_scale, float softcap, int N,
+                                  int V);
 void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
                                 const uint16_t *Wb, const int32_t *labels, float grad_scale,
-                                const float *row_scale, float *scratch, int N, int C, int V,
-                                int chunk);
+                                const float *row_scale, float softcap, float *scratch, int N, int C,
+                                int V, int chunk);
 void cuda_dpo_loss(double *stats, float *logps, float *row_scale, const float *losses,
                    const int32_t *labels, const float *ref, float beta, float label_smoothing,
                    int ipo, float grad_scale, int B, int T);

@@ -47,8 +47,10 @@ typedef struct InitArgs {
     int layers, hidden, heads, kv_heads, head_dim, ffn, max_pos, num_labels, untied, seed;
     int sliding_window;    /* mistral: -1 keeps MistralConfig's 4096, 0 none; qwen: -1 none */
     int max_window_layers; /* qwen: layers before the first windowed one; -1: 28, Qwen2Config's */
-    int full_every;        /* gemma3: every full_every-th layer without the window; 0: 6 */
+    int full_every;        /* gemma: every full_every-th layer without the window; 0: 6 / 2 */
     float init_std, rope_theta;
+    float query_scalar;                /* gemma: query_pre_attn_scalar; 0: the head size */
+    float attn_softcap, final_softcap; /* gemma: soft-capping; NAN: the arch's default, 0: none */
 } InitArgs;
 
 /* The config of arch with a's sizes, RoPE and labels. */
@@ -59,11 +61,12 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     else if (!strcmp(arch, "bert"))
         model_config_defaults(cfg, ARCH_BERT);
     else if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3") ||
-             !strcmp(arch, "mistral") || !strcmp(arch, "smollm3") || !strcmp(arch, "gemma3"))
+             !strcmp(arch, "mistral") || !strcmp(arch, "smollm3") || !strcmp(arch, "gemma3") ||
+             !strcmp(arch, "gemma2"))
         model_config_defaults(cfg, arch[0] == 'l'   ? ARCH_LLAMA
                                    : arch[0] == 'm' ? ARCH_MISTRAL
                                    : arch[0] == 's' ? ARCH_SMOLLM3
-                                   : arch[0] == 'g' ? ARCH_GEMMA3
+                                   : arch[0] == 'g' ? arch[5] == '3' ? ARCH_GEMMA3 : ARCH_GEMMA2
                                    : arch[4] == '2' ? ARCH_QWEN2
                                                     : ARCH_QWEN3),
             cfg->tie_word_embeddings = !a->untied;
@@ -72,7 +75,7 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     else
         return lf_fail(err,
                        "--arch '%s'%s: expected distilbert, bert, llama, qwen2, qwen3, mistral, "
-                       "smollm3, gemma3 or gpt2 (tied)",
+                       "smollm3, gemma3, gemma2 or gpt2 (tied)",
                        arch, a->untied ? " --untied" : "");
     if (a->gguf && !arch_is_llama(cfg->arch) && cfg->arch != ARCH_GPT2)
         return lf_fail(err, "--gguf writes the llama family's and gpt2 models only (--arch %s)",
@@ -83,17 +86,24 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     if (a->rope_theta < 0 || !isfinite(a->rope_theta))
         return lf_fail(err, "--rope-theta %g: a RoPE base is finite and > 0", a->rope_theta);
     if (a->rope_theta > 0) cfg->rope_theta = a->rope_theta;
-    int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3, gemma = cfg->arch == ARCH_GEMMA3;
+    int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3, gemma = arch_is_gemma(cfg->arch);
     if ((a->sliding_window >= 0 && cfg->arch != ARCH_MISTRAL && cfg->arch != ARCH_SMOLLM3 &&
          !qwen && !gemma) ||
-        (a->max_window_layers >= 0 && !qwen) || (a->full_every && !gemma))
+        (a->max_window_layers >= 0 && !qwen) ||
+        ((a->full_every || a->query_scalar || !isnan(a->attn_softcap) ||
+          !isnan(a->final_softcap)) &&
+         !gemma))
         return lf_fail(err,
                        "--sliding-window is mistral's, qwen2's, qwen3's, smollm3's (its NoPE "
-                       "layers) and gemma3's, --max-window-layers qwen2's and qwen3's, "
-                       "--full-every gemma3's (--arch %s)",
+                       "layers) and gemma's, --max-window-layers qwen2's and qwen3's, "
+                       "--full-every, --query-scalar and the soft-caps gemma's (--arch %s)",
                        arch);
     if (a->full_every < 0)
         return lf_fail(err, "--full-every %d: a layer pattern is >= 1", a->full_every);
+    if (a->query_scalar < 0 || !isfinite(a->query_scalar))
+        return lf_fail(err, "--query-scalar %g: a scalar is finite and > 0", a->query_scalar);
+    if (!isnan(a->attn_softcap)) cfg->attn_softcap = a->attn_softcap;
+    if (!isnan(a->final_softcap)) cfg->final_softcap = a->final_softcap;
     if (a->sliding_window >= 0) cfg->sliding_window = a->sliding_window;
     if (a->rope_scaling && model_config_rope_scaling(cfg, a->rope_scaling, err))
         return lf_wrap(err, "--rope-scaling");
@@ -107,7 +117,8 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
         cfg->full_attention[l] =
             cfg->sliding_window && (smol ? !cfg->no_rope[l] : qwen && l < first_windowed);
     }
-    if (gemma) model_config_full_every(cfg, a->full_every ? a->full_every : GEMMA3_FULL_STEP);
+    int pattern = cfg->arch == ARCH_GEMMA3 ? GEMMA3_FULL_STEP : GEMMA2_FULL_STEP;
+    if (gemma) model_config_full_every(cfg, a->full_every ? a->full_every : pattern);
     if (a->heads > 0) cfg->num_heads = a->heads;
     cfg->num_kv_heads = a->kv_heads > 0 ? a->kv_heads : cfg->num_heads;
     if (a->head_dim && !arch_is_llama(cfg->arch))
@@ -117,6 +128,8 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
                     : cfg->arch == ARCH_QWEN3 && cfg->num_heads > 0
                         ? cfg->hidden_size / cfg->num_heads
                         : 0;
+    if (gemma)
+        cfg->query_pre_attn_scalar = a->query_scalar ? a->query_scalar : model_head_size(cfg);
     cfg->ffn_size = a->ffn > 0 ? a->ffn : 4 * cfg->hidden_size;
     if (a->max_pos > 0) cfg->max_positions = a->max_pos;
     if (!isfinite(a->init_std) || a->init_std < 0)
@@ -172,11 +185,16 @@ static int init_checkpoint(const InitArgs *a, LfError *err) {
 }
 
 int cmd_init(int argc, char **argv) {
-    InitArgs a = {
-        .arch = "distilbert", .quant = "Q8_0", .sliding_window = -1, .max_window_layers = -1};
+    InitArgs a = {.arch = "distilbert",
+                  .quant = "Q8_0",
+                  .sliding_window = -1,
+                  .max_window_layers = -1,
+                  .attn_softcap = NAN,
+                  .final_softcap = NAN};
     const CliOpt opts[] = {
         {"arch", OPT_STR, &a.arch,
-         "distilbert (default), bert, llama, qwen2, qwen3, mistral, smollm3, gemma3 or gpt2"},
+         "distilbert (default), bert, llama, qwen2, qwen3, mistral, smollm3, gemma3, gemma2 or "
+         "gpt2"},
         {"layers", OPT_INT, &a.layers, "transformer layers (default: the base model's)"},
         {"hidden", OPT_INT, &a.hidden, "hidden size C"},
         {"heads", OPT_INT, &a.heads, "attention heads (must divide hidden)"},
@@ -190,10 +208,17 @@ int cmd_init(int argc, char **argv) {
         {"sliding-window", OPT_INT, &a.sliding_window,
          "mistral: config.json's sliding_window (default 4096, MistralConfig's; 0: null); "
          "qwen2, qwen3: the window of the layers from --max-window-layers on "
-         "(use_sliding_window); smollm3: of its layers without RoPE; gemma3: of all but every "
+         "(use_sliding_window); smollm3: of its layers without RoPE; gemma: of all but every "
          "--full-every-th layer (default 4096)"},
         {"full-every", OPT_INT, &a.full_every,
-         "gemma3: every full-every-th layer attends without the window (default 6)"},
+         "gemma: every full-every-th layer attends without the window (default gemma3 6, gemma2 "
+         "2)"},
+        {"query-scalar", OPT_FLOAT, &a.query_scalar,
+         "gemma: query_pre_attn_scalar, scores times 1 / sqrt(it) (default the head size)"},
+        {"attn-softcap", OPT_FLOAT, &a.attn_softcap,
+         "gemma: attn_logit_softcapping (default gemma2 50, gemma3 none; 0: none)"},
+        {"final-softcap", OPT_FLOAT, &a.final_softcap,
+         "gemma: final_logit_softcapping (default gemma2 30, gemma3 none; 0: none)"},
         {"max-window-layers", OPT_INT, &a.max_window_layers,
          "qwen2, qwen3: the layers before the first windowed one (default 28, Qwen2Config's)"},
         {"rope-scaling", OPT_STR, &a.rope_scaling,

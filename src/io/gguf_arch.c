@@ -1,6 +1,6 @@
 /* gguf_arch.c: what a GGUF file's metadata and tensor names mean for the decoder families
- * loraft knows, Llama (and Qwen2, Llama with q, k, v biases; Qwen3, with q and k head norms) and
- * GPT-2: the GgufArch config, the
+ * loraft knows, Llama (and Qwen2, Llama with q, k, v biases; Qwen3, with q and k head norms;
+ * Gemma 2 and 3, with norms of their own) and GPT-2: the GgufArch config, the
  * GGUF <-> Hugging Face tensor names (one table per architecture, read both ways), and the Q/K
  * row permutation llama.cpp's converter applies to Llama's (not Qwen2's: llama.cpp rotates its
  * halves as transformers does; see gguf.h). Names follow llama.cpp's convert_hf_to_gguf.py
@@ -45,7 +45,8 @@ static int arch_float(const Gguf *g, const char *arch, const char *name, float d
         return 0;
     }
     if (gguf_get_f32(g, key, out, err)) return -1;
-    if (!(*out > 0)) return lf_fail(err, "%s: %s is %g, expected > 0", g->path, key, *out);
+    if (!(*out > 0 && isfinite(*out)))
+        return lf_fail(err, "%s: %s is %g, expected a finite value > 0", g->path, key, *out);
     return 0;
 }
 
@@ -233,21 +234,33 @@ static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
     return 0;
 }
 
-/* Gemma 3's keys beyond Llama's, as llama.cpp reads them: the windowed layers (a pattern of one
- * flag a layer, or every n-th full: llama.cpp's default 6) and their RoPE base; soft-capping
- * (Gemma 2's, which some Gemma 3 files carry as 0) refused where not 0. */
-static int gemma3_keys(const Gguf *g, GgufArch *a, LfError *err) {
+/* A logit soft-capping `<arch>.<name>`: def when absent; finite and positive, or 0 (none) where
+ * zero_ok (llama.cpp's gemma2 divides by its caps whatever they are). */
+static int softcap_key(const Gguf *g, const char *arch, const char *name, float def, int zero_ok,
+                       float *out, LfError *err) {
     char key[96];
-    float softcap = 0;
-    snprintf(key, sizeof key, "gemma3.final_logit_softcapping");
-    if (gguf_find_kv(g, key) && gguf_get_f32(g, key, &softcap, err)) return -1;
-    if (softcap != 0)
-        return lf_fail(err, "%s: %s %g: logit soft-capping is not supported", g->path, key,
-                       softcap);
-    if (arch_float(g, "gemma3", "rope.freq_base_swa", 10000.0f, &a->rope_theta_swa, err)) return -1;
-    if (a->n_layers > GGUF_MAX_LAYERS)
-        return lf_fail(err, "%s: %d layers: at most %d", g->path, a->n_layers, GGUF_MAX_LAYERS);
-    snprintf(key, sizeof key, "gemma3.attention.sliding_window_pattern");
+    snprintf(key, sizeof key, "%s.%s", arch, name);
+    *out = def;
+    if (gguf_find_kv(g, key) && gguf_get_f32(g, key, out, err)) return -1;
+    if (!(isfinite(*out) && (*out > 0 || (zero_ok && *out == 0))))
+        return lf_fail(err, "%s: %s is %g, expected a finite soft-cap > 0%s", g->path, key, *out,
+                       zero_ok ? " (or 0: none)" : "");
+    return 0;
+}
+
+int gguf_gemma_27b_layers(const char *arch) {
+    return !strcmp(arch, "gemma2") ? 46 : 62;
+}
+
+int gguf_gemma_attn_scalar(const char *arch, int n_layers, int hidden, int n_heads, int head_dim) {
+    return n_layers == gguf_gemma_27b_layers(arch) ? hidden / n_heads : head_dim;
+}
+
+/* Which layers have the window: `<arch>.attention.sliding_window_pattern` as llama.cpp reads it, a
+ * flag a layer, or every n-th layer full (absent: every step-th). */
+static int gemma_windowed(const Gguf *g, GgufArch *a, int step, LfError *err) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", a->arch);
     const GgufKV *kv = gguf_find_kv(g, key);
     if (kv && kv->type == GGUF_ARRAY) {
         int32_t flags[GGUF_MAX_LAYERS];
@@ -258,12 +271,45 @@ static int gemma3_keys(const Gguf *g, GgufArch *a, LfError *err) {
                            a->n_layers);
         if (gguf_get_arr_i32(g, key, flags, n, err)) return -1;
         for (int l = 0; l < a->n_layers; l++) a->windowed[l] = flags[l] != 0;
-    } else {
-        int step = 6;
-        if (kv && arch_int(g, "gemma3", "attention.sliding_window_pattern", 0, &step, err))
-            return -1;
-        for (int l = 0; l < a->n_layers; l++) a->windowed[l] = l % step < step - 1;
+        return 0;
     }
+    if (kv && arch_int(g, a->arch, "attention.sliding_window_pattern", 0, &step, err)) return -1;
+    for (int l = 0; l < a->n_layers; l++) a->windowed[l] = l % step < step - 1;
+    return 0;
+}
+
+/* Gemma's keys beyond Llama's, as llama.cpp reads them: the windowed layers (every other one by
+ * default for gemma2, every sixth full for gemma3), gemma2's window (default 4096: it always has
+ * one), the windowed layers' RoPE base (gemma3's rope.freq_base_swa, default 10000; gemma2's must
+ * be rope.freq_base, loraft's Gemma 2 having one), the soft-capping (gemma2: attention default 50,
+ * final logits 30; gemma3: the final logits' alone, default 0, an attention cap it would ignore
+ * refused) and the attention scalar llama.cpp derives. */
+static int gemma_keys(const Gguf *g, GgufArch *a, LfError *err) {
+    int g2 = !strcmp(a->arch, "gemma2");
+    float gemma3_attn_cap = 0;
+    if (a->n_layers > GGUF_MAX_LAYERS)
+        return lf_fail(err, "%s: %d layers: at most %d", g->path, a->n_layers, GGUF_MAX_LAYERS);
+    if (g2 && !a->sliding_window) a->sliding_window = 4096;
+    if (gemma_windowed(g, a, g2 ? 2 : 6, err) ||
+        arch_float(g, a->arch, "rope.freq_base_swa", g2 ? a->rope_theta : 10000.0f,
+                   &a->rope_theta_swa, err) ||
+        softcap_key(g, a->arch, "attn_logit_softcapping", g2 ? 50 : 0, !g2,
+                    g2 ? &a->attn_softcap : &gemma3_attn_cap, err) ||
+        softcap_key(g, a->arch, "final_logit_softcapping", g2 ? 30 : 0, !g2, &a->final_softcap,
+                    err))
+        return -1;
+    if (g2 && a->rope_theta_swa != a->rope_theta)
+        return lf_fail(err,
+                       "%s: gemma2.rope.freq_base_swa %g differs from rope.freq_base %g: a RoPE "
+                       "base of the windowed layers' own is not supported (Gemma 2 has one)",
+                       g->path, a->rope_theta_swa, a->rope_theta);
+    if (gemma3_attn_cap != 0)
+        return lf_fail(err,
+                       "%s: gemma3.attn_logit_softcapping %g: llama.cpp's gemma3 ignores it and "
+                       "does not soft-cap attention, so which the file means is unclear",
+                       g->path, gemma3_attn_cap);
+    a->attn_scalar =
+        (float)gguf_gemma_attn_scalar(a->arch, a->n_layers, a->hidden, a->n_heads, a->head_dim);
     return 0;
 }
 
@@ -282,10 +328,11 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
     if (gguf_get_str(g, "general.architecture", &arch, err)) return -1;
     if (strcmp(arch->s, "llama") != 0 && strcmp(arch->s, "qwen2") != 0 &&
         strcmp(arch->s, "qwen3") != 0 && strcmp(arch->s, "smollm3") != 0 &&
-        strcmp(arch->s, "gemma3") != 0 && strcmp(arch->s, "gpt2") != 0)
+        strcmp(arch->s, "gemma3") != 0 && strcmp(arch->s, "gemma2") != 0 &&
+        strcmp(arch->s, "gpt2") != 0)
         return lf_fail(err,
                        "%s: architecture '%.40s' is not supported (llama, qwen2, qwen3, smollm3, "
-                       "gemma3, gpt2)",
+                       "gemma3, gemma2, gpt2)",
                        g->path, arch->s);
     snprintf(a->arch, sizeof a->arch, "%s", arch->s);
     if (arch_int(g, a->arch, "block_count", 0, &a->n_layers, err) ||
@@ -299,7 +346,8 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
         return lf_fail(err, "%s: %s.embedding_length %d is not a multiple of head_count %d",
                        g->path, a->arch, a->hidden, a->n_heads);
     int rc = strcmp(a->arch, "gpt2") != 0 ? llama_keys(g, a, err) : gpt2_keys(g, a, err);
-    if (!rc && !strcmp(a->arch, "gemma3")) rc = gemma3_keys(g, a, err);
+    if (!rc && (!strcmp(a->arch, "gemma3") || !strcmp(a->arch, "gemma2")))
+        rc = gemma_keys(g, a, err);
     if (rc || vocab_size(g, a, err) ||
         check_matrix(g, "token_embd.weight", a->vocab_size, a->hidden, "[vocab, hidden]", err))
         return -1;
@@ -339,22 +387,20 @@ static const NameMap llama_layer[] = {
     {"ffn_down", "mlp.down_proj", GGUF_FIX_NONE},
     {NULL, NULL, GGUF_FIX_NONE},
 };
-static const NameMap qwen3_layer[] = {
-    /* beside llama's */
+/* Qwen3's and Gemma 3's head norms, beside their layers' other names */
+static const NameMap qk_norm_layer[] = {
     {"attn_q_norm", "self_attn.q_norm", GGUF_FIX_NONE},
     {"attn_k_norm", "self_attn.k_norm", GGUF_FIX_NONE},
     {NULL, NULL, GGUF_FIX_NONE},
 };
-/* Gemma 3: Llama's names but for its norms (llama.cpp's converter stores every one as 1 + the
+/* Gemma 2 and 3: Llama's names but for its norms (llama.cpp's converter stores every one as 1 + the
  * weight: what the norm multiplies by); q and k as HF stores them */
-static const NameMap gemma3_layer[] = {
+static const NameMap gemma_layer[] = {
     {"attn_norm", "input_layernorm", GGUF_FIX_NONE},
     {"attn_q", "self_attn.q_proj", GGUF_FIX_NONE},
     {"attn_k", "self_attn.k_proj", GGUF_FIX_NONE},
     {"attn_v", "self_attn.v_proj", GGUF_FIX_NONE},
     {"attn_output", "self_attn.o_proj", GGUF_FIX_NONE},
-    {"attn_q_norm", "self_attn.q_norm", GGUF_FIX_NONE},
-    {"attn_k_norm", "self_attn.k_norm", GGUF_FIX_NONE},
     {"post_attention_norm", "post_attention_layernorm", GGUF_FIX_NONE},
     {"ffn_norm", "pre_feedforward_layernorm", GGUF_FIX_NONE},
     {"ffn_gate", "mlp.gate_proj", GGUF_FIX_NONE},
@@ -392,9 +438,10 @@ typedef struct ArchNames {
 static const ArchNames arch_names[] = {
     {"llama", "model.layers", llama_global, llama_layer, NULL, 1},
     {"qwen2", "model.layers", llama_global, llama_layer, NULL, 0},
-    {"qwen3", "model.layers", llama_global, llama_layer, qwen3_layer, 0},
+    {"qwen3", "model.layers", llama_global, llama_layer, qk_norm_layer, 0},
     {"smollm3", "model.layers", llama_global, llama_layer, NULL, 1}, /* llama's converter */
-    {"gemma3", "model.layers", llama_global, gemma3_layer, NULL, 0},
+    {"gemma3", "model.layers", llama_global, gemma_layer, qk_norm_layer, 0},
+    {"gemma2", "model.layers", llama_global, gemma_layer, NULL, 0},
     {"gpt2", "transformer.h", gpt2_global, gpt2_layer, NULL, 0},
 };
 
@@ -403,7 +450,7 @@ static const ArchNames *find_arch(const char *arch, LfError *err) {
         if (strcmp(arch_names[i].arch, arch) == 0) return &arch_names[i];
     lf_fail(err,
             "no Hugging Face names for architecture '%.40s' (llama, qwen2, qwen3, smollm3, gemma3, "
-            "gpt2)",
+            "gemma2, gpt2)",
             arch);
     return NULL;
 }

@@ -189,19 +189,41 @@ static int copied_key(const char *key) {
 /* Room for the names of llama_kvs' keys, which carry the architecture's prefix, and for Gemma's
  * flags of the windowed layers. */
 typedef struct KeyStore {
-    char names[21][64];
+    char names[23][64];
     unsigned char windowed[GGUF_MAX_LAYERS];
 } KeyStore;
 
+/* Gemma's keys beyond Llama's (ks->names 19 on): the windowed layers as a flag a layer (llama.cpp's
+ * gemma2 and gemma3 read one; their converters write none, for the pattern llama.cpp assumes),
+ * Gemma 3's windowed layers' RoPE base as rope.freq_base_swa (read likewise), and the soft-caps as
+ * the converters write them: Gemma 2's both, Gemma 3's final one where it has one. */
+static int gemma_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
+    int n = 0, g3 = c->arch == ARCH_GEMMA3;
+    for (int l = 0; l < c->num_layers && l < GGUF_MAX_LAYERS; l++)
+        ks->windowed[l] = model_layer_window(c, l) > 0;
+    kv[n++] = (GgufWriteKV){.key = ks->names[19],
+                            .type = GGUF_ARRAY,
+                            .elem_type = GGUF_BOOL,
+                            .n = (uint64_t)c->num_layers,
+                            .arr = ks->windowed};
+    if (g3)
+        kv[n++] =
+            (GgufWriteKV){.key = ks->names[20], .type = GGUF_FLOAT32, .f = c->rope_local_theta};
+    if (!g3)
+        kv[n++] = (GgufWriteKV){.key = ks->names[21], .type = GGUF_FLOAT32, .f = c->attn_softcap};
+    if (!g3 || c->final_softcap)
+        kv[n++] = (GgufWriteKV){.key = ks->names[22], .type = GGUF_FLOAT32, .f = c->final_softcap};
+    return n;
+}
+
 /* The `llama.*` (or `qwen2.*`, `qwen3.*`, ...; a Mistral's are llama's: arch_gguf_name)
  * hyper-parameters of cfg, as convert_hf_to_gguf.py writes them (a head_dim as key_length and
- * value_length), their names in ks. Gemma 3's windowed layers as a flag a layer, their RoPE base
- * as rope.freq_base_swa (llama.cpp reads both; its converter writes neither, for the pattern and
- * base llama.cpp assumes). A Mistral's sliding_window as attention.sliding_window (llama.cpp's key
- * of the archs with one; its converter writes none for Mistral, and llama.cpp reads none for
- * llama). YaRN as llama.cpp computes it: its betas, and the attention factor as attn_factor, what
- * llama.cpp multiplies its own 0.1 ln(factor) + 1 by (it ignores the converter's yarn_attn_factor);
- * dynamic NTK as no scaling: the same frequencies up to context_length. */
+ * value_length), their names in ks; Gemma's own: gemma_kvs. A Mistral's sliding_window as
+ * attention.sliding_window (llama.cpp's key of the archs with one; its converter writes none for
+ * Mistral, and llama.cpp reads none for llama). YaRN as llama.cpp computes it: its betas, and the
+ * attention factor as attn_factor, what llama.cpp multiplies its own 0.1 ln(factor) + 1 by (it
+ * ignores the converter's yarn_attn_factor); dynamic NTK as no scaling: the same frequencies up to
+ * context_length. */
 static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
     static const char *const keys[] = {"context_length",
                                        "embedding_length",
@@ -223,7 +245,9 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
                                        "rope.scaling.yarn_beta_slow",
                                        "rope.scaling.attn_factor",
                                        "attention.sliding_window_pattern",
-                                       "rope.freq_base_swa"};
+                                       "rope.freq_base_swa",
+                                       "attn_logit_softcapping",
+                                       "final_logit_softcapping"};
     const int vals[] = {c->max_positions, c->hidden_size,  c->num_layers,      c->ffn_size,
                         c->num_heads,     c->num_kv_heads, model_head_size(c), c->vocab_size};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
@@ -251,21 +275,10 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
     for (int i = 12; c->head_dim && i < 14; i++)
         kv[n++] =
             (GgufWriteKV){.key = ks->names[i], .type = GGUF_UINT32, .u = (uint64_t)c->head_dim};
-    if ((c->arch == ARCH_MISTRAL || c->arch == ARCH_GEMMA3) && c->sliding_window)
+    if ((c->arch == ARCH_MISTRAL || arch_is_gemma(c->arch)) && c->sliding_window)
         kv[n++] = (GgufWriteKV){
             .key = ks->names[14], .type = GGUF_UINT32, .u = (uint64_t)c->sliding_window};
-    if (c->arch == ARCH_GEMMA3) { /* llama.cpp reads a flag a layer (1: windowed) */
-        for (int l = 0; l < c->num_layers && l < GGUF_MAX_LAYERS; l++)
-            ks->windowed[l] = model_layer_window(c, l) > 0;
-        kv[n++] = (GgufWriteKV){.key = ks->names[19],
-                                .type = GGUF_ARRAY,
-                                .elem_type = GGUF_BOOL,
-                                .n = (uint64_t)c->num_layers,
-                                .arr = ks->windowed};
-        kv[n++] =
-            (GgufWriteKV){.key = ks->names[20], .type = GGUF_FLOAT32, .f = c->rope_local_theta};
-    }
-    return n;
+    return arch_is_gemma(c->arch) ? n + gemma_kvs(c, kv + n, ks) : n;
 }
 
 /* The `gpt2.*` hyper-parameters of cfg, as convert_hf_to_gguf.py's GPT2Model writes them. */
@@ -410,18 +423,55 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
     return 0;
 }
 
+/* What llama.cpp's gemma2 and gemma3 compute otherwise: an attention scalar other than the one
+ * they derive from the layer count (gguf_gemma_attn_scalar); gemma3's RoPE scaling but linear
+ * (it would turn its windowed layers by YaRN's too) and attention soft-capped (it never caps it);
+ * gemma2 without both soft-caps (it always divides by them), its head untied (it reads token_embd
+ * as the head: its converter drops lm_head) and llama3's RoPE scaling (it reads no rope_freqs). */
+static int check_gemma(const ModelConfig *c, const char *path, LfError *err) {
+    static const char *const hf = "merge it as a Hugging Face directory (--format hf)";
+    const char *arch = arch_gguf_name(c->arch);
+    int g2 = c->arch == ARCH_GEMMA2, layers_27b = gguf_gemma_27b_layers(arch);
+    int scalar = gguf_gemma_attn_scalar(arch, c->num_layers, c->hidden_size, c->num_heads,
+                                        model_head_size(c));
+    RopeType rope = c->rope_scaling.type;
+    if (c->query_pre_attn_scalar != (float)scalar)
+        return lf_fail(
+            err,
+            "%s: query_pre_attn_scalar %g: llama.cpp's %s scales attention by 1 / "
+            "sqrt(%d) at %d layers (hidden / heads at %d layers, else the head size); %s",
+            path, c->query_pre_attn_scalar, arch, scalar, c->num_layers, layers_27b, hf);
+    if (!g2 && rope != ROPE_DEFAULT && rope != ROPE_LINEAR)
+        return lf_fail(err,
+                       "%s: Gemma 3's RoPE scaling has a llama.cpp GGUF form only when linear; %s",
+                       path, hf);
+    if (!g2 && c->attn_softcap)
+        return lf_fail(err,
+                       "%s: attn_logit_softcapping %g: llama.cpp's gemma3 does not soft-cap "
+                       "attention scores; %s",
+                       path, c->attn_softcap, hf);
+    if (g2 && !(c->attn_softcap > 0 && c->final_softcap > 0))
+        return lf_fail(err,
+                       "%s: attn_logit_softcapping %g, final_logit_softcapping %g (0: none): "
+                       "llama.cpp's gemma2 always soft-caps both; %s",
+                       path, c->attn_softcap, c->final_softcap, hf);
+    if (g2 && !c->tie_word_embeddings)
+        return lf_fail(err,
+                       "%s: an untied head: llama.cpp's gemma2 reads token_embd as its head (its "
+                       "converter drops lm_head); %s",
+                       path, hf);
+    if (g2 && (rope == ROPE_LLAMA3 || rope == ROPE_DIVISORS))
+        return lf_fail(err, "%s: llama3 RoPE scaling: llama.cpp's gemma2 reads no rope_freqs; %s",
+                       path, hf);
+    return 0;
+}
+
 /* What a llama.cpp GGUF cannot say: per-layer sliding windows (its qwen2, qwen3 and smollm3 have
  * none), NoPE layers other than every fourth (smollm3's fixed step), YaRN without truncate
- * (llama.cpp always rounds the ramp's ends) and Gemma's RoPE scaling but linear (llama.cpp's
- * gemma3 would turn its windowed layers by YaRN's too). */
+ * (llama.cpp always rounds the ramp's ends) and Gemma's forms check_gemma refuses. */
 static int check_gguf_form(const ModelConfig *c, const char *path, LfError *err) {
-    RopeType rope = c->rope_scaling.type;
-    if (c->arch == ARCH_GEMMA3 && rope != ROPE_DEFAULT && rope != ROPE_LINEAR)
-        return lf_fail(err,
-                       "%s: Gemma's RoPE scaling has a llama.cpp GGUF form only when linear; merge "
-                       "it as a Hugging Face directory (--format hf)",
-                       path);
-    for (int l = 0; c->arch != ARCH_MISTRAL && c->arch != ARCH_GEMMA3 && l < c->num_layers; l++)
+    if (arch_is_gemma(c->arch) && check_gemma(c, path, err)) return -1;
+    for (int l = 0; c->arch != ARCH_MISTRAL && !arch_is_gemma(c->arch) && l < c->num_layers; l++)
         if (model_layer_window(c, l))
             return lf_fail(err,
                            "%s: layer %d's sliding window (use_sliding_window) has no place in a "

@@ -276,7 +276,8 @@ static void attention_forward(Model *m, const Layer *Ly, LayerActs *a, Drop d, u
     uint16_t *ob = Ly->o.in_bf16; /* else o reads ctx */
     m->ops->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, &Ly->o), a->lse,
                               a->att_saved, a->q, ld, a->k, a->v, ld, model_attention_mask(m), 0, 0,
-                              NULL, d.attention, seed, m->scratch, m->B, m->T, NH, NH, HS);
+                              NULL, model_attn_score(&m->cfg), d.attention, seed, m->scratch, m->B,
+                              m->T, NH, NH, HS);
 }
 
 static void attention_backward(Model *m, const Layer *Ly, LayerActs *a, Drop d, uint64_t seed) {
@@ -287,8 +288,8 @@ static void attention_backward(Model *m, const Layer *Ly, LayerActs *a, Drop d, 
     m->ops->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL,
                                kept ? a->k : NULL, kept ? a->v : NULL, C, C, kept ? a->ctx : NULL,
                                Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
-                               model_attention_mask(m), 0, 0, NULL, d.attention, seed, m->scratch,
-                               m->B, m->T, NH, NH, HS, OPS_SET);
+                               model_attention_mask(m), 0, 0, NULL, model_attn_score(&m->cfg),
+                               d.attention, seed, m->scratch, m->B, m->T, NH, NH, HS, OPS_SET);
 }
 
 static void layer_forward(Model *m, int l, Drop d, int replay) {

@@ -279,10 +279,10 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     float *qkv = layer_forward_qkv(m, l, N, d, replay);
     const Linear *proj = &gpt2(m)->layers[l].c_proj;
     uint16_t *ob = proj->in_bf16; /* else c_proj reads ctx */
-    m->ops->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, proj), a->lse,
-                              a->att_saved, qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C,
-                              model_attention_mask(m), 1, 0, NULL, d.attention,
-                              model_site(l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
+    m->ops->attention_forward(
+        ob ? NULL : a->ctx, ob, linear_input_ld(m, proj), a->lse, a->att_saved, qkv, 3 * C, qkv + C,
+        qkv + 2 * C, 3 * C, model_attention_mask(m), 1, 0, NULL, model_attn_score(&m->cfg),
+        d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m));
     layer_forward_tail(m, l, N, d, replay);
 }
 
@@ -299,7 +299,8 @@ static void layer_decode(Model *m, int l, int n) {
                    head_size(m));
     const Linear *proj = &gpt2(m)->layers[l].c_proj;
     o->attention_cached(a->ctx, proj->in_bf16, linear_input_ld(m, proj), qkv, 3 * C, k, v,
-                        m->positions, 0, m->cache_scratch, n, m->cache_keys, NH, NH, head_size(m));
+                        m->positions, 0, model_attn_score(&m->cfg), m->cache_scratch, n,
+                        m->cache_keys, NH, NH, head_size(m));
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
@@ -337,8 +338,8 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     o->attention_backward(dqkv, dqkv + C, dqkv + 2 * C, b->d_ctx, qkv, kept ? qkv + C : NULL,
                           kept ? qkv + 2 * C : NULL, 3 * C, 3 * C, kept ? a->ctx : NULL,
                           Ly->c_proj.in_bf16, linear_input_ld(m, &Ly->c_proj), a->lse, a->att_saved,
-                          model_attention_mask(m), 1, 0, NULL, d.attention, model_site(l, SITE_ATT),
-                          m->scratch, B, T, NH, NH, head_size(m), OPS_SET);
+                          model_attention_mask(m), 1, 0, NULL, model_attn_score(c), d.attention,
+                          model_site(l, SITE_ATT), m->scratch, B, T, NH, NH, head_size(m), OPS_SET);
     linear_backward(m, &Ly->c_attn, b->d_n, b->d_qkv, a->n1, N, d.lora, model_site(l, SITE_QKV),
                     OPS_SET);
     o->layernorm_backward(need_input ? grad : NULL, NULL, Ly->ln_1.w->grad, Ly->ln_1.b->grad,

@@ -75,7 +75,7 @@ typedef struct Llama {
     /* rows apart: q's, k's and v's (NH*HS, NKV*HS; or rows [q | k | v] where one GEMM writes
      * them side by side: linear_outputs_join), gate's and up's (F, or rows [gate | up] of 2F) */
     int q_ld, kv_ld, gate_up_ld;
-    int qk_norm; /* Qwen3, Gemma */
+    int qk_norm; /* Qwen3, Gemma 3 */
     int gemma;   /* Gemma's norms after attention and the MLP, and embeddings times sqrt(C) */
 } Llama;
 
@@ -118,8 +118,8 @@ static int llama_build(Model *m, LfError *err) {
     if (!b || !b->layers || !b->acts) return lf_fail(err, "out of memory");
     int C = c->hidden_size, F = c->ffn_size, HS = head_size(m);
     int QC = c->num_heads * HS, KC = c->num_kv_heads * HS, qkv_bias = c->arch == ARCH_QWEN2;
-    b->gemma = c->arch == ARCH_GEMMA3;
-    b->qk_norm = c->arch == ARCH_QWEN3 || b->gemma;
+    b->gemma = arch_is_gemma(c->arch);
+    b->qk_norm = c->arch == ARCH_QWEN3 || c->arch == ARCH_GEMMA3;
     model_rope_freqs(c, &b->rope);
     model_rope_freqs_local(c, &b->rope_local);
     b->wte = model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
@@ -443,8 +443,8 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     uint16_t *ob = Ly->o.in_bf16; /* else o reads ctx */
     o->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
                          a->q, b->q_ld, a->k, a->v, b->kv_ld, model_attention_mask(m), 1,
-                         model_layer_window(&m->cfg, l), layer_rope(m, l), d.attention,
-                         model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
+                         model_layer_window(&m->cfg, l), layer_rope(m, l), model_attn_score(c),
+                         d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d, replay);
 }
 
@@ -467,8 +467,8 @@ static void layer_decode(Model *m, int l, int n) {
     o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, layer_rope(m, l), n, NH,
                    NKV, HS);
     o->attention_cached(a->ctx, Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->q, b->q_ld, k, v,
-                        m->positions, model_layer_window(&m->cfg, l), m->cache_scratch, n,
-                        m->cache_keys, NH, NKV, HS);
+                        m->positions, model_layer_window(&m->cfg, l), model_attn_score(c),
+                        m->cache_scratch, n, m->cache_keys, NH, NKV, HS);
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
@@ -532,8 +532,8 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
                           kept ? a->v : NULL, NH * HS, NKV * HS, kept ? a->ctx : NULL,
                           Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
                           model_attention_mask(m), 1, model_layer_window(&m->cfg, l),
-                          layer_rope(m, l), d.attention, model_site(l, SITE_ATT), m->scratch, B, T,
-                          NH, NKV, HS, OPS_SET);
+                          layer_rope(m, l), model_attn_score(c), d.attention,
+                          model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS, OPS_SET);
     const float *dq = b->d_q, *dk = b->d_k;
     if (b->qk_norm) { /* through the head norms: q's into d_ctx (read by now), k's into d_q */
         o->rmsnorm_backward(b->d_ctx, NULL, Ly->q_norm.w->grad, b->d_q, a->q_raw, NULL,
@@ -550,7 +550,7 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
                         N, C, OPS_ADD); /* + the residual's */
 }
 
-/* Gemma's embeddings are wte's rows times sqrt(C), in float as Gemma3TextScaledWordEmbedding's */
+/* Gemma's embeddings are wte's rows times sqrt(C), in float as its ScaledWordEmbedding's */
 static float embed_scale(const Model *m) {
     return (float)sqrt((double)m->cfg.hidden_size);
 }

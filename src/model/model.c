@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loraft/activation.h" /* soft_cap */
 #include "loraft/arch.h"
 #include "loraft/gguf.h"
 #include "loraft/objective.h"
@@ -95,7 +96,7 @@ static const ArchImpl *arch_for(Arch a) {
         [ARCH_LLAMA] = &arch_llama,           [ARCH_GPT2] = &arch_gpt2,
         [ARCH_QWEN2] = &arch_llama,           [ARCH_QWEN3] = &arch_llama,
         [ARCH_MISTRAL] = &arch_llama,         [ARCH_SMOLLM3] = &arch_llama,
-        [ARCH_GEMMA3] = &arch_llama,
+        [ARCH_GEMMA3] = &arch_llama,          [ARCH_GEMMA2] = &arch_llama,
     };
     return archs[a];
 }
@@ -1663,6 +1664,8 @@ int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
                                NULL, n, C, V);
         m->ops->download(out + (size_t)r * V, m->head_scratch, (size_t)n * V * sizeof(float));
     }
+    float cap = m->cfg.score_head ? 0.0f : m->cfg.final_softcap; /* a score head has none */
+    for (size_t i = 0; cap > 0 && i < (size_t)n_rows * V; i++) out[i] = soft_cap(out[i], cap);
     return m->ops->status(err);
 }
 

@@ -119,6 +119,8 @@ static const struct {
                       "hidden_act", llama_keys},
     [ARCH_GEMMA3] = {"gemma3_text", "Gemma3ForCausalLM", "Gemma3TextForSequenceClassification",
                      "hidden_activation", llama_keys},
+    [ARCH_GEMMA2] = {"gemma2", "Gemma2ForCausalLM", "Gemma2ForSequenceClassification",
+                     "hidden_activation", llama_keys},
 };
 
 static const struct {
@@ -184,14 +186,17 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->pad_token_id = 128004, cfg->bos_token_id = 128000, cfg->eos_token_id = 128001;
         model_config_nope_every(cfg, SMOLLM3_NOPE_STEP);
     }
-    if (arch == ARCH_GEMMA3) { /* Gemma3TextConfig()'s */
-        cfg->vocab_size = 262208, cfg->hidden_size = 2304, cfg->ffn_size = 9216;
+    if (arch_is_gemma(arch)) { /* Gemma3TextConfig()'s, Gemma2Config()'s */
+        int g3 = arch == ARCH_GEMMA3;
+        cfg->vocab_size = g3 ? 262208 : 256000, cfg->hidden_size = 2304, cfg->ffn_size = 9216;
         cfg->num_layers = 26, cfg->num_heads = 8, cfg->num_kv_heads = 4, cfg->head_dim = 256;
-        cfg->max_positions = 131072, cfg->activation = ACT_GELU_TANH, cfg->tie_word_embeddings = 1;
-        cfg->rope_theta = 1000000.0f, cfg->rope_local_theta = 10000.0f;
+        cfg->max_positions = g3 ? 131072 : 8192, cfg->activation = ACT_GELU_TANH;
+        cfg->tie_word_embeddings = 1, cfg->query_pre_attn_scalar = 256;
+        cfg->rope_theta = g3 ? 1000000.0f : 10000.0f, cfg->rope_local_theta = g3 ? 10000.0f : 0;
+        cfg->attn_softcap = g3 ? 0 : 50.0f, cfg->final_softcap = g3 ? 0 : 30.0f;
         cfg->pad_token_id = 0, cfg->bos_token_id = 2, cfg->eos_token_id = 1;
         cfg->sliding_window = 4096;
-        model_config_full_every(cfg, GEMMA3_FULL_STEP);
+        model_config_full_every(cfg, g3 ? GEMMA3_FULL_STEP : GEMMA2_FULL_STEP);
     }
     if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
         cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->num_layers = 12;
@@ -200,7 +205,7 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->pad_token_id = -1, cfg->bos_token_id = cfg->eos_token_id = 50256;
         cfg->tie_word_embeddings = 1;
     }
-    if (arch != ARCH_MISTRAL && arch != ARCH_SMOLLM3 && arch != ARCH_GEMMA3)
+    if (arch != ARCH_MISTRAL && arch != ARCH_SMOLLM3 && !arch_is_gemma(arch))
         cfg->num_kv_heads = cfg->num_heads;
 }
 
@@ -462,17 +467,18 @@ static int load_window_size(int *window, const cJSON *root, const char *path, Lf
     return 0;
 }
 
-/* Per-layer sliding windows as Qwen2Config, Qwen3Config, SmolLM3Config and Gemma3TextConfig read
- * them: sliding_window (default Qwen's and Gemma's 4096, SmolLM3's none) counts only under
- * use_sliding_window (Gemma: always); a layer attends through it where layer_types says
+/* Per-layer sliding windows as Qwen2Config, Qwen3Config, SmolLM3Config, Gemma3TextConfig and
+ * Gemma2Config read them: sliding_window (default Qwen's and Gemma's 4096, SmolLM3's none) counts
+ * only under use_sliding_window (Gemma: always); a layer attends through it where layer_types says
  * "sliding_attention", or without layer_types (Qwen) from layer max_window_layers (default 28) on,
- * (SmolLM3) where it has no RoPE, (Gemma) but every sliding_window_pattern-th (default 6). A
+ * (SmolLM3) where it has no RoPE, (Gemma 3) but every sliding_window_pattern-th (default 6), (Gemma
+ * 2) but every second. A
  * "sliding_attention" layer without a window is refused, as transformers refuses it. Without a
  * window full_attention stays all 0, so that equal configs are equal structs. */
 static int load_layer_windows(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
-    int smol = cfg->arch == ARCH_SMOLLM3, gemma = cfg->arch == ARCH_GEMMA3;
+    int smol = cfg->arch == ARCH_SMOLLM3, gemma = arch_is_gemma(cfg->arch);
     int use = gemma, first_windowed = 28, window = smol ? 0 : 4096, L = cfg->num_layers;
-    int pattern = GEMMA3_FULL_STEP;
+    int pattern = cfg->arch == ARCH_GEMMA3 ? GEMMA3_FULL_STEP : GEMMA2_FULL_STEP;
     const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
     const cJSON *mwl = cJSON_GetObjectItemCaseSensitive(root, "max_window_layers");
     const cJSON *swp = cJSON_GetObjectItemCaseSensitive(root, "sliding_window_pattern");
@@ -480,7 +486,8 @@ static int load_layer_windows(ModelConfig *cfg, const cJSON *root, const char *p
         load_window_size(&window, root, path, err) ||
         (!smol && !gemma && mwl &&
          read_int(mwl, path, "max_window_layers", &first_windowed, err)) ||
-        (gemma && swp && read_int(swp, path, "sliding_window_pattern", &pattern, err)))
+        (cfg->arch == ARCH_GEMMA3 && swp &&
+         read_int(swp, path, "sliding_window_pattern", &pattern, err)))
         return -1;
     if (pattern < 1)
         return lf_fail(err, "%s: key 'sliding_window_pattern' must be a positive integer (got %d)",
@@ -550,35 +557,39 @@ static int load_gemma_rope(ModelConfig *cfg, const cJSON *root, const char *path
     return 0;
 }
 
-/* Gemma 3: what Gemma3TextConfig reads beyond Llama's. Its scores are scaled by 1 /
- * sqrt(query_pre_attn_scalar), loraft's attention by 1 / sqrt(head size): another scalar (Gemma 3
- * 27B's 168 over heads of 128) is refused, as are Gemma 2's logit soft-capping and the
- * bidirectional variant (EmbeddingGemma). */
+/* A soft-capping key (null: none, the default's where absent), positive. */
+static int load_softcap(float *cap, const cJSON *root, const char *key, const char *path,
+                        LfError *err) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!j) return 0;
+    if (cJSON_IsNull(j)) return *cap = 0, 0;
+    if (read_float(j, path, key, cap, err)) return -1;
+    if (!(*cap > 0) || !isfinite(*cap))
+        return lf_fail(err, "%s: key '%s' must be a positive number or null (got %g)", path, key,
+                       *cap);
+    return 0;
+}
+
+/* Gemma 2 and 3: what Gemma2Config and Gemma3TextConfig read beyond Llama's: the attention's
+ * query_pre_attn_scalar and logit soft-capping, the final logits' soft-capping, the windows and
+ * (Gemma 3) the windowed layers' RoPE base. The bidirectional variant (EmbeddingGemma) is
+ * refused. */
 static int load_gemma_specials(ModelConfig *cfg, const cJSON *root, const char *path,
                                LfError *err) {
-    static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
-    for (int i = 0; i < 2; i++) {
-        const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, softcaps[i]);
-        if (j && !cJSON_IsNull(j))
-            return lf_fail(err, "%s: key '%s': logit soft-capping is not supported", path,
-                           softcaps[i]);
-    }
     const cJSON *bidi = cJSON_GetObjectItemCaseSensitive(root, "use_bidirectional_attention");
     const cJSON *qs = cJSON_GetObjectItemCaseSensitive(root, "query_pre_attn_scalar");
     int bidirectional = 0;
-    float scalar = 256; /* Gemma3TextConfig's */
     if ((bidi && !cJSON_IsNull(bidi) &&
          get_bool(root, "use_bidirectional_attention", path, &bidirectional, err)) ||
-        (qs && read_float(qs, path, "query_pre_attn_scalar", &scalar, err)))
+        (qs && read_float(qs, path, "query_pre_attn_scalar", &cfg->query_pre_attn_scalar, err)) ||
+        load_softcap(&cfg->attn_softcap, root, "attn_logit_softcapping", path, err) ||
+        load_softcap(&cfg->final_softcap, root, "final_logit_softcapping", path, err))
         return -1;
     if (bidirectional)
         return lf_fail(err, "%s: use_bidirectional_attention true is not supported", path);
-    if (scalar != (float)model_head_size(cfg))
-        return lf_fail(err,
-                       "%s: query_pre_attn_scalar %g is not the head size %d (attention scaled "
-                       "by another than 1 / sqrt(head size) is not supported)",
-                       path, scalar, model_head_size(cfg));
-    return load_layer_windows(cfg, root, path, err) || load_gemma_rope(cfg, root, path, err);
+    return load_layer_windows(cfg, root, path, err) ||
+           (cfg->arch == ARCH_GEMMA3 ? load_gemma_rope(cfg, root, path, err)
+                                     : load_rope(cfg, root, path, err));
 }
 
 /* SmolLM3's NoPE layers: no_rope_layers (one a layer: 1 RoPE, 0 none), else every
@@ -620,7 +631,7 @@ static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *
                                LfError *err) {
     int attention_bias = 0, mlp_bias = 0, qwen2 = cfg->arch == ARCH_QWEN2;
     int qwen = qwen2 || cfg->arch == ARCH_QWEN3, mistral = cfg->arch == ARCH_MISTRAL;
-    int smol = cfg->arch == ARCH_SMOLLM3, gemma = cfg->arch == ARCH_GEMMA3;
+    int smol = cfg->arch == ARCH_SMOLLM3, gemma = arch_is_gemma(cfg->arch);
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
     if (!mistral && !smol && !gemma &&
         !cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
@@ -727,7 +738,7 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     const char *type;
     if (get_string(root, "model_type", path, &type, err)) return -1;
     if (!type) return lf_fail(err, "%s: key 'model_type' is missing", path);
-    for (int a = ARCH_DISTILBERT; a <= ARCH_GEMMA3; a++)
+    for (int a = ARCH_DISTILBERT; a <= ARCH_LAST; a++)
         if (!strcmp(type, arch_info[a].model_type)) {
             *arch = (Arch)a;
             return 0;
@@ -735,7 +746,7 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     return lf_fail(
         err,
         "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, qwen2, qwen3, "
-        "mistral, smollm3, gemma3_text, gpt2)",
+        "mistral, smollm3, gemma3_text, gemma2, gpt2)",
         path, type);
 }
 
@@ -783,7 +794,7 @@ static void rope_from_divisors(ModelConfig *cfg, const float *d, int n) {
     memcpy(cfg->rope_scaling.divisors, d, sizeof(float) * n);
 }
 
-/* A Llama, Qwen2, Qwen3, SmolLM3, Gemma 3 or GPT-2 GGUF file's metadata (gguf_arch) as the
+/* A Llama, Qwen2, Qwen3, SmolLM3, Gemma 3, Gemma 2 or GPT-2 GGUF file's metadata (gguf_arch) as the
  * config.json it was made from: a Mistral's is llama's, as llama.cpp's converter writes it, without
  * a sliding window (as llama.cpp computes it), or with llama.attention.sliding_window (as loraft
  * writes it): then a Mistral again. Gemma 3's windowed layers and their RoPE base as llama.cpp
@@ -797,7 +808,8 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     int rc = gguf_arch(&g, &a, err);
     gguf_close(&g);
     if (rc) return -1;
-    int gpt2 = !strcmp(a.arch, "gpt2"), gemma = !strcmp(a.arch, "gemma3");
+    int gpt2 = !strcmp(a.arch, "gpt2"), gemma3 = !strcmp(a.arch, "gemma3");
+    int gemma = gemma3 || !strcmp(a.arch, "gemma2");
     if (a.sliding_window && strcmp(a.arch, "llama") && !gemma)
         return lf_fail(err,
                        "%s: %s.attention.sliding_window: sliding-window attention is not "
@@ -807,7 +819,8 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
                                : !strcmp(a.arch, "qwen2")   ? ARCH_QWEN2
                                : !strcmp(a.arch, "qwen3")   ? ARCH_QWEN3
                                : !strcmp(a.arch, "smollm3") ? ARCH_SMOLLM3
-                               : gemma                      ? ARCH_GEMMA3
+                               : gemma3                     ? ARCH_GEMMA3
+                               : gemma                      ? ARCH_GEMMA2
                                : a.sliding_window           ? ARCH_MISTRAL
                                                             : ARCH_LLAMA);
     cfg->sliding_window = a.sliding_window;
@@ -820,7 +833,9 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     if (gemma) memset(cfg->full_attention, 0, sizeof cfg->full_attention);
     for (int l = 0; gemma && l < cfg->num_layers && l < MODEL_MAX_LAYERS; l++)
         cfg->full_attention[l] = a.sliding_window && !a.windowed[l];
-    if (gemma) cfg->rope_local_theta = a.rope_theta_swa;
+    if (gemma3) cfg->rope_local_theta = a.rope_theta_swa;
+    if (gemma) cfg->query_pre_attn_scalar = a.attn_scalar;
+    if (gemma) cfg->attn_softcap = a.attn_softcap, cfg->final_softcap = a.final_softcap;
     cfg->max_positions = a.context_length, cfg->rope_theta = a.rope_theta;
     if (a.rope_factor > 0 && !a.rope_yarn)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LINEAR, .factor = a.rope_factor};
@@ -892,9 +907,9 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         const char *what;
         int ok;
     } rules[] = {
-        {"architecture is distilbert, bert, llama, qwen2, qwen3, mistral, smollm3, gemma3_text "
-         "or gpt2",
-         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_GEMMA3},
+        {"architecture is distilbert, bert, llama, qwen2, qwen3, mistral, smollm3, gemma3_text, "
+         "gemma2 or gpt2",
+         c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_LAST},
         {"vocab_size > 0", c->vocab_size > 0},
         {"hidden size > 0", c->hidden_size > 0},
         {"number of layers > 0", c->num_layers > 0},
@@ -907,8 +922,8 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"type_vocab_size > 0 for BERT (0 for DistilBERT)",
          c->arch == ARCH_BERT ? c->type_vocab_size > 0 : c->type_vocab_size == 0},
         {"activation is gelu, gelu_new or relu (silu for the llama family, gelu_pytorch_tanh or "
-         "gelu for gemma3_text)",
-         c->arch == ARCH_GEMMA3   ? c->activation == ACT_GELU_TANH || c->activation == ACT_GELU
+         "gelu for gemma3_text and gemma2)",
+         arch_is_gemma(c->arch)   ? c->activation == ACT_GELU_TANH || c->activation == ACT_GELU
          : arch_is_llama(c->arch) ? c->activation == ACT_SILU
                                   : c->activation == ACT_GELU || c->activation == ACT_GELU_TANH ||
                                         c->activation == ACT_RELU},
@@ -930,11 +945,17 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"the head tied to the embedding (gpt2)", c->arch != ARCH_GPT2 || c->tie_word_embeddings},
         {"initializer_range >= 0", c->initializer_range >= 0},
         {"at most 1024 layers (MODEL_MAX_LAYERS)", c->num_layers <= MODEL_MAX_LAYERS},
-        {"sliding_window >= 0, and 0 but for mistral, qwen2, qwen3, smollm3 and gemma3_text",
+        {"sliding_window >= 0, and 0 but for mistral, qwen2, qwen3, smollm3 and gemma",
          c->arch == ARCH_MISTRAL || c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3 ||
-                 c->arch == ARCH_SMOLLM3 || c->arch == ARCH_GEMMA3
+                 c->arch == ARCH_SMOLLM3 || arch_is_gemma(c->arch)
              ? c->sliding_window >= 0
              : c->sliding_window == 0},
+        {"query_pre_attn_scalar > 0 and soft-capping >= 0 for gemma (0 for the others)",
+         arch_is_gemma(c->arch)
+             ? c->query_pre_attn_scalar > 0 && c->attn_softcap >= 0 && c->final_softcap >= 0 &&
+                   isfinite(c->query_pre_attn_scalar) && isfinite(c->attn_softcap) &&
+                   isfinite(c->final_softcap)
+             : c->query_pre_attn_scalar == 0 && c->attn_softcap == 0 && c->final_softcap == 0},
         {"rope_local_base_freq > 0 for gemma3_text (only)",
          c->arch == ARCH_GEMMA3 ? c->rope_local_theta > 0 : c->rope_local_theta == 0},
         {"the end-of-sequence ids in [0, vocab_size)", eos_more_ok(c)},
@@ -1008,12 +1029,12 @@ static int add_rope_scaling(cJSON *root, const RopeScaling *r) {
     return ok ? 0 : -1;
 }
 
-/* Per-layer windows as Qwen2Config, Qwen3Config, SmolLM3Config and Gemma3TextConfig read them:
+/* Per-layer windows as Qwen2Config, Qwen3Config, SmolLM3Config and Gemma's configs read them:
  * use_sliding_window (not Gemma's), and with a window (Gemma: always) its size or null, layer_types
  * and (Qwen) max_window_layers (the full-attention layers before the first windowed one, which
  * transformers 4 reads instead of layer_types); -1 when out of memory. */
 static int add_layer_windows(cJSON *root, const ModelConfig *cfg) {
-    int w = cfg->sliding_window, first_windowed = 0, gemma = cfg->arch == ARCH_GEMMA3;
+    int w = cfg->sliding_window, first_windowed = 0, gemma = arch_is_gemma(cfg->arch);
     if (!w && !gemma) return cJSON_AddFalseToObject(root, "use_sliding_window") ? 0 : -1;
     while (first_windowed < cfg->num_layers && cfg->full_attention[first_windowed])
         first_windowed++;
@@ -1039,15 +1060,28 @@ static int add_layer_windows(cJSON *root, const ModelConfig *cfg) {
                : -1;
 }
 
-/* Gemma 3's keys beyond Llama's, as Gemma3TextConfig reads them (transformers 4 and 5): the
- * windowed layers' RoPE base, the attention scalar (the head size) and no soft-capping; -1 when
+/* A soft-capping key: its value written as a float (30.0, not 30: transformers 5's typed configs
+ * refuse an int where they declare a float), or null for none; -1 when out of memory. */
+static int add_softcap(cJSON *root, const char *key, float cap) {
+    char text[40];
+    snprintf(text, sizeof text, "%.15g", float_shortest(cap));
+    if (!strpbrk(text, ".e")) strcat(text, ".0");
+    return (cap > 0 ? cJSON_AddRawToObject(root, key, text) : cJSON_AddNullToObject(root, key))
+               ? 0
+               : -1;
+}
+
+/* Gemma's keys beyond Llama's, as Gemma3TextConfig and Gemma2Config read them (transformers 4 and
+ * 5): (Gemma 3) the windowed layers' RoPE base, the attention scalar and the soft-capping; -1 when
  * out of memory. */
 static int add_gemma(cJSON *root, const ModelConfig *cfg) {
-    return cJSON_AddNumberToObject(root, "rope_local_base_freq",
-                                   float_shortest(cfg->rope_local_theta)) &&
-                   cJSON_AddNumberToObject(root, "query_pre_attn_scalar", model_head_size(cfg)) &&
-                   cJSON_AddNullToObject(root, "attn_logit_softcapping") &&
-                   cJSON_AddNullToObject(root, "final_logit_softcapping") &&
+    return (cfg->arch != ARCH_GEMMA3 ||
+            cJSON_AddNumberToObject(root, "rope_local_base_freq",
+                                    float_shortest(cfg->rope_local_theta))) &&
+                   cJSON_AddNumberToObject(root, "query_pre_attn_scalar",
+                                           float_shortest(cfg->query_pre_attn_scalar)) &&
+                   !add_softcap(root, "attn_logit_softcapping", cfg->attn_softcap) &&
+                   !add_softcap(root, "final_logit_softcapping", cfg->final_softcap) &&
                    cJSON_AddFalseToObject(root, "use_bidirectional_attention")
                ? 0
                : -1;
@@ -1094,7 +1128,7 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
     }
     /* Gemma's tanh GELU is PyTorch's, as its configs name it (GPT-2's gelu_new computes the
      * same function) */
-    int torch_tanh = cfg->arch == ARCH_GEMMA3 && cfg->activation == ACT_GELU_TANH;
+    int torch_tanh = arch_is_gemma(cfg->arch) && cfg->activation == ACT_GELU_TANH;
     if (!cJSON_AddStringToObject(root, arch_info[cfg->arch].activation_key,
                                  torch_tanh ? "gelu_pytorch_tanh"
                                             : activation_name(cfg->activation)))
@@ -1102,9 +1136,9 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
     if (arch_is_llama(cfg->arch)) {
         int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
         int mistral = cfg->arch == ARCH_MISTRAL, w = cfg->sliding_window;
-        int smol = cfg->arch == ARCH_SMOLLM3, gemma = cfg->arch == ARCH_GEMMA3;
-        /* Qwen3Config's and Gemma3TextConfig's defaults are 128 and 256, not hidden / heads:
-         * always written */
+        int smol = cfg->arch == ARCH_SMOLLM3, gemma = arch_is_gemma(cfg->arch);
+        /* Qwen3Config's and Gemma's defaults are 128 and 256, not hidden / heads: always
+         * written */
         int head_dim = cfg->arch == ARCH_QWEN3 || gemma ? model_head_size(cfg) : cfg->head_dim;
         if (!cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_word_embeddings) ||
             add_rope_scaling(root, &cfg->rope_scaling) ||
@@ -1226,6 +1260,13 @@ int model_head_size(const ModelConfig *cfg) {
     return cfg->head_dim        ? cfg->head_dim
            : cfg->num_heads > 0 ? cfg->hidden_size / cfg->num_heads
                                 : 0;
+}
+
+AttnScore model_attn_score(const ModelConfig *cfg) {
+    AttnScore s = attn_score_plain(model_head_size(cfg));
+    if (cfg->query_pre_attn_scalar > 0) s.scale = 1.0f / sqrtf(cfg->query_pre_attn_scalar);
+    s.softcap = cfg->attn_softcap;
+    return s;
 }
 
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r) {

@@ -41,7 +41,8 @@ int lm_head_run(Model *m, int dh, int dw, const float *row_scale, LfError *err) 
     if (dh) m->ops->zero(m->dhidden, (size_t)N * C * sizeof(float));
     m->ops->lm_head_cross_entropy(m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL,
                                   m->hidden, head->w->value, m->head_bf16, m->labels, m->loss_scale,
-                                  row_scale, m->head_scratch, N, C, V, OPS_LM_HEAD_CHUNK);
+                                  row_scale, m->cfg.final_softcap, m->head_scratch, N, C, V,
+                                  OPS_LM_HEAD_CHUNK);
     return 0;
 }
 

@@ -98,6 +98,7 @@ int main(void) {
         check_case(ARCH_LLAMA, 4, 2, 0, lora, PRECISION_FP32);
         check_case(ARCH_LLAMA, 4, 1, 1, lora, PRECISION_FP32);
         check_case(ARCH_GPT2, 4, 4, 1, lora, PRECISION_FP32);
+        check_case(ARCH_GEMMA2, 4, 2, 1, lora, PRECISION_FP32); /* soft-capped */
     }
     for (int lora = 0; lora <= 2; lora++) { /* none; every projection; PEFT's defaults (q, v) */
         check_case(ARCH_LLAMA, 4, 2, 0, lora, PRECISION_BF16);
@@ -105,6 +106,7 @@ int main(void) {
         check_case(ARCH_QWEN3, 4, 2, 0, lora, PRECISION_BF16);
         check_case(ARCH_MISTRAL, 4, 2, 0, lora, PRECISION_BF16); /* a sliding window of 4 */
         check_case(ARCH_GEMMA3, 4, 2, 1, lora, PRECISION_BF16);  /* layer 0 windowed */
+        check_case(ARCH_GEMMA2, 4, 2, 1, lora, PRECISION_BF16);  /* soft-capped */
         check_case(ARCH_GPT2, 4, 4, 1, lora, PRECISION_BF16);
     }
     check_graphs(ARCH_LLAMA, 0, PRECISION_FP32);

@@ -264,8 +264,12 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
     cfg->vocab_size = LV, cfg->hidden_size = 32, cfg->num_layers = 2, cfg->num_heads = 4;
     cfg->num_kv_heads = arch_is_llama(arch) ? 2 : 4, cfg->ffn_size = 48, cfg->max_positions = 16;
     cfg->tie_word_embeddings = tied;
-    int gemma = arch == ARCH_GEMMA3;
+    int gemma = arch_is_gemma(arch);
     cfg->head_dim = arch == ARCH_QWEN3 || gemma ? 16 : 0; /* heads twice hidden / heads wide */
+    /* Gemma 3 scaled by its head size; Gemma 2 by a scalar of its own, soft-capped where its
+     * scores and logits (about 1 here) reach the caps */
+    cfg->query_pre_attn_scalar = arch == ARCH_GEMMA2 ? 12 : gemma ? 16 : 0;
+    if (arch == ARCH_GEMMA2) cfg->attn_softcap = 1.0f, cfg->final_softcap = 2.0f;
     /* a window inside LT: Mistral's in every layer, Qwen2's in layer 1 alone, Gemma's in layer 0
      * alone (with its own RoPE base) */
     cfg->sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma ? 3 : 0;
@@ -752,6 +756,14 @@ static void gemma3_runs(void) {
     printf("gemma3 (untied, full fine-tuning: its norms train): cuda model matches cpu\n");
 }
 
+/* Gemma 2: LoRA in fp32 and bf16 (Gemma 3's network and so its bf16 bound, without the head
+ * norms), its attention scores and final logits soft-capped, scaled by a scalar of its own. */
+static void gemma2_runs(void) {
+    bf16_tensor_rel = 8e-2;
+    lora_fp32_and_bf16(ARCH_GEMMA2, 1, "gemma2 (soft-capped scores and logits, LoRA)");
+    bf16_tensor_rel = 5e-2;
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
@@ -850,6 +862,7 @@ int main(void) {
     lora_fp32_and_bf16(ARCH_MISTRAL, 0, "mistral (a sliding window of 3 over 8 tokens, LoRA)");
     lora_fp32_and_bf16(ARCH_SMOLLM3, 1, "smollm3 (layer 1 without RoPE, LoRA)");
     gemma3_runs();
+    gemma2_runs();
     check_qkv_joined();
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama DPO (LoRA): cuda model matches cpu\n");

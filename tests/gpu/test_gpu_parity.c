@@ -1158,6 +1158,16 @@ static float att_rope;
 static float att_rope_scale = 1.0f;
 /* test_attention_grads' sliding window (causal; 0: none), in every call and reference */
 static int att_window;
+/* How every attention call here scores (att_score): scale att_scale (0: 1 / sqrt(HS)) and
+ * soft-capping at att_softcap (0: none), q and k uniform in [-att_amp, att_amp) (the cached
+ * cases' too): at 2, scores of a few units, which a cap of 1.5 or 2 bends (slopes near 0 at the
+ * largest). The scores' bf16 errors grow as |q| |k|, so the bounds against the CPU's f32 below
+ * take att_amp^2 times theirs (the rounded reference's stay). */
+static float att_scale, att_softcap, att_amp = 1.0f;
+static AttnScore att_score(int HS) {
+    AttnScore a = {att_scale > 0.0f ? att_scale : 1.0f / sqrtf((float)HS), att_softcap};
+    return a;
+}
 /* q and k turned by rope (attention_forward, cache_write): the same float angles on both sides
  * (one RopeFreqs table); sinf and cosf of up to 8191 rad agree to a few ulp of the result */
 #define ROPE_TOL 1e-5, 1e-4
@@ -1182,6 +1192,7 @@ typedef struct AttCase {
     const float *q, *k, *v, *dout, *out_in, *lse_in;
     const int32_t *mask;
     int window;
+    AttnScore score;
 } AttCase;
 
 static int att_visible(const AttCase *c, int b, int i, int j) {
@@ -1193,7 +1204,8 @@ static void att_rounded(const AttCase *c, int forward, float *out, float *lse, f
                         float *dv) {
     int T = c->T, HS = c->HS, G = c->NH / c->NKV, tile = att_key_tile(HS);
     size_t ldq = (size_t)c->NH * HS, ldkv = (size_t)c->NKV * HS;
-    double scale = 1.0 / sqrt((double)HS), *s = malloc(2 * T * sizeof *s), *run = s + T;
+    double scale = c->score.scale, cap = c->score.softcap, *s = malloc(2 * T * sizeof *s);
+    double *run = s + T;
     for (int b = 0; b < c->B; b++)
         for (int h = 0; h < c->NH; h++)
             for (int i = 0; i < T; i++) {
@@ -1206,7 +1218,7 @@ static void att_rounded(const AttCase *c, int forward, float *out, float *lse, f
                     double dot = 0.0;
                     for (int d = 0; d < HS; d++)
                         dot += bf(c->q[qi + d]) * bf(c->k[kv0 + j * ldkv + d]);
-                    s[j] = dot * scale;
+                    s[j] = cap > 0.0 ? cap * tanh(dot * scale / cap) : dot * scale;
                     mx = s[j] > mx ? s[j] : mx;
                 }
                 for (int j = 0; j < T; j++) { /* run: the max as the kernel has it at j's tile */
@@ -1228,8 +1240,9 @@ static void att_rounded(const AttCase *c, int forward, float *out, float *lse, f
                         continue;
                     }
                     double P = exp(s[j] - c->lse_in[bh * T + i]), dP = 0.0;
+                    double slope = cap > 0.0 ? 1.0 - s[j] / cap * (s[j] / cap) : 1.0;
                     for (int d = 0; d < HS; d++) dP += bf(c->dout[qi + d]) * bf(vj[d]);
-                    double ds = bf((float)(P * (dP * M - D))), pd = bf((float)(P * M));
+                    double ds = bf((float)(P * slope * (dP * M - D))), pd = bf((float)(P * M));
                     size_t at = kv0 + j * ldkv;
                     for (int d = 0; d < HS; d++) {
                         if (dq) dq[qi + d] += ds * bf(kj[d]) * scale;
@@ -1287,12 +1300,13 @@ static float *host_start(const Pair *p) {
 }
 
 static void compare_attention(const char *tensor, const Pair *p) {
+    double amp2 = (double)att_amp * att_amp;
     if (!att_bf16)
         compare(tensor, p, GEMM_TOL);
     else if (!strcmp(tensor, "lse"))
-        compare(tensor, p, ATT_BF16_LSE_TOL, 0.0);
+        compare(tensor, p, ATT_BF16_LSE_TOL * amp2, 0.0);
     else
-        compare_scaled(tensor, p, ATT_BF16_TOL);
+        compare_scaled(tensor, p, ATT_BF16_TOL * amp2);
 }
 
 /* The GPU's bf16(out) in saved (attention_saved_out), which a bf16 GEMM reads instead of out:
@@ -1313,8 +1327,8 @@ static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved,
     dut->download(h[0], at, n * sizeof(uint16_t));
     /* q and k as the first left them: turned already */
     dut->attention_forward(NULL, NULL, 0, F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1),
-                           F(v, 1), NKV * HS, I(mask, 1), causal, att_window, NULL, p, 5,
-                           F(scratch, 1), B, T, NH, NKV, HS);
+                           F(v, 1), NKV * HS, I(mask, 1), causal, att_window, NULL, att_score(HS),
+                           p, 5, F(scratch, 1), B, T, NH, NKV, HS);
     dut->download(h[1], at, n * sizeof(uint16_t));
     status_ok();
     size_t bad[2] = {0, 0};
@@ -1347,8 +1361,8 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
     dut->upload(ext, h, bytes);
     dut->download(s, dut->attention_saved_out(PRECISION_BF16, F(saved, 1)), rows * QC * sizeof *s);
     dut->attention_forward(NULL, ext, (int)ldo, lse, own, F(q, 1), NH * HS, F(k, 1), F(v, 1),
-                           NKV * HS, I(mask, 1), causal, att_window, NULL, p, 5, F(scratch, 1), B,
-                           T, NH, NKV, HS);
+                           NKV * HS, I(mask, 1), causal, att_window, NULL, att_score(HS), p, 5,
+                           F(scratch, 1), B, T, NH, NKV, HS);
     dut->download(h, ext, bytes);
     size_t bad = 0;
     for (size_t r = 0; r < rows; r++)
@@ -1357,8 +1371,8 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
         d[j][0] = dut->alloc(gq), d[j][1] = dut->alloc(gk), d[j][2] = dut->alloc(gk);
         dut->attention_backward(d[j][0], d[j][1], d[j][2], F(dout, 1), NULL, NULL, NULL, NH * HS,
                                 NKV * HS, NULL, j ? ext : NULL, (int)ldo, lse,
-                                j ? own : F(saved, 1), I(mask, 1), causal, att_window, NULL, p, 5,
-                                F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
+                                j ? own : F(saved, 1), I(mask, 1), causal, att_window, NULL,
+                                att_score(HS), p, 5, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     }
     status_ok();
     size_t differ = 0;
@@ -1378,13 +1392,27 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
     dut->free(ext), dut->free(lse), dut->free(own), free(h), free(s);
 }
 
+/* The case's name's part for att_score: the scale where not 1 / sqrt(HS) (as 1 / sqrt(x)), the
+ * cap and q and k's amplitude where set. */
+static const char *score_name(void) {
+    static char name[96];
+    int n = 0;
+    name[0] = 0;
+    if (att_scale > 0.0f)
+        n += snprintf(name + n, sizeof name - n, " scale 1/sqrt(%.4g)",
+                      1.0 / ((double)att_scale * att_scale));
+    if (att_softcap > 0.0f) n += snprintf(name + n, sizeof name - n, " softcap %g", att_softcap);
+    if (att_amp != 1.0f) snprintf(name + n, sizeof name - n, " amp %g", att_amp);
+    return name;
+}
+
 /* q [B,T,NH*HS], k and v [B,T,NKV*HS]; causal: the decoder mask. grads: which of dq (G_DINP),
  * dk (G_DW), dv (G_DB) backward computes (G_ALL, or a subset: the skip paths). */
 static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int causal, int pad,
                                  float p, int all_pad_last, unsigned grads) {
     size_t BTQ = (size_t)B * T * NH * HS, BTK = (size_t)B * T * NKV * HS;
-    Pair *q = pair_random(BTQ, 1.0f), *k = pair_random(BTK, 1.0f), *v = pair_random(BTK, 1.0f);
-    Pair *mask = attention_mask(B, T, pad, all_pad_last);
+    Pair *q = pair_random(BTQ, att_amp), *k = pair_random(BTK, att_amp);
+    Pair *v = pair_random(BTK, 1.0f), *mask = attention_mask(B, T, pad, all_pad_last);
     Pair *out = pair_new(BTQ * sizeof(float)), *lse = pair_new((size_t)B * NH * T * sizeof(float));
     Pair *dout = pair_random(BTQ, 1.0f);
     Pair *scratch = attention_scratch(B, T, NH, NKV, HS);
@@ -1397,12 +1425,13 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     BACKENDS(w, o) {
         o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), F(q, w), NH * HS, F(k, w),
                              F(v, w), NKV * HS, I(mask, w), causal, att_window,
-                             rope_scaled(att_rope, HS, att_rope_scale), p, 5, F(scratch, w), B, T,
-                             NH, NKV, HS);
+                             rope_scaled(att_rope, HS, att_rope_scale), att_score(HS), p, 5,
+                             F(scratch, w), B, T, NH, NKV, HS);
     }
-    NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s pad=%d p=%.1f",
+    NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s pad=%d p=%.1f%s",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", att_window,
-         att_rope > 0.0f ? att_rope_scale != 1.0f ? " rope scaled" : " rope" : "", pad, p);
+         att_rope > 0.0f ? att_rope_scale != 1.0f ? " rope scaled" : " rope" : "", pad, p,
+         score_name());
     compare_attention("lse", lse);
     compare_attention("out", out);
     if (att_rope > 0.0f) compare("q", q, ROPE_TOL), compare("k", k, ROPE_TOL);
@@ -1410,8 +1439,8 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
         check_saved_out(out, lse, saved, q, k, v, mask, causal, p, scratch, B, T, NH, NKV, HS);
         check_out_rows(saved, q, k, v, mask, dout, causal, p, scratch, B, T, NH, NKV, HS);
     }
-    AttCase c = {B,       T,       NH,         NKV,  HS,   causal,     p,         F(q, 0),
-                 F(k, 0), F(v, 0), F(dout, 0), NULL, NULL, I(mask, 0), att_window};
+    AttCase c = {B,       T,       NH,         NKV,  HS,   causal,     p,          F(q, 0),
+                 F(k, 0), F(v, 0), F(dout, 0), NULL, NULL, I(mask, 0), att_window, att_score(HS)};
     float *want[5] = {NULL}; /* out, lse, dq, dk, dv by the rounded reference */
     int rounded = att_bf16 && !att_cudnn && att_rope == 0.0f;
     if (rounded) {
@@ -1426,16 +1455,16 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     }
     BACKENDS(w, o) {
         int kept = !(w && saved); /* the GPU reads what it saved */
-        o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL,
-                              kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, NH * HS, NKV * HS,
-                              kept ? F(out, w) : NULL, NULL, 0, F(lse, w), F(saved, w), I(mask, w),
-                              causal, att_window, rope_scaled(att_rope, HS, att_rope_scale), p, 5,
-                              F(scratch, w), B, T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
+        o->attention_backward(
+            F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL, kept ? F(k, w) : NULL,
+            kept ? F(v, w) : NULL, NH * HS, NKV * HS, kept ? F(out, w) : NULL, NULL, 0, F(lse, w),
+            F(saved, w), I(mask, w), causal, att_window, rope_scaled(att_rope, HS, att_rope_scale),
+            att_score(HS), p, 5, F(scratch, w), B, T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
     }
-    NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s pad=%d p=%.1f%s",
+    NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s pad=%d p=%.1f%s%s",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", att_window,
          att_rope > 0.0f ? att_rope_scale != 1.0f ? " rope scaled" : " rope" : "", pad, p,
-         att_set ? " OPS_SET" : "");
+         score_name(), att_set ? " OPS_SET" : "");
     if (dq) compare_attention("dq", dq);
     if (dk) compare_attention("dk", dk);
     if (dv) compare_attention("dv", dv);
@@ -1473,8 +1502,8 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
     BACKENDS(w, o) {
         float *x = F(qkv, w);
         o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), x, ld, x + QC, x + QC + KC,
-                             ld, NULL, causal, 0, rope_plain(1e4f, HS), p, 5, F(scratch, w), B, T,
-                             NH, NKV, HS);
+                             ld, NULL, causal, 0, rope_plain(1e4f, HS), att_score(HS), p, 5,
+                             F(scratch, w), B, T, NH, NKV, HS);
     }
     NAME("%sattention_forward rope, [q | k | v] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f",
          bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p);
@@ -1485,8 +1514,9 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
         float *x = w && saved ? NULL : F(qkv, w), *d = F(dqkv, w); /* the GPU reads its saved */
         o->attention_backward(d, d + QC, d + QC + KC, F(dout, w), x, x ? x + QC : NULL,
                               x ? x + QC + KC : NULL, ld, ld, x ? F(out, w) : NULL, NULL, 0,
-                              F(lse, w), F(saved, w), NULL, causal, 0, rope_plain(1e4f, HS), p, 5,
-                              F(scratch, w), B, T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
+                              F(lse, w), F(saved, w), NULL, causal, 0, rope_plain(1e4f, HS),
+                              att_score(HS), p, 5, F(scratch, w), B, T, NH, NKV, HS,
+                              att_set ? OPS_SET : OPS_ADD);
     }
     NAME("%sattention_backward rope, [dq | dk | dv] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f%s",
          bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p,
@@ -1531,6 +1561,28 @@ static void test_attention_cudnn(int B, int T, int NH, int NKV, int HS, int caus
     test_attention_bf16(B, T, NH, NKV, HS, causal, pad, 0.0f, grads);
     att_cudnn = 0;
     dut->set_attention(ATTENTION_LORAFT, NULL);
+}
+
+/* Soft-capped scores under cudnn: refused, with a message that says where to go. */
+static void test_cudnn_softcap(void) {
+    if (!use_cudnn()) return;
+    int B = 1, T = 8, NH = 2, HS = 64;
+    size_t n = (size_t)B * T * NH * HS;
+    dut->set_precision(PRECISION_BF16);
+    Pair *x = pair_random(n, 1.0f), *out = pair_new(n * 4), *lse = pair_new((size_t)NH * T * 4);
+    Pair *scratch = attention_scratch(B, T, NH, NH, HS);
+    Pair *saved = attention_saved(PRECISION_BF16, B, T, NH, NH, HS);
+    AttnScore capped = {0.125f, 50.0f};
+    dut->attention_forward(F(out, 1), NULL, 0, F(lse, 1), F(saved, 1), F(x, 1), NH * HS, F(x, 1),
+                           F(x, 1), NH * HS, NULL, 1, 0, NULL, capped, 0.0f, 5, F(scratch, 1), B, T,
+                           NH, NH, HS);
+    LfError e = {{0}};
+    CHECK(dut->status(&e) == -1);
+    printf("cudnn, soft-capped scores: %s\n", e.msg);
+    CHECK(strstr(e.msg, "soft-capped") && strstr(e.msg, "model.attention loraft"));
+    pairs_free();
+    dut->set_attention(ATTENTION_LORAFT, NULL);
+    dut->set_precision(PRECISION_FP32);
 }
 
 /* The gradients of ops.h's attention with the dropped P given (pd [B,NH,T,T], 0 where dropped)
@@ -1591,13 +1643,14 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     Pair *saved = attention_saved(PRECISION_BF16, B, T, NH, NKV, HS);
     /* the CPU's P without dropout; then the GPU's dropped P: seed 7, seed 8, seed 7 again */
     ref->attention_forward(F(out, 0), NULL, 0, F(lse, 0), NULL, F(q, 0), NH * HS, F(k, 0), F(v, 0),
-                           NKV * HS, I(mask, 0), causal, 0, NULL, 0.0f, 7, F(scratch, 0), B, T, NH,
-                           NKV, HS);
+                           NKV * HS, I(mask, 0), causal, 0, NULL, attn_score_plain(HS), 0.0f, 7,
+                           F(scratch, 0), B, T, NH, NKV, HS);
     float *P = malloc(rows * T * 4), *pd[3];
     for (int run = 0; run < 3; run++) {
         dut->attention_forward(F(out, 1), NULL, 0, F(lse, 1), F(saved, 1), F(q, 1), NH * HS,
-                               F(k, 1), F(v, 1), NKV * HS, I(mask, 1), causal, 0, NULL, p,
-                               run == 1 ? 8 : 7, F(scratch, 1), B, T, NH, NKV, HS);
+                               F(k, 1), F(v, 1), NKV * HS, I(mask, 1), causal, 0, NULL,
+                               attn_score_plain(HS), p, run == 1 ? 8 : 7, F(scratch, 1), B, T, NH,
+                               NKV, HS);
         float *o = malloc(BTQ * 4);
         dut->download(o, out->mem[1], BTQ * 4);
         status_ok();
@@ -1638,7 +1691,8 @@ static void test_dropout_readback(AttentionImpl impl, int B, int T, int NH, int 
     dut->attention_backward(F(dq, 1), F(dk, 1), F(dv, 1), F(dout, 1), reads ? F(q, 1) : NULL,
                             reads ? F(k, 1) : NULL, reads ? F(v, 1) : NULL, NH * HS, NKV * HS,
                             reads ? F(out, 1) : NULL, NULL, 0, F(lse, 1), F(saved, 1), I(mask, 1),
-                            causal, 0, NULL, p, 7, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
+                            causal, 0, NULL, attn_score_plain(HS), p, 7, F(scratch, 1), B, T, NH,
+                            NKV, HS, OPS_SET);
     NAME("%s attention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s pad=%d p=%.1f", who, B, T, NH, NKV,
          HS, causal ? " causal" : "", pad, p);
     double *want = calloc(BTQ + 2 * BTK, sizeof *want);
@@ -1671,8 +1725,8 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     int ld = joined ? ldq : W;
     for (int i = 0; i < n; i++) at[i] = pos0 + i;
     Pair *pos = pair_upload(at, (size_t)n * sizeof *at);
-    Pair *q = pair_random((size_t)n * ldq, 1.0f), *out = pair_new((size_t)n * NH * HS * 4);
-    Pair *k = pair_random((size_t)L * W, 1.0f), *v = pair_random((size_t)L * W, 1.0f);
+    Pair *q = pair_random((size_t)n * ldq, att_amp), *out = pair_new((size_t)n * NH * HS * 4);
+    Pair *k = pair_random((size_t)L * W, att_amp), *v = pair_random((size_t)L * W, 1.0f);
     size_t a = ref->attention_cached_scratch(n, L, NH, HS);
     size_t b = dut->attention_cached_scratch(n, L, NH, HS);
     Pair *scratch = pair_new((a > b ? a : b) * sizeof(float));
@@ -1680,17 +1734,17 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     Pair *ob = joined ? pair_poisoned_bf16((size_t)n * ldo) : NULL;
     BACKENDS(w, o) {
         o->attention_cached(F(out, w), ob ? ob->mem[w] : NULL, ldo, F(q, w), ldq, F(k, w), F(v, w),
-                            I(pos, w), window, F(scratch, w), n, L, NH, NKV, HS);
+                            I(pos, w), window, att_score(HS), F(scratch, w), n, L, NH, NKV, HS);
     }
-    NAME("attention_cached n=%d pos0=%d later=%d NH=%d NKV=%d HS=%d joined=%d window=%d", n, pos0,
-         later, NH, NKV, HS, joined, window);
+    NAME("attention_cached n=%d pos0=%d later=%d NH=%d NKV=%d HS=%d joined=%d window=%d%s", n, pos0,
+         later, NH, NKV, HS, joined, window, score_name());
     compare("out", out, GEMM_TOL);
     if (ob) compare_bf16("out_bf16", ob, 1e-6);
     if (later) {
         size_t bytes = (size_t)n * NH * HS * sizeof(float);
         Pair *own = pair_new(bytes);
         dut->attention_cached(F(own, 1), NULL, NH * HS, F(q, 1), ldq, F(k, 1), F(v, 1), I(pos, 1),
-                              window, F(scratch, 1), n, L - later, NH, NKV, HS);
+                              window, att_score(HS), F(scratch, 1), n, L - later, NH, NKV, HS);
         float *whole = malloc(bytes), *alone = malloc(bytes);
         dut->download(whole, F(out, 1), bytes);
         dut->download(alone, F(own, 1), bytes);
@@ -1750,6 +1804,35 @@ static void test_attention_wide(void) {
     }
 }
 
+/* Gemma's scores (ops.h AttnScore): a scale other than 1 / sqrt(HS) (Gemma 2 27B's 1 / sqrt(144),
+ * Gemma 3 27B's 1 / sqrt(168)) and Gemma 2's soft-capping, at caps that bend scores of a few
+ * units (q, k in [-2, 2)): the f32 kernels (four and eight dimensions a lane), the tensor-core
+ * kernels at HP 64 (two m16 tiles a warp), 128, 256 (dk and dv apart) and a run-time size, with
+ * causal, window, padding and dropout, whole visible tiles (no mask at all), rope's gradients
+ * turned as stored into first writers; then decoding (two splits, one, the GEMMs' softmax). */
+static void test_attention_score(void) {
+    att_scale = 1.0f / sqrtf(144.0f), att_window = 17; /* the scale alone */
+    test_attention(2, 45, 4, 2, 128, 1, 7, 0.1f, 0);
+    test_attention_bf16(2, 45, 4, 2, 128, 1, 7, 0.1f, G_ALL);
+    att_scale = 0.0f, att_softcap = 1.5f, att_amp = 2.0f, att_window = 0; /* the cap alone */
+    test_attention(2, 37, 4, 2, 64, 0, 5, 0.1f, 0);
+    test_attention_bf16(2, 70, 4, 2, 64, 1, 20, 0.1f, G_ALL);
+    test_attention_bf16(1, 130, 2, 1, 48, 1, 0, 0.0f, G_ALL);
+    att_scale = 1.0f / sqrtf(168.0f), att_softcap = 2.0f; /* both */
+    test_attention(1, 40, 2, 1, 256, 1, 9, 0.1f, 0);
+    test_attention_bf16(2, 45, 4, 2, 256, 1, 7, 0.1f, G_ALL);
+    att_window = 17;
+    test_attention_bf16(2, 70, 2, 2, 128, 1, 20, 0.1f, G_ALL);
+    att_window = 0, att_rope = 1e5f, att_set = 1;
+    test_attention_bf16(2, 37, 4, 2, 64, 1, 5, 0.1f, G_ALL);
+    att_rope = 0.0f, att_set = 0;
+    for (int joined = 0; joined < 2; joined++)
+        test_attention_cached(1, 69, 30, 9, 3, 64, joined, 0);
+    test_attention_cached(3, 40, 5, 4, 1, 256, 0, 17);
+    test_attention_cached(64, 0, 0, 8, 2, 128, 0, 9);
+    att_scale = 0.0f, att_softcap = 0.0f, att_amp = 1.0f;
+}
+
 /* ---- cross-entropy ---- */
 static void test_cross_entropy(int N, int V, float amp, int with_grad) {
     Pair *logits = pair_random((size_t)N * V, amp), *labels = pair_ints(N, 0, V);
@@ -1785,9 +1868,13 @@ static void test_cross_entropy_in_place(int N, int V) {
 /* ---- LM head + cross-entropy in chunks ----
  * grads: G_DINP (dh), G_DW (dW); every third label ignored (-100); rows: a weight per row in
  * [-1, 1) (row_scale) or none; bf16: on W's bf16 copy, as the model runs a frozen head under
- * precision bf16 (the CPU's reference takes the same bf16 operands: f32 tolerances). */
-static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, int bf16) {
-    Pair *h = pair_random((size_t)N * C, 1.0f), *W = pair_random((size_t)V * C, 0.1f);
+ * precision bf16 (the CPU's reference takes the same bf16 operands: f32 tolerances); softcap:
+ * the logits soft-capped (0: not), then of a few units (W in [-1, 1)), which a cap of 1.5 bends
+ * (slopes down to about 0.1), else about 0.3 (W in [-0.1, 0.1)). */
+static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, int bf16,
+                         float softcap) {
+    Pair *h = pair_random((size_t)N * C, 1.0f);
+    Pair *W = pair_random((size_t)V * C, softcap > 0.0f ? 1.0f : 0.1f);
     Pair *Wb = bf16 ? pair_new((size_t)V * C * sizeof(uint16_t)) : NULL;
     if (Wb) BACKENDS(w, o) o->dequantize_rows_bf16(Wb->mem[w], W->mem[w], GGML_F32, 0, V, C, C);
     int32_t *lab = malloc(N * sizeof *lab);
@@ -1801,10 +1888,10 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
     BACKENDS(w, o) {
         o->lm_head_cross_entropy(F(loss, w), F(dh, w), F(dW, w), F(h, w), F(W, w),
                                  Wb ? Wb->mem[w] : NULL, I(labels, w), 1.0f / N, F(row_scale, w),
-                                 F(scratch, w), N, C, V, chunk);
+                                 softcap, F(scratch, w), N, C, V, chunk);
     }
-    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s", N, C, V, chunk, grads, rows,
-         bf16 ? " bf16" : "");
+    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s softcap %g", N, C, V, chunk, grads,
+         rows, bf16 ? " bf16" : "", softcap);
     compare("loss", loss, GEMM_TOL);
     if (dh) compare("dh", dh, GEMM_TOL);
     if (dW) compare("dW", dW, GEMM_TOL);
@@ -1940,14 +2027,14 @@ static void test_errors(void) {
     Pair *h = pair_random(4 * 5, 1.0f), *W = pair_random(3 * 5, 1.0f);
     Pair *scratch = pair_new(ops_lm_head_scratch(4, 5, 3, 2) * sizeof(float));
     dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), NULL, I(labels, 1), 1.0f,
-                               NULL, F(scratch, 1), 4, 5, 3, 2);
+                               NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad label (lm head): %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
     Pair *Wb = pair_new(3 * 5 * sizeof(uint16_t)), *dW = pair_new(3 * 5 * sizeof(float));
     labels = pair_ints(4, 0, 3);
     dut->lm_head_cross_entropy(F(loss, 1), NULL, F(dW, 1), F(h, 1), F(W, 1), Wb->mem[1],
-                               I(labels, 1), 1.0f, NULL, F(scratch, 1), 4, 5, 3, 2);
+                               I(labels, 1), 1.0f, NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bf16 head with a weight gradient: %s\n", e.msg);
     CHECK(strstr(e.msg, "no weight gradient") != NULL);
@@ -1955,7 +2042,7 @@ static void test_errors(void) {
     Pair *x = pair_random(2 * 3 * 10, 1.0f), *lse = pair_new(2 * 3 * 3 * sizeof(float));
     /* NH = 3 not a multiple of NKV = 2 */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 4, NULL,
-                           0, 0, NULL, 0.0f, 1, F(lse, 1), 2, 3, 3, 2, 2);
+                           0, 0, NULL, attn_score_plain(2), 0.0f, 1, F(lse, 1), 2, 3, 3, 2, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad heads: %s\n", e.msg);
     CHECK(strstr(e.msg, "NKV") != NULL);
@@ -1963,19 +2050,21 @@ static void test_errors(void) {
     Pair *y = pair_random(257, 1.0f), *l1 = pair_new(sizeof(float));
     /* past the kernels' head size */
     dut->attention_forward(F(y, 1), NULL, 0, F(l1, 1), NULL, F(y, 1), 257, F(y, 1), F(y, 1), 257,
-                           NULL, 1, 0, NULL, 0.0f, 1, F(l1, 1), 1, 1, 1, 1, 257);
+                           NULL, 1, 0, NULL, attn_score_plain(257), 0.0f, 1, F(l1, 1), 1, 1, 1, 1,
+                           257);
     CHECK(dut->status(&e) == -1);
     printf("head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "HS > 256") != NULL);
     /* rope turns pairs: an odd head size is refused */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 3, F(x, 1), F(x, 1), 3, NULL,
-                           1, 0, rope_plain(1e4f, 3), 0.0f, 1, F(lse, 1), 2, 3, 1, 1, 3);
+                           1, 0, rope_plain(1e4f, 3), attn_score_plain(3), 0.0f, 1, F(lse, 1), 2, 3,
+                           1, 1, 3);
     CHECK(dut->status(&e) == -1);
     printf("rope, odd head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "even head sizes") != NULL);
     dut->set_precision(PRECISION_BF16); /* bf16 without the buffer it saves q, k, v in */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 6, NULL,
-                           0, 0, NULL, 0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
+                           0, 0, NULL, attn_score_plain(2), 0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
     dut->set_precision(PRECISION_FP32);
     CHECK(dut->status(&e) == -1);
     printf("no saved buffer: %s\n", e.msg);
@@ -2012,7 +2101,8 @@ static void test_tf32(void) {
     Pair *scratch = attention_scratch(B, T, NH, NH, C / NH);
     BACKENDS(w, o) {
         o->attention_forward(F(o_, w), NULL, 0, F(lse, w), NULL, F(q, w), C, F(k, w), F(v, w), C,
-                             NULL, 0, 0, NULL, 0.0f, 5, F(scratch, w), B, T, NH, NH, C / NH);
+                             NULL, 0, 0, NULL, attn_score_plain(C / NH), 0.0f, 5, F(scratch, w), B,
+                             T, NH, NH, C / NH);
     }
     NAME("tf32 attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
     compare_scaled("lse", lse, 4e-3);
@@ -2272,6 +2362,7 @@ int main(void) {
         test_attention_cached(64, 0, 0, 8, 2, 128, joined, 9); /* the GEMMs' softmax */
     }
     test_attention_wide();
+    test_attention_score();
     test_cross_entropy(1, 2, 3.0f, 1);
     test_cross_entropy(37, 2, 3.0f, 1);
     test_cross_entropy(16, 1000, 50.0f, 1);
@@ -2281,21 +2372,29 @@ int main(void) {
     test_cross_entropy(16, 1000, 200.0f, 1);
     test_cross_entropy(65536 + 100, 2, 3.0f, 1); /* more rows than the 65,536 blocks */
     test_cross_entropy_in_place(37, 1000);
-    test_lm_head(1, 13, 7, OPS_LM_HEAD_CHUNK, G_DINP | G_DW, 0, 0);
-    test_lm_head(3, 64, 50257, OPS_LM_HEAD_CHUNK, G_DINP | G_DW, 0, 0); /* GPT-2's vocabulary */
-    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 0, 0);                /* chunks 16 + 16 + 5 */
-    test_lm_head(37, 64, 1000, 16, G_DINP, 0, 0);        /* only dh (LoRA: the head is frozen) */
-    test_lm_head(37, 64, 1000, 16, G_DW, 0, 0);          /* only dW */
-    test_lm_head(37, 64, 1000, 16, 0, 0, 0);             /* neither: evaluation */
-    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0); /* a weight per row (DPO) */
+    test_lm_head(1, 13, 7, OPS_LM_HEAD_CHUNK, G_DINP | G_DW, 0, 0, 0.0f);
+    test_lm_head(3, 64, 50257, OPS_LM_HEAD_CHUNK, G_DINP | G_DW, 0, 0,
+                 0.0f);                                        /* GPT-2's vocabulary */
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 0, 0, 0.0f); /* chunks 16 + 16 + 5 */
+    test_lm_head(37, 64, 1000, 16, G_DINP, 0, 0, 0.0f); /* only dh (LoRA: the head is frozen) */
+    test_lm_head(37, 64, 1000, 16, G_DW, 0, 0, 0.0f);   /* only dW */
+    test_lm_head(37, 64, 1000, 16, 0, 0, 0, 0.0f);      /* neither: evaluation */
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0, 0.0f); /* a weight per row (DPO) */
     test_lm_head(full_grid ? 2100 : 1100, 576, full_grid ? 49152 : 2000, OPS_LM_HEAD_CHUNK,
-                 G_DINP | G_DW, 1, 0); /* past the default chunk; SmolLM2's C (and V on a GPU) */
+                 G_DINP | G_DW, 1, 0,
+                 0.0f); /* past the default chunk; SmolLM2's C (and V on a GPU) */
     /* the bf16 head: dh's bf16 gradient over the logits, several passes of the block a row */
-    test_lm_head(37, 64, 9000, 16, G_DINP, 0, 1);
-    test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1);                 /* DPO's row weights */
-    test_lm_head(37, 64, 1000, 16, 0, 0, 1);                      /* evaluation */
-    test_lm_head(3, 64, 50257, OPS_LM_HEAD_CHUNK, G_DINP, 0, 1);  /* GPT-2's vocabulary, odd V */
-    test_lm_head(1030, 64, 300, OPS_LM_HEAD_CHUNK, G_DINP, 1, 1); /* past the default chunk */
+    test_lm_head(37, 64, 9000, 16, G_DINP, 0, 1, 0.0f);
+    test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1, 0.0f); /* DPO's row weights */
+    test_lm_head(37, 64, 1000, 16, 0, 0, 1, 0.0f);      /* evaluation */
+    test_lm_head(3, 64, 50257, OPS_LM_HEAD_CHUNK, G_DINP, 0, 1,
+                 0.0f); /* GPT-2's vocabulary, odd V */
+    test_lm_head(1030, 64, 300, OPS_LM_HEAD_CHUNK, G_DINP, 1, 1, 0.0f); /* past the default chunk */
+    /* soft-capped logits (Gemma 2's final_logit_softcapping): f32 in chunks, bf16's several
+     * passes a row, evaluation */
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0, 1.5f);
+    test_lm_head(37, 64, 9000, 16, G_DINP, 1, 1, 1.5f);
+    test_lm_head(37, 64, 1000, 16, 0, 0, 1, 1.5f);
     test_dpo_loss(8, 37, 0, 1, 1);
     test_dpo_loss(6, 50, 1, 1, 1);   /* ipo: log-probs over each row's labelled tokens */
     test_dpo_loss(4, 1000, 0, 0, 0); /* no reference: log-probs only, stats 0 */
@@ -2336,7 +2435,11 @@ int main(void) {
         att_cudnn = 0;
         dut->set_attention(ATTENTION_LORAFT, NULL);
     }
-    test_attention_cudnn(2, 37, 4, 2, 32, 1, 5, G_DW);                   /* dk only */
+    test_attention_cudnn(2, 37, 4, 2, 32, 1, 5, G_DW); /* dk only */
+    att_scale = 1.0f / sqrtf(168.0f);                  /* Gemma 3 27B's: cuDNN's attention scale */
+    test_attention_cudnn(2, 45, 4, 2, 128, 1, 7, G_ALL);
+    att_scale = 0.0f;
+    test_cudnn_softcap();
     test_dropout_readback(ATTENTION_CUDNN, 2, 64, 4, 4, 64, 0, 9, 0.1f); /* an encoder's, padded */
     test_dropout_readback(ATTENTION_CUDNN, 2, 40, 6, 2, 48, 1, 5, 0.2f); /* causal, GQA, padded */
     return check_report();
