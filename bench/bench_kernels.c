@@ -267,14 +267,15 @@ static void bench_norms_and_elementwise(void) {
     TIME(ms, gpu->glu_forward(ACT_SILU, out, NULL, sm->F, NULL, x, y, ns, sm->F, sm->F));
     mem_row(name, 3.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward [%zu,%d]", N, sm->F);
-    TIME(ms, gpu->glu_backward(ACT_SILU, g1, g2, NULL, z, NULL, x, y, NULL, ns, sm->F, OPS_ADD));
+    TIME(ms,
+         gpu->glu_backward(ACT_SILU, g1, g2, NULL, z, NULL, x, y, NULL, ns, sm->F, sm->F, OPS_ADD));
     mem_row(name, 7.0 * ns, ms);
     snprintf(name, sizeof name, "swiglu_forward, bf16 in/out [%zu,%d]", N, sm->F);
     TIME(ms, gpu->glu_forward(ACT_SILU, NULL, ob, sm->F, hb, NULL, NULL, ns, sm->F, sm->F));
     mem_row(name, 1.5 * ns, ms);
     snprintf(name, sizeof name, "swiglu_backward, bf16 in/out [%zu,%d]", N, sm->F);
-    TIME(ms,
-         gpu->glu_backward(ACT_SILU, NULL, NULL, ob, NULL, zb, NULL, NULL, hb, ns, sm->F, OPS_SET));
+    TIME(ms, gpu->glu_backward(ACT_SILU, NULL, NULL, ob, NULL, zb, NULL, NULL, hb, ns, sm->F, sm->F,
+                               OPS_SET));
     mem_row(name, 2.5 * ns, ms);
     snprintf(name, sizeof name, "add [%zu,%d]", N, db->C);
     TIME(ms, gpu->add(out, x, y, nc));

@@ -335,6 +335,7 @@ int main(void) {
         check_cache_matches(ARCH_SMOLLM3, 4, 2, 1, lora); /* layer 1 without RoPE */
         check_cache_matches(ARCH_GEMMA3, 4, 2, 1, lora);  /* layer 0 windowed, Gemma's norms */
         check_cache_matches(ARCH_GEMMA2, 4, 2, 1, lora);  /* soft-capped scores and logits */
+        check_cache_matches(ARCH_PHI3, 4, 2, 0, lora);    /* fused projections, longrope */
         check_cache_matches(ARCH_GPT2, 4, 4, 1, lora);
     }
     check_greedy_deterministic();

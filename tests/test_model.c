@@ -230,9 +230,10 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
      * soft-capping where the scores and logits (about 1 here) reach it */
     cfg.query_pre_attn_scalar = arch == ARCH_GEMMA2 ? 4 : gemma ? 8 : 0;
     if (arch == ARCH_GEMMA2) cfg.attn_softcap = 1.0f, cfg.final_softcap = 1.5f;
-    /* a window inside the sequences: Mistral's in every layer, Qwen2's in layer 1 alone, Gemma's
-     * in layer 0 alone (with its own RoPE base) */
-    cfg.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma ? 3 : 0;
+    /* a window inside the sequences: Mistral's and Phi-3's in every layer, Qwen2's in layer 1
+     * alone, Gemma's in layer 0 alone (with its own RoPE base) */
+    int phi3 = arch == ARCH_PHI3;
+    cfg.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma || phi3 ? 3 : 0;
     cfg.full_attention[0] = arch == ARCH_QWEN2, cfg.full_attention[1] = gemma;
     cfg.no_rope[0] = 0, cfg.no_rope[1] = arch == ARCH_SMOLLM3; /* layer 1 without RoPE */
     if (arch == ARCH_QWEN3) /* YaRN: pairs 0..2 blended, pair 3 divided, cos and sin scaled */
@@ -242,6 +243,13 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
                                          .beta_fast = 32,
                                          .beta_slow = 1,
                                          .attention_factor = 1.2f};
+    if (phi3) /* longrope, the batch's T past the original 4: the long factors */
+        cfg.rope_scaling = (RopeScaling){.type = ROPE_LONGROPE,
+                                         .original_max_positions = T - 2,
+                                         .attention_factor = 1.1f,
+                                         .n_divisors = 2,
+                                         .divisors = {1.0f, 1.5f},
+                                         .long_divisors = {1.3f, 3.0f}};
     cfg.attention_dropout = 0.1f, cfg.pad_token_id = 3, cfg.initializer_range = 0.2f;
     cfg.bos_token_id = cfg.eos_token_id = 1;
     TrainSpec spec;
@@ -250,11 +258,13 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f, spec.gradient_checkpointing = ckpt;
     const char *targets[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                              "gate_proj", "up_proj", "down_proj"};
-    const char *gpt2[] = {"c_attn", "c_proj", "c_fc"};
-    int n = layer1 ? llama ? 4 : 2 : llama ? 7 : 3;
+    const char *gpt2[] = {"c_attn", "c_proj", "c_fc"},
+               *fused[] = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"};
+    const char *const *names = phi3 ? fused : llama ? targets : gpt2;
+    int n = phi3 ? layer1 ? 2 : 4 : layer1 ? llama ? 4 : 2 : llama ? 7 : 3;
     for (int i = 0; i < n; i++)
         target_name(spec.targets[spec.n_targets++], layer1,
-                    llama ? "layers.1.self_attn" : "h.1.attn", llama ? targets[i] : gpt2[i]);
+                    llama ? "layers.1.self_attn" : "h.1.attn", names[i]);
     LfError err;
     CHECK_OK(model_create(m, &cfg, &spec, &ops_cpu, NULL, 5, 4, T, NULL, 0, &err), &err);
     for (int i = 0; i < m->n_params; i++) { /* and Qwen's biases and head norms, Gemma's norms
@@ -501,13 +511,13 @@ static void checkpointing_is_exact(Model *plain, Model *ckpt, void (*batch)(Mode
 }
 
 static void checkpointing(const char *distil, const char *bert) {
-    const char *archs[] = {"distilbert", "bert",    "gpt2",    "llama",  "qwen2",
-                           "qwen3",      "mistral", "smollm3", "gemma3", "gemma2"};
-    const Arch decoders[] = {ARCH_GPT2,    ARCH_LLAMA,   ARCH_QWEN2,  ARCH_QWEN3,
-                             ARCH_MISTRAL, ARCH_SMOLLM3, ARCH_GEMMA3, ARCH_GEMMA2};
+    const char *archs[] = {"distilbert", "bert",    "gpt2",   "llama",  "qwen2", "qwen3",
+                           "mistral",    "smollm3", "gemma3", "gemma2", "phi3"};
+    const Arch decoders[] = {ARCH_GPT2,    ARCH_LLAMA,  ARCH_QWEN2,  ARCH_QWEN3, ARCH_MISTRAL,
+                             ARCH_SMOLLM3, ARCH_GEMMA3, ARCH_GEMMA2, ARCH_PHI3};
     const char *cases[] = {"lora", "full", "lora layer 1", "head"};
     Model m[2];
-    for (int a = 0; a < 10; a++)
+    for (int a = 0; a < 11; a++)
         for (int c = 0; c < 4 - (a >= 2); c++) { /* head: the encoders' classifier alone */
             Strategy s = c == 1 ? STRATEGY_FULL : c == 3 ? STRATEGY_HEAD : STRATEGY_LORA;
             for (int ckpt = 0; ckpt < 2; ckpt++) {
@@ -563,6 +573,7 @@ int main(void) {
         gradcheck_decoder(ARCH_SMOLLM3, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_GEMMA3, full ? STRATEGY_FULL : STRATEGY_LORA);
         gradcheck_decoder(ARCH_GEMMA2, full ? STRATEGY_FULL : STRATEGY_LORA);
+        gradcheck_decoder(ARCH_PHI3, full ? STRATEGY_FULL : STRATEGY_LORA);
     }
     size_t head = activations(distil, STRATEGY_HEAD), lora = activations(distil, STRATEGY_LORA),
            full = activations(distil, STRATEGY_FULL);

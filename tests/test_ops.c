@@ -462,7 +462,7 @@ static void glu_fwd(void *p) {
 static void glu_bwd(void *p, const float *dout, unsigned use) {
     GluCtx *c = p;
     ops->glu_backward(c->act, USE(0, c->dgate), USE(1, c->dup), NULL, dout, NULL, c->gate, c->up,
-                      NULL, N * C, C, OPS_ADD);
+                      NULL, N * C, C, C, OPS_ADD);
 }
 
 /* act(g) in double: SiLU, or PyTorch's tanh GELU (Gemma's gelu_pytorch_tanh) */
@@ -2063,7 +2063,7 @@ static void test_first_writers(void) {
                             &seed, 1, 0.3f, N, C, R, acc);
         ops->activation_backward(d[acc][3], NULL, x, NULL, NULL, g, NULL, ACT_GELU, NC, C, acc);
         ops->activation_backward(d[acc][4], NULL, x, NULL, NULL, g, NULL, ACT_RELU, NC, C, acc);
-        ops->glu_backward(ACT_SILU, d[acc][5], d[acc][6], NULL, g, NULL, x, x, NULL, NC, C, acc);
+        ops->glu_backward(ACT_SILU, d[acc][5], d[acc][6], NULL, g, NULL, x, x, NULL, NC, C, C, acc);
         ops->layernorm_backward(d[acc][7], NULL, NULL, NULL, g, x, NULL, lw, mean, rstd, N, C, acc);
         ops->rmsnorm_backward(d[acc][8], NULL, NULL, g, x, NULL, lw, rstd, N, C, acc);
         ops->dropout_backward(d[acc][9], NULL, g, 0.3f, 9, NC, acc);
@@ -2139,15 +2139,16 @@ static void test_saved_bf16(void) {
     CHECK(rows_ok);
     ops->glu_forward(ACT_SILU, out2, NULL, C, saved, NULL, NULL, n, C, C); /* from those rows */
     CHECK(off_by("swiglu from saved", out2, out, n, 0.0) == 0);
-    ops->glu_backward(ACT_SILU, g[0][0], gu[0], NULL, dout, NULL, x, u, NULL, n, C, OPS_ADD);
-    ops->glu_backward(ACT_SILU, g[1][0], gu[1], NULL, dout, NULL, NULL, NULL, saved, n, C, OPS_ADD);
+    ops->glu_backward(ACT_SILU, g[0][0], gu[0], NULL, dout, NULL, x, u, NULL, n, C, C, OPS_ADD);
+    ops->glu_backward(ACT_SILU, g[1][0], gu[1], NULL, dout, NULL, NULL, NULL, saved, n, C, C,
+                      OPS_ADD);
     CHECK(off_by("swiglu dgate", g[1][0], g[0][0], n, 0.0) == 0);
     CHECK(off_by("swiglu dup", gu[1], gu[0], n, 0.0) == 0);
     /* dout as the GEMM after wrote it in bf16: as from those values in f32 */
     uint16_t *d16 = malloc(n * sizeof *d16);
     for (size_t i = 0; i < n; i++) d16[i] = f32_to_bf16(dout[i]), dout[i] = bf16_to_f32(d16[i]);
-    ops->glu_backward(ACT_SILU, g[0][0], gu[0], NULL, dout, NULL, x, u, NULL, n, C, OPS_SET);
-    ops->glu_backward(ACT_SILU, g[1][0], gu[1], NULL, NULL, d16, x, u, NULL, n, C, OPS_SET);
+    ops->glu_backward(ACT_SILU, g[0][0], gu[0], NULL, dout, NULL, x, u, NULL, n, C, C, OPS_SET);
+    ops->glu_backward(ACT_SILU, g[1][0], gu[1], NULL, NULL, d16, x, u, NULL, n, C, C, OPS_SET);
     CHECK(off_by("swiglu dgate from bf16 dout", g[1][0], g[0][0], n, 0.0) == 0);
     CHECK(off_by("swiglu dup from bf16 dout", gu[1], gu[0], n, 0.0) == 0);
     ops->activation_backward(g[0][0], NULL, x, NULL, NULL, dout, NULL, ACT_GELU, n, C, OPS_SET);
@@ -2198,7 +2199,7 @@ static void test_bf16_outputs(void) {
     for (int alone = 0; alone < 2; alone++) {
         memset(dgu, 0xff, 2 * n * sizeof *dgu);
         ops->glu_backward(ACT_SILU, alone ? NULL : f[0], alone ? NULL : f[1], dgu, dout, NULL, x, u,
-                          NULL, n, C, OPS_SET);
+                          NULL, n, C, C, OPS_SET);
         for (size_t i = 0; i < n; i++) /* row i / C of each, side by side */
             h[0][i] = dgu[i / C * 2 * C + i % C], h[1][i] = dgu[i / C * 2 * C + C + i % C];
         CHECK(not_rounded(alone ? "swiglu dgate alone" : "swiglu dgate", h[0], f[0], n) == 0);

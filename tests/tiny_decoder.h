@@ -33,13 +33,22 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
      * and logits soft-capped where they bite */
     c.query_pre_attn_scalar = arch == ARCH_GEMMA2 ? 12 : gemma ? (float)c.head_dim : 0;
     if (arch == ARCH_GEMMA2) c.attn_softcap = 1.0f, c.final_softcap = 2.0f;
-    /* a window well inside SEQ: Mistral's in every layer, Qwen2's in layer 1 alone, Gemma's in
-     * layer 0 alone (with its own RoPE base) */
-    c.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma ? 4 : 0;
+    /* a window well inside SEQ: Mistral's and Phi-3's in every layer, Qwen2's in layer 1 alone,
+     * Gemma's in layer 0 alone (with its own RoPE base) */
+    int phi3 = arch == ARCH_PHI3;
+    c.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma || phi3 ? 4 : 0;
     c.full_attention[0] = arch == ARCH_QWEN2, c.full_attention[1] = gemma;
     c.no_rope[0] = 0, c.no_rope[1] = arch == ARCH_SMOLLM3; /* SmolLM3: layer 1 without RoPE */
     c.max_positions = 64, c.pad_token_id = -1, c.bos_token_id = c.eos_token_id = 0;
     c.initializer_range = 0.2f; /* logits far from zero, so relative errors mean something */
+    if (phi3) /* longrope inside its original context of 32: the short factors, cos and sin scaled
+               */
+        c.rope_scaling = (RopeScaling){.type = ROPE_LONGROPE,
+                                       .original_max_positions = 32,
+                                       .attention_factor = 1.1f,
+                                       .n_divisors = 4,
+                                       .divisors = {1.0f, 1.2f, 1.7f, 2.5f},
+                                       .long_divisors = {2, 3, 4, 5}};
     train_spec_defaults(&s);
     s.task = TASK_CAUSAL_LM;
     s.strategy = lora ? STRATEGY_LORA : STRATEGY_NONE;
@@ -47,11 +56,13 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     s.precision = prec;
     const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
     const char *t2[] = {"c_attn", "c_proj", "c_fc"};
-    int gpt2 = arch == ARCH_GPT2, nt = gpt2 ? 3 : 7;
-    for (int i = 0; lora == 1 && i < nt; i++) strcpy(s.targets[s.n_targets++], gpt2 ? t2[i] : t[i]);
+    const char *t3[] = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"};
+    int gpt2 = arch == ARCH_GPT2, nt = gpt2 ? 3 : phi3 ? 4 : 7;
+    const char *const *names = gpt2 ? t2 : phi3 ? t3 : t;
+    for (int i = 0; lora == 1 && i < nt; i++) strcpy(s.targets[s.n_targets++], names[i]);
     if (model_create(m, &c, &s, ops, NULL, 7, 1, max_len, NULL, 0, err)) return -1;
     Rng r = {11, 0};
-    float host[32 * 48]; /* the largest B: [ffn or 3 * hidden, r] */
+    float host[32 * 48]; /* the largest B: [ffn or 3 * hidden, r] (Phi-3: 2 * ffn) */
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         size_t len = strlen(p->name);

@@ -65,7 +65,7 @@ struct ArchImpl {
     void (*decode)(Model *m, int n);
 };
 
-extern const ArchImpl arch_distilbert, arch_bert, arch_llama, arch_gpt2;
+extern const ArchImpl arch_distilbert, arch_bert, arch_llama, arch_phi3, arch_gpt2;
 
 /* ---- what the core offers an architecture ---- */
 

@@ -42,7 +42,10 @@ extern "C" {
  * with a RoPE base of their own. ARCH_GEMMA2 (Gemma 2, Gemma2ForCausalLM) is Gemma 3 without the
  * head norms and the windowed layers' RoPE base, windowed every other layer, with its attention
  * scores and final logits soft-capped. Gemma's attention scales by 1 / sqrt(query_pre_attn_scalar)
- * (27B's: not the head size). arch_is_llama covers all seven (src/model/llama.c). */
+ * (27B's: not the head size). ARCH_PHI3 (Phi-3 and Phi-3.5 mini / medium, Phi3ForCausalLM) is
+ * Llama with q, k and v stored as one linear (qkv_proj, rows [q | k | v]) and gate and up as one
+ * (gate_up_proj, rows [gate | up]): arch_fuses_projections; PEFT's adapters target those, one A
+ * each. arch_is_llama covers all eight (src/model/llama.c). */
 typedef enum Arch {
     ARCH_DISTILBERT,
     ARCH_BERT,
@@ -53,16 +56,21 @@ typedef enum Arch {
     ARCH_MISTRAL,
     ARCH_SMOLLM3,
     ARCH_GEMMA3,
-    ARCH_GEMMA2
+    ARCH_GEMMA2,
+    ARCH_PHI3
 } Arch;
-#define ARCH_LAST ARCH_GEMMA2
+#define ARCH_LAST ARCH_PHI3
 
 static inline int arch_is_gemma(Arch a) {
     return a == ARCH_GEMMA2 || a == ARCH_GEMMA3;
 }
 static inline int arch_is_llama(Arch a) {
     return a == ARCH_LLAMA || a == ARCH_QWEN2 || a == ARCH_QWEN3 || a == ARCH_MISTRAL ||
-           a == ARCH_SMOLLM3 || arch_is_gemma(a);
+           a == ARCH_SMOLLM3 || arch_is_gemma(a) || a == ARCH_PHI3;
+}
+/* Whether the checkpoint stores q, k, v as one linear and gate, up as one (Phi-3) */
+static inline int arch_fuses_projections(Arch a) {
+    return a == ARCH_PHI3;
 }
 
 /* RoPE's frequency scaling, as transformers computes it (config.json's rope_scaling, or
@@ -73,27 +81,33 @@ static inline int arch_is_llama(Arch a) {
  * the frequencies that turn fewer than beta_slow times over original_max_positions divided by
  * factor, those that turn more than beta_fast times kept, a linear ramp between; cos and sin times
  * attention_factor) or dynamic (dynamic NTK: the default frequencies for every sequence up to
- * max_position_embeddings, the only ones loraft runs); or a divisor of each pair's frequency, a
- * GGUF's rope_freqs tensor (what llama.cpp's converter writes for llama3). longrope and the
- * others are refused. */
+ * max_position_embeddings, the only ones loraft runs), longrope (Phi-3's: each pair's frequency
+ * divided by short_factor's value, or by long_factor's for a sequence longer than
+ * original_max_position_embeddings; cos and sin times attention_factor, by default
+ * sqrt(1 + ln(max_positions / original) / ln(original))); or a divisor of each pair's frequency, a
+ * GGUF's rope_freqs tensor (what llama.cpp's converter writes for llama3). The others are
+ * refused. */
 typedef enum RopeType {
     ROPE_DEFAULT,
     ROPE_LINEAR,
     ROPE_LLAMA3,
     ROPE_YARN,
     ROPE_DYNAMIC,
-    ROPE_DIVISORS
+    ROPE_DIVISORS,
+    ROPE_LONGROPE
 } RopeType;
 typedef struct RopeScaling {
     RopeType type;
     float factor;                            /* linear, llama3, yarn, dynamic */
     float low_freq_factor, high_freq_factor; /* llama3 */
-    int original_max_positions;              /* llama3, yarn */
+    int original_max_positions;              /* llama3, yarn, longrope */
     float beta_fast, beta_slow;              /* yarn: 32 and 1 by default */
-    float attention_factor;                  /* yarn: given, else from factor (and mscale) */
-    int untruncated; /* yarn: truncate false (the ramp's ends not rounded to whole pairs) */
-    int n_divisors;  /* divisors: HS/2 of them */
-    float divisors[ROPE_MAX_PAIRS];
+    float attention_factor; /* yarn: given, else from factor (and mscale); longrope: given, else
+                               from max_positions / original_max_positions */
+    int untruncated;        /* yarn: truncate false (the ramp's ends not rounded to whole pairs) */
+    int n_divisors;         /* divisors, longrope: HS/2 of them */
+    float divisors[ROPE_MAX_PAIRS];      /* divisors; longrope: short_factor */
+    float long_divisors[ROPE_MAX_PAIRS]; /* longrope: long_factor */
 } RopeScaling;
 
 typedef struct ModelConfig {
@@ -197,8 +211,12 @@ void model_config_nope_every(ModelConfig *cfg, int step);
  * the others windowed. */
 void model_config_full_every(ModelConfig *cfg, int step);
 
-/* cfg's: its head size, rope_theta and rope_scaling (half 0 for the encoders and GPT-2). */
+/* cfg's: its head size, rope_theta and rope_scaling (half 0 for the encoders and GPT-2); under
+ * longrope, its short factors'. */
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r);
+/* longrope's for sequences longer than original_max_position_embeddings: its long factors' (half 0
+ * under any other scaling). */
+void model_rope_freqs_long(const ModelConfig *cfg, RopeFreqs *r);
 /* Gemma 3's windowed layers': its head size and rope_local_theta, unscaled (half 0 without, and
  * for Gemma 2, whose layers share one base). */
 void model_rope_freqs_local(const ModelConfig *cfg, RopeFreqs *r);

@@ -218,10 +218,11 @@ typedef struct Ops {
      * dgu_bf16 (not NULL) [n/F, 2F] = rows [bf16(dgate) | bf16(dup)] of their new values, F a
      * row, for the one bf16 GEMM of gate and up (the f32 ones may then be NULL under acc
      * OPS_SET). gate and up, or (both NULL) their copies in saved (rows [gate | up]); dout, or
-     * (NULL) its bf16 values in dout_bf16 (matmul_backward_bf16's dinp_bf16). */
+     * (NULL) its bf16 values in dout_bf16 (matmul_backward_bf16's dinp_bf16). gate's, up's,
+     * dgate's and dup's rows lie ld apart (F, or 2F: a fused linear's rows [gate | up]). */
     void (*glu_backward)(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
                          const float *dout, const uint16_t *dout_bf16, const float *gate,
-                         const float *up, const uint16_t *saved, size_t n, int F, int acc);
+                         const float *up, const uint16_t *saved, size_t n, int F, int ld, int acc);
 
     /* ---- dense layer (frozen base GEMM on cuBLAS / OpenBLAS) ----
      * out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC]; bias may be NULL. */

@@ -1048,22 +1048,22 @@ static void cpu_glu_forward(Activation act, float *out, uint16_t *out_bf16, int 
 
 /* dgate[n] (+)= dout * up * act'(gate); dup[n] (+)= dout * act(gate) and / or their bf16
  * copies (of this op's gradient alone where the f32 one is NULL: acc OPS_SET); any may be NULL;
- * gate and up, or their copies in saved's rows; dout, or its bf16 copy */
+ * gate and up, or their copies in saved's rows; dout, or its bf16 copy; gate's, up's and the
+ * gradients' rows ld apart */
 static void cpu_glu_backward(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
                              const float *dout, const uint16_t *dout_bf16, const float *gate,
-                             const float *up, const uint16_t *saved, size_t n, int F, int acc) {
+                             const float *up, const uint16_t *saved, size_t n, int F, int ld,
+                             int acc) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
-        size_t s = i / F * 2 * F + i % F; /* row i / F of saved */
-        float g = gate ? gate[i] : qb_bf16(saved[s]), u = up ? up[i] : qb_bf16(saved[s + F]);
+        size_t s = i / F * 2 * F + i % F, at = i / F * ld + i % F; /* row i / F of saved */
+        float g = gate ? gate[at] : qb_bf16(saved[s]), u = up ? up[at] : qb_bf16(saved[s + F]);
         float d = grad_at(dout, dout_bf16, i);
         float dg = d * u * act_derivative(g, act), du = d * act_value(g, act);
-        if (dgate) dg = dgate[i] = acc ? dgate[i] + dg : dg;
-        if (dup) du = dup[i] = acc ? dup[i] + du : du;
-        if (dgu_bf16) {
-            size_t at = i / F * 2 * F + i % F; /* row i / F of [dgate | dup] */
-            dgu_bf16[at] = f32_to_bf16(dg), dgu_bf16[at + F] = f32_to_bf16(du);
-        }
+        if (dgate) dg = dgate[at] = acc ? dgate[at] + dg : dg;
+        if (dup) du = dup[at] = acc ? dup[at] + du : du;
+        if (dgu_bf16) /* row i / F of [dgate | dup] */
+            dgu_bf16[s] = f32_to_bf16(dg), dgu_bf16[s + F] = f32_to_bf16(du);
     }
 }
 

@@ -255,7 +255,7 @@ void cuda_glu_forward(Activation act, float *out, uint16_t *out_bf16, int ldb, u
                       const float *gate, const float *up, size_t n, int F, int ld);
 void cuda_glu_backward(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
                        const float *dout, const uint16_t *dout_bf16, const float *gate,
-                       const float *up, const uint16_t *saved, size_t n, int F, int acc);
+                       const float *up, const uint16_t *saved, size_t n, int F, int ld, int acc);
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC);
 void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,

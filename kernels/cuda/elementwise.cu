@@ -33,6 +33,21 @@ __device__ inline void store4_bf16_rows(uint16_t *dst, const float v[4], size_t 
     }
 }
 
+/* store4 of element i of n in rows of F values ld apart */
+__device__ inline void store4_rows(float *dst, const float v[4], size_t i, size_t n, size_t F,
+                                   size_t ld) {
+    if (ld == F) return store4(dst, v, i, n);
+    size_t r = i / F, c = i - r * F;
+    if (c + 4 <= F && i + 4 <= n) {
+        store4(dst + r * ld, v, c, F);
+        return;
+    }
+    for (int k = 0; k < 4 && i + k < n; k++) {
+        size_t e = i + k, row = e / F;
+        dst[row * ld + e - row * F] = v[k];
+    }
+}
+
 /* ---- activations ---- */
 
 /* x[k] = the activation's input at i + k of [n/F, F]: inp, or its bf16 copy in saved plus bias
@@ -145,25 +160,25 @@ __global__ void glu_forward_kernel(Activation act, float *out, uint16_t *out_bf1
 
 __global__ void glu_backward_kernel(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
                                     const float *dout, const uint16_t *dout_bf16, const float *gate,
-                                    const float *up, const uint16_t *saved, size_t n, int F,
+                                    const float *up, const uint16_t *saved, size_t n, int F, int ld,
                                     int acc) {
     GRID_STRIDE4(i, n) {
         float g[4], u[4], d[4], dg[4] = {0}, du[4] = {0}; /* NULL outputs: computed, not stored */
         if (gate) {
-            load4(g, gate, i, n), load4(u, up, i, n);
+            load4_rows(g, gate, i, n, F, ld), load4_rows(u, up, i, n, F, ld);
         } else {
             load4_rows(g, saved, i, n, F, 2 * (size_t)F);
             load4_rows(u, saved + F, i, n, F, 2 * (size_t)F);
         }
         load4_saved(d, dout, dout_bf16, i, n);
-        if (dgate && acc) load4(dg, dgate, i, n);
-        if (dup && acc) load4(du, dup, i, n);
+        if (dgate && acc) load4_rows(dg, dgate, i, n, F, ld);
+        if (dup && acc) load4_rows(du, dup, i, n, F, ld);
         for (int k = 0; k < 4; k++) {
             dg[k] += d[k] * u[k] * act_derivative(g[k], act);
             du[k] += d[k] * act_value(g[k], act);
         }
-        if (dgate) store4(dgate, dg, i, n);
-        if (dup) store4(dup, du, i, n);
+        if (dgate) store4_rows(dgate, dg, i, n, F, ld);
+        if (dup) store4_rows(dup, du, i, n, F, ld);
         if (dgu_bf16) {
             store4_bf16_rows(dgu_bf16, dg, i, n, F, 2 * (size_t)F);
             store4_bf16_rows(dgu_bf16 + F, du, i, n, F, 2 * (size_t)F);
@@ -181,13 +196,13 @@ void cuda_glu_forward(Activation act, float *out, uint16_t *out_bf16, int ldb, u
 
 /* dgate (+)= dout * up * act'(gate); dup (+)= dout * act(gate) (acc 0: =) and / or their bf16
  * copies; any may be NULL; gate and up, or their copies in saved's rows; dout, or its bf16
- * copy */
+ * copy; gate's, up's and the gradients' rows ld apart */
 void cuda_glu_backward(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
                        const float *dout, const uint16_t *dout_bf16, const float *gate,
-                       const float *up, const uint16_t *saved, size_t n, int F, int acc) {
+                       const float *up, const uint16_t *saved, size_t n, int F, int ld, int acc) {
     if (!n || F <= 0 || (!dgate && !dup && !dgu_bf16)) return;
     glu_backward_kernel<<<blocks4(n), CUDA_THREADS>>>(act, dgate, dup, dgu_bf16, dout, dout_bf16,
-                                                      gate, up, saved, n, F, acc);
+                                                      gate, up, saved, n, F, ld, acc);
     CUDA_LAUNCHED("glu_backward");
 }
 

@@ -1,6 +1,6 @@
-/* llama.c: the Llama family of decoders (Llama 2/3, SmolLM2, Qwen2/2.5, Qwen3, Gemma 3, ...) as
- * HF's LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and Gemma3ForCausalLM compute it
- * (arch.h):
+/* llama.c: the Llama family of decoders (Llama 2/3, SmolLM2, Qwen2/2.5, Qwen3, Gemma 2/3, Phi-3,
+ * ...) as HF's LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM and
+ * Phi3ForCausalLM compute it (arch.h):
  *   h0 = wte[ids]                                                      (Gemma: * sqrt(C))
  *   per layer:  a = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1)))   n1 = rmsnorm(x)
  *               (Qwen3, Gemma: rope(q_norm(q(n1))), rope(k_norm(k(n1))), an RMS norm over each
@@ -15,7 +15,11 @@
  * (Mistral: every layer; Qwen2 / Qwen3 / SmolLM3 / Gemma: per layer; model_layer_window), RoPE in
  * all layers but SmolLM3's NoPE ones (layer_rope; Gemma's windowed layers with a base of their
  * own), no biases (Qwen2: q's,
- * k's and v's) and no dropout but attention's (and LoRA's). Forward, backward and the cached
+ * k's and v's) and no dropout but attention's (and LoRA's). Phi-3 stores q, k, v as one linear
+ * and gate, up as one (arch_fuses_projections): the same products, one GEMM each, which the other
+ * models run too where their members lie side by side (linear_outputs_join). RoPE's longrope
+ * (Phi-3) has frequencies of its own for sequences past the original context (layer_rope). Forward,
+ * backward and the cached
  * decode (generation: one token at a time against each layer's cached keys and values) side by
  * side, as in bert.c; every dense layer goes through the core's LoRA-aware linear. */
 #include <math.h>
@@ -25,6 +29,8 @@
 
 #include "loraft/arch.h"
 
+/* Phi-3's q is its qkv_proj [q | k | v] and gate its gate_up_proj [gate | up]; its k, v and up
+ * unused (the groups qkv and gate_up one member each) */
 typedef struct Layer {
     Norm ln_attn;
     Linear q, k, v, o;
@@ -33,6 +39,7 @@ typedef struct Layer {
     Norm ln_ffn;
     Linear gate, up, down;
     Linear *qkv[3], *gate_up[2]; /* the linears that read one input (linear_forward_group) */
+    int n_qkv, n_gate_up;        /* 3 and 2, or 1 each where fused */
 } Layer;
 
 /* What one layer keeps for backward (when backward reaches it). q and k hold the rotated
@@ -68,6 +75,7 @@ typedef struct Llama {
     int lowest_trained_layer;
     RopeFreqs rope;       /* from the config's rope_theta and rope_scaling */
     RopeFreqs rope_local; /* Gemma's windowed layers': rope_local_theta's (else half 0) */
+    RopeFreqs rope_long;  /* longrope's past original_max_positions (else half 0) */
     float *hf, *rstd_f;   /* [N,C] rmsnorm(out_L), [N] */
     /* gradient scratch */
     float *d_out, *d_n, *d_ctx, *d_q, *d_k, *d_v, *d_f, *d_g, *d_u;
@@ -77,6 +85,7 @@ typedef struct Llama {
     int q_ld, kv_ld, gate_up_ld;
     int qk_norm; /* Qwen3, Gemma 3 */
     int gemma;   /* Gemma's norms after attention and the MLP, and embeddings times sqrt(C) */
+    int fused;   /* Phi-3's qkv_proj and gate_up_proj */
 } Llama;
 
 static Llama *llama(const Model *m) {
@@ -87,11 +96,14 @@ static int head_size(const Model *m) {
     return model_head_size(&m->cfg);
 }
 
-/* Layer l's RoPE, or NULL for a layer without (SmolLM3's NoPE layers): Gemma's windowed layers
- * have their own. */
-static const RopeFreqs *layer_rope(const Model *m, int l) {
+/* Layer l's RoPE for sequences of len positions, or NULL for a layer without (SmolLM3's NoPE
+ * layers): Gemma's windowed layers have their own; longrope's long factors serve sequences past
+ * original_max_positions (transformers picks by a forward's positions, llama.cpp by its context:
+ * loraft by the batch's length, or the KV cache's in generation). */
+static const RopeFreqs *layer_rope(const Model *m, int l, int len) {
     const Llama *b = llama(m);
     if (!model_layer_rope(&m->cfg, l)) return NULL;
+    if (b->rope_long.half && len > m->cfg.rope_scaling.original_max_positions) return &b->rope_long;
     return b->rope_local.half && model_layer_window(&m->cfg, l) ? &b->rope_local : &b->rope;
 }
 
@@ -120,8 +132,10 @@ static int llama_build(Model *m, LfError *err) {
     int QC = c->num_heads * HS, KC = c->num_kv_heads * HS, qkv_bias = c->arch == ARCH_QWEN2;
     b->gemma = arch_is_gemma(c->arch);
     b->qk_norm = c->arch == ARCH_QWEN3 || c->arch == ARCH_GEMMA3;
+    b->fused = arch_fuses_projections(c->arch);
     model_rope_freqs(c, &b->rope);
     model_rope_freqs_local(c, &b->rope_local);
+    model_rope_freqs_long(c, &b->rope_long);
     b->wte = model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
     b->wte->pad_row = c->pad_token_id;
     for (int l = 0; l < c->num_layers; l++) {
@@ -129,9 +143,13 @@ static int llama_build(Model *m, LfError *err) {
         char name[128];
 #define MODULE(what) (snprintf(name, sizeof name, "model.layers.%d.%s", l, what), name)
         add_norm(m, &L->ln_attn, MODULE("input_layernorm"), C);
-        model_linear(m, &L->q, MODULE("self_attn.q_proj"), C, QC, qkv_bias);
-        model_linear(m, &L->k, MODULE("self_attn.k_proj"), C, KC, qkv_bias);
-        model_linear(m, &L->v, MODULE("self_attn.v_proj"), C, KC, qkv_bias);
+        if (b->fused) {
+            model_linear(m, &L->q, MODULE("self_attn.qkv_proj"), C, QC + 2 * KC, 0);
+        } else {
+            model_linear(m, &L->q, MODULE("self_attn.q_proj"), C, QC, qkv_bias);
+            model_linear(m, &L->k, MODULE("self_attn.k_proj"), C, KC, qkv_bias);
+            model_linear(m, &L->v, MODULE("self_attn.v_proj"), C, KC, qkv_bias);
+        }
         model_linear(m, &L->o, MODULE("self_attn.o_proj"), QC, C, 0);
         if (b->qk_norm) add_norm(m, &L->q_norm, MODULE("self_attn.q_norm"), HS);
         if (b->qk_norm) add_norm(m, &L->k_norm, MODULE("self_attn.k_norm"), HS);
@@ -142,14 +160,19 @@ static int llama_build(Model *m, LfError *err) {
         } else {
             add_norm(m, &L->ln_ffn, MODULE("post_attention_layernorm"), C);
         }
-        model_linear(m, &L->gate, MODULE("mlp.gate_proj"), C, F, 0);
-        model_linear(m, &L->up, MODULE("mlp.up_proj"), C, F, 0);
+        if (b->fused) {
+            model_linear(m, &L->gate, MODULE("mlp.gate_up_proj"), C, 2 * F, 0);
+        } else {
+            model_linear(m, &L->gate, MODULE("mlp.gate_proj"), C, F, 0);
+            model_linear(m, &L->up, MODULE("mlp.up_proj"), C, F, 0);
+        }
         model_linear(m, &L->down, MODULE("mlp.down_proj"), F, C, 0);
 #undef MODULE
         L->qkv[0] = &L->q, L->qkv[1] = &L->k, L->qkv[2] = &L->v;
         L->gate_up[0] = &L->gate, L->gate_up[1] = &L->up;
-        model_share_input(L->qkv, 3);
-        model_share_input(L->gate_up, 2);
+        L->n_qkv = b->fused ? 1 : 3, L->n_gate_up = b->fused ? 1 : 2;
+        model_share_input(L->qkv, L->n_qkv);
+        model_share_input(L->gate_up, L->n_gate_up);
     }
     add_norm(m, &b->ln_f, "model.norm", C);
     m->cfg.score_head = m->spec.task == TASK_REWARD; /* what a merged model's config says */
@@ -175,9 +198,11 @@ static void llama_free(Model *m) {
 /* activations                                                                          */
 
 static int layer_trains(const Layer *L) {
-    const Linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
-    for (int i = 0; i < 7; i++)
-        if (linear_trains(ls[i])) return 1;
+    for (int i = 0; i < L->n_qkv; i++)
+        if (linear_trains(L->qkv[i])) return 1;
+    for (int i = 0; i < L->n_gate_up; i++)
+        if (linear_trains(L->gate_up[i])) return 1;
+    if (linear_trains(&L->o) || linear_trains(&L->down)) return 1;
     int heads = L->q_norm.w && (L->q_norm.w->grad || L->k_norm.w->grad);
     int outs = L->attn_out_norm.w && (L->attn_out_norm.w->grad || L->mlp_out_norm.w->grad);
     return L->ln_attn.w->grad || L->ln_ffn.w->grad || heads || outs;
@@ -213,9 +238,9 @@ static void llama_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &O[0], N * C, 1, NULL);
     PLAN_TAKE(pl, &O[1], N * C, 1, NULL);
     /* side by side, one GEMM's outputs, where never kept in f32: gate and up under bf16 (kept
-     * as bf16, below), q, k and v where attention saves its own copies */
-    int join = half, join_qkv = half && saved_n;
-    for (size_t l = 0; l < L; l++) {
+     * as bf16, below), q, k and v where attention saves its own copies; always where fused */
+    int fused = b->fused, join = half || fused, join_qkv = (half && saved_n) || fused;
+    for (size_t l = 0; l < L && !fused; l++) {
         join = join && linear_outputs_join(m, b->layers[l].gate_up, 2);
         join_qkv = join_qkv && linear_outputs_join(m, b->layers[l].qkv, 3);
     }
@@ -268,21 +293,24 @@ static void llama_plan(Model *m, Plan *pl) {
             int qkv = i >= 2 && i <= 4;
             int as_bf16 = i == 7 || i == 10 || i == 11 || i == 17 || i == 19;
             int input = i == 0 || i == 8 || i == 12 || (i == 6 && saved_n); /* below */
+            int inside = fused && (i == 3 || i == 4 || i == 11); /* k, v; up: set below */
             plan_take(pl, mine[i], sizes[i],
-                      bw && !input && !(qkv && saved_n) && !(as_bf16 && half) &&
+                      bw && !input && !inside && !(qkv && saved_n) && !(as_bf16 && half) &&
                           field_wanted(i, qkn, gemma),
                       *fields[i], "llama layer activation");
         }
+        if (fused && a->q) a->k = a->q + QC, a->v = a->q + QC + KC;
+        if (fused && a->gate) a->up = a->gate + F;
         Layer *Ly = &b->layers[l]; /* n1, n2 and act: only their linears read them again */
-        PLAN_TAKE_INPUT(pl, m, Ly->qkv, 3, &a->n1, bw, sh.n1);
-        PLAN_TAKE_INPUT(pl, m, Ly->gate_up, 2, &a->n2, bw, sh.n2);
+        PLAN_TAKE_INPUT(pl, m, Ly->qkv, Ly->n_qkv, &a->n1, bw, sh.n1);
+        PLAN_TAKE_INPUT(pl, m, Ly->gate_up, Ly->n_gate_up, &a->n2, bw, sh.n2);
         PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->down}, 1, &a->act, bw, sh.act);
         /* the norms' and the gated activation's outputs in bf16 where q, k and v, gate and up and
          * down read them so: into an adapted group's input copy, else in act's shared place (each
          * read before the next is written) */
         uint16_t *in_bf16 = (uint16_t *)sh.act;
-        linear_input_bf16(m, Ly->qkv, 3, in_bf16);
-        linear_input_bf16(m, Ly->gate_up, 2, in_bf16);
+        linear_input_bf16(m, Ly->qkv, Ly->n_qkv, in_bf16);
+        linear_input_bf16(m, Ly->gate_up, Ly->n_gate_up, in_bf16);
         linear_input_bf16(m, (Linear *const[]){&Ly->down}, 1, in_bf16);
         if (saved_n) /* attention saved its own copy: only o may read ctx again */
             PLAN_TAKE_INPUT(pl, m, (Linear *const[]){&Ly->o}, 1, &a->ctx, bw, sh.ctx);
@@ -300,7 +328,7 @@ static void llama_plan(Model *m, Plan *pl) {
         /* [gate | up] from their GEMM in bf16 where joined: the gated activation's saved, or
          * sh.gate */
         uint16_t *gu = a->gate_up_bf16 ? a->gate_up_bf16 : (uint16_t *)sh.gate;
-        linear_output_bf16(m, Ly->gate_up, 2, gu);
+        linear_output_bf16(m, Ly->gate_up, Ly->n_gate_up, gu);
         plan_layer(pl, 0);
         PLAN_TAKE(pl, &a->out, N * C, (bw && (!half || ckpt)) || l + 1 == L, O[l % 2]);
     }
@@ -310,13 +338,17 @@ static void llama_plan(Model *m, Plan *pl) {
     m->hidden = b->hf;
     /* Gradient buffers. Backward never reads the shared set (no layer it reaches keeps
      * anything there), so all but one of them are its buffers of the same size; but d_out, the
-     * gradient carried from layer to layer, where a recomputed forward writes ctx there. */
+     * gradient carried from layer to layer, where a recomputed forward writes ctx there. Fused
+     * linears read their gradients as one GEMM wrote them: rows [dq | dk | dv] in q's place,
+     * [dgate | dup] in gate's (d_f then in act's). */
     float **dn[] = {&b->d_out, &b->d_n, &b->d_q, &b->d_k, &b->d_v, &b->d_f, &b->d_g, &b->d_u};
     float *gate_end = join && sh.gate ? sh.gate + N * F : sh.up; /* past d_f where up is inside */
     float *dk_at = join_qkv ? sh.n1 : sh.k, *dv_at = join_qkv ? sh.n2 : sh.v; /* k, v inside q */
     float *reuse[] = {sh.ctx, sh.a, sh.q, dk_at, dv_at, sh.gate, gate_end, sh.act};
+    if (fused) reuse[5] = sh.act, reuse[6] = sh.gate;
     for (int i = 0; i < 8; i++)
         PLAN_TAKE(pl, dn[i], N * C, any && ckpt && !i, any ? reuse[i] : NULL);
+    if (fused && b->d_q) b->d_k = b->d_q + QC, b->d_v = b->d_q + QC + KC, b->d_u = b->d_g + F;
     PLAN_TAKE(pl, &b->d_ctx, N * AC, any, NULL); /* Qwen3: then q's gradient before its norm */
     /* d_out's bf16 copy, written by the norm backward that last adds to it, where o or down read
      * it so: its own buffer, as a replayed forward between two layers' backward writes the
@@ -328,7 +360,9 @@ static void llama_plan(Model *m, Plan *pl) {
     for (size_t l = 0; l < L; l++) { /* [dgate | dup] rows in bf16 where gate and up (both) read
                                         them so: their group's GEMM (in d_g, as large as both) */
         Layer *Ly = &b->layers[l];
-        int plain = linear_reads_bf16(m, &Ly->gate) && linear_reads_bf16(m, &Ly->up);
+        int plain = 1;
+        for (int i = 0; i < Ly->n_gate_up; i++)
+            plain = plain && linear_reads_bf16(m, Ly->gate_up[i]);
         Ly->gate.dout_bf16 = plain ? (uint16_t *)b->d_g : NULL;
         Ly->up.dout_bf16 = plain ? Ly->gate.dout_bf16 + F : NULL;
         Ly->o.dout_bf16 = linear_reads_bf16(m, &Ly->o) ? b->d_out_bf16 : NULL;
@@ -402,8 +436,8 @@ static void layer_forward_tail(Model *m, int l, int N, Drop d, int replay) {
                              model_norm_weight(m, &Ly->ln_ffn), NULL, c->layer_norm_eps, N,
                              c->hidden_size);
     uint64_t s[2];
-    linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, 2, a->n2, N, d.lora,
-                         model_sites(s, 2, l, SITE_GATE));
+    linear_forward_group(m, Ly->gate_up, (float *const[]){a->gate, a->up}, Ly->n_gate_up, a->n2, N,
+                         d.lora, model_sites(s, Ly->n_gate_up, l, SITE_GATE));
     uint16_t *act_bf16 = Ly->down.in_bf16, *gu = Ly->gate.out_bf16; /* else act; gate, up */
     o->glu_forward(c->activation, act_bf16 ? NULL : a->act, act_bf16, linear_input_ld(m, &Ly->down),
                    gu ? gu : a->gate_up_bf16, gu ? NULL : a->gate, gu ? NULL : a->up, NF,
@@ -437,13 +471,13 @@ static void layer_forward(Model *m, int l, Drop d, int replay) {
     int NH = c->num_heads, NKV = c->num_kv_heads;
     input_norm(m, l, a->n1, &Ly->q, a->rstd1, a->xh1, &Ly->ln_attn, N, replay);
     uint64_t s[3];
-    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, N, d.lora,
-                         model_sites(s, 3, l, SITE_Q));
+    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, Ly->n_qkv, a->n1, N,
+                         d.lora, model_sites(s, Ly->n_qkv, l, SITE_Q));
     head_norms_forward(m, Ly, a, N);
     uint16_t *ob = Ly->o.in_bf16; /* else o reads ctx */
     o->attention_forward(ob ? NULL : a->ctx, ob, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
                          a->q, b->q_ld, a->k, a->v, b->kv_ld, model_attention_mask(m), 1,
-                         model_layer_window(&m->cfg, l), layer_rope(m, l), model_attn_score(c),
+                         model_layer_window(&m->cfg, l), layer_rope(m, l, T), model_attn_score(c),
                          d.attention, model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS);
     layer_forward_tail(m, l, N, d, replay);
 }
@@ -461,11 +495,11 @@ static void layer_decode(Model *m, int l, int n) {
     int HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
     float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
     input_norm(m, l, a->n1, &Ly->q, a->rstd1, NULL, &Ly->ln_attn, n, 0);
-    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, 3, a->n1, n, 0.0f,
+    linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, Ly->n_qkv, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
     head_norms_forward(m, Ly, a, n);
-    o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, layer_rope(m, l), n, NH,
-                   NKV, HS);
+    o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions,
+                   layer_rope(m, l, m->cache_len), n, NH, NKV, HS);
     o->attention_cached(a->ctx, Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->q, b->q_ld, k, v,
                         m->positions, model_layer_window(&m->cfg, l), model_attn_score(c),
                         m->cache_scratch, n, m->cache_keys, NH, NKV, HS);
@@ -512,10 +546,11 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
     const uint16_t *df = Ly->down.din_bf16;  /* else d_f in f32 */
     o->glu_backward(c->activation, dgu_bf16 ? NULL : b->d_g, dgu_bf16 ? NULL : b->d_u, dgu_bf16,
                     df ? NULL : b->d_f, df, gu ? NULL : a->gate, gu ? NULL : a->up, gu, NF,
-                    c->ffn_size, OPS_SET);
+                    c->ffn_size, b->fused ? 2 * c->ffn_size : c->ffn_size, OPS_SET);
     uint64_t s[3];
-    linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u}, 2, a->n2,
-                          N, d.lora, model_sites(s, 2, l, SITE_GATE), OPS_SET);
+    linear_backward_group(m, Ly->gate_up, b->d_n, (const float *const[]){b->d_g, b->d_u},
+                          Ly->n_gate_up, a->n2, N, d.lora,
+                          model_sites(s, Ly->n_gate_up, l, SITE_GATE), OPS_SET);
     o->rmsnorm_backward(grad, b->gemma ? NULL : Ly->o.dout_bf16, Ly->ln_ffn.w->grad, b->d_n,
                         a->xh2 ? NULL : a->a, a->xh2, model_norm_weight(m, &Ly->ln_ffn), a->rstd2,
                         N, C, OPS_ADD); /* + the residual's */
@@ -526,14 +561,16 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
         output_norm_backward(m, b->d_n, &Ly->o, grad, a->o_raw, a->xh_o, a->rstd_o,
                              &Ly->attn_out_norm, N);
     linear_backward(m, &Ly->o, b->d_ctx, d_o, a->ctx, N, d.lora, model_site(l, SITE_O), OPS_SET);
-    /* else q, k, v and ctx were saved by attention (q, k and v kept lie apart) */
+    /* else q, k, v and ctx were saved by attention (q, k and v kept lie apart, or fused: in
+     * qkv_proj's rows, as their gradients then) */
     int kept = a->att_saved == NULL;
     o->attention_backward(b->d_q, b->d_k, b->d_v, b->d_ctx, kept ? a->q : NULL, kept ? a->k : NULL,
-                          kept ? a->v : NULL, NH * HS, NKV * HS, kept ? a->ctx : NULL,
-                          Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->lse, a->att_saved,
-                          model_attention_mask(m), 1, model_layer_window(&m->cfg, l),
-                          layer_rope(m, l), model_attn_score(c), d.attention,
-                          model_site(l, SITE_ATT), m->scratch, B, T, NH, NKV, HS, OPS_SET);
+                          kept ? a->v : NULL, b->fused ? b->q_ld : NH * HS,
+                          b->fused ? b->kv_ld : NKV * HS, kept ? a->ctx : NULL, Ly->o.in_bf16,
+                          linear_input_ld(m, &Ly->o), a->lse, a->att_saved, model_attention_mask(m),
+                          1, model_layer_window(&m->cfg, l), layer_rope(m, l, T),
+                          model_attn_score(c), d.attention, model_site(l, SITE_ATT), m->scratch, B,
+                          T, NH, NKV, HS, OPS_SET);
     const float *dq = b->d_q, *dk = b->d_k;
     if (b->qk_norm) { /* through the head norms: q's into d_ctx (read by now), k's into d_q */
         o->rmsnorm_backward(b->d_ctx, NULL, Ly->q_norm.w->grad, b->d_q, a->q_raw, NULL,
@@ -542,8 +579,8 @@ static void layer_backward(Model *m, int l, float *grad, int need_input, Drop d)
                             model_norm_weight(m, &Ly->k_norm), a->rstd_k, N * NKV, HS, OPS_SET);
         dq = b->d_ctx, dk = b->d_q;
     }
-    linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){dq, dk, b->d_v}, 3, a->n1, N,
-                          d.lora, model_sites(s, 3, l, SITE_Q), OPS_SET);
+    linear_backward_group(m, Ly->qkv, b->d_n, (const float *const[]){dq, dk, b->d_v}, Ly->n_qkv,
+                          a->n1, N, d.lora, model_sites(s, Ly->n_qkv, l, SITE_Q), OPS_SET);
     uint16_t *below = need_input && l ? below_dout_bf16(m, l - 1) : NULL;
     o->rmsnorm_backward(need_input ? grad : NULL, below, Ly->ln_attn.w->grad, b->d_n,
                         a->xh1 ? NULL : a->x, a->xh1, model_norm_weight(m, &Ly->ln_attn), a->rstd1,
@@ -596,17 +633,13 @@ static void llama_decode(Model *m, int n) {
     input_norm(m, L, b->hf, NULL, b->rstd_f, NULL, &b->ln_f, n, 0);
 }
 
-const ArchImpl arch_llama = {
-    .prefix = "model",
-    .default_targets = {"q_proj", "v_proj"},
-    .task = TASK_CAUSAL_LM,
-    .tasks = 1u << TASK_CAUSAL_LM | 1u << TASK_DPO | 1u << TASK_REWARD,
-    .max_params = llama_max_params,
-    .build = llama_build,
-    .free = llama_free,
-    .plan = llama_plan,
-    .forward = llama_forward,
-    .backward = llama_backward,
-    .cache_floats = llama_cache_floats,
-    .decode = llama_decode,
-};
+#define LLAMA_FAMILY                                                                               \
+    .prefix = "model", .task = TASK_CAUSAL_LM,                                                     \
+    .tasks = 1u << TASK_CAUSAL_LM | 1u << TASK_DPO | 1u << TASK_REWARD,                            \
+    .max_params = llama_max_params, .build = llama_build, .free = llama_free, .plan = llama_plan,  \
+    .forward = llama_forward, .backward = llama_backward, .cache_floats = llama_cache_floats,      \
+    .decode = llama_decode
+
+const ArchImpl arch_llama = {LLAMA_FAMILY, .default_targets = {"q_proj", "v_proj"}};
+/* PEFT names no default for Phi-3: its fused q, k, v, as GPT-2's c_attn */
+const ArchImpl arch_phi3 = {LLAMA_FAMILY, .default_targets = {"qkv_proj", NULL}};

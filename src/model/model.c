@@ -97,6 +97,7 @@ static const ArchImpl *arch_for(Arch a) {
         [ARCH_QWEN2] = &arch_llama,           [ARCH_QWEN3] = &arch_llama,
         [ARCH_MISTRAL] = &arch_llama,         [ARCH_SMOLLM3] = &arch_llama,
         [ARCH_GEMMA3] = &arch_llama,          [ARCH_GEMMA2] = &arch_llama,
+        [ARCH_PHI3] = &arch_phi3,
     };
     return archs[a];
 }

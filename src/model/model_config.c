@@ -121,6 +121,8 @@ static const struct {
                      "hidden_activation", llama_keys},
     [ARCH_GEMMA2] = {"gemma2", "Gemma2ForCausalLM", "Gemma2ForSequenceClassification",
                      "hidden_activation", llama_keys},
+    [ARCH_PHI3] = {"phi3", "Phi3ForCausalLM", "Phi3ForSequenceClassification", "hidden_act",
+                   llama_keys},
 };
 
 static const struct {
@@ -197,6 +199,11 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->pad_token_id = 0, cfg->bos_token_id = 2, cfg->eos_token_id = 1;
         cfg->sliding_window = 4096;
         model_config_full_every(cfg, g3 ? GEMMA3_FULL_STEP : GEMMA2_FULL_STEP);
+    }
+    if (arch == ARCH_PHI3) { /* Phi3Config()'s */
+        cfg->vocab_size = 32064, cfg->hidden_size = 3072, cfg->ffn_size = 8192;
+        cfg->max_positions = 4096, cfg->layer_norm_eps = 1e-5f;
+        cfg->pad_token_id = 32000, cfg->bos_token_id = 1, cfg->eos_token_id = 32000;
     }
     if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
         cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->num_layers = 12;
@@ -1225,13 +1232,13 @@ void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s) {
     if (theta <= 0.0f || HS < 2 || HS / 2 > ROPE_MAX_PAIRS) return;
     r->half = HS / 2;
     RopeType type = s ? s->type : ROPE_DEFAULT;
-    r->scale = type == ROPE_YARN ? s->attention_factor : 1.0f;
+    r->scale = type == ROPE_YARN || type == ROPE_LONGROPE ? s->attention_factor : 1.0f;
     for (int i = 0; i < r->half; i++) {
         double inv = plain_inv_freq(theta, i, HS);
         if (type == ROPE_LINEAR) inv /= s->factor;
         if (type == ROPE_LLAMA3) inv = llama3_inv_freq(inv, s);
         if (type == ROPE_YARN) inv = yarn_inv_freq(inv, i, theta, HS, s);
-        if (type == ROPE_DIVISORS) inv /= s->divisors[i];
+        if (type == ROPE_DIVISORS || type == ROPE_LONGROPE) inv /= s->divisors[i];
         r->inv_freq[i] = (float)inv;
     }
 }
@@ -1273,6 +1280,13 @@ void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r) {
     int llama = arch_is_llama(cfg->arch) && cfg->num_heads > 0;
     rope_freqs_init(r, llama ? cfg->rope_theta : 0.0f, llama ? model_head_size(cfg) : 0,
                     &cfg->rope_scaling);
+}
+
+void model_rope_freqs_long(const ModelConfig *cfg, RopeFreqs *r) {
+    RopeScaling s = cfg->rope_scaling;
+    memcpy(s.divisors, s.long_divisors, sizeof s.divisors);
+    int longrope = arch_is_llama(cfg->arch) && cfg->num_heads > 0 && s.type == ROPE_LONGROPE;
+    rope_freqs_init(r, longrope ? cfg->rope_theta : 0.0f, model_head_size(cfg), &s);
 }
 
 void model_rope_freqs_local(const ModelConfig *cfg, RopeFreqs *r) {

@@ -270,9 +270,10 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
      * scores and logits (about 1 here) reach the caps */
     cfg->query_pre_attn_scalar = arch == ARCH_GEMMA2 ? 12 : gemma ? 16 : 0;
     if (arch == ARCH_GEMMA2) cfg->attn_softcap = 1.0f, cfg->final_softcap = 2.0f;
-    /* a window inside LT: Mistral's in every layer, Qwen2's in layer 1 alone, Gemma's in layer 0
-     * alone (with its own RoPE base) */
-    cfg->sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma ? 3 : 0;
+    /* a window inside LT: Mistral's and Phi-3's in every layer, Qwen2's in layer 1 alone,
+     * Gemma's in layer 0 alone (with its own RoPE base) */
+    int phi3 = arch == ARCH_PHI3;
+    cfg->sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma || phi3 ? 3 : 0;
     cfg->full_attention[0] = arch == ARCH_QWEN2, cfg->full_attention[1] = gemma;
     cfg->no_rope[0] = 0, cfg->no_rope[1] = arch == ARCH_SMOLLM3; /* SmolLM3: layer 1 NoPE */
     if (arch == ARCH_QWEN3)                                      /* YaRN: cos and sin scaled */
@@ -282,6 +283,13 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
                                           .beta_fast = 32,
                                           .beta_slow = 1,
                                           .attention_factor = 1.2f};
+    if (phi3) /* longrope, LT past its original context: the long factors, cos and sin scaled */
+        cfg->rope_scaling = (RopeScaling){.type = ROPE_LONGROPE,
+                                          .original_max_positions = LT - 2,
+                                          .attention_factor = 1.2f,
+                                          .n_divisors = 4,
+                                          .divisors = {1.0f, 1.2f, 1.7f, 2.5f},
+                                          .long_divisors = {1.5f, 2.0f, 4.0f, 9.0f}};
     if (arch == ARCH_LLAMA && !tied)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LLAMA3,
                                           .factor = 8,
@@ -301,14 +309,18 @@ __attribute__((weak)) long long loraft_cuda_emu_count(const char *what);
 static long long forward_launches(Arch arch) {
     ModelConfig cfg;
     decoder_config(&cfg, arch, 0);
-    cfg.head_dim = 16; /* all three alike */
+    cfg.head_dim = 16; /* all alike (Phi-3 without its longrope, whose factors were for 8) */
+    if (arch == ARCH_PHI3) cfg.rope_scaling = (RopeScaling){.type = ROPE_DEFAULT};
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.task = TASK_CAUSAL_LM, spec.precision = PRECISION_BF16, spec.base_dtype = BASE_BF16;
     spec.r = 4, spec.alpha = 8;
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
-    for (int i = 0; i < 7; i++) snprintf(spec.targets[spec.n_targets++], 32, "%s", proj[i]);
+    const char *fused[] = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"};
+    int phi3 = arch == ARCH_PHI3;
+    for (int i = 0; i < (phi3 ? 4 : 7); i++)
+        snprintf(spec.targets[spec.n_targets++], 32, "%s", phi3 ? fused[i] : proj[i]);
     int32_t ids[LT] = {1, 2, 3, 4, 5, 6, 7, 8}, mask[LT] = {1, 1, 1, 1, 1, 1, 1, 1};
     Model m;
     LfError err;
@@ -324,14 +336,15 @@ static long long forward_launches(Arch arch) {
 }
 
 /* Qwen2's biases and Qwen3's head norms keep q, k and v one bf16 GEMM a layer: a forward takes
- * Llama's launches, Qwen3's two head norms a layer more (two more GEMMs a layer if they split). */
+ * Llama's launches, Qwen3's two head norms a layer more (two more GEMMs a layer if they split);
+ * Phi-3's fused linears run as Llama's joined groups do, Llama's launches too. */
 static void check_qkv_joined(void) {
     if (!loraft_cuda_emu_count) return; /* a real GPU: the count is the emulator's */
     long long llama = forward_launches(ARCH_LLAMA), qwen2 = forward_launches(ARCH_QWEN2);
-    long long qwen3 = forward_launches(ARCH_QWEN3);
-    printf("bf16 forward launches: llama %lld, qwen2 %lld, qwen3 %lld (2 layers)\n", llama, qwen2,
-           qwen3);
-    CHECK(qwen2 == llama && qwen3 == llama + 2 * 2);
+    long long qwen3 = forward_launches(ARCH_QWEN3), phi3 = forward_launches(ARCH_PHI3);
+    printf("bf16 forward launches: llama %lld, qwen2 %lld, qwen3 %lld, phi3 %lld (2 layers)\n",
+           llama, qwen2, qwen3, phi3);
+    CHECK(qwen2 == llama && qwen3 == llama + 2 * 2 && phi3 == llama);
 }
 
 /* The untied tiny Llama from its seed as a GGUF of Q8_0 projections (down_proj's 48 columns are
@@ -473,10 +486,14 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     const char *conv[] = {"c_attn", "c_proj", "c_fc"}; /* c_proj: attn's and mlp's */
-    int gpt2 = arch == ARCH_GPT2, per_layer = !all_targets ? (gpt2 ? 1 : 2) : gpt2 ? 4 : 7;
-    spec.n_targets = !all_targets ? 0 : gpt2 ? 3 : 7; /* 0: PEFT's defaults (Llama: q, v) */
+    const char *phi3_proj[] = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"};
+    int gpt2 = arch == ARCH_GPT2, phi3 = arch == ARCH_PHI3;
+    int per_layer = !all_targets ? (gpt2 || phi3 ? 1 : 2) : gpt2 || phi3 ? 4 : 7;
+    /* 0: PEFT's defaults (Llama: q, v; Phi-3: qkv_proj) */
+    spec.n_targets = !all_targets ? 0 : gpt2 ? 3 : phi3 ? 4 : 7;
+    const char *const *names = gpt2 ? conv : phi3 ? phi3_proj : proj;
     for (int i = 0; i < spec.n_targets; i++)
-        snprintf(spec.targets[i], sizeof spec.targets[0], "%s", gpt2 ? conv[i] : proj[i]);
+        snprintf(spec.targets[i], sizeof spec.targets[0], "%s", names[i]);
     Model cpu, gpu;
     spec.precision = PRECISION_FP32;
     CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, gguf, 5, LB, LT, NULL, 0, &err), &err);
@@ -764,6 +781,20 @@ static void gemma2_runs(void) {
     bf16_tensor_rel = 5e-2;
 }
 
+/* Phi-3: its fused qkv_proj and gate_up_proj (one linear each, one A), LoRA in fp32 and bf16 and
+ * on PEFT's default target (qkv_proj) in bf16 without LoRA dropout, full fine-tuning in fp32 */
+static void phi3_runs(void) {
+    lora_fp32_and_bf16(ARCH_PHI3, 0, "phi3 (fused projections, longrope's long factors, LoRA)");
+    run_decoder(ARCH_PHI3, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.0f, 0,
+                NULL);
+    printf("phi3 (LoRA on qkv_proj alone, no dropout): cuda bf16 within the bf16 bounds of cpu "
+           "fp32 (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
+    run_decoder(ARCH_PHI3, 1, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
+                NULL);
+    printf("phi3 (tied, full fine-tuning): cuda model matches cpu\n");
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     require_cuda_device();
@@ -863,6 +894,7 @@ int main(void) {
     lora_fp32_and_bf16(ARCH_SMOLLM3, 1, "smollm3 (layer 1 without RoPE, LoRA)");
     gemma3_runs();
     gemma2_runs();
+    phi3_runs();
     check_qkv_joined();
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama DPO (LoRA): cuda model matches cpu\n");

@@ -323,21 +323,25 @@ static void test_head_norm(int N, int H, int HS, int ld) {
     pairs_free();
 }
 
-/* SwiGLU (act ACT_SILU) or Gemma's GeGLU (ACT_GELU_TANH) */
-static void test_glu(Activation act, size_t n, int grads) {
-    Pair *g = pair_random(n, 8.0f), *u = pair_random(n, 2.0f), *dy = pair_random(n, 1.0f);
+/* SwiGLU (act ACT_SILU) or Gemma's GeGLU (ACT_GELU_TANH) over n values in rows of F: gate and up
+ * (and their gradients) apart, or (joined) one buffer of rows [gate | up], 2F apart, as Phi-3's
+ * gate_up_proj writes them */
+static void test_glu(Activation act, size_t n, int F, int joined, int grads) {
+    size_t room = joined ? 2 * n : n, off = joined ? (size_t)F : n; /* up's place after gate's */
+    int ld = joined ? 2 * F : F;
+    Pair *gu = pair_random(2 * n, 4.0f), *dy = pair_random(n, 1.0f);
     Pair *out = pair_new(n * sizeof(float));
-    Pair *dg = grads & G_DINP ? pair_random(n, 1.0f) : NULL;
-    Pair *du = grads & G_DW ? pair_random(n, 1.0f) : NULL;
+    Pair *dgu = grads ? pair_random(room + (joined ? 0 : n), 1.0f) : NULL;
     BACKENDS(w, o) {
-        o->glu_forward(act, F(out, w), NULL, (int)n, NULL, F(g, w), F(u, w), n, (int)n, (int)n);
-        o->glu_backward(act, F(dg, w), F(du, w), NULL, F(dy, w), NULL, F(g, w), F(u, w), NULL, n,
-                        (int)n, OPS_ADD);
+        float *dg = grads & G_DINP ? F(dgu, w) : NULL, *du = grads & G_DW ? F(dgu, w) + off : NULL;
+        o->glu_forward(act, F(out, w), NULL, F, NULL, F(gu, w), F(gu, w) + off, n, F, ld);
+        o->glu_backward(act, dg, du, NULL, F(dy, w), NULL, F(gu, w), F(gu, w) + off, NULL, n, F, ld,
+                        OPS_ADD);
     }
-    NAME("%s n=%zu grads=%d", act == ACT_SILU ? "swiglu" : "geglu", n, grads);
+    NAME("%s n=%zu F=%d joined=%d grads=%d", act == ACT_SILU ? "swiglu" : "geglu", n, F, joined,
+         grads);
     compare("out", out, ELEM_TOL);
-    if (dg) compare("dgate", dg, ELEM_TOL);
-    if (du) compare("dup", du, ELEM_TOL);
+    if (dgu) compare("dgate|dup", dgu, ELEM_TOL);
     pairs_free();
 }
 
@@ -474,7 +478,7 @@ static void test_first_writers(int N, int C, int OC, int R) {
         o->activation_backward(F(d[5], w), NULL, F(x, w), NULL, NULL, F(g, w), NULL, ACT_SILU, NC,
                                C, OPS_SET);
         o->glu_backward(ACT_SILU, F(d[6], w), F(d[7], w), NULL, F(g, w), NULL, F(x, w), F(x, w),
-                        NULL, NC, C, OPS_SET);
+                        NULL, NC, C, C, OPS_SET);
     }
     static const char *names[11] = {"matmul", "matmul_bf16", "lora p>0", "lora p=0", "gelu", "silu",
                                     "dgate",  "dup",         "ln",       "rms",      "drop"};
@@ -694,7 +698,7 @@ static void test_saved_bf16(int N, int C) {
     BACKENDS(w, o) {
         o->glu_forward(ACT_SILU, F(out, w), NULL, C, sv->mem[w], F(x, w), F(u, w), n, C, C);
         o->glu_backward(ACT_SILU, F(dx, w), F(u, w), NULL, F(dout, w), NULL, NULL, NULL, sv->mem[w],
-                        n, C, OPS_ADD); /* u: dup */
+                        n, C, C, OPS_ADD); /* u: dup */
     }
     NAME("swiglu, gate and up saved in bf16, n=%zu", n);
     compare("out", out, ELEM_TOL);
@@ -709,7 +713,7 @@ static void test_saved_bf16(int N, int C) {
     take_ref(xb); /* as the gradient the GEMM after wrote in bf16 */
     BACKENDS(w, o) {
         o->glu_backward(ACT_SILU, F(dx, w), F(u, w), NULL, NULL, xb->mem[w], NULL, NULL, sv->mem[w],
-                        n, C, OPS_SET);
+                        n, C, C, OPS_SET);
     }
     NAME("swiglu, its gradient in bf16, n=%zu", n);
     compare("dgate", dx, ELEM_TOL);
@@ -913,12 +917,12 @@ static void test_bf16_outputs(size_t n, int F) {
     check_rounded("out", out, ob, n);
     BACKENDS(w, o) {
         o->glu_backward(ACT_SILU, NULL, NULL, gu->mem[w], F(dout, w), NULL, F(x, w), F(u, w), NULL,
-                        n, F, OPS_SET);
+                        n, F, F, OPS_SET);
     }
     compare_bf16("dg|du", gu, 1e-5);
     BACKENDS(w, o) {
         o->glu_backward(ACT_SILU, F(dx, w), F(du, w), gu->mem[w], F(dout, w), NULL, F(x, w),
-                        F(u, w), NULL, n, F, OPS_ADD);
+                        F(u, w), NULL, n, F, F, OPS_ADD);
     }
     compare("dgate", dx, ELEM_TOL);
     compare("dup", du, ELEM_TOL);
@@ -2164,13 +2168,15 @@ int main(void) {
             test_residual_norm(5, 67, rms, keep ? 0.0f : 0.1f, keep); /* off the 4-value grid */
             test_residual_norm(3, 2100, rms, 0.1f, keep); /* the tail's x in sum or out */
         }
-    test_glu(ACT_SILU, 1, G_ALL);
-    test_glu(ACT_SILU, 100003, G_ALL);
-    test_glu(ACT_GELU_TANH, 100003, G_ALL);
+    test_glu(ACT_SILU, 1, 1, 0, G_ALL);
+    test_glu(ACT_SILU, 100003, 100003, 0, G_ALL);
+    test_glu(ACT_GELU_TANH, 100003, 100003, 0, G_ALL);
+    test_glu(ACT_SILU, 37 * 259, 259, 1, G_ALL);
+    test_glu(ACT_GELU_TANH, 64 * 96, 96, 1, G_ALL);
     test_swiglu_rows(37, 1536); /* SmolLM2's F */
     test_swiglu_rows(5, 13);    /* rows of odd length: no float4 */
-    test_glu(ACT_SILU, 1000, G_DINP);
-    test_glu(ACT_SILU, 1000, G_DW);
+    test_glu(ACT_SILU, 1000, 1000, 0, G_DINP);
+    test_glu(ACT_SILU, 1000, 1000, 0, G_DW);
     test_saved_bf16(37, 768);
     test_saved_bf16(5, 67); /* rows and totals off the 4-value grid */
     test_norm_grad_bf16(37, 768);
