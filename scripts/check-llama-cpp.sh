@@ -22,7 +22,9 @@
 #   scripts/check-llama-cpp.sh /tmp/lcp/llama_cpp_python-0.3.36/vendor/llama.cpp
 # Building libllama takes 10-20 minutes on 2 cores the first time. Environment: LORAFT_BUILD
 # (default build-cpu, configured without CUDA), LLAMA_CPP_BUILD (default
-# ~/.cache/loraft/llama.cpp-build).
+# ~/.cache/loraft/llama.cpp-build), LLAMA_CPP_CHECK_TARGETS (the adapter's lora.target_modules,
+# comma-separated; default the config's Llama names; a Phi-3 base:
+# qkv_proj,o_proj,gate_up_proj,down_proj).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=${1:-}
@@ -57,8 +59,10 @@ cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude scripts/loraft-logits.c "$build/libloraf
 adapter=${2:-}
 if [ -z "$adapter" ]; then
   echo "== training a LoRA adapter for 10 steps (configs/austen-smollm2-lora.json)"
+  targets=()
+  [ -z "${LLAMA_CPP_CHECK_TARGETS:-}" ] || targets=(--set lora.target_modules="$LLAMA_CPP_CHECK_TARGETS")
   "$build/loraft" train --config configs/austen-smollm2-lora.json --set model.model="$base" \
-    --set train.max_steps=10 \
+    "${targets[@]}" --set train.max_steps=10 \
     --set train.learning_rate=2e-3 --set train.warmup_steps=0 --set data.max_length=128 \
     --set train.batch_size=2 --set train.eval_strategy=no --set train.save_strategy=steps \
     --set train.save_steps=10 --set train.output_dir="$work/run" >"$work/train.log" 2>&1 ||

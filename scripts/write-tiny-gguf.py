@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A minimal GGUF v3 writer (F32 tensors, general.alignment 32) for a tiny HF llama, qwen2, qwen3,
-mistral, smollm3, gemma3_text, gemma2 or gpt2 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
+mistral, smollm3, gemma3_text, gemma2, phi3 or gpt2 directory and its GPT-2 tokenizer.json, after llama.cpp's convert_hf_to_gguf.py
 (docs/FORMATS.md): Mistral written as llama (the converter's LlamaModel serves
 MistralForCausalLM; a head_dim other than hidden / heads as key_length and value_length, its
 sliding_window as llama.attention.sliding_window, which loraft writes and reads and llama.cpp's
@@ -16,12 +16,17 @@ base as rope.freq_base_swa, which llama.cpp reads; its final_logit_softcapping w
 as gemma2 (llama.cpp's Gemma2Model: the norms as Gemma 3's, no head norms, the head size as
 key_length, sliding_window, attn_logit_softcapping and final_logit_softcapping always, no RoPE base,
 windows or lm_head: llama.cpp assumes a base of 10000, every other layer windowed from the first,
-and the head tied, which this asserts). The tests use it
+and the head tied, which this asserts); Phi-3 as phi3 (llama.cpp's Phi3MiniModel: qkv_proj as attn_qkv
+and gate_up_proj as ffn_up, neither permuted, rope.dimension_count, the original context as
+rope.scaling.original_context_length, sliding_window or 0 for none, and for longrope the factors as
+rope_factors_short / rope_factors_long with the attention factor the converter works out from
+max_position_embeddings / original as rope.scaling.attn_factor). The tests use it
 to check that a model loads alike from both formats.
 
     write-tiny-gguf.py MODEL_DIR OUT.gguf        (needs numpy and safetensors)
 """
 import json
+import math
 import struct
 import sys
 
@@ -78,7 +83,25 @@ def layer_steps(types):
     return step
 
 
-if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3"):
+def phi3_rope(cfg, rope, hd):
+    """Phi3MiniModel's RoPE keys and factor tensors"""
+    orig = cfg.get("original_max_position_embeddings") or rope["original_max_position_embeddings"]
+    ctx = cfg["max_position_embeddings"]
+    kvs = [kv(A + "rope.dimension_count", 4, hd),
+           kv(A + "rope.scaling.original_context_length", 4, orig),
+           kv(A + "attention.sliding_window", 4, cfg.get("sliding_window") or 0)]
+    if not rope.get("long_factor"):
+        return kvs, []
+    scale, kind = ctx / orig, rope.get("rope_type") or rope["type"]
+    assert kind in ("su", "longrope", "yarn"), kind
+    attn = 1.0 if scale <= 1 else (math.sqrt(1 + math.log(scale) / math.log(orig))
+                                   if kind != "yarn" else 0.1 * math.log(scale) + 1)
+    factors = [("rope_factors_long.weight", np.array(rope["long_factor"])),
+               ("rope_factors_short.weight", np.array(rope["short_factor"]))]
+    return kvs + [kv(A + "rope.scaling.attn_factor", 6, attn)], factors
+
+
+if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3", "phi3"):
     A = arch + "."
     rope = cfg.get("rope_parameters") or {}
     rope = rope.get("full_attention", rope)  # transformers 5: Gemma's per layer type
@@ -105,6 +128,9 @@ if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3"):
         kvs += [kv(A + "attention.key_length", 4, hd), kv(A + "attention.value_length", 4, hd)]
     if cfg["model_type"] == "mistral" and cfg.get("sliding_window"):  # as loraft writes it
         kvs += [kv(A + "attention.sliding_window", 4, cfg["sliding_window"])]
+    if arch == "phi3":
+        more, tensors = phi3_rope(cfg, rope or cfg.get("rope_scaling") or {}, hd)
+        kvs += more
     if arch == "gemma3" and cfg.get("final_logit_softcapping"):
         kvs += [kv(A + "final_logit_softcapping", 6, float(cfg["final_logit_softcapping"]))]
     if arch == "gemma3" and cfg.get("sliding_window"):
@@ -123,7 +149,8 @@ if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3"):
            "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
            "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
            "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
-           "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
+           "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+           "self_attn.qkv_proj": "attn_qkv", "mlp.gate_up_proj": "ffn_up"}  # Phi-3's fused
     if gemma:
         per.update({"post_attention_layernorm": "post_attention_norm",
                     "pre_feedforward_layernorm": "ffn_norm",
@@ -169,7 +196,7 @@ elif arch == "gpt2":
             tensors.append(("output.weight", x))  # the converter's copy of the tied head
 else:
     sys.exit(f"write-tiny-gguf: model_type {arch} (llama, mistral, qwen2, qwen3, smollm3, "
-             "gemma3_text, gemma2 or gpt2)")
+             "gemma3_text, gemma2, phi3 or gpt2)")
 kvs = [kv("general.architecture", 8, arch)] + kvs + [
     kv("tokenizer.ggml.model", 8, "gpt2"), kv("tokenizer.ggml.pre", 8, "gpt-2"),
     kv("tokenizer.ggml.tokens", 9, (8, tokens)), kv("tokenizer.ggml.token_type", 9, (5, types)),

@@ -66,3 +66,32 @@ loss, ppl = float(m[1]), float(m[2])
 assert abs(math.log(ppl) - loss) <= 5.1e-5, (loss, ppl)
 print("%.9f %s" % (math.log(ppl), m[3]))' || { cat "$tmp/eval.err"; return 1; }
 }
+
+# lora_round NAME DIR BASE: the rounds test_hf_gemma.sh and test_hf_phi3.sh share on DIR/run.json
+# (write_lora_run's) and its model DIR/model of loss BASE: LoRA training, `loraft merge` into
+# DIR/merged, full fine-tuning into DIR/fullrun; write-tiny-gguf.py's GGUF of the model gives BASE,
+# the merge as a GGUF (DIR/merged.gguf) the adapter's loss, and `loraft export-gguf` writes
+# DIR/adapter.gguf. Sets adapter, merged and tuned (eval_loss's).
+lora_round() {
+  local name=$1 dir=$2 base=$3 merged_gguf
+  "$bin" train --config "$dir/run.json" >"$dir/train.log" 2>&1 \
+    || { cat "$dir/train.log"; echo "FAIL: $name: loraft train"; exit 1; }
+  adapter=$(eval_loss "$dir/run.json" --adapter "$dir/run/best")
+  "$bin" merge --model "$dir/model" --adapter "$dir/run/best" --out "$dir/merged" >/dev/null
+  merged=$(eval_loss "$dir/run.json" --set model.model="$dir/merged")
+  "$bin" train --config "$dir/run.json" --set lora.strategy=full --set train.learning_rate=1e-3 \
+    --set train.output_dir="$dir/fullrun" >"$dir/full.log" 2>&1 \
+    || { cat "$dir/full.log"; echo "FAIL: $name: loraft train (full)"; exit 1; }
+  tuned=$(eval_loss "$dir/run.json" --set model.model="$dir/fullrun/best")
+  "$py" scripts/write-tiny-gguf.py "$dir/model" "$dir/model.gguf"
+  [ "$(eval_loss "$dir/run.json" --set model.model="$dir/model.gguf")" = "$base" ] \
+    || { echo "FAIL: the $name GGUF's loss differs from the HF directory's"; exit 1; }
+  echo "ok   the $name GGUF gives the HF directory's loss ($base)"
+  "$bin" merge --model "$dir/model" --adapter "$dir/run/best" --format gguf --type f32 \
+    --out "$dir/merged.gguf" >/dev/null
+  "$bin" export-gguf --adapter "$dir/run/best" --out "$dir/adapter.gguf" >/dev/null
+  merged_gguf=$(eval_loss "$dir/run.json" --set model.model="$dir/merged.gguf")
+  [ "$merged_gguf" = "$adapter" ] \
+    || { echo "FAIL: the merged GGUF's loss $merged_gguf is not the adapter's $adapter"; exit 1; }
+  echo "ok   the merged $name GGUF gives the adapter's loss ($adapter)"
+}

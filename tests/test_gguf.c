@@ -620,7 +620,9 @@ typedef struct TinySpec {
     float yarn_value;
     const GgufWriteKV *extra; /* n_extra more keys */
     int n_extra;
-    int layers; /* block_count; 0: 2 */
+    int layers;  /* block_count; 0: 2 */
+    int factors; /* phi3's longrope tensors, of rope_freqs' count and values: 1 short, 2 long,
+                    3 both */
 } TinySpec;
 
 static const char *write_tiny(const TinySpec *sp) {
@@ -669,13 +671,20 @@ static const char *write_tiny(const TinySpec *sp) {
     if (sp->yarn_key)
         kvs[n++] = (GgufWriteKV){.key = yarn, .type = GGUF_FLOAT32, .f = sp->yarn_value};
     for (int i = 0; i < sp->n_extra; i++) kvs[n++] = sp->extra[i];
-    GgufWriteTensor ts[4];
+    GgufWriteTensor ts[6];
     int nt = 0;
+    for (int i = 0; i < 2; i++)
+        if (sp->factors & (1 << i))
+            ts[nt++] = (GgufWriteTensor){i ? GGUF_ROPE_LONG : GGUF_ROPE_SHORT,
+                                         GGML_F32,
+                                         1,
+                                         {sp->rope_freqs, 1, 1, 1},
+                                         sp->rope_divisors};
     ts[nt++] =
         (GgufWriteTensor){"token_embd.weight", GGML_F32, 2, {8, sp->vocab_rows, 1, 1}, zeros};
     if (sp->with_output)
         ts[nt++] = (GgufWriteTensor){"output.weight", GGML_F32, 2, {8, 10, 1, 1}, zeros};
-    if (sp->rope_freqs)
+    if (sp->rope_freqs && !sp->factors)
         ts[nt++] = (GgufWriteTensor){
             "rope_freqs.weight", GGML_F32, 1, {sp->rope_freqs, 1, 1, 1}, sp->rope_divisors};
     if (!llama)
@@ -843,9 +852,67 @@ static void test_gemma_scalar(const TinySpec *llama) {
     }
 }
 
+/* Phi-3 (of llama's tiny spec: heads of 4, 2 pairs) as llama.cpp's converter writes it: its window
+ * (0: none), the original context (default context_length), longrope from rope_factors_short and
+ * _long with rope.scaling.attn_factor, and the configs they make; refused: one factor tensor alone,
+ * an attention factor without them, rope_freqs or a scaling type in a phi3 file, the factors in
+ * another architecture's. */
+static void test_phi3_arch(const TinySpec *llama) {
+    GgufArch a;
+    ModelConfig c;
+    LfError err = {{0}};
+    TinySpec s = *llama;
+    GgufWriteKV kv[3] = {
+        {.key = "phi3.attention.sliding_window", .type = GGUF_UINT32, .u = 0},
+        {.key = "phi3.rope.scaling.original_context_length", .type = GGUF_UINT32, .u = 8},
+        {.key = "phi3.rope.scaling.attn_factor", .type = GGUF_FLOAT32, .f = 1.25}};
+    s.arch = "phi3", s.extra = kv, s.n_extra = 1;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.sliding_window == 0 && a.n_longrope == 0 && a.rope_orig_ctx == 16 && a.head_dim == 4);
+    CHECK_OK(model_config_load(&c, write_tiny(&s), &err), &err);
+    CHECK(c.arch == ARCH_PHI3 && c.sliding_window == 0 && c.rope_scaling.type == ROPE_DEFAULT &&
+          c.rope_scaling.original_max_positions == 16 && c.max_positions == 16);
+    kv[0].u = 6, s.n_extra = 3, s.factors = 3, s.rope_freqs = 2;
+    s.rope_divisors[0] = 1.5f, s.rope_divisors[1] = 3;
+    expect_arch(&s, NULL, &a, __LINE__);
+    CHECK(a.sliding_window == 6 && a.n_longrope == 2 && a.rope_orig_ctx == 8 &&
+          a.rope_attn_factor == 1.25f && a.rope_short[1] == 3 && a.rope_long[0] == 1.5f);
+    CHECK_OK(model_config_load(&c, write_tiny(&s), &err), &err);
+    const RopeScaling *r = &c.rope_scaling;
+    CHECK(c.arch == ARCH_PHI3 && model_layer_window(&c, 1) == 6 && r->type == ROPE_LONGROPE &&
+          r->original_max_positions == 8 && r->attention_factor == 1.25f && r->n_divisors == 2 &&
+          r->divisors[1] == 3 && r->long_divisors[0] == 1.5f);
+    s.factors = 1;
+    expect_arch(&s,
+                "rope_factors_short.weight without rope_factors_long.weight: longrope needs both",
+                &a, __LINE__);
+    s.factors = 0, s.rope_freqs = 0;
+    expect_arch(&s, "phi3.rope.scaling.attn_factor 1.25 without longrope's factors", &a, __LINE__);
+    s.n_extra = 2, s.rope_freqs = 2;
+    expect_arch(&s, "phi3 with rope_freqs.weight: not supported (Phi-3's RoPE scaling is longrope",
+                &a, __LINE__);
+    s.rope_freqs = 0, s.scaling = "linear", s.scaling_factor = 2;
+    expect_arch(&s, "phi3 with rope.scaling.type (linear or yarn): not supported", &a, __LINE__);
+    s.scaling = NULL, s.scaling_factor = 0, s.factors = 3, s.rope_freqs = 2;
+    s.rope_divisors[1] = -1;
+    expect_arch(&s, "rope_factors_short.weight[1] = -1: a frequency divisor must be positive", &a,
+                __LINE__);
+    s.rope_freqs = 3;
+    expect_arch(&s, "rope_factors_short.weight", &a, __LINE__); /* 3 for 2 pairs */
+    s = *llama;
+    s.factors = 2, s.rope_freqs = 2, s.rope_divisors[0] = s.rope_divisors[1] = 1;
+    expect_arch(&s,
+                "rope_factors_short.weight / rope_factors_long.weight (longrope) in a llama "
+                "file: they are phi3's",
+                &a, __LINE__);
+    CHECK(gguf_is_rope_tensor(GGUF_ROPE_FREQS) && gguf_is_rope_tensor("rope_factors_long.weight") &&
+          gguf_is_rope_tensor("rope_factors_short.weight") &&
+          !gguf_is_rope_tensor("token_embd.weight"));
+}
+
 static void test_arch(void) {
     GgufArch a;
-    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}, 0, NULL, 0, NULL, 0, 0};
+    TinySpec llama = {"llama", 0, 0, 10, 2, 1, NULL, 0, {0}, 0, NULL, 0, NULL, 0, 0, 0};
     expect_arch(&llama, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "llama") == 0 && a.n_layers == 2 && a.hidden == 8 && a.ffn == 12);
     CHECK(a.n_heads == 2 && a.n_kv_heads == 1 && a.head_dim == 4 && a.context_length == 16);
@@ -947,8 +1014,9 @@ static void test_arch(void) {
     test_gemma3_arch(&llama);
     test_gemma2_arch(&llama);
     test_gemma_scalar(&llama);
+    test_phi3_arch(&llama);
 
-    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}, 0, NULL, 0, NULL, 0, 0};
+    TinySpec gpt2 = {"gpt2", 1, 0, 10, 2, 2, NULL, 0, {0}, 0, NULL, 0, NULL, 0, 0, 0};
     expect_arch(&gpt2, NULL, &a, __LINE__);
     CHECK(strcmp(a.arch, "gpt2") == 0 && a.n_kv_heads == 2 && a.rope_theta == 0);
     CHECK(a.norm_eps == 1e-5f && a.tied_embeddings == 0 && a.context_length == 16);
@@ -1032,6 +1100,16 @@ static void test_hf_names(void) {
         {"gemma3", "blk.2.attn_q_norm.weight", "model.layers.2.self_attn.q_norm.weight",
          GGUF_FIX_NONE},
         {"gemma3", "blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight", GGUF_FIX_NONE},
+        /* Phi-3: q, k, v one linear and gate, up one, neither permuted */
+        {"phi3", "blk.0.attn_qkv.weight", "model.layers.0.self_attn.qkv_proj.weight",
+         GGUF_FIX_NONE},
+        {"phi3", "blk.1.ffn_up.weight", "model.layers.1.mlp.gate_up_proj.weight", GGUF_FIX_NONE},
+        {"phi3", "blk.1.ffn_norm.weight", "model.layers.1.post_attention_layernorm.weight",
+         GGUF_FIX_NONE},
+        {"phi3", "blk.0.attn_output.weight", "model.layers.0.self_attn.o_proj.weight",
+         GGUF_FIX_NONE},
+        {"phi3", "blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight", GGUF_FIX_NONE},
+        {"phi3", "output.weight", "lm_head.weight", GGUF_FIX_NONE},
         {"gpt2", "token_embd.weight", "transformer.wte.weight", GGUF_FIX_NONE},
         {"gpt2", "position_embd.weight", "transformer.wpe.weight", GGUF_FIX_NONE},
         {"gpt2", "output_norm.bias", "transformer.ln_f.bias", GGUF_FIX_NONE},
@@ -1071,6 +1149,10 @@ static void test_hf_names(void) {
     EXPECT_FAIL(
         gguf_name_of("gemma2", "model.layers.0.self_attn.k_norm.weight", out, 64, &fix, err_),
         "no GGUF counterpart in a gemma2 model");
+    EXPECT_FAIL(gguf_hf_name("phi3", "blk.0.attn_q.weight", out, 64, &fix, err_),
+                "no Hugging Face counterpart in a phi3 model"); /* fused: attn_qkv */
+    EXPECT_FAIL(gguf_name_of("phi3", "model.layers.0.mlp.gate_proj.weight", out, 64, &fix, err_),
+                "no GGUF counterpart in a phi3 model");
     EXPECT_FAIL(gguf_hf_name("llama", "blk.x.attn_q.weight", out, 32, &fix, err_), "counterpart");
     EXPECT_FAIL(gguf_hf_name("llama", "blk.1.attn_q", out, 32, &fix, err_), "counterpart");
     EXPECT_FAIL(gguf_hf_name("llama", "rope_freqs.weight", out, 32, &fix, err_), "counterpart");

@@ -28,10 +28,15 @@
  * attention by hidden / heads, not the head size; refused: a query_pre_attn_scalar other than
  * llama.cpp's, Gemma 3 with attention soft-capping or YaRN, Gemma 2 without a soft-cap, untied, or
  * with llama3's RoPE scaling.
- * With the real SmolLM2-135M-Instruct GGUF (models/smollm2, or LORAFT_SMOLLM2_GGUF), a Q8_0
- * merge carries the source's tokenizer.* and general.* metadata byte for byte, its tokenizer
- * encodes like the source's, and its logits match the in-memory model's within 4e-2 of the
- * largest (measured 1.9e-2). */
+ * And on tiny Phi-3s (LoRA on qkv_proj, o_proj, gate_up_proj, down_proj; every layer windowed):
+ * the adapter (attn_qkv, ffn_up of [gate; up], unpermuted), F32, F16 and Q8_0 merges with
+ * longrope's factors as rope_factors_short / _long, its original context and attention factor as
+ * llama.cpp's keys, read back to the same config and logits, with the batch past the original
+ * context and within it, and without longrope; refused: heads other than hidden / heads wide. With
+ * the real SmolLM2-135M-Instruct GGUF (models/smollm2, or LORAFT_SMOLLM2_GGUF), a Q8_0 merge
+ * carries the source's tokenizer.* and general.* metadata byte for byte, its tokenizer encodes like
+ * the source's, and its logits match the in-memory model's within 4e-2 of the largest
+ * (measured 1.9e-2). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -73,9 +78,10 @@ static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
     const char *llama[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                            "gate_proj", "up_proj", "down_proj"};
     const char *gpt2[] = {"c_attn", "c_proj", "c_fc"};
-    int n = arch == ARCH_GPT2 ? 3 : 7;
-    for (int i = 0; i < n; i++)
-        strcpy(s->targets[s->n_targets++], arch == ARCH_GPT2 ? gpt2[i] : llama[i]);
+    const char *phi3[] = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"};
+    const char **names = arch == ARCH_GPT2 ? gpt2 : arch == ARCH_PHI3 ? phi3 : llama;
+    int n = arch == ARCH_GPT2 ? 3 : arch == ARCH_PHI3 ? 4 : 7;
+    for (int i = 0; i < n; i++) strcpy(s->targets[s->n_targets++], names[i]);
 }
 
 /* hidden 64 (two Q8_0 blocks a row), head_dim 16, ffn 48 (down_proj's rows are not whole Q8_0
@@ -108,6 +114,7 @@ static int tiny_model(Model *m, const TrainSpec *s, Arch arch, int tied, LfError
         c.attn_softcap = t->attn_softcap ? fmaxf(t->attn_softcap, 0) : g2 ? 1.5f : 0;
         c.final_softcap = t->final_softcap ? fmaxf(t->final_softcap, 0) : g2 ? 2 : 0;
     }
+    if (arch == ARCH_PHI3) c.sliding_window = 5; /* every layer's, inside SEQ */
     if (model_create(m, &c, s, &ops_cpu, NULL, 5, 1, SEQ, NULL, 0, err)) return -1;
     Rng r = {17, 0};
     for (int i = 0; i < m->n_params; i++) /* and Gemma's norms, 0 at initialisation */
@@ -187,7 +194,8 @@ static void check_llama_cpp_sum(Model *m, const Gguf *adapter, float alpha, LfEr
     CHECK_OK(gguf_open(&gb, base, err), err);
     const char *llama[] = {"blk.1.attn_q.weight", "blk.1.attn_k.weight"};
     const char *gpt2[] = {"blk.1.attn_qkv.weight", "blk.1.ffn_down.weight"};
-    const char **names = m->cfg.arch == ARCH_GPT2 ? gpt2 : llama;
+    const char *phi3[] = {"blk.1.attn_qkv.weight", "blk.1.ffn_up.weight"}; /* [gate; up] */
+    const char **names = m->cfg.arch == ARCH_GPT2 ? gpt2 : m->cfg.arch == ARCH_PHI3 ? phi3 : llama;
     for (int k = 0; k < 2 && gm.map && gb.map; k++) {
         char an[64], bn[64];
         snprintf(an, sizeof an, "%s.lora_a", names[k]);
@@ -233,7 +241,8 @@ static void test_adapter(Arch arch, int rslora) {
     float alpha = 0;
     CHECK_OK(gguf_get_f32(&g, "adapter.lora.alpha", &alpha, &err), &err);
     CHECK_CLOSE(alpha / R, m.loras[0].scale, 0, 1e-6); /* llama.cpp's scale is alpha / rank */
-    CHECK(g.n_tensors == 2 * m.n_loras && m.n_loras == (arch == ARCH_GPT2 ? 8 : 14));
+    CHECK(g.n_tensors == 2 * m.n_loras &&
+          m.n_loras == (arch == ARCH_GPT2 || arch == ARCH_PHI3 ? 8 : 14));
     float *buf = malloc(64 * 64 * sizeof *buf);
     for (int i = 0; i < m.n_loras && buf; i++) {
         const Lora *lo = &m.loras[i];
@@ -311,7 +320,16 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
     if (m->cfg.arch == ARCH_GPT2)
         CHECK(emb && out && out->type == emb->type && out->nbytes == emb->nbytes &&
               memcmp(out->data, emb->data, emb->nbytes) == 0);
-    CHECK(g->n_tensors == n_base + (m->cfg.arch == ARCH_GPT2));
+    /* Phi-3's longrope: its factors as rope_factors_short and _long, F32 as they are */
+    const RopeScaling *r = &m->cfg.rope_scaling;
+    int longrope = r->type == ROPE_LONGROPE;
+    const GgufTensor *fs = gguf_find_tensor(g, GGUF_ROPE_SHORT),
+                     *fl = gguf_find_tensor(g, GGUF_ROPE_LONG);
+    if (longrope)
+        CHECK(fs && fl && fs->type == GGML_F32 && fs->n_dims == 1 && fs->ne[0] == r->n_divisors &&
+              !memcmp(fs->data, r->divisors, sizeof(float) * r->n_divisors) &&
+              !memcmp(fl->data, r->long_divisors, sizeof(float) * r->n_divisors));
+    CHECK(g->n_tensors == n_base + (m->cfg.arch == ARCH_GPT2) + 2 * longrope);
     free(host);
     if (host) free(slot);
     free(got);
@@ -355,6 +373,10 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
         CHECK(!gguf_find_kv(&g, key) == (arch == ARCH_GEMMA3));
         for (int l = 0; l < c->num_layers; l++) CHECK(a.windowed[l] == (l % 2 == 0));
     }
+    if (arch == ARCH_PHI3) /* the window, the original context and longrope's attention factor */
+        CHECK(a.sliding_window == 5 && a.rope_orig_ctx == c->rope_scaling.original_max_positions &&
+              a.rope_attn_factor ==
+                  (c->rope_scaling.type == ROPE_LONGROPE ? c->rope_scaling.attention_factor : 1));
     check_merged_tensors(&m, &g, type);
     gguf_close(&g);
 
@@ -365,7 +387,9 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
         CHECK(back.cfg.arch == arch && back.cfg.tie_word_embeddings == tied &&
               back.cfg.query_pre_attn_scalar == c->query_pre_attn_scalar &&
               back.cfg.attn_softcap == c->attn_softcap &&
-              back.cfg.final_softcap == c->final_softcap);
+              back.cfg.final_softcap == c->final_softcap &&
+              back.cfg.sliding_window == c->sliding_window &&
+              !memcmp(&back.cfg.rope_scaling, &c->rope_scaling, sizeof c->rope_scaling));
         CHECK_OK(logits(&back, ids, SEQ, got, &err), &err);
         double e = rel_error(got, want, SEQ * VOCAB);
         printf("merged %s %s (%s head, %d layers): max |logit diff| / max |logit| = %.3g\n",
@@ -488,6 +512,14 @@ static void test_refusals(void) {
     TrainSpec s;
     Model m;
     const char *path = tmp_path("refused.gguf");
+    lora_spec(&s, ARCH_PHI3, 0);
+    CHECK_OK(tiny_model(&m, &s, ARCH_PHI3, 0, &err), &err);
+    m.cfg.head_dim = 32; /* as a model of heads twice hidden / heads wide has it */
+    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F32, NULL, NULL, err_),
+                "head_dim 32: llama.cpp's phi3 needs heads of hidden_size / num_attention_heads "
+                "(64 / 4)");
+    model_free(&m);
+
     lora_spec(&s, ARCH_LLAMA, 0);
     CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
     EXPECT_FAIL(gguf_export_model(&m, path, GGML_Q4_K, NULL, NULL, err_),
@@ -643,6 +675,22 @@ int main(void) {
         test_merged(arch, GGML_F32, 1, 1e-5);
         tiny_gemma = (TinyGemma){0};
     }
+    /* Phi-3: longrope with the batch past its original context (the long factors), within it
+     * (the short ones), and none (Phi-3-mini-4k's) */
+    tiny_rope = (RopeScaling){.type = ROPE_LONGROPE,
+                              .original_max_positions = SEQ - 4,
+                              .attention_factor = 1.2f,
+                              .n_divisors = 8,
+                              .divisors = {1, 1.1f, 1.3f, 1.6f, 2, 2.5f, 3, 4},
+                              .long_divisors = {1.5f, 2, 3, 5, 8, 12, 16, 24}};
+    test_adapter(ARCH_PHI3, 0);
+    test_merged(ARCH_PHI3, GGML_F32, 0, 1e-5);
+    test_merged(ARCH_PHI3, GGML_Q8_0, 0, 6e-2);
+    tiny_rope.original_max_positions = 2 * SEQ;
+    test_merged(ARCH_PHI3, GGML_F32, 1, 1e-5);
+    tiny_rope = (RopeScaling){.original_max_positions = 4096};
+    test_merged(ARCH_PHI3, GGML_F16, 0, 5e-3);
+    tiny_rope = (RopeScaling){0};
     test_merged_rope((RopeScaling){.type = ROPE_LINEAR, .factor = 4}, ROPE_LINEAR);
     test_merged_rope((RopeScaling){.type = ROPE_LLAMA3,
                                    .factor = 8,

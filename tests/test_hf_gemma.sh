@@ -86,27 +86,7 @@ EOF
     losses=$("$py" -c 'import json, sys; d = json.loads(sys.argv[1]); d[sys.argv[2]] = sys.argv[3]; print(json.dumps(d))' \
       "$losses" "$name" "$(eval_loss "$dir/run.json" --set model.model="$dir/$name")")
   done
-  "$bin" train --config "$dir/run.json" >"$dir/train.log" 2>&1 \
-    || { cat "$dir/train.log"; echo "FAIL: $arch: loraft train"; exit 1; }
-  adapter=$(eval_loss "$dir/run.json" --adapter "$dir/run/best")
-  "$bin" merge --model "$dir/model" --adapter "$dir/run/best" --out "$dir/merged" >/dev/null
-  merged=$(eval_loss "$dir/run.json" --set model.model="$dir/merged")
-  "$bin" train --config "$dir/run.json" --set lora.strategy=full --set train.learning_rate=1e-3 \
-    --set train.output_dir="$dir/fullrun" >"$dir/full.log" 2>&1 \
-    || { cat "$dir/full.log"; echo "FAIL: $arch: loraft train (full)"; exit 1; }
-  tuned=$(eval_loss "$dir/run.json" --set model.model="$dir/fullrun/best")
-
-  "$py" scripts/write-tiny-gguf.py "$dir/model" "$dir/model.gguf"
-  [ "$(eval_loss "$dir/run.json" --set model.model="$dir/model.gguf")" = "$base" ] \
-    || { echo "FAIL: the $arch GGUF's loss differs from the HF directory's"; exit 1; }
-  echo "ok   the $arch GGUF gives the HF directory's loss ($base)"
-  "$bin" merge --model "$dir/model" --adapter "$dir/run/best" --format gguf --type f32 \
-    --out "$dir/merged.gguf" >/dev/null
-  "$bin" export-gguf --adapter "$dir/run/best" --out "$dir/adapter.gguf" >/dev/null
-  merged_gguf=$(eval_loss "$dir/run.json" --set model.model="$dir/merged.gguf")
-  [ "$merged_gguf" = "$adapter" ] \
-    || { echo "FAIL: the merged GGUF's loss $merged_gguf is not the adapter's $adapter"; exit 1; }
-  echo "ok   the merged $arch GGUF gives the adapter's loss ($adapter)"
+  lora_round "$arch" "$dir" "$base"
 
   "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$arch" "$base" "$losses" "$adapter" \
     "$merged" "$tuned" "$vocab" <<'EOF'

@@ -1,8 +1,9 @@
 /* test_model_config.c: config.json loading and saving for DistilBERT, BERT, Llama, Qwen2, Qwen3,
- * Mistral and GPT-2. The literal configs below are the config.json files of
+ * Mistral, SmolLM3, Gemma, Phi-3 and GPT-2. The literal configs below are the config.json files of
  * distilbert-base-uncased, sentence-transformers/all-MiniLM-L6-v2, openai-community/gpt2,
- * Qwen/Qwen2.5-0.5B-Instruct, mistralai/Mistral-7B-v0.1 and -v0.3 as published on the Hugging Face
- * hub, so the expected values are what transformers itself reads from them. */
+ * Qwen/Qwen2.5-0.5B-Instruct, mistralai/Mistral-7B-v0.1 and -v0.3, microsoft/Phi-3-mini-4k-instruct
+ * (and others, said where) as published on the Hugging Face hub, so the expected values are what
+ * transformers itself reads from them. */
 #include "check.h"
 #include "loraft/fileio.h"
 #include "loraft/model_config.h"
@@ -478,6 +479,230 @@ static void test_gemma2(void) {
          "'attn_logit_softcapping' must be a positive number or null");
 }
 
+/* microsoft/Phi-3-mini-4k-instruct's config.json as published (transformers 4.40), less auto_map */
+static const char phi3_mini_4k[] =
+    "{\"_name_or_path\": \"Phi-3-mini-4k-instruct\", \"architectures\": [\"Phi3ForCausalLM\"], "
+    "\"attention_bias\": false, \"attention_dropout\": 0.0, \"bos_token_id\": 1, "
+    "\"embd_pdrop\": 0.0, \"eos_token_id\": 32000, \"hidden_act\": \"silu\", "
+    "\"hidden_size\": 3072, \"initializer_range\": 0.02, \"intermediate_size\": 8192, "
+    "\"max_position_embeddings\": 4096, \"model_type\": \"phi3\", \"num_attention_heads\": 32, "
+    "\"num_hidden_layers\": 32, \"num_key_value_heads\": 32, "
+    "\"original_max_position_embeddings\": 4096, \"pad_token_id\": 32000, \"resid_pdrop\": 0.0, "
+    "\"rms_norm_eps\": 1e-05, \"rope_scaling\": null, \"rope_theta\": 10000.0, "
+    "\"sliding_window\": 2047, \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", "
+    "\"transformers_version\": \"4.40.2\", \"use_cache\": true, \"vocab_size\": 32064}";
+
+/* A config.json as microsoft/Phi-3.5-mini-instruct's (transformers 4.43's form: rope_scaling with
+ * type, 131072 positions over an original 4096), into buf, with made-up factors short_factor[i] =
+ * 1 + i / 32 and long_factor[i] = 1 + i, 48 each (a head of 96), the rope object's type `type` and
+ * `extra` keys in it. */
+static const char *phi3_5_mini(char *buf, size_t cap, const char *type, const char *extra) {
+    char shorts[600] = "", longs[600] = "";
+    for (int i = 0; i < 48; i++) {
+        snprintf(shorts + strlen(shorts), sizeof shorts - strlen(shorts), "%s%g", i ? ", " : "",
+                 1 + i / 32.0);
+        snprintf(longs + strlen(longs), sizeof longs - strlen(longs), "%s%d.0", i ? ", " : "",
+                 1 + i);
+    }
+    snprintf(buf, cap,
+             "{\"architectures\": [\"Phi3ForCausalLM\"], \"attention_bias\": false, "
+             "\"attention_dropout\": 0.0, \"bos_token_id\": 1, \"embd_pdrop\": 0.0, "
+             "\"eos_token_id\": 32000, \"hidden_act\": \"silu\", \"hidden_size\": 3072, "
+             "\"initializer_range\": 0.02, \"intermediate_size\": 8192, "
+             "\"max_position_embeddings\": 131072, \"model_type\": \"phi3\", "
+             "\"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"num_key_value_heads\": 32, "
+             "\"original_max_position_embeddings\": 4096, \"pad_token_id\": 32000, "
+             "\"resid_pdrop\": 0.0, \"rms_norm_eps\": 1e-05, \"rope_scaling\": {%s\"long_factor\": "
+             "[%s], \"short_factor\": [%s], \"type\": \"%s\"}, \"rope_theta\": 10000.0, "
+             "\"sliding_window\": 262144, \"tie_word_embeddings\": false, "
+             "\"transformers_version\": \"4.43.3\", \"use_cache\": true, \"vocab_size\": 32064}",
+             extra, longs, shorts, type);
+    return buf;
+}
+
+/* transformers 5.24's inverse frequencies of the config above at pairs 0, 1, 10, 16, 24 and 47,
+ * short and long, from:
+ *   import transformers
+ *   from transformers.modeling_rope_utils import _compute_longrope_parameters as L
+ *   c = transformers.Phi3Config(max_position_embeddings=131072,
+ *       original_max_position_embeddings=4096, rope_scaling={"type": "longrope",
+ *       "short_factor": [1 + i / 32 for i in range(48)], "long_factor": [1.0 + i for i in
+ * range(48)]}) s, a = L(c); l, _ = L(c, seq_len=4097) print(a, ["%.9g" % s[i] for i in (0, 1, 10,
+ * 16, 24, 47)], ["%.9g" % l[i] for i in ...]) a = 1.1902380714238083 = sqrt(1 + ln(32) / ln(4096)).
+ * Within 2e-7 (transformers' float32 power, product and reciprocal round three times; loraft's
+ * double once: up to 3e-7 at other pairs). */
+static const int phi3_pairs[] = {0, 1, 10, 16, 24, 47};
+static const double phi3_short_golden[] = {
+    1, 0.800391912, 0.111832328, 0.0309439208, 0.00571428565, 4.90745333e-05};
+static const double phi3_long_golden[] = {
+    1, 0.412702084, 0.0133436304, 0.00273034605, 0.00039999999, 2.5240156e-06};
+
+static void check_phi3_freqs(const RopeFreqs *r, const double *want, const char *which) {
+    CHECK(r->half == 48 && fabs(r->scale - sqrt(1 + log(32.0) / log(4096.0))) <= 1e-6);
+    for (int k = 0; k < 6; k++) {
+        int i = phi3_pairs[k];
+        if (fabs(r->inv_freq[i] - want[k]) > 2e-7 * want[k]) {
+            fprintf(stderr, "  phi3 %s inv_freq[%d] = %.9g, transformers %.9g\n", which, i,
+                    r->inv_freq[i], want[k]);
+            CHECK(0);
+        }
+    }
+}
+
+/* Phi-3: Phi3Config()'s defaults, Phi-3-mini-4k-instruct's config.json (no scaling, a window in
+ * every layer) and a Phi-3.5-mini-like one (longrope: its frequencies and attention factor as
+ * transformers', in transformers 4's and 5's forms and the older type names su and yarn), the
+ * attention factor from factor or given, each written back and read the same. */
+static void test_phi3(void) {
+    ModelConfig c, d;
+    LfError err = {{0}};
+    char buf[4096];
+    model_config_defaults(&d, ARCH_PHI3);
+    CHECK_OK(load_literal("{\"model_type\":\"phi3\"}", &c, &err), &err);
+    CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    CHECK_OK(load_literal(phi3_mini_4k, &c, &err), &err);
+    CHECK(c.arch == ARCH_PHI3 && c.hidden_size == 3072 && c.num_layers == 32 && c.num_heads == 32 &&
+          c.num_kv_heads == 32 && c.ffn_size == 8192 && c.vocab_size == 32064 &&
+          c.max_positions == 4096 && model_head_size(&c) == 96);
+    CHECK(c.rope_scaling.type == ROPE_DEFAULT && c.rope_scaling.original_max_positions == 4096 &&
+          c.rope_theta == 1e4f && c.sliding_window == 2047 && model_layer_window(&c, 31) == 2047);
+    CHECK(c.pad_token_id == 32000 && c.bos_token_id == 1 && c.eos_token_id == 32000 &&
+          !c.tie_word_embeddings && c.layer_norm_eps == 1e-5f && c.activation == ACT_SILU);
+    CHECK(memcmp(&c, &d, offsetof(ModelConfig, sliding_window)) == 0);
+    char *text = round_trip_text(&c);
+    CHECK(strstr(text, "\"Phi3ForCausalLM\"") && strstr(text, "\"resid_pdrop\":\t0.0,") &&
+          strstr(text, "\"embd_pdrop\":\t0.0,") && strstr(text, "\"sliding_window\":\t2047,") &&
+          strstr(text, "\"original_max_position_embeddings\":\t4096,") &&
+          strstr(text, "\"rope_scaling\":\tnull") && !strstr(text, "_bias"));
+    free(text);
+
+    CHECK_OK(load_literal(phi3_5_mini(buf, sizeof buf, "longrope", ""), &c, &err), &err);
+    const RopeScaling *r = &c.rope_scaling;
+    CHECK(r->type == ROPE_LONGROPE && r->n_divisors == 48 && r->original_max_positions == 4096 &&
+          c.max_positions == 131072 && c.sliding_window == 262144);
+    CHECK(r->divisors[47] == 1 + 47 / 32.0f && r->long_divisors[47] == 48);
+    CHECK(fabs(r->attention_factor - sqrt(1 + log(32.0) / log(4096.0))) <= 1e-6);
+    RopeFreqs f;
+    model_rope_freqs(&c, &f);
+    check_phi3_freqs(&f, phi3_short_golden, "short");
+    model_rope_freqs_long(&c, &f);
+    check_phi3_freqs(&f, phi3_long_golden, "long");
+    text = round_trip_text(&c);
+    CHECK(strstr(text, "\"type\":\t\"longrope\"") && !strstr(text, "attention_factor") &&
+          strstr(text, "\"original_max_position_embeddings\":\t4096,"));
+    free(text);
+    static const char *const same[][2] = {
+        {"su", ""},
+        {"yarn", ""}, /* Phi3Config's older names of longrope (elsewhere yarn is YaRN) */
+        {"longrope", "\"original_max_position_embeddings\": 4096, \"partial_rotary_factor\": 1.0, "
+                     "\"rope_type\": \"longrope\", \"rope_theta\": 10000.0, "},
+        {"longrope", "\"attention_factor\": 1.1902381, \"factor\": 64, "},
+    };
+    for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+        CHECK_OK(load_literal(phi3_5_mini(buf, sizeof buf, same[i][0], same[i][1]), &d, &err),
+                 &err);
+        CHECK(memcmp(&c, &d, offsetof(ModelConfig, labels)) == 0);
+    }
+    /* transformers 5's form: rope_parameters, its original_max_position_embeddings the top level's
+     */
+    CHECK_OK(load_literal("{\"model_type\":\"phi3\",\"hidden_size\":64,\"num_attention_heads\":4,"
+                          "\"max_position_embeddings\":256,\"original_max_position_embeddings\":64,"
+                          "\"rope_parameters\":{\"rope_type\":\"longrope\",\"rope_theta\":500.0,"
+                          "\"partial_rotary_factor\":1.0,\"original_max_position_embeddings\":64,"
+                          "\"short_factor\":[1,1,1,1,2,2,2,2],\"long_factor\":[4,4,4,4,8,8,8,8]}}",
+                          &c, &err),
+             &err);
+    CHECK(c.rope_theta == 500 && r->original_max_positions == 64 && r->long_divisors[7] == 8 &&
+          r->attention_factor == (float)sqrt(1 + log(4.0) / log(64.0)));
+    free(round_trip_text(&c));
+    /* factor, else max / original: sqrt(1 + ln 8 / ln 4096); an attention_factor written back */
+    CHECK_OK(load_literal(phi3_5_mini(buf, sizeof buf, "longrope", "\"factor\": 8.0, "), &c, &err),
+             &err);
+    CHECK(r->attention_factor == (float)sqrt(1 + log(8.0) / log(4096.0)));
+    CHECK_OK(load_literal(phi3_5_mini(buf, sizeof buf, "longrope", "\"factor\": 0.5, "), &c, &err),
+             &err);
+    CHECK(r->attention_factor == 1); /* factor <= 1: none */
+    CHECK_OK(load_literal(phi3_5_mini(buf, sizeof buf, "longrope", "\"attention_factor\": 1.5, "),
+                          &c, &err),
+             &err);
+    CHECK(r->attention_factor == 1.5f);
+    text = round_trip_text(&c);
+    CHECK(strstr(text, "\"attention_factor\":\t1.5"));
+    free(text);
+    c.score_head = 1, c.num_labels = 1;
+    text = round_trip_text(&c);
+    CHECK(strstr(text, "\"Phi3ForSequenceClassification\"") && !strstr(text, "CausalLM"));
+    free(text);
+}
+
+/* What loraft refuses in a Phi-3 config: the dropouts its decoders lack, partial rotary embeddings
+ * (Phi-4-mini's), other RoPE types, factor lists of the wrong length or with a non-positive
+ * number, longrope without an original context, or with one transformers would read otherwise;
+ * longrope outside phi3. */
+static void test_phi3_refusals(void) {
+#define PHI3 "{\"model_type\":\"phi3\",\"hidden_size\":64,\"num_attention_heads\":4,"
+#define F8 "[1,1,1,1,1,1,1,1]"
+    FAIL(PHI3 "\"resid_pdrop\":0.1}",
+         "key 'resid_pdrop' 0.1: loraft's decoders have no residual or embedding dropout");
+    FAIL(PHI3 "\"embd_pdrop\":0.05}", "key 'embd_pdrop' 0.05");
+    FAIL(PHI3 "\"resid_pdrop\":\"0\"}", "key 'resid_pdrop' must be a finite number");
+    FAIL(PHI3 "\"partial_rotary_factor\":0.75}",
+         "partial rotary embeddings (Phi-4-mini's partial_rotary_factor 0.75) are not supported");
+    FAIL(PHI3 "\"rope_parameters\":{\"rope_type\":\"default\",\"partial_rotary_factor\":0.5}}",
+         "partial_rotary_factor 0.5) are not supported");
+    FAIL(PHI3 "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2}}",
+         "RoPE scaling type 'linear' is not supported for phi3 (Phi3Config's: default, longrope");
+    FAIL(PHI3 "\"original_max_position_embeddings\":16,\"rope_scaling\":{\"type\":\"longrope\","
+              "\"short_factor\":[1,1,1,1,1,1,1],\"long_factor\":" F8 "}}",
+         "RoPE longrope key 'short_factor' must be a list of 8 numbers, one a pair of the head "
+         "(got a list of 7)");
+    FAIL(PHI3 "\"original_max_position_embeddings\":16,\"rope_scaling\":{\"type\":\"longrope\","
+              "\"short_factor\":" F8 ",\"long_factor\":3}}",
+         "key 'long_factor' must be a list of 8 numbers, one a pair of the head (got a number");
+    FAIL(PHI3 "\"original_max_position_embeddings\":16,\"rope_scaling\":{\"type\":\"longrope\","
+              "\"short_factor\":" F8 "}}",
+         "RoPE scaling 'longrope' needs the key 'long_factor'");
+    FAIL(PHI3 "\"original_max_position_embeddings\":16,\"rope_scaling\":{\"type\":\"longrope\","
+              "\"short_factor\":[1,1,1,0,1,1,1,1],\"long_factor\":" F8 "}}",
+         "RoPE longrope short_factor[3] must be a positive finite number");
+    FAIL(PHI3 "\"rope_scaling\":{\"type\":\"longrope\",\"short_factor\":" F8 ",\"long_factor\":" F8
+              "}}",
+         "RoPE longrope needs original_max_position_embeddings");
+    FAIL(PHI3 "\"original_max_position_embeddings\":16,\"rope_scaling\":{\"type\":\"longrope\","
+              "\"original_max_position_embeddings\":32,\"short_factor\":" F8 ",\"long_factor\":" F8
+              "}}",
+         "original_max_position_embeddings 32 differs from the top-level one, 16, which "
+         "transformers reads instead");
+    FAIL(PHI3 "\"rope_scaling\":{\"type\":\"longrope\",\"original_max_position_embeddings\":32,"
+              "\"short_factor\":" F8 ",\"long_factor\":" F8 "}}",
+         "original_max_position_embeddings 32 without the top-level key, which transformers reads "
+         "instead (absent: Phi3Config's 4096)");
+    FAIL(PHI3 "\"original_max_position_embeddings\":1,\"rope_scaling\":{\"type\":\"longrope\","
+              "\"short_factor\":" F8 ",\"long_factor\":" F8 "}}",
+         "longrope's attention factor inf (factor 4096, original context 1) is out of range");
+    FAIL(PHI3 "\"original_max_position_embeddings\":0}",
+         "key 'original_max_position_embeddings' must be positive (got 0)");
+    FAIL(PHI3 "\"sliding_window\":0}", "key 'sliding_window' must be a positive integer or null");
+    FAIL("{\"model_type\":\"llama\",\"rope_scaling\":{\"rope_type\":\"longrope\"}}",
+         "RoPE scaling type 'longrope' is not supported (default, linear, llama3, yarn, dynamic; "
+         "longrope: phi3's)");
+#undef F8
+#undef PHI3
+    ModelConfig c;
+    LfError err = {{0}};
+    model_config_defaults(&c, ARCH_PHI3);
+    c.hidden_size = 64, c.num_heads = c.num_kv_heads = 4;
+    c.rope_scaling = (RopeScaling){.type = ROPE_LONGROPE, .attention_factor = 1, .n_divisors = 8};
+    for (int i = 0; i < 8; i++) c.rope_scaling.divisors[i] = c.rope_scaling.long_divisors[i] = 1;
+    CHECK(model_config_validate(&c, "phi3", &err) == -1 && strstr(err.msg, "longrope alone"));
+    c.rope_scaling.original_max_positions = 16;
+    CHECK_OK(model_config_validate(&c, "phi3", &err), &err);
+    c.rope_scaling.long_divisors[5] = NAN;
+    CHECK(model_config_validate(&c, "phi3", &err) == -1);
+    c.arch = ARCH_LLAMA, c.rope_scaling.long_divisors[5] = 1; /* longrope is Phi-3's */
+    CHECK(model_config_validate(&c, "llama", &err) == -1 && strstr(err.msg, "RoPE scaling"));
+}
+
 /* Mistral: the published 7B v0.1 and v0.3 configs and a Nemo-like head size; MistralConfig()'s
  * defaults; sliding_window read, written back as read (a number or null), and a sequence longer
  * than it refused with the window named; attention_bias / mlp_bias neither read (MistralForCausalLM
@@ -599,7 +824,7 @@ static void test_labels_and_options(void) {
 static void test_errors(void) {
     FAIL("{\"model_type\":\"roberta\"}", "model_type 'roberta' is not supported (supported: "
                                          "distilbert, bert, llama, qwen2, qwen3, mistral, smollm3, "
-                                         "gemma3_text, gemma2, gpt2)");
+                                         "gemma3_text, gemma2, phi3, gpt2)");
     FAIL("{\"dim\":768}", "key 'model_type' is missing");
     FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
     FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
@@ -710,6 +935,7 @@ static void test_round_trip(Arch arch) {
                        : arch == ARCH_MISTRAL ? "MistralForCausalLM"
                        : arch == ARCH_SMOLLM3 ? "SmolLM3ForCausalLM"
                        : arch == ARCH_GEMMA3  ? "Gemma3ForCausalLM"
+                       : arch == ARCH_PHI3    ? "Phi3ForCausalLM"
                        : arch == ARCH_GPT2    ? "GPT2LMHeadModel"
                                               : "DistilBertForSequenceClassification";
     CHECK(cJSON_IsArray(archs) && !strcmp(cJSON_GetArrayItem(archs, 0)->valuestring, want));
@@ -833,7 +1059,7 @@ static void test_rope(void) {
     free(text);
 #define LLAMA "{\"model_type\":\"llama\",\"hidden_size\":64,\"num_attention_heads\":4,"
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"longrope\",\"factor\":4}}",
-         "RoPE scaling type 'longrope' is not supported (default, linear, llama3, yarn, dynamic)");
+         "RoPE scaling type 'longrope' is not supported (default, linear, llama3, yarn, dynamic");
     FAIL(LLAMA "\"rope_scaling\":{\"type\":\"dynamic\"}}", "'dynamic' needs the key 'factor'");
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\"}}", "'yarn' needs the key 'factor'");
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4,\"beta_fast\":-1}}",
@@ -914,7 +1140,10 @@ int main(void) {
     test_round_trip(ARCH_SMOLLM3);
     test_gemma3();
     test_gemma2();
+    test_phi3();
+    test_phi3_refusals();
     test_round_trip(ARCH_GEMMA3);
+    test_round_trip(ARCH_PHI3);
     test_score_head();
     test_rope();
     CHECK(!strcmp(arch_name(ARCH_DISTILBERT), "distilbert") &&

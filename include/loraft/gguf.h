@@ -140,13 +140,19 @@ int gguf_read_f32(const Gguf *g, const char *name, int ndim, const int64_t *shap
 
 /* Llama 3.1's RoPE scaling in a GGUF: a divisor of each pair's frequency (GgufArch) */
 #define GGUF_ROPE_FREQS "rope_freqs.weight"
+/* Phi-3's longrope: the divisors for sequences within the original context, and past it */
+#define GGUF_ROPE_SHORT "rope_factors_short.weight"
+#define GGUF_ROPE_LONG "rope_factors_long.weight"
+/* 1 for RoPE's tensors (rope_freqs, rope_factors_short and _long), which gguf_arch reads into the
+ * config: no model parameter of their own. */
+int gguf_is_rope_tensor(const char *name);
 /* The most layers a GGUF's per-layer keys may describe (model_config.h's MODEL_MAX_LAYERS) */
 #define GGUF_MAX_LAYERS 1024
 
 /* A Llama-family or GPT-2 model described by its metadata (`<arch>.*` keys) and tensors. */
 typedef struct GgufArch {
     char arch[32];      /* general.architecture: "llama", "qwen2", "qwen3", "smollm3", "gemma3",
-                           "gemma2" or "gpt2" */
+                           "gemma2", "phi3" or "gpt2" */
     int n_layers;       /* block_count */
     int hidden;         /* embedding_length */
     int ffn;            /* feed_forward_length */
@@ -154,7 +160,9 @@ typedef struct GgufArch {
     int n_kv_heads;     /* attention.head_count_kv (default n_heads; gpt2: n_heads) */
     int head_dim;       /* llama family: attention.key_length, else hidden / n_heads */
     int sliding_window; /* llama: attention.sliding_window (a Mistral loraft wrote); gemma2,
-                           gemma3: its windowed layers'; 0: none */
+                           gemma3: its windowed layers'; phi3: every layer's (the converter
+                           writes config.json's, 0 for none; llama.cpp computes without it);
+                           0: none */
     /* gemma2, gemma3, with a window: which layers have it (attention.sliding_window_pattern: a
      * list of one a layer, or every n-th layer full, default gemma2's 2 and gemma3's 6, as
      * llama.cpp reads it), and (gemma3) their RoPE base (rope.freq_base_swa, default llama.cpp's
@@ -172,14 +180,20 @@ typedef struct GgufArch {
     int rope_yarn;      /* llama: rope.scaling.type is yarn (else linear, where rope_factor) */
     float rope_factor;  /* llama: rope.scaling.factor where rope.scaling.type is linear or yarn;
                            0: none */
-    int rope_orig_ctx;  /* yarn: rope.scaling.original_context_length (default context_length) */
+    int rope_orig_ctx;  /* yarn, phi3: rope.scaling.original_context_length (default
+                           context_length; phi3: past it llama.cpp takes the long factors) */
     float yarn_beta_fast, yarn_beta_slow; /* yarn: rope.scaling.yarn_beta_fast / _slow (32, 1) */
     float rope_attn_factor; /* yarn: rope.scaling.attn_factor (default 1), the factor llama.cpp
-                               multiplies YaRN's 0.1 ln(factor) + 1 by: the attention factor */
+                               multiplies YaRN's 0.1 ln(factor) + 1 by: the attention factor;
+                               phi3's longrope: its attention factor (cos and sin times it) */
     int n_rope_divisors;    /* llama: head_dim / 2 where rope_freqs.weight (each pair's frequency
                                divisor: Llama 3.1's scaling, as llama.cpp's converter writes it) is
                                there; 0: none */
     float rope_divisors[ROPE_MAX_PAIRS];
+    int n_longrope; /* phi3: head_dim / 2 where rope_factors_short and _long.weight are there
+                       (Phi-3's longrope, as llama.cpp's converter writes it: both or neither); 0:
+                       none */
+    float rope_short[ROPE_MAX_PAIRS], rope_long[ROPE_MAX_PAIRS];
     float norm_eps;      /* llama: attention.layer_norm_rms_epsilon; gpt2: layer_norm_epsilon */
     int tied_embeddings; /* 1 when there is no output.weight (head = token_embd) */
     int bos_token_id, eos_token_id; /* tokenizer.ggml.*_token_id; -1 when absent */
@@ -193,8 +207,9 @@ typedef struct GgufArch {
  * them; a yarn_ext_factor other than 1, a yarn_log_multiplier, a yarn_attn_factor other than the
  * attention factor llama.cpp computes, and an attn_factor other than 1 without yarn are
  * refused) or
- * a rope_freqs tensor of head_dim / 2 positive F32 divisors; other scaling types and experts are
- * refused: loraft does not implement them. */
+ * a rope_freqs tensor of head_dim / 2 positive F32 divisors; phi3's: none, or longrope's two factor
+ * tensors with rope.scaling.attn_factor; other scaling types and experts are refused: loraft does
+ * not implement them. */
 int gguf_arch(const Gguf *g, GgufArch *a, LfError *err);
 
 /* Gemma 2's and 3's query_pre_attn_scalar as llama.cpp derives it (it reads no key for it):

@@ -6,7 +6,8 @@
  * dimension order (ne[0] is a row's length: a HF [out, in] weight has ne [in, out]), and
  * Llama's q_proj / k_proj rows permuted to llama.cpp's RoPE layout (gguf_permute_rows with
  * num_heads / num_kv_heads; not Qwen2's); in an adapter only lora_b is permuted, since
- * P (W + s B A) = P W + s (P B) A. Decoders only: Llama, Qwen2 and GPT-2. */
+ * P (W + s B A) = P W + s (P B) A. Decoders only: the Llama family (Qwen, Mistral, SmolLM3, Gemma,
+ * Phi-3) and GPT-2. */
 #pragma once
 #include "loraft/bpe.h"
 #include "loraft/error.h"

@@ -1,10 +1,10 @@
 /* model_config.h: the Hugging Face config.json of a DistilBERT, BERT (BERT-derived
  * ones such as all-MiniLM-L6-v2 included), Llama-family (Llama, Qwen2, Qwen3, Mistral, SmolLM3,
- * Gemma 3) or GPT-2 checkpoint, read into one flat struct and written back in a form transformers'
- * AutoConfig loads. Keys absent from the file keep HF's defaults; keys of the wrong JSON type,
- * unsupported options and inconsistent sizes are errors naming the file and the key. Not a general
- * HF config parser: only what classification with the encoders and causal language modelling with
- * the decoders need. */
+ * Gemma 2 and 3, Phi-3) or GPT-2 checkpoint, read into one flat struct and written back in a form
+ * transformers' AutoConfig loads. Keys absent from the file keep HF's defaults; keys of the wrong
+ * JSON type, unsupported options and inconsistent sizes are errors naming the file and the key. Not
+ * a general HF config parser: only what classification with the encoders and causal language
+ * modelling with the decoders need. */
 #pragma once
 
 #include "loraft/error.h"
@@ -100,12 +100,13 @@ typedef struct RopeScaling {
     RopeType type;
     float factor;                            /* linear, llama3, yarn, dynamic */
     float low_freq_factor, high_freq_factor; /* llama3 */
-    int original_max_positions;              /* llama3, yarn, longrope */
-    float beta_fast, beta_slow;              /* yarn: 32 and 1 by default */
-    float attention_factor; /* yarn: given, else from factor (and mscale); longrope: given, else
-                               from max_positions / original_max_positions */
-    int untruncated;        /* yarn: truncate false (the ramp's ends not rounded to whole pairs) */
-    int n_divisors;         /* divisors, longrope: HS/2 of them */
+    int original_max_positions; /* llama3, yarn, longrope; phi3: always (its config's, which
+                                   transformers derives longrope's factor from) */
+    float beta_fast, beta_slow; /* yarn: 32 and 1 by default */
+    float attention_factor;     /* yarn: given, else from factor (and mscale); longrope: given, else
+                                   from max_positions / original_max_positions */
+    int untruncated; /* yarn: truncate false (the ramp's ends not rounded to whole pairs) */
+    int n_divisors;  /* divisors, longrope: HS/2 of them */
     float divisors[ROPE_MAX_PAIRS];      /* divisors; longrope: short_factor */
     float long_divisors[ROPE_MAX_PAIRS]; /* longrope: long_factor */
 } RopeScaling;
@@ -158,14 +159,15 @@ typedef struct ModelConfig {
 /* HF's defaults: distilbert-base-uncased / bert-base-uncased, 2 labels. */
 void model_config_defaults(ModelConfig *cfg, Arch arch);
 
-/* path: a config.json, a directory containing one, or a Llama, Qwen2, Qwen3 or GPT-2 .gguf file
- * (its metadata read as transformers reads it). */
+/* path: a config.json, a directory containing one, or a decoder's .gguf file (Llama family, GPT-2:
+ * its metadata read as transformers reads it). */
 int model_config_load(ModelConfig *cfg, const char *path, LfError *err);
 
 /* Writes an HF-loadable config.json (atomically) to path: model_type,
  * architectures (DistilBertForSequenceClassification, BertForSequenceClassification,
  * LlamaForCausalLM or, with score_head, LlamaForSequenceClassification, GPT2LMHeadModel,
- * Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM or their ForSequenceClassification),
+ * Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, SmolLM3ForCausalLM, Gemma3ForCausalLM,
+ * Gemma2ForCausalLM, Phi3ForCausalLM or their ForSequenceClassification),
  * every size, dropout and activation key,
  * id2label and label2id. Fails on an invalid cfg. */
 int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);

@@ -17,24 +17,23 @@ static unsigned blocks4(size_t n) {
     return cuda_blocks((n + 3) / 4, CUDA_THREADS);
 }
 
-/* v[k] as bf16 at element i + k (< n) of [n/F, F] rows ld apart: one 8-byte store when the four
- * share a row, as they do for F a multiple of 4 (no division where the rows are contiguous). */
-__device__ inline void store4_bf16_rows(uint16_t *dst, const float v[4], size_t i, size_t n,
-                                        size_t F, size_t ld) {
-    if (ld == F) return store4_bf16(dst, v, i, n);
-    size_t r = i / F, c = i - r * F;
-    if (c + 4 <= F && i + 4 <= n) {
-        store4_bf16(dst + r * ld, v, c, F);
-        return;
-    }
-    for (int k = 0; k < 4 && i + k < n; k++) {
-        size_t e = i + k, row = e / F;
-        dst[row * ld + e - row * F] = __bfloat16_as_ushort(__float2bfloat16(v[k]));
-    }
+/* One value, or four (store4), as the destination's type: f32, or bf16 bits rounded to nearest
+ * even */
+__device__ inline void store_one(float *dst, float x) {
+    *dst = x;
+}
+__device__ inline void store_one(uint16_t *dst, float x) {
+    *dst = __bfloat16_as_ushort(__float2bfloat16(x));
+}
+__device__ inline void store4(uint16_t *dst, const float v[4], size_t i, size_t n) {
+    store4_bf16(dst, v, i, n);
 }
 
-/* store4 of element i of n in rows of F values ld apart */
-__device__ inline void store4_rows(float *dst, const float v[4], size_t i, size_t n, size_t F,
+/* v[k] at element i + k (< n) of [n/F, F] rows ld apart, f32 or bf16: one 16- or 8-byte store
+ * when the four share a row, as they do for F a multiple of 4 (no division where the rows are
+ * contiguous). */
+template <typename T>
+__device__ inline void store4_rows(T *dst, const float v[4], size_t i, size_t n, size_t F,
                                    size_t ld) {
     if (ld == F) return store4(dst, v, i, n);
     size_t r = i / F, c = i - r * F;
@@ -44,7 +43,7 @@ __device__ inline void store4_rows(float *dst, const float v[4], size_t i, size_
     }
     for (int k = 0; k < 4 && i + k < n; k++) {
         size_t e = i + k, row = e / F;
-        dst[row * ld + e - row * F] = v[k];
+        store_one(dst + row * ld + e - row * F, v[k]);
     }
 }
 
@@ -68,7 +67,7 @@ __global__ void activation_forward_kernel(float *out, uint16_t *out_bf16, int ld
         if (saved && inp) store4_bf16(saved, x, i, n);
         for (int k = 0; k < 4; k++) x[k] = act_value(x[k], act);
         if (out) store4(out, x, i, n);
-        if (out_bf16) store4_bf16_rows(out_bf16, x, i, n, F, ldb);
+        if (out_bf16) store4_rows(out_bf16, x, i, n, F, ldb);
     }
 }
 
@@ -146,15 +145,15 @@ __global__ void glu_forward_kernel(Activation act, float *out, uint16_t *out_bf1
         if (gate) {
             load4_rows(g, gate, i, n, F, ld), load4_rows(u, up, i, n, F, ld);
             if (saved)
-                store4_bf16_rows(saved, g, i, n, F, 2 * (size_t)F),
-                    store4_bf16_rows(saved + F, u, i, n, F, 2 * (size_t)F);
+                store4_rows(saved, g, i, n, F, 2 * (size_t)F),
+                    store4_rows(saved + F, u, i, n, F, 2 * (size_t)F);
         } else { /* the GEMM's bf16 output */
             load4_rows(g, saved, i, n, F, 2 * (size_t)F);
             load4_rows(u, saved + F, i, n, F, 2 * (size_t)F);
         }
         for (int k = 0; k < 4; k++) g[k] = act_value(g[k], act) * u[k];
         if (out) store4(out, g, i, n);
-        if (out_bf16) store4_bf16_rows(out_bf16, g, i, n, F, ldb);
+        if (out_bf16) store4_rows(out_bf16, g, i, n, F, ldb);
     }
 }
 
@@ -180,8 +179,8 @@ __global__ void glu_backward_kernel(Activation act, float *dgate, float *dup, ui
         if (dgate) store4_rows(dgate, dg, i, n, F, ld);
         if (dup) store4_rows(dup, du, i, n, F, ld);
         if (dgu_bf16) {
-            store4_bf16_rows(dgu_bf16, dg, i, n, F, 2 * (size_t)F);
-            store4_bf16_rows(dgu_bf16 + F, du, i, n, F, 2 * (size_t)F);
+            store4_rows(dgu_bf16, dg, i, n, F, 2 * (size_t)F);
+            store4_rows(dgu_bf16 + F, du, i, n, F, 2 * (size_t)F);
         }
     }
 }

@@ -11,6 +11,7 @@
 #include "loraft/fileio.h"
 #include "loraft/gguf_export.h"
 #include "loraft/model.h"
+#include "loraft/rng.h"
 #include "loraft/text.h"
 
 /* Vocabulary size and special tokens from the tokenizer the checkpoint will carry. */
@@ -41,6 +42,31 @@ static int quant_by_name(const char *name, GgmlType *out, LfError *err) {
                    quant_quantize_list());
 }
 
+/* Phi-3's longrope over `original` positions, as a config.json gives it (model_config_rope_scaling,
+ * so that the attention factor is the one transformers works out from max_position_embeddings /
+ * original): a factor a pair of cfg's heads drawn from seed, the short ones in [1, 1.5), the long
+ * ones from about 1 to 4 over the pairs, as Phi-3.5's grow. */
+static int init_longrope(ModelConfig *cfg, int original, int seed, LfError *err) {
+    char json[8192];
+    int half = model_head_size(cfg) / 2, n;
+    if (original < 1) return lf_fail(err, "--longrope %d: an original context is > 0", original);
+    n = snprintf(json, sizeof json,
+                 "{\"rope_type\": \"longrope\", \"original_max_position_embeddings\": %d",
+                 original);
+    for (int list = 0; list < 2; list++) {
+        n += snprintf(json + n, sizeof json - (size_t)n, ", \"%s_factor\": [",
+                      list ? "long" : "short");
+        for (int i = 0; i < half && i < ROPE_MAX_PAIRS; i++) {
+            float u = rng_uniform((uint64_t)seed, (uint64_t)(list * ROPE_MAX_PAIRS + i));
+            float f = list ? 1 + 3.0f * (i + u) / half : 1 + 0.5f * u;
+            n += snprintf(json + n, sizeof json - (size_t)n, "%s%.4f", i ? ", " : "", f);
+        }
+        n += snprintf(json + n, sizeof json - (size_t)n, "]");
+    }
+    snprintf(json + n, sizeof json - (size_t)n, "}");
+    return model_config_rope_scaling(cfg, json, err) ? lf_wrap(err, "--longrope %d", original) : 0;
+}
+
 /* loraft init's options (cmd_init) */
 typedef struct InitArgs {
     const char *arch, *vocab_from, *out, *gguf, *quant, *rope_scaling;
@@ -48,6 +74,7 @@ typedef struct InitArgs {
     int sliding_window;    /* mistral: -1 keeps MistralConfig's 4096, 0 none; qwen: -1 none */
     int max_window_layers; /* qwen: layers before the first windowed one; -1: 28, Qwen2Config's */
     int full_every;        /* gemma: every full_every-th layer without the window; 0: 6 / 2 */
+    int longrope;          /* phi3: longrope's original context; 0: no scaling */
     float init_std, rope_theta;
     float query_scalar;                /* gemma: query_pre_attn_scalar; 0: the head size */
     float attn_softcap, final_softcap; /* gemma: soft-capping; NAN: the arch's default, 0: none */
@@ -62,8 +89,9 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
         model_config_defaults(cfg, ARCH_BERT);
     else if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3") ||
              !strcmp(arch, "mistral") || !strcmp(arch, "smollm3") || !strcmp(arch, "gemma3") ||
-             !strcmp(arch, "gemma2"))
+             !strcmp(arch, "gemma2") || !strcmp(arch, "phi3"))
         model_config_defaults(cfg, arch[0] == 'l'   ? ARCH_LLAMA
+                                   : arch[0] == 'p' ? ARCH_PHI3
                                    : arch[0] == 'm' ? ARCH_MISTRAL
                                    : arch[0] == 's' ? ARCH_SMOLLM3
                                    : arch[0] == 'g' ? arch[5] == '3' ? ARCH_GEMMA3 : ARCH_GEMMA2
@@ -75,7 +103,7 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     else
         return lf_fail(err,
                        "--arch '%s'%s: expected distilbert, bert, llama, qwen2, qwen3, mistral, "
-                       "smollm3, gemma3, gemma2 or gpt2 (tied)",
+                       "smollm3, gemma3, gemma2, phi3 or gpt2 (tied)",
                        arch, a->untied ? " --untied" : "");
     if (a->gguf && !arch_is_llama(cfg->arch) && cfg->arch != ARCH_GPT2)
         return lf_fail(err, "--gguf writes the llama family's and gpt2 models only (--arch %s)",
@@ -87,16 +115,18 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
         return lf_fail(err, "--rope-theta %g: a RoPE base is finite and > 0", a->rope_theta);
     if (a->rope_theta > 0) cfg->rope_theta = a->rope_theta;
     int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3, gemma = arch_is_gemma(cfg->arch);
+    int phi3 = cfg->arch == ARCH_PHI3;
     if ((a->sliding_window >= 0 && cfg->arch != ARCH_MISTRAL && cfg->arch != ARCH_SMOLLM3 &&
-         !qwen && !gemma) ||
-        (a->max_window_layers >= 0 && !qwen) ||
+         !qwen && !gemma && !phi3) ||
+        (a->max_window_layers >= 0 && !qwen) || (a->longrope && !phi3) ||
         ((a->full_every || a->query_scalar || !isnan(a->attn_softcap) ||
           !isnan(a->final_softcap)) &&
          !gemma))
         return lf_fail(err,
                        "--sliding-window is mistral's, qwen2's, qwen3's, smollm3's (its NoPE "
-                       "layers) and gemma's, --max-window-layers qwen2's and qwen3's, "
-                       "--full-every, --query-scalar and the soft-caps gemma's (--arch %s)",
+                       "layers), gemma's and phi3's, --max-window-layers qwen2's and qwen3's, "
+                       "--full-every, --query-scalar and the soft-caps gemma's, --longrope "
+                       "phi3's (--arch %s)",
                        arch);
     if (a->full_every < 0)
         return lf_fail(err, "--full-every %d: a layer pattern is >= 1", a->full_every);
@@ -150,6 +180,7 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
                        "--hidden %d, --heads %d, --kv-heads %d: heads must divide hidden, "
                        "kv-heads heads",
                        cfg->hidden_size, cfg->num_heads, cfg->num_kv_heads);
+    if (a->longrope && init_longrope(cfg, a->longrope, a->seed, err)) return -1;
     return model_config_validate(cfg, "loraft init", err);
 }
 
@@ -193,8 +224,8 @@ int cmd_init(int argc, char **argv) {
                   .final_softcap = NAN};
     const CliOpt opts[] = {
         {"arch", OPT_STR, &a.arch,
-         "distilbert (default), bert, llama, qwen2, qwen3, mistral, smollm3, gemma3, gemma2 or "
-         "gpt2"},
+         "distilbert (default), bert, llama, qwen2, qwen3, mistral, smollm3, gemma3, gemma2, phi3 "
+         "or gpt2"},
         {"layers", OPT_INT, &a.layers, "transformer layers (default: the base model's)"},
         {"hidden", OPT_INT, &a.hidden, "hidden size C"},
         {"heads", OPT_INT, &a.heads, "attention heads (must divide hidden)"},
@@ -209,7 +240,7 @@ int cmd_init(int argc, char **argv) {
          "mistral: config.json's sliding_window (default 4096, MistralConfig's; 0: null); "
          "qwen2, qwen3: the window of the layers from --max-window-layers on "
          "(use_sliding_window); smollm3: of its layers without RoPE; gemma: of all but every "
-         "--full-every-th layer (default 4096)"},
+         "--full-every-th layer (default 4096); phi3: of every layer (default none)"},
         {"full-every", OPT_INT, &a.full_every,
          "gemma: every full-every-th layer attends without the window (default gemma3 6, gemma2 "
          "2)"},
@@ -221,6 +252,9 @@ int cmd_init(int argc, char **argv) {
          "gemma: final_logit_softcapping (default gemma2 30, gemma3 none; 0: none)"},
         {"max-window-layers", OPT_INT, &a.max_window_layers,
          "qwen2, qwen3: the layers before the first windowed one (default 28, Qwen2Config's)"},
+        {"longrope", OPT_INT, &a.longrope,
+         "phi3: RoPE longrope over this original context: factors drawn from --seed, the "
+         "attention factor from --max-positions / it"},
         {"rope-scaling", OPT_STR, &a.rope_scaling,
          "llama: config.json's rope_scaling object, e.g. '{\"rope_type\": \"linear\", "
          "\"factor\": 4}' (linear or llama3)"},

@@ -1,12 +1,12 @@
 /* gguf_arch.c: what a GGUF file's metadata and tensor names mean for the decoder families
  * loraft knows, Llama (and Qwen2, Llama with q, k, v biases; Qwen3, with q and k head norms;
- * Gemma 2 and 3, with norms of their own) and GPT-2: the GgufArch config, the
- * GGUF <-> Hugging Face tensor names (one table per architecture, read both ways), and the Q/K
- * row permutation llama.cpp's converter applies to Llama's (not Qwen2's: llama.cpp rotates its
- * halves as transformers does; see gguf.h). Names follow llama.cpp's convert_hf_to_gguf.py
- * (blk.N.attn_q, ...) and transformers' LlamaForCausalLM / Qwen2ForCausalLM / GPT2LMHeadModel.
- * Deliberately not a model loader: it reads no tensor data and does not check that every layer's
- * tensors are present. */
+ * Gemma 2 and 3, with norms of their own; Phi-3, with fused projections and longrope) and GPT-2:
+ * the GgufArch config, the GGUF <-> Hugging Face tensor names (one table per architecture, read
+ * both ways), and the Q/K row permutation llama.cpp's converter applies to Llama's (not Qwen2's:
+ * llama.cpp rotates its halves as transformers does; see gguf.h). Names follow llama.cpp's
+ * convert_hf_to_gguf.py (blk.N.attn_q, ...) and transformers' LlamaForCausalLM / Qwen2ForCausalLM /
+ * GPT2LMHeadModel. Deliberately not a model loader: it reads no tensor data and does not check that
+ * every layer's tensors are present. */
 #include "loraft/gguf.h"
 
 #include <inttypes.h>
@@ -143,8 +143,63 @@ static int yarn_keys(const Gguf *g, GgufArch *a, LfError *err) {
     return 0;
 }
 
+int gguf_is_rope_tensor(const char *name) {
+    return !strcmp(name, GGUF_ROPE_FREQS) || !strcmp(name, GGUF_ROPE_SHORT) ||
+           !strcmp(name, GGUF_ROPE_LONG);
+}
+
+/* A RoPE tensor of a divisor of each pair's frequency: head_dim / 2 positive finite values. */
+static int read_divisors(const Gguf *g, const GgufArch *a, const char *name, float *out,
+                         LfError *err) {
+    int64_t n = a->head_dim / 2;
+    if (n > ROPE_MAX_PAIRS)
+        return lf_fail(err, "%s: %s for head size %d: at most %d", g->path, name, a->head_dim,
+                       2 * ROPE_MAX_PAIRS);
+    if (gguf_read_f32(g, name, 1, &n, out, err)) return -1;
+    for (int i = 0; i < n; i++)
+        if (!(out[i] > 0 && isfinite(out[i])))
+            return lf_fail(err, "%s: %s[%d] = %g: a frequency divisor must be positive", g->path,
+                           name, i, out[i]);
+    return 0;
+}
+
+/* Phi-3's RoPE as llama.cpp's converter writes it and llama.cpp reads it: no scaling type or
+ * rope_freqs, the original context (rope.scaling.original_context_length, default
+ * context_length) and, for longrope, rope_factors_short and rope_factors_long (both or neither)
+ * with the attention factor as rope.scaling.attn_factor (read already). */
+static int phi3_rope(const Gguf *g, GgufArch *a, LfError *err) {
+    const char *what = a->rope_factor > 0                     ? "rope.scaling.type (linear or yarn)"
+                       : gguf_find_tensor(g, GGUF_ROPE_FREQS) ? GGUF_ROPE_FREQS
+                                                              : NULL;
+    if (what)
+        return lf_fail(err,
+                       "%s: phi3 with %s: not supported (Phi-3's RoPE scaling is longrope, "
+                       "%s and %s)",
+                       g->path, what, GGUF_ROPE_SHORT, GGUF_ROPE_LONG);
+    if (arch_int(g, a->arch, "rope.scaling.original_context_length", a->context_length,
+                 &a->rope_orig_ctx, err))
+        return -1;
+    int has_short = gguf_find_tensor(g, GGUF_ROPE_SHORT) != NULL;
+    int has_long = gguf_find_tensor(g, GGUF_ROPE_LONG) != NULL;
+    if (has_short != has_long)
+        return lf_fail(err, "%s: %s without %s: longrope needs both", g->path,
+                       has_short ? GGUF_ROPE_SHORT : GGUF_ROPE_LONG,
+                       has_short ? GGUF_ROPE_LONG : GGUF_ROPE_SHORT);
+    if (!has_short && a->rope_attn_factor != 1)
+        return lf_fail(err,
+                       "%s: phi3.rope.scaling.attn_factor %g without longrope's factors is not "
+                       "supported (its cos and sin have no config.json form)",
+                       g->path, a->rope_attn_factor);
+    if (!has_short) return 0;
+    if (read_divisors(g, a, GGUF_ROPE_SHORT, a->rope_short, err) ||
+        read_divisors(g, a, GGUF_ROPE_LONG, a->rope_long, err))
+        return -1;
+    a->n_longrope = a->head_dim / 2;
+    return 0;
+}
+
 /* Llama's RoPE scaling: none, linear or yarn (a factor), or rope_freqs' divisor of each
- * frequency. */
+ * frequency; Phi-3's: phi3_rope. */
 static int rope_scaling(const Gguf *g, GgufArch *a, LfError *err) {
     const GgufStr *type = NULL;
     char key[64];
@@ -162,30 +217,38 @@ static int rope_scaling(const Gguf *g, GgufArch *a, LfError *err) {
             return lf_fail(err, "%s: %s %g is out of range (0, 1e6]", g->path, key, a->rope_factor);
     }
     if (scaling_float(g, a->arch, "attn_factor", 1, &a->rope_attn_factor, err)) return -1;
+    if (!(a->rope_attn_factor > 0))
+        return lf_fail(err, "%s: %s.rope.scaling.attn_factor must be > 0", g->path, a->arch);
+    if (!strcmp(a->arch, "phi3")) return phi3_rope(g, a, err);
+    if (gguf_find_tensor(g, GGUF_ROPE_SHORT) || gguf_find_tensor(g, GGUF_ROPE_LONG))
+        return lf_fail(err, "%s: %s / %s (longrope) in a %s file: they are phi3's", g->path,
+                       GGUF_ROPE_SHORT, GGUF_ROPE_LONG, a->arch);
     if (a->rope_attn_factor != 1 && !a->rope_yarn)
         return lf_fail(err,
                        "%s: %s.rope.scaling.attn_factor %g without YaRN is not supported (its cos "
                        "and sin have no config.json form)",
                        g->path, a->arch, a->rope_attn_factor);
-    if (!(a->rope_attn_factor > 0))
-        return lf_fail(err, "%s: %s.rope.scaling.attn_factor must be > 0", g->path, a->arch);
     if (a->rope_yarn && yarn_keys(g, a, err)) return -1;
     const char *name = GGUF_ROPE_FREQS;
     if (!gguf_find_tensor(g, name)) return 0;
-    int64_t n = a->head_dim / 2;
     if (linear || a->rope_yarn)
         return lf_fail(err, "%s: both %s RoPE scaling and %s: not supported", g->path,
                        linear ? "linear" : "yarn", name);
-    if (n > ROPE_MAX_PAIRS)
-        return lf_fail(err, "%s: %s for head size %d: at most %d", g->path, name, a->head_dim,
-                       2 * ROPE_MAX_PAIRS);
-    if (gguf_read_f32(g, name, 1, &n, a->rope_divisors, err)) return -1;
-    for (int i = 0; i < n; i++)
-        if (!(a->rope_divisors[i] > 0 && isfinite(a->rope_divisors[i])))
-            return lf_fail(err, "%s: %s[%d] = %g: a frequency divisor must be positive", g->path,
-                           name, i, a->rope_divisors[i]);
-    a->n_rope_divisors = (int)n;
+    if (read_divisors(g, a, name, a->rope_divisors, err)) return -1;
+    a->n_rope_divisors = a->head_dim / 2;
     return 0;
+}
+
+/* `<arch>.attention.sliding_window` where present: positive (phi3's converter writes 0 for
+ * none). */
+static int window_key(const Gguf *g, GgufArch *a, LfError *err) {
+    char key[96];
+    uint32_t w = 1;
+    snprintf(key, sizeof key, "%s.attention.sliding_window", a->arch);
+    if (!gguf_find_kv(g, key) ||
+        (!strcmp(a->arch, "phi3") && !gguf_get_u32(g, key, &w, NULL) && w == 0))
+        return 0;
+    return arch_int(g, a->arch, "attention.sliding_window", 0, &a->sliding_window, err);
 }
 
 /* Llama's (and Qwen's) keys beyond the common ones, and the features loraft refuses. The head
@@ -206,11 +269,8 @@ static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
     if (vlen != a->head_dim)
         return lf_fail(err, "%s: %s.attention.value_length %d differs from key_length %d", g->path,
                        arch, vlen, a->head_dim);
-    snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
-    if (gguf_find_kv(g, key) &&
-        arch_int(g, arch, "attention.sliding_window", 0, &a->sliding_window, err))
-        return -1;
-    if (arch_int(g, arch, "attention.head_count_kv", a->n_heads, &a->n_kv_heads, err) ||
+    if (window_key(g, a, err) ||
+        arch_int(g, arch, "attention.head_count_kv", a->n_heads, &a->n_kv_heads, err) ||
         arch_float(g, arch, "rope.freq_base", 10000.0f, &a->rope_theta, err) ||
         arch_float(g, arch, "attention.layer_norm_rms_epsilon", 0, &a->norm_eps, err))
         return -1;
@@ -329,10 +389,10 @@ int gguf_arch(const Gguf *g, GgufArch *a, LfError *err) {
     if (strcmp(arch->s, "llama") != 0 && strcmp(arch->s, "qwen2") != 0 &&
         strcmp(arch->s, "qwen3") != 0 && strcmp(arch->s, "smollm3") != 0 &&
         strcmp(arch->s, "gemma3") != 0 && strcmp(arch->s, "gemma2") != 0 &&
-        strcmp(arch->s, "gpt2") != 0)
+        strcmp(arch->s, "phi3") != 0 && strcmp(arch->s, "gpt2") != 0)
         return lf_fail(err,
                        "%s: architecture '%.40s' is not supported (llama, qwen2, qwen3, smollm3, "
-                       "gemma3, gemma2, gpt2)",
+                       "gemma3, gemma2, phi3, gpt2)",
                        g->path, arch->s);
     snprintf(a->arch, sizeof a->arch, "%s", arch->s);
     if (arch_int(g, a->arch, "block_count", 0, &a->n_layers, err) ||
@@ -409,6 +469,17 @@ static const NameMap gemma_layer[] = {
     {"post_ffw_norm", "post_feedforward_layernorm", GGUF_FIX_NONE},
     {NULL, NULL, GGUF_FIX_NONE},
 };
+/* Phi-3: q, k and v one linear, gate and up one (rows [gate | up], which llama.cpp's SwiGLU splits
+ * in that order), neither permuted: llama.cpp turns phi3's by NEOX RoPE, HF's halves */
+static const NameMap phi3_layer[] = {
+    {"attn_norm", "input_layernorm", GGUF_FIX_NONE},
+    {"attn_qkv", "self_attn.qkv_proj", GGUF_FIX_NONE},
+    {"attn_output", "self_attn.o_proj", GGUF_FIX_NONE},
+    {"ffn_norm", "post_attention_layernorm", GGUF_FIX_NONE},
+    {"ffn_up", "mlp.gate_up_proj", GGUF_FIX_NONE},
+    {"ffn_down", "mlp.down_proj", GGUF_FIX_NONE},
+    {NULL, NULL, GGUF_FIX_NONE},
+};
 static const NameMap gpt2_global[] = {
     {"token_embd", "transformer.wte", GGUF_FIX_NONE},
     {"position_embd", "transformer.wpe", GGUF_FIX_NONE},
@@ -442,6 +513,7 @@ static const ArchNames arch_names[] = {
     {"smollm3", "model.layers", llama_global, llama_layer, NULL, 1}, /* llama's converter */
     {"gemma3", "model.layers", llama_global, gemma_layer, qk_norm_layer, 0},
     {"gemma2", "model.layers", llama_global, gemma_layer, NULL, 0},
+    {"phi3", "model.layers", llama_global, phi3_layer, NULL, 0},
     {"gpt2", "transformer.h", gpt2_global, gpt2_layer, NULL, 0},
 };
 
@@ -450,7 +522,7 @@ static const ArchNames *find_arch(const char *arch, LfError *err) {
         if (strcmp(arch_names[i].arch, arch) == 0) return &arch_names[i];
     lf_fail(err,
             "no Hugging Face names for architecture '%.40s' (llama, qwen2, qwen3, smollm3, gemma3, "
-            "gemma2, gpt2)",
+            "gemma2, phi3, gpt2)",
             arch);
     return NULL;
 }

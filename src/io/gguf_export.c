@@ -216,6 +216,25 @@ static int gemma_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
     return n;
 }
 
+/* Phi-3's keys beyond Llama's (names in ks), as llama.cpp's converter writes them:
+ * attention.sliding_window always (0: none; llama.cpp's phi3 reads it and computes without a
+ * window, the same within it), the original context (past which llama.cpp takes the long factors)
+ * and longrope's attention factor as rope.scaling.attn_factor, what it multiplies cos and sin by.
+ */
+static int phi3_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
+    const RopeScaling *r = &c->rope_scaling;
+    int n = 0;
+    kv[n++] =
+        (GgufWriteKV){.key = ks->names[14], .type = GGUF_UINT32, .u = (uint64_t)c->sliding_window};
+    if (r->original_max_positions > 0)
+        kv[n++] = (GgufWriteKV){
+            .key = ks->names[15], .type = GGUF_UINT32, .u = (uint64_t)r->original_max_positions};
+    if (r->type == ROPE_LONGROPE)
+        kv[n++] =
+            (GgufWriteKV){.key = ks->names[18], .type = GGUF_FLOAT32, .f = r->attention_factor};
+    return n;
+}
+
 /* The `llama.*` (or `qwen2.*`, `qwen3.*`, ...; a Mistral's are llama's: arch_gguf_name)
  * hyper-parameters of cfg, as convert_hf_to_gguf.py writes them (a head_dim as key_length and
  * value_length), their names in ks; Gemma's own: gemma_kvs. A Mistral's sliding_window as
@@ -223,7 +242,7 @@ static int gemma_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
  * Mistral, and llama.cpp reads none for llama). YaRN as llama.cpp computes it: its betas, and the
  * attention factor as attn_factor, what llama.cpp multiplies its own 0.1 ln(factor) + 1 by (it
  * ignores the converter's yarn_attn_factor); dynamic NTK as no scaling: the same frequencies up to
- * context_length. */
+ * context_length; Phi-3's own: phi3_kvs. */
 static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
     static const char *const keys[] = {"context_length",
                                        "embedding_length",
@@ -278,7 +297,9 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
     if ((c->arch == ARCH_MISTRAL || arch_is_gemma(c->arch)) && c->sliding_window)
         kv[n++] = (GgufWriteKV){
             .key = ks->names[14], .type = GGUF_UINT32, .u = (uint64_t)c->sliding_window};
-    return arch_is_gemma(c->arch) ? n + gemma_kvs(c, kv + n, ks) : n;
+    return arch_is_gemma(c->arch) ? n + gemma_kvs(c, kv + n, ks)
+           : c->arch == ARCH_PHI3 ? n + phi3_kvs(c, kv + n, ks)
+                                  : n;
 }
 
 /* The `gpt2.*` hyper-parameters of cfg, as convert_hf_to_gguf.py's GPT2Model writes them. */
@@ -366,9 +387,9 @@ static int copies_to_output(const Model *m, const char *gguf_name) {
 
 /* The bytes of the merged tensors, every 2-D one as `type` (the most a Q8_0 row can take is
  * F16's 2 bytes per value, so this bounds a mix of the two), the embedding twice for GPT-2, and
- * room for RoPE's divisors. */
+ * room for RoPE's divisors (longrope's two sets). */
 static size_t merged_bytes(const Model *m, GgmlType type) {
-    size_t bytes = sizeof(float) * ROPE_MAX_PAIRS;
+    size_t bytes = sizeof(float) * 2 * ROPE_MAX_PAIRS;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].in_checkpoint)
             bytes += m->params[i].numel * (m->params[i].ndim == 2 && type != GGML_F32 ? 2 : 4);
@@ -395,12 +416,27 @@ static int merged_kvs(const Model *m, GgmlType type, const Gguf *src, const BpeA
     return n;
 }
 
-/* Every base parameter into o from its merged host values slot[i], 2-D ones as type. */
-static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out *o, LfError *err) {
-    float divisors[ROPE_MAX_PAIRS]; /* llama3's scaling as llama.cpp's converter writes it */
-    int n = model_rope_divisors(&m->cfg, divisors);
+/* RoPE's tensors as llama.cpp's converter writes them: llama3's scaling as rope_freqs' divisors,
+ * longrope's factors as rope_factors_short and _long (F32). */
+static int rope_tensors(const ModelConfig *c, Out *o, LfError *err) {
+    float divisors[ROPE_MAX_PAIRS];
+    const RopeScaling *r = &c->rope_scaling;
+    int n = model_rope_divisors(c, divisors);
     if (n && out_add(o, GGUF_ROPE_FREQS, divisors, 0, n, GGUF_FIX_NONE, 0, GGML_F32, err))
         return -1;
+    if (r->type != ROPE_LONGROPE) return 0;
+    return out_add(o, GGUF_ROPE_SHORT, r->divisors, 0, r->n_divisors, GGUF_FIX_NONE, 0, GGML_F32,
+                   err) ||
+                   out_add(o, GGUF_ROPE_LONG, r->long_divisors, 0, r->n_divisors, GGUF_FIX_NONE, 0,
+                           GGML_F32, err)
+               ? -1
+               : 0;
+}
+
+/* Every base parameter into o from its merged host values slot[i], 2-D ones as type, after RoPE's
+ * tensors. */
+static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out *o, LfError *err) {
+    if (rope_tensors(&m->cfg, o, err)) return -1;
     for (int i = 0; i < m->n_params; i++) {
         const Param *p = &m->params[i];
         if (!p->in_checkpoint) continue;
@@ -467,11 +503,20 @@ static int check_gemma(const ModelConfig *c, const char *path, LfError *err) {
 }
 
 /* What a llama.cpp GGUF cannot say: per-layer sliding windows (its qwen2, qwen3 and smollm3 have
- * none), NoPE layers other than every fourth (smollm3's fixed step), YaRN without truncate
- * (llama.cpp always rounds the ramp's ends) and Gemma's forms check_gemma refuses. */
+ * none; phi3's every-layer one is written, as its converter does), NoPE layers other than every
+ * fourth (smollm3's fixed step), YaRN without truncate (llama.cpp always rounds the ramp's ends),
+ * phi3's heads other than hidden / heads wide (it sizes attention's output [hidden, hidden]) and
+ * Gemma's forms check_gemma refuses. */
 static int check_gguf_form(const ModelConfig *c, const char *path, LfError *err) {
+    int windows = c->arch == ARCH_MISTRAL || arch_is_gemma(c->arch) || c->arch == ARCH_PHI3;
     if (arch_is_gemma(c->arch) && check_gemma(c, path, err)) return -1;
-    for (int l = 0; c->arch != ARCH_MISTRAL && !arch_is_gemma(c->arch) && l < c->num_layers; l++)
+    if (c->arch == ARCH_PHI3 && c->num_heads * model_head_size(c) != c->hidden_size)
+        return lf_fail(err,
+                       "%s: head_dim %d: llama.cpp's phi3 needs heads of hidden_size / "
+                       "num_attention_heads (%d / %d); merge it as a Hugging Face directory "
+                       "(--format hf)",
+                       path, model_head_size(c), c->hidden_size, c->num_heads);
+    for (int l = 0; !windows && l < c->num_layers; l++)
         if (model_layer_window(c, l))
             return lf_fail(err,
                            "%s: layer %d's sliding window (use_sliding_window) has no place in a "

@@ -92,11 +92,16 @@ void train_spec_defaults(TrainSpec *s) {
 
 static const ArchImpl *arch_for(Arch a) {
     static const ArchImpl *const archs[] = {
-        [ARCH_DISTILBERT] = &arch_distilbert, [ARCH_BERT] = &arch_bert,
-        [ARCH_LLAMA] = &arch_llama,           [ARCH_GPT2] = &arch_gpt2,
-        [ARCH_QWEN2] = &arch_llama,           [ARCH_QWEN3] = &arch_llama,
-        [ARCH_MISTRAL] = &arch_llama,         [ARCH_SMOLLM3] = &arch_llama,
-        [ARCH_GEMMA3] = &arch_llama,          [ARCH_GEMMA2] = &arch_llama,
+        [ARCH_DISTILBERT] = &arch_distilbert,
+        [ARCH_BERT] = &arch_bert,
+        [ARCH_LLAMA] = &arch_llama,
+        [ARCH_GPT2] = &arch_gpt2,
+        [ARCH_QWEN2] = &arch_llama,
+        [ARCH_QWEN3] = &arch_llama,
+        [ARCH_MISTRAL] = &arch_llama,
+        [ARCH_SMOLLM3] = &arch_llama,
+        [ARCH_GEMMA3] = &arch_llama,
+        [ARCH_GEMMA2] = &arch_llama,
         [ARCH_PHI3] = &arch_phi3,
     };
     return archs[a];
@@ -398,7 +403,7 @@ static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *r
     for (int t = 0; t < g.n_tensors && !rc; t++) {
         char name[GGUF_MAX_NAME + 64];
         GgufFix fix;
-        if (!strcmp(g.tensors[t].name, GGUF_ROPE_FREQS)) continue; /* the config's (gguf_arch) */
+        if (gguf_is_rope_tensor(g.tensors[t].name)) continue; /* the config's (gguf_arch) */
         if (gguf_hf_name(arch_gguf_name(m->cfg.arch), g.tensors[t].name, name, sizeof name, &fix,
                          err)) {
             rc = -1;

@@ -125,6 +125,10 @@ static const struct {
                    llama_keys},
 };
 
+/* Phi3Config's original_max_position_embeddings (kept, whatever the RoPE, in
+ * rope_scaling.original_max_positions) */
+#define PHI3_ORIGINAL 4096
+
 static const struct {
     const char *name;
     Activation act;
@@ -204,6 +208,7 @@ void model_config_defaults(ModelConfig *cfg, Arch arch) {
         cfg->vocab_size = 32064, cfg->hidden_size = 3072, cfg->ffn_size = 8192;
         cfg->max_positions = 4096, cfg->layer_norm_eps = 1e-5f;
         cfg->pad_token_id = 32000, cfg->bos_token_id = 1, cfg->eos_token_id = 32000;
+        cfg->rope_scaling.original_max_positions = PHI3_ORIGINAL;
     }
     if (arch == ARCH_GPT2) { /* transformers' GPT2Config() */
         cfg->vocab_size = 50257, cfg->max_positions = 1024, cfg->num_layers = 12;
@@ -412,22 +417,118 @@ static int load_yarn(RopeScaling *r, const cJSON *obj, int max_positions, const 
     return 0;
 }
 
+/* partial_rotary_factor in obj (the config, or its RoPE parameters): absent, null or 1 (RoPE over
+ * the whole head), as loraft computes it. */
+static int load_full_rotary(const cJSON *obj, const char *path, LfError *err) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "partial_rotary_factor");
+    float f = 1;
+    if (!j || cJSON_IsNull(j)) return 0;
+    if (read_float(j, path, "partial_rotary_factor", &f, err)) return -1;
+    if (f != 1)
+        return lf_fail(err,
+                       "%s: partial rotary embeddings (Phi-4-mini's partial_rotary_factor %g) are "
+                       "not supported",
+                       path, f);
+    return 0;
+}
+
+/* A longrope factor list obj[key] into out: exactly n finite positive numbers (one a pair of the
+ * head, whose frequency they divide). */
+static int load_factor_list(const cJSON *obj, const char *key, int n, float *out, const char *path,
+                            LfError *err) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!list) return lf_fail(err, "%s: RoPE scaling 'longrope' needs the key '%s'", path, key);
+    int got = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+    if (got != n)
+        return lf_fail(err,
+                       "%s: RoPE longrope key '%s' must be a list of %d numbers, one a pair of the "
+                       "head (got %s of %d)",
+                       path, key, n, got < 0 ? json_type(list) : "a list", got < 0 ? 0 : got);
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetArrayItem(list, i);
+        double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+        if (!(d > 0 && isfinite((float)d)))
+            return lf_fail(err, "%s: RoPE longrope %s[%d] must be a positive finite number", path,
+                           key, i);
+        out[i] = (float)d;
+    }
+    return 0;
+}
+
+/* longrope's attention factor as _compute_longrope_parameters works it out from factor (factor <=
+ * 1: none), in double. */
+static double longrope_mscale(double factor, double original) {
+    return factor <= 1 ? 1.0 : sqrt(1 + log(factor) / log(original));
+}
+
+/* longrope's numbers as _compute_longrope_parameters reads them: short_factor and long_factor, HS/2
+ * each; original_max_position_embeddings, the config's top-level key (top; 0: absent), which
+ * transformers reads over obj's: the two must agree, and one is needed; attention_factor, else from
+ * factor, else from max_position_embeddings / original_max_position_embeddings. */
+static int load_longrope(RopeScaling *r, const cJSON *obj, const ModelConfig *cfg, int top,
+                         const char *path, LfError *err) {
+    int HS = cfg->num_heads > 0 ? model_head_size(cfg) : 0;
+    double orig = 0, factor = NAN, attn = NAN;
+    if (HS < 2 || HS / 2 > ROPE_MAX_PAIRS)
+        return lf_fail(err, "%s: RoPE longrope: head size %d has no factors (2 to %d)", path, HS,
+                       2 * ROPE_MAX_PAIRS);
+    *r = (RopeScaling){.type = ROPE_LONGROPE, .n_divisors = HS / 2};
+    if (load_factor_list(obj, "short_factor", HS / 2, r->divisors, path, err) ||
+        load_factor_list(obj, "long_factor", HS / 2, r->long_divisors, path, err) ||
+        rope_optional(obj, "original_max_position_embeddings", path, &orig, err) ||
+        rope_optional(obj, "factor", path, &factor, err) ||
+        rope_optional(obj, "attention_factor", path, &attn, err))
+        return -1;
+    if (orig && (orig != floor(orig) || orig < 1 || orig > INT_MAX))
+        return lf_fail(err,
+                       "%s: RoPE original_max_position_embeddings %g is not a positive integer",
+                       path, orig);
+    if (top && orig && top != orig)
+        return lf_fail(err,
+                       "%s: RoPE longrope's original_max_position_embeddings %g differs from the "
+                       "top-level one, %d, which transformers reads instead",
+                       path, orig, top);
+    r->original_max_positions = top ? top : (int)orig;
+    if (!r->original_max_positions)
+        return lf_fail(err, "%s: RoPE longrope needs original_max_position_embeddings", path);
+    if (isnan(factor)) factor = (double)cfg->max_positions / r->original_max_positions;
+    if (isnan(attn)) attn = longrope_mscale(factor, r->original_max_positions);
+    if (!(attn > 0 && attn <= 1e6))
+        return lf_fail(
+            err,
+            "%s: RoPE longrope's attention factor %g (factor %g, original context %d) is "
+            "out of range (0, 1e6]",
+            path, attn, factor, r->original_max_positions);
+    r->attention_factor = (float)attn;
+    return 0;
+}
+
 /* RoPE's type and its numbers from obj (rope_parameters, or rope_scaling), as transformers'
  * rope init functions read them: rope_type, else the older type; default, linear, llama3, yarn
- * and dynamic. max_positions: the config's max_position_embeddings (yarn's defaults). */
-static int load_rope_type(RopeScaling *r, const cJSON *obj, int max_positions, const char *path,
-                          LfError *err) {
+ * and dynamic, or (phi3, whose Phi3Config takes no other) default and longrope, which it also
+ * calls su and yarn. cfg: the config so far (yarn's defaults, longrope's head size); top: phi3's
+ * top-level original_max_position_embeddings (0: absent). */
+static int load_rope_type(RopeScaling *r, const cJSON *obj, const ModelConfig *cfg, int top,
+                          const char *path, LfError *err) {
     const char *type = NULL;
+    int phi3 = cfg->arch == ARCH_PHI3;
     if (get_string(obj, "rope_type", path, &type, err) ||
-        (!type && get_string(obj, "type", path, &type, err)))
+        (!type && get_string(obj, "type", path, &type, err)) || load_full_rotary(obj, path, err))
         return -1;
     if (!type || !strcmp(type, "default")) return 0;
-    if (!strcmp(type, "yarn")) return load_yarn(r, obj, max_positions, path, err);
+    if (phi3 && (!strcmp(type, "longrope") || !strcmp(type, "su") || !strcmp(type, "yarn")))
+        return load_longrope(r, obj, cfg, top, path, err);
+    if (phi3)
+        return lf_fail(err,
+                       "%s: RoPE scaling type '%.40s' is not supported for phi3 (Phi3Config's: "
+                       "default, longrope, or its older names su and yarn)",
+                       path, type);
+    if (!strcmp(type, "yarn")) return load_yarn(r, obj, cfg->max_positions, path, err);
     double factor = 0;
     if (strcmp(type, "linear") && strcmp(type, "llama3") && strcmp(type, "dynamic"))
         return lf_fail(err,
                        "%s: RoPE scaling type '%.40s' is not supported (default, linear, llama3, "
-                       "yarn, dynamic)",
+                       "yarn, dynamic; longrope: phi3's)",
                        path, type);
     if (rope_number(obj, "factor", path, type, &factor, err)) return -1;
     if (factor <= 0 || factor > 1e6)
@@ -439,15 +540,16 @@ static int load_rope_type(RopeScaling *r, const cJSON *obj, int max_positions, c
 int model_config_rope_scaling(ModelConfig *cfg, const char *json, LfError *err) {
     cJSON *obj = cJSON_Parse(json);
     int rc = cJSON_IsObject(obj)
-                 ? load_rope_type(&cfg->rope_scaling, obj, cfg->max_positions, "rope_scaling", err)
+                 ? load_rope_type(&cfg->rope_scaling, obj, cfg, 0, "rope_scaling", err)
                  : lf_fail(err, "'%.80s' is not a JSON object", json);
     cJSON_Delete(obj);
     return rc;
 }
 
 /* RoPE as transformers 5 reads it: rope_parameters (its rope_theta in it), else the older
- * rope_scaling beside rope_theta (which load_keys read). */
-static int load_rope(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+ * rope_scaling beside rope_theta (which load_keys read). top: phi3's top-level
+ * original_max_position_embeddings (0: absent). */
+static int load_rope(ModelConfig *cfg, const cJSON *root, int top, const char *path, LfError *err) {
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
     const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
     const cJSON *obj = params && !cJSON_IsNull(params) ? params : scaling;
@@ -459,7 +561,7 @@ static int load_rope(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
     if (obj == params && theta &&
         read_float(theta, path, "rope_parameters.rope_theta", &cfg->rope_theta, err))
         return -1;
-    return load_rope_type(&cfg->rope_scaling, obj, cfg->max_positions, path, err);
+    return load_rope_type(&cfg->rope_scaling, obj, cfg, top, path, err);
 }
 
 /* A sliding_window key: an integer, or null for none (absent: the default *window). */
@@ -539,7 +641,7 @@ static int load_gemma_rope(ModelConfig *cfg, const cJSON *root, const char *path
     const cJSON *local = cJSON_GetObjectItemCaseSensitive(root, "rope_local_base_freq");
     if (local && read_float(local, path, "rope_local_base_freq", &cfg->rope_local_theta, err))
         return -1;
-    if (!params || cJSON_IsNull(params)) return load_rope(cfg, root, path, err);
+    if (!params || cJSON_IsNull(params)) return load_rope(cfg, root, 0, path, err);
     const cJSON *full = cJSON_GetObjectItemCaseSensitive(params, "full_attention");
     const cJSON *sliding = cJSON_GetObjectItemCaseSensitive(params, "sliding_attention");
     if (!cJSON_IsObject(full) || !cJSON_IsObject(sliding))
@@ -555,8 +657,8 @@ static int load_gemma_rope(ModelConfig *cfg, const cJSON *root, const char *path
         (local_theta &&
          read_float(local_theta, path, "rope_parameters.sliding_attention.rope_theta",
                     &cfg->rope_local_theta, err)) ||
-        load_rope_type(&cfg->rope_scaling, full, cfg->max_positions, path, err) ||
-        load_rope_type(&unscaled, sliding, cfg->max_positions, path, err))
+        load_rope_type(&cfg->rope_scaling, full, cfg, 0, path, err) ||
+        load_rope_type(&unscaled, sliding, cfg, 0, path, err))
         return -1;
     if (unscaled.type != ROPE_DEFAULT)
         return lf_fail(err, "%s: RoPE scaling of the sliding_attention layers is not supported",
@@ -596,7 +698,7 @@ static int load_gemma_specials(ModelConfig *cfg, const cJSON *root, const char *
         return lf_fail(err, "%s: use_bidirectional_attention true is not supported", path);
     return load_layer_windows(cfg, root, path, err) ||
            (cfg->arch == ARCH_GEMMA3 ? load_gemma_rope(cfg, root, path, err)
-                                     : load_rope(cfg, root, path, err));
+                                     : load_rope(cfg, root, 0, path, err));
 }
 
 /* SmolLM3's NoPE layers: no_rope_layers (one a layer: 1 RoPE, 0 none), else every
@@ -623,6 +725,47 @@ static int load_no_rope(ModelConfig *cfg, const cJSON *root, const char *path, L
     return 0;
 }
 
+/* A dropout key of a site loraft's decoders do not have (Phi-3's resid_pdrop, embd_pdrop): absent
+ * or 0. */
+static int load_no_dropout(const cJSON *root, const char *key, const char *path, LfError *err) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    float p = 0;
+    if (j && read_float(j, path, key, &p, err)) return -1;
+    if (p != 0)
+        return lf_fail(err,
+                       "%s: key '%s' %g: loraft's decoders have no residual or embedding dropout "
+                       "(0 only)",
+                       path, key, p);
+    return 0;
+}
+
+/* Phi-3: what Phi3Config reads beyond Llama's: resid_pdrop and embd_pdrop (0), sliding_window
+ * (every layer's, as Mistral's; absent: none), and RoPE with the top-level
+ * original_max_position_embeddings (Phi3Config's 4096 where absent), which transformers reads over
+ * the RoPE parameters' own: longrope with only that one, and another number, would be read
+ * otherwise by transformers, and is refused. */
+static int load_phi3_specials(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "original_max_position_embeddings");
+    int top = 0;
+    if (load_no_dropout(root, "resid_pdrop", path, err) ||
+        load_no_dropout(root, "embd_pdrop", path, err) ||
+        load_window_size(&cfg->sliding_window, root, path, err) ||
+        (o && read_int(o, path, "original_max_position_embeddings", &top, err)))
+        return -1;
+    if (o && top < 1)
+        return lf_fail(err, "%s: key 'original_max_position_embeddings' must be positive (got %d)",
+                       path, top);
+    if (load_rope(cfg, root, top, path, err)) return -1;
+    RopeScaling *r = &cfg->rope_scaling;
+    if (r->type == ROPE_DEFAULT && top) r->original_max_positions = top;
+    if (!top && r->original_max_positions != PHI3_ORIGINAL)
+        return lf_fail(err,
+                       "%s: RoPE longrope's original_max_position_embeddings %d without the "
+                       "top-level key, which transformers reads instead (absent: Phi3Config's %d)",
+                       path, r->original_max_positions, PHI3_ORIGINAL);
+    return 0;
+}
+
 /* Mistral's sliding_window (absent: MistralConfig's 4096). Like MistralConfig, layer_types and
  * use_sliding_window are not read: every layer has the window. */
 static int load_mistral_window(ModelConfig *cfg, const cJSON *root, const char *path,
@@ -631,26 +774,30 @@ static int load_mistral_window(ModelConfig *cfg, const cJSON *root, const char *
 }
 
 /* Llama: no biases (Qwen2: q, k and v's, whatever attention_bias says, as transformers builds
- * them; Mistral: none, and MistralConfig has neither key), head_dim (null or absent: hidden /
- * heads; Qwen3: 128); num_key_value_heads defaults to the number of heads (Mistral: 8, which
- * load_keys kept). */
+ * them; Mistral and Phi-3: none, and their configs have neither key), head_dim (null or absent:
+ * hidden / heads; Qwen3: 128), RoPE over the whole head; num_key_value_heads defaults to the number
+ * of heads (Mistral: 8, which load_keys kept). */
 static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *path,
                                LfError *err) {
     int attention_bias = 0, mlp_bias = 0, qwen2 = cfg->arch == ARCH_QWEN2;
-    int qwen = qwen2 || cfg->arch == ARCH_QWEN3, mistral = cfg->arch == ARCH_MISTRAL;
+    int qwen = qwen2 || cfg->arch == ARCH_QWEN3, phi3 = cfg->arch == ARCH_PHI3;
+    int mistral = cfg->arch == ARCH_MISTRAL, no_bias_keys = mistral || phi3;
     int smol = cfg->arch == ARCH_SMOLLM3, gemma = arch_is_gemma(cfg->arch);
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
     if (!mistral && !smol && !gemma &&
         !cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads"))
         cfg->num_kv_heads = cfg->num_heads;
     if (get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
-        (!qwen2 && !mistral && get_bool(root, "attention_bias", path, &attention_bias, err)) ||
-        (!qwen && !mistral && !gemma && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
+        (!qwen2 && !no_bias_keys && get_bool(root, "attention_bias", path, &attention_bias, err)) ||
+        (!qwen && !no_bias_keys && !gemma && get_bool(root, "mlp_bias", path, &mlp_bias, err)) ||
         (smol && load_no_rope(cfg, root, path, err)) ||
         ((qwen || smol) && load_layer_windows(cfg, root, path, err)) ||
         (mistral && load_mistral_window(cfg, root, path, err)) ||
         (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &cfg->head_dim, err)) ||
-        (gemma ? load_gemma_specials(cfg, root, path, err) : load_rope(cfg, root, path, err)))
+        load_full_rotary(root, path, err) ||
+        (gemma  ? load_gemma_specials(cfg, root, path, err)
+         : phi3 ? load_phi3_specials(cfg, root, path, err)
+                : load_rope(cfg, root, 0, path, err)))
         return -1;
     if (attention_bias || mlp_bias)
         return lf_fail(err, "%s: attention_bias / mlp_bias are not supported", path);
@@ -753,7 +900,7 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     return lf_fail(
         err,
         "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, qwen2, qwen3, "
-        "mistral, smollm3, gemma3_text, gemma2, gpt2)",
+        "mistral, smollm3, gemma3_text, gemma2, phi3, gpt2)",
         path, type);
 }
 
@@ -801,11 +948,24 @@ static void rope_from_divisors(ModelConfig *cfg, const float *d, int n) {
     memcpy(cfg->rope_scaling.divisors, d, sizeof(float) * n);
 }
 
-/* A Llama, Qwen2, Qwen3, SmolLM3, Gemma 3, Gemma 2 or GPT-2 GGUF file's metadata (gguf_arch) as the
- * config.json it was made from: a Mistral's is llama's, as llama.cpp's converter writes it, without
- * a sliding window (as llama.cpp computes it), or with llama.attention.sliding_window (as loraft
- * writes it): then a Mistral again. Gemma 3's windowed layers and their RoPE base as llama.cpp
- * reads them.
+/* Phi-3's RoPE from a GGUF (gguf_arch): its original context, and longrope where the file has the
+ * factor tensors, with rope.scaling.attn_factor as its attention factor (what llama.cpp multiplies
+ * cos and sin by; its converter writes transformers' default). */
+static void rope_from_longrope(RopeScaling *r, const GgufArch *a) {
+    r->original_max_positions = a->rope_orig_ctx;
+    if (!a->n_longrope) return;
+    r->type = ROPE_LONGROPE, r->attention_factor = a->rope_attn_factor;
+    r->n_divisors = a->n_longrope;
+    memcpy(r->divisors, a->rope_short, sizeof(float) * a->n_longrope);
+    memcpy(r->long_divisors, a->rope_long, sizeof(float) * a->n_longrope);
+}
+
+/* A Llama, Qwen2, Qwen3, SmolLM3, Gemma 3, Gemma 2, Phi-3 or GPT-2 GGUF file's metadata (gguf_arch)
+ * as the config.json it was made from: a Mistral's is llama's, as llama.cpp's converter writes it,
+ * without a sliding window (as llama.cpp computes it), or with llama.attention.sliding_window (as
+ * loraft writes it): then a Mistral again. Gemma 3's windowed layers and their RoPE base as
+ * llama.cpp reads them. Phi-3's window as its config.json has it (the converter's copy; llama.cpp
+ * runs phi3 without it, the same within the window).
  * GPT-2's head is always tied (llama.cpp's converter writes a copy of token_embd as output.weight,
  * which the loader skips). GGUF keeps no dropout rates: HF's defaults stay. */
 static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
@@ -816,8 +976,8 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     gguf_close(&g);
     if (rc) return -1;
     int gpt2 = !strcmp(a.arch, "gpt2"), gemma3 = !strcmp(a.arch, "gemma3");
-    int gemma = gemma3 || !strcmp(a.arch, "gemma2");
-    if (a.sliding_window && strcmp(a.arch, "llama") && !gemma)
+    int gemma = gemma3 || !strcmp(a.arch, "gemma2"), phi3 = !strcmp(a.arch, "phi3");
+    if (a.sliding_window && strcmp(a.arch, "llama") && !gemma && !phi3)
         return lf_fail(err,
                        "%s: %s.attention.sliding_window: sliding-window attention is not "
                        "supported for %s",
@@ -828,6 +988,7 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
                                : !strcmp(a.arch, "smollm3") ? ARCH_SMOLLM3
                                : gemma3                     ? ARCH_GEMMA3
                                : gemma                      ? ARCH_GEMMA2
+                               : phi3                       ? ARCH_PHI3
                                : a.sliding_window           ? ARCH_MISTRAL
                                                             : ARCH_LLAMA);
     cfg->sliding_window = a.sliding_window;
@@ -855,6 +1016,7 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
             .beta_slow = a.yarn_beta_slow,
             .attention_factor = (float)(yarn_mscale(a.rope_factor, 1) * a.rope_attn_factor)};
     if (a.n_rope_divisors) rope_from_divisors(cfg, a.rope_divisors, a.n_rope_divisors);
+    if (phi3) rope_from_longrope(&cfg->rope_scaling, &a);
     cfg->layer_norm_eps = a.norm_eps, cfg->tie_word_embeddings = gpt2 || a.tied_embeddings;
     cfg->bos_token_id = a.bos_token_id, cfg->eos_token_id = a.eos_token_id;
     cfg->pad_token_id = a.pad_token_id; /* transformers reads it into config.json's too */
@@ -895,18 +1057,27 @@ static int eos_more_ok(const ModelConfig *c) {
     return 1;
 }
 
+/* n divisors of pairs' frequencies, each positive and finite */
+static int divisors_ok(const float *d, int n) {
+    for (int i = 0; i < n; i++)
+        if (!(d[i] > 0 && isfinite(d[i]))) return 0;
+    return 1;
+}
+
 static int rope_scaling_ok(const ModelConfig *c) {
     const RopeScaling *r = &c->rope_scaling;
+    int phi3 = c->arch == ARCH_PHI3, longrope = r->type == ROPE_LONGROPE;
     if (r->type == ROPE_DEFAULT) return 1;
-    if (!arch_is_llama(c->arch) || c->num_heads <= 0) return 0;
+    if (!arch_is_llama(c->arch) || c->num_heads <= 0 || phi3 != longrope) return 0;
     if (r->type == ROPE_YARN)
         return r->factor > 0 && r->original_max_positions > 0 && r->beta_fast > 0 &&
                r->beta_slow > 0 && r->attention_factor > 0;
-    if (r->type != ROPE_DIVISORS) return r->factor > 0;
-    if (r->n_divisors != model_head_size(c) / 2) return 0;
-    for (int i = 0; i < r->n_divisors; i++)
-        if (!(r->divisors[i] > 0 && isfinite(r->divisors[i]))) return 0;
-    return 1;
+    if (r->type != ROPE_DIVISORS && !longrope) return r->factor > 0;
+    if (longrope && !(r->original_max_positions > 0 && r->attention_factor > 0 &&
+                      isfinite(r->attention_factor)))
+        return 0;
+    return r->n_divisors == model_head_size(c) / 2 && divisors_ok(r->divisors, r->n_divisors) &&
+           (!longrope || divisors_ok(r->long_divisors, r->n_divisors));
 }
 
 int model_config_validate(const ModelConfig *c, const char *where, LfError *err) {
@@ -915,7 +1086,7 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         int ok;
     } rules[] = {
         {"architecture is distilbert, bert, llama, qwen2, qwen3, mistral, smollm3, gemma3_text, "
-         "gemma2 or gpt2",
+         "gemma2, phi3 or gpt2",
          c->arch >= ARCH_DISTILBERT && c->arch <= ARCH_LAST},
         {"vocab_size > 0", c->vocab_size > 0},
         {"hidden size > 0", c->hidden_size > 0},
@@ -940,7 +1111,8 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
          !arch_is_llama(c->arch) ||
              (c->num_heads > 0 && model_head_size(c) % 2 == 0 &&
               model_head_size(c) <= 2 * ROPE_MAX_PAIRS && c->rope_theta > 0)},
-        {"RoPE scaling only on the llama family, its divisors one a pair of a head and positive",
+        {"RoPE scaling only on the llama family (phi3: longrope alone, with an original context), "
+         "its divisors one a pair of a head and positive",
          rope_scaling_ok(c)},
         {"rope_theta > 1 under yarn (its ramp divides by ln rope_theta)",
          c->rope_scaling.type != ROPE_YARN || c->rope_theta > 1},
@@ -952,9 +1124,9 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
         {"the head tied to the embedding (gpt2)", c->arch != ARCH_GPT2 || c->tie_word_embeddings},
         {"initializer_range >= 0", c->initializer_range >= 0},
         {"at most 1024 layers (MODEL_MAX_LAYERS)", c->num_layers <= MODEL_MAX_LAYERS},
-        {"sliding_window >= 0, and 0 but for mistral, qwen2, qwen3, smollm3 and gemma",
+        {"sliding_window >= 0, and 0 but for mistral, qwen2, qwen3, smollm3, gemma and phi3",
          c->arch == ARCH_MISTRAL || c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3 ||
-                 c->arch == ARCH_SMOLLM3 || arch_is_gemma(c->arch)
+                 c->arch == ARCH_SMOLLM3 || arch_is_gemma(c->arch) || c->arch == ARCH_PHI3
              ? c->sliding_window >= 0
              : c->sliding_window == 0},
         {"query_pre_attn_scalar > 0 and soft-capping >= 0 for gemma (0 for the others)",
@@ -1010,16 +1182,44 @@ static int add_labels(cJSON *root, const ModelConfig *cfg) {
     return 0;
 }
 
+/* A list of n factors to o[key]; 0 when out of memory. */
+static int add_factors(cJSON *o, const char *key, const float *f, int n) {
+    cJSON *list = cJSON_AddArrayToObject(o, key);
+    for (int i = 0; list && i < n; i++)
+        if (!cJSON_AddItemToArray(list, cJSON_CreateNumber(float_shortest(f[i])))) return 0;
+    return list != NULL;
+}
+
+/* longrope in o as Phi3Config reads it in transformers 4 and 5: type, short_factor and long_factor
+ * (4's three fields; 5 takes in the top-level original_max_position_embeddings), and
+ * attention_factor (which 5 alone reads) where it is not the one worked out from
+ * max_position_embeddings / original_max_position_embeddings; -1 when out of memory. */
+static int add_longrope(cJSON *o, const ModelConfig *cfg) {
+    const RopeScaling *r = &cfg->rope_scaling;
+    double orig = r->original_max_positions;
+    float derived = (float)longrope_mscale(cfg->max_positions / orig, orig);
+    return cJSON_AddStringToObject(o, "type", "longrope") &&
+                   add_factors(o, "short_factor", r->divisors, r->n_divisors) &&
+                   add_factors(o, "long_factor", r->long_divisors, r->n_divisors) &&
+                   (r->attention_factor == derived ||
+                    cJSON_AddNumberToObject(o, "attention_factor",
+                                            float_shortest(r->attention_factor)))
+               ? 0
+               : -1;
+}
+
 /* rope_scaling in the form transformers 4 and 5 both read (null: none); -1 when out of memory.
  * YaRN's attention factor is written as worked out, whatever it came from. A GGUF's divisors have
  * no config.json form: model_config_save refuses them first. */
-static int add_rope_scaling(cJSON *root, const RopeScaling *r) {
+static int add_rope_scaling(cJSON *root, const ModelConfig *cfg) {
     static const char *const names[] = {[ROPE_LINEAR] = "linear",
                                         [ROPE_LLAMA3] = "llama3",
                                         [ROPE_YARN] = "yarn",
                                         [ROPE_DYNAMIC] = "dynamic"};
+    const RopeScaling *r = &cfg->rope_scaling;
     if (r->type == ROPE_DEFAULT) return cJSON_AddNullToObject(root, "rope_scaling") ? 0 : -1;
     cJSON *o = cJSON_AddObjectToObject(root, "rope_scaling");
+    if (o && r->type == ROPE_LONGROPE) return add_longrope(o, cfg);
     int ok = o && cJSON_AddStringToObject(o, "rope_type", names[r->type]) &&
              cJSON_AddNumberToObject(o, "factor", float_shortest(r->factor));
     if (ok && r->type == ROPE_LLAMA3)
@@ -1108,6 +1308,25 @@ static int add_eos_list(cJSON *root, const ModelConfig *cfg) {
                : (cJSON_Delete(list), -1);
 }
 
+/* A key of 0.0 (a float, as transformers writes it); 0 when out of memory. */
+static int add_zero_float(cJSON *root, const char *key) {
+    return cJSON_AddRawToObject(root, key, "0.0") != NULL;
+}
+
+/* Phi-3's keys beyond Llama's, as Phi3Config reads them: its dropouts (loraft's decoders have
+ * none), every layer's window or null, and the top-level original_max_position_embeddings (not
+ * written when unknown: Phi3Config's 4096); -1 when out of memory. */
+static int add_phi3(cJSON *root, const ModelConfig *cfg) {
+    int w = cfg->sliding_window, orig = cfg->rope_scaling.original_max_positions;
+    return add_zero_float(root, "resid_pdrop") && add_zero_float(root, "embd_pdrop") &&
+                   (w ? cJSON_AddNumberToObject(root, "sliding_window", w)
+                      : cJSON_AddNullToObject(root, "sliding_window")) &&
+                   (!orig ||
+                    cJSON_AddNumberToObject(root, "original_max_position_embeddings", orig))
+               ? 0
+               : -1;
+}
+
 /* SmolLM3's no_rope_layers, one a layer (1: RoPE, 0: none); -1 when out of memory. */
 static int add_no_rope(cJSON *root, const ModelConfig *cfg) {
     cJSON *list = cJSON_AddArrayToObject(root, "no_rope_layers");
@@ -1141,22 +1360,24 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
                                             : activation_name(cfg->activation)))
         return -1;
     if (arch_is_llama(cfg->arch)) {
-        int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
+        int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3,
+            phi3 = cfg->arch == ARCH_PHI3;
         int mistral = cfg->arch == ARCH_MISTRAL, w = cfg->sliding_window;
         int smol = cfg->arch == ARCH_SMOLLM3, gemma = arch_is_gemma(cfg->arch);
         /* Qwen3Config's and Gemma's defaults are 128 and 256, not hidden / heads: always
          * written */
         int head_dim = cfg->arch == ARCH_QWEN3 || gemma ? model_head_size(cfg) : cfg->head_dim;
         if (!cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_word_embeddings) ||
-            add_rope_scaling(root, &cfg->rope_scaling) ||
+            add_rope_scaling(root, cfg) ||
             (head_dim && !cJSON_AddNumberToObject(root, "head_dim", head_dim)) ||
             ((qwen || smol || gemma) && add_layer_windows(root, cfg)) ||
             (smol && add_no_rope(root, cfg)) || (gemma && add_gemma(root, cfg)) ||
+            (phi3 && add_phi3(root, cfg)) ||
             (mistral && !(w ? cJSON_AddNumberToObject(root, "sliding_window", w)
                             : cJSON_AddNullToObject(root, "sliding_window"))) ||
-            (!mistral && cfg->arch != ARCH_QWEN2 &&
+            (!mistral && !phi3 && cfg->arch != ARCH_QWEN2 &&
              !cJSON_AddFalseToObject(root, "attention_bias")) ||
-            (!qwen && !mistral && !gemma && !cJSON_AddFalseToObject(root, "mlp_bias")))
+            (!qwen && !mistral && !phi3 && !gemma && !cJSON_AddFalseToObject(root, "mlp_bias")))
             return -1;
     } else if (cfg->arch == ARCH_GPT2) {
         if (!cJSON_AddNumberToObject(root, "n_inner", cfg->ffn_size) ||
