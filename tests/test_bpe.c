@@ -676,6 +676,10 @@ static void test_errors(void) {
                  "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"decoder\": {\"type\": "
                  "\"ByteLevel\"}}",
                  "not a valid token id");
+    expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1000000000}, "
+                 "\"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"decoder\": "
+                 "{\"type\": \"ByteLevel\"}}",
+                 "token ids reach 1000000000 but only 2 tokens are listed");
     expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
                  "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
                  "decoder must be ByteLevel");

@@ -290,6 +290,11 @@ static void test_load_errors(void) {
     expect_load_error(dir, "tokenizer.json:3: invalid JSON");
     write_text(dir, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {}}}");
     expect_load_error(dir, "only BERT WordPiece");
+    write_text(
+        dir, "tokenizer.json",
+        "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"a\": 900000000}}, "
+        "\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}}");
+    expect_load_error(dir, "token ids reach 900000000 but only 2 tokens are listed");
     remove_files(dir);
     rmdir(dir);
 }

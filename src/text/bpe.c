@@ -1353,7 +1353,13 @@ static int max_id(const cJSON *vocab, const cJSON *added, const char *name, int3
             return lf_fail(err, "%s: an added token has no valid id", name);
         if ((int32_t)id->valuedouble > *out) *out = (int32_t)id->valuedouble;
     }
-    return *out < 0 ? lf_fail(err, "%s: empty vocabulary", name) : 0;
+    if (*out < 0) return lf_fail(err, "%s: empty vocabulary", name);
+    /* Every id gets a table slot: a sparse id must not make a small file claim gigabytes. */
+    size_t listed = (size_t)cJSON_GetArraySize(vocab) + (size_t)cJSON_GetArraySize(added);
+    if ((size_t)*out >= 2 * listed + 1024)
+        return lf_fail(err, "%s: token ids reach %d but only %zu tokens are listed", name, *out,
+                       listed);
+    return 0;
 }
 
 /* One merge rule: "a b" (exactly one space, as `tokenizers` splits it) or ["a", "b"]. */

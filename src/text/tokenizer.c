@@ -464,6 +464,10 @@ static int load_json_vocab(Tokenizer *t, const cJSON *vocab, const char *path, L
         if (v->valueint > max_id) max_id = v->valueint;
         bytes += strlen(v->string) + 1;
     }
+    size_t listed = (size_t)cJSON_GetArraySize(vocab);
+    if ((size_t)max_id >= 2 * listed + 1024) /* each id gets a slot: no sparse gigabytes */
+        return lf_fail(err, "%s: token ids reach %d but only %zu tokens are listed", path, max_id,
+                       listed);
     if (bytes >= UINT32_MAX || alloc_ids(t, max_id + 1, err)) return -1;
     if (!(t->arena = malloc(bytes))) return lf_fail(err, "%s: out of memory", path);
     size_t at = 0;
