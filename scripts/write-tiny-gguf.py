@@ -17,7 +17,7 @@ as gemma2 (llama.cpp's Gemma2Model: the norms as Gemma 3's, no head norms, the h
 key_length, sliding_window, attn_logit_softcapping and final_logit_softcapping always, no RoPE base,
 windows or lm_head: llama.cpp assumes a base of 10000, every other layer windowed from the first,
 and the head tied, which this asserts); Phi-3 as phi3 (llama.cpp's Phi3MiniModel: qkv_proj as attn_qkv
-and gate_up_proj as ffn_up, neither permuted, rope.dimension_count, the original context as
+and gate_up_proj as ffn_up, neither permuted, rope.dimension_count (partial_rotary_factor's), the original context as
 rope.scaling.original_context_length, sliding_window or 0 for none, and for longrope the factors as
 rope_factors_short / rope_factors_long with the attention factor the converter works out from
 max_position_embeddings / original as rope.scaling.attn_factor). The tests use it
@@ -83,17 +83,21 @@ def layer_steps(types):
     return step
 
 
-def phi3_rope(cfg, rope, hd):
-    """Phi3MiniModel's RoPE keys and factor tensors"""
+def phi3_rope(cfg, rope):
+    """Phi3MiniModel's RoPE keys and factor tensors: its rotary dims int(partial_rotary_factor *
+    hidden) // heads (Phi-4-mini's 96 of 128), one factor a pair of them"""
     orig = cfg.get("original_max_position_embeddings") or rope["original_max_position_embeddings"]
     ctx = cfg["max_position_embeddings"]
-    kvs = [kv(A + "rope.dimension_count", 4, hd),
+    share = cfg.get("partial_rotary_factor") or rope.get("partial_rotary_factor") or 1.0
+    dims = int(share * cfg["hidden_size"]) // cfg["num_attention_heads"]
+    kvs = [kv(A + "rope.dimension_count", 4, dims),
            kv(A + "rope.scaling.original_context_length", 4, orig),
            kv(A + "attention.sliding_window", 4, cfg.get("sliding_window") or 0)]
     if not rope.get("long_factor"):
         return kvs, []
     scale, kind = ctx / orig, rope.get("rope_type") or rope["type"]
     assert kind in ("su", "longrope", "yarn"), kind
+    assert len(rope["long_factor"]) == len(rope["short_factor"]) == dims // 2, dims
     attn = 1.0 if scale <= 1 else (math.sqrt(1 + math.log(scale) / math.log(orig))
                                    if kind != "yarn" else 0.1 * math.log(scale) + 1)
     factors = [("rope_factors_long.weight", np.array(rope["long_factor"])),
@@ -129,7 +133,7 @@ if arch in ("llama", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3", "phi3"):
     if cfg["model_type"] == "mistral" and cfg.get("sliding_window"):  # as loraft writes it
         kvs += [kv(A + "attention.sliding_window", 4, cfg["sliding_window"])]
     if arch == "phi3":
-        more, tensors = phi3_rope(cfg, rope or cfg.get("rope_scaling") or {}, hd)
+        more, tensors = phi3_rope(cfg, rope or cfg.get("rope_scaling") or {})
         kvs += more
     if arch == "gemma3" and cfg.get("final_logit_softcapping"):
         kvs += [kv(A + "final_logit_softcapping", 6, float(cfg["final_logit_softcapping"]))]

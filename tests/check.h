@@ -12,14 +12,18 @@
 
 static int check_passed, check_failed;
 
-/* The rope ops' frequencies of HF's plain RoPE with base theta at head size HS, cos and sin times
- * scale (YaRN's attention factor; rope_plain: 1) (theta 0: NULL, no rotation): a table of the
- * test's own, valid until the next call. */
-static inline const RopeFreqs *rope_scaled(float theta, int HS, float scale) {
+/* The rope ops' frequencies of HF's plain RoPE with base theta over the first D dims of each head
+ * (partial rotary embeddings; D = HS: all), cos and sin times scale (YaRN's attention factor;
+ * rope_plain: 1) (theta 0: NULL, no rotation): a table of the test's own, valid until the next
+ * call. */
+static inline const RopeFreqs *rope_partial(float theta, int D, float scale) {
     static RopeFreqs r;
-    rope_freqs_init(&r, theta, HS, NULL);
+    rope_freqs_init(&r, theta, D, NULL);
     r.scale = scale;
     return theta > 0.0f ? &r : NULL;
+}
+static inline const RopeFreqs *rope_scaled(float theta, int HS, float scale) {
+    return rope_partial(theta, HS, scale);
 }
 static inline const RopeFreqs *rope_plain(float theta, int HS) {
     return rope_scaled(theta, HS, 1.0f);

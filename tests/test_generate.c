@@ -57,8 +57,10 @@ static void check_cache_matches(Arch arch, int heads, int kv_heads, int tied, in
         worst = fmax(worst, row_error(cached, full, VOCAB));
     }
     CHECK_OK(ok ? 0 : -1, &err);
-    printf("%s cache vs recompute, %d heads / %d KV, %s%s: worst relative error %.2e\n",
-           arch_name(arch), heads, kv_heads, tied ? "tied" : "untied", lora ? ", LoRA" : "", worst);
+    printf("%s cache vs recompute, %d heads / %d KV, %s%s, RoPE over %d of %d: worst relative "
+           "error %.2e\n",
+           arch_name(arch), heads, kv_heads, tied ? "tied" : "untied", lora ? ", LoRA" : "",
+           arch_is_llama(arch) ? model_rotary_dim(&m.cfg) : 0, model_head_size(&m.cfg), worst);
     CHECK(worst <= 1e-4);
     CHECK(m.n_cached == SEQ);
     CHECK(model_decode(&m, ids, 1, &err) == -1 && strstr(err.msg, "exceed") != NULL);
@@ -336,6 +338,9 @@ int main(void) {
         check_cache_matches(ARCH_GEMMA3, 4, 2, 1, lora);  /* layer 0 windowed, Gemma's norms */
         check_cache_matches(ARCH_GEMMA2, 4, 2, 1, lora);  /* soft-capped scores and logits */
         check_cache_matches(ARCH_PHI3, 4, 2, 0, lora);    /* fused projections, longrope */
+        tiny_rotary_dim = 4;                              /* RoPE over half of each head */
+        check_cache_matches(ARCH_PHI3, 4, 2, 0, lora);
+        tiny_rotary_dim = 0;
         check_cache_matches(ARCH_GPT2, 4, 4, 1, lora);
     }
     check_greedy_deterministic();

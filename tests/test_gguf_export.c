@@ -86,8 +86,9 @@ static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
 
 /* hidden 64 (two Q8_0 blocks a row), head_dim 16, ffn 48 (down_proj's rows are not whole Q8_0
  * blocks); LoRA with random B so that merging changes the weights. GPT-2: tied, 4 KV heads. */
-/* The tiny Llama's RoPE scaling (test_merged_rope) */
+/* The tiny Llama's RoPE scaling (test_merged_rope), and Phi-3's rotary dims (0: the whole head) */
 static RopeScaling tiny_rope;
+static int tiny_rotary_dim;
 /* The tiny Gemma's layers (0: 2), head size (0: hidden / heads), query_pre_attn_scalar (0: the
  * head size, llama.cpp's below 46 layers) and soft-caps (-1: none; 0: Gemma 2's 1.5 and 2, which
  * bite, Gemma 3's none) */
@@ -114,7 +115,8 @@ static int tiny_model(Model *m, const TrainSpec *s, Arch arch, int tied, LfError
         c.attn_softcap = t->attn_softcap ? fmaxf(t->attn_softcap, 0) : g2 ? 1.5f : 0;
         c.final_softcap = t->final_softcap ? fmaxf(t->final_softcap, 0) : g2 ? 2 : 0;
     }
-    if (arch == ARCH_PHI3) c.sliding_window = 5; /* every layer's, inside SEQ */
+    if (arch == ARCH_PHI3) /* every layer's window, inside SEQ */
+        c.sliding_window = 5, c.rotary_dim = tiny_rotary_dim;
     if (model_create(m, &c, s, &ops_cpu, NULL, 5, 1, SEQ, NULL, 0, err)) return -1;
     Rng r = {17, 0};
     for (int i = 0; i < m->n_params; i++) /* and Gemma's norms, 0 at initialisation */
@@ -373,8 +375,10 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
         CHECK(!gguf_find_kv(&g, key) == (arch == ARCH_GEMMA3));
         for (int l = 0; l < c->num_layers; l++) CHECK(a.windowed[l] == (l % 2 == 0));
     }
-    if (arch == ARCH_PHI3) /* the window, the original context and longrope's attention factor */
+    if (arch == ARCH_PHI3) /* the window, the original context, longrope's attention factor and
+                              the rotary dims */
         CHECK(a.sliding_window == 5 && a.rope_orig_ctx == c->rope_scaling.original_max_positions &&
+              a.rot_dims == model_rotary_dim(c) && a.n_longrope == c->rope_scaling.n_divisors &&
               a.rope_attn_factor ==
                   (c->rope_scaling.type == ROPE_LONGROPE ? c->rope_scaling.attention_factor : 1));
     check_merged_tensors(&m, &g, type);
@@ -690,6 +694,17 @@ int main(void) {
     test_merged(ARCH_PHI3, GGML_F32, 1, 1e-5);
     tiny_rope = (RopeScaling){.original_max_positions = 4096};
     test_merged(ARCH_PHI3, GGML_F16, 0, 5e-3);
+    /* Phi-4-mini's partial RoPE (rope.dimension_count 8 of 16), longrope's 4 factors each */
+    tiny_rotary_dim = 8;
+    tiny_rope = (RopeScaling){.type = ROPE_LONGROPE,
+                              .original_max_positions = SEQ - 4,
+                              .attention_factor = 1.2f,
+                              .n_divisors = 4,
+                              .divisors = {1, 1.3f, 2, 3},
+                              .long_divisors = {1.5f, 3, 8, 16}};
+    test_adapter(ARCH_PHI3, 0);
+    test_merged(ARCH_PHI3, GGML_F32, 0, 1e-5);
+    tiny_rotary_dim = 0;
     tiny_rope = (RopeScaling){0};
     test_merged_rope((RopeScaling){.type = ROPE_LINEAR, .factor = 4}, ROPE_LINEAR);
     test_merged_rope((RopeScaling){.type = ROPE_LLAMA3,

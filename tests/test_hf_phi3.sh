@@ -20,7 +20,11 @@
 #  5. the same model as a GGUF (scripts/write-tiny-gguf.py, after llama.cpp's converter: attn_qkv,
 #     ffn_up of [gate; up], the factors as rope_factors_short / _long) gives the directory's loss, the
 #     merge as a GGUF the adapter's, and `loraft export-gguf` writes the adapter's lora_a and lora_b
-#     of attn_qkv, attn_output, ffn_up and ffn_down.
+#     of attn_qkv, attn_output, ffn_up and ffn_down;
+#  6. Phi-4-mini's partial rotary embeddings: the same shapes with partial_rotary_factor 0.5 (RoPE
+#     over 8 of each head's 16 dims, the rest passing through; 4 factors a list), a tied head and
+#     an original context of 8: loraft's loss is transformers', and the GGUF (rope.dimension_count
+#     8, as llama.cpp's converter writes it) gives the directory's.
 # Skips, saying why, without the GPT-2 tokenizer or the venv of scripts/setup-python.sh.
 set -euo pipefail
 . tests/lm_compat_common.sh
@@ -43,26 +47,36 @@ torch.manual_seed(11)
 half = 64 // 4 // 2  # HS / 2 factors
 short = [round(1.0 + 0.15 * i + 0.1 * float(torch.rand(())), 4) for i in range(half)]
 long = [round(f * (1.5 + i), 4) for i, f in enumerate(short)]
-cfg = transformers.Phi3Config(
-    vocab_size=50257, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-    original_max_position_embeddings=64, sliding_window=max_len // 2, initializer_range=0.15,
-    rope_scaling={"type": "longrope", "short_factor": short, "long_factor": long},
-    pad_token_id=None, bos_token_id=50256, eos_token_id=50256, tie_word_embeddings=False)
-model = transformers.Phi3ForCausalLM(cfg).eval()
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        if "norm" in name:
-            p.normal_(1.0, 0.3)
-model.save_pretrained(dir + "/model")
-for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
-    shutil.copy(f"{vocab}/{f}", f"{dir}/model/{f}")
+
+
+def save(out, pairs=half, original=64, **more):
+    """A random Phi3ForCausalLM of longrope over `pairs` factor pairs, its norms drawn too"""
+    cfg = transformers.Phi3Config(
+        vocab_size=50257, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        original_max_position_embeddings=original, sliding_window=max_len // 2,
+        initializer_range=0.15, pad_token_id=None, bos_token_id=50256, eos_token_id=50256,
+        rope_scaling={"type": "longrope", "short_factor": short[:pairs],
+                      "long_factor": long[:pairs]}, **more)
+    model = transformers.Phi3ForCausalLM(cfg).eval()
+    assert model.model.rotary_emb.inv_freq.numel() == pairs
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.normal_(1.0, 0.3)
+    model.save_pretrained(out)
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        shutil.copy(f"{vocab}/{f}", f"{out}/{f}")
+
+
+save(dir + "/model", tie_word_embeddings=False)
 saved = json.load(open(dir + "/model/config.json"))
 assert saved["model_type"] == "phi3" and saved["rope_parameters"]["rope_type"] == "longrope", saved
 shutil.copytree(dir + "/model", dir + "/long")
 saved["original_max_position_embeddings"] = 8
 saved["rope_parameters"]["original_max_position_embeddings"] = 8
 json.dump(saved, open(dir + "/long/config.json", "w"))
+save(dir + "/partial", half // 2, 8, partial_rotary_factor=0.5, tie_word_embeddings=True)
 EOF
 
 write_lora_run "$dir"
@@ -74,10 +88,15 @@ json.dump(run, open(sys.argv[1], "w"))
 EOF
 base=$(eval_loss "$dir/run.json")
 long=$(eval_loss "$dir/run.json" --set model.model="$dir/long")
+partial=$(eval_loss "$dir/run.json" --set model.model="$dir/partial")
+"$py" scripts/write-tiny-gguf.py "$dir/partial" "$dir/partial.gguf"
+[ "$(eval_loss "$dir/run.json" --set model.model="$dir/partial.gguf")" = "$partial" ] \
+  || { echo "FAIL: the partial rotary GGUF's loss differs from the HF directory's"; exit 1; }
+echo "ok   the partial rotary GGUF gives the HF directory's loss ($partial)"
 lora_round phi3 "$dir" "$base"
 
 "$py" - "$dir" "$tmp/valid.jsonl" "$max_len" "$tol" "$base" "$long" "$adapter" "$merged" \
-  "$tuned" <<'EOF'
+  "$tuned" "$partial" <<'EOF'
 import json, struct, sys
 import torch
 from peft import PeftModel
@@ -86,7 +105,7 @@ from lm_compat import KeyNoise, family_case, hf_loss, load
 from transformers.utils import logging as hf_logging
 hf_logging.disable_progress_bar()
 dir, texts, max_len, tok, checks = family_case(sys.argv)
-base, long, adapter, merged, tuned = (a.split() for a in sys.argv[5:10])
+base, long, adapter, merged, tuned, partial = (a.split() for a in sys.argv[5:11])
 check, agree = checks.check, checks.agree
 torch.set_num_threads(1)
 
@@ -102,6 +121,12 @@ other = hf_loss(far, tok, texts, max_len)
 check(abs(other[0] - theirs[0]) > 1e-3 and not bad,
       f"the long factors matter: transformers {theirs[0]:.7f} -> {other[0]:.7f}")
 agree("long factors (original context 8)", long, other)
+part, bad = load(dir + "/partial")
+rope = part.model.rotary_emb
+check(not bad and part.config.rope_parameters["partial_rotary_factor"] == 0.5
+      and rope.inv_freq.numel() == 4 and part.lm_head.weight is part.model.embed_tokens.weight,
+      f"partial: RoPE over {2 * rope.inv_freq.numel()} of 16 dims, the head tied {bad}")
+agree("partial rotary (Phi-4-mini's, long factors)", partial, hf_loss(part, tok, texts, max_len))
 with KeyNoise() as keys:
     peft = PeftModel.from_pretrained(model, dir + "/run/best")
 check(not keys.noise, f"PeftModel.from_pretrained reports no missing/unexpected keys {keys.noise}")

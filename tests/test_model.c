@@ -224,15 +224,16 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 2, cfg.num_heads = 4;
     int llama = arch_is_llama(arch);
     cfg.num_kv_heads = llama ? 2 : 4, cfg.ffn_size = 24, cfg.max_positions = 16;
-    int gemma = arch_is_gemma(arch);
-    cfg.head_dim = arch == ARCH_QWEN3 || gemma ? 8 : 0; /* heads twice hidden / heads wide */
+    int gemma = arch_is_gemma(arch), phi3 = arch == ARCH_PHI3;
+    cfg.head_dim =
+        arch == ARCH_QWEN3 || gemma || phi3 ? 8 : 0; /* heads twice hidden / heads wide */
+    cfg.rotary_dim = phi3 ? 4 : 0; /* Phi-4-mini's partial RoPE: half of each head passes */
     /* Gemma 3 scaled by its head size, Gemma 2 by a scalar of its own (27B's way), with
      * soft-capping where the scores and logits (about 1 here) reach it */
     cfg.query_pre_attn_scalar = arch == ARCH_GEMMA2 ? 4 : gemma ? 8 : 0;
     if (arch == ARCH_GEMMA2) cfg.attn_softcap = 1.0f, cfg.final_softcap = 1.5f;
     /* a window inside the sequences: Mistral's and Phi-3's in every layer, Qwen2's in layer 1
      * alone, Gemma's in layer 0 alone (with its own RoPE base) */
-    int phi3 = arch == ARCH_PHI3;
     cfg.sliding_window = arch == ARCH_MISTRAL || arch == ARCH_QWEN2 || gemma || phi3 ? 3 : 0;
     cfg.full_attention[0] = arch == ARCH_QWEN2, cfg.full_attention[1] = gemma;
     cfg.no_rope[0] = 0, cfg.no_rope[1] = arch == ARCH_SMOLLM3; /* layer 1 without RoPE */

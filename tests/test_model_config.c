@@ -549,6 +549,54 @@ static void check_phi3_freqs(const RopeFreqs *r, const double *want, const char 
     }
 }
 
+/* Phi-4-mini's shape (microsoft/Phi-4-mini-instruct: 24 heads of 128, 8 KV heads, RoPE over
+ * partial_rotary_factor 0.75 of each head, longrope from 4096 positions), with the factors of
+ * phi3_5_mini: 96 rotary dims, so transformers 5.24's frequencies are Phi-3.5's to the bit (the
+ * goldens above, from the same script with hidden_size=3072, num_attention_heads=24,
+ * partial_rotary_factor=0.75). The factor top-level (Phi-4-mini's config.json) or in
+ * rope_parameters (transformers 5's), and written back as read. */
+static void test_phi4_mini(void) {
+    ModelConfig c, d;
+    LfError err = {{0}};
+    char buf[4096], extra[160];
+    const char *edits[][2] = {
+        {"\"num_attention_heads\": 32", "\"num_attention_heads\": 24"},
+        {"\"num_key_value_heads\": 32", "\"num_key_value_heads\": 8"},
+        {"\"rope_theta\"", "\"partial_rotary_factor\": 0.75, \"rope_theta\""}};
+    phi3_5_mini(buf, sizeof buf, "longrope", "");
+    for (int i = 0; i < 3; i++) {
+        char *at = strstr(buf, edits[i][0]), rest[4096];
+        snprintf(rest, sizeof rest, "%s", at + strlen(edits[i][0]));
+        snprintf(at, sizeof buf - (size_t)(at - buf), "%s%s", edits[i][1], rest);
+    }
+    CHECK_OK(load_literal(buf, &c, &err), &err);
+    CHECK(model_head_size(&c) == 128 && c.rotary_dim == 96 && model_rotary_dim(&c) == 96 &&
+          c.num_kv_heads == 8 && c.rope_scaling.n_divisors == 48);
+    RopeFreqs f;
+    model_rope_freqs(&c, &f);
+    check_phi3_freqs(&f, phi3_short_golden, "short, partial");
+    model_rope_freqs_long(&c, &f);
+    check_phi3_freqs(&f, phi3_long_golden, "long, partial");
+    char *text = round_trip_text(&c);
+    CHECK(strstr(text, "\"partial_rotary_factor\":\t0.75,") != NULL);
+    free(text);
+    snprintf(extra, sizeof extra, "\"partial_rotary_factor\": 0.75, ");
+    phi3_5_mini(buf, sizeof buf, "longrope", extra); /* rope_parameters' factor, heads of 96 */
+    CHECK(load_literal(buf, &d, &err) == -1 &&
+          strstr(err.msg, "'short_factor' must be a list of 36"));
+    /* a factor whose dims (int(HS * f), in double) a float would round to one less: 0.7 of 80 */
+    CHECK_OK(load_literal("{\"model_type\":\"phi3\",\"hidden_size\":160,\"num_attention_heads\":2,"
+                          "\"partial_rotary_factor\":0.7}",
+                          &c, &err),
+             &err);
+    CHECK(c.rotary_dim == 56);
+    free(round_trip_text(&c));
+    c.hidden_size = 24, c.rotary_dim = 4; /* 1 / 3 in 15 digits times 12 is 3.999...: nudged */
+    text = round_trip_text(&c);
+    CHECK(strstr(text, "\"partial_rotary_factor\":\t0.333333333333334,") != NULL);
+    free(text);
+}
+
 /* Phi-3: Phi3Config()'s defaults, Phi-3-mini-4k-instruct's config.json (no scaling, a window in
  * every layer) and a Phi-3.5-mini-like one (longrope: its frequencies and attention factor as
  * transformers', in transformers 4's and 5's forms and the older type names su and yarn), the
@@ -633,10 +681,12 @@ static void test_phi3(void) {
     text = round_trip_text(&c);
     CHECK(strstr(text, "\"Phi3ForSequenceClassification\"") && !strstr(text, "CausalLM"));
     free(text);
+    test_phi4_mini();
 }
 
 /* What loraft refuses in a Phi-3 config: the dropouts its decoders lack, partial rotary embeddings
- * (Phi-4-mini's), other RoPE types, factor lists of the wrong length or with a non-positive
+ * of an odd number of dims or a factor outside (0, 1] (and in any other architecture), other RoPE
+ * types, factor lists of the wrong length or with a non-positive
  * number, longrope without an original context, or with one transformers would read otherwise;
  * longrope outside phi3. */
 static void test_phi3_refusals(void) {
@@ -646,10 +696,15 @@ static void test_phi3_refusals(void) {
          "key 'resid_pdrop' 0.1: loraft's decoders have no residual or embedding dropout");
     FAIL(PHI3 "\"embd_pdrop\":0.05}", "key 'embd_pdrop' 0.05");
     FAIL(PHI3 "\"resid_pdrop\":\"0\"}", "key 'resid_pdrop' must be a finite number");
-    FAIL(PHI3 "\"partial_rotary_factor\":0.75}",
-         "partial rotary embeddings (Phi-4-mini's partial_rotary_factor 0.75) are not supported");
-    FAIL(PHI3 "\"rope_parameters\":{\"rope_type\":\"default\",\"partial_rotary_factor\":0.5}}",
-         "partial_rotary_factor 0.5) are not supported");
+    FAIL(PHI3 "\"partial_rotary_factor\":0.2}",
+         "partial_rotary_factor 0.2 of head size 16: RoPE needs an even number of dims, 2 or more");
+    FAIL(PHI3 "\"rope_parameters\":{\"rope_type\":\"default\",\"partial_rotary_factor\":1.5}}",
+         "partial_rotary_factor 1.5 of head size 16");
+    FAIL(PHI3 "\"partial_rotary_factor\":0.1}", "partial_rotary_factor 0.1 of head size 16");
+    FAIL(PHI3 "\"partial_rotary_factor\":\"0.5\"}",
+         "key 'partial_rotary_factor' must be a number (got a string)");
+    FAIL("{\"model_type\":\"llama\",\"partial_rotary_factor\":0.5}",
+         "partial rotary embeddings (partial_rotary_factor 0.5) are phi3's only (Phi-4-mini)");
     FAIL(PHI3 "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2}}",
          "RoPE scaling type 'linear' is not supported for phi3 (Phi3Config's: default, longrope");
     FAIL(PHI3 "\"original_max_position_embeddings\":16,\"rope_scaling\":{\"type\":\"longrope\","

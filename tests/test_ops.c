@@ -393,20 +393,32 @@ static void test_head_norm(void) {
 
 /* ---- rotary position embedding (inside attention_forward / backward and cache_write) ---- */
 
-/* The factor of cos and sin of every rope of the attention tests (YaRN's attention factor). */
-static float rope_scale = 1.0f;
+/* The factor of cos and sin of every rope of the attention tests (YaRN's attention factor), and
+ * the share of each head they turn (partial rotary embeddings, Phi-4-mini's 0.75; 1: all). */
+static float rope_scale = 1.0f, rope_share = 1.0f;
+
+/* The rotary dims of head size HS under rope_share: even, the rest of the head passes through. */
+static int rope_dims(int HS) {
+    return 2 * (int)(HS * rope_share / 2);
+}
+
+/* The rope ops' frequencies for head size HS under rope_share, scaled by scale. */
+static const RopeFreqs *rope_test(float theta, int HS, float scale) {
+    return rope_partial(theta, rope_dims(HS), scale);
+}
 
 /* HF's rotate_half in double on x [rows, H*HS] in place, at position pos[r] (pos NULL: r % T):
- * x cos + rotate_half(x) sin, rotate_half = [-x2, x1], cos and sin times scale; dir -1 the
- * transpose. The angle is HF's float product of the position and inv_freq. */
+ * over the first D = rope_dims(HS) of each head, x cos + rotate_half(x) sin, rotate_half = [-x2,
+ * x1], cos and sin times scale, the rest kept; dir -1 the transpose. The angle is HF's float
+ * product of the position and inv_freq = 1 / theta^(2i / D). */
 static void rope_reference(double *x, size_t rows, int T, int H, int HS, const int32_t *pos,
                            float theta, double scale, double dir) {
-    int half = HS / 2;
+    int D = rope_dims(HS), half = D / 2;
     for (size_t r = 0; r < rows; r++)
         for (int h = 0; h < H; h++) {
             double *xh = x + (r * H + h) * HS;
             for (int i = 0; i < half; i++) {
-                float inv_freq = (float)(1.0 / pow(theta, 2.0 * i / HS)); /* HF's, to an ulp */
+                float inv_freq = (float)(1.0 / pow(theta, 2.0 * i / D)); /* HF's, to an ulp */
                 float angle = (float)(pos ? pos[r] : (int32_t)(r % T)) * inv_freq;
                 double c = cos(angle) * scale, sn = dir * sin(angle) * scale;
                 double u = xh[i], v = xh[i + half];
@@ -435,9 +447,10 @@ static void test_rope_cache_write(int n, int pos0, int nh, int nkv, int hs, floa
     memcpy(q0, q, sizeof(float) * n * QC);
     rope_reference(rq, n, 1, nh, hs, pos, 1e5f, scale, 1.0);
     rope_reference(rk, n, 1, nkv, hs, pos, 1e5f, scale, 1.0);
-    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, rope_scaled(1e5f, hs, scale), n, nh, nkv, hs);
-    printf("  rope in cache_write: %d positions from %d, NH=%d NKV=%d HS=%d, scale %g\n", n, pos0,
-           nh, nkv, hs, scale);
+    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, rope_test(1e5f, hs, scale), n, nh, nkv, hs);
+    printf(
+        "  rope in cache_write: %d positions from %d, NH=%d NKV=%d HS=%d (%d rotary), scale %g\n",
+        n, pos0, nh, nkv, hs, rope_dims(hs), scale);
     CHECK(count_mismatch("rope q", q, rq, (size_t)n * QC, 1e-6, 1e-5) == 0);
     CHECK(count_mismatch("rope k", kc + (size_t)pos0 * KC, rk, (size_t)n * KC, 1e-6, 1e-5) == 0);
     CHECK(!memcmp(vc + (size_t)pos0 * KC, v, sizeof(float) * n * KC));
@@ -1033,13 +1046,13 @@ static void attention_reference_check(const AttShape *a, const float *q_in, cons
         rope_reference(rdk, rows, a->T, a->NKV, a->HS, NULL, a->rope, rope_scale, -1.0);
     }
     ops->attention_forward(out, NULL, 0, lse, NULL, q, a->NH * a->HS, k, v, a->NKV * a->HS, a->mask,
-                           a->causal, a->window, rope_scaled(a->rope, a->HS, rope_scale),
+                           a->causal, a->window, rope_test(a->rope, a->HS, rope_scale),
                            att_score(a->HS), a->p, att_seed, scratch, a->B, a->T, a->NH, a->NKV,
                            a->HS);
     ops->attention_backward(dq, dk, dv, dout, q, k, v, a->NH * a->HS, a->NKV * a->HS, out, NULL, 0,
                             lse, NULL, a->mask, a->causal, a->window,
-                            rope_scaled(a->rope, a->HS, rope_scale), att_score(a->HS), a->p,
-                            att_seed, scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
+                            rope_test(a->rope, a->HS, rope_scale), att_score(a->HS), a->p, att_seed,
+                            scratch, a->B, a->T, a->NH, a->NKV, a->HS, OPS_ADD);
     if (a->rope > 0.0f) { /* the op's turn of q and k in place */
         double *tq = to_double(qr, nq), *tk = to_double(kr, nk);
         CHECK(count_mismatch("attention's rope q", q, tq, nq, 1e-6, 1e-5) == 0);
@@ -1069,7 +1082,7 @@ static void att_fwd(void *p) {
     const AttShape *a = &c->shape;
     memcpy(c->qr, c->q, sizeof c->qr), memcpy(c->kr, c->k, sizeof c->kr);
     ops->attention_forward(c->out, NULL, 0, c->lse, NULL, c->qr, C, c->kr, c->v, a->NKV * (C / NH),
-                           c->mask, a->causal, a->window, rope_scaled(a->rope, C / NH, rope_scale),
+                           c->mask, a->causal, a->window, rope_test(a->rope, C / NH, rope_scale),
                            att_score(C / NH), a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH);
 }
 static void att_bwd(void *p, const float *dout, unsigned use) {
@@ -1077,7 +1090,7 @@ static void att_bwd(void *p, const float *dout, unsigned use) {
     const AttShape *a = &c->shape;
     ops->attention_backward(USE(0, c->dq), USE(1, c->dk), USE(2, c->dv), dout, c->qr, c->kr, c->v,
                             C, a->NKV * (C / NH), c->out, NULL, 0, c->lse, NULL, c->mask, a->causal,
-                            a->window, rope_scaled(a->rope, C / NH, rope_scale), att_score(C / NH),
+                            a->window, rope_test(a->rope, C / NH, rope_scale), att_score(C / NH),
                             a->p, att_seed, c->scratch, B, T, NH, a->NKV, C / NH, OPS_ADD);
 }
 
@@ -1091,10 +1104,11 @@ static void test_attention(float p, int causal, int window, int nkv, float rope)
     int KN = N * nkv * (C / NH);
     fill(c.q, N * C, -1, 1), fill(c.k, KN, -1, 1), fill(c.v, KN, -1, 1);
     for (int i = 0; i < N; i++) c.mask[i] = i < T || i % T < 3; /* batch 1: 2 padding keys */
-    char name[96];
-    snprintf(name, sizeof name, "attention (p=%.1f%s, window %d, NKV=%d%s%s)", p,
+    char name[112];
+    snprintf(name, sizeof name, "attention (p=%.1f%s, window %d, NKV=%d%s%s%s)", p,
              causal ? ", causal" : "", window, nkv,
              rope > 0.0f ? rope_scale != 1.0f ? ", rope scaled" : ", rope" : "",
+             rope > 0.0f && rope_share < 1.0f ? " partial" : "",
              att_softcap > 0.0f ? ", soft-capped" : "");
     GradCase gc = grad_case(name, &c, att_fwd, att_bwd, c.out, N * C, 1e-2f);
     case_param(&gc, "q", c.q, c.dq, N * C);
@@ -1132,10 +1146,10 @@ static void test_attention_long(int Bn, int Tn, int nh, int nkv, int hs, int cau
     int32_t *mask = malloc(sizeof(int32_t) * Bn * Tn);
     for (int i = 0; i < Bn * Tn; i++) mask[i] = i % Tn < Tn - 13 * (i / Tn); /* b pads 13b */
     AttShape a = {Bn, Tn, nh, nkv, hs, causal, p, mask, rope, window};
-    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s%s p=%.1f against the naive "
-           "reference\n",
+    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s (%d rotary dims)%s p=%.1f "
+           "against the naive reference\n",
            Bn, Tn, nh, nkv, hs, causal ? " causal" : "", window,
-           rope > 0.0f ? rope_scale != 1.0f ? " rope scaled" : " rope" : "",
+           rope > 0.0f ? rope_scale != 1.0f ? " rope scaled" : " rope" : "", rope_dims(hs),
            att_softcap > 0.0f ? " soft-capped" : "", p);
     attention_reference_check(&a, q, k, v);
     free(q), free(k), free(v), free(mask);
@@ -2343,6 +2357,12 @@ int main(void) {
     test_attention_cached(6, 9, 3, 4, 4, 2, 8);
     test_attention_cached(1, 17, 11, 0, 6, 2, 16);
     att_scale = 0.0f, att_softcap = 0.0f;
+    rope_share = 0.75f; /* Phi-4-mini's partial rotary: each head's last quarter passes through */
+    test_rope_cache_write(5, 2990, 3, 1, 16, 1.0f);
+    test_attention(0.3f, 1, 0, 1, 1e4f); /* HS 4: one pair turns */
+    test_attention_long(2, 150, 4, 2, 16, 1, 0, 0.1f, 1e4f);
+    test_attention_long(1, 129, 2, 1, 64, 1, 0, 0.0f, 5e5f);
+    rope_share = 1.0f;
     test_attention_joined(9, 6, 2, 8);
     test_attention_joined(5, 2, 2, 6);
     test_attention_out_bf16(13, 4, 2, 8);

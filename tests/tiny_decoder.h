@@ -15,6 +15,10 @@
 
 enum { VOCAB = 61, SEQ = 13, PREFILL = 5 };
 
+/* Phi-3's rotary dims: 0 the whole head, else RoPE over that many of each (Phi-4-mini's partial
+ * rotary embeddings) */
+static int tiny_rotary_dim;
+
 /* The model on ops for batches of one sequence of up to max_len tokens, in precision prec. GPT-2
  * (arch) ties its head and has as many KV heads as heads. lora 1: LoRA on every projection, 2: on
  * PEFT's default targets (q and v; c_attn), 0: none (nothing trains: a model opened to run, as
@@ -49,6 +53,8 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
                                        .n_divisors = 4,
                                        .divisors = {1.0f, 1.2f, 1.7f, 2.5f},
                                        .long_divisors = {2, 3, 4, 5}};
+    if (phi3 && tiny_rotary_dim)
+        c.rotary_dim = tiny_rotary_dim, c.rope_scaling.n_divisors = tiny_rotary_dim / 2;
     train_spec_defaults(&s);
     s.task = TASK_CAUSAL_LM;
     s.strategy = lora ? STRATEGY_LORA : STRATEGY_NONE;

@@ -159,6 +159,8 @@ typedef struct GgufArch {
     int n_heads;        /* attention.head_count */
     int n_kv_heads;     /* attention.head_count_kv (default n_heads; gpt2: n_heads) */
     int head_dim;       /* llama family: attention.key_length, else hidden / n_heads */
+    int rot_dims;       /* llama family: rope.dimension_count, the head_dim but for phi3's
+                           partial rotary embeddings (Phi-4-mini: 96 of 128) */
     int sliding_window; /* llama: attention.sliding_window (a Mistral loraft wrote); gemma2,
                            gemma3: its windowed layers'; phi3: every layer's (the converter
                            writes config.json's, 0 for none; llama.cpp computes without it);
@@ -186,11 +188,11 @@ typedef struct GgufArch {
     float rope_attn_factor; /* yarn: rope.scaling.attn_factor (default 1), the factor llama.cpp
                                multiplies YaRN's 0.1 ln(factor) + 1 by: the attention factor;
                                phi3's longrope: its attention factor (cos and sin times it) */
-    int n_rope_divisors;    /* llama: head_dim / 2 where rope_freqs.weight (each pair's frequency
+    int n_rope_divisors;    /* llama: rot_dims / 2 where rope_freqs.weight (each pair's frequency
                                divisor: Llama 3.1's scaling, as llama.cpp's converter writes it) is
                                there; 0: none */
     float rope_divisors[ROPE_MAX_PAIRS];
-    int n_longrope; /* phi3: head_dim / 2 where rope_factors_short and _long.weight are there
+    int n_longrope; /* phi3: rot_dims / 2 where rope_factors_short and _long.weight are there
                        (Phi-3's longrope, as llama.cpp's converter writes it: both or neither); 0:
                        none */
     float rope_short[ROPE_MAX_PAIRS], rope_long[ROPE_MAX_PAIRS];

@@ -117,6 +117,9 @@ typedef struct ModelConfig {
     int num_kv_heads;   /* Llama's grouped KV heads (num_key_value_heads); BERT: num_heads */
     int head_dim;       /* Llama family: config.json's head_dim (Qwen3's 128, whatever the
                            hidden size); 0: hidden / heads (model_head_size) */
+    int rotary_dim;     /* phi3: RoPE turns only the first rotary_dim of each head (its
+                           partial_rotary_factor's: Phi-4-mini's 96 of 128), the rest passes
+                           through; 0: the whole head (model_rotary_dim) */
     int sliding_window; /* each position attends to the last sliding_window ones (itself
                            included: Ops.attention_forward's window) in every layer but
                            those of full_attention; 0: all of them (config.json's null).
@@ -200,6 +203,8 @@ int model_config_rope_scaling(ModelConfig *cfg, const char *json, LfError *err);
 void rope_freqs_init(RopeFreqs *r, float theta, int HS, const RopeScaling *s);
 /* The size of one attention head: head_dim, else hidden / heads. */
 int model_head_size(const ModelConfig *cfg);
+/* How much of each head RoPE turns: rotary_dim, else the head size. */
+int model_rotary_dim(const ModelConfig *cfg);
 /* How the attention scores (ops.h AttnScore): 1 / sqrt(query_pre_attn_scalar or the head size),
  * soft-capped by attn_softcap. */
 AttnScore model_attn_score(const ModelConfig *cfg);
@@ -213,8 +218,8 @@ void model_config_nope_every(ModelConfig *cfg, int step);
  * the others windowed. */
 void model_config_full_every(ModelConfig *cfg, int step);
 
-/* cfg's: its head size, rope_theta and rope_scaling (half 0 for the encoders and GPT-2); under
- * longrope, its short factors'. */
+/* cfg's: its rotary dims (model_rotary_dim), rope_theta and rope_scaling (half 0 for the encoders
+ * and GPT-2); under longrope, its short factors'. */
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r);
 /* longrope's for sequences longer than original_max_position_embeddings: its long factors' (half 0
  * under any other scaling). */

@@ -264,10 +264,11 @@ static void cpu_rmsnorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweigh
 
 /* Rotates every head of x [B,T,NH*HS] (rows ld apart) in place by its position's angles; dir =
  * -1 applies the transposed rotation (backward). The angles follow HF's: angle = position *
- * inv_freq[i] in float, r's HS/2 frequencies (rope_freqs_init), cos and sin times r->scale. */
+ * inv_freq[i] in float, r's half frequencies (rope_freqs_init), cos and sin times r->scale; pair
+ * i is (i, i + half), and a head's dims from 2 half on (partial rotary) pass through. */
 static void rope_apply(float *x, int ld, const int32_t *pos, const RopeFreqs *r, int B, int T,
                        int NH, int HS, float dir) {
-    int half = HS / 2;
+    int half = r->half;
 #pragma omp parallel for if ((size_t)B * T * NH * HS > CPU_PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
         float cs[half], sn[half];

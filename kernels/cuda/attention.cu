@@ -504,7 +504,7 @@ __global__ void heads_bf16_kernel(HeadCopies hc, int B, int T, int HS) {
         size_t row = c / chunks; /* (b*H + h)*T + t */
         int d = 8 * (int)(c % chunks), t = (int)(row % T), bh = (int)(row / T);
         size_t at = ((size_t)(bh / H) * T + t) * ld + (size_t)(bh % H) * HS;
-        if (j < 2 && hc.rope.half) {
+        if (j < 2 && d < 2 * hc.rope.half) { /* the rotated dims; any others copy as they are */
             if (d < hc.rope.half)
                 rotate_chunks(dst + row * HP, (j ? hc.rotate[1] : hc.rotate[0]) + at, d, t,
                               hc.rope);
@@ -1392,12 +1392,14 @@ void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse,
     int rope_ok = 0;
     Rope rope = g.ok ? cuda_rope_table(rope_freqs, HS, &rope_ok) : Rope{};
     if (!g.ok || !rope_ok) return;
-    int tc = cuda_precision() == PRECISION_BF16, copy_turns = tc && HS % 16 == 0;
+    /* the copies turn whole chunks of 8: a half of whole chunks (partial rotary's too) */
+    int tc = cuda_precision() == PRECISION_BF16,
+        copy_turns = tc && HS % 16 == 0 && rope.half % 8 == 0;
     if (!tc && !out) {
         CUDA_FAIL("attention: out NULL needs bf16 (the f32 kernels write out)");
         return;
     }
-    if (rope.half && !copy_turns) cuda_rope(q, ldq, k, ldkv, NULL, rope, B, T, NH, NKV, 1.0f);
+    if (rope.half && !copy_turns) cuda_rope(q, ldq, k, ldkv, NULL, rope, B, T, NH, NKV, HS, 1.0f);
     dim3 grid;
     unsigned threads;
     if (tc) {
@@ -1565,14 +1567,16 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     Rope rope = g.ok ? cuda_rope_table(rope_freqs, HS, &rope_ok) : Rope{};
     if (!g.ok || !rope_ok || (!dq && !dk && !dv)) return;
     int tc = cuda_precision() == PRECISION_BF16 && !use_cudnn();
-    int stores_turn = tc && (HS == 64 || HS == 128 || HS == 256), pass = rope.half && !stores_turn;
+    /* the stores pair lanes' columns d and d + HS/2: a whole head's rotation alone */
+    int stores_turn = tc && (HS == 64 || HS == 128 || HS == 256) && 2 * rope.half == HS;
+    int pass = rope.half && !stores_turn;
     if (stores_turn) g.rope = rope;
     Rope undo = rope; /* the inverse of the transposed turn below, for what dq and dk hold */
     undo.scale = rope.half ? 1.0f / rope.scale : 1.0f;
-    if (pass && acc) cuda_rope(dq, ldq, dk, ldkv, NULL, undo, B, T, NH, NKV, 1.0f);
+    if (pass && acc) cuda_rope(dq, ldq, dk, ldkv, NULL, undo, B, T, NH, NKV, HS, 1.0f);
     attention_backward(dq, dk, dv, dout, q, k, v, out, out_bf16, lse, saved, mask, causal, p, seed,
                        scratch, g);
-    if (pass) cuda_rope(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, -1.0f);
+    if (pass) cuda_rope(dq, ldq, dk, ldkv, NULL, rope, B, T, NH, NKV, HS, -1.0f);
 }
 
 /* Attention over a KV cache (generation), two ways by the number of query rows n * NH:
@@ -1806,18 +1810,20 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float 
 
 /* Row i of k and v (rows ld apart) to row pos[i] of the caches, vec (1 or 4) floats a thread,
  * then with rope.half, a thread a pair of the rows' NQ heads of q (turned in place) and of k
- * (turned into the cache): copies first, k's among them only without rope. */
+ * (turned into the cache): copies first, k's among them only without rope or (partial rotary)
+ * its dims past the turned ones. */
 template <int vec>
 __global__ void cache_write_kernel(float *kc, float *vc, float *q, int ldq, const float *k,
                                    const float *v, int ld, const int32_t *pos, const Rope r, int n,
                                    int NQ, int NKV, int HS) {
-    int W = NKV * HS, half = r.half, heads = NQ + NKV;
+    int W = NKV * HS, half = r.half, heads = NQ + NKV, k_copied = 2 * half < HS;
     size_t per_row = (size_t)W / vec, per_part = (size_t)n * per_row;
-    size_t copied = (half ? 1 : 2) * per_part, pairs = half ? (size_t)n * heads * half : 0;
+    size_t copied = (k_copied ? 2 : 1) * per_part, pairs = half ? (size_t)n * heads * half : 0;
     GRID_STRIDE(e, copied + pairs) {
         if (e < copied) {
-            int which = half || e >= per_part; /* 1: v */
+            int which = !k_copied || e >= per_part; /* 1: v */
             size_t i = e % per_part / per_row, col = e % per_row * vec;
+            if (!which && (int)(col % HS) < 2 * half) continue; /* turned below */
             const float *src = (which ? v : k) + i * ld + col;
             float *dst = (which ? vc : kc) + (size_t)pos[i] * W + col;
             if (vec == 4)
@@ -1846,10 +1852,12 @@ void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, c
     Rope r = cuda_rope_table(rope, HS, &ok);
     if (n <= 0 || W <= 0 || !ok) return;
     int NQ = r.half && q ? NH : 0;
-    bool wide = W % 4 == 0 && ld % 4 == 0;
+    int k_copied = 2 * r.half < HS; /* a chunk of 4 lies in k's turned dims or past them */
+    bool wide =
+        W % 4 == 0 && ld % 4 == 0 && (!r.half || !k_copied || (HS % 4 == 0 && r.half % 2 == 0));
     const void *p[4] = {kc, vc, k, v};
     for (int i = 0; i < 4; i++) wide = wide && (uintptr_t)p[i] % 16 == 0;
-    size_t copies = (size_t)(r.half ? 1 : 2) * n * W / (wide ? 4 : 1);
+    size_t copies = (size_t)(k_copied ? 2 : 1) * n * W / (wide ? 4 : 1);
     size_t threads = copies + (size_t)n * (NQ + NKV) * r.half;
     unsigned blocks = cuda_blocks(threads, CUDA_THREADS);
     if (wide)

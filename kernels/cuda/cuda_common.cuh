@@ -199,11 +199,12 @@ int cuda_gemm_bias(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int
                    int ldc, const float *bias);
 
 /* ---- rotary position embedding (HF Llama's rotate_half), rotated where a kernel loads or
- * stores q and k: the pairs (x[i], x[i + HS/2]) of each head turn by position * inv_freq[i] ----
- */
+ * stores q and k: the pairs (x[i], x[i + half]) of each head turn by position * inv_freq[i],
+ * half = HS/2, or less under partial rotary embeddings (Phi-4-mini), whose last HS - 2 half
+ * dims pass through ---- */
 enum { ROPE_MAX_HALF = 128 };
 /* The inverse frequencies as a kernel parameter (no device memory, nothing to copy before a
- * launch): the model's RopeFreqs, which the CPU's rotation reads too; half = HS/2, 0: no
+ * launch): the model's RopeFreqs, which the CPU's rotation reads too; half at most HS/2, 0: no
  * rotation. */
 struct Rope {
     int half;
@@ -211,7 +212,7 @@ struct Rope {
     float inv_freq[ROPE_MAX_HALF];
 };
 /* f NULL or f->half 0: none; a head size over 2 * ROPE_MAX_HALF fails (the attention kernels'
- * limit too), as do frequencies for another head size (*ok 0 then). */
+ * limit too), as do more than HS/2 frequencies (*ok 0 then). */
 Rope cuda_rope_table(const RopeFreqs *f, int HS, int *ok);
 /* cos and sin of position p's angle at frequency i, as the CPU computes them */
 __device__ inline void rope_cs(const Rope &r, int p, int i, float *c, float *s) {
@@ -223,11 +224,12 @@ __device__ inline void rope_turn(float *u, float *v, float c, float s) {
     float a = *u, b = *v;
     *u = a * c - b * s, *v = b * c + a * s;
 }
-/* In place on q [B*T, NH heads] (rows ldq apart) and k [B*T, NKV heads] (ldk; either may be NULL):
+/* In place on q [B*T, NH heads of HS] (rows ldq apart) and k [B*T, NKV heads] (ldk; either may be
+ * NULL):
  * the rotation (dir 1) or its transpose (dir -1, for gradients), position pos[bt] (pos NULL:
  * bt % T). One launch for both. */
 void cuda_rope(float *q, int ldq, float *k, int ldk, const int32_t *pos, const Rope &r, int B,
-               int T, int NH, int NKV, float dir);
+               int T, int NH, int NKV, int HS, float dir);
 
 /* ---- the launchers behind ops_cuda (same arguments as the Ops members) ----
  */

@@ -15,8 +15,9 @@ Rope cuda_rope_table(const RopeFreqs *f, int HS, int *ok) {
     Rope r = {0, 1.0f, {0}};
     *ok = 1;
     if (!f || !f->half) return r;
-    if (HS < 2 || HS % 2 || HS / 2 > ROPE_MAX_HALF || f->half != HS / 2) {
-        CUDA_FAIL("rope: the CUDA kernels turn even head sizes up to 256, with HS/2 frequencies");
+    if (HS < 2 || HS / 2 > ROPE_MAX_HALF || f->half < 1 || f->half > HS / 2) {
+        CUDA_FAIL(
+            "rope: the CUDA kernels turn head sizes up to 256, with at most HS/2 frequencies");
         *ok = 0;
         return r;
     }
@@ -34,8 +35,8 @@ __device__ inline float *rope_head(float *q, int ldq, float *k, int ldk, int bt,
 
 /* dir = -1 rotates by -angle (the transpose). */
 __global__ void rope_kernel(float *q, int ldq, float *k, int ldk, const int32_t *pos, const Rope r,
-                            int BT, int T, int NH, int NKV, float dir) {
-    int half = r.half, HS = 2 * half, heads = NH + NKV;
+                            int BT, int T, int NH, int NKV, int HS, float dir) {
+    int half = r.half, heads = NH + NKV;
     for (int i = threadIdx.x; i < half; i += blockDim.x)
         for (int bt = blockIdx.x; bt < BT; bt += gridDim.x) {
             float c, s;
@@ -61,12 +62,12 @@ __global__ void rope_kernel(float *q, int ldq, float *k, int ldk, const int32_t 
 }
 
 void cuda_rope(float *q, int ldq, float *k, int ldk, const int32_t *pos, const Rope &r, int B,
-               int T, int NH, int NKV, float dir) {
+               int T, int NH, int NKV, int HS, float dir) {
     int BT = B * T;
     if (!q) q = k, ldq = ldk, NH = NKV, k = NULL; /* k alone: as q */
     if (BT <= 0 || !q || NH <= 0 || r.half < 1) return;
     unsigned blocks = BT < ROPE_BLOCKS ? (unsigned)BT : (unsigned)ROPE_BLOCKS;
     rope_kernel<<<blocks, dim3(32, ROPE_HEADS)>>>(q, ldq, k, ldk, pos, r, BT, T, NH, k ? NKV : 0,
-                                                  dir);
+                                                  HS, dir);
     CUDA_LAUNCHED("rope");
 }

@@ -44,11 +44,11 @@ static int quant_by_name(const char *name, GgmlType *out, LfError *err) {
 
 /* Phi-3's longrope over `original` positions, as a config.json gives it (model_config_rope_scaling,
  * so that the attention factor is the one transformers works out from max_position_embeddings /
- * original): a factor a pair of cfg's heads drawn from seed, the short ones in [1, 1.5), the long
- * ones from about 1 to 4 over the pairs, as Phi-3.5's grow. */
+ * original): a factor a turned pair of cfg's heads drawn from seed, the short ones in [1, 1.5), the
+ * long ones from about 1 to 4 over the pairs, as Phi-3.5's grow. */
 static int init_longrope(ModelConfig *cfg, int original, int seed, LfError *err) {
     char json[8192];
-    int half = model_head_size(cfg) / 2, n;
+    int half = model_rotary_dim(cfg) / 2, n;
     if (original < 1) return lf_fail(err, "--longrope %d: an original context is > 0", original);
     n = snprintf(json, sizeof json,
                  "{\"rope_type\": \"longrope\", \"original_max_position_embeddings\": %d",
@@ -76,6 +76,7 @@ typedef struct InitArgs {
     int full_every;        /* gemma: every full_every-th layer without the window; 0: 6 / 2 */
     int longrope;          /* phi3: longrope's original context; 0: no scaling */
     float init_std, rope_theta;
+    float partial_rotary;              /* phi3: partial_rotary_factor; 0: the whole head */
     float query_scalar;                /* gemma: query_pre_attn_scalar; 0: the head size */
     float attn_softcap, final_softcap; /* gemma: soft-capping; NAN: the arch's default, 0: none */
 } InitArgs;
@@ -118,15 +119,15 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
     int phi3 = cfg->arch == ARCH_PHI3;
     if ((a->sliding_window >= 0 && cfg->arch != ARCH_MISTRAL && cfg->arch != ARCH_SMOLLM3 &&
          !qwen && !gemma && !phi3) ||
-        (a->max_window_layers >= 0 && !qwen) || (a->longrope && !phi3) ||
+        (a->max_window_layers >= 0 && !qwen) || ((a->longrope || a->partial_rotary) && !phi3) ||
         ((a->full_every || a->query_scalar || !isnan(a->attn_softcap) ||
           !isnan(a->final_softcap)) &&
          !gemma))
         return lf_fail(err,
                        "--sliding-window is mistral's, qwen2's, qwen3's, smollm3's (its NoPE "
                        "layers), gemma's and phi3's, --max-window-layers qwen2's and qwen3's, "
-                       "--full-every, --query-scalar and the soft-caps gemma's, --longrope "
-                       "phi3's (--arch %s)",
+                       "--full-every, --query-scalar and the soft-caps gemma's, --longrope and "
+                       "--partial-rotary phi3's (--arch %s)",
                        arch);
     if (a->full_every < 0)
         return lf_fail(err, "--full-every %d: a layer pattern is >= 1", a->full_every);
@@ -180,6 +181,10 @@ static int init_config(ModelConfig *cfg, const InitArgs *a, LfError *err) {
                        "--hidden %d, --heads %d, --kv-heads %d: heads must divide hidden, "
                        "kv-heads heads",
                        cfg->hidden_size, cfg->num_heads, cfg->num_kv_heads);
+    char partial[64]; /* as a config.json gives it, before longrope's factors (one a turned pair) */
+    snprintf(partial, sizeof partial, "{\"partial_rotary_factor\": %.9g}", a->partial_rotary);
+    if (a->partial_rotary && model_config_rope_scaling(cfg, partial, err))
+        return lf_wrap(err, "--partial-rotary");
     if (a->longrope && init_longrope(cfg, a->longrope, a->seed, err)) return -1;
     return model_config_validate(cfg, "loraft init", err);
 }
@@ -255,6 +260,9 @@ int cmd_init(int argc, char **argv) {
         {"longrope", OPT_INT, &a.longrope,
          "phi3: RoPE longrope over this original context: factors drawn from --seed, the "
          "attention factor from --max-positions / it"},
+        {"partial-rotary", OPT_FLOAT, &a.partial_rotary,
+         "phi3: partial_rotary_factor, RoPE over the first int(head size x it) dims of each head "
+         "(Phi-4-mini's 0.75; default 1)"},
         {"rope-scaling", OPT_STR, &a.rope_scaling,
          "llama: config.json's rope_scaling object, e.g. '{\"rope_type\": \"linear\", "
          "\"factor\": 4}' (linear or llama3)"},

@@ -148,12 +148,12 @@ int gguf_is_rope_tensor(const char *name) {
            !strcmp(name, GGUF_ROPE_LONG);
 }
 
-/* A RoPE tensor of a divisor of each pair's frequency: head_dim / 2 positive finite values. */
+/* A RoPE tensor of a divisor of each pair's frequency: rot_dims / 2 positive finite values. */
 static int read_divisors(const Gguf *g, const GgufArch *a, const char *name, float *out,
                          LfError *err) {
-    int64_t n = a->head_dim / 2;
+    int64_t n = a->rot_dims / 2;
     if (n > ROPE_MAX_PAIRS)
-        return lf_fail(err, "%s: %s for head size %d: at most %d", g->path, name, a->head_dim,
+        return lf_fail(err, "%s: %s for %d rotary dims: at most %d", g->path, name, a->rot_dims,
                        2 * ROPE_MAX_PAIRS);
     if (gguf_read_f32(g, name, 1, &n, out, err)) return -1;
     for (int i = 0; i < n; i++)
@@ -194,7 +194,7 @@ static int phi3_rope(const Gguf *g, GgufArch *a, LfError *err) {
     if (read_divisors(g, a, GGUF_ROPE_SHORT, a->rope_short, err) ||
         read_divisors(g, a, GGUF_ROPE_LONG, a->rope_long, err))
         return -1;
-    a->n_longrope = a->head_dim / 2;
+    a->n_longrope = a->rot_dims / 2;
     return 0;
 }
 
@@ -235,7 +235,7 @@ static int rope_scaling(const Gguf *g, GgufArch *a, LfError *err) {
         return lf_fail(err, "%s: both %s RoPE scaling and %s: not supported", g->path,
                        linear ? "linear" : "yarn", name);
     if (read_divisors(g, a, name, a->rope_divisors, err)) return -1;
-    a->n_rope_divisors = a->head_dim / 2;
+    a->n_rope_divisors = a->rot_dims / 2;
     return 0;
 }
 
@@ -277,13 +277,14 @@ static int llama_keys(const Gguf *g, GgufArch *a, LfError *err) {
     if (a->n_heads % a->n_kv_heads)
         return lf_fail(err, "%s: %s.attention.head_count %d is not a multiple of head_count_kv %d",
                        g->path, arch, a->n_heads, a->n_kv_heads);
-    int rot = 0;
-    if (arch_int(g, arch, "rope.dimension_count", a->head_dim, &rot, err)) return -1;
-    if (rot != a->head_dim)
+    if (arch_int(g, arch, "rope.dimension_count", a->head_dim, &a->rot_dims, err)) return -1;
+    int partial_ok = !strcmp(arch, "phi3") && a->rot_dims >= 2 && a->rot_dims % 2 == 0 &&
+                     a->rot_dims < a->head_dim;
+    if (a->rot_dims != a->head_dim && !partial_ok)
         return lf_fail(err,
-                       "%s: %s.rope.dimension_count %d differs from the head size %d: "
-                       "partial rotary embeddings are not supported",
-                       g->path, arch, rot, a->head_dim);
+                       "%s: %s.rope.dimension_count %d differs from the head size %d: partial "
+                       "rotary embeddings are phi3's only, an even count below the head size",
+                       g->path, arch, a->rot_dims, a->head_dim);
     if (rope_scaling(g, a, err)) return -1;
     uint32_t experts = 0;
     snprintf(key, sizeof key, "%s.expert_count", arch);

@@ -267,8 +267,8 @@ static int llama_kvs(const ModelConfig *c, GgufWriteKV *kv, KeyStore *ks) {
                                        "rope.freq_base_swa",
                                        "attn_logit_softcapping",
                                        "final_logit_softcapping"};
-    const int vals[] = {c->max_positions, c->hidden_size,  c->num_layers,      c->ffn_size,
-                        c->num_heads,     c->num_kv_heads, model_head_size(c), c->vocab_size};
+    const int vals[] = {c->max_positions, c->hidden_size,  c->num_layers,       c->ffn_size,
+                        c->num_heads,     c->num_kv_heads, model_rotary_dim(c), c->vocab_size};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         snprintf(ks->names[i], sizeof ks->names[i], "%s.%s", arch_gguf_name(c->arch), keys[i]);
     int n = 0;

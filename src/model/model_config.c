@@ -417,19 +417,45 @@ static int load_yarn(RopeScaling *r, const cJSON *obj, int max_positions, const 
     return 0;
 }
 
-/* partial_rotary_factor in obj (the config, or its RoPE parameters): absent, null or 1 (RoPE over
- * the whole head), as loraft computes it. */
-static int load_full_rotary(const cJSON *obj, const char *path, LfError *err) {
+/* partial_rotary_factor in obj (the config, or its RoPE parameters, read after it and so
+ * winning, as Phi3Config's setdefault): absent or null keeps what cfg has; 1 is the whole head.
+ * Phi-3's alone (Phi-4-mini): RoPE over the first int(HS * factor) of each head, worked out in
+ * double as transformers does; an odd count is refused (its pairs would not be rotate_half's). */
+static int load_partial_rotary(ModelConfig *cfg, const cJSON *obj, const char *path, LfError *err) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "partial_rotary_factor");
-    float f = 1;
     if (!j || cJSON_IsNull(j)) return 0;
-    if (read_float(j, path, "partial_rotary_factor", &f, err)) return -1;
-    if (f != 1)
+    if (!cJSON_IsNumber(j))
+        return lf_fail(err, "%s: key 'partial_rotary_factor' must be a number (got %s)", path,
+                       json_type(j));
+    double f = j->valuedouble;
+    if (f == 1) return cfg->rotary_dim = 0, 0;
+    if (cfg->arch != ARCH_PHI3)
         return lf_fail(err,
-                       "%s: partial rotary embeddings (Phi-4-mini's partial_rotary_factor %g) are "
-                       "not supported",
+                       "%s: partial rotary embeddings (partial_rotary_factor %g) are phi3's only "
+                       "(Phi-4-mini) in loraft",
                        path, f);
+    int HS = model_head_size(cfg), dims = f > 0 && f < 1 ? (int)(HS * f) : -1;
+    if (dims < 2 || dims % 2)
+        return lf_fail(err,
+                       "%s: partial_rotary_factor %g of head size %d: RoPE needs an even number "
+                       "of dims, 2 or more, and a factor in (0, 1]",
+                       path, f, HS);
+    cfg->rotary_dim = dims;
     return 0;
+}
+
+/* partial_rotary_factor for config.json, as cJSON prints it (15 significant digits): r / HS or a
+ * few parts in 1e15 above, the first that reads back as r dims (int(HS * factor), as transformers
+ * and load_partial_rotary work it out: 1 / 3 printed would give one less); 1 for the whole head. */
+static double partial_rotary_factor(const ModelConfig *cfg) {
+    int HS = model_head_size(cfg), r = cfg->rotary_dim;
+    if (!r || r == HS) return 1;
+    char text[32];
+    for (int k = 0; k < 100; k++) {
+        snprintf(text, sizeof text, "%.15g", (double)r / HS * (1 + k * 1e-15));
+        if ((int)(HS * strtod(text, NULL)) >= r) break;
+    }
+    return strtod(text, NULL);
 }
 
 /* A longrope factor list obj[key] into out: exactly n finite positive numbers (one a pair of the
@@ -461,20 +487,21 @@ static double longrope_mscale(double factor, double original) {
     return factor <= 1 ? 1.0 : sqrt(1 + log(factor) / log(original));
 }
 
-/* longrope's numbers as _compute_longrope_parameters reads them: short_factor and long_factor, HS/2
- * each; original_max_position_embeddings, the config's top-level key (top; 0: absent), which
- * transformers reads over obj's: the two must agree, and one is needed; attention_factor, else from
- * factor, else from max_position_embeddings / original_max_position_embeddings. */
+/* longrope's numbers as _compute_longrope_parameters reads them: short_factor and long_factor, one
+ * a rotary pair each; original_max_position_embeddings, the config's top-level key (top; 0:
+ * absent), which transformers reads over obj's: the two must agree, and one is needed;
+ * attention_factor, else from factor, else from max_position_embeddings /
+ * original_max_position_embeddings. */
 static int load_longrope(RopeScaling *r, const cJSON *obj, const ModelConfig *cfg, int top,
                          const char *path, LfError *err) {
-    int HS = cfg->num_heads > 0 ? model_head_size(cfg) : 0;
+    int D = cfg->num_heads > 0 ? model_rotary_dim(cfg) : 0;
     double orig = 0, factor = NAN, attn = NAN;
-    if (HS < 2 || HS / 2 > ROPE_MAX_PAIRS)
-        return lf_fail(err, "%s: RoPE longrope: head size %d has no factors (2 to %d)", path, HS,
+    if (D < 2 || D / 2 > ROPE_MAX_PAIRS)
+        return lf_fail(err, "%s: RoPE longrope: %d rotary dims have no factors (2 to %d)", path, D,
                        2 * ROPE_MAX_PAIRS);
-    *r = (RopeScaling){.type = ROPE_LONGROPE, .n_divisors = HS / 2};
-    if (load_factor_list(obj, "short_factor", HS / 2, r->divisors, path, err) ||
-        load_factor_list(obj, "long_factor", HS / 2, r->long_divisors, path, err) ||
+    *r = (RopeScaling){.type = ROPE_LONGROPE, .n_divisors = D / 2};
+    if (load_factor_list(obj, "short_factor", D / 2, r->divisors, path, err) ||
+        load_factor_list(obj, "long_factor", D / 2, r->long_divisors, path, err) ||
         rope_optional(obj, "original_max_position_embeddings", path, &orig, err) ||
         rope_optional(obj, "factor", path, &factor, err) ||
         rope_optional(obj, "attention_factor", path, &attn, err))
@@ -506,14 +533,16 @@ static int load_longrope(RopeScaling *r, const cJSON *obj, const ModelConfig *cf
 /* RoPE's type and its numbers from obj (rope_parameters, or rope_scaling), as transformers'
  * rope init functions read them: rope_type, else the older type; default, linear, llama3, yarn
  * and dynamic, or (phi3, whose Phi3Config takes no other) default and longrope, which it also
- * calls su and yarn. cfg: the config so far (yarn's defaults, longrope's head size); top: phi3's
- * top-level original_max_position_embeddings (0: absent). */
-static int load_rope_type(RopeScaling *r, const cJSON *obj, const ModelConfig *cfg, int top,
+ * calls su and yarn, into r; cfg: the config so far (yarn's defaults, longrope's rotary dims), its
+ * partial_rotary_factor read here; top: phi3's top-level original_max_position_embeddings (0:
+ * absent). */
+static int load_rope_type(RopeScaling *r, ModelConfig *cfg, const cJSON *obj, int top,
                           const char *path, LfError *err) {
     const char *type = NULL;
     int phi3 = cfg->arch == ARCH_PHI3;
     if (get_string(obj, "rope_type", path, &type, err) ||
-        (!type && get_string(obj, "type", path, &type, err)) || load_full_rotary(obj, path, err))
+        (!type && get_string(obj, "type", path, &type, err)) ||
+        load_partial_rotary(cfg, obj, path, err))
         return -1;
     if (!type || !strcmp(type, "default")) return 0;
     if (phi3 && (!strcmp(type, "longrope") || !strcmp(type, "su") || !strcmp(type, "yarn")))
@@ -540,7 +569,7 @@ static int load_rope_type(RopeScaling *r, const cJSON *obj, const ModelConfig *c
 int model_config_rope_scaling(ModelConfig *cfg, const char *json, LfError *err) {
     cJSON *obj = cJSON_Parse(json);
     int rc = cJSON_IsObject(obj)
-                 ? load_rope_type(&cfg->rope_scaling, obj, cfg, 0, "rope_scaling", err)
+                 ? load_rope_type(&cfg->rope_scaling, cfg, obj, 0, "rope_scaling", err)
                  : lf_fail(err, "'%.80s' is not a JSON object", json);
     cJSON_Delete(obj);
     return rc;
@@ -561,7 +590,7 @@ static int load_rope(ModelConfig *cfg, const cJSON *root, int top, const char *p
     if (obj == params && theta &&
         read_float(theta, path, "rope_parameters.rope_theta", &cfg->rope_theta, err))
         return -1;
-    return load_rope_type(&cfg->rope_scaling, obj, cfg, top, path, err);
+    return load_rope_type(&cfg->rope_scaling, cfg, obj, top, path, err);
 }
 
 /* A sliding_window key: an integer, or null for none (absent: the default *window). */
@@ -657,8 +686,8 @@ static int load_gemma_rope(ModelConfig *cfg, const cJSON *root, const char *path
         (local_theta &&
          read_float(local_theta, path, "rope_parameters.sliding_attention.rope_theta",
                     &cfg->rope_local_theta, err)) ||
-        load_rope_type(&cfg->rope_scaling, full, cfg, 0, path, err) ||
-        load_rope_type(&unscaled, sliding, cfg, 0, path, err))
+        load_rope_type(&cfg->rope_scaling, cfg, full, 0, path, err) ||
+        load_rope_type(&unscaled, cfg, sliding, 0, path, err))
         return -1;
     if (unscaled.type != ROPE_DEFAULT)
         return lf_fail(err, "%s: RoPE scaling of the sliding_attention layers is not supported",
@@ -794,7 +823,7 @@ static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *
         ((qwen || smol) && load_layer_windows(cfg, root, path, err)) ||
         (mistral && load_mistral_window(cfg, root, path, err)) ||
         (hd && !cJSON_IsNull(hd) && read_int(hd, path, "head_dim", &cfg->head_dim, err)) ||
-        load_full_rotary(root, path, err) ||
+        load_partial_rotary(cfg, root, path, err) ||
         (gemma  ? load_gemma_specials(cfg, root, path, err)
          : phi3 ? load_phi3_specials(cfg, root, path, err)
                 : load_rope(cfg, root, 0, path, err)))
@@ -998,6 +1027,7 @@ static int load_gguf(ModelConfig *cfg, const char *path, LfError *err) {
     cfg->num_heads = a.n_heads, cfg->num_kv_heads = a.n_kv_heads, cfg->ffn_size = a.ffn;
     cfg->head_dim =
         a.head_dim * a.n_heads != a.hidden || !strcmp(a.arch, "qwen3") || gemma ? a.head_dim : 0;
+    cfg->rotary_dim = a.rot_dims == a.head_dim ? 0 : a.rot_dims;
     if (gemma) memset(cfg->full_attention, 0, sizeof cfg->full_attention);
     for (int l = 0; gemma && l < cfg->num_layers && l < MODEL_MAX_LAYERS; l++)
         cfg->full_attention[l] = a.sliding_window && !a.windowed[l];
@@ -1076,7 +1106,7 @@ static int rope_scaling_ok(const ModelConfig *c) {
     if (longrope && !(r->original_max_positions > 0 && r->attention_factor > 0 &&
                       isfinite(r->attention_factor)))
         return 0;
-    return r->n_divisors == model_head_size(c) / 2 && divisors_ok(r->divisors, r->n_divisors) &&
+    return r->n_divisors == model_rotary_dim(c) / 2 && divisors_ok(r->divisors, r->n_divisors) &&
            (!longrope || divisors_ok(r->long_divisors, r->n_divisors));
 }
 
@@ -1111,6 +1141,9 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
          !arch_is_llama(c->arch) ||
              (c->num_heads > 0 && model_head_size(c) % 2 == 0 &&
               model_head_size(c) <= 2 * ROPE_MAX_PAIRS && c->rope_theta > 0)},
+        {"rotary_dim 0, or even, at least 2 and below the head size (phi3)",
+         !c->rotary_dim || (c->arch == ARCH_PHI3 && c->num_heads > 0 && c->rotary_dim >= 2 &&
+                            c->rotary_dim % 2 == 0 && c->rotary_dim < model_head_size(c))},
         {"RoPE scaling only on the llama family (phi3: longrope alone, with an original context), "
          "its divisors one a pair of a head and positive",
          rope_scaling_ok(c)},
@@ -1315,14 +1348,17 @@ static int add_zero_float(cJSON *root, const char *key) {
 
 /* Phi-3's keys beyond Llama's, as Phi3Config reads them: its dropouts (loraft's decoders have
  * none), every layer's window or null, and the top-level original_max_position_embeddings (not
- * written when unknown: Phi3Config's 4096); -1 when out of memory. */
+ * written when unknown: Phi3Config's 4096), and partial_rotary_factor where RoPE turns part of each
+ * head; -1 when out of memory. */
 static int add_phi3(cJSON *root, const ModelConfig *cfg) {
     int w = cfg->sliding_window, orig = cfg->rope_scaling.original_max_positions;
     return add_zero_float(root, "resid_pdrop") && add_zero_float(root, "embd_pdrop") &&
                    (w ? cJSON_AddNumberToObject(root, "sliding_window", w)
                       : cJSON_AddNullToObject(root, "sliding_window")) &&
                    (!orig ||
-                    cJSON_AddNumberToObject(root, "original_max_position_embeddings", orig))
+                    cJSON_AddNumberToObject(root, "original_max_position_embeddings", orig)) &&
+                   (!cfg->rotary_dim || cJSON_AddNumberToObject(root, "partial_rotary_factor",
+                                                                partial_rotary_factor(cfg)))
                ? 0
                : -1;
 }
@@ -1490,6 +1526,10 @@ int model_head_size(const ModelConfig *cfg) {
                                 : 0;
 }
 
+int model_rotary_dim(const ModelConfig *cfg) {
+    return cfg->rotary_dim ? cfg->rotary_dim : model_head_size(cfg);
+}
+
 AttnScore model_attn_score(const ModelConfig *cfg) {
     AttnScore s = attn_score_plain(model_head_size(cfg));
     if (cfg->query_pre_attn_scalar > 0) s.scale = 1.0f / sqrtf(cfg->query_pre_attn_scalar);
@@ -1499,7 +1539,7 @@ AttnScore model_attn_score(const ModelConfig *cfg) {
 
 void model_rope_freqs(const ModelConfig *cfg, RopeFreqs *r) {
     int llama = arch_is_llama(cfg->arch) && cfg->num_heads > 0;
-    rope_freqs_init(r, llama ? cfg->rope_theta : 0.0f, llama ? model_head_size(cfg) : 0,
+    rope_freqs_init(r, llama ? cfg->rope_theta : 0.0f, llama ? model_rotary_dim(cfg) : 0,
                     &cfg->rope_scaling);
 }
 
@@ -1507,7 +1547,7 @@ void model_rope_freqs_long(const ModelConfig *cfg, RopeFreqs *r) {
     RopeScaling s = cfg->rope_scaling;
     memcpy(s.divisors, s.long_divisors, sizeof s.divisors);
     int longrope = arch_is_llama(cfg->arch) && cfg->num_heads > 0 && s.type == ROPE_LONGROPE;
-    rope_freqs_init(r, longrope ? cfg->rope_theta : 0.0f, model_head_size(cfg), &s);
+    rope_freqs_init(r, longrope ? cfg->rope_theta : 0.0f, model_rotary_dim(cfg), &s);
 }
 
 void model_rope_freqs_local(const ModelConfig *cfg, RopeFreqs *r) {
@@ -1518,7 +1558,7 @@ void model_rope_freqs_local(const ModelConfig *cfg, RopeFreqs *r) {
 int model_rope_divisors(const ModelConfig *cfg, float *d) {
     const RopeScaling *s = &cfg->rope_scaling;
     if (!arch_is_llama(cfg->arch) || (s->type != ROPE_LLAMA3 && s->type != ROPE_DIVISORS)) return 0;
-    int HS = model_head_size(cfg);
+    int HS = model_rotary_dim(cfg);
     for (int i = 0; i < HS / 2 && i < ROPE_MAX_PAIRS; i++) {
         double inv = plain_inv_freq(cfg->rope_theta, i, HS);
         d[i] = s->type == ROPE_DIVISORS ? s->divisors[i] : (float)(inv / llama3_inv_freq(inv, s));

@@ -1,8 +1,8 @@
 /* fuzz_model_config.c: libFuzzer target for a Hugging Face config.json (model_config_load),
  * RoPE's scaling included. The input is the file. A config that loads must be valid
- * (model_config_validate), give finite, non-negative RoPE frequencies, one for each pair of a
- * head for the Llama family and none for the others, and survive model_config_save -> load
- * unchanged. */
+ * (model_config_validate), give finite, non-negative RoPE frequencies, one for each turned pair of
+ * a head (partial rotary: of its first rotary_dim) for the Llama family and none for the others,
+ * and survive model_config_save -> load unchanged. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_ASSERT(model_config_validate(&cfg, "fuzz", &err) == 0);
     RopeFreqs r;
     model_rope_freqs(&cfg, &r);
-    FUZZ_ASSERT(r.half == (arch_is_llama(cfg.arch) ? model_head_size(&cfg) / 2 : 0));
+    FUZZ_ASSERT(r.half == (arch_is_llama(cfg.arch) ? model_rotary_dim(&cfg) / 2 : 0));
     for (int i = 0; i < r.half; i++) FUZZ_ASSERT(r.inv_freq[i] >= 0.0f && r.inv_freq[i] < 1e30f);
     FUZZ_ASSERT(model_config_save(&cfg, saved, &err) == 0);
     FUZZ_ASSERT(model_config_load(&back, saved, &err) == 0);

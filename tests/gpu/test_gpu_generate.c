@@ -100,6 +100,9 @@ int main(void) {
         check_case(ARCH_GPT2, 4, 4, 1, lora, PRECISION_FP32);
         check_case(ARCH_GEMMA2, 4, 2, 1, lora, PRECISION_FP32); /* soft-capped */
         check_case(ARCH_PHI3, 4, 2, 0, lora, PRECISION_FP32);   /* fused projections */
+        tiny_rotary_dim = 4;                                    /* RoPE over half of each head */
+        check_case(ARCH_PHI3, 4, 2, 0, lora, PRECISION_FP32);
+        tiny_rotary_dim = 0;
     }
     for (int lora = 0; lora <= 2; lora++) { /* none; every projection; PEFT's defaults (q, v) */
         check_case(ARCH_LLAMA, 4, 2, 0, lora, PRECISION_BF16);
@@ -109,6 +112,9 @@ int main(void) {
         check_case(ARCH_GEMMA3, 4, 2, 1, lora, PRECISION_BF16);  /* layer 0 windowed */
         check_case(ARCH_GEMMA2, 4, 2, 1, lora, PRECISION_BF16);  /* soft-capped */
         check_case(ARCH_PHI3, 4, 2, 0, lora, PRECISION_BF16);    /* fused projections */
+        tiny_rotary_dim = 4;                                     /* RoPE over half of each head */
+        check_case(ARCH_PHI3, 4, 2, 0, lora, PRECISION_BF16);
+        tiny_rotary_dim = 0;
         check_case(ARCH_GPT2, 4, 4, 1, lora, PRECISION_BF16);
     }
     check_graphs(ARCH_LLAMA, 0, PRECISION_FP32);

@@ -259,6 +259,10 @@ static void run(const char *dir, int arch, int every_linear, Precision prec, flo
  * divided; from a GGUF its divisors). */
 enum { LB = 4, LT = 8, LV = 300 };
 
+/* Phi-3 as Phi-4-mini: heads of 32, RoPE over their first 16 (8 pairs: whole chunks the bf16
+ * copies turn; the gradients a pass) */
+static int phi3_partial;
+
 static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
     model_config_defaults(cfg, arch);
     cfg->vocab_size = LV, cfg->hidden_size = 32, cfg->num_layers = 2, cfg->num_heads = 4;
@@ -288,8 +292,10 @@ static void decoder_config(ModelConfig *cfg, Arch arch, int tied) {
                                           .original_max_positions = LT - 2,
                                           .attention_factor = 1.2f,
                                           .n_divisors = 4,
-                                          .divisors = {1.0f, 1.2f, 1.7f, 2.5f},
-                                          .long_divisors = {1.5f, 2.0f, 4.0f, 9.0f}};
+                                          .divisors = {1.0f, 1.2f, 1.7f, 2.5f, 1, 2, 3, 4},
+                                          .long_divisors = {1.5f, 2.0f, 4.0f, 9.0f, 2, 4, 8, 16}};
+    if (phi3 && phi3_partial)
+        cfg->head_dim = 32, cfg->rotary_dim = 16, cfg->rope_scaling.n_divisors = 8;
     if (arch == ARCH_LLAMA && !tied)
         cfg->rope_scaling = (RopeScaling){.type = ROPE_LLAMA3,
                                           .factor = 8,
@@ -793,6 +799,9 @@ static void phi3_runs(void) {
     run_decoder(ARCH_PHI3, 1, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
                 NULL);
     printf("phi3 (tied, full fine-tuning): cuda model matches cpu\n");
+    phi3_partial = 1;
+    lora_fp32_and_bf16(ARCH_PHI3, 0, "phi3 (RoPE over 16 of 32, Phi-4-mini's partial, LoRA)");
+    phi3_partial = 0;
 }
 
 int main(void) {

@@ -1158,8 +1158,26 @@ static int att_set;
 /* test_attention_grads with rope (its theta; 0: none): q and k turned in place compared too, and
  * the gradients against the CPU's f32 at the bounds above (not the rounded reference) */
 static float att_rope;
-/* cos and sin's factor of that rope and of cache_write's (YaRN's attention factor; else 1) */
+/* cos and sin's factor of that rope and of cache_write's (YaRN's attention factor; else 1), and
+ * the dims of a head both turn (partial rotary embeddings, Phi-4-mini's; 0: the whole head) */
 static float att_rope_scale = 1.0f;
+static int att_rope_dims;
+
+/* The frequencies of every rope here: base theta, att_rope_scale and att_rope_dims of head size HS
+ */
+static const RopeFreqs *att_rope_freqs(float theta, int HS) {
+    return rope_partial(theta, att_rope_dims ? att_rope_dims : HS, att_rope_scale);
+}
+
+/* A case's rope, as its name says it */
+static const char *rope_name(void) {
+    static char s[48];
+    snprintf(s, sizeof s, "%s",
+             att_rope > 0.0f ? att_rope_scale != 1.0f ? " rope scaled" : " rope" : "");
+    if (att_rope > 0.0f && att_rope_dims)
+        snprintf(s + strlen(s), sizeof s - strlen(s), " (%d dims)", att_rope_dims);
+    return s;
+}
 /* test_attention_grads' sliding window (causal; 0: none), in every call and reference */
 static int att_window;
 /* How every attention call here scores (att_score): scale att_scale (0: 1 / sqrt(HS)) and
@@ -1429,13 +1447,12 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     BACKENDS(w, o) {
         o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), F(q, w), NH * HS, F(k, w),
                              F(v, w), NKV * HS, I(mask, w), causal, att_window,
-                             rope_scaled(att_rope, HS, att_rope_scale), att_score(HS), p, 5,
-                             F(scratch, w), B, T, NH, NKV, HS);
+                             att_rope_freqs(att_rope, HS), att_score(HS), p, 5, F(scratch, w), B, T,
+                             NH, NKV, HS);
     }
     NAME("%sattention_forward B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s pad=%d p=%.1f%s",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", att_window,
-         att_rope > 0.0f ? att_rope_scale != 1.0f ? " rope scaled" : " rope" : "", pad, p,
-         score_name());
+         rope_name(), pad, p, score_name());
     compare_attention("lse", lse);
     compare_attention("out", out);
     if (att_rope > 0.0f) compare("q", q, ROPE_TOL), compare("k", k, ROPE_TOL);
@@ -1459,16 +1476,15 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     }
     BACKENDS(w, o) {
         int kept = !(w && saved); /* the GPU reads what it saved */
-        o->attention_backward(
-            F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL, kept ? F(k, w) : NULL,
-            kept ? F(v, w) : NULL, NH * HS, NKV * HS, kept ? F(out, w) : NULL, NULL, 0, F(lse, w),
-            F(saved, w), I(mask, w), causal, att_window, rope_scaled(att_rope, HS, att_rope_scale),
-            att_score(HS), p, 5, F(scratch, w), B, T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
+        o->attention_backward(F(dq, w), F(dk, w), F(dv, w), F(dout, w), kept ? F(q, w) : NULL,
+                              kept ? F(k, w) : NULL, kept ? F(v, w) : NULL, NH * HS, NKV * HS,
+                              kept ? F(out, w) : NULL, NULL, 0, F(lse, w), F(saved, w), I(mask, w),
+                              causal, att_window, att_rope_freqs(att_rope, HS), att_score(HS), p, 5,
+                              F(scratch, w), B, T, NH, NKV, HS, att_set ? OPS_SET : OPS_ADD);
     }
     NAME("%sattention_backward B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s pad=%d p=%.1f%s%s",
          att_bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", att_window,
-         att_rope > 0.0f ? att_rope_scale != 1.0f ? " rope scaled" : " rope" : "", pad, p,
-         score_name(), att_set ? " OPS_SET" : "");
+         rope_name(), pad, p, score_name(), att_set ? " OPS_SET" : "");
     if (dq) compare_attention("dq", dq);
     if (dk) compare_attention("dk", dk);
     if (dv) compare_attention("dv", dv);
@@ -1763,10 +1779,10 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
         o->cache_write(F(k, w), F(v, w), NULL, 0, F(k_new, w) + k0, F(v_new, w) + v0, ld, I(pos, w),
                        NULL, n, NH, NKV, HS);
         o->cache_write(F(kc, w), F(vc, w), F(q, w), ldq, F(k_new, w) + k0, F(v_new, w) + v0, ld,
-                       I(pos, w), rope_scaled(1e5f, HS, att_rope_scale), n, NH, NKV, HS);
+                       I(pos, w), att_rope_freqs(1e5f, HS), n, NH, NKV, HS);
     }
-    NAME("cache_write n=%d at %d of %d W=%d ld=%d (then rope, scale %g)", n, pos0, L, W, ld,
-         att_rope_scale);
+    NAME("cache_write n=%d at %d of %d W=%d ld=%d (then rope, scale %g, %d dims)", n, pos0, L, W,
+         ld, att_rope_scale, att_rope_dims ? att_rope_dims : HS);
     compare("k", k, EXACT);
     compare("v", v, EXACT);
     compare("q rope", q, ROPE_TOL); /* and joined: k's and v's columns of q untouched */
@@ -2059,13 +2075,13 @@ static void test_errors(void) {
     CHECK(dut->status(&e) == -1);
     printf("head size: %s\n", e.msg);
     CHECK(strstr(e.msg, "HS > 256") != NULL);
-    /* rope turns pairs: an odd head size is refused */
+    /* rope turns pairs of the head: more of them than it holds are refused */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 3, F(x, 1), F(x, 1), 3, NULL,
-                           1, 0, rope_plain(1e4f, 3), attn_score_plain(3), 0.0f, 1, F(lse, 1), 2, 3,
+                           1, 0, rope_plain(1e4f, 4), attn_score_plain(3), 0.0f, 1, F(lse, 1), 2, 3,
                            1, 1, 3);
     CHECK(dut->status(&e) == -1);
-    printf("rope, odd head size: %s\n", e.msg);
-    CHECK(strstr(e.msg, "even head sizes") != NULL);
+    printf("rope, 2 pairs in a head of 3: %s\n", e.msg);
+    CHECK(strstr(e.msg, "at most HS/2 frequencies") != NULL);
     dut->set_precision(PRECISION_BF16); /* bf16 without the buffer it saves q, k, v in */
     dut->attention_forward(F(x, 1), NULL, 0, F(lse, 1), NULL, F(x, 1), 6, F(x, 1), F(x, 1), 6, NULL,
                            0, 0, NULL, attn_score_plain(2), 0.0f, 1, F(x, 1), 2, 3, 3, 3, 2);
@@ -2341,6 +2357,20 @@ int main(void) {
     test_attention_bf16(2, 37, 4, 2, 48, 1, 5, 0.1f, G_ALL);
     test_attention_cached(7, 0, 0, 4, 2, 16, 0, 0); /* cache_write's turn */
     att_rope_scale = 1.0f;
+    /* partial rotary embeddings (Phi-4-mini's 96 of 128): copies turn 48 pairs and copy the rest,
+     * gradients a pass; 36 of 64 (pairs not whole chunks): a pass both ways; the cache's write
+     * copies k's dims past the turned ones, 4 floats a thread or (17 pairs) one */
+    att_rope_dims = 96;
+    test_attention(2, 45, 4, 2, 128, 1, 7, 0.1f, 0);
+    test_attention_bf16(2, 45, 4, 2, 128, 1, 7, 0.1f, G_ALL);
+    test_attention_cached(7, 0, 0, 4, 2, 128, 0, 0);
+    att_rope_dims = 36;
+    test_attention(2, 37, 4, 2, 64, 1, 5, 0.1f, 0);
+    test_attention_bf16(2, 37, 4, 2, 64, 1, 5, 0.1f, G_ALL);
+    test_attention_cached(7, 0, 0, 4, 2, 64, 0, 0);
+    att_rope_dims = 34;
+    test_attention_cached(3, 5, 0, 4, 2, 64, 1, 0);
+    att_rope_dims = 0;
     att_window = 23; /* a window with rope's gradients turned as stored, first writers */
     att_set = 1;
     test_attention_bf16(2, 70, 9, 3, 64, 1, 20, 0.1f, G_ALL);
