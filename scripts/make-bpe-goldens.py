@@ -26,6 +26,10 @@ special tokens, "decoded_skip_hex": the same with skip_special_tokens}.
                           decomposition of every other composed one (not Hangul): "in -> out",
                           code points in hex. Its NFC has Unicode 9.0 data, so this is the
                           reference, not Python's unicodedata (whose version follows Python's)
+  bpe_gpt2_o200k.jsonl    GPT-2's vocabulary with Phi-4-mini's pre-tokenizer: Split on GPT-4o's
+                          regex (o200k_base), Isolated, then ByteLevel without its regex; the
+                          texts add mixed case, marks, Lt/Lm letters, contractions and the
+                          "[\r\n/]*" tail (the GGUF "gpt-4o" tests the same ids)
   bpe_smollm2.jsonl       SmolLM2 as transformers converts its GGUF (ByteLevel only)
   bpe_smollm2_digits.jsonl  SmolLM2 with its own Digits + ByteLevel pre-tokenizer (the GGUF "smollm")
 """
@@ -44,6 +48,12 @@ LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
           r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 # transformers' Qwen2Converter (convert_slow_tokenizer.py): Llama-3's regex, one digit per number.
 QWEN2 = LLAMA3.replace(r"\p{N}{1,3}", r"\p{N}")
+# GPT-4o's (tiktoken's o200k_base), as Phi-4-mini's tokenizer.json and transformers'
+# TikTokenConverter have it.
+O200K = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+         r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+"
+         r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}"
+         r"| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 FIXED = [
     "", " ", "  ", "a", "Hello, world!", "The quick brown fox jumps over the lazy dog.",
@@ -108,6 +118,40 @@ NFC_FRAGMENTS = ["e", "a", "o", "A", "\u03B1", "\u1100", "\u1161", "\u11A8", "\u
                  "\u0300", "\u0302", "\u0308", "\u0323", "\u0316", "\u031B", "\u0345", "\u0313",
                  "\u3099", "\u212B", "\u2126", "\u0958", "\u0344", "\u093C", "\u0915", " ", "1",
                  "'s", "\n", "cafe\u0301!", "<e\u0301>", "<\u00E9>", "<|im_end|>"]
+
+
+# Texts for o200k's regex: its "upper" class [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and "lower" class
+# [\p{Ll}\p{Lm}\p{Lo}\p{M}] overlap (Lm, Lo, marks; a mark is also [^\r\n\p{L}\p{N}]), so
+# words cut at case changes and where Oniguruma backtracks: mixed case, marks before, inside and
+# after words, titlecase (Lt) and modifier (Lm) letters, contractions after either kind of word,
+# digit runs, the "[\r\n/]*" tail, CR/LF mixes, trailing spaces, letters and marks of Unicode 16.0.
+O200K_TEXTS = [
+    "CamelCaseWord camelCase HTTPServer XMLHttpRequest iPhone eBay ABCdef abcDEF aBcDeF",
+    "ALLCAPS SHOUTING WORDS A I OK", "McDonald's MCDONALD'S O'Neil's O'NEIL'S",
+    "DON'T I'M we'Ve They'RE you'LL He'D it'S WE'LL ABC'd abc'D x'ſ X'ſ", "don't'll'S",
+    "'s'S 'T' 'rE 'Ve 'm 'LL 'd", "A'  a' 'a '", "HTTPServer's URLs IDs's",
+    "e\u0301 E\u0301 e\u0301E\u0301 E\u0301e \u0301ABC def \u0301abc \u0301 \u0301\u0301",
+    "!\u0301ABC !!\u0301 \u0301! (\u0301) \n\u0301x \r\u0301X \t\u0301A",
+    "A\u0301B\u0301C \u00c9COLE \u00e9cole \u00c9cole \u00e9COLE",
+    "\u0928\u092e\u0938\u094d\u0924\u0947 \u0939\u093f\u0928\u094d\u0926\u0940 A\u093f",
+    "\u0e20\u0e32\u0e29\u0e32\u0e44\u0e17\u0e22 \u0e01\u0e34\u0e19\u0e02\u0e49\u0e32\u0e27",
+    "\u0645\u064e\u0631\u0652\u062d\u064e\u0628\u064b\u0627 \u05e9\u05b8\u05c1\u05dc\u05d5\u05b9\u05dd",
+    "\u01c5ungla \u01c5 \u01c8 \u01cba \u01c5AB \u01c4\u01c5\u01c6 A\u01c5b",
+    "\u02b0 \u02b0\u02b0A A\u02b0 A\u02b0B AB\u02b0CD \u02b0ABC x\u02b0AB a\u02b0b",
+    "\u30ab\u30bf\u30ab\u30ca\u30fc\u30c6\u30b9\u30c8 \u30fcA A\u30fc AB\u30fcCD \u65e5\u672cABC ABC\u65e5\u672c",
+    "\u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3 \u03a3\u03af\u03c3\u03c5\u03c6\u03bf\u03c2 \u0130stanbul \u0049\u0307",
+    "\u1c89\u1c8a \u1c8a\u1c89 \U00010d50\U00010d70 x\u0897Y \U00010d4eAB \U00013460A",
+    "1 12 123 1234 1234567 x12345y A1B2 \u0661\u0662\u0663\u0664 \u216b\u00b2\u00b3 12ab AB12",
+    "a/b//c\n/", "path/to/file\n//x", "!\r\n/", "?/\r\n", "//\n\n/", "x /\n", " /a",
+    "http://a.b/c/ d// \n/ \r/ ://\r\n\r\n//x", "a\r\n\r\nb", "\r\r\n\n", " \r\n ",
+    "x \r", "\r\n  y", "\n \n\t\nA", "word   ", "WORD \t ", "a\u00a0\u00a0", "Word\n ",
+    " ABC", "  ABC", " \u0301ABC", "\t\u01c5X", " 'S", " ' S", "'\u0301s",
+]
+# Pieces for random texts against o200k's regex.
+O200K_FRAGMENTS = ["A", "B", "a", "b", "Ab", "aB", "AB", "ab", "\u01c5", "\u02b0", "\u30fc", "\u65e5",
+                   "\u0301", "\u093f", "\u0e34", "\u064e", "\u00c9", "\u00e9", "\u0130", "'s", "'S",
+                   "'T", "'re", "'LL", "'ſ", "'", " ", "  ", "\t", "\n", "\r", "\r\n", "/", "//",
+                   "!", ".", "1", "12", "1234", "\u0661", "\u00a0", "\u1c89", "\u1c8a"]
 
 
 def random_texts(n, rng, fragments=FRAGMENTS):
@@ -195,6 +239,15 @@ def write_nfc_table(path):
     print(f"{path}: {len(lines)} lines, {os.path.getsize(path)} bytes")
 
 
+def o200k_edit(tk):
+    """GPT-2's vocabulary with Phi-4-mini's pre-tokenizer (transformers' TikTokenConverter)."""
+    j = json.loads(tk.to_str())
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": O200K}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    return Tokenizer.from_str(json.dumps(j)), {"pre_tokenizer": j["pre_tokenizer"]}
+
+
 def digits_edit(tk):
     j = json.loads(tk.to_str())
     j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
@@ -227,6 +280,10 @@ def main():
     qwen2_texts = (texts + NFC_TEXTS + [" ".join(NFC_TEXTS)] +
                    random_texts(200, random.Random(9), NFC_FRAGMENTS))
     write("tests/golden/bpe_gpt2_qwen2.jsonl", "gpt2", tk, edit, qwen2_texts)
+    tk, edit = o200k_edit(Tokenizer.from_file(f"{SHARED}/tokenizers/gpt2/tokenizer.json"))
+    o200k_texts = (texts + O200K_TEXTS + [" ".join(O200K_TEXTS)] +
+                   random_texts(300, random.Random(10), O200K_FRAGMENTS))
+    write("tests/golden/bpe_gpt2_o200k.jsonl", "gpt2", tk, edit, o200k_texts)
     write_nfc_table("tests/golden/bpe_nfc.txt")
     sm_dir = sys.argv[1] if len(sys.argv) > 1 else "models/smollm2-tokenizer"
     sm_json = os.path.join(sm_dir, "tokenizer.json")

@@ -58,10 +58,15 @@ Templates (the JSON's "templates": name -> Jinja text, which test_chat.c also de
   phi3     Phi-3.5-mini-instruct's: microsoft-Phi-3.5-mini-instruct.jinja; rendered with
            eos_token="<|endoftext|>", its tokenizer's, which ends a conversation without the
            generation prompt
+  phi4-mini
+           Phi-4-mini-instruct's, given below (PHI4_MINI); rendered with
+           eos_token="<|endoftext|>", its tokenizer's, which ends a conversation without the
+           generation prompt
   plain    loraft's template for base models (src/chat.c), written as Jinja below
 llama2, mistral* and zephyr are rendered with bos_token="<s>" and eos_token="</s>", their
 tokenizers'; gemma and gemma2 with "<bos>" and "<eos>", Gemma's; phi3 with "<s>" and
-"<|endoftext|>", Phi-3.5-mini's; a few of their cases also with
+"<|endoftext|>", Phi-3.5-mini's; phi4-mini with "<|endoftext|>", Phi-4-mini's; a few of their
+cases also with
 other BOS / EOS text (the case records "bos" and "eos"), which loraft takes from the tokenizer
 (chat_template_set_specials).
 
@@ -95,6 +100,12 @@ Where the texts come from, and why they are trusted:
     tokenizer_config.json (TinyLlama-1.1B-Chat-v1.0 copied Zephyr's), checked against several
     independent public copies that cite those files (Hugging Face's own Jinja tests and
     alignment-handbook, which trained Zephyr, among them).
+  - Phi-4-mini-instruct's template is not in llama.cpp's files as published (its
+    llama-cpp-microsoft-Phi-4-mini-instruct.jinja is llama.cpp's own tool-calling edit): PHI4_MINI
+    below is the chat_template of its tokenizer_config.json as independent public code quotes it,
+    byte for byte (guidance's chat-template table citing the file, Berkeley's function-calling
+    leaderboard's Phi handler, onnxruntime-genai's test of it against transformers' output); the
+    model card's chat format agrees ("<|system|>...<|end|><|user|>...<|end|><|assistant|>").
   - Not rendered here: Mistral-7B-Instruct-v0.1's first template (eos_token + ' ' after each
     answer; its later texts were not available offline to confirm); Phi-3-mini-4k-instruct's
     (Phi-3.5's without its skip of an empty system turn) and Phi-3-small's / -medium's.
@@ -298,6 +309,13 @@ SMOLLM3 = """{# ───── defaults ───── #}
         {{ "<|im_start|>assistant\\n" + "<think>\\n\\n</think>\\n"  }}
     {%- endif -%}
 {%- endif -%}"""
+PHI4_MINI = (
+    "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and "
+    "message['tools'] is not none %}{{ '<|' + message['role'] + '|>' + message['content'] + "
+    "'<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}{% else %}{{ '<|' + "
+    "message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor %}{% if "
+    "add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
+)
 PLAIN = (
     "{% for message in messages %}{% if message['role'] == 'system' %}"
     "{{ message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}"
@@ -327,6 +345,7 @@ SMOLLM3_DATE = datetime.datetime(2025, 7, 8, 12)  # "08 July 2025": chat.c's SMO
 SPECIALS = {"bos_token": "<s>", "eos_token": "</s>"}  # Llama 2's, Mistral's, TinyLlama's
 GEMMA_SPECIALS = {"bos_token": "<bos>", "eos_token": "<eos>"}
 PHI3_SPECIALS = {"bos_token": "<s>", "eos_token": "<|endoftext|>"}  # Phi-3.5-mini's
+PHI4_MINI_SPECIALS = {"eos_token": "<|endoftext|>"}  # Phi-4-mini's (it renders no BOS)
 OTHER_SPECIALS = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"}
 # loraft's refusal (chat.c), for what Mistral's v3 templates would render without the system
 MISTRAL_V3_REFUSAL = "renders the system message only in a conversation that ends with a user turn"
@@ -474,12 +493,13 @@ def main():
                  "mistral-legacy": models["mistral-legacy"],
                  "mistral-v0.3": models["mistral-v0.3"], "mistral-nemo": models["mistral-nemo"],
                  "zephyr": ZEPHYR, "gemma": GEMMA3, "gemma2": models["gemma2"],
-                 "phi3": models["phi3"], "plain": PLAIN}
+                 "phi3": models["phi3"], "phi4-mini": PHI4_MINI, "plain": PLAIN}
     bos = {"bos_token": "<|begin_of_text|>"}
     extra = {"llama3": bos, "llama3.1": bos, "llama3.2": {**bos, "date_string": LLAMA32_DATE},
              "llama2": SPECIALS, "mistral": SPECIALS, "mistral-legacy": SPECIALS,
              "mistral-v0.3": SPECIALS, "mistral-nemo": SPECIALS, "zephyr": SPECIALS,
-             "gemma": GEMMA_SPECIALS, "gemma2": GEMMA_SPECIALS, "phi3": PHI3_SPECIALS}
+             "gemma": GEMMA_SPECIALS, "gemma2": GEMMA_SPECIALS, "phi3": PHI3_SPECIALS,
+             "phi4-mini": PHI4_MINI_SPECIALS}
     cases = []
     for name, template in templates.items():
         for messages in conversations() + (smollm3_conversations() if name == "smollm3" else []):

@@ -215,15 +215,21 @@ static void check_golden(const Bpe *t, const char *golden, const char *label, in
     printf("%s: %d texts%s\n", label, lineno - 1, check_failed > failed ? " FAILED" : "");
 }
 
-/* The golden's tokenizer from tokenizer.json with its edit applied. */
-static Bpe *golden_tokenizer(const char *golden, const char *json_path) {
+/* A golden's first line, {"tokenizer": ..., "edit": {...}}; NULL when unreadable. */
+static cJSON *golden_head(const char *golden) {
     FILE *f = fopen(golden, "r");
     char *line = NULL;
     size_t cap = 0;
-    if (!f || getline(&line, &cap, f) <= 0) return NULL;
-    fclose(f);
-    cJSON *head = cJSON_Parse(line);
+    cJSON *head = f && getline(&line, &cap, f) > 0 ? cJSON_Parse(line) : NULL;
     free(line);
+    if (f) fclose(f);
+    return head;
+}
+
+/* The golden's tokenizer from tokenizer.json with its edit applied. */
+static Bpe *golden_tokenizer(const char *golden, const char *json_path) {
+    cJSON *head = golden_head(golden);
+    if (!head) return NULL;
     char *text = edited_json(json_path, cJSON_GetObjectItemCaseSensitive(head, "edit"));
     cJSON_Delete(head);
     Bpe *t = NULL;
@@ -371,13 +377,8 @@ static int encode_mismatches(const Bpe *a, const Bpe *b, char **texts, const siz
  * normalizer). */
 static void test_qwen2_gguf(const char *json) {
     const char *golden = "tests/golden/bpe_gpt2_qwen2.jsonl";
-    FILE *f = fopen(golden, "r");
-    char *line = NULL;
-    size_t cap = 0;
-    CHECK(f && getline(&line, &cap, f) > 0);
-    if (f) fclose(f);
-    cJSON *head = cJSON_Parse(line), *edit = cJSON_CreateObject();
-    free(line);
+    cJSON *head = golden_head(golden), *edit = cJSON_CreateObject();
+    CHECK(head != NULL);
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(head, "edit"), "pre_tokenizer");
     cJSON_AddItemToObject(edit, "pre_tokenizer", cJSON_Duplicate(pre, 1));
@@ -426,6 +427,33 @@ static void test_qwen2_gguf(const char *json) {
     arrays_free(&a);
 }
 
+/* GPT-4o's regex (Phi-4-mini's pre-tokenizer) from tokenizer.json and from GGUF arrays named
+ * "gpt-4o" (and llama.cpp's alias "llama4"): the same golden ids; bpe_to_arrays names either
+ * "gpt-4o", and its arrays load back to the same ids. */
+static void test_o200k(const char *json) {
+    const char *golden = "tests/golden/bpe_gpt2_o200k.jsonl";
+    check_json_golden(golden, json, "gpt2 with o200k pre-tokenizer", 1);
+    check_arrays_golden(golden, json, "gpt-4o", "gpt2 from arrays, gpt-4o", 1);
+    Bpe *t = golden_tokenizer(golden, json), *alias = NULL, *back = NULL;
+    Arrays a;
+    BpeArrays out;
+    void *mem = NULL;
+    LfError err;
+    CHECK(t != NULL && arrays_from_json(&a, json, "llama4") == 0);
+    CHECK_OK(bpe_from_arrays(&alias, &a.a, &err), &err);
+    for (int k = 0; t && alias && k < 2; k++) {
+        CHECK_OK(bpe_to_arrays(k ? alias : t, &out, &mem, &err), &err);
+        CHECK(out.pre && !strcmp(out.pre, "gpt-4o"));
+        if (!k) CHECK_OK(bpe_from_arrays(&back, &out, &err), &err);
+        free(mem);
+    }
+    if (back) check_golden(back, golden, "gpt2 o200k via bpe_to_arrays", 1);
+    bpe_free(t);
+    bpe_free(alias);
+    bpe_free(back);
+    arrays_free(&a);
+}
+
 static void test_gpt2(void) {
     char dir[512], json[600], pair[64] = "/tmp/test_bpe_XXXXXX";
     snprintf(dir, sizeof dir, "%s/tokenizers/gpt2", shared_data_dir());
@@ -441,6 +469,7 @@ static void test_gpt2(void) {
     check_json_golden("tests/golden/bpe_gpt2_qwen2.jsonl", json, "gpt2 with qwen2 normalizer", 0);
     check_arrays_golden("tests/golden/bpe_gpt2.jsonl", json, "gpt-2", "gpt2 from arrays", 1);
     test_qwen2_gguf(json);
+    test_o200k(json);
     test_front_door(dir, json);
     /* the older pair, alone in a directory */
     CHECK(mkdtemp(pair) != NULL);
@@ -634,6 +663,68 @@ static void test_tiny(void) {
     bpe_free(t);
 }
 
+/* o200k's pieces where its classes overlap, made visible by merges across them (ids checked with
+ * `tokenizers`): U+0301, a mark (in [^\r\n\p{L}\p{N}] and both letter classes), is bytes CC 81,
+ * "\u00cc\u0123" in the byte alphabet; U+02B0, a modifier letter (Lm: both classes), is CA B0,
+ * "\u00ca\u00b0". A run of both-class and Lu chars with no Ll after it ends at its last both-class
+ * char (Oniguruma backtracks U* for L+). */
+static void test_o200k_pieces(void) {
+    cJSON *root = cJSON_Parse(tiny_json(
+        "\"\\u00cc\\u0123\": 256, \"\\u00cc\\u0123A\": 257, \"\\u00ca\\u00b0\": 258, "
+        "\"\\u00ca\\u00b0A\": 259, \"!\\u00cc\\u0123\": 260",
+        "\"\\u00cc \\u0123\", \"\\u00cc\\u0123 A\", \"\\u00ca \\u00b0\", \"\\u00ca\\u00b0 A\", "
+        "\"! \\u00cc\\u0123\"",
+        ""));
+    cJSON *head = golden_head("tests/golden/bpe_gpt2_o200k.jsonl");
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(head, "edit"), "pre_tokenizer");
+    CHECK(root && pre);
+    cJSON_ReplaceItemInObjectCaseSensitive(root, "pre_tokenizer", cJSON_Duplicate(pre, 1));
+    char *json = cJSON_PrintUnformatted(root);
+    Bpe *t = NULL;
+    LfError err;
+    CHECK_OK(bpe_load_json(&t, json, strlen(json), "tiny o200k", &err), &err);
+    if (t) {
+        expect_ids(t,
+                   "\xcc\x81"
+                   "AB ",
+                   (int32_t[]){256, 65, 66, 32}, 4); /* mark | AB | " " */
+        expect_ids(t,
+                   "\xcc\x81"
+                   "Ab",
+                   (int32_t[]){257, 98}, 2); /* one word */
+        expect_ids(t,
+                   "x\xca\xb0"
+                   "AB",
+                   (int32_t[]){120, 258, 65, 66}, 4); /* xʰ | AB */
+        expect_ids(t,
+                   "\xca\xb0"
+                   "AB!",
+                   (int32_t[]){258, 65, 66, 33}, 4); /* ʰ | AB | ! */
+        expect_ids(t,
+                   "\xca\xb0"
+                   "Ab",
+                   (int32_t[]){259, 98}, 2); /* one word */
+        expect_ids(t,
+                   "!\xcc\x81"
+                   "AB",
+                   (int32_t[]){260, 65, 66}, 3); /* !+mark | AB */
+        expect_ids(t,
+                   " \xcc\x81"
+                   "AB",
+                   (int32_t[]){32, 256, 65, 66}, 4);                /* " "+mark | AB */
+        expect_ids(t, "\n\xcc\x81x", (int32_t[]){10, 256, 120}, 3); /* \n | mark+x */
+        expect_ids(t,
+                   "\xca\xb0\xcc\x81"
+                   "AB",
+                   (int32_t[]){258, 256, 65, 66}, 4);
+    }
+    bpe_free(t);
+    free(json);
+    cJSON_Delete(root);
+    cJSON_Delete(head);
+}
+
 static void expect_error(const char *json, const char *want) {
     Bpe *t = NULL;
     LfError err = {{0}};
@@ -667,6 +758,16 @@ static void test_errors(void) {
     expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
                  "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\w+\"}, "
                  "\"behavior\": \"Isolated\"}, \"decoder\": {\"type\": \"ByteLevel\"}}",
+                 "unsupported pattern");
+    /* Mistral's Tekken regex: o200k's without the contractions and with \p{N} alone */
+    expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+                 "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": "
+                 "\"[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?[\\\\p{Lu}\\\\p{Lt}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]*"
+                 "[\\\\p{Ll}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]+|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?[\\\\p{Lu}"
+                 "\\\\p{Lt}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]+[\\\\p{Ll}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]*|"
+                 "\\\\p{N}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n/]*|\\\\s*[\\\\r\\\\n]+|"
+                 "\\\\s+(?!\\\\S)|\\\\s+\"}, \"behavior\": \"Isolated\"}, \"decoder\": "
+                 "{\"type\": \"ByteLevel\"}}",
                  "unsupported pattern");
     expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
                  "\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"decoder\": {\"type\": "
@@ -1050,6 +1151,7 @@ int main(void) {
     test_gpt2();
     test_smollm2();
     test_tiny();
+    test_o200k_pieces();
     test_errors();
     test_spm();
     test_gemma();

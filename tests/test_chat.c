@@ -141,7 +141,7 @@ static void expect_unrecognised(const char *jinja) {
     CHECK(strstr(err.msg, "chatml, smollm2, qwen2, qwen2.5, qwen3, qwen3-nothink, smollm3, "
                           "smollm3-nothink, llama3, llama3.1, llama3.2, llama2, mistral, "
                           "mistral-v0.3, mistral-legacy, mistral-nemo, zephyr, gemma, gemma2, "
-                          "phi3, plain") != NULL);
+                          "phi3, phi4-mini, plain") != NULL);
 }
 
 static void test_detect(const cJSON *root) {
@@ -170,7 +170,7 @@ static void test_detect(const cJSON *root) {
         free(s);
         n++;
     }
-    CHECK(n == 19);
+    CHECK(n == 20);
     expect_unrecognised("{{ bos_token }}{% for message in messages %}{{ message['content'] }}"
                         "{% endfor %}");
     ChatTemplate tt;
@@ -180,13 +180,13 @@ static void test_detect(const cJSON *root) {
 }
 
 static void test_names(void) {
-    static const char *names[] = {"chatml",  "smollm2",       "qwen2",          "qwen2.5",
-                                  "qwen3",   "qwen3-nothink", "smollm3",        "smollm3-nothink",
-                                  "llama3",  "llama3.1",      "llama3.2",       "llama2",
-                                  "mistral", "mistral-v0.3",  "mistral-legacy", "mistral-nemo",
-                                  "zephyr",  "gemma",         "gemma2",         "phi3",
-                                  "plain"};
-    for (int i = 0; i < 21; i++) {
+    static const char *names[] = {"chatml",    "smollm2",       "qwen2",          "qwen2.5",
+                                  "qwen3",     "qwen3-nothink", "smollm3",        "smollm3-nothink",
+                                  "llama3",    "llama3.1",      "llama3.2",       "llama2",
+                                  "mistral",   "mistral-v0.3",  "mistral-legacy", "mistral-nemo",
+                                  "zephyr",    "gemma",         "gemma2",         "phi3",
+                                  "phi4-mini", "plain"};
+    for (int i = 0; i < 22; i++) {
         ChatTemplate t;
         LfError err;
         CHECK_OK(chat_template_by_name(names[i], &t, &err), &err);
@@ -231,12 +231,15 @@ static void test_names(void) {
         chat_template_set_specials(&t, "<B>", "<E>");
         CHECK(!strcmp(t.bos, "<B>") && !t.eos && !strcmp(t.stops[0], "<end_of_turn>"));
     }
-    /* Phi-3's: EOS "<|endoftext|>" or the tokenizer's ends a conversation, not a turn */
-    CHECK_OK(chat_template_by_name("phi3", &t, &err), &err);
-    CHECK(!strcmp(t.stops[0], "<|end|>") && !t.stops[1] && !t.bos &&
-          !strcmp(t.eos, "<|endoftext|>"));
-    chat_template_set_specials(&t, "<B>", "<E>");
-    CHECK(!t.bos && !strcmp(t.eos, "<E>") && !strcmp(t.stops[0], "<|end|>") && !t.stops[1]);
+    /* Phi-3's and Phi-4-mini's: EOS "<|endoftext|>" or the tokenizer's ends a conversation, not
+     * a turn */
+    for (int i = 0; i < 2; i++) {
+        CHECK_OK(chat_template_by_name(i ? "phi4-mini" : "phi3", &t, &err), &err);
+        CHECK(!strcmp(t.stops[0], "<|end|>") && !t.stops[1] && !t.bos &&
+              !strcmp(t.eos, "<|endoftext|>"));
+        chat_template_set_specials(&t, "<B>", "<E>");
+        CHECK(!t.bos && !strcmp(t.eos, "<E>") && !strcmp(t.stops[0], "<|end|>") && !t.stops[1]);
+    }
     CHECK_OK(chat_template_by_name("chatml", &t, &err), &err); /* renders no BOS / EOS text */
     chat_template_set_specials(&t, "<B>", "<E>");
     CHECK(!t.bos && !t.eos && !strcmp(t.stops[0], "<|im_end|>"));
@@ -335,9 +338,10 @@ static void test_prefix(const cJSON *root) {
                 reasons = strncmp(a + strlen(open), empty, strlen(empty)) != 0;
         CHECK(prompt && full && plen < flen && !memcmp(prompt, full, plen) == !reasons);
         /* the answer ends its turn: with the end-of-turn token, or plain's blank line; Phi-3's
-         * conversation then ends with EOS */
+         * and Phi-4-mini's conversation then ends with EOS */
         const char *end = t.format == CHAT_FORMAT_PLAIN ? "\n\n" : t.stops[0];
-        size_t eos = t.format == CHAT_FORMAT_PHI3 ? strlen(t.eos) : 0;
+        int phi = t.format == CHAT_FORMAT_PHI3 || t.format == CHAT_FORMAT_PHI4_MINI;
+        size_t eos = phi ? strlen(t.eos) : 0;
         CHECK(full && flen > strlen(end) + eos &&
               strstr(full + flen - eos - strlen(end) - 1, end) &&
               !strcmp(full + flen - eos, eos ? t.eos : ""));
@@ -518,6 +522,10 @@ static void test_inst_specials(void) {
     CHECK_OK(chat_template_by_name("phi3", &t, &err), &err);
     chat_template_set_specials(&t, "<B>", "<E>");
     check_rendering(&t, msgs, 2, 0, "<|user|>\nq<|end|>\n<|assistant|>\na<|end|>\n<E>");
+    CHECK_OK(chat_template_by_name("phi4-mini", &t, &err), &err);
+    check_rendering(&t, msgs, 1, 1, "<|user|>q<|end|><|assistant|>");
+    chat_template_set_specials(&t, "<B>", "<E>");
+    check_rendering(&t, msgs, 2, 0, "<|user|>q<|end|><|assistant|>a<|end|><E>");
 }
 
 /* Llama-3's trim on content that is not valid UTF-8, or is all whitespace: only whole

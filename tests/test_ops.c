@@ -1146,11 +1146,11 @@ static void test_attention_long(int Bn, int Tn, int nh, int nkv, int hs, int cau
     int32_t *mask = malloc(sizeof(int32_t) * Bn * Tn);
     for (int i = 0; i < Bn * Tn; i++) mask[i] = i % Tn < Tn - 13 * (i / Tn); /* b pads 13b */
     AttShape a = {Bn, Tn, nh, nkv, hs, causal, p, mask, rope, window};
-    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s (%d rotary dims)%s p=%.1f "
+    printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d%s window %d%s (over %d dims)%s p=%.1f "
            "against the naive reference\n",
            Bn, Tn, nh, nkv, hs, causal ? " causal" : "", window,
-           rope > 0.0f ? rope_scale != 1.0f ? " rope scaled" : " rope" : "", rope_dims(hs),
-           att_softcap > 0.0f ? " soft-capped" : "", p);
+           rope > 0.0f ? rope_scale != 1.0f ? " rope scaled" : " rope" : " no rope",
+           rope > 0.0f ? rope_dims(hs) : 0, att_softcap > 0.0f ? " soft-capped" : "", p);
     attention_reference_check(&a, q, k, v);
     free(q), free(k), free(v), free(mask);
 }

@@ -121,6 +121,10 @@
  *   phi3     "<|" role "|>\n" content "<|end|>\n" per message, a system turn with empty content
  *            none; generation prompt "<|assistant|>\n", else EOS ("<|endoftext|>") ends the
  *            conversation; stop "<|end|>". Recognised: Phi-3.5-mini-instruct's template.
+ *   phi4-mini  "<|" role "|>" content "<|end|>" per message (no newlines, an empty system turn
+ *            too); generation prompt "<|assistant|>", else EOS ("<|endoftext|>") ends the
+ *            conversation; stop "<|end|>". Recognised: Phi-4-mini-instruct's template, which
+ *            renders so without tools (a system message's "tools" are not rendered).
  *   plain    for base models, loraft's own: a system turn is its content + "\n\n", a user turn
  *            "User: " content "\n\n", an assistant turn "Assistant: " content "\n\n"; generation
  *            prompt "Assistant:" (the answer's leading space is then the model's first token,
@@ -132,14 +136,14 @@
  *              }}{% endif %}
  *
  * llama2 and the mistrals render the tokenizer's BOS and EOS text (transformers' bos_token /
- * eos_token), zephyr and phi3 its EOS, gemma and gemma2 its BOS: "<s>", "</s>", "<|endoftext|>"
- * and "<bos>", their models' own, unless chat_template_set_specials gives another tokenizer's
- * (SFT, `loraft generate` and `loraft score` pass the model's). BOS is then part of the rendered
- * text, as llama3's "<|begin_of_text|>" is: tokenize it without adding special tokens (else BOS
- * comes twice). The turns of those that render EOS end with it, which is their stop, but for
- * phi3's. Not recognised: Mistral-7B-Instruct-v0.1's first template (EOS + " " after each answer),
- * Mistral's v7 [INST] template, Phi-3-mini's and Phi-3-small's / -medium's, Llama-2-chat
- * fine-tunes' own templates.
+ * eos_token), zephyr, phi3 and phi4-mini its EOS, gemma and gemma2 its BOS: "<s>", "</s>",
+ * "<|endoftext|>" and "<bos>", their models' own, unless chat_template_set_specials gives another
+ * tokenizer's (SFT, `loraft generate` and `loraft score` pass the model's). BOS is then part of
+ * the rendered text, as llama3's "<|begin_of_text|>" is: tokenize it without adding special
+ * tokens (else BOS comes twice). The turns of those that render EOS end with it, which is their
+ * stop, but for phi3's and phi4-mini's. Not recognised: Mistral-7B-Instruct-v0.1's first template
+ * (EOS + " " after each answer), Mistral's v7 [INST] template, Phi-3-mini's and Phi-3-small's /
+ * -medium's, Llama-2-chat fine-tunes' own templates.
  *
  * Like the Jinja templates, rendering puts messages in the order given (a system turn may come
  * anywhere) and does not check that roles alternate, except where a template raises an error
@@ -175,6 +179,7 @@ typedef enum ChatFormat {
     CHAT_FORMAT_GEMMA,
     CHAT_FORMAT_GEMMA2,
     CHAT_FORMAT_PHI3,
+    CHAT_FORMAT_PHI4_MINI,
     CHAT_FORMAT_PLAIN
 } ChatFormat;
 
@@ -188,14 +193,14 @@ typedef struct ChatTemplate {
      * chatml, smollm2, qwen2, qwen2.5, qwen3*, smollm3*: "<|im_end|>"; llama3: "<|eot_id|>",
      * "<|end_of_text|>" (each one special token), llama3.1 / 3.2 "<|eom_id|>" too; llama2,
      * mistral*, zephyr: the EOS text, "</s>" (their turns end with EOS); gemma, gemma2:
-     * "<end_of_turn>"; phi3: "<|end|>"; plain: "\nUser:" (text: match it in the decoded
+     * "<end_of_turn>"; phi3, phi4-mini: "<|end|>"; plain: "\nUser:" (text: match it in the decoded
      * continuation and cut it off). */
     const char *stops[CHAT_MAX_STOPS + 1];
     /* llama3.1 / 3.2, smollm3*: the system turn's "Today Date" ("26 Jul 2024", NULL, "08 July
      * 2025"); NULL: today's */
     const char *date;
     /* The BOS and EOS text they render (llama2, mistral*: both; zephyr: EOS; gemma, gemma2: BOS,
-     * "<bos>"; phi3: EOS, "<|endoftext|>"); NULL: "<s>", "</s>" */
+     * "<bos>"; phi3, phi4-mini: EOS, "<|endoftext|>"); NULL: "<s>", "</s>" */
     const char *bos, *eos;
 } ChatTemplate;
 

@@ -228,7 +228,7 @@ int cmd_generate(int argc, char **argv) {
          "qwen3-nothink (Qwen3 without thinking), smollm3, smollm3-nothink (SmolLM3 without "
          "thinking), llama3, llama3.1, llama3.2, llama2, mistral, mistral-v0.3, mistral-legacy, "
          "mistral-nemo, zephyr, gemma (Gemma 3's), gemma2 (Gemma 1's and 2's), phi3 "
-         "(Phi-3.5-mini's) or plain"},
+         "(Phi-3.5-mini's), phi4-mini (Phi-4-mini's) or plain"},
         {"temperature", OPT_FLOAT, &o.temperature, "0 (default): greedy; else sample"},
         {"top-k", OPT_INT, &o.top_k, "keep the k most probable tokens (default 0: off)"},
         {"top-p", OPT_FLOAT, &o.top_p, "nucleus sampling in [0, 1] (default 1: off)"},

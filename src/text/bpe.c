@@ -29,11 +29,13 @@ enum { MAX_STAGES = 4, MAX_TEMPLATE = 8 };
 
 /* Pre-tokenizer steps, applied in order; ByteLevel is always the last. ST_SPLIT_LLAMA3 is the
  * regex of Llama-3 (\p{N}{1,3}) and of Qwen2 (\p{N}): the same but for the digits per number.
- * ST_SPLIT_SPACE is Gemma's Split(" ", MergedWithPrevious). */
+ * ST_SPLIT_O200K is GPT-4o's (o200k_base, Phi-4-mini's). ST_SPLIT_SPACE is Gemma's
+ * Split(" ", MergedWithPrevious). */
 typedef enum {
     ST_DIGITS,
     ST_SPLIT_GPT2,
     ST_SPLIT_LLAMA3,
+    ST_SPLIT_O200K,
     ST_SPLIT_SPACE,
     ST_BYTELEVEL,
     ST_METASPACE
@@ -259,7 +261,7 @@ static int flags_at(const Scan *sc, size_t i) {
     return flags_of(sc, c);
 }
 
-enum { CLS_OTHER = 16 }; /* [^\s\p{L}\p{N}], beside the UPROP_ bits */
+enum { CLS_OTHER = 0x100 }; /* [^\s\p{L}\p{N}], beside the UPROP_ bits (of a uint8_t) */
 
 static int in_class(int flags, int cls) {
     if (cls == CLS_OTHER) return !(flags & (UPROP_L | UPROP_N | UPROP_SPACE));
@@ -315,6 +317,38 @@ static size_t match_gpt2(const Scan *sc, size_t i) {
     return space_run(sc, i);
 }
 
+/* \p{N}{1,digits} at i (a number char). */
+static size_t number_run(const Scan *sc, size_t i, int digits) {
+    uint32_t c;
+    for (int r = 0; r < digits && i < sc->n && (flags_at(sc, i) & UPROP_N); r++)
+        i = next_char(sc, i, &c);
+    return i;
+}
+
+/* The alternatives after the words and numbers of Llama-3's and o200k's regexes, at i (neither
+ * a letter nor a number): ` ?[^\s\p{L}\p{N}]+` then [\r\n]* (o200k: [\r\n/]*), \s*[\r\n]+,
+ * \s+(?!\S), \s+. */
+static size_t other_or_space(const Scan *sc, size_t i, int slash) {
+    uint32_t c;
+    size_t i1 = next_char(sc, i, &c);
+    size_t j = c == ' ' && i1 < sc->n && in_class(flags_at(sc, i1), CLS_OTHER) ? i1 : i;
+    if (in_class(flags_at(sc, j), CLS_OTHER)) {
+        j = run_end(sc, j, CLS_OTHER);
+        while (j < sc->n && (sc->s[j] == '\r' || sc->s[j] == '\n' || (slash && sc->s[j] == '/')))
+            j++;
+        return j;
+    }
+    size_t end = run_end(sc, i, UPROP_SPACE), nl = 0;
+    for (size_t k = i; k < end; k = next_char(sc, k, &c))
+        if (sc->s[k] == '\r' || sc->s[k] == '\n') nl = k + 1;
+    return nl ? nl : space_run(sc, i);
+}
+
+/* [^\r\n\p{L}\p{N}], the optional first char of a word in Llama-3's and o200k's regexes. */
+static int word_prefix(uint32_t c, int flags) {
+    return !(flags & (UPROP_L | UPROP_N)) && c != '\r' && c != '\n';
+}
+
 /* Llama-3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
  *          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
  * with \p{N}{1,digits}: Qwen2's regex is the same with \p{N}, one digit. */
@@ -324,24 +358,55 @@ static size_t match_llama3(const Scan *sc, size_t i, int digits) {
     uint32_t c;
     size_t i1 = next_char(sc, i, &c);
     int f = flags_of(sc, c);
-    if (!(f & (UPROP_L | UPROP_N)) && c != '\r' && c != '\n' && (flags_at(sc, i1) & UPROP_L))
-        return run_end(sc, i1, UPROP_L);
+    if (word_prefix(c, f) && (flags_at(sc, i1) & UPROP_L)) return run_end(sc, i1, UPROP_L);
     if (f & UPROP_L) return run_end(sc, i, UPROP_L);
-    if (f & UPROP_N) {
-        for (int r = 0; r < digits && i < sc->n && (flags_at(sc, i) & UPROP_N); r++)
-            i = next_char(sc, i, &c);
-        return i;
+    if (f & UPROP_N) return number_run(sc, i, digits);
+    return other_or_space(sc, i, 0);
+}
+
+/* o200k's U*L+ at j, where U = [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and L = [\p{Ll}\p{Lm}\p{Lo}\p{M}]
+ * overlap: its end, 0 when it fails. U* takes the run of U chars; if an L char follows, L+ takes
+ * the run of L chars from there. Else Oniguruma backtracks U* to the run's last char that is also
+ * L (Lm, Lo, a mark), which L+ takes alone (the U chars after it are Lu or Lt). */
+static size_t upper_then_lower(const Scan *sc, size_t j) {
+    size_t end = j, last_lower = 0;
+    while (end < sc->n) {
+        uint32_t c;
+        size_t k = next_char(sc, end, &c);
+        int f = flags_of(sc, c);
+        if (!(f & UPROP_UPPER)) break;
+        if (f & UPROP_LOWER) last_lower = k;
+        end = k;
     }
-    size_t j = c == ' ' && i1 < sc->n && in_class(flags_at(sc, i1), CLS_OTHER) ? i1 : i;
-    if (in_class(flags_at(sc, j), CLS_OTHER)) {
-        j = run_end(sc, j, CLS_OTHER);
-        while (j < sc->n && (sc->s[j] == '\r' || sc->s[j] == '\n')) j++;
-        return j;
+    return flags_at(sc, end) & UPROP_LOWER ? run_end(sc, end, UPROP_LOWER) : last_lower;
+}
+
+/* o200k's U+L* at j: its end, 0 when it fails (L* may be empty, so U+ never backtracks). */
+static size_t upper_run_then_lower(const Scan *sc, size_t j) {
+    size_t end = run_end(sc, j, UPROP_UPPER);
+    return end == j ? 0 : run_end(sc, end, UPROP_LOWER);
+}
+
+/* o200k (GPT-4o; Phi-4-mini): with P = [^\r\n\p{L}\p{N}] and U, L as above,
+ *   P?U*L+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|P?U+L*(?i:...)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|
+ *   \s*[\r\n]+|\s+(?!\S)|\s+
+ * Each word alternative is tried with P taken, then without (a mark is P, U and L at once), before
+ * the next; the contraction is optional and last, so it never decides whether a word matches. */
+static size_t match_o200k(const Scan *sc, size_t i) {
+    static size_t (*const word[2])(const Scan *, size_t) = {upper_then_lower, upper_run_then_lower};
+    uint32_t c;
+    size_t i1 = next_char(sc, i, &c);
+    int f = flags_of(sc, c);
+    for (int w = 0; w < 2; w++) {
+        size_t end = word_prefix(c, f) ? word[w](sc, i1) : 0;
+        if (!end) end = word[w](sc, i);
+        if (end) {
+            size_t k = contraction(sc, end, 1);
+            return k ? k : end;
+        }
     }
-    size_t end = run_end(sc, i, UPROP_SPACE), nl = 0;
-    for (k = i; k < end; k = next_char(sc, k, &c))
-        if (sc->s[k] == '\r' || sc->s[k] == '\n') nl = k + 1;
-    return nl ? nl : space_run(sc, i);
+    if (f & UPROP_N) return number_run(sc, i, 3);
+    return other_or_space(sc, i, 1);
 }
 
 /* ---------------------------------------------------------------- BPE of one word */
@@ -537,12 +602,15 @@ static int bpe_word(Enc *e, const unsigned char *s, size_t n) {
 
 static int pretok(Enc *e, int stage, const unsigned char *s, size_t n);
 
-/* Isolated split by a regex, GPT-2's when digits is 0, else Llama-3's with that many digits per
- * number: every match is a piece (the regexes match everywhere). */
-static int split_regex(Enc *e, int stage, const unsigned char *s, size_t n, int digits) {
+/* Isolated split by the regex of kind (ST_SPLIT_*; Llama-3's with that many digits per number):
+ * every match is a piece (the regexes match everywhere). */
+static int split_regex(Enc *e, int stage, const unsigned char *s, size_t n, StageKind kind,
+                       int digits) {
     Scan sc = {e->t, s, n};
     for (size_t i = 0; i < n;) {
-        size_t j = digits ? match_llama3(&sc, i, digits) : match_gpt2(&sc, i);
+        size_t j = kind == ST_SPLIT_LLAMA3  ? match_llama3(&sc, i, digits)
+                   : kind == ST_SPLIT_O200K ? match_o200k(&sc, i)
+                                            : match_gpt2(&sc, i);
         if (pretok(e, stage + 1, s + i, j - i)) return -1;
         i = j;
     }
@@ -592,7 +660,7 @@ static int byte_level(Enc *e, int stage, const unsigned char *s, size_t n, const
         s = (const unsigned char *)e->buf;
         n++;
     }
-    return st->regex ? split_regex(e, stage, s, n, 0) : pretok(e, stage + 1, s, n);
+    return st->regex ? split_regex(e, stage, s, n, ST_SPLIT_GPT2, 0) : pretok(e, stage + 1, s, n);
 }
 
 /* Metaspace: " " -> "▁", a "▁" in front (by prepend_scheme, unless one is there), then with split
@@ -627,9 +695,9 @@ static int pretok(Enc *e, int stage, const unsigned char *s, size_t n) {
     case ST_DIGITS:
         return split_digits(e, stage, s, n, st->flag);
     case ST_SPLIT_GPT2:
-        return split_regex(e, stage, s, n, 0);
     case ST_SPLIT_LLAMA3:
-        return split_regex(e, stage, s, n, st->flag);
+    case ST_SPLIT_O200K:
+        return split_regex(e, stage, s, n, st->kind, st->flag);
     case ST_SPLIT_SPACE:
         return split_spaces(e, stage, s, n);
     case ST_BYTELEVEL:
@@ -1157,6 +1225,13 @@ static const char LLAMA3_REGEX[] =
 static const char QWEN2_REGEX[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/* GPT-4o's (tiktoken's o200k_base), as Phi-4-mini's tokenizer.json and transformers'
+ * TikTokenConverter spell it; llama.cpp's "gpt-4o" pre-tokenizer quotes the same string. */
+static const char O200K_REGEX[] =
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}"
+    "\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}"
+    "\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 /* The Split regexes there is a matcher for, and its step. */
 static const struct {
     const char *regex;
@@ -1165,6 +1240,7 @@ static const struct {
     {GPT2_REGEX, {ST_SPLIT_GPT2, 0, 0}},
     {LLAMA3_REGEX, {ST_SPLIT_LLAMA3, 3, 0}},
     {QWEN2_REGEX, {ST_SPLIT_LLAMA3, 1, 0}},
+    {O200K_REGEX, {ST_SPLIT_O200K, 0, 0}},
 };
 
 static const char *type_of(const cJSON *obj) {
@@ -1213,7 +1289,7 @@ static int parse_split(Bpe *t, const cJSON *pre, const char *name, LfError *err)
         if (!strcmp(regex, SPLITS[i].regex)) return add_stage(t, SPLITS[i].stage, name, err);
     return lf_fail(err,
                    "%s: Split pre-tokenizer with an unsupported pattern %.200s (known: GPT-2's, "
-                   "Llama-3's and Qwen2's regexes)",
+                   "Llama-3's, Qwen2's and GPT-4o's regexes)",
                    name, regex ? regex : "(not a Regex)");
 }
 
@@ -1712,10 +1788,13 @@ static int gguf_pre(Bpe *t, const char *pre, LfError *err) {
     } else if (!strcmp(pre, "smollm")) {
         t->stages[t->n_stages++] = (Stage){ST_DIGITS, 1, 0};
         t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 1};
+    } else if (!strcmp(pre, "gpt-4o") || !strcmp(pre, "llama4")) { /* llama.cpp: no ignore_merges */
+        t->stages[t->n_stages++] = (Stage){ST_SPLIT_O200K, 0, 0};
+        t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 0};
     } else {
         return lf_fail(err,
                        "GGUF pre-tokenizer \"%s\" is not supported (gpt-2, llama-bpe, qwen2, "
-                       "smollm)",
+                       "smollm, gpt-4o)",
                        pre);
     }
     return 0;
@@ -1856,8 +1935,8 @@ int bpe_from_arrays(Bpe **out, const BpeArrays *spec, LfError *err) {
 /* The tokenizer.ggml.pre name whose steps (gguf_pre) are t's; NULL when none is. GGUF has no
  * key for the normalizer: NFC is left out, as llama.cpp's converter leaves Qwen2's out. */
 static const char *gguf_pre_name(const Bpe *t) {
-    static const char *const names[] = {"gpt-2", "llama-bpe", "qwen2", "smollm"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const names[] = {"gpt-2", "llama-bpe", "qwen2", "smollm", "gpt-4o"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         Bpe probe = {0};
         gguf_pre(&probe, names[i], NULL);
         if (probe.n_stages == t->n_stages && probe.ignore_merges == t->ignore_merges &&
@@ -1926,7 +2005,7 @@ int bpe_to_arrays(const Bpe *t, BpeArrays *a, void **mem, LfError *err) {
     a->model = "gpt2";
     if (!(a->pre = gguf_pre_name(t)))
         return lf_fail(err, "the tokenizer's pre-tokenizer has no GGUF name (gpt-2, llama-bpe, "
-                            "qwen2, smollm)");
+                            "qwen2, smollm, gpt-4o)");
     size_t n_merges = 0, text = 0, n = (size_t)t->n_ids;
     for (size_t i = 0; t->merges.slot && i <= t->merges.mask; i++)
         if (t->merges.slot[i].key != UINT64_MAX) {

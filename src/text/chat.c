@@ -861,6 +861,15 @@ static const char PHI3_JINJA[] =
     "<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}{% if "
     "add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}";
 
+/* Phi-4-mini-instruct's: no newline after the role; a system message with "tools" (which
+ * loraft's messages never have) renders them too */
+static const char PHI4_MINI_JINJA[] =
+    "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and "
+    "message['tools'] is not none %}{{ '<|' + message['role'] + '|>' + message['content'] + "
+    "'<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}{% else %}{{ '<|' + "
+    "message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor %}{% if "
+    "add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}";
+
 /* generation_config.json's eos_token_id of Llama 3.1 to 3.3 Instruct, as text */
 #define LLAMA31_STOPS "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", NULL
 
@@ -893,6 +902,7 @@ static const ChatTemplate templates[] = {
     {"gemma", CHAT_FORMAT_GEMMA, NULL, {"<end_of_turn>", NULL}, NULL, "<bos>", NULL},
     {"gemma2", CHAT_FORMAT_GEMMA2, NULL, {"<end_of_turn>", NULL}, NULL, "<bos>", NULL},
     {"phi3", CHAT_FORMAT_PHI3, NULL, {"<|end|>", NULL}, NULL, NULL, "<|endoftext|>"},
+    {"phi4-mini", CHAT_FORMAT_PHI4_MINI, NULL, {"<|end|>", NULL}, NULL, NULL, "<|endoftext|>"},
     {"plain", CHAT_FORMAT_PLAIN, NULL, {"\nUser:", NULL}, NULL, NULL, NULL},
 };
 enum { N_TEMPLATES = sizeof templates / sizeof templates[0] };
@@ -926,6 +936,7 @@ static const struct {
     {"gemma", GEMMA3_JINJA},
     {"gemma2", GEMMA2_JINJA},
     {"phi3", PHI3_JINJA},
+    {"phi4-mini", PHI4_MINI_JINJA},
     {"plain", "{% for message in messages %}{% if message['role'] == 'system' %}{{ "
               "message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}{{ 'User: ' + "
               "message['content'] + '\n\n' }}{% else %}{{ 'Assistant: ' + message['content'] + "
@@ -937,7 +948,7 @@ enum { N_KNOWN = sizeof known / sizeof known[0] };
 const char *chat_template_names(void) {
     return "chatml, smollm2, qwen2, qwen2.5, qwen3, qwen3-nothink, smollm3, smollm3-nothink, "
            "llama3, llama3.1, llama3.2, llama2, mistral, mistral-v0.3, mistral-legacy, "
-           "mistral-nemo, zephyr, gemma, gemma2, phi3, plain";
+           "mistral-nemo, zephyr, gemma, gemma2, phi3, phi4-mini, plain";
 }
 
 int chat_template_by_name(const char *name, ChatTemplate *out, LfError *err) {
@@ -961,7 +972,7 @@ static int renders_bos(ChatFormat f) {
 static int renders_eos(ChatFormat f) {
     return f == CHAT_FORMAT_LLAMA2 || f == CHAT_FORMAT_MISTRAL || f == CHAT_FORMAT_MISTRAL_V3 ||
            f == CHAT_FORMAT_MISTRAL_LEGACY || f == CHAT_FORMAT_MISTRAL_NEMO ||
-           f == CHAT_FORMAT_ZEPHYR || f == CHAT_FORMAT_PHI3;
+           f == CHAT_FORMAT_ZEPHYR || f == CHAT_FORMAT_PHI3 || f == CHAT_FORMAT_PHI4_MINI;
 }
 
 static const char *bos_text(const ChatTemplate *t) {
@@ -1421,22 +1432,23 @@ static void render_gemma(const ChatTemplate *t, const ChatMessage *msgs, int n, 
     }
 }
 
-/* Zephyr's and Phi-3's turn: "<|" role "|>\n" content end */
-static void tagged_turn(Buf *b, const ChatMessage *m, const char *end) {
+/* Zephyr's, Phi-3's and Phi-4-mini's turn: "<|" role "|>" sep content end */
+static void tagged_turn(Buf *b, const ChatMessage *m, const char *sep, const char *end) {
     buf_str(b, "<|");
     buf_str(b, m->role);
-    buf_str(b, "|>\n");
+    buf_str(b, "|>");
+    buf_str(b, sep);
     buf_str(b, m->content);
     buf_str(b, end);
 }
 
 static void render_zephyr(const ChatTemplate *t, const ChatMessage *m, Buf *b) {
-    tagged_turn(b, m, eos_text(t));
+    tagged_turn(b, m, "\n", eos_text(t));
     buf_str(b, "\n");
 }
 
 static void render_phi3(const ChatMessage *m, Buf *b) {
-    if (!is_role(m, "system") || *m->content) tagged_turn(b, m, "<|end|>\n");
+    if (!is_role(m, "system") || *m->content) tagged_turn(b, m, "\n", "<|end|>\n");
 }
 
 /* ---- SmolLM3 ---- */
@@ -1545,6 +1557,8 @@ static const char *generation_prompt(const ChatTemplate *t, const ChatMessage *m
     case CHAT_FORMAT_ZEPHYR:
     case CHAT_FORMAT_PHI3:
         return "<|assistant|>\n";
+    case CHAT_FORMAT_PHI4_MINI:
+        return "<|assistant|>";
     case CHAT_FORMAT_GEMMA:
     case CHAT_FORMAT_GEMMA2:
         return "<start_of_turn>model\n";
@@ -1591,11 +1605,12 @@ int chat_render(const ChatTemplate *t, const ChatMessage *msgs, int n, int add_g
         if (t->format == CHAT_FORMAT_LLAMA3) render_llama3(&msgs[i], i, &b);
         if (t->format == CHAT_FORMAT_ZEPHYR) render_zephyr(t, &msgs[i], &b);
         if (t->format == CHAT_FORMAT_PHI3) render_phi3(&msgs[i], &b);
+        if (t->format == CHAT_FORMAT_PHI4_MINI) tagged_turn(&b, &msgs[i], "", "<|end|>");
         if (t->format == CHAT_FORMAT_PLAIN) render_plain(&msgs[i], &b);
     }
     if (add_generation_prompt)
         buf_str(&b, generation_prompt(t, msgs));
-    else if (t->format == CHAT_FORMAT_PHI3) /* its conversation ends with EOS */
+    else if (t->format == CHAT_FORMAT_PHI3 || t->format == CHAT_FORMAT_PHI4_MINI) /* EOS ends */
         buf_str(&b, eos_text(t));
     buf_add(&b, "", 0); /* an empty rendering (Llama 2's of a lone system turn) is "" too */
     if (b.oom) {

@@ -129,14 +129,16 @@ static const Key keys[] = {
      .help = "sft, dpo, reward: without a validation_file, the last N records of train_file "
              "are the validation set (and are left out of training)."},
     {"data", "chat_template", T_STR, AT(chat_template), .def = "\"\"",
-     .help = "sft: the chat template that renders the examples (chatml, smollm2, qwen2, qwen2.5, "
-             "qwen3, qwen3-nothink (Qwen3 with enable_thinking false), smollm3, smollm3-nothink "
-             "(SmolLM3 with enable_thinking false), llama3, llama3.1, llama3.2, llama2, mistral, "
-             "mistral-v0.3, mistral-legacy, mistral-nemo, zephyr, gemma (Gemma 3's), gemma2 "
-             "(Gemma 1's and 2's), phi3 (Phi-3.5-mini's) or plain); empty = the one the model "
-             "carries. dpo, reward: render each prompt with this built-in chat template (an "
-             "Anthropic HH prompt is split into its turns) and end the "
-             "response with EOS; empty = prompt + \" \" + response + EOS as plain text."},
+     .help =
+         "sft: the chat template that renders the examples (chatml, smollm2, qwen2, qwen2.5, "
+         "qwen3, qwen3-nothink (Qwen3 with enable_thinking false), smollm3, smollm3-nothink "
+         "(SmolLM3 with enable_thinking false), llama3, llama3.1, llama3.2, llama2, mistral, "
+         "mistral-v0.3, mistral-legacy, mistral-nemo, zephyr, gemma (Gemma 3's), gemma2 "
+         "(Gemma 1's and 2's), phi3 (Phi-3.5-mini's), phi4-mini (Phi-4-mini's) or plain); empty = "
+         "the one the model "
+         "carries. dpo, reward: render each prompt with this built-in chat template (an "
+         "Anthropic HH prompt is split into its turns) and end the "
+         "response with EOS; empty = prompt + \" \" + response + EOS as plain text."},
     {"data", "truncation_side", T_CHOICE, AT(truncate_left), .def = "\"right\"",
      .choices = "right|left", .help = "Which end of a long text is cut off."},
     {"data", "train_limit", T_INT, AT(train_limit), .def = "0", RANGE(0, INFINITY),
