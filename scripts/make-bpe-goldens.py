@@ -30,6 +30,11 @@ special tokens, "decoded_skip_hex": the same with skip_special_tokens}.
                           regex (o200k_base), Isolated, then ByteLevel without its regex; the
                           texts add mixed case, marks, Lt/Lm letters, contractions and the
                           "[\r\n/]*" tail (the GGUF "gpt-4o" tests the same ids)
+  bpe_gpt2_tekken.jsonl   GPT-2's vocabulary with Mistral-Nemo's pre-tokenizer: Split on the Tekken
+                          regex (o200k's without contractions, one digit per number), Isolated,
+                          ByteLevel without its regex, and ignore_merges as Mistral's
+                          tokenizer.json files have it; o200k's texts plus digit runs (the GGUF
+                          "tekken" tests the same ids)
   bpe_smollm2.jsonl       SmolLM2 as transformers converts its GGUF (ByteLevel only)
   bpe_smollm2_digits.jsonl  SmolLM2 with its own Digits + ByteLevel pre-tokenizer (the GGUF "smollm")
 """
@@ -54,6 +59,10 @@ O200K = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}
          r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+"
          r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}"
          r"| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# Mistral's Tekken (tekken.json's "pattern", which transformers' MistralConverter copies into
+# Mistral-Nemo's and Mistral-Small-24B's tokenizer.json): o200k's without the contraction
+# suffixes, with one digit per number.
+TEKKEN = O200K.replace("(?i:'s|'t|'re|'ve|'m|'ll|'d)?", "").replace(r"\p{N}{1,3}", r"\p{N}")
 
 FIXED = [
     "", " ", "  ", "a", "Hello, world!", "The quick brown fox jumps over the lazy dog.",
@@ -152,6 +161,12 @@ O200K_FRAGMENTS = ["A", "B", "a", "b", "Ab", "aB", "AB", "ab", "\u01c5", "\u02b0
                    "\u0301", "\u093f", "\u0e34", "\u064e", "\u00c9", "\u00e9", "\u0130", "'s", "'S",
                    "'T", "'re", "'LL", "'ſ", "'", " ", "  ", "\t", "\n", "\r", "\r\n", "/", "//",
                    "!", ".", "1", "12", "1234", "\u0661", "\u00a0", "\u1c89", "\u1c8a"]
+# Digit runs for Tekken's \p{N} (one digit per piece, where o200k takes three), next to letters,
+# contractions and other scripts' digits.
+TEKKEN_TEXTS = ["2024-07-18 3.14159 1,000,000 0x1F 007 v1.2.3 +44 20 7946 0958",
+                "\u0661\u0662\u0663 \u06f1\u06f2\u06f3 \u0967\u0968\u0969 \u0e51\u0e52\u0e53 \u00bd\u2153 "
+                "\u2460\u2461 \u216b12 12\u00b2", "abc123def ABC123DEF 1st 2nd 3rd 10th 99's 1990's",
+                "don't I'M 12'S x'd"]
 
 
 def random_texts(n, rng, fragments=FRAGMENTS):
@@ -239,13 +254,18 @@ def write_nfc_table(path):
     print(f"{path}: {len(lines)} lines, {os.path.getsize(path)} bytes")
 
 
-def o200k_edit(tk):
-    """GPT-2's vocabulary with Phi-4-mini's pre-tokenizer (transformers' TikTokenConverter)."""
+def split_edit(tk, regex, ignore_merges=False):
+    """GPT-2's vocabulary with a tiktoken-style pre-tokenizer, Split(regex) + ByteLevel, as
+    transformers' TikTokenConverter / MistralConverter write it: Phi-4-mini's (O200K) or
+    Mistral-Nemo's (TEKKEN, whose tokenizer.json has ignore_merges)."""
     j = json.loads(tk.to_str())
     j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
-        {"type": "Split", "pattern": {"Regex": O200K}, "behavior": "Isolated", "invert": False},
+        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
         {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
-    return Tokenizer.from_str(json.dumps(j)), {"pre_tokenizer": j["pre_tokenizer"]}
+    edit = {"pre_tokenizer": j["pre_tokenizer"]}
+    if ignore_merges:
+        j["model"]["ignore_merges"] = edit["ignore_merges"] = True
+    return Tokenizer.from_str(json.dumps(j)), edit
 
 
 def digits_edit(tk):
@@ -280,10 +300,13 @@ def main():
     qwen2_texts = (texts + NFC_TEXTS + [" ".join(NFC_TEXTS)] +
                    random_texts(200, random.Random(9), NFC_FRAGMENTS))
     write("tests/golden/bpe_gpt2_qwen2.jsonl", "gpt2", tk, edit, qwen2_texts)
-    tk, edit = o200k_edit(Tokenizer.from_file(f"{SHARED}/tokenizers/gpt2/tokenizer.json"))
+    tk, edit = split_edit(Tokenizer.from_file(f"{SHARED}/tokenizers/gpt2/tokenizer.json"), O200K)
     o200k_texts = (texts + O200K_TEXTS + [" ".join(O200K_TEXTS)] +
                    random_texts(300, random.Random(10), O200K_FRAGMENTS))
     write("tests/golden/bpe_gpt2_o200k.jsonl", "gpt2", tk, edit, o200k_texts)
+    tk, edit = split_edit(Tokenizer.from_file(f"{SHARED}/tokenizers/gpt2/tokenizer.json"), TEKKEN,
+                          ignore_merges=True)
+    write("tests/golden/bpe_gpt2_tekken.jsonl", "gpt2", tk, edit, o200k_texts + TEKKEN_TEXTS)
     write_nfc_table("tests/golden/bpe_nfc.txt")
     sm_dir = sys.argv[1] if len(sys.argv) > 1 else "models/smollm2-tokenizer"
     sm_json = os.path.join(sm_dir, "tokenizer.json")

@@ -427,29 +427,35 @@ static void test_qwen2_gguf(const char *json) {
     arrays_free(&a);
 }
 
-/* GPT-4o's regex (Phi-4-mini's pre-tokenizer) from tokenizer.json and from GGUF arrays named
- * "gpt-4o" (and llama.cpp's alias "llama4"): the same golden ids; bpe_to_arrays names either
- * "gpt-4o", and its arrays load back to the same ids. */
-static void test_o200k(const char *json) {
-    const char *golden = "tests/golden/bpe_gpt2_o200k.jsonl";
-    check_json_golden(golden, json, "gpt2 with o200k pre-tokenizer", 1);
-    check_arrays_golden(golden, json, "gpt-4o", "gpt2 from arrays, gpt-4o", 1);
-    Bpe *t = golden_tokenizer(golden, json), *alias = NULL, *back = NULL;
+/* A tiktoken-style Split, golden tests/golden/bpe_gpt2_NAME.jsonl (GPT-4o's regex: Phi-4-mini's
+ * pre-tokenizer; Tekken's: Mistral-Nemo's, with ignore_merges), from tokenizer.json and from GGUF
+ * arrays named pre (and alias, llama.cpp's other name for it): the same golden ids; bpe_to_arrays
+ * names either pre, and its arrays load back to the same ids. */
+static void test_split_golden(const char *json, const char *name, const char *pre,
+                              const char *alias) {
+    char golden[128], label[128];
+    snprintf(golden, sizeof golden, "tests/golden/bpe_gpt2_%s.jsonl", name);
+    snprintf(label, sizeof label, "gpt2 with %s pre-tokenizer", name);
+    check_json_golden(golden, json, label, 1);
+    snprintf(label, sizeof label, "gpt2 from arrays, %s", pre);
+    check_arrays_golden(golden, json, pre, label, 1);
+    Bpe *t = golden_tokenizer(golden, json), *other = NULL, *back = NULL;
     Arrays a;
     BpeArrays out;
     void *mem = NULL;
     LfError err;
-    CHECK(t != NULL && arrays_from_json(&a, json, "llama4") == 0);
-    CHECK_OK(bpe_from_arrays(&alias, &a.a, &err), &err);
-    for (int k = 0; t && alias && k < 2; k++) {
-        CHECK_OK(bpe_to_arrays(k ? alias : t, &out, &mem, &err), &err);
-        CHECK(out.pre && !strcmp(out.pre, "gpt-4o"));
+    CHECK(t != NULL && arrays_from_json(&a, json, alias) == 0);
+    CHECK_OK(bpe_from_arrays(&other, &a.a, &err), &err);
+    for (int k = 0; t && other && k < 2; k++) {
+        CHECK_OK(bpe_to_arrays(k ? other : t, &out, &mem, &err), &err);
+        CHECK(out.pre && !strcmp(out.pre, pre));
         if (!k) CHECK_OK(bpe_from_arrays(&back, &out, &err), &err);
         free(mem);
     }
-    if (back) check_golden(back, golden, "gpt2 o200k via bpe_to_arrays", 1);
+    snprintf(label, sizeof label, "gpt2 %s via bpe_to_arrays", name);
+    if (back) check_golden(back, golden, label, 1);
     bpe_free(t);
-    bpe_free(alias);
+    bpe_free(other);
     bpe_free(back);
     arrays_free(&a);
 }
@@ -469,7 +475,8 @@ static void test_gpt2(void) {
     check_json_golden("tests/golden/bpe_gpt2_qwen2.jsonl", json, "gpt2 with qwen2 normalizer", 0);
     check_arrays_golden("tests/golden/bpe_gpt2.jsonl", json, "gpt-2", "gpt2 from arrays", 1);
     test_qwen2_gguf(json);
-    test_o200k(json);
+    test_split_golden(json, "o200k", "gpt-4o", "llama4");
+    test_split_golden(json, "tekken", "tekken", "tekken");
     test_front_door(dir, json);
     /* the older pair, alone in a directory */
     CHECK(mkdtemp(pair) != NULL);
@@ -663,27 +670,37 @@ static void test_tiny(void) {
     bpe_free(t);
 }
 
+/* A tiny tokenizer (tiny_json) with the pre-tokenizer and ignore_merges of a golden's edit. */
+static Bpe *tiny_golden_pre(const char *extra_vocab, const char *merges, const char *golden) {
+    cJSON *root = cJSON_Parse(tiny_json(extra_vocab, merges, "")), *head = golden_head(golden);
+    const cJSON *edit = cJSON_GetObjectItemCaseSensitive(head, "edit");
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(edit, "pre_tokenizer");
+    CHECK(root && pre);
+    cJSON_ReplaceItemInObjectCaseSensitive(root, "pre_tokenizer", cJSON_Duplicate(pre, 1));
+    cJSON_AddBoolToObject(cJSON_GetObjectItemCaseSensitive(root, "model"), "ignore_merges",
+                          cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(edit, "ignore_merges")));
+    char *json = cJSON_PrintUnformatted(root);
+    Bpe *t = NULL;
+    LfError err;
+    CHECK_OK(bpe_load_json(&t, json, strlen(json), golden, &err), &err);
+    free(json);
+    cJSON_Delete(root);
+    cJSON_Delete(head);
+    return t;
+}
+
 /* o200k's pieces where its classes overlap, made visible by merges across them (ids checked with
  * `tokenizers`): U+0301, a mark (in [^\r\n\p{L}\p{N}] and both letter classes), is bytes CC 81,
  * "\u00cc\u0123" in the byte alphabet; U+02B0, a modifier letter (Lm: both classes), is CA B0,
  * "\u00ca\u00b0". A run of both-class and Lu chars with no Ll after it ends at its last both-class
  * char (Oniguruma backtracks U* for L+). */
 static void test_o200k_pieces(void) {
-    cJSON *root = cJSON_Parse(tiny_json(
+    Bpe *t = tiny_golden_pre(
         "\"\\u00cc\\u0123\": 256, \"\\u00cc\\u0123A\": 257, \"\\u00ca\\u00b0\": 258, "
         "\"\\u00ca\\u00b0A\": 259, \"!\\u00cc\\u0123\": 260",
         "\"\\u00cc \\u0123\", \"\\u00cc\\u0123 A\", \"\\u00ca \\u00b0\", \"\\u00ca\\u00b0 A\", "
         "\"! \\u00cc\\u0123\"",
-        ""));
-    cJSON *head = golden_head("tests/golden/bpe_gpt2_o200k.jsonl");
-    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(head, "edit"), "pre_tokenizer");
-    CHECK(root && pre);
-    cJSON_ReplaceItemInObjectCaseSensitive(root, "pre_tokenizer", cJSON_Duplicate(pre, 1));
-    char *json = cJSON_PrintUnformatted(root);
-    Bpe *t = NULL;
-    LfError err;
-    CHECK_OK(bpe_load_json(&t, json, strlen(json), "tiny o200k", &err), &err);
+        "tests/golden/bpe_gpt2_o200k.jsonl");
     if (t) {
         expect_ids(t,
                    "\xcc\x81"
@@ -720,9 +737,23 @@ static void test_o200k_pieces(void) {
                    (int32_t[]){258, 256, 65, 66}, 4);
     }
     bpe_free(t);
-    free(json);
-    cJSON_Delete(root);
-    cJSON_Delete(head);
+}
+
+/* Tekken's pieces and ignore_merges, which GPT-2's merges never exercise in the golden (ids
+ * checked with `tokenizers`): "12", "t'" and "'s" merge and "abc" is a token no merge makes.
+ * Tekken cuts numbers one digit each and leaves "'s" a piece of its own (o200k: "123" -> 12|3,
+ * "it's" -> i|t'|s), and ignore_merges takes "abc" whole (without it: a|b|c). */
+static void test_tekken_pieces(void) {
+    Bpe *t = tiny_golden_pre("\"12\": 256, \"'s\": 257, \"abc\": 258, \"t'\": 259",
+                             "\"t '\", \"1 2\", \"' s\"", "tests/golden/bpe_gpt2_tekken.jsonl");
+    if (t) {
+        expect_ids(t, "123", (int32_t[]){49, 50, 51}, 3);
+        expect_ids(t, "x1234y", (int32_t[]){120, 49, 50, 51, 52, 121}, 6);
+        expect_ids(t, "it's", (int32_t[]){105, 116, 257}, 3);
+        expect_ids(t, "abc", (int32_t[]){258}, 1);
+        expect_ids(t, "abcd", (int32_t[]){97, 98, 99, 100}, 4);
+    }
+    bpe_free(t);
 }
 
 static void expect_error(const char *json, const char *want) {
@@ -759,13 +790,13 @@ static void test_errors(void) {
                  "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\w+\"}, "
                  "\"behavior\": \"Isolated\"}, \"decoder\": {\"type\": \"ByteLevel\"}}",
                  "unsupported pattern");
-    /* Mistral's Tekken regex: o200k's without the contractions and with \p{N} alone */
+    /* between GPT-4o's and Tekken's regexes (no contractions, \p{N}{1,3}): neither */
     expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
                  "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": "
                  "\"[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?[\\\\p{Lu}\\\\p{Lt}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]*"
                  "[\\\\p{Ll}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]+|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?[\\\\p{Lu}"
                  "\\\\p{Lt}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]+[\\\\p{Ll}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]*|"
-                 "\\\\p{N}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n/]*|\\\\s*[\\\\r\\\\n]+|"
+                 "\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n/]*|\\\\s*[\\\\r\\\\n]+|"
                  "\\\\s+(?!\\\\S)|\\\\s+\"}, \"behavior\": \"Isolated\"}, \"decoder\": "
                  "{\"type\": \"ByteLevel\"}}",
                  "unsupported pattern");
@@ -798,8 +829,10 @@ static void test_errors(void) {
     CHECK(bpe_from_arrays(&t, &a, &err) == -1 &&
           strstr(err.msg, "\"ab\" is not in the vocabulary"));
     a.n_merges = 0;
-    a.pre = "tekken";
-    CHECK(bpe_from_arrays(&t, &a, &err) == -1 && strstr(err.msg, "\"tekken\" is not supported"));
+    a.pre = "command-r";
+    CHECK(bpe_from_arrays(&t, &a, &err) == -1 &&
+          strstr(err.msg, "\"command-r\" is not supported (gpt-2, llama-bpe, qwen2, smollm, "
+                          "gpt-4o, tekken)"));
     a.pre = NULL;
     a.add_bos = 1;
     CHECK(bpe_from_arrays(&t, &a, &err) == -1 && strstr(err.msg, "add_bos without its id"));
@@ -1152,6 +1185,7 @@ int main(void) {
     test_smollm2();
     test_tiny();
     test_o200k_pieces();
+    test_tekken_pieces();
     test_errors();
     test_spm();
     test_gemma();

@@ -1,7 +1,8 @@
 /* bpe.h: BPE tokenization for decoder LLMs, id for id equal to Hugging Face `tokenizers`:
- * byte-level (GPT-2, Llama-3, SmolLM2, Qwen2 / Qwen2.5 / Qwen3, Phi-4-mini) and
- * SentencePiece-style with byte fallback (Llama 2, Mistral 7B, TinyLlama, Gemma 1 / 2 / 3; and a
- * GGUF's "llama" vocabulary, as llama.cpp encodes it).
+ * byte-level (GPT-2, Llama-3, SmolLM2, Qwen2 / Qwen2.5 / Qwen3, Phi-4-mini, Mistral-Nemo and
+ * Mistral-Small-24B 2501 / 3.1's Tekken) and SentencePiece-style with byte fallback (Llama 2,
+ * Mistral 7B, TinyLlama, Gemma 1 / 2 / 3; and a GGUF's "llama" vocabulary, as llama.cpp encodes
+ * it).
  *
  * Construction, one core behind three sources:
  *   bpe_load(PATH)             a tokenizer.json file, or a directory holding tokenizer.json, else
@@ -17,8 +18,8 @@
  * The decoder says which kind a tokenizer.json is. Byte-level: model BPE (merges as "a b" strings
  * or [a, b] pairs, no byte_fallback, no dropout, no subword prefix/suffix), normalizer none or NFC
  * (alone or in a Sequence: Qwen2's), a pre-tokenizer made of Digits, Split (with GPT-2's,
- * Llama-3's, Qwen2's or GPT-4o's o200k regex, behavior Isolated) and a final ByteLevel, decoder
- * ByteLevel.
+ * Llama-3's, Qwen2's, GPT-4o's o200k or Mistral's Tekken regex, behavior Isolated) and a final
+ * ByteLevel, decoder ByteLevel.
  * SentencePiece-style: model BPE over chars (byte_fallback: a char outside the vocabulary becomes
  * its <0xNN> tokens, or [UNK] when one is missing; fuse_unk; unk_token), normalizer
  * Sequence[Prepend("▁"), Replace(" ", "▁")] (Llama 2's; Prepend acts on each piece between added
@@ -38,6 +39,8 @@
  *                                  is left out (text already NFC encodes as Qwen2's own);
  *   "gpt-4o", "llama4"             Split on GPT-4o's regex + ByteLevel (Phi-4-mini's
  *                                  tokenizer.json); bpe_to_arrays writes "gpt-4o";
+ *   "tekken"                       Split on Tekken's regex + ByteLevel, ignore_merges (as
+ *                                  llama.cpp reads it and Mistral-Nemo's tokenizer.json has it);
  *   "smollm"                       Digits(individual_digits) + ByteLevel with GPT-2's regex, as
  *                                  SmolLM2's own tokenizer.json. transformers' GGUF conversion
  * (5.24) leaves the Digits step out, i.e. reads "smollm" as "gpt-2"; the two differ only where

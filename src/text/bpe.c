@@ -29,7 +29,8 @@ enum { MAX_STAGES = 4, MAX_TEMPLATE = 8 };
 
 /* Pre-tokenizer steps, applied in order; ByteLevel is always the last. ST_SPLIT_LLAMA3 is the
  * regex of Llama-3 (\p{N}{1,3}) and of Qwen2 (\p{N}): the same but for the digits per number.
- * ST_SPLIT_O200K is GPT-4o's (o200k_base, Phi-4-mini's). ST_SPLIT_SPACE is Gemma's
+ * ST_SPLIT_O200K is GPT-4o's (o200k_base, Phi-4-mini's: \p{N}{1,3}, contraction suffixes) and
+ * Mistral's Tekken (\p{N}, no contractions). ST_SPLIT_SPACE is Gemma's
  * Split(" ", MergedWithPrevious). */
 typedef enum {
     ST_DIGITS,
@@ -42,9 +43,9 @@ typedef enum {
 } StageKind;
 typedef struct Stage {
     StageKind kind;
-    int flag;  /* Digits: individual_digits; ByteLevel: add_prefix_space; Llama-3: digits;
+    int flag;  /* Digits: individual_digits; ByteLevel: add_prefix_space; Llama-3, o200k: digits;
                   Metaspace: prepend_scheme (PREPEND_*) */
-    int regex; /* ByteLevel: use_regex; Metaspace: split */
+    int regex; /* ByteLevel: use_regex; Metaspace: split; o200k: the contraction suffixes */
 } Stage;
 
 /* Metaspace's prepend_scheme. */
@@ -390,9 +391,11 @@ static size_t upper_run_then_lower(const Scan *sc, size_t j) {
 /* o200k (GPT-4o; Phi-4-mini): with P = [^\r\n\p{L}\p{N}] and U, L as above,
  *   P?U*L+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|P?U+L*(?i:...)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|
  *   \s*[\r\n]+|\s+(?!\S)|\s+
- * Each word alternative is tried with P taken, then without (a mark is P, U and L at once), before
- * the next; the contraction is optional and last, so it never decides whether a word matches. */
-static size_t match_o200k(const Scan *sc, size_t i) {
+ * and with \p{N}{1,digits}, the contractions only when asked: Mistral's Tekken regex is the same
+ * with \p{N} and no contractions. Each word alternative is tried with P taken, then without (a
+ * mark is P, U and L at once), before the next; the contraction is optional and last, so it never
+ * decides whether a word matches. */
+static size_t match_o200k(const Scan *sc, size_t i, int digits, int contractions) {
     static size_t (*const word[2])(const Scan *, size_t) = {upper_then_lower, upper_run_then_lower};
     uint32_t c;
     size_t i1 = next_char(sc, i, &c);
@@ -401,11 +404,11 @@ static size_t match_o200k(const Scan *sc, size_t i) {
         size_t end = word_prefix(c, f) ? word[w](sc, i1) : 0;
         if (!end) end = word[w](sc, i);
         if (end) {
-            size_t k = contraction(sc, end, 1);
+            size_t k = contractions ? contraction(sc, end, 1) : 0;
             return k ? k : end;
         }
     }
-    if (f & UPROP_N) return number_run(sc, i, 3);
+    if (f & UPROP_N) return number_run(sc, i, digits);
     return other_or_space(sc, i, 1);
 }
 
@@ -602,15 +605,14 @@ static int bpe_word(Enc *e, const unsigned char *s, size_t n) {
 
 static int pretok(Enc *e, int stage, const unsigned char *s, size_t n);
 
-/* Isolated split by the regex of kind (ST_SPLIT_*; Llama-3's with that many digits per number):
- * every match is a piece (the regexes match everywhere). */
-static int split_regex(Enc *e, int stage, const unsigned char *s, size_t n, StageKind kind,
-                       int digits) {
+/* Isolated split by the regex of the ST_SPLIT_* step re (its digits per number and contractions
+ * as it says): every match is a piece (the regexes match everywhere). */
+static int split_regex(Enc *e, int stage, const unsigned char *s, size_t n, const Stage *re) {
     Scan sc = {e->t, s, n};
     for (size_t i = 0; i < n;) {
-        size_t j = kind == ST_SPLIT_LLAMA3  ? match_llama3(&sc, i, digits)
-                   : kind == ST_SPLIT_O200K ? match_o200k(&sc, i)
-                                            : match_gpt2(&sc, i);
+        size_t j = re->kind == ST_SPLIT_LLAMA3  ? match_llama3(&sc, i, re->flag)
+                   : re->kind == ST_SPLIT_O200K ? match_o200k(&sc, i, re->flag, re->regex)
+                                                : match_gpt2(&sc, i);
         if (pretok(e, stage + 1, s + i, j - i)) return -1;
         i = j;
     }
@@ -660,7 +662,8 @@ static int byte_level(Enc *e, int stage, const unsigned char *s, size_t n, const
         s = (const unsigned char *)e->buf;
         n++;
     }
-    return st->regex ? split_regex(e, stage, s, n, ST_SPLIT_GPT2, 0) : pretok(e, stage + 1, s, n);
+    static const Stage gpt2 = {ST_SPLIT_GPT2, 0, 0};
+    return st->regex ? split_regex(e, stage, s, n, &gpt2) : pretok(e, stage + 1, s, n);
 }
 
 /* Metaspace: " " -> "▁", a "▁" in front (by prepend_scheme, unless one is there), then with split
@@ -697,7 +700,7 @@ static int pretok(Enc *e, int stage, const unsigned char *s, size_t n) {
     case ST_SPLIT_GPT2:
     case ST_SPLIT_LLAMA3:
     case ST_SPLIT_O200K:
-        return split_regex(e, stage, s, n, st->kind, st->flag);
+        return split_regex(e, stage, s, n, st);
     case ST_SPLIT_SPACE:
         return split_spaces(e, stage, s, n);
     case ST_BYTELEVEL:
@@ -1232,15 +1235,23 @@ static const char O200K_REGEX[] =
     "\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}"
     "\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/* Mistral's Tekken (Mistral-Nemo, Mistral-Small-24B 2501 / 3.1): o200k's without the contraction
+ * suffixes and with one digit per number, as their tokenizer.json (transformers' MistralConverter
+ * copies tekken.json's pattern) and llama.cpp's "tekken" pre-tokenizer quote it. */
+static const char TEKKEN_REGEX[] =
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}"
+    "\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}"
+    "\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 /* The Split regexes there is a matcher for, and its step. */
 static const struct {
     const char *regex;
     Stage stage;
 } SPLITS[] = {
     {GPT2_REGEX, {ST_SPLIT_GPT2, 0, 0}},
-    {LLAMA3_REGEX, {ST_SPLIT_LLAMA3, 3, 0}},
-    {QWEN2_REGEX, {ST_SPLIT_LLAMA3, 1, 0}},
-    {O200K_REGEX, {ST_SPLIT_O200K, 0, 0}},
+    {LLAMA3_REGEX, {ST_SPLIT_LLAMA3, 3, 0}}, /* \p{N}{1,3} */
+    {QWEN2_REGEX, {ST_SPLIT_LLAMA3, 1, 0}},  /* \p{N} */
+    {O200K_REGEX, {ST_SPLIT_O200K, 3, 1}},   /* \p{N}{1,3}, contractions */
+    {TEKKEN_REGEX, {ST_SPLIT_O200K, 1, 0}},  /* \p{N}, none */
 };
 
 static const char *type_of(const cJSON *obj) {
@@ -1289,7 +1300,7 @@ static int parse_split(Bpe *t, const cJSON *pre, const char *name, LfError *err)
         if (!strcmp(regex, SPLITS[i].regex)) return add_stage(t, SPLITS[i].stage, name, err);
     return lf_fail(err,
                    "%s: Split pre-tokenizer with an unsupported pattern %.200s (known: GPT-2's, "
-                   "Llama-3's, Qwen2's and GPT-4o's regexes)",
+                   "Llama-3's, Qwen2's, GPT-4o's and Tekken's regexes)",
                    name, regex ? regex : "(not a Regex)");
 }
 
@@ -1789,12 +1800,16 @@ static int gguf_pre(Bpe *t, const char *pre, LfError *err) {
         t->stages[t->n_stages++] = (Stage){ST_DIGITS, 1, 0};
         t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 1};
     } else if (!strcmp(pre, "gpt-4o") || !strcmp(pre, "llama4")) { /* llama.cpp: no ignore_merges */
-        t->stages[t->n_stages++] = (Stage){ST_SPLIT_O200K, 0, 0};
+        t->stages[t->n_stages++] = (Stage){ST_SPLIT_O200K, 3, 1};
         t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 0};
+    } else if (!strcmp(pre, "tekken")) { /* ignore_merges: llama.cpp's, and MistralConverter's */
+        t->stages[t->n_stages++] = (Stage){ST_SPLIT_O200K, 1, 0};
+        t->stages[t->n_stages++] = (Stage){ST_BYTELEVEL, 0, 0};
+        t->ignore_merges = 1;
     } else {
         return lf_fail(err,
                        "GGUF pre-tokenizer \"%s\" is not supported (gpt-2, llama-bpe, qwen2, "
-                       "smollm, gpt-4o)",
+                       "smollm, gpt-4o, tekken)",
                        pre);
     }
     return 0;
@@ -1935,7 +1950,8 @@ int bpe_from_arrays(Bpe **out, const BpeArrays *spec, LfError *err) {
 /* The tokenizer.ggml.pre name whose steps (gguf_pre) are t's; NULL when none is. GGUF has no
  * key for the normalizer: NFC is left out, as llama.cpp's converter leaves Qwen2's out. */
 static const char *gguf_pre_name(const Bpe *t) {
-    static const char *const names[] = {"gpt-2", "llama-bpe", "qwen2", "smollm", "gpt-4o"};
+    static const char *const names[] = {"gpt-2",  "llama-bpe", "qwen2",
+                                        "smollm", "gpt-4o",    "tekken"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         Bpe probe = {0};
         gguf_pre(&probe, names[i], NULL);
@@ -2005,7 +2021,7 @@ int bpe_to_arrays(const Bpe *t, BpeArrays *a, void **mem, LfError *err) {
     a->model = "gpt2";
     if (!(a->pre = gguf_pre_name(t)))
         return lf_fail(err, "the tokenizer's pre-tokenizer has no GGUF name (gpt-2, llama-bpe, "
-                            "qwen2, smollm, gpt-4o)");
+                            "qwen2, smollm, gpt-4o, tekken)");
     size_t n_merges = 0, text = 0, n = (size_t)t->n_ids;
     for (size_t i = 0; t->merges.slot && i <= t->merges.mask; i++)
         if (t->merges.slot[i].key != UINT64_MAX) {
