@@ -549,8 +549,40 @@ static void check_phi3_freqs(const RopeFreqs *r, const double *want, const char 
     }
 }
 
-/* Phi-4-mini's shape (microsoft/Phi-4-mini-instruct: 24 heads of 128, 8 KV heads, RoPE over
- * partial_rotary_factor 0.75 of each head, longrope from 4096 positions), with the factors of
+/* microsoft/Phi-4-mini-instruct's config.json as published (transformers 4.45), less auto_map */
+static const char phi4_mini_instruct[] =
+    "{\"architectures\": [\"Phi3ForCausalLM\"], \"attention_bias\": false, "
+    "\"attention_dropout\": 0.0, \"bos_token_id\": 199999, \"embd_pdrop\": 0.0, "
+    "\"eos_token_id\": 200020, \"full_attn_mod\": 1, \"hidden_act\": \"silu\", "
+    "\"hidden_size\": 3072, \"initializer_range\": 0.02, \"intermediate_size\": 8192, "
+    "\"interpolate_factor\": 1, \"lm_head_bias\": false, \"max_position_embeddings\": 131072, "
+    "\"mlp_bias\": false, \"model_type\": \"phi3\", \"num_attention_heads\": 24, "
+    "\"num_hidden_layers\": 32, \"num_key_value_heads\": 8, "
+    "\"original_max_position_embeddings\": 4096, \"pad_token_id\": 199999, "
+    "\"partial_rotary_factor\": 0.75, \"resid_pdrop\": 0.0, \"rms_norm_eps\": 1e-05, "
+    "\"rope_scaling\": {\"long_factor\": [1, 1.118320672, 1.250641126, 1.398617824, 1.564103225, "
+    "1.74916897, 1.956131817, 2.187582649, 2.446418898, 2.735880826, 3.059592084, 3.421605075, "
+    "3.826451687, 4.279200023, 4.785517845, 5.351743533, 5.984965424, 6.693110555, 7.485043894, "
+    "8.370679318, 9.36110372, 10.4687158, 11.70738129, 13.09260651, 14.64173252, 16.37415215, "
+    "18.31155283, 20.47818807, 22.90118105, 25.61086418, 28.64115884, 32.03, 32.1, 32.13, 32.23, "
+    "32.6, 32.61, 32.64, 32.66, 32.7, 32.71, 32.93, 32.97, 33.28, 33.49, 33.5, 44.16, 47.77], "
+    "\"short_factor\": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, "
+    "1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, "
+    "1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], "
+    "\"type\": \"longrope\"}, \"rope_theta\": 10000.0, \"sliding_window\": 262144, "
+    "\"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", "
+    "\"transformers_version\": \"4.45.0\", \"use_cache\": true, \"vocab_size\": 200064}";
+
+/* transformers 5.24's inverse frequencies of it at phi3_pairs, short (all 1: plain RoPE over 96
+ * dims) and long, from _compute_longrope_parameters(AutoConfig.from_pretrained(...)) as above */
+static const double phi4_short_golden[] = {1,           0.825404167,   0.146779925,
+                                           0.046415884, 0.00999999978, 0.000121152749};
+static const double phi4_long_golden[] = {
+    1, 0.73807466, 0.0479736924, 0.00775541365, 0.000682979298, 2.53616804e-06};
+
+/* Phi-4-mini-instruct's own config.json: its sizes, ids and frequencies as transformers'. Then its
+ * shape (24 heads of 128, 8 KV heads, RoPE over partial_rotary_factor 0.75 of each head, longrope
+ * from 4096 positions) with the factors of
  * phi3_5_mini: 96 rotary dims, so transformers 5.24's frequencies are Phi-3.5's to the bit (the
  * goldens above, from the same script with hidden_size=3072, num_attention_heads=24,
  * partial_rotary_factor=0.75). The factor top-level (Phi-4-mini's config.json) or in
@@ -559,6 +591,17 @@ static void test_phi4_mini(void) {
     ModelConfig c, d;
     LfError err = {{0}};
     char buf[4096], extra[160];
+    CHECK_OK(load_literal(phi4_mini_instruct, &c, &err), &err);
+    CHECK(c.arch == ARCH_PHI3 && model_head_size(&c) == 128 && c.rotary_dim == 96 &&
+          c.num_kv_heads == 8 && c.tie_word_embeddings && c.vocab_size == 200064 &&
+          c.eos_token_id == 200020 && c.pad_token_id == 199999 && c.sliding_window == 262144 &&
+          c.rope_scaling.type == ROPE_LONGROPE && c.rope_scaling.original_max_positions == 4096);
+    RopeFreqs real;
+    model_rope_freqs(&c, &real);
+    check_phi3_freqs(&real, phi4_short_golden, "Phi-4-mini short");
+    model_rope_freqs_long(&c, &real);
+    check_phi3_freqs(&real, phi4_long_golden, "Phi-4-mini long");
+    free(round_trip_text(&c));
     const char *edits[][2] = {
         {"\"num_attention_heads\": 32", "\"num_attention_heads\": 24"},
         {"\"num_key_value_heads\": 32", "\"num_key_value_heads\": 8"},
