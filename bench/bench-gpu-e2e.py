@@ -9,9 +9,11 @@ own process, in the same run (issue 10).
 
 Models: DistilBERT-base (sequence classification, LoRA on q_lin, v_lin), SmolLM2-135M and
 (--cases llama3-2048) Llama-3.2-1B's shape, (--cases qwen3-2048) Qwen3-0.6B's (heads of 128
-over hidden 1024, head norms) and (--cases gemma3-2048) Gemma 3 270M's (heads of 256, a window
+over hidden 1024, head norms), (--cases gemma3-2048) Gemma 3 270M's (heads of 256, a window
 of 512 in five layers of six, GeGLU, a 262k vocabulary; causal LM, LoRA on all seven
-projections), r 8,
+projections) and (--cases phi4mini-2048) 8 of Phi-4-mini's 32 layers (heads of 128 over hidden
+3072, RoPE over 96 of their dims, q, k, v one linear and gate, up one, a 200k vocabulary; LoRA
+on qkv_proj, o_proj, gate_up_proj and down_proj), r 8,
 alpha 16, dropout 0.1 / 0.05, built from
 their real configs (below) with random weights on both sides: loraft from the config.json
 this script writes (bench_train_step --random), PyTorch with from_config. Nothing is read
@@ -92,6 +94,17 @@ CONFIGS = {
         "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_local_base_freq": 10000.0,
         "rope_theta": 1000000.0, "sliding_window": 512, "tie_word_embeddings": True,
         "use_bidirectional_attention": False, "vocab_size": 262144},
+    "phi4mini": {  # microsoft/Phi-4-mini-instruct, 8 of its 32 layers: the step fits the budget
+        "model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "attention_dropout": 0.0,
+        "bos_token_id": 199999, "embd_pdrop": 0.0, "eos_token_id": 200020, "hidden_act": "silu",
+        "hidden_size": 3072, "initializer_range": 0.02, "intermediate_size": 8192,
+        "max_position_embeddings": 131072, "num_attention_heads": 24, "num_hidden_layers": 8,
+        "num_key_value_heads": 8, "original_max_position_embeddings": 4096,
+        "pad_token_id": 199999, "partial_rotary_factor": 0.75, "resid_pdrop": 0.0,
+        "rms_norm_eps": 1e-05, "rope_scaling": {"type": "longrope", "short_factor": [1.0] * 48,
+                                                "long_factor": [1.0 + i for i in range(48)]},
+        "rope_theta": 10000.0, "sliding_window": 262144, "tie_word_embeddings": True,
+        "vocab_size": 200064},
 }
 SMOKE = {"distilbert": {"dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 2,
                         "vocab_size": 1000, "max_position_embeddings": 64},
@@ -105,11 +118,18 @@ SMOKE = {"distilbert": {"dim": 64, "hidden_dim": 128, "n_heads": 2, "n_layers": 
                    "head_dim": 32, "bos_token_id": 0, "eos_token_id": 1},
          "gemma3": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
                     "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
-                    "head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 16}}
+                    "head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 16},
+         "phi4mini": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+                      "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
+                      "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 1,
+                      "max_position_embeddings": 256, "original_max_position_embeddings": 64,
+                      "rope_scaling": {"type": "longrope", "short_factor": [1.0] * 6,
+                                       "long_factor": [2.0] * 6}}}
 LORA = {"distilbert": (["q_lin", "v_lin"], 0.1),
         "smollm2": (["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                      "down_proj"], 0.05)}
 LORA["llama3"] = LORA["qwen3"] = LORA["gemma3"] = LORA["smollm2"]
+LORA["phi4mini"] = (["qkv_proj", "o_proj", "gate_up_proj", "down_proj"], 0.05)
 
 
 def dims(name, cfg):
@@ -126,6 +146,9 @@ def dims(name, cfg):
         q, kv = NH * HS, NKV * HS
         dense = {"q_proj": (C, q), "k_proj": (C, kv), "v_proj": (C, kv), "o_proj": (q, C),
                  "gate_proj": (C, F), "up_proj": (C, F), "down_proj": (F, C)}
+        if name == "phi4mini":  # Phi-3's fused linears
+            dense = {"qkv_proj": (C, q + 2 * kv), "o_proj": (q, C), "gate_up_proj": (C, 2 * F),
+                     "down_proj": (F, C)}
         return L, C, NH, HS, NKV, F, cfg["vocab_size"], dense
     return L, C, NH, C // NH, NKV, F, cfg["vocab_size"], dense
 

@@ -225,4 +225,9 @@ step e2e_gemma3-2048 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py
   --cases gemma3-2048 --precision "$l3_precision" --device "$e2e_device" \
   --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
 show e2e_gemma3-2048 "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
+note "== end to end at 8 of Phi-4-mini's layers (RoPE over 96 of 128 dims, fused qkv and gate_up), where time remains"
+step e2e_phi4mini-2048 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py \
+  --cases phi4mini-2048 --precision "$l3_precision" --device "$e2e_device" \
+  --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
+show e2e_phi4mini-2048 "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
 [ $failed -eq 0 ]
