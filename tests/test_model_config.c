@@ -420,6 +420,67 @@ static void test_gemma3(void) {
     FAIL("{\"model_type\":\"llama\",\"eos_token_id\":[2,32000]}", "end-of-sequence ids");
 }
 
+/* google/gemma-3-4b-it's config.json as published (transformers 4.50: text_config with only its
+ * non-default keys, eos_token_id at the top level; the vision_config shortened) */
+static const char gemma3_4b_it[] =
+    "{\"architectures\": [\"Gemma3ForConditionalGeneration\"], \"boi_token_index\": 255999, "
+    "\"eoi_token_index\": 256000, \"eos_token_id\": [1, 106], \"image_token_index\": 262144, "
+    "\"initializer_range\": 0.02, \"mm_tokens_per_image\": 256, \"model_type\": \"gemma3\", "
+    "\"text_config\": {\"hidden_size\": 2560, \"intermediate_size\": 10240, \"model_type\": "
+    "\"gemma3_text\", \"num_hidden_layers\": 34, \"rope_scaling\": {\"factor\": 8.0, "
+    "\"rope_type\": \"linear\"}, \"sliding_window\": 1024}, \"torch_dtype\": \"bfloat16\", "
+    "\"transformers_version\": \"4.50.0.dev0\", \"vision_config\": {\"hidden_size\": 1152, "
+    "\"image_size\": 896, \"model_type\": \"siglip_vision_model\", \"patch_size\": 14, "
+    "\"vision_use_head\": false}}";
+
+/* Gemma 3's multimodal checkpoints: gemma-3-4b-it's text_config over Gemma3TextConfig()'s defaults
+ * (8 heads of 256 over 4 KV heads, window 1024 in five layers of six, linear 8 on the full
+ * layers' RoPE only), the top-level eos_token_id list and head tying over text_config's, an absent
+ * text_config as Gemma3TextConfig(); no config.json of its own written; the refusals, by name. */
+static void test_gemma3_multimodal(void) {
+    ModelConfig c, d;
+    LfError err = {{0}};
+    CHECK(load_literal(gemma3_4b_it, &c, &err) == 0);
+    CHECK(c.arch == ARCH_GEMMA3 && c.multimodal && c.hidden_size == 2560 && c.ffn_size == 10240 &&
+          c.num_layers == 34 && c.num_heads == 8 && c.num_kv_heads == 4 &&
+          model_head_size(&c) == 256 && c.vocab_size == 262208 && c.tie_word_embeddings);
+    CHECK(c.eos_token_id == 1 && c.n_eos_more == 1 && c.eos_more[0] == 106 && c.bos_token_id == 2 &&
+          c.pad_token_id == 0);
+    CHECK(c.rope_scaling.type == ROPE_LINEAR && c.rope_scaling.factor == 8.0f &&
+          c.rope_theta == 1e6f && c.rope_local_theta == 1e4f);
+    RopeFreqs g, l;
+    model_rope_freqs(&c, &g), model_rope_freqs_local(&c, &l);
+    CHECK(g.inv_freq[0] == 0.125f && l.inv_freq[0] == 1.0f);
+    CHECK(model_layer_window(&c, 0) == 1024 && model_layer_window(&c, 5) == 0 &&
+          model_layer_window(&c, 33) == 1024 && model_layer_window(&c, 29) == 0);
+    CHECK(model_config_save(&c, cfg_path, &err) == -1 &&
+          strstr(err.msg, "Gemma 3's multimodal checkpoint") && strstr(err.msg, "--format gguf"));
+    /* no text_config: Gemma3TextConfig()'s; the top level's tie_word_embeddings false unties */
+    CHECK(load_literal("{\"model_type\":\"gemma3\",\"tie_word_embeddings\":false,"
+                       "\"pad_token_id\":null}",
+                       &c, &err) == 0);
+    model_config_defaults(&d, ARCH_GEMMA3);
+    CHECK(c.multimodal && !c.tie_word_embeddings && c.pad_token_id == -1 &&
+          c.hidden_size == d.hidden_size && c.num_layers == d.num_layers &&
+          c.eos_token_id == d.eos_token_id && c.sliding_window == d.sliding_window);
+    CHECK(load_literal("{\"model_type\":\"gemma3\",\"text_config\":{\"tie_word_embeddings\":false,"
+                       "\"eos_token_id\":[1,106]},\"eos_token_id\":7}",
+                       &c, &err) == 0 &&
+          c.tie_word_embeddings && c.eos_token_id == 7 && c.n_eos_more == 0);
+    FAIL("{\"model_type\":\"gemma3\",\"architectures\":[\"Gemma3ForSequenceClassification\"]}",
+         "architectures 'Gemma3ForSequenceClassification' is not supported for model_type gemma3");
+    FAIL("{\"model_type\":\"gemma3\",\"text_config\":[]}", "'text_config' must be an object");
+    FAIL("{\"model_type\":\"gemma3\",\"text_config\":{\"model_type\":\"gemma2\"}}",
+         "text_config: model_type 'gemma2' is not supported");
+    FAIL("{\"model_type\":\"gemma3\",\"text_config\":{\"use_bidirectional_attention\":true}}",
+         "text_config: use_bidirectional_attention true");
+    FAIL("{\"model_type\":\"gemma3\",\"text_config\":{\"hidden_size\":\"x\"}}",
+         "text_config: key 'hidden_size' must be an integer");
+    FAIL("{\"model_type\":\"gemma3\",\"tie_word_embeddings\":1}",
+         "key 'tie_word_embeddings' must be a boolean");
+    FAIL("{\"model_type\":\"gemma3\",\"eos_token_id\":[]}", "a list of 1 to 8 ids");
+}
+
 /* google/gemma-2-2b-it's config.json (transformers 4.42's keys: hidden_act beside
  * hidden_activation, cache_implementation, no layer_types) */
 static const char gemma2_2b[] =
@@ -922,7 +983,8 @@ static void test_labels_and_options(void) {
 static void test_errors(void) {
     FAIL("{\"model_type\":\"roberta\"}", "model_type 'roberta' is not supported (supported: "
                                          "distilbert, bert, llama, qwen2, qwen3, mistral, smollm3, "
-                                         "gemma3_text, gemma2, phi3, gpt2)");
+                                         "gemma3_text, gemma3 (its language model), gemma2, phi3, "
+                                         "gpt2)");
     FAIL("{\"dim\":768}", "key 'model_type' is missing");
     FAIL("{\"model_type\":7}", "key 'model_type' must be a string");
     FAIL("{\"model_type\":\"distilbert\",\"n_layers\":\"6\"}",
@@ -1237,6 +1299,7 @@ int main(void) {
     test_round_trip(ARCH_MISTRAL);
     test_round_trip(ARCH_SMOLLM3);
     test_gemma3();
+    test_gemma3_multimodal();
     test_gemma2();
     test_phi3();
     test_phi3_refusals();

@@ -346,6 +346,15 @@ float *model_host_weights(Model *m, int merge, float ***slot, LfError *err);
  * only). */
 int model_save_weights(Model *m, const char *path, int merge_lora, LfError *err);
 
+/* A parameter's name (Param.name) where the checkpoint's class keeps it: name itself, but for
+ * Gemma 3's multimodal checkpoints (ModelConfig.multimodal) its place in
+ * Gemma3ForConditionalGeneration: transformers 5's module tree (model.language_model.X, lm_head),
+ * by which PEFT names adapter tensors, or with `saved` the safetensors names transformers 4.50
+ * saved and 5.24 still saves (language_model.model.X, language_model.lm_head). buf (cap bytes)
+ * holds a mapped name. */
+const char *model_tree_name(const ModelConfig *cfg, const char *name, int saved, char *buf,
+                            size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

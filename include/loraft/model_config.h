@@ -156,6 +156,10 @@ typedef struct ModelConfig {
     int num_labels;              /* id2label's size, else the num_labels key, else 2 */
     int score_head;              /* Llama: LlamaForSequenceClassification (a merged reward
                                     model: one label, the `score` head) in 'architectures' */
+    int multimodal;              /* Gemma 3: the language model of a multimodal checkpoint
+                                    (model_type gemma3, Gemma3ForConditionalGeneration): its
+                                    tensors and PEFT's names lie under language_model, and
+                                    no config.json of its own is written */
     char labels[MAX_LABELS][64]; /* id2label in id order; default "LABEL_<i>" */
 } ModelConfig;
 
@@ -163,7 +167,8 @@ typedef struct ModelConfig {
 void model_config_defaults(ModelConfig *cfg, Arch arch);
 
 /* path: a config.json, a directory containing one, or a decoder's .gguf file (Llama family, GPT-2:
- * its metadata read as transformers reads it). */
+ * its metadata read as transformers reads it). A multimodal Gemma 3 config (model_type gemma3,
+ * Gemma3ForConditionalGeneration) gives its text_config as a gemma3_text one, multimodal set. */
 int model_config_load(ModelConfig *cfg, const char *path, LfError *err);
 
 /* Writes an HF-loadable config.json (atomically) to path: model_type,
@@ -176,7 +181,7 @@ int model_config_load(ModelConfig *cfg, const char *path, LfError *err);
 int model_config_save(const ModelConfig *cfg, const char *path, LfError *err);
 
 /* model_config_save's checks alone: valid, and with a config.json form (a GGUF's own RoPE
- * divisors have none). */
+ * divisors have none; a multimodal checkpoint's language model is not written as one). */
 int model_config_savable(const ModelConfig *cfg, const char *where, LfError *err);
 
 /* Checks sizes and ranges (positive sizes, hidden divisible by

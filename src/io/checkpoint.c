@@ -2,6 +2,7 @@
 #include "loraft/checkpoint.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -118,6 +119,26 @@ static int fan_in_fan_out(const Model *m) {
     return m->n_loras > 0 && m->loras[0].base->w->hf_transposed;
 }
 
+/* A multimodal checkpoint's target_modules: PEFT matches a plain name in the vision tower too
+ * (SigLIP's q_proj, k_proj, v_proj), so they are written as the regular expression PEFT
+ * full-matches against module names, which only the language model's modules match:
+ * LM_TARGETS_HEAD name|name... LM_TARGETS_TAIL, each name's dots escaped. */
+#define LM_TARGETS_HEAD ".*language_model.*\\.("
+#define LM_TARGETS_TAIL ")"
+static cJSON *language_model_targets(const TrainSpec *s) {
+    char re[LORA_MAX_TARGETS * 2 * sizeof s->targets[0] + 64] = LM_TARGETS_HEAD;
+    size_t n = strlen(re);
+    for (int t = 0; t < s->n_targets; t++) {
+        if (t) re[n++] = '|';
+        for (const char *c = s->targets[t]; *c; c++) {
+            if (*c == '.') re[n++] = '\\';
+            re[n++] = *c;
+        }
+    }
+    strcpy(re + n, LM_TARGETS_TAIL);
+    return cJSON_CreateString(re);
+}
+
 static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     const TrainSpec *s = &m->spec;
     cJSON *c = cJSON_CreateObject();
@@ -134,13 +155,26 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddBoolToObject(c, "init_lora_weights", 1);
     cJSON_AddBoolToObject(c, "use_dora", 0);
     cJSON_AddItemToObject(c, "target_modules",
-                          string_array(s->targets[0], s->n_targets, sizeof s->targets[0]));
+                          m->cfg.multimodal
+                              ? language_model_targets(s)
+                              : string_array(s->targets[0], s->n_targets, sizeof s->targets[0]));
     cJSON_AddItemToObject(
         c, "modules_to_save",
         string_array(s->modules_to_save[0], s->n_modules_to_save, sizeof s->modules_to_save[0]));
     cJSON_AddItemToObject(c, "rank_pattern", cJSON_CreateObject());
     cJSON_AddItemToObject(c, "alpha_pattern", cJSON_CreateObject());
     return c;
+}
+
+/* prefix + p's name + suffix: in a PEFT adapter its place in the checkpoint class's module tree
+ * (model_tree_name: a multimodal Gemma 3's under model.language_model), else p's own. */
+static void entry_name(const Model *m, const Param *p, const char *prefix, const char *suffix,
+                       char *out, size_t cap) {
+    char buf[sizeof p->name + 32];
+    const char *name = strcmp(prefix, PEFT_PREFIX)
+                           ? p->name
+                           : model_tree_name(&m->cfg, p->name, 0, buf, sizeof buf);
+    snprintf(out, cap, "%s%s%s", prefix, name, suffix);
 }
 
 /* Downloads the selected parameters into one host block, in their checkpoint layout (a
@@ -162,7 +196,7 @@ static int gather(Model *m, int (*pick)(const Param *), const char *prefix, cons
             transpose_f32(host + off, ours, p->shape[0], p->shape[1]);
             free(ours);
         }
-        snprintf(names[n], 200, "%s%s%s", prefix, p->name, suffix);
+        entry_name(m, p, prefix, suffix, names[n], 200);
         entries[n] = (StEntry){names[n], ST_F32, p->ndim, {p->shape[t], p->shape[!t]}, host + off};
         off += p->numel;
         n++;
@@ -199,13 +233,38 @@ int adapter_save(Model *m, const char *dir, const char *base_model, LfError *err
     return rc;
 }
 
+/* A regular expression in place of a list (PEFT allows one): only the form loraft writes for a
+ * multimodal checkpoint's language model (language_model_targets), read back as its names. */
+static int read_language_model_targets(const char *re, char *out, size_t stride, int max, int *n,
+                                       const char *key, const char *dir, LfError *err) {
+    size_t lh = strlen(LM_TARGETS_HEAD), len = strlen(re), at = 0;
+    int ok = len > lh && !strncmp(re, LM_TARGETS_HEAD, lh) && re[len - 1] == ')';
+    for (size_t i = lh; ok && i < len - 1; i++) {
+        int dot = re[i] == '\\' && re[i + 1] == '.'; /* a bare '.' matches any character */
+        char c = dot ? re[++i] : re[i];
+        if (c == '|' && at && *n < max) {
+            out[(size_t)(*n)++ * stride + at] = 0, at = 0;
+        } else if ((isalnum((unsigned char)c) || c == '_' || dot) && at + 1 < stride && *n < max) {
+            out[(size_t)*n * stride + at++] = c;
+        } else {
+            ok = 0;
+        }
+    }
+    if (!ok || !at)
+        return lf_fail(err,
+                       "%s/adapter_config.json: %s \"%s\": as a regular expression only the form "
+                       "%sname|name...%s is supported (a multimodal Gemma 3's language model)",
+                       dir, key, re, LM_TARGETS_HEAD, LM_TARGETS_TAIL);
+    out[(size_t)(*n)++ * stride + at] = 0;
+    return 0;
+}
+
 static int read_strings(const cJSON *arr, char *out, size_t stride, int max, int *n,
                         const char *key, const char *dir, LfError *err) {
     *n = 0;
     if (!arr || cJSON_IsNull(arr)) return 0;
-    if (cJSON_IsString(arr)) /* PEFT also allows a single regex string: not supported */
-        return lf_fail(err, "%s/adapter_config.json: %s as a regular expression is not supported",
-                       dir, key);
+    if (cJSON_IsString(arr))
+        return read_language_model_targets(arr->valuestring, out, stride, max, n, key, dir, err);
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         if (!cJSON_IsString(it) || *n == max || strlen(it->valuestring) >= stride)
@@ -296,7 +355,7 @@ static int scatter(Model *m, const char *path, int (*pick)(const Param *), const
         Param *p = &m->params[i];
         if (!pick(p)) continue;
         char name[260];
-        snprintf(name, sizeof name, "%s%s", prefix, p->name);
+        entry_name(m, p, prefix, "", name, sizeof name);
         int64_t shape[2] = {p->shape[p->hf_transposed], p->shape[!p->hf_transposed]};
         float *host = malloc((1 + p->hf_transposed) * p->numel * sizeof *host);
         float *ours = host ? host + p->numel : NULL; /* the transposed copy, for a Conv1D */
@@ -311,10 +370,37 @@ static int scatter(Model *m, const char *path, int (*pick)(const Param *), const
     return rc;
 }
 
+/* A multimodal checkpoint's adapter may hold only the language model's tensors (and the head's):
+ * loraft computes no vision tower, so LoRA on it (PEFT's plain target names adapt SigLIP's q_proj,
+ * k_proj, v_proj too) is refused, naming the first such tensor. */
+static int check_language_model_only(const Model *m, const char *path, LfError *err) {
+    static const char *const places[] = {PEFT_PREFIX "model.language_model.",
+                                         PEFT_PREFIX "lm_head."};
+    SafeTensors st;
+    if (!m->cfg.multimodal) return 0;
+    if (safetensors_open(&st, path, err)) return -1;
+    int rc = 0;
+    for (int i = 0; i < st.n_tensors && !rc; i++) {
+        const char *name = st.tensors[i].name;
+        if (strncmp(name, places[0], strlen(places[0])) &&
+            strncmp(name, places[1], strlen(places[1])))
+            rc = lf_fail(err,
+                         "%s: tensor '%s' is not on the language model: loraft trains and runs "
+                         "Gemma 3's language model only (adapt it alone: target_modules as the "
+                         "regular expression " LM_TARGETS_HEAD "q_proj|v_proj" LM_TARGETS_TAIL ")",
+                         path, name);
+    }
+    safetensors_close(&st);
+    return rc;
+}
+
 int adapter_load_weights(Model *m, const char *dir, LfError *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    return scatter(m, path, in_adapter, PEFT_PREFIX, NULL, 0, err);
+    return check_language_model_only(m, path, err) ||
+                   scatter(m, path, in_adapter, PEFT_PREFIX, NULL, 0, err)
+               ? -1
+               : 0;
 }
 
 /* ---- model directories ---- */

@@ -474,9 +474,35 @@ static int read_param(const SafeTensors *st, const char *name, const Param *p, f
     return rc;
 }
 
-/* Reads base weights from dir/model.safetensors or its shards (names with or without the model
- * prefix); missing head tensors are initialised and reported, any other missing tensor is an
- * error. */
+const char *model_tree_name(const ModelConfig *cfg, const char *name, int saved, char *buf,
+                            size_t cap) {
+    if (!cfg->multimodal) return name;
+    int body = !strncmp(name, "model.", 6); /* else the head */
+    const char *at = saved ? (body ? "language_model.model." : "language_model.")
+                           : (body ? "model.language_model." : "");
+    snprintf(buf, cap, "%s%s", at, body ? name + 6 : name);
+    return buf;
+}
+
+/* p's tensor name in st: as it is, else without the model prefix (a bare base-model checkpoint:
+ * DistilBertModel, BertModel); a multimodal Gemma 3's under either of its layouts
+ * (model_tree_name), the saved one when neither is there. */
+static const char *stored_name(const Model *m, const StShards *st, const Param *p, char *buf,
+                               size_t cap) {
+    const char *prefix = m->arch->prefix;
+    size_t plen = strlen(prefix);
+    if (m->cfg.multimodal) {
+        const char *tree = model_tree_name(&m->cfg, p->name, 0, buf, cap);
+        return st_shards_find(st, tree) ? tree : model_tree_name(&m->cfg, p->name, 1, buf, cap);
+    }
+    if (!st_shards_find(st, p->name) && !strncmp(p->name, prefix, plen) && p->name[plen] == '.')
+        return p->name + plen + 1;
+    return p->name;
+}
+
+/* Reads base weights from dir/model.safetensors or its shards (see stored_name); missing head
+ * tensors are initialised and reported, any other missing tensor is an error. Tensors no parameter
+ * names (a multimodal checkpoint's vision tower) are never read. */
 static int load_weights(const Loader *ld, const char *dir, Rng *r, char *report, size_t report_cap,
                         LfError *err) {
     Model *m = ld->m;
@@ -493,16 +519,16 @@ static int load_weights(const Loader *ld, const char *dir, Rng *r, char *report,
             param_init(m, p, dst, r);
             continue;
         }
-        const char *name = p->name;
-        if (!st_shards_find(&st, name) && !strncmp(name, prefix, plen - 1))
-            name += plen; /* a bare base-model checkpoint (DistilBertModel, BertModel) */
+        char buf[sizeof p->name + 32];
+        const char *name = stored_name(m, &st, p, buf, sizeof buf);
         const SafeTensors *file = st_shards_find(&st, name);
         if (file) {
             rc = read_param(file, name, p, dst, err);
         } else if (strncmp(p->name, prefix, plen - 1)) {
             init_missing(m, p, dst, r, report, report_cap); /* the task head of a base model */
         } else {
-            rc = lf_fail(err, "%s: tensor '%s' not found", st.path, p->name);
+            rc = lf_fail(err, "%s: tensor '%s' not found", st.path,
+                         m->cfg.multimodal ? name : p->name);
         }
         if (!rc) rc = load_store(ld, p, err);
     }

@@ -929,7 +929,7 @@ static int load_model_type(const cJSON *root, const char *path, Arch *arch, LfEr
     return lf_fail(
         err,
         "%s: model_type '%s' is not supported (supported: distilbert, bert, llama, qwen2, qwen3, "
-        "mistral, smollm3, gemma3_text, gemma2, phi3, gpt2)",
+        "mistral, smollm3, gemma3_text, gemma3 (its language model), gemma2, phi3, gpt2)",
         path, type);
 }
 
@@ -943,10 +943,9 @@ static void load_score_head(ModelConfig *cfg, const cJSON *root) {
     }
 }
 
-static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
-    if (!cJSON_IsObject(root)) return lf_fail(err, "%s: not a JSON object", path);
-    Arch arch = ARCH_DISTILBERT;
-    if (load_model_type(root, path, &arch, err)) return -1;
+/* root (an object) read as a config.json of arch's model type. */
+static int load_arch_json(ModelConfig *cfg, const cJSON *root, Arch arch, const char *path,
+                          LfError *err) {
     model_config_defaults(cfg, arch);
     if (load_keys(cfg, root, arch_info[arch].keys, path, err)) return -1;
     if (!arch_is_llama(arch)) cfg->num_kv_heads = cfg->num_heads;
@@ -955,6 +954,77 @@ static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfEr
         return -1;
     load_score_head(cfg, root);
     return model_config_validate(cfg, path, err);
+}
+
+/* The multimodal Gemma 3's top-level keys loraft reads over text_config's, as transformers 5
+ * does: Gemma3ForConditionalGeneration ties its head by the top-level tie_word_embeddings
+ * (Gemma3Config's default true; text_config's is not read), and the token ids the top level
+ * gives (the Hub's eos_token_id [1, 106]) are the ones generation stops at. */
+static const Key multimodal_token_keys[] = {
+    INT_KEY("pad_token_id", pad_token_id),
+    INT_KEY("bos_token_id", bos_token_id),
+    INT_KEY("eos_token_id", eos_token_id),
+    {NULL, 0, 0},
+};
+
+/* 'architectures', where given, must be the one class whose language model loraft trains. */
+static int check_multimodal_class(const cJSON *root, const char *path, LfError *err) {
+    const cJSON *e, *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    if (!archs || cJSON_IsNull(archs)) return 0;
+    if (!cJSON_IsArray(archs))
+        return lf_fail(err, "%s: key 'architectures' must be a list (got %s)", path,
+                       json_type(archs));
+    cJSON_ArrayForEach(e, archs) {
+        if (!cJSON_IsString(e) || strcmp(e->valuestring, "Gemma3ForConditionalGeneration"))
+            return lf_fail(err,
+                           "%s: architectures '%s' is not supported for model_type gemma3 (only "
+                           "Gemma3ForConditionalGeneration, whose language model loraft trains)",
+                           path, cJSON_IsString(e) ? e->valuestring : json_type(e));
+    }
+    return 0;
+}
+
+/* A Gemma3ForConditionalGeneration config.json (model_type gemma3): its text_config read as a
+ * gemma3_text config (absent or null: Gemma3TextConfig()'s), then the top-level head tying and
+ * token ids. vision_config is not read: loraft computes the language model only (text in, text
+ * out), and the vision tower's tensors are never loaded. */
+static int load_multimodal(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    char where[4200];
+    const char *type = NULL;
+    snprintf(where, sizeof where, "%s text_config", path);
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+    if (check_multimodal_class(root, path, err)) return -1;
+    if (text && !cJSON_IsNull(text) && !cJSON_IsObject(text))
+        return lf_fail(err, "%s: key 'text_config' must be an object (got %s)", path,
+                       json_type(text));
+    if (cJSON_IsObject(text) && get_string(text, "model_type", where, &type, err)) return -1;
+    if (type && strcmp(type, "gemma3_text"))
+        return lf_fail(err,
+                       "%s: model_type '%s' is not supported (gemma3's text model is "
+                       "gemma3_text)",
+                       where, type);
+    cJSON *none = cJSON_IsObject(text) ? NULL : cJSON_CreateObject();
+    if (!cJSON_IsObject(text) && !none) return lf_fail(err, "%s: out of memory", path);
+    int rc = load_arch_json(cfg, none ? none : text, ARCH_GEMMA3, where, err);
+    cJSON_Delete(none);
+    if (rc) return -1;
+    cfg->tie_word_embeddings = 1, cfg->multimodal = 1;
+    if (cJSON_GetObjectItemCaseSensitive(root, "eos_token_id")) cfg->n_eos_more = 0;
+    if (get_bool(root, "tie_word_embeddings", path, &cfg->tie_word_embeddings, err) ||
+        load_keys(cfg, root, multimodal_token_keys, path, err))
+        return -1;
+    return model_config_validate(cfg, path, err);
+}
+
+static int load_json(ModelConfig *cfg, const cJSON *root, const char *path, LfError *err) {
+    if (!cJSON_IsObject(root)) return lf_fail(err, "%s: not a JSON object", path);
+    const char *type;
+    Arch arch = ARCH_DISTILBERT;
+    if (get_string(root, "model_type", path, &type, err)) return -1;
+    if (type && !strcmp(type, "gemma3")) return load_multimodal(cfg, root, path, err);
+    return load_model_type(root, path, &arch, err) || load_arch_json(cfg, root, arch, path, err)
+               ? -1
+               : 0;
 }
 
 /* A GGUF's rope_freqs divisors: Meta's Llama 3.1 / 3.2 scaling (llama3 with low_freq_factor 1,
@@ -1432,6 +1502,13 @@ static int build_json(cJSON *root, const ModelConfig *cfg) {
 
 int model_config_savable(const ModelConfig *cfg, const char *where, LfError *err) {
     if (model_config_validate(cfg, where, err)) return -1;
+    if (cfg->multimodal) /* its config.json and vision tower would be lost (docs/FORMATS.md) */
+        return lf_fail(err,
+                       "%s: a model directory of Gemma 3's multimodal checkpoint (with its vision "
+                       "tower) is not written: train a LoRA adapter (which PEFT loads onto "
+                       "Gemma3ForConditionalGeneration), or merge to GGUF (loraft merge --format "
+                       "gguf: the text model, as llama.cpp's gemma3)",
+                       where);
     if (cfg->rope_scaling.type == ROPE_DIVISORS)
         return lf_fail(err,
                        "%s: the model's RoPE frequency divisors (a GGUF's rope_freqs, not Llama "
