@@ -3,9 +3,11 @@
 # directory that loraft reads: config.json, model.safetensors (HF BertModel/DistilBertModel
 # tensor names, e.g. "bert.encoder.layer.0..."), vocab.txt and the tokenizer files there are.
 # No classification head is added: loraft creates it at train time. A decoder (model_type llama,
-# qwen2, qwen3, mistral, smollm3, gemma3_text, gemma2, phi3 or gpt2, e.g. unsloth/Llama-3.2-1B-Instruct,
-# Qwen/Qwen2.5-0.5B-Instruct, mistralai/Mistral-7B-v0.3, HuggingFaceTB/SmolLM3-3B, unsloth/gemma-3-270m-it,
-# unsloth/gemma-2-2b-it, microsoft/Phi-3.5-mini-instruct, or a gated meta-llama/... or google/gemma-3-1b-it with HF_TOKEN set) is
+# qwen2, qwen3, mistral, smollm3, gemma3_text, gemma3 (multimodal: loraft trains its language model),
+# gemma2, phi3 or gpt2, e.g. unsloth/Llama-3.2-1B-Instruct, Qwen/Qwen2.5-0.5B-Instruct,
+# mistralai/Mistral-7B-v0.3, HuggingFaceTB/SmolLM3-3B, unsloth/gemma-3-270m-it, unsloth/gemma-3-4b-it,
+# unsloth/gemma-2-2b-it, microsoft/Phi-3.5-mini-instruct, microsoft/Phi-4-mini-instruct, or a gated
+# meta-llama/... or google/gemma-3-1b-it with HF_TOKEN set) is
 # copied as the hub has it: its safetensors, one file or transformers' shards with their index
 # (not Mistral's own consolidated.safetensors, which transformers does not read).
 #
@@ -116,13 +118,13 @@ fi
 # 3. normalise into $work/out: HF class names, safetensors, tokenizer files
 mkdir -p "$work/out"
 for f in config.json vocab.txt tokenizer.json tokenizer_config.json special_tokens_map.json \
-         merges.txt vocab.json generation_config.json; do
+         merges.txt vocab.json generation_config.json chat_template.jinja; do
     [[ -f $src/$f ]] && cp "$src/$f" "$work/out/"
 done
 [[ -f $work/out/vocab.txt || -f $work/out/tokenizer.json ]] || die "$src has no vocab.txt or tokenizer.json"
 [[ -f $src/config.json ]] || die "$src has no config.json"
 model_type=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("model_type", ""))' "$src/config.json")
-if [[ $model_type =~ ^(llama|qwen2|qwen3|mistral|smollm3|gemma3_text|gemma2|phi3|gpt2)$ ]]; then # a decoder: as it is
+if [[ $model_type =~ ^(llama|qwen2|qwen3|mistral|smollm3|gemma3_text|gemma3|gemma2|phi3|gpt2)$ ]]; then # a decoder: as it is
     shopt -s nullglob
     if [[ -f $src/model.safetensors ]]; then
         weights=("$src/model.safetensors")
