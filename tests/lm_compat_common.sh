@@ -73,7 +73,7 @@ print("%.9f %s" % (math.log(ppl), m[3]))' || { cat "$tmp/eval.err"; return 1; }
 # the merge as a GGUF (DIR/merged.gguf) the adapter's loss, and `loraft export-gguf` writes
 # DIR/adapter.gguf. Sets adapter, merged and tuned (eval_loss's).
 lora_round() {
-  local name=$1 dir=$2 base=$3 merged_gguf
+  local name=$1 dir=$2 base=$3
   "$bin" train --config "$dir/run.json" >"$dir/train.log" 2>&1 \
     || { cat "$dir/train.log"; echo "FAIL: $name: loraft train"; exit 1; }
   adapter=$(eval_loss "$dir/run.json" --adapter "$dir/run/best")
@@ -87,6 +87,14 @@ lora_round() {
   [ "$(eval_loss "$dir/run.json" --set model.model="$dir/model.gguf")" = "$base" ] \
     || { echo "FAIL: the $name GGUF's loss differs from the HF directory's"; exit 1; }
   echo "ok   the $name GGUF gives the HF directory's loss ($base)"
+  gguf_round "$name" "$dir"
+}
+
+# gguf_round NAME DIR: `loraft merge --format gguf` of DIR/model and DIR/run/best into
+# DIR/merged.gguf gives the adapter's loss ($adapter, eval_loss's), and `loraft export-gguf`
+# writes DIR/adapter.gguf.
+gguf_round() {
+  local name=$1 dir=$2 merged_gguf
   "$bin" merge --model "$dir/model" --adapter "$dir/run/best" --format gguf --type f32 \
     --out "$dir/merged.gguf" >/dev/null
   "$bin" export-gguf --adapter "$dir/run/best" --out "$dir/adapter.gguf" >/dev/null

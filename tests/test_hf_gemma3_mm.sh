@@ -112,13 +112,7 @@ expect_refusal "merge to an HF directory" "merge to GGUF" -- \
 [ ! -e "$dir/merged" ] || { echo "FAIL: the refused merge left $dir/merged"; exit 1; }
 expect_refusal "full fine-tuning" "Gemma 3's multimodal checkpoint" -- \
   "$bin" train --config "$dir/run.json" --set lora.strategy=full --set train.output_dir="$dir/full"
-"$bin" merge --model "$dir/model" --adapter "$dir/run/best" --format gguf --type f32 \
-  --out "$dir/merged.gguf" >/dev/null
-"$bin" export-gguf --adapter "$dir/run/best" --out "$dir/adapter.gguf" >/dev/null
-merged_gguf=$(eval_loss "$dir/run.json" --set model.model="$dir/merged.gguf")
-[ "$merged_gguf" = "$adapter" ] \
-  || { echo "FAIL: the merged GGUF's loss $merged_gguf is not the adapter's $adapter"; exit 1; }
-echo "ok   the merged GGUF gives the adapter's loss ($adapter)"
+gguf_round "gemma3 multimodal" "$dir"
 
 # check 3's adapters, made by PEFT: on the language model, and (refused) on the vision tower too
 "$py" - "$dir" <<'EOF'
