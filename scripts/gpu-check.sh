@@ -19,6 +19,9 @@
 # venv of scripts/setup-python.sh when ready, else python3).
 # LORAFT_GPU_CHECK_COMMIT names the commit in the summary's header (the device tool's copy of
 # the tree may carry the session's first commit in .git).
+# LORAFT_GPU_CHECK_SKIP is an extended regex of step names to skip (for a short device lease:
+# e.g. 'profile.*|bench_kernels_(fp32|tf32)|build_all|ctest'); LORAFT_GPU_CHECK_E2E_PRECISION
+# the loraft precisions of the four main e2e cases (bench-gpu-e2e.py --precision).
 # LORAFT_GPU_CHECK_DRY=1 exercises the plumbing without a GPU: no GPU required, the benchmarks
 # run with --smoke (e2e on the CPU), CTest only the GPU tests (they skip).
 # On the device tool: LORAFT_GPU_CHECK_COMMIT=<commit> scripts/gpu-check.sh build-gpu/gpu-check;
@@ -42,6 +45,10 @@ trap 'note "== result: $([ $failed -eq 0 ] && echo "no step failed" || echo "$fa
 step() {
   local name=$1 limit=$2 start=$SECONDS rc=0 left=$((deadline - SECONDS)) verdict cut=0
   shift 2
+  if [[ -n ${LORAFT_GPU_CHECK_SKIP:-} && $name =~ ^(${LORAFT_GPU_CHECK_SKIP})$ ]]; then
+    note "$(printf '  %-22s SKIPPED: LORAFT_GPU_CHECK_SKIP' "$name")"
+    return 1
+  fi
   [ "$left" -lt "$limit" ] && limit=$left cut=1
   if [ "$limit" -lt 5 ]; then
     note "$(printf '  %-22s SKIPPED: time budget spent' "$name")"
@@ -165,14 +172,15 @@ show sass_paths "tile loop|lean|full" 36
 
 note "== end to end: loraft (bf16 without and with CUDA Graphs, with cuDNN attention, fp32) vs PyTorch + PEFT (bf16 autocast, SDPA)"
 e2e_py=${py:-python3}
-no_pt=()
+no_pt=() e2e_precision=()
 [ -z "$py" ] && no_pt=(--no-pytorch)
+[ -n "${LORAFT_GPU_CHECK_E2E_PRECISION:-}" ] && e2e_precision=(--precision "$LORAFT_GPU_CHECK_E2E_PRECISION")
 # one step per case, the MFU goal's first: a timeout loses one case, not the table (whose
 # preamble and column header the summary shows once)
 head_rows="^(# e2e|e2e   case)|"
 for case in smollm2-2048 distilbert-512 smollm2-512 distilbert-128; do
   step "e2e_$case" 200 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py --cases "$case" \
-    --device "$e2e_device" --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
+    --device "$e2e_device" --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}" "${e2e_precision[@]}"
   show "e2e_$case" "$head_rows^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 18
   head_rows=
 done
