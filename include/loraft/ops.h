@@ -370,7 +370,8 @@ typedef struct Ops {
      * scores s = q_h k^T scored by score (AttnScore: scaled, maybe soft-capped) over the allowed
      * keys:
      *   lse[B,NH,T] = log sum_j exp(s[i,j]) per query row, saved; a row with no allowed key has
-     *   lse = +INFINITY, so exp(s - lse) = 0 for every key of it;
+     *   lse = +INFINITY, so exp(s - lse) = 0 for every key of it (model.attention cudnn: -INFINITY,
+     *   cuDNN's own stats, which only its backward reads);
      *   P[b,h,i,j] = exp(s[i,j] - lse[b,h,i]) on allowed keys, 0 elsewhere (the softmax);
      *   out = dropout(P; p, seed) @ v, heads concatenated.
      * No backend keeps P [B,NH,T,T]: backward recomputes it from q, k and lse. P[b,h,i,j]'s

@@ -88,7 +88,12 @@ static cublasHandle_t cuda_blas(void) {
     if (e == cudaSuccess) s = cublasSetStream(blas, cudaStreamPerThread);
     if (e == cudaSuccess && s == CUBLAS_STATUS_SUCCESS)
         s = cublasSetWorkspace(blas, blas_workspace, bytes);
-    cuda_note_blas(s, "cublasSetStream / cublasSetWorkspace", __FILE__, __LINE__);
+    /* A bf16 C is f32 sums rounded once: unasked, cuBLAS may split K and add the parts in bf16
+     * in C (on the H200, a quarter of a 64-row GEMM's outputs were over half a step off). */
+    if (e == cudaSuccess && s == CUBLAS_STATUS_SUCCESS)
+        s = cublasSetMathMode(blas, CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
+    cuda_note_blas(s, "cublasSetStream / cublasSetWorkspace / cublasSetMathMode", __FILE__,
+                   __LINE__);
     if (e == cudaSuccess && s == CUBLAS_STATUS_SUCCESS) {
         blas_workspace_size = bytes;
         return blas;

@@ -26,7 +26,9 @@
  *
  * Deliberately not: a device allocator (no pooling, no out-of-memory other than the
  * LORAFT_EMU_DEVICE_MEM budget, default 8 GiB), asynchronous, or cuBLAS beyond FP32 GEMMs and
- * BF16 x BF16 -> FP32 or BF16 cublasGemmEx (on widened copies) in host pointer mode, and
+ * BF16 x BF16 -> FP32 or BF16 cublasGemmEx (on widened copies; a BF16 C, unless the handle's
+ * math mode has CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION, as cuBLAS may reduce a split K:
+ * the first half's sums rounded to BF16 in C, the second's added to them) in host pointer mode, and
  * cublasLtMatmul beyond the same types with the DEFAULT and BIAS epilogues: any other data or
  * compute type, algorithm or mode aborts with a message instead of computing something else. */
 #include <cblas.h>
@@ -600,7 +602,8 @@ cublasStatus_t cublasGetStream(cublasHandle_t handle, cudaStream_t *stream) {
 }
 cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (mode < CUBLAS_DEFAULT_MATH || mode > CUBLAS_TF32_TENSOR_OP_MATH)
+    int base = mode & ~CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+    if (base < CUBLAS_DEFAULT_MATH || base > CUBLAS_TF32_TENSOR_OP_MATH)
         return CUBLAS_STATUS_INVALID_VALUE;
     handle->math = mode; /* TF32 runs as FP32 here */
     return CUBLAS_STATUS_SUCCESS;
@@ -717,12 +720,14 @@ static void check_types(const char *fn, cudaDataType At, cudaDataType Bt, cudaDa
             fn, (int)compute);
 }
 
-/* Where a GEMM runs: the stream, whether a workspace was given (a captured call needs one), and
- * cuBLASLt's bias epilogue (an FP32 vector of m added to each column of C, or NULL). */
+/* Where a GEMM runs: the stream, whether a workspace was given (a captured call needs one),
+ * cuBLASLt's bias epilogue (an FP32 vector of m added to each column of C, or NULL), and whether
+ * a BF16 C may hold partial sums (the handle's math mode allows reduced-precision reductions). */
 struct GemmOn {
     cudaStream_t stream;
     bool workspace;
     const float *bias;
+    bool reduce_in_c;
 };
 
 static cublasStatus_t gemm_on(const char *fn, GemmOn on, cublasOperation_t ta, cublasOperation_t tb,
@@ -790,9 +795,19 @@ static cublasStatus_t gemm_on(const char *fn, GemmOn on, cublasOperation_t ta, c
                 wa = widen_bf16(Ai, rows_a, cols_a, lda), wb = widen_bf16(Bi, rows_b, cols_b, ldb);
                 fa = wa.data(), fb = wb.data(), la = rows_a, lb = rows_b;
             }
-            cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                        tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a, fa, la, fb, lb,
-                        b, Ci, ldy);
+            CBLAS_TRANSPOSE ca = ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                            cb = tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans;
+            int k1 = half_c && on.reduce_in_c ? k / 2 : 0; /* split K: a part's sums in C first */
+            float beta_rest = b;
+            if (k1) {
+                cblas_sgemm(CblasColMajor, ca, cb, m, n, k1, a, fa, la, fb, lb, b, Ci, ldy);
+                round_into_bf16(C, y, m, n, ldc);
+                y = widen_bf16(C, m, n, ldc);
+                Ci = y.data(), beta_rest = 1.0f;
+                fa += (size_t)k1 * (ca == CblasNoTrans ? la : 1);
+                fb += (size_t)k1 * (cb == CblasNoTrans ? 1 : lb);
+            }
+            cblas_sgemm(CblasColMajor, ca, cb, m, n, k - k1, a, fa, la, fb, lb, beta_rest, Ci, ldy);
             add_bias(Ci, bias, m, n, ldy);
             if (half_c) round_into_bf16(C, y, m, n, ldc);
         }
@@ -811,7 +826,8 @@ static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t t
                            cudaDataType Ct, int ldc, long long sC, int batch,
                            cublasComputeType_t compute, int algo) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    GemmOn on = {h->stream ? h->stream : cudaStreamLegacy, h->workspace != NULL, NULL};
+    GemmOn on = {h->stream ? h->stream : cudaStreamLegacy, h->workspace != NULL, NULL,
+                 !(h->math & CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)};
     return gemm_on(fn, on, ta, tb, m, n, k, alpha, A, At, lda, sA, B, Bt, ldb, sB, beta, C, Ct, ldc,
                    sC, batch, compute, algo);
 }
@@ -1075,7 +1091,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         if (ptrs[i] && (uintptr_t)ptrs[i] % (algo ? algo->data[i] : 256))
             return CUBLAS_STATUS_NOT_SUPPORTED;
     if (lt_refuses("matmul")) return CUBLAS_STATUS_NOT_SUPPORTED;
-    GemmOn on = {stream, workspace_bytes > 0, bias ? d->bias : NULL};
+    GemmOn on = {stream, workspace_bytes > 0, bias ? d->bias : NULL, false};
     return gemm_on(fn, on, g.ta, g.tb, g.m, g.n, g.k, alpha, A, g.At, g.lda, 0, B, g.Bt, g.ldb, 0,
                    beta, D, g.Ct, g.ldc, 0, 1, d->compute, CUBLAS_GEMM_DEFAULT);
 }
