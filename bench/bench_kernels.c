@@ -472,6 +472,14 @@ static void bench_dense(const Dims *d) {
         snprintf(name, sizeof name, "%s matmul_backward%s dinp %dx%d->%d", d->name, sfx, N, K, M);
         TIME(ms, base_backward(&b, dx, out));
         gemm_row(name, flops, ms, bare);
+        if (precision != PRECISION_BF16) continue;
+        /* the input-gradient GEMM alone (cuBLAS's NN layout, beta 0), from a bf16 dout as the
+         * op after a linear without LoRA writes it: the row above less dout's rounding pass and
+         * the f32 add */
+        snprintf(name, sizeof name, "%s dinp GEMM alone (NN, =) %dx%d->%d", d->name, N, K, M);
+        TIME(ms,
+             gpu->matmul_backward_bf16(dx, NULL, b.dd, M, b.wb, b.ld, b.scratch, N, K, M, OPS_SET));
+        gemm_row(name, flops, ms, bare);
     }
     base_free(&b);
     FREE_ALL(bias, out, dx);
