@@ -160,7 +160,7 @@ done
 
 note "== kernel benchmarks (model.precision bf16: frozen weights' GEMMs in bf16, the rest TF32)"
 step bench_kernels_bf16 150 "$build/bench_kernels" --bf16 "${smoke[@]}"
-show bench_kernels_bf16 "^(#|copy|mem|gemm|lora) " 126
+show bench_kernels_bf16 "^(#|copy|mem|gemm|lora) " 140
 if [ -n "$py" ]; then # the attention rows' target: PyTorch's SDPA at the same shapes
   step attention_torch 90 "$py" bench/bench-attention-torch.py --device "$e2e_device" "${smoke[@]}"
   show attention_torch "^(#|attn) " 9
