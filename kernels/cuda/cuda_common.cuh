@@ -69,6 +69,12 @@ static inline unsigned cuda_row_groups(size_t rows) {
 #define GRID_STRIDE(i, n)                                                                          \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)(n);                \
          i += (size_t)gridDim.x * blockDim.x)
+/* i / d of an element index and a row width: in 32 bits where both fit, since a 64-bit division
+ * is a software routine of dozens of instructions and the elementwise kernels divide at every
+ * group of 4 elements. */
+__device__ inline size_t index_div(size_t i, size_t d) {
+    return i <= 0xffffffffu && d <= 0xffffffffu ? (uint32_t)i / (uint32_t)d : i / d;
+}
 /* One warp per row: the warp's row loop for `rows` rows. */
 #define WARP_ROWS(row, rows)                                                                       \
     for (size_t row = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;                   \

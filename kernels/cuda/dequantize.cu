@@ -127,8 +127,10 @@ __global__ void round_bf16_many_kernel(const OpsBf16Copy *copies) {
     size_t n = (size_t)c.rows * c.cols;
     __nv_bfloat16 *dst = (__nv_bfloat16 *)c.dst;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        dst[i / c.cols * c.ld + i % c.cols] = __float2bfloat16(c.src[i]);
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = index_div(i, c.cols);
+        dst[r * c.ld + i - r * c.cols] = __float2bfloat16(c.src[i]);
+    }
 }
 
 enum { ROUND_MANY_BLOCKS = 8, ROUND_MANY_COPIES = 65535 /* grid.y's limit */ };

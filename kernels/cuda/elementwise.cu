@@ -36,13 +36,13 @@ template <typename T>
 __device__ inline void store4_rows(T *dst, const float v[4], size_t i, size_t n, size_t F,
                                    size_t ld) {
     if (ld == F) return store4(dst, v, i, n);
-    size_t r = i / F, c = i - r * F;
+    size_t r = index_div(i, F), c = i - r * F;
     if (c + 4 <= F && i + 4 <= n) {
         store4(dst + r * ld, v, c, F);
         return;
     }
     for (int k = 0; k < 4 && i + k < n; k++) {
-        size_t e = i + k, row = e / F;
+        size_t e = i + k, row = index_div(e, F);
         store_one(dst + row * ld + e - row * F, v[k]);
     }
 }
@@ -55,7 +55,8 @@ __device__ inline void load4_act_input(float x[4], const float *inp, const uint1
                                        const float *bias, size_t i, size_t n, int F) {
     load4_saved(x, inp, saved, i, n);
     if (inp || !bias) return;
-    for (int k = 0, c = (int)(i % F); k < 4; k++, c = c + 1 < F ? c + 1 : 0) x[k] += bias[c];
+    for (int k = 0, c = (int)(i - index_div(i, F) * F); k < 4; k++, c = c + 1 < F ? c + 1 : 0)
+        x[k] += bias[c];
 }
 
 __global__ void activation_forward_kernel(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
@@ -107,16 +108,18 @@ void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp
 }
 
 /* v[k] = element i + k (< n, else 0) of [n/F, F] rows ld apart at src: one float4 load when the
- * four share a row (F a multiple of 4) and it is aligned. */
+ * four share a row (F a multiple of 4) and it is aligned (no division where the rows are
+ * contiguous). */
 __device__ inline void load4_rows(float v[4], const float *src, size_t i, size_t n, size_t F,
                                   size_t ld) {
-    size_t r = i / F, c = i - r * F;
+    if (ld == F) return load4(v, src, i, n);
+    size_t r = index_div(i, F), c = i - r * F;
     if (c + 4 <= F && i + 4 <= n) {
         load4(v, src + r * ld, c, F);
         return;
     }
     for (int k = 0; k < 4; k++) {
-        size_t e = i + k, row = e / F;
+        size_t e = i + k, row = index_div(e, F);
         v[k] = e < n ? src[row * ld + e - row * F] : 0.0f;
     }
 }
@@ -124,13 +127,14 @@ __device__ inline void load4_rows(float v[4], const float *src, size_t i, size_t
 /* load4_rows of bf16 values, widened: one 8-byte load when the four share a row and align */
 __device__ inline void load4_rows(float v[4], const uint16_t *src, size_t i, size_t n, size_t F,
                                   size_t ld) {
-    size_t r = i / F, c = i - r * F;
+    if (ld == F) return load4_saved(v, NULL, src, i, n);
+    size_t r = index_div(i, F), c = i - r * F;
     if (c + 4 <= F && i + 4 <= n) {
         load4_saved(v, NULL, src + r * ld, c, F);
         return;
     }
     for (int k = 0; k < 4; k++) {
-        size_t e = i + k, row = e / F;
+        size_t e = i + k, row = index_div(e, F);
         v[k] = e < n ? qb_bf16(src[row * ld + e - row * F]) : 0.0f;
     }
 }

@@ -16,6 +16,13 @@
  * fewer blocks meet in global atomics */
 enum { LN_WARPS = 8, LN_ROWS_PER_WARP = 4, LN_MAX_CHUNKS = 16 };
 
+/* Blocks an SM must hold (__launch_bounds__): two, so that ptxas keeps a kernel of up to 8 chunks
+ * a lane within 128 registers (129 put one block of 8 warps on an SM: the H200 measured the norms
+ * at 27-35 % of copy bandwidth); 16 chunks would spill there, so they keep one. */
+constexpr int ln_min_blocks(int chunks) {
+    return chunks <= 8 ? 2 : 1;
+}
+
 __device__ inline int chunk_col(int lane, int i) {
     return 4 * lane + 128 * i;
 }
@@ -53,11 +60,11 @@ __device__ inline void norm_out4(float *out, uint16_t *out_bf16, int ldb, uint16
  * computed). A row past V chunks a lane keeps x's tail in sum, or in out (then not NULL), and
  * reads it again there. */
 template <int V>
-__global__ void layernorm_forward_kernel(float *out, uint16_t *out_bf16, int ldb, float *sum,
-                                         float *mean, float *rstd, uint16_t *xh, const float *inp,
-                                         const float *res, float p, uint64_t seed,
-                                         const OpsStep *step, const float *weight,
-                                         const float *bias, float eps, int N, int C, bool rms) {
+__global__ void __launch_bounds__(LN_WARPS * 32, ln_min_blocks(V))
+    layernorm_forward_kernel(float *out, uint16_t *out_bf16, int ldb, float *sum, float *mean,
+                             float *rstd, uint16_t *xh, const float *inp, const float *res, float p,
+                             uint64_t seed, const OpsStep *step, const float *weight,
+                             const float *bias, float eps, int N, int C, bool rms) {
     int lane = threadIdx.x & 31;
     if (res) seed ^= step_seed(step);
     WARP_ROWS(n, N) {
@@ -153,11 +160,11 @@ __device__ inline void grad_out4(float *dinp, uint16_t *dinp_bf16, const float g
  * (sums[0..C) for dweight, [C..2C) for dbias) and reach the outputs in one global atomic per
  * column per block. Any output may be NULL; mean NULL: RMS norm (no centring, no mean(g) term). */
 template <int V>
-__global__ void layernorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, float *dweight,
-                                          float *dbias, const float *dout, const float *inp,
-                                          const uint16_t *xh, const float *weight,
-                                          const float *mean, const float *rstd, int N, int C,
-                                          int add) {
+__global__ void __launch_bounds__(LN_WARPS * 32, ln_min_blocks(V))
+    layernorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, float *dweight, float *dbias,
+                              const float *dout, const float *inp, const uint16_t *xh,
+                              const float *weight, const float *mean, const float *rstd, int N,
+                              int C, int add) {
     extern __shared__ float sums[];
     bool params = dweight || dbias, dx = dinp || dinp_bf16;
     if (params)

@@ -27,7 +27,10 @@ __host__ __device__ constexpr int down_rows(int RMAX) {
 
 /* out[N,OC] += bias[OC], out's rows ldo apart */
 __global__ void bias_add_kernel(float *out, int ldo, const float *bias, size_t N, int OC) {
-    GRID_STRIDE(i, N * OC) out[i / OC * ldo + i % OC] += bias[i % OC];
+    GRID_STRIDE(i, N * OC) {
+        size_t r = index_div(i, OC), c = i - r * OC;
+        out[r * ldo + c] += bias[c];
+    }
 }
 
 /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC], rows ldo, ldi and ldw apart, FP32 or BF16
