@@ -274,6 +274,12 @@ static uint32_t to_bits(float f) {
     return u;
 }
 
+/* f rounded to bf16, nearest even (finite f), as a float */
+static float bf16_rounded(float f) {
+    uint32_t u = to_bits(f);
+    return from_bits((u + 0x7fff + (u >> 16 & 1)) & 0xffff0000u);
+}
+
 __global__ void bf16_kernel(unsigned short *out, float *back, const float *x, int n) {
     int i = threadIdx.x;
     if (i >= n) return;
@@ -318,13 +324,16 @@ static void test_bf16(void) {
 }
 
 /* cublasGemmEx with BF16 A and B, FP32 C: against loops over the bf16 values, every
- * transposition, padded leading dimensions, beta != 0; then the same into a BF16 C (its f32
- * sums rounded once to nearest even: within one bf16 step of the loops' f32, which rounding
- * twice could leave; the padding untouched). */
+ * transposition, padded leading dimensions, beta != 0; then the same into a BF16 C: under
+ * CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION its f32 sums rounded once to nearest even
+ * (within one bf16 step of the loops' f32, which rounding twice could leave; the padding
+ * untouched), and under the default math mode as cuBLAS may split K (the first half's sums
+ * rounded into C, then the rest added: within one step of that two-part sum, and not equal to
+ * the single rounding everywhere). */
 static void test_gemm_bf16(void) {
     cublasHandle_t h;
     EXPECT(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
-    int m = 5, n = 4, k = 35, pad = 3;
+    int m = 5, n = 4, k = 35, pad = 3, differ = 0;
     float alpha = 1.5f, beta = -0.5f;
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
@@ -368,25 +377,53 @@ static void test_gemm_bf16(void) {
             EXPECT(cublasGemmEx(h, oa, ob, m, n, k, &alpha, A, CUDA_R_16BF, ra - 1, B, CUDA_R_16BF,
                                 ldb, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
                                 CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_INVALID_VALUE);
-            unsigned short *h16 = (unsigned short *)malloc(nC * 2);
-            for (size_t i = 0; i < nC; i++)
-                h16[i] = (unsigned short)(to_bits((float)(i % 9) - 4) >> 16);
-            cudaMemcpy(C, h16, nC * 2, cudaMemcpyHostToDevice);
-            EXPECT(cublasGemmEx(h, oa, ob, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF,
-                                ldb, &beta, C, CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F,
-                                CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS);
-            cudaMemcpy(h16, C, nC * 2, cudaMemcpyDeviceToHost);
+            unsigned short *once = (unsigned short *)malloc(nC * 2),
+                           *split = (unsigned short *)malloc(nC * 2);
+            for (int mode = 0; mode < 2; mode++) { /* DISALLOW (rounded once), then default */
+                unsigned short *h16 = mode ? split : once;
+                for (size_t i = 0; i < nC; i++)
+                    h16[i] = (unsigned short)(to_bits((float)(i % 9) - 4) >> 16);
+                cudaMemcpy(C, h16, nC * 2, cudaMemcpyHostToDevice);
+                EXPECT(
+                    cublasSetMathMode(h, mode ? CUBLAS_DEFAULT_MATH
+                                              : CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION) ==
+                    CUBLAS_STATUS_SUCCESS);
+                EXPECT(cublasGemmEx(h, oa, ob, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF,
+                                    ldb, &beta, C, CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS);
+                cudaMemcpy(h16, C, nC * 2, cudaMemcpyDeviceToHost);
+            }
             ok = 1;
-            for (size_t i = 0; i < nC; i++) {
-                float got = from_bits((uint32_t)h16[i] << 16);
-                ok &= fabsf(got - want[i]) <= fabsf(want[i]) / 128 + 1e-6f;
+            for (int c = 0; c < n; c++)
+                for (int r = 0; r < m; r++) {
+                    size_t i = (size_t)c * ldc + r;
+                    float got = from_bits((uint32_t)once[i] << 16);
+                    ok &= fabsf(got - want[i]) <= fabsf(want[i]) / 128 + 1e-6f;
+                    double s1 = 0, s2 = 0; /* the two halves of K */
+                    for (int j = 0; j < k; j++) {
+                        unsigned short a = ta ? hA[(size_t)r * lda + j] : hA[(size_t)j * lda + r];
+                        unsigned short b = tb ? hB[(size_t)j * ldb + c] : hB[(size_t)c * ldb + j];
+                        double x =
+                            (double)from_bits((uint32_t)a << 16) * from_bits((uint32_t)b << 16);
+                        *(j < k / 2 ? &s1 : &s2) += x;
+                    }
+                    float part = bf16_rounded((float)(alpha * s1 + beta * ((float)(i % 9) - 4)));
+                    float two = (float)(part + alpha * s2);
+                    float got2 = from_bits((uint32_t)split[i] << 16);
+                    ok &= fabsf(got2 - two) <= fabsf(two) / 128 + 1e-6f;
+                    differ += once[i] != split[i];
+                }
+            for (size_t i = 0; i < nC; i++) { /* the padding untouched */
+                unsigned short pad16 = (unsigned short)(to_bits((float)(i % 9) - 4) >> 16);
+                if (i % ldc >= (size_t)m) ok &= once[i] == pad16 && split[i] == pad16;
             }
             if (!ok) fprintf(stderr, "bf16 gemm into bf16 ta=%d tb=%d wrong\n", ta, tb);
             EXPECT(ok);
-            free(h16);
+            free(once), free(split);
             cudaFree(A), cudaFree(B), cudaFree(C);
             free(hA), free(hB), free(hC), free(want);
         }
+    EXPECT(differ > 0); /* the default mode's split K shows */
     cublasDestroy(h);
 }
 
