@@ -1040,7 +1040,7 @@ static void rope_from_divisors(ModelConfig *cfg, const float *d, int n) {
                                       .high_freq_factor = 4,
                                       .original_max_positions = 8192};
     int meta =
-        cfg->num_heads > 0 && n == model_head_size(cfg) / 2 && model_rope_divisors(cfg, want) == n;
+        cfg->num_heads > 0 && n == model_rotary_dim(cfg) / 2 && model_rope_divisors(cfg, want) == n;
     for (int i = 0; i < n && meta; i++) meta = fabsf(want[i] - d[i]) <= 1e-6f * want[i];
     if (meta) return;
     cfg->rope_scaling = (RopeScaling){.type = ROPE_DIVISORS, .n_divisors = n};
