@@ -149,6 +149,9 @@ static void test_errors(void) {
     CHECK_HAS(load_text(&c, "{\"train\": {\"batch_size\": 0}}"),
               "train.batch_size: 0 is out of range");
     CHECK_HAS(load_text(&c, "{\"train\": {\"seed\": -1}}"), "train.seed: -1 is out of range");
+    /* a positive double that is 0 as the float it is kept in (it would save as 0) */
+    CHECK_HAS(load_text(&c, "{\"train\": {\"learning_rate\": 5e-47}}"),
+              "train.learning_rate: 5e-47 is 0 as a float, out of range");
     CHECK_HAS(load_text(&c, "{\"train\": {\"warmup_ratio\": 1e40}}"), "does not fit a float");
     CHECK_HAS(load_text(&c, "{\"model\": {\"device\": \"gpu\"}}"),
               "model.device: \"gpu\" is not one of auto, cpu, cuda");

@@ -386,13 +386,22 @@ static void range_text(const Key *k, char *buf, size_t cap) {
                  k->max_open ? ')' : ']');
 }
 
-static int check_range(const Key *k, double x, LfError *err) {
-    if (!k->ranged) return 0;
+static int in_range(const Key *k, double x) {
+    if (!k->ranged) return 1;
     int low = k->min_open ? x <= k->min : x < k->min;
     int high = k->max_open ? x >= k->max : x > k->max;
-    if (!low && !high) return 0;
+    return !low && !high;
+}
+
+/* x, and for a float key the float it is stored as (5e-47 is 0 there), within the key's range */
+static int check_range(const Key *k, double x, LfError *err) {
+    int as_float = k->type == T_FLOAT && in_range(k, x);
+    if (in_range(k, as_float ? (float)x : x)) return 0;
     char r[96];
     range_text(k, r, sizeof r);
+    if (as_float)
+        return lf_fail(err, "%s.%s: %.16g is %g as a float, out of range (allowed: %s)", k->section,
+                       k->name, x, (double)(float)x, r);
     return lf_fail(err, "%s.%s: %.16g is out of range (allowed: %s)", k->section, k->name, x, r);
 }
 
