@@ -9,6 +9,10 @@
 # ncu), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32, the whole CTest
 # suite, and last, where time remains, end to end at Llama-3.2-1B's shape.
 #
+# The build is skipped where .gpu-prebuilt/ (scripts/gpu-prebuild.sh, run on a machine without
+# the GPU) holds binaries of these sources for this GPU and CUDA version: a device lease then
+# spends none of its minutes compiling.
+#
 # Usage: scripts/gpu-check.sh [OUT]   (default build-gpu/gpu-check)
 # Every log and summary.txt go to OUT (emptied first, so nothing stale is read). summary.txt is
 # always written and printed as it grows, also when a step fails, times out or cannot run (it
@@ -24,11 +28,12 @@
 # the loraft precisions of the four main e2e cases (bench-gpu-e2e.py --precision).
 # LORAFT_GPU_CHECK_DRY=1 exercises the plumbing without a GPU: no GPU required, the benchmarks
 # run with --smoke (e2e on the CPU), CTest only the GPU tests (they skip).
-# On the device tool: LORAFT_GPU_CHECK_COMMIT=<commit> scripts/gpu-check.sh build-gpu/gpu-check;
+# On the device tool (carry .gpu-deps and .gpu-prebuilt): LORAFT_GPU_CHECK_COMMIT=<commit>
+# scripts/gpu-check.sh build-gpu/gpu-check;
 # cp build-gpu/gpu-check/summary.txt $OUT/; tar czf $OUT/gpu-check-logs.tgz -C build-gpu
 # gpu-check   (8 files come back at most).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 out=${1:-build-gpu/gpu-check}
 build=${LORAFT_GPU_BUILD:-build-gpu}
 dry=${LORAFT_GPU_CHECK_DRY:-0}
@@ -135,11 +140,40 @@ if [ ! -f "$(dirname "$nvcc")/../include/cudnn.h" ] && [ -n "$py" ] &&
   export LD_LIBRARY_PATH=$d/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   note "  cuDNN: PyTorch's, $d"
 fi
-if step configure 120 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DLORAFT_CUDA=ON \
-  -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$arch" "${deps_args[@]}" \
-  "${cudnn_args[@]}"; then
-  show configure "cuDNN attention" 1 # informative: the build goes on whatever it says
-  step build 300 cmake --build "$build" -j"$(nproc)" --target "${gpu_targets[@]}"
+configure() {
+  step "$1" 120 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DLORAFT_CUDA=ON \
+    -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$arch" "${deps_args[@]}" \
+    "${cudnn_args[@]}"
+}
+# The binaries of scripts/gpu-prebuild.sh (carried in .gpu-prebuilt/), unpacked into the build
+# tree, where they were built from these very sources for this GPU's architecture and this
+# CUDA version, and every library they link is found; else prints why not (and unpacks none).
+take_prebuilt() {
+  local stamp=.gpu-prebuilt/stamp cap cuda missing t
+  [ -f "$stamp" ] && [ -f .gpu-prebuilt/binaries.tar.xz ] || { echo "none carried"; return 1; }
+  grep -qx "sources $(scripts/gpu-prebuild.sh --hash)" "$stamp" || { echo "built from other sources"; return 1; }
+  cap=$arch
+  [ "$arch" = native ] && cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
+  grep -qx "arch $cap" "$stamp" || { echo "built for $(sed -n 's/^arch //p' "$stamp"), this GPU is $cap"; return 1; }
+  cuda=$("$nvcc" --version | sed -n 's/.*release \([0-9.]*\),.*/\1/p')
+  grep -qx "cuda $cuda" "$stamp" || { echo "built with CUDA $(sed -n 's/^cuda //p' "$stamp"), this is $cuda"; return 1; }
+  mkdir -p "$build" && xz -dc .gpu-prebuilt/binaries.tar.xz | tar xf - -C "$build" || { echo "unpacking failed"; return 1; }
+  missing=$(for t in "${gpu_targets[@]}"; do ldd "$build/$t" 2>&1 | grep -E "not found|No such"; done | sort -u | tr -s ' \t\n' ' ')
+  [ -z "$missing" ] && return 0
+  (cd "$build" && rm -f "${gpu_targets[@]}")
+  echo "libraries not found: $missing"
+  return 1
+}
+prebuilt=0
+if why=$(take_prebuilt); then
+  prebuilt=1
+  note "  prebuilt binaries taken, no build: $(sed -n 's/^built //p' .gpu-prebuilt/stamp), CUDA $(sed -n 's/^cuda //p' .gpu-prebuilt/stamp), cuDNN $(sed -n 's/^cudnn //p' .gpu-prebuilt/stamp) (scripts/gpu-prebuild.sh)"
+else
+  [ -d .gpu-prebuilt ] && note "  prebuilt binaries not taken: $why"
+  if configure configure; then
+    show configure "cuDNN attention" 1 # informative: the build goes on whatever it says
+    step build 300 cmake --build "$build" -j"$(nproc)" --target "${gpu_targets[@]}"
+  fi
 fi
 if [ ! -x "$build/bench_kernels" ]; then
   show configure "Error|error|Could NOT|not found" 10
@@ -210,7 +244,9 @@ done
 note "== CTest$([ "$dry" = 1 ] && echo ' (dry run: the GPU tests only)')"
 filter=()
 [ "$dry" = 1 ] && filter=(-R '^test_gpu_')
-step build_all 300 cmake --build "$build" -j"$(nproc)" &&
+# prebuilt binaries leave the tree unconfigured: configured here, the rest built
+{ [ $prebuilt = 0 ] || configure configure_all; } &&
+  step build_all 300 cmake --build "$build" -j"$(nproc)" &&
   step ctest 240 ctest --test-dir "$build" -j"$(nproc)" --timeout 200 --output-on-failure "${filter[@]}"
 show ctest "tests passed|tests failed|\*\*\*Failed|Skipped" 20
 
