@@ -246,6 +246,16 @@ static void bench_norms_and_elementwise(void) {
      * so, without its bias), the output gradient as the GEMM after wrote it (zb: bf16), the
      * output or input gradient written in bf16 only (ob) */
     uint16_t *hb = (uint16_t *)g2, *ob = (uint16_t *)out, *zb = (uint16_t *)z;
+    /* RMS norm as a decoder layer under LoRA runs it: the residual add joined (x = a + b over a),
+     * the output in bf16 for the next GEMM and xhat kept in bf16; backward from xhat, the frozen
+     * weight's gradient not asked, dinp added to and rounded for the GEMM below */
+    snprintf(name, sizeof name, "rmsnorm_forward, residual, bf16 out [%zu,%d]", N, C);
+    TIME(ms, gpu->residual_norm_forward(NULL, ob, C, x, NULL, rstd, hb, x, z, 0.0f, 0, y, NULL,
+                                        1e-5f, (int)N, C));
+    mem_row(name, 4.0 * sc + N, ms);
+    snprintf(name, sizeof name, "rmsnorm_backward, frozen, from xhat [%zu,%d]", N, C);
+    TIME(ms, gpu->rmsnorm_backward(g1, ob, NULL, z, NULL, hb, y, rstd, (int)N, C, OPS_ADD));
+    mem_row(name, 4.0 * sc + N, ms);
     snprintf(name, sizeof name, "dropout_backward p=0.1, bf16 out [%zu,%d]", N, db->C);
     TIME(ms, gpu->dropout_backward(NULL, ob, y, 0.1f, 3, nc, OPS_SET));
     mem_row(name, 1.5 * nc, ms);

@@ -754,18 +754,27 @@ __device__ inline bool grad_last(unsigned *counters) {
 }
 
 /* The last block's sum of a tile's partials over the splits, in split order, into out: a thread
- * a column, its rank chunk's GRAD_RC ranks (read past L1: other blocks wrote them). */
+ * a column, its rank chunk's GRAD_RC ranks side by side and 8 splits at once, so that 64 loads
+ * are in flight together (a rank at a time, volatile, was a round trip to L2 every 16 splits of
+ * each rank: 48 in a row at SmolLM2's 85 splits, this block alone, at the end of the kernel;
+ * now 11). The loads
+ * read past L1 (__ldcg): other blocks wrote the partials. */
 static_assert(GRAD_WARPS * 32 == GRAD_COLS, "grad_sum: a thread a column of the tile");
 template <typename TA, typename TB>
 __device__ inline void grad_sum(const GradArgs<TA, TB> &g, int tile, int R) {
     int C = g.C, c = tile * GRAD_COLS + (int)threadIdx.x, r0 = blockIdx.z * GRAD_RC;
+    if (c >= C) return;
+    int ranks = min(GRAD_RC, R - r0);
     size_t RC = (size_t)R * C;
-    for (int k = 0; k < GRAD_RC && r0 + k < R && c < C; k++) {
-        const volatile float *p = g.partial + (size_t)(r0 + k) * C + c;
-        float sum = 0.0f;
-        for (unsigned t = 0; t < gridDim.y; t++) sum += p[t * RC];
-        g.out[(size_t)(r0 + k) * g.rs + (size_t)c * g.cs] += g.alpha * sum;
-    }
+    const float *p = g.partial + (size_t)r0 * C + c;
+    float sum[GRAD_RC] = {};
+#pragma unroll 8
+    for (unsigned t = 0; t < gridDim.y; t++, p += RC)
+#pragma unroll
+        for (int k = 0; k < GRAD_RC; k++)
+            if (k < ranks) sum[k] += __ldcg(p + (size_t)k * C);
+    for (int k = 0; k < ranks; k++)
+        g.out[(size_t)(r0 + k) * g.rs + (size_t)c * g.cs] += g.alpha * sum[k];
 }
 
 /* The weight gradients of a group's n adapted linears, by value: each one's dB (from u in f32

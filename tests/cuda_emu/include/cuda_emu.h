@@ -2,7 +2,7 @@
  * (tests/cuda_emu/CMakeLists.txt). It gives the kernels in kernels/, after the mechanical pre-pass
  * (preprocess.pl), what nvcc would: execution-space keywords (no-ops), the built-in index
  * variables of the emulated thread, barriers and warp collectives (scheduled by
- * emu_sched.cpp), atomics, device math intrinsics, __ldg, and emu_launch(), which the
+ * emu_sched.cpp), atomics, device math intrinsics, __ldg and __ldcg, and emu_launch(), which the
  * pre-pass writes in place of K<<<grid, block, shmem, stream>>>(args).
  *
  * Deliberately not a CUDA implementation: no textures, cooperative groups, dynamic
@@ -377,6 +377,9 @@ EMU_MINMAX(unsigned long long)
 EMU_MINMAX(float)
 EMU_MINMAX(double)
 template <typename T> static inline T __ldg(const T *p) {
+    return *p;
+}
+template <typename T> static inline T __ldcg(const T *p) { /* L2 only: memory is one here */
     return *p;
 }
 static inline long long clock64(void) {
