@@ -6,7 +6,9 @@
  * is loaded into registers at once (every load in flight before any is used), and the later
  * passes over it read those registers, not memory. A row longer than 2,048 floats reads the
  * chunks past the sixteenth again in every pass (from L1). The backward adds up the
- * weight/bias gradients in its dinp pass, per block in shared memory (shared atomics). The
+ * weight/bias gradients in its dinp pass, a row of sums a warp in shared memory (a lane owns its
+ * columns there: plain adds, where shared atomics were a compare-and-swap loop on sm_90 that the
+ * block's warps contended for), the warps' rows joined at the block's end. The
  * forward also takes the residual stream's dropout and add (residual_norm_forward): its first
  * pass forms x = drop(a) + b. Qwen3's norm over each head of q and k (head_norm_forward) is a
  * kernel of its own: rows of at most 256 values, strided, in place. */
@@ -21,6 +23,12 @@ enum { LN_WARPS = 8, LN_ROWS_PER_WARP = 4, LN_MAX_CHUNKS = 16 };
  * at 27-35 % of copy bandwidth); 16 chunks would spill there, so they keep one. */
 constexpr int ln_min_blocks(int chunks) {
     return chunks <= 8 ? 2 : 1;
+}
+
+/* The columns of a warp's row of backward's weight-gradient sums: dweight's, and dbias's after
+ * them (if any) */
+__host__ __device__ inline int ln_sum_cols(int C, const float *dbias) {
+    return dbias ? 2 * C : C;
 }
 
 __device__ inline int chunk_col(int lane, int i) {
@@ -125,18 +133,29 @@ __device__ inline void load_grad4(float g[4], float h[4], const float *dy, const
         for (int k = 0; k < 4; k++) h[k] = c + k < C ? (h[k] - m) * r : 0.0f;
 }
 
+/* sums[c + k] += v[k] for the four columns from c below C: one 16-byte read and write where
+ * whole and aligned (a warp's lanes then touch 512 consecutive bytes) */
+__device__ inline void add4_shared(float *sums, const float v[4], int c, int C) {
+    if (c + 4 <= C && C % 4 == 0) {
+        float4 *p = (float4 *)(sums + c), s = *p;
+        *p = float4{s.x + v[0], s.y + v[1], s.z + v[2], s.w + v[3]};
+        return;
+    }
+    for (int k = 0; k < 4 && c + k < C; k++) sums[c + k] += v[k];
+}
+
 /* The first backward pass over four columns: sg += sum g w, sgn += sum g w h; the column sums
- * dweight += g h and dbias += g into sums[c], sums[C + c] (params). */
+ * dweight += g h and dbias += g into the warp's sums[c], sums[C + c] (params; no other lane of
+ * the warp adds to these columns). */
 __device__ inline void grad_sums4(float *sg, float *sgn, float *sums, bool params, bool dbias,
                                   const float g[4], const float h[4], const float *weight, int c,
                                   int C) {
-    float w[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    float w[4] = {1.0f, 1.0f, 1.0f, 1.0f}, gh[4];
     if (weight) load4(w, weight, c, C);
-    for (int k = 0; k < 4; k++) *sg += g[k] * w[k], *sgn += g[k] * w[k] * h[k];
-    for (int k = 0; params && k < 4 && c + k < C; k++) {
-        atomicAdd(&sums[c + k], g[k] * h[k]);
-        if (dbias) atomicAdd(&sums[C + c + k], g[k]);
-    }
+    for (int k = 0; k < 4; k++) *sg += g[k] * w[k], *sgn += g[k] * w[k] * h[k], gh[k] = g[k] * h[k];
+    if (!params) return;
+    add4_shared(sums, gh, c, C);
+    if (dbias) add4_shared(sums + C, g, c, C);
 }
 
 /* The second: dinp (+)= r (g w - sg - h sgn) over four columns of row n, and (not NULL)
@@ -156,21 +175,23 @@ __device__ inline void grad_out4(float *dinp, uint16_t *dinp_bf16, const float g
 /* dinp[N,C] (+)= rstd * (g - mean(g) - norm * mean(g * norm)) (add 0: =), g = weight * dout,
  * dinp_bf16 (not NULL, add 0) its bf16 copy, and dweight[c] += sum_n dout * norm, dbias[c] +=
  * sum_n dout in the same pass over dout and inp (norm = (inp - mean) * rstd), or over dout and xh
- * (inp NULL: norm = xh's values): the block's column sums gather in dynamic shared memory
- * (sums[0..C) for dweight, [C..2C) for dbias) and reach the outputs in one global atomic per
- * column per block. Any output may be NULL; mean NULL: RMS norm (no centring, no mean(g) term). */
+ * (inp NULL: norm = xh's values): each warp's column sums gather in its row of dynamic shared
+ * memory (ln_sum_cols: [0..C) for dweight, [C..2C) for dbias), the rows are added in warp order
+ * at the end and reach the outputs in one global atomic per column per block. Any output may be
+ * NULL; mean NULL: RMS norm (no centring, no mean(g) term). */
 template <int V>
 __global__ void __launch_bounds__(LN_WARPS * 32, ln_min_blocks(V))
     layernorm_backward_kernel(float *dinp, uint16_t *dinp_bf16, float *dweight, float *dbias,
                               const float *dout, const float *inp, const uint16_t *xh,
                               const float *weight, const float *mean, const float *rstd, int N,
                               int C, int add) {
-    extern __shared__ float sums[];
+    extern __shared__ float shared_sums[];
     bool params = dweight || dbias, dx = dinp || dinp_bf16;
+    int cols = ln_sum_cols(C, dbias), warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+    float *sums = shared_sums + (threadIdx.x >> 5) * cols; /* this warp's */
     if (params)
-        for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) sums[c] = 0.0f;
+        for (int c = threadIdx.x; c < warps * cols; c += blockDim.x) shared_sums[c] = 0.0f;
     __syncthreads();
-    int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
         const float *x = inp ? inp + n * C : NULL, *dy = dout + n * C;
         const uint16_t *h = x ? NULL : xh + n * C;
@@ -200,11 +221,12 @@ __global__ void __launch_bounds__(LN_WARPS * 32, ln_min_blocks(V))
         }
     }
     __syncthreads();
-    if (params)
-        for (int c = threadIdx.x; c < C; c += blockDim.x) {
-            if (dweight) atomicAdd(&dweight[c], sums[c]);
-            if (dbias) atomicAdd(&dbias[c], sums[C + c]);
-        }
+    for (int c = threadIdx.x; params && c < cols; c += blockDim.x) {
+        float sum = 0.0f;
+        for (int w = 0; w < warps; w++) sum += shared_sums[w * cols + c];
+        float *out = c >= C ? dbias + (c - C) : dweight ? dweight + c : NULL;
+        if (out) atomicAdd(out, sum);
+    }
 }
 
 /* log2 of the chunks a lane for rows of C floats: the fewest of 1, 2, 4, 8, 16 that hold the row
@@ -299,16 +321,21 @@ static void backward_launch(float *dinp, uint16_t *dinp_bf16, float *dweight, fl
                             const float *dout, const float *inp, const uint16_t *xh,
                             const float *weight, const float *mean, const float *rstd, int N, int C,
                             int acc) {
+    /* the weight gradients' sums: a row a warp, as many warps as 48 KB hold (8 up to 768
+     * columns with a bias, 1,536 without; one at least, asking for more shared memory) */
     bool params = dweight || dbias;
-    unsigned blocks = cuda_blocks((size_t)N, LN_WARPS * (params ? LN_ROWS_PER_WARP : 1));
-    size_t shared = params ? 2 * (size_t)C * sizeof(float) : 0;
+    size_t row = (size_t)ln_sum_cols(C, dbias) * sizeof(float);
+    int warps = params ? (int)((48 << 10) / row) : LN_WARPS;
+    warps = warps < 1 ? 1 : warps > LN_WARPS ? LN_WARPS : warps;
+    unsigned blocks = cuda_blocks((size_t)N, warps * (params ? LN_ROWS_PER_WARP : 1));
+    size_t shared = params ? warps * row : 0;
     if (shared > (48 << 10) && cudaFuncSetAttribute(layernorm_backward_kernel<V>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                     (int)shared) != cudaSuccess) {
         CUDA_FAIL("layernorm_backward: C too large for the column sums in shared memory");
         return;
     }
-    layernorm_backward_kernel<V><<<blocks, LN_WARPS * 32, shared>>>(
+    layernorm_backward_kernel<V><<<blocks, warps * 32, shared>>>(
         dinp, dinp_bf16, dweight, dbias, dout, inp, xh, weight, mean, rstd, N, C, acc);
 }
 

@@ -265,8 +265,11 @@ __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, c
     for (int k = lane * VEC; k < K; k += 32 * VEC) {
         float x[ROWS][VEC];
 #pragma unroll
-        for (int i = 0; i < ROWS; i++) {
-            load_row_slice<VEC>(x[i], x0 + ri[i] * xld + k, true);
+        for (int i = 0; i < ROWS; i++) load_row_slice<VEC>(x[i], x0 + ri[i] * xld + k, true);
+#pragma unroll
+        for (int i = 0; i < ROWS; i++) { /* after every row's load: a copy's store between two
+                                            rows' loads kept the later one waiting (the compiler
+                                            cannot move a load past a store it may alias) */
             if (COPY)
                 store_bf16_slice<VEC>(g.xb[AT == A_ROWS ? 0 : j] + (n0 + ri[i]) * ld + k, x[i]);
             if (DROP) drop_slice<VEC>(x[i], key[i], k, p);
@@ -640,36 +643,46 @@ static void lora_drop(float *out, const float *x, float p, uint64_t seed, int N,
  * warp's rows of one split of N, the block's warps add theirs in shared memory, and the block
  * writes one partial [R,C] of its split; the last block of a tile to finish (a counter a tile)
  * adds the splits' partials in order (the same bits every run) into out, rows rs and columns cs
- * apart (dA [R,C], dB [OC,R]). */
-enum { GRAD_WARPS = 8, GRAD_VEC = 8, GRAD_RC = 8, GRAD_COLS = 32 * GRAD_VEC };
+ * apart (dA [R,C], dB [OC,R]). A warp loads GRAD_ROWS rows before it adds any: a row's loads are
+ * a round trip to memory, and the kernel holds two blocks an SM (128 registers) whatever the
+ * shape, so the rows a warp has in flight are what sets its bandwidth. 4 columns x 4 rows a
+ * thread keep 16 KB of b in flight an SM where 8 columns x 1 row (until the twenty-ninth
+ * session) kept 8 KB; 8 x 2 would take 176 registers, one block. */
+enum { GRAD_WARPS = 8, GRAD_VEC = 4, GRAD_RC = 8, GRAD_COLS = 32 * GRAD_VEC, GRAD_ROWS = 4 };
 
 /* x rounded to bf16, as f32 */
 __device__ inline float bf16_value(float x) {
     return __bfloat162float(__float2bfloat16(x));
 }
 
-/* x[e] = row[c + e] as f32 (0 past C): one 16-byte load of 8 bf16, or two of 4 f32, when vec
- * (the row and c 16-byte aligned) and whole */
-__device__ inline void load_cols(float (&x)[GRAD_VEC], const __nv_bfloat16 *row, int c, int C,
+/* x[e] = row[c + e] as f32 (0 past C), VEC (a multiple of 4) of them: 8-byte loads of 4 bf16,
+ * or 16-byte loads of 4 f32, when vec (the row and c 16-byte aligned) and whole */
+template <int VEC>
+__device__ inline void load_cols(float (&x)[VEC], const __nv_bfloat16 *row, int c, int C,
                                  bool vec) {
-    if (vec && c + GRAD_VEC <= C) {
-        uint4 q = *(const uint4 *)(row + c);
-        widen_bf16x2(x, q.x), widen_bf16x2(x + 2, q.y), widen_bf16x2(x + 4, q.z);
-        widen_bf16x2(x + 6, q.w);
+    if (vec && c + VEC <= C) {
+#pragma unroll
+        for (int e = 0; e < VEC; e += 4) {
+            uint2 q = *(const uint2 *)(row + c + e);
+            widen_bf16x2(x + e, q.x), widen_bf16x2(x + e + 2, q.y);
+        }
         return;
     }
 #pragma unroll
-    for (int e = 0; e < GRAD_VEC; e++) x[e] = c + e < C ? __bfloat162float(row[c + e]) : 0.0f;
+    for (int e = 0; e < VEC; e++) x[e] = c + e < C ? __bfloat162float(row[c + e]) : 0.0f;
 }
-__device__ inline void load_cols(float (&x)[GRAD_VEC], const float *row, int c, int C, bool vec) {
-    if (vec && c + GRAD_VEC <= C) {
-        float4 q0 = *(const float4 *)(row + c), q1 = *(const float4 *)(row + c + 4);
-        x[0] = q0.x, x[1] = q0.y, x[2] = q0.z, x[3] = q0.w;
-        x[4] = q1.x, x[5] = q1.y, x[6] = q1.z, x[7] = q1.w;
+template <int VEC>
+__device__ inline void load_cols(float (&x)[VEC], const float *row, int c, int C, bool vec) {
+    if (vec && c + VEC <= C) {
+#pragma unroll
+        for (int e = 0; e < VEC; e += 4) {
+            float4 q = *(const float4 *)(row + c + e);
+            x[e] = q.x, x[e + 1] = q.y, x[e + 2] = q.z, x[e + 3] = q.w;
+        }
         return;
     }
 #pragma unroll
-    for (int e = 0; e < GRAD_VEC; e++) x[e] = c + e < C ? row[c + e] : 0.0f;
+    for (int e = 0; e < VEC; e++) x[e] = c + e < C ? row[c + e] : 0.0f;
 }
 
 /* One weight gradient: its operands (avec, bvec: rows and base 16-byte aligned, for vector loads),
@@ -688,6 +701,87 @@ template <typename TA, typename TB> struct GradArgs {
     float alpha;
 };
 
+/* A row's N values (a multiple of 4) of b's columns or a's ranks as loaded, bf16 bits or f32, not
+ * yet widened: the fast path loads every row of a step into these before it widens any, so that
+ * no use of a value waits on its load while later rows' loads are still to be issued. */
+template <typename T, int N> struct Raw;
+template <int N> struct Raw<__nv_bfloat16, N> { uint2 q[N / 4]; };
+template <int N> struct Raw<float, N> { float4 q[N / 4]; };
+/* r = row[0..N) (16-byte aligned), or zeros where !in */
+template <int N>
+__device__ inline void load_raw(Raw<__nv_bfloat16, N> &r, const __nv_bfloat16 *row, bool in) {
+#pragma unroll
+    for (int e = 0; e < N / 4; e++) r.q[e] = in ? *(const uint2 *)(row + 4 * e) : make_uint2(0, 0);
+}
+template <int N> __device__ inline void load_raw(Raw<float, N> &r, const float *row, bool in) {
+#pragma unroll
+    for (int e = 0; e < N / 4; e++)
+        r.q[e] = in ? *(const float4 *)(row + 4 * e) : float4{0.0f, 0.0f, 0.0f, 0.0f};
+}
+template <int N> __device__ inline void widen(float (&x)[N], const Raw<__nv_bfloat16, N> &r) {
+#pragma unroll
+    for (int e = 0; e < N / 4; e++)
+        widen_bf16x2(x + 4 * e, r.q[e].x), widen_bf16x2(x + 4 * e + 2, r.q[e].y);
+}
+template <int N> __device__ inline void widen(float (&x)[N], const Raw<float, N> &r) {
+#pragma unroll
+    for (int e = 0; e < N / 4; e++)
+        x[4 * e] = r.q[e].x, x[4 * e + 1] = r.q[e].y, x[4 * e + 2] = r.q[e].z,
+              x[4 * e + 3] = r.q[e].w;
+}
+
+/* acc += the products of ROWS rows n, n + GRAD_WARPS, .. (all in the split) at the thread's
+ * columns and ranks: every row's loads before any row's sums, which are added in row order.
+ * FAST: whole vectors (b's rows and a's aligned, C a multiple of GRAD_VEC, the chunk's ranks
+ * all below R), loaded raw; else load_cols value by value where it must. */
+template <int ROWS, bool FAST, bool DROP, bool B_EXACT, typename TA, typename TB>
+__device__ inline void grad_rows(float (&acc)[GRAD_RC * GRAD_VEC], const GradArgs<TA, TB> &g, int n,
+                                 int c, int r0, int R, uint64_t seed) {
+    float x[ROWS][GRAD_VEC], w[ROWS][GRAD_RC];
+    if constexpr (FAST) {
+        Raw<TB, GRAD_VEC> rb[ROWS];
+        Raw<TA, GRAD_RC> ra[ROWS];
+        bool in = c < g.C; /* all the lane's columns or none: C is a multiple of GRAD_VEC */
+#pragma unroll
+        for (int i = 0; i < ROWS; i++) {
+            size_t m = (size_t)n + i * GRAD_WARPS;
+            load_raw(rb[i], g.b + m * g.ldb + (in ? c : 0), in);
+            load_raw(ra[i], g.a + m * g.lda + r0, true);
+        }
+#pragma unroll
+        for (int i = 0; i < ROWS; i++) widen(x[i], rb[i]), widen(w[i], ra[i]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < ROWS; i++) {
+            size_t m = (size_t)n + i * GRAD_WARPS;
+            load_cols(x[i], g.b + m * g.ldb, c, g.C, g.bvec);
+            load_cols(w[i], g.a + m * g.lda, r0, R, g.avec);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < ROWS; i++) {
+        if (DROP)
+            drop_slice<GRAD_VEC>(x[i], rng_row_key(seed, (uint64_t)n + i * GRAD_WARPS), c, g.p);
+#pragma unroll
+        for (int e = 0; e < GRAD_VEC && !B_EXACT; e++) x[i][e] = bf16_value(x[i][e]);
+#pragma unroll
+        for (int k = 0; k < GRAD_RC && sizeof(TA) > 2; k++) w[i][k] = bf16_value(w[i][k]);
+#pragma unroll
+        for (int k = 0; k < GRAD_RC; k++)
+#pragma unroll
+            for (int e = 0; e < GRAD_VEC; e++) acc[k * GRAD_VEC + e] += w[i][k] * x[i][e];
+    }
+}
+
+/* A warp's rows n.. (GRAD_WARPS apart) below n1 into acc, GRAD_ROWS at a time, then the rest */
+template <bool FAST, bool DROP, bool B_EXACT, typename TA, typename TB>
+__device__ inline void grad_loop(float (&acc)[GRAD_RC * GRAD_VEC], const GradArgs<TA, TB> &g, int n,
+                                 int n1, int c, int r0, int R, uint64_t seed) {
+    for (; n + (GRAD_ROWS - 1) * GRAD_WARPS < n1; n += GRAD_ROWS * GRAD_WARPS)
+        grad_rows<GRAD_ROWS, FAST, DROP, B_EXACT>(acc, g, n, c, r0, R, seed);
+    for (; n < n1; n += GRAD_WARPS) grad_rows<1, FAST, DROP, B_EXACT>(acc, g, n, c, r0, R, seed);
+}
+
 /* A block's work (column tile `tile`, split y, rank chunk z): partial[y][r][c] = the split's
  * sums for ranks r0.. r0 + GRAD_RC and the tile's columns. B_EXACT: b's values are bf16 already
  * (a bf16 b at p = 0), so they need no rounding. */
@@ -703,20 +797,10 @@ __device__ inline void grad_partial(const GradArgs<TA, TB> &g, int tile, int N, 
     float acc[V];
 #pragma unroll
     for (int v = 0; v < V; v++) acc[v] = 0.0f;
-    for (int n = n0 + warp; n < n1; n += GRAD_WARPS) {
-        float x[GRAD_VEC], w[GRAD_RC];
-        load_cols(x, g.b + (size_t)n * g.ldb, c, C, g.bvec);
-        if (DROP) drop_slice<GRAD_VEC>(x, rng_row_key(seed, (uint64_t)n), c, g.p);
-#pragma unroll
-        for (int e = 0; e < GRAD_VEC && !B_EXACT; e++) x[e] = bf16_value(x[e]);
-        load_cols(w, g.a + (size_t)n * g.lda, r0, R, g.avec); /* GRAD_RC == GRAD_VEC */
-#pragma unroll
-        for (int k = 0; k < GRAD_RC && sizeof(TA) > 2; k++) w[k] = bf16_value(w[k]);
-#pragma unroll
-        for (int k = 0; k < GRAD_RC; k++)
-#pragma unroll
-            for (int e = 0; e < GRAD_VEC; e++) acc[k * GRAD_VEC + e] += w[k] * x[e];
-    }
+    if (g.avec && g.bvec && C % GRAD_VEC == 0 && r0 + GRAD_RC <= R) /* block-uniform */
+        grad_loop<true, DROP, B_EXACT>(acc, g, n0 + warp, n1, c, r0, R, seed);
+    else
+        grad_loop<false, DROP, B_EXACT>(acc, g, n0 + warp, n1, c, r0, R, seed);
     for (int half = GRAD_WARPS / 2; half >= 1; half /= 2) { /* the warps' sums into warp 0's */
         if (warp >= half && warp < 2 * half)
 #pragma unroll
@@ -754,24 +838,26 @@ __device__ inline bool grad_last(unsigned *counters) {
 }
 
 /* The last block's sum of a tile's partials over the splits, in split order, into out: a thread
- * a column, its rank chunk's GRAD_RC ranks side by side and 8 splits at once, so that 64 loads
- * are in flight together (a rank at a time, volatile, was a round trip to L2 every 16 splits of
- * each rank: 48 in a row at SmolLM2's 85 splits, this block alone, at the end of the kernel;
- * now 11). The loads
- * read past L1 (__ldcg): other blocks wrote the partials. */
-static_assert(GRAD_WARPS * 32 == GRAD_COLS, "grad_sum: a thread a column of the tile");
+ * a column and SUM_RANKS of its rank chunk's ranks (the block's threads cover the tile's columns
+ * and the chunk's ranks), those ranks side by side and 8 splits at once, so that 32 loads are in
+ * flight together (a rank at a time, volatile, was a round trip to L2 every 16 splits of each
+ * rank: 48 in a row at SmolLM2's 85 splits, this block alone, at the end of the kernel). The
+ * loads read past L1 (__ldcg): other blocks wrote the partials. */
+enum { SUM_RANKS = GRAD_RC * GRAD_COLS / (GRAD_WARPS * 32) };
+static_assert(SUM_RANKS * GRAD_WARPS * 32 == GRAD_RC * GRAD_COLS, "grad_sum: the block's threads");
 template <typename TA, typename TB>
 __device__ inline void grad_sum(const GradArgs<TA, TB> &g, int tile, int R) {
-    int C = g.C, c = tile * GRAD_COLS + (int)threadIdx.x, r0 = blockIdx.z * GRAD_RC;
-    if (c >= C) return;
-    int ranks = min(GRAD_RC, R - r0);
+    int C = g.C, c = tile * GRAD_COLS + (int)threadIdx.x % GRAD_COLS;
+    int r0 = blockIdx.z * GRAD_RC + (int)threadIdx.x / GRAD_COLS * SUM_RANKS;
+    if (c >= C || r0 >= R) return;
+    int ranks = min(SUM_RANKS, R - r0);
     size_t RC = (size_t)R * C;
     const float *p = g.partial + (size_t)r0 * C + c;
-    float sum[GRAD_RC] = {};
+    float sum[SUM_RANKS] = {};
 #pragma unroll 8
     for (unsigned t = 0; t < gridDim.y; t++, p += RC)
 #pragma unroll
-        for (int k = 0; k < GRAD_RC; k++)
+        for (int k = 0; k < SUM_RANKS; k++)
             if (k < ranks) sum[k] += __ldcg(p + (size_t)k * C);
     for (int k = 0; k < ranks; k++)
         g.out[(size_t)(r0 + k) * g.rs + (size_t)c * g.cs] += g.alpha * sum[k];
@@ -791,7 +877,7 @@ template <typename TB> struct GradGroup {
 /* Every gradient of a group in one launch: a block finds its gradient by its x, writes its
  * split's partial, and the last of a tile's splits sums them. */
 template <typename TB, bool DROP>
-__global__ void __launch_bounds__(GRAD_WARPS * 32)
+__global__ void __launch_bounds__(GRAD_WARPS * 32, 2)
     lora_grads_kernel(GradGroup<TB> g, int N, int R, int split_rows, const OpsStep *step,
                       unsigned *counters) {
     __shared__ float red[GRAD_WARPS / 2 * GRAD_RC * GRAD_VEC * 32]; /* [warp][v][lane] */
