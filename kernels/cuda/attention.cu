@@ -501,21 +501,26 @@ __global__ void heads_bf16_kernel(HeadCopies hc, int B, int T, int HS) {
         const float *src = j == 0 ? hc.src[0] : j == 1 ? hc.src[1] : hc.src[2];
         int H = j == 0 ? hc.H[0] : j == 1 ? hc.H[1] : hc.H[2];
         int ld = j == 0 ? hc.ld[0] : j == 1 ? hc.ld[1] : hc.ld[2];
-        size_t row = c / chunks; /* (b*H + h)*T + t */
-        int d = 8 * (int)(c % chunks), t = (int)(row % T), bh = (int)(row / T);
-        size_t at = ((size_t)(bh / H) * T + t) * ld + (size_t)(bh % H) * HS;
+        size_t row = index_div(c, chunks), bh = index_div(row, T); /* row = (b*H + h)*T + t */
+        int d = 8 * (int)(c - row * chunks), t = (int)(row - bh * T), b = (int)index_div(bh, H);
+        size_t at = ((size_t)b * T + t) * ld + (bh - (size_t)b * H) * HS;
         if (j < 2 && d < 2 * hc.rope.half) { /* the rotated dims; any others copy as they are */
             if (d < hc.rope.half)
                 rotate_chunks(dst + row * HP, (j ? hc.rotate[1] : hc.rotate[0]) + at, d, t,
                               hc.rope);
             continue;
         }
-        const float *x = src + at;
-        uint32_t packed[4];
-        for (int e = 0; e < 8; e += 2) {
-            float lo = d + e < HS ? x[d + e] : 0.0f, hi = d + e + 1 < HS ? x[d + e + 1] : 0.0f;
-            packed[e / 2] = pack_bf16x2(lo, hi);
+        const float *x = src + at + d;
+        float v[8];
+        if (d + 8 <= HS && (uintptr_t)x % 16 == 0) { /* two 16-byte loads */
+            float4 lo = *(const float4 *)x, hi = *(const float4 *)(x + 4);
+            v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
+            v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+        } else {
+            for (int e = 0; e < 8; e++) v[e] = d + e < HS ? x[e] : 0.0f;
         }
+        uint32_t packed[4];
+        for (int e = 0; e < 8; e += 2) packed[e / 2] = pack_bf16x2(v[e], v[e + 1]);
         *(uint4 *)(dst + row * HP + d) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
     }
 }

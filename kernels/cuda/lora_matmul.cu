@@ -524,9 +524,17 @@ __global__ void lora_dinp_masked_kernel(float *dinp, uint16_t *dinp_bf16, LoraUp
         int rows = left < (size_t)UP_ROWS ? (int)left : UP_ROWS;
         for (int c0 = 0; c0 < C; c0 += blockDim.x) { /* block-uniform: barriers inside */
             int c = c0 + threadIdx.x;
-            float total[UP_ROWS];
+            float total[UP_ROWS], old[UP_ROWS]; /* old: what dinp holds (add), loaded first, in
+                                                   flight under the sums (loaded as each row was
+                                                   stored, each load waited for the store before) */
 #pragma unroll
-            for (int i = 0; i < UP_ROWS; i++) total[i] = 0.0f;
+            for (int i = 0; i < UP_ROWS; i++) {
+                size_t at = (n0 + i) * C + c;
+                total[i] = 0.0f;
+                old[i] = !add || i >= rows || c >= C ? 0.0f
+                         : dinp                      ? dinp[at]
+                                                     : qb_bf16(dinp_bf16[at]);
+            }
             for (int j = 0; j < g.n; j++) {
                 const float *du = g.du[j], *A = g.A[j];
                 float acc[UP_ROWS];
@@ -561,12 +569,11 @@ __global__ void lora_dinp_masked_kernel(float *dinp, uint16_t *dinp_bf16, LoraUp
             for (int i = 0; i < UP_ROWS; i++) {
                 if (i >= rows || c >= C) continue;
                 size_t at = (n0 + i) * C + c;
-                if (dinp) {
-                    dinp[at] = add ? dinp[at] + total[i] : total[i];
-                } else {
-                    float v = add ? qb_bf16(dinp_bf16[at]) + total[i] : total[i];
+                float v = add ? old[i] + total[i] : total[i];
+                if (dinp)
+                    dinp[at] = v;
+                else
                     dinp_bf16[at] = __bfloat16_as_ushort(__float2bfloat16(v));
-                }
             }
         }
     }
