@@ -266,10 +266,10 @@ __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, c
         float x[ROWS][VEC];
 #pragma unroll
         for (int i = 0; i < ROWS; i++) load_row_slice<VEC>(x[i], x0 + ri[i] * xld + k, true);
+            /* the copies after every row's load: a store between two rows' loads kept the later
+             * one waiting (the compiler cannot move a load past a store it may alias) */
 #pragma unroll
-        for (int i = 0; i < ROWS; i++) { /* after every row's load: a copy's store between two
-                                            rows' loads kept the later one waiting (the compiler
-                                            cannot move a load past a store it may alias) */
+        for (int i = 0; i < ROWS; i++) {
             if (COPY)
                 store_bf16_slice<VEC>(g.xb[AT == A_ROWS ? 0 : j] + (n0 + ri[i]) * ld + k, x[i]);
             if (DROP) drop_slice<VEC>(x[i], key[i], k, p);
@@ -524,9 +524,9 @@ __global__ void lora_dinp_masked_kernel(float *dinp, uint16_t *dinp_bf16, LoraUp
         int rows = left < (size_t)UP_ROWS ? (int)left : UP_ROWS;
         for (int c0 = 0; c0 < C; c0 += blockDim.x) { /* block-uniform: barriers inside */
             int c = c0 + threadIdx.x;
-            float total[UP_ROWS], old[UP_ROWS]; /* old: what dinp holds (add), loaded first, in
-                                                   flight under the sums (loaded as each row was
-                                                   stored, each load waited for the store before) */
+            /* old: what dinp holds (add), loaded here, in flight under the sums (read row by
+             * row between the stores, each load waited for the store before it) */
+            float total[UP_ROWS], old[UP_ROWS];
 #pragma unroll
             for (int i = 0; i < UP_ROWS; i++) {
                 size_t at = (n0 + i) * C + c;
