@@ -300,16 +300,29 @@ __device__ inline void down_pass(float (&acc)[ROWS * RMAX], const LoraDown &g, c
 
 /* bf16 of the warp's rows (n0 + i, i < rows) into xb (rows ld apart), and nothing else: the copy
  * of a group member without LoRA (lora_backward_bf16's TRANS launch). Not inlined, so that it
- * costs the kernel's hot loops no registers. */
+ * costs the kernel's hot loops no registers. Four column steps load before any stores (a store
+ * between two loads kept the later one waiting: a round trip a step). */
 template <int VEC>
 __device__ __noinline__ void copy_rows(__nv_bfloat16 *xb, const float *x0, int rows, size_t n0,
                                        size_t ld, int K, int lane) {
-    for (int i = 0; i < rows; i++)
-        for (int k = lane * VEC; k < K; k += 32 * VEC) {
-            float x[VEC];
-            load_row_slice<VEC>(x, x0 + (size_t)i * K + k, true);
-            store_bf16_slice<VEC>(xb + (n0 + i) * ld + k, x);
+    enum { STEP = 32 * VEC, STEPS = 4 };
+    for (int i = 0; i < rows; i++) {
+        const float *x = x0 + (size_t)i * K;
+        __nv_bfloat16 *y = xb + (n0 + i) * ld;
+        int k = lane * VEC;
+        for (; k + (STEPS - 1) * STEP < K; k += STEPS * STEP) {
+            float v[STEPS][VEC];
+#pragma unroll
+            for (int t = 0; t < STEPS; t++) load_row_slice<VEC>(v[t], x + k + t * STEP, true);
+#pragma unroll
+            for (int t = 0; t < STEPS; t++) store_bf16_slice<VEC>(y + k + t * STEP, v[t]);
         }
+        for (; k < K; k += STEP) {
+            float v[VEC];
+            load_row_slice<VEC>(v, x + k, true);
+            store_bf16_slice<VEC>(y + k, v);
+        }
+    }
 }
 
 /* down_pass over rank chunk r0.. of linear j, the copies written when copy (a template parameter
