@@ -400,7 +400,6 @@ __global__ void embedding_forward_kernel(float *__restrict__ out, const int32_t 
         const float *te = id >= 0 ? wte + (size_t)id * C : NULL;
         const float *pe = wpe ? wpe + (size_t)(pos ? pos[n] : n % T) * C : NULL;
         const float *tt = ty >= 0 ? wtt + ty * C : NULL;
-#pragma unroll 4 /* out is __restrict__: four columns' loads go out before their stores */
         for (int c = lane; c < C; c += 32)
             out[n * C + c] = (pe ? pe[c] : 0.0f) + (te ? te[c] : 0.0f) + (tt ? tt[c] : 0.0f);
     }
