@@ -13,7 +13,8 @@ milliseconds per kernel) and CUDA Graphs off, so that ncu sees each launch. Both
 kernel time, so launch gaps are not in it. ncu runs with --clock-control none and
 --cache-control none, which METHOD.md advises for timings.
 --details REGEX adds, for the first case, Nsight Compute's throughput, occupancy, launch and
-issue figures of the first launch of each kernel whose name matches (why a kernel is slow).
+issue figures of the first launch of each kernel whose name matches, and its largest warp stall
+reasons (why a kernel is slow).
 Exit 77 with a SKIP line where ncu is missing or cannot read the GPU (gVisor machines).
 """
 import argparse
@@ -23,6 +24,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,36 +92,54 @@ DETAIL_METRICS = ("Duration", "Compute (SM) Throughput", "Memory Throughput", "D
                   "Achieved Occupancy", "Block Limit Registers", "Block Limit Shared Mem",
                   "Executed Ipc Active", "Issue Slots Busy",
                   "Warp Cycles Per Issued Instruction")
+# Why warps did not issue: the share of active warp cycles stalled for each reason. A regex, so
+# that a reason this GPU's ncu does not count is left out instead of failing the run.
+STALL_PREFIX, STALL_SUFFIX = "smsp__warp_issue_stalled_", "_per_warp_active.pct"
+STALL_REGEX = "regex:^" + STALL_PREFIX + ".*" + re.escape(STALL_SUFFIX) + "$"
+STALLS_SHOWN = 5
 
 
 def details(a, ncu, name, T, tmp):
-    """Nsight Compute's sections for the first launch of each kernel matching --details."""
+    """Nsight Compute's sections for the first launch of each kernel matching --details, and a
+    line of its largest stall reasons."""
     log = os.path.join(tmp, f"{name}-{T}-details.csv")
     cmd = [ncu, "--clock-control", "none", "--kernel-name", "regex:" + a.details,
            "--launch-count", "40", "--section", "SpeedOfLight", "--section", "Occupancy",
            "--section", "LaunchStats", "--section", "ComputeWorkloadAnalysis", "--section",
-           "WarpStateStats", "--csv", "--print-kernel-base", "function", "--log-file", log]
+           "WarpStateStats", "--metrics", STALL_REGEX, "--csv", "--print-kernel-base",
+           "function", "--log-file", log]
     cmd += profiled_step(a, name, T, tmp)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
     text = open(log).read() if os.path.exists(log) else ""
     rows = list(csv.reader(io.StringIO("\n".join(
         ln for ln in text.splitlines() if ln.startswith('"')))))
     head = rows[0] if rows else []
-    need = ("Kernel Name", "Metric Name", "Metric Unit", "Metric Value")
+    need = ("ID", "Kernel Name", "Metric Name", "Metric Unit", "Metric Value")
     if p.returncode or not all(c in head for c in need):
         why = (p.stderr.strip() or p.stdout.strip() or text.strip()).splitlines()
         print(f"prof  {name}-{T} details FAILED: {why[-1][:200] if why else p.returncode}")
         return 1
-    k, m, u, v = (head.index(c) for c in need)
-    seen, first = {}, rows[1][k] if len(rows) > 1 else ""
-    picked = [r for r in rows[1:] if r[m] in DETAIL_METRICS] or [r for r in rows[1:]
-                                                                    if r[k] == first]
-    for r in picked:
-        key = (r[k], r[m])
-        if key in seen:
-            continue  # the first launch of each kernel
-        seen[key] = True
-        print(f"prof  {name}-{T} {r[k][:28]:28} {r[m][:36]:36} {r[v]:>12} {r[u]}")
+    i, k, m, u, v = (head.index(c) for c in need)
+    first_id = {}  # kernel name -> the ID of its first launch, whose rows are printed
+    rows = [r for r in rows[1:] if first_id.setdefault(r[k], r[i]) == r[i]]
+    picked = [r for r in rows if r[m] in DETAIL_METRICS] or [r for r in rows
+                                                            if r[k] == rows[0][k]]
+    stalls = {}
+    for r in rows:
+        if r[m].startswith(STALL_PREFIX) and r[m].endswith(STALL_SUFFIX):
+            try:
+                share = float(r[v].replace(",", ""))
+            except ValueError:
+                continue
+            stalls.setdefault(r[k], []).append((share, r[m][len(STALL_PREFIX):-len(STALL_SUFFIX)]))
+    for kernel in first_id:  # each kernel's rows, then its stalls
+        for r in picked:
+            if r[k] == kernel:
+                print(f"prof  {name}-{T} {r[k][:28]:28} {r[m][:36]:36} {r[v]:>12} {r[u]}")
+        top = sorted(stalls.get(kernel, []))[::-1][:STALLS_SHOWN]
+        if top:
+            print(f"prof  {name}-{T} {kernel[:28]:28} stalls, % of active warp cycles: " +
+                  ", ".join(f"{why} {share:.1f}" for share, why in top))
     return 0
 
 

@@ -228,7 +228,7 @@ if [ "$dry" != 1 ]; then # ncu needs the GPU's counters: the step skips (77) whe
   note "== where a bf16 step's GPU time goes (Nsight Compute, 2 layers, graphs off)"
   step profile 150 python3 bench/profile-step.py --loraft-bench "$build/bench_train_step" \
     --timeout 55 --details 'flash_.*_tc_kernel|lora_down_kernel|lora_dinp_masked_kernel|lora_grads_kernel|cross_entropy_kernel|layernorm_.*_kernel|glu_.*_kernel|activation_.*_kernel'
-  show profile "^(#|prof) " 130
+  show profile "^(#|prof) " 200
   # the same with cuDNN's attention: what the rest of DistilBERT's step costs then
   step profile_cudnn 90 python3 bench/profile-step.py --loraft-bench "$build/bench_train_step" \
     --timeout 80 --cases distilbert-512 --attention cudnn
