@@ -513,9 +513,10 @@ typedef struct Ops {
      * Equal to matmul_forward + cross_entropy + matmul_backward on the whole [N,V] logits.
      * Wb [V,C] or NULL: W's bf16 copy, for a frozen head under model.precision bf16 (dW must be
      * NULL then: the GPU reports an error, the CPU, whose ops cannot fail, runs without Wb).
-     * With it the GEMMs run on bf16 operands: logits = bf16(h) @ Wb^T and dh +=
-     * bf16(dlogits) @ Wb, products of bf16 values summed in f32; the losses and dlogits are
-     * computed in f32 from the logits, as without it.
+     * With it the GEMMs run on bf16 operands: logits = bf16(bf16(h) @ Wb^T) (f32 sums rounded
+     * once: PyTorch's autocast returns the head's logits in bf16 too) and dh += bf16(dlogits) @
+     * Wb, products of bf16 values summed in f32; the losses and dlogits are computed in f32 from
+     * the logits, as without it.
      * chunk >= 1 rows (OPS_LM_HEAD_CHUNK unless memory says otherwise); scratch:
      * ops_lm_head_scratch(N, C, V, chunk) floats. Generation's next-token logits are a plain
      * matmul_forward of the last row, soft-capped on the host (model_lm_logits). */

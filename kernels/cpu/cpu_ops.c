@@ -1143,8 +1143,8 @@ static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits
 /* ---- LM head + cross-entropy, in chunks of rows ---- */
 
 /* One chunk of rows on bf16 operands, the reference of the GPU's tensor-core GEMMs (tests only):
- * hb = bf16(h) [rows,C], logits [rows,V] = hb Wb^T and dh += bf16(dlogits) Wb in loops over bf16
- * values, summed in f32. */
+ * hb = bf16(h) [rows,C], logits [rows,V] = bf16(hb Wb^T) and dh += bf16(dlogits) Wb in loops over
+ * bf16 values, summed in f32. */
 static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const uint16_t *Wb,
                                const int32_t *labels, float grad_scale, const float *row_scale,
                                float softcap, float *logits, uint16_t *hb, int rows, int C, int V) {
@@ -1154,6 +1154,7 @@ static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const u
             float s = 0.0f;
             for (size_t c = 0; c < (size_t)C; c++)
                 s += qb_bf16(hb[n * C + c]) * qb_bf16(Wb[v * C + c]);
+            s = bf16_round(s);
             logits[n * V + v] = softcap > 0.0f ? soft_cap(s, softcap) : s;
         }
     cross_entropy_rows(losses, dh ? logits : NULL, logits, labels, grad_scale, row_scale, softcap,

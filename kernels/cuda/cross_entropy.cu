@@ -6,9 +6,10 @@
  * few rows in flight). In both passes each thread loads CE_UNROLL values before
  * using them: enough loads in flight to cover memory latency. In place (dlogits == logits)
  * works: every read of another thread's element happens before the block's
- * barriers. The gradient may be written in bf16 too (the LM head's bf16 path), and the logits
- * soft-capped as they are read (the LM head's softcap: Gemma 2's final logits; a kernel of its
- * own, CAP, so that the plain one keeps its 32 registers, two 1024-thread blocks an SM). A label
+ * barriers. The logits and their gradient may be bf16 too (the LM head's bf16 path), and the
+ * logits soft-capped as they are read (the LM head's softcap: Gemma 2's final logits; a kernel of
+ * its own, CAP, so that the plain one keeps its 32 registers, two 1024-thread blocks an SM). A
+ * label
  * >= V raises a fault bit that status() reports. */
 #include "cuda_common.cuh"
 #include "loraft/activation.h" /* soft_cap */
@@ -19,35 +20,31 @@ enum { CE_UNROLL = 4, CE_THREADS = 1024 };
 
 /* v[u] = x[j0 + u * blockDim.x] for u < CE_UNROLL (CAP: soft-capped at cap), `fill` past V: all
  * loads issued before any value is used (or stored over, in place) */
-template <bool CAP>
-__device__ inline void load_unrolled(float v[CE_UNROLL], const float *x, int j0, int V, float fill,
+template <bool CAP, typename T>
+__device__ inline void load_unrolled(float v[CE_UNROLL], const T *x, int j0, int V, float fill,
                                      float cap) {
 #pragma unroll
     for (int u = 0; u < CE_UNROLL; u++) {
         int j = j0 + u * blockDim.x;
-        v[u] = j < V ? x[j] : fill;
+        v[u] = j < V ? as_f32(x[j]) : fill;
     }
 #pragma unroll
     for (int u = 0; u < CE_UNROLL && CAP; u++)
         if (j0 + u * (int)blockDim.x < V) v[u] = soft_cap(v[u], cap);
 }
 
-/* losses[N], dlogits [N,V] rows ldd apart (may be NULL) from logits [N,V] (CAP: soft-capped at
- * softcap, their gradient times the cap's slope), labels [N]; row_scale [N] or NULL. D float:
- * dlogits may be the logits (in place). D bf16 (the LM head's bf16 path): dlogits may be the logits
- * viewed as bf16 with ldd 2V, row n's gradient over the first half of its own logits. Then each
- * pass of the block over CE_UNROLL x blockDim.x columns loads them all before a barrier and only
- * then writes their gradients, which land over logits below them, so no thread overwrites a value
- * another has yet to read. */
-template <typename D, bool CAP>
-__global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, const float *logits,
+/* losses[N], dlogits [N,V] (may be NULL, or the logits: in place) from logits [N,V] (CAP:
+ * soft-capped at softcap, their gradient times the cap's slope), labels [N]; row_scale [N] or
+ * NULL. T: float, or bf16 (the LM head's bf16 path), logits and gradients alike, so that a thread
+ * writes each gradient over the logit it read itself. */
+template <typename T, bool CAP>
+__global__ void cross_entropy_kernel(float *losses, T *dlogits, const T *logits,
                                      const int32_t *labels, float grad_scale,
                                      const float *row_scale, float softcap, const OpsStep *step,
                                      int N, int V, int *fault) {
-    constexpr bool narrow = sizeof(D) < sizeof(float);
     for (int n = blockIdx.x; n < N; n += gridDim.x) {
-        const float *x = logits + (size_t)n * V;
-        D *dx = dlogits ? dlogits + (size_t)n * ldd : NULL;
+        const T *x = logits + (size_t)n * V;
+        T *dx = dlogits ? dlogits + (size_t)n * V : NULL;
         int label = labels[n];
         if (label >= V && fault && threadIdx.x == 0) atomicOr(fault, FAULT_LABEL);
         if (label < 0 || label >= V) { /* ignored row (HF's -100), or a faulted one */
@@ -57,7 +54,8 @@ __global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, cons
             continue;
         }
         /* at_label read before dx is written */
-        float mx = -INFINITY, sum = 0.0f, at_label = CAP ? soft_cap(x[label], softcap) : x[label];
+        float at = as_f32(x[label]), mx = -INFINITY, sum = 0.0f;
+        float at_label = CAP ? soft_cap(at, softcap) : at;
         for (int j0 = threadIdx.x; j0 < V; j0 += CE_UNROLL * blockDim.x) {
             float v[CE_UNROLL], vmax = mx;
             load_unrolled<CAP>(v, x, j0, V, -INFINITY, softcap);
@@ -75,11 +73,9 @@ __global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, cons
         /* the exact difference first, as torch: at large logits mx + log(sum) rounds */
         if (threadIdx.x == 0) losses[n] = (mx - at_label) + logf(sum);
         float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * step_grad_scale(step);
-        for (int s0 = 0; dx && s0 < V; s0 += CE_UNROLL * blockDim.x) { /* the same s0 block-wide */
+        for (int j0 = threadIdx.x; dx && j0 < V; j0 += CE_UNROLL * blockDim.x) {
             float v[CE_UNROLL];
-            int j0 = s0 + threadIdx.x;
             load_unrolled<CAP>(v, x, j0, V, 0.0f, softcap);
-            if (narrow) __syncthreads();
 #pragma unroll
             for (int u = 0, j = j0; u < CE_UNROLL && j < V; u++, j += blockDim.x) {
                 float d = (expf(v[u] - mx) / sum - (j == label ? 1.0f : 0.0f)) * g;
@@ -89,16 +85,16 @@ __global__ void cross_entropy_kernel(float *losses, D *dlogits, size_t ldd, cons
     }
 }
 
-template <typename D>
-static void cross_entropy_launch(float *losses, D *dlogits, size_t ldd, const float *logits,
-                                 const int32_t *labels, float grad_scale, const float *row_scale,
-                                 float softcap, int N, int V) {
+template <typename T>
+static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, const int32_t *labels,
+                                 float grad_scale, const float *row_scale, float softcap, int N,
+                                 int V) {
     if (N <= 0 || V <= 0) return;
     unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
     unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
     auto launch = [&](auto cap) {
         constexpr bool CAP = decltype(cap)::value;
-        cross_entropy_kernel<D, CAP><<<blocks, threads>>>(losses, dlogits, ldd, logits, labels,
+        cross_entropy_kernel<T, CAP><<<blocks, threads>>>(losses, dlogits, logits, labels,
                                                           grad_scale, row_scale, softcap,
                                                           cuda_step(), N, V, cuda_fault_word());
     };
@@ -112,15 +108,13 @@ static void cross_entropy_launch(float *losses, D *dlogits, size_t ldd, const fl
 void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                              const int32_t *labels, float grad_scale, const float *row_scale,
                              float softcap, int N, int V) {
-    cross_entropy_launch(losses, dlogits, (size_t)V, logits, labels, grad_scale, row_scale, softcap,
-                         N, V);
+    cross_entropy_launch(losses, dlogits, logits, labels, grad_scale, row_scale, softcap, N, V);
 }
 
-void cuda_cross_entropy_rows_bf16(float *losses, float *logits, int grads, const int32_t *labels,
-                                  float grad_scale, const float *row_scale, float softcap, int N,
-                                  int V) {
-    __nv_bfloat16 *dlogits = grads ? (__nv_bfloat16 *)logits : NULL;
-    cross_entropy_launch(losses, dlogits, 2 * (size_t)V, logits, labels, grad_scale, row_scale,
+void cuda_cross_entropy_rows_bf16(float *losses, __nv_bfloat16 *logits, int grads,
+                                  const int32_t *labels, float grad_scale, const float *row_scale,
+                                  float softcap, int N, int V) {
+    cross_entropy_launch(losses, grads ? logits : NULL, logits, labels, grad_scale, row_scale,
                          softcap, N, V);
 }
 

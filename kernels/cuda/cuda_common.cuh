@@ -336,11 +336,10 @@ void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, cons
 void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                              const int32_t *labels, float grad_scale, const float *row_scale,
                              float softcap, int N, int V);
-/* The same over logits [N,V] whose gradient (grads) is written over them in bf16, row n's at
- * halves n * 2V, the first half of its own logits' bytes */
-void cuda_cross_entropy_rows_bf16(float *losses, float *logits, int grads, const int32_t *labels,
-                                  float grad_scale, const float *row_scale, float softcap, int N,
-                                  int V);
+/* The same over bf16 logits [N,V], their gradient (grads) written over them in bf16 */
+void cuda_cross_entropy_rows_bf16(float *losses, __nv_bfloat16 *logits, int grads,
+                                  const int32_t *labels, float grad_scale, const float *row_scale,
+                                  float softcap, int N, int V);
 void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
                                 const uint16_t *Wb, const int32_t *labels, float grad_scale,
                                 const float *row_scale, float softcap, float *scratch, int N, int C,

@@ -160,6 +160,18 @@ static void compare(const char *tensor, const Pair *p, double atol, double rtol)
     free(b);
 }
 
+/* How many elements of p differ between the backends by more than atol + rtol |cpu|. */
+static size_t count_off(const Pair *p, double atol, double rtol) {
+    size_t n = p->bytes / sizeof(float), off = 0;
+    float *a = malloc(p->bytes), *b = malloc(p->bytes);
+    ref->download(a, p->mem[0], p->bytes);
+    dut->download(b, p->mem[1], p->bytes);
+    for (size_t i = 0; i < n; i++) off += !(fabs((double)a[i] - b[i]) <= atol + rtol * fabs(a[i]));
+    free(a);
+    free(b);
+    return off;
+}
+
 #define NAME(...) snprintf(op_name, sizeof op_name, __VA_ARGS__)
 /* f32 GEMM-based ops and reductions over a few hundred terms */
 #define GEMM_TOL 1e-4, 1e-4
@@ -1914,8 +1926,9 @@ static void test_cross_entropy_in_place(int N, int V) {
  * (slopes down to about 0.1), else about 0.3 (W in [-0.1, 0.1)). */
 static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, int bf16,
                          float softcap) {
+    float wamp = softcap > 0.0f ? 1.0f : 0.1f;
     Pair *h = pair_random((size_t)N * C, 1.0f);
-    Pair *W = pair_random((size_t)V * C, softcap > 0.0f ? 1.0f : 0.1f);
+    Pair *W = pair_random((size_t)V * C, wamp);
     Pair *Wb = bf16 ? pair_new((size_t)V * C * sizeof(uint16_t)) : NULL;
     if (Wb) BACKENDS(w, o) o->dequantize_rows_bf16(Wb->mem[w], W->mem[w], GGML_F32, 0, V, C, C);
     int32_t *lab = malloc(N * sizeof *lab);
@@ -1933,7 +1946,19 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
     }
     NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s softcap %g", N, C, V, chunk, grads,
          rows, bf16 ? " bf16" : "", softcap);
-    compare("loss", loss, GEMM_TOL);
+    /* bf16 logits: the backends sum in other orders, so a logit may round to the next bf16
+     * value on one of them, which moves its row's loss by up to that step (the others' terms by
+     * about 1/V of it): one step at the largest logit, C * wamp (|h| < 1), or soft-capped at the
+     * cap, above which the cap's slope shrinks faster than the steps grow. Such a label logit is
+     * rare (a sum within its f32 error of a rounding boundary), so all but a few rows agree as
+     * f32 does (unrounded logits on one side would move nearly every row). */
+    double top = softcap > 0.0f ? softcap : C * wamp, step = ldexp(1.0, ilogb(top) - 7);
+    if (bf16) {
+        compare("loss", loss, step, 1e-4);
+        CHECK(count_off(loss, GEMM_TOL) <= (size_t)N / 32 + 1);
+    } else {
+        compare("loss", loss, GEMM_TOL);
+    }
     if (dh) compare("dh", dh, GEMM_TOL);
     if (dW) compare("dW", dW, GEMM_TOL);
     pairs_free();
