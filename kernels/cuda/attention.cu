@@ -40,8 +40,6 @@
 
 #include <type_traits>
 
-static constexpr float LOG2E = 1.44269504088896341f;
-
 enum {
     HS_MAX = 256,     /* head sizes up to this; larger is an error */
     ATT_WARPS = 4,    /* warps per block, at most (fewer when T is short) */

@@ -4,7 +4,10 @@
  * max grows, as flash attention does), then the gradient pass, so the logits are
  * read twice and the second read finds the row in L2 (1024-thread blocks keep
  * few rows in flight). In both passes each thread loads CE_UNROLL values before
- * using them: enough loads in flight to cover memory latency. In place (dlogits == logits)
+ * using them: enough loads in flight to cover memory latency. An exponential is one
+ * MUFU instruction (ex2_approx of the difference to the max in log2 units, a relative
+ * error about 2^-22 where a term is not negligible) and the softmax multiplies by 1 / sum:
+ * the arithmetic a logit costs was nvcc's expf twice and a division. In place (dlogits == logits)
  * works: every read of another thread's element happens before the block's
  * barriers. The logits and their gradient may be bf16 too (the LM head's bf16 path), and the
  * logits soft-capped as they are read (the LM head's softcap: Gemma 2's final logits; a kernel of
@@ -13,6 +16,7 @@
  * >= V raises a fault bit that status() reports. */
 #include "cuda_common.cuh"
 #include "loraft/activation.h" /* soft_cap */
+#include "mma_bf16.cuh"        /* ex2_approx */
 
 #include <type_traits>
 
@@ -62,23 +66,24 @@ __global__ void cross_entropy_kernel(float *losses, T *dlogits, const T *logits,
 #pragma unroll
             for (int u = 0; u < CE_UNROLL; u++) vmax = fmaxf(vmax, v[u]);
             if (vmax == -INFINITY) continue; /* nothing yet: keep sum 0, not exp(nan) */
-            sum *= expf(mx - vmax);
+            sum *= ex2_approx((mx - vmax) * LOG2E);
 #pragma unroll
-            for (int u = 0; u < CE_UNROLL; u++) sum += expf(v[u] - vmax);
+            for (int u = 0; u < CE_UNROLL; u++) sum += ex2_approx((v[u] - vmax) * LOG2E);
             mx = vmax;
         }
         float row_max = block_max(mx);
-        sum = block_sum(mx == -INFINITY ? 0.0f : sum * expf(mx - row_max));
+        sum = block_sum(mx == -INFINITY ? 0.0f : sum * ex2_approx((mx - row_max) * LOG2E));
         mx = row_max;
         /* the exact difference first, as torch: at large logits mx + log(sum) rounds */
         if (threadIdx.x == 0) losses[n] = (mx - at_label) + logf(sum);
         float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * step_grad_scale(step);
+        float inv_sum = 1.0f / sum;
         for (int j0 = threadIdx.x; dx && j0 < V; j0 += CE_UNROLL * blockDim.x) {
             float v[CE_UNROLL];
             load_unrolled<CAP>(v, x, j0, V, 0.0f, softcap);
 #pragma unroll
             for (int u = 0, j = j0; u < CE_UNROLL && j < V; u++, j += blockDim.x) {
-                float d = (expf(v[u] - mx) / sum - (j == label ? 1.0f : 0.0f)) * g;
+                float d = (ex2_approx((v[u] - mx) * LOG2E) * inv_sum - (j == label)) * g;
                 store_as(dx + j, CAP ? d * soft_cap_slope(v[u], softcap) : d);
             }
         }

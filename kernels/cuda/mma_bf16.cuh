@@ -75,6 +75,9 @@ __device__ inline void cp_async_wait_all() {
 }
 #endif
 
+/* ex2_approx(x * LOG2E) = e^x */
+static constexpr float LOG2E = 1.44269504088896341f;
+
 /* Two floats as the two bf16 of a register, lo in the low half (rounded to nearest even). */
 __device__ inline uint32_t pack_bf16x2(float lo, float hi) {
     return (uint32_t)__bfloat16_as_ushort(__float2bfloat16(lo)) |
