@@ -49,65 +49,60 @@ static inline LF_HOST_DEVICE float erf_approx(float x) {
 #define INV_SQRT_2PI 0.3989422804014327f
 #define GELU_TANH_K 0.044715f
 
-static inline LF_HOST_DEVICE float gelu(float x) {
-    return 0.5f * x * (1.0f + erf_approx(x * INV_SQRT_2));
-}
-
-static inline LF_HOST_DEVICE float gelu_derivative(float x) {
-    return 0.5f * (1.0f + erf_approx(x * INV_SQRT_2)) +
-           x * INV_SQRT_2PI * exp_approx(-0.5f * x * x);
-}
-
-/* SiLU (swish) and its derivative: g * sigmoid(g); sigmoid from exp_approx (vectorises). */
-static inline LF_HOST_DEVICE float sigmoid_approx(float x) {
-    return 1.0f / (1.0f + exp_approx(-x));
-}
-
-static inline LF_HOST_DEVICE float silu(float x) {
-    return x * sigmoid_approx(x);
-}
-
-static inline LF_HOST_DEVICE float silu_derivative(float x) {
-    float s = sigmoid_approx(x);
-    return s * (1.0f + x * (1.0f - s));
+/* act(x) and d act(x) / dx (analytic) together, each transcendental computed once: a gated
+ * activation's backward needs both. A caller that keeps one lets the compiler drop the other's
+ * arithmetic. SiLU's sigmoid is 1 / (1 + exp_approx(-x)) (vectorises). */
+static inline LF_HOST_DEVICE void act_both(float x, Activation act, float *value, float *slope) {
+    switch (act) {
+    case ACT_GELU: {
+        float e = erf_approx(x * INV_SQRT_2);
+        *value = 0.5f * x * (1.0f + e);
+        *slope = 0.5f * (1.0f + e) + x * INV_SQRT_2PI * exp_approx(-0.5f * x * x);
+        return;
+    }
+    case ACT_GELU_TANH: {
+        float t = tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x));
+        *value = 0.5f * x * (1.0f + t);
+        *slope = 0.5f * (1.0f + t) +
+                 0.5f * x * (1.0f - t * t) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_TANH_K * x * x);
+        return;
+    }
+    case ACT_RELU:
+        *value = x < 0.0f ? 0.0f : x; /* NaN stays NaN, as in torch */
+        *slope = x > 0.0f ? 1.0f : 0.0f;
+        return;
+    case ACT_TANH: {
+        float t = tanhf(x);
+        *value = t, *slope = 1.0f - t * t;
+        return;
+    }
+    case ACT_SILU: {
+        float s = 1.0f / (1.0f + exp_approx(-x));
+        *value = x * s, *slope = s * (1.0f + x * (1.0f - s));
+        return;
+    }
+    }
+    *value = x, *slope = 1.0f;
 }
 
 static inline LF_HOST_DEVICE float act_value(float x, Activation act) {
-    switch (act) {
-    case ACT_GELU:
-        return gelu(x);
-    case ACT_GELU_TANH:
-        return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x)));
-    case ACT_RELU:
-        return x < 0.0f ? 0.0f : x; /* NaN stays NaN, as in torch */
-    case ACT_TANH:
-        return tanhf(x);
-    case ACT_SILU:
-        return silu(x);
-    }
-    return x;
+    float value, slope;
+    act_both(x, act, &value, &slope);
+    return value;
 }
 
-/* d act(x) / dx, analytic */
 static inline LF_HOST_DEVICE float act_derivative(float x, Activation act) {
-    switch (act) {
-    case ACT_GELU:
-        return gelu_derivative(x);
-    case ACT_GELU_TANH: {
-        float t = tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x));
-        return 0.5f * (1.0f + t) +
-               0.5f * x * (1.0f - t * t) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_TANH_K * x * x);
-    }
-    case ACT_RELU:
-        return x > 0.0f ? 1.0f : 0.0f;
-    case ACT_TANH: {
-        float t = tanhf(x);
-        return 1.0f - t * t;
-    }
-    case ACT_SILU:
-        return silu_derivative(x);
-    }
-    return 1.0f;
+    float value, slope;
+    act_both(x, act, &value, &slope);
+    return slope;
+}
+
+static inline LF_HOST_DEVICE float gelu(float x) {
+    return act_value(x, ACT_GELU);
+}
+
+static inline LF_HOST_DEVICE float gelu_derivative(float x) {
+    return act_derivative(x, ACT_GELU);
 }
 
 /* Logit soft-capping (ops.h AttnScore.softcap, the LM head's final one: Gemma 2's): cap *

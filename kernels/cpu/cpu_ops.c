@@ -1060,7 +1060,9 @@ static void cpu_glu_backward(Activation act, float *dgate, float *dup, uint16_t 
         size_t s = i / F * 2 * F + i % F, at = i / F * ld + i % F; /* row i / F of saved */
         float g = gate ? gate[at] : qb_bf16(saved[s]), u = up ? up[at] : qb_bf16(saved[s + F]);
         float d = grad_at(dout, dout_bf16, i);
-        float dg = d * u * act_derivative(g, act), du = d * act_value(g, act);
+        float value, slope;
+        act_both(g, act, &value, &slope);
+        float dg = d * u * slope, du = d * value;
         if (dgate) dg = dgate[at] = acc ? dgate[at] + dg : dg;
         if (dup) du = dup[at] = acc ? dup[at] + du : du;
         if (dgu_bf16) /* row i / F of [dgate | dup] */

@@ -8,6 +8,8 @@
 #include "cuda_common.cuh"
 #include "loraft/activation.h"
 
+#include <type_traits>
+
 /* ---- 4 elements a thread: i is the first of them (a multiple of 4) ---- */
 #define GRID_STRIDE4(i, n)                                                                         \
     for (size_t i = 4 * (blockIdx.x * (size_t)blockDim.x + threadIdx.x); i < (size_t)(n);          \
@@ -61,7 +63,24 @@ __device__ inline void store4_rows(T *dst, const float v[4], size_t i, size_t n,
     }
 }
 
-/* ---- activations ---- */
+/* ---- activations ----
+ * Each kernel is compiled per activation (ACT), so a thread's values take no switch each and
+ * the compiler sees the whole of one function: with_activation launches the one for act. */
+template <typename L> static void with_activation(Activation act, L launch) {
+    switch (act) {
+    case ACT_GELU:
+        return launch(std::integral_constant<Activation, ACT_GELU>());
+    case ACT_GELU_TANH:
+        return launch(std::integral_constant<Activation, ACT_GELU_TANH>());
+    case ACT_RELU:
+        return launch(std::integral_constant<Activation, ACT_RELU>());
+    case ACT_TANH:
+        return launch(std::integral_constant<Activation, ACT_TANH>());
+    case ACT_SILU:
+        return launch(std::integral_constant<Activation, ACT_SILU>());
+    }
+    CUDA_FAIL("activation: unknown activation");
+}
 
 /* x[k] = the activation's input at i + k of [n/F, F]: inp, or its bf16 copy in saved plus bias
  * (if any: a bf16 GEMM's output, its bias left to the activation) */
@@ -73,9 +92,9 @@ __device__ inline void load4_act_input(float x[4], const float *inp, const uint1
         x[k] += bias[c];
 }
 
+template <Activation ACT>
 __global__ void activation_forward_kernel(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
-                                          const float *inp, const float *bias, Activation act,
-                                          size_t n, int F) {
+                                          const float *inp, const float *bias, size_t n, int F) {
     GRID_STRIDE8(i, n) {
         float x[G8][4];
 #pragma unroll
@@ -84,19 +103,20 @@ __global__ void activation_forward_kernel(float *out, uint16_t *out_bf16, int ld
         for (int h = 0; h < G8; h++) {
             size_t at = i + 4 * h;
             if (saved && inp) store4_bf16(saved, x[h], at, n);
-            for (int k = 0; k < 4; k++) x[h][k] = act_value(x[h][k], act);
+            for (int k = 0; k < 4; k++) x[h][k] = act_value(x[h][k], ACT);
             if (out) store4(out, x[h], at, n);
             if (out_bf16) store4_rows(out_bf16, x[h], at, n, F, ldb);
         }
     }
 }
 
-/* six blocks an SM (40 registers, no spills on sm_90; 48 left five) */
+/* six blocks an SM (40 registers on sm_90, and an 8-byte spill store, never loaded; 43-48 left
+ * five) */
+template <Activation ACT>
 __global__ void __launch_bounds__(CUDA_THREADS, 6)
     activation_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *inp,
                                const uint16_t *saved, const float *bias, const float *dout,
-                               const uint16_t *dout_bf16, Activation act, size_t n, int F,
-                               int acc) {
+                               const uint16_t *dout_bf16, size_t n, int F, int acc) {
     GRID_STRIDE8(i, n) {
         float x[G8][4], d[G8][4], dx[G8][4] = {};
 #pragma unroll
@@ -109,7 +129,7 @@ __global__ void __launch_bounds__(CUDA_THREADS, 6)
 #pragma unroll
         for (int h = 0; h < G8; h++) {
             size_t at = i + 4 * h;
-            for (int k = 0; k < 4; k++) dx[h][k] += act_derivative(x[h][k], act) * d[h][k];
+            for (int k = 0; k < 4; k++) dx[h][k] += act_derivative(x[h][k], ACT) * d[h][k];
             if (dinp) store4(dinp, dx[h], at, n);
             if (dinp_bf16) store4_bf16(dinp_bf16, dx[h], at, n);
         }
@@ -121,8 +141,11 @@ __global__ void __launch_bounds__(CUDA_THREADS, 6)
 void cuda_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
                              const float *inp, const float *bias, Activation act, size_t n, int F) {
     if (!n || F <= 0) return;
-    activation_forward_kernel<<<blocks8(n), CUDA_THREADS>>>(out, out_bf16, ldb, saved, inp, bias,
-                                                            act, n, F);
+    with_activation(act, [&](auto a) {
+        constexpr Activation ACT = decltype(a)::value;
+        activation_forward_kernel<ACT>
+            <<<blocks8(n), CUDA_THREADS>>>(out, out_bf16, ldb, saved, inp, bias, n, F);
+    });
     CUDA_LAUNCHED("activation_forward");
 }
 
@@ -132,8 +155,11 @@ void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp
                               const uint16_t *saved, const float *bias, const float *dout,
                               const uint16_t *dout_bf16, Activation act, size_t n, int F, int acc) {
     if (!n || F <= 0) return;
-    activation_backward_kernel<<<blocks8(n), CUDA_THREADS>>>(dinp, dinp_bf16, inp, saved, bias,
-                                                             dout, dout_bf16, act, n, F, acc);
+    with_activation(act, [&](auto a) {
+        constexpr Activation ACT = decltype(a)::value;
+        activation_backward_kernel<ACT><<<blocks8(n), CUDA_THREADS>>>(
+            dinp, dinp_bf16, inp, saved, bias, dout, dout_bf16, n, F, acc);
+    });
     CUDA_LAUNCHED("activation_backward");
 }
 
@@ -171,9 +197,11 @@ __device__ inline void load4_rows(float v[4], const uint16_t *src, size_t i, siz
 
 /* ---- gated activations (SwiGLU, GeGLU): out = act(gate) * up; saved [n/F, 2F] = rows
  * [bf16(gate) | bf16(up)] ---- */
-__global__ void glu_forward_kernel(Activation act, float *out, uint16_t *out_bf16, int ldb,
-                                   uint16_t *saved, const float *gate, const float *up, size_t n,
-                                   int F, int ld) {
+/* six blocks an SM (40 registers, no spills on sm_90; 42-44 left five) */
+template <Activation ACT>
+__global__ void __launch_bounds__(CUDA_THREADS, 6)
+    glu_forward_kernel(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved, const float *gate,
+                       const float *up, size_t n, int F, int ld) {
     GRID_STRIDE8(i, n) {
         float g[G8][4], u[G8][4];
 #pragma unroll
@@ -192,7 +220,7 @@ __global__ void glu_forward_kernel(Activation act, float *out, uint16_t *out_bf1
             if (gate && saved)
                 store4_rows(saved, g[h], at, n, F, 2 * (size_t)F),
                     store4_rows(saved + F, u[h], at, n, F, 2 * (size_t)F);
-            for (int k = 0; k < 4; k++) g[h][k] = act_value(g[h][k], act) * u[h][k];
+            for (int k = 0; k < 4; k++) g[h][k] = act_value(g[h][k], ACT) * u[h][k];
             if (out) store4(out, g[h], at, n);
             if (out_bf16) store4_rows(out_bf16, g[h], at, n, F, ldb);
         }
@@ -200,10 +228,11 @@ __global__ void glu_forward_kernel(Activation act, float *out, uint16_t *out_bf1
 }
 
 /* four blocks an SM (64 registers, no spills on sm_90; 70 left three) */
+template <Activation ACT>
 __global__ void __launch_bounds__(CUDA_THREADS, 4)
-    glu_backward_kernel(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
-                        const float *dout, const uint16_t *dout_bf16, const float *gate,
-                        const float *up, const uint16_t *saved, size_t n, int F, int ld, int acc) {
+    glu_backward_kernel(float *dgate, float *dup, uint16_t *dgu_bf16, const float *dout,
+                        const uint16_t *dout_bf16, const float *gate, const float *up,
+                        const uint16_t *saved, size_t n, int F, int ld, int acc) {
     GRID_STRIDE8(i, n) {
         /* NULL outputs: computed, not stored */
         float g[G8][4], u[G8][4], d[G8][4], dg[G8][4] = {}, du[G8][4] = {};
@@ -224,8 +253,10 @@ __global__ void __launch_bounds__(CUDA_THREADS, 4)
         for (int h = 0; h < G8; h++) {
             size_t at = i + 4 * h;
             for (int k = 0; k < 4; k++) {
-                dg[h][k] += d[h][k] * u[h][k] * act_derivative(g[h][k], act);
-                du[h][k] += d[h][k] * act_value(g[h][k], act);
+                float value, slope;
+                act_both(g[h][k], ACT, &value, &slope);
+                dg[h][k] += d[h][k] * u[h][k] * slope;
+                du[h][k] += d[h][k] * value;
             }
             if (dgate) store4_rows(dgate, dg[h], at, n, F, ld);
             if (dup) store4_rows(dup, du[h], at, n, F, ld);
@@ -240,8 +271,11 @@ __global__ void __launch_bounds__(CUDA_THREADS, 4)
 void cuda_glu_forward(Activation act, float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
                       const float *gate, const float *up, size_t n, int F, int ld) {
     if (!n || F <= 0) return;
-    glu_forward_kernel<<<blocks8(n), CUDA_THREADS>>>(act, out, out_bf16, ldb, saved, gate, up, n, F,
-                                                     ld);
+    with_activation(act, [&](auto a) {
+        constexpr Activation ACT = decltype(a)::value;
+        glu_forward_kernel<ACT>
+            <<<blocks8(n), CUDA_THREADS>>>(out, out_bf16, ldb, saved, gate, up, n, F, ld);
+    });
     CUDA_LAUNCHED("glu_forward");
 }
 
@@ -252,8 +286,11 @@ void cuda_glu_backward(Activation act, float *dgate, float *dup, uint16_t *dgu_b
                        const float *dout, const uint16_t *dout_bf16, const float *gate,
                        const float *up, const uint16_t *saved, size_t n, int F, int ld, int acc) {
     if (!n || F <= 0 || (!dgate && !dup && !dgu_bf16)) return;
-    glu_backward_kernel<<<blocks8(n), CUDA_THREADS>>>(act, dgate, dup, dgu_bf16, dout, dout_bf16,
-                                                      gate, up, saved, n, F, ld, acc);
+    with_activation(act, [&](auto a) {
+        constexpr Activation ACT = decltype(a)::value;
+        glu_backward_kernel<ACT><<<blocks8(n), CUDA_THREADS>>>(
+            dgate, dup, dgu_bf16, dout, dout_bf16, gate, up, saved, n, F, ld, acc);
+    });
     CUDA_LAUNCHED("glu_backward");
 }
 
