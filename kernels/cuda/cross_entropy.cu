@@ -4,16 +4,17 @@
  * max grows, as flash attention does), then the gradient pass, so the logits are
  * read twice and the second read finds the row in L2 (1024-thread blocks keep
  * few rows in flight). In both passes each thread loads CE_UNROLL values before
- * using them: enough loads in flight to cover memory latency. An exponential is one
- * MUFU instruction (ex2_approx of the difference to the max in log2 units, a relative
- * error about 2^-22 where a term is not negligible) and the softmax multiplies by 1 / sum:
- * the arithmetic a logit costs was nvcc's expf twice and a division. In place (dlogits == logits)
- * works: every read of another thread's element happens before the block's
- * barriers. The logits and their gradient may be bf16 too (the LM head's bf16 path), and the
- * logits soft-capped as they are read (the LM head's softcap: Gemma 2's final logits; a kernel of
- * its own, CAP, so that the plain one keeps its 32 registers, two 1024-thread blocks an SM). A
- * label
- * >= V raises a fault bit that status() reports. */
+ * using them: enough loads in flight to cover memory latency. An exponential is
+ * one MUFU instruction (ex2_approx of the difference to the max in log2 units:
+ * relative error about 2^-22 where a term is not negligible; nvcc's expf is about
+ * eight instructions) and the softmax multiplies by 1 / sum rather than dividing.
+ * In place (dlogits == logits) works: each thread writes only the gradients of
+ * the logits it read, and the label's logit, which all read, is read before the
+ * block's barriers. The logits and their gradient may be bf16 (the LM head's
+ * bf16 path), and the logits soft-capped as they are read (the LM head's softcap:
+ * Gemma 2's final logits; a kernel of its own, CAP, so that the plain one keeps
+ * its 32 registers, two 1024-thread blocks an SM). A label >= V raises a fault
+ * bit that status() reports. */
 #include "cuda_common.cuh"
 #include "loraft/activation.h" /* soft_cap */
 #include "mma_bf16.cuh"        /* ex2_approx */
