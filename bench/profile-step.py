@@ -122,8 +122,8 @@ def details(a, ncu, name, T, tmp):
     i, k, m, u, v = (head.index(c) for c in need)
     first_id = {}  # kernel name -> the ID of its first launch, whose rows are printed
     rows = [r for r in rows[1:] if first_id.setdefault(r[k], r[i]) == r[i]]
-    picked = [r for r in rows if r[m] in DETAIL_METRICS] or [r for r in rows
-                                                            if r[k] == rows[0][k]]
+    first = rows[0][k] if rows else ""
+    picked = [r for r in rows if r[m] in DETAIL_METRICS] or [r for r in rows if r[k] == first]
     stalls = {}
     for r in rows:
         if r[m].startswith(STALL_PREFIX) and r[m].endswith(STALL_SUFFIX):
