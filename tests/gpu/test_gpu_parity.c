@@ -134,8 +134,8 @@ static void status_ok(void) {
     CHECK(rc == 0);
 }
 
-/* Every element within atol + rtol*|ref| (rtol < 0: bitwise equal). */
-static void compare(const char *tensor, const Pair *p, double atol, double rtol) {
+/* Every element within atol + rtol*|ref| (rtol < 0: bitwise equal) but at most `spare`. */
+static void compare_but(const char *tensor, const Pair *p, size_t spare, double atol, double rtol) {
     size_t n = p->bytes / sizeof(float), bad = 0, first = 0;
     float *a = malloc(p->bytes), *b = malloc(p->bytes);
     ref->download(a, p->mem[0], p->bytes);
@@ -152,24 +152,16 @@ static void compare(const char *tensor, const Pair *p, double atol, double rtol)
     }
     printf("%-58s %-6s n=%-8zu max abs %.2e  max rel %.2e%s\n", op_name, tensor, n, max_abs,
            max_rel, rtol < 0 ? "  (exact)" : "");
-    if (bad)
+    if (bad > spare)
         fprintf(stderr, "  %s: %s: %zu of %zu elements off, first [%zu]: cpu %.9g cuda %.9g\n",
                 op_name, tensor, bad, n, first, a[first], b[first]);
-    CHECK(bad == 0);
+    CHECK(bad <= spare);
     free(a);
     free(b);
 }
 
-/* How many elements of p differ between the backends by more than atol + rtol |cpu|. */
-static size_t count_off(const Pair *p, double atol, double rtol) {
-    size_t n = p->bytes / sizeof(float), off = 0;
-    float *a = malloc(p->bytes), *b = malloc(p->bytes);
-    ref->download(a, p->mem[0], p->bytes);
-    dut->download(b, p->mem[1], p->bytes);
-    for (size_t i = 0; i < n; i++) off += !(fabs((double)a[i] - b[i]) <= atol + rtol * fabs(a[i]));
-    free(a);
-    free(b);
-    return off;
+static void compare(const char *tensor, const Pair *p, double atol, double rtol) {
+    compare_but(tensor, p, 0, atol, rtol);
 }
 
 #define NAME(...) snprintf(op_name, sizeof op_name, __VA_ARGS__)
@@ -1955,7 +1947,7 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
     double top = softcap > 0.0f ? softcap : C * wamp, step = ldexp(1.0, ilogb(top) - 7);
     if (bf16) {
         compare("loss", loss, step, 1e-4);
-        CHECK(count_off(loss, GEMM_TOL) <= (size_t)N / 32 + 1);
+        compare_but("loss", loss, (size_t)N / 32 + 1, GEMM_TOL);
     } else {
         compare("loss", loss, GEMM_TOL);
     }
