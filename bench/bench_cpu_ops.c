@@ -139,7 +139,7 @@ static void bench_lm_head(Bench *b) {
         run(name, lm_head_chunked, b, flops, io);
     }
     run("lm_head unchunked", lm_head_unchunked, b, flops, io + f * 4 * nv);
-    size_t chunked = ops_lm_head_scratch(LN, LC, LV, OPS_LM_HEAD_CHUNK);
+    size_t chunked = ops_lm_head_scratch(LN, LC, LV, OPS_LM_HEAD_CHUNK, 0);
     printf("logits held: %zu floats (%.0f MB) chunked vs %zu (%.0f MB) unchunked\n", chunked,
            f * chunked * 1e-6, 2 * nv, f * 2 * nv * 1e-6);
 }

@@ -543,7 +543,7 @@ static void bench_lm_head(void) {
     int N = sz->rows, C = sm->C, V = sm->V, bf16 = precision == PRECISION_BF16;
     float *h = randu((size_t)N * C, 1.0f), *w = randu((size_t)V * C, 0.05f);
     float *dh = zeros((size_t)N * C), *losses = zeros(N), *logits = zeros((size_t)N * V);
-    float *scratch = zeros(ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK));
+    float *scratch = zeros(ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK, bf16));
     uint16_t *hb = (uint16_t *)zeros((size_t)N * C), *wb = (uint16_t *)zeros((size_t)V * C);
     int32_t *labels = ints(N, 0, V);
     double flops = 2.0 * N * C * V;

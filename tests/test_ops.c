@@ -1583,7 +1583,7 @@ static LmCtx lm_make(int n, int c, int v, int chunk) {
                rand_vec((size_t)v * c, 0, 0),
                rand_vec(n, 0, 0),
                rand_vec(n, 0, 0),
-               rand_vec(ops_lm_head_scratch(n, c, v, chunk), 0, 0), /* exact size: ASan's bound */
+               rand_vec(ops_lm_head_scratch(n, c, v, chunk, 0), 0, 0), /* exact: ASan's bound */
                malloc(sizeof(int32_t) * n),
                1.0f / 5,
                n,
@@ -2025,10 +2025,11 @@ static void lm_bf16_matches_f32(LmCtx (*make)(int, int, int, int), int n, int c,
     for (size_t i = 0; i < (size_t)v * c; i++)
         wb[i] = f32_to_bf16(m.W[i]), m.W[i] = bf16_to_f32(wb[i]);
     float *losses = rand_vec(n, 0, 0), *dh = rand_vec((size_t)n * c, 0, 0);
+    float *half = rand_vec(ops_lm_head_scratch(n, c, v, chunk, 1), 0, 0); /* bf16 logits' room */
     ops->lm_head_cross_entropy(losses, dh, NULL, m.h, m.W, NULL, m.labels, m.grad_scale,
                                m.row_scale, m.softcap, m.scratch, n, c, v, chunk);
     ops->lm_head_cross_entropy(m.losses, m.dh, NULL, m.h, m.W, wb, m.labels, m.grad_scale,
-                               m.row_scale, m.softcap, m.scratch, n, c, v, chunk);
+                               m.row_scale, m.softcap, half, n, c, v, chunk);
     double top = 0.0; /* the largest |logit| */
     for (size_t r = 0; r < (size_t)n; r++)
         for (size_t j = 0; j < (size_t)v; j++) {
@@ -2043,12 +2044,13 @@ static void lm_bf16_matches_f32(LmCtx (*make)(int, int, int, int), int n, int c,
     CHECK(most > 1e-4);
     CHECK(off_by("lm_head bf16 dh", m.dh, dh, (size_t)n * c, 1e-2) == 0);
     CHECK(max_abs(dh, (size_t)n * c) > 0.0f);
-    free(wb), free(losses), free(dh);
+    free(wb), free(losses), free(dh), free(half);
     lm_free(&m);
 }
 
 static void test_lm_head_bf16(void) {
-    lm_bf16_matches_f32(lm_make, 37, 53, 301, 8);
+    lm_bf16_matches_f32(lm_make, 37, 53, 301, 8); /* f32 logits in half chunks: 4 rows at a time */
+    lm_bf16_matches_f32(lm_make, 7, 53, 301, OPS_LM_HEAD_CHUNK); /* 4 + 3 */
     lm_bf16_matches_f32(lm_make_rows, 20, 16, 50, OPS_LM_HEAD_CHUNK);
     lm_bf16_matches_f32(lm_make_capped, 37, 53, 301, 8);
 }

@@ -518,8 +518,8 @@ typedef struct Ops {
      * Wb, products of bf16 values summed in f32; the losses and dlogits are computed in f32 from
      * the logits, as without it.
      * chunk >= 1 rows (OPS_LM_HEAD_CHUNK unless memory says otherwise); scratch:
-     * ops_lm_head_scratch(N, C, V, chunk) floats. Generation's next-token logits are a plain
-     * matmul_forward of the last row, soft-capped on the host (model_lm_logits). */
+     * ops_lm_head_scratch(N, C, V, chunk, Wb != NULL) floats. Generation's next-token logits are a
+     * plain matmul_forward of the last row, soft-capped on the host (model_lm_logits). */
     void (*lm_head_cross_entropy)(float *losses, float *dh, float *dW, const float *h,
                                   const float *W, const uint16_t *Wb, const int32_t *labels,
                                   float grad_scale, const float *row_scale, float softcap,
@@ -625,16 +625,24 @@ static inline size_t ops_lora_bf16_scratch(size_t N, size_t C, size_t OC, size_t
 static inline size_t ops_lora_copy_scratch(size_t N, size_t ld) {
     return ops_dequantize_bf16_scratch(N, ld);
 }
-/* LM head: one chunk of logits [min(N, chunk), V] (their bf16 gradient is written over them),
- * then the chunk's rows of h in bf16 (Wb's path). The default chunk of 1024 rows keeps cuBLAS's
- * GEMMs large (K = C, 1024 x V outputs) while SmolLM2's chunk (V = 49,152) is 201 MB instead of
- * the 6.4 GB of logits and their gradient for 8 x 2048 tokens. */
+/* LM head: one chunk of logits [min(N, chunk), V] (their gradient written over them), f32, or
+ * bf16 for a head run on its bf16 copy (bf16: half the room), then that path's rows of h in
+ * bf16. The default chunk of 1024 rows keeps cuBLAS's GEMMs large (K = C, 1024 x V outputs)
+ * while SmolLM2's chunk (V = 49,152) is 201 MB in f32, 100 MB in bf16, instead of the 6.4 GB of
+ * logits and their gradient for 8 x 2048 tokens. */
 #define OPS_LM_HEAD_CHUNK 1024
-static inline size_t ops_lm_head_logits(size_t N, size_t V, size_t chunk) { /* where h's begin */
-    return ops_floats64((N < chunk ? N : chunk) * V);
+/* The rows of f32 logits the scratch holds: under bf16 half a chunk's (the CPU's reference of
+ * the bf16 head, whose logits are f32, runs half chunks; so does model_lm_logits). */
+static inline size_t ops_lm_head_rows(size_t N, size_t chunk, int bf16) {
+    size_t rows = N < chunk ? N : chunk;
+    return bf16 ? (rows + 1) / 2 : rows;
 }
-static inline size_t ops_lm_head_scratch(size_t N, size_t C, size_t V, size_t chunk) {
-    return ops_lm_head_logits(N, V, chunk) + ops_dequantize_bf16_scratch(N < chunk ? N : chunk, C);
+static inline size_t ops_lm_head_logits(size_t N, size_t V, size_t chunk, int bf16) {
+    return ops_floats64(ops_lm_head_rows(N, chunk, bf16) * V); /* where h's bf16 rows begin */
+}
+static inline size_t ops_lm_head_scratch(size_t N, size_t C, size_t V, size_t chunk, int bf16) {
+    size_t hb = bf16 ? ops_dequantize_bf16_scratch(N < chunk ? N : chunk, C) : 0;
+    return ops_lm_head_logits(N, V, chunk, bf16) + hb;
 }
 
 /* The backends. ops_cuda exists only in builds with CUDA (LORAFT_HAVE_CUDA). */

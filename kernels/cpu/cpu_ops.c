@@ -1172,17 +1172,20 @@ static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const u
 /* Per chunk of rows of h [N,C]: logits [rows,V] = h @ W[V,C]^T in scratch (soft-capped where
  * softcap > 0), losses and dlogits in place (cross_entropy_rows), then dh[rows,C] += dlogits @ W
  * and dW += dlogits^T @ h (NULL: skipped); with Wb, lm_head_chunk_bf16 (hb after the logits, as on
- * the GPU). */
+ * the GPU). Rows are independent, so a scratch sized for bf16 logits takes f32 ones in half
+ * chunks (ops_lm_head_rows). */
 static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h,
                                       const float *W, const uint16_t *Wb, const int32_t *labels,
                                       float grad_scale, const float *row_scale, float softcap,
                                       float *scratch, int N, int C, int V, int chunk) {
     if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
-    if (dW) Wb = NULL;     /* a head given in bf16 has no weight gradient: f32 then */
-    int grads = dh || dW;
-    uint16_t *hb = (uint16_t *)(scratch + ops_lm_head_logits((size_t)N, (size_t)V, (size_t)chunk));
-    for (int n0 = 0; n0 < N; n0 += chunk) {
-        int rows = N - n0 < chunk ? N - n0 : chunk;
+    int bf16 = Wb != NULL, grads = dh || dW;
+    int held = (int)ops_lm_head_rows((size_t)N, (size_t)chunk, bf16);
+    uint16_t *hb =
+        (uint16_t *)(scratch + ops_lm_head_logits((size_t)N, (size_t)V, (size_t)chunk, bf16));
+    if (dW) Wb = NULL; /* a head given in bf16 has no weight gradient: f32 then */
+    for (int n0 = 0; n0 < N; n0 += held) {
+        int rows = N - n0 < held ? N - n0 : held;
         const float *hc = h + (size_t)n0 * C;
         float *dhc = dh ? dh + (size_t)n0 * C : NULL;
         const float *rs = row_scale ? row_scale + n0 : NULL;

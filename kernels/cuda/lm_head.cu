@@ -11,8 +11,8 @@
 #include "cuda_common.cuh"
 #include "loraft/quant.h" /* GGML_F32 */
 
-/* One chunk of rows on bf16 operands: hb = bf16(h) [rows,C] in scratch after the logits' f32
- * room; logits [rows,V] = bf16(hb Wb^T), its f32 sums rounded once; dlogits (bf16) over them;
+/* One chunk of rows on bf16 operands: hb = bf16(h) [rows,C] in scratch after the logits' room;
+ * logits [rows,V] = bf16(hb Wb^T), its f32 sums rounded once; dlogits (bf16) over them;
  * dh [rows,C] += dlogits Wb. */
 static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const __nv_bfloat16 *Wb,
                                const int32_t *labels, float grad_scale, const float *row_scale,
@@ -43,7 +43,7 @@ void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float
     }
     int grads = dh || dW;
     __nv_bfloat16 *hb =
-        (__nv_bfloat16 *)(scratch + ops_lm_head_logits((size_t)N, (size_t)V, (size_t)chunk));
+        (__nv_bfloat16 *)(scratch + ops_lm_head_logits((size_t)N, (size_t)V, (size_t)chunk, 1));
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int rows = N - n0 < chunk ? N - n0 : chunk;
         const float *hc = h + (size_t)n0 * C;

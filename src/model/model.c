@@ -1084,9 +1084,12 @@ static int choose_attention(const TrainSpec *s, const Ops *ops, LfError *err) {
 /* precision bf16: a frozen LM head (its own weight or the tied embedding) runs on bf16 tensor
  * cores from a bf16 copy made once here; its f32 values stay (the tied embedding reads them,
  * and generation's logits). */
+int model_head_bf16(const Model *m) {
+    return m->head && !m->head->w->grad && model_keeps_bf16(m);
+}
+
 static size_t head_bf16_bytes(const Model *m) {
-    const Param *w = m->head ? m->head->w : NULL;
-    return w && !w->grad && model_keeps_bf16(m) ? w->numel * sizeof(uint16_t) : 0;
+    return model_head_bf16(m) ? m->head->w->numel * sizeof(uint16_t) : 0;
 }
 
 static int copy_head_bf16(Model *m, LfError *err) {
@@ -1685,7 +1688,9 @@ int model_read_loss(Model *m, float *loss, double *norm, LfError *err) {
 
 int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
     const Linear *h = m->head;
-    int C = m->cfg.hidden_size, V = h ? h->out : 0, chunk = OPS_LM_HEAD_CHUNK;
+    int C = m->cfg.hidden_size, V = h ? h->out : 0;
+    size_t N = (size_t)m->max_batch * m->max_len; /* the head scratch's f32 rows (ops.h) */
+    int chunk = (int)ops_lm_head_rows(N, OPS_LM_HEAD_CHUNK, m->head_bf16 != NULL);
     if (!h || row0 < 0 || n_rows < 0 || row0 + n_rows > m->B * m->T)
         return lf_fail(err, "model_lm_logits: rows %d..%d of a %d-row batch of a decoder", row0,
                        row0 + n_rows, m->B * m->T);

@@ -1927,7 +1927,7 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
     for (int n = 0; n < N; n++) lab[n] = n % 3 == 1 ? -100 : (int32_t)(rng_next(&rng) % V);
     Pair *labels = pair_upload(lab, N * sizeof *lab), *loss = pair_new(N * sizeof(float));
     free(lab);
-    Pair *scratch = pair_new(ops_lm_head_scratch(N, C, V, chunk) * sizeof(float));
+    Pair *scratch = pair_new(ops_lm_head_scratch(N, C, V, chunk, bf16) * sizeof(float));
     Pair *dh = grads & G_DINP ? pair_random((size_t)N * C, 1.0f) : NULL;
     Pair *dW = grads & G_DW ? pair_random((size_t)V * C, 1.0f) : NULL;
     Pair *row_scale = rows ? pair_random(N, 1.0f) : NULL;
@@ -2083,7 +2083,7 @@ static void test_errors(void) {
     printf("bad label: %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
     Pair *h = pair_random(4 * 5, 1.0f), *W = pair_random(3 * 5, 1.0f);
-    Pair *scratch = pair_new(ops_lm_head_scratch(4, 5, 3, 2) * sizeof(float));
+    Pair *scratch = pair_new(ops_lm_head_scratch(4, 5, 3, 2, 0) * sizeof(float));
     dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), NULL, I(labels, 1), 1.0f,
                                NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
