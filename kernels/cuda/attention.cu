@@ -977,20 +977,13 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #endif
 }
 
-/* The query tiles of a dk, dv block: every query head of its KV group, in turn, from query
- * i_start (causal: the first tile that sees the block's first key). */
-struct QueryTiles {
-    int first_head, i_start, per_head;
-};
-/* Queues query tile n of qt (q, dout rows; lse, D), QT queries, into buf: Qs, dOs [QT][ld], then
- * lse_s, D_s [QT] floats and (drop) key_s [QT], the rows' rng_row_key (stored now, seen after
- * the next barrier); rows past T get lse = inf (P = 0) and D = 0. All threads. */
+/* Queues the tile of QT queries from i0 of query head h (q, dout rows; lse, D) into buf: Qs, dOs
+ * [QT][ld], then lse_s, D_s [QT] floats and (drop) key_s [QT], the rows' rng_row_key (stored
+ * now, seen after the next barrier); rows past T get lse = inf (P = 0) and D = 0. All threads. */
 template <int QT>
-__device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTiles qt, int n,
-                                       const bf16 *qh, const bf16 *doh, const float *lse,
-                                       const float *D, bool drop, uint64_t seed, int b,
-                                       const Heads g) {
-    int h = qt.first_head + n / qt.per_head, i0 = qt.i_start + n % qt.per_head * QT;
+__device__ inline void load_query_tile(unsigned char *buf, int HP, int h, int i0, const bf16 *qh,
+                                       const bf16 *doh, const float *lse, const float *D, bool drop,
+                                       uint64_t seed, int b, const Heads g) {
     int T = g.T, ld = tile_ld(HP);
     bf16 *Qs = (bf16 *)buf, *dOs = Qs + QT * ld;
     float *lse_s = (float *)(dOs + QT * ld), *D_s = lse_s + QT;
@@ -1009,12 +1002,15 @@ __device__ inline void load_query_tile(unsigned char *buf, int HP, const QueryTi
     }
 }
 
-/* grid (B*NKV, key blocks of warps*MT*16 keys): flash_dkdv_kernel on tensor cores; the warp's
- * MT*16 keys against QT = S::BWD_ROWS queries at a time (S^T = K Q^T, dP^T = V dout^T), the
- * tiles of all the group's query heads one stream (QueryTiles), so the copy of the next runs
- * across heads. A tile with all the warp's keys visible and (causal) no query before them needs
- * no mask: queries past T have lse = inf, so P = 0 there anyway. DROP: p > 0. PARTS: GRAD_DK
- * and / or GRAD_DV, what the launch computes (dv alone needs neither V nor dP). */
+/* grid (B*NH, key blocks of warps*MT*16 keys): flash_dkdv_kernel on tensor cores for one query
+ * head; the warp's MT*16 keys against QT = S::BWD_ROWS queries at a time (S^T = K Q^T, dP^T =
+ * V dout^T). A tile with all the warp's keys visible and (causal) no query before them needs no
+ * mask: queries past T have lse = inf, so P = 0 there anyway. DROP: p > 0. PARTS: GRAD_DK and /
+ * or GRAD_DV, what the launch computes (dv alone needs neither V nor dP). Under GQA (NH > NKV)
+ * dk, dv receive the head's shares, [B, T, NH*HS] (overwritten; group_sum_kernel adds a group's
+ * in head order), else the gradients themselves ((+)= as g.add says). A block a query head, not
+ * a KV group: blocks of a whole group of 3 were 192 of uneven causal work for the H200's 132 SMs
+ * in SmolLM2's step at 4 x 2048 tokens, and the longest ran 3 heads' tiles in a row. */
 template <typename S, bool DROP, int PARTS>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dkdv_tc_kernel(float *dk, float *dv, const bf16 *doh, const bf16 *qh, const bf16 *kh,
@@ -1024,9 +1020,9 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     constexpr int MT = S::MT_BWD, QT = S::BWD_ROWS;
     constexpr bool DK = PARTS & GRAD_DK, DV = PARTS & GRAD_DV;
     if (DROP) seed ^= step_seed(g.step);
-    int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
-    int HP = S::HPC ? S::HPC : padded_hs(HS), ld = tile_ld(HP), lane = threadIdx.x & 31,
-        warp = threadIdx.x >> 5;
+    int b = blockIdx.x / g.NH, head = blockIdx.x % g.NH, G = g.NH / g.NKV, kvh = head / G;
+    int T = g.T, HS = g.HS, HP = S::HPC ? S::HPC : padded_hs(HS), ld = tile_ld(HP),
+        lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int nkeys = (blockDim.x >> 5) * MT * TC, j0 = blockIdx.y * nkeys, w0 = j0 + warp * MT * TC;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
@@ -1034,7 +1030,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     size_t buf_bytes = query_tile_bytes(QT, HS);
     float scale2 = log2_scale<S::CAP>(g.score);
     float dk_acc[MT][S::DIMS][4] = {}, dv_acc[MT][S::DIMS][4] = {};
-    HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
+    HeadPtrs hp = head_ptrs(g, b, head, mask);
     bool key_ok[MT][2], all_ok = true; /* the lane's keys (tile t, rows h): in T, not padding */
 #pragma unroll
     for (int t = 0; t < MT; t++)
@@ -1043,23 +1039,23 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             all_ok = all_ok && key_ok[t][h];
         }
     bool keys_ok = __all_sync(0xffffffffu, all_ok); /* the warp's MT*16 */
-    QueryTiles qt = {kvh * G, causal ? j0 / QT * QT : 0, 0};
+    int i_start = causal ? j0 / QT * QT : 0;        /* the first tile that sees key j0 */
     int i_end = causal ? query_end(j0 + nkeys - 1, g.window, T) : T; /* past the last window */
-    qt.per_head = (i_end - qt.i_start + QT - 1) / QT;
+    int tiles = (i_end - i_start + QT - 1) / QT;
     load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
     if (DK) load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
-    load_query_tile<QT>(bufs, HP, qt, 0, qh, doh, lse, D, DROP, seed, b, g);
+    load_query_tile<QT>(bufs, HP, head, i_start, qh, doh, lse, D, DROP, seed, b, g);
     cp_async_commit();
-    for (int n = 0; n < G * qt.per_head; n++) {
+    for (int n = 0; n < tiles; n++) {
         cp_async_wait_all();
         __syncthreads(); /* this tile landed for all; the other buffer's readers done */
         unsigned char *buf = bufs + (n & 1) * buf_bytes;
-        if (n + 1 < G * qt.per_head) {
-            load_query_tile<QT>(bufs + ((n + 1) & 1) * buf_bytes, HP, qt, n + 1, qh, doh, lse, D,
-                                DROP, seed, b, g);
+        int i0 = i_start + n * QT;
+        if (n + 1 < tiles) {
+            load_query_tile<QT>(bufs + ((n + 1) & 1) * buf_bytes, HP, head, i0 + QT, qh, doh, lse,
+                                D, DROP, seed, b, g);
             cp_async_commit();
         }
-        int i0 = qt.i_start + n % qt.per_head * QT;
         if (causal && (i0 + QT - 1 < w0 || (g.window && i0 - (w0 + MT * TC - 1) >= g.window)))
             continue; /* warp-uniform: every query before the warp's keys or past their windows */
         bf16 *Qs = (bf16 *)buf, *dOs = Qs + QT * ld;
@@ -1110,21 +1106,44 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         if (DV && dv) mma_wb<QT, MT, S::HMAX>(dv_acc[0], st[0], dOs, ld, HP, lane);
         if (DK && dk) mma_wb<QT, MT, S::HMAX>(dk_acc[0], dPt[0], Qs, ld, HP, lane);
     }
+    bool share = G > 1; /* the head's share of its group's (group_sum_kernel adds them) */
+    size_t at = share ? (size_t)b * T * g.NH * HS + (size_t)head * HS : hp.kvin;
+    size_t ldg = share ? (size_t)g.NH * HS : (size_t)g.ldkv;
+    int add = share ? OPS_SET : g.add;
 #pragma unroll
     for (int t = 0; t < MT; t++) {
         if (DV && dv)
-            add_tiles<S::HMAX>(dv + hp.kvin, g.ldkv, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane,
-                               g.add);
+            add_tiles<S::HMAX>(dv + at, ldg, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane, add);
         if (DK && dk && S::HPC && g.rope.half)
-            add_tiles_turned<S::HPC>(dk + hp.kvin, g.ldkv, dk_acc[t], g.score.scale, w0 + t * TC, T,
-                                     g.rope, lane, g.add);
+            add_tiles_turned<S::HPC>(dk + at, ldg, dk_acc[t], g.score.scale, w0 + t * TC, T, g.rope,
+                                     lane, add);
         else if (DK && dk)
-            add_tiles<S::HMAX>(dk + hp.kvin, g.ldkv, dk_acc[t], g.score.scale, w0 + t * TC, T, HS,
-                               lane, g.add);
+            add_tiles<S::HMAX>(dk + at, ldg, dk_acc[t], g.score.scale, w0 + t * TC, T, HS, lane,
+                               add);
     }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
+}
+
+/* dk, dv [B*T, NKV*HS] (rows g.ldkv apart) (+)= (g.add) the sums of flash_dkdv_tc_kernel's
+ * shares [B*T, NH*HS] under GQA, each KV head's G query heads added in head order (the same bits
+ * every run); NULL: skipped. A thread an element of each. */
+__global__ void group_sum_kernel(float *dk, float *dv, const float *dk_share, const float *dv_share,
+                                 const Heads g) {
+    int G = g.NH / g.NKV, W = g.NKV * g.HS;
+    GRID_STRIDE(i, (size_t)g.B * g.T * W) {
+        size_t row = index_div(i, W);
+        int c = (int)(i - row * W), kvh = c / g.HS;
+        size_t from = row * g.NH * g.HS + (size_t)kvh * (G - 1) * g.HS + c, to = row * g.ldkv + c;
+        float sk = 0.0f, sv = 0.0f;
+        for (int h = 0; h < G; h++) {
+            if (dk) sk += dk_share[from + (size_t)h * g.HS];
+            if (dv) sv += dv_share[from + (size_t)h * g.HS];
+        }
+        if (dk) put_grad(dk + to, sk, g.add);
+        if (dv) put_grad(dv + to, sv, g.add);
+    }
 }
 
 /* Dynamic shared memory of the tensor-core kernels of shape S, in bytes: bf16 tiles of
@@ -1194,7 +1213,7 @@ template <typename F> static size_t allow_shared(F *f, size_t bytes) {
  * as out is laid out (for D); dout in the scratch after D [B*NH*T] (backward). Each part is
  * 16-byte aligned (HP is a multiple of 16). */
 typedef struct AttCopies {
-    float *D;
+    float *D, *dk_share, *dv_share; /* the shares: after dout's copy, under GQA */
     bf16 *q, *k, *v, *out, *dout;
 } AttCopies;
 
@@ -1203,6 +1222,9 @@ static size_t D_floats(int B, int T, int NH) { /* rounded up to a multiple of 16
 }
 static size_t copy_elems(int B, int T, int H, int HS) { /* a heads_bf16 copy of H heads */
     return (size_t)B * H * T * padded_hs(HS);
+}
+static size_t share_floats(int B, int T, int NH, int HS) { /* dk's or dv's shares of NH heads */
+    return (size_t)B * T * NH * HS;
 }
 /* bf16(out) [B*T, NH*HS] first in saved, then q's, k's and v's copies (16-byte aligned): out
  * stays where it is for every batch shape, so a GEMM given its place once (the model's
@@ -1220,6 +1242,8 @@ static AttCopies att_copies(float *saved, float *scratch, const Heads g, bool ow
     a.v = a.k + copy_elems(g.B, g.T, g.NKV, g.HS);
     a.D = scratch;
     a.dout = (bf16 *)(scratch + D_floats(g.B, g.T, g.NH));
+    a.dk_share = scratch + D_floats(g.B, g.T, g.NH) + copy_elems(g.B, g.T, g.NH, g.HS) / 2;
+    a.dv_share = a.dk_share + share_floats(g.B, g.T, g.NH, g.HS);
     return a;
 }
 
@@ -1340,7 +1364,8 @@ static void sdpa_inputs(const CudnnParts c, const int32_t *mask, float p, uint64
 }
 
 size_t cuda_attention_scratch(int B, int T, int NH, int NKV, int HS) {
-    size_t own = D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2; /* bf16: half a float */
+    size_t own = D_floats(B, T, NH) + copy_elems(B, T, NH, HS) / 2 + /* bf16: half a float */
+                 (NH > NKV ? 2 * share_floats(B, T, NH, HS) : 0);
     if (attention_impl != ATTENTION_CUDNN) return own;
     Heads g = {B, T, NH, NKV, HS, 1, OPS_ADD, NH * HS, NKV * HS, NH * HS, 0, NULL, {}, {}};
     return own > cudnn_scratch(g) ? own : cudnn_scratch(g);
@@ -1518,7 +1543,9 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     }
     if (dk || dv) {
         if (tc) {
-            with_kernel_shape(HS, g.score, p, TC_DKDV, B * NKV, T, &grid, &threads,
+            bool share = NH > NKV; /* a block a query head: the heads' shares, then their sums */
+            float *dk_to = share && dk ? a.dk_share : dk, *dv_to = share && dv ? a.dv_share : dv;
+            with_kernel_shape(HS, g.score, p, TC_DKDV, B * NH, T, &grid, &threads,
                               [&](auto shape, auto drop, int warps) {
                                   using S = decltype(shape);
                                   constexpr bool DROP = decltype(drop)::value;
@@ -1529,8 +1556,8 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                                       constexpr int PARTS = decltype(parts)::value;
                                       allow_shared(flash_dkdv_tc_kernel<S, DROP, PARTS>, bytes);
                                       flash_dkdv_tc_kernel<S, DROP, PARTS>
-                                          <<<grid, threads, bytes>>>(dk, dv, a.dout, a.q, a.k, a.v,
-                                                                     lse, a.D, mask, causal, p,
+                                          <<<grid, threads, bytes>>>(dk_to, dv_to, a.dout, a.q, a.k,
+                                                                     a.v, lse, a.D, mask, causal, p,
                                                                      seed, g);
                                   };
                                   if constexpr (!S::SPLIT) {
@@ -1540,6 +1567,9 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                                       if (dk) part(std::integral_constant<int, GRAD_DK>());
                                   }
                               });
+            if (share)
+                group_sum_kernel<<<cuda_blocks((size_t)B * T * NKV * HS, CUDA_THREADS),
+                                   CUDA_THREADS>>>(dk, dv, a.dk_share, a.dv_share, g);
         } else {
             int warps = att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
             with_row_share<4>(HS, [&](auto dims) {
