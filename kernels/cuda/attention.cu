@@ -703,18 +703,45 @@ __device__ inline float cap_slope(float s, float cap) {
     return fmaxf(soft_cap_slope(s, cap), 0.0f);
 }
 
+/* Whether a lane's columns d, d + 1 (even d) of rows ld apart from x are one 8-byte word: then
+ * the stores below take them in one (half the store and load instructions). */
+__device__ inline bool pairs_aligned(const void *x, size_t ld, int HS) {
+    return HS % 2 == 0 && ld % 2 == 0 && (uintptr_t)x % 8 == 0;
+}
+/* put_grad of x[0] and x[1] (8-byte aligned) */
+__device__ inline void put_grad2(float *x, float u, float v, int add) {
+    float2 old = add ? *(const float2 *)x : make_float2(0.0f, 0.0f);
+    *(float2 *)x = add ? make_float2(old.x + u, old.y + v) : make_float2(u, v);
+}
+/* put_grad of columns d, d + 1 at x (d + 1 only below HS) */
+__device__ inline void put_grads(float *x, float u, float v, int d, int HS, bool pairs, int add) {
+    if (pairs) {
+        put_grad2(x, u, v, add);
+        return;
+    }
+    put_grad(x, u, add);
+    if (d + 1 < HS) put_grad(x + 1, v, add);
+}
+
 /* grad[row][d] (+)= scale * the lane's elements of acc (HMAX/8 n8 tiles; put_grad), row = the
- * warp's 16 rows from r0 (at grad + r0 * ld), for rows < T and d < HS. */
+ * warp's 16 rows from r0 (at grad + r0 * ld), for rows < T and d < HS: a lane's elements 2h and
+ * 2h + 1 of each n8 tile are columns d, d + 1 of its row h (c_row, c_col). */
 template <int HMAX>
 __device__ inline void add_tiles(float *grad, size_t ld, const float (*acc)[4], float scale, int r0,
                                  int T, int HS, int lane, int add) {
+    bool pairs = pairs_aligned(grad, ld, HS);
+    int d0 = c_col(lane, 0, 0);
 #pragma unroll
-    for (int c = 0; c < HMAX / 8; c++)
+    for (int h = 0; h < 2; h++) {
+        int r = r0 + c_row(lane, 2 * h);
+        if (r >= T) continue;
+        float *row = grad + (size_t)r * ld + d0;
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            int r = r0 + c_row(lane, q), d = c_col(lane, c, q);
-            if (r < T && d < HS) put_grad(grad + (size_t)r * ld + d, acc[c][q] * scale, add);
-        }
+        for (int c = 0; c < HMAX / 8; c++)
+            if (8 * c + d0 < HS)
+                put_grads(row + 8 * c, acc[c][2 * h] * scale, acc[c][2 * h + 1] * scale, 8 * c + d0,
+                          HS, pairs, add);
+    }
 }
 
 /* add_tiles of rope's gradient (rope_backward of what is added; position = row): column d < HS/2
@@ -723,19 +750,27 @@ template <int HPC>
 __device__ inline void add_tiles_turned(float *grad, size_t ld, const float (*acc)[4], float scale,
                                         int r0, int T, const Rope &rope, int lane, int add) {
     constexpr int PAIR = HPC / 16;
+    bool pairs = pairs_aligned(grad, ld, HPC);
+    int d0 = c_col(lane, 0, 0);
 #pragma unroll
-    for (int c = 0; c < PAIR; c++)
+    for (int h = 0; h < 2; h++) {
+        int r = r0 + c_row(lane, 2 * h);
+        if (r >= T) continue;
+        float *row = grad + (size_t)r * ld + d0;
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            int r = r0 + c_row(lane, q), d = c_col(lane, c, q);
-            if (r >= T) continue;
-            float cs, sn, u = acc[c][q] * scale, v = acc[c + PAIR][q] * scale;
-            rope_cs(rope, r, d, &cs, &sn);
-            rope_turn(&u, &v, cs, -sn);
-            float *x = grad + (size_t)r * ld + d;
-            put_grad(x, u, add);
-            put_grad(x + HPC / 2, v, add);
+        for (int c = 0; c < PAIR; c++) {
+            float u[2], v[2];
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                float cs, sn;
+                u[e] = acc[c][2 * h + e] * scale, v[e] = acc[c + PAIR][2 * h + e] * scale;
+                rope_cs(rope, r, 8 * c + d0 + e, &cs, &sn);
+                rope_turn(&u[e], &v[e], cs, -sn);
+            }
+            put_grads(row + 8 * c, u[0], u[1], 8 * c + d0, HPC, pairs, add);
+            put_grads(row + 8 * c + HPC / 2, v[0], v[1], 8 * c + d0, HPC, pairs, add);
         }
+    }
 }
 
 /* The bf16 rows [T, HP] of head h (of H heads) of sequence b in a heads_bf16 copy. */
@@ -866,27 +901,34 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         }
         mma_wb<KEYS, MT, S::HMAX>(o[0], s[0], Vs, ld, HP, lane);
     }
+    bool out_pairs = pairs_aligned(out, ldq, HS);
+    bool outh_pairs = HS % 2 == 0 && g.ldo % 2 == 0 && (uintptr_t)outh % 4 == 0;
+    int d0 = c_col(lane, 0, 0);
 #pragma unroll
-    for (int t = 0; t < MT; t++) {
-        float inv[2];
-        for (int h = 0; h < 2; h++) {
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) { /* the lane's row i: elements 2h, 2h + 1 of its n8 tiles */
             float sum = quad_sum(l[t][h]);
-            int i = w0 + t * TC + 8 * h + (lane >> 2);
-            if ((lane & 3) == 0 && i < T)
+            int i = w0 + t * TC + c_row(lane, 2 * h);
+            if (i >= T) continue;
+            if ((lane & 3) == 0)
                 lse[(size_t)bh * T + i] = sum > 0.0f ? (m[t][h] + log2f(sum)) * LN2 : INFINITY;
-            inv[h] = sum > 0.0f ? 1.0f / sum : 0.0f;
-        }
+            float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+            float *orow = out ? out + hp.q + i * ldq + d0 : NULL;
+            bf16 *hrow = outh + hp.outh + (size_t)i * g.ldo + d0;
 #pragma unroll
-        for (int c = 0; c < S::DIMS; c++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = w0 + t * TC + c_row(lane, e), d = c_col(lane, c, e);
-                if (i >= T || d >= HS) continue;
-                float x = o[t][c][e] * inv[e >> 1];
-                if (out) out[hp.q + i * ldq + d] = x;
-                outh[hp.outh + (size_t)i * g.ldo + d] = __float2bfloat16(x);
+            for (int c = 0; c < S::DIMS; c++) { /* columns d, d + 1 */
+                int d = 8 * c + d0;
+                if (d >= HS) continue;
+                float x = o[t][c][2 * h] * inv, y = o[t][c][2 * h + 1] * inv;
+                if (out) put_grads(orow + 8 * c, x, y, d, HS, out_pairs, OPS_SET);
+                if (outh_pairs)
+                    *(uint32_t *)(hrow + 8 * c) = pack_bf16x2(x, y);
+                else
+                    for (int k = 0; k < 2 && d + k < HS; k++)
+                        hrow[8 * c + k] = __float2bfloat16(k ? y : x);
             }
-    }
+        }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif

@@ -46,6 +46,9 @@
 struct alignas(8) float2 { /* aligned as CUDA's: a vector load needs it */
     float x, y;
 };
+static inline float2 make_float2(float x, float y) {
+    return float2{x, y};
+}
 struct alignas(16) float4 {
     float x, y, z, w;
 };
