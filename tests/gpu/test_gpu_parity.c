@@ -2331,7 +2331,7 @@ int main(void) {
         test_attention_joined(1, 20, 4, 4, 6, 0, 0.0f, bf16);  /* HS 6: rows of odd halves */
     }
     test_attention_bf16(2, 150, 2, 1, 6, 1, 9, 0.1f, G_ALL); /* HS 6: 10 zero columns; 3 tiles */
-    test_attention_bf16(2, 37, 4, 2, 5, 1, 5, 0.1f, G_ALL); /* HS 5: stores a column at a time */
+    test_attention_bf16(2, 37, 4, 2, 5, 1, 5, 0.1f, G_ALL);  /* HS 5: stores a column at a time */
     test_attention_bf16(2, 37, 4, 2, 32, 1, 5, 0.1f, G_DW);  /* dk only */
     test_attention_bf16(2, 37, 4, 2, 32, 0, 5, 0.1f, G_DINP | G_DB); /* dq, dv */
     /* p = 0 (kernels without dropout) over tiles that hide no key: unpadded, and causal rows
