@@ -1252,10 +1252,11 @@ template <typename F> static size_t allow_shared(F *f, size_t bytes) {
 
 /* The heads_bf16 copies the tensor-core kernels read: q, k, v in the saved buffer (forward
  * writes them, backward reads them: B*NH*T rows of HP, then B*NKV*T rows each), then bf16(out)
- * as out is laid out (for D); dout in the scratch after D [B*NH*T] (backward). Each part is
- * 16-byte aligned (HP is a multiple of 16). */
+ * as out is laid out (for D); dout in the scratch after D [B*NH*T] (backward), then under GQA
+ * the dk/dv kernel's shares of dk and dv (share_floats each). Each part is 16-byte aligned (HP
+ * is a multiple of 16). */
 typedef struct AttCopies {
-    float *D, *dk_share, *dv_share; /* the shares: after dout's copy, under GQA */
+    float *D, *dk_share, *dv_share;
     bf16 *q, *k, *v, *out, *dout;
 } AttCopies;
 

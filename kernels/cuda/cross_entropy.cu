@@ -4,7 +4,9 @@
  * max grows, as flash attention does), then the gradient pass, so the logits are
  * read twice and the second read finds the row in L2 (1024-thread blocks keep
  * few rows in flight). In both passes each thread loads CE_UNROLL values before
- * using them: enough loads in flight to cover memory latency. An exponential is
+ * using them: eight, so that an SM's two blocks keep 32 KB of bf16 logits in
+ * flight (64 KB of f32), where the H200's latency at its bandwidth asks about 25
+ * (four left bf16 rows 16 KB); 32 registers, so two blocks still fit an SM. An exponential is
  * one MUFU instruction (ex2_approx of the difference to the max in log2 units:
  * relative error about 2^-22 where a term is not negligible; nvcc's expf is about
  * eight instructions) and the softmax multiplies by 1 / sum rather than dividing.
@@ -13,7 +15,7 @@
  * block's barriers. The logits and their gradient may be bf16 (the LM head's
  * bf16 path), and the logits soft-capped as they are read (the LM head's softcap:
  * Gemma 2's final logits; a kernel of its own, CAP, so that the plain one keeps
- * its 32 registers, two 1024-thread blocks an SM). A label >= V raises a fault
+ * to 32 registers, two 1024-thread blocks an SM). A label >= V raises a fault
  * bit that status() reports. */
 #include "cuda_common.cuh"
 #include "loraft/activation.h" /* soft_cap */
@@ -21,7 +23,7 @@
 
 #include <type_traits>
 
-enum { CE_UNROLL = 4, CE_THREADS = 1024 };
+enum { CE_UNROLL = 8, CE_THREADS = 1024 };
 
 /* v[u] = x[j0 + u * blockDim.x] for u < CE_UNROLL (CAP: soft-capped at cap), `fill` past V: all
  * loads issued before any value is used (or stored over, in place) */
@@ -43,10 +45,10 @@ __device__ inline void load_unrolled(float v[CE_UNROLL], const T *x, int j0, int
  * NULL. T: float, or bf16 (the LM head's bf16 path), logits and gradients alike, so that a thread
  * writes each gradient over the logit it read itself. */
 template <typename T, bool CAP>
-__global__ void cross_entropy_kernel(float *losses, T *dlogits, const T *logits,
-                                     const int32_t *labels, float grad_scale,
-                                     const float *row_scale, float softcap, const OpsStep *step,
-                                     int N, int V, int *fault) {
+__global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : 2)
+    cross_entropy_kernel(float *losses, T *dlogits, const T *logits, const int32_t *labels,
+                         float grad_scale, const float *row_scale, float softcap,
+                         const OpsStep *step, int N, int V, int *fault) {
     for (int n = blockIdx.x; n < N; n += gridDim.x) {
         const T *x = logits + (size_t)n * V;
         T *dx = dlogits ? dlogits + (size_t)n * V : NULL;
