@@ -24,6 +24,13 @@
 #include <type_traits>
 
 enum { CE_UNROLL = 8, CE_THREADS = 1024 };
+/* Blocks an SM holds (__launch_bounds__'s minimum): two where an SM takes 2,048 threads (sm_80,
+ * sm_90), one on sm_86, 87 and 89 (1,536). */
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890)
+#define CE_BLOCKS_PER_SM 1
+#else
+#define CE_BLOCKS_PER_SM 2
+#endif
 
 /* v[u] = x[j0 + u * blockDim.x] for u < CE_UNROLL (CAP: soft-capped at cap), `fill` past V: all
  * loads issued before any value is used (or stored over, in place) */
@@ -45,7 +52,7 @@ __device__ inline void load_unrolled(float v[CE_UNROLL], const T *x, int j0, int
  * NULL. T: float, or bf16 (the LM head's bf16 path), logits and gradients alike, so that a thread
  * writes each gradient over the logit it read itself. */
 template <typename T, bool CAP>
-__global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : 2)
+__global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : CE_BLOCKS_PER_SM)
     cross_entropy_kernel(float *losses, T *dlogits, const T *logits, const int32_t *labels,
                          float grad_scale, const float *row_scale, float softcap,
                          const OpsStep *step, int N, int V, int *fault) {
