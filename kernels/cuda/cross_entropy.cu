@@ -4,10 +4,10 @@
  * max grows, as flash attention does), then the gradient pass, so the logits are
  * read twice and the second read finds the row in L2 (1024-thread blocks keep
  * few rows in flight). In both passes each thread loads CE_UNROLL values before
- * using them: eight, so that an SM's two blocks keep 32 KB of bf16 logits in
- * flight (64 KB of f32), where the H200's latency at its bandwidth asks about 25
- * (four left bf16 rows 16 KB); 32 registers, so two blocks still fit an SM. An exponential is
- * one MUFU instruction (ex2_approx of the difference to the max in log2 units:
+ * using them: eight, so that an SM's two blocks (sm_80, sm_90) keep 32 KB of
+ * bf16 logits in flight (64 KB of f32), where the H200's latency at its bandwidth
+ * asks about 25 KB (four left 16 KB), in 32 registers. An exponential is one
+ * MUFU instruction (ex2_approx of the difference to the max in log2 units:
  * relative error about 2^-22 where a term is not negligible; nvcc's expf is about
  * eight instructions) and the softmax multiplies by 1 / sum rather than dividing.
  * In place (dlogits == logits) works: each thread writes only the gradients of
