@@ -378,8 +378,11 @@ typedef struct Ops {
      * dropout multiplier is rng_row_dropout(seed, (b*NH + h)*T + i, j, p) (rng.h: a draw per
      * two keys, so that the masks cost the kernels little).
      * rope with half = HS/2 (Llama's rotary embedding, HF's rotate_half layout) first rotates
-     * each head of q and k in place (the backends in the pass that copies them, where they can):
-     * at position p (= t) and i < HS/2, with angle = p * rope->inv_freq[i] in float, c =
+     * each head of q and k: in place where backward reads them (attention_saved 0: the CPU,
+     * fp32, tf32); where forward saves copies (bf16 on the GPU) only in the pass that makes them,
+     * q and k left as given (turned in place first where a half is not whole chunks of 8), so a
+     * caller reads neither after forward: at position p (= t) and i < HS/2, with angle = p *
+     * rope->inv_freq[i] in float, c =
      * cos(angle) * rope->scale, s = sin(angle) * rope->scale (each rounded to float):
      *   (x[i], x[i + HS/2]) <- (x[i] c - x[i + HS/2] s, x[i + HS/2] c + x[i] s);  NULL: none.
      * scratch: ops->attention_scratch(B, T, NH, NKV, HS) floats (forward and backward).

@@ -455,94 +455,141 @@ __host__ __device__ inline size_t query_tile_bytes(int rows, int HS) {
 
 /* Up to three heads_bf16 copies (forward's q, k, v) of one launch: copy j of src[j]'s H[j] heads,
  * rows ld[j] apart (H[j] 0: none). With rope.half, copies 0 and 1 (q and k) are of the rotated
- * heads (position t), and the rotation is written back to src through rotate[j] too, as
- * attention_forward's contract leaves them (HS a multiple of 16: a half is whole chunks). */
+ * heads (position t); src stays as it is. */
 struct HeadCopies {
     bf16 *dst[3];
     const float *src[3];
     int H[3], ld[3];
     Rope rope;
-    float *rotate[2];
 };
 
-/* Chunk d of the first half of head row x and its partner d + half, rotated at position t: back
- * into x and, as bf16, into the copy's row y. */
-__device__ inline void rotate_chunks(bf16 *y, float *x, int d, int t, const Rope &r) {
-    float u[8], v[8];
-    uint32_t pu[4], pv[4];
-#pragma unroll
-    for (int e = 0; e < 8; e++) u[e] = x[d + e], v[e] = x[d + r.half + e];
-#pragma unroll
-    for (int e = 0; e < 8; e++) {
-        float c, s;
-        rope_cs(r, t, d + e, &c, &s);
-        rope_turn(&u[e], &v[e], c, s);
-        x[d + e] = u[e], x[d + r.half + e] = v[e];
+/* v[e] = x[e] for e < 8 below n, zeros past it: two 16-byte loads when whole and aligned. */
+__device__ inline void load8(float (&v)[8], const float *x, int n) {
+    if (n >= 8 && (uintptr_t)x % 16 == 0) {
+        float4 lo = *(const float4 *)x, hi = *(const float4 *)(x + 4);
+        v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
+        v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+        return;
     }
 #pragma unroll
-    for (int e = 0; e < 8; e += 2)
-        pu[e / 2] = pack_bf16x2(u[e], u[e + 1]), pv[e / 2] = pack_bf16x2(v[e], v[e + 1]);
-    *(uint4 *)(y + d) = make_uint4(pu[0], pu[1], pu[2], pu[3]);
-    *(uint4 *)(y + d + r.half) = make_uint4(pv[0], pv[1], pv[2], pv[3]);
+    for (int e = 0; e < 8; e++) v[e] = e < n ? x[e] : 0.0f;
+}
+
+/* load8 of bf16 values, widened: one 16-byte load when whole and aligned */
+__device__ inline void load8(float (&v)[8], const bf16 *x, int n) {
+    if (n >= 8 && (uintptr_t)x % 16 == 0) {
+        uint4 q = *(const uint4 *)x;
+        widen_bf16x2(v, q.x), widen_bf16x2(v + 2, q.y), widen_bf16x2(v + 4, q.z),
+            widen_bf16x2(v + 6, q.w);
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < 8; e++) v[e] = e < n ? __bfloat162float(x[e]) : 0.0f;
+}
+
+/* y[0..8) = bf16 of v: one 16-byte store (y 16-byte aligned: the copies' rows are) */
+__device__ inline void store8_bf16(bf16 *y, const float (&v)[8]) {
+    *(uint4 *)y = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]),
+                             pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
+}
+
+/* Pairs 8c .. 8c + 7 of token bt = b T + t in every head of q and k (copies 0 and 1): their cos
+ * and sin computed once, then each head's two halves read, turned and stored as bf16, two heads'
+ * loads in flight before their stores. */
+__device__ inline void turn_heads(const HeadCopies &hc, size_t bt, int c, int T, int HS) {
+    const Rope &r = hc.rope;
+    int HP = padded_hs(HS), b = (int)index_div(bt, T), t = (int)(bt - (size_t)b * T), d = 8 * c;
+    float cs[8], sn[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) rope_cs(r, t, d + e, &cs[e], &sn[e]);
+    for (int j = 0; j < 2; j++) {
+        const float *x = hc.src[j] + bt * hc.ld[j] + d;
+        bf16 *y = hc.dst[j] + ((size_t)b * hc.H[j] * T + t) * HP + d;
+        for (int h = 0; h < hc.H[j]; h += 2) {
+            float u[2][8], v[2][8];
+            int n = min(2, hc.H[j] - h);
+#pragma unroll
+            for (int k = 0; k < 2; k++)
+                if (k < n)
+                    load8(u[k], x + (h + k) * HS, 8), load8(v[k], x + (h + k) * HS + r.half, 8);
+#pragma unroll
+            for (int k = 0; k < 2; k++) {
+                if (k >= n) continue;
+#pragma unroll
+                for (int e = 0; e < 8; e++) rope_turn(&u[k][e], &v[k][e], cs[e], sn[e]);
+                bf16 *row = y + (size_t)(h + k) * T * HP;
+                store8_bf16(row, u[k]), store8_bf16(row + r.half, v[k]);
+            }
+        }
+    }
 }
 
 /* dst [B, H, T, HP] = bf16 of src [B, T, H*HS] (rows ld apart; zeros past HS) for each copy of
- * hc: a thread per 8 elements, the copies' chunks one after the other (rotated copies: a thread
- * per chunk of the first half, which takes its partner's too). */
+ * hc. With rope, first a thread per token and 8 pairs of rotated dims, which turns them in every
+ * head of q and k (turn_heads: their cos and sin once, where a thread per head computed the same
+ * NH + NKV times); then a thread per 8 elements of the rest (v, and the dims of q and k past the
+ * rotated ones), the copies' in turn, head-major, so that a warp writes whole rows. */
 __global__ void heads_bf16_kernel(HeadCopies hc, int B, int T, int HS) {
-    int HP = padded_hs(HS), chunks = HP / 8;
-    size_t per_head = (size_t)B * T * chunks;
-    GRID_STRIDE(i, per_head * (hc.H[0] + hc.H[1] + hc.H[2])) {
-        int j = i < per_head * hc.H[0] ? 0 : i < per_head * (hc.H[0] + hc.H[1]) ? 1 : 2;
-        size_t c = i - per_head * (j > 0 ? hc.H[0] : 0) - per_head * (j > 1 ? hc.H[1] : 0);
-        bf16 *dst = j == 0 ? hc.dst[0] : j == 1 ? hc.dst[1] : hc.dst[2];
-        const float *src = j == 0 ? hc.src[0] : j == 1 ? hc.src[1] : hc.src[2];
-        int H = j == 0 ? hc.H[0] : j == 1 ? hc.H[1] : hc.H[2];
-        int ld = j == 0 ? hc.ld[0] : j == 1 ? hc.ld[1] : hc.ld[2];
-        size_t row = index_div(c, chunks), bh = index_div(row, T); /* row = (b*H + h)*T + t */
-        int d = 8 * (int)(c - row * chunks), t = (int)(row - bh * T), b = (int)index_div(bh, H);
-        size_t at = ((size_t)b * T + t) * ld + (bh - (size_t)b * H) * HS;
-        if (j < 2 && d < 2 * hc.rope.half) { /* the rotated dims; any others copy as they are */
-            if (d < hc.rope.half)
-                rotate_chunks(dst + row * HP, (j ? hc.rotate[1] : hc.rotate[0]) + at, d, t,
-                              hc.rope);
+    int HP = padded_hs(HS), chunks = HP / 8, half = hc.rope.half;
+    size_t BT = (size_t)B * T, turners = BT * (half / 8), plain[3];
+    for (int j = 0; j < 3; j++) plain[j] = BT * hc.H[j] * (chunks - (j < 2 ? half / 4 : 0));
+    GRID_STRIDE(i, turners + plain[0] + plain[1] + plain[2]) {
+        if (i < turners) {
+            size_t bt = index_div(i, half / 8);
+            turn_heads(hc, bt, (int)(i - bt * (half / 8)), T, HS);
             continue;
         }
-        const float *x = src + at + d;
+        size_t c = i - turners;
+        int j = c < plain[0] ? 0 : c < plain[0] + plain[1] ? 1 : 2;
+        c -= j > 0 ? plain[0] : 0, c -= j > 1 ? plain[1] : 0;
+        int H = hc.H[j], skip = j < 2 ? half / 4 : 0, per_row = chunks - skip; /* rotated chunks */
+        size_t row = index_div(c, per_row), bh = index_div(row, T); /* row = (b*H + h)*T + t */
+        int d = 8 * (skip + (int)(c - row * per_row)), t = (int)(row - bh * T);
+        int b = (int)index_div(bh, H);
+        size_t at = ((size_t)b * T + t) * hc.ld[j] + (bh - (size_t)b * H) * HS;
         float v[8];
-        if (d + 8 <= HS && (uintptr_t)x % 16 == 0) { /* two 16-byte loads */
-            float4 lo = *(const float4 *)x, hi = *(const float4 *)(x + 4);
-            v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
-            v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
-        } else {
-            for (int e = 0; e < 8; e++) v[e] = d + e < HS ? x[e] : 0.0f;
-        }
-        uint32_t packed[4];
-        for (int e = 0; e < 8; e += 2) packed[e / 2] = pack_bf16x2(v[e], v[e + 1]);
-        *(uint4 *)(dst + row * HP + d) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+        load8(v, hc.src[j] + at + d, HS - d);
+        store8_bf16(hc.dst[j] + row * HP + d, v);
     }
 }
 
-/* D[B*NH*T] = rowsum(dout * out) per query row (row = (b*NH + h)*T + i), a warp per row, a lane
- * two columns at a time; out f32 or (bf16 forward) its bf16 copy, rows g.ldo apart. With douth
- * (bf16) the same pass writes dout's heads_bf16 copy there, from the values it read. */
+/* Lanes a row of flash_rowdot_kernel: the power of two at or above HP/8 (8 columns a lane), at
+ * most 32 */
+static int rowdot_lanes(int HS) {
+    int G = 1;
+    while (G < 32 && 8 * G < padded_hs(HS)) G *= 2;
+    return G;
+}
+
+/* D[B*NH*T] = rowsum(dout * out) per query row (row = (b*NH + h)*T + i); out f32 or (bf16
+ * forward) its bf16 copy, rows g.ldo apart. With douth (bf16) the same pass writes dout's
+ * heads_bf16 copy there, from the values it read. G lanes a row (rowdot_lanes), 8 columns a lane
+ * at a time, their sums joined by log2 G shuffles: a warp a row took 64-bit divisions and five
+ * shuffles for 64 columns. */
 template <typename E>
-__global__ void flash_rowdot_kernel(float *D, bf16 *douth, const float *dout, const E *out,
+__global__ void flash_rowdot_kernel(float *D, bf16 *douth, const float *dout, const E *out, int G,
                                     const Heads g) {
-    int lane = threadIdx.x & 31, HP = padded_hs(g.HS);
-    WARP_ROWS(row, (size_t)g.B * g.NH * g.T) {
-        size_t bh = row / g.T, i = row % g.T, b = bh / g.NH, h = bh % g.NH;
-        size_t at = (b * g.T + i) * g.NH * g.HS + h * g.HS;
-        const E *o = out + (sizeof(E) == 2 ? (b * g.T + i) * g.ldo + h * g.HS : at);
+    int HS = g.HS, HP = padded_hs(HS), k = threadIdx.x & (G - 1), cols = douth ? HP : HS;
+    size_t rows = (size_t)g.B * g.NH * g.T, per_warp = 32 / G;
+    size_t warp = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
+    for (size_t r0 = warp * per_warp; r0 < rows; r0 += (size_t)gridDim.x * blockDim.x / G) {
+        size_t row = r0 + (threadIdx.x & 31) / G;
         float s = 0.0f;
-        for (int d = 2 * lane; d < (douth ? HP : g.HS); d += 64) {
-            float lo = d < g.HS ? dout[at + d] : 0.0f, hi = d + 1 < g.HS ? dout[at + d + 1] : 0.0f;
-            if (d < g.HS) s += lo * as_f32(o[d]);
-            if (d + 1 < g.HS) s += hi * as_f32(o[d + 1]);
-            if (douth) *(uint32_t *)(douth + row * HP + d) = pack_bf16x2(lo, hi);
+        if (row < rows) {
+            size_t bh = index_div(row, g.T), b = index_div(bh, g.NH),
+                   bt = b * g.T + (row - bh * g.T);
+            size_t at = bt * g.NH * HS + (bh - b * g.NH) * HS;
+            const E *o = out + (sizeof(E) == 2 ? bt * g.ldo + (bh - b * g.NH) * HS : at);
+            for (int d = 8 * k; d < cols; d += 8 * G) {
+                float x[8], y[8];
+                load8(x, dout + at + d, HS - d), load8(y, o + d, HS - d);
+#pragma unroll
+                for (int e = 0; e < 8; e++) s += x[e] * y[e];
+                if (douth) store8_bf16(douth + row * HP + d, x);
+            }
         }
-        s = warp_sum(s);
-        if (lane == 0) D[row] = s;
+        for (int m = G / 2; m > 0; m >>= 1) s += __shfl_xor_sync(0xffffffffu, s, m);
+        if (row < rows && k == 0) D[row] = s;
     }
 }
 
@@ -1170,21 +1217,40 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 
 /* dk, dv [B*T, NKV*HS] (rows g.ldkv apart) (+)= (g.add) the sums of flash_dkdv_tc_kernel's
  * shares [B*T, NH*HS] under GQA, each KV head's G query heads added in head order (the same bits
- * every run); NULL: skipped. A thread an element of each. */
+ * every run); NULL: skipped. A thread 4 columns of a row of each, read STEP at a time (4: HS a
+ * multiple of 4, so that the 4 lie in one head: 16-byte loads where aligned). */
+template <int STEP>
 __global__ void group_sum_kernel(float *dk, float *dv, const float *dk_share, const float *dv_share,
                                  const Heads g) {
-    int G = g.NH / g.NKV, W = g.NKV * g.HS;
-    GRID_STRIDE(i, (size_t)g.B * g.T * W) {
-        size_t row = index_div(i, W);
-        int c = (int)(i - row * W), kvh = c / g.HS;
-        size_t from = row * g.NH * g.HS + (size_t)kvh * (G - 1) * g.HS + c, to = row * g.ldkv + c;
-        float sk = 0.0f, sv = 0.0f;
-        for (int h = 0; h < G; h++) {
-            if (dk) sk += dk_share[from + (size_t)h * g.HS];
-            if (dv) sv += dv_share[from + (size_t)h * g.HS];
+    int G = g.NH / g.NKV, HS = g.HS, W = g.NKV * HS, per_row = (W + 3) / 4;
+    GRID_STRIDE(i, (size_t)g.B * g.T * per_row) {
+        size_t row = index_div(i, per_row);
+        int c = 4 * (int)(i - row * per_row), n = min(4, W - c);
+        float sk[4] = {}, sv[4] = {}, x[4];
+#pragma unroll
+        for (int e = 0; e < 4; e += STEP) { /* columns c + e .. c + e + m - 1 of one head */
+            int m = min(STEP, n - e);
+            size_t from = row * g.NH * HS + (size_t)((c + e) / HS) * (G - 1) * HS + c + e;
+            for (int h = 0; h < G && m > 0; h++, from += HS) {
+                if (dk) load4(x, dk_share, from, from + m);
+#pragma unroll
+                for (int q = 0; q < STEP; q++) sk[e + q] += dk && q < m ? x[q] : 0.0f;
+                if (dv) load4(x, dv_share, from, from + m);
+#pragma unroll
+                for (int q = 0; q < STEP; q++) sv[e + q] += dv && q < m ? x[q] : 0.0f;
+            }
         }
-        if (dk) put_grad(dk + to, sk, g.add);
-        if (dv) put_grad(dv + to, sv, g.add);
+        size_t to = row * g.ldkv + c;
+        for (int t = 0; t < 2; t++) {
+            float *dst = t ? dv : dk, *sum = t ? sv : sk;
+            if (!dst) continue;
+            if (g.add) {
+                load4(x, dst, to, to + n);
+#pragma unroll
+                for (int q = 0; q < 4; q++) sum[q] += x[q];
+            }
+            store4(dst, sum, to, to + n);
+        }
     }
 }
 
@@ -1426,15 +1492,16 @@ uint16_t *cuda_attention_saved_out(Precision p, float *saved) {
 
 /* hc's heads_bf16 copies of [B,T,H*HS] tensors, in one launch. */
 static void heads_bf16(const HeadCopies &hc, const Heads g) {
-    size_t heads = (size_t)hc.H[0] + hc.H[1] + hc.H[2];
-    size_t chunks = (size_t)g.B * heads * g.T * (padded_hs(g.HS) / 8);
-    heads_bf16_kernel<<<cuda_blocks(chunks, CUDA_THREADS), CUDA_THREADS>>>(hc, g.B, g.T, g.HS);
+    size_t heads = (size_t)hc.H[0] + hc.H[1] + hc.H[2], BT = (size_t)g.B * g.T;
+    size_t threads = BT * (heads * (padded_hs(g.HS) / 8) -
+                           (hc.H[0] + hc.H[1]) * (hc.rope.half / 4) + hc.rope.half / 8);
+    heads_bf16_kernel<<<cuda_blocks(threads, CUDA_THREADS), CUDA_THREADS>>>(hc, g.B, g.T, g.HS);
     CUDA_LAUNCHED("attention (bf16 copy)");
 }
 
 /* dst = heads_bf16 copy of src [B,T,H*HS]. */
 static void heads_bf16(bf16 *dst, const float *src, const Heads g, int H) {
-    heads_bf16(HeadCopies{{dst}, {src}, {H}, {H * g.HS}, {}, {}}, g);
+    heads_bf16(HeadCopies{{dst}, {src}, {H}, {H * g.HS}, {}}, g);
 }
 
 /* The tensor-core kernels' cp.async reads the copies in 16-byte chunks. */
@@ -1449,9 +1516,9 @@ static int copies_aligned(const float *saved, const float *scratch) {
 }
 
 /* q, out [B,T,NH*HS]; k, v [B,T,NKV*HS] (q's rows ldq apart, k's and v's ldkv); mask [B,T] or
- * NULL; lse [B,NH,T] saved; scores as score says. Rope turns q and k as the bf16 copies are made,
- * else in a pass of its own first. bf16(out) into out_bf16 (rows ldo apart) or its place in
- * saved. */
+ * NULL; lse [B,NH,T] saved; scores as score says. Rope turns q and k as the bf16 copies are made
+ * (q and k left as given: backward reads the copies), else in place in a pass of its own first.
+ * bf16(out) into out_bf16 (rows ldo apart) or its place in saved. */
 void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                             float *q, int ldq, float *k, const float *v, int ldkv,
                             const int32_t *mask, int causal, int window,
@@ -1477,9 +1544,8 @@ void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse,
         if (!copies_aligned(saved, scratch)) return;
         AttCopies a = att_copies(saved, scratch, g, out_in_saved(saved, out_bf16));
         Rope turn = copy_turns ? rope : Rope{};
-        heads_bf16(
-            HeadCopies{{a.q, a.k, a.v}, {q, k, v}, {NH, NKV, NKV}, {ldq, ldkv, ldkv}, turn, {q, k}},
-            g);
+        heads_bf16(HeadCopies{{a.q, a.k, a.v}, {q, k, v}, {NH, NKV, NKV}, {ldq, ldkv, ldkv}, turn},
+                   g);
         if (use_cudnn()) {
             CudnnParts c = cudnn_parts(scratch, g);
             CudnnSdpa s = sdpa_shape(g, mask, causal, p);
@@ -1551,14 +1617,14 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
         return;
     }
     if (out_bf16) a.out = (bf16 *)out_bf16;
-    size_t rows = (size_t)B * NH * T;
+    int G = rowdot_lanes(HS);
     dim3 grid;
     unsigned threads;
-    unsigned blocks = cuda_blocks(rows, ATT_WARPS);
+    unsigned blocks = cuda_blocks((size_t)B * NH * T * G, ATT_WARPS * 32);
     if (tc) /* and dout's bf16 copy */
-        flash_rowdot_kernel<bf16><<<blocks, ATT_WARPS * 32>>>(a.D, a.dout, dout, a.out, g);
+        flash_rowdot_kernel<bf16><<<blocks, ATT_WARPS * 32>>>(a.D, a.dout, dout, a.out, G, g);
     else
-        flash_rowdot_kernel<float><<<blocks, ATT_WARPS * 32>>>(a.D, NULL, dout, out, g);
+        flash_rowdot_kernel<float><<<blocks, ATT_WARPS * 32>>>(a.D, NULL, dout, out, G, g);
     CUDA_LAUNCHED("attention_backward (D)");
     if (dq) {
         if (tc) {
@@ -1610,9 +1676,13 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                                       if (dk) part(std::integral_constant<int, GRAD_DK>());
                                   }
                               });
-            if (share)
-                group_sum_kernel<<<cuda_blocks((size_t)B * T * NKV * HS, CUDA_THREADS),
-                                   CUDA_THREADS>>>(dk, dv, a.dk_share, a.dv_share, g);
+            if (share) {
+                unsigned n = cuda_blocks((size_t)B * T * ((NKV * HS + 3) / 4), CUDA_THREADS);
+                if (HS % 4 == 0)
+                    group_sum_kernel<4><<<n, CUDA_THREADS>>>(dk, dv, a.dk_share, a.dv_share, g);
+                else
+                    group_sum_kernel<1><<<n, CUDA_THREADS>>>(dk, dv, a.dk_share, a.dv_share, g);
+            }
         } else {
             int warps = att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
             with_row_share<4>(HS, [&](auto dims) {

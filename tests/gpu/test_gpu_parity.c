@@ -1314,6 +1314,35 @@ static float *host_copy(const Pair *p) {
     return h;
 }
 
+/* Under bf16 the GPU turns by rope only the copies of q and k it saves where a half of the turned
+ * dims is whole chunks of 8 (ops.h), leaving q and k as given: the CPU's turns them in place. */
+static int gpu_turns_copies(int HS, int dims) {
+    return HS % 16 == 0 && dims / 2 % 8 == 0;
+}
+/* The dims the case's rope turns */
+static int att_turned(int HS) {
+    return att_rope_dims ? att_rope_dims : HS;
+}
+
+/* The rope of a forward again over the q and k a forward with the case's rope left: the same
+ * where the GPU left them as given, none where it turned them in place */
+static const RopeFreqs *rope_again(int HS) {
+    return att_rope > 0.0f && gpu_turns_copies(HS, att_turned(HS)) ? att_rope_freqs(att_rope, HS)
+                                                                   : NULL;
+}
+
+/* The GPU's tensor p bit for bit as want, the values it was given */
+static void check_as_given(const char *tensor, const Pair *p, const float *want) {
+    float *got = malloc(p->bytes);
+    dut->download(got, p->mem[1], p->bytes);
+    status_ok();
+    int same = !memcmp(got, want, p->bytes);
+    printf("%-58s %-6s n=%-8zu as given: %s\n", op_name, tensor, p->bytes / sizeof(float),
+           same ? "yes" : "no");
+    CHECK(same);
+    free(got);
+}
+
 /* A gradient buffer backward adds to (random values), or under att_set NaNs it must overwrite */
 static Pair *att_grad(size_t n) {
     return att_set ? pair_nan(n) : pair_random(n, 1.0f);
@@ -1372,10 +1401,9 @@ static void check_saved_out(const Pair *out, const Pair *lse, const Pair *saved,
     uint16_t *h[2] = {malloc(n * sizeof(uint16_t)), malloc(n * sizeof(uint16_t))};
     dut->download(f, out->mem[1], n * sizeof *f);
     dut->download(h[0], at, n * sizeof(uint16_t));
-    /* q and k as the first left them: turned already */
     dut->attention_forward(NULL, NULL, 0, F(lse, 1), F(saved, 1), F(q, 1), NH * HS, F(k, 1),
-                           F(v, 1), NKV * HS, I(mask, 1), causal, att_window, NULL, att_score(HS),
-                           p, 5, F(scratch, 1), B, T, NH, NKV, HS);
+                           F(v, 1), NKV * HS, I(mask, 1), causal, att_window, rope_again(HS),
+                           att_score(HS), p, 5, F(scratch, 1), B, T, NH, NKV, HS);
     dut->download(h[1], at, n * sizeof(uint16_t));
     status_ok();
     size_t bad[2] = {0, 0};
@@ -1408,18 +1436,18 @@ static void check_out_rows(const Pair *saved, const Pair *q, const Pair *k, cons
     dut->upload(ext, h, bytes);
     dut->download(s, dut->attention_saved_out(PRECISION_BF16, F(saved, 1)), rows * QC * sizeof *s);
     dut->attention_forward(NULL, ext, (int)ldo, lse, own, F(q, 1), NH * HS, F(k, 1), F(v, 1),
-                           NKV * HS, I(mask, 1), causal, att_window, NULL, att_score(HS), p, 5,
-                           F(scratch, 1), B, T, NH, NKV, HS);
+                           NKV * HS, I(mask, 1), causal, att_window, rope_again(HS), att_score(HS),
+                           p, 5, F(scratch, 1), B, T, NH, NKV, HS);
     dut->download(h, ext, bytes);
     size_t bad = 0;
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < ldo; c++) bad += h[r * ldo + c] != (c < QC ? s[r * QC + c] : 0xabab);
     for (int j = 0; j < 2; j++) {
         d[j][0] = dut->alloc(gq), d[j][1] = dut->alloc(gk), d[j][2] = dut->alloc(gk);
-        dut->attention_backward(d[j][0], d[j][1], d[j][2], F(dout, 1), NULL, NULL, NULL, NH * HS,
-                                NKV * HS, NULL, j ? ext : NULL, (int)ldo, lse,
-                                j ? own : F(saved, 1), I(mask, 1), causal, att_window, NULL,
-                                att_score(HS), p, 5, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
+        dut->attention_backward(
+            d[j][0], d[j][1], d[j][2], F(dout, 1), NULL, NULL, NULL, NH * HS, NKV * HS, NULL,
+            j ? ext : NULL, (int)ldo, lse, j ? own : F(saved, 1), I(mask, 1), causal, att_window,
+            rope_again(HS), att_score(HS), p, 5, F(scratch, 1), B, T, NH, NKV, HS, OPS_SET);
     }
     status_ok();
     size_t differ = 0;
@@ -1469,6 +1497,8 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
     Pair *dq = grads & G_DINP ? att_grad(BTQ) : NULL;
     Pair *dk = grads & G_DW ? att_grad(BTK) : NULL;
     Pair *dv = grads & G_DB ? att_grad(BTK) : NULL;
+    int given = saved && att_rope > 0.0f && gpu_turns_copies(HS, att_turned(HS)); /* q, k as are */
+    float *q0 = given ? host_copy(q) : NULL, *k0 = given ? host_copy(k) : NULL;
     BACKENDS(w, o) {
         o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), F(q, w), NH * HS, F(k, w),
                              F(v, w), NKV * HS, I(mask, w), causal, att_window,
@@ -1480,7 +1510,11 @@ static void test_attention_grads(int B, int T, int NH, int NKV, int HS, int caus
          rope_name(), pad, p, score_name());
     compare_attention("lse", lse);
     compare_attention("out", out);
-    if (att_rope > 0.0f) compare("q", q, ROPE_TOL), compare("k", k, ROPE_TOL);
+    if (given)
+        check_as_given("q", q, q0), check_as_given("k", k, k0);
+    else if (att_rope > 0.0f)
+        compare("q", q, ROPE_TOL), compare("k", k, ROPE_TOL);
+    free(q0), free(k0);
     if (saved) {
         check_saved_out(out, lse, saved, q, k, v, mask, causal, p, scratch, B, T, NH, NKV, HS);
         check_out_rows(saved, q, k, v, mask, dout, causal, p, scratch, B, T, NH, NKV, HS);
@@ -1529,8 +1563,9 @@ static void test_attention(int B, int T, int NH, int NKV, int HS, int causal, in
 }
 
 /* q, k, v as one GEMM writes them, rows [q | k | v] (linear_outputs_join): attention_forward
- * with rope, turning q and k in place (v's columns untouched), then attention_backward reading
- * them so (where it reads them: fp32) and writing rows [dq | dk | dv] (added to, and under
+ * with rope, turning q and k in place (v's columns untouched; under bf16 the GPU turns its copies
+ * and leaves the rows as given, where it can), then attention_backward reading them so (where it
+ * reads them: fp32) and writing rows [dq | dk | dv] (added to, and under
  * att_set over NaNs, which every column must replace), as from buffers of their own (test_ops
  * checks that on the CPU, bit for bit); fp32, or bf16 compared as att_bf16 says. */
 static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int causal, float p,
@@ -1544,6 +1579,7 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
     Pair *scratch = attention_scratch(B, T, NH, NKV, HS);
     Pair *saved = attention_saved(bf16 ? PRECISION_BF16 : PRECISION_FP32, B, T, NH, NKV, HS);
     Pair *dout = pair_random(rows * QC, 1.0f), *dqkv = att_grad(rows * ld);
+    float *given = saved && gpu_turns_copies(HS, HS) ? host_copy(qkv) : NULL;
     BACKENDS(w, o) {
         float *x = F(qkv, w);
         o->attention_forward(F(out, w), NULL, 0, F(lse, w), F(saved, w), x, ld, x + QC, x + QC + KC,
@@ -1552,7 +1588,11 @@ static void test_attention_joined(int B, int T, int NH, int NKV, int HS, int cau
     }
     NAME("%sattention_forward rope, [q | k | v] rows, B=%d T=%d NH=%d NKV=%d HS=%d%s p=%.1f",
          bf16 ? "bf16 " : "", B, T, NH, NKV, HS, causal ? " causal" : "", p);
-    compare("qkv", qkv, ROPE_TOL);
+    if (given)
+        check_as_given("qkv", qkv, given);
+    else
+        compare("qkv", qkv, ROPE_TOL);
+    free(given);
     compare_attention("lse", lse);
     compare_attention("out", out);
     BACKENDS(w, o) {
