@@ -4,8 +4,12 @@
 # tests/cuda_emu (ASan + UBSan build in build-emu/), and the emulation's own test
 # (tests/cuda_emu/test_emu.cu), once per thread order: seed 0 runs the
 # threads of a block in order, other seeds draw a random order between barriers and warp
-# collectives (LORAFT_EMU_SEED). Two runs at a time; logs in build-emu/emu-logs/. Then the GPU
-# benchmarks' smoke runs, once (seed 0; tiny shapes, one run each: they must not fail).
+# collectives (LORAFT_EMU_SEED). Even seeds check each launch against the limits of every
+# architecture the CUDA build compiles for; odd ones emulate sm_90 (LORAFT_EMU_ARCH=90: its
+# limits alone, which the device reports, so that the kernels picked by its shared memory run;
+# the emulation's own test sets both itself). Two runs at a time; logs in build-emu/emu-logs/.
+# Then the GPU benchmarks' smoke runs, once (seed 0; tiny shapes, one run each: they must not
+# fail).
 # Ends with the line "N passed, N failed" (one per test and seed); exit 0 only if none failed.
 # Usage: scripts/cuda-emu-test.sh          (LORAFT_EMU_SEEDS="0 1 2 3" overrides the seeds)
 set -uo pipefail
@@ -34,8 +38,9 @@ done
 tests+=(test_emu)
 
 run_one() { # run_one TEST SEED: runs it, leaves LOG, LOG.rc and LOG.time
-  local t=$1 s=$2 log=$logs/$1.seed$2.log t0=$SECONDS rc=0
-  LORAFT_EMU_SEED=$s ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  local t=$1 s=$2 log=$logs/$1.seed$2.log t0=$SECONDS rc=0 arch=
+  [ $((s % 2)) = 1 ] && arch=90
+  LORAFT_EMU_SEED=$s LORAFT_EMU_ARCH=$arch ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     LORAFT_SHARED_DATA="$PWD/../shared/data" timeout 400 "$build/$t" >"$log" 2>&1 || rc=$?
   echo "$rc" >"$log.rc"

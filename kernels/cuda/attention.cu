@@ -828,11 +828,11 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
 /* A tensor-core kernel's compiled shape: HP up to HMAX (a lane's accumulators of an m16 tile are
  * DIMS = HMAX/8 n8 tiles of four floats), compiled whole at HPC = HP = 64, 128 or 256 (loops
  * unrolled whole, no branches on HP), else HPC 0: HP at run time, HMAX 128 or 256.
- * MT_FWD, MT_BWD: m16 tiles of rows per warp (queries in forward and dq, keys in dk, dv): two at
- * HP 64 (32 rows), and in forward at HP 128 too, so each fragment of the streamed tiles read from
- * shared memory feeds two products (FlashAttention-2's layout); one at other sizes. In backward
- * at HP 128 two would spill registers (dk/dv, on sm_90) or need 104 KB of shared memory (dq:
- * sm_86 and sm_89 allow a block 99 KB).
+ * MT_FWD, MT_DQ, MT_BWD: m16 tiles of rows per warp (queries in forward and dq, keys in dk,
+ * dv): two at HP 64 (32 rows), and in forward at HP 128 too, so each fragment of the streamed
+ * tiles read from shared memory feeds two products (FlashAttention-2's layout); one at other
+ * sizes. In backward at HP 128 two would spill registers (dk/dv, on sm_90) or need 104 KB of
+ * shared memory (dq: DqPairs, where an SM holds two such blocks).
  * FWD_KEYS: keys of forward's streamed tiles: 32 at HP 128, whose two m16 tiles a warp keep 128
  * f32 of out a lane (64 keys' scores would be 64 more: 255 registers and spills on sm_90), and
  * above (one m16 tile, as wide), else 64.
@@ -846,6 +846,7 @@ template <int HPC_, int HMAX_> struct TcShape {
     static constexpr int HPC = HPC_, HMAX = HMAX_, DIMS = HMAX / 8; /* DIMS: n8 tiles of HMAX */
     static constexpr bool WIDE = HMAX > 128, SPLIT = WIDE;
     static constexpr int MT_FWD = HPC == 64 || HPC == 128 ? 2 : 1, MT_BWD = HPC == 64 ? 2 : 1;
+    static constexpr int MT_DQ = MT_BWD;
     static constexpr int FWD_KEYS = HPC == 128 || WIDE ? 32 : 64;
     static constexpr int BWD_ROWS = WIDE ? 16 : BWD_TILE; /* dq's keys, dk/dv's queries a tile */
     static constexpr int DKDV_WARPS = WIDE ? 3 : ATT_WARPS;
@@ -855,6 +856,12 @@ template <int HPC_, int HMAX_> struct TcShape {
  * common ones keep their code (a block-uniform branch on the cap cost their tiles up to 5 % more
  * instructions on sm_90, and spills at HS 64). */
 template <typename S> struct Capped : S { static constexpr bool CAP = true; };
+/* Shape S with dq's warps on two m16 tiles at HP 128: each streamed fragment feeds two products,
+ * 0.42 ldmatrix an mma in the tile loop where one tile took 0.67 (sm_90 SASS), which at the 512
+ * bytes of each against an SM's 128 bytes of shared memory a clock bounded the tensor cores. Its
+ * 104 KB a block of four warps fit only some GPUs: with_kernel_shape picks it where an SM holds
+ * two such blocks (sm_90's 227 KB; sm_80 holds one, sm_86 and sm_89 none). */
+template <typename S> struct DqPairs : S { static constexpr int MT_DQ = 2; };
 /* What a dk, dv launch computes (flash_dkdv_tc_kernel's PARTS). */
 enum { GRAD_DK = 1, GRAD_DV = 2 };
 
@@ -989,7 +996,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                        const float *lse, const float *D, const int32_t *mask, int causal, float p,
                        uint64_t seed, const Heads g) {
 #if TC_ARCH
-    constexpr int MT = S::MT_BWD, KT = S::BWD_ROWS;
+    constexpr int MT = S::MT_DQ, KT = S::BWD_ROWS;
     if (DROP) seed ^= step_seed(g.step);
     int bh = blockIdx.x, b = bh / g.NH, head = bh % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
     int HS = g.HS, HP = S::HPC ? S::HPC : padded_hs(HS), ld = tile_ld(HP);
@@ -1263,7 +1270,7 @@ template <typename S> static size_t fwd_tc_shared_bytes(int warps, int HS) {
     return sizeof(bf16) * (warps * S::MT_FWD * TC + 4 * S::FWD_KEYS) * tile_stride(HS);
 }
 template <typename S> static size_t dq_tc_shared_bytes(int warps, int HS) {
-    return sizeof(bf16) * (2 * warps * S::MT_BWD * TC + 4 * S::BWD_ROWS) * tile_stride(HS);
+    return sizeof(bf16) * (2 * warps * S::MT_DQ * TC + 4 * S::BWD_ROWS) * tile_stride(HS);
 }
 template <typename S> static size_t dkdv_tc_shared_bytes(int warps, int HS) {
     return sizeof(bf16) * 2 * warps * S::MT_BWD * TC * tile_stride(HS) +
@@ -1271,18 +1278,35 @@ template <typename S> static size_t dkdv_tc_shared_bytes(int warps, int HS) {
 }
 /* The tensor-core kernels, for with_kernel_shape. */
 enum TcKernel { TC_FORWARD, TC_DQ, TC_DKDV };
+/* Whether an SM of this device holds two blocks of `bytes` of dynamic shared memory: within its
+ * opt-in limit a block, and twice that with the 1 KB it reserves a block within its SM's. */
+static bool two_blocks_fit(size_t bytes) {
+    static int block = -1, sm, reserved;
+    if (block < 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&block, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
+                cudaSuccess ||
+            cudaDeviceGetAttribute(&sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) !=
+                cudaSuccess ||
+            cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev) !=
+                cudaSuccess)
+            block = sm = reserved = 0;
+    }
+    return bytes <= (size_t)block && 2 * (bytes + reserved) <= (size_t)sm;
+}
 /* Calls launch(S(), std::bool_constant<DROP>(), warps) with the tensor-core kernels' compiled
  * shape S (TcShape) for head size HS: HP = 64, 128 and 256 whole, other sizes at run time, up to
  * 128 or 256, Capped where score soft-caps; DROP = p > 0, so that p = 0 runs no dropout code at
  * all; grid and threads set for `problems` heads of T rows at the m16 tiles a warp and the warps
- * a block of kernel `kind`. */
-template <typename F>
-static void with_kernel_shape(int HS, AttnScore score, float p, TcKernel kind, int problems, int T,
-                              dim3 *grid, unsigned *threads, F launch) {
+ * a block of kernel KIND (dq at HP 128: DqPairs where two blocks of it fit an SM). */
+template <TcKernel KIND, typename F>
+static void with_kernel_shape(int HS, AttnScore score, float p, int problems, int T, dim3 *grid,
+                              unsigned *threads, F launch) {
     auto drop = [&](auto shape) {
         using S = decltype(shape);
-        int per_warp = (kind == TC_FORWARD ? S::MT_FWD : S::MT_BWD) * TC;
-        int most = kind == TC_DKDV ? S::DKDV_WARPS : (int)ATT_WARPS;
+        int per_warp = (KIND == TC_FORWARD ? S::MT_FWD : KIND == TC_DQ ? S::MT_DQ : S::MT_BWD) * TC;
+        int most = KIND == TC_DKDV ? S::DKDV_WARPS : (int)ATT_WARPS;
         int warps = att_launch_shape(grid, threads, problems, T, per_warp, most);
         if (p > 0.0f)
             launch(shape, std::true_type(), warps);
@@ -1296,6 +1320,12 @@ static void with_kernel_shape(int HS, AttnScore score, float p, TcKernel kind, i
             drop(shape);
     };
     int HP = padded_hs(HS);
+    if constexpr (KIND == TC_DQ) /* (compiled for dq's launches alone) */
+        if (HP == 128 &&
+            two_blocks_fit(dq_tc_shared_bytes<DqPairs<TcShape<128, 128>>>(ATT_WARPS, HS))) {
+            cap(DqPairs<TcShape<128, 128>>());
+            return;
+        }
     if (HP == 64)
         cap(TcShape<64, 64>());
     else if (HP == 128)
@@ -1562,16 +1592,15 @@ void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse,
             return;
         }
         if (out_bf16) a.out = (bf16 *)out_bf16;
-        with_kernel_shape(HS, g.score, p, TC_FORWARD, B * NH, T, &grid, &threads,
-                          [&](auto shape, auto drop, int warps) {
-                              using S = decltype(shape);
-                              constexpr bool DROP = decltype(drop)::value;
-                              auto *kernel = flash_forward_tc_kernel<S, DROP>;
-                              size_t bytes =
-                                  allow_shared(kernel, fwd_tc_shared_bytes<S>(warps, HS));
-                              flash_forward_tc_kernel<S, DROP><<<grid, threads, bytes>>>(
-                                  out, a.out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
-                          });
+        with_kernel_shape<TC_FORWARD>(
+            HS, g.score, p, B * NH, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
+                using S = decltype(shape);
+                constexpr bool DROP = decltype(drop)::value;
+                auto *kernel = flash_forward_tc_kernel<S, DROP>;
+                size_t bytes = allow_shared(kernel, fwd_tc_shared_bytes<S>(warps, HS));
+                flash_forward_tc_kernel<S, DROP><<<grid, threads, bytes>>>(
+                    out, a.out, lse, a.q, a.k, a.v, mask, causal, p, seed, g);
+            });
     } else {
         int warps = att_launch_shape(&grid, &threads, B * NH, T, FWD_ROWS);
         with_row_share<4>(HS, [&](auto dims) {
@@ -1628,17 +1657,15 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     CUDA_LAUNCHED("attention_backward (D)");
     if (dq) {
         if (tc) {
-            with_kernel_shape(HS, g.score, p, TC_DQ, B * NH, T, &grid, &threads,
-                              [&](auto shape, auto drop, int warps) {
-                                  using S = decltype(shape);
-                                  constexpr bool DROP = decltype(drop)::value;
-                                  auto *kernel = flash_dq_tc_kernel<S, DROP>;
-                                  size_t bytes =
-                                      allow_shared(kernel, dq_tc_shared_bytes<S>(warps, HS));
-                                  flash_dq_tc_kernel<S, DROP>
-                                      <<<grid, threads, bytes>>>(dq, a.dout, a.q, a.k, a.v, lse,
-                                                                 a.D, mask, causal, p, seed, g);
-                              });
+            with_kernel_shape<TC_DQ>(
+                HS, g.score, p, B * NH, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
+                    using S = decltype(shape);
+                    constexpr bool DROP = decltype(drop)::value;
+                    auto *kernel = flash_dq_tc_kernel<S, DROP>;
+                    size_t bytes = allow_shared(kernel, dq_tc_shared_bytes<S>(warps, HS));
+                    flash_dq_tc_kernel<S, DROP><<<grid, threads, bytes>>>(
+                        dq, a.dout, a.q, a.k, a.v, lse, a.D, mask, causal, p, seed, g);
+                });
         } else {
             int warps = att_launch_shape(&grid, &threads, B * NH, T, DQ_ROWS);
             with_row_share<4>(HS, [&](auto dims) {
@@ -1654,28 +1681,27 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
         if (tc) {
             bool share = NH > NKV; /* a block a query head: the heads' shares, then their sums */
             float *dk_to = share && dk ? a.dk_share : dk, *dv_to = share && dv ? a.dv_share : dv;
-            with_kernel_shape(HS, g.score, p, TC_DKDV, B * NH, T, &grid, &threads,
-                              [&](auto shape, auto drop, int warps) {
-                                  using S = decltype(shape);
-                                  constexpr bool DROP = decltype(drop)::value;
-                                  size_t bytes = dkdv_tc_shared_bytes<S>(warps, HS);
-                                  /* a launch of the kernel that computes PARTS: GRAD_DK and / or
-                                   * GRAD_DV */
-                                  auto part = [&](auto parts) {
-                                      constexpr int PARTS = decltype(parts)::value;
-                                      allow_shared(flash_dkdv_tc_kernel<S, DROP, PARTS>, bytes);
-                                      flash_dkdv_tc_kernel<S, DROP, PARTS>
-                                          <<<grid, threads, bytes>>>(dk_to, dv_to, a.dout, a.q, a.k,
-                                                                     a.v, lse, a.D, mask, causal, p,
-                                                                     seed, g);
-                                  };
-                                  if constexpr (!S::SPLIT) {
-                                      part(std::integral_constant<int, GRAD_DK | GRAD_DV>());
-                                  } else {
-                                      if (dv) part(std::integral_constant<int, GRAD_DV>());
-                                      if (dk) part(std::integral_constant<int, GRAD_DK>());
-                                  }
-                              });
+            with_kernel_shape<TC_DKDV>(
+                HS, g.score, p, B * NH, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
+                    using S = decltype(shape);
+                    constexpr bool DROP = decltype(drop)::value;
+                    size_t bytes = dkdv_tc_shared_bytes<S>(warps, HS);
+                    /* a launch of the kernel that computes PARTS: GRAD_DK and / or
+                     * GRAD_DV */
+                    auto part = [&](auto parts) {
+                        constexpr int PARTS = decltype(parts)::value;
+                        allow_shared(flash_dkdv_tc_kernel<S, DROP, PARTS>, bytes);
+                        flash_dkdv_tc_kernel<S, DROP, PARTS>
+                            <<<grid, threads, bytes>>>(dk_to, dv_to, a.dout, a.q, a.k, a.v, lse,
+                                                       a.D, mask, causal, p, seed, g);
+                    };
+                    if constexpr (!S::SPLIT) {
+                        part(std::integral_constant<int, GRAD_DK | GRAD_DV>());
+                    } else {
+                        if (dv) part(std::integral_constant<int, GRAD_DV>());
+                        if (dk) part(std::integral_constant<int, GRAD_DK>());
+                    }
+                });
             if (share) {
                 unsigned n = cuda_blocks((size_t)B * T * ((NKV * HS + 3) / 4), CUDA_THREADS);
                 if (HS % 4 == 0)

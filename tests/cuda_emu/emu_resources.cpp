@@ -5,8 +5,11 @@
  * cudaFuncSetAttribute raised it to, up to the architecture's opt-in limit minus the static
  * shared memory). Registers and static shared memory exist only after ptxas: the build runs
  * the real nvcc over kernels/cuda and bench/bench_gpu.cu for each architecture of the default
- * CUDA build (resources.pl -> emu_resources.inc), and a launch must fit on every one of them.
- * Without nvcc the table is empty and only the shared-memory attribute is checked. */
+ * CUDA build (resources.pl -> emu_resources.inc), and a launch must fit on every one of them,
+ * or, with LORAFT_EMU_ARCH set (90: sm_90), on that one, whose limits the device then reports
+ * (cudaDeviceGetAttribute; else the least of every target's), so that a kernel the code picks
+ * by the device's shared memory runs where it would. Without nvcc the table is empty and only
+ * the shared-memory attribute is checked. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +34,16 @@ const Row generated[] = {
 
 struct Arch {
     int sm;
-    size_t shared_optin; /* cudaDevAttrMaxSharedMemoryPerBlockOptin */
+    size_t shared_optin,
+        shared_sm; /* cudaDevAttrMaxSharedMemoryPerBlockOptin, ..PerMultiprocessor */
 };
-const Arch archs[] = {{80, 166912}, {86, 101376}, {87, 166912}, {89, 101376}, {90, 232448}};
+const Arch archs[] = {{80, 166912, 167936},
+                      {86, 101376, 102400},
+                      {87, 166912, 167936},
+                      {89, 101376, 102400},
+                      {90, 232448, 233472}};
+const size_t RESERVED_SHARED =
+    1024; /* a block's, on each: cudaDevAttrReservedSharedMemoryPerBlock */
 
 const size_t REGISTERS_PER_SM = 65536, WARP_REGISTER_UNIT = 256, DEFAULT_SHARED = 48 * 1024;
 
@@ -59,6 +69,27 @@ size_t warp_registers(int per_thread) {
     return (r + WARP_REGISTER_UNIT - 1) / WARP_REGISTER_UNIT * WARP_REGISTER_UNIT;
 }
 
+/* LORAFT_EMU_ARCH (read each time: test_emu sets it), or 0: every target */
+int emulated_arch(void) {
+    const char *s = getenv("LORAFT_EMU_ARCH");
+    int sm = s && *s ? atoi(s) : 0;
+    if (sm) arch_of(sm); /* a known one, or abort */
+    return sm;
+}
+
+bool checked(int sm) {
+    int e = emulated_arch();
+    return !e || sm == e;
+}
+
+/* The least of the checked architectures' limits */
+size_t least_of(size_t Arch::*limit) {
+    size_t least = (size_t)-1;
+    for (const Arch &a : archs)
+        if (checked(a.sm) && a.*limit < least) least = a.*limit;
+    return least;
+}
+
 int refuse(int error, const char *kernel, int sm, const char *why) {
     fprintf(stderr, "cuda_emu: launch of %s refused (as on sm_%d): %s\n", kernel, sm, why);
     return error;
@@ -77,10 +108,7 @@ size_t emu_resource_kernels(void) {
 
 cudaError_t emu_func_set_attribute(const void *fn, cudaFuncAttribute attr, int value) {
     if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaSuccess;
-    size_t least = (size_t)-1;
-    for (const Arch &a : archs)
-        if (a.shared_optin < least) least = a.shared_optin;
-    if (value < 0 || (size_t)value > least) return cudaErrorInvalidValue;
+    if (value < 0 || (size_t)value > least_of(&Arch::shared_optin)) return cudaErrorInvalidValue;
     dynamic_shared_limit()[fn] = (size_t)value;
     return cudaSuccess;
 }
@@ -99,7 +127,8 @@ int emu_launch_resources(const char *kernel, const void *fn, unsigned threads, s
     size_t name_len = strcspn(kernel, "<"), warps = (threads + 31) / 32;
     char why[160];
     for (const Row &r : table()) {
-        if (strlen(r.name) != name_len || strncmp(r.name, kernel, name_len)) continue;
+        if (strlen(r.name) != name_len || strncmp(r.name, kernel, name_len) || !checked(r.arch))
+            continue;
         if (r.max_threads && threads > (unsigned)r.max_threads) {
             snprintf(why, sizeof why, "%u threads, __launch_bounds__ %d", threads, r.max_threads);
             return refuse(cudaErrorLaunchOutOfResources, kernel, r.arch, why);
@@ -120,4 +149,20 @@ int emu_launch_resources(const char *kernel, const void *fn, unsigned threads, s
         }
     }
     return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device) {
+    if (!value || device != 0) return cudaErrorInvalidValue;
+    switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+        *value = (int)least_of(&Arch::shared_optin);
+        return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor:
+        *value = (int)least_of(&Arch::shared_sm);
+        return cudaSuccess;
+    case cudaDevAttrReservedSharedMemoryPerBlock:
+        *value = (int)RESERVED_SHARED;
+        return cudaSuccess;
+    }
+    return cudaErrorInvalidValue;
 }

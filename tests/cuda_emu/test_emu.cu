@@ -196,6 +196,28 @@ static void test_launch_limits(void) {
     EXPECT(launch_bounded(d, 32, 64 * 1024) == cudaErrorInvalidConfiguration); /* 8 + 96 > 99 */
     EXPECT(cudaFuncSetAttribute(bounded_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 100 * 1024) == cudaErrorInvalidValue); /* over sm_86's opt-in */
+    /* the device reports the least of every target's shared memory; as sm_90
+     * (LORAFT_EMU_ARCH), sm_90's, and a launch is checked against its rows alone */
+    int optin = 0, per_sm = 0, reserved = 0;
+    EXPECT(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) ==
+               cudaSuccess &&
+           optin == 101376);
+    EXPECT(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0) ==
+               cudaSuccess &&
+           per_sm == 102400);
+    EXPECT(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, 0) ==
+               cudaSuccess &&
+           reserved == 1024);
+    setenv("LORAFT_EMU_ARCH", "90", 1);
+    EXPECT(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) ==
+               cudaSuccess &&
+           optin == 232448);
+    EXPECT(cudaFuncSetAttribute(bounded_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                100 * 1024) == cudaSuccess);
+    EXPECT(launch_bounded(d, 32, 100 * 1024) == cudaSuccess);           /* sm_86's row unchecked */
+    EXPECT(launch_bounded(d, 160, 0) == cudaErrorLaunchOutOfResources); /* sm_90's bound */
+    unsetenv("LORAFT_EMU_ARCH");
+    EXPECT(launch_bounded(d, 32, 100 * 1024) == cudaErrorInvalidConfiguration);
     cudaFree(d);
 }
 
@@ -1063,6 +1085,7 @@ static void run_cp_async_misaligned(float *d) {
 }
 
 int main(void) {
+    unsetenv("LORAFT_EMU_ARCH"); /* test_launch_limits starts from every target's limits */
     test_shuffles();
     test_blocks();
     test_launch_limits();
