@@ -186,6 +186,20 @@ __device__ inline HeadPtrs head_ptrs(const Heads g, int b, int h, const int32_t 
     return p;
 }
 
+/* Where the dk/dv kernels' block of query head h (of sequence b) puts its sums: under GQA (NH >
+ * NKV) its share, [B, T, NH*HS] (overwritten; group_sum_kernel adds a group's in head order, the
+ * same bits every run), else dk and dv themselves ((+)= as g.add says). A block a query head,
+ * not a KV group: SmolLM2's step at 4 x 2048 tokens made 192 blocks of a group of 3, of uneven
+ * causal work, for the H200's 264 slots, and the longest ran 3 heads' tiles in a row. */
+struct KvGrads {
+    size_t at, ld; /* row 0's offset, the row stride */
+    int add;
+};
+__device__ inline KvGrads kv_grads(const Heads g, int b, int h, const HeadPtrs &hp) {
+    if (g.NH == g.NKV) return KvGrads{hp.kvin, (size_t)g.ldkv, g.add};
+    return KvGrads{((size_t)b * g.T * g.NH + h) * g.HS, (size_t)g.NH * g.HS, OPS_SET};
+}
+
 /* grid (B*NH, query blocks of warps*FWD_ROWS rows). out, lse: see ops.h. DIMS: the accumulator
  * dimensions a lane owns (HS <= 32 * DIMS), as in the other two. */
 template <int DIMS>
@@ -304,16 +318,16 @@ __global__ void flash_dq_kernel(float *dq, const float *dout, const float *q, co
     }
 }
 
-/* grid (B*NKV, key blocks of warps*KEY_ROWS keys): for the block's keys of KV head kvh,
- * over every query head of its group and every query that can see them,
- * dv += dropout(P)^T dout and dk += scale dS^T q. dk or dv may be NULL. */
+/* grid (B*NH, key blocks of warps*KEY_ROWS keys): for the block's keys and query head h, over
+ * every query that can see them, dv += dropout(P)^T dout and dk += scale dS^T q, into kv_grads'
+ * place. dk or dv may be NULL. */
 template <int DIMS>
 __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q,
                                   const float *k, const float *v, const float *lse, const float *D,
                                   const int32_t *mask, int causal, float p, uint64_t seed,
                                   const Heads g) {
     seed ^= step_seed(g.step);
-    int b = blockIdx.x / g.NKV, kvh = blockIdx.x % g.NKV, G = g.NH / g.NKV, T = g.T, HS = g.HS;
+    int b = blockIdx.x / g.NH, h = blockIdx.x % g.NH, T = g.T, HS = g.HS;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, start = lane % HS;
     int nkeys = (blockDim.x >> 5) * KEY_ROWS, j0 = blockIdx.y * nkeys;
     extern __shared__ float smem[]; /* dkdv_shared_bytes: Qs, dOs, Ks, Vs, then Wp, Wd per warp */
@@ -324,50 +338,49 @@ __global__ void flash_dkdv_kernel(float *dk, float *dv, const float *dout, const
     float dk_acc[KEY_ROWS][DIMS], dv_acc[KEY_ROWS][DIMS];
     for (int r = 0; r < KEY_ROWS; r++)
         for (int c = 0; c < DIMS; c++) dk_acc[r][c] = dv_acc[r][c] = 0.0f;
-    HeadPtrs hp = head_ptrs(g, b, kvh * G, mask);
+    HeadPtrs hp = head_ptrs(g, b, h, mask);
     load_rows(Ks, k + hp.kvin, g.ldkv, j0, nkeys, T, HS, HS);
     load_rows(Vs, v + hp.kvin, g.ldkv, j0, nkeys, T, HS, HS);
-    for (int h = kvh * G; h < (kvh + 1) * G; h++) {
-        size_t bh = (size_t)b * g.NH + h, head = (size_t)(h - kvh * G) * HS;
-        /* causal: queries before the block's first key see none of its keys, nor those past
-         * the window of its last */
-        int i_end = causal ? query_end(j0 + nkeys - 1, g.window, T) : T;
-        for (int i0 = causal ? j0 / QUERY_TILE * QUERY_TILE : 0; i0 < i_end; i0 += QUERY_TILE) {
-            __syncthreads(); /* Ks, Vs written; the previous tile's readers done */
-            load_rows(Qs, q + hp.qin + head, g.ldq, i0, QUERY_TILE, T, HS, HS);
-            load_rows(dOs, dout + hp.q + head, ldo, i0, QUERY_TILE, T, HS, HS);
-            __syncthreads();
-            int i = i0 + lane, n = min(QUERY_TILE, T - i0);
-            float row_lse = i < T ? lse[bh * T + i] : INFINITY, row_D = i < T ? D[bh * T + i] : 0;
+    size_t bh = (size_t)b * g.NH + h;
+    /* causal: queries before the block's first key see none of its keys, nor those past the
+     * window of its last */
+    int i_end = causal ? query_end(j0 + nkeys - 1, g.window, T) : T;
+    for (int i0 = causal ? j0 / QUERY_TILE * QUERY_TILE : 0; i0 < i_end; i0 += QUERY_TILE) {
+        __syncthreads(); /* Ks, Vs written; the previous tile's readers done */
+        load_rows(Qs, q + hp.qin, g.ldq, i0, QUERY_TILE, T, HS, HS);
+        load_rows(dOs, dout + hp.q, ldo, i0, QUERY_TILE, T, HS, HS);
+        __syncthreads();
+        int i = i0 + lane, n = min(QUERY_TILE, T - i0);
+        float row_lse = i < T ? lse[bh * T + i] : INFINITY, row_D = i < T ? D[bh * T + i] : 0;
 #pragma unroll
-            for (int r = 0; r < KEY_ROWS; r++) {
-                int w = warp * KEY_ROWS + r, j = j0 + w, kw = w * HS;
-                if (j >= T) break; /* warp-uniform */
-                float pd = 0.0f, ds = 0.0f;
-                if (i < T && key_visible(hp.keep, causal, g.window, i, j, T)) {
-                    float s = score_of(dot_rotated(Qs + lane * HS, Ks + kw, HS, start), g.score);
-                    float P = exp_approx(s - row_lse);
-                    float keep = rng_row_dropout(seed, bh * T + i, j, p);
-                    pd = P * keep;
-                    ds = P * (dot_rotated(dOs + lane * HS, Vs + kw, HS, start) * keep - row_D) *
-                         score_slope(s, g.score);
-                }
-                Wp[lane] = pd, Wd[lane] = ds;
-                __syncwarp();
-                if (dv) acc_rows<DIMS>(dv_acc[r], Wp, dOs, n, HS, lane);
-                if (dk) acc_rows<DIMS>(dk_acc[r], Wd, Qs, n, HS, lane);
-                __syncwarp();
+        for (int r = 0; r < KEY_ROWS; r++) {
+            int w = warp * KEY_ROWS + r, j = j0 + w, kw = w * HS;
+            if (j >= T) break; /* warp-uniform */
+            float pd = 0.0f, ds = 0.0f;
+            if (i < T && key_visible(hp.keep, causal, g.window, i, j, T)) {
+                float s = score_of(dot_rotated(Qs + lane * HS, Ks + kw, HS, start), g.score);
+                float P = exp_approx(s - row_lse);
+                float keep = rng_row_dropout(seed, bh * T + i, j, p);
+                pd = P * keep;
+                ds = P * (dot_rotated(dOs + lane * HS, Vs + kw, HS, start) * keep - row_D) *
+                     score_slope(s, g.score);
             }
+            Wp[lane] = pd, Wd[lane] = ds;
+            __syncwarp();
+            if (dv) acc_rows<DIMS>(dv_acc[r], Wp, dOs, n, HS, lane);
+            if (dk) acc_rows<DIMS>(dk_acc[r], Wd, Qs, n, HS, lane);
+            __syncwarp();
         }
     }
+    KvGrads to = kv_grads(g, b, h, hp);
     for (int r = 0; r < KEY_ROWS; r++) {
         int j = j0 + warp * KEY_ROWS + r;
         if (j >= T) break;
         for (int c = 0; c < DIMS; c++) {
-            size_t at = hp.kvin + j * g.ldkv + lane + 32 * c;
+            size_t at = to.at + j * to.ld + lane + 32 * c;
             if (lane + 32 * c >= HS) continue;
-            if (dv) put_grad(dv + at, dv_acc[r][c], g.add);
-            if (dk) put_grad(dk + at, dk_acc[r][c] * g.score.scale, g.add);
+            if (dv) put_grad(dv + at, dv_acc[r][c], to.add);
+            if (dk) put_grad(dk + at, dk_acc[r][c] * g.score.scale, to.add);
         }
     }
 }
@@ -1102,11 +1115,8 @@ __device__ inline void load_query_tile(unsigned char *buf, int HP, int h, int i0
  * head; the warp's MT*16 keys against QT = S::BWD_ROWS queries at a time (S^T = K Q^T, dP^T =
  * V dout^T). A tile with all the warp's keys visible and (causal) no query before them needs no
  * mask: queries past T have lse = inf, so P = 0 there anyway. DROP: p > 0. PARTS: GRAD_DK and /
- * or GRAD_DV, what the launch computes (dv alone needs neither V nor dP). Under GQA (NH > NKV)
- * dk, dv receive the head's shares, [B, T, NH*HS] (overwritten; group_sum_kernel adds a group's
- * in head order), else the gradients themselves ((+)= as g.add says). A block a query head, not
- * a KV group: blocks of a whole group of 3 were 192 of uneven causal work for the H200's 132 SMs
- * in SmolLM2's step at 4 x 2048 tokens, and the longest ran 3 heads' tiles in a row. */
+ * or GRAD_DV, what the launch computes (dv alone needs neither V nor dP). The sums go where
+ * kv_grads says. */
 template <typename S, bool DROP, int PARTS>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dkdv_tc_kernel(float *dk, float *dv, const bf16 *doh, const bf16 *qh, const bf16 *kh,
@@ -1202,20 +1212,18 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         if (DV && dv) mma_wb<QT, MT, S::HMAX>(dv_acc[0], st[0], dOs, ld, HP, lane);
         if (DK && dk) mma_wb<QT, MT, S::HMAX>(dk_acc[0], dPt[0], Qs, ld, HP, lane);
     }
-    bool share = G > 1; /* the head's share of its group's (group_sum_kernel adds them) */
-    size_t at = share ? (size_t)b * T * g.NH * HS + (size_t)head * HS : hp.kvin;
-    size_t ldg = share ? (size_t)g.NH * HS : (size_t)g.ldkv;
-    int add = share ? OPS_SET : g.add;
+    KvGrads to = kv_grads(g, b, head, hp);
 #pragma unroll
     for (int t = 0; t < MT; t++) {
         if (DV && dv)
-            add_tiles<S::HMAX>(dv + at, ldg, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane, add);
+            add_tiles<S::HMAX>(dv + to.at, to.ld, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane,
+                               to.add);
         if (DK && dk && S::HPC && g.rope.half)
-            add_tiles_turned<S::HPC>(dk + at, ldg, dk_acc[t], g.score.scale, w0 + t * TC, T, g.rope,
-                                     lane, add);
+            add_tiles_turned<S::HPC>(dk + to.at, to.ld, dk_acc[t], g.score.scale, w0 + t * TC, T,
+                                     g.rope, lane, to.add);
         else if (DK && dk)
-            add_tiles<S::HMAX>(dk + at, ldg, dk_acc[t], g.score.scale, w0 + t * TC, T, HS, lane,
-                               add);
+            add_tiles<S::HMAX>(dk + to.at, to.ld, dk_acc[t], g.score.scale, w0 + t * TC, T, HS,
+                               lane, to.add);
     }
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
@@ -1678,9 +1686,9 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
         CUDA_LAUNCHED("attention_backward (dq)");
     }
     if (dk || dv) {
+        bool share = NH > NKV; /* a block a query head: the heads' shares, then their sums */
+        float *dk_to = share && dk ? a.dk_share : dk, *dv_to = share && dv ? a.dv_share : dv;
         if (tc) {
-            bool share = NH > NKV; /* a block a query head: the heads' shares, then their sums */
-            float *dk_to = share && dk ? a.dk_share : dk, *dv_to = share && dv ? a.dv_share : dv;
             with_kernel_shape<TC_DKDV>(
                 HS, g.score, p, B * NH, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
                     using S = decltype(shape);
@@ -1702,21 +1710,21 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                         if (dk) part(std::integral_constant<int, GRAD_DK>());
                     }
                 });
-            if (share) {
-                unsigned n = cuda_blocks((size_t)B * T * ((NKV * HS + 3) / 4), CUDA_THREADS);
-                if (HS % 4 == 0)
-                    group_sum_kernel<4><<<n, CUDA_THREADS>>>(dk, dv, a.dk_share, a.dv_share, g);
-                else
-                    group_sum_kernel<1><<<n, CUDA_THREADS>>>(dk, dv, a.dk_share, a.dv_share, g);
-            }
         } else {
-            int warps = att_launch_shape(&grid, &threads, B * NKV, T, KEY_ROWS);
+            int warps = att_launch_shape(&grid, &threads, B * NH, T, KEY_ROWS);
             with_row_share<4>(HS, [&](auto dims) {
                 constexpr int DIMS = decltype(dims)::value;
                 size_t bytes = allow_shared(flash_dkdv_kernel<DIMS>, dkdv_shared_bytes(warps, HS));
-                flash_dkdv_kernel<DIMS><<<grid, threads, bytes>>>(dk, dv, dout, q, k, v, lse, a.D,
-                                                                  mask, causal, p, seed, g);
+                flash_dkdv_kernel<DIMS><<<grid, threads, bytes>>>(dk_to, dv_to, dout, q, k, v, lse,
+                                                                  a.D, mask, causal, p, seed, g);
             });
+        }
+        if (share) {
+            unsigned n = cuda_blocks((size_t)B * T * ((NKV * HS + 3) / 4), CUDA_THREADS);
+            if (HS % 4 == 0)
+                group_sum_kernel<4><<<n, CUDA_THREADS>>>(dk, dv, a.dk_share, a.dv_share, g);
+            else
+                group_sum_kernel<1><<<n, CUDA_THREADS>>>(dk, dv, a.dk_share, a.dv_share, g);
         }
         CUDA_LAUNCHED("attention_backward (dk, dv)");
     }

@@ -34,16 +34,16 @@ const Row generated[] = {
 
 struct Arch {
     int sm;
-    size_t shared_optin,
-        shared_sm; /* cudaDevAttrMaxSharedMemoryPerBlockOptin, ..PerMultiprocessor */
+    /* cudaDevAttrMaxSharedMemoryPerBlockOptin, cudaDevAttrMaxSharedMemoryPerMultiprocessor */
+    size_t shared_optin, shared_sm;
 };
 const Arch archs[] = {{80, 166912, 167936},
                       {86, 101376, 102400},
                       {87, 166912, 167936},
                       {89, 101376, 102400},
                       {90, 232448, 233472}};
-const size_t RESERVED_SHARED =
-    1024; /* a block's, on each: cudaDevAttrReservedSharedMemoryPerBlock */
+/* What each reserves a block (cudaDevAttrReservedSharedMemoryPerBlock) */
+const size_t RESERVED_SHARED = 1024;
 
 const size_t REGISTERS_PER_SM = 65536, WARP_REGISTER_UNIT = 256, DEFAULT_SHARED = 48 * 1024;
 
