@@ -844,25 +844,26 @@ __device__ inline const bf16 *head_rows(const bf16 *x, int b, int h, int H, int 
  * MT_FWD, MT_DQ, MT_BWD: m16 tiles of rows per warp (queries in forward and dq, keys in dk,
  * dv): two at HP 64 (32 rows), and in forward at HP 128 too, so each fragment of the streamed
  * tiles read from shared memory feeds two products (FlashAttention-2's layout); one at other
- * sizes. In backward at HP 128 two would spill registers (dk/dv, on sm_90) or need 104 KB of
- * shared memory (dq: DqPairs, where an SM holds two such blocks).
+ * sizes, but for dq where an SM holds two blocks of 104 KB (DqPairs) and dk/dv in ROLES.
+ * ROLES (HMAX 128 and 256): dk and dv in warps of their own, a pair a key tile
+ * (flash_dkdv_roles_kernel), so that a warp keeps one accumulator, 128 floats a lane at MT_BWD
+ * = 256 / HMAX tiles: at HP 128 two, and each fragment of the streamed tiles feeds two products
+ * (one warp keeping both for one tile read 320 bytes of shared memory an mma, 219 in roles); at
+ * HP 256 one, and S is computed once (dk and dv in launches of their own recomputed it).
  * FWD_KEYS: keys of forward's streamed tiles: 32 at HP 128, whose two m16 tiles a warp keep 128
  * f32 of out a lane (64 keys' scores would be 64 more: 255 registers and spills on sm_90), and
  * above (one m16 tile, as wide), else 64.
  * Above HP 128 (WIDE) the streamed tiles shrink so that a block fits 99 KB of shared memory (two
  * blocks an SM on sm_90): at HP 256 forward 99 KB (four warps, 32 keys), dq 99 KB (four warps,
- * BWD_ROWS = 16 keys), dk/dv 83 KB (16 queries, DKDV_WARPS = 3: four would take 99.4 KB). And dk
- * and dv run in launches of their own (SPLIT): both accumulators, 256 floats a lane, would spill;
- * each launch recomputes S (10 products a key and query instead of 8).
+ * BWD_ROWS = 16 keys), dk/dv 70 KB (16 queries).
  * CAP: soft-capped scores (Capped). */
 template <int HPC_, int HMAX_> struct TcShape {
     static constexpr int HPC = HPC_, HMAX = HMAX_, DIMS = HMAX / 8; /* DIMS: n8 tiles of HMAX */
-    static constexpr bool WIDE = HMAX > 128, SPLIT = WIDE;
-    static constexpr int MT_FWD = HPC == 64 || HPC == 128 ? 2 : 1, MT_BWD = HPC == 64 ? 2 : 1;
-    static constexpr int MT_DQ = MT_BWD;
+    static constexpr bool WIDE = HMAX > 128, ROLES = HMAX >= 128;
+    static constexpr int MT_FWD = HPC == 64 || HPC == 128 ? 2 : 1, MT_DQ = HPC == 64 ? 2 : 1;
+    static constexpr int MT_BWD = ROLES ? 256 / HMAX : 2;
     static constexpr int FWD_KEYS = HPC == 128 || WIDE ? 32 : 64;
     static constexpr int BWD_ROWS = WIDE ? 16 : BWD_TILE; /* dq's keys, dk/dv's queries a tile */
-    static constexpr int DKDV_WARPS = WIDE ? 3 : ATT_WARPS;
     static constexpr bool CAP = false;
 };
 /* Shape S with soft-capped scores (AttnScore.softcap > 0): kernels of their own, so that the
@@ -875,8 +876,6 @@ template <typename S> struct Capped : S { static constexpr bool CAP = true; };
  * 104 KB a block of four warps fit only some GPUs: with_kernel_shape picks it where an SM holds
  * two such blocks (sm_90's 227 KB; sm_80 holds one, sm_86 and sm_89 none). */
 template <typename S> struct DqPairs : S { static constexpr int MT_DQ = 2; };
-/* What a dk, dv launch computes (flash_dkdv_tc_kernel's PARTS). */
-enum { GRAD_DK = 1, GRAD_DV = 2 };
 
 /* grid (B*NH, query blocks of warps*MT*16 rows): flash_forward_kernel on tensor cores,
  * S::FWD_KEYS keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out).
@@ -1111,120 +1110,271 @@ __device__ inline void load_query_tile(unsigned char *buf, int HP, int h, int i0
     }
 }
 
+/* A query tile of dk, dv's kernels in shared memory (load_query_tile's buffer): rows from i0. */
+struct QueryTile {
+    const bf16 *Qs, *dOs;
+    const float *lse, *D;
+    const uint32_t *key; /* the rows' rng_row_key (dropout) */
+    int i0;
+};
+__device__ inline QueryTile query_tile_at(const unsigned char *buf, int QT, int ld, int i0) {
+    QueryTile q;
+    q.Qs = (const bf16 *)buf, q.dOs = q.Qs + QT * ld;
+    q.lse = (const float *)(q.dOs + QT * ld), q.D = q.lse + QT;
+    q.key = (const uint32_t *)(q.D + QT);
+    q.i0 = i0;
+    return q;
+}
+
+/* The keys of a dk, dv warp: MT m16 tiles from w0, which of the lane's (tile t, rows h) are in T
+ * and not padding, and whether all of the warp's are (keys_ok). The whole warp. */
+template <int MT> struct WarpKeys {
+    int w0;
+    bool ok[MT][2], all;
+};
+template <int MT>
+__device__ inline WarpKeys<MT> warp_keys(const int32_t *keep, int w0, int T, int lane) {
+    WarpKeys<MT> k;
+    bool all = true;
+    k.w0 = w0;
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+        for (int h = 0; h < 2; h++) {
+            k.ok[t][h] = key_visible(keep, 0, 0, 0, w0 + t * TC + 8 * h + (lane >> 2), T);
+            all = all && k.ok[t][h];
+        }
+    k.all = __all_sync(0xffffffffu, all);
+    return k;
+}
+
+/* Whether the warp's keys see none of tile q's queries (causal: every query before them or past
+ * their windows). Warp-uniform. */
+template <int MT, int QT>
+__device__ inline bool tile_unseen(const WarpKeys<MT> &k, const QueryTile &q, int causal,
+                                   int window) {
+    return causal && (q.i0 + QT - 1 < k.w0 || (window && q.i0 - (k.w0 + MT * TC - 1) >= window));
+}
+
+/* P of the scores st [MT * QT/8][4] (S^T: the warp's keys k against query tile q, c fragments):
+ * for each n8 tile (t, nt), f(t, nt, P, Ps, keep, Dq) with the lane's four elements' P = 2^(s
+ * scale2 - lse log2 e) (0 where the key is hidden), their dropout multipliers keep (1 without
+ * DROP), Ps = P times the cap's slope (S::CAP) for dS, and the D of the lane's two queries (element
+ * e's is Dq[e & 1]). The masks are checked only on tiles that hide a score. The whole warp. */
+template <typename S, bool DROP, int MT, int QT, typename F>
+__device__ inline void tile_probs(const float (*st)[4], const WarpKeys<MT> &k, const QueryTile &q,
+                                  float scale2, int causal, float p, const Heads &g, int lane,
+                                  F f) {
+    bool hides =
+        !k.all ||
+        (causal && (q.i0 < k.w0 + MT * TC - 1 || (g.window && q.i0 + QT - 1 - k.w0 >= g.window)));
+    int own = (lane >> 2) & 1; /* keys g and g ^ 1 share a draw: see below */
+#pragma unroll
+    for (int nt = 0; nt < QT / 8; nt++) {
+        int ii = c_col(lane, nt, 0); /* the lane's two queries: columns ii, ii + 1 */
+        float2 lse2 = *(const float2 *)(q.lse + ii), D2 = *(const float2 *)(q.D + ii);
+        float nl[2] = {-lse2.x * LOG2E, -lse2.y * LOG2E}, Dq[2] = {D2.x, D2.y};
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            int wt = k.w0 + t * TC;
+            /* draw[h][c]: keys wt + jj (rows h) of queries ii + c; lanes 4 apart each make the one
+             * of their query ii + own and swap */
+            uint32_t draw[2][2];
+#pragma unroll
+            for (int h = 0; h < 2 && DROP; h++) {
+                uint32_t mine =
+                    rng_row_pair(q.key[ii + own], (uint32_t)(wt + c_row(lane, 2 * h)) >> 1);
+                uint32_t other = __shfl_xor_sync(0xffffffffu, mine, 4);
+                draw[h][0] = own ? other : mine, draw[h][1] = own ? mine : other;
+            }
+            float P[4], Ps[4], keep[4];
+            const float *s = st[t * (QT / 8) + nt];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int jj = c_row(lane, e), c = e & 1, i = q.i0 + ii + c, j = wt + jj;
+                P[e] = ex2_approx(fmaf(s[e], scale2, nl[c])), keep[e] = 1.0f;
+                if (hides &&
+                    !(k.ok[t][e >> 1] && (!causal || (j <= i && (!g.window || i - j < g.window)))))
+                    P[e] = 0.0f;
+                if (DROP) keep[e] = rng_row_scale(draw[e >> 1][c], jj & 1, p);
+                Ps[e] = S::CAP ? P[e] * cap_slope(s[e], g.score.softcap) : P[e];
+            }
+            f(t, nt, P, Ps, keep, Dq);
+        }
+    }
+}
+
+/* dS = Ps (dP keep - D) of one n8 tile's four elements, in place over dP */
+__device__ inline void tile_ds(float dP[4], const float Ps[4], const float keep[4],
+                               const float Dq[2]) {
+#pragma unroll
+    for (int e = 0; e < 4; e++) dP[e] = Ps[e] * (dP[e] * keep[e] - Dq[e & 1]);
+}
+
+/* Where the dk, dv kernels' warp of keys from w0 adds its accumulator: dv's as they are, dk's
+ * times the score's scale and, where the stores turn rope's gradient (S::HPC and g.rope),
+ * turned. */
+template <typename S, int MT>
+__device__ inline void put_key_grads(float *grad, const KvGrads &to, const float (*acc)[S::DIMS][4],
+                                     bool is_dk, int w0, const Heads &g, int lane) {
+#pragma unroll
+    for (int t = 0; t < MT; t++) {
+        int r0 = w0 + t * TC;
+        if (is_dk && S::HPC && g.rope.half)
+            add_tiles_turned<S::HPC>(grad + to.at, to.ld, acc[t], g.score.scale, r0, g.T, g.rope,
+                                     lane, to.add);
+        else
+            add_tiles<S::HMAX>(grad + to.at, to.ld, acc[t], is_dk ? g.score.scale : 1.0f, r0, g.T,
+                               g.HS, lane, to.add);
+    }
+}
+
 /* grid (B*NH, key blocks of warps*MT*16 keys): flash_dkdv_kernel on tensor cores for one query
- * head; the warp's MT*16 keys against QT = S::BWD_ROWS queries at a time (S^T = K Q^T, dP^T =
- * V dout^T). A tile with all the warp's keys visible and (causal) no query before them needs no
- * mask: queries past T have lse = inf, so P = 0 there anyway. DROP: p > 0. PARTS: GRAD_DK and /
- * or GRAD_DV, what the launch computes (dv alone needs neither V nor dP). The sums go where
- * kv_grads says. */
-template <typename S, bool DROP, int PARTS>
+ * head at HP 64 (S::ROLES false); the warp's MT*16 keys against QT = S::BWD_ROWS queries at a time
+ * (S^T = K Q^T, dP^T = V dout^T), both accumulators in the warp. A tile with all the warp's keys
+ * visible and (causal) no query before them needs no mask: queries past T have lse = inf, so P =
+ * 0 there anyway. DROP: p > 0. The sums go where kv_grads says. */
+template <typename S, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dkdv_tc_kernel(float *dk, float *dv, const bf16 *doh, const bf16 *qh, const bf16 *kh,
                          const bf16 *vh, const float *lse, const float *D, const int32_t *mask,
                          int causal, float p, uint64_t seed, const Heads g) {
 #if TC_ARCH
     constexpr int MT = S::MT_BWD, QT = S::BWD_ROWS;
-    constexpr bool DK = PARTS & GRAD_DK, DV = PARTS & GRAD_DV;
     if (DROP) seed ^= step_seed(g.step);
-    int b = blockIdx.x / g.NH, head = blockIdx.x % g.NH, G = g.NH / g.NKV, kvh = head / G;
-    int T = g.T, HS = g.HS, HP = S::HPC ? S::HPC : padded_hs(HS), ld = tile_ld(HP),
-        lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int nkeys = (blockDim.x >> 5) * MT * TC, j0 = blockIdx.y * nkeys, w0 = j0 + warp * MT * TC;
+    int b = blockIdx.x / g.NH, head = blockIdx.x % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
+    int HP = S::HPC ? S::HPC : padded_hs(g.HS), ld = tile_ld(HP), lane = threadIdx.x & 31,
+        warp = threadIdx.x >> 5;
+    int nkeys = (blockDim.x >> 5) * MT * TC, j0 = blockIdx.y * nkeys;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
     unsigned char *bufs = (unsigned char *)(Vs + nkeys * ld);
-    size_t buf_bytes = query_tile_bytes(QT, HS);
+    size_t buf_bytes = query_tile_bytes(QT, g.HS);
     float scale2 = log2_scale<S::CAP>(g.score);
     float dk_acc[MT][S::DIMS][4] = {}, dv_acc[MT][S::DIMS][4] = {};
     HeadPtrs hp = head_ptrs(g, b, head, mask);
-    bool key_ok[MT][2], all_ok = true; /* the lane's keys (tile t, rows h): in T, not padding */
-#pragma unroll
-    for (int t = 0; t < MT; t++)
-        for (int h = 0; h < 2; h++) {
-            key_ok[t][h] = key_visible(hp.keep, 0, 0, 0, w0 + t * TC + 8 * h + (lane >> 2), T);
-            all_ok = all_ok && key_ok[t][h];
-        }
-    bool keys_ok = __all_sync(0xffffffffu, all_ok); /* the warp's MT*16 */
-    int i_start = causal ? j0 / QT * QT : 0;        /* the first tile that sees key j0 */
+    WarpKeys<MT> keys = warp_keys<MT>(hp.keep, j0 + warp * MT * TC, T, lane);
+    int i_start = causal ? j0 / QT * QT : 0; /* the first tile that sees key j0 */
     int i_end = causal ? query_end(j0 + nkeys - 1, g.window, T) : T; /* past the last window */
     int tiles = (i_end - i_start + QT - 1) / QT;
     load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
-    if (DK) load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
+    load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
     load_query_tile<QT>(bufs, HP, head, i_start, qh, doh, lse, D, DROP, seed, b, g);
     cp_async_commit();
     for (int n = 0; n < tiles; n++) {
         cp_async_wait_all();
         __syncthreads(); /* this tile landed for all; the other buffer's readers done */
-        unsigned char *buf = bufs + (n & 1) * buf_bytes;
-        int i0 = i_start + n * QT;
+        QueryTile q = query_tile_at(bufs + (n & 1) * buf_bytes, QT, ld, i_start + n * QT);
         if (n + 1 < tiles) {
-            load_query_tile<QT>(bufs + ((n + 1) & 1) * buf_bytes, HP, head, i0 + QT, qh, doh, lse,
+            load_query_tile<QT>(bufs + ((n + 1) & 1) * buf_bytes, HP, head, q.i0 + QT, qh, doh, lse,
                                 D, DROP, seed, b, g);
             cp_async_commit();
         }
-        if (causal && (i0 + QT - 1 < w0 || (g.window && i0 - (w0 + MT * TC - 1) >= g.window)))
-            continue; /* warp-uniform: every query before the warp's keys or past their windows */
-        bf16 *Qs = (bf16 *)buf, *dOs = Qs + QT * ld;
-        const float *lse_s = (const float *)(dOs + QT * ld), *D_s = lse_s + QT;
-        const uint32_t *key_s = (const uint32_t *)(D_s + QT);
+        if (tile_unseen<MT, QT>(keys, q, causal, g.window)) continue;
         float st[MT][QT / 8][4] = {}, dPt[MT][QT / 8][4] = {};
-        mma_abt<QT, MT, S::HMAX>(st[0], Ks + warp * MT * TC * ld, Qs, ld, HP, lane);
-        if (DK) mma_abt<QT, MT, S::HMAX>(dPt[0], Vs + warp * MT * TC * ld, dOs, ld, HP, lane);
+        mma_abt<QT, MT, S::HMAX>(st[0], Ks + warp * MT * TC * ld, q.Qs, ld, HP, lane);
+        mma_abt<QT, MT, S::HMAX>(dPt[0], Vs + warp * MT * TC * ld, q.dOs, ld, HP, lane);
         if (S::CAP) cap_tile<QT, MT>(st[0], g.score);
-        bool hides =
-            !keys_ok ||
-            (causal && (i0 < w0 + MT * TC - 1 || (g.window && i0 + QT - 1 - w0 >= g.window)));
-        int own = (lane >> 2) & 1; /* keys g and g ^ 1 share a draw: see below */
+        tile_probs<S, DROP, MT, QT>(st[0], keys, q, scale2, causal, p, g, lane,
+                                    [&](int t, int nt, const float *P, const float *Ps,
+                                        const float *keep, const float *Dq) {
 #pragma unroll
-        for (int nt = 0; nt < QT / 8; nt++) {
-            int ii = c_col(lane, nt, 0); /* the lane's two queries: columns ii, ii + 1 */
-            float2 lse2 = *(const float2 *)(lse_s + ii), Dq = *(const float2 *)(D_s + ii);
-            float nl[2] = {-lse2.x * LOG2E, -lse2.y * LOG2E}, Dc[2] = {Dq.x, Dq.y};
-#pragma unroll
-            for (int t = 0; t < MT; t++) {
-                int wt = w0 + t * TC;
-                /* draw[h][c]: keys wt + jj (rows h) of queries ii + c; lanes 4 apart each make the
-                 * one of their query ii + own and swap */
-                uint32_t draw[2][2];
-#pragma unroll
-                for (int h = 0; h < 2 && DROP; h++) {
-                    uint32_t mine =
-                        rng_row_pair(key_s[ii + own], (uint32_t)(wt + c_row(lane, 2 * h)) >> 1);
-                    uint32_t other = __shfl_xor_sync(0xffffffffu, mine, 4);
-                    draw[h][0] = own ? other : mine, draw[h][1] = own ? mine : other;
-                }
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int jj = c_row(lane, e), c = e & 1;
-                    float P = ex2_approx(fmaf(st[t][nt][e], scale2, nl[c])), keep = 1.0f;
-                    int i = i0 + ii + c, j = wt + jj;
-                    if (hides && !(key_ok[t][e >> 1] &&
-                                   (!causal || (j <= i && (!g.window || i - j < g.window)))))
-                        P = 0.0f;
-                    if (DROP) keep = rng_row_scale(draw[e >> 1][c], jj & 1, p);
-                    /* dS's P takes the cap's slope */
-                    float Ps = S::CAP && DK ? P * cap_slope(st[t][nt][e], g.score.softcap) : P;
-                    st[t][nt][e] = P * keep;
-                    if (DK) dPt[t][nt][e] = Ps * (dPt[t][nt][e] * keep - Dc[c]);
-                }
-            }
-        }
-        if (DV && dv) mma_wb<QT, MT, S::HMAX>(dv_acc[0], st[0], dOs, ld, HP, lane);
-        if (DK && dk) mma_wb<QT, MT, S::HMAX>(dk_acc[0], dPt[0], Qs, ld, HP, lane);
+                                        for (int e = 0; e < 4; e++) st[t][nt][e] = P[e] * keep[e];
+                                        tile_ds(dPt[t][nt], Ps, keep, Dq);
+                                    });
+        if (dv) mma_wb<QT, MT, S::HMAX>(dv_acc[0], st[0], q.dOs, ld, HP, lane);
+        if (dk) mma_wb<QT, MT, S::HMAX>(dk_acc[0], dPt[0], q.Qs, ld, HP, lane);
     }
     KvGrads to = kv_grads(g, b, head, hp);
+    if (dv) put_key_grads<S, MT>(dv, to, dv_acc, false, keys.w0, g, lane);
+    if (dk) put_key_grads<S, MT>(dk, to, dk_acc, true, keys.w0, g, lane);
+#else
+    __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
+#endif
+}
+
+/* flash_dkdv_tc_kernel in roles (S::ROLES: HMAX 128 and 256): warps w < W/2 (of W) take dv for
+ * key tile w, warps W/2 + w dk for the same keys, each with one accumulator (MT*16 keys).
+ * Per query tile the dv warp makes S^T = K Q^T, P and dv += P dout; the dk warp dP^T = V
+ * dout^T, meanwhile, then dS from the P the dv warp left it in shared memory (Ps, its sign bit
+ * set where dropout drops the score: keep is then 0, else 1 / (1 - p) as rng_row_scale's), and
+ * dk += dS q: the same sums as the one-warp kernel, in the same order, so the same bits. */
+template <typename S, bool DROP>
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    flash_dkdv_roles_kernel(float *dk, float *dv, const bf16 *doh, const bf16 *qh, const bf16 *kh,
+                            const bf16 *vh, const float *lse, const float *D, const int32_t *mask,
+                            int causal, float p, uint64_t seed, const Heads g) {
+#if TC_ARCH
+    constexpr int MT = S::MT_BWD, QT = S::BWD_ROWS, FRAGS = MT * QT / 8;
+    if (DROP) seed ^= step_seed(g.step);
+    int b = blockIdx.x / g.NH, head = blockIdx.x % g.NH, kvh = head / (g.NH / g.NKV), T = g.T;
+    int HP = S::HPC ? S::HPC : padded_hs(g.HS), ld = tile_ld(HP), lane = threadIdx.x & 31;
+    int pairs = blockDim.x >> 6, warp = threadIdx.x >> 5, tile = warp % pairs;
+    bool is_dk = warp >= pairs;
+    int nkeys = pairs * MT * TC, j0 = blockIdx.y * nkeys;
+    extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
+    bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
+    float4 *Pt = (float4 *)(Vs + nkeys * ld) + (size_t)tile * FRAGS * 32 + lane; /* the pair's */
+    unsigned char *bufs = (unsigned char *)((float4 *)(Vs + nkeys * ld) + pairs * FRAGS * 32);
+    size_t buf_bytes = query_tile_bytes(QT, g.HS);
+    float scale2 = log2_scale<S::CAP>(g.score), keep_scale = DROP ? 1.0f / (1.0f - p) : 1.0f;
+    float acc[MT][S::DIMS][4] = {};
+    HeadPtrs hp = head_ptrs(g, b, head, mask);
+    WarpKeys<MT> keys = warp_keys<MT>(hp.keep, j0 + tile * MT * TC, T, lane);
+    int i_start = causal ? j0 / QT * QT : 0;
+    int i_end = causal ? query_end(j0 + nkeys - 1, g.window, T) : T;
+    int tiles = (i_end - i_start + QT - 1) / QT;
+    float *grad = is_dk ? dk : dv;
+    const bf16 *mine = (is_dk ? Vs : Ks) + tile * MT * TC * ld; /* the A rows of S^T or dP^T */
+    load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
+    load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
+    load_query_tile<QT>(bufs, HP, head, i_start, qh, doh, lse, D, DROP, seed, b, g);
+    cp_async_commit();
+    for (int n = 0; n < tiles; n++) {
+        cp_async_wait_all();
+        __syncthreads(); /* this tile landed for all; the other buffer's and Pt's readers done */
+        QueryTile q = query_tile_at(bufs + (n & 1) * buf_bytes, QT, ld, i_start + n * QT);
+        if (n + 1 < tiles) {
+            load_query_tile<QT>(bufs + ((n + 1) & 1) * buf_bytes, HP, head, q.i0 + QT, qh, doh, lse,
+                                D, DROP, seed, b, g);
+            cp_async_commit();
+        }
+        /* the pair's keys see the tile, and the dk warp has a dk to make */
+        bool works = !tile_unseen<MT, QT>(keys, q, causal, g.window) && (!is_dk || dk);
+        const bf16 *Bs = is_dk ? q.dOs : q.Qs, *Bs2 = is_dk ? q.Qs : q.dOs;
+        float w[MT][QT / 8][4] = {}; /* S^T, then P (dv); dP^T, then dS (dk) */
+        if (works) mma_abt<QT, MT, S::HMAX>(w[0], mine, Bs, ld, HP, lane);
+        if (works && !is_dk) {
+            if (S::CAP) cap_tile<QT, MT>(w[0], g.score);
+            tile_probs<S, DROP, MT, QT>(w[0], keys, q, scale2, causal, p, g, lane,
+                                        [&](int t, int nt, const float *P, const float *Ps,
+                                            const float *keep, const float *) {
+                                            float x[4];
 #pragma unroll
-    for (int t = 0; t < MT; t++) {
-        if (DV && dv)
-            add_tiles<S::HMAX>(dv + to.at, to.ld, dv_acc[t], 1.0f, w0 + t * TC, T, HS, lane,
-                               to.add);
-        if (DK && dk && S::HPC && g.rope.half)
-            add_tiles_turned<S::HPC>(dk + to.at, to.ld, dk_acc[t], g.score.scale, w0 + t * TC, T,
-                                     g.rope, lane, to.add);
-        else if (DK && dk)
-            add_tiles<S::HMAX>(dk + to.at, to.ld, dk_acc[t], g.score.scale, w0 + t * TC, T, HS,
-                               lane, to.add);
+                                            for (int e = 0; e < 4; e++)
+                                                w[t][nt][e] = P[e] * keep[e],
+                                                x[e] = DROP && keep[e] == 0.0f ? -Ps[e] : Ps[e];
+                                            Pt[(t * (QT / 8) + nt) * 32] =
+                                                make_float4(x[0], x[1], x[2], x[3]);
+                                        });
+        }
+        __syncthreads(); /* the dv warps' Pt */
+        if (works && is_dk)
+#pragma unroll
+            for (int t = 0; t < MT; t++)
+#pragma unroll
+                for (int nt = 0; nt < QT / 8; nt++) {
+                    float4 x4 = Pt[(t * (QT / 8) + nt) * 32];
+                    float x[4] = {x4.x, x4.y, x4.z, x4.w}, Ps[4], keep[4];
+                    float2 D2 = *(const float2 *)(q.D + c_col(lane, nt, 0));
+                    float Dq[2] = {D2.x, D2.y};
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        Ps[e] = fabsf(x[e]), keep[e] = DROP && signbit(x[e]) ? 0.0f : keep_scale;
+                    tile_ds(w[t][nt], Ps, keep, Dq);
+                }
+        if (works && grad) mma_wb<QT, MT, S::HMAX>(acc[0], w[0], Bs2, ld, HP, lane);
     }
+    if (grad) put_key_grads<S, MT>(grad, kv_grads(g, b, head, hp), acc, is_dk, keys.w0, g, lane);
 #else
     __trap(); /* never launched: best_precision keeps pre-sm_80 devices at fp32 */
 #endif
@@ -1270,10 +1420,10 @@ __global__ void group_sum_kernel(float *dk, float *dv, const float *dk_share, co
 }
 
 /* Dynamic shared memory of the tensor-core kernels of shape S, in bytes: bf16 tiles of
- * tile_stride(HS), the streamed ones twice (the tile computed on and the next). At four warps
- * (three for dk, dv above HP 128) forward, dq and dk/dv take 54, 54 and 55 KB at HS = 64, 68, 68
- * and 69 KB at 128, 99, 99 and 83 KB at 256: above the default 48 KB, so the launch raises the
- * limit. */
+ * tile_stride(HS), the streamed ones twice (the tile computed on and the next), and in dk/dv's
+ * roles each pair's P (float4 a lane an n8 tile). At four warps forward, dq and dk/dv take 54, 54
+ * and 55 KB at HS = 64, 68, 68 and 77 KB at 128, 99, 99 and 68 KB at 256: above the default 48
+ * KB, so the launch raises the limit. */
 template <typename S> static size_t fwd_tc_shared_bytes(int warps, int HS) {
     return sizeof(bf16) * (warps * S::MT_FWD * TC + 4 * S::FWD_KEYS) * tile_stride(HS);
 }
@@ -1281,7 +1431,9 @@ template <typename S> static size_t dq_tc_shared_bytes(int warps, int HS) {
     return sizeof(bf16) * (2 * warps * S::MT_DQ * TC + 4 * S::BWD_ROWS) * tile_stride(HS);
 }
 template <typename S> static size_t dkdv_tc_shared_bytes(int warps, int HS) {
-    return sizeof(bf16) * 2 * warps * S::MT_BWD * TC * tile_stride(HS) +
+    int key_warps = S::ROLES ? warps / 2 : warps;
+    size_t P = S::ROLES ? sizeof(float4) * 32 * key_warps * S::MT_BWD * (S::BWD_ROWS / 8) : 0;
+    return sizeof(bf16) * 2 * key_warps * S::MT_BWD * TC * tile_stride(HS) + P +
            2 * query_tile_bytes(S::BWD_ROWS, HS);
 }
 /* The tensor-core kernels, for with_kernel_shape. */
@@ -1314,8 +1466,13 @@ static void with_kernel_shape(int HS, AttnScore score, float p, int problems, in
     auto drop = [&](auto shape) {
         using S = decltype(shape);
         int per_warp = (KIND == TC_FORWARD ? S::MT_FWD : KIND == TC_DQ ? S::MT_DQ : S::MT_BWD) * TC;
-        int most = KIND == TC_DKDV ? S::DKDV_WARPS : (int)ATT_WARPS;
-        int warps = att_launch_shape(grid, threads, problems, T, per_warp, most);
+        int warps;
+        if (KIND == TC_DKDV && S::ROLES) { /* a pair of warps a key tile */
+            warps = 2 * att_launch_shape(grid, threads, problems, T, per_warp, ATT_WARPS / 2);
+            *threads *= 2;
+        } else {
+            warps = att_launch_shape(grid, threads, problems, T, per_warp);
+        }
         if (p > 0.0f)
             launch(shape, std::true_type(), warps);
         else
@@ -1693,22 +1850,15 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                 HS, g.score, p, B * NH, T, &grid, &threads, [&](auto shape, auto drop, int warps) {
                     using S = decltype(shape);
                     constexpr bool DROP = decltype(drop)::value;
-                    size_t bytes = dkdv_tc_shared_bytes<S>(warps, HS);
-                    /* a launch of the kernel that computes PARTS: GRAD_DK and / or
-                     * GRAD_DV */
-                    auto part = [&](auto parts) {
-                        constexpr int PARTS = decltype(parts)::value;
-                        allow_shared(flash_dkdv_tc_kernel<S, DROP, PARTS>, bytes);
-                        flash_dkdv_tc_kernel<S, DROP, PARTS>
-                            <<<grid, threads, bytes>>>(dk_to, dv_to, a.dout, a.q, a.k, a.v, lse,
-                                                       a.D, mask, causal, p, seed, g);
+                    auto run = [&](auto *kernel) {
+                        size_t bytes = allow_shared(kernel, dkdv_tc_shared_bytes<S>(warps, HS));
+                        kernel<<<grid, threads, bytes>>>(dk_to, dv_to, a.dout, a.q, a.k, a.v, lse,
+                                                         a.D, mask, causal, p, seed, g);
                     };
-                    if constexpr (!S::SPLIT) {
-                        part(std::integral_constant<int, GRAD_DK | GRAD_DV>());
-                    } else {
-                        if (dv) part(std::integral_constant<int, GRAD_DV>());
-                        if (dk) part(std::integral_constant<int, GRAD_DK>());
-                    }
+                    if constexpr (S::ROLES)
+                        run(flash_dkdv_roles_kernel<S, DROP>);
+                    else
+                        run(flash_dkdv_tc_kernel<S, DROP>);
                 });
         } else {
             int warps = att_launch_shape(&grid, &threads, B * NH, T, KEY_ROWS);

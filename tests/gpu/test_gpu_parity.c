@@ -1858,7 +1858,7 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
 
 /* Head sizes past 128 (Gemma's 256; 160 and 200 at run time, 200 with zero columns): the f32
  * kernels' eight dimensions a lane, the tensor-core kernels' wide shapes (one m16 tile a warp,
- * 16-row backward tiles, dk and dv in launches of their own), and the cache's: causal GQA with a
+ * 16-row backward tiles, dk and dv in warps of their own), and the cache's: causal GQA with a
  * sliding window and rope (cos and sin scaled; gradients turned as stored at 256, by a pass at
  * 160), padded non-causal with dropout, no dropout over tiles that hide no key, one gradient at a
  * time, first writers, [q | k | v] rows, then decoding over a cache (splits, window, GEMMs) and
@@ -1875,8 +1875,8 @@ static void test_attention_wide(void) {
     test_attention_bf16(2, 70, 2, 2, 256, 0, 20, 0.1f, G_ALL); /* and the rounded reference */
     test_attention_bf16(2, 40, 2, 2, 200, 0, 9, 0.1f, G_ALL);  /* HP 208: 8 zero columns */
     test_attention_bf16(1, 80, 2, 1, 256, 1, 0, 0.0f, G_ALL);  /* p = 0, whole tiles visible */
-    test_attention_bf16(2, 37, 4, 2, 256, 1, 5, 0.1f, G_DW);   /* dk's launch alone */
-    test_attention_bf16(2, 37, 4, 2, 256, 0, 5, 0.1f, G_DINP | G_DB); /* dq, and dv's launch */
+    test_attention_bf16(2, 37, 4, 2, 256, 1, 5, 0.1f, G_DW);   /* dk alone: P from dv's warps */
+    test_attention_bf16(2, 37, 4, 2, 256, 0, 5, 0.1f, G_DINP | G_DB); /* dq, and dv alone */
     att_set = 1;
     test_attention(2, 45, 4, 2, 256, 1, 7, 0.1f, 1);
     test_attention_bf16(2, 45, 4, 2, 256, 1, 7, 0.1f, G_ALL);
@@ -1892,7 +1892,8 @@ static void test_attention_wide(void) {
 /* Gemma's scores (ops.h AttnScore): a scale other than 1 / sqrt(HS) (Gemma 2 27B's 1 / sqrt(144),
  * Gemma 3 27B's 1 / sqrt(168)) and Gemma 2's soft-capping, at caps that bend scores of a few
  * units (q, k in [-2, 2)): the f32 kernels (four and eight dimensions a lane), the tensor-core
- * kernels at HP 64 (two m16 tiles a warp), 128, 256 (dk and dv apart) and a run-time size, with
+ * kernels at HP 64 (two m16 tiles a warp), 128, 256 (dk and dv in warps of their own) and a
+ * run-time size, with
  * causal, window, padding and dropout, whole visible tiles (no mask at all), rope's gradients
  * turned as stored into first writers; then decoding (two splits, one, the GEMMs' softmax). */
 static void test_attention_score(void) {
@@ -2379,8 +2380,10 @@ int main(void) {
     test_attention_bf16(2, 128, 4, 4, 64, 0, 0, 0.0f, G_ALL);
     test_attention_bf16(1, 200, 3, 1, 64, 1, 0, 0.0f, G_ALL);
     test_attention_bf16(1, 160, 2, 2, 128, 1, 9, 0.0f, G_ALL);
-    /* HS 64's two m16 tiles a warp with one warp a block (T 20) and with mostly padding */
+    /* HS 64's two m16 tiles a warp with one warp a block (T 20) and with mostly padding; HS
+     * 128's dk/dv with one pair of warps a block */
     test_attention_bf16(3, 20, 4, 2, 64, 1, 3, 0.1f, G_ALL);
+    test_attention_bf16(2, 20, 4, 2, 128, 1, 3, 0.1f, G_ALL);
     test_attention_bf16(2, 40, 2, 2, 64, 0, 30, 0.0f, G_ALL);
     /* sliding windows (Mistral's, Qwen2's): key tiles before a block's window skipped, tiles
      * across a window's edge masked, dk/dv's query tiles ending past the last key's window; f32,

@@ -52,6 +52,9 @@ static inline float2 make_float2(float x, float y) {
 struct alignas(16) float4 {
     float x, y, z, w;
 };
+static inline float4 make_float4(float x, float y, float z, float w) {
+    return float4{x, y, z, w};
+}
 struct alignas(8) uint2 {
     unsigned x, y;
 };
