@@ -442,6 +442,9 @@ static size_t dkdv_shared_bytes(int warps, int HS) {
 typedef __nv_bfloat16 bf16;
 #if TC_ARCH /* (unused in the trap builds) */
 static constexpr float LN2 = 0.693147180559945309f;
+/* How far, in log2 units, a tile's scores may pass forward's stale running max before it moves
+ * (test_gpu_parity's reference mirrors it) */
+static constexpr float STALE_MAX = 8.0f;
 #endif
 
 enum {
@@ -881,7 +884,11 @@ template <typename S> struct DqPairs : S { static constexpr int MT_DQ = 2; };
  * S::FWD_KEYS keys a tile; qh, kh, vh the heads_bf16 copies of q, k, v; outh receives bf16(out).
  * S: its TcShape; DROP: p > 0 (p = 0 compiles no dropout at all). Scores stay unscaled (S::CAP:
  * capped in natural units, cap_tile); the running max m is in log2 units (score * scale2), so P =
- * 2^(s scale2 - m) is one FFMA and one MUFU a score. */
+ * 2^(s scale2 - m) is one FFMA and one MUFU a score. m moves only when a tile's max passes it by
+ * more than STALE_MAX (FlashAttention-4's lazy rescaling): P then stays under 2^STALE_MAX, which
+ * f32 sums and bf16 products hold at the same relative precision, and a tile where no row of the
+ * warp moved skips out's rescaling, HP/2 multiplies a lane an m16 tile (a quarter of the
+ * forward's instructions at HP 128). */
 template <typename S, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_forward_tc_kernel(float *out, bf16 *outh, float *lse, const bf16 *qh, const bf16 *kh,
@@ -934,15 +941,19 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #pragma unroll
         for (int t = 0; t < MT; t++) { /* the online softmax of tile t's rows g, g + 8 (h) */
             float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, rescale[2], ms[2];
+            bool moved = false;
 #pragma unroll
             for (int nt = 0; nt < KEYS / 8; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[t][nt][e]);
             for (int h = 0; h < 2; h++) {
-                float m_new = fmaxf(m[t][h], quad_max(mx[h]) * scale2);
-                ms[h] = m_new == -INFINITY ? 0.0f : m_new; /* no key visible yet: P = 2^-inf */
-                rescale[h] = ex2_approx(m[t][h] - ms[h]);  /* 0 while m was -inf */
-                m[t][h] = m_new;
+                float tile_max = quad_max(mx[h]) * scale2;
+                rescale[h] = 1.0f;
+                if (tile_max > m[t][h] + STALE_MAX) {            /* (always past -inf) */
+                    rescale[h] = ex2_approx(m[t][h] - tile_max); /* 0 while m was -inf */
+                    m[t][h] = tile_max, moved = true;
+                }
+                ms[h] = m[t][h] == -INFINITY ? 0.0f : m[t][h]; /* no key visible yet: P = 2^-inf */
             }
 #pragma unroll
             for (int nt = 0; nt < KEYS / 8; nt++) {
@@ -957,12 +968,13 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
                     s[t][nt][e] = pj;
                 }
             }
+            if (__any_sync(0xffffffffu, moved)) /* else every factor is 1 */
 #pragma unroll
-            for (int c = 0; c < S::DIMS; c++) {
-                if (c * 8 >= HP) break;
+                for (int c = 0; c < S::DIMS; c++) {
+                    if (c * 8 >= HP) break;
 #pragma unroll
-                for (int e = 0; e < 4; e++) o[t][c][e] *= rescale[e >> 1];
-            }
+                    for (int e = 0; e < 4; e++) o[t][c][e] *= rescale[e >> 1];
+                }
             for (int h = 0; h < 2; h++) l[t][h] = l[t][h] * rescale[h] + sum[h]; /* the lane's */
         }
         mma_wb<KEYS, MT, S::HMAX>(o[0], s[0], Vs, ld, HP, lane);
