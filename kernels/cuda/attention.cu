@@ -1138,6 +1138,47 @@ __device__ inline QueryTile query_tile_at(const unsigned char *buf, int QT, int 
     return q;
 }
 
+/* A dk/dv block's walk over its query head's tiles of QT rows (two buffers at bufs): from
+ * i_start (causal: the first tile that sees the block's first key j0) through `tiles` of them
+ * (causal: past its last key's window). */
+template <int QT> struct QueryWalk {
+    unsigned char *bufs;
+    const bf16 *qh, *doh;
+    const float *lse, *D;
+    uint64_t seed; /* the step's dropout seed (drop) */
+    int b, head, HP, i_start, tiles;
+    bool drop;
+    __device__ unsigned char *buf(int n, const Heads &g) const {
+        return bufs + (n & 1) * query_tile_bytes(QT, g.HS);
+    }
+    /* Commits tile n's loads with any queued before them (n < tiles). All threads. */
+    __device__ void load(int n, const Heads &g) const {
+        load_query_tile<QT>(buf(n, g), HP, head, i_start + n * QT, qh, doh, lse, D, drop, seed, b,
+                            g);
+        cp_async_commit();
+    }
+    /* Tile n, landed for every thread (a barrier: the block is done with the other buffer),
+     * with tile n + 1's loads committed. All threads. */
+    __device__ QueryTile landed(int n, const Heads &g) const {
+        cp_async_wait_all();
+        __syncthreads();
+        if (n + 1 < tiles) load(n + 1, g);
+        return query_tile_at(buf(n, g), QT, tile_ld(HP), i_start + n * QT);
+    }
+};
+/* The walk of the block of nkeys keys from j0 of query head `head` of sequence b; bufs: its
+ * buffers, in shared memory. */
+template <int QT>
+__device__ inline QueryWalk<QT> query_walk(unsigned char *bufs, int j0, int nkeys, int b, int head,
+                                           int HP, const bf16 *qh, const bf16 *doh,
+                                           const float *lse, const float *D, bool drop,
+                                           uint64_t seed, int causal, const Heads &g) {
+    int i_start = causal ? j0 / QT * QT : 0;
+    int i_end = causal ? query_end(j0 + nkeys - 1, g.window, g.T) : g.T;
+    return QueryWalk<QT>{
+        bufs, qh, doh, lse, D, seed, b, head, HP, i_start, (i_end - i_start + QT - 1) / QT, drop};
+}
+
 /* The keys of a dk, dv warp: MT m16 tiles from w0, which of the lane's (tile t, rows h) are in T
  * and not padding, and whether all of the warp's are (keys_ok). The whole warp. */
 template <int MT> struct WarpKeys {
@@ -1259,28 +1300,17 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     int nkeys = (blockDim.x >> 5) * MT * TC, j0 = blockIdx.y * nkeys;
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
-    unsigned char *bufs = (unsigned char *)(Vs + nkeys * ld);
-    size_t buf_bytes = query_tile_bytes(QT, g.HS);
+    auto walk = query_walk<QT>((unsigned char *)(Vs + nkeys * ld), j0, nkeys, b, head, HP, qh, doh,
+                               lse, D, DROP, seed, causal, g);
     float scale2 = log2_scale<S::CAP>(g.score);
     float dk_acc[MT][S::DIMS][4] = {}, dv_acc[MT][S::DIMS][4] = {};
     HeadPtrs hp = head_ptrs(g, b, head, mask);
     WarpKeys<MT> keys = warp_keys<MT>(hp.keep, j0 + warp * MT * TC, T, lane);
-    int i_start = causal ? j0 / QT * QT : 0; /* the first tile that sees key j0 */
-    int i_end = causal ? query_end(j0 + nkeys - 1, g.window, T) : T; /* past the last window */
-    int tiles = (i_end - i_start + QT - 1) / QT;
     load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
     load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
-    load_query_tile<QT>(bufs, HP, head, i_start, qh, doh, lse, D, DROP, seed, b, g);
-    cp_async_commit();
-    for (int n = 0; n < tiles; n++) {
-        cp_async_wait_all();
-        __syncthreads(); /* this tile landed for all; the other buffer's readers done */
-        QueryTile q = query_tile_at(bufs + (n & 1) * buf_bytes, QT, ld, i_start + n * QT);
-        if (n + 1 < tiles) {
-            load_query_tile<QT>(bufs + ((n + 1) & 1) * buf_bytes, HP, head, q.i0 + QT, qh, doh, lse,
-                                D, DROP, seed, b, g);
-            cp_async_commit();
-        }
+    walk.load(0, g);
+    for (int n = 0; n < walk.tiles; n++) {
+        QueryTile q = walk.landed(n, g);
         if (tile_unseen<MT, QT>(keys, q, causal, g.window)) continue;
         float st[MT][QT / 8][4] = {}, dPt[MT][QT / 8][4] = {};
         mma_abt<QT, MT, S::HMAX>(st[0], Ks + warp * MT * TC * ld, q.Qs, ld, HP, lane);
@@ -1326,30 +1356,19 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     extern __shared__ __align__(128) unsigned char tc_smem[]; /* dkdv_tc_shared_bytes */
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + nkeys * ld;
     float4 *Pt = (float4 *)(Vs + nkeys * ld) + (size_t)tile * FRAGS * 32 + lane; /* the pair's */
-    unsigned char *bufs = (unsigned char *)((float4 *)(Vs + nkeys * ld) + pairs * FRAGS * 32);
-    size_t buf_bytes = query_tile_bytes(QT, g.HS);
+    auto walk = query_walk<QT>((unsigned char *)((float4 *)(Vs + nkeys * ld) + pairs * FRAGS * 32),
+                               j0, nkeys, b, head, HP, qh, doh, lse, D, DROP, seed, causal, g);
     float scale2 = log2_scale<S::CAP>(g.score), keep_scale = DROP ? 1.0f / (1.0f - p) : 1.0f;
     float acc[MT][S::DIMS][4] = {};
     HeadPtrs hp = head_ptrs(g, b, head, mask);
     WarpKeys<MT> keys = warp_keys<MT>(hp.keep, j0 + tile * MT * TC, T, lane);
-    int i_start = causal ? j0 / QT * QT : 0;
-    int i_end = causal ? query_end(j0 + nkeys - 1, g.window, T) : T;
-    int tiles = (i_end - i_start + QT - 1) / QT;
     float *grad = is_dk ? dk : dv;
     const bf16 *mine = (is_dk ? Vs : Ks) + tile * MT * TC * ld; /* the A rows of S^T or dP^T */
     load_tile_async(Ks, ld, head_rows(kh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
     load_tile_async(Vs, ld, head_rows(vh, b, kvh, g.NKV, T, HP), j0, nkeys, T, HP);
-    load_query_tile<QT>(bufs, HP, head, i_start, qh, doh, lse, D, DROP, seed, b, g);
-    cp_async_commit();
-    for (int n = 0; n < tiles; n++) {
-        cp_async_wait_all();
-        __syncthreads(); /* this tile landed for all; the other buffer's and Pt's readers done */
-        QueryTile q = query_tile_at(bufs + (n & 1) * buf_bytes, QT, ld, i_start + n * QT);
-        if (n + 1 < tiles) {
-            load_query_tile<QT>(bufs + ((n + 1) & 1) * buf_bytes, HP, head, q.i0 + QT, qh, doh, lse,
-                                D, DROP, seed, b, g);
-            cp_async_commit();
-        }
+    walk.load(0, g);
+    for (int n = 0; n < walk.tiles; n++) {
+        QueryTile q = walk.landed(n, g); /* and the pair's P of the last tile read */
         /* the pair's keys see the tile, and the dk warp has a dk to make */
         bool works = !tile_unseen<MT, QT>(keys, q, causal, g.window) && (!is_dk || dk);
         const bf16 *Bs = is_dk ? q.dOs : q.Qs, *Bs2 = is_dk ? q.Qs : q.dOs;
