@@ -1336,10 +1336,10 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 
 /* flash_dkdv_tc_kernel in roles (S::ROLES: HMAX 128 and 256): warps w < W/2 (of W) take dv for
  * key tile w, warps W/2 + w dk for the same keys, each with one accumulator (MT*16 keys).
- * Per query tile the dv warp makes S^T = K Q^T, P and dv += P dout; the dk warp dP^T = V
- * dout^T, meanwhile, then dS from the P the dv warp left it in shared memory (Ps, its sign bit
+ * Per query tile the dv warp makes S^T = K Q^T, P^T and dv += P^T dout; the dk warp dP^T = V
+ * dout^T, meanwhile, then dS^T from the P the dv warp left it in shared memory (Ps, its sign bit
  * set where dropout drops the score: keep is then 0, else 1 / (1 - p) as rng_row_scale's), and
- * dk += dS q: the same sums as the one-warp kernel, in the same order, so the same bits. */
+ * dk += dS^T Q: the same sums as the one-warp kernel, in the same order, so the same bits. */
 template <typename S, bool DROP>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     flash_dkdv_roles_kernel(float *dk, float *dv, const bf16 *doh, const bf16 *qh, const bf16 *kh,
