@@ -55,6 +55,7 @@ typedef struct Sizes {
     Dims distilbert, smollm2;
     Dims llama8b; /* Llama-3.1-8B's heads: attention at head size 128 only */
     Dims gemma3;  /* Gemma 3 1B's heads: attention at head size 256 only */
+    Dims llama1b; /* Llama-3.2-1B's LM head: a vocabulary whose rows of logits outgrow L2 */
     int rows, mem_rows, ce_rows, attn_tokens, T[2], warmup, reps;
     size_t copy_bytes, adam_small, adam_large;
 } Sizes;
@@ -81,6 +82,7 @@ static const Sizes full = {
                 .dense = {{576, 576}, {576, 192}, {576, 1536}, {1536, 576}}},
     .llama8b = {.name = "llama8b", .C = 4096, .NH = 32, .NKV = 8, .HS = 128},
     .gemma3 = {.name = "gemma3-1b", .C = 1152, .NH = 4, .NKV = 1, .HS = 256},
+    .llama1b = {.name = "llama3.2-1b", .C = 2048, .V = 128256},
     .rows = 8192,
     .mem_rows = 16384,
     .ce_rows = 2048,
@@ -114,6 +116,7 @@ static const Sizes smoke = {
                 .dense = {{64, 64}, {64, 32}, {64, 128}, {128, 64}}},
     .llama8b = {.name = "llama8b", .C = 256, .NH = 2, .NKV = 1, .HS = 128},
     .gemma3 = {.name = "gemma3-1b", .C = 512, .NH = 2, .NKV = 1, .HS = 256},
+    .llama1b = {.name = "llama3.2-1b", .C = 64, .V = 1001}, /* rows off 16-byte boundaries */
     .rows = 64,
     .mem_rows = 64,
     .ce_rows = 16,
@@ -535,12 +538,11 @@ static void bench_group(const Dims *d, const char *what, int n, const int *out, 
     FREE_ALL(xb, wb, x, w, bias, y, scratch);
 }
 
-/* SmolLM2's tied LM head with its loss, as causal-LM LoRA training runs it: the forward
- * (losses only) and the training forward (losses and dh in one pass; the head is frozen, so
- * backward does nothing more). Under --bf16 on the head's bf16 copy, against a bare bf16 GEMM. */
-static void bench_lm_head(void) {
-    const Dims *sm = &sz->smollm2;
-    int N = sz->rows, C = sm->C, V = sm->V, bf16 = precision == PRECISION_BF16;
+/* A tied LM head with its loss, as causal-LM LoRA training runs it: the forward (losses only)
+ * and the training forward (losses and dh in one pass; the head is frozen, so backward does
+ * nothing more). Under --bf16 on the head's bf16 copy, against a bare bf16 GEMM. */
+static void bench_lm_head(const Dims *d) {
+    int N = sz->rows, C = d->C, V = d->V, bf16 = precision == PRECISION_BF16;
     float *h = randu((size_t)N * C, 1.0f), *w = randu((size_t)V * C, 0.05f);
     float *dh = zeros((size_t)N * C), *losses = zeros(N), *logits = zeros((size_t)N * V);
     float *scratch = zeros(ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK, bf16));
@@ -556,11 +558,11 @@ static void bench_lm_head(void) {
         TIME(bare, bench_gpu_gemm_bf16(logits, hb, wb, N, V, C));
     else
         TIME(bare, bench_gpu_gemm(logits, h, w, N, V, C, 1));
-    snprintf(name, sizeof name, "smollm2 lm_head+loss fwd %dx%d->%d", N, C, V);
+    snprintf(name, sizeof name, "%s lm_head+loss fwd %dx%d->%d", d->name, N, C, V);
     TIME(ms, gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, Wb, labels, 1.0f / N, NULL, 0.0f,
                                         scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, flops, ms, bare);
-    snprintf(name, sizeof name, "smollm2 lm_head+loss fwd+dh %dx%d->%d", N, C, V);
+    snprintf(name, sizeof name, "%s lm_head+loss fwd+dh %dx%d->%d", d->name, N, C, V);
     TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, labels, 1.0f / N, NULL, 0.0f,
                                         scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
@@ -789,7 +791,8 @@ int main(int argc, char **argv) {
         bench_group(sm, "gate,up", 2, (const int[]){sm->F, sm->F}, 0);
         bench_group(db, "q,k,v", 3, (const int[]){db->C, db->C, db->C}, 1);
     }
-    bench_lm_head();
+    bench_lm_head(&sz->smollm2);
+    bench_lm_head(&sz->llama1b);
     for (int t = 0; t < 2; t++) {
         bench_attention(&sz->smollm2, sz->T[t], 1, 0, "");
         bench_attention(&sz->distilbert, sz->T[t], 0, 0, "");

@@ -1,15 +1,18 @@
 /* cross_entropy.cu: softmax cross-entropy, forward and backward in one kernel.
- * One block per row (V is 2 for classification, ~50k for a vocabulary): the
+ * One block per row (V is 2 for classification, ~50k-260k for a vocabulary): the
  * max and the sum of exponentials in one online pass (the sum rescaled when the
  * max grows, as flash attention does), then the gradient pass, so the logits are
- * read twice and the second read finds the row in L2 (1024-thread blocks keep
- * few rows in flight). In both passes each thread loads CE_UNROLL values before
- * using them: eight, so that an SM's two blocks (sm_80, sm_90) keep 32 KB of
- * bf16 logits in flight (64 KB of f32), where the H200's latency at its bandwidth
- * asks about 25 KB (four left 16 KB), in 32 registers. An exponential is one
- * MUFU instruction (ex2_approx of the difference to the max in log2 units:
- * relative error about 2^-22 where a term is not negligible; nvcc's expf is about
- * eight instructions) and the softmax multiplies by 1 / sum rather than dividing.
+ * read twice; the second read finds a row in L2 where the rows in flight fit it
+ * (SmolLM2's 96 KB rows of bf16 do; 1024-thread blocks keep few rows in flight).
+ * A thread loads 16-byte vectors (8 bf16 or 4 f32 logits), a whole row's between
+ * the few values before its first 16-byte boundary and the few after its last,
+ * and all of an iteration's before using any. An exponential is one MUFU
+ * instruction (ex2_approx of the difference to the max in log2 units: relative
+ * error about 2^-22 where a term is not negligible; nvcc's expf is about eight
+ * instructions) and the softmax multiplies by g / sum rather than dividing; the
+ * label's gradient (softmax - 1) is written over its thread's after a barrier, so
+ * that no value compares its index to the label. sm_90's SASS for bf16: 7.4 and
+ * 7.1 instructions a logit in the two passes (one value a load took 19 and 23).
  * In place (dlogits == logits) works: each thread writes only the gradients of
  * the logits it read, and the label's logit, which all read, is read before the
  * block's barriers. The logits and their gradient may be bf16 (the LM head's
@@ -23,7 +26,7 @@
 
 #include <type_traits>
 
-enum { CE_UNROLL = 8, CE_THREADS = 1024 };
+enum { CE_THREADS = 1024 };
 /* Blocks an SM holds (__launch_bounds__'s minimum): two where an SM takes 2,048 threads (sm_80,
  * sm_90), one on sm_86, 87 and 89 (1,536). */
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890)
@@ -32,70 +35,173 @@ enum { CE_UNROLL = 8, CE_THREADS = 1024 };
 #define CE_BLOCKS_PER_SM 2
 #endif
 
-/* v[u] = x[j0 + u * blockDim.x] for u < CE_UNROLL (CAP: soft-capped at cap), `fill` past V: all
- * loads issued before any value is used (or stored over, in place) */
-template <bool CAP, typename T>
-__device__ inline void load_unrolled(float v[CE_UNROLL], const T *x, int j0, int V, float fill,
-                                     float cap) {
+/* A row of V logits at x in vectors of VEC values (16 bytes; VEC 1: one value each): `head`
+ * values before the first 16-byte boundary (a row starts where the one before ended), `vecs`
+ * whole vectors from there, then the rest. The head and the rest are under VEC values each, so
+ * thread t takes value t of each (edge 0 and 1) and vectors t, t + blockDim.x, ... */
+template <int VEC> struct CeRow {
+    int head, vecs, V;
+    /* the thread's value of edge e (0: the head, 1: the rest), or -1 */
+    __device__ int edge(int e) const {
+        int j = e ? head + vecs * VEC + (int)threadIdx.x : (int)threadIdx.x;
+        return j < (e ? V : head) ? j : -1;
+    }
+};
+template <int VEC, typename T> __device__ inline CeRow<VEC> ce_row(const T *x, int V) {
+    int head = VEC == 1 ? 0 : (int)((16 - (uintptr_t)x % 16) % 16 / sizeof(T));
+    head = min(head, V);
+    return {head, (V - head) / VEC, V};
+}
+
+/* v[0..VEC) = the vector at p, widened to f32 */
+template <int VEC, typename T> __device__ inline void load_vec(float *v, const T *p) {
+    if constexpr (VEC == 1) {
+        v[0] = as_f32(*p);
+    } else if constexpr (sizeof(T) == 2) {
+        uint4 w = *(const uint4 *)p;
+        widen_bf16x2(v, w.x), widen_bf16x2(v + 2, w.y);
+        widen_bf16x2(v + 4, w.z), widen_bf16x2(v + 6, w.w);
+    } else {
+        float4 w = *(const float4 *)p;
+        v[0] = w.x, v[1] = w.y, v[2] = w.z, v[3] = w.w;
+    }
+}
+/* The vector at p = v[0..VEC), as T (bf16: rounded to nearest even) */
+template <int VEC, typename T> __device__ inline void store_vec(T *p, const float *v) {
+    if constexpr (VEC == 1) {
+        store_as(p, v[0]);
+    } else if constexpr (sizeof(T) == 2) {
+        uint4 w;
+        w.x = pack_bf16x2(v[0], v[1]), w.y = pack_bf16x2(v[2], v[3]);
+        w.z = pack_bf16x2(v[4], v[5]), w.w = pack_bf16x2(v[6], v[7]);
+        *(uint4 *)p = w;
+    } else {
+        *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]);
+    }
+}
+
+/* Vectors a thread loads before it uses any: two of bf16 (16 values, 32 bytes), so that an SM's
+ * two blocks (sm_80, sm_90) keep 64 KB of logits in flight, where the H200's latency at its
+ * bandwidth asks about 25 KB; one of f32 (two spill within the 32 registers), eight values
+ * one at a time. */
+template <int VEC, typename T> __host__ __device__ constexpr int ce_unroll() {
+    return VEC == 1 ? 8 : sizeof(T) == 2 ? 2 : 1;
+}
+
+/* f(q0, whole) for each of the thread's groups of U vectors q0 + u * blockDim.x (u < U) in a row
+ * of `vecs`: whole (std::true_type) while all U are in the row, then (std::false_type) for the
+ * group the row ends in, if any, whose vectors the callee checks */
+template <int U, typename F> __device__ inline void for_vector_groups(int vecs, F f) {
+    int q0 = threadIdx.x;
+    for (; q0 + (U - 1) * (int)blockDim.x < vecs; q0 += U * blockDim.x) f(q0, std::true_type());
+    if (q0 < vecs) f(q0, std::false_type());
+}
+
+/* v[u * VEC + e] = value e of the row's vector q0 + u * blockDim.x (x: the row's first vector;
+ * CAP: soft-capped at cap), `fill` past its last (WHOLE: none is); every load issued before a
+ * value is used */
+template <bool CAP, int VEC, int U, bool WHOLE, typename T>
+__device__ inline void load_vecs(float (&v)[U * VEC], const T *x, int q0, int vecs, float fill,
+                                 float cap) {
 #pragma unroll
-    for (int u = 0; u < CE_UNROLL; u++) {
-        int j = j0 + u * blockDim.x;
-        v[u] = j < V ? as_f32(x[j]) : fill;
+    for (int u = 0; u < U; u++) {
+        int q = q0 + u * (int)blockDim.x;
+        if (WHOLE || q < vecs)
+            load_vec<VEC>(v + u * VEC, x + (size_t)q * VEC);
+        else
+            for (int e = 0; e < VEC; e++) v[u * VEC + e] = fill;
     }
 #pragma unroll
-    for (int u = 0; u < CE_UNROLL && CAP; u++)
-        if (j0 + u * (int)blockDim.x < V) v[u] = soft_cap(v[u], cap);
+    for (int u = 0; u < U && CAP; u++)
+        if (WHOLE || q0 + u * (int)blockDim.x < vecs)
+            for (int e = 0; e < VEC; e++) v[u * VEC + e] = soft_cap(v[u * VEC + e], cap);
+}
+
+/* (mx, sum): the running max and sum of e^(value - mx) of the values seen, joined with v's
+ * (-inf: none). The sum rescaled when the max grows, as flash attention does. */
+template <int K> __device__ inline void online_add(float &mx, float &sum, const float (&v)[K]) {
+    float vmax = mx;
+#pragma unroll
+    for (int k = 0; k < K; k++) vmax = fmaxf(vmax, v[k]);
+    if (vmax == -INFINITY) return; /* nothing yet: keep sum 0, not exp(nan) */
+    sum *= ex2_approx((mx - vmax) * LOG2E);
+#pragma unroll
+    for (int k = 0; k < K; k++) sum += ex2_approx((v[k] - vmax) * LOG2E);
+    mx = vmax;
 }
 
 /* losses[N], dlogits [N,V] (may be NULL, or the logits: in place) from logits [N,V] (CAP:
  * soft-capped at softcap, their gradient times the cap's slope), labels [N]; row_scale [N] or
  * NULL. T: float, or bf16 (the LM head's bf16 path), logits and gradients alike, so that a thread
- * writes each gradient over the logit it read itself. */
-template <typename T, bool CAP>
+ * writes each gradient over the logit it read itself. VEC: values a load, 16 / sizeof(T) where
+ * dlogits lie as the logits do against 16-byte boundaries, else 1. */
+template <typename T, int VEC, bool CAP>
 __global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : CE_BLOCKS_PER_SM)
     cross_entropy_kernel(float *losses, T *dlogits, const T *logits, const int32_t *labels,
                          float grad_scale, const float *row_scale, float softcap,
                          const OpsStep *step, int N, int V, int *fault) {
+    constexpr int U = ce_unroll<VEC, T>();
     for (int n = blockIdx.x; n < N; n += gridDim.x) {
         const T *x = logits + (size_t)n * V;
         T *dx = dlogits ? dlogits + (size_t)n * V : NULL;
+        CeRow<VEC> r = ce_row<VEC>(x, V);
+        const T *xv = x + r.head; /* the row's first whole vector */
         int label = labels[n];
         if (label >= V && fault && threadIdx.x == 0) atomicOr(fault, FAULT_LABEL);
         if (label < 0 || label >= V) { /* ignored row (HF's -100), or a faulted one */
             if (threadIdx.x == 0) losses[n] = 0.0f;
-            if (dx)
-                for (int j = threadIdx.x; j < V; j += blockDim.x) store_as(dx + j, 0.0f);
+            float zero[VEC] = {};
+            for (int e = 0; dx && e < 2; e++)
+                if (r.edge(e) >= 0) store_as(dx + r.edge(e), 0.0f);
+            for (int q = threadIdx.x; dx && q < r.vecs; q += blockDim.x)
+                store_vec<VEC>(dx + r.head + (size_t)q * VEC, zero);
             continue;
         }
+        auto capped = [&](float v) { return CAP ? soft_cap(v, softcap) : v; };
         /* at_label read before dx is written */
-        float at = as_f32(x[label]), mx = -INFINITY, sum = 0.0f;
-        float at_label = CAP ? soft_cap(at, softcap) : at;
-        for (int j0 = threadIdx.x; j0 < V; j0 += CE_UNROLL * blockDim.x) {
-            float v[CE_UNROLL], vmax = mx;
-            load_unrolled<CAP>(v, x, j0, V, -INFINITY, softcap);
-#pragma unroll
-            for (int u = 0; u < CE_UNROLL; u++) vmax = fmaxf(vmax, v[u]);
-            if (vmax == -INFINITY) continue; /* nothing yet: keep sum 0, not exp(nan) */
-            sum *= ex2_approx((mx - vmax) * LOG2E);
-#pragma unroll
-            for (int u = 0; u < CE_UNROLL; u++) sum += ex2_approx((v[u] - vmax) * LOG2E);
-            mx = vmax;
-        }
+        float at_label = capped(as_f32(x[label])), mx = -INFINITY, sum = 0.0f;
+        float edges[2];
+        for (int e = 0; e < 2; e++)
+            edges[e] = r.edge(e) >= 0 ? capped(as_f32(x[r.edge(e)])) : -INFINITY;
+        online_add(mx, sum, edges);
+        for_vector_groups<U>(r.vecs, [&](int q0, auto whole) {
+            constexpr bool WHOLE = decltype(whole)::value;
+            float v[U * VEC];
+            load_vecs<CAP, VEC, U, WHOLE>(v, xv, q0, r.vecs, -INFINITY, softcap);
+            online_add(mx, sum, v);
+        });
         float row_max = block_max(mx);
         sum = block_sum(mx == -INFINITY ? 0.0f : sum * ex2_approx((mx - row_max) * LOG2E));
         mx = row_max;
         /* the exact difference first, as torch: at large logits mx + log(sum) rounds */
         if (threadIdx.x == 0) losses[n] = (mx - at_label) + logf(sum);
+        if (!dx) continue;
         float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * step_grad_scale(step);
-        float inv_sum = 1.0f / sum;
-        for (int j0 = threadIdx.x; dx && j0 < V; j0 += CE_UNROLL * blockDim.x) {
-            float v[CE_UNROLL];
-            load_unrolled<CAP>(v, x, j0, V, 0.0f, softcap);
+        float inv_sum = 1.0f / sum, g_sum = g * inv_sum;
+        /* d loss / d logit off the label: its softmax times g (the cap's slope under CAP) */
+        auto grad = [&](float v) {
+            float d = ex2_approx((v - mx) * LOG2E) * g_sum;
+            return CAP ? d * soft_cap_slope(v, softcap) : d;
+        };
+        for (int e = 0; e < 2; e++)
+            if (r.edge(e) >= 0) store_as(dx + r.edge(e), grad(capped(as_f32(x[r.edge(e)]))));
+        for_vector_groups<U>(r.vecs, [&](int q0, auto whole) {
+            constexpr bool WHOLE = decltype(whole)::value;
+            float v[U * VEC];
+            load_vecs<CAP, VEC, U, WHOLE>(v, xv, q0, r.vecs, 0.0f, softcap);
 #pragma unroll
-            for (int u = 0, j = j0; u < CE_UNROLL && j < V; u++, j += blockDim.x) {
-                float d = (ex2_approx((v[u] - mx) * LOG2E) * inv_sum - (j == label)) * g;
-                store_as(dx + j, CAP ? d * soft_cap_slope(v[u], softcap) : d);
+            for (int u = 0; u < U; u++) {
+                if (!WHOLE && q0 + u * (int)blockDim.x >= r.vecs) break;
+#pragma unroll
+                for (int e = 0; e < VEC; e++) v[u * VEC + e] = grad(v[u * VEC + e]);
+                store_vec<VEC>(dx + r.head + (size_t)(q0 + u * blockDim.x) * VEC, v + u * VEC);
             }
+        });
+        /* the label's gradient, softmax - 1, over what its thread wrote: once every thread has */
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float d = (ex2_approx((at_label - mx) * LOG2E) * inv_sum - 1.0f) * g;
+            store_as(dx + label, CAP ? d * soft_cap_slope(at_label, softcap) : d);
         }
     }
 }
@@ -107,16 +213,25 @@ static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, con
     if (N <= 0 || V <= 0) return;
     unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
     unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
-    auto launch = [&](auto cap) {
+    auto launch = [&](auto cap, auto vec) {
         constexpr bool CAP = decltype(cap)::value;
-        cross_entropy_kernel<T, CAP><<<blocks, threads>>>(losses, dlogits, logits, labels,
-                                                          grad_scale, row_scale, softcap,
-                                                          cuda_step(), N, V, cuda_fault_word());
+        constexpr int VEC = decltype(vec)::value;
+        cross_entropy_kernel<T, VEC, CAP>
+            <<<blocks, threads>>>(losses, dlogits, logits, labels, grad_scale, row_scale, softcap,
+                                  cuda_step(), N, V, cuda_fault_word());
+    };
+    /* vectors where each row's gradients lie as its logits do against 16-byte boundaries (in
+     * place: always; the bf16 path is in place) */
+    bool vectors = !dlogits || ((uintptr_t)dlogits - (uintptr_t)logits) % 16 == 0;
+    auto with_vec = [&](auto cap) {
+        if constexpr (sizeof(T) == 4)
+            if (!vectors) return launch(cap, std::integral_constant<int, 1>());
+        launch(cap, std::integral_constant<int, 16 / sizeof(T)>());
     };
     if (softcap > 0.0f)
-        launch(std::true_type());
+        with_vec(std::true_type());
     else
-        launch(std::false_type());
+        with_vec(std::false_type());
     CUDA_LAUNCHED("cross_entropy");
 }
 
