@@ -1620,16 +1620,17 @@ static float lm_row_weight(const LmCtx *m, int i) {
 /* out = losses * grad_scale * row_scale, so L = sum(out) with w = 1 (as cross_entropy's) */
 static void lm_fwd(void *p) {
     LmCtx *m = p;
-    ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, NULL, m->labels, m->grad_scale,
-                               m->row_scale, m->softcap, m->scratch, m->n, m->c, m->v, m->chunk);
+    ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, NULL, m->labels, NULL,
+                               m->grad_scale, m->row_scale, m->softcap, m->scratch, m->n, m->c,
+                               m->v, m->chunk);
     for (int i = 0; i < m->n; i++) m->scaled[i] = m->losses[i] * lm_row_weight(m, i);
 }
 static void lm_bwd(void *p, const float *dout, unsigned use) {
     LmCtx *m = p;
     (void)dout; /* w is all ones: see lm_fwd */
     ops->lm_head_cross_entropy(m->losses, USE(0, m->dh), USE(1, m->dW), m->h, m->W, NULL, m->labels,
-                               m->grad_scale, m->row_scale, m->softcap, m->scratch, m->n, m->c,
-                               m->v, m->chunk);
+                               NULL, m->grad_scale, m->row_scale, m->softcap, m->scratch, m->n,
+                               m->c, m->v, m->chunk);
 }
 
 static void lm_gradcheck(LmCtx (*make)(int, int, int, int), int n, int c, int v, int chunk) {
@@ -1673,7 +1674,7 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
                 dW[j * c + k] += x[j] * m.h[i * c + k];
             }
     }
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, m.grad_scale,
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, NULL, m.grad_scale,
                                m.row_scale, m.softcap, m.scratch, n, c, v, chunk);
     char what[96];
     snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s%s", n, c, v, chunk,
@@ -1708,12 +1709,46 @@ static void lm_matches_unchunked(int n, int c, int v, int chunk) {
     ops->matmul_forward(logits, m.h, m.W, NULL, n, c, v);
     ops->cross_entropy(losses, dlogits, logits, m.labels, m.grad_scale, n, v);
     ops->matmul_backward(dh, dW, NULL, dlogits, m.h, m.W, n, c, v, OPS_ADD);
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, m.grad_scale, NULL,
-                               0.0f, m.scratch, n, c, v, chunk);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, NULL, m.grad_scale,
+                               NULL, 0.0f, m.scratch, n, c, v, chunk);
     CHECK(float_mismatch("lm_head loss vs unchunked", m.losses, losses, n, 1e-6, 1e-6) == 0);
     CHECK(float_mismatch("lm_head dh vs unchunked", m.dh, dh, (size_t)n * c, 1e-6, 1e-5) == 0);
     CHECK(float_mismatch("lm_head dW vs unchunked", m.dW, dW, (size_t)v * c, 1e-6, 1e-5) == 0);
     free(logits), free(dlogits), free(losses), free(dh), free(dW);
+    lm_free(&m);
+}
+
+/* The rows that count alone, through a row list (ops.h rows: SFT's, DPO's), give what the whole
+ * batch gives them: every third row ignored besides lm_make's two, the listed rows gathered across
+ * chunk boundaries; the unlisted keep their losses and dh (dW sums rows in other chunks: float
+ * rounding). bf16: the CPU's reference of the bf16 head (no dW). */
+static void lm_listed_matches_all(int n, int c, int v, int chunk, int bf16) {
+    LmCtx m = lm_make_rows(n, c, v, chunk);
+    uint16_t *wb = bf16 ? malloc((size_t)v * c * sizeof *wb) : NULL;
+    for (size_t i = 0; bf16 && i < (size_t)v * c; i++) wb[i] = f32_to_bf16(m.W[i]);
+    int32_t *rows = malloc(sizeof(int32_t) * n), listed = 0;
+    for (int i = 0; i < n; i++) {
+        if (i % 3 == 2) m.labels[i] = -100;
+        if (m.labels[i] >= 0 && m.labels[i] < v) rows[listed++] = i;
+    }
+    fill(m.dh, (size_t)n * c, -1, 1), fill(m.dW, (size_t)v * c, -1, 1);
+    float *losses = rand_vec(n, 5, 6), *dh = copy_vec(m.dh, (size_t)n * c);
+    float *dW = copy_vec(m.dW, (size_t)v * c), *was = copy_vec(losses, n);
+    float *dW_all = bf16 ? NULL : m.dW, *dW_listed = bf16 ? NULL : dW;
+    ops->lm_head_cross_entropy(m.losses, m.dh, dW_all, m.h, m.W, wb, m.labels, NULL, m.grad_scale,
+                               m.row_scale, 0.0f, m.scratch, n, c, v, chunk);
+    ops->lm_head_cross_entropy(losses, dh, dW_listed, m.h, m.W, wb, m.labels, rows, m.grad_scale,
+                               m.row_scale, 0.0f, m.scratch, listed, c, v, chunk);
+    int moved = 0;
+    for (int i = 0, k = 0; i < n; i++) {
+        int on = k < listed && rows[k] == i;
+        k += on;
+        moved += on ? losses[i] != m.losses[i] : losses[i] != was[i];
+    }
+    CHECK(listed > 0 && listed < n && moved == 0);
+    CHECK(float_mismatch("lm_head listed dh", dh, m.dh, (size_t)n * c, 1e-6, 1e-5) == 0);
+    if (!bf16) CHECK(float_mismatch("lm_head listed dW", dW, m.dW, (size_t)v * c, 1e-6, 1e-5) == 0);
+    free(wb), free(rows), free(losses), free(dh), free(dW), free(was);
     lm_free(&m);
 }
 
@@ -1747,14 +1782,17 @@ static void test_lm_head(void) {
     lm_matches_unchunked(37, 53, 301, 8);
     lm_matches_unchunked(130, 70, 1000, 32);
     lm_matches_unchunked(5, 16, 50, OPS_LM_HEAD_CHUNK); /* one chunk */
+    lm_listed_matches_all(37, 53, 301, 8, 0);
+    lm_listed_matches_all(37, 53, 301, 8, 1);
+    lm_listed_matches_all(5, 16, 50, OPS_LM_HEAD_CHUNK, 0); /* one chunk */
 
     /* every row ignored: losses 0, gradients untouched, no label read out of range */
     LmCtx m = lm_make(6, 4, 9, 4);
     for (int i = 0; i < 6; i++) m.labels[i] = i % 2 ? -100 : 9 + i;
     fill(m.losses, 6, 1, 2), fill(m.dh, 6 * 4, 1, 2), fill(m.dW, 9 * 4, 1, 2);
     float *dh = copy_vec(m.dh, 6 * 4), *dW = copy_vec(m.dW, 9 * 4);
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, 1.0f, NULL, 0.0f,
-                               m.scratch, 6, 4, 9, 4);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, NULL, 1.0f, NULL,
+                               0.0f, m.scratch, 6, 4, 9, 4);
     CHECK(max_abs(m.losses, 6) == 0.0f);
     CHECK(!memcmp(dh, m.dh, sizeof(float) * 6 * 4) && !memcmp(dW, m.dW, sizeof(float) * 9 * 4));
     free(dh), free(dW);
@@ -2026,9 +2064,9 @@ static void lm_bf16_matches_f32(LmCtx (*make)(int, int, int, int), int n, int c,
         wb[i] = f32_to_bf16(m.W[i]), m.W[i] = bf16_to_f32(wb[i]);
     float *losses = rand_vec(n, 0, 0), *dh = rand_vec((size_t)n * c, 0, 0);
     float *half = rand_vec(ops_lm_head_scratch(n, c, v, chunk, 1), 0, 0); /* bf16 logits' room */
-    ops->lm_head_cross_entropy(losses, dh, NULL, m.h, m.W, NULL, m.labels, m.grad_scale,
+    ops->lm_head_cross_entropy(losses, dh, NULL, m.h, m.W, NULL, m.labels, NULL, m.grad_scale,
                                m.row_scale, m.softcap, m.scratch, n, c, v, chunk);
-    ops->lm_head_cross_entropy(m.losses, m.dh, NULL, m.h, m.W, wb, m.labels, m.grad_scale,
+    ops->lm_head_cross_entropy(m.losses, m.dh, NULL, m.h, m.W, wb, m.labels, NULL, m.grad_scale,
                                m.row_scale, m.softcap, half, n, c, v, chunk);
     double top = 0.0; /* the largest |logit| */
     for (size_t r = 0; r < (size_t)n; r++)

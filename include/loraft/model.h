@@ -220,9 +220,11 @@ typedef struct Model {
     int adapters_off;     /* linear_forward skips the LoRA branches: the base model (DPO's
                              reference policy, without a second copy of the weights) */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */
-    int B, T;                             /* shape of the current batch */
-    int padded;                           /* its mask hides a token (model_attention_mask) */
-    int n_valid;                          /* labels of the batch that count (>= 0) */
+    int32_t *head_rows; /* backend: the rows the LM head computes (causal_lm_labels), */
+    int n_head_rows;    /* n_head_rows of them; 0: every row, in order */
+    int B, T;           /* shape of the current batch */
+    int padded;         /* its mask hides a token (model_attention_mask) */
+    int n_valid;        /* labels of the batch that count (>= 0) */
     int has_labels;
     int train_mode;     /* dropout on in the last forward (backward must match) */
     int dhidden_ready;  /* the last forward's loss wrote dhidden (causal LM, training) */
@@ -233,9 +235,10 @@ typedef struct Model {
                            the loss has no gradient (DPO without a reference) */
     uint64_t step_seed; /* model_step's, given to the backend at every entry */
     float step_weight;
-    float *host_readout;  /* host copies of grad_norm, the pair readout and losses */
-    float *host_losses;   /* in host_readout, after the pair readout */
-    int32_t *host_labels; /* [max_batch * max_len] the objective's labels before upload */
+    float *host_readout;     /* host copies of grad_norm, the pair readout and losses */
+    float *host_losses;      /* in host_readout, after the pair readout */
+    int32_t *host_labels;    /* [max_batch * max_len] the objective's labels before upload */
+    int32_t *host_head_rows; /* [max_batch * max_len] head_rows before upload */
     /* generation (model_cache_reset, model_decode): allocated there, for cache_len positions */
     float *kv_cache;      /* the architecture's cached keys and values */
     float *cache_scratch; /* attention over the cache: Ops.attention_cached_scratch(max_len,

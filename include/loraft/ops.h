@@ -513,6 +513,10 @@ typedef struct Ops {
      *   that GEMM, and with both NULL this is the evaluation forward (losses only).
      * row_scale [N] or NULL (all 1): a weight per row, for losses that are not a plain mean of
      * the token losses (DPO weighs each sequence's tokens by its pair's gradient).
+     * rows [N] or NULL: row i of the computation is row rows[i] of h, labels, losses, dh and
+     * row_scale (NULL: row i), so that a caller whose batch ignores many rows (SFT's prompts,
+     * DPO's, padding) forms the logits of the others alone; the rows not listed keep their
+     * losses and dh untouched.
      * Equal to matmul_forward + cross_entropy + matmul_backward on the whole [N,V] logits.
      * Wb [V,C] or NULL: W's bf16 copy, for a frozen head under model.precision bf16 (dW must be
      * NULL then: the GPU reports an error, the CPU, whose ops cannot fail, runs without Wb).
@@ -525,8 +529,8 @@ typedef struct Ops {
      * plain matmul_forward of the last row, soft-capped on the host (model_lm_logits). */
     void (*lm_head_cross_entropy)(float *losses, float *dh, float *dW, const float *h,
                                   const float *W, const uint16_t *Wb, const int32_t *labels,
-                                  float grad_scale, const float *row_scale, float softcap,
-                                  float *scratch, int N, int C, int V, int chunk);
+                                  const int32_t *rows, float grad_scale, const float *row_scale,
+                                  float softcap, float *scratch, int N, int C, int V, int chunk);
 
     /* ---- preference pairs: the loss over a batch of B rows, row 2i chosen, 2i+1 rejected ----
      * P = B / 2 pairs. Each pair's math is pair_loss.h's (in double, on every backend); the sums
@@ -643,9 +647,14 @@ static inline size_t ops_lm_head_rows(size_t N, size_t chunk, int bf16) {
 static inline size_t ops_lm_head_logits(size_t N, size_t V, size_t chunk, int bf16) {
     return ops_floats64(ops_lm_head_rows(N, chunk, bf16) * V); /* where h's bf16 rows begin */
 }
-static inline size_t ops_lm_head_scratch(size_t N, size_t C, size_t V, size_t chunk, int bf16) {
+/* After the logits (and h's bf16 rows): a chunk's rows of h and of dh gathered by `rows`, f32 */
+static inline size_t ops_lm_head_gathered(size_t N, size_t C, size_t V, size_t chunk, int bf16) {
     size_t hb = bf16 ? ops_dequantize_bf16_scratch(N < chunk ? N : chunk, C) : 0;
     return ops_lm_head_logits(N, V, chunk, bf16) + hb;
+}
+static inline size_t ops_lm_head_scratch(size_t N, size_t C, size_t V, size_t chunk, int bf16) {
+    return ops_lm_head_gathered(N, C, V, chunk, bf16) +
+           ops_floats64(2 * (N < chunk ? N : chunk) * C);
 }
 
 /* The backends. ops_cuda exists only in builds with CUDA (LORAFT_HAVE_CUDA). */

@@ -1103,15 +1103,16 @@ static void cpu_first_token_backward(float *dinp, const float *dout, int B, int 
 /* losses[N] = logsumexp(logits[n]) - logits[n][label]; dlogits[N,V] (may be NULL) = (softmax -
  * onehot) * grad_scale * row_scale[n] (row_scale NULL: 1), times soft_cap_slope of the logit
  * where softcap > 0 (logits already soft-capped), overwritten; dlogits == logits allowed (each
- * row is read before it is written). Rows with label < 0 or >= V: 0 and 0. */
+ * row is read before it is written). Rows with label < 0 or >= V: 0 and 0. rows (not NULL):
+ * row n's label, loss and row_scale are at rows[n] (its logits at n). */
 static void cross_entropy_rows(float *losses, float *dlogits, const float *logits,
-                               const int32_t *labels, float grad_scale, const float *row_scale,
-                               float softcap, int N, int V) {
+                               const int32_t *labels, const int32_t *rows, float grad_scale,
+                               const float *row_scale, float softcap, int N, int V) {
 #pragma omp parallel for if ((size_t)N * V > CPU_PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * V;
-        float *d = dlogits ? dlogits + (size_t)n * V : NULL;
-        int label = labels[n];
+    for (int i = 0; i < N; i++) {
+        const float *x = logits + (size_t)i * V;
+        float *d = dlogits ? dlogits + (size_t)i * V : NULL;
+        int n = rows ? rows[i] : i, label = labels[n];
         if (label < 0 || label >= V) {
             losses[n] = 0.0f;
             if (d) memset(d, 0, sizeof(float) * V);
@@ -1139,7 +1140,7 @@ static void soft_cap_all(float *logits, size_t n, float softcap) {
 
 static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits,
                               const int32_t *labels, float grad_scale, int N, int V) {
-    cross_entropy_rows(losses, dlogits, logits, labels, grad_scale, NULL, 0.0f, N, V);
+    cross_entropy_rows(losses, dlogits, logits, labels, NULL, grad_scale, NULL, 0.0f, N, V);
 }
 
 /* ---- LM head + cross-entropy, in chunks of rows ---- */
@@ -1148,8 +1149,9 @@ static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits
  * hb = bf16(h) [rows,C], logits [rows,V] = bf16(hb Wb^T) and dh += bf16(dlogits) Wb in loops over
  * bf16 values, summed in f32. */
 static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const uint16_t *Wb,
-                               const int32_t *labels, float grad_scale, const float *row_scale,
-                               float softcap, float *logits, uint16_t *hb, int rows, int C, int V) {
+                               const int32_t *labels, const int32_t *idx, float grad_scale,
+                               const float *row_scale, float softcap, float *logits, uint16_t *hb,
+                               int rows, int C, int V) {
     for (size_t i = 0; i < (size_t)rows * C; i++) hb[i] = f32_to_bf16(h[i]);
     for (size_t n = 0; n < (size_t)rows; n++)
         for (size_t v = 0; v < (size_t)V; v++) {
@@ -1159,8 +1161,8 @@ static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const u
             s = bf16_round(s);
             logits[n * V + v] = softcap > 0.0f ? soft_cap(s, softcap) : s;
         }
-    cross_entropy_rows(losses, dh ? logits : NULL, logits, labels, grad_scale, row_scale, softcap,
-                       rows, V);
+    cross_entropy_rows(losses, dh ? logits : NULL, logits, labels, idx, grad_scale, row_scale,
+                       softcap, rows, V);
     for (size_t n = 0; dh && n < (size_t)rows; n++)
         for (size_t v = 0; v < (size_t)V; v++) {
             float d = bf16_round(logits[n * V + v]);
@@ -1169,36 +1171,59 @@ static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const u
         }
 }
 
+/* Row i of y [n,C] (+)= row rows[i] of x, or (scatter) row rows[i] of y += row i of x */
+static void move_rows(float *y, const float *x, const int32_t *rows, int scatter, int n, int C) {
+    for (size_t i = 0; i < (size_t)n; i++) {
+        float *to = y + (scatter ? (size_t)rows[i] : i) * C;
+        const float *from = x + (scatter ? i : (size_t)rows[i]) * C;
+        if (scatter)
+            axpy_row(to, from, 1.0f, C);
+        else
+            memcpy(to, from, sizeof(float) * C);
+    }
+}
+
 /* Per chunk of rows of h [N,C]: logits [rows,V] = h @ W[V,C]^T in scratch (soft-capped where
  * softcap > 0), losses and dlogits in place (cross_entropy_rows), then dh[rows,C] += dlogits @ W
  * and dW += dlogits^T @ h (NULL: skipped); with Wb, lm_head_chunk_bf16 (hb after the logits, as on
  * the GPU). Rows are independent, so a scratch sized for bf16 logits takes f32 ones in half
- * chunks (ops_lm_head_rows). */
+ * chunks (ops_lm_head_rows). With rows, the chunk's rows of h are gathered first and its dh
+ * computed apart, then added to theirs. */
 static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h,
                                       const float *W, const uint16_t *Wb, const int32_t *labels,
-                                      float grad_scale, const float *row_scale, float softcap,
-                                      float *scratch, int N, int C, int V, int chunk) {
+                                      const int32_t *rows, float grad_scale, const float *row_scale,
+                                      float softcap, float *scratch, int N, int C, int V,
+                                      int chunk) {
     if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
     int bf16 = Wb != NULL, grads = dh || dW;
     int held = (int)ops_lm_head_rows((size_t)N, (size_t)chunk, bf16);
     uint16_t *hb =
         (uint16_t *)(scratch + ops_lm_head_logits((size_t)N, (size_t)V, (size_t)chunk, bf16));
+    float *hg =
+              scratch + ops_lm_head_gathered((size_t)N, (size_t)C, (size_t)V, (size_t)chunk, bf16),
+          *dhg = hg + (size_t)(N < chunk ? N : chunk) * C;
     if (dW) Wb = NULL; /* a head given in bf16 has no weight gradient: f32 then */
     for (int n0 = 0; n0 < N; n0 += held) {
-        int rows = N - n0 < held ? N - n0 : held;
-        const float *hc = h + (size_t)n0 * C;
-        float *dhc = dh ? dh + (size_t)n0 * C : NULL;
-        const float *rs = row_scale ? row_scale + n0 : NULL;
+        int n = N - n0 < held ? N - n0 : held;
+        const int32_t *idx = rows ? rows + n0 : NULL;
+        const float *hc = idx ? hg : h + (size_t)n0 * C;
+        float *dhc = !dh ? NULL : idx ? dhg : dh + (size_t)n0 * C;
+        if (idx) move_rows(hg, h, idx, 0, n, C);
+        if (idx && dh) memset(dhg, 0, sizeof(float) * n * C);
+        float *lc = idx ? losses : losses + n0;
+        const int32_t *yc = idx ? labels : labels + n0;
+        const float *rs = !row_scale ? NULL : idx ? row_scale : row_scale + n0;
         if (Wb) {
-            lm_head_chunk_bf16(losses + n0, dhc, hc, Wb, labels + n0, grad_scale, rs, softcap,
-                               scratch, hb, rows, C, V);
-            continue;
+            lm_head_chunk_bf16(lc, dhc, hc, Wb, yc, idx, grad_scale, rs, softcap, scratch, hb, n, C,
+                               V);
+        } else {
+            cpu_matmul_forward(scratch, hc, W, NULL, n, C, V);
+            if (softcap > 0.0f) soft_cap_all(scratch, (size_t)n * V, softcap);
+            cross_entropy_rows(lc, grads ? scratch : NULL, scratch, yc, idx, grad_scale, rs,
+                               softcap, n, V);
+            if (grads) cpu_matmul_backward(dhc, dW, NULL, scratch, hc, W, n, C, V, 1);
         }
-        cpu_matmul_forward(scratch, hc, W, NULL, rows, C, V);
-        if (softcap > 0.0f) soft_cap_all(scratch, (size_t)rows * V, softcap);
-        cross_entropy_rows(losses + n0, grads ? scratch : NULL, scratch, labels + n0, grad_scale,
-                           rs, softcap, rows, V);
-        if (grads) cpu_matmul_backward(dhc, dW, NULL, scratch, hc, W, rows, C, V, 1);
+        if (idx && dh) move_rows(dh, dhg, idx, 1, n, C);
     }
 }
 

@@ -132,18 +132,20 @@ template <int K> __device__ inline void online_add(float &mx, float &sum, const 
 
 /* losses[N], dlogits [N,V] (may be NULL, or the logits: in place) from logits [N,V] (CAP:
  * soft-capped at softcap, their gradient times the cap's slope), labels [N]; row_scale [N] or
- * NULL. T: float, or bf16 (the LM head's bf16 path), logits and gradients alike, so that a thread
- * writes each gradient over the logit it read itself. VEC: values a load, 16 / sizeof(T) where
- * dlogits lie as the logits do against 16-byte boundaries, else 1. */
+ * NULL; rows [N] or NULL: row n's label, loss and row_scale are at rows[n] (its logits at n). T:
+ * float, or bf16 (the LM head's bf16 path), logits and gradients alike, so that a thread writes
+ * each gradient over the logit it read itself. VEC: values a load, 16 / sizeof(T) where dlogits lie
+ * as the logits do against 16-byte boundaries, else 1. */
 template <typename T, int VEC, bool CAP>
 __global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : CE_BLOCKS_PER_SM)
     cross_entropy_kernel(float *losses, T *dlogits, const T *logits, const int32_t *labels,
-                         float grad_scale, const float *row_scale, float softcap,
-                         const OpsStep *step, int N, int V, int *fault) {
+                         const int32_t *rows, float grad_scale, const float *row_scale,
+                         float softcap, const OpsStep *step, int N, int V, int *fault) {
     constexpr int U = ce_unroll<VEC, T>();
-    for (int n = blockIdx.x; n < N; n += gridDim.x) {
-        const T *x = logits + (size_t)n * V;
-        T *dx = dlogits ? dlogits + (size_t)n * V : NULL;
+    for (int i = blockIdx.x; i < N; i += gridDim.x) {
+        const T *x = logits + (size_t)i * V;
+        T *dx = dlogits ? dlogits + (size_t)i * V : NULL;
+        int n = rows ? rows[i] : i;
         CeRow<VEC> r = ce_row<VEC>(x, V);
         const T *xv = x + r.head; /* the row's first whole vector */
         int label = labels[n];
@@ -208,8 +210,8 @@ __global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : CE_BLOCKS_PER_SM)
 
 template <typename T>
 static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, const int32_t *labels,
-                                 float grad_scale, const float *row_scale, float softcap, int N,
-                                 int V) {
+                                 const int32_t *rows, float grad_scale, const float *row_scale,
+                                 float softcap, int N, int V) {
     if (N <= 0 || V <= 0) return;
     unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
     unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
@@ -217,8 +219,8 @@ static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, con
         constexpr bool CAP = decltype(cap)::value;
         constexpr int VEC = decltype(vec)::value;
         cross_entropy_kernel<T, VEC, CAP>
-            <<<blocks, threads>>>(losses, dlogits, logits, labels, grad_scale, row_scale, softcap,
-                                  cuda_step(), N, V, cuda_fault_word());
+            <<<blocks, threads>>>(losses, dlogits, logits, labels, rows, grad_scale, row_scale,
+                                  softcap, cuda_step(), N, V, cuda_fault_word());
     };
     /* vectors where each row's gradients lie as its logits do against 16-byte boundaries (in
      * place: always; the bf16 path is in place) */
@@ -236,19 +238,20 @@ static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, con
 }
 
 void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
-                             const int32_t *labels, float grad_scale, const float *row_scale,
-                             float softcap, int N, int V) {
-    cross_entropy_launch(losses, dlogits, logits, labels, grad_scale, row_scale, softcap, N, V);
+                             const int32_t *labels, const int32_t *rows, float grad_scale,
+                             const float *row_scale, float softcap, int N, int V) {
+    cross_entropy_launch(losses, dlogits, logits, labels, rows, grad_scale, row_scale, softcap, N,
+                         V);
 }
 
 void cuda_cross_entropy_rows_bf16(float *losses, __nv_bfloat16 *logits, int grads,
-                                  const int32_t *labels, float grad_scale, const float *row_scale,
-                                  float softcap, int N, int V) {
-    cross_entropy_launch(losses, grads ? logits : NULL, logits, labels, grad_scale, row_scale,
+                                  const int32_t *labels, const int32_t *rows, float grad_scale,
+                                  const float *row_scale, float softcap, int N, int V) {
+    cross_entropy_launch(losses, grads ? logits : NULL, logits, labels, rows, grad_scale, row_scale,
                          softcap, N, V);
 }
 
 void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,
                         float grad_scale, int N, int V) {
-    cuda_cross_entropy_rows(losses, dlogits, logits, labels, grad_scale, NULL, 0.0f, N, V);
+    cuda_cross_entropy_rows(losses, dlogits, logits, labels, NULL, grad_scale, NULL, 0.0f, N, V);
 }

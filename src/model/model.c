@@ -789,7 +789,7 @@ static int activations_create(Model *m, LfError *err) {
     m->n_act = pl.used;
     m->act_mem = ops->alloc(m->n_act * sizeof(float));
     size_t NT = (size_t)m->max_batch * m->max_len;
-    m->ids = ops->alloc(4 * NT * sizeof(int32_t));
+    m->ids = ops->alloc(5 * NT * sizeof(int32_t));
     m->guards = calloc(pl.n_guards ? pl.n_guards : 1, sizeof *m->guards);
     if (!m->act_mem || !m->ids || !m->guards)
         return lf_fail(err, "out of memory for %zu activations (%.1f MiB)%s", m->n_act,
@@ -800,6 +800,7 @@ static int activations_create(Model *m, LfError *err) {
     m->types = m->ids + NT;
     m->mask = m->types + NT;
     m->labels = m->mask + NT;
+    m->head_rows = m->labels + NT;
     pl = (Plan){.base = m->act_mem, .guards = m->guards};
     plan_activations(m, &pl);
     if (pl.used != m->n_act) /* the two passes must take the same */
@@ -1154,7 +1155,8 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     size_t pairs = readout_pairs(m);
     m->host_readout = calloc(2 + pairs + (size_t)max_batch * max_len, sizeof *m->host_readout);
     m->host_losses = m->host_readout ? m->host_readout + 2 + pairs : NULL;
-    m->host_labels = calloc((size_t)max_batch * max_len, sizeof *m->host_labels);
+    m->host_labels = calloc(2 * (size_t)max_batch * max_len, sizeof *m->host_labels);
+    m->host_head_rows = m->host_labels ? m->host_labels + (size_t)max_batch * max_len : NULL;
     if (!m->host_losses || !m->host_labels) return model_free(m), lf_fail(err, "out of memory");
     if (build_table(m, err) || assign_gradients(m, err) || choose_storage(m, dir, err) ||
         allocate_values(m, err) || activations_create(m, err) ||
@@ -1267,7 +1269,7 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
             return lf_fail(err, "token type %d at position %d is not supported", types[i], i);
     }
     if (check_prefix_masks(m, mask, B, T, err)) return -1;
-    m->n_valid = 0;
+    m->n_valid = m->n_head_rows = 0;
     if (labels && m->objective->prepare_labels(m, labels, B, T, m->host_labels, err)) return -1;
     const Ops *o = m->ops;
     size_t n = (size_t)B * T * sizeof(int32_t);
@@ -1280,6 +1282,8 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
     if (labels)
         o->upload(m->labels, m->host_labels,
                   (m->objective->labels_per_token ? (size_t)B * T : (size_t)B) * sizeof(int32_t));
+    if (labels && m->n_head_rows)
+        o->upload(m->head_rows, m->host_head_rows, (size_t)m->n_head_rows * sizeof(int32_t));
     m->B = B;
     m->T = T;
     m->padded = 0;

@@ -19,8 +19,27 @@ void causal_lm_plan(Model *m, Plan *pl) {
               ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK, model_head_bf16(m)), 1, NULL);
 }
 
+/* The LM head skips the rows it would compute for nothing once they are this share of a batch:
+ * below it the pass that adds a listed chunk's dh to its rows costs more than the rows save. */
+enum { HEAD_SKIP_MIN = 16 }; /* one row in 16 */
+
+/* The rows of the LM head's list (Model.head_rows): those of out[N] that count, then ignored ones
+ * up to a whole number of chunks where the backend records CUDA graphs (so that a recording's
+ * GEMM shapes come back batch after batch), or 0 (no list) where that spares under 1 /
+ * HEAD_SKIP_MIN of the rows. */
+static int head_rows(Model *m, const int32_t *out, int N) {
+    int n = 0, granule = m->ops->graph_begin ? OPS_LM_HEAD_CHUNK : 1;
+    for (int i = 0; i < N; i++)
+        if (out[i] >= 0) m->host_head_rows[n++] = i;
+    int listed = (n + granule - 1) / granule * granule;
+    if ((N - listed) * HEAD_SKIP_MIN < N) return 0;
+    for (int i = 0; n < listed; i++)
+        if (out[i] < 0) m->host_head_rows[n++] = i;
+    return listed;
+}
+
 /* labels[B,T]: token ids (< vocab_size) or negative (ignored); out[b,t] = labels[b,t+1],
- * and -100 at the last position of every row. */
+ * and -100 at the last position of every row; the LM head's list of rows (head_rows). */
 int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -32,18 +51,22 @@ int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out
             m->n_valid += t && y >= 0;
         }
     for (int b = 0; b < B; b++) out[(size_t)b * T + T - 1] = -100;
+    m->n_head_rows = head_rows(m, out, B * T);
     return 0;
 }
 
+/* The head over the batch's rows, or over the listed ones (Model.head_rows): the others' losses
+ * are 0 and their dh 0 (a trainable head's dW is a sum over rows, which theirs would add 0 to). */
 int lm_head_run(Model *m, int dh, int dw, const float *row_scale, LfError *err) {
     const Linear *head = m->head;
-    int N = m->B * m->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    int N = m->B * m->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size, listed = m->n_head_rows;
     if (head->lora) return lf_fail(err, "a LoRA adapter on the LM head is not supported");
     if (dh) m->ops->zero(m->dhidden, (size_t)N * C * sizeof(float));
-    m->ops->lm_head_cross_entropy(m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL,
-                                  m->hidden, head->w->value, m->head_bf16, m->labels, m->loss_scale,
-                                  row_scale, m->cfg.final_softcap, m->head_scratch, N, C, V,
-                                  OPS_LM_HEAD_CHUNK);
+    if (listed) m->ops->zero(m->losses, (size_t)N * sizeof(float));
+    m->ops->lm_head_cross_entropy(
+        m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL, m->hidden, head->w->value,
+        m->head_bf16, m->labels, listed ? m->head_rows : NULL, m->loss_scale, row_scale,
+        m->cfg.final_softcap, m->head_scratch, listed ? listed : N, C, V, OPS_LM_HEAD_CHUNK);
     return 0;
 }
 

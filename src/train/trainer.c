@@ -777,7 +777,7 @@ static int log_step(Run *r, int step, double epoch, double loss, float lr, doubl
 }
 
 static int same_shape(TrainShape a, TrainShape b) {
-    return a.B == b.B && a.T == b.T && a.padded == b.padded;
+    return a.B == b.B && a.T == b.T && a.padded == b.padded && a.head_rows == b.head_rows;
 }
 
 static int forward_backward(Model *m, LfError *err) {
@@ -787,7 +787,7 @@ static int forward_backward(Model *m, LfError *err) {
 /* Forward and backward recorded into slot, and run. */
 static int record(TrainStep *s, Model *m, TrainShape shape, int slot, LfError *err) {
     const Ops *o = m->ops;
-    s->slot[slot] = (TrainShape){0, 0, 0}; /* whatever it held is gone, recorded or not */
+    s->slot[slot] = (TrainShape){0}; /* whatever it held is gone, recorded or not */
     if (o->graph_begin())
         return o->status(err) ? -1 : lf_fail(err, "cuda: a graph capture did not start");
     int rc = forward_backward(m, err);
@@ -817,7 +817,7 @@ static int graph_step(TrainStep *s, Model *m, TrainShape shape, int repeat, LfEr
 
 int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, AdamW *opt, float lr,
                      float max_norm, LfError *err) {
-    TrainShape shape = {m->B, m->T, m->padded};
+    TrainShape shape = {m->B, m->T, m->padded, m->n_head_rows};
     int repeat = same_shape(shape, s->last);
     s->last = shape;
     model_step(m, seed, loss_weight);

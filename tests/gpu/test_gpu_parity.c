@@ -1971,7 +1971,10 @@ static void test_cross_entropy_in_place(int N, int V) {
  * [-1, 1) (row_scale) or none; bf16: on W's bf16 copy, as the model runs a frozen head under
  * precision bf16 (the CPU's reference takes the same bf16 operands: f32 tolerances); softcap:
  * the logits soft-capped (0: not), then of a few units (W in [-1, 1)), which a cap of 1.5 bends
- * (slopes down to about 0.1), else about 0.3 (W in [-0.1, 0.1)). */
+ * (slopes down to about 0.1), else about 0.3 (W in [-0.1, 0.1)). lm_listed: the head computes
+ * the rows whose label counts alone, through a row list (the others' losses stay 0, their dh
+ * as it was). */
+static int lm_listed;
 static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, int bf16,
                          float softcap) {
     float wamp = softcap > 0.0f ? 1.0f : 0.1f;
@@ -1979,21 +1982,25 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
     Pair *W = pair_random((size_t)V * C, wamp);
     Pair *Wb = bf16 ? pair_new((size_t)V * C * sizeof(uint16_t)) : NULL;
     if (Wb) BACKENDS(w, o) o->dequantize_rows_bf16(Wb->mem[w], W->mem[w], GGML_F32, 0, V, C, C);
-    int32_t *lab = malloc(N * sizeof *lab);
+    int32_t *lab = malloc(N * sizeof *lab), *list = malloc(N * sizeof *list), listed = 0;
     for (int n = 0; n < N; n++) lab[n] = n % 3 == 1 ? -100 : (int32_t)(rng_next(&rng) % V);
+    for (int n = 0; n < N; n++)
+        if (lab[n] >= 0) list[listed++] = n;
     Pair *labels = pair_upload(lab, N * sizeof *lab), *loss = pair_new(N * sizeof(float));
-    free(lab);
+    Pair *head_rows = lm_listed ? pair_upload(list, listed * sizeof *list) : NULL;
+    free(lab), free(list);
     Pair *scratch = pair_new(ops_lm_head_scratch(N, C, V, chunk, bf16) * sizeof(float));
     Pair *dh = grads & G_DINP ? pair_random((size_t)N * C, 1.0f) : NULL;
     Pair *dW = grads & G_DW ? pair_random((size_t)V * C, 1.0f) : NULL;
     Pair *row_scale = rows ? pair_random(N, 1.0f) : NULL;
     BACKENDS(w, o) {
         o->lm_head_cross_entropy(F(loss, w), F(dh, w), F(dW, w), F(h, w), F(W, w),
-                                 Wb ? Wb->mem[w] : NULL, I(labels, w), 1.0f / N, F(row_scale, w),
-                                 softcap, F(scratch, w), N, C, V, chunk);
+                                 Wb ? Wb->mem[w] : NULL, I(labels, w), I(head_rows, w), 1.0f / N,
+                                 F(row_scale, w), softcap, F(scratch, w), lm_listed ? listed : N, C,
+                                 V, chunk);
     }
-    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s softcap %g", N, C, V, chunk, grads,
-         rows, bf16 ? " bf16" : "", softcap);
+    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s softcap %g%s", N, C, V, chunk, grads,
+         rows, bf16 ? " bf16" : "", softcap, lm_listed ? " listed" : "");
     /* bf16 logits: the backends sum in other orders, so a logit may round to the next bf16
      * value on one of them, which moves its row's loss by up to that step (the others' terms by
      * about 1/V of it): one step at the largest logit, C * wamp (|h| < 1), or soft-capped at the
@@ -2140,15 +2147,15 @@ static void test_errors(void) {
     CHECK(strstr(e.msg, "label") != NULL);
     Pair *h = pair_random(4 * 5, 1.0f), *W = pair_random(3 * 5, 1.0f);
     Pair *scratch = pair_new(ops_lm_head_scratch(4, 5, 3, 2, 0) * sizeof(float));
-    dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), NULL, I(labels, 1), 1.0f,
-                               NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
+    dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), NULL, I(labels, 1), NULL,
+                               1.0f, NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad label (lm head): %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
     Pair *Wb = pair_new(3 * 5 * sizeof(uint16_t)), *dW = pair_new(3 * 5 * sizeof(float));
     labels = pair_ints(4, 0, 3);
     dut->lm_head_cross_entropy(F(loss, 1), NULL, F(dW, 1), F(h, 1), F(W, 1), Wb->mem[1],
-                               I(labels, 1), 1.0f, NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
+                               I(labels, 1), NULL, 1.0f, NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bf16 head with a weight gradient: %s\n", e.msg);
     CHECK(strstr(e.msg, "no weight gradient") != NULL);
@@ -2530,6 +2537,13 @@ int main(void) {
     test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0, 1.5f);
     test_lm_head(37, 64, 9000, 16, G_DINP, 1, 1, 1.5f);
     test_lm_head(37, 64, 1000, 16, 0, 0, 1, 1.5f);
+    /* the rows that count alone, through a row list (SFT's, DPO's): gathered across chunks */
+    lm_listed = 1;
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0, 0.0f);
+    test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1, 0.0f);
+    test_lm_head(37, 64, 1000, 16, 0, 0, 1, 0.0f);
+    test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1, 1.5f);
+    lm_listed = 0;
     test_dpo_loss(8, 37, 0, 1, 1);
     test_dpo_loss(6, 50, 1, 1, 1);   /* ipo: log-probs over each row's labelled tokens */
     test_dpo_loss(4, 1000, 0, 0, 0); /* no reference: log-probs only, stats 0 */
