@@ -166,6 +166,11 @@ def flops_per_token(name, cfg, T, r):
     return 4 * frozen + lora + attention + head
 
 
+def prompt_tokens(fraction, T):
+    """The tokens at the start of every row labelled -100 (--prompt), at most T - 1."""
+    return min(int(fraction * T), T - 1)
+
+
 def pytorch_side(a):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -188,7 +193,9 @@ def pytorch_side(a):
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
     g = torch.Generator().manual_seed(42)
     ids = torch.randint(0, cfg["vocab_size"], (B, T), generator=g).to(dev)
-    labels = ids if causal else (torch.arange(B) % 2).to(dev)
+    labels = ids.clone() if causal else (torch.arange(B) % 2).to(dev)
+    if causal:
+        labels[:, :prompt_tokens(a.prompt, T)] = -100  # SFT's prompt: no loss there
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     t0 = 0.0
     for s in range(a.steps + 1):
@@ -231,7 +238,8 @@ def loraft_side(a, name, model_dir, T, B, precision):
     out, why = run([a.loraft_bench, model_dir, "--random", "--device", a.device, "--batch",
                     str(B), "--seq", str(T), "--steps", str(a.steps), "--r", str(a.r),
                     "--targets", ",".join(targets), "--dropout", str(dropout),
-                    "--precision", precision, "--graphs", graphs, "--attention", attention]
+                    "--precision", precision, "--graphs", graphs, "--attention", attention,
+                    "--prompt", str(prompt_tokens(a.prompt, T) if name != "distilbert" else 0)]
                    + ckpt, a.timeout)
     if why:
         return None, why
@@ -264,6 +272,9 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=8192, help="tokens per step")
     ap.add_argument("--r", type=int, default=8)
+    ap.add_argument("--prompt", type=float, default=0.0, help="causal cases: this fraction of "
+                    "every row's tokens, from its start, labelled -100 on both sides (SFT's "
+                    "prompt, whose logits loraft's LM head skips)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--loraft-bench", default="build/bench_train_step")
@@ -283,7 +294,8 @@ def main():
     print(f"# e2e: {a.tokens} tokens per step, {a.steps} timed steps after 1 warm-up, LoRA r "
           f"{a.r}; MFU vs H200 dense BF16 {PEAK_BF16 * 1e-12:.0f} and FP32 "
           f"{PEAK_FP32 * 1e-12:.0f} TFLOP/s; device MiB: loraft cudaMemGetInfo delta, PyTorch "
-          f"max_memory_allocated" + ("; SMOKE (numbers meaningless)" if a.smoke else ""))
+          f"max_memory_allocated" + ("; SMOKE (numbers meaningless)" if a.smoke else "")
+          + (f"; the first {a.prompt:g} of every causal row labelled -100" if a.prompt else ""))
     print(f"e2e   {'case':22} {'side':14} {'precision':20} {'tokens/s':>10} {'ms/step':>9} "
           f"{'TFLOP/s':>8} {'MFU%bf16':>8} {'MFU%fp32':>8} {'device MiB':>10}", flush=True)
     failed = 0
@@ -317,7 +329,8 @@ def main():
                 continue
             out, why = run([sys.executable, __file__, "--pytorch-case", name, "--pytorch-config",
                             json.dumps(cfg), "--seq", str(T), "--batch", str(B), "--steps",
-                            str(a.steps), "--r", str(a.r), "--device", a.device], a.timeout)
+                            str(a.steps), "--r", str(a.r), "--device", a.device, "--prompt",
+                            str(a.prompt)], a.timeout)
             if why:
                 print(f"e2e   {label:22} {'pytorch+peft':14} {'bf16-autocast':20} FAILED: {why}")
                 failed += 1

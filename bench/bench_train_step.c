@@ -4,10 +4,12 @@
  *                    [--r R] [--targets q_lin,v_lin] [--strategy lora|head|full]
  *                    [--dropout P] [--random] [--precision auto|fp32|tf32|bf16]
  *                    [--graphs auto|on|off] [--attention loraft|cudnn] [--checkpointing]
+ *                    [--prompt K]
  *
  * Random token ids (fixed seed), every sequence T tokens long; forward + backward + clipping +
  * AdamW per step, dropout on as in training. The task is the architecture's: classification
- * (DistilBERT, BERT) or causal LM (Llama, GPT-2; labels = the ids). --random builds the model
+ * (DistilBERT, BERT) or causal LM (Llama, GPT-2; labels = the ids, the first K of every row -100
+ * with --prompt K: SFT's prompt, which the LM head skips). --random builds the model
  * from MODEL_DIR's config.json alone with seeded random weights (speed does not depend on the
  * values), so no weight file is needed. Prints tokens/s (after one warm-up step), the peak
  * resident memory and, on CUDA, the device memory the model took: cudaMemGetInfo's bytes in
@@ -57,12 +59,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_train_step MODEL_DIR [--device D] [--batch B] [--seq T] "
                         "[--steps N] [--r R] [--targets a,b] [--strategy S] [--dropout P] "
                         "[--random] [--precision auto|fp32|tf32|bf16] [--graphs auto|on|off] "
-                        "[--attention loraft|cudnn] [--checkpointing]\n");
+                        "[--attention loraft|cudnn] [--checkpointing] [--prompt K]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
     const char *precision = "auto", *graphs = "auto", *attention = "loraft";
-    int B = 8, T = 128, steps = 5, r = 8, random = 0, checkpointing = 0;
+    int B = 8, T = 128, steps = 5, r = 8, random = 0, checkpointing = 0, prompt = 0;
     float dropout = 0.1f;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -95,11 +97,13 @@ int main(int argc, char **argv) {
             precision = val;
         else if (!strcmp(opt, "--attention"))
             attention = val;
+        else if (!strcmp(opt, "--prompt"))
+            prompt = atoi(val);
         else
             return fprintf(stderr, "unknown option %s\n", opt), 2;
     }
-    if (B < 1 || T < 2 || steps < 0)
-        return fprintf(stderr, "batch, seq must be > 0, steps >= 0\n"), 2;
+    if (B < 1 || T < 2 || steps < 0 || prompt < 0 || prompt >= T)
+        return fprintf(stderr, "batch, seq must be > 0, steps >= 0, 0 <= prompt < seq\n"), 2;
     const char *modes[] = {"auto", "on", "off"}; /* TrainGraphs' order */
     TrainStep st = {.graphs = GRAPHS_AUTO};
     while (st.graphs <= GRAPHS_OFF && strcmp(graphs, modes[st.graphs])) st.graphs++;
@@ -137,15 +141,17 @@ int main(int argc, char **argv) {
         model_free(&m);
         return 0;
     }
+    int per_token = objective_for(spec.task)->labels_per_token;
     int32_t *ids = malloc((size_t)B * T * sizeof *ids),
-            *mask = malloc((size_t)B * T * sizeof *mask), *labels = malloc((size_t)B * sizeof *ids);
+            *mask = malloc((size_t)B * T * sizeof *mask),
+            *labels = malloc((size_t)(per_token ? B * T : B) * sizeof *ids);
     if (!ids || !mask || !labels) return fprintf(stderr, "out of memory\n"), 1;
     Rng rng = {42, 0};
     for (int i = 0; i < B * T; i++)
         ids[i] = (int32_t)(rng_next(&rng) % (uint64_t)cfg.vocab_size), mask[i] = 1;
-    for (int b = 0; b < B; b++) labels[b] = b % cfg.num_labels;
-    int per_token = objective_for(spec.task)->labels_per_token;
-    if (model_set_batch(&m, ids, NULL, mask, per_token ? ids : labels, B, T, &err))
+    for (int i = 0; i < (per_token ? B * T : B); i++)
+        labels[i] = !per_token ? i % cfg.num_labels : i % T < prompt ? -100 : ids[i];
+    if (model_set_batch(&m, ids, NULL, mask, labels, B, T, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
     double t0 = 0;
     for (int s = 0; s <= steps; s++) {

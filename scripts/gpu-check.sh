@@ -7,7 +7,8 @@
 # PEFT (bench/bench-gpu-e2e.py, one step per model and length), generation's prefill and decode
 # against transformers (bench/bench-gpu-generate.py), a per-kernel time breakdown of a bf16 step (bench/profile-step.py,
 # ncu), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32, the whole CTest
-# suite, and last, where time remains, end to end at Llama-3.2-1B's shape.
+# suite, and last, where time remains, end to end at Llama-3.2-1B's, Qwen3-0.6B's, Gemma 3
+# 270M's and Phi-4-mini's shapes, and SmolLM2's with half of every row a prompt (SFT's).
 #
 # The build is skipped where .gpu-prebuilt/ (scripts/gpu-prebuild.sh, run on a machine without
 # the GPU) holds binaries of these sources for this GPU and CUDA version: a device lease then
@@ -274,4 +275,11 @@ step e2e_phi4mini-2048 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.
   --cases phi4mini-2048 --precision "$l3_precision" --device "$e2e_device" \
   --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
 show e2e_phi4mini-2048 "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
+note "== end to end with the first half of every row a prompt (SFT's -100 labels, whose logits loraft's LM head skips), where time remains"
+prompt_precision=bf16
+[ "$dry" = 1 ] && prompt_precision=fp32
+step e2e_smollm2-2048-prompt 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py \
+  --cases smollm2-2048 --prompt 0.5 --precision "$prompt_precision" --device "$e2e_device" \
+  --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
+show e2e_smollm2-2048-prompt "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
 [ $failed -eq 0 ]
