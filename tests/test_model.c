@@ -550,6 +550,47 @@ static void checkpointing(const char *distil, const char *bert) {
     checkpointing_is_exact(&m[0], &m[1], reward_batch, "llama reward", 0);
 }
 
+static int records_graphs(void) {
+    return 0;
+}
+
+/* causal_lm_labels' list of rows for the LM head (Model.head_rows): the rows that count, in
+ * order; on a backend that records CUDA graphs, filled with distinct ignored rows to whole chunks
+ * of OPS_LM_HEAD_CHUNK rows; no list where it would spare under one row in 16. B rows of T
+ * tokens, the first `prompt` of rows 1 and 2 labelled -100 (row 0 counts whole, so that the
+ * ignored rows come after rows that count). */
+static void head_rows_list(void) {
+    enum { B = 3, T = 1400, N = B * T, V = 50 };
+    int32_t *labels = malloc(N * sizeof *labels), *out = malloc(N * sizeof *out);
+    int32_t *rows = malloc(N * sizeof *rows);
+    Ops graphs = ops_cpu;
+    graphs.graph_begin = records_graphs;
+    LfError err;
+    for (int prompt = 0; prompt <= 1000; prompt += 1000)
+        for (int g = 0; g < 2; g++) {
+            Model m = {0};
+            m.ops = g ? &graphs : &ops_cpu, m.cfg.vocab_size = V, m.host_head_rows = rows;
+            for (int i = 0; i < N; i++) labels[i] = i >= T && i % T < prompt ? -100 : i % V;
+            CHECK(causal_lm_labels(&m, labels, B, T, out, &err) == 0);
+            int valid = prompt ? (T - 1) + 2 * (T - prompt) : B * (T - 1);
+            int listed = g ? 3 * OPS_LM_HEAD_CHUNK : valid;
+            CHECK(m.n_valid == valid);
+            CHECK(m.n_head_rows == (prompt ? listed : 0));
+            if (!prompt) continue;
+            char *seen = calloc(N, 1);
+            int bad = 0;
+            for (int k = 0; k < m.n_head_rows; k++) {
+                int r = rows[k];
+                bad += r < 0 || r >= N || seen[r] || (out[r] >= 0) != (k < valid);
+                bad += k > 0 && k < valid && r <= rows[k - 1]; /* the rows that count, in order */
+                if (r >= 0 && r < N) seen[r] = 1;
+            }
+            CHECK(bad == 0);
+            free(seen);
+        }
+    free(labels), free(out), free(rows);
+}
+
 int main(void) {
     char tmp[] = "/tmp/loraft-model-XXXXXX";
     CHECK(mkdtemp(tmp) != NULL);
@@ -590,6 +631,7 @@ int main(void) {
     preference_gradcheck(ARCH_LLAMA, TASK_REWARD, (DpoSpec){0.1f, DPO_SIGMOID, 0.0f}, "reward");
     preference_gradcheck(ARCH_GPT2, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
     adapters_off_is_base();
+    head_rows_list();
     checkpointing(distil, bert);
     gguf_gpt2(tmp);
     char cmd[600];
