@@ -185,6 +185,9 @@ static void test_qwen3_options(void) {
           model_head_size(&c) == 24);
     FAIL("{\"model_type\":\"qwen3\",\"head_dim\":12.5}", "head_dim");
     FAIL("{\"model_type\":\"qwen3\",\"head_dim\":-8}", "hidden size divisible");
+    /* 0 is no size (it would read as unset: a fuzz finding, Gemma 3's saved as hidden / heads) */
+    FAIL("{\"model_type\":\"gemma3_text\",\"head_dim\":0}", "head_dim 0");
+    FAIL("{\"model_type\":\"llama\",\"head_dim\":0.0}", "head_dim 0");
     FAIL("{\"model_type\":\"qwen3\",\"head_dim\":1024}", "head size even, at most 256");
     FAIL("{\"model_type\":\"qwen3\",\"attention_bias\":true}", "attention_bias");
     /* Qwen3Config's window: 4096 from layer max_window_layers (28) of 32 on */

@@ -830,6 +830,11 @@ static int load_llama_specials(ModelConfig *cfg, const cJSON *root, const char *
         return -1;
     if (attention_bias || mlp_bias)
         return lf_fail(err, "%s: attention_bias / mlp_bias are not supported", path);
+    if (hd && !cJSON_IsNull(hd) && cfg->head_dim == 0) /* 0 would read as "unset": not a size */
+        return lf_fail(err,
+                       "%s: head_dim 0 is no head size (null or absent: hidden_size / "
+                       "num_attention_heads, or the model type's default)",
+                       path);
     if (hd && cJSON_IsNull(hd)) /* hidden / heads, which a Qwen3 config.json spells out */
         cfg->head_dim =
             cfg->arch == ARCH_QWEN3 && cfg->num_heads > 0 ? cfg->hidden_size / cfg->num_heads : 0;
