@@ -285,6 +285,8 @@ def main():
     ap.add_argument("--seq", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if not 0.0 <= a.prompt < 1.0:
+        ap.error(f"--prompt {a.prompt:g}: a fraction of the row, at least 0 and below 1")
     if a.pytorch_case:
         return pytorch_side(a)
     if a.smoke:
