@@ -23,6 +23,10 @@
  * each against its own max|ref|, its weights after the steps as one table (AdamW moves every
  * weight by about lr whatever its size, so a small tensor gets no tighter bound).
  *
+ * The LM head over a list of rows (SFT's prompts ignored; 160 rows of 16 tokens): the GPU pads
+ * its list to whole chunks of 1,024 rows, the CPU's is exact; losses row by row, and every
+ * ignored row's 0, after a batch whose list leaves out rows the one before counted.
+ *
  * model.precision bf16 on the GPU against fp32 on the CPU (Llama LoRA on the seven projections,
  * from its seed and from a GGUF with base_dtype q, Q8_0 and F16 blocks dequantised to bf16 on the
  * GPU and to f32 on the CPU; BERT LoRA on every linear; GPT-2 LoRA on its three): the frozen
@@ -608,6 +612,74 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     for (int k = 0; k < 2; k++) adamw_free(&opt[k], ms[k]), model_free(ms[k]);
 }
 
+/* The LM head over a list of rows (Model.head_rows), as SFT's masked prompts make it: 160 rows
+ * of 16 tokens, the first 5 of each a prompt (-100), so 1,760 of the 2,560 positions count. The
+ * CPU lists those; the GPU (which records CUDA graphs) pads its list with ignored rows to whole
+ * chunks of OPS_LM_HEAD_CHUNK, 2,048 rows in two chunks, the second part padding. A training
+ * step of the untied Llama must give the same per-row losses, loss and gradients on both: LoRA
+ * under bf16 (the head's dh through the list) and full fine-tuning under fp32 (the head's dW
+ * too). A second batch with prompts of 7 lists 1,440 rows (2,048 again on the GPU): every row it
+ * ignores, two of each row counted in the first, must have a loss of exactly 0 on both. */
+static void listed_head_rows(Strategy strategy, Precision prec) {
+    enum { ROWS = 160, LEN = 16, N = ROWS * LEN };
+    ModelConfig cfg;
+    decoder_config(&cfg, ARCH_LLAMA, 0);
+    LfError err;
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.task = TASK_CAUSAL_LM, spec.strategy = strategy;
+    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    spec.n_targets = 7;
+    const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                          "gate_proj", "up_proj", "down_proj"};
+    for (int i = 0; i < 7; i++) snprintf(spec.targets[i], sizeof spec.targets[0], "%s", proj[i]);
+    Model cpu, gpu;
+    spec.precision = PRECISION_FP32;
+    CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, NULL, 5, ROWS, LEN, NULL, 0, &err), &err);
+    spec.precision = prec;
+    CHECK_OK(model_create(&gpu, &cfg, &spec, &ops_cuda, NULL, 5, ROWS, LEN, NULL, 0, &err), &err);
+    Rng rng = {13, 0};
+    for (int i = 0; i < cpu.n_params; i++)
+        if (cpu.params[i].is_lora) /* B non-zero */
+            for (size_t j = 0; j < cpu.params[i].numel; j++)
+                cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
+    copy_values(&gpu, &cpu);
+    int32_t *ids = malloc(N * sizeof *ids), *labels = malloc(N * sizeof *labels);
+    int32_t *mask = malloc(N * sizeof *mask);
+    Model *ms[2] = {&cpu, &gpu};
+    float loss[2], *losses[2] = {malloc(N * sizeof(float)), malloc(N * sizeof(float))};
+    for (int prompt = 5; prompt <= 7; prompt += 2) {
+        for (int i = 0; i < N; i++) {
+            ids[i] = (int32_t)(rng_next(&rng) % LV);
+            labels[i] = i % LEN < prompt ? -100 : ids[i];
+            mask[i] = 1;
+        }
+        for (int k = 0; k < 2; k++) {
+            CHECK_OK(model_set_batch(ms[k], ids, NULL, mask, labels, ROWS, LEN, &err), &err);
+            model_zero_grad(ms[k]);
+            model_step(ms[k], (uint64_t)prompt, 1.0f);
+            CHECK_OK(model_forward(ms[k], 1, &loss[k], &err), &err);
+            CHECK_OK(model_backward(ms[k], &err), &err);
+            ms[k]->ops->download(losses[k], ms[k]->losses, N * sizeof(float));
+        }
+        int counted = ROWS * (LEN - prompt), ignored_nonzero = 0;
+        CHECK(cpu.n_valid == counted && gpu.n_valid == counted);
+        CHECK(cpu.n_head_rows == counted);
+        CHECK(gpu.n_head_rows ==
+              (counted + OPS_LM_HEAD_CHUNK - 1) / OPS_LM_HEAD_CHUNK * OPS_LM_HEAD_CHUNK);
+        for (int i = 0; i < N; i++) /* position t predicts label t + 1 */
+            if (i % LEN < prompt - 1 || i % LEN == LEN - 1)
+                ignored_nonzero += losses[0][i] != 0 || losses[1][i] != 0;
+        CHECK(ignored_nonzero == 0);
+        check_loss(prec, loss[1], loss[0]);
+        compare_as(prec, "per-row losses over a listed head", losses[1], losses[0], N);
+        compare_grads(&gpu, &cpu, prec);
+    }
+    CHECK(ops_cuda.status(&err) == 0);
+    free(ids), free(labels), free(mask), free(losses[0]), free(losses[1]);
+    model_free(&cpu), model_free(&gpu);
+}
+
 /* Gradient checkpointing on the GPU: the same model with and without it (config cfg, from dir
  * or its seed; spec's LoRA r 4 on targets, lora dropout 0.1, every dropout of cfg on) makes one
  * training step from the same weights (B random) on right-padded rows: the loss and every
@@ -905,6 +977,10 @@ int main(void) {
     gemma2_runs();
     phi3_runs();
     check_qkv_joined();
+    listed_head_rows(STRATEGY_LORA, PRECISION_BF16);
+    listed_head_rows(STRATEGY_FULL, PRECISION_FP32);
+    printf("llama (160 rows of 16 tokens, prompts of 5 ignored; LoRA bf16, full fine-tuning fp32): "
+           "the GPU's head over 2,048 listed rows matches the CPU's over 1,760 and 1,440\n");
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama DPO (LoRA): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
