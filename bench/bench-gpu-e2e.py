@@ -5,7 +5,7 @@ own process, in the same run (issue 10).
 
     bench/bench-gpu-e2e.py [--cases distilbert-128,distilbert-512,smollm2-512,smollm2-2048]
         [--precision bf16,fp32] [--steps 10] [--tokens 8192] [--device cuda|cpu] [--smoke]
-        [--loraft-bench build/bench_train_step] [--no-pytorch] [--timeout 150]
+        [--loraft-bench build/bench_train_step] [--no-pytorch] [--timeout 150] [--prompt F] [--dpo]
 
 Models: DistilBERT-base (sequence classification, LoRA on q_lin, v_lin), SmolLM2-135M and
 (--cases llama3-2048) Llama-3.2-1B's shape, (--cases qwen3-2048) Qwen3-0.6B's (heads of 128
@@ -29,6 +29,14 @@ FLOPs per token (the model's, the same for both sides; 2 per multiply-add):
   + head           DistilBERT: 6 * (C*C + C*K) / T (pre_classifier and classifier, trained,
                    once per sequence); SmolLM2: 4 * C * V (tied LM head, frozen: forward +
                    input gradient)
+  + reference    --dpo: the reference policy's forward, 2 * frozen + 4 * L * NH * HS * keys
+                   + 2 * C * V (no LoRA: its adapters are off)
+--dpo trains DPO (sigmoid loss, beta 0.1) on the causal cases instead: rows 2i and 2i + 1 a
+chosen and a rejected response after a shared prompt (--prompt's share of the row, labelled
+-100), and each step first the reference policy's forward (the model with its adapters off,
+no gradient), as TRL's DPOTrainer runs a PEFT model without a reference model of its own and
+loraft's trainer its first epoch. PyTorch's side takes each row's log-prob as TRL does (the
+labelled tokens' log-softmax, summed).
 MFU = FLOPs per token * tokens/s / peak, against H200 dense BF16 989 TFLOP/s and FP32
 67 TFLOP/s (both printed). Device memory: PyTorch torch.cuda.max_memory_allocated; loraft
 cudaMemGetInfo's bytes in use after the steps minus before the model (bench_train_step).
@@ -153,7 +161,7 @@ def dims(name, cfg):
     return L, C, NH, C // NH, NKV, F, cfg["vocab_size"], dense
 
 
-def flops_per_token(name, cfg, T, r):
+def flops_per_token(name, cfg, T, r, dpo=False):
     """The module docstring's formula."""
     L, C, NH, HS, _, _, V, dense = dims(name, cfg)
     targets, _ = LORA[name]
@@ -163,7 +171,8 @@ def flops_per_token(name, cfg, T, r):
     keys = (T + 1) / 2 if causal else T
     attention = 12 * L * NH * HS * keys
     head = 4 * C * V if causal else 6 * (C * C + C * 2) / T
-    return 4 * frozen + lora + attention + head
+    reference = 2 * frozen + attention / 3 + head / 2 if dpo else 0
+    return 4 * frozen + lora + attention + head + reference
 
 
 def prompt_tokens(fraction, T):
@@ -194,8 +203,27 @@ def pytorch_side(a):
     g = torch.Generator().manual_seed(42)
     ids = torch.randint(0, cfg["vocab_size"], (B, T), generator=g).to(dev)
     labels = ids.clone() if causal else (torch.arange(B) % 2).to(dev)
+    k = prompt_tokens(a.prompt, T)
     if causal:
-        labels[:, :prompt_tokens(a.prompt, T)] = -100  # SFT's prompt: no loss there
+        labels[:, :k] = -100  # SFT's prompt: no loss there
+    if a.dpo:  # pairs: a chosen and a rejected response after one prompt
+        ids[1::2, :k] = ids[0::2, :k]
+        labels = ids.clone()
+        labels[:, :k] = -100
+
+    def logps(labels):
+        """Every row's log-prob of its labelled tokens (TRL's concatenated_forward)."""
+        logits = model(input_ids=ids).logits[:, :-1].float()
+        lab = labels[:, 1:]
+        tok = logits.gather(2, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+        return (tok * (lab != -100)).sum(-1)
+
+    def dpo_loss():
+        with torch.no_grad(), model.disable_adapter():
+            ref = logps(labels)
+        pi = logps(labels)
+        x = (pi[0::2] - pi[1::2]) - (ref[0::2] - ref[1::2])
+        return -torch.nn.functional.logsigmoid(0.1 * x).mean()
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     t0 = 0.0
     for s in range(a.steps + 1):
@@ -204,7 +232,7 @@ def pytorch_side(a):
             t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=labels).loss
+            loss = dpo_loss() if a.dpo else model(input_ids=ids, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -240,7 +268,7 @@ def loraft_side(a, name, model_dir, T, B, precision):
                     "--targets", ",".join(targets), "--dropout", str(dropout),
                     "--precision", precision, "--graphs", graphs, "--attention", attention,
                     "--prompt", str(prompt_tokens(a.prompt, T) if name != "distilbert" else 0)]
-                   + ckpt, a.timeout)
+                   + ckpt + (["--dpo"] if a.dpo else []), a.timeout)
     if why:
         return None, why
     m = re.search(r"([\d.]+) ms/step, (\d+) tokens/s, .*device memory (\d+) MiB, "
@@ -275,6 +303,8 @@ def main():
     ap.add_argument("--prompt", type=float, default=0.0, help="causal cases: this fraction of "
                     "every row's tokens, from its start, labelled -100 on both sides (SFT's "
                     "prompt, whose logits loraft's LM head skips)")
+    ap.add_argument("--dpo", action="store_true", help="causal cases: DPO on pairs of rows, "
+                    "with the reference policy's forward each step (the module docstring)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--loraft-bench", default="build/bench_train_step")
@@ -289,6 +319,8 @@ def main():
         ap.error(f"--prompt {a.prompt:g}: a fraction of the row, at least 0 and below 1")
     if a.pytorch_case:
         return pytorch_side(a)
+    if a.dpo and "distilbert" in a.cases:
+        ap.error("--dpo: DPO trains decoders; the distilbert cases classify")
     if a.smoke:
         a.steps, a.tokens = 1, 64
     gpu = a.device == "cuda"
@@ -297,7 +329,8 @@ def main():
           f"{a.r}; MFU vs H200 dense BF16 {PEAK_BF16 * 1e-12:.0f} and FP32 "
           f"{PEAK_FP32 * 1e-12:.0f} TFLOP/s; device MiB: loraft cudaMemGetInfo delta, PyTorch "
           f"max_memory_allocated" + ("; SMOKE (numbers meaningless)" if a.smoke else "")
-          + (f"; the first {a.prompt:g} of every causal row labelled -100" if a.prompt else ""))
+          + (f"; the first {a.prompt:g} of every causal row labelled -100" if a.prompt else "")
+          + ("; DPO on pairs of rows, the reference policy's forward each step" if a.dpo else ""))
     print(f"e2e   {'case':22} {'side':14} {'precision':20} {'tokens/s':>10} {'ms/step':>9} "
           f"{'TFLOP/s':>8} {'MFU%bf16':>8} {'MFU%fp32':>8} {'device MiB':>10}", flush=True)
     failed = 0
@@ -311,7 +344,9 @@ def main():
             with open(os.path.join(model_dir, "config.json"), "w") as f:
                 json.dump(cfg, f)
             B = max(1, a.tokens // T)
-            fpt = flops_per_token(name, cfg, T, a.r)
+            if a.dpo:  # whole pairs
+                B = max(2, B - B % 2)
+            fpt = flops_per_token(name, cfg, T, a.r, a.dpo)
             label = f"{name} T={T} B={B}"
             print(f"# {label}: {fpt * 1e-6:.1f} MFLOP per token", flush=True)
             results = {}
@@ -332,7 +367,7 @@ def main():
             out, why = run([sys.executable, __file__, "--pytorch-case", name, "--pytorch-config",
                             json.dumps(cfg), "--seq", str(T), "--batch", str(B), "--steps",
                             str(a.steps), "--r", str(a.r), "--device", a.device, "--prompt",
-                            str(a.prompt)], a.timeout)
+                            str(a.prompt)] + (["--dpo"] if a.dpo else []), a.timeout)
             if why:
                 print(f"e2e   {label:22} {'pytorch+peft':14} {'bf16-autocast':20} FAILED: {why}")
                 failed += 1

@@ -4,12 +4,15 @@
  *                    [--r R] [--targets q_lin,v_lin] [--strategy lora|head|full]
  *                    [--dropout P] [--random] [--precision auto|fp32|tf32|bf16]
  *                    [--graphs auto|on|off] [--attention loraft|cudnn] [--checkpointing]
- *                    [--prompt K]
+ *                    [--prompt K] [--dpo]
  *
  * Random token ids (fixed seed), every sequence T tokens long; forward + backward + clipping +
  * AdamW per step, dropout on as in training. The task is the architecture's: classification
  * (DistilBERT, BERT) or causal LM (Llama, GPT-2; labels = the ids, the first K of every row -100
- * with --prompt K: SFT's prompt, which the LM head skips). --random builds the model
+ * with --prompt K: SFT's prompt, which the LM head skips). --dpo trains DPO instead (decoders,
+ * LoRA): rows 2i and 2i + 1 a chosen and a rejected response after a prompt of K tokens, and
+ * each step first the reference policy's forward (adapters off), as the trainer's first epoch
+ * runs it. --random builds the model
  * from MODEL_DIR's config.json alone with seeded random weights (speed does not depend on the
  * values), so no weight file is needed. Prints tokens/s (after one warm-up step), the peak
  * resident memory and, on CUDA, the device memory the model took: cudaMemGetInfo's bytes in
@@ -59,18 +62,20 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_train_step MODEL_DIR [--device D] [--batch B] [--seq T] "
                         "[--steps N] [--r R] [--targets a,b] [--strategy S] [--dropout P] "
                         "[--random] [--precision auto|fp32|tf32|bf16] [--graphs auto|on|off] "
-                        "[--attention loraft|cudnn] [--checkpointing] [--prompt K]\n");
+                        "[--attention loraft|cudnn] [--checkpointing] [--prompt K] [--dpo]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
     const char *precision = "auto", *graphs = "auto", *attention = "loraft";
-    int B = 8, T = 128, steps = 5, r = 8, random = 0, checkpointing = 0, prompt = 0;
+    int B = 8, T = 128, steps = 5, r = 8, random = 0, checkpointing = 0, prompt = 0, dpo = 0;
     float dropout = 0.1f;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(opt, "--random") || !strcmp(opt, "--checkpointing")) { /* flags */
+        if (!strcmp(opt, "--random") || !strcmp(opt, "--checkpointing") ||
+            !strcmp(opt, "--dpo")) { /* flags */
             random |= !strcmp(opt, "--random");
             checkpointing |= !strcmp(opt, "--checkpointing");
+            dpo |= !strcmp(opt, "--dpo");
             continue;
         }
         if (!val) return fprintf(stderr, "%s needs a value\n", opt), 2;
@@ -121,7 +126,11 @@ int main(int argc, char **argv) {
         attention_parse(attention, &spec.attention, &err) || model_config_load(&cfg, dir, &err) ||
         strategy_parse(strategy, &spec.strategy, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
-    spec.task = arch_task(cfg.arch);
+    spec.task = dpo ? TASK_DPO : arch_task(cfg.arch);
+    if (dpo && spec.strategy != STRATEGY_LORA)
+        return fprintf(stderr, "--dpo needs --strategy lora: the reference policy is the model "
+                               "with its adapters off\n"),
+               2;
     char list[512];
     snprintf(list, sizeof list, "%s", targets ? targets : "");
     for (char *t = strtok(list, ","); t && spec.n_targets < LORA_MAX_TARGETS; t = strtok(NULL, ","))
@@ -149,6 +158,8 @@ int main(int argc, char **argv) {
     Rng rng = {42, 0};
     for (int i = 0; i < B * T; i++)
         ids[i] = (int32_t)(rng_next(&rng) % (uint64_t)cfg.vocab_size), mask[i] = 1;
+    for (int i = 0; dpo && i < B * T; i++) /* a pair's rows share their prompt */
+        if (i / T % 2 && i % T < prompt) ids[i] = ids[i - T];
     for (int i = 0; i < (per_token ? B * T : B); i++)
         labels[i] = !per_token ? i % cfg.num_labels : i % T < prompt ? -100 : ids[i];
     if (model_set_batch(&m, ids, NULL, mask, labels, B, T, &err))
@@ -159,7 +170,8 @@ int main(int argc, char **argv) {
         float loss;
         double norm;
         model_zero_grad(&m);
-        if (train_micro_step(&st, &m, (uint64_t)s, 1.0f, &opt, 1e-4f, 1.0f, &err) ||
+        if ((dpo && dpo_reference_forward(&m, &err)) ||
+            train_micro_step(&st, &m, (uint64_t)s, 1.0f, &opt, 1e-4f, 1.0f, &err) ||
             model_read_loss(&m, &loss, &norm, &err))
             return fprintf(stderr, "%s\n", err.msg), 1;
     }
@@ -169,15 +181,15 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     OpsGraphCounts graph = {0};
     if (ops->graph_counts) ops->graph_counts(&graph);
-    printf("loraft %s %s %s attention %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, "
+    printf("loraft %s %s %s%s attention %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, "
            "%ld as CUDA graphs (%ld replayed), peak RSS %.0f MiB, device memory %.0f MiB, "
            "trainable %zu, weights %.0f MiB, "
            "activations %.0f MiB\n",
-           ops->name, precision_name(m.spec.precision), strategy, attention_name(m.spec.attention),
-           B, T, steps, 1e3 * dt / steps, (double)B * T * steps / dt, graph.launches,
-           graph.replayed, ru.ru_maxrss / 1024.0, (double)(used_after - used_before) / 1048576.0,
-           model_trainable_count(&m), model_weight_bytes(&m) / 1048576.0,
-           model_activation_bytes(&m) / 1048576.0);
+           ops->name, precision_name(m.spec.precision), strategy, dpo ? " dpo" : "",
+           attention_name(m.spec.attention), B, T, steps, 1e3 * dt / steps,
+           (double)B * T * steps / dt, graph.launches, graph.replayed, ru.ru_maxrss / 1024.0,
+           (double)(used_after - used_before) / 1048576.0, model_trainable_count(&m),
+           model_weight_bytes(&m) / 1048576.0, model_activation_bytes(&m) / 1048576.0);
     adamw_free(&opt, &m);
     model_free(&m);
     free(ids);

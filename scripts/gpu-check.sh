@@ -8,7 +8,8 @@
 # against transformers (bench/bench-gpu-generate.py), a per-kernel time breakdown of a bf16 step (bench/profile-step.py,
 # ncu), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32, the whole CTest
 # suite, and last, where time remains, end to end at Llama-3.2-1B's, Qwen3-0.6B's, Gemma 3
-# 270M's and Phi-4-mini's shapes, and SmolLM2's with half of every row a prompt (SFT's).
+# 270M's and Phi-4-mini's shapes, and SmolLM2's with half of every row a prompt (SFT's) and
+# as DPO pairs after such a prompt.
 #
 # The build is skipped where .gpu-prebuilt/ (scripts/gpu-prebuild.sh, run on a machine without
 # the GPU) holds binaries of these sources for this GPU and CUDA version: a device lease then
@@ -282,4 +283,9 @@ step e2e_smollm2-2048-prompt 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gp
   --cases smollm2-2048 --prompt 0.5 --precision "$prompt_precision" --device "$e2e_device" \
   --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
 show e2e_smollm2-2048-prompt "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
+note "== end to end DPO (pairs after a shared prompt of half the row; the reference policy's forward each step), where time remains"
+step e2e_smollm2-2048-dpo 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py \
+  --cases smollm2-2048 --dpo --prompt 0.5 --precision "$prompt_precision" --device "$e2e_device" \
+  --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
+show e2e_smollm2-2048-dpo "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
 [ $failed -eq 0 ]

@@ -5,7 +5,7 @@
 # PEFT's trainable count; bench_kernels --smoke skips without a GPU (and runs its tiny shapes
 # with one); with the reference venv, bench/bench-gpu-e2e.py --device cpu --smoke runs loraft
 # and PyTorch + PEFT on the same tiny SmolLM2-shaped config and finds the same number of
-# trainable parameters. bench/sass-paths.py, where nvcc and a cuobjdump are, counts the bf16
+# trainable parameters, also as DPO (--dpo). bench/sass-paths.py, where nvcc and a cuobjdump are, counts the bf16
 # attention forward's tile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,10 @@ check "distilbert step" "$(step distilbert --targets q_lin,v_lin)" \
 # Llama's default targets q_proj (192 -> 192), v_proj (192 -> 64), 2 layers: 2 * 8 * (384 + 256)
 check "llama step" "$(step llama)" "tokens/s, .* trainable 10240, weights [0-9]+ MiB, activations [0-9]+ MiB$"
 check "an unknown precision" "$(step llama --precision fp64 || true)" "fp64"
+# --dpo: pairs of rows after a shared prompt, the reference forward before each step
+check "llama dpo step" "$(step llama --dpo --prompt 4)" \
+  "^loraft cpu fp32 lora dpo attention loraft: batch 2 x 16, 1 steps: [0-9.]+ ms/step, .* trainable 10240,"
+check "dpo on an odd batch" "$(step llama --dpo --batch 3 || true)" "pairs of rows, not 3 rows"
 check "bench_kernels --smoke" "$("$build/bench_kernels" --smoke 2>&1)" "skipping|lora +smollm2"
 check "bench_generate" \
   "$("$build/bench_generate" bench/tiny/llama --random --prompt 4 --new 4 --runs 1 2>&1)" \
@@ -43,6 +47,13 @@ if [ -n "$py" ]; then
   check "e2e plan line" "$e2e" "smollm2 T=32 B=2 loraft fp32: of its device memory, weights [0-9]+ MiB, activation plan [0-9]+ MiB"
   if [[ $e2e =~ FAILED|differ ]]; then
     echo "FAIL: e2e: $e2e"
+    failed=$((failed + 1))
+  fi
+  dpo=$("$py" bench/bench-gpu-e2e.py --device cpu --smoke --cases smollm2-512 --dpo --prompt 0.5 \
+    --loraft-bench "$build/bench_train_step" 2>&1 || true)
+  check "e2e dpo rows" "$dpo" "DPO on pairs of rows.*loraft +fp32 +[0-9]+ .*pytorch\+peft +bf16-autocast +[0-9]+ "
+  if [[ $dpo =~ FAILED|differ ]]; then
+    echo "FAIL: e2e --dpo: $dpo"
     failed=$((failed + 1))
   fi
 else
