@@ -19,8 +19,12 @@
  *   f32 (before any step, while the adapters are equal);
  * - model_open (generate, predict) honours the dtype: q's KV-cached decoding gives f32's
  *   logits bit for bit;
+ * - q4_1 / q8_0 (quantised at load) from the init's safetensors store each projection as the
+ *   GGUF's blocks, byte for byte, and the GGUF under its own type keeps them: the loss and
+ *   gradients of q, bit for bit; the Q4_1 file as q8_0 rounds once more (loss within 1e-2 of
+ *   f32's); from a seed with an FFN of 80, down_proj's rows are not whole blocks and stay bf16;
  * - the GGUF's tokenizer metadata encodes a text as the GPT-2 tokenizer.json does;
- * - the refusals: q from safetensors, bf16 with full fine-tuning.
+ * - the refusals: q from safetensors, bf16 with full fine-tuning, an unknown base_dtype.
  * A tiny GPT-2 from `init --gguf --quant` (F32, Q8_0) loads back with the safetensors init's
  * config and weights and logits (measured: 0 for F32, 6e-3 of the largest for Q8_0), and its
  * Q8_0 file under q keeps its 8 dense weights packed and gives f32's LoRA loss and gradients. */
@@ -240,6 +244,88 @@ static void compare_dtypes(const char *name, int type) {
     for (int k = 0; k < 3; k++) model_free(&m[k]);
 }
 
+/* base_dtype q8_0 .. q4_0 quantise at load. From the safetensors of the init that wrote NAME.gguf
+ * (its projections quantised to `type` by the same quantiser; its embedding and head too, which
+ * loraft dequantises), each of the 14 projections is stored as the file's blocks, byte for byte;
+ * the file under the named type keeps its tensors of that type as they are: LoRA's loss and every
+ * gradient equal base_dtype q's from the file, bit for bit. */
+static void compare_quantised_at_load(const char *name, BaseDtype dtype, int type) {
+    char gguf[600];
+    snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path(name));
+    const char *paths[3] = {tmp_path(name), gguf, gguf};
+    const BaseDtype dtypes[3] = {dtype, BASE_Q, dtype};
+    int32_t ids[B * T];
+    Rng r = {8, 0};
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
+    LfError err;
+    Model m[3];
+    float loss[3];
+    for (int k = 0; k < 3; k++) {
+        CHECK_OK(open_model(&m[k], paths[k], dtypes[k], STRATEGY_LORA, &err), &err);
+        if (!m[k].params) return;
+        check_storage(&m[k], type);
+        set_lora_b(&m[k]);
+        loss[k] = step(&m[k], ids);
+    }
+    int same_blocks = 0;
+    for (int i = 0; i < m[0].n_params; i++) {
+        const Param *p = &m[0].params[i];
+        size_t n = p->numel / quant_block_elems(type) * quant_block_bytes(type);
+        for (int k = 1; k < 3 && p->packed; k++)
+            same_blocks += m[k].params[i].packed && !memcmp(p->packed, m[k].params[i].packed, n);
+    }
+    double g = worst_trainable(&m[1], &m[2], 1);
+    printf("%s: base_dtype %s: the 14 projections from safetensors and from the GGUF as the file's "
+           "blocks (%d of 28 the same bytes); the GGUF's loss %.7f as q, %.7f as %s, grads rel "
+           "L2 %.1e\n",
+           name, base_dtype_name(dtype), same_blocks, loss[1], loss[2], base_dtype_name(dtype), g);
+    CHECK(same_blocks == 28 && loss[2] == loss[1] && g == 0);
+    for (int k = 0; k < 3; k++) model_free(&m[k]);
+}
+
+/* Quantised at load from another type: the Q4_1 file as q8_0 (its values rounded once more,
+ * within half a Q8_0 step: the loss within 1e-2 relative of f32's from the file), and from a
+ * seed with an FFN of 80, whose down_proj rows are not whole blocks and stay bf16. */
+static void test_requantised(void) {
+    char gguf[600];
+    snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path("q4_1"));
+    int32_t ids[B * T];
+    Rng r = {9, 0};
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
+    LfError err;
+    Model m[2];
+    float loss[2];
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(open_model(&m[k], gguf, k ? BASE_Q8_0 : BASE_F32, STRATEGY_LORA, &err), &err);
+        if (!m[k].params) return;
+        set_lora_b(&m[k]);
+        loss[k] = step(&m[k], ids);
+    }
+    check_storage(&m[1], GGML_Q8_0);
+    double rel = fabs(loss[1] - loss[0]) / loss[0];
+    printf("q4_1 GGUF as q8_0: loss %.7f, f32 %.7f (rel %.1e)\n", loss[1], loss[0], rel);
+    CHECK(rel <= 1e-2);
+    for (int k = 0; k < 2; k++) model_free(&m[k]);
+
+    ModelConfig cfg;
+    TrainSpec spec;
+    CHECK_OK(model_config_load(&cfg, tmp_path("q4_1"), &err), &err);
+    cfg.ffn_size = 80;
+    train_spec_defaults(&spec);
+    spec.task = TASK_CAUSAL_LM, spec.base_dtype = BASE_Q4_0;
+    CHECK_OK(model_create(&m[0], &cfg, &spec, &ops_cpu, NULL, 3, B, T, NULL, 0, &err), &err);
+    int q4_0 = 0, bf16 = 0;
+    for (int i = 0; i < m[0].n_linears; i++) {
+        const Param *w = m[0].linears[i]->w;
+        int down = strstr(w->name, "down_proj") != NULL;
+        if (m[0].linears[i] == m[0].head) continue;
+        q4_0 += !down && w->dtype == GGML_Q4_0;
+        bf16 += down && w->dtype == GGML_BF16;
+    }
+    CHECK(q4_0 == 12 && bf16 == 2);
+    model_free(&m[0]);
+}
+
 /* model_open (generate, predict) honours the dtype: q's KV-cached decoding gives f32's logits. */
 static void test_open_decode(void) {
     char gguf[600];
@@ -383,7 +469,12 @@ static void test_refusals(void) {
     CHECK_OK(open_model(&m, tmp_path("q4_1"), BASE_BF16, STRATEGY_LORA, &err), &err);
     check_storage(&m, GGML_BF16); /* bf16 from safetensors */
     model_free(&m);
-    CHECK(base_dtype_parse("q8", &(BaseDtype){0}, &err) == -1 && strstr(err.msg, "f32, bf16 or q"));
+    CHECK(
+        base_dtype_parse("q8", &(BaseDtype){0}, &err) == -1 &&
+        strstr(err.msg, "f32, bf16, q: a GGUF file's own blocks, or q8_0, q5_1, q5_0, q4_1, q4_0"));
+    BaseDtype d = BASE_F32;
+    CHECK(base_dtype_parse("q5_1", &d, &err) == 0 && d == BASE_Q5_1);
+    CHECK(!strcmp(base_dtype_name(BASE_Q4_0), "q4_0"));
     /* model.precision: the CPU computes fp32, which auto means there */
     for (Precision p = PRECISION_TF32; p <= PRECISION_BF16; p++)
         expect_fail(model_open(&m, tmp_path("q4_1"), NULL, BASE_F32, p, &ops_cpu, 1, 8, &err), &err,
@@ -407,6 +498,9 @@ int main(void) {
     write_tiny(vocab, "q8_0", "Q8_0", 0);
     compare_dtypes("q4_1", GGML_Q4_1);
     compare_dtypes("q8_0", GGML_Q8_0);
+    compare_quantised_at_load("q4_1", BASE_Q4_1, GGML_Q4_1);
+    compare_quantised_at_load("q8_0", BASE_Q8_0, GGML_Q8_0);
+    test_requantised();
     test_gguf_tokenizer(vocab);
     test_open_decode();
     test_gpt2_gguf(vocab, "F32", 1e-5);

@@ -52,7 +52,7 @@ typedef struct CliRuntime {
 #define CLI_RUNTIME_OPTS(rt)                                                                      \
     {"device", OPT_STR, &(rt).device, "auto (default), cpu or cuda"},                             \
     {"base-dtype", OPT_STR, &(rt).base_dtype,                                                     \
-     "frozen weights as f32 (default), bf16 or q (a .gguf's own blocks)"},                        \
+     "frozen weights as f32 (default), bf16, q (a .gguf's own blocks), q8_0 .. q4_0"},            \
     {"precision", OPT_STR, &(rt).precision,                                                       \
      "fp32, tf32 or bf16 GEMMs (default auto: the most the device runs)"}
 /* clang-format on */

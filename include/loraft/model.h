@@ -37,10 +37,21 @@ typedef struct DpoSpec {
 } DpoSpec;
 
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to
- * nearest even at load); or q, a GGUF file's own blocks (Q4_1, Q8_0, ...; QLoRA-style),
- * dequantised into op scratch for each GEMM. Only frozen Linear weights are packed: embeddings,
- * norms, biases, the LM head, LoRA A/B and every trainable tensor stay f32. */
-typedef enum BaseDtype { BASE_F32, BASE_BF16, BASE_Q } BaseDtype;
+ * nearest even at load); q, a GGUF file's own blocks (Q4_1, Q8_0, ...; QLoRA-style); or one
+ * block type from any checkpoint, quantised at load as llama.cpp's quantize writes it (q8_0 ..
+ * q4_0: 8.5 to 4.5 bits a weight; a weight whose rows are not whole blocks is stored bf16). The
+ * blocks are dequantised into op scratch for each GEMM. Only frozen Linear weights are packed:
+ * embeddings, norms, biases, the LM head, LoRA A/B and every trainable tensor stay f32. */
+typedef enum BaseDtype {
+    BASE_F32,
+    BASE_BF16,
+    BASE_Q,
+    BASE_Q8_0,
+    BASE_Q5_1,
+    BASE_Q5_0,
+    BASE_Q4_1,
+    BASE_Q4_0
+} BaseDtype;
 
 /* How the GEMMs compute (model.precision, the enum Precision of ops.h). fp32; tf32 (the
  * backend's f32 GEMMs on TF32 tensor cores); bf16: every packed frozen weight's GEMM on bf16
@@ -68,7 +79,7 @@ typedef struct TrainSpec {
     char modules_to_save[LORA_MAX_SAVE][64]; /* none: the objective's default */
     int n_modules_to_save;
     DpoSpec dpo;                /* TASK_DPO */
-    BaseDtype base_dtype;       /* frozen dense weights: f32, bf16 or the GGUF blocks */
+    BaseDtype base_dtype;       /* frozen dense weights: f32, bf16, the GGUF's blocks or a type */
     Precision precision;        /* auto (the default) until model_create resolves it */
     AttentionImpl attention;    /* model.attention: loraft's kernels (the default) or cuDNN's */
     int gradient_checkpointing; /* train.gradient_checkpointing: backward recomputes each layer */
@@ -326,7 +337,7 @@ void transpose_f32(float *out, const float *in, int64_t rows, int64_t cols);
 /* Strategy and names. */
 int strategy_parse(const char *s, Strategy *out, LfError *err);
 const char *strategy_name(Strategy s);
-int base_dtype_parse(const char *s, BaseDtype *out, LfError *err); /* "f32", "bf16", "q" */
+int base_dtype_parse(const char *s, BaseDtype *out, LfError *err); /* "f32", .. "q4_0" */
 const char *base_dtype_name(BaseDtype d);
 int precision_parse(const char *s, Precision *out, LfError *err); /* "auto", "fp32", ... */
 const char *precision_name(Precision p);

@@ -42,11 +42,16 @@ const char *strategy_name(Strategy s) {
     return strategy_names[s];
 }
 
-static const char *const base_dtype_names[] = {"f32", "bf16", "q"};
+static const char *const base_dtype_names[] = {"f32",  "bf16", "q",    "q8_0",
+                                               "q5_1", "q5_0", "q4_1", "q4_0"};
 
 int base_dtype_parse(const char *s, BaseDtype *out, LfError *err) {
-    int i = name_index(base_dtype_names, 3, s);
-    if (i < 0) return lf_fail(err, "unknown base dtype '%s' (expected f32, bf16 or q)", s);
+    int i = name_index(base_dtype_names, 8, s);
+    if (i < 0)
+        return lf_fail(err,
+                       "unknown base dtype '%s' (expected f32, bf16, q: a GGUF file's own "
+                       "blocks, or q8_0, q5_1, q5_0, q4_1, q4_0: quantised at load)",
+                       s);
     *out = (BaseDtype)i;
     return 0;
 }
@@ -366,7 +371,8 @@ static int load_store(const Loader *ld, const Param *p, LfError *err) {
     return 0;
 }
 
-/* base_dtype q: the GGUF tensor's blocks as they are (rows un-permuted for Q/K). */
+/* A packed weight of the GGUF tensor's type (base_dtype q, or the type base_dtype names): its
+ * blocks as they are (rows un-permuted for Q/K). */
 static int load_blocks(const Loader *ld, const Param *p, const Gguf *g, const GgufTensor *t,
                        GgufFix fix, int heads, LfError *err) {
     int64_t shape[GGUF_MAX_DIMS];
@@ -387,12 +393,12 @@ static int load_blocks(const Loader *ld, const Param *p, const Gguf *g, const Gg
 }
 
 /* Reads every GGUF tensor into the parameter of its HF name: dequantised, Q/K rows back in
- * HF's RoPE layout, or (base_dtype q) its blocks; every base parameter must be found once, but
- * a task head outside the base model (a reward model's score) is initialised and reported, and
- * a reward model has no use for the LM head (transformers' AutoModelForSequenceClassification
- * drops it too). GGUF keeps GPT-2's Conv1D weights as [out,in] (GGUF_FIX_TRANSPOSE: transposed
- * from HF's), which is loraft's own layout, and a copy of the tied embedding as output.weight,
- * which a tied model skips. */
+ * HF's RoPE layout, or (a packed weight of its type) its blocks; every base parameter must be found
+ * once, but a task head outside the base model (a reward model's score) is initialised and
+ * reported, and a reward model has no use for the LM head (transformers'
+ * AutoModelForSequenceClassification drops it too). GGUF keeps GPT-2's Conv1D weights as [out,in]
+ * (GGUF_FIX_TRANSPOSE: transposed from HF's), which is loraft's own layout, and a copy of the tied
+ * embedding as output.weight, which a tied model skips. */
 static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *report,
                              size_t report_cap, LfError *err) {
     Model *m = ld->m;
@@ -425,7 +431,7 @@ static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *r
             break;
         }
         int heads = fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
-        if (p->packed && m->spec.base_dtype == BASE_Q && g.tensors[t].type == (GgmlType)p->dtype) {
+        if (p->packed && g.tensors[t].type == (GgmlType)p->dtype) { /* not rounded twice */
             rc = load_blocks(ld, p, &g, &g.tensors[t], fix, heads, err);
             continue;
         }
@@ -912,8 +918,16 @@ static int choose_storage(Model *m, const char *dir, LfError *err) {
                        ".gguf file (use bf16 or f32)",
                        dir ? dir : "a model initialised from a seed");
     if (d == BASE_Q) return gguf_storage(m, dir, err);
-    for (int i = 0; i < m->n_linears; i++)
-        if (packable(m, m->linears[i])) m->linears[i]->w->dtype = GGML_BF16;
+    static const GgmlType types[] = {
+        [BASE_F32] = GGML_BF16,  [BASE_BF16] = GGML_BF16, [BASE_Q8_0] = GGML_Q8_0,
+        [BASE_Q5_1] = GGML_Q5_1, [BASE_Q5_0] = GGML_Q5_0, [BASE_Q4_1] = GGML_Q4_1,
+        [BASE_Q4_0] = GGML_Q4_0};
+    for (int i = 0; i < m->n_linears; i++) {
+        Param *w = m->linears[i]->w;
+        if (!packable(m, m->linears[i])) continue;
+        int whole_blocks = w->shape[1] % quant_block_elems(types[d]) == 0;
+        w->dtype = whole_blocks ? types[d] : GGML_BF16; /* blocks run along a row */
+    }
     return 0;
 }
 

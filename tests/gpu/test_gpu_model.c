@@ -29,16 +29,16 @@
  *
  * model.precision bf16 on the GPU against fp32 on the CPU (Llama LoRA on the seven projections,
  * from its seed and from a GGUF with base_dtype q, Q8_0 and F16 blocks dequantised to bf16 on the
- * GPU and to f32 on the CPU; BERT LoRA on every linear; GPT-2 LoRA on its three): the frozen
- * projections are rounded to bf16 at load (q: for each GEMM) and every activation entering their
- * GEMMs to bf16, attention's q, k, v, dout, P and dS as its tensor-core operands, and what
- * backward reads of the norms and activations (xhat, the inputs of GELU and SwiGLU) is kept in
- * bf16: a relative error of up to 2^-9 (0.2 %) per operand, which partly averages out in the
- * sums. llm.c-style bounds, stated: the loss within 2e-3 relative at each step
- * (measured: under 1.5e-4; a tiny model's loss sits near log V and moves little), and every
- * gradient tensor and the logits within 5e-2 in relative norm (|gpu - cpu| / |cpu| over the
- * tensor; measured: at most 1.6e-2, the Llama's near-zero logits, 1.2e-2 for BERT's
- * gradients). The test prints the worst of each run. The weights after the AdamW steps are
+ * GPU and to f32 on the CPU, and from its seed with base_dtype q4_1, quantised at load on both;
+ * BERT LoRA on every linear; GPT-2 LoRA on its three): the frozen projections are rounded to bf16
+ * at load (q: for each GEMM) and every activation entering their GEMMs to bf16, attention's q, k,
+ * v, dout, P and dS as its tensor-core operands, and what backward reads of the norms and
+ * activations (xhat, the inputs of GELU and SwiGLU) is kept in bf16: a relative error of up to 2^-9
+ * (0.2 %) per operand, which partly averages out in the sums. llm.c-style bounds, stated: the loss
+ * within 2e-3 relative at each step (measured: under 1.5e-4; a tiny model's loss sits near log V
+ * and moves little), and every gradient tensor and the logits within 5e-2 in relative norm (|gpu -
+ * cpu| / |cpu| over the tensor; measured: at most 1.6e-2, the Llama's near-zero logits, 1.2e-2 for
+ * BERT's gradients). The test prints the worst of each run. The weights after the AdamW steps are
  * not compared: AdamW's first steps move each weight by about lr * sign(g), so gradient elements
  * near zero flip whole steps. With gradient checkpointing (Llama, Qwen3, GPT-2 and BERT with LoRA,
  * fp32 and bf16) the loss and every gradient are the same bits as without it on the GPU. Skips (77)
@@ -527,14 +527,19 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     }
     CHECK(n_lora == (strategy == STRATEGY_LORA ? 2 * per_layer * cfg.num_layers : 0));
     CHECK(model_trainable_count(&cpu) > 0);
-    if (prec == PRECISION_BF16) /* the seven projections of each layer packed (bf16 or q) */
-        for (int i = 0; i < gpu.n_linears; i++)
-            CHECK((gpu.linears[i]->w->dtype == (dtype == BASE_Q ? GGML_Q8_0 : GGML_BF16) ||
-                   (dtype == BASE_Q && gpu.linears[i]->in == 48 &&
-                    gpu.linears[i]->w->dtype == GGML_F16)) == (gpu.linears[i] != gpu.head));
+    /* the seven projections of each layer packed: bf16, the GGUF's Q8_0 (F16 for rows of 48) or
+     * Q4_1 quantised at load (bf16 for rows of 48, not whole blocks) */
+    int quantised = dtype >= BASE_Q;
+    int packed = dtype == BASE_Q ? GGML_Q8_0 : quantised ? GGML_Q4_1 : GGML_BF16;
+    int rows_of_48 = dtype == BASE_Q ? GGML_F16 : GGML_BF16;
+    if (prec == PRECISION_BF16)
+        for (int i = 0; i < gpu.n_linears; i++) {
+            const Linear *l = gpu.linears[i];
+            CHECK((l->w->dtype == (l->in == 48 ? rows_of_48 : packed)) == (l != gpu.head));
+        }
     copy_values(&gpu, &cpu);
     int fused = prec == PRECISION_BF16 && strategy == STRATEGY_LORA && task == TASK_CAUSAL_LM;
-    if (fused && dtype != BASE_Q) check_packed_weights(&gpu, &cpu);
+    if (fused && !quantised) check_packed_weights(&gpu, &cpu);
     /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100); DPO's prompt is the
      * first 2 tokens. */
     int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
@@ -946,9 +951,11 @@ int main(void) {
                 gguf);
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q, PRECISION_BF16, 0.0f, 0,
                 gguf);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q4_1, PRECISION_BF16, 0.1f, 1,
+                NULL); /* from the seed, quantised at load on both backends */
     printf("llama (untied, base_dtype q: Q8_0 and F16 dequantised to bf16; LoRA on the seven "
-           "projections, lora dropout 0.1; on q and v, none): cuda bf16 within the bf16 bounds of "
-           "cpu fp32 (worst %.2e: %s)\n",
+           "projections, lora dropout 0.1; on q and v, none; base_dtype q4_1, quantised at load): "
+           "cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
     run_decoder(ARCH_QWEN2, 1, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
                 NULL);
