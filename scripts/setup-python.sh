@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Python reference tools (torch, transformers, peft, safetensors from PyPI) in one cached
+# The Python reference tools (torch, transformers, peft, safetensors, gguf from PyPI) in one cached
 # virtual environment outside the repository, created once and reused:
 # ${LORAFT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/loraft/venv}. Not a dependency of loraft:
 # tests/test_peft_compat.sh and the reference scripts (make-goldens.py, train-reference.py,
@@ -12,7 +12,7 @@
 #                                     py=$(scripts/setup-python.sh --python))
 #   scripts/setup-python.sh --check   print the venv's python when it is ready, else say why
 #                                     not on stderr and exit 1 (no install: for tests)
-#   ... --trl                         the same for a second venv, VENV-trl, with TRL and gguf
+#   ... --trl                         the same for a second venv, VENV-trl, with TRL
 #                                     (for bench/bench-decoder-vs-pytorch.py): layered on the first
 #                                     (its site-packages on the path through a .pth file, so
 #                                     torch is not installed twice), trl pinned, the first
@@ -22,7 +22,7 @@
 # CPU-only build, and the torch wheel does not import without them.
 set -euo pipefail
 venv=${LORAFT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/loraft/venv}
-requirements="torch==2.15.0 transformers==5.24.0 peft==0.21.2 safetensors==0.8.0"
+requirements="torch==2.15.0 transformers==5.24.0 peft==0.21.2 safetensors==0.8.0 gguf==0.19.0"
 # What the venv was made with: a change of the list or of python3 rebuilds it.
 stamp="$requirements; $(python3 -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo none)"
 status=$venv.status # why the venv is missing, for --check
@@ -70,7 +70,7 @@ if ! ready; then
   "$venv/bin/python" -m pip install --no-cache-dir -q --upgrade pip >&2
   # shellcheck disable=SC2086
   "$venv/bin/python" -m pip install --no-cache-dir -q $requirements >&2
-  "$venv/bin/python" -c 'import torch, transformers, peft, safetensors' >&2
+  "$venv/bin/python" -c 'import torch, transformers, peft, safetensors, gguf' >&2
   echo "$stamp" >"$venv/.loraft-stamp"
   say "ready in $(($(date +%s) - start)) s, $(du -sh "$venv" | cut -f1)"
 fi
