@@ -1,5 +1,6 @@
 # lm_compat_common.sh: what the language-model compatibility tests (test_peft_compat_lm.sh,
-# _gpt2.sh, _reward.sh, test_hf_llama3.sh, test_hf_llama_family.sh, test_quant_gguf.sh) share, sourced first.
+# _gpt2.sh, _reward.sh, test_hf_llama3.sh, test_hf_llama_family.sh, test_quant_gguf.sh) share,
+# sourced first.
 
 # lm_compat_setup NAME: bin (loraft), data (../shared/data), vocab (the GPT-2 tokenizer the tiny
 # models use), py (the venv's python of scripts/setup-python.sh) and tmp (a fresh
