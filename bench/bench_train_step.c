@@ -4,7 +4,7 @@
  *                    [--r R] [--targets q_lin,v_lin] [--strategy lora|head|full]
  *                    [--dropout P] [--random] [--precision auto|fp32|tf32|bf16]
  *                    [--graphs auto|on|off] [--attention loraft|cudnn] [--checkpointing]
- *                    [--prompt K] [--dpo]
+ *                    [--prompt K] [--dpo] [--base-dtype f32|bf16|q|q8_0|..]
  *
  * Random token ids (fixed seed), every sequence T tokens long; forward + backward + clipping +
  * AdamW per step, dropout on as in training. The task is the architecture's: classification
@@ -19,7 +19,8 @@
  * use after the steps minus before the model was created (loraft allocates everything in
  * model_create, so this is its peak, with cuBLAS's workspace: 32 MiB on Hopper, 4 MiB before; the
  * CUDA context is not counted), and of that the weights' and the activation plan's bytes.
- * --precision is model.precision (auto: bf16 on CUDA, fp32 on the CPU); --graphs is
+ * --precision is model.precision (auto: bf16 on CUDA, fp32 on the CPU); --base-dtype is
+ * model.base_dtype (q8_0 .. q4_0 quantise the frozen projections as they are made); --graphs is
  * train.cuda_graphs (auto: the first timed step records forward and backward, every later one
  * replays them as one CUDA graph launch; AdamW op by op; the step runs through the trainer's
  * train_micro_step); --attention is model.attention; --checkpointing is
@@ -62,11 +63,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_train_step MODEL_DIR [--device D] [--batch B] [--seq T] "
                         "[--steps N] [--r R] [--targets a,b] [--strategy S] [--dropout P] "
                         "[--random] [--precision auto|fp32|tf32|bf16] [--graphs auto|on|off] "
-                        "[--attention loraft|cudnn] [--checkpointing] [--prompt K] [--dpo]\n");
+                        "[--attention loraft|cudnn] [--checkpointing] [--prompt K] [--dpo] "
+                        "[--base-dtype D]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
-    const char *precision = "auto", *graphs = "auto", *attention = "loraft";
+    const char *precision = "auto", *graphs = "auto", *attention = "loraft", *base = "f32";
     int B = 8, T = 128, steps = 5, r = 8, random = 0, checkpointing = 0, prompt = 0, dpo = 0;
     float dropout = 0.1f;
     for (int i = 2; i < argc; i++) {
@@ -102,6 +104,8 @@ int main(int argc, char **argv) {
             precision = val;
         else if (!strcmp(opt, "--attention"))
             attention = val;
+        else if (!strcmp(opt, "--base-dtype"))
+            base = val;
         else if (!strcmp(opt, "--prompt"))
             prompt = atoi(val);
         else
@@ -123,6 +127,7 @@ int main(int argc, char **argv) {
     spec.dropout = dropout;
     spec.gradient_checkpointing = checkpointing;
     if (!ops || precision_parse(precision, &spec.precision, &err) ||
+        base_dtype_parse(base, &spec.base_dtype, &err) ||
         attention_parse(attention, &spec.attention, &err) || model_config_load(&cfg, dir, &err) ||
         strategy_parse(strategy, &spec.strategy, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
@@ -135,6 +140,8 @@ int main(int argc, char **argv) {
     snprintf(list, sizeof list, "%s", targets ? targets : "");
     for (char *t = strtok(list, ","); t && spec.n_targets < LORA_MAX_TARGETS; t = strtok(NULL, ","))
         snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "%s", t);
+    char base_note[32] = ""; /* the base dtype, where not f32 */
+    if (spec.base_dtype != BASE_F32) snprintf(base_note, sizeof base_note, " base %s", base);
     size_t used_before = device_used(ops);
     Model m;
     AdamW opt;
@@ -142,8 +149,8 @@ int main(int argc, char **argv) {
         adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.01f, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
     if (!steps) {
-        printf("loraft %s %s %s: batch %d x %d, weights %.0f MiB, activations %.0f MiB%s\n",
-               ops->name, precision_name(m.spec.precision), strategy, B, T,
+        printf("loraft %s %s %s%s: batch %d x %d, weights %.0f MiB, activations %.0f MiB%s\n",
+               ops->name, precision_name(m.spec.precision), strategy, base_note, B, T,
                model_weight_bytes(&m) / 1048576.0, model_activation_bytes(&m) / 1048576.0,
                checkpointing ? " (gradient checkpointing)" : "");
         adamw_free(&opt, &m);
@@ -181,15 +188,16 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     OpsGraphCounts graph = {0};
     if (ops->graph_counts) ops->graph_counts(&graph);
-    printf("loraft %s %s %s%s attention %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, "
-           "%ld as CUDA graphs (%ld replayed), peak RSS %.0f MiB, device memory %.0f MiB, "
-           "trainable %zu, weights %.0f MiB, "
-           "activations %.0f MiB\n",
-           ops->name, precision_name(m.spec.precision), strategy, dpo ? " dpo" : "",
-           attention_name(m.spec.attention), B, T, steps, 1e3 * dt / steps,
-           (double)B * T * steps / dt, graph.launches, graph.replayed, ru.ru_maxrss / 1024.0,
-           (double)(used_after - used_before) / 1048576.0, model_trainable_count(&m),
-           model_weight_bytes(&m) / 1048576.0, model_activation_bytes(&m) / 1048576.0);
+    printf(
+        "loraft %s %s %s%s%s attention %s: batch %d x %d, %d steps: %.1f ms/step, %.0f tokens/s, "
+        "%ld as CUDA graphs (%ld replayed), peak RSS %.0f MiB, device memory %.0f MiB, "
+        "trainable %zu, weights %.0f MiB, "
+        "activations %.0f MiB\n",
+        ops->name, precision_name(m.spec.precision), strategy, base_note, dpo ? " dpo" : "",
+        attention_name(m.spec.attention), B, T, steps, 1e3 * dt / steps, (double)B * T * steps / dt,
+        graph.launches, graph.replayed, ru.ru_maxrss / 1024.0,
+        (double)(used_after - used_before) / 1048576.0, model_trainable_count(&m),
+        model_weight_bytes(&m) / 1048576.0, model_activation_bytes(&m) / 1048576.0);
     adamw_free(&opt, &m);
     model_free(&m);
     free(ids);

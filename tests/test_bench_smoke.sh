@@ -33,6 +33,9 @@ check "an unknown precision" "$(step llama --precision fp64 || true)" "fp64"
 check "llama dpo step" "$(step llama --dpo --prompt 4)" \
   "^loraft cpu fp32 lora dpo attention loraft: batch 2 x 16, 1 steps: [0-9.]+ ms/step, .* trainable 10240,"
 check "dpo on an odd batch" "$(step llama --dpo --batch 3 || true)" "pairs of rows, not 3 rows"
+# --base-dtype: the projections quantised as the model is made, fewer bytes of weights
+check "llama q4_0 step" "$(step llama --base-dtype q4_0)" "^loraft cpu fp32 lora base q4_0 attention loraft: .* trainable 10240,"
+check "an unknown base dtype" "$(step llama --base-dtype q9 || true)" "unknown base dtype 'q9'"
 check "bench_kernels --smoke" "$("$build/bench_kernels" --smoke 2>&1)" "skipping|lora +smollm2"
 check "bench_generate" \
   "$("$build/bench_generate" bench/tiny/llama --random --prompt 4 --new 4 --runs 1 2>&1)" \
