@@ -134,6 +134,23 @@ static float step(Model *m, int32_t *ids) {
     return loss;
 }
 
+/* Models k < n of paths[k] under dtypes[k] (LoRA on every projection, B set), each after a step
+ * on ids (random from seed): its loss in loss[k]. 0, or -1 (counted) when one did not open. */
+static int open_and_step(int n, Model *m, float *loss, int32_t *ids, const char *const *paths,
+                         const BaseDtype *dtypes, uint64_t seed) {
+    Rng r = {seed, 0};
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
+    LfError err;
+    for (int k = 0; k < n; k++) {
+        int rc = open_model(&m[k], paths[k], dtypes[k], STRATEGY_LORA, &err);
+        CHECK_OK(rc, &err);
+        if (rc) return -1;
+        set_lora_b(&m[k]);
+        loss[k] = step(&m[k], ids);
+    }
+    return 0;
+}
+
 /* Relative L2 distance of two tensors. */
 static double rel_l2(const float *a, const float *b, size_t n) {
     double d = 0, s = 0;
@@ -193,16 +210,11 @@ static void compare_dtypes(const char *name, int type) {
     snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path(name));
     Model m[3];
     const BaseDtype dtypes[3] = {BASE_F32, BASE_Q, BASE_BF16};
+    const char *paths[3] = {gguf, gguf, gguf};
     int32_t ids[B * T];
-    Rng r = {7, 0};
-    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
     float loss[3], after[3];
     AdamW opt[3];
-    for (int k = 0; k < 3; k++) {
-        CHECK_OK(open_model(&m[k], gguf, dtypes[k], STRATEGY_LORA, &err), &err);
-        set_lora_b(&m[k]);
-        loss[k] = step(&m[k], ids);
-    }
+    if (open_and_step(3, m, loss, ids, paths, dtypes, 7)) return;
     check_storage(&m[0], GGML_F32);
     check_storage(&m[1], type);
     check_storage(&m[2], GGML_BF16);
@@ -255,18 +267,10 @@ static void compare_quantised_at_load(const char *name, BaseDtype dtype, int typ
     const char *paths[3] = {tmp_path(name), gguf, gguf};
     const BaseDtype dtypes[3] = {dtype, BASE_Q, dtype};
     int32_t ids[B * T];
-    Rng r = {8, 0};
-    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
-    LfError err;
     Model m[3];
     float loss[3];
-    for (int k = 0; k < 3; k++) {
-        CHECK_OK(open_model(&m[k], paths[k], dtypes[k], STRATEGY_LORA, &err), &err);
-        if (!m[k].params) return;
-        check_storage(&m[k], type);
-        set_lora_b(&m[k]);
-        loss[k] = step(&m[k], ids);
-    }
+    if (open_and_step(3, m, loss, ids, paths, dtypes, 8)) return;
+    for (int k = 0; k < 3; k++) check_storage(&m[k], type);
     int same_blocks = 0;
     for (int i = 0; i < m[0].n_params; i++) {
         const Param *p = &m[0].params[i];
@@ -289,18 +293,13 @@ static void compare_quantised_at_load(const char *name, BaseDtype dtype, int typ
 static void test_requantised(void) {
     char gguf[600];
     snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path("q4_1"));
+    const char *paths[2] = {gguf, gguf};
+    const BaseDtype dtypes[2] = {BASE_F32, BASE_Q8_0};
     int32_t ids[B * T];
-    Rng r = {9, 0};
-    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
     LfError err;
     Model m[2];
     float loss[2];
-    for (int k = 0; k < 2; k++) {
-        CHECK_OK(open_model(&m[k], gguf, k ? BASE_Q8_0 : BASE_F32, STRATEGY_LORA, &err), &err);
-        if (!m[k].params) return;
-        set_lora_b(&m[k]);
-        loss[k] = step(&m[k], ids);
-    }
+    if (open_and_step(2, m, loss, ids, paths, dtypes, 9)) return;
     check_storage(&m[1], GGML_Q8_0);
     double rel = fabs(loss[1] - loss[0]) / loss[0];
     printf("q4_1 GGUF as q8_0: loss %.7f, f32 %.7f (rel %.1e)\n", loss[1], loss[0], rel);
@@ -412,18 +411,12 @@ static void test_gpt2_gguf(const char *vocab, const char *quant, double tol) {
 static void test_gpt2_q(void) {
     char gguf[600];
     snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path("gpt2_Q8_0"));
+    const char *paths[2] = {gguf, gguf};
+    const BaseDtype dtypes[2] = {BASE_F32, BASE_Q};
     int32_t ids[B * T];
-    Rng r = {3, 0};
-    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
-    LfError err;
     Model m[2];
     float loss[2];
-    for (int k = 0; k < 2; k++) {
-        CHECK_OK(open_model(&m[k], gguf, k ? BASE_Q : BASE_F32, STRATEGY_LORA, &err), &err);
-        if (!m[k].params) return;
-        set_lora_b(&m[k]);
-        loss[k] = step(&m[k], ids);
-    }
+    if (open_and_step(2, m, loss, ids, paths, dtypes, 3)) return;
     int n_packed = 0;
     for (int i = 0; i < m[1].n_params; i++) {
         const Param *p = &m[1].params[i];
