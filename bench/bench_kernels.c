@@ -335,7 +335,7 @@ static void bench_embedding_loss_adamw(void) {
     char name[64];
     float ms;
     snprintf(name, sizeof name, "embedding_forward [%d,%d]", N, C);
-    TIME(ms, gpu->embedding_forward(out, ids, NULL, NULL, wte, wpe, NULL, B, T, C));
+    TIME(ms, gpu->embedding_forward(out, ids, NULL, NULL, wte, NULL, wpe, NULL, B, T, C));
     mem_row(name, 3.0 * nc + N, ms); /* wte and wpe rows read, out written */
     snprintf(name, sizeof name, "embedding_backward dwte [%d,%d]", N, C);
     TIME(ms, gpu->embedding_backward(dwte, NULL, NULL, out, ids, NULL, B, T, C));

@@ -242,7 +242,7 @@ typedef struct EmbCtx {
 
 static void emb_fwd(void *p) {
     EmbCtx *c = p;
-    ops->embedding_forward(c->out, c->ids, c->types, NULL, c->wte, c->wpe, c->wtt, B, T, C);
+    ops->embedding_forward(c->out, c->ids, c->types, NULL, c->wte, NULL, c->wpe, c->wtt, B, T, C);
 }
 static void emb_bwd(void *p, const float *dout, unsigned use) {
     EmbCtx *c = p;
@@ -271,7 +271,7 @@ static void test_embedding(void) {
     CHECK(count_mismatch("embedding out", c.out, ref, N * C, 1e-6, 1e-6) == 0);
     for (int bt = 0; bt < N; bt++)
         for (int k = 0; k < C; k++) ref[bt * C + k] -= c.wtt[c.types[bt] * C + k];
-    ops->embedding_forward(c.out, c.ids, NULL, NULL, c.wte, c.wpe, NULL, B, T, C);
+    ops->embedding_forward(c.out, c.ids, NULL, NULL, c.wte, NULL, c.wpe, NULL, B, T, C);
     CHECK(count_mismatch("embedding out (no types)", c.out, ref, N * C, 1e-6, 1e-6) == 0);
     /* given positions (generation's cached ones): wpe's rows at pos, not at t */
     int32_t pos[N];
@@ -280,7 +280,7 @@ static void test_embedding(void) {
         for (int k = 0; k < C; k++)
             ref[bt * C + k] = (double)c.wte[c.ids[bt] * C + k] + c.wpe[pos[bt] * C + k];
     }
-    ops->embedding_forward(c.out, c.ids, NULL, pos, c.wte, c.wpe, NULL, B, T, C);
+    ops->embedding_forward(c.out, c.ids, NULL, pos, c.wte, NULL, c.wpe, NULL, B, T, C);
     CHECK(count_mismatch("embedding out (positions)", c.out, ref, N * C, 1e-6, 1e-6) == 0);
 }
 
@@ -1886,7 +1886,7 @@ static size_t large_pass(float *res) {
         mask[i] = i % LT < LT - 7, labels[i] = i % 11 ? (int32_t)(rng_next(&rng) % LV) : -100;
     }
 #define SAVE(p, cnt) (memcpy(res + at, p, sizeof(float) * (cnt)), at += (cnt))
-    ops->embedding_forward(z, ids, types, NULL, wte, wpe, wtt, LB, LT, LC);
+    ops->embedding_forward(z, ids, types, NULL, wte, NULL, wpe, wtt, LB, LT, LC);
     SAVE(z, n);
     ops->embedding_backward(dwte, dwpe, dwtt, g, ids, types, LB, LT, LC);
     SAVE(dwte, (size_t)LV * LC), SAVE(dwpe, (size_t)LT * LC), SAVE(dwtt, 2 * LC);

@@ -109,7 +109,7 @@ void plan_take_bf16(Plan *pl, uint16_t **slot, size_t n, int keep, const char *n
 /* Under model.precision bf16 a layer keeps what only backward reads again as the bf16 copies
  * the forward ops write (ops.h): the norms' xhat, the activations' inputs; not on the CPU. */
 int model_keeps_bf16(const Model *m);
-/* ... and its LM head, frozen, runs from a bf16 copy (Model.head_bf16), its logits bf16. */
+/* ... and its LM head, frozen, is stored in bf16 alone (Model.head_bf16), its logits bf16. */
 int model_head_bf16(const Model *m);
 /* Plans the input [N, in] of the linears ls[0..n) (one linear_forward_group's, or one linear's)
  * for their backward, where the layer keeps it (keep) and only they read it again: nothing when

@@ -101,8 +101,9 @@ typedef struct Param {
     int64_t shape[2];
     size_t numel;
     float *value; /* into Model.values; NULL for a packed weight */
-    void *packed; /* a frozen dense weight kept packed (model.base_dtype): [shape[0]] rows of
-                     shape[1] values as ggml type dtype, in Model.packed; else NULL */
+    void *packed; /* a frozen dense weight kept packed (model.base_dtype; a frozen LM head under
+                     precision bf16, in bf16): [shape[0]] rows of shape[1] values as ggml type
+                     dtype, in Model.packed; else NULL */
     int dtype;    /* GgmlType of the stored values: GGML_F32 unless packed */
     size_t packed_bytes;
     int lora_room; /* columns of room for LoRA's fused GEMMs in a BF16 weight (precision bf16,
@@ -207,7 +208,8 @@ typedef struct Model {
      * objective applies the head in chunks so the [N,V] logits are never held. */
     float *hidden, *dhidden, *head_scratch;
     const Linear *head;
-    uint16_t *head_bf16; /* backend: a frozen head's bf16 copy under precision bf16, else NULL */
+    uint16_t *head_bf16; /* backend: a frozen head's bf16 table under precision bf16 (its
+                            weight's Param.packed: the only copy), else NULL */
     /* backend: under precision bf16, the adapters that ride in their weight's bf16 storage
      * (model.c adapter_copies_create), rounded into it by one round_bf16_many a forward */
     OpsBf16Copy *adapter_copies;

@@ -157,12 +157,13 @@ typedef struct Ops {
 
     /* ---- embeddings ----
      * out[B,T,C] = wte[ids[b,t]] + wpe[pos[b,t]] + wtt[types[b,t]]
-     * ids, types, pos: [B,T] int32; wte [V,C]; wpe [maxT,C] or NULL (no learned positions,
-     * Llama); wtt [2,C] or NULL (no token types, DistilBERT); types NULL means all zero, pos
-     * NULL means pos[b,t] = t (generation's cached positions are pos0 + t). */
+     * ids, types, pos: [B,T] int32; wte [V,C], or (NULL) wte_bf16 [V,C] in bf16 (a frozen table
+     * stored so alone: the tied LM head under precision bf16); wpe [maxT,C] or NULL (no learned
+     * positions, Llama); wtt [2,C] or NULL (no token types, DistilBERT); types NULL means all
+     * zero, pos NULL means pos[b,t] = t (generation's cached positions are pos0 + t). */
     void (*embedding_forward)(float *out, const int32_t *ids, const int32_t *types,
-                              const int32_t *pos, const float *wte, const float *wpe,
-                              const float *wtt, int B, int T, int C);
+                              const int32_t *pos, const float *wte, const uint16_t *wte_bf16,
+                              const float *wpe, const float *wtt, int B, int T, int C);
     void (*embedding_backward)(float *dwte, float *dwpe, float *dwtt, const float *dout,
                                const int32_t *ids, const int32_t *types, int B, int T, int C);
 

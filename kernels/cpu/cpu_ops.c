@@ -64,16 +64,19 @@ static int cpu_status(LfError *err) {
 
 /* ---- embeddings ---- */
 
-/* out[B,T,C] = wte[ids] + wpe[t] + wtt[types]; ids, types [B,T]; wpe (Llama: no learned
- * positions), types and wtt may be NULL. */
+/* out[B,T,C] = wte[ids] + wpe[t] + wtt[types]; ids, types [B,T]; wte, or (NULL) wte_bf16
+ * widened; wpe (Llama: no learned positions), types and wtt may be NULL. */
 static void cpu_embedding_forward(float *out, const int32_t *ids, const int32_t *types,
-                                  const int32_t *pos, const float *wte, const float *wpe,
-                                  const float *wtt, int B, int T, int C) {
+                                  const int32_t *pos, const float *wte, const uint16_t *wte_bf16,
+                                  const float *wpe, const float *wtt, int B, int T, int C) {
 #pragma omp parallel for if ((size_t)B * T * C > CPU_PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
-        const float *te = wte + (size_t)ids[bt] * C;
+        size_t row = (size_t)ids[bt] * C;
         float *o = out + (size_t)bt * C;
-        memcpy(o, te, sizeof(float) * C);
+        if (wte)
+            memcpy(o, wte + row, sizeof(float) * C);
+        else
+            for (int c = 0; c < C; c++) o[c] = qb_bf16(wte_bf16[row + c]);
         if (wpe) {
             const float *pe = wpe + (size_t)(pos ? pos[bt] : bt % T) * C;
             for (int c = 0; c < C; c++) o[c] += pe[c];

@@ -240,8 +240,8 @@ void cuda_rope(float *q, int ldq, float *k, int ldk, const int32_t *pos, const R
 /* ---- the launchers behind ops_cuda (same arguments as the Ops members) ----
  */
 void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types,
-                            const int32_t *pos, const float *wte, const float *wpe,
-                            const float *wtt, int B, int T, int C);
+                            const int32_t *pos, const float *wte, const uint16_t *wte_bf16,
+                            const float *wpe, const float *wtt, int B, int T, int C);
 void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
                              const int32_t *ids, const int32_t *types, int B, int T, int C);
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,

@@ -425,20 +425,31 @@ __device__ inline int checked_type(const int32_t *types, size_t n, int *fault) {
     return ty >= 0 && ty <= 1 ? ty : -1;
 }
 
+/* A token's row of wte as f32: the table's, or (T bf16) widened */
+__device__ inline float table_value(const float *row, int c) {
+    return row[c];
+}
+__device__ inline float table_value(const __nv_bfloat16 *row, int c) {
+    return __bfloat162float(row[c]);
+}
+
 /* A warp per token row n: its id and type are read once and no index is divided. out never
- * aliases the tables (__restrict__), so the loads of several columns can be in flight at once. */
+ * aliases the tables (__restrict__), so the loads of several columns can be in flight at once.
+ * TE: wte's type, f32 or bf16 (a frozen table stored so alone). */
+template <typename TE>
 __global__ void embedding_forward_kernel(float *__restrict__ out, const int32_t *ids,
-                                         const int32_t *types, const int32_t *pos, const float *wte,
+                                         const int32_t *types, const int32_t *pos, const TE *wte,
                                          const float *wpe, const float *wtt, int T, int C, size_t N,
                                          int *fault) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
         int id = checked_id(ids, n, fault), ty = wtt ? checked_type(types, n, fault) : -1;
-        const float *te = id >= 0 ? wte + (size_t)id * C : NULL;
+        const TE *te = id >= 0 ? wte + (size_t)id * C : NULL;
         const float *pe = wpe ? wpe + (size_t)(pos ? pos[n] : n % T) * C : NULL;
         const float *tt = ty >= 0 ? wtt + ty * C : NULL;
         for (int c = lane; c < C; c += 32)
-            out[n * C + c] = (pe ? pe[c] : 0.0f) + (te ? te[c] : 0.0f) + (tt ? tt[c] : 0.0f);
+            out[n * C + c] =
+                (pe ? pe[c] : 0.0f) + (te ? table_value(te, c) : 0.0f) + (tt ? tt[c] : 0.0f);
     }
 }
 
@@ -485,12 +496,18 @@ __global__ void embedding_dwtt_kernel(float *dwtt, const float *dout, const int3
 }
 
 void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types,
-                            const int32_t *pos, const float *wte, const float *wpe,
-                            const float *wtt, int B, int T, int C) {
+                            const int32_t *pos, const float *wte, const uint16_t *wte_bf16,
+                            const float *wpe, const float *wtt, int B, int T, int C) {
     size_t N = (size_t)B * T;
     if (!N || C <= 0) return;
-    embedding_forward_kernel<<<cuda_blocks(N, CUDA_THREADS / 32), CUDA_THREADS>>>(
-        out, ids, types, pos, wte, wpe, wtt, T, C, N, cuda_fault_word());
+    unsigned blocks = cuda_blocks(N, CUDA_THREADS / 32);
+    if (wte)
+        embedding_forward_kernel<float><<<blocks, CUDA_THREADS>>>(out, ids, types, pos, wte, wpe,
+                                                                  wtt, T, C, N, cuda_fault_word());
+    else
+        embedding_forward_kernel<__nv_bfloat16>
+            <<<blocks, CUDA_THREADS>>>(out, ids, types, pos, (const __nv_bfloat16 *)wte_bf16, wpe,
+                                       wtt, T, C, N, cuda_fault_word());
     CUDA_LAUNCHED("embedding_forward");
 }
 

@@ -353,7 +353,8 @@ static void gpt2_forward(Model *m, Drop d) {
     Gpt2 *b = gpt2(m);
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     float *x = b->acts[0].x;
-    o->embedding_forward(x, m->ids, NULL, NULL, b->wte->value, b->wpe->value, NULL, m->B, m->T, C);
+    o->embedding_forward(x, m->ids, NULL, NULL, b->wte->value, b->wte->packed, b->wpe->value, NULL,
+                         m->B, m->T, C);
     if (d.embedding > 0)
         o->dropout_forward(x, x, d.embedding, model_site(L, SITE_EMB), (size_t)N * C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
@@ -385,8 +386,8 @@ static void gpt2_decode(Model *m, int n) {
     const ModelConfig *c = &m->cfg;
     Gpt2 *b = gpt2(m);
     int C = c->hidden_size, L = c->num_layers;
-    o->embedding_forward(b->acts[0].x, m->ids, NULL, m->positions, b->wte->value, b->wpe->value,
-                         NULL, 1, n, C);
+    o->embedding_forward(b->acts[0].x, m->ids, NULL, m->positions, b->wte->value, b->wte->packed,
+                         b->wpe->value, NULL, 1, n, C);
     for (int l = 0; l < L; l++) layer_decode(m, l, n);
     input_norm(m, L, b->hf, NULL, b->mean_f, b->rstd_f, NULL, &b->ln_f, n, 0.0f, 0);
 }

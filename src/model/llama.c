@@ -597,8 +597,8 @@ static void llama_forward(Model *m, Drop d) {
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
-    o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, NULL, NULL, m->B, m->T,
-                         C);
+    o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, b->wte->packed, NULL,
+                         NULL, m->B, m->T, C);
     if (b->gemma) o->scale(b->acts[0].x, embed_scale(m), (size_t)N * C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
     input_norm(m, L, b->hf, NULL, b->rstd_f, NULL, &b->ln_f, N, 0);
@@ -627,7 +627,8 @@ static void llama_decode(Model *m, int n) {
     const ModelConfig *c = &m->cfg;
     Llama *b = llama(m);
     int C = c->hidden_size, L = c->num_layers;
-    o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, NULL, NULL, 1, n, C);
+    o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, b->wte->packed, NULL,
+                         NULL, 1, n, C);
     if (b->gemma) o->scale(b->acts[0].x, embed_scale(m), (size_t)n * C);
     for (int l = 0; l < L; l++) layer_decode(m, l, n);
     input_norm(m, L, b->hf, NULL, b->rstd_f, NULL, &b->ln_f, n, 0);

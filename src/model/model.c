@@ -751,7 +751,7 @@ static size_t scratch_floats(const Model *m) {
     for (int i = 0; i < m->n_linears; i++) {
         const Linear *l = m->linears[i];
         if (l->lora) need = max_size(need, ops_lora_scratch(B * T, (size_t)l->in, R));
-        if (l->w->packed) need = max_size(need, weight_scratch(m, l, B * T));
+        if (l->w->packed && l != m->head) need = max_size(need, weight_scratch(m, l, B * T));
     }
     return need;
 }
@@ -912,6 +912,8 @@ static int choose_storage(Model *m, const char *dir, LfError *err) {
                        "model.base_dtype %s stores frozen weights, and train.strategy full "
                        "freezes none: use base_dtype f32",
                        base_dtype_name(d));
+    if (m->head && !m->head->w->grad && model_keeps_bf16(m))
+        m->head->w->dtype = GGML_BF16; /* the table its bf16 GEMMs read, and the only one */
     if (d == BASE_Q && !(dir && ends_with(dir, ".gguf")))
         return lf_fail(err,
                        "model.base_dtype q keeps a GGUF file's quantised blocks, and %s is not a "
@@ -946,7 +948,7 @@ static size_t place_packed(Model *m, char *base) {
     size_t at = 0;
     for (int i = 0; i < m->n_linears; i++) {
         const Linear *l = m->linears[i];
-        if (group_member(l, 0) != l) continue; /* placed with its group */
+        if (group_member(l, 0) != l || l == m->head) continue; /* placed with its group */
         at = (at + 63) & ~(size_t)63;
         for (int j = 0; j < group_size(l); j++) {
             Param *p = group_member(l, j)->w;
@@ -960,6 +962,12 @@ static size_t place_packed(Model *m, char *base) {
             if (base) g->lora->a_bf16 = (uint16_t *)(base + at);
             at += (size_t)m->spec.r * packed_stride(g->w);
         }
+    }
+    Param *head = m->head ? m->head->w : NULL; /* its own weight, or the tied embedding */
+    if (head && head->dtype != GGML_F32) {
+        at = (at + 63) & ~(size_t)63;
+        if (base) head->packed = base + at;
+        at += head->packed_bytes;
     }
     return at;
 }
@@ -1032,6 +1040,7 @@ static int allocate_values(Model *m, LfError *err) {
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].dtype != GGML_F32 && !m->params[i].packed)
             return lf_fail(err, "%s: a packed weight that no linear owns", m->params[i].name);
+    m->head_bf16 = model_head_bf16(m) ? m->head->w->packed : NULL;
     return plus_one_create(m, err);
 }
 
@@ -1096,26 +1105,11 @@ static int choose_attention(const TrainSpec *s, const Ops *ops, LfError *err) {
                    precision_name(s->precision));
 }
 
-/* precision bf16: a frozen LM head (its own weight or the tied embedding) runs on bf16 tensor
- * cores from a bf16 copy made once here; its f32 values stay (the tied embedding reads them,
- * and generation's logits). */
+/* precision bf16: a frozen LM head (its own weight or the tied embedding, which the embedding
+ * reads so too) is stored in bf16 alone (choose_storage), where frozen weights are packed, and
+ * runs on bf16 tensor cores: its logits, training's and generation's, are bf16 GEMMs'. */
 int model_head_bf16(const Model *m) {
-    return m->head && !m->head->w->grad && model_keeps_bf16(m);
-}
-
-static size_t head_bf16_bytes(const Model *m) {
-    return model_head_bf16(m) ? m->head->w->numel * sizeof(uint16_t) : 0;
-}
-
-static int copy_head_bf16(Model *m, LfError *err) {
-    size_t bytes = head_bf16_bytes(m);
-    if (!bytes) return 0;
-    m->head_bf16 = m->ops->alloc(bytes);
-    if (!m->head_bf16) return lf_fail(err, "out of memory for the LM head's bf16 copy");
-    const Param *w = m->head->w;
-    m->ops->dequantize_rows_bf16(m->head_bf16, w->value, GGML_F32, 0, (int)w->shape[0],
-                                 (int)w->shape[1], (int)w->shape[1]);
-    return 0;
+    return m->head && m->head->w->dtype == GGML_BF16;
 }
 
 /* The table of round_bf16_many copies that refresh every adapter_in_weight copy from the f32 A and
@@ -1174,8 +1168,7 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     if (!m->host_losses || !m->host_labels) return model_free(m), lf_fail(err, "out of memory");
     if (build_table(m, err) || assign_gradients(m, err) || choose_storage(m, dir, err) ||
         allocate_values(m, err) || activations_create(m, err) ||
-        load_values(m, dir, seed, missing_report, report_cap, err) || copy_head_bf16(m, err) ||
-        adapter_copies_create(m, err))
+        load_values(m, dir, seed, missing_report, report_cap, err) || adapter_copies_create(m, err))
         return model_free(m), -1;
     return ops->status(err) ? (model_free(m), -1) : 0;
 }
@@ -1207,7 +1200,6 @@ void model_free(Model *m) {
         memset(&decode_warmed, 0, sizeof decode_warmed);
         m->ops->free(m->values);
         m->ops->free(m->packed);
-        m->ops->free(m->head_bf16);
         m->ops->free(m->adapter_copies);
         m->ops->free(m->plus_one);
         m->ops->free(m->grads);
@@ -1239,7 +1231,7 @@ size_t model_all_count(const Model *m) {
 }
 
 size_t model_weight_bytes(const Model *m) {
-    return m->n_values * sizeof(float) + m->n_packed_bytes + head_bf16_bytes(m);
+    return m->n_values * sizeof(float) + m->n_packed_bytes;
 }
 
 size_t model_activation_bytes(const Model *m) {
@@ -1708,15 +1700,25 @@ int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
     const Linear *h = m->head;
     int C = m->cfg.hidden_size, V = h ? h->out : 0;
     size_t N = (size_t)m->max_batch * m->max_len; /* the head scratch's f32 rows (ops.h) */
-    int chunk = (int)ops_lm_head_rows(N, OPS_LM_HEAD_CHUNK, m->head_bf16 != NULL);
+    int bf16 = m->head_bf16 != NULL, chunk = (int)ops_lm_head_rows(N, OPS_LM_HEAD_CHUNK, bf16);
     if (!h || row0 < 0 || n_rows < 0 || row0 + n_rows > m->B * m->T)
         return lf_fail(err, "model_lm_logits: rows %d..%d of a %d-row batch of a decoder", row0,
                        row0 + n_rows, m->B * m->T);
     use_switches(m);
+    /* a bf16 head: its GEMM on the rows rounded to bf16, after the logits (ops.h's layout) */
+    uint16_t *hb =
+        bf16 ? (uint16_t *)(m->head_scratch + ops_lm_head_logits(N, V, OPS_LM_HEAD_CHUNK, 1))
+             : NULL;
     for (int r = 0; r < n_rows; r += chunk) {
         int n = n_rows - r < chunk ? n_rows - r : chunk;
-        m->ops->matmul_forward(m->head_scratch, m->hidden + (size_t)(row0 + r) * C, h->w->value,
-                               NULL, n, C, V);
+        const float *rows = m->hidden + (size_t)(row0 + r) * C;
+        if (bf16) {
+            m->ops->dequantize_rows_bf16(hb, rows, GGML_F32, 0, n, C, C);
+            m->ops->matmul_forward_bf16(m->head_scratch, NULL, V, hb, C, m->head_bf16, C, NULL,
+                                        m->scratch, n, C, V);
+        } else {
+            m->ops->matmul_forward(m->head_scratch, rows, h->w->value, NULL, n, C, V);
+        }
         m->ops->download(out + (size_t)r * V, m->head_scratch, (size_t)n * V * sizeof(float));
     }
     float cap = m->cfg.score_head ? 0.0f : m->cfg.final_softcap; /* a score head has none */
