@@ -210,6 +210,10 @@ typedef struct Model {
     const Linear *head;
     uint16_t *head_bf16; /* backend: a frozen head's bf16 table under precision bf16 (its
                             weight's Param.packed: the only copy), else NULL */
+    Param *embedding;    /* a decoder's token embedding table [V,C]; frozen under precision
+                            bf16, stored in bf16 alone as the head is (an encoder's, 30k rows,
+                            stays f32: the saving is small, and its classifiers match PyTorch's
+                            autocast, which keeps an f32 model's embedding f32) */
     /* backend: under precision bf16, the adapters that ride in their weight's bf16 storage
      * (model.c adapter_copies_create), rounded into it by one round_bf16_many a forward */
     OpsBf16Copy *adapter_copies;

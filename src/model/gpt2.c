@@ -76,7 +76,7 @@ static int gpt2_build(Model *m, LfError *err) {
     int C = c->hidden_size, F = c->ffn_size;
     /* HF's GPT-2 init: the residual branches' output projections at std / sqrt(2 L) */
     float proj_std = c->initializer_range / sqrtf(2.0f * c->num_layers);
-    b->wte = model_param(m, 1, c->vocab_size, C, "transformer.wte.weight");
+    b->wte = m->embedding = model_param(m, 1, c->vocab_size, C, "transformer.wte.weight");
     b->wpe = model_param(m, 1, c->max_positions, C, "transformer.wpe.weight");
     for (int l = 0; l < c->num_layers; l++) {
         Layer *L = &b->layers[l];

@@ -136,7 +136,7 @@ static int llama_build(Model *m, LfError *err) {
     model_rope_freqs(c, &b->rope);
     model_rope_freqs_local(c, &b->rope_local);
     model_rope_freqs_long(c, &b->rope_long);
-    b->wte = model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
+    b->wte = m->embedding = model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
     b->wte->pad_row = c->pad_token_id;
     for (int l = 0; l < c->num_layers; l++) {
         Layer *L = &b->layers[l];

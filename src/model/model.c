@@ -912,8 +912,9 @@ static int choose_storage(Model *m, const char *dir, LfError *err) {
                        "model.base_dtype %s stores frozen weights, and train.strategy full "
                        "freezes none: use base_dtype f32",
                        base_dtype_name(d));
-    if (m->head && !m->head->w->grad && model_keeps_bf16(m))
-        m->head->w->dtype = GGML_BF16; /* the table its bf16 GEMMs read, and the only one */
+    Param *tables[2] = {m->head ? m->head->w : NULL, m->embedding}; /* tied: one */
+    for (int t = 0; t < 2; t++) /* the table the head's bf16 GEMMs read, the embedding gathers */
+        if (tables[t] && !tables[t]->grad && model_keeps_bf16(m)) tables[t]->dtype = GGML_BF16;
     if (d == BASE_Q && !(dir && ends_with(dir, ".gguf")))
         return lf_fail(err,
                        "model.base_dtype q keeps a GGUF file's quantised blocks, and %s is not a "
@@ -943,7 +944,8 @@ static int adapter_in_weight(const Model *m, const Linear *l) {
 
 /* Places the packed weights from base (or, base NULL, only counts their bytes): group by group,
  * 64-byte aligned, a group's weights back to back and then the A rows of its adapted members
- * (adapter_in_weight), so that a group stored in bf16 is one block (group_adapted). */
+ * (adapter_in_weight), so that a group stored in bf16 is one block (group_adapted); then the LM
+ * head's and the token embedding's bf16 tables (one when tied). */
 static size_t place_packed(Model *m, char *base) {
     size_t at = 0;
     for (int i = 0; i < m->n_linears; i++) {
@@ -963,11 +965,13 @@ static size_t place_packed(Model *m, char *base) {
             at += (size_t)m->spec.r * packed_stride(g->w);
         }
     }
-    Param *head = m->head ? m->head->w : NULL; /* its own weight, or the tied embedding */
-    if (head && head->dtype != GGML_F32) {
+    Param *tables[2] = {m->head ? m->head->w : NULL, m->embedding}; /* tied: one */
+    for (int t = 0; t < 2; t++) {
+        Param *p = tables[t];
+        if (!p || p->dtype == GGML_F32 || (t && p == tables[0])) continue;
         at = (at + 63) & ~(size_t)63;
-        if (base) head->packed = base + at;
-        at += head->packed_bytes;
+        if (base) p->packed = base + at;
+        at += p->packed_bytes;
     }
     return at;
 }

@@ -529,7 +529,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     CHECK(model_trainable_count(&cpu) > 0);
     /* the seven projections of each layer packed: bf16, the GGUF's Q8_0 (F16 for rows of 48) or
      * Q4_1 quantised at load (bf16 for rows of 48, not whole blocks); a frozen LM head, its own
-     * weight or the tied embedding, in bf16 alone, the table its GEMMs read */
+     * weight or the tied embedding, and the embedding in bf16 alone, the tables their ops read */
     int quantised = dtype >= BASE_Q;
     int packed = dtype == BASE_Q ? GGML_Q8_0 : quantised ? GGML_Q4_1 : GGML_BF16;
     int rows_of_48 = dtype == BASE_Q ? GGML_F16 : GGML_BF16;
@@ -538,10 +538,12 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
             const Linear *l = gpu.linears[i];
             if (l != gpu.head) CHECK(l->w->dtype == (l->in == 48 ? rows_of_48 : packed));
         }
-        const Param *h = gpu.head->w;
+        const Param *h = gpu.head->w, *e = gpu.embedding;
         int frozen = task != TASK_REWARD && strategy == STRATEGY_LORA;
         CHECK(frozen ? h->dtype == GGML_BF16 && !h->value && (void *)gpu.head_bf16 == h->packed
                      : h->dtype == GGML_F32 && h->value && !gpu.head_bf16);
+        CHECK(strategy == STRATEGY_LORA ? e->dtype == GGML_BF16 && e->packed && !e->value
+                                        : e->dtype == GGML_F32 && e->value);
     }
     copy_values(&gpu, &cpu);
     int fused = prec == PRECISION_BF16 && strategy == STRATEGY_LORA && task == TASK_CAUSAL_LM;
