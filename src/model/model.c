@@ -912,8 +912,10 @@ static int choose_storage(Model *m, const char *dir, LfError *err) {
                        "model.base_dtype %s stores frozen weights, and train.strategy full "
                        "freezes none: use base_dtype f32",
                        base_dtype_name(d));
-    Param *tables[2] = {m->head ? m->head->w : NULL, m->embedding}; /* tied: one */
-    for (int t = 0; t < 2; t++) /* the table the head's bf16 GEMMs read, the embedding gathers */
+    /* the tables an LM head's bf16 GEMMs read and the embedding gathers (tied: one); a reward
+     * model's score head (one row) keeps its f32 GEMM */
+    Param *tables[2] = {m->head && !m->cfg.score_head ? m->head->w : NULL, m->embedding};
+    for (int t = 0; t < 2; t++)
         if (tables[t] && !tables[t]->grad && model_keeps_bf16(m)) tables[t]->dtype = GGML_BF16;
     if (d == BASE_Q && !(dir && ends_with(dir, ".gguf")))
         return lf_fail(err,

@@ -693,6 +693,41 @@ static void listed_head_rows(Strategy strategy, Precision prec) {
     model_free(&cpu), model_free(&gpu);
 }
 
+/* A reward model opened to score (nothing trains, `loraft score`) under bf16: its score head
+ * keeps its f32 weight (reward.c's GEMM reads it; one row gains nothing from bf16), its embedding
+ * is stored in bf16 alone; the per-token scores within the bf16 bounds of the CPU's fp32 ones. */
+static void reward_scores_bf16(void) {
+    ModelConfig cfg;
+    decoder_config(&cfg, ARCH_LLAMA, 0);
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.task = TASK_REWARD, spec.strategy = STRATEGY_NONE;
+    LfError err;
+    Model m[2];
+    for (int k = 0; k < 2; k++) {
+        spec.precision = k ? PRECISION_BF16 : PRECISION_FP32;
+        CHECK_OK(model_create(&m[k], &cfg, &spec, k ? &ops_cuda : &ops_cpu, NULL, 5, LB, LT, NULL,
+                              0, &err),
+                 &err);
+        if (!m[k].params) return;
+    }
+    const Param *h = m[1].head->w;
+    CHECK(h->dtype == GGML_F32 && h->value && !m[1].head_bf16);
+    CHECK(m[1].embedding->dtype == GGML_BF16 && !m[1].embedding->value);
+    int32_t ids[LB * LT], mask[LB * LT];
+    Rng rng = {17, 0};
+    for (int i = 0; i < LB * LT; i++) ids[i] = (int32_t)(rng_next(&rng) % LV), mask[i] = 1;
+    float scores[2][LB * LT];
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(model_set_batch(&m[k], ids, NULL, mask, NULL, LB, LT, &err), &err);
+        CHECK_OK(model_forward(&m[k], 0, NULL, &err), &err);
+        CHECK_OK(model_lm_logits(&m[k], 0, LB * LT, scores[k], &err), &err);
+    }
+    compare_as(PRECISION_BF16, "reward scores (score head f32, embedding bf16)", scores[1],
+               scores[0], LB * LT);
+    for (int k = 0; k < 2; k++) model_free(&m[k]);
+}
+
 /* Gradient checkpointing on the GPU: the same model with and without it (config cfg, from dir
  * or its seed; spec's LoRA r 4 on targets, lora dropout 0.1, every dropout of cfg on) makes one
  * training step from the same weights (B random) on right-padded rows: the loss and every
@@ -1000,6 +1035,11 @@ int main(void) {
     printf("llama DPO (LoRA): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
+    bf16_worst = 0;
+    reward_scores_bf16();
+    printf("llama reward model scoring under bf16: score head f32, embedding bf16, scores within "
+           "the bf16 bounds (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
     step_waits(TASK_DPO);
     step_waits(TASK_REWARD);
     for (int full = 0; full < 2; full++) {
