@@ -519,8 +519,9 @@ typedef struct Ops {
      * DPO's, padding) forms the logits of the others alone; the rows not listed keep their
      * losses and dh untouched.
      * Equal to matmul_forward + cross_entropy + matmul_backward on the whole [N,V] logits.
-     * Wb [V,C] or NULL: W's bf16 copy, for a frozen head under model.precision bf16 (dW must be
-     * NULL then: the GPU reports an error, the CPU, whose ops cannot fail, runs without Wb).
+     * Wb [V,C] or NULL: the head in bf16, a frozen head under model.precision bf16 (stored so
+     * alone: W is not read, and may be NULL; dW must be NULL then: the GPU reports an error, the
+     * CPU, whose ops cannot fail, runs without Wb).
      * With it the GEMMs run on bf16 operands: logits = bf16(bf16(h) @ Wb^T) (f32 sums rounded
      * once: PyTorch's autocast returns the head's logits in bf16 too) and dh += bf16(dlogits) @
      * Wb, products of bf16 values summed in f32; the losses and dlogits are computed in f32 from

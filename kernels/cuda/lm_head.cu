@@ -3,7 +3,7 @@
  * GEMM forms the logits in scratch, the cross-entropy row kernel turns them
  * into dlogits in place (soft-capped as it reads them where softcap > 0; a label
  * >= V raises FAULT_LABEL there), and up to two GEMMs accumulate dh and dW. With
- * the head's bf16 copy Wb, the chunk's rows of h are rounded to bf16 first, the
+ * the head in bf16, Wb, the chunk's rows of h are rounded to bf16 first, the
  * logits and dlogits are bf16 (PyTorch's autocast returns the head's logits in
  * bf16; half the bytes of the pass between the GEMMs), and both GEMMs run on bf16
  * tensor cores (TF32 at best otherwise). With a row list (ops.h `rows`) the
