@@ -204,14 +204,12 @@ def pytorch_side(a):
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
     g = torch.Generator().manual_seed(42)
     ids = torch.randint(0, cfg["vocab_size"], (B, T), generator=g).to(dev)
-    labels = ids.clone() if causal else (torch.arange(B) % 2).to(dev)
     k = prompt_tokens(a.prompt, T)
-    if causal:
-        labels[:, :k] = -100  # SFT's prompt: no loss there
     if a.dpo:  # pairs: a chosen and a rejected response after one prompt
         ids[1::2, :k] = ids[0::2, :k]
-        labels = ids.clone()
-        labels[:, :k] = -100
+    labels = ids.clone() if causal else (torch.arange(B) % 2).to(dev)
+    if causal:
+        labels[:, :k] = -100  # SFT's prompt (DPO's): no loss there
 
     def logps(labels):
         """Every row's log-prob of its labelled tokens (TRL's concatenated_forward)."""

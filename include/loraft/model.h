@@ -38,10 +38,11 @@ typedef struct DpoSpec {
 
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to
  * nearest even at load); q, a GGUF file's own blocks (Q4_1, Q8_0, ...; QLoRA-style); or one
- * block type from any checkpoint, quantised at load as llama.cpp's quantize writes it (q8_0 ..
+ * block type from any checkpoint, quantised at load with ggml's reference rounding (q8_0 ..
  * q4_0: 8.5 to 4.5 bits a weight; a weight whose rows are not whole blocks is stored bf16). The
- * blocks are dequantised into op scratch for each GEMM. Only frozen Linear weights are packed:
- * embeddings, norms, biases, the LM head, LoRA A/B and every trainable tensor stay f32. */
+ * blocks are dequantised into op scratch for each GEMM. Only frozen Linear weights are packed so:
+ * norms, biases, LoRA A/B and every trainable tensor stay f32, and so do the LM head and the
+ * embedding but where precision bf16 keeps a decoder's frozen ones in bf16 alone. */
 typedef enum BaseDtype {
     BASE_F32,
     BASE_BF16,

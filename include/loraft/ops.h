@@ -157,10 +157,11 @@ typedef struct Ops {
 
     /* ---- embeddings ----
      * out[B,T,C] = wte[ids[b,t]] + wpe[pos[b,t]] + wtt[types[b,t]]
-     * ids, types, pos: [B,T] int32; wte [V,C], or (NULL) wte_bf16 [V,C] in bf16 (a frozen table
-     * stored so alone: the tied LM head under precision bf16); wpe [maxT,C] or NULL (no learned
-     * positions, Llama); wtt [2,C] or NULL (no token types, DistilBERT); types NULL means all
-     * zero, pos NULL means pos[b,t] = t (generation's cached positions are pos0 + t). */
+     * ids, types, pos: [B,T] int32; wte [V,C], or (NULL) wte_bf16 [V,C] in bf16 (a decoder's
+     * frozen table under precision bf16, stored so alone, the tied LM head's too); wpe [maxT,C] or
+     * NULL (no learned positions, Llama); wtt [2,C] or NULL (no token types, DistilBERT); types
+     * NULL means all zero, pos NULL means pos[b,t] = t (generation's cached positions are pos0 +
+     * t). */
     void (*embedding_forward)(float *out, const int32_t *ids, const int32_t *types,
                               const int32_t *pos, const float *wte, const uint16_t *wte_bf16,
                               const float *wpe, const float *wtt, int B, int T, int C);

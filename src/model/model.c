@@ -903,6 +903,17 @@ static int gguf_storage(Model *m, const char *path, LfError *err) {
     return rc;
 }
 
+/* The [V,C] tables a frozen one of which precision bf16 stores in bf16 alone, into tables: the
+ * LM head's weight, which its bf16 GEMMs read, and a decoder's token embedding, which
+ * embedding_forward gathers from bf16 too (tied: one table); not a reward model's score head
+ * (one row, read by reward.c's f32 GEMM). Returns how many. */
+static int vocab_tables(const Model *m, Param *tables[2]) {
+    int n = 0;
+    if (m->head && !m->cfg.score_head) tables[n++] = m->head->w;
+    if (m->embedding && (!n || m->embedding != tables[0])) tables[n++] = m->embedding;
+    return n;
+}
+
 /* Which frozen dense weights are packed, and as what (model.base_dtype, model.precision). */
 static int choose_storage(Model *m, const char *dir, LfError *err) {
     BaseDtype d = m->spec.base_dtype;
@@ -912,11 +923,9 @@ static int choose_storage(Model *m, const char *dir, LfError *err) {
                        "model.base_dtype %s stores frozen weights, and train.strategy full "
                        "freezes none: use base_dtype f32",
                        base_dtype_name(d));
-    /* the tables an LM head's bf16 GEMMs read and the embedding gathers (tied: one); a reward
-     * model's score head (one row) keeps its f32 GEMM */
-    Param *tables[2] = {m->head && !m->cfg.score_head ? m->head->w : NULL, m->embedding};
-    for (int t = 0; t < 2; t++)
-        if (tables[t] && !tables[t]->grad && model_keeps_bf16(m)) tables[t]->dtype = GGML_BF16;
+    Param *tables[2];
+    for (int t = 0; t < vocab_tables(m, tables); t++)
+        if (!tables[t]->grad && model_keeps_bf16(m)) tables[t]->dtype = GGML_BF16;
     if (d == BASE_Q && !(dir && ends_with(dir, ".gguf")))
         return lf_fail(err,
                        "model.base_dtype q keeps a GGUF file's quantised blocks, and %s is not a "
@@ -967,10 +976,10 @@ static size_t place_packed(Model *m, char *base) {
             at += (size_t)m->spec.r * packed_stride(g->w);
         }
     }
-    Param *tables[2] = {m->head ? m->head->w : NULL, m->embedding}; /* tied: one */
-    for (int t = 0; t < 2; t++) {
+    Param *tables[2];
+    for (int t = 0, n = vocab_tables(m, tables); t < n; t++) {
         Param *p = tables[t];
-        if (!p || p->dtype == GGML_F32 || (t && p == tables[0])) continue;
+        if (p->dtype == GGML_F32) continue;
         at = (at + 63) & ~(size_t)63;
         if (base) p->packed = base + at;
         at += p->packed_bytes;
