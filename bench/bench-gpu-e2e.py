@@ -44,7 +44,7 @@ loraft's precision is one parameter, --precision: model.precision for bench_trai
 (bf16: frozen weights' GEMMs on bf16 tensor cores, the rest f32 / TF32; fp32; tf32), each step
 one CUDA Graph launch unless the precision carries '/nographs' (train.cuda_graphs off), with
 loraft's attention kernels unless it carries '/cudnn' (model.attention cudnn), the frozen
-projections in bf16 unless it carries a block type, '/q8_0' .. '/q4_0' (model.base_dtype:
+projections in bf16 unless it carries a block type, '/q8_0' .. '/q4_0' or '/nf4' (model.base_dtype:
 quantised as the model is made, dequantised for each GEMM; PyTorch's side stays bf16). --smoke:
 tiny configs, 1 step, for a CPU check that the script works (--device cpu --smoke).
 Informative only: speed lives in bench/, never in tests.
@@ -263,7 +263,7 @@ def loraft_side(a, name, model_dir, T, B, precision):
     graphs = "off" if "nographs" in flags else "auto"
     attention = "cudnn" if "cudnn" in flags else "loraft"
     ckpt = ["--checkpointing"] if "ckpt" in flags else []
-    base = [f for f in flags if re.fullmatch(r"q[0-9]_[01]", f)]  # model.base_dtype q8_0 .. q4_0
+    base = [f for f in flags if re.fullmatch(r"q[0-9]_[01]|nf4", f)]  # model.base_dtype q8_0 .. nf4
     out, why = run([a.loraft_bench, model_dir, "--random", "--device", a.device, "--batch",
                     str(B), "--seq", str(T), "--steps", str(a.steps), "--r", str(a.r),
                     "--targets", ",".join(targets), "--dropout", str(dropout),
@@ -297,7 +297,7 @@ def main():
     ap.add_argument("--precision", help="loraft's model.precision, comma-separated; a "
                     "'/nographs' suffix runs it without CUDA Graphs, '/cudnn' with cuDNN's "
                     "attention, '/ckpt' with gradient checkpointing, '/q4_0' (or q8_0, q5_1, q5_0, "
-                    "q4_1) with that base_dtype (default: bf16/nographs,"
+                    "q4_1, nf4) with that base_dtype (default: bf16/nographs,"
                     "bf16/nographs/cudnn,bf16,fp32 on the GPU, and bf16/nographs/ckpt for "
                     "SmolLM2; fp32 on the CPU, which computes fp32 only)")
     ap.add_argument("--steps", type=int, default=10)

@@ -9,7 +9,7 @@
 # ncu), the kernel benchmarks' GEMM and LoRA rows in strict FP32 and TF32, the whole CTest
 # suite, and last, where time remains, end to end at Llama-3.2-1B's, Qwen3-0.6B's, Gemma 3
 # 270M's and Phi-4-mini's shapes, SmolLM2's with half of every row a prompt (SFT's), as DPO
-# pairs after such a prompt, and with its projections quantised at load (q8_0, q4_0).
+# pairs after such a prompt, and with its projections quantised at load (q8_0, q4_0, nf4).
 #
 # The build is skipped where .gpu-prebuilt/ (scripts/gpu-prebuild.sh, run on a machine without
 # the GPU) holds binaries of these sources for this GPU and CUDA version: a device lease then
@@ -288,8 +288,8 @@ step e2e_smollm2-2048-dpo 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e
   --cases smollm2-2048 --dpo --prompt 0.5 --precision "$prompt_precision" --device "$e2e_device" \
   --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
 show e2e_smollm2-2048-dpo "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
-note "== end to end with the frozen projections quantised at load (base_dtype q8_0, q4_0; loraft alone), where time remains"
-q_precision=bf16/q8_0,bf16/q4_0
+note "== end to end with the frozen projections quantised at load (base_dtype q8_0, q4_0, nf4; loraft alone), where time remains"
+q_precision=bf16/q8_0,bf16/q4_0,bf16/nf4
 [ "$dry" = 1 ] && q_precision=fp32/q4_0
 step e2e_smollm2-2048-q 120 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py \
   --cases smollm2-2048 --precision "$q_precision" --no-pytorch --device "$e2e_device" \

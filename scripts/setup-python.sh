@@ -23,6 +23,7 @@
 set -euo pipefail
 venv=${LORAFT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/loraft/venv}
 requirements="torch==2.15.0 transformers==5.24.0 peft==0.21.2 safetensors==0.8.0 gguf==0.19.0"
+requirements+=" bitsandbytes==0.50.2" # NF4's reference (tests/test_quant_bnb.sh); runs on the CPU
 # What the venv was made with: a change of the list or of python3 rebuilds it.
 stamp="$requirements; $(python3 -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo none)"
 status=$venv.status # why the venv is missing, for --check
@@ -70,7 +71,7 @@ if ! ready; then
   "$venv/bin/python" -m pip install --no-cache-dir -q --upgrade pip >&2
   # shellcheck disable=SC2086
   "$venv/bin/python" -m pip install --no-cache-dir -q $requirements >&2
-  "$venv/bin/python" -c 'import torch, transformers, peft, safetensors, gguf' >&2
+  "$venv/bin/python" -c 'import torch, transformers, peft, safetensors, gguf, bitsandbytes' >&2
   echo "$stamp" >"$venv/.loraft-stamp"
   say "ready in $(($(date +%s) - start)) s, $(du -sh "$venv" | cut -f1)"
 fi

@@ -325,6 +325,32 @@ static void test_requantised(void) {
     model_free(&m[0]);
 }
 
+/* base_dtype nf4 from safetensors: the projections of rows of 64 as NF4 blocks, down_proj (rows of
+ * 96, not whole blocks) in bf16; the loss within 2e-2 relative of f32's (tests/test_quant_bnb.sh
+ * checks the values against bitsandbytes). */
+static void test_nf4_at_load(void) {
+    const char *paths[2] = {tmp_path("q4_1"), tmp_path("q4_1")};
+    const BaseDtype dtypes[2] = {BASE_F32, BASE_NF4};
+    int32_t ids[B * T];
+    Model m[2];
+    float loss[2];
+    if (open_and_step(2, m, loss, ids, paths, dtypes, 10)) return;
+    int nf4 = 0, bf16 = 0;
+    for (int i = 0; i < m[1].n_linears; i++) {
+        const Param *w = m[1].linears[i]->w;
+        int down = strstr(w->name, "down_proj") != NULL;
+        if (m[1].linears[i] == m[1].head) continue;
+        nf4 += !down && w->dtype == QUANT_NF4;
+        bf16 += down && w->dtype == GGML_BF16;
+    }
+    double rel = fabs(loss[1] - loss[0]) / loss[0];
+    printf("nf4 from safetensors: %d projections NF4, %d bf16; loss %.7f, f32 %.7f (rel %.1e)\n",
+           nf4, bf16, loss[1], loss[0], rel);
+    CHECK(nf4 == 12 && bf16 == 2 && rel <= 2e-2 && loss[1] != loss[0]);
+    CHECK(!strcmp(base_dtype_name(BASE_NF4), "nf4"));
+    for (int k = 0; k < 2; k++) model_free(&m[k]);
+}
+
 /* model_open (generate, predict) honours the dtype: q's KV-cached decoding gives f32's logits. */
 static void test_open_decode(void) {
     char gguf[600];
@@ -456,7 +482,7 @@ static void test_refusals(void) {
     char gguf[600];
     snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path("q4_1"));
     expect_fail(open_model(&m, tmp_path("q4_1"), BASE_Q, STRATEGY_LORA, &err), &err,
-                "is not a .gguf file (use bf16 or f32)");
+                "or a bitsandbytes 4-bit checkpoint's quantised blocks, and");
     expect_fail(open_model(&m, gguf, BASE_BF16, STRATEGY_FULL, &err), &err,
                 "train.strategy full freezes none");
     CHECK_OK(open_model(&m, tmp_path("q4_1"), BASE_BF16, STRATEGY_LORA, &err), &err);
@@ -494,6 +520,7 @@ int main(void) {
     compare_quantised_at_load("q4_1", BASE_Q4_1, GGML_Q4_1);
     compare_quantised_at_load("q8_0", BASE_Q8_0, GGML_Q8_0);
     test_requantised();
+    test_nf4_at_load();
     test_gguf_tokenizer(vocab);
     test_open_decode();
     test_gpt2_gguf(vocab, "F32", 1e-5);

@@ -15,6 +15,7 @@
 #include "loraft/fileio.h"
 #include "loraft/gguf.h"
 #include "loraft/model_config.h"
+#include "loraft/quant_block.h" /* qb_nf4 */
 #include "loraft/safetensors.h" /* f32_to_f16, f16_to_f32 */
 
 #include <stdint.h>
@@ -296,6 +297,10 @@ static void test_malformed_tensors(void) {
     tinfo(&b, "t", 1, (uint64_t[]){4}, 1000, 0);
     data(&b, 16);
     BAD(&b, "type id 1000 is not a ggml type");
+    header(&b, 3, 1, 0);
+    tinfo(&b, "t", 1, (uint64_t[]){64}, QUANT_NF4, 0); /* loraft's own, never in a file */
+    data(&b, 36);
+    BAD(&b, "type id 1024 is not a ggml type");
     header(&b, 3, 1, 0);
     tinfo(&b, "t", 1, (uint64_t[]){33}, GGML_Q8_0, 0);
     data(&b, 68);
@@ -1305,6 +1310,43 @@ static void test_quantize(void) {
     EXPECT_FAIL(quant_quantize(GGML_Q8_0, x, 32, q, err_), "value 5 is nan");
 }
 
+/* NF4 (bitsandbytes' quantize_4bit; tests/test_quant_bnb.sh compares the bytes): absmax as it is,
+ * each value the code nearest x / absmax, values 2k and 2k + 1 in the high and low nibble of byte
+ * k; a block of zeros stays zeros; never a GGUF type. */
+static void test_nf4(void) {
+    LfError err;
+    float x[192], back[192];
+    unsigned char q[3 * 36];
+    for (int i = 0; i < 192; i++)
+        x[i] = i < 128 ? sinf(1.3f * (float)i) * (i < 64 ? 0.02f : 7.0f) : 0;
+    x[0] = 0.05f, x[1] = -0.05f; /* block 0's absmax, twice: codes 15 and 0 */
+    CHECK_OK(quant_quantize(QUANT_NF4, x, 192, q, &err), &err);
+    CHECK(quant_dequantize(QUANT_NF4, q, back, 192) == 0);
+    CHECK(q[4] == 0xF0 && back[0] == 0.05f && back[1] == -0.05f);
+    int nearest = 1, decoded = 1;
+    for (int b = 0; b < 3; b++) {
+        float amax = 0, stored;
+        for (int j = 0; j < 64; j++) amax = fmaxf(amax, fabsf(x[64 * b + j]));
+        memcpy(&stored, q + 36 * b, 4); /* little-endian host */
+        CHECK(stored == amax);
+        for (int j = 0; j < 64; j++) {
+            int e = 64 * b + j,
+                code = j % 2 ? q[36 * b + 4 + j / 2] & 0xF : q[36 * b + 4 + j / 2] >> 4;
+            float v = amax > 0 ? x[e] / amax : 0;
+            for (int k = 0; k < 16; k++)
+                nearest &= fabsf(v - qb_nf4(code)) <= fabsf(v - qb_nf4(k)) + 1e-6f;
+            decoded &= back[e] == qb_nf4(code) * amax;
+        }
+    }
+    CHECK(nearest && decoded && back[150] == 0 && qb_nf4(7) == 0 && qb_nf4(0) == -1);
+    CHECK(!strcmp(quant_type_name(QUANT_NF4), "NF4") && quant_block_elems(QUANT_NF4) == 64 &&
+          quant_block_bytes(QUANT_NF4) == 36 && quant_can_dequantize(QUANT_NF4));
+    CHECK(!quant_is_ggml(QUANT_NF4) && !quant_can_quantize(QUANT_NF4) && quant_is_ggml(GGML_Q4_0));
+    EXPECT_FAIL(quant_quantize(QUANT_NF4, x, 96, q, err_), "not a whole number of NF4 blocks");
+    x[70] = INFINITY;
+    EXPECT_FAIL(quant_quantize(QUANT_NF4, x, 128, q, err_), "value 70 is inf");
+}
+
 int main(void) {
     if (!mkdtemp(tmpdir)) return 1;
     test_malformed_header();
@@ -1324,6 +1366,7 @@ int main(void) {
     test_quant_api();
     test_copy_kvs();
     test_quantize();
+    test_nf4();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -39,7 +39,8 @@ typedef struct DpoSpec {
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to
  * nearest even at load); q, a GGUF file's own blocks (Q4_1, Q8_0, ...; QLoRA-style); or one
  * block type from any checkpoint, quantised at load with ggml's reference rounding (q8_0 ..
- * q4_0: 8.5 to 4.5 bits a weight; a weight whose rows are not whole blocks is stored bf16). The
+ * q4_0: 8.5 to 4.5 bits a weight; a weight whose rows are not whole blocks is stored bf16), or
+ * bitsandbytes' NF4 (nf4: QLoRA's type, 64-value blocks, 4.5 bits a weight). The
  * blocks are dequantised into op scratch for each GEMM. Only frozen Linear weights are packed so:
  * norms, biases, LoRA A/B and every trainable tensor stay f32, and so do the LM head and the
  * embedding but where precision bf16 keeps a decoder's frozen ones in bf16 alone. */
@@ -51,7 +52,8 @@ typedef enum BaseDtype {
     BASE_Q5_1,
     BASE_Q5_0,
     BASE_Q4_1,
-    BASE_Q4_0
+    BASE_Q4_0,
+    BASE_NF4
 } BaseDtype;
 
 /* How the GEMMs compute (model.precision, the enum Precision of ops.h). fp32; tf32 (the
@@ -344,7 +346,7 @@ void transpose_f32(float *out, const float *in, int64_t rows, int64_t cols);
 /* Strategy and names. */
 int strategy_parse(const char *s, Strategy *out, LfError *err);
 const char *strategy_name(Strategy s);
-int base_dtype_parse(const char *s, BaseDtype *out, LfError *err); /* "f32", .. "q4_0" */
+int base_dtype_parse(const char *s, BaseDtype *out, LfError *err); /* "f32", .. "nf4" */
 const char *base_dtype_name(BaseDtype d);
 int precision_parse(const char *s, Precision *out, LfError *err); /* "auto", "fp32", ... */
 const char *precision_name(Precision p);

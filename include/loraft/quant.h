@@ -3,7 +3,8 @@
  *
  * A quantised type stores a row as blocks of `block_elems` values in `block_bytes` bytes,
  * always little-endian and possibly unaligned. Dequantised here: F32, F16, BF16 (block of 1),
- * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (32 values), Q4_K, Q5_K, Q6_K (256 values). Every other id
+ * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (32 values), Q4_K, Q5_K, Q6_K (256 values), and loraft's NF4
+ * (64 values). Every other id
  * ggml defines is known by name and size, so a file holding it still validates, but cannot
  * be dequantised. Written from the format definitions; each value is computed with the
  * same float operations in the same order as the PyPI `gguf` package's numpy reference, so
@@ -12,7 +13,9 @@
  *
  * Quantisation (quant_quantize): F32, F16, BF16 and the 32-value types Q8_0, Q4_0, Q4_1, Q5_0,
  * Q5_1, with ggml's reference rounding (quantize_row_*_ref), so what loraft writes reads back
- * in llama.cpp and the `gguf` package as ggml's own quantiser would have written it. */
+ * in llama.cpp and the `gguf` package as ggml's own quantiser would have written it; NF4 as
+ * bitsandbytes' quantize_4bit rounds (its values and absmax bit for bit:
+ * tests/test_quant_bnb.sh). */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -59,10 +62,16 @@ typedef enum GgmlType {
     GGML_MXFP4 = 39,
     GGML_NVFP4 = 40,
     GGML_Q1_0 = 41,
+    /* loraft's own, never in a GGUF file (quant_is_ggml is 0): bitsandbytes' NF4, the 4-bit
+     * NormalFloat of QLoRA, in blocks of 64 values (model.base_dtype nf4, a bitsandbytes 4-bit
+     * checkpoint's weights). */
+    QUANT_NF4 = 1024,
 } GgmlType;
 
-/* "Q4_K", ...; NULL for an id ggml does not define. */
+/* "Q4_K", ..., "NF4"; NULL for an id neither ggml nor loraft defines. */
 const char *quant_type_name(uint32_t type);
+/* 1 for a type ggml defines (one a GGUF file may hold), 0 for QUANT_NF4 or an unknown id. */
+int quant_is_ggml(uint32_t type);
 /* Values per block and bytes per block; 0 for an unknown id. */
 int quant_block_elems(uint32_t type);
 int quant_block_bytes(uint32_t type);
@@ -80,9 +89,9 @@ int quant_dequantize(uint32_t type, const void *src, float *dst, int64_t n);
  * type at dst (quant_block_bytes each). Fails (writing nothing) for a type it does not write,
  * an n that is not a whole number of blocks, or a non-finite value for a block type. */
 int quant_quantize(GgmlType type, const float *src, size_t n, void *dst, LfError *err);
-/* 1 when quant_quantize writes the type. */
+/* 1 when quant_quantize writes the ggml type (into a GGUF file; not NF4). */
 int quant_can_quantize(uint32_t type);
-/* A comma-separated list of the types quant_quantize writes, for error messages. */
+/* A comma-separated list of those types, for error messages. */
 const char *quant_quantize_list(void);
 
 #ifdef __cplusplus

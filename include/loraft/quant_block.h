@@ -1,6 +1,6 @@
-/* quant_block.h: the values of each ggml type's blocks decoded to f32, written once for both
- * backends: src/io/quant.c (host C, whole blocks: load and the CPU's frozen GEMMs) and
- * kernels/cuda/dequantize.cu (one device thread per value) include it, so the GPU's
+/* quant_block.h: the values of each ggml type's blocks (and loraft's NF4) decoded to f32, written
+ * once for both backends: src/io/quant.c (host C, whole blocks: load and the CPU's frozen GEMMs)
+ * and kernels/cuda/dequantize.cu (one device thread per value) include it, so the GPU's
  * dequantisation is the CPU's bit for bit.
  *
  * Byte layouts in the comments (offsets, little-endian, no alignment assumed). The float
@@ -163,6 +163,44 @@ static inline LF_HOST_DEVICE float q6_k_value(const uint8_t *b, QbScale sc, int 
     return QB_MUL(ds, (float)(q - 32));
 }
 
+/* ----------------------------------------------------------- 64-value NF4 blocks ---- */
+
+/* bitsandbytes' NF4 code (QLoRA's 4-bit NormalFloat: quantiles of a normal scaled to [-1, 1], with
+ * an exact 0), its float32 values. The device's copy is in global memory, not constant memory,
+ * which serialises a warp's loads of different addresses: a warp's codes differ. */
+#define QB_NF4_CODE                                                                                \
+    {                                                                                              \
+        -0x1p+0f, -0x1.647362p-1f, -0x1.0cd66p-1f, -0x1.94654p-2f, -0x1.23449ap-2f,                \
+            -0x1.7a6a7ep-3f, -0x1.74f0e2p-4f, 0.0f, 0x1.45f5fep-4f, 0x1.4995c6p-3f,                \
+            0x1.f809bap-3f, 0x1.5a0674p-2f, 0x1.c3497p-2f, 0x1.200f56p-1f, 0x1.722766p-1f, 0x1p+0f \
+    }
+#ifdef __CUDACC__
+static __device__ const float qb_nf4_device[16] = QB_NF4_CODE;
+#endif
+static const float qb_nf4_host[16] = QB_NF4_CODE;
+
+static inline LF_HOST_DEVICE float qb_nf4(int q) {
+#ifdef __CUDA_ARCH__
+    return qb_nf4_device[q];
+#else
+    return qb_nf4_host[q];
+#endif
+}
+
+/* NF4, 36 bytes: absmax f32 @0, qs[32] @4, values 2k and 2k + 1 in the high and low nibble of
+ * qs[k] (bitsandbytes' order); y = NF4[q] * absmax. */
+static inline LF_HOST_DEVICE QbScale nf4_scale(const uint8_t *b, int s) {
+    (void)s;
+    return qb_scale(qb_bits_to_float((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                                     (uint32_t)b[3] << 24),
+                    0.0f);
+}
+static inline LF_HOST_DEVICE float nf4_value(const uint8_t *b, QbScale sc, int s, int l) {
+    int e = 32 * s + l;
+    uint8_t q = b[4 + e / 2];
+    return QB_MUL(qb_nf4(e % 2 ? q & 0xF : q >> 4), sc.d);
+}
+
 /* F16 and BF16 as blocks of one value: the scale function decodes it, the value function
  * returns it. */
 static inline LF_HOST_DEVICE float f16_value(const uint8_t *b, QbScale sc, int s, int l) {
@@ -186,9 +224,10 @@ static inline LF_HOST_DEVICE QbScale bf16_scale(const uint8_t *b, int s) {
     X(GGML_Q4_K, k_scale, q4_k_value, 256)                                                         \
     X(GGML_Q5_K, k_scale, q5_k_value, 256)                                                         \
     X(GGML_Q6_K, q6_k_scale, q6_k_value, 256)                                                      \
+    X(QUANT_NF4, nf4_scale, nf4_value, 64)                                                         \
     X(GGML_BF16, bf16_scale, f16_value, 1)
 
-/* Decodes one block of ggml type `type` (the QB_TYPES) to its 1, 32 or 256 floats, sub-block
+/* Decodes one block of type `type` (the QB_TYPES) to its 1, 32, 64 or 256 floats, sub-block
  * by sub-block, values l and l + 16 (the two nibbles of a byte) together so that the compiler
  * vectorises; returns 0 for any other type, writing nothing. */
 #define QB_DECODE(type, scale, value, n)                                                           \

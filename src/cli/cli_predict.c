@@ -145,12 +145,16 @@ static int merge_write(Model *m, const char *model, const char *out, int gguf, G
 
 int cmd_merge(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *out = NULL, *format = "hf", *type_name = "f16";
+    const char *base_name = "f32";
     const CliOpt opts[] = {
         {"model", OPT_STR, &model, "base HF model directory or .gguf file [required]"},
         {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory [required]"},
         {"out", OPT_STR, &out, "output HF model directory, or .gguf file [required]"},
         {"format", OPT_STR, &format, "hf (default: an HF model directory) or gguf (llama.cpp)"},
         {"type", OPT_STR, &type_name, "gguf: type of the 2-D weights, f16 (default), q8_0 or f32"},
+        {"base-dtype", OPT_STR, &base_name,
+         "merge into the frozen weights as model.base_dtype stored them in training (bf16, "
+         "q8_0 .. q4_0, nf4: rounded, then dequantised); default f32, as loaded"},
     };
     int rc = cli_parse("loraft merge --model M --adapter DIR --out OUT [--format hf|gguf]", opts,
                        sizeof opts / sizeof *opts, NULL, argc, argv);
@@ -164,8 +168,10 @@ int cmd_merge(int argc, char **argv) {
         return fprintf(stderr, "loraft merge: --type '%s': expected f16, q8_0 or f32\n", type_name),
                2;
     LfError err;
+    BaseDtype base;
     Model m;
-    if (model_open(&m, model, adapter, BASE_F32, PRECISION_FP32, &ops_cpu, 1, 2, &err)) {
+    if (base_dtype_parse(base_name, &base, &err) ||
+        model_open(&m, model, adapter, base, PRECISION_FP32, &ops_cpu, 1, 2, &err)) {
         fprintf(stderr, "loraft merge: %s\n", err.msg);
         return 1;
     }

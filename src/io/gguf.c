@@ -319,7 +319,7 @@ static int parse_tensor_info(Cursor *c, int i, GgufTensor *t) {
         t->ne[d] = (int64_t)ne;
     }
     if (read_u32(c, &type, what) || read_u64(c, &t->offset, what)) return -1;
-    if (!quant_type_name(type))
+    if (!quant_is_ggml(type))
         return lf_fail(c->err, "%s: %s: type id %u is not a ggml type", c->path, what, type);
     t->type = (GgmlType)type;
     uint64_t nbytes;

@@ -156,7 +156,8 @@ static int tensor_size(const char *path, const GgufWriteTensor *ts, int i, size_
             return lf_fail(err, "%s: duplicate tensor name '%s'", path, name);
     int be = quant_block_elems(t->type);
     uint64_t n = (uint64_t)quant_block_bytes(t->type);
-    int ok = be > 0 && t->n_dims >= 1 && t->n_dims <= GGUF_MAX_DIMS && t->ne[0] % be == 0;
+    int ok = quant_is_ggml(t->type) && t->n_dims >= 1 && t->n_dims <= GGUF_MAX_DIMS &&
+             t->ne[0] % be == 0;
     for (int d = 0; ok && d < t->n_dims; d++)
         ok = t->ne[d] >= 0 &&
              !__builtin_mul_overflow(n, (uint64_t)(d ? t->ne[d] : t->ne[d] / be), &n);

@@ -19,10 +19,12 @@
 #include <math.h>
 #include <string.h>
 
-static const struct {
+typedef struct {
     const char *name;
     int block_elems, block_bytes;
-} types[] = {
+} TypeInfo;
+
+static const TypeInfo types[] = {
     [GGML_F32] = {"F32", 1, 4},
     [GGML_F16] = {"F16", 1, 2},
     [GGML_Q4_0] = {"Q4_0", 32, 18},
@@ -60,18 +62,28 @@ static const struct {
 };
 #define N_TYPES (sizeof types / sizeof types[0])
 
+int quant_is_ggml(uint32_t type) {
+    return type < N_TYPES && types[type].name;
+}
+
+/* The name and block of a ggml type or NF4; {NULL, 0, 0} for any other id. */
+static TypeInfo type_info(uint32_t type) {
+    static const TypeInfo nf4 = {"NF4", 64, 36}, none = {NULL, 0, 0};
+    return type == QUANT_NF4 ? nf4 : quant_is_ggml(type) ? types[type] : none;
+}
+
 const char *quant_type_name(uint32_t type) {
-    return type < N_TYPES ? types[type].name : NULL;
+    return type_info(type).name;
 }
 int quant_block_elems(uint32_t type) {
-    return type < N_TYPES ? types[type].block_elems : 0;
+    return type_info(type).block_elems;
 }
 int quant_block_bytes(uint32_t type) {
-    return type < N_TYPES ? types[type].block_bytes : 0;
+    return type_info(type).block_bytes;
 }
 
 const char *quant_dequantize_list(void) {
-    return "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K";
+    return "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, NF4";
 }
 
 int quant_can_dequantize(uint32_t type) {
@@ -87,6 +99,7 @@ int quant_can_dequantize(uint32_t type) {
     case GGML_Q4_K:
     case GGML_Q5_K:
     case GGML_Q6_K:
+    case QUANT_NF4:
         return 1; /* the types quant_block_decode handles, and F32 */
     default:
         return 0;
@@ -140,6 +153,12 @@ static void put_half(uint8_t *p, float f) {
 
 static void put_u32le(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t float_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
 }
 
 static void quantize_q8_0(const float *x, uint8_t *b) {
@@ -212,6 +231,25 @@ static void quantize_bf16(const float *x, uint8_t *b) {
     b[1] = (uint8_t)(h >> 8);
 }
 
+/* NF4 as bitsandbytes' quantize_4bit: x * (1 / absmax) (absmax at least 1e-38), clamped to
+ * [-1, 1], to the code whose interval holds it, the midpoints between codes (f32) going to the
+ * lower one (torch.bucketize); absmax stored as it is. */
+static void quantize_nf4(const float *x, uint8_t *b) {
+    float amax = 0.0f, bound[15];
+    for (int j = 0; j < 64; j++) amax = fmaxf(amax, fabsf(x[j]));
+    for (int i = 0; i < 15; i++) bound[i] = (qb_nf4(i) + qb_nf4(i + 1)) / 2.0f;
+    float inv = 1.0f / fmaxf(amax, 1e-38f);
+    put_u32le(b, float_bits(amax));
+    for (int k = 0; k < 32; k++) {
+        int q[2] = {0, 0};
+        for (int h = 0; h < 2; h++) {
+            float v = fminf(fmaxf(x[2 * k + h] * inv, -1.0f), 1.0f);
+            while (q[h] < 15 && bound[q[h]] < v) q[h]++;
+        }
+        b[4 + k] = (uint8_t)(q[0] << 4 | q[1]);
+    }
+}
+
 typedef void (*QuantizeFn)(const float *x, uint8_t *block);
 
 static QuantizeFn quantize_fn(GgmlType type) {
@@ -230,13 +268,15 @@ static QuantizeFn quantize_fn(GgmlType type) {
         return quantize_q5_0;
     case GGML_Q5_1:
         return quantize_q5_1;
+    case QUANT_NF4:
+        return quantize_nf4;
     default:
         return NULL;
     }
 }
 
 int quant_can_quantize(uint32_t type) {
-    return type == GGML_F32 || quantize_fn((GgmlType)type) != NULL;
+    return type == GGML_F32 || (quant_is_ggml(type) && quantize_fn((GgmlType)type) != NULL);
 }
 
 const char *quant_quantize_list(void) {
@@ -246,7 +286,7 @@ const char *quant_quantize_list(void) {
 int quant_quantize(GgmlType type, const float *src, size_t n, void *dst, LfError *err) {
     QuantizeFn fn = quantize_fn(type);
     if (type != GGML_F32 && !fn)
-        return lf_fail(err, "cannot quantise to %s (loraft writes %s)",
+        return lf_fail(err, "cannot quantise to %s (loraft writes %s, NF4)",
                        quant_type_name(type) ? quant_type_name(type) : "an unknown type",
                        quant_quantize_list());
     size_t be = (size_t)quant_block_elems(type), bb = (size_t)quant_block_bytes(type);

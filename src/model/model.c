@@ -14,6 +14,7 @@
 
 #include "loraft/activation.h" /* soft_cap */
 #include "loraft/arch.h"
+#include "loraft/bnb.h"
 #include "loraft/gguf.h"
 #include "loraft/objective.h"
 #include "loraft/rng.h"
@@ -42,15 +43,15 @@ const char *strategy_name(Strategy s) {
     return strategy_names[s];
 }
 
-static const char *const base_dtype_names[] = {"f32",  "bf16", "q",    "q8_0",
-                                               "q5_1", "q5_0", "q4_1", "q4_0"};
+static const char *const base_dtype_names[] = {"f32",  "bf16", "q",    "q8_0", "q5_1",
+                                               "q5_0", "q4_1", "q4_0", "nf4"};
 
 int base_dtype_parse(const char *s, BaseDtype *out, LfError *err) {
-    int i = name_index(base_dtype_names, 8, s);
+    int i = name_index(base_dtype_names, 9, s);
     if (i < 0)
         return lf_fail(err,
                        "unknown base dtype '%s' (expected f32, bf16, q: a GGUF file's own "
-                       "blocks, or q8_0, q5_1, q5_0, q4_1, q4_0: quantised at load)",
+                       "blocks, or q8_0, q5_1, q5_0, q4_1, q4_0, nf4: quantised at load)",
                        s);
     *out = (BaseDtype)i;
     return 0;
@@ -506,6 +507,28 @@ static const char *stored_name(const Model *m, const StShards *st, const Param *
     return p->name;
 }
 
+/* A bitsandbytes 4-bit weight: its NF4 blocks as they are where p is stored as NF4 (*stored set),
+ * else its values (bitsandbytes' dequantisation) into p's load_dst, for load_store. */
+static int load_bnb(const Loader *ld, const Param *p, const StShards *st, const char *name,
+                    int *stored, LfError *err) {
+    BnbWeight w;
+    if (p->hf_transposed)
+        return lf_fail(err,
+                       "%s: '%s' is a bitsandbytes 4-bit Conv1D weight: loraft reads them for "
+                       "Linear weights",
+                       st->path, name);
+    if (bnb_open(&w, st, name, p->shape[0], p->ndim == 2 ? p->shape[1] : 1, err)) return -1;
+    *stored = p->dtype == QUANT_NF4 && bnb_has_nf4_blocks(&w);
+    if (*stored) {
+        bnb_nf4_blocks(&w, ld->bytes);
+        upload_packed(ld, p, ld->bytes);
+    } else {
+        bnb_dequantize(&w, load_dst(ld, p));
+    }
+    bnb_close(&w);
+    return 0;
+}
+
 /* Reads base weights from dir/model.safetensors or its shards (see stored_name); missing head
  * tensors are initialised and reported, any other missing tensor is an error. Tensors no parameter
  * names (a multimodal checkpoint's vision tower) are never read. */
@@ -528,7 +551,10 @@ static int load_weights(const Loader *ld, const char *dir, Rng *r, char *report,
         char buf[sizeof p->name + 32];
         const char *name = stored_name(m, &st, p, buf, sizeof buf);
         const SafeTensors *file = st_shards_find(&st, name);
-        if (file) {
+        int stored = 0;
+        if (file && bnb_is_quantised(&st, name)) {
+            rc = load_bnb(ld, p, &st, name, &stored, err);
+        } else if (file) {
             rc = read_param(file, name, p, dst, err);
         } else if (strncmp(p->name, prefix, plen - 1)) {
             init_missing(m, p, dst, r, report, report_cap); /* the task head of a base model */
@@ -536,7 +562,7 @@ static int load_weights(const Loader *ld, const char *dir, Rng *r, char *report,
             rc = lf_fail(err, "%s: tensor '%s' not found", st.path,
                          m->cfg.multimodal ? name : p->name);
         }
-        if (!rc) rc = load_store(ld, p, err);
+        if (!rc && !stored) rc = load_store(ld, p, err);
     }
     st_shards_close(&st);
     return rc;
@@ -903,6 +929,38 @@ static int gguf_storage(Model *m, const char *path, LfError *err) {
     return rc;
 }
 
+/* base_dtype q from an HF directory: each packable weight that is a bitsandbytes NF4 one of
+ * 64-value blocks along its rows keeps them; any other stays f32 (bf16 where precision bf16 packs
+ * f32 weights, and where its blocks run across rows). A directory without any is refused. */
+static int bnb_storage(Model *m, const char *dir, LfError *err) {
+    StShards st;
+    if (st_shards_open(&st, dir, err)) return -1;
+    int rc = 0, n_bnb = 0;
+    for (int i = 0; i < m->n_linears && !rc; i++) {
+        Param *w = m->linears[i]->w;
+        char buf[sizeof w->name + 32];
+        const char *name = stored_name(m, &st, w, buf, sizeof buf);
+        BnbWeight b;
+        if (!packable(m, m->linears[i]) || !bnb_is_quantised(&st, name)) continue;
+        if ((rc = bnb_open(&b, &st, name, w->shape[0], w->shape[1], err))) break;
+        if (bnb_has_nf4_blocks(&b)) w->dtype = QUANT_NF4;
+        n_bnb++;
+        bnb_close(&b);
+    }
+    for (int i = 0; i < m->n_linears && !rc; i++) {
+        Param *w = m->linears[i]->w;
+        if (packable(m, m->linears[i]) && w->dtype == GGML_F32 && pack_f32_as_bf16(m))
+            w->dtype = GGML_BF16;
+    }
+    if (!rc && !n_bnb)
+        rc = lf_fail(err,
+                     "model.base_dtype q keeps a GGUF file's or a bitsandbytes 4-bit "
+                     "checkpoint's quantised blocks, and %s has neither (use bf16 or f32)",
+                     dir);
+    st_shards_close(&st);
+    return rc;
+}
+
 /* The [V,C] tables a frozen one of which precision bf16 stores in bf16 alone, into tables: the
  * LM head's weight, which its bf16 GEMMs read, and a decoder's token embedding, which
  * embedding_forward gathers from bf16 too (tied: one table); not a reward model's score head
@@ -926,16 +984,15 @@ static int choose_storage(Model *m, const char *dir, LfError *err) {
     Param *tables[2];
     for (int t = 0; t < vocab_tables(m, tables); t++)
         if (!tables[t]->grad && model_keeps_bf16(m)) tables[t]->dtype = GGML_BF16;
-    if (d == BASE_Q && !(dir && ends_with(dir, ".gguf")))
-        return lf_fail(err,
-                       "model.base_dtype q keeps a GGUF file's quantised blocks, and %s is not a "
-                       ".gguf file (use bf16 or f32)",
-                       dir ? dir : "a model initialised from a seed");
-    if (d == BASE_Q) return gguf_storage(m, dir, err);
+    if (d == BASE_Q && !dir)
+        return lf_fail(err, "model.base_dtype q keeps a checkpoint's quantised blocks, and a model "
+                            "initialised from a seed has none (use bf16 or f32)");
+    if (d == BASE_Q)
+        return ends_with(dir, ".gguf") ? gguf_storage(m, dir, err) : bnb_storage(m, dir, err);
     static const GgmlType types[] = {
         [BASE_F32] = GGML_BF16,  [BASE_BF16] = GGML_BF16, [BASE_Q8_0] = GGML_Q8_0,
         [BASE_Q5_1] = GGML_Q5_1, [BASE_Q5_0] = GGML_Q5_0, [BASE_Q4_1] = GGML_Q4_1,
-        [BASE_Q4_0] = GGML_Q4_0};
+        [BASE_Q4_0] = GGML_Q4_0, [BASE_NF4] = QUANT_NF4};
     for (int i = 0; i < m->n_linears; i++) {
         Param *w = m->linears[i]->w;
         if (!packable(m, m->linears[i])) continue;

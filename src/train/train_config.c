@@ -56,14 +56,17 @@ static const Key keys[] = {
     {"model", "device", T_STR, AT(device), .def = "\"auto\"", .choices = "auto|cpu|cuda",
      .help = "Where to train; auto = cuda when a GPU is usable, else cpu."},
     {"model", "base_dtype", T_STR, AT(base_dtype), .def = "\"f32\"",
-     .choices = "f32|bf16|q|q8_0|q5_1|q5_0|q4_1|q4_0",
+     .choices = "f32|bf16|q|q8_0|q5_1|q5_0|q4_1|q4_0|nf4",
      .help = "How frozen dense-layer weights are stored: f32; bf16 (rounded at load, half the "
              "memory); q (a .gguf file's own quantised blocks, QLoRA-style, dequantised for each "
              "GEMM); q8_0, q5_1, q5_0, q4_1, q4_0 (any checkpoint quantised at load to that "
              "llama.cpp block type, 8.5 to 4.5 bits a weight; a GGUF tensor already of the type "
-             "kept as it is; a weight whose rows are not whole 32-value blocks stays bf16). "
-             "Embeddings, norms, biases, the LM head and everything that trains stay f32; all but "
-             "f32 need a frozen base (not lora.strategy full)."},
+             "kept as it is; a weight whose rows are not whole 32-value blocks stays bf16); nf4 "
+             "(bitsandbytes' 4-bit NormalFloat, QLoRA's type: 64-value blocks with an f32 absmax, "
+             "4.5 bits a weight, the values bitsandbytes' quantize_4bit gives). Embeddings, norms, "
+             "biases, the LM head and everything that trains stay f32 (precision bf16 keeps a "
+             "decoder's frozen LM head and embedding in bf16); all but f32 need a frozen base (not "
+             "lora.strategy full)."},
     {"model", "precision", T_STR, AT(precision), .def = "\"auto\"",
      .choices = "auto|fp32|tf32|bf16",
      .help = "How the GEMMs compute. fp32; tf32 (cuBLAS's f32 GEMMs on TF32 tensor cores); bf16 "

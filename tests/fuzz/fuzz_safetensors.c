@@ -4,7 +4,10 @@
  * which grow or shrink the JSON still reach the per-tensor checks instead of
  * failing on the length. When a parse succeeds, every byte of every tensor is
  * read and converted, so AddressSanitizer sees any tensor that points outside
- * the input. */
+ * the input, and every bitsandbytes 4-bit weight is read (bnb.h) as a [2, 64]
+ * matrix (the corpus's bnb_nf4_dq holds one: bitsandbytes' quantize_4bit of
+ * torch.randn(2, 64) under seed 1, double quantised, as Linear4bit saves it). */
+#include "loraft/bnb.h"
 #include "loraft/safetensors.h"
 
 #include <stdint.h>
@@ -29,6 +32,19 @@ static void parse_and_touch(const uint8_t *data, size_t size) {
         if (out && safetensors_read_f32(&st, t->name, t->ndim, t->shape, out, &err) == 0)
             for (size_t j = 0; j < n; j++) sum += out[j] != out[j];
         free(out);
+    }
+    StShards shards = {.files = &st, .n = 1};
+    for (int i = 0; i < st.n_tensors; i++) {
+        BnbWeight w;
+        float out[128];
+        uint8_t blocks[2 * 36] = {0};
+        if (!bnb_is_quantised(&shards, st.tensors[i].name) ||
+            bnb_open(&w, &shards, st.tensors[i].name, 2, 64, &err))
+            continue;
+        bnb_dequantize(&w, out);
+        if (bnb_has_nf4_blocks(&w)) bnb_nf4_blocks(&w, blocks);
+        sum += out[0] != out[127] && blocks[0] != blocks[71];
+        bnb_close(&w);
     }
     sink = sum + (safetensors_metadata(&st, "format") != NULL);
     safetensors_close(&st);

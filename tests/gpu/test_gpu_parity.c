@@ -2362,8 +2362,8 @@ int main(void) {
     } else
         printf("SKIP cuBLASLt plan counts: the emulation counts cuBLASLt's calls\n");
     static const int packed[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_1,
-                                 GGML_Q5_0, GGML_Q5_1, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
-    for (int t = 0; t < 11; t++) {
+                                 GGML_Q5_0, GGML_Q5_1, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, QUANT_NF4};
+    for (int t = 0; t < 12; t++) {
         test_dequantize(packed[t], 3, 512, 0, 3);
         test_dequantize(packed[t], 7, 768, 2, 4);  /* rows from the middle */
         test_dequantize(packed[t], 9, 1280, 3, 5); /* an odd count from row 3: 5 K blocks a row */
