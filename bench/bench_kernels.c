@@ -369,7 +369,7 @@ static void bench_dequantize(void) {
     size_t n = (size_t)sm->V * sm->C;
     float *h = must(malloc(n * sizeof *h), n * sizeof *h), *out = zeros(n);
     for (size_t i = 0; i < n; i++) h[i] = 2.0f * rng_next_uniform(&rng) - 1.0f;
-    static const GgmlType types[] = {GGML_BF16, GGML_Q8_0, GGML_Q4_1};
+    static const GgmlType types[] = {GGML_BF16, GGML_Q8_0, GGML_Q4_1, QUANT_NF4};
     for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
         size_t bytes = n / quant_block_elems(types[t]) * quant_block_bytes(types[t]);
         void *hp = must(malloc(bytes), bytes), *dp = must(gpu->alloc(bytes), bytes);
