@@ -28,8 +28,7 @@ bnb_py() { (cd "$tmp" && "$py" "$@" 2>"$tmp/py.err") || { cat "$tmp/py.err"; fai
 text="It is a truth universally acknowledged, that a single man in possession of a good fortune."
 for i in 1 2 3 4; do echo "{\"text\": \"$text\"}"; done >"$tmp/train.jsonl"
 
-# train DIR BASE_DTYPE RUN: two LoRA steps (q, v) on DIR into $tmp/RUN; prints the losses logged
-# (metrics.jsonl: every digit)
+# train DIR BASE_DTYPE RUN: two LoRA steps (q, v) on DIR into $tmp/RUN
 train() {
   cat >"$tmp/$3.json" <<EOF
 {"model": {"model": "$1", "task": "causal-lm", "base_dtype": "$2"},
@@ -39,15 +38,17 @@ train() {
            "save_strategy": "steps", "save_steps": 2, "logging_steps": 1, "output_dir": "$tmp/$3"}}
 EOF
   "$bin" train --config "$tmp/$3.json" >"$tmp/$3.log" 2>&1 || { cat "$tmp/$3.log"; fail "train $1 under $2"; }
-  grep -o '"loss":[^,]*,' "$tmp/$3/metrics.jsonl" | tr -d '\n'
 }
+# losses RUN: the losses $tmp/RUN logged, every digit (metrics.jsonl)
+losses() { grep -o '"loss":[^,]*,' "$tmp/$1/metrics.jsonl" | tr -d '\n'; }
 
 # 1. base_dtype nf4, quantised at load
-train "$tmp/hf" nf4 run_nf4 >/dev/null
+train "$tmp/hf" nf4 run_nf4
 grep -q "base nf4" "$tmp/run_nf4.log" || { cat "$tmp/run_nf4.log"; fail "no 'base nf4' in the model line"; }
 "$bin" merge --model "$tmp/hf" --adapter "$tmp/run_nf4/last" --base-dtype nf4 --out "$tmp/merged_nf4" >/dev/null
 bnb_py "$ref" quantise "$tmp/hf" "$tmp/ref_nf4.safetensors"
-echo "base_dtype nf4 (quantised at load): $(bnb_py "$ref" check "$tmp/merged_nf4" "$tmp/ref_nf4.safetensors" "$tmp/run_nf4/last")"
+echo -n "base_dtype nf4 (quantised at load): "
+bnb_py "$ref" check "$tmp/merged_nf4" "$tmp/ref_nf4.safetensors" "$tmp/run_nf4/last"
 
 # 2. transformers' bitsandbytes checkpoints, with and without double quantisation
 for dq in 1 0; do
@@ -57,10 +58,12 @@ for dq in 1 0; do
   grep -q '"quant_method": "bitsandbytes"' "$ck/config.json" || fail "no quantization_config in $ck"
   "$bin" merge --model "$ck" --adapter "$tmp/run_nf4/last" --out "$ck/merged" >/dev/null
   grep -q quantization_config "$ck/merged/config.json" && fail "the merge kept the quantization_config"
-  echo "bitsandbytes NF4, double quantisation $dq: merge: $(bnb_py "$ref" check "$ck/merged" "$ck/ref.safetensors" "$tmp/run_nf4/last")"
-  q=$(train "$ck" q "run_q$dq")
+  echo -n "bitsandbytes NF4, double quantisation $dq: merge: "
+  bnb_py "$ref" check "$ck/merged" "$ck/ref.safetensors" "$tmp/run_nf4/last"
+  train "$ck" q "run_q$dq"
   grep -q "base q" "$tmp/run_q$dq.log" || { cat "$tmp/run_q$dq.log"; fail "no 'base q' in the model line"; }
-  f=$(train "$ck" f32 "run_f$dq")
+  train "$ck" f32 "run_f$dq"
+  q=$(losses "run_q$dq") f=$(losses "run_f$dq")
   [ -n "$q" ] && [ "$q" = "$f" ] || fail "losses under base_dtype q ($q) and f32 ($f) differ"
   echo "  base_dtype q (its NF4 blocks) and f32 (dequantised at load) log the same losses: $q"
 done
