@@ -20,8 +20,8 @@
  * model_create, so this is its peak, with cuBLAS's workspace: 32 MiB on Hopper, 4 MiB before; the
  * CUDA context is not counted), and of that the weights' and the activation plan's bytes.
  * --precision is model.precision (auto: bf16 on CUDA, fp32 on the CPU); --base-dtype is
- * model.base_dtype (q8_0 .. q4_0, nf4 quantise the frozen projections as they are made); --graphs is
- * train.cuda_graphs (auto: the first timed step records forward and backward, every later one
+ * model.base_dtype (q8_0 .. q4_0, nf4 quantise the frozen projections as they are made); --graphs
+ * is train.cuda_graphs (auto: the first timed step records forward and backward, every later one
  * replays them as one CUDA graph launch; AdamW op by op; the step runs through the trainer's
  * train_micro_step); --attention is model.attention; --checkpointing is
  * train.gradient_checkpointing. --steps 0 builds the model and prints its plan (weights and

@@ -9,7 +9,8 @@
 #     BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"), with and without double
 #     quantisation: `merge` (base f32) writes dequantize_4bit's values of every projection, bit for
 #     bit, and a config.json without the quantization_config; training under base_dtype q (the NF4
-#     blocks kept) and under f32 (the same values dequantised at load) log the same losses.
+#     blocks kept: fewer MiB of weights) and under f32 (the same values dequantised at load) log
+#     the same losses.
 #  3. An FP4 checkpoint and a quant_map that is not NF4's are refused with a clear message.
 set -euo pipefail
 . tests/lm_compat_common.sh
@@ -65,6 +66,9 @@ for dq in 1 0; do
   train "$ck" f32 "run_f$dq"
   q=$(losses "run_q$dq") f=$(losses "run_f$dq")
   [ -n "$q" ] && [ "$q" = "$f" ] || fail "losses under base_dtype q ($q) and f32 ($f) differ"
+  mib() { grep -o '[0-9.]* MiB of weights' "$tmp/$1.log" | cut -d' ' -f1; }
+  awk -v q="$(mib "run_q$dq")" -v f="$(mib "run_f$dq")" 'BEGIN { exit !(q + 0 < f + 0) }' ||
+    fail "base_dtype q did not keep the NF4 blocks: $(mib "run_q$dq") MiB of weights, f32 $(mib "run_f$dq")"
   echo "  base_dtype q (its NF4 blocks) and f32 (dequantised at load) log the same losses: $q"
 done
 

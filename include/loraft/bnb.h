@@ -44,3 +44,8 @@ void bnb_dequantize(const BnbWeight *w, float *out);
  * 64); then bnb_nf4_blocks writes them to out (rows * cols / 64 blocks of 36 bytes). */
 int bnb_has_nf4_blocks(const BnbWeight *w);
 void bnb_nf4_blocks(const BnbWeight *w, uint8_t *out);
+
+/* The same, from weight `name`'s quant_state alone (checked; -1 with err set), without reading
+ * its blocks: what model.base_dtype q decides the storage from before loading. */
+int bnb_keeps_blocks(const StShards *st, const char *name, int64_t rows, int64_t cols,
+                     LfError *err);

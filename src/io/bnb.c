@@ -70,7 +70,9 @@ static int read_state(BnbWeight *w, const StShards *st, const char *name, int64_
     if (find(st, name, ".quant_state.bitsandbytes__fp4"))
         return lf_fail(err, "%s is bitsandbytes FP4: loraft reads NF4 4-bit weights only", where);
     const StTensor *t = find(st, name, ".quant_state.bitsandbytes__nf4");
-    if (t->dtype != ST_U8) return lf_fail(err, "%s: its quant_state is not U8 bytes", where);
+    if (!t || t->dtype != ST_U8)
+        return lf_fail(err, "%s: no quant_state of U8 bytes (not a bitsandbytes 4-bit weight)",
+                       where);
     cJSON *state = cJSON_ParseWithLength(t->data, t->nbytes);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(state, "quant_type");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(state, "shape");
@@ -169,8 +171,21 @@ void bnb_dequantize(const BnbWeight *w, float *out) {
         out[i] = qb_nf4(nibble(w->packed, i)) * w->absmax[i / w->blocksize];
 }
 
+static int whole_nf4_blocks(int64_t blocksize, int64_t cols) {
+    return blocksize == 64 && cols % 64 == 0;
+}
+
 int bnb_has_nf4_blocks(const BnbWeight *w) {
-    return w->blocksize == 64 && w->cols % 64 == 0;
+    return whole_nf4_blocks(w->blocksize, w->cols);
+}
+
+int bnb_keeps_blocks(const StShards *st, const char *name, int64_t rows, int64_t cols,
+                     LfError *err) {
+    BnbWeight w = {.rows = rows, .cols = cols};
+    int64_t nested_bs = 0;
+    float offset = 0;
+    if (read_state(&w, st, name, &nested_bs, &offset, err)) return -1;
+    return whole_nf4_blocks(w.blocksize, cols);
 }
 
 void bnb_nf4_blocks(const BnbWeight *w, uint8_t *out) {

@@ -940,12 +940,11 @@ static int bnb_storage(Model *m, const char *dir, LfError *err) {
         Param *w = m->linears[i]->w;
         char buf[sizeof w->name + 32];
         const char *name = stored_name(m, &st, w, buf, sizeof buf);
-        BnbWeight b;
         if (!packable(m, m->linears[i]) || !bnb_is_quantised(&st, name)) continue;
-        if ((rc = bnb_open(&b, &st, name, w->shape[0], w->shape[1], err))) break;
-        if (bnb_has_nf4_blocks(&b)) w->dtype = QUANT_NF4;
+        int keeps = bnb_keeps_blocks(&st, name, w->shape[0], w->shape[1], err);
+        if (keeps < 0) rc = -1;
+        if (keeps > 0) w->dtype = QUANT_NF4;
         n_bnb++;
-        bnb_close(&b);
     }
     for (int i = 0; i < m->n_linears && !rc; i++) {
         Param *w = m->linears[i]->w;

@@ -38,9 +38,9 @@ static void parse_and_touch(const uint8_t *data, size_t size) {
         BnbWeight w;
         float out[128];
         uint8_t blocks[2 * 36] = {0};
-        if (!bnb_is_quantised(&shards, st.tensors[i].name) ||
-            bnb_open(&w, &shards, st.tensors[i].name, 2, 64, &err))
-            continue;
+        if (!bnb_is_quantised(&shards, st.tensors[i].name)) continue;
+        sum += bnb_keeps_blocks(&shards, st.tensors[i].name, 2, 64, &err) > 0;
+        if (bnb_open(&w, &shards, st.tensors[i].name, 2, 64, &err)) continue;
         bnb_dequantize(&w, out);
         if (bnb_has_nf4_blocks(&w)) bnb_nf4_blocks(&w, blocks);
         sum += out[0] != out[127] && blocks[0] != blocks[71];
