@@ -107,7 +107,7 @@ else
 fi
 
 note "== build ($build, Release, CUDA on, architecture $arch)"
-gpu_targets=(bench_kernels bench_train_step bench_generate)
+gpu_targets=(bench_kernels bench_train_step bench_generate loraft) # loraft: data parallel's test
 for src in tests/gpu/test_*.c; do gpu_targets+=("$(basename "$src" .c)"); done
 # cJSON and OpenBLAS: the system's, else the Debian packages carried in .gpu-deps/
 # (scripts/gpu-deps.sh), unpacked into the build tree; LORAFT_GPU_USE_DEPS=1 takes those anyway.

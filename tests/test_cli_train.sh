@@ -100,4 +100,17 @@ grep -q "learnin_rate" "$tmp/bad" || fail "typo message"; ok
 if train --set data.train_file="$tmp/nope.jsonl" >"$tmp/bad2" 2>&1; then fail "missing file accepted"; fi
 grep -q "nope.jsonl" "$tmp/bad2" || fail "missing file message"; ok
 
+# 9. data parallel needs GPUs: model.devices 2 on the cpu is refused before anything is written,
+#    by the config check (device cpu) or, without a GPU, by each device's process (device auto)
+if train --set model.device=cpu --set model.devices=2 --set train.output_dir="$tmp/dp" \
+   >"$tmp/dp.log" 2>&1; then fail "devices 2 on the cpu accepted"; fi
+grep -q "model.devices 2 needs model.device cuda" "$tmp/dp.log" || { cat "$tmp/dp.log"; fail "dp message"; }
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  if train --set model.devices=2 --set train.output_dir="$tmp/dp2" >"$tmp/dp2.log" 2>&1; then
+    fail "devices 2 without a GPU accepted"; fi
+  grep -q "model.devices 2: data parallel needs the cuda device" "$tmp/dp2.log" \
+    || { cat "$tmp/dp2.log"; fail "dp2 message"; }
+  [ ! -e "$tmp/dp2" ] || fail "a refused data-parallel run wrote $tmp/dp2"
+fi; ok
+
 finish

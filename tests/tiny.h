@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "loraft/cli.h"
+#include "loraft/rng.h"
 
 /* dir/vocab.txt: the five BERT special tokens, then w0 .. w34. dir must exist. */
 static inline void tiny_write_vocab(const char *dir) {
@@ -40,4 +41,21 @@ static inline void tiny_checkpoint_std(const char *arch, int hidden, int labels,
 static inline void tiny_checkpoint(const char *arch, int hidden, int labels, const char *vocab,
                                    const char *out) {
     tiny_checkpoint_std(arch, hidden, labels, 0.0f, vocab, out);
+}
+
+/* A jsonl file of n lines {"text": words w0..w34 of the tiny vocabulary, "label": 0 or 1}: most
+ * lines 9 words, one in four 4, so batches of 4 repeat a shape often but not always. */
+static inline void tiny_write_lines(const char *path, int n, uint64_t seed) {
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    Rng rng = {seed, 0};
+    for (int i = 0; i < n; i++) {
+        int words = rng_next(&rng) % 4 ? 9 : 4;
+        fputs("{\"text\": \"", f);
+        for (int w = 0; w < words; w++)
+            fprintf(f, "%sw%d", w ? " " : "", (int)(rng_next(&rng) % 35));
+        fprintf(f, "\", \"label\": %d}\n", (int)(rng_next(&rng) % 2));
+    }
+    fclose(f);
 }

@@ -596,7 +596,20 @@ typedef struct Ops {
     int (*graph_replay)(int slot);
     void (*graph_drop)(void);
     void (*graph_counts)(OpsGraphCounts *out);
+
+    /* Data parallel: one process a device, each a rank of a group (NCCL); NULL on a backend
+     * without it (the CPU, a CUDA build without NCCL). group_id writes a new group's id
+     * (OPS_GROUP_ID bytes), which one process makes and hands to the others; group_join
+     * makes this process rank of ranks on device `rank` and must come before anything else
+     * touches the device; group_sum sums x[0..n) (backend memory) over the ranks in place,
+     * queued like any op, every rank ending with the same bits; group_leave ends it. */
+    int (*group_id)(void *id, LfError *err);
+    int (*group_join)(int rank, int ranks, const void *id, LfError *err);
+    void (*group_sum)(float *x, size_t n);
+    void (*group_leave)(void);
 } Ops;
+/* The bytes of a group's id (NCCL_UNIQUE_ID_BYTES). */
+#define OPS_GROUP_ID 128
 
 /* The op scratch each op may use, in floats: one contract for every backend, so the model
  * sizes its scratch from these and nothing else (attention's depends on the backend:

@@ -25,6 +25,7 @@ typedef struct TrainConfig {
     char tokenizer[CFG_PATH];    /* "" = same as model */
     char task[16];               /* "classification" | "causal-lm" | "sft" | "dpo" | "reward" */
     char device[16];             /* "auto" | "cpu" | "cuda" */
+    int devices;                 /* cuda: data-parallel processes, one a GPU; 1 */
     char base_dtype[8];          /* "f32" .. "q4_0": frozen dense weights */
     char precision[8];           /* "auto" | "fp32" | "tf32" | "bf16": how GEMMs compute */
     char attention[8];           /* "loraft" | "cudnn": whose attention kernels */

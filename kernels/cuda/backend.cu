@@ -2,7 +2,7 @@
  * memory, the first-error slot and fault word behind status(), the cuBLAS
  * and cuBLASLt handles and GEMM wrappers, CUDA Graph capture of a step, and the device count.
  * The kernels live one op family per file beside it. Deliberately not a device
- * manager: one device, one stream.
+ * manager: one device a process (group.cu: a rank of a data-parallel group), one stream.
  *
  * The stream is the per-thread default stream: kernels/ is compiled with nvcc
  * --default-stream per-thread, so every launch and copy that names stream 0 (or
@@ -607,4 +607,10 @@ extern "C" const Ops ops_cuda = {
     .graph_replay = cuda_graph_replay,
     .graph_drop = cuda_graph_drop,
     .graph_counts = cuda_graph_counts,
+#ifdef LORAFT_HAVE_NCCL
+    .group_id = cuda_group_id,
+    .group_join = cuda_group_join,
+    .group_sum = cuda_group_sum,
+    .group_leave = cuda_group_leave,
+#endif
 };

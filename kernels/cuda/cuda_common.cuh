@@ -324,6 +324,12 @@ void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp
 void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n);
 void cuda_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
                            uint64_t seed, size_t n, int acc);
+#ifdef LORAFT_HAVE_NCCL /* group.cu */
+int cuda_group_id(void *id, LfError *err);
+int cuda_group_join(int rank, int ranks, const void *id, LfError *err);
+void cuda_group_sum(float *x, size_t n);
+void cuda_group_leave(void);
+#endif
 void cuda_add(float *out, const float *a, const float *b, size_t n);
 void cuda_axpy(float *dst, const float *src, float alpha, size_t n);
 void cuda_scale(float *x, float s, size_t n);

@@ -28,7 +28,7 @@ int adamw_create(AdamW *opt, const Model *m, float beta1, float beta2, float eps
                  float weight_decay, LfError *err) {
     const Ops *o = m->ops;
     memset(opt, 0, sizeof *opt);
-    *opt = (AdamW){beta1, beta2, eps, weight_decay, 0, NULL, NULL, m->n_grads, NULL, 0, NULL};
+    *opt = (AdamW){beta1, beta2, eps, weight_decay, 0, NULL, NULL, m->n_grads, NULL, 0, NULL, 0};
     AdamWTensor *table = tensor_table(m, &opt->n_tensors);
     size_t bytes = (size_t)opt->n_tensors * sizeof *table;
     opt->m = o->alloc(opt->n * sizeof(float));
@@ -58,6 +58,7 @@ void adamw_free(AdamW *opt, const Model *m) {
 void adamw_update(AdamW *opt, Model *m, float lr, float max_norm) {
     opt->step++;
     AdamWHyper h = {lr, opt->beta1, opt->beta2, opt->eps, opt->weight_decay, max_norm, opt->step};
+    if (opt->group) m->ops->group_sum(m->grads, m->n_grads);
     m->ops->adamw_step(opt->tensors, opt->n_tensors, m->grads, opt->m, opt->v, opt->n, h,
                        m->grad_norm, opt->scratch);
 }

@@ -55,6 +55,13 @@ static const Key keys[] = {
              "(decoders)."},
     {"model", "device", T_STR, AT(device), .def = "\"auto\"", .choices = "auto|cpu|cuda",
      .help = "Where to train; auto = cuda when a GPU is usable, else cpu."},
+    {"model", "devices", T_INT, AT(devices), .def = "1", RANGE(1, 64),
+     .help = "cuda: train data-parallel on this machine's GPUs 0 .. N-1, a process each (NCCL). "
+             "Each optimizer step's batches are dealt to the devices in turn, each batch "
+             "train.batch_size rows, and the gradients summed before the step: a step sees "
+             "batch_size x devices x gradient_accumulation_steps rows, and trains as one device "
+             "with gradient_accumulation_steps times N would, up to the order of the sums. "
+             "Evaluation, logs and checkpoints are device 0's."},
     {"model", "base_dtype", T_STR, AT(base_dtype), .def = "\"f32\"",
      .choices = "f32|bf16|q|q8_0|q5_1|q5_0|q4_1|q4_0|nf4",
      .help = "How frozen dense-layer weights are stored: f32; bf16 (rounded at load, half the "
@@ -673,6 +680,11 @@ int train_config_check(const TrainConfig *c, LfError *err) {
         c->max_prompt_length >= c->max_length)
         return lf_fail(err, "data.max_prompt_length %d must be below data.max_length %d",
                        c->max_prompt_length, c->max_length);
+    if (c->devices > 1 && !strcmp(c->device, "cpu"))
+        return lf_fail(err,
+                       "model.devices %d needs model.device cuda (one process a GPU); the "
+                       "cpu trains on all its cores in one process",
+                       c->devices);
     if (c->chat_template[0] && c->prompt_template[0])
         return lf_fail(err, "data.chat_template and data.prompt_template: set one");
     return 0;

@@ -19,6 +19,7 @@
 
 #include "loraft/checkpoint.h"
 #include "loraft/data.h"
+#include "loraft/data_parallel.h"
 #include "loraft/fileio.h"
 #include "loraft/generate.h"
 #include "loraft/lm_data.h"
@@ -108,6 +109,8 @@ static void feed_free(Feed *f) {
 
 typedef struct Run {
     const TrainConfig *cfg;
+    const DpRank *dp; /* this process's rank of model.devices; rank 0 evaluates, logs, saves */
+    const Ops *ops;
     FILE *out;
     ModelConfig mcfg;
     TextTokenizer tok;
@@ -124,7 +127,9 @@ typedef struct Run {
     int *preds, *labels; /* [validation examples] */
     float *ref_batch;    /* dpo: [model rows] the reference log-probs of the current batch */
     float *logits;       /* [eval batch * classes], host */
-    int has_train, has_val, has_model, has_opt, has_log;
+    float *step_sums;    /* [3] backend memory: a step's loss sum, batches and tokens, summed
+                            over the devices */
+    int has_train, has_val, has_model, has_opt, has_log, joined;
     int saved;  /* OUT/last holds a checkpoint */
     int warned; /* the diverging-loss warning was printed for training */
 } Run;
@@ -390,7 +395,9 @@ static int load_data(Run *r, Feed *f, int train, int batch_size, LfError *err) {
 static void run_close(Run *r) {
     rundir_close(&r->dir);
     if (r->has_opt) adamw_free(&r->opt, &r->model);
+    if (r->step_sums) r->ops->free(r->step_sums);
     if (r->has_model) model_free(&r->model);
+    if (r->joined) r->ops->group_leave();
     if (r->has_log) runlog_close(&r->log);
     if (r->has_train) feed_free(&r->train_f);
     feed_free(&r->val_f);
@@ -401,11 +408,13 @@ static void run_close(Run *r) {
     free(r->ref_batch);
 }
 
-/* Everything a run needs, sized once. adapter_dir (eval only) replaces the LoRA spec. */
-static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter_dir, FILE *out,
-                    LfError *err) {
+/* Everything a run needs, sized once, on dp's device. adapter_dir (eval only) replaces the LoRA
+ * spec. */
+static int run_open(Run *r, const TrainConfig *c, const DpRank *dp, int train,
+                    const char *adapter_dir, FILE *out, LfError *err) {
     memset(r, 0, sizeof *r);
     r->cfg = c;
+    r->dp = dp;
     r->out = out;
     r->dir.lock_fd = -1;
     r->sft = !strcmp(c->task, "sft");
@@ -432,12 +441,16 @@ static int run_open(Run *r, const TrainConfig *c, int train, const char *adapter
                             "as a PEFT SEQ_CLS adapter (the score head in modules_to_save)");
     if (r->pairs && !strcmp(c->metric_for_best, "f1"))
         return lf_fail(err, "train.metric_for_best f1: %s picks by eval_loss or accuracy", c->task);
-    if (c->threads > 0) {
-        openblas_set_num_threads(c->threads);
-        omp_set_num_threads(c->threads);
+    /* the devices' processes share the cores, for the host's work (tokenizing) */
+    int threads = c->threads > 0 ? c->threads : dp->ranks > 1 ? omp_get_num_procs() / dp->ranks : 0;
+    if (threads > 0 || dp->ranks > 1) {
+        openblas_set_num_threads(threads > 1 ? threads : 1);
+        omp_set_num_threads(threads > 1 ? threads : 1);
     }
     const Ops *ops = ops_by_name(c->device, err);
-    if (!ops) return -1;
+    if (!ops || dp_join(dp, ops, err)) return -1;
+    r->ops = ops;
+    r->joined = dp->ranks > 1;
     if (model_config_load(&r->mcfg, c->model, err) || apply_labels(c, &r->mcfg, err)) return -1;
     if (text_tokenizer_open(&r->tok, tokenizer_dir(c), err)) return -1;
     if (r->sft && sft_open(r, err)) return -1;
@@ -833,28 +846,50 @@ static void forget_shape(TrainStep *s) {
     s->last.B = 0;
 }
 
+/* A step's loss sum, batch count and tokens (sums[0..3)), summed over the devices: each saw its
+ * own batches. One device: as they are. */
+static int sum_over_devices(Run *r, double *sums, LfError *err) {
+    if (r->dp->ranks == 1) return 0;
+    const Ops *o = r->ops;
+    float f[3] = {(float)sums[0], (float)sums[1], (float)sums[2]};
+    o->upload(r->step_sums, f, sizeof f);
+    o->group_sum(r->step_sums, 3);
+    o->download(f, r->step_sums, sizeof f);
+    for (int i = 0; i < 3; i++) sums[i] = f[i];
+    return o->status(err);
+}
+
+/* An optimizer step takes `window` batches in a row (gradient_accumulation_steps x devices), the
+ * devices each every ranks-th of them: batch i of the window is device i % ranks's, and trains
+ * with the dropout seed and loss weight (1 / window) one device would give it. */
 static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     const TrainConfig *c = r->cfg;
     Model *m = &r->model;
+    int rank = r->dp->rank, ranks = r->dp->ranks, lead = rank == 0;
     Schedule sched;
     if (schedule_parse(c->lr_scheduler, &sched, err)) return -1;
-    int nb = feed_num_batches(&r->train_f);
-    int steps_per_epoch = (nb + c->grad_accum - 1) / c->grad_accum;
+    int nb = feed_num_batches(&r->train_f), window = c->grad_accum * ranks;
+    int steps_per_epoch = (nb + window - 1) / window;
     int total = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
     int warmup = c->warmup_steps > 0 ? c->warmup_steps : (int)ceil(c->warmup_ratio * total);
+    char devices[32] = "";
+    if (ranks > 1) snprintf(devices, sizeof devices, " x %d devices", ranks);
     fprintf(r->out,
-            "training: %d optimizer steps (%d per epoch, batch %d x %d accumulation), warmup %d, "
-            "lr %g %s\n",
-            total, steps_per_epoch, c->batch_size, c->grad_accum, warmup, c->lr, c->lr_scheduler);
-    int evals = r->has_val && strcmp(c->eval_strategy, "no");
+            "training: %d optimizer steps (%d per epoch, batch %d%s x %d accumulation), warmup "
+            "%d, lr %g %s\n",
+            total, steps_per_epoch, c->batch_size, devices, c->grad_accum, warmup, c->lr,
+            c->lr_scheduler);
+    if (ranks > 1 && !(r->step_sums = r->ops->alloc(3 * sizeof(float))))
+        return lf_fail(err, "out of device memory");
+    int evals = lead && r->has_val && strcmp(c->eval_strategy, "no");
     if (!resumed && evals && c->eval_before_training) {
         ClassMetrics mt;
         if (eval_point(r, "before training", 0, 0, &mt, err)) return -1;
     }
-    int eval_epoch = r->has_val && !strcmp(c->eval_strategy, "epoch"),
-        save_epoch = !strcmp(c->save_strategy, "epoch");
-    int eval_steps = r->has_val && !strcmp(c->eval_strategy, "steps") ? c->eval_steps : 0;
-    int save_steps = !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
+    int eval_epoch = evals && !strcmp(c->eval_strategy, "epoch"),
+        save_epoch = lead && !strcmp(c->save_strategy, "epoch");
+    int eval_steps = evals && !strcmp(c->eval_strategy, "steps") ? c->eval_steps : 0;
+    int save_steps = lead && !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
     uint64_t dropout_stream = rng_hash(c->seed, 0xD20F);
     TrainStep st = {.graphs = (TrainGraphs)c->cuda_graphs};
     OpsGraphCounts g0 = {0}, g1 = {0};
@@ -863,58 +898,67 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     int log_n = 0;
     for (int epoch = ts.epoch; ts.global_step < total; epoch++) {
         feed_start(&r->train_f, c->seed, epoch, 1, c->bucket_by_length);
-        int skip =
-            (ts.global_step - epoch * steps_per_epoch) * c->grad_accum; /* resume mid-epoch */
+        int skip = (ts.global_step - epoch * steps_per_epoch) * window; /* resume mid-epoch */
         char label[64];
         snprintf(label, sizeof label, "epoch %d/%d", epoch + 1,
                  (total + steps_per_epoch - 1) / steps_per_epoch);
         Progress p;
         progress_start(&p, r->out, label, nb);
-        double t0 = now_seconds(), epoch_loss = 0;
+        double t0 = now_seconds(), epoch_loss = 0, epoch_batches = 0;
         long tokens = 0;
         int micro = 0, k = 0;
+        double sums[3] = {0, 0, 0}; /* this step's loss sum, batches and tokens on this device */
         Batch b;
         model_zero_grad(m);
         while (ts.global_step < total && feed_next(&r->train_f, &b)) {
             if (k++ < skip) continue;
             uint64_t seed =
                 rng_hash(dropout_stream, (uint64_t)ts.global_step * 4096 + (uint64_t)micro);
-            int step_end = ++micro == c->grad_accum || k == nb;
+            int mine = micro % ranks == rank, step_end = ++micro == window || k == nb;
             float lr = schedule_lr(sched, c->lr, ts.global_step, total, warmup), loss;
             double norm = 0;
-            if (set_batch(r, &r->train_f, &b, err) ||
-                train_micro_step(&st, m, seed, 1.0f / (float)c->grad_accum,
-                                 step_end ? &r->opt : NULL, lr, c->max_grad_norm, err))
-                return -1;
-            /* The one wait per batch: its loss and, at a step's end, the gradient norm, in one
-             * copy. A non-finite norm left the weights as they were (a non-finite loss makes
-             * one, unless no gradient depends on it), and nothing is saved after the stop. */
-            if (model_read_loss(m, &loss, step_end ? &norm : NULL, err)) return -1;
-            keep_reference(r, &r->train_f, &b);
-            if (!isfinite(loss))
+            AdamW *opt = step_end ? &r->opt : NULL;
+            if (mine) {
+                if (set_batch(r, &r->train_f, &b, err) ||
+                    train_micro_step(&st, m, seed, 1.0f / (float)window, opt, lr, c->max_grad_norm,
+                                     err))
+                    return -1;
+                /* The one wait per batch: its loss and, at a step's end, the gradient norm, in
+                 * one copy. A non-finite norm left the weights as they were (a non-finite loss
+                 * makes one, unless no gradient depends on it), and nothing is saved after the
+                 * stop. */
+                if (model_read_loss(m, &loss, step_end ? &norm : NULL, err)) return -1;
+                keep_reference(r, &r->train_f, &b);
+                sums[0] += loss, sums[1] += 1, sums[2] += b.n_tokens;
+            } else if (opt) { /* the step's last batch is another device's: the step all the same */
+                adamw_update(opt, m, lr, c->max_grad_norm);
+                if (model_read_loss(m, NULL, &norm, err)) return -1;
+            }
+            if (!step_end) continue;
+            if (sum_over_devices(r, sums, err)) return -1;
+            if (!isfinite(sums[0]))
                 return lf_fail(err, "loss is %s at step %d (epoch %d)",
-                               isnan(loss) ? "NaN" : "infinite", ts.global_step, epoch + 1),
+                               isnan(sums[0]) ? "NaN" : "infinite", ts.global_step, epoch + 1),
                        stopped(r, err);
             if (!isfinite(norm))
                 return lf_fail(err, "gradient norm is not finite at step %d", ts.global_step),
                        stopped(r, err);
-            r->warned = r->warned || warn_loss(r, "train loss", loss);
-            epoch_loss += loss;
-            log_loss += loss;
-            log_n++;
-            tokens += b.n_tokens;
-            if (!step_end) continue;
+            r->warned = r->warned || warn_loss(r, "train loss", sums[0] / sums[1]);
+            epoch_loss += sums[0], epoch_batches += sums[1];
+            log_loss += sums[0], log_n += (int)sums[1];
+            tokens += (long)sums[2];
+            sums[0] = sums[1] = sums[2] = 0;
             micro = 0;
             model_zero_grad(m);
             ts.global_step++;
             double epoch_f = epoch + (double)k / nb;
-            if (c->logging_steps && ts.global_step % c->logging_steps == 0) {
+            if (lead && c->logging_steps && ts.global_step % c->logging_steps == 0) {
                 if (log_step(r, ts.global_step, epoch_f, log_loss / log_n, lr, norm,
                              tokens / (now_seconds() - t0), err))
                     return -1;
                 log_loss = 0, log_n = 0;
             }
-            progress_update(&p, k, epoch_loss / (k - skip), tokens);
+            progress_update(&p, k, epoch_loss / epoch_batches, tokens);
             int ev = eval_steps && ts.global_step % eval_steps == 0;
             int sv = save_steps && ts.global_step % save_steps == 0;
             if ((ev || sv) && checkpoint_point(r, &ts, ev, sv, epoch_f, err)) return -1;
@@ -924,7 +968,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
         int complete = k >= nb; /* max_steps may end an epoch early: resume inside it */
         ts.epoch = complete ? epoch + 1 : epoch;
         fprintf(r->out, "epoch %d: train loss %.4f, %.0f tokens/s, %.1f s\n", epoch + 1,
-                epoch_loss / (k - skip > 0 ? k - skip : 1), tokens / (now_seconds() - t0),
+                epoch_loss / (epoch_batches > 0 ? epoch_batches : 1), tokens / (now_seconds() - t0),
                 now_seconds() - t0);
         if ((eval_epoch || save_epoch) &&
             checkpoint_point(r, &ts, eval_epoch, save_epoch,
@@ -990,25 +1034,44 @@ static int open_output(Run *r, const RunOptions *o, TrainState *ts, LfError *err
     return 0;
 }
 
-int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfError *err) {
+typedef struct RunJob {
+    const TrainConfig *cfg;
+    const RunOptions *opt;
+} RunJob;
+
+/* The run as one of model.devices (DpMain): each device loads the model and the data and
+ * resumes the state; device 0 alone writes the run directory. */
+static int run_on_device(const DpRank *dp, FILE *out, void *arg, LfError *err) {
+    const RunJob *job = arg;
+    const TrainConfig *cfg = job->cfg;
+    const RunOptions *opt = job->opt;
     Run r;
     TrainState ts = {0};
-    int rc = run_open(&r, cfg, 1, NULL, out, err);
+    int rc = run_open(&r, cfg, dp, 1, NULL, out, err);
     if (!rc)
         rc = adamw_create(&r.opt, &r.model, cfg->adam_beta1, cfg->adam_beta2, cfg->adam_eps,
                           cfg->weight_decay, err);
     r.has_opt = !rc;
+    r.opt.group = dp->ranks > 1;
     if (!rc && opt->resume) rc = load_resume(&r, opt->resume, &ts, err);
-    if (!rc) rc = open_output(&r, opt, &ts, err);
+    if (!rc && dp->rank == 0) rc = open_output(&r, opt, &ts, err);
     if (!rc) rc = train(&r, ts, opt->resume != NULL, err);
     run_close(&r);
     return rc;
 }
 
+int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfError *err) {
+    RunJob job = {cfg, opt};
+    if (cfg->devices > 1) return dp_run(cfg->devices, run_on_device, &job, out, err);
+    DpRank one = dp_single();
+    return run_on_device(&one, out, &job, err);
+}
+
 int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out,
                      ClassMetrics *result, LfError *err) {
     Run r;
-    int rc = run_open(&r, cfg, 0, adapter_dir, out, err);
+    DpRank one = dp_single();
+    int rc = run_open(&r, cfg, &one, 0, adapter_dir, out, err);
     if (!rc) rc = eval_point(&r, "eval", 0, 0, result, err);
     run_close(&r);
     return rc;

@@ -152,7 +152,7 @@ int emu_launch_resources(const char *kernel, const void *fn, unsigned threads, s
 }
 
 cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device) {
-    if (!value || device != 0) return cudaErrorInvalidValue;
+    if (!value || device < 0 || device >= emu_device_count()) return cudaErrorInvalidValue;
     switch (attr) {
     case cudaDevAttrMaxSharedMemoryPerBlockOptin:
         *value = (int)least_of(&Arch::shared_optin);

@@ -1,28 +1,31 @@
-/* emu_runtime.cpp: the CUDA runtime, cuBLAS and cuBLASLt of the emulation (tests/cuda_emu). One
- * device; device memory is posix_memalign'd host memory (256-byte aligned, exact size, so
- * AddressSanitizer reports the first byte past a buffer), tracked so that memcpy/memset,
- * kernel pointer arguments and GEMM operands can be checked against it; streams and events
- * are ordered no-ops, as every call completes before it returns. cuBLAS GEMMs run on OpenBLAS
- * cblas_sgemm in column-major order with every argument honoured and validated as cuBLAS
- * does (CUBLAS_STATUS_INVALID_VALUE for a bad m/n/k/ld/batch).
+/* emu_runtime.cpp: the CUDA runtime, cuBLAS and cuBLASLt of the emulation (tests/cuda_emu).
+ * LORAFT_EMU_DEVICES alike devices (default 1), of which a process uses one (the ranks of a
+ * data-parallel group are processes: emu_nccl.cpp); device memory is per process,
+ * posix_memalign'd host memory (256-byte aligned, exact size, so AddressSanitizer reports the
+ * first byte past a buffer), tracked so that memcpy/memset, kernel pointer arguments and GEMM
+ * operands can be checked against it; streams and events are ordered no-ops, as every call
+ * completes before it returns. cuBLAS GEMMs run on OpenBLAS cblas_sgemm in column-major order with
+ * every argument honoured and validated as cuBLAS does (CUBLAS_STATUS_INVALID_VALUE for a bad
+ * m/n/k/ld/batch).
  *
- * Stream capture records instead of running: a kernel launch, cudaMemcpyAsync, cudaMemsetAsync
- * or cuBLAS / cuBLASLt call on a capturing stream becomes a node (a closure holding its arguments
- * by value) of the graph, run in order at each cudaGraphLaunch. What a GPU refuses during capture
- * fails here with its error and invalidates the capture (cudaStreamEndCapture then fails):
- * starting one on the legacy default stream; synchronising the capturing stream or the device;
- * under the global and thread-local modes, cudaMalloc / cudaFree / cudaMallocHost /
+ * Stream capture records instead of running: a kernel launch, cudaMemcpyAsync, cudaMemsetAsync,
+ * cuBLAS / cuBLASLt call or ncclAllReduce on a capturing stream becomes a node (a closure holding
+ * its arguments by value) of the graph, run in order at each cudaGraphLaunch. What a GPU refuses
+ * during capture fails here with its error and invalidates the capture (cudaStreamEndCapture then
+ * fails): starting one on the legacy default stream; synchronising the capturing stream or the
+ * device; under the global and thread-local modes, cudaMalloc / cudaFree / cudaMallocHost /
  * cudaFreeHost and the synchronous cudaMemcpy / cudaMemset; cudaMemcpyAsync with pageable host
  * memory; any use of the legacy stream while a blocking stream captures
  * (cudaErrorStreamCaptureImplicit); querying or waiting for an event recorded in a capture
  * (cudaErrorCapturedEvent); and a cuBLAS call without cublasSetWorkspace (cuBLAS would allocate
  * its workspace; CUBLAS_STATUS_NOT_SUPPORTED), or a cublasLtMatmul without a workspace (the same
  * rule, stricter than cuBLASLt: see cublasLt.h). cudaGraphExecUpdate takes a graph of the same
- * nodes in the same order whose kernels are the same functions, copies the same direction and
- * cuBLAS calls the same shapes (another shape may pick other kernels on a GPU); arguments, grids
- * and pointers may change. A captured launch's configuration and resources are checked when it
- * runs, so cudaGraphLaunch reports what a GPU would have refused at the launch. Not emulated
- * (aborts): fork / join across streams, graphs launched into a capture, instantiation flags.
+ * nodes in the same order whose kernels are the same functions, copies the same direction,
+ * cuBLAS calls the same shapes (another shape may pick other kernels on a GPU) and collectives
+ * the same count; arguments, grids and pointers may change. A captured launch's configuration and
+ * resources are checked when it runs, so cudaGraphLaunch reports what a GPU would have refused at
+ * the launch. Not emulated (aborts): fork / join across streams, graphs launched into a capture,
+ * instantiation flags.
  *
  * Deliberately not: a device allocator (no pooling, no out-of-memory other than the
  * LORAFT_EMU_DEVICE_MEM budget, default 8 GiB), asynchronous, or cuBLAS beyond FP32 GEMMs and
@@ -47,7 +50,7 @@
 #include "cublas_v2.h"
 #include "cuda_bf16.h"
 
-[[noreturn]] __attribute__((format(printf, 1, 2))) static void die(const char *fmt, ...) {
+void emu_die(const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -162,7 +165,7 @@ static long long n_lt_heuristics, n_lt_matmuls; /* cuBLASLt calls, refused ones 
 static std::map<std::string, long long> *ran_by_name;
 static void write_counts(void) {
     FILE *f = fopen(getenv("LORAFT_EMU_COUNTS"), "w");
-    if (!f) die("LORAFT_EMU_COUNTS: cannot write %s", getenv("LORAFT_EMU_COUNTS"));
+    if (!f) emu_die("LORAFT_EMU_COUNTS: cannot write %s", getenv("LORAFT_EMU_COUNTS"));
     for (const auto &kv : *ran_by_name) fprintf(f, "%lld %s\n", kv.second, kv.first.c_str());
     fprintf(f, "%lld cudaGraphLaunch\n%lld graph_nodes\n", n_graph_launches, n_graph_nodes);
     fclose(f);
@@ -228,22 +231,35 @@ static size_t device_bytes(void) {
     const char *s = getenv("LORAFT_EMU_DEVICE_MEM");
     return s ? (size_t)strtoull(s, NULL, 0) : (size_t)8 << 30;
 }
+/* LORAFT_EMU_DEVICES, read at every call so that a test may set it before any CUDA call. */
+int emu_device_count(void) {
+    const char *s = getenv("LORAFT_EMU_DEVICES");
+    if (!s) return 1;
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (end == s || *end || n < 1 || n > 64)
+        emu_die("LORAFT_EMU_DEVICES=%s: the number of emulated devices must be 1 to 64", s);
+    return (int)n;
+}
+static int current_device; /* cudaSetDevice's: only cudaGetDevice and NCCL's ranks see it */
 cudaError_t cudaGetDeviceCount(int *count) {
     if (!count) return ret(cudaErrorInvalidValue);
-    *count = 1;
+    *count = emu_device_count();
     return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {
-    return device == 0 ? cudaSuccess : ret(cudaErrorInvalidDevice);
+    if (device < 0 || device >= emu_device_count()) return ret(cudaErrorInvalidDevice);
+    current_device = device;
+    return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int *device) {
     if (!device) return ret(cudaErrorInvalidValue);
-    *device = 0;
+    *device = current_device;
     return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
     if (!prop) return ret(cudaErrorInvalidValue);
-    if (device != 0) return ret(cudaErrorInvalidDevice);
+    if (device < 0 || device >= emu_device_count()) return ret(cudaErrorInvalidDevice);
     memset(prop, 0, sizeof *prop);
     snprintf(prop->name, sizeof prop->name, "loraft CUDA emulator (tests/cuda_emu)");
     prop->totalGlobalMem = device_bytes(), prop->sharedMemPerBlock = 48 << 10;
@@ -289,8 +305,13 @@ static const std::pair<const uintptr_t, Block> *find_block(const void *p, size_t
 
 void emu_check_kernel_pointer(const char *kernel, int arg, const void *p) {
     if (p && !find_block(p, 0))
-        die("%s: argument %d (%p) does not point into device memory: a host pointer?", kernel,
-            arg + 1, p);
+        emu_die("%s: argument %d (%p) does not point into device memory: a host pointer?", kernel,
+                arg + 1, p);
+}
+
+bool emu_device_range(const void *p, size_t bytes) {
+    auto b = p ? find_block(p, bytes) : NULL;
+    return b && !b->second.host;
 }
 
 static cudaError_t alloc(void **p, size_t bytes, bool host) {
@@ -426,7 +447,8 @@ cudaError_t emu_stream_wait_event(cudaStream_t stream, cudaEvent_t event, unsign
     if (!event) return ret(cudaErrorInvalidResourceHandle);
     CUstream_st *s = resolve(stream);
     if (event->captured && !s->capture)
-        die("cudaStreamWaitEvent on an event recorded in a capture: joining another stream into "
+        emu_die(
+            "cudaStreamWaitEvent on an event recorded in a capture: joining another stream into "
             "a capture is not emulated");
     return legacy_use(s);
 }
@@ -513,7 +535,7 @@ cudaError_t emu_stream_is_capturing(cudaStream_t stream, cudaStreamCaptureStatus
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
                                  unsigned long long flags) {
     if (!exec || !graph) return ret(cudaErrorInvalidValue);
-    if (flags) die("cudaGraphInstantiate: flags 0x%llx are not emulated", flags);
+    if (flags) emu_die("cudaGraphInstantiate: flags 0x%llx are not emulated", flags);
     *exec = new CUgraphExec_st{graph->nodes};
     return cudaSuccess;
 }
@@ -541,7 +563,8 @@ cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph,
 cudaError_t emu_graph_launch(cudaGraphExec_t exec, cudaStream_t stream) {
     if (!exec) return ret(cudaErrorInvalidResourceHandle);
     CUstream_st *s = resolve(stream);
-    if (s->capture) die("cudaGraphLaunch into a capturing stream (a child graph) is not emulated");
+    if (s->capture)
+        emu_die("cudaGraphLaunch into a capturing stream (a child graph) is not emulated");
     if (cudaError_t e = legacy_use(s)) return e;
     n_graph_launches++;
     n_graph_nodes += (long long)exec->nodes.size();
@@ -617,7 +640,7 @@ cublasStatus_t cublasGetMathMode(cublasHandle_t handle, cublasMath_t *mode) {
 cublasStatus_t cublasSetPointerMode(cublasHandle_t handle, cublasPointerMode_t mode) {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (mode != CUBLAS_POINTER_MODE_HOST)
-        die("cublasSetPointerMode: only CUBLAS_POINTER_MODE_HOST is emulated");
+        emu_die("cublasSetPointerMode: only CUBLAS_POINTER_MODE_HOST is emulated");
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -661,13 +684,13 @@ static void check_operand(const char *fn, const char *name, int batch, const voi
                           int rows, int cols, int ld) {
     size_t span = ((size_t)(cols - 1) * (size_t)ld + (size_t)rows) * es;
     if (!find_block(p, 0))
-        die("%s: %s of batch %d (%p) is not in device memory", fn, name, batch, p);
+        emu_die("%s: %s of batch %d (%p) is not in device memory", fn, name, batch, p);
     if (!find_block(p, span)) {
         auto b = find_block(p, 0);
-        die("%s: %s of batch %d (%d x %d, ld %d: %zu bytes) reaches %zu bytes past the end of "
-            "its %zu-byte allocation",
-            fn, name, batch, rows, cols, ld, span,
-            (size_t)((uintptr_t)p + span - b->first - b->second.bytes), b->second.bytes);
+        emu_die("%s: %s of batch %d (%d x %d, ld %d: %zu bytes) reaches %zu bytes past the end of "
+                "its %zu-byte allocation",
+                fn, name, batch, rows, cols, ld, span,
+                (size_t)((uintptr_t)p + span - b->first - b->second.bytes), b->second.bytes);
     }
 }
 
@@ -710,12 +733,13 @@ static void check_types(const char *fn, cudaDataType At, cudaDataType Bt, cudaDa
     int bf16 =
         At == CUDA_R_16BF && Bt == CUDA_R_16BF && (Ct == CUDA_R_32F || (Ct == CUDA_R_16BF && ex));
     if (!f32 && !(bf16 && !batched))
-        die("%s: data types A %d, B %d, C %d: only CUDA_R_32F, and CUDA_R_16BF A and B with a "
-            "CUDA_R_32F C (or a CUDA_R_16BF one in cublasGemmEx), are emulated",
-            fn, (int)At, (int)Bt, (int)Ct);
+        emu_die("%s: data types A %d, B %d, C %d: only CUDA_R_32F, and CUDA_R_16BF A and B with a "
+                "CUDA_R_32F C (or a CUDA_R_16BF one in cublasGemmEx), are emulated",
+                fn, (int)At, (int)Bt, (int)Ct);
     if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC &&
         (bf16 || compute != CUBLAS_COMPUTE_32F_FAST_TF32))
-        die("%s: compute type %d: only CUBLAS_COMPUTE_32F[_PEDANTIC|_FAST_TF32] (FP32 data) and "
+        emu_die(
+            "%s: compute type %d: only CUBLAS_COMPUTE_32F[_PEDANTIC|_FAST_TF32] (FP32 data) and "
             "CUBLAS_COMPUTE_32F[_PEDANTIC] (BF16 data) are emulated",
             fn, (int)compute);
 }
@@ -738,7 +762,7 @@ static cublasStatus_t gemm_on(const char *fn, GemmOn on, cublasOperation_t ta, c
                               cublasComputeType_t compute, int algo) {
     check_types(fn, At, Bt, Ct, compute, strstr(fn, "Batched") != NULL);
     if (!(algo >= -1 && algo <= 23) && !(algo >= 99 && algo <= 115))
-        die("%s: algorithm %d is not a cublasGemmAlgo_t the emulation knows", fn, algo);
+        emu_die("%s: algorithm %d is not a cublasGemmAlgo_t the emulation knows", fn, algo);
     if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T && ta != CUBLAS_OP_C) ||
         (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T && tb != CUBLAS_OP_C))
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -750,7 +774,7 @@ static cublasStatus_t gemm_on(const char *fn, GemmOn on, cublasOperation_t ta, c
     if (!m || !n || !batch) return CUBLAS_STATUS_SUCCESS;
     auto pa = find_block(alpha, 0), pb = find_block(beta, 0);
     if ((pa && !pa->second.host) || (pb && !pb->second.host))
-        die("%s: alpha or beta is a device pointer, but the pointer mode is HOST", fn);
+        emu_die("%s: alpha or beta is a device pointer, but the pointer mode is HOST", fn);
     float a = *(const float *)alpha, b = *(const float *)beta;
     cudaStream_t stream = on.stream;
     const float *bias = on.bias;
@@ -920,7 +944,7 @@ cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComput
                                         cudaDataType_t scale) {
     if (!desc) return CUBLAS_STATUS_INVALID_VALUE;
     if (scale != CUDA_R_32F)
-        die("cublasLtMatmulDescCreate: scale type %d: only CUDA_R_32F is emulated", (int)scale);
+        emu_die("cublasLtMatmulDescCreate: scale type %d: only CUDA_R_32F is emulated", (int)scale);
     *desc = (cublasLtMatmulDesc_t) new LtDesc{compute, CUBLAS_OP_N, CUBLAS_OP_N,
                                               CUBLASLT_EPILOGUE_DEFAULT, NULL};
     return CUBLAS_STATUS_SUCCESS;
@@ -952,7 +976,8 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
     case CUBLASLT_MATMUL_DESC_EPILOGUE:
         ok = attribute(&d->epilogue, buf, bytes);
         if (ok && d->epilogue != CUBLASLT_EPILOGUE_DEFAULT && d->epilogue != CUBLASLT_EPILOGUE_BIAS)
-            die("cublasLtMatmulDescSetAttribute: epilogue %u: only CUBLASLT_EPILOGUE_DEFAULT and "
+            emu_die(
+                "cublasLtMatmulDescSetAttribute: epilogue %u: only CUBLASLT_EPILOGUE_DEFAULT and "
                 "CUBLASLT_EPILOGUE_BIAS are emulated",
                 d->epilogue);
         break;
@@ -962,11 +987,12 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
     case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
         ok = attribute(&v, buf, bytes);
         if (ok && v != CUDA_R_32F)
-            die("cublasLtMatmulDescSetAttribute: bias data type %d: only CUDA_R_32F is emulated",
+            emu_die(
+                "cublasLtMatmulDescSetAttribute: bias data type %d: only CUDA_R_32F is emulated",
                 (int)v);
         break;
     default:
-        die("cublasLtMatmulDescSetAttribute: attribute %d is not emulated", (int)attr);
+        emu_die("cublasLtMatmulDescSetAttribute: attribute %d is not emulated", (int)attr);
     }
     return ok ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
 }
@@ -999,7 +1025,7 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
                                                         : CUBLAS_STATUS_INVALID_VALUE;
     if (attr < CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES ||
         attr > CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES)
-        die("cublasLtMatmulPreferenceSetAttribute: attribute %d is not emulated", (int)attr);
+        emu_die("cublasLtMatmulPreferenceSetAttribute: attribute %d is not emulated", (int)attr);
     uint32_t *a = &p->align[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES];
     return attribute(a, buf, bytes) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
 }
@@ -1015,7 +1041,7 @@ static bool lt_gemm(const char *fn, const LtDesc *d, const LtLayout *a, const Lt
                     const LtLayout *c, const LtLayout *dd, LtGemm *g) {
     if (!d || !a || !b || !c || !dd) return false;
     if (c->type != dd->type || c->rows != dd->rows || c->cols != dd->cols || c->ld != dd->ld)
-        die("%s: C and D layouts differ: only D in place of C is emulated", fn);
+        emu_die("%s: C and D layouts differ: only D in place of C is emulated", fn);
     uint64_t m = d->ta == CUBLAS_OP_N ? a->rows : a->cols,
              k = d->ta == CUBLAS_OP_N ? a->cols : a->rows;
     uint64_t kb = d->tb == CUBLAS_OP_N ? b->rows : b->cols,
@@ -1076,14 +1102,15 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     LtGemm g;
     if (!lt_gemm(fn, lt(desc), lt(Adesc), lt(Bdesc), lt(Cdesc), lt(Ddesc), &g))
         return CUBLAS_STATUS_INVALID_VALUE;
-    if (C != D) die("%s: C and D differ: only D in place of C is emulated", fn);
+    if (C != D) emu_die("%s: C and D differ: only D in place of C is emulated", fn);
     if (workspace_bytes && !find_block(workspace, workspace_bytes))
         return CUBLAS_STATUS_INVALID_VALUE;
     const LtDesc *d = lt(desc);
     bool bias = d->epilogue == CUBLASLT_EPILOGUE_BIAS;
     if (bias && !d->bias) return CUBLAS_STATUS_INVALID_VALUE;
     if (bias && (uintptr_t)d->bias % 16)
-        die("%s: the bias (%p) is not 16-byte aligned: a kernel the heuristic picks may assume it "
+        emu_die(
+            "%s: the bias (%p) is not 16-byte aligned: a kernel the heuristic picks may assume it "
             "whatever the heuristic was told, and fault on a GPU (misaligned address)",
             fn, (const void *)d->bias);
     const void *ptrs[LT_ALIGNMENTS] = {A, B, C, D, bias ? d->bias : NULL};

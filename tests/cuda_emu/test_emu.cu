@@ -6,16 +6,21 @@
  * was chosen for, capture), bf16 rounding, ldmatrix (plain and transposed) and mma.sync against
  * the fragment layouts PTX documents, cp.async's copies landing at the wait, stream capture and
  * graphs (recorded, not run; replayed with the captured arguments; updated; every call CUDA refuses
- * during a capture refused with its error and the capture invalidated); and, each in a child
- * process, the aborts that make bugs visible: a divergent shuffle, a shuffle against a barrier, a
- * host pointer passed to a kernel, a GEMM operand past its allocation (FP32 and BF16), data and
- * compute types not emulated, a cuBLASLt epilogue not emulated or bias past its allocation or
- * misaligned, ldmatrix with a misaligned row or in part of a warp, a misaligned cp.async. Not a
- * test of kernels/ (tests/gpu does that). Prints "N passed, N failed". */
+ * during a capture refused with its error and the capture invalidated); LORAFT_EMU_DEVICES and
+ * NCCL (ranks as forked processes: a sum over three ranks of more than one chunk, bit for bit the
+ * sum in rank order; two ranks on one device refused on every rank; nothing left in /dev/shm; a
+ * captured ncclAllReduce); and, each in a child process, the aborts that make bugs visible: a
+ * divergent shuffle, a shuffle against a barrier, a host pointer passed to a kernel, a GEMM operand
+ * past its allocation (FP32 and BF16), data and compute types not emulated, a cuBLASLt epilogue not
+ * emulated or bias past its allocation or misaligned, ldmatrix with a misaligned row or in part of
+ * a warp, a misaligned cp.async, a device count out of range, an NCCL rank whose peers never come
+ * (to the join or to a sum), an NCCL buffer in host memory. Not a test of kernels/ (tests/gpu does
+ * that). Prints "N passed, N failed". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +29,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <mma_ptx.h>
+#include <nccl.h>
 
 static int passed, failed;
 #define EXPECT(cond)                                                                               \
@@ -956,6 +962,188 @@ static void test_graphs(void) {
     cudaFree(d);
 }
 
+/* ---- NCCL (emu_nccl.cpp): ranks as processes, LORAFT_EMU_DEVICES devices ---- */
+/* Rank r's element i: magnitudes 2^-11..2^8, so the sum's rounding depends on its order. */
+static float nccl_value(int rank, size_t i) {
+    uint32_t h = ((uint32_t)i * 2654435761u) ^ ((uint32_t)rank * 40503u);
+    h ^= h >> 13, h *= 0x5bd1e995u, h ^= h >> 15;
+    return ldexpf((float)(h & 0xffff) / 65536.0f - 0.5f, (int)(h >> 27) % 20 - 10);
+}
+static float nccl_sum(int ranks, size_t i) { /* in rank order, as every rank must */
+    float s = nccl_value(0, i);
+    for (int r = 1; r < ranks; r++) s += nccl_value(r, i);
+    return s;
+}
+static bool nccl_ok(const char *what, int rank, ncclResult_t r) {
+    if (r != ncclSuccess)
+        fprintf(stderr, "nccl rank %d: %s: %s (%s)\n", rank, what, ncclGetErrorString(r),
+                ncclGetLastError(NULL));
+    return r == ncclSuccess;
+}
+/* A rank's process: more than three chunks summed in place, then a few floats out of place. */
+static int nccl_sum_rank(const ncclUniqueId *id, int ranks, int rank, int device) {
+    const size_t n = 3 * (size_t)LORAFT_EMU_NCCL_CHUNK + 5;
+    ncclComm_t comm;
+    if (cudaSetDevice(device) != cudaSuccess) {
+        fprintf(stderr, "nccl rank %d: cudaSetDevice(%d) failed\n", rank, device);
+        return 1;
+    }
+    if (!nccl_ok("ncclCommInitRank", rank, ncclCommInitRank(&comm, ranks, *id, rank))) return 1;
+    float *h = (float *)malloc(n * sizeof *h), *d, *small;
+    for (size_t i = 0; i < n; i++) h[i] = nccl_value(rank, i);
+    cudaMalloc(&d, n * sizeof *d);
+    cudaMalloc(&small, 8 * sizeof *small);
+    cudaMemcpy(d, h, n * sizeof *d, cudaMemcpyHostToDevice);
+    bool ok = nccl_ok("ncclAllReduce", rank,
+                      ncclAllReduce(d, d, n, ncclFloat, ncclSum, comm, cudaStreamPerThread));
+    cudaMemcpy(h, d, n * sizeof *d, cudaMemcpyDeviceToHost);
+    for (size_t i = 0; ok && i < n; i++)
+        if (h[i] != nccl_sum(ranks, i)) {
+            fprintf(stderr, "nccl rank %d: element %zu is %.9g, not %.9g\n", rank, i, h[i],
+                    nccl_sum(ranks, i));
+            ok = false;
+        }
+    ok &= nccl_ok("ncclAllReduce of 0", rank,
+                  ncclAllReduce(d, d, 0, ncclFloat, ncclSum, comm, cudaStreamPerThread));
+    ok &= nccl_ok("ncclAllReduce out of place", rank,
+                  ncclAllReduce(d + 100, small, 8, ncclFloat, ncclSum, comm, NULL));
+    float out[8];
+    cudaMemcpy(out, small, sizeof out, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < 8; i++) { /* every rank's d holds the sums now */
+        float sum = nccl_sum(ranks, 100 + (size_t)i), want = sum;
+        for (int r = 1; r < ranks; r++) want += sum;
+        if (out[i] != want) {
+            fprintf(stderr, "nccl rank %d: out of place, element %d is %.9g, not %.9g\n", rank, i,
+                    out[i], want);
+            ok = false;
+        }
+    }
+    ok &= ncclCommDestroy(comm) == ncclSuccess;
+    cudaFree(small), cudaFree(d), free(h);
+    return ok ? 0 : 1;
+}
+/* Ranks 1 and 2 on one device: every rank is refused, the one on its own device too. */
+static int nccl_duplicate_rank(const ncclUniqueId *id, int ranks, int rank, int device) {
+    ncclComm_t comm = (ncclComm_t)&comm;
+    cudaSetDevice(device);
+    ncclResult_t r = ncclCommInitRank(&comm, ranks, *id, rank);
+    bool ok = r == ncclInvalidUsage && comm == NULL &&
+              !strcmp(ncclGetLastError(NULL),
+                      "Duplicate GPU detected: rank 1 and rank 2 both on device 0");
+    if (!ok)
+        fprintf(stderr, "nccl rank %d: ncclCommInitRank on a shared device: %s (%s)\n", rank,
+                ncclGetErrorString(r), ncclGetLastError(NULL));
+    return ok ? 0 : 1;
+}
+/* Forks a process per rank (rank r on devices[r]); true when all exit 0. */
+static bool nccl_run_ranks(int (*rank_fn)(const ncclUniqueId *, int, int, int), int ranks,
+                           const int *devices, const ncclUniqueId *id) {
+    pid_t pids[8];
+    fflush(stdout), fflush(stderr);
+    for (int r = 0; r < ranks; r++)
+        if ((pids[r] = fork()) == 0) {
+            int status = rank_fn(id, ranks, r, devices[r]);
+            fflush(stderr);
+            _exit(status);
+        }
+    bool ok = true;
+    for (int r = 0; r < ranks; r++) {
+        int status = 0;
+        waitpid(pids[r], &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+            fprintf(stderr, "nccl rank %d: ended with status 0x%x\n", r, status);
+            ok = false;
+        }
+    }
+    return ok;
+}
+static bool nccl_left_in_shm(const ncclUniqueId *id) {
+    char path[sizeof id->internal + 16];
+    snprintf(path, sizeof path, "/dev/shm%s", id->internal);
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static void test_nccl(void) {
+    setenv("LORAFT_EMU_DEVICES", "3", 1); /* read at each call: no CUDA call cached it */
+    int n = 0, dev = -1;
+    EXPECT(cudaGetDeviceCount(&n) == cudaSuccess && n == 3);
+    EXPECT(cudaSetDevice(2) == cudaSuccess && cudaGetDevice(&dev) == cudaSuccess && dev == 2);
+    cudaDeviceProp prop;
+    EXPECT(cudaGetDeviceProperties(&prop, 2) == cudaSuccess);
+    EXPECT(cudaSetDevice(3) == cudaErrorInvalidDevice &&
+           cudaSetDevice(-1) == cudaErrorInvalidDevice);
+    EXPECT(cudaGetDeviceProperties(&prop, 3) == cudaErrorInvalidDevice);
+    EXPECT(cudaGetLastError() == cudaErrorInvalidDevice);
+    EXPECT(cudaGetDevice(&dev) == cudaSuccess && dev == 2); /* a refused call changes nothing */
+    cudaSetDevice(0);
+    EXPECT(!strcmp(ncclGetErrorString(ncclInvalidUsage), "invalid usage"));
+    EXPECT(!strcmp(ncclGetErrorString(ncclRemoteError),
+                   "remote process exited or there was a network error"));
+
+    /* refused before anything is created */
+    ncclUniqueId id, bad;
+    ncclComm_t comm;
+    EXPECT(ncclGetUniqueId(&id) == ncclSuccess && !nccl_left_in_shm(&id));
+    EXPECT(ncclCommInitRank(&comm, 0, id, 0) == ncclInvalidArgument && comm == NULL);
+    EXPECT(ncclCommInitRank(&comm, 65, id, 0) == ncclInvalidArgument);
+    EXPECT(ncclCommInitRank(&comm, 2, id, 2) == ncclInvalidArgument);
+    memset(&bad, 'x', sizeof bad);
+    EXPECT(ncclCommInitRank(&comm, 1, bad, 0) == ncclInvalidArgument);
+    EXPECT(!nccl_left_in_shm(&id));
+
+    /* one rank in this process: checks, and a captured sum */
+    float *d, h[8];
+    cudaMalloc(&d, 16 * sizeof *d);
+    for (int i = 0; i < 8; i++) h[i] = (float)i;
+    cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice);
+    cudaMemset(d + 8, 0, 8 * sizeof *d);
+    EXPECT(ncclCommInitRank(&comm, 1, id, 0) == ncclSuccess && comm != NULL);
+    EXPECT(!nccl_left_in_shm(&id)); /* unlinked once all joined */
+    EXPECT(ncclAllReduce(d, d, 8, ncclDouble, ncclSum, comm, NULL) == ncclInvalidArgument);
+    EXPECT(strstr(ncclGetLastError(NULL), "sums floats only") != NULL);
+    EXPECT(ncclAllReduce(d, d, 8, ncclFloat, ncclMax, comm, NULL) == ncclInvalidArgument);
+    EXPECT(ncclAllReduce(d, d, 0, ncclFloat, ncclSum, comm, NULL) == ncclSuccess);
+    cudaGraph_t g;
+    cudaGraphExec_t x;
+    EXPECT(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal) == cudaSuccess);
+    EXPECT(ncclAllReduce(d, d + 8, 8, ncclFloat, ncclSum, comm, cudaStreamPerThread) ==
+           ncclSuccess);
+    EXPECT(cudaStreamEndCapture(cudaStreamPerThread, &g) == cudaSuccess);
+    float got[8];
+    cudaMemcpy(got, d + 8, sizeof got, cudaMemcpyDeviceToHost);
+    EXPECT(got[7] == 0.0f); /* recorded, not run */
+    EXPECT(cudaGraphInstantiate(&x, g, 0) == cudaSuccess && cudaGraphLaunch(x, 0) == cudaSuccess);
+    cudaMemcpy(got, d + 8, sizeof got, cudaMemcpyDeviceToHost);
+    EXPECT(!memcmp(got, h, sizeof got));
+    cudaGraphDestroy(g);
+    cudaGraphExecUpdateResultInfo info;
+    for (size_t count : {(size_t)8, (size_t)4}) { /* another count is another collective */
+        cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal);
+        ncclAllReduce(d + 8, d, count, ncclFloat, ncclSum, comm, cudaStreamPerThread);
+        cudaStreamEndCapture(cudaStreamPerThread, &g);
+        cudaError_t e = cudaGraphExecUpdate(x, g, &info);
+        EXPECT(count == 8 ? e == cudaSuccess
+                          : e == cudaErrorGraphExecUpdateFailure &&
+                                info.result == cudaGraphExecUpdateErrorParametersChanged);
+        cudaGraphDestroy(g);
+    }
+    cudaGetLastError();
+    cudaGraphExecDestroy(x);
+    EXPECT(ncclCommDestroy(comm) == ncclSuccess && ncclCommDestroy(NULL) == ncclSuccess);
+    cudaFree(d);
+
+    /* three ranks, three processes (the id made here: ncclGetUniqueId creates nothing) */
+    const int devices[3] = {0, 1, 2}, shared[3] = {1, 0, 0};
+    EXPECT(ncclGetUniqueId(&id) == ncclSuccess);
+    EXPECT(nccl_run_ranks(nccl_sum_rank, 3, devices, &id));
+    EXPECT(!nccl_left_in_shm(&id));
+    EXPECT(ncclGetUniqueId(&id) == ncclSuccess);
+    EXPECT(nccl_run_ranks(nccl_duplicate_rank, 3, shared, &id));
+    EXPECT(!nccl_left_in_shm(&id));
+    unsetenv("LORAFT_EMU_DEVICES");
+}
+
 static void expect_abort(const char *what, void (*body)(float *), const char *message) {
     char path[] = "/tmp/loraft-emu-XXXXXX";
     int fd = mkstemp(path);
@@ -1084,6 +1272,49 @@ static void run_cp_async_misaligned(float *d) {
     cp_async_kernel<<<1, 1, 16 * sizeof(float)>>>(d, d, 1);
 }
 
+/* ---- NCCL's aborts: a bad device count, a rank that never comes, a host buffer ---- */
+static ncclUniqueId nccl_abort_id;
+static void run_devices_65(float *) {
+    int n;
+    setenv("LORAFT_EMU_DEVICES", "65", 1);
+    cudaGetDeviceCount(&n);
+}
+static void run_nccl_alone(float *) {
+    ncclComm_t comm;
+    setenv("LORAFT_EMU_NCCL_TIMEOUT", "0.2", 1);
+    ncclCommInitRank(&comm, 2, nccl_abort_id, 0);
+}
+static void run_nccl_peer_gone(float *d) {
+    ncclComm_t comm;
+    setenv("LORAFT_EMU_NCCL_TIMEOUT", "0.2", 1);
+    setenv("LORAFT_EMU_DEVICES", "2", 1);
+    if (fork() == 0) { /* joins, then exits without summing */
+        cudaSetDevice(1);
+        _exit(ncclCommInitRank(&comm, 2, nccl_abort_id, 1) == ncclSuccess ? 0 : 1);
+    }
+    if (ncclCommInitRank(&comm, 2, nccl_abort_id, 0) == ncclSuccess)
+        ncclAllReduce(d, d, 64, ncclFloat, ncclSum, comm, NULL);
+}
+static void run_nccl_host_buffer(float *) {
+    static float host[64];
+    ncclComm_t comm;
+    if (ncclCommInitRank(&comm, 1, nccl_abort_id, 0) == ncclSuccess)
+        ncclAllReduce(host, host, 64, ncclFloat, ncclSum, comm, NULL);
+}
+static void test_nccl_aborts(void) {
+    expect_abort("LORAFT_EMU_DEVICES 65", run_devices_65, "must be 1 to 64");
+    ncclGetUniqueId(&nccl_abort_id);
+    expect_abort("NCCL rank alone", run_nccl_alone,
+                 "rank 0 of 2: join (ncclCommInitRank): the other ranks did not arrive");
+    EXPECT(!nccl_left_in_shm(&nccl_abort_id)); /* the waiting rank unlinked it */
+    ncclGetUniqueId(&nccl_abort_id);
+    expect_abort("NCCL peer gone", run_nccl_peer_gone,
+                 "rank 0 of 2: ncclAllReduce number 1: the other ranks did not arrive");
+    EXPECT(!nccl_left_in_shm(&nccl_abort_id));
+    ncclGetUniqueId(&nccl_abort_id);
+    expect_abort("NCCL host buffer", run_nccl_host_buffer, "does not lie in device memory");
+}
+
 int main(void) {
     unsetenv("LORAFT_EMU_ARCH"); /* test_launch_limits starts from every target's limits */
     test_shuffles();
@@ -1096,6 +1327,7 @@ int main(void) {
     test_mma_ptx();
     test_cp_async();
     test_graphs();
+    test_nccl();
     expect_abort("divergent shuffle", run_divergent, "divergent warp collective");
     expect_abort("shuffle against a barrier", run_vs_barrier, "divergent warp collective");
     expect_abort("host pointer to a kernel", run_host_pointer, "does not point into device memory");
@@ -1111,6 +1343,7 @@ int main(void) {
     expect_abort("ldmatrix in half a warp", run_ldmatrix_half_warp, "divergent warp collective");
     expect_abort("cp.async misaligned", run_cp_async_misaligned, "not aligned to the copy's size");
     expect_abort("cp.async never waited for", run_cp_async_unwaited, "never waited for");
+    test_nccl_aborts();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

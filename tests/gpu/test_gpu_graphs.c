@@ -323,23 +323,6 @@ static void check_cudnn(void) {
     attention = ATTENTION_LORAFT;
 }
 
-/* A jsonl file of n lines {"text": words w0..w34 of the tiny vocabulary, "label": 0 or 1}: most
- * lines 9 words, one in four 4, so batches of 4 repeat a shape often but not always. */
-static void write_lines(const char *path, int n, uint64_t seed) {
-    FILE *f = fopen(path, "w");
-    CHECK(f != NULL);
-    if (!f) return;
-    Rng rng = {seed, 0};
-    for (int i = 0; i < n; i++) {
-        int words = rng_next(&rng) % 4 ? 9 : 4;
-        fputs("{\"text\": \"", f);
-        for (int w = 0; w < words; w++)
-            fprintf(f, "%sw%d", w ? " " : "", (int)(rng_next(&rng) % 35));
-        fprintf(f, "\", \"label\": %d}\n", (int)(rng_next(&rng) % 2));
-    }
-    fclose(f);
-}
-
 /* The trainer's whole run under train.cuda_graphs off, on and auto: a tiny DistilBERT with LoRA
  * (dropout 0.1, hidden and attention dropout too) on 26 lines, gradient accumulation 2, two
  * epochs, an evaluation and a checkpoint after each (other shapes between the recorded ones),
@@ -350,8 +333,8 @@ static void check_trainer(const char *tmp, const char *vocab) {
     snprintf(train, sizeof train, "%s/train.jsonl", tmp);
     snprintf(val, sizeof val, "%s/val.jsonl", tmp);
     tiny_checkpoint("distilbert", 32, 2, vocab, model);
-    write_lines(train, 26, 5);
-    write_lines(val, 8, 6);
+    tiny_write_lines(train, 26, 5);
+    tiny_write_lines(val, 8, 6);
     const char *modes[3] = {"off", "on", "auto"};
     char *adapter[3] = {NULL, NULL, NULL};
     size_t bytes[3] = {0, 0, 0};

@@ -123,8 +123,15 @@ int emu_launch_resources(const char *kernel, const void *fn, unsigned threads, s
 void emu_resource_record(const char *name, int arch, int registers, int static_shared,
                          int max_threads);
 size_t emu_resource_kernels(void);
+/* Prints "cuda-emu: MESSAGE" and aborts (emu_runtime.cpp; the scheduler's own names the block). */
+[[noreturn]] __attribute__((format(printf, 1, 2))) void emu_die(const char *fmt, ...);
 /* Aborts when p is neither NULL nor inside a device allocation (emu_runtime.cpp). */
 void emu_check_kernel_pointer(const char *kernel, int arg, const void *p);
+/* Whether [p, p + bytes) lies inside one cudaMalloc allocation (not cudaMallocHost's): NCCL's
+ * buffers (emu_nccl.cpp). */
+bool emu_device_range(const void *p, size_t bytes);
+/* LORAFT_EMU_DEVICES (default 1; aborts outside 1..64), read at each call. */
+int emu_device_count(void);
 void emu_launch_failed(int error); /* records a launch error for cudaGetLastError */
 
 /* ---- barriers and warp intrinsics ---- */
@@ -182,9 +189,16 @@ static inline CUstream_st *emu_stream(CUstream_st *s) {
 #endif
 }
 /* One operation on a stream: what cudaGraphExecUpdate compares (kind; fn, the kernel, or the
- * cuBLAS call's shape, which decides its kernels; bytes of a copy or set's element), and the
- * closure that does it, arguments held by value; run returns 0 or a cudaError_t value. */
-enum EmuNodeKind { EMU_NODE_KERNEL, EMU_NODE_MEMCPY, EMU_NODE_MEMSET, EMU_NODE_BLAS };
+ * cuBLAS call's shape, which decides its kernels; a copy's direction, a set's element bytes, a
+ * collective's count), and the closure that does it, arguments held by value; run returns 0 or a
+ * cudaError_t value. */
+enum EmuNodeKind {
+    EMU_NODE_KERNEL,
+    EMU_NODE_MEMCPY,
+    EMU_NODE_MEMSET,
+    EMU_NODE_BLAS,
+    EMU_NODE_COLLECTIVE, /* an NCCL call (emu_nccl.cpp) */
+};
 struct EmuNode {
     EmuNodeKind kind;
     const void *fn;

@@ -1,7 +1,8 @@
 /* cuda_runtime.h (emulation): the CUDA runtime API that kernels/ uses, for the emulated test
  * build (tests/cuda_emu). Device memory is host heap memory (AddressSanitizer sees every
  * access), work on a stream runs when it is queued (everything is synchronous) unless the
- * stream captures a graph, and there is exactly one device. Stream capture and graphs follow
+ * stream captures a graph, and there are LORAFT_EMU_DEVICES alike devices (default 1; a process
+ * uses the one cudaSetDevice picks, and its memory is its own). Stream capture and graphs follow
  * CUDA's rules, checked (emu_runtime.cpp says which). Implemented in emu_runtime.cpp. Deliberately
  * not the real API: only what the kernels use, plus its obvious neighbours; a missing function is a
  * compile error. */
