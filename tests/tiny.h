@@ -59,3 +59,16 @@ static inline void tiny_write_lines(const char *path, int n, uint64_t seed) {
     }
     fclose(f);
 }
+
+/* A whole run's inputs in dir: a tiny DistilBERT classifier (hidden 32, 2 labels) and jsonl
+ * files of 26 training and 8 validation lines; their paths into model, train and val (700
+ * bytes each). */
+static inline void tiny_classifier_run(const char *dir, const char *vocab, char *model, char *train,
+                                       char *val) {
+    snprintf(model, 700, "%s/distilbert", dir);
+    snprintf(train, 700, "%s/train.jsonl", dir);
+    snprintf(val, 700, "%s/val.jsonl", dir);
+    tiny_checkpoint("distilbert", 32, 2, vocab, model);
+    tiny_write_lines(train, 26, 5);
+    tiny_write_lines(val, 8, 6);
+}

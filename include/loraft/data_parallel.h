@@ -32,23 +32,24 @@ typedef struct DpRank {
     /* the group id's pipes: rank 0 writes to id_fd[1 .. ranks - 1], rank r > 0 reads
      * id_fd[r]; -1 where this process has no end */
     int id_fd[DP_MAX_RANKS];
+    int followed; /* rank 0's dp_join failed because a rank it hands the id to had failed */
 } DpRank;
 
 /* The one process of a run without a group. */
 static inline DpRank dp_single(void) {
-    DpRank d = {0, 1, {0}};
+    DpRank d = {0, 1, {0}, 0};
     for (int i = 0; i < DP_MAX_RANKS; i++) d.id_fd[i] = -1;
     return d;
 }
 
-typedef int (*DpMain)(const DpRank *self, FILE *out, void *arg, LfError *err);
+typedef int (*DpMain)(DpRank *self, FILE *out, void *arg, LfError *err);
 
 /* Runs fn as ranks 0 .. ranks - 1 (2 .. DP_MAX_RANKS), each in a process of its own; 0 when
  * every rank returned 0. */
 int dp_run(int ranks, DpMain fn, void *arg, FILE *out, LfError *err);
 
 /* In a rank, before anything else uses the device: joins the group on device self->rank. */
-int dp_join(const DpRank *self, const Ops *ops, LfError *err);
+int dp_join(DpRank *self, const Ops *ops, LfError *err);
 
 #ifdef __cplusplus
 }

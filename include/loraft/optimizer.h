@@ -24,10 +24,11 @@ int adamw_create(AdamW *opt, const Model *m, float beta1, float beta2, float eps
                  float weight_decay, LfError *err);
 void adamw_free(AdamW *opt, const Model *m);
 /* One step at learning rate lr over every trainable parameter, in one op call (after
- * Ops.group_sum of the gradients where opt->group is set): the gradients clipped to a global L2 norm of max_norm first (no clipping when max_norm <= 0), as
- * torch.nn.utils.clip_grad_norm_ then torch.optim.AdamW; weight decay only on parameters with
- * decay set. The norm before clipping is left in backend memory at m->grad_norm (nothing waits
- * for it: model_read_loss reads it with the loss); when it is not finite nothing is updated. */
+ * Ops.group_sum of the gradients where opt->group is set): the gradients clipped to a global L2
+ * norm of max_norm first (no clipping when max_norm <= 0), as torch.nn.utils.clip_grad_norm_ then
+ * torch.optim.AdamW; weight decay only on parameters with decay set. The norm before clipping is
+ * left in backend memory at m->grad_norm (nothing waits for it: model_read_loss reads it with the
+ * loss); when it is not finite nothing is updated. */
 void adamw_update(AdamW *opt, Model *m, float lr, float max_norm);
 
 typedef enum Schedule { SCHEDULE_LINEAR, SCHEDULE_CONSTANT, SCHEDULE_COSINE } Schedule;

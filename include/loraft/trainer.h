@@ -29,7 +29,8 @@ typedef struct RunOptions {
     int overwrite;      /* a fresh run may replace the run in a non-empty output_dir */
 } RunOptions;
 
-/* Progress and results go to out. */
+/* Progress and results go to out. Under model.devices > 1 a process a device
+ * (data_parallel.h): out must then be a file, and the calling process must run one thread. */
 int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfError *err);
 
 /* Evaluates cfg's model (plus the adapter in adapter_dir, may be NULL) on the validation

@@ -10,10 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A rank's exit status when it stopped because rank 0 handed out no group id: rank 0 failed
- * first, and its message is the one to report. */
+/* A rank's exit status when it stopped because another failed first (DpRank.followed), whose
+ * message is the one to report. */
 enum { EXIT_FOLLOWED = 3 };
-static const char no_id[] = "device 0 handed out no group id";
 /* How long the other ranks get to fail on their own after one failed, in seconds. */
 #define DP_GRACE 1.0
 
@@ -39,7 +38,7 @@ static size_t read_all(int fd, void *p, size_t n) {
     return got;
 }
 
-int dp_join(const DpRank *self, const Ops *ops, LfError *err) {
+int dp_join(DpRank *self, const Ops *ops, LfError *err) {
     if (self->ranks == 1) return 0;
     if (!ops->group_join)
         return lf_fail(err, "model.devices %d: %s", self->ranks,
@@ -49,11 +48,11 @@ int dp_join(const DpRank *self, const Ops *ops, LfError *err) {
     if (self->rank == 0) {
         if (ops->group_id(id, err)) return -1;
         for (int r = 1; r < self->ranks; r++)
-            if (write_all(self->id_fd[r], id, sizeof id))
-                return lf_fail(err, "cannot hand the group id to device %d: %s", r,
-                               strerror(errno));
+            if (write_all(self->id_fd[r], id, sizeof id)) /* device r is gone: it failed */
+                return self->followed = 1, lf_fail(err, "cannot hand the group id to device %d: %s",
+                                                   r, strerror(errno));
     } else if (read_all(self->id_fd[self->rank], id, sizeof id) != sizeof id) {
-        return lf_fail(err, "%s", no_id);
+        return lf_fail(err, "device 0 handed out no group id"); /* reported: device 0 failed */
     }
     return ops->group_join(self->rank, self->ranks, id, err);
 }
@@ -63,6 +62,7 @@ int dp_join(const DpRank *self, const Ops *ops, LfError *err) {
 static void rank_main(int rank, int ranks, int (*id_pipe)[2], int (*err_pipe)[2], DpMain fn,
                       void *arg, FILE *out, pid_t parent) {
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* not outliving the run's process */
+    signal(SIGPIPE, SIG_IGN);         /* a pipe to a rank that is gone: an error, not a death */
     if (getppid() != parent) _exit(EXIT_FOLLOWED);
     DpRank self = dp_single();
     self.rank = rank, self.ranks = ranks;
@@ -83,9 +83,8 @@ static void rank_main(int rank, int ranks, int (*id_pipe)[2], int (*err_pipe)[2]
     int rc = o ? fn(&self, o, arg, &err) : lf_fail(&err, "cannot open /dev/null");
     if (o) fflush(o);
     if (!rc) _exit(0);
-    int followed = rank > 0 && !strcmp(err.msg, no_id);
     write_all(err_pipe[rank][1], err.msg, strlen(err.msg));
-    _exit(followed ? EXIT_FOLLOWED : 1);
+    _exit(self.followed ? EXIT_FOLLOWED : 1);
 }
 
 /* The threads this process runs, from /proc/self/status; 0 when unknown. */
@@ -107,7 +106,7 @@ static double now(void) {
 
 /* Waits for every rank. After the first failure the others get DP_GRACE seconds to stop on
  * their own, then SIGTERM. Returns the lowest rank that failed on its own (not stopped by us,
- * not following rank 0), else the first that failed, else -1; its wait status in *why. */
+ * not DpRank.followed), else the first that failed, else -1; its wait status in *why. */
 static int wait_ranks(const pid_t *pid, int ranks, int *why) {
     int alive = ranks, done[DP_MAX_RANKS] = {0}, cause = -1, first = -1, killed = 0;
     double failed_at = -1;

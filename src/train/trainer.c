@@ -109,7 +109,7 @@ static void feed_free(Feed *f) {
 
 typedef struct Run {
     const TrainConfig *cfg;
-    const DpRank *dp; /* this process's rank of model.devices; rank 0 evaluates, logs, saves */
+    DpRank *dp; /* this process's rank of model.devices; rank 0 evaluates, logs, saves */
     const Ops *ops;
     FILE *out;
     ModelConfig mcfg;
@@ -410,8 +410,8 @@ static void run_close(Run *r) {
 
 /* Everything a run needs, sized once, on dp's device. adapter_dir (eval only) replaces the LoRA
  * spec. */
-static int run_open(Run *r, const TrainConfig *c, const DpRank *dp, int train,
-                    const char *adapter_dir, FILE *out, LfError *err) {
+static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const char *adapter_dir,
+                    FILE *out, LfError *err) {
     memset(r, 0, sizeof *r);
     r->cfg = c;
     r->dp = dp;
@@ -1041,7 +1041,7 @@ typedef struct RunJob {
 
 /* The run as one of model.devices (DpMain): each device loads the model and the data and
  * resumes the state; device 0 alone writes the run directory. */
-static int run_on_device(const DpRank *dp, FILE *out, void *arg, LfError *err) {
+static int run_on_device(DpRank *dp, FILE *out, void *arg, LfError *err) {
     const RunJob *job = arg;
     const TrainConfig *cfg = job->cfg;
     const RunOptions *opt = job->opt;

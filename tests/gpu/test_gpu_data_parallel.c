@@ -188,12 +188,7 @@ int main(void) {
     snprintf(vocab, sizeof vocab, "%s/vocab", tmp);
     mkdir(vocab, 0700);
     tiny_write_vocab(vocab);
-    snprintf(model, sizeof model, "%s/distilbert", tmp);
-    snprintf(train_file, sizeof train_file, "%s/train.jsonl", tmp);
-    snprintf(val_file, sizeof val_file, "%s/val.jsonl", tmp);
-    tiny_checkpoint("distilbert", 32, 2, vocab, model);
-    tiny_write_lines(train_file, 26, 5);
-    tiny_write_lines(val_file, 8, 6);
+    tiny_classifier_run(tmp, vocab, model, train_file, val_file);
     snprintf(cfg, sizeof cfg, "%s/cfg.json", tmp);
     FILE *f = fopen(cfg, "w");
     CHECK(f != NULL);

@@ -329,12 +329,7 @@ static void check_cudnn(void) {
  * precision bf16: the same adapter, bit for bit, and on and auto report replays. */
 static void check_trainer(const char *tmp, const char *vocab) {
     char model[700], train[700], val[700];
-    snprintf(model, sizeof model, "%s/distilbert", tmp);
-    snprintf(train, sizeof train, "%s/train.jsonl", tmp);
-    snprintf(val, sizeof val, "%s/val.jsonl", tmp);
-    tiny_checkpoint("distilbert", 32, 2, vocab, model);
-    tiny_write_lines(train, 26, 5);
-    tiny_write_lines(val, 8, 6);
+    tiny_classifier_run(tmp, vocab, model, train, val);
     const char *modes[3] = {"off", "on", "auto"};
     char *adapter[3] = {NULL, NULL, NULL};
     size_t bytes[3] = {0, 0, 0};
