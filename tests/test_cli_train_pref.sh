@@ -6,7 +6,8 @@
 #  1. DPO: before training the policy is the reference (LoRA's B is zero), so eval_loss is
 #     ln 2 and the margin 0; after training eval_loss falls and the reward accuracy is above
 #     0.5; metrics.jsonl logs the DPO metrics; a CAUSAL_LM adapter; `loraft eval --adapter
-#     OUT/best` reproduces the best evaluation; the same with the ipo loss and a chat template;
+#     OUT/best` reproduces the best evaluation, and evaluates the held-out pairs given as a
+#     data.validation_file the same; the same with the ipo loss and a chat template;
 #  2. reward model: the held-out accuracy rises; a SEQ_CLS adapter saving the score head;
 #     `loraft score` of the held-out chosen and rejected answers ranks them as `loraft eval`'s
 #     accuracy says; `loraft merge` writes it as a LlamaForSequenceClassification directory
@@ -81,6 +82,12 @@ best=$(sed -n 's/.*new best eval_loss \([0-9.]*\).*/\1/p' "$tmp/dpo.log" | tail 
   { cat "$tmp/eval.log"; fail "loraft eval of the DPO adapter"; }
 read -r le ae me < <(evals "$tmp/eval.log" reward_accuracy)
 check "'$le' == '$best'" "loraft eval --adapter reproduces the best eval_loss $best"
+tail -n 8 "$tmp/pairs.jsonl" >"$tmp/val.jsonl" # the held-out pairs as a validation_file
+"$bin" eval --config "$tmp/dpo.json" --adapter "$tmp/dpo/best" --set data.holdout_examples=0 \
+  --set data.validation_file="$tmp/val.jsonl" >"$tmp/evalfile.log" 2>&1 ||
+  { cat "$tmp/evalfile.log"; fail "loraft eval of the DPO adapter on a validation_file"; }
+[ "$(grep "^eval: eval_loss" "$tmp/evalfile.log")" = "$(grep "^eval: eval_loss" "$tmp/eval.log")" ] && ok ||
+  bad "data.validation_file of the held-out pairs evaluates as holdout_examples 8"
 "$bin" train --config "$tmp/dpo.json" --set train.dpo_loss=ipo --set train.num_epochs=1 \
   --set data.chat_template=chatml --set train.output_dir="$tmp/ipo" >"$tmp/ipo.log" 2>&1 ||
   { cat "$tmp/ipo.log"; fail "ipo run"; }

@@ -602,10 +602,12 @@ typedef struct Ops {
      * (OPS_GROUP_ID bytes), which one process makes and hands to the others; group_join
      * makes this process rank of ranks on device `rank` and must come before anything else
      * touches the device; group_sum sums x[0..n) (backend memory) over the ranks in place,
-     * queued like any op, every rank ending with the same bits; group_leave ends it. */
+     * queued like any op, every rank ending with the same bits (the gradients), and
+     * group_sum_f64 the same in doubles (totals: counts stay exact); group_leave ends it. */
     int (*group_id)(void *id, LfError *err);
     int (*group_join)(int rank, int ranks, const void *id, LfError *err);
     void (*group_sum)(float *x, size_t n);
+    void (*group_sum_f64)(double *x, size_t n);
     void (*group_leave)(void);
 } Ops;
 /* The bytes of a group's id (NCCL_UNIQUE_ID_BYTES). */

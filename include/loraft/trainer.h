@@ -15,7 +15,6 @@
 #include <stdio.h>
 
 #include "loraft/error.h"
-#include "loraft/metrics.h"
 #include "loraft/model.h"
 #include "loraft/optimizer.h"
 #include "loraft/train_config.h"
@@ -34,9 +33,10 @@ typedef struct RunOptions {
 int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfError *err);
 
 /* Evaluates cfg's model (plus the adapter in adapter_dir, may be NULL) on the validation
- * file and prints the result. A NaN or infinite loss or logit is an error. */
-int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out,
-                     ClassMetrics *result, LfError *err);
+ * file and prints the result to out. A NaN or infinite loss or logit is an error. Under
+ * model.devices > 1 each device evaluates a share of the batches, as trainer_run's
+ * processes: out must be a file, and the calling process must run one thread. */
+int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out, LfError *err);
 
 /* A micro-batch's shape: B, T, whether its mask hides a token (attention then gets it) and the
  * rows the LM head lists (Model.n_head_rows: its chunks); B 0: none. */

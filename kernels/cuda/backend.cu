@@ -611,6 +611,7 @@ extern "C" const Ops ops_cuda = {
     .group_id = cuda_group_id,
     .group_join = cuda_group_join,
     .group_sum = cuda_group_sum,
+    .group_sum_f64 = cuda_group_sum_f64,
     .group_leave = cuda_group_leave,
 #endif
 };

@@ -328,6 +328,7 @@ void cuda_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, 
 int cuda_group_id(void *id, LfError *err);
 int cuda_group_join(int rank, int ranks, const void *id, LfError *err);
 void cuda_group_sum(float *x, size_t n);
+void cuda_group_sum_f64(double *x, size_t n);
 void cuda_group_leave(void);
 #endif
 void cuda_add(float *out, const float *a, const float *b, size_t n);

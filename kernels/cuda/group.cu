@@ -45,13 +45,23 @@ int cuda_group_join(int rank, int ranks, const void *id, LfError *err) {
     return nccl_fail(r, what, err);
 }
 
-void cuda_group_sum(float *x, size_t n) {
+/* x[0..n) of type t summed over the ranks in place, queued on this thread's stream. */
+static void sum_in_place(void *x, size_t n, ncclDataType_t t) {
     if (!n) return;
-    ncclResult_t r = ncclAllReduce(x, x, n, ncclFloat, ncclSum, group, cudaStreamPerThread);
+    ncclResult_t r = ncclAllReduce(x, x, n, t, ncclSum, group, cudaStreamPerThread);
     if (r == ncclSuccess) return;
     char msg[512];
-    snprintf(msg, sizeof msg, "ncclAllReduce of %zu floats: %s", n, ncclGetErrorString(r));
+    snprintf(msg, sizeof msg, "ncclAllReduce of %zu %s: %s", n,
+             t == ncclFloat ? "floats" : "doubles", ncclGetErrorString(r));
     CUDA_FAIL(msg);
+}
+
+void cuda_group_sum(float *x, size_t n) {
+    sum_in_place(x, n, ncclFloat);
+}
+
+void cuda_group_sum_f64(double *x, size_t n) {
+    sum_in_place(x, n, ncclFloat64);
 }
 
 void cuda_group_leave(void) {

@@ -70,8 +70,7 @@ int cmd_eval(int argc, char **argv) {
     static TrainConfig c;
     if ((rc = load_config(&c, config, &sets, "eval"))) return rc;
     LfError err;
-    ClassMetrics m;
-    if (trainer_evaluate(&c, adapter, stdout, &m, &err)) {
+    if (trainer_evaluate(&c, adapter, stdout, &err)) {
         fflush(stdout);
         fprintf(stderr, "loraft eval: %s\n", err.msg);
         return 1;

@@ -61,7 +61,8 @@ static const Key keys[] = {
              "train.batch_size rows, and the gradients summed before the step: a step sees "
              "batch_size x devices x gradient_accumulation_steps rows, and trains as one device "
              "with gradient_accumulation_steps times N would, up to the order of the sums. "
-             "Evaluation, logs and checkpoints are device 0's."},
+             "Evaluation batches are dealt the same way (`loraft eval` too), and their sums "
+             "summed; logs and checkpoints are device 0's."},
     {"model", "base_dtype", T_STR, AT(base_dtype), .def = "\"f32\"",
      .choices = "f32|bf16|q|q8_0|q5_1|q5_0|q4_1|q4_0|nf4",
      .help = "How frozen dense-layer weights are stored: f32; bf16 (rounded at load, half the "

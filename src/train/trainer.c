@@ -23,6 +23,7 @@
 #include "loraft/fileio.h"
 #include "loraft/generate.h"
 #include "loraft/lm_data.h"
+#include "loraft/metrics.h"
 #include "loraft/model.h"
 #include "loraft/objective.h"
 #include "loraft/optimizer.h"
@@ -36,6 +37,9 @@
 /* A mean cross-entropy above this is reported as diverging (chance level is ln K, under
  * 9 for 4096 classes); documented in docs/CONFIG.md. */
 #define LOSS_WARN 1e4
+
+/* The most totals a step or an evaluation other than a classifier's sums over the devices. */
+enum { EVAL_TOTALS = 6 };
 
 /* One split's batches, whatever the task: labelled examples through a Batcher, corpus
  * blocks / rows through an LmLoader (labels per token), or preference pairs through a
@@ -127,8 +131,11 @@ typedef struct Run {
     int *preds, *labels; /* [validation examples] */
     float *ref_batch;    /* dpo: [model rows] the reference log-probs of the current batch */
     float *logits;       /* [eval batch * classes], host */
-    float *step_sums;    /* [3] backend memory: a step's loss sum, batches and tokens, summed
-                            over the devices */
+    /* totals summed over the devices (a step's loss sum, batches and tokens; an evaluation's
+     * sums and counts, a classifier's predictions): [n_totals] on the host, and in backend
+     * memory under model.devices > 1 */
+    double *totals, *totals_dev;
+    int n_totals;
     int has_train, has_val, has_model, has_opt, has_log, joined;
     int saved;  /* OUT/last holds a checkpoint */
     int warned; /* the diverging-loss warning was printed for training */
@@ -267,7 +274,7 @@ static int load_pairs(Run *r, Feed *f, int train, int batch_size, LfError *err) 
                      .max_prompt_length = c->max_prompt_length,
                      .limit = train ? c->train_limit : c->validation_limit,
                      .holdout = split ? c->holdout_examples : 0,
-                     .heldout = !train,
+                     .heldout = split && !train,
                      .chat = c->chat_template[0] ? &chat : NULL,
                      .sp = &sp};
     double t0 = now_seconds();
@@ -395,7 +402,7 @@ static int load_data(Run *r, Feed *f, int train, int batch_size, LfError *err) {
 static void run_close(Run *r) {
     rundir_close(&r->dir);
     if (r->has_opt) adamw_free(&r->opt, &r->model);
-    if (r->step_sums) r->ops->free(r->step_sums);
+    if (r->totals_dev) r->ops->free(r->totals_dev);
     if (r->has_model) model_free(&r->model);
     if (r->joined) r->ops->group_leave();
     if (r->has_log) runlog_close(&r->log);
@@ -406,6 +413,7 @@ static void run_close(Run *r) {
     free(r->labels);
     free(r->logits);
     free(r->ref_batch);
+    free(r->totals);
 }
 
 /* Everything a run needs, sized once, on dp's device. adapter_dir (eval only) replaces the LoRA
@@ -505,8 +513,14 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                 100.0 * (double)trainable / (double)all);
     if (r->task == TASK_DPO && !(r->ref_batch = malloc((size_t)r->model.max_batch * sizeof(float))))
         return lf_fail(err, "out of memory");
-    if (r->causal_lm || r->pairs) return 0;
-    int n_val = r->has_val ? feed_rows(&r->val_f) : 0;
+    int classes = !r->causal_lm && !r->pairs,
+        n_val = classes && r->has_val ? feed_rows(&r->val_f) : 0;
+    r->n_totals = n_val + 1 > EVAL_TOTALS ? n_val + 1 : EVAL_TOTALS;
+    if (!(r->totals = calloc((size_t)r->n_totals, sizeof *r->totals)))
+        return lf_fail(err, "out of memory");
+    if (dp->ranks > 1 && !(r->totals_dev = ops->alloc((size_t)r->n_totals * sizeof(double))))
+        return lf_fail(err, "out of device memory");
+    if (!classes) return 0;
     r->preds = malloc((n_val + 1) * sizeof *r->preds);
     r->labels = malloc((n_val + 1) * sizeof *r->labels);
     r->logits = malloc((size_t)ebs * r->mcfg.num_labels * sizeof *r->logits);
@@ -524,31 +538,50 @@ static int argmax_finite(const float *x, int K) {
     return best;
 }
 
+/* v[0..n) (n <= Run.n_totals) summed over the devices in place, in doubles: counts stay exact.
+ * One device: as they are. */
+static int sum_over_devices(Run *r, double *v, int n, LfError *err) {
+    if (r->dp->ranks == 1) return 0;
+    const Ops *o = r->ops;
+    o->upload(r->totals_dev, v, (size_t)n * sizeof *v);
+    o->group_sum_f64(r->totals_dev, (size_t)n);
+    o->download(v, r->totals_dev, (size_t)n * sizeof *v);
+    return o->status(err);
+}
+
+/* An evaluation's batches are dealt to the devices in turn: batch k is device k % ranks's. Each
+ * sums what its batches give, and the sums are summed over the devices at the end. */
+static int eval_batch_mine(const Run *r, int k) {
+    return k % r->dp->ranks == r->dp->rank;
+}
+
 /* Causal-lm: the mean loss over every predicted token of the validation rows, and its
  * exp; a non-finite batch loss counts as non-finite. */
 static int evaluate_lm(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     Model *m = &r->model;
-    double loss_sum = 0;
-    long tokens = 0, predicted = 0;
+    double t[3] = {0, 0, 0}; /* loss sum, predicted tokens, non-finite batches */
+    long tokens = 0;
     int k = 0;
     Batch b;
     Progress p;
-    *nonfinite = 0;
     feed_start(&r->val_f, 0, 0, 0, 0);
     progress_start(&p, r->out, "eval", feed_num_batches(&r->val_f));
     while (feed_next(&r->val_f, &b)) {
         float loss;
+        if (!eval_batch_mine(r, k++)) continue;
         if (model_set_batch(m, b.ids, NULL, b.mask, b.labels, b.B, b.T, err) ||
             model_forward(m, 0, &loss, err))
             return -1;
-        *nonfinite += !isfinite(loss);
-        loss_sum += (double)loss * m->n_valid;
-        predicted += m->n_valid;
+        t[0] += (double)loss * m->n_valid;
+        t[1] += m->n_valid;
+        t[2] += !isfinite(loss);
         tokens += b.n_tokens;
-        progress_update(&p, ++k, loss_sum / (predicted ? predicted : 1), tokens);
+        progress_update(&p, k, t[0] / (t[1] ? t[1] : 1), tokens);
     }
     progress_finish(&p);
-    *res = (ClassMetrics){.loss = loss_sum / (predicted ? predicted : 1), .n = (int)predicted};
+    if (sum_over_devices(r, t, 3, err)) return -1;
+    *nonfinite = (int)t[2];
+    *res = (ClassMetrics){.loss = t[0] / (t[1] ? t[1] : 1), .n = (int)t[1]};
     return 0;
 }
 
@@ -583,35 +616,38 @@ static int set_batch(Run *r, Feed *f, const Batch *b, LfError *err) {
  * rewards. */
 static int evaluate_pairs(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     Model *m = &r->model;
-    double loss_sum = 0, correct = 0, chosen = 0, rejected = 0;
+    /* loss sum, pairs ranked right, chosen and rejected reward sums, pairs, non-finite batches */
+    double t[EVAL_TOTALS] = {0, 0, 0, 0, 0, 0};
     long tokens = 0;
-    int pairs = 0, k = 0;
+    int k = 0;
     Batch b;
     Progress p;
-    *nonfinite = 0;
     feed_start(&r->val_f, 0, 0, 0, 0);
     progress_start(&p, r->out, "eval", feed_num_batches(&r->val_f));
     while (feed_next(&r->val_f, &b)) {
         float loss;
+        if (!eval_batch_mine(r, k++)) continue;
         if (set_batch(r, &r->val_f, &b, err) || model_forward(m, 0, &loss, err)) return -1;
         keep_reference(r, &r->val_f, &b);
         const PairStats *ps = &m->pair_stats;
-        *nonfinite += !isfinite(loss);
-        loss_sum += (double)loss * ps->pairs;
-        correct += ps->correct;
-        chosen += ps->chosen;
-        rejected += ps->rejected;
-        pairs += ps->pairs;
+        t[0] += (double)loss * ps->pairs;
+        t[1] += ps->correct;
+        t[2] += ps->chosen;
+        t[3] += ps->rejected;
+        t[4] += ps->pairs;
+        t[5] += !isfinite(loss);
         tokens += b.n_tokens;
-        progress_update(&p, ++k, loss_sum / pairs, tokens);
+        progress_update(&p, k, t[0] / t[4], tokens);
     }
     progress_finish(&p);
-    double n = pairs ? pairs : 1;
-    *res = (ClassMetrics){.loss = loss_sum / n,
-                          .accuracy = correct / n,
-                          .n = pairs,
-                          .chosen_reward = chosen / n,
-                          .rejected_reward = rejected / n};
+    if (sum_over_devices(r, t, EVAL_TOTALS, err)) return -1;
+    double n = t[4] ? t[4] : 1;
+    *nonfinite = (int)t[5];
+    *res = (ClassMetrics){.loss = t[0] / n,
+                          .accuracy = t[1] / n,
+                          .n = (int)t[4],
+                          .chosen_reward = t[2] / n,
+                          .rejected_reward = t[3] / n};
     return 0;
 }
 
@@ -621,32 +657,39 @@ static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     if (r->causal_lm) return evaluate_lm(r, res, nonfinite, err);
     if (r->pairs) return evaluate_pairs(r, res, nonfinite, err);
     Model *m = &r->model;
-    int K = r->mcfg.num_labels, n = 0, k = 0;
-    *nonfinite = 0;
-    double loss_sum = 0;
+    int K = r->mcfg.num_labels, n = 0, k = 0, mine = 0;
+    /* t[0] the loss sum, t[1 + i] example i's predicted class + 2 on its device (1: a NaN or
+     * infinite logit), 0 on the others */
+    double *t = r->totals;
+    memset(t, 0, (size_t)r->n_totals * sizeof *t);
     long tokens = 0;
     Batch b;
     Progress p;
     feed_start(&r->val_f, 0, 0, 0, 0);
     progress_start(&p, r->out, "eval", feed_num_batches(&r->val_f));
-    while (feed_next(&r->val_f, &b)) {
+    for (; feed_next(&r->val_f, &b); n += b.B) {
         float loss;
+        for (int i = 0; i < b.B; i++) r->labels[n + i] = b.labels[i];
+        if (!eval_batch_mine(r, k++)) continue;
         if (model_set_batch(m, b.ids, b.types, b.mask, b.labels, b.B, b.T, err) ||
             model_forward(m, 0, &loss, err))
             return -1;
         m->ops->download(r->logits, m->logits, (size_t)b.B * K * sizeof(float));
-        for (int i = 0; i < b.B; i++) {
-            r->preds[n + i] = argmax_finite(r->logits + (size_t)i * K, K);
-            *nonfinite += r->preds[n + i] < 0;
-            r->labels[n + i] = b.labels[i];
-        }
-        loss_sum += (double)loss * m->n_valid;
-        n += b.B;
+        for (int i = 0; i < b.B; i++)
+            t[1 + n + i] = argmax_finite(r->logits + (size_t)i * K, K) + 2;
+        t[0] += (double)loss * m->n_valid;
+        mine += b.B;
         tokens += b.n_tokens;
-        progress_update(&p, ++k, loss_sum / n, tokens);
+        progress_update(&p, k, t[0] / mine, tokens);
     }
     progress_finish(&p);
-    metrics_classification(r->preds, r->labels, n, K, loss_sum / (n ? n : 1), res);
+    if (sum_over_devices(r, t, 1 + n, err)) return -1;
+    *nonfinite = 0;
+    for (int i = 0; i < n; i++) {
+        r->preds[i] = (int)t[1 + i] - 2;
+        *nonfinite += r->preds[i] < 0;
+    }
+    metrics_classification(r->preds, r->labels, n, K, t[0] / (n ? n : 1), res);
     return 0;
 }
 
@@ -708,7 +751,7 @@ static int eval_point(Run *r, const char *when, int step, double epoch, ClassMet
                        "the weights are not finite",
                        when, mt->loss, nonfinite, mt->n);
     warn_loss(r, "eval_loss", mt->loss);
-    return r->sft ? log_answers(r, step, err) : 0;
+    return r->sft && r->dp->rank == 0 ? log_answers(r, step, err) : 0;
 }
 
 /* Ends err's message with where the last good checkpoint is; returns -1. */
@@ -767,6 +810,7 @@ static int checkpoint_point(Run *r, TrainState *ts, int eval, int save, double e
             snprintf(ts->metric, sizeof ts->metric, "%s", r->cfg->metric_for_best);
         }
     }
+    if (r->dp->rank > 0) return 0; /* device 0 writes the run directory */
     if ((save || improved) && save_checkpoint(r, ts, improved, err)) return -1;
     if (improved)
         fprintf(r->out, "%s: new best %s %.4f, saved to %s/best\n", when, r->cfg->metric_for_best,
@@ -846,19 +890,6 @@ static void forget_shape(TrainStep *s) {
     s->last.B = 0;
 }
 
-/* A step's loss sum, batch count and tokens (sums[0..3)), summed over the devices: each saw its
- * own batches. One device: as they are. */
-static int sum_over_devices(Run *r, double *sums, LfError *err) {
-    if (r->dp->ranks == 1) return 0;
-    const Ops *o = r->ops;
-    float f[3] = {(float)sums[0], (float)sums[1], (float)sums[2]};
-    o->upload(r->step_sums, f, sizeof f);
-    o->group_sum(r->step_sums, 3);
-    o->download(f, r->step_sums, sizeof f);
-    for (int i = 0; i < 3; i++) sums[i] = f[i];
-    return o->status(err);
-}
-
 /* An optimizer step takes `window` batches in a row (gradient_accumulation_steps x devices), the
  * devices each every ranks-th of them: batch i of the window is device i % ranks's, and trains
  * with the dropout seed and loss weight (1 / window) one device would give it. */
@@ -879,17 +910,15 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             "%d, lr %g %s\n",
             total, steps_per_epoch, c->batch_size, devices, c->grad_accum, warmup, c->lr,
             c->lr_scheduler);
-    if (ranks > 1 && !(r->step_sums = r->ops->alloc(3 * sizeof(float))))
-        return lf_fail(err, "out of device memory");
-    int evals = lead && r->has_val && strcmp(c->eval_strategy, "no");
+    int evals = r->has_val && strcmp(c->eval_strategy, "no");
     if (!resumed && evals && c->eval_before_training) {
         ClassMetrics mt;
         if (eval_point(r, "before training", 0, 0, &mt, err)) return -1;
     }
     int eval_epoch = evals && !strcmp(c->eval_strategy, "epoch"),
-        save_epoch = lead && !strcmp(c->save_strategy, "epoch");
+        save_epoch = !strcmp(c->save_strategy, "epoch");
     int eval_steps = evals && !strcmp(c->eval_strategy, "steps") ? c->eval_steps : 0;
-    int save_steps = lead && !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
+    int save_steps = !strcmp(c->save_strategy, "steps") ? c->save_steps : 0;
     uint64_t dropout_stream = rng_hash(c->seed, 0xD20F);
     TrainStep st = {.graphs = (TrainGraphs)c->cuda_graphs};
     OpsGraphCounts g0 = {0}, g1 = {0};
@@ -935,7 +964,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
                 if (model_read_loss(m, NULL, &norm, err)) return -1;
             }
             if (!step_end) continue;
-            if (sum_over_devices(r, sums, err)) return -1;
+            if (sum_over_devices(r, sums, 3, err)) return -1;
             if (!isfinite(sums[0]))
                 return lf_fail(err, "loss is %s at step %d (epoch %d)",
                                isnan(sums[0]) ? "NaN" : "infinite", ts.global_step, epoch + 1),
@@ -1060,19 +1089,35 @@ static int run_on_device(DpRank *dp, FILE *out, void *arg, LfError *err) {
     return rc;
 }
 
-int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfError *err) {
-    RunJob job = {cfg, opt};
-    if (cfg->devices > 1) return dp_run(cfg->devices, run_on_device, &job, out, err);
+/* fn on each of model.devices, a process each, or in this process on the one. */
+static int on_devices(const TrainConfig *cfg, DpMain fn, void *job, FILE *out, LfError *err) {
+    if (cfg->devices > 1) return dp_run(cfg->devices, fn, job, out, err);
     DpRank one = dp_single();
-    return run_on_device(&one, out, &job, err);
+    return fn(&one, out, job, err);
 }
 
-int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out,
-                     ClassMetrics *result, LfError *err) {
+int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfError *err) {
+    RunJob job = {cfg, opt};
+    return on_devices(cfg, run_on_device, &job, out, err);
+}
+
+typedef struct EvalJob {
+    const TrainConfig *cfg;
+    const char *adapter_dir;
+} EvalJob;
+
+/* The evaluation as one of model.devices: each device evaluates its share of the batches. */
+static int evaluate_on_device(DpRank *dp, FILE *out, void *arg, LfError *err) {
+    const EvalJob *job = arg;
     Run r;
-    DpRank one = dp_single();
-    int rc = run_open(&r, cfg, &one, 0, adapter_dir, out, err);
-    if (!rc) rc = eval_point(&r, "eval", 0, 0, result, err);
+    ClassMetrics mt;
+    int rc = run_open(&r, job->cfg, dp, 0, job->adapter_dir, out, err);
+    if (!rc) rc = eval_point(&r, "eval", 0, 0, &mt, err);
     run_close(&r);
     return rc;
+}
+
+int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out, LfError *err) {
+    EvalJob job = {cfg, adapter_dir};
+    return on_devices(cfg, evaluate_on_device, &job, out, err);
 }

@@ -1,15 +1,15 @@
 /* emu_nccl.cpp: NCCL for the CUDA emulation (include/nccl.h): the ranks of a communicator are
  * processes on this machine that meet in a POSIX shared-memory segment, named by the unique id.
  * The segment holds a barrier (lock-free std::atomic counters, which work across processes), each
- * rank's device, and a slot of LORAFT_EMU_NCCL_CHUNK floats per rank. ncclAllReduce copies a
+ * rank's device, and a slot of LORAFT_EMU_NCCL_CHUNK floats' bytes per rank. ncclAllReduce copies a
  * chunk into this rank's slot, waits for all, sums the slots in rank order into its output (so
  * every rank computes the same bits, as NCCL guarantees), and waits again before the next chunk
  * refills the slots. Rank 0 unlinks the name once all have joined: the mappings stay, and nothing
  * is left in /dev/shm when a process is killed later.
  *
- * Deliberately not NCCL: only float sums; a barrier that spins with short sleeps; and where NCCL
- * would hang for a rank that never comes, an abort after LORAFT_EMU_NCCL_TIMEOUT seconds (default
- * 600), so that a dead rank fails CI instead of stopping it. */
+ * Deliberately not NCCL: only sums of floats and doubles; a barrier that spins with short sleeps;
+ * and where NCCL would hang for a rank that never comes, an abort after LORAFT_EMU_NCCL_TIMEOUT
+ * seconds (default 600), so that a dead rank fails CI instead of stopping it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -89,7 +89,9 @@ struct ncclComm {
     long long calls;  /* ncclAllReduce runs so far, for the timeout's message */
     double timeout_s; /* LORAFT_EMU_NCCL_TIMEOUT */
     char name[NCCL_UNIQUE_ID_BYTES];
-    float *slot(int r) { return (float *)((char *)seg + SLOTS_AT) + (size_t)r * CHUNK; }
+    template <typename T> T *slot(int r) {
+        return (T *)((char *)seg + SLOTS_AT + (size_t)r * CHUNK * sizeof(float));
+    }
 };
 
 static double now_s(void) {
@@ -215,18 +217,19 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
 
 /* One chunk at a time: into my slot, wait, sum the slots in rank order, wait (nobody refills a
  * slot before all have read it). send may be recv: my slot holds my part before I write. */
-static int all_reduce(ncclComm *c, const float *send, float *recv, size_t count) {
+template <typename T> static int all_reduce(ncclComm *c, const T *send, T *recv, size_t count) {
+    const size_t chunk = CHUNK * sizeof(float) / sizeof(T);
     long long k = ++c->calls;
     char what[64];
     snprintf(what, sizeof what, "ncclAllReduce number %lld", k);
-    for (size_t at = 0; at < count; at += CHUNK) {
-        size_t n = count - at < CHUNK ? count - at : CHUNK;
-        memcpy(c->slot(c->rank), send + at, n * sizeof(float));
+    for (size_t at = 0; at < count; at += chunk) {
+        size_t n = count - at < chunk ? count - at : chunk;
+        memcpy(c->slot<T>(c->rank), send + at, n * sizeof(T));
         barrier(c, what, false);
-        float *out = recv + at;
-        memcpy(out, c->slot(0), n * sizeof(float));
+        T *out = recv + at;
+        memcpy(out, c->slot<T>(0), n * sizeof(T));
         for (int r = 1; r < c->nranks; r++) {
-            const float *in = c->slot(r);
+            const T *in = c->slot<T>(r);
             for (size_t i = 0; i < n; i++) out[i] += in[i];
         }
         barrier(c, what, false);
@@ -234,32 +237,40 @@ static int all_reduce(ncclComm *c, const float *send, float *recv, size_t count)
     return 0;
 }
 
+/* The queued sum of count Ts from sendbuff into recvbuff. */
+template <typename T>
+static int enqueue_sum(const void *sendbuff, void *recvbuff, size_t count, ncclComm_t comm,
+                       cudaStream_t stream) {
+    const T *send = (const T *)sendbuff;
+    T *recv = (T *)recvbuff;
+    return emu_enqueue(stream, EmuNode{EMU_NODE_COLLECTIVE, NULL, (uint64_t)count, "ncclAllReduce",
+                                       [=]() { return all_reduce(comm, send, recv, count); }});
+}
+
 ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count,
                            ncclDataType_t datatype, ncclRedOp_t op, ncclComm_t comm,
                            cudaStream_t stream) {
     if (!comm) return fail(ncclInvalidArgument, "ncclAllReduce: NULL comm");
-    if (datatype != ncclFloat || op != ncclSum)
+    if ((datatype != ncclFloat && datatype != ncclFloat64) || op != ncclSum)
         return fail(ncclInvalidArgument,
-                    "ncclAllReduce: data type %d, operation %d: the emulation sums floats only "
-                    "(ncclFloat, ncclSum)",
+                    "ncclAllReduce: data type %d, operation %d: the emulation sums floats and "
+                    "doubles only (ncclFloat, ncclFloat64; ncclSum)",
                     (int)datatype, (int)op);
     if (!count) return ncclSuccess;
-    size_t bytes = count * sizeof(float);
-    if (count > (size_t)-1 / sizeof(float) || !emu_device_range(sendbuff, bytes) ||
+    size_t size = datatype == ncclFloat ? sizeof(float) : sizeof(double), bytes = count * size;
+    if (count > (size_t)-1 / size || !emu_device_range(sendbuff, bytes) ||
         !emu_device_range(recvbuff, bytes))
-        emu_die("ncclAllReduce on rank %d: sendbuff %p or recvbuff %p, %zu floats, does not lie in "
+        emu_die("ncclAllReduce on rank %d: sendbuff %p or recvbuff %p, %zu values, does not lie in "
                 "device memory (cudaMalloc): a host pointer, or past the end?",
                 comm->rank, sendbuff, recvbuff, count);
     const char *s = (const char *)sendbuff, *r = (const char *)recvbuff;
     if (s != r && s < r + bytes && r < s + bytes)
         emu_die(
-            "ncclAllReduce on rank %d: sendbuff %p and recvbuff %p overlap (%zu floats) without "
+            "ncclAllReduce on rank %d: sendbuff %p and recvbuff %p overlap (%zu values) without "
             "being the same: NCCL's in place is sendbuff == recvbuff",
             comm->rank, sendbuff, recvbuff, count);
-    const float *send = (const float *)sendbuff;
-    float *recv = (float *)recvbuff;
-    int e = emu_enqueue(stream, EmuNode{EMU_NODE_COLLECTIVE, NULL, (uint64_t)count, "ncclAllReduce",
-                                        [=]() { return all_reduce(comm, send, recv, count); }});
+    int e = datatype == ncclFloat ? enqueue_sum<float>(sendbuff, recvbuff, count, comm, stream)
+                                  : enqueue_sum<double>(sendbuff, recvbuff, count, comm, stream);
     if (e)
         return fail(ncclUnhandledCudaError, "ncclAllReduce: the stream refused it: %s",
                     cudaGetErrorString((cudaError_t)e));

@@ -974,13 +974,22 @@ static float nccl_sum(int ranks, size_t i) { /* in rank order, as every rank mus
     for (int r = 1; r < ranks; r++) s += nccl_value(r, i);
     return s;
 }
+static double nccl_value_f64(int rank, size_t i) { /* a double that a float would round */
+    return nccl_value(rank, i) + ldexp((double)rank + 1, -40);
+}
+static double nccl_sum_f64(int ranks, size_t i) {
+    double s = nccl_value_f64(0, i);
+    for (int r = 1; r < ranks; r++) s += nccl_value_f64(r, i);
+    return s;
+}
 static bool nccl_ok(const char *what, int rank, ncclResult_t r) {
     if (r != ncclSuccess)
         fprintf(stderr, "nccl rank %d: %s: %s (%s)\n", rank, what, ncclGetErrorString(r),
                 ncclGetLastError(NULL));
     return r == ncclSuccess;
 }
-/* A rank's process: more than three chunks summed in place, then a few floats out of place. */
+/* A rank's process: more than three chunks summed in place, then a few floats out of place, then
+ * doubles over two chunks. */
 static int nccl_sum_rank(const ncclUniqueId *id, int ranks, int rank, int device) {
     const size_t n = 3 * (size_t)LORAFT_EMU_NCCL_CHUNK + 5;
     ncclComm_t comm;
@@ -1015,6 +1024,20 @@ static int nccl_sum_rank(const ncclUniqueId *id, int ranks, int rank, int device
         if (out[i] != want) {
             fprintf(stderr, "nccl rank %d: out of place, element %d is %.9g, not %.9g\n", rank, i,
                     out[i], want);
+            ok = false;
+        }
+    }
+    const size_t nd = LORAFT_EMU_NCCL_CHUNK / 2 + 3; /* a chunk holds CHUNK / 2 doubles */
+    double *hd = (double *)h, *dd = (double *)d;
+    for (size_t i = 0; i < nd; i++) hd[i] = nccl_value_f64(rank, i);
+    cudaMemcpy(dd, hd, nd * sizeof *dd, cudaMemcpyHostToDevice);
+    ok &= nccl_ok("ncclAllReduce of doubles", rank,
+                  ncclAllReduce(dd, dd, nd, ncclFloat64, ncclSum, comm, cudaStreamPerThread));
+    cudaMemcpy(hd, dd, nd * sizeof *dd, cudaMemcpyDeviceToHost);
+    for (size_t i = 0; ok && i < nd; i++) {
+        double want = nccl_sum_f64(ranks, i);
+        if (hd[i] != want) {
+            fprintf(stderr, "nccl rank %d: double %zu is %.17g, not %.17g\n", rank, i, hd[i], want);
             ok = false;
         }
     }
@@ -1100,8 +1123,8 @@ static void test_nccl(void) {
     cudaMemset(d + 8, 0, 8 * sizeof *d);
     EXPECT(ncclCommInitRank(&comm, 1, id, 0) == ncclSuccess && comm != NULL);
     EXPECT(!nccl_left_in_shm(&id)); /* unlinked once all joined */
-    EXPECT(ncclAllReduce(d, d, 8, ncclDouble, ncclSum, comm, NULL) == ncclInvalidArgument);
-    EXPECT(strstr(ncclGetLastError(NULL), "sums floats only") != NULL);
+    EXPECT(ncclAllReduce(d, d, 8, ncclFloat16, ncclSum, comm, NULL) == ncclInvalidArgument);
+    EXPECT(strstr(ncclGetLastError(NULL), "sums floats and doubles only") != NULL);
     EXPECT(ncclAllReduce(d, d, 8, ncclFloat, ncclMax, comm, NULL) == ncclInvalidArgument);
     EXPECT(ncclAllReduce(d, d, 0, ncclFloat, ncclSum, comm, NULL) == ncclSuccess);
     cudaGraph_t g;

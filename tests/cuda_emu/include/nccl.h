@@ -7,19 +7,20 @@
  * emu_nccl.cpp.
  *
  * Emulated: ncclGetUniqueId (a segment name; it creates nothing), ncclCommInitRank (refuses two
- * ranks on one device with ncclInvalidUsage, as NCCL does), ncclAllReduce of ncclFloat with
- * ncclSum on cudaMalloc'd buffers (in place or not; a buffer outside device memory aborts), and
- * ncclCommDestroy, ncclGetErrorString, ncclGetLastError. Any other type or operation returns
- * ncclInvalidArgument with a last error that says so. Where NCCL would hang (a rank never comes)
- * a rank aborts after LORAFT_EMU_NCCL_TIMEOUT seconds (default 600) instead. Deliberately not
- * NCCL: no other collectives, no groups (ncclGroupStart), no config, no asynchronous errors, and
- * no communication beyond one machine. */
+ * ranks on one device with ncclInvalidUsage, as NCCL does), ncclAllReduce of ncclFloat or
+ * ncclFloat64 with ncclSum on cudaMalloc'd buffers (in place or not; a buffer outside device memory
+ * aborts), and ncclCommDestroy, ncclGetErrorString, ncclGetLastError. Any other type or operation
+ * returns ncclInvalidArgument with a last error that says so. Where NCCL would hang (a rank never
+ * comes) a rank aborts after LORAFT_EMU_NCCL_TIMEOUT seconds (default 600) instead. Deliberately
+ * not NCCL: no other collectives, no groups (ncclGroupStart), no config, no asynchronous errors,
+ * and no communication beyond one machine. */
 #pragma once
 #include <stddef.h>
 
 #include "cuda_runtime.h"
 
-/* floats per rank that the shared segment holds: ncclAllReduce sums in chunks of this many */
+/* floats per rank that the shared segment holds: ncclAllReduce sums in chunks of this many
+ * floats' bytes */
 #define LORAFT_EMU_NCCL_CHUNK (1 << 20)
 
 #define NCCL_UNIQUE_ID_BYTES 128
