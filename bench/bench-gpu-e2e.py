@@ -6,6 +6,7 @@ own process, in the same run (issue 10).
     bench/bench-gpu-e2e.py [--cases distilbert-128,distilbert-512,smollm2-512,smollm2-2048]
         [--precision bf16,fp32] [--steps 10] [--tokens 8192] [--device cuda|cpu] [--smoke]
         [--loraft-bench build/bench_train_step] [--no-pytorch] [--timeout 150] [--prompt F] [--dpo]
+        [--qlora]
 
 Models: DistilBERT-base (sequence classification, LoRA on q_lin, v_lin), SmolLM2-135M and
 (--cases llama3-2048) Llama-3.2-1B's shape, (--cases qwen3-2048) Qwen3-0.6B's (heads of 128
@@ -45,7 +46,11 @@ loraft's precision is one parameter, --precision: model.precision for bench_trai
 one CUDA Graph launch unless the precision carries '/nographs' (train.cuda_graphs off), with
 loraft's attention kernels unless it carries '/cudnn' (model.attention cudnn), the frozen
 projections in bf16 unless it carries a block type, '/q8_0' .. '/q4_0' or '/nf4' (model.base_dtype:
-quantised as the model is made, dequantised for each GEMM; PyTorch's side stays bf16). --smoke:
+quantised as the model is made, dequantised for each GEMM; PyTorch's side stays bf16 unless
+--qlora). --qlora: PyTorch's side is QLoRA instead, its frozen linears in bitsandbytes' NF4 with
+bf16 compute (BitsAndBytesConfig load_in_4bit, nf4; the random model saved and loaded
+quantised, then peft's prepare_model_for_kbit_training without gradient checkpointing), which
+loraft's '/nf4' matches; where bitsandbytes is not installed the row says so. --smoke:
 tiny configs, 1 step, for a CPU check that the script works (--device cpu --smoke).
 Informative only: speed lives in bench/, never in tests.
 """
@@ -182,6 +187,27 @@ def prompt_tokens(fraction, T):
     return min(int(fraction * T), T - 1)
 
 
+def qlora_base(auto, hf, dev):
+    """QLoRA's base: the random model in bf16, saved and loaded with bitsandbytes' NF4 linears
+    (bf16 compute) on dev, prepared as peft prepares k-bit training; None (and a skipped line)
+    where bitsandbytes is not installed."""
+    import torch
+    from transformers import BitsAndBytesConfig
+    from peft import prepare_model_for_kbit_training
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        print(json.dumps({"skipped": f"no bitsandbytes ({e}); scripts/gpu-deps.sh carries it"}))
+        return None
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    with tempfile.TemporaryDirectory() as d:
+        auto.from_config(hf, dtype=torch.bfloat16).save_pretrained(d)
+        model = auto.from_pretrained(d, quantization_config=quant, attn_implementation="sdpa",
+                                     device_map={"": "cuda:0" if dev.type == "cuda" else "cpu"})
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+
+
 def pytorch_side(a):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -195,10 +221,15 @@ def pytorch_side(a):
     hf = AutoConfig.for_model(**{k: v for k, v in cfg.items() if k != "architectures"})
     causal = name != "distilbert"
     auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
-    model = auto.from_config(hf, attn_implementation="sdpa", dtype=torch.float32)
+    model = qlora_base(auto, hf, dev) if a.qlora else \
+        auto.from_config(hf, attn_implementation="sdpa", dtype=torch.float32)
+    if model is None:
+        return
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM" if causal else "SEQ_CLS",
                                              r=a.r, lora_alpha=2 * a.r, lora_dropout=dropout,
-                                             target_modules=targets)).to(dev)
+                                             target_modules=targets))
+    if not a.qlora:  # a quantised model is on its device already, and refuses .to
+        model = model.to(dev)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
@@ -312,6 +343,8 @@ def main():
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--loraft-bench", default="build/bench_train_step")
     ap.add_argument("--no-pytorch", action="store_true")
+    ap.add_argument("--qlora", action="store_true", help="PyTorch + PEFT on a bitsandbytes NF4 "
+                    "base (QLoRA) instead of bf16: the match of loraft's '/nf4'")
     ap.add_argument("--timeout", type=int, default=150, help="seconds per side and case")
     ap.add_argument("--pytorch-case", help=argparse.SUPPRESS)
     ap.add_argument("--pytorch-config", help=argparse.SUPPRESS)
@@ -367,23 +400,29 @@ def main():
                 results[precision] = r
             if a.no_pytorch:
                 continue
+            side, how, ratio = ("pytorch+qlora", "nf4-bf16-autocast", "loraft/qlora") \
+                if a.qlora else ("pytorch+peft", "bf16-autocast", "loraft/pytorch")
             out, why = run([sys.executable, __file__, "--pytorch-case", name, "--pytorch-config",
                             json.dumps(cfg), "--seq", str(T), "--batch", str(B), "--steps",
                             str(a.steps), "--r", str(a.r), "--device", a.device, "--prompt",
-                            str(a.prompt)] + (["--dpo"] if a.dpo else []), a.timeout)
+                            str(a.prompt)] + (["--dpo"] if a.dpo else [])
+                           + (["--qlora"] if a.qlora else []), a.timeout)
             if why:
-                print(f"e2e   {label:22} {'pytorch+peft':14} {'bf16-autocast':20} FAILED: {why}")
+                print(f"e2e   {label:22} {side:14} {how:20} FAILED: {why}")
                 failed += 1
                 continue
             pt = json.loads(out.strip().splitlines()[-1])
-            row(label, "pytorch+peft", "bf16-autocast", pt, fpt)
+            if "skipped" in pt:
+                print(f"# {label} {side}: skipped: {pt['skipped']}")
+                continue
+            row(label, side, how, pt, fpt)
             ours = [r["trainable"] for r in results.values() if r]
             if ours and ours[0] != pt["trainable"]:
                 print(f"# {label}: trainable parameters differ: loraft {ours[0]}, "
                       f"PyTorch + PEFT {pt['trainable']}")
             for precision, r in results.items():
                 if r and pt["device_mib"]:
-                    print(f"e2e   {label:22} {'loraft/pytorch':14} {precision:20} "
+                    print(f"e2e   {label:22} {ratio:14} {precision:20} "
                           f"{r['tokens_per_s'] / pt['tokens_per_s']:9.2f}x speed, "
                           f"{r['device_mib'] / pt['device_mib']:.2f}x memory", flush=True)
     return 1 if failed else 0

@@ -105,6 +105,11 @@ else
   py=
   note "  no Python with torch, transformers and peft: the PyTorch side of e2e will be skipped"
 fi
+# bitsandbytes for the QLoRA row (bench-gpu-e2e.py --qlora): the machine's, else the package
+# that scripts/gpu-deps.sh carries in .gpu-deps/python
+if [ -n "$py" ] && [ -d .gpu-deps/python ] && ! "$py" -c "import bitsandbytes" 2>/dev/null; then
+  export PYTHONPATH="$PWD/.gpu-deps/python${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
 note "== build ($build, Release, CUDA on, architecture $arch)"
 gpu_targets=(bench_kernels bench_train_step bench_generate loraft) # loraft: data parallel's test
@@ -288,11 +293,11 @@ step e2e_smollm2-2048-dpo 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e
   --cases smollm2-2048 --dpo --prompt 0.5 --precision "$prompt_precision" --device "$e2e_device" \
   --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
 show e2e_smollm2-2048-dpo "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
-note "== end to end with the frozen projections quantised at load (base_dtype q8_0, q4_0, nf4; loraft alone), where time remains"
+note "== end to end with the frozen projections quantised at load (base_dtype q8_0, q4_0, nf4) vs QLoRA (PyTorch + PEFT on bitsandbytes NF4), where time remains"
 q_precision=bf16/q8_0,bf16/q4_0,bf16/nf4
-[ "$dry" = 1 ] && q_precision=fp32/q4_0
-step e2e_smollm2-2048-q 120 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py \
-  --cases smollm2-2048 --precision "$q_precision" --no-pytorch --device "$e2e_device" \
-  --loraft-bench "$build/bench_train_step" "${smoke[@]}"
+[ "$dry" = 1 ] && q_precision=fp32/nf4
+step e2e_smollm2-2048-q 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py \
+  --cases smollm2-2048 --precision "$q_precision" --qlora --device "$e2e_device" \
+  --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
 show e2e_smollm2-2048-q "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
 [ $failed -eq 0 ]

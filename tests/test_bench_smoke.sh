@@ -5,8 +5,9 @@
 # PEFT's trainable count; bench_kernels --smoke skips without a GPU (and runs its tiny shapes
 # with one); with the reference venv, bench/bench-gpu-e2e.py --device cpu --smoke runs loraft
 # and PyTorch + PEFT on the same tiny SmolLM2-shaped config and finds the same number of
-# trainable parameters, also as DPO (--dpo). bench/sass-paths.py, where nvcc and a cuobjdump are, counts the bf16
-# attention forward's tile.
+# trainable parameters, also as DPO (--dpo), and loraft's nf4 base against QLoRA (--qlora:
+# PyTorch + PEFT on bitsandbytes' NF4). bench/sass-paths.py, where nvcc and a cuobjdump are,
+# counts the bf16 attention forward's tile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${LORAFT_BUILD_DIR:-build}
@@ -50,6 +51,13 @@ if [ -n "$py" ]; then
   check "e2e plan line" "$e2e" "smollm2 T=32 B=2 loraft fp32: of its device memory, weights [0-9]+ MiB, activation plan [0-9]+ MiB"
   if [[ $e2e =~ FAILED|differ ]]; then
     echo "FAIL: e2e: $e2e"
+    failed=$((failed + 1))
+  fi
+  qlora=$("$py" bench/bench-gpu-e2e.py --device cpu --smoke --cases smollm2-512 --qlora \
+    --precision fp32/nf4 --loraft-bench "$build/bench_train_step" 2>&1 || true)
+  check "e2e qlora rows" "$qlora" "loraft +fp32/nf4 +[0-9]+ .*pytorch\+qlora +nf4-bf16-autocast +[0-9]+ "
+  if [[ $qlora =~ FAILED|differ ]]; then
+    echo "FAIL: e2e --qlora: $qlora"
     failed=$((failed + 1))
   fi
   dpo=$("$py" bench/bench-gpu-e2e.py --device cpu --smoke --cases smollm2-512 --dpo --prompt 0.5 \
