@@ -346,11 +346,11 @@ static void bench_embedding_loss_adamw(void) {
     FREE_ALL(ids, labels, wte, wpe, out, dwte, logits, dlogits, losses);
     size_t sizes[2] = {sz->adam_small, sz->adam_large};
     for (int s = 0; s < 2; s++) {
-        size_t n = sizes[s], pieces = ops_adamw_pieces(NULL, NULL, 0, n, 1);
+        size_t n = sizes[s], pieces = ops_adamw_pieces(NULL, NULL, 0, n, 1, 1.0f);
         float *p = randu(n, 1.0f), *g = randu(n, 0.1f), *m = zeros(n), *v = zeros(n);
         AdamWTensor *host = must(malloc(pieces * sizeof *host), pieces * sizeof *host);
         AdamWTensor *tab = must(gpu->alloc(pieces * sizeof *tab), pieces * sizeof *tab);
-        ops_adamw_pieces(host, p, 0, n, 1);
+        ops_adamw_pieces(host, p, 0, n, 1, 1.0f);
         gpu->upload(tab, host, pieces * sizeof *tab);
         free(host);
         double *norm = must(gpu->alloc(sizeof *norm), sizeof *norm);

@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
     Model m;
     AdamW opt;
     if (model_create(&m, &cfg, &spec, ops, random ? NULL : dir, 1, B, T, NULL, 0, &err) ||
-        adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.01f, &err))
+        adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
     if (!steps) {
         printf("loraft %s %s %s%s: batch %d x %d, weights %.0f MiB, activations %.0f MiB%s\n",

@@ -11,7 +11,8 @@ AutoModelForSequenceClassification(num_labels=1) + peft SEQ_CLS with -log sigmoi
 r_rejected). The SFT case is the causal-LM loss with labels -100 on the prompts. The golden
 file holds the batch, the initial LoRA weights (peft draws them), the logits, the loss, the
 gradient of every trainable tensor, and every trainable tensor after 3 AdamW steps with
-gradient clipping (HF Trainer's weight-decay grouping). Tensors are in transformers' layout
+gradient clipping (HF Trainer's weight-decay grouping; the LoRA+ case peft's
+create_loraplus_optimizer). Tensors are in transformers' layout
 (GPT-2's Conv1D weights [in, out]). tests/test_golden.c rebuilds the same checkpoint with
 `loraft init` and compares.
 
@@ -32,6 +33,7 @@ import tempfile
 
 import torch
 from peft import LoraConfig, get_peft_model
+from peft.optimizers import create_loraplus_optimizer
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +50,10 @@ CASES = [
          targets=["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"]),
     dict(name="bert_lora", init=["--arch", "bert", "--num-labels", "3"] + TINY,
          strategy="lora", r=3, alpha=6.0, rslora=True, targets=["query", "value", "dense"]),
+    # LoRA+ (peft's create_loraplus_optimizer): B and the head's biases at 16 times the rate
+    dict(name="distilbert_loraplus", init=["--arch", "distilbert", "--num-labels", "2"] + TINY,
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["q_lin", "v_lin", "lin1"],
+         loraplus_lr_ratio=16.0),
     dict(name="distilbert_full", init=["--arch", "distilbert", "--num-labels", "2"] + TINY,
          strategy="full"),
     dict(name="bert_head", init=["--arch", "bert", "--num-labels", "3"] + TINY,
@@ -228,9 +234,16 @@ def run_case(case, model_dir, batch):
         return n.endswith("bias") or "norm" in n.lower() or ".ln_" in n
     decay = [p for n, p in named if not no_wd(n)]
     no_decay = [p for n, p in named if no_wd(n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAMW["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"], foreach=False)
+    if "loraplus_lr_ratio" in case:  # peft's own grouping (the same decay rule)
+        opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=ADAMW["lr"],
+                                        loraplus_lr_ratio=case["loraplus_lr_ratio"],
+                                        loraplus_weight_decay=ADAMW["weight_decay"],
+                                        betas=ADAMW["betas"], eps=ADAMW["eps"], foreach=False)
+    else:
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAMW["weight_decay"]},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"],
+                                foreach=False)
     for step in range(STEPS):
         opt.zero_grad()
         res = {}

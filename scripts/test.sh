@@ -2,7 +2,7 @@
 # The test command: installs what the build needs (Debian packages, and the Python reference
 # venv of torch/transformers/peft, cached outside the repository), then runs every suite:
 #   release   optimised build (CUDA backend when nvcc is present; GPU tests skip without a
-#             device), the whole CTest suite
+#             device), the whole CTest suite; and the CUDA backend without NCCL compiles
 #   asan      the same suite built with AddressSanitizer + UBSan (and activation guards)
 #   cuda-emu  every CUDA kernel executed on the CPU by tests/cuda_emu, several thread orders
 #   fuzz      each libFuzzer target for a few seconds
@@ -27,7 +27,16 @@ build_and_ctest() { # build_and_ctest DIR CMAKE_ARGS...
       ctest --test-dir "$dir" --output-on-failure -j"$jobs"
 }
 
+# The CUDA backend as gpu-prebuild.sh builds it for the one-GPU device machine (LORAFT_NCCL=OFF):
+# only backend.cu's op table differs there, so it alone is compiled, warnings as errors.
+without_nccl() {
+  command -v nvcc >/dev/null || { echo "no nvcc: nothing to compile"; return 0; }
+  nvcc -std=c++17 -Iinclude -Ikernels/cuda --default-stream=per-thread --Werror=all-warnings \
+    -Xcompiler=-Wall,-Wextra,-Werror -c kernels/cuda/backend.cu -o /dev/null
+}
+
 suite release build_and_ctest build -DCMAKE_BUILD_TYPE=Release
+suite cuda-without-nccl without_nccl
 suite asan build_and_ctest build-asan -DLORAFT_SANITIZE=ON -DLORAFT_CUDA=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo
 suite cuda-emu scripts/cuda-emu-test.sh

@@ -237,7 +237,7 @@ static void compare_dtypes(const char *name, int type) {
 
     /* 3 AdamW steps each: training runs with every dtype, q still f32's twin */
     for (int k = 0; k < 3; k++) {
-        CHECK_OK(adamw_create(&opt[k], &m[k], 0.9f, 0.999f, 1e-8f, 0.0f, &err), &err);
+        CHECK_OK(adamw_create(&opt[k], &m[k], 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, &err), &err);
         for (int s = 0; s < 3; s++) {
             if (s) step(&m[k], ids);
             adamw_update(&opt[k], &m[k], 1e-2f, 0.0f);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end through the CLI on a tiny seeded DistilBERT (`loraft init`) and a small
-# synthetic sentiment set: train (LoRA, head, full), evaluate, predict, merge, resume, and
-# the failure paths (unknown config key, NaN loss keeps the last good checkpoint).
+# synthetic sentiment set: train (LoRA, head, full), evaluate, predict, merge, resume, LoRA+'s
+# learning rates, and the failure paths (unknown config key, NaN loss keeps the last good
+# checkpoint).
 . "$(dirname "$0")/cli_common.sh" e2e bert-base-uncased
 
 python3 - "$tmp" <<'EOF'
@@ -112,5 +113,29 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
     || { cat "$tmp/dp2.log"; fail "dp2 message"; }
   [ ! -e "$tmp/dp2" ] || fail "a refused data-parallel run wrote $tmp/dp2"
 fi; ok
+
+# 10. LoRA+ (train.loraplus_lr_ratio): AdamW's first step moves a weight by its learning rate
+#     wherever its gradient is well above eps (m / sqrt(v) = +-1), so after one step the largest
+#     B value (B starts at 0) is 16 lr under a ratio of 16, and lr without
+for ratio in 0 16; do
+  train --set train.max_steps=1 --set train.loraplus_lr_ratio=$ratio --set train.weight_decay=0 \
+    --set train.learning_rate=1e-3 --set train.output_dir="$tmp/lp$ratio" >"$tmp/lp$ratio.log" 2>&1 ||
+    { cat "$tmp/lp$ratio.log"; fail "loraplus_lr_ratio $ratio run"; }
+done
+python3 - "$tmp/lp0/last/adapter_model.safetensors" "$tmp/lp16/last/adapter_model.safetensors" \
+  <<'EOF' && ok || bad "LoRA+: B's first step is 16 times plain LoRA's"
+import json, struct, sys
+def largest_b(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    big = 0.0
+    for name, t in json.loads(raw[8:8 + n]).items():
+        if "lora_B" in name:
+            s, e = t["data_offsets"]
+            big = max([big] + [abs(x) for x in struct.unpack("<%df" % ((e - s) // 4), raw[8 + n + s:8 + n + e])])
+    return big
+plain, plus = largest_b(sys.argv[1]), largest_b(sys.argv[2])
+assert abs(plain - 1e-3) < 1e-6 and abs(plus - 16e-3) < 16e-6, (plain, plus)
+EOF
 
 finish

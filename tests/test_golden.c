@@ -209,9 +209,11 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     }
 
     const cJSON *adamw = cJSON_GetObjectItem(g, "adamw");
+    const cJSON *ratio = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "case"), "loraplus_lr_ratio");
     AdamW opt;
     CHECK(adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f,
-                       (float)cJSON_GetObjectItem(adamw, "weight_decay")->valuedouble, &err) == 0);
+                       (float)cJSON_GetObjectItem(adamw, "weight_decay")->valuedouble,
+                       ratio ? (float)ratio->valuedouble : 0.0f, &err) == 0);
     float lr = (float)cJSON_GetObjectItem(adamw, "lr")->valuedouble;
     float clip = (float)cJSON_GetObjectItem(adamw, "max_grad_norm")->valuedouble;
     int steps = cJSON_GetObjectItem(adamw, "steps")->valueint;

@@ -1810,7 +1810,7 @@ static void test_adamw(void) {
     for (int step = 1; step <= 3; step++) {
         float *g = rand_vec(n, -1, 1);
         g[0] = 0.0f; /* a zero gradient: only decay and momentum move it */
-        AdamWTensor t = {param, 0, n, 1};
+        AdamWTensor t = {param, 0, n, 1, 1.0f};
         AdamWHyper h = {lr, b1, b2, eps, wd, 0.0f, step};
         double norm, scratch[OPS_ADAMW_SCRATCH];
         ops->adamw_step(&t, 1, g, m, v, n, h, &norm, scratch);

@@ -65,8 +65,8 @@ static void fused_clip(float gscale, float max_norm) {
     AdamW oa, ob;
     LfError err;
     toy_init(a, gscale), toy_init(b, gscale);
-    CHECK_OK(adamw_create(&oa, &a->m, 0.9f, 0.999f, 1e-8f, 0.01f, &err), &err);
-    CHECK_OK(adamw_create(&ob, &b->m, 0.9f, 0.999f, 1e-8f, 0.01f, &err), &err);
+    CHECK_OK(adamw_create(&oa, &a->m, 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f, &err), &err);
+    CHECK_OK(adamw_create(&ob, &b->m, 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f, &err), &err);
     int clipped = 0;
     for (int step = 0; step < 3; step++) {
         double ss = 0;
@@ -98,7 +98,7 @@ static void norm_and_nonfinite(void) {
     toy_init(t, 1.0f);
     for (int i = 0; i < NALL; i++) t->grads[i] = 0;
     t->grads[0] = 3, t->grads[NALL - 1] = 4;
-    CHECK_OK(adamw_create(&o, &t->m, 0.9f, 0.999f, 1e-8f, 0.0f, &err), &err);
+    CHECK_OK(adamw_create(&o, &t->m, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, &err), &err);
     adamw_update(&o, &t->m, 1e-2f, 1.0f);
     CHECK_CLOSE(t->norm, 5.0, 1e-12, 0);
     float before[NALL];

@@ -195,6 +195,11 @@ static void test_check(void) {
     CHECK_HAS(err.msg, "train.save_steps >= 1");
     CHECK(train_config_set(&c, "train.save_steps=100", &err) == 0 &&
           train_config_check(&c, &err) == 0);
+    CHECK(train_config_set(&c, "train.loraplus_lr_ratio=16", &err) == 0 &&
+          train_config_check(&c, &err) == 0);
+    CHECK(train_config_set(&c, "lora.strategy=full", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "train.loraplus_lr_ratio is LoRA+: it needs lora.strategy lora, not full");
 }
 
 static void test_set(void) {

@@ -55,7 +55,8 @@ typedef enum Activation {
 typedef struct AdamWTensor {
     float *param;
     size_t offset, n;
-    int decay; /* weight decay applies */
+    int decay;      /* weight decay applies */
+    float lr_scale; /* its learning rate is the step's times this (LoRA+'s B: the ratio) */
 } AdamWTensor;
 /* adamw_step's hyper-parameters; max_norm <= 0: no clipping. */
 typedef struct AdamWHyper {
@@ -104,11 +105,11 @@ typedef struct OpsLoraBackward {
 /* Writes the pieces of one tensor, param[0..n) at offset in grads/m/v, into out (NULL: only
  * counts them); returns how many. */
 static inline size_t ops_adamw_pieces(AdamWTensor *out, float *param, size_t offset, size_t n,
-                                      int decay) {
+                                      int decay, float lr_scale) {
     size_t k = 0;
     for (size_t s = 0; s < n; s += OPS_ADAMW_PIECE, k++) {
         AdamWTensor t = {param + s, offset + s, n - s < OPS_ADAMW_PIECE ? n - s : OPS_ADAMW_PIECE,
-                         decay};
+                         decay, lr_scale};
         if (out) out[k] = t;
     }
     return k;

@@ -20,8 +20,11 @@ typedef struct AdamW {
     int group;       /* data parallel: the gradients are summed over the devices first */
 } AdamW;
 
+/* b_lr_ratio > 0: LoRA+ (PEFT's create_loraplus_optimizer with loraplus_lr_ratio): every LoRA B
+ * and every 1-d trainable tensor (biases, norm weights) steps at b_lr_ratio times the learning
+ * rate, the rest at it; 0: all at it. */
 int adamw_create(AdamW *opt, const Model *m, float beta1, float beta2, float eps,
-                 float weight_decay, LfError *err);
+                 float weight_decay, float b_lr_ratio, LfError *err);
 void adamw_free(AdamW *opt, const Model *m);
 /* One step at learning rate lr over every trainable parameter, in one op call (after
  * Ops.group_sum of the gradients where opt->group is set): the gradients clipped to a global L2

@@ -1287,14 +1287,14 @@ static void cpu_reward_loss(double *stats, float *rewards, float *dscores, const
 
 /* ---- optimizer ---- */
 
-/* torch.optim.AdamW (foreach=False) on param, grad, m, v [n], each g = grad * clip when clip
- * (else grad): bias corrections in double on the host like torch's Python scalars, the moment
- * update as torch's lerp. */
+/* torch.optim.AdamW (foreach=False) on param, grad, m, v [n] at learning rate lr, each g = grad *
+ * clip when clip (else grad): bias corrections in double on the host like torch's Python
+ * scalars, the moment update as torch's lerp. */
 static void adamw_tensor(float *param, const float *grad, float *m, float *v, const AdamWHyper *h,
-                         float weight_decay, int clip, float coef, size_t n) {
+                         float lr, float weight_decay, int clip, float coef, size_t n) {
     double bc1 = 1.0 - pow((double)h->beta1, h->step), bc2 = 1.0 - pow((double)h->beta2, h->step);
-    float step_size = (float)(h->lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    float decay = (float)(1.0 - (double)h->lr * weight_decay);
+    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    float decay = (float)(1.0 - (double)lr * weight_decay);
     float beta1 = h->beta1, beta2 = h->beta2, eps = h->eps;
 #pragma omp parallel for simd if (n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
@@ -1321,7 +1321,7 @@ static void cpu_adamw_step(const AdamWTensor *tensors, int n_tensors, const floa
     for (int t = 0; t < n_tensors; t++) {
         const AdamWTensor *x = &tensors[t];
         adamw_tensor(x->param, grads + x->offset, m + x->offset, v + x->offset, &h,
-                     x->decay ? h.weight_decay : 0.0f, clip, (float)coef, x->n);
+                     h.lr * x->lr_scale, x->decay ? h.weight_decay : 0.0f, clip, (float)coef, x->n);
     }
 }
 

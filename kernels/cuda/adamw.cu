@@ -26,10 +26,13 @@ __device__ double norm_of_partials(const double *partial, unsigned count) {
     return sqrt(block_sum(s));
 }
 
-/* The bias corrections, the decay factor and the step size come from the host, so that the
- * float expression order is the CPU reference's: decay, m as torch's lerp, then the step. */
+/* The bias corrections come from the host, and each tensor's decay factor and step size are
+ * worked out in the CPU reference's expressions (its learning rate is the step's times its
+ * lr_scale), so that the float expression order is the reference's: decay, m as torch's lerp,
+ * then the step. */
 struct AdamWFactors {
-    float beta1, beta2, eps, step_size, bc2_sqrt, decay, max_norm;
+    float beta1, beta2, eps, bc2_sqrt, lr, weight_decay, max_norm;
+    double bc1;
 };
 
 __global__ void adamw_kernel(const AdamWTensor *tensors, int n_tensors, const float *grads,
@@ -43,7 +46,8 @@ __global__ void adamw_kernel(const AdamWTensor *tensors, int n_tensors, const fl
     float c = (float)coef;
     for (int t = blockIdx.x; t < n_tensors; t += gridDim.x) {
         AdamWTensor x = tensors[t];
-        float decay = x.decay ? f.decay : 1.0f;
+        float lr = f.lr * x.lr_scale, step_size = (float)((double)lr / f.bc1);
+        float decay = x.decay ? (float)(1.0 - (double)lr * f.weight_decay) : 1.0f;
         const float *gx = grads + x.offset;
         float *mx = m + x.offset, *vx = v + x.offset;
         for (size_t i = 4 * threadIdx.x; i < x.n; i += 4 * blockDim.x) {
@@ -54,7 +58,7 @@ __global__ void adamw_kernel(const AdamWTensor *tensors, int n_tensors, const fl
                 float gk = clip ? __fmul_rn(g[k], c) : g[k]; /* rounded as a separate scale */
                 mi[k] = mi[k] + (1.0f - f.beta1) * (gk - mi[k]);
                 vi[k] = f.beta2 * vi[k] + (1.0f - f.beta2) * gk * gk;
-                p[k] = p[k] * decay - f.step_size * (mi[k] / (sqrtf(vi[k]) / f.bc2_sqrt + f.eps));
+                p[k] = p[k] * decay - step_size * (mi[k] / (sqrtf(vi[k]) / f.bc2_sqrt + f.eps));
             }
             store4(mx, mi, i, x.n), store4(vx, vi, i, x.n), store4(x.param, p, i, x.n);
         }
@@ -66,13 +70,8 @@ __global__ void adamw_kernel(const AdamWTensor *tensors, int n_tensors, const fl
 void cuda_adamw_step(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
                      float *v, size_t n, AdamWHyper h, double *norm, double *scratch) {
     double bc1 = 1.0 - pow((double)h.beta1, h.step), bc2 = 1.0 - pow((double)h.beta2, h.step);
-    AdamWFactors f = {h.beta1,
-                      h.beta2,
-                      h.eps,
-                      (float)(h.lr / bc1),
-                      (float)sqrt(bc2),
-                      (float)(1.0 - (double)h.lr * h.weight_decay),
-                      h.max_norm};
+    AdamWFactors f = {h.beta1, h.beta2,        h.eps,      (float)sqrt(bc2),
+                      h.lr,    h.weight_decay, h.max_norm, bc1};
     unsigned partials = cuda_blocks(n, CUDA_THREADS);
     if (partials > OPS_ADAMW_SCRATCH) partials = OPS_ADAMW_SCRATCH;
     sum_squares_kernel<<<partials, CUDA_THREADS>>>(scratch, grads, n);

@@ -613,5 +613,11 @@ extern "C" const Ops ops_cuda = {
     .group_sum = cuda_group_sum,
     .group_sum_f64 = cuda_group_sum_f64,
     .group_leave = cuda_group_leave,
+#else /* no data parallel: dp_join says so */
+    .group_id = NULL,
+    .group_join = NULL,
+    .group_sum = NULL,
+    .group_sum_f64 = NULL,
+    .group_leave = NULL,
 #endif
 };

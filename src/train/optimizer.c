@@ -6,12 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* LoRA+ (PEFT's create_loraplus_optimizer): B and every 1-d tensor (biases, norms) at ratio
+ * times the learning rate; ratio 0: everything at the learning rate. */
+static float lr_scale(const Param *p, float ratio) {
+    return ratio > 0 && (strstr(p->name, "lora_B") || p->ndim == 1) ? ratio : 1.0f;
+}
+
 /* The table of trainable tensors in pieces (ops.h), in host memory (NULL when out of
  * memory); *count pieces. */
-static AdamWTensor *tensor_table(const Model *m, int *count) {
+static AdamWTensor *tensor_table(const Model *m, float b_lr_ratio, int *count) {
     size_t pieces = 0;
     for (int i = 0; i < m->n_params; i++)
-        if (m->params[i].grad) pieces += ops_adamw_pieces(NULL, NULL, 0, m->params[i].numel, 0);
+        if (m->params[i].grad) pieces += ops_adamw_pieces(NULL, NULL, 0, m->params[i].numel, 0, 1);
     AdamWTensor *t = pieces <= INT_MAX ? malloc((pieces ? pieces : 1) * sizeof *t) : NULL;
     if (!t) return NULL;
     *count = 0;
@@ -19,17 +25,17 @@ static AdamWTensor *tensor_table(const Model *m, int *count) {
         const Param *p = &m->params[i];
         if (p->grad)
             *count += (int)ops_adamw_pieces(t + *count, p->value, (size_t)(p->grad - m->grads),
-                                            p->numel, p->decay);
+                                            p->numel, p->decay, lr_scale(p, b_lr_ratio));
     }
     return t;
 }
 
 int adamw_create(AdamW *opt, const Model *m, float beta1, float beta2, float eps,
-                 float weight_decay, LfError *err) {
+                 float weight_decay, float b_lr_ratio, LfError *err) {
     const Ops *o = m->ops;
     memset(opt, 0, sizeof *opt);
     *opt = (AdamW){beta1, beta2, eps, weight_decay, 0, NULL, NULL, m->n_grads, NULL, 0, NULL, 0};
-    AdamWTensor *table = tensor_table(m, &opt->n_tensors);
+    AdamWTensor *table = tensor_table(m, b_lr_ratio, &opt->n_tensors);
     size_t bytes = (size_t)opt->n_tensors * sizeof *table;
     opt->m = o->alloc(opt->n * sizeof(float));
     opt->v = o->alloc(opt->n * sizeof(float));

@@ -198,6 +198,12 @@ static const Key keys[] = {
      .help = "Stop after this many optimizer steps; 0 = num_epochs decides."},
     {"train", "weight_decay", T_FLOAT, AT(weight_decay), .def = "0", RANGE(0, INFINITY),
      .help = "AdamW decoupled weight decay."},
+    {"train", "loraplus_lr_ratio", T_FLOAT, AT(loraplus_lr_ratio), .def = "0", RANGE(0, 1e6),
+     .help = "LoRA+ (PEFT's create_loraplus_optimizer; its paper suggests 16): every LoRA B and "
+             "every 1-d trainable tensor (biases, norm weights) learns at this many times "
+             "learning_rate, the rest at learning_rate; weight decay as weight_decay says "
+             "(create_loraplus_optimizer's loraplus_weight_decay). 0 = plain LoRA. Needs "
+             "lora.strategy lora."},
     {"train", "warmup_ratio", T_FLOAT, AT(warmup_ratio), .def = "0", RANGE(0, 1),
      .help = "Warmup length as a fraction of all steps."},
     {"train", "warmup_steps", T_INT, AT(warmup_steps), .def = "0", RANGE(0, INFINITY),
@@ -688,6 +694,9 @@ int train_config_check(const TrainConfig *c, LfError *err) {
                        c->devices);
     if (c->chat_template[0] && c->prompt_template[0])
         return lf_fail(err, "data.chat_template and data.prompt_template: set one");
+    if (c->loraplus_lr_ratio > 0 && strcmp(c->strategy, "lora"))
+        return lf_fail(err, "train.loraplus_lr_ratio is LoRA+: it needs lora.strategy lora, not %s",
+                       c->strategy);
     return 0;
 }
 

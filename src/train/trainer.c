@@ -1079,7 +1079,7 @@ static int run_on_device(DpRank *dp, FILE *out, void *arg, LfError *err) {
     int rc = run_open(&r, cfg, dp, 1, NULL, out, err);
     if (!rc)
         rc = adamw_create(&r.opt, &r.model, cfg->adam_beta1, cfg->adam_beta2, cfg->adam_eps,
-                          cfg->weight_decay, err);
+                          cfg->weight_decay, cfg->loraplus_lr_ratio, err);
     r.has_opt = !rc;
     r.opt.group = dp->ranks > 1;
     if (!rc && opt->resume) rc = load_resume(&r, opt->resume, &ts, err);

@@ -305,9 +305,24 @@ static void write_decoder_config(const char *name, const char *model, const char
     fclose(f);
 }
 
+/* The tiny Llama trained for task on n_train records that write draws, evaluated on n_val more:
+ * one device against two. */
+static void check_decoder(const char *model, const char *task,
+                          void (*write)(const char *path, int n, uint64_t seed), const char *ext,
+                          int n_train, int n_val, const char *data_extra) {
+    char train[800], val[800], cfg[64];
+    snprintf(train, sizeof train, "%s/%s-train.%s", tmp, task, ext);
+    snprintf(val, sizeof val, "%s/%s-val.%s", tmp, task, ext);
+    snprintf(cfg, sizeof cfg, "cfg-%s.json", task);
+    write(train, n_train, 11);
+    write(val, n_val, 12);
+    write_decoder_config(cfg, model, task, train, val, data_extra);
+    check_pair(cfg, task, NULL, 0, "adapter_model.safetensors", 1e-4);
+}
+
 /* The decoder runs: a tiny Llama with the GPT-2 tokenizer, causal-lm on a corpus, then dpo. */
 static void check_decoders(void) {
-    char gpt2[600], model[700], train[800], val[800];
+    char gpt2[600], model[700];
     snprintf(gpt2, sizeof gpt2, "%s/tokenizers/gpt2", shared_data_dir());
     struct stat st;
     if (stat(gpt2, &st)) {
@@ -321,21 +336,10 @@ static void check_decoders(void) {
                     "--out",           model};
     CHECK(cmd_init(sizeof argv / sizeof *argv, argv) == 0);
 
-    snprintf(train, sizeof train, "%s/corpus.txt", tmp);
-    snprintf(val, sizeof val, "%s/corpus-val.txt", tmp);
-    write_corpus(train, 40, 11);
-    write_corpus(val, 10, 12);
-    write_decoder_config("cfg-lm.json", model, "causal-lm", train, val,
-                         "\"text_unit\": \"paragraph\", \"max_length\": 16");
-    check_pair("cfg-lm.json", "causal-lm", NULL, 0, "adapter_model.safetensors", 1e-4);
-
-    snprintf(train, sizeof train, "%s/pairs.jsonl", tmp);
-    snprintf(val, sizeof val, "%s/pairs-val.jsonl", tmp);
-    write_pairs(train, 26, 13);
-    write_pairs(val, 7, 14);
-    write_decoder_config("cfg-dpo.json", model, "dpo", train, val,
-                         "\"max_length\": 48, \"max_prompt_length\": 16");
-    check_pair("cfg-dpo.json", "dpo", NULL, 0, "adapter_model.safetensors", 1e-4);
+    check_decoder(model, "causal-lm", write_corpus, "txt", 40, 10,
+                  "\"text_unit\": \"paragraph\", \"max_length\": 16");
+    check_decoder(model, "dpo", write_pairs, "jsonl", 26, 7,
+                  "\"max_length\": 48, \"max_prompt_length\": 16");
 }
 
 int main(void) {

@@ -101,7 +101,7 @@ static void train(Job *j, TrainGraphs g, Trace *t) {
     LfError err;
     Model *m = &j->m;
     AdamW opt;
-    CHECK_OK(adamw_create(&opt, m, 0.9f, 0.999f, 1e-6f, 0.01f, &err), &err);
+    CHECK_OK(adamw_create(&opt, m, 0.9f, 0.999f, 1e-6f, 0.01f, 0.0f, &err), &err);
     TrainStep st = {.graphs = g};
     OpsGraphCounts c0;
     m->ops->graph_counts(&c0);

@@ -215,7 +215,7 @@ static void run(const char *dir, int arch, int every_linear, Precision prec, flo
     for (int k = 0; k < 2; k++) {
         CHECK(model_set_batch(ms[k], ids, cfg.arch == ARCH_BERT ? types : NULL, mask, labels, B, T,
                               &err) == 0);
-        CHECK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, 1e-8f, 0.01f, &err) == 0);
+        CHECK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f, &err) == 0);
     }
     for (int step = 0; step < 3; step++) {
         float loss[2];
@@ -566,7 +566,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
          * differences (attention's reductions run in another order on each) into weight
          * differences of 1e-4 and more; with eps 1e-6 the same test stays sensitive to any
          * gradient that is wrong. */
-        CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, adam_eps, 0.01f, &err), &err);
+        CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, adam_eps, 0.01f, 0.0f, &err), &err);
         if (task != TASK_DPO) continue;
         CHECK_OK(dpo_reference_forward(ms[k], &err), &err); /* the reference stays on the device */
         CHECK_OK(model_read_loss(ms[k], NULL, NULL, &err), &err);
@@ -835,7 +835,7 @@ static void step_waits(Task task) {
     AdamW opt;
     LfError err;
     CHECK_OK(model_create(&m, &cfg, &spec, &counted, NULL, 5, LB, LT, NULL, 0, &err), &err);
-    CHECK_OK(adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.0f, &err), &err);
+    CHECK_OK(adamw_create(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, &err), &err);
     int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
     for (int i = 0; i < LB * LT; i++)
         ids[i] = 1 + i * 7 % (LV - 1), mask[i] = 1, labels[i] = ids[i];

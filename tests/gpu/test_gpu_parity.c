@@ -2065,7 +2065,8 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
 }
 
 /* ---- optimizer: one adamw_step over a table of tensors of odd sizes, cut in pieces as
- * optimizer.c cuts them, every other one decaying; three steps with fresh gradients of
+ * optimizer.c cuts them, every other one decaying, every third at 16 times the learning rate
+ * (LoRA+'s B); three steps with fresh gradients of
  * amplitude gamp, whose norm is above max_norm (the clip is active) when clips, then one with a
  * NaN gradient that must leave everything as it was. The norms: double sums in another order,
  * 1e-10 relative. ---- */
@@ -2080,8 +2081,9 @@ static void test_adamw(const size_t *sizes, int count, float gamp, float max_nor
     size_t nt = 0;
     for (int i = 0, off = 0; i < count; off += (int)sizes[i++]) {
         for (int w = 0; w < 2; w++)
-            ops_adamw_pieces(tab[w] + nt, F(param, w) + off, off, sizes[i], i % 2 == 0);
-        nt += ops_adamw_pieces(NULL, NULL, off, sizes[i], 0);
+            ops_adamw_pieces(tab[w] + nt, F(param, w) + off, off, sizes[i], i % 2 == 0,
+                             i % 3 == 1 ? 16.0f : 1.0f);
+        nt += ops_adamw_pieces(NULL, NULL, off, sizes[i], 0, 1.0f);
     }
     Pair *table = pair_new(nt * sizeof(AdamWTensor));
     ref->upload(table->mem[0], tab[0], table->bytes);
