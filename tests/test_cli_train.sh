@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End to end through the CLI on a tiny seeded DistilBERT (`loraft init`) and a small
 # synthetic sentiment set: train (LoRA, head, full), evaluate, predict, merge, resume, LoRA+'s
-# learning rates, and the failure paths (unknown config key, NaN loss keeps the last good
+# learning rates, NEFTune's noise, and the failure paths (unknown config key, NaN loss keeps the last good
 # checkpoint).
 . "$(dirname "$0")/cli_common.sh" e2e bert-base-uncased
 
@@ -136,6 +136,21 @@ def largest_b(path):
     return big
 plain, plus = largest_b(sys.argv[1]), largest_b(sys.argv[2])
 assert abs(plain - 1e-3) < 1e-6 and abs(plus - 16e-3) < 16e-6, (plain, plus)
+EOF
+
+# 11. NEFTune (train.neftune_noise_alpha): noise on the embeddings in training only, so the
+#     evaluation before training is the plain run's to the digit and the first step's loss is not
+for alpha in 0 5; do
+  train --set train.max_steps=1 --set train.logging_steps=1 --set train.neftune_noise_alpha=$alpha \
+    --set lora.dropout=0 --set train.output_dir="$tmp/nef$alpha" >"$tmp/nef$alpha.log" 2>&1 ||
+    { cat "$tmp/nef$alpha.log"; fail "neftune_noise_alpha $alpha run"; }
+done
+python3 - "$tmp/nef0/metrics.jsonl" "$tmp/nef5/metrics.jsonl" <<'EOF' && ok || bad "NEFTune: the training loss moves, the evaluation does not"
+import json, sys
+runs = [[json.loads(l) for l in open(p)] for p in sys.argv[1:]]
+ev = [[e["eval_loss"] for e in r if e["event"] == "eval" and e["step"] == 0] for r in runs]
+tr = [[e["loss"] for e in r if e["event"] == "train"] for r in runs]
+assert ev[0] and ev[0] == ev[1] and tr[0] and tr[1] and tr[0][0] != tr[1][0], (ev, tr)
 EOF
 
 finish

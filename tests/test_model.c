@@ -177,6 +177,39 @@ static void step_seed_draws_masks(const char *dir) {
     model_free(&m);
 }
 
+/* NEFTune (TrainSpec.neftune_alpha) without dropout: evaluation is the plain model's, bit for
+ * bit; a training forward adds the step seed's noise to the embeddings (another loss, the same
+ * again under the same seed), and a model without it trains as it evaluates. */
+static void neftune_noise(const char *dir) {
+    Model m[2];
+    LfError err;
+    ModelConfig cfg;
+    CHECK(model_config_load(&cfg, dir, &err) == 0);
+    cfg.hidden_dropout = cfg.attention_dropout = cfg.classifier_dropout = 0.0f;
+    float eval[2], train[2][3];
+    uint64_t seeds[3] = {11, 12, 11};
+    for (int k = 0; k < 2; k++) {
+        TrainSpec spec;
+        train_spec_defaults(&spec);
+        spec.neftune_alpha = k ? 5.0f : 0.0f;
+        CHECK(model_create(&m[k], &cfg, &spec, &ops_cpu, dir, 1, B, T, NULL, 0, &err) == 0);
+        set_batch(&m[k]);
+        CHECK(model_forward(&m[k], 0, &eval[k], &err) == 0);
+        for (int i = 0; i < 3; i++) {
+            model_step(&m[k], seeds[i], 1.0f);
+            CHECK(model_forward(&m[k], 1, &train[k][i], &err) == 0);
+        }
+        model_free(&m[k]);
+    }
+    printf("neftune alpha 5: eval loss %.6f (without %.6f), training %.6f, %.6f, %.6f (seeds 11, "
+           "12, 11; without %.6f)\n",
+           eval[1], eval[0], train[1][0], train[1][1], train[1][2], train[0][0]);
+    CHECK(!memcmp(&eval[1], &eval[0], sizeof eval[0]));
+    CHECK(!memcmp(&train[0][0], &eval[0], sizeof eval[0]) && train[0][1] == train[0][0]);
+    CHECK(train[1][0] != train[0][0] && train[1][1] != train[1][0]);
+    CHECK(!memcmp(&train[1][2], &train[1][0], sizeof train[1][0]));
+}
+
 /* Gradient of a batch of 4 == sum of two batches of 2, each weighted 1/2. */
 static void accumulation(const char *dir) {
     Model m;
@@ -623,6 +656,7 @@ int main(void) {
     CHECK(head < lora && lora < full);
     bad_batches(distil);
     step_seed_draws_masks(distil);
+    neftune_noise(distil);
     accumulation(distil);
     accumulation(bert);
     peft_counts(vocab);

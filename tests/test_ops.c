@@ -1467,6 +1467,36 @@ static void test_dropout_stats(void) {
     free(x), free(y), free(z);
 }
 
+/* NEFTune's noise (uniform_noise): added in place, within [-bound, bound), mean 0 and variance
+ * bound^2 / 3 within 4 sigma over 100,000 draws, the same for the same seed and another for
+ * another. */
+static void test_uniform_noise_stats(void) {
+    enum { n = 100000 };
+    const float bound = 0.25f;
+    float *x = rand_vec(n, -1.0f, 1.0f), *y = copy_vec(x, n), *z = copy_vec(x, n);
+    ops->uniform_noise(y, bound, 99, n);
+    double sum = 0, sq = 0;
+    int inside = 1, differ = 0;
+    for (int i = 0; i < n; i++) {
+        double e = (double)y[i] - x[i]; /* the noise, up to y's rounding */
+        inside &= fabs(e) <= bound * (1 + 1e-6) + 1e-6;
+        sum += e, sq += e * e;
+    }
+    double mean = sum / n, var = sq / n - mean * mean, want = bound * bound / 3.0;
+    double mean_sigma = sqrt(want / n), var_sigma = sqrt((4.0 / 45.0) * pow(bound, 4) / n);
+    printf("  uniform noise: mean %.2e (4 sigma %.2e), variance %.5f (bound^2 / 3 %.5f)\n", mean,
+           4 * mean_sigma, var, want);
+    CHECK(inside);
+    CHECK(fabs(mean) < 4 * mean_sigma && fabs(var - want) < 4 * var_sigma);
+    ops->uniform_noise(z, bound, 99, n);
+    CHECK(!memcmp(y, z, sizeof(float) * n)); /* the same seed: the same noise */
+    memcpy(z, x, sizeof(float) * n);
+    ops->uniform_noise(z, bound, 100, n);
+    for (int i = 0; i < n; i++) differ += z[i] != y[i];
+    CHECK(differ > n / 2);
+    free(x), free(y), free(z);
+}
+
 /* The row draws of attention's and LoRA's dropout (rng.h rng_row_*): a 16-bit half of a draw
  * per column. Over 2^21 columns at p = 0.1: the dropped fraction, and how often two columns are
  * both dropped when they share a draw (2u, 2u+1), are neighbours in consecutive draws (2u+1,
@@ -2429,6 +2459,7 @@ int main(void) {
     test_activations_non_finite();
     test_elementwise_grads();
     test_dropout_stats();
+    test_uniform_noise_stats();
     test_row_dropout_stats();
     test_cross_entropy();
     test_cross_entropy_in_place();

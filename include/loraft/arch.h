@@ -23,6 +23,7 @@ extern "C" {
 typedef struct Drop {
     float hidden, attention, classifier, lora;
     float embedding; /* GPT-2's embd_pdrop (BERT drops its embeddings at `hidden`) */
+    float neftune;   /* NEFTune's alpha (model_embedding_noise) */
 } Drop;
 
 /* The activation plan, run twice: sizing (base NULL), then assigning. */
@@ -212,6 +213,12 @@ const int32_t *model_attention_mask(const Model *m);
 /* The dropout seed of one (layer, site) pair, the same every step: the ops XOR the step's seed
  * into it (Ops.set_step, from model_step), so that a recorded step replays with new masks. */
 uint64_t model_site(int layer, int which);
+/* The site of NEFTune's noise, at layer num_layers (past the architectures' own sites there). */
+enum { SITE_NEFTUNE = 15 };
+/* NEFTune (HF Trainer's neftune_noise_alpha) on x, the input embeddings [B, T, C] as the
+ * embedding module gives them: + uniform noise in [-a, a), a = d.neftune / sqrt(T C) over the
+ * padded batch; nothing when d.neftune is 0 (evaluation). Additive: backward is unchanged. */
+void model_embedding_noise(const Model *m, float *x, Drop d);
 /* The seeds of n consecutive sites first.. of one layer, into s (returned): a group's. */
 const uint64_t *model_sites(uint64_t *s, int n, int layer, int first);
 

@@ -86,6 +86,8 @@ typedef struct TrainSpec {
     Precision precision;        /* auto (the default) until model_create resolves it */
     AttentionImpl attention;    /* model.attention: loraft's kernels (the default) or cuDNN's */
     int gradient_checkpointing; /* train.gradient_checkpointing: backward recomputes each layer */
+    float neftune_alpha; /* train.neftune_noise_alpha: NEFTune's noise on the input embeddings
+                            in training; 0: none */
 } TrainSpec;
 
 /* Preference pairs of the last forward (TASK_DPO, TASK_REWARD): sums over the batch's pairs of

@@ -477,6 +477,9 @@ typedef struct Ops {
                                 int acc);
     /* out = inp * rng_dropout_scale(seed, i, p); out == inp allowed. */
     void (*dropout_forward)(float *out, const float *inp, float p, uint64_t seed, size_t n);
+    /* x[i] += bound * rng_symmetric(seed, i), the product rounded on its own (NEFTune's noise,
+     * uniform in [-bound, bound)); the seed XORed with the step's as a dropout seed is */
+    void (*uniform_noise)(float *x, float bound, uint64_t seed, size_t n);
     /* dinp (+)= dout * rng_dropout_scale(seed, i, p) (acc 0: =); dinp_bf16 (not NULL) = bf16 of
      * dinp's new value for a bf16 GEMM, dinp may then be NULL under acc OPS_SET */
     void (*dropout_backward)(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,

@@ -19,6 +19,11 @@ static inline LF_HOST_DEVICE float rng_uniform(uint64_t seed, uint64_t index) {
     return (float)(rng_hash(seed, index) >> 40) * (1.0f / 16777216.0f);
 }
 
+/* Uniform float in [-1, 1), exactly 2 rng_uniform - 1 (NEFTune's noise, scaled). */
+static inline LF_HOST_DEVICE float rng_symmetric(uint64_t seed, uint64_t index) {
+    return 2.0f * rng_uniform(seed, index) - 1.0f;
+}
+
 /* 32-bit integer mix ("lowbias32", C. Wellons): two multiplies, so the per-element mask
  * loops vectorise with 32-bit vector multiplies (splitmix64's 64-bit products do not on
  * AVX2). */

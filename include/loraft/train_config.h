@@ -71,6 +71,7 @@ typedef struct TrainConfig {
     int max_steps;                          /* 0 = epochs decide */
     float weight_decay;                     /* 0 */
     float loraplus_lr_ratio;                /* 0 = off; LoRA+: B's learning rate multiple */
+    float neftune_noise_alpha;              /* 0 = off; NEFTune's embedding noise */
     float warmup_ratio;                     /* 0 */
     int warmup_steps;                       /* 0; wins over warmup_ratio when > 0 */
     char lr_scheduler[16];                  /* "linear" | "constant" | "cosine" */

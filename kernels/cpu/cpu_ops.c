@@ -456,6 +456,12 @@ static void cpu_dropout_forward(float *out, const float *inp, float p, uint64_t 
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * rng_dropout_scale(seed, i, p);
 }
 
+static void cpu_uniform_noise(float *x, float bound, uint64_t seed, size_t n) {
+    seed ^= cpu_step.seed;
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) x[i] += bound * rng_symmetric(seed, i);
+}
+
 /* dinp[n] (+)= dout * rng_dropout_scale(seed, i, p) (acc 0: =), and dinp_bf16 = bf16(dinp)
  * (dinp NULL: that alone, acc OPS_SET) */
 static void cpu_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
@@ -1370,6 +1376,7 @@ const Ops ops_cpu = {
     .activation_forward = cpu_activation_forward,
     .activation_backward = cpu_activation_backward,
     .dropout_forward = cpu_dropout_forward,
+    .uniform_noise = cpu_uniform_noise,
     .dropout_backward = cpu_dropout_backward,
     .add = cpu_add,
     .axpy = cpu_axpy,

@@ -591,6 +591,7 @@ extern "C" const Ops ops_cuda = {
     .activation_forward = cuda_activation_forward,
     .activation_backward = cuda_activation_backward,
     .dropout_forward = cuda_dropout_forward,
+    .uniform_noise = cuda_uniform_noise,
     .dropout_backward = cuda_dropout_backward,
     .add = cuda_add,
     .axpy = cuda_axpy,

@@ -322,6 +322,7 @@ void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp
                               const uint16_t *saved, const float *bias, const float *dout,
                               const uint16_t *dout_bf16, Activation act, size_t n, int F, int acc);
 void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, size_t n);
+void cuda_uniform_noise(float *x, float bound, uint64_t seed, size_t n);
 void cuda_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *dout, float p,
                            uint64_t seed, size_t n, int acc);
 #ifdef LORAFT_HAVE_NCCL /* group.cu */

@@ -307,6 +307,17 @@ __global__ void dropout_forward_kernel(float *out, const float *inp, float p, ui
     }
 }
 
+__global__ void uniform_noise_kernel(float *x, float bound, uint64_t seed, const OpsStep *step,
+                                     size_t n) {
+    seed ^= step_seed(step);
+    GRID_STRIDE4(i, n) {
+        float v[4];
+        load4(v, x, i, n);
+        for (int k = 0; k < 4; k++) v[k] += __fmul_rn(bound, rng_symmetric(seed, i + k));
+        store4(x, v, i, n);
+    }
+}
+
 __global__ void dropout_backward_kernel(float *dinp, uint16_t *dinp_bf16, const float *dout,
                                         float p, uint64_t seed, const OpsStep *step, size_t n,
                                         int acc) {
@@ -326,6 +337,12 @@ void cuda_dropout_forward(float *out, const float *inp, float p, uint64_t seed, 
     if (!n) return;
     dropout_forward_kernel<<<blocks4(n), CUDA_THREADS>>>(out, inp, p, seed, cuda_step(), n);
     CUDA_LAUNCHED("dropout_forward");
+}
+
+void cuda_uniform_noise(float *x, float bound, uint64_t seed, size_t n) {
+    if (!n) return;
+    uniform_noise_kernel<<<blocks4(n), CUDA_THREADS>>>(x, bound, seed, cuda_step(), n);
+    CUDA_LAUNCHED("uniform_noise");
 }
 
 /* dinp[n] (+)= dout[n] * mask and / or dinp_bf16 = bf16(dinp) */

@@ -410,6 +410,7 @@ static void bert_forward(Model *m, Drop d) {
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->emb, m->ids, b->wtt ? m->types : NULL, NULL, b->wte->value, NULL,
                          b->wpe->value, b->wtt ? b->wtt->value : NULL, B, T, C);
+    model_embedding_noise(m, b->emb, d); /* HF's on the word embeddings: the same sum */
     o->layernorm_forward(b->h0, b->emb_mean, b->emb_rstd, NULL, b->emb, b->ln_emb.w->value,
                          b->ln_emb.b->value, c->layer_norm_eps, N, C);
     if (d.hidden > 0)

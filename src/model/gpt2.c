@@ -355,6 +355,7 @@ static void gpt2_forward(Model *m, Drop d) {
     float *x = b->acts[0].x;
     o->embedding_forward(x, m->ids, NULL, NULL, b->wte->value, b->wte->packed, b->wpe->value, NULL,
                          m->B, m->T, C);
+    model_embedding_noise(m, x, d); /* HF's on wte's output: the same sum */
     if (d.embedding > 0)
         o->dropout_forward(x, x, d.embedding, model_site(L, SITE_EMB), (size_t)N * C);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);

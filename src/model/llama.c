@@ -600,6 +600,7 @@ static void llama_forward(Model *m, Drop d) {
     o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, b->wte->packed, NULL,
                          NULL, m->B, m->T, C);
     if (b->gemma) o->scale(b->acts[0].x, embed_scale(m), (size_t)N * C);
+    model_embedding_noise(m, b->acts[0].x, d);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
     input_norm(m, L, b->hf, NULL, b->rstd_f, NULL, &b->ln_f, N, 0);
 }

@@ -1693,11 +1693,19 @@ int linear_trains(const Linear *l) {
 }
 
 static Drop dropouts(const Model *m, int train) {
-    Drop d = {0, 0, 0, 0, 0};
+    Drop d = {0, 0, 0, 0, 0, 0};
     if (train)
         d = (Drop){m->cfg.hidden_dropout, m->cfg.attention_dropout, m->cfg.classifier_dropout,
-                   m->spec.dropout, m->cfg.embedding_dropout};
+                   m->spec.dropout,       m->cfg.embedding_dropout, m->spec.neftune_alpha};
     return d;
+}
+
+void model_embedding_noise(const Model *m, float *x, Drop d) {
+    if (!(d.neftune > 0)) return;
+    int C = m->cfg.hidden_size;
+    float bound = d.neftune / sqrtf((float)m->T * (float)C); /* HF's alpha / sqrt(T * C) */
+    m->ops->uniform_noise(x, bound, model_site(m->cfg.num_layers, SITE_NEFTUNE),
+                          (size_t)m->B * m->T * C);
 }
 
 /* The step's scalars for the batch set last: the pair objectives' ops average over pairs

@@ -198,6 +198,10 @@ static const Key keys[] = {
      .help = "Stop after this many optimizer steps; 0 = num_epochs decides."},
     {"train", "weight_decay", T_FLOAT, AT(weight_decay), .def = "0", RANGE(0, INFINITY),
      .help = "AdamW decoupled weight decay."},
+    {"train", "neftune_noise_alpha", T_FLOAT, AT(neftune_noise_alpha), .def = "0", RANGE(0, 1e4),
+     .help = "NEFTune (HF Trainer's neftune_noise_alpha; its paper uses 5 to 15): in training, "
+             "uniform noise in +-alpha / sqrt(T x hidden) added to the input embeddings (T: the "
+             "batch's padded length); never in evaluation or generation. 0 = none."},
     {"train", "loraplus_lr_ratio", T_FLOAT, AT(loraplus_lr_ratio), .def = "0", RANGE(0, 1e6),
      .help = "LoRA+ (PEFT's create_loraplus_optimizer; its paper suggests 16): every LoRA B and "
              "every 1-d trainable tensor (biases, norm weights) learns at this many times "

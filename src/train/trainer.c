@@ -174,6 +174,7 @@ static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, i
     s->dropout = c->dropout;
     s->use_rslora = c->use_rslora;
     s->gradient_checkpointing = c->gradient_checkpointing;
+    s->neftune_alpha = c->neftune_noise_alpha;
     s->n_targets = c->n_targets;
     for (int i = 0; i < c->n_targets; i++)
         memcpy(s->targets[i], c->target_modules[i], sizeof s->targets[i]);

@@ -2,8 +2,9 @@
  *
  * A tiny DistilBERT and a tiny BERT (`loraft init`, a 40-token vocabulary written here) are
  * built on both backends with identical weights (LoRA B made non-zero); one training-mode
- * step with every dropout on (the masks are the same function of the seed on both sides)
- * must give the same loss, logits and gradients, and three AdamW steps the same weights.
+ * step with every dropout on (the masks are the same function of the seed on both sides; under
+ * fp32 NEFTune's embedding noise too) must give the same loss, logits and gradients, and three
+ * AdamW steps the same weights.
  * Each model runs twice: LoRA on PEFT's default targets, and LoRA on every linear layer of
  * the encoder including the FFN ones (whose input width, the FFN size, exceeds the hidden
  * size: the op scratch must follow ops_lora_scratch for the widest input).
@@ -181,6 +182,7 @@ static void run(const char *dir, int arch, int every_linear, Precision prec, flo
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.r = 4, spec.alpha = 8, spec.dropout = lora_p;
+    spec.neftune_alpha = prec == PRECISION_FP32 ? 5.0f : 0.0f; /* NEFTune's noise: one draw */
     if (every_linear) {
         spec.n_targets = 0;
         for (int i = 0; i < 6 && all_linear[arch][i]; i++)
@@ -491,6 +493,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.strategy = strategy;
     spec.r = 4, spec.alpha = 8, spec.dropout = lora_p;
+    spec.neftune_alpha = prec == PRECISION_FP32 ? 5.0f : 0.0f;
     spec.base_dtype = dtype;
     int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks: two pairs */
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",

@@ -202,6 +202,10 @@ static void test_elementwise(size_t n, int quick) {
         compare("inplc", inplace, EXACT);
         compare("dinp", dx, ELEM_TOL);
     }
+    Pair *noisy = pair_random(n, 1.0f); /* NEFTune's noise: the same draws, the same sums */
+    BACKENDS(w, o) o->uniform_noise(F(noisy, w), 0.03f, 4321, n);
+    NAME("uniform_noise n=%zu", n);
+    compare("x", noisy, EXACT);
     Pair *sum = pair_new(n * sizeof(float)), *acc = pair_random(n, 1.0f);
     BACKENDS(w, o) {
         o->add(F(sum, w), F(x, w), F(y, w), n);
@@ -221,10 +225,12 @@ static void test_elementwise_unaligned(size_t n) {
     BACKENDS(w, o) {
         o->add(F(sum, w) + 3, F(x, w) + 1, F(y, w) + 2, n - 3);
         o->dropout_forward(F(out, w) + 1, F(x, w) + 2, 0.1f, 7, n - 2);
+        o->uniform_noise(F(y, w) + 1, 0.03f, 7, n - 1);
     }
-    NAME("add, dropout at unaligned offsets n=%zu", n);
+    NAME("add, dropout, noise at unaligned offsets n=%zu", n);
     compare("add", sum, ELEM_TOL);
     compare("drop", out, EXACT);
+    compare("noise", y, EXACT);
     pairs_free();
 }
 
