@@ -1,4 +1,5 @@
-/* data_parallel.h: one training run on several GPUs of this machine, a process each.
+/* data_parallel.h: one training run, or one evaluation, on several GPUs of this machine, a
+ * process each.
  *
  * dp_run forks the processes before any of them touches CUDA (a CUDA context does not survive
  * a fork), runs fn in each as one rank, and waits for them all. The calling process must run

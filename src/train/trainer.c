@@ -113,7 +113,7 @@ static void feed_free(Feed *f) {
 
 typedef struct Run {
     const TrainConfig *cfg;
-    DpRank *dp; /* this process's rank of model.devices; rank 0 evaluates, logs, saves */
+    DpRank *dp; /* this process's rank of model.devices; rank 0 logs and saves */
     const Ops *ops;
     FILE *out;
     ModelConfig mcfg;
