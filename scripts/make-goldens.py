@@ -228,18 +228,17 @@ def run_case(case, model_dir, batch):
     if case.get("task") == "dpo":
         with model.disable_adapter(), torch.no_grad():
             ref = seq_logps(model, *batch)[1]
-    # HF Trainer's grouping: no decay on biases and norm weights (LayerNorm, RMSNorm; GPT-2's
-    # ln_1, ln_2, ln_f)
-    def no_wd(n):
-        return n.endswith("bias") or "norm" in n.lower() or ".ln_" in n
-    decay = [p for n, p in named if not no_wd(n)]
-    no_decay = [p for n, p in named if no_wd(n)]
-    if "loraplus_lr_ratio" in case:  # peft's own grouping (the same decay rule)
+    if "loraplus_lr_ratio" in case:  # peft's own grouping (the same decay rule as below)
         opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=ADAMW["lr"],
                                         loraplus_lr_ratio=case["loraplus_lr_ratio"],
                                         loraplus_weight_decay=ADAMW["weight_decay"],
                                         betas=ADAMW["betas"], eps=ADAMW["eps"], foreach=False)
-    else:
+    else:  # HF Trainer's grouping: no decay on biases and norm weights (LayerNorm, RMSNorm;
+        # GPT-2's ln_1, ln_2, ln_f)
+        def no_wd(n):
+            return n.endswith("bias") or "norm" in n.lower() or ".ln_" in n
+        decay = [p for n, p in named if not no_wd(n)]
+        no_decay = [p for n, p in named if no_wd(n)]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAMW["weight_decay"]},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"],

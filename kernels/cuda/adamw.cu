@@ -70,8 +70,9 @@ __global__ void adamw_kernel(const AdamWTensor *tensors, int n_tensors, const fl
 void cuda_adamw_step(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
                      float *v, size_t n, AdamWHyper h, double *norm, double *scratch) {
     double bc1 = 1.0 - pow((double)h.beta1, h.step), bc2 = 1.0 - pow((double)h.beta2, h.step);
-    AdamWFactors f = {h.beta1, h.beta2,        h.eps,      (float)sqrt(bc2),
-                      h.lr,    h.weight_decay, h.max_norm, bc1};
+    AdamWFactors f = {
+        h.beta1, h.beta2, h.eps, (float)sqrt(bc2), h.lr, h.weight_decay, h.max_norm, bc1,
+    };
     unsigned partials = cuda_blocks(n, CUDA_THREADS);
     if (partials > OPS_ADAMW_SCRATCH) partials = OPS_ADAMW_SCRATCH;
     sum_squares_kernel<<<partials, CUDA_THREADS>>>(scratch, grads, n);
