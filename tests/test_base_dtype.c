@@ -410,7 +410,7 @@ static void test_gpt2_gguf(const char *vocab, const char *quant, double tol) {
         const Param *p = &m[0].params[i], *q = &m[1].params[i];
         double worst = 0, amax = 0;
         for (size_t j = 0; j < p->numel; j++) {
-            worst = fmax(worst, fabs((double)p->value[j] - q->value[j]));
+            worst = worse(worst, fabs((double)p->value[j] - q->value[j]));
             amax = fmax(amax, fabs((double)p->value[j]));
         }
         double step_tol = strcmp(quant, "F32") && p->ndim == 2 ? amax / 230 : 0;
@@ -425,7 +425,7 @@ static void test_gpt2_gguf(const char *vocab, const char *quant, double tol) {
     }
     double d = 0, big = 1e-30;
     for (int v = 0; v < 50257; v++) {
-        d = fmax(d, fabs((double)logits[1][v] - logits[0][v]));
+        d = worse(d, fabs((double)logits[1][v] - logits[0][v]));
         big = fmax(big, fabs((double)logits[0][v]));
     }
     printf("gpt2 GGUF %s vs safetensors: max |logit diff| / max |logit| = %.3g\n", quant, d / big);

@@ -96,7 +96,7 @@ static void check_probs(const float *logits, int v, float t, int k, float p) {
     reference_probs(logits, v, &c, want);
     double maxdiff = 0, sum = 0;
     for (int i = 0; i < v; i++) {
-        maxdiff = fmax(maxdiff, fabs(got[i] - want[i]));
+        maxdiff = worse(maxdiff, fabs(got[i] - want[i]));
         sum += got[i];
     }
     CHECK_CLOSE(maxdiff, 0.0, 1e-12, 0);

@@ -136,7 +136,7 @@ static double compare_weights(const char *a, const char *b, const char *file, do
         double big = 0, diff = 0;
         for (size_t k = 0; k < x->nbytes / 4; k++) {
             big = fmax(big, fabs(u[k]));
-            diff = fmax(diff, fabs((double)u[k] - v[k]));
+            diff = worse(diff, fabs((double)u[k] - v[k]));
         }
         double scale = fmax(big, 1e-2); /* a key bias is rounding noise: softmax ignores it */
         CHECK(diff <= tol * scale);
