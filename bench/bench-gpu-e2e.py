@@ -6,7 +6,7 @@ own process, in the same run (issue 10).
     bench/bench-gpu-e2e.py [--cases distilbert-128,distilbert-512,smollm2-512,smollm2-2048]
         [--precision bf16,fp32] [--steps 10] [--tokens 8192] [--device cuda|cpu] [--smoke]
         [--loraft-bench build/bench_train_step] [--no-pytorch] [--timeout 150] [--prompt F] [--dpo]
-        [--qlora]
+        [--qlora] [--dora]
 
 Models: DistilBERT-base (sequence classification, LoRA on q_lin, v_lin), SmolLM2-135M and
 (--cases llama3-2048) Llama-3.2-1B's shape, (--cases qwen3-2048) Qwen3-0.6B's (heads of 128
@@ -51,7 +51,10 @@ quantised as the model is made, dequantised for each GEMM; PyTorch's side stays 
 bf16 compute (BitsAndBytesConfig load_in_4bit, nf4; the random model saved and loaded
 quantised, then peft's prepare_model_for_kbit_training without gradient checkpointing), which
 loraft's '/nf4' matches; where bitsandbytes is not installed the row says so. --smoke:
-tiny configs, 1 step, for a CPU check that the script works (--device cpu --smoke).
+tiny configs, 1 step, for a CPU check that the script works (--device cpu --smoke). --dora:
+both sides DoRA (peft's use_dora, loraft's lora.use_dora), lora dropout 0 on both (loraft
+refuses DoRA under dropout; peft would run the base GEMM twice), rows "pytorch+dora" and
+"loraft/dora".
 Informative only: speed lives in bench/, never in tests.
 """
 import argparse
@@ -226,8 +229,9 @@ def pytorch_side(a):
     if model is None:
         return
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM" if causal else "SEQ_CLS",
-                                             r=a.r, lora_alpha=2 * a.r, lora_dropout=dropout,
-                                             target_modules=targets))
+                                             r=a.r, lora_alpha=2 * a.r,
+                                             lora_dropout=0.0 if a.dora else dropout,
+                                             target_modules=targets, use_dora=a.dora))
     if not a.qlora:  # a quantised model is on its device already, and refuses .to
         model = model.to(dev)
     model.train()
@@ -297,11 +301,11 @@ def loraft_side(a, name, model_dir, T, B, precision):
     base = [f for f in flags if re.fullmatch(r"q[0-9]_[01]|nf4", f)]  # model.base_dtype q8_0 .. nf4
     out, why = run([a.loraft_bench, model_dir, "--random", "--device", a.device, "--batch",
                     str(B), "--seq", str(T), "--steps", str(a.steps), "--r", str(a.r),
-                    "--targets", ",".join(targets), "--dropout", str(dropout),
+                    "--targets", ",".join(targets), "--dropout", str(0.0 if a.dora else dropout),
                     "--precision", precision, "--graphs", graphs, "--attention", attention,
                     "--prompt", str(prompt_tokens(a.prompt, T) if name != "distilbert" else 0)]
                    + ckpt + (["--base-dtype", base[0]] if base else [])
-                   + (["--dpo"] if a.dpo else []), a.timeout)
+                   + (["--dpo"] if a.dpo else []) + (["--dora"] if a.dora else []), a.timeout)
     if why:
         return None, why
     m = re.search(r"([\d.]+) ms/step, (\d+) tokens/s, .*device memory (\d+) MiB, "
@@ -345,6 +349,7 @@ def main():
     ap.add_argument("--no-pytorch", action="store_true")
     ap.add_argument("--qlora", action="store_true", help="PyTorch + PEFT on a bitsandbytes NF4 "
                     "base (QLoRA) instead of bf16: the match of loraft's '/nf4'")
+    ap.add_argument("--dora", action="store_true", help="DoRA on both sides, lora dropout 0")
     ap.add_argument("--timeout", type=int, default=150, help="seconds per side and case")
     ap.add_argument("--pytorch-case", help=argparse.SUPPRESS)
     ap.add_argument("--pytorch-config", help=argparse.SUPPRESS)
@@ -357,6 +362,8 @@ def main():
         return pytorch_side(a)
     if a.dpo and "distilbert" in a.cases:
         ap.error("--dpo: DPO trains decoders; the distilbert cases classify")
+    if a.dora and a.qlora:
+        ap.error("--dora and --qlora: one comparison at a time")
     if a.smoke:
         a.steps, a.tokens = 1, 64
     gpu = a.device == "cuda"
@@ -366,7 +373,8 @@ def main():
           f"{PEAK_FP32 * 1e-12:.0f} TFLOP/s; device MiB: loraft cudaMemGetInfo delta, PyTorch "
           f"max_memory_allocated" + ("; SMOKE (numbers meaningless)" if a.smoke else "")
           + (f"; the first {a.prompt:g} of every causal row labelled -100" if a.prompt else "")
-          + ("; DPO on pairs of rows, the reference policy's forward each step" if a.dpo else ""))
+          + ("; DPO on pairs of rows, the reference policy's forward each step" if a.dpo else "")
+          + ("; DoRA on both sides, lora dropout 0" if a.dora else ""))
     print(f"e2e   {'case':22} {'side':14} {'precision':20} {'tokens/s':>10} {'ms/step':>9} "
           f"{'TFLOP/s':>8} {'MFU%bf16':>8} {'MFU%fp32':>8} {'device MiB':>10}", flush=True)
     failed = 0
@@ -401,12 +409,14 @@ def main():
             if a.no_pytorch:
                 continue
             side, how, ratio = ("pytorch+qlora", "nf4-bf16-autocast", "loraft/qlora") \
-                if a.qlora else ("pytorch+peft", "bf16-autocast", "loraft/pytorch")
+                if a.qlora else ("pytorch+dora", "bf16-autocast", "loraft/dora") \
+                if a.dora else ("pytorch+peft", "bf16-autocast", "loraft/pytorch")
             out, why = run([sys.executable, __file__, "--pytorch-case", name, "--pytorch-config",
                             json.dumps(cfg), "--seq", str(T), "--batch", str(B), "--steps",
                             str(a.steps), "--r", str(a.r), "--device", a.device, "--prompt",
                             str(a.prompt)] + (["--dpo"] if a.dpo else [])
-                           + (["--qlora"] if a.qlora else []), a.timeout)
+                           + (["--qlora"] if a.qlora else []) + (["--dora"] if a.dora else []),
+                           a.timeout)
             if why:
                 print(f"e2e   {label:22} {side:14} {how:20} FAILED: {why}")
                 failed += 1

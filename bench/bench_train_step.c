@@ -4,7 +4,7 @@
  *                    [--r R] [--targets q_lin,v_lin] [--strategy lora|head|full]
  *                    [--dropout P] [--random] [--precision auto|fp32|tf32|bf16]
  *                    [--graphs auto|on|off] [--attention loraft|cudnn] [--checkpointing]
- *                    [--prompt K] [--dpo] [--base-dtype f32|bf16|q|q8_0|..]
+ *                    [--prompt K] [--dpo] [--base-dtype f32|bf16|q|q8_0|..] [--dora]
  *
  * Random token ids (fixed seed), every sequence T tokens long; forward + backward + clipping +
  * AdamW per step, dropout on as in training. The task is the architecture's: classification
@@ -24,9 +24,10 @@
  * is train.cuda_graphs (auto: the first timed step records forward and backward, every later one
  * replays them as one CUDA graph launch; AdamW op by op; the step runs through the trainer's
  * train_micro_step); --attention is model.attention; --checkpointing is
- * train.gradient_checkpointing. --steps 0 builds the model and prints its plan (weights and
- * activations) only: on the emulated CUDA backend, the GPU's plan without a GPU.
- * bench/bench-vs-pytorch.py and bench/bench-gpu-e2e.py run the same step in PyTorch + PEFT. */
+ * train.gradient_checkpointing; --dora is lora.use_dora (with --dropout 0). --steps 0 builds the
+ * model and prints its plan (weights and activations) only: on the emulated CUDA backend, the GPU's
+ * plan without a GPU. bench/bench-vs-pytorch.py and bench/bench-gpu-e2e.py run the same step in
+ * PyTorch + PEFT. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,20 +65,22 @@ int main(int argc, char **argv) {
                         "[--steps N] [--r R] [--targets a,b] [--strategy S] [--dropout P] "
                         "[--random] [--precision auto|fp32|tf32|bf16] [--graphs auto|on|off] "
                         "[--attention loraft|cudnn] [--checkpointing] [--prompt K] [--dpo] "
-                        "[--base-dtype D]\n");
+                        "[--base-dtype D] [--dora]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
     const char *precision = "auto", *graphs = "auto", *attention = "loraft", *base = "f32";
     int B = 8, T = 128, steps = 5, r = 8, random = 0, checkpointing = 0, prompt = 0, dpo = 0;
+    int dora = 0;
     float dropout = 0.1f;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(opt, "--random") || !strcmp(opt, "--checkpointing") ||
-            !strcmp(opt, "--dpo")) { /* flags */
+        if (!strcmp(opt, "--random") || !strcmp(opt, "--checkpointing") || !strcmp(opt, "--dpo") ||
+            !strcmp(opt, "--dora")) { /* flags */
             random |= !strcmp(opt, "--random");
             checkpointing |= !strcmp(opt, "--checkpointing");
             dpo |= !strcmp(opt, "--dpo");
+            dora |= !strcmp(opt, "--dora");
             continue;
         }
         if (!val) return fprintf(stderr, "%s needs a value\n", opt), 2;
@@ -125,6 +128,7 @@ int main(int argc, char **argv) {
     spec.r = r;
     spec.alpha = 2.0f * r;
     spec.dropout = dropout;
+    spec.use_dora = dora;
     spec.gradient_checkpointing = checkpointing;
     if (!ops || precision_parse(precision, &spec.precision, &err) ||
         base_dtype_parse(base, &spec.base_dtype, &err) ||

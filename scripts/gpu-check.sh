@@ -300,4 +300,9 @@ step e2e_smollm2-2048-q 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e
   --cases smollm2-2048 --precision "$q_precision" --qlora --device "$e2e_device" \
   --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
 show e2e_smollm2-2048-q "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
+note "== end to end with DoRA on both sides (lora dropout 0), where time remains"
+step e2e_smollm2-2048-dora 150 env PYTHONUNBUFFERED=1 "$e2e_py" bench/bench-gpu-e2e.py \
+  --cases smollm2-2048 --dora --precision "$prompt_precision" --device "$e2e_device" \
+  --loraft-bench "$build/bench_train_step" "${smoke[@]}" "${no_pt[@]}"
+show e2e_smollm2-2048-dora "^(# [a-z0-9]+ T=|e2e   [a-z0-9]+ T=)" 8
 [ $failed -eq 0 ]

@@ -54,6 +54,10 @@ CASES = [
     dict(name="distilbert_loraplus", init=["--arch", "distilbert", "--num-labels", "2"] + TINY,
          strategy="lora", r=2, alpha=4.0, rslora=False, targets=["q_lin", "v_lin", "lin1"],
          loraplus_lr_ratio=16.0),
+    # DoRA (peft's use_dora): lin1 has a bias, which the magnitude's scale leaves out
+    dict(name="distilbert_dora", init=["--arch", "distilbert", "--num-labels", "2"] + TINY,
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["q_lin", "v_lin", "lin1"],
+         dora=True),
     dict(name="distilbert_full", init=["--arch", "distilbert", "--num-labels", "2"] + TINY,
          strategy="full"),
     dict(name="bert_head", init=["--arch", "bert", "--num-labels", "3"] + TINY,
@@ -94,6 +98,14 @@ CASES = [
     dict(name="gpt2_lora", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
          strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn", "c_proj", "c_fc"],
          fan_in_fan_out=True),
+    # DoRA on a Llama: q and v in the q, k, v group, gate in gate and up's, down alone; GPT-2's
+    # Conv1D weights (fan_in_fan_out)
+    dict(name="llama_dora", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=True,
+         targets=["q_proj", "v_proj", "gate_proj", "down_proj"], dora=True),
+    dict(name="gpt2_dora", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn", "c_fc"],
+         fan_in_fan_out=True, dora=True),
     dict(name="gpt2_full", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
          strategy="full"),
 ]
@@ -111,6 +123,7 @@ STEPS = 3
 def c_name(name):
     """peft's parameter name -> loraft's (HF name; LoRA as ...q_lin.lora_A.weight)."""
     name = name.replace("base_model.model.", "")
+    name = name.replace("lora_magnitude_vector.default.weight", "lora_magnitude_vector")  # DoRA's
     return name.replace(".modules_to_save.default", "").replace(".default", "")
 
 
@@ -204,7 +217,8 @@ def wrap(model, case):
                          lora_alpha=case["alpha"],
                          lora_dropout=0.0, target_modules=case["targets"],
                          use_rslora=case["rslora"], init_lora_weights=False,
-                         fan_in_fan_out=case.get("fan_in_fan_out", False))
+                         fan_in_fan_out=case.get("fan_in_fan_out", False),
+                         use_dora=case.get("dora", False))
         torch.manual_seed(11)
         return get_peft_model(model, cfg)
     if case["strategy"] == "head":

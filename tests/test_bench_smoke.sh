@@ -6,7 +6,8 @@
 # with one); with the reference venv, bench/bench-gpu-e2e.py --device cpu --smoke runs loraft
 # and PyTorch + PEFT on the same tiny SmolLM2-shaped config and finds the same number of
 # trainable parameters, also as DPO (--dpo), and loraft's nf4 base against QLoRA (--qlora:
-# PyTorch + PEFT on bitsandbytes' NF4). bench/sass-paths.py, where nvcc and a cuobjdump are,
+# PyTorch + PEFT on bitsandbytes' NF4), and with DoRA on both sides (--dora: the magnitudes
+# counted alike). bench/sass-paths.py, where nvcc and a cuobjdump are,
 # counts the bf16 attention forward's tile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +59,13 @@ if [ -n "$py" ]; then
   check "e2e qlora rows" "$qlora" "loraft +fp32/nf4 +[0-9]+ .*pytorch\+qlora +nf4-bf16-autocast +[0-9]+ "
   if [[ $qlora =~ FAILED|differ ]]; then
     echo "FAIL: e2e --qlora: $qlora"
+    failed=$((failed + 1))
+  fi
+  dora=$("$py" bench/bench-gpu-e2e.py --device cpu --smoke --cases smollm2-512 --dora \
+    --loraft-bench "$build/bench_train_step" 2>&1 || true)
+  check "e2e dora rows" "$dora" "DoRA on both sides.*loraft +fp32 +[0-9]+ .*pytorch\+dora +bf16-autocast +[0-9]+ "
+  if [[ $dora =~ FAILED|differ ]]; then
+    echo "FAIL: e2e --dora: $dora"
     failed=$((failed + 1))
   fi
   dpo=$("$py" bench/bench-gpu-e2e.py --device cpu --smoke --cases smollm2-512 --dpo --prompt 0.5 \

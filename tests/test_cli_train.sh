@@ -153,4 +153,37 @@ tr = [[e["loss"] for e in r if e["event"] == "train"] for r in runs]
 assert ev[0] and ev[0] == ev[1] and tr[0] and tr[1] and tr[0][0] != tr[1][0], (ev, tr)
 EOF
 
+# 12. DoRA (lora.use_dora): the magnitudes train too (PEFT's counts: q_lin's 32, v_lin's 32 and
+#     lin1's 64 a layer more), the adapter holds them and says use_dora; evaluating the best
+#     adapter reproduces the run's best evaluation, and so does the merged model alone; with lora
+#     dropout it is refused before anything is written
+train --set lora.use_dora=true --set lora.dropout=0 --set train.output_dir="$tmp/dora" \
+  >"$tmp/dora.log" 2>&1 || { cat "$tmp/dora.log"; fail "DoRA run"; }
+grep -q "trainable params: 3,170 || all params: 1,014,532 || trainable%: 0.3125" "$tmp/dora.log" \
+  || { grep trainable "$tmp/dora.log"; bad "DoRA's trainable parameter line"; }
+python3 - "$tmp/dora/best" <<'EOF' && ok || bad "DoRA's adapter: use_dora and the magnitudes"
+import json, struct, sys
+cfg = json.load(open(sys.argv[1] + "/adapter_config.json"))
+with open(sys.argv[1] + "/adapter_model.safetensors", "rb") as f:
+    head = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+mags = [k for k in head if k.endswith(".lora_magnitude_vector")]
+assert cfg["use_dora"] is True and len(mags) == 6, (cfg["use_dora"], mags)
+lin1 = "base_model.model.distilbert.transformer.layer.1.ffn.lin1.lora_magnitude_vector"
+assert head[lin1]["shape"] == [64], head[lin1]
+EOF
+dora_loss=$(python3 -c "
+import json
+ev=[json.loads(l) for l in open('$tmp/dora/metrics.jsonl') if '\"eval\"' in l][1:]
+print('%.4f' % min(e['eval_loss'] for e in ev))")
+"$bin" eval --config "$tmp/cfg.json" --adapter "$tmp/dora/best" >"$tmp/dora_eval" 2>&1 || fail "DoRA eval"
+grep -q "eval: eval_loss $dora_loss" "$tmp/dora_eval" || { cat "$tmp/dora_eval"; bad "DoRA eval != best ($dora_loss)"; }
+"$bin" merge --model "$tmp/model" --adapter "$tmp/dora/best" --out "$tmp/dora_merged" >/dev/null || fail "DoRA merge"
+"$bin" eval --config "$tmp/cfg.json" --set model.model="$tmp/dora_merged" --set lora.strategy=head \
+  >"$tmp/dora_eval2" 2>&1 || { cat "$tmp/dora_eval2"; fail "eval of the merged DoRA model"; }
+grep -q "eval: eval_loss $dora_loss" "$tmp/dora_eval2" && ok || { cat "$tmp/dora_eval2"; bad "merged DoRA eval_loss differs"; }
+if train --set lora.use_dora=true --set lora.dropout=0.1 --set train.output_dir="$tmp/dora_drop" \
+  >"$tmp/dora_drop.log" 2>&1; then bad "DoRA with lora dropout taken"; fi
+grep -q "lora.use_dora with lora.dropout 0.1" "$tmp/dora_drop.log" && [ ! -e "$tmp/dora_drop" ] && ok \
+  || { cat "$tmp/dora_drop.log"; bad "DoRA with lora dropout: the message, nothing written"; }
+
 finish

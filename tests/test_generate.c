@@ -1,7 +1,8 @@
 /* test_generate.c: generation with a KV cache (model_cache_reset / model_decode).
  *
  * On tiny random Llamas (MHA and GQA, tied and untied head) and GPT-2s (learned positions read
- * at the cached offsets), with and without a LoRA adapter of non-zero B on every linear layer:
+ * at the cached offsets), with and without a LoRA adapter of non-zero B on every linear layer
+ * (and a DoRA one on a Llama, a Phi-3 and a GPT-2):
  * the cached path's logits equal the full recompute (model_forward over the whole
  * sequence + model_lm_logits) at every step, for a prefill and for each token after it, within
  * 1e-4 of the row's largest logit; greedy generation is deterministic; the cache refuses more
@@ -50,16 +51,19 @@ static void check_cache_matches(Arch arch, int heads, int kv_heads, int tied, in
     ok &= !model_decode(&m, ids, PREFILL, &err) && !model_lm_logits(&m, 0, PREFILL, cached, &err) &&
           !full_logits(&ref, ids, PREFILL, 0, PREFILL, full, &err);
     for (int t = 0; ok && t < PREFILL; t++)
-        worst = fmax(worst, row_error(cached + t * VOCAB, full + t * VOCAB, VOCAB));
+        worst = worse(worst, row_error(cached + t * VOCAB, full + t * VOCAB, VOCAB));
     for (int t = PREFILL; ok && t < SEQ; t++) {
         ok &= !model_decode(&m, &ids[t], 1, &err) && !model_lm_logits(&m, 0, 1, cached, &err) &&
               !full_logits(&ref, ids, t + 1, t, 1, full, &err);
-        worst = fmax(worst, row_error(cached, full, VOCAB));
+        worst = worse(worst, row_error(cached, full, VOCAB));
     }
     CHECK_OK(ok ? 0 : -1, &err);
     printf("%s cache vs recompute, %d heads / %d KV, %s%s, RoPE over %d of %d: worst relative "
            "error %.2e\n",
-           arch_name(arch), heads, kv_heads, tied ? "tied" : "untied", lora ? ", LoRA" : "",
+           arch_name(arch), heads, kv_heads, tied ? "tied" : "untied",
+           lora == 3 ? ", DoRA"
+           : lora    ? ", LoRA"
+                     : "",
            arch_is_llama(arch) ? model_rotary_dim(&m.cfg) : 0, model_head_size(&m.cfg), worst);
     CHECK(worst <= 1e-4);
     CHECK(m.n_cached == SEQ);
@@ -224,7 +228,7 @@ static void check_gpt2_case(Model *m, const TextTokenizer *tok, Sampler *s, cons
     CHECK_OK(model_lm_logits(m, P - 1, 1, logits, &err), &err);
     for (int v = 0; v < cJSON_GetArraySize(last); v++) {
         double r = cJSON_GetArrayItem(last, v)->valuedouble;
-        scale = fmax(scale, fabs(r)), worst = fmax(worst, fabs(logits[v] - r));
+        scale = fmax(scale, fabs(r)), worst = worse(worst, fabs(logits[v] - r));
     }
     CHECK(worst <= 1e-5 * scale);
     ids_of(cJSON_GetObjectItem(c, "new_ids"), &want);
@@ -343,6 +347,9 @@ int main(void) {
         tiny_rotary_dim = 0;
         check_cache_matches(ARCH_GPT2, 4, 4, 1, lora);
     }
+    check_cache_matches(ARCH_LLAMA, 4, 2, 1, 3); /* DoRA: its norms as of the cache's reset */
+    check_cache_matches(ARCH_PHI3, 4, 2, 0, 3);
+    check_cache_matches(ARCH_GPT2, 4, 4, 1, 3);
     check_greedy_deterministic();
     check_chunked_prefill(ARCH_LLAMA);
     check_chunked_prefill(ARCH_GPT2);

@@ -69,12 +69,16 @@ static const char *tmp_path(const char *name) {
         (void)err_;                                                                                \
     } while (0)
 
+/* lora_spec's adapters are DoRA's while set */
+static int tiny_dora;
+
 static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
     train_spec_defaults(s);
     s->task = TASK_CAUSAL_LM;
     s->r = R;
     s->alpha = 6.0f;
     s->use_rslora = rslora;
+    s->use_dora = tiny_dora;
     const char *llama[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                            "gate_proj", "up_proj", "down_proj"};
     const char *gpt2[] = {"c_attn", "c_proj", "c_fc"};
@@ -151,7 +155,7 @@ static int logits(Model *m, const int32_t *tok, int T, float *out, LfError *err)
 static double rel_error(const float *a, const float *b, size_t n) {
     double d = 0, big = 1e-30;
     for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
+        d = worse(d, fabs((double)a[i] - b[i]));
         big = fmax(big, fabs((double)b[i]));
     }
     return d / big;
@@ -307,7 +311,7 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
         for (size_t j = 0; j < p->numel; j++) { /* Gemma's norms: what they multiply by */
             float v = x[j] + (p->plus_one ? 1.0f : 0.0f);
             float expect = want == GGML_F16 ? f16_to_f32(f32_to_f16(v)) : v;
-            worst = fmax(worst, fabs((double)got[j] - expect));
+            worst = worse(worst, fabs((double)got[j] - expect));
             amax = fmax(amax, fabs((double)x[j]));
         }
         /* Q8_0: half a step d / 2 = amax / 254 per block, plus d's rounding to f16 */
@@ -530,6 +534,11 @@ static void test_refusals(void) {
                 "expected one of F32, F16, BF16, Q8_0");
     model_free(&m);
 
+    s.use_dora = 1; /* llama.cpp's adapters are LoRA's alone */
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
+    EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "a DoRA adapter (use_dora) has no llama.cpp");
+    model_free(&m);
+
     tiny_rope = (RopeScaling){.type = ROPE_YARN, /* llama.cpp always truncates yarn's ramp */
                               .factor = 4,
                               .original_max_positions = 64,
@@ -667,6 +676,10 @@ int main(void) {
         test_merged(arch, GGML_F16, tied > 0, 5e-3);
         test_merged(arch, GGML_Q8_0, tied > 0, 6e-2);
     }
+    tiny_dora = 1; /* DoRA merged: each row of W + s B A times its magnitude over its norm */
+    test_merged(ARCH_LLAMA, GGML_F32, 0, 1e-5);
+    test_merged(ARCH_GPT2, GGML_F32, 1, 1e-5);
+    tiny_dora = 0;
     static const Arch gemmas[] = {ARCH_GEMMA3, ARCH_GEMMA2};
     for (int i = 0; i < 2; i++) {
         Arch arch = gemmas[i];

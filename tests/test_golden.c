@@ -113,6 +113,7 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     s->r = cJSON_GetObjectItem(c, "r")->valueint;
     s->alpha = (float)cJSON_GetObjectItem(c, "alpha")->valuedouble;
     s->use_rslora = cJSON_IsTrue(cJSON_GetObjectItem(c, "rslora"));
+    s->use_dora = cJSON_IsTrue(cJSON_GetObjectItem(c, "dora"));
     const cJSON *t;
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "targets"))
         snprintf(s->targets[s->n_targets++], sizeof s->targets[0], "%s", t->valuestring);

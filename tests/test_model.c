@@ -23,7 +23,10 @@
  * - gradient checkpointing (every dropout on; LoRA on every linear, on layer 1's only, full
  *   fine-tuning, the encoders' head alone; the four architectures, DPO with its reference
  *   forward, the reward model): the loss and every gradient are the same bits as without it, and
- *   fewer activations are kept where two layers are recomputed. */
+ *   fewer activations are kept where two layers are recomputed; and with DoRA on every linear
+ *   (its saved outputs recomputed with their layer);
+ * - DoRA starts as LoRA does (its magnitude the rows' norms), and the norms it computes of a
+ *   q8_0 base (in chunks of rows) are the stored weights'. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +58,9 @@ static void target_name(char out[32], int layer1, const char *prefix, const char
     snprintf(out, 32, "%s%s%s", layer1 ? prefix : "", layer1 ? "." : "", target);
 }
 
+/* encoder() and decoder() build DoRA models (TrainSpec.use_dora, lora dropout 0) while set. */
+static int with_dora;
+
 /* The encoder of the checkpoint in dir with every dropout on, LoRA r=2 on every linear layer
  * (or, layer1, on those of layer 1 of 2 only: backward stops above layer 0) or another strategy,
  * LoRA's B random (its zero start hides errors in dA); gradient checkpointing when ckpt. */
@@ -66,7 +72,7 @@ static void encoder(Model *m, const char *dir, Strategy strategy, int layer1, in
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.strategy = strategy, spec.gradient_checkpointing = ckpt;
-    spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f;
+    spec.r = 2, spec.alpha = 4, spec.dropout = with_dora ? 0.0f : 0.1f, spec.use_dora = with_dora;
     const char *all_distil[] = {"q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"};
     const char *all_bert[] = {"query", "key", "value", "dense"};
     int nt = cfg.arch == ARCH_DISTILBERT ? 6 : 4;
@@ -289,7 +295,8 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.task = task, spec.dpo = dpo, spec.strategy = strategy;
-    spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f, spec.gradient_checkpointing = ckpt;
+    spec.r = 2, spec.alpha = 4, spec.dropout = with_dora ? 0.0f : 0.1f, spec.use_dora = with_dora;
+    spec.gradient_checkpointing = ckpt;
     const char *targets[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                              "gate_proj", "up_proj", "down_proj"};
     const char *gpt2[] = {"c_attn", "c_proj", "c_fc"},
@@ -396,6 +403,70 @@ static void adapters_off_is_base(void) {
     }
     model_free(&m);
     model_free(&base);
+}
+
+/* DoRA (TrainSpec.use_dora) on a tiny Llama whose base is q8_0 (gate and up: 300 rows, two of
+ * sync_dora's 256-row chunks; down's 300 inputs are no whole blocks, so it is stored bf16): the
+ * magnitude starts as each row's norm, so the model starts as LoRA's does (B = 0: the base's loss,
+ * within float rounding); with B random, the norms a forward computes are those of the stored
+ * weights + s B A, summed here on the host in double (relative 1e-6). */
+static void dora_norms(void) {
+    ModelConfig cfg;
+    model_config_defaults(&cfg, ARCH_LLAMA);
+    cfg.vocab_size = 40, cfg.hidden_size = 32, cfg.num_layers = 1, cfg.num_heads = 4;
+    cfg.num_kv_heads = 2, cfg.ffn_size = 300, cfg.max_positions = 16, cfg.initializer_range = 0.2f;
+    cfg.pad_token_id = 3;
+    Model m[2];
+    float loss[2];
+    LfError err;
+    for (int k = 0; k < 2; k++) {
+        TrainSpec spec;
+        train_spec_defaults(&spec);
+        spec.task = TASK_CAUSAL_LM, spec.r = 4, spec.alpha = 8, spec.use_dora = k;
+        spec.base_dtype = BASE_Q8_0;
+        const char *targets[] = {"q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"};
+        for (int i = 0; i < 5; i++) strcpy(spec.targets[spec.n_targets++], targets[i]);
+        CHECK_OK(model_create(&m[k], &cfg, &spec, &ops_cpu, NULL, 5, 4, T, NULL, 0, &err), &err);
+        decoder_batch(&m[k]);
+        CHECK_OK(model_forward(&m[k], 0, &loss[k], &err), &err);
+    }
+    printf("dora at its start: loss %.7f, lora's %.7f\n", loss[1], loss[0]);
+    CHECK(m[1].n_loras == 5 && m[0].n_loras == 5 && !m[0].loras[0].mag);
+    CHECK(m[1].n_grads == m[0].n_grads + 2 * 32 + 16 + 2 * 300); /* q, v, gate, up, down rows */
+    CHECK_CLOSE(loss[1], loss[0], 1e-6, 1e-7);
+    Model *d = &m[1];
+    Rng rng = {3, 0};
+    for (int i = 0; i < d->n_loras; i++)
+        for (size_t j = 0; j < d->loras[i].B->numel; j++)
+            d->loras[i].B->value[j] = 0.4f * (rng_next_uniform(&rng) - 0.5f);
+    CHECK_OK(model_forward(d, 0, &loss[1], &err), &err);
+    float **slot;
+    float *host = model_host_weights(d, 0, &slot, &err);
+    CHECK(host != NULL);
+    double worst_norm = 0, worst_mag = 0;
+    for (int i = 0; host && i < d->n_loras; i++) {
+        const Lora *lo = &d->loras[i];
+        const float *W = slot[lo->base->w - d->params], *A = lo->A->value, *Bm = lo->B->value;
+        int in = lo->base->in, R = d->spec.r;
+        for (int o = 0; o < lo->base->out; o++) {
+            double w2 = 0, v2 = 0;
+            for (int c = 0; c < in; c++) {
+                double ba = 0, w = W[(size_t)o * in + c];
+                for (int k = 0; k < R; k++) ba += (double)Bm[o * R + k] * A[(size_t)k * in + c];
+                w2 += w * w, v2 += (w + lo->scale * ba) * (w + lo->scale * ba);
+            }
+            worst_norm = worse(worst_norm, fabs(lo->norm[o] - sqrt(v2)) / sqrt(v2));
+            worst_mag = worse(worst_mag, fabs(lo->mag->value[o] - sqrt(w2)) / sqrt(w2));
+        }
+    }
+    printf("dora norms of a q8_0 base: worst relative difference %.2e (magnitudes at the start "
+           "%.2e)\n",
+           worst_norm, worst_mag);
+    CHECK(worst_norm < 1e-6 && worst_mag < 1e-6);
+    free(host);
+    free(slot);
+    model_free(&m[0]);
+    model_free(&m[1]);
 }
 
 /* GPT-2's GGUF tensor names: the global ones, then each layer's. */
@@ -549,11 +620,12 @@ static void checkpointing(const char *distil, const char *bert) {
                            "mistral",    "smollm3", "gemma3", "gemma2", "phi3"};
     const Arch decoders[] = {ARCH_GPT2,    ARCH_LLAMA,  ARCH_QWEN2,  ARCH_QWEN3, ARCH_MISTRAL,
                              ARCH_SMOLLM3, ARCH_GEMMA3, ARCH_GEMMA2, ARCH_PHI3};
-    const char *cases[] = {"lora", "full", "lora layer 1", "head"};
+    const char *cases[] = {"lora", "full", "lora layer 1", "dora", "head"};
     Model m[2];
     for (int a = 0; a < 11; a++)
-        for (int c = 0; c < 4 - (a >= 2); c++) { /* head: the encoders' classifier alone */
-            Strategy s = c == 1 ? STRATEGY_FULL : c == 3 ? STRATEGY_HEAD : STRATEGY_LORA;
+        for (int c = 0; c < 5 - (a >= 2); c++) { /* head: the encoders' classifier alone */
+            Strategy s = c == 1 ? STRATEGY_FULL : c == 4 ? STRATEGY_HEAD : STRATEGY_LORA;
+            with_dora = c == 3;
             for (int ckpt = 0; ckpt < 2; ckpt++) {
                 Rng rng = {5, 0};
                 if (a < 2)
@@ -567,9 +639,10 @@ static void checkpointing(const char *distil, const char *bert) {
             size_t NC = (size_t)m[0].max_batch * m[0].max_len * m[0].cfg.hidden_size;
             char what[64];
             snprintf(what, sizeof what, "%s %s", archs[a], cases[c]);
-            size_t own = c < 2 ? 0 : a < 2 ? 1 : NC + 16;
+            size_t own = c < 2 || c == 3 ? 0 : a < 2 ? 1 : NC + 16;
             checkpointing_is_exact(&m[0], &m[1], a < 2 ? set_batch : decoder_batch, what, own);
         }
+    with_dora = 0;
     for (int ckpt = 0; ckpt < 2; ckpt++) { /* the reference forward between batch and step */
         Rng rng = {7, 0};
         decoder(&m[ckpt], ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, STRATEGY_LORA,
@@ -665,6 +738,7 @@ int main(void) {
     preference_gradcheck(ARCH_LLAMA, TASK_REWARD, (DpoSpec){0.1f, DPO_SIGMOID, 0.0f}, "reward");
     preference_gradcheck(ARCH_GPT2, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
     adapters_off_is_base();
+    dora_norms();
     head_rows_list();
     checkpointing(distil, bert);
     gguf_gpt2(tmp);

@@ -5,7 +5,10 @@
 #  1. an adapter trained by loraft loads with PeftModel.from_pretrained unchanged and gives
 #     the same class probabilities as `loraft predict` (printed to 4 decimals: |diff| <= 2e-4);
 #  2. the `loraft merge` output loads as a plain transformers model with the same outputs;
-#  3. an adapter written by peft (random A and B) loads in loraft with the same outputs.
+#  3. an adapter written by peft (random A and B) loads in loraft with the same outputs;
+#  4. the same for DoRA (use_dora): loraft's adapter in peft (which holds every tensor of its file,
+#     the magnitudes too), its merge in transformers, and peft's adapter (random A, B and
+#     magnitudes) in loraft.
 set -euo pipefail
 bin=${LORAFT_BIN:-build/loraft}
 vocab=${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased
@@ -24,7 +27,8 @@ random.seed(1)
 words = "good bad movie film plot great awful the a it was very".split()
 with open(sys.argv[1] + "/train.jsonl", "w") as f:
     for i in range(48):
-        f.write(json.dumps({"text": " ".join(random.choices(words, k=8)), "label": i % 3}) + "\n")
+        text = random.choices(words, k=8)  # labelled by its first word
+        f.write(json.dumps({"text": " ".join(text), "label": words.index(text[0]) % 3}) + "\n")
 EOF
 cat >"$tmp/cfg.json" <<EOF
 {"model": {"model": "$tmp/distilbert"},
@@ -34,11 +38,16 @@ cat >"$tmp/cfg.json" <<EOF
 EOF
 "$bin" train --config "$tmp/cfg.json" >/dev/null
 "$bin" merge --model "$tmp/distilbert" --adapter "$tmp/run/best" --out "$tmp/merged" >/dev/null
+"$bin" train --config "$tmp/cfg.json" --set lora.use_dora=true --set lora.dropout=0 --set train.learning_rate=1e-2 \
+  --set train.output_dir="$tmp/dora" >/dev/null
+"$bin" merge --model "$tmp/distilbert" --adapter "$tmp/dora/best" --out "$tmp/dora_merged" >/dev/null
 
 texts=("a good movie" "the plot was awful, very awful" "it was a film")
 predict() { "$bin" predict --model "$1" ${2:+--adapter "$2"} "${texts[@]}" | cut -f1,2; }
 predict "$tmp/distilbert" "$tmp/run/best" >"$tmp/ours_adapter"
 predict "$tmp/merged" >"$tmp/ours_merged"
+predict "$tmp/distilbert" "$tmp/dora/best" >"$tmp/ours_dora"
+predict "$tmp/dora_merged" >"$tmp/ours_dora_merged"
 
 # peft writes an adapter for the BERT model; loraft reads it
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
@@ -48,18 +57,25 @@ from transformers import AutoModelForSequenceClassification
 tmp = sys.argv[1]
 torch.manual_seed(0)
 base = AutoModelForSequenceClassification.from_pretrained(tmp + "/bert")
-cfg = LoraConfig(task_type="SEQ_CLS", r=3, lora_alpha=6, target_modules=["query", "value", "dense"],
-                 init_lora_weights=False)
-model = get_peft_model(base, cfg)
-with torch.no_grad():
-    model.base_model.model.classifier.modules_to_save["default"].weight.normal_(0, 0.5)
-model.save_pretrained(tmp + "/peft_adapter")
+for dora in (False, True):
+    base = AutoModelForSequenceClassification.from_pretrained(tmp + "/bert")
+    cfg = LoraConfig(task_type="SEQ_CLS", r=3, lora_alpha=6, target_modules=["query", "value", "dense"],
+                     init_lora_weights=False, use_dora=dora)
+    model = get_peft_model(base, cfg)
+    with torch.no_grad():
+        model.base_model.model.classifier.modules_to_save["default"].weight.normal_(0, 0.5)
+        for n, p in model.named_parameters():  # magnitudes away from the norms they start as
+            if "lora_magnitude_vector" in n:
+                p.mul_(torch.empty_like(p).uniform_(0.5, 1.5))
+    model.save_pretrained(tmp + ("/peft_dora" if dora else "/peft_adapter"))
 EOF
 predict "$tmp/bert" "$tmp/peft_adapter" >"$tmp/ours_peft"
+predict "$tmp/bert" "$tmp/peft_dora" >"$tmp/ours_peft_dora"
 
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
 import sys, torch
-from peft import PeftModel
+from peft import PeftModel, get_peft_model_state_dict
+from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, BertTokenizerFast
 tmp, texts = sys.argv[1], sys.argv[2:]
 def probs(model, tok_dir):
@@ -78,13 +94,25 @@ def same(a, b, what):
     ok = len(a) == len(b) and all(x[0] == y[0] and abs(x[1] - y[1]) <= 2e-4 for x, y in zip(a, b))
     print(("ok  " if ok else "FAIL") + f" {what}: loraft {a} vs transformers/peft {b}")
     return ok
+def holds_file(model, adapter, what):
+    """every tensor of the adapter file, and no other, is what the PeftModel holds"""
+    f, sd = load_file(f"{adapter}/adapter_model.safetensors"), get_peft_model_state_dict(model)
+    ok = set(f) == set(sd) and all(torch.equal(f[k], sd[k]) for k in f)
+    print(("ok  " if ok else "FAIL") + f" {what}: {len(f)} tensors")
+    return ok
 base = lambda d: AutoModelForSequenceClassification.from_pretrained(f"{tmp}/{d}")
+dora = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/dora/best")
 results = [
     same(ours("ours_adapter"), probs(PeftModel.from_pretrained(base("distilbert"), f"{tmp}/run/best"), f"{tmp}/distilbert"),
          "loraft adapter in PeftModel.from_pretrained"),
     same(ours("ours_merged"), probs(base("merged"), f"{tmp}/merged"), "loraft merge in transformers"),
     same(ours("ours_peft"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_adapter"), f"{tmp}/bert"),
          "peft adapter in loraft"),
+    holds_file(dora, f"{tmp}/dora/best", "loraft DoRA adapter (magnitudes too) in PeftModel"),
+    same(ours("ours_dora"), probs(dora, f"{tmp}/distilbert"), "loraft DoRA adapter in PeftModel.from_pretrained"),
+    same(ours("ours_dora_merged"), probs(base("dora_merged"), f"{tmp}/dora_merged"), "loraft DoRA merge in transformers"),
+    same(ours("ours_peft_dora"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_dora"), f"{tmp}/bert"),
+         "peft DoRA adapter in loraft"),
 ]
 print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)

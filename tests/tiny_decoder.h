@@ -2,14 +2,16 @@
  * the CPU, tests/gpu/test_gpu_generate.c on both backends): a 2-layer Llama, Qwen2, Qwen3,
  * Mistral, SmolLM3, Gemma 3 or GPT-2 of VOCAB tokens (Qwen3's and Gemma's heads twice hidden /
  * heads wide, Mistral's sliding window 4), its biases, head norms and Gemma's norms random (not
- * the 0 and 1 of their init), optionally with a LoRA adapter of random B on every projection so the
- * branch changes the logits, and the full-recompute logits the KV cache is checked against. */
+ * the 0 and 1 of their init), optionally with a LoRA (or DoRA) adapter of random B on every
+ * projection so the branch changes the logits, and the full-recompute logits the KV cache is
+ * checked against. */
 #ifndef LORAFT_TESTS_TINY_DECODER_H
 #define LORAFT_TESTS_TINY_DECODER_H
 
 #include <math.h>
 #include <string.h>
 
+#include "check.h"
 #include "loraft/model.h"
 #include "loraft/rng.h"
 
@@ -21,9 +23,9 @@ static int tiny_rotary_dim;
 
 /* The model on ops for batches of one sequence of up to max_len tokens, in precision prec. GPT-2
  * (arch) ties its head and has as many KV heads as heads. lora 1: LoRA on every projection, 2: on
- * PEFT's default targets (q and v; c_attn), 0: none (nothing trains: a model opened to run, as
- * model_open's without an adapter). Every LoRA B, bias and head norm is random (the same values
- * on any ops). */
+ * PEFT's default targets (q and v; c_attn), 3: DoRA on every projection, 0: none (nothing trains: a
+ * model opened to run, as model_open's without an adapter). Every LoRA B, bias and head norm is
+ * random (the same values on any ops). */
 static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
                                   int tied, int lora, int max_len, Precision prec, LfError *err) {
     ModelConfig c;
@@ -58,14 +60,14 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     train_spec_defaults(&s);
     s.task = TASK_CAUSAL_LM;
     s.strategy = lora ? STRATEGY_LORA : STRATEGY_NONE;
-    s.r = 4;
+    s.r = 4, s.use_dora = lora == 3;
     s.precision = prec;
     const char *t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
     const char *t2[] = {"c_attn", "c_proj", "c_fc"};
     const char *t3[] = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"};
     int gpt2 = arch == ARCH_GPT2, nt = gpt2 ? 3 : phi3 ? 4 : 7;
     const char *const *names = gpt2 ? t2 : phi3 ? t3 : t;
-    for (int i = 0; lora == 1 && i < nt; i++) strcpy(s.targets[s.n_targets++], names[i]);
+    for (int i = 0; lora % 2 && i < nt; i++) strcpy(s.targets[s.n_targets++], names[i]);
     if (model_create(m, &c, &s, ops, NULL, 7, 1, max_len, NULL, 0, err)) return -1;
     Rng r = {11, 0};
     float host[32 * 48]; /* the largest B: [ffn or 3 * hidden, r] (Phi-3: 2 * ffn) */
@@ -88,11 +90,11 @@ static inline int tiny_decoder(Model *m, const Ops *ops, Arch arch, int heads, i
     return tiny_decoder_in(m, ops, arch, heads, kv_heads, tied, lora, max_len, PRECISION_FP32, err);
 }
 
-/* max |a - b| over the row, relative to the row's largest |b|. */
+/* max |a - b| over the row, relative to the row's largest |b| (NaN if either has one) */
 static inline double row_error(const float *a, const float *b, int n) {
     double d = 0, big = 1e-30;
     for (int i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
+        d = worse(d, fabs((double)a[i] - b[i]));
         big = fmax(big, fabs((double)b[i]));
     }
     return d / big;

@@ -76,7 +76,9 @@ typedef struct TrainSpec {
     Task task;
     int r;
     float alpha, dropout;
-    int use_rslora;                     /* scale = alpha / sqrt(r) instead of alpha / r */
+    int use_rslora; /* scale = alpha / sqrt(r) instead of alpha / r */
+    int use_dora;   /* DoRA: each adapted linear's output scaled by a trained magnitude over its
+                       adapted weight's row norm (PEFT's use_dora; model.c linear_forward) */
     char targets[LORA_MAX_TARGETS][32]; /* module names, matched as PEFT does */
     int n_targets; /* 0: the architecture's default (model_create fills it in) */
     char modules_to_save[LORA_MAX_SAVE][64]; /* none: the objective's default */
@@ -139,6 +141,12 @@ typedef struct Lora {
     uint16_t *a_bf16; /* or NULL: A's bf16 rows [R, in] in its group's stored weight block
                          (rows as its weight's apart), which sync_adapters refreshes */
     struct Linear *base; /* the dense layer it sits beside (for merging) */
+    /* DoRA (TrainSpec.use_dora), else NULL: the magnitude [out] (PEFT's lora_magnitude_vector,
+     * trained); norm [out] = || W + scale B A || per output row, once a forward (sync_dora); pre
+     * [N,out]: the output without its bias and before the magnitude's scale, saved for backward
+     * like u */
+    Param *mag;
+    float *norm, *pre;
 } Lora;
 
 typedef struct Linear {
@@ -203,7 +211,9 @@ typedef struct Model {
     size_t n_act;
     ActGuard *guards;
     int n_guards;
-    float *scratch;                   /* op scratch */
+    float *scratch;   /* op scratch */
+    float *dora_grad; /* DoRA: the scaled output gradients of a group's adapted linears [N, their
+                         outputs] (linear_backward), else NULL */
     float *logits, *losses, *dlogits; /* the network's output and the objective's */
     /* adamw_update's global gradient norm, a double directly before losses, so that
      * model_read_loss reads the loss and the norm of a step in one copy */

@@ -360,6 +360,26 @@ typedef struct Ops {
                            const float *const *A, const uint64_t *seeds, int n, float p, int N,
                            int C, int R, int acc);
 
+    /* ---- DoRA (lora.use_dora): an adapted linear's output rescaled per output feature ----
+     * norm[j] = || W[j] + scale * B[j] @ A || (the row's L2 norm over its C inputs) for j < rows:
+     * W [rows, C] f32 rows ldw >= C values apart (a weight's values, or its packed rows as
+     * dequantize_rows gives them), A [R,C], B [rows,R]; B[j] @ A summed in f32 in k order, the
+     * squares in double. DoRA's weight norm, which forward and backward take as a constant, as
+     * PEFT detaches it. */
+    void (*dora_norm)(float *norm, const float *W, int ldw, const float *A, const float *B,
+                      float scale, int rows, int C, int R);
+    /* y [N,OC] (rows ldy apart): the linear's output with its LoRA term and bias. pre [N,OC]
+     * (dense; may be y where ldy = OC) = y - bias (bias may be NULL), saved for backward; out
+     * (rows ldy apart; may be y; NULL: pre alone) = mag / norm * pre + bias, per output feature. */
+    void (*dora_forward)(float *out, float *pre, const float *y, int ldy, const float *mag,
+                         const float *norm, const float *bias, int N, int OC);
+    /* g [N,OC] (rows ldg apart): the gradient of dora_forward's out. gs [N,OC] (dense) = mag /
+     * norm * g, the gradient of the linear's base and LoRA terms; dmag[OC] += sum over n of g *
+     * pre / norm. (The bias of an adapted linear is frozen: lora.bias none.) scratch:
+     * ops_dora_scratch(N, OC) floats (the GPU's partial sums over row splits). */
+    void (*dora_backward)(float *gs, float *dmag, const float *g, int ldg, const float *pre,
+                          const float *mag, const float *norm, float *scratch, int N, int OC);
+
     /* ---- multi-head softmax attention: padding mask, optional causal mask, grouped KV ----
      * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads
      * KV head h / (NH/NKV) (grouped-query attention; NKV = NH is plain multi-head). Forward's
@@ -647,6 +667,10 @@ static inline size_t ops_lora_grad_splits(size_t N) {
 /* lora_backward_bf16: the weight gradients' partial sums. */
 static inline size_t ops_lora_bf16_scratch(size_t N, size_t C, size_t OC, size_t R) {
     return ops_lora_grad_splits(N) * R * (C + OC);
+}
+/* dora_backward: dmag's partial sums, one row of OC a split of the N rows. */
+static inline size_t ops_dora_scratch(size_t N, size_t OC) {
+    return ops_lora_grad_splits(N) * OC;
 }
 /* lora_down_bf16: the most linears of one group (q, k, v), and the floats its xb takes: the
  * input's copy [N, ld] in bf16, ld = C + n*R (rounded up to 64 floats, as above). */

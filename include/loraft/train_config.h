@@ -60,6 +60,7 @@ typedef struct TrainConfig {
     char target_modules[CFG_MAX_TARGETS][32]; /* empty = the architecture's PEFT default */
     int n_targets;
     int use_rslora;                         /* scale alpha/sqrt(r) instead of alpha/r */
+    int use_dora;                           /* DoRA (PEFT's use_dora) */
     char bias[8];                           /* "none" only */
     char modules_to_save[CFG_MAX_SAVE][64]; /* empty = the classification head */
     int n_modules_to_save;

@@ -622,6 +622,55 @@ static void cpu_lora_dinp_bf16(float *dinp, uint16_t *dinp_bf16, const float *co
         }
 }
 
+/* ---- DoRA ---- */
+
+/* norm[j] = || W[j] + scale * B[j] @ A ||: each term of B[j] @ A summed in f32 in k order, the
+ * squares in double (ops.h). */
+static void cpu_dora_norm(float *norm, const float *W, int ldw, const float *A, const float *B,
+                          float scale, int rows, int C, int R) {
+#pragma omp parallel for if ((size_t)rows * C * R > CPU_PAR_MIN)
+    for (int j = 0; j < rows; j++) {
+        const float *w = W + (size_t)j * ldw, *b = B + (size_t)j * R;
+        double sum = 0;
+        for (int i = 0; i < C; i++) {
+            float t = 0.0f;
+            for (int k = 0; k < R; k++) t += b[k] * A[(size_t)k * C + i];
+            float v = w[i] + scale * t;
+            sum += (double)v * v;
+        }
+        norm[j] = (float)sqrt(sum);
+    }
+}
+
+/* pre = y - bias; out = mag / norm * pre + bias (out NULL: pre alone). */
+static void cpu_dora_forward(float *out, float *pre, const float *y, int ldy, const float *mag,
+                             const float *norm, const float *bias, int N, int OC) {
+#pragma omp parallel for if ((size_t)N * OC > CPU_PAR_MIN)
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < OC; j++) {
+            float b = bias ? bias[j] : 0.0f, v = y[(size_t)n * ldy + j] - b;
+            pre[(size_t)n * OC + j] = v;
+            if (out) out[(size_t)n * ldy + j] = mag[j] / norm[j] * v + b;
+        }
+}
+
+/* gs = mag / norm * g; dmag += sum_n g * pre / norm (in double, each column's in row order). */
+static void cpu_dora_backward(float *gs, float *dmag, const float *g, int ldg, const float *pre,
+                              const float *mag, const float *norm, float *scratch, int N, int OC) {
+    (void)scratch;
+#pragma omp parallel for if ((size_t)N * OC > CPU_PAR_MIN)
+    for (int j = 0; j < OC; j++) {
+        float c = mag[j] / norm[j];
+        double dm = 0;
+        for (int n = 0; n < N; n++) {
+            float d = g[(size_t)n * ldg + j];
+            gs[(size_t)n * OC + j] = c * d;
+            dm += (double)d * pre[(size_t)n * OC + j];
+        }
+        dmag[j] += (float)(dm / norm[j]);
+    }
+}
+
 /* Per linear j: u[j] = drop_j(x) @ A[j]^T as lora_forward computes it, into the copy xb =
  * [bf16(x) | bf16(scale * u[0]) | ..], x = inp, or (inp NULL) the copy's bf16 values.
  * scratch: x (inp NULL) dropped, [N,C]. */
@@ -1365,6 +1414,9 @@ const Ops ops_cpu = {
     .lora_backward = cpu_lora_backward,
     .lora_backward_bf16 = cpu_lora_backward_bf16,
     .lora_dinp_bf16 = cpu_lora_dinp_bf16,
+    .dora_norm = cpu_dora_norm,
+    .dora_forward = cpu_dora_forward,
+    .dora_backward = cpu_dora_backward,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .attention_scratch = cpu_attention_scratch,

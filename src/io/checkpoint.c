@@ -153,7 +153,7 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddBoolToObject(c, "fan_in_fan_out", fan_in_fan_out(m));
     cJSON_AddBoolToObject(c, "inference_mode", 1);
     cJSON_AddBoolToObject(c, "init_lora_weights", 1);
-    cJSON_AddBoolToObject(c, "use_dora", 0);
+    cJSON_AddBoolToObject(c, "use_dora", s->use_dora);
     cJSON_AddItemToObject(c, "target_modules",
                           m->cfg.multimodal
                               ? language_model_targets(s)
@@ -324,12 +324,14 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     else if (bias && cJSON_IsString(bias) && strcmp(bias->valuestring, "none"))
         rc = lf_fail(err, "%s: bias \"%s\" is not supported (only \"none\")", path,
                      bias->valuestring);
-    else if (cJSON_IsTrue(cJSON_GetObjectItem(c, "use_dora")))
-        rc = lf_fail(err, "%s: DoRA is not supported", path);
+    else if (cJSON_GetObjectItem(c, "use_dora") &&
+             !cJSON_IsBool(cJSON_GetObjectItem(c, "use_dora")))
+        rc = lf_fail(err, "%s: key 'use_dora' must be true or false", path);
     else if (cJSON_GetObjectItem(c, "fan_in_fan_out") &&
              !cJSON_IsBool(cJSON_GetObjectItem(c, "fan_in_fan_out")))
         rc = lf_fail(err, "%s: key 'fan_in_fan_out' must be true or false", path);
     if (!rc) rc = read_lora_numbers(c, path, spec, err);
+    spec->use_dora = cJSON_IsTrue(cJSON_GetObjectItem(c, "use_dora"));
     if (!rc)
         rc = read_strings(cJSON_GetObjectItem(c, "target_modules"), spec->targets[0],
                           sizeof spec->targets[0], LORA_MAX_TARGETS, &spec->n_targets,

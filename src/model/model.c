@@ -236,6 +236,9 @@ static int attach_loras(Model *m, LfError *err) {
         lo->scale = scale;
         lo->base = l;
         l->lora = lo;
+        if (!s->use_dora) continue;
+        lo->mag = model_param(m, 1, l->out, 0, "%s.lora_magnitude_vector", module);
+        lo->mag->is_lora = 1, lo->mag->in_checkpoint = 0; /* sync_dora initialises it */
     }
     for (int t = 0; t < s->n_targets; t++)
         if (!used[t])
@@ -688,6 +691,7 @@ void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float *
         if (first) plan_take_bf16(pl, &xb, N * (C + loras * R), copy, name);
         lo->xb = xb, first = 0;
         plan_take(pl, &lo->u, N * (size_t)m->spec.r, 1, NULL, "Lora.u");
+        plan_take(pl, &lo->pre, N * (size_t)ls[i]->out, lo->mag != NULL, NULL, "Lora.pre");
         lo->u_in_layer = 1;
     }
     if (slot) plan_take(pl, slot, N * C, keep && trains && !copy, shared, name);
@@ -741,6 +745,23 @@ static int group_stored(const Linear *l) {
     return stored;
 }
 
+/* DoRA (TrainSpec.use_dora): PEFT's weight-decomposed LoRA. An adapted linear's output, without
+ * its bias, is scaled per output feature by mag / ||W + s B A||, the row norm of the adapted
+ * weight, which is taken as a constant (PEFT detaches it: the DoRA paper's section 4.3): y = mag /
+ * norm * (W x + s B A x) + b. The GEMMs are LoRA's, with the output's gradient scaled before
+ * them (linear_backward); the norms are computed once a forward (sync_dora). */
+static int has_dora(const Linear *l) {
+    return l->lora && l->lora->mag;
+}
+
+/* sync_dora dequantises a packed weight this many rows at a time into the op scratch. */
+#define DORA_ROWS 256
+
+/* A packed weight's stored row in values, with its room for B (BF16 under precision bf16). */
+static size_t stored_cols(const Linear *l) {
+    return (size_t)l->w->shape[1] + (size_t)l->w->lora_room;
+}
+
 /* The scratch a packed weight's GEMM over N rows needs: the weight dequantised to f32, or
  * under precision bf16 the bf16 GEMM's, after its group's block built where not stored whole
  * (forward: the weights; backward: also A); forward, before them, the bf16 copy of the input of
@@ -778,8 +799,25 @@ static size_t scratch_floats(const Model *m) {
         const Linear *l = m->linears[i];
         if (l->lora) need = max_size(need, ops_lora_scratch(B * T, (size_t)l->in, R));
         if (l->w->packed && l != m->head) need = max_size(need, weight_scratch(m, l, B * T));
+        if (!has_dora(l)) continue;
+        need = max_size(need, ops_dora_scratch(B * T, (size_t)l->out));
+        if (l->w->packed) need = max_size(need, ops_dequantize_scratch(DORA_ROWS, stored_cols(l)));
     }
     return need;
+}
+
+/* The widest DoRA gradient a group's backward holds at once (Model.dora_grad): the outputs of its
+ * adapted members. */
+static size_t dora_grad_width(const Model *m) {
+    size_t most = 0;
+    for (int i = 0; i < m->n_linears; i++) {
+        const Linear *l = m->linears[i];
+        size_t outs = 0;
+        for (int j = 0; group_member(l, 0) == l && j < group_size(l); j++)
+            outs += has_dora(group_member(l, j)) ? (size_t)group_member(l, j)->out : 0;
+        most = max_size(most, outs);
+    }
+    return most;
 }
 
 size_t model_attention_saved(const Model *m, int out_apart) {
@@ -799,8 +837,14 @@ static void plan_activations(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len;
     for (int i = 0; i < m->n_loras; i++) m->loras[i].u_in_layer = 0;
     m->arch->plan(m, pl);
-    for (int i = 0; i < m->n_loras; i++) /* the rest: a head's, an input planned as a field */
-        if (!m->loras[i].u_in_layer) PLAN_TAKE(pl, &m->loras[i].u, N * (size_t)m->spec.r, 1, NULL);
+    for (int i = 0; i < m->n_loras; i++) { /* the rest: a head's, an input planned as a field */
+        Lora *lo = &m->loras[i];
+        int dora = lo->mag != NULL;
+        if (!lo->u_in_layer) PLAN_TAKE(pl, &lo->u, N * (size_t)m->spec.r, 1, NULL);
+        if (!lo->u_in_layer) PLAN_TAKE(pl, &lo->pre, N * (size_t)lo->base->out, dora, NULL);
+        PLAN_TAKE(pl, &lo->norm, (size_t)lo->base->out, dora, NULL);
+    }
+    PLAN_TAKE(pl, &m->dora_grad, N * dora_grad_width(m), m->spec.use_dora, NULL);
     m->objective->plan(m, pl);
     /* grad_norm (a double), the pair readout, then losses: model_read_loss's one copy */
     size_t pairs = readout_pairs(m);
@@ -880,7 +924,8 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
 /* The table: the architecture's tensors, then LoRA's; values in one block. */
 static int build_table(Model *m, LfError *err) {
     int base = m->arch->max_params(&m->cfg);
-    m->max_params = 3 * base; /* + an A and a B per linear, and every linear has a weight */
+    m->max_params = 4 * base; /* + an A, a B and DoRA's magnitude per linear, and every linear
+                                 has a weight */
     m->params = calloc(m->max_params, sizeof *m->params);
     m->linears = calloc(base, sizeof *m->linears);
     m->loras = calloc(base, sizeof *m->loras);
@@ -1212,6 +1257,37 @@ static void sync_adapters(Model *m) {
     if (m->n_adapter_copies) m->ops->round_bf16_many(m->adapter_copies, m->n_adapter_copies);
 }
 
+/* norm[out] = || W + s B A || per row of lo's linear, from the weight as stored. */
+static void weight_norms(Model *m, const Lora *lo, float *norm) {
+    const Linear *l = lo->base;
+    const Param *w = l->w;
+    int R = m->spec.r, ld = (int)stored_cols(l);
+    if (!w->packed) {
+        m->ops->dora_norm(norm, w->value, l->in, lo->A->value, lo->B->value, lo->scale, l->out,
+                          l->in, R);
+        return;
+    }
+    for (int r0 = 0; r0 < l->out; r0 += DORA_ROWS) {
+        int rows = l->out - r0 < DORA_ROWS ? l->out - r0 : DORA_ROWS;
+        m->ops->dequantize_rows(m->scratch, w->packed, w->dtype, r0, rows, ld);
+        m->ops->dora_norm(norm + r0, m->scratch, ld, lo->A->value, lo->B->value + (size_t)r0 * R,
+                          lo->scale, rows, l->in, R);
+    }
+}
+
+/* DoRA's norms from the adapters the optimizer last updated: once a forward, and before a
+ * generation's decode steps. */
+static void sync_dora(Model *m) {
+    for (int i = 0; i < m->n_loras && !m->adapters_off; i++)
+        if (m->loras[i].mag) weight_norms(m, &m->loras[i], m->loras[i].norm);
+}
+
+/* DoRA's magnitude starts as the norm (PEFT's), so the adapted linear starts as LoRA's. */
+static void dora_init(Model *m) {
+    for (int i = 0; i < m->n_loras; i++)
+        if (m->loras[i].mag) weight_norms(m, &m->loras[i], m->loras[i].mag->value);
+}
+
 int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const Ops *ops,
                  const char *dir, uint64_t seed, int max_batch, int max_len, char *missing_report,
                  size_t report_cap, LfError *err) {
@@ -1241,6 +1317,7 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
         allocate_values(m, err) || activations_create(m, err) ||
         load_values(m, dir, seed, missing_report, report_cap, err) || adapter_copies_create(m, err))
         return model_free(m), -1;
+    dora_init(m);
     return ops->status(err) ? (model_free(m), -1) : 0;
 }
 
@@ -1431,6 +1508,10 @@ static int adapted(const Model *m, const Linear *l) {
     return l->lora && !m->adapters_off;
 }
 
+static int dora(const Model *m, const Linear *l) {
+    return adapted(m, l) && l->lora->mag;
+}
+
 static void linear_forward_f32(Model *m, Linear *l, float *out, const float *inp, int N, float p,
                                uint64_t seed) {
     const Ops *o = m->ops;
@@ -1455,7 +1536,7 @@ static int side_by_side(Linear *const *ls, float *const *outs, int n) {
 
 int linear_outputs_join(const Model *m, Linear *const *ls, int n) {
     int join = n <= OPS_LORA_GROUP_MAX && n == group_size(ls[0]) && side_by_side(ls, NULL, n);
-    for (int i = 0; i < n; i++) join = join && bf16_gemm(m, ls[i]);
+    for (int i = 0; i < n; i++) join = join && bf16_gemm(m, ls[i]) && !has_dora(ls[i]);
     return join;
 }
 
@@ -1520,17 +1601,26 @@ void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n
         return;
     }
     Linear *bf[OPS_LORA_GROUP_MAX];
-    float *bf_outs[OPS_LORA_GROUP_MAX];
+    float *bf_outs[OPS_LORA_GROUP_MAX], *y[OPS_LORA_GROUP_MAX];
     uint64_t bf_seeds[OPS_LORA_GROUP_MAX];
-    int nb = 0;
+    int nb = 0, joined = 0; /* joined: the bf16 GEMM's outputs side by side, its rows this wide */
     for (int i = 0; i < n; i++) {
+        y[i] = outs[i] || !dora(m, ls[i]) ? outs[i] : ls[i]->lora->pre; /* a replay's: pre alone */
         if (!bf16_gemm(m, ls[i])) {
-            linear_forward_f32(m, ls[i], outs[i], inp, N, p, seeds[i]);
+            linear_forward_f32(m, ls[i], y[i], inp, N, p, seeds[i]);
             continue;
         }
-        bf[nb] = ls[i], bf_outs[nb] = outs[i], bf_seeds[nb++] = seeds[i];
+        bf[nb] = ls[i], bf_outs[nb] = y[i], bf_seeds[nb++] = seeds[i];
     }
     if (nb) linear_forward_bf16(m, bf, bf_outs, nb, inp, N, p, bf_seeds);
+    for (int i = 0; nb && side_by_side(bf, bf_outs, nb) && i < nb; i++) joined += bf[i]->out;
+    for (int i = 0; i < n; i++) { /* DoRA's scale, after the GEMMs */
+        const Linear *l = ls[i];
+        if (!dora(m, l)) continue;
+        const Lora *lo = l->lora;
+        m->ops->dora_forward(outs[i], lo->pre, y[i], joined && bf16_gemm(m, l) ? joined : l->out,
+                             lo->mag->value, lo->norm, l->b ? l->b->value : NULL, N, l->out);
+    }
 }
 
 void linear_forward(Model *m, Linear *l, float *out, const float *inp, int N, float p,
@@ -1612,8 +1702,8 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
     if (na && !fuse) o->lora_dinp_bf16(db ? NULL : dinp, db, du, A, sd, na, p, N, C, R, OPS_ADD);
 }
 
-void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
-                     float p, uint64_t seed, int acc) {
+static void linear_backward_one(Model *m, Linear *l, float *dinp, const float *dout,
+                                const float *inp, int N, float p, uint64_t seed, int acc) {
     if (bf16_gemm(m, l)) /* packed, so frozen: no dW, no dbias (packable) */
         return linear_backward_bf16(m, &l, dinp, &dout, 1, inp, N, p, &seed, acc);
     const Ops *o = m->ops;
@@ -1626,18 +1716,42 @@ void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const 
                          N, l->in, l->out, m->spec.r);
 }
 
+/* DoRA's backward before the GEMMs': each adapted member's output gradient g becomes mag / norm
+ * * g in Model.dora_grad, which d[i] then points at (else d[i] = douts[i]), and its magnitude's
+ * gradient is summed. */
+static void dora_backward(Model *m, Linear *const *ls, const float *const *douts, const float **d,
+                          int n, int N) {
+    float *gs = m->dora_grad;
+    for (int i = 0; i < n; i++) {
+        const Lora *lo = ls[i]->lora;
+        d[i] = douts[i];
+        if (!dora(m, ls[i])) continue;
+        int OC = ls[i]->out;
+        m->ops->dora_backward(gs, lo->mag->grad, douts[i], OC, lo->pre, lo->mag->value, lo->norm,
+                              m->scratch, N, OC);
+        d[i] = gs, gs += (size_t)N * OC;
+    }
+}
+
+void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
+                     float p, uint64_t seed, int acc) {
+    linear_backward_group(m, &l, dinp, &dout, 1, inp, N, p, &seed, acc);
+}
+
 void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float *const *douts,
                            int n, const float *inp, int N, float p, const uint64_t *seeds,
                            int acc) {
     int size = ls[0]->group > 1 ? ls[0]->group : 1, bf16 = 1;
     for (int i = 0; i < n; i++) bf16 = bf16 && bf16_gemm(m, ls[i]);
-    for (int i = 0; i < n; i += bf16 ? size : 1) { /* in groups the scratch holds, or one by one */
-        int a = i ? OPS_ADD : acc;
+    for (int i = 0; i < n; i += size) { /* in groups the scratch holds */
+        int k = n - i < size ? n - i : size;
+        const float *d[OPS_LORA_GROUP_MAX];
+        dora_backward(m, ls + i, douts + i, d, k, N);
         if (bf16)
-            linear_backward_bf16(m, ls + i, dinp, douts + i, n - i < size ? n - i : size, inp, N, p,
-                                 seeds + i, a);
-        else
-            linear_backward(m, ls[i], dinp, douts[i], inp, N, p, seeds[i], a);
+            linear_backward_bf16(m, ls + i, dinp, d, k, inp, N, p, seeds + i, i ? OPS_ADD : acc);
+        for (int j = 0; !bf16 && j < k; j++)
+            linear_backward_one(m, ls[i + j], dinp, d[j], inp, N, p, seeds[i + j],
+                                i + j ? OPS_ADD : acc);
     }
 }
 
@@ -1730,11 +1844,14 @@ void model_step(Model *m, uint64_t seed, float loss_weight) {
 }
 
 int model_forward(Model *m, int train, float *loss, LfError *err) {
+    if (train && m->spec.use_dora && m->spec.dropout > 0) /* train_config refuses it */
+        return lf_fail(err, "DoRA trains with lora dropout 0 only");
     use_switches(m);
     m->train_mode = train;
     m->dhidden_ready = 0; /* the loss may write it */
     sync_adapters(m);
     sync_norms(m);
+    sync_dora(m);
     m->arch->forward(m, dropouts(m, train));
     m->top_fresh = 1;
     if (m->has_labels && m->objective->loss(m, err)) return -1;
@@ -1815,6 +1932,7 @@ int model_cache_reset(Model *m, int positions, LfError *err) {
         return lf_fail(err, "a KV cache of %d positions: the model has %d", positions,
                        m->cfg.max_positions);
     m->n_cached = 0;
+    sync_dora(m);                    /* the decode steps' */
     if (m->cache_len >= positions) { /* zeros: what a decode step's attention reads past its
                                         position (cache_keys) stays finite */
         m->ops->zero(m->kv_cache, m->arch->cache_floats(m) * sizeof(float));
@@ -1914,6 +2032,17 @@ static void merge_lora(float *W, const float *A, const float *Bm, float scale, i
         }
 }
 
+/* DoRA merged as PEFT merges it: each row of W (already W + s B A) times mag / its norm. */
+static void merge_dora(float *W, const float *mag, int out, int in) {
+    for (int o = 0; o < out; o++) {
+        float *w = W + (size_t)o * in;
+        double sum = 0;
+        for (int i = 0; i < in; i++) sum += (double)w[i] * w[i];
+        float c = mag[o] / (float)sqrt(sum);
+        for (int i = 0; i < in; i++) w[i] *= c;
+    }
+}
+
 /* Packed weights, dequantised on the host into out (quant.c: the same bits as
  * dequantize_rows), one after the other in table order; slot[i] points at params[i]'s. */
 static int unpack_to_host(Model *m, float *out, float **slot, LfError *err) {
@@ -1950,8 +2079,10 @@ float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
         if (!m->params[i].packed) (*slot)[i] = host + (m->params[i].value - m->values);
     for (int i = 0; merge && i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
-        merge_lora((*slot)[lo->base->w - m->params], (*slot)[lo->A - m->params],
-                   (*slot)[lo->B - m->params], lo->scale, lo->base->out, lo->base->in, m->spec.r);
+        float *W = (*slot)[lo->base->w - m->params];
+        merge_lora(W, (*slot)[lo->A - m->params], (*slot)[lo->B - m->params], lo->scale,
+                   lo->base->out, lo->base->in, m->spec.r);
+        if (lo->mag) merge_dora(W, (*slot)[lo->mag - m->params], lo->base->out, lo->base->in);
     }
     return host;
 }

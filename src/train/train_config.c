@@ -180,6 +180,10 @@ static const Key keys[] = {
              "for the architecture (q_lin, v_lin for DistilBERT; query, value for BERT)."},
     {"lora", "use_rslora", T_BOOL, AT(use_rslora), .def = "false",
      .help = "Scale by alpha/sqrt(r) (rank-stabilised LoRA) instead of alpha/r."},
+    {"lora", "use_dora", T_BOOL, AT(use_dora), .def = "false",
+     .help = "DoRA (PEFT's use_dora): each adapted linear's output, without its bias, scaled per "
+             "output feature by a trained magnitude over the row norm of W + scale B A. The "
+             "magnitudes are saved in the adapter (lora_magnitude_vector). Needs lora.dropout 0."},
     {"lora", "bias", T_STR, AT(bias), .def = "\"none\"", .choices = "none",
      .later = "all|lora_only", .help = "Which biases train (PEFT's bias)."},
     {"lora", "modules_to_save", T_LIST, AT_LIST(modules_to_save, n_modules_to_save), .def = "[]",
@@ -701,6 +705,14 @@ int train_config_check(const TrainConfig *c, LfError *err) {
     if (c->loraplus_lr_ratio > 0 && strcmp(c->strategy, "lora"))
         return lf_fail(err, "train.loraplus_lr_ratio is LoRA+: it needs lora.strategy lora, not %s",
                        c->strategy);
+    if (c->use_dora && strcmp(c->strategy, "lora"))
+        return lf_fail(err, "lora.use_dora is DoRA: it needs lora.strategy lora, not %s",
+                       c->strategy);
+    if (c->use_dora && c->dropout > 0)
+        return lf_fail(err,
+                       "lora.use_dora with lora.dropout %g: DoRA under dropout needs a second "
+                       "GEMM of the dropped input, which loraft does not run; set lora.dropout 0",
+                       c->dropout);
     return 0;
 }
 

@@ -173,6 +173,7 @@ static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, i
     s->alpha = c->alpha;
     s->dropout = c->dropout;
     s->use_rslora = c->use_rslora;
+    s->use_dora = c->use_dora;
     s->gradient_checkpointing = c->gradient_checkpointing;
     s->neftune_alpha = c->neftune_noise_alpha;
     s->n_targets = c->n_targets;

@@ -1,7 +1,7 @@
 /* test_gpu_generate.c: generation with a KV cache on the CUDA backend. A tiny seeded Llama
- * (MHA, GQA, MQA; tied and untied head) or GPT-2 (with a LoRA adapter of non-zero B) is built on
- * both backends with the same weights; the CUDA model's cached logits (a prefill, then one token at
- * a time) equal the CPU model's full recompute (model_forward over the whole sequence +
+ * (MHA, GQA, MQA; tied and untied head) or GPT-2 (with a LoRA or DoRA adapter of non-zero B) is
+ * built on both backends with the same weights; the CUDA model's cached logits (a prefill, then one
+ * token at a time) equal the CPU model's full recompute (model_forward over the whole sequence +
  * model_lm_logits) at every step within 1e-4 of the row's largest logit in fp32, and within
  * BF16_TOL under model.precision bf16 (the GPU's default, with which an SFT run's evaluation
  * answers are generated: frozen weights and the GEMMs' operands in bf16, the bf16 copies the
@@ -33,7 +33,7 @@ static void check_case(Arch arch, int heads, int kv_heads, int tied, int lora, P
         if (t >= PREFILL) ok = !model_decode(&gpu, &ids[t], 1, &err);
         ok = ok && !model_lm_logits(&gpu, t >= PREFILL ? 0 : PREFILL - 1, 1, cached, &err) &&
              !full_logits(&cpu, ids, t + 1, t, 1, full, &err);
-        worst = fmax(worst, row_error(cached, full, VOCAB));
+        worst = worse(worst, row_error(cached, full, VOCAB));
     }
     CHECK_OK(ok ? 0 : -1, &err);
     CHECK(prec != PRECISION_BF16 || gpu.n_packed_bytes > 0); /* bf16 weights, trained or not */
@@ -41,9 +41,10 @@ static void check_case(Arch arch, int heads, int kv_heads, int tied, int lora, P
     printf("%s CUDA %s cache vs CPU fp32 recompute, %d heads / %d KV, %s%s: worst relative "
            "error %.2e\n",
            arch_name(arch), precision_name(prec), heads, kv_heads, tied ? "tied" : "untied",
-           lora == 1 ? ", LoRA"
-           : lora    ? ", LoRA on the default targets"
-                     : "",
+           lora == 1   ? ", LoRA"
+           : lora == 3 ? ", DoRA"
+           : lora      ? ", LoRA on the default targets"
+                       : "",
            worst);
     CHECK(worst <= (prec == PRECISION_BF16 ? BF16_TOL_PERMILLE * 1e-3 : 1e-4));
     model_free(&gpu);
@@ -81,9 +82,12 @@ static void check_graphs(Arch arch, int lora, Precision prec) {
     int steps = 2 * (SEQ - PREFILL);
     printf("%s %s%s: %d decode steps, %ld graph launches (%ld replays, %ld instantiated), logits "
            "%s op by op's\n",
-           arch_name(arch), precision_name(prec), lora ? ", LoRA" : "", steps,
-           g1.launches - g0.launches, g1.replayed - g0.replayed, g1.instantiated - g0.instantiated,
-           memcmp(a, b, sizeof a) ? "DIFFER from" : "are");
+           arch_name(arch), precision_name(prec),
+           lora == 3 ? ", DoRA"
+           : lora    ? ", LoRA"
+                     : "",
+           steps, g1.launches - g0.launches, g1.replayed - g0.replayed,
+           g1.instantiated - g0.instantiated, memcmp(a, b, sizeof a) ? "DIFFER from" : "are");
     CHECK(!memcmp(a, b, sizeof a));
     CHECK(g1.launches - g0.launches == steps - 1);
     CHECK(g1.replayed - g0.replayed == steps - 2);
@@ -120,5 +124,9 @@ int main(void) {
     check_graphs(ARCH_LLAMA, 0, PRECISION_FP32);
     check_graphs(ARCH_LLAMA, 1, PRECISION_BF16);
     check_graphs(ARCH_GPT2, 2, PRECISION_BF16);
+    check_case(ARCH_LLAMA, 4, 2, 0, 3, PRECISION_FP32); /* DoRA */
+    check_case(ARCH_LLAMA, 4, 2, 0, 3, PRECISION_BF16);
+    check_case(ARCH_GPT2, 4, 4, 1, 3, PRECISION_BF16);
+    check_graphs(ARCH_LLAMA, 3, PRECISION_BF16);
     return check_report();
 }

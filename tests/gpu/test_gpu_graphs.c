@@ -25,7 +25,8 @@
  * step's scalars) are exactly the ops the eager run launched. The same Llama trained as a reward
  * model and with DPO (pairs of rows; DPO's reference forward runs op by op before each
  * micro-batch) must match the same way, and the causal LM with gradient checkpointing (each
- * layer's forward replayed inside the recorded backward). Prints the blocking calls and launches
+ * layer's forward replayed inside the recorded backward), and with DoRA (its norms of each step's
+ * weights recomputed by the replay). Prints the blocking calls and launches
  * per micro-batch (emulation). With model.attention cudnn (check_cudnn) on and auto record repeats
  * only and match within bounds. Skips (77) without a CUDA device. */
 #include <stdio.h>
@@ -229,6 +230,7 @@ static void decoder_config(ModelConfig *cfg) {
 
 static AttentionImpl attention = ATTENTION_LORAFT; /* the Llama jobs' model.attention */
 static int checkpointing;                          /* and their train.gradient_checkpointing */
+static int dora; /* and lora.use_dora (lora dropout 0: the norms of a step's weights replayed) */
 
 static void create_llama_task(Job *j, Task task) {
     ModelConfig cfg;
@@ -240,7 +242,7 @@ static void create_llama_task(Job *j, Task task) {
     spec.attention = attention;
     spec.gradient_checkpointing = checkpointing;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
-    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    spec.r = 4, spec.alpha = 8, spec.dropout = dora ? 0.0f : 0.1f, spec.use_dora = dora;
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     spec.n_targets = 7;
@@ -407,6 +409,9 @@ int main(void) {
     checkpointing = 1;
     check_job("llama causal-lm with gradient checkpointing (the same)", create_llama);
     checkpointing = 0;
+    dora = 1;
+    check_job("llama causal-lm with DoRA (the same, lora dropout 0)", create_llama);
+    dora = 0;
     check_padded_repeat();
     check_trainer(tmp, vocab);
     check_cudnn(); /* last: a fault in cuDNN costs no other case */

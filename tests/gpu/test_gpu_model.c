@@ -43,7 +43,7 @@
  * not compared: AdamW's first steps move each weight by about lr * sign(g), so gradient elements
  * near zero flip whole steps. With gradient checkpointing (Llama, Qwen3, GPT-2 and BERT with LoRA,
  * fp32 and bf16) the loss and every gradient are the same bits as without it on the GPU. Skips (77)
- * without a CUDA device. */
+ * without a CUDA device. DoRA (lora dropout 0) as dora_runs says. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +172,7 @@ static void compare_grads(const Model *gpu, const Model *cpu, Precision prec) {
 /* model.attention of the GPU model in run and run_decoder: under cudnn the attention's dropout is
  * off on both sides (cuDNN's masks are its own; test_gpu_parity checks them). */
 static AttentionImpl gpu_attention = ATTENTION_LORAFT;
+static int gpu_dora; /* run_decoder and checkpointing_same_bits adapt with DoRA (lora dropout 0) */
 
 static void run(const char *dir, int arch, int every_linear, Precision prec, float lora_p) {
     ModelConfig cfg;
@@ -492,7 +493,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.task = task;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.strategy = strategy;
-    spec.r = 4, spec.alpha = 8, spec.dropout = lora_p;
+    spec.r = 4, spec.alpha = 8, spec.dropout = lora_p, spec.use_dora = gpu_dora;
     spec.neftune_alpha = prec == PRECISION_FP32 ? 5.0f : 0.0f;
     spec.base_dtype = dtype;
     int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks: two pairs */
@@ -528,7 +529,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
             for (size_t j = 0; j < cpu.params[i].numel; j++)
                 cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
     }
-    CHECK(n_lora == (strategy == STRATEGY_LORA ? 2 * per_layer * cfg.num_layers : 0));
+    CHECK(n_lora ==
+          (strategy == STRATEGY_LORA ? (gpu_dora ? 3 : 2) * per_layer * cfg.num_layers : 0));
     CHECK(model_trainable_count(&cpu) > 0);
     /* the seven projections of each layer packed: bf16, the GGUF's Q8_0 (F16 for rows of 48) or
      * Q4_1 quantised at load (bf16 for rows of 48, not whole blocks); a frozen LM head, its own
@@ -743,7 +745,7 @@ static void checkpointing_same_bits(const ModelConfig *cfg, const char *dir, Pre
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.task = arch_task(cfg->arch), spec.precision = prec;
-    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f;
+    spec.r = 4, spec.alpha = 8, spec.dropout = gpu_dora ? 0.0f : 0.1f, spec.use_dora = gpu_dora;
     for (int i = 0; i < n_targets; i++)
         snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "%s", targets[i]);
     int causal = spec.task == TASK_CAUSAL_LM, rows = 3;
@@ -869,6 +871,34 @@ static void step_waits(Task task) {
     }
     adamw_free(&opt, &m);
     model_free(&m);
+}
+
+/* DoRA (lora dropout 0) on the Llama's seven projections: fp32 against the CPU; bf16 with them
+ * stored in bf16 (B riding in each weight's rows: the norms read the stored rows past that room)
+ * and, on q and v, quantised q4_1 (the norms from rows dequantised in chunks); GPT-2's Conv1D under
+ * bf16; and gradient checkpointing's same bits on the GPU. */
+static void dora_runs(void) {
+    gpu_dora = 1;
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.0f, 1,
+                NULL);
+    printf("llama DoRA (on the seven projections): cuda model matches cpu\n");
+    bf16_worst = 0;
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.0f, 1,
+                NULL);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q4_1, PRECISION_BF16, 0.0f, 0,
+                NULL);
+    run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_BF16, 0.0f, 1,
+                NULL);
+    printf("llama DoRA (base bf16, the seven projections; q4_1, q and v) and gpt2 DoRA: cuda bf16 "
+           "within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
+    const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                          "gate_proj", "up_proj", "down_proj"};
+    ModelConfig cfg;
+    decoder_config(&cfg, ARCH_LLAMA, 0);
+    checkpointing_same_bits(&cfg, NULL, PRECISION_BF16, proj, 7,
+                            "llama (DoRA on the seven projections)");
+    gpu_dora = 0;
 }
 
 /* A causal LM with LoRA on arch in fp32 (matching the CPU) and in bf16 (within its bounds). */
@@ -1061,6 +1091,7 @@ int main(void) {
            bf16_worst, bf16_worst_what);
     run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("gpt2 DPO (LoRA): cuda model matches cpu\n");
+    dora_runs();
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     const char *conv[] = {"c_attn", "c_proj", "c_fc"};

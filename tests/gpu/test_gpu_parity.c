@@ -1135,6 +1135,93 @@ static void test_lora_fused(int N, int C, int OC, int R, int n, float p) {
     pairs_free();
 }
 
+/* ---- DoRA ---- */
+/* rows x cols floats uniform in [lo, hi), rows ld apart, the columns past cols `pad`: NaN in an
+ * input a kernel must not read there (a wrong row stride turns its results into NaNs); a value
+ * of its own in an output whose columns past cols an exact compare shows left alone */
+static Pair *pair_rows(size_t rows, size_t cols, size_t ld, float lo, float hi, float pad) {
+    float *h = malloc(rows * ld * sizeof *h);
+    for (size_t i = 0; i < rows * ld; i++)
+        h[i] = i % ld < cols ? lo + (hi - lo) * rng_next_uniform(&rng) : pad;
+    Pair *p = pair_upload(h, rows * ld * sizeof *h);
+    free(h);
+    return p;
+}
+
+/* norm within 1e-6 relative (the GPU's fma contractions in B[j] @ A; the squares' order): W's
+ * rows ldw apart (the columns past C NaN, never read), scale not 1. */
+static void test_dora_norm(int rows, int C, int ldw, int R) {
+    Pair *W = pair_rows(rows, C, ldw, -1.0f, 1.0f, NAN), *A = pair_random((size_t)R * C, 1.0f);
+    Pair *B = pair_random((size_t)rows * R, 1.0f), *norm = pair_nan(rows);
+    BACKENDS(w, o) o->dora_norm(F(norm, w), F(W, w), ldw, F(A, w), F(B, w), 0.7f, rows, C, R);
+    NAME("dora_norm rows=%d C=%d ldw=%d R=%d", rows, C, ldw, R);
+    compare("norm", norm, 0.0, 1e-6);
+    pairs_free();
+}
+
+enum { DORA_OUT, DORA_PRE_ALONE, DORA_IN_PLACE };
+/* pre (over NaNs) and out (DORA_OUT: over NaNs; DORA_IN_PLACE: over y) bit for bit: a subtraction,
+ * then a product and a sum rounded apart, on both; y's and out's rows ldy apart, the columns past
+ * OC 7 in both (left alone). mag / norm far from 1, so that a missing factor or bias shows. */
+static void test_dora_forward(int N, int OC, int ldy, int with_bias, int mode) {
+    Pair *y = pair_rows(N, OC, ldy, -3.0f, 3.0f, 7.0f), *pre = pair_nan((size_t)N * OC);
+    Pair *out = mode == DORA_OUT        ? pair_rows(N, OC, ldy, NAN, NAN, 7.0f)
+                : mode == DORA_IN_PLACE ? y
+                                        : NULL;
+    Pair *mag = pair_rows(1, OC, OC, -2.0f, 2.0f, 0.0f);
+    Pair *norm = pair_rows(1, OC, OC, 0.5f, 4.0f, 0.0f);
+    Pair *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
+    BACKENDS(w, o) {
+        o->dora_forward(F(out, w), F(pre, w), F(y, w), ldy, F(mag, w), F(norm, w), F(bias, w), N,
+                        OC);
+    }
+    static const char *modes[] = {"out", "pre alone", "in place"};
+    NAME("dora_forward N=%d OC=%d ldy=%d bias=%d %s", N, OC, ldy, with_bias, modes[mode]);
+    compare("pre", pre, EXACT);
+    if (out) compare("out", out, EXACT);
+    pairs_free();
+}
+
+/* gs bit for bit (one product), over NaNs; dmag after two calls (the second adds to the first's),
+ * dmag[j] within 1e-6 of |dmag[j]| + its column's scale sum_n |g pre| / norm over both calls (the
+ * splits' partials are f32). g's rows ldg apart (NaN past OC, never read), the scratch NaNs (every
+ * partial read is written first). */
+static void test_dora_backward(int N, int OC, int ldg) {
+    Pair *g = pair_rows(N, OC, ldg, -1.0f, 1.0f, NAN), *pre = pair_random((size_t)N * OC, 3.0f);
+    Pair *mag = pair_rows(1, OC, OC, -2.0f, 2.0f, 0.0f);
+    Pair *norm = pair_rows(1, OC, OC, 0.5f, 4.0f, 0.0f);
+    Pair *gs = pair_nan((size_t)N * OC), *dmag = pair_random(OC, 1.0f);
+    Pair *scratch = pair_nan(ops_dora_scratch(N, OC));
+    BACKENDS(w, o) {
+        for (int call = 0; call < 2; call++)
+            o->dora_backward(F(gs, w), F(dmag, w), F(g, w), ldg, F(pre, w), F(mag, w), F(norm, w),
+                             F(scratch, w), N, OC);
+    }
+    NAME("dora_backward N=%d OC=%d ldg=%d (twice)", N, OC, ldg);
+    compare("gs", gs, EXACT);
+    const float *hg = g->mem[0], *hp = pre->mem[0], *hn = norm->mem[0], *want = dmag->mem[0];
+    float *got = malloc(dmag->bytes);
+    dut->download(got, dmag->mem[1], dmag->bytes);
+    status_ok();
+    double worst = 0.0, worst_frac = 0.0;
+    size_t bad = 0;
+    for (int j = 0; j < OC; j++) {
+        double s = 0.0;
+        for (int n = 0; n < N; n++)
+            s += fabs((double)hg[(size_t)n * ldg + j] * hp[(size_t)n * OC + j]);
+        double tol = 1e-6 * (fabs(want[j]) + 2.0 * s / hn[j]), d = fabs((double)got[j] - want[j]);
+        bad += !(d <= tol);
+        worst = d > worst || d != d ? d : worst;
+        worst_frac = d / tol > worst_frac || d != d ? d / tol : worst_frac;
+    }
+    printf("%-58s %-6s n=%-8d max abs %.2e  (%.2f of its column's tolerance)\n", op_name, "dmag",
+           OC, worst, worst_frac);
+    if (bad) fprintf(stderr, "  %s: dmag: %zu of %d columns off\n", op_name, bad, OC);
+    CHECK(bad == 0);
+    free(got);
+    pairs_free();
+}
+
 /* ---- attention ---- */
 /* Sequence b keeps its first T - b*pad tokens (at least one unless
  * all_pad_last). */
@@ -2417,6 +2504,32 @@ int main(void) {
     test_lora(38, 67, 45, 12, 0.3f, G_ALL);    /* the down kernel's partial chunk and row group */
     test_lora(64, 3072, 768, 8, 0.1f, G_ALL);  /* FFN output: input width F > OC */
     test_lora(37, 300, 45, 130, 0.3f, G_DINP); /* masked dinp: two rank chunks, C > 256 */
+    static const int dora_rows[] = {1, 77, 300}, dora_cols[] = {1, 24, 100};
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++) {
+            int N = dora_rows[i], OC = dora_cols[k], wide = (OC + 7) / 4 * 4; /* 4 or more past */
+            test_dora_forward(N, OC, OC + 3, 1, DORA_OUT); /* rows off 16-byte alignment */
+            test_dora_forward(N, OC, wide, 0, DORA_OUT);
+            test_dora_forward(N, OC, OC, 1, DORA_PRE_ALONE);
+            test_dora_forward(N, OC, wide, 1, DORA_IN_PLACE);
+            test_dora_forward(N, OC, OC + 1, 0, DORA_IN_PLACE);
+            test_dora_backward(N, OC, OC);
+            test_dora_backward(N, OC, OC + 5);
+        }
+    test_dora_forward(130, 576, 768, 1, DORA_IN_PLACE); /* q's columns of rows [q | k | v] */
+    test_dora_backward(1100, 300, 576); /* 18 splits of 62 rows, two column blocks */
+    test_dora_backward(10000, 24, 24);  /* 128 splits (the most) of 79 rows: 127 used */
+    test_dora_backward(130, 576, 768);
+    static const int norm_ranks[] = {1, 4, 16};
+    for (int r = 0; r < 3; r++) {
+        test_dora_norm(1, 1, 1, norm_ranks[r]);
+        test_dora_norm(1, 13, 16, norm_ranks[r]);
+        test_dora_norm(37, 67, 70, norm_ranks[r]);
+        test_dora_norm(100, 300, 301, norm_ranks[r]); /* more columns than a block's threads */
+    }
+    test_dora_norm(192, 576, 576 + 8, 8); /* SmolLM2's k_proj, its rows in a wider buffer */
+    test_dora_norm(5, 1030, 1030, 12);
+    test_dora_norm(3, 40, 41, 300); /* B's row staged in two rounds of the block */
     test_attention(1, 1, 1, 1, 4, 0, 0, 0.0f, 0);
     test_attention(2, 7, 3, 3, 4, 0, 2, 0.0f, 0);
     test_attention(2, 7, 3, 3, 4, 0, 2, 0.2f, 1);
