@@ -186,4 +186,14 @@ if train --set lora.use_dora=true --set lora.dropout=0.1 --set train.output_dir=
 grep -q "lora.use_dora with lora.dropout 0.1" "$tmp/dora_drop.log" && [ ! -e "$tmp/dora_drop" ] && ok \
   || { cat "$tmp/dora_drop.log"; bad "DoRA with lora dropout: the message, nothing written"; }
 
+# and a LoRA adapter that says use_dora (no magnitudes in its file), or says it as a number, is
+# refused with the reason
+cp -rL "$tmp/run/best" "$tmp/not_dora"
+sed -i 's/"use_dora":[[:space:]]*false/"use_dora": true/' "$tmp/not_dora/adapter_config.json"
+"$bin" predict --model "$tmp/model" --adapter "$tmp/not_dora" "a film" >"$tmp/nd.log" 2>&1 && bad "use_dora without magnitudes taken"
+grep -q "lora_magnitude_vector' not found" "$tmp/nd.log" && ok || { cat "$tmp/nd.log"; bad "use_dora without magnitudes: the message"; }
+sed -i 's/"use_dora": true/"use_dora": 1/' "$tmp/not_dora/adapter_config.json"
+"$bin" predict --model "$tmp/model" --adapter "$tmp/not_dora" "a film" >"$tmp/nd.log" 2>&1 && bad "use_dora 1 taken"
+grep -q "key 'use_dora' must be true or false" "$tmp/nd.log" && ok || { cat "$tmp/nd.log"; bad "use_dora 1: the message"; }
+
 finish

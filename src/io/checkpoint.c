@@ -274,10 +274,12 @@ static int read_strings(const cJSON *arr, char *out, size_t stride, int max, int
     return 0;
 }
 
-/* r, lora_alpha, lora_dropout, use_rslora: PEFT's types, the ranges train config allows. */
+/* r, lora_alpha, lora_dropout, use_rslora, use_dora: PEFT's types, the ranges train config
+ * allows. */
 static int read_lora_numbers(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
     double r = 0, alpha = 0, drop = 0; /* set by json_num; gcc -O3 cannot see that */
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(c, "use_rslora");
+    const cJSON *dora = cJSON_GetObjectItemCaseSensitive(c, "use_dora");
     if (json_num(c, "r", path, 1, &r, err) || json_num(c, "lora_alpha", path, 0, &alpha, err) ||
         (cJSON_GetObjectItemCaseSensitive(c, "lora_dropout") &&
          json_num(c, "lora_dropout", path, 0, &drop, err)))
@@ -290,10 +292,13 @@ static int read_lora_numbers(const cJSON *c, const char *path, TrainSpec *spec, 
     if (!(drop >= 0 && drop < 1)) return out_of_range(path, "lora_dropout", drop, "[0, 1)", err);
     if (rs && !cJSON_IsBool(rs))
         return lf_fail(err, "%s: key 'use_rslora' must be true or false", path);
+    if (dora && !cJSON_IsBool(dora))
+        return lf_fail(err, "%s: key 'use_dora' must be true or false", path);
     spec->r = (int)r;
     spec->alpha = (float)alpha;
     spec->dropout = (float)drop;
     spec->use_rslora = cJSON_IsTrue(rs);
+    spec->use_dora = cJSON_IsTrue(dora);
     return 0;
 }
 
@@ -324,14 +329,10 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     else if (bias && cJSON_IsString(bias) && strcmp(bias->valuestring, "none"))
         rc = lf_fail(err, "%s: bias \"%s\" is not supported (only \"none\")", path,
                      bias->valuestring);
-    else if (cJSON_GetObjectItem(c, "use_dora") &&
-             !cJSON_IsBool(cJSON_GetObjectItem(c, "use_dora")))
-        rc = lf_fail(err, "%s: key 'use_dora' must be true or false", path);
     else if (cJSON_GetObjectItem(c, "fan_in_fan_out") &&
              !cJSON_IsBool(cJSON_GetObjectItem(c, "fan_in_fan_out")))
         rc = lf_fail(err, "%s: key 'fan_in_fan_out' must be true or false", path);
     if (!rc) rc = read_lora_numbers(c, path, spec, err);
-    spec->use_dora = cJSON_IsTrue(cJSON_GetObjectItem(c, "use_dora"));
     if (!rc)
         rc = read_strings(cJSON_GetObjectItem(c, "target_modules"), spec->targets[0],
                           sizeof spec->targets[0], LORA_MAX_TARGETS, &spec->n_targets,

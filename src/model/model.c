@@ -1508,6 +1508,13 @@ static int adapted(const Model *m, const Linear *l) {
     return l->lora && !m->adapters_off;
 }
 
+/* The outputs of n linears, side by side. */
+static int outs_width(Linear *const *ls, int n) {
+    int width = 0;
+    for (int i = 0; i < n; i++) width += ls[i]->out;
+    return width;
+}
+
 static int dora(const Model *m, const Linear *l) {
     return adapted(m, l) && l->lora->mag;
 }
@@ -1576,8 +1583,7 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
     int ldw = weight_ld(m, ls[0]);
     const uint16_t *W = group_weight(m, ls, n, 0, 1, &scratch);
     if (ob || side_by_side(ls, outs, n)) {
-        int OC = 0;
-        for (int i = 0; i < n; i++) OC += ls[i]->out;
+        int OC = outs_width(ls, n);
         const float *bias = ob || !ls[0]->b ? NULL : ls[0]->b->value; /* ob: the next op's */
         o->matmul_forward_bf16(ob ? NULL : outs[0], ob, OC, xb, ldx, W, ldw, bias, scratch, N, K,
                                OC);
@@ -1603,7 +1609,7 @@ void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n
     Linear *bf[OPS_LORA_GROUP_MAX];
     float *bf_outs[OPS_LORA_GROUP_MAX], *y[OPS_LORA_GROUP_MAX];
     uint64_t bf_seeds[OPS_LORA_GROUP_MAX];
-    int nb = 0, joined = 0; /* joined: the bf16 GEMM's outputs side by side, its rows this wide */
+    int nb = 0;
     for (int i = 0; i < n; i++) {
         y[i] = outs[i] || !dora(m, ls[i]) ? outs[i] : ls[i]->lora->pre; /* a replay's: pre alone */
         if (!bf16_gemm(m, ls[i])) {
@@ -1613,7 +1619,8 @@ void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n
         bf[nb] = ls[i], bf_outs[nb] = y[i], bf_seeds[nb++] = seeds[i];
     }
     if (nb) linear_forward_bf16(m, bf, bf_outs, nb, inp, N, p, bf_seeds);
-    for (int i = 0; nb && side_by_side(bf, bf_outs, nb) && i < nb; i++) joined += bf[i]->out;
+    /* the bf16 members' outputs in one matrix (linear_forward_bf16's one GEMM): its rows' width */
+    int joined = nb && side_by_side(bf, bf_outs, nb) ? outs_width(bf, nb) : 0;
     for (int i = 0; i < n; i++) { /* DoRA's scale, after the GEMMs */
         const Linear *l = ls[i];
         if (!dora(m, l)) continue;
