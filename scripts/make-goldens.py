@@ -108,6 +108,22 @@ CASES = [
          fan_in_fan_out=True, dora=True),
     dict(name="gpt2_full", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
          strategy="full"),
+    # peft's rank_pattern and alpha_pattern: q, k, v and gate, up of other ranks or scales (so
+    # loraft runs them apart), one layer's down_proj by a dotted key
+    dict(name="llama_patterns", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         rank_pattern={"q_proj": 4, r"layers\.1\.mlp\.down_proj": 3},
+         alpha_pattern={"v_proj": 16.0, "gate_proj": 2.0}),
+    # layers_to_transform: GPT-2's second block only, by layers_pattern "h"; rsLoRA per rank
+    dict(name="gpt2_layers", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
+         strategy="lora", r=2, alpha=4.0, rslora=True, targets=["c_attn", "c_fc"],
+         fan_in_fan_out=True, rank_pattern={"c_fc": 3}, layers_to_transform=[1],
+         layers_pattern="h"),
+    # layers_to_transform without layers_pattern (peft's guess: the first number), a classifier
+    dict(name="distilbert_layers", init=["--arch", "distilbert", "--num-labels", "2"] + TINY,
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["q_lin", "v_lin", "lin1"],
+         layers_to_transform=[0], alpha_pattern={"lin1": 12.0}),
 ]
 # after_atol: the absolute tolerance of the weights after the AdamW steps, as a fraction of lr
 # (default 1e-3, see tests/test_golden.c). DPO's gradient is the difference of two sequences'
@@ -218,7 +234,11 @@ def wrap(model, case):
                          lora_dropout=0.0, target_modules=case["targets"],
                          use_rslora=case["rslora"], init_lora_weights=False,
                          fan_in_fan_out=case.get("fan_in_fan_out", False),
-                         use_dora=case.get("dora", False))
+                         use_dora=case.get("dora", False),
+                         rank_pattern=case.get("rank_pattern", {}),
+                         alpha_pattern=case.get("alpha_pattern", {}),
+                         layers_to_transform=case.get("layers_to_transform"),
+                         layers_pattern=case.get("layers_pattern"))
         torch.manual_seed(11)
         return get_peft_model(model, cfg)
     if case["strategy"] == "head":

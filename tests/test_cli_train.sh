@@ -2,7 +2,7 @@
 # End to end through the CLI on a tiny seeded DistilBERT (`loraft init`) and a small
 # synthetic sentiment set: train (LoRA, head, full), evaluate, predict, merge, resume, LoRA+'s
 # learning rates, NEFTune's noise, and the failure paths (unknown config key, NaN loss keeps the last good
-# checkpoint).
+# checkpoint), DoRA and PEFT's rank_pattern, alpha_pattern and layers_to_transform.
 . "$(dirname "$0")/cli_common.sh" e2e bert-base-uncased
 
 python3 - "$tmp" <<'EOF'
@@ -195,5 +195,40 @@ grep -q "lora_magnitude_vector' not found" "$tmp/nd.log" && ok || { cat "$tmp/nd
 sed -i 's/"use_dora": true/"use_dora": 1/' "$tmp/not_dora/adapter_config.json"
 "$bin" predict --model "$tmp/model" --adapter "$tmp/not_dora" "a film" >"$tmp/nd.log" 2>&1 && bad "use_dora 1 taken"
 grep -q "key 'use_dora' must be true or false" "$tmp/nd.log" && ok || { cat "$tmp/nd.log"; bad "use_dora 1: the message"; }
+
+# 13. PEFT's rank_pattern, alpha_pattern and layers_to_transform: the second layer's targets alone
+#     (PEFT's counts: q_lin 8 x (32 + 32), v_lin and lin1 as before, of layer 1 only), the adapter
+#     says so and holds those shapes; evaluating the best adapter reproduces the run's best
+#     evaluation; a layer with no target, and a key POSIX cannot match, are refused writing nothing
+train --set lora.rank_pattern=q_lin:8 --set lora.alpha_pattern=v_lin:2 --set lora.layers_to_transform=1 \
+  --set train.output_dir="$tmp/patterns" >"$tmp/patterns.log" 2>&1 || { cat "$tmp/patterns.log"; fail "patterns run"; }
+grep -q "trainable params: 2,274 || all params: 1,013,636 || trainable%: 0.2243" "$tmp/patterns.log" \
+  || { grep trainable "$tmp/patterns.log"; bad "the patterns run's trainable parameter line"; }
+python3 - "$tmp/patterns/best" <<'PYEOF' && ok || bad "the patterns adapter: its config and shapes"
+import json, struct, sys
+cfg = json.load(open(sys.argv[1] + "/adapter_config.json"))
+with open(sys.argv[1] + "/adapter_model.safetensors", "rb") as f:
+    head = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+assert cfg["rank_pattern"] == {"q_lin": 8} and cfg["alpha_pattern"] == {"v_lin": 2}, cfg
+assert cfg["layers_to_transform"] == [1] and cfg["layers_pattern"] is None, cfg
+loras = sorted(k for k in head if ".lora_" in k)
+assert len(loras) == 6 and all(".layer.1." in k for k in loras), loras
+q = "base_model.model.distilbert.transformer.layer.1.attention.q_lin.lora_"
+assert head[q + "A.weight"]["shape"] == [8, 32] and head[q + "B.weight"]["shape"] == [32, 8]
+PYEOF
+patterns_loss=$(python3 -c "
+import json
+ev=[json.loads(l) for l in open('$tmp/patterns/metrics.jsonl') if '\"eval\"' in l][1:]
+print('%.4f' % min(e['eval_loss'] for e in ev))")
+"$bin" eval --config "$tmp/cfg.json" --adapter "$tmp/patterns/best" >"$tmp/patterns_eval" 2>&1 || fail "patterns eval"
+grep -q "eval: eval_loss $patterns_loss" "$tmp/patterns_eval" && ok || { cat "$tmp/patterns_eval"; bad "patterns eval != best ($patterns_loss)"; }
+if train --set lora.layers_to_transform=5 --set train.output_dir="$tmp/no_layer" >"$tmp/no_layer.log" 2>&1; then
+  bad "layers_to_transform with no target taken"; fi
+grep -q "no LoRA target lies in those layers" "$tmp/no_layer.log" && [ ! -e "$tmp/no_layer" ] && ok \
+  || { cat "$tmp/no_layer.log"; bad "layers_to_transform 5: the message, nothing written"; }
+if train --set 'lora.rank_pattern={"(?=q)_lin": 2}' --set train.output_dir="$tmp/lookahead" >"$tmp/la.log" 2>&1; then
+  bad "a lookahead key taken"; fi
+grep -q '(?= is not supported' "$tmp/la.log" && [ ! -e "$tmp/lookahead" ] && ok \
+  || { cat "$tmp/la.log"; bad "a lookahead key: the message, nothing written"; }
 
 finish

@@ -69,8 +69,9 @@ static const char *tmp_path(const char *name) {
         (void)err_;                                                                                \
     } while (0)
 
-/* lora_spec's adapters are DoRA's while set */
-static int tiny_dora;
+/* lora_spec's adapters are DoRA's while set; of other ranks and alphas (rank_pattern,
+ * alpha_pattern) for q_proj and k_proj (GPT-2: c_attn) while tiny_patterns is */
+static int tiny_dora, tiny_patterns;
 
 static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
     train_spec_defaults(s);
@@ -86,6 +87,9 @@ static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
     const char **names = arch == ARCH_GPT2 ? gpt2 : arch == ARCH_PHI3 ? phi3 : llama;
     int n = arch == ARCH_GPT2 ? 3 : arch == ARCH_PHI3 ? 4 : 7;
     for (int i = 0; i < n; i++) strcpy(s->targets[s->n_targets++], names[i]);
+    if (!tiny_patterns) return;
+    s->rank_pattern[s->n_rank_pattern++] = (LoraPattern){"k_proj|c_attn", 3};
+    s->alpha_pattern[s->n_alpha_pattern++] = (LoraPattern){"q_proj|c_attn", 10};
 }
 
 /* hidden 64 (two Q8_0 blocks a row), head_dim 16, ffn 48 (down_proj's rows are not whole Q8_0
@@ -214,11 +218,12 @@ static void check_llama_cpp_sum(Model *m, const Gguf *adapter, float alpha, LfEr
         int64_t in = w->ne[0], out = w->ne[1];
         float *sum = malloc((size_t)(in * out) * sizeof *sum);
         const float *A = a->data, *B = b->data; /* A ne [in, R], B ne [R, out] */
+        int64_t rank = a->ne[1];                /* llama.cpp's: alpha over each pair's rank */
         memcpy(sum, w->data, (size_t)(in * out) * sizeof *sum);
         for (int64_t o = 0; o < out; o++)
-            for (int r = 0; r < R; r++)
+            for (int64_t r = 0; r < rank; r++)
                 for (int64_t i = 0; i < in; i++)
-                    sum[o * in + i] += alpha / R * B[o * R + r] * A[r * in + i];
+                    sum[o * in + i] += alpha / rank * B[o * rank + r] * A[r * in + i];
         double e = rel_error(sum, want->data, (size_t)(in * out));
         CHECK(e < 1e-6);
         if (e >= 1e-6) fprintf(stderr, "  %s: W + s B A vs merged: %g\n", names[k], e);
@@ -246,7 +251,7 @@ static void test_adapter(Arch arch, int rslora) {
           kv_is(&g, "general.architecture", arch_gguf_name(m.cfg.arch)));
     float alpha = 0;
     CHECK_OK(gguf_get_f32(&g, "adapter.lora.alpha", &alpha, &err), &err);
-    CHECK_CLOSE(alpha / R, m.loras[0].scale, 0, 1e-6); /* llama.cpp's scale is alpha / rank */
+    CHECK_CLOSE(alpha / m.loras[0].r, m.loras[0].scale, 0, 1e-6); /* llama.cpp's: alpha / rank */
     CHECK(g.n_tensors == 2 * m.n_loras &&
           m.n_loras == (arch == ARCH_GPT2 || arch == ARCH_PHI3 ? 8 : 14));
     float *buf = malloc(64 * 64 * sizeof *buf);
@@ -260,13 +265,18 @@ static void test_adapter(Arch arch, int rslora) {
         snprintf(name, sizeof name, "%s.lora_a", base);
         const GgufTensor *a = gguf_find_tensor(&g, name);
         CHECK(a && a->type == GGML_F32 && a->n_dims == 2 && a->ne[0] == lo->base->in &&
-              a->ne[1] == R && memcmp(a->data, lo->A->value, lo->A->numel * 4) == 0);
+              a->ne[1] == lo->r && memcmp(a->data, lo->A->value, lo->A->numel * 4) == 0);
         snprintf(name, sizeof name, "%s.lora_b", base);
         const GgufTensor *b = gguf_find_tensor(&g, name);
-        CHECK(b && b->type == GGML_F32 && b->n_dims == 2 && b->ne[0] == R &&
+        CHECK(b && b->type == GGML_F32 && b->n_dims == 2 && b->ne[0] == lo->r &&
               b->ne[1] == lo->base->out);
         CHECK_OK(read_hf(&m, &g, name, lo->B->shape, fix, buf, &err), &err);
-        CHECK(memcmp(buf, lo->B->value, lo->B->numel * 4) == 0);
+        float f = lo->scale * lo->r / alpha; /* 1 but where a pattern changed the scale */
+        size_t off = 0;
+        for (size_t j = 0; j < lo->B->numel; j++)
+            off += !(fabsf(buf[j] - lo->B->value[j] * f) <= 1e-6f * fabsf(lo->B->value[j] * f));
+        CHECK(off == 0);
+        if (tiny_patterns && strstr(lo->base->w->name, "k_proj")) CHECK(lo->r == 3 && f != 1);
         /* q and k of the GQA model: the permutation must have moved rows */
         if (fix == GGUF_FIX_UNPERMUTE_Q || fix == GGUF_FIX_UNPERMUTE_K)
             CHECK(memcmp(b->data, lo->B->value, lo->B->numel * 4) != 0);
@@ -670,6 +680,11 @@ int main(void) {
     test_adapter(ARCH_LLAMA, 0);
     test_adapter(ARCH_LLAMA, 1);
     test_adapter(ARCH_GPT2, 0);
+    tiny_patterns = 1; /* B times the module's scale * r / alpha, for llama.cpp's one alpha */
+    test_adapter(ARCH_LLAMA, 0);
+    test_adapter(ARCH_LLAMA, 1);
+    test_adapter(ARCH_GPT2, 0);
+    tiny_patterns = 0;
     for (int tied = 0; tied < 3; tied++) { /* 2: GPT-2, tied */
         Arch arch = tied == 2 ? ARCH_GPT2 : ARCH_LLAMA;
         test_merged(arch, GGML_F32, tied > 0, 1e-5);

@@ -94,6 +94,13 @@ static void compare(const char *what, const float *ours, size_t n, const cJSON *
     CHECK(bad == 0);
 }
 
+/* A case's rank_pattern or alpha_pattern entry. */
+static LoraPattern pattern(const cJSON *entry) {
+    LoraPattern p = {.value = (float)entry->valuedouble};
+    snprintf(p.key, sizeof p.key, "%s", entry->string);
+    return p;
+}
+
 static int spec_from_case(const cJSON *c, TrainSpec *s) {
     train_spec_defaults(s);
     LfError err;
@@ -114,9 +121,18 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     s->alpha = (float)cJSON_GetObjectItem(c, "alpha")->valuedouble;
     s->use_rslora = cJSON_IsTrue(cJSON_GetObjectItem(c, "rslora"));
     s->use_dora = cJSON_IsTrue(cJSON_GetObjectItem(c, "dora"));
-    const cJSON *t;
+    const cJSON *t, *layers_pattern = cJSON_GetObjectItem(c, "layers_pattern");
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "targets"))
         snprintf(s->targets[s->n_targets++], sizeof s->targets[0], "%s", t->valuestring);
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "rank_pattern"))
+        s->rank_pattern[s->n_rank_pattern++] = pattern(t);
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "alpha_pattern"))
+        s->alpha_pattern[s->n_alpha_pattern++] = pattern(t);
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "layers_to_transform")) s->layers[s->n_layers++] =
+        t->valueint;
+    if (layers_pattern)
+        snprintf(s->layers_pattern[s->n_layers_pattern++], sizeof s->layers_pattern[0], "%s",
+                 layers_pattern->valuestring);
     return 0;
 }
 

@@ -8,7 +8,9 @@
 #  3. an adapter written by peft (random A and B) loads in loraft with the same outputs;
 #  4. the same for DoRA (use_dora): loraft's adapter in peft (which holds every tensor of its file,
 #     the magnitudes too), its merge in transformers, and peft's adapter (random A, B and
-#     magnitudes) in loraft.
+#     magnitudes) in loraft;
+#  5. the same for rank_pattern, alpha_pattern and layers_to_transform: loraft's adapter in peft
+#     (tensors of the pattern's ranks, in the listed layers only) and peft's in loraft.
 set -euo pipefail
 bin=${LORAFT_BIN:-build/loraft}
 vocab=${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased
@@ -41,6 +43,8 @@ EOF
 "$bin" train --config "$tmp/cfg.json" --set lora.use_dora=true --set lora.dropout=0 --set train.learning_rate=1e-2 \
   --set train.output_dir="$tmp/dora" >/dev/null
 "$bin" merge --model "$tmp/distilbert" --adapter "$tmp/dora/best" --out "$tmp/dora_merged" >/dev/null
+"$bin" train --config "$tmp/cfg.json" --set lora.rank_pattern=q_lin:8,lin2:2 --set lora.alpha_pattern=v_lin:24 \
+  --set lora.layers_to_transform=1 --set train.output_dir="$tmp/patterns" >/dev/null
 
 texts=("a good movie" "the plot was awful, very awful" "it was a film")
 predict() { "$bin" predict --model "$1" ${2:+--adapter "$2"} "${texts[@]}" | cut -f1,2; }
@@ -48,6 +52,7 @@ predict "$tmp/distilbert" "$tmp/run/best" >"$tmp/ours_adapter"
 predict "$tmp/merged" >"$tmp/ours_merged"
 predict "$tmp/distilbert" "$tmp/dora/best" >"$tmp/ours_dora"
 predict "$tmp/dora_merged" >"$tmp/ours_dora_merged"
+predict "$tmp/distilbert" "$tmp/patterns/best" >"$tmp/ours_patterns"
 
 # peft writes an adapter for the BERT model; loraft reads it
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
@@ -57,20 +62,23 @@ from transformers import AutoModelForSequenceClassification
 tmp = sys.argv[1]
 torch.manual_seed(0)
 base = AutoModelForSequenceClassification.from_pretrained(tmp + "/bert")
-for dora in (False, True):
+patterns = dict(rank_pattern={"query": 5, r"layer\.1\.output\.dense": 2}, alpha_pattern={"value": 1.5},
+                layers_to_transform=[1], layers_pattern="layer")
+for name, dora, extra in (("peft_adapter", False, {}), ("peft_dora", True, {}), ("peft_patterns", False, patterns)):
     base = AutoModelForSequenceClassification.from_pretrained(tmp + "/bert")
     cfg = LoraConfig(task_type="SEQ_CLS", r=3, lora_alpha=6, target_modules=["query", "value", "dense"],
-                     init_lora_weights=False, use_dora=dora)
+                     init_lora_weights=False, use_dora=dora, **extra)
     model = get_peft_model(base, cfg)
     with torch.no_grad():
         model.base_model.model.classifier.modules_to_save["default"].weight.normal_(0, 0.5)
         for n, p in model.named_parameters():  # magnitudes away from the norms they start as
             if "lora_magnitude_vector" in n:
                 p.mul_(torch.empty_like(p).uniform_(0.5, 1.5))
-    model.save_pretrained(tmp + ("/peft_dora" if dora else "/peft_adapter"))
+    model.save_pretrained(f"{tmp}/{name}")
 EOF
 predict "$tmp/bert" "$tmp/peft_adapter" >"$tmp/ours_peft"
 predict "$tmp/bert" "$tmp/peft_dora" >"$tmp/ours_peft_dora"
+predict "$tmp/bert" "$tmp/peft_patterns" >"$tmp/ours_peft_patterns"
 
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
 import sys, torch
@@ -102,6 +110,13 @@ def holds_file(model, adapter, what):
     return ok
 base = lambda d: AutoModelForSequenceClassification.from_pretrained(f"{tmp}/{d}")
 dora = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/dora/best")
+patterns = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/patterns/best")
+ranks = {n: m.r["default"] for n, m in patterns.named_modules() if hasattr(m, "r") and "default" in m.r}
+want = {f"base_model.model.distilbert.transformer.layer.1.{k}": r for k, r in
+        (("attention.q_lin", 8), ("attention.v_lin", 4), ("ffn.lin2", 2))}
+v_lin = patterns.base_model.model.distilbert.transformer.layer[1].attention.v_lin
+ok_ranks = ranks == want and v_lin.scaling["default"] == 6
+print(("ok  " if ok_ranks else "FAIL") + f" loraft patterns adapter's modules, ranks and scale in peft: {ranks}")
 results = [
     same(ours("ours_adapter"), probs(PeftModel.from_pretrained(base("distilbert"), f"{tmp}/run/best"), f"{tmp}/distilbert"),
          "loraft adapter in PeftModel.from_pretrained"),
@@ -113,6 +128,11 @@ results = [
     same(ours("ours_dora_merged"), probs(base("dora_merged"), f"{tmp}/dora_merged"), "loraft DoRA merge in transformers"),
     same(ours("ours_peft_dora"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_dora"), f"{tmp}/bert"),
          "peft DoRA adapter in loraft"),
+    ok_ranks,
+    holds_file(patterns, f"{tmp}/patterns/best", "loraft patterns adapter in PeftModel"),
+    same(ours("ours_patterns"), probs(patterns, f"{tmp}/distilbert"), "loraft patterns adapter in PeftModel.from_pretrained"),
+    same(ours("ours_peft_patterns"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_patterns"), f"{tmp}/bert"),
+         "peft patterns adapter in loraft"),
 ]
 print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)

@@ -56,7 +56,8 @@ static void test_defaults(void) {
     CHECK(c.train_limit == 0 && c.validation_limit == 0 && c.bucket_by_length == 0);
     CHECK(!strcmp(c.strategy, "lora") && c.r == 8 && c.alpha == 8.0f && c.dropout == 0.0f);
     CHECK(c.n_targets == 0 && c.use_rslora == 0 && !strcmp(c.bias, "none"));
-    CHECK(c.n_modules_to_save == 0);
+    CHECK(c.n_modules_to_save == 0 && c.n_rank_pattern == 0 && c.n_alpha_pattern == 0);
+    CHECK(c.n_layers == 0 && c.n_layers_pattern == 0);
     CHECK(c.lr == 5e-5f && c.batch_size == 8 && c.eval_batch_size == 0 && c.epochs == 3);
     CHECK(c.max_steps == 0 && c.weight_decay == 0.0f && c.warmup_ratio == 0.0f);
     CHECK(c.warmup_steps == 0 && !strcmp(c.lr_scheduler, "linear"));
@@ -77,7 +78,10 @@ static const char *full_config =
     "           \"truncation_side\": \"left\", \"train_limit\": 100, \"bucket_by_length\": 4},\n"
     "  \"lora\": {\"r\": 4, \"alpha\": 32, \"dropout\": 0.01, \"use_rslora\": true,\n"
     "           \"target_modules\": [\"q_lin\", \"v_lin\"], \"modules_to_save\": "
-    "[\"pre_classifier\"]},\n"
+    "[\"pre_classifier\"],\n"
+    "           \"rank_pattern\": {\"q_lin\": 16, \"layer\\\\.[0-2]\\\\..*v_lin\": 2},\n"
+    "           \"alpha_pattern\": {\"v_lin\": 0.5}, \"layers_to_transform\": [0, 2, 4],\n"
+    "           \"layers_pattern\": [\"layer\"]},\n"
     "  \"train\": {\"learning_rate\": 1e-3, \"batch_size\": 4, \"num_epochs\": 10,\n"
     "            \"weight_decay\": 0.01, \"warmup_steps\": 5, \"lr_scheduler\": \"cosine\",\n"
     "            \"gradient_accumulation_steps\": 2, \"seed\": 9007199254740992,\n"
@@ -98,6 +102,12 @@ static void test_full_file(void) {
     CHECK(c.use_rslora == 1 && c.n_targets == 2 && !strcmp(c.target_modules[0], "q_lin"));
     CHECK(!strcmp(c.target_modules[1], "v_lin") && c.n_modules_to_save == 1);
     CHECK(!strcmp(c.modules_to_save[0], "pre_classifier"));
+    CHECK(c.n_rank_pattern == 2 && !strcmp(c.rank_pattern[0].key, "q_lin"));
+    CHECK(c.rank_pattern[0].value == 16 && c.rank_pattern[1].value == 2);
+    CHECK(!strcmp(c.rank_pattern[1].key, "layer\\.[0-2]\\..*v_lin"));
+    CHECK(c.n_alpha_pattern == 1 && c.alpha_pattern[0].value == 0.5f);
+    CHECK(c.n_layers == 3 && c.layers_to_transform[2] == 4 && c.n_layers_pattern == 1);
+    CHECK(!strcmp(c.layers_pattern[0], "layer"));
     CHECK(c.lr == 1e-3f && c.batch_size == 4 && c.epochs == 10 && c.weight_decay == 0.01f);
     CHECK(c.warmup_steps == 5 && !strcmp(c.lr_scheduler, "cosine") && c.grad_accum == 2);
     CHECK(c.seed == 9007199254740992ull && !strcmp(c.output_dir, "runs/x"));
@@ -174,6 +184,26 @@ static void test_errors(void) {
     snprintf(long_name, sizeof long_name, "{\"data\": {\"text_column\": \"%070d\"}}", 0);
     CHECK_HAS(load_text(&c, long_name), "is longer than 63 characters");
     LfError err;
+    /* PEFT's patterns: regular expressions POSIX can match, values in r's or alpha's range */
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"rank_pattern\": {\"q_lin\": 0}}}"),
+              "lora.rank_pattern: \"q_lin\": 0 is out of range (allowed: [1, 4096])");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"rank_pattern\": {\"q_lin\": 2.5}}}"),
+              "lora.rank_pattern: \"q_lin\": expected an integer, got a fraction");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"rank_pattern\": [\"q_lin\"]}}"),
+              "lora.rank_pattern: expected an object of numbers, got an array");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"alpha_pattern\": {\"(?=q)\": 2}}}"),
+              "lora.alpha_pattern: key \"(?=q)\": regular expression \"(?=q)\": (?= is not "
+              "supported");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"alpha_pattern\": {\"q[\": 2}}}"),
+              "regular expression \"q[\" does not compile");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"alpha_pattern\": {\"q\": -1}}}"),
+              "lora.alpha_pattern: \"q\": -1 is out of range (allowed: > 0)");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"alpha_pattern\": {\"q\": 1e40}}}"),
+              "lora.alpha_pattern: \"q\": 1e+40 is out of range");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"layers_to_transform\": [0, -1]}}"),
+              "lora.layers_to_transform: -1 is out of range");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"layers_to_transform\": [\"0\"]}}"),
+              "lora.layers_to_transform[0]: expected an integer, got a string");
     CHECK(train_config_load(&c, "/nonexistent/x.json", &err) == -1);
     CHECK_HAS(err.msg, "/nonexistent/x.json: cannot open");
 }
@@ -210,6 +240,21 @@ static void test_check(void) {
     CHECK(train_config_set(&c, "lora.dropout=0.05", &err) == 0);
     CHECK(train_config_check(&c, &err) == -1);
     CHECK_HAS(err.msg, "lora.use_dora with lora.dropout 0.05");
+    /* PEFT's patterns and layers shape LoRA's adapters; layers_pattern names layers_to_transform's
+     */
+    CHECK(train_config_set(&c, "lora.use_dora=false", &err) == 0);
+    CHECK(train_config_set(&c, "lora.layers_pattern=layers", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "lora.layers_pattern needs lora.layers_to_transform");
+    CHECK(train_config_set(&c, "lora.layers_to_transform=1", &err) == 0 &&
+          train_config_check(&c, &err) == 0);
+    CHECK(train_config_set(&c, "lora.layers_pattern=la(yers", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "lora.layers_pattern: regular expression \"la(yers\" does not compile");
+    CHECK(train_config_set(&c, "lora.layers_pattern=[]", &err) == 0);
+    CHECK(train_config_set(&c, "lora.strategy=full", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "they need lora.strategy lora, not full");
 }
 
 static void test_set(void) {
@@ -251,6 +296,28 @@ static void test_set(void) {
     /* failed overrides change nothing */
     CHECK(c.lr == 1e-3f && c.dropout == 0.0f && c.n_targets == 2);
     CHECK(!strcmp(c.target_modules[0], "a") && !strcmp(c.target_modules[1], "b"));
+}
+
+/* PEFT's patterns: JSON, or name:value pairs (each split at its last ':'); layers as a list or one
+ */
+static void test_set_patterns(void) {
+    TrainConfig c;
+    LfError err;
+    train_config_defaults(&c);
+    CHECK(train_config_set(&c, "lora.rank_pattern=v_proj:16,layers\\.0\\..*:4", &err) == 0);
+    CHECK(c.n_rank_pattern == 2 && !strcmp(c.rank_pattern[1].key, "layers\\.0\\..*"));
+    CHECK(c.rank_pattern[0].value == 16 && c.rank_pattern[1].value == 4);
+    CHECK(train_config_set(&c, "lora.rank_pattern={\"a{1,2}\": 3}", &err) == 0);
+    CHECK(c.n_rank_pattern == 1 && !strcmp(c.rank_pattern[0].key, "a{1,2}") &&
+          !c.rank_pattern[1].key[0]);
+    CHECK(train_config_set(&c, "lora.alpha_pattern=q:1.5", &err) == 0);
+    CHECK(c.n_alpha_pattern == 1 && c.alpha_pattern[0].value == 1.5f);
+    CHECK(train_config_set(&c, "lora.alpha_pattern=q", &err) == -1);
+    CHECK_HAS(err.msg, "lora.alpha_pattern: expected an object of numbers, got a string");
+    CHECK(train_config_set(&c, "lora.layers_to_transform=0,3", &err) == 0);
+    CHECK(c.n_layers == 2 && c.layers_to_transform[1] == 3);
+    CHECK(train_config_set(&c, "lora.layers_to_transform=7", &err) == 0);
+    CHECK(c.n_layers == 1 && c.layers_to_transform[0] == 7 && !c.layers_to_transform[1]);
 }
 
 static void test_round_trip(void) {
@@ -332,6 +399,7 @@ int main(void) {
     test_errors();
     test_check();
     test_set();
+    test_set_patterns();
     test_round_trip();
     test_shipped_configs();
     test_docs_up_to_date();

@@ -20,11 +20,16 @@ extern "C" {
 
 /* The LoRA adapter of m (loaded with model_open(..., adapter_dir, ...)) as a llama.cpp LoRA
  * adapter: general.type "adapter", adapter.type "lora", general.architecture, and
- * adapter.lora.alpha = scale * r (llama.cpp scales by alpha / r, which then equals loraft's
- * alpha / r or rsLoRA's alpha / sqrt(r)); per adapted linear W, F32 tensors `W.lora_a`
- * (ne [in, r]) and `W.lora_b` (ne [r, out]). An adapter with trained modules_to_save has
- * tensors llama.cpp's format cannot hold and is refused. Atomic. */
+ * adapter.lora.alpha = gguf_adapter_alpha (llama.cpp scales each pair by alpha / its r, which
+ * then equals loraft's alpha / r or rsLoRA's alpha / sqrt(r)); per adapted linear W, F32 tensors
+ * `W.lora_a` (ne [in, r]) and `W.lora_b` (ne [r, out]), B multiplied by the module's scale * r /
+ * alpha where rank_pattern or alpha_pattern make that other than 1 (llama.cpp has one alpha). An
+ * adapter with trained modules_to_save has tensors llama.cpp's format cannot hold and is
+ * refused. Atomic. */
 int gguf_export_adapter(Model *m, const char *path, LfError *err);
+
+/* The adapter.lora.alpha of m's export: its first module's scale * r. */
+double gguf_adapter_alpha(const Model *m);
 
 /* m's base weights with its LoRA merged in (W += scale * B A), as a llama.cpp model file:
  * every 2-D weight of type (any quant_quantize writes: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,

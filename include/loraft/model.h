@@ -16,6 +16,7 @@
 
 #include "loraft/error.h"
 #include "loraft/model_config.h"
+#include "loraft/lora_targets.h"
 #include "loraft/ops.h"
 
 #ifdef __cplusplus
@@ -83,6 +84,15 @@ typedef struct TrainSpec {
     int n_targets; /* 0: the architecture's default (model_create fills it in) */
     char modules_to_save[LORA_MAX_SAVE][64]; /* none: the objective's default */
     int n_modules_to_save;
+    /* PEFT's rank_pattern and alpha_pattern: a module's r and alpha where one of their keys
+     * matches its name (lora_targets.h), else r and alpha */
+    LoraPattern rank_pattern[LORA_MAX_PATTERNS], alpha_pattern[LORA_MAX_PATTERNS];
+    int n_rank_pattern, n_alpha_pattern;
+    /* PEFT's layers_to_transform (none: every layer) and layers_pattern: only the targets in
+     * these layers get adapters (lora_layer_index) */
+    int layers[LORA_MAX_LAYERS], n_layers;
+    char layers_pattern[LORA_MAX_LAYER_NAMES][32];
+    int n_layers_pattern;
     DpoSpec dpo;                /* TASK_DPO */
     BaseDtype base_dtype;       /* frozen dense weights: f32, bf16, the GGUF's blocks or a type */
     Precision precision;        /* auto (the default) until model_create resolves it */
@@ -130,8 +140,9 @@ typedef struct Param {
 
 struct Linear;
 typedef struct Lora {
-    Param *A, *B; /* A [R,in], B [out,R] */
-    float scale;
+    Param *A, *B;     /* A [R,in], B [out,R] */
+    int r;            /* R: the spec's r, or its rank_pattern's for this module */
+    float scale;      /* alpha / r, or alpha / sqrt(r) (use_rslora), alpha as r is the module's */
     float *u;         /* saved drop(x) A^T per layer use [N,R] */
     int u_in_layer;   /* plan_activations: u was planned with its layer's buffers (plan_take_input),
                          so a recomputed layer's is recomputed with them */
@@ -154,7 +165,8 @@ typedef struct Linear {
     Lora *lora;   /* NULL when this module is not a LoRA target */
     int in, out;
     int group; /* linears that read its input in one linear_forward_group (model_share_input) */
-    struct Linear *const *peers; /* those linears in order (itself among them), or NULL: alone */
+    struct Linear *const *peers; /* those linears in order (itself among them), or NULL: alone
+                                    (also where their adapters' ranks or scales differ) */
     /* or NULL: under precision bf16 a linear without LoRA reads its input [N,in] forward and
      * its output's gradient [N,out] backward as bf16 that the op before (after) it wrote there
      * (linear_reads_bf16, linear_dout), instead of rounding the f32 ones in a pass of its own;

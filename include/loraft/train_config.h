@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "loraft/error.h"
+#include "loraft/lora_targets.h"
 #include "loraft/model_config.h" /* MAX_LABELS, LORA_MAX_R */
 
 #ifdef __cplusplus
@@ -64,6 +65,14 @@ typedef struct TrainConfig {
     char bias[8];                           /* "none" only */
     char modules_to_save[CFG_MAX_SAVE][64]; /* empty = the classification head */
     int n_modules_to_save;
+    LoraPattern rank_pattern[LORA_MAX_PATTERNS]; /* PEFT's rank_pattern: a module's r */
+    int n_rank_pattern;
+    LoraPattern alpha_pattern[LORA_MAX_PATTERNS]; /* PEFT's alpha_pattern: a module's alpha */
+    int n_alpha_pattern;
+    int layers_to_transform[LORA_MAX_LAYERS]; /* empty = every layer */
+    int n_layers;
+    char layers_pattern[LORA_MAX_LAYER_NAMES][32]; /* empty = PEFT's guess */
+    int n_layers_pattern;
     /* train */
     float lr;                               /* "learning_rate", 5e-5 */
     int batch_size;                         /* 8 */

@@ -114,6 +114,13 @@ static cJSON *string_array(const char *first, int n, size_t stride) {
     return a;
 }
 
+/* PEFT's rank_pattern or alpha_pattern: {key: value}. */
+static cJSON *pattern_object(const LoraPattern *p, int n) {
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < n; i++) cJSON_AddNumberToObject(o, p[i].key, float_shortest(p[i].value));
+    return o;
+}
+
 /* PEFT's fan_in_fan_out: the adapted layers store their weight [in,out] (GPT-2's Conv1D). */
 static int fan_in_fan_out(const Model *m) {
     return m->n_loras > 0 && m->loras[0].base->w->hf_transposed;
@@ -161,8 +168,16 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddItemToObject(
         c, "modules_to_save",
         string_array(s->modules_to_save[0], s->n_modules_to_save, sizeof s->modules_to_save[0]));
-    cJSON_AddItemToObject(c, "rank_pattern", cJSON_CreateObject());
-    cJSON_AddItemToObject(c, "alpha_pattern", cJSON_CreateObject());
+    cJSON_AddItemToObject(c, "rank_pattern", pattern_object(s->rank_pattern, s->n_rank_pattern));
+    cJSON_AddItemToObject(c, "alpha_pattern", pattern_object(s->alpha_pattern, s->n_alpha_pattern));
+    cJSON_AddItemToObject(c, "layers_to_transform",
+                          s->n_layers ? cJSON_CreateIntArray(s->layers, s->n_layers)
+                                      : cJSON_CreateNull());
+    cJSON_AddItemToObject(
+        c, "layers_pattern",
+        s->n_layers_pattern
+            ? string_array(s->layers_pattern[0], s->n_layers_pattern, sizeof s->layers_pattern[0])
+            : cJSON_CreateNull());
     return c;
 }
 
@@ -302,6 +317,67 @@ static int read_lora_numbers(const cJSON *c, const char *path, TrainSpec *spec, 
     return 0;
 }
 
+/* rank_pattern (ranks, whole) or alpha_pattern: an object of regular expressions and values in
+ * the range r or lora_alpha allow; null or missing: none. */
+static int read_pattern(const cJSON *c, const char *key, const char *path, int ranks,
+                        LoraPattern *out, int *n, LfError *err) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(c, key), *v;
+    *n = 0;
+    if (!o || cJSON_IsNull(o)) return 0;
+    if (!cJSON_IsObject(o)) return lf_fail(err, "%s: key '%s' must be an object", path, key);
+    cJSON_ArrayForEach(v, o) {
+        double x = 0; /* set by json_num */
+        if (*n == LORA_MAX_PATTERNS)
+            return lf_fail(err, "%s: %s: more than %d keys", path, key, LORA_MAX_PATTERNS);
+        if (strlen(v->string) >= sizeof out->key || lora_pattern_check(v->string, err))
+            return lf_wrap(err, "%s: %s key \"%.64s\"", path, key, v->string);
+        if (json_num(o, v->string, path, ranks, &x, err)) return lf_wrap(err, "%s", key);
+        char ranks_range[32];
+        snprintf(ranks_range, sizeof ranks_range, "1..%d", LORA_MAX_R);
+        if (ranks ? x < 1 || x > LORA_MAX_R : !(x > 0 && x <= FLT_MAX))
+            return out_of_range(path, v->string, x, ranks ? ranks_range : "> 0 and a float", err);
+        snprintf(out[*n].key, sizeof out->key, "%s", v->string);
+        out[(*n)++].value = (float)x;
+    }
+    return 0;
+}
+
+/* layers_to_transform (an index or a list of them) and layers_pattern (a name or a list). */
+static int read_layers(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(c, "layers_to_transform"), *v;
+    const cJSON *names = cJSON_GetObjectItemCaseSensitive(c, "layers_pattern");
+    int one = cJSON_IsNumber(l);
+    spec->n_layers = spec->n_layers_pattern = 0;
+    if (l && !cJSON_IsNull(l) && !one && !cJSON_IsArray(l))
+        return lf_fail(err, "%s: key 'layers_to_transform' must be an integer or a list", path);
+    for (v = one ? l : l ? l->child : NULL; v; v = one ? NULL : v->next) {
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
+            v->valuedouble > INT_MAX || spec->n_layers == LORA_MAX_LAYERS)
+            return lf_fail(err,
+                           "%s: layers_to_transform: layer indices are integers >= 0, at "
+                           "most %d of them",
+                           path, LORA_MAX_LAYERS);
+        spec->layers[spec->n_layers++] = (int)v->valuedouble;
+    }
+    int str = cJSON_IsString(names);
+    if (names && !cJSON_IsNull(names) && !str && !cJSON_IsArray(names))
+        return lf_fail(err, "%s: key 'layers_pattern' must be a string or a list", path);
+    for (v = str ? names : names ? names->child : NULL; v; v = str ? NULL : v->next) {
+        int n = spec->n_layers_pattern;
+        if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof spec->layers_pattern[0] ||
+            n == LORA_MAX_LAYER_NAMES)
+            return lf_fail(err, "%s: layers_pattern: at most %d names of < %zu characters", path,
+                           LORA_MAX_LAYER_NAMES, sizeof spec->layers_pattern[0]);
+        if (!v->valuestring[0]) continue; /* PEFT: an empty name is no name */
+        if (lora_pattern_check(v->valuestring, err))
+            return lf_wrap(err, "%s: layers_pattern", path);
+        strcpy(spec->layers_pattern[spec->n_layers_pattern++], v->valuestring);
+    }
+    if (spec->n_layers_pattern && !spec->n_layers)
+        return lf_fail(err, "%s: layers_pattern needs layers_to_transform", path);
+    return 0;
+}
+
 int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const char *dir,
                         LfError *err) {
     cJSON *c = json_load(dir, "adapter_config.json", err);
@@ -334,6 +410,12 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
         rc = lf_fail(err, "%s: key 'fan_in_fan_out' must be true or false", path);
     if (!rc) rc = read_lora_numbers(c, path, spec, err);
     if (!rc)
+        rc = read_pattern(c, "rank_pattern", path, 1, spec->rank_pattern, &spec->n_rank_pattern,
+                          err) ||
+             read_pattern(c, "alpha_pattern", path, 0, spec->alpha_pattern, &spec->n_alpha_pattern,
+                          err) ||
+             read_layers(c, path, spec, err);
+    if (!rc)
         rc = read_strings(cJSON_GetObjectItem(c, "target_modules"), spec->targets[0],
                           sizeof spec->targets[0], LORA_MAX_TARGETS, &spec->n_targets,
                           "target_modules", dir, err);
@@ -341,6 +423,11 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
         rc = read_strings(cJSON_GetObjectItem(c, "modules_to_save"), spec->modules_to_save[0],
                           sizeof spec->modules_to_save[0], LORA_MAX_SAVE, &spec->n_modules_to_save,
                           "modules_to_save", dir, err);
+    if (!rc && spec->n_layers && cJSON_IsString(cJSON_GetObjectItem(c, "target_modules")))
+        rc = lf_fail(err,
+                     "%s: layers_to_transform cannot be used when target_modules is a "
+                     "regular expression",
+                     path);
     if (!rc && base_model && cap)
         snprintf(base_model, cap, "%s", cJSON_IsString(base) ? base->valuestring : "");
     cJSON_Delete(c);

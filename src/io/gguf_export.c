@@ -124,6 +124,10 @@ static int check_decoder(const Model *m, const char *path, LfError *err) {
 
 /* ------------------------------------------------------------------- adapters ---- */
 
+double gguf_adapter_alpha(const Model *m) {
+    return (double)m->loras[0].scale * m->loras[0].r;
+}
+
 int gguf_export_adapter(Model *m, const char *path, LfError *err) {
     if (check_decoder(m, path, err)) return -1;
     if (m->spec.strategy != STRATEGY_LORA || m->n_loras == 0)
@@ -146,16 +150,19 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
     for (int i = 0; i < m->n_loras; i++) bytes += (m->loras[i].A->numel + m->loras[i].B->numel) * 4;
     Out o;
     int rc = out_init(&o, 2 * m->n_loras, bytes, err);
+    double alpha = gguf_adapter_alpha(m);
     for (int i = 0; rc == 0 && i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
         char name[GGUF_MAX_NAME];
+        float *B = slot[lo->B - m->params], f = (float)((double)lo->scale * lo->r / alpha);
+        for (size_t j = 0; f != 1.0f && j < lo->B->numel; j++) B[j] *= f;
         GgufFix fix;
         rc = gguf_name(m, lo->base->w->name, ".lora_a", name, &fix, err) ||
                      out_add(&o, name, slot[lo->A - m->params], lo->A->shape[0], lo->A->shape[1],
                              GGUF_FIX_NONE, 0, GGML_F32, err) ||
                      gguf_name(m, lo->base->w->name, ".lora_b", name, &fix, err) ||
-                     out_add(&o, name, slot[lo->B - m->params], lo->B->shape[0], lo->B->shape[1],
-                             fix, heads_for(m, fix), GGML_F32, err)
+                     out_add(&o, name, B, lo->B->shape[0], lo->B->shape[1], fix, heads_for(m, fix),
+                             GGML_F32, err)
                  ? -1
                  : 0;
     }
@@ -164,9 +171,7 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
         {.key = "general.type", .type = GGUF_STRING, .s = "adapter"},
         {.key = "general.name", .type = GGUF_STRING, .s = "loraft LoRA adapter"},
         {.key = "adapter.type", .type = GGUF_STRING, .s = "lora"},
-        {.key = "adapter.lora.alpha",
-         .type = GGUF_FLOAT32,
-         .f = (double)m->loras[0].scale * m->spec.r},
+        {.key = "adapter.lora.alpha", .type = GGUF_FLOAT32, .f = alpha},
     };
     if (rc == 0)
         rc =

@@ -213,27 +213,62 @@ static void resolve_defaults(TrainSpec *s, const ArchImpl *arch, const Objective
             strcpy(s->modules_to_save[s->n_modules_to_save++], obj->modules_to_save[i]);
 }
 
-/* Adds LoRA A/B beside every targeted dense layer. */
+/* Whether module is a LoRA target: a target_modules name, in one of layers_to_transform's
+ * layers when there are any (PEFT's check_target_module_exists, by its name in PEFT's module tree:
+ * model_tree_name); used[t] set for the targets it matches. */
+static int is_target(const TrainSpec *s, const char *module, const char *peft_name, int *used) {
+    int hit = 0;
+    for (int t = 0; t < s->n_targets; t++)
+        if (name_matches(module, s->targets[t])) hit = used[t] = 1;
+    if (!hit || !s->n_layers) return hit;
+    int layer = lora_layer_index(peft_name, s->layers_pattern, s->n_layers_pattern);
+    for (int i = 0; i < s->n_layers; i++)
+        if (layer >= 0 && s->layers[i] == layer) return 1;
+    return 0;
+}
+
+/* A group's members share one input copy and one scale in the bf16 GEMMs (fused_lora): where
+ * rank_pattern or alpha_pattern give its adapted members different ranks or scales, each
+ * member runs alone. */
+static void split_mixed_groups(Model *m) {
+    for (int i = 0; i < m->n_linears; i++) {
+        Linear *l = m->linears[i];
+        if (!l->peers || l->peers[0] != l) continue;
+        const Lora *first = NULL;
+        int mixed = 0;
+        for (int j = 0; j < l->group; j++) {
+            const Lora *lo = l->peers[j]->lora;
+            if (!lo) continue;
+            mixed = mixed || (first && (lo->r != first->r || lo->scale != first->scale));
+            first = first ? first : lo;
+        }
+        Linear *const *peers = l->peers;
+        for (int j = 0, n = l->group; mixed && j < n; j++)
+            peers[j]->peers = NULL, peers[j]->group = 1;
+    }
+}
+
+/* Adds LoRA A/B beside every targeted dense layer, of its rank and scale. */
 static int attach_loras(Model *m, LfError *err) {
     const TrainSpec *s = &m->spec;
     int used[LORA_MAX_TARGETS] = {0};
-    float scale = s->use_rslora ? s->alpha / sqrtf((float)s->r) : s->alpha / (float)s->r;
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
-        char module[160];
+        char module[160], buf[200], peft[200];
         module_of(l->w, module, sizeof module);
-        int hit = 0;
-        for (int t = 0; t < s->n_targets; t++)
-            if (name_matches(module, s->targets[t])) hit = used[t] = 1;
-        if (!hit) continue;
+        snprintf(peft, sizeof peft, "%s", model_tree_name(&m->cfg, module, 0, buf, sizeof buf));
+        if (!is_target(s, module, peft, used)) continue;
         if (is_saved_module(s, module))
             return lf_fail(err, "LoRA target '%s' is also in modules_to_save", module);
         Lora *lo = &m->loras[m->n_loras++];
-        lo->A = model_param(m, 1, s->r, l->in, "%s.lora_A.weight", module);
-        lo->B = model_param(m, 1, l->out, s->r, "%s.lora_B.weight", module);
+        int r = (int)lora_pattern_value(s->rank_pattern, s->n_rank_pattern, peft, (float)s->r);
+        float alpha = lora_pattern_value(s->alpha_pattern, s->n_alpha_pattern, peft, s->alpha);
+        lo->r = r;
+        lo->scale = s->use_rslora ? alpha / sqrtf((float)r) : alpha / (float)r;
+        lo->A = model_param(m, 1, r, l->in, "%s.lora_A.weight", module);
+        lo->B = model_param(m, 1, l->out, r, "%s.lora_B.weight", module);
         lo->A->is_lora = lo->B->is_lora = 1;
         lo->A->in_checkpoint = lo->B->in_checkpoint = 0;
-        lo->scale = scale;
         lo->base = l;
         l->lora = lo;
         if (!s->use_dora) continue;
@@ -244,6 +279,9 @@ static int attach_loras(Model *m, LfError *err) {
         if (!used[t])
             return lf_fail(err, "LoRA target module '%s' not found in the %s model", s->targets[t],
                            arch_name(m->cfg.arch));
+    if (!m->n_loras)
+        return lf_fail(err, "lora.layers_to_transform: no LoRA target lies in those layers");
+    split_mixed_groups(m);
     return 0;
 }
 
@@ -642,7 +680,7 @@ static int bf16_gemm(const Model *m, const Linear *l) {
  * GEMM: [dout | du] [W ; A]. A group's members share one input copy [x | s u_0 | s u_1 ..] and
  * one weight block (a BF16 block as stored, or q weights dequantised into scratch), B
  * block-diagonal: [[W_0 | B_0 0 ..] ; [W_1 | 0 B_1 ..] ; .. ; [A_0 | -] ; [A_1 | -] ..], rows in +
- * R x its adapted members values apart (group_loras). */
+ * the adapted members' ranks values apart (group_lora_cols). */
 static int fused_lora(const Model *m, const Linear *l) {
     return l->lora && bf16_gemm(m, l);
 }
@@ -651,12 +689,16 @@ int linear_reads_bf16(const Model *m, const Linear *l) {
     return bf16_gemm(m, l) && !l->lora;
 }
 
-static int group_loras(const Model *m, const Linear *l);
+static int group_lora_cols(const Model *m, const Linear *l);
+
+/* Whether n linears are one whole group (or one linear alone), which shares an input copy. */
+static int whole_group(Linear *const *ls, int n) {
+    return n <= OPS_LORA_GROUP_MAX && (n == 1 ? !ls[0]->peers : ls[0]->peers && ls[0]->group == n);
+}
 
 void linear_input_bf16(const Model *m, Linear *const *ls, int n, uint16_t *shared) {
     uint16_t *at = shared;
-    int bf16 = 1, whole = n <= OPS_LORA_GROUP_MAX &&
-                          (n == 1 ? !ls[0]->peers : ls[0]->peers && ls[0]->group == n);
+    int bf16 = 1, whole = whole_group(ls, n);
     for (int i = 0; i < n; i++) {
         bf16 = bf16 && bf16_gemm(m, ls[i]);
         if (ls[i]->lora) at = whole ? ls[i]->lora->xb : NULL; /* the group's one copy */
@@ -675,22 +717,25 @@ int linear_keeps_copy(const Model *m, Linear *const *ls, int n, int keep) {
 }
 
 int linear_input_ld(const Model *m, const Linear *l) {
-    return l->in + group_loras(m, l) * m->spec.r;
+    return l->in + group_lora_cols(m, l);
 }
 
 void plan_take_input(Plan *pl, const Model *m, Linear *const *ls, int n, float **slot, int keep,
                      float *shared, const char *name) {
-    size_t N = (size_t)m->max_batch * m->max_len, C = ls[0]->in, R = m->spec.r, loras = 0;
-    int trains = 0, copy = linear_keeps_copy(m, ls, n, keep);
-    for (int i = 0; i < n; i++)
-        loras += ls[i]->lora != NULL, trains = trains || linear_trains(ls[i]);
+    size_t N = (size_t)m->max_batch * m->max_len, C = ls[0]->in, cols = 0;
+    int trains = 0, copy = linear_keeps_copy(m, ls, n, keep), whole = whole_group(ls, n);
+    for (int i = 0; i < n; i++) {
+        cols += ls[i]->lora ? (size_t)ls[i]->lora->r : 0;
+        trains = trains || linear_trains(ls[i]);
+    }
     uint16_t *xb = NULL;
     for (int i = 0, first = 1; i < n; i++) {
         Lora *lo = ls[i]->lora;
         if (!lo) continue;
-        if (first) plan_take_bf16(pl, &xb, N * (C + loras * R), copy, name);
+        if (first || !whole) /* the group's one copy, else each its own */
+            plan_take_bf16(pl, &xb, N * (C + (whole ? cols : (size_t)lo->r)), copy, name);
         lo->xb = xb, first = 0;
-        plan_take(pl, &lo->u, N * (size_t)m->spec.r, 1, NULL, "Lora.u");
+        plan_take(pl, &lo->u, N * (size_t)lo->r, 1, NULL, "Lora.u");
         plan_take(pl, &lo->pre, N * (size_t)ls[i]->out, lo->mag != NULL, NULL, "Lora.pre");
         lo->u_in_layer = 1;
     }
@@ -709,21 +754,29 @@ static const Linear *group_member(const Linear *l, int i) {
 /* A group's bf16 weights are one block (in storage or dequantised into scratch): its members'
  * rows [W | B columns], then the A rows of its adapted members (fused_lora), so that forward runs
  * one GEMM for the group over its input copy and backward one over [W ; A]. */
-static int group_loras(const Model *m, const Linear *l) {
+static int group_lora_cols(const Model *m, const Linear *l) {
     int n = 0;
-    for (int i = 0; i < group_size(l); i++) n += fused_lora(m, group_member(l, i));
+    for (int i = 0; i < group_size(l); i++)
+        n += fused_lora(m, group_member(l, i)) ? group_member(l, i)->lora->r : 0;
     return n;
 }
 
+/* The rank of l's group's adapted members (one: split_mixed_groups), 0 where none is. */
+static int group_rank(const Model *m, const Linear *l) {
+    for (int i = 0; i < group_size(l); i++)
+        if (fused_lora(m, group_member(l, i))) return group_member(l, i)->lora->r;
+    return 0;
+}
+
 static int weight_ld(const Model *m, const Linear *l) {
-    return l->in + group_loras(m, l) * m->spec.r;
+    return l->in + group_lora_cols(m, l);
 }
 
 /* The first of l's B columns in its group's block (and of its s u in the input copy). */
 static int lora_col(const Model *m, const Linear *l) {
     int col = l->in;
     for (int i = 0; group_member(l, i) != l; i++)
-        col += fused_lora(m, group_member(l, i)) ? m->spec.r : 0;
+        col += fused_lora(m, group_member(l, i)) ? group_member(l, i)->lora->r : 0;
     return col;
 }
 
@@ -732,7 +785,7 @@ static int group_rows(const Model *m, const Linear *l) {
     int rows = 0;
     for (int i = 0; i < group_size(l); i++) {
         const Linear *g = group_member(l, i);
-        rows += g->out + (fused_lora(m, g) ? m->spec.r : 0);
+        rows += g->out + (fused_lora(m, g) ? g->lora->r : 0);
     }
     return rows;
 }
@@ -771,17 +824,17 @@ static size_t stored_cols(const Linear *l) {
 static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     if (!bf16_gemm(m, l)) return ops_dequantize_scratch(l->out, l->in);
     const Ops *o = m->ops;
-    size_t C = l->in, R = group_loras(m, l) ? m->spec.r : 0, ld = weight_ld(m, l), outs = 0;
+    size_t C = l->in, R = (size_t)group_rank(m, l), ld = weight_ld(m, l), outs = 0;
     for (int i = 0; i < group_size(l); i++) outs += (size_t)group_member(l, i)->out;
     size_t w = group_stored(l) ? 0 : ops_dequantize_bf16_scratch(outs, ld);
     size_t K = (size_t)group_rows(m, l), block = ops_dequantize_bf16_scratch(K, ld);
     size_t lora = R ? ops_lora_scratch(N, C, R) : 0, lora_bw = 0; /* the group's adapted */
     for (int i = 0; i < group_size(l); i++) {
         const Linear *g = group_member(l, i);
-        lora_bw += g->lora ? ops_lora_bf16_scratch(N, C, (size_t)g->out, m->spec.r) : 0;
+        lora_bw += g->lora ? ops_lora_bf16_scratch(N, C, (size_t)g->out, (size_t)g->lora->r) : 0;
     }
     size_t group = l->group > 1 ? (size_t)l->group : 1; /* du: any member may be adapted */
-    size_t du = m->n_loras ? group * ops_floats64(N * (size_t)m->spec.r) : 0;
+    size_t du = group * ops_floats64(N * R);
     size_t backward = du + ops_dequantize_bf16_scratch(N, K) +
                       max_size(lora_bw, block + o->matmul_bf16_scratch((int)N, (int)C, (int)K));
     size_t gemm = max_size(w + o->matmul_bf16_scratch((int)N, (int)ld, (int)outs), lora);
@@ -791,13 +844,14 @@ static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
 /* The largest op scratch any op of this model asks for (ops.h's contract); every linear is
  * sized for B*T rows, the most any of them sees. */
 static size_t scratch_floats(const Model *m) {
-    size_t B = m->max_batch, T = m->max_len, R = m->spec.r;
+    size_t B = m->max_batch, T = m->max_len;
     int NH = m->cfg.num_heads;
     size_t need = m->ops->attention_scratch((int)B, (int)T, NH, m->cfg.num_kv_heads,
                                             model_head_size(&m->cfg));
     for (int i = 0; i < m->n_linears; i++) {
         const Linear *l = m->linears[i];
-        if (l->lora) need = max_size(need, ops_lora_scratch(B * T, (size_t)l->in, R));
+        if (l->lora)
+            need = max_size(need, ops_lora_scratch(B * T, (size_t)l->in, (size_t)l->lora->r));
         if (l->w->packed && l != m->head) need = max_size(need, weight_scratch(m, l, B * T));
         if (!has_dora(l)) continue;
         need = max_size(need, ops_dora_scratch(B * T, (size_t)l->out));
@@ -840,7 +894,7 @@ static void plan_activations(Model *m, Plan *pl) {
     for (int i = 0; i < m->n_loras; i++) { /* the rest: a head's, an input planned as a field */
         Lora *lo = &m->loras[i];
         int dora = lo->mag != NULL;
-        if (!lo->u_in_layer) PLAN_TAKE(pl, &lo->u, N * (size_t)m->spec.r, 1, NULL);
+        if (!lo->u_in_layer) PLAN_TAKE(pl, &lo->u, N * (size_t)lo->r, 1, NULL);
         if (!lo->u_in_layer) PLAN_TAKE(pl, &lo->pre, N * (size_t)lo->base->out, dora, NULL);
         PLAN_TAKE(pl, &lo->norm, (size_t)lo->base->out, dora, NULL);
     }
@@ -918,6 +972,16 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
                        c->max_positions);
     if (s->strategy == STRATEGY_LORA && (s->r < 1 || s->r > LORA_MAX_R))
         return lf_fail(err, "lora.r = %d must be in 1..%d", s->r, LORA_MAX_R);
+    for (int i = 0; i < s->n_rank_pattern; i++) {
+        float r = s->rank_pattern[i].value;
+        if (!(r >= 1 && r <= LORA_MAX_R && r == floorf(r)))
+            return lf_fail(err, "lora.rank_pattern: %s: %g is not a rank in 1..%d",
+                           s->rank_pattern[i].key, (double)r, LORA_MAX_R);
+    }
+    for (int i = 0; i < s->n_alpha_pattern; i++)
+        if (!(s->alpha_pattern[i].value > 0))
+            return lf_fail(err, "lora.alpha_pattern: %s: %g is not > 0", s->alpha_pattern[i].key,
+                           (double)s->alpha_pattern[i].value);
     return 0;
 }
 
@@ -1074,7 +1138,7 @@ static size_t place_packed(Model *m, char *base) {
             const Linear *g = group_member(l, j);
             if (!adapter_in_weight(m, g)) continue;
             if (base) g->lora->a_bf16 = (uint16_t *)(base + at);
-            at += (size_t)m->spec.r * packed_stride(g->w);
+            at += (size_t)g->lora->r * packed_stride(g->w);
         }
     }
     Param *tables[2];
@@ -1133,7 +1197,7 @@ static void sync_norms(Model *m) {
 static int allocate_values(Model *m, LfError *err) {
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
-        if (l->w->dtype == GGML_BF16) l->w->lora_room = group_loras(m, l) * m->spec.r;
+        if (l->w->dtype == GGML_BF16) l->w->lora_room = group_lora_cols(m, l);
     }
     m->n_values = place_values(m, NULL, &m->n_plus_one);
     for (int i = 0; i < m->n_params; i++) {
@@ -1233,13 +1297,13 @@ int model_head_bf16(const Model *m) {
 static int adapter_copies_create(Model *m, LfError *err) {
     OpsBf16Copy *host = malloc(2 * (size_t)m->n_loras * sizeof *host + 1);
     if (!host) return lf_fail(err, "out of memory");
-    int n = 0, R = m->spec.r;
+    int n = 0;
     for (int i = 0; i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
         const Linear *l = lo->base;
         if (!adapter_in_weight(m, l)) continue;
         uint16_t *w = l->w->packed;
-        int ld = weight_ld(m, l);
+        int ld = weight_ld(m, l), R = lo->r;
         host[n++] = (OpsBf16Copy){lo->B->value, w + lora_col(m, l), l->out, R, ld};
         host[n++] = (OpsBf16Copy){lo->A->value, lo->a_bf16, R, l->in, ld};
     }
@@ -1261,7 +1325,7 @@ static void sync_adapters(Model *m) {
 static void weight_norms(Model *m, const Lora *lo, float *norm) {
     const Linear *l = lo->base;
     const Param *w = l->w;
-    int R = m->spec.r, ld = (int)stored_cols(l);
+    int R = lo->r, ld = (int)stored_cols(l);
     if (!w->packed) {
         m->ops->dora_norm(norm, w->value, l->in, lo->A->value, lo->B->value, lo->scale, l->out,
                           l->in, R);
@@ -1479,7 +1543,7 @@ static const uint16_t *group_weight(Model *m, Linear *const *ls, int n, int with
     for (int i = 0; i < n; i++) stored = stored && ls[i]->w->dtype == GGML_BF16;
     if (stored) return ls[0]->w->packed;
     const Ops *o = m->ops;
-    int ld = weight_ld(m, ls[0]), C = ls[0]->in, R = m->spec.r, rows = 0;
+    int ld = weight_ld(m, ls[0]), C = ls[0]->in, rows = 0;
     uint16_t *w = (uint16_t *)*scratch;
     for (int i = 0; i < n; i++) rows += ls[i]->out;
     if (with_b && ld > C) o->zero(w, (size_t)rows * ld * sizeof *w);
@@ -1491,14 +1555,14 @@ static const uint16_t *group_weight(Model *m, Linear *const *ls, int n, int with
         o->dequantize_rows_bf16(row0, l->w->packed, l->w->dtype, 0, l->out, bf16 ? ld : C, ld);
         if (with_b && fused_lora(m, l) && !bf16) /* else sync_adapters wrote it */
             o->dequantize_rows_bf16(row0 + lora_col(m, l), l->lora->B->value, GGML_F32, 0, l->out,
-                                    R, ld);
+                                    l->lora->r, ld);
         rows += l->out;
     }
     for (int i = 0; i < n && with_a; i++) {
-        if (!ls[i]->lora) continue;
-        o->dequantize_rows_bf16(w + (size_t)rows * ld, ls[i]->lora->A->value, GGML_F32, 0, R, C,
-                                ld);
-        rows += R;
+        const Lora *lo = ls[i]->lora;
+        if (!lo) continue;
+        o->dequantize_rows_bf16(w + (size_t)rows * ld, lo->A->value, GGML_F32, 0, lo->r, C, ld);
+        rows += lo->r;
     }
     *scratch += ops_dequantize_bf16_scratch((size_t)rows, ld);
     return w;
@@ -1526,7 +1590,7 @@ static void linear_forward_f32(Model *m, Linear *l, float *out, const float *inp
         o->matmul_forward(out, inp, base_weight(m, l), l->b ? l->b->value : NULL, N, l->in, l->out);
     if (adapted(m, l))
         o->lora_forward(out, l->lora->u, inp, l->lora->A->value, l->lora->B->value, l->lora->scale,
-                        p, seed, m->scratch, N, l->in, l->out, m->spec.r);
+                        p, seed, m->scratch, N, l->in, l->out, l->lora->r);
 }
 
 /* Whether n linears' outputs (out NULL: any) lie side by side in one matrix and their biases
@@ -1557,7 +1621,7 @@ int linear_outputs_join(const Model *m, Linear *const *ls, int n) {
 static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs, int n,
                                 const float *inp, int N, float p, const uint64_t *seeds) {
     const Ops *o = m->ops;
-    int C = ls[0]->in, R = m->spec.r, na = 0, any = 0;
+    int C = ls[0]->in, R = 0, na = 0, any = 0; /* R: the adapted members' one rank */
     float *u[OPS_LORA_GROUP_MAX], scale = 0;
     const float *A[OPS_LORA_GROUP_MAX];
     uint64_t sd[OPS_LORA_GROUP_MAX];
@@ -1568,7 +1632,7 @@ static void linear_forward_bf16(Model *m, Linear *const *ls, float *const *outs,
         if (!adapted(m, ls[i])) continue;
         const Lora *lo = ls[i]->lora;
         xb = na ? xb : lo->xb;
-        u[na] = lo->u, A[na] = lo->A->value, sd[na++] = seeds[i], scale = lo->scale;
+        u[na] = lo->u, A[na] = lo->A->value, sd[na++] = seeds[i], scale = lo->scale, R = lo->r;
     }
     int K = C + na * R;            /* the GEMMs' inner size: zeros meet the other members' u */
     uint16_t *in = ls[0]->in_bf16; /* x's columns written by the op before it */
@@ -1651,7 +1715,7 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
                                  const float *const *douts, int n, const float *inp, int N, float p,
                                  const uint64_t *seeds, int acc) {
     const Ops *o = m->ops;
-    int C = ls[0]->in, R = m->spec.r, na = 0, K = 0, split = 1, fuse = p <= 0;
+    int C = ls[0]->in, R = group_rank(m, ls[0]), na = 0, K = 0, split = 1, fuse = p <= 0;
     const float *du[OPS_LORA_GROUP_MAX], *A[OPS_LORA_GROUP_MAX];
     uint64_t sd[OPS_LORA_GROUP_MAX];
     size_t slot = ops_floats64((size_t)N * R);
@@ -1720,7 +1784,7 @@ static void linear_backward_one(Model *m, Linear *l, float *dinp, const float *d
     if (l->lora)
         o->lora_backward(dinp, l->lora->A->grad, l->lora->B->grad, dout, inp, l->lora->u,
                          l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed, m->scratch,
-                         N, l->in, l->out, m->spec.r);
+                         N, l->in, l->out, l->lora->r);
 }
 
 /* DoRA's backward before the GEMMs': each adapted member's output gradient g becomes mag / norm
@@ -2088,7 +2152,7 @@ float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
         const Lora *lo = &m->loras[i];
         float *W = (*slot)[lo->base->w - m->params];
         merge_lora(W, (*slot)[lo->A - m->params], (*slot)[lo->B - m->params], lo->scale,
-                   lo->base->out, lo->base->in, m->spec.r);
+                   lo->base->out, lo->base->in, lo->r);
         if (lo->mag) merge_dora(W, (*slot)[lo->mag - m->params], lo->base->out, lo->base->in);
     }
     return host;

@@ -15,14 +15,17 @@
 
 #include "loraft/fileio.h"
 
-typedef enum { T_STR, T_CHOICE, T_INT, T_FLOAT, T_BOOL, T_U64, T_LIST } KeyType;
+/* T_LIST: strings; T_INTS: integers (or one); T_MAP: an object of regular expressions and
+ * numbers (LoraPattern), in the key's range, integers where whole. */
+typedef enum { T_STR, T_CHOICE, T_INT, T_FLOAT, T_BOOL, T_U64, T_LIST, T_INTS, T_MAP } KeyType;
 
 typedef struct Key {
     const char *section, *name;
     KeyType type;
     size_t off, size;       /* field offset; char capacity of a string or of one list item */
-    size_t count_off;       /* T_LIST: offset of the item count */
-    int max_items;          /* T_LIST: capacity */
+    size_t count_off;       /* T_LIST, T_INTS, T_MAP: offset of the item count */
+    int max_items;          /* T_LIST, T_INTS, T_MAP: capacity */
+    int whole;              /* T_MAP: its values are integers */
     const char *def;        /* default, as JSON text */
     int ranged;             /* T_INT, T_FLOAT, T_U64: min/max apply */
     double min, max;        /* max = INFINITY: no upper bound */
@@ -189,6 +192,25 @@ static const Key keys[] = {
     {"lora", "modules_to_save", T_LIST, AT_LIST(modules_to_save, n_modules_to_save), .def = "[]",
      .help = "Modules trained in full besides the adapters; empty = the "
              "classification head (PEFT's SEQ_CLS default)."},
+    {"lora", "rank_pattern", T_MAP, AT_LIST(rank_pattern, n_rank_pattern), .def = "{}",
+     RANGE(1, LORA_MAX_R), .whole = 1,
+     .help = "PEFT's rank_pattern: {regular expression: r}. A module whose name (after a '.', "
+             "or whole) ends in a match of the first key that matches takes that rank instead "
+             "of lora.r, e.g. {\"v_proj\": 16} or {\"layers\\\\.0\\\\..*\": 4}. On the "
+             "command line also `lora.rank_pattern=v_proj:16,o_proj:4`."},
+    {"lora", "alpha_pattern", T_MAP, AT_LIST(alpha_pattern, n_alpha_pattern), .def = "{}",
+     RANGE(0, INFINITY), .min_open = 1,
+     .help = "PEFT's alpha_pattern: {regular expression: alpha}, matched as rank_pattern; the "
+             "module's scale is its alpha over its rank (or its square root: use_rslora)."},
+    {"lora", "layers_to_transform", T_INTS, AT_LIST(layers_to_transform, n_layers), .def = "[]",
+     RANGE(0, INT_MAX),
+     .help = "PEFT's layers_to_transform: only the target modules in these layers get "
+             "adapters; empty = every layer. A module's layer is the number after a "
+             "layers_pattern segment (\"model.layers.3.mlp.up_proj\": 3)."},
+    {"lora", "layers_pattern", T_LIST, AT_LIST(layers_pattern, n_layers_pattern), .def = "[]",
+     .help = "PEFT's layers_pattern: the names (regular expressions) of the segment before a "
+             "layer's number, e.g. [\"layers\"]; empty = the first number after two or more "
+             "segments. Needs layers_to_transform."},
 
     {"train", "learning_rate", T_FLOAT, AT(lr), .def = "5e-05", RANGE(0, INFINITY), .min_open = 1,
      .help = "Peak learning rate of AdamW."},
@@ -401,8 +423,9 @@ static const char *json_kind(const cJSON *v) {
 }
 
 static const char *type_name(KeyType t) {
-    static const char *const names[] = {"string",  "string",  "integer",         "number",
-                                        "boolean", "integer", "array of strings"};
+    static const char *const names[] = {
+        "string",  "string",           "integer",           "number",           "boolean",
+        "integer", "array of strings", "array of integers", "object of numbers"};
     return names[t];
 }
 
@@ -478,6 +501,57 @@ static int apply_list(TrainConfig *c, const Key *k, const cJSON *v, LfError *err
     return 0;
 }
 
+/* A T_INTS value: integers in the key's range, or one. */
+static int apply_ints(TrainConfig *c, const Key *k, const cJSON *v, LfError *err) {
+    int one = cJSON_IsNumber(v), n = one ? 1 : cJSON_GetArraySize(v), i = 0;
+    if (n > k->max_items)
+        return lf_fail(err, "%s.%s: %d entries, at most %d allowed", k->section, k->name, n,
+                       k->max_items);
+    int *items = (int *)((char *)c + k->off), got[LORA_MAX_LAYERS]; /* max_items at most */
+    for (const cJSON *e = one ? v : v->child; e; e = one ? NULL : e->next, i++) {
+        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble))
+            return lf_fail(err, "%s.%s[%d]: expected an integer, got %s", k->section, k->name, i,
+                           cJSON_IsNumber(e) ? "a fraction" : json_kind(e));
+        if (check_range(k, e->valuedouble, err)) return -1;
+        got[i] = (int)e->valuedouble;
+    }
+    memset(items, 0, (size_t)k->max_items * sizeof *items); /* saved and loaded alike */
+    memcpy(items, got, (size_t)n * sizeof *items);
+    *(int *)((char *)c + k->count_off) = n;
+    return 0;
+}
+
+/* A T_MAP value: keys that compile as lora_targets.h's regular expressions, numbers in the key's
+ * range. */
+static int apply_map(TrainConfig *c, const Key *k, const cJSON *v, LfError *err) {
+    int n = cJSON_GetArraySize(v), i = 0;
+    if (n > k->max_items)
+        return lf_fail(err, "%s.%s: %d keys, at most %d allowed", k->section, k->name, n,
+                       k->max_items);
+    LoraPattern got[LORA_MAX_PATTERNS];
+    memset(got, 0, sizeof got); /* every byte, so that a saved config loads back equal */
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        if (strlen(e->string) >= sizeof got->key || lora_pattern_check(e->string, err))
+            return lf_wrap(err, "%s.%s: key \"%.40s\"", k->section, k->name, e->string);
+        if (!cJSON_IsNumber(e) || (k->whole && e->valuedouble != floor(e->valuedouble)))
+            return lf_fail(err, "%s.%s: \"%s\": expected %s, got %s", k->section, k->name,
+                           e->string, k->whole ? "an integer" : "a number",
+                           cJSON_IsNumber(e) ? "a fraction" : json_kind(e));
+        double as_kept = k->whole ? e->valuedouble : (double)(float)e->valuedouble;
+        if (!isfinite(as_kept) || !in_range(k, as_kept)) {
+            char r[96];
+            range_text(k, r, sizeof r);
+            return lf_fail(err, "%s.%s: \"%s\": %.16g is out of range (allowed: %s)", k->section,
+                           k->name, e->string, e->valuedouble, r);
+        }
+        snprintf(got[i].key, sizeof got->key, "%s", e->string);
+        got[i].value = (float)e->valuedouble;
+    }
+    memcpy((char *)c + k->off, got, (size_t)k->max_items * sizeof *got);
+    *(int *)((char *)c + k->count_off) = n;
+    return 0;
+}
+
 static int apply_number(TrainConfig *c, const Key *k, double x, LfError *err) {
     if (k->type != T_FLOAT && x != floor(x))
         return lf_fail(err, "%s.%s: expected an integer, got %.16g", k->section, k->name, x);
@@ -500,12 +574,13 @@ static int key_apply(TrainConfig *c, const Key *k, const cJSON *v, LfError *err)
     int ok = k->type == T_STR || k->type == T_CHOICE ? cJSON_IsString(v)
              : k->type == T_BOOL                     ? cJSON_IsBool(v)
              : k->type == T_LIST                     ? cJSON_IsArray(v)
+             : k->type == T_INTS                     ? cJSON_IsArray(v) || cJSON_IsNumber(v)
+             : k->type == T_MAP                      ? cJSON_IsObject(v)
                                                      : cJSON_IsNumber(v);
     if (!ok) {
         const char *t = type_name(k->type);
         return lf_fail(err, "%s.%s: expected %s %s, got %s", k->section, k->name,
-                       k->type == T_INT || k->type == T_U64 || k->type == T_LIST ? "an" : "a", t,
-                       json_kind(v));
+                       strchr("aeiou", t[0]) ? "an" : "a", t, json_kind(v));
     }
     char *dst = (char *)c + k->off;
     switch (k->type) {
@@ -524,6 +599,10 @@ static int key_apply(TrainConfig *c, const Key *k, const cJSON *v, LfError *err)
         return 0;
     case T_LIST:
         return apply_list(c, k, v, err);
+    case T_INTS:
+        return apply_ints(c, k, v, err);
+    case T_MAP:
+        return apply_map(c, k, v, err);
     default:
         return apply_number(c, k, v->valuedouble, err);
     }
@@ -640,12 +719,40 @@ int train_config_load(TrainConfig *c, const char *path, LfError *err) {
 
 /* ---- overrides ---- */
 
+/* A T_MAP override's "key:value,key:value" (each split at its last ':') as the JSON object; a
+ * key with a ',' needs the JSON form. An item that is not so: the text, which key_apply refuses. */
+static cJSON *map_override(const char *text) {
+    cJSON *map = cJSON_CreateObject();
+    for (const char *p = text; map && *p;) {
+        size_t len = strcspn(p, ",");
+        char item[256], *end;
+        snprintf(item, sizeof item, "%.*s", (int)(len < 255 ? len : 255), p);
+        char *colon = strrchr(item, ':');
+        double x = colon ? strtod(colon + 1, &end) : 0;
+        if (!colon || colon == item || end == colon + 1 || *end) {
+            cJSON_Delete(map);
+            return cJSON_CreateString(text);
+        }
+        *colon = 0;
+        cJSON_AddNumberToObject(map, item, x);
+        p += len + (p[len] == ',');
+    }
+    return map;
+}
+
 /* The JSON value an override's text stands for (see train_config_set). */
 static cJSON *override_value(const Key *k, const char *text) {
     cJSON *v = cJSON_ParseWithOpts(text, NULL, 1);
     int textual = k->type == T_STR || k->type == T_CHOICE;
     if (v && (!textual || cJSON_IsString(v))) return v;
     cJSON_Delete(v);
+    if (k->type == T_INTS) { /* 0,1,2 */
+        char list[1024];
+        snprintf(list, sizeof list, "[%.1000s]", text);
+        v = cJSON_ParseWithOpts(list, NULL, 1);
+        return v ? v : cJSON_CreateString(text);
+    }
+    if (k->type == T_MAP) return map_override(text);
     if (k->type != T_LIST) return cJSON_CreateString(text);
     cJSON *list = cJSON_CreateArray();
     for (const char *p = text; list && *p;) {
@@ -708,6 +815,16 @@ int train_config_check(const TrainConfig *c, LfError *err) {
     if (c->use_dora && strcmp(c->strategy, "lora"))
         return lf_fail(err, "lora.use_dora is DoRA: it needs lora.strategy lora, not %s",
                        c->strategy);
+    if ((c->n_rank_pattern || c->n_alpha_pattern || c->n_layers) && strcmp(c->strategy, "lora"))
+        return lf_fail(err,
+                       "lora.rank_pattern, alpha_pattern and layers_to_transform shape the "
+                       "adapters: they need lora.strategy lora, not %s",
+                       c->strategy);
+    if (c->n_layers_pattern && !c->n_layers)
+        return lf_fail(err, "lora.layers_pattern needs lora.layers_to_transform");
+    for (int i = 0; i < c->n_layers_pattern; i++)
+        if (lora_pattern_check(c->layers_pattern[i], err))
+            return lf_wrap(err, "lora.layers_pattern");
     if (c->use_dora && c->dropout > 0)
         return lf_fail(err,
                        "lora.use_dora with lora.dropout %g: DoRA under dropout needs a second "
@@ -754,6 +871,18 @@ static cJSON *key_to_json(const TrainConfig *c, const Key *k) {
             cJSON_AddItemToArray(list, cJSON_CreateString(src + (size_t)i * k->size));
         return list;
     }
+    case T_INTS:
+        return cJSON_CreateIntArray((const int *)src,
+                                    *(const int *)((const char *)c + k->count_off));
+    case T_MAP: {
+        cJSON *map = cJSON_CreateObject();
+        const LoraPattern *p = (const LoraPattern *)src;
+        for (int i = 0, n = *(const int *)((const char *)c + k->count_off); map && i < n; i++) {
+            float_text(p[i].value, buf, sizeof buf);
+            cJSON_AddItemToObject(map, p[i].key, cJSON_CreateRaw(buf));
+        }
+        return map;
+    }
     }
     return NULL;
 }
@@ -794,7 +923,7 @@ static void doc_allowed(const Key *k, FILE *out) {
             fprintf(out, "%s`%s`", i ? ", " : "", buf);
     else if (k->ranged) {
         range_text(k, buf, sizeof buf);
-        fputs(buf, out);
+        fprintf(out, "%s%s", k->type == T_MAP || k->type == T_INTS ? "values " : "", buf);
     } else if (k->type == T_LIST)
         fprintf(out, "at most %d names of < %zu characters", k->max_items, k->size);
 }

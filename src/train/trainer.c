@@ -182,6 +182,14 @@ static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, i
     s->n_modules_to_save = c->n_modules_to_save;
     for (int i = 0; i < c->n_modules_to_save; i++)
         memcpy(s->modules_to_save[i], c->modules_to_save[i], sizeof s->modules_to_save[i]);
+    s->n_rank_pattern = c->n_rank_pattern;
+    memcpy(s->rank_pattern, c->rank_pattern, sizeof s->rank_pattern);
+    s->n_alpha_pattern = c->n_alpha_pattern;
+    memcpy(s->alpha_pattern, c->alpha_pattern, sizeof s->alpha_pattern);
+    s->n_layers = c->n_layers;
+    memcpy(s->layers, c->layers_to_transform, sizeof s->layers);
+    s->n_layers_pattern = c->n_layers_pattern;
+    memcpy(s->layers_pattern, c->layers_pattern, sizeof s->layers_pattern);
 }
 
 /* The label set: the config's names or count override the checkpoint's. */

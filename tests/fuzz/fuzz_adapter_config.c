@@ -1,6 +1,7 @@
 /* fuzz_adapter_config.c: libFuzzer target for reading a PEFT adapter_config.json
  * (adapter_read_config). The input is the file; what it fills in must stay inside the
- * TrainSpec: counts within the arrays, every name NUL-terminated, the base model name too. */
+ * TrainSpec: counts within the arrays, every name NUL-terminated, the base model name too, and
+ * PEFT's patterns within their ranges, of keys that compile. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,5 +29,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < spec.n_modules_to_save; i++)
         FUZZ_ASSERT(memchr(spec.modules_to_save[i], 0, sizeof spec.modules_to_save[i]));
     FUZZ_ASSERT(memchr(base, 0, sizeof base));
+    FUZZ_ASSERT(spec.n_rank_pattern >= 0 && spec.n_rank_pattern <= LORA_MAX_PATTERNS);
+    FUZZ_ASSERT(spec.n_alpha_pattern >= 0 && spec.n_alpha_pattern <= LORA_MAX_PATTERNS);
+    for (int i = 0; i < spec.n_rank_pattern; i++) { /* a rank, of a key that compiles */
+        const LoraPattern *p = &spec.rank_pattern[i];
+        FUZZ_ASSERT(memchr(p->key, 0, sizeof p->key) && lora_pattern_check(p->key, &err) == 0);
+        FUZZ_ASSERT(p->value >= 1 && p->value <= LORA_MAX_R && p->value == (float)(int)p->value);
+    }
+    for (int i = 0; i < spec.n_alpha_pattern; i++) {
+        const LoraPattern *p = &spec.alpha_pattern[i];
+        FUZZ_ASSERT(memchr(p->key, 0, sizeof p->key) && lora_pattern_check(p->key, &err) == 0);
+        FUZZ_ASSERT(p->value > 0 && p->value <= 3.4e38f);
+    }
+    FUZZ_ASSERT(spec.n_layers >= 0 && spec.n_layers <= LORA_MAX_LAYERS);
+    for (int i = 0; i < spec.n_layers; i++) FUZZ_ASSERT(spec.layers[i] >= 0);
+    FUZZ_ASSERT(spec.n_layers_pattern >= 0 && spec.n_layers_pattern <= LORA_MAX_LAYER_NAMES);
+    FUZZ_ASSERT(!spec.n_layers_pattern || spec.n_layers);
+    for (int i = 0; i < spec.n_layers_pattern; i++)
+        FUZZ_ASSERT(memchr(spec.layers_pattern[i], 0, sizeof spec.layers_pattern[i]));
     return 0;
 }

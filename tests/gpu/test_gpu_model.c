@@ -173,6 +173,9 @@ static void compare_grads(const Model *gpu, const Model *cpu, Precision prec) {
  * off on both sides (cuDNN's masks are its own; test_gpu_parity checks them). */
 static AttentionImpl gpu_attention = ATTENTION_LORAFT;
 static int gpu_dora; /* run_decoder and checkpointing_same_bits adapt with DoRA (lora dropout 0) */
+/* run_decoder's LoRA takes other ranks and alphas (PEFT's rank_pattern, alpha_pattern) for q,
+ * v and gate, so that q, k, v and gate, up run apart */
+static int gpu_patterns;
 
 static void run(const char *dir, int arch, int every_linear, Precision prec, float lora_p) {
     ModelConfig cfg;
@@ -446,9 +449,10 @@ static void check_packed_weights(Model *gpu, Model *cpu) {
     }
     for (int i = 0; i < gpu->n_linears; i++) {
         const Linear *l = gpu->linears[i];
-        int adapted = l->peers ? 0 : l->lora != NULL;
-        for (int j = 0; l->peers && j < l->group; j++) adapted += l->peers[j]->lora != NULL;
-        rooms += l->w->packed && l->w->lora_room == adapted * gpu->spec.r;
+        int cols = l->peers || !l->lora ? 0 : l->lora->r; /* the ranks of its group's adapted */
+        for (int j = 0; l->peers && j < l->group; j++)
+            cols += l->peers[j]->lora ? l->peers[j]->lora->r : 0;
+        rooms += l->w->packed && l->w->lora_room == cols;
         rooms -= l->w->packed != NULL;
     }
     CHECK(bad == 0);
@@ -496,6 +500,11 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.r = 4, spec.alpha = 8, spec.dropout = lora_p, spec.use_dora = gpu_dora;
     spec.neftune_alpha = prec == PRECISION_FP32 ? 5.0f : 0.0f;
     spec.base_dtype = dtype;
+    if (gpu_patterns) {
+        spec.rank_pattern[spec.n_rank_pattern++] = (LoraPattern){"q_proj", 6};
+        spec.rank_pattern[spec.n_rank_pattern++] = (LoraPattern){"gate_proj", 2};
+        spec.alpha_pattern[spec.n_alpha_pattern++] = (LoraPattern){"v_proj", 20};
+    }
     int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks: two pairs */
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
@@ -517,6 +526,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     if (!ok) fprintf(stderr, "%s\n", err.msg);
     CHECK(ok);
     if (!ok) return;
+    for (int i = 0; gpu_patterns && i < gpu.n_linears; i++) /* the adapted run apart */
+        CHECK(!gpu.linears[i]->peers || !gpu.linears[i]->lora);
     Rng rng = {11, 0};
     int n_lora = 0;
     for (int i = 0; i < cpu.n_params; i++) {
@@ -748,6 +759,8 @@ static void checkpointing_same_bits(const ModelConfig *cfg, const char *dir, Pre
     spec.r = 4, spec.alpha = 8, spec.dropout = gpu_dora ? 0.0f : 0.1f, spec.use_dora = gpu_dora;
     for (int i = 0; i < n_targets; i++)
         snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "%s", targets[i]);
+    if (gpu_patterns) /* q, k, v apart, each recomputed with its own input copy */
+        spec.rank_pattern[spec.n_rank_pattern++] = (LoraPattern){"q_proj", 6};
     int causal = spec.task == TASK_CAUSAL_LM, rows = 3;
     int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
     Rng rng = {21, 0};
@@ -899,6 +912,33 @@ static void dora_runs(void) {
     checkpointing_same_bits(&cfg, NULL, PRECISION_BF16, proj, 7,
                             "llama (DoRA on the seven projections)");
     gpu_dora = 0;
+}
+
+/* PEFT's rank_pattern and alpha_pattern on the Llama's seven projections: q, k and v of three
+ * scales (q of rank 6), gate and up of two ranks, so that each runs apart from its group, in its
+ * own input copy; fp32 and bf16 (B's room in each stored weight its own rank's width), with
+ * lora dropout and without (A's rows inside the input gradient's GEMM), q4_1 on q and v. */
+static void pattern_runs(void) {
+    gpu_patterns = 1;
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
+                NULL);
+    printf("llama (rank_pattern, alpha_pattern): cuda model matches cpu\n");
+    bf16_worst = 0;
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
+                NULL);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.0f, 1,
+                NULL);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q4_1, PRECISION_BF16, 0.0f, 0,
+                NULL);
+    printf("llama (rank_pattern, alpha_pattern; base bf16 with and without lora dropout, q4_1 on "
+           "q and v): cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
+    const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                          "gate_proj", "up_proj", "down_proj"};
+    ModelConfig cfg;
+    decoder_config(&cfg, ARCH_LLAMA, 0);
+    checkpointing_same_bits(&cfg, NULL, PRECISION_BF16, proj, 7, "llama (q_proj of rank 6)");
+    gpu_patterns = 0;
 }
 
 /* A causal LM with LoRA on arch in fp32 (matching the CPU) and in bf16 (within its bounds). */
@@ -1092,6 +1132,7 @@ int main(void) {
     run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("gpt2 DPO (LoRA): cuda model matches cpu\n");
     dora_runs();
+    pattern_runs();
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     const char *conv[] = {"c_attn", "c_proj", "c_fc"};

@@ -1,0 +1,30 @@
+/* lora_targets.h: PEFT's rules for a LoRA module's rank and alpha, and for the layers that get
+ * adapters. LoraConfig's rank_pattern and alpha_pattern map regular expressions to a rank or an
+ * alpha: a module takes the value of the first key that matches the end of its name (after a
+ * '.', or the whole name); layers_to_transform keeps the targets of the listed layers only. */
+#pragma once
+
+#include "loraft/error.h"
+
+#define LORA_MAX_PATTERNS 16
+#define LORA_MAX_LAYERS 64
+#define LORA_PATTERN_KEY 128
+#define LORA_MAX_LAYER_NAMES 4
+
+typedef struct LoraPattern {
+    char key[LORA_PATTERN_KEY]; /* a Python regular expression, as PEFT's config holds it */
+    float value;
+} LoraPattern;
+
+/* Whether key is a regular expression loraft can match (a clear error if not): POSIX extended
+ * syntax, plus Python's \d \w \s, (?: and lazy quantifiers, which match the same strings. */
+int lora_pattern_check(const char *key, LfError *err);
+
+/* The value of the first of n patterns whose key matches module as PEFT's get_pattern_key does
+ * (the expression (.*\.)?(key)$ over the whole name), or fallback. Keys were checked. */
+float lora_pattern_value(const LoraPattern *p, int n, const char *module, float fallback);
+
+/* PEFT's layer index of a module name: the first numeric segment after a segment matching one of
+ * the n layer names (a regular expression each, as patterns; none: after two or more segments),
+ * with more after it ("model.layers.3.self_attn.q_proj": 3); -1 where there is none. */
+int lora_layer_index(const char *module, const char (*names)[32], int n);
