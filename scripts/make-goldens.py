@@ -124,6 +124,17 @@ CASES = [
     dict(name="distilbert_layers", init=["--arch", "distilbert", "--num-labels", "2"] + TINY,
          strategy="lora", r=2, alpha=4.0, rslora=False, targets=["q_lin", "v_lin", "lin1"],
          layers_to_transform=[0], alpha_pattern={"lin1": 12.0}),
+    # target_modules "all-linear" (every linear but the output layer: the untied lm_head here; the
+    # classifier, not the pooler, for BERT), and exclude_modules as a regular expression
+    dict(name="llama_all_linear", init=["--arch", "llama", "--kv-heads", "2", "--untied"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets="all-linear", exclude_modules=r".*layers\.0\.self_attn\.(k|v)_proj"),
+    dict(name="bert_all_linear", init=["--arch", "bert", "--num-labels", "3"] + TINY,
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets="all-linear"),
+    # target_modules as a regular expression (full-matched), exclude_modules as names
+    dict(name="gpt2_regex", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=r".*\.(c_attn|c_fc)",
+         fan_in_fan_out=True, exclude_modules=["transformer.h.0.attn.c_attn"]),
 ]
 # after_atol: the absolute tolerance of the weights after the AdamW steps, as a fraction of lr
 # (default 1e-3, see tests/test_golden.c). DPO's gradient is the difference of two sequences'
@@ -238,7 +249,8 @@ def wrap(model, case):
                          rank_pattern=case.get("rank_pattern", {}),
                          alpha_pattern=case.get("alpha_pattern", {}),
                          layers_to_transform=case.get("layers_to_transform"),
-                         layers_pattern=case.get("layers_pattern"))
+                         layers_pattern=case.get("layers_pattern"),
+                         exclude_modules=case.get("exclude_modules"))
         torch.manual_seed(11)
         return get_peft_model(model, cfg)
     if case["strategy"] == "head":

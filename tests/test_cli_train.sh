@@ -224,11 +224,23 @@ print('%.4f' % min(e['eval_loss'] for e in ev))")
 grep -q "eval: eval_loss $patterns_loss" "$tmp/patterns_eval" && ok || { cat "$tmp/patterns_eval"; bad "patterns eval != best ($patterns_loss)"; }
 if train --set lora.layers_to_transform=5 --set train.output_dir="$tmp/no_layer" >"$tmp/no_layer.log" 2>&1; then
   bad "layers_to_transform with no target taken"; fi
-grep -q "no LoRA target lies in those layers" "$tmp/no_layer.log" && [ ! -e "$tmp/no_layer" ] && ok \
+grep -q "no LoRA target is left by lora.layers_to_transform" "$tmp/no_layer.log" && [ ! -e "$tmp/no_layer" ] && ok \
   || { cat "$tmp/no_layer.log"; bad "layers_to_transform 5: the message, nothing written"; }
 if train --set 'lora.rank_pattern={"(?=q)_lin": 2}' --set train.output_dir="$tmp/lookahead" >"$tmp/la.log" 2>&1; then
   bad "a lookahead key taken"; fi
 grep -q '(?= is not supported' "$tmp/la.log" && [ ! -e "$tmp/lookahead" ] && ok \
   || { cat "$tmp/la.log"; bad "a lookahead key: the message, nothing written"; }
+
+# 14. an adapter whose file holds tensors its config does not target (lin1's, here) is refused
+#     naming one, not loaded without them
+cp -rL "$tmp/run/best" "$tmp/stray"
+python3 - "$tmp/stray/adapter_config.json" <<'PYEOF'
+import json, sys
+c = json.load(open(sys.argv[1])); c["target_modules"] = ["q_lin", "v_lin"]
+json.dump(c, open(sys.argv[1], "w"))
+PYEOF
+"$bin" predict --model "$tmp/model" --adapter "$tmp/stray" "a film" >"$tmp/stray.log" 2>&1 && bad "stray adapter tensors taken"
+grep -q "ffn.lin1.lora_A.weight' is not an adapter of this model" "$tmp/stray.log" && ok \
+  || { cat "$tmp/stray.log"; bad "stray adapter tensors: the message"; }
 
 finish

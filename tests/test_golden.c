@@ -122,8 +122,16 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     s->use_rslora = cJSON_IsTrue(cJSON_GetObjectItem(c, "rslora"));
     s->use_dora = cJSON_IsTrue(cJSON_GetObjectItem(c, "dora"));
     const cJSON *t, *layers_pattern = cJSON_GetObjectItem(c, "layers_pattern");
-    cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "targets"))
+    const cJSON *targets = cJSON_GetObjectItem(c, "targets"),
+                *ex = cJSON_GetObjectItem(c, "exclude_modules");
+    if (cJSON_IsString(targets)) /* peft's string form: a regular expression, or all-linear */
+        snprintf(s->target_regex, sizeof s->target_regex, "%s", targets->valuestring);
+    cJSON_ArrayForEach(t, (cJSON_IsArray(targets) ? targets : NULL))
         snprintf(s->targets[s->n_targets++], sizeof s->targets[0], "%s", t->valuestring);
+    if (cJSON_IsString(ex))
+        snprintf(s->exclude_regex, sizeof s->exclude_regex, "%s", ex->valuestring);
+    cJSON_ArrayForEach(t, (cJSON_IsArray(ex) ? ex : NULL))
+        snprintf(s->exclude[s->n_exclude++], sizeof s->exclude[0], "%s", t->valuestring);
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "rank_pattern"))
         s->rank_pattern[s->n_rank_pattern++] = pattern(t);
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "alpha_pattern"))

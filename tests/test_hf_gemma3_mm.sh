@@ -18,7 +18,7 @@
 #  3. an adapter PEFT made (that regular expression, random B) loads into loraft with PEFT's loss;
 #     one with target_modules ["q_proj", "v_proj"], which PEFT also puts on SigLIP's, is refused
 #     naming a vision_tower tensor, and one whose target_modules is another regular expression
-#     (".*q_proj") is refused naming the form loraft reads;
+#     (".*q_proj", which leaves its other projections' tensors out) is refused naming such a tensor;
 #  4. `loraft merge` to an HF directory and full fine-tuning are refused (the vision tower would be
 #     lost: docs/FORMATS.md), naming the way out; `loraft merge --format gguf --type f32` writes
 #     the text model as llama.cpp's gemma3 names it and gives the adapter's loss; `loraft
@@ -138,7 +138,7 @@ EOF
 peft=$(eval_loss "$dir/run.json" --adapter "$dir/peft")
 cp -r "$dir/peft" "$dir/anyq"
 sed -i 's/"target_modules": "[^"]*"/"target_modules": ".*q_proj"/' "$dir/anyq/adapter_config.json"
-expect_refusal "target_modules as another regular expression" "only the form" -- \
+expect_refusal "target_modules as another regular expression" "lora_A.weight' is not an adapter of this model" -- \
   "$bin" eval --config "$dir/run.json" --adapter "$dir/anyq"
 expect_refusal "PEFT's adapter with LoRA on the vision tower" "vision_tower" -- \
   "$bin" eval --config "$dir/run.json" --adapter "$dir/vision"

@@ -10,7 +10,9 @@
 #     the magnitudes too), its merge in transformers, and peft's adapter (random A, B and
 #     magnitudes) in loraft;
 #  5. the same for rank_pattern, alpha_pattern and layers_to_transform: loraft's adapter in peft
-#     (tensors of the pattern's ranks, in the listed layers only) and peft's in loraft.
+#     (tensors of the pattern's ranks, in the listed layers only) and peft's in loraft;
+#  6. the same for target_modules "all-linear" with exclude_modules: loraft's adapter in peft, and
+#     peft's (which lists every adapted module by its full name) in loraft.
 set -euo pipefail
 bin=${LORAFT_BIN:-build/loraft}
 vocab=${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased
@@ -45,6 +47,8 @@ EOF
 "$bin" merge --model "$tmp/distilbert" --adapter "$tmp/dora/best" --out "$tmp/dora_merged" >/dev/null
 "$bin" train --config "$tmp/cfg.json" --set lora.rank_pattern=q_lin:8,lin2:2 --set lora.alpha_pattern=v_lin:24 \
   --set lora.layers_to_transform=1 --set train.output_dir="$tmp/patterns" >/dev/null
+"$bin" train --config "$tmp/cfg.json" --set lora.target_modules=all-linear \
+  --set lora.exclude_modules=pre_classifier,layer.0.ffn.lin1 --set train.output_dir="$tmp/all_linear" >/dev/null
 
 texts=("a good movie" "the plot was awful, very awful" "it was a film")
 predict() { "$bin" predict --model "$1" ${2:+--adapter "$2"} "${texts[@]}" | cut -f1,2; }
@@ -53,6 +57,7 @@ predict "$tmp/merged" >"$tmp/ours_merged"
 predict "$tmp/distilbert" "$tmp/dora/best" >"$tmp/ours_dora"
 predict "$tmp/dora_merged" >"$tmp/ours_dora_merged"
 predict "$tmp/distilbert" "$tmp/patterns/best" >"$tmp/ours_patterns"
+predict "$tmp/distilbert" "$tmp/all_linear/best" >"$tmp/ours_all_linear"
 
 # peft writes an adapter for the BERT model; loraft reads it
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
@@ -64,10 +69,12 @@ torch.manual_seed(0)
 base = AutoModelForSequenceClassification.from_pretrained(tmp + "/bert")
 patterns = dict(rank_pattern={"query": 5, r"layer\.1\.output\.dense": 2}, alpha_pattern={"value": 1.5},
                 layers_to_transform=[1], layers_pattern="layer")
-for name, dora, extra in (("peft_adapter", False, {}), ("peft_dora", True, {}), ("peft_patterns", False, patterns)):
+all_linear = dict(target_modules="all-linear", exclude_modules=["bert.encoder.layer.0.attention.self.key"])
+for name, dora, extra in (("peft_adapter", False, {}), ("peft_dora", True, {}), ("peft_patterns", False, patterns),
+                          ("peft_all_linear", False, all_linear)):
     base = AutoModelForSequenceClassification.from_pretrained(tmp + "/bert")
-    cfg = LoraConfig(task_type="SEQ_CLS", r=3, lora_alpha=6, target_modules=["query", "value", "dense"],
-                     init_lora_weights=False, use_dora=dora, **extra)
+    cfg = LoraConfig(task_type="SEQ_CLS", r=3, lora_alpha=6, init_lora_weights=False, use_dora=dora,
+                     **{"target_modules": ["query", "value", "dense"], **extra})
     model = get_peft_model(base, cfg)
     with torch.no_grad():
         model.base_model.model.classifier.modules_to_save["default"].weight.normal_(0, 0.5)
@@ -79,6 +86,7 @@ EOF
 predict "$tmp/bert" "$tmp/peft_adapter" >"$tmp/ours_peft"
 predict "$tmp/bert" "$tmp/peft_dora" >"$tmp/ours_peft_dora"
 predict "$tmp/bert" "$tmp/peft_patterns" >"$tmp/ours_peft_patterns"
+predict "$tmp/bert" "$tmp/peft_all_linear" >"$tmp/ours_peft_all_linear"
 
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
 import sys, torch
@@ -117,6 +125,7 @@ want = {f"base_model.model.distilbert.transformer.layer.1.{k}": r for k, r in
 v_lin = patterns.base_model.model.distilbert.transformer.layer[1].attention.v_lin
 ok_ranks = ranks == want and v_lin.scaling["default"] == 6
 print(("ok  " if ok_ranks else "FAIL") + f" loraft patterns adapter's modules, ranks and scale in peft: {ranks}")
+all_linear = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/all_linear/best")
 results = [
     same(ours("ours_adapter"), probs(PeftModel.from_pretrained(base("distilbert"), f"{tmp}/run/best"), f"{tmp}/distilbert"),
          "loraft adapter in PeftModel.from_pretrained"),
@@ -133,6 +142,10 @@ results = [
     same(ours("ours_patterns"), probs(patterns, f"{tmp}/distilbert"), "loraft patterns adapter in PeftModel.from_pretrained"),
     same(ours("ours_peft_patterns"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_patterns"), f"{tmp}/bert"),
          "peft patterns adapter in loraft"),
+    holds_file(all_linear, f"{tmp}/all_linear/best", "loraft all-linear adapter in PeftModel"),
+    same(ours("ours_all_linear"), probs(all_linear, f"{tmp}/distilbert"), "loraft all-linear adapter in PeftModel.from_pretrained"),
+    same(ours("ours_peft_all_linear"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_all_linear"), f"{tmp}/bert"),
+         "peft all-linear adapter (every module's full name) in loraft"),
 ]
 print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)

@@ -252,6 +252,15 @@ static void test_check(void) {
     CHECK(train_config_check(&c, &err) == -1);
     CHECK_HAS(err.msg, "lora.layers_pattern: regular expression \"la(yers\" does not compile");
     CHECK(train_config_set(&c, "lora.layers_pattern=[]", &err) == 0);
+    /* all-linear is PEFT's word for every linear layer: no other name beside it */
+    CHECK(train_config_set(&c, "lora.target_modules=q_lin,all-linear", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "lora.target_modules: \"all-linear\" stands alone");
+    CHECK(train_config_set(&c, "lora.target_modules=ALL-LINEAR", &err) == 0 &&
+          train_config_check(&c, &err) == 0);
+    CHECK(train_config_set(&c, "lora.exclude_modules=model.layers.0.mlp.down_proj,lm_head", &err) ==
+          0);
+    CHECK(c.n_exclude == 2 && !strcmp(c.exclude_modules[0], "model.layers.0.mlp.down_proj"));
     CHECK(train_config_set(&c, "lora.strategy=full", &err) == 0);
     CHECK(train_config_check(&c, &err) == -1);
     CHECK_HAS(err.msg, "they need lora.strategy lora, not full");
@@ -292,7 +301,7 @@ static void test_set(void) {
     CHECK(train_config_set(&c, "lora.target_modules=a,b", &err) == 0);
     CHECK(train_config_set(&c, "lora.target_modules=[\"x\", 1]", &err) == -1);
     CHECK(train_config_set(&c, "lora.target_modules=x,,y", &err) == -1);
-    CHECK_HAS(err.msg, "lora.target_modules[1]: \"\" must have 1 to 31 characters");
+    CHECK_HAS(err.msg, "lora.target_modules[1]: \"\" must have 1 to 63 characters");
     /* failed overrides change nothing */
     CHECK(c.lr == 1e-3f && c.dropout == 0.0f && c.n_targets == 2);
     CHECK(!strcmp(c.target_modules[0], "a") && !strcmp(c.target_modules[1], "b"));

@@ -1,7 +1,9 @@
-/* lora_targets.h: PEFT's rules for a LoRA module's rank and alpha, and for the layers that get
+/* lora_targets.h: PEFT's rules for a LoRA module's rank and alpha, and for the modules that get
  * adapters. LoraConfig's rank_pattern and alpha_pattern map regular expressions to a rank or an
  * alpha: a module takes the value of the first key that matches the end of its name (after a
- * '.', or the whole name); layers_to_transform keeps the targets of the listed layers only. */
+ * '.', or the whole name); layers_to_transform keeps the targets of the listed layers only;
+ * target_modules and exclude_modules given as a string are a regular expression that a module's
+ * whole name must match. */
 #pragma once
 
 #include "loraft/error.h"
@@ -10,6 +12,8 @@
 #define LORA_MAX_LAYERS 64
 #define LORA_PATTERN_KEY 128
 #define LORA_MAX_LAYER_NAMES 4
+#define LORA_REGEX_MAX 512           /* target_modules or exclude_modules as a string */
+#define LORA_ALL_LINEAR "all-linear" /* PEFT's target_modules for every linear but the output's */
 
 typedef struct LoraPattern {
     char key[LORA_PATTERN_KEY]; /* a Python regular expression, as PEFT's config holds it */
@@ -19,6 +23,10 @@ typedef struct LoraPattern {
 /* Whether key is a regular expression loraft can match (a clear error if not): POSIX extended
  * syntax, plus Python's \d \w \s, (?: and lazy quantifiers, which match the same strings. */
 int lora_pattern_check(const char *key, LfError *err);
+
+/* Whether name matches the regular expression key whole (Python's re.fullmatch: PEFT's
+ * target_modules or exclude_modules as a string). key was checked. */
+int lora_regex_fullmatch(const char *name, const char *key);
 
 /* The value of the first of n patterns whose key matches module as PEFT's get_pattern_key does
  * (the expression (.*\.)?(key)$ over the whole name), or fallback. Keys were checked. */

@@ -68,7 +68,8 @@ typedef enum BaseDtype {
  * on the CUDA backend, fp32 on the CPU, which computes fp32 only. model_create resolves auto:
  * Model.spec.precision is never AUTO. */
 
-#define LORA_MAX_TARGETS 16
+#define LORA_MAX_TARGETS 1024 /* PEFT writes "all-linear" as every adapted module's full name */
+#define LORA_MAX_EXCLUDE 64
 #define LORA_MAX_SAVE 8
 
 /* What to train, with PEFT's LoraConfig meaning. */
@@ -80,8 +81,17 @@ typedef struct TrainSpec {
     int use_rslora; /* scale = alpha / sqrt(r) instead of alpha / r */
     int use_dora;   /* DoRA: each adapted linear's output scaled by a trained magnitude over its
                        adapted weight's row norm (PEFT's use_dora; model.c linear_forward) */
-    char targets[LORA_MAX_TARGETS][32]; /* module names, matched as PEFT does */
-    int n_targets; /* 0: the architecture's default (model_create fills it in) */
+    char targets[LORA_MAX_TARGETS][64]; /* module names, matched as PEFT does */
+    int n_targets; /* 0 (and no target_regex): the architecture's default (model_create's) */
+    /* or PEFT's target_modules as a string: a regular expression a module's whole name matches,
+     * or LORA_ALL_LINEAR (every linear but the output layer: model_create writes them into
+     * targets); "" for the list */
+    char target_regex[LORA_REGEX_MAX];
+    /* PEFT's exclude_modules: names (a module that is one or ends in "." one) or a regular
+     * expression (exclude_regex) of modules that get no adapter */
+    char exclude[LORA_MAX_EXCLUDE][64];
+    int n_exclude;
+    char exclude_regex[LORA_REGEX_MAX];
     char modules_to_save[LORA_MAX_SAVE][64]; /* none: the objective's default */
     int n_modules_to_save;
     /* PEFT's rank_pattern and alpha_pattern: a module's r and alpha where one of their keys

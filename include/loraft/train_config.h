@@ -17,7 +17,7 @@ extern "C" {
 #endif
 
 #define CFG_PATH 4096
-#define CFG_MAX_TARGETS 16
+#define CFG_MAX_TARGETS 64
 #define CFG_MAX_SAVE 8
 
 typedef struct TrainConfig {
@@ -58,7 +58,8 @@ typedef struct TrainConfig {
     int r;                                    /* 8 */
     float alpha;                              /* 8 */
     float dropout;                            /* 0 */
-    char target_modules[CFG_MAX_TARGETS][32]; /* empty = the architecture's PEFT default */
+    char target_modules[CFG_MAX_TARGETS][64]; /* empty = the architecture's PEFT default;
+                                                 ["all-linear"]: every linear but the output */
     int n_targets;
     int use_rslora;                         /* scale alpha/sqrt(r) instead of alpha/r */
     int use_dora;                           /* DoRA (PEFT's use_dora) */
@@ -69,6 +70,8 @@ typedef struct TrainConfig {
     int n_rank_pattern;
     LoraPattern alpha_pattern[LORA_MAX_PATTERNS]; /* PEFT's alpha_pattern: a module's alpha */
     int n_alpha_pattern;
+    char exclude_modules[CFG_MAX_TARGETS][64]; /* PEFT's exclude_modules: names */
+    int n_exclude;
     int layers_to_transform[LORA_MAX_LAYERS]; /* empty = every layer */
     int n_layers;
     char layers_pattern[LORA_MAX_LAYER_NAMES][32]; /* empty = PEFT's guess */

@@ -2,7 +2,6 @@
 #include "loraft/checkpoint.h"
 
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -12,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h> /* strcasecmp */
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -133,8 +133,9 @@ static int fan_in_fan_out(const Model *m) {
 #define LM_TARGETS_HEAD ".*language_model.*\\.("
 #define LM_TARGETS_TAIL ")"
 static cJSON *language_model_targets(const TrainSpec *s) {
-    char re[LORA_MAX_TARGETS * 2 * sizeof s->targets[0] + 64] = LM_TARGETS_HEAD;
-    size_t n = strlen(re);
+    char *re = malloc((size_t)s->n_targets * 2 * sizeof s->targets[0] + 64);
+    if (!re) return NULL;
+    size_t n = strlen(strcpy(re, LM_TARGETS_HEAD));
     for (int t = 0; t < s->n_targets; t++) {
         if (t) re[n++] = '|';
         for (const char *c = s->targets[t]; *c; c++) {
@@ -143,7 +144,25 @@ static cJSON *language_model_targets(const TrainSpec *s) {
         }
     }
     strcpy(re + n, LM_TARGETS_TAIL);
-    return cJSON_CreateString(re);
+    cJSON *j = cJSON_CreateString(re);
+    free(re);
+    return j;
+}
+
+/* target_modules: a string (PEFT's regular expression, or all-linear), a multimodal checkpoint's
+ * regular expression, or the list. */
+static cJSON *targets_json(const Model *m) {
+    const TrainSpec *s = &m->spec;
+    if (s->target_regex[0]) return cJSON_CreateString(s->target_regex);
+    if (m->cfg.multimodal) return language_model_targets(s);
+    return string_array(s->targets[0], s->n_targets, sizeof s->targets[0]);
+}
+
+/* exclude_modules: the regular expression, the list, or null for none. */
+static cJSON *exclude_json(const TrainSpec *s) {
+    if (s->exclude_regex[0]) return cJSON_CreateString(s->exclude_regex);
+    if (s->n_exclude) return string_array(s->exclude[0], s->n_exclude, sizeof s->exclude[0]);
+    return cJSON_CreateNull();
 }
 
 static cJSON *adapter_config_json(const Model *m, const char *base_model) {
@@ -161,10 +180,8 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddBoolToObject(c, "inference_mode", 1);
     cJSON_AddBoolToObject(c, "init_lora_weights", 1);
     cJSON_AddBoolToObject(c, "use_dora", s->use_dora);
-    cJSON_AddItemToObject(c, "target_modules",
-                          m->cfg.multimodal
-                              ? language_model_targets(s)
-                              : string_array(s->targets[0], s->n_targets, sizeof s->targets[0]));
+    cJSON_AddItemToObject(c, "target_modules", targets_json(m));
+    cJSON_AddItemToObject(c, "exclude_modules", exclude_json(s));
     cJSON_AddItemToObject(
         c, "modules_to_save",
         string_array(s->modules_to_save[0], s->n_modules_to_save, sizeof s->modules_to_save[0]));
@@ -248,29 +265,19 @@ int adapter_save(Model *m, const char *dir, const char *base_model, LfError *err
     return rc;
 }
 
-/* A regular expression in place of a list (PEFT allows one): only the form loraft writes for a
- * multimodal checkpoint's language model (language_model_targets), read back as its names. */
-static int read_language_model_targets(const char *re, char *out, size_t stride, int max, int *n,
-                                       const char *key, const char *dir, LfError *err) {
-    size_t lh = strlen(LM_TARGETS_HEAD), len = strlen(re), at = 0;
-    int ok = len > lh && !strncmp(re, LM_TARGETS_HEAD, lh) && re[len - 1] == ')';
-    for (size_t i = lh; ok && i < len - 1; i++) {
-        int dot = re[i] == '\\' && re[i + 1] == '.'; /* a bare '.' matches any character */
-        char c = dot ? re[++i] : re[i];
-        if (c == '|' && at && *n < max) {
-            out[(size_t)(*n)++ * stride + at] = 0, at = 0;
-        } else if ((isalnum((unsigned char)c) || c == '_' || dot) && at + 1 < stride && *n < max) {
-            out[(size_t)*n * stride + at++] = c;
-        } else {
-            ok = 0;
-        }
-    }
-    if (!ok || !at)
+/* PEFT's target_modules or exclude_modules as a string: a regular expression (or all-linear), of
+ * at most cap - 1 characters, into out. */
+static int read_regex(const cJSON *j, char *out, size_t cap, const char *key, const char *dir,
+                      LfError *err) {
+    const char *re = j->valuestring;
+    if (strlen(re) >= cap)
         return lf_fail(err,
-                       "%s/adapter_config.json: %s \"%s\": as a regular expression only the form "
-                       "%sname|name...%s is supported (a multimodal Gemma 3's language model)",
-                       dir, key, re, LM_TARGETS_HEAD, LM_TARGETS_TAIL);
-    out[(size_t)(*n)++ * stride + at] = 0;
+                       "%s/adapter_config.json: %s: a regular expression of more than %zu "
+                       "characters",
+                       dir, key, cap - 1);
+    if (strcasecmp(re, LORA_ALL_LINEAR) && lora_pattern_check(re, err))
+        return lf_wrap(err, "%s/adapter_config.json: %s", dir, key);
+    strcpy(out, re);
     return 0;
 }
 
@@ -278,8 +285,8 @@ static int read_strings(const cJSON *arr, char *out, size_t stride, int max, int
                         const char *key, const char *dir, LfError *err) {
     *n = 0;
     if (!arr || cJSON_IsNull(arr)) return 0;
-    if (cJSON_IsString(arr))
-        return read_language_model_targets(arr->valuestring, out, stride, max, n, key, dir, err);
+    if (!cJSON_IsArray(arr))
+        return lf_fail(err, "%s/adapter_config.json: %s must be a list", dir, key);
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         if (!cJSON_IsString(it) || *n == max || strlen(it->valuestring) >= stride)
@@ -415,10 +422,20 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
              read_pattern(c, "alpha_pattern", path, 0, spec->alpha_pattern, &spec->n_alpha_pattern,
                           err) ||
              read_layers(c, path, spec, err);
-    if (!rc)
-        rc = read_strings(cJSON_GetObjectItem(c, "target_modules"), spec->targets[0],
-                          sizeof spec->targets[0], LORA_MAX_TARGETS, &spec->n_targets,
-                          "target_modules", dir, err);
+    const cJSON *targets = cJSON_GetObjectItem(c, "target_modules");
+    const cJSON *exclude = cJSON_GetObjectItem(c, "exclude_modules");
+    if (!rc && cJSON_IsString(targets))
+        rc = read_regex(targets, spec->target_regex, sizeof spec->target_regex, "target_modules",
+                        dir, err);
+    else if (!rc)
+        rc = read_strings(targets, spec->targets[0], sizeof spec->targets[0], LORA_MAX_TARGETS,
+                          &spec->n_targets, "target_modules", dir, err);
+    if (!rc && cJSON_IsString(exclude))
+        rc = read_regex(exclude, spec->exclude_regex, sizeof spec->exclude_regex, "exclude_modules",
+                        dir, err);
+    else if (!rc)
+        rc = read_strings(exclude, spec->exclude[0], sizeof spec->exclude[0], LORA_MAX_EXCLUDE,
+                          &spec->n_exclude, "exclude_modules", dir, err);
     if (!rc)
         rc = read_strings(cJSON_GetObjectItem(c, "modules_to_save"), spec->modules_to_save[0],
                           sizeof spec->modules_to_save[0], LORA_MAX_SAVE, &spec->n_modules_to_save,
@@ -484,10 +501,34 @@ static int check_language_model_only(const Model *m, const char *path, LfError *
     return rc;
 }
 
+/* Every tensor of an adapter file must be one the model reads (scatter): one that its config's
+ * targets leave out would otherwise be dropped unseen. */
+static int check_no_strays(const Model *m, const char *path, LfError *err) {
+    SafeTensors st;
+    if (safetensors_open(&st, path, err)) return -1;
+    int rc = 0;
+    for (int i = 0; i < st.n_tensors && !rc; i++) {
+        int found = 0;
+        for (int j = 0; j < m->n_params && !found; j++) {
+            char name[260];
+            entry_name(m, &m->params[j], PEFT_PREFIX, "", name, sizeof name);
+            found = in_adapter(&m->params[j]) && !strcmp(name, st.tensors[i].name);
+        }
+        if (!found)
+            rc = lf_fail(err,
+                         "%s: tensor '%s' is not an adapter of this model (its config's "
+                         "target_modules, layers_to_transform, exclude_modules and modules_to_save "
+                         "leave that module out)",
+                         path, st.tensors[i].name);
+    }
+    safetensors_close(&st);
+    return rc;
+}
+
 int adapter_load_weights(Model *m, const char *dir, LfError *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    return check_language_model_only(m, path, err) ||
+    return check_language_model_only(m, path, err) || check_no_strays(m, path, err) ||
                    scatter(m, path, in_adapter, PEFT_PREFIX, NULL, 0, err)
                ? -1
                : 0;

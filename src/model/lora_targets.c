@@ -96,19 +96,23 @@ static int to_posix(const char *key, char *out, size_t cap, LfError *err) {
     return 0;
 }
 
-/* Compiles ^(.*\.)?(key)$, the expression PEFT's get_pattern_key matches from a name's start. */
-static int compile(regex_t *re, const char *key, LfError *err) {
-    char posix[4 * LORA_PATTERN_KEY], full[4 * LORA_PATTERN_KEY + 16];
+/* Compiles ^(.*\.)?(key)$, the expression PEFT's get_pattern_key matches from a name's start, or
+ * (whole) ^(key)$, re.fullmatch's. */
+static int compile(regex_t *re, const char *key, int whole, LfError *err) {
+    char posix[4 * LORA_REGEX_MAX], full[4 * LORA_REGEX_MAX + 16];
+    if (strlen(key) >= LORA_REGEX_MAX)
+        return lf_fail(err, "regular expression \"%.40s...\": longer than %d characters", key,
+                       LORA_REGEX_MAX - 1);
     if (to_posix(key, posix, sizeof posix, err)) return -1;
-    snprintf(full, sizeof full, "^(.*\\.)?(%s)$", posix);
+    snprintf(full, sizeof full, whole ? "^(%s)$" : "^(.*\\.)?(%s)$", posix);
     if (regcomp(re, full, REG_EXTENDED | REG_NOSUB))
         return lf_fail(err, "regular expression \"%s\" does not compile", key);
     return 0;
 }
 
-static int matches(const char *text, const char *key) {
+static int matches(const char *text, const char *key, int whole) {
     regex_t re;
-    if (compile(&re, key, NULL)) return 0;
+    if (compile(&re, key, whole, NULL)) return 0;
     int hit = regexec(&re, text, 0, NULL, 0) == 0;
     regfree(&re);
     return hit;
@@ -117,14 +121,18 @@ static int matches(const char *text, const char *key) {
 int lora_pattern_check(const char *key, LfError *err) {
     regex_t re;
     if (!key[0]) return lf_fail(err, "an empty pattern matches no module");
-    if (compile(&re, key, err)) return -1;
+    if (compile(&re, key, 0, err)) return -1;
     regfree(&re);
     return 0;
 }
 
+int lora_regex_fullmatch(const char *name, const char *key) {
+    return matches(name, key, 1);
+}
+
 float lora_pattern_value(const LoraPattern *p, int n, const char *module, float fallback) {
     for (int i = 0; i < n; i++)
-        if (matches(module, p[i].key)) return p[i].value;
+        if (matches(module, p[i].key, 0)) return p[i].value;
     return fallback;
 }
 
@@ -136,7 +144,7 @@ int lora_layer_index(const char *module, const char (*names)[32], int n) {
         if (end == digits || *end != '.') continue;
         snprintf(prefix, sizeof prefix, "%.*s", (int)(seg - module), module);
         int hit = !n && strchr(prefix, '.'); /* PEFT's .*?\.[^.]*\.(\d+)\. */
-        for (int i = 0; i < n && !hit; i++) hit = matches(prefix, names[i]);
+        for (int i = 0; i < n && !hit; i++) hit = matches(prefix, names[i], 0);
         if (hit) return (int)strtol(digits, NULL, 10);
     }
     return -1;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h> /* strcasecmp */
 
 #include "loraft/activation.h" /* soft_cap */
 #include "loraft/arch.h"
@@ -205,7 +206,7 @@ static int is_saved_module(const TrainSpec *s, const char *module) {
 /* Empty lists mean PEFT's defaults: target_modules by architecture, modules_to_save by task.
  * Written into the spec so that adapters record what was actually used. */
 static void resolve_defaults(TrainSpec *s, const ArchImpl *arch, const Objective *obj) {
-    if (!s->n_targets)
+    if (!s->n_targets && !s->target_regex[0])
         for (int i = 0; i < 2 && arch->default_targets[i]; i++)
             strcpy(s->targets[s->n_targets++], arch->default_targets[i]);
     if (!s->n_modules_to_save)
@@ -213,18 +214,62 @@ static void resolve_defaults(TrainSpec *s, const ArchImpl *arch, const Objective
             strcpy(s->modules_to_save[s->n_modules_to_save++], obj->modules_to_save[i]);
 }
 
-/* Whether module is a LoRA target: a target_modules name, in one of layers_to_transform's
- * layers when there are any (PEFT's check_target_module_exists, by its name in PEFT's module tree:
- * model_tree_name); used[t] set for the targets it matches. */
-static int is_target(const TrainSpec *s, const char *module, const char *peft_name, int *used) {
+static int all_linear(const TrainSpec *s) {
+    return !strcasecmp(s->target_regex, LORA_ALL_LINEAR);
+}
+
+/* PEFT's all-linear leaves out the output layer: the LM head, or a classifier's (PEFT's
+ * SEQ_CLS_HEAD_NAMES, a reward model's score). */
+static int output_layer(const Model *m, const Linear *l, const char *module) {
+    return l == m->head || !strcmp(module, "classifier") || !strcmp(module, "score");
+}
+
+/* PEFT's exclude_modules: module (or its name in PEFT's tree) is a listed name or ends in "."
+ * one, or matches exclude_regex whole. */
+static int excluded(const TrainSpec *s, const char *module, const char *peft_name) {
+    for (int i = 0; i < s->n_exclude; i++)
+        if (name_matches(module, s->exclude[i]) || name_matches(peft_name, s->exclude[i])) return 1;
+    return s->exclude_regex[0] && lora_regex_fullmatch(peft_name, s->exclude_regex);
+}
+
+/* Whether module (peft_name in PEFT's module tree: model_tree_name) is a LoRA target, as PEFT's
+ * check_target_module_exists decides: target_regex (all-linear, or the whole name matched) or a
+ * target_modules name (in one of layers_to_transform's layers when there are any), and not
+ * excluded; used[t] set for the names it matches, used[0] for the regular expression. */
+static int is_target(const Model *m, const Linear *l, const char *module, const char *peft_name,
+                     int *used) {
+    const TrainSpec *s = &m->spec;
     int hit = 0;
+    if (s->target_regex[0]) {
+        hit = all_linear(s) ? !output_layer(m, l, module)
+                            : lora_regex_fullmatch(peft_name, s->target_regex);
+        used[0] |= hit;
+    }
     for (int t = 0; t < s->n_targets; t++)
-        if (name_matches(module, s->targets[t])) hit = used[t] = 1;
-    if (!hit || !s->n_layers) return hit;
+        if (name_matches(module, s->targets[t]) || name_matches(peft_name, s->targets[t]))
+            hit = used[t] = 1;
+    if (!hit || excluded(s, module, peft_name)) return 0;
+    if (!s->n_layers) return 1;
     int layer = lora_layer_index(peft_name, s->layers_pattern, s->n_layers_pattern);
     for (int i = 0; i < s->n_layers; i++)
         if (layer >= 0 && s->layers[i] == layer) return 1;
     return 0;
+}
+
+/* all-linear as the list it stands for, which the adapter then records: the last segment of each
+ * adapted module's name, once (a name stands for every module it ends). */
+static void write_all_linear(Model *m) {
+    TrainSpec *s = &m->spec;
+    s->target_regex[0] = 0;
+    for (int i = 0; i < m->n_loras; i++) {
+        char module[160];
+        module_of(m->loras[i].base->w, module, sizeof module);
+        const char *last = strrchr(module, '.') ? strrchr(module, '.') + 1 : module;
+        int seen = 0;
+        for (int t = 0; t < s->n_targets && !seen; t++) seen = !strcmp(s->targets[t], last);
+        if (!seen && s->n_targets < LORA_MAX_TARGETS) /* a name: at most the linears */
+            snprintf(s->targets[s->n_targets++], sizeof s->targets[0], "%.63s", last);
+    }
 }
 
 /* A group's members share one input copy and one scale in the bf16 GEMMs (fused_lora): where
@@ -257,7 +302,7 @@ static int attach_loras(Model *m, LfError *err) {
         char module[160], buf[200], peft[200];
         module_of(l->w, module, sizeof module);
         snprintf(peft, sizeof peft, "%s", model_tree_name(&m->cfg, module, 0, buf, sizeof buf));
-        if (!is_target(s, module, peft, used)) continue;
+        if (!is_target(m, l, module, peft, used)) continue;
         if (is_saved_module(s, module))
             return lf_fail(err, "LoRA target '%s' is also in modules_to_save", module);
         Lora *lo = &m->loras[m->n_loras++];
@@ -279,8 +324,13 @@ static int attach_loras(Model *m, LfError *err) {
         if (!used[t])
             return lf_fail(err, "LoRA target module '%s' not found in the %s model", s->targets[t],
                            arch_name(m->cfg.arch));
+    if (s->target_regex[0] && !used[0])
+        return lf_fail(err, "LoRA target_modules \"%s\" matches no module of the %s model",
+                       s->target_regex, arch_name(m->cfg.arch));
     if (!m->n_loras)
-        return lf_fail(err, "lora.layers_to_transform: no LoRA target lies in those layers");
+        return lf_fail(err, "no LoRA target is left by lora.layers_to_transform and "
+                            "lora.exclude_modules");
+    if (all_linear(s)) write_all_linear(m);
     split_mixed_groups(m);
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h> /* strcasecmp */
 
 #include "loraft/fileio.h"
 
@@ -179,8 +180,14 @@ static const Key keys[] = {
     {"lora", "dropout", T_FLOAT, AT(dropout), .def = "0", RANGE(0, 1), .max_open = 1,
      .help = "Dropout on the LoRA input (PEFT's lora_dropout)."},
     {"lora", "target_modules", T_LIST, AT_LIST(target_modules, n_targets), .def = "[]",
-     .help = "Linear layers that get adapters, by PEFT module name; empty = PEFT's default "
-             "for the architecture (q_lin, v_lin for DistilBERT; query, value for BERT)."},
+     .help = "Linear layers that get adapters, by PEFT module name (a module whose name is one "
+             "or ends in \".\" one); empty = PEFT's default for the architecture (q_lin, v_lin "
+             "for DistilBERT; query, value for BERT); [\"all-linear\"] = PEFT's all-linear: every "
+             "linear layer but the output layer (the LM head, a classifier or score head), which "
+             "the adapter then lists by name."},
+    {"lora", "exclude_modules", T_LIST, AT_LIST(exclude_modules, n_exclude), .def = "[]",
+     .help = "PEFT's exclude_modules: modules (a name, or one ending in \".\" it) that get no "
+             "adapter though target_modules names them, e.g. [\"model.layers.0.mlp.down_proj\"]."},
     {"lora", "use_rslora", T_BOOL, AT(use_rslora), .def = "false",
      .help = "Scale by alpha/sqrt(r) (rank-stabilised LoRA) instead of alpha/r."},
     {"lora", "use_dora", T_BOOL, AT(use_dora), .def = "false",
@@ -820,6 +827,10 @@ int train_config_check(const TrainConfig *c, LfError *err) {
                        "lora.rank_pattern, alpha_pattern and layers_to_transform shape the "
                        "adapters: they need lora.strategy lora, not %s",
                        c->strategy);
+    for (int i = 0; i < c->n_targets && c->n_targets > 1; i++)
+        if (!strcasecmp(c->target_modules[i], LORA_ALL_LINEAR))
+            return lf_fail(err, "lora.target_modules: \"%s\" stands alone (every linear layer)",
+                           c->target_modules[i]);
     if (c->n_layers_pattern && !c->n_layers)
         return lf_fail(err, "lora.layers_pattern needs lora.layers_to_transform");
     for (int i = 0; i < c->n_layers_pattern; i++)

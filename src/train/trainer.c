@@ -13,6 +13,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h> /* strcasecmp */
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -176,9 +177,13 @@ static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, i
     s->use_dora = c->use_dora;
     s->gradient_checkpointing = c->gradient_checkpointing;
     s->neftune_alpha = c->neftune_noise_alpha;
-    s->n_targets = c->n_targets;
-    for (int i = 0; i < c->n_targets; i++)
-        memcpy(s->targets[i], c->target_modules[i], sizeof s->targets[i]);
+    if (c->n_targets == 1 && !strcasecmp(c->target_modules[0], LORA_ALL_LINEAR))
+        strcpy(s->target_regex, LORA_ALL_LINEAR); /* PEFT's string form */
+    else
+        for (int i = 0; i < c->n_targets; i++)
+            memcpy(s->targets[s->n_targets++], c->target_modules[i], sizeof s->targets[i]);
+    for (int i = 0; i < c->n_exclude; i++)
+        memcpy(s->exclude[s->n_exclude++], c->exclude_modules[i], sizeof s->exclude[i]);
     s->n_modules_to_save = c->n_modules_to_save;
     for (int i = 0; i < c->n_modules_to_save; i++)
         memcpy(s->modules_to_save[i], c->modules_to_save[i], sizeof s->modules_to_save[i]);

@@ -29,6 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < spec.n_modules_to_save; i++)
         FUZZ_ASSERT(memchr(spec.modules_to_save[i], 0, sizeof spec.modules_to_save[i]));
     FUZZ_ASSERT(memchr(base, 0, sizeof base));
+    FUZZ_ASSERT(spec.n_exclude >= 0 && spec.n_exclude <= LORA_MAX_EXCLUDE);
+    for (int i = 0; i < spec.n_exclude; i++)
+        FUZZ_ASSERT(memchr(spec.exclude[i], 0, sizeof spec.exclude[i]));
+    FUZZ_ASSERT(memchr(spec.target_regex, 0, sizeof spec.target_regex));
+    FUZZ_ASSERT(memchr(spec.exclude_regex, 0, sizeof spec.exclude_regex));
+    FUZZ_ASSERT(!spec.target_regex[0] || !spec.n_targets); /* a string or a list */
     FUZZ_ASSERT(spec.n_rank_pattern >= 0 && spec.n_rank_pattern <= LORA_MAX_PATTERNS);
     FUZZ_ASSERT(spec.n_alpha_pattern >= 0 && spec.n_alpha_pattern <= LORA_MAX_PATTERNS);
     for (int i = 0; i < spec.n_rank_pattern; i++) { /* a rank, of a key that compiles */
