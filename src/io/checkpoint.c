@@ -265,22 +265,6 @@ int adapter_save(Model *m, const char *dir, const char *base_model, LfError *err
     return rc;
 }
 
-/* PEFT's target_modules or exclude_modules as a string: a regular expression (or all-linear), of
- * at most cap - 1 characters, into out. */
-static int read_regex(const cJSON *j, char *out, size_t cap, const char *key, const char *dir,
-                      LfError *err) {
-    const char *re = j->valuestring;
-    if (strlen(re) >= cap)
-        return lf_fail(err,
-                       "%s/adapter_config.json: %s: a regular expression of more than %zu "
-                       "characters",
-                       dir, key, cap - 1);
-    if (strcasecmp(re, LORA_ALL_LINEAR) && lora_pattern_check(re, err))
-        return lf_wrap(err, "%s/adapter_config.json: %s", dir, key);
-    strcpy(out, re);
-    return 0;
-}
-
 static int read_strings(const cJSON *arr, char *out, size_t stride, int max, int *n,
                         const char *key, const char *dir, LfError *err) {
     *n = 0;
@@ -293,6 +277,24 @@ static int read_strings(const cJSON *arr, char *out, size_t stride, int max, int
             return lf_fail(err, "%s/adapter_config.json: bad entry in %s", dir, key);
         strcpy(out + (size_t)(*n)++ * stride, it->valuestring);
     }
+    return 0;
+}
+
+/* PEFT's target_modules or exclude_modules: a list of names (stride bytes apart, at most max),
+ * or a string: a regular expression (or all-linear) of at most cap - 1 characters into regex. */
+static int read_modules(const cJSON *c, const char *key, char *names, size_t stride, int max,
+                        int *n, char *regex, size_t cap, const char *dir, LfError *err) {
+    const cJSON *j = cJSON_GetObjectItem(c, key);
+    if (!cJSON_IsString(j)) return read_strings(j, names, stride, max, n, key, dir, err);
+    const char *re = j->valuestring;
+    if (strlen(re) >= cap)
+        return lf_fail(err,
+                       "%s/adapter_config.json: %s: a regular expression of more than %zu "
+                       "characters",
+                       dir, key, cap - 1);
+    if (strcasecmp(re, LORA_ALL_LINEAR) && lora_pattern_check(re, err))
+        return lf_wrap(err, "%s/adapter_config.json: %s", dir, key);
+    strcpy(regex, re);
     return 0;
 }
 
@@ -422,20 +424,13 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
              read_pattern(c, "alpha_pattern", path, 0, spec->alpha_pattern, &spec->n_alpha_pattern,
                           err) ||
              read_layers(c, path, spec, err);
-    const cJSON *targets = cJSON_GetObjectItem(c, "target_modules");
-    const cJSON *exclude = cJSON_GetObjectItem(c, "exclude_modules");
-    if (!rc && cJSON_IsString(targets))
-        rc = read_regex(targets, spec->target_regex, sizeof spec->target_regex, "target_modules",
-                        dir, err);
-    else if (!rc)
-        rc = read_strings(targets, spec->targets[0], sizeof spec->targets[0], LORA_MAX_TARGETS,
-                          &spec->n_targets, "target_modules", dir, err);
-    if (!rc && cJSON_IsString(exclude))
-        rc = read_regex(exclude, spec->exclude_regex, sizeof spec->exclude_regex, "exclude_modules",
-                        dir, err);
-    else if (!rc)
-        rc = read_strings(exclude, spec->exclude[0], sizeof spec->exclude[0], LORA_MAX_EXCLUDE,
-                          &spec->n_exclude, "exclude_modules", dir, err);
+    if (!rc)
+        rc = read_modules(c, "target_modules", spec->targets[0], sizeof spec->targets[0],
+                          LORA_MAX_TARGETS, &spec->n_targets, spec->target_regex,
+                          sizeof spec->target_regex, dir, err) ||
+             read_modules(c, "exclude_modules", spec->exclude[0], sizeof spec->exclude[0],
+                          LORA_MAX_EXCLUDE, &spec->n_exclude, spec->exclude_regex,
+                          sizeof spec->exclude_regex, dir, err);
     if (!rc)
         rc = read_strings(cJSON_GetObjectItem(c, "modules_to_save"), spec->modules_to_save[0],
                           sizeof spec->modules_to_save[0], LORA_MAX_SAVE, &spec->n_modules_to_save,

@@ -886,6 +886,15 @@ static void step_waits(Task task) {
     model_free(&m);
 }
 
+/* checkpointing_same_bits on the tiny Llama with LoRA on its seven projections, under bf16. */
+static void llama_checkpointing_same_bits(const char *what) {
+    const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                          "gate_proj", "up_proj", "down_proj"};
+    ModelConfig cfg;
+    decoder_config(&cfg, ARCH_LLAMA, 0);
+    checkpointing_same_bits(&cfg, NULL, PRECISION_BF16, proj, 7, what);
+}
+
 /* DoRA (lora dropout 0) on the Llama's seven projections: fp32 against the CPU; bf16 with them
  * stored in bf16 (B riding in each weight's rows: the norms read the stored rows past that room)
  * and, on q and v, quantised q4_1 (the norms from rows dequantised in chunks); GPT-2's Conv1D under
@@ -905,12 +914,7 @@ static void dora_runs(void) {
     printf("llama DoRA (base bf16, the seven projections; q4_1, q and v) and gpt2 DoRA: cuda bf16 "
            "within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
-    const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                          "gate_proj", "up_proj", "down_proj"};
-    ModelConfig cfg;
-    decoder_config(&cfg, ARCH_LLAMA, 0);
-    checkpointing_same_bits(&cfg, NULL, PRECISION_BF16, proj, 7,
-                            "llama (DoRA on the seven projections)");
+    llama_checkpointing_same_bits("llama (DoRA on the seven projections)");
     gpu_dora = 0;
 }
 
@@ -933,11 +937,7 @@ static void pattern_runs(void) {
     printf("llama (rank_pattern, alpha_pattern; base bf16 with and without lora dropout, q4_1 on "
            "q and v): cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
-    const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                          "gate_proj", "up_proj", "down_proj"};
-    ModelConfig cfg;
-    decoder_config(&cfg, ARCH_LLAMA, 0);
-    checkpointing_same_bits(&cfg, NULL, PRECISION_BF16, proj, 7, "llama (q_proj of rank 6)");
+    llama_checkpointing_same_bits("llama (q_proj of rank 6)");
     gpu_patterns = 0;
 }
 
