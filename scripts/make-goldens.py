@@ -135,6 +135,16 @@ CASES = [
     dict(name="gpt2_regex", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
          strategy="lora", r=2, alpha=4.0, rslora=False, targets=r".*\.(c_attn|c_fc)",
          fan_in_fan_out=True, exclude_modules=["transformer.h.0.attn.c_attn"]),
+    # peft's bias: "all" (every bias, the LayerNorms' and the embeddings' norm's too), "lora_only"
+    # (the adapted linears': Qwen2's q and v; o has none)
+    dict(name="bert_bias_all", init=["--arch", "bert", "--num-labels", "3"] + TINY,
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["query", "value"], bias="all"),
+    dict(name="gpt2_bias_all", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn"], fan_in_fan_out=True,
+         bias="all"),
+    dict(name="qwen2_bias_lora_only", init=["--arch", "qwen2", "--kv-heads", "2"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "o_proj"], bias="lora_only", after_atol=3e-3),
 ]
 # after_atol: the absolute tolerance of the weights after the AdamW steps, as a fraction of lr
 # (default 1e-3, see tests/test_golden.c). DPO's gradient is the difference of two sequences'
@@ -151,6 +161,7 @@ def c_name(name):
     """peft's parameter name -> loraft's (HF name; LoRA as ...q_lin.lora_A.weight)."""
     name = name.replace("base_model.model.", "")
     name = name.replace("lora_magnitude_vector.default.weight", "lora_magnitude_vector")  # DoRA's
+    name = name.replace(".base_layer.", ".")  # an adapted linear's own (bias="all", "lora_only")
     return name.replace(".modules_to_save.default", "").replace(".default", "")
 
 
@@ -250,7 +261,8 @@ def wrap(model, case):
                          alpha_pattern=case.get("alpha_pattern", {}),
                          layers_to_transform=case.get("layers_to_transform"),
                          layers_pattern=case.get("layers_pattern"),
-                         exclude_modules=case.get("exclude_modules"))
+                         exclude_modules=case.get("exclude_modules"),
+                         bias=case.get("bias", "none"))
         torch.manual_seed(11)
         return get_peft_model(model, cfg)
     if case["strategy"] == "head":

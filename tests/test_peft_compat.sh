@@ -12,7 +12,9 @@
 #  5. the same for rank_pattern, alpha_pattern and layers_to_transform: loraft's adapter in peft
 #     (tensors of the pattern's ranks, in the listed layers only) and peft's in loraft;
 #  6. the same for target_modules "all-linear" with exclude_modules: loraft's adapter in peft, and
-#     peft's (which lists every adapted module by its full name) in loraft.
+#     peft's (which lists every adapted module by its full name) in loraft;
+#  7. the same for bias "all" (loraft's: every bias trained, the adapted linears' saved as peft's
+#     base_layer.bias) and "lora_only" (peft's, random biases on the adapted linears).
 set -euo pipefail
 bin=${LORAFT_BIN:-build/loraft}
 vocab=${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased
@@ -49,6 +51,7 @@ EOF
   --set lora.layers_to_transform=1 --set train.output_dir="$tmp/patterns" >/dev/null
 "$bin" train --config "$tmp/cfg.json" --set lora.target_modules=all-linear \
   --set lora.exclude_modules=pre_classifier,layer.0.ffn.lin1 --set train.output_dir="$tmp/all_linear" >/dev/null
+"$bin" train --config "$tmp/cfg.json" --set lora.bias=all --set train.output_dir="$tmp/bias" >/dev/null
 
 texts=("a good movie" "the plot was awful, very awful" "it was a film")
 predict() { "$bin" predict --model "$1" ${2:+--adapter "$2"} "${texts[@]}" | cut -f1,2; }
@@ -58,6 +61,7 @@ predict "$tmp/distilbert" "$tmp/dora/best" >"$tmp/ours_dora"
 predict "$tmp/dora_merged" >"$tmp/ours_dora_merged"
 predict "$tmp/distilbert" "$tmp/patterns/best" >"$tmp/ours_patterns"
 predict "$tmp/distilbert" "$tmp/all_linear/best" >"$tmp/ours_all_linear"
+predict "$tmp/distilbert" "$tmp/bias/best" >"$tmp/ours_bias"
 
 # peft writes an adapter for the BERT model; loraft reads it
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
@@ -71,7 +75,7 @@ patterns = dict(rank_pattern={"query": 5, r"layer\.1\.output\.dense": 2}, alpha_
                 layers_to_transform=[1], layers_pattern="layer")
 all_linear = dict(target_modules="all-linear", exclude_modules=["bert.encoder.layer.0.attention.self.key"])
 for name, dora, extra in (("peft_adapter", False, {}), ("peft_dora", True, {}), ("peft_patterns", False, patterns),
-                          ("peft_all_linear", False, all_linear)):
+                          ("peft_all_linear", False, all_linear), ("peft_bias", False, dict(bias="lora_only"))):
     base = AutoModelForSequenceClassification.from_pretrained(tmp + "/bert")
     cfg = LoraConfig(task_type="SEQ_CLS", r=3, lora_alpha=6, init_lora_weights=False, use_dora=dora,
                      **{"target_modules": ["query", "value", "dense"], **extra})
@@ -81,12 +85,16 @@ for name, dora, extra in (("peft_adapter", False, {}), ("peft_dora", True, {}), 
         for n, p in model.named_parameters():  # magnitudes away from the norms they start as
             if "lora_magnitude_vector" in n:
                 p.mul_(torch.empty_like(p).uniform_(0.5, 1.5))
+        for n, p in model.named_parameters():  # the trained biases away from the base's
+            if name == "peft_bias" and n.endswith("base_layer.bias"):
+                p.normal_(0, 0.5)
     model.save_pretrained(f"{tmp}/{name}")
 EOF
 predict "$tmp/bert" "$tmp/peft_adapter" >"$tmp/ours_peft"
 predict "$tmp/bert" "$tmp/peft_dora" >"$tmp/ours_peft_dora"
 predict "$tmp/bert" "$tmp/peft_patterns" >"$tmp/ours_peft_patterns"
 predict "$tmp/bert" "$tmp/peft_all_linear" >"$tmp/ours_peft_all_linear"
+predict "$tmp/bert" "$tmp/peft_bias" >"$tmp/ours_peft_bias"
 
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
 import sys, torch
@@ -111,10 +119,14 @@ def same(a, b, what):
     print(("ok  " if ok else "FAIL") + f" {what}: loraft {a} vs transformers/peft {b}")
     return ok
 def holds_file(model, adapter, what):
-    """every tensor of the adapter file, and no other, is what the PeftModel holds"""
+    """every tensor of the adapter file, and no other, is what the PeftModel holds (but for the
+    copies of a modules_to_save wrapper's biases that peft's bias="all" adds to its own state dict:
+    ...classifier.modules_to_save.bias and .original_module.bias beside ...classifier.bias)"""
     f, sd = load_file(f"{adapter}/adapter_model.safetensors"), get_peft_model_state_dict(model)
+    sd = {k: v for k, v in sd.items() if ".modules_to_save." not in k and ".original_module." not in k}
     ok = set(f) == set(sd) and all(torch.equal(f[k], sd[k]) for k in f)
     print(("ok  " if ok else "FAIL") + f" {what}: {len(f)} tensors")
+    if not ok: print("  only in the file:", sorted(set(f) - set(sd)), "only in peft's:", sorted(set(sd) - set(f)))
     return ok
 base = lambda d: AutoModelForSequenceClassification.from_pretrained(f"{tmp}/{d}")
 dora = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/dora/best")
@@ -126,6 +138,7 @@ v_lin = patterns.base_model.model.distilbert.transformer.layer[1].attention.v_li
 ok_ranks = ranks == want and v_lin.scaling["default"] == 6
 print(("ok  " if ok_ranks else "FAIL") + f" loraft patterns adapter's modules, ranks and scale in peft: {ranks}")
 all_linear = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/all_linear/best")
+bias = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/bias/best")
 results = [
     same(ours("ours_adapter"), probs(PeftModel.from_pretrained(base("distilbert"), f"{tmp}/run/best"), f"{tmp}/distilbert"),
          "loraft adapter in PeftModel.from_pretrained"),
@@ -146,6 +159,10 @@ results = [
     same(ours("ours_all_linear"), probs(all_linear, f"{tmp}/distilbert"), "loraft all-linear adapter in PeftModel.from_pretrained"),
     same(ours("ours_peft_all_linear"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_all_linear"), f"{tmp}/bert"),
          "peft all-linear adapter (every module's full name) in loraft"),
+    holds_file(bias, f"{tmp}/bias/best", "loraft bias-all adapter (every bias) in PeftModel"),
+    same(ours("ours_bias"), probs(bias, f"{tmp}/distilbert"), "loraft bias-all adapter in PeftModel.from_pretrained"),
+    same(ours("ours_peft_bias"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_bias"), f"{tmp}/bert"),
+         "peft bias-lora_only adapter in loraft"),
 ]
 print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)

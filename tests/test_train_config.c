@@ -167,8 +167,8 @@ static void test_errors(void) {
               "model.device: \"gpu\" is not one of auto, cpu, cuda");
     CHECK_HAS(load_text(&c, "{\"model\": {\"precision\": \"fp16\"}}"),
               "model.precision: \"fp16\" is not one of auto, fp32, tf32, bf16");
-    CHECK_HAS(load_text(&c, "{\"lora\": {\"bias\": \"all\"}}"),
-              "lora.bias: \"all\" is not supported yet (supported: none)");
+    CHECK_HAS(load_text(&c, "{\"lora\": {\"bias\": \"some\"}}"),
+              "lora.bias: \"some\" is not one of none, all, lora_only");
     CHECK_HAS(load_text(&c, "{\"data\": {\"truncation_side\": \"middle\"}}"),
               "not one of right, left");
     /* structure */
@@ -252,6 +252,23 @@ static void test_check(void) {
     CHECK(train_config_check(&c, &err) == -1);
     CHECK_HAS(err.msg, "lora.layers_pattern: regular expression \"la(yers\" does not compile");
     CHECK(train_config_set(&c, "lora.layers_pattern=[]", &err) == 0);
+    /* PEFT's bias trains biases beside LoRA's adapters: not under another strategy, nor DoRA */
+    CHECK(train_config_set(&c, "lora.strategy=lora", &err) == 0);
+    CHECK(train_config_set(&c, "lora.layers_to_transform=[]", &err) == 0);
+    CHECK(train_config_set(&c, "lora.bias=lora_only", &err) == 0 &&
+          train_config_check(&c, &err) == 0);
+    CHECK(train_config_set(&c, "lora.use_dora=true", &err) == 0);
+    CHECK(train_config_set(&c, "lora.dropout=0", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "lora.use_dora with lora.bias lora_only");
+    CHECK(train_config_set(&c, "lora.use_dora=false", &err) == 0);
+    CHECK(train_config_set(&c, "lora.strategy=head", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "lora.bias lora_only trains biases beside LoRA's adapters: it needs "
+                       "lora.strategy lora, not head");
+    CHECK(train_config_set(&c, "lora.bias=none", &err) == 0);
+    CHECK(train_config_set(&c, "lora.strategy=lora", &err) == 0);
+    CHECK(train_config_set(&c, "lora.layers_to_transform=1", &err) == 0);
     /* all-linear is PEFT's word for every linear layer: no other name beside it */
     CHECK(train_config_set(&c, "lora.target_modules=q_lin,all-linear", &err) == 0);
     CHECK(train_config_check(&c, &err) == -1);

@@ -26,6 +26,9 @@ extern "C" {
 /* What trains (train.strategy): LoRA adapters, the head, everything; or nothing (a model opened
  * to run, not to train: model_open without an adapter, loraft init; not a train.strategy). */
 typedef enum Strategy { STRATEGY_LORA, STRATEGY_HEAD, STRATEGY_FULL, STRATEGY_NONE } Strategy;
+/* Which biases train beside LoRA's adapters (PEFT's bias): none; all (every parameter named
+ * "bias"); those of the adapted linears. */
+typedef enum LoraBias { LORA_BIAS_NONE, LORA_BIAS_ALL, LORA_BIAS_LORA_ONLY } LoraBias;
 /* What the model is trained for; selects the objective (and PEFT's task_type). */
 typedef enum Task { TASK_CLASSIFICATION, TASK_CAUSAL_LM, TASK_DPO, TASK_REWARD } Task;
 
@@ -81,6 +84,8 @@ typedef struct TrainSpec {
     int use_rslora; /* scale = alpha / sqrt(r) instead of alpha / r */
     int use_dora;   /* DoRA: each adapted linear's output scaled by a trained magnitude over its
                        adapted weight's row norm (PEFT's use_dora; model.c linear_forward) */
+    LoraBias bias;  /* trained with the adapters and saved in them; a linear whose bias trains
+                       keeps an f32 weight (model.c packable) */
     char targets[LORA_MAX_TARGETS][64]; /* module names, matched as PEFT does */
     int n_targets; /* 0 (and no target_regex): the architecture's default (model_create's) */
     /* or PEFT's target_modules as a string: a regular expression a module's whole name matches,
@@ -386,6 +391,8 @@ int precision_parse(const char *s, Precision *out, LfError *err); /* "auto", "fp
 const char *precision_name(Precision p);
 int attention_parse(const char *s, AttentionImpl *out, LfError *err); /* "loraft", "cudnn" */
 const char *attention_name(AttentionImpl a);
+int lora_bias_parse(const char *s, LoraBias *out, LfError *err); /* "none", "all", "lora_only" */
+const char *lora_bias_name(LoraBias b);
 void train_spec_defaults(TrainSpec *s);
 Task arch_task(Arch arch); /* the task an architecture's head is for by default */
 /* The task of an adapter whose PEFT task_type gave t, on an architecture: SEQ_CLS on a decoder

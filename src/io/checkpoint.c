@@ -175,7 +175,7 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddNumberToObject(c, "lora_alpha", float_shortest(s->alpha));
     cJSON_AddNumberToObject(c, "lora_dropout", float_shortest(s->dropout));
     cJSON_AddBoolToObject(c, "use_rslora", s->use_rslora);
-    cJSON_AddStringToObject(c, "bias", "none");
+    cJSON_AddStringToObject(c, "bias", lora_bias_name(s->bias));
     cJSON_AddBoolToObject(c, "fan_in_fan_out", fan_in_fan_out(m));
     cJSON_AddBoolToObject(c, "inference_mode", 1);
     cJSON_AddBoolToObject(c, "init_lora_weights", 1);
@@ -198,15 +198,25 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     return c;
 }
 
+/* Whether p is the bias of an adapted linear, which PEFT's LoRA layer holds as base_layer.bias. */
+static int adapted_bias(const Model *m, const Param *p) {
+    for (int i = 0; i < m->n_linears; i++)
+        if (m->linears[i]->lora && m->linears[i]->b == p) return 1;
+    return 0;
+}
+
 /* prefix + p's name + suffix: in a PEFT adapter its place in the checkpoint class's module tree
- * (model_tree_name: a multimodal Gemma 3's under model.language_model), else p's own. */
+ * (model_tree_name: a multimodal Gemma 3's under model.language_model; an adapted linear's bias
+ * under its LoRA layer's base_layer), else p's own. */
 static void entry_name(const Model *m, const Param *p, const char *prefix, const char *suffix,
                        char *out, size_t cap) {
     char buf[sizeof p->name + 32];
-    const char *name = strcmp(prefix, PEFT_PREFIX)
-                           ? p->name
-                           : model_tree_name(&m->cfg, p->name, 0, buf, sizeof buf);
-    snprintf(out, cap, "%s%s%s", prefix, name, suffix);
+    int peft = !strcmp(prefix, PEFT_PREFIX);
+    const char *name = peft ? model_tree_name(&m->cfg, p->name, 0, buf, sizeof buf) : p->name;
+    if (peft && adapted_bias(m, p)) /* "....q_proj.bias" */
+        snprintf(out, cap, "%s%.*sbase_layer.bias%s", prefix, (int)strlen(name) - 4, name, suffix);
+    else
+        snprintf(out, cap, "%s%s%s", prefix, name, suffix);
 }
 
 /* Downloads the selected parameters into one host block, in their checkpoint layout (a
@@ -411,9 +421,9 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
              (!cJSON_IsString(task) ||
               (strcmp(task->valuestring, "SEQ_CLS") && strcmp(task->valuestring, "CAUSAL_LM"))))
         rc = lf_fail(err, "%s: task_type must be \"SEQ_CLS\" or \"CAUSAL_LM\"", path);
-    else if (bias && cJSON_IsString(bias) && strcmp(bias->valuestring, "none"))
-        rc = lf_fail(err, "%s: bias \"%s\" is not supported (only \"none\")", path,
-                     bias->valuestring);
+    else if (bias && !cJSON_IsNull(bias) &&
+             (!cJSON_IsString(bias) || lora_bias_parse(bias->valuestring, &spec->bias, err)))
+        rc = lf_fail(err, "%s: bias must be \"none\", \"all\" or \"lora_only\"", path);
     else if (cJSON_GetObjectItem(c, "fan_in_fan_out") &&
              !cJSON_IsBool(cJSON_GetObjectItem(c, "fan_in_fan_out")))
         rc = lf_fail(err, "%s: key 'fan_in_fan_out' must be true or false", path);

@@ -140,8 +140,9 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].grad && !m->params[i].is_lora)
             return lf_fail(err,
-                           "%s: the adapter trains '%s' (modules_to_save), which a llama.cpp LoRA "
-                           "adapter cannot hold; merge it instead (loraft merge --format gguf)",
+                           "%s: the adapter trains '%s' (modules_to_save or lora.bias), which a "
+                           "llama.cpp LoRA adapter cannot hold; merge it instead (loraft merge "
+                           "--format gguf)",
                            path, m->params[i].name);
     float **slot;
     float *host = model_host_weights(m, 0, &slot, err);

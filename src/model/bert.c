@@ -139,7 +139,13 @@ static int layer_trains(const Layer *L) {
     const Linear *ls[6] = {&L->q, &L->k, &L->v, &L->o, &L->ffn_in, &L->ffn_out};
     for (int i = 0; i < 6; i++)
         if (linear_trains(ls[i])) return 1;
-    return L->ln_attn.w->grad || L->ln_ffn.w->grad;
+    return L->ln_attn.w->grad || L->ln_ffn.w->grad || L->ln_attn.b->grad || L->ln_ffn.b->grad;
+}
+
+/* Whether backward reaches the embeddings: their tables, or their norm's bias alone (lora.bias
+ * all). */
+static int embeddings_train(const Bert *b) {
+    return b->wte->grad || b->ln_emb.b->grad;
 }
 
 /* A buffer that backward does not need (q, k and v too when attention saves copies of its
@@ -157,10 +163,10 @@ static void bert_plan(Model *m, Plan *pl) {
     Bert *b = bert(m);
     size_t B = m->max_batch, T = m->max_len, N = B * T, C = c->hidden_size, F = c->ffn_size;
     size_t NH = c->num_heads, L = c->num_layers;
-    b->lowest_trained_layer = b->wte->grad ? 0 : (int)L;
+    b->lowest_trained_layer = embeddings_train(b) ? 0 : (int)L;
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
-    int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = b->wte->grad != NULL;
+    int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = embeddings_train(b);
     int ckpt = model_recomputes(m);
     size_t saved_n = model_attention_saved(m, 0);
     int half = model_keeps_bf16(m);
@@ -426,15 +432,17 @@ static void bert_backward(Model *m, Drop d) {
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, L = c->num_layers;
     size_t NC = (size_t)N * C;
     head_backward(m, d);
-    int emb_trains = b->wte->grad != NULL;
+    int emb_trains = embeddings_train(b);
     layers_backward(m, layer_forward, layer_backward, b->lowest_trained_layer, emb_trains, b->d_a,
                     d);
     if (!emb_trains) return;
     const float *dh0 = dropout_grad(m, b->d_br, b->d_a, d.hidden, model_site(L, SITE_EMB), NC);
-    o->layernorm_backward(b->d_r, NULL, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb, NULL,
+    float *d_r = b->wte->grad ? b->d_r : NULL; /* the tables' gradient, or the norm's bias alone */
+    o->layernorm_backward(d_r, NULL, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb, NULL,
                           b->ln_emb.w->value, b->emb_mean, b->emb_rstd, N, C, OPS_SET);
-    o->embedding_backward(b->wte->grad, b->wpe->grad, b->wtt ? b->wtt->grad : NULL, b->d_r, m->ids,
-                          b->wtt ? m->types : NULL, B, T, C);
+    if (d_r)
+        o->embedding_backward(b->wte->grad, b->wpe->grad, b->wtt ? b->wtt->grad : NULL, b->d_r,
+                              m->ids, b->wtt ? m->types : NULL, B, T, C);
 }
 
 const ArchImpl arch_distilbert = {

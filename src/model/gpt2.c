@@ -111,7 +111,7 @@ static int layer_trains(const Layer *L) {
     const Linear *ls[4] = {&L->c_attn, &L->c_proj, &L->c_fc, &L->mlp_proj};
     for (int i = 0; i < 4; i++)
         if (linear_trains(ls[i])) return 1;
-    return L->ln_1.w->grad || L->ln_2.w->grad;
+    return L->ln_1.w->grad || L->ln_2.w->grad || L->ln_1.b->grad || L->ln_2.b->grad;
 }
 
 /* As llama_plan: a layer that backward reaches keeps everything it computed (but what attention

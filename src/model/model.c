@@ -88,6 +88,19 @@ const char *attention_name(AttentionImpl a) {
     return attention_names[a];
 }
 
+static const char *const lora_bias_names[] = {"none", "all", "lora_only"};
+
+int lora_bias_parse(const char *s, LoraBias *out, LfError *err) {
+    int i = name_index(lora_bias_names, 3, s);
+    if (i < 0) return lf_fail(err, "unknown bias '%s' (expected none, all or lora_only)", s);
+    *out = (LoraBias)i;
+    return 0;
+}
+
+const char *lora_bias_name(LoraBias b) {
+    return lora_bias_names[b];
+}
+
 void train_spec_defaults(TrainSpec *s) {
     memset(s, 0, sizeof *s);
     s->strategy = STRATEGY_LORA;
@@ -335,6 +348,15 @@ static int attach_loras(Model *m, LfError *err) {
     return 0;
 }
 
+/* PEFT's bias: "all" trains every parameter named so ("bias" in its name), "lora_only" the biases
+ * of the adapted linears. */
+static int bias_trains(const Model *m, const Param *p) {
+    if (m->spec.bias == LORA_BIAS_ALL) return strstr(p->name, "bias") != NULL;
+    for (int i = 0; i < m->n_linears && m->spec.bias == LORA_BIAS_LORA_ONLY; i++)
+        if (m->linears[i]->lora && m->linears[i]->b == p) return 1;
+    return 0;
+}
+
 /* Which parameters train under the strategy. */
 static int param_trains(const Model *m, const Param *p) {
     char module[160];
@@ -345,7 +367,7 @@ static int param_trains(const Model *m, const Param *p) {
     case STRATEGY_HEAD:
         return strncmp(p->name, m->arch->prefix, strlen(m->arch->prefix)) != 0;
     case STRATEGY_LORA:
-        return p->is_lora || is_saved_module(&m->spec, module);
+        return p->is_lora || is_saved_module(&m->spec, module) || bias_trains(m, p);
     case STRATEGY_NONE:
         return 0;
     }
@@ -1022,6 +1044,9 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
                        c->max_positions);
     if (s->strategy == STRATEGY_LORA && (s->r < 1 || s->r > LORA_MAX_R))
         return lf_fail(err, "lora.r = %d must be in 1..%d", s->r, LORA_MAX_R);
+    if (s->use_dora && s->bias != LORA_BIAS_NONE) /* DoRA's backward scales what dbias reads */
+        return lf_fail(err, "lora.use_dora with lora.bias %s is not supported",
+                       lora_bias_name(s->bias));
     for (int i = 0; i < s->n_rank_pattern; i++) {
         float r = s->rank_pattern[i].value;
         if (!(r >= 1 && r <= LORA_MAX_R && r == floorf(r)))

@@ -194,8 +194,11 @@ static const Key keys[] = {
      .help = "DoRA (PEFT's use_dora): each adapted linear's output, without its bias, scaled per "
              "output feature by a trained magnitude over the row norm of W + scale B A. The "
              "magnitudes are saved in the adapter (lora_magnitude_vector). Needs lora.dropout 0."},
-    {"lora", "bias", T_STR, AT(bias), .def = "\"none\"", .choices = "none",
-     .later = "all|lora_only", .help = "Which biases train (PEFT's bias)."},
+    {"lora", "bias", T_STR, AT(bias), .def = "\"none\"", .choices = "none|all|lora_only",
+     .help = "Which biases train beside the adapters, saved in them (PEFT's bias): none; all "
+             "(every parameter named bias, the norms' too); lora_only (those of the adapted "
+             "linears). A linear whose bias trains keeps its weight in f32 (no base_dtype "
+             "packing, no bf16 GEMM for it). Not with use_dora."},
     {"lora", "modules_to_save", T_LIST, AT_LIST(modules_to_save, n_modules_to_save), .def = "[]",
      .help = "Modules trained in full besides the adapters; empty = the "
              "classification head (PEFT's SEQ_CLS default)."},
@@ -836,6 +839,16 @@ int train_config_check(const TrainConfig *c, LfError *err) {
     for (int i = 0; i < c->n_layers_pattern; i++)
         if (lora_pattern_check(c->layers_pattern[i], err))
             return lf_wrap(err, "lora.layers_pattern");
+    if (strcmp(c->bias, "none") && strcmp(c->strategy, "lora"))
+        return lf_fail(err,
+                       "lora.bias %s trains biases beside LoRA's adapters: it needs "
+                       "lora.strategy lora, not %s",
+                       c->bias, c->strategy);
+    if (c->use_dora && strcmp(c->bias, "none"))
+        return lf_fail(err,
+                       "lora.use_dora with lora.bias %s: DoRA's rescaling leaves the bias "
+                       "out, and loraft trains it under DoRA only frozen; set lora.bias none",
+                       c->bias);
     if (c->use_dora && c->dropout > 0)
         return lf_fail(err,
                        "lora.use_dora with lora.dropout %g: DoRA under dropout needs a second "

@@ -176,6 +176,7 @@ static int gpu_dora; /* run_decoder and checkpointing_same_bits adapt with DoRA 
 /* run_decoder's LoRA takes other ranks and alphas (PEFT's rank_pattern, alpha_pattern) for q,
  * v and gate, so that q, k, v and gate, up run apart */
 static int gpu_patterns;
+static LoraBias gpu_bias; /* run_decoder's lora.bias */
 
 static void run(const char *dir, int arch, int every_linear, Precision prec, float lora_p) {
     ModelConfig cfg;
@@ -500,6 +501,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.r = 4, spec.alpha = 8, spec.dropout = lora_p, spec.use_dora = gpu_dora;
     spec.neftune_alpha = prec == PRECISION_FP32 ? 5.0f : 0.0f;
     spec.base_dtype = dtype;
+    spec.bias = gpu_bias;
     if (gpu_patterns) {
         spec.rank_pattern[spec.n_rank_pattern++] = (LoraPattern){"q_proj", 6};
         spec.rank_pattern[spec.n_rank_pattern++] = (LoraPattern){"gate_proj", 2};
@@ -552,7 +554,9 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     if (prec == PRECISION_BF16) {
         for (int i = 0; i < gpu.n_linears; i++) {
             const Linear *l = gpu.linears[i];
-            if (l != gpu.head) CHECK(l->w->dtype == (l->in == 48 ? rows_of_48 : packed));
+            int f32 = l->b && l->b->grad; /* lora.bias: a linear whose bias trains is not packed */
+            if (l != gpu.head)
+                CHECK(l->w->dtype == (f32 ? GGML_F32 : l->in == 48 ? rows_of_48 : packed));
         }
         const Param *h = gpu.head->w, *e = gpu.embedding;
         int frozen = task != TASK_REWARD && strategy == STRATEGY_LORA;
@@ -1083,6 +1087,18 @@ int main(void) {
     printf("qwen2 (untied, layer 1 windowed, LoRA on the seven projections): cuda bf16 within the "
            "bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
            bf16_worst, bf16_worst_what);
+    gpu_bias = LORA_BIAS_LORA_ONLY; /* q's and v's biases train; their weights stay f32 */
+    run_decoder(ARCH_QWEN2, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 0,
+                NULL);
+    printf("qwen2 (lora.bias lora_only on q and v): cuda model matches cpu\n");
+    bf16_worst = 0;
+    run_decoder(ARCH_QWEN2, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
+                NULL);
+    printf("qwen2 (lora.bias lora_only, LoRA on the seven projections: q's, k's and v's biases "
+           "train, their weights f32, the others bf16): cuda bf16 within the bf16 bounds of cpu "
+           "fp32 (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
+    gpu_bias = LORA_BIAS_NONE;
     run_decoder(ARCH_QWEN3, 1, STRATEGY_FULL, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
                 NULL);
     printf(
