@@ -243,4 +243,21 @@ PYEOF
 grep -q "ffn.lin1.lora_A.weight' is not an adapter of this model" "$tmp/stray.log" && ok \
   || { cat "$tmp/stray.log"; bad "stray adapter tensors: the message"; }
 
+# 15. peft's init_lora_weights: one that rewrites the base weights on every load (PiSSA's) is
+#     refused with the way out; one that only drew A and B (gaussian) loads as any adapter
+cp -rL "$tmp/run/best" "$tmp/pissa"
+for init in '"pissa_niter_4"' '"gaussian"'; do
+  python3 - "$tmp/pissa/adapter_config.json" "$init" <<'PYEOF'
+import json, sys
+c = json.load(open(sys.argv[1])); c["init_lora_weights"] = json.loads(sys.argv[2])
+json.dump(c, open(sys.argv[1], "w"))
+PYEOF
+  if "$bin" predict --model "$tmp/model" --adapter "$tmp/pissa" "a film" >"$tmp/pissa.log" 2>&1; then
+    [ "$init" = '"gaussian"' ] && ok || bad "init_lora_weights $init taken"
+  else
+    [ "$init" != '"gaussian"' ] && grep -q 'init_lora_weights "pissa_niter_4" rewrites the base model' "$tmp/pissa.log" \
+      && ok || { cat "$tmp/pissa.log"; bad "init_lora_weights $init: the message"; }
+  fi
+done
+
 finish
