@@ -145,6 +145,15 @@ CASES = [
     dict(name="qwen2_bias_lora_only", init=["--arch", "qwen2", "--kv-heads", "2"] + TINY,
          task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "o_proj"], bias="lora_only", after_atol=3e-3),
+    # PiSSA: A and B from each weight's principal singular directions, the weight the rest (B not
+    # 0, so the first step already has A's gradients); GPT-2's Conv1D weights (fan_in_fan_out)
+    dict(name="llama_pissa", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         init_lora_weights="pissa"),
+    dict(name="gpt2_pissa", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
+         strategy="lora", r=4, alpha=4.0, rslora=True, targets=["c_attn", "c_fc"],
+         fan_in_fan_out=True, init_lora_weights="pissa"),
 ]
 # after_atol: the absolute tolerance of the weights after the AdamW steps, as a fraction of lr
 # (default 1e-3, see tests/test_golden.c). DPO's gradient is the difference of two sequences'
@@ -254,7 +263,8 @@ def wrap(model, case):
         cfg = LoraConfig(task_type="CAUSAL_LM" if causal_lm(case) else "SEQ_CLS", r=case["r"],
                          lora_alpha=case["alpha"],
                          lora_dropout=0.0, target_modules=case["targets"],
-                         use_rslora=case["rslora"], init_lora_weights=False,
+                         use_rslora=case["rslora"],
+                         init_lora_weights=case.get("init_lora_weights", False),
                          fan_in_fan_out=case.get("fan_in_fan_out", False),
                          use_dora=case.get("dora", False),
                          rank_pattern=case.get("rank_pattern", {}),

@@ -548,6 +548,10 @@ static void test_refusals(void) {
     CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "a DoRA adapter (use_dora) has no llama.cpp");
     model_free(&m);
+    s.use_dora = 0, s.init = LORA_INIT_PISSA; /* it adapts a residual llama.cpp does not load */
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
+    EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "a PiSSA adapter (init_lora_weights pissa)");
+    model_free(&m);
 
     tiny_rope = (RopeScaling){.type = ROPE_YARN, /* llama.cpp always truncates yarn's ramp */
                               .factor = 4,
@@ -570,7 +574,8 @@ static void test_refusals(void) {
     lora_spec(&s, ARCH_LLAMA, 0);
     strcpy(s.modules_to_save[s.n_modules_to_save++], "lm_head");
     CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 0, &err), &err);
-    EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "trains 'lm_head.weight' (modules_to_save or lora.bias)");
+    EXPECT_FAIL(gguf_export_adapter(&m, path, err_),
+                "trains 'lm_head.weight' (modules_to_save or lora.bias)");
     model_free(&m);
 
     lora_spec(&s, ARCH_LLAMA, 0);

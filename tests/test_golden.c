@@ -128,8 +128,10 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     s->alpha = (float)cJSON_GetObjectItem(c, "alpha")->valuedouble;
     s->use_rslora = cJSON_IsTrue(cJSON_GetObjectItem(c, "rslora"));
     s->use_dora = cJSON_IsTrue(cJSON_GetObjectItem(c, "dora"));
-    const cJSON *bias = cJSON_GetObjectItem(c, "bias");
+    const cJSON *bias = cJSON_GetObjectItem(c, "bias"),
+                *init = cJSON_GetObjectItem(c, "init_lora_weights");
     if (bias && lora_bias_parse(bias->valuestring, &s->bias, &err)) return -1;
+    if (init && lora_init_parse(init->valuestring, &s->init, &err)) return -1;
     const cJSON *t, *layers_pattern = cJSON_GetObjectItem(c, "layers_pattern");
     const cJSON *targets = cJSON_GetObjectItem(c, "targets"),
                 *ex = cJSON_GetObjectItem(c, "exclude_modules");

@@ -567,6 +567,74 @@ static void peft_counts(const char *vocab_dir) {
     model_free(&m);
 }
 
+/* A one-layer DistilBERT with LoRA r 4 on q_lin, started as init says. */
+static void start_lora(Model *m, LoraInit init) {
+    ModelConfig cfg;
+    model_config_defaults(&cfg, ARCH_DISTILBERT);
+    cfg.num_labels = 2, cfg.num_layers = 1;
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.r = 4, spec.alpha = 8, spec.init = init;
+    strcpy(spec.targets[spec.n_targets++], "q_lin");
+    LfError err;
+    CHECK_OK(model_create(m, &cfg, &spec, &ops_cpu, NULL, 1, 1, 2, NULL, 0, &err), &err);
+}
+
+/* lora.init_lora_weights: PEFT's default A ~ U(+-1/sqrt(768)); gaussian A ~ N(0, 1/4) (mean and
+ * standard deviation of its 3,072 values within 5 % of 1/4: 4 standard errors); B 0 both; PiSSA:
+ * A A^T = B^T B = diag(S_r / scale), descending, and W_res + scale B A is the default start's
+ * weight (the same seed) within float rounding. */
+static void lora_starts(void) {
+    Model m[3];
+    for (int k = 0; k < 3; k++) start_lora(&m[k], (LoraInit)k);
+    const Lora *lo[3] = {&m[0].loras[0], &m[1].loras[0], &m[2].loras[0]};
+    size_t n = lo[0]->A->numel;
+    double big = 0, sum = 0, sq = 0, b = 0;
+    for (size_t i = 0; i < n; i++) {
+        big = fmax(big, fabs(lo[0]->A->value[i]));
+        sum += lo[1]->A->value[i], sq += (double)lo[1]->A->value[i] * lo[1]->A->value[i];
+    }
+    for (size_t i = 0; i < lo[0]->B->numel; i++)
+        b = fmax(b, fabs(lo[0]->B->value[i]) + fabs(lo[1]->B->value[i]));
+    double mean = sum / n, sd = sqrt(sq / n - mean * mean);
+    CHECK(big <= 1 / sqrt(768.0) && big > 0.9 / sqrt(768.0) && b == 0);
+    CHECK(fabs(mean) < 0.05 * 0.25 && fabs(sd - 0.25) < 0.05 * 0.25);
+    printf("LoRA starts: default max |A| %.5f (bound %.5f); gaussian A mean %.4f, sd %.4f (0.25)\n",
+           big, 1 / sqrt(768.0), mean, sd);
+    const Lora *p = lo[2];
+    int R = p->r, C = p->base->in, O = p->base->out;
+    double worst = 0, prev = INFINITY, wmax = 0;
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < R; j++) {
+            double aa = 0, bb = 0;
+            for (int c = 0; c < C; c++)
+                aa += (double)p->A->value[i * C + c] * p->A->value[j * C + c];
+            for (int o = 0; o < O; o++)
+                bb += (double)p->B->value[o * R + i] * p->B->value[o * R + j];
+            if (i == j) { /* S descending */
+                CHECK(aa <= prev * (1 + 1e-5));
+                prev = aa;
+            }
+            worst = worse(worst, fabs(aa - bb) / prev);
+            if (i != j) worst = worse(worst, fabs(aa) / prev);
+        }
+    CHECK(worst < 1e-4);
+    const float *W0 = lo[0]->base->w->value, *W = p->base->w->value;
+    double off = 0;
+    for (int o = 0; o < O; o++)
+        for (int c = 0; c < C; c++) {
+            double ba = 0;
+            for (int r = 0; r < R; r++)
+                ba += (double)p->B->value[o * R + r] * p->A->value[r * C + c];
+            off = worse(off, fabs(W[o * C + c] + p->scale * ba - W0[o * C + c]));
+            wmax = fmax(wmax, fabs(W0[o * C + c]));
+        }
+    CHECK(off <= 1e-5 * wmax);
+    printf("PiSSA: A A^T = B^T B diagonal within %.1e; W_res + s B A = W within %.1e of max |W|\n",
+           worst, off / wmax);
+    for (int k = 0; k < 3; k++) model_free(&m[k]);
+}
+
 static void reward_batch(Model *m) {
     set_pairs(m, 0);
 }
@@ -733,6 +801,7 @@ int main(void) {
     accumulation(distil);
     accumulation(bert);
     peft_counts(vocab);
+    lora_starts();
     preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
     preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_IPO, 0.0f}, "dpo ipo");
     preference_gradcheck(ARCH_LLAMA, TASK_REWARD, (DpoSpec){0.1f, DPO_SIGMOID, 0.0f}, "reward");

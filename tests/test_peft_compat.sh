@@ -14,7 +14,9 @@
 #  6. the same for target_modules "all-linear" with exclude_modules: loraft's adapter in peft, and
 #     peft's (which lists every adapted module by its full name) in loraft;
 #  7. the same for bias "all" (loraft's: every bias trained, the adapted linears' saved as peft's
-#     base_layer.bias) and "lora_only" (peft's, random biases on the adapted linears).
+#     base_layer.bias) and "lora_only" (peft's, random biases on the adapted linears);
+#  8. the same for PiSSA (init_lora_weights "pissa"): each side rebuilds the residual base
+#     weights from the base model by its own SVD when it loads the other's adapter.
 set -euo pipefail
 bin=${LORAFT_BIN:-build/loraft}
 vocab=${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased
@@ -52,6 +54,8 @@ EOF
 "$bin" train --config "$tmp/cfg.json" --set lora.target_modules=all-linear \
   --set lora.exclude_modules=pre_classifier,layer.0.ffn.lin1 --set train.output_dir="$tmp/all_linear" >/dev/null
 "$bin" train --config "$tmp/cfg.json" --set lora.bias=all --set train.output_dir="$tmp/bias" >/dev/null
+"$bin" train --config "$tmp/cfg.json" --set lora.init_lora_weights=pissa --set train.output_dir="$tmp/pissa" >/dev/null
+"$bin" merge --model "$tmp/distilbert" --adapter "$tmp/pissa/best" --out "$tmp/pissa_merged" >/dev/null
 
 texts=("a good movie" "the plot was awful, very awful" "it was a film")
 predict() { "$bin" predict --model "$1" ${2:+--adapter "$2"} "${texts[@]}" | cut -f1,2; }
@@ -62,6 +66,8 @@ predict "$tmp/dora_merged" >"$tmp/ours_dora_merged"
 predict "$tmp/distilbert" "$tmp/patterns/best" >"$tmp/ours_patterns"
 predict "$tmp/distilbert" "$tmp/all_linear/best" >"$tmp/ours_all_linear"
 predict "$tmp/distilbert" "$tmp/bias/best" >"$tmp/ours_bias"
+predict "$tmp/distilbert" "$tmp/pissa/best" >"$tmp/ours_pissa"
+predict "$tmp/pissa_merged" >"$tmp/ours_pissa_merged"
 
 # peft writes an adapter for the BERT model; loraft reads it
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
@@ -75,10 +81,11 @@ patterns = dict(rank_pattern={"query": 5, r"layer\.1\.output\.dense": 2}, alpha_
                 layers_to_transform=[1], layers_pattern="layer")
 all_linear = dict(target_modules="all-linear", exclude_modules=["bert.encoder.layer.0.attention.self.key"])
 for name, dora, extra in (("peft_adapter", False, {}), ("peft_dora", True, {}), ("peft_patterns", False, patterns),
-                          ("peft_all_linear", False, all_linear), ("peft_bias", False, dict(bias="lora_only"))):
+                          ("peft_all_linear", False, all_linear), ("peft_bias", False, dict(bias="lora_only")),
+                          ("peft_pissa", False, dict(init_lora_weights="pissa"))):
     base = AutoModelForSequenceClassification.from_pretrained(tmp + "/bert")
-    cfg = LoraConfig(task_type="SEQ_CLS", r=3, lora_alpha=6, init_lora_weights=False, use_dora=dora,
-                     **{"target_modules": ["query", "value", "dense"], **extra})
+    cfg = LoraConfig(task_type="SEQ_CLS", r=3, lora_alpha=6, use_dora=dora,
+                     **{"target_modules": ["query", "value", "dense"], "init_lora_weights": False, **extra})
     model = get_peft_model(base, cfg)
     with torch.no_grad():
         model.base_model.model.classifier.modules_to_save["default"].weight.normal_(0, 0.5)
@@ -88,6 +95,8 @@ for name, dora, extra in (("peft_adapter", False, {}), ("peft_dora", True, {}), 
         for n, p in model.named_parameters():  # the trained biases away from the base's
             if name == "peft_bias" and n.endswith("base_layer.bias"):
                 p.normal_(0, 0.5)
+            if name == "peft_pissa" and "lora_" in n:  # as if trained: away from the SVD's
+                p.mul_(torch.empty_like(p).uniform_(0.5, 1.5))
     model.save_pretrained(f"{tmp}/{name}")
 EOF
 predict "$tmp/bert" "$tmp/peft_adapter" >"$tmp/ours_peft"
@@ -95,6 +104,7 @@ predict "$tmp/bert" "$tmp/peft_dora" >"$tmp/ours_peft_dora"
 predict "$tmp/bert" "$tmp/peft_patterns" >"$tmp/ours_peft_patterns"
 predict "$tmp/bert" "$tmp/peft_all_linear" >"$tmp/ours_peft_all_linear"
 predict "$tmp/bert" "$tmp/peft_bias" >"$tmp/ours_peft_bias"
+predict "$tmp/bert" "$tmp/peft_pissa" >"$tmp/ours_peft_pissa"
 
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
 import sys, torch
@@ -139,6 +149,7 @@ ok_ranks = ranks == want and v_lin.scaling["default"] == 6
 print(("ok  " if ok_ranks else "FAIL") + f" loraft patterns adapter's modules, ranks and scale in peft: {ranks}")
 all_linear = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/all_linear/best")
 bias = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/bias/best")
+pissa = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/pissa/best")
 results = [
     same(ours("ours_adapter"), probs(PeftModel.from_pretrained(base("distilbert"), f"{tmp}/run/best"), f"{tmp}/distilbert"),
          "loraft adapter in PeftModel.from_pretrained"),
@@ -163,6 +174,11 @@ results = [
     same(ours("ours_bias"), probs(bias, f"{tmp}/distilbert"), "loraft bias-all adapter in PeftModel.from_pretrained"),
     same(ours("ours_peft_bias"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_bias"), f"{tmp}/bert"),
          "peft bias-lora_only adapter in loraft"),
+    holds_file(pissa, f"{tmp}/pissa/best", "loraft PiSSA adapter in PeftModel"),
+    same(ours("ours_pissa"), probs(pissa, f"{tmp}/distilbert"), "loraft PiSSA adapter in PeftModel.from_pretrained"),
+    same(ours("ours_pissa_merged"), probs(base("pissa_merged"), f"{tmp}/pissa_merged"), "loraft PiSSA merge in transformers"),
+    same(ours("ours_peft_pissa"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_pissa"), f"{tmp}/bert"),
+         "peft PiSSA adapter in loraft"),
 ]
 print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)

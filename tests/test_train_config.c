@@ -261,6 +261,12 @@ static void test_check(void) {
     CHECK(train_config_set(&c, "lora.dropout=0", &err) == 0);
     CHECK(train_config_check(&c, &err) == -1);
     CHECK_HAS(err.msg, "lora.use_dora with lora.bias lora_only");
+    CHECK(train_config_set(&c, "lora.bias=none", &err) == 0);
+    CHECK(train_config_set(&c, "lora.init_lora_weights=pissa", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "lora.init_lora_weights pissa with lora.use_dora is not supported");
+    CHECK(train_config_set(&c, "lora.init_lora_weights=default", &err) == 0);
+    CHECK(train_config_set(&c, "lora.bias=lora_only", &err) == 0);
     CHECK(train_config_set(&c, "lora.use_dora=false", &err) == 0);
     CHECK(train_config_set(&c, "lora.strategy=head", &err) == 0);
     CHECK(train_config_check(&c, &err) == -1);

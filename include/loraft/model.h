@@ -29,6 +29,10 @@ typedef enum Strategy { STRATEGY_LORA, STRATEGY_HEAD, STRATEGY_FULL, STRATEGY_NO
 /* Which biases train beside LoRA's adapters (PEFT's bias): none; all (every parameter named
  * "bias"); those of the adapted linears. */
 typedef enum LoraBias { LORA_BIAS_NONE, LORA_BIAS_ALL, LORA_BIAS_LORA_ONLY } LoraBias;
+/* How LoRA's A and B start (PEFT's init_lora_weights): A ~ U(+-1/sqrt(in)) (PEFT's true), A ~
+ * N(0, 1/r) (gaussian), both B 0; or PiSSA's: the weight's r principal singular directions, the
+ * weight keeping the rest (model.c pissa_init). */
+typedef enum LoraInit { LORA_INIT_DEFAULT, LORA_INIT_GAUSSIAN, LORA_INIT_PISSA } LoraInit;
 /* What the model is trained for; selects the objective (and PEFT's task_type). */
 typedef enum Task { TASK_CLASSIFICATION, TASK_CAUSAL_LM, TASK_DPO, TASK_REWARD } Task;
 
@@ -86,6 +90,7 @@ typedef struct TrainSpec {
                        adapted weight's row norm (PEFT's use_dora; model.c linear_forward) */
     LoraBias bias;  /* trained with the adapters and saved in them; a linear whose bias trains
                        keeps an f32 weight (model.c packable) */
+    LoraInit init;
     char targets[LORA_MAX_TARGETS][64]; /* module names, matched as PEFT does */
     int n_targets; /* 0 (and no target_regex): the architecture's default (model_create's) */
     /* or PEFT's target_modules as a string: a regular expression a module's whole name matches,
@@ -393,6 +398,9 @@ int attention_parse(const char *s, AttentionImpl *out, LfError *err); /* "loraft
 const char *attention_name(AttentionImpl a);
 int lora_bias_parse(const char *s, LoraBias *out, LfError *err); /* "none", "all", "lora_only" */
 const char *lora_bias_name(LoraBias b);
+int lora_init_parse(const char *s, LoraInit *out,
+                    LfError *err); /* "default", "gaussian", "pissa" */
+const char *lora_init_name(LoraInit i);
 void train_spec_defaults(TrainSpec *s);
 Task arch_task(Arch arch); /* the task an architecture's head is for by default */
 /* The task of an adapter whose PEFT task_type gave t, on an architecture: SEQ_CLS on a decoder

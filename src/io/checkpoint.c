@@ -178,7 +178,10 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddStringToObject(c, "bias", lora_bias_name(s->bias));
     cJSON_AddBoolToObject(c, "fan_in_fan_out", fan_in_fan_out(m));
     cJSON_AddBoolToObject(c, "inference_mode", 1);
-    cJSON_AddBoolToObject(c, "init_lora_weights", 1);
+    if (s->init == LORA_INIT_DEFAULT)
+        cJSON_AddBoolToObject(c, "init_lora_weights", 1);
+    else
+        cJSON_AddStringToObject(c, "init_lora_weights", lora_init_name(s->init));
     cJSON_AddBoolToObject(c, "use_dora", s->use_dora);
     cJSON_AddItemToObject(c, "target_modules", targets_json(m));
     cJSON_AddItemToObject(c, "exclude_modules", exclude_json(s));
@@ -397,22 +400,24 @@ static int read_layers(const cJSON *c, const char *path, TrainSpec *spec, LfErro
     return 0;
 }
 
-/* PEFT's init_lora_weights: any start of A and B loads as trained, but for those that also
- * rewrite the base weight (PiSSA's, OLoRA's, CorDA's W - s B A; LoftQ's and LoRA-GA's), which
- * peft redoes on every load from the base model and loraft does not: refused, naming the way
- * out. */
-static int check_init(const cJSON *c, const char *path, LfError *err) {
+/* PEFT's init_lora_weights: any start of A and B loads as trained, but those that also rewrite
+ * the base weight, which peft redoes on every load from the base model: PiSSA's ("pissa", done
+ * here too: pissa_init), and the others (PiSSA's randomised SVD, OLoRA's, CorDA's W - s B A;
+ * LoftQ's and LoRA-GA's), refused, naming the way out. */
+static int read_init(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
     static const char *const rewrites[] = {"pissa", "olora", "corda", "loftq", "lora_ga"};
     const cJSON *init = cJSON_GetObjectItemCaseSensitive(c, "init_lora_weights");
     if (!cJSON_IsString(init)) return 0;
+    if (!strcmp(init->valuestring, "pissa")) return spec->init = LORA_INIT_PISSA, 0;
     for (size_t i = 0; i < sizeof rewrites / sizeof *rewrites; i++)
         if (!strncasecmp(init->valuestring, rewrites[i], strlen(rewrites[i])))
-            return lf_fail(err,
-                           "%s: init_lora_weights \"%s\" rewrites the base model's weights when "
-                           "peft loads the adapter, which loraft does not do: convert it to a plain "
-                           "LoRA adapter in peft first (save_pretrained with "
-                           "path_initial_model_for_weight_conversion), or merge it there",
-                           path, init->valuestring);
+            return lf_fail(
+                err,
+                "%s: init_lora_weights \"%s\" rewrites the base model's weights when "
+                "peft loads the adapter, which loraft does not do: convert it to a plain "
+                "LoRA adapter in peft first (save_pretrained with "
+                "path_initial_model_for_weight_conversion), or merge it there",
+                path, init->valuestring);
     return 0;
 }
 
@@ -446,7 +451,7 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     else if (cJSON_GetObjectItem(c, "fan_in_fan_out") &&
              !cJSON_IsBool(cJSON_GetObjectItem(c, "fan_in_fan_out")))
         rc = lf_fail(err, "%s: key 'fan_in_fan_out' must be true or false", path);
-    if (!rc) rc = check_init(c, path, err) || read_lora_numbers(c, path, spec, err);
+    if (!rc) rc = read_init(c, path, spec, err) || read_lora_numbers(c, path, spec, err);
     if (!rc)
         rc = read_pattern(c, "rank_pattern", path, 1, spec->rank_pattern, &spec->n_rank_pattern,
                           err) ||

@@ -18,6 +18,7 @@
 #include "loraft/bnb.h"
 #include "loraft/gguf.h"
 #include "loraft/objective.h"
+#include "loraft/pissa.h"
 #include "loraft/rng.h"
 #include "loraft/safetensors.h"
 
@@ -99,6 +100,20 @@ int lora_bias_parse(const char *s, LoraBias *out, LfError *err) {
 
 const char *lora_bias_name(LoraBias b) {
     return lora_bias_names[b];
+}
+
+static const char *const lora_init_names[] = {"default", "gaussian", "pissa"};
+
+int lora_init_parse(const char *s, LoraInit *out, LfError *err) {
+    int i = name_index(lora_init_names, 3, s);
+    if (i < 0)
+        return lf_fail(err, "unknown LoRA init '%s' (expected default, gaussian or pissa)", s);
+    *out = (LoraInit)i;
+    return 0;
+}
+
+const char *lora_init_name(LoraInit i) {
+    return lora_init_names[i];
 }
 
 void train_spec_defaults(TrainSpec *s) {
@@ -407,15 +422,18 @@ static float normal_draw(Rng *r) {
 /* HF's _init_weights: Linear and Embedding weights ~ N(0, initializer_range) (or the
  * parameter's own init_std), biases 0,
  * norm weights 1, an embedding's padding row 0; PEFT's LoRA: A ~ kaiming_uniform(a=sqrt(5))
- * = U(+-1/sqrt(in)), B = 0. */
+ * = U(+-1/sqrt(in)) (gaussian: N(0, 1/r)), B = 0. */
 static void param_init(const Model *m, const Param *p, float *v, Rng *r) {
     size_t len = strlen(p->name);
     int is_bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
     if (p->is_lora) {
         int is_a = strstr(p->name, "lora_A") != NULL;
-        float bound = 1.0f / sqrtf((float)p->shape[1]);
+        float bound = 1.0f / sqrtf((float)p->shape[1]), std = 1.0f / (float)p->shape[0];
+        int gaussian = m->spec.init == LORA_INIT_GAUSSIAN;
         for (size_t i = 0; i < p->numel; i++)
-            v[i] = is_a ? (2.0f * rng_next_uniform(r) - 1.0f) * bound : 0.0f;
+            v[i] = !is_a      ? 0.0f
+                   : gaussian ? normal_draw(r) * std
+                              : (2.0f * rng_next_uniform(r) - 1.0f) * bound;
     } else if (is_bias) {
         memset(v, 0, p->numel * sizeof *v);
     } else if (p->is_norm) {
@@ -1044,6 +1062,8 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
                        c->max_positions);
     if (s->strategy == STRATEGY_LORA && (s->r < 1 || s->r > LORA_MAX_R))
         return lf_fail(err, "lora.r = %d must be in 1..%d", s->r, LORA_MAX_R);
+    if (s->use_dora && s->init == LORA_INIT_PISSA)
+        return lf_fail(err, "lora.init_lora_weights pissa with lora.use_dora is not supported");
     if (s->use_dora && s->bias != LORA_BIAS_NONE) /* DoRA's backward scales what dbias reads */
         return lf_fail(err, "lora.use_dora with lora.bias %s is not supported",
                        lora_bias_name(s->bias));
@@ -1301,6 +1321,34 @@ static int allocate_values(Model *m, LfError *err) {
 
 /* Initial values: from dir's checkpoint (an HF directory or a .gguf file), else HF's
  * initialisation from seed. */
+/* PiSSA (lora.init_lora_weights pissa, PEFT's): each adapted weight's r principal singular
+ * directions start its adapter and the weight keeps the rest: with W = U S Vh, A = sqrt(S_r / s)
+ * Vh_r, B = U_r sqrt(S_r / s), W <- W - s B A; on the host image of the values, before they are
+ * uploaded. An adapter loaded afterwards replaces A and B over the residual, which peft rebuilds
+ * the same way when it loads one (the product U_r S_r Vh_r does not depend on the SVD's signs). */
+static int pissa_init(Model *m, float *host, LfError *err) {
+    int rc = 0;
+    for (int i = 0; i < m->n_loras && !rc; i++) {
+        const Lora *lo = &m->loras[i];
+        const Linear *l = lo->base;
+        int out = l->out, in = l->in, R = lo->r;
+        if (!l->w->value)
+            return lf_fail(err,
+                           "lora.init_lora_weights pissa rewrites the base weights, and '%s' is "
+                           "stored packed: use model.base_dtype f32 with model.precision fp32 or "
+                           "tf32",
+                           l->w->name);
+        if (R > (out < in ? out : in))
+            return lf_fail(err, "PiSSA: rank %d exceeds the singular values of %s [%d, %d]", R,
+                           l->w->name, out, in);
+        float *W = host + (l->w->value - m->values), *A = host + (lo->A->value - m->values),
+              *B = host + (lo->B->value - m->values);
+        if (pissa_split(W, out, in, R, lo->scale, A, B))
+            rc = lf_fail(err, "PiSSA: the SVD of %s failed (or out of memory)", l->w->name);
+    }
+    return rc;
+}
+
 static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_report,
                        size_t report_cap, LfError *err) {
     size_t most = 0, most_bytes = 0;
@@ -1326,6 +1374,7 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
             rc = load_store(&ld, &m->params[i], err);
         }
     }
+    if (!rc && m->spec.init == LORA_INIT_PISSA) rc = pissa_init(m, ld.host, err);
     if (!rc) m->ops->upload(m->values, ld.host, m->n_values * sizeof(float));
     free(ld.host);
     free(ld.f32);

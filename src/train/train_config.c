@@ -194,6 +194,14 @@ static const Key keys[] = {
      .help = "DoRA (PEFT's use_dora): each adapted linear's output, without its bias, scaled per "
              "output feature by a trained magnitude over the row norm of W + scale B A. The "
              "magnitudes are saved in the adapter (lora_magnitude_vector). Needs lora.dropout 0."},
+    {"lora", "init_lora_weights", T_STR, AT(init_lora_weights), .def = "\"default\"",
+     .choices = "default|gaussian|pissa",
+     .help = "How A and B start (PEFT's init_lora_weights): default (PEFT's true: A ~ "
+             "U(+-1/sqrt(in)), B 0); gaussian (A ~ N(0, 1/r), B 0); pissa (PiSSA: each adapted "
+             "weight's r principal singular directions, A = sqrt(S_r / scale) Vh_r and B = U_r "
+             "sqrt(S_r / scale), the weight keeping W - scale B A; needs f32 base weights: "
+             "model.base_dtype f32, model.precision fp32 or tf32; peft rebuilds the same residual "
+             "when it loads the adapter)."},
     {"lora", "bias", T_STR, AT(bias), .def = "\"none\"", .choices = "none|all|lora_only",
      .help = "Which biases train beside the adapters, saved in them (PEFT's bias): none; all "
              "(every parameter named bias, the norms' too); lora_only (those of the adapted "
@@ -839,6 +847,8 @@ int train_config_check(const TrainConfig *c, LfError *err) {
     for (int i = 0; i < c->n_layers_pattern; i++)
         if (lora_pattern_check(c->layers_pattern[i], err))
             return lf_wrap(err, "lora.layers_pattern");
+    if (!strcmp(c->init_lora_weights, "pissa") && c->use_dora)
+        return lf_fail(err, "lora.init_lora_weights pissa with lora.use_dora is not supported");
     if (strcmp(c->bias, "none") && strcmp(c->strategy, "lora"))
         return lf_fail(err,
                        "lora.bias %s trains biases beside LoRA's adapters: it needs "

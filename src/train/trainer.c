@@ -170,7 +170,8 @@ static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, i
           base_dtype_parse(c->base_dtype, &s->base_dtype, err) ||
           precision_parse(c->precision, &s->precision, err) ||
           attention_parse(c->attention, &s->attention, err) ||
-          lora_bias_parse(c->bias, &s->bias, err);
+          lora_bias_parse(c->bias, &s->bias, err) ||
+          lora_init_parse(c->init_lora_weights, &s->init, err);
     s->r = c->r;
     s->alpha = c->alpha;
     s->dropout = c->dropout;
