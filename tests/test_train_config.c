@@ -198,6 +198,9 @@ static void test_errors(void) {
               "regular expression \"q[\" does not compile");
     CHECK_HAS(load_text(&c, "{\"lora\": {\"alpha_pattern\": {\"q\": -1}}}"),
               "lora.alpha_pattern: \"q\": -1 is out of range (allowed: > 0)");
+    char long_key[300];
+    snprintf(long_key, sizeof long_key, "{\"lora\": {\"rank_pattern\": {\"%0130d\": 2}}}", 0);
+    CHECK_HAS(load_text(&c, long_key), "is longer than 127 characters");
     CHECK_HAS(load_text(&c, "{\"lora\": {\"alpha_pattern\": {\"q\": 1e40}}}"),
               "lora.alpha_pattern: \"q\": 1e+40 is out of range");
     CHECK_HAS(load_text(&c, "{\"lora\": {\"layers_to_transform\": [0, -1]}}"),

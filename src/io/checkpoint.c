@@ -351,7 +351,10 @@ static int read_pattern(const cJSON *c, const char *key, const char *path, int r
         double x = 0; /* set by json_num */
         if (*n == LORA_MAX_PATTERNS)
             return lf_fail(err, "%s: %s: more than %d keys", path, key, LORA_MAX_PATTERNS);
-        if (strlen(v->string) >= sizeof out->key || lora_pattern_check(v->string, err))
+        if (strlen(v->string) >= sizeof out->key)
+            return lf_fail(err, "%s: %s key \"%.64s...\": longer than %zu characters", path, key,
+                           v->string, sizeof out->key - 1);
+        if (lora_pattern_check(v->string, err))
             return lf_wrap(err, "%s: %s key \"%.64s\"", path, key, v->string);
         if (json_num(o, v->string, path, ranks, &x, err)) return lf_wrap(err, "%s", key);
         char ranks_range[32];

@@ -332,7 +332,10 @@ static int attach_loras(Model *m, LfError *err) {
         snprintf(peft, sizeof peft, "%s", model_tree_name(&m->cfg, module, 0, buf, sizeof buf));
         if (!is_target(m, l, module, peft, used)) continue;
         if (is_saved_module(s, module))
-            return lf_fail(err, "LoRA target '%s' is also in modules_to_save", module);
+            return lf_fail(err,
+                           "LoRA target '%s' is also in modules_to_save (leave it out: "
+                           "lora.exclude_modules)",
+                           module);
         Lora *lo = &m->loras[m->n_loras++];
         int r = (int)lora_pattern_value(s->rank_pattern, s->n_rank_pattern, peft, (float)s->r);
         float alpha = lora_pattern_value(s->alpha_pattern, s->n_alpha_pattern, peft, s->alpha);

@@ -549,7 +549,10 @@ static int apply_map(TrainConfig *c, const Key *k, const cJSON *v, LfError *err)
     LoraPattern got[LORA_MAX_PATTERNS];
     memset(got, 0, sizeof got); /* every byte, so that a saved config loads back equal */
     for (const cJSON *e = v->child; e; e = e->next, i++) {
-        if (strlen(e->string) >= sizeof got->key || lora_pattern_check(e->string, err))
+        if (strlen(e->string) >= sizeof got->key)
+            return lf_fail(err, "%s.%s: key \"%.40s...\" is longer than %zu characters", k->section,
+                           k->name, e->string, sizeof got->key - 1);
+        if (lora_pattern_check(e->string, err))
             return lf_wrap(err, "%s.%s: key \"%.40s\"", k->section, k->name, e->string);
         if (!cJSON_IsNumber(e) || (k->whole && e->valuedouble != floor(e->valuedouble)))
             return lf_fail(err, "%s.%s: \"%s\": expected %s, got %s", k->section, k->name,
