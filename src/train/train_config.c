@@ -196,12 +196,14 @@ static const Key keys[] = {
              "magnitudes are saved in the adapter (lora_magnitude_vector). Needs lora.dropout 0."},
     {"lora", "init_lora_weights", T_STR, AT(init_lora_weights), .def = "\"default\"",
      .choices = "default|gaussian|pissa",
-     .help = "How A and B start (PEFT's init_lora_weights): default (PEFT's true: A ~ "
-             "U(+-1/sqrt(in)), B 0); gaussian (A ~ N(0, 1/r), B 0); pissa (PiSSA: each adapted "
-             "weight's r principal singular directions, A = sqrt(S_r / scale) Vh_r and B = U_r "
-             "sqrt(S_r / scale), the weight keeping W - scale B A; needs f32 base weights: "
-             "model.base_dtype f32, model.precision fp32 or tf32; peft rebuilds the same residual "
-             "when it loads the adapter)."},
+     .help =
+         "How A and B start (PEFT's init_lora_weights): default (PEFT's true: A ~ "
+         "U(+-1/sqrt(in)), B 0); gaussian (A ~ N(0, 1/r), B 0); pissa (PiSSA: each adapted "
+         "weight's r principal singular directions, A = sqrt(S_r / scale) Vh_r and B = U_r "
+         "sqrt(S_r / scale), the weight keeping W - scale B A; needs f32 base weights: "
+         "model.base_dtype f32, model.precision fp32 or tf32; peft rebuilds the same residual "
+         "when it loads the adapter). PiSSA trains with lora.dropout 0, as its paper does: "
+         "dropout on the principal directions is noise on the main signal (docs/BENCHMARKS.md)."},
     {"lora", "bias", T_STR, AT(bias), .def = "\"none\"", .choices = "none|all|lora_only",
      .help = "Which biases train beside the adapters, saved in them (PEFT's bias): none; all "
              "(every parameter named bias, the norms' too); lora_only (those of the adapted "
