@@ -633,6 +633,17 @@ static void lora_starts(void) {
     printf("PiSSA: A A^T = B^T B diagonal within %.1e; W_res + s B A = W within %.1e of max |W|\n",
            worst, off / wmax);
     for (int k = 0; k < 3; k++) model_free(&m[k]);
+    /* a spec built in code gets the readers' checks: a key POSIX cannot match is refused */
+    ModelConfig cfg;
+    model_config_defaults(&cfg, ARCH_DISTILBERT);
+    cfg.num_labels = 2, cfg.num_layers = 1;
+    TrainSpec spec;
+    train_spec_defaults(&spec);
+    spec.rank_pattern[spec.n_rank_pattern++] = (LoraPattern){"(?=q)_lin", 2};
+    Model bad;
+    LfError err;
+    CHECK(model_create(&bad, &cfg, &spec, &ops_cpu, NULL, 1, 1, 2, NULL, 0, &err) == -1);
+    CHECK(strstr(err.msg, "rank_pattern") && strstr(err.msg, "(?= is not supported"));
 }
 
 static void reward_batch(Model *m) {

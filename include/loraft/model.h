@@ -383,6 +383,8 @@ size_t model_weight_bytes(const Model *m);
 /* Bytes of the activation plan (arch.h): activations, gradients of activations, op scratch. */
 size_t model_activation_bytes(const Model *m);
 Param *model_find_param(Model *m, const char *name);
+/* Whether p is the bias of a linear with LoRA (lora.bias lora_only's; PEFT's base_layer.bias). */
+int model_adapted_bias(const Model *m, const Param *p);
 /* out[cols,rows] = in[rows,cols]^T in host memory: a Conv1D weight (Param.hf_transposed)
  * between loraft's [out,in] and the checkpoint's [in,out]. */
 void transpose_f32(float *out, const float *in, int64_t rows, int64_t cols);

@@ -201,13 +201,6 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     return c;
 }
 
-/* Whether p is the bias of an adapted linear, which PEFT's LoRA layer holds as base_layer.bias. */
-static int adapted_bias(const Model *m, const Param *p) {
-    for (int i = 0; i < m->n_linears; i++)
-        if (m->linears[i]->lora && m->linears[i]->b == p) return 1;
-    return 0;
-}
-
 /* prefix + p's name + suffix: in a PEFT adapter its place in the checkpoint class's module tree
  * (model_tree_name: a multimodal Gemma 3's under model.language_model; an adapted linear's bias
  * under its LoRA layer's base_layer), else p's own. */
@@ -216,7 +209,7 @@ static void entry_name(const Model *m, const Param *p, const char *prefix, const
     char buf[sizeof p->name + 32];
     int peft = !strcmp(prefix, PEFT_PREFIX);
     const char *name = peft ? model_tree_name(&m->cfg, p->name, 0, buf, sizeof buf) : p->name;
-    if (peft && adapted_bias(m, p)) /* "....q_proj.bias" */
+    if (peft && model_adapted_bias(m, p)) /* "....q_proj.bias" */
         snprintf(out, cap, "%s%.*sbase_layer.bias%s", prefix, (int)strlen(name) - 4, name, suffix);
     else
         snprintf(out, cap, "%s%s%s", prefix, name, suffix);
@@ -538,14 +531,14 @@ static int check_language_model_only(const Model *m, const char *path, LfError *
 static int check_no_strays(const Model *m, const char *path, LfError *err) {
     SafeTensors st;
     if (safetensors_open(&st, path, err)) return -1;
-    int rc = 0;
+    char(*names)[260] = calloc((size_t)m->n_params + 1, sizeof *names); /* the adapter's, once */
+    int rc = names ? 0 : lf_fail(err, "out of memory"), n = 0;
+    for (int j = 0; j < m->n_params && !rc; j++)
+        if (in_adapter(&m->params[j]))
+            entry_name(m, &m->params[j], PEFT_PREFIX, "", names[n++], sizeof *names);
     for (int i = 0; i < st.n_tensors && !rc; i++) {
         int found = 0;
-        for (int j = 0; j < m->n_params && !found; j++) {
-            char name[260];
-            entry_name(m, &m->params[j], PEFT_PREFIX, "", name, sizeof name);
-            found = in_adapter(&m->params[j]) && !strcmp(name, st.tensors[i].name);
-        }
+        for (int j = 0; j < n && !found; j++) found = !strcmp(names[j], st.tensors[i].name);
         if (!found)
             rc = lf_fail(err,
                          "%s: tensor '%s' is not an adapter of this model (its config's "
@@ -553,6 +546,7 @@ static int check_no_strays(const Model *m, const char *path, LfError *err) {
                          "leave that module out)",
                          path, st.tensors[i].name);
     }
+    free(names);
     safetensors_close(&st);
     return rc;
 }

@@ -366,13 +366,17 @@ static int attach_loras(Model *m, LfError *err) {
     return 0;
 }
 
+int model_adapted_bias(const Model *m, const Param *p) {
+    for (int i = 0; i < m->n_linears; i++)
+        if (m->linears[i]->lora && m->linears[i]->b == p) return 1;
+    return 0;
+}
+
 /* PEFT's bias: "all" trains every parameter named so ("bias" in its name), "lora_only" the biases
  * of the adapted linears. */
 static int bias_trains(const Model *m, const Param *p) {
     if (m->spec.bias == LORA_BIAS_ALL) return strstr(p->name, "bias") != NULL;
-    for (int i = 0; i < m->n_linears && m->spec.bias == LORA_BIAS_LORA_ONLY; i++)
-        if (m->linears[i]->lora && m->linears[i]->b == p) return 1;
-    return 0;
+    return m->spec.bias == LORA_BIAS_LORA_ONLY && model_adapted_bias(m, p);
 }
 
 /* Which parameters train under the strategy. */
@@ -1053,6 +1057,23 @@ static int check_guards(Model *m, LfError *err) {
 /* ------------------------------------------------------------------------------------ */
 /* construction                                                                         */
 
+/* Every regular expression of the spec compiles (the config and adapter readers check theirs;
+ * this is for a spec built otherwise), so that matching never meets one that does not. */
+static int check_regexes(const TrainSpec *s, LfError *err) {
+    for (int i = 0; i < s->n_rank_pattern; i++)
+        if (lora_pattern_check(s->rank_pattern[i].key, err)) return lf_wrap(err, "rank_pattern");
+    for (int i = 0; i < s->n_alpha_pattern; i++)
+        if (lora_pattern_check(s->alpha_pattern[i].key, err)) return lf_wrap(err, "alpha_pattern");
+    for (int i = 0; i < s->n_layers_pattern; i++)
+        if (lora_pattern_check(s->layers_pattern[i], err)) return lf_wrap(err, "layers_pattern");
+    if (s->target_regex[0] && strcasecmp(s->target_regex, LORA_ALL_LINEAR) &&
+        lora_pattern_check(s->target_regex, err))
+        return lf_wrap(err, "target_modules");
+    if (s->exclude_regex[0] && lora_pattern_check(s->exclude_regex, err))
+        return lf_wrap(err, "exclude_modules");
+    return 0;
+}
+
 static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, int max_len,
                        LfError *err) {
     if (max_batch < 1 || max_len < 2)
@@ -1080,7 +1101,7 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
         if (!(s->alpha_pattern[i].value > 0))
             return lf_fail(err, "lora.alpha_pattern: %s: %g is not > 0", s->alpha_pattern[i].key,
                            (double)s->alpha_pattern[i].value);
-    return 0;
+    return check_regexes(s, err);
 }
 
 /* The table: the architecture's tensors, then LoRA's; values in one block. */
@@ -1322,16 +1343,13 @@ static int allocate_values(Model *m, LfError *err) {
     return plus_one_create(m, err);
 }
 
-/* Initial values: from dir's checkpoint (an HF directory or a .gguf file), else HF's
- * initialisation from seed. */
 /* PiSSA (lora.init_lora_weights pissa, PEFT's): each adapted weight's r principal singular
  * directions start its adapter and the weight keeps the rest: with W = U S Vh, A = sqrt(S_r / s)
  * Vh_r, B = U_r sqrt(S_r / s), W <- W - s B A; on the host image of the values, before they are
  * uploaded. An adapter loaded afterwards replaces A and B over the residual, which peft rebuilds
  * the same way when it loads one (the product U_r S_r Vh_r does not depend on the SVD's signs). */
 static int pissa_init(Model *m, float *host, LfError *err) {
-    int rc = 0;
-    for (int i = 0; i < m->n_loras && !rc; i++) {
+    for (int i = 0; i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
         const Linear *l = lo->base;
         int out = l->out, in = l->in, R = lo->r;
@@ -1347,11 +1365,13 @@ static int pissa_init(Model *m, float *host, LfError *err) {
         float *W = host + (l->w->value - m->values), *A = host + (lo->A->value - m->values),
               *B = host + (lo->B->value - m->values);
         if (pissa_split(W, out, in, R, lo->scale, A, B))
-            rc = lf_fail(err, "PiSSA: the SVD of %s failed (or out of memory)", l->w->name);
+            return lf_fail(err, "PiSSA: the SVD of %s failed (or out of memory)", l->w->name);
     }
-    return rc;
+    return 0;
 }
 
+/* Initial values: from dir's checkpoint (an HF directory or a .gguf file), else HF's
+ * initialisation from seed. */
 static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_report,
                        size_t report_cap, LfError *err) {
     size_t most = 0, most_bytes = 0;
