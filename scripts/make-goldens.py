@@ -145,6 +145,14 @@ CASES = [
     dict(name="qwen2_bias_lora_only", init=["--arch", "qwen2", "--kv-heads", "2"] + TINY,
          task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "o_proj"], bias="lora_only", after_atol=3e-3),
+    # DoRA with peft's bias: the bias is added after the magnitude's scale, so its gradient is the
+    # output's, unscaled (Qwen2's q and v; GPT-2's Conv1D with every bias)
+    dict(name="qwen2_dora_bias", init=["--arch", "qwen2", "--kv-heads", "2"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "o_proj"], bias="lora_only", dora=True, after_atol=3e-3),
+    dict(name="gpt2_dora_bias_all", init=["--arch", "gpt2"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn", "c_fc"],
+         fan_in_fan_out=True, bias="all", dora=True),
     # PiSSA: A and B from each weight's principal singular directions, the weight the rest (B not
     # 0, so the first step already has A's gradients); GPT-2's Conv1D weights (fan_in_fan_out)
     dict(name="llama_pissa", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="causal-lm",

@@ -89,6 +89,8 @@ static void write_tiny(const char *vocab, const char *name, const char *quant, i
     CHECK(cmd_init((int)(sizeof argv / sizeof *argv) - (gpt2 ? llama_only : 0), argv) == 0);
 }
 
+static LoraBias lora_bias; /* open_model's lora.bias */
+
 static int open_model(Model *m, const char *path, BaseDtype dtype, Strategy strategy,
                       LfError *err) {
     ModelConfig cfg;
@@ -107,6 +109,7 @@ static int open_model(Model *m, const char *path, BaseDtype dtype, Strategy stra
     for (int i = 0; i < n; i++)
         strcpy(spec.targets[spec.n_targets++], is_gpt2 ? gpt2[i] : llama[i]);
     spec.base_dtype = dtype;
+    spec.bias = lora_bias;
     return model_create(m, &cfg, &spec, &ops_cpu, path, 11, B, T, NULL, 0, err);
 }
 
@@ -434,8 +437,9 @@ static void test_gpt2_gguf(const char *vocab, const char *quant, double tol) {
 
 /* base_dtype q on a GPT-2 GGUF (Q8_0): its four dense weights per layer (c_attn, both c_proj,
  * c_fc; kept [out,in] as in the file) stay packed, wte (the tied head) f32; with LoRA on all of
- * them (B non-zero, dropout on) the loss and every gradient equal f32's from the same file. */
-static void test_gpt2_q(void) {
+ * them (B non-zero, dropout on) the loss and every gradient equal f32's from the same file. With
+ * lora.bias all the 13 biases train too, the packed weights' among them. */
+static void test_gpt2_q(LoraBias bias) {
     char gguf[600];
     snprintf(gguf, sizeof gguf, "%s.gguf", tmp_path("gpt2_Q8_0"));
     const char *paths[2] = {gguf, gguf};
@@ -443,18 +447,22 @@ static void test_gpt2_q(void) {
     int32_t ids[B * T];
     Model m[2];
     float loss[2];
-    if (open_and_step(2, m, loss, ids, paths, dtypes, 3)) return;
-    int n_packed = 0;
+    lora_bias = bias;
+    int rc = open_and_step(2, m, loss, ids, paths, dtypes, 3);
+    lora_bias = LORA_BIAS_NONE;
+    if (rc) return;
+    int n_packed = 0, n_bias = 0;
     for (int i = 0; i < m[1].n_params; i++) {
         const Param *p = &m[1].params[i];
         int dense = !p->is_lora && p->ndim == 2 && strstr(p->name, ".h.") != NULL;
         CHECK(dense ? p->packed && p->dtype == GGML_Q8_0 : !p->packed && p->dtype == GGML_F32);
-        n_packed += dense;
+        n_packed += dense, n_bias += p->grad && strstr(p->name, ".bias") != NULL;
     }
     double dl = fabs(loss[1] - loss[0]) / loss[0], dg = worst_trainable(&m[0], &m[1], 1);
-    printf("gpt2 Q8_0: %d packed weights; loss f32 %.7f, q %.7f (rel %.1e); grads rel L2 %.1e\n",
-           n_packed, loss[0], loss[1], dl, dg);
-    CHECK(n_packed == 8 && dl <= 1e-6 && dg <= 1e-5);
+    printf("gpt2 Q8_0 (lora.bias %s): %d packed weights, %d biases train; loss f32 %.7f, q %.7f "
+           "(rel %.1e); grads rel L2 %.1e\n",
+           lora_bias_name(bias), n_packed, n_bias, loss[0], loss[1], dl, dg);
+    CHECK(n_packed == 8 && n_bias == (bias == LORA_BIAS_ALL ? 13 : 0) && dl <= 1e-6 && dg <= 1e-5);
     for (int k = 0; k < 2; k++) model_free(&m[k]);
 }
 
@@ -526,7 +534,8 @@ int main(void) {
     test_open_decode();
     test_gpt2_gguf(vocab, "F32", 1e-5);
     test_gpt2_gguf(vocab, "Q8_0", 3e-2);
-    test_gpt2_q();
+    test_gpt2_q(LORA_BIAS_NONE);
+    test_gpt2_q(LORA_BIAS_ALL);
     test_refusals();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

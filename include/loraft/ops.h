@@ -235,6 +235,10 @@ typedef struct Ops {
      * sum_n dout. */
     void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
                             const float *inp, const float *weight, int N, int C, int OC, int acc);
+    /* dbias[OC] += sum_n dout[n,:], dout f32 or (NULL) its bf16 values in dout_bf16, rows ld
+     * apart: the bias gradient of a linear whose GEMMs compute none (the bf16 ones, DoRA's). */
+    void (*bias_backward)(float *dbias, const float *dout, const uint16_t *dout_bf16, int ld, int N,
+                          int OC);
 
     /* ---- frozen weights kept packed (model.base_dtype bf16 or q) ----
      * out[rows,cols] = the f32 values of rows row0 .. row0+rows-1 of a matrix of `cols` columns
@@ -375,7 +379,7 @@ typedef struct Ops {
                          const float *norm, const float *bias, int N, int OC);
     /* g [N,OC] (rows ldg apart): the gradient of dora_forward's out. gs [N,OC] (dense) = mag /
      * norm * g, the gradient of the linear's base and LoRA terms; dmag[OC] += sum over n of g *
-     * pre / norm. (The bias of an adapted linear is frozen: lora.bias none.) scratch:
+     * pre / norm (a trained bias's gradient is g's sum: bias_backward). scratch:
      * ops_dora_scratch(N, OC) floats (the GPU's partial sums over row splits). */
     void (*dora_backward)(float *gs, float *dmag, const float *g, int ldg, const float *pre,
                           const float *mag, const float *norm, float *scratch, int N, int OC);

@@ -321,6 +321,25 @@ static void cpu_matmul_forward(float *out, const float *inp, const float *weight
 
 /* dinp[N,C] += dout[N,OC] @ weight[OC,C]; dweight[OC,C] += dout^T @ inp[N,C];
  * dbias[OC] += sum_n dout. Each may be NULL, and is then not computed at all. */
+/* dout[i], or its bf16 copy's */
+static inline float grad_at(const float *dout, const uint16_t *dout_bf16, size_t i) {
+    return dout ? dout[i] : qb_bf16(dout_bf16[i]);
+}
+
+/* dbias[OC] += sum_n dout[n,:] (or its bf16 values), each thread its own columns. */
+static void cpu_bias_backward(float *dbias, const float *dout, const uint16_t *dout_bf16, int ld,
+                              int N, int OC) {
+#pragma omp parallel if ((size_t)N * OC > CPU_PAR_MIN)
+    {
+        int lo, hi;
+        thread_slice(OC, &lo, &hi);
+        for (int n = 0; n < N; n++) {
+            size_t row = (size_t)n * ld;
+            for (int o = lo; o < hi; o++) dbias[o] += grad_at(dout, dout_bf16, row + o);
+        }
+    }
+}
+
 static void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                                 const float *inp, const float *weight, int N, int C, int OC,
                                 int acc) {
@@ -330,16 +349,7 @@ static void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const
     if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
                     dweight, C);
-    if (!dbias) return;
-#pragma omp parallel if ((size_t)N * OC > CPU_PAR_MIN)
-    {
-        int lo, hi;
-        thread_slice(OC, &lo, &hi);
-        for (int n = 0; n < N; n++) {
-            const float *d = dout + (size_t)n * OC;
-            for (int o = lo; o < hi; o++) dbias[o] += d[o];
-        }
-    }
+    if (dbias) cpu_bias_backward(dbias, dout, NULL, OC, N, OC);
 }
 
 /* out[rows,cols] = rows row0.. of a packed [*, cols] matrix of ggml type `type`, row by row in
@@ -1053,11 +1063,6 @@ static void cpu_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint
     for (size_t i = 0; i < n && out_bf16; i++) out_bf16[i / F * ldb + i % F] = f32_to_bf16(out[i]);
 }
 
-/* dout[i], or its bf16 copy's */
-static inline float grad_at(const float *dout, const uint16_t *dout_bf16, size_t i) {
-    return dout ? dout[i] : qb_bf16(dout_bf16[i]);
-}
-
 /* dinp[n] (+)= act'(x) * dout (x: inp, or its copy in saved + bias; dout, or its bf16 copy; and
  * dinp_bf16 = bf16(dinp)) */
 static void cpu_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,
@@ -1399,6 +1404,7 @@ const Ops ops_cpu = {
     .glu_backward = cpu_glu_backward,
     .matmul_forward = cpu_matmul_forward,
     .matmul_backward = cpu_matmul_backward,
+    .bias_backward = cpu_bias_backward,
     .dequantize_rows = cpu_dequantize_rows,
     .dequantize_rows_bf16 = cpu_dequantize_rows_bf16,
     .round_bf16_many = cpu_round_bf16_many,

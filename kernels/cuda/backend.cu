@@ -565,6 +565,7 @@ extern "C" const Ops ops_cuda = {
     .glu_backward = cuda_glu_backward,
     .matmul_forward = cuda_matmul_forward,
     .matmul_backward = cuda_matmul_backward,
+    .bias_backward = cuda_bias_backward,
     .dequantize_rows = cuda_dequantize_rows,
     .dequantize_rows_bf16 = cuda_dequantize_rows_bf16,
     .round_bf16_many = cuda_round_bf16_many,

@@ -54,20 +54,32 @@ static void dense_forward(float *out, int ldo, cudaDataType type, const void *in
     CUDA_LAUNCHED("matmul_forward (bias)");
 }
 
-/* dbias[OC] += sum_n dout[n,:]: 32-column tiles, rows split over 8 thread rows
- * and the grid's y dimension, partial sums joined with atomics. */
-__global__ void bias_grad_kernel(float *dbias, const float *dout, int N, int OC) {
+/* dbias[OC] += sum_n dout[n,:] (dout, or NULL: its bf16 values in dout_bf16; rows ld apart):
+ * 32-column tiles, rows split over 8 thread rows and the grid's y dimension, partial sums joined
+ * with atomics. */
+__global__ void bias_grad_kernel(float *dbias, const float *dout, const uint16_t *dout_bf16,
+                                 int ld, int N, int OC) {
     __shared__ float part[8][33];
     int c = blockIdx.x * 32 + threadIdx.x;
     float s = 0.0f;
     if (c < OC)
-        for (int n = blockIdx.y * 8 + threadIdx.y; n < N; n += gridDim.y * 8)
-            s += dout[(size_t)n * OC + c];
+        for (int n = blockIdx.y * 8 + threadIdx.y; n < N; n += gridDim.y * 8) {
+            size_t i = (size_t)n * ld + c;
+            s += dout ? dout[i] : qb_bf16(dout_bf16[i]);
+        }
     part[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y || c >= OC) return;
     for (int y = 1; y < 8; y++) s += part[y][threadIdx.x];
     atomicAdd(&dbias[c], s);
+}
+
+void cuda_bias_backward(float *dbias, const float *dout, const uint16_t *dout_bf16, int ld, int N,
+                        int OC) {
+    if (N <= 0 || OC <= 0) return;
+    bias_grad_kernel<<<dim3((OC + 31) / 32, cuda_row_groups(N)), dim3(32, 8)>>>(
+        dbias, dout, dout_bf16, ld, N, OC);
+    CUDA_LAUNCHED("bias_backward");
 }
 
 /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] */
@@ -92,11 +104,7 @@ void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float
     if (dweight)
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, 0, dout, OC, 0, 1.0f, dweight,
                   C, 0, 1);
-    if (dbias) {
-        bias_grad_kernel<<<dim3((OC + 31) / 32, cuda_row_groups(N)), dim3(32, 8)>>>(dbias, dout, N,
-                                                                                    OC);
-        CUDA_LAUNCHED("matmul_backward (dbias)");
-    }
+    if (dbias) cuda_bias_backward(dbias, dout, NULL, OC, N, OC);
 }
 
 /* model.precision bf16: the same products on tensor cores, on operands already in bf16 (the

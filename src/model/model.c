@@ -1088,9 +1088,6 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
         return lf_fail(err, "lora.r = %d must be in 1..%d", s->r, LORA_MAX_R);
     if (s->use_dora && s->init == LORA_INIT_PISSA)
         return lf_fail(err, "lora.init_lora_weights pissa with lora.use_dora is not supported");
-    if (s->use_dora && s->bias != LORA_BIAS_NONE) /* DoRA's backward scales what dbias reads */
-        return lf_fail(err, "lora.use_dora with lora.bias %s is not supported",
-                       lora_bias_name(s->bias));
     for (int i = 0; i < s->n_rank_pattern; i++) {
         float r = s->rank_pattern[i].value;
         if (!(r >= 1 && r <= LORA_MAX_R && r == floorf(r)))
@@ -1123,9 +1120,9 @@ static int build_table(Model *m, LfError *err) {
 }
 
 /* A dense weight that base_dtype bf16 / q packs: frozen, and not the LM head (the objective
- * reads it whole, in chunks). */
+ * reads it whole, in chunks). Its bias may train (bias_grads). */
 static int packable(const Model *m, const Linear *l) {
-    return !l->w->grad && !(l->b && l->b->grad) && l != m->head;
+    return !l->w->grad && l != m->head;
 }
 
 /* precision bf16 packs the f32 frozen weights as bf16 too, under LoRA, which saves only the
@@ -1922,12 +1919,12 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
 
 static void linear_backward_one(Model *m, Linear *l, float *dinp, const float *dout,
                                 const float *inp, int N, float p, uint64_t seed, int acc) {
-    if (bf16_gemm(m, l)) /* packed, so frozen: no dW, no dbias (packable) */
+    if (bf16_gemm(m, l)) /* packed, so frozen: no dW; dbias is bias_grads' */
         return linear_backward_bf16(m, &l, dinp, &dout, 1, inp, N, p, &seed, acc);
     const Ops *o = m->ops;
     const float *W = dinp ? base_weight(m, l) : l->w->value; /* a packed W has no dW */
-    o->matmul_backward(dinp, l->w->grad, l->b ? l->b->grad : NULL, dout, inp, W, N, l->in, l->out,
-                       acc);
+    float *db = l->b && !dora(m, l) ? l->b->grad : NULL;
+    o->matmul_backward(dinp, l->w->grad, db, dout, inp, W, N, l->in, l->out, acc);
     if (l->lora)
         o->lora_backward(dinp, l->lora->A->grad, l->lora->B->grad, dout, inp, l->lora->u,
                          l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed, m->scratch,
@@ -1951,6 +1948,20 @@ static void dora_backward(Model *m, Linear *const *ls, const float *const *douts
     }
 }
 
+/* The trained biases whose gradient the GEMMs leave out: a bf16 linear's (its GEMMs compute
+ * none) and a DoRA linear's (they see mag / norm * g; the bias, added after the scale, sees g),
+ * from g's bf16 copy where the op after wrote only that (Linear.dout_bf16: a column block of the
+ * group's [N, sum of outs] rows), else from douts. */
+static void bias_grads(Model *m, Linear *const *ls, const float *const *douts, int n, int N) {
+    for (int i = 0; i < n; i++) {
+        const Linear *l = ls[i];
+        if (!l->b || !l->b->grad || !(bf16_gemm(m, l) || dora(m, l))) continue;
+        const uint16_t *g16 = l->dout_bf16;
+        m->ops->bias_backward(l->b->grad, g16 ? NULL : douts[i], g16,
+                              g16 ? outs_width(ls, n) : l->out, N, l->out);
+    }
+}
+
 void linear_backward(Model *m, Linear *l, float *dinp, const float *dout, const float *inp, int N,
                      float p, uint64_t seed, int acc) {
     linear_backward_group(m, &l, dinp, &dout, 1, inp, N, p, &seed, acc);
@@ -1964,6 +1975,7 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
     for (int i = 0; i < n; i += size) { /* in groups the scratch holds */
         int k = n - i < size ? n - i : size;
         const float *d[OPS_LORA_GROUP_MAX];
+        bias_grads(m, ls + i, douts + i, k, N);
         dora_backward(m, ls + i, douts + i, d, k, N);
         if (bf16)
             linear_backward_bf16(m, ls + i, dinp, d, k, inp, N, p, seeds + i, i ? OPS_ADD : acc);

@@ -207,8 +207,7 @@ static const Key keys[] = {
     {"lora", "bias", T_STR, AT(bias), .def = "\"none\"", .choices = "none|all|lora_only",
      .help = "Which biases train beside the adapters, saved in them (PEFT's bias): none; all "
              "(every parameter named bias, the norms' too); lora_only (those of the adapted "
-             "linears). A linear whose bias trains keeps its weight in f32 (no base_dtype "
-             "packing, no bf16 GEMM for it). Not with use_dora."},
+             "linears)."},
     {"lora", "modules_to_save", T_LIST, AT_LIST(modules_to_save, n_modules_to_save), .def = "[]",
      .help = "Modules trained in full besides the adapters; empty = the "
              "classification head (PEFT's SEQ_CLS default)."},
@@ -859,11 +858,6 @@ int train_config_check(const TrainConfig *c, LfError *err) {
                        "lora.bias %s trains biases beside LoRA's adapters: it needs "
                        "lora.strategy lora, not %s",
                        c->bias, c->strategy);
-    if (c->use_dora && strcmp(c->bias, "none"))
-        return lf_fail(err,
-                       "lora.use_dora with lora.bias %s: DoRA's rescaling leaves the bias "
-                       "out, and loraft trains it under DoRA only frozen; set lora.bias none",
-                       c->bias);
     if (c->use_dora && c->dropout > 0)
         return lf_fail(err,
                        "lora.use_dora with lora.dropout %g: DoRA under dropout needs a second "

@@ -438,6 +438,21 @@ static Pair *pair_bf16(size_t rows, size_t ld, float amp) {
     return p;
 }
 
+/* A bias gradient summed from an f32 output gradient and from a bf16 one whose rows are ld
+ * apart (the last column block of a group's gradient rows), onto the gradient already there. */
+static void test_bias_backward(int N, int OC, int ld) {
+    Pair *dout = pair_random((size_t)N * ld, 1.0f), *d16 = pair_bf16(N, ld, 1.0f);
+    Pair *db = pair_random(OC, 1.0f), *db16 = pair_random(OC, 1.0f);
+    BACKENDS(w, o) {
+        o->bias_backward(F(db, w), F(dout, w), NULL, ld, N, OC);
+        o->bias_backward(F(db16, w), NULL, (const uint16_t *)d16->mem[w] + (ld - OC), ld, N, OC);
+    }
+    NAME("bias_backward N=%d OC=%d ld=%d", N, OC, ld);
+    compare("db", db, GEMM_TOL);
+    compare("db (bf16)", db16, GEMM_TOL);
+    pairs_free();
+}
+
 /* The embedding from a bf16 table (a frozen tied LM head stored in bf16 alone), with learned
  * positions or given ones, and token types: its values widened, then the same sums. */
 static void test_embedding_bf16(int B, int T, int C, int with_types) {
@@ -2450,6 +2465,8 @@ int main(void) {
     test_matmul(37, 67, 45, 1, G_DB, 0);
     test_matmul(1, 5, 3, 1, G_ALL, 1);    /* a bias under 16-byte aligned: its own pass */
     test_matmul(37, 67, 45, 1, G_ALL, 4); /* 16 bytes: cuBLASLt told each alignment */
+    test_bias_backward(37, 45, 45);
+    test_bias_backward(1000, 70, 97); /* row splits joined by atomics; rows wider than OC */
     if (emulated) {
         test_lt_plans(NULL, 29, 51, 33, 6);
         test_lt_plans("heuristic", 23, 41, 19, 0);
