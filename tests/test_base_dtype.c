@@ -41,6 +41,7 @@
 #include "loraft/optimizer.h"
 #include "loraft/quant.h"
 #include "loraft/rng.h"
+#include "loraft/safetensors.h" /* f32_to_bf16, bf16_to_f32 */
 #include "loraft/text.h"
 
 static char tmp[] = "/tmp/loraft_dtype_XXXXXX";
@@ -89,7 +90,8 @@ static void write_tiny(const char *vocab, const char *name, const char *quant, i
     CHECK(cmd_init((int)(sizeof argv / sizeof *argv) - (gpt2 ? llama_only : 0), argv) == 0);
 }
 
-static LoraBias lora_bias; /* open_model's lora.bias */
+static LoraBias lora_bias; /* open_model's lora.bias and lora.init_lora_weights */
+static LoraInit lora_init;
 
 static int open_model(Model *m, const char *path, BaseDtype dtype, Strategy strategy,
                       LfError *err) {
@@ -110,6 +112,7 @@ static int open_model(Model *m, const char *path, BaseDtype dtype, Strategy stra
         strcpy(spec.targets[spec.n_targets++], is_gpt2 ? gpt2[i] : llama[i]);
     spec.base_dtype = dtype;
     spec.bias = lora_bias;
+    spec.init = lora_init;
     return model_create(m, &cfg, &spec, &ops_cpu, path, 11, B, T, NULL, 0, err);
 }
 
@@ -466,6 +469,61 @@ static void test_gpt2_q(LoraBias bias) {
     for (int k = 0; k < 2; k++) model_free(&m[k]);
 }
 
+/* PiSSA on packed weights: the split runs on each adapted weight's f32 values before they are
+ * packed, so bf16 and q8_0 (quantised at load) start from A and B bit-identical to f32's and pack
+ * the residual (bf16: f32's residual rounded, bit for bit; the loss within the storage's
+ * rounding); the GGUF's own blocks (base_dtype q) are refused, naming a weight. */
+static void test_pissa_packed(void) {
+    char dir[512], gguf[600];
+    snprintf(dir, sizeof dir, "%s", tmp_path("q8_0"));
+    snprintf(gguf, sizeof gguf, "%s.gguf", dir);
+    const BaseDtype dtypes[3] = {BASE_F32, BASE_BF16, BASE_Q8_0};
+    int32_t ids[B * T];
+    Rng r = {5, 0};
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
+    Model m[3];
+    float loss[3];
+    LfError err;
+    lora_init = LORA_INIT_PISSA;
+    for (int k = 0; k < 3; k++) {
+        int rc = open_model(&m[k], dir, dtypes[k], STRATEGY_LORA, &err);
+        CHECK_OK(rc, &err);
+        if (rc) return;
+        loss[k] = step(&m[k], ids);
+    }
+    int same_ab = 1, n_bf16 = 0;
+    for (int i = 0; i < m[0].n_loras; i++)
+        for (int k = 1; k < 3; k++) {
+            const Lora *a = &m[0].loras[i], *b = &m[k].loras[i];
+            same_ab = same_ab && !memcmp(a->A->value, b->A->value, a->A->numel * sizeof(float)) &&
+                      !memcmp(a->B->value, b->B->value, a->B->numel * sizeof(float));
+        }
+    for (int i = 0; i < m[0].n_loras; i++) { /* bf16(f32's residual), value for value */
+        const Param *w0 = m[0].loras[i].base->w, *w1 = m[1].loras[i].base->w;
+        float *res = malloc(w0->numel * sizeof *res);
+        CHECK(w1->dtype == GGML_BF16 &&
+              quant_dequantize(GGML_BF16, w1->packed, res, (int64_t)w0->numel) == 0);
+        int same = 1;
+        for (size_t j = 0; j < w0->numel; j++)
+            same = same && f32_to_bf16(w0->value[j]) == f32_to_bf16(res[j]) &&
+                   bf16_to_f32(f32_to_bf16(res[j])) == res[j];
+        n_bf16 += same;
+        free(res);
+    }
+    double db = fabs(loss[1] - loss[0]) / loss[0], dq = fabs(loss[2] - loss[0]) / loss[0];
+    printf("PiSSA on packed weights: A and B %s; %d of %d bf16 residuals f32's rounded; loss f32 "
+           "%.7f, bf16 %.7f (rel %.1e), q8_0 %.7f (rel %.1e)\n",
+           same_ab ? "the same bits" : "differ", n_bf16, m[0].n_loras, loss[0], loss[1], db,
+           loss[2], dq);
+    CHECK(same_ab && n_bf16 == m[0].n_loras && db <= 1e-3 && dq <= 1e-3);
+    for (int k = 0; k < 3; k++) model_free(&m[k]);
+    CHECK(open_model(&m[0], gguf, BASE_Q, STRATEGY_LORA, &err) == -1);
+    CHECK(strstr(err.msg, "init_lora_weights pissa rewrites the base weights, and "
+                          "'model.layers.0.self_attn.q_proj.weight' keeps its file's quantised "
+                          "blocks") != NULL);
+    lora_init = LORA_INIT_DEFAULT;
+}
+
 /* The GGUF's tokenizer metadata (bpe_to_arrays) encodes as the tokenizer.json it came from. */
 static void test_gguf_tokenizer(const char *vocab) {
     static const char text[] = "Hello, world! It is a truth universally acknowledged 12345 "
@@ -536,6 +594,7 @@ int main(void) {
     test_gpt2_gguf(vocab, "Q8_0", 3e-2);
     test_gpt2_q(LORA_BIAS_NONE);
     test_gpt2_q(LORA_BIAS_ALL);
+    test_pissa_packed();
     test_refusals();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

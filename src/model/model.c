@@ -468,6 +468,8 @@ typedef struct Loader {
     float *host;    /* [m->n_values] */
     float *f32;     /* a packed weight's f32 values, [its numel] */
     uint8_t *bytes; /* its packed bytes */
+    float *pissa;   /* PiSSA: each adapter's A and B, m->loras' order, until pissa_finish */
+    char *split;    /* [m->n_loras]: whether its weight has been split */
 } Loader;
 
 /* Where a loader writes p's f32 values; then load_store. */
@@ -501,8 +503,12 @@ static void upload_packed(const Loader *ld, const Param *p, const void *src) {
     ld->m->ops->upload(p->packed, src, p->packed_bytes);
 }
 
-/* A packed weight's f32 values (in ld->f32), rounded to its type and uploaded. */
+static int pissa_split_weight(const Loader *ld, const Param *p, float *W, LfError *err);
+
+/* A weight's f32 values, stored: PiSSA's split first (an adapted weight of a PiSSA model); a
+ * packed one's (in ld->f32) then rounded to its type and uploaded. */
 static int load_store(const Loader *ld, const Param *p, LfError *err) {
+    if (ld->pissa && pissa_split_weight(ld, p, load_dst(ld, p), err)) return -1;
     if (!p->packed) return 0;
     if (quant_quantize(p->dtype, ld->f32, p->numel, ld->bytes, err))
         return lf_wrap(err, "%s", p->name);
@@ -1342,27 +1348,48 @@ static int allocate_values(Model *m, LfError *err) {
 
 /* PiSSA (lora.init_lora_weights pissa, PEFT's): each adapted weight's r principal singular
  * directions start its adapter and the weight keeps the rest: with W = U S Vh, A = sqrt(S_r / s)
- * Vh_r, B = U_r sqrt(S_r / s), W <- W - s B A; on the host image of the values, before they are
- * uploaded. An adapter loaded afterwards replaces A and B over the residual, which peft rebuilds
- * the same way when it loads one (the product U_r S_r Vh_r does not depend on the SVD's signs). */
-static int pissa_init(Model *m, float *host, LfError *err) {
+ * Vh_r, B = U_r sqrt(S_r / s), W <- W - s B A; on the weight's f32 values as they are stored
+ * (load_store), before a packed one is rounded to its type, so the residual is what gets packed.
+ * A and B wait in Loader.pissa until the loaders have initialised the adapters (pissa_finish).
+ * An adapter loaded afterwards replaces A and B over the residual, which peft rebuilds the same
+ * way when it loads one (the product U_r S_r Vh_r does not depend on the SVD's signs). */
+static float *pissa_slot(const Loader *ld, int i) {
+    float *at = ld->pissa;
+    for (int j = 0; j < i; j++) at += ld->m->loras[j].A->numel + ld->m->loras[j].B->numel;
+    return at;
+}
+
+static int pissa_split_weight(const Loader *ld, const Param *p, float *W, LfError *err) {
+    const Model *m = ld->m;
     for (int i = 0; i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
-        const Linear *l = lo->base;
-        int out = l->out, in = l->in, R = lo->r;
-        if (!l->w->value)
-            return lf_fail(err,
-                           "lora.init_lora_weights pissa rewrites the base weights, and '%s' is "
-                           "stored packed: use model.base_dtype f32 with model.precision fp32 or "
-                           "tf32",
-                           l->w->name);
+        if (lo->base->w != p) continue;
+        int out = lo->base->out, in = lo->base->in, R = lo->r;
         if (R > (out < in ? out : in))
             return lf_fail(err, "PiSSA: rank %d exceeds the singular values of %s [%d, %d]", R,
-                           l->w->name, out, in);
-        float *W = host + (l->w->value - m->values), *A = host + (lo->A->value - m->values),
-              *B = host + (lo->B->value - m->values);
+                           p->name, out, in);
+        float *A = pissa_slot(ld, i), *B = A + lo->A->numel;
         if (pissa_split(W, out, in, R, lo->scale, A, B))
-            return lf_fail(err, "PiSSA: the SVD of %s failed (or out of memory)", l->w->name);
+            return lf_fail(err, "PiSSA: the SVD of %s failed (or out of memory)", p->name);
+        ld->split[i] = 1;
+    }
+    return 0;
+}
+
+/* A and B over the adapters' initial values; a weight never split kept its file's blocks. */
+static int pissa_finish(const Loader *ld, LfError *err) {
+    const Model *m = ld->m;
+    for (int i = 0; i < m->n_loras; i++) {
+        const Lora *lo = &m->loras[i];
+        if (!ld->split[i])
+            return lf_fail(err,
+                           "lora.init_lora_weights pissa rewrites the base weights, and '%s' "
+                           "keeps its file's quantised blocks (model.base_dtype q): use bf16, "
+                           "f32 or a type quantised at load",
+                           lo->base->w->name);
+        const float *A = pissa_slot(ld, i), *B = A + lo->A->numel;
+        memcpy(ld->host + (lo->A->value - m->values), A, lo->A->numel * sizeof *A);
+        memcpy(ld->host + (lo->B->value - m->values), B, lo->B->numel * sizeof *B);
     }
     return 0;
 }
@@ -1377,12 +1404,19 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
             most = max_size(most, m->params[i].numel);
             most_bytes = max_size(most_bytes, m->params[i].packed_bytes);
         }
-    Loader ld = {m, calloc(m->n_values + 1, sizeof(float)), malloc(most * sizeof(float) + 1),
-                 malloc(most_bytes + 1)};
+    size_t adapters = 0;
+    for (int i = 0; i < m->n_loras; i++) adapters += m->loras[i].A->numel + m->loras[i].B->numel;
+    int pissa = m->spec.init == LORA_INIT_PISSA;
+    Loader ld = {m,
+                 calloc(m->n_values + 1, sizeof(float)),
+                 malloc(most * sizeof(float) + 1),
+                 malloc(most_bytes + 1),
+                 pissa ? malloc(adapters * sizeof(float) + 1) : NULL,
+                 pissa ? calloc((size_t)m->n_loras + 1, 1) : NULL};
     Rng rng = {seed, 0};
     int rc = 0;
     if (missing_report && report_cap) missing_report[0] = 0; /* a GGUF or no dir: none */
-    if (!ld.host || !ld.f32 || !ld.bytes) {
+    if (!ld.host || !ld.f32 || !ld.bytes || (pissa && (!ld.pissa || !ld.split))) {
         rc = lf_fail(err, "out of memory");
     } else if (dir && ends_with(dir, ".gguf")) {
         rc = load_gguf_weights(&ld, dir, &rng, missing_report, report_cap, err);
@@ -1394,11 +1428,13 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
             rc = load_store(&ld, &m->params[i], err);
         }
     }
-    if (!rc && m->spec.init == LORA_INIT_PISSA) rc = pissa_init(m, ld.host, err);
+    if (!rc && pissa) rc = pissa_finish(&ld, err);
     if (!rc) m->ops->upload(m->values, ld.host, m->n_values * sizeof(float));
     free(ld.host);
     free(ld.f32);
     free(ld.bytes);
+    free(ld.pissa);
+    free(ld.split);
     return rc;
 }
 

@@ -200,8 +200,8 @@ static const Key keys[] = {
          "How A and B start (PEFT's init_lora_weights): default (PEFT's true: A ~ "
          "U(+-1/sqrt(in)), B 0); gaussian (A ~ N(0, 1/r), B 0); pissa (PiSSA: each adapted "
          "weight's r principal singular directions, A = sqrt(S_r / scale) Vh_r and B = U_r "
-         "sqrt(S_r / scale), the weight keeping W - scale B A; needs f32 base weights: "
-         "model.base_dtype f32, model.precision fp32 or tf32; peft rebuilds the same residual "
+         "sqrt(S_r / scale), the weight keeping W - scale B A, which packed weights store; not "
+         "model.base_dtype q, whose file's blocks are kept; peft rebuilds the same residual "
          "when it loads the adapter). PiSSA trains with lora.dropout 0, as its paper does: "
          "dropout on the principal directions is noise on the main signal (docs/BENCHMARKS.md)."},
     {"lora", "bias", T_STR, AT(bias), .def = "\"none\"", .choices = "none|all|lora_only",

@@ -204,6 +204,7 @@ static int gpu_dora; /* run_decoder and checkpointing_same_bits adapt with DoRA 
  * v and gate, so that q, k, v and gate, up run apart */
 static int gpu_patterns;
 static LoraBias gpu_bias; /* run_decoder's lora.bias */
+static LoraInit gpu_init; /* run_decoder's lora.init_lora_weights */
 
 static void run(const char *dir, int arch, int every_linear, Precision prec, float lora_p) {
     ModelConfig cfg;
@@ -529,6 +530,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.neftune_alpha = prec == PRECISION_FP32 ? 5.0f : 0.0f;
     spec.base_dtype = dtype;
     spec.bias = gpu_bias;
+    spec.init = gpu_init;
     if (gpu_patterns) {
         spec.rank_pattern[spec.n_rank_pattern++] = (LoraPattern){"q_proj", 6};
         spec.rank_pattern[spec.n_rank_pattern++] = (LoraPattern){"gate_proj", 2};
@@ -971,6 +973,25 @@ static void pattern_runs(void) {
     gpu_patterns = 0;
 }
 
+/* PiSSA on the Llama's seven projections: each model splits its weights at load, the GPU's
+ * packing the residual (bf16, q4_1 quantised at load); A and B then get run_decoder's random
+ * values, so the runs compare the residual bases. */
+static void pissa_runs(void) {
+    gpu_init = LORA_INIT_PISSA;
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
+                NULL);
+    printf("llama (PiSSA): cuda model matches cpu\n");
+    bf16_worst = 0;
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
+                NULL);
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q4_1, PRECISION_BF16, 0.0f, 1,
+                NULL);
+    printf("llama (PiSSA; its residual packed in bf16, and quantised to q4_1 at load): cuda bf16 "
+           "within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
+    gpu_init = LORA_INIT_DEFAULT;
+}
+
 /* A causal LM with LoRA on arch in fp32 (matching the CPU) and in bf16 (within its bounds). */
 static void lora_fp32_and_bf16(Arch arch, int tied, const char *what) {
     run_decoder(arch, tied, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
@@ -1194,6 +1215,7 @@ int main(void) {
     printf("gpt2 DPO (LoRA): cuda model matches cpu\n");
     dora_runs();
     pattern_runs();
+    pissa_runs();
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     const char *conv[] = {"c_attn", "c_proj", "c_fc"};
