@@ -293,6 +293,14 @@ static void bench_norms_and_elementwise(void) {
     snprintf(name, sizeof name, "add [%zu,%d]", N, db->C);
     TIME(ms, gpu->add(out, x, y, nc));
     mem_row(name, 3.0 * nc, ms);
+    /* a trained bias's gradient (lora.bias) beside the bf16 GEMMs: from the f32 output
+     * gradient, and from its bf16 copy (an activation's backward wrote it so) */
+    snprintf(name, sizeof name, "bias_backward [%zu,%d]", N, db->F);
+    TIME(ms, gpu->bias_backward(g2, y, NULL, db->F, (int)N, db->F));
+    mem_row(name, 1.0 * nf, ms);
+    snprintf(name, sizeof name, "bias_backward, bf16 in [%zu,%d]", N, db->F);
+    TIME(ms, gpu->bias_backward(g2, NULL, zb, db->F, (int)N, db->F));
+    mem_row(name, 0.5 * nf, ms);
     FREE_ALL(x, y, z, out, g1, g2, mean, rstd);
 }
 

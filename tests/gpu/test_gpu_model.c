@@ -927,25 +927,41 @@ static void llama_checkpointing_same_bits(const char *what) {
     checkpointing_same_bits(&cfg, NULL, PRECISION_BF16, proj, 7, what);
 }
 
+/* One bf16 run of llama_runs: the projections' storage, lora dropout, LoRA on all seven or on
+ * PEFT's default (q and v). */
+typedef struct Bf16Run {
+    BaseDtype dtype;
+    float lora_p;
+    int all_targets;
+} Bf16Run;
+
+/* The untied Llama with LoRA on its seven projections under an option the caller set (what):
+ * fp32 against the CPU at lora dropout p, then each bf16 run (runs_what) within the bf16 bounds. */
+static void llama_runs(const char *what, float p, const Bf16Run *runs, int n,
+                       const char *runs_what) {
+    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, p, 1, NULL);
+    printf("llama (%s): cuda model matches cpu\n", what);
+    bf16_worst = 0;
+    for (int i = 0; i < n; i++)
+        run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, runs[i].dtype, PRECISION_BF16,
+                    runs[i].lora_p, runs[i].all_targets, NULL);
+    printf("llama (%s; %s): cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n", what,
+           runs_what, bf16_worst, bf16_worst_what);
+}
+
 /* DoRA (lora dropout 0) on the Llama's seven projections: fp32 against the CPU; bf16 with them
  * stored in bf16 (B riding in each weight's rows: the norms read the stored rows past that room)
  * and, on q and v, quantised q4_1 (the norms from rows dequantised in chunks); GPT-2's Conv1D under
  * bf16; and gradient checkpointing's same bits on the GPU. */
 static void dora_runs(void) {
     gpu_dora = 1;
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.0f, 1,
-                NULL);
-    printf("llama DoRA (on the seven projections): cuda model matches cpu\n");
+    llama_runs("DoRA", 0.0f, (const Bf16Run[]){{BASE_BF16, 0.0f, 1}, {BASE_Q4_1, 0.0f, 0}}, 2,
+               "base bf16, and q4_1 on q and v");
     bf16_worst = 0;
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.0f, 1,
-                NULL);
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q4_1, PRECISION_BF16, 0.0f, 0,
-                NULL);
     run_decoder(ARCH_GPT2, 1, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_BF16, 0.0f, 1,
                 NULL);
-    printf("llama DoRA (base bf16, the seven projections; q4_1, q and v) and gpt2 DoRA: cuda bf16 "
-           "within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
-           bf16_worst, bf16_worst_what);
+    printf("gpt2 DoRA: cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n", bf16_worst,
+           bf16_worst_what);
     llama_checkpointing_same_bits("llama (DoRA on the seven projections)");
     gpu_dora = 0;
 }
@@ -956,19 +972,9 @@ static void dora_runs(void) {
  * lora dropout and without (A's rows inside the input gradient's GEMM), q4_1 on q and v. */
 static void pattern_runs(void) {
     gpu_patterns = 1;
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
-                NULL);
-    printf("llama (rank_pattern, alpha_pattern): cuda model matches cpu\n");
-    bf16_worst = 0;
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
-                NULL);
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.0f, 1,
-                NULL);
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q4_1, PRECISION_BF16, 0.0f, 0,
-                NULL);
-    printf("llama (rank_pattern, alpha_pattern; base bf16 with and without lora dropout, q4_1 on "
-           "q and v): cuda bf16 within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
-           bf16_worst, bf16_worst_what);
+    llama_runs("rank_pattern, alpha_pattern", 0.1f,
+               (const Bf16Run[]){{BASE_BF16, 0.1f, 1}, {BASE_BF16, 0.0f, 1}, {BASE_Q4_1, 0.0f, 0}},
+               3, "base bf16 with and without lora dropout, q4_1 on q and v");
     llama_checkpointing_same_bits("llama (q_proj of rank 6)");
     gpu_patterns = 0;
 }
@@ -978,17 +984,8 @@ static void pattern_runs(void) {
  * values, so the runs compare the residual bases. */
 static void pissa_runs(void) {
     gpu_init = LORA_INIT_PISSA;
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_F32, PRECISION_FP32, 0.1f, 1,
-                NULL);
-    printf("llama (PiSSA): cuda model matches cpu\n");
-    bf16_worst = 0;
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.1f, 1,
-                NULL);
-    run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_CAUSAL_LM, BASE_Q4_1, PRECISION_BF16, 0.0f, 1,
-                NULL);
-    printf("llama (PiSSA; its residual packed in bf16, and quantised to q4_1 at load): cuda bf16 "
-           "within the bf16 bounds of cpu fp32 (worst %.2e: %s)\n",
-           bf16_worst, bf16_worst_what);
+    llama_runs("PiSSA", 0.1f, (const Bf16Run[]){{BASE_BF16, 0.1f, 1}, {BASE_Q4_1, 0.0f, 1}}, 2,
+               "its residual packed in bf16, and quantised to q4_1 at load");
     gpu_init = LORA_INIT_DEFAULT;
 }
 
