@@ -159,6 +159,11 @@ CASES = [
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
          init_lora_weights="pissa"),
+    # OLoRA: A and B the first r rows of R and columns of Q of each weight's QR, the weight the rest
+    dict(name="llama_olora", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=True,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         init_lora_weights="olora"),
     dict(name="gpt2_pissa", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
          strategy="lora", r=4, alpha=4.0, rslora=True, targets=["c_attn", "c_fc"],
          fan_in_fan_out=True, init_lora_weights="pissa"),

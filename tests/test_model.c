@@ -490,6 +490,10 @@ static void gguf_gpt2(const char *tmp) {
     CHECK(m.n_loras == 2 && m.spec.n_targets == 1 && !strcmp(m.spec.targets[0], "c_attn"));
     CHECK(strstr(m.loras[1].A->name, "h.1.attn.c_attn.lora_A") != NULL);
     model_free(&m);
+    spec.init = LORA_INIT_OLORA; /* the QR of a Conv1D weight fits no adapter of its layer */
+    CHECK(model_create(&m, &cfg, &spec, &ops_cpu, NULL, 3, 1, 4, NULL, 0, &err) == -1);
+    CHECK(strstr(err.msg, "OLoRA: transformer.h.0.attn.c_attn.weight is a Conv1D weight") != NULL);
+    spec.init = LORA_INIT_DEFAULT;
     spec.strategy = STRATEGY_FULL;
     CHECK_OK(model_create(&m, &cfg, &spec, &ops_cpu, NULL, 3, 1, 4, NULL, 0, &err), &err);
     const GgufWriteKV kvs[] = {
@@ -580,10 +584,53 @@ static void start_lora(Model *m, LoraInit init) {
     CHECK_OK(model_create(m, &cfg, &spec, &ops_cpu, NULL, 1, 1, 2, NULL, 0, &err), &err);
 }
 
+/* max |W_res + scale B A - W0| over max |W0|: a split start against the default start's weight
+ * W0 (the same seed). */
+static double split_off(const Lora *p, const float *W0) {
+    int R = p->r, C = p->base->in, O = p->base->out;
+    const float *W = p->base->w->value;
+    double off = 0, wmax = 0;
+    for (int o = 0; o < O; o++)
+        for (int c = 0; c < C; c++) {
+            double ba = 0;
+            for (int r = 0; r < R; r++)
+                ba += (double)p->B->value[o * R + r] * p->A->value[r * C + c];
+            off = worse(off, fabs(W[o * C + c] + p->scale * ba - W0[o * C + c]));
+            wmax = fmax(wmax, fabs(W0[o * C + c]));
+        }
+    return off / wmax;
+}
+
+/* OLoRA: B's columns orthonormal (Q's), A upper triangular (R's rows: zeros left of the
+ * diagonal, none on it), W_res + scale B A = W within float rounding. */
+static void olora_start(const float *W0) {
+    Model m;
+    start_lora(&m, LORA_INIT_OLORA);
+    const Lora *p = &m.loras[0];
+    int R = p->r, C = p->base->in, O = p->base->out, triangular = 1;
+    double worst = 0;
+    for (int i = 0; i < R; i++) {
+        for (int j = 0; j < R; j++) {
+            double bb = 0;
+            for (int o = 0; o < O; o++)
+                bb += (double)p->B->value[o * R + i] * p->B->value[o * R + j];
+            worst = worse(worst, fabs(bb - (i == j)));
+        }
+        for (int c = 0; c <= i; c++)
+            triangular = triangular && (p->A->value[i * C + c] == 0) == (c < i);
+    }
+    double off = split_off(p, W0);
+    printf("OLoRA: B^T B = I within %.1e; A upper triangular: %s; W_res + s B A = W within %.1e of "
+           "max |W|\n",
+           worst, triangular ? "yes" : "no", off);
+    CHECK(worst < 1e-5 && triangular && off <= 1e-5);
+    model_free(&m);
+}
+
 /* lora.init_lora_weights: PEFT's default A ~ U(+-1/sqrt(768)); gaussian A ~ N(0, 1/4) (mean and
  * standard deviation of its 3,072 values within 5 % of 1/4: 4 standard errors); B 0 both; PiSSA:
  * A A^T = B^T B = diag(S_r / scale), descending, and W_res + scale B A is the default start's
- * weight (the same seed) within float rounding. */
+ * weight (the same seed) within float rounding; OLoRA's (olora_start). */
 static void lora_starts(void) {
     Model m[3];
     for (int k = 0; k < 3; k++) start_lora(&m[k], (LoraInit)k);
@@ -603,7 +650,7 @@ static void lora_starts(void) {
            big, 1 / sqrt(768.0), mean, sd);
     const Lora *p = lo[2];
     int R = p->r, C = p->base->in, O = p->base->out;
-    double worst = 0, prev = INFINITY, wmax = 0;
+    double worst = 0, prev = INFINITY;
     for (int i = 0; i < R; i++)
         for (int j = 0; j < R; j++) {
             double aa = 0, bb = 0;
@@ -619,19 +666,11 @@ static void lora_starts(void) {
             if (i != j) worst = worse(worst, fabs(aa) / prev);
         }
     CHECK(worst < 1e-4);
-    const float *W0 = lo[0]->base->w->value, *W = p->base->w->value;
-    double off = 0;
-    for (int o = 0; o < O; o++)
-        for (int c = 0; c < C; c++) {
-            double ba = 0;
-            for (int r = 0; r < R; r++)
-                ba += (double)p->B->value[o * R + r] * p->A->value[r * C + c];
-            off = worse(off, fabs(W[o * C + c] + p->scale * ba - W0[o * C + c]));
-            wmax = fmax(wmax, fabs(W0[o * C + c]));
-        }
-    CHECK(off <= 1e-5 * wmax);
+    double off = split_off(p, lo[0]->base->w->value);
+    CHECK(off <= 1e-5);
     printf("PiSSA: A A^T = B^T B diagonal within %.1e; W_res + s B A = W within %.1e of max |W|\n",
-           worst, off / wmax);
+           worst, off);
+    olora_start(lo[0]->base->w->value);
     for (int k = 0; k < 3; k++) model_free(&m[k]);
     /* a spec built in code gets the readers' checks: a key POSIX cannot match is refused */
     ModelConfig cfg;

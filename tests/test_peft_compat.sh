@@ -15,8 +15,9 @@
 #     peft's (which lists every adapted module by its full name) in loraft;
 #  7. the same for bias "all" (loraft's: every bias trained, the adapted linears' saved as peft's
 #     base_layer.bias) and "lora_only" (peft's, random biases on the adapted linears);
-#  8. the same for PiSSA (init_lora_weights "pissa"): each side rebuilds the residual base
-#     weights from the base model by its own SVD when it loads the other's adapter.
+#  8. the same for PiSSA and OLoRA (init_lora_weights "pissa", "olora"): each side rebuilds the
+#     residual base weights from the base model by its own SVD or QR when it loads the other's
+#     adapter.
 set -euo pipefail
 bin=${LORAFT_BIN:-build/loraft}
 vocab=${LORAFT_SHARED_DATA:-../shared/data}/tokenizers/bert-base-uncased
@@ -54,8 +55,10 @@ EOF
 "$bin" train --config "$tmp/cfg.json" --set lora.target_modules=all-linear \
   --set lora.exclude_modules=pre_classifier,layer.0.ffn.lin1 --set train.output_dir="$tmp/all_linear" >/dev/null
 "$bin" train --config "$tmp/cfg.json" --set lora.bias=all --set train.output_dir="$tmp/bias" >/dev/null
-"$bin" train --config "$tmp/cfg.json" --set lora.init_lora_weights=pissa --set train.output_dir="$tmp/pissa" >/dev/null
-"$bin" merge --model "$tmp/distilbert" --adapter "$tmp/pissa/best" --out "$tmp/pissa_merged" >/dev/null
+for init in pissa olora; do
+  "$bin" train --config "$tmp/cfg.json" --set lora.init_lora_weights=$init --set train.output_dir="$tmp/$init" >/dev/null
+  "$bin" merge --model "$tmp/distilbert" --adapter "$tmp/$init/best" --out "$tmp/${init}_merged" >/dev/null
+done
 
 texts=("a good movie" "the plot was awful, very awful" "it was a film")
 predict() { "$bin" predict --model "$1" ${2:+--adapter "$2"} "${texts[@]}" | cut -f1,2; }
@@ -66,8 +69,10 @@ predict "$tmp/dora_merged" >"$tmp/ours_dora_merged"
 predict "$tmp/distilbert" "$tmp/patterns/best" >"$tmp/ours_patterns"
 predict "$tmp/distilbert" "$tmp/all_linear/best" >"$tmp/ours_all_linear"
 predict "$tmp/distilbert" "$tmp/bias/best" >"$tmp/ours_bias"
-predict "$tmp/distilbert" "$tmp/pissa/best" >"$tmp/ours_pissa"
-predict "$tmp/pissa_merged" >"$tmp/ours_pissa_merged"
+for init in pissa olora; do
+  predict "$tmp/distilbert" "$tmp/$init/best" >"$tmp/ours_$init"
+  predict "$tmp/${init}_merged" >"$tmp/ours_${init}_merged"
+done
 
 # peft writes an adapter for the BERT model; loraft reads it
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
@@ -82,7 +87,8 @@ patterns = dict(rank_pattern={"query": 5, r"layer\.1\.output\.dense": 2}, alpha_
 all_linear = dict(target_modules="all-linear", exclude_modules=["bert.encoder.layer.0.attention.self.key"])
 for name, dora, extra in (("peft_adapter", False, {}), ("peft_dora", True, {}), ("peft_patterns", False, patterns),
                           ("peft_all_linear", False, all_linear), ("peft_bias", False, dict(bias="lora_only")),
-                          ("peft_pissa", False, dict(init_lora_weights="pissa"))):
+                          ("peft_pissa", False, dict(init_lora_weights="pissa")),
+                          ("peft_olora", False, dict(init_lora_weights="olora"))):
     base = AutoModelForSequenceClassification.from_pretrained(tmp + "/bert")
     cfg = LoraConfig(task_type="SEQ_CLS", r=3, lora_alpha=6, use_dora=dora,
                      **{"target_modules": ["query", "value", "dense"], "init_lora_weights": False, **extra})
@@ -95,7 +101,7 @@ for name, dora, extra in (("peft_adapter", False, {}), ("peft_dora", True, {}), 
         for n, p in model.named_parameters():  # the trained biases away from the base's
             if name == "peft_bias" and n.endswith("base_layer.bias"):
                 p.normal_(0, 0.5)
-            if name == "peft_pissa" and "lora_" in n:  # as if trained: away from the SVD's
+            if name in ("peft_pissa", "peft_olora") and "lora_" in n:  # as if trained: away from the start
                 p.mul_(torch.empty_like(p).uniform_(0.5, 1.5))
     model.save_pretrained(f"{tmp}/{name}")
 EOF
@@ -105,6 +111,7 @@ predict "$tmp/bert" "$tmp/peft_patterns" >"$tmp/ours_peft_patterns"
 predict "$tmp/bert" "$tmp/peft_all_linear" >"$tmp/ours_peft_all_linear"
 predict "$tmp/bert" "$tmp/peft_bias" >"$tmp/ours_peft_bias"
 predict "$tmp/bert" "$tmp/peft_pissa" >"$tmp/ours_peft_pissa"
+predict "$tmp/bert" "$tmp/peft_olora" >"$tmp/ours_peft_olora"
 
 "$py" - "$tmp" "${texts[@]}" <<'EOF'
 import sys, torch
@@ -149,7 +156,6 @@ ok_ranks = ranks == want and v_lin.scaling["default"] == 6
 print(("ok  " if ok_ranks else "FAIL") + f" loraft patterns adapter's modules, ranks and scale in peft: {ranks}")
 all_linear = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/all_linear/best")
 bias = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/bias/best")
-pissa = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/pissa/best")
 results = [
     same(ours("ours_adapter"), probs(PeftModel.from_pretrained(base("distilbert"), f"{tmp}/run/best"), f"{tmp}/distilbert"),
          "loraft adapter in PeftModel.from_pretrained"),
@@ -174,12 +180,17 @@ results = [
     same(ours("ours_bias"), probs(bias, f"{tmp}/distilbert"), "loraft bias-all adapter in PeftModel.from_pretrained"),
     same(ours("ours_peft_bias"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_bias"), f"{tmp}/bert"),
          "peft bias-lora_only adapter in loraft"),
-    holds_file(pissa, f"{tmp}/pissa/best", "loraft PiSSA adapter in PeftModel"),
-    same(ours("ours_pissa"), probs(pissa, f"{tmp}/distilbert"), "loraft PiSSA adapter in PeftModel.from_pretrained"),
-    same(ours("ours_pissa_merged"), probs(base("pissa_merged"), f"{tmp}/pissa_merged"), "loraft PiSSA merge in transformers"),
-    same(ours("ours_peft_pissa"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_pissa"), f"{tmp}/bert"),
-         "peft PiSSA adapter in loraft"),
 ]
+for init, what in (("pissa", "PiSSA"), ("olora", "OLoRA")):  # each side rebuilds the residual base
+    split = PeftModel.from_pretrained(base("distilbert"), f"{tmp}/{init}/best")
+    results += [
+        holds_file(split, f"{tmp}/{init}/best", f"loraft {what} adapter in PeftModel"),
+        same(ours(f"ours_{init}"), probs(split, f"{tmp}/distilbert"), f"loraft {what} adapter in PeftModel.from_pretrained"),
+        same(ours(f"ours_{init}_merged"), probs(base(f"{init}_merged"), f"{tmp}/{init}_merged"),
+             f"loraft {what} merge in transformers"),
+        same(ours(f"ours_peft_{init}"), probs(PeftModel.from_pretrained(base("bert"), f"{tmp}/peft_{init}"), f"{tmp}/bert"),
+             f"peft {what} adapter in loraft"),
+    ]
 print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)
 EOF

@@ -268,6 +268,11 @@ static void test_check(void) {
     CHECK(train_config_set(&c, "lora.init_lora_weights=pissa", &err) == 0);
     CHECK(train_config_check(&c, &err) == -1);
     CHECK_HAS(err.msg, "lora.init_lora_weights pissa with lora.use_dora is not supported");
+    CHECK(train_config_set(&c, "lora.init_lora_weights=olora", &err) == 0);
+    CHECK(train_config_check(&c, &err) == -1);
+    CHECK_HAS(err.msg, "lora.init_lora_weights olora with lora.use_dora is not supported");
+    CHECK(train_config_set(&c, "lora.init_lora_weights=loftq", &err) == -1);
+    CHECK_HAS(err.msg, "\"loftq\" is not one of default, gaussian, pissa, olora");
     CHECK(train_config_set(&c, "lora.init_lora_weights=default", &err) == 0);
     CHECK(train_config_set(&c, "lora.bias=lora_only", &err) == 0);
     CHECK(train_config_set(&c, "lora.use_dora=false", &err) == 0);

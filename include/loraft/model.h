@@ -30,9 +30,14 @@ typedef enum Strategy { STRATEGY_LORA, STRATEGY_HEAD, STRATEGY_FULL, STRATEGY_NO
  * "bias"); those of the adapted linears. */
 typedef enum LoraBias { LORA_BIAS_NONE, LORA_BIAS_ALL, LORA_BIAS_LORA_ONLY } LoraBias;
 /* How LoRA's A and B start (PEFT's init_lora_weights): A ~ U(+-1/sqrt(in)) (PEFT's true), A ~
- * N(0, 1/r) (gaussian), both B 0; or PiSSA's: the weight's r principal singular directions, the
- * weight keeping the rest (model.c pissa_init). */
-typedef enum LoraInit { LORA_INIT_DEFAULT, LORA_INIT_GAUSSIAN, LORA_INIT_PISSA } LoraInit;
+ * N(0, 1/r) (gaussian), both B 0; or from the weight, which keeps the rest (model.c
+ * split_weight): PiSSA's r principal singular directions, OLoRA's first r of its QR factors. */
+typedef enum LoraInit {
+    LORA_INIT_DEFAULT,
+    LORA_INIT_GAUSSIAN,
+    LORA_INIT_PISSA,
+    LORA_INIT_OLORA
+} LoraInit;
 /* What the model is trained for; selects the objective (and PEFT's task_type). */
 typedef enum Task { TASK_CLASSIFICATION, TASK_CAUSAL_LM, TASK_DPO, TASK_REWARD } Task;
 
@@ -400,8 +405,9 @@ const char *attention_name(AttentionImpl a);
 int lora_bias_parse(const char *s, LoraBias *out, LfError *err); /* "none", "all", "lora_only" */
 const char *lora_bias_name(LoraBias b);
 int lora_init_parse(const char *s, LoraInit *out,
-                    LfError *err); /* "default", "gaussian", "pissa" */
+                    LfError *err); /* "default", "gaussian", "pissa", "olora" */
 const char *lora_init_name(LoraInit i);
+int init_splits(LoraInit i); /* whether the start rewrites the base weights: pissa, olora */
 void train_spec_defaults(TrainSpec *s);
 Task arch_task(Arch arch); /* the task an architecture's head is for by default */
 /* The task of an adapter whose PEFT task_type gave t, on an architecture: SEQ_CLS on a decoder

@@ -64,7 +64,7 @@ typedef struct TrainConfig {
     int use_rslora;                         /* scale alpha/sqrt(r) instead of alpha/r */
     int use_dora;                           /* DoRA (PEFT's use_dora) */
     char bias[16];                          /* "none" | "all" | "lora_only" */
-    char init_lora_weights[16];             /* "default" | "gaussian" | "pissa" */
+    char init_lora_weights[16];             /* "default" | "gaussian" | "pissa" | "olora" */
     char modules_to_save[CFG_MAX_SAVE][64]; /* empty = the classification head */
     int n_modules_to_save;
     LoraPattern rank_pattern[LORA_MAX_PATTERNS]; /* PEFT's rank_pattern: a module's r */

@@ -397,14 +397,15 @@ static int read_layers(const cJSON *c, const char *path, TrainSpec *spec, LfErro
 }
 
 /* PEFT's init_lora_weights: any start of A and B loads as trained, but those that also rewrite
- * the base weight, which peft redoes on every load from the base model: PiSSA's ("pissa", done
- * here too: pissa_init), and the others (PiSSA's randomised SVD, OLoRA's, CorDA's W - s B A;
- * LoftQ's and LoRA-GA's), refused, naming the way out. */
+ * the base weight, which peft redoes on every load from the base model: PiSSA's and OLoRA's
+ * ("pissa", "olora", done here too: model.c split_weight), and the others (PiSSA's randomised
+ * SVD, CorDA's W - s B A; LoftQ's and LoRA-GA's), refused, naming the way out. */
 static int read_init(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
     static const char *const rewrites[] = {"pissa", "olora", "corda", "loftq", "lora_ga"};
     const cJSON *init = cJSON_GetObjectItemCaseSensitive(c, "init_lora_weights");
     if (!cJSON_IsString(init)) return 0;
     if (!strcmp(init->valuestring, "pissa")) return spec->init = LORA_INIT_PISSA, 0;
+    if (!strcmp(init->valuestring, "olora")) return spec->init = LORA_INIT_OLORA, 0;
     for (size_t i = 0; i < sizeof rewrites / sizeof *rewrites; i++)
         if (!strncasecmp(init->valuestring, rewrites[i], strlen(rewrites[i])))
             return lf_fail(

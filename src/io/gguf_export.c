@@ -132,12 +132,13 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
     if (check_decoder(m, path, err)) return -1;
     if (m->spec.strategy != STRATEGY_LORA || m->n_loras == 0)
         return lf_fail(err, "%s: the model has no LoRA adapter to export", path);
-    if (m->spec.init == LORA_INIT_PISSA)
+    if (init_splits(m->spec.init))
         return lf_fail(err,
-                       "%s: a PiSSA adapter (init_lora_weights pissa) adapts the base weights' "
+                       "%s: a %s adapter (init_lora_weights %s) adapts the base weights' "
                        "residual, not the weights llama.cpp loads; merge it instead (loraft merge "
                        "--format gguf)",
-                       path);
+                       path, m->spec.init == LORA_INIT_OLORA ? "OLoRA" : "PiSSA",
+                       lora_init_name(m->spec.init));
     if (m->spec.use_dora)
         return lf_fail(err,
                        "%s: a DoRA adapter (use_dora) has no llama.cpp LoRA form; merge it instead "

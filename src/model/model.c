@@ -102,14 +102,19 @@ const char *lora_bias_name(LoraBias b) {
     return lora_bias_names[b];
 }
 
-static const char *const lora_init_names[] = {"default", "gaussian", "pissa"};
+static const char *const lora_init_names[] = {"default", "gaussian", "pissa", "olora"};
 
 int lora_init_parse(const char *s, LoraInit *out, LfError *err) {
-    int i = name_index(lora_init_names, 3, s);
+    int i = name_index(lora_init_names, 4, s);
     if (i < 0)
-        return lf_fail(err, "unknown LoRA init '%s' (expected default, gaussian or pissa)", s);
+        return lf_fail(err, "unknown LoRA init '%s' (expected default, gaussian, pissa or olora)",
+                       s);
     *out = (LoraInit)i;
     return 0;
+}
+
+int init_splits(LoraInit i) {
+    return i == LORA_INIT_PISSA || i == LORA_INIT_OLORA;
 }
 
 const char *lora_init_name(LoraInit i) {
@@ -468,7 +473,7 @@ typedef struct Loader {
     float *host;    /* [m->n_values] */
     float *f32;     /* a packed weight's f32 values, [its numel] */
     uint8_t *bytes; /* its packed bytes */
-    float *pissa;   /* PiSSA: each adapter's A and B, m->loras' order, until pissa_finish */
+    float *starts;  /* PiSSA, OLoRA: each adapter's A and B, m->loras' order, until split_finish */
     char *split;    /* [m->n_loras]: whether its weight has been split */
 } Loader;
 
@@ -503,12 +508,12 @@ static void upload_packed(const Loader *ld, const Param *p, const void *src) {
     ld->m->ops->upload(p->packed, src, p->packed_bytes);
 }
 
-static int pissa_split_weight(const Loader *ld, const Param *p, float *W, LfError *err);
+static int split_weight(const Loader *ld, const Param *p, float *W, LfError *err);
 
-/* A weight's f32 values, stored: PiSSA's split first (an adapted weight of a PiSSA model); a
- * packed one's (in ld->f32) then rounded to its type and uploaded. */
+/* A weight's f32 values, stored: PiSSA's or OLoRA's split first (an adapted weight); a packed
+ * one's (in ld->f32) then rounded to its type and uploaded. */
 static int load_store(const Loader *ld, const Param *p, LfError *err) {
-    if (ld->pissa && pissa_split_weight(ld, p, load_dst(ld, p), err)) return -1;
+    if (ld->starts && split_weight(ld, p, load_dst(ld, p), err)) return -1;
     if (!p->packed) return 0;
     if (quant_quantize(p->dtype, ld->f32, p->numel, ld->bytes, err))
         return lf_wrap(err, "%s", p->name);
@@ -1092,8 +1097,9 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
                        c->max_positions);
     if (s->strategy == STRATEGY_LORA && (s->r < 1 || s->r > LORA_MAX_R))
         return lf_fail(err, "lora.r = %d must be in 1..%d", s->r, LORA_MAX_R);
-    if (s->use_dora && s->init == LORA_INIT_PISSA)
-        return lf_fail(err, "lora.init_lora_weights pissa with lora.use_dora is not supported");
+    if (s->use_dora && init_splits(s->init))
+        return lf_fail(err, "lora.init_lora_weights %s with lora.use_dora is not supported",
+                       lora_init_name(s->init));
     for (int i = 0; i < s->n_rank_pattern; i++) {
         float r = s->rank_pattern[i].value;
         if (!(r >= 1 && r <= LORA_MAX_R && r == floorf(r)))
@@ -1346,48 +1352,59 @@ static int allocate_values(Model *m, LfError *err) {
     return plus_one_create(m, err);
 }
 
-/* PiSSA (lora.init_lora_weights pissa, PEFT's): each adapted weight's r principal singular
- * directions start its adapter and the weight keeps the rest: with W = U S Vh, A = sqrt(S_r / s)
- * Vh_r, B = U_r sqrt(S_r / s), W <- W - s B A; on the weight's f32 values as they are stored
- * (load_store), before a packed one is rounded to its type, so the residual is what gets packed.
- * A and B wait in Loader.pissa until the loaders have initialised the adapters (pissa_finish).
- * An adapter loaded afterwards replaces A and B over the residual, which peft rebuilds the same
- * way when it loads one (the product U_r S_r Vh_r does not depend on the SVD's signs). */
-static float *pissa_slot(const Loader *ld, int i) {
-    float *at = ld->pissa;
+/* PiSSA and OLoRA (lora.init_lora_weights pissa, olora; PEFT's) start each adapter from its
+ * weight and leave the weight the rest, W <- W - s B A: PiSSA's A = sqrt(S_r / s) Vh_r, B = U_r
+ * sqrt(S_r / s) from W = U S Vh; OLoRA's A = R_r, B = Q_r from W = Q R. On the weight's f32 values
+ * as they are stored (load_store), before a packed one is rounded to its type, so the rest is what
+ * gets packed. A and B wait in Loader.starts until the loaders have initialised the adapters
+ * (split_finish). An adapter loaded afterwards replaces A and B over the rest, which peft rebuilds
+ * the same way when it loads one (U_r S_r Vh_r and Q_r R_r do not depend on the factors' signs). */
+static float *start_slot(const Loader *ld, int i) {
+    float *at = ld->starts;
     for (int j = 0; j < i; j++) at += ld->m->loras[j].A->numel + ld->m->loras[j].B->numel;
     return at;
 }
 
-static int pissa_split_weight(const Loader *ld, const Param *p, float *W, LfError *err) {
+static int split_weight(const Loader *ld, const Param *p, float *W, LfError *err) {
     const Model *m = ld->m;
+    int olora = m->spec.init == LORA_INIT_OLORA;
+    const char *what = olora ? "OLoRA" : "PiSSA";
     for (int i = 0; i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
         if (lo->base->w != p) continue;
         int out = lo->base->out, in = lo->base->in, R = lo->r;
+        if (olora && p->hf_transposed) /* its QR would be of W^T: B [in, R], A [R, out] */
+            return lf_fail(err,
+                           "OLoRA: %s is a Conv1D weight (stored [in, out]), whose factors do "
+                           "not fit its adapter (peft's olora_init fails there too): use pissa "
+                           "or default",
+                           p->name);
         if (R > (out < in ? out : in))
-            return lf_fail(err, "PiSSA: rank %d exceeds the singular values of %s [%d, %d]", R,
-                           p->name, out, in);
-        float *A = pissa_slot(ld, i), *B = A + lo->A->numel;
-        if (pissa_split(W, out, in, R, lo->scale, A, B))
-            return lf_fail(err, "PiSSA: the SVD of %s failed (or out of memory)", p->name);
+            return lf_fail(err, "%s: rank %d exceeds min(out, in) of %s [%d, %d]", what, R, p->name,
+                           out, in);
+        float *A = start_slot(ld, i), *B = A + lo->A->numel;
+        int rc = olora ? olora_split(W, out, in, R, lo->scale, A, B)
+                       : pissa_split(W, out, in, R, lo->scale, A, B);
+        if (rc)
+            return lf_fail(err, "%s: the %s of %s failed (or out of memory)", what,
+                           olora ? "QR" : "SVD", p->name);
         ld->split[i] = 1;
     }
     return 0;
 }
 
 /* A and B over the adapters' initial values; a weight never split kept its file's blocks. */
-static int pissa_finish(const Loader *ld, LfError *err) {
+static int split_finish(const Loader *ld, LfError *err) {
     const Model *m = ld->m;
     for (int i = 0; i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
         if (!ld->split[i])
             return lf_fail(err,
-                           "lora.init_lora_weights pissa rewrites the base weights, and '%s' "
+                           "lora.init_lora_weights %s rewrites the base weights, and '%s' "
                            "keeps its file's quantised blocks (model.base_dtype q): use bf16, "
                            "f32 or a type quantised at load",
-                           lo->base->w->name);
-        const float *A = pissa_slot(ld, i), *B = A + lo->A->numel;
+                           lora_init_name(m->spec.init), lo->base->w->name);
+        const float *A = start_slot(ld, i), *B = A + lo->A->numel;
         memcpy(ld->host + (lo->A->value - m->values), A, lo->A->numel * sizeof *A);
         memcpy(ld->host + (lo->B->value - m->values), B, lo->B->numel * sizeof *B);
     }
@@ -1406,17 +1423,17 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
         }
     size_t adapters = 0;
     for (int i = 0; i < m->n_loras; i++) adapters += m->loras[i].A->numel + m->loras[i].B->numel;
-    int pissa = m->spec.init == LORA_INIT_PISSA;
+    int splits = init_splits(m->spec.init);
     Loader ld = {m,
                  calloc(m->n_values + 1, sizeof(float)),
                  malloc(most * sizeof(float) + 1),
                  malloc(most_bytes + 1),
-                 pissa ? malloc(adapters * sizeof(float) + 1) : NULL,
-                 pissa ? calloc((size_t)m->n_loras + 1, 1) : NULL};
+                 splits ? malloc(adapters * sizeof(float) + 1) : NULL,
+                 splits ? calloc((size_t)m->n_loras + 1, 1) : NULL};
     Rng rng = {seed, 0};
     int rc = 0;
     if (missing_report && report_cap) missing_report[0] = 0; /* a GGUF or no dir: none */
-    if (!ld.host || !ld.f32 || !ld.bytes || (pissa && (!ld.pissa || !ld.split))) {
+    if (!ld.host || !ld.f32 || !ld.bytes || (splits && (!ld.starts || !ld.split))) {
         rc = lf_fail(err, "out of memory");
     } else if (dir && ends_with(dir, ".gguf")) {
         rc = load_gguf_weights(&ld, dir, &rng, missing_report, report_cap, err);
@@ -1428,12 +1445,12 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
             rc = load_store(&ld, &m->params[i], err);
         }
     }
-    if (!rc && pissa) rc = pissa_finish(&ld, err);
+    if (!rc && splits) rc = split_finish(&ld, err);
     if (!rc) m->ops->upload(m->values, ld.host, m->n_values * sizeof(float));
     free(ld.host);
     free(ld.f32);
     free(ld.bytes);
-    free(ld.pissa);
+    free(ld.starts);
     free(ld.split);
     return rc;
 }

@@ -195,14 +195,16 @@ static const Key keys[] = {
              "output feature by a trained magnitude over the row norm of W + scale B A. The "
              "magnitudes are saved in the adapter (lora_magnitude_vector). Needs lora.dropout 0."},
     {"lora", "init_lora_weights", T_STR, AT(init_lora_weights), .def = "\"default\"",
-     .choices = "default|gaussian|pissa",
+     .choices = "default|gaussian|pissa|olora",
      .help =
          "How A and B start (PEFT's init_lora_weights): default (PEFT's true: A ~ "
          "U(+-1/sqrt(in)), B 0); gaussian (A ~ N(0, 1/r), B 0); pissa (PiSSA: each adapted "
          "weight's r principal singular directions, A = sqrt(S_r / scale) Vh_r and B = U_r "
          "sqrt(S_r / scale), the weight keeping W - scale B A, which packed weights store; not "
          "model.base_dtype q, whose file's blocks are kept; peft rebuilds the same residual "
-         "when it loads the adapter). PiSSA trains with lora.dropout 0, as its paper does: "
+         "when it loads the adapter); olora (OLoRA: W = Q R, A = R's first r rows, B = Q's "
+         "first r columns, the weight keeping W - scale B A likewise; not on GPT-2's Conv1D "
+         "weights, where peft's fails too). PiSSA trains with lora.dropout 0, as its paper does: "
          "dropout on the principal directions is noise on the main signal (docs/BENCHMARKS.md)."},
     {"lora", "bias", T_STR, AT(bias), .def = "\"none\"", .choices = "none|all|lora_only",
      .help = "Which biases train beside the adapters, saved in them (PEFT's bias): none; all "
@@ -851,8 +853,10 @@ int train_config_check(const TrainConfig *c, LfError *err) {
     for (int i = 0; i < c->n_layers_pattern; i++)
         if (lora_pattern_check(c->layers_pattern[i], err))
             return lf_wrap(err, "lora.layers_pattern");
-    if (!strcmp(c->init_lora_weights, "pissa") && c->use_dora)
-        return lf_fail(err, "lora.init_lora_weights pissa with lora.use_dora is not supported");
+    if ((!strcmp(c->init_lora_weights, "pissa") || !strcmp(c->init_lora_weights, "olora")) &&
+        c->use_dora)
+        return lf_fail(err, "lora.init_lora_weights %s with lora.use_dora is not supported",
+                       c->init_lora_weights);
     if (strcmp(c->bias, "none") && strcmp(c->strategy, "lora"))
         return lf_fail(err,
                        "lora.bias %s trains biases beside LoRA's adapters: it needs "
