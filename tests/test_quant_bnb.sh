@@ -10,7 +10,8 @@
 #     quantisation: `merge` (base f32) writes dequantize_4bit's values of every projection, bit for
 #     bit, and a config.json without the quantization_config; training under base_dtype q (the NF4
 #     blocks kept: fewer MiB of weights) and under f32 (the same values dequantised at load) log
-#     the same losses.
+#     the same losses. PiSSA under base_dtype q splits each adapted weight's dequantised blocks
+#     and quantises the rest back to NF4: its first loss within 1e-2 of the f32 residual's.
 #  3. An FP4 checkpoint and a quant_map that is not NF4's are refused with a clear message.
 set -euo pipefail
 . tests/lm_compat_common.sh
@@ -29,13 +30,13 @@ bnb_py() { (cd "$tmp" && "$py" "$@" 2>"$tmp/py.err") || { cat "$tmp/py.err"; fai
 text="It is a truth universally acknowledged, that a single man in possession of a good fortune."
 for i in 1 2 3 4; do echo "{\"text\": \"$text\"}"; done >"$tmp/train.jsonl"
 
-# train DIR BASE_DTYPE RUN: two LoRA steps (q, v) on DIR into $tmp/RUN
+# train DIR BASE_DTYPE RUN [LORA_KEYS [LR]]: two LoRA steps (q, v) on DIR into $tmp/RUN
 train() {
   cat >"$tmp/$3.json" <<EOF
 {"model": {"model": "$1", "task": "causal-lm", "base_dtype": "$2"},
  "data": {"train_file": "$tmp/train.jsonl", "max_length": 32},
- "lora": {"target_modules": ["q_proj", "v_proj"], "r": 4, "alpha": 8},
- "train": {"batch_size": 2, "max_steps": 2, "learning_rate": 0.05, "eval_strategy": "no",
+ "lora": {"target_modules": ["q_proj", "v_proj"], "r": 4, "alpha": 8${4:+, $4}},
+ "train": {"batch_size": 2, "max_steps": 2, "learning_rate": ${5:-0.05}, "eval_strategy": "no",
            "save_strategy": "steps", "save_steps": 2, "logging_steps": 1, "output_dir": "$tmp/$3"}}
 EOF
   "$bin" train --config "$tmp/$3.json" >"$tmp/$3.log" 2>&1 || { cat "$tmp/$3.log"; fail "train $1 under $2"; }
@@ -71,6 +72,25 @@ for dq in 1 0; do
     fail "base_dtype q did not keep the NF4 blocks: $(mib "run_q$dq") MiB of weights, f32 $(mib "run_f$dq")"
   echo "  base_dtype q (its NF4 blocks) and f32 (dequantised at load) log the same losses: $q"
 done
+# PiSSA over the NF4 blocks: dequantised, split, the rest quantised back to NF4 (peft's QPiSSA);
+# the first loss within 1e-2 of the f32 residual's, the weights still NF4 blocks, and (a rate of
+# 1e-12: the adapters as they started) A and B those of the f32 run's split
+train "$tmp/bnb_dq0" q run_pissa_q '"init_lora_weights": "pissa"' 1e-12
+train "$tmp/bnb_dq0" f32 run_pissa_f '"init_lora_weights": "pissa"' 1e-12
+q=$(losses run_pissa_q | cut -d, -f1 | cut -d: -f2) f=$(losses run_pissa_f | cut -d, -f1 | cut -d: -f2)
+awk -v q="$q" -v f="$f" 'BEGIN { d = q - f; exit !(q != "" && (d < 0 ? -d : d) <= 1e-2 * f) }' ||
+  fail "PiSSA over NF4 blocks: first loss $q, f32 residual's $f"
+awk -v q="$(mib run_pissa_q)" -v f="$(mib run_pissa_f)" 'BEGIN { exit !(q + 0 < f + 0) }' ||
+  fail "PiSSA under base_dtype q did not keep NF4 blocks"
+bnb_py - "$tmp/run_pissa_q/last" "$tmp/run_pissa_f/last" <<'EOF'
+import sys
+from safetensors.numpy import load_file
+q, f = (load_file(d + "/adapter_model.safetensors") for d in sys.argv[1:])
+worst = max(float(((q[k] - f[k]) ** 2).sum() / (f[k] ** 2).sum()) ** 0.5 for k in f)
+print(f"  the adapters: relative L2 {worst:.1e} apart")
+sys.exit(0 if worst < 1e-6 else 1)  # the same SVD of the same values; a zero start is 1 apart
+EOF
+echo "PiSSA over NF4 blocks: first loss $q, over the f32 residual $f; $(mib run_pissa_q) MiB of weights (f32: $(mib run_pissa_f))"
 
 # 3. refusals
 bnb_py "$ref" save "$tmp/hf" "$tmp/fp4" 0 fp4

@@ -474,7 +474,6 @@ typedef struct Loader {
     float *f32;     /* a packed weight's f32 values, [its numel] */
     uint8_t *bytes; /* its packed bytes */
     float *starts;  /* PiSSA, OLoRA: each adapter's A and B, m->loras' order, until split_finish */
-    char *split;    /* [m->n_loras]: whether its weight has been split */
 } Loader;
 
 /* Where a loader writes p's f32 values; then load_store. */
@@ -510,13 +509,26 @@ static void upload_packed(const Loader *ld, const Param *p, const void *src) {
 
 static int split_weight(const Loader *ld, const Param *p, float *W, LfError *err);
 
+/* Whether p is a weight that PiSSA or OLoRA splits: its f32 values go through load_store, even
+ * where its file holds them in p's packed type. */
+static int splits(const Loader *ld, const Param *p) {
+    for (int i = 0; ld->starts && i < ld->m->n_loras; i++)
+        if (ld->m->loras[i].base->w == p) return 1;
+    return 0;
+}
+
 /* A weight's f32 values, stored: PiSSA's or OLoRA's split first (an adapted weight); a packed
  * one's (in ld->f32) then rounded to its type and uploaded. */
 static int load_store(const Loader *ld, const Param *p, LfError *err) {
-    if (ld->starts && split_weight(ld, p, load_dst(ld, p), err)) return -1;
+    int split = splits(ld, p);
+    if (split && split_weight(ld, p, load_dst(ld, p), err)) return -1;
     if (!p->packed) return 0;
     if (quant_quantize(p->dtype, ld->f32, p->numel, ld->bytes, err))
-        return lf_wrap(err, "%s", p->name);
+        return split ? lf_wrap(err,
+                               "%s: lora.init_lora_weights %s stores the rest of the weight "
+                               "in its type",
+                               p->name, lora_init_name(ld->m->spec.init))
+                     : lf_wrap(err, "%s", p->name);
     upload_packed(ld, p, ld->bytes);
     return 0;
 }
@@ -581,7 +593,8 @@ static int load_gguf_weights(const Loader *ld, const char *path, Rng *r, char *r
             break;
         }
         int heads = fix == GGUF_FIX_UNPERMUTE_Q ? m->cfg.num_heads : m->cfg.num_kv_heads;
-        if (p->packed && g.tensors[t].type == (GgmlType)p->dtype) { /* not rounded twice */
+        if (p->packed && g.tensors[t].type == (GgmlType)p->dtype && !splits(ld, p)) {
+            /* not rounded twice */
             rc = load_blocks(ld, p, &g, &g.tensors[t], fix, heads, err);
             continue;
         }
@@ -667,7 +680,7 @@ static int load_bnb(const Loader *ld, const Param *p, const StShards *st, const 
                        "Linear weights",
                        st->path, name);
     if (bnb_open(&w, st, name, p->shape[0], p->ndim == 2 ? p->shape[1] : 1, err)) return -1;
-    *stored = p->dtype == QUANT_NF4 && bnb_has_nf4_blocks(&w);
+    *stored = p->dtype == QUANT_NF4 && bnb_has_nf4_blocks(&w) && !splits(ld, p);
     if (*stored) {
         bnb_nf4_blocks(&w, ld->bytes);
         upload_packed(ld, p, ld->bytes);
@@ -1388,27 +1401,19 @@ static int split_weight(const Loader *ld, const Param *p, float *W, LfError *err
         if (rc)
             return lf_fail(err, "%s: the %s of %s failed (or out of memory)", what,
                            olora ? "QR" : "SVD", p->name);
-        ld->split[i] = 1;
     }
     return 0;
 }
 
-/* A and B over the adapters' initial values; a weight never split kept its file's blocks. */
-static int split_finish(const Loader *ld, LfError *err) {
+/* A and B over the adapters' initial values. */
+static void split_finish(const Loader *ld) {
     const Model *m = ld->m;
     for (int i = 0; i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
-        if (!ld->split[i])
-            return lf_fail(err,
-                           "lora.init_lora_weights %s rewrites the base weights, and '%s' "
-                           "keeps its file's quantised blocks (model.base_dtype q): use bf16, "
-                           "f32 or a type quantised at load",
-                           lora_init_name(m->spec.init), lo->base->w->name);
         const float *A = start_slot(ld, i), *B = A + lo->A->numel;
         memcpy(ld->host + (lo->A->value - m->values), A, lo->A->numel * sizeof *A);
         memcpy(ld->host + (lo->B->value - m->values), B, lo->B->numel * sizeof *B);
     }
-    return 0;
 }
 
 /* Initial values: from dir's checkpoint (an HF directory or a .gguf file), else HF's
@@ -1423,17 +1428,13 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
         }
     size_t adapters = 0;
     for (int i = 0; i < m->n_loras; i++) adapters += m->loras[i].A->numel + m->loras[i].B->numel;
-    int splits = init_splits(m->spec.init);
-    Loader ld = {m,
-                 calloc(m->n_values + 1, sizeof(float)),
-                 malloc(most * sizeof(float) + 1),
-                 malloc(most_bytes + 1),
-                 splits ? malloc(adapters * sizeof(float) + 1) : NULL,
-                 splits ? calloc((size_t)m->n_loras + 1, 1) : NULL};
+    int split = init_splits(m->spec.init);
+    Loader ld = {m, calloc(m->n_values + 1, sizeof(float)), malloc(most * sizeof(float) + 1),
+                 malloc(most_bytes + 1), split ? calloc(adapters + 1, sizeof(float)) : NULL};
     Rng rng = {seed, 0};
     int rc = 0;
     if (missing_report && report_cap) missing_report[0] = 0; /* a GGUF or no dir: none */
-    if (!ld.host || !ld.f32 || !ld.bytes || (splits && (!ld.starts || !ld.split))) {
+    if (!ld.host || !ld.f32 || !ld.bytes || (split && !ld.starts)) {
         rc = lf_fail(err, "out of memory");
     } else if (dir && ends_with(dir, ".gguf")) {
         rc = load_gguf_weights(&ld, dir, &rng, missing_report, report_cap, err);
@@ -1445,13 +1446,12 @@ static int load_values(Model *m, const char *dir, uint64_t seed, char *missing_r
             rc = load_store(&ld, &m->params[i], err);
         }
     }
-    if (!rc && splits) rc = split_finish(&ld, err);
+    if (!rc && split) split_finish(&ld);
     if (!rc) m->ops->upload(m->values, ld.host, m->n_values * sizeof(float));
     free(ld.host);
     free(ld.f32);
     free(ld.bytes);
     free(ld.starts);
-    free(ld.split);
     return rc;
 }
 

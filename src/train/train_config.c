@@ -200,9 +200,10 @@ static const Key keys[] = {
          "How A and B start (PEFT's init_lora_weights): default (PEFT's true: A ~ "
          "U(+-1/sqrt(in)), B 0); gaussian (A ~ N(0, 1/r), B 0); pissa (PiSSA: each adapted "
          "weight's r principal singular directions, A = sqrt(S_r / scale) Vh_r and B = U_r "
-         "sqrt(S_r / scale), the weight keeping W - scale B A, which packed weights store; not "
-         "model.base_dtype q, whose file's blocks are kept; peft rebuilds the same residual "
-         "when it loads the adapter); olora (OLoRA: W = Q R, A = R's first r rows, B = Q's "
+         "sqrt(S_r / scale), the weight keeping W - scale B A, which packed weights store: a "
+         "file's own quantised blocks (model.base_dtype q) are dequantised, split and the rest "
+         "quantised back, as peft does for 4-bit weights; peft rebuilds the same residual when it "
+         "loads the adapter); olora (OLoRA: W = Q R, A = R's first r rows, B = Q's "
          "first r columns, the weight keeping W - scale B A likewise; not on GPT-2's Conv1D "
          "weights, where peft's fails too). PiSSA trains with lora.dropout 0, as its paper does: "
          "dropout on the principal directions is noise on the main signal (docs/BENCHMARKS.md)."},
