@@ -68,10 +68,11 @@ static void mm_fwd(Bench *b) {
     ops->matmul_forward(b->out, b->inp, b->w, b->bias, NT, b->C, b->C);
 }
 static void mm_bwd_frozen(Bench *b) {
-    ops->matmul_backward(b->dinp, NULL, NULL, b->dout, b->inp, b->w, NT, b->C, b->C, OPS_ADD);
+    ops->matmul_backward(b->dinp, NULL, b->dout, b->inp, b->w, NT, b->C, b->C, OPS_ADD);
 }
 static void mm_bwd(Bench *b) {
-    ops->matmul_backward(b->dinp, b->dw, b->dbias, b->dout, b->inp, b->w, NT, b->C, b->C, OPS_ADD);
+    ops->matmul_backward(b->dinp, b->dw, b->dout, b->inp, b->w, NT, b->C, b->C, OPS_ADD);
+    ops->bias_backward(b->dbias, b->dout, NULL, b->C, NULL, NT, b->C);
 }
 static void lora_fwd(Bench *b) {
     ops->lora_forward(b->out, b->u, b->inp, b->A, b->Bm, 2.0f, 0.1f, 1, b->scratch, NT, b->C, b->C,
@@ -116,7 +117,7 @@ static void lm_head_chunked(Bench *b) {
 static void lm_head_unchunked(Bench *b) {
     ops->matmul_forward(b->logits, b->h, b->head, NULL, LN, LC, LV);
     ops->cross_entropy(b->losses, b->dlogits, b->logits, b->labels, 1.0f / LN, LN, LV);
-    ops->matmul_backward(b->dh, b->dhead, NULL, b->dlogits, b->h, b->head, LN, LC, LV, OPS_ADD);
+    ops->matmul_backward(b->dh, b->dhead, b->dlogits, b->h, b->head, LN, LC, LV, OPS_ADD);
 }
 
 /* The LM head rows: dh and dW both computed, chunk 256 and the default against the unchunked

@@ -296,12 +296,13 @@ static void bench_norms_and_elementwise(void) {
     /* a trained bias's gradient (lora.bias) beside the bf16 GEMMs: from the f32 output
      * gradient, and from its bf16 copy (an activation's backward wrote it so) */
     snprintf(name, sizeof name, "bias_backward [%zu,%d]", N, db->F);
-    TIME(ms, gpu->bias_backward(g2, y, NULL, db->F, (int)N, db->F));
+    float *partials = zeros(ops_bias_scratch(N, (size_t)db->F));
+    TIME(ms, gpu->bias_backward(g2, y, NULL, db->F, partials, (int)N, db->F));
     mem_row(name, 1.0 * nf, ms);
     snprintf(name, sizeof name, "bias_backward, bf16 in [%zu,%d]", N, db->F);
-    TIME(ms, gpu->bias_backward(g2, NULL, zb, db->F, (int)N, db->F));
+    TIME(ms, gpu->bias_backward(g2, NULL, zb, db->F, partials, (int)N, db->F));
     mem_row(name, 0.5 * nf, ms);
-    FREE_ALL(x, y, z, out, g1, g2, mean, rstd);
+    FREE_ALL(x, y, z, out, g1, g2, mean, rstd, partials);
 }
 
 /* lora_down_bf16 at SmolLM2's q, k, v (three linears, r 8, lora dropout 0): from the f32 input
@@ -460,7 +461,7 @@ static void base_backward(const Base *b, float *dx, const float *dout) {
         gpu->matmul_backward_bf16(dx, NULL, b->dd, b->M, b->wb, b->ld, b->scratch, b->N, b->K, b->M,
                                   OPS_ADD);
     } else
-        gpu->matmul_backward(dx, NULL, NULL, dout, b->x, b->w, b->N, b->K, b->M, OPS_ADD);
+        gpu->matmul_backward(dx, NULL, dout, b->x, b->w, b->N, b->K, b->M, OPS_ADD);
 }
 
 /* The bare cuBLAS GEMM of the base layer's shape, in its precision. */

@@ -519,8 +519,9 @@ static void mm_fwd(void *p) {
 }
 static void mm_bwd(void *p, const float *dout, unsigned use) {
     MmCtx *m = p;
-    ops->matmul_backward(USE(0, m->dinp), USE(1, m->dweight), USE(2, m->dbias), dout, m->inp,
-                         m->weight, m->n, m->c, m->oc, OPS_ADD);
+    ops->matmul_backward(USE(0, m->dinp), USE(1, m->dweight), dout, m->inp, m->weight, m->n, m->c,
+                         m->oc, OPS_ADD);
+    if (USE(2, m->dbias)) ops->bias_backward(m->dbias, dout, NULL, m->oc, NULL, m->n, m->oc);
 }
 
 static MmCtx mm_make(int n, int c, int oc) {
@@ -1738,7 +1739,7 @@ static void lm_matches_unchunked(int n, int c, int v, int chunk) {
     float *dW = rand_vec((size_t)v * c, 0, 0);
     ops->matmul_forward(logits, m.h, m.W, NULL, n, c, v);
     ops->cross_entropy(losses, dlogits, logits, m.labels, m.grad_scale, n, v);
-    ops->matmul_backward(dh, dW, NULL, dlogits, m.h, m.W, n, c, v, OPS_ADD);
+    ops->matmul_backward(dh, dW, dlogits, m.h, m.W, n, c, v, OPS_ADD);
     ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, NULL, m.grad_scale,
                                NULL, 0.0f, m.scratch, n, c, v, chunk);
     CHECK(float_mismatch("lm_head loss vs unchunked", m.losses, losses, n, 1e-6, 1e-6) == 0);
@@ -2153,7 +2154,7 @@ static void test_first_writers(void) {
         for (int i = 0; i < 10; i++) d[acc][i] = rand_vec(NC, 0, 0);
         for (int i = 0; i < 10 && !acc; i++)
             for (size_t k = 0; k < NC; k++) d[acc][i][k] = NAN;
-        ops->matmul_backward(d[acc][0], NULL, NULL, dout, NULL, w, N, C, OC, acc);
+        ops->matmul_backward(d[acc][0], NULL, dout, NULL, w, N, C, OC, acc);
         ops->matmul_backward_bf16(d[acc][1], NULL, dd, K, wb, C, scratch, N, C, K, acc);
         ops->lora_dinp_bf16(d[acc][2], NULL, (const float *const[]){du}, (const float *const[]){A},
                             &seed, 1, 0.3f, N, C, R, acc);

@@ -231,14 +231,15 @@ typedef struct Ops {
      * out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC]; bias may be NULL. */
     void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias,
                            int N, int C, int OC);
-    /* dinp[N,C] (+)= dout @ weight (acc 0: =); dweight[OC,C] += dout^T @ inp; dbias[OC] +=
-     * sum_n dout. */
-    void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
-                            const float *inp, const float *weight, int N, int C, int OC, int acc);
+    /* dinp[N,C] (+)= dout @ weight (acc 0: =); dweight[OC,C] += dout^T @ inp. (The bias's
+     * gradient: bias_backward.) */
+    void (*matmul_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
+                            const float *weight, int N, int C, int OC, int acc);
     /* dbias[OC] += sum_n dout[n,:], dout f32 or (NULL) its bf16 values in dout_bf16, rows ld
-     * apart: the bias gradient of a linear whose GEMMs compute none (the bf16 ones, DoRA's). */
-    void (*bias_backward)(float *dbias, const float *dout, const uint16_t *dout_bf16, int ld, int N,
-                          int OC);
+     * apart: a linear's bias gradient, the same bits every run (the GPU adds its row splits'
+     * partials in split order). scratch: ops_bias_scratch(N, OC) floats. */
+    void (*bias_backward)(float *dbias, const float *dout, const uint16_t *dout_bf16, int ld,
+                          float *scratch, int N, int OC);
 
     /* ---- frozen weights kept packed (model.base_dtype bf16 or q) ----
      * out[rows,cols] = the f32 values of rows row0 .. row0+rows-1 of a matrix of `cols` columns
@@ -671,6 +672,10 @@ static inline size_t ops_lora_grad_splits(size_t N) {
 /* lora_backward_bf16: the weight gradients' partial sums. */
 static inline size_t ops_lora_bf16_scratch(size_t N, size_t C, size_t OC, size_t R) {
     return ops_lora_grad_splits(N) * R * (C + OC);
+}
+/* bias_backward: the partial sums, one row of OC a split of the N rows. */
+static inline size_t ops_bias_scratch(size_t N, size_t OC) {
+    return ops_lora_grad_splits(N) * OC;
 }
 /* dora_backward: dmag's partial sums, one row of OC a split of the N rows. */
 static inline size_t ops_dora_scratch(size_t N, size_t OC) {

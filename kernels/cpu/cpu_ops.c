@@ -326,9 +326,10 @@ static inline float grad_at(const float *dout, const uint16_t *dout_bf16, size_t
     return dout ? dout[i] : qb_bf16(dout_bf16[i]);
 }
 
-/* dbias[OC] += sum_n dout[n,:] (or its bf16 values), each thread its own columns. */
+/* dbias[OC] += sum_n dout[n,:] (or its bf16 values), each thread its own columns, in row order. */
 static void cpu_bias_backward(float *dbias, const float *dout, const uint16_t *dout_bf16, int ld,
-                              int N, int OC) {
+                              float *scratch, int N, int OC) {
+    (void)scratch;
 #pragma omp parallel if ((size_t)N * OC > CPU_PAR_MIN)
     {
         int lo, hi;
@@ -340,16 +341,14 @@ static void cpu_bias_backward(float *dbias, const float *dout, const uint16_t *d
     }
 }
 
-static void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                                const float *inp, const float *weight, int N, int C, int OC,
-                                int acc) {
+static void cpu_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                                const float *weight, int N, int C, int OC, int acc) {
     if (dinp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
                     acc ? 1.0f : 0.0f, dinp, C);
     if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
                     dweight, C);
-    if (dbias) cpu_bias_backward(dbias, dout, NULL, OC, N, OC);
 }
 
 /* out[rows,cols] = rows row0.. of a packed [*, cols] matrix of ggml type `type`, row by row in
@@ -432,9 +431,9 @@ static void cpu_matmul_backward_bf16(float *dinp, uint16_t *dinp_bf16, const uin
     float *w = scratch, *d = scratch + (size_t)K * C;
     widen_bf16(w, weight, K, C, ldw);
     widen_bf16(d, dd, N, K, ldd);
-    if (dinp) return cpu_matmul_backward(dinp, NULL, NULL, d, NULL, w, N, C, K, acc);
+    if (dinp) return cpu_matmul_backward(dinp, NULL, d, NULL, w, N, C, K, acc);
     float *y = d + (size_t)N * (C > K ? C : K);
-    cpu_matmul_backward(y, NULL, NULL, d, NULL, w, N, C, K, OPS_SET);
+    cpu_matmul_backward(y, NULL, d, NULL, w, N, C, K, OPS_SET);
     round_rows_bf16(dinp_bf16, C, y, N, C);
 }
 
@@ -1284,7 +1283,7 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
             if (softcap > 0.0f) soft_cap_all(scratch, (size_t)n * V, softcap);
             cross_entropy_rows(lc, grads ? scratch : NULL, scratch, yc, idx, grad_scale, rs,
                                softcap, n, V);
-            if (grads) cpu_matmul_backward(dhc, dW, NULL, scratch, hc, W, n, C, V, 1);
+            if (grads) cpu_matmul_backward(dhc, dW, scratch, hc, W, n, C, V, 1);
         }
         if (idx && dh) move_rows(dh, dhg, idx, 1, n, C);
     }

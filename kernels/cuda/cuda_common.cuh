@@ -266,10 +266,10 @@ void cuda_glu_backward(Activation act, float *dgate, float *dup, uint16_t *dgu_b
                        const float *up, const uint16_t *saved, size_t n, int F, int ld, int acc);
 void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int C, int OC);
-void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *weight, int N, int C, int OC, int acc);
-void cuda_bias_backward(float *dbias, const float *dout, const uint16_t *dout_bf16, int ld, int N,
-                        int OC);
+void cuda_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, int N, int C, int OC, int acc);
+void cuda_bias_backward(float *dbias, const float *dout, const uint16_t *dout_bf16, int ld,
+                        float *scratch, int N, int OC);
 void cuda_dequantize_rows(float *out, const void *packed, int type, int row0, int rows, int cols);
 void cuda_round_bf16_many(const OpsBf16Copy *copies, int n);
 void cuda_dequantize_rows_bf16(uint16_t *out, const void *packed, int type, int row0, int rows,

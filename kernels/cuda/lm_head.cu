@@ -104,7 +104,7 @@ void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float
             cuda_matmul_forward(scratch, hc, W, NULL, n, C, V);
             cuda_cross_entropy_rows(lc, grads ? scratch : NULL, scratch, yc, idx, grad_scale, rs,
                                     softcap, n, V);
-            if (grads) cuda_matmul_backward(dhc, dW, NULL, scratch, hc, W, n, C, V, 1);
+            if (grads) cuda_matmul_backward(dhc, dW, scratch, hc, W, n, C, V, 1);
         }
         if (idx && dh) move_rows<float, true>(dh, dhg, idx, n, C);
     }

@@ -54,16 +54,16 @@ static void dense_forward(float *out, int ldo, cudaDataType type, const void *in
     CUDA_LAUNCHED("matmul_forward (bias)");
 }
 
-/* dbias[OC] += sum_n dout[n,:] (dout, or NULL: its bf16 values in dout_bf16; rows ld apart):
- * 32-column tiles, rows split over 8 thread rows and the grid's y dimension, partial sums joined
- * with atomics. */
-__global__ void bias_grad_kernel(float *dbias, const float *dout, const uint16_t *dout_bf16,
-                                 int ld, int N, int OC) {
+/* partial[s][c] = sum over split s's rows of dout[n,c] (dout, or NULL: its bf16 values in
+ * dout_bf16; rows ld apart): 32-column tiles, a split's rows over 8 thread rows, joined in
+ * shared memory in thread-row order. */
+__global__ void bias_partial_kernel(float *partial, const float *dout, const uint16_t *dout_bf16,
+                                    int ld, int N, int OC, int split_rows) {
     __shared__ float part[8][33];
-    int c = blockIdx.x * 32 + threadIdx.x;
+    int c = blockIdx.x * 32 + threadIdx.x, end = min(N, (int)(blockIdx.y + 1) * split_rows);
     float s = 0.0f;
     if (c < OC)
-        for (int n = blockIdx.y * 8 + threadIdx.y; n < N; n += gridDim.y * 8) {
+        for (int n = blockIdx.y * split_rows + threadIdx.y; n < end; n += 8) {
             size_t i = (size_t)n * ld + c;
             s += dout ? dout[i] : qb_bf16(dout_bf16[i]);
         }
@@ -71,15 +71,32 @@ __global__ void bias_grad_kernel(float *dbias, const float *dout, const uint16_t
     __syncthreads();
     if (threadIdx.y || c >= OC) return;
     for (int y = 1; y < 8; y++) s += part[y][threadIdx.x];
-    atomicAdd(&dbias[c], s);
+    partial[(size_t)blockIdx.y * OC + c] = s;
 }
 
-void cuda_bias_backward(float *dbias, const float *dout, const uint16_t *dout_bf16, int ld, int N,
-                        int OC) {
+/* dbias[c] += the splits' partials, added in split order */
+__global__ void bias_sum_kernel(float *dbias, const float *partial, int OC, int splits) {
+    GRID_STRIDE(c, OC) {
+        float sum = 0.0f;
+        for (int s = 0; s < splits; s++) sum += partial[(size_t)s * OC + c];
+        dbias[c] += sum;
+    }
+}
+
+/* At most ops_lora_grad_splits(N) splits (the scratch's rows), none empty: the same bits every
+ * run, where atomics would add the splits in the order they finish. */
+void cuda_bias_backward(float *dbias, const float *dout, const uint16_t *dout_bf16, int ld,
+                        float *scratch, int N, int OC) {
     if (N <= 0 || OC <= 0) return;
-    bias_grad_kernel<<<dim3((OC + 31) / 32, cuda_row_groups(N)), dim3(32, 8)>>>(
-        dbias, dout, dout_bf16, ld, N, OC);
+    int splits = (int)ops_lora_grad_splits((size_t)N);
+    int split_rows = (N + splits - 1) / splits;
+    splits = (N + split_rows - 1) / split_rows;
+    bias_partial_kernel<<<dim3((OC + 31) / 32, (unsigned)splits), dim3(32, 8)>>>(
+        scratch, dout, dout_bf16, ld, N, OC, split_rows);
     CUDA_LAUNCHED("bias_backward");
+    bias_sum_kernel<<<cuda_blocks((size_t)OC, CUDA_THREADS), CUDA_THREADS>>>(dbias, scratch, OC,
+                                                                             splits);
+    CUDA_LAUNCHED("bias_backward (sum)");
 }
 
 /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] */
@@ -89,10 +106,9 @@ void cuda_matmul_forward(float *out, const float *inp, const float *weight, cons
     dense_forward(out, OC, CUDA_R_32F, inp, C, weight, C, bias, N, C, OC);
 }
 
-/* dinp[N,C] (+)= dout[N,OC] @ weight[OC,C] (acc 0: =); dweight[OC,C] += dout^T @ inp; dbias
- * += sum_n dout */
-void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *weight, int N, int C, int OC, int acc) {
+/* dinp[N,C] (+)= dout[N,OC] @ weight[OC,C] (acc 0: =); dweight[OC,C] += dout^T @ inp */
+void cuda_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, int N, int C, int OC, int acc) {
     if (N <= 0 || C <= 0 || OC <= 0) return;
     /* dinp^T[C,N] (+)= W^T[C,OC] dout^T[OC,N]: both are their buffers' column-major
      * views */
@@ -104,7 +120,6 @@ void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float
     if (dweight)
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, 0, dout, OC, 0, 1.0f, dweight,
                   C, 0, 1);
-    if (dbias) cuda_bias_backward(dbias, dout, NULL, OC, N, OC);
 }
 
 /* model.precision bf16: the same products on tensor cores, on operands already in bf16 (the

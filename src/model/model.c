@@ -974,6 +974,7 @@ static size_t scratch_floats(const Model *m) {
         if (l->lora)
             need = max_size(need, ops_lora_scratch(B * T, (size_t)l->in, (size_t)l->lora->r));
         if (l->w->packed && l != m->head) need = max_size(need, weight_scratch(m, l, B * T));
+        if (l->b && l->b->grad) need = max_size(need, ops_bias_scratch(B * T, (size_t)l->out));
         if (!has_dora(l)) continue;
         need = max_size(need, ops_dora_scratch(B * T, (size_t)l->out));
         if (l->w->packed) need = max_size(need, ops_dequantize_scratch(DORA_ROWS, stored_cols(l)));
@@ -1972,12 +1973,11 @@ static void linear_backward_bf16(Model *m, Linear *const *ls, float *dinp,
 
 static void linear_backward_one(Model *m, Linear *l, float *dinp, const float *dout,
                                 const float *inp, int N, float p, uint64_t seed, int acc) {
-    if (bf16_gemm(m, l)) /* packed, so frozen: no dW; dbias is bias_grads' */
+    if (bf16_gemm(m, l)) /* packed, so frozen: no dW */
         return linear_backward_bf16(m, &l, dinp, &dout, 1, inp, N, p, &seed, acc);
     const Ops *o = m->ops;
     const float *W = dinp ? base_weight(m, l) : l->w->value; /* a packed W has no dW */
-    float *db = l->b && !dora(m, l) ? l->b->grad : NULL;
-    o->matmul_backward(dinp, l->w->grad, db, dout, inp, W, N, l->in, l->out, acc);
+    o->matmul_backward(dinp, l->w->grad, dout, inp, W, N, l->in, l->out, acc);
     if (l->lora)
         o->lora_backward(dinp, l->lora->A->grad, l->lora->B->grad, dout, inp, l->lora->u,
                          l->lora->A->value, l->lora->B->value, l->lora->scale, p, seed, m->scratch,
@@ -2001,17 +2001,17 @@ static void dora_backward(Model *m, Linear *const *ls, const float *const *douts
     }
 }
 
-/* The trained biases whose gradient the GEMMs leave out: a bf16 linear's (its GEMMs compute
- * none) and a DoRA linear's (they see mag / norm * g; the bias, added after the scale, sees g),
- * from g's bf16 copy where the op after wrote only that (Linear.dout_bf16: a column block of the
- * group's [N, sum of outs] rows), else from douts. */
+/* The linears' trained biases' gradients, the sums of their outputs' gradients g, before the
+ * GEMMs (which compute none) and before DoRA's scale (the GEMMs see mag / norm * g; the bias,
+ * added after the scale, sees g): from g's bf16 copy where the op after wrote only that
+ * (Linear.dout_bf16: a column block of the group's [N, sum of outs] rows), else from douts. */
 static void bias_grads(Model *m, Linear *const *ls, const float *const *douts, int n, int N) {
     for (int i = 0; i < n; i++) {
         const Linear *l = ls[i];
-        if (!l->b || !l->b->grad || !(bf16_gemm(m, l) || dora(m, l))) continue;
+        if (!l->b || !l->b->grad) continue;
         const uint16_t *g16 = l->dout_bf16;
         m->ops->bias_backward(l->b->grad, g16 ? NULL : douts[i], g16,
-                              g16 ? outs_width(ls, n) : l->out, N, l->out);
+                              g16 ? outs_width(ls, n) : l->out, m->scratch, N, l->out);
     }
 }
 

@@ -50,8 +50,8 @@ static int reward_backward(Model *m, LfError *err) {
     (void)err;
     const Linear *head = m->head;
     int N = m->B * m->T, C = m->cfg.hidden_size;
-    m->ops->matmul_backward(m->dhidden, head->w->grad, NULL, m->dlogits, m->hidden, head->w->value,
-                            N, C, 1, OPS_SET);
+    m->ops->matmul_backward(m->dhidden, head->w->grad, m->dlogits, m->hidden, head->w->value, N, C,
+                            1, OPS_SET);
     return 0;
 }
 

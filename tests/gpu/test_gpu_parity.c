@@ -364,11 +364,13 @@ static void test_matmul(int N, int C, int OC, int with_bias, int grads, int off)
     Pair *dx = grads & G_DINP ? pair_random((size_t)N * C, 1.0f) : NULL;
     Pair *dW = grads & G_DW ? pair_random((size_t)OC * C, 1.0f) : NULL;
     Pair *db = with_bias && grads & G_DB ? pair_random(OC, 1.0f) : NULL;
+    Pair *scratch = pair_new(ops_bias_scratch(N, OC) * sizeof(float));
     BACKENDS(w, o) {
         o->matmul_forward(FO(out, w, off), FO(x, w, off), FO(W, w, off), FO(bias, w, off), N, C,
                           OC);
-        o->matmul_backward(F(dx, w), F(dW, w), F(db, w), F(dout, w), FO(x, w, off), FO(W, w, off),
-                           N, C, OC, OPS_ADD);
+        o->matmul_backward(F(dx, w), F(dW, w), F(dout, w), FO(x, w, off), FO(W, w, off), N, C, OC,
+                           OPS_ADD);
+        if (db) o->bias_backward(F(db, w), F(dout, w), NULL, OC, F(scratch, w), N, OC);
     }
     NAME("matmul N=%d C=%d OC=%d bias=%d grads=%d off=%d", N, C, OC, with_bias, grads, off);
     compare("out", out, GEMM_TOL);
@@ -439,13 +441,16 @@ static Pair *pair_bf16(size_t rows, size_t ld, float amp) {
 }
 
 /* A bias gradient summed from an f32 output gradient and from a bf16 one whose rows are ld
- * apart (the last column block of a group's gradient rows), onto the gradient already there. */
+ * apart (the last column block of a group's gradient rows), onto the gradient already there; the
+ * GPU's row splits' partials added in order. */
 static void test_bias_backward(int N, int OC, int ld) {
     Pair *dout = pair_random((size_t)N * ld, 1.0f), *d16 = pair_bf16(N, ld, 1.0f);
     Pair *db = pair_random(OC, 1.0f), *db16 = pair_random(OC, 1.0f);
+    Pair *scratch = pair_new(ops_bias_scratch(N, OC) * sizeof(float));
     BACKENDS(w, o) {
-        o->bias_backward(F(db, w), F(dout, w), NULL, ld, N, OC);
-        o->bias_backward(F(db16, w), NULL, (const uint16_t *)d16->mem[w] + (ld - OC), ld, N, OC);
+        o->bias_backward(F(db, w), F(dout, w), NULL, ld, F(scratch, w), N, OC);
+        o->bias_backward(F(db16, w), NULL, (const uint16_t *)d16->mem[w] + (ld - OC), ld,
+                         F(scratch, w), N, OC);
     }
     NAME("bias_backward N=%d OC=%d ld=%d", N, OC, ld);
     compare("db", db, GEMM_TOL);
@@ -506,7 +511,7 @@ static void test_first_writers(int N, int C, int OC, int R) {
         o->rmsnorm_backward(F(d[9], w), NULL, NULL, F(g, w), F(x, w), NULL, F(lw, w), F(rstd, w), N,
                             C, OPS_SET);
         o->dropout_backward(F(d[10], w), NULL, F(g, w), 0.3f, 9, NC, OPS_SET);
-        o->matmul_backward(F(d[0], w), NULL, NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
+        o->matmul_backward(F(d[0], w), NULL, F(dout, w), NULL, F(W, w), N, C, OC, OPS_SET);
         o->matmul_backward_bf16(F(d[1], w), NULL, dd->mem[w], K, Wb->mem[w], C, F(scratch, w), N, C,
                                 K, OPS_SET);
         OpsLoraBackward lin = {
@@ -2362,8 +2367,7 @@ static void test_tf32(void) {
     Pair *dx = pair_random((size_t)N * C, 1.0f), *dW = pair_random((size_t)OC * C, 1.0f);
     BACKENDS(w, o) {
         o->matmul_forward(F(out, w), F(x, w), F(W, w), F(bias, w), N, C, OC);
-        o->matmul_backward(F(dx, w), F(dW, w), NULL, F(dout, w), F(x, w), F(W, w), N, C, OC,
-                           OPS_ADD);
+        o->matmul_backward(F(dx, w), F(dW, w), F(dout, w), F(x, w), F(W, w), N, C, OC, OPS_ADD);
     }
     NAME("tf32 matmul (bias) N=%d C=%d OC=%d", N, C, OC);
     compare_scaled("out", out, 4e-3);
