@@ -140,8 +140,9 @@ static float step(Model *m, int32_t *ids) {
     return loss;
 }
 
-/* Models k < n of paths[k] under dtypes[k] (LoRA on every projection, B set), each after a step
- * on ids (random from seed): its loss in loss[k]. 0, or -1 (counted) when one did not open. */
+/* Models k < n of paths[k] under dtypes[k] (LoRA on every projection, B set unless the start
+ * is PiSSA's), each after a step on ids (random from seed): its loss in loss[k]. 0, or -1
+ * (counted) when one did not open. */
 static int open_and_step(int n, Model *m, float *loss, int32_t *ids, const char *const *paths,
                          const BaseDtype *dtypes, uint64_t seed) {
     Rng r = {seed, 0};
@@ -151,7 +152,7 @@ static int open_and_step(int n, Model *m, float *loss, int32_t *ids, const char 
         int rc = open_model(&m[k], paths[k], dtypes[k], STRATEGY_LORA, &err);
         CHECK_OK(rc, &err);
         if (rc) return -1;
-        set_lora_b(&m[k]);
+        if (!init_splits(lora_init)) set_lora_b(&m[k]);
         loss[k] = step(&m[k], ids);
     }
     return 0;
@@ -469,26 +470,56 @@ static void test_gpt2_q(LoraBias bias) {
     for (int k = 0; k < 2; k++) model_free(&m[k]);
 }
 
+/* Whether two adapters hold the same A and B, bit for bit. */
+static int same_adapter(const Lora *a, const Lora *b) {
+    return !memcmp(a->A->value, b->A->value, a->A->numel * sizeof(float)) &&
+           !memcmp(a->B->value, b->B->value, a->B->numel * sizeof(float));
+}
+
+/* test_pissa_packed's models f32, bf16, q8_0 after their step: the same A and B, bf16's residuals
+ * f32's rounded, the losses within the storage's rounding. */
+static void pissa_packed_checks(Model *m, const float *loss) {
+    int same_ab = 1, n_bf16 = 0;
+    for (int i = 0; i < m[0].n_loras; i++)
+        for (int k = 1; k < 3; k++)
+            same_ab = same_ab && same_adapter(&m[0].loras[i], &m[k].loras[i]);
+    for (int i = 0; i < m[0].n_loras; i++) { /* bf16(f32's residual), value for value */
+        const Param *w0 = m[0].loras[i].base->w, *w1 = m[1].loras[i].base->w;
+        float *res = malloc(w0->numel * sizeof *res);
+        CHECK(w1->dtype == GGML_BF16 &&
+              quant_dequantize(GGML_BF16, w1->packed, res, (int64_t)w0->numel) == 0);
+        int same = 1;
+        for (size_t j = 0; j < w0->numel; j++)
+            same = same && f32_to_bf16(w0->value[j]) == f32_to_bf16(res[j]) &&
+                   bf16_to_f32(f32_to_bf16(res[j])) == res[j];
+        n_bf16 += same;
+        free(res);
+    }
+    double db = fabs(loss[1] - loss[0]) / loss[0], dq = fabs(loss[2] - loss[0]) / loss[0];
+    printf("PiSSA on packed weights: A and B %s; %d of %d bf16 residuals f32's rounded; loss f32 "
+           "%.7f, bf16 %.7f (rel %.1e), q8_0 %.7f (rel %.1e)\n",
+           same_ab ? "the same bits" : "differ", n_bf16, m[0].n_loras, loss[0], loss[1], db,
+           loss[2], dq);
+    CHECK(same_ab && n_bf16 == m[0].n_loras && db <= 1e-3 && dq <= 1e-3);
+    for (int k = 0; k < 3; k++) model_free(&m[k]);
+}
+
 /* PiSSA under base_dtype q on a Q8_0 GGUF: each adapted weight's blocks are dequantised, split
  * and the rest quantised back to Q8_0 (as peft does for a 4-bit weight): A and B the same bits as
  * the f32 model's from the same file, each packed weight the Q8_0 blocks of its f32 residual,
  * byte for byte, the loss within Q8_0's rounding. */
-static void pissa_file_blocks(const char *gguf, int32_t *ids) {
+static void pissa_file_blocks(const char *gguf) {
     const BaseDtype dtypes[2] = {BASE_F32, BASE_Q};
+    const char *paths[2] = {gguf, gguf};
+    int32_t ids[B * T];
     Model m[2];
     float loss[2];
     LfError err;
-    for (int k = 0; k < 2; k++) {
-        int rc = open_model(&m[k], gguf, dtypes[k], STRATEGY_LORA, &err);
-        CHECK_OK(rc, &err);
-        if (rc) return;
-        loss[k] = step(&m[k], ids);
-    }
+    if (open_and_step(2, m, loss, ids, paths, dtypes, 5)) return;
     int same_ab = 1, same_blocks = 0;
     for (int i = 0; i < m[0].n_loras; i++) {
         const Lora *a = &m[0].loras[i], *b = &m[1].loras[i];
-        same_ab = same_ab && !memcmp(a->A->value, b->A->value, a->A->numel * sizeof(float)) &&
-                  !memcmp(a->B->value, b->B->value, a->B->numel * sizeof(float));
+        same_ab = same_ab && same_adapter(a, b);
         const Param *w0 = a->base->w, *w1 = b->base->w;
         uint8_t *blocks = malloc(w1->packed_bytes);
         CHECK(w1->dtype == GGML_Q8_0 &&
@@ -513,46 +544,14 @@ static void test_pissa_packed(void) {
     snprintf(dir, sizeof dir, "%s", tmp_path("q8_0"));
     snprintf(gguf, sizeof gguf, "%s.gguf", dir);
     const BaseDtype dtypes[3] = {BASE_F32, BASE_BF16, BASE_Q8_0};
+    const char *paths[3] = {dir, dir, dir};
     int32_t ids[B * T];
-    Rng r = {5, 0};
-    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next(&r) % 50257);
     Model m[3];
     float loss[3];
-    LfError err;
     lora_init = LORA_INIT_PISSA;
-    for (int k = 0; k < 3; k++) {
-        int rc = open_model(&m[k], dir, dtypes[k], STRATEGY_LORA, &err);
-        CHECK_OK(rc, &err);
-        if (rc) return;
-        loss[k] = step(&m[k], ids);
-    }
-    int same_ab = 1, n_bf16 = 0;
-    for (int i = 0; i < m[0].n_loras; i++)
-        for (int k = 1; k < 3; k++) {
-            const Lora *a = &m[0].loras[i], *b = &m[k].loras[i];
-            same_ab = same_ab && !memcmp(a->A->value, b->A->value, a->A->numel * sizeof(float)) &&
-                      !memcmp(a->B->value, b->B->value, a->B->numel * sizeof(float));
-        }
-    for (int i = 0; i < m[0].n_loras; i++) { /* bf16(f32's residual), value for value */
-        const Param *w0 = m[0].loras[i].base->w, *w1 = m[1].loras[i].base->w;
-        float *res = malloc(w0->numel * sizeof *res);
-        CHECK(w1->dtype == GGML_BF16 &&
-              quant_dequantize(GGML_BF16, w1->packed, res, (int64_t)w0->numel) == 0);
-        int same = 1;
-        for (size_t j = 0; j < w0->numel; j++)
-            same = same && f32_to_bf16(w0->value[j]) == f32_to_bf16(res[j]) &&
-                   bf16_to_f32(f32_to_bf16(res[j])) == res[j];
-        n_bf16 += same;
-        free(res);
-    }
-    double db = fabs(loss[1] - loss[0]) / loss[0], dq = fabs(loss[2] - loss[0]) / loss[0];
-    printf("PiSSA on packed weights: A and B %s; %d of %d bf16 residuals f32's rounded; loss f32 "
-           "%.7f, bf16 %.7f (rel %.1e), q8_0 %.7f (rel %.1e)\n",
-           same_ab ? "the same bits" : "differ", n_bf16, m[0].n_loras, loss[0], loss[1], db,
-           loss[2], dq);
-    CHECK(same_ab && n_bf16 == m[0].n_loras && db <= 1e-3 && dq <= 1e-3);
-    for (int k = 0; k < 3; k++) model_free(&m[k]);
-    pissa_file_blocks(gguf, ids);
+    int rc = open_and_step(3, m, loss, ids, paths, dtypes, 5);
+    if (!rc) pissa_packed_checks(m, loss);
+    if (!rc) pissa_file_blocks(gguf);
     lora_init = LORA_INIT_DEFAULT;
 }
 
