@@ -111,8 +111,8 @@ static void gelu_bwd(Bench *b) {
 
 enum { LN = 2048, LC = 576, LV = 49152 };
 static void lm_head_chunked(Bench *b) {
-    ops->lm_head_cross_entropy(b->losses, b->dh, b->dhead, b->h, b->head, NULL, b->labels, NULL,
-                               1.0f / LN, NULL, 0.0f, b->logits, LN, LC, LV, b->chunk);
+    ops->lm_head_cross_entropy(b->losses, b->dh, b->dhead, b->h, b->head, NULL, NULL, b->labels,
+                               NULL, 1.0f / LN, NULL, 0.0f, b->logits, LN, LC, LV, b->chunk);
 }
 static void lm_head_unchunked(Bench *b) {
     ops->matmul_forward(b->logits, b->h, b->head, NULL, LN, LC, LV);
@@ -140,7 +140,7 @@ static void bench_lm_head(Bench *b) {
         run(name, lm_head_chunked, b, flops, io);
     }
     run("lm_head unchunked", lm_head_unchunked, b, flops, io + f * 4 * nv);
-    size_t chunked = ops_lm_head_scratch(LN, LC, LV, OPS_LM_HEAD_CHUNK, 0);
+    size_t chunked = ops_lm_head_scratch(LN, LC, LV, OPS_LM_HEAD_CHUNK, 0, 0);
     printf("logits held: %zu floats (%.0f MB) chunked vs %zu (%.0f MB) unchunked\n", chunked,
            f * chunked * 1e-6, 2 * nv, f * 2 * nv * 1e-6);
 }

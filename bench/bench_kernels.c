@@ -347,12 +347,25 @@ static void bench_embedding_loss_adamw(void) {
     TIME(ms, gpu->embedding_forward(out, ids, NULL, NULL, wte, NULL, wpe, NULL, B, T, C));
     mem_row(name, 3.0 * nc + N, ms); /* wte and wpe rows read, out written */
     snprintf(name, sizeof name, "embedding_backward dwte [%d,%d]", N, C);
-    TIME(ms, gpu->embedding_backward(dwte, NULL, NULL, out, ids, NULL, B, T, C));
+    TIME(ms, gpu->embedding_backward(dwte, NULL, NULL, out, ids, NULL, -1, B, T, C));
     mem_row(name, 3.0 * nc + N, ms); /* dout read, dwte rows read and written */
+    /* LoRA of rank 8 beside the table (embed_tokens' target): A's rows gathered and B's GEMM
+     * added to out; backward B's gradient, du and its rows scattered into A's */
+    enum { ER = 8 };
+    float *AT = randu((size_t)V * ER, 0.1f), *Bm = randu((size_t)C * ER, 0.1f);
+    float *u = zeros((size_t)N * ER), *dAT = zeros((size_t)V * ER), *dB = zeros((size_t)C * ER);
+    float *escratch = zeros((size_t)N * ER);
+    snprintf(name, sizeof name, "embedding_lora_forward r%d [%d,%d]", ER, N, C);
+    TIME(ms, gpu->embedding_lora_forward(out, u, ids, AT, Bm, 2.0f, N, C, ER));
+    mem_row(name, 2.0 * nc + 2.0 * N * ER + N, ms); /* out read and written, u */
+    snprintf(name, sizeof name, "embedding_lora_backward r%d [%d,%d]", ER, N, C);
+    TIME(ms, gpu->embedding_lora_backward(dAT, dB, out, u, ids, Bm, 2.0f, -1, escratch, N, C, ER));
+    mem_row(name, 2.0 * nc + 4.0 * N * ER + N, ms); /* dout read twice, u, du and A's rows */
     snprintf(name, sizeof name, "cross_entropy [%d,%d]", R, V);
     TIME(ms, gpu->cross_entropy(losses, dlogits, logits, labels, 1.0f / R, R, V));
     mem_row(name, 2.0 * R * V, ms);
-    FREE_ALL(ids, labels, wte, wpe, out, dwte, logits, dlogits, losses);
+    FREE_ALL(ids, labels, wte, wpe, out, dwte, logits, dlogits, losses, AT, Bm, u, dAT, dB,
+             escratch);
     size_t sizes[2] = {sz->adam_small, sz->adam_large};
     for (int s = 0; s < 2; s++) {
         size_t n = sizes[s], pieces = ops_adamw_pieces(NULL, NULL, 0, n, 1, 1.0f);
@@ -549,12 +562,16 @@ static void bench_group(const Dims *d, const char *what, int n, const int *out, 
 
 /* A tied LM head with its loss, as causal-LM LoRA training runs it: the forward (losses only)
  * and the training forward (losses and dh in one pass; the head is frozen, so backward does
- * nothing more). Under --bf16 on the head's bf16 copy, against a bare bf16 GEMM. */
+ * nothing more); then with an adapter of rank 8 on the head (lm_head's target), whose du and dB
+ * the backward pass adds. Under --bf16 on the head's bf16 copy, against a bare bf16 GEMM. */
 static void bench_lm_head(const Dims *d) {
+    enum { R = 8 };
     int N = sz->rows, C = d->C, V = d->V, bf16 = precision == PRECISION_BF16;
     float *h = randu((size_t)N * C, 1.0f), *w = randu((size_t)V * C, 0.05f);
     float *dh = zeros((size_t)N * C), *losses = zeros(N), *logits = zeros((size_t)N * V);
-    float *scratch = zeros(ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK, bf16));
+    float *scratch = zeros(ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK, bf16, R));
+    float *u = randu((size_t)N * R, 0.1f), *B = randu((size_t)V * R, 0.01f);
+    float *du = zeros((size_t)N * R), *dB = zeros((size_t)V * R);
     uint16_t *hb = (uint16_t *)zeros((size_t)N * C), *wb = (uint16_t *)zeros((size_t)V * C);
     int32_t *labels = ints(N, 0, V);
     double flops = 2.0 * N * C * V;
@@ -568,14 +585,19 @@ static void bench_lm_head(const Dims *d) {
     else
         TIME(bare, bench_gpu_gemm(logits, h, w, N, V, C, 1));
     snprintf(name, sizeof name, "%s lm_head+loss fwd %dx%d->%d", d->name, N, C, V);
-    TIME(ms, gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, Wb, labels, NULL, 1.0f / N, NULL,
-                                        0.0f, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
+    TIME(ms, gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, Wb, NULL, labels, NULL, 1.0f / N,
+                                        NULL, 0.0f, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, flops, ms, bare);
     snprintf(name, sizeof name, "%s lm_head+loss fwd+dh %dx%d->%d", d->name, N, C, V);
-    TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, labels, NULL, 1.0f / N, NULL,
-                                        0.0f, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
+    TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, NULL, labels, NULL, 1.0f / N,
+                                        NULL, 0.0f, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
-    FREE_ALL(h, w, dh, losses, logits, scratch, hb, wb, labels);
+    OpsHeadLora lora = {u, B, du, dB, 2.0f, R};
+    snprintf(name, sizeof name, "%s lm_head+loss+LoRA r%d fwd+dh %dx%d->%d", d->name, R, N, C, V);
+    TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, &lora, labels, NULL, 1.0f / N,
+                                        NULL, 0.0f, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
+    gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
+    FREE_ALL(h, w, dh, losses, logits, scratch, hb, wb, labels, u, B, du, dB);
 }
 
 /* Attention over B*T = attn_tokens tokens. causal: SmolLM2's heads (GQA) or Llama-3.1-8B's (head

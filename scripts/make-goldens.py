@@ -167,6 +167,33 @@ CASES = [
     dict(name="gpt2_pissa", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
          strategy="lora", r=4, alpha=4.0, rslora=True, targets=["c_attn", "c_fc"],
          fan_in_fan_out=True, init_lora_weights="pissa"),
+    # LoRA on the token embedding (peft's lora_embedding_A / _B), peft's own start (A 0, B
+    # normal): Llama's tied table with padding_idx 101, a token every row starts with, whose A
+    # column gets no gradient; GPT-2's wte (no padding_idx) with Conv1D c_attn; BERT's
+    # word_embeddings under a classifier, with rank_pattern giving it its own rank
+    dict(name="llama_embed_lora", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["embed_tokens", "q_proj", "v_proj"], init_lora_weights=True, pad_token_id=101),
+    dict(name="gpt2_embed_lora", init=["--arch", "gpt2"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=True, targets=["wte", "c_attn"],
+         fan_in_fan_out=True, init_lora_weights=True),
+    dict(name="bert_embed_lora", init=["--arch", "bert", "--num-labels", "3"] + TINY,
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["word_embeddings", "query"],
+         rank_pattern={"word_embeddings": 3}, init_lora_weights=True),
+    # LoRA on the LM head (peft's lm_head target; its B starts at 0, so at step 0 only B has a
+    # gradient): an untied Llama's with embed_tokens' too (Unsloth's continued-pretraining targets),
+    # a tied Llama's (peft adapts the lm_head module; the table stays the embedding's, unadapted),
+    # GPT-2's tied head beside Conv1D c_attn (peft turns fan_in_fan_out off for the nn.Linear head)
+    dict(name="llama_head_lora", init=["--arch", "llama", "--kv-heads", "2", "--untied"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "lm_head", "embed_tokens"], init_lora_weights=True,
+         alpha_pattern={"lm_head": 8.0}),
+    dict(name="llama_tied_head_lora", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=True,
+         targets=["q_proj", "lm_head"], init_lora_weights=True),
+    dict(name="gpt2_head_lora", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn", "lm_head"],
+         fan_in_fan_out=True, init_lora_weights=True),
 ]
 # after_atol: the absolute tolerance of the weights after the AdamW steps, as a fraction of lr
 # (default 1e-3, see tests/test_golden.c). DPO's gradient is the difference of two sequences'
@@ -187,9 +214,12 @@ def c_name(name):
     return name.replace(".modules_to_save.default", "").replace(".default", "")
 
 
-def encode(t):
-    """Small tensors in full; large ones as sum, sum of squares and the first 256 values."""
+def encode(t, zeros=False):
+    """Small tensors in full; large ones as sum, sum of squares and the first 256 values, or
+    (zeros: a start, which must be given whole) all 0 as their count."""
     flat = t.detach().double().flatten()
+    if zeros and flat.numel() > 4096 and not flat.any():
+        return {"zeros": flat.numel()}  # peft's embedding A
     if flat.numel() <= 4096:
         return {"values": [float("%.9g" % v) for v in flat.tolist()]}
     return {"sum": flat.sum().item(), "sumsq": (flat * flat).sum().item(),
@@ -297,13 +327,15 @@ def wrap(model, case):
 
 def run_case(case, model_dir, batch):
     auto = AutoModelForCausalLM if causal_lm(case) else AutoModelForSequenceClassification
-    extra = dict(num_labels=1, pad_token_id=case["pad_token_id"]) if case.get("task") == "reward" else {}
+    extra = dict(num_labels=1) if case.get("task") == "reward" else {}
+    if "pad_token_id" in case:  # the embedding's padding_idx too
+        extra["pad_token_id"] = case["pad_token_id"]
     model = auto.from_pretrained(model_dir, dtype=torch.float32, **extra)
     model = wrap(model, case)
     model.eval()  # no dropout: the comparison is exact up to float rounding
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     # peft's LoRA draws, and a head that transformers initialised because the checkpoint has none
-    out = {"init": {c_name(n): encode(p) for n, p in named
+    out = {"init": {c_name(n): encode(p, zeros=True) for n, p in named
                     if "lora_" in n or (("classifier" in n or "score" in n) and p.numel() <= 4096)}}
     ref = None
     if case.get("task") == "dpo":

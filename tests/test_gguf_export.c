@@ -72,6 +72,8 @@ static const char *tmp_path(const char *name) {
 /* lora_spec's adapters are DoRA's while set; of other ranks and alphas (rank_pattern,
  * alpha_pattern) for q_proj and k_proj (GPT-2: c_attn) while tiny_patterns is */
 static int tiny_dora, tiny_patterns;
+/* lora_spec adapts the token embedding too (embed_tokens; GPT-2's wte) while set */
+static int tiny_embed;
 
 static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
     train_spec_defaults(s);
@@ -87,6 +89,7 @@ static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
     const char **names = arch == ARCH_GPT2 ? gpt2 : arch == ARCH_PHI3 ? phi3 : llama;
     int n = arch == ARCH_GPT2 ? 3 : arch == ARCH_PHI3 ? 4 : 7;
     for (int i = 0; i < n; i++) strcpy(s->targets[s->n_targets++], names[i]);
+    if (tiny_embed) strcpy(s->targets[s->n_targets++], arch == ARCH_GPT2 ? "wte" : "embed_tokens");
     if (!tiny_patterns) return;
     s->rank_pattern[s->n_rank_pattern++] = (LoraPattern){"k_proj|c_attn", 3};
     s->alpha_pattern[s->n_alpha_pattern++] = (LoraPattern){"q_proj|c_attn", 10};
@@ -127,8 +130,10 @@ static int tiny_model(Model *m, const TrainSpec *s, Arch arch, int tied, LfError
         c.sliding_window = 5, c.rotary_dim = tiny_rotary_dim;
     if (model_create(m, &c, s, &ops_cpu, NULL, 5, 1, SEQ, NULL, 0, err)) return -1;
     Rng r = {17, 0};
-    for (int i = 0; i < m->n_params; i++) /* and Gemma's norms, 0 at initialisation */
-        if ((m->params[i].is_lora && strstr(m->params[i].name, "lora_B")) || m->params[i].plus_one)
+    for (int i = 0; i < m->n_params; i++) /* and Gemma's norms, 0 at initialisation (and an
+                                              embedding's A) */
+        if ((m->params[i].is_lora && strstr(m->params[i].name, "lora_B")) ||
+            m->params[i].plus_one || strstr(m->params[i].name, "lora_embedding_A"))
             for (size_t j = 0; j < m->params[i].numel; j++)
                 m->params[i].value[j] = 0.3f * (rng_next_uniform(&r) - 0.5f);
     return 0;
@@ -233,6 +238,53 @@ static void check_llama_cpp_sum(Model *m, const Gguf *adapter, float alpha, LfEr
     gguf_close(&gb);
 }
 
+/* The token embedding's adapter: token_embd.weight.lora_a ne [R, V] (A as loraft holds it, [V,R]),
+ * .lora_b ne [R, C] (B times the module's scale * r / alpha); and applied as llama.cpp's
+ * build_inp_embd does (row v + alpha / r * B @ lora_a's row v), the merged export's token_embd. */
+static void check_embedding_adapter(Model *m, const Gguf *g, float alpha) {
+    const Lora *lo = &m->embedding_lora;
+    int V = m->cfg.vocab_size, C = m->cfg.hidden_size, R = lo->r;
+    const GgufTensor *a = gguf_find_tensor(g, "token_embd.weight.lora_a"),
+                     *b = gguf_find_tensor(g, "token_embd.weight.lora_b");
+    CHECK(a && a->type == GGML_F32 && a->ne[0] == R && a->ne[1] == V && b && b->type == GGML_F32 &&
+          b->ne[0] == R && b->ne[1] == C);
+    if (!a || !b || a->ne[1] != V || b->ne[1] != C) return;
+    CHECK(memcmp(a->data, lo->A->value, lo->A->numel * 4) == 0);
+    LfError err;
+    char merged[512], base[512];
+    snprintf(merged, sizeof merged, "%s", tmp_path("emb_merged.gguf"));
+    snprintf(base, sizeof base, "%s", tmp_path("emb_base.gguf"));
+    CHECK_OK(gguf_export_model(m, merged, GGML_F32, NULL, NULL, &err), &err);
+    float *keep = malloc(lo->A->numel * sizeof *keep);
+    memcpy(keep, lo->A->value, lo->A->numel * sizeof *keep);
+    memset(lo->A->value, 0, lo->A->numel * sizeof *keep);
+    CHECK_OK(gguf_export_model(m, base, GGML_F32, NULL, NULL, &err), &err);
+    memcpy(lo->A->value, keep, lo->A->numel * sizeof *keep);
+    free(keep);
+    Gguf gm, gb;
+    CHECK_OK(gguf_open(&gm, merged, &err), &err);
+    CHECK_OK(gguf_open(&gb, base, &err), &err);
+    const GgufTensor *w = gguf_find_tensor(&gb, "token_embd.weight"),
+                     *want = gguf_find_tensor(&gm, "token_embd.weight");
+    CHECK(w && want);
+    if (w && want) {
+        const float *W = w->data, *A = a->data, *B = b->data;
+        float *sum = malloc((size_t)V * C * sizeof *sum);
+        for (int v = 0; v < V; v++)
+            for (int c = 0; c < C; c++) {
+                float d = 0;
+                for (int r = 0; r < R; r++) d += B[c * R + r] * A[v * R + r];
+                sum[v * C + c] = W[v * C + c] + alpha / R * d;
+            }
+        double e = rel_error(sum, want->data, (size_t)V * C);
+        CHECK(e < 1e-6);
+        if (e >= 1e-6) fprintf(stderr, "  token_embd: + s B A^T[v] vs merged: %g\n", e);
+        free(sum);
+    }
+    gguf_close(&gm);
+    gguf_close(&gb);
+}
+
 static void test_adapter(Arch arch, int rslora) {
     LfError err;
     TrainSpec s;
@@ -252,8 +304,9 @@ static void test_adapter(Arch arch, int rslora) {
     float alpha = 0;
     CHECK_OK(gguf_get_f32(&g, "adapter.lora.alpha", &alpha, &err), &err);
     CHECK_CLOSE(alpha / m.loras[0].r, m.loras[0].scale, 0, 1e-6); /* llama.cpp's: alpha / rank */
-    CHECK(g.n_tensors == 2 * m.n_loras &&
+    CHECK(g.n_tensors == 2 * model_n_adapters(&m) &&
           m.n_loras == (arch == ARCH_GPT2 || arch == ARCH_PHI3 ? 8 : 14));
+    if (m.embedding_lora.A) check_embedding_adapter(&m, &g, alpha);
     float *buf = malloc(64 * 64 * sizeof *buf);
     for (int i = 0; i < m.n_loras && buf; i++) {
         const Lora *lo = &m.loras[i];
@@ -544,6 +597,34 @@ static void test_refusals(void) {
                 "expected one of F32, F16, BF16, Q8_0");
     model_free(&m);
 
+    tiny_embed = 1; /* merging into a table the head is tied to would move the head too */
+    lora_spec(&s, ARCH_LLAMA, 0);
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
+    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F32, NULL, NULL, err_),
+                "the adapter on 'model.embed_tokens.weight' cannot be merged: the LM head is tied");
+    CHECK(access(path, F_OK) != 0);
+    model_free(&m);
+    tiny_embed = 0;
+    lora_spec(&s, ARCH_LLAMA, 0);
+    /* an adapter on a tied lm_head: no llama.cpp form, no merge (the table is the embedding's) */
+    strcpy(s.targets[s.n_targets++], "lm_head");
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
+    CHECK(m.head->lora && m.head->w == m.word_embedding);
+    EXPECT_FAIL(gguf_export_adapter(&m, path, err_),
+                "an adapter on a tied lm_head has no llama.cpp");
+    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F32, NULL, NULL, err_),
+                "the adapter on 'lm_head' cannot be merged: the LM head is tied");
+    model_free(&m);
+    s.use_dora = 1; /* DoRA, PiSSA on the head or the embedding: refused when built */
+    EXPECT_FAIL(tiny_model(&m, &s, ARCH_LLAMA, 0, err_), "DoRA on the LM head ('lm_head')");
+    s.use_dora = 0, s.init = LORA_INIT_PISSA;
+    EXPECT_FAIL(tiny_model(&m, &s, ARCH_LLAMA, 0, err_), "pissa on the LM head ('lm_head')");
+    s.init = LORA_INIT_DEFAULT, s.use_dora = 1, s.n_targets--;
+    strcpy(s.targets[s.n_targets++], "embed_tokens");
+    EXPECT_FAIL(tiny_model(&m, &s, ARCH_LLAMA, 0, err_),
+                "DoRA on the embedding 'model.embed_tokens' is not supported");
+    lora_spec(&s, ARCH_LLAMA, 0);
+
     s.use_dora = 1; /* llama.cpp's adapters are LoRA's alone */
     CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_), "a DoRA adapter (use_dora) has no llama.cpp");
@@ -690,6 +771,12 @@ int main(void) {
     test_adapter(ARCH_LLAMA, 1);
     test_adapter(ARCH_GPT2, 0);
     tiny_patterns = 0;
+    /* the token embedding adapted too: exported (untied: merged to compare), merged into the
+     * untied table (the logits of the model with its adapters) */
+    tiny_embed = 1;
+    test_adapter(ARCH_LLAMA, 0);
+    test_merged(ARCH_LLAMA, GGML_F32, 0, 1e-5);
+    tiny_embed = 0;
     for (int tied = 0; tied < 3; tied++) { /* 2: GPT-2, tied */
         Arch arch = tied == 2 ? ARCH_GPT2 : ARCH_LLAMA;
         test_merged(arch, GGML_F32, tied > 0, 1e-5);

@@ -256,6 +256,10 @@ static void accumulation(const char *dir) {
  * r=2 on every linear layer (or, layer1, on the attention's of layer 1 of 2 only), B random
  * (LoRA's zero B hides errors in dA), or full fine-tuning; attention, LoRA and (GPT-2) residual
  * and embedding dropout on; gradient checkpointing when ckpt. */
+/* decoder's LoRA adapts the token embedding (its padding_idx 3, a token of the batches) and
+ * the LM head too, while set */
+static int embed_and_head;
+
 static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, int layer1,
                     int ckpt, Rng *rng) {
     ModelConfig cfg;
@@ -306,6 +310,10 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     for (int i = 0; i < n; i++)
         target_name(spec.targets[spec.n_targets++], layer1,
                     llama ? "layers.1.self_attn" : "h.1.attn", names[i]);
+    if (embed_and_head) {
+        strcpy(spec.targets[spec.n_targets++], llama ? "embed_tokens" : "wte");
+        strcpy(spec.targets[spec.n_targets++], "lm_head");
+    }
     LfError err;
     CHECK_OK(model_create(m, &cfg, &spec, &ops_cpu, NULL, 5, 4, T, NULL, 0, &err), &err);
     for (int i = 0; i < m->n_params; i++) { /* and Qwen's biases and head norms, Gemma's norms
@@ -340,7 +348,8 @@ static void gradcheck_decoder(Arch arch, Strategy strategy) {
     tiny_decoder(&m, arch, TASK_CAUSAL_LM, (DpoSpec){0}, strategy, &rng);
     decoder_batch(&m);
     int checked, failed = gradcheck_tensors(&m, 4321, &rng, strategy_name(strategy), &checked);
-    CHECK(failed == 0 && checked == (strategy == STRATEGY_LORA ? 2 * m.n_loras : m.n_params));
+    CHECK(failed == 0 &&
+          checked == (strategy == STRATEGY_LORA ? 2 * model_n_adapters(&m) : m.n_params));
     printf("%s %s: %d tensors checked, %d off\n", arch_name(arch), strategy_name(strategy), checked,
            failed);
     model_free(&m);
@@ -369,7 +378,7 @@ static void preference_gradcheck(Arch arch, Task task, DpoSpec dpo, const char *
     /* DPO's reference: the same model with its adapters off, eval mode; it stays for the batch */
     if (task == TASK_DPO) CHECK_OK(dpo_reference_forward(&m, &err), &err);
     int checked, failed = gradcheck_tensors(&m, 99, &rng, what, &checked);
-    CHECK(failed == 0 && checked == 2 * m.n_loras + (task == TASK_REWARD));
+    CHECK(failed == 0 && checked == 2 * model_n_adapters(&m) + (task == TASK_REWARD));
     printf("%s %s: %d tensors checked, %d off, loss %.4f\n", arch_name(arch), what, checked, failed,
            gradcheck_loss(&m, 99));
     if (task == TASK_REWARD) CHECK(model_find_param(&m, "score.weight")->grad != NULL);
@@ -856,6 +865,15 @@ int main(void) {
     preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_IPO, 0.0f}, "dpo ipo");
     preference_gradcheck(ARCH_LLAMA, TASK_REWARD, (DpoSpec){0.1f, DPO_SIGMOID, 0.0f}, "reward");
     preference_gradcheck(ARCH_GPT2, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
+    /* LoRA on embed_tokens (wte) and lm_head too, under lora dropout: untied and tied Llama,
+     * GPT-2 (tied), Gemma 3 (the embedding scaled after the adapter's term), and DPO through the
+     * adapted head */
+    embed_and_head = 1;
+    gradcheck_decoder(ARCH_LLAMA, STRATEGY_LORA);
+    gradcheck_decoder(ARCH_GPT2, STRATEGY_LORA);
+    gradcheck_decoder(ARCH_GEMMA3, STRATEGY_LORA);
+    preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
+    embed_and_head = 0;
     adapters_off_is_base();
     dora_norms();
     head_rows_list();

@@ -247,7 +247,7 @@ static void emb_fwd(void *p) {
 static void emb_bwd(void *p, const float *dout, unsigned use) {
     EmbCtx *c = p;
     ops->embedding_backward(USE(0, c->dwte), USE(1, c->dwpe), USE(2, c->dwtt), dout, c->ids,
-                            c->types, B, T, C);
+                            c->types, -1, B, T, C);
 }
 
 static void test_embedding(void) {
@@ -282,6 +282,66 @@ static void test_embedding(void) {
     }
     ops->embedding_forward(c.out, c.ids, NULL, pos, c.wte, NULL, c.wpe, NULL, B, T, C);
     CHECK(count_mismatch("embedding out (positions)", c.out, ref, N * C, 1e-6, 1e-6) == 0);
+    /* padding_idx: the rows of id 2 (a third of them) add nothing to its row, the others as
+     * without it */
+    float dout[N * C], with_pad[V * C] = {0}, without[V * C] = {0};
+    fill(dout, N * C, -1, 1);
+    ops->embedding_backward(with_pad, NULL, NULL, dout, c.ids, NULL, 2, B, T, C);
+    ops->embedding_backward(without, NULL, NULL, dout, c.ids, NULL, -1, B, T, C);
+    double pad_row = 0, others = 0;
+    int moved = 0;
+    for (int k = 0; k < V * C; k++)
+        if (k / C == 2)
+            pad_row += fabsf(with_pad[k]), moved += without[k] != 0.0f;
+        else
+            others += fabsf(with_pad[k] - without[k]);
+    CHECK(pad_row == 0 && others == 0 && moved == C);
+}
+
+/* ---- LoRA beside the token embedding ---- */
+
+typedef struct EmbLoraCtx {
+    int32_t ids[N];
+    float AT[V * R], Bm[C * R], u[N * R], out[N * C], scratch[N * R];
+    float dAT[V * R], dB[C * R];
+} EmbLoraCtx;
+
+static void emb_lora_fwd(void *p) {
+    EmbLoraCtx *c = p;
+    memset(c->out, 0, sizeof c->out);
+    ops->embedding_lora_forward(c->out, c->u, c->ids, c->AT, c->Bm, 1.5f, N, C, R);
+}
+static void emb_lora_bwd(void *p, const float *dout, unsigned use) {
+    EmbLoraCtx *c = p;
+    ops->embedding_lora_backward(USE(0, c->dAT), USE(1, c->dB), dout, c->u, c->ids, c->Bm, 1.5f, -1,
+                                 c->scratch, N, C, R);
+}
+
+static void test_embedding_lora(void) {
+    EmbLoraCtx c;
+    for (int i = 0; i < N; i++) c.ids[i] = i % 3 == 0 ? 2 : (int32_t)(rng_next(&rng) % V);
+    fill(c.AT, V * R, -1, 1), fill(c.Bm, C * R, -1, 1);
+    GradCase gc = grad_case("embedding_lora", &c, emb_lora_fwd, emb_lora_bwd, c.out, N * C, 1e-2f);
+    case_param(&gc, "AT", c.AT, c.dAT, V * R);
+    case_param(&gc, "B", c.Bm, c.dB, C * R);
+    gradcheck(&gc);
+    /* out adds to what it holds: 1.5 * AT[id] @ B^T on top of 1 */
+    for (int i = 0; i < N * C; i++) c.out[i] = 1.0f;
+    ops->embedding_lora_forward(c.out, c.u, c.ids, c.AT, c.Bm, 1.5f, N, C, R);
+    double ref[N * C];
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < C; k++) {
+            double sum = 0;
+            for (int r = 0; r < R; r++) sum += (double)c.AT[c.ids[n] * R + r] * c.Bm[k * R + r];
+            ref[n * C + k] = 1.0 + 1.5 * sum;
+        }
+    CHECK(count_mismatch("embedding_lora out", c.out, ref, N * C, 1e-6, 1e-6) == 0);
+    /* the padding row's A gets nothing */
+    float dout[N * C];
+    fill(dout, N * C, -1, 1);
+    memset(c.dAT, 0, sizeof c.dAT);
+    ops->embedding_lora_backward(c.dAT, NULL, dout, c.u, c.ids, c.Bm, 1.5f, 2, c.scratch, N, C, R);
+    CHECK(c.dAT[2 * R] == 0.0f && c.dAT[2 * R + 1] == 0.0f);
 }
 
 /* ---- layer norm ---- */
@@ -1604,7 +1664,16 @@ typedef struct LmCtx {
     int n, c, v, chunk;
     float *row_scale; /* NULL, or [n] in [-2, 2) (lm_rows) */
     float softcap;    /* the logits' soft-capping (lm_make_capped); 0: none */
+    /* an adapter on the head (lm_make_lora; R 0: none): u [n,R], B [v,R] in [-1, 1), scale 0.7 */
+    int R;
+    float *u, *B, *du, *dB;
 } LmCtx;
+
+/* The adapter as the op takes it: its gradients where asked (grads), else none. */
+static OpsHeadLora *lm_lora(LmCtx *m, OpsHeadLora *l, float *du, float *dB) {
+    *l = (OpsHeadLora){m->u, m->B, du, dB, 0.7f, m->R};
+    return m->R ? l : NULL;
+}
 
 /* h [n,c], W [v,c] in [-1, 1); labels in [0, v) except row 1 ignored (-100) and row 4 >= v. */
 static LmCtx lm_make(int n, int c, int v, int chunk) {
@@ -1614,7 +1683,7 @@ static LmCtx lm_make(int n, int c, int v, int chunk) {
                rand_vec((size_t)v * c, 0, 0),
                rand_vec(n, 0, 0),
                rand_vec(n, 0, 0),
-               rand_vec(ops_lm_head_scratch(n, c, v, chunk, 0), 0, 0), /* exact: ASan's bound */
+               rand_vec(ops_lm_head_scratch(n, c, v, chunk, 0, 0), 0, 0), /* exact: ASan's bound */
                malloc(sizeof(int32_t) * n),
                1.0f / 5,
                n,
@@ -1622,7 +1691,12 @@ static LmCtx lm_make(int n, int c, int v, int chunk) {
                v,
                chunk,
                NULL,
-               0.0f};
+               0.0f,
+               0,
+               NULL,
+               NULL,
+               NULL,
+               NULL};
     for (int i = 0; i < n; i++) m.labels[i] = (int32_t)(rng_next(&rng) % v);
     if (n > 1) m.labels[1] = -100;
     if (n > 4) m.labels[4] = v + 2;
@@ -1640,9 +1714,22 @@ static LmCtx lm_make_capped(int n, int c, int v, int chunk) {
     m.softcap = 1.5f;
     return m;
 }
+/* lm_make with an adapter of rank 3 on the head (peft's lm_head target), and a weight per row */
+static LmCtx lm_make_lora(int n, int c, int v, int chunk) {
+    LmCtx m = lm_make_rows(n, c, v, chunk);
+    m.R = 3;
+    m.u = rand_vec((size_t)n * 3, -1, 1), m.B = rand_vec((size_t)v * 3, -1, 1);
+    m.du = rand_vec((size_t)n * 3, 0, 0), m.dB = rand_vec((size_t)v * 3, 0, 0);
+    size_t f32 = ops_lm_head_scratch(n, c, v, chunk, 0, 3),
+           bf16 = ops_lm_head_scratch(n, c, v, chunk, 1, 3);
+    free(m.scratch);
+    m.scratch = rand_vec(f32 > bf16 ? f32 : bf16, 0, 0); /* the f32 or the bf16 head's */
+    return m;
+}
 static void lm_free(LmCtx *m) {
     free(m->h), free(m->W), free(m->dh), free(m->dW), free(m->losses), free(m->scaled);
     free(m->scratch), free(m->labels), free(m->row_scale);
+    free(m->u), free(m->B), free(m->du), free(m->dB);
 }
 static float lm_row_weight(const LmCtx *m, int i) {
     return m->grad_scale * (m->row_scale ? m->row_scale[i] : 1.0f);
@@ -1651,27 +1738,33 @@ static float lm_row_weight(const LmCtx *m, int i) {
 /* out = losses * grad_scale * row_scale, so L = sum(out) with w = 1 (as cross_entropy's) */
 static void lm_fwd(void *p) {
     LmCtx *m = p;
-    ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, NULL, m->labels, NULL,
-                               m->grad_scale, m->row_scale, m->softcap, m->scratch, m->n, m->c,
-                               m->v, m->chunk);
+    OpsHeadLora l;
+    ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, NULL, lm_lora(m, &l, NULL, NULL),
+                               m->labels, NULL, m->grad_scale, m->row_scale, m->softcap, m->scratch,
+                               m->n, m->c, m->v, m->chunk);
     for (int i = 0; i < m->n; i++) m->scaled[i] = m->losses[i] * lm_row_weight(m, i);
 }
 static void lm_bwd(void *p, const float *dout, unsigned use) {
     LmCtx *m = p;
     (void)dout; /* w is all ones: see lm_fwd */
-    ops->lm_head_cross_entropy(m->losses, USE(0, m->dh), USE(1, m->dW), m->h, m->W, NULL, m->labels,
-                               NULL, m->grad_scale, m->row_scale, m->softcap, m->scratch, m->n,
-                               m->c, m->v, m->chunk);
+    OpsHeadLora l;
+    ops->lm_head_cross_entropy(m->losses, USE(0, m->dh), USE(1, m->dW), m->h, m->W, NULL,
+                               lm_lora(m, &l, USE(2, m->du), USE(3, m->dB)), m->labels, NULL,
+                               m->grad_scale, m->row_scale, m->softcap, m->scratch, m->n, m->c,
+                               m->v, m->chunk);
 }
 
 static void lm_gradcheck(LmCtx (*make)(int, int, int, int), int n, int c, int v, int chunk) {
     LmCtx m = make(n, c, v, chunk);
     char name[64];
-    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d%s%s", n, v, chunk,
-             m.row_scale ? " row_scale" : "", m.softcap > 0 ? " soft-capped" : "");
+    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d%s%s%s", n, v, chunk,
+             m.row_scale ? " row_scale" : "", m.softcap > 0 ? " soft-capped" : "",
+             m.R ? " lora" : "");
     GradCase gc = grad_case(name, &m, lm_fwd, lm_bwd, m.scaled, n, 1e-2f);
     case_param(&gc, "h", m.h, m.dh, (size_t)n * c);
     case_param(&gc, "W", m.W, m.dW, (size_t)v * c);
+    if (m.R) case_param(&gc, "u", m.u, m.du, (size_t)n * m.R);
+    if (m.R) case_param(&gc, "B", m.B, m.dB, (size_t)v * m.R);
     for (int i = 0; i < n; i++) gc.w[i] = 1.0f;
     gc.keep_w = 1;
     gradcheck(&gc);
@@ -1683,6 +1776,9 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
     LmCtx m = make(n, c, v, chunk);
     double *loss = calloc(n, sizeof(double)), *dlog = calloc((size_t)n * v, sizeof(double));
     double *dh = calloc((size_t)n * c, sizeof(double)), *dW = calloc((size_t)v * c, sizeof(double));
+    int R = m.R;
+    double *du = calloc((size_t)n * R + 1, sizeof(double)),
+           *dB = calloc((size_t)v * R + 1, sizeof(double));
     for (int i = 0; i < n; i++) {
         int y = m.labels[i];
         if (y < 0 || y >= v) continue;
@@ -1690,6 +1786,7 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
         for (int j = 0; j < v; j++) {
             x[j] = 0;
             for (int k = 0; k < c; k++) x[j] += (double)m.h[i * c + k] * m.W[j * c + k];
+            for (int r = 0; r < R; r++) x[j] += 0.7 * m.u[i * R + r] * m.B[j * R + r];
             if (m.softcap > 0) x[j] = m.softcap * tanh(x[j] / m.softcap);
             mx = fmax(mx, x[j]);
         }
@@ -1699,23 +1796,33 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
             double slope = m.softcap > 0 ? 1 - (x[j] / m.softcap) * (x[j] / m.softcap) : 1;
             x[j] = (exp(x[j] - mx) / s - (j == y)) * lm_row_weight(&m, i) * slope;
         }
-        for (int j = 0; j < v; j++)
+        for (int j = 0; j < v; j++) {
             for (int k = 0; k < c; k++) {
                 dh[i * c + k] += x[j] * m.W[j * c + k];
                 dW[j * c + k] += x[j] * m.h[i * c + k];
             }
+            for (int r = 0; r < R; r++) {
+                du[i * R + r] += 0.7 * x[j] * m.B[j * R + r];
+                dB[j * R + r] += 0.7 * x[j] * m.u[i * R + r];
+            }
+        }
     }
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, NULL, m.grad_scale,
-                               m.row_scale, m.softcap, m.scratch, n, c, v, chunk);
+    OpsHeadLora l;
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, lm_lora(&m, &l, m.du, m.dB),
+                               m.labels, NULL, m.grad_scale, m.row_scale, m.softcap, m.scratch, n,
+                               c, v, chunk);
     char what[96];
-    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s%s", n, c, v, chunk,
-             m.row_scale ? " row_scale" : "", m.softcap > 0 ? " soft-capped" : "");
+    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s%s%s", n, c, v, chunk,
+             m.row_scale ? " row_scale" : "", m.softcap > 0 ? " soft-capped" : "",
+             R ? " lora" : "");
     int bad = count_mismatch(what, m.losses, loss, n, 1e-5, 1e-5);
     bad += count_mismatch(what, m.dh, dh, (size_t)n * c, 1e-6, 1e-5);
     bad += count_mismatch(what, m.dW, dW, (size_t)v * c, 1e-6, 1e-5);
+    bad += count_mismatch(what, m.du, du, (size_t)n * R, 1e-6, 1e-5);
+    bad += count_mismatch(what, m.dB, dB, (size_t)v * R, 1e-6, 1e-5);
     if (bad) fprintf(stderr, "%s: %d elements off the double reference\n", what, bad);
     CHECK(bad == 0);
-    free(loss), free(dlog), free(dh), free(dW);
+    free(loss), free(dlog), free(dh), free(dW), free(du), free(dB);
     lm_free(&m);
 }
 
@@ -1740,8 +1847,8 @@ static void lm_matches_unchunked(int n, int c, int v, int chunk) {
     ops->matmul_forward(logits, m.h, m.W, NULL, n, c, v);
     ops->cross_entropy(losses, dlogits, logits, m.labels, m.grad_scale, n, v);
     ops->matmul_backward(dh, dW, dlogits, m.h, m.W, n, c, v, OPS_ADD);
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, NULL, m.grad_scale,
-                               NULL, 0.0f, m.scratch, n, c, v, chunk);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, NULL, m.labels, NULL,
+                               m.grad_scale, NULL, 0.0f, m.scratch, n, c, v, chunk);
     CHECK(float_mismatch("lm_head loss vs unchunked", m.losses, losses, n, 1e-6, 1e-6) == 0);
     CHECK(float_mismatch("lm_head dh vs unchunked", m.dh, dh, (size_t)n * c, 1e-6, 1e-5) == 0);
     CHECK(float_mismatch("lm_head dW vs unchunked", m.dW, dW, (size_t)v * c, 1e-6, 1e-5) == 0);
@@ -1753,8 +1860,9 @@ static void lm_matches_unchunked(int n, int c, int v, int chunk) {
  * batch gives them: every third row ignored besides lm_make's two, the listed rows gathered across
  * chunk boundaries; the unlisted keep their losses and dh (dW sums rows in other chunks: float
  * rounding). bf16: the CPU's reference of the bf16 head (no dW). */
-static void lm_listed_matches_all(int n, int c, int v, int chunk, int bf16) {
-    LmCtx m = lm_make_rows(n, c, v, chunk);
+static void lm_listed_matches_all(LmCtx (*make)(int, int, int, int), int n, int c, int v, int chunk,
+                                  int bf16) {
+    LmCtx m = make(n, c, v, chunk);
     uint16_t *wb = bf16 ? malloc((size_t)v * c * sizeof *wb) : NULL;
     for (size_t i = 0; bf16 && i < (size_t)v * c; i++) wb[i] = f32_to_bf16(m.W[i]);
     int32_t *rows = malloc(sizeof(int32_t) * n), listed = 0;
@@ -1766,10 +1874,16 @@ static void lm_listed_matches_all(int n, int c, int v, int chunk, int bf16) {
     float *losses = rand_vec(n, 5, 6), *dh = copy_vec(m.dh, (size_t)n * c);
     float *dW = copy_vec(m.dW, (size_t)v * c), *was = copy_vec(losses, n);
     float *dW_all = bf16 ? NULL : m.dW, *dW_listed = bf16 ? NULL : dW;
-    ops->lm_head_cross_entropy(m.losses, m.dh, dW_all, m.h, m.W, wb, m.labels, NULL, m.grad_scale,
-                               m.row_scale, 0.0f, m.scratch, n, c, v, chunk);
-    ops->lm_head_cross_entropy(losses, dh, dW_listed, m.h, m.W, wb, m.labels, rows, m.grad_scale,
-                               m.row_scale, 0.0f, m.scratch, listed, c, v, chunk);
+    size_t nu = (size_t)n * m.R, nb = (size_t)v * m.R;
+    if (m.R) fill(m.du, nu, -1, 1), fill(m.dB, nb, -1, 1);
+    float *du = m.R ? copy_vec(m.du, nu) : NULL, *dB = m.R ? copy_vec(m.dB, nb) : NULL;
+    OpsHeadLora la, ll;
+    ops->lm_head_cross_entropy(m.losses, m.dh, dW_all, m.h, m.W, wb, lm_lora(&m, &la, m.du, m.dB),
+                               m.labels, NULL, m.grad_scale, m.row_scale, 0.0f, m.scratch, n, c, v,
+                               chunk);
+    ops->lm_head_cross_entropy(losses, dh, dW_listed, m.h, m.W, wb, lm_lora(&m, &ll, du, dB),
+                               m.labels, rows, m.grad_scale, m.row_scale, 0.0f, m.scratch, listed,
+                               c, v, chunk);
     int moved = 0;
     for (int i = 0, k = 0; i < n; i++) {
         int on = k < listed && rows[k] == i;
@@ -1779,7 +1893,9 @@ static void lm_listed_matches_all(int n, int c, int v, int chunk, int bf16) {
     CHECK(listed > 0 && listed < n && moved == 0);
     CHECK(float_mismatch("lm_head listed dh", dh, m.dh, (size_t)n * c, 1e-6, 1e-5) == 0);
     if (!bf16) CHECK(float_mismatch("lm_head listed dW", dW, m.dW, (size_t)v * c, 1e-6, 1e-5) == 0);
-    free(wb), free(rows), free(losses), free(dh), free(dW), free(was);
+    if (m.R) CHECK(float_mismatch("lm_head listed du", du, m.du, nu, 1e-6, 1e-5) == 0);
+    if (m.R) CHECK(float_mismatch("lm_head listed dB", dB, m.dB, nb, 1e-6, 1e-5) == 0);
+    free(wb), free(rows), free(losses), free(dh), free(dW), free(was), free(du), free(dB);
     lm_free(&m);
 }
 
@@ -1813,17 +1929,22 @@ static void test_lm_head(void) {
     lm_matches_unchunked(37, 53, 301, 8);
     lm_matches_unchunked(130, 70, 1000, 32);
     lm_matches_unchunked(5, 16, 50, OPS_LM_HEAD_CHUNK); /* one chunk */
-    lm_listed_matches_all(37, 53, 301, 8, 0);
-    lm_listed_matches_all(37, 53, 301, 8, 1);
-    lm_listed_matches_all(5, 16, 50, OPS_LM_HEAD_CHUNK, 0); /* one chunk */
+    lm_listed_matches_all(lm_make_rows, 37, 53, 301, 8, 0);
+    lm_listed_matches_all(lm_make_rows, 37, 53, 301, 8, 1);
+    lm_listed_matches_all(lm_make_rows, 5, 16, 50, OPS_LM_HEAD_CHUNK, 0); /* one chunk */
+    /* an adapter on the head: its up-projection in each chunk's logits, du and dB */
+    lm_gradcheck(lm_make_lora, 7, 5, 11, 3);
+    lm_reference_check(lm_make_lora, 37, 53, 301, 8);
+    lm_listed_matches_all(lm_make_lora, 37, 53, 301, 8, 0);
+    lm_listed_matches_all(lm_make_lora, 37, 53, 301, 8, 1); /* bf16: on bf16 u and B */
 
     /* every row ignored: losses 0, gradients untouched, no label read out of range */
     LmCtx m = lm_make(6, 4, 9, 4);
     for (int i = 0; i < 6; i++) m.labels[i] = i % 2 ? -100 : 9 + i;
     fill(m.losses, 6, 1, 2), fill(m.dh, 6 * 4, 1, 2), fill(m.dW, 9 * 4, 1, 2);
     float *dh = copy_vec(m.dh, 6 * 4), *dW = copy_vec(m.dW, 9 * 4);
-    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, m.labels, NULL, 1.0f, NULL,
-                               0.0f, m.scratch, 6, 4, 9, 4);
+    ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, NULL, m.labels, NULL, 1.0f,
+                               NULL, 0.0f, m.scratch, 6, 4, 9, 4);
     CHECK(max_abs(m.losses, 6) == 0.0f);
     CHECK(!memcmp(dh, m.dh, sizeof(float) * 6 * 4) && !memcmp(dW, m.dW, sizeof(float) * 9 * 4));
     free(dh), free(dW);
@@ -1919,7 +2040,7 @@ static size_t large_pass(float *res) {
 #define SAVE(p, cnt) (memcpy(res + at, p, sizeof(float) * (cnt)), at += (cnt))
     ops->embedding_forward(z, ids, types, NULL, wte, NULL, wpe, wtt, LB, LT, LC);
     SAVE(z, n);
-    ops->embedding_backward(dwte, dwpe, dwtt, g, ids, types, LB, LT, LC);
+    ops->embedding_backward(dwte, dwpe, dwtt, g, ids, types, -1, LB, LT, LC);
     SAVE(dwte, (size_t)LV * LC), SAVE(dwpe, (size_t)LT * LC), SAVE(dwtt, 2 * LC);
     ops->layernorm_forward(z, mean, rstd, NULL, x, lnw, lnb, 1e-5f, LN, LC);
     SAVE(z, n), SAVE(mean, LN), SAVE(rstd, LN);
@@ -2094,11 +2215,11 @@ static void lm_bf16_matches_f32(LmCtx (*make)(int, int, int, int), int n, int c,
     for (size_t i = 0; i < (size_t)v * c; i++)
         wb[i] = f32_to_bf16(m.W[i]), m.W[i] = bf16_to_f32(wb[i]);
     float *losses = rand_vec(n, 0, 0), *dh = rand_vec((size_t)n * c, 0, 0);
-    float *half = rand_vec(ops_lm_head_scratch(n, c, v, chunk, 1), 0, 0); /* bf16 logits' room */
-    ops->lm_head_cross_entropy(losses, dh, NULL, m.h, m.W, NULL, m.labels, NULL, m.grad_scale,
+    float *half = rand_vec(ops_lm_head_scratch(n, c, v, chunk, 1, 0), 0, 0); /* bf16 logits' room */
+    ops->lm_head_cross_entropy(losses, dh, NULL, m.h, m.W, NULL, NULL, m.labels, NULL, m.grad_scale,
                                m.row_scale, m.softcap, m.scratch, n, c, v, chunk);
-    ops->lm_head_cross_entropy(m.losses, m.dh, NULL, m.h, m.W, wb, m.labels, NULL, m.grad_scale,
-                               m.row_scale, m.softcap, half, n, c, v, chunk);
+    ops->lm_head_cross_entropy(m.losses, m.dh, NULL, m.h, m.W, wb, NULL, m.labels, NULL,
+                               m.grad_scale, m.row_scale, m.softcap, half, n, c, v, chunk);
     double top = 0.0; /* the largest |logit| */
     for (size_t r = 0; r < (size_t)n; r++)
         for (size_t j = 0; j < (size_t)v; j++) {
@@ -2392,6 +2513,7 @@ static void test_bf16_out_rows(void) {
 int main(void) {
     CHECK(!strcmp(ops->name, "cpu"));
     test_embedding();
+    test_embedding_lora();
     test_layernorm();
     test_rmsnorm();
     test_head_norm();

@@ -4,6 +4,8 @@
 # (r=4 on all seven projections q_proj..down_proj, lora_dropout 0.1) for a few steps on a
 # corpus written here; then, with torch, transformers and peft from the venv of
 # scripts/setup-python.sh (the test skips, saying why, when it is missing):
+#  (the untied one on embed_tokens and lm_head too, Unsloth's targets: peft's lora_embedding_A / _B
+#  and the head's lora_A / _B; a tied model's would not merge)
 #  1. AutoModelForCausalLM.from_pretrained(tiny) + PeftModel.from_pretrained(model, OUT/best)
 #     loads every tensor of the adapter, none missing or unexpected (and get_peft_model_state_dict
 #     gives back exactly the file's names and values), with the saved task_type CAUSAL_LM and
@@ -37,7 +39,7 @@ for head in tied untied; do
           "max_length": $max_len},
  "lora": {"r": 4, "alpha": 8, "dropout": 0.1,
           "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                             "down_proj"]},
+                             "down_proj"$([ $head = untied ] && echo ', "embed_tokens", "lm_head"')]},
  "train": {"learning_rate": 2e-2, "batch_size": 4, "max_steps": 8, "lr_scheduler": "constant",
            "eval_strategy": "steps", "eval_steps": 8, "save_strategy": "steps", "save_steps": 8,
            "logging_steps": 0, "threads": 1, "output_dir": "$tmp/$head-run"}}
@@ -112,9 +114,10 @@ for head in ("tied", "untied"):
 
     # the adapter's config, as peft reads it
     cfg = LoraConfig.from_pretrained(adapter)
+    targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    targets |= {"embed_tokens", "lm_head"} if head == "untied" else set()
     check(cfg.task_type == "CAUSAL_LM" and cfg.lora_dropout == 0.1 and cfg.r == 4
-          and cfg.lora_alpha == 8 and set(cfg.target_modules) ==
-          {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+          and cfg.lora_alpha == 8 and set(cfg.target_modules) == targets,
           f"{head}: adapter_config: task_type {cfg.task_type}, r {cfg.r}, alpha {cfg.lora_alpha}, "
           f"lora_dropout {cfg.lora_dropout}, targets {sorted(cfg.target_modules)}")
 
@@ -135,14 +138,30 @@ for head in ("tied", "untied"):
           f"{head}: PeftModel.from_pretrained reports no missing/unexpected keys {keys.noise}")
     saved = load_file(adapter + "/adapter_model.safetensors")
     lora = {k.replace(".default", ""): v for k, v in model.state_dict().items() if "lora_" in k}
-    check(set(lora) == set(saved) and len(saved) == 2 * 7 * 2,
+    check(set(lora) == set(saved) and len(saved) == 2 * (7 * 2 + 2 * (head == "untied")),
           f"{head}: the PEFT model's {len(lora)} LoRA tensors are the file's {len(saved)} "
           f"(missing {sorted(set(lora) - set(saved))[:3]}, unexpected {sorted(set(saved) - set(lora))[:3]})")
-    back = get_peft_model_state_dict(model)
+    back = get_peft_model_state_dict(model, save_embedding_layers=False)
     check(set(back) == set(saved) and all(torch.equal(back[k], saved[k]) for k in saved),
           f"{head}: get_peft_model_state_dict gives back the file's names and values")
-    check(all(float(saved[k].abs().max()) > 0 for k in saved if "lora_B" in k),
-          f"{head}: every lora_B trained (non-zero)")
+    check(all(float(saved[k].abs().max()) > 0 for k in saved if "lora_B" in k or "_A" in k),
+          f"{head}: every lora_B and A trained (non-zero; the embedding's A starts at 0)")
+    if head == "untied":
+        a_emb = saved["base_model.model.model.embed_tokens.lora_embedding_A"]
+        seen = {i for l in open(tmp + "/train.jsonl") for i in tok(json.loads(l)["text"])["input_ids"]}
+        moved = {int(i) for i in torch.nonzero(a_emb.abs().sum(0)).flatten()}
+        check(tuple(a_emb.shape) == (4, base.config.vocab_size) and moved and
+              moved <= seen | {base.config.eos_token_id},
+              f"{head}: embed_tokens' A [r, V] {tuple(a_emb.shape)}: {len(moved)} columns "
+              f"moved, all of tokens in the training texts or the end of text")
+        # peft's own save (with its copies of the table and the head, save_embedding_layers) for
+        # loraft to load, and one whose copy of the table is another, which loraft must refuse
+        model.save_pretrained(f"{tmp}/{head}-peft")
+        model.save_pretrained(f"{tmp}/{head}-other")
+        other = load_file(f"{tmp}/{head}-other/adapter_model.safetensors")
+        other["base_model.model.model.embed_tokens.base_layer.weight"][7] += 1.0
+        from safetensors.torch import save_file
+        save_file(other, f"{tmp}/{head}-other/adapter_model.safetensors", metadata={"format": "pt"})
     drops = {float(m.lora_dropout["default"].p) for m in model.modules() if hasattr(m, "lora_dropout")
              and "default" in m.lora_dropout}
     check(len(drops) == 1 and abs(drops.pop() - 0.1) < 1e-6, f"{head}: PEFT's lora_dropout is 0.1")
@@ -170,3 +189,15 @@ for head in ("tied", "untied"):
 print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)
 EOF
+
+# peft's save of the untied adapter holds its copies of embed_tokens' and lm_head's weights: loraft
+# loads it (the same loss as its own save), and refuses one whose copy of the table is another
+[ "$(eval_loss "$tmp/untied.json" --adapter "$tmp/untied-peft")" = \
+  "$(eval_loss "$tmp/untied.json" --adapter "$tmp/untied-run/best")" ] \
+  || { echo "FAIL: peft's save of the embed_tokens adapter gives another loss"; exit 1; }
+if "$bin" eval --config "$tmp/untied.json" --adapter "$tmp/untied-other" 2>"$tmp/err" >/dev/null; then
+  echo "FAIL: an adapter replacing embed_tokens' table loaded"; exit 1
+fi
+grep -q "replaces the model's token embedding with another (up to 1 apart)" "$tmp/err" \
+  || { cat "$tmp/err"; echo "FAIL: unclear error for another embedding table"; exit 1; }
+echo "ok   peft's save of the embed_tokens and lm_head adapter (their weights' copies) loads; another table is refused"

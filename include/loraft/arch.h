@@ -215,10 +215,20 @@ const int32_t *model_attention_mask(const Model *m);
 uint64_t model_site(int layer, int which);
 /* The site of NEFTune's noise, at layer num_layers (past the architectures' own sites there). */
 enum { SITE_NEFTUNE = 15 };
+/* The site of the LM head's lora dropout (lm_head_run), at layer num_layers too. */
+enum { SITE_HEAD_LORA = 14 };
 /* NEFTune (HF Trainer's neftune_noise_alpha) on x, the input embeddings [B, T, C] as the
  * embedding module gives them: + uniform noise in [-a, a), a = d.neftune / sqrt(T C) over the
  * padded batch; nothing when d.neftune is 0 (evaluation). Additive: backward is unchanged. */
 void model_embedding_noise(const Model *m, float *x, Drop d);
+/* The token embedding's LoRA (Model.embedding_lora), which the architectures run beside their
+ * gather: out [n,C] (the word embeddings of m->ids' first n, before any scale, noise or norm)
+ * += its term, where there is one and the adapters are on; backward adds A's and B's gradients
+ * from dout [B*T,C], the gradient of that output. model_embedding_trains: whether backward
+ * must reach that output (the table or its adapter trains). */
+void model_embedding_lora(Model *m, float *out, int n);
+void model_embedding_lora_backward(Model *m, const float *dout);
+int model_embedding_trains(const Model *m);
 /* The seeds of n consecutive sites first.. of one layer, into s (returned): a group's. */
 const uint64_t *model_sites(uint64_t *s, int n, int layer, int first);
 

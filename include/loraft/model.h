@@ -241,6 +241,12 @@ typedef struct Model {
     int n_linears;
     Lora *loras;
     int n_loras;
+    /* The token embedding table [V,C] (the word embeddings), a LoRA target as PEFT's
+     * nn.Embedding, and its adapter (peft's lora_embedding_A / _B; A NULL where it has none):
+     * A stored transposed, [V,R] (Param.hf_transposed), so that the forward gathers its rows as
+     * the table's; B [C,R]; u [N,R] the gathered rows; base NULL. */
+    Param *word_embedding;
+    Lora embedding_lora;
 
     /* activations and op scratch (backend memory, one allocation) */
     float *act_mem;
@@ -258,7 +264,9 @@ typedef struct Model {
      * (a dense layer, or the tied embedding), dhidden [N,C] the loss's gradient; the
      * objective applies the head in chunks so the [N,V] logits are never held. */
     float *hidden, *dhidden, *head_scratch;
-    const Linear *head;
+    Linear *head; /* its adapter (PEFT's lm_head target): in loras; the LM head's [N,R] gradient
+                     of its u, head_du, which lm_head_cross_entropy adds to */
+    float *head_du;
     uint16_t *head_bf16; /* backend: a frozen head's bf16 table under precision bf16 (its
                             weight's Param.packed: the only copy), else NULL */
     Param *embedding;    /* a decoder's token embedding table [V,C]; frozen under precision
@@ -320,6 +328,11 @@ typedef struct Model {
                              hidden by the positions), so that its step replays unchanged */
     int decode_graphs;    /* model_decode of one token as a CUDA graph replay (default on) */
 } Model;
+
+/* The adapted modules: the linears' adapters and the token embedding's. */
+static inline int model_n_adapters(const Model *m) {
+    return m->n_loras + (m->embedding_lora.A != NULL);
+}
 
 /* Builds the model from a config and a parameter source:
  * dir != NULL: loads dir/model.safetensors (HF names, with or without the "distilbert." /

@@ -48,9 +48,10 @@ void causal_lm_plan(Model *m, Plan *pl);
 /* Per-token labels shifted for next-token prediction; counts them into m->n_valid. */
 int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err);
 /* The fused head over the batch: m->losses; with dh the gradient of hidden into m->dhidden
- * (zeroed first), with dw that of a trainable head (+=); each row's scaled by m->loss_scale *
- * row_scale[row] (NULL: 1) and the step's gradient scale. */
-int lm_head_run(Model *m, int dh, int dw, const float *row_scale, LfError *err);
+ * (zeroed first), with dw those of a trainable head or of its adapter (+=; the adapter's term of
+ * dh too); each row's scaled by m->loss_scale * row_scale[row] (NULL: 1) and the step's gradient
+ * scale. */
+void lm_head_run(Model *m, int dh, int dw, const float *row_scale);
 
 /* ---- preference pairs (pairs.c): the pair readout ----
  * What a pair objective's loss op leaves for model_read_loss, in backend memory directly after

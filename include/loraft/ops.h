@@ -87,6 +87,15 @@ typedef struct OpsBf16Copy {
  * [OC,R], its dropout seed; du [N,R] written; dA [R,C], dB [OC,R] (+)=, each may be NULL; where
  * its bf16(du) goes in dd (columns du_col..). A member without LoRA (B, u, du, dA, dB NULL) only
  * has its dout rounded into dd, in the same pass. */
+/* LoRA on the LM head, inside lm_head_cross_entropy (peft's lm_head target): u [N,R] its rows'
+ * down-projection (lora_forward's u of h), B [V,R], scale; du [N,R] and dB [V,R] the gradients
+ * the op adds to (NULL: skipped). */
+typedef struct OpsHeadLora {
+    const float *u, *B;
+    float *du, *dB;
+    float scale;
+    int R;
+} OpsHeadLora;
 typedef struct OpsLoraBackward {
     const float *dout, *u, *B;
     float *du, *dA, *dB;
@@ -166,8 +175,22 @@ typedef struct Ops {
     void (*embedding_forward)(float *out, const int32_t *ids, const int32_t *types,
                               const int32_t *pos, const float *wte, const uint16_t *wte_bf16,
                               const float *wpe, const float *wtt, int B, int T, int C);
+    /* dwte[V,C], dwpe[maxT,C], dwtt[2,C] += dout[B,T,C] scattered back; each may be NULL. A row
+     * whose id is pad (the table's padding_idx; -1: none) adds nothing to dwte, as torch's
+     * padding_idx. */
     void (*embedding_backward)(float *dwte, float *dwpe, float *dwtt, const float *dout,
-                               const int32_t *ids, const int32_t *types, int B, int T, int C);
+                               const int32_t *ids, const int32_t *types, int pad, int B, int T,
+                               int C);
+    /* LoRA beside the token embedding (peft's lora_embedding_A / _B, which no dropout reaches):
+     * u[N,R] = AT[ids[n]], AT [V,R] being peft's A [R,V] transposed (gathered as
+     * embedding_forward gathers), saved for backward; out[N,C] += scale * u @ B^T, B [C,R]. */
+    void (*embedding_lora_forward)(float *out, float *u, const int32_t *ids, const float *AT,
+                                   const float *B, float scale, int N, int C, int R);
+    /* With du = scale * dout @ B [N,R] (in scratch, N * R floats): dB[C,R] += scale * dout^T @
+     * u; dAT[ids[n]] += du[n] for the rows whose id is not pad (embedding_backward's). */
+    void (*embedding_lora_backward)(float *dAT, float *dB, const float *dout, const float *u,
+                                    const int32_t *ids, const float *B, float scale, int pad,
+                                    float *scratch, int N, int C, int R);
 
     /* ---- layer norm over the last dimension ----
      * out[N,C] = xhat * weight + bias, xhat = (inp - mean) * rstd; saves mean[N], rstd[N] and
@@ -337,7 +360,8 @@ typedef struct Ops {
                          int R);
     /* With du = scale * dout @ B [N,R]:
      * dB[OC,R] += scale * dout^T @ u; dA[R,C] += du^T @ drop(inp);
-     * dinp[N,C] += drop'(du @ A) (dinp may be NULL). */
+     * dinp[N,C] += drop'(du @ A) (dinp may be NULL). B NULL (dB NULL): dout [N,R] is du itself
+     * (the LM head's, which lm_head_cross_entropy forms chunk by chunk). */
     void (*lora_backward)(float *dinp, float *dA, float *dB, const float *dout, const float *inp,
                           const float *u, const float *A, const float *B, float scale, float p,
                           uint64_t seed, float *scratch, int N, int C, int OC, int R);
@@ -549,6 +573,12 @@ typedef struct Ops {
      * DPO's, padding) forms the logits of the others alone; the rows not listed keep their
      * losses and dh untouched.
      * Equal to matmul_forward + cross_entropy + matmul_backward on the whole [N,V] logits.
+     * lora (NULL: none): logits += scale * u @ B^T before the soft-cap; du += scale * dlogits @ B
+     * (at the rows computed) and dB += scale * dlogits^T @ u (each NULL: skipped), from which the
+     * caller's lora_backward (B NULL) adds dA and dh's term. With Wb its GEMMs take
+     * bf16(u) and bf16(B): logits = bf16(bf16(h @ Wb^T) + scale * bf16(u) @ bf16(B)^T), rounded
+     * twice as autocast adds the branch's bf16 output to the base's, and du, dB from the bf16
+     * dlogits; the scratch is ops_lm_head_scratch's with R.
      * Wb [V,C] or NULL: the head in bf16, a frozen head under model.precision bf16 (stored so
      * alone: W is not read, and may be NULL; dW must be NULL then: the GPU reports an error, the
      * CPU, whose ops cannot fail, runs without Wb).
@@ -560,9 +590,10 @@ typedef struct Ops {
      * ops_lm_head_scratch(N, C, V, chunk, Wb != NULL) floats. Generation's next-token logits are a
      * plain matmul_forward of the last row, soft-capped on the host (model_lm_logits). */
     void (*lm_head_cross_entropy)(float *losses, float *dh, float *dW, const float *h,
-                                  const float *W, const uint16_t *Wb, const int32_t *labels,
-                                  const int32_t *rows, float grad_scale, const float *row_scale,
-                                  float softcap, float *scratch, int N, int C, int V, int chunk);
+                                  const float *W, const uint16_t *Wb, const OpsHeadLora *lora,
+                                  const int32_t *labels, const int32_t *rows, float grad_scale,
+                                  const float *row_scale, float softcap, float *scratch, int N,
+                                  int C, int V, int chunk);
 
     /* ---- preference pairs: the loss over a batch of B rows, row 2i chosen, 2i+1 rejected ----
      * P = B / 2 pairs. Each pair's math is pair_loss.h's (in double, on every backend); the sums
@@ -707,9 +738,17 @@ static inline size_t ops_lm_head_gathered(size_t N, size_t C, size_t V, size_t c
     size_t hb = bf16 ? ops_dequantize_bf16_scratch(N < chunk ? N : chunk, C) : 0;
     return ops_lm_head_logits(N, V, chunk, bf16) + hb;
 }
-static inline size_t ops_lm_head_scratch(size_t N, size_t C, size_t V, size_t chunk, int bf16) {
+/* After those: a LoRA on the head's (R > 0) rows of u and du gathered by `rows` (f32), then under
+ * bf16 a chunk's bf16(u) and bf16(B) */
+static inline size_t ops_lm_head_lora_at(size_t N, size_t C, size_t V, size_t chunk, int bf16) {
     return ops_lm_head_gathered(N, C, V, chunk, bf16) +
            ops_floats64(2 * (N < chunk ? N : chunk) * C);
+}
+static inline size_t ops_lm_head_scratch(size_t N, size_t C, size_t V, size_t chunk, int bf16,
+                                         size_t R) {
+    size_t rows = N < chunk ? N : chunk;
+    size_t lora = !R ? 0 : ops_floats64(2 * rows * R) + (bf16 ? ops_floats64((rows + V) * R) : 0);
+    return ops_lm_head_lora_at(N, C, V, chunk, bf16) + lora;
 }
 
 /* The backends. ops_cuda exists only in builds with CUDA (LORAFT_HAVE_CUDA). */

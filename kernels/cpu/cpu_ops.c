@@ -88,9 +88,11 @@ static void cpu_embedding_forward(float *out, const int32_t *ids, const int32_t 
     }
 }
 
-/* dwte[V,C], dwpe[maxT,C], dwtt[2,C] += dout[B,T,C] scattered back; each may be NULL. */
+/* dwte[V,C], dwpe[maxT,C], dwtt[2,C] += dout[B,T,C] scattered back; each may be NULL; rows of
+ * id pad add nothing to dwte. */
 static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
-                                   const int32_t *ids, const int32_t *types, int B, int T, int C) {
+                                   const int32_t *ids, const int32_t *types, int pad, int B, int T,
+                                   int C) {
     if (!dwte && !dwpe && !dwtt) return;
 #pragma omp parallel if ((size_t)B * T * C > CPU_PAR_MIN)
     {
@@ -98,7 +100,7 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const 
         thread_slice(C, &lo, &hi);
         for (int bt = 0; bt < B * T; bt++) {
             const float *d = dout + (size_t)bt * C;
-            float *te = dwte ? dwte + (size_t)ids[bt] * C : NULL;
+            float *te = dwte && ids[bt] != pad ? dwte + (size_t)ids[bt] * C : NULL;
             float *pe = dwpe ? dwpe + (size_t)(bt % T) * C : NULL;
             float *tt = dwtt ? dwtt + (size_t)(types ? types[bt] : 0) * C : NULL;
             if (te)
@@ -109,6 +111,26 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const 
                 for (int c = lo; c < hi; c++) tt[c] += d[c];
         }
     }
+}
+
+/* u[N,R] = AT[ids]; out[N,C] += scale * u @ B^T. */
+static void cpu_embedding_lora_forward(float *out, float *u, const int32_t *ids, const float *AT,
+                                       const float *B, float scale, int N, int C, int R) {
+    cpu_embedding_forward(u, ids, NULL, NULL, AT, NULL, NULL, NULL, 1, N, R);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, R, scale, u, R, B, R, 1.0f, out, C);
+}
+
+/* du = scale * dout @ B (scratch [N,R]); dB += scale * dout^T @ u; dAT[ids] += du but at pad. */
+static void cpu_embedding_lora_backward(float *dAT, float *dB, const float *dout, const float *u,
+                                        const int32_t *ids, const float *B, float scale, int pad,
+                                        float *scratch, int N, int C, int R) {
+    if (dB)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, R, N, scale, dout, C, u, R, 1.0f,
+                    dB, R);
+    if (!dAT) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, C, scale, dout, C, B, R, 0.0f,
+                scratch, R);
+    cpu_embedding_backward(dAT, NULL, NULL, scratch, ids, NULL, pad, 1, N, R);
 }
 
 /* ---- bf16 copies: written for a bf16 GEMM; saved inputs read as f32, or (f32 pointer NULL)
@@ -532,9 +554,11 @@ static void cpu_lora_backward(float *dinp, float *dA, float *dB, const float *do
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, R, N, scale, dout, OC, u, R, 1.0f,
                     dB, R);
     if (!dA && !dinp) return;
-    float *x_drop = scratch, *du = scratch + (size_t)N * C;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, dout, OC, B, R, 0.0f,
-                du, R);
+    float *x_drop = scratch, *du_room = scratch + (size_t)N * C;
+    const float *du = B ? du_room : dout; /* B NULL: dout is du */
+    if (B)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, R, OC, scale, dout, OC, B, R,
+                    0.0f, du_room, R);
     if (dA) {
         const float *x = inp;
         if (p > 0.0f) {
@@ -1180,13 +1204,16 @@ static void cross_entropy_rows(float *losses, float *dlogits, const float *logit
             if (d) memset(d, 0, sizeof(float) * V);
             continue;
         }
-        float maxv = -INFINITY, sum = 0.0f;
+        float maxv = -INFINITY;
         for (int j = 0; j < V; j++) maxv = x[j] > maxv ? x[j] : maxv;
+        /* in double: a float sum of a vocabulary's 50k terms, one after the other, drifts by
+         * 1e-4 of the total (torch's reductions, and the GPU's, sum in a tree) */
+        double sum = 0.0;
         for (int j = 0; j < V; j++) sum += expf(x[j] - maxv);
-        losses[n] = (maxv - x[label]) + logf(sum); /* exact difference first, as torch */
+        losses[n] = (maxv - x[label]) + (float)log(sum); /* exact difference first, as torch */
         if (!d) continue;
         float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * cpu_step.grad_scale;
-        float inv = 1.0f / sum;
+        float inv = (float)(1.0 / sum);
         for (int j = 0; j < V; j++) {
             float dj = expf(x[j] - maxv) * inv * g - (j == label ? g : 0.0f);
             d[j] = softcap > 0.0f ? dj * soft_cap_slope(x[j], softcap) : dj;
@@ -1207,30 +1234,48 @@ static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits
 
 /* ---- LM head + cross-entropy, in chunks of rows ---- */
 
+/* A chunk's view of the head's adapter (OpsHeadLora): its rows of u and du (the listed rows
+ * gathered apart), and B; under bf16 u's rows and B rounded to bf16 values, in f32 (their
+ * products are exact: f32 GEMMs over them sum the GPU's bf16 products). */
+typedef struct HeadLoraChunk {
+    const OpsHeadLora *l;
+    const float *u, *B;
+    float *du;
+} HeadLoraChunk;
+
 /* One chunk of rows on bf16 operands, the reference of the GPU's tensor-core GEMMs (tests only):
- * hb = bf16(h) [rows,C], logits [rows,V] = bf16(hb Wb^T) and dh += bf16(dlogits) Wb in loops over
- * bf16 values, summed in f32. */
-static void lm_head_chunk_bf16(float *losses, float *dh, const float *h, const uint16_t *Wb,
-                               const int32_t *labels, const int32_t *idx, float grad_scale,
-                               const float *row_scale, float softcap, float *logits, uint16_t *hb,
-                               int rows, int C, int V) {
+ * hb = bf16(h) [rows,C], logits [rows,V] = bf16(hb Wb^T) (with an adapter then rounded again
+ * after + scale u B^T on its bf16 values, as the GPU's second GEMM into them) and dh +=
+ * bf16(dlogits) Wb in loops over bf16 values, summed in f32; with lora_grads the dlogits left
+ * rounded to bf16, for head_lora_backward. */
+static void lm_head_chunk_bf16(float *losses, float *dh, int lora_grads, const float *h,
+                               const uint16_t *Wb, const HeadLoraChunk *lora, const int32_t *labels,
+                               const int32_t *idx, float grad_scale, const float *row_scale,
+                               float softcap, float *logits, uint16_t *hb, int rows, int C, int V) {
+    size_t n_logits = (size_t)rows * V;
     for (size_t i = 0; i < (size_t)rows * C; i++) hb[i] = f32_to_bf16(h[i]);
     for (size_t n = 0; n < (size_t)rows; n++)
         for (size_t v = 0; v < (size_t)V; v++) {
             float s = 0.0f;
             for (size_t c = 0; c < (size_t)C; c++)
                 s += qb_bf16(hb[n * C + c]) * qb_bf16(Wb[v * C + c]);
-            s = bf16_round(s);
-            logits[n * V + v] = softcap > 0.0f ? soft_cap(s, softcap) : s;
+            logits[n * V + v] = bf16_round(s);
         }
-    cross_entropy_rows(losses, dh ? logits : NULL, logits, labels, idx, grad_scale, row_scale,
-                       softcap, rows, V);
+    if (lora) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, V, lora->l->R, lora->l->scale,
+                    lora->u, lora->l->R, lora->B, lora->l->R, 1.0f, logits, V);
+        for (size_t i = 0; i < n_logits; i++) logits[i] = bf16_round(logits[i]);
+    }
+    if (softcap > 0.0f) soft_cap_all(logits, n_logits, softcap);
+    cross_entropy_rows(losses, dh || lora_grads ? logits : NULL, logits, labels, idx, grad_scale,
+                       row_scale, softcap, rows, V);
     for (size_t n = 0; dh && n < (size_t)rows; n++)
         for (size_t v = 0; v < (size_t)V; v++) {
             float d = bf16_round(logits[n * V + v]);
             for (size_t c = 0; d != 0.0f && c < (size_t)C; c++)
                 dh[n * C + c] += d * qb_bf16(Wb[v * C + c]);
         }
+    for (size_t i = 0; lora_grads && i < n_logits; i++) logits[i] = bf16_round(logits[i]);
 }
 
 /* Row i of y [n,C] (+)= row rows[i] of x, or (scatter) row rows[i] of y += row i of x */
@@ -1245,6 +1290,39 @@ static void move_rows(float *y, const float *x, const int32_t *rows, int scatter
     }
 }
 
+/* The chunk of rows n0.. (n of them; idx: the listed rows) in la's rooms: u's rows gathered where
+ * listed, du's room after them (zeroed), and under bf16 (Bb: B's rounded copy) the rows rounded
+ * after those. */
+static HeadLoraChunk head_lora_chunk(const OpsHeadLora *l, float *la, const float *Bb,
+                                     const int32_t *idx, int n0, int n) {
+    int R = l->R;
+    size_t most = (size_t)n * R;
+    float *ug = la, *dug = la + most, *ub = la + 2 * most;
+    HeadLoraChunk c = {l, idx ? ug : l->u + (size_t)n0 * R, Bb ? Bb : l->B, NULL};
+    if (idx) move_rows(ug, l->u, idx, 0, n, R);
+    if (l->du) c.du = idx ? dug : l->du + (size_t)n0 * R;
+    if (idx && l->du) memset(dug, 0, most * sizeof *dug);
+    if (!Bb) return c;
+    for (size_t i = 0; i < most; i++) ub[i] = bf16_round(c.u[i]);
+    c.u = ub;
+    return c;
+}
+
+/* du += scale * dlogits @ B and dB += scale * dlogits^T @ u from a chunk's dlogits (under bf16
+ * its bf16 values); listed rows' du then added to theirs. */
+static void head_lora_backward(const HeadLoraChunk *c, const float *dlogits, const int32_t *idx,
+                               int n, int V) {
+    const OpsHeadLora *l = c->l;
+    int R = l->R;
+    if (c->du)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, R, V, l->scale, dlogits, V, c->B,
+                    R, 1.0f, c->du, R);
+    if (l->dB)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, R, n, l->scale, dlogits, V, c->u, R,
+                    1.0f, l->dB, R);
+    if (idx && c->du) move_rows(l->du, c->du, idx, 1, n, R);
+}
+
 /* Per chunk of rows of h [N,C]: logits [rows,V] = h @ W[V,C]^T in scratch (soft-capped where
  * softcap > 0), losses and dlogits in place (cross_entropy_rows), then dh[rows,C] += dlogits @ W
  * and dW += dlogits^T @ h (NULL: skipped); with Wb, lm_head_chunk_bf16 (hb after the logits, as on
@@ -1252,12 +1330,13 @@ static void move_rows(float *y, const float *x, const int32_t *rows, int scatter
  * chunks (ops_lm_head_rows). With rows, the chunk's rows of h are gathered first and its dh
  * computed apart, then added to theirs. */
 static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h,
-                                      const float *W, const uint16_t *Wb, const int32_t *labels,
-                                      const int32_t *rows, float grad_scale, const float *row_scale,
-                                      float softcap, float *scratch, int N, int C, int V,
-                                      int chunk) {
+                                      const float *W, const uint16_t *Wb, const OpsHeadLora *lora,
+                                      const int32_t *labels, const int32_t *rows, float grad_scale,
+                                      const float *row_scale, float softcap, float *scratch, int N,
+                                      int C, int V, int chunk) {
     if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
-    int bf16 = Wb != NULL, grads = dh || dW;
+    int bf16 = Wb != NULL, lora_grads = lora && (lora->du || lora->dB);
+    int grads = dh || dW || lora_grads;
     int held = (int)ops_lm_head_rows((size_t)N, (size_t)chunk, bf16);
     uint16_t *hb =
         (uint16_t *)(scratch + ops_lm_head_logits((size_t)N, (size_t)V, (size_t)chunk, bf16));
@@ -1265,6 +1344,10 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
               scratch + ops_lm_head_gathered((size_t)N, (size_t)C, (size_t)V, (size_t)chunk, bf16),
           *dhg = hg + (size_t)(N < chunk ? N : chunk) * C;
     if (dW) Wb = NULL; /* a head given in bf16 has no weight gradient: f32 then */
+    float *la = scratch + ops_lm_head_lora_at((size_t)N, (size_t)C, (size_t)V, (size_t)chunk, bf16);
+    /* B rounded to bf16 values, after a chunk's rows of u, du and u rounded */
+    float *Bb = lora && Wb ? la + 3 * (size_t)(N < chunk ? N : chunk) * lora->R : NULL;
+    for (size_t i = 0; Bb && i < (size_t)V * lora->R; i++) Bb[i] = bf16_round(lora->B[i]);
     for (int n0 = 0; n0 < N; n0 += held) {
         int n = N - n0 < held ? N - n0 : held;
         const int32_t *idx = rows ? rows + n0 : NULL;
@@ -1275,16 +1358,22 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
         float *lc = idx ? losses : losses + n0;
         const int32_t *yc = idx ? labels : labels + n0;
         const float *rs = !row_scale ? NULL : idx ? row_scale : row_scale + n0;
+        HeadLoraChunk lo = lora ? head_lora_chunk(lora, la, Bb, idx, n0, n) : (HeadLoraChunk){0};
+        const HeadLoraChunk *lop = lora ? &lo : NULL;
         if (Wb) {
-            lm_head_chunk_bf16(lc, dhc, hc, Wb, yc, idx, grad_scale, rs, softcap, scratch, hb, n, C,
-                               V);
+            lm_head_chunk_bf16(lc, dhc, lora_grads, hc, Wb, lop, yc, idx, grad_scale, rs, softcap,
+                               scratch, hb, n, C, V);
         } else {
             cpu_matmul_forward(scratch, hc, W, NULL, n, C, V);
+            if (lora)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, lora->R, lora->scale,
+                            lo.u, lora->R, lora->B, lora->R, 1.0f, scratch, V);
             if (softcap > 0.0f) soft_cap_all(scratch, (size_t)n * V, softcap);
             cross_entropy_rows(lc, grads ? scratch : NULL, scratch, yc, idx, grad_scale, rs,
                                softcap, n, V);
             if (grads) cpu_matmul_backward(dhc, dW, scratch, hc, W, n, C, V, 1);
         }
+        if (lora_grads) head_lora_backward(&lo, scratch, idx, n, V);
         if (idx && dh) move_rows(dh, dhg, idx, 1, n, C);
     }
 }
@@ -1394,6 +1483,8 @@ const Ops ops_cpu = {
     .status = cpu_status,
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,
+    .embedding_lora_forward = cpu_embedding_lora_forward,
+    .embedding_lora_backward = cpu_embedding_lora_backward,
     .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward = cpu_layernorm_backward,
     .rmsnorm_backward = cpu_rmsnorm_backward,

@@ -243,7 +243,13 @@ void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types
                             const int32_t *pos, const float *wte, const uint16_t *wte_bf16,
                             const float *wpe, const float *wtt, int B, int T, int C);
 void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
-                             const int32_t *ids, const int32_t *types, int B, int T, int C);
+                             const int32_t *ids, const int32_t *types, int pad, int B, int T,
+                             int C);
+void cuda_embedding_lora_forward(float *out, float *u, const int32_t *ids, const float *AT,
+                                 const float *B, float scale, int N, int C, int R);
+void cuda_embedding_lora_backward(float *dAT, float *dB, const float *dout, const float *u,
+                                  const int32_t *ids, const float *B, float scale, int pad,
+                                  float *scratch, int N, int C, int R);
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, uint16_t *xh, const float *inp,
                             const float *weight, const float *bias, float eps, int N, int C);
 void cuda_layernorm_backward(float *dinp, uint16_t *dinp_bf16, float *dweight, float *dbias,
@@ -358,9 +364,9 @@ void cuda_cross_entropy_rows_bf16(float *losses, __nv_bfloat16 *logits, int grad
                                   const int32_t *labels, const int32_t *rows, float grad_scale,
                                   const float *row_scale, float softcap, int N, int V);
 void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
-                                const uint16_t *Wb, const int32_t *labels, const int32_t *rows,
-                                float grad_scale, const float *row_scale, float softcap,
-                                float *scratch, int N, int C, int V, int chunk);
+                                const uint16_t *Wb, const OpsHeadLora *lora, const int32_t *labels,
+                                const int32_t *rows, float grad_scale, const float *row_scale,
+                                float softcap, float *scratch, int N, int C, int V, int chunk);
 void cuda_dpo_loss(double *stats, float *logps, float *row_scale, const float *losses,
                    const int32_t *labels, const float *ref, float beta, float label_smoothing,
                    int ipo, float grad_scale, int B, int T);

@@ -470,12 +470,12 @@ __global__ void embedding_forward_kernel(float *__restrict__ out, const int32_t 
     }
 }
 
-__global__ void embedding_dwte_kernel(float *dwte, const float *dout, const int32_t *ids, int C,
-                                      size_t N, int *fault) {
+__global__ void embedding_dwte_kernel(float *dwte, const float *dout, const int32_t *ids, int pad,
+                                      int C, size_t N, int *fault) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(n, N) {
         int id = checked_id(ids, n, fault);
-        if (id >= 0)
+        if (id >= 0 && id != pad)
             for (int c = lane; c < C; c += 32)
                 atomicAdd(&dwte[(size_t)id * C + c], dout[n * C + c]);
     }
@@ -529,12 +529,13 @@ void cuda_embedding_forward(float *out, const int32_t *ids, const int32_t *types
 }
 
 void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
-                             const int32_t *ids, const int32_t *types, int B, int T, int C) {
+                             const int32_t *ids, const int32_t *types, int pad, int B, int T,
+                             int C) {
     size_t N = (size_t)B * T;
     if (!N || C <= 0) return;
     if (dwte) {
         embedding_dwte_kernel<<<cuda_blocks(N, CUDA_THREADS / 32), CUDA_THREADS>>>(
-            dwte, dout, ids, C, N, cuda_fault_word());
+            dwte, dout, ids, pad, C, N, cuda_fault_word());
         CUDA_LAUNCHED("embedding_backward (wte)");
     }
     if (dwpe) {

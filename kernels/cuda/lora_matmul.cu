@@ -532,6 +532,28 @@ void cuda_lora_forward(float *out, float *u, const float *inp, const float *A, c
         cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, R, scale, B, R, 0, u, R, 0, 1.0f, out, OC, 0, 1);
 }
 
+/* u = AT's rows of ids (the embedding's gather); out^T[C,N] += scale B[C,R] u^T[R,N]. */
+void cuda_embedding_lora_forward(float *out, float *u, const int32_t *ids, const float *AT,
+                                 const float *B, float scale, int N, int C, int R) {
+    if (N <= 0 || R <= 0) return;
+    cuda_embedding_forward(u, ids, NULL, NULL, AT, NULL, NULL, NULL, 1, N, R);
+    cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, C, N, R, scale, B, R, 0, u, R, 0, 1.0f, out, C, 0, 1);
+}
+
+/* dB^T[R,C] += scale u^T[R,N] dout[N,C]; du^T[R,N] = scale B^T[R,C] dout^T[C,N]; du scattered into
+ * AT's rows as the embedding's gradient (atomics: repeated ids add in no fixed order). */
+void cuda_embedding_lora_backward(float *dAT, float *dB, const float *dout, const float *u,
+                                  const int32_t *ids, const float *B, float scale, int pad,
+                                  float *scratch, int N, int C, int R) {
+    if (N <= 0 || C <= 0 || R <= 0) return;
+    if (dB)
+        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, R, C, N, scale, u, R, 0, dout, C, 0, 1.0f, dB, R, 0, 1);
+    if (!dAT) return;
+    cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, R, N, C, scale, B, R, 0, dout, C, 0, 0.0f, scratch, R, 0,
+              1);
+    cuda_embedding_backward(dAT, NULL, NULL, scratch, ids, NULL, pad, 1, N, R);
+}
+
 /* The input-gradient terms of up to OPS_LORA_GROUP_MAX adapted linears of one input, by value:
  * each one's du [N,R], A [R,C] and dropout seed (XOR the step's). */
 struct LoraUp {
@@ -1012,9 +1034,11 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
         cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_T, R, OC, N, scale, u, R, 0, dout, OC, 0, 1.0f, dB, R, 0,
                   1);
     if (!dA && !dinp) return;
-    float *du = scratch + (size_t)N * C;
+    const float *du = B ? scratch + (size_t)N * C : dout; /* B NULL: dout is du */
     /* du^T[R,N] = scale B^T[R,OC] dout^T[OC,N]: both are their buffers' column-major views */
-    cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, R, N, OC, scale, B, R, 0, dout, OC, 0, 0.0f, du, R, 0, 1);
+    if (B)
+        cuda_gemm(CUBLAS_OP_N, CUBLAS_OP_N, R, N, OC, scale, B, R, 0, dout, OC, 0, 0.0f,
+                  scratch + (size_t)N * C, R, 0, 1);
     if (dA) {
         const float *x = inp;
         if (p > 0.0f) {

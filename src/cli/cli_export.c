@@ -58,7 +58,8 @@ int cmd_export_gguf(int argc, char **argv) {
         fprintf(stderr, "loraft export-gguf: %s\n", err.msg);
     else
         printf("wrote %s: %d LoRA modules of %s (r %d, alpha %g) for llama.cpp's --lora\n", out,
-               m.n_loras, model, m.loras[0].r, gguf_adapter_alpha(&m));
+               model_n_adapters(&m), model, m.n_loras ? m.loras[0].r : m.embedding_lora.r,
+               gguf_adapter_alpha(&m));
     model_free(&m);
     return rc ? 1 : 0;
 }

@@ -179,7 +179,8 @@ int cmd_merge(int argc, char **argv) {
     if (rc)
         fprintf(stderr, "loraft merge: %s\n", err.msg);
     else
-        printf("merged %s + %s into %s (%d LoRA modules)\n", model, adapter, out, m.n_loras);
+        printf("merged %s + %s into %s (%d LoRA modules)\n", model, adapter, out,
+               model_n_adapters(&m));
     model_free(&m);
     return rc ? 1 : 0;
 }

@@ -527,9 +527,48 @@ static int check_language_model_only(const Model *m, const char *path, LfError *
     return rc;
 }
 
+/* peft saves an adapted embedding's or LM head's weight beside its adapter (save_embedding_layers,
+ * on by default there for embed_tokens and lm_head targets: "...embed_tokens.base_layer.weight")
+ * and loads it over the model's. Returns 1 where tensor i of st is such a copy of the weight
+ * loraft holds (within 1 % of its largest value: it may be stored in bf16 or quantised), 0 where
+ * it is another tensor, -1 where it differs: loraft does not replace the base model's weights. */
+static int is_own_copy(Model *m, const SafeTensors *st, int i, LfError *err) {
+    const Param *w = NULL;
+    char module[200], buf[200], name[260];
+    const char *tensor = st->tensors[i].name;
+    for (int k = 0; k < 2 && !w; k++) {
+        const Param *p = k ? (m->head && m->head->lora ? m->head->w : NULL)
+                           : (m->embedding_lora.A ? m->word_embedding : NULL);
+        if (!p) continue;
+        snprintf(module, sizeof module, "%s", k ? "lm_head.weight" : p->name);
+        *strrchr(module, '.') = 0; /* "...embed_tokens.weight" -> its module */
+        snprintf(name, sizeof name, PEFT_PREFIX "%s.base_layer.weight",
+                 model_tree_name(&m->cfg, module, 0, buf, sizeof buf));
+        if (!strcmp(name, tensor)) w = p;
+    }
+    if (!w) return 0;
+    float **slot, *file = malloc(w->numel * sizeof *file);
+    float *host = file ? model_host_weights(m, 0, &slot, err) : NULL;
+    int rc = !file ? lf_fail(err, "out of memory") : !host ? -1 : 0;
+    if (!rc) rc = safetensors_read_f32(st, tensor, w->ndim, w->shape, file, err);
+    double most = 0, worst = 0;
+    for (size_t k = 0; !rc && k < w->numel; k++) {
+        float ours = slot[w - m->params][k];
+        most = fmax(most, fabsf(ours)), worst = fmax(worst, fabsf(ours - file[k]));
+    }
+    if (!rc && worst > 1e-2 * most)
+        rc = lf_fail(err,
+                     "tensor '%s' replaces the model's %s with another (up to %.3g apart), which "
+                     "loraft does not load: train the adapter on that model",
+                     tensor, w == m->word_embedding ? "token embedding" : "LM head", worst);
+    free(file), free(host);
+    if (host) free(slot);
+    return rc ? -1 : 1;
+}
+
 /* Every tensor of an adapter file must be one the model reads (scatter): one that its config's
  * targets leave out would otherwise be dropped unseen. */
-static int check_no_strays(const Model *m, const char *path, LfError *err) {
+static int check_no_strays(Model *m, const char *path, LfError *err) {
     SafeTensors st;
     if (safetensors_open(&st, path, err)) return -1;
     char(*names)[260] = calloc((size_t)m->n_params + 1, sizeof *names); /* the adapter's, once */
@@ -540,7 +579,10 @@ static int check_no_strays(const Model *m, const char *path, LfError *err) {
     for (int i = 0; i < st.n_tensors && !rc; i++) {
         int found = 0;
         for (int j = 0; j < n && !found; j++) found = !strcmp(names[j], st.tensors[i].name);
-        if (!found)
+        if (!found) found = is_own_copy(m, &st, i, err);
+        if (found < 0)
+            rc = lf_wrap(err, "%s", path);
+        else if (!found)
             rc = lf_fail(err,
                          "%s: tensor '%s' is not an adapter of this model (its config's "
                          "target_modules, layers_to_transform, exclude_modules and modules_to_save "

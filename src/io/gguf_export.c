@@ -124,13 +124,22 @@ static int check_decoder(const Model *m, const char *path, LfError *err) {
 
 /* ------------------------------------------------------------------- adapters ---- */
 
+/* The adapters in export order: the linears', then the token embedding's (Model.embedding_lora,
+ * whose A loraft holds as llama.cpp's token_embd.weight.lora_a, [V,R]). */
+static const Lora *adapter(const Model *m, int i) {
+    return i < m->n_loras ? &m->loras[i] : &m->embedding_lora;
+}
+static const Param *adapted_weight(const Model *m, const Lora *lo) {
+    return lo->base ? lo->base->w : m->word_embedding;
+}
+
 double gguf_adapter_alpha(const Model *m) {
-    return (double)m->loras[0].scale * m->loras[0].r;
+    return (double)adapter(m, 0)->scale * adapter(m, 0)->r;
 }
 
 int gguf_export_adapter(Model *m, const char *path, LfError *err) {
     if (check_decoder(m, path, err)) return -1;
-    if (m->spec.strategy != STRATEGY_LORA || m->n_loras == 0)
+    if (m->spec.strategy != STRATEGY_LORA || model_n_adapters(m) == 0)
         return lf_fail(err, "%s: the model has no LoRA adapter to export", path);
     if (init_splits(m->spec.init))
         return lf_fail(err,
@@ -144,6 +153,11 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
                        "%s: a DoRA adapter (use_dora) has no llama.cpp LoRA form; merge it instead "
                        "(loraft merge --format gguf)",
                        path);
+    if (m->head && m->head->lora && m->head->w == m->word_embedding)
+        return lf_fail(err,
+                       "%s: an adapter on a tied lm_head has no llama.cpp form (llama.cpp's "
+                       "head is token_embd itself; its converter refuses it too)",
+                       path);
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].grad && !m->params[i].is_lora)
             return lf_fail(err,
@@ -155,20 +169,22 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
     float *host = model_host_weights(m, 0, &slot, err);
     if (!host) return -1;
     size_t bytes = 0;
-    for (int i = 0; i < m->n_loras; i++) bytes += (m->loras[i].A->numel + m->loras[i].B->numel) * 4;
+    for (int i = 0; i < model_n_adapters(m); i++)
+        bytes += (adapter(m, i)->A->numel + adapter(m, i)->B->numel) * 4;
     Out o;
-    int rc = out_init(&o, 2 * m->n_loras, bytes, err);
+    int rc = out_init(&o, 2 * model_n_adapters(m), bytes, err);
     double alpha = gguf_adapter_alpha(m);
-    for (int i = 0; rc == 0 && i < m->n_loras; i++) {
-        const Lora *lo = &m->loras[i];
+    for (int i = 0; rc == 0 && i < model_n_adapters(m); i++) {
+        const Lora *lo = adapter(m, i);
+        const char *w = adapted_weight(m, lo)->name;
         char name[GGUF_MAX_NAME];
         float *B = slot[lo->B - m->params], f = (float)((double)lo->scale * lo->r / alpha);
         for (size_t j = 0; f != 1.0f && j < lo->B->numel; j++) B[j] *= f;
         GgufFix fix;
-        rc = gguf_name(m, lo->base->w->name, ".lora_a", name, &fix, err) ||
+        rc = gguf_name(m, w, ".lora_a", name, &fix, err) ||
                      out_add(&o, name, slot[lo->A - m->params], lo->A->shape[0], lo->A->shape[1],
                              GGUF_FIX_NONE, 0, GGML_F32, err) ||
-                     gguf_name(m, lo->base->w->name, ".lora_b", name, &fix, err) ||
+                     gguf_name(m, w, ".lora_b", name, &fix, err) ||
                      out_add(&o, name, B, lo->B->shape[0], lo->B->shape[1], fix, heads_for(m, fix),
                              GGML_F32, err)
                  ? -1

@@ -95,7 +95,8 @@ static int bert_build(Model *m, LfError *err) {
     if (!b || !b->layers || !b->acts) return lf_fail(err, "out of memory");
     const char *p = m->arch->prefix;
     int C = c->hidden_size, F = c->ffn_size;
-    b->wte = model_param(m, 1, c->vocab_size, C, "%s.embeddings.word_embeddings.weight", p);
+    b->wte = m->word_embedding =
+        model_param(m, 1, c->vocab_size, C, "%s.embeddings.word_embeddings.weight", p);
     b->wte->pad_row = c->pad_token_id;
     b->wpe = model_param(m, 1, c->max_positions, C, "%s.embeddings.position_embeddings.weight", p);
     b->wtt = is_distilbert(m) ? NULL
@@ -144,8 +145,8 @@ static int layer_trains(const Layer *L) {
 
 /* Whether backward reaches the embeddings: their tables, or their norm's bias alone (lora.bias
  * all). */
-static int embeddings_train(const Bert *b) {
-    return b->wte->grad || b->ln_emb.b->grad;
+static int embeddings_train(const Model *m, const Bert *b) {
+    return model_embedding_trains(m) || b->ln_emb.b->grad;
 }
 
 /* A buffer that backward does not need (q, k and v too when attention saves copies of its
@@ -163,10 +164,10 @@ static void bert_plan(Model *m, Plan *pl) {
     Bert *b = bert(m);
     size_t B = m->max_batch, T = m->max_len, N = B * T, C = c->hidden_size, F = c->ffn_size;
     size_t NH = c->num_heads, L = c->num_layers;
-    b->lowest_trained_layer = embeddings_train(b) ? 0 : (int)L;
+    b->lowest_trained_layer = embeddings_train(m, b) ? 0 : (int)L;
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
-    int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = embeddings_train(b);
+    int low = b->lowest_trained_layer, any = m->n_grads > 0, emb_trains = embeddings_train(m, b);
     int ckpt = model_recomputes(m);
     size_t saved_n = model_attention_saved(m, 0);
     int half = model_keeps_bf16(m);
@@ -416,6 +417,7 @@ static void bert_forward(Model *m, Drop d) {
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->emb, m->ids, b->wtt ? m->types : NULL, NULL, b->wte->value, NULL,
                          b->wpe->value, b->wtt ? b->wtt->value : NULL, B, T, C);
+    model_embedding_lora(m, b->emb, N);
     model_embedding_noise(m, b->emb, d); /* HF's on the word embeddings: the same sum */
     o->layernorm_forward(b->h0, b->emb_mean, b->emb_rstd, NULL, b->emb, b->ln_emb.w->value,
                          b->ln_emb.b->value, c->layer_norm_eps, N, C);
@@ -432,17 +434,19 @@ static void bert_backward(Model *m, Drop d) {
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, L = c->num_layers;
     size_t NC = (size_t)N * C;
     head_backward(m, d);
-    int emb_trains = embeddings_train(b);
+    int emb_trains = embeddings_train(m, b);
     layers_backward(m, layer_forward, layer_backward, b->lowest_trained_layer, emb_trains, b->d_a,
                     d);
     if (!emb_trains) return;
     const float *dh0 = dropout_grad(m, b->d_br, b->d_a, d.hidden, model_site(L, SITE_EMB), NC);
-    float *d_r = b->wte->grad ? b->d_r : NULL; /* the tables' gradient, or the norm's bias alone */
+    /* the tables' and the adapter's gradient, or the norm's bias alone */
+    float *d_r = model_embedding_trains(m) ? b->d_r : NULL;
     o->layernorm_backward(d_r, NULL, b->ln_emb.w->grad, b->ln_emb.b->grad, dh0, b->emb, NULL,
                           b->ln_emb.w->value, b->emb_mean, b->emb_rstd, N, C, OPS_SET);
-    if (d_r)
-        o->embedding_backward(b->wte->grad, b->wpe->grad, b->wtt ? b->wtt->grad : NULL, b->d_r,
-                              m->ids, b->wtt ? m->types : NULL, B, T, C);
+    if (!d_r) return;
+    o->embedding_backward(b->wte->grad, b->wpe->grad, b->wtt ? b->wtt->grad : NULL, d_r, m->ids,
+                          b->wtt ? m->types : NULL, b->wte->pad_row, B, T, C);
+    model_embedding_lora_backward(m, d_r);
 }
 
 const ArchImpl arch_distilbert = {

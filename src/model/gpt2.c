@@ -76,7 +76,8 @@ static int gpt2_build(Model *m, LfError *err) {
     int C = c->hidden_size, F = c->ffn_size;
     /* HF's GPT-2 init: the residual branches' output projections at std / sqrt(2 L) */
     float proj_std = c->initializer_range / sqrtf(2.0f * c->num_layers);
-    b->wte = m->embedding = model_param(m, 1, c->vocab_size, C, "transformer.wte.weight");
+    b->wte = m->embedding = m->word_embedding =
+        model_param(m, 1, c->vocab_size, C, "transformer.wte.weight");
     b->wpe = model_param(m, 1, c->max_positions, C, "transformer.wpe.weight");
     for (int l = 0; l < c->num_layers; l++) {
         Layer *L = &b->layers[l];
@@ -123,7 +124,7 @@ static void gpt2_plan(Model *m, Plan *pl) {
     Gpt2 *b = gpt2(m);
     size_t B = m->max_batch, T = m->max_len, N = B * T, C = c->hidden_size, F = c->ffn_size;
     size_t L = c->num_layers, lse_n = B * c->num_heads * T;
-    b->lowest_trained_layer = b->wte->grad || b->wpe->grad ? 0 : (int)L;
+    b->lowest_trained_layer = model_embedding_trains(m) || b->wpe->grad ? 0 : (int)L;
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int any = m->n_grads > 0, ckpt = model_recomputes(m);
@@ -355,6 +356,7 @@ static void gpt2_forward(Model *m, Drop d) {
     float *x = b->acts[0].x;
     o->embedding_forward(x, m->ids, NULL, NULL, b->wte->value, b->wte->packed, b->wpe->value, NULL,
                          m->B, m->T, C);
+    model_embedding_lora(m, x, N);
     model_embedding_noise(m, x, d); /* HF's on wte's output: the same sum */
     if (d.embedding > 0)
         o->dropout_forward(x, x, d.embedding, model_site(L, SITE_EMB), (size_t)N * C);
@@ -373,12 +375,13 @@ static void gpt2_backward(Model *m, Drop d) {
     o->layernorm_backward(b->d_out, NULL, b->ln_f.w->grad, b->ln_f.b->grad, m->dhidden,
                           b->acts[L - 1].out, NULL, b->ln_f.w->value, b->mean_f, b->rstd_f, N, C,
                           OPS_SET);
-    int emb_trains = b->wte->grad || b->wpe->grad;
+    int emb_trains = model_embedding_trains(m) || b->wpe->grad;
     layers_backward(m, layer_forward, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
                     d);
     if (!emb_trains) return;
     const float *de = dropout_grad(m, b->d_r, b->d_out, d.embedding, model_site(L, SITE_EMB), NC);
-    o->embedding_backward(b->wte->grad, b->wpe->grad, NULL, de, m->ids, NULL, m->B, m->T, C);
+    o->embedding_backward(b->wte->grad, b->wpe->grad, NULL, de, m->ids, NULL, -1, m->B, m->T, C);
+    model_embedding_lora_backward(m, de);
 }
 
 /* The new tokens' embeddings: wte[ids] + wpe at their positions (m->positions). */
@@ -389,6 +392,7 @@ static void gpt2_decode(Model *m, int n) {
     int C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, m->positions, b->wte->value, b->wte->packed,
                          b->wpe->value, NULL, 1, n, C);
+    model_embedding_lora(m, b->acts[0].x, n);
     for (int l = 0; l < L; l++) layer_decode(m, l, n);
     input_norm(m, L, b->hf, NULL, b->mean_f, b->rstd_f, NULL, &b->ln_f, n, 0.0f, 0);
 }

@@ -136,7 +136,8 @@ static int llama_build(Model *m, LfError *err) {
     model_rope_freqs(c, &b->rope);
     model_rope_freqs_local(c, &b->rope_local);
     model_rope_freqs_long(c, &b->rope_long);
-    b->wte = m->embedding = model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
+    b->wte = m->embedding = m->word_embedding =
+        model_param(m, 1, c->vocab_size, C, "model.embed_tokens.weight");
     b->wte->pad_row = c->pad_token_id;
     for (int l = 0; l < c->num_layers; l++) {
         Layer *L = &b->layers[l];
@@ -227,7 +228,7 @@ static void llama_plan(Model *m, Plan *pl) {
     size_t AC = QC > C ? QC : C; /* ctx's room: attention's output, and d_out's place */
     size_t L = c->num_layers, lse_n = B * c->num_heads * T, NQ = N * c->num_heads;
     int qkn = b->qk_norm, gemma = b->gemma;
-    b->lowest_trained_layer = b->wte->grad ? 0 : (int)L;
+    b->lowest_trained_layer = model_embedding_trains(m) ? 0 : (int)L;
     for (int l = (int)L - 1; l >= 0; l--)
         if (layer_trains(&b->layers[l])) b->lowest_trained_layer = l;
     int any = m->n_grads > 0, ckpt = model_recomputes(m);
@@ -599,6 +600,7 @@ static void llama_forward(Model *m, Drop d) {
     int N = m->B * m->T, C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, b->wte->packed, NULL,
                          NULL, m->B, m->T, C);
+    model_embedding_lora(m, b->acts[0].x, N);
     if (b->gemma) o->scale(b->acts[0].x, embed_scale(m), (size_t)N * C);
     model_embedding_noise(m, b->acts[0].x, d);
     for (int l = 0; l < L; l++) layer_forward(m, l, d, 0);
@@ -615,12 +617,14 @@ static void llama_backward(Model *m, Drop d) {
     o->rmsnorm_backward(b->d_out, body ? below_dout_bf16(m, L - 1) : NULL, b->ln_f.w->grad,
                         m->dhidden, b->acts[L - 1].out, NULL, model_norm_weight(m, &b->ln_f),
                         b->rstd_f, N, C, OPS_SET);
-    int emb_trains = b->wte->grad != NULL;
+    int emb_trains = model_embedding_trains(m);
     layers_backward(m, layer_forward, layer_backward, b->lowest_trained_layer, emb_trains, b->d_out,
                     d);
-    if (emb_trains && b->gemma) o->scale(b->d_out, embed_scale(m), (size_t)N * C);
-    if (emb_trains)
-        o->embedding_backward(b->wte->grad, NULL, NULL, b->d_out, m->ids, NULL, m->B, m->T, C);
+    if (!emb_trains) return;
+    if (b->gemma) o->scale(b->d_out, embed_scale(m), (size_t)N * C);
+    o->embedding_backward(b->wte->grad, NULL, NULL, b->d_out, m->ids, NULL, b->wte->pad_row, m->B,
+                          m->T, C);
+    model_embedding_lora_backward(m, b->d_out);
 }
 
 static void llama_decode(Model *m, int n) {
@@ -630,6 +634,7 @@ static void llama_decode(Model *m, int n) {
     int C = c->hidden_size, L = c->num_layers;
     o->embedding_forward(b->acts[0].x, m->ids, NULL, NULL, b->wte->value, b->wte->packed, NULL,
                          NULL, 1, n, C);
+    model_embedding_lora(m, b->acts[0].x, n);
     if (b->gemma) o->scale(b->acts[0].x, embed_scale(m), (size_t)n * C);
     for (int l = 0; l < L; l++) layer_decode(m, l, n);
     input_norm(m, L, b->hf, NULL, b->rstd_f, NULL, &b->ln_f, n, 0);

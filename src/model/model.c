@@ -265,16 +265,17 @@ static int excluded(const TrainSpec *s, const char *module, const char *peft_nam
     return s->exclude_regex[0] && lora_regex_fullmatch(peft_name, s->exclude_regex);
 }
 
-/* Whether module (peft_name in PEFT's module tree: model_tree_name) is a LoRA target, as PEFT's
- * check_target_module_exists decides: target_regex (all-linear, or the whole name matched) or a
- * target_modules name (in one of layers_to_transform's layers when there are any), and not
- * excluded; used[t] set for the names it matches, used[0] for the regular expression. */
+/* Whether module (peft_name in PEFT's module tree: model_tree_name), the linear l or (l NULL) the
+ * token embedding, is a LoRA target, as PEFT's check_target_module_exists decides: target_regex
+ * (all-linear, which takes linears only, or the whole name matched) or a target_modules name (in
+ * one of layers_to_transform's layers when there are any), and not excluded; used[t] set for the
+ * names it matches, used[0] for the regular expression. */
 static int is_target(const Model *m, const Linear *l, const char *module, const char *peft_name,
                      int *used) {
     const TrainSpec *s = &m->spec;
     int hit = 0;
     if (s->target_regex[0]) {
-        hit = all_linear(s) ? !output_layer(m, l, module)
+        hit = all_linear(s) ? l && !output_layer(m, l, module)
                             : lora_regex_fullmatch(peft_name, s->target_regex);
         used[0] |= hit;
     }
@@ -326,36 +327,97 @@ static void split_mixed_groups(Model *m) {
     }
 }
 
-/* Adds LoRA A/B beside every targeted dense layer, of its rank and scale. */
+/* Whether module (PEFT's name of it into peft) is a LoRA target (is_target); -1 with the reason
+ * where it is also in modules_to_save. */
+static int targeted(const Model *m, const Linear *l, const char *module, char peft[200], int *used,
+                    LfError *err) {
+    char buf[200];
+    snprintf(peft, 200, "%s", model_tree_name(&m->cfg, module, 0, buf, sizeof buf));
+    if (!is_target(m, l, module, peft, used)) return 0;
+    if (is_saved_module(&m->spec, module))
+        return lf_fail(err,
+                       "LoRA target '%s' is also in modules_to_save (leave it out: "
+                       "lora.exclude_modules)",
+                       module);
+    return 1;
+}
+
+/* An adapter's rank and scale: the spec's, or its rank_pattern's and alpha_pattern's. */
+static void lora_shape(const Model *m, Lora *lo, const char *peft) {
+    const TrainSpec *s = &m->spec;
+    lo->r = (int)lora_pattern_value(s->rank_pattern, s->n_rank_pattern, peft, (float)s->r);
+    float alpha = lora_pattern_value(s->alpha_pattern, s->n_alpha_pattern, peft, s->alpha);
+    lo->scale = s->use_rslora ? alpha / sqrtf((float)lo->r) : alpha / (float)lo->r;
+}
+
+/* PEFT's LoRA on an nn.Embedding, when the token embedding is a target: A [R,V] held transposed
+ * (Model.embedding_lora), B [C,R]. */
+static int attach_embedding_lora(Model *m, int *used, LfError *err) {
+    Param *table = m->word_embedding;
+    char module[160], peft[200];
+    if (!table) return 0;
+    module_of(table, module, sizeof module);
+    int hit = targeted(m, NULL, module, peft, used, err);
+    if (hit <= 0) return hit;
+    if (m->spec.use_dora)
+        return lf_fail(err,
+                       "DoRA on the embedding '%s' is not supported (leave it out of the "
+                       "targets, or lora.use_dora false)",
+                       module);
+    Lora *lo = &m->embedding_lora;
+    lora_shape(m, lo, peft);
+    lo->A = model_param(m, 1, table->shape[0], lo->r, "%s.lora_embedding_A", module);
+    lo->B = model_param(m, 1, table->shape[1], lo->r, "%s.lora_embedding_B", module);
+    lo->A->hf_transposed = 1;
+    lo->A->is_lora = lo->B->is_lora = 1;
+    lo->A->in_checkpoint = lo->B->in_checkpoint = 0;
+    return 0;
+}
+
+/* An adapter beside the linear l (named module), of its rank and scale. The LM head's takes
+ * neither DoRA nor a start split from its weight. */
+static int attach_lora(Model *m, Linear *l, const char *module, const char *peft, LfError *err) {
+    const TrainSpec *s = &m->spec;
+    if (l == m->head && (s->use_dora || init_splits(s->init)))
+        return lf_fail(err,
+                       "%s on the LM head ('%s') is not supported (leave it out of the targets)",
+                       s->use_dora ? "DoRA" : lora_init_name(s->init), module);
+    Lora *lo = &m->loras[m->n_loras++];
+    lora_shape(m, lo, peft);
+    lo->A = model_param(m, 1, lo->r, l->in, "%s.lora_A.weight", module);
+    lo->B = model_param(m, 1, l->out, lo->r, "%s.lora_B.weight", module);
+    lo->A->is_lora = lo->B->is_lora = 1;
+    lo->A->in_checkpoint = lo->B->in_checkpoint = 0;
+    lo->base = l;
+    l->lora = lo;
+    if (!s->use_dora) return 0;
+    lo->mag = model_param(m, 1, l->out, 0, "%s.lora_magnitude_vector", module);
+    lo->mag->is_lora = 1, lo->mag->in_checkpoint = 0; /* sync_dora initialises it */
+    return 0;
+}
+
+/* PEFT's lm_head where the head is tied to the token embedding: a module of its own there, whose
+ * weight is the table (no linear of loraft's), adapted apart from it. */
+static int attach_tied_head_lora(Model *m, int *used, LfError *err) {
+    char peft[200];
+    if (!m->head || m->head->w != m->word_embedding) return 0;
+    int hit = targeted(m, m->head, "lm_head", peft, used, err);
+    return hit <= 0 ? hit : attach_lora(m, m->head, "lm_head", peft, err);
+}
+
+/* Adds LoRA A/B beside every targeted dense layer, of its rank and scale, and beside the token
+ * embedding and a tied LM head where they are targets. */
 static int attach_loras(Model *m, LfError *err) {
     const TrainSpec *s = &m->spec;
     int used[LORA_MAX_TARGETS] = {0};
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
-        char module[160], buf[200], peft[200];
+        char module[160], peft[200];
         module_of(l->w, module, sizeof module);
-        snprintf(peft, sizeof peft, "%s", model_tree_name(&m->cfg, module, 0, buf, sizeof buf));
-        if (!is_target(m, l, module, peft, used)) continue;
-        if (is_saved_module(s, module))
-            return lf_fail(err,
-                           "LoRA target '%s' is also in modules_to_save (leave it out: "
-                           "lora.exclude_modules)",
-                           module);
-        Lora *lo = &m->loras[m->n_loras++];
-        int r = (int)lora_pattern_value(s->rank_pattern, s->n_rank_pattern, peft, (float)s->r);
-        float alpha = lora_pattern_value(s->alpha_pattern, s->n_alpha_pattern, peft, s->alpha);
-        lo->r = r;
-        lo->scale = s->use_rslora ? alpha / sqrtf((float)r) : alpha / (float)r;
-        lo->A = model_param(m, 1, r, l->in, "%s.lora_A.weight", module);
-        lo->B = model_param(m, 1, l->out, r, "%s.lora_B.weight", module);
-        lo->A->is_lora = lo->B->is_lora = 1;
-        lo->A->in_checkpoint = lo->B->in_checkpoint = 0;
-        lo->base = l;
-        l->lora = lo;
-        if (!s->use_dora) continue;
-        lo->mag = model_param(m, 1, l->out, 0, "%s.lora_magnitude_vector", module);
-        lo->mag->is_lora = 1, lo->mag->in_checkpoint = 0; /* sync_dora initialises it */
+        int hit = targeted(m, l, module, peft, used, err);
+        if (hit < 0 || (hit && attach_lora(m, l, module, peft, err))) return -1;
     }
+    if (attach_embedding_lora(m, used, err) || attach_tied_head_lora(m, used, err)) return -1;
     for (int t = 0; t < s->n_targets; t++)
         if (!used[t])
             return lf_fail(err, "LoRA target module '%s' not found in the %s model", s->targets[t],
@@ -363,7 +425,7 @@ static int attach_loras(Model *m, LfError *err) {
     if (s->target_regex[0] && !used[0])
         return lf_fail(err, "LoRA target_modules \"%s\" matches no module of the %s model",
                        s->target_regex, arch_name(m->cfg.arch));
-    if (!m->n_loras)
+    if (!m->n_loras && !m->embedding_lora.A)
         return lf_fail(err, "no LoRA target is left by lora.layers_to_transform and "
                             "lora.exclude_modules");
     if (all_linear(s)) write_all_linear(m);
@@ -434,11 +496,15 @@ static float normal_draw(Rng *r) {
 /* HF's _init_weights: Linear and Embedding weights ~ N(0, initializer_range) (or the
  * parameter's own init_std), biases 0,
  * norm weights 1, an embedding's padding row 0; PEFT's LoRA: A ~ kaiming_uniform(a=sqrt(5))
- * = U(+-1/sqrt(in)) (gaussian: N(0, 1/r)), B = 0. */
+ * = U(+-1/sqrt(in)) (gaussian: N(0, 1/r)), B = 0; on an embedding, whatever the start, A = 0
+ * and B ~ N(0, 1). */
 static void param_init(const Model *m, const Param *p, float *v, Rng *r) {
     size_t len = strlen(p->name);
     int is_bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
-    if (p->is_lora) {
+    if (p == m->embedding_lora.A || p == m->embedding_lora.B) {
+        for (size_t i = 0; i < p->numel; i++)
+            v[i] = p == m->embedding_lora.A ? 0.0f : normal_draw(r);
+    } else if (p->is_lora) {
         int is_a = strstr(p->name, "lora_A") != NULL;
         float bound = 1.0f / sqrtf((float)p->shape[1]), std = 1.0f / (float)p->shape[0];
         int gaussian = m->spec.init == LORA_INIT_GAUSSIAN;
@@ -803,7 +869,7 @@ static int bf16_gemm(const Model *m, const Linear *l) {
  * block-diagonal: [[W_0 | B_0 0 ..] ; [W_1 | 0 B_1 ..] ; .. ; [A_0 | -] ; [A_1 | -] ..], rows in +
  * the adapted members' ranks values apart (group_lora_cols). */
 static int fused_lora(const Model *m, const Linear *l) {
-    return l->lora && bf16_gemm(m, l);
+    return l->lora && bf16_gemm(m, l) && l != m->head; /* the head's: lm_head_cross_entropy's */
 }
 
 int linear_reads_bf16(const Model *m, const Linear *l) {
@@ -979,7 +1045,10 @@ static size_t scratch_floats(const Model *m) {
         need = max_size(need, ops_dora_scratch(B * T, (size_t)l->out));
         if (l->w->packed) need = max_size(need, ops_dequantize_scratch(DORA_ROWS, stored_cols(l)));
     }
-    return need;
+    if (m->head && m->head->lora) /* lm_head_run's lora_forward and lora_backward */
+        need = max_size(
+            need, ops_lora_scratch(B * T, (size_t)m->cfg.hidden_size, (size_t)m->head->lora->r));
+    return max_size(need, B * T * (size_t)m->embedding_lora.r); /* embedding_lora_backward's */
 }
 
 /* The widest DoRA gradient a group's backward holds at once (Model.dora_grad): the outputs of its
@@ -1020,6 +1089,8 @@ static void plan_activations(Model *m, Plan *pl) {
         if (!lo->u_in_layer) PLAN_TAKE(pl, &lo->pre, N * (size_t)lo->base->out, dora, NULL);
         PLAN_TAKE(pl, &lo->norm, (size_t)lo->base->out, dora, NULL);
     }
+    Lora *el = &m->embedding_lora;
+    PLAN_TAKE(pl, &el->u, N * (size_t)el->r, el->A != NULL, NULL);
     PLAN_TAKE(pl, &m->dora_grad, N * dora_grad_width(m), m->spec.use_dora, NULL);
     m->objective->plan(m, pl);
     /* grad_norm (a double), the pair readout, then losses: model_read_loss's one copy */
@@ -2105,6 +2176,26 @@ void model_embedding_noise(const Model *m, float *x, Drop d) {
                           (size_t)m->B * m->T * C);
 }
 
+void model_embedding_lora(Model *m, float *out, int n) {
+    const Lora *lo = &m->embedding_lora;
+    if (!lo->A || m->adapters_off) return;
+    m->ops->embedding_lora_forward(out, lo->u, m->ids, lo->A->value, lo->B->value, lo->scale, n,
+                                   m->cfg.hidden_size, lo->r);
+}
+
+void model_embedding_lora_backward(Model *m, const float *dout) {
+    const Lora *lo = &m->embedding_lora;
+    if (!lo->A || !lo->A->grad) return;
+    m->ops->embedding_lora_backward(lo->A->grad, lo->B->grad, dout, lo->u, m->ids, lo->B->value,
+                                    lo->scale, m->word_embedding->pad_row, m->scratch, m->B * m->T,
+                                    m->cfg.hidden_size, lo->r);
+}
+
+int model_embedding_trains(const Model *m) {
+    const Lora *lo = &m->embedding_lora;
+    return (m->word_embedding && m->word_embedding->grad) || (lo->A && lo->A->grad);
+}
+
 /* The step's scalars for the batch set last: the pair objectives' ops average over pairs
  * themselves, the others' gradient is of the mean over the labels that count. */
 static void set_step(const Model *m) {
@@ -2198,6 +2289,10 @@ int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
         } else {
             m->ops->matmul_forward(m->head_scratch, rows, h->w->value, NULL, n, C, V);
         }
+        const Lora *lo = m->adapters_off ? NULL : h->lora; /* its up-projection in f32 */
+        if (lo)
+            m->ops->lora_forward(m->head_scratch, lo->u, rows, lo->A->value, lo->B->value,
+                                 lo->scale, 0.0f, 0, m->scratch, n, C, V, lo->r);
         m->ops->download(out + (size_t)r * V, m->head_scratch, (size_t)n * V * sizeof(float));
     }
     float cap = m->cfg.score_head ? 0.0f : m->cfg.final_softcap; /* a score head has none */
@@ -2315,6 +2410,20 @@ static void merge_lora(float *W, const float *A, const float *Bm, float scale, i
         }
 }
 
+/* The token embedding's adapter merged as PEFT merges it: table[V,C] += scale * AT[V,R] @ B^T
+ * (AT: A as loraft holds it; B [C,R]), merge_lora's sum with AT for B and B^T for A. */
+static int merge_embedding_lora(const Model *m, float **slot, LfError *err) {
+    const Lora *lo = &m->embedding_lora;
+    int V = (int)lo->A->shape[0], C = (int)lo->B->shape[0], R = lo->r;
+    float *BT = malloc((size_t)C * R * sizeof *BT);
+    if (!BT) return lf_fail(err, "out of memory");
+    transpose_f32(BT, slot[lo->B - m->params], C, R);
+    merge_lora(slot[m->word_embedding - m->params], BT, slot[lo->A - m->params], lo->scale, V, C,
+               R);
+    free(BT);
+    return 0;
+}
+
 /* DoRA merged as PEFT merges it: each row of W (already W + s B A) times mag / its norm. */
 static void merge_dora(float *W, const float *mag, int out, int in) {
     for (int o = 0; o < out; o++) {
@@ -2347,6 +2456,16 @@ static int unpack_to_host(Model *m, float *out, float **slot, LfError *err) {
 }
 
 float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
+    int tied = m->head && m->head->w == m->word_embedding;
+    if (merge && tied && (m->embedding_lora.A || m->head->lora)) {
+        lf_fail(err,
+                "the adapter on '%s' cannot be merged: the LM head is tied to the token "
+                "embedding, so merging would move %s too (as peft's merge does); use the adapter "
+                "as it is (loraft eval / generate --adapter)",
+                m->head->lora ? "lm_head" : m->word_embedding->name,
+                m->head->lora ? "the embedding" : "the head");
+        return NULL;
+    }
     size_t unpacked = 0; /* f32 values (with the gaps between them), then the unpacked ones */
     for (int i = 0; i < m->n_params; i++) unpacked += m->params[i].packed ? m->params[i].numel : 0;
     float *host = malloc((m->n_values + unpacked) * sizeof(float));
@@ -2366,6 +2485,10 @@ float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
         merge_lora(W, (*slot)[lo->A - m->params], (*slot)[lo->B - m->params], lo->scale,
                    lo->base->out, lo->base->in, lo->r);
         if (lo->mag) merge_dora(W, (*slot)[lo->mag - m->params], lo->base->out, lo->base->in);
+    }
+    if (merge && m->embedding_lora.A && merge_embedding_lora(m, *slot, err)) {
+        free(host), free(*slot), *slot = NULL;
+        return NULL;
     }
     return host;
 }

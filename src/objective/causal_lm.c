@@ -9,14 +9,20 @@
  * trains) also writes the hidden states' gradient, dhidden, in the same pass over the logits, since
  * backward follows with the loss's scale already known: a frozen head (LoRA) then costs backward
  * nothing, where it would form every chunk of logits again. A trainable head's gradient is a
- * parameter's, so forward never writes it: backward runs the head again for it. */
+ * parameter's, so forward never writes it: backward runs the head again for it. So does an
+ * adapter on the head (peft's lm_head target): its up-projection rides inside the head's chunks
+ * (ops.h OpsHeadLora), which add to du; lora_backward then turns du into A's gradient and dh's
+ * term. */
 #include "loraft/objective.h"
 
 void causal_lm_plan(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len, V = m->cfg.vocab_size, C = m->cfg.hidden_size;
+    const Lora *lo = m->head->lora;
+    size_t R = lo ? (size_t)lo->r : 0;
     PLAN_TAKE(pl, &m->dhidden, N * C, m->n_grads > 0, NULL);
+    PLAN_TAKE(pl, &m->head_du, N * R, lo && lo->A->grad, NULL);
     PLAN_TAKE(pl, &m->head_scratch,
-              ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK, model_head_bf16(m)), 1, NULL);
+              ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK, model_head_bf16(m), R), 1, NULL);
 }
 
 /* The LM head skips the rows it would compute for nothing once they are this share of a batch:
@@ -57,29 +63,51 @@ int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out
 
 /* The head over the batch's rows, or over the listed ones (Model.head_rows): the others' losses
  * are 0 and their dh 0 (a trainable head's dW is a sum over rows, which theirs would add 0 to). */
-int lm_head_run(Model *m, int dh, int dw, const float *row_scale, LfError *err) {
+void lm_head_run(Model *m, int dh, int dw, const float *row_scale) {
+    const Ops *o = m->ops;
     const Linear *head = m->head;
+    const Lora *lo = m->adapters_off ? NULL : head->lora;
     int N = m->B * m->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size, listed = m->n_head_rows;
-    if (head->lora) return lf_fail(err, "a LoRA adapter on the LM head is not supported");
-    if (dh) m->ops->zero(m->dhidden, (size_t)N * C * sizeof(float));
-    if (listed) m->ops->zero(m->losses, (size_t)N * sizeof(float));
-    m->ops->lm_head_cross_entropy(
-        m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL, m->hidden, head->w->value,
-        m->head_bf16, m->labels, listed ? m->head_rows : NULL, m->loss_scale, row_scale,
-        m->cfg.final_softcap, m->head_scratch, listed ? listed : N, C, V, OPS_LM_HEAD_CHUNK);
-    return 0;
+    if (dh) o->zero(m->dhidden, (size_t)N * C * sizeof(float));
+    if (listed) o->zero(m->losses, (size_t)N * sizeof(float));
+    int lora_grads = lo && dw && lo->A->grad;
+    float p = m->train_mode ? m->spec.dropout : 0.0f;
+    uint64_t seed = model_site(m->cfg.num_layers, SITE_HEAD_LORA);
+    OpsHeadLora hl = {0};
+    if (lo) { /* u = drop(h) A^T over every row; the op adds du at the rows it computes */
+        o->lora_forward(NULL, lo->u, m->hidden, lo->A->value, NULL, lo->scale, p, seed, m->scratch,
+                        N, C, V, lo->r);
+        if (lora_grads) o->zero(m->head_du, (size_t)N * lo->r * sizeof(float));
+        hl = (OpsHeadLora){lo->u,
+                           lo->B->value,
+                           lora_grads ? m->head_du : NULL,
+                           lora_grads ? lo->B->grad : NULL,
+                           lo->scale,
+                           lo->r};
+    }
+    o->lm_head_cross_entropy(m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL,
+                             m->hidden, head->w->value, m->head_bf16, lo ? &hl : NULL, m->labels,
+                             listed ? m->head_rows : NULL, m->loss_scale, row_scale,
+                             m->cfg.final_softcap, m->head_scratch, listed ? listed : N, C, V,
+                             OPS_LM_HEAD_CHUNK);
+    if (lora_grads) /* dA += du^T drop(h), dh += drop'(du A) */
+        o->lora_backward(dh ? m->dhidden : NULL, lo->A->grad, NULL, m->head_du, m->hidden, lo->u,
+                         lo->A->value, NULL, 1.0f, p, seed, m->scratch, N, C, lo->r, lo->r);
 }
 
 static int causal_lm_loss(Model *m, LfError *err) {
     m->loss_scale = 1.0f;
-    m->dhidden_ready = m->train_mode && m->n_grads > 0;
-    return lm_head_run(m, m->dhidden_ready, 0, NULL, err);
+    m->dhidden_ready = m->train_mode && m->n_grads > 0 && !m->head->lora;
+    lm_head_run(m, m->dhidden_ready, 0, NULL);
+    (void)err;
+    return 0;
 }
 
 static int causal_lm_backward(Model *m, LfError *err) {
-    int dw = m->head->w->grad != NULL;
-    if (m->dhidden_ready && !dw) return 0;
-    return lm_head_run(m, !m->dhidden_ready, dw, NULL, err);
+    int dw = m->head->w->grad || m->head->lora;
+    if (!m->dhidden_ready || dw) lm_head_run(m, !m->dhidden_ready, dw, NULL);
+    (void)err;
+    return 0;
 }
 
 const Objective objective_causal_lm = {

@@ -14,7 +14,7 @@ static void reward_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &m->logits, N, 1, NULL);  /* the score of every token */
     PLAN_TAKE(pl, &m->dlogits, N, 1, NULL); /* its gradient: nonzero at the pooled tokens */
     PLAN_TAKE(pl, &m->dhidden, N * C, m->n_grads > 0, NULL);
-    PLAN_TAKE(pl, &m->head_scratch, ops_lm_head_scratch(N, C, 1, OPS_LM_HEAD_CHUNK, 0), 1, NULL);
+    PLAN_TAKE(pl, &m->head_scratch, ops_lm_head_scratch(N, C, 1, OPS_LM_HEAD_CHUNK, 0, 0), 1, NULL);
 }
 
 int reward_last_token(const int32_t *labels, int T, int pad_token_id) {

@@ -180,11 +180,12 @@ static const Key keys[] = {
     {"lora", "dropout", T_FLOAT, AT(dropout), .def = "0", RANGE(0, 1), .max_open = 1,
      .help = "Dropout on the LoRA input (PEFT's lora_dropout)."},
     {"lora", "target_modules", T_LIST, AT_LIST(target_modules, n_targets), .def = "[]",
-     .help = "Linear layers that get adapters, by PEFT module name (a module whose name is one "
-             "or ends in \".\" one); empty = PEFT's default for the architecture (q_lin, v_lin "
-             "for DistilBERT; query, value for BERT); [\"all-linear\"] = PEFT's all-linear: every "
-             "linear layer but the output layer (the LM head, a classifier or score head), which "
-             "the adapter then lists by name."},
+     .help = "Layers that get adapters, by PEFT module name (a module whose name is one "
+             "or ends in \".\" one): linear layers, the token embedding (embed_tokens, GPT-2's "
+             "wte, BERT's word_embeddings) and the LM head (lm_head, tied or not); empty = PEFT's "
+             "default for the architecture (q_lin, v_lin for DistilBERT; query, value for BERT); "
+             "[\"all-linear\"] = PEFT's all-linear: every linear layer but the output layer (the "
+             "LM head, a classifier or score head), which the adapter then lists by name."},
     {"lora", "exclude_modules", T_LIST, AT_LIST(exclude_modules, n_exclude), .def = "[]",
      .help = "PEFT's exclude_modules: modules (a name, or one ending in \".\" it) that get no "
              "adapter though target_modules names them, e.g. [\"model.layers.0.mlp.down_proj\"]."},

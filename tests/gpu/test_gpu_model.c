@@ -205,6 +205,9 @@ static int gpu_dora; /* run_decoder and checkpointing_same_bits adapt with DoRA 
 static int gpu_patterns;
 static LoraBias gpu_bias; /* run_decoder's lora.bias */
 static LoraInit gpu_init; /* run_decoder's lora.init_lora_weights */
+/* run_decoder's targets take the token embedding (its padding_idx a token of the batch) and the
+ * LM head too: Unsloth's continued-pretraining targets */
+static int gpu_embed;
 
 static void run(const char *dir, int arch, int every_linear, Precision prec, float lora_p) {
     ModelConfig cfg;
@@ -478,7 +481,8 @@ static void check_packed_weights(Model *gpu, Model *cpu) {
     }
     for (int i = 0; i < gpu->n_linears; i++) {
         const Linear *l = gpu->linears[i];
-        int cols = l->peers || !l->lora ? 0 : l->lora->r; /* the ranks of its group's adapted */
+        /* the ranks of its group's adapted (the head's adapter rides in lm_head_cross_entropy) */
+        int cols = l->peers || !l->lora || l == gpu->head ? 0 : l->lora->r;
         for (int j = 0; l->peers && j < l->group; j++)
             cols += l->peers[j]->lora ? l->peers[j]->lora->r : 0;
         rooms += l->w->packed && l->w->lora_room == cols;
@@ -548,6 +552,12 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     const char *const *names = gpt2 ? conv : phi3 ? phi3_proj : proj;
     for (int i = 0; i < spec.n_targets; i++)
         snprintf(spec.targets[i], sizeof spec.targets[0], "%s", names[i]);
+    if (gpu_embed) {
+        snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "%s",
+                 gpt2 ? "wte" : "embed_tokens");
+        snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "lm_head");
+    }
+    if (gpu_embed) cfg.pad_token_id = 5;
     Model cpu, gpu;
     spec.precision = PRECISION_FP32;
     CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, gguf, 5, LB, LT, NULL, 0, &err), &err);
@@ -571,8 +581,9 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
             for (size_t j = 0; j < cpu.params[i].numel; j++)
                 cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
     }
-    CHECK(n_lora ==
-          (strategy == STRATEGY_LORA ? (gpu_dora ? 3 : 2) * per_layer * cfg.num_layers : 0));
+    CHECK(n_lora == (strategy == STRATEGY_LORA
+                         ? (gpu_dora ? 3 : 2) * per_layer * cfg.num_layers + 4 * gpu_embed
+                         : 0));
     CHECK(model_trainable_count(&cpu) > 0);
     /* the seven projections of each layer packed: bf16, the GGUF's Q8_0 (F16 for rows of 48) or
      * Q4_1 quantised at load (bf16 for rows of 48, not whole blocks); a frozen LM head, its own
@@ -1000,6 +1011,22 @@ static void lora_fp32_and_bf16(Arch arch, int tied, const char *what) {
            bf16_worst, bf16_worst_what);
 }
 
+/* LoRA on the token embedding (the table's padding_idx a token of the batch) and the LM head
+ * beside the projections, lora dropout on the head's input too: Llama untied and tied (the table
+ * then the head's bf16 copy too, its adapter apart), Gemma 3 (its rows scaled by sqrt(C) after the
+ * embedding adapter's term), GPT-2 (wte, no padding_idx: pad_token_id only decides the id of
+ * padding; its tied lm_head). */
+static void embed_runs(void) {
+    gpu_embed = 1;
+    lora_fp32_and_bf16(ARCH_LLAMA, 0, "llama (LoRA on embed_tokens and lm_head too)");
+    lora_fp32_and_bf16(ARCH_LLAMA, 1, "llama (tied; LoRA on embed_tokens and lm_head too)");
+    bf16_tensor_rel = 8e-2; /* gemma3_runs' bound */
+    lora_fp32_and_bf16(ARCH_GEMMA3, 1, "gemma3 (LoRA on embed_tokens and lm_head too)");
+    bf16_tensor_rel = 5e-2;
+    lora_fp32_and_bf16(ARCH_GPT2, 1, "gpt2 (LoRA on wte and lm_head too)");
+    gpu_embed = 0;
+}
+
 /* Gemma 3: LoRA in fp32 and bf16, and full fine-tuning in fp32 (its norms train). Its norms
  * after attention and the MLP bring each branch to the residual stream's size, so the branches'
  * bf16 rounding (0.4 % a GEMM) reaches the logits undamped, where a Llama's small random
@@ -1213,6 +1240,7 @@ int main(void) {
     dora_runs();
     pattern_runs();
     pissa_runs();
+    embed_runs();
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     const char *conv[] = {"c_attn", "c_proj", "c_fc"};

@@ -251,7 +251,7 @@ static void test_embedding(int B, int T, int C, int with_types) {
         o->embedding_forward(F(out, w), I(ids, w), I(types, w), I(pos, w), F(wte, w), NULL,
                              F(wpe, w), F(wtt, w), B, T, C);
         o->embedding_backward(F(dwte, w), F(dwpe, w), F(dwtt, w), F(dout, w), I(ids, w),
-                              I(types, w), B, T, C);
+                              I(types, w), 3, B, T, C);
     }
     NAME("embedding B=%d T=%d C=%d types=%d positions=%d", B, T, C, with_types, pos != NULL);
     compare("out", out, ELEM_TOL);
@@ -267,6 +267,29 @@ static void test_embedding(int B, int T, int C, int with_types) {
     NAME("first_token B=%d T=%d C=%d", B, T, C);
     compare("out", cls, EXACT);
     compare("dinp", dout, ELEM_TOL);
+    pairs_free();
+}
+
+/* LoRA beside the token embedding: the gather, the up-projection added to out, and the
+ * gradients, padding id 3's rows adding nothing to A's row. */
+static void test_embedding_lora(int N, int C, int R) {
+    int V = 40;
+    Pair *ids = pair_ints((size_t)N, 0, V), *AT = pair_random((size_t)V * R, 1.0f);
+    Pair *Bm = pair_random((size_t)C * R, 1.0f), *out = pair_random((size_t)N * C, 1.0f);
+    Pair *u = pair_new((size_t)N * R * sizeof(float)), *dout = pair_random((size_t)N * C, 1.0f);
+    Pair *dAT = pair_random((size_t)V * R, 1.0f), *dB = pair_random((size_t)C * R, 1.0f);
+    Pair *scratch = pair_new((size_t)N * R * sizeof(float));
+    BACKENDS(w, o) {
+        o->embedding_lora_forward(F(out, w), F(u, w), I(ids, w), F(AT, w), F(Bm, w), 0.75f, N, C,
+                                  R);
+        o->embedding_lora_backward(F(dAT, w), F(dB, w), F(dout, w), F(u, w), I(ids, w), F(Bm, w),
+                                   0.75f, 3, F(scratch, w), N, C, R);
+    }
+    NAME("embedding_lora N=%d C=%d R=%d", N, C, R);
+    compare("u", u, EXACT);
+    compare("out", out, GEMM_TOL);
+    compare("dAT", dAT, GEMM_TOL);
+    compare("dB", dB, GEMM_TOL);
     pairs_free();
 }
 
@@ -2133,6 +2156,9 @@ static void test_cross_entropy_in_place(int N, int V) {
  * the rows whose label counts alone, through a row list (the others' losses stay 0, their dh
  * as it was). */
 static int lm_listed;
+/* test_lm_head's head carries an adapter of this rank (peft's lm_head target; 0: none), u and B
+ * in [-0.3, 0.3), scale 0.6, and computes its du and dB with dh */
+static int lm_lora;
 static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, int bf16,
                          float softcap) {
     float wamp = softcap > 0.0f ? 1.0f : 0.1f;
@@ -2147,18 +2173,25 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
     Pair *labels = pair_upload(lab, N * sizeof *lab), *loss = pair_new(N * sizeof(float));
     Pair *head_rows = lm_listed ? pair_upload(list, listed * sizeof *list) : NULL;
     free(lab), free(list);
-    Pair *scratch = pair_new(ops_lm_head_scratch(N, C, V, chunk, bf16) * sizeof(float));
+    Pair *scratch = pair_new(ops_lm_head_scratch(N, C, V, chunk, bf16, 0) * sizeof(float));
     Pair *dh = grads & G_DINP ? pair_random((size_t)N * C, 1.0f) : NULL;
     Pair *dW = grads & G_DW ? pair_random((size_t)V * C, 1.0f) : NULL;
     Pair *row_scale = rows ? pair_random(N, 1.0f) : NULL;
+    int R = lm_lora, lg = R && (grads & G_DINP);
+    Pair *u = R ? pair_random((size_t)N * R, 0.3f) : NULL,
+         *B = R ? pair_random((size_t)V * R, 0.3f) : NULL;
+    Pair *du = lg ? pair_random((size_t)N * R, 1.0f) : NULL,
+         *dB = lg ? pair_random((size_t)V * R, 1.0f) : NULL;
+    if (R) scratch = pair_new(ops_lm_head_scratch(N, C, V, chunk, bf16, R) * sizeof(float));
     BACKENDS(w, o) {
+        OpsHeadLora hl = {F(u, w), F(B, w), F(du, w), F(dB, w), 0.6f, R};
         o->lm_head_cross_entropy(F(loss, w), F(dh, w), F(dW, w), F(h, w), F(W, w),
-                                 Wb ? Wb->mem[w] : NULL, I(labels, w), I(head_rows, w), 1.0f / N,
-                                 F(row_scale, w), softcap, F(scratch, w), lm_listed ? listed : N, C,
-                                 V, chunk);
+                                 Wb ? Wb->mem[w] : NULL, R ? &hl : NULL, I(labels, w),
+                                 I(head_rows, w), 1.0f / N, F(row_scale, w), softcap, F(scratch, w),
+                                 lm_listed ? listed : N, C, V, chunk);
     }
-    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s softcap %g%s", N, C, V, chunk, grads,
-         rows, bf16 ? " bf16" : "", softcap, lm_listed ? " listed" : "");
+    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s softcap %g%s%s", N, C, V, chunk, grads,
+         rows, bf16 ? " bf16" : "", softcap, lm_listed ? " listed" : "", R ? " lora" : "");
     /* bf16 logits: the backends sum in other orders, so a logit may round to the next bf16
      * value on one of them, which moves its row's loss by up to that step (the others' terms by
      * about 1/V of it): one step at the largest logit, C * wamp (|h| < 1), or soft-capped at the
@@ -2174,6 +2207,8 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
     }
     if (dh) compare("dh", dh, GEMM_TOL);
     if (dW) compare("dW", dW, GEMM_TOL);
+    if (du) compare("du", du, GEMM_TOL);
+    if (dB) compare("dB", dB, GEMM_TOL);
     pairs_free();
 }
 
@@ -2306,15 +2341,15 @@ static void test_errors(void) {
     printf("bad label: %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
     Pair *h = pair_random(4 * 5, 1.0f), *W = pair_random(3 * 5, 1.0f);
-    Pair *scratch = pair_new(ops_lm_head_scratch(4, 5, 3, 2, 0) * sizeof(float));
-    dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), NULL, I(labels, 1), NULL,
-                               1.0f, NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
+    Pair *scratch = pair_new(ops_lm_head_scratch(4, 5, 3, 2, 0, 0) * sizeof(float));
+    dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), NULL, NULL, I(labels, 1),
+                               NULL, 1.0f, NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad label (lm head): %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
     Pair *Wb = pair_new(3 * 5 * sizeof(uint16_t)), *dW = pair_new(3 * 5 * sizeof(float));
     labels = pair_ints(4, 0, 3);
-    dut->lm_head_cross_entropy(F(loss, 1), NULL, F(dW, 1), F(h, 1), F(W, 1), Wb->mem[1],
+    dut->lm_head_cross_entropy(F(loss, 1), NULL, F(dW, 1), F(h, 1), F(W, 1), Wb->mem[1], NULL,
                                I(labels, 1), NULL, 1.0f, NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bf16 head with a weight gradient: %s\n", e.msg);
@@ -2424,6 +2459,8 @@ int main(void) {
     test_embedding(2, 7, 13, 1);
     test_embedding(3, 33, 64, 0);
     test_embedding(3, 50, 40, 1); /* 150 rows: several row groups in the dwtt kernel */
+    test_embedding_lora(1, 24, 4);
+    test_embedding_lora(150, 64, 16);
     test_embedding_bf16(1, 9, 24, 0);
     test_embedding_bf16(3, 33, 64, 1);
     test_layernorm(1, 13);
@@ -2733,6 +2770,17 @@ int main(void) {
     test_lm_head(37, 64, 1000, 16, 0, 0, 1, 0.0f);
     test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1, 1.5f);
     lm_listed = 0;
+    /* an adapter on the head: its up-projection in the logits, du and dB; f32 and bf16, with the
+     * row list, and evaluation */
+    lm_lora = 4;
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0, 0.0f);
+    test_lm_head(37, 64, 9000, 16, G_DINP, 1, 1, 1.5f);
+    test_lm_head(37, 64, 1000, 16, 0, 0, 1, 0.0f);
+    lm_listed = 1;
+    test_lm_head(37, 64, 1000, 16, G_DINP, 1, 0, 0.0f);
+    test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1, 0.0f);
+    lm_listed = 0;
+    lm_lora = 0;
     test_dpo_loss(8, 37, 0, 1, 1);
     test_dpo_loss(6, 50, 1, 1, 1);   /* ipo: log-probs over each row's labelled tokens */
     test_dpo_loss(4, 1000, 0, 0, 0); /* no reference: log-probs only, stats 0 */
