@@ -61,9 +61,10 @@ static void check_cache_matches(Arch arch, int heads, int kv_heads, int tied, in
     printf("%s cache vs recompute, %d heads / %d KV, %s%s, RoPE over %d of %d: worst relative "
            "error %.2e\n",
            arch_name(arch), heads, kv_heads, tied ? "tied" : "untied",
-           lora == 3 ? ", DoRA"
-           : lora    ? ", LoRA"
-                     : "",
+           lora == 3   ? ", DoRA"
+           : lora == 4 ? ", LoRA with embed_tokens and lm_head"
+           : lora      ? ", LoRA"
+                       : "",
            arch_is_llama(arch) ? model_rotary_dim(&m.cfg) : 0, model_head_size(&m.cfg), worst);
     CHECK(worst <= 1e-4);
     CHECK(m.n_cached == SEQ);
@@ -350,6 +351,10 @@ int main(void) {
     check_cache_matches(ARCH_LLAMA, 4, 2, 1, 3); /* DoRA: its norms as of the cache's reset */
     check_cache_matches(ARCH_PHI3, 4, 2, 0, 3);
     check_cache_matches(ARCH_GPT2, 4, 4, 1, 3);
+    check_cache_matches(ARCH_LLAMA, 4, 2, 1, 4); /* the adapters on the table and the head */
+    check_cache_matches(ARCH_LLAMA, 4, 2, 0, 4);
+    check_cache_matches(ARCH_GEMMA3, 4, 2, 1, 4);
+    check_cache_matches(ARCH_GPT2, 4, 4, 1, 4);
     check_greedy_deterministic();
     check_chunked_prefill(ARCH_LLAMA);
     check_chunked_prefill(ARCH_GPT2);

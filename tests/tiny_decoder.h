@@ -23,7 +23,8 @@ static int tiny_rotary_dim;
 
 /* The model on ops for batches of one sequence of up to max_len tokens, in precision prec. GPT-2
  * (arch) ties its head and has as many KV heads as heads. lora 1: LoRA on every projection, 2: on
- * PEFT's default targets (q and v; c_attn), 3: DoRA on every projection, 0: none (nothing trains: a
+ * PEFT's default targets (q and v; c_attn), 3: DoRA on every projection, 4: LoRA on every
+ * projection, the token embedding and the LM head (its A random too), 0: none (nothing trains: a
  * model opened to run, as model_open's without an adapter). Every LoRA B, bias and head norm is
  * random (the same values on any ops). */
 static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
@@ -67,7 +68,9 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     const char *t3[] = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"};
     int gpt2 = arch == ARCH_GPT2, nt = gpt2 ? 3 : phi3 ? 4 : 7;
     const char *const *names = gpt2 ? t2 : phi3 ? t3 : t;
-    for (int i = 0; lora % 2 && i < nt; i++) strcpy(s.targets[s.n_targets++], names[i]);
+    for (int i = 0; lora != 2 && lora && i < nt; i++) strcpy(s.targets[s.n_targets++], names[i]);
+    if (lora == 4) strcpy(s.targets[s.n_targets++], gpt2 ? "wte" : "embed_tokens");
+    if (lora == 4) strcpy(s.targets[s.n_targets++], "lm_head");
     if (model_create(m, &c, &s, ops, NULL, 7, 1, max_len, NULL, 0, err)) return -1;
     Rng r = {11, 0};
     float host[32 * 48]; /* the largest B: [ffn or 3 * hidden, r] (Phi-3: 2 * ffn) */
@@ -76,7 +79,7 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
         size_t len = strlen(p->name);
         int bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
         int head_norm = strstr(p->name, "self_attn.q_norm") || strstr(p->name, "self_attn.k_norm");
-        int lora_b = p->is_lora && strstr(p->name, "lora_B");
+        int lora_b = p->is_lora && (strstr(p->name, "lora_B") || strstr(p->name, "embedding_A"));
         if (!bias && !head_norm && !p->plus_one && !lora_b) continue;
         for (size_t j = 0; j < p->numel; j++) host[j] = 0.3f * (rng_next_uniform(&r) - 0.5f);
         ops->upload(p->value, host, p->numel * sizeof(float));

@@ -43,6 +43,7 @@ static void check_case(Arch arch, int heads, int kv_heads, int tied, int lora, P
            arch_name(arch), precision_name(prec), heads, kv_heads, tied ? "tied" : "untied",
            lora == 1   ? ", LoRA"
            : lora == 3 ? ", DoRA"
+           : lora == 4 ? ", LoRA with embed_tokens and lm_head"
            : lora      ? ", LoRA on the default targets"
                        : "",
            worst);
@@ -128,5 +129,10 @@ int main(void) {
     check_case(ARCH_LLAMA, 4, 2, 0, 3, PRECISION_BF16);
     check_case(ARCH_GPT2, 4, 4, 1, 3, PRECISION_BF16);
     check_graphs(ARCH_LLAMA, 3, PRECISION_BF16);
+    /* the adapters on the token embedding and the LM head too, tied and untied */
+    check_case(ARCH_LLAMA, 4, 2, 0, 4, PRECISION_FP32);
+    check_case(ARCH_LLAMA, 4, 2, 1, 4, PRECISION_BF16);
+    check_case(ARCH_GPT2, 4, 4, 1, 4, PRECISION_BF16);
+    check_graphs(ARCH_LLAMA, 4, PRECISION_BF16);
     return check_report();
 }
