@@ -470,14 +470,34 @@ __global__ void embedding_forward_kernel(float *__restrict__ out, const int32_t 
     }
 }
 
+/* dwte[ids[n]] += dout[n] (C values a row) for the rows n whose id is not pad, each table row's
+ * additions in increasing n: the same bits every run, where atomics would add a repeated token's
+ * rows in the order they arrive. A table row is cut in pieces of 128 columns; a warp owns the
+ * (id, piece) pairs whose index is its own modulo the grid's warps, reads the ids 32 at a time and
+ * adds its pieces of its tokens' rows in order, four columns a lane. */
+enum { DWTE_PIECE = 128 };
 __global__ void embedding_dwte_kernel(float *dwte, const float *dout, const int32_t *ids, int pad,
                                       int C, size_t N, int *fault) {
-    int lane = threadIdx.x & 31;
-    WARP_ROWS(n, N) {
-        int id = checked_id(ids, n, fault);
-        if (id >= 0 && id != pad)
-            for (int c = lane; c < C; c += 32)
-                atomicAdd(&dwte[(size_t)id * C + c], dout[n * C + c]);
+    int lane = threadIdx.x & 31, pieces = (C + DWTE_PIECE - 1) / DWTE_PIECE;
+    size_t warp = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    size_t warps = (size_t)gridDim.x * blockDim.x / 32;
+    for (size_t n0 = 0; n0 < N; n0 += 32) {
+        int id = n0 + lane < N ? checked_id(ids, n0 + lane, warp ? NULL : fault) : -1;
+        int mine = id >= 0 && id != pad;
+        for (int p = 0; p < pieces; p++) {
+            unsigned own =
+                __ballot_sync(0xffffffffu, mine && ((size_t)id * pieces + p) % warps == warp);
+            for (; own; own &= own - 1) {
+                int k = __ffs((int)own) - 1, row = __shfl_sync(0xffffffffu, id, k);
+                size_t c = (size_t)p * DWTE_PIECE + 4 * lane;
+                float *to = dwte + (size_t)row * C;
+                float v[4], d[4];
+                load4(v, to, c, C);
+                load4(d, dout + (n0 + k) * C, c, C);
+                for (int q = 0; q < 4; q++) v[q] += d[q];
+                store4(to, v, c, C);
+            }
+        }
     }
 }
 
@@ -534,7 +554,9 @@ void cuda_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float 
     size_t N = (size_t)B * T;
     if (!N || C <= 0) return;
     if (dwte) {
-        embedding_dwte_kernel<<<cuda_blocks(N, CUDA_THREADS / 32), CUDA_THREADS>>>(
+        /* a warp per 16 rows at most, 2,048 at most: each reads every id */
+        size_t warps = N < 32768 ? (N + 15) / 16 : 2048;
+        embedding_dwte_kernel<<<cuda_blocks(warps, CUDA_THREADS / 32), CUDA_THREADS>>>(
             dwte, dout, ids, pad, C, N, cuda_fault_word());
         CUDA_LAUNCHED("embedding_backward (wte)");
     }

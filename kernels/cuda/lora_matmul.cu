@@ -541,7 +541,7 @@ void cuda_embedding_lora_forward(float *out, float *u, const int32_t *ids, const
 }
 
 /* dB^T[R,C] += scale u^T[R,N] dout[N,C]; du^T[R,N] = scale B^T[R,C] dout^T[C,N]; du scattered into
- * AT's rows as the embedding's gradient (atomics: repeated ids add in no fixed order). */
+ * AT's rows as the embedding's gradient (in a fixed order: the same bits every run). */
 void cuda_embedding_lora_backward(float *dAT, float *dB, const float *dout, const float *u,
                                   const int32_t *ids, const float *B, float scale, int pad,
                                   float *scratch, int N, int C, int R) {

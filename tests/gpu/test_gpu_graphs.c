@@ -231,10 +231,9 @@ static void decoder_config(ModelConfig *cfg) {
 static AttentionImpl attention = ATTENTION_LORAFT; /* the Llama jobs' model.attention */
 static int checkpointing;                          /* and their train.gradient_checkpointing */
 static int dora; /* and lora.use_dora (lora dropout 0: the norms of a step's weights replayed) */
-/* and LoRA on lm_head too (its lora dropout, its up-projection inside the head's chunks); not on
- * embed_tokens, whose rows' gradients a GPU adds with atomics, in no fixed order, so not the same
- * bits run to run (the emulation's are; test_gpu_model checks that adapter's values) */
-static int head_lora;
+/* and LoRA on embed_tokens and lm_head too (the head's lora dropout, its up-projection inside the
+ * head's chunks; the table's row gradients added in a fixed order) */
+static int embed_and_head;
 
 static void create_llama_task(Job *j, Task task) {
     ModelConfig cfg;
@@ -251,7 +250,10 @@ static void create_llama_task(Job *j, Task task) {
                           "gate_proj", "up_proj", "down_proj"};
     spec.n_targets = 7;
     for (int i = 0; i < 7; i++) snprintf(spec.targets[i], sizeof spec.targets[0], "%s", proj[i]);
-    if (head_lora) snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "lm_head");
+    if (embed_and_head) {
+        snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "embed_tokens");
+        snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "lm_head");
+    }
     *j = (Job){.accum = 2,
                .B = 4,
                .V = 300,
@@ -417,10 +419,10 @@ int main(void) {
     dora = 1;
     check_job("llama causal-lm with DoRA (the same, lora dropout 0)", create_llama);
     dora = 0;
-    head_lora = 1;
-    check_job("llama causal-lm with LoRA on lm_head too (the same)", create_llama);
-    check_job("llama dpo with LoRA on lm_head too (the same)", create_dpo);
-    head_lora = 0;
+    embed_and_head = 1;
+    check_job("llama causal-lm with LoRA on embed_tokens and lm_head too (the same)", create_llama);
+    check_job("llama dpo with LoRA on embed_tokens and lm_head too (the same)", create_dpo);
+    embed_and_head = 0;
     check_padded_repeat();
     check_trainer(tmp, vocab);
     check_cudnn(); /* last: a fault in cuDNN costs no other case */
