@@ -82,11 +82,6 @@ typedef struct OpsBf16Copy {
     uint16_t *dst;
     int rows, cols, ld;
 } OpsBf16Copy;
-/* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
- * its bf16(dout) goes in dd (columns dout_col..); adapted (B not NULL): forward's u [N,R], B
- * [OC,R], its dropout seed; du [N,R] written; dA [R,C], dB [OC,R] (+)=, each may be NULL; where
- * its bf16(du) goes in dd (columns du_col..). A member without LoRA (B, u, du, dA, dB NULL) only
- * has its dout rounded into dd, in the same pass. */
 /* LoRA on the LM head, inside lm_head_cross_entropy (peft's lm_head target): u [N,R] its rows'
  * down-projection (lora_forward's u of h), B [V,R], scale; du [N,R] and dB [V,R] the gradients
  * the op adds to (NULL: skipped). */
@@ -96,6 +91,11 @@ typedef struct OpsHeadLora {
     float scale;
     int R;
 } OpsHeadLora;
+/* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
+ * its bf16(dout) goes in dd (columns dout_col..); adapted (B not NULL): forward's u [N,R], B
+ * [OC,R], its dropout seed; du [N,R] written; dA [R,C], dB [OC,R] (+)=, each may be NULL; where
+ * its bf16(du) goes in dd (columns du_col..). A member without LoRA (B, u, du, dA, dB NULL) only
+ * has its dout rounded into dd, in the same pass. */
 typedef struct OpsLoraBackward {
     const float *dout, *u, *B;
     float *du, *dA, *dB;
@@ -587,8 +587,9 @@ typedef struct Ops {
      * Wb, products of bf16 values summed in f32; the losses and dlogits are computed in f32 from
      * the logits, as without it.
      * chunk >= 1 rows (OPS_LM_HEAD_CHUNK unless memory says otherwise); scratch:
-     * ops_lm_head_scratch(N, C, V, chunk, Wb != NULL) floats. Generation's next-token logits are a
-     * plain matmul_forward of the last row, soft-capped on the host (model_lm_logits). */
+     * ops_lm_head_scratch(N, C, V, chunk, Wb != NULL, lora ? lora->R : 0) floats. Generation's
+     * next-token logits are a plain matmul_forward of the last row (and an adapter's
+     * lora_forward), soft-capped on the host (model_lm_logits). */
     void (*lm_head_cross_entropy)(float *losses, float *dh, float *dW, const float *h,
                                   const float *W, const uint16_t *Wb, const OpsHeadLora *lora,
                                   const int32_t *labels, const int32_t *rows, float grad_scale,
@@ -739,7 +740,7 @@ static inline size_t ops_lm_head_gathered(size_t N, size_t C, size_t V, size_t c
     return ops_lm_head_logits(N, V, chunk, bf16) + hb;
 }
 /* After those: a LoRA on the head's (R > 0) rows of u and du gathered by `rows` (f32), then under
- * bf16 a chunk's bf16(u) and bf16(B) */
+ * bf16 a chunk's u and B rounded to bf16 (the CPU holds the values in f32) */
 static inline size_t ops_lm_head_lora_at(size_t N, size_t C, size_t V, size_t chunk, int bf16) {
     return ops_lm_head_gathered(N, C, V, chunk, bf16) +
            ops_floats64(2 * (N < chunk ? N : chunk) * C);
