@@ -264,6 +264,12 @@ done
 #     q8_0 stores; the run trains and its adapter says pissa
 train --set lora.init_lora_weights=pissa --set model.base_dtype=q8_0 --set train.output_dir="$tmp/pissa_q" \
   >"$tmp/pissa_q.log" 2>&1 && grep -q '"init_lora_weights":[[:space:]]*"pissa"' "$tmp/pissa_q/best/adapter_config.json" \
+  && ! grep -q "^note: lora.init_lora_weights" "$tmp/pissa_q.log" \
   && ok || { cat "$tmp/pissa_q.log"; bad "PiSSA on q8_0 weights"; }
+# 17. over a 4-bit type the split's rest is rounded a second time: the run says so, naming the type
+train --set lora.init_lora_weights=pissa --set model.base_dtype=q4_1 --set train.output_dir="$tmp/pissa_q4" \
+  >"$tmp/pissa_q4.log" 2>&1 \
+  && grep -q "^note: lora.init_lora_weights pissa quantises the rest of each adapted weight back to Q4_1" "$tmp/pissa_q4.log" \
+  && ok || { cat "$tmp/pissa_q4.log"; bad "PiSSA on q4_1 weights: the note"; }
 
 finish

@@ -27,6 +27,7 @@
 #include "loraft/metrics.h"
 #include "loraft/model.h"
 #include "loraft/objective.h"
+#include "loraft/quant.h"
 #include "loraft/optimizer.h"
 #include "loraft/pref_data.h"
 #include "loraft/progress.h"
@@ -435,6 +436,18 @@ static void run_close(Run *r) {
 
 /* Everything a run needs, sized once, on dp's device. adapter_dir (eval only) replaces the LoRA
  * spec. */
+/* The type of an adapted weight kept in under 6 bits a value (Q4_0, Q4_1, Q5_0, NF4) whose
+ * PiSSA or OLoRA split is quantised back to it, else NULL: the residual is rounded a second time
+ * (SmolLM2's Q4_1 file starts 0.24 above its base's loss; docs/BENCHMARKS.md). */
+static const char *split_requantised(const Model *m) {
+    for (int i = 0; init_splits(m->spec.init) && i < m->n_loras; i++) {
+        const Param *w = m->loras[i].base->w;
+        if (w->packed && 8 * quant_block_bytes(w->dtype) < 6 * quant_block_elems(w->dtype))
+            return quant_type_name(w->dtype);
+    }
+    return NULL;
+}
+
 static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const char *adapter_dir,
                     FILE *out, LfError *err) {
     memset(r, 0, sizeof *r);
@@ -523,6 +536,13 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
         precision_name(r->model.spec.precision), attention_name(r->model.spec.attention),
         model_weight_bytes(&r->model) / 1048576.0, model_activation_bytes(&r->model) / 1048576.0,
         spec.gradient_checkpointing ? " (gradient checkpointing)" : "");
+    const char *requantised = train ? split_requantised(&r->model) : NULL;
+    if (requantised)
+        fprintf(out,
+                "note: lora.init_lora_weights %s quantises the rest of each adapted weight back to "
+                "%s, rounding it a second time (SmolLM2's Q4_1 file: 0.24 in loss before any "
+                "training); model.base_dtype bf16 or q8_0 keeps it within 0.005\n",
+                lora_init_name(r->model.spec.init), requantised);
     char a[40], b[40];
     if (train)
         fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",
