@@ -329,6 +329,12 @@ typedef struct Model {
     int decode_graphs;    /* model_decode of one token as a CUDA graph replay (default on) */
 } Model;
 
+/* Whether the LM head is the token embedding's table (a tied decoder): its adapter is then a
+ * module of its own, and neither adapter can be merged without moving the other. */
+static inline int model_head_tied(const Model *m) {
+    return m->head && m->head->w == m->word_embedding;
+}
+
 /* The adapted modules: the linears' adapters and the token embedding's. */
 static inline int model_n_adapters(const Model *m) {
     return m->n_loras + (m->embedding_lora.A != NULL);

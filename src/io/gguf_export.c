@@ -153,7 +153,7 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
                        "%s: a DoRA adapter (use_dora) has no llama.cpp LoRA form; merge it instead "
                        "(loraft merge --format gguf)",
                        path);
-    if (m->head && m->head->lora && m->head->w == m->word_embedding)
+    if (model_head_tied(m) && m->head->lora)
         return lf_fail(err,
                        "%s: an adapter on a tied lm_head has no llama.cpp form (llama.cpp's "
                        "head is token_embd itself; its converter refuses it too)",

@@ -400,7 +400,7 @@ static int attach_lora(Model *m, Linear *l, const char *module, const char *peft
  * weight is the table (no linear of loraft's), adapted apart from it. */
 static int attach_tied_head_lora(Model *m, int *used, LfError *err) {
     char peft[200];
-    if (!m->head || m->head->w != m->word_embedding) return 0;
+    if (!model_head_tied(m)) return 0;
     int hit = targeted(m, m->head, "lm_head", peft, used, err);
     return hit <= 0 ? hit : attach_lora(m, m->head, "lm_head", peft, err);
 }
@@ -2456,8 +2456,7 @@ static int unpack_to_host(Model *m, float *out, float **slot, LfError *err) {
 }
 
 float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
-    int tied = m->head && m->head->w == m->word_embedding;
-    if (merge && tied && (m->embedding_lora.A || m->head->lora)) {
+    if (merge && model_head_tied(m) && (m->embedding_lora.A || m->head->lora)) {
         lf_fail(err,
                 "the adapter on '%s' cannot be merged: the LM head is tied to the token "
                 "embedding, so merging would move %s too (as peft's merge does); use the adapter "
