@@ -244,6 +244,9 @@ static void bench_norms_and_elementwise(void) {
     snprintf(name, sizeof name, "dropout_backward p=0.1 [%zu,%d]", N, db->C);
     TIME(ms, gpu->dropout_backward(g1, NULL, y, 0.1f, 3, nc, OPS_ADD));
     mem_row(name, 3.0 * nc, ms);
+    snprintf(name, sizeof name, "lora_dropout_rest p=0.1 [%zu,%d]", N, db->C); /* DoRA's */
+    TIME(ms, gpu->lora_dropout_rest(out, x, NULL, db->C, 0.1f, 3, (int)N, db->C, OPS_SET));
+    mem_row(name, 2.0 * nc, ms);
     /* the rows "bf16 out" and "bf16 in/out" as the model calls the ops under bf16 next to a
      * linear without LoRA: the input kept in bf16 (hb; forward, where the GEMM before wrote it
      * so, without its bias), the output gradient as the GEMM after wrote it (zb: bf16), the

@@ -24,7 +24,7 @@
  * is train.cuda_graphs (auto: the first timed step records forward and backward, every later one
  * replays them as one CUDA graph launch; AdamW op by op; the step runs through the trainer's
  * train_micro_step); --attention is model.attention; --checkpointing is
- * train.gradient_checkpointing; --dora is lora.use_dora (with --dropout 0). --steps 0 builds the
+ * train.gradient_checkpointing; --dora is lora.use_dora. --steps 0 builds the
  * model and prints its plan (weights and activations) only: on the emulated CUDA backend, the GPU's
  * plan without a GPU. bench/bench-vs-pytorch.py and bench/bench-gpu-e2e.py run the same step in
  * PyTorch + PEFT. */

@@ -4,7 +4,8 @@
 For each case, `loraft init` writes a tiny seeded checkpoint; transformers loads it
 (AutoModelForSequenceClassification, or AutoModelForCausalLM for the Llama and GPT-2 cases), peft
 wraps it as a LoRA SEQ_CLS / CAUSAL_LM model (or the body is frozen / everything trains), and one
-batch is run in eval mode (no dropout). The preference cases pair the rows (2i chosen, 2i+1
+batch is run in eval mode (no dropout; the lora_dropout case in training mode, its model
+having no other dropout, with loraft's masks: LoraftDropout). The preference cases pair the rows (2i chosen, 2i+1
 rejected): DPO is a direct PyTorch implementation of TRL 0.12's formulas on the causal LM (the
 reference is the same peft model under disable_adapter(), computed once), the reward model is
 AutoModelForSequenceClassification(num_labels=1) + peft SEQ_CLS with -log sigmoid(r_chosen -
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model
 from peft.optimizers import create_loraplus_optimizer
@@ -194,6 +196,14 @@ CASES = [
     dict(name="gpt2_head_lora", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
          strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn", "lm_head"],
          fan_in_fan_out=True, init_lora_weights=True),
+    # DoRA under lora dropout, in training mode, where peft's DoRA takes the base's term from the
+    # dropped input too: loraft's masks (LoraftDropout), each magnitude moved off its norm first
+    # (magnitude_jitter) so that the base's term on what the dropout removed counts from the first
+    # step; Qwen2's q and v with biases, o and down without
+    dict(name="qwen2_dora_dropout", init=["--arch", "qwen2", "--kv-heads", "2"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "o_proj", "down_proj"], dora=True, lora_dropout=0.25,
+         magnitude_jitter=0.5),
 ]
 # after_atol: the absolute tolerance of the weights after the AdamW steps, as a fraction of lr
 # (default 1e-3, see tests/test_golden.c). DPO's gradient is the difference of two sequences'
@@ -301,11 +311,69 @@ def forward(case, model, batch, out, ref):
     return res.loss
 
 
+M32, M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
+
+
+def mix32(x):
+    """rng.h's rng_mix32."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & M32
+    return x ^ (x >> 16)
+
+
+def site_seed(layer, site):
+    """model.c's model_site: rng.h's rng_hash(0xD20F, layer * 16 + site); the step's seed is 0."""
+    z = (0xD20F + 0x9E3779B97F4A7C15 * (layer * 16 + site + 1)) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+# llama.c's dropout sites of a layer's linears (its SITE_ enum)
+LLAMA_SITES = dict(q_proj=0, k_proj=1, v_proj=2, o_proj=4, gate_proj=5, up_proj=6, down_proj=7)
+
+
+class LoraftDropout(torch.nn.Module):
+    """LoRA's dropout with loraft's mask (rng.h's rng_row_dropout of x's row b*T + t and column
+    k), in place of peft's nn.Dropout, whose draws loraft cannot repeat."""
+
+    def __init__(self, seed, p):
+        super().__init__()
+        self.seed, self.p = seed, p
+
+    def forward(self, x):
+        rows, cols = x.shape[0] * x.shape[1], x.shape[-1]
+        p32 = np.float32(self.p)
+        cut = int(p32 * np.float32(65536.0) + np.float32(0.5))
+        keep = np.float32(1.0) / (np.float32(1.0) - p32)
+        mult = np.zeros((rows, cols), dtype=np.float32)
+        for n in range(rows):
+            h = mix32((n * 0x9E3779B9 + self.seed) & M32)
+            key = mix32(h ^ (self.seed >> 32) ^ (n >> 32))
+            for k in range(cols):
+                draw = mix32((key + (k >> 1) * 0x9E3779B9) & M32)
+                bits = draw >> 16 if k & 1 else draw & 0xFFFF
+                mult[n, k] = 0.0 if bits < cut else keep
+        return x * torch.from_numpy(mult).view(x.shape)
+
+
+def loraft_dropouts(model, p):
+    """Every adapted linear's lora_dropout made LoraftDropout with its layer's and site's seed."""
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_dropout") and "default" in module.lora_dropout:
+            layer = int(name.split(".layers.")[1].split(".")[0])
+            seed = site_seed(layer, LLAMA_SITES[name.rsplit(".", 1)[1]])
+            module.lora_dropout["default"] = LoraftDropout(seed, p)
+
+
 def wrap(model, case):
     if case["strategy"] == "lora":
         cfg = LoraConfig(task_type="CAUSAL_LM" if causal_lm(case) else "SEQ_CLS", r=case["r"],
                          lora_alpha=case["alpha"],
-                         lora_dropout=0.0, target_modules=case["targets"],
+                         lora_dropout=case.get("lora_dropout", 0.0),
+                         target_modules=case["targets"],
                          use_rslora=case["rslora"],
                          init_lora_weights=case.get("init_lora_weights", False),
                          fan_in_fan_out=case.get("fan_in_fan_out", False),
@@ -317,7 +385,15 @@ def wrap(model, case):
                          exclude_modules=case.get("exclude_modules"),
                          bias=case.get("bias", "none"))
         torch.manual_seed(11)
-        return get_peft_model(model, cfg)
+        model = get_peft_model(model, cfg)
+        if "lora_dropout" in case:
+            loraft_dropouts(model, case["lora_dropout"])
+        jitter = case.get("magnitude_jitter", 0.0)
+        for n, p in model.named_parameters():
+            if jitter and "lora_magnitude_vector" in n:
+                with torch.no_grad():
+                    p.mul_(1 + jitter * (2 * torch.rand(p.shape) - 1))
+        return model
     if case["strategy"] == "head":
         body = getattr(model, model.base_model_prefix)
         for p in body.parameters():
@@ -333,6 +409,8 @@ def run_case(case, model_dir, batch):
     model = auto.from_pretrained(model_dir, dtype=torch.float32, **extra)
     model = wrap(model, case)
     model.eval()  # no dropout: the comparison is exact up to float rounding
+    if "lora_dropout" in case:  # but for LoRA's, with loraft's masks (the model has no other)
+        model.train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     # peft's LoRA draws, and a head that transformers initialised because the checkpoint has none
     out = {"init": {c_name(n): encode(p, zeros=True) for n, p in named

@@ -156,7 +156,8 @@ EOF
 # 12. DoRA (lora.use_dora): the magnitudes train too (PEFT's counts: q_lin's 32, v_lin's 32 and
 #     lin1's 64 a layer more), the adapter holds them and says use_dora; evaluating the best
 #     adapter reproduces the run's best evaluation, and so does the merged model alone; with lora
-#     dropout it is refused before anything is written
+#     dropout (the base's term on what it removed outside the magnitudes' scale, as PEFT's) it
+#     trains otherwise (its train losses differ) and evaluates as its best evaluation said
 train --set lora.use_dora=true --set lora.dropout=0 --set train.output_dir="$tmp/dora" \
   >"$tmp/dora.log" 2>&1 || { cat "$tmp/dora.log"; fail "DoRA run"; }
 grep -q "trainable params: 3,170 || all params: 1,014,532 || trainable%: 0.3125" "$tmp/dora.log" \
@@ -181,10 +182,22 @@ grep -q "eval: eval_loss $dora_loss" "$tmp/dora_eval" || { cat "$tmp/dora_eval";
 "$bin" eval --config "$tmp/cfg.json" --set model.model="$tmp/dora_merged" --set lora.strategy=head \
   >"$tmp/dora_eval2" 2>&1 || { cat "$tmp/dora_eval2"; fail "eval of the merged DoRA model"; }
 grep -q "eval: eval_loss $dora_loss" "$tmp/dora_eval2" && ok || { cat "$tmp/dora_eval2"; bad "merged DoRA eval_loss differs"; }
-if train --set lora.use_dora=true --set lora.dropout=0.1 --set train.output_dir="$tmp/dora_drop" \
-  >"$tmp/dora_drop.log" 2>&1; then bad "DoRA with lora dropout taken"; fi
-grep -q "lora.use_dora with lora.dropout 0.1" "$tmp/dora_drop.log" && [ ! -e "$tmp/dora_drop" ] && ok \
-  || { cat "$tmp/dora_drop.log"; bad "DoRA with lora dropout: the message, nothing written"; }
+train --set lora.use_dora=true --set lora.dropout=0.1 --set train.output_dir="$tmp/dora_drop" \
+  >"$tmp/dora_drop.log" 2>&1 || { cat "$tmp/dora_drop.log"; fail "DoRA run under lora dropout"; }
+drop_loss=$(python3 - "$tmp/dora/metrics.jsonl" "$tmp/dora_drop/metrics.jsonl" "$tmp/dora_drop/best" <<'EOF'
+import json, sys
+runs = [[json.loads(l) for l in open(p)] for p in sys.argv[1:3]]
+tr = [[e["loss"] for e in r if e["event"] == "train"] for r in runs]
+assert len(tr[0]) == len(tr[1]) > 1 and tr[0] != tr[1], tr
+cfg = json.load(open(sys.argv[3] + "/adapter_config.json"))
+assert cfg["use_dora"] is True and cfg["lora_dropout"] == 0.1, cfg
+print("%.4f" % min(e["eval_loss"] for e in runs[1] if e["event"] == "eval" and e["step"] > 0))
+EOF
+) || bad "DoRA under lora dropout: its losses and adapter"
+"$bin" eval --config "$tmp/cfg.json" --adapter "$tmp/dora_drop/best" >"$tmp/dora_drop_eval" 2>&1 \
+  || fail "eval of the DoRA adapter trained under lora dropout"
+grep -q "eval: eval_loss $drop_loss" "$tmp/dora_drop_eval" && ok \
+  || { cat "$tmp/dora_drop_eval"; bad "DoRA under lora dropout: eval != best ($drop_loss)"; }
 
 # and a LoRA adapter that says use_dora (no magnitudes in its file), or says it as a number, is
 # refused with the reason

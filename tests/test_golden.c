@@ -128,6 +128,8 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     s->alpha = (float)cJSON_GetObjectItem(c, "alpha")->valuedouble;
     s->use_rslora = cJSON_IsTrue(cJSON_GetObjectItem(c, "rslora"));
     s->use_dora = cJSON_IsTrue(cJSON_GetObjectItem(c, "dora"));
+    const cJSON *dropout = cJSON_GetObjectItem(c, "lora_dropout"); /* run in training mode */
+    s->dropout = dropout ? (float)dropout->valuedouble : 0.0f;
     const cJSON *bias = cJSON_GetObjectItem(c, "bias"),
                 *init = cJSON_GetObjectItem(c, "init_lora_weights");
     if (bias && lora_bias_parse(bias->valuestring, &s->bias, &err)) return -1;
@@ -264,7 +266,9 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     for (int step = 0; step < steps; step++) {
         float loss;
         model_zero_grad(&m);
-        CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
+        /* training mode for LoRA's dropout alone (the golden's model has no other; the step's
+         * seed 0, whose masks the golden drew) */
+        CHECK_OK(model_forward(&m, spec.dropout > 0, &loss, &err), &err);
         CHECK_OK(model_backward(&m, &err), &err);
         if (step == 0) {
             int lm = spec.task == TASK_CAUSAL_LM || spec.task == TASK_DPO;

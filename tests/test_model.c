@@ -58,8 +58,22 @@ static void target_name(char out[32], int layer1, const char *prefix, const char
     snprintf(out, 32, "%s%s%s", layer1 ? prefix : "", layer1 ? "." : "", target);
 }
 
-/* encoder() and decoder() build DoRA models (TrainSpec.use_dora, lora dropout 0) while set. */
+/* encoder() and decoder() build DoRA models (TrainSpec.use_dora) while set, under lora dropout
+ * as the others (the base's term on what the dropout removed outside the magnitude's scale), with
+ * every bias trained (lora.bias all): gradcheck_tensors checks DoRA's magnitudes and the biases,
+ * not A and B. */
 static int with_dora;
+
+/* The trainable tensors gradcheck_tensors checks under LoRA: A and B (DoRA: the magnitude and
+ * the biases), and an encoder's classifier. */
+static int lora_checked(const Model *m) {
+    int n = with_dora ? model_n_adapters(m) : 2 * model_n_adapters(m);
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        n += p->grad && !p->is_lora; /* biases, the classifier */
+    }
+    return n;
+}
 
 /* The encoder of the checkpoint in dir with every dropout on, LoRA r=2 on every linear layer
  * (or, layer1, on those of layer 1 of 2 only: backward stops above layer 0) or another strategy,
@@ -72,7 +86,8 @@ static void encoder(Model *m, const char *dir, Strategy strategy, int layer1, in
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.strategy = strategy, spec.gradient_checkpointing = ckpt;
-    spec.r = 2, spec.alpha = 4, spec.dropout = with_dora ? 0.0f : 0.1f, spec.use_dora = with_dora;
+    spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f, spec.use_dora = with_dora;
+    spec.bias = with_dora ? LORA_BIAS_ALL : LORA_BIAS_NONE;
     const char *all_distil[] = {"q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"};
     const char *all_bert[] = {"query", "key", "value", "dense"};
     int nt = cfg.arch == ARCH_DISTILBERT ? 6 : 4;
@@ -100,13 +115,14 @@ static void gradcheck(const char *dir, Strategy strategy) {
     const ModelConfig cfg = m.cfg;
     set_batch(&m);
     int checked, failed = gradcheck_tensors(&m, 1234, &rng, strategy_name(strategy), &checked);
-    CHECK(failed == 0);
+    CHECK(failed == 0 && (strategy != STRATEGY_LORA || checked == lora_checked(&m)));
     printf("%s %s: %d tensors checked, %d off\n", arch_name(cfg.arch), strategy_name(strategy),
            checked, failed);
     /* frozen means no gradient: under LoRA only A, B and the head modules train */
     for (int i = 0; i < m.n_params; i++) {
         const Param *p = &m.params[i];
-        if (strategy == STRATEGY_LORA && !p->is_lora && !strstr(p->name, "classifier"))
+        int bias = with_dora && strstr(p->name, "bias"); /* lora.bias all */
+        if (strategy == STRATEGY_LORA && !p->is_lora && !strstr(p->name, "classifier") && !bias)
             CHECK(p->grad == NULL);
         if (strategy == STRATEGY_FULL) CHECK(p->grad != NULL);
         if (strategy == STRATEGY_HEAD)
@@ -299,7 +315,8 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.task = task, spec.dpo = dpo, spec.strategy = strategy;
-    spec.r = 2, spec.alpha = 4, spec.dropout = with_dora ? 0.0f : 0.1f, spec.use_dora = with_dora;
+    spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f, spec.use_dora = with_dora;
+    spec.bias = with_dora ? LORA_BIAS_ALL : LORA_BIAS_NONE;
     spec.gradient_checkpointing = ckpt;
     const char *targets[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                              "gate_proj", "up_proj", "down_proj"};
@@ -348,8 +365,7 @@ static void gradcheck_decoder(Arch arch, Strategy strategy) {
     tiny_decoder(&m, arch, TASK_CAUSAL_LM, (DpoSpec){0}, strategy, &rng);
     decoder_batch(&m);
     int checked, failed = gradcheck_tensors(&m, 4321, &rng, strategy_name(strategy), &checked);
-    CHECK(failed == 0 &&
-          checked == (strategy == STRATEGY_LORA ? 2 * model_n_adapters(&m) : m.n_params));
+    CHECK(failed == 0 && checked == (strategy == STRATEGY_LORA ? lora_checked(&m) : m.n_params));
     printf("%s %s: %d tensors checked, %d off\n", arch_name(arch), strategy_name(strategy), checked,
            failed);
     model_free(&m);
@@ -378,7 +394,7 @@ static void preference_gradcheck(Arch arch, Task task, DpoSpec dpo, const char *
     /* DPO's reference: the same model with its adapters off, eval mode; it stays for the batch */
     if (task == TASK_DPO) CHECK_OK(dpo_reference_forward(&m, &err), &err);
     int checked, failed = gradcheck_tensors(&m, 99, &rng, what, &checked);
-    CHECK(failed == 0 && checked == 2 * model_n_adapters(&m) + (task == TASK_REWARD));
+    CHECK(failed == 0 && checked == lora_checked(&m));
     printf("%s %s: %d tensors checked, %d off, loss %.4f\n", arch_name(arch), what, checked, failed,
            gradcheck_loss(&m, 99));
     if (task == TASK_REWARD) CHECK(model_find_param(&m, "score.weight")->grad != NULL);
@@ -874,6 +890,16 @@ int main(void) {
     gradcheck_decoder(ARCH_GEMMA3, STRATEGY_LORA);
     preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
     embed_and_head = 0;
+    with_dora =
+        1; /* DoRA under lora dropout: biases (BERT, GPT-2's Conv1D, Qwen2), fused (Phi-3) */
+    gradcheck(distil, STRATEGY_LORA);
+    gradcheck(bert, STRATEGY_LORA);
+    gradcheck_decoder(ARCH_GPT2, STRATEGY_LORA);
+    gradcheck_decoder(ARCH_LLAMA, STRATEGY_LORA);
+    gradcheck_decoder(ARCH_QWEN2, STRATEGY_LORA);
+    gradcheck_decoder(ARCH_PHI3, STRATEGY_LORA);
+    preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
+    with_dora = 0;
     adapters_off_is_base();
     dora_norms();
     head_rows_list();

@@ -253,9 +253,11 @@ typedef struct Model {
     size_t n_act;
     ActGuard *guards;
     int n_guards;
-    float *scratch;   /* op scratch */
-    float *dora_grad; /* DoRA: the scaled output gradients of a group's adapted linears [N, their
-                         outputs] (linear_backward), else NULL */
+    float *scratch;    /* op scratch */
+    float *dora_grad;  /* DoRA: the scaled output gradients of a group's adapted linears [N, their
+                          outputs] (linear_backward), else NULL */
+    float *dora_grest; /* DoRA under lora dropout: beside dora_grad, the same members' gradients of
+                          the base's term on x - drop(x) (Ops.dora_backward's grest), else NULL */
     float *logits, *losses, *dlogits; /* the network's output and the objective's */
     /* adamw_update's global gradient norm, a double directly before losses, so that
      * model_read_loss reads the loss and the norm of a step in one copy */

@@ -398,16 +398,27 @@ typedef struct Ops {
     void (*dora_norm)(float *norm, const float *W, int ldw, const float *A, const float *B,
                       float scale, int rows, int C, int R);
     /* y [N,OC] (rows ldy apart): the linear's output with its LoRA term and bias. pre [N,OC]
-     * (dense; may be y where ldy = OC) = y - bias (bias may be NULL), saved for backward; out
-     * (rows ldy apart; may be y; NULL: pre alone) = mag / norm * pre + bias, per output feature. */
+     * (dense; may be y where ldy = OC) = (y - bias) - rest (bias, rest may be NULL), saved for
+     * backward; out (rows ldy apart; may be y; NULL: pre alone) = (mag / norm * pre + bias) +
+     * rest, per output feature. rest [N,OC] (dense): under lora dropout, the base's term on
+     * what the dropout removed, (x - drop(x)) W^T, which PEFT leaves out of the scale (y's base
+     * term is then x W^T, its LoRA term drop(x)'s). */
     void (*dora_forward)(float *out, float *pre, const float *y, int ldy, const float *mag,
-                         const float *norm, const float *bias, int N, int OC);
+                         const float *norm, const float *bias, const float *rest, int N, int OC);
     /* g [N,OC] (rows ldg apart): the gradient of dora_forward's out. gs [N,OC] (dense) = mag /
-     * norm * g, the gradient of the linear's base and LoRA terms; dmag[OC] += sum over n of g *
-     * pre / norm (a trained bias's gradient is g's sum: bias_backward). scratch:
-     * ops_dora_scratch(N, OC) floats (the GPU's partial sums over row splits). */
-    void (*dora_backward)(float *gs, float *dmag, const float *g, int ldg, const float *pre,
-                          const float *mag, const float *norm, float *scratch, int N, int OC);
+     * norm * g, the gradient of the linear's base and LoRA terms; grest [N,OC] (dense; NULL:
+     * none) = g - gs, the gradient that reaches rest less the share gs carries there; dmag[OC]
+     * += sum over n of g * pre / norm (a trained bias's gradient is g's sum: bias_backward).
+     * scratch: ops_dora_scratch(N, OC) floats (the GPU's partial sums over row splits). */
+    void (*dora_backward)(float *gs, float *grest, float *dmag, const float *g, int ldg,
+                          const float *pre, const float *mag, const float *norm, float *scratch,
+                          int N, int OC);
+    /* out[N,C] (+)= x - drop(x) (acc 0: =), drop lora_forward's dropout of seed: x where the mask
+     * drops, x - x * (1 / (1 - p)) where it keeps (product and difference rounded apart). x [N,C]
+     * f32, or (x NULL) xb's bf16 values, rows ldx apart. DoRA under lora dropout: the input of
+     * dora_forward's rest, and (diagonal, so its own transpose) the input gradient through it. */
+    void (*lora_dropout_rest)(float *out, const float *x, const uint16_t *xb, int ldx, float p,
+                              uint64_t seed, int N, int C, int acc);
 
     /* ---- multi-head softmax attention: padding mask, optional causal mask, grouped KV ----
      * q, out: [B,T,NH*HS]; k, v: [B,T,NKV*HS] with NH a multiple of NKV: query head h reads

@@ -677,30 +677,51 @@ static void cpu_dora_norm(float *norm, const float *W, int ldw, const float *A, 
 
 /* pre = y - bias; out = mag / norm * pre + bias (out NULL: pre alone). */
 static void cpu_dora_forward(float *out, float *pre, const float *y, int ldy, const float *mag,
-                             const float *norm, const float *bias, int N, int OC) {
+                             const float *norm, const float *bias, const float *rest, int N,
+                             int OC) {
 #pragma omp parallel for if ((size_t)N * OC > CPU_PAR_MIN)
     for (int n = 0; n < N; n++)
         for (int j = 0; j < OC; j++) {
-            float b = bias ? bias[j] : 0.0f, v = y[(size_t)n * ldy + j] - b;
+            float b = bias ? bias[j] : 0.0f, r = rest ? rest[(size_t)n * OC + j] : 0.0f;
+            float v = y[(size_t)n * ldy + j] - b - r;
             pre[(size_t)n * OC + j] = v;
-            if (out) out[(size_t)n * ldy + j] = mag[j] / norm[j] * v + b;
+            if (out) out[(size_t)n * ldy + j] = mag[j] / norm[j] * v + b + r;
         }
 }
 
-/* gs = mag / norm * g; dmag += sum_n g * pre / norm (in double, each column's in row order). */
-static void cpu_dora_backward(float *gs, float *dmag, const float *g, int ldg, const float *pre,
-                              const float *mag, const float *norm, float *scratch, int N, int OC) {
+/* gs = mag / norm * g, grest = g - gs; dmag += sum_n g * pre / norm (in double, each column's
+ * in row order). */
+static void cpu_dora_backward(float *gs, float *grest, float *dmag, const float *g, int ldg,
+                              const float *pre, const float *mag, const float *norm, float *scratch,
+                              int N, int OC) {
     (void)scratch;
 #pragma omp parallel for if ((size_t)N * OC > CPU_PAR_MIN)
     for (int j = 0; j < OC; j++) {
         float c = mag[j] / norm[j];
         double dm = 0;
         for (int n = 0; n < N; n++) {
-            float d = g[(size_t)n * ldg + j];
-            gs[(size_t)n * OC + j] = c * d;
+            float d = g[(size_t)n * ldg + j], s = c * d;
+            gs[(size_t)n * OC + j] = s;
+            if (grest) grest[(size_t)n * OC + j] = d - s;
             dm += (double)d * pre[(size_t)n * OC + j];
         }
         dmag[j] += (float)(dm / norm[j]);
+    }
+}
+
+/* out (+)= x - drop(x), lora_dropout's mask; x f32 or (NULL) xb's bf16 values, rows ldx apart */
+static void cpu_lora_dropout_rest(float *out, const float *x, const uint16_t *xb, int ldx, float p,
+                                  uint64_t seed, int N, int C, int acc) {
+    seed ^= cpu_step.seed;
+#pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        uint32_t key = rng_row_key(seed, (uint64_t)n);
+        float *o = out + (size_t)n * C;
+        for (int k = 0; k < C; k++) {
+            float v = x ? x[(size_t)n * C + k] : qb_bf16(xb[(size_t)n * ldx + k]);
+            float r = v - v * rng_row_scale(rng_row_pair(key, (uint32_t)k >> 1), k & 1, p);
+            o[k] = acc ? o[k] + r : r;
+        }
     }
 }
 
@@ -1513,6 +1534,7 @@ const Ops ops_cpu = {
     .dora_norm = cpu_dora_norm,
     .dora_forward = cpu_dora_forward,
     .dora_backward = cpu_dora_backward,
+    .lora_dropout_rest = cpu_lora_dropout_rest,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .attention_scratch = cpu_attention_scratch,

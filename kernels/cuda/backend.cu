@@ -586,6 +586,7 @@ extern "C" const Ops ops_cuda = {
     .dora_norm = cuda_dora_norm,
     .dora_forward = cuda_dora_forward,
     .dora_backward = cuda_dora_backward,
+    .lora_dropout_rest = cuda_lora_dropout_rest,
     .attention_forward = cuda_attention_forward,
     .attention_backward = cuda_attention_backward,
     .attention_scratch = cuda_attention_scratch,

@@ -305,9 +305,12 @@ void cuda_lora_dinp_bf16(float *dinp, uint16_t *dinp_bf16, const float *const *d
 void cuda_dora_norm(float *norm, const float *W, int ldw, const float *A, const float *B,
                     float scale, int rows, int C, int R);
 void cuda_dora_forward(float *out, float *pre, const float *y, int ldy, const float *mag,
-                       const float *norm, const float *bias, int N, int OC);
-void cuda_dora_backward(float *gs, float *dmag, const float *g, int ldg, const float *pre,
-                        const float *mag, const float *norm, float *scratch, int N, int OC);
+                       const float *norm, const float *bias, const float *rest, int N, int OC);
+void cuda_dora_backward(float *gs, float *grest, float *dmag, const float *g, int ldg,
+                        const float *pre, const float *mag, const float *norm, float *scratch,
+                        int N, int OC);
+void cuda_lora_dropout_rest(float *out, const float *x, const uint16_t *xb, int ldx, float p,
+                            uint64_t seed, int N, int C, int acc);
 void cuda_attention_forward(float *out, uint16_t *out_bf16, int ldo, float *lse, float *saved,
                             float *q, int ldq, float *k, const float *v, int ldkv,
                             const int32_t *mask, int causal, int window, const RopeFreqs *rope,

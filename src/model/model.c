@@ -1028,6 +1028,17 @@ static size_t weight_scratch(const Model *m, const Linear *l, size_t N) {
     return max_size(backward, ops_lora_copy_scratch(N, ld) + gemm);
 }
 
+/* dora_rest_forward's and dora_rest_backward's: rest and x's rest (or the input gradient's
+ * term), then the linear's own GEMM over them (its weight dequantised, or the bf16 GEMM's after
+ * the rest rounded and the weight's rows where not stored in bf16: group_weight of one). */
+static size_t dora_rest_scratch(const Model *m, const Linear *l, size_t N) {
+    size_t C = l->in, OC = l->out, front = ops_floats64(N * OC) + ops_floats64(N * C);
+    if (!bf16_gemm(m, l)) return front + (l->w->packed ? ops_dequantize_scratch(OC, C) : 0);
+    size_t w = l->w->dtype == GGML_BF16 ? 0 : ops_dequantize_bf16_scratch(OC, weight_ld(m, l));
+    return front + ops_dequantize_bf16_scratch(N, max_size(C, OC)) + w +
+           m->ops->matmul_bf16_scratch((int)N, (int)C, (int)OC);
+}
+
 /* The largest op scratch any op of this model asks for (ops.h's contract); every linear is
  * sized for B*T rows, the most any of them sees. */
 static size_t scratch_floats(const Model *m) {
@@ -1043,6 +1054,7 @@ static size_t scratch_floats(const Model *m) {
         if (l->b && l->b->grad) need = max_size(need, ops_bias_scratch(B * T, (size_t)l->out));
         if (!has_dora(l)) continue;
         need = max_size(need, ops_dora_scratch(B * T, (size_t)l->out));
+        if (m->spec.dropout > 0) need = max_size(need, dora_rest_scratch(m, l, B * T));
         if (l->w->packed) need = max_size(need, ops_dequantize_scratch(DORA_ROWS, stored_cols(l)));
     }
     if (m->head && m->head->lora) /* lm_head_run's lora_forward and lora_backward */
@@ -1092,6 +1104,8 @@ static void plan_activations(Model *m, Plan *pl) {
     Lora *el = &m->embedding_lora;
     PLAN_TAKE(pl, &el->u, N * (size_t)el->r, el->A != NULL, NULL);
     PLAN_TAKE(pl, &m->dora_grad, N * dora_grad_width(m), m->spec.use_dora, NULL);
+    PLAN_TAKE(pl, &m->dora_grest, N * dora_grad_width(m), m->spec.use_dora && m->spec.dropout > 0,
+              NULL);
     m->objective->plan(m, pl);
     /* grad_norm (a double), the pair readout, then losses: model_read_loss's one copy */
     size_t pairs = readout_pairs(m);
@@ -1792,12 +1806,17 @@ const uint64_t *model_sites(uint64_t *s, int n, int layer, int first) {
     return s;
 }
 
-/* l's weight as f32 for one GEMM: its values, or its packed rows dequantised into the op
- * scratch, which is free again once the GEMM is done (the LoRA branch after it reuses it). */
-static const float *base_weight(Model *m, const Linear *l) {
+/* l's weight as f32 for one GEMM: its values, or its packed rows dequantised at `at`: base_weight
+ * into the op scratch, which is free again once the GEMM is done (the LoRA branch after it
+ * reuses it). */
+static const float *base_weight_at(Model *m, const Linear *l, float *at) {
     if (!l->w->packed) return l->w->value;
-    m->ops->dequantize_rows(m->scratch, l->w->packed, l->w->dtype, 0, l->out, l->in);
-    return m->scratch;
+    m->ops->dequantize_rows(at, l->w->packed, l->w->dtype, 0, l->out, l->in);
+    return at;
+}
+
+static const float *base_weight(Model *m, const Linear *l) {
+    return base_weight_at(m, l, m->scratch);
 }
 
 /* The bf16 weight block of n linears ls of one group, rows weight_ld apart: in storage when they
@@ -1850,6 +1869,58 @@ static int outs_width(Linear *const *ls, int n) {
 
 static int dora(const Model *m, const Linear *l) {
     return adapted(m, l) && l->lora->mag;
+}
+
+/* DoRA under lora dropout p > 0 (training): PEFT's DoraLinearLayer then takes the base's term
+ * from drop(x) too, so the base's term on the rest, x - drop(x), stays out of the magnitude's
+ * scale (Ops.dora_forward's rest). */
+static int dora_rest(const Model *m, const Linear *l, float p) {
+    return dora(m, l) && p > 0.0f;
+}
+
+/* dora_rest's rest [N,out] = (x - drop(x)) W^T at the scratch's start, where x is inp or, under
+ * bf16, the copy the op before wrote (Linear.in_bf16), and the GEMM the linear's own: f32, or
+ * bf16 over the rest rounded. */
+static const float *dora_rest_forward(Model *m, Linear *l, const float *inp, int N, float p,
+                                      uint64_t seed) {
+    const Ops *o = m->ops;
+    size_t C = l->in, OC = l->out;
+    float *rest = m->scratch, *x_rest = rest + ops_floats64(N * OC);
+    float *scratch = x_rest + ops_floats64(N * C);
+    const uint16_t *xb = l->in_bf16;
+    o->lora_dropout_rest(x_rest, xb ? NULL : inp, xb, linear_input_ld(m, l), p, seed, N, (int)C,
+                         OPS_SET);
+    if (!bf16_gemm(m, l)) {
+        o->matmul_forward(rest, x_rest, base_weight_at(m, l, scratch), NULL, N, l->in, l->out);
+        return rest;
+    }
+    uint16_t *x_bf16 = (uint16_t *)scratch;
+    scratch += ops_dequantize_bf16_scratch(N, C);
+    o->dequantize_rows_bf16(x_bf16, x_rest, GGML_F32, 0, N, l->in, l->in);
+    const uint16_t *W = group_weight(m, &l, 1, 0, 0, &scratch);
+    o->matmul_forward_bf16(rest, NULL, l->out, x_bf16, l->in, W, weight_ld(m, l), NULL, scratch, N,
+                           l->in, l->out);
+    return rest;
+}
+
+/* dinp += the input gradient through dora_rest_forward: drop-rest(grest W), grest as
+ * Ops.dora_backward gives it, after the GEMMs that wrote dinp. */
+static void dora_rest_backward(Model *m, Linear *l, float *dinp, const float *grest, int N, float p,
+                               uint64_t seed) {
+    const Ops *o = m->ops;
+    float *t = m->scratch, *scratch = t + ops_floats64((size_t)N * l->in);
+    if (!bf16_gemm(m, l)) {
+        o->matmul_backward(t, NULL, grest, NULL, base_weight_at(m, l, scratch), N, l->in, l->out,
+                           OPS_SET);
+    } else {
+        uint16_t *g_bf16 = (uint16_t *)scratch;
+        scratch += ops_dequantize_bf16_scratch(N, (size_t)l->out);
+        o->dequantize_rows_bf16(g_bf16, grest, GGML_F32, 0, N, l->out, l->out);
+        const uint16_t *W = group_weight(m, &l, 1, 0, 0, &scratch);
+        o->matmul_backward_bf16(t, NULL, g_bf16, l->out, W, weight_ld(m, l), scratch, N, l->in,
+                                l->out, OPS_SET);
+    }
+    o->lora_dropout_rest(dinp, t, NULL, 0, p, seed, N, l->in, OPS_ADD);
 }
 
 static void linear_forward_f32(Model *m, Linear *l, float *out, const float *inp, int N, float p,
@@ -1958,8 +2029,10 @@ void linear_forward_group(Model *m, Linear *const *ls, float *const *outs, int n
         const Linear *l = ls[i];
         if (!dora(m, l)) continue;
         const Lora *lo = l->lora;
+        const float *rest =
+            dora_rest(m, l, p) ? dora_rest_forward(m, ls[i], inp, N, p, seeds[i]) : NULL;
         m->ops->dora_forward(outs[i], lo->pre, y[i], joined && bf16_gemm(m, l) ? joined : l->out,
-                             lo->mag->value, lo->norm, l->b ? l->b->value : NULL, N, l->out);
+                             lo->mag->value, lo->norm, l->b ? l->b->value : NULL, rest, N, l->out);
     }
 }
 
@@ -2056,19 +2129,22 @@ static void linear_backward_one(Model *m, Linear *l, float *dinp, const float *d
 }
 
 /* DoRA's backward before the GEMMs': each adapted member's output gradient g becomes mag / norm
- * * g in Model.dora_grad, which d[i] then points at (else d[i] = douts[i]), and its magnitude's
- * gradient is summed. */
+ * * g in Model.dora_grad, which d[i] then points at (else d[i] = douts[i]), its magnitude's
+ * gradient is summed, and under lora dropout rest[i] points at its grest in Model.dora_grest
+ * (else NULL) for dora_rest_backward. */
 static void dora_backward(Model *m, Linear *const *ls, const float *const *douts, const float **d,
-                          int n, int N) {
-    float *gs = m->dora_grad;
+                          const float **rest, int n, int N, float p) {
+    float *gs = m->dora_grad, *gr = m->dora_grest;
     for (int i = 0; i < n; i++) {
         const Lora *lo = ls[i]->lora;
-        d[i] = douts[i];
+        d[i] = douts[i], rest[i] = NULL;
         if (!dora(m, ls[i])) continue;
-        int OC = ls[i]->out;
-        m->ops->dora_backward(gs, lo->mag->grad, douts[i], OC, lo->pre, lo->mag->value, lo->norm,
-                              m->scratch, N, OC);
-        d[i] = gs, gs += (size_t)N * OC;
+        size_t OC = (size_t)ls[i]->out;
+        float *grest = dora_rest(m, ls[i], p) ? gr : NULL;
+        m->ops->dora_backward(gs, grest, lo->mag->grad, douts[i], (int)OC, lo->pre, lo->mag->value,
+                              lo->norm, m->scratch, N, (int)OC);
+        d[i] = gs, gs += N * OC;
+        if (grest) rest[i] = grest, gr += N * OC;
     }
 }
 
@@ -2098,14 +2174,16 @@ void linear_backward_group(Model *m, Linear *const *ls, float *dinp, const float
     for (int i = 0; i < n; i++) bf16 = bf16 && bf16_gemm(m, ls[i]);
     for (int i = 0; i < n; i += size) { /* in groups the scratch holds */
         int k = n - i < size ? n - i : size;
-        const float *d[OPS_LORA_GROUP_MAX];
+        const float *d[OPS_LORA_GROUP_MAX], *rest[OPS_LORA_GROUP_MAX];
         bias_grads(m, ls + i, douts + i, k, N);
-        dora_backward(m, ls + i, douts + i, d, k, N);
+        dora_backward(m, ls + i, douts + i, d, rest, k, N, p);
         if (bf16)
             linear_backward_bf16(m, ls + i, dinp, d, k, inp, N, p, seeds + i, i ? OPS_ADD : acc);
         for (int j = 0; !bf16 && j < k; j++)
             linear_backward_one(m, ls[i + j], dinp, d[j], inp, N, p, seeds[i + j],
                                 i + j ? OPS_ADD : acc);
+        for (int j = 0; dinp && j < k; j++)
+            if (rest[j]) dora_rest_backward(m, ls[i + j], dinp, rest[j], N, p, seeds[i + j]);
     }
 }
 
@@ -2118,7 +2196,8 @@ const float *linear_output_bias(const Linear *l) {
 }
 
 void linear_input_grad_bf16(const Model *m, Linear *l, uint16_t *at) {
-    l->din_bf16 = bf16_gemm(m, l) && !l->peers ? at : NULL;
+    int rest = has_dora(l) && m->spec.dropout > 0; /* dora_rest_backward adds to the f32 dinp */
+    l->din_bf16 = bf16_gemm(m, l) && !l->peers && !rest ? at : NULL;
 }
 
 void linear_reads_attention_out(const Model *m, Linear *l, float *saved) {
@@ -2218,8 +2297,6 @@ void model_step(Model *m, uint64_t seed, float loss_weight) {
 }
 
 int model_forward(Model *m, int train, float *loss, LfError *err) {
-    if (train && m->spec.use_dora && m->spec.dropout > 0) /* train_config refuses it */
-        return lf_fail(err, "DoRA trains with lora dropout 0 only");
     use_switches(m);
     m->train_mode = train;
     m->dhidden_ready = 0; /* the loss may write it */

@@ -194,7 +194,9 @@ static const Key keys[] = {
     {"lora", "use_dora", T_BOOL, AT(use_dora), .def = "false",
      .help = "DoRA (PEFT's use_dora): each adapted linear's output, without its bias, scaled per "
              "output feature by a trained magnitude over the row norm of W + scale B A. The "
-             "magnitudes are saved in the adapter (lora_magnitude_vector). Needs lora.dropout 0."},
+             "magnitudes are saved in the adapter (lora_magnitude_vector). Under lora.dropout, "
+             "as PEFT, the base's term on what the dropout removed stays out of the scale: one "
+             "more GEMM each way per adapted linear."},
     {"lora", "init_lora_weights", T_STR, AT(init_lora_weights), .def = "\"default\"",
      .choices = "default|gaussian|pissa|olora",
      .help =
@@ -864,11 +866,6 @@ int train_config_check(const TrainConfig *c, LfError *err) {
                        "lora.bias %s trains biases beside LoRA's adapters: it needs "
                        "lora.strategy lora, not %s",
                        c->bias, c->strategy);
-    if (c->use_dora && c->dropout > 0)
-        return lf_fail(err,
-                       "lora.use_dora with lora.dropout %g: DoRA under dropout needs a second "
-                       "GEMM of the dropped input, which loraft does not run; set lora.dropout 0",
-                       c->dropout);
     return 0;
 }
 

@@ -230,7 +230,7 @@ static void decoder_config(ModelConfig *cfg) {
 
 static AttentionImpl attention = ATTENTION_LORAFT; /* the Llama jobs' model.attention */
 static int checkpointing;                          /* and their train.gradient_checkpointing */
-static int dora; /* and lora.use_dora (lora dropout 0: the norms of a step's weights replayed) */
+static int dora; /* and lora.use_dora (the norms of a step's weights replayed; the rest's masks) */
 /* and LoRA on embed_tokens and lm_head too (the head's lora dropout, its up-projection inside the
  * head's chunks; the table's row gradients added in a fixed order) */
 static int embed_and_head;
@@ -245,7 +245,7 @@ static void create_llama_task(Job *j, Task task) {
     spec.attention = attention;
     spec.gradient_checkpointing = checkpointing;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
-    spec.r = 4, spec.alpha = 8, spec.dropout = dora ? 0.0f : 0.1f, spec.use_dora = dora;
+    spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f, spec.use_dora = dora;
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     spec.n_targets = 7;
@@ -417,7 +417,7 @@ int main(void) {
     check_job("llama causal-lm with gradient checkpointing (the same)", create_llama);
     checkpointing = 0;
     dora = 1;
-    check_job("llama causal-lm with DoRA (the same, lora dropout 0)", create_llama);
+    check_job("llama causal-lm with DoRA (the same, under lora dropout)", create_llama);
     dora = 0;
     embed_and_head = 1;
     check_job("llama causal-lm with LoRA on embed_tokens and lm_head too (the same)", create_llama);

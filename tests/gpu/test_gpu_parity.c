@@ -1203,10 +1203,11 @@ static void test_dora_norm(int rows, int C, int ldw, int R) {
 }
 
 enum { DORA_OUT, DORA_PRE_ALONE, DORA_IN_PLACE };
-/* pre (over NaNs) and out (DORA_OUT: over NaNs; DORA_IN_PLACE: over y) bit for bit: a subtraction,
- * then a product and a sum rounded apart, on both; y's and out's rows ldy apart, the columns past
- * OC 7 in both (left alone). mag / norm far from 1, so that a missing factor or bias shows. */
-static void test_dora_forward(int N, int OC, int ldy, int with_bias, int mode) {
+/* pre (over NaNs) and out (DORA_OUT: over NaNs; DORA_IN_PLACE: over y) bit for bit:
+ * subtractions, then a product and sums rounded apart, on both; y's and out's rows ldy apart, the
+ * columns past OC 7 in both (left alone). mag / norm far from 1, so that a missing factor, bias or
+ * rest (lora dropout's, dense) shows. */
+static void test_dora_forward(int N, int OC, int ldy, int with_bias, int with_rest, int mode) {
     Pair *y = pair_rows(N, OC, ldy, -3.0f, 3.0f, 7.0f), *pre = pair_nan((size_t)N * OC);
     Pair *out = mode == DORA_OUT        ? pair_rows(N, OC, ldy, NAN, NAN, 7.0f)
                 : mode == DORA_IN_PLACE ? y
@@ -1214,34 +1215,38 @@ static void test_dora_forward(int N, int OC, int ldy, int with_bias, int mode) {
     Pair *mag = pair_rows(1, OC, OC, -2.0f, 2.0f, 0.0f);
     Pair *norm = pair_rows(1, OC, OC, 0.5f, 4.0f, 0.0f);
     Pair *bias = with_bias ? pair_random(OC, 1.0f) : NULL;
+    Pair *rest = with_rest ? pair_random((size_t)N * OC, 2.0f) : NULL;
     BACKENDS(w, o) {
-        o->dora_forward(F(out, w), F(pre, w), F(y, w), ldy, F(mag, w), F(norm, w), F(bias, w), N,
-                        OC);
+        o->dora_forward(F(out, w), F(pre, w), F(y, w), ldy, F(mag, w), F(norm, w), F(bias, w),
+                        F(rest, w), N, OC);
     }
     static const char *modes[] = {"out", "pre alone", "in place"};
-    NAME("dora_forward N=%d OC=%d ldy=%d bias=%d %s", N, OC, ldy, with_bias, modes[mode]);
+    NAME("dora_forward N=%d OC=%d ldy=%d bias=%d rest=%d %s", N, OC, ldy, with_bias, with_rest,
+         modes[mode]);
     compare("pre", pre, EXACT);
     if (out) compare("out", out, EXACT);
     pairs_free();
 }
 
-/* gs bit for bit (one product), over NaNs; dmag after two calls (the second adds to the first's),
- * dmag[j] within 1e-6 of |dmag[j]| + its column's scale sum_n |g pre| / norm over both calls (the
- * splits' partials are f32). g's rows ldg apart (NaN past OC, never read), the scratch NaNs (every
- * partial read is written first). */
-static void test_dora_backward(int N, int OC, int ldg) {
+/* gs and (with_rest) grest bit for bit (a product, a difference), over NaNs; dmag after two calls
+ * (the second adds to the first's), dmag[j] within 1e-6 of |dmag[j]| + its column's scale sum_n |g
+ * pre| / norm over both calls (the splits' partials are f32). g's rows ldg apart (NaN past OC,
+ * never read), the scratch NaNs (every partial read is written first). */
+static void test_dora_backward(int N, int OC, int ldg, int with_rest) {
     Pair *g = pair_rows(N, OC, ldg, -1.0f, 1.0f, NAN), *pre = pair_random((size_t)N * OC, 3.0f);
     Pair *mag = pair_rows(1, OC, OC, -2.0f, 2.0f, 0.0f);
     Pair *norm = pair_rows(1, OC, OC, 0.5f, 4.0f, 0.0f);
     Pair *gs = pair_nan((size_t)N * OC), *dmag = pair_random(OC, 1.0f);
+    Pair *grest = with_rest ? pair_nan((size_t)N * OC) : NULL;
     Pair *scratch = pair_nan(ops_dora_scratch(N, OC));
     BACKENDS(w, o) {
         for (int call = 0; call < 2; call++)
-            o->dora_backward(F(gs, w), F(dmag, w), F(g, w), ldg, F(pre, w), F(mag, w), F(norm, w),
-                             F(scratch, w), N, OC);
+            o->dora_backward(F(gs, w), F(grest, w), F(dmag, w), F(g, w), ldg, F(pre, w), F(mag, w),
+                             F(norm, w), F(scratch, w), N, OC);
     }
-    NAME("dora_backward N=%d OC=%d ldg=%d (twice)", N, OC, ldg);
+    NAME("dora_backward N=%d OC=%d ldg=%d rest=%d (twice)", N, OC, ldg, with_rest);
     compare("gs", gs, EXACT);
+    if (grest) compare("grest", grest, EXACT);
     const float *hg = g->mem[0], *hp = pre->mem[0], *hn = norm->mem[0], *want = dmag->mem[0];
     float *got = malloc(dmag->bytes);
     dut->download(got, dmag->mem[1], dmag->bytes);
@@ -1262,6 +1267,23 @@ static void test_dora_backward(int N, int OC, int ldg) {
     if (bad) fprintf(stderr, "  %s: dmag: %zu of %d columns off\n", op_name, bad, OC);
     CHECK(bad == 0);
     free(got);
+    pairs_free();
+}
+
+/* out (+)= x - drop(x) with lora_forward's masks of the step's seed, bit for bit (a product and a
+ * difference rounded apart, on both), over NaNs (acc 0) or onto values (acc): from f32 x, or
+ * from bf16 copies whose rows are ldx apart; at p 0 every element is kept: 0. */
+static void test_lora_dropout_rest(int N, int C, int ldx, float p, int from_bf16, int acc) {
+    Pair *x = from_bf16 ? NULL : pair_random((size_t)N * C, 3.0f);
+    Pair *xb = from_bf16 ? pair_bf16((size_t)N, (size_t)ldx, 3.0f) : NULL;
+    Pair *out = acc ? pair_random((size_t)N * C, 1.0f) : pair_nan((size_t)N * C);
+    BACKENDS(w, o) {
+        o->lora_dropout_rest(F(out, w), F(x, w), xb ? (const uint16_t *)xb->mem[w] : NULL, ldx, p,
+                             0x1234567890abcull, N, C, acc);
+    }
+    NAME("lora_dropout_rest N=%d C=%d ldx=%d p=%g %s%s", N, C, ldx, p, from_bf16 ? "bf16" : "f32",
+         acc ? " acc" : "");
+    compare("out", out, EXACT);
     pairs_free();
 }
 
@@ -2567,18 +2589,26 @@ int main(void) {
     for (int i = 0; i < 3; i++)
         for (int k = 0; k < 3; k++) {
             int N = dora_rows[i], OC = dora_cols[k], wide = (OC + 7) / 4 * 4; /* 4 or more past */
-            test_dora_forward(N, OC, OC + 3, 1, DORA_OUT); /* rows off 16-byte alignment */
-            test_dora_forward(N, OC, wide, 0, DORA_OUT);
-            test_dora_forward(N, OC, OC, 1, DORA_PRE_ALONE);
-            test_dora_forward(N, OC, wide, 1, DORA_IN_PLACE);
-            test_dora_forward(N, OC, OC + 1, 0, DORA_IN_PLACE);
-            test_dora_backward(N, OC, OC);
-            test_dora_backward(N, OC, OC + 5);
+            test_dora_forward(N, OC, OC + 3, 1, 0, DORA_OUT); /* rows off 16-byte alignment */
+            test_dora_forward(N, OC, wide, 0, 1, DORA_OUT);
+            test_dora_forward(N, OC, OC, 1, 1, DORA_PRE_ALONE);
+            test_dora_forward(N, OC, wide, 1, 0, DORA_IN_PLACE);
+            test_dora_forward(N, OC, OC + 1, 0, 1, DORA_IN_PLACE);
+            test_dora_forward(N, OC, OC + 3, 1, 1, DORA_IN_PLACE);
+            test_dora_backward(N, OC, OC, 0);
+            test_dora_backward(N, OC, OC + 5, 1);
         }
-    test_dora_forward(130, 576, 768, 1, DORA_IN_PLACE); /* q's columns of rows [q | k | v] */
-    test_dora_backward(1100, 300, 576); /* 18 splits of 62 rows, two column blocks */
-    test_dora_backward(10000, 24, 24);  /* 128 splits (the most) of 79 rows: 127 used */
-    test_dora_backward(130, 576, 768);
+    test_dora_forward(130, 576, 768, 1, 1, DORA_IN_PLACE); /* q's columns of rows [q | k | v] */
+    test_dora_backward(1100, 300, 576, 1); /* 18 splits of 62 rows, two column blocks */
+    test_dora_backward(10000, 24, 24, 0);  /* 128 splits (the most) of 79 rows: 127 used */
+    test_dora_backward(130, 576, 768, 1);
+    for (int acc = 0; acc < 2; acc++) {
+        test_lora_dropout_rest(1, 1, 1, 0.5f, 0, acc);
+        test_lora_dropout_rest(37, 67, 67, 0.1f, 0, acc); /* odd C: a lone last column */
+        test_lora_dropout_rest(37, 67, 80, 0.3f, 1, acc); /* bf16 rows apart (an input copy) */
+        test_lora_dropout_rest(130, 576, 576, 0.05f, acc, acc);
+        test_lora_dropout_rest(20, 64, 64, 0.0f, 0, acc);
+    }
     static const int norm_ranks[] = {1, 4, 16};
     for (int r = 0; r < 3; r++) {
         test_dora_norm(1, 1, 1, norm_ranks[r]);
