@@ -74,6 +74,7 @@ static const char *tmp_path(const char *name) {
 static int tiny_dora, tiny_patterns;
 /* lora_spec adapts the token embedding too (embed_tokens; GPT-2's wte) while set */
 static int tiny_embed;
+static int tiny_head; /* and LoRA on lm_head too */
 
 static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
     train_spec_defaults(s);
@@ -90,6 +91,7 @@ static void lora_spec(TrainSpec *s, Arch arch, int rslora) {
     int n = arch == ARCH_GPT2 ? 3 : arch == ARCH_PHI3 ? 4 : 7;
     for (int i = 0; i < n; i++) strcpy(s->targets[s->n_targets++], names[i]);
     if (tiny_embed) strcpy(s->targets[s->n_targets++], arch == ARCH_GPT2 ? "wte" : "embed_tokens");
+    if (tiny_head) strcpy(s->targets[s->n_targets++], "lm_head");
     if (!tiny_patterns) return;
     s->rank_pattern[s->n_rank_pattern++] = (LoraPattern){"k_proj|c_attn", 3};
     s->alpha_pattern[s->n_alpha_pattern++] = (LoraPattern){"q_proj|c_attn", 10};
@@ -345,7 +347,7 @@ static void test_adapter(Arch arch, int rslora) {
 /* Every base tensor: GGUF name, shape, type and values against the merged host copy. */
 static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
     LfError err;
-    float **slot, *host = model_host_weights(m, 1, &slot, &err);
+    float **slot, *head, *host = model_host_weights(m, 1, &slot, &head, &err);
     float *got = malloc(192 * 64 * sizeof *got); /* the largest tensor: GPT-2's c_attn */
     int n_base = 0;
     for (int i = 0; i < m->n_params && host && got; i++) {
@@ -383,12 +385,26 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
         if (worst > tol)
             fprintf(stderr, "  %s: values off by %g (tolerance %g)\n", name, worst, tol);
     }
-    /* GPT-2: output.weight, token_embd's copy */
+    /* GPT-2: output.weight, token_embd's copy; a head the merge untied: output.weight, the table
+     * as loaded plus the head's adapter (token_embd: plus the embedding's) */
     const GgufTensor *emb = gguf_find_tensor(g, "token_embd.weight"),
                      *out = gguf_find_tensor(g, "output.weight");
     if (m->cfg.arch == ARCH_GPT2)
         CHECK(emb && out && out->type == emb->type && out->nbytes == emb->nbytes &&
               memcmp(out->data, emb->data, emb->nbytes) == 0);
+    CHECK(!head == !model_merge_unties(m));
+    if (head) {
+        int64_t shape[2] = {VOCAB, 64};
+        CHECK(out && out->type == type && emb && memcmp(out->data, emb->data, emb->nbytes) != 0);
+        CHECK_OK(read_hf(m, g, "output.weight", shape, GGUF_FIX_NONE, got, &err), &err);
+        double worst = 0, amax = 0;
+        for (size_t j = 0; j < VOCAB * 64; j++) {
+            float expect = type == GGML_F16 ? f16_to_f32(f32_to_f16(head[j])) : head[j];
+            worst = worse(worst, fabs((double)got[j] - expect));
+            amax = fmax(amax, fabs((double)head[j]));
+        }
+        CHECK(worst <= (type == GGML_Q8_0 ? amax / 230 : 0));
+    }
     /* Phi-3's longrope: its factors as rope_factors_short and _long, F32 as they are */
     const RopeScaling *r = &m->cfg.rope_scaling;
     int longrope = r->type == ROPE_LONGROPE;
@@ -398,7 +414,7 @@ static void check_merged_tensors(Model *m, const Gguf *g, GgmlType type) {
         CHECK(fs && fl && fs->type == GGML_F32 && fs->n_dims == 1 && fs->ne[0] == r->n_divisors &&
               !memcmp(fs->data, r->divisors, sizeof(float) * r->n_divisors) &&
               !memcmp(fl->data, r->long_divisors, sizeof(float) * r->n_divisors));
-    CHECK(g->n_tensors == n_base + (m->cfg.arch == ARCH_GPT2) + 2 * longrope);
+    CHECK(g->n_tensors == n_base + (m->cfg.arch == ARCH_GPT2) + 2 * longrope + (head != NULL));
     free(host);
     if (host) free(slot);
     free(got);
@@ -425,13 +441,14 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
     CHECK(ftype == (type == GGML_F32 ? 0u : type == GGML_F16 ? 1u : 7u));
     CHECK_OK(gguf_arch(&g, &a, &err), &err);
     const ModelConfig *c = &m.cfg;
-    int gpt2 = arch == ARCH_GPT2;
+    int gpt2 = arch == ARCH_GPT2, untied = tied && model_merge_unties(&m); /* by the merge */
     CHECK(kv_is(&g, "general.architecture", arch_gguf_name(m.cfg.arch)));
     CHECK(a.n_layers == c->num_layers && a.hidden == c->hidden_size && a.ffn == c->ffn_size &&
           a.n_heads == c->num_heads && a.n_kv_heads == c->num_kv_heads &&
           a.vocab_size == c->vocab_size && a.context_length == c->max_positions &&
           (gpt2 || a.rope_theta == c->rope_theta) && a.norm_eps == c->layer_norm_eps &&
-          a.tied_embeddings == (tied && !gpt2) && a.bos_token_id == 1 && a.eos_token_id == 2);
+          a.tied_embeddings == (tied && !gpt2 && !untied) && a.bos_token_id == 1 &&
+          a.eos_token_id == 2);
     CHECK(a.attn_scalar == c->query_pre_attn_scalar && a.attn_softcap == c->attn_softcap &&
           a.final_softcap == c->final_softcap);
     if (arch_is_gemma(arch)) { /* the soft-caps written as llama.cpp's converters write them */
@@ -455,7 +472,7 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
     CHECK_OK(logits(&m, ids, SEQ, want, &err), &err);
     CHECK_OK(gguf_model(&back, path, SEQ, &err), &err);
     if (back.values) {
-        CHECK(back.cfg.arch == arch && back.cfg.tie_word_embeddings == tied &&
+        CHECK(back.cfg.arch == arch && back.cfg.tie_word_embeddings == (tied && !untied) &&
               back.cfg.query_pre_attn_scalar == c->query_pre_attn_scalar &&
               back.cfg.attn_softcap == c->attn_softcap &&
               back.cfg.final_softcap == c->final_softcap &&
@@ -463,8 +480,11 @@ static void test_merged(Arch arch, GgmlType type, int tied, double tol) {
               !memcmp(&back.cfg.rope_scaling, &c->rope_scaling, sizeof c->rope_scaling));
         CHECK_OK(logits(&back, ids, SEQ, got, &err), &err);
         double e = rel_error(got, want, SEQ * VOCAB);
-        printf("merged %s %s (%s head, %d layers): max |logit diff| / max |logit| = %.3g\n",
-               arch_name(m.cfg.arch), quant_type_name(type), tied ? "tied" : "untied",
+        printf("merged %s %s (%s, %d layers): max |logit diff| / max |logit| = %.3g\n",
+               arch_name(m.cfg.arch), quant_type_name(type),
+               untied ? "a tied head untied by the merge"
+               : tied ? "tied head"
+                      : "untied head",
                c->num_layers, e);
         CHECK(e <= tol);
         model_free(&back);
@@ -597,24 +617,30 @@ static void test_refusals(void) {
                 "expected one of F32, F16, BF16, Q8_0");
     model_free(&m);
 
-    tiny_embed = 1; /* merging into a table the head is tied to would move the head too */
-    lora_spec(&s, ARCH_LLAMA, 0);
-    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
+    tiny_embed = 1; /* GPT-2's head is its table: merging its adapter would move the head too */
+    lora_spec(&s, ARCH_GPT2, 0);
+    CHECK_OK(tiny_model(&m, &s, ARCH_GPT2, 1, &err), &err);
     EXPECT_FAIL(gguf_export_model(&m, path, GGML_F32, NULL, NULL, err_),
-                "the adapter on 'model.embed_tokens.weight' cannot be merged: the LM head is tied");
+                "the adapter on 'transformer.wte.weight' cannot be merged: GPT-2's LM head is its "
+                "token embedding");
     CHECK(access(path, F_OK) != 0);
     model_free(&m);
-    tiny_embed = 0;
-    lora_spec(&s, ARCH_LLAMA, 0);
-    /* an adapter on a tied lm_head: no llama.cpp form, no merge (the table is the embedding's) */
-    strcpy(s.targets[s.n_targets++], "lm_head");
+    tiny_embed = 0, tiny_head = 1;
+    lora_spec(&s, ARCH_GPT2, 0);
+    CHECK_OK(tiny_model(&m, &s, ARCH_GPT2, 1, &err), &err);
+    EXPECT_FAIL(
+        gguf_export_model(&m, path, GGML_F32, NULL, NULL, err_),
+        "the adapter on 'lm_head' cannot be merged: GPT-2's LM head is its token embedding");
+    model_free(&m);
+    lora_spec(&s, ARCH_LLAMA, 0); /* an adapter on a tied lm_head: no llama.cpp form */
     CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
     CHECK(m.head->lora && model_head_tied(&m));
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_),
                 "an adapter on a tied lm_head has no llama.cpp");
-    EXPECT_FAIL(gguf_export_model(&m, path, GGML_F32, NULL, NULL, err_),
-                "the adapter on 'lm_head' cannot be merged: the LM head is tied");
     model_free(&m);
+    tiny_head = 0;
+    lora_spec(&s, ARCH_LLAMA, 0);
+    strcpy(s.targets[s.n_targets++], "lm_head");
     s.use_dora = 1; /* DoRA, PiSSA on the head or the embedding: refused when built */
     EXPECT_FAIL(tiny_model(&m, &s, ARCH_LLAMA, 0, err_), "DoRA on the LM head ('lm_head')");
     s.use_dora = 0, s.init = LORA_INIT_PISSA;
@@ -776,7 +802,15 @@ int main(void) {
     tiny_embed = 1;
     test_adapter(ARCH_LLAMA, 0);
     test_merged(ARCH_LLAMA, GGML_F32, 0, 1e-5);
+    /* merged into a tied Llama: the head untied, output.weight its own (the table as loaded plus
+     * the head's adapter, where it has one), the logits the adapted model's */
+    test_merged(ARCH_LLAMA, GGML_F32, 1, 1e-5);
+    tiny_head = 1;
+    test_merged(ARCH_LLAMA, GGML_F32, 1, 1e-5);
+    test_merged(ARCH_LLAMA, GGML_Q8_0, 1, 6e-2);
     tiny_embed = 0;
+    test_merged(ARCH_LLAMA, GGML_F16, 1, 5e-3);
+    tiny_head = 0;
     for (int tied = 0; tied < 3; tied++) { /* 2: GPT-2, tied */
         Arch arch = tied == 2 ? ARCH_GPT2 : ARCH_LLAMA;
         test_merged(arch, GGML_F32, tied > 0, 1e-5);

@@ -466,7 +466,7 @@ static void dora_norms(void) {
             d->loras[i].B->value[j] = 0.4f * (rng_next_uniform(&rng) - 0.5f);
     CHECK_OK(model_forward(d, 0, &loss[1], &err), &err);
     float **slot;
-    float *host = model_host_weights(d, 0, &slot, &err);
+    float *host = model_host_weights(d, 0, &slot, NULL, &err);
     CHECK(host != NULL);
     double worst_norm = 0, worst_mag = 0;
     for (int i = 0; host && i < d->n_loras; i++) {

@@ -4,8 +4,8 @@
 # (r=4 on all seven projections q_proj..down_proj, lora_dropout 0.1) for a few steps on a
 # corpus written here; then, with torch, transformers and peft from the venv of
 # scripts/setup-python.sh (the test skips, saying why, when it is missing):
-#  (the untied one on embed_tokens and lm_head too, Unsloth's targets: peft's lora_embedding_A / _B
-#  and the head's lora_A / _B; a tied model's would not merge)
+#  (and on embed_tokens and lm_head, Unsloth's targets: peft's lora_embedding_A / _B and the head's
+#  lora_A / _B; on the tied model the head's adapter is a module of its own beside the table's)
 #  1. AutoModelForCausalLM.from_pretrained(tiny) + PeftModel.from_pretrained(model, OUT/best)
 #     loads every tensor of the adapter, none missing or unexpected (and get_peft_model_state_dict
 #     gives back exactly the file's names and values), with the saved task_type CAUSAL_LM and
@@ -14,7 +14,8 @@
 #     computed as loraft defines it: each text alone, right-truncated at data.max_length, no BOS
 #     (the GPT-2 tokenizer adds none), the mean over every predicted token of all texts;
 #  3. `loraft merge` writes a directory that plain transformers loads (no missing or unexpected
-#     keys; a tied head stays tied: no lm_head.weight) with the same loss, and so does
+#     keys; the tied head untied: lm_head.weight of its own, tie_word_embeddings false, since
+#     each of the two adapters changes one of them) with the same loss, and so does
 #     `loraft eval` of the merged directory; the base model without the adapter agrees too;
 #  4. the same base as a GGUF file: the adapter gives the same loss on it, and `loraft merge`
 #     onto it needs the HF tokenizer files beside the .gguf (else a clear error, nothing
@@ -39,7 +40,7 @@ for head in tied untied; do
           "max_length": $max_len},
  "lora": {"r": 4, "alpha": 8, "dropout": 0.1,
           "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                             "down_proj"$([ $head = untied ] && echo ', "embed_tokens", "lm_head"')]},
+                             "down_proj", "embed_tokens", "lm_head"]},
  "train": {"learning_rate": 2e-2, "batch_size": 4, "max_steps": 8, "lr_scheduler": "constant",
            "eval_strategy": "steps", "eval_steps": 8, "save_strategy": "steps", "save_steps": 8,
            "logging_steps": 0, "threads": 1, "output_dir": "$tmp/$head-run"}}
@@ -115,7 +116,7 @@ for head in ("tied", "untied"):
     # the adapter's config, as peft reads it
     cfg = LoraConfig.from_pretrained(adapter)
     targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    targets |= {"embed_tokens", "lm_head"} if head == "untied" else set()
+    targets |= {"embed_tokens", "lm_head"}
     check(cfg.task_type == "CAUSAL_LM" and cfg.lora_dropout == 0.1 and cfg.r == 4
           and cfg.lora_alpha == 8 and set(cfg.target_modules) == targets,
           f"{head}: adapter_config: task_type {cfg.task_type}, r {cfg.r}, alpha {cfg.lora_alpha}, "
@@ -138,7 +139,7 @@ for head in ("tied", "untied"):
           f"{head}: PeftModel.from_pretrained reports no missing/unexpected keys {keys.noise}")
     saved = load_file(adapter + "/adapter_model.safetensors")
     lora = {k.replace(".default", ""): v for k, v in model.state_dict().items() if "lora_" in k}
-    check(set(lora) == set(saved) and len(saved) == 2 * (7 * 2 + 2 * (head == "untied")),
+    check(set(lora) == set(saved) and len(saved) == 2 * (7 * 2 + 2),
           f"{head}: the PEFT model's {len(lora)} LoRA tensors are the file's {len(saved)} "
           f"(missing {sorted(set(lora) - set(saved))[:3]}, unexpected {sorted(set(saved) - set(lora))[:3]})")
     back = get_peft_model_state_dict(model, save_embedding_layers=False)
@@ -146,14 +147,14 @@ for head in ("tied", "untied"):
           f"{head}: get_peft_model_state_dict gives back the file's names and values")
     check(all(float(saved[k].abs().max()) > 0 for k in saved if "lora_B" in k or "_A" in k),
           f"{head}: every lora_B and A trained (non-zero; the embedding's A starts at 0)")
+    a_emb = saved["base_model.model.model.embed_tokens.lora_embedding_A"]
+    seen = {i for l in open(tmp + "/train.jsonl") for i in tok(json.loads(l)["text"])["input_ids"]}
+    moved = {int(i) for i in torch.nonzero(a_emb.abs().sum(0)).flatten()}
+    check(tuple(a_emb.shape) == (4, base.config.vocab_size) and moved and
+          moved <= seen | {base.config.eos_token_id},
+          f"{head}: embed_tokens' A [r, V] {tuple(a_emb.shape)}: {len(moved)} columns "
+          f"moved, all of tokens in the training texts or the end of text")
     if head == "untied":
-        a_emb = saved["base_model.model.model.embed_tokens.lora_embedding_A"]
-        seen = {i for l in open(tmp + "/train.jsonl") for i in tok(json.loads(l)["text"])["input_ids"]}
-        moved = {int(i) for i in torch.nonzero(a_emb.abs().sum(0)).flatten()}
-        check(tuple(a_emb.shape) == (4, base.config.vocab_size) and moved and
-              moved <= seen | {base.config.eos_token_id},
-              f"{head}: embed_tokens' A [r, V] {tuple(a_emb.shape)}: {len(moved)} columns "
-              f"moved, all of tokens in the training texts or the end of text")
         # peft's own save (with its copies of the table and the head, save_embedding_layers) for
         # loraft to load, and one whose copy of the table is another, which loraft must refuse
         model.save_pretrained(f"{tmp}/{head}-peft")
@@ -178,9 +179,9 @@ for head in ("tied", "untied"):
     merged, bad = load(merged_dir)
     check(not bad, f"{head}: merged loads with no missing/unexpected keys {bad}")
     names = set(load_file(merged_dir + "/model.safetensors"))
-    check(("lm_head.weight" in names) == (head == "untied") and
-          merged.config.tie_word_embeddings == (head == "tied"),
-          f"{head}: merged head: lm_head.weight {'absent, tied' if head == 'tied' else 'present, untied'}")
+    check("lm_head.weight" in names and not merged.config.tie_word_embeddings and
+          merged.lm_head.weight.data_ptr() != merged.model.embed_tokens.weight.data_ptr(),
+          f"{head}: merged head: lm_head.weight of its own, tie_word_embeddings false")
     loss_merged, n = hf_loss(merged, AutoTokenizer.from_pretrained(merged_dir), texts, max_len)
     check(abs(loss_merged - a) <= tol and abs(ours["merged"][0] - a) <= tol,
           f"{head}: merged loss: transformers {loss_merged:.7f}, loraft eval {ours['merged'][0]:.7f} "

@@ -337,6 +337,14 @@ static inline int model_head_tied(const Model *m) {
     return m->head && m->head->w == m->word_embedding;
 }
 
+/* Whether merging unties the head from the table: tied, with an adapter on either. The merged
+ * model then holds the head as a weight of its own (lm_head.weight, output.weight) and says
+ * tie_word_embeddings false, so that each keeps its own adapter's change; peft's merge would move
+ * the one shared table by both. */
+static inline int model_merge_unties(const Model *m) {
+    return model_head_tied(m) && (m->embedding_lora.A || m->head->lora);
+}
+
 /* The adapted modules: the linears' adapters and the token embedding's. */
 static inline int model_n_adapters(const Model *m) {
     return m->n_loras + (m->embedding_lora.A != NULL);
@@ -437,13 +445,16 @@ Task arch_adapter_task(Arch arch, Task t);
 
 /* Host f32 copies of every parameter (packed weights dequantised): (*slot)[i] holds
  * params[i]'s values, in loraft's layout (a Conv1D's weight [out,in], as GGUF stores it); with
- * merge, W += scale * B A folded into every adapted linear of the copy. Returns the one
- * allocation behind them (NULL on failure); the caller frees it and *slot. */
-float *model_host_weights(Model *m, int merge, float ***slot, LfError *err);
+ * merge, W += scale * B A folded into every adapted linear of the copy, and where that unties the
+ * head (model_merge_unties) *head [V,C] = the table as loaded plus the head's adapter, the table
+ * plus its own in the table's slot (head NULL, or no untying: *head NULL). GPT-2's head is
+ * refused untied: loraft and llama.cpp read its table as the head. Returns the one allocation
+ * behind them (NULL on failure); the caller frees it and *slot. */
+float *model_host_weights(Model *m, int merge, float ***slot, float **head, LfError *err);
 
 /* Writes every base parameter (not LoRA) to path as safetensors, HF names and layouts, in f32
  * (packed weights dequantised); with merge_lora, W += scale * B A first (in the written copy
- * only). */
+ * only), and an untied head (model_merge_unties) as lm_head.weight. */
 int model_save_weights(Model *m, const char *path, int merge_lora, LfError *err);
 
 /* A parameter's name (Param.name) where the checkpoint's class keeps it: name itself, but for

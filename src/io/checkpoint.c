@@ -548,7 +548,7 @@ static int is_own_copy(Model *m, const SafeTensors *st, int i, LfError *err) {
     }
     if (!w) return 0;
     float **slot, *file = malloc(w->numel * sizeof *file);
-    float *host = file ? model_host_weights(m, 0, &slot, err) : NULL;
+    float *host = file ? model_host_weights(m, 0, &slot, NULL, err) : NULL;
     int rc = !file ? lf_fail(err, "out of memory") : !host ? -1 : 0;
     if (!rc) rc = safetensors_read_f32(st, tensor, w->ndim, w->shape, file, err);
     double most = 0, worst = 0;
@@ -655,9 +655,11 @@ int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int mer
         if (gguf_tokenizer_dir(tokenizer_dir, gguf_dir, sizeof gguf_dir, err)) return -1;
         tokenizer_dir = gguf_dir;
     }
+    ModelConfig cfg = m->cfg; /* as the merge writes it */
+    cfg.tie_word_embeddings = cfg.tie_word_embeddings && !(merge && model_merge_unties(m));
     if (dir_create(dir, err)) return -1;
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (model_config_save(&m->cfg, path, err)) return -1;
+    if (model_config_save(&cfg, path, err)) return -1;
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if (model_save_weights(m, path, merge, err)) return -1;
     return tokenizer_dir ? tokenizer_copy_files(tokenizer_dir, dir, err) : 0;

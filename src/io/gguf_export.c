@@ -166,7 +166,7 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
                            "--format gguf)",
                            path, m->params[i].name);
     float **slot;
-    float *host = model_host_weights(m, 0, &slot, err);
+    float *host = model_host_weights(m, 0, &slot, NULL, err);
     if (!host) return -1;
     size_t bytes = 0;
     for (int i = 0; i < model_n_adapters(m); i++)
@@ -420,14 +420,15 @@ static int copies_to_output(const Model *m, const char *gguf_name) {
 }
 
 /* The bytes of the merged tensors, every 2-D one as `type` (the most a Q8_0 row can take is
- * F16's 2 bytes per value, so this bounds a mix of the two), the embedding twice for GPT-2, and
- * room for RoPE's divisors (longrope's two sets). */
+ * F16's 2 bytes per value, so this bounds a mix of the two), the embedding twice for GPT-2 and
+ * for a head the merge unties, and room for RoPE's divisors (longrope's two sets). */
 static size_t merged_bytes(const Model *m, GgmlType type) {
     size_t bytes = sizeof(float) * 2 * ROPE_MAX_PAIRS;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].in_checkpoint)
             bytes += m->params[i].numel * (m->params[i].ndim == 2 && type != GGML_F32 ? 2 : 4);
-    if (m->cfg.arch == ARCH_GPT2) bytes += (size_t)m->cfg.vocab_size * m->cfg.hidden_size * 4;
+    if (m->cfg.arch == ARCH_GPT2 || model_merge_unties(m))
+        bytes += (size_t)m->cfg.vocab_size * m->cfg.hidden_size * 4;
     return bytes;
 }
 
@@ -468,8 +469,9 @@ static int rope_tensors(const ModelConfig *c, Out *o, LfError *err) {
 }
 
 /* Every base parameter into o from its merged host values slot[i], 2-D ones as type, after RoPE's
- * tensors. */
-static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out *o, LfError *err) {
+ * tensors; head (or NULL): the head the merge untied, as output.weight after token_embd's. */
+static int merged_tensors(const Model *m, float *const *slot, float *head, GgmlType type, Out *o,
+                          LfError *err) {
     if (rope_tensors(&m->cfg, o, err)) return -1;
     for (int i = 0; i < m->n_params; i++) {
         const Param *p = &m->params[i];
@@ -486,8 +488,9 @@ static int merged_tensors(const Model *m, float *const *slot, GgmlType type, Out
         if (gguf_name(m, p->name, "", name, &fix, err) ||
             out_add(o, name, slot[i], rows, cols, fix, heads_for(m, fix), t, err))
             return -1;
-        if (copies_to_output(m, name) && (gguf_name(m, "lm_head.weight", "", name, &fix, err) ||
-                                          out_add(o, name, slot[i], rows, cols, fix, 0, t, err)))
+        float *output = copies_to_output(m, name) ? slot[i] : p == m->word_embedding ? head : NULL;
+        if (output && (gguf_name(m, "lm_head.weight", "", name, &fix, err) ||
+                       out_add(o, name, output, rows, cols, fix, 0, t, err)))
             return -1;
     }
     return 0;
@@ -573,19 +576,21 @@ static int check_gguf_form(const ModelConfig *c, const char *path, LfError *err)
 
 int gguf_export_model(Model *m, const char *path, GgmlType type, const char *source_gguf,
                       const BpeArrays *vocab, LfError *err) {
-    if (check_decoder(m, path, err) || check_gguf_form(&m->cfg, path, err)) return -1;
+    ModelConfig merged = m->cfg; /* as the merge writes it */
+    merged.tie_word_embeddings = merged.tie_word_embeddings && !model_merge_unties(m);
+    if (check_decoder(m, path, err) || check_gguf_form(&merged, path, err)) return -1;
     if (!quant_can_quantize(type))
         return lf_fail(err, "%s: tensor type %s: expected one of %s", path,
                        quant_type_name(type) ? quant_type_name(type) : "?", quant_quantize_list());
     Gguf src = {0};
     if (source_gguf && gguf_open(&src, source_gguf, err)) return -1;
     GgufWriteKV *kv = calloc((size_t)src.n_kvs + MAX_KVS, sizeof *kv);
-    float **slot = NULL;
-    float *host = model_host_weights(m, 1, &slot, err);
+    float **slot = NULL, *head;
+    float *host = model_host_weights(m, 1, &slot, &head, err);
     Out o;
-    int rc = !host ? -1 : out_init(&o, m->n_params + 2, merged_bytes(m, type), err);
+    int rc = !host ? -1 : out_init(&o, m->n_params + 3, merged_bytes(m, type), err);
     if (rc == 0 && !kv) rc = lf_fail(err, "out of memory");
-    if (rc == 0) rc = merged_tensors(m, slot, type, &o, err);
+    if (rc == 0) rc = merged_tensors(m, slot, head, type, &o, err);
     if (rc == 0) {
         KeyStore *ks = malloc(sizeof *ks);
         int n = ks ? merged_kvs(m, type, source_gguf ? &src : NULL, vocab, kv, ks) : 0;

@@ -2532,19 +2532,24 @@ static int unpack_to_host(Model *m, float *out, float **slot, LfError *err) {
     return 0;
 }
 
-float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
-    if (merge && model_head_tied(m) && (m->embedding_lora.A || m->head->lora)) {
+float *model_host_weights(Model *m, int merge, float ***slot, float **head, LfError *err) {
+    int untie = merge && model_merge_unties(m);
+    if (head) *head = NULL;
+    if (untie && !head)
+        return lf_fail(err, "internal: a merge that unties the head, no head"), NULL;
+    if (untie && m->cfg.arch == ARCH_GPT2) {
         lf_fail(err,
-                "the adapter on '%s' cannot be merged: the LM head is tied to the token "
-                "embedding, so merging would move %s too (as peft's merge does); use the adapter "
-                "as it is (loraft eval / generate --adapter)",
+                "the adapter on '%s' cannot be merged: GPT-2's LM head is its token embedding "
+                "(loraft's and llama.cpp's GPT-2 have no head of their own), so merging would "
+                "move %s too; use the adapter as it is (loraft eval / generate --adapter)",
                 m->head->lora ? "lm_head" : m->word_embedding->name,
                 m->head->lora ? "the embedding" : "the head");
         return NULL;
     }
-    size_t unpacked = 0; /* f32 values (with the gaps between them), then the unpacked ones */
+    size_t unpacked = 0; /* f32 values (with the gaps between them), the unpacked, the head */
     for (int i = 0; i < m->n_params; i++) unpacked += m->params[i].packed ? m->params[i].numel : 0;
-    float *host = malloc((m->n_values + unpacked) * sizeof(float));
+    size_t head_n = untie ? m->word_embedding->numel : 0;
+    float *host = malloc((m->n_values + unpacked + head_n) * sizeof(float));
     *slot = calloc(m->n_params, sizeof **slot);
     int rc = host && *slot ? unpack_to_host(m, host + m->n_values, *slot, err)
                            : lf_fail(err, "out of memory for a host copy of %zu weights", m->n_all);
@@ -2555,9 +2560,13 @@ float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
     m->ops->download(host, m->values, m->n_values * sizeof(float));
     for (int i = 0; i < m->n_params; i++)
         if (!m->params[i].packed) (*slot)[i] = host + (m->params[i].value - m->values);
+    if (untie) { /* the head: the table as loaded, before either adapter */
+        *head = host + m->n_values + unpacked;
+        memcpy(*head, (*slot)[m->word_embedding - m->params], head_n * sizeof(float));
+    }
     for (int i = 0; merge && i < m->n_loras; i++) {
         const Lora *lo = &m->loras[i];
-        float *W = (*slot)[lo->base->w - m->params];
+        float *W = untie && lo->base == m->head ? *head : (*slot)[lo->base->w - m->params];
         merge_lora(W, (*slot)[lo->A - m->params], (*slot)[lo->B - m->params], lo->scale,
                    lo->base->out, lo->base->in, lo->r);
         if (lo->mag) merge_dora(W, (*slot)[lo->mag - m->params], lo->base->out, lo->base->in);
@@ -2571,11 +2580,11 @@ float *model_host_weights(Model *m, int merge, float ***slot, LfError *err) {
 
 /* In the checkpoint's layout: Conv1D weights transposed into conv. */
 int model_save_weights(Model *m, const char *path, int merge, LfError *err) {
-    float **slot;
-    float *host = model_host_weights(m, merge, &slot, err);
+    float **slot, *head;
+    float *host = model_host_weights(m, merge, &slot, &head, err);
     size_t n_conv = 0;
     for (int i = 0; i < m->n_params; i++) n_conv += m->params[i].hf_transposed * m->params[i].numel;
-    StEntry *entries = host ? calloc(m->n_params, sizeof *entries) : NULL;
+    StEntry *entries = host ? calloc(m->n_params + 1, sizeof *entries) : NULL;
     float *conv = host ? malloc((n_conv + 1) * sizeof *conv) : NULL, *next = conv;
     int n = 0, rc = !host ? -1 : !entries || !conv ? lf_fail(err, "out of memory") : 0;
     for (int i = 0; !rc && i < m->n_params; i++) {
@@ -2588,6 +2597,10 @@ int model_save_weights(Model *m, const char *path, int merge, LfError *err) {
         *e = (StEntry){p->name, ST_F32, 2, {p->shape[1], p->shape[0]}, next};
         next += p->numel;
     }
+    const Param *table = m->word_embedding;
+    if (!rc && head)
+        entries[n++] =
+            (StEntry){"lm_head.weight", ST_F32, 2, {table->shape[0], table->shape[1]}, head};
     static const char *const meta[] = {"format", "pt", NULL};
     if (!rc) rc = safetensors_write(path, entries, n, meta, err);
     free(host);

@@ -469,8 +469,8 @@ static void check_precision_storage(void) {
 static void check_packed_weights(Model *gpu, Model *cpu) {
     LfError err;
     float **slot[2];
-    float *host[2] = {model_host_weights(gpu, 0, &slot[0], &err),
-                      model_host_weights(cpu, 0, &slot[1], &err)};
+    float *host[2] = {model_host_weights(gpu, 0, &slot[0], NULL, &err),
+                      model_host_weights(cpu, 0, &slot[1], NULL, &err)};
     CHECK_OK(host[0] && host[1] ? 0 : -1, &err);
     int bad = 0, rooms = 0;
     for (int i = 0; host[0] && host[1] && i < gpu->n_params; i++) {
