@@ -9,10 +9,13 @@
 # `loraft merge --format gguf` (F16 and Q8_0), and compares llama.cpp's logits with loraft's
 # at every position of three prompts (scripts/llama-cpp-logits.c and scripts/loraft-logits.c:
 # two programs, since libloraft and ggml both define gguf_* functions): the base GGUF, base +
-# adapter (llama.cpp's --lora), and each merged file. Fails when llama.cpp refuses a file, when
-# its argmax differs from loraft's at more than 10% of the positions, or when the adapter or
+# adapter (llama.cpp's --lora; loraft's alone, saying why, for an adapter export-gguf refuses: one
+# on a tied model's embedding or head, whose merge unties the head), and each merged file; and
+# loraft's merged F16 file against loraft's base + adapter. Fails when llama.cpp refuses a file,
+# when its argmax differs from loraft's at more than 10% of the positions, when the adapter or
 # merged rows differ by more than twice the base row plus 0.5 (the base row is the floor:
-# llama.cpp's quantised kernels round activations to 8 bits, loraft computes in f32).
+# llama.cpp's quantised kernels round activations to 8 bits, loraft computes in f32), or when
+# loraft's merged F16 logits are more than 0.5 from its base + adapter's.
 # libllama is built without -march=native: that enables AMX on CPUs that advertise it, which
 # a virtual machine may not let a process execute (SIGILL).
 #
@@ -71,7 +74,11 @@ if [ -z "$adapter" ]; then
 fi
 
 echo "== exporting"
-"$build/loraft" export-gguf --model "$base" --adapter "$adapter" --out "$work/adapter.gguf"
+if ! "$build/loraft" export-gguf --model "$base" --adapter "$adapter" --out "$work/adapter.gguf" \
+  2>"$work/export.err"; then
+  grep -q "has no llama.cpp form" "$work/export.err" || { cat "$work/export.err"; exit 1; }
+  echo "(no adapter row: $(cat "$work/export.err"))"
+fi
 for t in f16 q8_0; do
   "$build/loraft" merge --model "$base" --adapter "$adapter" --format gguf --type $t \
     --out "$work/merged.$t.gguf"
@@ -83,12 +90,12 @@ echo "== logits"
   echo '{"text": "Sir Walter Elliot, of Kellynch Hall, in Somersetshire, was a man who"}'
   echo '{"text": "<|im_start|>user\nWho is Anne Elliot?<|im_end|>\n<|im_start|>assistant\n"}'
 } | "$build/loraft" tokenize --tokenizer "$base" >"$work/ids.jsonl"
-logits() {  # NAME MODEL ADAPTER_DIR|- LORA.gguf|-
+logits() {  # NAME MODEL ADAPTER_DIR|- LORA.gguf|-|none (none: loraft's alone)
   "$work/loraft-logits" "$2" "$3" "$work/ids.jsonl" "$work/$1.loraft.f32"
-  "$work/llama-cpp-logits" "$2" "$4" "$work/ids.jsonl" "$work/$1.llama.f32"
+  [ "$4" = none ] || "$work/llama-cpp-logits" "$2" "$4" "$work/ids.jsonl" "$work/$1.llama.f32"
 }
 logits base "$base" - -
-logits adapter "$base" "$adapter" "$work/adapter.gguf"
+logits adapter "$base" "$adapter" "$([ -f "$work/adapter.gguf" ] && echo "$work/adapter.gguf" || echo none)"
 logits merged-f16 "$work/merged.f16.gguf" - -
 logits merged-q8_0 "$work/merged.q8_0.gguf" - -
 
@@ -104,7 +111,8 @@ def load(name):
 def argmax(row):
     return max(range(len(row)), key=row.__getitem__)
 base_diff, ok = None, True
-for name in ("base", "adapter", "merged-f16", "merged-q8_0"):
+names = ["base", "adapter", "merged-f16", "merged-q8_0"]
+for name in [n for n in names if os.path.exists(os.path.join(work, n + ".llama.f32"))]:
     a, b = load(name + ".loraft.f32"), load(name + ".llama.f32")
     V = len(a) // positions
     assert len(a) == len(b) == positions * V, "%s: the two logit files differ in size" % name
@@ -118,9 +126,12 @@ for name in ("base", "adapter", "merged-f16", "merged-q8_0"):
     print("%-11s |logit loraft - llama.cpp|: max %.4f, mean %.4f; argmax agrees at %d/%d positions"
           % (name, diff, total / len(a), agree, positions))
     ok = ok and agree >= 0.9 * positions and (name == "base" or diff <= 2 * base_diff + 0.5)
-a, b = load("base.loraft.f32"), load("adapter.loraft.f32")
-d = [abs(x - y) for x, y in zip(a, b)]
+base, adapter, merged = (load(n + ".loraft.f32") for n in ("base", "adapter", "merged-f16"))
+d = [abs(x - y) for x, y in zip(base, adapter)]
 print("(the adapter moves loraft's logits by up to %.4f, %.4f on average)" % (max(d), sum(d) / len(d)))
+d = [abs(x - y) for x, y in zip(adapter, merged)]
+print("loraft, merged F16 file vs base + adapter: max %.4f, mean %.4f" % (max(d), sum(d) / len(d)))
+ok = ok and max(d) <= 0.5
 print("check-llama-cpp: " + ("ok" if ok else "FAILED"))
 sys.exit(0 if ok else 1)
 PY

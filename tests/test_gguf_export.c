@@ -638,7 +638,15 @@ static void test_refusals(void) {
     EXPECT_FAIL(gguf_export_adapter(&m, path, err_),
                 "an adapter on a tied lm_head has no llama.cpp");
     model_free(&m);
-    tiny_head = 0;
+    tiny_head = 0, tiny_embed = 1; /* nor on a tied head's table: llama.cpp aborts on it */
+    lora_spec(&s, ARCH_LLAMA, 0);
+    CHECK_OK(tiny_model(&m, &s, ARCH_LLAMA, 1, &err), &err);
+    EXPECT_FAIL(gguf_export_adapter(&m, path, err_),
+                "an adapter on the token embedding of a model whose head is tied to it has no "
+                "llama.cpp form");
+    CHECK(access(path, F_OK) != 0);
+    model_free(&m);
+    tiny_embed = 0;
     lora_spec(&s, ARCH_LLAMA, 0);
     strcpy(s.targets[s.n_targets++], "lm_head");
     s.use_dora = 1; /* DoRA, PiSSA on the head or the embedding: refused when built */

@@ -1,9 +1,9 @@
-/* dora.cu: DoRA's ops (lora.use_dora): the weight norm per output feature, the rescaling of an
- * adapted linear's output by mag / norm with its gradients, and under lora dropout the part of the
- * input the dropout removed. The norm is a block a row (its sum of squares in double, reduced in a
- * fixed order); forward is elementwise; backward's dmag is a column sum over the rows, split over
- * the rows as lora_backward_bf16's weight gradients are, the splits' partials added in split order
- * by a second launch: no atomics, the same bits every run. */
+/* dora.cu: DoRA's ops (lora.use_dora): the weight norm per output feature, and the rescaling of
+ * an adapted linear's output by mag / norm with its gradients (under lora dropout, with the rest
+ * that lora_matmul.cu's lora_dropout_rest feeds). The norm is a block a row (its sum of squares in
+ * double, reduced in a fixed order); forward is elementwise; backward's dmag is a column sum over
+ * the rows, split over the rows as lora_backward_bf16's weight gradients are, the splits' partials
+ * added in split order by a second launch: no atomics, the same bits every run. */
 #include "cuda_common.cuh"
 
 /* norm[j] = || W[j] + scale * B[j] @ A ||, a block for row j: B's row in shared memory (R
@@ -117,33 +117,4 @@ void cuda_dora_backward(float *gs, float *grest, float *dmag, const float *g, in
     dora_dmag_kernel<<<cuda_blocks((size_t)OC, CUDA_THREADS), CUDA_THREADS>>>(dmag, scratch, norm,
                                                                               OC, splits);
     CUDA_LAUNCHED("dora_backward (dmag)");
-}
-
-/* out (+)= x - drop(x): a warp a row, its key made once, a lane a pair of columns at a time
- * (lora_drop_kernel's walk); the product x * scale rounded apart (__fmul_rn: no fma), as the
- * CPU rounds it. */
-__global__ void lora_dropout_rest_kernel(float *out, const float *x, const uint16_t *xb, int ldx,
-                                         float p, uint64_t seed, const OpsStep *step, int N, int C,
-                                         int acc) {
-    int lane = threadIdx.x & 31;
-    seed ^= step_seed(step);
-    WARP_ROWS(n, N) {
-        uint32_t key = rng_row_key(seed, n);
-        for (int u = lane; 2 * u < C; u += 32) {
-            uint32_t draw = rng_row_pair(key, (uint32_t)u);
-            for (int h = 0; h < 2 && 2 * u + h < C; h++) {
-                size_t k = 2 * (size_t)u + h;
-                float v = x ? x[n * C + k] : as_f32(xb[n * ldx + k]);
-                put_grad(out + n * C + k, v - __fmul_rn(v, rng_row_scale(draw, h, p)), acc);
-            }
-        }
-    }
-}
-
-void cuda_lora_dropout_rest(float *out, const float *x, const uint16_t *xb, int ldx, float p,
-                            uint64_t seed, int N, int C, int acc) {
-    if (N <= 0 || C <= 0) return;
-    lora_dropout_rest_kernel<<<cuda_blocks((size_t)N, CUDA_THREADS / 32), CUDA_THREADS>>>(
-        out, x, xb, ldx, p, seed, cuda_step(), N, C, acc);
-    CUDA_LAUNCHED("lora_dropout_rest");
 }

@@ -678,25 +678,39 @@ void cuda_lora_dinp_bf16(float *dinp, uint16_t *dinp_bf16, const float *const *d
     lora_dinp_masked(dinp, dinp_bf16, g, p, N, C, R, acc);
 }
 
-/* out [N,C] = drop(x) of x [N,C] with lora_down's masks (fp32 / tf32's dA operand): a warp a
- * row, its key made once, a lane a pair of columns at a time. */
-__global__ void lora_drop_kernel(float *out, const float *x, float p, uint64_t seed,
-                                 const OpsStep *step, int N, int C) {
+/* out [N,C] = drop(x) of x [N,C] with lora_down's masks (rest 0: fp32 / tf32's dA operand), or
+ * out (+)= x - drop(x) (rest 1, acc: lora_dropout_rest's); x f32, or (NULL) xb's bf16 values rows
+ * ldx apart. A warp a row, its key made once, a lane a pair of columns at a time; the product x *
+ * scale rounded apart (__fmul_rn: no fma), as the CPU rounds it. */
+__global__ void lora_drop_kernel(float *out, const float *x, const uint16_t *xb, int ldx, float p,
+                                 uint64_t seed, const OpsStep *step, int N, int C, int rest,
+                                 int acc) {
     int lane = threadIdx.x & 31;
     seed ^= step_seed(step);
     WARP_ROWS(n, N) {
         uint32_t key = rng_row_key(seed, n);
         for (int u = lane; 2 * u < C; u += 32) {
             uint32_t draw = rng_row_pair(key, (uint32_t)u);
-            for (int h = 0; h < 2 && 2 * u + h < C; h++)
-                out[n * C + 2 * u + h] = x[n * C + 2 * u + h] * rng_row_scale(draw, h, p);
+            for (int h = 0; h < 2 && 2 * u + h < C; h++) {
+                size_t k = 2 * (size_t)u + h;
+                float v = x ? x[n * C + k] : as_f32(xb[n * ldx + k]);
+                float kept = __fmul_rn(v, rng_row_scale(draw, h, p));
+                put_grad(out + n * C + k, rest ? v - kept : kept, acc);
+            }
         }
     }
 }
-static void lora_drop(float *out, const float *x, float p, uint64_t seed, int N, int C) {
+static void lora_drop(float *out, const float *x, const uint16_t *xb, int ldx, float p,
+                      uint64_t seed, int N, int C, int rest, int acc) {
+    if (N <= 0 || C <= 0) return;
     lora_drop_kernel<<<cuda_blocks((size_t)N, CUDA_THREADS / 32), CUDA_THREADS>>>(
-        out, x, p, seed, cuda_step(), N, C);
-    CUDA_LAUNCHED("lora_backward (dropped input)");
+        out, x, xb, ldx, p, seed, cuda_step(), N, C, rest, acc);
+    CUDA_LAUNCHED("lora_drop (lora_backward's dropped input, lora_dropout_rest)");
+}
+
+void cuda_lora_dropout_rest(float *out, const float *x, const uint16_t *xb, int ldx, float p,
+                            uint64_t seed, int N, int C, int acc) {
+    lora_drop(out, x, xb, ldx, p, seed, N, C, 1, acc);
 }
 
 /* ---- LoRA's weight gradients under bf16 (lora_backward_bf16's dA and dB) ----
@@ -1042,7 +1056,7 @@ void cuda_lora_backward(float *dinp, float *dA, float *dB, const float *dout, co
     if (dA) {
         const float *x = inp;
         if (p > 0.0f) {
-            lora_drop(scratch, inp, p, seed, N, C);
+            lora_drop(scratch, inp, NULL, C, p, seed, N, C, 0, OPS_SET);
             x = scratch;
         }
         /* dA^T[C,R] += drop(inp)^T[C,N] du[N,R]; du's column-major view is du^T:

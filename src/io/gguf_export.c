@@ -156,7 +156,15 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
     if (model_head_tied(m) && m->head->lora)
         return lf_fail(err,
                        "%s: an adapter on a tied lm_head has no llama.cpp form (llama.cpp's "
-                       "head is token_embd itself; its converter refuses it too)",
+                       "head is token_embd itself; its converter refuses it too); merge it "
+                       "instead (loraft merge --format gguf unties the head)",
+                       path);
+    if (model_head_tied(m) && m->embedding_lora.A)
+        return lf_fail(err,
+                       "%s: an adapter on the token embedding of a model whose head is tied to it "
+                       "has no llama.cpp form: llama.cpp finds token_embd's adapter by name for "
+                       "the tied head's matmul too and aborts there (ggml_can_mul_mat); merge it "
+                       "instead (loraft merge --format gguf unties the head)",
                        path);
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].grad && !m->params[i].is_lora)
