@@ -273,6 +273,35 @@ PYEOF
   fi
 done
 
+# 15b. peft's options that change what the adapter computes and that loraft does not run are
+#      refused, naming the key; the same keys unset (null, false, empty) load
+cp -rL "$tmp/run/best" "$tmp/peft_opts"
+for opt in 'trainable_token_indices=[5, 9]' 'lora_bias=true' 'layer_replication=[[0, 1]]' \
+  'use_qalora=true' 'target_parameters=["ffn.lin1.weight"]' 'alora_invocation_tokens=[3]' \
+  'ensure_weight_tying=1' 'trainable_token_indices=null' 'lora_bias=false' \
+  'target_parameters=[]' 'ensure_weight_tying=true'; do
+  python3 - "$tmp/run/best/adapter_config.json" "$tmp/peft_opts/adapter_config.json" "$opt" <<'PYEOF'
+import json, sys
+c = json.load(open(sys.argv[1])); key, value = sys.argv[3].split("=", 1)
+c[key] = json.loads(value)
+json.dump(c, open(sys.argv[2], "w"))
+PYEOF
+  key=${opt%%=*}
+  case $opt in
+    *=null | *=false | *=\[\] | ensure_weight_tying=true) # ensure_weight_tying: no tied head here
+      "$bin" predict --model "$tmp/model" --adapter "$tmp/peft_opts" "a film" >"$tmp/opts.log" 2>&1 \
+        && ok || { cat "$tmp/opts.log"; bad "adapter_config $opt refused"; } ;;
+    ensure_weight_tying=1)
+      ! "$bin" predict --model "$tmp/model" --adapter "$tmp/peft_opts" "a film" >"$tmp/opts.log" 2>&1 \
+        && grep -q "key 'ensure_weight_tying' must be true or false" "$tmp/opts.log" \
+        && ok || { cat "$tmp/opts.log"; bad "adapter_config $opt: the message"; } ;;
+    *)
+      ! "$bin" predict --model "$tmp/model" --adapter "$tmp/peft_opts" "a film" >"$tmp/opts.log" 2>&1 \
+        && grep -q "adapter_config.json: $key is set: .*which loraft does not compute" "$tmp/opts.log" \
+        && ok || { cat "$tmp/opts.log"; bad "adapter_config $opt: the message"; } ;;
+  esac
+done
+
 # 16. PiSSA (lora.init_lora_weights pissa) on weights quantised at load: the residual is what
 #     q8_0 stores; the run trains and its adapter says pissa
 train --set lora.init_lora_weights=pissa --set model.base_dtype=q8_0 --set train.output_dir="$tmp/pissa_q" \

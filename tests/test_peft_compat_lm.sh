@@ -202,3 +202,23 @@ fi
 grep -q "replaces the model's token embedding with another (up to 1 apart)" "$tmp/err" \
   || { cat "$tmp/err"; echo "FAIL: unclear error for another embedding table"; exit 1; }
 echo "ok   peft's save of the embed_tokens and lm_head adapter (their weights' copies) loads; another table is refused"
+
+# peft's ensure_weight_tying makes the adapters of a tied embedding and head one: refused on the
+# tied model, which loraft adapts apart; a no-op on the untied one, which loads as before
+for head in tied untied; do
+  cp -rL "$tmp/$head-run/best" "$tmp/$head-tying"
+  "$py" - "$tmp/$head-tying/adapter_config.json" <<'PYEOF'
+import json, sys
+c = json.load(open(sys.argv[1])); c["ensure_weight_tying"] = True
+json.dump(c, open(sys.argv[1], "w"))
+PYEOF
+done
+if "$bin" eval --config "$tmp/tied.json" --adapter "$tmp/tied-tying" 2>"$tmp/err" >/dev/null; then
+  echo "FAIL: ensure_weight_tying on the tied model loaded"; exit 1
+fi
+grep -q "ensure_weight_tying: peft makes the adapters of the tied embedding and head one" "$tmp/err" \
+  || { cat "$tmp/err"; echo "FAIL: ensure_weight_tying: unclear error"; exit 1; }
+[ "$(eval_loss "$tmp/untied.json" --adapter "$tmp/untied-tying")" = \
+  "$(eval_loss "$tmp/untied.json" --adapter "$tmp/untied-run/best")" ] \
+  || { echo "FAIL: ensure_weight_tying on the untied model changed its loss"; exit 1; }
+echo "ok   ensure_weight_tying: refused on the tied model's embedding and head adapters, a no-op untied"

@@ -93,7 +93,9 @@ typedef struct TrainSpec {
     int use_rslora; /* scale = alpha / sqrt(r) instead of alpha / r */
     int use_dora;   /* DoRA: each adapted linear's output scaled by a trained magnitude over its
                        adapted weight's row norm (PEFT's use_dora; model.c linear_forward) */
-    LoraBias bias;  /* trained with the adapters and saved in them (model.c bias_grads) */
+    int ensure_weight_tying; /* a peft adapter's: its tied head's and embedding's adapters are
+                                one (refused where the model would tie them: model.c) */
+    LoraBias bias;           /* trained with the adapters and saved in them (model.c bias_grads) */
     LoraInit init;
     char targets[LORA_MAX_TARGETS][64]; /* module names, matched as PEFT does */
     int n_targets; /* 0 (and no target_regex): the architecture's default (model_create's) */

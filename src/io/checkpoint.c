@@ -418,6 +418,40 @@ static int read_init(const cJSON *c, const char *path, TrainSpec *spec, LfError 
     return 0;
 }
 
+/* peft's options that change what an adapter computes and that loraft does not run: refused,
+ * named, where set (not missing, null, false or empty), rather than loaded as another function.
+ * ensure_weight_tying is the model's to judge (TrainSpec.ensure_weight_tying). */
+static int read_unsupported(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
+    static const struct {
+        const char *key, *what;
+    } keys[] = {
+        {"trainable_token_indices", "rows of the token embedding trained (peft's TrainableTokens)"},
+        {"alora_invocation_tokens", "Activated LoRA (the adapter on after its invocation tokens)"},
+        {"use_qalora", "QALoRA (A over pooled groups of the input)"},
+        {"layer_replication", "layers of the base model replicated"},
+        {"lora_bias", "a bias on lora_B"},
+        {"target_parameters", "LoRA on parameters rather than modules"},
+        {"use_bdlora", "block-diagonal LoRA"},
+        {"arrow_config", "Arrow's routing among adapters"},
+        {"kasa_config", "KaSA"},
+        {"monteclora_config", "MonteCLoRA"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, keys[i].key);
+        int empty = (cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child;
+        if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v) && !empty)
+            return lf_fail(err,
+                           "%s: %s is set: %s, which loraft does not compute (the adapter would "
+                           "load as another function)",
+                           path, keys[i].key, keys[i].what);
+    }
+    const cJSON *tie = cJSON_GetObjectItemCaseSensitive(c, "ensure_weight_tying");
+    if (tie && !cJSON_IsBool(tie) && !cJSON_IsNull(tie))
+        return lf_fail(err, "%s: key 'ensure_weight_tying' must be true or false", path);
+    spec->ensure_weight_tying = cJSON_IsTrue(tie);
+    return 0;
+}
+
 int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const char *dir,
                         LfError *err) {
     cJSON *c = json_load(dir, "adapter_config.json", err);
@@ -448,7 +482,9 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     else if (cJSON_GetObjectItem(c, "fan_in_fan_out") &&
              !cJSON_IsBool(cJSON_GetObjectItem(c, "fan_in_fan_out")))
         rc = lf_fail(err, "%s: key 'fan_in_fan_out' must be true or false", path);
-    if (!rc) rc = read_init(c, path, spec, err) || read_lora_numbers(c, path, spec, err);
+    if (!rc)
+        rc = read_unsupported(c, path, spec, err) || read_init(c, path, spec, err) ||
+             read_lora_numbers(c, path, spec, err);
     if (!rc)
         rc = read_pattern(c, "rank_pattern", path, 1, spec->rank_pattern, &spec->n_rank_pattern,
                           err) ||

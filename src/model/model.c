@@ -418,6 +418,11 @@ static int attach_loras(Model *m, LfError *err) {
         if (hit < 0 || (hit && attach_lora(m, l, module, peft, err))) return -1;
     }
     if (attach_embedding_lora(m, used, err) || attach_tied_head_lora(m, used, err)) return -1;
+    if (s->ensure_weight_tying && model_head_tied(m) && (m->embedding_lora.A || m->head->lora))
+        return lf_fail(err,
+                       "ensure_weight_tying: peft makes the adapters of the tied embedding and "
+                       "head one, which loraft does not (it adapts each apart); convert the "
+                       "adapter in peft without it, or merge it there");
     for (int t = 0; t < s->n_targets; t++)
         if (!used[t])
             return lf_fail(err, "LoRA target module '%s' not found in the %s model", s->targets[t],
