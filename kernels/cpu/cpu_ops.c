@@ -690,22 +690,31 @@ static void cpu_dora_forward(float *out, float *pre, const float *y, int ldy, co
 }
 
 /* gs = mag / norm * g, grest = g - gs; dmag += sum_n g * pre / norm (in double, each column's
- * in row order). */
+ * in row order). A thread takes blocks of DORA_COLS columns and walks their rows in order, so
+ * that it reads each row's piece whole (a column at a time strides a row apart: 9 % of a MiniLM
+ * DoRA step went there). */
+enum { DORA_COLS = 64 };
 static void cpu_dora_backward(float *gs, float *grest, float *dmag, const float *g, int ldg,
                               const float *pre, const float *mag, const float *norm, float *scratch,
                               int N, int OC) {
     (void)scratch;
 #pragma omp parallel for if ((size_t)N * OC > CPU_PAR_MIN)
-    for (int j = 0; j < OC; j++) {
-        float c = mag[j] / norm[j];
-        double dm = 0;
+    for (int j0 = 0; j0 < OC; j0 += DORA_COLS) {
+        int w = OC - j0 < DORA_COLS ? OC - j0 : DORA_COLS;
+        float c[DORA_COLS];
+        double dm[DORA_COLS] = {0};
+        for (int j = 0; j < w; j++) c[j] = mag[j0 + j] / norm[j0 + j];
         for (int n = 0; n < N; n++) {
-            float d = g[(size_t)n * ldg + j], s = c * d;
-            gs[(size_t)n * OC + j] = s;
-            if (grest) grest[(size_t)n * OC + j] = d - s;
-            dm += (double)d * pre[(size_t)n * OC + j];
+            const float *gn = g + (size_t)n * ldg + j0, *pn = pre + (size_t)n * OC + j0;
+            float *sn = gs + (size_t)n * OC + j0, *rn = grest ? grest + (size_t)n * OC + j0 : NULL;
+            for (int j = 0; j < w; j++) {
+                float d = gn[j], v = c[j] * d;
+                sn[j] = v;
+                if (rn) rn[j] = d - v;
+                dm[j] += (double)d * pn[j];
+            }
         }
-        dmag[j] += (float)(dm / norm[j]);
+        for (int j = 0; j < w; j++) dmag[j0 + j] += (float)(dm[j] / norm[j0 + j]);
     }
 }
 
