@@ -48,7 +48,9 @@ EOF
   "$bin" train --config "$tmp/$head.json" >"$tmp/$head-train.log" 2>&1 \
     || { cat "$tmp/$head-train.log"; echo "FAIL: loraft train ($head)"; exit 1; }
   "$bin" merge --model "$tmp/$head" --adapter "$tmp/$head-run/best" --out "$tmp/$head-merged" \
-    >/dev/null
+    >"$tmp/$head-merge.log"
+  [ $head = untied ] || grep -q "the LM head written apart from the token embedding it was tied to" \
+    "$tmp/$head-merge.log" || { cat "$tmp/$head-merge.log"; echo "FAIL: $head: the merge says not that it unties"; exit 1; }
   # The same model as a GGUF (F32, Q/K rows permuted as llama.cpp's converter does, the GPT-2
   # tokenizer in its metadata; written by scripts/write-tiny-gguf.py, since the project's C writer
   # has no command): the adapter gives the same loss on it, and merging onto it needs the HF tokenizer

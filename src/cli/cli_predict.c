@@ -179,8 +179,11 @@ int cmd_merge(int argc, char **argv) {
     if (rc)
         fprintf(stderr, "loraft merge: %s\n", err.msg);
     else
-        printf("merged %s + %s into %s (%d LoRA modules)\n", model, adapter, out,
-               model_n_adapters(&m));
+        printf("merged %s + %s into %s (%d LoRA modules%s)\n", model, adapter, out,
+               model_n_adapters(&m),
+               model_merge_unties(&m) ? "; the LM head written apart from the token embedding "
+                                        "it was tied to, each with its own adapter's change"
+                                      : "");
     model_free(&m);
     return rc ? 1 : 0;
 }
