@@ -900,8 +900,8 @@ static void test_phi3_arch(const TinySpec *llama) {
     expect_arch(&s, "phi3 with rope.scaling.type (linear or yarn): not supported", &a, __LINE__);
     s.scaling = NULL, s.scaling_factor = 0, s.factors = 3, s.rope_freqs = 2;
     s.rope_divisors[1] = -1;
-    expect_arch(&s, "rope_factors_short.weight[1] = -1: a frequency divisor must be positive", &a,
-                __LINE__);
+    expect_arch(&s, "rope_factors_short.weight[1] = -1: a frequency divisor must be in [1e-6, 1e6]",
+                &a, __LINE__);
     s.rope_freqs = 3;
     expect_arch(&s, "rope_factors_short.weight", &a, __LINE__); /* 3 for 2 pairs */
     s = *llama;
@@ -945,7 +945,10 @@ static void test_arch(void) {
     expect_arch(&s, NULL, &a, __LINE__);
     CHECK(a.n_rope_divisors == 2 && a.rope_divisors[0] == 1 && a.rope_divisors[1] == 6.5f);
     s.rope_divisors[0] = 0;
-    expect_arch(&s, "rope_freqs.weight[0] = 0: a frequency divisor must be positive", &a, __LINE__);
+    expect_arch(&s, "rope_freqs.weight[0] = 0: a frequency divisor must be in [1e-6, 1e6]", &a,
+                __LINE__);
+    s.rope_divisors[0] = 1e-30f; /* the fuzzer's: a frequency past 1e30 */
+    expect_arch(&s, "rope_freqs.weight[0] = 1e-30: a frequency divisor must be in", &a, __LINE__);
     s.rope_freqs = 3;
     expect_arch(&s, "rope_freqs.weight", &a, __LINE__);
     s = llama;

@@ -416,7 +416,8 @@ static void test_gemma3(void) {
          "no window");
     FAIL("{\"model_type\":\"gemma3_text\",\"hidden_activation\":\"silu\"}",
          "gelu_pytorch_tanh or gelu for gemma3_text and gemma2");
-    FAIL("{\"model_type\":\"gemma3_text\",\"rope_local_base_freq\":0}", "rope_local_base_freq > 0");
+    FAIL("{\"model_type\":\"gemma3_text\",\"rope_local_base_freq\":0}",
+         "rope_local_base_freq >= 1");
     FAIL("{\"model_type\":\"llama\",\"eos_token_id\":[]}", "a list of 1 to 8 ids");
     FAIL("{\"model_type\":\"llama\",\"eos_token_id\":[2,\"x\"]}",
          "'eos_token_id' must be an integer");
@@ -826,7 +827,10 @@ static void test_phi3_refusals(void) {
          "RoPE scaling 'longrope' needs the key 'long_factor'");
     FAIL(PHI3 "\"original_max_position_embeddings\":16,\"rope_scaling\":{\"type\":\"longrope\","
               "\"short_factor\":[1,1,1,0,1,1,1,1],\"long_factor\":" F8 "}}",
-         "RoPE longrope short_factor[3] must be a positive finite number");
+         "RoPE longrope short_factor[3] must be a number in [1e-6, 1e6]");
+    FAIL(PHI3 "\"original_max_position_embeddings\":16,\"rope_scaling\":{\"type\":\"longrope\","
+              "\"short_factor\":" F8 ",\"long_factor\":[1,1,1,1,1,1,1,1e-300]}}",
+         "RoPE longrope long_factor[7] must be a number in [1e-6, 1e6]"); /* 0 as a float */
     FAIL(PHI3 "\"rope_scaling\":{\"type\":\"longrope\",\"short_factor\":" F8 ",\"long_factor\":" F8
               "}}",
          "RoPE longrope needs original_max_position_embeddings");
@@ -1226,9 +1230,9 @@ static void test_rope(void) {
     FAIL(LLAMA "\"rope_scaling\":{\"type\":\"dynamic\"}}", "'dynamic' needs the key 'factor'");
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\"}}", "'yarn' needs the key 'factor'");
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4,\"beta_fast\":-1}}",
-         "beta_fast, beta_slow and attention_factor in (0, 1e6]");
+         "beta_fast and beta_slow in [1e-6, 1e6] and attention_factor in (0, 1e6]");
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4,\"attention_factor\":0}}",
-         "beta_fast, beta_slow and attention_factor in (0, 1e6]");
+         "beta_fast and beta_slow in [1e-6, 1e6] and attention_factor in (0, 1e6]");
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4,"
                "\"original_max_position_embeddings\":0.5}}",
          "original_max_position_embeddings 0.5 is not a positive integer");
@@ -1252,9 +1256,20 @@ static void test_rope(void) {
          "key 'factor' must be a finite number");
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":-2}}",
          "factor -2 is out of range");
-    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":4,"
-               "\"high_freq_factor\":1,\"original_max_position_embeddings\":8192}}",
-         "0 < low_freq_factor < high_freq_factor");
+    FAIL(
+        LLAMA "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":4,"
+              "\"high_freq_factor\":1,\"original_max_position_embeddings\":8192}}",
+        "llama3 scaling needs low_freq_factor < high_freq_factor (as floats), both in [1e-6, 1e6]");
+    /* the fuzzer's: apart as doubles, equal as floats (a division by zero, and a config written
+     * that would not load) */
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,"
+               "\"low_freq_factor\":3.9999999999,\"high_freq_factor\":4,"
+               "\"original_max_position_embeddings\":8192}}",
+         "(got 4 and 4)");
+    /* the fuzzer's: frequencies past 1e30 from a tiny factor or base */
+    FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":1e-30}}",
+         "factor 1e-30 is out of range [1e-6, 1e6]");
+    FAIL(LLAMA "\"rope_theta\":0.5}", "rope_theta >= 1 (llama family)");
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":1,"
                "\"high_freq_factor\":4}}",
          "needs the key 'original_max_position_embeddings'");

@@ -136,6 +136,16 @@ typedef struct RopeFreqs {
     float inv_freq[ROPE_MAX_PAIRS];
 } RopeFreqs;
 
+/* Each number of a RoPE scaling that divides or multiplies a frequency (factors, divisors,
+ * YaRN's betas) lies in [ROPE_NUMBER_MIN, ROPE_NUMBER_MAX], and the llama family's rope_theta is
+ * at least 1: every frequency is then finite and at most 1e6, whatever the model says. */
+#define ROPE_NUMBER_MIN 1e-6
+#define ROPE_NUMBER_MAX 1e6
+#define ROPE_NUMBER_RANGE "[1e-6, 1e6]"
+static inline int rope_number_ok(double v) {
+    return v >= ROPE_NUMBER_MIN && v <= ROPE_NUMBER_MAX;
+}
+
 /* How attention scores query i against key j: s = scale * q_i . k_j (scale 1 / sqrt(HS), or
  * 1 / sqrt(query_pre_attn_scalar) for Gemma's), then with softcap > 0 s <- softcap *
  * tanh(s / softcap) (Gemma 2's logit soft-capping); softcap 0: none. */

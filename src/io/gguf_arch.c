@@ -130,8 +130,10 @@ static int yarn_keys(const Gguf *g, GgufArch *a, LfError *err) {
                        "%s: YaRN with %s.rope.scaling.yarn_ext_factor %g or yarn_log_multiplier %g "
                        "is not supported (1 and 0: transformers' YaRN)",
                        g->path, a->arch, ext, log_mul);
-    if (!(a->yarn_beta_fast > 0 && a->yarn_beta_slow > 0))
-        return lf_fail(err, "%s: YaRN's yarn_beta_fast and yarn_beta_slow must be > 0", g->path);
+    if (!(rope_number_ok(a->yarn_beta_fast) && rope_number_ok(a->yarn_beta_slow)))
+        return lf_fail(err,
+                       "%s: YaRN's yarn_beta_fast and yarn_beta_slow must be in " ROPE_NUMBER_RANGE,
+                       g->path);
     double computed = (0.1 * log(a->rope_factor) + 1) * a->rope_attn_factor;
     if (a->rope_factor <= 1) computed = a->rope_attn_factor;
     if (attn && fabs(attn - computed) > 1e-6 * computed)
@@ -157,9 +159,10 @@ static int read_divisors(const Gguf *g, const GgufArch *a, const char *name, flo
                        2 * ROPE_MAX_PAIRS);
     if (gguf_read_f32(g, name, 1, &n, out, err)) return -1;
     for (int i = 0; i < n; i++)
-        if (!(out[i] > 0 && isfinite(out[i])))
-            return lf_fail(err, "%s: %s[%d] = %g: a frequency divisor must be positive", g->path,
-                           name, i, out[i]);
+        if (!rope_number_ok(out[i]))
+            return lf_fail(err,
+                           "%s: %s[%d] = %g: a frequency divisor must be in " ROPE_NUMBER_RANGE,
+                           g->path, name, i, out[i]);
     return 0;
 }
 
@@ -213,8 +216,9 @@ static int rope_scaling(const Gguf *g, GgufArch *a, LfError *err) {
     if (linear || a->rope_yarn) {
         snprintf(key, sizeof key, "%s.rope.scaling.factor", a->arch);
         if (gguf_get_f32(g, key, &a->rope_factor, err)) return -1;
-        if (!(a->rope_factor > 0 && a->rope_factor <= 1e6f))
-            return lf_fail(err, "%s: %s %g is out of range (0, 1e6]", g->path, key, a->rope_factor);
+        if (!rope_number_ok(a->rope_factor))
+            return lf_fail(err, "%s: %s %g is out of range " ROPE_NUMBER_RANGE, g->path, key,
+                           a->rope_factor);
     }
     if (scaling_float(g, a->arch, "attn_factor", 1, &a->rope_attn_factor, err)) return -1;
     if (!(a->rope_attn_factor > 0))

@@ -359,10 +359,10 @@ static int load_llama3(RopeScaling *r, const cJSON *obj, const char *path, LfErr
         rope_number(obj, "high_freq_factor", path, "llama3", &high, err) ||
         rope_number(obj, "original_max_position_embeddings", path, "llama3", &orig, err))
         return -1;
-    if (!(low > 0 && high > low && high <= 1e6))
+    if (!(rope_number_ok(low) && rope_number_ok(high) && (float)low < (float)high))
         return lf_fail(err,
-                       "%s: RoPE llama3 scaling needs 0 < low_freq_factor < high_freq_factor "
-                       "(got %g and %g)",
+                       "%s: RoPE llama3 scaling needs low_freq_factor < high_freq_factor (as "
+                       "floats), both in " ROPE_NUMBER_RANGE " (got %g and %g)",
                        path, low, high);
     if (orig != floor(orig) || orig < 1 || orig > INT_MAX)
         return lf_fail(err,
@@ -396,16 +396,17 @@ static int load_yarn(RopeScaling *r, const cJSON *obj, int max_positions, const 
                        "%s: RoPE original_max_position_embeddings %g is not a positive integer",
                        path, orig);
     if (cJSON_IsNull(f)) factor = max_positions / orig;
-    if (!(factor > 0 && factor <= 1e6))
-        return lf_fail(err, "%s: RoPE scaling factor %g is out of range (0, 1e6]", path, factor);
+    if (!rope_number_ok(factor))
+        return lf_fail(err, "%s: RoPE scaling factor %g is out of range " ROPE_NUMBER_RANGE, path,
+                       factor);
     fast = fast ? fast : 32, slow = slow ? slow : 1;
     if (isnan(attn)) /* not given */
         attn = ms && ms_all ? yarn_mscale(factor, ms) / yarn_mscale(factor, ms_all)
                             : yarn_mscale(factor, 1);
-    if (!(fast > 0 && slow > 0 && fast <= 1e6 && slow <= 1e6 && attn > 0 && attn <= 1e6))
+    if (!(rope_number_ok(fast) && rope_number_ok(slow) && attn > 0 && attn <= 1e6))
         return lf_fail(err,
-                       "%s: RoPE yarn needs beta_fast, beta_slow and attention_factor in (0, 1e6] "
-                       "(got %g, %g and %g)",
+                       "%s: RoPE yarn needs beta_fast and beta_slow in " ROPE_NUMBER_RANGE
+                       " and attention_factor in (0, 1e6] (got %g, %g and %g)",
                        path, fast, slow, attn);
     *r = (RopeScaling){.type = ROPE_YARN,
                        .factor = (float)factor,
@@ -473,9 +474,9 @@ static int load_factor_list(const cJSON *obj, const char *key, int n, float *out
     for (int i = 0; i < n; i++) {
         const cJSON *v = cJSON_GetArrayItem(list, i);
         double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-        if (!(d > 0 && isfinite((float)d)))
-            return lf_fail(err, "%s: RoPE longrope %s[%d] must be a positive finite number", path,
-                           key, i);
+        if (!rope_number_ok(d))
+            return lf_fail(err, "%s: RoPE longrope %s[%d] must be a number in " ROPE_NUMBER_RANGE,
+                           path, key, i);
         out[i] = (float)d;
     }
     return 0;
@@ -560,8 +561,9 @@ static int load_rope_type(RopeScaling *r, ModelConfig *cfg, const cJSON *obj, in
                        "yarn, dynamic; longrope: phi3's)",
                        path, type);
     if (rope_number(obj, "factor", path, type, &factor, err)) return -1;
-    if (factor <= 0 || factor > 1e6)
-        return lf_fail(err, "%s: RoPE scaling factor %g is out of range (0, 1e6]", path, factor);
+    if (!rope_number_ok(factor))
+        return lf_fail(err, "%s: RoPE scaling factor %g is out of range " ROPE_NUMBER_RANGE, path,
+                       factor);
     r->type = type[0] == 'd' ? ROPE_DYNAMIC : ROPE_LINEAR, r->factor = (float)factor;
     return strcmp(type, "llama3") ? 0 : load_llama3(r, obj, path, err);
 }
@@ -1162,10 +1164,10 @@ static int eos_more_ok(const ModelConfig *c) {
     return 1;
 }
 
-/* n divisors of pairs' frequencies, each positive and finite */
+/* n divisors of pairs' frequencies, each in ROPE_NUMBER_RANGE */
 static int divisors_ok(const float *d, int n) {
     for (int i = 0; i < n; i++)
-        if (!(d[i] > 0 && isfinite(d[i]))) return 0;
+        if (!rope_number_ok(d[i])) return 0;
     return 1;
 }
 
@@ -1175,9 +1177,14 @@ static int rope_scaling_ok(const ModelConfig *c) {
     if (r->type == ROPE_DEFAULT) return 1;
     if (!arch_is_llama(c->arch) || c->num_heads <= 0 || phi3 != longrope) return 0;
     if (r->type == ROPE_YARN)
-        return r->factor > 0 && r->original_max_positions > 0 && r->beta_fast > 0 &&
-               r->beta_slow > 0 && r->attention_factor > 0;
-    if (r->type != ROPE_DIVISORS && !longrope) return r->factor > 0;
+        return rope_number_ok(r->factor) && r->original_max_positions > 0 &&
+               rope_number_ok(r->beta_fast) && rope_number_ok(r->beta_slow) &&
+               r->attention_factor > 0;
+    if (r->type == ROPE_LLAMA3)
+        return rope_number_ok(r->factor) && rope_number_ok(r->low_freq_factor) &&
+               rope_number_ok(r->high_freq_factor) && r->low_freq_factor < r->high_freq_factor &&
+               r->original_max_positions > 0;
+    if (r->type != ROPE_DIVISORS && !longrope) return rope_number_ok(r->factor);
     if (longrope && !(r->original_max_positions > 0 && r->attention_factor > 0 &&
                       isfinite(r->attention_factor)))
         return 0;
@@ -1212,10 +1219,10 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
                                         c->activation == ACT_RELU},
         {"num_key_value_heads divides the number of heads (llama family)",
          !arch_is_llama(c->arch) || (c->num_kv_heads > 0 && c->num_heads % c->num_kv_heads == 0)},
-        {"head size even, at most 256, and rope_theta > 0 (llama family)",
+        {"head size even, at most 256, and rope_theta >= 1 (llama family)",
          !arch_is_llama(c->arch) ||
              (c->num_heads > 0 && model_head_size(c) % 2 == 0 &&
-              model_head_size(c) <= 2 * ROPE_MAX_PAIRS && c->rope_theta > 0)},
+              model_head_size(c) <= 2 * ROPE_MAX_PAIRS && c->rope_theta >= 1)},
         {"rotary_dim 0, or even, at least 2 and below the head size (phi3)",
          !c->rotary_dim || (c->arch == ARCH_PHI3 && c->num_heads > 0 && c->rotary_dim >= 2 &&
                             c->rotary_dim % 2 == 0 && c->rotary_dim < model_head_size(c))},
@@ -1243,8 +1250,8 @@ int model_config_validate(const ModelConfig *c, const char *where, LfError *err)
                    isfinite(c->query_pre_attn_scalar) && isfinite(c->attn_softcap) &&
                    isfinite(c->final_softcap)
              : c->query_pre_attn_scalar == 0 && c->attn_softcap == 0 && c->final_softcap == 0},
-        {"rope_local_base_freq > 0 for gemma3_text (only)",
-         c->arch == ARCH_GEMMA3 ? c->rope_local_theta > 0 : c->rope_local_theta == 0},
+        {"rope_local_base_freq >= 1 for gemma3_text (0 for the others)",
+         c->arch == ARCH_GEMMA3 ? c->rope_local_theta >= 1 : c->rope_local_theta == 0},
         {"the end-of-sequence ids in [0, vocab_size)", eos_more_ok(c)},
         {"pad_token_id in [0, vocab_size) (llama family, gpt2: or unset)",
          ((arch_is_llama(c->arch) || c->arch == ARCH_GPT2) && c->pad_token_id == -1) ||

@@ -1,8 +1,9 @@
 /* fuzz_model_config.c: libFuzzer target for a Hugging Face config.json (model_config_load),
  * RoPE's scaling included. The input is the file. A config that loads must be valid
- * (model_config_validate), give finite, non-negative RoPE frequencies, one for each turned pair of
- * a head (partial rotary: of its first rotary_dim) for the Llama family and none for the others,
- * and survive model_config_save -> load unchanged (a multimodal Gemma 3's is refused instead). */
+ * (model_config_validate), give RoPE frequencies in [0, ROPE_NUMBER_MAX] (short and long, global
+ * and local), one for each turned pair of a head (partial rotary: of its first rotary_dim) for the
+ * Llama family and none for the others, and survive model_config_save -> load unchanged (a
+ * multimodal Gemma 3's is refused instead). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,10 +27,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     FUZZ_ASSERT(model_config_validate(&cfg, "fuzz", &err) == 0);
-    RopeFreqs r;
-    model_rope_freqs(&cfg, &r);
-    FUZZ_ASSERT(r.half == (arch_is_llama(cfg.arch) ? model_rotary_dim(&cfg) / 2 : 0));
-    for (int i = 0; i < r.half; i++) FUZZ_ASSERT(r.inv_freq[i] >= 0.0f && r.inv_freq[i] < 1e30f);
+    RopeFreqs r[3];
+    model_rope_freqs(&cfg, &r[0]);
+    model_rope_freqs_long(&cfg, &r[1]);
+    model_rope_freqs_local(&cfg, &r[2]);
+    FUZZ_ASSERT(r[0].half == (arch_is_llama(cfg.arch) ? model_rotary_dim(&cfg) / 2 : 0));
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < r[k].half; i++)
+            FUZZ_ASSERT(r[k].inv_freq[i] >= 0.0f && r[k].inv_freq[i] <= (float)ROPE_NUMBER_MAX);
     if (cfg.multimodal) { /* Gemma 3's multimodal checkpoints: their config is never written */
         FUZZ_ASSERT(model_config_save(&cfg, saved, &err) == -1 && err.msg[0]);
         remove(saved);
