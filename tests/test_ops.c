@@ -1424,6 +1424,23 @@ static void test_activations(void) {
     }
 }
 
+/* tanh_approx (GELU-tanh's and tanh's) against tanh in double: every float step of 1e-5 over
+ * [-12, 12] and the small ones down to 1e-30 (relative error where the polynomial alone works) */
+static void test_tanh_approx(void) {
+    double worst_abs = 0, worst_rel = 0;
+    for (double x = -12; x <= 12; x += 1e-5) {
+        double ref = tanh((double)(float)x), d = fabs(tanh_approx((float)x) - ref);
+        worst_abs = fmax(worst_abs, d);
+        if (ref != 0) worst_rel = fmax(worst_rel, d / fabs(ref));
+    }
+    for (float x = 1e-30f; x < 1; x *= 1.001f)
+        worst_rel = fmax(worst_rel, fabs(tanh_approx(-x) + tanh((double)x)) / tanh((double)x));
+    if (worst_abs > 1e-7 || worst_rel > 4e-7)
+        fprintf(stderr, "tanh_approx: worst %.3g absolute, %.3g relative\n", worst_abs, worst_rel);
+    CHECK(worst_abs <= 1e-7 && worst_rel <= 4e-7);
+    CHECK(tanh_approx(INFINITY) == 1 && tanh_approx(-INFINITY) == -1 && isnan(tanh_approx(NAN)));
+}
+
 /* torch propagates NaN through every activation (relu(nan) = nan): a NaN weight must not
  * turn into a finite loss. Infinities keep their limits. */
 static void test_activations_non_finite(void) {
@@ -2580,6 +2597,7 @@ int main(void) {
     test_attention_cached(1, 17, 11, 1, 6, 2, 16); /* a window of the query alone */
     test_activations();
     test_activations_non_finite();
+    test_tanh_approx();
     test_elementwise_grads();
     test_dropout_stats();
     test_uniform_noise_stats();

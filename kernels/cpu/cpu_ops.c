@@ -1086,15 +1086,40 @@ static void cpu_cache_write(float *kc, float *vc, float *q, int ldq, const float
 
 /* ---- activations and vector arithmetic ---- */
 
+/* for (j < n) BODY with ACT the activation act as a constant: a loop of its own for each, which
+ * vectorises (one that switches over the activation at every element stays scalar: GCC 12 does
+ * not unswitch a switch) */
+#define ACT_LOOP_(A, n, BODY)                                                                      \
+    {                                                                                              \
+        const Activation ACT = A;                                                                  \
+        _Pragma("omp simd") for (size_t j = 0; j < (size_t)(n); j++) {                             \
+            BODY;                                                                                  \
+        }                                                                                          \
+    }                                                                                              \
+    break
+#define ACT_SIMD_LOOP(act, n, BODY)                                                                \
+    switch (act) {                                                                                 \
+    case ACT_GELU:                                                                                 \
+        ACT_LOOP_(ACT_GELU, n, BODY);                                                              \
+    case ACT_GELU_TANH:                                                                            \
+        ACT_LOOP_(ACT_GELU_TANH, n, BODY);                                                         \
+    case ACT_RELU:                                                                                 \
+        ACT_LOOP_(ACT_RELU, n, BODY);                                                              \
+    case ACT_TANH:                                                                                 \
+        ACT_LOOP_(ACT_TANH, n, BODY);                                                              \
+    case ACT_SILU:                                                                                 \
+        ACT_LOOP_(ACT_SILU, n, BODY);                                                              \
+    }
+
 /* An activation's input at i of [n/F, F]: inp, or its bf16 copy in saved + bias (if any). */
 static inline float act_input(const float *inp, const uint16_t *saved, const float *bias, size_t i,
                               int F) {
     return inp ? inp[i] : qb_bf16(saved[i]) + (bias ? bias[i % F] : 0.0f);
 }
 
-/* out[n] = act(x) (and saved = bf16(inp), out_bf16 = bf16(out)); exact GELU (the transformer
- * FFN's) of an f32 input has its own loop so it vectorises (act_input's choice of source and its
- * i % F kept the shared loop scalar: a fifth of a MiniLM step) */
+/* out[n] = act(x) (and saved = bf16(inp), out_bf16 = bf16(out)); an f32 input has loops of its
+ * own, which vectorise (act_input's choice of source and its i % F keep the shared loop scalar:
+ * GELU's was a fifth of a MiniLM step) */
 static void cpu_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
                                    const float *inp, const float *bias, Activation act, size_t n,
                                    int F) {
@@ -1107,9 +1132,13 @@ static void cpu_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint
                 f32_to_bf16(act_value(act_input(inp, saved, bias, i, F), act));
         return;
     }
-    if (act == ACT_GELU && inp) {
-#pragma omp parallel for simd if (n > CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) out[i] = gelu(inp[i]);
+    if (inp) {
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+        for (size_t r = 0; r < n / F; r++) {
+            float *o = out + r * F;
+            const float *x = inp + r * F;
+            ACT_SIMD_LOOP(act, F, o[j] = act_value(x[j], ACT));
+        }
     } else {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
         for (size_t i = 0; i < n; i++) out[i] = act_value(act_input(inp, saved, bias, i, F), act);
@@ -1130,13 +1159,13 @@ static void cpu_activation_backward(float *dinp, uint16_t *dinp_bf16, const floa
                                        grad_at(dout, dout_bf16, i));
         return;
     }
-    if (act == ACT_GELU && inp && dout) { /* f32 in and out: its own loops, so they vectorise */
-        if (acc) {
-#pragma omp parallel for simd if (n > CPU_PAR_MIN)
-            for (size_t i = 0; i < n; i++) dinp[i] += gelu_derivative(inp[i]) * dout[i];
-        } else {
-#pragma omp parallel for simd if (n > CPU_PAR_MIN)
-            for (size_t i = 0; i < n; i++) dinp[i] = gelu_derivative(inp[i]) * dout[i];
+    if (inp && dout) { /* f32 in and out: loops of their own, which vectorise */
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+        for (size_t r = 0; r < n / F; r++) {
+            float *di = dinp + r * F;
+            const float *x = inp + r * F, *d = dout + r * F;
+            ACT_SIMD_LOOP(act, F, float g = act_derivative(x[j], ACT) * d[j];
+                          di[j] = acc ? di[j] + g : g);
         }
     } else {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
@@ -1149,19 +1178,60 @@ static void cpu_activation_backward(float *dinp, uint16_t *dinp_bf16, const floa
     round_bf16(dinp_bf16, dinp, n);
 }
 
+/* One row of glu_forward: F values of gate and up (or of their copies in saved's row [gate | up]).
+ * An f32 row has loops of its own, which vectorise (the shared loop's choice of source keeps it
+ * scalar). */
+static void glu_forward_row(Activation act, float *out, uint16_t *out_bf16, uint16_t *saved,
+                            const float *gate, const float *up, int F) {
+    if (gate && up && out) {
+        ACT_SIMD_LOOP(act, F, out[j] = act_value(gate[j], ACT) * up[j]);
+        for (int j = 0; out_bf16 && j < F; j++) out_bf16[j] = f32_to_bf16(out[j]);
+    } else {
+        for (int j = 0; j < F; j++) {
+            float g = gate ? gate[j] : qb_bf16(saved[j]), u = up ? up[j] : qb_bf16(saved[F + j]);
+            float v = act_value(g, act) * u;
+            if (out) out[j] = v;
+            if (out_bf16) out_bf16[j] = f32_to_bf16(v);
+        }
+    }
+    for (int j = 0; saved && gate && up && j < F; j++)
+        saved[j] = f32_to_bf16(gate[j]), saved[F + j] = f32_to_bf16(up[j]);
+}
+
 /* out[n] = act(gate) * up (and saved = rows [bf16(gate) | bf16(up)], out_bf16 = bf16(out));
  * gate and up [n/F, F] rows ld apart, or (NULL) saved's */
 static void cpu_glu_forward(Activation act, float *out, uint16_t *out_bf16, int ldb,
                             uint16_t *saved, const float *gate, const float *up, size_t n, int F,
                             int ld) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        size_t at = i / F * ld + i % F, s = i / F * 2 * F + i % F; /* s: row i / F of saved */
-        float g = gate ? gate[at] : qb_bf16(saved[s]), u = up ? up[at] : qb_bf16(saved[s + F]);
-        float v = act_value(g, act) * u;
-        if (saved && gate) saved[s] = f32_to_bf16(g), saved[s + F] = f32_to_bf16(u);
-        if (out) out[i] = v;
-        if (out_bf16) out_bf16[i / F * ldb + i % F] = f32_to_bf16(v);
+    for (size_t r = 0; r < n / F; r++)
+        glu_forward_row(act, out ? out + r * F : NULL, out_bf16 ? out_bf16 + r * ldb : NULL,
+                        saved ? saved + r * 2 * F : NULL, gate ? gate + r * ld : NULL,
+                        up ? up + r * ld : NULL, F);
+}
+
+/* One row of glu_backward (F values; dgu_bf16 and saved: their rows of 2F). An f32 row with both
+ * gradients has loops of its own, which vectorise. */
+static void glu_backward_row(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
+                             const float *dout, const uint16_t *dout_bf16, const float *gate,
+                             const float *up, const uint16_t *saved, int F, int acc) {
+    if (dgate && dup && dout && gate && up) {
+        ACT_SIMD_LOOP(act, F, float value; float slope; act_both(gate[j], ACT, &value, &slope);
+                      float dg = dout[j] * up[j] * slope; float du = dout[j] * value;
+                      dgate[j] = acc ? dgate[j] + dg : dg; dup[j] = acc ? dup[j] + du : du);
+        for (int j = 0; dgu_bf16 && j < F; j++)
+            dgu_bf16[j] = f32_to_bf16(dgate[j]), dgu_bf16[F + j] = f32_to_bf16(dup[j]);
+        return;
+    }
+    for (int j = 0; j < F; j++) {
+        float g = gate ? gate[j] : qb_bf16(saved[j]), u = up ? up[j] : qb_bf16(saved[F + j]);
+        float d = grad_at(dout, dout_bf16, j);
+        float value, slope;
+        act_both(g, act, &value, &slope);
+        float dg = d * u * slope, du = d * value;
+        if (dgate) dg = dgate[j] = acc ? dgate[j] + dg : dg;
+        if (dup) du = dup[j] = acc ? dup[j] + du : du;
+        if (dgu_bf16) dgu_bf16[j] = f32_to_bf16(dg), dgu_bf16[F + j] = f32_to_bf16(du);
     }
 }
 
@@ -1174,18 +1244,11 @@ static void cpu_glu_backward(Activation act, float *dgate, float *dup, uint16_t 
                              const float *up, const uint16_t *saved, size_t n, int F, int ld,
                              int acc) {
 #pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        size_t s = i / F * 2 * F + i % F, at = i / F * ld + i % F; /* row i / F of saved */
-        float g = gate ? gate[at] : qb_bf16(saved[s]), u = up ? up[at] : qb_bf16(saved[s + F]);
-        float d = grad_at(dout, dout_bf16, i);
-        float value, slope;
-        act_both(g, act, &value, &slope);
-        float dg = d * u * slope, du = d * value;
-        if (dgate) dg = dgate[at] = acc ? dgate[at] + dg : dg;
-        if (dup) du = dup[at] = acc ? dup[at] + du : du;
-        if (dgu_bf16) /* row i / F of [dgate | dup] */
-            dgu_bf16[s] = f32_to_bf16(dg), dgu_bf16[s + F] = f32_to_bf16(du);
-    }
+    for (size_t r = 0; r < n / F; r++)
+        glu_backward_row(act, dgate ? dgate + r * ld : NULL, dup ? dup + r * ld : NULL,
+                         dgu_bf16 ? dgu_bf16 + r * 2 * F : NULL, dout ? dout + r * F : NULL,
+                         dout_bf16 ? dout_bf16 + r * F : NULL, gate ? gate + r * ld : NULL,
+                         up ? up + r * ld : NULL, saved ? saved + r * 2 * F : NULL, F, acc);
 }
 
 static void cpu_add(float *out, const float *a, const float *b, size_t n) {
