@@ -1210,15 +1210,23 @@ static void cpu_glu_forward(Activation act, float *out, uint16_t *out_bf16, int 
                         up ? up + r * ld : NULL, F);
 }
 
+/* dgate (+)= d * u * act'(g), dup (+)= d * act(g): one element of an f32 row of glu_backward */
+static inline void glu_grad(Activation act, float g, float u, float d, float *dgate, float *dup,
+                            int acc) {
+    float value, slope;
+    act_both(g, act, &value, &slope);
+    float dg = d * u * slope, du = d * value;
+    *dgate = acc ? *dgate + dg : dg;
+    *dup = acc ? *dup + du : du;
+}
+
 /* One row of glu_backward (F values; dgu_bf16 and saved: their rows of 2F). An f32 row with both
  * gradients has loops of its own, which vectorise. */
 static void glu_backward_row(Activation act, float *dgate, float *dup, uint16_t *dgu_bf16,
                              const float *dout, const uint16_t *dout_bf16, const float *gate,
                              const float *up, const uint16_t *saved, int F, int acc) {
     if (dgate && dup && dout && gate && up) {
-        ACT_SIMD_LOOP(act, F, float value; float slope; act_both(gate[j], ACT, &value, &slope);
-                      float dg = dout[j] * up[j] * slope; float du = dout[j] * value;
-                      dgate[j] = acc ? dgate[j] + dg : dg; dup[j] = acc ? dup[j] + du : du);
+        ACT_SIMD_LOOP(act, F, glu_grad(ACT, gate[j], up[j], dout[j], &dgate[j], &dup[j], acc));
         for (int j = 0; dgu_bf16 && j < F; j++)
             dgu_bf16[j] = f32_to_bf16(dgate[j]), dgu_bf16[F + j] = f32_to_bf16(dup[j]);
         return;
