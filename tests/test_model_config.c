@@ -1270,6 +1270,14 @@ static void test_rope(void) {
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":1e-30}}",
          "factor 1e-30 is out of range [1e-6, 1e6]");
     FAIL(LLAMA "\"rope_theta\":0.5}", "rope_theta >= 1 (llama family)");
+    /* the ends themselves load: compared as the floats the model keeps, as validation does
+     * ((float)1e-6 is below 1e-6 as a double) */
+    ModelConfig ends;
+    CHECK_OK(load_literal(LLAMA "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":1e-6,"
+                                "\"low_freq_factor\":1e-6,\"high_freq_factor\":1e6,"
+                                "\"original_max_position_embeddings\":8192}}",
+                          &ends, &err),
+             &err);
     FAIL(LLAMA "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":1,"
                "\"high_freq_factor\":4}}",
          "needs the key 'original_max_position_embeddings'");

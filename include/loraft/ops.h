@@ -142,8 +142,8 @@ typedef struct RopeFreqs {
 #define ROPE_NUMBER_MIN 1e-6
 #define ROPE_NUMBER_MAX 1e6
 #define ROPE_NUMBER_RANGE "[1e-6, 1e6]"
-static inline int rope_number_ok(double v) {
-    return v >= ROPE_NUMBER_MIN && v <= ROPE_NUMBER_MAX;
+static inline int rope_number_ok(float v) { /* as the float the model keeps */
+    return v >= (float)ROPE_NUMBER_MIN && v <= (float)ROPE_NUMBER_MAX;
 }
 
 /* How attention scores query i against key j: s = scale * q_i . k_j (scale 1 / sqrt(HS), or
