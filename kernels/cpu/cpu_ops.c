@@ -1309,16 +1309,29 @@ static void cross_entropy_rows(float *losses, float *dlogits, const float *logit
         }
         float maxv = -INFINITY;
         for (int j = 0; j < V; j++) maxv = x[j] > maxv ? x[j] : maxv;
-        /* in double: a float sum of a vocabulary's 50k terms, one after the other, drifts by
-         * 1e-4 of the total (torch's reductions, and the GPU's, sum in a tree) */
+        /* the exponentials (exp_approx vectorises; the GPU's ex2.approx is as close) kept in the
+         * gradient's row where the logits are not needed after (d is x, the logits' own row,
+         * under a soft-cap, whose slope reads them); summed in double: a float sum of a
+         * vocabulary's 50k terms, one after the other, drifts by 1e-4 of the total (torch's
+         * reductions, and the GPU's, sum in a tree) */
+        float at_label = x[label];
+        int kept = d && (d != x || !(softcap > 0.0f));
         double sum = 0.0;
-        for (int j = 0; j < V; j++) sum += expf(x[j] - maxv);
-        losses[n] = (maxv - x[label]) + (float)log(sum); /* exact difference first, as torch */
+        if (kept) {
+#pragma omp simd
+            for (int j = 0; j < V; j++) d[j] = exp_approx(x[j] - maxv);
+            for (int j = 0; j < V; j++) sum += d[j];
+        } else {
+            for (int j = 0; j < V; j++) sum += exp_approx(x[j] - maxv);
+        }
+        losses[n] = (maxv - at_label) + (float)log(sum); /* exact difference first, as torch */
         if (!d) continue;
         float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * cpu_step.grad_scale;
         float inv = (float)(1.0 / sum);
+#pragma omp simd
         for (int j = 0; j < V; j++) {
-            float dj = expf(x[j] - maxv) * inv * g - (j == label ? g : 0.0f);
+            float e = kept ? d[j] : exp_approx(x[j] - maxv);
+            float dj = e * inv * g - (j == label ? g : 0.0f);
             d[j] = softcap > 0.0f ? dj * soft_cap_slope(x[j], softcap) : dj;
         }
     }
