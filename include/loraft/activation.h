@@ -113,14 +113,6 @@ static inline LF_HOST_DEVICE float act_derivative(float x, Activation act) {
     return slope;
 }
 
-static inline LF_HOST_DEVICE float gelu(float x) {
-    return act_value(x, ACT_GELU);
-}
-
-static inline LF_HOST_DEVICE float gelu_derivative(float x) {
-    return act_derivative(x, ACT_GELU);
-}
-
 /* Logit soft-capping (ops.h AttnScore.softcap, the LM head's final one: Gemma 2's): cap *
  * tanh(s / cap), within (-cap, cap). Its derivative, taken from the capped value so that backward
  * reuses forward's tanh: 1 - (capped / cap)^2. */
