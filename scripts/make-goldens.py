@@ -196,6 +196,25 @@ CASES = [
     dict(name="gpt2_head_lora", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
          strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn", "lm_head"],
          fan_in_fan_out=True, init_lora_weights=True),
+    # peft's trainable tokens (trainable_token_indices: rows of the embedding trained in place of
+    # the table's, and of a tied head's): a tied Llama's, padding_idx 101 among them (torch gives
+    # its row no gradient), 7 in no row of the batch (the tied head alone trains it); an untied
+    # Llama's named as {module: ids} (the head keeps its own rows); GPT-2's wte and tied head;
+    # BERT's word_embeddings under a classifier
+    dict(name="llama_tokens", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj"], init_lora_weights=True, pad_token_id=101,
+         trainable_token_indices=[101, 23986, 102, 7]),
+    dict(name="llama_untied_tokens",
+         init=["--arch", "llama", "--kv-heads", "2", "--untied"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False, targets=["q_proj"],
+         init_lora_weights=True, trainable_token_indices={"embed_tokens": [23986, 102, 7]}),
+    dict(name="gpt2_tokens", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn"], fan_in_fan_out=True,
+         init_lora_weights=True, trainable_token_indices=[102, 23986, 7]),
+    dict(name="bert_tokens", init=["--arch", "bert", "--num-labels", "3"] + TINY,
+         strategy="lora", r=2, alpha=4.0, rslora=False, targets=["query", "value"],
+         init_lora_weights=True, trainable_token_indices=[101, 102, 7]),
     # DoRA under lora dropout, in training mode, where peft's DoRA takes the base's term from the
     # dropped input too: loraft's masks (LoraftDropout), each magnitude moved off its norm first
     # (magnitude_jitter) so that the base's term on what the dropout removed counts from the first
@@ -383,6 +402,7 @@ def wrap(model, case):
                          layers_to_transform=case.get("layers_to_transform"),
                          layers_pattern=case.get("layers_pattern"),
                          exclude_modules=case.get("exclude_modules"),
+                         trainable_token_indices=case.get("trainable_token_indices"),
                          bias=case.get("bias", "none"))
         torch.manual_seed(11)
         model = get_peft_model(model, cfg)

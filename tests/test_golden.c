@@ -154,6 +154,12 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     if (layers_pattern)
         snprintf(s->layers_pattern[s->n_layers_pattern++], sizeof s->layers_pattern[0], "%s",
                  layers_pattern->valuestring);
+    const cJSON *tokens = cJSON_GetObjectItem(c, "trainable_token_indices"); /* list or {name: } */
+    if (cJSON_IsObject(tokens)) {
+        snprintf(s->token_module, sizeof s->token_module, "%s", tokens->child->string);
+        tokens = tokens->child;
+    }
+    cJSON_ArrayForEach(t, tokens) s->token_indices[s->n_token_indices++] = t->valueint;
     return 0;
 }
 

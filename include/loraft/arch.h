@@ -221,14 +221,27 @@ enum { SITE_HEAD_LORA = 14 };
  * embedding module gives them: + uniform noise in [-a, a), a = d.neftune / sqrt(T C) over the
  * padded batch; nothing when d.neftune is 0 (evaluation). Additive: backward is unchanged. */
 void model_embedding_noise(const Model *m, float *x, Drop d);
-/* The token embedding's LoRA (Model.embedding_lora), which the architectures run beside their
- * gather: out [n,C] (the word embeddings of m->ids' first n, before any scale, noise or norm)
- * += its term, where there is one and the adapters are on; backward adds A's and B's gradients
- * from dout [B*T,C], the gradient of that output. model_embedding_trains: whether backward
- * must reach that output (the table or its adapter trains). */
+/* The token embedding's adapters (Model.embedding_lora, Model.token_rows), which the
+ * architectures run beside their gather: out [n,C] (the word embeddings of m->ids' first n,
+ * before any scale, noise or norm) += their terms, where there are any and the adapters are on;
+ * backward adds their gradients from dout [B*T,C], the gradient of that output.
+ * model_embedding_trains: whether backward must reach that output (the table or an adapter of it
+ * trains). */
 void model_embedding_lora(Model *m, float *out, int n);
 void model_embedding_lora_backward(Model *m, const float *dout);
 int model_embedding_trains(const Model *m);
+/* The LM head's low-rank branch, ops.h OpsHeadLora's (the head's logits += scale * u @ B^T, u =
+ * drop(h) A^T): the head's adapter, or a tied head's trained token rows (Model.token_rows: A
+ * their delta, B one-hot, no dropout); model_head_branch fills hb and returns 1 where there is
+ * one and the adapters are on. */
+typedef struct HeadBranch {
+    float *u, *du;      /* [N,r] backend: u, and (training) its gradient */
+    const float *A, *B; /* A [r,C], B [V,r] */
+    float *dA, *dB;     /* their gradients; NULL: none */
+    float scale, p;     /* p: the lora dropout on h in training */
+    int r;
+} HeadBranch;
+int model_head_branch(const Model *m, HeadBranch *hb);
 /* The seeds of n consecutive sites first.. of one layer, into s (returned): a group's. */
 const uint64_t *model_sites(uint64_t *s, int n, int layer, int first);
 

@@ -10,6 +10,7 @@
 
 #define LORA_MAX_PATTERNS 16
 #define LORA_MAX_LAYERS 64
+#define LORA_MAX_TOKENS 1024 /* trainable_token_indices */
 #define LORA_PATTERN_KEY 128
 #define LORA_MAX_LAYER_NAMES 4
 #define LORA_REGEX_MAX 512           /* target_modules or exclude_modules as a string */

@@ -119,6 +119,12 @@ typedef struct TrainSpec {
     int layers[LORA_MAX_LAYERS], n_layers;
     char layers_pattern[LORA_MAX_LAYER_NAMES][32];
     int n_layers_pattern;
+    /* peft's trainable_token_indices: rows of the token embedding (and of a tied LM head) that
+     * train in place of the table's; token_module the embedding's name where the adapter's config
+     * named it ({name: [ids]}), else empty */
+    int token_indices[LORA_MAX_TOKENS];
+    int n_token_indices;
+    char token_module[64];
     DpoSpec dpo;                /* TASK_DPO */
     BaseDtype base_dtype;       /* frozen dense weights: f32, bf16, the GGUF's blocks or a type */
     Precision precision;        /* auto (the default) until model_create resolves it */
@@ -186,6 +192,25 @@ typedef struct Lora {
     float *norm, *pre;
 } Lora;
 
+/* peft's trainable tokens (TrainableTokensLayer): K rows of the token embedding trained in place
+ * of the table's, and so of a tied LM head's. Their values, rows [K,C] (peft's
+ * trainable_tokens_delta), start as the table's; the network adds delta = rows - orig to the
+ * table's rows, which needs no op of its own: the embedding gathers delta's rows by slot (each
+ * token's k, or K: delta's zero row) and adds them, and a tied head runs delta as a low-rank
+ * branch, u = h delta^T [N,K] times a one-hot B [V,K] (its 1s at (ids[k], k)). */
+typedef struct TokenRows {
+    Param *rows;        /* NULL where none train */
+    int k;              /* K (TrainSpec.token_indices: their ids) */
+    float *neg_orig;    /* backend [K,C]: minus the table's rows as loaded */
+    float *delta;       /* backend [K+1,C]: rows - orig (sync_token_rows), then a row of zeros */
+    float *onehot;      /* backend [V,K], a tied head's B; else NULL */
+    float *u, *du;      /* backend [N,K]: a tied head's branch, in the activations */
+    int32_t *slot;      /* backend [max_batch * max_len], beside the batch's ids */
+    int32_t *grad_slot; /* backend: slot, or where the table's padding_idx is among the ids, slot
+                           with K there (torch gives that row no gradient), after it */
+    int32_t *slot_of;   /* host [V + max_batch * max_len]: each id's k or K, then a batch's slots */
+} TokenRows;
+
 typedef struct Linear {
     Param *w, *b; /* b NULL for a layer without bias */
     Lora *lora;   /* NULL when this module is not a LoRA target */
@@ -249,6 +274,7 @@ typedef struct Model {
      * the table's; B [C,R]; u [N,R] the gathered rows; base NULL. */
     Param *word_embedding;
     Lora embedding_lora;
+    TokenRows token_rows;
 
     /* activations and op scratch (backend memory, one allocation) */
     float *act_mem;

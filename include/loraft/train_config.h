@@ -75,6 +75,8 @@ typedef struct TrainConfig {
     int n_exclude;
     int layers_to_transform[LORA_MAX_LAYERS]; /* empty = every layer */
     int n_layers;
+    int trainable_token_indices[LORA_MAX_TOKENS]; /* PEFT's: rows of the embedding that train */
+    int n_token_indices;
     char layers_pattern[LORA_MAX_LAYER_NAMES][32]; /* empty = PEFT's guess */
     int n_layers_pattern;
     /* train */

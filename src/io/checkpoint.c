@@ -193,6 +193,10 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddItemToObject(c, "layers_to_transform",
                           s->n_layers ? cJSON_CreateIntArray(s->layers, s->n_layers)
                                       : cJSON_CreateNull());
+    cJSON_AddItemToObject(c, "trainable_token_indices",
+                          s->n_token_indices
+                              ? cJSON_CreateIntArray(s->token_indices, s->n_token_indices)
+                              : cJSON_CreateNull());
     cJSON_AddItemToObject(
         c, "layers_pattern",
         s->n_layers_pattern
@@ -418,6 +422,42 @@ static int read_init(const cJSON *c, const char *path, TrainSpec *spec, LfError 
     return 0;
 }
 
+/* peft's trainable_token_indices: a list (rows of the input embedding), or {module: list} where
+ * the module must be the embedding (the model checks its name: TrainSpec.token_module). */
+static int read_token_indices(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, "trainable_token_indices");
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsObject(v)) {
+        int n = cJSON_GetArraySize(v);
+        if (n != 1)
+            return lf_fail(err,
+                           "%s: trainable_token_indices names %d modules: loraft trains rows of "
+                           "the token embedding alone (and so of a head tied to it)",
+                           path, n);
+        v = v->child;
+        if (strlen(v->string) >= sizeof spec->token_module)
+            return lf_fail(err, "%s: trainable_token_indices: module name '%.40s...' too long",
+                           path, v->string);
+        snprintf(spec->token_module, sizeof spec->token_module, "%s", v->string);
+    }
+    int n = cJSON_GetArraySize(v), i = 0;
+    if (!cJSON_IsArray(v))
+        return lf_fail(err,
+                       "%s: trainable_token_indices must be a list of token ids, or {module: list}",
+                       path);
+    if (n > LORA_MAX_TOKENS)
+        return lf_fail(err, "%s: trainable_token_indices lists %d tokens, at most %d", path, n,
+                       LORA_MAX_TOKENS);
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        double id = cJSON_IsNumber(e) ? e->valuedouble : -1;
+        if (!(id >= 0 && id <= INT_MAX && id == floor(id)))
+            return lf_fail(err, "%s: trainable_token_indices[%d] is not a token id", path, i);
+        spec->token_indices[i] = (int)id;
+    }
+    spec->n_token_indices = n;
+    return 0;
+}
+
 /* peft's options that change what an adapter computes and that loraft does not run: refused,
  * named, where set (not missing, null, false or empty), rather than loaded as another function.
  * ensure_weight_tying is the model's to judge (TrainSpec.ensure_weight_tying). */
@@ -425,7 +465,6 @@ static int read_unsupported(const cJSON *c, const char *path, TrainSpec *spec, L
     static const struct {
         const char *key, *what;
     } keys[] = {
-        {"trainable_token_indices", "rows of the token embedding trained (peft's TrainableTokens)"},
         {"alora_invocation_tokens", "Activated LoRA (the adapter on after its invocation tokens)"},
         {"use_qalora", "QALoRA (A over pooled groups of the input)"},
         {"layer_replication", "layers of the base model replicated"},
@@ -484,7 +523,7 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
         rc = lf_fail(err, "%s: key 'fan_in_fan_out' must be true or false", path);
     if (!rc)
         rc = read_unsupported(c, path, spec, err) || read_init(c, path, spec, err) ||
-             read_lora_numbers(c, path, spec, err);
+             read_lora_numbers(c, path, spec, err) || read_token_indices(c, path, spec, err);
     if (!rc)
         rc = read_pattern(c, "rank_pattern", path, 1, spec->rank_pattern, &spec->n_rank_pattern,
                           err) ||

@@ -374,6 +374,50 @@ static int attach_embedding_lora(Model *m, int *used, LfError *err) {
     return 0;
 }
 
+/* peft's trainable tokens (trainable_token_indices; Model.token_rows): rows of the token
+ * embedding trained in place of the table's, and so of a tied head's, which peft ties to them. */
+static int attach_token_rows(Model *m, LfError *err) {
+    const TrainSpec *s = &m->spec;
+    Param *table = m->word_embedding;
+    char module[160];
+    if (!s->n_token_indices) return 0;
+    module_of(table, module, sizeof module);
+    size_t lm = strlen(module), lt = strlen(s->token_module); /* peft's suffix match */
+    if (lt && (lt > lm || strcmp(module + lm - lt, s->token_module)))
+        return lf_fail(err,
+                       "trainable_token_indices names '%s', which is not the token embedding "
+                       "('%s'): loraft trains the rows of the embedding (and of a head tied to "
+                       "it) alone",
+                       s->token_module, module);
+    if (m->embedding_lora.A || (model_head_tied(m) && m->head->lora))
+        return lf_fail(err,
+                       "trainable_token_indices beside LoRA on '%s': both would change the same "
+                       "table (choose one)",
+                       m->embedding_lora.A ? module : "lm_head");
+    if (is_saved_module(s, module))
+        return lf_fail(err,
+                       "trainable_token_indices on '%s', which modules_to_save trains whole "
+                       "(choose one)",
+                       module);
+    for (int k = 0; k < s->n_token_indices; k++) {
+        int id = s->token_indices[k];
+        if (id < 0 || id >= table->shape[0])
+            return lf_fail(err,
+                           "trainable_token_indices: token id %d is outside the vocabulary "
+                           "(size %d)",
+                           id, (int)table->shape[0]);
+        for (int j = 0; j < k; j++)
+            if (s->token_indices[j] == id)
+                return lf_fail(err, "trainable_token_indices: token id %d is listed twice", id);
+    }
+    TokenRows *tr = &m->token_rows;
+    tr->k = s->n_token_indices;
+    tr->rows = model_param(m, 1, tr->k, (int)table->shape[1],
+                           "%s.token_adapter.trainable_tokens_delta", module);
+    tr->rows->is_lora = 1, tr->rows->in_checkpoint = 0; /* token_rows_create starts them */
+    return 0;
+}
+
 /* An adapter beside the linear l (named module), of its rank and scale. The LM head's takes
  * neither DoRA nor a start split from its weight. */
 static int attach_lora(Model *m, Linear *l, const char *module, const char *peft, LfError *err) {
@@ -417,7 +461,9 @@ static int attach_loras(Model *m, LfError *err) {
         int hit = targeted(m, l, module, peft, used, err);
         if (hit < 0 || (hit && attach_lora(m, l, module, peft, err))) return -1;
     }
-    if (attach_embedding_lora(m, used, err) || attach_tied_head_lora(m, used, err)) return -1;
+    if (attach_embedding_lora(m, used, err) || attach_tied_head_lora(m, used, err) ||
+        attach_token_rows(m, err))
+        return -1;
     if (s->ensure_weight_tying && model_head_tied(m) && (m->embedding_lora.A || m->head->lora))
         return lf_fail(err,
                        "ensure_weight_tying: peft makes the adapters of the tied embedding and "
@@ -1065,6 +1111,11 @@ static size_t scratch_floats(const Model *m) {
     if (m->head && m->head->lora) /* lm_head_run's lora_forward and lora_backward */
         need = max_size(
             need, ops_lora_scratch(B * T, (size_t)m->cfg.hidden_size, (size_t)m->head->lora->r));
+    const TokenRows *tr = &m->token_rows;
+    if (tr->rows) /* model_embedding_lora's gathered rows; a tied head's branch */
+        need = max_size(need, B * T * (size_t)m->cfg.hidden_size);
+    if (tr->rows && model_head_tied(m))
+        need = max_size(need, ops_lora_scratch(B * T, (size_t)m->cfg.hidden_size, (size_t)tr->k));
     return max_size(need, B * T * (size_t)m->embedding_lora.r); /* embedding_lora_backward's */
 }
 
@@ -1131,7 +1182,7 @@ static int activations_create(Model *m, LfError *err) {
     m->n_act = pl.used;
     m->act_mem = ops->alloc(m->n_act * sizeof(float));
     size_t NT = (size_t)m->max_batch * m->max_len;
-    m->ids = ops->alloc(5 * NT * sizeof(int32_t));
+    m->ids = ops->alloc(7 * NT * sizeof(int32_t));
     m->guards = calloc(pl.n_guards ? pl.n_guards : 1, sizeof *m->guards);
     if (!m->act_mem || !m->ids || !m->guards)
         return lf_fail(err, "out of memory for %zu activations (%.1f MiB)%s", m->n_act,
@@ -1143,6 +1194,7 @@ static int activations_create(Model *m, LfError *err) {
     m->mask = m->types + NT;
     m->labels = m->mask + NT;
     m->head_rows = m->labels + NT;
+    m->token_rows.slot = m->head_rows + NT; /* and its backward's after it */
     pl = (Plan){.base = m->act_mem, .guards = m->guards};
     plan_activations(m, &pl);
     if (pl.used != m->n_act) /* the two passes must take the same */
@@ -1605,8 +1657,61 @@ static int adapter_copies_create(Model *m, LfError *err) {
     return rc;
 }
 
+/* The trained token rows' constant buffers, from the table as loaded: minus its rows, delta's
+ * zero row, a tied head's one-hot B and each id's slot; the rows start as the table's (peft's). */
+static int token_rows_create(Model *m, LfError *err) {
+    TokenRows *tr = &m->token_rows;
+    if (!tr->rows) return 0;
+    const Ops *o = m->ops;
+    const Param *t = m->word_embedding;
+    size_t K = (size_t)tr->k, C = (size_t)t->shape[1], V = (size_t)t->shape[0];
+    size_t NT = (size_t)m->max_batch * m->max_len;
+    int tied = model_head_tied(m);
+    tr->neg_orig = o->alloc(K * C * sizeof(float));
+    tr->delta = o->alloc((K + 1) * C * sizeof(float));
+    tr->onehot = tied ? o->alloc(V * K * sizeof(float)) : NULL;
+    tr->slot_of = malloc((V + NT) * sizeof *tr->slot_of);
+    float *host = calloc(tied ? V * K : 1, sizeof *host);
+    if (!tr->neg_orig || !tr->delta || (tied && !tr->onehot) || !tr->slot_of || !host)
+        return free(host), lf_fail(err, "out of memory for %zu trained token rows", K);
+    for (size_t v = 0; v < V; v++) tr->slot_of[v] = (int32_t)K;
+    for (size_t k = 0; k < K; k++) {
+        int id = m->spec.token_indices[k];
+        tr->slot_of[id] = (int32_t)k;
+        if (tied) host[(size_t)id * K + k] = 1.0f;
+        o->dequantize_rows(tr->delta + k * C, t->packed ? t->packed : t->value,
+                           t->packed ? t->dtype : GGML_F32, id, 1, (int)C);
+    }
+    if (tied) o->upload(tr->onehot, host, V * K * sizeof *host);
+    free(host);
+    o->zero(tr->rows->value, K * C * sizeof(float));
+    o->axpy(tr->rows->value, tr->delta, 1.0f, K * C);
+    o->axpy(tr->neg_orig, tr->delta, -1.0f, K * C);
+    o->zero(tr->delta, K * C * sizeof(float));
+    int pad = t->pad_row;
+    tr->grad_slot = pad >= 0 && tr->slot_of[pad] < (int32_t)K ? tr->slot + NT : tr->slot;
+    return 0;
+}
+
+/* The batch's ids (n of them) to the backend, and the trained token rows' slot of each. */
+static void upload_ids(Model *m, const int32_t *ids, int n) {
+    const TokenRows *tr = &m->token_rows;
+    m->ops->upload(m->ids, ids, (size_t)n * sizeof *ids);
+    if (!tr->rows) return;
+    int32_t *slots = tr->slot_of + m->word_embedding->shape[0];
+    for (int i = 0; i < n; i++) slots[i] = tr->slot_of[ids[i]];
+    m->ops->upload(tr->slot, slots, (size_t)n * sizeof *slots);
+    if (tr->grad_slot == tr->slot) return;
+    for (int i = 0; i < n; i++) slots[i] = ids[i] == m->word_embedding->pad_row ? tr->k : slots[i];
+    m->ops->upload(tr->grad_slot, slots, (size_t)n * sizeof *slots);
+}
+
+/* Once a forward, before a generation's decode steps: the adapters' bf16 copies, and the trained
+ * token rows' difference from the table's. */
 static void sync_adapters(Model *m) {
+    const TokenRows *tr = &m->token_rows;
     if (m->n_adapter_copies) m->ops->round_bf16_many(m->adapter_copies, m->n_adapter_copies);
+    if (tr->rows) m->ops->add(tr->delta, tr->rows->value, tr->neg_orig, tr->rows->numel);
 }
 
 /* norm[out] = || W + s B A || per row of lo's linear, from the weight as stored. */
@@ -1667,7 +1772,8 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     if (!m->host_losses || !m->host_labels) return model_free(m), lf_fail(err, "out of memory");
     if (build_table(m, err) || assign_gradients(m, err) || choose_storage(m, dir, err) ||
         allocate_values(m, err) || activations_create(m, err) ||
-        load_values(m, dir, seed, missing_report, report_cap, err) || adapter_copies_create(m, err))
+        load_values(m, dir, seed, missing_report, report_cap, err) ||
+        adapter_copies_create(m, err) || token_rows_create(m, err))
         return model_free(m), -1;
     dora_init(m);
     return ops->status(err) ? (model_free(m), -1) : 0;
@@ -1705,6 +1811,9 @@ void model_free(Model *m) {
         m->ops->free(m->grads);
         m->ops->free(m->act_mem);
         m->ops->free(m->ids);
+        m->ops->free(m->token_rows.neg_orig);
+        m->ops->free(m->token_rows.delta);
+        m->ops->free(m->token_rows.onehot);
         cache_free(m);
     }
     if (m->arch) m->arch->free(m);
@@ -1714,6 +1823,7 @@ void model_free(Model *m) {
     free(m->host_readout);
     free(m->host_labels);
     free(m->guards);
+    free(m->token_rows.slot_of);
     memset(m, 0, sizeof *m);
 }
 
@@ -1779,7 +1889,7 @@ int model_set_batch(Model *m, const int32_t *ids, const int32_t *types, const in
     if (labels && m->objective->prepare_labels(m, labels, B, T, m->host_labels, err)) return -1;
     const Ops *o = m->ops;
     size_t n = (size_t)B * T * sizeof(int32_t);
-    o->upload(m->ids, ids, n);
+    upload_ids(m, ids, B * T);
     if (types)
         o->upload(m->types, types, n);
     else
@@ -2262,22 +2372,52 @@ void model_embedding_noise(const Model *m, float *x, Drop d) {
 
 void model_embedding_lora(Model *m, float *out, int n) {
     const Lora *lo = &m->embedding_lora;
-    if (!lo->A || m->adapters_off) return;
-    m->ops->embedding_lora_forward(out, lo->u, m->ids, lo->A->value, lo->B->value, lo->scale, n,
-                                   m->cfg.hidden_size, lo->r);
+    const TokenRows *tr = &m->token_rows;
+    int C = m->cfg.hidden_size;
+    if (m->adapters_off) return;
+    if (lo->A)
+        m->ops->embedding_lora_forward(out, lo->u, m->ids, lo->A->value, lo->B->value, lo->scale, n,
+                                       C, lo->r);
+    if (tr->rows) { /* out += delta[slot]: the trained rows in place of the table's */
+        m->ops->embedding_forward(m->scratch, tr->slot, NULL, NULL, tr->delta, NULL, NULL, NULL, 1,
+                                  n, C);
+        m->ops->axpy(out, m->scratch, 1.0f, (size_t)n * C);
+    }
 }
 
 void model_embedding_lora_backward(Model *m, const float *dout) {
     const Lora *lo = &m->embedding_lora;
-    if (!lo->A || !lo->A->grad) return;
-    m->ops->embedding_lora_backward(lo->A->grad, lo->B->grad, dout, lo->u, m->ids, lo->B->value,
-                                    lo->scale, m->word_embedding->pad_row, m->scratch, m->B * m->T,
-                                    m->cfg.hidden_size, lo->r);
+    const TokenRows *tr = &m->token_rows;
+    int C = m->cfg.hidden_size;
+    if (lo->A && lo->A->grad)
+        m->ops->embedding_lora_backward(lo->A->grad, lo->B->grad, dout, lo->u, m->ids, lo->B->value,
+                                        lo->scale, m->word_embedding->pad_row, m->scratch,
+                                        m->B * m->T, C, lo->r);
+    if (tr->rows && tr->rows->grad)
+        m->ops->embedding_backward(tr->rows->grad, NULL, NULL, dout, tr->grad_slot, NULL, tr->k,
+                                   m->B, m->T, C);
 }
 
 int model_embedding_trains(const Model *m) {
     const Lora *lo = &m->embedding_lora;
-    return (m->word_embedding && m->word_embedding->grad) || (lo->A && lo->A->grad);
+    const TokenRows *tr = &m->token_rows;
+    return (m->word_embedding && m->word_embedding->grad) || (lo->A && lo->A->grad) ||
+           (tr->rows && tr->rows->grad);
+}
+
+int model_head_branch(const Model *m, HeadBranch *hb) {
+    const Lora *lo = m->head ? m->head->lora : NULL;
+    const TokenRows *tr = &m->token_rows;
+    if (m->adapters_off) return 0;
+    if (lo) {
+        *hb = (HeadBranch){lo->u,       m->head_du, lo->A->value,    lo->B->value, lo->A->grad,
+                           lo->B->grad, lo->scale,  m->spec.dropout, lo->r};
+        return 1;
+    }
+    if (!tr->rows || !model_head_tied(m)) return 0;
+    *hb =
+        (HeadBranch){tr->u, tr->du, tr->delta, tr->onehot, tr->rows->grad, NULL, 1.0f, 0.0f, tr->k};
+    return 1;
 }
 
 /* The step's scalars for the batch set last: the pair objectives' ops average over pairs
@@ -2371,10 +2511,10 @@ int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
         } else {
             m->ops->matmul_forward(m->head_scratch, rows, h->w->value, NULL, n, C, V);
         }
-        const Lora *lo = m->adapters_off ? NULL : h->lora; /* its up-projection in f32 */
-        if (lo)
-            m->ops->lora_forward(m->head_scratch, lo->u, rows, lo->A->value, lo->B->value,
-                                 lo->scale, 0.0f, 0, m->scratch, n, C, V, lo->r);
+        HeadBranch hb; /* its up-projection in f32 */
+        if (model_head_branch(m, &hb))
+            m->ops->lora_forward(m->head_scratch, hb.u, rows, hb.A, hb.B, hb.scale, 0.0f, 0,
+                                 m->scratch, n, C, V, hb.r);
         m->ops->download(out + (size_t)r * V, m->head_scratch, (size_t)n * V * sizeof(float));
     }
     float cap = m->cfg.score_head ? 0.0f : m->cfg.final_softcap; /* a score head has none */
@@ -2459,7 +2599,7 @@ int model_decode(Model *m, const int32_t *ids, int n, LfError *err) {
     if (!pos) return lf_fail(err, "out of memory");
     for (int i = 0; i < n; i++) pos[i] = m->n_cached + i;
     use_switches(m);
-    m->ops->upload(m->ids, ids, (size_t)n * sizeof(int32_t));
+    upload_ids(m, ids, n);
     m->ops->upload(m->positions, pos, (size_t)n * sizeof(int32_t));
     free(pos);
     m->B = 1;
@@ -2504,6 +2644,15 @@ static int merge_embedding_lora(const Model *m, float **slot, LfError *err) {
                R);
     free(BT);
     return 0;
+}
+
+/* The trained token rows merged as peft merges them: the table's rows replaced. */
+static void merge_token_rows(const Model *m, float **slot) {
+    const TokenRows *tr = &m->token_rows;
+    size_t C = (size_t)tr->rows->shape[1];
+    for (int k = 0; k < tr->k; k++)
+        memcpy(slot[m->word_embedding - m->params] + (size_t)m->spec.token_indices[k] * C,
+               slot[tr->rows - m->params] + k * C, C * sizeof(float));
 }
 
 /* DoRA merged as PEFT merges it: each row of W (already W + s B A) times mag / its norm. */
@@ -2580,6 +2729,7 @@ float *model_host_weights(Model *m, int merge, float ***slot, float **head, LfEr
         free(host), free(*slot), *slot = NULL;
         return NULL;
     }
+    if (merge && m->token_rows.rows) merge_token_rows(m, *slot);
     return host;
 }
 

@@ -18,9 +18,13 @@
 void causal_lm_plan(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len, V = m->cfg.vocab_size, C = m->cfg.hidden_size;
     const Lora *lo = m->head->lora;
-    size_t R = lo ? (size_t)lo->r : 0;
+    TokenRows *tr = &m->token_rows;
+    int tied_rows = tr->rows && model_head_tied(m); /* a branch of the head (model_head_branch) */
+    size_t R = lo ? (size_t)lo->r : tied_rows ? (size_t)tr->k : 0;
     PLAN_TAKE(pl, &m->dhidden, N * C, m->n_grads > 0, NULL);
     PLAN_TAKE(pl, &m->head_du, N * R, lo && lo->A->grad, NULL);
+    PLAN_TAKE(pl, &tr->u, N * R, tied_rows, NULL);
+    PLAN_TAKE(pl, &tr->du, N * R, tied_rows && tr->rows->grad, NULL);
     PLAN_TAKE(pl, &m->head_scratch,
               ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK, model_head_bf16(m), R), 1, NULL);
 }
@@ -66,45 +70,47 @@ int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out
 void lm_head_run(Model *m, int dh, int dw, const float *row_scale) {
     const Ops *o = m->ops;
     const Linear *head = m->head;
-    const Lora *lo = m->adapters_off ? NULL : head->lora;
     int N = m->B * m->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size, listed = m->n_head_rows;
     if (dh) o->zero(m->dhidden, (size_t)N * C * sizeof(float));
     if (listed) o->zero(m->losses, (size_t)N * sizeof(float));
-    int lora_grads = lo && dw && lo->A->grad;
-    float p = m->train_mode ? m->spec.dropout : 0.0f;
+    HeadBranch hb;
+    int branch = model_head_branch(m, &hb), grads = branch && dw && hb.dA;
+    float p = branch && m->train_mode ? hb.p : 0.0f;
     uint64_t seed = model_site(m->cfg.num_layers, SITE_HEAD_LORA);
     OpsHeadLora hl = {0};
-    if (lo) { /* u = drop(h) A^T over every row; the op adds du at the rows it computes */
-        o->lora_forward(NULL, lo->u, m->hidden, lo->A->value, NULL, lo->scale, p, seed, m->scratch,
-                        N, C, V, lo->r);
-        if (lora_grads) o->zero(m->head_du, (size_t)N * lo->r * sizeof(float));
-        hl = (OpsHeadLora){lo->u,
-                           lo->B->value,
-                           lora_grads ? m->head_du : NULL,
-                           lora_grads ? lo->B->grad : NULL,
-                           lo->scale,
-                           lo->r};
+    if (branch) { /* u = drop(h) A^T over every row; the op adds du at the rows it computes */
+        o->lora_forward(NULL, hb.u, m->hidden, hb.A, NULL, hb.scale, p, seed, m->scratch, N, C, V,
+                        hb.r);
+        if (grads) o->zero(hb.du, (size_t)N * hb.r * sizeof(float));
+        hl = (OpsHeadLora){hb.u, hb.B, grads ? hb.du : NULL, grads ? hb.dB : NULL, hb.scale, hb.r};
     }
     o->lm_head_cross_entropy(m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL,
-                             m->hidden, head->w->value, m->head_bf16, lo ? &hl : NULL, m->labels,
-                             listed ? m->head_rows : NULL, m->loss_scale, row_scale,
+                             m->hidden, head->w->value, m->head_bf16, branch ? &hl : NULL,
+                             m->labels, listed ? m->head_rows : NULL, m->loss_scale, row_scale,
                              m->cfg.final_softcap, m->head_scratch, listed ? listed : N, C, V,
                              OPS_LM_HEAD_CHUNK);
-    if (lora_grads) /* dA += du^T drop(h), dh += drop'(du A) */
-        o->lora_backward(dh ? m->dhidden : NULL, lo->A->grad, NULL, m->head_du, m->hidden, lo->u,
-                         lo->A->value, NULL, 1.0f, p, seed, m->scratch, N, C, lo->r, lo->r);
+    if (grads) /* dA += du^T drop(h), dh += drop'(du A) */
+        o->lora_backward(dh ? m->dhidden : NULL, hb.dA, NULL, hb.du, m->hidden, hb.u, hb.A, NULL,
+                         1.0f, p, seed, m->scratch, N, C, hb.r, hb.r);
+}
+
+/* Whether the head's gradients need its own pass in backward: a trainable head's, or a branch's
+ * (model_head_branch). */
+static int head_trains(const Model *m) {
+    HeadBranch hb;
+    return m->head->w->grad || (model_head_branch(m, &hb) && hb.dA);
 }
 
 static int causal_lm_loss(Model *m, LfError *err) {
     m->loss_scale = 1.0f;
-    m->dhidden_ready = m->train_mode && m->n_grads > 0 && !m->head->lora;
+    m->dhidden_ready = m->train_mode && m->n_grads > 0 && !head_trains(m);
     lm_head_run(m, m->dhidden_ready, 0, NULL);
     (void)err;
     return 0;
 }
 
 static int causal_lm_backward(Model *m, LfError *err) {
-    int dw = m->head->w->grad || m->head->lora;
+    int dw = head_trains(m);
     if (!m->dhidden_ready || dw) lm_head_run(m, !m->dhidden_ready, dw, NULL);
     (void)err;
     return 0;

@@ -232,6 +232,12 @@ static const Key keys[] = {
      .help = "PEFT's layers_to_transform: only the target modules in these layers get "
              "adapters; empty = every layer. A module's layer is the number after a "
              "layers_pattern segment (\"model.layers.3.mlp.up_proj\": 3)."},
+    {"lora", "trainable_token_indices", T_INTS, AT_LIST(trainable_token_indices, n_token_indices),
+     .def = "[]", RANGE(0, INT_MAX),
+     .help = "PEFT's trainable_token_indices: token ids whose rows of the token embedding train "
+             "in place of the table's, and of the LM head's where it is tied to the embedding "
+             "(new or special tokens learnt without training the whole table). Saved in the "
+             "adapter as peft's trainable_tokens_delta; merging writes them into the table."},
     {"lora", "layers_pattern", T_LIST, AT_LIST(layers_pattern, n_layers_pattern), .def = "[]",
      .help = "PEFT's layers_pattern: the names (regular expressions) of the segment before a "
              "layer's number, e.g. [\"layers\"]; empty = the first number after two or more "
@@ -532,7 +538,7 @@ static int apply_ints(TrainConfig *c, const Key *k, const cJSON *v, LfError *err
     if (n > k->max_items)
         return lf_fail(err, "%s.%s: %d entries, at most %d allowed", k->section, k->name, n,
                        k->max_items);
-    int *items = (int *)((char *)c + k->off), got[LORA_MAX_LAYERS]; /* max_items at most */
+    int *items = (int *)((char *)c + k->off), got[LORA_MAX_TOKENS]; /* max_items at most */
     for (const cJSON *e = one ? v : v->child; e; e = one ? NULL : e->next, i++) {
         if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble))
             return lf_fail(err, "%s.%s[%d]: expected an integer, got %s", k->section, k->name, i,
@@ -843,10 +849,12 @@ int train_config_check(const TrainConfig *c, LfError *err) {
     if (c->use_dora && strcmp(c->strategy, "lora"))
         return lf_fail(err, "lora.use_dora is DoRA: it needs lora.strategy lora, not %s",
                        c->strategy);
-    if ((c->n_rank_pattern || c->n_alpha_pattern || c->n_layers) && strcmp(c->strategy, "lora"))
+    if ((c->n_rank_pattern || c->n_alpha_pattern || c->n_layers || c->n_token_indices) &&
+        strcmp(c->strategy, "lora"))
         return lf_fail(err,
-                       "lora.rank_pattern, alpha_pattern and layers_to_transform shape the "
-                       "adapters: they need lora.strategy lora, not %s",
+                       "lora.rank_pattern, alpha_pattern, layers_to_transform and "
+                       "trainable_token_indices shape the adapters: they need lora.strategy "
+                       "lora, not %s",
                        c->strategy);
     for (int i = 0; i < c->n_targets && c->n_targets > 1; i++)
         if (!strcasecmp(c->target_modules[i], LORA_ALL_LINEAR))

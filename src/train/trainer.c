@@ -198,6 +198,8 @@ static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, i
     memcpy(s->layers, c->layers_to_transform, sizeof s->layers);
     s->n_layers_pattern = c->n_layers_pattern;
     memcpy(s->layers_pattern, c->layers_pattern, sizeof s->layers_pattern);
+    s->n_token_indices = c->n_token_indices;
+    memcpy(s->token_indices, c->trainable_token_indices, sizeof s->token_indices);
 }
 
 /* The label set: the config's names or count override the checkpoint's. */
