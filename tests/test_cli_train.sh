@@ -274,12 +274,16 @@ PYEOF
 done
 
 # 15b. peft's options that change what the adapter computes and that loraft does not run are
-#      refused, naming the key; the same keys unset (null, false, empty) load
+#      refused, naming the key; the same keys unset (null, false, empty) load; trainable token
+#      indices that are not the embedding's rows, or whose rows the file lacks, are refused
 cp -rL "$tmp/run/best" "$tmp/peft_opts"
-for opt in 'trainable_token_indices=[5, 9]' 'lora_bias=true' 'layer_replication=[[0, 1]]' \
+for opt in 'lora_bias=true' 'layer_replication=[[0, 1]]' \
   'use_qalora=true' 'target_parameters=["ffn.lin1.weight"]' 'alora_invocation_tokens=[3]' \
   'ensure_weight_tying=1' 'trainable_token_indices=null' 'lora_bias=false' \
-  'target_parameters=[]' 'ensure_weight_tying=true'; do
+  'target_parameters=[]' 'ensure_weight_tying=true' 'trainable_token_indices=[5, 9]' \
+  'trainable_token_indices={"word_embeddings": [5], "lm_head": [5]}' \
+  'trainable_token_indices={"classifier": [5]}' 'trainable_token_indices=[5, 5]' \
+  'trainable_token_indices=[1.5]'; do
   python3 - "$tmp/run/best/adapter_config.json" "$tmp/peft_opts/adapter_config.json" "$opt" <<'PYEOF'
 import json, sys
 c = json.load(open(sys.argv[1])); key, value = sys.argv[3].split("=", 1)
@@ -291,6 +295,17 @@ PYEOF
     *=null | *=false | *=\[\] | ensure_weight_tying=true) # ensure_weight_tying: no tied head here
       "$bin" predict --model "$tmp/model" --adapter "$tmp/peft_opts" "a film" >"$tmp/opts.log" 2>&1 \
         && ok || { cat "$tmp/opts.log"; bad "adapter_config $opt refused"; } ;;
+    trainable_token_indices=*) # peft's trainable tokens: loraft's too, checked
+      case $opt in
+        *'[5, 9]') want="token_adapter.trainable_tokens_delta" ;; # the file lacks its rows
+        *lm_head*) want="trainable_token_indices names 2 modules" ;;
+        *classifier*) want="trainable_token_indices names 'classifier', which is not the token embedding" ;;
+        *'[5, 5]') want="trainable_token_indices: token id 5 is listed twice" ;;
+        *) want="trainable_token_indices\[0\] is not a token id" ;;
+      esac
+      ! "$bin" predict --model "$tmp/model" --adapter "$tmp/peft_opts" "a film" >"$tmp/opts.log" 2>&1 \
+        && grep -q "$want" "$tmp/opts.log" \
+        && ok || { cat "$tmp/opts.log"; bad "adapter_config $opt: the message"; } ;;
     ensure_weight_tying=1)
       ! "$bin" predict --model "$tmp/model" --adapter "$tmp/peft_opts" "a film" >"$tmp/opts.log" 2>&1 \
         && grep -q "key 'ensure_weight_tying' must be true or false" "$tmp/opts.log" \

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Trained token rows are peft's trainable tokens (LoraConfig.trainable_token_indices): a tiny seeded
+# Llama with a tied head (`loraft init`, the GPT-2 tokenizer) trains LoRA on q_proj and v_proj and
+# the rows of " the", ".", "," and <|endoftext|> (lora.trainable_token_indices) for a few steps on
+# a corpus written here; then, with torch, transformers and peft from the venv of
+# scripts/setup-python.sh (the test skips, saying why, when it is missing):
+#  1. PeftModel.from_pretrained loads the adapter with no key missing or unexpected, its
+#     trainable_token_indices the ones trained, the rows moved off the table's;
+#  2. its loss on the validation texts equals `loraft eval --adapter`'s (within 2e-5, f32);
+#  3. `loraft merge` writes the rows into the table, which stays tied to the head: transformers
+#     loads the directory (tie_word_embeddings true, no key missing) with the same loss;
+#  4. an adapter peft made ({"embed_tokens": ids}, its rows and B moved at random) gives in
+#     `loraft eval --adapter` peft's loss;
+#  5. `loraft export-gguf` refuses the adapter with a clear error (llama.cpp's LoRA has no rows).
+set -euo pipefail
+. tests/lm_compat_common.sh
+lm_compat_setup peft-tokens
+tol=2e-5
+max_len=32
+write_corpus
+"$bin" init --arch llama --layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 96 \
+  --vocab-from "$vocab" --seed 3 --out "$tmp/model" >/dev/null
+cat >"$tmp/run.json" <<EOF
+{"model": {"model": "$tmp/model", "task": "causal-lm"},
+ "data": {"train_file": "$tmp/train.jsonl", "validation_file": "$tmp/valid.jsonl",
+          "max_length": $max_len},
+ "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"],
+          "trainable_token_indices": [262, 13, 11, 50256]},
+ "train": {"learning_rate": 2e-2, "batch_size": 4, "max_steps": 8, "lr_scheduler": "constant",
+           "eval_strategy": "steps", "eval_steps": 8, "save_strategy": "steps", "save_steps": 8,
+           "logging_steps": 0, "threads": 1, "output_dir": "$tmp/run"}}
+EOF
+"$bin" train --config "$tmp/run.json" >"$tmp/train.log" 2>&1 \
+  || { cat "$tmp/train.log"; echo "FAIL: loraft train"; exit 1; }
+"$bin" merge --model "$tmp/model" --adapter "$tmp/run/best" --out "$tmp/merged" >/dev/null
+if "$bin" export-gguf --adapter "$tmp/run/best" --out "$tmp/adapter.gguf" 2>"$tmp/err"; then
+  echo "FAIL: export-gguf wrote an adapter with trained token rows"; exit 1
+fi
+grep -q "trained token rows (trainable_token_indices) have no llama.cpp LoRA form" "$tmp/err" \
+  || { cat "$tmp/err"; echo "FAIL: unclear export-gguf error"; exit 1; }
+[ ! -e "$tmp/adapter.gguf" ] || { echo "FAIL: the refused export left a file"; exit 1; }
+echo "ok   export-gguf refuses trained token rows, writing nothing"
+
+"$py" - "$tmp" "$max_len" <<'EOF'
+import json, sys
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoTokenizer
+sys.path.insert(0, "tests")
+from lm_compat import hf_loss, load
+tmp, max_len = sys.argv[1], int(sys.argv[2])
+torch.manual_seed(0)
+base, _ = load(tmp + "/model")
+cfg = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM",
+                 trainable_token_indices={"embed_tokens": [262, 50256, 11]})
+model = get_peft_model(base, cfg)
+with torch.no_grad():
+    for n, p in model.named_parameters():
+        if "trainable_tokens_delta" in n or "lora_B" in n:
+            p.add_(0.05 * torch.randn_like(p))
+model.save_pretrained(tmp + "/peft-adapter")
+texts = [json.loads(l)["text"] for l in open(tmp + "/valid.jsonl")]
+loss, n = hf_loss(model, AutoTokenizer.from_pretrained(tmp + "/model"), texts, max_len)
+print("%.9f %d" % (loss, n), file=open(tmp + "/peft-loss", "w"))
+EOF
+{
+  echo "adapter $(eval_loss "$tmp/run.json" --adapter "$tmp/run/best")"
+  echo "merged $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged")"
+  echo "peft $(eval_loss "$tmp/run.json" --adapter "$tmp/peft-adapter")"
+} >"$tmp/ours"
+
+"$py" - "$tmp" "$max_len" "$tol" <<'EOF'
+import json, sys
+import torch
+from peft import LoraConfig, PeftModel
+from transformers import AutoTokenizer
+sys.path.insert(0, "tests")
+from lm_compat import Checks, KeyNoise, hf_loss, load
+tmp, max_len, tol = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+torch.set_num_threads(1)
+c = Checks("tokens", tol)
+ours = {l.split()[0]: l.split()[1:] for l in open(tmp + "/ours")}
+texts = [json.loads(l)["text"] for l in open(tmp + "/valid.jsonl")]
+tok = AutoTokenizer.from_pretrained(tmp + "/model")
+adapter = tmp + "/run/best"
+cfg = LoraConfig.from_pretrained(adapter)
+c.check(cfg.trainable_token_indices == [262, 13, 11, 50256],
+        f"adapter_config: trainable_token_indices {cfg.trainable_token_indices}")
+base, _ = load(tmp + "/model")
+with KeyNoise() as keys:
+    model = PeftModel.from_pretrained(base, adapter)
+c.check(not keys.noise, f"peft loads the adapter, no key missing or unexpected {keys.noise}")
+layer = model.base_model.model.model.embed_tokens.token_adapter
+moved = (layer.trainable_tokens_delta["default"] - layer.trainable_tokens_original["default"])
+c.check(moved.abs().amax(1).min() > 1e-3,
+        f"every row trained off the table's (least change {moved.abs().amax(1).min():.2e})")
+c.agree("adapter loss", ours["adapter"], hf_loss(model, tok, texts, max_len))
+merged, bad = load(tmp + "/merged")
+c.check(not bad and merged.config.tie_word_embeddings,
+        f"merged: loads with no key missing or unexpected {bad}, head still tied")
+c.agree("merged loss", ours["merged"], hf_loss(merged, tok, texts, max_len))
+peft_loss, n = open(tmp + "/peft-loss").read().split()
+c.agree("peft's adapter in loraft", ours["peft"], (float(peft_loss), int(n)))
+sys.exit(0 if c.passed() else 1)
+EOF
