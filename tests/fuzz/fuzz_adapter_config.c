@@ -1,7 +1,7 @@
 /* fuzz_adapter_config.c: libFuzzer target for reading a PEFT adapter_config.json
  * (adapter_read_config). The input is the file; what it fills in must stay inside the
- * TrainSpec: counts within the arrays, every name NUL-terminated, the base model name too, and
- * PEFT's patterns within their ranges, of keys that compile. */
+ * TrainSpec: counts within the arrays, every name NUL-terminated, the base model name too,
+ * PEFT's patterns within their ranges, of keys that compile, and token ids not negative. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,5 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_ASSERT(!spec.n_layers_pattern || spec.n_layers);
     for (int i = 0; i < spec.n_layers_pattern; i++)
         FUZZ_ASSERT(memchr(spec.layers_pattern[i], 0, sizeof spec.layers_pattern[i]));
+    FUZZ_ASSERT(spec.n_token_indices >= 0 && spec.n_token_indices <= LORA_MAX_TOKENS);
+    for (int i = 0; i < spec.n_token_indices; i++) FUZZ_ASSERT(spec.token_indices[i] >= 0);
+    FUZZ_ASSERT(memchr(spec.token_module, 0, sizeof spec.token_module));
     return 0;
 }

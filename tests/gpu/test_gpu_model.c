@@ -208,6 +208,9 @@ static LoraInit gpu_init; /* run_decoder's lora.init_lora_weights */
 /* run_decoder's targets take the token embedding (its padding_idx a token of the batch) and the
  * LM head too: Unsloth's continued-pretraining targets */
 static int gpu_embed;
+/* run_decoder's adapter trains token rows too (trainable_token_indices): every third id, the
+ * padding's 0 (the table's padding_idx then) among them */
+static int gpu_tokens;
 
 static void run(const char *dir, int arch, int every_linear, Precision prec, float lora_p) {
     ModelConfig cfg;
@@ -558,6 +561,9 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         snprintf(spec.targets[spec.n_targets++], sizeof spec.targets[0], "lm_head");
     }
     if (gpu_embed) cfg.pad_token_id = 5;
+    if (gpu_tokens) cfg.pad_token_id = 0;
+    for (int id = 0; gpu_tokens && id < LV; id += 3)
+        spec.token_indices[spec.n_token_indices++] = id;
     Model cpu, gpu;
     spec.precision = PRECISION_FP32;
     CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, gguf, 5, LB, LT, NULL, 0, &err), &err);
@@ -581,9 +587,9 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
             for (size_t j = 0; j < cpu.params[i].numel; j++)
                 cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
     }
-    CHECK(n_lora == (strategy == STRATEGY_LORA
-                         ? (gpu_dora ? 3 : 2) * per_layer * cfg.num_layers + 4 * gpu_embed
-                         : 0));
+    CHECK(n_lora == (strategy == STRATEGY_LORA ? (gpu_dora ? 3 : 2) * per_layer * cfg.num_layers +
+                                                     4 * gpu_embed + gpu_tokens
+                                               : 0));
     CHECK(model_trainable_count(&cpu) > 0);
     /* the seven projections of each layer packed: bf16, the GGUF's Q8_0 (F16 for rows of 48) or
      * Q4_1 quantised at load (bf16 for rows of 48, not whole blocks); a frozen LM head, its own
@@ -1030,6 +1036,16 @@ static void embed_runs(void) {
     gpu_embed = 0;
 }
 
+/* Trained token rows beside the projections' LoRA: Llama tied (the rows the head's too, a branch of
+ * the head's chunks) and untied, GPT-2 (wte beside its learned positions, tied head). */
+static void token_runs(void) {
+    gpu_tokens = 1;
+    lora_fp32_and_bf16(ARCH_LLAMA, 1, "llama (tied; trained token rows)");
+    lora_fp32_and_bf16(ARCH_LLAMA, 0, "llama (untied; trained token rows)");
+    lora_fp32_and_bf16(ARCH_GPT2, 1, "gpt2 (trained token rows of wte and its tied head)");
+    gpu_tokens = 0;
+}
+
 /* Gemma 3: LoRA in fp32 and bf16, and full fine-tuning in fp32 (its norms train). Its norms
  * after attention and the MLP bring each branch to the residual stream's size, so the branches'
  * bf16 rounding (0.4 % a GEMM) reaches the logits undamped, where a Llama's small random
@@ -1244,6 +1260,7 @@ int main(void) {
     pattern_runs();
     pissa_runs();
     embed_runs();
+    token_runs();
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     const char *conv[] = {"c_attn", "c_proj", "c_fc"};
