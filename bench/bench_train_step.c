@@ -5,6 +5,7 @@
  *                    [--dropout P] [--random] [--precision auto|fp32|tf32|bf16]
  *                    [--graphs auto|on|off] [--attention loraft|cudnn] [--checkpointing]
  *                    [--prompt K] [--dpo] [--base-dtype f32|bf16|q|q8_0|..] [--dora]
+ *                    [--tokens K]
  *
  * Random token ids (fixed seed), every sequence T tokens long; forward + backward + clipping +
  * AdamW per step, dropout on as in training. The task is the architecture's: classification
@@ -24,7 +25,8 @@
  * is train.cuda_graphs (auto: the first timed step records forward and backward, every later one
  * replays them as one CUDA graph launch; AdamW op by op; the step runs through the trainer's
  * train_micro_step); --attention is model.attention; --checkpointing is
- * train.gradient_checkpointing; --dora is lora.use_dora. --steps 0 builds the
+ * train.gradient_checkpointing; --dora is lora.use_dora; --tokens K trains the rows of ids 0 .. K-1
+ * too (lora.trainable_token_indices; a tied head's with them). --steps 0 builds the
  * model and prints its plan (weights and activations) only: on the emulated CUDA backend, the GPU's
  * plan without a GPU. bench/bench-vs-pytorch.py and bench/bench-gpu-e2e.py run the same step in
  * PyTorch + PEFT. */
@@ -65,13 +67,13 @@ int main(int argc, char **argv) {
                         "[--steps N] [--r R] [--targets a,b] [--strategy S] [--dropout P] "
                         "[--random] [--precision auto|fp32|tf32|bf16] [--graphs auto|on|off] "
                         "[--attention loraft|cudnn] [--checkpointing] [--prompt K] [--dpo] "
-                        "[--base-dtype D] [--dora]\n");
+                        "[--base-dtype D] [--dora] [--tokens K]\n");
         return 2;
     }
     const char *dir = argv[1], *device = "cpu", *targets = NULL, *strategy = "lora";
     const char *precision = "auto", *graphs = "auto", *attention = "loraft", *base = "f32";
     int B = 8, T = 128, steps = 5, r = 8, random = 0, checkpointing = 0, prompt = 0, dpo = 0;
-    int dora = 0;
+    int dora = 0, tokens = 0;
     float dropout = 0.1f;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -111,11 +113,18 @@ int main(int argc, char **argv) {
             base = val;
         else if (!strcmp(opt, "--prompt"))
             prompt = atoi(val);
+        else if (!strcmp(opt, "--tokens"))
+            tokens = atoi(val);
         else
             return fprintf(stderr, "unknown option %s\n", opt), 2;
     }
-    if (B < 1 || T < 2 || steps < 0 || prompt < 0 || prompt >= T)
-        return fprintf(stderr, "batch, seq must be > 0, steps >= 0, 0 <= prompt < seq\n"), 2;
+    if (B < 1 || T < 2 || steps < 0 || prompt < 0 || prompt >= T || tokens < 0 ||
+        tokens > LORA_MAX_TOKENS)
+        return fprintf(stderr,
+                       "batch, seq must be > 0, steps >= 0, 0 <= prompt < seq, 0 <= "
+                       "tokens <= %d\n",
+                       LORA_MAX_TOKENS),
+               2;
     const char *modes[] = {"auto", "on", "off"}; /* TrainGraphs' order */
     TrainStep st = {.graphs = GRAPHS_AUTO};
     while (st.graphs <= GRAPHS_OFF && strcmp(graphs, modes[st.graphs])) st.graphs++;
@@ -129,6 +138,8 @@ int main(int argc, char **argv) {
     spec.alpha = 2.0f * r;
     spec.dropout = dropout;
     spec.use_dora = dora;
+    for (spec.n_token_indices = 0; spec.n_token_indices < tokens; spec.n_token_indices++)
+        spec.token_indices[spec.n_token_indices] = spec.n_token_indices;
     spec.gradient_checkpointing = checkpointing;
     if (!ops || precision_parse(precision, &spec.precision, &err) ||
         base_dtype_parse(base, &spec.base_dtype, &err) ||

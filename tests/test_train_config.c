@@ -254,6 +254,19 @@ static void test_check(void) {
     CHECK(train_config_check(&c, &err) == -1);
     CHECK_HAS(err.msg, "lora.layers_pattern: regular expression \"la(yers\" does not compile");
     CHECK(train_config_set(&c, "lora.layers_pattern=[]", &err) == 0);
+    /* peft's trainable tokens: ids (up to LORA_MAX_TOKENS of them, no negative one), with LoRA */
+    CHECK(train_config_set(&c, "lora.trainable_token_indices=1,2,50256", &err) == 0 &&
+          train_config_check(&c, &err) == 0);
+    CHECK(c.n_token_indices == 3 && c.trainable_token_indices[2] == 50256);
+    CHECK(train_config_set(&c, "lora.trainable_token_indices=[-1]", &err) == -1);
+    CHECK_HAS(err.msg, "lora.trainable_token_indices: -1 is out of range");
+    CHECK(train_config_set(&c, "lora.trainable_token_indices=[]", &err) == 0);
+    static TrainConfig head;
+    CHECK_LOADS(&head, "{\"model\": {\"model\": \"m\"}, \"data\": {\"train_file\": \"t\"}, "
+                       "\"lora\": {\"strategy\": \"head\", \"trainable_token_indices\": [3]}}");
+    CHECK(train_config_check(&head, &err) == -1);
+    CHECK_HAS(err.msg,
+              "trainable_token_indices shape the adapters: they need lora.strategy lora, not head");
     /* PEFT's bias trains biases beside LoRA's adapters (DoRA's too), not under another
      * strategy */
     CHECK(train_config_set(&c, "lora.strategy=lora", &err) == 0);
