@@ -46,8 +46,11 @@ static void test_matches(void) {
         {"model.layers.10.self_attn.q_proj", 1}, /* the whole name */
         {"\\w+_proj", 1},
         {"q[_]proj", 1},
-        {"q[\\.]proj", 0},                             /* a bracket's escaped dot is a dot */
-        {"self_attn", 0},                              /* matched at the end only */
+        {"q[\\.]proj", 0}, /* a bracket's escaped dot is a dot */
+        {"q[]_]proj", 1},  /* a ']' first in a bracket is one of its characters */
+        {"q[^]]proj", 1},
+        {"q[a[]_proj", 0}, /* '[' in a bracket is a character; the ']' after it closes it */
+        {"self_attn", 0},  /* matched at the end only */
         {"layers\\.\\d{1,3}\\.self_attn\\.q_proj", 1}, /* counted repetitions */
         {"layers\\.\\d{3}\\.self_attn\\.q_proj", 0},
     };
@@ -73,6 +76,8 @@ static void test_refused(void) {
                                       "a**",
                                       "(((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)",
                                       "q[",
+                                      "[a[]++",   /* the quantifiers are outside the bracket */
+                                      "[]#[]+++", /* as after a ']' taken first */
                                       "(q",
                                       "a\\"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

@@ -44,6 +44,7 @@ static long repeats(const char *p) {
 static int to_posix(const char *key, char *out, size_t cap, LfError *err) {
     size_t at = 0;
     int brackets = 0, after = 0; /* after a quantifier: 1; after its lazy '?': 2 */
+    const char *open = NULL;     /* the bracket expression's '[' */
     double copies = 1;
     for (const char *p = key; *p; p++) {
         char buf[3] = {*p, 0, 0};
@@ -61,10 +62,10 @@ static int to_posix(const char *key, char *out, size_t cap, LfError *err) {
                 buf[0] = c; /* a bracket takes punctuation as it is */
             else
                 return lf_fail(err, "regular expression \"%s\": \\%c is not supported", key, c);
-        } else if (brackets) {
-            brackets = *p != ']' || p[-1] == '[' || (p[-1] == '^' && p[-2] == '[');
+        } else if (brackets) { /* a ']' first (after '[' or "[^") is one of its characters */
+            brackets = *p != ']' || p == open + 1 || (p == open + 2 && open[1] == '^');
         } else if (*p == '[') {
-            brackets = 1;
+            brackets = 1, open = p;
         } else if (*p == '(' && p[1] == '?') {
             if (p[2] != ':')
                 return lf_fail(err, "regular expression \"%s\": (?%c is not supported", key, p[2]);
