@@ -1339,7 +1339,7 @@ static void cross_entropy_rows(float *losses, float *dlogits, const float *logit
 
 /* logits <- softcap * tanh(logits / softcap), n of them (the LM head's final soft-capping) */
 static void soft_cap_all(float *logits, size_t n, float softcap) {
-#pragma omp parallel for simd if (n > CPU_PAR_MIN)
+#pragma omp parallel for if (n > CPU_PAR_MIN) /* tanhf: a call, no simd loop */
     for (size_t i = 0; i < n; i++) logits[i] = soft_cap(logits[i], softcap);
 }
 
