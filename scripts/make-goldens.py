@@ -198,13 +198,14 @@ CASES = [
          fan_in_fan_out=True, init_lora_weights=True),
     # peft's trainable tokens (trainable_token_indices: rows of the embedding trained in place of
     # the table's, and of a tied head's): a tied Llama's, padding_idx 101 among them (torch gives
-    # its row no gradient), 7 in no row of the batch (the tied head alone trains it); an untied
+    # its row no gradient), 7 in no row of the batch (the tied head alone trains it), in training
+    # mode under lora dropout (loraft's training forward writes the head's du); an untied
     # Llama's named as {module: ids} (the head keeps its own rows); GPT-2's wte and tied head;
     # BERT's word_embeddings under a classifier
     dict(name="llama_tokens", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
          task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj"], init_lora_weights=True, pad_token_id=101,
-         trainable_token_indices=[101, 23986, 102, 7]),
+         trainable_token_indices=[101, 23986, 102, 7], lora_dropout=0.1),
     dict(name="llama_untied_tokens",
          init=["--arch", "llama", "--kv-heads", "2", "--untied"] + TINY, task="causal-lm",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False, targets=["q_proj"],

@@ -48,10 +48,14 @@ void causal_lm_plan(Model *m, Plan *pl);
 /* Per-token labels shifted for next-token prediction; counts them into m->n_valid. */
 int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err);
 /* The fused head over the batch: m->losses; with dh the gradient of hidden into m->dhidden
- * (zeroed first), with dw those of a trainable head or of its adapter (+=; the adapter's term of
- * dh too); each row's scaled by m->loss_scale * row_scale[row] (NULL: 1) and the step's gradient
- * scale. */
+ * (zeroed first) and its branch's du (model_head_branch), with dw those of a trainable head or
+ * of its branch (+=; with dh the branch's term of dhidden too, which without dw waits for
+ * lm_head_branch_backward); each row's scaled by m->loss_scale * row_scale[row] (NULL: 1) and the
+ * step's gradient scale. */
 void lm_head_run(Model *m, int dh, int dw, const float *row_scale);
+/* The head's branch's (model_head_branch) A gradient and (dh) its term of dhidden, from the du
+ * that lm_head_run wrote with dh and without dw. */
+void lm_head_branch_backward(Model *m, int dh);
 
 /* ---- preference pairs (pairs.c): the pair readout ----
  * What a pair objective's loss op leaves for model_read_loss, in backend memory directly after

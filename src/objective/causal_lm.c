@@ -12,7 +12,9 @@
  * parameter's, so forward never writes it: backward runs the head again for it. So does an
  * adapter on the head (peft's lm_head target): its up-projection rides inside the head's chunks
  * (ops.h OpsHeadLora), which add to du; lora_backward then turns du into A's gradient and dh's
- * term. */
+ * term. A tied head's trained token rows ride the same way (model_head_branch), but their B is
+ * constant: the training forward writes their du beside dhidden, and backward only turns it into
+ * the rows' gradient (lm_head_branch_backward). */
 #include "loraft/objective.h"
 
 void causal_lm_plan(Model *m, Plan *pl) {
@@ -74,44 +76,53 @@ void lm_head_run(Model *m, int dh, int dw, const float *row_scale) {
     if (dh) o->zero(m->dhidden, (size_t)N * C * sizeof(float));
     if (listed) o->zero(m->losses, (size_t)N * sizeof(float));
     HeadBranch hb;
-    int branch = model_head_branch(m, &hb), grads = branch && dw && hb.dA;
+    int branch = model_head_branch(m, &hb), du = branch && (dh || dw) && hb.dA;
     float p = branch && m->train_mode ? hb.p : 0.0f;
-    uint64_t seed = model_site(m->cfg.num_layers, SITE_HEAD_LORA);
     OpsHeadLora hl = {0};
     if (branch) { /* u = drop(h) A^T over every row; the op adds du at the rows it computes */
-        o->lora_forward(NULL, hb.u, m->hidden, hb.A, NULL, hb.scale, p, seed, m->scratch, N, C, V,
-                        hb.r);
-        if (grads) o->zero(hb.du, (size_t)N * hb.r * sizeof(float));
-        hl = (OpsHeadLora){hb.u, hb.B, grads ? hb.du : NULL, grads ? hb.dB : NULL, hb.scale, hb.r};
+        o->lora_forward(NULL, hb.u, m->hidden, hb.A, NULL, hb.scale, p,
+                        model_site(m->cfg.num_layers, SITE_HEAD_LORA), m->scratch, N, C, V, hb.r);
+        if (du) o->zero(hb.du, (size_t)N * hb.r * sizeof(float));
+        hl = (OpsHeadLora){hb.u, hb.B, du ? hb.du : NULL, dw ? hb.dB : NULL, hb.scale, hb.r};
     }
     o->lm_head_cross_entropy(m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL,
                              m->hidden, head->w->value, m->head_bf16, branch ? &hl : NULL,
                              m->labels, listed ? m->head_rows : NULL, m->loss_scale, row_scale,
                              m->cfg.final_softcap, m->head_scratch, listed ? listed : N, C, V,
                              OPS_LM_HEAD_CHUNK);
-    if (grads) /* dA += du^T drop(h), dh += drop'(du A) */
-        o->lora_backward(dh ? m->dhidden : NULL, hb.dA, NULL, hb.du, m->hidden, hb.u, hb.A, NULL,
-                         1.0f, p, seed, m->scratch, N, C, hb.r, hb.r);
+    if (du && dw) lm_head_branch_backward(m, dh);
 }
 
-/* Whether the head's gradients need its own pass in backward: a trainable head's, or a branch's
- * (model_head_branch). */
-static int head_trains(const Model *m) {
+void lm_head_branch_backward(Model *m, int dh) {
     HeadBranch hb;
-    return m->head->w->grad || (model_head_branch(m, &hb) && hb.dA);
+    if (!model_head_branch(m, &hb) || !hb.dA) return;
+    float p = m->train_mode ? hb.p : 0.0f; /* dA += du^T drop(h), dh += drop'(du A) */
+    m->ops->lora_backward(dh ? m->dhidden : NULL, hb.dA, NULL, hb.du, m->hidden, hb.u, hb.A, NULL,
+                          1.0f, p, model_site(m->cfg.num_layers, SITE_HEAD_LORA), m->scratch,
+                          m->B * m->T, m->cfg.hidden_size, hb.r, hb.r);
+}
+
+/* Whether backward runs the head's pass again: for the gradient of a parameter that a forward
+ * does not write, a trainable head's or its adapter's B. A branch's du, like dhidden, is an
+ * activation's gradient, which the training forward writes (a tied head's token rows need no
+ * second pass: their B is constant). */
+static int head_pass_in_backward(const Model *m) {
+    HeadBranch hb;
+    return m->head->w->grad || (model_head_branch(m, &hb) && hb.dB);
 }
 
 static int causal_lm_loss(Model *m, LfError *err) {
     m->loss_scale = 1.0f;
-    m->dhidden_ready = m->train_mode && m->n_grads > 0 && !head_trains(m);
+    m->dhidden_ready = m->train_mode && m->n_grads > 0 && !head_pass_in_backward(m);
     lm_head_run(m, m->dhidden_ready, 0, NULL);
     (void)err;
     return 0;
 }
 
 static int causal_lm_backward(Model *m, LfError *err) {
-    int dw = head_trains(m);
+    int dw = head_pass_in_backward(m);
     if (!m->dhidden_ready || dw) lm_head_run(m, !m->dhidden_ready, dw, NULL);
+    if (!dw) lm_head_branch_backward(m, 1); /* the du that lm_head_run wrote, into dA and dh */
     (void)err;
     return 0;
 }
