@@ -2,7 +2,8 @@
  *
  * On tiny random Llamas (MHA and GQA, tied and untied head) and GPT-2s (learned positions read
  * at the cached offsets), with and without a LoRA adapter of non-zero B on every linear layer
- * (and a DoRA one on a Llama, a Phi-3 and a GPT-2):
+ * (and a DoRA one on a Llama, a Phi-3 and a GPT-2; trained token rows beside LoRA on Llamas tied
+ * and untied and a GPT-2):
  * the cached path's logits equal the full recompute (model_forward over the whole
  * sequence + model_lm_logits) at every step, for a prefill and for each token after it, within
  * 1e-4 of the row's largest logit; greedy generation is deterministic; the cache refuses more
@@ -63,6 +64,7 @@ static void check_cache_matches(Arch arch, int heads, int kv_heads, int tied, in
            arch_name(arch), heads, kv_heads, tied ? "tied" : "untied",
            lora == 3   ? ", DoRA"
            : lora == 4 ? ", LoRA with embed_tokens and lm_head"
+           : lora == 5 ? ", LoRA and trained token rows"
            : lora      ? ", LoRA"
                        : "",
            arch_is_llama(arch) ? model_rotary_dim(&m.cfg) : 0, model_head_size(&m.cfg), worst);
@@ -355,6 +357,9 @@ int main(void) {
     check_cache_matches(ARCH_LLAMA, 4, 2, 0, 4);
     check_cache_matches(ARCH_GEMMA3, 4, 2, 1, 4);
     check_cache_matches(ARCH_GPT2, 4, 4, 1, 4);
+    check_cache_matches(ARCH_LLAMA, 4, 2, 1, 5); /* trained token rows: the table's, the head's */
+    check_cache_matches(ARCH_LLAMA, 4, 2, 0, 5);
+    check_cache_matches(ARCH_GPT2, 4, 4, 1, 5);
     check_greedy_deterministic();
     check_chunked_prefill(ARCH_LLAMA);
     check_chunked_prefill(ARCH_GPT2);

@@ -24,9 +24,10 @@ static int tiny_rotary_dim;
 /* The model on ops for batches of one sequence of up to max_len tokens, in precision prec. GPT-2
  * (arch) ties its head and has as many KV heads as heads. lora 1: LoRA on every projection, 2: on
  * PEFT's default targets (q and v; c_attn), 3: DoRA on every projection, 4: LoRA on every
- * projection, the token embedding and the LM head (its A random too), 0: none (nothing trains: a
- * model opened to run, as model_open's without an adapter). Every LoRA B, bias and head norm is
- * random (the same values on any ops). */
+ * projection, the token embedding and the LM head (its A random too), 5: LoRA on every projection
+ * and trained rows of every third token (lora.trainable_token_indices), 0: none (nothing trains: a
+ * model opened to run, as model_open's without an adapter). Every LoRA B, trained row, bias and
+ * head norm is random (the same values on any ops). */
 static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
                                   int tied, int lora, int max_len, Precision prec, LfError *err) {
     ModelConfig c;
@@ -71,6 +72,7 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     for (int i = 0; lora != 2 && lora && i < nt; i++) strcpy(s.targets[s.n_targets++], names[i]);
     if (lora == 4) strcpy(s.targets[s.n_targets++], gpt2 ? "wte" : "embed_tokens");
     if (lora == 4) strcpy(s.targets[s.n_targets++], "lm_head");
+    for (int id = 0; lora == 5 && id < VOCAB; id += 3) s.token_indices[s.n_token_indices++] = id;
     if (model_create(m, &c, &s, ops, NULL, 7, 1, max_len, NULL, 0, err)) return -1;
     Rng r = {11, 0};
     float host[32 * 48]; /* the largest B: [ffn or 3 * hidden, r] (Phi-3: 2 * ffn) */
@@ -79,7 +81,8 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
         size_t len = strlen(p->name);
         int bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
         int head_norm = strstr(p->name, "self_attn.q_norm") || strstr(p->name, "self_attn.k_norm");
-        int lora_b = p->is_lora && (strstr(p->name, "lora_B") || strstr(p->name, "embedding_A"));
+        int lora_b = p->is_lora && (strstr(p->name, "lora_B") || strstr(p->name, "embedding_A") ||
+                                    strstr(p->name, "trainable_tokens"));
         if (!bias && !head_norm && !p->plus_one && !lora_b) continue;
         for (size_t j = 0; j < p->numel; j++) host[j] = 0.3f * (rng_next_uniform(&r) - 0.5f);
         ops->upload(p->value, host, p->numel * sizeof(float));
