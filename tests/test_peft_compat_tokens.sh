@@ -8,7 +8,8 @@
 #     trainable_token_indices the ones trained, the rows moved off the table's;
 #  2. its loss on the validation texts equals `loraft eval --adapter`'s (within 2e-5, f32);
 #  3. `loraft merge` writes the rows into the table, which stays tied to the head: transformers
-#     loads the directory (tie_word_embeddings true, no key missing) with the same loss;
+#     loads the directory (tie_word_embeddings true, no key missing) with the same loss, and
+#     `loraft eval` of the merge as an F32 GGUF (`merge --format gguf`) gives it too;
 #  4. an adapter peft made ({"embed_tokens": ids}, its rows and B moved at random) gives in
 #     `loraft eval --adapter` peft's loss;
 #  5. `loraft export-gguf` refuses the adapter with a clear error (llama.cpp's LoRA has no rows).
@@ -33,6 +34,8 @@ EOF
 "$bin" train --config "$tmp/run.json" >"$tmp/train.log" 2>&1 \
   || { cat "$tmp/train.log"; echo "FAIL: loraft train"; exit 1; }
 "$bin" merge --model "$tmp/model" --adapter "$tmp/run/best" --out "$tmp/merged" >/dev/null
+"$bin" merge --model "$tmp/model" --adapter "$tmp/run/best" --format gguf --type f32 \
+  --out "$tmp/merged.gguf" >/dev/null
 if "$bin" export-gguf --adapter "$tmp/run/best" --out "$tmp/adapter.gguf" 2>"$tmp/err"; then
   echo "FAIL: export-gguf wrote an adapter with trained token rows"; exit 1
 fi
@@ -66,6 +69,7 @@ EOF
 {
   echo "adapter $(eval_loss "$tmp/run.json" --adapter "$tmp/run/best")"
   echo "merged $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged")"
+  echo "merged_gguf $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged.gguf")"
   echo "peft $(eval_loss "$tmp/run.json" --adapter "$tmp/peft-adapter")"
 } >"$tmp/ours"
 
@@ -94,7 +98,9 @@ layer = model.base_model.model.model.embed_tokens.token_adapter
 moved = (layer.trainable_tokens_delta["default"] - layer.trainable_tokens_original["default"])
 c.check(moved.abs().amax(1).min() > 1e-3,
         f"every row trained off the table's (least change {moved.abs().amax(1).min():.2e})")
-c.agree("adapter loss", ours["adapter"], hf_loss(model, tok, texts, max_len))
+theirs = hf_loss(model, tok, texts, max_len)
+c.agree("adapter loss", ours["adapter"], theirs)
+c.agree("the merge as a GGUF, in loraft", ours["merged_gguf"], theirs)
 merged, bad = load(tmp + "/merged")
 c.check(not bad and merged.config.tie_word_embeddings,
         f"merged: loads with no key missing or unexpected {bad}, head still tied")
