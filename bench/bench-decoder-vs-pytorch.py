@@ -5,12 +5,14 @@ AdamW and thread count; each run in its own process, the sides interleaved, ever
 
     bench/bench-decoder-vs-pytorch.py models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \\
         [--task all|sft|dpo|reward|causal-lm] [--steps 2] [--rounds 2] [--threads 2] \\
-        [--sides loraft,pytorch,trl] [--loraft build/loraft]
+        [--sides loraft,pytorch,trl] [--loraft build/loraft] [--tokens 1,2]
 
 Shapes: sft, dpo and reward take batch size, max length, prompt length, learning rate, DPO beta
 and the LoRA config (r 8, alpha 16, dropout 0.05 on the seven projections) from
 configs/dolly-smollm2-sft.json, configs/hh-smollm2-dpo.json and configs/hh-smollm2-reward.json;
 causal-lm uses --batch x --seq (default 4 x 256) on Persuasion. --batch / --seq override.
+--tokens trains those rows of the token embedding too (lora.trainable_token_indices, peft's
+trainable_token_indices; SmolLM2's <|im_start|> and <|im_end|> are 1 and 2).
 
 Same rows on every side: loraft trains on records long enough that every row is cut to exactly
 the max length (Dolly answers of over 1,300 characters, unpacked; HH pairs with prompts of over
@@ -78,6 +80,8 @@ def shape(a):
                  lora=c["lora"], config=c)
     s["batch"] = a.batch or s["batch"]
     s["seq"] = a.seq or s["seq"]
+    if a.tokens:  # the same dict in s["config"], where the task has one
+        s["lora"]["trainable_token_indices"] = [int(t) for t in a.tokens.split(",")]
     return s
 
 
@@ -184,7 +188,8 @@ def load_model(a, s, seq_cls):
              if seq_cls else AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32))
     lora = LoraConfig(task_type="SEQ_CLS" if seq_cls else "CAUSAL_LM", r=s["lora"]["r"],
                       lora_alpha=s["lora"]["alpha"], lora_dropout=s["lora"]["dropout"],
-                      target_modules=s["lora"]["target_modules"])
+                      target_modules=s["lora"]["target_modules"],
+                      trainable_token_indices=s["lora"].get("trainable_token_indices"))
     return model, lora, d
 
 
@@ -318,7 +323,7 @@ def venv_python(trl):
 def python_side(a, side, py):
     argv = [py, __file__, a.model, "--task", a.task, "--steps", str(a.steps), "--threads",
             str(a.threads), "--side", side] + (["--batch", str(a.batch)] if a.batch else []) \
-        + (["--seq", str(a.seq)] if a.seq else [])
+        + (["--seq", str(a.seq)] if a.seq else []) + (["--tokens", a.tokens] if a.tokens else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), TOKENIZERS_PARALLELISM="false")
     out = subprocess.run(argv, capture_output=True, text=True, env=env)
     if out.returncode:
@@ -338,6 +343,7 @@ def main():
     ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tokens", help="token ids whose embedding rows train too, e.g. 1,2")
     ap.add_argument("--side", choices=["pytorch", "trl", "convert"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.side == "convert":
