@@ -508,21 +508,27 @@ static void cpu_dropout_backward(float *dinp, uint16_t *dinp_bf16, const float *
 
 /* ---- LoRA branch ---- */
 
+/* Elements k0 .. k0+n-1 of a row whose LoRA dropout key is key (x and o point at element k0):
+ * o = drop(x), or (rest) what the dropout removed, x - drop(x); with add o += that. */
+static inline void dropout_span(float *o, const float *x, uint32_t key, float p, int k0, int n,
+                                int add, int rest) {
+#pragma omp simd
+    for (int i = 0; i < n; i++) {
+        int k = k0 + i;
+        float d = x[i] * rng_row_scale(rng_row_pair(key, (uint32_t)k >> 1), k & 1, p);
+        float v = rest ? x[i] - d : d;
+        o[i] = add ? o[i] + v : v;
+    }
+}
+
 /* LoRA's dropout of x [N,C] (ops.h): out = x * rng_row_dropout(seed, n, k, p), or with add
  * out += that; each row's key made once. */
 static void lora_dropout(float *out, const float *x, float p, uint64_t seed, int N, int C,
                          int add) {
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        uint32_t key = rng_row_key(seed, (uint64_t)n);
-        float *o = out + (size_t)n * C;
-        const float *xn = x + (size_t)n * C;
-#pragma omp simd
-        for (int k = 0; k < C; k++) {
-            float v = xn[k] * rng_row_scale(rng_row_pair(key, (uint32_t)k >> 1), k & 1, p);
-            o[k] = add ? o[k] + v : v;
-        }
-    }
+    for (int n = 0; n < N; n++)
+        dropout_span(out + (size_t)n * C, x + (size_t)n * C, rng_row_key(seed, (uint64_t)n), p, 0,
+                     C, add, 0);
 }
 
 /* out[N,OC] += scale * u @ B^T (out not NULL), u[N,R] = drop(inp[N,C]) @ A[R,C]^T; B [OC,R];
@@ -718,18 +724,21 @@ static void cpu_dora_backward(float *gs, float *grest, float *dmag, const float 
     }
 }
 
-/* out (+)= x - drop(x), lora_dropout's mask; x f32 or (NULL) xb's bf16 values, rows ldx apart */
+/* out (+)= x - drop(x), lora_dropout's mask; x f32 or (NULL) xb's bf16 values, rows ldx apart,
+ * widened a span at a time */
 static void cpu_lora_dropout_rest(float *out, const float *x, const uint16_t *xb, int ldx, float p,
                                   uint64_t seed, int N, int C, int acc) {
+    enum { SPAN = 256 };
     seed ^= cpu_step.seed;
 #pragma omp parallel for if ((size_t)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         uint32_t key = rng_row_key(seed, (uint64_t)n);
-        float *o = out + (size_t)n * C;
-        for (int k = 0; k < C; k++) {
-            float v = x ? x[(size_t)n * C + k] : qb_bf16(xb[(size_t)n * ldx + k]);
-            float r = v - v * rng_row_scale(rng_row_pair(key, (uint32_t)k >> 1), k & 1, p);
-            o[k] = acc ? o[k] + r : r;
+        float *o = out + (size_t)n * C, wide[SPAN];
+        for (int k0 = 0; k0 < C; k0 += SPAN) {
+            int w = C - k0 < SPAN ? C - k0 : SPAN;
+            for (int i = 0; x == NULL && i < w; i++)
+                wide[i] = qb_bf16(xb[(size_t)n * ldx + k0 + i]);
+            dropout_span(o + k0, x ? x + (size_t)n * C + k0 : wide, key, p, k0, w, acc, 1);
         }
     }
 }
