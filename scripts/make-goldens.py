@@ -199,7 +199,8 @@ CASES = [
     # peft's trainable tokens (trainable_token_indices: rows of the embedding trained in place of
     # the table's, and of a tied head's): a tied Llama's, padding_idx 101 among them (torch gives
     # its row no gradient), 7 in no row of the batch (the tied head alone trains it), in training
-    # mode under lora dropout (loraft's training forward writes the head's du); an untied
+    # mode under lora dropout (loraft's training forward writes the head's du), and under DPO
+    # (the reference policy without them: peft's disable_adapter() takes them off too); an untied
     # Llama's named as {module: ids} (the head keeps its own rows); GPT-2's wte and tied head;
     # BERT's word_embeddings under a classifier
     dict(name="llama_tokens", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
@@ -210,6 +211,10 @@ CASES = [
          init=["--arch", "llama", "--kv-heads", "2", "--untied"] + TINY, task="causal-lm",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False, targets=["q_proj"],
          init_lora_weights=True, trainable_token_indices={"embed_tokens": [23986, 102, 7]}),
+    dict(name="llama_dpo_tokens", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="dpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj"], dpo=dict(beta=0.5, loss="sigmoid", label_smoothing=0.0),
+         prompt_len=3, after_atol=2e-2, trainable_token_indices=[101, 102, 7]),
     dict(name="gpt2_tokens", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
          strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn"], fan_in_fan_out=True,
          init_lora_weights=True, trainable_token_indices=[102, 23986, 7]),
