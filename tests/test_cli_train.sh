@@ -283,7 +283,7 @@ for opt in 'lora_bias=true' 'layer_replication=[[0, 1]]' \
   'target_parameters=[]' 'ensure_weight_tying=true' 'trainable_token_indices=[5, 9]' \
   'trainable_token_indices={"word_embeddings": [5], "lm_head": [5]}' \
   'trainable_token_indices={"classifier": [5]}' 'trainable_token_indices=[5, 5]' \
-  'trainable_token_indices=[1.5]'; do
+  'trainable_token_indices=[1.5]' 'trainable_token_indices={}'; do
   python3 - "$tmp/run/best/adapter_config.json" "$tmp/peft_opts/adapter_config.json" "$opt" <<'PYEOF'
 import json, sys
 c = json.load(open(sys.argv[1])); key, value = sys.argv[3].split("=", 1)
@@ -293,6 +293,9 @@ PYEOF
   key=${opt%%=*}
   case $opt in
     *=null | *=false | *=\[\] | ensure_weight_tying=true) # ensure_weight_tying: no tied head here
+      "$bin" predict --model "$tmp/model" --adapter "$tmp/peft_opts" "a film" >"$tmp/opts.log" 2>&1 \
+        && ok || { cat "$tmp/opts.log"; bad "adapter_config $opt refused"; } ;;
+    trainable_token_indices={}) # none, as peft reads it
       "$bin" predict --model "$tmp/model" --adapter "$tmp/peft_opts" "a film" >"$tmp/opts.log" 2>&1 \
         && ok || { cat "$tmp/opts.log"; bad "adapter_config $opt refused"; } ;;
     trainable_token_indices=*) # peft's trainable tokens: loraft's too, checked

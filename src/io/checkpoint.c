@@ -426,7 +426,7 @@ static int read_init(const cJSON *c, const char *path, TrainSpec *spec, LfError 
  * the module must be the embedding (the model checks its name: TrainSpec.token_module). */
 static int read_token_indices(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, "trainable_token_indices");
-    if (!v || cJSON_IsNull(v)) return 0;
+    if (!v || cJSON_IsNull(v) || (cJSON_IsObject(v) && !v->child)) return 0; /* none: {} too */
     if (cJSON_IsObject(v)) {
         int n = cJSON_GetArraySize(v);
         if (n != 1)
