@@ -1706,8 +1706,8 @@ static void upload_ids(Model *m, const int32_t *ids, int n) {
     m->ops->upload(tr->grad_slot, slots, (size_t)n * sizeof *slots);
 }
 
-/* Once a forward, before a generation's decode steps: the adapters' bf16 copies, and the trained
- * token rows' difference from the table's. */
+/* At every forward and decode step (each recorded in its graph): the adapters' bf16 copies, and
+ * the trained token rows' difference from the table's. */
 static void sync_adapters(Model *m) {
     const TokenRows *tr = &m->token_rows;
     if (m->n_adapter_copies) m->ops->round_bf16_many(m->adapter_copies, m->n_adapter_copies);
