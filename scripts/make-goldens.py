@@ -202,7 +202,12 @@ CASES = [
     # mode under lora dropout (loraft's training forward writes the head's du), and under DPO
     # (the reference policy without them: peft's disable_adapter() takes them off too); an untied
     # Llama's named as {module: ids} (the head keeps its own rows); GPT-2's wte and tied head;
-    # BERT's word_embeddings under a classifier
+    # BERT's word_embeddings under a classifier. Rows of the LM head's own ({"lm_head": ids},
+    # peft's wrapper of the head): an untied Llama's beside the embedding's (ids in both, in
+    # another order); a tied Llama's with other ids than the embedding's (peft then ties neither
+    # to the other: the head's rows start from the same table but train apart), under lora
+    # dropout; GPT-2's with the same list for wte and lm_head (peft ties them into one: the
+    # list's case)
     dict(name="llama_tokens", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
          task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj"], init_lora_weights=True, pad_token_id=101,
@@ -218,6 +223,19 @@ CASES = [
     dict(name="gpt2_tokens", init=["--arch", "gpt2"] + TINY, task="causal-lm", vocab="gpt2",
          strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn"], fan_in_fan_out=True,
          init_lora_weights=True, trainable_token_indices=[102, 23986, 7]),
+    dict(name="llama_head_tokens",
+         init=["--arch", "llama", "--kv-heads", "2", "--untied"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False, targets=["q_proj"],
+         init_lora_weights=True,
+         trainable_token_indices={"embed_tokens": [23986, 102, 7], "lm_head": [7, 50, 23986]}),
+    dict(name="llama_tied_head_tokens", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="causal-lm", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj"], init_lora_weights=True, lora_dropout=0.1,
+         trainable_token_indices={"embed_tokens": [101, 23986], "lm_head": [102, 7, 23986]}),
+    dict(name="gpt2_same_tokens", init=["--arch", "gpt2"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn"],
+         fan_in_fan_out=True, init_lora_weights=True,
+         trainable_token_indices={"wte": [102, 23986, 7], "lm_head": [102, 23986, 7]}),
     dict(name="bert_tokens", init=["--arch", "bert", "--num-labels", "3"] + TINY,
          strategy="lora", r=2, alpha=4.0, rslora=False, targets=["query", "value"],
          init_lora_weights=True, trainable_token_indices=[101, 102, 7]),

@@ -275,13 +275,15 @@ done
 
 # 15b. peft's options that change what the adapter computes and that loraft does not run are
 #      refused, naming the key; the same keys unset (null, false, empty) load; trainable token
-#      indices that are not the embedding's rows, or whose rows the file lacks, are refused
+#      indices that are neither the embedding's rows nor the LM head's (a classifier has none), or
+#      whose rows the file lacks, are refused
 cp -rL "$tmp/run/best" "$tmp/peft_opts"
 for opt in 'lora_bias=true' 'layer_replication=[[0, 1]]' \
   'use_qalora=true' 'target_parameters=["ffn.lin1.weight"]' 'alora_invocation_tokens=[3]' \
   'ensure_weight_tying=1' 'trainable_token_indices=null' 'lora_bias=false' \
   'target_parameters=[]' 'ensure_weight_tying=true' 'trainable_token_indices=[5, 9]' \
   'trainable_token_indices={"word_embeddings": [5], "lm_head": [5]}' \
+  'trainable_token_indices={"word_embeddings": [5], "classifier": [5]}' \
   'trainable_token_indices={"classifier": [5]}' 'trainable_token_indices=[5, 5]' \
   'trainable_token_indices=[1.5]' 'trainable_token_indices={}'; do
   python3 - "$tmp/run/best/adapter_config.json" "$tmp/peft_opts/adapter_config.json" "$opt" <<'PYEOF'
@@ -301,8 +303,9 @@ PYEOF
     trainable_token_indices=*) # peft's trainable tokens: loraft's too, checked
       case $opt in
         *'[5, 9]') want="token_adapter.trainable_tokens_delta" ;; # the file lacks its rows
-        *lm_head*) want="trainable_token_indices names 2 modules" ;;
-        *classifier*) want="trainable_token_indices names 'classifier', which is not the token embedding" ;;
+        *lm_head*) want="trainable_token_indices names lm_head, which this model does not have" ;;
+        *'"word_embeddings": [5], "classifier"'*) want="names two modules besides lm_head" ;;
+        *classifier*) want="trainable_token_indices names 'classifier', which is neither the token embedding" ;;
         *'[5, 5]') want="trainable_token_indices: token id 5 is listed twice" ;;
         *) want="trainable_token_indices\[0\] is not a token id" ;;
       esac

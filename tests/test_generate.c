@@ -65,6 +65,7 @@ static void check_cache_matches(Arch arch, int heads, int kv_heads, int tied, in
            lora == 3   ? ", DoRA"
            : lora == 4 ? ", LoRA with embed_tokens and lm_head"
            : lora == 5 ? ", LoRA and trained token rows"
+           : lora == 6 ? ", LoRA and trained token rows, the head's own too"
            : lora      ? ", LoRA"
                        : "",
            arch_is_llama(arch) ? model_rotary_dim(&m.cfg) : 0, model_head_size(&m.cfg), worst);
@@ -360,6 +361,8 @@ int main(void) {
     check_cache_matches(ARCH_LLAMA, 4, 2, 1, 5); /* trained token rows: the table's, the head's */
     check_cache_matches(ARCH_LLAMA, 4, 2, 0, 5);
     check_cache_matches(ARCH_GPT2, 4, 4, 1, 5);
+    check_cache_matches(ARCH_LLAMA, 4, 2, 1, 6); /* and the head's own rows */
+    check_cache_matches(ARCH_LLAMA, 4, 2, 0, 6);
     check_greedy_deterministic();
     check_chunked_prefill(ARCH_LLAMA);
     check_chunked_prefill(ARCH_GPT2);

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "loraft/checkpoint.h"
 #include "loraft/cli.h"
 #include "loraft/fileio.h"
 #include "loraft/model.h"
@@ -154,13 +155,7 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     if (layers_pattern)
         snprintf(s->layers_pattern[s->n_layers_pattern++], sizeof s->layers_pattern[0], "%s",
                  layers_pattern->valuestring);
-    const cJSON *tokens = cJSON_GetObjectItem(c, "trainable_token_indices"); /* list or {name: } */
-    if (cJSON_IsObject(tokens)) {
-        snprintf(s->token_module, sizeof s->token_module, "%s", tokens->child->string);
-        tokens = tokens->child;
-    }
-    cJSON_ArrayForEach(t, tokens) s->token_indices[s->n_token_indices++] = t->valueint;
-    return 0;
+    return adapter_token_indices(c, "the golden's case", s, &err); /* as an adapter_config's */
 }
 
 static float *download(Model *m, const float *p, size_t n) {

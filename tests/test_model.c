@@ -840,6 +840,67 @@ static void head_rows_list(void) {
     free(labels), free(out), free(rows);
 }
 
+/* Whether model_create refuses spec on a tiny tied Llama (or untied, or a reward model), with
+ * an error that says want; NULL: accepts it. */
+static void token_rows_spec(TrainSpec s, int tied, Task task, const char *want) {
+    ModelConfig cfg;
+    model_config_defaults(&cfg, ARCH_LLAMA);
+    cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 1, cfg.num_heads = 4;
+    cfg.num_kv_heads = 2, cfg.ffn_size = 24, cfg.max_positions = 16;
+    cfg.tie_word_embeddings = tied;
+    s.task = task, s.strategy = STRATEGY_LORA, s.r = 2, s.alpha = 4;
+    if (!s.n_targets) strcpy(s.targets[s.n_targets++], "q_proj");
+    Model m;
+    LfError err;
+    int rc = model_create(&m, &cfg, &s, &ops_cpu, NULL, 5, 2, T, NULL, 0, &err);
+    if (!rc) model_free(&m);
+    CHECK(rc == (want ? -1 : 0));
+    if (rc && (!want || !strstr(err.msg, want))) fprintf(stderr, "unexpected: %s\n", err.msg);
+    CHECK(!rc || (want && strstr(err.msg, want)));
+}
+
+/* Trained token rows (trainable_token_indices, lm_head_token_indices) that loraft would not
+ * compute as peft does are refused, saying why; the combinations peft runs are accepted. */
+static void token_rows_refusals(void) {
+    TrainSpec s, rows, head;
+    train_spec_defaults(&s);
+    rows = s, rows.n_token_indices = 2, rows.token_indices[0] = 1, rows.token_indices[1] = 2;
+    head = s, head.n_head_token_indices = 2;
+    head.head_token_indices[0] = 2, head.head_token_indices[1] = 39;
+    token_rows_spec(head, 1, TASK_CAUSAL_LM, NULL);
+    token_rows_spec(head, 0, TASK_CAUSAL_LM, NULL);
+    TrainSpec t = head;
+    t.head_token_indices[1] = 40;
+    token_rows_spec(t, 0, TASK_CAUSAL_LM,
+                    "trainable_token_indices of lm_head: token id 40 is outside the vocabulary "
+                    "(size 40)");
+    t = head, t.head_token_indices[1] = 2;
+    token_rows_spec(t, 1, TASK_CAUSAL_LM, "lm_head: token id 2 is listed twice");
+    token_rows_spec(head, 1, TASK_REWARD, "names lm_head, which this model does not have");
+    t = head, strcpy(t.targets[t.n_targets++], "lm_head");
+    token_rows_spec(t, 0, TASK_CAUSAL_LM, "beside LoRA on 'lm_head': both would change the head");
+    t = head, strcpy(t.modules_to_save[t.n_modules_to_save++], "lm_head");
+    token_rows_spec(t, 0, TASK_CAUSAL_LM, "on 'lm_head', which modules_to_save trains whole");
+    /* the embedding's rows and LoRA on a tied head (the rows' as well) */
+    t = rows, strcpy(t.targets[t.n_targets++], "lm_head");
+    token_rows_spec(t, 1, TASK_CAUSAL_LM, "beside LoRA on 'lm_head': both would change the same");
+    token_rows_spec(t, 0, TASK_CAUSAL_LM, NULL); /* untied: the head keeps its own rows */
+    /* both lists on a tied model: the same list (in the same order) is the embedding's alone */
+    t = rows, t.n_head_token_indices = 2;
+    t.head_token_indices[0] = 1, t.head_token_indices[1] = 2;
+    strcpy(t.targets[t.n_targets++], "lm_head");
+    token_rows_spec(t, 1, TASK_CAUSAL_LM, "beside LoRA on 'lm_head': both would change the same");
+    t.n_targets--, t.ensure_weight_tying = 1;
+    token_rows_spec(t, 1, TASK_CAUSAL_LM, NULL);
+    t.head_token_indices[0] = 2, t.head_token_indices[1] = 1; /* other order: apart */
+    token_rows_spec(t, 1, TASK_CAUSAL_LM, "ensure_weight_tying with other trainable_token_indices");
+    t.ensure_weight_tying = 0;
+    token_rows_spec(t, 1, TASK_CAUSAL_LM, NULL);
+    /* LoRA on the embedding beside rows of the head alone: peft runs both */
+    t = head, strcpy(t.targets[t.n_targets++], "embed_tokens");
+    token_rows_spec(t, 1, TASK_CAUSAL_LM, NULL);
+}
+
 int main(void) {
     char tmp[] = "/tmp/loraft-model-XXXXXX";
     CHECK(mkdtemp(tmp) != NULL);
@@ -877,6 +938,7 @@ int main(void) {
     accumulation(bert);
     peft_counts(vocab);
     lora_starts();
+    token_rows_refusals();
     preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
     preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_IPO, 0.0f}, "dpo ipo");
     preference_gradcheck(ARCH_LLAMA, TASK_REWARD, (DpoSpec){0.1f, DPO_SIGMOID, 0.0f}, "reward");

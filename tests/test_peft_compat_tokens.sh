@@ -13,6 +13,15 @@
 #  4. an adapter peft made ({"embed_tokens": ids}, its rows and B moved at random) gives in
 #     `loraft eval --adapter` peft's loss;
 #  5. `loraft export-gguf` refuses the adapter with a clear error (llama.cpp's LoRA has no rows).
+# Then the LM head's own rows (lora.lm_head_token_indices; peft's {"lm_head": ids}):
+#  6. the same Llama untied trains rows of the embedding and other rows of the head: peft loads
+#     the adapter ({"embed_tokens": ids, "lm_head": ids}) with no key missing or unexpected and
+#     the same loss, as do the merged HF directory (each table's rows replaced, still untied) and
+#     the merge as a GGUF;
+#  7. an adapter peft made on the tied Llama with other ids for lm_head than for embed_tokens
+#     (peft then ties neither to the other) gives peft's loss in loraft, and so does its merge,
+#     which unties the head (tie_word_embeddings false, lm_head.weight of its own) in transformers
+#     and as a GGUF (output.weight) in loraft.
 set -euo pipefail
 . tests/lm_compat_common.sh
 lm_compat_setup peft-tokens
@@ -44,6 +53,17 @@ grep -q "trained token rows (trainable_token_indices) have no llama.cpp LoRA for
 [ ! -e "$tmp/adapter.gguf" ] || { echo "FAIL: the refused export left a file"; exit 1; }
 echo "ok   export-gguf refuses trained token rows, writing nothing"
 
+"$bin" init --arch llama --layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 96 --untied \
+  --vocab-from "$vocab" --seed 3 --out "$tmp/untied" >/dev/null
+"$bin" train --config "$tmp/run.json" --set model.model="$tmp/untied" \
+  --set lora.trainable_token_indices=262,13 --set lora.lm_head_token_indices=13,50256,198 \
+  --set train.output_dir="$tmp/run-head" >"$tmp/train.log" 2>&1 \
+  || { cat "$tmp/train.log"; echo "FAIL: loraft train with lm_head rows"; exit 1; }
+"$bin" merge --model "$tmp/untied" --adapter "$tmp/run-head/best" --out "$tmp/merged-head" \
+  >/dev/null
+"$bin" merge --model "$tmp/untied" --adapter "$tmp/run-head/best" --format gguf --type f32 \
+  --out "$tmp/merged-head.gguf" >/dev/null
+
 "$py" - "$tmp" "$max_len" <<'EOF'
 import json, sys
 import torch
@@ -53,24 +73,37 @@ sys.path.insert(0, "tests")
 from lm_compat import hf_loss, load
 tmp, max_len = sys.argv[1], int(sys.argv[2])
 torch.manual_seed(0)
-base, _ = load(tmp + "/model")
-cfg = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM",
-                 trainable_token_indices={"embed_tokens": [262, 50256, 11]})
-model = get_peft_model(base, cfg)
-with torch.no_grad():
-    for n, p in model.named_parameters():
-        if "trainable_tokens_delta" in n or "lora_B" in n:
-            p.add_(0.05 * torch.randn_like(p))
-model.save_pretrained(tmp + "/peft-adapter")
 texts = [json.loads(l)["text"] for l in open(tmp + "/valid.jsonl")]
-loss, n = hf_loss(model, AutoTokenizer.from_pretrained(tmp + "/model"), texts, max_len)
-print("%.9f %d" % (loss, n), file=open(tmp + "/peft-loss", "w"))
+tok = AutoTokenizer.from_pretrained(tmp + "/model")
+for name, tokens in (("peft", {"embed_tokens": [262, 50256, 11]}),
+                     ("peft-head", {"embed_tokens": [262, 11], "lm_head": [11, 50256, 13]})):
+    base, _ = load(tmp + "/model")
+    cfg = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM",
+                     trainable_token_indices=tokens)
+    model = get_peft_model(base, cfg)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "trainable_tokens_delta" in n or "lora_B" in n:
+                p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(tmp + "/" + name + "-adapter")
+    loss, n = hf_loss(model, tok, texts, max_len)
+    print("%.9f %d" % (loss, n), file=open(tmp + "/" + name + "-loss", "w"))
 EOF
+"$bin" merge --model "$tmp/model" --adapter "$tmp/peft-head-adapter" --out "$tmp/merged-peft" \
+  >/dev/null
+"$bin" merge --model "$tmp/model" --adapter "$tmp/peft-head-adapter" --format gguf --type f32 \
+  --out "$tmp/merged-peft.gguf" >/dev/null
 {
   echo "adapter $(eval_loss "$tmp/run.json" --adapter "$tmp/run/best")"
   echo "merged $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged")"
   echo "merged_gguf $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged.gguf")"
   echo "peft $(eval_loss "$tmp/run.json" --adapter "$tmp/peft-adapter")"
+  echo "peft_head $(eval_loss "$tmp/run.json" --adapter "$tmp/peft-head-adapter")"
+  echo "peft_head_gguf $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged-peft.gguf")"
+  echo "head $(eval_loss "$tmp/run.json" --set model.model="$tmp/untied" \
+    --adapter "$tmp/run-head/best")"
+  echo "head_merged $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged-head")"
+  echo "head_merged_gguf $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged-head.gguf")"
 } >"$tmp/ours"
 
 "$py" - "$tmp" "$max_len" "$tol" <<'EOF'
@@ -107,5 +140,34 @@ c.check(not bad and merged.config.tie_word_embeddings,
 c.agree("merged loss", ours["merged"], hf_loss(merged, tok, texts, max_len))
 peft_loss, n = open(tmp + "/peft-loss").read().split()
 c.agree("peft's adapter in loraft", ours["peft"], (float(peft_loss), int(n)))
+
+adapter = tmp + "/run-head/best"
+cfg = LoraConfig.from_pretrained(adapter)
+c.check(cfg.trainable_token_indices == {"embed_tokens": [262, 13], "lm_head": [13, 50256, 198]},
+        f"adapter_config: trainable_token_indices {cfg.trainable_token_indices}")
+base, _ = load(tmp + "/untied")
+with KeyNoise() as keys:
+    model = PeftModel.from_pretrained(base, adapter)
+c.check(not keys.noise, f"peft loads the lm_head rows, no key missing or unexpected {keys.noise}")
+layer = model.base_model.model.lm_head.token_adapter
+moved = (layer.trainable_tokens_delta["default"] - layer.trainable_tokens_original["default"])
+c.check(moved.abs().amax(1).min() > 1e-3,
+        f"every lm_head row trained off the head's (least change {moved.abs().amax(1).min():.2e})")
+theirs = hf_loss(model, tok, texts, max_len)
+c.agree("lm_head rows: adapter loss", ours["head"], theirs)
+c.agree("lm_head rows: the merge as a GGUF, in loraft", ours["head_merged_gguf"], theirs)
+merged, bad = load(tmp + "/merged-head")
+c.check(not bad and not merged.config.tie_word_embeddings,
+        f"lm_head rows merged: loads with no key missing or unexpected {bad}, untied")
+c.agree("lm_head rows: merged loss", ours["head_merged"], hf_loss(merged, tok, texts, max_len))
+peft_loss, n = open(tmp + "/peft-head-loss").read().split()
+c.agree("peft's lm_head rows on the tied model, in loraft", ours["peft_head"],
+        (float(peft_loss), int(n)))
+merged, bad = load(tmp + "/merged-peft")
+c.check(not bad and not merged.config.tie_word_embeddings,
+        f"their merge unties the head: no key missing or unexpected {bad}")
+c.agree("their merge's loss", (float(peft_loss), int(n)), hf_loss(merged, tok, texts, max_len))
+c.agree("their merge as a GGUF (output.weight of its own), in loraft", ours["peft_head_gguf"],
+        (float(peft_loss), int(n)))
 sys.exit(0 if c.passed() else 1)
 EOF

@@ -261,12 +261,22 @@ static void test_check(void) {
     CHECK(train_config_set(&c, "lora.trainable_token_indices=[-1]", &err) == -1);
     CHECK_HAS(err.msg, "lora.trainable_token_indices: -1 is out of range");
     CHECK(train_config_set(&c, "lora.trainable_token_indices=[]", &err) == 0);
+    CHECK(train_config_set(&c, "lora.lm_head_token_indices=7,0", &err) == 0 &&
+          train_config_check(&c, &err) == 0);
+    CHECK(c.n_head_token_indices == 2 && c.lm_head_token_indices[1] == 0);
+    CHECK(train_config_set(&c, "lora.lm_head_token_indices=[-2]", &err) == -1);
+    CHECK_HAS(err.msg, "lora.lm_head_token_indices: -2 is out of range");
+    CHECK(train_config_set(&c, "lora.lm_head_token_indices=[]", &err) == 0);
     static TrainConfig head;
     CHECK_LOADS(&head, "{\"model\": {\"model\": \"m\"}, \"data\": {\"train_file\": \"t\"}, "
                        "\"lora\": {\"strategy\": \"head\", \"trainable_token_indices\": [3]}}");
     CHECK(train_config_check(&head, &err) == -1);
     CHECK_HAS(err.msg,
-              "trainable_token_indices shape the adapters: they need lora.strategy lora, not head");
+              "lm_head_token_indices shape the adapters: they need lora.strategy lora, not head");
+    CHECK_LOADS(&head, "{\"model\": {\"model\": \"m\"}, \"data\": {\"train_file\": \"t\"}, "
+                       "\"lora\": {\"strategy\": \"full\", \"lm_head_token_indices\": [3]}}");
+    CHECK(train_config_check(&head, &err) == -1);
+    CHECK_HAS(err.msg, "they need lora.strategy lora, not full");
     /* PEFT's bias trains biases beside LoRA's adapters (DoRA's too), not under another
      * strategy */
     CHECK(train_config_set(&c, "lora.strategy=lora", &err) == 0);

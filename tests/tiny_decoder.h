@@ -25,7 +25,8 @@ static int tiny_rotary_dim;
  * (arch) ties its head and has as many KV heads as heads. lora 1: LoRA on every projection, 2: on
  * PEFT's default targets (q and v; c_attn), 3: DoRA on every projection, 4: LoRA on every
  * projection, the token embedding and the LM head (its A random too), 5: LoRA on every projection
- * and trained rows of every third token (lora.trainable_token_indices), 0: none (nothing trains: a
+ * and trained rows of every third token (lora.trainable_token_indices), 6: those and rows of the
+ * LM head's own, every fourth token from 1 (lora.lm_head_token_indices), 0: none (nothing trains: a
  * model opened to run, as model_open's without an adapter). Every LoRA B, trained row, bias and
  * head norm is random (the same values on any ops). */
 static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads, int kv_heads,
@@ -72,7 +73,9 @@ static inline int tiny_decoder_in(Model *m, const Ops *ops, Arch arch, int heads
     for (int i = 0; lora != 2 && lora && i < nt; i++) strcpy(s.targets[s.n_targets++], names[i]);
     if (lora == 4) strcpy(s.targets[s.n_targets++], gpt2 ? "wte" : "embed_tokens");
     if (lora == 4) strcpy(s.targets[s.n_targets++], "lm_head");
-    for (int id = 0; lora == 5 && id < VOCAB; id += 3) s.token_indices[s.n_token_indices++] = id;
+    for (int id = 0; lora >= 5 && id < VOCAB; id += 3) s.token_indices[s.n_token_indices++] = id;
+    for (int id = 1; lora == 6 && id < VOCAB; id += 4)
+        s.head_token_indices[s.n_head_token_indices++] = id;
     if (model_create(m, &c, &s, ops, NULL, 7, 1, max_len, NULL, 0, err)) return -1;
     Rng r = {11, 0};
     float host[32 * 48]; /* the largest B: [ffn or 3 * hidden, r] (Phi-3: 2 * ffn) */

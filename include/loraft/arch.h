@@ -231,8 +231,8 @@ void model_embedding_lora(Model *m, float *out, int n);
 void model_embedding_lora_backward(Model *m, const float *dout);
 int model_embedding_trains(const Model *m);
 /* The LM head's low-rank branch, ops.h OpsHeadLora's (the head's logits += scale * u @ B^T, u =
- * drop(h) A^T): the head's adapter, or a tied head's trained token rows (Model.token_rows: A
- * their delta, B one-hot, no dropout); model_head_branch fills hb and returns 1 where there is
+ * drop(h) A^T): the head's adapter, or its trained token rows (Model.head_branch_rows: A their
+ * delta, B one-hot, no dropout); model_head_branch fills hb and returns 1 where there is
  * one and the adapters are on. */
 typedef struct HeadBranch {
     float *u, *du;      /* [N,r] backend: u, and (training) its gradient */

@@ -22,6 +22,12 @@ int adapter_save(Model *m, const char *dir, const char *base_model, LfError *err
  * base_model_name_or_path. */
 int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const char *dir,
                         LfError *err);
+/* peft's trainable_token_indices of an adapter_config (config, read from path) into spec: a list
+ * (the embedding's rows), or {module: list} where "lm_head" (or a name ending ".lm_head") gives
+ * the head's own rows and one other name the embedding's (the model checks it). */
+struct cJSON;
+int adapter_token_indices(const struct cJSON *config, const char *path, TrainSpec *spec,
+                          LfError *err);
 /* Loads dir/adapter_model.safetensors into a model built with adapter_read_config's spec. */
 int adapter_load_weights(Model *m, const char *dir, LfError *err);
 

@@ -121,10 +121,13 @@ typedef struct TrainSpec {
     int n_layers_pattern;
     /* peft's trainable_token_indices: rows of the token embedding (and of a tied LM head) that
      * train in place of the table's; token_module the embedding's name where the adapter's config
-     * named it ({name: [ids]}), else empty */
+     * named it ({name: [ids]}), else empty. head_token_indices: its {"lm_head": [ids]}, rows of
+     * the LM head that train apart from the embedding's (peft's own wrapper of the head) */
     int token_indices[LORA_MAX_TOKENS];
     int n_token_indices;
     char token_module[64];
+    int head_token_indices[LORA_MAX_TOKENS];
+    int n_head_token_indices;
     DpoSpec dpo;                /* TASK_DPO */
     BaseDtype base_dtype;       /* frozen dense weights: f32, bf16, the GGUF's blocks or a type */
     Precision precision;        /* auto (the default) until model_create resolves it */
@@ -192,20 +195,20 @@ typedef struct Lora {
     float *norm, *pre;
 } Lora;
 
-/* peft's trainable tokens (TrainableTokensLayer): K rows of the token embedding trained in place
- * of the table's, and so of a tied LM head's. Their values, rows [K,C] (peft's
- * trainable_tokens_delta), start as the table's; the network adds delta = rows - orig to the
- * table's rows, which needs no op of its own: the embedding gathers delta's rows by slot (each
- * token's k, or K: delta's zero row) and adds them, and a tied head runs delta as a low-rank
- * branch, u = h delta^T [N,K] times a one-hot B [V,K] (its 1s at (ids[k], k)). */
+/* peft's trainable tokens (TrainableTokensLayer): K rows of a [V,C] table trained in place of
+ * its own, the token embedding's (and so a tied LM head's) or the LM head's apart. Their values,
+ * rows [K,C] (peft's trainable_tokens_delta), start as the table's; the network adds delta =
+ * rows - orig to the table's rows, which needs no op of its own: the embedding gathers delta's
+ * rows by slot (each token's k, or K: delta's zero row) and adds them, and a head runs delta as a
+ * low-rank branch, u = h delta^T [N,K] times a one-hot B [V,K] (its 1s at (ids[k], k)). */
 typedef struct TokenRows {
     Param *rows;        /* NULL where none train */
-    int k;              /* K (TrainSpec.token_indices: their ids) */
+    int k;              /* K (TrainSpec.token_indices or head_token_indices: their ids) */
     float *neg_orig;    /* backend [K,C]: minus the table's rows as loaded */
-    float *delta;       /* backend [K+1,C]: rows - orig (sync_token_rows), then a row of zeros */
-    float *onehot;      /* backend [V,K], a tied head's B; else NULL */
-    float *u, *du;      /* backend [N,K]: a tied head's branch, in the activations */
-    int32_t *slot;      /* backend [max_batch * max_len], beside the batch's ids */
+    float *delta;       /* backend [K+1,C]: rows - orig (sync_adapters), then a row of zeros */
+    float *onehot;      /* backend [V,K], a head's B (Model.head_branch_rows); else NULL */
+    float *u, *du;      /* backend [N,K]: a head's branch, in the activations */
+    int32_t *slot;      /* the embedding's: backend [max_batch * max_len], beside the batch's ids */
     int32_t *grad_slot; /* backend: slot, or where the table's padding_idx is among the ids, slot
                            with K there (torch gives that row no gradient), after it */
     int32_t *slot_of;   /* host [V + max_batch * max_len]: each id's k or K, then a batch's slots */
@@ -274,7 +277,10 @@ typedef struct Model {
      * the table's; B [C,R]; u [N,R] the gathered rows; base NULL. */
     Param *word_embedding;
     Lora embedding_lora;
-    TokenRows token_rows;
+    /* Trained token rows: the embedding's, the LM head's own (TrainSpec.head_token_indices), and
+     * those the head runs as its branch (model_head_branch): its own, else a tied head's
+     * embedding rows (peft ties them), else NULL */
+    TokenRows token_rows, head_token_rows, *head_branch_rows;
 
     /* activations and op scratch (backend memory, one allocation) */
     float *act_mem;
@@ -365,12 +371,13 @@ static inline int model_head_tied(const Model *m) {
     return m->head && m->head->w == m->word_embedding;
 }
 
-/* Whether merging unties the head from the table: tied, with an adapter on either. The merged
+/* Whether merging unties the head from the table: tied, with an adapter on either or rows of the
+ * head's own (Model.head_token_rows). The merged
  * model then holds the head as a weight of its own (lm_head.weight, output.weight) and says
  * tie_word_embeddings false, so that each keeps its own adapter's change; peft's merge would move
  * the one shared table by both. */
 static inline int model_merge_unties(const Model *m) {
-    return model_head_tied(m) && (m->embedding_lora.A || m->head->lora);
+    return model_head_tied(m) && (m->embedding_lora.A || m->head->lora || m->head_token_rows.rows);
 }
 
 /* The adapted modules: the linears' adapters and the token embedding's. */

@@ -77,6 +77,8 @@ typedef struct TrainConfig {
     int n_layers;
     int trainable_token_indices[LORA_MAX_TOKENS]; /* PEFT's: rows of the embedding that train */
     int n_token_indices;
+    int lm_head_token_indices[LORA_MAX_TOKENS]; /* its {"lm_head": ids}: the head's own rows */
+    int n_head_token_indices;
     char layers_pattern[LORA_MAX_LAYER_NAMES][32]; /* empty = PEFT's guess */
     int n_layers_pattern;
     /* train */

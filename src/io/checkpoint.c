@@ -165,6 +165,26 @@ static cJSON *exclude_json(const TrainSpec *s) {
     return cJSON_CreateNull();
 }
 
+/* trainable_token_indices: the embedding's list, or with rows of the head's own {embedding's
+ * name: list, "lm_head": list} (peft matches the names as suffixes), or null for none. */
+static cJSON *token_indices_json(const Model *m) {
+    const TrainSpec *s = &m->spec;
+    if (!s->n_head_token_indices)
+        return s->n_token_indices ? cJSON_CreateIntArray(s->token_indices, s->n_token_indices)
+                                  : cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    char module[sizeof m->word_embedding->name]; /* "model.embed_tokens.weight": "embed_tokens" */
+    snprintf(module, sizeof module, "%s", m->word_embedding->name);
+    char *dot = strrchr(module, '.');
+    if (dot) *dot = 0, dot = strrchr(module, '.');
+    const char *last = dot ? dot + 1 : module;
+    if (s->n_token_indices)
+        cJSON_AddItemToObject(o, last, cJSON_CreateIntArray(s->token_indices, s->n_token_indices));
+    cJSON_AddItemToObject(o, "lm_head",
+                          cJSON_CreateIntArray(s->head_token_indices, s->n_head_token_indices));
+    return o;
+}
+
 static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     const TrainSpec *s = &m->spec;
     cJSON *c = cJSON_CreateObject();
@@ -193,10 +213,7 @@ static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     cJSON_AddItemToObject(c, "layers_to_transform",
                           s->n_layers ? cJSON_CreateIntArray(s->layers, s->n_layers)
                                       : cJSON_CreateNull());
-    cJSON_AddItemToObject(c, "trainable_token_indices",
-                          s->n_token_indices
-                              ? cJSON_CreateIntArray(s->token_indices, s->n_token_indices)
-                              : cJSON_CreateNull());
+    cJSON_AddItemToObject(c, "trainable_token_indices", token_indices_json(m));
     cJSON_AddItemToObject(
         c, "layers_pattern",
         s->n_layers_pattern
@@ -422,39 +439,58 @@ static int read_init(const cJSON *c, const char *path, TrainSpec *spec, LfError 
     return 0;
 }
 
-/* peft's trainable_token_indices: a list (rows of the input embedding), or {module: list} where
- * the module must be the embedding (the model checks its name: TrainSpec.token_module). */
-static int read_token_indices(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, "trainable_token_indices");
-    if (!v || cJSON_IsNull(v) || (cJSON_IsObject(v) && !v->child)) return 0; /* none: {} too */
-    if (cJSON_IsObject(v)) {
-        int n = cJSON_GetArraySize(v);
-        if (n != 1)
-            return lf_fail(err,
-                           "%s: trainable_token_indices names %d modules: loraft trains rows of "
-                           "the token embedding alone (and so of a head tied to it)",
-                           path, n);
-        v = v->child;
-        if (strlen(v->string) >= sizeof spec->token_module)
-            return lf_fail(err, "%s: trainable_token_indices: module name '%.40s...' too long",
-                           path, v->string);
-        snprintf(spec->token_module, sizeof spec->token_module, "%s", v->string);
-    }
-    int n = cJSON_GetArraySize(v), i = 0;
+/* One list of token ids (v, the value of key) into ids[*n]. */
+static int read_token_list(const cJSON *v, const char *path, const char *key, int *ids, int *n,
+                           LfError *err) {
+    int i = 0;
     if (!cJSON_IsArray(v))
-        return lf_fail(err,
-                       "%s: trainable_token_indices must be a list of token ids, or {module: list}",
-                       path);
-    if (n > LORA_MAX_TOKENS)
-        return lf_fail(err, "%s: trainable_token_indices lists %d tokens, at most %d", path, n,
+        return lf_fail(err, "%s: %s must be a list of token ids, or {module: list}", path, key);
+    if (cJSON_GetArraySize(v) > LORA_MAX_TOKENS)
+        return lf_fail(err, "%s: %s lists %d tokens, at most %d", path, key, cJSON_GetArraySize(v),
                        LORA_MAX_TOKENS);
     for (const cJSON *e = v->child; e; e = e->next, i++) {
         double id = cJSON_IsNumber(e) ? e->valuedouble : -1;
         if (!(id >= 0 && id <= INT_MAX && id == floor(id)))
-            return lf_fail(err, "%s: trainable_token_indices[%d] is not a token id", path, i);
-        spec->token_indices[i] = (int)id;
+            return lf_fail(err, "%s: %s[%d] is not a token id", path, key, i);
+        ids[i] = (int)id;
     }
-    spec->n_token_indices = n;
+    *n = i;
+    return 0;
+}
+
+/* Whether module names the LM head as peft's suffix match would find it. */
+static int names_lm_head(const char *module) {
+    size_t n = strlen(module);
+    return n >= 7 && !strcmp(module + n - 7, "lm_head") && (n == 7 || module[n - 8] == '.');
+}
+
+int adapter_token_indices(const cJSON *config, const char *path, TrainSpec *spec, LfError *err) {
+    const char *key = "trainable_token_indices";
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(config, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsObject(v))
+        return read_token_list(v, path, key, spec->token_indices, &spec->n_token_indices, err);
+    int embedding = 0;
+    for (const cJSON *e = v->child; e; e = e->next) {
+        if (names_lm_head(e->string)) {
+            if (spec->n_head_token_indices)
+                return lf_fail(err, "%s: %s names lm_head twice", path, key);
+            if (read_token_list(e, path, key, spec->head_token_indices, &spec->n_head_token_indices,
+                                err))
+                return -1;
+            continue;
+        }
+        if (embedding++)
+            return lf_fail(err,
+                           "%s: %s names two modules besides lm_head ('%s', '%s'): loraft trains "
+                           "rows of the token embedding and of the LM head",
+                           path, key, spec->token_module, e->string);
+        if (strlen(e->string) >= sizeof spec->token_module)
+            return lf_fail(err, "%s: %s: module name '%.40s...' too long", path, key, e->string);
+        snprintf(spec->token_module, sizeof spec->token_module, "%s", e->string);
+        if (read_token_list(e, path, key, spec->token_indices, &spec->n_token_indices, err))
+            return -1;
+    }
     return 0;
 }
 
@@ -523,7 +559,7 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
         rc = lf_fail(err, "%s: key 'fan_in_fan_out' must be true or false", path);
     if (!rc)
         rc = read_unsupported(c, path, spec, err) || read_init(c, path, spec, err) ||
-             read_lora_numbers(c, path, spec, err) || read_token_indices(c, path, spec, err);
+             read_lora_numbers(c, path, spec, err) || adapter_token_indices(c, path, spec, err);
     if (!rc)
         rc = read_pattern(c, "rank_pattern", path, 1, spec->rank_pattern, &spec->n_rank_pattern,
                           err) ||

@@ -159,11 +159,11 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
                        "head is token_embd itself; its converter refuses it too); merge it "
                        "instead (loraft merge --format gguf unties the head)",
                        path);
-    if (m->token_rows.rows)
+    if (m->token_rows.rows || m->head_token_rows.rows)
         return lf_fail(err,
                        "%s: trained token rows (trainable_token_indices) have no llama.cpp LoRA "
                        "form; merge them instead (loraft merge --format gguf writes them into "
-                       "the table)",
+                       "the table and the head)",
                        path);
     if (model_head_tied(m) && m->embedding_lora.A)
         return lf_fail(err,

@@ -374,9 +374,30 @@ static int attach_embedding_lora(Model *m, int *used, LfError *err) {
     return 0;
 }
 
+/* Token ids whose rows train (of a table of V rows): each in the vocabulary, none twice. */
+static int check_token_ids(const int *ids, int n, int V, const char *key, LfError *err) {
+    for (int k = 0; k < n; k++) {
+        if (ids[k] < 0 || ids[k] >= V)
+            return lf_fail(err, "%s: token id %d is outside the vocabulary (size %d)", key, ids[k],
+                           V);
+        for (int j = 0; j < k; j++)
+            if (ids[j] == ids[k])
+                return lf_fail(err, "%s: token id %d is listed twice", key, ids[k]);
+    }
+    return 0;
+}
+
+/* A TokenRows' trained rows [K,C], named as peft names them under module. */
+static void add_token_rows(Model *m, TokenRows *tr, int k, const char *module) {
+    tr->k = k;
+    tr->rows =
+        model_param(m, 1, k, m->cfg.hidden_size, "%s.token_adapter.trainable_tokens_delta", module);
+    tr->rows->is_lora = 1, tr->rows->in_checkpoint = 0; /* token_rows_create starts them */
+}
+
 /* peft's trainable tokens (trainable_token_indices; Model.token_rows): rows of the token
  * embedding trained in place of the table's, and so of a tied head's, which peft ties to them. */
-static int attach_token_rows(Model *m, LfError *err) {
+static int attach_embedding_rows(Model *m, LfError *err) {
     const TrainSpec *s = &m->spec;
     Param *table = m->word_embedding;
     char module[160];
@@ -385,11 +406,11 @@ static int attach_token_rows(Model *m, LfError *err) {
     size_t lm = strlen(module), lt = strlen(s->token_module); /* peft's suffix match */
     if (lt && (lt > lm || strcmp(module + lm - lt, s->token_module)))
         return lf_fail(err,
-                       "trainable_token_indices names '%s', which is not the token embedding "
-                       "('%s'): loraft trains the rows of the embedding (and of a head tied to "
-                       "it) alone",
+                       "trainable_token_indices names '%s', which is neither the token embedding "
+                       "('%s') nor lm_head",
                        s->token_module, module);
-    if (m->embedding_lora.A || (model_head_tied(m) && m->head->lora))
+    int ties_head = model_head_tied(m) && !s->n_head_token_indices;
+    if (m->embedding_lora.A || (ties_head && m->head->lora))
         return lf_fail(err,
                        "trainable_token_indices beside LoRA on '%s': both would change the same "
                        "table (choose one)",
@@ -399,22 +420,45 @@ static int attach_token_rows(Model *m, LfError *err) {
                        "trainable_token_indices on '%s', which modules_to_save trains whole "
                        "(choose one)",
                        module);
-    for (int k = 0; k < s->n_token_indices; k++) {
-        int id = s->token_indices[k];
-        if (id < 0 || id >= table->shape[0])
-            return lf_fail(err,
-                           "trainable_token_indices: token id %d is outside the vocabulary "
-                           "(size %d)",
-                           id, (int)table->shape[0]);
-        for (int j = 0; j < k; j++)
-            if (s->token_indices[j] == id)
-                return lf_fail(err, "trainable_token_indices: token id %d is listed twice", id);
+    if (check_token_ids(s->token_indices, s->n_token_indices, (int)table->shape[0],
+                        "trainable_token_indices", err))
+        return -1;
+    add_token_rows(m, &m->token_rows, s->n_token_indices, module);
+    if (ties_head) m->head_branch_rows = &m->token_rows;
+    return 0;
+}
+
+/* peft's trainable_token_indices {"lm_head": ids} (Model.head_token_rows): rows of the LM head
+ * trained apart from the embedding's. On a tied model peft ties the same list, in the same order,
+ * to the embedding's instead: so does loraft (the head's list dropped). */
+static int attach_head_rows(Model *m, LfError *err) {
+    TrainSpec *s = &m->spec;
+    int n = s->n_head_token_indices, tied = model_head_tied(m);
+    if (!n) return 0;
+    if (tied && s->n_token_indices == n &&
+        !memcmp(s->token_indices, s->head_token_indices, n * sizeof *s->token_indices)) {
+        s->n_head_token_indices = 0; /* attach_embedding_rows ties them */
+        return 0;
     }
-    TokenRows *tr = &m->token_rows;
-    tr->k = s->n_token_indices;
-    tr->rows = model_param(m, 1, tr->k, (int)table->shape[1],
-                           "%s.token_adapter.trainable_tokens_delta", module);
-    tr->rows->is_lora = 1, tr->rows->in_checkpoint = 0; /* token_rows_create starts them */
+    if (!m->head || m->head->out != m->cfg.vocab_size)
+        return lf_fail(err,
+                       "trainable_token_indices names lm_head, which this model does not have "
+                       "(its objective, %s, has no LM head)",
+                       m->objective->name);
+    if (tied && s->n_token_indices && s->ensure_weight_tying)
+        return lf_fail(err, "ensure_weight_tying with other trainable_token_indices for the tied "
+                            "lm_head than for the embedding: peft refuses them too");
+    if (m->head->lora)
+        return lf_fail(err, "trainable_token_indices beside LoRA on 'lm_head': both would change "
+                            "the head (choose one)");
+    if (is_saved_module(s, "lm_head"))
+        return lf_fail(err, "trainable_token_indices on 'lm_head', which modules_to_save trains "
+                            "whole (choose one)");
+    if (check_token_ids(s->head_token_indices, n, m->cfg.vocab_size,
+                        "trainable_token_indices of lm_head", err))
+        return -1;
+    add_token_rows(m, &m->head_token_rows, n, "lm_head");
+    m->head_branch_rows = &m->head_token_rows;
     return 0;
 }
 
@@ -462,7 +506,7 @@ static int attach_loras(Model *m, LfError *err) {
         if (hit < 0 || (hit && attach_lora(m, l, module, peft, err))) return -1;
     }
     if (attach_embedding_lora(m, used, err) || attach_tied_head_lora(m, used, err) ||
-        attach_token_rows(m, err))
+        attach_head_rows(m, err) || attach_embedding_rows(m, err))
         return -1;
     if (s->ensure_weight_tying && model_head_tied(m) && (m->embedding_lora.A || m->head->lora))
         return lf_fail(err,
@@ -1111,10 +1155,10 @@ static size_t scratch_floats(const Model *m) {
     if (m->head && m->head->lora) /* lm_head_run's lora_forward and lora_backward */
         need = max_size(
             need, ops_lora_scratch(B * T, (size_t)m->cfg.hidden_size, (size_t)m->head->lora->r));
-    const TokenRows *tr = &m->token_rows;
-    if (tr->rows) /* model_embedding_lora's gathered rows; a tied head's branch */
+    const TokenRows *tr = m->head_branch_rows;
+    if (m->token_rows.rows) /* model_embedding_lora's gathered rows */
         need = max_size(need, B * T * (size_t)m->cfg.hidden_size);
-    if (tr->rows && model_head_tied(m))
+    if (tr) /* the head's branch */
         need = max_size(need, ops_lora_scratch(B * T, (size_t)m->cfg.hidden_size, (size_t)tr->k));
     return max_size(need, B * T * (size_t)m->embedding_lora.r); /* embedding_lora_backward's */
 }
@@ -1657,40 +1701,56 @@ static int adapter_copies_create(Model *m, LfError *err) {
     return rc;
 }
 
-/* The trained token rows' constant buffers, from the table as loaded: minus its rows, delta's
- * zero row, a tied head's one-hot B and each id's slot; the rows start as the table's (peft's). */
-static int token_rows_create(Model *m, LfError *err) {
-    TokenRows *tr = &m->token_rows;
-    if (!tr->rows) return 0;
+/* Trained token rows' constant buffers, from the table t as loaded (its rows ids): minus its
+ * rows, delta's zero row, a head's one-hot B and, for the embedding's, each id's slot; the rows
+ * start as the table's (peft's). */
+static int token_rows_start(Model *m, TokenRows *tr, const Param *t, const int *ids, LfError *err) {
     const Ops *o = m->ops;
-    const Param *t = m->word_embedding;
     size_t K = (size_t)tr->k, C = (size_t)t->shape[1], V = (size_t)t->shape[0];
     size_t NT = (size_t)m->max_batch * m->max_len;
-    int tied = model_head_tied(m);
+    int head = tr == m->head_branch_rows, embedding = tr == &m->token_rows;
     tr->neg_orig = o->alloc(K * C * sizeof(float));
     tr->delta = o->alloc((K + 1) * C * sizeof(float));
-    tr->onehot = tied ? o->alloc(V * K * sizeof(float)) : NULL;
-    tr->slot_of = malloc((V + NT) * sizeof *tr->slot_of);
-    float *host = calloc(tied ? V * K : 1, sizeof *host);
-    if (!tr->neg_orig || !tr->delta || (tied && !tr->onehot) || !tr->slot_of || !host)
+    tr->onehot = head ? o->alloc(V * K * sizeof(float)) : NULL;
+    tr->slot_of = embedding ? malloc((V + NT) * sizeof *tr->slot_of) : NULL;
+    float *host = calloc(head ? V * K : 1, sizeof *host);
+    if (!tr->neg_orig || !tr->delta || (head && !tr->onehot) || (embedding && !tr->slot_of) ||
+        !host)
         return free(host), lf_fail(err, "out of memory for %zu trained token rows", K);
-    for (size_t v = 0; v < V; v++) tr->slot_of[v] = (int32_t)K;
+    for (size_t v = 0; embedding && v < V; v++) tr->slot_of[v] = (int32_t)K;
     for (size_t k = 0; k < K; k++) {
-        int id = m->spec.token_indices[k];
-        tr->slot_of[id] = (int32_t)k;
-        if (tied) host[(size_t)id * K + k] = 1.0f;
+        if (embedding) tr->slot_of[ids[k]] = (int32_t)k;
+        if (head) host[(size_t)ids[k] * K + k] = 1.0f;
         o->dequantize_rows(tr->delta + k * C, t->packed ? t->packed : t->value,
-                           t->packed ? t->dtype : GGML_F32, id, 1, (int)C);
+                           t->packed ? t->dtype : GGML_F32, ids[k], 1, (int)C);
     }
-    if (tied) o->upload(tr->onehot, host, V * K * sizeof *host);
+    if (head) o->upload(tr->onehot, host, V * K * sizeof *host);
     free(host);
     o->zero(tr->rows->value, K * C * sizeof(float));
     o->axpy(tr->rows->value, tr->delta, 1.0f, K * C);
     o->axpy(tr->neg_orig, tr->delta, -1.0f, K * C);
     o->zero(tr->delta, K * C * sizeof(float));
     int pad = t->pad_row;
-    tr->grad_slot = pad >= 0 && tr->slot_of[pad] < (int32_t)K ? tr->slot + NT : tr->slot;
+    if (embedding)
+        tr->grad_slot = pad >= 0 && tr->slot_of[pad] < (int32_t)K ? tr->slot + NT : tr->slot;
     return 0;
+}
+
+/* The embedding's trained rows, and the head's own from its weight (the table where tied). */
+static int token_rows_create(Model *m, LfError *err) {
+    if (m->token_rows.rows &&
+        token_rows_start(m, &m->token_rows, m->word_embedding, m->spec.token_indices, err))
+        return -1;
+    return m->head_token_rows.rows ? token_rows_start(m, &m->head_token_rows, m->head->w,
+                                                      m->spec.head_token_indices, err)
+                                   : 0;
+}
+
+static void token_rows_free(const Ops *o, TokenRows *tr) {
+    o->free(tr->neg_orig);
+    o->free(tr->delta);
+    o->free(tr->onehot);
+    free(tr->slot_of);
 }
 
 /* The batch's ids (n of them) to the backend, and the trained token rows' slot of each. */
@@ -1709,9 +1769,11 @@ static void upload_ids(Model *m, const int32_t *ids, int n) {
 /* At every forward and decode step (each recorded in its graph): the adapters' bf16 copies, and
  * the trained token rows' difference from the table's. */
 static void sync_adapters(Model *m) {
-    const TokenRows *tr = &m->token_rows;
     if (m->n_adapter_copies) m->ops->round_bf16_many(m->adapter_copies, m->n_adapter_copies);
-    if (tr->rows) m->ops->add(tr->delta, tr->rows->value, tr->neg_orig, tr->rows->numel);
+    const TokenRows *all[] = {&m->token_rows, &m->head_token_rows};
+    for (int i = 0; i < 2; i++)
+        if (all[i]->rows)
+            m->ops->add(all[i]->delta, all[i]->rows->value, all[i]->neg_orig, all[i]->rows->numel);
 }
 
 /* norm[out] = || W + s B A || per row of lo's linear, from the weight as stored. */
@@ -1811,9 +1873,8 @@ void model_free(Model *m) {
         m->ops->free(m->grads);
         m->ops->free(m->act_mem);
         m->ops->free(m->ids);
-        m->ops->free(m->token_rows.neg_orig);
-        m->ops->free(m->token_rows.delta);
-        m->ops->free(m->token_rows.onehot);
+        token_rows_free(m->ops, &m->token_rows);
+        token_rows_free(m->ops, &m->head_token_rows);
         cache_free(m);
     }
     if (m->arch) m->arch->free(m);
@@ -1823,7 +1884,6 @@ void model_free(Model *m) {
     free(m->host_readout);
     free(m->host_labels);
     free(m->guards);
-    free(m->token_rows.slot_of);
     memset(m, 0, sizeof *m);
 }
 
@@ -2407,14 +2467,14 @@ int model_embedding_trains(const Model *m) {
 
 int model_head_branch(const Model *m, HeadBranch *hb) {
     const Lora *lo = m->head ? m->head->lora : NULL;
-    const TokenRows *tr = &m->token_rows;
+    const TokenRows *tr = m->head_branch_rows;
     if (m->adapters_off) return 0;
     if (lo) {
         *hb = (HeadBranch){lo->u,       m->head_du, lo->A->value,    lo->B->value, lo->A->grad,
                            lo->B->grad, lo->scale,  m->spec.dropout, lo->r};
         return 1;
     }
-    if (!tr->rows || !model_head_tied(m)) return 0;
+    if (!tr) return 0;
     *hb =
         (HeadBranch){tr->u, tr->du, tr->delta, tr->onehot, tr->rows->grad, NULL, 1.0f, 0.0f, tr->k};
     return 1;
@@ -2646,13 +2706,12 @@ static int merge_embedding_lora(const Model *m, float **slot, LfError *err) {
     return 0;
 }
 
-/* The trained token rows merged as peft merges them: the table's rows replaced. */
-static void merge_token_rows(const Model *m, float **slot) {
-    const TokenRows *tr = &m->token_rows;
+/* Trained token rows merged as peft merges them: the rows ids of the table W [V,C] replaced. */
+static void merge_token_rows(const Model *m, float **slot, const TokenRows *tr, const int *ids,
+                             float *W) {
     size_t C = (size_t)tr->rows->shape[1];
     for (int k = 0; k < tr->k; k++)
-        memcpy(slot[m->word_embedding - m->params] + (size_t)m->spec.token_indices[k] * C,
-               slot[tr->rows - m->params] + k * C, C * sizeof(float));
+        memcpy(W + (size_t)ids[k] * C, slot[tr->rows - m->params] + k * C, C * sizeof(float));
 }
 
 /* DoRA merged as PEFT merges it: each row of W (already W + s B A) times mag / its norm. */
@@ -2696,8 +2755,8 @@ float *model_host_weights(Model *m, int merge, float ***slot, float **head, LfEr
                 "the adapter on '%s' cannot be merged: GPT-2's LM head is its token embedding "
                 "(loraft's and llama.cpp's GPT-2 have no head of their own), so merging would "
                 "move %s too; use the adapter as it is (loraft eval / generate --adapter)",
-                m->head->lora ? "lm_head" : m->word_embedding->name,
-                m->head->lora ? "the embedding" : "the head");
+                m->embedding_lora.A ? m->word_embedding->name : "lm_head",
+                m->embedding_lora.A ? "the head" : "the embedding");
         return NULL;
     }
     size_t unpacked = 0; /* f32 values (with the gaps between them), the unpacked, the head */
@@ -2729,7 +2788,12 @@ float *model_host_weights(Model *m, int merge, float ***slot, float **head, LfEr
         free(host), free(*slot), *slot = NULL;
         return NULL;
     }
-    if (merge && m->token_rows.rows) merge_token_rows(m, *slot);
+    if (merge && m->token_rows.rows)
+        merge_token_rows(m, *slot, &m->token_rows, m->spec.token_indices,
+                         (*slot)[m->word_embedding - m->params]);
+    if (merge && m->head_token_rows.rows)
+        merge_token_rows(m, *slot, &m->head_token_rows, m->spec.head_token_indices,
+                         untie ? *head : (*slot)[m->head->w - m->params]);
     return host;
 }
 

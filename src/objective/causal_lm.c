@@ -12,21 +12,22 @@
  * parameter's, so forward never writes it: backward runs the head again for it. So does an
  * adapter on the head (peft's lm_head target): its up-projection rides inside the head's chunks
  * (ops.h OpsHeadLora), which add to du; lora_backward then turns du into A's gradient and dh's
- * term. A tied head's trained token rows ride the same way (model_head_branch), but their B is
- * constant: the training forward writes their du beside dhidden, and backward only turns it into
- * the rows' gradient (lm_head_branch_backward). */
+ * term. Trained token rows of the head (its own, or a tied head's embedding rows) ride the same
+ * way (model_head_branch), but their B is constant: the training forward writes their du beside
+ * dhidden, and backward only turns it into the rows' gradient (lm_head_branch_backward). */
 #include "loraft/objective.h"
 
 void causal_lm_plan(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len, V = m->cfg.vocab_size, C = m->cfg.hidden_size;
     const Lora *lo = m->head->lora;
-    TokenRows *tr = &m->token_rows;
-    int tied_rows = tr->rows && model_head_tied(m); /* a branch of the head (model_head_branch) */
-    size_t R = lo ? (size_t)lo->r : tied_rows ? (size_t)tr->k : 0;
+    TokenRows *tr = m->head_branch_rows; /* a branch of the head too (model_head_branch) */
+    size_t R = lo ? (size_t)lo->r : tr ? (size_t)tr->k : 0;
     PLAN_TAKE(pl, &m->dhidden, N * C, m->n_grads > 0, NULL);
     PLAN_TAKE(pl, &m->head_du, N * R, lo && lo->A->grad, NULL);
-    PLAN_TAKE(pl, &tr->u, N * R, tied_rows, NULL);
-    PLAN_TAKE(pl, &tr->du, N * R, tied_rows && tr->rows->grad, NULL);
+    if (tr) {
+        PLAN_TAKE(pl, &tr->u, N * R, 1, NULL);
+        PLAN_TAKE(pl, &tr->du, N * R, tr->rows->grad != NULL, NULL);
+    }
     PLAN_TAKE(pl, &m->head_scratch,
               ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK, model_head_bf16(m), R), 1, NULL);
 }

@@ -236,8 +236,15 @@ static const Key keys[] = {
      .def = "[]", RANGE(0, INT_MAX),
      .help = "PEFT's trainable_token_indices: token ids whose rows of the token embedding train "
              "in place of the table's, and of the LM head's where it is tied to the embedding "
-             "(new or special tokens learnt without training the whole table). Saved in the "
+             "(unless lm_head_token_indices gives it rows of its own; new or special tokens learnt "
+             "without training the whole table). Saved in the "
              "adapter as peft's trainable_tokens_delta; merging writes them into the table."},
+    {"lora", "lm_head_token_indices", T_INTS, AT_LIST(lm_head_token_indices, n_head_token_indices),
+     .def = "[]", RANGE(0, INT_MAX),
+     .help = "PEFT's trainable_token_indices {\"lm_head\": ids}: token ids whose rows of the LM "
+             "head train apart from the embedding's (an untied head's, or on a tied model the "
+             "head's alone, where they differ from trainable_token_indices; the same list ties "
+             "them as peft does). Merging writes them into the head, untying a tied one."},
     {"lora", "layers_pattern", T_LIST, AT_LIST(layers_pattern, n_layers_pattern), .def = "[]",
      .help = "PEFT's layers_pattern: the names (regular expressions) of the segment before a "
              "layer's number, e.g. [\"layers\"]; empty = the first number after two or more "
@@ -849,12 +856,13 @@ int train_config_check(const TrainConfig *c, LfError *err) {
     if (c->use_dora && strcmp(c->strategy, "lora"))
         return lf_fail(err, "lora.use_dora is DoRA: it needs lora.strategy lora, not %s",
                        c->strategy);
-    if ((c->n_rank_pattern || c->n_alpha_pattern || c->n_layers || c->n_token_indices) &&
+    if ((c->n_rank_pattern || c->n_alpha_pattern || c->n_layers || c->n_token_indices ||
+         c->n_head_token_indices) &&
         strcmp(c->strategy, "lora"))
         return lf_fail(err,
-                       "lora.rank_pattern, alpha_pattern, layers_to_transform and "
-                       "trainable_token_indices shape the adapters: they need lora.strategy "
-                       "lora, not %s",
+                       "lora.rank_pattern, alpha_pattern, layers_to_transform, "
+                       "trainable_token_indices and lm_head_token_indices shape the adapters: "
+                       "they need lora.strategy lora, not %s",
                        c->strategy);
     for (int i = 0; i < c->n_targets && c->n_targets > 1; i++)
         if (!strcasecmp(c->target_modules[i], LORA_ALL_LINEAR))

@@ -200,6 +200,8 @@ static void spec_from_config(const TrainConfig *c, TrainSpec *s, LfError *err, i
     memcpy(s->layers_pattern, c->layers_pattern, sizeof s->layers_pattern);
     s->n_token_indices = c->n_token_indices;
     memcpy(s->token_indices, c->trainable_token_indices, sizeof s->token_indices);
+    s->n_head_token_indices = c->n_head_token_indices;
+    memcpy(s->head_token_indices, c->lm_head_token_indices, sizeof s->head_token_indices);
 }
 
 /* The label set: the config's names or count override the checkpoint's. */

@@ -55,6 +55,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_ASSERT(memchr(spec.layers_pattern[i], 0, sizeof spec.layers_pattern[i]));
     FUZZ_ASSERT(spec.n_token_indices >= 0 && spec.n_token_indices <= LORA_MAX_TOKENS);
     for (int i = 0; i < spec.n_token_indices; i++) FUZZ_ASSERT(spec.token_indices[i] >= 0);
+    FUZZ_ASSERT(spec.n_head_token_indices >= 0 && spec.n_head_token_indices <= LORA_MAX_TOKENS);
+    for (int i = 0; i < spec.n_head_token_indices; i++)
+        FUZZ_ASSERT(spec.head_token_indices[i] >= 0);
     FUZZ_ASSERT(memchr(spec.token_module, 0, sizeof spec.token_module));
     return 0;
 }

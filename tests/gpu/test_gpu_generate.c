@@ -44,6 +44,8 @@ static void check_case(Arch arch, int heads, int kv_heads, int tied, int lora, P
            lora == 1   ? ", LoRA"
            : lora == 3 ? ", DoRA"
            : lora == 4 ? ", LoRA with embed_tokens and lm_head"
+           : lora == 5 ? ", LoRA and trained token rows"
+           : lora == 6 ? ", LoRA and trained token rows, the head's own too"
            : lora      ? ", LoRA on the default targets"
                        : "",
            worst);
@@ -84,9 +86,10 @@ static void check_graphs(Arch arch, int lora, Precision prec) {
     printf("%s %s%s: %d decode steps, %ld graph launches (%ld replays, %ld instantiated), logits "
            "%s op by op's\n",
            arch_name(arch), precision_name(prec),
-           lora == 3 ? ", DoRA"
-           : lora    ? ", LoRA"
-                     : "",
+           lora == 3   ? ", DoRA"
+           : lora == 6 ? ", LoRA and trained token rows"
+           : lora      ? ", LoRA"
+                       : "",
            steps, g1.launches - g0.launches, g1.replayed - g0.replayed,
            g1.instantiated - g0.instantiated, memcmp(a, b, sizeof a) ? "DIFFER from" : "are");
     CHECK(!memcmp(a, b, sizeof a));
@@ -134,5 +137,11 @@ int main(void) {
     check_case(ARCH_LLAMA, 4, 2, 1, 4, PRECISION_BF16);
     check_case(ARCH_GPT2, 4, 4, 1, 4, PRECISION_BF16);
     check_graphs(ARCH_LLAMA, 4, PRECISION_BF16);
+    /* trained token rows: the embedding's (a tied head's with them), then the head's own too */
+    check_case(ARCH_LLAMA, 4, 2, 1, 5, PRECISION_FP32);
+    check_case(ARCH_LLAMA, 4, 2, 1, 6, PRECISION_FP32);
+    check_case(ARCH_LLAMA, 4, 2, 0, 6, PRECISION_BF16);
+    check_case(ARCH_GPT2, 4, 4, 1, 6, PRECISION_BF16);
+    check_graphs(ARCH_LLAMA, 6, PRECISION_BF16);
     return check_report();
 }

@@ -209,7 +209,8 @@ static LoraInit gpu_init; /* run_decoder's lora.init_lora_weights */
  * LM head too: Unsloth's continued-pretraining targets */
 static int gpu_embed;
 /* run_decoder's adapter trains token rows too (trainable_token_indices): every third id, the
- * padding's 0 (the table's padding_idx then) among them */
+ * padding's 0 (the table's padding_idx then) among them; 2: and rows of the LM head's own
+ * (lm_head_token_indices), every fourth id from 1 */
 static int gpu_tokens;
 
 static void run(const char *dir, int arch, int every_linear, Precision prec, float lora_p) {
@@ -564,6 +565,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     if (gpu_tokens) cfg.pad_token_id = 0;
     for (int id = 0; gpu_tokens && id < LV; id += 3)
         spec.token_indices[spec.n_token_indices++] = id;
+    for (int id = 1; gpu_tokens == 2 && id < LV; id += 4)
+        spec.head_token_indices[spec.n_head_token_indices++] = id;
     Model cpu, gpu;
     spec.precision = PRECISION_FP32;
     CHECK_OK(model_create(&cpu, &cfg, &spec, &ops_cpu, gguf, 5, LB, LT, NULL, 0, &err), &err);
@@ -587,9 +590,10 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
             for (size_t j = 0; j < cpu.params[i].numel; j++)
                 cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
     }
-    CHECK(n_lora == (strategy == STRATEGY_LORA ? (gpu_dora ? 3 : 2) * per_layer * cfg.num_layers +
-                                                     4 * gpu_embed + gpu_tokens
-                                               : 0));
+    CHECK(n_lora == (strategy == STRATEGY_LORA
+                         ? (gpu_dora ? 3 : 2) * per_layer * cfg.num_layers + 4 * gpu_embed +
+                               (gpu_tokens > 0) + (gpu_tokens > 1)
+                         : 0));
     CHECK(model_trainable_count(&cpu) > 0);
     /* the seven projections of each layer packed: bf16, the GGUF's Q8_0 (F16 for rows of 48) or
      * Q4_1 quantised at load (bf16 for rows of 48, not whole blocks); a frozen LM head, its own
@@ -1043,6 +1047,9 @@ static void token_runs(void) {
     lora_fp32_and_bf16(ARCH_LLAMA, 1, "llama (tied; trained token rows)");
     lora_fp32_and_bf16(ARCH_LLAMA, 0, "llama (untied; trained token rows)");
     lora_fp32_and_bf16(ARCH_GPT2, 1, "gpt2 (trained token rows of wte and its tied head)");
+    gpu_tokens = 2;
+    lora_fp32_and_bf16(ARCH_LLAMA, 0, "llama (untied; token rows of the embedding and the head)");
+    lora_fp32_and_bf16(ARCH_GPT2, 1, "gpt2 (token rows of wte, other rows of its tied head)");
     gpu_tokens = 0;
 }
 
