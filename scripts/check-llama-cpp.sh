@@ -76,7 +76,7 @@ fi
 echo "== exporting"
 if ! "$build/loraft" export-gguf --model "$base" --adapter "$adapter" --out "$work/adapter.gguf" \
   2>"$work/export.err"; then
-  grep -q "has no llama.cpp form" "$work/export.err" || { cat "$work/export.err"; exit 1; }
+  grep -qE "ha(s|ve) no llama.cpp (LoRA )?form" "$work/export.err" || { cat "$work/export.err"; exit 1; }
   echo "(no adapter row: $(cat "$work/export.err"))"
 fi
 for t in f16 q8_0; do
