@@ -119,55 +119,61 @@ c = Checks("tokens", tol)
 ours = {l.split()[0]: l.split()[1:] for l in open(tmp + "/ours")}
 texts = [json.loads(l)["text"] for l in open(tmp + "/valid.jsonl")]
 tok = AutoTokenizer.from_pretrained(tmp + "/model")
-adapter = tmp + "/run/best"
-cfg = LoraConfig.from_pretrained(adapter)
-c.check(cfg.trainable_token_indices == [262, 13, 11, 50256],
-        f"adapter_config: trainable_token_indices {cfg.trainable_token_indices}")
-base, _ = load(tmp + "/model")
-with KeyNoise() as keys:
-    model = PeftModel.from_pretrained(base, adapter)
-c.check(not keys.noise, f"peft loads the adapter, no key missing or unexpected {keys.noise}")
-layer = model.base_model.model.model.embed_tokens.token_adapter
-moved = (layer.trainable_tokens_delta["default"] - layer.trainable_tokens_original["default"])
-c.check(moved.abs().amax(1).min() > 1e-3,
-        f"every row trained off the table's (least change {moved.abs().amax(1).min():.2e})")
-theirs = hf_loss(model, tok, texts, max_len)
+
+
+def peft_loss(what, model_dir, adapter, indices, module):
+    """peft loads the adapter on model_dir with no key missing or unexpected, its
+    trainable_token_indices `indices`, every row of `module` (of the model) trained off the
+    table's; returns its loss."""
+    cfg = LoraConfig.from_pretrained(adapter)
+    c.check(cfg.trainable_token_indices == indices,
+            f"{what}: adapter_config: trainable_token_indices {cfg.trainable_token_indices}")
+    base, _ = load(model_dir)
+    with KeyNoise() as keys:
+        model = PeftModel.from_pretrained(base, adapter)
+    c.check(not keys.noise, f"{what}: peft loads it, no key missing or unexpected {keys.noise}")
+    rows = module(model.base_model.model).token_adapter
+    moved = rows.trainable_tokens_delta["default"] - rows.trainable_tokens_original["default"]
+    c.check(moved.abs().amax(1).min() > 1e-3,
+            f"{what}: every row trained off the table's (least change "
+            f"{moved.abs().amax(1).min():.2e})")
+    return hf_loss(model, tok, texts, max_len)
+
+
+def recorded(name):
+    """The loss and token count the peft model made above recorded in tmp/name."""
+    loss, n = open(tmp + "/" + name).read().split()
+    return float(loss), int(n)
+
+
+def merged_loss(what, path, tied):
+    """transformers loads the merged directory with no key missing or unexpected, its head tied
+    or not; returns its loss."""
+    merged, bad = load(path)
+    c.check(not bad and merged.config.tie_word_embeddings == tied,
+            f"{what}: loads with no key missing or unexpected {bad}, "
+            f"{'head still tied' if tied else 'untied'}")
+    return hf_loss(merged, tok, texts, max_len)
+
+
+theirs = peft_loss("embedding rows", tmp + "/model", tmp + "/run/best", [262, 13, 11, 50256],
+                   lambda m: m.model.embed_tokens)
 c.agree("adapter loss", ours["adapter"], theirs)
 c.agree("the merge as a GGUF, in loraft", ours["merged_gguf"], theirs)
-merged, bad = load(tmp + "/merged")
-c.check(not bad and merged.config.tie_word_embeddings,
-        f"merged: loads with no key missing or unexpected {bad}, head still tied")
-c.agree("merged loss", ours["merged"], hf_loss(merged, tok, texts, max_len))
-peft_loss, n = open(tmp + "/peft-loss").read().split()
-c.agree("peft's adapter in loraft", ours["peft"], (float(peft_loss), int(n)))
+c.agree("merged loss", ours["merged"], merged_loss("merged", tmp + "/merged", True))
+c.agree("peft's adapter in loraft", ours["peft"], recorded("peft-loss"))
 
-adapter = tmp + "/run-head/best"
-cfg = LoraConfig.from_pretrained(adapter)
-c.check(cfg.trainable_token_indices == {"embed_tokens": [262, 13], "lm_head": [13, 50256, 198]},
-        f"adapter_config: trainable_token_indices {cfg.trainable_token_indices}")
-base, _ = load(tmp + "/untied")
-with KeyNoise() as keys:
-    model = PeftModel.from_pretrained(base, adapter)
-c.check(not keys.noise, f"peft loads the lm_head rows, no key missing or unexpected {keys.noise}")
-layer = model.base_model.model.lm_head.token_adapter
-moved = (layer.trainable_tokens_delta["default"] - layer.trainable_tokens_original["default"])
-c.check(moved.abs().amax(1).min() > 1e-3,
-        f"every lm_head row trained off the head's (least change {moved.abs().amax(1).min():.2e})")
-theirs = hf_loss(model, tok, texts, max_len)
+theirs = peft_loss("lm_head rows", tmp + "/untied", tmp + "/run-head/best",
+                   {"embed_tokens": [262, 13], "lm_head": [13, 50256, 198]}, lambda m: m.lm_head)
 c.agree("lm_head rows: adapter loss", ours["head"], theirs)
 c.agree("lm_head rows: the merge as a GGUF, in loraft", ours["head_merged_gguf"], theirs)
-merged, bad = load(tmp + "/merged-head")
-c.check(not bad and not merged.config.tie_word_embeddings,
-        f"lm_head rows merged: loads with no key missing or unexpected {bad}, untied")
-c.agree("lm_head rows: merged loss", ours["head_merged"], hf_loss(merged, tok, texts, max_len))
-peft_loss, n = open(tmp + "/peft-head-loss").read().split()
-c.agree("peft's lm_head rows on the tied model, in loraft", ours["peft_head"],
-        (float(peft_loss), int(n)))
-merged, bad = load(tmp + "/merged-peft")
-c.check(not bad and not merged.config.tie_word_embeddings,
-        f"their merge unties the head: no key missing or unexpected {bad}")
-c.agree("their merge's loss", (float(peft_loss), int(n)), hf_loss(merged, tok, texts, max_len))
+c.agree("lm_head rows: merged loss", ours["head_merged"],
+        merged_loss("lm_head rows merged", tmp + "/merged-head", False))
+made = recorded("peft-head-loss")
+c.agree("peft's lm_head rows on the tied model, in loraft", ours["peft_head"], made)
+c.agree("their merge's loss (it unties the head)", made,
+        merged_loss("their merge", tmp + "/merged-peft", False))
 c.agree("their merge as a GGUF (output.weight of its own), in loraft", ours["peft_head_gguf"],
-        (float(peft_loss), int(n)))
+        made)
 sys.exit(0 if c.passed() else 1)
 EOF
