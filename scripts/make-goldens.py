@@ -34,7 +34,7 @@ import tempfile
 
 import numpy as np
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, TrainableTokensConfig, get_peft_model
 from peft.optimizers import create_loraplus_optimizer
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -236,6 +236,18 @@ CASES = [
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False, targets=["c_attn"],
          fan_in_fan_out=True, init_lora_weights=True,
          trainable_token_indices={"wte": [102, 23986, 7], "lm_head": [102, 23986, 7]}),
+    # peft's TrainableTokens method alone (TrainableTokensConfig; loraft's strategy tokens): a
+    # tied Llama's embedding rows (peft ties the head's layer to them), padding_idx among them,
+    # under DPO (the reference policy without them); an untied Llama's embedding and head, the
+    # same ids (target_modules names both)
+    dict(name="llama_dpo_trainable_tokens", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="dpo", vocab="gpt2", strategy="tokens", token_indices=[101, 23986, 102, 7],
+         pad_token_id=101, dpo=dict(beta=0.5, loss="sigmoid", label_smoothing=0.0),
+         prompt_len=3, after_atol=2e-2),
+    dict(name="llama_untied_trainable_tokens",
+         init=["--arch", "llama", "--kv-heads", "2", "--untied"] + TINY, task="causal-lm",
+         vocab="gpt2", strategy="tokens", token_indices=[23986, 102, 7],
+         target_modules=["model.embed_tokens", "lm_head"]),
     dict(name="bert_tokens", init=["--arch", "bert", "--num-labels", "3"] + TINY,
          strategy="lora", r=2, alpha=4.0, rslora=False, targets=["query", "value"],
          init_lora_weights=True, trainable_token_indices=[101, 102, 7]),
@@ -438,6 +450,10 @@ def wrap(model, case):
                 with torch.no_grad():
                     p.mul_(1 + jitter * (2 * torch.rand(p.shape) - 1))
         return model
+    if case["strategy"] == "tokens":  # peft's TrainableTokens method, no LoRA
+        cfg = TrainableTokensConfig(token_indices=case["token_indices"],
+                                    target_modules=case.get("target_modules"))
+        return get_peft_model(model, cfg)
     if case["strategy"] == "head":
         body = getattr(model, model.base_model_prefix)
         for p in body.parameters():

@@ -124,6 +124,12 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
             (float)cJSON_GetObjectItem(dpo, "label_smoothing")->valuedouble};
     if (strategy_parse(cJSON_GetObjectItem(c, "strategy")->valuestring, &s->strategy, &err))
         return -1;
+    if (s->strategy == STRATEGY_TOKENS) { /* TrainableTokensConfig's keys */
+        Task t = s->task;
+        int rc = adapter_tokens_config(c, "the golden's case", s, &err);
+        s->task = t; /* its task_type is null: the case's own (dpo) */
+        return rc;
+    }
     if (s->strategy != STRATEGY_LORA) return 0;
     s->r = cJSON_GetObjectItem(c, "r")->valueint;
     s->alpha = (float)cJSON_GetObjectItem(c, "alpha")->valuedouble;

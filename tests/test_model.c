@@ -843,12 +843,13 @@ static void head_rows_list(void) {
 /* Whether model_create refuses spec on a tiny tied Llama (or untied, or a reward model), with
  * an error that says want; NULL: accepts it. */
 static void token_rows_spec(TrainSpec s, int tied, Task task, const char *want) {
+    Strategy strategy = s.strategy == STRATEGY_TOKENS ? STRATEGY_TOKENS : STRATEGY_LORA;
     ModelConfig cfg;
     model_config_defaults(&cfg, ARCH_LLAMA);
     cfg.vocab_size = 40, cfg.hidden_size = 16, cfg.num_layers = 1, cfg.num_heads = 4;
     cfg.num_kv_heads = 2, cfg.ffn_size = 24, cfg.max_positions = 16;
     cfg.tie_word_embeddings = tied;
-    s.task = task, s.strategy = STRATEGY_LORA, s.r = 2, s.alpha = 4;
+    s.task = task, s.strategy = strategy, s.r = 2, s.alpha = 4;
     if (!s.n_targets) strcpy(s.targets[s.n_targets++], "q_proj");
     Model m;
     LfError err;
@@ -899,6 +900,20 @@ static void token_rows_refusals(void) {
     /* LoRA on the embedding beside rows of the head alone: peft runs both */
     t = head, strcpy(t.targets[t.n_targets++], "embed_tokens");
     token_rows_spec(t, 1, TASK_CAUSAL_LM, NULL);
+    /* peft's TrainableTokens (strategy tokens): one list, for the embedding (a tied head's with
+     * it) or an untied head, or both; on a language model */
+    t = rows, t.strategy = STRATEGY_TOKENS;
+    token_rows_spec(t, 1, TASK_CAUSAL_LM, NULL);
+    token_rows_spec(t, 1, TASK_REWARD, "strategy tokens (peft's TrainableTokens) trains no head");
+    t.n_token_indices = 0;
+    token_rows_spec(t, 1, TASK_CAUSAL_LM, "give their token ids");
+    t = head, t.strategy = STRATEGY_TOKENS;
+    token_rows_spec(t, 0, TASK_CAUSAL_LM, NULL);
+    token_rows_spec(t, 1, TASK_CAUSAL_LM, "trains one list of token ids");
+    t.n_token_indices = 2, t.token_indices[0] = 2, t.token_indices[1] = 39;
+    token_rows_spec(t, 0, TASK_CAUSAL_LM, NULL);
+    t.token_indices[1] = 38;
+    token_rows_spec(t, 0, TASK_CAUSAL_LM, "trains one list of token ids");
 }
 
 int main(void) {

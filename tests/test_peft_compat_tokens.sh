@@ -22,6 +22,11 @@
 #     (peft then ties neither to the other) gives peft's loss in loraft, and so does its merge,
 #     which unties the head (tie_word_embeddings false, lm_head.weight of its own) in transformers
 #     and as a GGUF (output.weight) in loraft.
+# Then peft's TrainableTokens method alone (lora.strategy tokens):
+#  8. the tied Llama trains the same rows without LoRA: peft loads the adapter (peft_type
+#     TRAINABLE_TOKENS, the head's tied copy of the rows beside the embedding's) with no key
+#     missing or unexpected and the same loss, as does the merge; an adapter peft made gives
+#     peft's loss in loraft.
 set -euo pipefail
 . tests/lm_compat_common.sh
 lm_compat_setup peft-tokens
@@ -63,11 +68,16 @@ echo "ok   export-gguf refuses trained token rows, writing nothing"
   >/dev/null
 "$bin" merge --model "$tmp/untied" --adapter "$tmp/run-head/best" --format gguf --type f32 \
   --out "$tmp/merged-head.gguf" >/dev/null
+"$bin" train --config "$tmp/run.json" --set lora.strategy=tokens --set 'lora.target_modules=[]' \
+  --set train.output_dir="$tmp/run-tokens" >"$tmp/train.log" 2>&1 \
+  || { cat "$tmp/train.log"; echo "FAIL: loraft train with strategy tokens"; exit 1; }
+"$bin" merge --model "$tmp/model" --adapter "$tmp/run-tokens/best" --out "$tmp/merged-tokens" \
+  >/dev/null
 
 "$py" - "$tmp" "$max_len" <<'EOF'
 import json, sys
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, TrainableTokensConfig, get_peft_model
 from transformers import AutoTokenizer
 sys.path.insert(0, "tests")
 from lm_compat import hf_loss, load
@@ -75,11 +85,12 @@ tmp, max_len = sys.argv[1], int(sys.argv[2])
 torch.manual_seed(0)
 texts = [json.loads(l)["text"] for l in open(tmp + "/valid.jsonl")]
 tok = AutoTokenizer.from_pretrained(tmp + "/model")
-for name, tokens in (("peft", {"embed_tokens": [262, 50256, 11]}),
-                     ("peft-head", {"embed_tokens": [262, 11], "lm_head": [11, 50256, 13]})):
+lora = lambda tokens: LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"],
+                                 task_type="CAUSAL_LM", trainable_token_indices=tokens)
+for name, cfg in (("peft", lora({"embed_tokens": [262, 50256, 11]})),
+                  ("peft-head", lora({"embed_tokens": [262, 11], "lm_head": [11, 50256, 13]})),
+                  ("peft-tokens", TrainableTokensConfig(token_indices=[262, 50256, 11]))):
     base, _ = load(tmp + "/model")
-    cfg = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM",
-                     trainable_token_indices=tokens)
     model = get_peft_model(base, cfg)
     with torch.no_grad():
         for n, p in model.named_parameters():
@@ -100,6 +111,9 @@ EOF
   echo "peft $(eval_loss "$tmp/run.json" --adapter "$tmp/peft-adapter")"
   echo "peft_head $(eval_loss "$tmp/run.json" --adapter "$tmp/peft-head-adapter")"
   echo "peft_head_gguf $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged-peft.gguf")"
+  echo "tokens $(eval_loss "$tmp/run.json" --adapter "$tmp/run-tokens/best")"
+  echo "tokens_merged $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged-tokens")"
+  echo "peft_tokens $(eval_loss "$tmp/run.json" --adapter "$tmp/peft-tokens-adapter")"
   echo "head $(eval_loss "$tmp/run.json" --set model.model="$tmp/untied" \
     --adapter "$tmp/run-head/best")"
   echo "head_merged $(eval_loss "$tmp/run.json" --set model.model="$tmp/merged-head")"
@@ -109,7 +123,7 @@ EOF
 "$py" - "$tmp" "$max_len" "$tol" <<'EOF'
 import json, sys
 import torch
-from peft import LoraConfig, PeftModel
+from peft import PeftConfig, PeftModel
 from transformers import AutoTokenizer
 sys.path.insert(0, "tests")
 from lm_compat import Checks, KeyNoise, hf_loss, load
@@ -125,14 +139,14 @@ def peft_loss(what, model_dir, adapter, indices, module):
     """peft loads the adapter on model_dir with no key missing or unexpected, its
     trainable_token_indices `indices`, every row of `module` (of the model) trained off the
     table's; returns its loss."""
-    cfg = LoraConfig.from_pretrained(adapter)
-    c.check(cfg.trainable_token_indices == indices,
-            f"{what}: adapter_config: trainable_token_indices {cfg.trainable_token_indices}")
+    cfg = PeftConfig.from_pretrained(adapter)
+    ids = getattr(cfg, "trainable_token_indices", None) or getattr(cfg, "token_indices", None)
+    c.check(ids == indices, f"{what}: adapter_config: {cfg.peft_type}, token indices {ids}")
     base, _ = load(model_dir)
     with KeyNoise() as keys:
         model = PeftModel.from_pretrained(base, adapter)
     c.check(not keys.noise, f"{what}: peft loads it, no key missing or unexpected {keys.noise}")
-    rows = module(model.base_model.model).token_adapter
+    rows = module(model.base_model.model)
     moved = rows.trainable_tokens_delta["default"] - rows.trainable_tokens_original["default"]
     c.check(moved.abs().amax(1).min() > 1e-3,
             f"{what}: every row trained off the table's (least change "
@@ -157,14 +171,15 @@ def merged_loss(what, path, tied):
 
 
 theirs = peft_loss("embedding rows", tmp + "/model", tmp + "/run/best", [262, 13, 11, 50256],
-                   lambda m: m.model.embed_tokens)
+                   lambda m: m.model.embed_tokens.token_adapter)
 c.agree("adapter loss", ours["adapter"], theirs)
 c.agree("the merge as a GGUF, in loraft", ours["merged_gguf"], theirs)
 c.agree("merged loss", ours["merged"], merged_loss("merged", tmp + "/merged", True))
 c.agree("peft's adapter in loraft", ours["peft"], recorded("peft-loss"))
 
 theirs = peft_loss("lm_head rows", tmp + "/untied", tmp + "/run-head/best",
-                   {"embed_tokens": [262, 13], "lm_head": [13, 50256, 198]}, lambda m: m.lm_head)
+                   {"embed_tokens": [262, 13], "lm_head": [13, 50256, 198]},
+                   lambda m: m.lm_head.token_adapter)
 c.agree("lm_head rows: adapter loss", ours["head"], theirs)
 c.agree("lm_head rows: the merge as a GGUF, in loraft", ours["head_merged_gguf"], theirs)
 c.agree("lm_head rows: merged loss", ours["head_merged"],
@@ -175,5 +190,13 @@ c.agree("their merge's loss (it unties the head)", made,
         merged_loss("their merge", tmp + "/merged-peft", False))
 c.agree("their merge as a GGUF (output.weight of its own), in loraft", ours["peft_head_gguf"],
         made)
+
+theirs = peft_loss("TrainableTokens", tmp + "/model", tmp + "/run-tokens/best",
+                   [262, 13, 11, 50256], lambda m: m.model.embed_tokens)
+c.agree("TrainableTokens: adapter loss", ours["tokens"], theirs)
+c.agree("TrainableTokens: merged loss", ours["tokens_merged"],
+        merged_loss("TrainableTokens merged", tmp + "/merged-tokens", True))
+c.agree("peft's TrainableTokens adapter, in loraft", ours["peft_tokens"],
+        recorded("peft-tokens-loss"))
 sys.exit(0 if c.passed() else 1)
 EOF

@@ -271,12 +271,26 @@ static void test_check(void) {
     CHECK_LOADS(&head, "{\"model\": {\"model\": \"m\"}, \"data\": {\"train_file\": \"t\"}, "
                        "\"lora\": {\"strategy\": \"head\", \"trainable_token_indices\": [3]}}");
     CHECK(train_config_check(&head, &err) == -1);
-    CHECK_HAS(err.msg,
-              "lm_head_token_indices shape the adapters: they need lora.strategy lora, not head");
+    CHECK_HAS(err.msg, "lm_head_token_indices are adapters' rows: they need lora.strategy lora or "
+                       "tokens, not head");
     CHECK_LOADS(&head, "{\"model\": {\"model\": \"m\"}, \"data\": {\"train_file\": \"t\"}, "
                        "\"lora\": {\"strategy\": \"full\", \"lm_head_token_indices\": [3]}}");
     CHECK(train_config_check(&head, &err) == -1);
-    CHECK_HAS(err.msg, "they need lora.strategy lora, not full");
+    CHECK_HAS(err.msg, "they need lora.strategy lora or tokens, not full");
+    /* peft's TrainableTokens: the rows alone, so their ids and no LoRA target */
+    CHECK_LOADS(&head, "{\"model\": {\"model\": \"m\"}, \"data\": {\"train_file\": \"t\"}, "
+                       "\"lora\": {\"strategy\": \"tokens\", \"trainable_token_indices\": [3]}}");
+    CHECK(train_config_check(&head, &err) == 0);
+    CHECK(train_config_set(&head, "lora.target_modules=q_proj", &err) == 0 &&
+          train_config_check(&head, &err) == -1);
+    CHECK_HAS(err.msg, "lora.target_modules and modules_to_save are LoRA's");
+    CHECK(train_config_set(&head, "lora.target_modules=[]", &err) == 0);
+    CHECK(train_config_set(&head, "lora.trainable_token_indices=[]", &err) == 0 &&
+          train_config_check(&head, &err) == -1);
+    CHECK_HAS(err.msg, "lora.strategy tokens trains the rows of lora.trainable_token_indices");
+    CHECK(train_config_set(&head, "lora.use_dora=true", &err) == 0 &&
+          train_config_check(&head, &err) == -1);
+    CHECK_HAS(err.msg, "it needs lora.strategy lora, not tokens");
     /* PEFT's bias trains biases beside LoRA's adapters (DoRA's too), not under another
      * strategy */
     CHECK(train_config_set(&c, "lora.strategy=lora", &err) == 0);

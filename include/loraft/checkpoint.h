@@ -28,6 +28,12 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
 struct cJSON;
 int adapter_token_indices(const struct cJSON *config, const char *path, TrainSpec *spec,
                           LfError *err);
+/* peft's TrainableTokens adapter_config (TrainableTokensConfig; strategy tokens) into spec:
+ * token_indices, the rows of each of target_modules (a name or a list: the token embedding's,
+ * none naming the embedding, and lm_head for an untied head's), on a language model (its
+ * task_type is null: causal-lm). */
+int adapter_tokens_config(const struct cJSON *config, const char *path, TrainSpec *spec,
+                          LfError *err);
 /* Loads dir/adapter_model.safetensors into a model built with adapter_read_config's spec. */
 int adapter_load_weights(Model *m, const char *dir, LfError *err);
 

@@ -23,9 +23,22 @@
 extern "C" {
 #endif
 
-/* What trains (train.strategy): LoRA adapters, the head, everything; or nothing (a model opened
- * to run, not to train: model_open without an adapter, loraft init; not a train.strategy). */
-typedef enum Strategy { STRATEGY_LORA, STRATEGY_HEAD, STRATEGY_FULL, STRATEGY_NONE } Strategy;
+/* What trains (train.strategy): LoRA adapters, the head, everything, or trained token rows
+ * alone (peft's TrainableTokens method: TrainSpec.token_indices, no LoRA); or nothing (a model
+ * opened to run, not to train: model_open without an adapter, loraft init; not a
+ * train.strategy). */
+typedef enum Strategy {
+    STRATEGY_LORA,
+    STRATEGY_HEAD,
+    STRATEGY_FULL,
+    STRATEGY_TOKENS,
+    STRATEGY_NONE
+} Strategy;
+/* Whether a strategy trains a PEFT adapter beside the frozen model (saved as the adapter alone):
+ * LoRA's or TrainableTokens'. */
+static inline int strategy_is_adapter(Strategy s) {
+    return s == STRATEGY_LORA || s == STRATEGY_TOKENS;
+}
 /* Which biases train beside LoRA's adapters (PEFT's bias): none; all (every parameter named
  * "bias"); those of the adapted linears. */
 typedef enum LoraBias { LORA_BIAS_NONE, LORA_BIAS_ALL, LORA_BIAS_LORA_ONLY } LoraBias;

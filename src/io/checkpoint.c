@@ -185,6 +185,31 @@ static cJSON *token_indices_json(const Model *m) {
     return o;
 }
 
+/* peft's TrainableTokens adapter (strategy tokens): its one list of ids, and the modules it
+ * replaces by full name (the head beside the embedding where an untied head trains the same
+ * rows; a tied one follows the embedding's in peft). */
+static cJSON *tokens_config_json(const Model *m, const char *base_model) {
+    const TrainSpec *s = &m->spec;
+    cJSON *c = cJSON_CreateObject(), *targets = cJSON_CreateArray();
+    char module[sizeof m->word_embedding->name];
+    snprintf(module, sizeof module, "%s", m->word_embedding->name);
+    char *dot = strrchr(module, '.'); /* "model.embed_tokens.weight": its module */
+    if (dot) *dot = 0;
+    if (s->n_token_indices) cJSON_AddItemToArray(targets, cJSON_CreateString(module));
+    if (s->n_head_token_indices) cJSON_AddItemToArray(targets, cJSON_CreateString("lm_head"));
+    int n = s->n_token_indices ? s->n_token_indices : s->n_head_token_indices;
+    cJSON_AddStringToObject(c, "peft_type", "TRAINABLE_TOKENS");
+    cJSON_AddNullToObject(c, "task_type");
+    cJSON_AddStringToObject(c, "base_model_name_or_path", base_model ? base_model : "");
+    cJSON_AddItemToObject(
+        c, "token_indices",
+        cJSON_CreateIntArray(s->n_token_indices ? s->token_indices : s->head_token_indices, n));
+    cJSON_AddItemToObject(c, "target_modules", targets);
+    cJSON_AddBoolToObject(c, "init_weights", 1);
+    cJSON_AddBoolToObject(c, "inference_mode", 1);
+    return c;
+}
+
 static cJSON *adapter_config_json(const Model *m, const char *base_model) {
     const TrainSpec *s = &m->spec;
     cJSON *c = cJSON_CreateObject();
@@ -263,23 +288,42 @@ static int gather(Model *m, int (*pick)(const Param *), const char *prefix, cons
     return n;
 }
 
+/* The name under which peft's TrainableTokens writes a tied head's rows, the embedding's again
+ * (its layer on the head shares them): into name, returning 1, where the model has them. */
+static int tied_rows_copy(const Model *m, char *name, size_t cap) {
+    if (m->spec.strategy != STRATEGY_TOKENS || m->head_branch_rows != &m->token_rows) return 0;
+    snprintf(name, cap, PEFT_PREFIX "lm_head.trainable_tokens_delta");
+    return 1;
+}
+
 int adapter_save(Model *m, const char *dir, const char *base_model, LfError *err) {
-    if (m->spec.strategy != STRATEGY_LORA)
-        return lf_fail(err, "%s: only LoRA runs produce an adapter (strategy is %s)", dir,
-                       strategy_name(m->spec.strategy));
+    if (!strategy_is_adapter(m->spec.strategy))
+        return lf_fail(err, "%s: only LoRA and token-row runs produce an adapter (strategy is %s)",
+                       dir, strategy_name(m->spec.strategy));
     if (dir_create(dir, err)) return -1;
     float *host = malloc((m->n_grads + 1) * sizeof(float));
-    StEntry *entries = calloc(m->n_params, sizeof *entries);
-    char(*names)[200] = calloc(m->n_params, sizeof *names);
+    StEntry *entries = calloc(m->n_params + 1, sizeof *entries);
+    char(*names)[200] = calloc(m->n_params + 1, sizeof *names);
     int rc = -1;
     if (host && entries && names) {
         int n = gather(m, in_adapter, PEFT_PREFIX, "", host, entries, names, 0, NULL, 0);
+        char rows[200];
+        if (n > 0 && tied_rows_copy(m, names[n], sizeof names[n])) { /* the embedding's again */
+            entry_name(m, m->token_rows.rows, PEFT_PREFIX, "", rows, sizeof rows);
+            for (int i = 0; i < n; i++)
+                if (!strcmp(entries[i].name, rows)) {
+                    entries[n] = entries[i], entries[n].name = names[n];
+                    n++;
+                    break;
+                }
+        }
         char path[4200];
         snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
         static const char *const meta[] = {"format", "pt", NULL};
         rc = n < 0 ? lf_fail(err, "out of memory") : safetensors_write(path, entries, n, meta, err);
         if (!rc) {
-            cJSON *c = adapter_config_json(m, base_model);
+            cJSON *c = m->spec.strategy == STRATEGY_TOKENS ? tokens_config_json(m, base_model)
+                                                           : adapter_config_json(m, base_model);
             rc = json_save(c, dir, "adapter_config.json", err);
             cJSON_Delete(c);
         }
@@ -527,6 +571,35 @@ static int read_unsupported(const cJSON *c, const char *path, TrainSpec *spec, L
     return 0;
 }
 
+int adapter_tokens_config(const cJSON *c, const char *path, TrainSpec *spec, LfError *err) {
+    const cJSON *targets = cJSON_GetObjectItemCaseSensitive(c, "target_modules"), *t;
+    int ids[LORA_MAX_TOKENS], n, embedding = 0, head = 0;
+    spec->strategy = STRATEGY_TOKENS, spec->task = TASK_CAUSAL_LM;
+    if (read_token_list(cJSON_GetObjectItemCaseSensitive(c, "token_indices"), path, "token_indices",
+                        ids, &n, err))
+        return -1;
+    int list = cJSON_IsArray(targets); /* else one name, or null: the embedding */
+    for (t = list ? targets->child : targets; t && !cJSON_IsNull(t); t = list ? t->next : NULL) {
+        if (!cJSON_IsString(t))
+            return lf_fail(err, "%s: target_modules must be a module name or a list of them", path);
+        if (names_lm_head(t->valuestring)) {
+            head = 1;
+            continue;
+        }
+        if (embedding++ || strlen(t->valuestring) >= sizeof spec->token_module)
+            return lf_fail(err,
+                           "%s: target_modules: loraft trains token rows of the embedding and "
+                           "of lm_head ('%.60s' besides)",
+                           path, t->valuestring);
+        snprintf(spec->token_module, sizeof spec->token_module, "%s", t->valuestring);
+    }
+    if (embedding || !head) memcpy(spec->token_indices, ids, n * sizeof *ids);
+    if (embedding || !head) spec->n_token_indices = n;
+    if (head) memcpy(spec->head_token_indices, ids, n * sizeof *ids);
+    if (head) spec->n_head_token_indices = n;
+    return 0;
+}
+
 int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const char *dir,
                         LfError *err) {
     cJSON *c = json_load(dir, "adapter_config.json", err);
@@ -545,8 +618,10 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     int rc = 0;
     if (cJSON_IsString(task) && !strcmp(task->valuestring, "CAUSAL_LM"))
         spec->task = TASK_CAUSAL_LM;
-    if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA"))
-        rc = lf_fail(err, "%s: peft_type must be \"LORA\"", path);
+    if (cJSON_IsString(type) && !strcmp(type->valuestring, "TRAINABLE_TOKENS"))
+        rc = adapter_tokens_config(c, path, spec, err);
+    else if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA"))
+        rc = lf_fail(err, "%s: peft_type must be \"LORA\" or \"TRAINABLE_TOKENS\"", path);
     else if (task && !cJSON_IsNull(task) &&
              (!cJSON_IsString(task) ||
               (strcmp(task->valuestring, "SEQ_CLS") && strcmp(task->valuestring, "CAUSAL_LM"))))
@@ -557,23 +632,24 @@ int adapter_read_config(TrainSpec *spec, char *base_model, size_t cap, const cha
     else if (cJSON_GetObjectItem(c, "fan_in_fan_out") &&
              !cJSON_IsBool(cJSON_GetObjectItem(c, "fan_in_fan_out")))
         rc = lf_fail(err, "%s: key 'fan_in_fan_out' must be true or false", path);
-    if (!rc)
+    int lora = spec->strategy == STRATEGY_LORA;
+    if (!rc && lora)
         rc = read_unsupported(c, path, spec, err) || read_init(c, path, spec, err) ||
              read_lora_numbers(c, path, spec, err) || adapter_token_indices(c, path, spec, err);
-    if (!rc)
+    if (!rc && lora)
         rc = read_pattern(c, "rank_pattern", path, 1, spec->rank_pattern, &spec->n_rank_pattern,
                           err) ||
              read_pattern(c, "alpha_pattern", path, 0, spec->alpha_pattern, &spec->n_alpha_pattern,
                           err) ||
              read_layers(c, path, spec, err);
-    if (!rc)
+    if (!rc && lora)
         rc = read_modules(c, "target_modules", spec->targets[0], sizeof spec->targets[0],
                           LORA_MAX_TARGETS, &spec->n_targets, spec->target_regex,
                           sizeof spec->target_regex, dir, err) ||
              read_modules(c, "exclude_modules", spec->exclude[0], sizeof spec->exclude[0],
                           LORA_MAX_EXCLUDE, &spec->n_exclude, spec->exclude_regex,
                           sizeof spec->exclude_regex, dir, err);
-    if (!rc)
+    if (!rc && lora)
         rc = read_strings(cJSON_GetObjectItem(c, "modules_to_save"), spec->modules_to_save[0],
                           sizeof spec->modules_to_save[0], LORA_MAX_SAVE, &spec->n_modules_to_save,
                           "modules_to_save", dir, err);
@@ -690,6 +766,9 @@ static int check_no_strays(Model *m, const char *path, LfError *err) {
     for (int i = 0; i < st.n_tensors && !rc; i++) {
         int found = 0;
         for (int j = 0; j < n && !found; j++) found = !strcmp(names[j], st.tensors[i].name);
+        char copy[80];
+        if (!found)
+            found = tied_rows_copy(m, copy, sizeof copy) && !strcmp(copy, st.tensors[i].name);
         if (!found) found = is_own_copy(m, &st, i, err);
         if (found < 0)
             rc = lf_wrap(err, "%s", path);

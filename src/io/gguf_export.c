@@ -139,6 +139,12 @@ double gguf_adapter_alpha(const Model *m) {
 
 int gguf_export_adapter(Model *m, const char *path, LfError *err) {
     if (check_decoder(m, path, err)) return -1;
+    if (m->token_rows.rows || m->head_token_rows.rows)
+        return lf_fail(err,
+                       "%s: trained token rows (trainable_token_indices) have no llama.cpp LoRA "
+                       "form; merge them instead (loraft merge --format gguf writes them into "
+                       "the table and the head)",
+                       path);
     if (m->spec.strategy != STRATEGY_LORA || model_n_adapters(m) == 0)
         return lf_fail(err, "%s: the model has no LoRA adapter to export", path);
     if (init_splits(m->spec.init))
@@ -158,12 +164,6 @@ int gguf_export_adapter(Model *m, const char *path, LfError *err) {
                        "%s: an adapter on a tied lm_head has no llama.cpp form (llama.cpp's "
                        "head is token_embd itself; its converter refuses it too); merge it "
                        "instead (loraft merge --format gguf unties the head)",
-                       path);
-    if (m->token_rows.rows || m->head_token_rows.rows)
-        return lf_fail(err,
-                       "%s: trained token rows (trainable_token_indices) have no llama.cpp LoRA "
-                       "form; merge them instead (loraft merge --format gguf writes them into "
-                       "the table and the head)",
                        path);
     if (model_head_tied(m) && m->embedding_lora.A)
         return lf_fail(err,

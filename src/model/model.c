@@ -32,11 +32,12 @@ static int name_index(const char *const *names, int n, const char *s) {
     return -1;
 }
 
-static const char *const strategy_names[] = {"lora", "head", "full", "none"};
+static const char *const strategy_names[] = {"lora", "head", "full", "tokens", "none"};
 
 int strategy_parse(const char *s, Strategy *out, LfError *err) {
-    int i = name_index(strategy_names, 3, s); /* none is not a way to train */
-    if (i < 0) return lf_fail(err, "unknown strategy '%s' (expected lora, head or full)", s);
+    int i = name_index(strategy_names, 4, s); /* none is not a way to train */
+    if (i < 0)
+        return lf_fail(err, "unknown strategy '%s' (expected lora, head, full or tokens)", s);
     *out = (Strategy)i;
     return 0;
 }
@@ -387,11 +388,13 @@ static int check_token_ids(const int *ids, int n, int V, const char *key, LfErro
     return 0;
 }
 
-/* A TokenRows' trained rows [K,C], named as peft names them under module. */
+/* A TokenRows' trained rows [K,C], named as peft names them under module: LoRA's
+ * trainable_token_indices wrap the module (token_adapter), TrainableTokens replaces it. */
 static void add_token_rows(Model *m, TokenRows *tr, int k, const char *module) {
+    const char *wrap = m->spec.strategy == STRATEGY_TOKENS ? "" : ".token_adapter";
     tr->k = k;
     tr->rows =
-        model_param(m, 1, k, m->cfg.hidden_size, "%s.token_adapter.trainable_tokens_delta", module);
+        model_param(m, 1, k, m->cfg.hidden_size, "%s%s.trainable_tokens_delta", module, wrap);
     tr->rows->is_lora = 1, tr->rows->in_checkpoint = 0; /* token_rows_create starts them */
 }
 
@@ -428,6 +431,13 @@ static int attach_embedding_rows(Model *m, LfError *err) {
     return 0;
 }
 
+/* Whether the embedding's and the head's lists of token ids are one list, in the same order. */
+static int same_token_lists(const TrainSpec *s) {
+    return s->n_token_indices == s->n_head_token_indices &&
+           !memcmp(s->token_indices, s->head_token_indices,
+                   s->n_token_indices * sizeof *s->token_indices);
+}
+
 /* peft's trainable_token_indices {"lm_head": ids} (Model.head_token_rows): rows of the LM head
  * trained apart from the embedding's. On a tied model peft ties the same list, in the same order,
  * to the embedding's instead: so does loraft (the head's list dropped). */
@@ -435,8 +445,7 @@ static int attach_head_rows(Model *m, LfError *err) {
     TrainSpec *s = &m->spec;
     int n = s->n_head_token_indices, tied = model_head_tied(m);
     if (!n) return 0;
-    if (tied && s->n_token_indices == n &&
-        !memcmp(s->token_indices, s->head_token_indices, n * sizeof *s->token_indices)) {
+    if (tied && same_token_lists(s)) {
         s->n_head_token_indices = 0; /* attach_embedding_rows ties them */
         return 0;
     }
@@ -460,6 +469,27 @@ static int attach_head_rows(Model *m, LfError *err) {
     add_token_rows(m, &m->head_token_rows, n, "lm_head");
     m->head_branch_rows = &m->head_token_rows;
     return 0;
+}
+
+/* The trained token rows, beside LoRA's adapters or alone (STRATEGY_TOKENS: peft's
+ * TrainableTokens, which needs them). */
+static int attach_token_rows(Model *m, LfError *err) {
+    int tokens = m->spec.strategy == STRATEGY_TOKENS;
+    if (tokens && !m->spec.n_token_indices && !m->spec.n_head_token_indices)
+        return lf_fail(err, "strategy tokens trains the rows of trainable_token_indices: "
+                            "give their token ids");
+    if (tokens && !(m->head && m->head->out == m->cfg.vocab_size))
+        return lf_fail(err,
+                       "strategy tokens (peft's TrainableTokens) trains no head: it needs a "
+                       "language model's objective (causal-lm, sft, dpo), not %s",
+                       m->objective->name);
+    const TrainSpec *s = &m->spec; /* TrainableTokens has one list, for every module it replaces */
+    if (tokens && s->n_head_token_indices && !same_token_lists(s) &&
+        (s->n_token_indices || model_head_tied(m)))
+        return lf_fail(err, "strategy tokens (peft's TrainableTokens) trains one list of token "
+                            "ids: lm_head_token_indices must be trainable_token_indices, or alone "
+                            "for an untied head (else use strategy lora)");
+    return attach_head_rows(m, err) || attach_embedding_rows(m, err);
 }
 
 /* An adapter beside the linear l (named module), of its rank and scale. The LM head's takes
@@ -506,7 +536,7 @@ static int attach_loras(Model *m, LfError *err) {
         if (hit < 0 || (hit && attach_lora(m, l, module, peft, err))) return -1;
     }
     if (attach_embedding_lora(m, used, err) || attach_tied_head_lora(m, used, err) ||
-        attach_head_rows(m, err) || attach_embedding_rows(m, err))
+        attach_token_rows(m, err))
         return -1;
     if (s->ensure_weight_tying && model_head_tied(m) && (m->embedding_lora.A || m->head->lora))
         return lf_fail(err,
@@ -552,6 +582,8 @@ static int param_trains(const Model *m, const Param *p) {
         return strncmp(p->name, m->arch->prefix, strlen(m->arch->prefix)) != 0;
     case STRATEGY_LORA:
         return p->is_lora || is_saved_module(&m->spec, module) || bias_trains(m, p);
+    case STRATEGY_TOKENS:
+        return p->is_lora;
     case STRATEGY_NONE:
         return 0;
     }
@@ -1324,6 +1356,7 @@ static int build_table(Model *m, LfError *err) {
     if (!m->params || !m->linears || !m->loras) return lf_fail(err, "out of memory");
     if (m->arch->build(m, err)) return -1;
     if (m->spec.strategy == STRATEGY_LORA && attach_loras(m, err)) return -1;
+    if (m->spec.strategy == STRATEGY_TOKENS && attach_token_rows(m, err)) return -1;
     for (int i = 0; i < m->n_params; i++) {
         m->n_all += m->params[i].numel;
         if (m->params[i].in_checkpoint) m->n_base += m->params[i].numel;
@@ -1337,12 +1370,13 @@ static int packable(const Model *m, const Linear *l) {
     return !l->w->grad && l != m->head;
 }
 
-/* precision bf16 packs the f32 frozen weights as bf16 too, under LoRA, which saves only the
- * adapter, and where nothing trains (nothing is saved from a model opened to run), not under
- * head, which saves the whole model, frozen weights as they were loaded. */
+/* precision bf16 packs the f32 frozen weights as bf16 too, under an adapter (LoRA's, token
+ * rows'), which saves only the adapter, and where nothing trains (nothing is saved from a model
+ * opened to run), not under head, which saves the whole model, frozen weights as they were loaded.
+ */
 static int pack_f32_as_bf16(const Model *m) {
     Strategy s = m->spec.strategy;
-    return m->spec.precision == PRECISION_BF16 && (s == STRATEGY_LORA || s == STRATEGY_NONE);
+    return m->spec.precision == PRECISION_BF16 && (strategy_is_adapter(s) || s == STRATEGY_NONE);
 }
 
 /* base_dtype q: each packable weight keeps its GGUF tensor's type; an F32 tensor stays f32

@@ -172,8 +172,10 @@ static const Key keys[] = {
              "(at most max_length; transformers' pad_to_multiple_of): fewer sequence lengths, "
              "each of which model.attention cudnn plans once, for some padding."},
 
-    {"lora", "strategy", T_STR, AT(strategy), .def = "\"lora\"", .choices = "lora|head|full",
-     .help = "lora = adapters + head; head = classifier head only; full = every weight."},
+    {"lora", "strategy", T_STR, AT(strategy), .def = "\"lora\"", .choices = "lora|head|full|tokens",
+     .help = "lora = adapters + head; head = classifier head only; full = every weight; tokens = "
+             "the rows of trainable_token_indices alone (peft's TrainableTokens, saved as its "
+             "adapter; a language model's objective)."},
     {"lora", "r", T_INT, AT(r), .def = "8", RANGE(1, LORA_MAX_R), .help = "LoRA rank."},
     {"lora", "alpha", T_FLOAT, AT(alpha), .def = "8", RANGE(0, INFINITY), .min_open = 1,
      .help = "LoRA scale numerator: the update is scaled by alpha/r."},
@@ -856,14 +858,23 @@ int train_config_check(const TrainConfig *c, LfError *err) {
     if (c->use_dora && strcmp(c->strategy, "lora"))
         return lf_fail(err, "lora.use_dora is DoRA: it needs lora.strategy lora, not %s",
                        c->strategy);
-    if ((c->n_rank_pattern || c->n_alpha_pattern || c->n_layers || c->n_token_indices ||
-         c->n_head_token_indices) &&
-        strcmp(c->strategy, "lora"))
+    if ((c->n_rank_pattern || c->n_alpha_pattern || c->n_layers) && strcmp(c->strategy, "lora"))
         return lf_fail(err,
-                       "lora.rank_pattern, alpha_pattern, layers_to_transform, "
-                       "trainable_token_indices and lm_head_token_indices shape the adapters: "
-                       "they need lora.strategy lora, not %s",
+                       "lora.rank_pattern, alpha_pattern and layers_to_transform shape LoRA's "
+                       "adapters: they need lora.strategy lora, not %s",
                        c->strategy);
+    int tokens = !strcmp(c->strategy, "tokens");
+    if ((c->n_token_indices || c->n_head_token_indices) && strcmp(c->strategy, "lora") && !tokens)
+        return lf_fail(err,
+                       "lora.trainable_token_indices and lm_head_token_indices are adapters' "
+                       "rows: they need lora.strategy lora or tokens, not %s",
+                       c->strategy);
+    if (tokens && (c->n_targets || c->n_modules_to_save))
+        return lf_fail(err, "lora.target_modules and modules_to_save are LoRA's: lora.strategy "
+                            "tokens trains the token rows alone");
+    if (tokens && !c->n_token_indices && !c->n_head_token_indices)
+        return lf_fail(err, "lora.strategy tokens trains the rows of "
+                            "lora.trainable_token_indices: give their token ids");
     for (int i = 0; i < c->n_targets && c->n_targets > 1; i++)
         if (!strcasecmp(c->target_modules[i], LORA_ALL_LINEAR))
             return lf_fail(err, "lora.target_modules: \"%s\" stands alone (every linear layer)",

@@ -475,9 +475,9 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                        "train.metric_for_best '%s' is a classification metric: causal-lm "
                        "picks by eval_loss",
                        c->metric_for_best);
-    if (r->task == TASK_DPO && strcmp(c->strategy, "lora"))
-        return lf_fail(err, "model.task dpo needs lora.strategy lora: its reference policy is the "
-                            "model with the adapters switched off");
+    if (r->task == TASK_DPO && strcmp(c->strategy, "lora") && strcmp(c->strategy, "tokens"))
+        return lf_fail(err, "model.task dpo needs lora.strategy lora or tokens: its reference "
+                            "policy is the model with the adapters switched off");
     if (r->task == TASK_REWARD && strcmp(c->strategy, "lora"))
         return lf_fail(err, "model.task reward needs lora.strategy lora: a reward model is saved "
                             "as a PEFT SEQ_CLS adapter (the score head in modules_to_save)");
@@ -525,7 +525,8 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
         return -1;
     r->has_model = 1;
     /* head and full checkpoints are model directories: refused now, not at the first save */
-    if (train && spec.strategy != STRATEGY_LORA && model_config_savable(&r->mcfg, c->model, err))
+    if (train && !strategy_is_adapter(spec.strategy) &&
+        model_config_savable(&r->mcfg, c->model, err))
         return lf_wrap(err, "strategy %s saves the model as an HF directory",
                        strategy_name(spec.strategy));
     if (adapter_dir && adapter_load_weights(&r->model, adapter_dir, err)) return -1;
@@ -814,7 +815,7 @@ static int save_checkpoint(Run *r, TrainState *ts, int improved, LfError *err) {
     if (rundir_begin(&r->dir, ts->global_step, name, sizeof name, tmp, sizeof tmp, err)) return -1;
     if (improved || !ts->evaluated)
         snprintf(ts->best_checkpoint, sizeof ts->best_checkpoint, RUNDIR_CHECKPOINTS "/%s", name);
-    int rc = r->model.spec.strategy == STRATEGY_LORA
+    int rc = strategy_is_adapter(r->model.spec.strategy)
                  ? adapter_save(&r->model, tmp, r->cfg->model, err)
                  : model_dir_save(&r->model, tmp, tokenizer_dir(r->cfg), 0, err);
     if (!rc) rc = train_state_save(&r->model, &r->opt, ts, tmp, err);

@@ -59,5 +59,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < spec.n_head_token_indices; i++)
         FUZZ_ASSERT(spec.head_token_indices[i] >= 0);
     FUZZ_ASSERT(memchr(spec.token_module, 0, sizeof spec.token_module));
+    FUZZ_ASSERT(spec.strategy == STRATEGY_LORA || spec.strategy == STRATEGY_TOKENS);
+    if (spec.strategy == STRATEGY_TOKENS) /* TrainableTokens: its rows alone, one list of ids */
+        FUZZ_ASSERT(!spec.n_targets && !spec.n_modules_to_save &&
+                    (!spec.n_token_indices || !spec.n_head_token_indices ||
+                     spec.n_token_indices == spec.n_head_token_indices));
     return 0;
 }

@@ -590,10 +590,11 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
             for (size_t j = 0; j < cpu.params[i].numel; j++)
                 cpu.params[i].value[j] = 0.2f * (rng_next_uniform(&rng) - 0.5f);
     }
+    int n_rows = (gpu_tokens > 0) + (gpu_tokens > 1);
     CHECK(n_lora == (strategy == STRATEGY_LORA
-                         ? (gpu_dora ? 3 : 2) * per_layer * cfg.num_layers + 4 * gpu_embed +
-                               (gpu_tokens > 0) + (gpu_tokens > 1)
-                         : 0));
+                         ? (gpu_dora ? 3 : 2) * per_layer * cfg.num_layers + 4 * gpu_embed + n_rows
+                     : strategy == STRATEGY_TOKENS ? n_rows
+                                                   : 0));
     CHECK(model_trainable_count(&cpu) > 0);
     /* the seven projections of each layer packed: bf16, the GGUF's Q8_0 (F16 for rows of 48) or
      * Q4_1 quantised at load (bf16 for rows of 48, not whole blocks); a frozen LM head, its own
@@ -608,11 +609,11 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
                 CHECK(l->w->dtype == (l->in == 48 ? rows_of_48 : packed));
         }
         const Param *h = gpu.head->w, *e = gpu.embedding;
-        int frozen = task != TASK_REWARD && strategy == STRATEGY_LORA;
+        int frozen = task != TASK_REWARD && strategy_is_adapter(strategy);
         CHECK(frozen ? h->dtype == GGML_BF16 && !h->value && (void *)gpu.head_bf16 == h->packed
                      : h->dtype == GGML_F32 && h->value && !gpu.head_bf16);
-        CHECK(strategy == STRATEGY_LORA ? e->dtype == GGML_BF16 && e->packed && !e->value
-                                        : e->dtype == GGML_F32 && e->value);
+        CHECK(strategy_is_adapter(strategy) ? e->dtype == GGML_BF16 && e->packed && !e->value
+                                            : e->dtype == GGML_F32 && e->value);
     }
     copy_values(&gpu, &cpu);
     int fused = prec == PRECISION_BF16 && strategy == STRATEGY_LORA && task == TASK_CAUSAL_LM;
@@ -1050,6 +1051,15 @@ static void token_runs(void) {
     gpu_tokens = 2;
     lora_fp32_and_bf16(ARCH_LLAMA, 0, "llama (untied; token rows of the embedding and the head)");
     lora_fp32_and_bf16(ARCH_GPT2, 1, "gpt2 (token rows of wte, other rows of its tied head)");
+    gpu_tokens = 1; /* peft's TrainableTokens: the rows alone, no LoRA */
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_TOKENS, TASK_DPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
+    printf("llama (tied; token rows alone, dpo): cuda model matches cpu\n");
+    bf16_worst = 0;
+    run_decoder(ARCH_GPT2, 1, STRATEGY_TOKENS, TASK_CAUSAL_LM, BASE_BF16, PRECISION_BF16, 0.0f, 1,
+                NULL);
+    printf("gpt2 (token rows alone) in bf16: cuda bf16 within the bf16 bounds of cpu fp32 (worst "
+           "%.2e: %s)\n",
+           bf16_worst, bf16_worst_what);
     gpu_tokens = 0;
 }
 
