@@ -5,14 +5,17 @@ AdamW and thread count; each run in its own process, the sides interleaved, ever
 
     bench/bench-decoder-vs-pytorch.py models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \\
         [--task all|sft|dpo|reward|causal-lm] [--steps 2] [--rounds 2] [--threads 2] \\
-        [--sides loraft,pytorch,trl] [--loraft build/loraft] [--tokens 1,2]
+        [--sides loraft,pytorch,trl] [--loraft build/loraft] [--tokens 1,2] [--head-tokens 2]
+        [--no-lora]
 
 Shapes: sft, dpo and reward take batch size, max length, prompt length, learning rate, DPO beta
 and the LoRA config (r 8, alpha 16, dropout 0.05 on the seven projections) from
 configs/dolly-smollm2-sft.json, configs/hh-smollm2-dpo.json and configs/hh-smollm2-reward.json;
 causal-lm uses --batch x --seq (default 4 x 256) on Persuasion. --batch / --seq override.
 --tokens trains those rows of the token embedding too (lora.trainable_token_indices, peft's
-trainable_token_indices; SmolLM2's <|im_start|> and <|im_end|> are 1 and 2).
+trainable_token_indices; SmolLM2's <|im_start|> and <|im_end|> are 1 and 2), --head-tokens rows
+of the LM head's own (lora.lm_head_token_indices, peft's {"lm_head": ids}); --no-lora trains the
+--tokens rows alone (lora.strategy tokens, peft's TrainableTokensConfig).
 
 Same rows on every side: loraft trains on records long enough that every row is cut to exactly
 the max length (Dolly answers of over 1,300 characters, unpacked; HH pairs with prompts of over
@@ -80,8 +83,13 @@ def shape(a):
                  lora=c["lora"], config=c)
     s["batch"] = a.batch or s["batch"]
     s["seq"] = a.seq or s["seq"]
+    ids = lambda text: [int(t) for t in text.split(",")]
     if a.tokens:  # the same dict in s["config"], where the task has one
-        s["lora"]["trainable_token_indices"] = [int(t) for t in a.tokens.split(",")]
+        s["lora"]["trainable_token_indices"] = ids(a.tokens)
+    if a.head_tokens:
+        s["lora"]["lm_head_token_indices"] = ids(a.head_tokens)
+    if a.no_lora:
+        s["lora"].update(strategy="tokens", target_modules=[])
     return s
 
 
@@ -178,7 +186,7 @@ def hf_dir(model):
 
 def load_model(a, s, seq_cls):
     import torch
-    from peft import LoraConfig
+    from peft import LoraConfig, TrainableTokensConfig
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -186,10 +194,14 @@ def load_model(a, s, seq_cls):
     model = (AutoModelForSequenceClassification.from_pretrained(d, num_labels=1,
                                                                 dtype=torch.float32)
              if seq_cls else AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32))
+    rows, head = s["lora"].get("trainable_token_indices"), s["lora"].get("lm_head_token_indices")
+    if a.no_lora:
+        return model, TrainableTokensConfig(token_indices=rows), d
+    if head:  # peft's dict form: the embedding's rows (if any) and the head's own
+        rows = dict({"embed_tokens": rows} if rows else {}, lm_head=head)
     lora = LoraConfig(task_type="SEQ_CLS" if seq_cls else "CAUSAL_LM", r=s["lora"]["r"],
                       lora_alpha=s["lora"]["alpha"], lora_dropout=s["lora"]["dropout"],
-                      target_modules=s["lora"]["target_modules"],
-                      trainable_token_indices=s["lora"].get("trainable_token_indices"))
+                      target_modules=s["lora"]["target_modules"], trainable_token_indices=rows)
     return model, lora, d
 
 
@@ -323,7 +335,9 @@ def venv_python(trl):
 def python_side(a, side, py):
     argv = [py, __file__, a.model, "--task", a.task, "--steps", str(a.steps), "--threads",
             str(a.threads), "--side", side] + (["--batch", str(a.batch)] if a.batch else []) \
-        + (["--seq", str(a.seq)] if a.seq else []) + (["--tokens", a.tokens] if a.tokens else [])
+        + (["--seq", str(a.seq)] if a.seq else []) + (["--tokens", a.tokens] if a.tokens else []) \
+        + (["--head-tokens", a.head_tokens] if a.head_tokens else []) \
+        + (["--no-lora"] if a.no_lora else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), TOKENIZERS_PARALLELISM="false")
     out = subprocess.run(argv, capture_output=True, text=True, env=env)
     if out.returncode:
@@ -344,6 +358,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", help="token ids whose embedding rows train too, e.g. 1,2")
+    ap.add_argument("--head-tokens", help="token ids whose LM head rows train apart, e.g. 2")
+    ap.add_argument("--no-lora", action="store_true", help="the --tokens rows alone, no LoRA")
     ap.add_argument("--side", choices=["pytorch", "trl", "convert"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.side == "convert":
