@@ -219,7 +219,8 @@ int cmd_generate(int argc, char **argv) {
     CliList texts = {0};
     const CliOpt opts[] = {
         {"model", OPT_STR, &o.model, "HF model directory or .gguf file (a decoder) [required]"},
-        {"adapter", OPT_STR, &o.adapter, "PEFT LoRA adapter directory (from loraft train)"},
+        {"adapter", OPT_STR, &o.adapter,
+         "PEFT adapter directory (LoRA, or TrainableTokens; from loraft train)"},
         {"chat", OPT_FLAG, &o.chat,
          "render each prompt as a user turn with the chat template; stop at end of turn"},
         {"system", OPT_STR, &o.system, "the system message (replaces the template's default)"},

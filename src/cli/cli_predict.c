@@ -64,7 +64,7 @@ int cmd_predict(int argc, char **argv) {
     CliList texts = {0};
     const CliOpt opts[] = {
         {"model", OPT_STR, &model, "HF model directory [required]"},
-        {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory"},
+        {"adapter", OPT_STR, &adapter, "PEFT adapter directory (LoRA, or TrainableTokens)"},
         {"max-length", OPT_INT, &max_len,
          "truncate to this many tokens (default: the model's limit)"},
         CLI_RUNTIME_OPTS(rt),
@@ -148,7 +148,8 @@ int cmd_merge(int argc, char **argv) {
     const char *base_name = "f32";
     const CliOpt opts[] = {
         {"model", OPT_STR, &model, "base HF model directory or .gguf file [required]"},
-        {"adapter", OPT_STR, &adapter, "PEFT LoRA adapter directory [required]"},
+        {"adapter", OPT_STR, &adapter,
+         "PEFT adapter directory (LoRA, or TrainableTokens) [required]"},
         {"out", OPT_STR, &out, "output HF model directory, or .gguf file [required]"},
         {"format", OPT_STR, &format, "hf (default: an HF model directory) or gguf (llama.cpp)"},
         {"type", OPT_STR, &type_name, "gguf: type of the 2-D weights, f16 (default), q8_0 or f32"},

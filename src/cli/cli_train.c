@@ -62,7 +62,8 @@ int cmd_eval(int argc, char **argv) {
     const CliOpt opts[] = {
         {"config", OPT_STR, &config, "JSON config naming the model and validation file [required]"},
         {"set", OPT_LIST, &sets, "override one key (repeatable)"},
-        {"adapter", OPT_STR, &adapter, "a PEFT LoRA adapter directory to apply"},
+        {"adapter", OPT_STR, &adapter,
+         "a PEFT adapter directory to apply (LoRA, or TrainableTokens)"},
     };
     int rc = cli_parse("loraft eval --config FILE [--adapter DIR] [--set section.key=value ...]",
                        opts, sizeof opts / sizeof *opts, NULL, argc, argv);
