@@ -105,7 +105,7 @@ void lm_head_branch_backward(Model *m, int dh) {
 
 /* Whether backward runs the head's pass again: for the gradient of a parameter that a forward
  * does not write, a trainable head's or its adapter's B. A branch's du, like dhidden, is an
- * activation's gradient, which the training forward writes (a tied head's token rows need no
+ * activation's gradient, which the training forward writes (the head's token rows need no
  * second pass: their B is constant). */
 static int head_pass_in_backward(const Model *m) {
     HeadBranch hb;
