@@ -1372,8 +1372,7 @@ static int packable(const Model *m, const Linear *l) {
 
 /* precision bf16 packs the f32 frozen weights as bf16 too, under an adapter (LoRA's, token
  * rows'), which saves only the adapter, and where nothing trains (nothing is saved from a model
- * opened to run), not under head, which saves the whole model, frozen weights as they were loaded.
- */
+ * opened to run), not under head, which saves the whole model, weights as they were loaded. */
 static int pack_f32_as_bf16(const Model *m) {
     Strategy s = m->spec.strategy;
     return m->spec.precision == PRECISION_BF16 && (strategy_is_adapter(s) || s == STRATEGY_NONE);
