@@ -167,17 +167,22 @@ static cJSON *exclude_json(const TrainSpec *s) {
 
 /* trainable_token_indices: the embedding's list, or with rows of the head's own {embedding's
  * name: list, "lm_head": list} (peft matches the names as suffixes), or null for none. */
+/* The token embedding's module, its weight's name less ".weight" ("model.embed_tokens"). */
+static void embedding_module(const Model *m, char *out, size_t cap) {
+    snprintf(out, cap, "%s", m->word_embedding->name);
+    char *dot = strrchr(out, '.');
+    if (dot) *dot = 0;
+}
+
 static cJSON *token_indices_json(const Model *m) {
     const TrainSpec *s = &m->spec;
     if (!s->n_head_token_indices)
         return s->n_token_indices ? cJSON_CreateIntArray(s->token_indices, s->n_token_indices)
                                   : cJSON_CreateNull();
     cJSON *o = cJSON_CreateObject();
-    char module[sizeof m->word_embedding->name]; /* "model.embed_tokens.weight": "embed_tokens" */
-    snprintf(module, sizeof module, "%s", m->word_embedding->name);
-    char *dot = strrchr(module, '.');
-    if (dot) *dot = 0, dot = strrchr(module, '.');
-    const char *last = dot ? dot + 1 : module;
+    char module[sizeof m->word_embedding->name];
+    embedding_module(m, module, sizeof module);
+    const char *last = strrchr(module, '.') ? strrchr(module, '.') + 1 : module; /* embed_tokens */
     if (s->n_token_indices)
         cJSON_AddItemToObject(o, last, cJSON_CreateIntArray(s->token_indices, s->n_token_indices));
     cJSON_AddItemToObject(o, "lm_head",
@@ -192,9 +197,7 @@ static cJSON *tokens_config_json(const Model *m, const char *base_model) {
     const TrainSpec *s = &m->spec;
     cJSON *c = cJSON_CreateObject(), *targets = cJSON_CreateArray();
     char module[sizeof m->word_embedding->name];
-    snprintf(module, sizeof module, "%s", m->word_embedding->name);
-    char *dot = strrchr(module, '.'); /* "model.embed_tokens.weight": its module */
-    if (dot) *dot = 0;
+    embedding_module(m, module, sizeof module);
     if (s->n_token_indices) cJSON_AddItemToArray(targets, cJSON_CreateString(module));
     if (s->n_head_token_indices) cJSON_AddItemToArray(targets, cJSON_CreateString("lm_head"));
     int n = s->n_token_indices ? s->n_token_indices : s->n_head_token_indices;
@@ -487,8 +490,7 @@ static int read_init(const cJSON *c, const char *path, TrainSpec *spec, LfError 
 static int read_token_list(const cJSON *v, const char *path, const char *key, int *ids, int *n,
                            LfError *err) {
     int i = 0;
-    if (!cJSON_IsArray(v))
-        return lf_fail(err, "%s: %s must be a list of token ids, or {module: list}", path, key);
+    if (!cJSON_IsArray(v)) return lf_fail(err, "%s: %s must be a list of token ids", path, key);
     if (cJSON_GetArraySize(v) > LORA_MAX_TOKENS)
         return lf_fail(err, "%s: %s lists %d tokens, at most %d", path, key, cJSON_GetArraySize(v),
                        LORA_MAX_TOKENS);
@@ -512,6 +514,8 @@ int adapter_token_indices(const cJSON *config, const char *path, TrainSpec *spec
     const char *key = "trainable_token_indices";
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(config, key);
     if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
+        return lf_fail(err, "%s: %s must be a list of token ids, or {module: list}", path, key);
     if (!cJSON_IsObject(v))
         return read_token_list(v, path, key, spec->token_indices, &spec->n_token_indices, err);
     int embedding = 0;
