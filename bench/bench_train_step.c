@@ -192,7 +192,7 @@ int main(int argc, char **argv) {
         float loss;
         double norm;
         model_zero_grad(&m);
-        if ((dpo && dpo_reference_forward(&m, &err)) ||
+        if ((dpo && reference_forward(&m, &err)) ||
             train_micro_step(&st, &m, (uint64_t)s, 1.0f, &opt, 1e-4f, 1.0f, &err) ||
             model_read_loss(&m, &loss, &norm, &err))
             return fprintf(stderr, "%s\n", err.msg), 1;

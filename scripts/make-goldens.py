@@ -90,6 +90,18 @@ CASES = [
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=True,
          targets=["q_proj", "v_proj", "down_proj"],
          dpo=dict(beta=0.2, loss="ipo", label_smoothing=0.0), prompt_len=3, after_atol=2e-2),
+    # RLOO (TRL 1.16's RLOOTrainer): two groups of two completions, the KL penalty in the
+    # reward; then one group of four, the advantages normalised, on an untied Llama
+    dict(name="llama_rloo", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="rloo",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         rloo=dict(beta=0.5, generations=2, normalize=False), rewards=[0.7, -0.3, 1.2, 0.1],
+         prompt_len=3, after_atol=2e-2),
+    dict(name="llama_rloo_normalized", init=["--arch", "llama", "--untied"] + TINY, task="rloo",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "down_proj"],
+         rloo=dict(beta=0.1, generations=4, normalize=True), rewards=[0.7, -0.3, 1.2, 0.1],
+         prompt_len=3, after_atol=2e-2),
     dict(name="llama_reward", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="reward",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "up_proj"], pad_token_id=102),
@@ -300,7 +312,7 @@ def make_batch(vocab_size, num_labels, seed, case, B=3, T=9):
     (after the answer's end of turn)."""
     g = torch.Generator().manual_seed(seed)
     task = case.get("task")
-    B = 4 if task in ("dpo", "reward") else B
+    B = 4 if task in ("dpo", "reward", "rloo") else B
     lengths = [T, T - 3, 4, T - 1][:B]
     ids = torch.full((B, T), case.get("pad_token_id", 0), dtype=torch.long)
     mask = torch.zeros(B, T, dtype=torch.long)
@@ -308,9 +320,9 @@ def make_batch(vocab_size, num_labels, seed, case, B=3, T=9):
         ids[b, 0], ids[b, n - 1] = 101, 102
         ids[b, 1:n - 1] = torch.randint(1000, min(vocab_size, 29000), (n - 2,), generator=g)
         mask[b, :n] = 1
-    if task in ("causal-lm", "sft", "dpo", "reward"):
+    if task in ("causal-lm", "sft", "dpo", "reward", "rloo"):
         labels = ids.masked_fill(mask == 0, -100)
-        if task == "dpo":
+        if task in ("dpo", "rloo"):  # the prompt (RLOO: the completion alone counts)
             labels[:, :case["prompt_len"]] = -100
         if task == "sft":
             for b, prompt in enumerate([4, 3, 2][:B]):
@@ -322,7 +334,7 @@ def make_batch(vocab_size, num_labels, seed, case, B=3, T=9):
 
 
 def causal_lm(case):
-    return case.get("task") in ("causal-lm", "sft", "dpo")  # SFT is the causal-LM loss
+    return case.get("task") in ("causal-lm", "sft", "dpo", "rloo")  # SFT is the causal-LM loss
 
 
 def seq_logps(model, ids, mask, labels):
@@ -349,6 +361,26 @@ def dpo_loss(case, pi, ref, count):
     return (-F.logsigmoid(beta * x) * (1 - eps) - F.logsigmoid(-beta * x) * eps).mean()
 
 
+def rloo_loss(case, pi, ref):
+    """TRL 1.16 RLOOTrainer with num_iterations 1: the advantages as _generate_and_score_completions
+    computes them (the KL to the reference, first order and summed over the completion, taken
+    from the reward; the leave-one-out baseline; optionally normalised over the batch with
+    Bessel's std + 1e-4), all under no_grad, and _compute_loss's clipped objective on the
+    sequence log-probs, whose old log-probs are this forward's (detached: the ratio is 1)."""
+    d = case["rloo"]
+    k, beta, eps = d["generations"], d["beta"], 0.2
+    with torch.no_grad():
+        rewards = torch.tensor(case["rewards"]) - beta * (pi - ref)
+        grouped = rewards.view(-1, k)
+        baselines = (grouped.sum(1, keepdim=True) - grouped) / (k - 1)
+        adv = (grouped - baselines).view(-1)
+        if d["normalize"]:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-4)
+    coef_1 = torch.exp(pi - pi.detach())
+    coef_2 = torch.clamp(coef_1, 1 - eps, 1 + eps)
+    return -torch.min(coef_1 * adv, coef_2 * adv).mean()
+
+
 def forward(case, model, batch, out, ref):
     """The loss of one step; out gets the logits (and the preference tasks' scores)."""
     ids, mask, labels = batch
@@ -357,6 +389,10 @@ def forward(case, model, batch, out, ref):
         logits, pi, count = seq_logps(model, ids, mask, labels)
         out.update(logits=logits, logps=pi, ref_logps=ref)
         return dpo_loss(case, pi, ref, count)
+    if task == "rloo":
+        logits, pi, _ = seq_logps(model, ids, mask, labels)
+        out.update(logits=logits, logps=pi, ref_logps=ref)
+        return rloo_loss(case, pi, ref)
     if task == "reward":
         r = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
         out.update(logits=r)
@@ -476,7 +512,7 @@ def run_case(case, model_dir, batch):
     out = {"init": {c_name(n): encode(p, zeros=True) for n, p in named
                     if "lora_" in n or (("classifier" in n or "score" in n) and p.numel() <= 4096)}}
     ref = None
-    if case.get("task") == "dpo":
+    if case.get("task") in ("dpo", "rloo"):
         with model.disable_adapter(), torch.no_grad():
             ref = seq_logps(model, *batch)[1]
     if "loraplus_lr_ratio" in case:  # peft's own grouping (the same decay rule as below)

@@ -9,7 +9,9 @@
  * The preference goldens pair the rows (2i chosen, 2i+1 rejected): DPO against a direct
  * PyTorch implementation of TRL's formulas, its reference log-probs from the model with the
  * adapters off against peft's disable_adapter(); the reward model against transformers'
- * sequence classifier with one label (the score of the last non-pad token).
+ * sequence classifier with one label (the score of the last non-pad token). The RLOO goldens
+ * group the rows (k a group) and carry each row's reward: TRL's RLOOTrainer's advantages and
+ * loss written out in PyTorch, the reference as DPO's.
  *
  *   test_golden                       all committed goldens (tiny models)
  *   test_golden GOLDEN.json MODEL_DIR a golden made with --model on a real checkpoint
@@ -117,6 +119,12 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     if (task && !strcmp(task->valuestring, "sft")) s->task = TASK_CAUSAL_LM; /* other labels */
     if (task && !strcmp(task->valuestring, "dpo")) s->task = TASK_DPO;
     if (task && !strcmp(task->valuestring, "reward")) s->task = TASK_REWARD;
+    if (task && !strcmp(task->valuestring, "rloo")) s->task = TASK_RLOO;
+    const cJSON *rloo = cJSON_GetObjectItem(c, "rloo");
+    if (rloo)
+        s->rloo = (RlooSpec){(float)cJSON_GetObjectItem(rloo, "beta")->valuedouble,
+                             cJSON_GetObjectItem(rloo, "generations")->valueint,
+                             cJSON_IsTrue(cJSON_GetObjectItem(rloo, "normalize"))};
     if (dpo)
         s->dpo = (DpoSpec){
             (float)cJSON_GetObjectItem(dpo, "beta")->valuedouble,
@@ -252,8 +260,14 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     for (int i = 0; i < cJSON_GetArraySize(jl) && i < B * T; i++)
         labels[i] = cJSON_GetArrayItem(jl, i)->valueint;
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err) == 0);
-    if (spec.task == TASK_DPO) { /* the reference log-probs, once, with the adapters off */
-        CHECK_OK(dpo_reference_forward(&m, &err), &err);
+    if (spec.task == TASK_RLOO) {
+        float rewards[B];
+        const cJSON *jr = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "case"), "rewards");
+        for (int i = 0; i < B; i++) rewards[i] = (float)cJSON_GetArrayItem(jr, i)->valuedouble;
+        rloo_set_rewards(&m, rewards);
+    }
+    if (spec.task == TASK_DPO || spec.task == TASK_RLOO) { /* the reference, once, adapters off */
+        CHECK_OK(reference_forward(&m, &err), &err);
         CHECK_OK(model_read_loss(&m, NULL, NULL, &err), &err);
         compare("reference log-probs", m.ref_scores, B, cJSON_GetObjectItem(g, "ref_logps"), 1e-12,
                 &worst_logits, NULL, 0, 0);
@@ -278,7 +292,7 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         CHECK_OK(model_forward(&m, spec.dropout > 0, &loss, &err), &err);
         CHECK_OK(model_backward(&m, &err), &err);
         if (step == 0) {
-            int lm = spec.task == TASK_CAUSAL_LM || spec.task == TASK_DPO;
+            int lm = spec.task != TASK_CLASSIFICATION && spec.task != TASK_REWARD;
             size_t n = lm ? (size_t)B * T * cfg.vocab_size : (size_t)B * cfg.num_labels;
             if (spec.task == TASK_REWARD) { /* the pooled scores */
                 compare("rewards", m.seq_scores, B, cJSON_GetObjectItem(g, "logits"), 1e-12,
@@ -290,7 +304,7 @@ static void run_golden(const char *golden_path, const char *model_dir) {
                         NULL, 0, 0);
                 free(logits);
             }
-            if (spec.task == TASK_DPO)
+            if (spec.task == TASK_DPO || spec.task == TASK_RLOO)
                 compare("log-probs", m.seq_scores, B, cJSON_GetObjectItem(g, "logps"), 1e-12,
                         &worst_logits, NULL, 0, 0);
             CHECK_CLOSE(loss, cJSON_GetObjectItem(g, "loss")->valuedouble, 1e-6, 1e-5);

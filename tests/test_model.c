@@ -275,6 +275,7 @@ static void accumulation(const char *dir) {
 /* decoder's LoRA adapts the token embedding (its padding_idx 3, a token of the batches) and
  * the LM head too, while set */
 static int embed_and_head;
+static RlooSpec rloo_spec = {0.5f, 2, 0}; /* TASK_RLOO's */
 
 static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, int layer1,
                     int ckpt, Rng *rng) {
@@ -314,7 +315,7 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     cfg.bos_token_id = cfg.eos_token_id = 1;
     TrainSpec spec;
     train_spec_defaults(&spec);
-    spec.task = task, spec.dpo = dpo, spec.strategy = strategy;
+    spec.task = task, spec.dpo = dpo, spec.rloo = rloo_spec, spec.strategy = strategy;
     spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f, spec.use_dora = with_dora;
     spec.bias = with_dora ? LORA_BIAS_ALL : LORA_BIAS_NONE;
     spec.gradient_checkpointing = ckpt;
@@ -373,14 +374,20 @@ static void gradcheck_decoder(Arch arch, Strategy strategy) {
 
 /* Two pairs of rows; labels on the responses (DPO: after a 2-token prompt) or on every token
  * (reward: row 1 ends with the pad id 3, so its score is read one token earlier). */
-static void set_pairs(Model *m, int mask_prompt) {
-    int32_t ids[4 * T] = {5, 9,  11, 17, 2, 0, 5, 9,  21, 3, 0, 0,
-                          8, 30, 14, 22, 6, 2, 8, 30, 7,  2, 0, 0};
-    int32_t mask[4 * T], labels[4 * T];
+static void pairs_rows(int32_t ids[4 * T], int32_t mask[4 * T], int32_t labels[4 * T],
+                       int mask_prompt) {
+    static const int32_t rows[4 * T] = {5, 9,  11, 17, 2, 0, 5, 9,  21, 3, 0, 0,
+                                        8, 30, 14, 22, 6, 2, 8, 30, 7,  2, 0, 0};
     for (int i = 0; i < 4 * T; i++) {
+        ids[i] = rows[i];
         mask[i] = i % T == 0 || ids[i] != 0;
         labels[i] = !mask[i] || (mask_prompt && i % T < 2) ? -100 : ids[i];
     }
+}
+
+static void set_pairs(Model *m, int mask_prompt) {
+    int32_t ids[4 * T], mask[4 * T], labels[4 * T];
+    pairs_rows(ids, mask, labels, mask_prompt);
     LfError err;
     CHECK_OK(model_set_batch(m, ids, NULL, mask, labels, 4, T, &err), &err);
 }
@@ -392,13 +399,85 @@ static void preference_gradcheck(Arch arch, Task task, DpoSpec dpo, const char *
     set_pairs(&m, task == TASK_DPO);
     LfError err;
     /* DPO's reference: the same model with its adapters off, eval mode; it stays for the batch */
-    if (task == TASK_DPO) CHECK_OK(dpo_reference_forward(&m, &err), &err);
+    if (task == TASK_DPO) CHECK_OK(reference_forward(&m, &err), &err);
     int checked, failed = gradcheck_tensors(&m, 99, &rng, what, &checked);
     CHECK(failed == 0 && checked == lora_checked(&m));
     printf("%s %s: %d tensors checked, %d off, loss %.4f\n", arch_name(arch), what, checked, failed,
            gradcheck_loss(&m, 99));
     if (task == TASK_REWARD) CHECK(model_find_param(&m, "score.weight")->grad != NULL);
     model_free(&m);
+}
+
+/* RLOO (rloo_loss.h) on a tiny Llama, set_pairs' rows as two groups of two completions (k = 2,
+ * beta 0.5), in eval mode: the gradient must be sum over rows of (A_b / B) times the gradient of
+ * row b's summed token losses, with A_b from the rewards and the log-probs read back (leave-one-
+ * out: A_0 = r_0 - r_1 for a group of two, r = reward - beta (logp - ref)). Built here from the
+ * causal-LM gradient of each row alone in a model with the same weights (its mean loss times its
+ * token count is the row's summed loss, -logp). Relative 1e-4 of the largest gradient. Also with
+ * the advantages normalised (mean 0, std 1 with Bessel's correction, + 1e-4), and the refusals. */
+static void rloo_gradient(int normalize) {
+    Model m, lm;
+    Rng rng = {41, 0}, rng2 = {41, 0};
+    LfError err;
+    float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss, rloo_loss;
+    rloo_spec.normalize = normalize;
+    tiny_decoder(&m, ARCH_LLAMA, TASK_RLOO, (DpoSpec){0}, STRATEGY_LORA, &rng);
+    tiny_decoder(&lm, ARCH_LLAMA, TASK_CAUSAL_LM, (DpoSpec){0}, STRATEGY_LORA, &rng2);
+    set_pairs(&m, 1);
+    rloo_set_rewards(&m, rewards);
+    model_step(&m, 7, 1.0f);
+    CHECK(model_forward(&m, 0, &loss, &err) != 0 && strstr(err.msg, "reference forward first"));
+    CHECK_OK(reference_forward(&m, &err), &err);
+    model_zero_grad(&m);
+    CHECK_OK(model_forward(&m, 0, &rloo_loss, &err), &err);
+    CHECK_OK(model_backward(&m, &err), &err);
+    double r[4], a[4], mean = 0, var = 0, kl = 0, logp[4];
+    for (int b = 0; b < 4; b++) {
+        logp[b] = m.seq_scores[b];
+        kl += logp[b] - m.ref_scores[b];
+        r[b] = rewards[b] - 0.5 * (logp[b] - m.ref_scores[b]);
+        CHECK(fabs(logp[b] - m.ref_scores[b]) > 1e-3); /* LoRA moves the policy */
+    }
+    for (int b = 0; b < 4; b++) mean += (a[b] = r[b] - r[b ^ 1]) / 4;
+    for (int b = 0; b < 4; b++) var += (a[b] - mean) * (a[b] - mean) / 3;
+    for (int b = 0; normalize && b < 4; b++) a[b] = (a[b] - mean) / (sqrt(var) + 1e-4);
+    CHECK_CLOSE(m.rollout_stats.kl, kl, 1e-5, 1e-6);
+    CHECK_CLOSE(rloo_loss, -(a[0] + a[1] + a[2] + a[3]) / 4, 1e-5, 1e-6);
+    size_t n = 0;
+    for (int i = 0; i < m.n_params; i++) n += m.params[i].grad ? m.params[i].numel : 0;
+    double *want = calloc(n, sizeof *want), top = 0, off = 0;
+    int32_t ids[4 * T], mask[4 * T], labels[4 * T];
+    pairs_rows(ids, mask, labels, 1);
+    for (int b = 0; b < 4; b++) {
+        CHECK_OK(model_set_batch(&lm, ids + b * T, NULL, mask + b * T, labels + b * T, 1, T, &err),
+                 &err);
+        model_zero_grad(&lm);
+        model_step(&lm, 7, 1.0f);
+        CHECK_OK(model_forward(&lm, 0, &loss, &err), &err);
+        CHECK_OK(model_backward(&lm, &err), &err);
+        CHECK_CLOSE(-loss * lm.n_valid, logp[b], 1e-5, 1e-5);
+        for (int i = 0, at = 0; i < lm.n_params; i++) {
+            const Param *p = &lm.params[i];
+            for (size_t j = 0; p->grad && j < p->numel; j++)
+                want[at++] += a[b] / 4 * lm.n_valid * p->grad[j];
+        }
+    }
+    for (int i = 0, at = 0; i < m.n_params; i++) {
+        const Param *p = &m.params[i];
+        for (size_t j = 0; p->grad && j < p->numel; j++, at++) {
+            top = fmax(top, fabs(want[at]));
+            off = fmax(off, fabs(p->grad[j] - want[at]));
+        }
+    }
+    printf("rloo%s: gradient off by %.2e of %.2e, loss %.6f, kl %.4f\n",
+           normalize ? " normalised" : "", off, top, (double)rloo_loss, kl);
+    CHECK(top > 1e-3 && off <= 1e-4 * top);
+    CHECK(model_set_batch(&m, ids, NULL, mask, labels, 3, T, &err) != 0 &&
+          strstr(err.msg, "groups of 2 completions"));
+    free(want);
+    model_free(&m);
+    model_free(&lm);
+    rloo_spec.normalize = 0;
 }
 
 /* The adapters-off forward is the base model's: equal log-probs to a model built without LoRA
@@ -414,7 +493,7 @@ static void adapters_off_is_base(void) {
     set_pairs(&m, 1);
     CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
     memcpy(with_lora, m.seq_scores, sizeof with_lora);
-    CHECK_OK(dpo_reference_forward(&m, &err), &err);
+    CHECK_OK(reference_forward(&m, &err), &err);
     CHECK_OK(model_read_loss(&m, NULL, NULL, &err), &err);
     for (int i = 0; i < base.n_loras; i++) { /* B = 0: the base model */
         Param *B = base.loras[i].B;
@@ -717,7 +796,7 @@ static void reward_batch(Model *m) {
 static void dpo_batch(Model *m) {
     set_pairs(m, 1);
     LfError err;
-    CHECK_OK(dpo_reference_forward(m, &err), &err);
+    CHECK_OK(reference_forward(m, &err), &err);
 }
 
 /* Gradient checkpointing replays each layer's forward before its backward, from the same input
@@ -978,6 +1057,8 @@ int main(void) {
     preference_gradcheck(ARCH_LLAMA, TASK_DPO, (DpoSpec){0.5f, DPO_SIGMOID, 0.1f}, "dpo sigmoid");
     with_dora = 0;
     adapters_off_is_base();
+    rloo_gradient(0);
+    rloo_gradient(1);
     dora_norms();
     head_rows_list();
     checkpointing(distil, bert);

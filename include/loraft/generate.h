@@ -38,6 +38,7 @@ typedef int (*GenEmit)(void *ctx, int32_t id);
 
 typedef struct GenStats {
     int new_tokens;             /* tokens passed to emit */
+    int32_t stop;               /* the stop id that ended it; -1: none (a limit, or emit) */
     double prefill_s, decode_s; /* wall time of the prompt, and of the new tokens */
 } GenStats;
 

@@ -52,7 +52,7 @@ typedef enum LoraInit {
     LORA_INIT_OLORA
 } LoraInit;
 /* What the model is trained for; selects the objective (and PEFT's task_type). */
-typedef enum Task { TASK_CLASSIFICATION, TASK_CAUSAL_LM, TASK_DPO, TASK_REWARD } Task;
+typedef enum Task { TASK_CLASSIFICATION, TASK_CAUSAL_LM, TASK_DPO, TASK_REWARD, TASK_RLOO } Task;
 
 /* DPO's settings (TASK_DPO; objective.h). */
 typedef enum DpoLoss { DPO_SIGMOID, DPO_IPO } DpoLoss;
@@ -61,6 +61,13 @@ typedef struct DpoSpec {
     DpoLoss loss;          /* sigmoid */
     float label_smoothing; /* sigmoid only: the share of pairs assumed mislabelled (cDPO) */
 } DpoSpec;
+
+/* RLOO's settings (TASK_RLOO; rloo_loss.h): a batch holds groups of `generations` rows. */
+typedef struct RlooSpec {
+    float beta;      /* the KL penalty's weight in the reward (TRL's 0.05); 0: no reference */
+    int generations; /* completions sampled per prompt, >= 2 */
+    int normalize;   /* advantages to mean 0, std 1 over the batch */
+} RlooSpec;
 
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to
  * nearest even at load); q, a GGUF file's own blocks (Q4_1, Q8_0, ...; QLoRA-style); or one
@@ -142,6 +149,7 @@ typedef struct TrainSpec {
     int head_token_indices[LORA_MAX_TOKENS];
     int n_head_token_indices;
     DpoSpec dpo;                /* TASK_DPO */
+    RlooSpec rloo;              /* TASK_RLOO */
     BaseDtype base_dtype;       /* frozen dense weights: f32, bf16, the GGUF's blocks or a type */
     Precision precision;        /* auto (the default) until model_create resolves it */
     AttentionImpl attention;    /* model.attention: loraft's kernels (the default) or cuDNN's */
@@ -157,6 +165,14 @@ typedef struct PairStats {
     double correct;          /* pairs whose chosen reward is above the rejected one */
     double chosen, rejected; /* rewards */
 } PairStats;
+
+/* RLOO's last forward (TASK_RLOO): sums over the batch's rows (rloo_loss.h). */
+typedef struct RolloutStats {
+    int rows;
+    double kl;       /* log-prob - reference log-prob */
+    double reward;   /* the penalised rewards, reward - beta kl */
+    double positive; /* rows whose advantage is above 0 */
+} RolloutStats;
 
 /* One named tensor of the parameter table. */
 typedef struct Param {
@@ -331,19 +347,23 @@ typedef struct Model {
      * one add a forward, then n_plus_one 1s */
     float *plus_one;
     size_t n_plus_one;
-    /* Preference tasks: a batch holds pairs, rows 2i (chosen) and 2i+1 (rejected). The loss op
-     * leaves its results in backend memory between grad_norm and losses (objective.h's pair
-     * readout), so model_read_loss's one copy brings them to the host with the loss. */
-    double *pair_sums; /* [4] backend: ops.h dpo_loss / reward_loss's stats */
-    float *row_scores; /* [max_batch] backend: each row's response log-prob (dpo) or reward */
-    float *ref_logps;  /* dpo: [max_batch] backend, the reference policy's log-probs of the batch
-                          (dpo_set_reference, dpo_reference_forward) */
-    int has_ref;       /* dpo: ref_logps holds this batch's; 0: the loss is 0, no gradient */
+    /* Preference tasks: a batch holds pairs, rows 2i (chosen) and 2i+1 (rejected); RLOO's
+     * groups of a prompt's completions. The loss op leaves its results in backend memory between
+     * grad_norm and losses (objective.h's pair readout), so model_read_loss's one copy brings
+     * them to the host with the loss. */
+    double *pair_sums; /* [4] backend: ops.h dpo_loss / reward_loss / rloo_loss's stats */
+    float *row_scores; /* [max_batch] backend: each row's response log-prob (dpo, rloo) or reward */
+    float *ref_logps;  /* dpo, rloo: [max_batch] backend, the reference policy's log-probs of the
+                          batch (dpo_set_reference, reference_forward) */
+    float *row_rewards; /* rloo: [max_batch] backend, the batch's rewards (rloo_set_rewards) */
+    int has_ref;        /* dpo, rloo: ref_logps holds this batch's; 0: the loss is 0 (dpo) or has
+                           no KL (rloo's beta 0) */
     float *seq_scores, *ref_scores; /* host copies of row_scores, ref_logps (model_read_loss) */
-    float *row_scale;     /* dpo: [max_batch * max_len] backend, the LM head's row weights */
+    float *row_scale;     /* dpo, rloo: [max_batch * max_len] backend, the LM head's row weights */
     PairStats pair_stats; /* of the last model_read_loss with labels */
-    int adapters_off;     /* linear_forward skips the LoRA branches: the base model (DPO's
-                             reference policy, without a second copy of the weights) */
+    RolloutStats rollout_stats; /* rloo's, the same */
+    int adapters_off; /* linear_forward skips the LoRA branches: the base model (the reference
+                         policy of DPO and RLOO, without a second copy of the weights) */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */
     int32_t *head_rows; /* backend: the rows the LM head computes (causal_lm_labels), */
     int n_head_rows;    /* n_head_rows of them; 0: every row, in order */

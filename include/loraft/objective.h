@@ -1,7 +1,7 @@
 /* objective.h: what a model is trained for: the layout of its labels, the loss and its
  * gradient on the network's output, and PEFT's name for the task. One file per objective
- * (src/objective/: classification.c, causal_lm.c, dpo.c, reward.c); the model core calls them
- * through this table. */
+ * (src/objective/: classification.c, causal_lm.c, dpo.c, reward.c, rloo.c); the model core calls
+ * them through this table. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -38,7 +38,7 @@ struct Objective {
 };
 
 extern const Objective objective_classification, objective_causal_lm, objective_dpo,
-    objective_reward;
+    objective_reward, objective_rloo;
 
 /* The objective of a task. */
 const Objective *objective_for(Task task);
@@ -57,28 +57,35 @@ void lm_head_run(Model *m, int dh, int dw, const float *row_scale);
  * that lm_head_run wrote with dh and without dw. */
 void lm_head_branch_backward(Model *m, int dh);
 
-/* ---- preference pairs (pairs.c): the pair readout ----
+/* ---- preference pairs and RLOO (pairs.c): the pair readout ----
  * What a pair objective's loss op leaves for model_read_loss, in backend memory directly after
  * the gradient norm, so one copy brings the step's loss, norm and pair results to the host:
  * [4] doubles, ops.h's stats (m->pair_sums); [max_batch] each row's score (m->row_scores);
- * [max_batch] DPO's reference log-probs (m->ref_logps). */
+ * [max_batch] the reference log-probs of DPO and RLOO (m->ref_logps); [max_batch] RLOO's rewards
+ * (m->row_rewards, uploaded). */
 static inline size_t pair_readout_floats(size_t max_batch) {
-    return 8 + 2 * max_batch;
+    return 8 + 3 * max_batch;
 }
 /* Points the model's pair buffers into the readout: device (backend memory, NULL while the plan
  * only sizes) and its host copy. */
 void pair_readout_place(Model *m, float *device, float *host);
-/* After model_read_loss's copy: m->pair_stats from the readout's host copy; the mean loss. */
+/* After model_read_loss's copy: m->pair_stats (m->rollout_stats for RLOO) from the readout's host
+ * copy; the mean loss. */
 float pair_readout_loss(Model *m, const float *host);
 
 /* ---- dpo.c ---- */
 /* The batch's reference log-probs from the host, ref [B] (the values a reference forward left in
  * m->ref_scores), uploaded without waiting; NULL: none (the loss is 0). */
 void dpo_set_reference(Model *m, const float *ref);
-/* The reference forward: the batch through the same model with its adapters off, in eval mode;
- * its log-probs become the batch's reference on the device (m->ref_logps; m->ref_scores after the
- * next model_read_loss). Queues work without waiting. */
-int dpo_reference_forward(Model *m, LfError *err);
+/* The reference forward of DPO and RLOO: the batch through the same model with its adapters off,
+ * in eval mode; its log-probs become the batch's reference on the device (m->ref_logps;
+ * m->ref_scores after the next model_read_loss). Queues work without waiting. */
+int reference_forward(Model *m, LfError *err);
+
+/* ---- rloo.c ---- */
+/* The batch's rewards, rewards [B] on the host (the reward model's scores of its rows), uploaded
+ * without waiting; the batch's loss needs them. */
+void rloo_set_rewards(Model *m, const float *rewards);
 
 /* ---- reward.c ---- */
 /* The row a reward model reads its score at, by transformers' rule (LlamaForSequenceClassification

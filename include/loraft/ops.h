@@ -107,6 +107,8 @@ typedef struct OpsLoraBackward {
 #define OPS_GRAPH_TRAIN_SLOTS 4
 #define OPS_GRAPH_DECODE_SLOT OPS_GRAPH_TRAIN_SLOTS
 #define OPS_GRAPH_SLOTS (OPS_GRAPH_TRAIN_SLOTS + 1)
+/* The most rows of an RLOO batch (rloo_loss: one GPU block holds their advantages). */
+#define OPS_RLOO_MAX_ROWS 1024
 /* Tensors longer than this are given to adamw_step in pieces of at most this many values (one
  * GPU block each); adamw_step's scratch in doubles (the norm's partial sums). */
 #define OPS_ADAMW_PIECE 16384
@@ -642,6 +644,16 @@ typedef struct Ops {
      * pooled tokens, overwritten. */
     void (*reward_loss)(double *stats, float *rewards, float *dscores, const float *scores,
                         const int32_t *pos, float grad_scale, int B, int T);
+    /* RLOO (rloo_loss.h, TRL 1.16's RLOOTrainer): B rows in groups of k, one prompt's sampled
+     * completions each, B <= OPS_RLOO_MAX_ROWS; losses [B,T] the LM head's per-token losses (0
+     * where ignored): logps[B] = -(sum over t of losses[b,t]), summed in double; ref [B] the
+     * reference policy's log-probs (NULL: beta is 0, no KL); rewards [B] the reward model's scores
+     * of the rows. stats[4] (overwritten): the sums of the loss, the KL, the penalised rewards and
+     * the rows with an advantage above 0; row_scale [B,T] (NULL: skipped) = d loss / d losses[b,t],
+     * the same for every token of a row. */
+    void (*rloo_loss)(double *stats, float *logps, float *row_scale, const float *losses,
+                      const float *ref, const float *rewards, float beta, int k, int normalize,
+                      float grad_scale, int B, int T);
 
     /* ---- optimizer: one step over every trainable tensor, one call ----
      * grads, m, v [n] (backend memory): the trainable tensors' gradients and AdamW moments,

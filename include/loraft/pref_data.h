@@ -1,8 +1,11 @@
-/* pref_data.h: preference pairs (DPO, reward models) and responses to score, and their batches.
+/* pref_data.h: preference pairs (DPO, reward models), responses to score and prompts to continue
+ * (RLOO), and their batches.
  *
  * Records are JSONL objects with string fields "prompt", "chosen" and "rejected" (TRL's explicit-
  * prompt preference format, as ../shared/data/preferences/hh_rlhf_helpful_base.jsonl), or
- * "prompt" and "response" (PREF_SINGLE: `loraft score`). A response becomes one row:
+ * "prompt" and "response" (PREF_SINGLE: `loraft score`), or "prompt" (PREF_PROMPTS; other fields
+ * are ignored): a row of tok(prompt) alone, rendered as below, its last max_prompt_length tokens
+ * kept. A response becomes one row:
  *   tok(prompt) + tok(" " + response) + [eos]
  * tok(prompt) with the tokenizer's own special tokens (tokenizer(prompt): BOS for a Llama-3-style
  * tokenizer, none for GPT-2 or SmolLM2), the rest without. With a chat template the prompt is
@@ -33,7 +36,7 @@
 extern "C" {
 #endif
 
-typedef enum PrefKind { PREF_PAIRS, PREF_SINGLE } PrefKind;
+typedef enum PrefKind { PREF_PAIRS, PREF_SINGLE, PREF_PROMPTS } PrefKind;
 
 typedef struct PrefSpec {
     const char *path;
@@ -47,7 +50,7 @@ typedef struct PrefSpec {
 } PrefSpec;
 
 typedef struct PrefSet {
-    TokenizedSet rows;   /* PAIRS: row 2i chosen, 2i+1 rejected; SINGLE: row i */
+    TokenizedSet rows;   /* PAIRS: row 2i chosen, 2i+1 rejected; SINGLE, PROMPTS: row i */
     int32_t *prompt_len; /* [rows.n] tokens of each row's prompt */
     int n_items;         /* pairs or single rows */
     int n_truncated;     /* items cut by max_length */

@@ -24,14 +24,17 @@ typedef struct TrainConfig {
     /* model */
     char model[CFG_PATH];        /* HF model directory (config.json + model.safetensors + vocab) */
     char tokenizer[CFG_PATH];    /* "" = same as model */
-    char task[16];               /* "classification" | "causal-lm" | "sft" | "dpo" | "reward" */
-    char device[16];             /* "auto" | "cpu" | "cuda" */
-    int devices;                 /* cuda: data-parallel processes, one a GPU; 1 */
-    char base_dtype[8];          /* "f32" .. "q4_0": frozen dense weights */
-    char precision[8];           /* "auto" | "fp32" | "tf32" | "bf16": how GEMMs compute */
-    char attention[8];           /* "loraft" | "cudnn": whose attention kernels */
-    int num_labels;              /* 0 = from the model config (or from labels) */
-    char labels[MAX_LABELS][64]; /* label names in id order, e.g. ["neg","pos"] */
+    char task[16];               /* "classification" | "causal-lm" | "sft" | "dpo" | "reward" |
+                                    "rloo" */
+    char reward_model[CFG_PATH]; /* rloo: the reward model (a merged one, or its base) */
+    char reward_adapter[CFG_PATH]; /* rloo: its PEFT SEQ_CLS adapter; "" = none (merged) */
+    char device[16];               /* "auto" | "cpu" | "cuda" */
+    int devices;                   /* cuda: data-parallel processes, one a GPU; 1 */
+    char base_dtype[8];            /* "f32" .. "q4_0": frozen dense weights */
+    char precision[8];             /* "auto" | "fp32" | "tf32" | "bf16": how GEMMs compute */
+    char attention[8];             /* "loraft" | "cudnn": whose attention kernels */
+    int num_labels;                /* 0 = from the model config (or from labels) */
+    char labels[MAX_LABELS][64];   /* label names in id order, e.g. ["neg","pos"] */
     int n_labels;
     /* data */
     char train_file[CFG_PATH], validation_file[CFG_PATH];
@@ -46,9 +49,9 @@ typedef struct TrainConfig {
     int train_limit, validation_limit; /* 0 = all */
     int bucket_by_length;              /* 0 = off; else window size in batches */
     int pad_to_multiple_of;            /* 0 = pad to the longest; else round up to a multiple */
-    int max_prompt_length;             /* dpo, reward: 128 */
+    int max_prompt_length;             /* dpo, reward, rloo: 128 */
     int holdout_examples;              /* sft, dpo, reward: the last N records validate */
-    char chat_template[32];            /* sft: "" = the model's; dpo, reward: "" = none */
+    char chat_template[32];            /* sft: "" = the model's; dpo, reward, rloo: "" = none */
     /* sft (sft_data.h) */
     char instruction_column[64], input_column[64], output_column[64], messages_column[64];
     char prompt_template[1024]; /* "" = the chat template; else with {instruction} ... {output} */
@@ -101,6 +104,10 @@ typedef struct TrainConfig {
     float dpo_beta;                         /* 0.1 */
     char dpo_loss[16];                      /* "sigmoid" | "ipo" */
     float dpo_label_smoothing;              /* 0 */
+    int num_generations;                    /* rloo: completions per prompt, 2 */
+    float rloo_beta;                        /* rloo: the KL penalty's weight, 0.05 */
+    int normalize_advantages;               /* rloo: 0 */
+    int max_completion_length;              /* rloo: 256 */
     char eval_strategy[8];                  /* "epoch" | "steps" | "no" */
     int eval_steps;                         /* used with eval_strategy "steps" */
     char save_strategy[8];                  /* "epoch" | "steps" | "no" */

@@ -17,6 +17,7 @@
 #include "loraft/activation.h"
 #include "loraft/ops.h"
 #include "loraft/pair_loss.h"
+#include "loraft/rloo_loss.h"
 #include "loraft/quant.h"
 #include "loraft/quant_block.h" /* qb_bf16 */
 #include "loraft/rng.h"
@@ -1558,6 +1559,23 @@ static void cpu_reward_loss(double *stats, float *rewards, float *dscores, const
     }
 }
 
+/* ---- RLOO: rloo_loss.h's batch from the rows' log-probs ---- */
+
+static void cpu_rloo_loss(double *stats, float *logps, float *row_scale, const float *losses,
+                          const float *ref, const float *rewards, float beta, int k, int normalize,
+                          float grad_scale, int B, int T) {
+    float weight[OPS_RLOO_MAX_ROWS];
+    for (int b = 0; b < B; b++) {
+        double sum = 0.0;
+        for (int t = 0; t < T; t++) sum += losses[(size_t)b * T + t];
+        logps[b] = (float)-sum;
+    }
+    rloo_batch(stats, weight, logps, ref, rewards, beta, k, normalize,
+               grad_scale * cpu_step.grad_scale, B);
+    for (int b = 0; row_scale && b < B; b++)
+        for (int t = 0; t < T; t++) row_scale[(size_t)b * T + t] = weight[b];
+}
+
 /* ---- optimizer ---- */
 
 /* torch.optim.AdamW (foreach=False) on param, grad, m, v [n] at learning rate lr, each g = grad *
@@ -1661,5 +1679,6 @@ const Ops ops_cpu = {
     .lm_head_cross_entropy = cpu_lm_head_cross_entropy,
     .dpo_loss = cpu_dpo_loss,
     .reward_loss = cpu_reward_loss,
+    .rloo_loss = cpu_rloo_loss,
     .adamw_step = cpu_adamw_step,
 };

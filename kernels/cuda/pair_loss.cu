@@ -1,10 +1,12 @@
-/* pair_loss.cu: the preference losses (ops.h dpo_loss, reward_loss) on the device, so that a DPO
- * or reward-model step reads nothing back before its backward. A batch is tens of rows: one block
- * does it all, a round of up to PAIR_THREADS pairs at a time. Warps sum DPO's rows (in double),
- * one thread a pair computes pair_loss.h's terms (in double, as the CPU) and thread 0 adds them
- * in pair order: the CPU's results up to the order of a row's sum and the device's exp / log1p. */
+/* pair_loss.cu: the preference losses (ops.h dpo_loss, reward_loss) and RLOO's (rloo_loss) on the
+ * device, so that a DPO, reward-model or RLOO step reads nothing back before its backward. A batch
+ * is tens of rows: one block does it all, a round of up to PAIR_THREADS pairs at a time. Warps sum
+ * DPO's rows (in double), one thread a pair computes pair_loss.h's terms (in double, as the CPU)
+ * and thread 0 adds them in pair order: the CPU's results up to the order of a row's sum and the
+ * device's exp / log1p. */
 #include "cuda_common.cuh"
 #include "loraft/pair_loss.h"
+#include "loraft/rloo_loss.h"
 
 enum { PAIR_THREADS = 256 }; /* the block, and the pairs of one round */
 
@@ -107,4 +109,35 @@ void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float
     reward_loss_kernel<<<1, PAIR_THREADS>>>(stats, rewards, dscores, scores, pos, scale,
                                             cuda_step(), B, T);
     CUDA_LAUNCHED("reward_loss");
+}
+
+/* losses [B,T] -> logps [B] (a warp a row, in double), then thread 0 runs rloo_loss.h's batch
+ * (in double, as the CPU) and every thread writes row_scale [B,T] (may be NULL) */
+__global__ void rloo_loss_kernel(double *stats, float *logps, float *row_scale, const float *losses,
+                                 const float *ref, const float *rewards, float beta, int k,
+                                 int normalize, double scale, const OpsStep *step, int B, int T) {
+    __shared__ float weight[OPS_RLOO_MAX_ROWS];
+    int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    for (int b = threadIdx.x / 32; b < B; b += warps) {
+        double sum = 0.0;
+        for (int t = lane; t < T; t += 32) sum += losses[(size_t)b * T + t];
+        sum = warp_sum(sum);
+        if (lane == 0) logps[b] = (float)-sum;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0)
+        rloo_batch(stats, weight, logps, ref, rewards, beta, k, normalize,
+                   scale * step_grad_scale(step), B);
+    __syncthreads();
+    if (row_scale)
+        for (size_t j = threadIdx.x; j < (size_t)B * T; j += blockDim.x)
+            row_scale[j] = weight[j / T];
+}
+
+void cuda_rloo_loss(double *stats, float *logps, float *row_scale, const float *losses,
+                    const float *ref, const float *rewards, float beta, int k, int normalize,
+                    float grad_scale, int B, int T) {
+    rloo_loss_kernel<<<1, PAIR_THREADS>>>(stats, logps, row_scale, losses, ref, rewards, beta, k,
+                                          normalize, grad_scale, cuda_step(), B, T);
+    CUDA_LAUNCHED("rloo_loss");
 }

@@ -1,5 +1,5 @@
-/* pref_data.c: preference pairs and scored responses, tokenized once, and their batches (see
- * pref_data.h). */
+/* pref_data.c: preference pairs, scored responses and prompts, tokenized once, and their batches
+ * (see pref_data.h). */
 #include "loraft/pref_data.h"
 
 #include <stdio.h>
@@ -10,14 +10,15 @@
 
 enum { MAX_FIELDS = 3 };
 
-/* One record's strings: prompt, then chosen and rejected (PAIRS) or response (SINGLE). */
+/* One record's strings: prompt, then chosen and rejected (PAIRS), response (SINGLE) or nothing
+ * (PROMPTS). */
 typedef struct Record {
     char *f[MAX_FIELDS];
     size_t len[MAX_FIELDS];
 } Record;
 
 static int n_fields(PrefKind k) {
-    return k == PREF_PAIRS ? 3 : 2;
+    return k == PREF_PAIRS ? 3 : k == PREF_SINGLE ? 2 : 1;
 }
 
 static void records_free(Record *r, int n) {
@@ -34,8 +35,8 @@ typedef struct Reading {
 
 /* One JSONL line as a Record. */
 static int read_record(void *ctx, const char *line, size_t len, long ln, LfError *err) {
-    static const char *const names[2][MAX_FIELDS] = {{"prompt", "chosen", "rejected"},
-                                                     {"prompt", "response", NULL}};
+    static const char *const names[3][MAX_FIELDS] = {
+        {"prompt", "chosen", "rejected"}, {"prompt", "response", NULL}, {"prompt", NULL, NULL}};
     Reading *x = ctx;
     if (x->n == x->cap) {
         int cap = x->cap ? 2 * x->cap : 256;
@@ -163,7 +164,8 @@ static int add_record(PrefSet *s, const PrefSpec *spec, const TextTokenizer *tok
     }
     const int32_t *prompt = ids[0].ids;
     int np = (int)ids[0].n, cut = 0, keep = spec->max_length - spec->max_prompt_length;
-    if (np + longer > spec->max_length && np > spec->max_prompt_length) {
+    int over = nf == 1 || np + longer > spec->max_length; /* a prompt alone keeps its end */
+    if (over && np > spec->max_prompt_length) {
         prompt += np - spec->max_prompt_length; /* keep_end */
         np = spec->max_prompt_length;
         cut = 1;
@@ -173,6 +175,7 @@ static int add_record(PrefSet *s, const PrefSpec *spec, const TextTokenizer *tok
         if (np + longer > spec->max_length && nr > keep) nr = keep, cut = 1;
         add_row(s, prompt, np, ids[k].ids, nr);
     }
+    if (nf == 1) add_row(s, prompt, np, NULL, 0);
     s->n_truncated += cut;
     return 0;
 }

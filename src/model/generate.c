@@ -57,16 +57,21 @@ int gen_run(Model *m, Sampler *s, const GenStops *st, const int32_t *prompt, int
     rc = rc || model_lm_logits(m, rows - 1, 1, logits, err); /* the prompt's last token's */
     double t1 = now_s();
     int n = 0, done = 0;
+    int32_t stop = -1;
     for (; !rc && !done && n < max_new; n++) {
         int32_t id;
         rc = sampler_next(s, logits, &id, err);
-        if (rc || gen_is_stop(st, id)) break;
+        if (rc) break;
+        if (gen_is_stop(st, id)) {
+            stop = id;
+            break;
+        }
         done = emit(ctx, id);
         if (!done && n + 1 < max_new)
             rc = model_decode(m, &id, 1, err) || model_lm_logits(m, 0, 1, logits, err);
     }
     free(logits);
-    if (stats) *stats = (GenStats){n, t1 - t0, now_s() - t1};
+    if (stats) *stats = (GenStats){n, stop, t1 - t0, now_s() - t1};
     return rc ? -1 : 0;
 }
 

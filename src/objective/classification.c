@@ -48,6 +48,8 @@ const Objective *objective_for(Task task) {
         return &objective_dpo;
     case TASK_REWARD:
         return &objective_reward;
+    case TASK_RLOO:
+        return &objective_rloo;
     case TASK_CLASSIFICATION:
         break;
     }

@@ -3,7 +3,7 @@
  * rejected response, with per-token labels on the response and its EOS only (the data's job).
  * A row's log-prob is the sum of its labelled tokens' log-probs, read off the fused head's
  * per-token losses. The reference policy is the same model with its adapters off: a forward in
- * that state (dpo_reference_forward) leaves its log-probs on the device as the batch's reference
+ * that state (reference_forward) leaves its log-probs on the device as the batch's reference
  * (m->ref_logps), or the caller uploads the ones it kept (dpo_set_reference). The formulas are
  * TRL v0.12.0's (trl/trainer/dpo_trainer.py, DPOTrainer.dpo_loss and concatenated_forward), with
  * x = (pi_chosen - pi_rejected) - (ref_chosen - ref_rejected):
@@ -48,7 +48,7 @@ void dpo_set_reference(Model *m, const float *ref) {
     m->has_ref = ref != NULL;
 }
 
-int dpo_reference_forward(Model *m, LfError *err) {
+int reference_forward(Model *m, LfError *err) {
     m->adapters_off = 1;
     int rc = model_forward(m, 0, NULL, err);
     m->adapters_off = 0;

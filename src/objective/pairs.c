@@ -1,5 +1,6 @@
-/* pairs.c: what the preference objectives (dpo.c, reward.c) share: the pair readout, which sits
- * beside the gradient norm so that a step's one copy brings its loss and pair statistics. */
+/* pairs.c: what the preference objectives (dpo.c, reward.c) and RLOO (rloo.c) share: the pair
+ * readout, which sits beside the gradient norm so that a step's one copy brings its loss and
+ * statistics. */
 #include <string.h>
 
 #include "loraft/objective.h"
@@ -9,14 +10,19 @@ void pair_readout_place(Model *m, float *device, float *host) {
     m->pair_sums = (double *)device;
     m->row_scores = device ? device + 8 : NULL;
     m->ref_logps = device ? device + 8 + B : NULL;
+    m->row_rewards = device ? device + 8 + 2 * B : NULL;
     m->seq_scores = host + 8;
     m->ref_scores = host + 8 + B;
 }
 
 float pair_readout_loss(Model *m, const float *host) {
-    double s[4]; /* ops.h's stats: loss, chosen, rejected, correct */
+    double s[4]; /* ops.h's stats: loss, chosen, rejected, correct (rloo: loss, kl, reward, > 0) */
     memcpy(s, host, sizeof s);
-    m->pair_stats =
-        (PairStats){.pairs = m->n_valid, .correct = s[3], .chosen = s[1], .rejected = s[2]};
+    if (m->spec.task == TASK_RLOO)
+        m->rollout_stats =
+            (RolloutStats){.rows = m->n_valid, .kl = s[1], .reward = s[2], .positive = s[3]};
+    else
+        m->pair_stats =
+            (PairStats){.pairs = m->n_valid, .correct = s[3], .chosen = s[1], .rejected = s[2]};
     return m->n_valid ? (float)(s[0] / m->n_valid) : 0.0f;
 }

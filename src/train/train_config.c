@@ -51,12 +51,21 @@ static const Key keys[] = {
     {"model", "tokenizer", T_STR, AT(tokenizer), .def = "\"\"",
      .help = "Tokenizer directory or file; empty = the model's."},
     {"model", "task", T_STR, AT(task), .def = "\"classification\"",
-     .choices = "classification|causal-lm|sft|dpo|reward",
+     .choices = "classification|causal-lm|sft|dpo|reward|rloo",
      .help = "classification: a label per text (encoders); causal-lm: next-token prediction on "
              "a corpus (decoders); sft: instruction / answer pairs, the loss on the answer only "
              "(decoders); dpo: direct preference optimisation on prompt / chosen / rejected pairs "
              "(decoders, LoRA); reward: a reward model (a scalar score head) on the same pairs "
-             "(decoders)."},
+             "(decoders); rloo: reinforcement learning from a reward model (REINFORCE "
+             "leave-one-out, TRL's RLOOTrainer) on prompts (decoders, LoRA)."},
+    {"model", "reward_model", T_STR, AT(reward_model), .def = "\"\"",
+     .help = "rloo: the reward model that scores the completions: a merged reward model "
+             "(`loraft merge` of a model.task reward run) or, with reward_adapter, its base. It "
+             "reads the policy's token ids: it must share the policy's tokenizer. Required for "
+             "rloo."},
+    {"model", "reward_adapter", T_STR, AT(reward_adapter), .def = "\"\"",
+     .help = "rloo: the reward model's PEFT SEQ_CLS adapter (a model.task reward run's "
+             "checkpoint) on reward_model; empty = reward_model is merged."},
     {"model", "device", T_STR, AT(device), .def = "\"auto\"", .choices = "auto|cpu|cuda",
      .help = "Where to train; auto = cuda when a GPU is usable, else cpu."},
     {"model", "devices", T_INT, AT(devices), .def = "1", RANGE(1, 64),
@@ -143,7 +152,8 @@ static const Key keys[] = {
     {"data", "max_prompt_length", T_INT, AT(max_prompt_length), .def = "128", RANGE(0, 1 << 20),
      .help = "dpo, reward: when prompt + the longer response exceed max_length, the prompt keeps "
              "its last max_prompt_length tokens, then each response its first max_length - "
-             "max_prompt_length (TRL 0.12's DPOTrainer defaults: 512 and 128)."},
+             "max_prompt_length (TRL 0.12's DPOTrainer defaults: 512 and 128). rloo: a prompt "
+             "keeps its last max_prompt_length tokens."},
     {"data", "holdout_examples", T_INT, AT(holdout_examples), .def = "0", RANGE(0, 1 << 30),
      .help = "sft, dpo, reward: without a validation_file, the last N records of train_file "
              "are the validation set (and are left out of training)."},
@@ -304,6 +314,18 @@ static const Key keys[] = {
     {"train", "dpo_label_smoothing", T_FLOAT, AT(dpo_label_smoothing), .def = "0", RANGE(0, 0.5),
      .max_open = 1,
      .help = "dpo, sigmoid loss: the assumed share of mislabelled pairs (conservative DPO)."},
+    {"train", "num_generations", T_INT, AT(num_generations), .def = "2", RANGE(2, 1024),
+     .help = "rloo: completions sampled per prompt; each is judged against the mean reward of "
+             "the others. A batch is batch_size prompts x num_generations rows (at most 1024)."},
+    {"train", "rloo_beta", T_FLOAT, AT(rloo_beta), .def = "0.05", RANGE(0, INFINITY),
+     .help = "rloo: the weight of the KL penalty subtracted from each completion's reward "
+             "(its log-prob minus the reference policy's, the model with the adapters off); 0 = "
+             "none, and no reference forward."},
+    {"train", "normalize_advantages", T_BOOL, AT(normalize_advantages), .def = "false",
+     .help = "rloo: scale the batch's advantages to mean 0 and standard deviation 1."},
+    {"train", "max_completion_length", T_INT, AT(max_completion_length), .def = "256",
+     RANGE(1, 1 << 20),
+     .help = "rloo: the most tokens a sampled completion may have (its stop token included)."},
     {"train", "eval_strategy", T_STR, AT(eval_strategy), .def = "\"epoch\"",
      .choices = "epoch|steps|no", .help = "When to evaluate."},
     {"train", "eval_steps", T_INT, AT(eval_steps), .def = "0", RANGE(0, INFINITY),
@@ -829,6 +851,27 @@ int train_config_set(TrainConfig *c, const char *assignment, LfError *err) {
     return rc ? lf_wrap(err, "override \"%s\"", assignment) : 0;
 }
 
+/* model.task rloo's settings, which the other tasks ignore. */
+static int rloo_check(const TrainConfig *c, LfError *err) {
+    if (!c->reward_model[0])
+        return lf_fail(err, "model.task rloo needs model.reward_model: the reward model that "
+                            "scores the completions (a model.task reward run, merged or as "
+                            "model.reward_adapter on its base)");
+    if ((long)c->batch_size * c->num_generations > 1024)
+        return lf_fail(err,
+                       "train.batch_size %d x train.num_generations %d: an RLOO batch holds at "
+                       "most 1024 rows",
+                       c->batch_size, c->num_generations);
+    if (c->validation_file[0] || c->holdout_examples)
+        return lf_fail(err, "model.task rloo has no evaluation yet: leave data.validation_file "
+                            "and data.holdout_examples unset (the training log has each step's "
+                            "reward and KL)");
+    if (c->max_prompt_length < 1)
+        return lf_fail(err, "model.task rloo needs data.max_prompt_length >= 1");
+    if (c->devices > 1) return lf_fail(err, "model.task rloo runs on one device (model.devices 1)");
+    return 0;
+}
+
 int train_config_check(const TrainConfig *c, LfError *err) {
     if (!c->model[0])
         return lf_fail(err, "model.model is required (the Hugging Face model directory)");
@@ -845,6 +888,7 @@ int train_config_check(const TrainConfig *c, LfError *err) {
         c->max_prompt_length >= c->max_length)
         return lf_fail(err, "data.max_prompt_length %d must be below data.max_length %d",
                        c->max_prompt_length, c->max_length);
+    if (!strcmp(c->task, "rloo") && rloo_check(c, err)) return -1;
     if (c->devices > 1 && !strcmp(c->device, "cpu"))
         return lf_fail(err,
                        "model.devices %d needs model.device cuda (one process a GPU); the "

@@ -4,7 +4,8 @@
  * and perplexity for causal-lm (lm_data.h), instruction / answer rows with the loss on the
  * answer for sft (sft_data.h: the causal-LM objective over other labels) plus greedy answers to
  * a few validation prompts at each evaluation, preference pairs and reward accuracy for dpo and
- * reward (pref_data.h). */
+ * reward (pref_data.h), prompts continued by the policy and scored by a reward model for rloo
+ * (rollout.h). */
 #include "loraft/trainer.h"
 
 #include <cblas.h>
@@ -32,6 +33,7 @@
 #include "loraft/pref_data.h"
 #include "loraft/progress.h"
 #include "loraft/rng.h"
+#include "loraft/rollout.h"
 #include "loraft/rundir.h"
 #include "loraft/sft_data.h"
 #include "loraft/text.h"
@@ -44,8 +46,8 @@
 enum { EVAL_TOTALS = 6 };
 
 /* One split's batches, whatever the task: labelled examples through a Batcher, corpus
- * blocks / rows through an LmLoader (labels per token), or preference pairs through a
- * PrefLoader (the pair feed). */
+ * blocks / rows through an LmLoader (labels per token), or preference pairs (RLOO's prompts)
+ * through a PrefLoader (the pair feed). */
 typedef struct Feed {
     int lm, pairs;
     Dataset ds;
@@ -53,7 +55,7 @@ typedef struct Feed {
     Batcher b;
     LmSet set; /* causal-lm, sft */
     LmLoader l;
-    PrefSet pset; /* dpo, reward */
+    PrefSet pset; /* dpo, reward, rloo */
     PrefLoader pl;
     float *ref; /* dpo: [rows] the reference policy's log-prob of each row, NaN until computed */
 } Feed;
@@ -126,7 +128,12 @@ typedef struct Run {
     int sft;           /* model.task sft: instruction / answer rows */
     SftFormat sft_fmt; /* sft: how examples become rows, where answers stop */
     int pairs;         /* model.task dpo or reward: batches of preference pairs */
+    int rloo;          /* model.task rloo: batches of prompts, rolled out (rollout.h) */
     Model model;
+    Model reward;        /* rloo: the reward model */
+    Rollout rollout;     /* rloo */
+    RolloutBatch rolled; /* rloo: the completions since the last log line, and ... */
+    double rolled_kl;    /* ... the sum of their KL to the reference */
     AdamW opt;
     RunLog log;
     RunDir dir;
@@ -138,7 +145,7 @@ typedef struct Run {
      * memory under model.devices > 1 */
     double *totals, *totals_dev;
     int n_totals;
-    int has_train, has_val, has_model, has_opt, has_log, joined;
+    int has_train, has_val, has_model, has_reward, has_opt, has_log, joined;
     int saved;  /* OUT/last holds a checkpoint */
     int warned; /* the diverging-loss warning was printed for training */
 } Run;
@@ -278,7 +285,8 @@ static int load_corpus(Run *r, Feed *f, const char *path, int train, int batch_s
 }
 
 /* Preference pairs (dpo, reward): a validation_file, or the last holdout_examples records of
- * train_file held out. The pair feed: batch_size pairs per batch, 2 rows each. */
+ * train_file held out. The pair feed: batch_size pairs per batch, 2 rows each; for rloo
+ * batch_size prompts. */
 static int load_pairs(Run *r, Feed *f, int train, int batch_size, LfError *err) {
     const TrainConfig *c = r->cfg;
     int split = !c->validation_file[0];
@@ -291,8 +299,8 @@ static int load_pairs(Run *r, Feed *f, int train, int batch_size, LfError *err) 
     if (lm_specials(&sp, &r->tok, err)) return -1;
     if (r->mcfg.eos_token_id >= 0) sp.eos = r->mcfg.eos_token_id;
     PrefSpec spec = {.path = train || split ? c->train_file : c->validation_file,
-                     .kind = PREF_PAIRS,
-                     .max_length = c->max_length,
+                     .kind = r->rloo ? PREF_PROMPTS : PREF_PAIRS,
+                     .max_length = r->rloo ? c->max_prompt_length + 1 : c->max_length,
                      .max_prompt_length = c->max_prompt_length,
                      .limit = train ? c->train_limit : c->validation_limit,
                      .holdout = split ? c->holdout_examples : 0,
@@ -303,12 +311,12 @@ static int load_pairs(Run *r, Feed *f, int train, int batch_size, LfError *err) 
     f->pairs = 1;
     if (pref_set_load(&f->pset, &spec, &r->tok, err)) return -1;
     const TokenizedSet *ts = &f->pset.rows;
-    fprintf(r->out, "data: %s%s: %d pairs, %lld tokens (max %d, %d pairs truncated), %.2f s\n",
-            spec.path,
+    const char *item = r->rloo ? "prompts" : "pairs";
+    fprintf(r->out, "data: %s%s: %d %s, %lld tokens (max %d, %d %s truncated), %.2f s\n", spec.path,
             split && c->holdout_examples ? (train ? " less the held-out pairs" : ", held-out pairs")
                                          : "",
-            f->pset.n_items, (long long)ts->offsets[ts->n], ts->max_len, f->pset.n_truncated,
-            now_seconds() - t0);
+            f->pset.n_items, item, (long long)ts->offsets[ts->n], ts->max_len, f->pset.n_truncated,
+            item, now_seconds() - t0);
     if (r->task == TASK_DPO) {
         if (!(f->ref = malloc((size_t)ts->n * sizeof *f->ref)))
             return lf_fail(err, "out of memory");
@@ -399,7 +407,7 @@ static int log_answers(Run *r, int step, LfError *err) {
 static int load_feed(Run *r, Feed *f, int train, int batch_size, LfError *err) {
     const TrainConfig *c = r->cfg;
     const char *path = train ? c->train_file : c->validation_file;
-    if (r->pairs) return load_pairs(r, f, train, batch_size, err);
+    if (r->pairs || r->rloo) return load_pairs(r, f, train, batch_size, err);
     if (r->sft) return load_sft(r, f, train, batch_size, err);
     if (r->causal_lm) {
         if (!train && c->holdout_chapter) path = c->train_file;
@@ -426,6 +434,8 @@ static void run_close(Run *r) {
     if (r->has_opt) adamw_free(&r->opt, &r->model);
     if (r->totals_dev) r->ops->free(r->totals_dev);
     if (r->has_model) model_free(&r->model);
+    if (r->has_reward) model_free(&r->reward);
+    rollout_free(&r->rollout);
     if (r->joined) r->ops->group_leave();
     if (r->has_log) runlog_close(&r->log);
     if (r->has_train) feed_free(&r->train_f);
@@ -452,6 +462,38 @@ static const char *split_requantised(const Model *m) {
     return NULL;
 }
 
+/* RLOO: the reward model (model.reward_model, with model.reward_adapter) built for a batch's rows
+ * of up to max_len tokens, and the rollout that samples them. */
+static int rloo_open(Run *r, int max_len, LfError *err) {
+    const TrainConfig *c = r->cfg;
+    Model *m = &r->model, *rm = &r->reward;
+    const char *adapter = c->reward_adapter[0] ? c->reward_adapter : NULL;
+    ChatTemplate chat;
+    if (r->tok.kind != TEXT_BPE)
+        return lf_fail(err, "model.task rloo samples from a decoder: %s has no BPE tokenizer",
+                       tokenizer_dir(c));
+    if (c->chat_template[0] && chat_template_by_name(c->chat_template, &chat, err))
+        return lf_wrap(err, "data.chat_template");
+    if (model_open(rm, c->reward_model, adapter, BASE_F32, m->spec.precision, r->ops, m->max_batch,
+                   max_len, err))
+        return lf_wrap(err, "model.reward_model");
+    r->has_reward = 1;
+    if (rm->spec.task != TASK_REWARD)
+        return lf_fail(err,
+                       "model.reward_model %s%s%s is not a reward model (a PEFT SEQ_CLS adapter "
+                       "on a decoder, or a merged LlamaForSequenceClassification)",
+                       c->reward_model, adapter ? " with " : "", adapter ? adapter : "");
+    if (rm->cfg.vocab_size != m->cfg.vocab_size)
+        return lf_fail(err,
+                       "model.reward_model has a vocabulary of %d tokens, the policy %d: the "
+                       "reward model reads the policy's token ids and needs its tokenizer",
+                       rm->cfg.vocab_size, m->cfg.vocab_size);
+    GenStops stops = gen_stops(c->chat_template[0] ? &chat : NULL, r->tok.bpe);
+    int32_t pad = m->cfg.eos_token_id > 0 ? m->cfg.eos_token_id : 0; /* masked: any id */
+    return rollout_init(&r->rollout, rm, &stops, c->num_generations, c->max_completion_length, pad,
+                        c->batch_size, feed_max_len(&r->train_f), err);
+}
+
 static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const char *adapter_dir,
                     FILE *out, LfError *err) {
     memset(r, 0, sizeof *r);
@@ -463,9 +505,11 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     r->task = !strcmp(c->task, "causal-lm") || r->sft ? TASK_CAUSAL_LM
               : !strcmp(c->task, "dpo")               ? TASK_DPO
               : !strcmp(c->task, "reward")            ? TASK_REWARD
+              : !strcmp(c->task, "rloo")              ? TASK_RLOO
                                                       : TASK_CLASSIFICATION;
     r->causal_lm = r->task == TASK_CAUSAL_LM;
     r->pairs = r->task == TASK_DPO || r->task == TASK_REWARD;
+    r->rloo = r->task == TASK_RLOO;
     r->has_val = c->validation_file[0] != 0 || (r->causal_lm && !r->sft && c->holdout_chapter) ||
                  ((r->pairs || r->sft) && c->holdout_examples);
     if (!train && !r->has_val)
@@ -475,9 +519,12 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                        "train.metric_for_best '%s' is a classification metric: causal-lm "
                        "picks by eval_loss",
                        c->metric_for_best);
-    if (r->task == TASK_DPO && strcmp(c->strategy, "lora") && strcmp(c->strategy, "tokens"))
-        return lf_fail(err, "model.task dpo needs lora.strategy lora or tokens: its reference "
-                            "policy is the model with the adapters switched off");
+    if ((r->task == TASK_DPO || r->rloo) && strcmp(c->strategy, "lora") &&
+        strcmp(c->strategy, "tokens"))
+        return lf_fail(err,
+                       "model.task %s needs lora.strategy lora or tokens: its reference "
+                       "policy is the model with the adapters switched off",
+                       c->task);
     if (r->task == TASK_REWARD && strcmp(c->strategy, "lora"))
         return lf_fail(err, "model.task reward needs lora.strategy lora: a reward model is saved "
                             "as a PEFT SEQ_CLS adapter (the score head in modules_to_save)");
@@ -497,7 +544,7 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     if (text_tokenizer_open(&r->tok, tokenizer_dir(c), err)) return -1;
     if (r->sft && sft_open(r, err)) return -1;
     int bs = c->batch_size, ebs = c->eval_batch_size ? c->eval_batch_size : 2 * c->batch_size;
-    int rows = r->pairs ? 2 : 1; /* model rows per batch item */
+    int rows = r->pairs ? 2 : r->rloo ? c->num_generations : 1; /* model rows per batch item */
     r->has_train = train;
     if (train && load_data(r, &r->train_f, 1, bs, err)) return -1;
     if (r->has_val && load_data(r, &r->val_f, 0, ebs, err)) return -1;
@@ -516,8 +563,10 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     spec.task = r->task; /* a CAUSAL_LM adapter evaluates as dpo too */
     spec.dpo = (DpoSpec){c->dpo_beta, !strcmp(c->dpo_loss, "ipo") ? DPO_IPO : DPO_SIGMOID,
                          c->dpo_label_smoothing};
+    spec.rloo = (RlooSpec){c->rloo_beta, c->num_generations, c->normalize_advantages};
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
+    if (r->rloo) max_len += c->max_completion_length; /* prompt + completion */
     char missing[2048];
     if (model_create(&r->model, &r->mcfg, &spec, ops, c->model, c->seed,
                      rows * (train ? (bs > ebs ? bs : ebs) : ebs), max_len, missing, sizeof missing,
@@ -555,6 +604,7 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                 100.0 * (double)trainable / (double)all);
     if (r->task == TASK_DPO && !(r->ref_batch = malloc((size_t)r->model.max_batch * sizeof(float))))
         return lf_fail(err, "out of memory");
+    if (r->rloo && train && rloo_open(r, max_len, err)) return -1;
     int classes = !r->causal_lm && !r->pairs,
         n_val = classes && r->has_val ? feed_rows(&r->val_f) : 0;
     r->n_totals = n_val + 1 > EVAL_TOTALS ? n_val + 1 : EVAL_TOTALS;
@@ -635,7 +685,7 @@ static int reference_logps(Run *r, Feed *f, const Batch *b, LfError *err) {
     Model *m = &r->model;
     int missing = 0;
     for (int i = 0; i < b->B; i++) missing |= isnan(f->ref[b->index[i]]);
-    if (missing) return dpo_reference_forward(m, err);
+    if (missing) return reference_forward(m, err);
     for (int i = 0; i < b->B; i++) r->ref_batch[i] = f->ref[b->index[i]];
     dpo_set_reference(m, r->ref_batch);
     return 0;
@@ -647,11 +697,46 @@ static void keep_reference(Run *r, Feed *f, const Batch *b) {
     for (int i = 0; i < b->B; i++) f->ref[b->index[i]] = r->model.ref_scores[i];
 }
 
-/* One batch of the feed set in the model, and for dpo its reference log-probs. */
+/* One batch of the feed set in the model, and for dpo its reference log-probs; for rloo (a batch
+ * rollout_batch made) its rewards and, with a KL penalty, its reference log-probs. */
 static int set_batch(Run *r, Feed *f, const Batch *b, LfError *err) {
-    if (model_set_batch(&r->model, b->ids, b->types, b->mask, b->labels, b->B, b->T, err))
-        return -1;
+    Model *m = &r->model;
+    if (model_set_batch(m, b->ids, b->types, b->mask, b->labels, b->B, b->T, err)) return -1;
+    if (r->rloo) rloo_set_rewards(m, r->rollout.rewards);
+    if (r->rloo && m->spec.rloo.beta > 0) return reference_forward(m, err);
     return r->task == TASK_DPO ? reference_logps(r, f, b, err) : 0;
+}
+
+/* RLOO: the batch of prompts continued and scored (rollout.h) in place of it; the draws seeded by
+ * the run's seed, the step and the micro-batch. */
+static int roll_out(Run *r, Batch *b, int step, int micro, LfError *err) {
+    uint64_t seed = rng_hash(rng_hash(r->cfg->seed, 0x5A3B), (uint64_t)step * 4096 + micro);
+    RolloutBatch st;
+    Batch prompts = *b;
+    if (rollout_batch(&r->rollout, &r->model, &prompts, seed, b, &st, err)) return -1;
+    RolloutBatch *t = &r->rolled;
+    t->rows += st.rows, t->reward += st.reward, t->reward_sq += st.reward_sq;
+    t->completion_tokens += st.completion_tokens, t->clipped += st.clipped;
+    return 0;
+}
+
+/* RLOO: the completions since the last log line, printed and added to the log entry o. */
+static void log_rollouts(Run *r, int step, cJSON *o) {
+    RolloutBatch *t = &r->rolled;
+    double n = t->rows ? t->rows : 1, mean = t->reward / n;
+    double var = t->rows > 1 ? (t->reward_sq - n * mean * mean) / (n - 1) : 0;
+    double std = var > 0 ? sqrt(var) : 0, kl = r->rolled_kl / n, len = t->completion_tokens / n;
+    fprintf(r->out,
+            "step %d: reward %.4f (std %.4f), kl %.4f, completions of %.1f tokens (%d of %d cut "
+            "at max_completion_length)\n",
+            step, mean, std, kl, len, t->clipped, t->rows);
+    cJSON_AddNumberToObject(o, "reward", mean);
+    cJSON_AddNumberToObject(o, "reward_std", std);
+    cJSON_AddNumberToObject(o, "kl", kl);
+    cJSON_AddNumberToObject(o, "completion_length", len);
+    cJSON_AddNumberToObject(o, "clipped_ratio", t->clipped / n);
+    *t = (RolloutBatch){0};
+    r->rolled_kl = 0;
 }
 
 /* Preference pairs: the mean loss over pairs, the share of pairs ranked right and the mean
@@ -870,6 +955,7 @@ static int log_step(Run *r, int step, double epoch, double loss, float lr, doubl
     cJSON_AddNumberToObject(o, "learning_rate", lr);
     cJSON_AddNumberToObject(o, "grad_norm", norm);
     cJSON_AddNumberToObject(o, "tokens_per_s", tok_s);
+    if (r->rloo) log_rollouts(r, step, o);
     int rc = runlog_write_json(&r->log, o, err);
     cJSON_Delete(o);
     return rc;
@@ -990,6 +1076,8 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             double norm = 0;
             AdamW *opt = step_end ? &r->opt : NULL;
             if (mine) {
+                if (r->rloo && roll_out(r, &b, ts.global_step, micro, err)) return -1;
+                if (r->rloo) forget_shape(&st); /* generation ran other shapes */
                 if (set_batch(r, &r->train_f, &b, err) ||
                     train_micro_step(&st, m, seed, 1.0f / (float)window, opt, lr, c->max_grad_norm,
                                      err))
@@ -1000,6 +1088,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
                  * stop. */
                 if (model_read_loss(m, &loss, step_end ? &norm : NULL, err)) return -1;
                 keep_reference(r, &r->train_f, &b);
+                r->rolled_kl += m->rollout_stats.kl;
                 sums[0] += loss, sums[1] += 1, sums[2] += b.n_tokens;
             } else if (opt) { /* the step's last batch is another device's: the step all the same */
                 adamw_update(opt, m, lr, c->max_grad_norm);

@@ -94,7 +94,7 @@ static void set_batch(Job *j, int k, int T, LfError *err) {
         if (!j->pairs && rng_next(&rng) % 5 == 0) labels[i] = -100;
     }
     CHECK_OK(model_set_batch(&j->m, ids, NULL, mask, labels, j->B, T, err), err);
-    if (j->dpo) CHECK_OK(dpo_reference_forward(&j->m, err), err); /* op by op, as the trainer */
+    if (j->dpo) CHECK_OK(reference_forward(&j->m, err), err); /* op by op, as the trainer */
 }
 
 /* STEPS optimizer steps of j under graphs mode g, as the trainer runs them. */

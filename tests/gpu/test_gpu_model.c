@@ -638,7 +638,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
          * gradient that is wrong. */
         CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, adam_eps, 0.01f, 0.0f, &err), &err);
         if (task != TASK_DPO) continue;
-        CHECK_OK(dpo_reference_forward(ms[k], &err), &err); /* the reference stays on the device */
+        CHECK_OK(reference_forward(ms[k], &err), &err); /* the reference stays on the device */
         CHECK_OK(model_read_loss(ms[k], NULL, NULL, &err), &err);
     }
     if (task == TASK_CAUSAL_LM) /* a row predicts its length - 1 */
@@ -915,7 +915,7 @@ static void step_waits(Task task) {
     for (int step = 0; step < 2; step++) {
         n_download = n_status = n_upload = n_zero = 0;
         CHECK_OK(model_set_batch(&m, ids, NULL, mask, labels, LB, LT, &err), &err);
-        if (task == TASK_DPO && step == 0) CHECK_OK(dpo_reference_forward(&m, &err), &err);
+        if (task == TASK_DPO && step == 0) CHECK_OK(reference_forward(&m, &err), &err);
         if (task == TASK_DPO && step == 1) dpo_set_reference(&m, kept);
         float loss;
         double norm;

@@ -2350,6 +2350,32 @@ static void test_reward_loss(int B, int T, int grads) {
     pairs_free();
 }
 
+/* RLOO: rloo_loss.h's batch in double on both backends from log-probs that are exact in any
+ * order (token losses of multiples of 1/256), so the stats within 1e-12 and the row weights
+ * within 1e-6; with_ref 0: beta's KL left out; B up to OPS_RLOO_MAX_ROWS (1024). */
+static void test_rloo_loss(int B, int T, int k, int with_ref, int normalize, int grads) {
+    float *loss = malloc((size_t)B * T * sizeof *loss), *lp = malloc(B * sizeof *lp);
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        loss[i] = i % T < (size_t)T / 3 ? 0.0f : (float)(rng_next(&rng) % 2048) / 256.0f;
+    for (int b = 0; b < B; b++) lp[b] = -(float)T * (1.0f + rng_next_uniform(&rng)); /* refs */
+    Pair *losses = pair_upload(loss, (size_t)B * T * sizeof *loss);
+    Pair *refs = with_ref ? pair_upload(lp, B * sizeof *lp) : NULL;
+    free(loss), free(lp);
+    Pair *stats = pair_new(4 * sizeof(double)), *logps = pair_random(B, 1.0f);
+    Pair *rewards = pair_random(B, 2.0f);
+    Pair *row_scale = grads ? pair_random((size_t)B * T, 1.0f) : NULL;
+    BACKENDS(w, o) {
+        o->rloo_loss(stats->mem[w], F(logps, w), F(row_scale, w), F(losses, w), F(refs, w),
+                     F(rewards, w), 0.05f, k, normalize, 0.5f, B, T);
+    }
+    NAME("rloo_loss B=%d T=%d k=%d ref=%d normalize=%d grads=%d", B, T, k, with_ref, normalize,
+         grads);
+    compare("logps", logps, EXACT);
+    if (row_scale) compare("rowsc", row_scale, 0.0, 1e-6);
+    compare_stats(stats);
+    pairs_free();
+}
+
 /* ---- errors: reported by status(), never a crash ---- */
 static void test_errors(void) {
     LfError e = {{0}};
@@ -2820,6 +2846,10 @@ int main(void) {
     test_reward_loss(8, 37, 1);
     test_reward_loss(4, 20, 0);
     test_reward_loss(518, 3, 1);
+    test_rloo_loss(8, 37, 2, 1, 0, 1);
+    test_rloo_loss(12, 20, 4, 0, 1, 1);
+    test_rloo_loss(6, 700, 3, 1, 1, 0);  /* the warps' rows past their first round of T */
+    test_rloo_loss(1024, 3, 8, 1, 1, 1); /* OPS_RLOO_MAX_ROWS */
     const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
     test_adamw(one, 1, 0.1f, 0.0f, 0);
     test_adamw(odd, 5, 0.1f, 0.0f, 0);        /* no clipping */

@@ -1,0 +1,54 @@
+/* rollout.h: RLOO's batches (model.task rloo; objective rloo.c). Each prompt of a batch of
+ * prompts is continued k times by the policy, sampling from its own distribution (temperature 1,
+ * no top-k or top-p, as TRL's RLOOTrainer by default) until a stop id (generate.h: EOS, the chat
+ * template's end of turn) or max_new tokens; row b*k+j is prompt b + completion j, its stop id
+ * included. The reward model scores every row at its last token that is not pad (transformers'
+ * rule, reward_last_token): it reads the policy's ids, so it must share the policy's tokenizer.
+ * Labels are the completion's ids (the stop id too) and -100 on the prompt and padding, as the
+ * rloo objective reads them. Every buffer is sized once, at rollout_init. */
+#pragma once
+#include <stdint.h>
+
+#include "loraft/data.h"
+#include "loraft/error.h"
+#include "loraft/generate.h"
+#include "loraft/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A batch's completions and rewards, for the log. */
+typedef struct RolloutBatch {
+    int rows;
+    double reward, reward_sq; /* sums of the reward model's scores and of their squares */
+    long completion_tokens;   /* their stop ids included */
+    int clipped;              /* completions cut at max_new without a stop id */
+} RolloutBatch;
+
+typedef struct Rollout {
+    Model *reward; /* the reward model, built for max_prompts * k rows of max_len */
+    GenStops stops;
+    int k, max_new, max_prompts, max_len;
+    int32_t pad; /* the id padding carries (masked: any id the models embed) */
+    int32_t *ids, *mask, *labels, *reward_labels; /* [max_prompts * k * max_len] */
+    int *index;                                   /* [max_prompts * k] */
+    float *rewards;                               /* [max_prompts * k] */
+} Rollout;
+
+/* Sizes the buffers for batches of up to max_prompts prompts of up to max_prompt_len tokens:
+ * rows of up to max_prompt_len + max_new (the policy and the reward model must be built for
+ * max_prompts * k rows of that). */
+int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, int k, int max_new, int32_t pad,
+                 int max_prompts, int max_prompt_len, LfError *err);
+void rollout_free(Rollout *ro);
+
+/* prompts (B rows, each its mask's tokens) continued by policy, the draws seeded by seed (the same
+ * seed and weights give the same rows); *out points into ro's buffers and ro->rewards holds each
+ * row's score; st (may be NULL) gets the batch's figures. */
+int rollout_batch(Rollout *ro, Model *policy, const Batch *prompts, uint64_t seed, Batch *out,
+                  RolloutBatch *st, LfError *err);
+
+#ifdef __cplusplus
+}
+#endif

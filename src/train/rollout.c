@@ -1,0 +1,138 @@
+/* rollout.c: RLOO's batches, sampled by the policy and scored by the reward model (rollout.h). */
+#include "loraft/rollout.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "loraft/lm_data.h" /* LM_IGNORE */
+#include "loraft/objective.h"
+#include "loraft/rng.h"
+
+int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, int k, int max_new, int32_t pad,
+                 int max_prompts, int max_prompt_len, LfError *err) {
+    memset(ro, 0, sizeof *ro);
+    *ro = (Rollout){.reward = reward,
+                    .stops = *stops,
+                    .k = k,
+                    .max_new = max_new,
+                    .max_prompts = max_prompts,
+                    .max_len = max_prompt_len + max_new,
+                    .pad = pad};
+    size_t rows = (size_t)max_prompts * k, cells = rows * (size_t)ro->max_len;
+    ro->ids = malloc(cells * sizeof *ro->ids);
+    ro->mask = malloc(cells * sizeof *ro->mask);
+    ro->labels = malloc(cells * sizeof *ro->labels);
+    ro->reward_labels = malloc(cells * sizeof *ro->reward_labels);
+    ro->index = malloc(rows * sizeof *ro->index);
+    ro->rewards = malloc(rows * sizeof *ro->rewards);
+    if (ro->ids && ro->mask && ro->labels && ro->reward_labels && ro->index && ro->rewards)
+        return 0;
+    rollout_free(ro);
+    return lf_fail(err, "out of memory for %zu rollout rows of %d tokens", rows, ro->max_len);
+}
+
+void rollout_free(Rollout *ro) {
+    free(ro->ids);
+    free(ro->mask);
+    free(ro->labels);
+    free(ro->reward_labels);
+    free(ro->index);
+    free(ro->rewards);
+    memset(ro, 0, sizeof *ro);
+}
+
+typedef struct Sink {
+    int32_t *dst;
+    int n;
+} Sink;
+
+static int sink_emit(void *ctx, int32_t id) {
+    Sink *s = ctx;
+    s->dst[s->n++] = id;
+    return 0; /* gen_run stops at max_new */
+}
+
+/* Row `row` (at stride max_len): prompt[0..P) and one sampled completion; its length. */
+static int sample_row(Rollout *ro, Model *policy, const int32_t *prompt, int P, uint64_t seed,
+                      int row, int *clipped, LfError *err) {
+    int32_t *dst = ro->ids + (size_t)row * ro->max_len;
+    memcpy(dst, prompt, (size_t)P * sizeof *dst);
+    Sampler *s;
+    SampleConfig sc = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, rng_hash(seed, row)};
+    if (sampler_create(&s, &sc, policy->cfg.vocab_size, err)) return -1;
+    Sink sink = {dst + P, 0};
+    GenStats gs;
+    int rc = gen_run(policy, s, &ro->stops, prompt, P, ro->max_new, sink_emit, &sink, &gs, err);
+    sampler_free(s);
+    if (rc) return -1;
+    if (gs.stop >= 0) dst[P + sink.n++] = gs.stop;
+    *clipped = gs.stop < 0;
+    return P + sink.n;
+}
+
+/* Rows at stride max_len of lengths len[] (prompts of P[]) packed at stride T, padded, masked and
+ * labelled for both models. */
+static void pack_rows(Rollout *ro, const int *len, const int *P, int rows, int T) {
+    for (int r = 0; r < rows; r++) {
+        int32_t *dst = ro->ids + (size_t)r * T;
+        memmove(dst, ro->ids + (size_t)r * ro->max_len, (size_t)len[r] * sizeof *dst);
+        for (int t = 0; t < T; t++) {
+            size_t c = (size_t)r * T + t;
+            int in = t < len[r];
+            if (!in) dst[t] = ro->pad;
+            ro->mask[c] = in;
+            ro->labels[c] = in && t >= P[r] ? dst[t] : LM_IGNORE;
+            ro->reward_labels[c] = in ? dst[t] : LM_IGNORE;
+        }
+        ro->index[r] = r;
+    }
+}
+
+/* Each row's score by the reward model, into ro->rewards. */
+static int score_rows(Rollout *ro, int rows, int T, LfError *err) {
+    Model *rm = ro->reward;
+    if (model_set_batch(rm, ro->ids, NULL, ro->mask, NULL, rows, T, err) ||
+        model_forward(rm, 0, NULL, err))
+        return -1;
+    for (int r = 0; r < rows; r++) {
+        int t = reward_last_token(ro->reward_labels + (size_t)r * T, T, rm->cfg.pad_token_id);
+        if (model_lm_logits(rm, r * T + t, 1, &ro->rewards[r], err)) return -1;
+    }
+    return 0;
+}
+
+int rollout_batch(Rollout *ro, Model *policy, const Batch *prompts, uint64_t seed, Batch *out,
+                  RolloutBatch *st, LfError *err) {
+    int rows = prompts->B * ro->k, T = 0, clipped = 0, cut;
+    int len[OPS_RLOO_MAX_ROWS], P[OPS_RLOO_MAX_ROWS];
+    long tokens = 0;
+    if (prompts->B > ro->max_prompts)
+        return lf_fail(err, "a batch of %d prompts: the rollout holds %d", prompts->B,
+                       ro->max_prompts);
+    for (int r = 0; r < rows; r++) {
+        int b = r / ro->k;
+        const int32_t *m = prompts->mask + (size_t)b * prompts->T;
+        P[r] = 0;
+        while (P[r] < prompts->T && m[P[r]]) P[r]++;
+        len[r] =
+            sample_row(ro, policy, prompts->ids + (size_t)b * prompts->T, P[r], seed, r, &cut, err);
+        if (len[r] < 0) return -1;
+        clipped += cut;
+        tokens += len[r] - P[r];
+        if (len[r] > T) T = len[r];
+    }
+    pack_rows(ro, len, P, rows, T);
+    if (score_rows(ro, rows, T, err)) return -1;
+    *out = (Batch){.B = rows,
+                   .T = T,
+                   .ids = ro->ids,
+                   .mask = ro->mask,
+                   .labels = ro->labels,
+                   .index = ro->index};
+    for (int r = 0; r < rows; r++) out->n_tokens += len[r];
+    if (!st) return 0;
+    *st = (RolloutBatch){.rows = rows, .completion_tokens = tokens, .clipped = clipped};
+    for (int r = 0; r < rows; r++)
+        st->reward += ro->rewards[r], st->reward_sq += (double)ro->rewards[r] * ro->rewards[r];
+    return 0;
+}
