@@ -31,23 +31,7 @@ ok() { passed=$((passed + 1)); }
 bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
 
-python3 - "$tmp" <<'EOF'
-import json, random, sys
-random.seed(3)
-topics = ["the garden", "my letter", "the weather", "a recipe", "the train", "my cat", "a song"]
-good = ["Of course, I am glad to help with {}.", "Certainly! Here is what I know about {}.",
-        "Thank you for asking about {}, happy to help."]
-rude = ["No. Figure out {} yourself.", "Stop asking me about {}.", "I do not care about {}."]
-with open(sys.argv[1] + "/pairs.jsonl", "w") as f, open(sys.argv[1] + "/heldout.jsonl", "w") as h:
-    for i in range(40):
-        t = random.choice(topics)
-        rec = {"prompt": f"Human: Can you tell me about {t}?\n\nAssistant:",
-               "chosen": random.choice(good).format(t), "rejected": random.choice(rude).format(t)}
-        f.write(json.dumps(rec) + "\n")
-        if i >= 32:  # the held-out pairs, as prompt / response records for loraft score
-            for k in ("chosen", "rejected"):
-                h.write(json.dumps({"prompt": rec["prompt"], "response": rec[k]}) + "\n")
-EOF
+python3 "$(dirname "$0")/hh_pairs.py" "$tmp"
 "$bin" init --arch llama --layers 2 --hidden 64 --heads 4 --kv-heads 2 --vocab-from "$vocab" \
   --seed 1 --out "$tmp/model" >/dev/null
 cat >"$tmp/dpo.json" <<EOF

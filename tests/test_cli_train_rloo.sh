@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# RLOO (model.task rloo) end to end through the CLI on a tiny seeded Llama (`loraft init --arch
+# llama`, GQA, the GPT-2 tokenizer), the RLHF pipeline in small: the policy is fine-tuned on
+# hh_pairs.py's prompts with both their answers (causal-lm, full: it answers politely or rudely
+# about as often), a reward model is trained on the pairs (polite answers chosen, rude ones
+# rejected), then the policy is trained with RLOO on the prompts, sampling 4 completions of up to
+# 16 tokens each, scored by that reward model:
+#  1. the log: every step's reward, its std, the KL, the completion length and the share cut at
+#     max_completion_length; at step 1 the policy is the reference (LoRA's B is zero), so the KL
+#     is 0; the mean reward of the last 4 steps is at least 0.5 above that of the first 4, and
+#     the trained policy's greedy answer is a polite one (a polite phrase, no rude one);
+#  2. the same seed samples the same completions (the first steps' rewards repeat to the digit);
+#     the adapter is a CAUSAL_LM one;
+#  3. refusals: no reward model, a reward model that is not one, data to evaluate, a batch over
+#     1024 rows, full fine-tuning.
+# Every run uses 1 thread.
+. "$(dirname "$0")/cli_common.sh" rloo gpt2
+check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
+
+python3 "$(dirname "$0")/hh_pairs.py" "$tmp"
+"$bin" init --arch llama --layers 2 --hidden 64 --heads 4 --kv-heads 2 --vocab-from "$vocab" \
+  --seed 1 --out "$tmp/model" >/dev/null
+python3 - "$tmp" <<'EOF'
+import json, sys
+with open(sys.argv[1] + "/sft.jsonl", "w") as f:
+    for line in open(sys.argv[1] + "/pairs.jsonl"):
+        r = json.loads(line)
+        for k in ("chosen", "rejected"):
+            f.write(json.dumps({"text": r["prompt"] + " " + r[k]}) + "\n")
+EOF
+cat >"$tmp/sft.json" <<EOF
+{"model": {"model": "$tmp/model", "task": "causal-lm"},
+ "data": {"train_file": "$tmp/sft.jsonl", "format": "jsonl", "max_length": 48},
+ "lora": {"strategy": "full"},
+ "train": {"learning_rate": 1e-2, "batch_size": 8, "num_epochs": 10, "warmup_steps": 5,
+           "threads": 1, "save_strategy": "epoch", "output_dir": "$tmp/sft"}}
+EOF
+"$bin" train --config "$tmp/sft.json" >"$tmp/sft.log" 2>&1 || { cat "$tmp/sft.log"; fail "sft run"; }
+cat >"$tmp/rm.json" <<EOF
+{"model": {"model": "$tmp/model", "task": "reward"},
+ "data": {"train_file": "$tmp/pairs.jsonl", "max_length": 48, "max_prompt_length": 24},
+ "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj", "o_proj", "up_proj"]},
+ "train": {"learning_rate": 2e-3, "batch_size": 4, "num_epochs": 3, "threads": 1,
+           "save_strategy": "epoch", "output_dir": "$tmp/rm"}}
+EOF
+"$bin" train --config "$tmp/rm.json" >"$tmp/rm.log" 2>&1 || { cat "$tmp/rm.log"; fail "reward model run"; }
+cat >"$tmp/rloo.json" <<EOF
+{"model": {"model": "$tmp/sft/last", "task": "rloo", "reward_model": "$tmp/model",
+           "reward_adapter": "$tmp/rm/last"},
+ "data": {"train_file": "$tmp/pairs.jsonl", "max_prompt_length": 24},
+ "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj", "o_proj", "up_proj"]},
+ "train": {"learning_rate": 1e-2, "batch_size": 4, "num_generations": 4,
+           "max_completion_length": 16, "max_steps": 20, "logging_steps": 1, "threads": 1,
+           "save_strategy": "steps", "save_steps": 20, "output_dir": "$tmp/rloo"}}
+EOF
+
+# 1. the log, and the reward rising
+"$bin" train --config "$tmp/rloo.json" >"$tmp/rloo.log" 2>&1 || { cat "$tmp/rloo.log"; fail "rloo run"; }
+grep -q "data: $tmp/pairs.jsonl: 40 prompts" "$tmp/rloo.log" && ok || bad "40 prompts"
+python3 - "$tmp/rloo/metrics.jsonl" <<'EOF' && ok || bad "RLOO's log: KL 0 at step 1, the reward rises"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+assert len(steps) == 20, len(steps)
+for e in steps:
+    assert {"reward", "reward_std", "kl", "completion_length", "clipped_ratio"} <= e.keys(), e
+    assert 1 <= e["completion_length"] <= 16 and 0 <= e["clipped_ratio"] <= 1, e
+assert abs(steps[0]["kl"]) < 1e-6, steps[0]
+first = sum(e["reward"] for e in steps[:4]) / 4
+last = sum(e["reward"] for e in steps[-4:]) / 4
+print(f"rloo: mean reward {first:.4f} over the first 4 steps -> {last:.4f} over the last 4; "
+      f"kl at step 20 {steps[-1]['kl']:.4f}")
+assert last > first + 0.5, (first, last)
+EOF
+"$bin" generate --model "$tmp/sft/last" --adapter "$tmp/rloo/last" --max-new-tokens 16 \
+  "Human: Can you tell me about my cat?
+
+Assistant:" >"$tmp/gen.out" 2>"$tmp/gen.err" || { cat "$tmp/gen.err"; fail "loraft generate"; }
+echo "greedy answer after RLOO: $(cat "$tmp/gen.out")"
+grep -Eq "help|Certainly|Of course" "$tmp/gen.out" && ! grep -Eq "yourself|Stop|care" "$tmp/gen.out" &&
+  ok || bad "a polite greedy answer"
+
+# 2. the same seed samples the same completions; the adapter
+"$bin" train --config "$tmp/rloo.json" --set train.max_steps=3 --set train.output_dir="$tmp/again" \
+  >"$tmp/again.log" 2>&1 || { cat "$tmp/again.log"; fail "rloo rerun"; }
+python3 - "$tmp/rloo/metrics.jsonl" "$tmp/again/metrics.jsonl" <<'EOF' && ok || bad "same seed, same rewards"
+import json, sys
+a, b = ([e["reward"] for e in map(json.loads, open(p)) if e["event"] == "train"][:2]
+        for p in sys.argv[1:])
+assert a == b, (a, b)
+EOF
+python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['task_type'] == 'CAUSAL_LM'" \
+  "$tmp/rloo/last/adapter_config.json" && ok || bad "a CAUSAL_LM adapter"
+
+# 3. refusals
+refused() {
+  local what=$1 msg=$2; shift 2
+  if "$bin" "$@" >"$tmp/r.log" 2>&1; then bad "$what: accepted"; return; fi
+  grep -q -- "$msg" "$tmp/r.log" && ok || { bad "$what: message"; cat "$tmp/r.log"; }
+}
+refused none "needs model.reward_model" train --config "$tmp/rloo.json" \
+  --set model.reward_model= --set train.output_dir="$tmp/x1"
+refused policy "is not a reward model" train --config "$tmp/rloo.json" \
+  --set model.reward_adapter= --set train.output_dir="$tmp/x2"
+refused eval "has no evaluation yet" train --config "$tmp/rloo.json" \
+  --set data.holdout_examples=8 --set train.output_dir="$tmp/x3"
+refused rows "at most 1024 rows" train --config "$tmp/rloo.json" \
+  --set train.num_generations=512 --set train.output_dir="$tmp/x4"
+refused full "rloo needs lora.strategy lora or tokens" train --config "$tmp/rloo.json" \
+  --set lora.strategy=full --set train.output_dir="$tmp/x5"
+finish
