@@ -533,6 +533,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     train_spec_defaults(&spec);
     spec.task = task;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
+    spec.rloo = (RlooSpec){0.5f, 2, 1}; /* two groups of two, the advantages normalised */
     spec.strategy = strategy;
     spec.r = 4, spec.alpha = 8, spec.dropout = lora_p, spec.use_dora = gpu_dora;
     spec.neftune_alpha = prec == PRECISION_FP32 ? 5.0f : 0.0f;
@@ -544,7 +545,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         spec.rank_pattern[spec.n_rank_pattern++] = (LoraPattern){"gate_proj", 2};
         spec.alpha_pattern[spec.n_alpha_pattern++] = (LoraPattern){"v_proj", 20};
     }
-    int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks: two pairs */
+    int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks (and RLOO): two pairs */
+    int policy = task == TASK_DPO || task == TASK_RLOO; /* a prompt, a reference */
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     const char *conv[] = {"c_attn", "c_proj", "c_fc"}; /* c_proj: attn's and mlp's */
@@ -618,13 +620,13 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     copy_values(&gpu, &cpu);
     int fused = prec == PRECISION_BF16 && strategy == STRATEGY_LORA && task == TASK_CAUSAL_LM;
     if (fused && !quantised) check_packed_weights(&gpu, &cpu);
-    /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100); DPO's prompt is the
-     * first 2 tokens. */
+    /* Row b has LT - 2b tokens, then padding (any id; masked, labels -100); the prompt of DPO and
+     * RLOO is the first 2 tokens. */
     int32_t ids[LB * LT], mask[LB * LT], labels[LB * LT];
     for (int i = 0; i < rows * LT; i++) {
         ids[i] = (int32_t)(rng_next(&rng) % LV);
         mask[i] = i % LT < LT - 2 * (i / LT);
-        labels[i] = mask[i] && !(task == TASK_DPO && i % LT < 2) ? ids[i] : -100;
+        labels[i] = mask[i] && !(policy && i % LT < 2) ? ids[i] : -100;
         if (!mask[i]) ids[i] = 0;
     }
     Model *ms[2] = {&cpu, &gpu};
@@ -637,14 +639,14 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
          * differences of 1e-4 and more; with eps 1e-6 the same test stays sensitive to any
          * gradient that is wrong. */
         CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, adam_eps, 0.01f, 0.0f, &err), &err);
-        if (task != TASK_DPO) continue;
+        if (task == TASK_RLOO) rloo_set_rewards(ms[k], (float[]){0.7f, -0.3f, 1.2f, 0.1f});
+        if (!policy) continue;
         CHECK_OK(reference_forward(ms[k], &err), &err); /* the reference stays on the device */
         CHECK_OK(model_read_loss(ms[k], NULL, NULL, &err), &err);
     }
     if (task == TASK_CAUSAL_LM) /* a row predicts its length - 1 */
         CHECK(cpu.n_valid == (LT - 1) + (LT - 3) + (LT - 5));
-    if (task == TASK_DPO)
-        compare_as(prec, "reference log-probs", gpu.ref_scores, cpu.ref_scores, rows);
+    if (policy) compare_as(prec, "reference log-probs", gpu.ref_scores, cpu.ref_scores, rows);
     size_t n_logits = (size_t)rows * LT * (task == TASK_REWARD ? 1 : LV);
     float *lg[2] = {malloc(n_logits * sizeof(float)), malloc(n_logits * sizeof(float))};
     float *share[3] = {malloc(n_logits * sizeof(float)), malloc(n_logits * sizeof(float)),
@@ -1248,6 +1250,9 @@ int main(void) {
            "the GPU's head over 2,048 listed rows matches the CPU's over 1,760 and 1,440\n");
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_DPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama DPO (LoRA): cuda model matches cpu\n");
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_RLOO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_RLOO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
+    printf("llama RLOO (LoRA, fp32 and bf16): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     bf16_worst = 0;
