@@ -144,7 +144,7 @@ static void add_row(PrefSet *s, const int32_t *prompt, int np, const int32_t *re
     TokenizedSet *ts = &s->rows;
     int32_t *dst = ts->ids + ts->offsets[ts->n];
     memcpy(dst, prompt, (size_t)np * sizeof *dst);
-    memcpy(dst + np, resp, (size_t)nr * sizeof *dst);
+    if (nr) memcpy(dst + np, resp, (size_t)nr * sizeof *dst); /* PROMPTS: none (NULL) */
     s->prompt_len[ts->n] = np;
     ts->labels[ts->n] = -1;
     ts->offsets[ts->n + 1] = ts->offsets[ts->n] + np + nr;
