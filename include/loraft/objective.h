@@ -56,6 +56,11 @@ void lm_head_run(Model *m, int dh, int dw, const float *row_scale);
 /* The head's branch's (model_head_branch) A gradient and (dh) its term of dhidden, from the du
  * that lm_head_run wrote with dh and without dw. */
 void lm_head_branch_backward(Model *m, int dh);
+/* The objectives whose gradient weighs each row's token losses (DPO, RLOO: d loss / d log-prob
+ * per row): causal-lm's plan plus m->row_scale [max_batch * max_len], which their loss op writes;
+ * the backward is the fused head's with those weights. */
+void row_weighted_plan(Model *m, Plan *pl);
+int row_weighted_backward(Model *m, LfError *err);
 
 /* ---- preference pairs and RLOO (pairs.c): the pair readout ----
  * What a pair objective's loss op leaves for model_read_loss, in backend memory directly after

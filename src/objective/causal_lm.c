@@ -128,6 +128,17 @@ static int causal_lm_backward(Model *m, LfError *err) {
     return 0;
 }
 
+void row_weighted_plan(Model *m, Plan *pl) {
+    causal_lm_plan(m, pl);
+    PLAN_TAKE(pl, &m->row_scale, (size_t)m->max_batch * m->max_len, m->n_grads > 0, NULL);
+}
+
+int row_weighted_backward(Model *m, LfError *err) {
+    lm_head_run(m, 1, 1, m->row_scale);
+    (void)err;
+    return 0;
+}
+
 const Objective objective_causal_lm = {
     .name = "causal-lm",
     .task_type = "CAUSAL_LM",

@@ -15,11 +15,6 @@
  * per-row weights (ops.h row_scale): d loss / d token loss of row b = -d loss / d logp_b. */
 #include "loraft/objective.h"
 
-static void dpo_plan(Model *m, Plan *pl) {
-    causal_lm_plan(m, pl);
-    PLAN_TAKE(pl, &m->row_scale, (size_t)m->max_batch * m->max_len, m->n_grads > 0, NULL);
-}
-
 /* Per-token labels as causal-lm's; n_valid counts pairs. */
 static int dpo_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err) {
     if (B % 2) return lf_fail(err, "a DPO batch holds pairs of rows, not %d rows", B);
@@ -55,20 +50,14 @@ int reference_forward(Model *m, LfError *err) {
     return rc;
 }
 
-static int dpo_backward(Model *m, LfError *err) {
-    lm_head_run(m, 1, 1, m->row_scale);
-    (void)err;
-    return 0;
-}
-
 const Objective objective_dpo = {
     .name = "dpo",
     .task_type = "CAUSAL_LM",
     .modules_to_save = {NULL, NULL},
     .labels_per_token = 1,
-    .plan = dpo_plan,
+    .plan = row_weighted_plan,
     .prepare_labels = dpo_labels,
     .pairs = 1,
     .loss = dpo_loss,
-    .loss_backward = dpo_backward,
+    .loss_backward = row_weighted_backward,
 };

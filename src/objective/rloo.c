@@ -9,11 +9,6 @@
  * device: a step reads nothing back before its backward. */
 #include "loraft/objective.h"
 
-static void rloo_plan(Model *m, Plan *pl) {
-    causal_lm_plan(m, pl);
-    PLAN_TAKE(pl, &m->row_scale, (size_t)m->max_batch * m->max_len, m->n_grads > 0, NULL);
-}
-
 /* Per-token labels as causal-lm's; n_valid counts rows. */
 static int rloo_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err) {
     int k = m->spec.rloo.generations;
@@ -46,20 +41,14 @@ void rloo_set_rewards(Model *m, const float *rewards) {
     m->ops->upload(m->row_rewards, rewards, (size_t)m->B * sizeof *rewards);
 }
 
-static int rloo_backward(Model *m, LfError *err) {
-    lm_head_run(m, 1, 1, m->row_scale);
-    (void)err;
-    return 0;
-}
-
 const Objective objective_rloo = {
     .name = "rloo",
     .task_type = "CAUSAL_LM",
     .modules_to_save = {NULL, NULL},
     .labels_per_token = 1,
-    .plan = rloo_plan,
+    .plan = row_weighted_plan,
     .prepare_labels = rloo_labels,
     .pairs = 1,
     .loss = rloo_loss,
-    .loss_backward = rloo_backward,
+    .loss_backward = row_weighted_backward,
 };
