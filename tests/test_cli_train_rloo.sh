@@ -11,8 +11,8 @@
 #     the trained policy's greedy answer is a polite one (a polite phrase, no rude one);
 #  2. a run resumed from its checkpoint samples what the run would have: the same adapter to the
 #     bit; the adapter is a CAUSAL_LM one;
-#  3. refusals: no reward model, a reward model that is not one, data to evaluate, a batch over
-#     1024 rows, full fine-tuning.
+#  3. refusals: no reward model, a reward model that is not one, data to evaluate, an empty
+#     prompt, a batch over 1024 rows, full fine-tuning.
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rloo gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -107,6 +107,9 @@ refused policy "is not a reward model" train --config "$tmp/rloo.json" \
   --set model.reward_adapter= --set train.output_dir="$tmp/x2"
 refused eval "has no evaluation yet" train --config "$tmp/rloo.json" \
   --set data.holdout_examples=8 --set train.output_dir="$tmp/x3"
+printf '{"prompt": "Human: Hi\\n\\nAssistant:"}\n{"prompt": ""}\n' >"$tmp/empty.jsonl"
+refused empty "record 2: an empty prompt" train --config "$tmp/rloo.json" \
+  --set data.train_file="$tmp/empty.jsonl" --set train.output_dir="$tmp/x6"
 refused rows "at most 1024 rows" train --config "$tmp/rloo.json" \
   --set train.num_generations=512 --set train.output_dir="$tmp/x4"
 refused full "rloo needs lora.strategy lora or tokens" train --config "$tmp/rloo.json" \

@@ -175,6 +175,7 @@ static int add_record(PrefSet *s, const PrefSpec *spec, const TextTokenizer *tok
         if (np + longer > spec->max_length && nr > keep) nr = keep, cut = 1;
         add_row(s, prompt, np, ids[k].ids, nr);
     }
+    if (nf == 1 && !np) return lf_fail(err, "an empty prompt: nothing to continue");
     if (nf == 1) add_row(s, prompt, np, NULL, 0);
     s->n_truncated += cut;
     return 0;
