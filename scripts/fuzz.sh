@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh [SECONDS [NAME...]]: runs every libFuzzer target (tests/fuzz/fuzz_*.c:
 # safetensors header, tokenizer, JSONL and CSV readers, training config with overrides,
-# adapter_config.json, a model's config.json, SFT records), or the NAMEs given, for SECONDS each (default 10) under
+# adapter_config.json, a model's config.json, SFT and preference records), or the NAMEs given, for SECONDS each (default 10) under
 # AddressSanitizer + UBSan, one after the other, each from its seed corpus
 # tests/fuzz/corpus/NAME/ with the dictionary tests/fuzz/corpus/NAME.dict when there is one.
 # Skips (exit 0) when clang is absent. Fails when a fuzzer finds a crash, leak, sanitizer

@@ -143,8 +143,8 @@ static int response_ids(const PrefSpec *spec, const TextTokenizer *tok, const ch
 static void add_row(PrefSet *s, const int32_t *prompt, int np, const int32_t *resp, int nr) {
     TokenizedSet *ts = &s->rows;
     int32_t *dst = ts->ids + ts->offsets[ts->n];
-    memcpy(dst, prompt, (size_t)np * sizeof *dst);
-    if (nr) memcpy(dst + np, resp, (size_t)nr * sizeof *dst); /* PROMPTS: none (NULL) */
+    if (np) memcpy(dst, prompt, (size_t)np * sizeof *dst); /* an empty list may be NULL */
+    if (nr) memcpy(dst + np, resp, (size_t)nr * sizeof *dst);
     s->prompt_len[ts->n] = np;
     ts->labels[ts->n] = -1;
     ts->offsets[ts->n + 1] = ts->offsets[ts->n] + np + nr;

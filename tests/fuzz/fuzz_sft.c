@@ -1,9 +1,8 @@
 /* fuzz_sft.c: libFuzzer target for SFT records (sft_data.h). The input is a JSONL file, loaded
  * with the smollm2 chat template and with a prompt template, one example per row and packed,
- * through a byte-level tokenizer built here (the 256 bytes, <|im_start|>, <|im_end|> and
- * <|endoftext|>, the EOS). On success every row holds 1..max_length tokens, every label is -100
- * or its token's id, and every row has an answer label after its first position; on failure
- * nothing is held and the error says why. */
+ * through fuzz_util.h's byte-level tokenizer (its <|endoftext|> the EOS). On success every row
+ * holds 1..max_length tokens, every label is -100 or its token's id, and every row has an answer
+ * label after its first position; on failure nothing is held and the error says why. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,35 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { MAX_LEN = 24 };
 
-static TextTokenizer *tokenizer(void) {
-    static TextTokenizer tok;
-    if (tok.bpe) return &tok;
-    enum { CAP = 1 << 14 };
-    char *json = malloc(CAP), c[3];
-    int n = snprintf(json, CAP, "{\"model\": {\"type\": \"BPE\", \"vocab\": {");
-    for (int b = 0; b < 256; b++) {
-        fuzz_byte_char(b, c);
-        n += snprintf(json + n, CAP - n, "\"%s%s\": %d%s", c[0] == '"' || c[0] == '\\' ? "\\" : "",
-                      c, b, b < 255 ? ", " : "");
-    }
-    snprintf(json + n, CAP - n,
-             "}, \"merges\": []}, \"added_tokens\": [{\"id\": 256, \"content\": \"<|im_start|>\", "
-             "\"special\": true}, {\"id\": 257, \"content\": \"<|im_end|>\", \"special\": true}, "
-             "{\"id\": 258, \"content\": \"<|endoftext|>\", \"special\": true}], "
-             "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false}, "
-             "\"post_processor\": null, \"decoder\": {\"type\": \"ByteLevel\"}}");
-    LfError err;
-    if (bpe_load_json(&tok.bpe, json, strlen(json), "fuzz", &err)) {
-        fprintf(stderr, "fuzz_sft: %s\n", err.msg);
-        abort();
-    }
-    free(json);
-    tok.kind = TEXT_BPE;
-    return &tok;
-}
-
 static void check(const char *path, const char *prompt_template, int pack) {
-    TextTokenizer *tok = tokenizer();
+    TextTokenizer *tok = fuzz_byte_tokenizer();
     ChatTemplate chat;
     SftFormat f;
     LfError err;

@@ -1,13 +1,16 @@
 /* fuzz_util.h: what the fuzz targets share: a scratch directory for
  * the process (on /dev/shm when there is one: cheaper writes and fsyncs) and writing an input
- * into a file there (each target removes its files after every input), and the byte alphabet
- * of byte-level BPE vocabularies. */
+ * into a file there (each target removes its files after every input), the byte alphabet
+ * of byte-level BPE vocabularies, and a byte-level tokenizer of the data targets' own. */
 #pragma once
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "loraft/text.h"
 
 static char fuzz_dir_path[64];
 
@@ -55,6 +58,35 @@ static inline void fuzz_byte_char(int b, char out[3]) {
         out[0] = (char)c, out[1] = 0;
     else
         out[0] = (char)(0xC0 | c >> 6), out[1] = (char)(0x80 | (c & 0x3F)), out[2] = 0;
+}
+
+/* A byte-level tokenizer built once: the 256 bytes, <|im_start|> (256), <|im_end|> (257) and
+ * <|endoftext|> (258), no merges. */
+static inline TextTokenizer *fuzz_byte_tokenizer(void) {
+    static TextTokenizer tok;
+    if (tok.bpe) return &tok;
+    enum { CAP = 1 << 14 };
+    char *json = malloc(CAP), c[3];
+    int n = snprintf(json, CAP, "{\"model\": {\"type\": \"BPE\", \"vocab\": {");
+    for (int b = 0; b < 256; b++) {
+        fuzz_byte_char(b, c);
+        n += snprintf(json + n, CAP - n, "\"%s%s\": %d%s", c[0] == '"' || c[0] == '\\' ? "\\" : "",
+                      c, b, b < 255 ? ", " : "");
+    }
+    snprintf(json + n, CAP - n,
+             "}, \"merges\": []}, \"added_tokens\": [{\"id\": 256, \"content\": \"<|im_start|>\", "
+             "\"special\": true}, {\"id\": 257, \"content\": \"<|im_end|>\", \"special\": true}, "
+             "{\"id\": 258, \"content\": \"<|endoftext|>\", \"special\": true}], "
+             "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false}, "
+             "\"post_processor\": null, \"decoder\": {\"type\": \"ByteLevel\"}}");
+    LfError err;
+    if (bpe_load_json(&tok.bpe, json, strlen(json), "fuzz", &err)) {
+        fprintf(stderr, "fuzz_byte_tokenizer: %s\n", err.msg);
+        abort();
+    }
+    free(json);
+    tok.kind = TEXT_BPE;
+    return &tok;
 }
 
 /* Stops the fuzzer with a message: a property of the API does not hold. */
