@@ -7,12 +7,13 @@
 # 16 tokens each, scored by that reward model:
 #  1. the log: every step's reward, its std, the KL, the completion length and the share cut at
 #     max_completion_length; at step 1 the policy is the reference (LoRA's B is zero), so the KL
-#     is 0; the mean reward of the last 4 steps is at least 0.5 above that of the first 4, and
-#     the trained policy's greedy answer is a polite one (a polite phrase, no rude one);
+#     is 0; the mean reward of the last 4 steps is at least 0.5 above that of the first 4, as is
+#     the held-out prompts' (the last 8, evaluated before training and every 10 steps), and the
+#     trained policy's greedy answer is a polite one (a polite phrase, no rude one);
 #  2. a run resumed from its checkpoint samples what the run would have: the same adapter to the
 #     bit; the adapter is a CAUSAL_LM one;
-#  3. refusals: no reward model, a reward model that is not one, data to evaluate, an empty
-#     prompt, a batch over 1024 rows, full fine-tuning.
+#  3. refusals: no reward model, a reward model that is not one, a best checkpoint picked by
+#     anything but the reward, an empty prompt, a batch over 1024 rows, full fine-tuning.
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rloo gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -47,16 +48,26 @@ EOF
 cat >"$tmp/rloo.json" <<EOF
 {"model": {"model": "$tmp/sft/last", "task": "rloo", "reward_model": "$tmp/model",
            "reward_adapter": "$tmp/rm/last"},
- "data": {"train_file": "$tmp/pairs.jsonl", "max_prompt_length": 24},
+ "data": {"train_file": "$tmp/pairs.jsonl", "max_prompt_length": 24, "holdout_examples": 8},
  "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj", "o_proj", "up_proj"]},
  "train": {"learning_rate": 1e-2, "batch_size": 4, "num_generations": 4,
            "max_completion_length": 16, "max_steps": 20, "logging_steps": 1, "threads": 1,
+           "eval_strategy": "steps", "eval_steps": 10, "metric_for_best": "reward",
            "save_strategy": "steps", "save_steps": 20, "output_dir": "$tmp/rloo"}}
 EOF
 
 # 1. the log, and the reward rising
 "$bin" train --config "$tmp/rloo.json" >"$tmp/rloo.log" 2>&1 || { cat "$tmp/rloo.log"; fail "rloo run"; }
-grep -q "data: $tmp/pairs.jsonl: 40 prompts" "$tmp/rloo.log" && ok || bad "40 prompts"
+grep -q "data: $tmp/pairs.jsonl less the held-out pairs: 32 prompts" "$tmp/rloo.log" && ok ||
+  bad "32 training prompts"
+python3 - "$tmp/rloo/metrics.jsonl" <<'EOF' && ok || bad "the held-out reward rises"
+import json, sys
+evals = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "eval"]
+assert [e["step"] for e in evals] == [0, 10, 20], evals
+before, after = evals[0]["eval_reward"], max(e["eval_reward"] for e in evals[1:])
+print(f"rloo: held-out reward {before:.4f} before -> {after:.4f} at the best evaluation")
+assert after > before + 0.5 and all(1 <= e["eval_completion_length"] <= 16 for e in evals), evals
+EOF
 python3 - "$tmp/rloo/metrics.jsonl" <<'EOF' && ok || bad "RLOO's log: KL 0 at step 1, the reward rises"
 import json, sys
 steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
@@ -105,11 +116,12 @@ refused none "needs model.reward_model" train --config "$tmp/rloo.json" \
   --set model.reward_model= --set train.output_dir="$tmp/x1"
 refused policy "is not a reward model" train --config "$tmp/rloo.json" \
   --set model.reward_adapter= --set train.output_dir="$tmp/x2"
-refused eval "has no evaluation yet" train --config "$tmp/rloo.json" \
-  --set data.holdout_examples=8 --set train.output_dir="$tmp/x3"
+refused metric "set train.metric_for_best reward" train --config "$tmp/rloo.json" \
+  --set train.metric_for_best=eval_loss --set train.output_dir="$tmp/x3"
 printf '{"prompt": "Human: Hi\\n\\nAssistant:"}\n{"prompt": ""}\n' >"$tmp/empty.jsonl"
 refused empty "record 2: an empty prompt" train --config "$tmp/rloo.json" \
-  --set data.train_file="$tmp/empty.jsonl" --set train.output_dir="$tmp/x6"
+  --set data.train_file="$tmp/empty.jsonl" --set data.holdout_examples=0 \
+  --set train.output_dir="$tmp/x6"
 refused rows "at most 1024 rows" train --config "$tmp/rloo.json" \
   --set train.num_generations=512 --set train.output_dir="$tmp/x4"
 refused full "rloo needs lora.strategy lora or tokens" train --config "$tmp/rloo.json" \

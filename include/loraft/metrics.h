@@ -15,6 +15,9 @@ typedef struct ClassMetrics {
     /* preference pairs (dpo, reward): accuracy is the share of pairs whose chosen reward is
      * above the rejected one, and these the mean rewards (DPO's implicit ones) */
     double chosen_reward, rejected_reward;
+    /* rloo: the reward model's mean score of the completions sampled for the held-out prompts
+     * (loss 0), and their mean length */
+    double reward, completion_length;
 } ClassMetrics;
 
 /* pred, label: [n] class ids in [0, num_labels).

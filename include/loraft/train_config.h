@@ -50,7 +50,7 @@ typedef struct TrainConfig {
     int bucket_by_length;              /* 0 = off; else window size in batches */
     int pad_to_multiple_of;            /* 0 = pad to the longest; else round up to a multiple */
     int max_prompt_length;             /* dpo, reward, rloo: 128 */
-    int holdout_examples;              /* sft, dpo, reward: the last N records validate */
+    int holdout_examples;              /* sft, dpo, reward, rloo: the last N records validate */
     char chat_template[32];            /* sft: "" = the model's; dpo, reward, rloo: "" = none */
     /* sft (sft_data.h) */
     char instruction_column[64], input_column[64], output_column[64], messages_column[64];
@@ -112,14 +112,14 @@ typedef struct TrainConfig {
     int eval_steps;                         /* used with eval_strategy "steps" */
     char save_strategy[8];                  /* "epoch" | "steps" | "no" */
     int save_steps;                         /* used with save_strategy "steps" */
-    char metric_for_best[16];               /* "eval_loss" (lower is better) | "accuracy" | "f1" */
-    int eval_before_training;               /* 1 */
-    int logging_steps;                      /* 10; 0 = no per-step log lines */
-    int threads;                            /* 0 = all cores */
-    int eval_answers;                       /* sft: greedy answers logged per evaluation */
-    int max_new_tokens;                     /* sft: their length limit */
-    int cuda_graphs;                        /* TrainGraphs: "auto" = 0 | "on" | "off" */
-    int gradient_checkpointing;             /* 0 */
+    char metric_for_best[16];   /* "eval_loss" (lower is better) | "accuracy" | "f1" | "reward" */
+    int eval_before_training;   /* 1 */
+    int logging_steps;          /* 10; 0 = no per-step log lines */
+    int threads;                /* 0 = all cores */
+    int eval_answers;           /* sft: greedy answers logged per evaluation */
+    int max_new_tokens;         /* sft: their length limit */
+    int cuda_graphs;            /* TrainGraphs: "auto" = 0 | "on" | "off" */
+    int gradient_checkpointing; /* 0 */
 } TrainConfig;
 
 /* Zeroes c and fills every key's default. */

@@ -155,8 +155,8 @@ static const Key keys[] = {
              "max_prompt_length (TRL 0.12's DPOTrainer defaults: 512 and 128). rloo: a prompt "
              "keeps its last max_prompt_length tokens."},
     {"data", "holdout_examples", T_INT, AT(holdout_examples), .def = "0", RANGE(0, 1 << 30),
-     .help = "sft, dpo, reward: without a validation_file, the last N records of train_file "
-             "are the validation set (and are left out of training)."},
+     .help = "sft, dpo, reward, rloo: without a validation_file, the last N records of "
+             "train_file are the validation set (and are left out of training)."},
     {"data", "chat_template", T_STR, AT(chat_template), .def = "\"\"",
      .help =
          "sft: the chat template that renders the examples (chatml, smollm2, qwen2, qwen2.5, "
@@ -335,10 +335,11 @@ static const Key keys[] = {
     {"train", "save_steps", T_INT, AT(save_steps), .def = "0", RANGE(0, INFINITY),
      .help = "Save every N optimizer steps (save_strategy \"steps\")."},
     {"train", "metric_for_best", T_STR, AT(metric_for_best), .def = "\"eval_loss\"",
-     .choices = "eval_loss|accuracy|f1",
-     .help = "Picks the best checkpoint: eval_loss lower is better, accuracy and f1 higher "
-             "(accuracy: classification, and dpo / reward, where it is the reward accuracy; f1: "
-             "classification only)."},
+     .choices = "eval_loss|accuracy|f1|reward",
+     .help = "Picks the best checkpoint: eval_loss lower is better, accuracy, f1 and reward "
+             "higher (accuracy: classification, and dpo / reward, where it is the reward "
+             "accuracy; f1: classification only; reward: rloo's, which picks by it alone, the "
+             "reward model's mean score of the completions sampled for the held-out prompts)."},
     {"train", "eval_before_training", T_BOOL, AT(eval_before_training), .def = "true",
      .help = "Evaluate once before the first step (the untrained baseline)."},
     {"train", "logging_steps", T_INT, AT(logging_steps), .def = "10", RANGE(0, INFINITY),
@@ -862,10 +863,6 @@ static int rloo_check(const TrainConfig *c, LfError *err) {
                        "train.batch_size %d x train.num_generations %d: an RLOO batch holds at "
                        "most 1024 rows",
                        c->batch_size, c->num_generations);
-    if (c->validation_file[0] || c->holdout_examples)
-        return lf_fail(err, "model.task rloo has no evaluation yet: leave data.validation_file "
-                            "and data.holdout_examples unset (the training log has each step's "
-                            "reward and KL)");
     if (c->max_prompt_length < 1)
         return lf_fail(err, "model.task rloo needs data.max_prompt_length >= 1");
     if (c->devices > 1) return lf_fail(err, "model.task rloo runs on one device (model.devices 1)");

@@ -463,8 +463,9 @@ static const char *split_requantised(const Model *m) {
 }
 
 /* RLOO: the reward model (model.reward_model, with model.reward_adapter) built for a batch's rows
- * of up to max_len tokens, and the rollout that samples them. */
-static int rloo_open(Run *r, int max_len, LfError *err) {
+ * of up to max_len tokens, and the rollout that samples them, for batches of up to max_prompts
+ * prompts. */
+static int rloo_open(Run *r, int max_prompts, int max_len, LfError *err) {
     const TrainConfig *c = r->cfg;
     Model *m = &r->model, *rm = &r->reward;
     const char *adapter = c->reward_adapter[0] ? c->reward_adapter : NULL;
@@ -491,7 +492,7 @@ static int rloo_open(Run *r, int max_len, LfError *err) {
     GenStops stops = gen_stops(c->chat_template[0] ? &chat : NULL, r->tok.bpe);
     int32_t pad = m->cfg.eos_token_id > 0 ? m->cfg.eos_token_id : 0; /* masked: any id */
     return rollout_init(&r->rollout, rm, &stops, c->num_generations, c->max_completion_length, pad,
-                        c->batch_size, feed_max_len(&r->train_f), err);
+                        max_prompts, max_len - c->max_completion_length, err);
 }
 
 static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const char *adapter_dir,
@@ -511,7 +512,7 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     r->pairs = r->task == TASK_DPO || r->task == TASK_REWARD;
     r->rloo = r->task == TASK_RLOO;
     r->has_val = c->validation_file[0] != 0 || (r->causal_lm && !r->sft && c->holdout_chapter) ||
-                 ((r->pairs || r->sft) && c->holdout_examples);
+                 ((r->pairs || r->sft || r->rloo) && c->holdout_examples);
     if (!train && !r->has_val)
         return lf_fail(err, "data.validation_file is empty: there is nothing to evaluate");
     if (r->causal_lm && strcmp(c->metric_for_best, "eval_loss"))
@@ -530,6 +531,13 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                             "as a PEFT SEQ_CLS adapter (the score head in modules_to_save)");
     if (r->pairs && !strcmp(c->metric_for_best, "f1"))
         return lf_fail(err, "train.metric_for_best f1: %s picks by eval_loss or accuracy", c->task);
+    if (r->rloo != !strcmp(c->metric_for_best, "reward") && r->has_val)
+        return lf_fail(err,
+                       r->rloo ? "model.task rloo picks its best checkpoint by the held-out "
+                                 "reward: set train.metric_for_best reward"
+                               : "train.metric_for_best reward is RLOO's held-out reward; "
+                                 "model.task %s picks by eval_loss or accuracy",
+                       c->task);
     /* the devices' processes share the cores, for the host's work (tokenizing) */
     int threads = c->threads > 0 ? c->threads : dp->ranks > 1 ? omp_get_num_procs() / dp->ranks : 0;
     if (threads > 0 || dp->ranks > 1) {
@@ -604,7 +612,7 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                 100.0 * (double)trainable / (double)all);
     if (r->task == TASK_DPO && !(r->ref_batch = malloc((size_t)r->model.max_batch * sizeof(float))))
         return lf_fail(err, "out of memory");
-    if (r->rloo && train && rloo_open(r, max_len, err)) return -1;
+    if (r->rloo && rloo_open(r, train ? bs > ebs ? bs : ebs : ebs, max_len, err)) return -1;
     int classes = !r->causal_lm && !r->pairs,
         n_val = classes && r->has_val ? feed_rows(&r->val_f) : 0;
     r->n_totals = n_val + 1 > EVAL_TOTALS ? n_val + 1 : EVAL_TOTALS;
@@ -778,11 +786,39 @@ static int evaluate_pairs(Run *r, ClassMetrics *res, int *nonfinite, LfError *er
     return 0;
 }
 
+/* RLOO: the held-out prompts continued as in training (num_generations each, sampled by a seed
+ * of the evaluation's own, the same at every evaluation) and scored by the reward model: the
+ * mean reward and completion length; *nonfinite counts the rewards that are not finite. */
+static int evaluate_rloo(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
+    double t[4] = {0, 0, 0, 0}; /* reward sum, completion tokens, rows, non-finite rewards */
+    int k = 0;
+    Batch prompts, b;
+    Progress p;
+    feed_start(&r->val_f, 0, 0, 0, 0);
+    progress_start(&p, r->out, "eval", feed_num_batches(&r->val_f));
+    while (feed_next(&r->val_f, &prompts)) {
+        RolloutBatch st;
+        uint64_t seed = rng_hash(rng_hash(r->cfg->seed, 0xE7A1), (uint64_t)k);
+        if (!eval_batch_mine(r, k++)) continue;
+        if (rollout_batch(&r->rollout, &r->model, &prompts, seed, &b, &st, err)) return -1;
+        for (int i = 0; i < st.rows; i++) t[3] += !isfinite(r->rollout.rewards[i]);
+        t[0] += st.reward, t[1] += (double)st.completion_tokens, t[2] += st.rows;
+        progress_update(&p, k, t[0] / t[2], (long)t[1]);
+    }
+    progress_finish(&p);
+    if (sum_over_devices(r, t, 4, err)) return -1;
+    double n = t[2] ? t[2] : 1;
+    *nonfinite = (int)t[3];
+    *res = (ClassMetrics){.n = (int)t[2], .reward = t[0] / n, .completion_length = t[1] / n};
+    return 0;
+}
+
 /* Loss, accuracy and F1 on the validation set, in file order; *nonfinite counts the
  * examples with a NaN or infinite logit. */
 static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     if (r->causal_lm) return evaluate_lm(r, res, nonfinite, err);
     if (r->pairs) return evaluate_pairs(r, res, nonfinite, err);
+    if (r->rloo) return evaluate_rloo(r, res, nonfinite, err);
     Model *m = &r->model;
     int K = r->mcfg.num_labels, n = 0, k = 0, mine = 0;
     /* t[0] the loss sum, t[1 + i] example i's predicted class + 2 on its device (1: a NaN or
@@ -827,6 +863,9 @@ static int log_eval(Run *r, const char *when, int step, double epoch, const Clas
     if (r->causal_lm)
         fprintf(r->out, "%s: eval_loss %.4f  perplexity %.3f  (%d tokens predicted)\n", when,
                 mt->loss, exp(mt->loss), mt->n);
+    else if (r->rloo)
+        fprintf(r->out, "%s: eval_reward %.4f  completion_length %.1f  (%d completions)\n", when,
+                mt->reward, mt->completion_length, mt->n);
     else if (r->pairs)
         fprintf(r->out,
                 "%s: eval_loss %.4f  %s %.4f  margin %.4f  chosen %.4f  rejected %.4f  (%d "
@@ -843,6 +882,9 @@ static int log_eval(Run *r, const char *when, int step, double epoch, const Clas
     cJSON_AddNumberToObject(o, "eval_loss", mt->loss);
     if (r->causal_lm) {
         cJSON_AddNumberToObject(o, "perplexity", exp(mt->loss));
+    } else if (r->rloo) {
+        cJSON_AddNumberToObject(o, "eval_reward", mt->reward);
+        cJSON_AddNumberToObject(o, "eval_completion_length", mt->completion_length);
     } else if (r->pairs) {
         cJSON_AddNumberToObject(o, acc, mt->accuracy);
         cJSON_AddNumberToObject(o, "margin", margin);
@@ -872,6 +914,9 @@ static int eval_point(Run *r, const char *when, int step, double epoch, ClassMet
                       LfError *err) {
     int nonfinite;
     if (evaluate(r, mt, &nonfinite, err) || log_eval(r, when, step, epoch, mt, err)) return -1;
+    if (r->rloo && nonfinite)
+        return lf_fail(err, "%s: %d of %d held-out completions have a NaN or infinite reward", when,
+                       nonfinite, mt->n);
     if (nonfinite || !isfinite(mt->loss))
         return lf_fail(err,
                        "%s: eval_loss is %g and %d of %d examples have NaN or infinite logits: "
@@ -912,6 +957,7 @@ static int save_checkpoint(Run *r, TrainState *ts, int improved, LfError *err) {
 static double metric_value(const TrainConfig *c, const ClassMetrics *m) {
     if (!strcmp(c->metric_for_best, "accuracy")) return m->accuracy;
     if (!strcmp(c->metric_for_best, "f1")) return m->f1;
+    if (!strcmp(c->metric_for_best, "reward")) return m->reward;
     return m->loss;
 }
 
