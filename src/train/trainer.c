@@ -803,7 +803,7 @@ static int evaluate_rloo(Run *r, ClassMetrics *res, int *nonfinite, LfError *err
         if (rollout_batch(&r->rollout, &r->model, &prompts, seed, &b, &st, err)) return -1;
         for (int i = 0; i < st.rows; i++) t[3] += !isfinite(r->rollout.rewards[i]);
         t[0] += st.reward, t[1] += (double)st.completion_tokens, t[2] += st.rows;
-        progress_update(&p, k, t[0] / t[2], (long)t[1]);
+        progress_update(&p, k, NAN, (long)t[1]); /* no loss: the reward is the figure */
     }
     progress_finish(&p);
     if (sum_over_devices(r, t, 4, err)) return -1;
