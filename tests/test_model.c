@@ -441,7 +441,7 @@ static void rloo_gradient(int normalize) {
     for (int b = 0; b < 4; b++) mean += (a[b] = r[b] - r[b ^ 1]) / 4;
     for (int b = 0; b < 4; b++) var += (a[b] - mean) * (a[b] - mean) / 3;
     for (int b = 0; normalize && b < 4; b++) a[b] = (a[b] - mean) / (sqrt(var) + 1e-4);
-    CHECK_CLOSE(m.rollout_stats.kl, kl, 1e-5, 1e-6);
+    CHECK_CLOSE(m.rloo_stats.kl, kl, 1e-5, 1e-6);
     CHECK_CLOSE(rloo_loss, -(a[0] + a[1] + a[2] + a[3]) / 4, 1e-5, 1e-6);
     size_t n = 0;
     for (int i = 0; i < m.n_params; i++) n += m.params[i].grad ? m.params[i].numel : 0;

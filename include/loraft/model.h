@@ -167,12 +167,12 @@ typedef struct PairStats {
 } PairStats;
 
 /* RLOO's last forward (TASK_RLOO): sums over the batch's rows (rloo_loss.h). */
-typedef struct RolloutStats {
+typedef struct RlooStats {
     int rows;
     double kl;       /* log-prob - reference log-prob */
     double reward;   /* the penalised rewards, reward - beta kl */
     double positive; /* rows whose advantage is above 0 */
-} RolloutStats;
+} RlooStats;
 
 /* One named tensor of the parameter table. */
 typedef struct Param {
@@ -361,9 +361,9 @@ typedef struct Model {
     float *seq_scores, *ref_scores; /* host copies of row_scores, ref_logps (model_read_loss) */
     float *row_scale;     /* dpo, rloo: [max_batch * max_len] backend, the LM head's row weights */
     PairStats pair_stats; /* of the last model_read_loss with labels */
-    RolloutStats rollout_stats; /* rloo's, the same */
-    int adapters_off; /* linear_forward skips the LoRA branches: the base model (the reference
-                         policy of DPO and RLOO, without a second copy of the weights) */
+    RlooStats rloo_stats; /* rloo's, the same */
+    int adapters_off;     /* linear_forward skips the LoRA branches: the base model (the reference
+                             policy of DPO and RLOO, without a second copy of the weights) */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */
     int32_t *head_rows; /* backend: the rows the LM head computes (causal_lm_labels), */
     int n_head_rows;    /* n_head_rows of them; 0: every row, in order */

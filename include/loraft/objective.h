@@ -74,7 +74,7 @@ static inline size_t pair_readout_floats(size_t max_batch) {
 /* Points the model's pair buffers into the readout: device (backend memory, NULL while the plan
  * only sizes) and its host copy. */
 void pair_readout_place(Model *m, float *device, float *host);
-/* After model_read_loss's copy: m->pair_stats (m->rollout_stats for RLOO) from the readout's host
+/* After model_read_loss's copy: m->pair_stats (m->rloo_stats for RLOO) from the readout's host
  * copy; the mean loss. */
 float pair_readout_loss(Model *m, const float *host);
 

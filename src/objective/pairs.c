@@ -19,8 +19,8 @@ float pair_readout_loss(Model *m, const float *host) {
     double s[4]; /* ops.h's stats: loss, chosen, rejected, correct (rloo: loss, kl, reward, > 0) */
     memcpy(s, host, sizeof s);
     if (m->spec.task == TASK_RLOO)
-        m->rollout_stats =
-            (RolloutStats){.rows = m->n_valid, .kl = s[1], .reward = s[2], .positive = s[3]};
+        m->rloo_stats =
+            (RlooStats){.rows = m->n_valid, .kl = s[1], .reward = s[2], .positive = s[3]};
     else
         m->pair_stats =
             (PairStats){.pairs = m->n_valid, .correct = s[3], .chosen = s[1], .rejected = s[2]};

@@ -10,7 +10,6 @@
 
 int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, int k, int max_new, int32_t pad,
                  int max_prompts, int max_prompt_len, LfError *err) {
-    memset(ro, 0, sizeof *ro);
     *ro = (Rollout){.reward = reward,
                     .stops = *stops,
                     .k = k,
@@ -18,7 +17,8 @@ int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, int k, int m
                     .max_prompts = max_prompts,
                     .max_len = max_prompt_len + max_new,
                     .pad = pad};
-    size_t rows = (size_t)max_prompts * k, cells = rows * (size_t)ro->max_len;
+    int max_len = ro->max_len; /* for the message: rollout_free clears ro */
+    size_t rows = (size_t)max_prompts * k, cells = rows * (size_t)max_len;
     ro->ids = malloc(cells * sizeof *ro->ids);
     ro->mask = malloc(cells * sizeof *ro->mask);
     ro->labels = malloc(cells * sizeof *ro->labels);
@@ -28,7 +28,7 @@ int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, int k, int m
     if (ro->ids && ro->mask && ro->labels && ro->reward_labels && ro->index && ro->rewards)
         return 0;
     rollout_free(ro);
-    return lf_fail(err, "out of memory for %zu rollout rows of %d tokens", rows, ro->max_len);
+    return lf_fail(err, "out of memory for %zu rollout rows of %d tokens", rows, max_len);
 }
 
 void rollout_free(Rollout *ro) {
