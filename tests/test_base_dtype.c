@@ -372,9 +372,9 @@ static void test_open_decode(void) {
             model_open(&m, gguf, NULL, k ? BASE_Q : BASE_F32, PRECISION_AUTO, &ops_cpu, 1, 8, &err),
             &err);
         CHECK((m.n_packed_bytes > 0) == (k == 1));
-        CHECK_OK(model_cache_reset(&m, 8, &err), &err);
-        CHECK_OK(model_decode(&m, prompt, 5, &err), &err);
-        CHECK_OK(model_decode(&m, prompt, 1, &err), &err);
+        CHECK_OK(model_cache_reset(&m, 1, 8, &err), &err);
+        CHECK_OK(model_decode(&m, 0, prompt, 5, &err), &err);
+        CHECK_OK(model_decode(&m, 0, prompt, 1, &err), &err);
         CHECK_OK(model_lm_logits(&m, 0, 1, logits[k], &err), &err);
         model_free(&m);
     }
@@ -425,8 +425,8 @@ static void test_gpt2_gguf(const char *vocab, const char *quant, double tol) {
         if (worst > step_tol) fprintf(stderr, "  %s: off by %g\n", p->name, worst);
     }
     for (int k = 0; k < 2; k++) {
-        CHECK_OK(model_cache_reset(&m[k], 8, &err), &err);
-        CHECK_OK(model_decode(&m[k], prompt, 5, &err), &err);
+        CHECK_OK(model_cache_reset(&m[k], 1, 8, &err), &err);
+        CHECK_OK(model_decode(&m[k], 0, prompt, 5, &err), &err);
         CHECK_OK(model_lm_logits(&m[k], 4, 1, logits[k], &err), &err);
         model_free(&m[k]);
     }

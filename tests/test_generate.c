@@ -8,7 +8,10 @@
  * sequence + model_lm_logits) at every step, for a prefill and for each token after it, within
  * 1e-4 of the row's largest logit; greedy generation is deterministic; the cache refuses more
  * positions than the model was built for and a model that is not a decoder; gen_run's prompt in
- * chunks of the model's rows gives the tokens of the whole prompt at once.
+ * chunks of the model's rows gives the tokens of the whole prompt at once. Several sequences in one
+ * cache: batched steps over subsets of them in any order, a run of one among them and a copied
+ * prompt give each row the logits of its own sequence's full recompute; gen_batch's rows (a shared
+ * prompt, stops, an emit that ends one) are gen_run's with the same seed, token for token.
  * A tiny GPT-2 rebuilt with `loraft init` (the GPT-2 tokenizer of ../shared/data): the prompt ids,
  * the prompt's last logits (64 of them, within 1e-5 of the largest) and 16 greedy tokens equal
  * transformers' (tests/golden/gpt2_tiny_greedy.json, from scripts/make-generate-golden.py).
@@ -48,13 +51,14 @@ static void check_cache_matches(Arch arch, int heads, int kv_heads, int tied, in
     float cached[PREFILL * VOCAB], full[PREFILL * VOCAB];
     double worst = 0;
     int ok = 1;
-    CHECK_OK(model_cache_reset(&m, SEQ, &err), &err);
-    ok &= !model_decode(&m, ids, PREFILL, &err) && !model_lm_logits(&m, 0, PREFILL, cached, &err) &&
+    CHECK_OK(model_cache_reset(&m, 1, SEQ, &err), &err);
+    ok &= !model_decode(&m, 0, ids, PREFILL, &err) &&
+          !model_lm_logits(&m, 0, PREFILL, cached, &err) &&
           !full_logits(&ref, ids, PREFILL, 0, PREFILL, full, &err);
     for (int t = 0; ok && t < PREFILL; t++)
         worst = worse(worst, row_error(cached + t * VOCAB, full + t * VOCAB, VOCAB));
     for (int t = PREFILL; ok && t < SEQ; t++) {
-        ok &= !model_decode(&m, &ids[t], 1, &err) && !model_lm_logits(&m, 0, 1, cached, &err) &&
+        ok &= !model_decode(&m, 0, &ids[t], 1, &err) && !model_lm_logits(&m, 0, 1, cached, &err) &&
               !full_logits(&ref, ids, t + 1, t, 1, full, &err);
         worst = worse(worst, row_error(cached, full, VOCAB));
     }
@@ -70,8 +74,8 @@ static void check_cache_matches(Arch arch, int heads, int kv_heads, int tied, in
                        : "",
            arch_is_llama(arch) ? model_rotary_dim(&m.cfg) : 0, model_head_size(&m.cfg), worst);
     CHECK(worst <= 1e-4);
-    CHECK(m.n_cached == SEQ);
-    CHECK(model_decode(&m, ids, 1, &err) == -1 && strstr(err.msg, "exceed") != NULL);
+    CHECK(m.cached[0] == SEQ);
+    CHECK(model_decode(&m, 0, ids, 1, &err) == -1 && strstr(err.msg, "exceed") != NULL);
     model_free(&m);
     model_free(&ref);
 }
@@ -82,12 +86,12 @@ static int greedy(Model *m, Sampler *s, const int32_t *prompt, int P, int n, int
     int V = m->cfg.vocab_size;
     float *logits = malloc((size_t)V * sizeof *logits);
     int rc = !logits ? lf_fail(err, "out of memory")
-                     : model_cache_reset(m, P + n, err) || model_decode(m, prompt, P, err) ||
+                     : model_cache_reset(m, 1, P + n, err) || model_decode(m, 0, prompt, P, err) ||
                            model_lm_logits(m, P - 1, 1, logits, err);
     for (int i = 0; !rc && i < n; i++)
         rc = sampler_next(s, logits, &out[i], err) ||
              (i + 1 < n &&
-              (model_decode(m, &out[i], 1, err) || model_lm_logits(m, 0, 1, logits, err)));
+              (model_decode(m, 0, &out[i], 1, err) || model_lm_logits(m, 0, 1, logits, err)));
     free(logits);
     return rc ? -1 : 0;
 }
@@ -154,10 +158,140 @@ static void check_chunked_prefill(Arch arch) {
     printf("%s prompt of %d in chunks of %d: %d tokens, %s\n", arch_name(arch), P, chunked.max_len,
            got.n, !memcmp(want, got.ids, sizeof want) ? "as whole" : "DIFFER");
     CHECK(got.n == SEQ - P && !memcmp(want, got.ids, sizeof want));
-    CHECK(chunked.n_cached == SEQ - 1); /* the last token is emitted, not decoded */
+    CHECK(chunked.cached[0] == SEQ - 1); /* the last token is emitted, not decoded */
     sampler_free(s);
     model_free(&whole);
     model_free(&chunked);
+}
+
+/* Three sequences side by side in one cache (model built for PREFILL rows, cache for SEQ
+ * positions): prompts of 3 and 5 tokens, the third a copy of the first's cache
+ * (model_cache_copy), then batched steps over subsets in any order (model_decode_step), a run of
+ * two tokens of one sequence among them (model_decode), up to SEQ tokens each: every row's logits
+ * against the full recompute of its own sequence, within 1e-4 of the row's largest logit. */
+static void check_steps_match(Arch arch, int heads, int kv_heads, int tied, int lora) {
+    enum { S = 3 };
+    LfError err;
+    Model m, ref;
+    if (tiny_decoder(&m, &ops_cpu, arch, heads, kv_heads, tied, lora, PREFILL, &err) ||
+        tiny_decoder(&ref, &ops_cpu, arch, heads, kv_heads, tied, lora, SEQ, &err)) {
+        CHECK_OK(-1, &err);
+        return;
+    }
+    int32_t ids[S][SEQ];
+    int len[S] = {3, 5, 3};
+    Rng r = {heads * 10 + kv_heads + lora * 100 + arch * 1000, 0};
+    for (int q = 0; q < S; q++)
+        for (int t = 0; t < SEQ; t++) ids[q][t] = (int32_t)(rng_next(&r) % VOCAB);
+    memcpy(ids[2], ids[0], 3 * sizeof **ids); /* the shared prompt */
+    float got[S * VOCAB], full[VOCAB];
+    double worst = 0;
+    int ok = !model_cache_reset(&m, S, SEQ, &err) && !model_decode(&m, 0, ids[0], 3, &err) &&
+             !model_decode(&m, 1, ids[1], 5, &err) && !model_cache_copy(&m, 0, 2, &err);
+    /* the calls: sequences of each step, -1 ending it; a run of two for sequence 1 at step 2 */
+    static const int steps[][S + 1] = {{2, 0, 1, -1}, {1, 2, -1}, {1, -1},      {0, 2, 1, -1},
+                                       {0, 1, 2, -1}, {2, 0, -1}, {0, 2, 1, -1}};
+    for (int k = 0; ok && k < (int)(sizeof steps / sizeof *steps); k++) {
+        int32_t seqs[S], next[S];
+        int n = 0;
+        for (; steps[k][n] >= 0; n++) seqs[n] = steps[k][n], next[n] = ids[seqs[n]][len[seqs[n]]];
+        if (k == 2) /* a run of two tokens of sequence 1: the logits after its last */
+            ok = !model_decode(&m, 1, &ids[1][len[1]], 2, &err) &&
+                 !model_lm_logits(&m, 1, 1, got, &err);
+        else
+            ok = !model_decode_step(&m, seqs, next, n, &err) &&
+                 !model_lm_logits(&m, 0, n, got, &err);
+        for (int i = 0; ok && i < n; i++) {
+            len[seqs[i]] += k == 2 ? 2 : 1;
+            ok = !full_logits(&ref, ids[seqs[i]], len[seqs[i]], len[seqs[i]] - 1, 1, full, &err);
+            worst = worse(worst, row_error(got + (size_t)i * VOCAB, full, VOCAB));
+        }
+    }
+    CHECK_OK(ok ? 0 : -1, &err);
+    printf("%s batched steps of 3 sequences (%d, %d, %d tokens), %d heads / %d KV%s: worst "
+           "relative error %.2e\n",
+           arch_name(arch), len[0], len[1], len[2], heads, kv_heads, lora ? ", LoRA" : "", worst);
+    CHECK(worst <= 1e-4);
+    CHECK(len[0] == 8 && len[1] == SEQ - 1 && len[2] == 9);
+    int32_t seqs[2] = {0, 0}, two[2] = {1, 2};
+    CHECK(model_decode_step(&m, seqs, two, 2, &err) == -1 && strstr(err.msg, "twice"));
+    seqs[1] = S;
+    CHECK(model_decode_step(&m, seqs, two, 2, &err) == -1 && strstr(err.msg, "sequence 3 of"));
+    seqs[0] = 1; /* at SEQ - 1: one more position, then none */
+    CHECK_OK(model_decode_step(&m, seqs, two, 1, &err), &err);
+    CHECK(model_decode_step(&m, seqs, two, 1, &err) == -1 && strstr(err.msg, "used the cache"));
+    CHECK(model_cache_reset(&m, PREFILL + 1, SEQ, &err) == -1 && strstr(err.msg, "hold 1 to 5"));
+    model_free(&m);
+    model_free(&ref);
+}
+
+/* gen_batch's row collector: row r's tokens at out[r * SEQ ..], row 4 ended by emit after 2. */
+typedef struct RowSink {
+    int32_t ids[5][SEQ];
+    int n[5];
+} RowSink;
+
+static int row_collect(void *ctx, int row, int32_t id) {
+    RowSink *s = ctx;
+    s->ids[row][s->n[row]++] = id;
+    return row == 4 && s->n[row] == 2;
+}
+
+static int collect_until_two(void *ctx, int32_t id) {
+    IdSink *sink = ctx;
+    sink->ids[sink->n++] = id;
+    return sink->n == 2;
+}
+
+/* gen_batch over five rows (a prompt twice by the same pointer, once more as a copy, two others:
+ * 4, 4, 7, 2 and 4 tokens; max_len 5: the 7 in two chunks), sampled at temperature 1 with a seed
+ * a row, a stop id that ends some rows early (the third token row 1 draws without it) and an
+ * emit that ends row 4 after two: each row's tokens, count and stop equal gen_run's with a
+ * sampler of that seed alone. */
+static void check_gen_batch(Arch arch) {
+    enum { ROWS = 5, NEW = 6 };
+    LfError err;
+    Model m;
+    int kv = arch == ARCH_GPT2 ? 4 : 2;
+    CHECK_OK(tiny_decoder(&m, &ops_cpu, arch, 4, kv, 1, 1, PREFILL, &err), &err);
+    int32_t a[4], b[7], c[2], a2[4];
+    Rng r = {arch + 5, 0};
+    for (int t = 0; t < 7; t++) b[t] = (int32_t)(rng_next(&r) % VOCAB);
+    for (int t = 0; t < 4; t++) a[t] = a2[t] = (int32_t)(rng_next(&r) % VOCAB);
+    c[0] = b[3], c[1] = a[1];
+    GenPrompt p[ROWS] = {{a, 4}, {a, 4}, {b, 7}, {a2, 4}, {c, 2}};
+    uint64_t seeds[ROWS] = {7, 8, 9, 10, 11};
+    SampleConfig sc = {1.0f, 0, 1.0f, 0};
+    Sampler *s = NULL;
+    GenStops st = {.n_ids = 0};
+    GenStats gs[ROWS];
+    RowSink got = {.n = {0}};
+    CHECK_OK(sampler_create(&s, &sc, VOCAB, &err), &err);
+    CHECK_OK(gen_batch(&m, s, seeds, &st, p, ROWS, NEW, row_collect, &got, gs, &err), &err);
+    st.ids[st.n_ids++] = got.ids[1][2]; /* a token some rows draw */
+    memset(&got, 0, sizeof got);
+    CHECK_OK(gen_batch(&m, s, seeds, &st, p, ROWS, NEW, row_collect, &got, gs, &err), &err);
+    sampler_free(s);
+    int same = 1, stopped = 0;
+    for (int i = 0; i < ROWS; i++) {
+        SampleConfig one = {1.0f, 0, 1.0f, seeds[i]};
+        IdSink want = {.n = 0};
+        GenStats ws;
+        CHECK_OK(sampler_create(&s, &one, VOCAB, &err), &err);
+        CHECK_OK(gen_run(&m, s, &st, p[i].ids, p[i].n, NEW, i == 4 ? collect_until_two : collect,
+                         &want, &ws, &err),
+                 &err);
+        sampler_free(s);
+        same &= want.n == got.n[i] && ws.new_tokens == gs[i].new_tokens && ws.stop == gs[i].stop &&
+                !memcmp(want.ids, got.ids[i], want.n * sizeof *want.ids);
+        stopped += gs[i].stop >= 0;
+    }
+    printf("%s gen_batch of %d rows: %d, %d, %d, %d, %d tokens, %d stopped: %s\n", arch_name(arch),
+           ROWS, got.n[0], got.n[1], got.n[2], got.n[3], got.n[4], stopped,
+           same ? "as each alone" : "DIFFER");
+    CHECK(same);
+    CHECK(stopped >= 1 && got.n[1] <= 2 && gs[1].stop == st.ids[0] && got.n[4] <= 2);
+    model_free(&m);
 }
 
 static void check_errors(void) {
@@ -165,9 +299,9 @@ static void check_errors(void) {
     Model m;
     int32_t id = VOCAB;
     CHECK_OK(tiny_decoder(&m, &ops_cpu, ARCH_LLAMA, 4, 4, 1, 0, SEQ, &err), &err);
-    CHECK(model_decode(&m, &id, 1, &err) == -1 && strstr(err.msg, "model_cache_reset"));
-    CHECK_OK(model_cache_reset(&m, SEQ, &err), &err);
-    CHECK(model_decode(&m, &id, 1, &err) == -1 && strstr(err.msg, "outside the vocabulary"));
+    CHECK(model_decode(&m, 0, &id, 1, &err) == -1 && strstr(err.msg, "model_cache_reset"));
+    CHECK_OK(model_cache_reset(&m, 1, SEQ, &err), &err);
+    CHECK(model_decode(&m, 0, &id, 1, &err) == -1 && strstr(err.msg, "outside the vocabulary"));
     model_free(&m);
     ModelConfig c;
     TrainSpec s;
@@ -177,7 +311,7 @@ static void check_errors(void) {
     train_spec_defaults(&s);
     s.strategy = STRATEGY_HEAD;
     CHECK_OK(model_create(&m, &c, &s, &ops_cpu, NULL, 1, 1, 8, NULL, 0, &err), &err);
-    CHECK(model_cache_reset(&m, SEQ, &err) == -1 && strstr(err.msg, "decoder"));
+    CHECK(model_cache_reset(&m, 1, SEQ, &err) == -1 && strstr(err.msg, "decoder"));
     model_free(&m);
 }
 
@@ -227,8 +361,8 @@ static void check_gpt2_case(Model *m, const TextTokenizer *tok, Sampler *s, cons
     float *logits = malloc((size_t)V * sizeof *logits);
     const cJSON *last = cJSON_GetObjectItem(c, "last_logits");
     double scale = 0, worst = 0;
-    CHECK_OK(model_cache_reset(m, P, &err), &err);
-    CHECK_OK(model_decode(m, ours.ids, P, &err), &err);
+    CHECK_OK(model_cache_reset(m, 1, P, &err), &err);
+    CHECK_OK(model_decode(m, 0, ours.ids, P, &err), &err);
     CHECK_OK(model_lm_logits(m, P - 1, 1, logits, &err), &err);
     for (int v = 0; v < cJSON_GetArraySize(last); v++) {
         double r = cJSON_GetArrayItem(last, v)->valuedouble;
@@ -363,6 +497,13 @@ int main(void) {
     check_cache_matches(ARCH_GPT2, 4, 4, 1, 5);
     check_cache_matches(ARCH_LLAMA, 4, 2, 1, 6); /* and the head's own rows */
     check_cache_matches(ARCH_LLAMA, 4, 2, 0, 6);
+    check_steps_match(ARCH_LLAMA, 4, 2, 1, 1);   /* GQA, LoRA */
+    check_steps_match(ARCH_MISTRAL, 4, 2, 0, 0); /* a sliding window of 4 */
+    check_steps_match(ARCH_GEMMA2, 4, 2, 1, 1);  /* soft-capped scores */
+    check_steps_match(ARCH_PHI3, 4, 2, 0, 3);    /* fused projections, DoRA */
+    check_steps_match(ARCH_GPT2, 4, 4, 1, 1);    /* learned positions */
+    check_gen_batch(ARCH_LLAMA);
+    check_gen_batch(ARCH_GPT2);
     check_greedy_deterministic();
     check_chunked_prefill(ARCH_LLAMA);
     check_chunked_prefill(ARCH_GPT2);

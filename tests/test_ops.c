@@ -507,7 +507,8 @@ static void test_rope_cache_write(int n, int pos0, int nh, int nkv, int hs, floa
     memcpy(q0, q, sizeof(float) * n * QC);
     rope_reference(rq, n, 1, nh, hs, pos, 1e5f, scale, 1.0);
     rope_reference(rk, n, 1, nkv, hs, pos, 1e5f, scale, 1.0);
-    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, rope_test(1e5f, hs, scale), n, nh, nkv, hs);
+    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, NULL, 0, rope_test(1e5f, hs, scale), n, nh, nkv,
+                     hs);
     printf(
         "  rope in cache_write: %d positions from %d, NH=%d NKV=%d HS=%d (%d rotary), scale %g\n",
         n, pos0, nh, nkv, hs, rope_dims(hs), scale);
@@ -515,7 +516,7 @@ static void test_rope_cache_write(int n, int pos0, int nh, int nkv, int hs, floa
     CHECK(count_mismatch("rope k", kc + (size_t)pos0 * KC, rk, (size_t)n * KC, 1e-6, 1e-5) == 0);
     CHECK(!memcmp(vc + (size_t)pos0 * KC, v, sizeof(float) * n * KC));
     memcpy(q, q0, sizeof(float) * n * QC);
-    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, NULL, n, nh, nkv, hs);
+    ops->cache_write(kc, vc, q, QC, k, v, KC, pos, NULL, 0, NULL, n, nh, nkv, hs);
     CHECK(!memcmp(q, q0, sizeof(float) * n * QC));
     CHECK(!memcmp(kc + (size_t)pos0 * KC, k, sizeof(float) * n * KC));
     free(q), free(k), free(v), free(kc), free(vc), free(q0), free(rq), free(rk);
@@ -1316,10 +1317,10 @@ static void test_attention_joined(int T, int nh, int nkv, int hs) {
     for (int j = 0; j < 2; j++) {
         kc[j] = rand_vec((size_t)T * KC, 0, 0), vc[j] = rand_vec((size_t)T * KC, 0, 0);
         ops->cache_write(kc[j], vc[j], j ? qkv : q, j ? ld : QC, j ? qkv + QC : k,
-                         j ? qkv + QC + KC : v, j ? ld : KC, pos, rope_plain(1e4f, hs), T, nh, nkv,
-                         hs);
-        ops->attention_cached(out[j], NULL, QC, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, 0,
-                              att_score(hs), cs, T, T, nh, nkv, hs);
+                         j ? qkv + QC + KC : v, j ? ld : KC, pos, NULL, 0, rope_plain(1e4f, hs), T,
+                         nh, nkv, hs);
+        ops->attention_cached(out[j], NULL, QC, j ? qkv : q, j ? ld : QC, kc[j], vc[j], pos, NULL,
+                              0, 0, att_score(hs), cs, T, T, nh, nkv, hs);
     }
     CHECK(!memcmp(kc[0], kc[1], sizeof(float) * T * KC));
     CHECK(joined_same(qkv, q, k, v, T, QC, KC));
@@ -1357,6 +1358,30 @@ static void test_attention_out_bf16(int T, int nh, int nkv, int hs) {
     for (int j = 0; j < 2; j++) free(out[j]), free(lse[j]);
 }
 
+/* Naive double attention of one query qi [NH*HS] at position pos over keys and values k, v [pos +
+ * 1, NKV*HS] (the window's), into ref [NH*HS]; p: [pos + 1] scratch. */
+static void naive_cached(double *ref, const float *qi, const float *k, const float *v, int pos,
+                         int window, AttnScore sc, double *p, int nh, int nkv, int hs) {
+    int KC = nkv * hs, keys = pos + 1;
+    int first = window && keys > window ? keys - window : 0; /* the window's first key */
+    for (int h = 0; h < nh; h++) {
+        int kvh = h / (nh / nkv);
+        double mx = -INFINITY, z = 0;
+        for (int j = first; j < keys; j++) {
+            p[j] = 0;
+            for (int d = 0; d < hs; d++)
+                p[j] += (double)qi[h * hs + d] * k[(size_t)j * KC + kvh * hs + d];
+            p[j] *= sc.scale;
+            if (sc.softcap > 0) p[j] = sc.softcap * tanh(p[j] / sc.softcap);
+            mx = fmax(mx, p[j]);
+        }
+        for (int j = first; j < keys; j++) z += p[j] = exp(p[j] - mx);
+        for (int j = first; j < keys; j++)
+            for (int d = 0; d < hs; d++)
+                ref[h * hs + d] += p[j] / z * v[(size_t)j * KC + kvh * hs + d];
+    }
+}
+
 /* Generation: n queries at positions pos0.. over L = pos0 + n + later cached keys (GQA; the
  * later ones 1e4 times larger, to be hidden), against naive double attention with query i
  * allowed keys j <= pos0 + i; then cache_write puts new rows at the positions. */
@@ -1370,40 +1395,75 @@ static void test_attention_cached(int n, int pos0, int later, int window, int nh
     double *ref = calloc((size_t)n * QC, sizeof *ref), *p = calloc(L, sizeof *p);
     uint16_t *out_bf16 = calloc((size_t)n * QC, sizeof *out_bf16);
     AttnScore sc = att_score(hs);
-    ops->attention_cached(out, out_bf16, QC, q, QC, k, v, pos, window, sc, scratch, n, L, nh, nkv,
-                          hs);
+    ops->attention_cached(out, out_bf16, QC, q, QC, k, v, pos, NULL, 0, window, sc, scratch, n, L,
+                          nh, nkv, hs);
     for (int i = 0; i < n; i++)
-        for (int h = 0; h < nh; h++) {
-            const float *qi = q + (size_t)i * QC + h * hs;
-            int kvh = h / (nh / nkv), keys = pos0 + i + 1;
-            int first = window && keys > window ? keys - window : 0; /* the window's first key */
-            double mx = -INFINITY, z = 0;
-            for (int j = first; j < keys; j++) {
-                p[j] = 0;
-                for (int d = 0; d < hs; d++)
-                    p[j] += (double)qi[d] * k[(size_t)j * KC + kvh * hs + d];
-                p[j] *= sc.scale;
-                if (sc.softcap > 0) p[j] = sc.softcap * tanh(p[j] / sc.softcap);
-                mx = fmax(mx, p[j]);
-            }
-            for (int j = first; j < keys; j++) z += p[j] = exp(p[j] - mx);
-            for (int j = first; j < keys; j++)
-                for (int d = 0; d < hs; d++)
-                    ref[(size_t)i * QC + h * hs + d] += p[j] / z * v[(size_t)j * KC + kvh * hs + d];
-        }
+        naive_cached(ref + (size_t)i * QC, q + (size_t)i * QC, k, v, pos[i], window, sc, p, nh, nkv,
+                     hs);
     CHECK(count_mismatch("attention_cached out", out, ref, (size_t)n * QC, 1e-6, 1e-5) == 0);
     int rounded = 1; /* out_bf16: bf16(out) */
     for (size_t e = 0; e < (size_t)n * QC; e++)
         rounded = rounded && out_bf16[e] == f32_to_bf16(out[e]);
     CHECK(rounded);
     float *k_new = rand_vec((size_t)n * KC, -1, 1), *v_new = rand_vec((size_t)n * KC, -1, 1);
-    ops->cache_write(k, v, NULL, 0, k_new, v_new, KC, pos, NULL, n, nh, nkv, hs);
+    ops->cache_write(k, v, NULL, 0, k_new, v_new, KC, pos, NULL, 0, NULL, n, nh, nkv, hs);
     for (int i = 0; i < n; i++) {
         CHECK(!memcmp(k + (size_t)(pos0 + i) * KC, k_new + (size_t)i * KC, KC * sizeof *k));
         CHECK(!memcmp(v + (size_t)(pos0 + i) * KC, v_new + (size_t)i * KC, KC * sizeof *v));
     }
     free(q), free(k), free(v), free(out), free(scratch), free(ref), free(p), free(k_new);
     free(v_new), free(out_bf16);
+}
+
+/* A batched decode step: one query each of n of S sequences (in the order seq[], not sorted) at
+ * positions pos[i] of caches of `stride` rows (the rows past each position 1e4 times larger, to be
+ * hidden), against naive double attention over its own sequence's keys; cache_write with rope
+ * puts each new row at its sequence's position turned as a one-sequence write of it alone does,
+ * bit for bit, q too. */
+static void test_attention_cached_seqs(int n, int S, int stride, int window, int nh, int nkv,
+                                       int hs) {
+    int QC = nh * hs, KC = nkv * hs, seq[8], pos[8];
+    for (int i = 0; i < n; i++) seq[i] = (3 * i + 1) % S, pos[i] = (5 * i + 2) % (stride - 1);
+    size_t cells = (size_t)S * stride * KC;
+    float *q = rand_vec((size_t)n * QC, -1, 1), *k = rand_vec(cells, -1, 1);
+    float *v = rand_vec(cells, -1, 1), *out = calloc((size_t)n * QC, sizeof *out);
+    for (int s = 0; s < S; s++)
+        for (size_t e = 0; e < (size_t)stride * KC; e++) {
+            int row = (int)(e / KC), later = 1;
+            for (int i = 0; i < n; i++) later &= seq[i] != s || row > pos[i];
+            if (later)
+                k[(size_t)s * stride * KC + e] *= 1e4f, v[(size_t)s * stride * KC + e] *= 1e4f;
+        }
+    float *scratch = rand_vec(ops->attention_cached_scratch(n, stride, nh, hs), -1, 1);
+    double *ref = calloc((size_t)n * QC, sizeof *ref), *p = calloc(stride, sizeof *p);
+    AttnScore sc = att_score(hs);
+    ops->attention_cached(out, NULL, QC, q, QC, k, v, pos, seq, stride, window, sc, scratch, n,
+                          stride, nh, nkv, hs);
+    for (int i = 0; i < n; i++) {
+        size_t at = (size_t)seq[i] * stride * KC;
+        naive_cached(ref + (size_t)i * QC, q + (size_t)i * QC, k + at, v + at, pos[i], window, sc,
+                     p, nh, nkv, hs);
+    }
+    CHECK(count_mismatch("attention_cached of sequences", out, ref, (size_t)n * QC, 1e-6, 1e-5) ==
+          0);
+    float *k_new = rand_vec((size_t)n * KC, -1, 1), *v_new = rand_vec((size_t)n * KC, -1, 1);
+    float *q_one = malloc((size_t)n * QC * sizeof *q_one),
+          *one = rand_vec((size_t)stride * KC, 0, 0);
+    float *one_v = rand_vec((size_t)stride * KC, 0, 0); /* one sequence's cache */
+    memcpy(q_one, q, (size_t)n * QC * sizeof *q);
+    const RopeFreqs *rope = rope_plain(1e4f, hs);
+    ops->cache_write(k, v, q, QC, k_new, v_new, KC, pos, seq, stride, rope, n, nh, nkv, hs);
+    for (int i = 0; i < n; i++) {
+        size_t at = ((size_t)seq[i] * stride + pos[i]) * KC, row = (size_t)pos[i] * KC;
+        float *qi = q_one + (size_t)i * QC;
+        ops->cache_write(one, one_v, qi, QC, k_new + (size_t)i * KC, v_new + (size_t)i * KC, KC,
+                         pos + i, NULL, 0, rope, 1, nh, nkv, hs);
+        CHECK(!memcmp(k + at, one + row, KC * sizeof *k) &&
+              !memcmp(v + at, one_v + row, KC * sizeof *v));
+        CHECK(!memcmp(q + (size_t)i * QC, qi, QC * sizeof *q));
+    }
+    free(q), free(k), free(v), free(out), free(scratch), free(ref), free(p), free(k_new);
+    free(v_new), free(q_one), free(one), free(one_v);
 }
 
 static void test_activations(void) {
@@ -2595,6 +2655,8 @@ int main(void) {
     test_attention_cached(3, 9, 0, 0, 4, 1, 8);    /* a chunk after a cached prefix, MQA */
     test_attention_cached(6, 9, 3, 4, 4, 2, 8);    /* a sliding window of 4 */
     test_attention_cached(1, 17, 11, 1, 6, 2, 16); /* a window of the query alone */
+    test_attention_cached_seqs(5, 7, 19, 0, 4, 2, 8);  /* a batched step, GQA */
+    test_attention_cached_seqs(3, 3, 12, 4, 6, 1, 16); /* every sequence, MQA, a window of 4 */
     test_activations();
     test_activations_non_finite();
     test_tanh_approx();

@@ -56,13 +56,14 @@ struct ArchImpl {
     void (*forward)(Model *m, Drop d);
     /* m->dlogits -> the gradients of the trainable parameters. */
     void (*backward)(Model *m, Drop d);
-    /* Decoders (NULL otherwise), for generation: the floats of a KV cache for m->cache_len
-     * positions (m->kv_cache), and the cached forward in eval mode: m->ids[0..n) at positions
-     * m->positions[0..n) of one sequence -> m->hidden rows 0..n-1, their keys and values
-     * written into the cache (Ops.cache_write), attention over its first m->cache_keys
-     * positions (m->cache_scratch). Every argument of its ops is the same at every position,
-     * so that a decode step recorded as a CUDA graph replays at the next (model_decode). */
-    size_t (*cache_floats)(const Model *m);
+    /* Decoders (NULL otherwise), for generation: the floats one position takes of one layer's
+     * cached keys (as many of its values: the KV cache, model_cache_layer), and the cached
+     * forward in eval mode: m->ids[0..n) at positions m->positions[0..n) of the sequences
+     * model_cache_layer names -> m->hidden rows 0..n-1, their keys and values written into the
+     * cache (Ops.cache_write), attention over its first m->cache_keys positions
+     * (m->cache_scratch). Every argument of its ops is the same at every position, so that a
+     * decode step recorded as a CUDA graph replays at the next (model_decode). */
+    size_t (*cache_width)(const Model *m);
     void (*decode)(Model *m, int n);
 };
 
@@ -206,6 +207,16 @@ int linear_outputs_join(const Model *m, Linear *const *ls, int n);
  * OPS_LORA_GROUP_MAX in pieces of that many. */
 void model_share_input(Linear *const *ls, int n);
 int linear_trains(const Linear *l); /* W, b or a LoRA branch has a gradient */
+
+/* Layer l's KV cache as the decode's ops take it (Ops.cache_write, Ops.attention_cached): the
+ * keys and values of the sequence being decoded, or with seq (the device's [n]) those of all
+ * sequences, stride positions each. */
+typedef struct CacheLayer {
+    float *k, *v;
+    const int32_t *seq;
+    int stride;
+} CacheLayer;
+CacheLayer model_cache_layer(const Model *m, int l);
 
 /* The mask attention is given: the batch's, or NULL when it hides no token (every key
  * visible: the kernels skip the mask, and cuDNN runs without a padding mask). */

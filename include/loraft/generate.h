@@ -1,7 +1,8 @@
-/* generate.h: continuing one prompt with a decoder, shared by `loraft generate` (which streams
- * each token) and the trainer (SFT's answers to its evaluation prompts). The prompt fills the
- * KV cache in one model_decode (model.h), then one token per step is chosen by a Sampler
- * (sample.h) and fed back, until max_new tokens, a stop token or the stop text.
+/* generate.h: continuing prompts with a decoder, shared by `loraft generate` (which streams
+ * each token) and the trainer (SFT's answers to its evaluation prompts, RLOO's completions). A
+ * prompt fills its sequence of the KV cache (model_decode, model.h), then one token per step is
+ * chosen by a Sampler (sample.h) and fed back, until max_new tokens, a stop token or the stop
+ * text; several prompts decode side by side, one step for all (gen_batch).
  *
  * Stops: the tokenizer's EOS and, with a chat template, its end-of-turn strings (chat.h):
  * a string that is one special token of the vocabulary stops at that id (ChatML's <|im_end|>,
@@ -53,15 +54,36 @@ static inline int gen_model_rows(int longest) {
 }
 
 /* Continues prompt[0..P) (P >= 1; through the model in chunks of m->max_len) by at most max_new
- * tokens, fewer when the model's positions run out; the KV cache is reset (model_cache_reset)
- * for P + max_new. stats may be NULL. */
+ * tokens, fewer when the model's positions run out, drawing from s as it stands; the KV cache is
+ * reset (model_cache_reset) for P + max_new. stats may be NULL. */
 int gen_run(Model *m, Sampler *s, const GenStops *st, const int32_t *prompt, int P, int max_new,
             GenEmit emit, void *ctx, GenStats *stats, LfError *err);
 
-/* The greedy continuation as text: *out (malloc'd, NUL-terminated) is cut before the stop text
- * when it appears; special tokens decode as their text (a stop id never appears). */
-int gen_greedy_text(Model *m, const Bpe *bpe, const GenStops *st, const int32_t *prompt, int P,
-                    int max_new, char **out, LfError *err);
+/* A batched generation's prompt: ids[0..n), n >= 1. */
+typedef struct GenPrompt {
+    const int32_t *ids;
+    int n;
+} GenPrompt;
+
+/* Receives row `row`'s next token; returns nonzero to end that row there. */
+typedef int (*GenRowEmit)(void *ctx, int row, int32_t id);
+
+/* Continues n prompts side by side, as gen_run each (stats[n], may be NULL), with one decode step
+ * for all the rows still going (model_decode_step: GEMMs over the rows, not one row at a time).
+ * Row i draws as a sampler of s's settings seeded seeds[i] would alone (seeds NULL: the rows draw
+ * from s in turn), so its tokens are gen_run's with that sampler up to the float rounding of the
+ * batched GEMMs. A prompt repeated row after row (the same ids and n) runs through the model once
+ * and its cache is copied (model_cache_copy). The model must hold n sequences in a step
+ * (max_batch * max_len >= n). */
+int gen_batch(Model *m, Sampler *s, const uint64_t *seeds, const GenStops *st,
+              const GenPrompt *prompts, int n, int max_new, GenRowEmit emit, void *ctx,
+              GenStats *stats, LfError *err);
+
+/* The greedy continuations of n prompts side by side (gen_batch), as text: out[i] (malloc'd,
+ * NUL-terminated) is cut before the stop text when it appears; special tokens decode as their text
+ * (a stop id never appears). */
+int gen_greedy_texts(Model *m, const Bpe *bpe, const GenStops *st, const GenPrompt *prompts, int n,
+                     int max_new, char **out, LfError *err);
 
 /* name (not NULL): the built-in template of that name; else the built-in template that the
  * chat template of model (an HF directory, a tokenizer directory or a .gguf file) stands for.

@@ -384,18 +384,22 @@ typedef struct Model {
     float *host_losses;      /* in host_readout, after the pair readout */
     int32_t *host_labels;    /* [max_batch * max_len] the objective's labels before upload */
     int32_t *host_head_rows; /* [max_batch * max_len] head_rows before upload */
-    /* generation (model_cache_reset, model_decode): allocated there, for cache_len positions */
-    float *kv_cache;      /* the architecture's cached keys and values */
-    float *cache_scratch; /* attention over the cache: Ops.attention_cached_scratch(max_len,
+    /* generation (model_cache_reset, model_decode): allocated there, for cache_seqs sequences of
+     * cache_len positions */
+    float *kv_cache;      /* per layer, keys then values [cache_seqs, cache_len, cache_width] */
+    float *cache_scratch; /* attention over the cache: Ops.attention_cached_scratch(decode_rows,
                              cache_len, NH, HS) floats */
-    int32_t *positions;   /* [max_len] the positions of model_decode's tokens */
-    int cache_len;        /* positions the cache holds */
-    int n_cached;         /* positions in use */
-    int cache_keys;       /* the cached positions a decode's attention runs over (Ops.
-                             attention_cached's L): its own and those before, or for one token
-                             on a backend with CUDA graphs all of the cache's (the later ones
-                             hidden by the positions), so that its step replays unchanged */
-    int decode_graphs;    /* model_decode of one token as a CUDA graph replay (default on) */
+    int32_t *positions;   /* [decode_rows] the positions of model_decode's tokens */
+    int32_t *seqs;        /* [decode_rows] their sequences, in a step over several */
+    int *cached;          /* host [cache_seqs]: each sequence's positions in use */
+    int cache_len, cache_seqs;
+    int decode_rows;   /* the most tokens a decode call runs: max_len, or cache_seqs */
+    int decode_seq;    /* the sequence the last decode ran; -1: several (m->seqs) */
+    int cache_keys;    /* the cached positions a decode's attention runs over (Ops.
+                          attention_cached's L): its own and those before, or for a step on a
+                          backend with CUDA graphs all of the cache's (the later ones hidden by
+                          the positions), so that its step replays unchanged */
+    int decode_graphs; /* a decode step as a CUDA graph replay (default on) */
 } Model;
 
 /* Whether the LM head is the token embedding's table (a tied decoder): its adapter is then a
@@ -461,20 +465,28 @@ void model_zero_grad(Model *m);
  * score [1,C]: one logit per row, the reward of the sequence up to that token. */
 int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err);
 
-/* Generation with a KV cache (decoders), one sequence at a time, eval mode (LoRA applied
- * through the adapted linears as in training). model_cache_reset empties the cache (zeros),
- * allocating it for `positions` positions (prompt + new tokens, at most
- * max_position_embeddings) unless it already holds that many; the activations stay sized for
- * max_len rows, the most one model_decode call may run (the prompt), so a long generation costs
- * only its cache. model_decode runs ids[0..n) at the next n positions: each layer's rotated keys
- * and values are appended to the cache and each token attends to every cached position up to its
- * own. A prompt is one call (the prefill), each generated token one more; then
- * model_lm_logits(m, n - 1, 1, out) gives the next token's logits. Equal to model_forward over
- * the whole sequence, without recomputing the prefix. On a backend with CUDA graphs (and
- * m->decode_graphs), a one-token call is recorded once as a graph and replayed at every later
- * position: one launch a token instead of every op's. */
-int model_cache_reset(Model *m, int positions, LfError *err);
-int model_decode(Model *m, const int32_t *ids, int n, LfError *err);
+/* Generation with a KV cache (decoders), eval mode (LoRA applied through the adapted linears as
+ * in training), for one sequence or several decoded side by side. model_cache_reset empties the
+ * cache (zeros), allocating it for `seqs` sequences of `positions` positions each (prompt + new
+ * tokens, at most max_position_embeddings) unless it already holds that many; the activations
+ * stay sized for max_len rows, the most one model_decode call may run (a prompt's chunk), so a
+ * long generation costs only its cache.
+ *
+ * model_decode runs ids[0..n) of sequence seq at its next n positions: each layer's rotated keys
+ * and values are appended to the sequence's cache and each token attends to every cached
+ * position of it up to its own. model_decode_step runs one token of each of n distinct sequences
+ * seqs[0..n) (n <= seqs, and at most max_batch * max_len), each at its sequence's next position:
+ * the batched step, whose GEMMs take the n rows at once. model_cache_copy makes sequence `to` a
+ * copy of `from` (prompts that several continuations share are run once). After either decode,
+ * model_lm_logits(m, i, 1, out) gives the logits after row i (a prompt's last, n - 1). Equal to
+ * model_forward over each whole sequence, without recomputing the prefix. On a backend with CUDA
+ * graphs (and m->decode_graphs), a step (one token of one sequence, or model_decode_step) is
+ * recorded once as a graph and replayed at every later position with the same rows: one launch
+ * a step instead of every op's. */
+int model_cache_reset(Model *m, int seqs, int positions, LfError *err);
+int model_decode(Model *m, int seq, const int32_t *ids, int n, LfError *err);
+int model_decode_step(Model *m, const int32_t *seqs, const int32_t *ids, int n, LfError *err);
+int model_cache_copy(Model *m, int from, int to, LfError *err);
 
 /* Parameters: counts as PEFT prints them. */
 size_t model_trainable_count(const Model *m);

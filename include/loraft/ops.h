@@ -174,6 +174,7 @@ typedef struct Ops {
     void (*upload)(void *dst, const void *host_src, size_t bytes);
     void (*download)(void *host_dst, const void *src, size_t bytes);
     void (*zero)(void *p, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes); /* both in backend memory */
     /* Waits for queued work; returns -1 with a message if any op failed since last call. */
     int (*status)(LfError *err);
 
@@ -505,30 +506,35 @@ typedef struct Ops {
      * is needed). */
     uint16_t *(*attention_saved_out)(Precision p, float *saved);
 
-    /* ---- attention of new queries over a KV cache (generation, one sequence) ----
+    /* ---- attention of new queries over a KV cache (generation) ----
      * q, out [n, NH*HS] (q's rows ldq apart): the queries of positions pos[0] .. pos[n-1] (pos: [n]
-     * int32 on the device, consecutive); k, v [L, NKV*HS]: the cache's first L keys (rotated) and
-     * values, L > pos[n-1], the new ones written (cache_write). Query i attends keys j <= pos[i]
-     * (the later ones of the L may hold anything finite), and with a window W > 0 only those with
-     * j > pos[i] - W (attention_forward's sliding window), grouped heads as attention_forward, no
-     * dropout: out = softmax(q_h k^T scored by score) @ v, and out_bf16 (not NULL) = bf16(out),
-     * rows ldo apart, for a bf16 GEMM that reads it (as attention_forward's). The positions are
-     * read on the device, so a recorded decode step (CUDA graph) replays at the next position with
-     * L the cache's length. scratch: ops->attention_cached_scratch(n, L, NH, HS) floats. */
+     * int32 on the device). One sequence (seq NULL): k, v [L, NKV*HS] are its cache's first L
+     * keys (rotated) and values, L > pos[n-1]. Several (seq [n] on the device): query i is of
+     * sequence seq[i], whose cache starts stride rows into k and v ([sequences, stride, NKV*HS]),
+     * L > pos[i] bounds the keys any query reads. The new keys and values are written first
+     * (cache_write). Query i attends keys j <= pos[i] of its sequence (the later ones of the L may
+     * hold anything finite), and with a window W > 0 only those with j > pos[i] - W
+     * (attention_forward's sliding window), grouped heads as attention_forward, no dropout:
+     * out = softmax(q_h k^T scored by score) @ v, and out_bf16 (not NULL) = bf16(out), rows ldo
+     * apart, for a bf16 GEMM that reads it (as attention_forward's). The positions and sequences
+     * are read on the device, so a recorded decode step (CUDA graph) replays at the next
+     * positions with L the cache's length. scratch: ops->attention_cached_scratch(n, L, NH, HS)
+     * floats for n queries of one sequence or one query each of n sequences. */
     void (*attention_cached)(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
-                             const float *k, const float *v, const int32_t *pos, int window,
-                             AttnScore score, float *scratch, int n, int L, int NH, int NKV,
-                             int HS);
+                             const float *k, const float *v, const int32_t *pos, const int32_t *seq,
+                             int stride, int window, AttnScore score, float *scratch, int n, int L,
+                             int NH, int NKV, int HS);
     /* Floats of scratch attention_cached needs for at most n queries over at most L keys: the
      * backend's own (the CPU holds the scores [NH,n,L]; the GPU partial sums of key splits). */
     size_t (*attention_cached_scratch)(int n, int L, int NH, int HS);
     /* Row i of k and of v [n, NKV*HS] (rows ld apart) to row pos[i] of kc and of vc (the KV cache
-     * of one layer; pos [n] on the device, as above). rope (not NULL): k is rotated on the
-     * way (as attention_forward's, at positions pos), and so are the queries q [n, NH*HS] (rows
-     * ldq apart), in place, ready for attention_cached; rope NULL: q is not read (may be NULL). */
+     * of one layer; of sequence seq[i] stride rows in when seq is not NULL; pos and seq [n] on the
+     * device, as above). rope (not NULL): k is rotated on the way (as attention_forward's, at
+     * positions pos), and so are the queries q [n, NH*HS] (rows ldq apart), in place, ready for
+     * attention_cached; rope NULL: q is not read (may be NULL). */
     void (*cache_write)(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
-                        int ld, const int32_t *pos, const RopeFreqs *rope, int n, int NH, int NKV,
-                        int HS);
+                        int ld, const int32_t *pos, const int32_t *seq, int stride,
+                        const RopeFreqs *rope, int n, int NH, int NKV, int HS);
 
     /* ---- element-wise ---- */
     /* out = act(x) [n/F, F]; x = inp (saved, not NULL, = bf16(inp)), or, inp NULL, saved's

@@ -49,6 +49,10 @@ typedef struct Sampler Sampler;
 int sampler_create(Sampler **out, const SampleConfig *cfg, int vocab, LfError *err);
 void sampler_free(Sampler *s); /* NULL is fine */
 
+/* The generator as a sampler created with this seed has it after `draws` tokens: interleaved
+ * sequences (a batched generation's rows) each keep the draws of a sampler of their own. */
+void sampler_seed(Sampler *s, uint64_t seed, uint64_t draws);
+
 /* The next token for logits[0..vocab). */
 int sampler_next(Sampler *s, const float *logits, int32_t *token, LfError *err);
 

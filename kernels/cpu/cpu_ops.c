@@ -1052,11 +1052,11 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
 /* Generation: n queries at positions pos[i] over the first L cached keys, per head h (KV head
  * h / (NH/NKV)): scores [n,L] in scratch, causal softmax (within the window), then out_h = P @
  * v. */
-static void cpu_attention_cached(float *out, uint16_t *out_bf16, int ldb, const float *q, int ldq,
-                                 const float *k, const float *v, const int32_t *pos, int window,
-                                 AttnScore score, float *scratch, int n, int L, int NH, int NKV,
-                                 int HS) {
-    int ldo = NH * HS, ldkv = NKV * HS, G = NH / NKV;
+/* Queries q[0..n) of one sequence over its cache k, v [L, NKV*HS]: scores [NH,n,L] in scratch. */
+static void attend_cached(float *out, int ldo, const float *q, int ldq, const float *k,
+                          const float *v, const int32_t *pos, int window, AttnScore score,
+                          float *scratch, int n, int L, int NH, int NKV, int HS) {
+    int ldkv = NKV * HS, G = NH / NKV;
     for (int h = 0; h < NH; h++) {
         float *s = scratch + (size_t)h * n * L;
         const float *kh = k + (size_t)(h / G) * HS, *vh = v + (size_t)(h / G) * HS;
@@ -1073,6 +1073,20 @@ static void cpu_attention_cached(float *out, uint16_t *out_bf16, int ldb, const 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, L, 1.0f, s, L, vh, ldkv, 0.0f,
                     out + (size_t)h * HS, ldo);
     }
+}
+
+/* Several sequences: each query over its own sequence's first pos[i] + 1 keys. */
+static void cpu_attention_cached(float *out, uint16_t *out_bf16, int ldb, const float *q, int ldq,
+                                 const float *k, const float *v, const int32_t *pos,
+                                 const int32_t *seq, int stride, int window, AttnScore score,
+                                 float *scratch, int n, int L, int NH, int NKV, int HS) {
+    int ldo = NH * HS;
+    size_t per_seq = (size_t)stride * NKV * HS;
+    if (!seq) attend_cached(out, ldo, q, ldq, k, v, pos, window, score, scratch, n, L, NH, NKV, HS);
+    for (int i = 0; seq && i < n; i++)
+        attend_cached(out + (size_t)i * ldo, ldo, q + (size_t)i * ldq, ldq, k + seq[i] * per_seq,
+                      v + seq[i] * per_seq, pos + i, window, score, scratch, 1, pos[i] + 1, NH, NKV,
+                      HS);
     if (out_bf16) round_rows(out_bf16, ldb, out, (size_t)n, ldo);
 }
 
@@ -1081,17 +1095,21 @@ static size_t cpu_attention_cached_scratch(int n, int L, int NH, int HS) {
     return (size_t)NH * n * L;
 }
 
-/* The new rows to the cache, then rope on q and on the cache's new rows (the positions are
- * consecutive: one block of rows). */
+/* The new rows to the cache, then rope on q and on the cache's new rows: one block of rows for
+ * one sequence (its positions are consecutive), else row by row. */
 static void cpu_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
-                            int ld, const int32_t *pos, const RopeFreqs *rope, int n, int NH,
-                            int NKV, int HS) {
+                            int ld, const int32_t *pos, const int32_t *seq, int stride,
+                            const RopeFreqs *rope, int n, int NH, int NKV, int HS) {
     size_t W = (size_t)NKV * HS;
     for (int i = 0; i < n; i++) {
-        memcpy(kc + pos[i] * W, k + (size_t)i * ld, W * sizeof(float));
-        memcpy(vc + pos[i] * W, v + (size_t)i * ld, W * sizeof(float));
+        size_t row = (seq ? (size_t)seq[i] * stride : 0) + pos[i];
+        memcpy(kc + row * W, k + (size_t)i * ld, W * sizeof(float));
+        memcpy(vc + row * W, v + (size_t)i * ld, W * sizeof(float));
+        if (seq)
+            rope_qk(q ? q + (size_t)i * ldq : NULL, ldq, kc + row * W, (int)W, pos + i, rope, 1, 1,
+                    NH, NKV, HS, 1.0f);
     }
-    if (n > 0) rope_qk(q, ldq, kc + pos[0] * W, (int)W, pos, rope, 1, n, NH, NKV, HS, 1.0f);
+    if (!seq && n > 0) rope_qk(q, ldq, kc + pos[0] * W, (int)W, pos, rope, 1, n, NH, NKV, HS, 1.0f);
 }
 
 /* ---- activations and vector arithmetic ---- */
@@ -1623,6 +1641,7 @@ const Ops ops_cpu = {
     .upload = cpu_copy,
     .download = cpu_copy,
     .zero = cpu_zero,
+    .copy = cpu_copy,
     .status = cpu_status,
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,

@@ -2001,15 +2001,16 @@ __device__ inline void join_splits(float *out, __nv_bfloat16 *out_bf16, size_t o
 }
 
 /* Warp w: query row r = w / splits (query i = r / NH, head h = r % NH), keys of split w % splits
- * up to pos[i] (from its window's first), scored as score says (CAP: soft-capped, a kernel of its
+ * up to pos[i] (from its window's first) of its sequence (seq[i] stride rows in; seq NULL: one
+ * sequence), scored as score says (CAP: soft-capped, a kernel of its
  * own: the branch cost the common one 21-31 registers on sm_90); out and out_bf16 (directly with
  * one split, else by the row's last split from part [n*NH, splits, HS + 2]). */
 template <int CACHED_DIMS, bool CAP>
 __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int ldo, float *part,
                                         unsigned *counters, const float *q, int ldq, const float *k,
-                                        const float *v, const int32_t *pos, int window,
-                                        AttnScore score, int n, int splits, int NH, int NKV,
-                                        int HS) {
+                                        const float *v, const int32_t *pos, const int32_t *seq,
+                                        int stride, int window, AttnScore score, int n, int splits,
+                                        int NH, int NKV, int HS) {
     int lane = threadIdx.x & 31, sub = lane % CACHED_LANES, group = lane / CACHED_LANES;
     int ldkv = NKV * HS;
     /* scores in log2 units: q's products taken there by its factor, or (CAP) capped first */
@@ -2022,7 +2023,8 @@ __global__ void attention_cached_kernel(float *out, __nv_bfloat16 *out_bf16, int
         if (j0 >= j1 || j0 + CACHED_KEYS <= first) continue; /* outside the window: not counted */
         j0 = max(j0, first);
         const float *qr = q + (size_t)i * ldq + (size_t)h * HS;
-        size_t kv = (size_t)(h / (NH / NKV)) * HS; /* the query head's KV head */
+        size_t kv = (seq ? (size_t)seq[i] * stride * ldkv : 0) /* its sequence's cache */
+                    + (size_t)(h / (NH / NKV)) * HS;           /* the query head's KV head */
         const float *kh = k + kv, *vh = v + kv;
         float qd[CACHED_DIMS], o[CACHED_DIMS], m = -INFINITY, l = 0.0f;
 #pragma unroll
@@ -2136,19 +2138,23 @@ size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS) {
 }
 
 /* Generation: q, out [n,NH*HS] at positions pos[i] (out_bf16's rows ldo apart); k, v
- * [L,NKV*HS]; scores as score says. */
+ * [L,NKV*HS], or with seq query i's at seq[i] * stride rows; scores as score says. Many rows of
+ * one sequence run as GEMMs; many of several, a warp a row and head over all its keys. */
 void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
-                           const float *k, const float *v, const int32_t *pos, int window,
-                           AttnScore score, float *scratch, int n, int L, int NH, int NKV, int HS) {
+                           const float *k, const float *v, const int32_t *pos, const int32_t *seq,
+                           int stride, int window, AttnScore score, float *scratch, int n, int L,
+                           int NH, int NKV, int HS) {
     Heads g = masked(heads(1, n, NH, NKV, HS, score), 1, window);
-    if (g.ok && L < n) CUDA_FAIL("attention_cached: fewer cached keys than queries");
-    if (!g.ok || L < n) return;
-    if ((size_t)n * NH >= CACHED_SPLIT_ROWS) {
+    bool few_keys = !seq && L < n; /* one sequence's n positions need n keys */
+    if (g.ok && few_keys) CUDA_FAIL("attention_cached: fewer cached keys than queries");
+    if (!g.ok || few_keys) return;
+    bool many = (size_t)n * NH >= CACHED_SPLIT_ROWS;
+    if (many && !seq) {
         attention_cached_gemms(out, q, ldq, k, v, pos, window, score, scratch, n, L, NH, NKV, HS);
         if (out_bf16) cuda_dequantize_rows_bf16(out_bf16, out, GGML_F32, 0, n, NH * HS, ldo);
         return;
     }
-    int splits = cached_splits(L);
+    int splits = many ? 1 : cached_splits(L); /* many rows: warps enough without splits */
     unsigned *counters = cuda_counters();
     if (!counters) return;
     size_t warps = (size_t)n * NH * splits;
@@ -2158,8 +2164,8 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float 
             constexpr bool CAP = decltype(cap)::value;
             attention_cached_kernel<CACHED_DIMS, CAP>
                 <<<cuda_blocks(warps, CACHED_WARPS), CACHED_WARPS * 32>>>(
-                    out, (__nv_bfloat16 *)out_bf16, ldo, scratch, counters, q, ldq, k, v, pos,
-                    window, score, n, splits, NH, NKV, HS);
+                    out, (__nv_bfloat16 *)out_bf16, ldo, scratch, counters, q, ldq, k, v, pos, seq,
+                    stride, window, score, n, splits, NH, NKV, HS);
         };
         if (score.softcap > 0.0f)
             launch(std::true_type());
@@ -2169,14 +2175,20 @@ void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float 
     CUDA_LAUNCHED("attention_cached");
 }
 
-/* Row i of k and v (rows ld apart) to row pos[i] of the caches, vec (1 or 4) floats a thread,
+/* Row i of k and v (rows ld apart) to row pos[i] of the caches (of sequence seq[i], stride rows
+ * a sequence; seq NULL: one), vec (1 or 4) floats a thread,
  * then with rope.half, a thread a pair of the rows' NQ heads of q (turned in place) and of k
  * (turned into the cache): copies first, k's among them only without rope or (partial rotary)
  * its dims past the turned ones. */
+/* The cache row of new token i: its position in its sequence's rows. */
+__device__ inline size_t cache_row(const int32_t *pos, const int32_t *seq, int stride, size_t i) {
+    return (seq ? (size_t)seq[i] * stride : 0) + (size_t)pos[i];
+}
+
 template <int vec>
 __global__ void cache_write_kernel(float *kc, float *vc, float *q, int ldq, const float *k,
-                                   const float *v, int ld, const int32_t *pos, const Rope r, int n,
-                                   int NQ, int NKV, int HS) {
+                                   const float *v, int ld, const int32_t *pos, const int32_t *seq,
+                                   int stride, const Rope r, int n, int NQ, int NKV, int HS) {
     int W = NKV * HS, half = r.half, heads = NQ + NKV, k_copied = 2 * half < HS;
     size_t per_row = (size_t)W / vec, per_part = (size_t)n * per_row;
     size_t copied = (k_copied ? 2 : 1) * per_part, pairs = half ? (size_t)n * heads * half : 0;
@@ -2186,7 +2198,7 @@ __global__ void cache_write_kernel(float *kc, float *vc, float *q, int ldq, cons
             size_t i = e % per_part / per_row, col = e % per_row * vec;
             if (!which && (int)(col % HS) < 2 * half) continue; /* turned below */
             const float *src = (which ? v : k) + i * ld + col;
-            float *dst = (which ? vc : kc) + (size_t)pos[i] * W + col;
+            float *dst = (which ? vc : kc) + cache_row(pos, seq, stride, i) * W + col;
             if (vec == 4)
                 *(float4 *)dst = *(const float4 *)src;
             else
@@ -2198,7 +2210,7 @@ __global__ void cache_write_kernel(float *kc, float *vc, float *q, int ldq, cons
         const float *src = h < NQ ? q + (size_t)i * ldq + (size_t)h * HS
                                   : k + (size_t)i * ld + (size_t)(h - NQ) * HS;
         float *dst = h < NQ ? q + (size_t)i * ldq + (size_t)h * HS
-                            : kc + (size_t)pos[i] * W + (size_t)(h - NQ) * HS;
+                            : kc + cache_row(pos, seq, stride, i) * W + (size_t)(h - NQ) * HS;
         float c, s, a = src[f], b = src[f + half];
         rope_cs(r, pos[i], f, &c, &s);
         rope_turn(&a, &b, c, s);
@@ -2207,8 +2219,8 @@ __global__ void cache_write_kernel(float *kc, float *vc, float *q, int ldq, cons
 }
 
 void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
-                      int ld, const int32_t *pos, const RopeFreqs *rope, int n, int NH, int NKV,
-                      int HS) {
+                      int ld, const int32_t *pos, const int32_t *seq, int stride,
+                      const RopeFreqs *rope, int n, int NH, int NKV, int HS) {
     int W = NKV * HS, ok;
     Rope r = cuda_rope_table(rope, HS, &ok);
     if (n <= 0 || W <= 0 || !ok) return;
@@ -2222,10 +2234,10 @@ void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, c
     size_t threads = copies + (size_t)n * (NQ + NKV) * r.half;
     unsigned blocks = cuda_blocks(threads, CUDA_THREADS);
     if (wide)
-        cache_write_kernel<4>
-            <<<blocks, CUDA_THREADS>>>(kc, vc, q, ldq, k, v, ld, pos, r, n, NQ, NKV, HS);
+        cache_write_kernel<4><<<blocks, CUDA_THREADS>>>(kc, vc, q, ldq, k, v, ld, pos, seq, stride,
+                                                        r, n, NQ, NKV, HS);
     else
-        cache_write_kernel<1>
-            <<<blocks, CUDA_THREADS>>>(kc, vc, q, ldq, k, v, ld, pos, r, n, NQ, NKV, HS);
+        cache_write_kernel<1><<<blocks, CUDA_THREADS>>>(kc, vc, q, ldq, k, v, ld, pos, seq, stride,
+                                                        r, n, NQ, NKV, HS);
     CUDA_LAUNCHED("cache_write");
 }

@@ -370,6 +370,10 @@ static void cuda_zero(void *p, size_t bytes) { /* queued on the stream: a graph 
     if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0));
 }
 
+static void cuda_copy(void *dst, const void *src, size_t bytes) { /* queued, as cuda_zero */
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
+}
+
 /* Turns the fault bits raised by kernels since the last status() (status() has read them
  * back) into the error message. */
 static void cuda_collect_faults(void) {
@@ -553,6 +557,7 @@ extern "C" const Ops ops_cuda = {
     .upload = cuda_upload,
     .download = cuda_download,
     .zero = cuda_zero,
+    .copy = cuda_copy,
     .status = cuda_status,
     .embedding_forward = cuda_embedding_forward,
     .embedding_backward = cuda_embedding_backward,

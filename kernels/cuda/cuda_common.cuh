@@ -327,12 +327,13 @@ int cuda_set_attention(AttentionImpl a, LfError *err);
 size_t cuda_attention_saved(Precision p, int B, int T, int NH, int NKV, int HS, int out_apart);
 uint16_t *cuda_attention_saved_out(Precision p, float *saved);
 void cuda_attention_cached(float *out, uint16_t *out_bf16, int ldo, const float *q, int ldq,
-                           const float *k, const float *v, const int32_t *pos, int window,
-                           AttnScore score, float *scratch, int n, int L, int NH, int NKV, int HS);
+                           const float *k, const float *v, const int32_t *pos, const int32_t *seq,
+                           int stride, int window, AttnScore score, float *scratch, int n, int L,
+                           int NH, int NKV, int HS);
 size_t cuda_attention_cached_scratch(int n, int L, int NH, int HS);
 void cuda_cache_write(float *kc, float *vc, float *q, int ldq, const float *k, const float *v,
-                      int ld, const int32_t *pos, const RopeFreqs *rope, int n, int NH, int NKV,
-                      int HS);
+                      int ld, const int32_t *pos, const int32_t *seq, int stride,
+                      const RopeFreqs *rope, int n, int NH, int NKV, int HS);
 void cuda_activation_forward(float *out, uint16_t *out_bf16, int ldb, uint16_t *saved,
                              const float *inp, const float *bias, Activation act, size_t n, int F);
 void cuda_activation_backward(float *dinp, uint16_t *dinp_bf16, const float *inp,

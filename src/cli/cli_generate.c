@@ -192,7 +192,7 @@ static int run(const GenOpts *o, const CliList *texts, LfError *err) {
          encode_all(o, &t, tok.bpe, texts, ids, &longest, err) ||
          model_length(o, longest, &max_len, &cache_len, err) ||
          model_open(&m, o->model, o->adapter, dtype, prec, ops, 1, max_len, err) ||
-         model_cache_reset(&m, cache_len, err);
+         model_cache_reset(&m, 1, cache_len, err);
     m.decode_graphs = !o->no_graphs;
     GenStops st = rc ? (GenStops){.n_ids = 0} : gen_stops(o->chat ? &t : NULL, tok.bpe);
     for (int i = 0; !rc && i < texts->n; i++) rc = generate_one(&m, tok.bpe, o, &st, &ids[i], err);

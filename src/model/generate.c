@@ -38,41 +38,115 @@ int gen_is_stop(const GenStops *st, int32_t id) {
     return 0;
 }
 
+/* The new tokens row r may take: max_new, fewer where the model's positions run out. */
+static int row_limit(const Model *m, const GenPrompt *p, int max_new, LfError *err) {
+    if (p->n < 1) return lf_fail(err, "an empty prompt: nothing to continue");
+    if (p->n >= m->cfg.max_positions)
+        return lf_fail(err, "a prompt of %d tokens leaves no room in the model's %d positions",
+                       p->n, m->cfg.max_positions);
+    return max_new < m->cfg.max_positions - p->n ? max_new : m->cfg.max_positions - p->n;
+}
+
+/* Row r's prompt into sequence r, in chunks of max_len, and the logits after it; a prompt the
+ * row before had is copied from its sequence. */
+static int prefill(Model *m, const GenPrompt *p, int r, float *logits, LfError *err) {
+    int V = m->cfg.vocab_size, rows = 0, rc = 0;
+    if (r > 0 && p[r].ids == p[r - 1].ids && p[r].n == p[r - 1].n) {
+        memcpy(logits + (size_t)r * V, logits + (size_t)(r - 1) * V, (size_t)V * sizeof *logits);
+        return model_cache_copy(m, r - 1, r, err);
+    }
+    for (int at = 0; !rc && at < p[r].n; at += rows) {
+        rows = p[r].n - at < m->max_len ? p[r].n - at : m->max_len;
+        rc = model_decode(m, r, p[r].ids + at, rows, err);
+    }
+    return rc || model_lm_logits(m, rows - 1, 1, logits + (size_t)r * V, err) ? -1 : 0;
+}
+
+/* The generation's buffers: each row's logits, then per row its limit, new tokens, draws, stop id,
+ * and the rows still going with their next tokens. */
+typedef struct GenRows {
+    float *logits;
+    int *limit, *made, *live;
+    int32_t *stop, *next;
+    uint64_t *draws;
+} GenRows;
+
+static void gen_rows_free(GenRows *g) {
+    free(g->logits), free(g->limit), free(g->made), free(g->live);
+    free(g->stop), free(g->next), free(g->draws);
+}
+
+static int gen_rows_alloc(GenRows *g, int n, int V, LfError *err) {
+    *g = (GenRows){malloc((size_t)n * V * sizeof(float)), malloc((size_t)n * sizeof(int)),
+                   calloc((size_t)n, sizeof(int)),        malloc((size_t)n * sizeof(int)),
+                   malloc((size_t)n * sizeof(int32_t)),   malloc((size_t)n * sizeof(int32_t)),
+                   calloc((size_t)n, sizeof(uint64_t))};
+    if (g->logits && g->limit && g->made && g->live && g->stop && g->next && g->draws) return 0;
+    gen_rows_free(g);
+    return lf_fail(err, "out of memory for the logits of %d rows", n);
+}
+
+int gen_batch(Model *m, Sampler *s, const uint64_t *seeds, const GenStops *st,
+              const GenPrompt *prompts, int n, int max_new, GenRowEmit emit, void *ctx,
+              GenStats *stats, LfError *err) {
+    GenRows g;
+    int V = m->cfg.vocab_size, positions = 0, live = 0, rc = 0;
+    if (n < 1) return lf_fail(err, "a generation of %d prompts", n);
+    if (gen_rows_alloc(&g, n, V, err)) return -1;
+    for (int r = 0; !rc && r < n; r++) {
+        rc = (g.limit[r] = row_limit(m, &prompts[r], max_new, err)) < 0;
+        if (!rc && prompts[r].n + g.limit[r] > positions) positions = prompts[r].n + g.limit[r];
+        g.stop[r] = -1;
+    }
+    for (int r = 0; !rc && r < n; r++)
+        if (g.limit[r] > 0) g.live[live++] = r;
+    double t0 = now_s();
+    rc = rc || model_cache_reset(m, n, positions, err);
+    for (int r = 0; !rc && r < n; r++) rc = prefill(m, prompts, r, g.logits, err);
+    double t1 = now_s();
+    for (int step = 0; !rc && live > 0; step++) {
+        int keep = 0; /* the rows that go on, in order, with their next tokens */
+        for (int j = 0; !rc && j < live; j++) {
+            int r = g.live[j];
+            int32_t id;
+            if (seeds) sampler_seed(s, seeds[r], g.draws[r]++);
+            const float *logits = g.logits + (size_t)(step ? j : r) * V; /* prefill's: by row */
+            if ((rc = sampler_next(s, logits, &id, err))) break;
+            if (gen_is_stop(st, id)) {
+                g.stop[r] = id;
+                continue;
+            }
+            int done = emit(ctx, r, id);
+            if (!done && ++g.made[r] < g.limit[r]) g.live[keep] = r, g.next[keep++] = id;
+            g.made[r] += done; /* the token that ended it counts */
+        }
+        live = keep;
+        rc = rc || (live && (model_decode_step(m, g.live, g.next, live, err) ||
+                             model_lm_logits(m, 0, live, g.logits, err)));
+    }
+    for (int r = 0; stats && r < n; r++)
+        stats[r] = (GenStats){g.made[r], g.stop[r], t1 - t0, now_s() - t1};
+    gen_rows_free(&g);
+    return rc ? -1 : 0;
+}
+
+/* gen_run's emit, through gen_batch's of one row. */
+typedef struct OneRow {
+    GenEmit emit;
+    void *ctx;
+} OneRow;
+
+static int one_row_emit(void *ctx, int row, int32_t id) {
+    (void)row;
+    OneRow *o = ctx;
+    return o->emit(o->ctx, id);
+}
+
 int gen_run(Model *m, Sampler *s, const GenStops *st, const int32_t *prompt, int P, int max_new,
             GenEmit emit, void *ctx, GenStats *stats, LfError *err) {
-    if (P < 1) return lf_fail(err, "an empty prompt: nothing to continue");
-    int positions = max_new < m->cfg.max_positions - P ? P + max_new : m->cfg.max_positions;
-    if (P >= positions)
-        return lf_fail(err, "a prompt of %d tokens leaves no room in the model's %d positions", P,
-                       m->cfg.max_positions);
-    max_new = positions - P;
-    float *logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
-    if (!logits) return lf_fail(err, "out of memory");
-    double t0 = now_s();
-    int rc = model_cache_reset(m, positions, err), rows = 0;
-    for (int at = 0; !rc && at < P; at += rows) {
-        rows = P - at < m->max_len ? P - at : m->max_len;
-        rc = model_decode(m, prompt + at, rows, err);
-    }
-    rc = rc || model_lm_logits(m, rows - 1, 1, logits, err); /* the prompt's last token's */
-    double t1 = now_s();
-    int n = 0, done = 0;
-    int32_t stop = -1;
-    for (; !rc && !done && n < max_new; n++) {
-        int32_t id;
-        rc = sampler_next(s, logits, &id, err);
-        if (rc) break;
-        if (gen_is_stop(st, id)) {
-            stop = id;
-            break;
-        }
-        done = emit(ctx, id);
-        if (!done && n + 1 < max_new)
-            rc = model_decode(m, &id, 1, err) || model_lm_logits(m, 0, 1, logits, err);
-    }
-    free(logits);
-    if (stats) *stats = (GenStats){n, stop, t1 - t0, now_s() - t1};
-    return rc ? -1 : 0;
+    GenPrompt p = {prompt, P};
+    OneRow o = {emit, ctx};
+    return gen_batch(m, s, NULL, st, &p, 1, max_new, one_row_emit, &o, stats, err);
 }
 
 /* ---- greedy text ---- */
@@ -85,9 +159,9 @@ typedef struct TextSink {
     int oom;
 } TextSink;
 
-/* Appends the token's bytes; ends the continuation at the stop text, cutting it off. */
-static int text_emit(void *ctx, int32_t id) {
-    TextSink *t = ctx;
+/* Appends the token's bytes to row's text; ends the row at the stop text, cutting it off. */
+static int text_emit(void *ctx, int row, int32_t id) {
+    TextSink *t = (TextSink *)ctx + row;
     size_t n;
     const char *bytes = bpe_token_bytes(t->bpe, id, &n);
     if (!bytes) return 0;
@@ -107,23 +181,32 @@ static int text_emit(void *ctx, int32_t id) {
     return hit != NULL;
 }
 
-int gen_greedy_text(Model *m, const Bpe *bpe, const GenStops *st, const int32_t *prompt, int P,
-                    int max_new, char **out, LfError *err) {
+/* Row text as UTF-8 (malloc'd into *out): tokens' bytes need not be whole characters (byte
+ * fallback, byte-level BPE), made so as decoding the continuation would, for the JSON logs it goes
+ * to. */
+static int sink_text(const TextSink *t, char **out, LfError *err) {
+    if (t->oom || !(*out = malloc(3 * t->len + 1))) return lf_fail(err, "out of memory");
+    utf8_lossy((const unsigned char *)(t->buf ? t->buf : ""), t->len, *out);
+    return 0;
+}
+
+int gen_greedy_texts(Model *m, const Bpe *bpe, const GenStops *st, const GenPrompt *prompts, int n,
+                     int max_new, char **out, LfError *err) {
     SampleConfig greedy = {0.0f, 0, 1.0f, 0};
     Sampler *s;
-    TextSink sink = {.bpe = bpe, .stop = st->text};
-    *out = NULL;
-    if (sampler_create(&s, &greedy, m->cfg.vocab_size, err)) return -1;
-    int rc = gen_run(m, s, st, prompt, P, max_new, text_emit, &sink, NULL, err);
+    TextSink *sinks = calloc((size_t)n, sizeof *sinks);
+    memset(out, 0, (size_t)n * sizeof *out);
+    if (!sinks) return lf_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) sinks[i] = (TextSink){.bpe = bpe, .stop = st->text};
+    int rc = sampler_create(&s, &greedy, m->cfg.vocab_size, err);
+    rc = rc || gen_batch(m, s, NULL, st, prompts, n, max_new, text_emit, sinks, NULL, err);
     sampler_free(s);
-    if (!rc && sink.oom) rc = lf_fail(err, "out of memory");
-    /* tokens' bytes need not be whole characters (byte fallback, byte-level BPE): made UTF-8 as
-     * decoding the continuation would, for the JSON logs it goes to */
-    char *text = rc ? NULL : malloc(3 * sink.len + 1);
-    if (!rc && !text) rc = lf_fail(err, "out of memory");
-    if (text) utf8_lossy((const unsigned char *)(sink.buf ? sink.buf : ""), sink.len, text);
-    free(sink.buf);
-    *out = text;
+    for (int i = 0; i < n; i++) {
+        rc = rc || sink_text(&sinks[i], &out[i], err);
+        free(sinks[i].buf);
+    }
+    free(sinks);
+    for (int i = 0; rc && i < n; i++) free(out[i]), out[i] = NULL;
     return rc ? -1 : 0;
 }
 

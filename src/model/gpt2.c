@@ -204,14 +204,9 @@ static void gpt2_plan(Model *m, Plan *pl) {
     }
 }
 
-/* The KV cache (generation): per layer, keys then values [cache_len, C]. */
-static size_t gpt2_cache_floats(const Model *m) {
-    return 2 * (size_t)m->cfg.num_layers * m->cache_len * m->cfg.hidden_size;
-}
-
-/* Layer l's cached keys (which 0) or values (which 1). */
-static float *cache_of(const Model *m, int l, int which) {
-    return m->kv_cache + (2 * (size_t)l + which) * m->cache_len * m->cfg.hidden_size;
+/* The KV cache (generation): a position's keys, or its values, [C]. */
+static size_t gpt2_cache_width(const Model *m) {
+    return (size_t)m->cfg.hidden_size;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -294,14 +289,14 @@ static void layer_decode(Model *m, int l, int n) {
     const Ops *o = m->ops;
     LayerActs *a = &gpt2(m)->acts[l];
     int NH = m->cfg.num_heads, C = m->cfg.hidden_size;
-    float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
+    CacheLayer kv = model_cache_layer(m, l);
     float *qkv = layer_forward_qkv(m, l, n, (Drop){0}, 0);
-    o->cache_write(k, v, NULL, 0, qkv + C, qkv + 2 * C, 3 * C, m->positions, NULL, n, NH, NH,
-                   head_size(m));
+    o->cache_write(kv.k, kv.v, NULL, 0, qkv + C, qkv + 2 * C, 3 * C, m->positions, kv.seq,
+                   kv.stride, NULL, n, NH, NH, head_size(m));
     const Linear *proj = &gpt2(m)->layers[l].c_proj;
-    o->attention_cached(a->ctx, proj->in_bf16, linear_input_ld(m, proj), qkv, 3 * C, k, v,
-                        m->positions, 0, model_attn_score(&m->cfg), m->cache_scratch, n,
-                        m->cache_keys, NH, NH, head_size(m));
+    o->attention_cached(a->ctx, proj->in_bf16, linear_input_ld(m, proj), qkv, 3 * C, kv.k, kv.v,
+                        m->positions, kv.seq, kv.stride, 0, model_attn_score(&m->cfg),
+                        m->cache_scratch, n, m->cache_keys, NH, NH, head_size(m));
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
@@ -408,6 +403,6 @@ const ArchImpl arch_gpt2 = {
     .plan = gpt2_plan,
     .forward = gpt2_forward,
     .backward = gpt2_backward,
-    .cache_floats = gpt2_cache_floats,
+    .cache_width = gpt2_cache_width,
     .decode = gpt2_decode,
 };

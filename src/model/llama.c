@@ -373,15 +373,9 @@ static void llama_plan(Model *m, Plan *pl) {
     }
 }
 
-/* The KV cache (generation): per layer, keys then values [cache_len, NKV*HS], rotated keys. */
-static size_t llama_cache_floats(const Model *m) {
-    return 2 * (size_t)m->cfg.num_layers * m->cache_len * m->cfg.num_kv_heads * head_size(m);
-}
-
-/* Layer l's cached keys (which 0) or values (which 1). */
-static float *cache_of(const Model *m, int l, int which) {
-    size_t per = (size_t)m->cache_len * m->cfg.num_kv_heads * head_size(m);
-    return m->kv_cache + (2 * (size_t)l + which) * per;
+/* The KV cache (generation): a position's rotated keys, or its values, [NKV*HS]. */
+static size_t llama_cache_width(const Model *m) {
+    return (size_t)m->cfg.num_kv_heads * head_size(m);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -494,16 +488,16 @@ static void layer_decode(Model *m, int l, int n) {
     Layer *Ly = &b->layers[l];
     LayerActs *a = &b->acts[l];
     int HS = head_size(m), NH = c->num_heads, NKV = c->num_kv_heads;
-    float *k = cache_of(m, l, 0), *v = cache_of(m, l, 1);
+    CacheLayer kv = model_cache_layer(m, l);
     input_norm(m, l, a->n1, &Ly->q, a->rstd1, NULL, &Ly->ln_attn, n, 0);
     linear_forward_group(m, Ly->qkv, (float *const[]){a->q, a->k, a->v}, Ly->n_qkv, a->n1, n, 0.0f,
                          (const uint64_t[]){0, 0, 0});
     head_norms_forward(m, Ly, a, n);
-    o->cache_write(k, v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions,
+    o->cache_write(kv.k, kv.v, a->q, b->q_ld, a->k, a->v, b->kv_ld, m->positions, kv.seq, kv.stride,
                    layer_rope(m, l, m->cache_len), n, NH, NKV, HS);
-    o->attention_cached(a->ctx, Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->q, b->q_ld, k, v,
-                        m->positions, model_layer_window(&m->cfg, l), model_attn_score(c),
-                        m->cache_scratch, n, m->cache_keys, NH, NKV, HS);
+    o->attention_cached(a->ctx, Ly->o.in_bf16, linear_input_ld(m, &Ly->o), a->q, b->q_ld, kv.k,
+                        kv.v, m->positions, kv.seq, kv.stride, model_layer_window(&m->cfg, l),
+                        model_attn_score(c), m->cache_scratch, n, m->cache_keys, NH, NKV, HS);
     layer_forward_tail(m, l, n, (Drop){0}, 0);
 }
 
@@ -644,7 +638,7 @@ static void llama_decode(Model *m, int n) {
     .prefix = "model", .task = TASK_CAUSAL_LM,                                                     \
     .tasks = 1u << TASK_CAUSAL_LM | 1u << TASK_DPO | 1u << TASK_RLOO | 1u << TASK_REWARD,          \
     .max_params = llama_max_params, .build = llama_build, .free = llama_free, .plan = llama_plan,  \
-    .forward = llama_forward, .backward = llama_backward, .cache_floats = llama_cache_floats,      \
+    .forward = llama_forward, .backward = llama_backward, .cache_width = llama_cache_width,        \
     .decode = llama_decode
 
 const ArchImpl arch_llama = {LLAMA_FAMILY, .default_targets = {"q_proj", "v_proj"}};

@@ -1874,14 +1874,15 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     return ops->status(err) ? (model_free(m), -1) : 0;
 }
 
-/* A one-token decode step: the model, its cache and what the step's ops are given. The backend's
- * decode slot holds a recording of `recorded` (the slots are the process's, like the backend's
- * graphs); `warmed` ran op by op last, so that a step records only when it repeats, as the
- * trainer's auto graphs do: its first run makes what ops make on first use (cuBLASLt plans). */
+/* A decode step: the model, its cache and what the step's ops are given (the sequence decoded,
+ * or -1 with n rows of several). The backend's decode slot holds a recording of `recorded` (the
+ * slots are the process's, like the backend's graphs); `warmed` ran op by op last, so that a step
+ * records only when it repeats, as the trainer's auto graphs do: its first run makes what ops make
+ * on first use (cuBLASLt plans). */
 typedef struct DecodeStep {
     const Model *m;
     const float *cache;
-    int keys, adapters_off;
+    int keys, adapters_off, seq, n;
 } DecodeStep;
 static DecodeStep decode_recorded, decode_warmed;
 
@@ -1889,9 +1890,12 @@ static void cache_free(Model *m) {
     m->ops->free(m->kv_cache);
     m->ops->free(m->cache_scratch);
     m->ops->free(m->positions);
+    m->ops->free(m->seqs);
+    free(m->cached);
     m->kv_cache = m->cache_scratch = NULL;
-    m->positions = NULL;
-    m->cache_len = 0;
+    m->positions = m->seqs = NULL;
+    m->cached = NULL;
+    m->cache_len = m->cache_seqs = 0;
 }
 
 void model_free(Model *m) {
@@ -2618,28 +2622,48 @@ int model_lm_logits(Model *m, int row0, int n_rows, float *out, LfError *err) {
 /* ------------------------------------------------------------------------------------ */
 /* generation                                                                           */
 
-int model_cache_reset(Model *m, int positions, LfError *err) {
+/* Floats of one layer's keys (or values): every sequence's positions. */
+static size_t cache_block(const Model *m) {
+    return (size_t)m->cache_seqs * m->cache_len * m->arch->cache_width(m);
+}
+
+CacheLayer model_cache_layer(const Model *m, int l) {
+    size_t seq = m->decode_seq < 0 ? 0 : (size_t)m->decode_seq * m->cache_len;
+    float *k = m->kv_cache + 2 * (size_t)l * cache_block(m) + seq * m->arch->cache_width(m);
+    CacheLayer c = {k, k + cache_block(m), m->decode_seq < 0 ? m->seqs : NULL, m->cache_len};
+    return c;
+}
+
+int model_cache_reset(Model *m, int seqs, int positions, LfError *err) {
     if (!m->arch->decode)
         return lf_fail(err, "generation needs a decoder; %s is not one", arch_name(m->cfg.arch));
     if (positions < 1 || positions > m->cfg.max_positions)
         return lf_fail(err, "a KV cache of %d positions: the model has %d", positions,
                        m->cfg.max_positions);
-    m->n_cached = 0;
-    sync_dora(m);                    /* the decode steps' */
-    if (m->cache_len >= positions) { /* zeros: what a decode step's attention reads past its
-                                        position (cache_keys) stays finite */
-        m->ops->zero(m->kv_cache, m->arch->cache_floats(m) * sizeof(float));
+    if (seqs < 1 || seqs > m->max_batch * m->max_len)
+        return lf_fail(err, "a KV cache of %d sequences: the model's steps hold 1 to %d", seqs,
+                       m->max_batch * m->max_len);
+    sync_dora(m); /* the decode steps' */
+    if (m->cache_len >= positions && m->cache_seqs >= seqs) {
+        /* zeros: what a decode step's attention reads past its position (cache_keys) stays
+         * finite */
+        m->ops->zero(m->kv_cache, 2 * m->cfg.num_layers * cache_block(m) * sizeof(float));
+        memset(m->cached, 0, (size_t)m->cache_seqs * sizeof *m->cached);
         return 0;
     }
     cache_free(m);
     m->cache_len = positions;
-    size_t n = m->arch->cache_floats(m), P = (size_t)positions;
-    size_t ns = m->ops->attention_cached_scratch(m->max_len, (int)P, m->cfg.num_heads,
+    m->cache_seqs = seqs;
+    m->decode_rows = seqs > m->max_len ? seqs : m->max_len;
+    size_t n = 2 * m->cfg.num_layers * cache_block(m), rows = (size_t)m->decode_rows;
+    size_t ns = m->ops->attention_cached_scratch(m->decode_rows, positions, m->cfg.num_heads,
                                                  model_head_size(&m->cfg));
     m->kv_cache = m->ops->alloc(n * sizeof(float));
     m->cache_scratch = m->ops->alloc(ns * sizeof(float));
-    m->positions = m->ops->alloc((size_t)m->max_len * sizeof(int32_t));
-    int rc = m->kv_cache && m->cache_scratch && m->positions
+    m->positions = m->ops->alloc(rows * sizeof(int32_t));
+    m->seqs = m->ops->alloc(rows * sizeof(int32_t));
+    m->cached = calloc((size_t)seqs, sizeof *m->cached);
+    int rc = m->kv_cache && m->cache_scratch && m->positions && m->seqs && m->cached
                  ? 0
                  : lf_fail(err, "out of memory for a KV cache of %zu floats", n + ns);
     if (rc) cache_free(m);
@@ -2652,11 +2676,11 @@ static void decode_ops(Model *m, int n) {
     m->arch->decode(m, n);
 }
 
-/* One token's decode step: the recording replayed when it is this step's, else recorded (and
- * run) when the step ran op by op last, else run op by op. */
-static int decode_graphed(Model *m, LfError *err) {
+/* A step's decode: the recording replayed when it is this step's, else recorded (and run) when
+ * the step ran op by op last, else run op by op. */
+static int decode_graphed(Model *m, int n, LfError *err) {
     const Ops *o = m->ops;
-    DecodeStep now = {m, m->kv_cache, m->cache_keys, m->adapters_off};
+    DecodeStep now = {m, m->kv_cache, m->cache_keys, m->adapters_off, m->decode_seq, n};
     if (!memcmp(&decode_recorded, &now, sizeof now)) {
         int rc = o->graph_replay(OPS_GRAPH_DECODE_SLOT);
         if (rc < 0) return o->status(err) ? -1 : lf_fail(err, "cuda: a graph replay failed");
@@ -2664,50 +2688,103 @@ static int decode_graphed(Model *m, LfError *err) {
     }
     memset(&decode_recorded, 0, sizeof decode_recorded);
     if (memcmp(&decode_warmed, &now, sizeof now)) {
-        decode_ops(m, 1);
+        decode_ops(m, n);
         decode_warmed = now;
         return 0;
     }
     if (o->graph_begin())
         return o->status(err) ? -1 : lf_fail(err, "cuda: a graph capture did not start");
-    decode_ops(m, 1);
+    decode_ops(m, n);
     if (o->graph_end(OPS_GRAPH_DECODE_SLOT))
         return o->status(err) ? -1 : lf_fail(err, "cuda: a graph launch failed");
     decode_recorded = now;
     return 0;
 }
 
-int model_decode(Model *m, const int32_t *ids, int n, LfError *err) {
-    if (!m->kv_cache) return lf_fail(err, "model_decode: no KV cache (model_cache_reset first)");
-    if (n < 1 || n > m->max_len || n > m->cache_len - m->n_cached)
-        return lf_fail(err,
-                       "%d more tokens after %d exceed the cache's %d positions or the %d rows "
-                       "the model was built for",
-                       n, m->n_cached, m->cache_len, m->max_len);
+/* Runs ids[0..n) at positions pos[], of sequence seq, or (seq -1) of sequences seqs[]; keys the
+ * decode attends: through the furthest position, or the whole cache for a graphed step. */
+static int decode_rows(Model *m, const int32_t *ids, const int32_t *pos, int seq,
+                       const int32_t *seqs, int n, LfError *err) {
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
             return lf_fail(err, "token id %d is outside the vocabulary (size %d)", ids[i],
                            m->cfg.vocab_size);
-    int32_t *pos = malloc((size_t)n * sizeof *pos);
-    if (!pos) return lf_fail(err, "out of memory");
-    for (int i = 0; i < n; i++) pos[i] = m->n_cached + i;
     use_switches(m);
     upload_ids(m, ids, n);
     m->ops->upload(m->positions, pos, (size_t)n * sizeof(int32_t));
-    free(pos);
+    if (seq < 0) m->ops->upload(m->seqs, seqs, (size_t)n * sizeof(int32_t));
     m->B = 1;
     m->T = n;
     m->train_mode = m->has_labels = 0;
     m->top_fresh = 0;
-    int graphs = n == 1 && m->ops->graph_begin;
-    m->cache_keys = graphs ? m->cache_len : m->n_cached + n;
+    m->decode_seq = seq;
+    int graphs = (n == 1 || seq < 0) && m->ops->graph_begin, keys = 0;
+    for (int i = 0; i < n; i++) keys = pos[i] + 1 > keys ? pos[i] + 1 : keys;
+    m->cache_keys = graphs ? m->cache_len : keys;
     int rc = 0;
     if (graphs && m->decode_graphs)
-        rc = decode_graphed(m, err);
+        rc = decode_graphed(m, n, err);
     else
         decode_ops(m, n);
-    m->n_cached += n;
     return rc || m->ops->status(err) ? -1 : check_guards(m, err);
+}
+
+static int cache_check(const Model *m, int seq, LfError *err) {
+    if (!m->kv_cache) return lf_fail(err, "model_decode: no KV cache (model_cache_reset first)");
+    if (seq < 0 || seq >= m->cache_seqs)
+        return lf_fail(err, "sequence %d of a KV cache of %d", seq, m->cache_seqs);
+    return 0;
+}
+
+int model_decode(Model *m, int seq, const int32_t *ids, int n, LfError *err) {
+    if (cache_check(m, seq, err)) return -1;
+    int at = m->cached[seq];
+    if (n < 1 || n > m->max_len || n > m->cache_len - at)
+        return lf_fail(err,
+                       "%d more tokens after %d exceed the cache's %d positions or the %d rows "
+                       "the model was built for",
+                       n, at, m->cache_len, m->max_len);
+    int32_t *pos = malloc((size_t)n * sizeof *pos);
+    if (!pos) return lf_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) pos[i] = at + i;
+    int rc = decode_rows(m, ids, pos, seq, NULL, n, err);
+    free(pos);
+    if (!rc) m->cached[seq] += n;
+    return rc;
+}
+
+int model_decode_step(Model *m, const int32_t *seqs, const int32_t *ids, int n, LfError *err) {
+    if (n < 1 || n > m->cache_seqs)
+        return lf_fail(err, "a decode step of %d sequences: the cache holds %d", n, m->cache_seqs);
+    int32_t *pos = malloc((size_t)n * sizeof *pos);
+    if (!pos) return lf_fail(err, "out of memory");
+    int rc = 0;
+    for (int i = 0; !rc && i < n; i++) {
+        rc = cache_check(m, seqs[i], err);
+        for (int j = 0; !rc && j < i; j++)
+            if (seqs[j] == seqs[i])
+                rc = lf_fail(err, "a decode step runs sequence %d twice", seqs[i]);
+        if (!rc && m->cached[seqs[i]] >= m->cache_len)
+            rc = lf_fail(err, "sequence %d has used the cache's %d positions", seqs[i],
+                         m->cache_len);
+        if (!rc) pos[i] = m->cached[seqs[i]];
+    }
+    rc = rc || decode_rows(m, ids, pos, -1, seqs, n, err);
+    free(pos);
+    for (int i = 0; !rc && i < n; i++) m->cached[seqs[i]]++;
+    return rc ? -1 : 0;
+}
+
+int model_cache_copy(Model *m, int from, int to, LfError *err) {
+    if (cache_check(m, from, err) || cache_check(m, to, err)) return -1;
+    size_t W = m->arch->cache_width(m), used = (size_t)m->cached[from] * W;
+    for (int b = 0; b < 2 * m->cfg.num_layers && from != to; b++) {
+        float *block = m->kv_cache + (size_t)b * cache_block(m);
+        m->ops->copy(block + (size_t)to * m->cache_len * W, block + (size_t)from * m->cache_len * W,
+                     used * sizeof(float));
+    }
+    m->cached[to] = m->cached[from];
+    return m->ops->status(err);
 }
 
 /* ------------------------------------------------------------------------------------ */

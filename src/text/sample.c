@@ -60,6 +60,10 @@ int sampler_create(Sampler **out, const SampleConfig *cfg, int vocab, LfError *e
     return 0;
 }
 
+void sampler_seed(Sampler *s, uint64_t seed, uint64_t draws) {
+    s->rng = (Rng){seed, draws};
+}
+
 void sampler_free(Sampler *s) {
     if (!s) return;
     free(s->x);

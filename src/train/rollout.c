@@ -41,33 +41,48 @@ void rollout_free(Rollout *ro) {
     memset(ro, 0, sizeof *ro);
 }
 
+/* gen_batch's tokens into each row of ro->ids (at stride max_len), after its prompt. */
 typedef struct Sink {
-    int32_t *dst;
-    int n;
+    Rollout *ro;
+    int *len;
 } Sink;
 
-static int sink_emit(void *ctx, int32_t id) {
+static int sink_emit(void *ctx, int row, int32_t id) {
     Sink *s = ctx;
-    s->dst[s->n++] = id;
-    return 0; /* gen_run stops at max_new */
+    s->ro->ids[(size_t)row * s->ro->max_len + s->len[row]++] = id;
+    return 0; /* gen_batch stops at max_new */
 }
 
-/* Row `row` (at stride max_len): prompt[0..P) and one sampled completion; its length. */
-static int sample_row(Rollout *ro, Model *policy, const int32_t *prompt, int P, uint64_t seed,
-                      int row, int *clipped, LfError *err) {
-    int32_t *dst = ro->ids + (size_t)row * ro->max_len;
-    memcpy(dst, prompt, (size_t)P * sizeof *dst);
+/* Rows b*k .. b*k+k-1: prompt b of the batch and k sampled completions, each with its stop id;
+ * len[] their lengths, P[] their prompts'. */
+static int sample_rows(Rollout *ro, Model *policy, const Batch *prompts, uint64_t seed, int *len,
+                       int *P, int *clipped, LfError *err) {
+    int rows = prompts->B * ro->k;
+    GenPrompt gp[OPS_RLOO_MAX_ROWS];
+    GenStats gs[OPS_RLOO_MAX_ROWS];
+    uint64_t seeds[OPS_RLOO_MAX_ROWS];
+    for (int r = 0; r < rows; r++) {
+        int b = r / ro->k;
+        const int32_t *ids = prompts->ids + (size_t)b * prompts->T,
+                      *m = prompts->mask + (size_t)b * prompts->T;
+        P[r] = 0;
+        while (P[r] < prompts->T && m[P[r]]) P[r]++;
+        memcpy(ro->ids + (size_t)r * ro->max_len, ids, (size_t)P[r] * sizeof *ids);
+        gp[r] = (GenPrompt){ids, P[r]}; /* the group's rows share it: prefilled once */
+        seeds[r] = rng_hash(seed, r), len[r] = P[r];
+    }
     Sampler *s;
-    SampleConfig sc = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, rng_hash(seed, row)};
+    SampleConfig sc = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
+    Sink sink = {ro, len};
     if (sampler_create(&s, &sc, policy->cfg.vocab_size, err)) return -1;
-    Sink sink = {dst + P, 0};
-    GenStats gs;
-    int rc = gen_run(policy, s, &ro->stops, prompt, P, ro->max_new, sink_emit, &sink, &gs, err);
+    int rc =
+        gen_batch(policy, s, seeds, &ro->stops, gp, rows, ro->max_new, sink_emit, &sink, gs, err);
     sampler_free(s);
-    if (rc) return -1;
-    if (gs.stop >= 0) dst[P + sink.n++] = gs.stop;
-    *clipped = gs.stop < 0;
-    return P + sink.n;
+    for (int r = 0; !rc && r < rows; r++) {
+        if (gs[r].stop >= 0) ro->ids[(size_t)r * ro->max_len + len[r]++] = gs[r].stop;
+        *clipped += gs[r].stop < 0;
+    }
+    return rc;
 }
 
 /* Rows at stride max_len of lengths len[] (prompts of P[]) packed at stride T, padded, masked and
@@ -103,21 +118,14 @@ static int score_rows(Rollout *ro, int rows, int T, LfError *err) {
 
 int rollout_batch(Rollout *ro, Model *policy, const Batch *prompts, uint64_t seed, Batch *out,
                   RolloutBatch *st, LfError *err) {
-    int rows = prompts->B * ro->k, T = 0, clipped = 0, cut;
+    int rows = prompts->B * ro->k, T = 0, clipped = 0;
     int len[OPS_RLOO_MAX_ROWS], P[OPS_RLOO_MAX_ROWS];
     long tokens = 0;
     if (prompts->B > ro->max_prompts)
         return lf_fail(err, "a batch of %d prompts: the rollout holds %d", prompts->B,
                        ro->max_prompts);
+    if (sample_rows(ro, policy, prompts, seed, len, P, &clipped, err)) return -1;
     for (int r = 0; r < rows; r++) {
-        int b = r / ro->k;
-        const int32_t *m = prompts->mask + (size_t)b * prompts->T;
-        P[r] = 0;
-        while (P[r] < prompts->T && m[P[r]]) P[r]++;
-        len[r] =
-            sample_row(ro, policy, prompts->ids + (size_t)b * prompts->T, P[r], seed, r, &cut, err);
-        if (len[r] < 0) return -1;
-        clipped += cut;
         tokens += len[r] - P[r];
         if (len[r] > T) T = len[r];
     }

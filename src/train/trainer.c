@@ -367,40 +367,57 @@ static int load_sft(Run *r, Feed *f, int train, int batch_size, LfError *err) {
     return lm_loader_init(&f->l, s, batch_size, r->sft_fmt.eos >= 0 ? r->sft_fmt.eos : 0, err);
 }
 
-/* Greedy answers to the first train.eval_answers validation prompts: printed, and logged with
- * the prompt and the reference answer. */
+/* Example i's answer logged and printed with its prompt and reference answer. */
+static int log_answer(Run *r, int step, int i, const char *answer, LfError *err) {
+    const LmSet *s = &r->val_f.set;
+    int P, len = (int)(s->rows.offsets[i + 1] - s->rows.offsets[i]), rc;
+    const int32_t *ids = sft_row_prompt(s, i, &P);
+    char *prompt = NULL, *reference = NULL;
+    size_t np, nr;
+    rc = bpe_decode(r->tok.bpe, ids, P, 0, &prompt, &np, err) ||
+         bpe_decode(r->tok.bpe, ids + P, len - P, 1, &reference, &nr, err);
+    cJSON *o = rc ? NULL : cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "event", "answer");
+        cJSON_AddNumberToObject(o, "step", step);
+        cJSON_AddNumberToObject(o, "example", i);
+        cJSON_AddStringToObject(o, "prompt", prompt);
+        cJSON_AddStringToObject(o, "reference", reference);
+        cJSON_AddStringToObject(o, "answer", answer);
+        char *quoted = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "answer"));
+        fprintf(r->out, "  answer %d: %s\n", i + 1, quoted ? quoted : answer);
+        free(quoted);
+        rc = r->has_log ? runlog_write_json(&r->log, o, err) : 0;
+        cJSON_Delete(o);
+    }
+    free(prompt);
+    free(reference);
+    return rc;
+}
+
+/* Greedy answers to the first train.eval_answers validation prompts, a batch's rows at a time
+ * side by side (gen_greedy_texts): printed, and logged with the prompt and the reference. */
 static int log_answers(Run *r, int step, LfError *err) {
     const LmSet *s = &r->val_f.set;
-    const Bpe *bpe = r->tok.bpe;
     int n = r->cfg->eval_answers < s->rows.n ? r->cfg->eval_answers : s->rows.n, rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
-        int P, len = (int)(s->rows.offsets[i + 1] - s->rows.offsets[i]);
-        const int32_t *ids = sft_row_prompt(s, i, &P);
-        char *answer = NULL, *prompt = NULL, *reference = NULL;
-        size_t np, nr;
-        if (P < 1) return lf_fail(err, "validation example %d has no prompt to answer", i + 1);
-        rc = gen_greedy_text(&r->model, bpe, &r->sft_fmt.stops, ids, P, r->cfg->max_new_tokens,
-                             &answer, err) ||
-             bpe_decode(bpe, ids, P, 0, &prompt, &np, err) ||
-             bpe_decode(bpe, ids + P, len - P, 1, &reference, &nr, err);
-        cJSON *o = rc ? NULL : cJSON_CreateObject();
-        if (o) {
-            cJSON_AddStringToObject(o, "event", "answer");
-            cJSON_AddNumberToObject(o, "step", step);
-            cJSON_AddNumberToObject(o, "example", i);
-            cJSON_AddStringToObject(o, "prompt", prompt);
-            cJSON_AddStringToObject(o, "reference", reference);
-            cJSON_AddStringToObject(o, "answer", answer);
-            char *quoted = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "answer"));
-            fprintf(r->out, "  answer %d: %s\n", i + 1, quoted ? quoted : answer);
-            free(quoted);
-            rc = r->has_log ? runlog_write_json(&r->log, o, err) : 0;
-            cJSON_Delete(o);
+    int group = r->model.max_batch;
+    GenPrompt *p = malloc((size_t)group * sizeof *p);
+    char **answers = calloc((size_t)group, sizeof *answers);
+    if (!p || !answers) rc = lf_fail(err, "out of memory");
+    for (int i0 = 0; !rc && i0 < n; i0 += group) {
+        int k = n - i0 < group ? n - i0 : group;
+        for (int j = 0; !rc && j < k; j++) {
+            p[j].ids = sft_row_prompt(s, i0 + j, &p[j].n);
+            if (p[j].n < 1)
+                rc = lf_fail(err, "validation example %d has no prompt to answer", i0 + j + 1);
         }
-        free(answer);
-        free(prompt);
-        free(reference);
+        rc = rc || gen_greedy_texts(&r->model, r->tok.bpe, &r->sft_fmt.stops, p, k,
+                                    r->cfg->max_new_tokens, answers, err);
+        for (int j = 0; !rc && j < k; j++) rc = log_answer(r, step, i0 + j, answers[j], err);
+        for (int j = 0; j < k; j++) free(answers[j]), answers[j] = NULL;
     }
+    free(p);
+    free(answers);
     return rc;
 }
 

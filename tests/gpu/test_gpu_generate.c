@@ -9,7 +9,8 @@
  * no gradients). Decode steps of one token run as one
  * recorded CUDA graph (the first op by op, the second recorded), replayed at every later
  * position: they give the very logits the same steps give op by op (Model.decode_graphs off),
- * recorded once for two generations in one cache. */
+ * recorded once for two generations in one cache. Batched steps of three sequences in one cache
+ * (model_decode_step), graphed, against the CPU's recompute of each. */
 #include <string.h>
 
 #include "check.h"
@@ -28,9 +29,9 @@ static void check_case(Arch arch, int heads, int kv_heads, int tied, int lora, P
     for (int t = 0; t < SEQ; t++) ids[t] = (int32_t)(rng_next_uniform(&r) * VOCAB) % VOCAB;
     float cached[VOCAB], full[VOCAB];
     double worst = 0;
-    int ok = !model_cache_reset(&gpu, SEQ, &err) && !model_decode(&gpu, ids, PREFILL, &err);
+    int ok = !model_cache_reset(&gpu, 1, SEQ, &err) && !model_decode(&gpu, 0, ids, PREFILL, &err);
     for (int t = PREFILL - 1; ok && t < SEQ; t++) {
-        if (t >= PREFILL) ok = !model_decode(&gpu, &ids[t], 1, &err);
+        if (t >= PREFILL) ok = !model_decode(&gpu, 0, &ids[t], 1, &err);
         ok = ok && !model_lm_logits(&gpu, t >= PREFILL ? 0 : PREFILL - 1, 1, cached, &err) &&
              !full_logits(&cpu, ids, t + 1, t, 1, full, &err);
         worst = worse(worst, row_error(cached, full, VOCAB));
@@ -58,9 +59,10 @@ static void check_case(Arch arch, int heads, int kv_heads, int tied, int lora, P
  * the same cache): one token a step, from the prompt's. */
 static int generate_twice(Model *m, const int32_t *ids, float logits[2][SEQ][VOCAB], LfError *err) {
     for (int run = 0; run < 2; run++) {
-        if (model_cache_reset(m, SEQ, err) || model_decode(m, ids, PREFILL, err)) return -1;
+        if (model_cache_reset(m, 1, SEQ, err) || model_decode(m, 0, ids, PREFILL, err)) return -1;
         for (int t = PREFILL; t < SEQ; t++)
-            if (model_decode(m, &ids[t], 1, err) || model_lm_logits(m, 0, 1, logits[run][t], err))
+            if (model_decode(m, 0, &ids[t], 1, err) ||
+                model_lm_logits(m, 0, 1, logits[run][t], err))
                 return -1;
     }
     return 0;
@@ -96,6 +98,50 @@ static void check_graphs(Arch arch, int lora, Precision prec) {
     CHECK(g1.launches - g0.launches == steps - 1);
     CHECK(g1.replayed - g0.replayed == steps - 2);
     CHECK(g1.instantiated - g0.instantiated == 1);
+}
+
+/* Batched decode steps on the GPU (model_decode_step): prompts of 3 and 5 tokens and a copy of
+ * the first's cache (model_cache_copy), then steps of one token each for all three, recorded as
+ * one graph and replayed; every row's logits against the CPU's full recompute of its sequence. */
+static void check_steps(Arch arch, int lora, Precision prec) {
+    enum { S = 3 };
+    LfError err;
+    Model gpu, cpu;
+    CHECK_OK(tiny_decoder_in(&gpu, &ops_cuda, arch, 4, 2, 0, lora, PREFILL, prec, &err), &err);
+    CHECK_OK(tiny_decoder(&cpu, &ops_cpu, arch, 4, 2, 0, lora, SEQ, &err), &err);
+    int32_t ids[S][SEQ], seqs[S] = {2, 0, 1};
+    int len[S] = {3, 5, 3};
+    for (int q = 0; q < S; q++)
+        for (int t = 0; t < SEQ; t++) ids[q][t] = (int32_t)((t * 13 + q * 29 + 1) % VOCAB);
+    memcpy(ids[2], ids[0], 3 * sizeof **ids);
+    float got[S * VOCAB], full[VOCAB];
+    double worst = 0;
+    OpsGraphCounts g0, g1;
+    ops_cuda.graph_counts(&g0);
+    int ok = !model_cache_reset(&gpu, S, SEQ, &err) && !model_decode(&gpu, 0, ids[0], 3, &err) &&
+             !model_decode(&gpu, 1, ids[1], 5, &err) && !model_cache_copy(&gpu, 0, 2, &err);
+    int steps = 0;
+    for (; ok && len[1] < SEQ; steps++) {
+        int32_t next[S];
+        for (int i = 0; i < S; i++) next[i] = ids[seqs[i]][len[seqs[i]]];
+        ok = !model_decode_step(&gpu, seqs, next, S, &err) &&
+             !model_lm_logits(&gpu, 0, S, got, &err);
+        for (int i = 0; ok && i < S; i++) {
+            int n = ++len[seqs[i]];
+            ok = !full_logits(&cpu, ids[seqs[i]], n, n - 1, 1, full, &err);
+            worst = worse(worst, row_error(got + (size_t)i * VOCAB, full, VOCAB));
+        }
+    }
+    ops_cuda.graph_counts(&g1);
+    CHECK_OK(ok ? 0 : -1, &err);
+    printf("%s CUDA %s%s: %d batched steps of 3 sequences, %ld graph launches (%ld replays), "
+           "worst relative error %.2e against the CPU's recompute\n",
+           arch_name(arch), precision_name(prec), lora ? ", LoRA" : "", steps,
+           g1.launches - g0.launches, g1.replayed - g0.replayed, worst);
+    CHECK(worst <= (prec == PRECISION_BF16 ? BF16_TOL_PERMILLE * 1e-3 : 1e-4));
+    CHECK(g1.launches - g0.launches == steps - 1 && g1.replayed - g0.replayed == steps - 2);
+    model_free(&gpu);
+    model_free(&cpu);
 }
 
 int main(void) {
@@ -143,5 +189,8 @@ int main(void) {
     check_case(ARCH_LLAMA, 4, 2, 0, 6, PRECISION_BF16);
     check_case(ARCH_GPT2, 4, 4, 1, 6, PRECISION_BF16);
     check_graphs(ARCH_LLAMA, 6, PRECISION_BF16);
+    check_steps(ARCH_LLAMA, 1, PRECISION_FP32);
+    check_steps(ARCH_MISTRAL, 0, PRECISION_BF16); /* a sliding window of 4 */
+    check_steps(ARCH_GPT2, 1, PRECISION_BF16);
     return check_report();
 }

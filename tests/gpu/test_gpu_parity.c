@@ -2028,7 +2028,8 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     Pair *ob = joined ? pair_poisoned_bf16((size_t)n * ldo) : NULL;
     BACKENDS(w, o) {
         o->attention_cached(F(out, w), ob ? ob->mem[w] : NULL, ldo, F(q, w), ldq, F(k, w), F(v, w),
-                            I(pos, w), window, att_score(HS), F(scratch, w), n, L, NH, NKV, HS);
+                            I(pos, w), NULL, 0, window, att_score(HS), F(scratch, w), n, L, NH, NKV,
+                            HS);
     }
     NAME("attention_cached n=%d pos0=%d later=%d NH=%d NKV=%d HS=%d joined=%d window=%d%s", n, pos0,
          later, NH, NKV, HS, joined, window, score_name());
@@ -2038,7 +2039,8 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
         size_t bytes = (size_t)n * NH * HS * sizeof(float);
         Pair *own = pair_new(bytes);
         dut->attention_cached(F(own, 1), NULL, NH * HS, F(q, 1), ldq, F(k, 1), F(v, 1), I(pos, 1),
-                              window, att_score(HS), F(scratch, 1), n, L - later, NH, NKV, HS);
+                              NULL, 0, window, att_score(HS), F(scratch, 1), n, L - later, NH, NKV,
+                              HS);
         float *whole = malloc(bytes), *alone = malloc(bytes);
         dut->download(whole, F(out, 1), bytes);
         dut->download(alone, F(own, 1), bytes);
@@ -2051,9 +2053,9 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     Pair *kc = pair_random((size_t)L * W, 1.0f), *vc = pair_random((size_t)L * W, 1.0f);
     BACKENDS(w, o) {
         o->cache_write(F(k, w), F(v, w), NULL, 0, F(k_new, w) + k0, F(v_new, w) + v0, ld, I(pos, w),
-                       NULL, n, NH, NKV, HS);
+                       NULL, 0, NULL, n, NH, NKV, HS);
         o->cache_write(F(kc, w), F(vc, w), F(q, w), ldq, F(k_new, w) + k0, F(v_new, w) + v0, ld,
-                       I(pos, w), att_rope_freqs(1e5f, HS), n, NH, NKV, HS);
+                       I(pos, w), NULL, 0, att_rope_freqs(1e5f, HS), n, NH, NKV, HS);
     }
     NAME("cache_write n=%d at %d of %d W=%d ld=%d (then rope, scale %g, %d dims)", n, pos0, L, W,
          ld, att_rope_scale, att_rope_dims ? att_rope_dims : HS);
@@ -2062,6 +2064,40 @@ static void test_attention_cached(int n, int pos0, int later, int NH, int NKV, i
     compare("q rope", q, ROPE_TOL); /* and joined: k's and v's columns of q untouched */
     compare("k rope", kc, ROPE_TOL);
     compare("v rope", vc, EXACT);
+    pairs_free();
+}
+
+/* A batched decode step: one query each of n of S sequences (seq[i], in no order) at their own
+ * positions of caches of `stride` rows, L = stride keys at most (a graph's), against the CPU; then
+ * the new keys and values into each sequence's row, turned by rope with q. */
+static void test_attention_cached_seqs(int n, int S, int stride, int NH, int NKV, int HS,
+                                       int window) {
+    int W = NKV * HS, at[128], seq[128];
+    for (int i = 0; i < n; i++) seq[i] = (7 * i + 3) % S, at[i] = (int)((37u * i + 5) % stride);
+    Pair *pos = pair_upload(at, (size_t)n * sizeof *at), *sq = pair_upload(seq, n * sizeof *seq);
+    Pair *q = pair_random((size_t)n * NH * HS, att_amp), *out = pair_new((size_t)n * NH * HS * 4);
+    Pair *k = pair_random((size_t)S * stride * W, att_amp);
+    Pair *v = pair_random((size_t)S * stride * W, 1.0f);
+    size_t a = ref->attention_cached_scratch(n, stride, NH, HS);
+    size_t b = dut->attention_cached_scratch(n, stride, NH, HS);
+    Pair *scratch = pair_new((a > b ? a : b) * sizeof(float));
+    BACKENDS(w, o) {
+        o->attention_cached(F(out, w), NULL, 0, F(q, w), NH * HS, F(k, w), F(v, w), I(pos, w),
+                            I(sq, w), stride, window, att_score(HS), F(scratch, w), n, stride, NH,
+                            NKV, HS);
+    }
+    NAME("attention_cached of %d sequences n=%d stride=%d NH=%d NKV=%d HS=%d window=%d%s", S, n,
+         stride, NH, NKV, HS, window, score_name());
+    compare("out", out, GEMM_TOL);
+    Pair *k_new = pair_random((size_t)n * W, 1.0f), *v_new = pair_random((size_t)n * W, 1.0f);
+    BACKENDS(w, o) {
+        o->cache_write(F(k, w), F(v, w), F(q, w), NH * HS, F(k_new, w), F(v_new, w), W, I(pos, w),
+                       I(sq, w), stride, att_rope_freqs(1e5f, HS), n, NH, NKV, HS);
+    }
+    NAME("cache_write of %d sequences n=%d stride=%d W=%d (rope)", S, n, stride, W);
+    compare("q rope", q, ROPE_TOL);
+    compare("k rope", k, ROPE_TOL);
+    compare("v", v, EXACT);
     pairs_free();
 }
 
@@ -2784,6 +2820,10 @@ int main(void) {
         test_attention_cached(5, 40, 0, 4, 1, 32, joined, 3);
         test_attention_cached(64, 0, 0, 8, 2, 128, joined, 9); /* the GEMMs' softmax */
     }
+    test_attention_cached_seqs(8, 8, 112, 9, 3, 64, 0);    /* RLOO's step: 2 splits */
+    test_attention_cached_seqs(5, 11, 700, 9, 3, 64, 100); /* 11 splits, a window */
+    test_attention_cached_seqs(64, 64, 80, 9, 3, 64, 0);   /* 576 query rows: a warp a row */
+    test_attention_cached_seqs(3, 4, 9, 4, 1, 36, 0);      /* MQA, HS not a multiple of 8 */
     test_attention_wide();
     test_attention_score();
     test_cross_entropy(1, 2, 3.0f, 1, 0);
