@@ -102,6 +102,19 @@ CASES = [
          targets=["q_proj", "v_proj", "down_proj"],
          rloo=dict(beta=0.1, generations=4, normalize=True), rewards=[0.7, -0.3, 1.2, 0.1],
          prompt_len=3, after_atol=2e-2),
+    # GRPO (TRL 1.16's GRPOTrainer, beta 0): dapo over two groups of two, the rewards scaled by
+    # their group; then the per-completion mean (loss_type grpo) scaled by the batch's std, under
+    # lora dropout (training mode: the head's one pass writes the hidden states' gradient)
+    dict(name="llama_grpo", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="grpo",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         grpo=dict(generations=2, loss="dapo", scale="group", max_completion=6),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    dict(name="llama_grpo_dropout", init=["--arch", "llama", "--untied"] + TINY, task="grpo",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "down_proj"],
+         grpo=dict(generations=2, loss="grpo", scale="batch", max_completion=6),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, lora_dropout=0.1, after_atol=2e-2),
     dict(name="llama_reward", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="reward",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "up_proj"], pad_token_id=102),
@@ -312,7 +325,7 @@ def make_batch(vocab_size, num_labels, seed, case, B=3, T=9):
     (after the answer's end of turn)."""
     g = torch.Generator().manual_seed(seed)
     task = case.get("task")
-    B = 4 if task in ("dpo", "reward", "rloo") else B
+    B = 4 if task in ("dpo", "reward", "rloo", "grpo") else B
     lengths = [T, T - 3, 4, T - 1][:B]
     ids = torch.full((B, T), case.get("pad_token_id", 0), dtype=torch.long)
     mask = torch.zeros(B, T, dtype=torch.long)
@@ -320,9 +333,9 @@ def make_batch(vocab_size, num_labels, seed, case, B=3, T=9):
         ids[b, 0], ids[b, n - 1] = 101, 102
         ids[b, 1:n - 1] = torch.randint(1000, min(vocab_size, 29000), (n - 2,), generator=g)
         mask[b, :n] = 1
-    if task in ("causal-lm", "sft", "dpo", "reward", "rloo"):
+    if task in ("causal-lm", "sft", "dpo", "reward", "rloo", "grpo"):
         labels = ids.masked_fill(mask == 0, -100)
-        if task in ("dpo", "rloo"):  # the prompt (RLOO: the completion alone counts)
+        if task in ("dpo", "rloo", "grpo"):  # the prompt (RL: the completion alone counts)
             labels[:, :case["prompt_len"]] = -100
         if task == "sft":
             for b, prompt in enumerate([4, 3, 2][:B]):
@@ -334,7 +347,7 @@ def make_batch(vocab_size, num_labels, seed, case, B=3, T=9):
 
 
 def causal_lm(case):
-    return case.get("task") in ("causal-lm", "sft", "dpo", "rloo")  # SFT is the causal-LM loss
+    return case.get("task") in ("causal-lm", "sft", "dpo", "rloo", "grpo")  # SFT: causal-LM's
 
 
 def seq_logps(model, ids, mask, labels):
@@ -381,6 +394,36 @@ def rloo_loss(case, pi, ref):
     return -torch.min(coef_1 * adv, coef_2 * adv).mean()
 
 
+def grpo_loss(case, logits, labels):
+    """TRL 1.16 GRPOTrainer with beta 0 and num_iterations 1: the advantages as
+    _generate_and_score_completions computes them (each reward less its group's mean, divided by
+    the group's or the batch's nanstd, Bessel's, + 1e-4, or by nothing), and _compute_loss's
+    clipped objective on the per-token log-probs, whose old log-probs are this forward's
+    (detached: the ratio is 1), aggregated by loss_type over the completion mask."""
+    d = case["grpo"]
+    k, eps = d["generations"], 0.2
+    logp = torch.log_softmax(logits[:, :-1], -1)
+    target = labels[:, 1:]
+    mask = (target != -100).float()
+    tok = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    rewards = torch.tensor(case["rewards"])
+    mean = rewards.view(-1, k).mean(1).repeat_interleave(k)
+    std = (rewards.view(-1, k).std(1).repeat_interleave(k) if d["scale"] == "group"
+           else rewards.std().expand_as(rewards))
+    adv = rewards - mean
+    if d["scale"] != "none":
+        adv = adv / (std + 1e-4)
+    adv = adv.unsqueeze(1)
+    coef_1 = torch.exp(tok - tok.detach())
+    coef_2 = torch.clamp(coef_1, 1 - eps, 1 + eps)
+    per_token = -torch.min(coef_1 * adv, coef_2 * adv)
+    if d["loss"] == "grpo":
+        return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    if d["loss"] == "dr_grpo":
+        return (per_token * mask).sum() / (per_token.size(0) * d["max_completion"])
+    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)  # dapo (one micro-batch), bnpo
+
+
 def forward(case, model, batch, out, ref):
     """The loss of one step; out gets the logits (and the preference tasks' scores)."""
     ids, mask, labels = batch
@@ -393,6 +436,10 @@ def forward(case, model, batch, out, ref):
         logits, pi, _ = seq_logps(model, ids, mask, labels)
         out.update(logits=logits, logps=pi, ref_logps=ref)
         return rloo_loss(case, pi, ref)
+    if task == "grpo":
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        out.update(logits=logits)
+        return grpo_loss(case, logits, labels)
     if task == "reward":
         r = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
         out.update(logits=r)

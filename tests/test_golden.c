@@ -120,6 +120,21 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     if (task && !strcmp(task->valuestring, "dpo")) s->task = TASK_DPO;
     if (task && !strcmp(task->valuestring, "reward")) s->task = TASK_REWARD;
     if (task && !strcmp(task->valuestring, "rloo")) s->task = TASK_RLOO;
+    if (task && !strcmp(task->valuestring, "grpo")) s->task = TASK_GRPO;
+    const cJSON *grpo = cJSON_GetObjectItem(c, "grpo");
+    if (grpo) {
+        const char *loss = cJSON_GetObjectItem(grpo, "loss")->valuestring;
+        const char *scale = cJSON_GetObjectItem(grpo, "scale")->valuestring;
+        s->grpo = (GrpoSpec){cJSON_GetObjectItem(grpo, "generations")->valueint,
+                             !strcmp(loss, "grpo")      ? GRPO_GRPO
+                             : !strcmp(loss, "bnpo")    ? GRPO_BNPO
+                             : !strcmp(loss, "dr_grpo") ? GRPO_DR_GRPO
+                                                        : GRPO_DAPO,
+                             !strcmp(scale, "batch")  ? GRPO_SCALE_BATCH
+                             : !strcmp(scale, "none") ? GRPO_SCALE_NONE
+                                                      : GRPO_SCALE_GROUP,
+                             cJSON_GetObjectItem(grpo, "max_completion")->valueint};
+    }
     const cJSON *rloo = cJSON_GetObjectItem(c, "rloo");
     if (rloo)
         s->rloo = (RlooSpec){(float)cJSON_GetObjectItem(rloo, "beta")->valuedouble,
@@ -260,11 +275,14 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     for (int i = 0; i < cJSON_GetArraySize(jl) && i < B * T; i++)
         labels[i] = cJSON_GetArrayItem(jl, i)->valueint;
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err) == 0);
-    if (spec.task == TASK_RLOO) {
+    if (spec.task == TASK_RLOO || spec.task == TASK_GRPO) {
         float rewards[B];
         const cJSON *jr = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "case"), "rewards");
         for (int i = 0; i < B; i++) rewards[i] = (float)cJSON_GetArrayItem(jr, i)->valuedouble;
-        rloo_set_rewards(&m, rewards);
+        if (spec.task == TASK_RLOO)
+            rloo_set_rewards(&m, rewards);
+        else
+            CHECK_OK(grpo_set_rewards(&m, rewards, &err), &err);
     }
     if (spec.task == TASK_DPO || spec.task == TASK_RLOO) { /* the reference, once, adapters off */
         CHECK_OK(reference_forward(&m, &err), &err);

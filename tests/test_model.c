@@ -276,6 +276,7 @@ static void accumulation(const char *dir) {
  * the LM head too, while set */
 static int embed_and_head;
 static RlooSpec rloo_spec = {0.5f, 2, 0}; /* TASK_RLOO's */
+static GrpoSpec grpo_spec;                /* TASK_GRPO's */
 
 static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, int layer1,
                     int ckpt, Rng *rng) {
@@ -315,7 +316,8 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     cfg.bos_token_id = cfg.eos_token_id = 1;
     TrainSpec spec;
     train_spec_defaults(&spec);
-    spec.task = task, spec.dpo = dpo, spec.rloo = rloo_spec, spec.strategy = strategy;
+    spec.task = task, spec.dpo = dpo, spec.rloo = rloo_spec, spec.grpo = grpo_spec;
+    spec.strategy = strategy;
     spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f, spec.use_dora = with_dora;
     spec.bias = with_dora ? LORA_BIAS_ALL : LORA_BIAS_NONE;
     spec.gradient_checkpointing = ckpt;
@@ -408,6 +410,46 @@ static void preference_gradcheck(Arch arch, Task task, DpoSpec dpo, const char *
     model_free(&m);
 }
 
+/* want[n] = sum over set_pairs' 4 rows (their completions: mask_prompt's labels) of weight[b]
+ * times the gradient of row b's summed token losses, each row alone in lm (the causal-LM loss in
+ * eval mode, the weights of the model compared); logp[b] its log-prob (NULL: not needed). */
+static double *row_gradients(Model *lm, const double *weight, double *logp) {
+    LfError err;
+    float loss;
+    size_t n = 0;
+    for (int i = 0; i < lm->n_params; i++) n += lm->params[i].grad ? lm->params[i].numel : 0;
+    double *want = calloc(n, sizeof *want);
+    int32_t ids[4 * T], mask[4 * T], labels[4 * T];
+    pairs_rows(ids, mask, labels, 1);
+    for (int b = 0; b < 4; b++) {
+        CHECK_OK(model_set_batch(lm, ids + b * T, NULL, mask + b * T, labels + b * T, 1, T, &err),
+                 &err);
+        model_zero_grad(lm);
+        model_step(lm, 7, 1.0f);
+        CHECK_OK(model_forward(lm, 0, &loss, &err), &err);
+        CHECK_OK(model_backward(lm, &err), &err);
+        if (logp) CHECK_CLOSE(-loss * lm->n_valid, logp[b], 1e-5, 1e-5);
+        for (int i = 0, at = 0; i < lm->n_params; i++) {
+            const Param *p = &lm->params[i];
+            for (size_t j = 0; p->grad && j < p->numel; j++)
+                want[at++] += weight[b] * lm->n_valid * p->grad[j];
+        }
+    }
+    return want;
+}
+
+/* The largest |want| and |grad - want| over m's gradients, into *top and *off. */
+static void gradient_off(const Model *m, const double *want, double *top, double *off) {
+    *top = *off = 0;
+    for (int i = 0, at = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        for (size_t j = 0; p->grad && j < p->numel; j++, at++) {
+            *top = fmax(*top, fabs(want[at]));
+            *off = fmax(*off, fabs(p->grad[j] - want[at]));
+        }
+    }
+}
+
 /* RLOO (rloo_loss.h) on a tiny Llama, set_pairs' rows as two groups of two completions (k = 2,
  * beta 0.5), in eval mode: the gradient must be sum over rows of (A_b / B) times the gradient of
  * row b's summed token losses, with A_b from the rewards and the log-probs read back (leave-one-
@@ -431,7 +473,7 @@ static void rloo_gradient(int normalize) {
     model_zero_grad(&m);
     CHECK_OK(model_forward(&m, 0, &rloo_loss, &err), &err);
     CHECK_OK(model_backward(&m, &err), &err);
-    double r[4], a[4], mean = 0, var = 0, kl = 0, logp[4];
+    double r[4], a[4], w[4], mean = 0, var = 0, kl = 0, logp[4], top, off;
     for (int b = 0; b < 4; b++) {
         logp[b] = m.seq_scores[b];
         kl += logp[b] - m.ref_scores[b];
@@ -441,43 +483,74 @@ static void rloo_gradient(int normalize) {
     for (int b = 0; b < 4; b++) mean += (a[b] = r[b] - r[b ^ 1]) / 4;
     for (int b = 0; b < 4; b++) var += (a[b] - mean) * (a[b] - mean) / 3;
     for (int b = 0; normalize && b < 4; b++) a[b] = (a[b] - mean) / (sqrt(var) + 1e-4);
+    for (int b = 0; b < 4; b++) w[b] = a[b] / 4;
     CHECK_CLOSE(m.rloo_stats.kl, kl, 1e-5, 1e-6);
     CHECK_CLOSE(rloo_loss, -(a[0] + a[1] + a[2] + a[3]) / 4, 1e-5, 1e-6);
-    size_t n = 0;
-    for (int i = 0; i < m.n_params; i++) n += m.params[i].grad ? m.params[i].numel : 0;
-    double *want = calloc(n, sizeof *want), top = 0, off = 0;
-    int32_t ids[4 * T], mask[4 * T], labels[4 * T];
-    pairs_rows(ids, mask, labels, 1);
-    for (int b = 0; b < 4; b++) {
-        CHECK_OK(model_set_batch(&lm, ids + b * T, NULL, mask + b * T, labels + b * T, 1, T, &err),
-                 &err);
-        model_zero_grad(&lm);
-        model_step(&lm, 7, 1.0f);
-        CHECK_OK(model_forward(&lm, 0, &loss, &err), &err);
-        CHECK_OK(model_backward(&lm, &err), &err);
-        CHECK_CLOSE(-loss * lm.n_valid, logp[b], 1e-5, 1e-5);
-        for (int i = 0, at = 0; i < lm.n_params; i++) {
-            const Param *p = &lm.params[i];
-            for (size_t j = 0; p->grad && j < p->numel; j++)
-                want[at++] += a[b] / 4 * lm.n_valid * p->grad[j];
-        }
-    }
-    for (int i = 0, at = 0; i < m.n_params; i++) {
-        const Param *p = &m.params[i];
-        for (size_t j = 0; p->grad && j < p->numel; j++, at++) {
-            top = fmax(top, fabs(want[at]));
-            off = fmax(off, fabs(p->grad[j] - want[at]));
-        }
-    }
+    double *want = row_gradients(&lm, w, logp);
+    gradient_off(&m, want, &top, &off);
     printf("rloo%s: gradient off by %.2e of %.2e, loss %.6f, kl %.4f\n",
            normalize ? " normalised" : "", off, top, (double)rloo_loss, kl);
     CHECK(top > 1e-3 && off <= 1e-4 * top);
+    int32_t ids[4 * T], mask[4 * T], labels[4 * T];
+    pairs_rows(ids, mask, labels, 1);
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, 3, T, &err) != 0 &&
           strstr(err.msg, "groups of 2 completions"));
     free(want);
     model_free(&m);
     model_free(&lm);
     rloo_spec.normalize = 0;
+}
+
+/* GRPO (grpo.c) on the same rows as two groups of two (k = 2), in eval mode: the gradient must be
+ * sum over rows of w_b A_b times the gradient of row b's summed token losses, A_b the reward less
+ * its group's mean, divided by the group's or the batch's sample std + 1e-4 or by nothing, w_b
+ * 1 / the batch's tokens (dapo, bnpo), 1 / (B n_b) (grpo), 1 / (B max_completion) (dr_grpo),
+ * worked out here from the rows' token counts; the loss -sum_b w_b n_b A_b and the reward sum
+ * as the readout gives them. Relative 1e-4 of the largest gradient. */
+static void grpo_gradient(GrpoLoss loss_type, GrpoScale scale, const char *what) {
+    Model m, lm;
+    Rng rng = {43, 0}, rng2 = {43, 0};
+    LfError err;
+    float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss;
+    grpo_spec = (GrpoSpec){2, loss_type, scale, 6};
+    tiny_decoder(&m, ARCH_LLAMA, TASK_GRPO, (DpoSpec){0}, STRATEGY_LORA, &rng);
+    tiny_decoder(&lm, ARCH_LLAMA, TASK_CAUSAL_LM, (DpoSpec){0}, STRATEGY_LORA, &rng2);
+    set_pairs(&m, 1);
+    CHECK_OK(grpo_set_rewards(&m, rewards, &err), &err);
+    model_step(&m, 7, 1.0f);
+    model_zero_grad(&m);
+    CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
+    CHECK_OK(model_backward(&m, &err), &err);
+    int32_t ids[4 * T], mask[4 * T], labels[4 * T], n[4] = {0, 0, 0, 0}, tokens = 0;
+    pairs_rows(ids, mask, labels, 1);
+    for (int i = 0; i < 4 * T; i++) /* the predicted tokens: labels after the first of a row */
+        if (i % T && labels[i] >= 0) n[i / T]++, tokens++;
+    double a[4], w[4], all = 0, sq = 0, want_loss = 0, top, off;
+    for (int b = 0; b < 4; b++) all += rewards[b] / 4.0;
+    for (int b = 0; b < 4; b++) sq += (rewards[b] - all) * (rewards[b] - all) / 3;
+    for (int b = 0; b < 4; b++) {
+        double mean = (rewards[b] + rewards[b ^ 1]) / 2.0, d = rewards[b] - mean;
+        double group_std = fabs(rewards[b] - rewards[b ^ 1]) / sqrt(2.0); /* two: Bessel's */
+        a[b] = scale == GRPO_SCALE_NONE
+                   ? d
+                   : d / ((scale == GRPO_SCALE_GROUP ? group_std : sqrt(sq)) + 1e-4);
+        double share = loss_type == GRPO_GRPO      ? 1.0 / (4.0 * n[b])
+                       : loss_type == GRPO_DR_GRPO ? 1.0 / (4.0 * 6)
+                                                   : 1.0 / tokens;
+        w[b] = share * a[b];
+        want_loss -= share * n[b] * a[b];
+    }
+    CHECK_CLOSE(loss, want_loss, 1e-5, 1e-6);
+    CHECK_CLOSE(m.rloo_stats.reward, 1.5, 1e-6, 1e-6);
+    double *want = row_gradients(&lm, w, NULL);
+    gradient_off(&m, want, &top, &off);
+    printf("grpo %s: gradient off by %.2e of %.2e, loss %.6f\n", what, off, top, (double)loss);
+    CHECK(top > 1e-3 && off <= 1e-4 * top);
+    CHECK(model_set_batch(&m, ids, NULL, mask, labels, 3, T, &err) != 0 &&
+          strstr(err.msg, "groups of 2 completions"));
+    free(want);
+    model_free(&m);
+    model_free(&lm);
 }
 
 /* The adapters-off forward is the base model's: equal log-probs to a model built without LoRA
@@ -1059,6 +1132,10 @@ int main(void) {
     adapters_off_is_base();
     rloo_gradient(0);
     rloo_gradient(1);
+    grpo_gradient(GRPO_DAPO, GRPO_SCALE_GROUP, "dapo, scaled by the group");
+    grpo_gradient(GRPO_GRPO, GRPO_SCALE_BATCH, "grpo, scaled by the batch");
+    grpo_gradient(GRPO_BNPO, GRPO_SCALE_NONE, "bnpo, not scaled");
+    grpo_gradient(GRPO_DR_GRPO, GRPO_SCALE_GROUP, "dr_grpo, scaled by the group");
     dora_norms();
     head_rows_list();
     checkpointing(distil, bert);

@@ -52,7 +52,14 @@ typedef enum LoraInit {
     LORA_INIT_OLORA
 } LoraInit;
 /* What the model is trained for; selects the objective (and PEFT's task_type). */
-typedef enum Task { TASK_CLASSIFICATION, TASK_CAUSAL_LM, TASK_DPO, TASK_REWARD, TASK_RLOO } Task;
+typedef enum Task {
+    TASK_CLASSIFICATION,
+    TASK_CAUSAL_LM,
+    TASK_DPO,
+    TASK_REWARD,
+    TASK_RLOO,
+    TASK_GRPO
+} Task;
 
 /* DPO's settings (TASK_DPO; objective.h). */
 typedef enum DpoLoss { DPO_SIGMOID, DPO_IPO } DpoLoss;
@@ -68,6 +75,18 @@ typedef struct RlooSpec {
     int generations; /* completions sampled per prompt, >= 2 */
     int normalize;   /* advantages to mean 0, std 1 over the batch */
 } RlooSpec;
+
+/* GRPO's settings (TASK_GRPO; grpo.c): a batch holds groups of `generations` rows. How the
+ * completions' token losses add up (TRL's loss_type) and how a group's rewards are scaled into
+ * advantages (TRL's scale_rewards). */
+typedef enum GrpoLoss { GRPO_DAPO, GRPO_GRPO, GRPO_BNPO, GRPO_DR_GRPO } GrpoLoss;
+typedef enum GrpoScale { GRPO_SCALE_GROUP, GRPO_SCALE_BATCH, GRPO_SCALE_NONE } GrpoScale;
+typedef struct GrpoSpec {
+    int generations;    /* completions sampled per prompt, >= 2 */
+    GrpoLoss loss;      /* dapo (TRL's default) */
+    GrpoScale scale;    /* group (TRL's default) */
+    int max_completion; /* dr_grpo's constant: the longest completion sampled */
+} GrpoSpec;
 
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to
  * nearest even at load); q, a GGUF file's own blocks (Q4_1, Q8_0, ...; QLoRA-style); or one
@@ -150,6 +169,7 @@ typedef struct TrainSpec {
     int n_head_token_indices;
     DpoSpec dpo;                /* TASK_DPO */
     RlooSpec rloo;              /* TASK_RLOO */
+    GrpoSpec grpo;              /* TASK_GRPO */
     BaseDtype base_dtype;       /* frozen dense weights: f32, bf16, the GGUF's blocks or a type */
     Precision precision;        /* auto (the default) until model_create resolves it */
     AttentionImpl attention;    /* model.attention: loraft's kernels (the default) or cuDNN's */
@@ -166,7 +186,8 @@ typedef struct PairStats {
     double chosen, rejected; /* rewards */
 } PairStats;
 
-/* RLOO's last forward (TASK_RLOO): sums over the batch's rows (rloo_loss.h). */
+/* RLOO's last forward (TASK_RLOO; and GRPO's, TASK_GRPO): sums over the batch's rows
+ * (rloo_loss.h, grpo.c). */
 typedef struct RlooStats {
     int rows;
     double kl;       /* log-prob - reference log-prob */
@@ -359,9 +380,12 @@ typedef struct Model {
     int has_ref;        /* dpo, rloo: ref_logps holds this batch's; 0: the loss is 0 (dpo) or has
                            no KL (rloo's beta 0) */
     float *seq_scores, *ref_scores; /* host copies of row_scores, ref_logps (model_read_loss) */
-    float *row_scale;     /* dpo, rloo: [max_batch * max_len] backend, the LM head's row weights */
+    float
+        *row_scale; /* dpo, rloo, grpo: [max_batch * max_len] backend, the LM head's row weights */
     PairStats pair_stats; /* of the last model_read_loss with labels */
-    RlooStats rloo_stats; /* rloo's, the same */
+    RlooStats rloo_stats; /* rloo's and grpo's, the same */
+    double grpo_sums[4];  /* grpo: the batch's loss, 0, rewards and rows above 0 as the readout's
+                             four, known on the host before its forward (grpo_set_rewards) */
     int adapters_off;     /* linear_forward skips the LoRA branches: the base model (the reference
                              policy of DPO and RLOO, without a second copy of the weights) */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */

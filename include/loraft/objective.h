@@ -1,7 +1,7 @@
 /* objective.h: what a model is trained for: the layout of its labels, the loss and its
  * gradient on the network's output, and PEFT's name for the task. One file per objective
- * (src/objective/: classification.c, causal_lm.c, dpo.c, reward.c, rloo.c); the model core calls
- * them through this table. */
+ * (src/objective/: classification.c, causal_lm.c, dpo.c, reward.c, rloo.c, grpo.c); the model core
+ * calls them through this table. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -38,7 +38,7 @@ struct Objective {
 };
 
 extern const Objective objective_classification, objective_causal_lm, objective_dpo,
-    objective_reward, objective_rloo;
+    objective_reward, objective_rloo, objective_grpo;
 
 /* The objective of a task. */
 const Objective *objective_for(Task task);
@@ -56,6 +56,11 @@ void lm_head_run(Model *m, int dh, int dw, const float *row_scale);
 /* The head's branch's (model_head_branch) A gradient and (dh) its term of dhidden, from the du
  * that lm_head_run wrote with dh and without dw. */
 void lm_head_branch_backward(Model *m, int dh);
+/* causal-lm's loss and its backward with each token's gradient weighed by row_scale [B*T] (NULL:
+ * 1; GRPO's, known before the forward): a training forward writes dhidden in its one pass over
+ * the head unless a trainable head or its adapter needs the pass again in backward. */
+void token_weighted_loss(Model *m, const float *row_scale);
+void token_weighted_backward(Model *m, const float *row_scale);
 /* The objectives whose gradient weighs each row's token losses (DPO, RLOO: d loss / d log-prob
  * per row): causal-lm's plan plus m->row_scale [max_batch * max_len], which their loss op writes;
  * the backward is the fused head's with those weights. */
@@ -75,7 +80,7 @@ static inline size_t pair_readout_floats(size_t max_batch) {
  * only sizes) and its host copy. */
 void pair_readout_place(Model *m, float *device, float *host);
 /* After model_read_loss's copy: m->pair_stats (m->rloo_stats for RLOO) from the readout's host
- * copy; the mean loss. */
+ * copy, or GRPO's from m->grpo_sums; the mean loss. */
 float pair_readout_loss(Model *m, const float *host);
 
 /* ---- dpo.c ---- */
@@ -91,6 +96,12 @@ int reference_forward(Model *m, LfError *err);
 /* The batch's rewards, rewards [B] on the host (the reward model's scores of its rows), uploaded
  * without waiting; the batch's loss needs them. */
 void rloo_set_rewards(Model *m, const float *rewards);
+
+/* ---- grpo.c ---- */
+/* The batch's rewards, rewards [B] on the host (the reward model's scores of its rows), after
+ * model_set_batch: every token's gradient weight and the batch's loss and statistics follow from
+ * them and the labels (m->grpo_sums); the weights are uploaded without waiting. */
+int grpo_set_rewards(Model *m, const float *rewards, LfError *err);
 
 /* ---- reward.c ---- */
 /* The row a reward model reads its score at, by transformers' rule (LlamaForSequenceClassification

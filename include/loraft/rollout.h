@@ -1,11 +1,11 @@
-/* rollout.h: RLOO's batches (model.task rloo; objective rloo.c). Each prompt of a batch of
- * prompts is continued k times by the policy, sampling from its own distribution (temperature 1,
- * no top-k or top-p, as TRL's RLOOTrainer by default) until a stop id (generate.h: EOS, the chat
- * template's end of turn) or max_new tokens; row b*k+j is prompt b + completion j, its stop id
- * included. The reward model scores every row at its last token that is not pad (transformers'
- * rule, reward_last_token): it reads the policy's ids, so it must share the policy's tokenizer.
- * Labels are the completion's ids (the stop id too) and -100 on the prompt and padding, as the
- * rloo objective reads them. Every buffer is sized once, at rollout_init. */
+/* rollout.h: RLOO's and GRPO's batches (model.task rloo, grpo; objectives rloo.c, grpo.c). Each
+ * prompt of a batch of prompts is continued k times by the policy, sampling from its own
+ * distribution (temperature 1, no top-k or top-p, as TRL's RLOOTrainer by default) until a stop id
+ * (generate.h: EOS, the chat template's end of turn) or max_new tokens; row b*k+j is prompt b +
+ * completion j, its stop id included. The reward model scores every row at its last token that is
+ * not pad (transformers' rule, reward_last_token): it reads the policy's ids, so it must share the
+ * policy's tokenizer. Labels are the completion's ids (the stop id too) and -100 on the prompt and
+ * padding, as the rloo objective reads them. Every buffer is sized once, at rollout_init. */
 #pragma once
 #include <stdint.h>
 
@@ -30,7 +30,8 @@ typedef struct Rollout {
     Model *reward; /* the reward model, built for max_prompts * k rows of max_len */
     GenStops stops;
     int k, max_new, max_prompts, max_len;
-    int32_t pad; /* the id padding carries (masked: any id the models embed) */
+    int mask_cut; /* cut completions unlabelled */
+    int32_t pad;  /* the id padding carries (masked: any id the models embed) */
     int32_t *ids, *mask, *labels, *reward_labels; /* [max_prompts * k * max_len] */
     int *index;                                   /* [max_prompts * k] */
     float *rewards;                               /* [max_prompts * k] */
@@ -38,9 +39,10 @@ typedef struct Rollout {
 
 /* Sizes the buffers for batches of up to max_prompts prompts of up to max_prompt_len tokens:
  * rows of up to max_prompt_len + max_new (the policy and the reward model must be built for
- * max_prompts * k rows of that). */
+ * max_prompts * k rows of that). mask_cut: a completion cut at max_new without a stop id has no
+ * labels (GRPO's mask_truncated_completions); the reward model scores it all the same. */
 int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, int k, int max_new, int32_t pad,
-                 int max_prompts, int max_prompt_len, LfError *err);
+                 int mask_cut, int max_prompts, int max_prompt_len, LfError *err);
 void rollout_free(Rollout *ro);
 
 /* prompts (B rows, each its mask's tokens) continued by policy, the draws seeded by seed (the same

@@ -104,10 +104,13 @@ typedef struct TrainConfig {
     float dpo_beta;                         /* 0.1 */
     char dpo_loss[16];                      /* "sigmoid" | "ipo" */
     float dpo_label_smoothing;              /* 0 */
-    int num_generations;                    /* rloo: completions per prompt, 2 */
+    int num_generations;                    /* rloo, grpo: completions per prompt, 2 */
     float rloo_beta;                        /* rloo: the KL penalty's weight, 0.05 */
     int normalize_advantages;               /* rloo: 0 */
-    int max_completion_length;              /* rloo: 256 */
+    int max_completion_length;              /* rloo, grpo: 256 */
+    char grpo_loss_type[16];                /* grpo: "dapo" */
+    char scale_rewards[16];                 /* grpo: "group" */
+    int mask_truncated_completions;         /* grpo: 0 */
     char eval_strategy[8];                  /* "epoch" | "steps" | "no" */
     int eval_steps;                         /* used with eval_strategy "steps" */
     char save_strategy[8];                  /* "epoch" | "steps" | "no" */

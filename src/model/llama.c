@@ -636,7 +636,8 @@ static void llama_decode(Model *m, int n) {
 
 #define LLAMA_FAMILY                                                                               \
     .prefix = "model", .task = TASK_CAUSAL_LM,                                                     \
-    .tasks = 1u << TASK_CAUSAL_LM | 1u << TASK_DPO | 1u << TASK_RLOO | 1u << TASK_REWARD,          \
+    .tasks = 1u << TASK_CAUSAL_LM | 1u << TASK_DPO | 1u << TASK_RLOO | 1u << TASK_GRPO |           \
+             1u << TASK_REWARD,                                                                    \
     .max_params = llama_max_params, .build = llama_build, .free = llama_free, .plan = llama_plan,  \
     .forward = llama_forward, .backward = llama_backward, .cache_width = llama_cache_width,        \
     .decode = llama_decode

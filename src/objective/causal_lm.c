@@ -112,18 +112,26 @@ static int head_pass_in_backward(const Model *m) {
     return m->head->w->grad || (model_head_branch(m, &hb) && hb.dB);
 }
 
-static int causal_lm_loss(Model *m, LfError *err) {
+void token_weighted_loss(Model *m, const float *row_scale) {
     m->loss_scale = 1.0f;
     m->dhidden_ready = m->train_mode && m->n_grads > 0 && !head_pass_in_backward(m);
-    lm_head_run(m, m->dhidden_ready, 0, NULL);
+    lm_head_run(m, m->dhidden_ready, 0, m->dhidden_ready ? row_scale : NULL);
+}
+
+void token_weighted_backward(Model *m, const float *row_scale) {
+    int dw = head_pass_in_backward(m);
+    if (!m->dhidden_ready || dw) lm_head_run(m, !m->dhidden_ready, dw, row_scale);
+    if (!dw) lm_head_branch_backward(m, 1); /* the du that lm_head_run wrote, into dA and dh */
+}
+
+static int causal_lm_loss(Model *m, LfError *err) {
+    token_weighted_loss(m, NULL);
     (void)err;
     return 0;
 }
 
 static int causal_lm_backward(Model *m, LfError *err) {
-    int dw = head_pass_in_backward(m);
-    if (!m->dhidden_ready || dw) lm_head_run(m, !m->dhidden_ready, dw, NULL);
-    if (!dw) lm_head_branch_backward(m, 1); /* the du that lm_head_run wrote, into dA and dh */
+    token_weighted_backward(m, NULL);
     (void)err;
     return 0;
 }

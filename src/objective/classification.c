@@ -50,6 +50,8 @@ const Objective *objective_for(Task task) {
         return &objective_reward;
     case TASK_RLOO:
         return &objective_rloo;
+    case TASK_GRPO:
+        return &objective_grpo;
     case TASK_CLASSIFICATION:
         break;
     }

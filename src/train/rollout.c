@@ -1,4 +1,5 @@
-/* rollout.c: RLOO's batches, sampled by the policy and scored by the reward model (rollout.h). */
+/* rollout.c: RLOO's and GRPO's batches, sampled by the policy and scored by the reward model
+ * (rollout.h). */
 #include "loraft/rollout.h"
 
 #include <stdlib.h>
@@ -9,11 +10,12 @@
 #include "loraft/rng.h"
 
 int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, int k, int max_new, int32_t pad,
-                 int max_prompts, int max_prompt_len, LfError *err) {
+                 int mask_cut, int max_prompts, int max_prompt_len, LfError *err) {
     *ro = (Rollout){.reward = reward,
                     .stops = *stops,
                     .k = k,
                     .max_new = max_new,
+                    .mask_cut = mask_cut,
                     .max_prompts = max_prompts,
                     .max_len = max_prompt_len + max_new,
                     .pad = pad};
@@ -56,7 +58,7 @@ static int sink_emit(void *ctx, int row, int32_t id) {
 /* Rows b*k .. b*k+k-1: prompt b of the batch and k sampled completions, each with its stop id;
  * len[] their lengths, P[] their prompts'. */
 static int sample_rows(Rollout *ro, Model *policy, const Batch *prompts, uint64_t seed, int *len,
-                       int *P, int *clipped, LfError *err) {
+                       int *P, int *cut, LfError *err) {
     int rows = prompts->B * ro->k;
     GenPrompt gp[OPS_RLOO_MAX_ROWS];
     GenStats gs[OPS_RLOO_MAX_ROWS];
@@ -80,14 +82,14 @@ static int sample_rows(Rollout *ro, Model *policy, const Batch *prompts, uint64_
     sampler_free(s);
     for (int r = 0; !rc && r < rows; r++) {
         if (gs[r].stop >= 0) ro->ids[(size_t)r * ro->max_len + len[r]++] = gs[r].stop;
-        *clipped += gs[r].stop < 0;
+        cut[r] = gs[r].stop < 0;
     }
     return rc;
 }
 
 /* Rows at stride max_len of lengths len[] (prompts of P[]) packed at stride T, padded, masked and
- * labelled for both models. */
-static void pack_rows(Rollout *ro, const int *len, const int *P, int rows, int T) {
+ * labelled for both models (a cut completion unlabelled under mask_cut). */
+static void pack_rows(Rollout *ro, const int *len, const int *P, const int *cut, int rows, int T) {
     for (int r = 0; r < rows; r++) {
         int32_t *dst = ro->ids + (size_t)r * T;
         memmove(dst, ro->ids + (size_t)r * ro->max_len, (size_t)len[r] * sizeof *dst);
@@ -96,7 +98,7 @@ static void pack_rows(Rollout *ro, const int *len, const int *P, int rows, int T
             int in = t < len[r];
             if (!in) dst[t] = ro->pad;
             ro->mask[c] = in;
-            ro->labels[c] = in && t >= P[r] ? dst[t] : LM_IGNORE;
+            ro->labels[c] = in && t >= P[r] && !(ro->mask_cut && cut[r]) ? dst[t] : LM_IGNORE;
             ro->reward_labels[c] = in ? dst[t] : LM_IGNORE;
         }
         ro->index[r] = r;
@@ -119,17 +121,17 @@ static int score_rows(Rollout *ro, int rows, int T, LfError *err) {
 int rollout_batch(Rollout *ro, Model *policy, const Batch *prompts, uint64_t seed, Batch *out,
                   RolloutBatch *st, LfError *err) {
     int rows = prompts->B * ro->k, T = 0, clipped = 0;
-    int len[OPS_RLOO_MAX_ROWS], P[OPS_RLOO_MAX_ROWS];
+    int len[OPS_RLOO_MAX_ROWS], P[OPS_RLOO_MAX_ROWS], cut[OPS_RLOO_MAX_ROWS];
     long tokens = 0;
     if (prompts->B > ro->max_prompts)
         return lf_fail(err, "a batch of %d prompts: the rollout holds %d", prompts->B,
                        ro->max_prompts);
-    if (sample_rows(ro, policy, prompts, seed, len, P, &clipped, err)) return -1;
+    if (sample_rows(ro, policy, prompts, seed, len, P, cut, err)) return -1;
     for (int r = 0; r < rows; r++) {
-        tokens += len[r] - P[r];
+        tokens += len[r] - P[r], clipped += cut[r];
         if (len[r] > T) T = len[r];
     }
-    pack_rows(ro, len, P, rows, T);
+    pack_rows(ro, len, P, cut, rows, T);
     if (score_rows(ro, rows, T, err)) return -1;
     *out = (Batch){.B = rows,
                    .T = T,

@@ -51,20 +51,21 @@ static const Key keys[] = {
     {"model", "tokenizer", T_STR, AT(tokenizer), .def = "\"\"",
      .help = "Tokenizer directory or file; empty = the model's."},
     {"model", "task", T_STR, AT(task), .def = "\"classification\"",
-     .choices = "classification|causal-lm|sft|dpo|reward|rloo",
+     .choices = "classification|causal-lm|sft|dpo|reward|rloo|grpo",
      .help = "classification: a label per text (encoders); causal-lm: next-token prediction on "
              "a corpus (decoders); sft: instruction / answer pairs, the loss on the answer only "
              "(decoders); dpo: direct preference optimisation on prompt / chosen / rejected pairs "
              "(decoders, LoRA); reward: a reward model (a scalar score head) on the same pairs "
              "(decoders); rloo: reinforcement learning from a reward model (REINFORCE "
-             "leave-one-out, TRL's RLOOTrainer) on prompts (decoders, LoRA)."},
+             "leave-one-out, TRL's RLOOTrainer) on prompts (decoders, LoRA); grpo: the same by "
+             "group relative policy optimisation (TRL's GRPOTrainer, beta 0)."},
     {"model", "reward_model", T_STR, AT(reward_model), .def = "\"\"",
-     .help = "rloo: the reward model that scores the completions: a merged reward model "
+     .help = "rloo, grpo: the reward model that scores the completions: a merged reward model "
              "(`loraft merge` of a model.task reward run) or, with reward_adapter, its base. It "
              "reads the policy's token ids: it must share the policy's tokenizer. Required for "
-             "rloo."},
+             "rloo and grpo."},
     {"model", "reward_adapter", T_STR, AT(reward_adapter), .def = "\"\"",
-     .help = "rloo: the reward model's PEFT SEQ_CLS adapter (a model.task reward run's "
+     .help = "rloo, grpo: the reward model's PEFT SEQ_CLS adapter (a model.task reward run's "
              "checkpoint) on reward_model; empty = reward_model is merged."},
     {"model", "device", T_STR, AT(device), .def = "\"auto\"", .choices = "auto|cpu|cuda",
      .help = "Where to train; auto = cuda when a GPU is usable, else cpu."},
@@ -315,17 +316,33 @@ static const Key keys[] = {
      .max_open = 1,
      .help = "dpo, sigmoid loss: the assumed share of mislabelled pairs (conservative DPO)."},
     {"train", "num_generations", T_INT, AT(num_generations), .def = "2", RANGE(2, 1024),
-     .help = "rloo: completions sampled per prompt; each is judged against the mean reward of "
-             "the others. A batch is batch_size prompts x num_generations rows (at most 1024)."},
+     .help = "rloo, grpo: completions sampled per prompt; each is judged against the mean "
+             "reward of the others (rloo) or of its group (grpo). A batch is batch_size prompts "
+             "x num_generations rows (at most 1024)."},
     {"train", "rloo_beta", T_FLOAT, AT(rloo_beta), .def = "0.05", RANGE(0, INFINITY),
      .help = "rloo: the weight of the KL penalty subtracted from each completion's reward "
              "(its log-prob minus the reference policy's, the model with the adapters off); 0 = "
              "none, and no reference forward."},
     {"train", "normalize_advantages", T_BOOL, AT(normalize_advantages), .def = "false",
      .help = "rloo: scale the batch's advantages to mean 0 and standard deviation 1."},
+    {"train", "grpo_loss_type", T_STR, AT(grpo_loss_type), .def = "\"dapo\"",
+     .choices = "dapo|grpo|bnpo|dr_grpo",
+     .help = "grpo: how the completions' token losses add up (TRL's loss_type): dapo and bnpo "
+             "over the batch's completion tokens (dapo, TRL's, over a step's: the same with one "
+             "micro-batch a step), grpo over each completion's then the batch's rows, dr_grpo "
+             "over rows x max_completion_length."},
+    {"train", "scale_rewards", T_STR, AT(scale_rewards), .def = "\"group\"",
+     .choices = "group|batch|none",
+     .help = "grpo: each reward less its group's mean, divided by the group's standard "
+             "deviation (group), the batch's (batch) or by nothing (none), as TRL's "
+             "scale_rewards."},
+    {"train", "mask_truncated_completions", T_BOOL, AT(mask_truncated_completions), .def = "false",
+     .help = "grpo: completions cut at max_completion_length without a stop token add nothing "
+             "to the loss (DAPO's practice); they still count in their group's rewards."},
     {"train", "max_completion_length", T_INT, AT(max_completion_length), .def = "256",
      RANGE(1, 1 << 20),
-     .help = "rloo: the most tokens a sampled completion may have (its stop token included)."},
+     .help = "rloo, grpo: the most tokens a sampled completion may have (its stop token "
+             "included)."},
     {"train", "eval_strategy", T_STR, AT(eval_strategy), .def = "\"epoch\"",
      .choices = "epoch|steps|no", .help = "When to evaluate."},
     {"train", "eval_steps", T_INT, AT(eval_steps), .def = "0", RANGE(0, INFINITY),
@@ -338,7 +355,8 @@ static const Key keys[] = {
      .choices = "eval_loss|accuracy|f1|reward",
      .help = "Picks the best checkpoint: eval_loss lower is better, accuracy, f1 and reward "
              "higher (accuracy: classification, and dpo / reward, where it is the reward "
-             "accuracy; f1: classification only; reward: rloo's, which picks by it alone, the "
+             "accuracy; f1: classification only; reward: rloo's and grpo's, which pick by it "
+             "alone, the "
              "reward model's mean score of the completions sampled for the held-out prompts)."},
     {"train", "eval_before_training", T_BOOL, AT(eval_before_training), .def = "true",
      .help = "Evaluate once before the first step (the untrained baseline)."},
@@ -852,20 +870,24 @@ int train_config_set(TrainConfig *c, const char *assignment, LfError *err) {
     return rc ? lf_wrap(err, "override \"%s\"", assignment) : 0;
 }
 
-/* model.task rloo's settings, which the other tasks ignore. */
-static int rloo_check(const TrainConfig *c, LfError *err) {
+/* model.task rloo's and grpo's settings, which the other tasks ignore. */
+static int rl_check(const TrainConfig *c, LfError *err) {
+    const char *t = c->task;
     if (!c->reward_model[0])
-        return lf_fail(err, "model.task rloo needs model.reward_model: the reward model that "
-                            "scores the completions (a model.task reward run, merged or as "
-                            "model.reward_adapter on its base)");
+        return lf_fail(err,
+                       "model.task %s needs model.reward_model: the reward model that scores "
+                       "the completions (a model.task reward run, merged or as "
+                       "model.reward_adapter on its base)",
+                       t);
     if ((long)c->batch_size * c->num_generations > 1024)
         return lf_fail(err,
-                       "train.batch_size %d x train.num_generations %d: an RLOO batch holds at "
+                       "train.batch_size %d x train.num_generations %d: a %s batch holds at "
                        "most 1024 rows",
-                       c->batch_size, c->num_generations);
+                       c->batch_size, c->num_generations, t);
     if (c->max_prompt_length < 1)
-        return lf_fail(err, "model.task rloo needs data.max_prompt_length >= 1");
-    if (c->devices > 1) return lf_fail(err, "model.task rloo runs on one device (model.devices 1)");
+        return lf_fail(err, "model.task %s needs data.max_prompt_length >= 1", t);
+    if (c->devices > 1)
+        return lf_fail(err, "model.task %s runs on one device (model.devices 1)", t);
     return 0;
 }
 
@@ -885,7 +907,7 @@ int train_config_check(const TrainConfig *c, LfError *err) {
         c->max_prompt_length >= c->max_length)
         return lf_fail(err, "data.max_prompt_length %d must be below data.max_length %d",
                        c->max_prompt_length, c->max_length);
-    if (!strcmp(c->task, "rloo") && rloo_check(c, err)) return -1;
+    if ((!strcmp(c->task, "rloo") || !strcmp(c->task, "grpo")) && rl_check(c, err)) return -1;
     if (c->devices > 1 && !strcmp(c->device, "cpu"))
         return lf_fail(err,
                        "model.devices %d needs model.device cuda (one process a GPU); the "

@@ -55,7 +55,7 @@ typedef struct Feed {
     Batcher b;
     LmSet set; /* causal-lm, sft */
     LmLoader l;
-    PrefSet pset; /* dpo, reward, rloo */
+    PrefSet pset; /* dpo, reward, rloo, grpo */
     PrefLoader pl;
     float *ref; /* dpo: [rows] the reference policy's log-prob of each row, NaN until computed */
 } Feed;
@@ -128,11 +128,11 @@ typedef struct Run {
     int sft;           /* model.task sft: instruction / answer rows */
     SftFormat sft_fmt; /* sft: how examples become rows, where answers stop */
     int pairs;         /* model.task dpo or reward: batches of preference pairs */
-    int rloo;          /* model.task rloo: batches of prompts, rolled out (rollout.h) */
+    int rl;            /* model.task rloo or grpo: batches of prompts, rolled out (rollout.h) */
     Model model;
-    Model reward;        /* rloo: the reward model */
-    Rollout rollout;     /* rloo */
-    RolloutBatch rolled; /* rloo: the completions since the last log line, and ... */
+    Model reward;        /* rloo, grpo: the reward model */
+    Rollout rollout;     /* rloo, grpo */
+    RolloutBatch rolled; /* rloo, grpo: the completions since the last log line, and ... */
     double rolled_kl;    /* ... the sum of their KL to the reference */
     AdamW opt;
     RunLog log;
@@ -299,8 +299,8 @@ static int load_pairs(Run *r, Feed *f, int train, int batch_size, LfError *err) 
     if (lm_specials(&sp, &r->tok, err)) return -1;
     if (r->mcfg.eos_token_id >= 0) sp.eos = r->mcfg.eos_token_id;
     PrefSpec spec = {.path = train || split ? c->train_file : c->validation_file,
-                     .kind = r->rloo ? PREF_PROMPTS : PREF_PAIRS,
-                     .max_length = r->rloo ? c->max_prompt_length + 1 : c->max_length,
+                     .kind = r->rl ? PREF_PROMPTS : PREF_PAIRS,
+                     .max_length = r->rl ? c->max_prompt_length + 1 : c->max_length,
                      .max_prompt_length = c->max_prompt_length,
                      .limit = train ? c->train_limit : c->validation_limit,
                      .holdout = split ? c->holdout_examples : 0,
@@ -311,7 +311,7 @@ static int load_pairs(Run *r, Feed *f, int train, int batch_size, LfError *err) 
     f->pairs = 1;
     if (pref_set_load(&f->pset, &spec, &r->tok, err)) return -1;
     const TokenizedSet *ts = &f->pset.rows;
-    const char *item = r->rloo ? "prompts" : "pairs";
+    const char *item = r->rl ? "prompts" : "pairs";
     fprintf(r->out, "data: %s%s: %d %s, %lld tokens (max %d, %d %s truncated), %.2f s\n", spec.path,
             split && c->holdout_examples ? (train ? " less the held-out pairs" : ", held-out pairs")
                                          : "",
@@ -424,7 +424,7 @@ static int log_answers(Run *r, int step, LfError *err) {
 static int load_feed(Run *r, Feed *f, int train, int batch_size, LfError *err) {
     const TrainConfig *c = r->cfg;
     const char *path = train ? c->train_file : c->validation_file;
-    if (r->pairs || r->rloo) return load_pairs(r, f, train, batch_size, err);
+    if (r->pairs || r->rl) return load_pairs(r, f, train, batch_size, err);
     if (r->sft) return load_sft(r, f, train, batch_size, err);
     if (r->causal_lm) {
         if (!train && c->holdout_chapter) path = c->train_file;
@@ -479,17 +479,17 @@ static const char *split_requantised(const Model *m) {
     return NULL;
 }
 
-/* RLOO: the reward model (model.reward_model, with model.reward_adapter) built for a batch's rows
- * of up to max_len tokens, and the rollout that samples them, for batches of up to max_prompts
- * prompts. */
-static int rloo_open(Run *r, int max_prompts, int max_len, LfError *err) {
+/* RLOO and GRPO: the reward model (model.reward_model, with model.reward_adapter) built for a
+ * batch's rows of up to max_len tokens, and the rollout that samples them, for batches of up to
+ * max_prompts prompts. */
+static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
     const TrainConfig *c = r->cfg;
     Model *m = &r->model, *rm = &r->reward;
     const char *adapter = c->reward_adapter[0] ? c->reward_adapter : NULL;
     ChatTemplate chat;
     if (r->tok.kind != TEXT_BPE)
-        return lf_fail(err, "model.task rloo samples from a decoder: %s has no BPE tokenizer",
-                       tokenizer_dir(c));
+        return lf_fail(err, "model.task %s samples from a decoder: %s has no BPE tokenizer",
+                       c->task, tokenizer_dir(c));
     if (c->chat_template[0] && chat_template_by_name(c->chat_template, &chat, err))
         return lf_wrap(err, "data.chat_template");
     if (model_open(rm, c->reward_model, adapter, BASE_F32, m->spec.precision, r->ops, m->max_batch,
@@ -508,8 +508,22 @@ static int rloo_open(Run *r, int max_prompts, int max_len, LfError *err) {
                        rm->cfg.vocab_size, m->cfg.vocab_size);
     GenStops stops = gen_stops(c->chat_template[0] ? &chat : NULL, r->tok.bpe);
     int32_t pad = m->cfg.eos_token_id > 0 ? m->cfg.eos_token_id : 0; /* masked: any id */
+    int mask_cut = r->task == TASK_GRPO && c->mask_truncated_completions;
     return rollout_init(&r->rollout, rm, &stops, c->num_generations, c->max_completion_length, pad,
-                        max_prompts, max_len - c->max_completion_length, err);
+                        mask_cut, max_prompts, max_len - c->max_completion_length, err);
+}
+
+/* train.grpo_loss_type and train.scale_rewards (their choices checked by the config). */
+static GrpoLoss grpo_loss_of(const char *s) {
+    return !strcmp(s, "grpo")      ? GRPO_GRPO
+           : !strcmp(s, "bnpo")    ? GRPO_BNPO
+           : !strcmp(s, "dr_grpo") ? GRPO_DR_GRPO
+                                   : GRPO_DAPO;
+}
+static GrpoScale grpo_scale_of(const char *s) {
+    return !strcmp(s, "batch")  ? GRPO_SCALE_BATCH
+           : !strcmp(s, "none") ? GRPO_SCALE_NONE
+                                : GRPO_SCALE_GROUP;
 }
 
 static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const char *adapter_dir,
@@ -524,12 +538,13 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
               : !strcmp(c->task, "dpo")               ? TASK_DPO
               : !strcmp(c->task, "reward")            ? TASK_REWARD
               : !strcmp(c->task, "rloo")              ? TASK_RLOO
+              : !strcmp(c->task, "grpo")              ? TASK_GRPO
                                                       : TASK_CLASSIFICATION;
     r->causal_lm = r->task == TASK_CAUSAL_LM;
     r->pairs = r->task == TASK_DPO || r->task == TASK_REWARD;
-    r->rloo = r->task == TASK_RLOO;
+    r->rl = r->task == TASK_RLOO || r->task == TASK_GRPO;
     r->has_val = c->validation_file[0] != 0 || (r->causal_lm && !r->sft && c->holdout_chapter) ||
-                 ((r->pairs || r->sft || r->rloo) && c->holdout_examples);
+                 ((r->pairs || r->sft || r->rl) && c->holdout_examples);
     if (!train && !r->has_val)
         return lf_fail(err, "data.validation_file is empty: there is nothing to evaluate");
     if (r->causal_lm && strcmp(c->metric_for_best, "eval_loss"))
@@ -537,23 +552,23 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                        "train.metric_for_best '%s' is a classification metric: causal-lm "
                        "picks by eval_loss",
                        c->metric_for_best);
-    if ((r->task == TASK_DPO || r->rloo) && strcmp(c->strategy, "lora") &&
+    if ((r->task == TASK_DPO || r->rl) && strcmp(c->strategy, "lora") &&
         strcmp(c->strategy, "tokens"))
-        return lf_fail(err,
-                       "model.task %s needs lora.strategy lora or tokens: its reference "
-                       "policy is the model with the adapters switched off",
-                       c->task);
+        return lf_fail(err, "model.task %s needs lora.strategy lora or tokens: %s", c->task,
+                       r->task == TASK_GRPO ? "loraft's RL trains adapters"
+                                            : "its reference policy is the model with the "
+                                              "adapters switched off");
     if (r->task == TASK_REWARD && strcmp(c->strategy, "lora"))
         return lf_fail(err, "model.task reward needs lora.strategy lora: a reward model is saved "
                             "as a PEFT SEQ_CLS adapter (the score head in modules_to_save)");
     if (r->pairs && !strcmp(c->metric_for_best, "f1"))
         return lf_fail(err, "train.metric_for_best f1: %s picks by eval_loss or accuracy", c->task);
-    if (r->rloo != !strcmp(c->metric_for_best, "reward") && r->has_val)
+    if (r->rl != !strcmp(c->metric_for_best, "reward") && r->has_val)
         return lf_fail(err,
-                       r->rloo ? "model.task rloo picks its best checkpoint by the held-out "
-                                 "reward: set train.metric_for_best reward"
-                               : "train.metric_for_best reward is RLOO's held-out reward; "
-                                 "model.task %s picks by eval_loss or accuracy",
+                       r->rl ? "model.task %s picks its best checkpoint by the held-out "
+                               "reward: set train.metric_for_best reward"
+                             : "train.metric_for_best reward is RLOO's and GRPO's held-out "
+                               "reward; model.task %s picks by eval_loss or accuracy",
                        c->task);
     /* the devices' processes share the cores, for the host's work (tokenizing) */
     int threads = c->threads > 0 ? c->threads : dp->ranks > 1 ? omp_get_num_procs() / dp->ranks : 0;
@@ -569,7 +584,7 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     if (text_tokenizer_open(&r->tok, tokenizer_dir(c), err)) return -1;
     if (r->sft && sft_open(r, err)) return -1;
     int bs = c->batch_size, ebs = c->eval_batch_size ? c->eval_batch_size : 2 * c->batch_size;
-    int rows = r->pairs ? 2 : r->rloo ? c->num_generations : 1; /* model rows per batch item */
+    int rows = r->pairs ? 2 : r->rl ? c->num_generations : 1; /* model rows per batch item */
     r->has_train = train;
     if (train && load_data(r, &r->train_f, 1, bs, err)) return -1;
     if (r->has_val && load_data(r, &r->val_f, 0, ebs, err)) return -1;
@@ -589,9 +604,11 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     spec.dpo = (DpoSpec){c->dpo_beta, !strcmp(c->dpo_loss, "ipo") ? DPO_IPO : DPO_SIGMOID,
                          c->dpo_label_smoothing};
     spec.rloo = (RlooSpec){c->rloo_beta, c->num_generations, c->normalize_advantages};
+    spec.grpo = (GrpoSpec){c->num_generations, grpo_loss_of(c->grpo_loss_type),
+                           grpo_scale_of(c->scale_rewards), c->max_completion_length};
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
-    if (r->rloo) max_len += c->max_completion_length; /* prompt + completion */
+    if (r->rl) max_len += c->max_completion_length; /* prompt + completion */
     char missing[2048];
     if (model_create(&r->model, &r->mcfg, &spec, ops, c->model, c->seed,
                      rows * (train ? (bs > ebs ? bs : ebs) : ebs), max_len, missing, sizeof missing,
@@ -629,7 +646,7 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                 100.0 * (double)trainable / (double)all);
     if (r->task == TASK_DPO && !(r->ref_batch = malloc((size_t)r->model.max_batch * sizeof(float))))
         return lf_fail(err, "out of memory");
-    if (r->rloo && rloo_open(r, train ? bs > ebs ? bs : ebs : ebs, max_len, err)) return -1;
+    if (r->rl && rl_open(r, train ? bs > ebs ? bs : ebs : ebs, max_len, err)) return -1;
     int classes = !r->causal_lm && !r->pairs,
         n_val = classes && r->has_val ? feed_rows(&r->val_f) : 0;
     r->n_totals = n_val + 1 > EVAL_TOTALS ? n_val + 1 : EVAL_TOTALS;
@@ -722,18 +739,20 @@ static void keep_reference(Run *r, Feed *f, const Batch *b) {
     for (int i = 0; i < b->B; i++) f->ref[b->index[i]] = r->model.ref_scores[i];
 }
 
-/* One batch of the feed set in the model, and for dpo its reference log-probs; for rloo (a batch
- * rollout_batch made) its rewards and, with a KL penalty, its reference log-probs. */
+/* One batch of the feed set in the model, and for dpo its reference log-probs; for rloo and grpo
+ * (a batch rollout_batch made) its rewards and, for rloo with a KL penalty, its reference
+ * log-probs. */
 static int set_batch(Run *r, Feed *f, const Batch *b, LfError *err) {
     Model *m = &r->model;
     if (model_set_batch(m, b->ids, b->types, b->mask, b->labels, b->B, b->T, err)) return -1;
-    if (r->rloo) rloo_set_rewards(m, r->rollout.rewards);
-    if (r->rloo && m->spec.rloo.beta > 0) return reference_forward(m, err);
+    if (r->task == TASK_GRPO) return grpo_set_rewards(m, r->rollout.rewards, err);
+    if (r->rl) rloo_set_rewards(m, r->rollout.rewards);
+    if (r->rl && m->spec.rloo.beta > 0) return reference_forward(m, err);
     return r->task == TASK_DPO ? reference_logps(r, f, b, err) : 0;
 }
 
-/* RLOO: the batch of prompts continued and scored (rollout.h) in place of it; the draws seeded by
- * the run's seed, the step and the micro-batch. */
+/* RLOO, GRPO: the batch of prompts continued and scored (rollout.h) in place of it; the draws
+ * seeded by the run's seed, the step and the micro-batch. */
 static int roll_out(Run *r, Batch *b, int step, int micro, LfError *err) {
     uint64_t seed = rng_hash(rng_hash(r->cfg->seed, 0x5A3B), (uint64_t)step * 4096 + micro);
     RolloutBatch st;
@@ -745,19 +764,22 @@ static int roll_out(Run *r, Batch *b, int step, int micro, LfError *err) {
     return 0;
 }
 
-/* RLOO: the completions since the last log line, printed and added to the log entry o. */
+/* RLOO, GRPO: the completions since the last log line, printed and added to the log entry o (the
+ * KL: RLOO's alone, GRPO having none at beta 0). */
 static void log_rollouts(Run *r, int step, cJSON *o) {
     RolloutBatch *t = &r->rolled;
     double n = t->rows ? t->rows : 1, mean = t->reward / n;
     double var = t->rows > 1 ? (t->reward_sq - n * mean * mean) / (n - 1) : 0;
     double std = var > 0 ? sqrt(var) : 0, kl = r->rolled_kl / n, len = t->completion_tokens / n;
+    char kl_text[32] = "";
+    if (r->task == TASK_RLOO) snprintf(kl_text, sizeof kl_text, ", kl %.4f", kl);
     fprintf(r->out,
-            "step %d: reward %.4f (std %.4f), kl %.4f, completions of %.1f tokens (%d of %d cut "
-            "at max_completion_length)\n",
-            step, mean, std, kl, len, t->clipped, t->rows);
+            "step %d: reward %.4f (std %.4f)%s, completions of %.1f tokens (%d of %d cut at "
+            "max_completion_length)\n",
+            step, mean, std, kl_text, len, t->clipped, t->rows);
     cJSON_AddNumberToObject(o, "reward", mean);
     cJSON_AddNumberToObject(o, "reward_std", std);
-    cJSON_AddNumberToObject(o, "kl", kl);
+    if (r->task == TASK_RLOO) cJSON_AddNumberToObject(o, "kl", kl);
     cJSON_AddNumberToObject(o, "completion_length", len);
     cJSON_AddNumberToObject(o, "clipped_ratio", t->clipped / n);
     *t = (RolloutBatch){0};
@@ -803,10 +825,10 @@ static int evaluate_pairs(Run *r, ClassMetrics *res, int *nonfinite, LfError *er
     return 0;
 }
 
-/* RLOO: the held-out prompts continued as in training (num_generations each, sampled by a seed
- * of the evaluation's own, the same at every evaluation) and scored by the reward model: the
+/* RLOO, GRPO: the held-out prompts continued as in training (num_generations each, sampled by a
+ * seed of the evaluation's own, the same at every evaluation) and scored by the reward model: the
  * mean reward and completion length; *nonfinite counts the rewards that are not finite. */
-static int evaluate_rloo(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
+static int evaluate_rl(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     double t[4] = {0, 0, 0, 0}; /* reward sum, completion tokens, rows, non-finite rewards */
     int k = 0;
     Batch prompts, b;
@@ -835,7 +857,7 @@ static int evaluate_rloo(Run *r, ClassMetrics *res, int *nonfinite, LfError *err
 static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     if (r->causal_lm) return evaluate_lm(r, res, nonfinite, err);
     if (r->pairs) return evaluate_pairs(r, res, nonfinite, err);
-    if (r->rloo) return evaluate_rloo(r, res, nonfinite, err);
+    if (r->rl) return evaluate_rl(r, res, nonfinite, err);
     Model *m = &r->model;
     int K = r->mcfg.num_labels, n = 0, k = 0, mine = 0;
     /* t[0] the loss sum, t[1 + i] example i's predicted class + 2 on its device (1: a NaN or
@@ -880,7 +902,7 @@ static int log_eval(Run *r, const char *when, int step, double epoch, const Clas
     if (r->causal_lm)
         fprintf(r->out, "%s: eval_loss %.4f  perplexity %.3f  (%d tokens predicted)\n", when,
                 mt->loss, exp(mt->loss), mt->n);
-    else if (r->rloo)
+    else if (r->rl)
         fprintf(r->out, "%s: eval_reward %.4f  completion_length %.1f  (%d completions)\n", when,
                 mt->reward, mt->completion_length, mt->n);
     else if (r->pairs)
@@ -899,7 +921,7 @@ static int log_eval(Run *r, const char *when, int step, double epoch, const Clas
     cJSON_AddNumberToObject(o, "eval_loss", mt->loss);
     if (r->causal_lm) {
         cJSON_AddNumberToObject(o, "perplexity", exp(mt->loss));
-    } else if (r->rloo) {
+    } else if (r->rl) {
         cJSON_AddNumberToObject(o, "eval_reward", mt->reward);
         cJSON_AddNumberToObject(o, "eval_completion_length", mt->completion_length);
     } else if (r->pairs) {
@@ -931,7 +953,7 @@ static int eval_point(Run *r, const char *when, int step, double epoch, ClassMet
                       LfError *err) {
     int nonfinite;
     if (evaluate(r, mt, &nonfinite, err) || log_eval(r, when, step, epoch, mt, err)) return -1;
-    if (r->rloo && nonfinite)
+    if (r->rl && nonfinite)
         return lf_fail(err, "%s: %d of %d held-out completions have a NaN or infinite reward", when,
                        nonfinite, mt->n);
     if (nonfinite || !isfinite(mt->loss))
@@ -1018,7 +1040,7 @@ static int log_step(Run *r, int step, double epoch, double loss, float lr, doubl
     cJSON_AddNumberToObject(o, "learning_rate", lr);
     cJSON_AddNumberToObject(o, "grad_norm", norm);
     cJSON_AddNumberToObject(o, "tokens_per_s", tok_s);
-    if (r->rloo) log_rollouts(r, step, o);
+    if (r->rl) log_rollouts(r, step, o);
     int rc = runlog_write_json(&r->log, o, err);
     cJSON_Delete(o);
     return rc;
@@ -1139,8 +1161,8 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             double norm = 0;
             AdamW *opt = step_end ? &r->opt : NULL;
             if (mine) {
-                if (r->rloo && roll_out(r, &b, ts.global_step, micro, err)) return -1;
-                if (r->rloo) forget_shape(&st); /* generation ran other shapes */
+                if (r->rl && roll_out(r, &b, ts.global_step, micro, err)) return -1;
+                if (r->rl) forget_shape(&st); /* generation ran other shapes */
                 if (set_batch(r, &r->train_f, &b, err) ||
                     train_micro_step(&st, m, seed, 1.0f / (float)window, opt, lr, c->max_grad_norm,
                                      err))
@@ -1151,7 +1173,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
                  * stop. */
                 if (model_read_loss(m, &loss, step_end ? &norm : NULL, err)) return -1;
                 keep_reference(r, &r->train_f, &b);
-                if (r->rloo) r->rolled_kl += m->rloo_stats.kl;
+                if (r->rl) r->rolled_kl += m->rloo_stats.kl;
                 sums[0] += loss, sums[1] += 1, sums[2] += b.n_tokens;
             } else if (opt) { /* the step's last batch is another device's: the step all the same */
                 adamw_update(opt, m, lr, c->max_grad_norm);

@@ -534,6 +534,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.task = task;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.rloo = (RlooSpec){0.5f, 2, 1}; /* two groups of two, the advantages normalised */
+    spec.grpo = (GrpoSpec){2, GRPO_DAPO, GRPO_SCALE_GROUP, LT};
     spec.strategy = strategy;
     spec.r = 4, spec.alpha = 8, spec.dropout = lora_p, spec.use_dora = gpu_dora;
     spec.neftune_alpha = prec == PRECISION_FP32 ? 5.0f : 0.0f;
@@ -545,8 +546,9 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         spec.rank_pattern[spec.n_rank_pattern++] = (LoraPattern){"gate_proj", 2};
         spec.alpha_pattern[spec.n_alpha_pattern++] = (LoraPattern){"v_proj", 20};
     }
-    int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks (and RLOO): two pairs */
+    int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks (and RL): two pairs */
     int policy = task == TASK_DPO || task == TASK_RLOO; /* a prompt, a reference */
+    int prompt = policy || task == TASK_GRPO;           /* a prompt */
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     const char *conv[] = {"c_attn", "c_proj", "c_fc"}; /* c_proj: attn's and mlp's */
@@ -626,7 +628,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     for (int i = 0; i < rows * LT; i++) {
         ids[i] = (int32_t)(rng_next(&rng) % LV);
         mask[i] = i % LT < LT - 2 * (i / LT);
-        labels[i] = mask[i] && !(policy && i % LT < 2) ? ids[i] : -100;
+        labels[i] = mask[i] && !(prompt && i % LT < 2) ? ids[i] : -100;
         if (!mask[i]) ids[i] = 0;
     }
     Model *ms[2] = {&cpu, &gpu};
@@ -640,6 +642,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
          * gradient that is wrong. */
         CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, adam_eps, 0.01f, 0.0f, &err), &err);
         if (task == TASK_RLOO) rloo_set_rewards(ms[k], (float[]){0.7f, -0.3f, 1.2f, 0.1f});
+        if (task == TASK_GRPO)
+            CHECK_OK(grpo_set_rewards(ms[k], (float[]){0.7f, -0.3f, 1.2f, 0.1f}, &err), &err);
         if (!policy) continue;
         CHECK_OK(reference_forward(ms[k], &err), &err); /* the reference stays on the device */
         CHECK_OK(model_read_loss(ms[k], NULL, NULL, &err), &err);
@@ -1253,6 +1257,9 @@ int main(void) {
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_RLOO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_RLOO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
     printf("llama RLOO (LoRA, fp32 and bf16): cuda model matches cpu\n");
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
+    printf("llama GRPO (LoRA, fp32 and bf16): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     bf16_worst = 0;

@@ -13,9 +13,13 @@
 #  2. a run resumed from its checkpoint samples what the run would have: the same adapter to the
 #     bit; the adapter is a CAUSAL_LM one;
 #  3. refusals: no reward model, a reward model that is not one, a best checkpoint picked by
-#     anything but the reward, an empty prompt, a batch over 1024 rows, full fine-tuning.
+#     anything but the reward, an empty prompt, a batch over 1024 rows, full fine-tuning;
+#  4. GRPO (model.task grpo, TRL's defaults: dapo, rewards scaled by their group) on the same
+#     pipeline: the log without a KL, the held-out and the training reward at least 0.5 higher;
+#     with every completion cut at max_completion_length 2 and mask_truncated_completions, nothing
+#     is trained (every LoRA B still 0), while without it something is.
 # Every run uses 1 thread.
-. "$(dirname "$0")/cli_common.sh" rloo gpt2
+. "$(dirname "$0")/cli_common.sh" rl gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
 
 python3 "$(dirname "$0")/hh_pairs.py" "$tmp"
@@ -126,4 +130,47 @@ refused rows "at most 1024 rows" train --config "$tmp/rloo.json" \
   --set train.num_generations=512 --set train.output_dir="$tmp/x4"
 refused full "rloo needs lora.strategy lora or tokens" train --config "$tmp/rloo.json" \
   --set lora.strategy=full --set train.output_dir="$tmp/x5"
+
+# 4. GRPO on the same policy, reward model and prompts
+"$bin" train --config "$tmp/rloo.json" --set model.task=grpo --set train.output_dir="$tmp/grpo" \
+  >"$tmp/grpo.log" 2>&1 || { cat "$tmp/grpo.log"; fail "grpo run"; }
+python3 - "$tmp/grpo/metrics.jsonl" <<'EOF' && ok || bad "GRPO: the reward rises, no KL logged"
+import json, sys
+log = list(map(json.loads, open(sys.argv[1])))
+evals = [e for e in log if e["event"] == "eval"]
+steps = [e for e in log if e["event"] == "train"]
+assert len(steps) == 20 and all("kl" not in e and "reward_std" in e for e in steps), steps[0]
+before, after = evals[0]["eval_reward"], max(e["eval_reward"] for e in evals[1:])
+first = sum(e["reward"] for e in steps[:4]) / 4
+last = sum(e["reward"] for e in steps[-4:]) / 4
+print(f"grpo: held-out reward {before:.4f} before -> {after:.4f} at the best evaluation; "
+      f"training reward {first:.4f} (first 4 steps) -> {last:.4f} (last 4)")
+assert after > before + 0.5 and last > first + 0.5, (before, after, first, last)
+EOF
+lora_b_zero() { # ADAPTER_DIR: whether every lora_B of its safetensors is 0
+  python3 - "$1/adapter_model.safetensors" <<'EOF'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head = json.loads(raw[8:8 + n])
+bs = [v for k, v in head.items() if "lora_B" in k]
+vals = [x for v in bs for x in struct.unpack("<%df" % ((v["data_offsets"][1] - v["data_offsets"][0]) // 4),
+        raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])]
+sys.exit(0 if bs and not any(vals) else 1)
+EOF
+}
+cut_run() { # OUT [--set ...]: 3 steps, every completion cut at 2 tokens
+  local out=$1; shift
+  "$bin" train --config "$tmp/rloo.json" --set model.task=grpo --set train.max_steps=3 \
+    --set train.max_completion_length=2 --set train.eval_strategy=no --set train.save_steps=3 \
+    --set train.output_dir="$out" "$@" >"$out.log" 2>&1 || { cat "$out.log"; fail "grpo run into $out"; }
+  grep -cE "\(([0-9]+) of \1 cut at max_completion_length\)" "$out.log" | grep -qx 3 ||
+    bad "$out: not every completion cut"
+}
+cut_run "$tmp/masked" --set train.mask_truncated_completions=true
+cut_run "$tmp/unmasked"
+lora_b_zero "$tmp/masked/last" && ! lora_b_zero "$tmp/unmasked/last" && ok ||
+  bad "mask_truncated_completions: cut completions train nothing"
+refused grpo-full "grpo needs lora.strategy lora or tokens" train --config "$tmp/rloo.json" \
+  --set model.task=grpo --set lora.strategy=full --set train.output_dir="$tmp/x7"
 finish

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""bench-rloo-vs-trl.py: loraft's RLOO step against TRL's RLOOTrainer on the same model, reward
-model, prompts and shapes, on the CPU.
+"""bench-rl-vs-trl.py: loraft's RLOO or GRPO step against TRL's RLOOTrainer or GRPOTrainer on the
+same model, reward model, prompts and shapes, on the CPU.
 
     scripts/setup-python.sh --trl      # once: TRL 1.16 and gguf, layered on the reference venv
-    bench/bench-rloo-vs-trl.py --reward-adapter runs/hh-smollm2-reward/best
+    bench/bench-rl-vs-trl.py --reward-adapter runs/hh-smollm2-reward/best               # RLOO
+    bench/bench-rl-vs-trl.py --reward-adapter runs/hh-smollm2-reward/best --trainer grpo
 
 Both sides: SmolLM2-135M-Instruct (the GGUF dequantised to an f32 HF directory, as
 bench-decoder-vs-pytorch.py caches it), LoRA r 8, alpha 16, no dropout, on the seven
 projections; the reward model that adapter makes, merged by `loraft merge` into a
 LlamaForSequenceClassification directory both read; 64 HH helpful-base prompts of 40-64 tokens
 as plain text (no chat template); 2 prompts x 4 completions of up to 48 tokens a step,
-temperature 1, beta 0.05, lr 5e-4 constant; 2 threads. A step: sample, score, the reference and
+temperature 1, lr 5e-4 constant; RLOO beta 0.05, GRPO beta 0 with dapo and rewards scaled by their
+group (TRL's defaults); 2 threads. A step: sample, score, the reference and
 the training forward, backward, AdamW. Timing: loraft, (run of 1 + STEPS steps - run of 1 step)
 / STEPS; TRL, the steps after the first, from its callbacks. Completions stop at EOS, so their
 lengths differ between the sides: the mean length is printed beside the time."""
@@ -45,8 +47,8 @@ def prompts(model_dir, out):
 
 
 def loraft_run(a, policy, rm, data, steps, out):
-    cmd = [a.loraft, "train", "--config", os.path.join(ROOT, "configs", "hh-smollm2-rloo.json"),
-           "--overwrite"]
+    config = os.path.join(ROOT, "configs", f"hh-smollm2-{a.trainer}.json")
+    cmd = [a.loraft, "train", "--config", config, "--overwrite"]
     sets = {"model.model": policy, "model.reward_model": rm, "model.reward_adapter": "",
             "data.train_file": data, "data.chat_template": "", "data.holdout_examples": 0,
             "train.eval_strategy": "no", "train.save_strategy": "no", "train.max_steps": steps,
@@ -84,15 +86,17 @@ def trl_side(a, policy, rm, data):
             if logs and "completions/mean_length" in logs:
                 lens.append(float(logs["completions/mean_length"]))
 
-    args = trl.RLOOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8,
-                          num_generations=4, max_completion_length=48, temperature=1.0,
-                          beta=0.05, learning_rate=5e-4, lr_scheduler_type="constant",
-                          max_steps=1 + a.steps, logging_steps=1, save_strategy="no",
-                          report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=False,
-                          disable_tqdm=True, seed=0, dataloader_num_workers=0)
+    grpo = a.trainer == "grpo"
+    own = dict(beta=0.0, loss_type="dapo", scale_rewards="group") if grpo else dict(beta=0.05)
+    args = (trl.GRPOConfig if grpo else trl.RLOOConfig)(
+        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8, num_generations=4,
+        max_completion_length=48, temperature=1.0, learning_rate=5e-4,
+        lr_scheduler_type="constant", max_steps=1 + a.steps, logging_steps=1, save_strategy="no",
+        report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=False, disable_tqdm=True,
+        seed=0, dataloader_num_workers=0, **own)
     lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS,
                       task_type="CAUSAL_LM")
-    trainer = trl.RLOOTrainer(
+    trainer = (trl.GRPOTrainer if grpo else trl.RLOOTrainer)(
         model=AutoModelForCausalLM.from_pretrained(policy, dtype=torch.float32),
         reward_funcs=rm, args=args, processing_class=AutoTokenizer.from_pretrained(policy),
         train_dataset=Dataset.from_list([json.loads(l) for l in open(data)]),
@@ -110,6 +114,7 @@ def main():
     ap.add_argument("--reward-adapter", required=True,
                     help="a loraft reward run's checkpoint (configs/hh-smollm2-reward.json)")
     ap.add_argument("--loraft", default=os.path.join(ROOT, "build", "loraft"))
+    ap.add_argument("--trainer", choices=["rloo", "grpo"], default="rloo")
     ap.add_argument("--steps", type=int, default=3, help="timed steps after the first")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--side", choices=["trl"], help=argparse.SUPPRESS)  # the TRL process
@@ -120,15 +125,16 @@ def main():
         return
     for path in (a.model, a.reward_adapter, a.loraft, HH):
         if not os.path.exists(path):
-            sys.exit(f"bench-rloo-vs-trl: {path} not found")
+            sys.exit(f"bench-rl-vs-trl: {path} not found")
     policy = decoder_bench().hf_dir(a.model)
-    work = tempfile.mkdtemp(prefix="loraft-rloo-bench-")
+    work = tempfile.mkdtemp(prefix="loraft-rl-bench-")
     rm, data = os.path.join(work, "reward-model"), os.path.join(work, "prompts.jsonl")
     subprocess.run([a.loraft, "merge", "--model", policy, "--adapter", a.reward_adapter, "--out",
                     rm], check=True, stdout=subprocess.DEVNULL)
     prompts(policy, data)
     rows = {"loraft": loraft_side(a, policy, rm, data)}
-    out = subprocess.run([sys.executable, __file__, "--side", "trl", "--steps", str(a.steps),
+    out = subprocess.run([sys.executable, __file__, "--side", "trl", "--trainer", a.trainer,
+                          "--steps", str(a.steps),
                           "--threads", str(a.threads), "--reward-adapter", a.reward_adapter,
                           "--dirs", policy, rm, data], capture_output=True, text=True, check=True)
     trl_row = json.loads(out.stdout.splitlines()[-1])
