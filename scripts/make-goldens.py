@@ -115,6 +115,13 @@ CASES = [
          targets=["q_proj", "v_proj", "down_proj"],
          grpo=dict(generations=2, loss="grpo", scale="batch", max_completion=6),
          rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, lora_dropout=0.1, after_atol=2e-2),
+    # and with its KL penalty to the reference (the adapters off; TRL's bias-corrected k3),
+    # dr_grpo over rewards not scaled
+    dict(name="llama_grpo_kl", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="grpo",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "o_proj", "up_proj"],
+         grpo=dict(beta=0.5, generations=2, loss="dr_grpo", scale="none", max_completion=6),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
     dict(name="llama_reward", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="reward",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "up_proj"], pad_token_id=102),
@@ -394,18 +401,25 @@ def rloo_loss(case, pi, ref):
     return -torch.min(coef_1 * adv, coef_2 * adv).mean()
 
 
-def grpo_loss(case, logits, labels):
-    """TRL 1.16 GRPOTrainer with beta 0 and num_iterations 1: the advantages as
+def token_logps(logits, labels):
+    """Each position's log-prob of the next labelled token, and the mask of those."""
+    logp = torch.log_softmax(logits[:, :-1], -1)
+    target = labels[:, 1:]
+    return (logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1),
+            (target != -100).float())
+
+
+def grpo_loss(case, logits, labels, ref):
+    """TRL 1.16 GRPOTrainer with num_iterations 1: the advantages as
     _generate_and_score_completions computes them (each reward less its group's mean, divided by
     the group's or the batch's nanstd, Bessel's, + 1e-4, or by nothing), and _compute_loss's
     clipped objective on the per-token log-probs, whose old log-probs are this forward's
-    (detached: the ratio is 1), aggregated by loss_type over the completion mask."""
+    (detached: the ratio is 1) plus, with beta > 0, beta times the per-token k3 KL to the
+    reference (ref: its per-token log-probs) times the ratio (use_bias_correction_kl, TRL's
+    default), aggregated by loss_type over the completion mask."""
     d = case["grpo"]
-    k, eps = d["generations"], 0.2
-    logp = torch.log_softmax(logits[:, :-1], -1)
-    target = labels[:, 1:]
-    mask = (target != -100).float()
-    tok = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    k, eps, beta = d["generations"], 0.2, d.get("beta", 0.0)
+    tok, mask = token_logps(logits, labels)
     rewards = torch.tensor(case["rewards"])
     mean = rewards.view(-1, k).mean(1).repeat_interleave(k)
     std = (rewards.view(-1, k).std(1).repeat_interleave(k) if d["scale"] == "group"
@@ -417,6 +431,9 @@ def grpo_loss(case, logits, labels):
     coef_1 = torch.exp(tok - tok.detach())
     coef_2 = torch.clamp(coef_1, 1 - eps, 1 + eps)
     per_token = -torch.min(coef_1 * adv, coef_2 * adv)
+    if beta:
+        kl = torch.exp(ref - tok) - (ref - tok) - 1
+        per_token = per_token + beta * kl * coef_1
     if d["loss"] == "grpo":
         return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
     if d["loss"] == "dr_grpo":
@@ -439,7 +456,7 @@ def forward(case, model, batch, out, ref):
     if task == "grpo":
         logits = model(input_ids=ids, attention_mask=mask).logits
         out.update(logits=logits)
-        return grpo_loss(case, logits, labels)
+        return grpo_loss(case, logits, labels, ref)
     if task == "reward":
         r = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
         out.update(logits=r)
@@ -562,6 +579,10 @@ def run_case(case, model_dir, batch):
     if case.get("task") in ("dpo", "rloo"):
         with model.disable_adapter(), torch.no_grad():
             ref = seq_logps(model, *batch)[1]
+    if case.get("grpo", {}).get("beta"):  # per token
+        with model.disable_adapter(), torch.no_grad():
+            ids, mask, labels = batch
+            ref = token_logps(model(input_ids=ids, attention_mask=mask).logits, labels)[0]
     if "loraplus_lr_ratio" in case:  # peft's own grouping (the same decay rule as below)
         opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=ADAMW["lr"],
                                         loraplus_lr_ratio=case["loraplus_lr_ratio"],

@@ -17,7 +17,8 @@
 #  4. GRPO (model.task grpo, TRL's defaults: dapo, rewards scaled by their group) on the same
 #     pipeline: the log without a KL, the held-out and the training reward at least 0.5 higher;
 #     with every completion cut at max_completion_length 2 and mask_truncated_completions, nothing
-#     is trained (every LoRA B still 0), while without it something is.
+#     is trained (every LoRA B still 0), while without it something is; with a KL penalty
+#     (train.grpo_beta) the KL is logged, 0 at step 1 and positive after.
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rl gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -171,6 +172,16 @@ cut_run "$tmp/masked" --set train.mask_truncated_completions=true
 cut_run "$tmp/unmasked"
 lora_b_zero "$tmp/masked/last" && ! lora_b_zero "$tmp/unmasked/last" && ok ||
   bad "mask_truncated_completions: cut completions train nothing"
+"$bin" train --config "$tmp/rloo.json" --set model.task=grpo --set train.grpo_beta=0.1 \
+  --set train.max_steps=6 --set train.eval_strategy=no --set train.save_steps=6 \
+  --set train.output_dir="$tmp/grpo-kl" >"$tmp/grpo-kl.log" 2>&1 ||
+  { cat "$tmp/grpo-kl.log"; fail "grpo run with a KL penalty"; }
+python3 - "$tmp/grpo-kl/metrics.jsonl" <<'EOF' && ok || bad "GRPO's KL: 0 at step 1, then above 0"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+print("grpo, beta 0.1: kl by step " + " ".join("%.4f" % e["kl"] for e in steps))
+assert len(steps) == 6 and abs(steps[0]["kl"]) < 1e-6 and all(e["kl"] > 0 for e in steps[1:])
+EOF
 refused grpo-full "grpo needs lora.strategy lora or tokens" train --config "$tmp/rloo.json" \
   --set model.task=grpo --set lora.strategy=full --set train.output_dir="$tmp/x7"
 finish

@@ -125,7 +125,9 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     if (grpo) {
         const char *loss = cJSON_GetObjectItem(grpo, "loss")->valuestring;
         const char *scale = cJSON_GetObjectItem(grpo, "scale")->valuestring;
-        s->grpo = (GrpoSpec){cJSON_GetObjectItem(grpo, "generations")->valueint,
+        const cJSON *beta = cJSON_GetObjectItem(grpo, "beta");
+        s->grpo = (GrpoSpec){beta ? (float)beta->valuedouble : 0.0f,
+                             cJSON_GetObjectItem(grpo, "generations")->valueint,
                              !strcmp(loss, "grpo")      ? GRPO_GRPO
                              : !strcmp(loss, "bnpo")    ? GRPO_BNPO
                              : !strcmp(loss, "dr_grpo") ? GRPO_DR_GRPO
@@ -283,6 +285,10 @@ static void run_golden(const char *golden_path, const char *model_dir) {
             rloo_set_rewards(&m, rewards);
         else
             CHECK_OK(grpo_set_rewards(&m, rewards, &err), &err);
+    }
+    if (spec.task == TASK_GRPO && spec.grpo.beta > 0) { /* its per-token losses stay */
+        CHECK_OK(reference_forward(&m, &err), &err);
+        CHECK_OK(model_read_loss(&m, NULL, NULL, &err), &err);
     }
     if (spec.task == TASK_DPO || spec.task == TASK_RLOO) { /* the reference, once, adapters off */
         CHECK_OK(reference_forward(&m, &err), &err);

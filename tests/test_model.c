@@ -512,7 +512,7 @@ static void grpo_gradient(GrpoLoss loss_type, GrpoScale scale, const char *what)
     Rng rng = {43, 0}, rng2 = {43, 0};
     LfError err;
     float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss;
-    grpo_spec = (GrpoSpec){2, loss_type, scale, 6};
+    grpo_spec = (GrpoSpec){0.0f, 2, loss_type, scale, 6};
     tiny_decoder(&m, ARCH_LLAMA, TASK_GRPO, (DpoSpec){0}, STRATEGY_LORA, &rng);
     tiny_decoder(&lm, ARCH_LLAMA, TASK_CAUSAL_LM, (DpoSpec){0}, STRATEGY_LORA, &rng2);
     set_pairs(&m, 1);
@@ -551,6 +551,48 @@ static void grpo_gradient(GrpoLoss loss_type, GrpoScale scale, const char *what)
     free(want);
     model_free(&m);
     model_free(&lm);
+}
+
+/* Gradient accumulation for the objectives whose loss op weighs the LM head's rows (DPO, RLOO) and
+ * GRPO's host weights: set_pairs' 4 rows in two halves with loss weight 1/2 give the gradient of
+ * the whole batch (eval mode; a pair each, or a group of two: RLOO's advantages not normalised,
+ * GRPO's loss_type grpo, whose weights do not depend on the batch's other rows), within 1e-5 of
+ * the largest gradient. */
+static void objective_accumulation(Task task) {
+    Model m;
+    Rng rng = {47, 0};
+    LfError err;
+    float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss;
+    grpo_spec = (GrpoSpec){0.0f, 2, GRPO_GRPO, GRPO_SCALE_GROUP, 6};
+    tiny_decoder(&m, ARCH_LLAMA, task, (DpoSpec){0.5f, DPO_SIGMOID, 0.0f}, STRATEGY_LORA, &rng);
+    int32_t ids[4 * T], mask[4 * T], labels[4 * T];
+    pairs_rows(ids, mask, labels, 1);
+    float *whole = malloc(m.n_grads * sizeof *whole);
+    for (int half = -1; half < 2; half++) { /* -1: the whole batch */
+        int at = half < 0 ? 0 : 2 * half, rows = half < 0 ? 4 : 2;
+        if (half <= 0) model_zero_grad(&m);
+        CHECK_OK(
+            model_set_batch(&m, ids + at * T, NULL, mask + at * T, labels + at * T, rows, T, &err),
+            &err);
+        if (task == TASK_RLOO) rloo_set_rewards(&m, rewards + at);
+        if (task == TASK_GRPO) CHECK_OK(grpo_set_rewards(&m, rewards + at, &err), &err);
+        model_step(&m, 7, half < 0 ? 1.0f : 0.5f);
+        if (task != TASK_GRPO) CHECK_OK(reference_forward(&m, &err), &err);
+        CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
+        CHECK_OK(model_backward(&m, &err), &err);
+        if (half < 0) memcpy(whole, m.grads, m.n_grads * sizeof *whole);
+    }
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < m.n_grads; i++) {
+        scale = fmax(scale, fabs(whole[i]));
+        worst = fmax(worst, fabs(whole[i] - m.grads[i]));
+    }
+    printf("%s: two half batches of loss weight 1/2 off the whole batch's gradient by %.2e of "
+           "%.2e\n",
+           m.objective->name, worst, scale);
+    CHECK(scale > 0 && worst <= 1e-5 * scale);
+    free(whole);
+    model_free(&m);
 }
 
 /* The adapters-off forward is the base model's: equal log-probs to a model built without LoRA
@@ -1132,6 +1174,9 @@ int main(void) {
     adapters_off_is_base();
     rloo_gradient(0);
     rloo_gradient(1);
+    objective_accumulation(TASK_DPO);
+    objective_accumulation(TASK_RLOO);
+    objective_accumulation(TASK_GRPO);
     grpo_gradient(GRPO_DAPO, GRPO_SCALE_GROUP, "dapo, scaled by the group");
     grpo_gradient(GRPO_GRPO, GRPO_SCALE_BATCH, "grpo, scaled by the batch");
     grpo_gradient(GRPO_BNPO, GRPO_SCALE_NONE, "bnpo, not scaled");

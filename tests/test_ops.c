@@ -2261,6 +2261,29 @@ static void test_reward_loss(void) {
     printf("reward_loss: stats and dscores match (loss %.6f)\n", stats[0] / (PB / 2));
 }
 
+/* GRPO's KL penalty (ops.h grpo_kl) against its formula in double: each token's weight base +
+ * kl_weight (loss - ref); the sums of kl_weight kl and kl over the completion tokens (kl_weight
+ * not 0), and their count; x = loss - ref over [-2, 2]. */
+static void test_grpo_kl(void) {
+    enum { NK = 40 };
+    float base[NK], klw[NK], loss[NK], ref[NK], row_scale[NK];
+    double stats[3], want[3] = {0, 0, 0};
+    for (int i = 0; i < NK; i++) {
+        base[i] = 0.01f * (float)(i % 7) - 0.03f, klw[i] = i % 4 ? 0.05f * (float)(i % 3) : 0.0f;
+        loss[i] = 2.0f + 0.1f * (float)(i % 11), ref[i] = loss[i] + 0.1f * (float)(i % 41 - 20);
+    }
+    ops->grpo_kl(stats, row_scale, base, klw, loss, ref, NK);
+    int bad = 0;
+    for (int i = 0; i < NK; i++) {
+        double x = (double)loss[i] - ref[i], kl = exp(x) - x - 1;
+        bad += fabs(row_scale[i] - (base[i] + klw[i] * x)) > 1e-7;
+        if (klw[i] != 0.0f) want[0] += klw[i] * kl, want[1] += kl, want[2] += 1;
+    }
+    CHECK(bad == 0);
+    for (int k = 0; k < 3; k++) CHECK_CLOSE(stats[k], want[k], 1e-12, 1e-12);
+    printf("grpo_kl: weights and sums match (kl %.6f over %g tokens)\n", want[1], want[2]);
+}
+
 /* ---- activations kept in bf16 for backward (ops.h; model.precision bf16) ----
  * Backward from the copies forward saves, against backward from the f32 inputs. The inputs are
  * bf16 values here, so the activations' and SwiGLU's copies are the inputs themselves and the
@@ -2672,6 +2695,7 @@ int main(void) {
     test_dpo_loss(0);
     test_dpo_loss(1);
     test_reward_loss();
+    test_grpo_kl();
     test_adamw();
     test_norm_and_memory();
     test_parallel_matches_serial();

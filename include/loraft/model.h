@@ -82,6 +82,7 @@ typedef struct RlooSpec {
 typedef enum GrpoLoss { GRPO_DAPO, GRPO_GRPO, GRPO_BNPO, GRPO_DR_GRPO } GrpoLoss;
 typedef enum GrpoScale { GRPO_SCALE_GROUP, GRPO_SCALE_BATCH, GRPO_SCALE_NONE } GrpoScale;
 typedef struct GrpoSpec {
+    float beta;         /* the KL penalty's weight per token (TRL's 0); 0: no reference */
     int generations;    /* completions sampled per prompt, >= 2 */
     GrpoLoss loss;      /* dapo (TRL's default) */
     GrpoScale scale;    /* group (TRL's default) */
@@ -190,7 +191,7 @@ typedef struct PairStats {
  * (rloo_loss.h, grpo.c). */
 typedef struct RlooStats {
     int rows;
-    double kl;       /* log-prob - reference log-prob */
+    double kl;       /* log-prob - reference log-prob (GRPO: rows x its mean per-token KL) */
     double reward;   /* the penalised rewards, reward - beta kl */
     double positive; /* rows whose advantage is above 0 */
 } RlooStats;
@@ -384,10 +385,14 @@ typedef struct Model {
         *row_scale; /* dpo, rloo, grpo: [max_batch * max_len] backend, the LM head's row weights */
     PairStats pair_stats; /* of the last model_read_loss with labels */
     RlooStats rloo_stats; /* rloo's and grpo's, the same */
-    double grpo_sums[4];  /* grpo: the batch's loss, 0, rewards and rows above 0 as the readout's
-                             four, known on the host before its forward (grpo_set_rewards) */
-    int adapters_off;     /* linear_forward skips the LoRA branches: the base model (the reference
-                             policy of DPO and RLOO, without a second copy of the weights) */
+    /* grpo: what the host knows before the forward (grpo_set_rewards): the loss's advantage term,
+     * the rewards' sum and the rows above 0; with a KL penalty (beta > 0), the tokens' weights
+     * apart ([max_batch * max_len] backend: w A, and beta w on the completions) and the
+     * reference's per-token losses, which its forward leaves */
+    double grpo_loss, grpo_reward, grpo_positive;
+    float *grpo_base, *grpo_kl_weight, *ref_losses;
+    int adapters_off; /* linear_forward skips the LoRA branches: the base model (the reference
+                         policy of DPO and RLOO, without a second copy of the weights) */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */
     int32_t *head_rows; /* backend: the rows the LM head computes (causal_lm_labels), */
     int n_head_rows;    /* n_head_rows of them; 0: every row, in order */

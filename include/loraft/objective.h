@@ -100,8 +100,12 @@ void rloo_set_rewards(Model *m, const float *rewards);
 /* ---- grpo.c ---- */
 /* The batch's rewards, rewards [B] on the host (the reward model's scores of its rows), after
  * model_set_batch: every token's gradient weight and the batch's loss and statistics follow from
- * them and the labels (m->grpo_sums); the weights are uploaded without waiting. */
+ * them and the labels (m->grpo_loss ..; with a KL penalty, but for its term); the weights are
+ * uploaded without waiting. With a KL penalty, reference_forward follows. */
 int grpo_set_rewards(Model *m, const float *rewards, LfError *err);
+/* The readout's part (pair_readout_loss): m->rloo_stats from the host's sums and, with a KL
+ * penalty, the device's kl[3] (ops.h grpo_kl); the loss. */
+float grpo_readout_loss(Model *m, const double *kl);
 
 /* ---- reward.c ---- */
 /* The row a reward model reads its score at, by transformers' rule (LlamaForSequenceClassification

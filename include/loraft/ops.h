@@ -629,7 +629,9 @@ typedef struct Ops {
      * P = B / 2 pairs. Each pair's math is pair_loss.h's (in double, on every backend); the sums
      * over pairs, stats[4] (doubles, overwritten), are added in pair order: the loss, the chosen
      * and the rejected rewards, the pairs whose chosen reward is above the rejected one. The
-     * gradients are of grad_scale times the mean loss over pairs. Nothing leaves the device: the
+     * gradients are of grad_scale times the mean loss over pairs, times the step's gradient scale
+     * (set_step) where they are the op's own (reward_loss's dscores); a row_scale (DPO's, RLOO's)
+     * leaves it out: lm_head_cross_entropy applies it to row_scale. Nothing leaves the device: the
      * model reads stats with the step's loss.
      * DPO (TRL 0.12.0's DPOTrainer.dpo_loss): losses, labels [B,T] the LM head's per-token losses
      * (0 where ignored) and labels (< 0: not a response token);
@@ -660,6 +662,15 @@ typedef struct Ops {
     void (*rloo_loss)(double *stats, float *logps, float *row_scale, const float *losses,
                       const float *ref, const float *rewards, float beta, int k, int normalize,
                       float grad_scale, int B, int T);
+    /* GRPO's KL penalty (grpo.c, TRL 1.16's GRPOTrainer with beta > 0 and its bias-corrected KL):
+     * per token i of n, x = losses[i] - ref[i] (the policy's and the reference's losses: the
+     * reference's log-prob less the policy's), kl = exp(x) - x - 1, and with kl_weight[i] = beta
+     * w_i (0 off the completions):
+     *   row_scale[i] = base[i] + kl_weight[i] x   (d loss / d losses[i]; base = w_i A_i)
+     *   stats[3] (overwritten) = sum of kl_weight[i] kl (the loss's KL term), sum of kl and the
+     *   count over the tokens whose kl_weight is not 0, in double. */
+    void (*grpo_kl)(double *stats, float *row_scale, const float *base, const float *kl_weight,
+                    const float *losses, const float *ref, size_t n);
 
     /* ---- optimizer: one step over every trainable tensor, one call ----
      * grads, m, v [n] (backend memory): the trainable tensors' gradients and AdamW moments,

@@ -108,6 +108,7 @@ typedef struct TrainConfig {
     float rloo_beta;                        /* rloo: the KL penalty's weight, 0.05 */
     int normalize_advantages;               /* rloo: 0 */
     int max_completion_length;              /* rloo, grpo: 256 */
+    float grpo_beta;                        /* grpo: the KL penalty's weight, 0 */
     char grpo_loss_type[16];                /* grpo: "dapo" */
     char scale_rewards[16];                 /* grpo: "group" */
     int mask_truncated_completions;         /* grpo: 0 */

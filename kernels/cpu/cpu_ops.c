@@ -1548,8 +1548,9 @@ static void cpu_dpo_loss(double *stats, float *logps, float *row_scale, const fl
             n[k] = ipo && count ? count : 1;
         }
         if (!ref) continue;
-        PairTerms t = dpo_pair(logp, ref + 2 * p, n, beta, label_smoothing, ipo,
-                               grad_scale / (double)P * cpu_step.grad_scale);
+        /* no step scale: the head's backward applies it to row_scale */
+        PairTerms t =
+            dpo_pair(logp, ref + 2 * p, n, beta, label_smoothing, ipo, grad_scale / (double)P);
         pairs_add(stats, &t);
         if (!row_scale) continue;
         for (int i = 0; i < T; i++) {
@@ -1588,10 +1589,23 @@ static void cpu_rloo_loss(double *stats, float *logps, float *row_scale, const f
         for (int t = 0; t < T; t++) sum += losses[(size_t)b * T + t];
         logps[b] = (float)-sum;
     }
-    rloo_batch(stats, weight, logps, ref, rewards, beta, k, normalize,
-               grad_scale * cpu_step.grad_scale, B);
+    rloo_batch(stats, weight, logps, ref, rewards, beta, k, normalize, grad_scale, B);
     for (int b = 0; row_scale && b < B; b++)
         for (int t = 0; t < T; t++) row_scale[(size_t)b * T + t] = weight[b];
+}
+
+/* ---- GRPO's KL penalty ---- */
+
+static void cpu_grpo_kl(double *stats, float *row_scale, const float *base, const float *kl_weight,
+                        const float *losses, const float *ref, size_t n) {
+    double sums[3] = {0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        double x = (double)losses[i] - ref[i], kl = exp(x) - x - 1.0;
+        row_scale[i] = (float)(base[i] + kl_weight[i] * x);
+        if (kl_weight[i] == 0.0f) continue;
+        sums[0] += kl_weight[i] * kl, sums[1] += kl, sums[2] += 1.0;
+    }
+    memcpy(stats, sums, sizeof sums);
 }
 
 /* ---- optimizer ---- */
@@ -1699,5 +1713,6 @@ const Ops ops_cpu = {
     .dpo_loss = cpu_dpo_loss,
     .reward_loss = cpu_reward_loss,
     .rloo_loss = cpu_rloo_loss,
+    .grpo_kl = cpu_grpo_kl,
     .adamw_step = cpu_adamw_step,
 };

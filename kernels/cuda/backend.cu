@@ -615,6 +615,7 @@ extern "C" const Ops ops_cuda = {
     .dpo_loss = cuda_dpo_loss,
     .reward_loss = cuda_reward_loss,
     .rloo_loss = cuda_rloo_loss,
+    .grpo_kl = cuda_grpo_kl,
     .adamw_step = cuda_adamw_step,
     .graph_begin = cuda_graph_begin,
     .graph_end = cuda_graph_end,

@@ -1,4 +1,5 @@
-/* pair_loss.cu: the preference losses (ops.h dpo_loss, reward_loss) and RLOO's (rloo_loss) on the
+/* pair_loss.cu: the preference losses (ops.h dpo_loss, reward_loss), RLOO's (rloo_loss) and GRPO's
+ * KL penalty (grpo_kl) on the
  * device, so that a DPO, reward-model or RLOO step reads nothing back before its backward. A batch
  * is tens of rows: one block does it all, a round of up to PAIR_THREADS pairs at a time. Warps sum
  * DPO's rows (in double), one thread a pair computes pair_loss.h's terms (in double, as the CPU)
@@ -20,9 +21,8 @@ __device__ void pairs_add(double *sums, const PairTerms *terms, int pairs) {
 /* losses, labels [B,T] -> logps [B], stats; with ref also row_scale [B,T] (may be NULL) */
 __global__ void dpo_loss_kernel(double *stats, float *logps, float *row_scale, const float *losses,
                                 const int32_t *labels, const float *ref, float beta, float eps,
-                                int ipo, double scale, const OpsStep *step, int B, int T) {
+                                int ipo, double scale, int B, int T) {
     __shared__ float logp[2 * PAIR_THREADS];
-    scale *= step_grad_scale(step);
     __shared__ double count[2 * PAIR_THREADS];
     __shared__ PairTerms terms[PAIR_THREADS];
     double sums[4] = {0.0, 0.0, 0.0, 0.0};
@@ -67,7 +67,7 @@ void cuda_dpo_loss(double *stats, float *logps, float *row_scale, const float *l
                    int ipo, float grad_scale, int B, int T) {
     double scale = B >= 2 ? grad_scale / (double)(B / 2) : 0.0;
     dpo_loss_kernel<<<1, PAIR_THREADS>>>(stats, logps, row_scale, losses, labels, ref, beta,
-                                         label_smoothing, ipo, scale, cuda_step(), B, T);
+                                         label_smoothing, ipo, scale, B, T);
     CUDA_LAUNCHED("dpo_loss");
 }
 
@@ -115,7 +115,7 @@ void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float
  * (in double, as the CPU) and every thread writes row_scale [B,T] (may be NULL) */
 __global__ void rloo_loss_kernel(double *stats, float *logps, float *row_scale, const float *losses,
                                  const float *ref, const float *rewards, float beta, int k,
-                                 int normalize, double scale, const OpsStep *step, int B, int T) {
+                                 int normalize, double scale, int B, int T) {
     __shared__ float weight[OPS_RLOO_MAX_ROWS];
     int lane = threadIdx.x % 32, warps = blockDim.x / 32;
     for (int b = threadIdx.x / 32; b < B; b += warps) {
@@ -126,18 +126,50 @@ __global__ void rloo_loss_kernel(double *stats, float *logps, float *row_scale, 
     }
     __syncthreads();
     if (threadIdx.x == 0)
-        rloo_batch(stats, weight, logps, ref, rewards, beta, k, normalize,
-                   scale * step_grad_scale(step), B);
+        rloo_batch(stats, weight, logps, ref, rewards, beta, k, normalize, scale, B);
     __syncthreads();
     if (row_scale)
         for (size_t j = threadIdx.x; j < (size_t)B * T; j += blockDim.x)
             row_scale[j] = weight[j / T];
 }
 
+/* GRPO's KL penalty over n tokens: a thread a token at a time, the three sums in double per
+ * thread, then per warp, then by thread 0 over the warps */
+__global__ void grpo_kl_kernel(double *stats, float *row_scale, const float *base,
+                               const float *kl_weight, const float *losses, const float *ref,
+                               size_t n) {
+    __shared__ double part[PAIR_THREADS / 32][3];
+    double sums[3] = {0.0, 0.0, 0.0};
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x) {
+        double x = (double)losses[i] - ref[i], kl = exp(x) - x - 1.0;
+        row_scale[i] = (float)(base[i] + kl_weight[i] * x);
+        if (kl_weight[i] == 0.0f) continue;
+        sums[0] += kl_weight[i] * kl, sums[1] += kl, sums[2] += 1.0;
+    }
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int k = 0; k < 3; k++) {
+        double v = warp_sum(sums[k]);
+        if (lane == 0) part[warp][k] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x) return;
+    for (int k = 0; k < 3; k++) {
+        double v = 0.0;
+        for (int w = 0; w < PAIR_THREADS / 32; w++) v += part[w][k];
+        stats[k] = v;
+    }
+}
+
+void cuda_grpo_kl(double *stats, float *row_scale, const float *base, const float *kl_weight,
+                  const float *losses, const float *ref, size_t n) {
+    grpo_kl_kernel<<<1, PAIR_THREADS>>>(stats, row_scale, base, kl_weight, losses, ref, n);
+    CUDA_LAUNCHED("grpo_kl");
+}
+
 void cuda_rloo_loss(double *stats, float *logps, float *row_scale, const float *losses,
                     const float *ref, const float *rewards, float beta, int k, int normalize,
                     float grad_scale, int B, int T) {
     rloo_loss_kernel<<<1, PAIR_THREADS>>>(stats, logps, row_scale, losses, ref, rewards, beta, k,
-                                          normalize, grad_scale, cuda_step(), B, T);
+                                          normalize, grad_scale, B, T);
     CUDA_LAUNCHED("rloo_loss");
 }

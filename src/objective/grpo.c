@@ -1,19 +1,24 @@
 /* grpo.c: Group Relative Policy Optimization (Shao et al. 2024) on a decoder's LM head
- * (objective.h), as TRL 1.16's GRPOTrainer computes it with its defaults' beta 0 (no KL penalty,
- * no reference model) and one optimisation per generation batch (num_iterations 1: the policy
- * that sampled is the one trained, so each token's importance ratio is 1 and its clipping never
- * acts). A batch holds groups of k rows (GrpoSpec.generations), one prompt and each of k
- * completions the policy sampled for it, labels on the completion and its stop token only (the
- * trainer's rollout). Per row b with reward r_b:
+ * (objective.h), as TRL 1.16's GRPOTrainer computes it with one optimisation per generation batch
+ * (num_iterations 1: the policy that sampled is the one trained, so each token's importance ratio
+ * is 1 and its clipping never acts). A batch holds groups of k rows (GrpoSpec.generations), one
+ * prompt and each of k completions the policy sampled for it, labels on the completion and its
+ * stop token only (the trainer's rollout). Per row b with reward r_b:
  *   A_b    = r_b - mean of its group's r, then (scale group) / (std of the group + 1e-4),
  *            (batch) / (std of the batch + 1e-4), (none) as it is; std with Bessel's correction
- *   loss   = sum over the completion tokens t of row b of w_b (-A_b exp(logp_bt - sg(logp_bt)))
+ *   loss   = sum over the completion tokens t of row b of
+ *            w_b (-A_b + beta kl_bt) exp(logp_bt - sg(logp_bt)),
+ *            kl_bt = exp(x) - x - 1, x = ref_bt - logp_bt (the reference: the adapters off)
  *   w_b    = dapo, bnpo: 1 / the batch's completion tokens; grpo: 1 / (B n_b), n_b row b's
  *            tokens; dr_grpo: 1 / (B max_completion_length)
- * so d loss / d log p_bt = -w_b A_b and, a token's loss being -log p, its gradient weight is
- * w_b A_b: known from the rewards and the labels before the forward. The host forms every
- * token's weight once (grpo_set_rewards) and the training forward writes dhidden in its one pass
- * over the head, as causal-lm's; the loss (about 0) and the statistics are the host's too. */
+ * The ratio on the KL is TRL's default bias correction (use_bias_correction_kl): its gradient
+ * makes d loss / d log p_bt = w_b (-A_b - beta x) and, a token's loss being -log p, its gradient
+ * weight w_b (A_b + beta x). At beta 0 (TRL's default) that is known from the rewards and the
+ * labels before the forward: the host forms every token's weight once (grpo_set_rewards) and the
+ * training forward writes dhidden in its one pass over the head, as causal-lm's; the loss (about
+ * 0) and the statistics are the host's. With beta > 0 the reference forward leaves its per-token
+ * losses, and the policy's forward adds beta w_b x to each weight on the device (ops.h grpo_kl),
+ * which the backward's pass over the head reads, as DPO's. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -26,7 +31,19 @@ static int grpo_labels(Model *m, const int32_t *labels, int B, int T, int32_t *o
         return lf_fail(err, "a GRPO batch holds groups of %d completions, not %d rows", k, B);
     if (causal_lm_labels(m, labels, B, T, out, err)) return -1;
     m->n_valid = B;
+    m->has_ref = 0; /* a new batch: its reference is still to come */
     return 0;
+}
+
+/* row_scale [max_batch * max_len], which the host fills; with a KL penalty, the weights apart and
+ * the reference's losses, and row_scale filled by the op. */
+static void grpo_plan(Model *m, Plan *pl) {
+    size_t N = (size_t)m->max_batch * m->max_len;
+    int kl = m->spec.grpo.beta > 0 && m->n_grads > 0;
+    row_weighted_plan(m, pl);
+    PLAN_TAKE(pl, &m->grpo_base, N, kl, NULL);
+    PLAN_TAKE(pl, &m->grpo_kl_weight, N, kl, NULL);
+    PLAN_TAKE(pl, &m->ref_losses, N, kl, NULL);
 }
 
 /* The sample standard deviation (Bessel's) of x[0..n), n >= 2. */
@@ -65,43 +82,75 @@ static double token_share(const GrpoSpec *s, const int *n, int b, long tokens, i
 
 int grpo_set_rewards(Model *m, const float *rewards, LfError *err) {
     const GrpoSpec *s = &m->spec.grpo;
-    int B = m->B, T = m->T;
+    const int32_t *y = m->host_labels; /* the shifted labels */
+    int B = m->B, T = m->T, kl = m->grpo_kl_weight != NULL;
+    size_t N = (size_t)B * T;
     long tokens = 0;
-    double *a = malloc((size_t)B * sizeof *a), loss = 0, reward = 0, positive = 0;
+    double *a = malloc((size_t)B * sizeof *a);
     int *n = calloc((size_t)B, sizeof *n);
-    float *w = m->row_scale ? malloc((size_t)B * T * sizeof *w) : NULL;
-    if (!a || !n || (m->row_scale && !w)) {
-        free(a), free(n), free(w);
+    float *w = m->row_scale ? malloc(N * sizeof *w) : NULL;
+    float *klw = kl ? malloc(N * sizeof *klw) : NULL;
+    if (!a || !n || (m->row_scale && !w) || (kl && !klw)) {
+        free(a), free(n), free(w), free(klw);
         return lf_fail(err, "out of memory for the weights of %d x %d tokens", B, T);
     }
-    for (int i = 0; i < B * T; i++) n[i / T] += m->host_labels[i] >= 0; /* the shifted labels */
+    for (size_t i = 0; i < N; i++) n[i / T] += y[i] >= 0;
     for (int b = 0; b < B; b++) tokens += n[b];
     advantages(a, rewards, s, B);
+    m->grpo_loss = m->grpo_reward = m->grpo_positive = 0;
     for (int b = 0; b < B; b++) {
         double share = token_share(s, n, b, tokens, B);
-        for (int t = 0; w && t < T; t++) w[(size_t)b * T + t] = (float)(share * a[b]);
-        loss -= share * n[b] * a[b];
-        reward += rewards[b];
-        positive += a[b] > 0;
+        for (size_t i = (size_t)b * T; w && i < (size_t)(b + 1) * T; i++) {
+            w[i] = (float)(share * a[b]);
+            if (klw) klw[i] = y[i] >= 0 ? (float)(s->beta * share) : 0.0f;
+        }
+        m->grpo_loss -= share * n[b] * a[b];
+        m->grpo_reward += rewards[b];
+        m->grpo_positive += a[b] > 0;
     }
-    if (w) m->ops->upload(m->row_scale, w, (size_t)B * T * sizeof *w);
-    /* the readout's four, its loss a sum over the batch's rows (n_valid): loss * B */
-    m->grpo_sums[0] = loss * B, m->grpo_sums[1] = 0.0;
-    m->grpo_sums[2] = reward, m->grpo_sums[3] = positive;
-    free(a), free(n), free(w);
+    if (w) m->ops->upload(kl ? m->grpo_base : m->row_scale, w, N * sizeof *w);
+    if (klw) m->ops->upload(m->grpo_kl_weight, klw, N * sizeof *klw);
+    free(a), free(n), free(w), free(klw);
     return 0;
 }
 
 static int grpo_loss(Model *m, LfError *err) {
-    token_weighted_loss(m, m->row_scale);
-    (void)err;
+    size_t N = (size_t)m->B * m->T;
+    if (m->adapters_off) { /* the reference forward: its per-token losses kept */
+        m->loss_scale = 1.0f;
+        lm_head_run(m, 0, 0, NULL);
+        if (m->ref_losses) m->ops->copy(m->ref_losses, m->losses, N * sizeof(float));
+        m->has_ref = 1;
+        return 0;
+    }
+    if (!m->grpo_kl_weight) { /* no KL penalty: the weights are the host's */
+        token_weighted_loss(m, m->row_scale);
+        return 0;
+    }
+    if (!m->has_ref)
+        return lf_fail(err, "GRPO's KL penalty needs the batch's reference forward first");
+    m->loss_scale = 1.0f;
+    m->dhidden_ready = 0;
+    lm_head_run(m, 0, 0, NULL);
+    m->ops->grpo_kl(m->pair_sums, m->row_scale, m->grpo_base, m->grpo_kl_weight, m->losses,
+                    m->ref_losses, N);
     return 0;
 }
 
 static int grpo_backward(Model *m, LfError *err) {
+    if (m->grpo_kl_weight) return row_weighted_backward(m, err);
     token_weighted_backward(m, m->row_scale);
-    (void)err;
     return 0;
+}
+
+float grpo_readout_loss(Model *m, const double *kl) {
+    double kl_loss = 0, kl_mean = 0; /* the device's sums (ops.h grpo_kl) with a KL penalty */
+    if (m->grpo_kl_weight) kl_loss = kl[0], kl_mean = kl[2] > 0 ? kl[1] / kl[2] : 0.0;
+    m->rloo_stats = (RlooStats){.rows = m->n_valid,
+                                .kl = kl_mean * m->n_valid,
+                                .reward = m->grpo_reward,
+                                .positive = m->grpo_positive};
+    return (float)(m->grpo_loss + kl_loss);
 }
 
 const Objective objective_grpo = {
@@ -109,7 +158,7 @@ const Objective objective_grpo = {
     .task_type = "CAUSAL_LM",
     .modules_to_save = {NULL, NULL},
     .labels_per_token = 1,
-    .plan = row_weighted_plan,
+    .plan = grpo_plan,
     .prepare_labels = grpo_labels,
     .pairs = 1,
     .loss = grpo_loss,

@@ -17,9 +17,9 @@ void pair_readout_place(Model *m, float *device, float *host) {
 
 float pair_readout_loss(Model *m, const float *host) {
     double s[4]; /* ops.h's stats: loss, chosen, rejected, correct (rloo: loss, kl, reward, > 0) */
-    int grpo = m->spec.task == TASK_GRPO; /* the host's own: GRPO has no loss op */
-    memcpy(s, grpo ? (const void *)m->grpo_sums : (const void *)host, sizeof s);
-    if (m->spec.task == TASK_RLOO || grpo)
+    memcpy(s, host, sizeof s);
+    if (m->spec.task == TASK_GRPO) return grpo_readout_loss(m, s);
+    if (m->spec.task == TASK_RLOO)
         m->rloo_stats =
             (RlooStats){.rows = m->n_valid, .kl = s[1], .reward = s[2], .positive = s[3]};
     else

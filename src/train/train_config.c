@@ -58,7 +58,7 @@ static const Key keys[] = {
              "(decoders, LoRA); reward: a reward model (a scalar score head) on the same pairs "
              "(decoders); rloo: reinforcement learning from a reward model (REINFORCE "
              "leave-one-out, TRL's RLOOTrainer) on prompts (decoders, LoRA); grpo: the same by "
-             "group relative policy optimisation (TRL's GRPOTrainer, beta 0)."},
+             "group relative policy optimisation (TRL's GRPOTrainer)."},
     {"model", "reward_model", T_STR, AT(reward_model), .def = "\"\"",
      .help = "rloo, grpo: the reward model that scores the completions: a merged reward model "
              "(`loraft merge` of a model.task reward run) or, with reward_adapter, its base. It "
@@ -325,6 +325,10 @@ static const Key keys[] = {
              "none, and no reference forward."},
     {"train", "normalize_advantages", T_BOOL, AT(normalize_advantages), .def = "false",
      .help = "rloo: scale the batch's advantages to mean 0 and standard deviation 1."},
+    {"train", "grpo_beta", T_FLOAT, AT(grpo_beta), .def = "0", RANGE(0, INFINITY),
+     .help = "grpo: the weight of the KL penalty to the reference policy (the model with the "
+             "adapters off) in each completion token's loss, TRL's bias-corrected k3 estimate; "
+             "0 (TRL's default) = none, and no reference forward."},
     {"train", "grpo_loss_type", T_STR, AT(grpo_loss_type), .def = "\"dapo\"",
      .choices = "dapo|grpo|bnpo|dr_grpo",
      .help = "grpo: how the completions' token losses add up (TRL's loss_type): dapo and bnpo "

@@ -604,7 +604,7 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     spec.dpo = (DpoSpec){c->dpo_beta, !strcmp(c->dpo_loss, "ipo") ? DPO_IPO : DPO_SIGMOID,
                          c->dpo_label_smoothing};
     spec.rloo = (RlooSpec){c->rloo_beta, c->num_generations, c->normalize_advantages};
-    spec.grpo = (GrpoSpec){c->num_generations, grpo_loss_of(c->grpo_loss_type),
+    spec.grpo = (GrpoSpec){c->grpo_beta, c->num_generations, grpo_loss_of(c->grpo_loss_type),
                            grpo_scale_of(c->scale_rewards), c->max_completion_length};
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
@@ -745,7 +745,11 @@ static void keep_reference(Run *r, Feed *f, const Batch *b) {
 static int set_batch(Run *r, Feed *f, const Batch *b, LfError *err) {
     Model *m = &r->model;
     if (model_set_batch(m, b->ids, b->types, b->mask, b->labels, b->B, b->T, err)) return -1;
-    if (r->task == TASK_GRPO) return grpo_set_rewards(m, r->rollout.rewards, err);
+    if (r->task == TASK_GRPO)
+        return grpo_set_rewards(m, r->rollout.rewards, err) ||
+                       (m->spec.grpo.beta > 0 && reference_forward(m, err))
+                   ? -1
+                   : 0;
     if (r->rl) rloo_set_rewards(m, r->rollout.rewards);
     if (r->rl && m->spec.rloo.beta > 0) return reference_forward(m, err);
     return r->task == TASK_DPO ? reference_logps(r, f, b, err) : 0;
@@ -765,21 +769,22 @@ static int roll_out(Run *r, Batch *b, int step, int micro, LfError *err) {
 }
 
 /* RLOO, GRPO: the completions since the last log line, printed and added to the log entry o (the
- * KL: RLOO's alone, GRPO having none at beta 0). */
+ * KL: RLOO's per completion, GRPO's per token, where it has one: beta > 0). */
 static void log_rollouts(Run *r, int step, cJSON *o) {
     RolloutBatch *t = &r->rolled;
     double n = t->rows ? t->rows : 1, mean = t->reward / n;
     double var = t->rows > 1 ? (t->reward_sq - n * mean * mean) / (n - 1) : 0;
     double std = var > 0 ? sqrt(var) : 0, kl = r->rolled_kl / n, len = t->completion_tokens / n;
     char kl_text[32] = "";
-    if (r->task == TASK_RLOO) snprintf(kl_text, sizeof kl_text, ", kl %.4f", kl);
+    int has_kl = r->task == TASK_RLOO || r->model.spec.grpo.beta > 0;
+    if (has_kl) snprintf(kl_text, sizeof kl_text, ", kl %.4f", kl);
     fprintf(r->out,
             "step %d: reward %.4f (std %.4f)%s, completions of %.1f tokens (%d of %d cut at "
             "max_completion_length)\n",
             step, mean, std, kl_text, len, t->clipped, t->rows);
     cJSON_AddNumberToObject(o, "reward", mean);
     cJSON_AddNumberToObject(o, "reward_std", std);
-    if (r->task == TASK_RLOO) cJSON_AddNumberToObject(o, "kl", kl);
+    if (has_kl) cJSON_AddNumberToObject(o, "kl", kl);
     cJSON_AddNumberToObject(o, "completion_length", len);
     cJSON_AddNumberToObject(o, "clipped_ratio", t->clipped / n);
     *t = (RolloutBatch){0};

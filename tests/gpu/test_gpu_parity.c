@@ -2412,6 +2412,28 @@ static void test_rloo_loss(int B, int T, int k, int with_ref, int normalize, int
     pairs_free();
 }
 
+/* GRPO's KL penalty over n tokens, a third of them off the completions (kl_weight 0) */
+static void test_grpo_kl(size_t n) {
+    float *h = malloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = i % 3 ? 0.02f * (1.0f + rng_next_uniform(&rng)) : 0.0f;
+    Pair *kl_weight = pair_upload(h, n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = (float)(rng_next(&rng) % 2048) / 256.0f;
+    Pair *losses = pair_upload(h, n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = (float)(rng_next(&rng) % 2048) / 256.0f;
+    Pair *refs = pair_upload(h, n * sizeof *h);
+    free(h);
+    Pair *stats = pair_new(4 * sizeof(double)), *base = pair_random(n, 0.1f);
+    Pair *row_scale = pair_random(n, 1.0f);
+    BACKENDS(w, o) {
+        o->grpo_kl(stats->mem[w], F(row_scale, w), F(base, w), F(kl_weight, w), F(losses, w),
+                   F(refs, w), n);
+    }
+    NAME("grpo_kl n=%zu", n);
+    compare("rowsc", row_scale, 0.0, 1e-6);
+    compare_stats(stats);
+    pairs_free();
+}
+
 /* ---- errors: reported by status(), never a crash ---- */
 static void test_errors(void) {
     LfError e = {{0}};
@@ -2890,6 +2912,8 @@ int main(void) {
     test_rloo_loss(12, 20, 4, 0, 1, 1);
     test_rloo_loss(6, 700, 3, 1, 1, 0);  /* the warps' rows past their first round of T */
     test_rloo_loss(1024, 3, 8, 1, 1, 1); /* OPS_RLOO_MAX_ROWS */
+    test_grpo_kl(7);
+    test_grpo_kl(64 * 250); /* many tokens a thread */
     const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
     test_adamw(one, 1, 0.1f, 0.0f, 0);
     test_adamw(odd, 5, 0.1f, 0.0f, 0);        /* no clipping */
