@@ -2703,8 +2703,8 @@ static int decode_graphed(Model *m, int n, LfError *err) {
 
 /* Runs ids[0..n) at positions pos[], of sequence seq, or (seq -1) of sequences seqs[]; keys the
  * decode attends: through the furthest position, or the whole cache for a graphed step. */
-static int decode_rows(Model *m, const int32_t *ids, const int32_t *pos, int seq,
-                       const int32_t *seqs, int n, LfError *err) {
+static int decode_tokens(Model *m, const int32_t *ids, const int32_t *pos, int seq,
+                         const int32_t *seqs, int n, LfError *err) {
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
             return lf_fail(err, "token id %d is outside the vocabulary (size %d)", ids[i],
@@ -2747,7 +2747,7 @@ int model_decode(Model *m, int seq, const int32_t *ids, int n, LfError *err) {
     int32_t *pos = malloc((size_t)n * sizeof *pos);
     if (!pos) return lf_fail(err, "out of memory");
     for (int i = 0; i < n; i++) pos[i] = at + i;
-    int rc = decode_rows(m, ids, pos, seq, NULL, n, err);
+    int rc = decode_tokens(m, ids, pos, seq, NULL, n, err);
     free(pos);
     if (!rc) m->cached[seq] += n;
     return rc;
@@ -2769,7 +2769,7 @@ int model_decode_step(Model *m, const int32_t *seqs, const int32_t *ids, int n, 
                          m->cache_len);
         if (!rc) pos[i] = m->cached[seqs[i]];
     }
-    rc = rc || decode_rows(m, ids, pos, -1, seqs, n, err);
+    rc = rc || decode_tokens(m, ids, pos, -1, seqs, n, err);
     free(pos);
     for (int i = 0; !rc && i < n; i++) m->cached[seqs[i]]++;
     return rc ? -1 : 0;

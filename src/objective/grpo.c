@@ -70,14 +70,14 @@ static void advantages(double *a, const float *r, const GrpoSpec *s, int B) {
 static double token_share(const GrpoSpec *s, const int *n, int b, long tokens, int B) {
     switch (s->loss) {
     case GRPO_GRPO:
-        return 1.0 / ((double)B * (n[b] > 1 ? n[b] : 1));
+        return 1.0 / ((double)B * (n[b] > 0 ? n[b] : 1)); /* TRL clamps the count at 1 */
     case GRPO_DR_GRPO:
         return 1.0 / ((double)B * s->max_completion);
     case GRPO_DAPO:
     case GRPO_BNPO:
         break;
     }
-    return 1.0 / (double)(tokens > 1 ? tokens : 1);
+    return 1.0 / (double)(tokens > 0 ? tokens : 1);
 }
 
 int grpo_set_rewards(Model *m, const float *rewards, LfError *err) {
