@@ -2,7 +2,9 @@
 # `loraft generate` end to end on a tiny seeded Llama (`loraft init --arch llama`, GQA 4 heads /
 # 2 KV heads, the GPT-2 tokenizer): the same --seed gives the same continuation and another
 # seed another; --temperature 0 is greedy (the seed does not matter); --max-new-tokens is
-# respected; one continuation per prompt, nothing but the continuations on stdout; --chat with
+# respected; one continuation per prompt, nothing but the continuations on stdout; --batch (every
+# prompt side by side) prints what the prompts one after another print, greedy and sampled (prompt
+# i drawing with --seed + i, as it does alone with that seed); --chat with
 # --template plain; a LoRA adapter from `loraft train` changes the continuation; and the errors
 # (a missing model, a bad --top-p, an unknown --template, --chat on a model without a template).
 set -uo pipefail
@@ -38,6 +40,20 @@ check "--temperature 0: the same continuation for any seed" 'cmp -s "$tmp/g1" "$
 check "--top-k 1 sampling equals greedy" 'cmp -s "$tmp/g1" "$tmp/g3"'
 gen --no-cuda-graphs --temperature 0 --max-new-tokens 10 "The house" >"$tmp/g4" 2>/dev/null
 check "--no-cuda-graphs (a CUDA switch): the same continuation" 'cmp -s "$tmp/g1" "$tmp/g4"'
+
+# 2b. --batch: the same continuations side by side
+prompts=("The house" "Once upon a time there was" "A" "The house")
+gen --temperature 0 --max-new-tokens 10 "${prompts[@]}" >"$tmp/seq" 2>/dev/null
+gen --batch --temperature 0 --max-new-tokens 10 "${prompts[@]}" >"$tmp/bat" 2>"$tmp/bat.err"
+check "--batch, greedy: the continuations of the prompts one after another" \
+  '[ "$(wc -l <"$tmp/bat")" = 4 ] && cmp -s "$tmp/seq" "$tmp/bat" && grep -q "4 prompts side by side" "$tmp/bat.err"'
+gen --temperature 1 --top-k 50 --seed 5 --max-new-tokens 12 "${prompts[@]}" >"$tmp/seq" 2>/dev/null
+gen --batch --temperature 1 --top-k 50 --seed 5 --max-new-tokens 12 "${prompts[@]}" >"$tmp/bat" 2>/dev/null
+gen --temperature 1 --top-k 50 --seed 6 --max-new-tokens 12 "${prompts[1]}" >"$tmp/one" 2>/dev/null
+check "--batch, sampled: the same; prompt 2 as alone with --seed 6" \
+  'cmp -s "$tmp/seq" "$tmp/bat" && sed -n 2p "$tmp/bat" | cmp -s - "$tmp/one"'
+check "--batch: the same prompt twice, another seed, another continuation" \
+  '[ "$(sed -n 1p "$tmp/bat")" != "$(sed -n 4p "$tmp/bat")" ]'
 
 # 3. --max-new-tokens, one continuation per prompt, only continuations on stdout
 gen --max-new-tokens 7 "First prompt" "Second prompt" >"$tmp/two" 2>"$tmp/two.err"

@@ -79,11 +79,14 @@ int gen_batch(Model *m, Sampler *s, const uint64_t *seeds, const GenStops *st,
               const GenPrompt *prompts, int n, int max_new, GenRowEmit emit, void *ctx,
               GenStats *stats, LfError *err);
 
-/* The greedy continuations of n prompts side by side (gen_batch), as text: out[i] (malloc'd,
- * NUL-terminated) is cut before the stop text when it appears; special tokens decode as their text
- * (a stop id never appears). */
-int gen_greedy_texts(Model *m, const Bpe *bpe, const GenStops *st, const GenPrompt *prompts, int n,
-                     int max_new, char **out, LfError *err);
+/* The continuations of n prompts side by side (gen_batch), sampled as sc says (row i seeded
+ * sc->seed + i: the tokens gen_run gives prompt i alone with that seed), as text: out[i] (malloc'd,
+ * NUL-terminated, UTF-8: a token's incomplete bytes as U+FFFD) is cut before the stop text when
+ * it appears; special tokens decode as their text (a stop id never appears). stats[n] may be
+ * NULL. */
+int gen_texts(Model *m, const SampleConfig *sc, const Bpe *bpe, const GenStops *st,
+              const GenPrompt *prompts, int n, int max_new, char **out, GenStats *stats,
+              LfError *err);
 
 /* name (not NULL): the built-in template of that name; else the built-in template that the
  * chat template of model (an HF directory, a tokenizer directory or a .gguf file) stands for.

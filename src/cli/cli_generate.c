@@ -3,7 +3,9 @@
  * GEN_PREFILL_ROWS tokens), then one token per
  * step is sampled (sample.h) and fed back (generate.h). --chat renders the model's chat template
  * (chat.h) with the generation prompt and stops at its end of turn. The continuation streams to
- * stdout as it is generated, whole UTF-8 characters only; nothing else goes to stdout. */
+ * stdout as it is generated, whole UTF-8 characters only; nothing else goes to stdout. --batch
+ * decodes every prompt side by side (gen_texts) and prints each continuation once all are done;
+ * either way prompt i draws with --seed + i. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,7 @@
 typedef struct GenOpts {
     const char *model, *adapter, *system, *template_name;
     CliRuntime rt;
-    int chat, top_k, seed, max_new, no_graphs;
+    int chat, top_k, seed, max_new, no_graphs, batch;
     float temperature, top_p;
 } GenOpts;
 
@@ -129,10 +131,11 @@ static int stream_emit(void *ctx, int32_t id) {
     return bytes && stream_push(&s->out, bytes, len, s->stop);
 }
 
-/* Streams the continuation of one prompt to stdout; timings on stderr. */
+/* Streams the continuation of prompt i to stdout (its draws seeded --seed + i); timings on
+ * stderr. */
 static int generate_one(Model *m, const Bpe *bpe, const GenOpts *o, const GenStops *st,
-                        const IdList *prompt, LfError *err) {
-    SampleConfig sc = {o->temperature, o->top_k, o->top_p, (uint64_t)o->seed};
+                        const IdList *prompt, int i, LfError *err) {
+    SampleConfig sc = {o->temperature, o->top_k, o->top_p, (uint64_t)o->seed + (uint64_t)i};
     Sampler *s;
     StreamSink sink = {.out = {.len = 0}, .bpe = bpe, .stop = st->text};
     GenStats gs;
@@ -175,12 +178,36 @@ static int model_length(const GenOpts *o, int longest, int *max_len, int *cache_
     return 0;
 }
 
+/* --batch: every prompt side by side (gen_texts), each continuation printed once all are done. */
+static int generate_batch(Model *m, const Bpe *bpe, const GenOpts *o, const GenStops *st,
+                          const IdList *ids, int n, LfError *err) {
+    SampleConfig sc = {o->temperature, o->top_k, o->top_p, (uint64_t)o->seed};
+    GenPrompt p[64];
+    GenStats gs[64];
+    char *out[64];
+    long prompt_tokens = 0, new_tokens = 0;
+    for (int i = 0; i < n; i++) p[i] = (GenPrompt){ids[i].ids, (int)ids[i].n};
+    if (gen_texts(m, &sc, bpe, st, p, n, o->max_new, out, gs, err)) return -1;
+    for (int i = 0; i < n; i++) {
+        printf("%s\n", out[i]);
+        free(out[i]);
+        prompt_tokens += p[i].n, new_tokens += gs[i].new_tokens;
+    }
+    fflush(stdout);
+    fprintf(stderr,
+            "loraft generate: %d prompts side by side, %ld prompt tokens in %.2f s, %ld new in "
+            "%.2f s (%.1f tokens/s)\n",
+            n, prompt_tokens, gs[0].prefill_s, new_tokens, gs[0].decode_s,
+            new_tokens / (gs[0].decode_s > 0 ? gs[0].decode_s : 1e-9));
+    return 0;
+}
+
 static int run(const GenOpts *o, const CliList *texts, LfError *err) {
     TextTokenizer tok = {0};
     ChatTemplate t = {0};
     IdList ids[64] = {{0}};
     Model m = {0};
-    int longest = 0, max_len = 0, cache_len = 0;
+    int longest = 0, max_len = 0, cache_len = 0, n = texts->n;
     const Ops *ops;
     BaseDtype dtype;
     Precision prec;
@@ -190,12 +217,16 @@ static int run(const GenOpts *o, const CliList *texts, LfError *err) {
         rc = lf_fail(err, "%s: the tokenizer is not byte-level BPE: not a decoder", o->model);
     rc = rc || (o->chat && resolve_template(o, tok.bpe, &t, err)) ||
          encode_all(o, &t, tok.bpe, texts, ids, &longest, err) ||
-         model_length(o, longest, &max_len, &cache_len, err) ||
-         model_open(&m, o->model, o->adapter, dtype, prec, ops, 1, max_len, err) ||
-         model_cache_reset(&m, 1, cache_len, err);
+         model_length(o, longest, &max_len, &cache_len, err);
+    /* --batch: a decode step holds every prompt's row (max_batch x max_len rows) */
+    int max_batch = o->batch && max_len ? (n + max_len - 1) / max_len : 1;
+    rc = rc || model_open(&m, o->model, o->adapter, dtype, prec, ops, max_batch, max_len, err) ||
+         (!o->batch && model_cache_reset(&m, 1, cache_len, err));
     m.decode_graphs = !o->no_graphs;
     GenStops st = rc ? (GenStops){.n_ids = 0} : gen_stops(o->chat ? &t : NULL, tok.bpe);
-    for (int i = 0; !rc && i < texts->n; i++) rc = generate_one(&m, tok.bpe, o, &st, &ids[i], err);
+    if (!rc && o->batch) rc = generate_batch(&m, tok.bpe, o, &st, ids, n, err);
+    for (int i = 0; !rc && !o->batch && i < n; i++)
+        rc = generate_one(&m, tok.bpe, o, &st, &ids[i], i, err);
     if (m.ops) model_free(&m);
     for (int i = 0; i < texts->n; i++) idlist_free(&ids[i]);
     text_tokenizer_close(&tok);
@@ -233,8 +264,11 @@ int cmd_generate(int argc, char **argv) {
         {"temperature", OPT_FLOAT, &o.temperature, "0 (default): greedy; else sample"},
         {"top-k", OPT_INT, &o.top_k, "keep the k most probable tokens (default 0: off)"},
         {"top-p", OPT_FLOAT, &o.top_p, "nucleus sampling in [0, 1] (default 1: off)"},
-        {"seed", OPT_INT, &o.seed, "sampling seed (default 0)"},
+        {"seed", OPT_INT, &o.seed, "sampling seed (default 0); prompt i draws with seed + i"},
         {"max-new-tokens", OPT_INT, &o.max_new, "at most this many new tokens (default 128)"},
+        {"batch", OPT_FLAG, &o.batch,
+         "decode every prompt side by side (one step for all), each continuation printed once "
+         "all are done, not streamed"},
         {"no-cuda-graphs", OPT_FLAG, &o.no_graphs,
          "CUDA: decode op by op, not as one recorded CUDA graph replayed a token"},
         CLI_RUNTIME_OPTS(o.rt),

@@ -190,17 +190,22 @@ static int sink_text(const TextSink *t, char **out, LfError *err) {
     return 0;
 }
 
-int gen_greedy_texts(Model *m, const Bpe *bpe, const GenStops *st, const GenPrompt *prompts, int n,
-                     int max_new, char **out, LfError *err) {
-    SampleConfig greedy = {0.0f, 0, 1.0f, 0};
-    Sampler *s;
+int gen_texts(Model *m, const SampleConfig *sc, const Bpe *bpe, const GenStops *st,
+              const GenPrompt *prompts, int n, int max_new, char **out, GenStats *stats,
+              LfError *err) {
+    Sampler *s = NULL;
     TextSink *sinks = calloc((size_t)n, sizeof *sinks);
+    uint64_t *seeds = malloc((size_t)n * sizeof *seeds);
     memset(out, 0, (size_t)n * sizeof *out);
-    if (!sinks) return lf_fail(err, "out of memory");
-    for (int i = 0; i < n; i++) sinks[i] = (TextSink){.bpe = bpe, .stop = st->text};
-    int rc = sampler_create(&s, &greedy, m->cfg.vocab_size, err);
-    rc = rc || gen_batch(m, s, NULL, st, prompts, n, max_new, text_emit, sinks, NULL, err);
+    if (!sinks || !seeds) return free(sinks), free(seeds), lf_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) {
+        sinks[i] = (TextSink){.bpe = bpe, .stop = st->text};
+        seeds[i] = sc->seed + (uint64_t)i;
+    }
+    int rc = sampler_create(&s, sc, m->cfg.vocab_size, err);
+    rc = rc || gen_batch(m, s, seeds, st, prompts, n, max_new, text_emit, sinks, stats, err);
     sampler_free(s);
+    free(seeds);
     for (int i = 0; i < n; i++) {
         rc = rc || sink_text(&sinks[i], &out[i], err);
         free(sinks[i].buf);

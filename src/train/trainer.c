@@ -396,7 +396,7 @@ static int log_answer(Run *r, int step, int i, const char *answer, LfError *err)
 }
 
 /* Greedy answers to the first train.eval_answers validation prompts, a batch's rows at a time
- * side by side (gen_greedy_texts): printed, and logged with the prompt and the reference. */
+ * side by side (gen_texts): printed, and logged with the prompt and the reference. */
 static int log_answers(Run *r, int step, LfError *err) {
     const LmSet *s = &r->val_f.set;
     int n = r->cfg->eval_answers < s->rows.n ? r->cfg->eval_answers : s->rows.n, rc = 0;
@@ -411,8 +411,9 @@ static int log_answers(Run *r, int step, LfError *err) {
             if (p[j].n < 1)
                 rc = lf_fail(err, "validation example %d has no prompt to answer", i0 + j + 1);
         }
-        rc = rc || gen_greedy_texts(&r->model, r->tok.bpe, &r->sft_fmt.stops, p, k,
-                                    r->cfg->max_new_tokens, answers, err);
+        SampleConfig greedy = {0.0f, 0, 1.0f, 0};
+        rc = rc || gen_texts(&r->model, &greedy, r->tok.bpe, &r->sft_fmt.stops, p, k,
+                             r->cfg->max_new_tokens, answers, NULL, err);
         for (int j = 0; !rc && j < k; j++) rc = log_answer(r, step, i0 + j, answers[j], err);
         for (int j = 0; j < k; j++) free(answers[j]), answers[j] = NULL;
     }
