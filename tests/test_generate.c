@@ -34,17 +34,25 @@
 #include "loraft/sample.h"
 #include "loraft/text.h"
 
+/* The cached model (activations for PREFILL rows) and the full-recompute one (SEQ rows), the same
+ * weights; -1 (a failed check) when either cannot be built. */
+static int cached_and_full(Model *m, Model *ref, Arch arch, int heads, int kv_heads, int tied,
+                           int lora) {
+    LfError err;
+    if (!tiny_decoder(m, &ops_cpu, arch, heads, kv_heads, tied, lora, PREFILL, &err) &&
+        !tiny_decoder(ref, &ops_cpu, arch, heads, kv_heads, tied, lora, SEQ, &err))
+        return 0;
+    CHECK_OK(-1, &err);
+    return -1;
+}
+
 /* Prefill of PREFILL tokens, then one token at a time up to SEQ: every row against the full
  * recompute by a model of the same weights. The cached model's activations hold only the
  * PREFILL rows of its largest call; its cache holds SEQ positions. */
 static void check_cache_matches(Arch arch, int heads, int kv_heads, int tied, int lora) {
     LfError err;
     Model m, ref;
-    if (tiny_decoder(&m, &ops_cpu, arch, heads, kv_heads, tied, lora, PREFILL, &err) ||
-        tiny_decoder(&ref, &ops_cpu, arch, heads, kv_heads, tied, lora, SEQ, &err)) {
-        CHECK_OK(-1, &err);
-        return;
-    }
+    if (cached_and_full(&m, &ref, arch, heads, kv_heads, tied, lora)) return;
     int32_t ids[SEQ];
     Rng r = {heads * 100 + kv_heads * 10 + tied + lora * 1000, 0};
     for (int t = 0; t < SEQ; t++) ids[t] = (int32_t)(rng_next_uniform(&r) * VOCAB) % VOCAB;
@@ -173,11 +181,7 @@ static void check_steps_match(Arch arch, int heads, int kv_heads, int tied, int 
     enum { S = 3 };
     LfError err;
     Model m, ref;
-    if (tiny_decoder(&m, &ops_cpu, arch, heads, kv_heads, tied, lora, PREFILL, &err) ||
-        tiny_decoder(&ref, &ops_cpu, arch, heads, kv_heads, tied, lora, SEQ, &err)) {
-        CHECK_OK(-1, &err);
-        return;
-    }
+    if (cached_and_full(&m, &ref, arch, heads, kv_heads, tied, lora)) return;
     int32_t ids[S][SEQ];
     int len[S] = {3, 5, 3};
     Rng r = {heads * 10 + kv_heads + lora * 100 + arch * 1000, 0};

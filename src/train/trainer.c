@@ -746,13 +746,14 @@ static void keep_reference(Run *r, Feed *f, const Batch *b) {
 static int set_batch(Run *r, Feed *f, const Batch *b, LfError *err) {
     Model *m = &r->model;
     if (model_set_batch(m, b->ids, b->types, b->mask, b->labels, b->B, b->T, err)) return -1;
-    if (r->task == TASK_GRPO)
-        return grpo_set_rewards(m, r->rollout.rewards, err) ||
-                       (m->spec.grpo.beta > 0 && reference_forward(m, err))
-                   ? -1
-                   : 0;
-    if (r->rl) rloo_set_rewards(m, r->rollout.rewards);
-    if (r->rl && m->spec.rloo.beta > 0) return reference_forward(m, err);
+    if (r->task == TASK_GRPO) {
+        if (grpo_set_rewards(m, r->rollout.rewards, err)) return -1;
+        return m->spec.grpo.beta > 0 ? reference_forward(m, err) : 0;
+    }
+    if (r->task == TASK_RLOO) {
+        rloo_set_rewards(m, r->rollout.rewards);
+        return m->spec.rloo.beta > 0 ? reference_forward(m, err) : 0;
+    }
     return r->task == TASK_DPO ? reference_logps(r, f, b, err) : 0;
 }
 
