@@ -108,7 +108,7 @@ static void check_greedy_deterministic(void) {
     LfError err;
     Model m;
     Sampler *s = NULL;
-    SampleConfig sc = {0.0f, 0, 1.0f, 1};
+    SampleConfig sc = {0.0f, 0, 1.0f, 0.0f, 1};
     int32_t prompt[3] = {5, 17, 42}, a[SEQ - 3], b[SEQ - 3];
     CHECK_OK(tiny_decoder(&m, &ops_cpu, ARCH_LLAMA, 4, 2, 1, 0, SEQ, &err), &err);
     CHECK_OK(sampler_create(&s, &sc, VOCAB, &err), &err);
@@ -151,7 +151,7 @@ static void check_chunked_prefill(Arch arch) {
     LfError err;
     Model whole, chunked;
     Sampler *s = NULL;
-    SampleConfig sc = {0.0f, 0, 1.0f, 1};
+    SampleConfig sc = {0.0f, 0, 1.0f, 0.0f, 1};
     GenStops none = {.n_ids = 0};
     int32_t prompt[P], want[SEQ - P];
     IdSink got = {.n = 0};
@@ -265,7 +265,7 @@ static void check_gen_batch(Arch arch) {
     c[0] = b[3], c[1] = a[1];
     GenPrompt p[ROWS] = {{a, 4}, {a, 4}, {b, 7}, {a2, 4}, {c, 2}};
     uint64_t seeds[ROWS] = {7, 8, 9, 10, 11};
-    SampleConfig sc = {1.0f, 0, 1.0f, 0};
+    SampleConfig sc = {1.0f, 0, 1.0f, 0.0f, 0};
     Sampler *s = NULL;
     GenStops st = {.n_ids = 0};
     GenStats gs[ROWS];
@@ -278,7 +278,7 @@ static void check_gen_batch(Arch arch) {
     sampler_free(s);
     int same = 1, stopped = 0;
     for (int i = 0; i < ROWS; i++) {
-        SampleConfig one = {1.0f, 0, 1.0f, seeds[i]};
+        SampleConfig one = {1.0f, 0, 1.0f, 0.0f, seeds[i]};
         IdSink want = {.n = 0};
         GenStats ws;
         CHECK_OK(sampler_create(&s, &one, VOCAB, &err), &err);
@@ -336,7 +336,7 @@ static void run_greedy_cases(const char *path, const cJSON *g, int max_len, Gree
     Model m;
     TextTokenizer tok;
     Sampler *s = NULL;
-    SampleConfig sc = {0.0f, 0, 1.0f, 0};
+    SampleConfig sc = {0.0f, 0, 1.0f, 0.0f, 0};
     train_spec_defaults(&spec);
     spec.task = TASK_CAUSAL_LM;
     spec.strategy = STRATEGY_HEAD;

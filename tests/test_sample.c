@@ -1,7 +1,7 @@
 /* test_sample.c: the token sampler (sample.h). The distribution it draws from (sampler_probs)
  * against a reference written here the slow way (full sorts; top-p as "the smallest set, most
  * probable first, whose probability reaches p"); draws against that distribution over many
- * samples; greedy; same seed, same tokens; the top-k/top-p edges and ties as transformers
+ * samples; greedy; same seed, same tokens; the top-k/top-p/min-p edges and ties as transformers
  * resolves them; and the errors. The statistical checks are deterministic (fixed seeds) and
  * their bounds are 4 standard deviations, so a correct sampler fails one with a chance of about
  * 6e-5 per token checked for a new seed. */
@@ -40,7 +40,7 @@ static int ref_order(const void *pa, const void *pb) {
     return b->id - a->id;
 }
 
-/* The filtered distribution, computed the obvious way. */
+/* The filtered distribution, computed the obvious way: min-p last, on the weights top-p kept. */
 static void reference_probs(const float *logits, int v, const SampleConfig *c, double *p) {
     double *x = malloc((size_t)v * sizeof *x), *sorted = malloc((size_t)v * sizeof *x);
     Ref *r = malloc((size_t)v * sizeof *r);
@@ -61,14 +61,19 @@ static void reference_probs(const float *logits, int v, const SampleConfig *c, d
         cum += q / z;
         if (c->top_p < 1.0f && cum >= c->top_p) break;
     }
+    for (int i = 0; i < v; i++)
+        if (p[i] > 0 && p[i] < c->min_p) kept -= p[i], p[i] = 0; /* p[i] = exp(x - max) still */
     for (int i = 0; i < v; i++) p[i] /= kept;
     free(x);
     free(sorted);
     free(r);
 }
 
+/* The min_p of the samplers the checks below make (0: off), set by the min-p ones. */
+static float min_p;
+
 static Sampler *make(float t, int k, float p, uint64_t seed, int v) {
-    SampleConfig c = {t, k, p, seed};
+    SampleConfig c = {t, k, p, min_p, seed};
     Sampler *s = NULL;
     LfError err;
     CHECK_OK(sampler_create(&s, &c, v, &err), &err);
@@ -88,7 +93,7 @@ static int32_t next(Sampler *s, const float *logits) {
 
 /* sampler_probs equals the reference to 1e-12 and sums to 1. */
 static void check_probs(const float *logits, int v, float t, int k, float p) {
-    SampleConfig c = {t, k, p, 1};
+    SampleConfig c = {t, k, p, min_p, 1};
     Sampler *s = make(t, k, p, 1, v);
     double *got = malloc((size_t)v * sizeof *got), *want = malloc((size_t)v * sizeof *want);
     LfError err;
@@ -164,6 +169,13 @@ static void test_against_reference(void) {
     check_probs(l, V, 30.0f, 0, 0.5f);       /* nearly flat: every token in top-p's first bin */
     check_probs(l, V, 0.05f, 0, 0.9999999f); /* spread over all bins, p next to 1 */
     check_probs(l, V, 0.3f, 0, 0.97f);
+    min_p = 0.05f; /* min-p, alone and after top-k and top-p */
+    check_probs(l, V, 1.0f, 0, 1.0f);
+    check_probs(l, V, 0.7f, 50, 0.9f);
+    check_probs(l, V, 1.5f, 0, 0.99f);
+    min_p = 1.0f; /* the most probable token alone */
+    check_probs(l, V, 1.0f, 0, 1.0f);
+    min_p = 0.0f;
 }
 
 /* Empirical frequencies of n draws against sampler_probs, within 4 sigma; filtered-out tokens
@@ -203,6 +215,9 @@ static void test_statistics(void) {
     check_frequencies(l, 16, 1.0f, 2, 1.0f, 200000);
     float tie[5] = {1.0f, 2.0f, 2.0f, 2.0f, 0.0f};
     check_frequencies(tie, 5, 1.0f, 1, 1.0f, 60000); /* top-1 keeps all three maxima */
+    min_p = 0.2f; /* the tokens within ln 5 = 1.61 of the largest logit, 2.2, alone */
+    check_frequencies(l, 16, 1.0f, 0, 1.0f, 200000);
+    min_p = 0.0f;
 }
 
 static void expect_probs(const float *l, int v, float t, int k, float p, const double *want) {
@@ -225,6 +240,11 @@ static void test_edges(void) {
     expect_probs(l, 5, 1.0f, 2, 1.0f, third); /* top-k keeps ties at its boundary */
     expect_probs(l, 5, 1.0f, 4, 1e-7f, (double[5]){0, 0, 0, 1, 0}); /* p tiny: one token, */
     expect_probs(l, 5, 1.0f, 0, 0.0f, (double[5]){0, 0, 0, 1, 0});  /* the highest id of ties */
+    min_p = 0.5f; /* exp(-1) < 0.5: the three maxima alone; at 1 too (ties are kept) */
+    expect_probs(l, 5, 1.0f, 0, 1.0f, third);
+    min_p = 1.0f;
+    expect_probs(l, 5, 1.0f, 0, 1.0f, third);
+    min_p = 0.0f;
     float flat[4] = {0, 0, 0, 0}; /* HF: cumulative .25 .5 <= 1 - .5 drop ids 0 and 1 */
     expect_probs(flat, 4, 1.0f, 0, 0.5f, (double[4]){0, 0, 0.5, 0.5});
     expect_probs(flat, 4, 1.0f, 0, 0.51f, (double[4]){0, 1.0 / 3, 1.0 / 3, 1.0 / 3});
@@ -241,7 +261,7 @@ static void test_edges(void) {
 }
 
 static void expect_config_error(float t, int k, float p, int v, const char *what) {
-    SampleConfig c = {t, k, p, 0};
+    SampleConfig c = {t, k, p, min_p, 0};
     Sampler *s = (Sampler *)&c;
     LfError err = {{0}};
     CHECK(sampler_create(&s, &c, v, &err) == -1 && s == NULL);
@@ -271,6 +291,11 @@ static void test_errors(void) {
     expect_config_error(1.0f, 0, -0.1f, 10, "top_p");
     expect_config_error(1.0f, 0, NAN, 10, "top_p");
     expect_config_error(1.0f, 0, 1.0f, 0, "vocabulary");
+    min_p = 1.5f;
+    expect_config_error(1.0f, 0, 1.0f, 10, "min_p");
+    min_p = NAN;
+    expect_config_error(1.0f, 0, 1.0f, 10, "min_p");
+    min_p = 0.0f;
     expect_logit_error(NAN, 2, "token 2 is NaN");
     expect_logit_error(INFINITY, 0, "token 0 is +Inf");
     float all[3] = {-INFINITY, -INFINITY, -INFINITY};

@@ -1,6 +1,7 @@
 /* sample.h: choosing the next token from one row of logits [V] on the host, as transformers'
  * generate() does with do_sample: TemperatureLogitsWarper, then TopKLogitsWarper, then
- * TopPLogitsWarper, then a draw from the softmax of what is left; temperature 0 is greedy
+ * TopPLogitsWarper, then MinPLogitsWarper, then a draw from the softmax of what is left;
+ * temperature 0 is greedy
  * (do_sample=False). Not a generation loop, and no repetition penalties or other processors.
  *
  *   temperature  0: argmax, the lowest id among equal maxima (torch.argmax); else logits / T
@@ -10,6 +11,9 @@
  *                them ascending, drop each whose cumulative probability from the bottom is
  *                <= 1 - p, always keep the most probable one. The smallest set with probability
  *                >= p is kept; p = 0 keeps one token
+ *   min_p        0: off; else keep the tokens top-p kept whose probability is at least min_p
+ *                times the most probable one's: exp(x - max x) >= min_p on the scaled logits
+ *                (HF's ratio, which the earlier filters' normalisation does not change)
  *
  * Where it differs from transformers: the arithmetic is double (scaled logits, softmax, sums), so
  * a top-p boundary within float32 rounding of 1 - p may fall the other way; tokens of equal
@@ -40,6 +44,7 @@ typedef struct SampleConfig {
     float temperature; /* >= 0; 0 is greedy */
     int top_k;         /* >= 0; 0 is off */
     float top_p;       /* in [0, 1]; 1 is off */
+    float min_p;       /* in [0, 1]; 0 is off */
     uint64_t seed;     /* the same seed gives the same tokens for the same logits */
 } SampleConfig;
 

@@ -20,7 +20,7 @@ typedef struct GenOpts {
     const char *model, *adapter, *system, *template_name;
     CliRuntime rt;
     int chat, top_k, seed, max_new, no_graphs, batch;
-    float temperature, top_p;
+    float temperature, top_p, min_p;
 } GenOpts;
 
 /* Decoded bytes not yet printed: a UTF-8 character's first bytes, or what may be the start of
@@ -135,7 +135,8 @@ static int stream_emit(void *ctx, int32_t id) {
  * stderr. */
 static int generate_one(Model *m, const Bpe *bpe, const GenOpts *o, const GenStops *st,
                         const IdList *prompt, int i, LfError *err) {
-    SampleConfig sc = {o->temperature, o->top_k, o->top_p, (uint64_t)o->seed + (uint64_t)i};
+    SampleConfig sc = {o->temperature, o->top_k, o->top_p, o->min_p,
+                       (uint64_t)o->seed + (uint64_t)i};
     Sampler *s;
     StreamSink sink = {.out = {.len = 0}, .bpe = bpe, .stop = st->text};
     GenStats gs;
@@ -181,7 +182,7 @@ static int model_length(const GenOpts *o, int longest, int *max_len, int *cache_
 /* --batch: every prompt side by side (gen_texts), each continuation printed once all are done. */
 static int generate_batch(Model *m, const Bpe *bpe, const GenOpts *o, const GenStops *st,
                           const IdList *ids, int n, LfError *err) {
-    SampleConfig sc = {o->temperature, o->top_k, o->top_p, (uint64_t)o->seed};
+    SampleConfig sc = {o->temperature, o->top_k, o->top_p, o->min_p, (uint64_t)o->seed};
     GenPrompt p[64];
     GenStats gs[64];
     char *out[64];
@@ -240,6 +241,7 @@ static const char *bad_option(const GenOpts *o, const CliList *texts) {
     if (!(o->temperature >= 0)) return "--temperature must be >= 0";
     if (o->top_k < 0) return "--top-k must be >= 0";
     if (!(o->top_p >= 0 && o->top_p <= 1)) return "--top-p must be in [0, 1]";
+    if (!(o->min_p >= 0 && o->min_p <= 1)) return "--min-p must be in [0, 1]";
     if (o->max_new < 1) return "--max-new-tokens must be >= 1";
     if ((o->system || o->template_name) && !o->chat) return "--system and --template need --chat";
     return NULL;
@@ -264,6 +266,9 @@ int cmd_generate(int argc, char **argv) {
         {"temperature", OPT_FLOAT, &o.temperature, "0 (default): greedy; else sample"},
         {"top-k", OPT_INT, &o.top_k, "keep the k most probable tokens (default 0: off)"},
         {"top-p", OPT_FLOAT, &o.top_p, "nucleus sampling in [0, 1] (default 1: off)"},
+        {"min-p", OPT_FLOAT, &o.min_p,
+         "keep the tokens at least this share of the most probable one's probability, in [0, "
+         "1] (default 0: off)"},
         {"seed", OPT_INT, &o.seed, "sampling seed (default 0); prompt i draws with seed + i"},
         {"max-new-tokens", OPT_INT, &o.max_new, "at most this many new tokens (default 128)"},
         {"batch", OPT_FLAG, &o.batch,

@@ -1,5 +1,5 @@
-/* sample.c: temperature, top-k and top-p sampling of one token (sample.h). The filters leave a
- * list of candidate tokens with unnormalised weights exp(x - max); the draw walks that list.
+/* sample.c: temperature, top-k, top-p and min-p sampling of one token (sample.h). The filters leave
+ * a list of candidate tokens with unnormalised weights exp(x - max); the draw walks that list.
  * Top-p first bins the candidates by x - max in half-nat steps, so that only the tokens that can
  * be in the nucleus are sorted: all V only when the distribution is nearly flat.
  * Nothing here runs on the device or keeps state between tokens beyond the RNG counter. */
@@ -36,6 +36,8 @@ static int check_config(const SampleConfig *c, int vocab, LfError *err) {
     if (c->top_k < 0) return lf_fail(err, "sampler: top_k %d must be >= 0 (0 is off)", c->top_k);
     if (!(c->top_p >= 0.0f && c->top_p <= 1.0f))
         return lf_fail(err, "sampler: top_p %g must be in [0, 1] (1 is off)", (double)c->top_p);
+    if (!(c->min_p >= 0.0f && c->min_p <= 1.0f))
+        return lf_fail(err, "sampler: min_p %g must be in [0, 1] (0 is off)", (double)c->min_p);
     return 0;
 }
 
@@ -163,6 +165,17 @@ static int filter_top_p(Sampler *s, int n, int *first) {
     return m;
 }
 
+/* Min-p over cand[first .. first + n): the candidates whose weight exp(x - max) is below min_p
+ * left out, the others kept in order; returns their count. The most probable has weight 1. */
+static int filter_min_p(Sampler *s, int first, int n) {
+    if (!(s->cfg.min_p > 0.0f)) return n;
+    Cand *c = s->cand + first;
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (c[i].w >= s->cfg.min_p) c[m++] = c[i];
+    return m;
+}
+
 /* The kept candidates: cand[*first .. *first + *n), or the argmax alone when greedy. */
 static int filter(Sampler *s, const float *logits, int *first, int *n, LfError *err) {
     int32_t argmax = 0; /* set by scan_logits; gcc -O3 cannot see that */
@@ -174,7 +187,7 @@ static int filter(Sampler *s, const float *logits, int *first, int *n, LfError *
         return 0;
     }
     int total = filter_top_p(s, filter_top_k(s, logits, argmax), first);
-    *n = total - *first;
+    *n = filter_min_p(s, *first, total - *first);
     return 0;
 }
 
