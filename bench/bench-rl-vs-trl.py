@@ -11,7 +11,8 @@ bench-decoder-vs-pytorch.py caches it), LoRA r 8, alpha 16, no dropout, on the s
 projections; the reward model that adapter makes, merged by `loraft merge` into a
 LlamaForSequenceClassification directory both read; 64 HH helpful-base prompts of 40-64 tokens
 as plain text (no chat template); 2 prompts x 4 completions of up to 48 tokens a step,
-temperature 1, lr 5e-4 constant; RLOO beta 0.05, GRPO beta 0 with dapo and rewards scaled by their
+sampled at --temperature (1 by default; the log-probs' logits divided by it on both sides), lr 5e-4
+constant; RLOO beta 0.05, GRPO beta 0 with dapo and rewards scaled by their
 group (TRL's defaults); 2 threads. A step: sample, score, the reference and
 the training forward, backward, AdamW. Timing: loraft, (run of 1 + STEPS steps - run of 1 step)
 / STEPS; TRL, the steps after the first, from its callbacks. Completions stop at EOS, so their
@@ -53,7 +54,8 @@ def loraft_run(a, policy, rm, data, steps, out):
             "data.train_file": data, "data.chat_template": "", "data.holdout_examples": 0,
             "train.eval_strategy": "no", "train.save_strategy": "no", "train.max_steps": steps,
             "train.learning_rate": 5e-4, "train.lr_scheduler": "constant",
-            "train.warmup_steps": 0, "train.threads": a.threads, "train.output_dir": out}
+            "train.warmup_steps": 0, "train.threads": a.threads, "train.output_dir": out,
+            "train.temperature": a.temperature}
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
     log = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -90,7 +92,7 @@ def trl_side(a, policy, rm, data):
     own = dict(beta=0.0, loss_type="dapo", scale_rewards="group") if grpo else dict(beta=0.05)
     args = (trl.GRPOConfig if grpo else trl.RLOOConfig)(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8, num_generations=4,
-        max_completion_length=48, temperature=1.0, learning_rate=5e-4,
+        max_completion_length=48, temperature=a.temperature, learning_rate=5e-4,
         lr_scheduler_type="constant", max_steps=1 + a.steps, logging_steps=1, save_strategy="no",
         report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=False, disable_tqdm=True,
         seed=0, dataloader_num_workers=0, **own)
@@ -116,6 +118,7 @@ def main():
     ap.add_argument("--loraft", default=os.path.join(ROOT, "build", "loraft"))
     ap.add_argument("--trainer", choices=["rloo", "grpo"], default="rloo")
     ap.add_argument("--steps", type=int, default=3, help="timed steps after the first")
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--side", choices=["trl"], help=argparse.SUPPRESS)  # the TRL process
     ap.add_argument("--dirs", nargs=3, help=argparse.SUPPRESS)
@@ -134,7 +137,7 @@ def main():
     prompts(policy, data)
     rows = {"loraft": loraft_side(a, policy, rm, data)}
     out = subprocess.run([sys.executable, __file__, "--side", "trl", "--trainer", a.trainer,
-                          "--steps", str(a.steps),
+                          "--steps", str(a.steps), "--temperature", str(a.temperature),
                           "--threads", str(a.threads), "--reward-adapter", a.reward_adapter,
                           "--dirs", policy, rm, data], capture_output=True, text=True, check=True)
     trl_row = json.loads(out.stdout.splitlines()[-1])

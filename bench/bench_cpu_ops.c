@@ -112,7 +112,8 @@ static void gelu_bwd(Bench *b) {
 enum { LN = 2048, LC = 576, LV = 49152 };
 static void lm_head_chunked(Bench *b) {
     ops->lm_head_cross_entropy(b->losses, b->dh, b->dhead, b->h, b->head, NULL, NULL, b->labels,
-                               NULL, 1.0f / LN, NULL, 0.0f, b->logits, LN, LC, LV, b->chunk);
+                               NULL, 1.0f / LN, NULL, OPS_LOGITS_PLAIN, b->logits, LN, LC, LV,
+                               b->chunk);
 }
 static void lm_head_unchunked(Bench *b) {
     ops->matmul_forward(b->logits, b->h, b->head, NULL, LN, LC, LV);

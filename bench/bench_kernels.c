@@ -588,17 +588,20 @@ static void bench_lm_head(const Dims *d) {
     else
         TIME(bare, bench_gpu_gemm(logits, h, w, N, V, C, 1));
     snprintf(name, sizeof name, "%s lm_head+loss fwd %dx%d->%d", d->name, N, C, V);
-    TIME(ms, gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, Wb, NULL, labels, NULL, 1.0f / N,
-                                        NULL, 0.0f, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
+    TIME(ms,
+         gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, Wb, NULL, labels, NULL, 1.0f / N,
+                                    NULL, OPS_LOGITS_PLAIN, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, flops, ms, bare);
     snprintf(name, sizeof name, "%s lm_head+loss fwd+dh %dx%d->%d", d->name, N, C, V);
-    TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, NULL, labels, NULL, 1.0f / N,
-                                        NULL, 0.0f, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
+    TIME(ms,
+         gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, NULL, labels, NULL, 1.0f / N, NULL,
+                                    OPS_LOGITS_PLAIN, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
     OpsHeadLora lora = {u, B, du, dB, 2.0f, R};
     snprintf(name, sizeof name, "%s lm_head+loss+LoRA r%d fwd+dh %dx%d->%d", d->name, R, N, C, V);
-    TIME(ms, gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, &lora, labels, NULL, 1.0f / N,
-                                        NULL, 0.0f, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
+    TIME(ms,
+         gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, &lora, labels, NULL, 1.0f / N, NULL,
+                                    OPS_LOGITS_PLAIN, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
     FREE_ALL(h, w, dh, losses, logits, scratch, hb, wb, labels, u, B, du, dB);
 }

@@ -122,6 +122,18 @@ CASES = [
          targets=["q_proj", "v_proj", "o_proj", "up_proj"],
          grpo=dict(beta=0.5, generations=2, loss="dr_grpo", scale="none", max_completion=6),
          rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    # both at a sampling temperature (TRL divides the logits of every log-prob by it): GRPO with
+    # its KL penalty, dapo, on a Gemma 2 (the temperature after the final soft-cap); RLOO above 1
+    dict(name="gemma2_grpo_tempered", init=["--arch", "gemma2", "--kv-heads", "2"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "o_proj", "up_proj"], temperature=0.7,
+         grpo=dict(beta=0.2, generations=2, loss="dapo", scale="group", max_completion=6),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    dict(name="llama_rloo_tempered", init=["--arch", "llama", "--untied"] + TINY, task="rloo",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "down_proj"], temperature=1.3,
+         rloo=dict(beta=0.1, generations=2, normalize=False), rewards=[0.7, -0.3, 1.2, 0.1],
+         prompt_len=3, after_atol=2e-2),
     dict(name="llama_reward", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="reward",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "up_proj"], pad_token_id=102),
@@ -357,10 +369,11 @@ def causal_lm(case):
     return case.get("task") in ("causal-lm", "sft", "dpo", "rloo", "grpo")  # SFT: causal-LM's
 
 
-def seq_logps(model, ids, mask, labels):
-    """The logits, and each row's summed log-prob of its labelled tokens and their count."""
+def seq_logps(model, ids, mask, labels, temperature=1.0):
+    """The logits, and each row's summed log-prob of its labelled tokens (of the logits divided
+    by the temperature, as TRL's RL trainers take them) and their count."""
     logits = model(input_ids=ids, attention_mask=mask).logits
-    logp = torch.log_softmax(logits[:, :-1], -1)
+    logp = torch.log_softmax(logits[:, :-1] / temperature, -1)
     target = labels[:, 1:]
     keep = target != -100
     tok = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * keep
@@ -419,7 +432,7 @@ def grpo_loss(case, logits, labels, ref):
     default), aggregated by loss_type over the completion mask."""
     d = case["grpo"]
     k, eps, beta = d["generations"], 0.2, d.get("beta", 0.0)
-    tok, mask = token_logps(logits, labels)
+    tok, mask = token_logps(logits / case.get("temperature", 1.0), labels)
     rewards = torch.tensor(case["rewards"])
     mean = rewards.view(-1, k).mean(1).repeat_interleave(k)
     std = (rewards.view(-1, k).std(1).repeat_interleave(k) if d["scale"] == "group"
@@ -450,7 +463,7 @@ def forward(case, model, batch, out, ref):
         out.update(logits=logits, logps=pi, ref_logps=ref)
         return dpo_loss(case, pi, ref, count)
     if task == "rloo":
-        logits, pi, _ = seq_logps(model, ids, mask, labels)
+        logits, pi, _ = seq_logps(model, ids, mask, labels, case.get("temperature", 1.0))
         out.update(logits=logits, logps=pi, ref_logps=ref)
         return rloo_loss(case, pi, ref)
     if task == "grpo":
@@ -576,13 +589,15 @@ def run_case(case, model_dir, batch):
     out = {"init": {c_name(n): encode(p, zeros=True) for n, p in named
                     if "lora_" in n or (("classifier" in n or "score" in n) and p.numel() <= 4096)}}
     ref = None
+    temperature = case.get("temperature", 1.0)  # RL's: the reference's log-probs too
     if case.get("task") in ("dpo", "rloo"):
         with model.disable_adapter(), torch.no_grad():
-            ref = seq_logps(model, *batch)[1]
+            ref = seq_logps(model, *batch, temperature)[1]
     if case.get("grpo", {}).get("beta"):  # per token
         with model.disable_adapter(), torch.no_grad():
             ids, mask, labels = batch
-            ref = token_logps(model(input_ids=ids, attention_mask=mask).logits, labels)[0]
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            ref = token_logps(logits / temperature, labels)[0]
     if "loraplus_lr_ratio" in case:  # peft's own grouping (the same decay rule as below)
         opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=ADAMW["lr"],
                                         loraplus_lr_ratio=case["loraplus_lr_ratio"],

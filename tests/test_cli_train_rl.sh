@@ -18,7 +18,10 @@
 #     pipeline: the log without a KL, the held-out and the training reward at least 0.5 higher;
 #     with every completion cut at max_completion_length 2 and mask_truncated_completions, nothing
 #     is trained (every LoRA B still 0), while without it something is; with a KL penalty
-#     (train.grpo_beta) the KL is logged, 0 at step 1 and positive after.
+#     (train.grpo_beta) the KL is logged, 0 at step 1 and positive after; sampling with top_k 1
+#     or min_p 1 makes a group's completions alike, which trains nothing, and at temperature 50
+#     (top_p 0.999) draws all but uniformly from 50,257 tokens: no stop id, (nearly) every
+#     completion cut, where top_k 1 cuts few.
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rl gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -172,6 +175,26 @@ cut_run "$tmp/masked" --set train.mask_truncated_completions=true
 cut_run "$tmp/unmasked"
 lora_b_zero "$tmp/masked/last" && ! lora_b_zero "$tmp/unmasked/last" && ok ||
   bad "mask_truncated_completions: cut completions train nothing"
+three_steps() { # OUT [--set ...]: 3 GRPO steps, saved
+  local out=$1; shift
+  "$bin" train --config "$tmp/rloo.json" --set model.task=grpo --set train.max_steps=3 \
+    --set train.eval_strategy=no --set train.save_steps=3 --set train.output_dir="$out" "$@" \
+    >"$out.log" 2>&1 || { cat "$out.log"; fail "grpo run into $out"; }
+}
+three_steps "$tmp/top1" --set train.top_k=1
+three_steps "$tmp/minp1" --set train.min_p=1 --set train.temperature=2
+lora_b_zero "$tmp/top1/last" && lora_b_zero "$tmp/minp1/last" && ok ||
+  bad "top_k 1, min_p 1: a group's completions alike train nothing"
+three_steps "$tmp/hot" --set train.temperature=50 --set train.top_p=0.999
+python3 - "$tmp/top1/metrics.jsonl" "$tmp/hot/metrics.jsonl" <<'EOF' && ok ||
+import json, sys
+top1, hot = ([e for e in map(json.loads, open(f)) if e["event"] == "train"] for f in sys.argv[1:])
+for name, log in (("top_k 1", top1), ("temperature 50", hot)):
+    print(f"grpo, {name}: completions cut " + " ".join("%.2f" % e["clipped_ratio"] for e in log))
+mean = lambda log: sum(e["clipped_ratio"] for e in log) / len(log)
+assert len(hot) == 3 and mean(hot) >= 0.9 and mean(top1) < 0.4, (mean(hot), mean(top1))
+EOF
+  bad "temperature 50: all but uniform draws, no stop id, every completion cut"
 "$bin" train --config "$tmp/rloo.json" --set model.task=grpo --set train.grpo_beta=0.1 \
   --set train.max_steps=6 --set train.eval_strategy=no --set train.save_steps=6 \
   --set train.output_dir="$tmp/grpo-kl" >"$tmp/grpo-kl.log" 2>&1 ||

@@ -137,6 +137,8 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
                                                       : GRPO_SCALE_GROUP,
                              cJSON_GetObjectItem(grpo, "max_completion")->valueint};
     }
+    const cJSON *temperature = cJSON_GetObjectItem(c, "temperature"); /* RL's */
+    if (temperature) s->temperature = (float)temperature->valuedouble;
     const cJSON *rloo = cJSON_GetObjectItem(c, "rloo");
     if (rloo)
         s->rloo = (RlooSpec){(float)cJSON_GetObjectItem(rloo, "beta")->valuedouble,

@@ -1740,7 +1740,7 @@ typedef struct LmCtx {
     float grad_scale;
     int n, c, v, chunk;
     float *row_scale; /* NULL, or [n] in [-2, 2) (lm_rows) */
-    float softcap;    /* the logits' soft-capping (lm_make_capped); 0: none */
+    OpsLogitMap map;  /* soft-capping (lm_make_capped; 0: none), temperature (lm_make_tempered) */
     /* an adapter on the head (lm_make_lora; R 0: none): u [n,R], B [v,R] in [-1, 1), scale 0.7 */
     int R;
     float *u, *B, *du, *dB;
@@ -1768,7 +1768,7 @@ static LmCtx lm_make(int n, int c, int v, int chunk) {
                v,
                chunk,
                NULL,
-               0.0f,
+               {0.0f, 1.0f},
                0,
                NULL,
                NULL,
@@ -1788,7 +1788,19 @@ static LmCtx lm_make_rows(int n, int c, int v, int chunk) {
 /* lm_make with Gemma 2's final soft-capping, at 1.5 where the logits reach about 3 */
 static LmCtx lm_make_capped(int n, int c, int v, int chunk) {
     LmCtx m = lm_make(n, c, v, chunk);
-    m.softcap = 1.5f;
+    m.map.softcap = 1.5f;
+    return m;
+}
+/* lm_make_rows with RL's sampling temperature, 0.7 */
+static LmCtx lm_make_tempered(int n, int c, int v, int chunk) {
+    LmCtx m = lm_make_rows(n, c, v, chunk);
+    m.map.temperature = 0.7f;
+    return m;
+}
+/* lm_make_capped with a temperature of 1.6 too: the logits capped, then divided */
+static LmCtx lm_make_capped_tempered(int n, int c, int v, int chunk) {
+    LmCtx m = lm_make_capped(n, c, v, chunk);
+    m.map.temperature = 1.6f;
     return m;
 }
 /* lm_make with an adapter of rank 3 on the head (peft's lm_head target), and a weight per row */
@@ -1817,7 +1829,7 @@ static void lm_fwd(void *p) {
     LmCtx *m = p;
     OpsHeadLora l;
     ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, NULL, lm_lora(m, &l, NULL, NULL),
-                               m->labels, NULL, m->grad_scale, m->row_scale, m->softcap, m->scratch,
+                               m->labels, NULL, m->grad_scale, m->row_scale, m->map, m->scratch,
                                m->n, m->c, m->v, m->chunk);
     for (int i = 0; i < m->n; i++) m->scaled[i] = m->losses[i] * lm_row_weight(m, i);
 }
@@ -1827,16 +1839,16 @@ static void lm_bwd(void *p, const float *dout, unsigned use) {
     OpsHeadLora l;
     ops->lm_head_cross_entropy(m->losses, USE(0, m->dh), USE(1, m->dW), m->h, m->W, NULL,
                                lm_lora(m, &l, USE(2, m->du), USE(3, m->dB)), m->labels, NULL,
-                               m->grad_scale, m->row_scale, m->softcap, m->scratch, m->n, m->c,
-                               m->v, m->chunk);
+                               m->grad_scale, m->row_scale, m->map, m->scratch, m->n, m->c, m->v,
+                               m->chunk);
 }
 
 static void lm_gradcheck(LmCtx (*make)(int, int, int, int), int n, int c, int v, int chunk) {
     LmCtx m = make(n, c, v, chunk);
-    char name[64];
-    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d%s%s%s", n, v, chunk,
-             m.row_scale ? " row_scale" : "", m.softcap > 0 ? " soft-capped" : "",
-             m.R ? " lora" : "");
+    char name[128];
+    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d%s%s T=%g%s", n, v, chunk,
+             m.row_scale ? " row_scale" : "", m.map.softcap > 0 ? " soft-capped" : "",
+             (double)m.map.temperature, m.R ? " lora" : "");
     GradCase gc = grad_case(name, &m, lm_fwd, lm_bwd, m.scaled, n, 1e-2f);
     case_param(&gc, "h", m.h, m.dh, (size_t)n * c);
     case_param(&gc, "W", m.W, m.dW, (size_t)v * c);
@@ -1854,6 +1866,7 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
     double *loss = calloc(n, sizeof(double)), *dlog = calloc((size_t)n * v, sizeof(double));
     double *dh = calloc((size_t)n * c, sizeof(double)), *dW = calloc((size_t)v * c, sizeof(double));
     int R = m.R;
+    double cap = m.map.softcap, temp = m.map.temperature; /* capped, then divided */
     double *du = calloc((size_t)n * R + 1, sizeof(double)),
            *dB = calloc((size_t)v * R + 1, sizeof(double));
     for (int i = 0; i < n; i++) {
@@ -1864,13 +1877,15 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
             x[j] = 0;
             for (int k = 0; k < c; k++) x[j] += (double)m.h[i * c + k] * m.W[j * c + k];
             for (int r = 0; r < R; r++) x[j] += 0.7 * m.u[i * R + r] * m.B[j * R + r];
-            if (m.softcap > 0) x[j] = m.softcap * tanh(x[j] / m.softcap);
+            if (cap > 0) x[j] = cap * tanh(x[j] / cap);
+            x[j] /= temp;
             mx = fmax(mx, x[j]);
         }
         for (int j = 0; j < v; j++) s += exp(x[j] - mx);
         loss[i] = mx + log(s) - x[y];
         for (int j = 0; j < v; j++) {
-            double slope = m.softcap > 0 ? 1 - (x[j] / m.softcap) * (x[j] / m.softcap) : 1;
+            double capped = x[j] * temp;
+            double slope = (cap > 0 ? 1 - (capped / cap) * (capped / cap) : 1) / temp;
             x[j] = (exp(x[j] - mx) / s - (j == y)) * lm_row_weight(&m, i) * slope;
         }
         for (int j = 0; j < v; j++) {
@@ -1886,11 +1901,11 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
     }
     OpsHeadLora l;
     ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, lm_lora(&m, &l, m.du, m.dB),
-                               m.labels, NULL, m.grad_scale, m.row_scale, m.softcap, m.scratch, n,
-                               c, v, chunk);
+                               m.labels, NULL, m.grad_scale, m.row_scale, m.map, m.scratch, n, c, v,
+                               chunk);
     char what[96];
-    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s%s%s", n, c, v, chunk,
-             m.row_scale ? " row_scale" : "", m.softcap > 0 ? " soft-capped" : "",
+    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s%s T=%g%s", n, c, v, chunk,
+             m.row_scale ? " row_scale" : "", cap > 0 ? " soft-capped" : "", temp,
              R ? " lora" : "");
     int bad = count_mismatch(what, m.losses, loss, n, 1e-5, 1e-5);
     bad += count_mismatch(what, m.dh, dh, (size_t)n * c, 1e-6, 1e-5);
@@ -1925,7 +1940,7 @@ static void lm_matches_unchunked(int n, int c, int v, int chunk) {
     ops->cross_entropy(losses, dlogits, logits, m.labels, m.grad_scale, n, v);
     ops->matmul_backward(dh, dW, dlogits, m.h, m.W, n, c, v, OPS_ADD);
     ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, NULL, m.labels, NULL,
-                               m.grad_scale, NULL, 0.0f, m.scratch, n, c, v, chunk);
+                               m.grad_scale, NULL, OPS_LOGITS_PLAIN, m.scratch, n, c, v, chunk);
     CHECK(float_mismatch("lm_head loss vs unchunked", m.losses, losses, n, 1e-6, 1e-6) == 0);
     CHECK(float_mismatch("lm_head dh vs unchunked", m.dh, dh, (size_t)n * c, 1e-6, 1e-5) == 0);
     CHECK(float_mismatch("lm_head dW vs unchunked", m.dW, dW, (size_t)v * c, 1e-6, 1e-5) == 0);
@@ -1956,10 +1971,10 @@ static void lm_listed_matches_all(LmCtx (*make)(int, int, int, int), int n, int 
     float *du = m.R ? copy_vec(m.du, nu) : NULL, *dB = m.R ? copy_vec(m.dB, nb) : NULL;
     OpsHeadLora la, ll;
     ops->lm_head_cross_entropy(m.losses, m.dh, dW_all, m.h, m.W, wb, lm_lora(&m, &la, m.du, m.dB),
-                               m.labels, NULL, m.grad_scale, m.row_scale, 0.0f, m.scratch, n, c, v,
+                               m.labels, NULL, m.grad_scale, m.row_scale, m.map, m.scratch, n, c, v,
                                chunk);
     ops->lm_head_cross_entropy(losses, dh, dW_listed, m.h, m.W, wb, lm_lora(&m, &ll, du, dB),
-                               m.labels, rows, m.grad_scale, m.row_scale, 0.0f, m.scratch, listed,
+                               m.labels, rows, m.grad_scale, m.row_scale, m.map, m.scratch, listed,
                                c, v, chunk);
     int moved = 0;
     for (int i = 0, k = 0; i < n; i++) {
@@ -2003,6 +2018,10 @@ static void test_lm_head(void) {
     lm_reference_check(lm_make_rows, 37, 53, 301, 8); /* row weights cross chunk boundaries */
     lm_gradcheck(lm_make_capped, 7, 5, 11, 3);        /* Gemma 2's final soft-capping */
     lm_reference_check(lm_make_capped, 37, 53, 301, 8);
+    lm_gradcheck(lm_make_tempered, 7, 5, 11, 3); /* RL's temperature, alone and after a cap */
+    lm_gradcheck(lm_make_capped_tempered, 7, 5, 11, 3);
+    lm_reference_check(lm_make_tempered, 37, 53, 301, 8);
+    lm_reference_check(lm_make_capped_tempered, 37, 53, 301, 8);
     lm_matches_unchunked(37, 53, 301, 8);
     lm_matches_unchunked(130, 70, 1000, 32);
     lm_matches_unchunked(5, 16, 50, OPS_LM_HEAD_CHUNK); /* one chunk */
@@ -2021,7 +2040,7 @@ static void test_lm_head(void) {
     fill(m.losses, 6, 1, 2), fill(m.dh, 6 * 4, 1, 2), fill(m.dW, 9 * 4, 1, 2);
     float *dh = copy_vec(m.dh, 6 * 4), *dW = copy_vec(m.dW, 9 * 4);
     ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, NULL, m.labels, NULL, 1.0f,
-                               NULL, 0.0f, m.scratch, 6, 4, 9, 4);
+                               NULL, OPS_LOGITS_PLAIN, m.scratch, 6, 4, 9, 4);
     CHECK(max_abs(m.losses, 6) == 0.0f);
     CHECK(!memcmp(dh, m.dh, sizeof(float) * 6 * 4) && !memcmp(dW, m.dW, sizeof(float) * 9 * 4));
     free(dh), free(dW);
@@ -2317,9 +2336,9 @@ static void lm_bf16_matches_f32(LmCtx (*make)(int, int, int, int), int n, int c,
     float *losses = rand_vec(n, 0, 0), *dh = rand_vec((size_t)n * c, 0, 0);
     float *half = rand_vec(ops_lm_head_scratch(n, c, v, chunk, 1, 0), 0, 0); /* bf16 logits' room */
     ops->lm_head_cross_entropy(losses, dh, NULL, m.h, m.W, NULL, NULL, m.labels, NULL, m.grad_scale,
-                               m.row_scale, m.softcap, m.scratch, n, c, v, chunk);
+                               m.row_scale, m.map, m.scratch, n, c, v, chunk);
     ops->lm_head_cross_entropy(m.losses, m.dh, NULL, m.h, m.W, wb, NULL, m.labels, NULL,
-                               m.grad_scale, m.row_scale, m.softcap, half, n, c, v, chunk);
+                               m.grad_scale, m.row_scale, m.map, half, n, c, v, chunk);
     double top = 0.0; /* the largest |logit| */
     for (size_t r = 0; r < (size_t)n; r++)
         for (size_t j = 0; j < (size_t)v; j++) {
@@ -2343,6 +2362,7 @@ static void test_lm_head_bf16(void) {
     lm_bf16_matches_f32(lm_make, 7, 53, 301, OPS_LM_HEAD_CHUNK); /* 4 + 3 */
     lm_bf16_matches_f32(lm_make_rows, 20, 16, 50, OPS_LM_HEAD_CHUNK);
     lm_bf16_matches_f32(lm_make_capped, 37, 53, 301, 8);
+    lm_bf16_matches_f32(lm_make_capped_tempered, 37, 53, 301, 8);
 }
 
 /* ---- first writers: an op given OPS_SET and a gradient buffer of NaNs writes what OPS_ADD adds to

@@ -123,3 +123,14 @@ static inline LF_HOST_DEVICE float soft_cap_slope(float capped, float cap) {
     float t = capped / cap;
     return 1.0f - t * t;
 }
+
+/* The LM head's logit z as its softmax reads it (ops.h OpsLogitMap): soft-capped where cap > 0,
+ * then times inv_t, one over the temperature. Its derivative, from the mapped value: inv_t times
+ * the cap's slope, whose capped value is mapped / inv_t, so 1 - (mapped / (cap inv_t))^2. With
+ * inv_t 1 both are the soft-cap's own, to the bit. */
+static inline LF_HOST_DEVICE float logit_map(float z, float cap, float inv_t) {
+    return (cap > 0.0f ? soft_cap(z, cap) : z) * inv_t;
+}
+static inline LF_HOST_DEVICE float logit_map_slope(float mapped, float cap, float inv_t) {
+    return cap > 0.0f ? inv_t * soft_cap_slope(mapped, cap * inv_t) : inv_t;
+}

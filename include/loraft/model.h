@@ -168,12 +168,14 @@ typedef struct TrainSpec {
     char token_module[64];
     int head_token_indices[LORA_MAX_TOKENS];
     int n_head_token_indices;
-    DpoSpec dpo;                /* TASK_DPO */
-    RlooSpec rloo;              /* TASK_RLOO */
-    GrpoSpec grpo;              /* TASK_GRPO */
-    BaseDtype base_dtype;       /* frozen dense weights: f32, bf16, the GGUF's blocks or a type */
-    Precision precision;        /* auto (the default) until model_create resolves it */
-    AttentionImpl attention;    /* model.attention: loraft's kernels (the default) or cuDNN's */
+    DpoSpec dpo;             /* TASK_DPO */
+    RlooSpec rloo;           /* TASK_RLOO */
+    GrpoSpec grpo;           /* TASK_GRPO */
+    float temperature;       /* the LM head's logits divided by it in every loss (RLOO's and GRPO's
+                                sampling temperature, as TRL's trainers); 1 (the default): none */
+    BaseDtype base_dtype;    /* frozen dense weights: f32, bf16, the GGUF's blocks or a type */
+    Precision precision;     /* auto (the default) until model_create resolves it */
+    AttentionImpl attention; /* model.attention: loraft's kernels (the default) or cuDNN's */
     int gradient_checkpointing; /* train.gradient_checkpointing: backward recomputes each layer */
     float neftune_alpha; /* train.neftune_noise_alpha: NEFTune's noise on the input embeddings
                             in training; 0: none */

@@ -91,6 +91,14 @@ typedef struct OpsHeadLora {
     float scale;
     int R;
 } OpsHeadLora;
+/* The LM head's logits as its softmax reads them: soft-capped, z <- softcap * tanh(z / softcap),
+ * where softcap > 0 (Gemma 2's final logits; 0: none), then divided by temperature > 0 (RL's
+ * sampling temperature, by which TRL's RLOO and GRPO trainers divide the logits of their
+ * log-probs; 1: none). */
+typedef struct OpsLogitMap {
+    float softcap, temperature;
+} OpsLogitMap;
+#define OPS_LOGITS_PLAIN ((OpsLogitMap){0.0f, 1.0f}) /* neither (a C compound literal) */
 /* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
  * its bf16(dout) goes in dd (columns dout_col..); adapted (B not NULL): forward's u [N,R], B
  * [OC,R], its dropout seed; du [N,R] written; dA [R,C], dB [OC,R] (+)=, each may be NULL; where
@@ -588,13 +596,13 @@ typedef struct Ops {
      * h [N,C] (final hidden states), W [V,C] (the head, or the tied token embedding),
      * labels [N] int32 as cross_entropy's. For each chunk of `chunk` rows (the last may be
      * shorter), logits[rows,V] = h @ W^T are formed in scratch, never all N rows at once, and
-     * with softcap > 0 soft-capped, logits <- softcap * tanh(logits / softcap) (Gemma 2's final
-     * logits; 0: none):
+     * mapped by map (OpsLogitMap: soft-capped, then divided by the temperature):
      *   losses[N] = logsumexp(logits[n]) - logits[n][label] (0 for ignored rows), overwritten;
      *   dh[N,C] += dlogits @ W and dW[V,C] += dlogits^T @ h, where dlogits = (softmax -
-     *   onehot(label)) * grad_scale * row_scale[n] (0 for ignored rows), times 1 - (logits /
-     *   softcap)^2 where soft-capped (tanh's derivative); a NULL dh / dW skips
-     *   that GEMM, and with both NULL this is the evaluation forward (losses only).
+     *   onehot(label)) * grad_scale * row_scale[n] (0 for ignored rows), times the map's
+     *   derivative: 1 / temperature, times 1 - (capped logit / softcap)^2 where soft-capped
+     *   (tanh's); a NULL dh / dW skips that GEMM, and with both NULL this is the evaluation
+     *   forward (losses only).
      * row_scale [N] or NULL (all 1): a weight per row, for losses that are not a plain mean of
      * the token losses (DPO weighs each sequence's tokens by its pair's gradient).
      * rows [N] or NULL: row i of the computation is row rows[i] of h, labels, losses, dh and
@@ -602,7 +610,7 @@ typedef struct Ops {
      * DPO's, padding) forms the logits of the others alone; the rows not listed keep their
      * losses and dh untouched.
      * Equal to matmul_forward + cross_entropy + matmul_backward on the whole [N,V] logits.
-     * lora (NULL: none): logits += scale * u @ B^T before the soft-cap; du += scale * dlogits @ B
+     * lora (NULL: none): logits += scale * u @ B^T before the map; du += scale * dlogits @ B
      * (at the rows computed) and dB += scale * dlogits^T @ u (each NULL: skipped), from which the
      * caller's lora_backward (B NULL) adds dA and dh's term. With Wb its GEMMs take
      * bf16(u) and bf16(B): logits = bf16(bf16(h @ Wb^T) + scale * bf16(u) @ bf16(B)^T), rounded
@@ -622,7 +630,7 @@ typedef struct Ops {
     void (*lm_head_cross_entropy)(float *losses, float *dh, float *dW, const float *h,
                                   const float *W, const uint16_t *Wb, const OpsHeadLora *lora,
                                   const int32_t *labels, const int32_t *rows, float grad_scale,
-                                  const float *row_scale, float softcap, float *scratch, int N,
+                                  const float *row_scale, OpsLogitMap map, float *scratch, int N,
                                   int C, int V, int chunk);
 
     /* ---- preference pairs: the loss over a batch of B rows, row 2i chosen, 2i+1 rejected ----

@@ -1,6 +1,6 @@
 /* rollout.h: RLOO's and GRPO's batches (model.task rloo, grpo; objectives rloo.c, grpo.c). Each
  * prompt of a batch of prompts is continued k times by the policy, sampling from its own
- * distribution (temperature 1, no top-k or top-p, as TRL's RLOOTrainer by default) until a stop id
+ * distribution (at a temperature, with top-k and top-p as sample.h: TRL's sampling) until a stop id
  * (generate.h: EOS, the chat template's end of turn) or max_new tokens; row b*k+j is prompt b +
  * completion j, its stop id included. The reward model scores every row at its last token that is
  * not pad (transformers' rule, reward_last_token): it reads the policy's ids, so it must share the
@@ -13,6 +13,7 @@
 #include "loraft/error.h"
 #include "loraft/generate.h"
 #include "loraft/model.h"
+#include "loraft/sample.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,6 +30,7 @@ typedef struct RolloutBatch {
 typedef struct Rollout {
     Model *reward; /* the reward model, built for max_prompts * k rows of max_len */
     GenStops stops;
+    SampleConfig sample; /* its seed unused: each row's own (rollout_batch) */
     int k, max_new, max_prompts, max_len;
     int mask_cut; /* cut completions unlabelled */
     int32_t pad;  /* the id padding carries (masked: any id the models embed) */
@@ -41,8 +43,9 @@ typedef struct Rollout {
  * rows of up to max_prompt_len + max_new (the policy and the reward model must be built for
  * max_prompts * k rows of that). mask_cut: a completion cut at max_new without a stop id has no
  * labels (GRPO's mask_truncated_completions); the reward model scores it all the same. */
-int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, int k, int max_new, int32_t pad,
-                 int mask_cut, int max_prompts, int max_prompt_len, LfError *err);
+int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, const SampleConfig *sample,
+                 int k, int max_new, int32_t pad, int mask_cut, int max_prompts, int max_prompt_len,
+                 LfError *err);
 void rollout_free(Rollout *ro);
 
 /* prompts (B rows, each its mask's tokens) continued by policy, the draws seeded by seed (the same

@@ -108,6 +108,10 @@ typedef struct TrainConfig {
     float rloo_beta;                        /* rloo: the KL penalty's weight, 0.05 */
     int normalize_advantages;               /* rloo: 0 */
     int max_completion_length;              /* rloo, grpo: 256 */
+    float temperature;                      /* rloo, grpo: sampling and log-probs, 1 */
+    int top_k;                              /* rloo, grpo: 0 (off) */
+    float top_p;                            /* rloo, grpo: 1 (off) */
+    float min_p;                            /* rloo, grpo: 0 (off) */
     float grpo_beta;                        /* grpo: the KL penalty's weight, 0 */
     char grpo_loss_type[16];                /* grpo: "dapo" */
     char scale_rewards[16];                 /* grpo: "group" */

@@ -1318,13 +1318,15 @@ static void cpu_first_token_backward(float *dinp, const float *dout, int B, int 
 /* ---- softmax cross-entropy ---- */
 
 /* losses[N] = logsumexp(logits[n]) - logits[n][label]; dlogits[N,V] (may be NULL) = (softmax -
- * onehot) * grad_scale * row_scale[n] (row_scale NULL: 1), times soft_cap_slope of the logit
- * where softcap > 0 (logits already soft-capped), overwritten; dlogits == logits allowed (each
+ * onehot) * grad_scale * row_scale[n] (row_scale NULL: 1), times logit_map_slope of the logit
+ * (the logits already mapped by map: logit_map_all), overwritten; dlogits == logits allowed (each
  * row is read before it is written). Rows with label < 0 or >= V: 0 and 0. rows (not NULL):
  * row n's label, loss and row_scale are at rows[n] (its logits at n). */
 static void cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                                const int32_t *labels, const int32_t *rows, float grad_scale,
-                               const float *row_scale, float softcap, int N, int V) {
+                               const float *row_scale, OpsLogitMap map, int N, int V) {
+    float cap = map.softcap, inv_t = 1.0f / map.temperature;
+    int mapped = cap > 0.0f || inv_t != 1.0f;
 #pragma omp parallel for if ((size_t)N * V > CPU_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *x = logits + (size_t)i * V;
@@ -1339,11 +1341,11 @@ static void cross_entropy_rows(float *losses, float *dlogits, const float *logit
         for (int j = 0; j < V; j++) maxv = x[j] > maxv ? x[j] : maxv;
         /* the exponentials (exp_approx vectorises; the GPU's ex2.approx is as close) kept in the
          * gradient's row where the logits are not needed after (d is x, the logits' own row,
-         * under a soft-cap, whose slope reads them); summed in double: a float sum of a
-         * vocabulary's 50k terms, one after the other, drifts by 1e-4 of the total (torch's
-         * reductions, and the GPU's, sum in a tree) */
+         * under a soft-cap, whose slope reads them; a temperature's is constant); summed in double:
+         * a float sum of a vocabulary's 50k terms, one after the other, drifts by 1e-4 of the total
+         * (torch's reductions, and the GPU's, sum in a tree) */
         float at_label = x[label];
-        int kept = d && (d != x || !(softcap > 0.0f));
+        int kept = d && (d != x || !(cap > 0.0f));
         double sum = 0.0;
         if (kept) {
 #pragma omp simd
@@ -1360,20 +1362,23 @@ static void cross_entropy_rows(float *losses, float *dlogits, const float *logit
         for (int j = 0; j < V; j++) {
             float e = kept ? d[j] : exp_approx(x[j] - maxv);
             float dj = e * inv * g - (j == label ? g : 0.0f);
-            d[j] = softcap > 0.0f ? dj * soft_cap_slope(x[j], softcap) : dj;
+            d[j] = mapped ? dj * logit_map_slope(x[j], cap, inv_t) : dj;
         }
     }
 }
 
-/* logits <- softcap * tanh(logits / softcap), n of them (the LM head's final soft-capping) */
-static void soft_cap_all(float *logits, size_t n, float softcap) {
+/* logits <- logit_map(logits), n of them (the LM head's OpsLogitMap); nothing where it is none */
+static void logit_map_all(float *logits, size_t n, OpsLogitMap map) {
+    float cap = map.softcap, inv_t = 1.0f / map.temperature;
+    if (!(cap > 0.0f) && inv_t == 1.0f) return;
 #pragma omp parallel for if (n > CPU_PAR_MIN) /* tanhf: a call, no simd loop */
-    for (size_t i = 0; i < n; i++) logits[i] = soft_cap(logits[i], softcap);
+    for (size_t i = 0; i < n; i++) logits[i] = logit_map(logits[i], cap, inv_t);
 }
 
 static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits,
                               const int32_t *labels, float grad_scale, int N, int V) {
-    cross_entropy_rows(losses, dlogits, logits, labels, NULL, grad_scale, NULL, 0.0f, N, V);
+    cross_entropy_rows(losses, dlogits, logits, labels, NULL, grad_scale, NULL, OPS_LOGITS_PLAIN, N,
+                       V);
 }
 
 /* ---- LM head + cross-entropy, in chunks of rows ---- */
@@ -1395,7 +1400,8 @@ typedef struct HeadLoraChunk {
 static void lm_head_chunk_bf16(float *losses, float *dh, int lora_grads, const float *h,
                                const uint16_t *Wb, const HeadLoraChunk *lora, const int32_t *labels,
                                const int32_t *idx, float grad_scale, const float *row_scale,
-                               float softcap, float *logits, uint16_t *hb, int rows, int C, int V) {
+                               OpsLogitMap map, float *logits, uint16_t *hb, int rows, int C,
+                               int V) {
     size_t n_logits = (size_t)rows * V;
     for (size_t i = 0; i < (size_t)rows * C; i++) hb[i] = f32_to_bf16(h[i]);
     for (size_t n = 0; n < (size_t)rows; n++)
@@ -1410,9 +1416,9 @@ static void lm_head_chunk_bf16(float *losses, float *dh, int lora_grads, const f
                     lora->u, lora->l->R, lora->B, lora->l->R, 1.0f, logits, V);
         for (size_t i = 0; i < n_logits; i++) logits[i] = bf16_round(logits[i]);
     }
-    if (softcap > 0.0f) soft_cap_all(logits, n_logits, softcap);
+    logit_map_all(logits, n_logits, map);
     cross_entropy_rows(losses, dh || lora_grads ? logits : NULL, logits, labels, idx, grad_scale,
-                       row_scale, softcap, rows, V);
+                       row_scale, map, rows, V);
     for (size_t n = 0; dh && n < (size_t)rows; n++)
         for (size_t v = 0; v < (size_t)V; v++) {
             float d = bf16_round(logits[n * V + v]);
@@ -1467,17 +1473,17 @@ static void head_lora_backward(const HeadLoraChunk *c, const float *dlogits, con
     if (idx && c->du) move_rows(l->du, c->du, idx, 1, n, R);
 }
 
-/* Per chunk of rows of h [N,C]: logits [rows,V] = h @ W[V,C]^T in scratch (soft-capped where
- * softcap > 0), losses and dlogits in place (cross_entropy_rows), then dh[rows,C] += dlogits @ W
- * and dW += dlogits^T @ h (NULL: skipped); with Wb, lm_head_chunk_bf16 (hb after the logits, as on
- * the GPU). Rows are independent, so a scratch sized for bf16 logits takes f32 ones in half
- * chunks (ops_lm_head_rows). With rows, the chunk's rows of h are gathered first and its dh
- * computed apart, then added to theirs. */
+/* Per chunk of rows of h [N,C]: logits [rows,V] = h @ W[V,C]^T in scratch (mapped by map), losses
+ * and dlogits in place (cross_entropy_rows), then dh[rows,C] += dlogits @ W and dW += dlogits^T @ h
+ * (NULL: skipped); with Wb, lm_head_chunk_bf16 (hb after the logits, as on the GPU). Rows are
+ * independent, so a scratch sized for bf16 logits takes f32 ones in half chunks (ops_lm_head_rows).
+ * With rows, the chunk's rows of h are gathered first and its dh computed apart, then added to
+ * theirs. */
 static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h,
                                       const float *W, const uint16_t *Wb, const OpsHeadLora *lora,
                                       const int32_t *labels, const int32_t *rows, float grad_scale,
-                                      const float *row_scale, float softcap, float *scratch, int N,
-                                      int C, int V, int chunk) {
+                                      const float *row_scale, OpsLogitMap map, float *scratch,
+                                      int N, int C, int V, int chunk) {
     if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
     int bf16 = Wb != NULL, lora_grads = lora && (lora->du || lora->dB);
     int grads = dh || dW || lora_grads;
@@ -1505,16 +1511,16 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
         HeadLoraChunk lo = lora ? head_lora_chunk(lora, la, Bb, idx, n0, n) : (HeadLoraChunk){0};
         const HeadLoraChunk *lop = lora ? &lo : NULL;
         if (Wb) {
-            lm_head_chunk_bf16(lc, dhc, lora_grads, hc, Wb, lop, yc, idx, grad_scale, rs, softcap,
+            lm_head_chunk_bf16(lc, dhc, lora_grads, hc, Wb, lop, yc, idx, grad_scale, rs, map,
                                scratch, hb, n, C, V);
         } else {
             cpu_matmul_forward(scratch, hc, W, NULL, n, C, V);
             if (lora)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, lora->R, lora->scale,
                             lo.u, lora->R, lora->B, lora->R, 1.0f, scratch, V);
-            if (softcap > 0.0f) soft_cap_all(scratch, (size_t)n * V, softcap);
-            cross_entropy_rows(lc, grads ? scratch : NULL, scratch, yc, idx, grad_scale, rs,
-                               softcap, n, V);
+            logit_map_all(scratch, (size_t)n * V, map);
+            cross_entropy_rows(lc, grads ? scratch : NULL, scratch, yc, idx, grad_scale, rs, map, n,
+                               V);
             if (grads) cpu_matmul_backward(dhc, dW, scratch, hc, W, n, C, V, 1);
         }
         if (lora_grads) head_lora_backward(&lo, scratch, idx, n, V);

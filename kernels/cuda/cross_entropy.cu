@@ -16,12 +16,12 @@
  * In place (dlogits == logits) works: each thread writes only the gradients of
  * the logits it read, and the label's logit, which all read, is read before the
  * block's barriers. The logits and their gradient may be bf16 (the LM head's
- * bf16 path), and the logits soft-capped as they are read (the LM head's softcap:
- * Gemma 2's final logits; a kernel of its own, CAP, so that the plain one keeps
- * to 32 registers, two 1024-thread blocks an SM). A label >= V raises a fault
- * bit that status() reports. */
+ * bf16 path), and the logits mapped as they are read (the LM head's OpsLogitMap:
+ * Gemma 2's final soft-cap, RL's temperature; a kernel of its own, MAP, so that
+ * the plain one keeps to 32 registers, two 1024-thread blocks an SM). A label >= V
+ * raises a fault bit that status() reports. */
 #include "cuda_common.cuh"
-#include "loraft/activation.h" /* soft_cap */
+#include "loraft/activation.h" /* logit_map */
 #include "mma_bf16.cuh"        /* ex2_approx */
 
 #include <type_traits>
@@ -98,11 +98,11 @@ template <int U, typename F> __device__ inline void for_vector_groups(int vecs, 
 }
 
 /* v[u * VEC + e] = value e of the row's vector q0 + u * blockDim.x (x: the row's first vector;
- * CAP: soft-capped at cap), `fill` past its last (WHOLE: none is); every load issued before a
- * value is used */
-template <bool CAP, int VEC, int U, bool WHOLE, typename T>
+ * MAP: logit_map'ed by cap and inv_t), `fill` past its last (WHOLE: none is); every load issued
+ * before a value is used */
+template <bool MAP, int VEC, int U, bool WHOLE, typename T>
 __device__ inline void load_vecs(float (&v)[U * VEC], const T *x, int q0, int vecs, float fill,
-                                 float cap) {
+                                 float cap, float inv_t) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
         int q = q0 + u * (int)blockDim.x;
@@ -112,9 +112,9 @@ __device__ inline void load_vecs(float (&v)[U * VEC], const T *x, int q0, int ve
             for (int e = 0; e < VEC; e++) v[u * VEC + e] = fill;
     }
 #pragma unroll
-    for (int u = 0; u < U && CAP; u++)
+    for (int u = 0; u < U && MAP; u++)
         if (WHOLE || q0 + u * (int)blockDim.x < vecs)
-            for (int e = 0; e < VEC; e++) v[u * VEC + e] = soft_cap(v[u * VEC + e], cap);
+            for (int e = 0; e < VEC; e++) v[u * VEC + e] = logit_map(v[u * VEC + e], cap, inv_t);
 }
 
 /* (mx, sum): the running max and sum of e^(value - mx) of the values seen, joined with v's
@@ -130,17 +130,18 @@ template <int K> __device__ inline void online_add(float &mx, float &sum, const 
     mx = vmax;
 }
 
-/* losses[N], dlogits [N,V] (may be NULL, or the logits: in place) from logits [N,V] (CAP:
- * soft-capped at softcap, their gradient times the cap's slope), labels [N]; row_scale [N] or
- * NULL; rows [N] or NULL: row n's label, loss and row_scale are at rows[n] (its logits at n). T:
- * float, or bf16 (the LM head's bf16 path), logits and gradients alike, so that a thread writes
- * each gradient over the logit it read itself. VEC: values a load, 16 / sizeof(T) where dlogits lie
- * as the logits do against 16-byte boundaries, else 1. */
-template <typename T, int VEC, bool CAP>
-__global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : CE_BLOCKS_PER_SM)
+/* losses[N], dlogits [N,V] (may be NULL, or the logits: in place) from logits [N,V] (MAP:
+ * logit_map'ed by softcap and inv_t, their gradient times the map's slope), labels [N]; row_scale
+ * [N] or NULL; rows [N] or NULL: row n's label, loss and row_scale are at rows[n] (its logits at
+ * n). T: float, or bf16 (the LM head's bf16 path), logits and gradients alike, so that a thread
+ * writes each gradient over the logit it read itself. VEC: values a load, 16 / sizeof(T) where
+ * dlogits lie as the logits do against 16-byte boundaries, else 1. */
+template <typename T, int VEC, bool MAP>
+__global__ void __launch_bounds__(CE_THREADS, MAP ? 1 : CE_BLOCKS_PER_SM)
     cross_entropy_kernel(float *losses, T *dlogits, const T *logits, const int32_t *labels,
                          const int32_t *rows, float grad_scale, const float *row_scale,
-                         float softcap, const OpsStep *step, int N, int V, int *fault) {
+                         float softcap, float inv_t, const OpsStep *step, int N, int V,
+                         int *fault) {
     constexpr int U = ce_unroll<VEC, T>();
     for (int i = blockIdx.x; i < N; i += gridDim.x) {
         const T *x = logits + (size_t)i * V;
@@ -159,17 +160,18 @@ __global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : CE_BLOCKS_PER_SM)
                 store_vec<VEC>(dx + r.head + (size_t)q * VEC, zero);
             continue;
         }
-        auto capped = [&](float v) { return CAP ? soft_cap(v, softcap) : v; };
+        auto mapped = [&](float v) { return MAP ? logit_map(v, softcap, inv_t) : v; };
+        auto slope = [&](float v) { return MAP ? logit_map_slope(v, softcap, inv_t) : 1.0f; };
         /* at_label read before dx is written */
-        float at_label = capped(as_f32(x[label])), mx = -INFINITY, sum = 0.0f;
+        float at_label = mapped(as_f32(x[label])), mx = -INFINITY, sum = 0.0f;
         float edges[2];
         for (int e = 0; e < 2; e++)
-            edges[e] = r.edge(e) >= 0 ? capped(as_f32(x[r.edge(e)])) : -INFINITY;
+            edges[e] = r.edge(e) >= 0 ? mapped(as_f32(x[r.edge(e)])) : -INFINITY;
         online_add(mx, sum, edges);
         for_vector_groups<U>(r.vecs, [&](int q0, auto whole) {
             constexpr bool WHOLE = decltype(whole)::value;
             float v[U * VEC];
-            load_vecs<CAP, VEC, U, WHOLE>(v, xv, q0, r.vecs, -INFINITY, softcap);
+            load_vecs<MAP, VEC, U, WHOLE>(v, xv, q0, r.vecs, -INFINITY, softcap, inv_t);
             online_add(mx, sum, v);
         });
         float row_max = block_max(mx);
@@ -180,17 +182,14 @@ __global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : CE_BLOCKS_PER_SM)
         if (!dx) continue;
         float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * step_grad_scale(step);
         float inv_sum = 1.0f / sum, g_sum = g * inv_sum;
-        /* d loss / d logit off the label: its softmax times g (the cap's slope under CAP) */
-        auto grad = [&](float v) {
-            float d = ex2_approx((v - mx) * LOG2E) * g_sum;
-            return CAP ? d * soft_cap_slope(v, softcap) : d;
-        };
+        /* d loss / d logit off the label: its softmax times g (the map's slope under MAP) */
+        auto grad = [&](float v) { return ex2_approx((v - mx) * LOG2E) * g_sum * slope(v); };
         for (int e = 0; e < 2; e++)
-            if (r.edge(e) >= 0) store_as(dx + r.edge(e), grad(capped(as_f32(x[r.edge(e)]))));
+            if (r.edge(e) >= 0) store_as(dx + r.edge(e), grad(mapped(as_f32(x[r.edge(e)]))));
         for_vector_groups<U>(r.vecs, [&](int q0, auto whole) {
             constexpr bool WHOLE = decltype(whole)::value;
             float v[U * VEC];
-            load_vecs<CAP, VEC, U, WHOLE>(v, xv, q0, r.vecs, 0.0f, softcap);
+            load_vecs<MAP, VEC, U, WHOLE>(v, xv, q0, r.vecs, 0.0f, softcap, inv_t);
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 if (!WHOLE && q0 + u * (int)blockDim.x >= r.vecs) break;
@@ -203,7 +202,7 @@ __global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : CE_BLOCKS_PER_SM)
         __syncthreads();
         if (threadIdx.x == 0) {
             float d = (ex2_approx((at_label - mx) * LOG2E) * inv_sum - 1.0f) * g;
-            store_as(dx + label, CAP ? d * soft_cap_slope(at_label, softcap) : d);
+            store_as(dx + label, d * slope(at_label));
         }
     }
 }
@@ -211,26 +210,27 @@ __global__ void __launch_bounds__(CE_THREADS, CAP ? 1 : CE_BLOCKS_PER_SM)
 template <typename T>
 static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, const int32_t *labels,
                                  const int32_t *rows, float grad_scale, const float *row_scale,
-                                 float softcap, int N, int V) {
+                                 OpsLogitMap map, int N, int V) {
     if (N <= 0 || V <= 0) return;
+    float inv_t = 1.0f / map.temperature;
     unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
     unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
-    auto launch = [&](auto cap, auto vec) {
-        constexpr bool CAP = decltype(cap)::value;
+    auto launch = [&](auto mapped, auto vec) {
+        constexpr bool MAP = decltype(mapped)::value;
         constexpr int VEC = decltype(vec)::value;
-        cross_entropy_kernel<T, VEC, CAP>
+        cross_entropy_kernel<T, VEC, MAP>
             <<<blocks, threads>>>(losses, dlogits, logits, labels, rows, grad_scale, row_scale,
-                                  softcap, cuda_step(), N, V, cuda_fault_word());
+                                  map.softcap, inv_t, cuda_step(), N, V, cuda_fault_word());
     };
     /* vectors where each row's gradients lie as its logits do against 16-byte boundaries (in
      * place: always; the bf16 path is in place) */
     bool vectors = !dlogits || ((uintptr_t)dlogits - (uintptr_t)logits) % 16 == 0;
-    auto with_vec = [&](auto cap) {
+    auto with_vec = [&](auto mapped) {
         if constexpr (sizeof(T) == 4)
-            if (!vectors) return launch(cap, std::integral_constant<int, 1>());
-        launch(cap, std::integral_constant<int, 16 / sizeof(T)>());
+            if (!vectors) return launch(mapped, std::integral_constant<int, 1>());
+        launch(mapped, std::integral_constant<int, 16 / sizeof(T)>());
     };
-    if (softcap > 0.0f)
+    if (map.softcap > 0.0f || inv_t != 1.0f)
         with_vec(std::true_type());
     else
         with_vec(std::false_type());
@@ -239,19 +239,19 @@ static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, con
 
 void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                              const int32_t *labels, const int32_t *rows, float grad_scale,
-                             const float *row_scale, float softcap, int N, int V) {
-    cross_entropy_launch(losses, dlogits, logits, labels, rows, grad_scale, row_scale, softcap, N,
-                         V);
+                             const float *row_scale, OpsLogitMap map, int N, int V) {
+    cross_entropy_launch(losses, dlogits, logits, labels, rows, grad_scale, row_scale, map, N, V);
 }
 
 void cuda_cross_entropy_rows_bf16(float *losses, __nv_bfloat16 *logits, int grads,
                                   const int32_t *labels, const int32_t *rows, float grad_scale,
-                                  const float *row_scale, float softcap, int N, int V) {
+                                  const float *row_scale, OpsLogitMap map, int N, int V) {
     cross_entropy_launch(losses, grads ? logits : NULL, logits, labels, rows, grad_scale, row_scale,
-                         softcap, N, V);
+                         map, N, V);
 }
 
 void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,
                         float grad_scale, int N, int V) {
-    cuda_cross_entropy_rows(losses, dlogits, logits, labels, NULL, grad_scale, NULL, 0.0f, N, V);
+    cuda_cross_entropy_rows(losses, dlogits, logits, labels, NULL, grad_scale, NULL,
+                            OpsLogitMap{0.0f, 1.0f}, N, V);
 }

@@ -1,7 +1,7 @@
 /* lm_head.cu: the LM head and its softmax cross-entropy in chunks of rows, so
  * the [N,V] logits of a vocabulary are never held whole. Per chunk: one cuBLAS
  * GEMM forms the logits in scratch, the cross-entropy row kernel turns them
- * into dlogits in place (soft-capped as it reads them where softcap > 0; a label
+ * into dlogits in place (mapped as it reads them, OpsLogitMap; a label
  * >= V raises FAULT_LABEL there), and up to two GEMMs accumulate dh and dW. With
  * the head in bf16, Wb, the chunk's rows of h are rounded to bf16 first, the
  * logits and dlogits are bf16 (PyTorch's autocast returns the head's logits in
@@ -113,7 +113,7 @@ static void head_chunk_backward(const HeadChunk &c, const void *dlogits, const i
 static void lm_head_chunk_bf16(float *losses, float *dh, int acc, int lora_grads, const float *h,
                                const __nv_bfloat16 *Wb, const HeadChunk *lora,
                                const int32_t *labels, const int32_t *idx, float grad_scale,
-                               const float *row_scale, float softcap, __nv_bfloat16 *logits,
+                               const float *row_scale, OpsLogitMap map, __nv_bfloat16 *logits,
                                __nv_bfloat16 *hb, int rows, int C, int V) {
     if (idx)
         move_rows<__nv_bfloat16, false>(hb, h, idx, rows, C);
@@ -126,7 +126,7 @@ static void lm_head_chunk_bf16(float *losses, float *dh, int acc, int lora_grads
         cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, V, rows, lora->l->R, lora->l->scale, lora->Bb,
                        lora->l->R, lora->ub, lora->l->R, 1.0f, logits, CUDA_R_16BF, V);
     cuda_cross_entropy_rows_bf16(losses, logits, dh || lora_grads, labels, idx, grad_scale,
-                                 row_scale, softcap, rows, V);
+                                 row_scale, map, rows, V);
     /* dh^T[C,rows] (+)= Wb^T[C,V] dlogits^T[V,rows]: both their buffers' column-major views */
     if (dh)
         cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, rows, V, 1.0f, Wb, C, logits, V,
@@ -134,12 +134,12 @@ static void lm_head_chunk_bf16(float *losses, float *dh, int acc, int lora_grads
 }
 
 /* losses[N]; dh[N,C] += dlogits @ W (rows weighed by row_scale, NULL: 1); dW[V,C] += dlogits^T @ h;
- * h [N,C], W [V,C], Wb its bf16 copy or NULL; the logits soft-capped where softcap > 0; rows NULL
+ * h [N,C], W [V,C], Wb its bf16 copy or NULL; the logits mapped by map; rows NULL
  * or the rows of h, labels, losses, dh and row_scale that the N computed rows are (ops.h). */
 void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
                                 const uint16_t *Wb, const OpsHeadLora *lora, const int32_t *labels,
                                 const int32_t *rows, float grad_scale, const float *row_scale,
-                                float softcap, float *scratch, int N, int C, int V, int chunk) {
+                                OpsLogitMap map, float *scratch, int N, int C, int V, int chunk) {
     if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
     if (Wb && dW) {
         CUDA_FAIL("lm_head_cross_entropy: a head given in bf16 (Wb) has no weight gradient");
@@ -168,7 +168,7 @@ void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float
         if (Wb) {
             lm_head_chunk_bf16(lc, dhc, !idx, lora_grads, idx ? h : h + (size_t)n0 * C,
                                (const __nv_bfloat16 *)Wb, lora ? &hc_lora : NULL, yc, idx,
-                               grad_scale, rs, softcap, (__nv_bfloat16 *)scratch, hb, n, C, V);
+                               grad_scale, rs, map, (__nv_bfloat16 *)scratch, hb, n, C, V);
         } else {
             const float *hc = h + (size_t)n0 * C;
             if (idx) move_rows<float, false>(hg, h, idx, n, C), hc = hg;
@@ -178,7 +178,7 @@ void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float
                 cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, V, n, lora->R, lora->scale, lora->B, lora->R, 0,
                           hc_lora.u, lora->R, 0, 1.0f, scratch, V, 0, 1);
             cuda_cross_entropy_rows(lc, grads ? scratch : NULL, scratch, yc, idx, grad_scale, rs,
-                                    softcap, n, V);
+                                    map, n, V);
             if (grads) cuda_matmul_backward(dhc, dW, scratch, hc, W, n, C, V, 1);
         }
         if (lora_grads) head_chunk_backward(hc_lora, scratch, idx, n, V);

@@ -129,6 +129,7 @@ void train_spec_defaults(TrainSpec *s) {
     s->r = 8;
     s->alpha = 8.0f;
     s->dpo = (DpoSpec){0.1f, DPO_SIGMOID, 0.0f};
+    s->temperature = 1.0f;
 }
 
 static const ArchImpl *arch_for(Arch a) {
@@ -1327,6 +1328,8 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
     if (max_len > c->max_positions)
         return lf_fail(err, "max_length %d exceeds the model's max_position_embeddings %d", max_len,
                        c->max_positions);
+    if (!(s->temperature > 0.0f) || isinf(s->temperature))
+        return lf_fail(err, "temperature %g must be finite and > 0", (double)s->temperature);
     if (s->strategy == STRATEGY_LORA && (s->r < 1 || s->r > LORA_MAX_R))
         return lf_fail(err, "lora.r = %d must be in 1..%d", s->r, LORA_MAX_R);
     if (s->use_dora && init_splits(s->init))

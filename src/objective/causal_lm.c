@@ -89,8 +89,8 @@ void lm_head_run(Model *m, int dh, int dw, const float *row_scale) {
     o->lm_head_cross_entropy(m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL,
                              m->hidden, head->w->value, m->head_bf16, branch ? &hl : NULL,
                              m->labels, listed ? m->head_rows : NULL, m->loss_scale, row_scale,
-                             m->cfg.final_softcap, m->head_scratch, listed ? listed : N, C, V,
-                             OPS_LM_HEAD_CHUNK);
+                             (OpsLogitMap){m->cfg.final_softcap, m->spec.temperature},
+                             m->head_scratch, listed ? listed : N, C, V, OPS_LM_HEAD_CHUNK);
     if (du && dw) lm_head_branch_backward(m, dh);
 }
 

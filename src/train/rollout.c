@@ -9,10 +9,12 @@
 #include "loraft/objective.h"
 #include "loraft/rng.h"
 
-int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, int k, int max_new, int32_t pad,
-                 int mask_cut, int max_prompts, int max_prompt_len, LfError *err) {
+int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, const SampleConfig *sample,
+                 int k, int max_new, int32_t pad, int mask_cut, int max_prompts, int max_prompt_len,
+                 LfError *err) {
     *ro = (Rollout){.reward = reward,
                     .stops = *stops,
+                    .sample = *sample,
                     .k = k,
                     .max_new = max_new,
                     .mask_cut = mask_cut,
@@ -74,9 +76,8 @@ static int sample_rows(Rollout *ro, Model *policy, const Batch *prompts, uint64_
         seeds[r] = rng_hash(seed, r), len[r] = P[r];
     }
     Sampler *s;
-    SampleConfig sc = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
     Sink sink = {ro, len};
-    if (sampler_create(&s, &sc, policy->cfg.vocab_size, err)) return -1;
+    if (sampler_create(&s, &ro->sample, policy->cfg.vocab_size, err)) return -1;
     int rc =
         gen_batch(policy, s, seeds, &ro->stops, gp, rows, ro->max_new, sink_emit, &sink, gs, err);
     sampler_free(s);

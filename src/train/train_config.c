@@ -347,6 +347,20 @@ static const Key keys[] = {
      RANGE(1, 1 << 20),
      .help = "rloo, grpo: the most tokens a sampled completion may have (its stop token "
              "included)."},
+    {"train", "temperature", T_FLOAT, AT(temperature), .def = "1", RANGE(0, INFINITY),
+     .min_open = 1, .max_open = 1,
+     .help = "rloo, grpo: the completions are sampled at this temperature, and the log-probs "
+             "that train on them are taken from the logits divided by it (the policy's and the "
+             "reference's), as TRL's temperature."},
+    {"train", "top_k", T_INT, AT(top_k), .def = "0", RANGE(0, INFINITY),
+     .help = "rloo, grpo: sample among the k most probable tokens only (after the temperature); "
+             "0 = all."},
+    {"train", "top_p", T_FLOAT, AT(top_p), .def = "1", RANGE(0, 1), .min_open = 1,
+     .help = "rloo, grpo: sample from the smallest set of most probable tokens whose probability "
+             "reaches top_p (nucleus sampling, after top_k); 1 = all."},
+    {"train", "min_p", T_FLOAT, AT(min_p), .def = "0", RANGE(0, 1),
+     .help = "rloo, grpo: sample among the tokens whose probability is at least min_p times the "
+             "most probable one's (after top_p); 0 = all."},
     {"train", "eval_strategy", T_STR, AT(eval_strategy), .def = "\"epoch\"",
      .choices = "epoch|steps|no", .help = "When to evaluate."},
     {"train", "eval_steps", T_INT, AT(eval_steps), .def = "0", RANGE(0, INFINITY),

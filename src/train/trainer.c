@@ -411,7 +411,7 @@ static int log_answers(Run *r, int step, LfError *err) {
             if (p[j].n < 1)
                 rc = lf_fail(err, "validation example %d has no prompt to answer", i0 + j + 1);
         }
-        SampleConfig greedy = {0.0f, 0, 1.0f, 0};
+        SampleConfig greedy = {0.0f, 0, 1.0f, 0.0f, 0};
         rc = rc || gen_texts(&r->model, &greedy, r->tok.bpe, &r->sft_fmt.stops, p, k,
                              r->cfg->max_new_tokens, answers, NULL, err);
         for (int j = 0; !rc && j < k; j++) rc = log_answer(r, step, i0 + j, answers[j], err);
@@ -510,8 +510,10 @@ static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
     GenStops stops = gen_stops(c->chat_template[0] ? &chat : NULL, r->tok.bpe);
     int32_t pad = m->cfg.eos_token_id > 0 ? m->cfg.eos_token_id : 0; /* masked: any id */
     int mask_cut = r->task == TASK_GRPO && c->mask_truncated_completions;
-    return rollout_init(&r->rollout, rm, &stops, c->num_generations, c->max_completion_length, pad,
-                        mask_cut, max_prompts, max_len - c->max_completion_length, err);
+    SampleConfig sample = {c->temperature, c->top_k, c->top_p, c->min_p, 0};
+    return rollout_init(&r->rollout, rm, &stops, &sample, c->num_generations,
+                        c->max_completion_length, pad, mask_cut, max_prompts,
+                        max_len - c->max_completion_length, err);
 }
 
 /* train.grpo_loss_type and train.scale_rewards (their choices checked by the config). */
@@ -607,6 +609,7 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     spec.rloo = (RlooSpec){c->rloo_beta, c->num_generations, c->normalize_advantages};
     spec.grpo = (GrpoSpec){c->grpo_beta, c->num_generations, grpo_loss_of(c->grpo_loss_type),
                            grpo_scale_of(c->scale_rewards), c->max_completion_length};
+    if (r->rl) spec.temperature = c->temperature;
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
     if (r->rl) max_len += c->max_completion_length; /* prompt + completion */

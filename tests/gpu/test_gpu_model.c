@@ -199,8 +199,9 @@ static void compare_grads(const Model *gpu, const Model *cpu, Precision prec) {
 /* model.attention of the GPU model in run and run_decoder: under cudnn the attention's dropout is
  * off on both sides (cuDNN's masks are its own; test_gpu_parity checks them). */
 static AttentionImpl gpu_attention = ATTENTION_LORAFT;
-static int gpu_dora;        /* run_decoder and checkpointing_same_bits adapt with DoRA */
-static float gpu_grpo_beta; /* run_decoder's GRPO KL penalty */
+static int gpu_dora;                 /* run_decoder and checkpointing_same_bits adapt with DoRA */
+static float gpu_grpo_beta;          /* run_decoder's GRPO KL penalty */
+static float gpu_temperature = 1.0f; /* and its RL sampling temperature (TrainSpec.temperature) */
 /* run_decoder's LoRA takes other ranks and alphas (PEFT's rank_pattern, alpha_pattern) for q,
  * v and gate, so that q, k, v and gate, up run apart */
 static int gpu_patterns;
@@ -536,6 +537,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.rloo = (RlooSpec){0.5f, 2, 1}; /* two groups of two, the advantages normalised */
     spec.grpo = (GrpoSpec){gpu_grpo_beta, 2, GRPO_DAPO, GRPO_SCALE_GROUP, LT};
+    spec.temperature = gpu_temperature;
     spec.strategy = strategy;
     spec.r = 4, spec.alpha = 8, spec.dropout = lora_p, spec.use_dora = gpu_dora;
     spec.neftune_alpha = prec == PRECISION_FP32 ? 5.0f : 0.0f;
@@ -1260,11 +1262,13 @@ int main(void) {
     printf("llama RLOO (LoRA, fp32 and bf16): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
-    gpu_grpo_beta = 0.5f; /* its KL penalty: the reference's losses, the weights on the device */
+    gpu_grpo_beta = 0.5f;   /* its KL penalty: the reference's losses, the weights on the device, */
+    gpu_temperature = 0.7f; /* every log-prob's logits divided by the sampling temperature */
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
-    gpu_grpo_beta = 0.0f;
-    printf("llama GRPO (LoRA, fp32 and bf16; beta 0 and 0.5): cuda model matches cpu\n");
+    gpu_grpo_beta = 0.0f, gpu_temperature = 1.0f;
+    printf("llama GRPO (LoRA, fp32 and bf16; beta 0 and 0.5 at temperature 0.7): cuda model "
+           "matches cpu\n");
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     bf16_worst = 0;

@@ -2217,6 +2217,8 @@ static int lm_listed;
 /* test_lm_head's head carries an adapter of this rank (peft's lm_head target; 0: none), u and B
  * in [-0.3, 0.3), scale 0.6, and computes its du and dB with dh */
 static int lm_lora;
+/* and divides its logits by this temperature after the cap (RL's: rloo, grpo) */
+static float lm_temperature = 1.0f;
 static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, int bf16,
                          float softcap) {
     float wamp = softcap > 0.0f ? 1.0f : 0.1f;
@@ -2245,18 +2247,21 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
         OpsHeadLora hl = {F(u, w), F(B, w), F(du, w), F(dB, w), 0.6f, R};
         o->lm_head_cross_entropy(F(loss, w), F(dh, w), F(dW, w), F(h, w), F(W, w),
                                  Wb ? Wb->mem[w] : NULL, R ? &hl : NULL, I(labels, w),
-                                 I(head_rows, w), 1.0f / N, F(row_scale, w), softcap, F(scratch, w),
+                                 I(head_rows, w), 1.0f / N, F(row_scale, w),
+                                 (OpsLogitMap){softcap, lm_temperature}, F(scratch, w),
                                  lm_listed ? listed : N, C, V, chunk);
     }
-    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s softcap %g%s%s", N, C, V, chunk, grads,
-         rows, bf16 ? " bf16" : "", softcap, lm_listed ? " listed" : "", R ? " lora" : "");
+    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s softcap %g T %g%s%s", N, C, V, chunk,
+         grads, rows, bf16 ? " bf16" : "", softcap, lm_temperature, lm_listed ? " listed" : "",
+         R ? " lora" : "");
     /* bf16 logits: the backends sum in other orders, so a logit may round to the next bf16
      * value on one of them, which moves its row's loss by up to that step (the others' terms by
      * about 1/V of it): one step at the largest logit, C * wamp (|h| < 1), or soft-capped at the
      * cap, above which the cap's slope shrinks faster than the steps grow. Such a label logit is
      * rare (a sum within its f32 error of a rounding boundary), so all but a few rows agree as
      * f32 does (unrounded logits on one side would move nearly every row). */
-    double top = softcap > 0.0f ? softcap : C * wamp, step = ldexp(1.0, ilogb(top) - 7);
+    double top = softcap > 0.0f ? softcap : C * wamp;
+    double step = ldexp(1.0, ilogb(top) - 7) / lm_temperature; /* a step, then divided */
     if (bf16) {
         compare("loss", loss, step, 1e-4);
         compare_but("loss", loss, (size_t)N / 32 + 1, GEMM_TOL);
@@ -2449,14 +2454,15 @@ static void test_errors(void) {
     Pair *h = pair_random(4 * 5, 1.0f), *W = pair_random(3 * 5, 1.0f);
     Pair *scratch = pair_new(ops_lm_head_scratch(4, 5, 3, 2, 0, 0) * sizeof(float));
     dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), NULL, NULL, I(labels, 1),
-                               NULL, 1.0f, NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
+                               NULL, 1.0f, NULL, OPS_LOGITS_PLAIN, F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad label (lm head): %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
     Pair *Wb = pair_new(3 * 5 * sizeof(uint16_t)), *dW = pair_new(3 * 5 * sizeof(float));
     labels = pair_ints(4, 0, 3);
     dut->lm_head_cross_entropy(F(loss, 1), NULL, F(dW, 1), F(h, 1), F(W, 1), Wb->mem[1], NULL,
-                               I(labels, 1), NULL, 1.0f, NULL, 0.0f, F(scratch, 1), 4, 5, 3, 2);
+                               I(labels, 1), NULL, 1.0f, NULL, OPS_LOGITS_PLAIN, F(scratch, 1), 4,
+                               5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bf16 head with a weight gradient: %s\n", e.msg);
     CHECK(strstr(e.msg, "no weight gradient") != NULL);
@@ -2882,6 +2888,16 @@ int main(void) {
     test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0, 1.5f);
     test_lm_head(37, 64, 9000, 16, G_DINP, 1, 1, 1.5f);
     test_lm_head(37, 64, 1000, 16, 0, 0, 1, 1.5f);
+    /* RL's temperature (rloo, grpo: TRL divides the logits by it), alone and after a cap, in f32
+     * and bf16, over a row list */
+    lm_temperature = 0.7f;
+    test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0, 0.0f);
+    test_lm_head(37, 64, 9000, 16, G_DINP, 1, 1, 0.0f);
+    test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1, 1.5f);
+    lm_listed = 1;
+    test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1, 0.0f);
+    lm_listed = 0;
+    lm_temperature = 1.0f;
     /* the rows that count alone, through a row list (SFT's, DPO's): gathered across chunks */
     lm_listed = 1;
     test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0, 0.0f);
