@@ -107,7 +107,7 @@ int main(int argc, char **argv) {
     m.decode_graphs = graphs;
     int32_t *prompt = malloc((size_t)P * sizeof *prompt);
     Sampler *s = NULL;
-    SampleConfig sc = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
+    SampleConfig sc = {.temperature = 0.0f, .top_p = 1.0f, .repetition_penalty = 1.0f};
     GenStops none = {.n_ids = 0};
     if (!prompt || sampler_create(&s, &sc, cfg.vocab_size, &err))
         return fprintf(stderr, "%s\n", prompt ? err.msg : "out of memory"), 1;

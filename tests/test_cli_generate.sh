@@ -2,13 +2,14 @@
 # `loraft generate` end to end on a tiny seeded Llama (`loraft init --arch llama`, GQA 4 heads /
 # 2 KV heads, the GPT-2 tokenizer): the same --seed gives the same continuation and another
 # seed another; --temperature 0 is greedy (the seed does not matter), as is sampling with
-# --top-k 1 or --min-p 1 (while --min-p 0.05 samples); --max-new-tokens is
+# --top-k 1 or --min-p 1 (while --min-p 0.05 samples); --repetition-penalty 2 changes the greedy
+# continuation, 1 does not; --max-new-tokens is
 # respected; one continuation per prompt, nothing but the continuations on stdout; --batch (every
 # prompt side by side) prints what the prompts one after another print, greedy and sampled (prompt
 # i drawing with --seed + i, as it does alone with that seed); --chat with
 # --template plain; a LoRA adapter from `loraft train` changes the continuation; and the errors
-# (a missing model, a bad --top-p or --min-p, an unknown --template, --chat on a model without a
-# template).
+# (a missing model, a bad --top-p, --min-p or --repetition-penalty, an unknown --template, --chat
+# on a model without a template).
 set -uo pipefail
 bin=${LORAFT_BIN:-build/loraft}
 data=${LORAFT_SHARED_DATA:-../shared/data}
@@ -44,6 +45,10 @@ gen --temperature 1.5 --min-p 1 --seed 4 --max-new-tokens 10 "The house" >"$tmp/
 gen --temperature 1.5 --min-p 0.05 --seed 4 --max-new-tokens 10 "The house" >"$tmp/g6" 2>/dev/null
 check "--min-p 1 sampling equals greedy; --min-p 0.05 samples another" \
   'cmp -s "$tmp/g1" "$tmp/g5" && ! cmp -s "$tmp/g1" "$tmp/g6"'
+gen --temperature 0 --repetition-penalty 1 --max-new-tokens 10 "The house" >"$tmp/g7" 2>/dev/null
+gen --temperature 0 --repetition-penalty 2 --max-new-tokens 10 "The house" >"$tmp/g8" 2>/dev/null
+check "--repetition-penalty 1 changes nothing; 2 another greedy continuation" \
+  'cmp -s "$tmp/g1" "$tmp/g7" && ! cmp -s "$tmp/g1" "$tmp/g8"'
 gen --no-cuda-graphs --temperature 0 --max-new-tokens 10 "The house" >"$tmp/g4" 2>/dev/null
 check "--no-cuda-graphs (a CUDA switch): the same continuation" 'cmp -s "$tmp/g1" "$tmp/g4"'
 
@@ -105,6 +110,8 @@ gen --top-p 1.5 "x" >/dev/null 2>"$tmp/err"; rc=$?
 check "--top-p 1.5: usage error" '[ $rc = 2 ] && grep -q -- "--top-p must be in \[0, 1\]" "$tmp/err"'
 gen --min-p -0.1 "x" >/dev/null 2>"$tmp/err"; rc=$?
 check "--min-p -0.1: usage error" '[ $rc = 2 ] && grep -q -- "--min-p must be in \[0, 1\]" "$tmp/err"'
+gen --repetition-penalty 0 "x" >/dev/null 2>"$tmp/err"; rc=$?
+check "--repetition-penalty 0: usage error" '[ $rc = 2 ] && grep -q -- "--repetition-penalty must be" "$tmp/err"'
 gen --chat --template nope "x" >/dev/null 2>"$tmp/err"; rc=$?
 check "--template nope: lists the templates" '[ $rc = 1 ] && grep -q "template.*nope" "$tmp/err" && grep -q chatml "$tmp/err"'
 gen --chat "x" >/dev/null 2>"$tmp/err"; rc=$?

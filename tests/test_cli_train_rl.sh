@@ -21,7 +21,8 @@
 #     (train.grpo_beta) the KL is logged, 0 at step 1 and positive after; sampling with top_k 1
 #     or min_p 1 makes a group's completions alike, which trains nothing, and at temperature 50
 #     (top_p 0.999) draws all but uniformly from 50,257 tokens: no stop id, (nearly) every
-#     completion cut, where top_k 1 cuts few.
+#     completion cut, where top_k 1 cuts few; a repetition penalty gives top_k 1 other
+#     completions (their lengths).
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rl gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -183,18 +184,21 @@ three_steps() { # OUT [--set ...]: 3 GRPO steps, saved
 }
 three_steps "$tmp/top1" --set train.top_k=1
 three_steps "$tmp/minp1" --set train.min_p=1 --set train.temperature=2
+three_steps "$tmp/rep" --set train.top_k=1 --set train.repetition_penalty=1e6
 lora_b_zero "$tmp/top1/last" && lora_b_zero "$tmp/minp1/last" && ok ||
   bad "top_k 1, min_p 1: a group's completions alike train nothing"
 three_steps "$tmp/hot" --set train.temperature=50 --set train.top_p=0.999
-python3 - "$tmp/top1/metrics.jsonl" "$tmp/hot/metrics.jsonl" <<'EOF' && ok ||
+python3 - "$tmp/top1/metrics.jsonl" "$tmp/hot/metrics.jsonl" "$tmp/rep/metrics.jsonl" <<'EOF' && ok ||
 import json, sys
-top1, hot = ([e for e in map(json.loads, open(f)) if e["event"] == "train"] for f in sys.argv[1:])
-for name, log in (("top_k 1", top1), ("temperature 50", hot)):
-    print(f"grpo, {name}: completions cut " + " ".join("%.2f" % e["clipped_ratio"] for e in log))
+top1, hot, rep = ([e for e in map(json.loads, open(f)) if e["event"] == "train"] for f in sys.argv[1:])
+for name, log in (("top_k 1", top1), ("temperature 50", hot), ("top_k 1, repetition_penalty 1e6", rep)):
+    print(f"grpo, {name}: completions cut " + " ".join("%.2f" % e["clipped_ratio"] for e in log)
+          + ", of " + " ".join("%.2f" % e["completion_length"] for e in log) + " tokens")
 mean = lambda log: sum(e["clipped_ratio"] for e in log) / len(log)
 assert len(hot) == 3 and mean(hot) >= 0.9 and mean(top1) < 0.4, (mean(hot), mean(top1))
+assert [e["completion_length"] for e in rep] != [e["completion_length"] for e in top1]
 EOF
-  bad "temperature 50: all but uniform draws, no stop id, every completion cut"
+  bad "temperature 50: nearly every completion cut; a repetition penalty: other completions"
 "$bin" train --config "$tmp/rloo.json" --set model.task=grpo --set train.grpo_beta=0.1 \
   --set train.max_steps=6 --set train.eval_strategy=no --set train.save_steps=6 \
   --set train.output_dir="$tmp/grpo-kl" >"$tmp/grpo-kl.log" 2>&1 ||

@@ -108,7 +108,7 @@ static void check_greedy_deterministic(void) {
     LfError err;
     Model m;
     Sampler *s = NULL;
-    SampleConfig sc = {0.0f, 0, 1.0f, 0.0f, 1};
+    SampleConfig sc = {0.0f, 0, 1.0f, 0.0f, 1.0f, 1};
     int32_t prompt[3] = {5, 17, 42}, a[SEQ - 3], b[SEQ - 3];
     CHECK_OK(tiny_decoder(&m, &ops_cpu, ARCH_LLAMA, 4, 2, 1, 0, SEQ, &err), &err);
     CHECK_OK(sampler_create(&s, &sc, VOCAB, &err), &err);
@@ -151,7 +151,7 @@ static void check_chunked_prefill(Arch arch) {
     LfError err;
     Model whole, chunked;
     Sampler *s = NULL;
-    SampleConfig sc = {0.0f, 0, 1.0f, 0.0f, 1};
+    SampleConfig sc = {0.0f, 0, 1.0f, 0.0f, 1.0f, 1};
     GenStops none = {.n_ids = 0};
     int32_t prompt[P], want[SEQ - P];
     IdSink got = {.n = 0};
@@ -265,7 +265,7 @@ static void check_gen_batch(Arch arch) {
     c[0] = b[3], c[1] = a[1];
     GenPrompt p[ROWS] = {{a, 4}, {a, 4}, {b, 7}, {a2, 4}, {c, 2}};
     uint64_t seeds[ROWS] = {7, 8, 9, 10, 11};
-    SampleConfig sc = {1.0f, 0, 1.0f, 0.0f, 0};
+    SampleConfig sc = {1.0f, 0, 1.0f, 0.0f, 1.0f, 0};
     Sampler *s = NULL;
     GenStops st = {.n_ids = 0};
     GenStats gs[ROWS];
@@ -278,7 +278,7 @@ static void check_gen_batch(Arch arch) {
     sampler_free(s);
     int same = 1, stopped = 0;
     for (int i = 0; i < ROWS; i++) {
-        SampleConfig one = {1.0f, 0, 1.0f, 0.0f, seeds[i]};
+        SampleConfig one = {1.0f, 0, 1.0f, 0.0f, 1.0f, seeds[i]};
         IdSink want = {.n = 0};
         GenStats ws;
         CHECK_OK(sampler_create(&s, &one, VOCAB, &err), &err);
@@ -336,7 +336,7 @@ static void run_greedy_cases(const char *path, const cJSON *g, int max_len, Gree
     Model m;
     TextTokenizer tok;
     Sampler *s = NULL;
-    SampleConfig sc = {0.0f, 0, 1.0f, 0.0f, 0};
+    SampleConfig sc = {0.0f, 0, 1.0f, 0.0f, 1.0f, 0};
     train_spec_defaults(&spec);
     spec.task = TASK_CAUSAL_LM;
     spec.strategy = STRATEGY_HEAD;
@@ -471,6 +471,62 @@ static void check_smollm2(void) {
     cJSON_Delete(g);
 }
 
+/* Row r's greedy continuation under repetition penalty pen: at each position the argmax of the
+ * full recompute's logits, each distinct token before it penalised the way written here
+ * (transformers' rule); 1 when row r's tokens are those. */
+static int penalized_greedy_holds(Model *m, const int32_t *prompt, int P, const int32_t *made,
+                                  int n, float pen, LfError *err) {
+    int32_t seq[SEQ];
+    float row[VOCAB];
+    memcpy(seq, prompt, (size_t)P * sizeof *seq);
+    memcpy(seq + P, made, (size_t)n * sizeof *seq);
+    for (int t = P; t < P + n; t++) {
+        if (full_logits(m, seq, t, t - 1, 1, row, err)) return 0;
+        for (int v = 0; v < VOCAB; v++) {
+            int seen = 0;
+            for (int i = 0; i < t && !seen; i++) seen = seq[i] == v;
+            if (seen) row[v] = row[v] < 0 ? row[v] * pen : row[v] / pen;
+        }
+        int best = 0;
+        for (int v = 1; v < VOCAB; v++) best = row[v] > row[best] ? v : best;
+        if (best != seq[t]) return 0;
+    }
+    return 1;
+}
+
+/* gen_batch's greedy rows under a repetition penalty of 1.8 (a prompt of repeated tokens and
+ * another, side by side) are the penalised argmax of the full recompute, token for token, and
+ * differ from the rows without it. */
+static void check_repetition_penalty(void) {
+    enum { ROWS = 2, NEW = SEQ - 5 };
+    LfError err;
+    Model m;
+    CHECK_OK(tiny_decoder(&m, &ops_cpu, ARCH_LLAMA, 4, 2, 1, 1, SEQ, &err), &err);
+    int32_t a[5] = {3, 9, 3, 3, 9}, b[4] = {11, 40, 2, 7};
+    GenPrompt p[ROWS] = {{a, 5}, {b, 4}};
+    GenStops st = {.n_ids = 0};
+    RowSink pen = {.n = {0}}, plain = {.n = {0}};
+    for (int k = 0; k < 2; k++) {
+        SampleConfig sc = {0.0f, 0, 1.0f, 0.0f, k ? 1.0f : 1.8f, 0};
+        Sampler *s = NULL;
+        CHECK_OK(sampler_create(&s, &sc, VOCAB, &err), &err);
+        CHECK_OK(
+            gen_batch(&m, s, NULL, &st, p, ROWS, NEW, row_collect, k ? &plain : &pen, NULL, &err),
+            &err);
+        sampler_free(s);
+    }
+    int holds = 1, differs = 0;
+    for (int r = 0; r < ROWS; r++) {
+        holds &= pen.n[r] == NEW &&
+                 penalized_greedy_holds(&m, p[r].ids, p[r].n, pen.ids[r], NEW, 1.8f, &err);
+        differs |= memcmp(pen.ids[r], plain.ids[r], NEW * sizeof *pen.ids[r]) != 0;
+    }
+    printf("repetition penalty 1.8: greedy rows %s the penalised recompute's, %s the plain ones\n",
+           holds ? "equal" : "DIFFER from", differs ? "not" : "SAME AS");
+    CHECK(holds && differs);
+    model_free(&m);
+}
+
 int main(void) {
     for (int lora = 0; lora < 2; lora++) {
         check_cache_matches(ARCH_LLAMA, 4, 4, 1, lora);   /* MHA, tied */
@@ -508,6 +564,7 @@ int main(void) {
     check_steps_match(ARCH_GPT2, 4, 4, 1, 1);    /* learned positions */
     check_gen_batch(ARCH_LLAMA);
     check_gen_batch(ARCH_GPT2);
+    check_repetition_penalty();
     check_greedy_deterministic();
     check_chunked_prefill(ARCH_LLAMA);
     check_chunked_prefill(ARCH_GPT2);

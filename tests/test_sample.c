@@ -2,9 +2,9 @@
  * against a reference written here the slow way (full sorts; top-p as "the smallest set, most
  * probable first, whose probability reaches p"); draws against that distribution over many
  * samples; greedy; same seed, same tokens; the top-k/top-p/min-p edges and ties as transformers
- * resolves them; and the errors. The statistical checks are deterministic (fixed seeds) and
- * their bounds are 4 standard deviations, so a correct sampler fails one with a chance of about
- * 6e-5 per token checked for a new seed. */
+ * resolves them; the repetition penalty (sampler_penalize); and the errors. The statistical checks
+ * are deterministic (fixed seeds) and their bounds are 4 standard deviations, so a correct sampler
+ * fails one with a chance of about 6e-5 per token checked for a new seed. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +73,7 @@ static void reference_probs(const float *logits, int v, const SampleConfig *c, d
 static float min_p;
 
 static Sampler *make(float t, int k, float p, uint64_t seed, int v) {
-    SampleConfig c = {t, k, p, min_p, seed};
+    SampleConfig c = {t, k, p, min_p, 1.0f, seed};
     Sampler *s = NULL;
     LfError err;
     CHECK_OK(sampler_create(&s, &c, v, &err), &err);
@@ -93,7 +93,7 @@ static int32_t next(Sampler *s, const float *logits) {
 
 /* sampler_probs equals the reference to 1e-12 and sums to 1. */
 static void check_probs(const float *logits, int v, float t, int k, float p) {
-    SampleConfig c = {t, k, p, min_p, 1};
+    SampleConfig c = {t, k, p, min_p, 1.0f, 1};
     Sampler *s = make(t, k, p, 1, v);
     double *got = malloc((size_t)v * sizeof *got), *want = malloc((size_t)v * sizeof *want);
     LfError err;
@@ -260,8 +260,40 @@ static void test_edges(void) {
     sampler_free(s);
 }
 
+/* sampler_penalize against transformers' rule written out: each distinct token of the prompt
+ * and the continuation (repeats within and across them) once, positive logits divided, negative
+ * ones multiplied, 0 kept; the others untouched; the same again on a fresh copy (the marks
+ * cleared); a penalty of 1 changes nothing. */
+static void test_repetition_penalty(void) {
+    enum { V = 12 };
+    float l[V] = {2.0f, -1.5f, 0.0f, 3.0f, -0.25f, 1.0f, 0.5f, -2.0f, 4.0f, 0.1f, -0.1f, 2.5f};
+    int32_t prompt[5] = {1, 3, 3, 8, 1}, made[4] = {8, 2, 10, 0};
+    float want[V], got[V], again[V];
+    memcpy(want, l, sizeof l);
+    int seen[V] = {0};
+    for (int i = 0; i < 5; i++) seen[prompt[i]] = 1;
+    for (int i = 0; i < 4; i++) seen[made[i]] = 1;
+    for (int v = 0; v < V; v++)
+        if (seen[v]) want[v] = want[v] < 0 ? want[v] * 1.3f : want[v] / 1.3f;
+    SampleConfig c = {1.0f, 0, 1.0f, 0.0f, 1.3f, 0};
+    Sampler *s = NULL;
+    LfError err;
+    CHECK_OK(sampler_create(&s, &c, V, &err), &err);
+    memcpy(got, l, sizeof l), memcpy(again, l, sizeof l);
+    sampler_penalize(s, got, prompt, 5, made, 4);
+    sampler_penalize(s, again, prompt, 5, made, 4);
+    CHECK(!memcmp(got, want, sizeof want) && !memcmp(again, want, sizeof want));
+    sampler_free(s);
+    c.repetition_penalty = 1.0f;
+    CHECK_OK(sampler_create(&s, &c, V, &err), &err);
+    memcpy(got, l, sizeof l);
+    sampler_penalize(s, got, prompt, 5, made, 4);
+    CHECK(!memcmp(got, l, sizeof l));
+    sampler_free(s);
+}
+
 static void expect_config_error(float t, int k, float p, int v, const char *what) {
-    SampleConfig c = {t, k, p, min_p, 0};
+    SampleConfig c = {t, k, p, min_p, 1.0f, 0};
     Sampler *s = (Sampler *)&c;
     LfError err = {{0}};
     CHECK(sampler_create(&s, &c, v, &err) == -1 && s == NULL);
@@ -291,6 +323,12 @@ static void test_errors(void) {
     expect_config_error(1.0f, 0, -0.1f, 10, "top_p");
     expect_config_error(1.0f, 0, NAN, 10, "top_p");
     expect_config_error(1.0f, 0, 1.0f, 0, "vocabulary");
+    SampleConfig bad = {1.0f, 0, 1.0f, 0.0f, 0.0f, 0}; /* penalty 0, then infinite */
+    Sampler *sb = NULL;
+    LfError eb = {{0}};
+    CHECK(sampler_create(&sb, &bad, 10, &eb) == -1 && strstr(eb.msg, "repetition_penalty"));
+    bad.repetition_penalty = INFINITY;
+    CHECK(sampler_create(&sb, &bad, 10, &eb) == -1 && sb == NULL);
     min_p = 1.5f;
     expect_config_error(1.0f, 0, 1.0f, 10, "min_p");
     min_p = NAN;
@@ -313,6 +351,7 @@ int main(void) {
     test_against_reference();
     test_statistics();
     test_edges();
+    test_repetition_penalty();
     test_errors();
     return check_report();
 }

@@ -1,8 +1,9 @@
 /* sample.h: choosing the next token from one row of logits [V] on the host, as transformers'
  * generate() does with do_sample: TemperatureLogitsWarper, then TopKLogitsWarper, then
  * TopPLogitsWarper, then MinPLogitsWarper, then a draw from the softmax of what is left;
- * temperature 0 is greedy
- * (do_sample=False). Not a generation loop, and no repetition penalties or other processors.
+ * temperature 0 is greedy (do_sample=False). Not a generation loop; its one processor,
+ * transformers' RepetitionPenaltyLogitsProcessor, is sampler_penalize, which the loop applies
+ * first (greedy or not) where it has the sequence so far.
  *
  *   temperature  0: argmax, the lowest id among equal maxima (torch.argmax); else logits / T
  *   top_k        0: off; else keep every token whose scaled logit is >= the k-th largest, so ties
@@ -41,11 +42,12 @@ extern "C" {
 #endif
 
 typedef struct SampleConfig {
-    float temperature; /* >= 0; 0 is greedy */
-    int top_k;         /* >= 0; 0 is off */
-    float top_p;       /* in [0, 1]; 1 is off */
-    float min_p;       /* in [0, 1]; 0 is off */
-    uint64_t seed;     /* the same seed gives the same tokens for the same logits */
+    float temperature;        /* >= 0; 0 is greedy */
+    int top_k;                /* >= 0; 0 is off */
+    float top_p;              /* in [0, 1]; 1 is off */
+    float min_p;              /* in [0, 1]; 0 is off */
+    float repetition_penalty; /* > 0; 1 is off (sampler_penalize) */
+    uint64_t seed;            /* the same seed gives the same tokens for the same logits */
 } SampleConfig;
 
 typedef struct Sampler Sampler;
@@ -57,6 +59,13 @@ void sampler_free(Sampler *s); /* NULL is fine */
 /* The generator as a sampler created with this seed has it after `draws` tokens: interleaved
  * sequences (a batched generation's rows) each keep the draws of a sampler of their own. */
 void sampler_seed(Sampler *s, uint64_t seed, uint64_t draws);
+
+/* transformers' RepetitionPenaltyLogitsProcessor on logits[0..vocab), in place: each distinct
+ * token of the sequence so far, prompt[0..n_prompt) then made[0..n_made), has its logit divided
+ * by the penalty where it is positive and multiplied by it otherwise (> 1 discourages repeats);
+ * nothing when the penalty is 1. The ids must be < vocab. */
+void sampler_penalize(Sampler *s, float *logits, const int32_t *prompt, int n_prompt,
+                      const int32_t *made, int n_made);
 
 /* The next token for logits[0..vocab). */
 int sampler_next(Sampler *s, const float *logits, int32_t *token, LfError *err);

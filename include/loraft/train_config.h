@@ -112,6 +112,7 @@ typedef struct TrainConfig {
     int top_k;                              /* rloo, grpo: 0 (off) */
     float top_p;                            /* rloo, grpo: 1 (off) */
     float min_p;                            /* rloo, grpo: 0 (off) */
+    float repetition_penalty;               /* rloo, grpo: 1 (off) */
     float grpo_beta;                        /* grpo: the KL penalty's weight, 0 */
     char grpo_loss_type[16];                /* grpo: "dapo" */
     char scale_rewards[16];                 /* grpo: "group" */

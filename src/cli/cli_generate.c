@@ -6,6 +6,7 @@
  * stdout as it is generated, whole UTF-8 characters only; nothing else goes to stdout. --batch
  * decodes every prompt side by side (gen_texts) and prints each continuation once all are done;
  * either way prompt i draws with --seed + i. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@ typedef struct GenOpts {
     const char *model, *adapter, *system, *template_name;
     CliRuntime rt;
     int chat, top_k, seed, max_new, no_graphs, batch;
-    float temperature, top_p, min_p;
+    float temperature, top_p, min_p, repetition_penalty;
 } GenOpts;
 
 /* Decoded bytes not yet printed: a UTF-8 character's first bytes, or what may be the start of
@@ -135,7 +136,11 @@ static int stream_emit(void *ctx, int32_t id) {
  * stderr. */
 static int generate_one(Model *m, const Bpe *bpe, const GenOpts *o, const GenStops *st,
                         const IdList *prompt, int i, LfError *err) {
-    SampleConfig sc = {o->temperature, o->top_k, o->top_p, o->min_p,
+    SampleConfig sc = {o->temperature,
+                       o->top_k,
+                       o->top_p,
+                       o->min_p,
+                       o->repetition_penalty,
                        (uint64_t)o->seed + (uint64_t)i};
     Sampler *s;
     StreamSink sink = {.out = {.len = 0}, .bpe = bpe, .stop = st->text};
@@ -182,7 +187,8 @@ static int model_length(const GenOpts *o, int longest, int *max_len, int *cache_
 /* --batch: every prompt side by side (gen_texts), each continuation printed once all are done. */
 static int generate_batch(Model *m, const Bpe *bpe, const GenOpts *o, const GenStops *st,
                           const IdList *ids, int n, LfError *err) {
-    SampleConfig sc = {o->temperature, o->top_k, o->top_p, o->min_p, (uint64_t)o->seed};
+    SampleConfig sc = {o->temperature,        o->top_k,         o->top_p, o->min_p,
+                       o->repetition_penalty, (uint64_t)o->seed};
     GenPrompt p[64];
     GenStats gs[64];
     char *out[64];
@@ -242,13 +248,16 @@ static const char *bad_option(const GenOpts *o, const CliList *texts) {
     if (o->top_k < 0) return "--top-k must be >= 0";
     if (!(o->top_p >= 0 && o->top_p <= 1)) return "--top-p must be in [0, 1]";
     if (!(o->min_p >= 0 && o->min_p <= 1)) return "--min-p must be in [0, 1]";
+    if (!(o->repetition_penalty > 0 && !isinf(o->repetition_penalty)))
+        return "--repetition-penalty must be finite and > 0";
     if (o->max_new < 1) return "--max-new-tokens must be >= 1";
     if ((o->system || o->template_name) && !o->chat) return "--system and --template need --chat";
     return NULL;
 }
 
 int cmd_generate(int argc, char **argv) {
-    GenOpts o = {.rt = CLI_RUNTIME_DEFAULTS, .top_p = 1.0f, .max_new = 128};
+    GenOpts o = {
+        .rt = CLI_RUNTIME_DEFAULTS, .top_p = 1.0f, .repetition_penalty = 1.0f, .max_new = 128};
     CliList texts = {0};
     const CliOpt opts[] = {
         {"model", OPT_STR, &o.model, "HF model directory or .gguf file (a decoder) [required]"},
@@ -269,6 +278,9 @@ int cmd_generate(int argc, char **argv) {
         {"min-p", OPT_FLOAT, &o.min_p,
          "keep the tokens at least this share of the most probable one's probability, in [0, "
          "1] (default 0: off)"},
+        {"repetition-penalty", OPT_FLOAT, &o.repetition_penalty,
+         "divide the positive logits of the tokens already in the prompt or the continuation by "
+         "this, multiply the negative ones (transformers'; default 1: off)"},
         {"seed", OPT_INT, &o.seed, "sampling seed (default 0); prompt i draws with seed + i"},
         {"max-new-tokens", OPT_INT, &o.max_new, "at most this many new tokens (default 128)"},
         {"batch", OPT_FLAG, &o.batch,

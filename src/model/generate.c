@@ -63,25 +63,30 @@ static int prefill(Model *m, const GenPrompt *p, int r, float *logits, LfError *
 }
 
 /* The generation's buffers: each row's logits, then per row its limit, new tokens, draws, stop id,
- * and the rows still going with their next tokens. */
+ * and the rows still going with their next tokens; the tokens each row made (row r's at
+ * made_at[r], room for its limit: the repetition penalty's history). */
 typedef struct GenRows {
     float *logits;
     int *limit, *made, *live;
     int32_t *stop, *next;
     uint64_t *draws;
+    int32_t *made_ids;
+    size_t *made_at;
 } GenRows;
 
 static void gen_rows_free(GenRows *g) {
     free(g->logits), free(g->limit), free(g->made), free(g->live);
-    free(g->stop), free(g->next), free(g->draws);
+    free(g->stop), free(g->next), free(g->draws), free(g->made_ids), free(g->made_at);
 }
 
 static int gen_rows_alloc(GenRows *g, int n, int V, LfError *err) {
     *g = (GenRows){malloc((size_t)n * V * sizeof(float)), malloc((size_t)n * sizeof(int)),
                    calloc((size_t)n, sizeof(int)),        malloc((size_t)n * sizeof(int)),
                    malloc((size_t)n * sizeof(int32_t)),   malloc((size_t)n * sizeof(int32_t)),
-                   calloc((size_t)n, sizeof(uint64_t))};
-    if (g->logits && g->limit && g->made && g->live && g->stop && g->next && g->draws) return 0;
+                   calloc((size_t)n, sizeof(uint64_t)),   NULL,
+                   malloc((size_t)n * sizeof(size_t))};
+    if (g->logits && g->limit && g->made && g->live && g->stop && g->next && g->draws && g->made_at)
+        return 0;
     gen_rows_free(g);
     return lf_fail(err, "out of memory for the logits of %d rows", n);
 }
@@ -98,8 +103,13 @@ int gen_batch(Model *m, Sampler *s, const uint64_t *seeds, const GenStops *st,
         if (!rc && prompts[r].n + g.limit[r] > positions) positions = prompts[r].n + g.limit[r];
         g.stop[r] = -1;
     }
-    for (int r = 0; !rc && r < n; r++)
+    size_t total = 0;
+    for (int r = 0; !rc && r < n; r++) {
         if (g.limit[r] > 0) g.live[live++] = r;
+        g.made_at[r] = total, total += (size_t)g.limit[r];
+    }
+    if (!rc && !(g.made_ids = malloc((total ? total : 1) * sizeof *g.made_ids)))
+        rc = lf_fail(err, "out of memory for %zu new tokens", total);
     double t0 = now_s();
     rc = rc || model_cache_reset(m, n, positions, err);
     for (int r = 0; !rc && r < n; r++) rc = prefill(m, prompts, r, g.logits, err);
@@ -110,12 +120,15 @@ int gen_batch(Model *m, Sampler *s, const uint64_t *seeds, const GenStops *st,
             int r = g.live[j];
             int32_t id;
             if (seeds) sampler_seed(s, seeds[r], g.draws[r]++);
-            const float *logits = g.logits + (size_t)(step ? j : r) * V; /* prefill's: by row */
+            float *logits = g.logits + (size_t)(step ? j : r) * V; /* prefill's: by row */
+            int32_t *made = g.made_ids + g.made_at[r];
+            sampler_penalize(s, logits, prompts[r].ids, prompts[r].n, made, g.made[r]);
             if ((rc = sampler_next(s, logits, &id, err))) break;
             if (gen_is_stop(st, id)) {
                 g.stop[r] = id;
                 continue;
             }
+            made[g.made[r]] = id;
             int done = emit(ctx, r, id);
             if (!done && ++g.made[r] < g.limit[r]) g.live[keep] = r, g.next[keep++] = id;
             g.made[r] += done; /* the token that ended it counts */

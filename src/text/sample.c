@@ -23,9 +23,10 @@ struct Sampler {
     SampleConfig cfg;
     int vocab;
     Rng rng;
-    double *x;    /* [vocab] scaled logits */
-    double *heap; /* [top_k] the k largest scaled logits, smallest at the root */
-    Cand *cand;   /* [vocab] tokens the filters keep */
+    double *x;     /* [vocab] scaled logits */
+    double *heap;  /* [top_k] the k largest scaled logits, smallest at the root */
+    Cand *cand;    /* [vocab] tokens the filters keep */
+    uint8_t *seen; /* [vocab] the tokens sampler_penalize has penalised, all 0 between calls */
 };
 
 static int check_config(const SampleConfig *c, int vocab, LfError *err) {
@@ -38,6 +39,9 @@ static int check_config(const SampleConfig *c, int vocab, LfError *err) {
         return lf_fail(err, "sampler: top_p %g must be in [0, 1] (1 is off)", (double)c->top_p);
     if (!(c->min_p >= 0.0f && c->min_p <= 1.0f))
         return lf_fail(err, "sampler: min_p %g must be in [0, 1] (0 is off)", (double)c->min_p);
+    if (!(c->repetition_penalty > 0.0f) || isinf(c->repetition_penalty))
+        return lf_fail(err, "sampler: repetition_penalty %g must be finite and > 0 (1 is off)",
+                       (double)c->repetition_penalty);
     return 0;
 }
 
@@ -50,8 +54,9 @@ int sampler_create(Sampler **out, const SampleConfig *cfg, int vocab, LfError *e
         s->x = malloc((size_t)vocab * sizeof *s->x);
         s->heap = malloc((size_t)k * sizeof *s->heap);
         s->cand = malloc((size_t)vocab * sizeof *s->cand);
+        s->seen = calloc((size_t)vocab, sizeof *s->seen);
     }
-    if (!s || !s->x || !s->heap || !s->cand) {
+    if (!s || !s->x || !s->heap || !s->cand || !s->seen) {
         sampler_free(s);
         return lf_fail(err, "sampler: out of memory for a vocabulary of %d", vocab);
     }
@@ -71,7 +76,31 @@ void sampler_free(Sampler *s) {
     free(s->x);
     free(s->heap);
     free(s->cand);
+    free(s->seen);
     free(s);
+}
+
+/* The logits of ids[0..n) not yet seen penalised, and marked seen (or unmarked: undo). */
+static void penalize_ids(Sampler *s, float *logits, const int32_t *ids, int n, int undo) {
+    float p = s->cfg.repetition_penalty;
+    for (int i = 0; i < n; i++) {
+        int32_t id = ids[i];
+        if (undo) {
+            s->seen[id] = 0;
+        } else if (!s->seen[id]) {
+            s->seen[id] = 1;
+            logits[id] = logits[id] < 0.0f ? logits[id] * p : logits[id] / p;
+        }
+    }
+}
+
+void sampler_penalize(Sampler *s, float *logits, const int32_t *prompt, int n_prompt,
+                      const int32_t *made, int n_made) {
+    if (s->cfg.repetition_penalty == 1.0f) return;
+    penalize_ids(s, logits, prompt, n_prompt, 0);
+    penalize_ids(s, logits, made, n_made, 0);
+    penalize_ids(s, logits, prompt, n_prompt, 1);
+    penalize_ids(s, logits, made, n_made, 1);
 }
 
 /* Index of the largest logit (the lowest such id); errors on NaN, +Inf and all -Inf. */

@@ -361,6 +361,11 @@ static const Key keys[] = {
     {"train", "min_p", T_FLOAT, AT(min_p), .def = "0", RANGE(0, 1),
      .help = "rloo, grpo: sample among the tokens whose probability is at least min_p times the "
              "most probable one's (after top_p); 0 = all."},
+    {"train", "repetition_penalty", T_FLOAT, AT(repetition_penalty), .def = "1", RANGE(0, INFINITY),
+     .min_open = 1, .max_open = 1,
+     .help = "rloo, grpo: the sampled logit of each token already in the prompt or the "
+             "completion divided by it where positive, multiplied where negative (transformers'); "
+             "1 = none. The log-probs that train are the policy's own."},
     {"train", "eval_strategy", T_STR, AT(eval_strategy), .def = "\"epoch\"",
      .choices = "epoch|steps|no", .help = "When to evaluate."},
     {"train", "eval_steps", T_INT, AT(eval_steps), .def = "0", RANGE(0, INFINITY),

@@ -411,7 +411,7 @@ static int log_answers(Run *r, int step, LfError *err) {
             if (p[j].n < 1)
                 rc = lf_fail(err, "validation example %d has no prompt to answer", i0 + j + 1);
         }
-        SampleConfig greedy = {0.0f, 0, 1.0f, 0.0f, 0};
+        SampleConfig greedy = {0.0f, 0, 1.0f, 0.0f, 1.0f, 0};
         rc = rc || gen_texts(&r->model, &greedy, r->tok.bpe, &r->sft_fmt.stops, p, k,
                              r->cfg->max_new_tokens, answers, NULL, err);
         for (int j = 0; !rc && j < k; j++) rc = log_answer(r, step, i0 + j, answers[j], err);
@@ -510,7 +510,7 @@ static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
     GenStops stops = gen_stops(c->chat_template[0] ? &chat : NULL, r->tok.bpe);
     int32_t pad = m->cfg.eos_token_id > 0 ? m->cfg.eos_token_id : 0; /* masked: any id */
     int mask_cut = r->task == TASK_GRPO && c->mask_truncated_completions;
-    SampleConfig sample = {c->temperature, c->top_k, c->top_p, c->min_p, 0};
+    SampleConfig sample = {c->temperature, c->top_k, c->top_p, c->min_p, c->repetition_penalty, 0};
     return rollout_init(&r->rollout, rm, &stops, &sample, c->num_generations,
                         c->max_completion_length, pad, mask_cut, max_prompts,
                         max_len - c->max_completion_length, err);
