@@ -1,11 +1,12 @@
 /* rollout.h: RLOO's and GRPO's batches (model.task rloo, grpo; objectives rloo.c, grpo.c). Each
  * prompt of a batch of prompts is continued k times by the policy, sampling from its own
- * distribution (at a temperature, with top-k and top-p as sample.h: TRL's sampling) until a stop id
- * (generate.h: EOS, the chat template's end of turn) or max_new tokens; row b*k+j is prompt b +
- * completion j, its stop id included. The reward model scores every row at its last token that is
- * not pad (transformers' rule, reward_last_token): it reads the policy's ids, so it must share the
- * policy's tokenizer. Labels are the completion's ids (the stop id too) and -100 on the prompt and
- * padding, as the rloo objective reads them. Every buffer is sized once, at rollout_init. */
+ * distribution (as the SampleConfig says: temperature, top-k, top-p, min-p and repetition penalty,
+ * TRL's sampling options) until a stop id (generate.h: EOS, the chat template's end of turn) or
+ * max_new tokens; row b*k+j is prompt b + completion j, its stop id included. The reward model
+ * scores every row at its last token that is not pad (transformers' rule, reward_last_token): it
+ * reads the policy's ids, so it must share the policy's tokenizer. Labels are the completion's ids
+ * (the stop id too) and -100 on the prompt and padding, as the rloo objective reads them. Every
+ * buffer is sized once, at rollout_init. */
 #pragma once
 #include <stdint.h>
 
