@@ -19,10 +19,10 @@
 #     with every completion cut at max_completion_length 2 and mask_truncated_completions, nothing
 #     is trained (every LoRA B still 0), while without it something is; with a KL penalty
 #     (train.grpo_beta) the KL is logged, 0 at step 1 and positive after; sampling with top_k 1
-#     or min_p 1 makes a group's completions alike, which trains nothing, and at temperature 50
-#     (top_p 0.999) draws all but uniformly from 50,257 tokens: no stop id, (nearly) every
-#     completion cut, where top_k 1 cuts few; a repetition penalty gives top_k 1 other
-#     completions (their lengths).
+#     or min_p 1 makes a group's completions alike, which trains nothing (every group's rewards'
+#     std 0: frac_reward_zero_std 1), and at temperature 50 (top_p 0.999) draws all but
+#     uniformly from 50,257 tokens: no stop id, (nearly) every completion cut, where top_k 1 cuts
+#     few; a repetition penalty gives top_k 1 other completions (their lengths).
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rl gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -196,6 +196,10 @@ for name, log in (("top_k 1", top1), ("temperature 50", hot), ("top_k 1, repetit
           + ", of " + " ".join("%.2f" % e["completion_length"] for e in log) + " tokens")
 mean = lambda log: sum(e["clipped_ratio"] for e in log) / len(log)
 assert len(hot) == 3 and mean(hot) >= 0.9 and mean(top1) < 0.4, (mean(hot), mean(top1))
+print("grpo, frac_reward_zero_std: top_k 1 " + " ".join("%.2f" % e["frac_reward_zero_std"] for e in top1)
+      + ", temperature 50 " + " ".join("%.2f" % e["frac_reward_zero_std"] for e in hot))
+assert all(e["frac_reward_zero_std"] == 1 for e in top1)  # a group's completions alike
+assert all(e["frac_reward_zero_std"] < 1 for e in hot)
 assert [e["completion_length"] for e in rep] != [e["completion_length"] for e in top1]
 EOF
   bad "temperature 50: nearly every completion cut; a repetition penalty: other completions"

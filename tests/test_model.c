@@ -542,6 +542,11 @@ static void grpo_gradient(GrpoLoss loss_type, GrpoScale scale, const char *what)
     }
     CHECK_CLOSE(loss, want_loss, 1e-5, 1e-6);
     CHECK_CLOSE(m.rloo_stats.reward, 1.5, 1e-6, 1e-6);
+    CHECK(m.rloo_stats.zero_std == 0);
+    float tied[4] = {0.5f, 0.5f, 1.0f, 0.4f}; /* group 0's std 0: its rows (not the batch's) */
+    CHECK_OK(grpo_set_rewards(&m, tied, &err), &err);
+    CHECK(m.grpo_zero_std == (scale == GRPO_SCALE_BATCH ? 0 : 2));
+    CHECK_OK(grpo_set_rewards(&m, rewards, &err), &err);
     double *want = row_gradients(&lm, w, NULL);
     gradient_off(&m, want, &top, &off);
     printf("grpo %s: gradient off by %.2e of %.2e, loss %.6f\n", what, off, top, (double)loss);

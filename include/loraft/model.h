@@ -196,6 +196,7 @@ typedef struct RlooStats {
     double kl;       /* log-prob - reference log-prob (GRPO: rows x its mean per-token KL) */
     double reward;   /* the penalised rewards, reward - beta kl */
     double positive; /* rows whose advantage is above 0 */
+    double zero_std; /* GRPO: rows whose rewards' std is 0 (Model.grpo_zero_std) */
 } RlooStats;
 
 /* One named tensor of the parameter table. */
@@ -388,10 +389,12 @@ typedef struct Model {
     PairStats pair_stats; /* of the last model_read_loss with labels */
     RlooStats rloo_stats; /* rloo's and grpo's, the same */
     /* grpo: what the host knows before the forward (grpo_set_rewards): the loss's advantage term,
-     * the rewards' sum and the rows above 0; with a KL penalty (beta > 0), the tokens' weights
+     * the rewards' sum, the rows above 0 and the rows whose rewards' std (their group's, or under
+     * scale batch the batch's) is 0, so that their advantage is 0 (TRL's frac_reward_zero_std);
+     * with a KL penalty (beta > 0), the tokens' weights
      * apart ([max_batch * max_len] backend: w A, and beta w on the completions) and the
      * reference's per-token losses, which its forward leaves */
-    double grpo_loss, grpo_reward, grpo_positive;
+    double grpo_loss, grpo_reward, grpo_positive, grpo_zero_std;
     float *grpo_base, *grpo_kl_weight, *ref_losses;
     int adapters_off; /* linear_forward skips the LoRA branches: the base model (the reference
                          policy of DPO and RLOO, without a second copy of the weights) */

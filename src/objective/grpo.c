@@ -54,16 +54,19 @@ static double sample_std(const float *x, int n) {
     return sqrt(sq / (n - 1));
 }
 
-/* a[B]: each row's reward less its group's mean, scaled as s says. */
-static void advantages(double *a, const float *r, const GrpoSpec *s, int B) {
-    int k = s->generations;
+/* a[B]: each row's reward less its group's mean, scaled as s says; returns the rows whose std
+ * (the batch's under scale batch, else the group's) is 0, TRL's torch.isclose(std, 0). */
+static int advantages(double *a, const float *r, const GrpoSpec *s, int B) {
+    int k = s->generations, zero = 0;
     double batch_std = s->scale == GRPO_SCALE_BATCH ? sample_std(r, B) : 0.0;
     for (int g = 0; g < B; g += k) {
-        double mean = 0, std = s->scale == GRPO_SCALE_GROUP ? sample_std(r + g, k) : batch_std;
+        double mean = 0, std = s->scale == GRPO_SCALE_BATCH ? batch_std : sample_std(r + g, k);
         for (int b = g; b < g + k; b++) mean += r[b] / (double)k;
         for (int b = g; b < g + k; b++)
             a[b] = s->scale == GRPO_SCALE_NONE ? r[b] - mean : (r[b] - mean) / (std + 1e-4);
+        zero += std <= 1e-8 ? k : 0;
     }
+    return zero;
 }
 
 /* w_b: the share of the batch's loss each of row b's n[b] tokens carries. */
@@ -96,7 +99,7 @@ int grpo_set_rewards(Model *m, const float *rewards, LfError *err) {
     }
     for (size_t i = 0; i < N; i++) n[i / T] += y[i] >= 0;
     for (int b = 0; b < B; b++) tokens += n[b];
-    advantages(a, rewards, s, B);
+    m->grpo_zero_std = advantages(a, rewards, s, B);
     m->grpo_loss = m->grpo_reward = m->grpo_positive = 0;
     for (int b = 0; b < B; b++) {
         double share = token_share(s, n, b, tokens, B);
@@ -149,7 +152,8 @@ float grpo_readout_loss(Model *m, const double *kl) {
     m->rloo_stats = (RlooStats){.rows = m->n_valid,
                                 .kl = kl_mean * m->n_valid,
                                 .reward = m->grpo_reward,
-                                .positive = m->grpo_positive};
+                                .positive = m->grpo_positive,
+                                .zero_std = m->grpo_zero_std};
     return (float)(m->grpo_loss + kl_loss);
 }
 

@@ -130,10 +130,11 @@ typedef struct Run {
     int pairs;         /* model.task dpo or reward: batches of preference pairs */
     int rl;            /* model.task rloo or grpo: batches of prompts, rolled out (rollout.h) */
     Model model;
-    Model reward;        /* rloo, grpo: the reward model */
-    Rollout rollout;     /* rloo, grpo */
-    RolloutBatch rolled; /* rloo, grpo: the completions since the last log line, and ... */
-    double rolled_kl;    /* ... the sum of their KL to the reference */
+    Model reward;           /* rloo, grpo: the reward model */
+    Rollout rollout;        /* rloo, grpo */
+    RolloutBatch rolled;    /* rloo, grpo: the completions since the last log line, and ... */
+    double rolled_kl;       /* ... the sum of their KL to the reference, ... */
+    double rolled_zero_std; /* ... and (grpo) the rows whose rewards' std was 0 */
     AdamW opt;
     RunLog log;
     RunDir dir;
@@ -774,7 +775,8 @@ static int roll_out(Run *r, Batch *b, int step, int micro, LfError *err) {
 }
 
 /* RLOO, GRPO: the completions since the last log line, printed and added to the log entry o (the
- * KL: RLOO's per completion, GRPO's per token, where it has one: beta > 0). */
+ * KL: RLOO's per completion, GRPO's per token, where it has one: beta > 0; GRPO's share of rows
+ * whose rewards' std was 0, TRL's frac_reward_zero_std: no advantage, nothing learnt). */
 static void log_rollouts(Run *r, int step, cJSON *o) {
     RolloutBatch *t = &r->rolled;
     double n = t->rows ? t->rows : 1, mean = t->reward / n;
@@ -792,8 +794,10 @@ static void log_rollouts(Run *r, int step, cJSON *o) {
     if (has_kl) cJSON_AddNumberToObject(o, "kl", kl);
     cJSON_AddNumberToObject(o, "completion_length", len);
     cJSON_AddNumberToObject(o, "clipped_ratio", t->clipped / n);
+    if (r->task == TASK_GRPO)
+        cJSON_AddNumberToObject(o, "frac_reward_zero_std", r->rolled_zero_std / n);
     *t = (RolloutBatch){0};
-    r->rolled_kl = 0;
+    r->rolled_kl = r->rolled_zero_std = 0;
 }
 
 /* Preference pairs: the mean loss over pairs, the share of pairs ranked right and the mean
@@ -1184,6 +1188,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
                 if (model_read_loss(m, &loss, step_end ? &norm : NULL, err)) return -1;
                 keep_reference(r, &r->train_f, &b);
                 if (r->rl) r->rolled_kl += m->rloo_stats.kl;
+                if (r->rl) r->rolled_zero_std += m->rloo_stats.zero_std;
                 sums[0] += loss, sums[1] += 1, sums[2] += b.n_tokens;
             } else if (opt) { /* the step's last batch is another device's: the step all the same */
                 adamw_update(opt, m, lr, c->max_grad_norm);
