@@ -277,6 +277,7 @@ static void accumulation(const char *dir) {
 static int embed_and_head;
 static RlooSpec rloo_spec = {0.5f, 2, 0}; /* TASK_RLOO's */
 static GrpoSpec grpo_spec;                /* TASK_GRPO's */
+static float tiny_temperature = 1.0f;     /* TrainSpec.temperature (RL's, in every loss) */
 
 static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, int layer1,
                     int ckpt, Rng *rng) {
@@ -317,6 +318,7 @@ static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strate
     TrainSpec spec;
     train_spec_defaults(&spec);
     spec.task = task, spec.dpo = dpo, spec.rloo = rloo_spec, spec.grpo = grpo_spec;
+    spec.temperature = tiny_temperature;
     spec.strategy = strategy;
     spec.r = 2, spec.alpha = 4, spec.dropout = 0.1f, spec.use_dora = with_dora;
     spec.bias = with_dora ? LORA_BIAS_ALL : LORA_BIAS_NONE;
@@ -1186,6 +1188,9 @@ int main(void) {
     grpo_gradient(GRPO_GRPO, GRPO_SCALE_BATCH, "grpo, scaled by the batch");
     grpo_gradient(GRPO_BNPO, GRPO_SCALE_NONE, "bnpo, not scaled");
     grpo_gradient(GRPO_DR_GRPO, GRPO_SCALE_GROUP, "dr_grpo, scaled by the group");
+    tiny_temperature = 0.7f; /* the one-pass head's weights on tempered logits, both models' */
+    grpo_gradient(GRPO_DAPO, GRPO_SCALE_GROUP, "dapo, scaled by the group, temperature 0.7");
+    tiny_temperature = 1.0f;
     dora_norms();
     head_rows_list();
     checkpointing(distil, bert);

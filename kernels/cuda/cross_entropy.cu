@@ -16,10 +16,11 @@
  * In place (dlogits == logits) works: each thread writes only the gradients of
  * the logits it read, and the label's logit, which all read, is read before the
  * block's barriers. The logits and their gradient may be bf16 (the LM head's
- * bf16 path), and the logits mapped as they are read (the LM head's OpsLogitMap:
- * Gemma 2's final soft-cap, RL's temperature; a kernel of its own, MAP, so that
- * the plain one keeps to 32 registers, two 1024-thread blocks an SM). A label >= V
- * raises a fault bit that status() reports. */
+ * bf16 path), and the logits mapped as they are read (the LM head's OpsLogitMap,
+ * CeMap: RL's temperature alone, one multiply within the plain kernel's 32
+ * registers; Gemma 2's final soft-cap, then the temperature, a kernel of its own,
+ * CE_CAPPED, so that the others keep to 32 registers, two 1024-thread blocks an
+ * SM). A label >= V raises a fault bit that status() reports. */
 #include "cuda_common.cuh"
 #include "loraft/activation.h" /* logit_map */
 #include "mma_bf16.cuh"        /* ex2_approx */
@@ -27,6 +28,18 @@
 #include <type_traits>
 
 enum { CE_THREADS = 1024 };
+/* How a kernel maps the logits it reads (ops.h OpsLogitMap): not at all, times 1 / temperature,
+ * or soft-capped then times 1 / temperature (logit_map) */
+enum CeMap { CE_PLAIN, CE_TEMPERATURE, CE_CAPPED };
+template <CeMap M> __device__ inline float ce_map(float v, float cap, float inv_t) {
+    return M == CE_CAPPED ? logit_map(v, cap, inv_t) : M == CE_TEMPERATURE ? v * inv_t : v;
+}
+/* d mapped / d logit, from the mapped value */
+template <CeMap M> __device__ inline float ce_slope(float mapped, float cap, float inv_t) {
+    return M == CE_CAPPED        ? logit_map_slope(mapped, cap, inv_t)
+           : M == CE_TEMPERATURE ? inv_t
+                                 : 1.0f;
+}
 /* Blocks an SM holds (__launch_bounds__'s minimum): two where an SM takes 2,048 threads (sm_80,
  * sm_90), one on sm_86, 87 and 89 (1,536). */
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890)
@@ -98,9 +111,9 @@ template <int U, typename F> __device__ inline void for_vector_groups(int vecs, 
 }
 
 /* v[u * VEC + e] = value e of the row's vector q0 + u * blockDim.x (x: the row's first vector;
- * MAP: logit_map'ed by cap and inv_t), `fill` past its last (WHOLE: none is); every load issued
+ * mapped as M says by cap and inv_t), `fill` past its last (WHOLE: none is); every load issued
  * before a value is used */
-template <bool MAP, int VEC, int U, bool WHOLE, typename T>
+template <CeMap M, int VEC, int U, bool WHOLE, typename T>
 __device__ inline void load_vecs(float (&v)[U * VEC], const T *x, int q0, int vecs, float fill,
                                  float cap, float inv_t) {
 #pragma unroll
@@ -112,9 +125,9 @@ __device__ inline void load_vecs(float (&v)[U * VEC], const T *x, int q0, int ve
             for (int e = 0; e < VEC; e++) v[u * VEC + e] = fill;
     }
 #pragma unroll
-    for (int u = 0; u < U && MAP; u++)
+    for (int u = 0; u < U && M != CE_PLAIN; u++)
         if (WHOLE || q0 + u * (int)blockDim.x < vecs)
-            for (int e = 0; e < VEC; e++) v[u * VEC + e] = logit_map(v[u * VEC + e], cap, inv_t);
+            for (int e = 0; e < VEC; e++) v[u * VEC + e] = ce_map<M>(v[u * VEC + e], cap, inv_t);
 }
 
 /* (mx, sum): the running max and sum of e^(value - mx) of the values seen, joined with v's
@@ -130,14 +143,14 @@ template <int K> __device__ inline void online_add(float &mx, float &sum, const 
     mx = vmax;
 }
 
-/* losses[N], dlogits [N,V] (may be NULL, or the logits: in place) from logits [N,V] (MAP:
- * logit_map'ed by softcap and inv_t, their gradient times the map's slope), labels [N]; row_scale
+/* losses[N], dlogits [N,V] (may be NULL, or the logits: in place) from logits [N,V] (mapped as M
+ * says by softcap and inv_t, their gradient times the map's slope), labels [N]; row_scale
  * [N] or NULL; rows [N] or NULL: row n's label, loss and row_scale are at rows[n] (its logits at
  * n). T: float, or bf16 (the LM head's bf16 path), logits and gradients alike, so that a thread
  * writes each gradient over the logit it read itself. VEC: values a load, 16 / sizeof(T) where
  * dlogits lie as the logits do against 16-byte boundaries, else 1. */
-template <typename T, int VEC, bool MAP>
-__global__ void __launch_bounds__(CE_THREADS, MAP ? 1 : CE_BLOCKS_PER_SM)
+template <typename T, int VEC, CeMap M>
+__global__ void __launch_bounds__(CE_THREADS, M == CE_CAPPED ? 1 : CE_BLOCKS_PER_SM)
     cross_entropy_kernel(float *losses, T *dlogits, const T *logits, const int32_t *labels,
                          const int32_t *rows, float grad_scale, const float *row_scale,
                          float softcap, float inv_t, const OpsStep *step, int N, int V,
@@ -160,8 +173,8 @@ __global__ void __launch_bounds__(CE_THREADS, MAP ? 1 : CE_BLOCKS_PER_SM)
                 store_vec<VEC>(dx + r.head + (size_t)q * VEC, zero);
             continue;
         }
-        auto mapped = [&](float v) { return MAP ? logit_map(v, softcap, inv_t) : v; };
-        auto slope = [&](float v) { return MAP ? logit_map_slope(v, softcap, inv_t) : 1.0f; };
+        auto mapped = [&](float v) { return ce_map<M>(v, softcap, inv_t); };
+        auto slope = [&](float v) { return ce_slope<M>(v, softcap, inv_t); };
         /* at_label read before dx is written */
         float at_label = mapped(as_f32(x[label])), mx = -INFINITY, sum = 0.0f;
         float edges[2];
@@ -171,7 +184,7 @@ __global__ void __launch_bounds__(CE_THREADS, MAP ? 1 : CE_BLOCKS_PER_SM)
         for_vector_groups<U>(r.vecs, [&](int q0, auto whole) {
             constexpr bool WHOLE = decltype(whole)::value;
             float v[U * VEC];
-            load_vecs<MAP, VEC, U, WHOLE>(v, xv, q0, r.vecs, -INFINITY, softcap, inv_t);
+            load_vecs<M, VEC, U, WHOLE>(v, xv, q0, r.vecs, -INFINITY, softcap, inv_t);
             online_add(mx, sum, v);
         });
         float row_max = block_max(mx);
@@ -182,14 +195,14 @@ __global__ void __launch_bounds__(CE_THREADS, MAP ? 1 : CE_BLOCKS_PER_SM)
         if (!dx) continue;
         float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * step_grad_scale(step);
         float inv_sum = 1.0f / sum, g_sum = g * inv_sum;
-        /* d loss / d logit off the label: its softmax times g (the map's slope under MAP) */
+        /* d loss / d logit off the label: its softmax times g (times the map's slope) */
         auto grad = [&](float v) { return ex2_approx((v - mx) * LOG2E) * g_sum * slope(v); };
         for (int e = 0; e < 2; e++)
             if (r.edge(e) >= 0) store_as(dx + r.edge(e), grad(mapped(as_f32(x[r.edge(e)]))));
         for_vector_groups<U>(r.vecs, [&](int q0, auto whole) {
             constexpr bool WHOLE = decltype(whole)::value;
             float v[U * VEC];
-            load_vecs<MAP, VEC, U, WHOLE>(v, xv, q0, r.vecs, 0.0f, softcap, inv_t);
+            load_vecs<M, VEC, U, WHOLE>(v, xv, q0, r.vecs, 0.0f, softcap, inv_t);
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 if (!WHOLE && q0 + u * (int)blockDim.x >= r.vecs) break;
@@ -216,9 +229,9 @@ static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, con
     unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
     unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
     auto launch = [&](auto mapped, auto vec) {
-        constexpr bool MAP = decltype(mapped)::value;
+        constexpr CeMap M = decltype(mapped)::value;
         constexpr int VEC = decltype(vec)::value;
-        cross_entropy_kernel<T, VEC, MAP>
+        cross_entropy_kernel<T, VEC, M>
             <<<blocks, threads>>>(losses, dlogits, logits, labels, rows, grad_scale, row_scale,
                                   map.softcap, inv_t, cuda_step(), N, V, cuda_fault_word());
     };
@@ -230,10 +243,12 @@ static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, con
             if (!vectors) return launch(mapped, std::integral_constant<int, 1>());
         launch(mapped, std::integral_constant<int, 16 / sizeof(T)>());
     };
-    if (map.softcap > 0.0f || inv_t != 1.0f)
-        with_vec(std::true_type());
+    if (map.softcap > 0.0f)
+        with_vec(std::integral_constant<CeMap, CE_CAPPED>());
+    else if (inv_t != 1.0f)
+        with_vec(std::integral_constant<CeMap, CE_TEMPERATURE>());
     else
-        with_vec(std::false_type());
+        with_vec(std::integral_constant<CeMap, CE_PLAIN>());
     CUDA_LAUNCHED("cross_entropy");
 }
 
