@@ -11,7 +11,9 @@
  * adapters off against peft's disable_adapter(); the reward model against transformers'
  * sequence classifier with one label (the score of the last non-pad token). The RLOO goldens
  * group the rows (k a group) and carry each row's reward: TRL's RLOOTrainer's advantages and
- * loss written out in PyTorch, the reference as DPO's.
+ * loss written out in PyTorch, the reference as DPO's; GRPO's likewise. A case's temperature
+ * (RL's sampling one) divides the logits of every log-prob, the policy's and the reference's,
+ * as TRL's trainers do (TrainSpec.temperature).
  *
  *   test_golden                       all committed goldens (tiny models)
  *   test_golden GOLDEN.json MODEL_DIR a golden made with --model on a real checkpoint
