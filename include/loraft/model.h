@@ -418,6 +418,7 @@ typedef struct Model {
     float *host_losses;      /* in host_readout, after the pair readout */
     int32_t *host_labels;    /* [max_batch * max_len] the objective's labels before upload */
     int32_t *host_head_rows; /* [max_batch * max_len] head_rows before upload */
+    float *host_weights;     /* [Objective.host_per_token * max_batch * max_len] or NULL */
     /* generation (model_cache_reset, model_decode): allocated there, for cache_seqs sequences of
      * cache_len positions */
     float *kv_cache;      /* per layer, keys then values [cache_seqs, cache_len, cache_width] */

@@ -28,6 +28,9 @@ struct Objective {
      * 0: it is the sum of m->losses over the labels' rows ([B] or [B*T], as labels_per_token) over
      * m->n_valid. Either way it stays in backend memory until model_read_loss. */
     int pairs;
+    /* Host floats per token (Model.host_weights, allocated with the model): where an objective
+     * forms per-token weights before uploading them (grpo: 2); 0: none. */
+    int host_per_token;
     /* The network's output and m->labels -> the loss; the gradient of the mean loss, scaled by
      * the step's gradient scale (model_step: loss_weight, over m->n_valid unless pairs), is
      * m->dlogits. Queues work and waits for none. */

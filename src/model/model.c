@@ -1867,7 +1867,10 @@ int model_create(Model *m, const ModelConfig *cfg, const TrainSpec *spec, const 
     m->host_losses = m->host_readout ? m->host_readout + 2 + pairs : NULL;
     m->host_labels = calloc(2 * (size_t)max_batch * max_len, sizeof *m->host_labels);
     m->host_head_rows = m->host_labels ? m->host_labels + (size_t)max_batch * max_len : NULL;
-    if (!m->host_losses || !m->host_labels) return model_free(m), lf_fail(err, "out of memory");
+    size_t host_weights = (size_t)m->objective->host_per_token * max_batch * max_len;
+    m->host_weights = host_weights ? malloc(host_weights * sizeof *m->host_weights) : NULL;
+    if (!m->host_losses || !m->host_labels || (host_weights && !m->host_weights))
+        return model_free(m), lf_fail(err, "out of memory");
     if (build_table(m, err) || assign_gradients(m, err) || choose_storage(m, dir, err) ||
         allocate_values(m, err) || activations_create(m, err) ||
         load_values(m, dir, seed, missing_report, report_cap, err) ||
@@ -1923,6 +1926,7 @@ void model_free(Model *m) {
     free(m->loras);
     free(m->host_readout);
     free(m->host_labels);
+    free(m->host_weights);
     free(m->guards);
     memset(m, 0, sizeof *m);
 }

@@ -20,7 +20,6 @@
  * losses, and the policy's forward adds beta w_b x to each weight on the device (ops.h grpo_kl),
  * which the backward's pass over the head reads, as DPO's. */
 #include <math.h>
-#include <stdlib.h>
 
 #include "loraft/objective.h"
 
@@ -86,17 +85,14 @@ static double token_share(const GrpoSpec *s, const int *n, int b, long tokens, i
 int grpo_set_rewards(Model *m, const float *rewards, LfError *err) {
     const GrpoSpec *s = &m->spec.grpo;
     const int32_t *y = m->host_labels; /* the shifted labels */
-    int B = m->B, T = m->T, kl = m->grpo_kl_weight != NULL;
+    int B = m->B, T = m->T, kl = m->grpo_kl_weight != NULL, n[OPS_RLOO_MAX_ROWS] = {0};
     size_t N = (size_t)B * T;
     long tokens = 0;
-    double *a = malloc((size_t)B * sizeof *a);
-    int *n = calloc((size_t)B, sizeof *n);
-    float *w = m->row_scale ? malloc(N * sizeof *w) : NULL;
-    float *klw = kl ? malloc(N * sizeof *klw) : NULL;
-    if (!a || !n || (m->row_scale && !w) || (kl && !klw)) {
-        free(a), free(n), free(w), free(klw);
-        return lf_fail(err, "out of memory for the weights of %d x %d tokens", B, T);
-    }
+    double a[OPS_RLOO_MAX_ROWS];
+    if (B > OPS_RLOO_MAX_ROWS)
+        return lf_fail(err, "a GRPO batch of %d rows: at most %d", B, OPS_RLOO_MAX_ROWS);
+    /* the host's room for the weights (Objective.host_per_token): w A, then beta w */
+    float *w = m->row_scale ? m->host_weights : NULL, *klw = kl ? m->host_weights + N : NULL;
     for (size_t i = 0; i < N; i++) n[i / T] += y[i] >= 0;
     for (int b = 0; b < B; b++) tokens += n[b];
     m->grpo_zero_std = advantages(a, rewards, s, B);
@@ -113,7 +109,6 @@ int grpo_set_rewards(Model *m, const float *rewards, LfError *err) {
     }
     if (w) m->ops->upload(kl ? m->grpo_base : m->row_scale, w, N * sizeof *w);
     if (klw) m->ops->upload(m->grpo_kl_weight, klw, N * sizeof *klw);
-    free(a), free(n), free(w), free(klw);
     return 0;
 }
 
@@ -165,6 +160,7 @@ const Objective objective_grpo = {
     .plan = grpo_plan,
     .prepare_labels = grpo_labels,
     .pairs = 1,
+    .host_per_token = 2,
     .loss = grpo_loss,
     .loss_backward = grpo_backward,
 };

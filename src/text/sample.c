@@ -80,27 +80,27 @@ void sampler_free(Sampler *s) {
     free(s);
 }
 
-/* The logits of ids[0..n) not yet seen penalised, and marked seen (or unmarked: undo). */
-static void penalize_ids(Sampler *s, float *logits, const int32_t *ids, int n, int undo) {
+/* The logits of ids[0..n) not yet marked seen penalised, and marked. */
+static void penalize_ids(Sampler *s, float *logits, const int32_t *ids, int n) {
     float p = s->cfg.repetition_penalty;
     for (int i = 0; i < n; i++) {
-        int32_t id = ids[i];
-        if (undo) {
-            s->seen[id] = 0;
-        } else if (!s->seen[id]) {
-            s->seen[id] = 1;
-            logits[id] = logits[id] < 0.0f ? logits[id] * p : logits[id] / p;
-        }
+        if (s->seen[ids[i]]) continue;
+        s->seen[ids[i]] = 1;
+        logits[ids[i]] = logits[ids[i]] < 0.0f ? logits[ids[i]] * p : logits[ids[i]] / p;
     }
+}
+
+static void unmark_ids(Sampler *s, const int32_t *ids, int n) {
+    for (int i = 0; i < n; i++) s->seen[ids[i]] = 0;
 }
 
 void sampler_penalize(Sampler *s, float *logits, const int32_t *prompt, int n_prompt,
                       const int32_t *made, int n_made) {
     if (s->cfg.repetition_penalty == 1.0f) return;
-    penalize_ids(s, logits, prompt, n_prompt, 0);
-    penalize_ids(s, logits, made, n_made, 0);
-    penalize_ids(s, logits, prompt, n_prompt, 1);
-    penalize_ids(s, logits, made, n_made, 1);
+    penalize_ids(s, logits, prompt, n_prompt);
+    penalize_ids(s, logits, made, n_made);
+    unmark_ids(s, prompt, n_prompt);
+    unmark_ids(s, made, n_made);
 }
 
 /* Index of the largest logit (the lowest such id); errors on NaN, +Inf and all -Inf. */

@@ -1187,8 +1187,8 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
                  * stop. */
                 if (model_read_loss(m, &loss, step_end ? &norm : NULL, err)) return -1;
                 keep_reference(r, &r->train_f, &b);
-                if (r->rl) r->rolled_kl += m->rloo_stats.kl;
-                if (r->rl) r->rolled_zero_std += m->rloo_stats.zero_std;
+                if (r->rl)
+                    r->rolled_kl += m->rloo_stats.kl, r->rolled_zero_std += m->rloo_stats.zero_std;
                 sums[0] += loss, sums[1] += 1, sums[2] += b.n_tokens;
             } else if (opt) { /* the step's last batch is another device's: the step all the same */
                 adamw_update(opt, m, lr, c->max_grad_norm);
