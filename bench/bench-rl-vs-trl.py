@@ -5,6 +5,8 @@ same model, reward model, prompts and shapes, on the CPU.
     scripts/setup-python.sh --trl      # once: TRL 1.16 and gguf, layered on the reference venv
     bench/bench-rl-vs-trl.py --reward-adapter runs/hh-smollm2-reward/best               # RLOO
     bench/bench-rl-vs-trl.py --reward-adapter runs/hh-smollm2-reward/best --trainer grpo
+    bench/bench-rl-vs-trl.py --reward-adapter runs/hh-smollm2-reward/best --trainer grpo \
+        --num-iterations 2                # a generation trained on 2 steps (clipped ratio)
 
 Both sides: SmolLM2-135M-Instruct (the GGUF dequantised to an f32 HF directory, as
 bench-decoder-vs-pytorch.py caches it), LoRA r 8, alpha 16, no dropout, on the seven
@@ -13,7 +15,7 @@ LlamaForSequenceClassification directory both read; 64 HH helpful-base prompts o
 as plain text (no chat template); 2 prompts x 4 completions of up to 48 tokens a step,
 sampled at --temperature (1 by default; the log-probs' logits divided by it on both sides), lr 5e-4
 constant; RLOO beta 0.05, GRPO beta 0 with dapo and rewards scaled by their
-group (TRL's defaults); 2 threads. A step: sample, score, the reference and
+group (TRL's defaults) and --num-iterations steps on each generation (1); 2 threads. A step: sample, score, the reference and
 the training forward, backward, AdamW. Timing: loraft, (run of 1 + STEPS steps - run of 1 step)
 / STEPS; TRL, the steps after the first, from its callbacks. Completions stop at EOS, so their
 lengths differ between the sides: the mean length is printed beside the time."""
@@ -56,6 +58,8 @@ def loraft_run(a, policy, rm, data, steps, out):
             "train.learning_rate": 5e-4, "train.lr_scheduler": "constant",
             "train.warmup_steps": 0, "train.threads": a.threads, "train.output_dir": out,
             "train.temperature": a.temperature}
+    if a.trainer == "grpo":
+        sets["train.num_iterations"] = a.num_iterations
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
     log = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -67,8 +71,14 @@ def loraft_run(a, policy, rm, data, steps, out):
 def loraft_side(a, policy, rm, data):
     t1, _, _ = loraft_run(a, policy, rm, data, 1, tempfile.mkdtemp())
     tn, mem, lens = loraft_run(a, policy, rm, data, 1 + a.steps, tempfile.mkdtemp())
-    return {"s_per_step": (tn - t1) / a.steps, "mean_length": sum(lens[1:]) / a.steps,
+    return {"s_per_step": (tn - t1) / a.steps, "mean_length": mean(lens[1:]),
             "peak_rss_mib": mem}
+
+
+def mean(xs):
+    """The mean of the lengths logged after the first step (a step without a generation, under
+    num_iterations > 1, logs none)."""
+    return sum(xs) / max(1, len(xs))
 
 
 def trl_side(a, policy, rm, data):
@@ -89,7 +99,8 @@ def trl_side(a, policy, rm, data):
                 lens.append(float(logs["completions/mean_length"]))
 
     grpo = a.trainer == "grpo"
-    own = dict(beta=0.0, loss_type="dapo", scale_rewards="group") if grpo else dict(beta=0.05)
+    own = (dict(beta=0.0, loss_type="dapo", scale_rewards="group",
+                num_iterations=a.num_iterations) if grpo else dict(beta=0.05))
     args = (trl.GRPOConfig if grpo else trl.RLOOConfig)(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8, num_generations=4,
         max_completion_length=48, temperature=a.temperature, learning_rate=5e-4,
@@ -104,7 +115,7 @@ def trl_side(a, policy, rm, data):
         train_dataset=Dataset.from_list([json.loads(l) for l in open(data)]),
         peft_config=lora, callbacks=[Clock()])
     trainer.train()
-    return {"s_per_step": (ends[-1] - ends[0]) / a.steps, "mean_length": sum(lens[1:]) / a.steps,
+    return {"s_per_step": (ends[-1] - ends[0]) / a.steps, "mean_length": mean(lens[1:]),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "version": trl.__version__}
 
@@ -119,6 +130,8 @@ def main():
     ap.add_argument("--trainer", choices=["rloo", "grpo"], default="rloo")
     ap.add_argument("--steps", type=int, default=3, help="timed steps after the first")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    ap.add_argument("--num-iterations", type=int, default=1,
+                    help="grpo: steps on each generation (TRL's num_iterations)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--side", choices=["trl"], help=argparse.SUPPRESS)  # the TRL process
     ap.add_argument("--dirs", nargs=3, help=argparse.SUPPRESS)
@@ -138,6 +151,7 @@ def main():
     rows = {"loraft": loraft_side(a, policy, rm, data)}
     out = subprocess.run([sys.executable, __file__, "--side", "trl", "--trainer", a.trainer,
                           "--steps", str(a.steps), "--temperature", str(a.temperature),
+                          "--num-iterations", str(a.num_iterations),
                           "--threads", str(a.threads), "--reward-adapter", a.reward_adapter,
                           "--dirs", policy, rm, data], capture_output=True, text=True, check=True)
     trl_row = json.loads(out.stdout.splitlines()[-1])

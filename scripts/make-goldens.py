@@ -129,6 +129,15 @@ CASES = [
          targets=["q_proj", "v_proj", "o_proj", "up_proj"], temperature=0.7,
          grpo=dict(beta=0.2, generations=2, loss="dapo", scale="group", max_completion=6),
          rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    # num_iterations 3: the three steps train on one generation, steps 2 and 3 on the ratio to the
+    # first step's log-probs (the sampling policy's), clipped to [1 - 0.02, 1 + 0.03] (DAPO's
+    # clip-higher), with the KL penalty (the ratio on it too)
+    dict(name="llama_grpo_iterations", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         grpo=dict(beta=0.1, generations=2, loss="dapo", scale="group", max_completion=6,
+                   iterations=3, epsilon=0.02, epsilon_high=0.03),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
     dict(name="llama_rloo_tempered", init=["--arch", "llama", "--untied"] + TINY, task="rloo",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "down_proj"], temperature=1.3,
@@ -422,17 +431,21 @@ def token_logps(logits, labels):
             (target != -100).float())
 
 
-def grpo_loss(case, logits, labels, ref):
-    """TRL 1.16 GRPOTrainer with num_iterations 1: the advantages as
-    _generate_and_score_completions computes them (each reward less its group's mean, divided by
-    the group's or the batch's nanstd, Bessel's, + 1e-4, or by nothing), and _compute_loss's
-    clipped objective on the per-token log-probs, whose old log-probs are this forward's
-    (detached: the ratio is 1) plus, with beta > 0, beta times the per-token k3 KL to the
-    reference (ref: its per-token log-probs) times the ratio (use_bias_correction_kl, TRL's
-    default), aggregated by loss_type over the completion mask."""
+def grpo_loss(case, logits, labels, ref, out, old):
+    """TRL 1.16 GRPOTrainer: the advantages as _generate_and_score_completions computes them
+    (each reward less its group's mean, divided by the group's or the batch's nanstd, Bessel's,
+    + 1e-4, or by nothing), and _compute_loss's clipped objective on the per-token log-probs,
+    whose old log-probs are the sampling policy's (old: a generation's first step's, under
+    num_iterations > 1; None: this forward's, detached, the ratio 1) plus, with beta > 0, beta
+    times the per-token k3 KL to the reference (ref: its per-token log-probs) times the ratio
+    (use_bias_correction_kl, TRL's default), aggregated by loss_type over the completion mask.
+    out gets the log-probs (old_logps) and the tokens clipped low and high (clipped)."""
     d = case["grpo"]
-    k, eps, beta = d["generations"], 0.2, d.get("beta", 0.0)
+    k, beta = d["generations"], d.get("beta", 0.0)
+    eps_low = d.get("epsilon", 0.2)
+    eps_high = d.get("epsilon_high", eps_low)
     tok, mask = token_logps(logits / case.get("temperature", 1.0), labels)
+    old = tok.detach() if old is None else old
     rewards = torch.tensor(case["rewards"])
     mean = rewards.view(-1, k).mean(1).repeat_interleave(k)
     std = (rewards.view(-1, k).std(1).repeat_interleave(k) if d["scale"] == "group"
@@ -441,9 +454,12 @@ def grpo_loss(case, logits, labels, ref):
     if d["scale"] != "none":
         adv = adv / (std + 1e-4)
     adv = adv.unsqueeze(1)
-    coef_1 = torch.exp(tok - tok.detach())
-    coef_2 = torch.clamp(coef_1, 1 - eps, 1 + eps)
+    coef_1 = torch.exp(tok - old)
+    coef_2 = torch.clamp(coef_1, 1 - eps_low, 1 + eps_high)
     per_token = -torch.min(coef_1 * adv, coef_2 * adv)
+    out["old_logps"] = tok.detach()
+    out["clipped"] = [(((coef_1 < 1 - eps_low) & (adv < 0)) * mask).sum().item(),
+                      (((coef_1 > 1 + eps_high) & (adv > 0)) * mask).sum().item()]
     if beta:
         kl = torch.exp(ref - tok) - (ref - tok) - 1
         per_token = per_token + beta * kl * coef_1
@@ -454,8 +470,9 @@ def grpo_loss(case, logits, labels, ref):
     return (per_token * mask).sum() / mask.sum().clamp(min=1.0)  # dapo (one micro-batch), bnpo
 
 
-def forward(case, model, batch, out, ref):
-    """The loss of one step; out gets the logits (and the preference tasks' scores)."""
+def forward(case, model, batch, out, ref, old=None):
+    """The loss of one step; out gets the logits (and the preference tasks' scores; GRPO's
+    log-probs and clip counts, old its sampling policy's log-probs)."""
     ids, mask, labels = batch
     task = case.get("task")
     if task == "dpo":
@@ -469,7 +486,7 @@ def forward(case, model, batch, out, ref):
     if task == "grpo":
         logits = model(input_ids=ids, attention_mask=mask).logits
         out.update(logits=logits)
-        return grpo_loss(case, logits, labels, ref)
+        return grpo_loss(case, logits, labels, ref, out, old)
     if task == "reward":
         r = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
         out.update(logits=r)
@@ -613,11 +630,17 @@ def run_case(case, model_dir, batch):
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"],
                                 foreach=False)
+    old = None  # GRPO's sampling policy's log-probs: the first step's, num_iterations > 1
     for step in range(STEPS):
         opt.zero_grad()
         res = {}
-        loss = forward(case, model, batch, res, ref)
+        loss = forward(case, model, batch, res, ref, old)
         loss.backward()
+        first_logps = res.pop("old_logps", None)
+        if step == 0 and case.get("grpo", {}).get("iterations", 1) > 1:
+            old = first_logps
+        if "clipped" in res:  # the last step's
+            out["clipped"] = res.pop("clipped")
         if step == 0:
             out.update({k: encode(v) for k, v in res.items()})
             out["loss"] = loss.item()

@@ -22,7 +22,12 @@
 #     or min_p 1 makes a group's completions alike, which trains nothing (every group's rewards'
 #     std 0: frac_reward_zero_std 1), and at temperature 50 (top_p 0.999) draws all but
 #     uniformly from 50,257 tokens: no stop id, (nearly) every completion cut, where top_k 1 cuts
-#     few; a repetition penalty gives top_k 1 other completions (their lengths).
+#     few; a repetition penalty gives top_k 1 other completions (their lengths);
+#  5. GRPO's num_iterations 3 with gradient_accumulation_steps 2: an epoch is 3 x its 4 windows
+#     of 2 batches; a generation is sampled at steps 1 and 4 alone, its 3 steps log the tokens
+#     clipped (none on its first, where the policy is the sampler; some after, at epsilon 0.01),
+#     a run resumed at the generation's end trains what the run would have (to the bit), and one
+#     resumed inside a generation samples a new one at once; num_iterations is refused for rloo.
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rl gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -215,4 +220,39 @@ assert len(steps) == 6 and abs(steps[0]["kl"]) < 1e-6 and all(e["kl"] > 0 for e 
 EOF
 refused grpo-full "grpo needs lora.strategy lora or tokens" train --config "$tmp/rloo.json" \
   --set model.task=grpo --set lora.strategy=full --set train.output_dir="$tmp/x7"
+
+# 5. GRPO's num_iterations: each generation trained on 3 steps, its ratio clipped
+iter_run() { # OUT STEPS [--resume DIR]
+  local out=$1 steps=$2; shift 2
+  "$bin" train --config "$tmp/rloo.json" --set model.task=grpo --set train.num_iterations=3 \
+    --set train.gradient_accumulation_steps=2 --set train.epsilon=0.01 \
+    --set train.lr_scheduler=constant --set train.max_steps="$steps" --set train.eval_strategy=no \
+    --set train.save_steps=3 --set train.output_dir="$out" "$@" >>"$out.log" 2>&1 ||
+    { cat "$out.log"; fail "grpo num_iterations run of $steps steps into $out"; }
+}
+iter_run "$tmp/iter" 6
+grep -q "training: 6 optimizer steps (12 per epoch" "$tmp/iter.log" && ok ||
+  bad "num_iterations 3: 12 steps an epoch of 4 windows"
+python3 - "$tmp/iter/metrics.jsonl" <<'EOF' && ok || bad "num_iterations 3: a generation every 3 steps, clipped tokens"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+print("grpo, num_iterations 3: tokens clipped by step " + " ".join(
+    "%.3f/%.3f" % (e["clip_ratio/low_mean"], e["clip_ratio/high_mean"]) for e in steps))
+assert [("reward" in e) for e in steps] == [True, False, False, True, False, False], steps
+region = [e["clip_ratio/region_mean"] for e in steps]
+assert region[0] == 0 and region[3] == 0 and max(region[1:3] + region[4:]) > 0, region
+EOF
+iter_run "$tmp/iter-half" 3
+iter_run "$tmp/iter-half" 6 --resume "$tmp/iter-half/last"
+cmp -s "$tmp/iter/last/adapter_model.safetensors" "$tmp/iter-half/last/adapter_model.safetensors" &&
+  ok || bad "num_iterations 3: 3 steps resumed to 6 = 6 steps"
+iter_run "$tmp/iter-mid" 2 --set train.save_steps=2
+iter_run "$tmp/iter-mid" 4 --set train.save_steps=2 --resume "$tmp/iter-mid/last"
+python3 - "$tmp/iter-mid/metrics.jsonl" <<'EOF' && ok || bad "num_iterations 3: a resume inside a generation samples anew"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+assert [(e["step"], "reward" in e) for e in steps] == [(1, True), (2, False), (3, True), (4, True)], steps
+EOF
+refused rloo-iterations "more than 1 is grpo's alone" train --config "$tmp/rloo.json" \
+  --set train.num_iterations=2 --set train.output_dir="$tmp/x8"
 finish

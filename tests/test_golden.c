@@ -128,6 +128,10 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
         const char *loss = cJSON_GetObjectItem(grpo, "loss")->valuestring;
         const char *scale = cJSON_GetObjectItem(grpo, "scale")->valuestring;
         const cJSON *beta = cJSON_GetObjectItem(grpo, "beta");
+        const cJSON *iterations = cJSON_GetObjectItem(grpo, "iterations"),
+                    *epsilon = cJSON_GetObjectItem(grpo, "epsilon"),
+                    *epsilon_high = cJSON_GetObjectItem(grpo, "epsilon_high");
+        float eps = epsilon ? (float)epsilon->valuedouble : 0.2f; /* TRL's defaults */
         s->grpo = (GrpoSpec){beta ? (float)beta->valuedouble : 0.0f,
                              cJSON_GetObjectItem(grpo, "generations")->valueint,
                              !strcmp(loss, "grpo")      ? GRPO_GRPO
@@ -137,7 +141,10 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
                              !strcmp(scale, "batch")  ? GRPO_SCALE_BATCH
                              : !strcmp(scale, "none") ? GRPO_SCALE_NONE
                                                       : GRPO_SCALE_GROUP,
-                             cJSON_GetObjectItem(grpo, "max_completion")->valueint};
+                             cJSON_GetObjectItem(grpo, "max_completion")->valueint,
+                             iterations ? iterations->valueint : 1,
+                             eps,
+                             epsilon_high ? (float)epsilon_high->valuedouble : eps};
     }
     const cJSON *temperature = cJSON_GetObjectItem(c, "temperature"); /* RL's */
     if (temperature) s->temperature = (float)temperature->valuedouble;
@@ -288,7 +295,7 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         if (spec.task == TASK_RLOO)
             rloo_set_rewards(&m, rewards);
         else
-            CHECK_OK(grpo_set_rewards(&m, rewards, &err), &err);
+            CHECK_OK(grpo_set_rewards(&m, rewards, NULL, &err), &err);
     }
     if (spec.task == TASK_GRPO && spec.grpo.beta > 0) { /* its per-token losses stay */
         CHECK_OK(reference_forward(&m, &err), &err);
@@ -352,6 +359,22 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         CHECK_OK(model_read_loss(&m, NULL, &norm, &err), &err);
         if (step == 0)
             CHECK_CLOSE(norm, cJSON_GetObjectItem(g, "grad_norm")->valuedouble, 1e-7, 1e-4);
+        if (step == 0 && spec.task == TASK_GRPO && spec.grpo.iterations > 1) {
+            /* the later steps train on this generation again: its first step's log-probs are
+             * the sampling policy's */
+            float old[B * T];
+            m.ops->download(old, m.losses, sizeof old);
+            CHECK_OK(grpo_set_old(&m, old, &err), &err);
+        }
+    }
+    const cJSON *clipped = cJSON_GetObjectItem(g, "clipped"); /* GRPO's, at the last step */
+    if (clipped && spec.grpo.iterations > 1) {
+        printf("  tokens clipped at step %d: %g low, %g high (peft: %g, %g)\n", steps,
+               m.rloo_stats.clipped_low, m.rloo_stats.clipped_high,
+               cJSON_GetArrayItem(clipped, 0)->valuedouble,
+               cJSON_GetArrayItem(clipped, 1)->valuedouble);
+        CHECK(m.rloo_stats.clipped_low == cJSON_GetArrayItem(clipped, 0)->valuedouble);
+        CHECK(m.rloo_stats.clipped_high == cJSON_GetArrayItem(clipped, 1)->valuedouble);
     }
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(g, "after")) {
         Param *p = model_find_param(&m, t->string);

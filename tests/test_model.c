@@ -514,11 +514,11 @@ static void grpo_gradient(GrpoLoss loss_type, GrpoScale scale, const char *what)
     Rng rng = {43, 0}, rng2 = {43, 0};
     LfError err;
     float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss;
-    grpo_spec = (GrpoSpec){0.0f, 2, loss_type, scale, 6};
+    grpo_spec = (GrpoSpec){0.0f, 2, loss_type, scale, 6, 1, 0.2f, 0.2f};
     tiny_decoder(&m, ARCH_LLAMA, TASK_GRPO, (DpoSpec){0}, STRATEGY_LORA, &rng);
     tiny_decoder(&lm, ARCH_LLAMA, TASK_CAUSAL_LM, (DpoSpec){0}, STRATEGY_LORA, &rng2);
     set_pairs(&m, 1);
-    CHECK_OK(grpo_set_rewards(&m, rewards, &err), &err);
+    CHECK_OK(grpo_set_rewards(&m, rewards, NULL, &err), &err);
     model_step(&m, 7, 1.0f);
     model_zero_grad(&m);
     CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
@@ -546,9 +546,9 @@ static void grpo_gradient(GrpoLoss loss_type, GrpoScale scale, const char *what)
     CHECK_CLOSE(m.rloo_stats.reward, 1.5, 1e-6, 1e-6);
     CHECK(m.rloo_stats.zero_std == 0);
     float tied[4] = {0.5f, 0.5f, 1.0f, 0.4f}; /* group 0's std 0: its rows (not the batch's) */
-    CHECK_OK(grpo_set_rewards(&m, tied, &err), &err);
+    CHECK_OK(grpo_set_rewards(&m, tied, NULL, &err), &err);
     CHECK(m.grpo_zero_std == (scale == GRPO_SCALE_BATCH ? 0 : 2));
-    CHECK_OK(grpo_set_rewards(&m, rewards, &err), &err);
+    CHECK_OK(grpo_set_rewards(&m, rewards, NULL, &err), &err);
     double *want = row_gradients(&lm, w, NULL);
     gradient_off(&m, want, &top, &off);
     printf("grpo %s: gradient off by %.2e of %.2e, loss %.6f\n", what, off, top, (double)loss);
@@ -562,18 +562,21 @@ static void grpo_gradient(GrpoLoss loss_type, GrpoScale scale, const char *what)
 
 /* Gradient accumulation for the objectives whose loss op weighs the LM head's rows (DPO, RLOO) and
  * GRPO's host weights: set_pairs' 4 rows in two halves with loss weight 1/2 give the gradient of
- * the whole batch (eval mode; a pair each, or a group of two: RLOO's advantages not normalised,
- * GRPO's loss_type grpo, whose weights do not depend on the batch's other rows), within 1e-5 of
- * the largest gradient. */
-static void objective_accumulation(Task task) {
+ * the whole batch (eval mode; a pair each, or a group of two: RLOO's advantages not normalised).
+ * GRPO's halves are one generation (GrpoGeneration: TRL's generation batch), which dapo's
+ * normaliser and scale batch's std span; loss_type grpo and scale group need none of it. Within
+ * 1e-5 of the largest gradient. */
+static void objective_accumulation(Task task, GrpoLoss loss_type, GrpoScale scale_type) {
     Model m;
     Rng rng = {47, 0};
     LfError err;
     float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss;
-    grpo_spec = (GrpoSpec){0.0f, 2, GRPO_GRPO, GRPO_SCALE_GROUP, 6};
+    grpo_spec = (GrpoSpec){0.0f, 2, loss_type, scale_type, 6, 1, 0.2f, 0.2f};
     tiny_decoder(&m, ARCH_LLAMA, task, (DpoSpec){0.5f, DPO_SIGMOID, 0.0f}, STRATEGY_LORA, &rng);
     int32_t ids[4 * T], mask[4 * T], labels[4 * T];
     pairs_rows(ids, mask, labels, 1);
+    GrpoGeneration gen = {rewards, 4, 0, 2};
+    for (int i = 0; i < 4 * T; i++) gen.tokens += i % T && labels[i] >= 0; /* the predicted */
     float *whole = malloc(m.n_grads * sizeof *whole);
     for (int half = -1; half < 2; half++) { /* -1: the whole batch */
         int at = half < 0 ? 0 : 2 * half, rows = half < 0 ? 4 : 2;
@@ -582,7 +585,8 @@ static void objective_accumulation(Task task) {
             model_set_batch(&m, ids + at * T, NULL, mask + at * T, labels + at * T, rows, T, &err),
             &err);
         if (task == TASK_RLOO) rloo_set_rewards(&m, rewards + at);
-        if (task == TASK_GRPO) CHECK_OK(grpo_set_rewards(&m, rewards + at, &err), &err);
+        if (task == TASK_GRPO)
+            CHECK_OK(grpo_set_rewards(&m, rewards + at, half < 0 ? NULL : &gen, &err), &err);
         model_step(&m, 7, half < 0 ? 1.0f : 0.5f);
         if (task != TASK_GRPO) CHECK_OK(reference_forward(&m, &err), &err);
         CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
@@ -594,9 +598,10 @@ static void objective_accumulation(Task task) {
         scale = fmax(scale, fabs(whole[i]));
         worst = fmax(worst, fabs(whole[i] - m.grads[i]));
     }
-    printf("%s: two half batches of loss weight 1/2 off the whole batch's gradient by %.2e of "
+    printf("%s%s: two half batches of loss weight 1/2 off the whole batch's gradient by %.2e of "
            "%.2e\n",
-           m.objective->name, worst, scale);
+           m.objective->name,
+           task == TASK_GRPO && loss_type == GRPO_DAPO ? " (dapo, scale batch)" : "", worst, scale);
     CHECK(scale > 0 && worst <= 1e-5 * scale);
     free(whole);
     model_free(&m);
@@ -1181,9 +1186,10 @@ int main(void) {
     adapters_off_is_base();
     rloo_gradient(0);
     rloo_gradient(1);
-    objective_accumulation(TASK_DPO);
-    objective_accumulation(TASK_RLOO);
-    objective_accumulation(TASK_GRPO);
+    objective_accumulation(TASK_DPO, GRPO_GRPO, GRPO_SCALE_GROUP);
+    objective_accumulation(TASK_RLOO, GRPO_GRPO, GRPO_SCALE_GROUP);
+    objective_accumulation(TASK_GRPO, GRPO_GRPO, GRPO_SCALE_GROUP);
+    objective_accumulation(TASK_GRPO, GRPO_DAPO, GRPO_SCALE_BATCH);
     grpo_gradient(GRPO_DAPO, GRPO_SCALE_GROUP, "dapo, scaled by the group");
     grpo_gradient(GRPO_GRPO, GRPO_SCALE_BATCH, "grpo, scaled by the batch");
     grpo_gradient(GRPO_BNPO, GRPO_SCALE_NONE, "bnpo, not scaled");

@@ -2280,27 +2280,63 @@ static void test_reward_loss(void) {
     printf("reward_loss: stats and dscores match (loss %.6f)\n", stats[0] / (PB / 2));
 }
 
-/* GRPO's KL penalty (ops.h grpo_kl) against its formula in double: each token's weight base +
- * kl_weight (loss - ref); the sums of kl_weight kl and kl over the completion tokens (kl_weight
- * not 0), and their count; x = loss - ref over [-2, 2]. */
-static void test_grpo_kl(void) {
-    enum { NK = 40 };
-    float base[NK], klw[NK], loss[NK], ref[NK], row_scale[NK];
-    double stats[3], want[3] = {0, 0, 0};
+/* GRPO's per-token loss as TRL writes it (GRPOTrainer._compute_loss), in double: lp the policy's
+ * log-prob (-loss), old and ref the sampling policy's and the reference's losses (ref NAN: none).
+ * Without old log-probs TRL's are lp detached: old is then the loss the derivative is taken at. */
+static double grpo_trl_loss(double share, double adv, double loss, double ref, double old,
+                            double beta, double eps_low, double eps_high) {
+    double lp = -loss, c = exp(lp - -old);
+    double clamped = fmin(fmax(c, 1 - eps_low), 1 + eps_high);
+    double kl = isnan(ref) ? 0.0 : exp(-ref - lp) - (-ref - lp) - 1;
+    return share * (-fmin(c * adv, clamped * adv) + beta * kl * c);
+}
+
+/* GRPO's token weights (ops.h grpo_weights) against TRL's loss written out in double: the loss
+ * and clip counts summed, each token's weight its derivative by central differences (away from the
+ * clipping bounds), the KL's mean; with and without a reference and old log-probs, the ratio over
+ * [0.5, 1.8] against the range [0.8, 1.28]. */
+static void test_grpo_weights(int with_ref, int with_old) {
+    enum { NK = 60 };
+    const float beta = with_ref ? 0.3f : 0.0f, eps_low = 0.2f, eps_high = 0.28f;
+    float share[NK], adv[NK], loss[NK], ref[NK], old[NK], row_scale[NK];
+    double stats[5], want[5] = {0, 0, 0, 0, 0};
     for (int i = 0; i < NK; i++) {
-        base[i] = 0.01f * (float)(i % 7) - 0.03f, klw[i] = i % 4 ? 0.05f * (float)(i % 3) : 0.0f;
-        loss[i] = 2.0f + 0.1f * (float)(i % 11), ref[i] = loss[i] + 0.1f * (float)(i % 41 - 20);
+        share[i] = i % 5 == 4 ? 0.0f : 0.01f * (float)(1 + i % 3);
+        adv[i] = 0.4f * (float)(i % 7) - 1.2f;
+        loss[i] = 2.0f + 0.1f * (float)(i % 11);
+        ref[i] = loss[i] + 0.1f * (float)(i % 41 - 20);
+        old[i] =
+            loss[i] + logf(0.51f + 1.3f * (float)((i * 7) % NK) / NK); /* c = exp(old - loss) */
     }
-    ops->grpo_kl(stats, row_scale, base, klw, loss, ref, NK);
+    ops->grpo_weights(stats, row_scale, share, adv, loss, with_ref ? ref : NULL,
+                      with_old ? old : NULL, (OpsGrpoTerms){beta, eps_low, eps_high}, NK);
     int bad = 0;
     for (int i = 0; i < NK; i++) {
-        double x = (double)loss[i] - ref[i], kl = exp(x) - x - 1;
-        bad += fabs(row_scale[i] - (base[i] + klw[i] * x)) > 1e-7;
-        if (klw[i] != 0.0f) want[0] += klw[i] * kl, want[1] += kl, want[2] += 1;
+        double r = with_ref ? ref[i] : NAN, o = with_old ? old[i] : loss[i], h = 1e-4;
+        double l = grpo_trl_loss(share[i], adv[i], loss[i], r, o, beta, eps_low, eps_high);
+        double fd = (grpo_trl_loss(share[i], adv[i], loss[i] + h, r, o, beta, eps_low, eps_high) -
+                     grpo_trl_loss(share[i], adv[i], loss[i] - h, r, o, beta, eps_low, eps_high)) /
+                    (2 * h);
+        double c = with_old ? exp((double)old[i] - loss[i]) : 1.0;
+        if (share[i] == 0.0f) {
+            bad += row_scale[i] != 0.0f;
+            continue;
+        }
+        double x = with_ref ? (double)loss[i] - ref[i] : 0.0;
+        want[0] += l, want[1] += c * (exp(x) - x - 1), want[2] += 1;
+        want[3] += c < 1 - eps_low && adv[i]<0, want[4] += c> 1 + eps_high && adv[i] > 0;
+        if (fabs(row_scale[i] - fd) > 1e-7 + 1e-5 * fabs(fd)) {
+            if (bad++ < 5)
+                fprintf(stderr, "  row_scale[%d] = %.8g, fd %.8g\n", i, row_scale[i], fd);
+        }
     }
     CHECK(bad == 0);
-    for (int k = 0; k < 3; k++) CHECK_CLOSE(stats[k], want[k], 1e-12, 1e-12);
-    printf("grpo_kl: weights and sums match (kl %.6f over %g tokens)\n", want[1], want[2]);
+    for (int k = 0; k < 5; k++) CHECK_CLOSE(stats[k], want[k], 1e-12, 1e-12);
+    if (with_old) CHECK(want[3] > 0 && want[4] > 0); /* both sides clip somewhere */
+    printf("grpo_weights%s%s: weights and sums match (loss %.6f, %g of %g tokens clipped low, %g "
+           "high)\n",
+           with_ref ? " with a reference" : "", with_old ? " with old log-probs" : "", want[0],
+           want[3], want[2], want[4]);
 }
 
 /* ---- activations kept in bf16 for backward (ops.h; model.precision bf16) ----
@@ -2715,7 +2751,9 @@ int main(void) {
     test_dpo_loss(0);
     test_dpo_loss(1);
     test_reward_loss();
-    test_grpo_kl();
+    test_grpo_weights(1, 0);
+    test_grpo_weights(0, 1);
+    test_grpo_weights(1, 1);
     test_adamw();
     test_norm_and_memory();
     test_parallel_matches_serial();

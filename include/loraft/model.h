@@ -82,11 +82,13 @@ typedef struct RlooSpec {
 typedef enum GrpoLoss { GRPO_DAPO, GRPO_GRPO, GRPO_BNPO, GRPO_DR_GRPO } GrpoLoss;
 typedef enum GrpoScale { GRPO_SCALE_GROUP, GRPO_SCALE_BATCH, GRPO_SCALE_NONE } GrpoScale;
 typedef struct GrpoSpec {
-    float beta;         /* the KL penalty's weight per token (TRL's 0); 0: no reference */
-    int generations;    /* completions sampled per prompt, >= 2 */
-    GrpoLoss loss;      /* dapo (TRL's default) */
-    GrpoScale scale;    /* group (TRL's default) */
-    int max_completion; /* dr_grpo's constant: the longest completion sampled */
+    float beta;              /* the KL penalty's weight per token (TRL's 0); 0: no reference */
+    int generations;         /* completions sampled per prompt, >= 2 */
+    GrpoLoss loss;           /* dapo (TRL's default) */
+    GrpoScale scale;         /* group (TRL's default) */
+    int max_completion;      /* dr_grpo's constant: the longest completion sampled */
+    int iterations;          /* optimisations per generation (TRL's num_iterations, 1) */
+    float eps_low, eps_high; /* the ratio's clipping range [1 - eps_low, 1 + eps_high] */
 } GrpoSpec;
 
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to
@@ -197,6 +199,7 @@ typedef struct RlooStats {
     double reward;   /* the penalised rewards, reward - beta kl */
     double positive; /* rows whose advantage is above 0 */
     double zero_std; /* GRPO: rows whose rewards' std is 0 (Model.grpo_zero_std) */
+    double tokens, clipped_low, clipped_high; /* GRPO: completion tokens, those clipped */
 } RlooStats;
 
 /* One named tensor of the parameter table. */
@@ -376,7 +379,7 @@ typedef struct Model {
      * groups of a prompt's completions. The loss op leaves its results in backend memory between
      * grad_norm and losses (objective.h's pair readout), so model_read_loss's one copy brings
      * them to the host with the loss. */
-    double *pair_sums; /* [4] backend: ops.h dpo_loss / reward_loss / rloo_loss's stats */
+    double *pair_sums; /* [PAIR_STATS] backend: ops.h dpo_loss .. grpo_weights's stats */
     float *row_scores; /* [max_batch] backend: each row's response log-prob (dpo, rloo) or reward */
     float *ref_logps;  /* dpo, rloo: [max_batch] backend, the reference policy's log-probs of the
                           batch (dpo_set_reference, reference_forward) */
@@ -388,14 +391,17 @@ typedef struct Model {
         *row_scale; /* dpo, rloo, grpo: [max_batch * max_len] backend, the LM head's row weights */
     PairStats pair_stats; /* of the last model_read_loss with labels */
     RlooStats rloo_stats; /* rloo's and grpo's, the same */
-    /* grpo: what the host knows before the forward (grpo_set_rewards): the loss's advantage term,
-     * the rewards' sum, the rows above 0 and the rows whose rewards' std (their group's, or under
-     * scale batch the batch's) is 0, so that their advantage is 0 (TRL's frac_reward_zero_std);
-     * with a KL penalty (beta > 0), the tokens' weights
-     * apart ([max_batch * max_len] backend: w A, and beta w on the completions) and the
-     * reference's per-token losses, which its forward leaves */
-    double grpo_loss, grpo_reward, grpo_positive, grpo_zero_std;
-    float *grpo_base, *grpo_kl_weight, *ref_losses;
+    /* grpo: what the host knows before the forward (grpo_set_rewards): the loss (when the
+     * tokens' weights are the host's), the rewards' sum, the rows above 0, the rows whose rewards'
+     * std (their group's, or under scale batch the generation's) is 0, so that their advantage is
+     * 0 (TRL's frac_reward_zero_std), and the completion tokens. Where the forward decides the
+     * weights (a KL penalty, or num_iterations > 1), each token's share of the loss and its
+     * advantage, the reference's per-token losses (beta > 0) and the sampling policy's
+     * (old_losses, has_old: set for this batch by grpo_set_old), [max_batch * max_len] backend;
+     * grpo_forward_weights: the last loss took them from the device (Ops.grpo_weights) */
+    double grpo_loss, grpo_reward, grpo_positive, grpo_zero_std, grpo_tokens;
+    float *grpo_share, *grpo_adv, *ref_losses, *old_losses;
+    int has_old, grpo_forward_weights;
     int adapters_off; /* linear_forward skips the LoRA branches: the base model (the reference
                          policy of DPO and RLOO, without a second copy of the weights) */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */

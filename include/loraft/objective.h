@@ -29,7 +29,7 @@ struct Objective {
      * m->n_valid. Either way it stays in backend memory until model_read_loss. */
     int pairs;
     /* Host floats per token (Model.host_weights, allocated with the model): where an objective
-     * forms per-token weights before uploading them (grpo: 2); 0: none. */
+     * forms per-token weights before uploading them (grpo: 3); 0: none. */
     int host_per_token;
     /* The network's output and m->labels -> the loss; the gradient of the mean loss, scaled by
      * the step's gradient scale (model_step: loss_weight, over m->n_valid unless pairs), is
@@ -73,11 +73,12 @@ int row_weighted_backward(Model *m, LfError *err);
 /* ---- preference pairs and RLOO (pairs.c): the pair readout ----
  * What a pair objective's loss op leaves for model_read_loss, in backend memory directly after
  * the gradient norm, so one copy brings the step's loss, norm and pair results to the host:
- * [4] doubles, ops.h's stats (m->pair_sums); [max_batch] each row's score (m->row_scores);
+ * [PAIR_STATS] doubles, ops.h's stats (m->pair_sums); [max_batch] each row's score (m->row_scores);
  * [max_batch] the reference log-probs of DPO and RLOO (m->ref_logps); [max_batch] RLOO's rewards
  * (m->row_rewards, uploaded). */
+#define PAIR_STATS 6 /* doubles */
 static inline size_t pair_readout_floats(size_t max_batch) {
-    return 8 + 3 * max_batch;
+    return 2 * PAIR_STATS + 3 * max_batch;
 }
 /* Points the model's pair buffers into the readout: device (backend memory, NULL while the plan
  * only sizes) and its host copy. */
@@ -101,14 +102,28 @@ int reference_forward(Model *m, LfError *err);
 void rloo_set_rewards(Model *m, const float *rewards);
 
 /* ---- grpo.c ---- */
+/* The batches of one optimizer step, sampled together (TRL's generation batch): under scale
+ * batch the std of all their rewards scales the advantages, and dapo's loss is a sum over their
+ * completion tokens divided by how many there are. */
+typedef struct GrpoGeneration {
+    const float *rewards; /* [rows]: every reward of the generation, its batches' in turn */
+    int rows;
+    long tokens; /* the completion tokens its rows train on (labelled) */
+    int batches; /* the micro-batches a step's loss is the mean of (gradient accumulation) */
+} GrpoGeneration;
 /* The batch's rewards, rewards [B] on the host (the reward model's scores of its rows), after
- * model_set_batch: every token's gradient weight and the batch's loss and statistics follow from
- * them and the labels (m->grpo_loss ..; with a KL penalty, but for its term); the weights are
- * uploaded without waiting. With a KL penalty, reference_forward follows. */
-int grpo_set_rewards(Model *m, const float *rewards, LfError *err);
-/* The readout's part (pair_readout_loss): m->rloo_stats from the host's sums and, with a KL
- * penalty, the device's kl[3] (ops.h grpo_kl); the loss. */
-float grpo_readout_loss(Model *m, const double *kl);
+ * model_set_batch; gen: the generation it belongs to (NULL: the batch alone). Every token's share
+ * and advantage follow from them and the labels, and for a first pass at beta 0 its gradient
+ * weight and the batch's loss (m->grpo_loss ..); uploaded without waiting. With a KL penalty,
+ * reference_forward follows. */
+int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, LfError *err);
+/* A later pass over a generation's batch (num_iterations > 1), after grpo_set_rewards: old [B*T]
+ * on the host, the per-token losses of the batch's first pass (the policy that sampled it: the
+ * forward's m->losses), uploaded without waiting; the ratio to them is the loss's. */
+int grpo_set_old(Model *m, const float *old, LfError *err);
+/* The readout's part (pair_readout_loss): m->rloo_stats and the loss, from the host's figures
+ * or, where the forward decided the weights, the device's sums[5] (ops.h grpo_weights). */
+float grpo_readout_loss(Model *m, const double *sums);
 
 /* ---- reward.c ---- */
 /* The row a reward model reads its score at, by transformers' rule (LlamaForSequenceClassification

@@ -99,6 +99,11 @@ typedef struct OpsLogitMap {
     float softcap, temperature;
 } OpsLogitMap;
 #define OPS_LOGITS_PLAIN ((OpsLogitMap){0.0f, 1.0f}) /* neither (a C compound literal) */
+/* GRPO's constants (Ops.grpo_weights): the KL penalty's weight and the ratio's clipping range,
+ * [1 - eps_low, 1 + eps_high] (TRL's epsilon and epsilon_high). */
+typedef struct OpsGrpoTerms {
+    float beta, eps_low, eps_high;
+} OpsGrpoTerms;
 /* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
  * its bf16(dout) goes in dd (columns dout_col..); adapted (B not NULL): forward's u [N,R], B
  * [OC,R], its dropout seed; du [N,R] written; dA [R,C], dB [OC,R] (+)=, each may be NULL; where
@@ -670,15 +675,17 @@ typedef struct Ops {
     void (*rloo_loss)(double *stats, float *logps, float *row_scale, const float *losses,
                       const float *ref, const float *rewards, float beta, int k, int normalize,
                       float grad_scale, int B, int T);
-    /* GRPO's KL penalty (grpo.c, TRL 1.16's GRPOTrainer with beta > 0 and its bias-corrected KL):
-     * per token i of n, x = losses[i] - ref[i] (the policy's and the reference's losses: the
-     * reference's log-prob less the policy's), kl = exp(x) - x - 1, and with kl_weight[i] = beta
-     * w_i (0 off the completions):
-     *   row_scale[i] = base[i] + kl_weight[i] x   (d loss / d losses[i]; base = w_i A_i)
-     *   stats[3] (overwritten) = sum of kl_weight[i] kl (the loss's KL term), sum of kl and the
-     *   count over the tokens whose kl_weight is not 0, in double. */
-    void (*grpo_kl)(double *stats, float *row_scale, const float *base, const float *kl_weight,
-                    const float *losses, const float *ref, size_t n);
+    /* GRPO's token weights where the forward decides them (grpo.c; grpo_token.h has the formula,
+     * TRL 1.16's GRPOTrainer at token level): with a KL penalty (ref [n], the reference's per-token
+     * losses; NULL: beta 0) or a policy that moved since it sampled (old [n], the sampling policy's
+     * per-token losses, num_iterations > 1; NULL: the ratio 1). Per token i of n, share [n] its
+     * share of the loss (0 off the completions: row_scale 0 there and nothing summed) and adv [n]
+     * its row's advantage; losses [n] the policy's. row_scale [n] (overwritten) = d loss /
+     * d losses[i]; stats[5] (overwritten) the sums, in double, of the loss, the bias-corrected KL
+     * ratio * kl, the completion tokens and those clipped low and high. */
+    void (*grpo_weights)(double *stats, float *row_scale, const float *share, const float *adv,
+                         const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
+                         size_t n);
 
     /* ---- optimizer: one step over every trainable tensor, one call ----
      * grads, m, v [n] (backend memory): the trainable tensors' gradients and AdamW moments,

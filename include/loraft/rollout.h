@@ -5,8 +5,9 @@
  * max_new tokens; row b*k+j is prompt b + completion j, its stop id included. The reward model
  * scores every row at its last token that is not pad (transformers' rule, reward_last_token): it
  * reads the policy's ids, so it must share the policy's tokenizer. Labels are the completion's ids
- * (the stop id too) and -100 on the prompt and padding, as the rloo objective reads them. Every
- * buffer is sized once, at rollout_init. */
+ * (the stop id too) and -100 on the prompt and padding, as the rloo objective reads them. A
+ * rollout holds several batches at once, each in a slot of its own (a trainer's step's batches,
+ * sampled together, and an evaluation's). Every buffer is sized once, at rollout_init. */
 #pragma once
 #include <stdint.h>
 
@@ -32,28 +33,34 @@ typedef struct Rollout {
     Model *reward; /* the reward model, built for max_prompts * k rows of max_len */
     GenStops stops;
     SampleConfig sample; /* its seed unused: each row's own (rollout_batch) */
-    int k, max_new, max_prompts, max_len;
+    int k, max_new, max_prompts, max_len, slots;
     int mask_cut; /* cut completions unlabelled */
     int32_t pad;  /* the id padding carries (masked: any id the models embed) */
-    int32_t *ids, *mask, *labels, *reward_labels; /* [max_prompts * k * max_len] */
-    int *index;                                   /* [max_prompts * k] */
-    float *rewards;                               /* [max_prompts * k] */
+    /* per slot, at strides of max_prompts * k * max_len cells and max_prompts * k rows */
+    int32_t *ids, *mask, *labels, *reward_labels;
+    int *index;
+    float *rewards;
 } Rollout;
 
 /* Sizes the buffers for batches of up to max_prompts prompts of up to max_prompt_len tokens:
  * rows of up to max_prompt_len + max_new (the policy and the reward model must be built for
- * max_prompts * k rows of that). mask_cut: a completion cut at max_new without a stop id has no
- * labels (GRPO's mask_truncated_completions); the reward model scores it all the same. */
+ * max_prompts * k rows of that), in each of `slots` slots. mask_cut: a completion cut at max_new
+ * without a stop id has no labels (GRPO's mask_truncated_completions); the reward model scores it
+ * all the same. */
 int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, const SampleConfig *sample,
                  int k, int max_new, int32_t pad, int mask_cut, int max_prompts, int max_prompt_len,
-                 LfError *err);
+                 int slots, LfError *err);
 void rollout_free(Rollout *ro);
 
-/* prompts (B rows, each its mask's tokens) continued by policy, the draws seeded by seed (the same
- * seed and weights give the same rows); *out points into ro's buffers and ro->rewards holds each
- * row's score; st (may be NULL) gets the batch's figures. */
-int rollout_batch(Rollout *ro, Model *policy, const Batch *prompts, uint64_t seed, Batch *out,
-                  RolloutBatch *st, LfError *err);
+/* prompts (B rows, each its mask's tokens) continued by policy into slot, the draws seeded by
+ * seed (the same seed and weights give the same rows); *out points into the slot, which holds it
+ * until the slot's next batch, and rollout_rewards(ro, slot) each row's score; st (may be NULL)
+ * gets the batch's figures. */
+int rollout_batch(Rollout *ro, int slot, Model *policy, const Batch *prompts, uint64_t seed,
+                  Batch *out, RolloutBatch *st, LfError *err);
+static inline float *rollout_rewards(const Rollout *ro, int slot) {
+    return ro->rewards + (size_t)slot * ro->max_prompts * ro->k;
+}
 
 #ifdef __cplusplus
 }

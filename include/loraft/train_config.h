@@ -117,6 +117,8 @@ typedef struct TrainConfig {
     char grpo_loss_type[16];                /* grpo: "dapo" */
     char scale_rewards[16];                 /* grpo: "group" */
     int mask_truncated_completions;         /* grpo: 0 */
+    int num_iterations;                     /* grpo: optimisations per generation, 1 */
+    float epsilon, epsilon_high;            /* grpo: the ratio's clipping, 0.2 and -1 (epsilon) */
     char eval_strategy[8];                  /* "epoch" | "steps" | "no" */
     int eval_steps;                         /* used with eval_strategy "steps" */
     char save_strategy[8];                  /* "epoch" | "steps" | "no" */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "loraft/activation.h"
+#include "loraft/grpo_token.h"
 #include "loraft/ops.h"
 #include "loraft/pair_loss.h"
 #include "loraft/rloo_loss.h"
@@ -1600,17 +1601,15 @@ static void cpu_rloo_loss(double *stats, float *logps, float *row_scale, const f
         for (int t = 0; t < T; t++) row_scale[(size_t)b * T + t] = weight[b];
 }
 
-/* ---- GRPO's KL penalty ---- */
+/* ---- GRPO's token weights ---- */
 
-static void cpu_grpo_kl(double *stats, float *row_scale, const float *base, const float *kl_weight,
-                        const float *losses, const float *ref, size_t n) {
-    double sums[3] = {0, 0, 0};
-    for (size_t i = 0; i < n; i++) {
-        double x = (double)losses[i] - ref[i], kl = exp(x) - x - 1.0;
-        row_scale[i] = (float)(base[i] + kl_weight[i] * x);
-        if (kl_weight[i] == 0.0f) continue;
-        sums[0] += kl_weight[i] * kl, sums[1] += kl, sums[2] += 1.0;
-    }
+static void cpu_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
+                             const float *losses, const float *ref, const float *old,
+                             OpsGrpoTerms t, size_t n) {
+    double sums[5] = {0, 0, 0, 0, 0};
+    for (size_t i = 0; i < n; i++)
+        row_scale[i] =
+            grpo_token(sums, share[i], adv[i], losses, ref, old, i, t.beta, t.eps_low, t.eps_high);
     memcpy(stats, sums, sizeof sums);
 }
 
@@ -1719,6 +1718,6 @@ const Ops ops_cpu = {
     .dpo_loss = cpu_dpo_loss,
     .reward_loss = cpu_reward_loss,
     .rloo_loss = cpu_rloo_loss,
-    .grpo_kl = cpu_grpo_kl,
+    .grpo_weights = cpu_grpo_weights,
     .adamw_step = cpu_adamw_step,
 };

@@ -379,7 +379,8 @@ void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float
 void cuda_rloo_loss(double *stats, float *logps, float *row_scale, const float *losses,
                     const float *ref, const float *rewards, float beta, int k, int normalize,
                     float grad_scale, int B, int T);
-void cuda_grpo_kl(double *stats, float *row_scale, const float *base, const float *kl_weight,
-                  const float *losses, const float *ref, size_t n);
+void cuda_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
+                       const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
+                       size_t n);
 void cuda_adamw_step(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
                      float *v, size_t n, AdamWHyper h, double *norm, double *scratch);

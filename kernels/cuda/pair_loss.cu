@@ -1,11 +1,11 @@
-/* pair_loss.cu: the preference losses (ops.h dpo_loss, reward_loss), RLOO's (rloo_loss) and GRPO's
- * KL penalty (grpo_kl) on the
- * device, so that a DPO, reward-model or RLOO step reads nothing back before its backward. A batch
- * is tens of rows: one block does it all, a round of up to PAIR_THREADS pairs at a time. Warps sum
- * DPO's rows (in double), one thread a pair computes pair_loss.h's terms (in double, as the CPU)
- * and thread 0 adds them in pair order: the CPU's results up to the order of a row's sum and the
- * device's exp / log1p. */
+/* pair_loss.cu: the preference losses (ops.h dpo_loss, reward_loss), RLOO's (rloo_loss) and
+ * GRPO's token weights (grpo_weights) on the device, so that a DPO, reward-model, RLOO or GRPO
+ * step reads nothing back before its backward. A batch is tens of rows: one block does it all, a
+ * round of up to PAIR_THREADS pairs at a time. Warps sum DPO's rows (in double), one thread a pair
+ * computes pair_loss.h's terms (in double, as the CPU) and thread 0 adds them in pair order: the
+ * CPU's results up to the order of a row's sum and the device's exp / log1p. */
 #include "cuda_common.cuh"
+#include "loraft/grpo_token.h"
 #include "loraft/pair_loss.h"
 #include "loraft/rloo_loss.h"
 
@@ -133,37 +133,35 @@ __global__ void rloo_loss_kernel(double *stats, float *logps, float *row_scale, 
             row_scale[j] = weight[j / T];
 }
 
-/* GRPO's KL penalty over n tokens: a thread a token at a time, the three sums in double per
+/* GRPO's token weights over n tokens: a thread a token at a time, the five sums in double per
  * thread, then per warp, then by thread 0 over the warps */
-__global__ void grpo_kl_kernel(double *stats, float *row_scale, const float *base,
-                               const float *kl_weight, const float *losses, const float *ref,
-                               size_t n) {
-    __shared__ double part[PAIR_THREADS / 32][3];
-    double sums[3] = {0.0, 0.0, 0.0};
-    for (size_t i = threadIdx.x; i < n; i += blockDim.x) {
-        double x = (double)losses[i] - ref[i], kl = exp(x) - x - 1.0;
-        row_scale[i] = (float)(base[i] + kl_weight[i] * x);
-        if (kl_weight[i] == 0.0f) continue;
-        sums[0] += kl_weight[i] * kl, sums[1] += kl, sums[2] += 1.0;
-    }
+__global__ void grpo_weights_kernel(double *stats, float *row_scale, const float *share,
+                                    const float *adv, const float *losses, const float *ref,
+                                    const float *old, OpsGrpoTerms t, size_t n) {
+    __shared__ double part[PAIR_THREADS / 32][5];
+    double sums[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x)
+        row_scale[i] =
+            grpo_token(sums, share[i], adv[i], losses, ref, old, i, t.beta, t.eps_low, t.eps_high);
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 5; k++) {
         double v = warp_sum(sums[k]);
         if (lane == 0) part[warp][k] = v;
     }
     __syncthreads();
     if (threadIdx.x) return;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 5; k++) {
         double v = 0.0;
         for (int w = 0; w < PAIR_THREADS / 32; w++) v += part[w][k];
         stats[k] = v;
     }
 }
 
-void cuda_grpo_kl(double *stats, float *row_scale, const float *base, const float *kl_weight,
-                  const float *losses, const float *ref, size_t n) {
-    grpo_kl_kernel<<<1, PAIR_THREADS>>>(stats, row_scale, base, kl_weight, losses, ref, n);
-    CUDA_LAUNCHED("grpo_kl");
+void cuda_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
+                       const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
+                       size_t n) {
+    grpo_weights_kernel<<<1, PAIR_THREADS>>>(stats, row_scale, share, adv, losses, ref, old, t, n);
+    CUDA_LAUNCHED("grpo_weights");
 }
 
 void cuda_rloo_loss(double *stats, float *logps, float *row_scale, const float *losses,

@@ -1330,6 +1330,13 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
                        c->max_positions);
     if (!(s->temperature > 0.0f) || isinf(s->temperature))
         return lf_fail(err, "temperature %g must be finite and > 0", (double)s->temperature);
+    const GrpoSpec *g = &s->grpo;
+    if (s->task == TASK_GRPO && (g->iterations < 1 || !(g->eps_low >= 0.0f && g->eps_low < 1.0f) ||
+                                 !(g->eps_high >= 0.0f) || isinf(g->eps_high)))
+        return lf_fail(err,
+                       "GRPO's num_iterations %d must be >= 1, epsilon %g in [0, 1) and "
+                       "epsilon_high %g finite and >= 0",
+                       g->iterations, (double)g->eps_low, (double)g->eps_high);
     if (s->strategy == STRATEGY_LORA && (s->r < 1 || s->r > LORA_MAX_R))
         return lf_fail(err, "lora.r = %d must be in 1..%d", s->r, LORA_MAX_R);
     if (s->use_dora && init_splits(s->init))

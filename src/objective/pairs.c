@@ -8,15 +8,17 @@
 void pair_readout_place(Model *m, float *device, float *host) {
     size_t B = (size_t)m->max_batch;
     m->pair_sums = (double *)device;
-    m->row_scores = device ? device + 8 : NULL;
-    m->ref_logps = device ? device + 8 + B : NULL;
-    m->row_rewards = device ? device + 8 + 2 * B : NULL;
-    m->seq_scores = host + 8;
-    m->ref_scores = host + 8 + B;
+    m->row_scores = device ? device + 2 * PAIR_STATS : NULL;
+    m->ref_logps = device ? device + 2 * PAIR_STATS + B : NULL;
+    m->row_rewards = device ? device + 2 * PAIR_STATS + 2 * B : NULL;
+    m->seq_scores = host + 2 * PAIR_STATS;
+    m->ref_scores = host + 2 * PAIR_STATS + B;
 }
 
 float pair_readout_loss(Model *m, const float *host) {
-    double s[4]; /* ops.h's stats: loss, chosen, rejected, correct (rloo: loss, kl, reward, > 0) */
+    /* ops.h's stats: loss, chosen, rejected, correct (rloo: loss, kl, reward, > 0; grpo:
+     * grpo_weights's five) */
+    double s[PAIR_STATS];
     memcpy(s, host, sizeof s);
     if (m->spec.task == TASK_GRPO) return grpo_readout_loss(m, s);
     if (m->spec.task == TASK_RLOO)

@@ -11,7 +11,7 @@
 
 int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, const SampleConfig *sample,
                  int k, int max_new, int32_t pad, int mask_cut, int max_prompts, int max_prompt_len,
-                 LfError *err) {
+                 int slots, LfError *err) {
     *ro = (Rollout){.reward = reward,
                     .stops = *stops,
                     .sample = *sample,
@@ -20,9 +20,10 @@ int rollout_init(Rollout *ro, Model *reward, const GenStops *stops, const Sample
                     .mask_cut = mask_cut,
                     .max_prompts = max_prompts,
                     .max_len = max_prompt_len + max_new,
+                    .slots = slots,
                     .pad = pad};
     int max_len = ro->max_len; /* for the message: rollout_free clears ro */
-    size_t rows = (size_t)max_prompts * k, cells = rows * (size_t)max_len;
+    size_t rows = (size_t)max_prompts * k * slots, cells = rows * (size_t)max_len;
     ro->ids = malloc(cells * sizeof *ro->ids);
     ro->mask = malloc(cells * sizeof *ro->mask);
     ro->labels = malloc(cells * sizeof *ro->labels);
@@ -45,22 +46,36 @@ void rollout_free(Rollout *ro) {
     memset(ro, 0, sizeof *ro);
 }
 
-/* gen_batch's tokens into each row of ro->ids (at stride max_len), after its prompt. */
+/* One slot's buffers. */
+typedef struct Slot {
+    int32_t *ids, *mask, *labels, *reward_labels;
+    int *index;
+    float *rewards;
+} Slot;
+
+static Slot slot_of(const Rollout *ro, int slot) {
+    size_t rows = (size_t)ro->max_prompts * ro->k, at = (size_t)slot * rows,
+           cell = at * (size_t)ro->max_len;
+    return (Slot){ro->ids + cell,           ro->mask + cell, ro->labels + cell,
+                  ro->reward_labels + cell, ro->index + at,  ro->rewards + at};
+}
+
+/* gen_batch's tokens into each row of the slot's ids (at stride max_len), after its prompt. */
 typedef struct Sink {
-    Rollout *ro;
-    int *len;
+    int32_t *ids;
+    int *len, max_len;
 } Sink;
 
 static int sink_emit(void *ctx, int row, int32_t id) {
     Sink *s = ctx;
-    s->ro->ids[(size_t)row * s->ro->max_len + s->len[row]++] = id;
+    s->ids[(size_t)row * s->max_len + s->len[row]++] = id;
     return 0; /* gen_batch stops at max_new */
 }
 
 /* Rows b*k .. b*k+k-1: prompt b of the batch and k sampled completions, each with its stop id;
  * len[] their lengths, P[] their prompts'. */
-static int sample_rows(Rollout *ro, Model *policy, const Batch *prompts, uint64_t seed, int *len,
-                       int *P, int *cut, LfError *err) {
+static int sample_rows(Rollout *ro, const Slot *sl, Model *policy, const Batch *prompts,
+                       uint64_t seed, int *len, int *P, int *cut, LfError *err) {
     int rows = prompts->B * ro->k;
     GenPrompt gp[OPS_RLOO_MAX_ROWS];
     GenStats gs[OPS_RLOO_MAX_ROWS];
@@ -71,18 +86,18 @@ static int sample_rows(Rollout *ro, Model *policy, const Batch *prompts, uint64_
                       *m = prompts->mask + (size_t)b * prompts->T;
         P[r] = 0;
         while (P[r] < prompts->T && m[P[r]]) P[r]++;
-        memcpy(ro->ids + (size_t)r * ro->max_len, ids, (size_t)P[r] * sizeof *ids);
+        memcpy(sl->ids + (size_t)r * ro->max_len, ids, (size_t)P[r] * sizeof *ids);
         gp[r] = (GenPrompt){ids, P[r]}; /* the group's rows share it: prefilled once */
         seeds[r] = rng_hash(seed, r), len[r] = P[r];
     }
     Sampler *s;
-    Sink sink = {ro, len};
+    Sink sink = {sl->ids, len, ro->max_len};
     if (sampler_create(&s, &ro->sample, policy->cfg.vocab_size, err)) return -1;
     int rc =
         gen_batch(policy, s, seeds, &ro->stops, gp, rows, ro->max_new, sink_emit, &sink, gs, err);
     sampler_free(s);
     for (int r = 0; !rc && r < rows; r++) {
-        if (gs[r].stop >= 0) ro->ids[(size_t)r * ro->max_len + len[r]++] = gs[r].stop;
+        if (gs[r].stop >= 0) sl->ids[(size_t)r * ro->max_len + len[r]++] = gs[r].stop;
         cut[r] = gs[r].stop < 0;
     }
     return rc;
@@ -90,60 +105,60 @@ static int sample_rows(Rollout *ro, Model *policy, const Batch *prompts, uint64_
 
 /* Rows at stride max_len of lengths len[] (prompts of P[]) packed at stride T, padded, masked and
  * labelled for both models (a cut completion unlabelled under mask_cut). */
-static void pack_rows(Rollout *ro, const int *len, const int *P, const int *cut, int rows, int T) {
+static void pack_rows(const Rollout *ro, const Slot *sl, const int *len, const int *P,
+                      const int *cut, int rows, int T) {
     for (int r = 0; r < rows; r++) {
-        int32_t *dst = ro->ids + (size_t)r * T;
-        memmove(dst, ro->ids + (size_t)r * ro->max_len, (size_t)len[r] * sizeof *dst);
+        int32_t *dst = sl->ids + (size_t)r * T;
+        memmove(dst, sl->ids + (size_t)r * ro->max_len, (size_t)len[r] * sizeof *dst);
         for (int t = 0; t < T; t++) {
             size_t c = (size_t)r * T + t;
             int in = t < len[r];
             if (!in) dst[t] = ro->pad;
-            ro->mask[c] = in;
-            ro->labels[c] = in && t >= P[r] && !(ro->mask_cut && cut[r]) ? dst[t] : LM_IGNORE;
-            ro->reward_labels[c] = in ? dst[t] : LM_IGNORE;
+            sl->mask[c] = in;
+            sl->labels[c] = in && t >= P[r] && !(ro->mask_cut && cut[r]) ? dst[t] : LM_IGNORE;
+            sl->reward_labels[c] = in ? dst[t] : LM_IGNORE;
         }
-        ro->index[r] = r;
+        sl->index[r] = r;
     }
 }
 
-/* Each row's score by the reward model, into ro->rewards. */
-static int score_rows(Rollout *ro, int rows, int T, LfError *err) {
+/* Each row's score by the reward model, into the slot's rewards. */
+static int score_rows(const Rollout *ro, const Slot *sl, int rows, int T, LfError *err) {
     Model *rm = ro->reward;
-    if (model_set_batch(rm, ro->ids, NULL, ro->mask, NULL, rows, T, err) ||
+    if (model_set_batch(rm, sl->ids, NULL, sl->mask, NULL, rows, T, err) ||
         model_forward(rm, 0, NULL, err))
         return -1;
     for (int r = 0; r < rows; r++) {
-        int t = reward_last_token(ro->reward_labels + (size_t)r * T, T, rm->cfg.pad_token_id);
-        if (model_lm_logits(rm, r * T + t, 1, &ro->rewards[r], err)) return -1;
+        int t = reward_last_token(sl->reward_labels + (size_t)r * T, T, rm->cfg.pad_token_id);
+        if (model_lm_logits(rm, r * T + t, 1, &sl->rewards[r], err)) return -1;
     }
     return 0;
 }
 
-int rollout_batch(Rollout *ro, Model *policy, const Batch *prompts, uint64_t seed, Batch *out,
-                  RolloutBatch *st, LfError *err) {
+int rollout_batch(Rollout *ro, int slot, Model *policy, const Batch *prompts, uint64_t seed,
+                  Batch *out, RolloutBatch *st, LfError *err) {
     int rows = prompts->B * ro->k, T = 0, clipped = 0;
     int len[OPS_RLOO_MAX_ROWS], P[OPS_RLOO_MAX_ROWS], cut[OPS_RLOO_MAX_ROWS];
     long tokens = 0;
     if (prompts->B > ro->max_prompts)
         return lf_fail(err, "a batch of %d prompts: the rollout holds %d", prompts->B,
                        ro->max_prompts);
-    if (sample_rows(ro, policy, prompts, seed, len, P, cut, err)) return -1;
+    if (slot < 0 || slot >= ro->slots)
+        return lf_fail(err, "rollout slot %d: the rollout has %d", slot, ro->slots);
+    Slot sl = slot_of(ro, slot);
+    if (sample_rows(ro, &sl, policy, prompts, seed, len, P, cut, err)) return -1;
     for (int r = 0; r < rows; r++) {
         tokens += len[r] - P[r], clipped += cut[r];
         if (len[r] > T) T = len[r];
     }
-    pack_rows(ro, len, P, cut, rows, T);
-    if (score_rows(ro, rows, T, err)) return -1;
-    *out = (Batch){.B = rows,
-                   .T = T,
-                   .ids = ro->ids,
-                   .mask = ro->mask,
-                   .labels = ro->labels,
-                   .index = ro->index};
+    pack_rows(ro, &sl, len, P, cut, rows, T);
+    if (score_rows(ro, &sl, rows, T, err)) return -1;
+    *out = (Batch){
+        .B = rows, .T = T, .ids = sl.ids, .mask = sl.mask, .labels = sl.labels, .index = sl.index};
     for (int r = 0; r < rows; r++) out->n_tokens += len[r];
     if (!st) return 0;
     *st = (RolloutBatch){.rows = rows, .completion_tokens = tokens, .clipped = clipped};
     for (int r = 0; r < rows; r++)
-        st->reward += ro->rewards[r], st->reward_sq += (double)ro->rewards[r] * ro->rewards[r];
+        st->reward += sl.rewards[r], st->reward_sq += (double)sl.rewards[r] * sl.rewards[r];
     return 0;
 }

@@ -331,18 +331,29 @@ static const Key keys[] = {
              "0 (TRL's default) = none, and no reference forward."},
     {"train", "grpo_loss_type", T_STR, AT(grpo_loss_type), .def = "\"dapo\"",
      .choices = "dapo|grpo|bnpo|dr_grpo",
-     .help = "grpo: how the completions' token losses add up (TRL's loss_type): dapo and bnpo "
-             "over the batch's completion tokens (dapo, TRL's, over a step's: the same with one "
-             "micro-batch a step), grpo over each completion's then the batch's rows, dr_grpo "
-             "over rows x max_completion_length."},
+     .help = "grpo: how the completions' token losses add up (TRL's loss_type): dapo over an "
+             "optimizer step's completion tokens (TRL's default), bnpo over each micro-batch's, "
+             "grpo over each completion's then the micro-batch's rows, dr_grpo over rows x "
+             "max_completion_length."},
     {"train", "scale_rewards", T_STR, AT(scale_rewards), .def = "\"group\"",
      .choices = "group|batch|none",
      .help = "grpo: each reward less its group's mean, divided by the group's standard "
-             "deviation (group), the batch's (batch) or by nothing (none), as TRL's "
-             "scale_rewards."},
+             "deviation (group), that of all the rewards of an optimizer step's batches (batch) "
+             "or by nothing (none), as TRL's scale_rewards."},
     {"train", "mask_truncated_completions", T_BOOL, AT(mask_truncated_completions), .def = "false",
      .help = "grpo: completions cut at max_completion_length without a stop token add nothing "
              "to the loss (DAPO's practice); they still count in their group's rewards."},
+    {"train", "num_iterations", T_INT, AT(num_iterations), .def = "1", RANGE(1, 1024),
+     .help = "grpo: optimizer steps on each generation (TRL's num_iterations, the paper's mu): "
+             "the batches of a step are sampled together and trained on num_iterations times, "
+             "each token's loss weighed by its probability's ratio to the sampling policy's, "
+             "clipped (epsilon). An epoch takes num_iterations times the steps."},
+    {"train", "epsilon", T_FLOAT, AT(epsilon), .def = "0.2", RANGE(0, 1), .max_open = 1,
+     .help = "grpo: the ratio is clipped below at 1 - epsilon (TRL's epsilon); it acts from a "
+             "generation's second step (num_iterations > 1)."},
+    {"train", "epsilon_high", T_FLOAT, AT(epsilon_high), .def = "-1", RANGE(-1, INFINITY),
+     .help = "grpo: the ratio is clipped above at 1 + epsilon_high (DAPO's clip-higher: TRL's "
+             "epsilon_high); -1 = epsilon."},
     {"train", "max_completion_length", T_INT, AT(max_completion_length), .def = "256",
      RANGE(1, 1 << 20),
      .help = "rloo, grpo: the most tokens a sampled completion may have (its stop token "
@@ -911,6 +922,12 @@ static int rl_check(const TrainConfig *c, LfError *err) {
         return lf_fail(err, "model.task %s needs data.max_prompt_length >= 1", t);
     if (c->devices > 1)
         return lf_fail(err, "model.task %s runs on one device (model.devices 1)", t);
+    if (c->num_iterations > 1 && strcmp(t, "grpo"))
+        return lf_fail(err, "train.num_iterations %d: more than 1 is grpo's alone",
+                       c->num_iterations);
+    if (c->epsilon_high < 0 && c->epsilon_high != -1)
+        return lf_fail(err, "train.epsilon_high %g must be >= 0 (or -1: epsilon's value)",
+                       (double)c->epsilon_high);
     return 0;
 }
 

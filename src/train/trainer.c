@@ -115,6 +115,21 @@ static void feed_free(Feed *f) {
     }
 }
 
+/* RLOO and GRPO: the batches of an optimizer step (its window), sampled and scored together at
+ * the step's start (TRL's generation batch), then trained on `passes` steps in a row
+ * (train.num_iterations); for a later pass GRPO weighs each token by its ratio to the sampling
+ * policy, whose per-token losses the first pass leaves (old). */
+typedef struct Generation {
+    Batch *batches; /* [window]: rollout slots 0 .. n - 1 */
+    int n, next;    /* batches in it, the next to train */
+    int pass, left; /* passes done over it, still to come */
+    float *rewards; /* [window * max rows]: its batches' in turn, rows of them */
+    int rows;
+    long tokens; /* the completion tokens it trains on */
+    float *old;  /* grpo, num_iterations > 1: [window * old_stride], old_stride a batch's cells */
+    size_t old_stride;
+} Generation;
+
 typedef struct Run {
     const TrainConfig *cfg;
     DpRank *dp; /* this process's rank of model.devices; rank 0 logs and saves */
@@ -130,11 +145,11 @@ typedef struct Run {
     int pairs;         /* model.task dpo or reward: batches of preference pairs */
     int rl;            /* model.task rloo or grpo: batches of prompts, rolled out (rollout.h) */
     Model model;
-    Model reward;           /* rloo, grpo: the reward model */
-    Rollout rollout;        /* rloo, grpo */
-    RolloutBatch rolled;    /* rloo, grpo: the completions since the last log line, and ... */
-    double rolled_kl;       /* ... the sum of their KL to the reference, ... */
-    double rolled_zero_std; /* ... and (grpo) the rows whose rewards' std was 0 */
+    Model reward;        /* rloo, grpo: the reward model */
+    Rollout rollout;     /* rloo, grpo: a slot per batch of a step, and the evaluation's */
+    Generation gen;      /* rloo, grpo: the step's batches, sampled together */
+    RolloutBatch rolled; /* rloo, grpo: the completions sampled since the last log line */
+    RlooStats trained;   /* rloo, grpo: the sums of the batches trained since then */
     AdamW opt;
     RunLog log;
     RunDir dir;
@@ -455,6 +470,9 @@ static void run_close(Run *r) {
     if (r->has_model) model_free(&r->model);
     if (r->has_reward) model_free(&r->reward);
     rollout_free(&r->rollout);
+    free(r->gen.batches);
+    free(r->gen.rewards);
+    free(r->gen.old);
     if (r->joined) r->ops->group_leave();
     if (r->has_log) runlog_close(&r->log);
     if (r->has_train) feed_free(&r->train_f);
@@ -483,7 +501,7 @@ static const char *split_requantised(const Model *m) {
 
 /* RLOO and GRPO: the reward model (model.reward_model, with model.reward_adapter) built for a
  * batch's rows of up to max_len tokens, and the rollout that samples them, for batches of up to
- * max_prompts prompts. */
+ * max_prompts prompts: a slot for each batch of a step and one for evaluation. */
 static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
     const TrainConfig *c = r->cfg;
     Model *m = &r->model, *rm = &r->reward;
@@ -512,9 +530,17 @@ static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
     int32_t pad = m->cfg.eos_token_id > 0 ? m->cfg.eos_token_id : 0; /* masked: any id */
     int mask_cut = r->task == TASK_GRPO && c->mask_truncated_completions;
     SampleConfig sample = {c->temperature, c->top_k, c->top_p, c->min_p, c->repetition_penalty, 0};
+    Generation *g = &r->gen;
+    g->old_stride = (size_t)m->max_batch * m->max_len;
+    g->batches = calloc((size_t)c->grad_accum, sizeof *g->batches);
+    g->rewards = malloc((size_t)c->grad_accum * m->max_batch * sizeof *g->rewards);
+    if (c->num_iterations > 1)
+        g->old = malloc((size_t)c->grad_accum * g->old_stride * sizeof *g->old);
+    if (!g->batches || !g->rewards || (c->num_iterations > 1 && !g->old))
+        return lf_fail(err, "out of memory for a generation of %d batches", c->grad_accum);
     return rollout_init(&r->rollout, rm, &stops, &sample, c->num_generations,
                         c->max_completion_length, pad, mask_cut, max_prompts,
-                        max_len - c->max_completion_length, err);
+                        max_len - c->max_completion_length, c->grad_accum + 1, err);
 }
 
 /* train.grpo_loss_type and train.scale_rewards (their choices checked by the config). */
@@ -608,8 +634,14 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     spec.dpo = (DpoSpec){c->dpo_beta, !strcmp(c->dpo_loss, "ipo") ? DPO_IPO : DPO_SIGMOID,
                          c->dpo_label_smoothing};
     spec.rloo = (RlooSpec){c->rloo_beta, c->num_generations, c->normalize_advantages};
-    spec.grpo = (GrpoSpec){c->grpo_beta, c->num_generations, grpo_loss_of(c->grpo_loss_type),
-                           grpo_scale_of(c->scale_rewards), c->max_completion_length};
+    spec.grpo = (GrpoSpec){c->grpo_beta,
+                           c->num_generations,
+                           grpo_loss_of(c->grpo_loss_type),
+                           grpo_scale_of(c->scale_rewards),
+                           c->max_completion_length,
+                           c->num_iterations,
+                           c->epsilon,
+                           c->epsilon_high < 0 ? c->epsilon : c->epsilon_high};
     if (r->rl) spec.temperature = c->temperature;
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
@@ -744,60 +776,135 @@ static void keep_reference(Run *r, Feed *f, const Batch *b) {
     for (int i = 0; i < b->B; i++) f->ref[b->index[i]] = r->model.ref_scores[i];
 }
 
-/* One batch of the feed set in the model, and for dpo its reference log-probs; for rloo and grpo
- * (a batch rollout_batch made) its rewards and, for rloo with a KL penalty, its reference
- * log-probs. */
+/* One batch of the feed set in the model, and for dpo its reference log-probs. */
 static int set_batch(Run *r, Feed *f, const Batch *b, LfError *err) {
     Model *m = &r->model;
     if (model_set_batch(m, b->ids, b->types, b->mask, b->labels, b->B, b->T, err)) return -1;
-    if (r->task == TASK_GRPO) {
-        if (grpo_set_rewards(m, r->rollout.rewards, err)) return -1;
-        return m->spec.grpo.beta > 0 ? reference_forward(m, err) : 0;
-    }
-    if (r->task == TASK_RLOO) {
-        rloo_set_rewards(m, r->rollout.rewards);
-        return m->spec.rloo.beta > 0 ? reference_forward(m, err) : 0;
-    }
     return r->task == TASK_DPO ? reference_logps(r, f, b, err) : 0;
 }
 
-/* RLOO, GRPO: the batch of prompts continued and scored (rollout.h) in place of it; the draws
- * seeded by the run's seed, the step and the micro-batch. */
-static int roll_out(Run *r, Batch *b, int step, int micro, LfError *err) {
-    uint64_t seed = rng_hash(rng_hash(r->cfg->seed, 0x5A3B), (uint64_t)step * 4096 + micro);
-    RolloutBatch st;
-    Batch prompts = *b;
-    if (rollout_batch(&r->rollout, &r->model, &prompts, seed, b, &st, err)) return -1;
-    RolloutBatch *t = &r->rolled;
-    t->rows += st.rows, t->reward += st.reward, t->reward_sq += st.reward_sq;
-    t->completion_tokens += st.completion_tokens, t->clipped += st.clipped;
-    return 0;
+/* RLOO, GRPO: a new generation, the feed's next window of prompt batches (*k counts them)
+ * continued and scored, each in its rollout slot, the draws seeded by the run's seed, the step
+ * and the batch; `left` passes to come. 0 when the epoch's prompts are spent. */
+static int generate(Run *r, int step, int *k, int left, LfError *err) {
+    Generation *g = &r->gen;
+    Batch prompts;
+    *g = (Generation){.batches = g->batches,
+                      .rewards = g->rewards,
+                      .old = g->old,
+                      .old_stride = g->old_stride,
+                      .left = left};
+    while (g->n < r->cfg->grad_accum && feed_next(&r->train_f, &prompts)) {
+        uint64_t seed =
+            rng_hash(rng_hash(r->cfg->seed, 0x5A3B), (uint64_t)step * 4096 + (uint64_t)g->n + 1);
+        RolloutBatch st;
+        Batch *b = &g->batches[g->n];
+        if (rollout_batch(&r->rollout, g->n, &r->model, &prompts, seed, b, &st, err)) return -1;
+        for (size_t i = 0; i < (size_t)b->B * b->T; i++) g->tokens += b->labels[i] != LM_IGNORE;
+        memcpy(g->rewards + g->rows, rollout_rewards(&r->rollout, g->n), b->B * sizeof(float));
+        g->rows += b->B;
+        RolloutBatch *t = &r->rolled;
+        t->rows += st.rows, t->reward += st.reward, t->reward_sq += st.reward_sq;
+        t->completion_tokens += st.completion_tokens, t->clipped += st.clipped;
+        g->n++, (*k)++;
+    }
+    return g->n > 0;
 }
 
-/* RLOO, GRPO: the completions since the last log line, printed and added to the log entry o (the
- * KL: RLOO's per completion, GRPO's per token, where it has one: beta > 0; GRPO's share of rows
- * whose rewards' std was 0, TRL's frac_reward_zero_std: no advantage, nothing learnt). */
+/* RLOO, GRPO: the generation's next batch to train, *slot; where its passes are done, a new
+ * generation (of `passes`, or of resume_left passes where a resume came in mid-generation). 0
+ * when the epoch's prompts are spent. */
+static int rl_next(Run *r, int step, int *k, int passes, int *resume_left, int *slot,
+                   LfError *err) {
+    Generation *g = &r->gen;
+    if (g->next == g->n) {
+        if (g->n) g->pass++, g->left--;
+        g->next = 0;
+        if (g->left < 1) {
+            int rc = generate(r, step, k, *resume_left ? *resume_left : passes, err);
+            *resume_left = 0;
+            if (rc < 1) return rc;
+        }
+    }
+    *slot = g->next++;
+    return 1;
+}
+
+/* RLOO, GRPO: the generation's batch in slot set in the model with its rewards, for GRPO's
+ * later passes the first pass's per-token losses, and with a KL penalty the reference forward. */
+static int set_rl_batch(Run *r, int slot, LfError *err) {
+    Model *m = &r->model;
+    const Generation *g = &r->gen;
+    const Batch *b = &g->batches[slot];
+    if (model_set_batch(m, b->ids, NULL, b->mask, b->labels, b->B, b->T, err)) return -1;
+    if (r->task == TASK_RLOO) {
+        rloo_set_rewards(m, rollout_rewards(&r->rollout, slot));
+        return m->spec.rloo.beta > 0 ? reference_forward(m, err) : 0;
+    }
+    GrpoGeneration gen = {g->rewards, g->rows, g->tokens, r->cfg->grad_accum};
+    if (grpo_set_rewards(m, rollout_rewards(&r->rollout, slot), &gen, err) ||
+        (g->pass > 0 && grpo_set_old(m, g->old + slot * g->old_stride, err)))
+        return -1;
+    return m->spec.grpo.beta > 0 ? reference_forward(m, err) : 0;
+}
+
+/* RLOO, GRPO, after the batch's loss was read: its figures for the log and, on a generation's
+ * first pass with more to come, GRPO's per-token losses: the sampling policy's. */
+static void keep_rl(Run *r, int slot) {
+    Model *m = &r->model;
+    const RlooStats *s = &m->rloo_stats;
+    RlooStats *t = &r->trained;
+    t->rows += s->rows, t->kl += s->kl, t->zero_std += s->zero_std, t->tokens += s->tokens;
+    t->clipped_low += s->clipped_low, t->clipped_high += s->clipped_high;
+    const Generation *g = &r->gen;
+    if (g->old && g->pass == 0 && g->left > 1)
+        m->ops->download(g->old + slot * g->old_stride, m->losses,
+                         (size_t)m->B * m->T * sizeof(float));
+}
+
+/* RLOO, GRPO: the completions sampled and the batches trained since the last log line, printed
+ * and added to the log entry o: the rewards and lengths (where a generation came since), the KL
+ * (RLOO's per completion, GRPO's per token, where it has one: beta > 0), GRPO's share of rows
+ * whose rewards' std was 0 (TRL's frac_reward_zero_std: no advantage, nothing learnt) and, with
+ * num_iterations > 1, its shares of tokens clipped (TRL's clip_ratio). */
 static void log_rollouts(Run *r, int step, cJSON *o) {
-    RolloutBatch *t = &r->rolled;
-    double n = t->rows ? t->rows : 1, mean = t->reward / n;
+    const RolloutBatch *t = &r->rolled;
+    const RlooStats *s = &r->trained;
+    const GrpoSpec *gs = &r->model.spec.grpo;
+    double n = t->rows ? t->rows : 1, mean = t->reward / n, trained = s->rows ? s->rows : 1;
     double var = t->rows > 1 ? (t->reward_sq - n * mean * mean) / (n - 1) : 0;
-    double std = var > 0 ? sqrt(var) : 0, kl = r->rolled_kl / n, len = t->completion_tokens / n;
-    char kl_text[32] = "";
-    int has_kl = r->task == TASK_RLOO || r->model.spec.grpo.beta > 0;
-    if (has_kl) snprintf(kl_text, sizeof kl_text, ", kl %.4f", kl);
-    fprintf(r->out,
-            "step %d: reward %.4f (std %.4f)%s, completions of %.1f tokens (%d of %d cut at "
-            "max_completion_length)\n",
-            step, mean, std, kl_text, len, t->clipped, t->rows);
-    cJSON_AddNumberToObject(o, "reward", mean);
-    cJSON_AddNumberToObject(o, "reward_std", std);
+    double std = var > 0 ? sqrt(var) : 0, kl = s->kl / trained, len = t->completion_tokens / n;
+    double tokens = s->tokens > 0 ? s->tokens : 1;
+    double low = s->clipped_low / tokens, high = s->clipped_high / tokens;
+    char text[96] = "";
+    int has_kl = r->task == TASK_RLOO || gs->beta > 0, clips = gs->iterations > 1;
+    int at = has_kl ? snprintf(text, sizeof text, ", kl %.4f", kl) : 0;
+    if (clips)
+        snprintf(text + at, sizeof text - (size_t)at, ", tokens clipped %.4f low, %.4f high", low,
+                 high);
+    if (t->rows)
+        fprintf(r->out,
+                "step %d: reward %.4f (std %.4f)%s, completions of %.1f tokens (%d of %d cut at "
+                "max_completion_length)\n",
+                step, mean, std, text, len, t->clipped, t->rows);
+    else
+        fprintf(r->out, "step %d: the last generation again%s\n", step, text);
+    if (t->rows) {
+        cJSON_AddNumberToObject(o, "reward", mean);
+        cJSON_AddNumberToObject(o, "reward_std", std);
+        cJSON_AddNumberToObject(o, "completion_length", len);
+        cJSON_AddNumberToObject(o, "clipped_ratio", t->clipped / n);
+    }
     if (has_kl) cJSON_AddNumberToObject(o, "kl", kl);
-    cJSON_AddNumberToObject(o, "completion_length", len);
-    cJSON_AddNumberToObject(o, "clipped_ratio", t->clipped / n);
     if (r->task == TASK_GRPO)
-        cJSON_AddNumberToObject(o, "frac_reward_zero_std", r->rolled_zero_std / n);
-    *t = (RolloutBatch){0};
-    r->rolled_kl = r->rolled_zero_std = 0;
+        cJSON_AddNumberToObject(o, "frac_reward_zero_std", s->zero_std / trained);
+    if (clips) {
+        cJSON_AddNumberToObject(o, "clip_ratio/low_mean", low);
+        cJSON_AddNumberToObject(o, "clip_ratio/high_mean", high);
+        cJSON_AddNumberToObject(o, "clip_ratio/region_mean", low + high);
+    }
+    r->rolled = (RolloutBatch){0};
+    r->trained = (RlooStats){0};
 }
 
 /* Preference pairs: the mean loss over pairs, the share of pairs ranked right and the mean
@@ -853,8 +960,9 @@ static int evaluate_rl(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) 
         RolloutBatch st;
         uint64_t seed = rng_hash(rng_hash(r->cfg->seed, 0xE7A1), (uint64_t)k);
         if (!eval_batch_mine(r, k++)) continue;
-        if (rollout_batch(&r->rollout, &r->model, &prompts, seed, &b, &st, err)) return -1;
-        for (int i = 0; i < st.rows; i++) t[3] += !isfinite(r->rollout.rewards[i]);
+        int slot = r->rollout.slots - 1; /* the evaluation's: a generation may be under way */
+        if (rollout_batch(&r->rollout, slot, &r->model, &prompts, seed, &b, &st, err)) return -1;
+        for (int i = 0; i < st.rows; i++) t[3] += !isfinite(rollout_rewards(&r->rollout, slot)[i]);
         t[0] += st.reward, t[1] += (double)st.completion_tokens, t[2] += st.rows;
         progress_update(&p, k, NAN, (long)t[1]); /* no loss: the reward is the figure */
     }
@@ -1119,7 +1227,8 @@ static void forget_shape(TrainStep *s) {
 
 /* An optimizer step takes `window` batches in a row (gradient_accumulation_steps x devices), the
  * devices each every ranks-th of them: batch i of the window is device i % ranks's, and trains
- * with the dropout seed and loss weight (1 / window) one device would give it. */
+ * with the dropout seed and loss weight (1 / window) one device would give it. RLOO and GRPO
+ * take a generation's batches instead, `passes` steps on each generation. */
 static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     const TrainConfig *c = r->cfg;
     Model *m = &r->model;
@@ -1127,7 +1236,8 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     Schedule sched;
     if (schedule_parse(c->lr_scheduler, &sched, err)) return -1;
     int nb = feed_num_batches(&r->train_f), window = c->grad_accum * ranks;
-    int steps_per_epoch = (nb + window - 1) / window;
+    int passes = r->rl ? c->num_iterations : 1;
+    int steps_per_epoch = (nb + window - 1) / window * passes;
     int total = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
     int warmup = c->warmup_steps > 0 ? c->warmup_steps : (int)ceil(c->warmup_ratio * total);
     char devices[32] = "";
@@ -1154,7 +1264,9 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
     int log_n = 0;
     for (int epoch = ts.epoch; ts.global_step < total; epoch++) {
         feed_start(&r->train_f, c->seed, epoch, 1, c->bucket_by_length);
-        int skip = (ts.global_step - epoch * steps_per_epoch) * window; /* resume mid-epoch */
+        int done = ts.global_step - epoch * steps_per_epoch; /* resume mid-epoch */
+        int skip = done / passes * window, resume_left = done % passes ? passes - done % passes : 0;
+        r->gen.n = r->gen.next = r->gen.left = 0; /* a resume inside a generation samples anew */
         char label[64];
         snprintf(label, sizeof label, "epoch %d/%d", epoch + 1,
                  (total + steps_per_epoch - 1) / steps_per_epoch);
@@ -1162,22 +1274,31 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
         progress_start(&p, r->out, label, nb);
         double t0 = now_seconds(), epoch_loss = 0, epoch_batches = 0;
         long tokens = 0;
-        int micro = 0, k = 0;
+        int micro = 0, k = 0, slot = 0;
         double sums[3] = {0, 0, 0}; /* this step's loss sum, batches and tokens on this device */
         Batch b;
+        while (k < skip && feed_next(&r->train_f, &b)) k++;
         model_zero_grad(m);
-        while (ts.global_step < total && feed_next(&r->train_f, &b)) {
-            if (k++ < skip) continue;
+        while (ts.global_step < total) {
+            int got = r->rl ? rl_next(r, ts.global_step, &k, passes, &resume_left, &slot, err)
+                            : feed_next(&r->train_f, &b);
+            if (got < 0) return -1;
+            if (!got) break;
+            if (r->rl)
+                b = r->gen.batches[slot];
+            else
+                k++;
             uint64_t seed =
                 rng_hash(dropout_stream, (uint64_t)ts.global_step * 4096 + (uint64_t)micro);
-            int mine = micro % ranks == rank, step_end = ++micro == window || k == nb;
+            int mine = micro++ % ranks == rank;
+            int step_end = r->rl ? r->gen.next == r->gen.n : micro == window || k == nb;
             float lr = schedule_lr(sched, c->lr, ts.global_step, total, warmup), loss;
             double norm = 0;
             AdamW *opt = step_end ? &r->opt : NULL;
             if (mine) {
-                if (r->rl && roll_out(r, &b, ts.global_step, micro, err)) return -1;
-                if (r->rl) forget_shape(&st); /* generation ran other shapes */
-                if (set_batch(r, &r->train_f, &b, err) ||
+                if (r->rl && slot == 0 && r->gen.pass == 0)
+                    forget_shape(&st); /* generation ran other shapes */
+                if ((r->rl ? set_rl_batch(r, slot, err) : set_batch(r, &r->train_f, &b, err)) ||
                     train_micro_step(&st, m, seed, 1.0f / (float)window, opt, lr, c->max_grad_norm,
                                      err))
                     return -1;
@@ -1187,8 +1308,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
                  * stop. */
                 if (model_read_loss(m, &loss, step_end ? &norm : NULL, err)) return -1;
                 keep_reference(r, &r->train_f, &b);
-                if (r->rl)
-                    r->rolled_kl += m->rloo_stats.kl, r->rolled_zero_std += m->rloo_stats.zero_std;
+                if (r->rl) keep_rl(r, slot);
                 sums[0] += loss, sums[1] += 1, sums[2] += b.n_tokens;
             } else if (opt) { /* the step's last batch is another device's: the step all the same */
                 adamw_update(opt, m, lr, c->max_grad_norm);
@@ -1225,7 +1345,9 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             if (ev) forget_shape(&st);
         }
         progress_finish(&p);
-        int complete = k >= nb; /* max_steps may end an epoch early: resume inside it */
+        /* max_steps may end an epoch early, or before its last generation's last pass: resume
+         * inside it */
+        int complete = k >= nb && !(r->rl && (r->gen.next < r->gen.n || r->gen.left > 1));
         ts.epoch = complete ? epoch + 1 : epoch;
         fprintf(r->out, "epoch %d: train loss %.4f, %.0f tokens/s, %.1f s\n", epoch + 1,
                 epoch_loss / (epoch_batches > 0 ? epoch_batches : 1), tokens / (now_seconds() - t0),

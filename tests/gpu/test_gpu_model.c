@@ -202,6 +202,8 @@ static AttentionImpl gpu_attention = ATTENTION_LORAFT;
 static int gpu_dora;                 /* run_decoder and checkpointing_same_bits adapt with DoRA */
 static float gpu_grpo_beta;          /* run_decoder's GRPO KL penalty */
 static float gpu_temperature = 1.0f; /* and its RL sampling temperature (TrainSpec.temperature) */
+static int gpu_grpo_iterations = 1;  /* and its num_iterations: the steps after the first on the
+                                        ratio to the first's log-probs, clipped at 0.98, 1.03 */
 /* run_decoder's LoRA takes other ranks and alphas (PEFT's rank_pattern, alpha_pattern) for q,
  * v and gate, so that q, k, v and gate, up run apart */
 static int gpu_patterns;
@@ -536,7 +538,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.task = task;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.rloo = (RlooSpec){0.5f, 2, 1}; /* two groups of two, the advantages normalised */
-    spec.grpo = (GrpoSpec){gpu_grpo_beta, 2, GRPO_DAPO, GRPO_SCALE_GROUP, LT};
+    spec.grpo = (GrpoSpec){gpu_grpo_beta,       2,     GRPO_DAPO, GRPO_SCALE_GROUP, LT,
+                           gpu_grpo_iterations, 0.02f, 0.03f};
     spec.temperature = gpu_temperature;
     spec.strategy = strategy;
     spec.r = 4, spec.alpha = 8, spec.dropout = lora_p, spec.use_dora = gpu_dora;
@@ -646,7 +649,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, adam_eps, 0.01f, 0.0f, &err), &err);
         if (task == TASK_RLOO) rloo_set_rewards(ms[k], (float[]){0.7f, -0.3f, 1.2f, 0.1f});
         if (task == TASK_GRPO)
-            CHECK_OK(grpo_set_rewards(ms[k], (float[]){0.7f, -0.3f, 1.2f, 0.1f}, &err), &err);
+            CHECK_OK(grpo_set_rewards(ms[k], (float[]){0.7f, -0.3f, 1.2f, 0.1f}, NULL, &err), &err);
         if (!policy && !(task == TASK_GRPO && gpu_grpo_beta > 0)) continue;
         CHECK_OK(reference_forward(ms[k], &err), &err); /* the reference stays on the device */
         CHECK_OK(model_read_loss(ms[k], NULL, NULL, &err), &err);
@@ -679,6 +682,19 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
             CHECK_OK(model_read_loss(ms[k], NULL, &norm[k], &err), &err);
         }
         check_norm(prec, norm[1], norm[0]);
+        for (int k = 0; task == TASK_GRPO && gpu_grpo_iterations > 1 && step == 0 && k < 2; k++) {
+            float old[LB * LT]; /* the generation's first step's: the sampling policy's */
+            ms[k]->ops->download(old, ms[k]->losses, (size_t)rows * LT * sizeof *old);
+            CHECK_OK(grpo_set_old(ms[k], old, &err), &err);
+        }
+        if (task == TASK_GRPO && gpu_grpo_iterations > 1 && step > 0) {
+            const RlooStats *c = &cpu.rloo_stats, *g = &gpu.rloo_stats;
+            printf("    step %d: tokens clipped low %g, high %g (cuda %g, %g)\n", step + 1,
+                   c->clipped_low, c->clipped_high, g->clipped_low, g->clipped_high);
+            CHECK(c->clipped_low + c->clipped_high > 0);
+            if (prec != PRECISION_BF16) /* bf16's ratios differ by its rounding: some may flip */
+                CHECK(c->clipped_low == g->clipped_low && c->clipped_high == g->clipped_high);
+        }
     }
     if (prec != PRECISION_BF16)
         compare("weights after 3 steps", &ops_cuda, gpu.values, cpu.values, cpu.n_values);
@@ -1266,9 +1282,14 @@ int main(void) {
     gpu_temperature = 0.7f; /* every log-prob's logits divided by the sampling temperature */
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
+    gpu_grpo_iterations = 3; /* the steps after the first on a clipped ratio (with the KL) */
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
     gpu_grpo_beta = 0.0f, gpu_temperature = 1.0f;
-    printf("llama GRPO (LoRA, fp32 and bf16; beta 0 and 0.5 at temperature 0.7): cuda model "
-           "matches cpu\n");
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
+    gpu_grpo_iterations = 1;
+    printf("llama GRPO (LoRA, fp32 and bf16; beta 0 and 0.5 at temperature 0.7; num_iterations "
+           "3): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     bf16_worst = 0;

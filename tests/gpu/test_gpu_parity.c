@@ -2336,14 +2336,17 @@ static void test_adamw(const size_t *sizes, int count, float gamp, float max_nor
  * in any order and the log-probs must be equal; the stats within 1e-12 relative (the device's
  * transcendentals), the float gradient weights within 1e-6. Past PAIR_THREADS (256) pairs the
  * kernel runs a second round. */
-static void compare_stats(const Pair *stats) {
-    double a[4], b[4];
-    ref->download(a, stats->mem[0], sizeof a);
-    dut->download(b, stats->mem[1], sizeof b);
+static void compare_stats(const Pair *stats, int n) {
+    double a[8], b[8];
+    ref->download(a, stats->mem[0], (size_t)n * sizeof *a);
+    dut->download(b, stats->mem[1], (size_t)n * sizeof *b);
     status_ok();
-    printf("%-58s %-6s cpu %.15g %.15g %.15g %g, cuda %.15g %.15g %.15g %g\n", op_name, "stats",
-           a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]);
-    for (int k = 0; k < 4; k++) CHECK_CLOSE(b[k], a[k], 1e-12, 1e-12);
+    printf("%-58s %-6s cpu", op_name, "stats");
+    for (int k = 0; k < n; k++) printf(" %.15g", a[k]);
+    printf(", cuda");
+    for (int k = 0; k < n; k++) printf(" %.15g", b[k]);
+    printf("\n");
+    for (int k = 0; k < n; k++) CHECK_CLOSE(b[k], a[k], 1e-12, 1e-12);
 }
 
 /* ipo, or sigmoid with label smoothing; with_ref 0: log-probs only; grads: row_scale too */
@@ -2368,7 +2371,7 @@ static void test_dpo_loss(int B, int T, int ipo, int with_ref, int grads) {
     NAME("dpo_loss B=%d T=%d %s ref=%d grads=%d", B, T, ipo ? "ipo" : "sigmoid", with_ref, grads);
     compare("logps", logps, EXACT);
     if (row_scale) compare("rowsc", row_scale, 0.0, 1e-6);
-    compare_stats(stats);
+    compare_stats(stats, 4);
     pairs_free();
 }
 
@@ -2387,7 +2390,7 @@ static void test_reward_loss(int B, int T, int grads) {
     NAME("reward_loss B=%d T=%d grads=%d", B, T, grads);
     compare("reward", rewards, EXACT);
     if (dscores) compare("dscore", dscores, 0.0, 1e-6);
-    compare_stats(stats);
+    compare_stats(stats, 4);
     pairs_free();
 }
 
@@ -2413,29 +2416,34 @@ static void test_rloo_loss(int B, int T, int k, int with_ref, int normalize, int
          grads);
     compare("logps", logps, EXACT);
     if (row_scale) compare("rowsc", row_scale, 0.0, 1e-6);
-    compare_stats(stats);
+    compare_stats(stats, 4);
     pairs_free();
 }
 
-/* GRPO's KL penalty over n tokens, a third of them off the completions (kl_weight 0) */
-static void test_grpo_kl(size_t n) {
-    float *h = malloc(n * sizeof *h);
+/* GRPO's token weights over n tokens, a third of them off the completions (share 0): with a
+ * reference (beta 0.3) and old log-probs whose ratio spans [0.5, 1.8] against the clipping range
+ * [0.8, 1.28] */
+static void test_grpo_weights(size_t n, int with_ref, int with_old) {
+    float *h = malloc(n * sizeof *h), *loss = malloc(n * sizeof *loss);
     for (size_t i = 0; i < n; i++) h[i] = i % 3 ? 0.02f * (1.0f + rng_next_uniform(&rng)) : 0.0f;
-    Pair *kl_weight = pair_upload(h, n * sizeof *h);
-    for (size_t i = 0; i < n; i++) h[i] = (float)(rng_next(&rng) % 2048) / 256.0f;
-    Pair *losses = pair_upload(h, n * sizeof *h);
+    Pair *share = pair_upload(h, n * sizeof *h);
+    for (size_t i = 0; i < n; i++) loss[i] = (float)(rng_next(&rng) % 2048) / 256.0f;
+    Pair *losses = pair_upload(loss, n * sizeof *loss);
     for (size_t i = 0; i < n; i++) h[i] = (float)(rng_next(&rng) % 2048) / 256.0f;
     Pair *refs = pair_upload(h, n * sizeof *h);
-    free(h);
-    Pair *stats = pair_new(4 * sizeof(double)), *base = pair_random(n, 0.1f);
+    for (size_t i = 0; i < n; i++) h[i] = loss[i] + logf(0.5f + 1.3f * rng_next_uniform(&rng));
+    Pair *olds = pair_upload(h, n * sizeof *h);
+    free(h), free(loss);
+    Pair *stats = pair_new(5 * sizeof(double)), *adv = pair_random(n, 1.5f);
     Pair *row_scale = pair_random(n, 1.0f);
+    OpsGrpoTerms t = {with_ref ? 0.3f : 0.0f, 0.2f, 0.28f};
     BACKENDS(w, o) {
-        o->grpo_kl(stats->mem[w], F(row_scale, w), F(base, w), F(kl_weight, w), F(losses, w),
-                   F(refs, w), n);
+        o->grpo_weights(stats->mem[w], F(row_scale, w), F(share, w), F(adv, w), F(losses, w),
+                        with_ref ? F(refs, w) : NULL, with_old ? F(olds, w) : NULL, t, n);
     }
-    NAME("grpo_kl n=%zu", n);
+    NAME("grpo_weights n=%zu%s%s", n, with_ref ? " ref" : "", with_old ? " old" : "");
     compare("rowsc", row_scale, 0.0, 1e-6);
-    compare_stats(stats);
+    compare_stats(stats, 5);
     pairs_free();
 }
 
@@ -2928,8 +2936,10 @@ int main(void) {
     test_rloo_loss(12, 20, 4, 0, 1, 1);
     test_rloo_loss(6, 700, 3, 1, 1, 0);  /* the warps' rows past their first round of T */
     test_rloo_loss(1024, 3, 8, 1, 1, 1); /* OPS_RLOO_MAX_ROWS */
-    test_grpo_kl(7);
-    test_grpo_kl(64 * 250); /* many tokens a thread */
+    test_grpo_weights(7, 1, 0);
+    test_grpo_weights(64 * 250, 1, 0); /* many tokens a thread */
+    test_grpo_weights(64 * 250, 0, 1);
+    test_grpo_weights(999, 1, 1);
     const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
     test_adamw(one, 1, 0.1f, 0.0f, 0);
     test_adamw(odd, 5, 0.1f, 0.0f, 0);        /* no clipping */
