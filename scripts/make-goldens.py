@@ -131,12 +131,35 @@ CASES = [
          rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
     # num_iterations 3: the three steps train on one generation, steps 2 and 3 on the ratio to the
     # first step's log-probs (the sampling policy's), clipped to [1 - 0.02, 1 + 0.03] (DAPO's
-    # clip-higher), with the KL penalty (the ratio on it too)
+    # clip-higher) and at 1.04 for negative advantages (delta: two-sided), with the KL penalty
+    # (the ratio on it too)
     dict(name="llama_grpo_iterations", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
          task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
          grpo=dict(beta=0.1, generations=2, loss="dapo", scale="group", max_completion=6,
-                   iterations=3, epsilon=0.02, epsilon_high=0.03),
+                   iterations=3, epsilon=0.02, epsilon_high=0.03, delta=1.04),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    # GSPO (importance_sampling_level sequence): one ratio a completion, the exp of its tokens'
+    # mean log-ratio, clipped as a whole, on the KL's term too; loss_type grpo
+    dict(name="llama_gspo_iterations", init=["--arch", "llama", "--untied"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "o_proj", "up_proj"],
+         grpo=dict(beta=0.1, generations=2, loss="grpo", scale="group", max_completion=6,
+                   iterations=3, epsilon=0.005, epsilon_high=0.01,
+                   importance_sampling_level="sequence"),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    # the other policy terms: cispo (the ratio capped at epsilon_high, detached, times the
+    # log-prob; dapo's sum) and sapo (the ratio's sigmoid; grpo's mean), num_iterations 3
+    dict(name="llama_grpo_cispo", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "o_proj", "up_proj"],
+         grpo=dict(beta=0.1, generations=2, loss="cispo", scale="group", max_completion=6,
+                   iterations=3, epsilon_high=1.01),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    dict(name="llama_grpo_sapo", init=["--arch", "llama", "--untied"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "down_proj"],
+         grpo=dict(generations=2, loss="sapo", scale="batch", max_completion=6, iterations=3),
          rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
     dict(name="llama_rloo_tempered", init=["--arch", "llama", "--untied"] + TINY, task="rloo",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
@@ -438,7 +461,8 @@ def grpo_loss(case, logits, labels, ref, out, old):
     whose old log-probs are the sampling policy's (old: a generation's first step's, under
     num_iterations > 1; None: this forward's, detached, the ratio 1) plus, with beta > 0, beta
     times the per-token k3 KL to the reference (ref: its per-token log-probs) times the ratio
-    (use_bias_correction_kl, TRL's default), aggregated by loss_type over the completion mask.
+    (use_bias_correction_kl, TRL's default), aggregated by loss_type over the completion mask;
+    cispo's and sapo's policy terms in place of the clipped one, and delta's two-sided cap.
     out gets the log-probs (old_logps) and the tokens clipped low and high (clipped)."""
     d = case["grpo"]
     k, beta = d["generations"], d.get("beta", 0.0)
@@ -454,20 +478,34 @@ def grpo_loss(case, logits, labels, ref, out, old):
     if d["scale"] != "none":
         adv = adv / (std + 1e-4)
     adv = adv.unsqueeze(1)
-    coef_1 = torch.exp(tok - old)
-    coef_2 = torch.clamp(coef_1, 1 - eps_low, 1 + eps_high)
-    per_token = -torch.min(coef_1 * adv, coef_2 * adv)
+    log_ratio = tok - old
+    sequence = d.get("importance_sampling_level") == "sequence"  # GSPO: a row's mean, (B, 1)
+    if sequence:
+        log_ratio = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)
+    coef_1 = torch.exp(log_ratio)
+    counted = 1.0 if sequence else mask  # TRL's clip ratio: over rows at sequence level
+    if d["loss"] == "cispo":  # the ratio capped at epsilon_high, detached, times the log-prob
+        per_token = -torch.clamp(coef_1, max=eps_high).detach() * adv * tok
+        low, high = torch.zeros_like(coef_1), (coef_1 > eps_high) & (adv > 0)
+    elif d["loss"] == "sapo":  # the ratio's sigmoid, its temperature by the advantage's sign
+        tau = torch.where(adv > 0, d.get("sapo_pos", 1.0), d.get("sapo_neg", 1.05))
+        per_token = -torch.sigmoid(tau * (coef_1 - 1)) * 4 / tau * adv
+        low = high = torch.zeros_like(coef_1)
+    else:
+        coef_2 = torch.clamp(coef_1, 1 - eps_low, 1 + eps_high)
+        capped = torch.clamp(coef_1, max=d["delta"]) if d.get("delta") else coef_1  # two-sided
+        per_token = -torch.min(capped * adv, coef_2 * adv)
+        low, high = (capped < 1 - eps_low) & (adv < 0), (capped > 1 + eps_high) & (adv > 0)
     out["old_logps"] = tok.detach()
-    out["clipped"] = [(((coef_1 < 1 - eps_low) & (adv < 0)) * mask).sum().item(),
-                      (((coef_1 > 1 + eps_high) & (adv > 0)) * mask).sum().item()]
+    out["clipped"] = [(low * counted).sum().item(), (high * counted).sum().item()]
     if beta:
         kl = torch.exp(ref - tok) - (ref - tok) - 1
         per_token = per_token + beta * kl * coef_1
-    if d["loss"] == "grpo":
+    if d["loss"] in ("grpo", "sapo"):
         return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
     if d["loss"] == "dr_grpo":
         return (per_token * mask).sum() / (per_token.size(0) * d["max_completion"])
-    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)  # dapo (one micro-batch), bnpo
+    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)  # dapo, cispo (a micro-batch), bnpo
 
 
 def forward(case, model, batch, out, ref, old=None):

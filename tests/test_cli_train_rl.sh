@@ -27,7 +27,10 @@
 #     of 2 batches; a generation is sampled at steps 1 and 4 alone, its 3 steps log the tokens
 #     clipped (none on its first, where the policy is the sampler; some after, at epsilon 0.01),
 #     a run resumed at the generation's end trains what the run would have (to the bit), and one
-#     resumed inside a generation samples a new one at once; num_iterations is refused for rloo.
+#     resumed inside a generation samples a new one at once; at importance_sampling_level
+#     sequence (GSPO) whole completions are clipped; cispo caps tokens' ratios (some, where the
+#     cap is 1.001, but at a generation's first step), sapo clips none; num_iterations is refused
+#     for rloo.
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rl gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -253,6 +256,27 @@ import json, sys
 steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
 assert [(e["step"], "reward" in e) for e in steps] == [(1, True), (2, False), (3, True), (4, True)], steps
 EOF
+iter_run "$tmp/gspo" 3 --set train.importance_sampling_level=sequence --set train.epsilon=0.001
+python3 - "$tmp/gspo/metrics.jsonl" <<'EOF' && ok || bad "GSPO: completions clipped, as a whole"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+rows = 2 * 4 * 4  # gradient_accumulation_steps x batch_size prompts x num_generations
+clipped = [e["clip_ratio/region_mean"] * rows for e in steps]
+print("gspo, num_iterations 3: completions clipped by step " + " ".join("%g" % c for c in clipped))
+assert clipped[0] == 0 and clipped[1] > 0 and all(abs(c - round(c)) < 1e-9 for c in clipped)
+EOF
+grep -q "step 2: the last generation again, completions clipped" "$tmp/gspo.log" && ok ||
+  bad "GSPO: the log counts completions"
+iter_run "$tmp/cispo" 3 --set train.grpo_loss_type=cispo --set train.epsilon_high=1.001
+iter_run "$tmp/sapo" 3 --set train.grpo_loss_type=sapo
+python3 - "$tmp/cispo/metrics.jsonl" "$tmp/sapo/metrics.jsonl" <<'EOF' && ok || bad "cispo: tokens capped; sapo: none clipped"
+import json, sys
+cispo, sapo = ([e for e in map(json.loads, open(f)) if e["event"] == "train"] for f in sys.argv[1:])
+print("grpo cispo, num_iterations 3: tokens capped by step " + " ".join("%.3f" % e["cispo_clip_ratio"] for e in cispo))
+assert cispo[0]["cispo_clip_ratio"] == 0 and max(e["cispo_clip_ratio"] for e in cispo[1:]) > 0
+assert all("clip_ratio/region_mean" not in e and "cispo_clip_ratio" not in e for e in sapo)
+EOF
+grep -q "step 2: the last generation again, tokens capped" "$tmp/cispo.log" && ok || bad "cispo: the log counts tokens capped"
 refused rloo-iterations "more than 1 is grpo's alone" train --config "$tmp/rloo.json" \
   --set train.num_iterations=2 --set train.output_dir="$tmp/x8"
 finish

@@ -124,27 +124,20 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
     if (task && !strcmp(task->valuestring, "rloo")) s->task = TASK_RLOO;
     if (task && !strcmp(task->valuestring, "grpo")) s->task = TASK_GRPO;
     const cJSON *grpo = cJSON_GetObjectItem(c, "grpo");
-    if (grpo) {
-        const char *loss = cJSON_GetObjectItem(grpo, "loss")->valuestring;
-        const char *scale = cJSON_GetObjectItem(grpo, "scale")->valuestring;
-        const cJSON *beta = cJSON_GetObjectItem(grpo, "beta");
-        const cJSON *iterations = cJSON_GetObjectItem(grpo, "iterations"),
-                    *epsilon = cJSON_GetObjectItem(grpo, "epsilon"),
-                    *epsilon_high = cJSON_GetObjectItem(grpo, "epsilon_high");
-        float eps = epsilon ? (float)epsilon->valuedouble : 0.2f; /* TRL's defaults */
-        s->grpo = (GrpoSpec){beta ? (float)beta->valuedouble : 0.0f,
-                             cJSON_GetObjectItem(grpo, "generations")->valueint,
-                             !strcmp(loss, "grpo")      ? GRPO_GRPO
-                             : !strcmp(loss, "bnpo")    ? GRPO_BNPO
-                             : !strcmp(loss, "dr_grpo") ? GRPO_DR_GRPO
-                                                        : GRPO_DAPO,
-                             !strcmp(scale, "batch")  ? GRPO_SCALE_BATCH
-                             : !strcmp(scale, "none") ? GRPO_SCALE_NONE
-                                                      : GRPO_SCALE_GROUP,
-                             cJSON_GetObjectItem(grpo, "max_completion")->valueint,
-                             iterations ? iterations->valueint : 1,
-                             eps,
-                             epsilon_high ? (float)epsilon_high->valuedouble : eps};
+    if (grpo) { /* TRL's defaults but where the case sets them */
+        GrpoSpec *g = &s->grpo;
+        const cJSON *v, *level = cJSON_GetObjectItem(grpo, "importance_sampling_level");
+        g->loss = grpo_loss_named(cJSON_GetObjectItem(grpo, "loss")->valuestring);
+        g->scale = grpo_scale_named(cJSON_GetObjectItem(grpo, "scale")->valuestring);
+        g->generations = cJSON_GetObjectItem(grpo, "generations")->valueint;
+        g->max_completion = cJSON_GetObjectItem(grpo, "max_completion")->valueint;
+        if ((v = cJSON_GetObjectItem(grpo, "beta"))) g->beta = (float)v->valuedouble;
+        if ((v = cJSON_GetObjectItem(grpo, "iterations"))) g->iterations = v->valueint;
+        if ((v = cJSON_GetObjectItem(grpo, "epsilon")))
+            g->eps_low = g->eps_high = (float)v->valuedouble;
+        if ((v = cJSON_GetObjectItem(grpo, "epsilon_high"))) g->eps_high = (float)v->valuedouble;
+        if ((v = cJSON_GetObjectItem(grpo, "delta"))) g->delta = (float)v->valuedouble;
+        g->sequence = level && !strcmp(level->valuestring, "sequence");
     }
     const cJSON *temperature = cJSON_GetObjectItem(c, "temperature"); /* RL's */
     if (temperature) s->temperature = (float)temperature->valuedouble;

@@ -514,7 +514,13 @@ static void grpo_gradient(GrpoLoss loss_type, GrpoScale scale, const char *what)
     Rng rng = {43, 0}, rng2 = {43, 0};
     LfError err;
     float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss;
-    grpo_spec = (GrpoSpec){0.0f, 2, loss_type, scale, 6, 1, 0.2f, 0.2f};
+    grpo_spec = (GrpoSpec){.generations = 2,
+                           .loss = loss_type,
+                           .scale = scale,
+                           .max_completion = 6,
+                           .iterations = 1,
+                           .eps_low = 0.2f,
+                           .eps_high = 0.2f};
     tiny_decoder(&m, ARCH_LLAMA, TASK_GRPO, (DpoSpec){0}, STRATEGY_LORA, &rng);
     tiny_decoder(&lm, ARCH_LLAMA, TASK_CAUSAL_LM, (DpoSpec){0}, STRATEGY_LORA, &rng2);
     set_pairs(&m, 1);
@@ -571,7 +577,13 @@ static void objective_accumulation(Task task, GrpoLoss loss_type, GrpoScale scal
     Rng rng = {47, 0};
     LfError err;
     float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss;
-    grpo_spec = (GrpoSpec){0.0f, 2, loss_type, scale_type, 6, 1, 0.2f, 0.2f};
+    grpo_spec = (GrpoSpec){.generations = 2,
+                           .loss = loss_type,
+                           .scale = scale_type,
+                           .max_completion = 6,
+                           .iterations = 1,
+                           .eps_low = 0.2f,
+                           .eps_high = 0.2f};
     tiny_decoder(&m, ARCH_LLAMA, task, (DpoSpec){0.5f, DPO_SIGMOID, 0.0f}, STRATEGY_LORA, &rng);
     int32_t ids[4 * T], mask[4 * T], labels[4 * T];
     pairs_rows(ids, mask, labels, 1);

@@ -2280,63 +2280,132 @@ static void test_reward_loss(void) {
     printf("reward_loss: stats and dscores match (loss %.6f)\n", stats[0] / (PB / 2));
 }
 
-/* GRPO's per-token loss as TRL writes it (GRPOTrainer._compute_loss), in double: lp the policy's
- * log-prob (-loss), old and ref the sampling policy's and the reference's losses (ref NAN: none).
- * Without old log-probs TRL's are lp detached: old is then the loss the derivative is taken at. */
-static double grpo_trl_loss(double share, double adv, double loss, double ref, double old,
-                            double beta, double eps_low, double eps_high) {
-    double lp = -loss, c = exp(lp - -old);
-    double clamped = fmin(fmax(c, 1 - eps_low), 1 + eps_high);
-    double kl = isnan(ref) ? 0.0 : exp(-ref - lp) - (-ref - lp) - 1;
-    return share * (-fmin(c * adv, clamped * adv) + beta * kl * c);
+/* TRL's policy term at ratio c (its coef_1; cispo's cap reads cd, the ratio detached), advantage
+ * a and log-prob lp; low, high as TRL's clip metrics (cispo's cispo_clip_ratio in high). */
+static double trl_policy(const OpsGrpoTerms *t, double c, double cd, double a, double lp, int *low,
+                         int *high) {
+    *low = *high = 0;
+    if (t->policy == OPS_GRPO_CISPO) {
+        *high = cd > t->eps_high && a > 0;
+        return -fmin(cd, t->eps_high) * a * lp;
+    }
+    if (t->policy == OPS_GRPO_SAPO) {
+        double tau = a > 0 ? t->sapo_pos : t->sapo_neg;
+        return -1.0 / (1.0 + exp(-tau * (c - 1))) * 4 / tau * a;
+    }
+    double lo = 1.0 - t->eps_low, hi = 1.0 + t->eps_high; /* in double, as the op */
+    double c2 = fmin(fmax(c, lo), hi), c1 = t->delta ? fmin(c, t->delta) : c;
+    *low = c1 < lo && a < 0;
+    *high = c1 > hi && a > 0;
+    return -fmin(c1 * a, c2 * a);
+}
+
+/* GRPO's loss over GB rows of GT tokens as TRL writes it (GRPOTrainer._compute_loss), in double:
+ * lp the policy's log-probs (-loss), old and ref the sampling policy's and the reference's losses
+ * (NULL: none). Without old log-probs TRL's are lp detached: old then is the losses the
+ * derivative is taken at (at). t->sequence: GSPO's one ratio a row, exp of the row's mean
+ * log-ratio over its completion tokens (share > 0). clipped[2] gets the tokens (rows) clipped
+ * low, high. */
+enum { GB = 6, GT = 10 };
+static double grpo_trl_loss(const float *share, const float *adv, const double *loss,
+                            const float *ref, const float *old, const double *at,
+                            const OpsGrpoTerms *t, double *clipped) {
+    double total = 0;
+    clipped[0] = clipped[1] = 0;
+    for (int b = 0; b < GB; b++) {
+        double row_log = 0, row_at = 0, n = 0;
+        for (int k = 0; k < GT; k++) {
+            int i = b * GT + k;
+            if (share[i] == 0) continue;
+            row_log += (old ? old[i] : at[i]) - loss[i], n++;
+            row_at += (old ? old[i] : at[i]) - at[i];
+        }
+        double row_c = exp(row_log / fmax(n, 1)), row_cd = exp(row_at / fmax(n, 1));
+        int counted = 0; /* at sequence level a row counts once */
+        for (int k = 0; k < GT; k++) {
+            int i = b * GT + k, low, high;
+            if (share[i] == 0) continue;
+            double lp = -loss[i], a = adv[i];
+            double c = t->sequence ? row_c : exp(lp + (old ? old[i] : at[i]));
+            double cd = t->sequence ? row_cd : exp(-at[i] + (old ? old[i] : at[i]));
+            double kl = ref ? exp(-ref[i] - lp) - (-ref[i] - lp) - 1 : 0.0;
+            total += share[i] * (trl_policy(t, c, cd, a, lp, &low, &high) + t->beta * kl * c);
+            if (!t->sequence || !counted++) clipped[0] += low, clipped[1] += high;
+        }
+    }
+    return total;
 }
 
 /* GRPO's token weights (ops.h grpo_weights) against TRL's loss written out in double: the loss
- * and clip counts summed, each token's weight its derivative by central differences (away from the
- * clipping bounds), the KL's mean; with and without a reference and old log-probs, the ratio over
- * [0.5, 1.8] against the range [0.8, 1.28]. */
-static void test_grpo_weights(int with_ref, int with_old) {
-    enum { NK = 60 };
-    const float beta = with_ref ? 0.3f : 0.0f, eps_low = 0.2f, eps_high = 0.28f;
+ * and clip counts summed, each token's weight the loss's derivative by central differences (away
+ * from the clipping bounds), the KL's mean; with and without a reference and old log-probs, by
+ * token and by sequence (GSPO), for each policy term: the clipped ratio over [0.51, 1.81] against
+ * the range [0.8, 1.28] (and delta's cap), cispo's cap at 1.2, sapo's sigmoid. */
+static void test_grpo_weights(int with_ref, int with_old, int sequence, OpsGrpoPolicy policy,
+                              float delta) {
+    enum { NK = GB * GT };
+    OpsGrpoTerms t = {with_ref ? 0.3f : 0.0f,
+                      0.2f,
+                      policy == OPS_GRPO_CISPO ? 1.2f : 0.28f,
+                      delta,
+                      1.0f,
+                      1.05f,
+                      sequence,
+                      policy};
     float share[NK], adv[NK], loss[NK], ref[NK], old[NK], row_scale[NK];
-    double stats[5], want[5] = {0, 0, 0, 0, 0};
+    double stats[5], loss_d[NK], want_clipped[2], dummy[2];
     for (int i = 0; i < NK; i++) {
-        share[i] = i % 5 == 4 ? 0.0f : 0.01f * (float)(1 + i % 3);
-        adv[i] = 0.4f * (float)(i % 7) - 1.2f;
-        loss[i] = 2.0f + 0.1f * (float)(i % 11);
+        int b = i / GT;
+        share[i] = i % 5 == 4 ? 0.0f : 0.01f * (float)(1 + b % 3);
+        adv[i] = 0.4f * (float)(b * 3 % 7) - 1.2f;
+        loss[i] = 2.0f + 0.1f * (float)(i % 11), loss_d[i] = loss[i];
         ref[i] = loss[i] + 0.1f * (float)(i % 41 - 20);
-        old[i] =
-            loss[i] + logf(0.51f + 1.3f * (float)((i * 7) % NK) / NK); /* c = exp(old - loss) */
+        /* c = exp(old - loss); at sequence level a row's tokens share a log-ratio around its own */
+        float ratio = sequence ? 0.51f + 1.3f * (float)(b * 5 % GB) / GB + 0.05f * (float)(i % 3)
+                               : 0.51f + 1.3f * (float)((i * 7) % NK) / NK;
+        old[i] = loss[i] + logf(ratio);
     }
-    ops->grpo_weights(stats, row_scale, share, adv, loss, with_ref ? ref : NULL,
-                      with_old ? old : NULL, (OpsGrpoTerms){beta, eps_low, eps_high}, NK);
-    int bad = 0;
+    const float *r = with_ref ? ref : NULL, *o = with_old ? old : NULL;
+    ops->grpo_weights(stats, row_scale, share, adv, loss, r, o, t, GB, GT);
+    /* the derivative: old (or at, the detached log-probs) held at the unperturbed losses */
+    double at[NK];
+    memcpy(at, loss_d, sizeof at);
+    double want = grpo_trl_loss(share, adv, loss_d, r, o, at, &t, want_clipped), kl = 0;
+    int bad = 0, tokens = 0;
     for (int i = 0; i < NK; i++) {
-        double r = with_ref ? ref[i] : NAN, o = with_old ? old[i] : loss[i], h = 1e-4;
-        double l = grpo_trl_loss(share[i], adv[i], loss[i], r, o, beta, eps_low, eps_high);
-        double fd = (grpo_trl_loss(share[i], adv[i], loss[i] + h, r, o, beta, eps_low, eps_high) -
-                     grpo_trl_loss(share[i], adv[i], loss[i] - h, r, o, beta, eps_low, eps_high)) /
-                    (2 * h);
-        double c = with_old ? exp((double)old[i] - loss[i]) : 1.0;
-        if (share[i] == 0.0f) {
-            bad += row_scale[i] != 0.0f;
-            continue;
+        double h = 1e-4, keep = loss_d[i];
+        loss_d[i] = keep + h;
+        double up = grpo_trl_loss(share, adv, loss_d, r, o, at, &t, dummy);
+        loss_d[i] = keep - h;
+        double fd = (up - grpo_trl_loss(share, adv, loss_d, r, o, at, &t, dummy)) / (2 * h);
+        loss_d[i] = keep;
+        if (share[i] > 0) {
+            tokens++;
+            int b = i / GT;
+            double row_log = 0, n = 0;
+            for (int k = b * GT; k < (b + 1) * GT; k++)
+                if (share[k] > 0) row_log += (with_old ? old[k] : loss[k]) - (double)loss[k], n++;
+            double c = sequence ? exp(row_log / n) : with_old ? exp((double)old[i] - loss[i]) : 1.0;
+            double x = with_ref ? (double)loss[i] - ref[i] : 0.0;
+            kl += c * (exp(x) - x - 1);
         }
-        double x = with_ref ? (double)loss[i] - ref[i] : 0.0;
-        want[0] += l, want[1] += c * (exp(x) - x - 1), want[2] += 1;
-        want[3] += c < 1 - eps_low && adv[i]<0, want[4] += c> 1 + eps_high && adv[i] > 0;
         if (fabs(row_scale[i] - fd) > 1e-7 + 1e-5 * fabs(fd)) {
             if (bad++ < 5)
                 fprintf(stderr, "  row_scale[%d] = %.8g, fd %.8g\n", i, row_scale[i], fd);
         }
     }
     CHECK(bad == 0);
-    for (int k = 0; k < 5; k++) CHECK_CLOSE(stats[k], want[k], 1e-12, 1e-12);
-    if (with_old) CHECK(want[3] > 0 && want[4] > 0); /* both sides clip somewhere */
-    printf("grpo_weights%s%s: weights and sums match (loss %.6f, %g of %g tokens clipped low, %g "
-           "high)\n",
-           with_ref ? " with a reference" : "", with_old ? " with old log-probs" : "", want[0],
-           want[3], want[2], want[4]);
+    CHECK_CLOSE(stats[0], want, 1e-12, 1e-12);
+    CHECK_CLOSE(stats[1], kl, 1e-12, 1e-12);
+    CHECK(stats[2] == tokens && stats[3] == want_clipped[0] && stats[4] == want_clipped[1]);
+    if (with_old && policy == OPS_GRPO_CLIP) CHECK(want_clipped[0] > 0 && want_clipped[1] > 0);
+    if (with_old && policy == OPS_GRPO_CISPO) CHECK(want_clipped[1] > 0); /* some capped */
+    static const char *const names[] = {"clip", "cispo", "sapo"};
+    printf("grpo_weights %s%s%s%s%s: weights and sums match (loss %.6f, %g low and %g high of %d "
+           "%s clipped)\n",
+           names[policy], delta ? " with delta" : "", sequence ? " by sequence" : "",
+           with_ref ? " with a reference" : "", with_old ? " with old log-probs" : "", want,
+           want_clipped[0], want_clipped[1], sequence ? GB : tokens, sequence ? "rows" : "tokens");
 }
 
 /* ---- activations kept in bf16 for backward (ops.h; model.precision bf16) ----
@@ -2751,9 +2820,15 @@ int main(void) {
     test_dpo_loss(0);
     test_dpo_loss(1);
     test_reward_loss();
-    test_grpo_weights(1, 0);
-    test_grpo_weights(0, 1);
-    test_grpo_weights(1, 1);
+    for (int sequence = 0; sequence < 2; sequence++) {
+        test_grpo_weights(1, 0, sequence, OPS_GRPO_CLIP, 0.0f);
+        test_grpo_weights(0, 1, sequence, OPS_GRPO_CLIP, 0.0f);
+        test_grpo_weights(1, 1, sequence, OPS_GRPO_CLIP, 0.0f);
+        test_grpo_weights(1, 1, sequence, OPS_GRPO_CLIP, 1.5f);
+        test_grpo_weights(1, 1, sequence, OPS_GRPO_CISPO, 0.0f);
+        test_grpo_weights(0, 1, sequence, OPS_GRPO_SAPO, 0.0f);
+        test_grpo_weights(1, 1, sequence, OPS_GRPO_SAPO, 0.0f);
+    }
     test_adamw();
     test_norm_and_memory();
     test_parallel_matches_serial();

@@ -1,34 +1,113 @@
-/* grpo_token.h: GRPO's loss and gradient weight at one token (ops.h grpo_weights), in double,
- * written once for both backends (kernels/cpu and kernels/cuda/pair_loss.cu include it).
+/* grpo_token.h: GRPO's loss and gradient weights (ops.h grpo_weights), in double, written once
+ * for both backends (kernels/cpu and kernels/cuda/pair_loss.cu include it).
  *
- * TRL 1.16's GRPOTrainer._compute_loss at token level, a token's log-prob lp = -loss (the LM
- * head's token loss), with A its row's advantage and w (share) its share of the batch's loss:
- *   c      = exp(lp - lp_old)      the ratio to the sampling policy (old NULL: 1, num_iterations 1)
- *   loss   = w (-min(c A, clamp(c, 1 - eps_low, 1 + eps_high) A) + beta c kl),
- *            kl = exp(x) - x - 1, x = lp_ref - lp   (the bias-corrected k3 KL; ref NULL: beta 0)
- * Where the clamp binds on the side the advantage pushes (c < 1 - eps_low with A < 0, c > 1 +
- * eps_high with A > 0) the min takes the constant and the advantage gives no gradient: the token
- * is clipped, low or high (TRL's clip_ratio). Otherwise d/d lp of the min term is -A c, and of
- * the KL term's c kl it is -c x, so d loss / d loss_token = w c (A [not clipped] + beta x). */
+ * TRL 1.16's GRPOTrainer._compute_loss, a token's log-prob lp = -loss (the LM head's token
+ * loss), with A its row's advantage and w (share) its share of the batch's loss, c the ratio of
+ * the policy's probability to the sampling policy's (c = exp(lp - lp_old); old NULL: 1, its
+ * derivative still there):
+ *   loss  = w (P(c, lp) + beta c kl),  kl = exp(x) - x - 1, x = lp_ref - lp (ref NULL: beta 0)
+ * the bias-corrected k3 KL, whose term has d/d lp = -c x, and the policy term P by the loss type:
+ *   clip (dapo, grpo, bnpo, dr_grpo): -min(min(c, delta) A, clamp(c, 1 - eps_low, 1 + eps_high) A),
+ *     delta (two-sided clipping, INTELLECT-2) where > 0; where a bound binds on the side the
+ *     advantage pushes the min takes a constant and the advantage gives no gradient: the token
+ *     is clipped, low or high (TRL's clip_ratio); otherwise d P / d lp = -A c;
+ *   cispo (MiniMax-M1): -sg(min(c, eps_high)) A lp, d P / d lp = -min(c, eps_high) A, clipped
+ *     high where c > eps_high and A > 0 (TRL's cispo_clip_ratio);
+ *   sapo (soft gating): -sigmoid(tau (c - 1)) 4 / tau A, tau sapo_pos where A > 0 else sapo_neg,
+ *     d P / d lp = -4 A c s (1 - s), s the sigmoid; nothing clipped.
+ * The weight a token's loss gets is d loss / d loss_token = -d loss / d lp.
+ *
+ * At sequence level (GSPO, Zheng et al. 2025: importance_sampling_level sequence) a row has one
+ * ratio, c = exp(mean over its n completion tokens of lp - lp_old), clipped as a whole, the loss
+ * the same with it; a token's lp moves c by c / n. With S the row's shares summed and K its w kl
+ * summed, a token's weight is -(S dP/dlog c / n + w dP/dlp direct) + beta c (w (exp(x) - 1) - K /
+ * n), the direct part cispo's alone (its ratio is detached). */
 #pragma once
 #include <math.h>
 #include <stddef.h>
 
 #include "loraft/hostdevice.h"
+#include "loraft/ops.h"
 
-/* Token i's d loss / d losses[i]; adds its loss, c kl, 1 and its clip flags to sums[5]. share 0:
- * off the completions, 0 and nothing added. */
+/* The policy term of one ratio: P = ratio_value + direct lp (cispo's alone depends on lp but
+ * through the ratio), dP / d log c through the ratio, and whether it is clipped. */
+typedef struct GrpoTerm {
+    double ratio_value, by_ratio, direct;
+    int low, high;
+} GrpoTerm;
+
+static inline LF_HOST_DEVICE GrpoTerm grpo_term(const OpsGrpoTerms *t, double c, double a) {
+    GrpoTerm g = {0.0, 0.0, 0.0, 0, 0};
+    if (t->policy == OPS_GRPO_CISPO) {
+        double r = c < t->eps_high ? c : t->eps_high;
+        g.direct = -r * a, g.high = c > t->eps_high && a > 0;
+        return g;
+    }
+    if (t->policy == OPS_GRPO_SAPO) {
+        double tau = a > 0 ? t->sapo_pos : t->sapo_neg, s = 1.0 / (1.0 + exp(-tau * (c - 1.0)));
+        g.ratio_value = -s * 4.0 / tau * a, g.by_ratio = -4.0 * a * c * s * (1.0 - s);
+        return g;
+    }
+    double lo = 1.0 - t->eps_low, hi = 1.0 + t->eps_high;
+    int capped = t->delta > 0 && c > t->delta, in = c >= lo && c <= hi;
+    double c1 = capped ? t->delta : c, c2 = c < lo ? lo : c > hi ? hi : c;
+    double v1 = c1 * a, v2 = c2 * a, d1 = capped ? 0.0 : c, d2 = in ? c : 0.0; /* d / d log c */
+    g.ratio_value = -(v1 < v2 ? v1 : v2);
+    g.by_ratio = -a * (v1 < v2 ? d1 : v2 < v1 ? d2 : 0.5 * (d1 + d2)); /* torch.min's tie */
+    g.low = c1 < lo && a<0, g.high = c1> hi && a > 0;
+    return g;
+}
+
+/* Token i's d loss / d losses[i] at token level; adds its loss, c kl, 1 and its clip flags to
+ * sums[5]. share 0: off the completions, 0 and nothing added. */
 static inline LF_HOST_DEVICE float grpo_token(double sums[5], float share, float adv,
                                               const float *losses, const float *ref,
-                                              const float *old, size_t i, float beta, float eps_low,
-                                              float eps_high) {
+                                              const float *old, size_t i, const OpsGrpoTerms *t) {
     if (share == 0.0f) return 0.0f;
-    double c = old ? exp((double)old[i] - losses[i]) : 1.0, a = adv;
-    double lo = 1.0 - eps_low, hi = 1.0 + eps_high, clamped = c < lo ? lo : c > hi ? hi : c;
-    int low = c < lo && a<0, high = c> hi && a > 0;
+    double c = old ? exp((double)old[i] - losses[i]) : 1.0, lp = -(double)losses[i];
+    GrpoTerm g = grpo_term(t, c, adv);
     double x = ref ? (double)losses[i] - ref[i] : 0.0, kl = ref ? exp(x) - x - 1.0 : 0.0;
-    double pg = c * a < clamped * a ? c * a : clamped * a;
-    sums[0] += share * (-pg + beta * c * kl);
-    sums[1] += c * kl, sums[2] += 1.0, sums[3] += low, sums[4] += high;
-    return (float)(share * c * ((low || high ? 0.0 : a) + beta * x));
+    sums[0] += share * (g.ratio_value + g.direct * lp + t->beta * c * kl);
+    sums[1] += c * kl, sums[2] += 1.0, sums[3] += g.low, sums[4] += g.high;
+    return (float)(share * (-(g.by_ratio + g.direct) + t->beta * c * x));
+}
+
+/* A row at sequence level: its sums over the completion tokens, then its ratio and the part of
+ * each token's weight the row shares. */
+typedef struct GrpoRow {
+    double log_ratio, n, share, share_lp, share_kl,
+        kl;                  /* sums: lp - lp_old, 1, w, w lp, w kl, kl */
+    double c, direct, scale; /* the ratio, cispo's dP/dlp, the weight's shared part */
+} GrpoRow;
+
+/* Adds token i to its row's sums (share 0: off the completions, nothing). */
+static inline LF_HOST_DEVICE void grpo_row_add(GrpoRow *r, float share, const float *losses,
+                                               const float *ref, const float *old, size_t i) {
+    if (share == 0.0f) return;
+    double x = ref ? (double)losses[i] - ref[i] : 0.0, kl = ref ? exp(x) - x - 1.0 : 0.0;
+    r->log_ratio += old ? (double)old[i] - losses[i] : 0.0;
+    r->n += 1.0, r->share += share, r->share_lp -= share * (double)losses[i];
+    r->share_kl += share * kl, r->kl += kl;
+}
+
+/* The row's ratio and shared weight from its sums, a its advantage; adds its loss, c kl, tokens
+ * and clip flags (one a row) to sums[5]. */
+static inline LF_HOST_DEVICE void grpo_row_finish(GrpoRow *r, double sums[5], float a,
+                                                  const OpsGrpoTerms *t) {
+    double n = r->n > 1.0 ? r->n : 1.0; /* TRL clamps the count at 1 */
+    r->c = exp(r->log_ratio / n);
+    GrpoTerm g = grpo_term(t, r->c, a);
+    r->direct = g.direct;
+    r->scale = -(r->share * g.by_ratio + t->beta * r->c * r->share_kl) / n;
+    sums[0] += r->share * g.ratio_value + g.direct * r->share_lp + t->beta * r->c * r->share_kl;
+    sums[1] += r->c * r->kl, sums[2] += r->n, sums[3] += g.low, sums[4] += g.high;
+}
+
+/* Token i's d loss / d losses[i] at sequence level, its row finished. */
+static inline LF_HOST_DEVICE float grpo_row_token(const GrpoRow *r, float share,
+                                                  const float *losses, const float *ref, size_t i,
+                                                  const OpsGrpoTerms *t) {
+    if (share == 0.0f) return 0.0f;
+    double x = ref ? (double)losses[i] - ref[i] : 0.0;
+    return (float)(r->scale - share * r->direct + t->beta * r->c * share * (exp(x) - 1.0));
 }

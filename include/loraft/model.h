@@ -76,19 +76,32 @@ typedef struct RlooSpec {
     int normalize;   /* advantages to mean 0, std 1 over the batch */
 } RlooSpec;
 
-/* GRPO's settings (TASK_GRPO; grpo.c): a batch holds groups of `generations` rows. How the
- * completions' token losses add up (TRL's loss_type) and how a group's rewards are scaled into
- * advantages (TRL's scale_rewards). */
-typedef enum GrpoLoss { GRPO_DAPO, GRPO_GRPO, GRPO_BNPO, GRPO_DR_GRPO } GrpoLoss;
+/* GRPO's settings (TASK_GRPO; grpo.c, grpo_token.h): a batch holds groups of `generations` rows.
+ * How the completions' token losses add up and which policy term they take (TRL's loss_type:
+ * the clipped ratio's four aggregations, cispo's and sapo's), how a group's rewards are scaled
+ * into advantages (TRL's scale_rewards), and the ratio to the sampling policy on a generation's
+ * later passes. train_spec_defaults gives TRL's defaults. */
+typedef enum GrpoLoss {
+    GRPO_DAPO,
+    GRPO_GRPO,
+    GRPO_BNPO,
+    GRPO_DR_GRPO,
+    GRPO_CISPO,
+    GRPO_SAPO
+} GrpoLoss;
 typedef enum GrpoScale { GRPO_SCALE_GROUP, GRPO_SCALE_BATCH, GRPO_SCALE_NONE } GrpoScale;
 typedef struct GrpoSpec {
-    float beta;              /* the KL penalty's weight per token (TRL's 0); 0: no reference */
-    int generations;         /* completions sampled per prompt, >= 2 */
-    GrpoLoss loss;           /* dapo (TRL's default) */
-    GrpoScale scale;         /* group (TRL's default) */
-    int max_completion;      /* dr_grpo's constant: the longest completion sampled */
-    int iterations;          /* optimisations per generation (TRL's num_iterations, 1) */
-    float eps_low, eps_high; /* the ratio's clipping range [1 - eps_low, 1 + eps_high] */
+    float beta;               /* the KL penalty's weight per token (TRL's 0); 0: no reference */
+    int generations;          /* completions sampled per prompt, >= 2 */
+    GrpoLoss loss;            /* dapo (TRL's default) */
+    GrpoScale scale;          /* group (TRL's default) */
+    int max_completion;       /* dr_grpo's constant: the longest completion sampled */
+    int iterations;           /* optimisations per generation (TRL's num_iterations, 1) */
+    float eps_low, eps_high;  /* the ratio's clipping range [1 - eps_low, 1 + eps_high] (cispo's
+                                 cap: eps_high) */
+    int sequence;             /* one ratio a row (GSPO: importance_sampling_level sequence) */
+    float delta;              /* two-sided clipping's cap on the ratio (0: none) */
+    float sapo_pos, sapo_neg; /* sapo's temperatures for advantages > 0 and the others */
 } GrpoSpec;
 
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to
@@ -199,7 +212,8 @@ typedef struct RlooStats {
     double reward;   /* the penalised rewards, reward - beta kl */
     double positive; /* rows whose advantage is above 0 */
     double zero_std; /* GRPO: rows whose rewards' std is 0 (Model.grpo_zero_std) */
-    double tokens, clipped_low, clipped_high; /* GRPO: completion tokens, those clipped */
+    double tokens, clipped_low, clipped_high; /* GRPO: completion tokens, those clipped (the
+                                                 rows, at sequence level) */
 } RlooStats;
 
 /* One named tensor of the parameter table. */

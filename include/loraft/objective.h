@@ -102,6 +102,9 @@ int reference_forward(Model *m, LfError *err);
 void rloo_set_rewards(Model *m, const float *rewards);
 
 /* ---- grpo.c ---- */
+/* TRL's loss_type and scale_rewards by name; -1 for another name. */
+GrpoLoss grpo_loss_named(const char *name);
+GrpoScale grpo_scale_named(const char *name);
 /* The batches of one optimizer step, sampled together (TRL's generation batch): under scale
  * batch the std of all their rewards scales the advantages, and dapo's loss is a sum over their
  * completion tokens divided by how many there are. */

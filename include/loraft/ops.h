@@ -99,10 +99,17 @@ typedef struct OpsLogitMap {
     float softcap, temperature;
 } OpsLogitMap;
 #define OPS_LOGITS_PLAIN ((OpsLogitMap){0.0f, 1.0f}) /* neither (a C compound literal) */
-/* GRPO's constants (Ops.grpo_weights): the KL penalty's weight and the ratio's clipping range,
- * [1 - eps_low, 1 + eps_high] (TRL's epsilon and epsilon_high). */
+/* GRPO's constants (Ops.grpo_weights, grpo_token.h): the KL penalty's weight; the policy term
+ * (TRL's loss_type: the clipped ratio of dapo, grpo, bnpo and dr_grpo, cispo's or sapo's); the
+ * ratio's clipping range [1 - eps_low, 1 + eps_high] (TRL's epsilon and epsilon_high; cispo's
+ * cap is eps_high itself), delta the two-sided clip's cap (0: none), sapo's temperatures for
+ * positive and other advantages; whether the ratio is a row's (GSPO: TRL's
+ * importance_sampling_level sequence) or each token's. */
+typedef enum OpsGrpoPolicy { OPS_GRPO_CLIP, OPS_GRPO_CISPO, OPS_GRPO_SAPO } OpsGrpoPolicy;
 typedef struct OpsGrpoTerms {
-    float beta, eps_low, eps_high;
+    float beta, eps_low, eps_high, delta, sapo_pos, sapo_neg;
+    int sequence;
+    OpsGrpoPolicy policy;
 } OpsGrpoTerms;
 /* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
  * its bf16(dout) goes in dd (columns dout_col..); adapted (B not NULL): forward's u [N,R], B
@@ -676,16 +683,17 @@ typedef struct Ops {
                       const float *ref, const float *rewards, float beta, int k, int normalize,
                       float grad_scale, int B, int T);
     /* GRPO's token weights where the forward decides them (grpo.c; grpo_token.h has the formula,
-     * TRL 1.16's GRPOTrainer at token level): with a KL penalty (ref [n], the reference's per-token
-     * losses; NULL: beta 0) or a policy that moved since it sampled (old [n], the sampling policy's
-     * per-token losses, num_iterations > 1; NULL: the ratio 1). Per token i of n, share [n] its
-     * share of the loss (0 off the completions: row_scale 0 there and nothing summed) and adv [n]
-     * its row's advantage; losses [n] the policy's. row_scale [n] (overwritten) = d loss /
-     * d losses[i]; stats[5] (overwritten) the sums, in double, of the loss, the bias-corrected KL
-     * ratio * kl, the completion tokens and those clipped low and high. */
+     * TRL 1.16's GRPOTrainer): with a KL penalty (ref, the reference's per-token losses; NULL:
+     * beta 0) or a policy that moved since it sampled (old, the sampling policy's per-token
+     * losses, num_iterations > 1; NULL: the ratio 1). B rows of T tokens, each token's share of
+     * the loss in share (0 off the completions: row_scale 0 there and nothing summed), its row's
+     * advantage in adv, the policy's losses in losses, all [B*T], B <= OPS_RLOO_MAX_ROWS.
+     * row_scale [B*T] (overwritten) = d loss / d losses[i]; stats[5] (overwritten) the sums, in
+     * double, of the loss, the bias-corrected KL ratio * kl, the completion tokens and the tokens
+     * (t.sequence: the rows) clipped low and high. */
     void (*grpo_weights)(double *stats, float *row_scale, const float *share, const float *adv,
                          const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
-                         size_t n);
+                         int B, int T);
 
     /* ---- optimizer: one step over every trainable tensor, one call ----
      * grads, m, v [n] (backend memory): the trainable tensors' gradients and AdamW moments,

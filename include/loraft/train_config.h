@@ -119,10 +119,13 @@ typedef struct TrainConfig {
     int mask_truncated_completions;         /* grpo: 0 */
     int num_iterations;                     /* grpo: optimisations per generation, 1 */
     float epsilon, epsilon_high;            /* grpo: the ratio's clipping, 0.2 and -1 (epsilon) */
-    char eval_strategy[8];                  /* "epoch" | "steps" | "no" */
-    int eval_steps;                         /* used with eval_strategy "steps" */
-    char save_strategy[8];                  /* "epoch" | "steps" | "no" */
-    int save_steps;                         /* used with save_strategy "steps" */
+    char importance_sampling_level[16];     /* grpo: "token" | "sequence" (GSPO) */
+    float delta;                            /* grpo: two-sided clipping's cap, 0 (none) */
+    float sapo_temperature_pos, sapo_temperature_neg; /* grpo, sapo: 1, 1.05 */
+    char eval_strategy[8];                            /* "epoch" | "steps" | "no" */
+    int eval_steps;                                   /* used with eval_strategy "steps" */
+    char save_strategy[8];                            /* "epoch" | "steps" | "no" */
+    int save_steps;                                   /* used with save_strategy "steps" */
     char metric_for_best[16];   /* "eval_loss" (lower is better) | "accuracy" | "f1" | "reward" */
     int eval_before_training;   /* 1 */
     int logging_steps;          /* 10; 0 = no per-step log lines */

@@ -1605,11 +1605,19 @@ static void cpu_rloo_loss(double *stats, float *logps, float *row_scale, const f
 
 static void cpu_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
                              const float *losses, const float *ref, const float *old,
-                             OpsGrpoTerms t, size_t n) {
+                             OpsGrpoTerms t, int B, int T) {
     double sums[5] = {0, 0, 0, 0, 0};
-    for (size_t i = 0; i < n; i++)
-        row_scale[i] =
-            grpo_token(sums, share[i], adv[i], losses, ref, old, i, t.beta, t.eps_low, t.eps_high);
+    size_t n = (size_t)B * T;
+    for (size_t i = 0; !t.sequence && i < n; i++)
+        row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t);
+    for (int b = 0; t.sequence && b < B; b++) {
+        size_t at = (size_t)b * T;
+        GrpoRow r = {0};
+        for (size_t i = at; i < at + T; i++) grpo_row_add(&r, share[i], losses, ref, old, i);
+        grpo_row_finish(&r, sums, adv[at], &t);
+        for (size_t i = at; i < at + T; i++)
+            row_scale[i] = grpo_row_token(&r, share[i], losses, ref, i, &t);
+    }
     memcpy(stats, sums, sizeof sums);
 }
 

@@ -381,6 +381,6 @@ void cuda_rloo_loss(double *stats, float *logps, float *row_scale, const float *
                     float grad_scale, int B, int T);
 void cuda_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
                        const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
-                       size_t n);
+                       int B, int T);
 void cuda_adamw_step(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
                      float *v, size_t n, AdamWHyper h, double *norm, double *scratch);

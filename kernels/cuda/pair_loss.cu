@@ -133,17 +133,31 @@ __global__ void rloo_loss_kernel(double *stats, float *logps, float *row_scale, 
             row_scale[j] = weight[j / T];
 }
 
-/* GRPO's token weights over n tokens: a thread a token at a time, the five sums in double per
- * thread, then per warp, then by thread 0 over the warps */
+/* GRPO's token weights over B rows of T tokens: at token level a thread a token at a time; at
+ * sequence level a warp a row, its sums over the lanes, lane 0 finishing the row, then its
+ * tokens. The five sums in double per thread, then per warp, then by thread 0 over the warps. */
 __global__ void grpo_weights_kernel(double *stats, float *row_scale, const float *share,
                                     const float *adv, const float *losses, const float *ref,
-                                    const float *old, OpsGrpoTerms t, size_t n) {
+                                    const float *old, OpsGrpoTerms t, int B, int T) {
     __shared__ double part[PAIR_THREADS / 32][5];
     double sums[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
-    for (size_t i = threadIdx.x; i < n; i += blockDim.x)
-        row_scale[i] =
-            grpo_token(sums, share[i], adv[i], losses, ref, old, i, t.beta, t.eps_low, t.eps_high);
+    size_t n = (size_t)B * T;
+    for (size_t i = threadIdx.x; !t.sequence && i < n; i += blockDim.x)
+        row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t);
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int b = warp; t.sequence && b < B; b += PAIR_THREADS / 32) {
+        size_t at = (size_t)b * T;
+        GrpoRow r = {};
+        for (size_t i = at + lane; i < at + T; i += 32)
+            grpo_row_add(&r, share[i], losses, ref, old, i);
+        r.log_ratio = warp_sum(r.log_ratio), r.n = warp_sum(r.n), r.share = warp_sum(r.share);
+        r.share_lp = warp_sum(r.share_lp), r.share_kl = warp_sum(r.share_kl), r.kl = warp_sum(r.kl);
+        double mine[5] = {0.0, 0.0, 0.0, 0.0, 0.0}; /* every lane finishes it, lane 0 counts */
+        grpo_row_finish(&r, mine, adv[at], &t);
+        for (int k = 0; lane == 0 && k < 5; k++) sums[k] += mine[k];
+        for (size_t i = at + lane; i < at + T; i += 32)
+            row_scale[i] = grpo_row_token(&r, share[i], losses, ref, i, &t);
+    }
     for (int k = 0; k < 5; k++) {
         double v = warp_sum(sums[k]);
         if (lane == 0) part[warp][k] = v;
@@ -159,8 +173,9 @@ __global__ void grpo_weights_kernel(double *stats, float *row_scale, const float
 
 void cuda_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
                        const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
-                       size_t n) {
-    grpo_weights_kernel<<<1, PAIR_THREADS>>>(stats, row_scale, share, adv, losses, ref, old, t, n);
+                       int B, int T) {
+    grpo_weights_kernel<<<1, PAIR_THREADS>>>(stats, row_scale, share, adv, losses, ref, old, t, B,
+                                             T);
     CUDA_LAUNCHED("grpo_weights");
 }
 

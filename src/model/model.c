@@ -129,6 +129,15 @@ void train_spec_defaults(TrainSpec *s) {
     s->r = 8;
     s->alpha = 8.0f;
     s->dpo = (DpoSpec){0.1f, DPO_SIGMOID, 0.0f};
+    s->grpo = (GrpoSpec){.generations = 2,
+                         .loss = GRPO_DAPO,
+                         .scale = GRPO_SCALE_GROUP,
+                         .max_completion = 256,
+                         .iterations = 1,
+                         .eps_low = 0.2f,
+                         .eps_high = 0.2f,
+                         .sapo_pos = 1.0f,
+                         .sapo_neg = 1.05f};
     s->temperature = 1.0f;
 }
 
@@ -1332,11 +1341,17 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
         return lf_fail(err, "temperature %g must be finite and > 0", (double)s->temperature);
     const GrpoSpec *g = &s->grpo;
     if (s->task == TASK_GRPO && (g->iterations < 1 || !(g->eps_low >= 0.0f && g->eps_low < 1.0f) ||
-                                 !(g->eps_high >= 0.0f) || isinf(g->eps_high)))
+                                 !(g->eps_high >= 0.0f) || isinf(g->eps_high) ||
+                                 !(g->delta == 0.0f || g->delta > 1.0f) || isinf(g->delta)))
         return lf_fail(err,
-                       "GRPO's num_iterations %d must be >= 1, epsilon %g in [0, 1) and "
-                       "epsilon_high %g finite and >= 0",
-                       g->iterations, (double)g->eps_low, (double)g->eps_high);
+                       "GRPO's num_iterations %d must be >= 1, epsilon %g in [0, 1), "
+                       "epsilon_high %g finite and >= 0, delta %g 0 or finite and > 1",
+                       g->iterations, (double)g->eps_low, (double)g->eps_high, (double)g->delta);
+    if (s->task == TASK_GRPO && g->loss == GRPO_SAPO &&
+        !(g->sapo_pos > 0.0f && g->sapo_neg > 0.0f && isfinite(g->sapo_pos) &&
+          isfinite(g->sapo_neg)))
+        return lf_fail(err, "sapo's temperatures %g and %g must be finite and > 0",
+                       (double)g->sapo_pos, (double)g->sapo_neg);
     if (s->strategy == STRATEGY_LORA && (s->r < 1 || s->r > LORA_MAX_R))
         return lf_fail(err, "lora.r = %d must be in 1..%d", s->r, LORA_MAX_R);
     if (s->use_dora && init_splits(s->init))

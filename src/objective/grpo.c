@@ -7,7 +7,8 @@
  *   A_b    = r_b - mean of its group's r, then (scale group) / (std of the group + 1e-4),
  *            (batch) / (std of the generation + 1e-4), (none) as it is; std with Bessel's
  *   loss   = sum over the completion tokens t of row b of grpo_token.h's
- *            w_b (-min(c A_b, clamp(c) A_b) + beta c kl_bt), c = exp(logp_bt - logp_old_bt),
+ *            w_b (-min(c A_b, clamp(c) A_b) + beta c kl_bt), c = exp(logp_bt - logp_old_bt)
+ *            (GSPO, GrpoSpec.sequence: one c a row, exp of the row's mean of logp - logp_old),
  *            kl_bt = exp(x) - x - 1, x = ref_bt - logp_bt (the reference: the adapters off)
  *   w_b    = dapo: the step's micro-batches / the generation's completion tokens (the step's loss
  *            being the mean of its micro-batches'); bnpo: 1 / the batch's; grpo: 1 / (B n_b), n_b
@@ -21,8 +22,33 @@
  * forward's log-probs: the policy's forward forms them on the device (ops.h grpo_weights), and
  * the backward's pass over the head reads them, as DPO's. */
 #include <math.h>
+#include <string.h>
 
+#include "loraft/grpo_token.h"
 #include "loraft/objective.h"
+
+GrpoLoss grpo_loss_named(const char *name) {
+    static const char *const names[] = {"dapo", "grpo", "bnpo", "dr_grpo", "cispo", "sapo"};
+    for (int i = 0; i < (int)(sizeof names / sizeof *names); i++)
+        if (!strcmp(name, names[i])) return (GrpoLoss)i;
+    return (GrpoLoss)-1;
+}
+
+GrpoScale grpo_scale_named(const char *name) {
+    static const char *const names[] = {"group", "batch", "none"};
+    for (int i = 0; i < (int)(sizeof names / sizeof *names); i++)
+        if (!strcmp(name, names[i])) return (GrpoScale)i;
+    return (GrpoScale)-1;
+}
+
+/* The op's constants (grpo_token.h) from the spec. */
+static OpsGrpoTerms terms_of(const GrpoSpec *s) {
+    OpsGrpoPolicy policy = s->loss == GRPO_CISPO  ? OPS_GRPO_CISPO
+                           : s->loss == GRPO_SAPO ? OPS_GRPO_SAPO
+                                                  : OPS_GRPO_CLIP;
+    return (OpsGrpoTerms){s->beta,     s->eps_low,  s->eps_high, s->delta,
+                          s->sapo_pos, s->sapo_neg, s->sequence, policy};
+}
 
 /* Per-token labels as causal-lm's; n_valid counts rows. */
 static int grpo_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err) {
@@ -35,10 +61,12 @@ static int grpo_labels(Model *m, const int32_t *labels, int B, int T, int32_t *o
     return 0;
 }
 
-/* Whether the forward decides the tokens' weights (grpo_token.h): with a KL penalty, or with the
- * sampling policy's losses (a generation's later pass). */
+/* Whether the forward decides the tokens' weights (grpo_token.h): with a KL penalty, with the
+ * sampling policy's losses (a generation's later pass), or for cispo, whose loss is the
+ * log-probs' (its weights the host's all the same on a first pass, but not its loss). */
 static int weights_on_device(const Model *m) {
-    return m->grpo_adv && (m->spec.grpo.beta > 0 || m->has_old);
+    const GrpoSpec *s = &m->spec.grpo;
+    return m->grpo_adv && (s->beta > 0 || m->has_old || s->loss == GRPO_CISPO);
 }
 
 /* row_scale [max_batch * max_len], which the host fills for a first pass at beta 0; where the
@@ -47,7 +75,7 @@ static int weights_on_device(const Model *m) {
 static void grpo_plan(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len;
     const GrpoSpec *s = &m->spec.grpo;
-    int device = m->n_grads > 0 && (s->beta > 0 || s->iterations > 1);
+    int device = m->n_grads > 0 && (s->beta > 0 || s->iterations > 1 || s->loss == GRPO_CISPO);
     row_weighted_plan(m, pl);
     PLAN_TAKE(pl, &m->grpo_share, N, device, NULL);
     PLAN_TAKE(pl, &m->grpo_adv, N, device, NULL);
@@ -85,10 +113,12 @@ static double token_share(const GrpoSpec *s, const GrpoGeneration *g, const int 
                           long tokens, int B) {
     switch (s->loss) {
     case GRPO_GRPO:
+    case GRPO_SAPO:
         return 1.0 / ((double)B * (n[b] > 0 ? n[b] : 1)); /* TRL clamps the count at 1 */
     case GRPO_DR_GRPO:
         return 1.0 / ((double)B * s->max_completion);
-    case GRPO_DAPO: /* TRL's num_items_in_batch: the generation's tokens */
+    case GRPO_DAPO:
+    case GRPO_CISPO: /* TRL's num_items_in_batch: the generation's tokens */
         return g ? g->batches / (double)(g->tokens > 0 ? g->tokens : 1)
                  : 1.0 / (double)(tokens > 0 ? tokens : 1);
     case GRPO_BNPO:
@@ -106,8 +136,10 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
     double a[OPS_RLOO_MAX_ROWS];
     if (B > OPS_RLOO_MAX_ROWS)
         return lf_fail(err, "a GRPO batch of %d rows: at most %d", B, OPS_RLOO_MAX_ROWS);
-    /* the host's room for the weights (Objective.host_per_token): w A, then w and A apart */
+    /* the host's room for the weights (Objective.host_per_token): a first pass's (the ratio 1),
+     * then w and A apart */
     float *wa = m->host_weights, *share = wa + N, *adv = wa + 2 * N;
+    OpsGrpoTerms t = terms_of(s);
     for (size_t i = 0; i < N; i++) n[i / T] += y[i] >= 0;
     for (int b = 0; b < B; b++) tokens += n[b];
     m->grpo_zero_std =
@@ -116,11 +148,12 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
     m->grpo_tokens = (double)tokens;
     for (int b = 0; b < B; b++) {
         double w = token_share(s, gen, n, b, tokens, B);
+        GrpoTerm first = grpo_term(&t, 1.0, a[b]); /* cispo's loss, its direct term, aside */
         for (size_t i = (size_t)b * T; i < (size_t)(b + 1) * T; i++) {
-            wa[i] = (float)(w * a[b]);
+            wa[i] = (float)(-w * (first.by_ratio + first.direct));
             share[i] = y[i] >= 0 ? (float)w : 0.0f, adv[i] = (float)a[b];
         }
-        m->grpo_loss -= w * n[b] * a[b];
+        m->grpo_loss += w * n[b] * first.ratio_value;
         m->grpo_reward += rewards[b];
         m->grpo_positive += a[b] > 0;
     }
@@ -162,7 +195,7 @@ static int grpo_loss(Model *m, LfError *err) {
     lm_head_run(m, 0, 0, NULL);
     m->ops->grpo_weights(m->pair_sums, m->row_scale, m->grpo_share, m->grpo_adv, m->losses,
                          s->beta > 0 ? m->ref_losses : NULL, m->has_old ? m->old_losses : NULL,
-                         (OpsGrpoTerms){s->beta, s->eps_low, s->eps_high}, N);
+                         terms_of(s), m->B, m->T);
     m->grpo_forward_weights = 1;
     return 0;
 }

@@ -330,11 +330,14 @@ static const Key keys[] = {
              "adapters off) in each completion token's loss, TRL's bias-corrected k3 estimate; "
              "0 (TRL's default) = none, and no reference forward."},
     {"train", "grpo_loss_type", T_STR, AT(grpo_loss_type), .def = "\"dapo\"",
-     .choices = "dapo|grpo|bnpo|dr_grpo",
+     .choices = "dapo|grpo|bnpo|dr_grpo|cispo|sapo",
      .help = "grpo: how the completions' token losses add up (TRL's loss_type): dapo over an "
              "optimizer step's completion tokens (TRL's default), bnpo over each micro-batch's, "
              "grpo over each completion's then the micro-batch's rows, dr_grpo over rows x "
-             "max_completion_length."},
+             "max_completion_length, each on the clipped ratio; cispo (MiniMax-M1) as dapo, on "
+             "the ratio capped at epsilon_high and detached, times the log-prob (ScaleRL's "
+             "epsilon_high: 5); sapo (soft adaptive) as grpo, the ratio's sigmoid in place of "
+             "its clip (sapo_temperature_pos, _neg)."},
     {"train", "scale_rewards", T_STR, AT(scale_rewards), .def = "\"group\"",
      .choices = "group|batch|none",
      .help = "grpo: each reward less its group's mean, divided by the group's standard "
@@ -354,6 +357,20 @@ static const Key keys[] = {
     {"train", "epsilon_high", T_FLOAT, AT(epsilon_high), .def = "-1", RANGE(-1, INFINITY),
      .help = "grpo: the ratio is clipped above at 1 + epsilon_high (DAPO's clip-higher: TRL's "
              "epsilon_high); -1 = epsilon."},
+    {"train", "importance_sampling_level", T_STR, AT(importance_sampling_level), .def = "\"token\"",
+     .choices = "token|sequence",
+     .help = "grpo: the ratio to the sampling policy each token's (token, TRL's default) or one "
+             "a completion, the exp of its tokens' mean log-ratio, clipped as a whole (sequence: "
+             "GSPO, Zheng et al. 2025, whose paper clips at epsilon 3e-4, epsilon_high 4e-4)."},
+    {"train", "delta", T_FLOAT, AT(delta), .def = "0", RANGE(0, INFINITY),
+     .help = "grpo: two-sided clipping (INTELLECT-2, TRL's delta): the ratio is also capped at "
+             "delta where the advantage is negative; above 1 + epsilon_high, or 0 = none."},
+    {"train", "sapo_temperature_pos", T_FLOAT, AT(sapo_temperature_pos), .def = "1",
+     RANGE(0, INFINITY), .min_open = 1, .max_open = 1,
+     .help = "grpo, sapo: the sigmoid's temperature for positive advantages (TRL's)."},
+    {"train", "sapo_temperature_neg", T_FLOAT, AT(sapo_temperature_neg), .def = "1.05",
+     RANGE(0, INFINITY), .min_open = 1, .max_open = 1,
+     .help = "grpo, sapo: the sigmoid's temperature for the other advantages (TRL's)."},
     {"train", "max_completion_length", T_INT, AT(max_completion_length), .def = "256",
      RANGE(1, 1 << 20),
      .help = "rloo, grpo: the most tokens a sampled completion may have (its stop token "
@@ -925,6 +942,9 @@ static int rl_check(const TrainConfig *c, LfError *err) {
     if (c->num_iterations > 1 && strcmp(t, "grpo"))
         return lf_fail(err, "train.num_iterations %d: more than 1 is grpo's alone",
                        c->num_iterations);
+    if (c->delta != 0 && !(c->delta > 1))
+        return lf_fail(err, "train.delta %g: the ratio's cap must be above 1 (0: none)",
+                       (double)c->delta);
     if (c->epsilon_high < 0 && c->epsilon_high != -1)
         return lf_fail(err, "train.epsilon_high %g must be >= 0 (or -1: epsilon's value)",
                        (double)c->epsilon_high);

@@ -543,19 +543,6 @@ static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
                         max_len - c->max_completion_length, c->grad_accum + 1, err);
 }
 
-/* train.grpo_loss_type and train.scale_rewards (their choices checked by the config). */
-static GrpoLoss grpo_loss_of(const char *s) {
-    return !strcmp(s, "grpo")      ? GRPO_GRPO
-           : !strcmp(s, "bnpo")    ? GRPO_BNPO
-           : !strcmp(s, "dr_grpo") ? GRPO_DR_GRPO
-                                   : GRPO_DAPO;
-}
-static GrpoScale grpo_scale_of(const char *s) {
-    return !strcmp(s, "batch")  ? GRPO_SCALE_BATCH
-           : !strcmp(s, "none") ? GRPO_SCALE_NONE
-                                : GRPO_SCALE_GROUP;
-}
-
 static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const char *adapter_dir,
                     FILE *out, LfError *err) {
     memset(r, 0, sizeof *r);
@@ -634,14 +621,18 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     spec.dpo = (DpoSpec){c->dpo_beta, !strcmp(c->dpo_loss, "ipo") ? DPO_IPO : DPO_SIGMOID,
                          c->dpo_label_smoothing};
     spec.rloo = (RlooSpec){c->rloo_beta, c->num_generations, c->normalize_advantages};
-    spec.grpo = (GrpoSpec){c->grpo_beta,
-                           c->num_generations,
-                           grpo_loss_of(c->grpo_loss_type),
-                           grpo_scale_of(c->scale_rewards),
-                           c->max_completion_length,
-                           c->num_iterations,
-                           c->epsilon,
-                           c->epsilon_high < 0 ? c->epsilon : c->epsilon_high};
+    spec.grpo = (GrpoSpec){.beta = c->grpo_beta,
+                           .generations = c->num_generations,
+                           .loss = grpo_loss_named(c->grpo_loss_type), /* checked by the config */
+                           .scale = grpo_scale_named(c->scale_rewards),
+                           .max_completion = c->max_completion_length,
+                           .iterations = c->num_iterations,
+                           .eps_low = c->epsilon,
+                           .eps_high = c->epsilon_high < 0 ? c->epsilon : c->epsilon_high,
+                           .sequence = !strcmp(c->importance_sampling_level, "sequence"),
+                           .delta = c->delta,
+                           .sapo_pos = c->sapo_temperature_pos,
+                           .sapo_neg = c->sapo_temperature_neg};
     if (r->rl) spec.temperature = c->temperature;
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
@@ -866,7 +857,8 @@ static void keep_rl(Run *r, int slot) {
  * and added to the log entry o: the rewards and lengths (where a generation came since), the KL
  * (RLOO's per completion, GRPO's per token, where it has one: beta > 0), GRPO's share of rows
  * whose rewards' std was 0 (TRL's frac_reward_zero_std: no advantage, nothing learnt) and, with
- * num_iterations > 1, its shares of tokens clipped (TRL's clip_ratio). */
+ * num_iterations > 1, its shares of tokens (at sequence level, of rows) clipped (TRL's
+ * clip_ratio; cispo's capped, cispo_clip_ratio, at any num_iterations). */
 static void log_rollouts(Run *r, int step, cJSON *o) {
     const RolloutBatch *t = &r->rolled;
     const RlooStats *s = &r->trained;
@@ -874,14 +866,19 @@ static void log_rollouts(Run *r, int step, cJSON *o) {
     double n = t->rows ? t->rows : 1, mean = t->reward / n, trained = s->rows ? s->rows : 1;
     double var = t->rows > 1 ? (t->reward_sq - n * mean * mean) / (n - 1) : 0;
     double std = var > 0 ? sqrt(var) : 0, kl = s->kl / trained, len = t->completion_tokens / n;
-    double tokens = s->tokens > 0 ? s->tokens : 1;
-    double low = s->clipped_low / tokens, high = s->clipped_high / tokens;
+    double clipped_of = gs->sequence ? s->rows : s->tokens; /* TRL's: rows at sequence level */
+    if (clipped_of < 1) clipped_of = 1;
+    double low = s->clipped_low / clipped_of, high = s->clipped_high / clipped_of;
     char text[96] = "";
-    int has_kl = r->task == TASK_RLOO || gs->beta > 0, clips = gs->iterations > 1;
+    int grpo = r->task == TASK_GRPO, has_kl = !grpo || gs->beta > 0;
+    int cispo = grpo && gs->loss == GRPO_CISPO; /* its cap acts at any ratio */
+    int clips = grpo && gs->iterations > 1 && gs->loss != GRPO_SAPO && !cispo;
     int at = has_kl ? snprintf(text, sizeof text, ", kl %.4f", kl) : 0;
+    const char *what = gs->sequence ? "completions" : "tokens";
     if (clips)
-        snprintf(text + at, sizeof text - (size_t)at, ", tokens clipped %.4f low, %.4f high", low,
+        snprintf(text + at, sizeof text - (size_t)at, ", %s clipped %.4f low, %.4f high", what, low,
                  high);
+    if (cispo) snprintf(text + at, sizeof text - (size_t)at, ", %s capped %.4f", what, high);
     if (t->rows)
         fprintf(r->out,
                 "step %d: reward %.4f (std %.4f)%s, completions of %.1f tokens (%d of %d cut at "
@@ -896,8 +893,8 @@ static void log_rollouts(Run *r, int step, cJSON *o) {
         cJSON_AddNumberToObject(o, "clipped_ratio", t->clipped / n);
     }
     if (has_kl) cJSON_AddNumberToObject(o, "kl", kl);
-    if (r->task == TASK_GRPO)
-        cJSON_AddNumberToObject(o, "frac_reward_zero_std", s->zero_std / trained);
+    if (grpo) cJSON_AddNumberToObject(o, "frac_reward_zero_std", s->zero_std / trained);
+    if (cispo) cJSON_AddNumberToObject(o, "cispo_clip_ratio", high);
     if (clips) {
         cJSON_AddNumberToObject(o, "clip_ratio/low_mean", low);
         cJSON_AddNumberToObject(o, "clip_ratio/high_mean", high);

@@ -207,6 +207,8 @@ static int gpu_grpo_iterations = 1;  /* and its num_iterations: the steps after 
                                         fp32; in bf16 at TRL's 0.8, 1.2, for a token whose ratio
                                         its rounding moves across a bound changes the gradient
                                         by a step of its own */
+static int gpu_grpo_sequence;        /* and GSPO's ratio, a row's */
+static GrpoLoss gpu_grpo_loss;       /* and its loss type (cispo's cap: 1 + the fp32 epsilon) */
 /* run_decoder's LoRA takes other ranks and alphas (PEFT's rank_pattern, alpha_pattern) for q,
  * v and gate, so that q, k, v and gate, up run apart */
 static int gpu_patterns;
@@ -542,8 +544,10 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     spec.rloo = (RlooSpec){0.5f, 2, 1}; /* two groups of two, the advantages normalised */
     float eps = prec == PRECISION_BF16 ? 0.2f : 0.02f;
-    spec.grpo = (GrpoSpec){gpu_grpo_beta,       2,   GRPO_DAPO, GRPO_SCALE_GROUP, LT,
-                           gpu_grpo_iterations, eps, eps * 1.5f};
+    spec.grpo.beta = gpu_grpo_beta, spec.grpo.max_completion = LT;
+    spec.grpo.iterations = gpu_grpo_iterations, spec.grpo.sequence = gpu_grpo_sequence;
+    spec.grpo.eps_low = eps, spec.grpo.eps_high = 1.5f * eps, spec.grpo.loss = gpu_grpo_loss;
+    if (gpu_grpo_loss == GRPO_CISPO) spec.grpo.eps_high = 1.0f + eps;
     spec.temperature = gpu_temperature;
     spec.strategy = strategy;
     spec.r = 4, spec.alpha = 8, spec.dropout = lora_p, spec.use_dora = gpu_dora;
@@ -696,7 +700,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
             printf("    step %d: tokens clipped low %g, high %g (cuda %g, %g)\n", step + 1,
                    c->clipped_low, c->clipped_high, g->clipped_low, g->clipped_high);
             CHECK(c->clipped_low == g->clipped_low && c->clipped_high == g->clipped_high);
-            if (prec != PRECISION_BF16) CHECK(c->clipped_low + c->clipped_high > 0);
+            if (prec != PRECISION_BF16 && gpu_grpo_loss != GRPO_SAPO) /* sapo clips none */
+                CHECK(c->clipped_low + c->clipped_high > 0);
         }
     }
     if (prec != PRECISION_BF16)
@@ -1290,9 +1295,17 @@ int main(void) {
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
     gpu_grpo_beta = 0.0f, gpu_temperature = 1.0f;
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
-    gpu_grpo_iterations = 1;
+    gpu_grpo_sequence = 1, gpu_grpo_beta = 0.5f; /* GSPO, with the KL */
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
+    gpu_grpo_sequence = 0, gpu_grpo_beta = 0.0f;
+    gpu_grpo_loss = GRPO_CISPO; /* the ratio capped and detached, times the log-prob */
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
+    gpu_grpo_loss = GRPO_SAPO; /* its sigmoid */
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
+    gpu_grpo_iterations = 1, gpu_grpo_loss = GRPO_DAPO;
     printf("llama GRPO (LoRA, fp32 and bf16; beta 0 and 0.5 at temperature 0.7; num_iterations "
-           "3): cuda model matches cpu\n");
+           "3, by token and by sequence; cispo, sapo): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     bf16_worst = 0;

@@ -2420,10 +2420,12 @@ static void test_rloo_loss(int B, int T, int k, int with_ref, int normalize, int
     pairs_free();
 }
 
-/* GRPO's token weights over n tokens, a third of them off the completions (share 0): with a
- * reference (beta 0.3) and old log-probs whose ratio spans [0.5, 1.8] against the clipping range
- * [0.8, 1.28] */
-static void test_grpo_weights(size_t n, int with_ref, int with_old) {
+/* GRPO's token weights over B rows of T tokens, a third of them off the completions (share 0):
+ * with a reference (beta 0.3) and old log-probs whose ratio spans [0.5, 1.8] against the clipping
+ * range [0.8, 1.28] (cispo's cap 1.2), by token or by sequence, each policy term */
+static void test_grpo_weights(int B, int T, int with_ref, int with_old, int sequence,
+                              OpsGrpoPolicy policy, float delta) {
+    size_t n = (size_t)B * T;
     float *h = malloc(n * sizeof *h), *loss = malloc(n * sizeof *loss);
     for (size_t i = 0; i < n; i++) h[i] = i % 3 ? 0.02f * (1.0f + rng_next_uniform(&rng)) : 0.0f;
     Pair *share = pair_upload(h, n * sizeof *h);
@@ -2433,15 +2435,28 @@ static void test_grpo_weights(size_t n, int with_ref, int with_old) {
     Pair *refs = pair_upload(h, n * sizeof *h);
     for (size_t i = 0; i < n; i++) h[i] = loss[i] + logf(0.5f + 1.3f * rng_next_uniform(&rng));
     Pair *olds = pair_upload(h, n * sizeof *h);
+    for (int b = 0; b < B; b++) { /* a row's advantage */
+        float a = 3.0f * rng_next_uniform(&rng) - 1.5f;
+        for (int t = 0; t < T; t++) h[(size_t)b * T + t] = a;
+    }
+    Pair *adv = pair_upload(h, n * sizeof *h);
     free(h), free(loss);
-    Pair *stats = pair_new(5 * sizeof(double)), *adv = pair_random(n, 1.5f);
-    Pair *row_scale = pair_random(n, 1.0f);
-    OpsGrpoTerms t = {with_ref ? 0.3f : 0.0f, 0.2f, 0.28f};
+    Pair *stats = pair_new(5 * sizeof(double)), *row_scale = pair_random(n, 1.0f);
+    OpsGrpoTerms t = {with_ref ? 0.3f : 0.0f,
+                      0.2f,
+                      policy == OPS_GRPO_CISPO ? 1.2f : 0.28f,
+                      delta,
+                      1.0f,
+                      1.05f,
+                      sequence,
+                      policy};
     BACKENDS(w, o) {
         o->grpo_weights(stats->mem[w], F(row_scale, w), F(share, w), F(adv, w), F(losses, w),
-                        with_ref ? F(refs, w) : NULL, with_old ? F(olds, w) : NULL, t, n);
+                        with_ref ? F(refs, w) : NULL, with_old ? F(olds, w) : NULL, t, B, T);
     }
-    NAME("grpo_weights n=%zu%s%s", n, with_ref ? " ref" : "", with_old ? " old" : "");
+    static const char *const names[] = {"clip", "cispo", "sapo"};
+    NAME("grpo_weights %s B=%d T=%d%s%s%s%s", names[policy], B, T, with_ref ? " ref" : "",
+         with_old ? " old" : "", sequence ? " sequence" : "", delta ? " delta" : "");
     compare("rowsc", row_scale, 0.0, 1e-6);
     compare_stats(stats, 5);
     pairs_free();
@@ -2936,10 +2951,14 @@ int main(void) {
     test_rloo_loss(12, 20, 4, 0, 1, 1);
     test_rloo_loss(6, 700, 3, 1, 1, 0);  /* the warps' rows past their first round of T */
     test_rloo_loss(1024, 3, 8, 1, 1, 1); /* OPS_RLOO_MAX_ROWS */
-    test_grpo_weights(7, 1, 0);
-    test_grpo_weights(64 * 250, 1, 0); /* many tokens a thread */
-    test_grpo_weights(64 * 250, 0, 1);
-    test_grpo_weights(999, 1, 1);
+    test_grpo_weights(1, 7, 1, 0, 0, OPS_GRPO_CLIP, 0.0f);
+    test_grpo_weights(64, 250, 1, 0, 0, OPS_GRPO_CLIP, 0.0f); /* many tokens a thread */
+    test_grpo_weights(64, 250, 0, 1, 0, OPS_GRPO_CLIP, 0.0f);
+    test_grpo_weights(37, 27, 1, 1, 0, OPS_GRPO_CLIP, 1.5f);
+    test_grpo_weights(37, 27, 1, 1, 0, OPS_GRPO_CISPO, 0.0f);
+    test_grpo_weights(37, 27, 1, 1, 0, OPS_GRPO_SAPO, 0.0f);
+    for (int p = OPS_GRPO_CLIP; p <= OPS_GRPO_SAPO; p++) /* a warp a row: rows past the block's 8 */
+        test_grpo_weights(300, 45, 1, 1, 1, (OpsGrpoPolicy)p, p == OPS_GRPO_CLIP ? 1.5f : 0.0f);
     const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
     test_adamw(one, 1, 0.1f, 0.0f, 0);
     test_adamw(odd, 5, 0.1f, 0.0f, 0);        /* no clipping */
