@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "grpo_cases.h"
 #include "loraft/activation.h"
 #include "loraft/ops.h"
 #include "loraft/quant.h"
@@ -2344,14 +2345,7 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
 static void test_grpo_weights(int with_ref, int with_old, int sequence, OpsGrpoPolicy policy,
                               float delta) {
     enum { NK = GB * GT };
-    OpsGrpoTerms t = {with_ref ? 0.3f : 0.0f,
-                      0.2f,
-                      policy == OPS_GRPO_CISPO ? 1.2f : 0.28f,
-                      delta,
-                      1.0f,
-                      1.05f,
-                      sequence,
-                      policy};
+    OpsGrpoTerms t = grpo_test_terms(with_ref, sequence, policy, delta);
     float share[NK], adv[NK], loss[NK], ref[NK], old[NK], row_scale[NK];
     double stats[5], loss_d[NK], want_clipped[2], dummy[2];
     for (int i = 0; i < NK; i++) {

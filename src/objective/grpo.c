@@ -9,18 +9,20 @@
  *   loss   = sum over the completion tokens t of row b of grpo_token.h's
  *            w_b (-min(c A_b, clamp(c) A_b) + beta c kl_bt), c = exp(logp_bt - logp_old_bt)
  *            (GSPO, GrpoSpec.sequence: one c a row, exp of the row's mean of logp - logp_old),
- *            kl_bt = exp(x) - x - 1, x = ref_bt - logp_bt (the reference: the adapters off)
- *   w_b    = dapo: the step's micro-batches / the generation's completion tokens (the step's loss
- *            being the mean of its micro-batches'); bnpo: 1 / the batch's; grpo: 1 / (B n_b), n_b
- *            row b's tokens; dr_grpo: 1 / (B max_completion_length)
+ *            kl_bt = exp(x) - x - 1, x = ref_bt - logp_bt (the reference: the adapters off);
+ *            cispo's and sapo's policy terms in place of the min (grpo_token.h)
+ *   w_b    = dapo, cispo: the step's micro-batches / the generation's completion tokens (the
+ *            step's loss being the mean of its micro-batches'); bnpo: 1 / the batch's; grpo, sapo:
+ *            1 / (B n_b), n_b row b's tokens; dr_grpo: 1 / (B max_completion_length)
  * On a generation's first pass the policy is the sampler (c = 1, no clipping) and, a token's loss
  * being -log p, each token's gradient weight is w_b A_b at beta 0 (TRL's default), known from the
  * rewards and the labels before the forward: the host forms the weights (grpo_set_rewards) and
  * the training forward writes dhidden in its one pass over the head, as causal-lm's; the loss
- * (about 0) and the statistics are the host's. With beta > 0, or on a later pass (the policy has
- * moved: grpo_set_old gives the first pass's per-token losses), the weights depend on the
- * forward's log-probs: the policy's forward forms them on the device (ops.h grpo_weights), and
- * the backward's pass over the head reads them, as DPO's. */
+ * (about 0) and the statistics are the host's. With beta > 0, on a later pass (the policy has
+ * moved: grpo_set_old gives the first pass's per-token losses) or for cispo (whose loss is the
+ * log-probs times a constant), the weights or the loss depend on the forward's log-probs: the
+ * policy's forward forms them on the device (ops.h grpo_weights), and the backward's pass over the
+ * head reads them, as DPO's. */
 #include <math.h>
 #include <string.h>
 
@@ -148,7 +150,7 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
     m->grpo_tokens = (double)tokens;
     for (int b = 0; b < B; b++) {
         double w = token_share(s, gen, n, b, tokens, B);
-        GrpoTerm first = grpo_term(&t, 1.0, a[b]); /* cispo's loss, its direct term, aside */
+        GrpoTerm first = grpo_term(&t, 1.0, a[b]); /* at ratio 1 (cispo's loss needs lp) */
         for (size_t i = (size_t)b * T; i < (size_t)(b + 1) * T; i++) {
             wa[i] = (float)(-w * (first.by_ratio + first.direct));
             share[i] = y[i] >= 0 ? (float)w : 0.0f, adv[i] = (float)a[b];

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "grpo_cases.h"
 #include "loraft/ops.h"
 #include "loraft/quant.h"
 #include "loraft/quant_block.h" /* qb_bf16 */
@@ -2421,8 +2422,9 @@ static void test_rloo_loss(int B, int T, int k, int with_ref, int normalize, int
 }
 
 /* GRPO's token weights over B rows of T tokens, a third of them off the completions (share 0):
- * with a reference (beta 0.3) and old log-probs whose ratio spans [0.5, 1.8] against the clipping
- * range [0.8, 1.28] (cispo's cap 1.2), by token or by sequence, each policy term */
+ * with a reference (beta 0.3) and old log-probs whose ratio spans [0.5, 1.8] (by sequence, a row's
+ * about its own) against the clipping range [0.8, 1.28] (cispo's cap 1.2), by token or by
+ * sequence, each policy term */
 static void test_grpo_weights(int B, int T, int with_ref, int with_old, int sequence,
                               OpsGrpoPolicy policy, float delta) {
     size_t n = (size_t)B * T;
@@ -2433,7 +2435,12 @@ static void test_grpo_weights(int B, int T, int with_ref, int with_old, int sequ
     Pair *losses = pair_upload(loss, n * sizeof *loss);
     for (size_t i = 0; i < n; i++) h[i] = (float)(rng_next(&rng) % 2048) / 256.0f;
     Pair *refs = pair_upload(h, n * sizeof *h);
-    for (size_t i = 0; i < n; i++) h[i] = loss[i] + logf(0.5f + 1.3f * rng_next_uniform(&rng));
+    float row_ratio = 1.0f; /* by sequence: a row's tokens near a ratio of its own, to clip */
+    for (size_t i = 0; i < n; i++) {
+        if (sequence && i % T == 0) row_ratio = 0.5f + 1.3f * rng_next_uniform(&rng);
+        float u = rng_next_uniform(&rng);
+        h[i] = loss[i] + logf(sequence ? row_ratio * (0.95f + 0.1f * u) : 0.5f + 1.3f * u);
+    }
     Pair *olds = pair_upload(h, n * sizeof *h);
     for (int b = 0; b < B; b++) { /* a row's advantage */
         float a = 3.0f * rng_next_uniform(&rng) - 1.5f;
@@ -2442,14 +2449,7 @@ static void test_grpo_weights(int B, int T, int with_ref, int with_old, int sequ
     Pair *adv = pair_upload(h, n * sizeof *h);
     free(h), free(loss);
     Pair *stats = pair_new(5 * sizeof(double)), *row_scale = pair_random(n, 1.0f);
-    OpsGrpoTerms t = {with_ref ? 0.3f : 0.0f,
-                      0.2f,
-                      policy == OPS_GRPO_CISPO ? 1.2f : 0.28f,
-                      delta,
-                      1.0f,
-                      1.05f,
-                      sequence,
-                      policy};
+    OpsGrpoTerms t = grpo_test_terms(with_ref, sequence, policy, delta);
     BACKENDS(w, o) {
         o->grpo_weights(stats->mem[w], F(row_scale, w), F(share, w), F(adv, w), F(losses, w),
                         with_ref ? F(refs, w) : NULL, with_old ? F(olds, w) : NULL, t, B, T);
