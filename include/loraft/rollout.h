@@ -58,8 +58,11 @@ void rollout_free(Rollout *ro);
  * gets the batch's figures. */
 int rollout_batch(Rollout *ro, int slot, Model *policy, const Batch *prompts, uint64_t seed,
                   Batch *out, RolloutBatch *st, LfError *err);
+static inline size_t rollout_first_row(const Rollout *ro, int slot) {
+    return (size_t)slot * ro->max_prompts * ro->k;
+}
 static inline float *rollout_rewards(const Rollout *ro, int slot) {
-    return ro->rewards + (size_t)slot * ro->max_prompts * ro->k;
+    return ro->rewards + rollout_first_row(ro, slot);
 }
 
 #ifdef __cplusplus

@@ -54,8 +54,7 @@ typedef struct Slot {
 } Slot;
 
 static Slot slot_of(const Rollout *ro, int slot) {
-    size_t rows = (size_t)ro->max_prompts * ro->k, at = (size_t)slot * rows,
-           cell = at * (size_t)ro->max_len;
+    size_t at = rollout_first_row(ro, slot), cell = at * (size_t)ro->max_len;
     return (Slot){ro->ids + cell,           ro->mask + cell, ro->labels + cell,
                   ro->reward_labels + cell, ro->index + at,  ro->rewards + at};
 }
