@@ -26,6 +26,7 @@
 #  5. GRPO's num_iterations 3 with gradient_accumulation_steps 2: an epoch is 3 x its 4 windows
 #     of 2 batches; a generation is sampled at steps 1 and 4 alone, its 3 steps log the tokens
 #     clipped (none on its first, where the policy is the sampler; some after, at epsilon 0.01),
+#     with a KL penalty the later steps' KL is the kept reference's (0 at step 1, small after),
 #     a run resumed at the generation's end trains what the run would have (to the bit), and one
 #     resumed inside a generation samples a new one at once; at importance_sampling_level
 #     sequence (GSPO) whole completions are clipped; cispo caps tokens' ratios (some, where the
@@ -255,6 +256,13 @@ python3 - "$tmp/iter-mid/metrics.jsonl" <<'EOF' && ok || bad "num_iterations 3: 
 import json, sys
 steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
 assert [(e["step"], "reward" in e) for e in steps] == [(1, True), (2, False), (3, True), (4, True)], steps
+EOF
+iter_run "$tmp/iter-kl" 3 --set train.grpo_beta=0.1
+python3 - "$tmp/iter-kl/metrics.jsonl" <<'EOF' && ok || bad "num_iterations 3 with a KL: the kept reference's"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+print("grpo, num_iterations 3, beta 0.1: kl by step " + " ".join("%.4f" % e["kl"] for e in steps))
+assert abs(steps[0]["kl"]) < 1e-6 and all(0 < e["kl"] < 0.1 for e in steps[1:]), steps
 EOF
 iter_run "$tmp/gspo" 3 --set train.importance_sampling_level=sequence --set train.epsilon=0.001
 python3 - "$tmp/gspo/metrics.jsonl" <<'EOF' && ok || bad "GSPO: completions clipped, as a whole"

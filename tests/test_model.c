@@ -566,6 +566,61 @@ static void grpo_gradient(GrpoLoss loss_type, GrpoScale scale, const char *what)
     model_free(&lm);
 }
 
+/* GRPO's later passes over a generation (num_iterations 2, beta 0.5, in training mode): the
+ * reference's per-token losses a reference forward left, kept on the host and given back
+ * (grpo_set_reference), train as the reference forward does, to the bit; with the first pass's
+ * losses as the old ones (grpo_set_old) the ratio is 1 and the gradient the first pass's, within
+ * float rounding; neither without a reference refused. */
+static void grpo_later_pass(void) {
+    Model m;
+    Rng rng = {53, 0};
+    LfError err;
+    float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss[3];
+    grpo_spec = (GrpoSpec){.beta = 0.5f,
+                           .generations = 2,
+                           .loss = GRPO_DAPO,
+                           .scale = GRPO_SCALE_GROUP,
+                           .max_completion = 6,
+                           .iterations = 2,
+                           .eps_low = 0.2f,
+                           .eps_high = 0.2f};
+    tiny_decoder(&m, ARCH_LLAMA, TASK_GRPO, (DpoSpec){0}, STRATEGY_LORA, &rng);
+    size_t N = 4 * T;
+    float *ref = malloc(N * sizeof *ref), *old = malloc(N * sizeof *old);
+    float *grads[3] = {malloc(m.n_grads * sizeof(float)), malloc(m.n_grads * sizeof(float)),
+                       malloc(m.n_grads * sizeof(float))};
+    for (int pass = 0; pass < 3; pass++) { /* the reference's forward, then its losses kept */
+        set_pairs(&m, 1);
+        CHECK_OK(grpo_set_rewards(&m, rewards, NULL, &err), &err);
+        if (pass == 0) CHECK_OK(reference_forward(&m, &err), &err);
+        if (pass > 0) CHECK_OK(grpo_set_reference(&m, ref, &err), &err);
+        if (pass == 2) CHECK_OK(grpo_set_old(&m, old, &err), &err);
+        model_step(&m, 7, 1.0f);
+        model_zero_grad(&m);
+        CHECK_OK(model_forward(&m, 1, &loss[pass], &err), &err);
+        CHECK_OK(model_backward(&m, &err), &err);
+        memcpy(grads[pass], m.grads, m.n_grads * sizeof(float));
+        if (pass == 0)
+            memcpy(ref, m.ref_losses, N * sizeof *ref), memcpy(old, m.losses, N * sizeof *old);
+    }
+    double worst = 0, top = 0;
+    for (size_t i = 0; i < m.n_grads; i++) {
+        top = fmax(top, fabs(grads[0][i]));
+        worst = fmax(worst, fabs(grads[2][i] - grads[0][i]));
+    }
+    printf("grpo, a later pass: the kept reference trains as its forward (loss %.6f), the ratio "
+           "to the first pass's losses 1 (gradient off by %.2e of %.2e)\n",
+           (double)loss[1], worst, top);
+    CHECK(loss[1] == loss[0] && !memcmp(grads[1], grads[0], m.n_grads * sizeof(float)));
+    CHECK(top > 1e-3 && worst <= 1e-6 * top);
+    CHECK_CLOSE(loss[2], loss[0], 1e-7, 1e-6);
+    set_pairs(&m, 1);
+    CHECK(model_forward(&m, 1, loss, &err) != 0 && strstr(err.msg, "reference forward first"));
+    for (int k = 0; k < 3; k++) free(grads[k]);
+    free(ref), free(old);
+    model_free(&m);
+}
+
 /* Gradient accumulation for the objectives whose loss op weighs the LM head's rows (DPO, RLOO) and
  * GRPO's host weights: set_pairs' 4 rows in two halves with loss weight 1/2 give the gradient of
  * the whole batch (eval mode; a pair each, or a group of two: RLOO's advantages not normalised).
@@ -1202,6 +1257,7 @@ int main(void) {
     objective_accumulation(TASK_RLOO, GRPO_GRPO, GRPO_SCALE_GROUP);
     objective_accumulation(TASK_GRPO, GRPO_GRPO, GRPO_SCALE_GROUP);
     objective_accumulation(TASK_GRPO, GRPO_DAPO, GRPO_SCALE_BATCH);
+    grpo_later_pass();
     grpo_gradient(GRPO_DAPO, GRPO_SCALE_GROUP, "dapo, scaled by the group");
     grpo_gradient(GRPO_GRPO, GRPO_SCALE_BATCH, "grpo, scaled by the batch");
     grpo_gradient(GRPO_BNPO, GRPO_SCALE_NONE, "bnpo, not scaled");

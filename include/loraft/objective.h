@@ -124,6 +124,9 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
  * on the host, the per-token losses of the batch's first pass (the policy that sampled it: the
  * forward's m->losses), uploaded without waiting; the ratio to them is the loss's. */
 int grpo_set_old(Model *m, const float *old, LfError *err);
+/* With a KL penalty, in place of reference_forward: ref [B*T] on the host, the per-token losses
+ * a reference forward of this batch left (m->ref_losses), uploaded without waiting. */
+int grpo_set_reference(Model *m, const float *ref, LfError *err);
 /* The readout's part (pair_readout_loss): m->rloo_stats and the loss, from the host's figures
  * or, where the forward decided the weights, the device's sums[5] (ops.h grpo_weights). */
 float grpo_readout_loss(Model *m, const double *sums);

@@ -167,6 +167,14 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
     return 0;
 }
 
+int grpo_set_reference(Model *m, const float *ref, LfError *err) {
+    if (!m->ref_losses)
+        return lf_fail(err, "GRPO's reference losses need beta > 0 and a trainable model");
+    m->ops->upload(m->ref_losses, ref, (size_t)m->B * m->T * sizeof *ref);
+    m->has_ref = 1;
+    return 0;
+}
+
 int grpo_set_old(Model *m, const float *old, LfError *err) {
     if (!m->old_losses)
         return lf_fail(err, "GRPO's old log-probs need num_iterations > 1 and a trainable model");

@@ -118,7 +118,8 @@ static void feed_free(Feed *f) {
 /* RLOO and GRPO: the batches of an optimizer step (its window), sampled and scored together at
  * the step's start (TRL's generation batch), then trained on `passes` steps in a row
  * (train.num_iterations); for a later pass GRPO weighs each token by its ratio to the sampling
- * policy, whose per-token losses the first pass leaves (old). */
+ * policy, whose per-token losses the first pass leaves (old), as it leaves the reference's (ref:
+ * the adapters-off forward is run once a generation). */
 typedef struct Generation {
     Batch *batches; /* [window]: rollout slots 0 .. n - 1 */
     int n, next;    /* batches in it, the next to train */
@@ -127,6 +128,7 @@ typedef struct Generation {
     int rows;
     long tokens; /* the completion tokens it trains on */
     float *old;  /* grpo, num_iterations > 1: [window * old_stride], old_stride a batch's cells */
+    float *ref;  /* and with a KL penalty: the reference's per-token losses, the same way */
     size_t old_stride;
 } Generation;
 
@@ -473,6 +475,7 @@ static void run_close(Run *r) {
     free(r->gen.batches);
     free(r->gen.rewards);
     free(r->gen.old);
+    free(r->gen.ref);
     if (r->joined) r->ops->group_leave();
     if (r->has_log) runlog_close(&r->log);
     if (r->has_train) feed_free(&r->train_f);
@@ -534,9 +537,10 @@ static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
     g->old_stride = (size_t)m->max_batch * m->max_len;
     g->batches = calloc((size_t)c->grad_accum, sizeof *g->batches);
     g->rewards = malloc((size_t)c->grad_accum * m->max_batch * sizeof *g->rewards);
-    if (c->num_iterations > 1)
-        g->old = malloc((size_t)c->grad_accum * g->old_stride * sizeof *g->old);
-    if (!g->batches || !g->rewards || (c->num_iterations > 1 && !g->old))
+    int keep_old = c->num_iterations > 1, keep_ref = keep_old && r->model.spec.grpo.beta > 0;
+    if (keep_old) g->old = malloc((size_t)c->grad_accum * g->old_stride * sizeof *g->old);
+    if (keep_ref) g->ref = malloc((size_t)c->grad_accum * g->old_stride * sizeof *g->ref);
+    if (!g->batches || !g->rewards || (keep_old && !g->old) || (keep_ref && !g->ref))
         return lf_fail(err, "out of memory for a generation of %d batches", c->grad_accum);
     return rollout_init(&r->rollout, rm, &stops, &sample, c->num_generations,
                         c->max_completion_length, pad, mask_cut, max_prompts,
@@ -783,6 +787,7 @@ static int generate(Run *r, int step, int *k, int left, LfError *err) {
     *g = (Generation){.batches = g->batches,
                       .rewards = g->rewards,
                       .old = g->old,
+                      .ref = g->ref,
                       .old_stride = g->old_stride,
                       .left = left};
     while (g->n < r->cfg->grad_accum && feed_next(&r->train_f, &prompts)) {
@@ -822,7 +827,8 @@ static int rl_next(Run *r, int step, int *k, int passes, int *resume_left, int *
 }
 
 /* RLOO, GRPO: the generation's batch in slot set in the model with its rewards, for GRPO's
- * later passes the first pass's per-token losses, and with a KL penalty the reference forward. */
+ * later passes the first pass's per-token losses, and with a KL penalty the reference forward
+ * (a later pass: its losses, which the first pass kept). */
 static int set_rl_batch(Run *r, int slot, LfError *err) {
     Model *m = &r->model;
     const Generation *g = &r->gen;
@@ -833,14 +839,17 @@ static int set_rl_batch(Run *r, int slot, LfError *err) {
         return m->spec.rloo.beta > 0 ? reference_forward(m, err) : 0;
     }
     GrpoGeneration gen = {g->rewards, g->rows, g->tokens, r->cfg->grad_accum};
+    size_t at = slot * g->old_stride;
     if (grpo_set_rewards(m, rollout_rewards(&r->rollout, slot), &gen, err) ||
-        (g->pass > 0 && grpo_set_old(m, g->old + slot * g->old_stride, err)))
+        (g->pass > 0 && grpo_set_old(m, g->old + at, err)))
         return -1;
+    if (g->pass > 0 && g->ref) return grpo_set_reference(m, g->ref + at, err);
     return m->spec.grpo.beta > 0 ? reference_forward(m, err) : 0;
 }
 
 /* RLOO, GRPO, after the batch's loss was read: its figures for the log and, on a generation's
- * first pass with more to come, GRPO's per-token losses: the sampling policy's. */
+ * first pass with more to come, GRPO's per-token losses: the sampling policy's and (with a KL
+ * penalty) the reference's. */
 static void keep_rl(Run *r, int slot) {
     Model *m = &r->model;
     const RlooStats *s = &m->rloo_stats;
@@ -848,9 +857,10 @@ static void keep_rl(Run *r, int slot) {
     t->rows += s->rows, t->kl += s->kl, t->zero_std += s->zero_std, t->tokens += s->tokens;
     t->clipped_low += s->clipped_low, t->clipped_high += s->clipped_high;
     const Generation *g = &r->gen;
-    if (g->old && g->pass == 0 && g->left > 1)
-        m->ops->download(g->old + slot * g->old_stride, m->losses,
-                         (size_t)m->B * m->T * sizeof(float));
+    size_t at = slot * g->old_stride, bytes = (size_t)m->B * m->T * sizeof(float);
+    if (g->pass > 0 || g->left < 2) return;
+    if (g->old) m->ops->download(g->old + at, m->losses, bytes);
+    if (g->ref) m->ops->download(g->ref + at, m->ref_losses, bytes);
 }
 
 /* RLOO, GRPO: the completions sampled and the batches trained since the last log line, printed
