@@ -167,18 +167,22 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
     return 0;
 }
 
+/* Per-token losses [B*T] from the host into dst, a buffer the plan sized where `needs` holds. */
+static int upload_losses(Model *m, float *dst, const float *host, const char *what,
+                         const char *needs, LfError *err) {
+    if (!dst) return lf_fail(err, "GRPO's %s need %s and a trainable model", what, needs);
+    m->ops->upload(dst, host, (size_t)m->B * m->T * sizeof *host);
+    return 0;
+}
+
 int grpo_set_reference(Model *m, const float *ref, LfError *err) {
-    if (!m->ref_losses)
-        return lf_fail(err, "GRPO's reference losses need beta > 0 and a trainable model");
-    m->ops->upload(m->ref_losses, ref, (size_t)m->B * m->T * sizeof *ref);
+    if (upload_losses(m, m->ref_losses, ref, "reference losses", "beta > 0", err)) return -1;
     m->has_ref = 1;
     return 0;
 }
 
 int grpo_set_old(Model *m, const float *old, LfError *err) {
-    if (!m->old_losses)
-        return lf_fail(err, "GRPO's old log-probs need num_iterations > 1 and a trainable model");
-    m->ops->upload(m->old_losses, old, (size_t)m->B * m->T * sizeof *old);
+    if (upload_losses(m, m->old_losses, old, "old log-probs", "num_iterations > 1", err)) return -1;
     m->has_old = 1;
     return 0;
 }
