@@ -28,8 +28,8 @@
 #     clipped (none on its first, where the policy is the sampler; some after, at epsilon 0.01),
 #     with a KL penalty the later steps' KL is the kept reference's (0 at step 1, small after),
 #     a run resumed at the generation's end trains what the run would have (to the bit), and one
-#     resumed inside a generation samples a new one at once; at importance_sampling_level
-#     sequence (GSPO) whole completions are clipped; cispo caps tokens' ratios (some, where the
+#     resumed inside a generation (from a checkpoint with a best reward) samples a new one at
+#     once; at importance_sampling_level sequence (GSPO) whole completions are clipped; cispo caps tokens' ratios (some, where the
 #     cap is 1.001, but at a generation's first step), sapo clips none; num_iterations is refused
 #     for rloo.
 # Every run uses 1 thread.
@@ -250,8 +250,10 @@ iter_run "$tmp/iter-half" 3
 iter_run "$tmp/iter-half" 6 --resume "$tmp/iter-half/last"
 cmp -s "$tmp/iter/last/adapter_model.safetensors" "$tmp/iter-half/last/adapter_model.safetensors" &&
   ok || bad "num_iterations 3: 3 steps resumed to 6 = 6 steps"
-iter_run "$tmp/iter-mid" 2 --set train.save_steps=2
-iter_run "$tmp/iter-mid" 4 --set train.save_steps=2 --resume "$tmp/iter-mid/last"
+iter_run "$tmp/iter-mid" 2 --set train.save_steps=2 --set train.eval_strategy=steps \
+  --set train.eval_steps=2 # the checkpoint has a best reward, which the resume reads
+iter_run "$tmp/iter-mid" 4 --set train.save_steps=2 --set train.eval_strategy=steps \
+  --set train.eval_steps=2 --resume "$tmp/iter-mid/last"
 python3 - "$tmp/iter-mid/metrics.jsonl" <<'EOF' && ok || bad "num_iterations 3: a resume inside a generation samples anew"
 import json, sys
 steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]

@@ -913,9 +913,12 @@ static int read_best(const cJSON *c, const char *path, TrainState *ts, LfError *
     if (ts->evaluated && json_num(c, "best_metric", path, 0, &ts->best_metric, err)) return -1;
     if (!cJSON_IsString(metric) || strlen(metric->valuestring) >= sizeof ts->metric ||
         (ts->evaluated && strcmp(metric->valuestring, "eval_loss") &&
-         strcmp(metric->valuestring, "accuracy") && strcmp(metric->valuestring, "f1")))
-        return lf_fail(
-            err, "%s: key 'metric_for_best' must be \"eval_loss\", \"accuracy\" or \"f1\"", path);
+         strcmp(metric->valuestring, "accuracy") && strcmp(metric->valuestring, "f1") &&
+         strcmp(metric->valuestring, "reward")))
+        return lf_fail(err,
+                       "%s: key 'metric_for_best' must be \"eval_loss\", \"accuracy\", \"f1\" or "
+                       "\"reward\"",
+                       path);
     if (!cJSON_IsString(dir) || !rundir_valid_checkpoint_ref(dir->valuestring))
         return lf_fail(
             err, "%s: key 'best_checkpoint' must be \"\" or \"" RUNDIR_CHECKPOINTS "/NAME\"", path);
