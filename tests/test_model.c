@@ -276,7 +276,7 @@ static void accumulation(const char *dir) {
  * the LM head too, while set */
 static int embed_and_head;
 static RlooSpec rloo_spec = {0.5f, 2, 0}; /* TASK_RLOO's */
-static GrpoSpec grpo_spec;                /* TASK_GRPO's */
+static GrpoSpec grpo_spec;                /* TASK_GRPO's (tiny_grpo) */
 static float tiny_temperature = 1.0f;     /* TrainSpec.temperature (RL's, in every loss) */
 
 static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, int layer1,
@@ -509,18 +509,21 @@ static void rloo_gradient(int normalize) {
  * 1 / the batch's tokens (dapo, bnpo), 1 / (B n_b) (grpo), 1 / (B max_completion) (dr_grpo),
  * worked out here from the rows' token counts; the loss -sum_b w_b n_b A_b and the reward sum
  * as the readout gives them. Relative 1e-4 of the largest gradient. */
+/* TASK_GRPO's settings for set_pairs' rows: TRL's defaults (train_spec_defaults) but groups of
+ * two, the loss and scale given, completions of up to 6 tokens. */
+static GrpoSpec tiny_grpo(GrpoLoss loss, GrpoScale scale) {
+    TrainSpec s;
+    train_spec_defaults(&s);
+    s.grpo.loss = loss, s.grpo.scale = scale, s.grpo.max_completion = 6;
+    return s.grpo;
+}
+
 static void grpo_gradient(GrpoLoss loss_type, GrpoScale scale, const char *what) {
     Model m, lm;
     Rng rng = {43, 0}, rng2 = {43, 0};
     LfError err;
     float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss;
-    grpo_spec = (GrpoSpec){.generations = 2,
-                           .loss = loss_type,
-                           .scale = scale,
-                           .max_completion = 6,
-                           .iterations = 1,
-                           .eps_low = 0.2f,
-                           .eps_high = 0.2f};
+    grpo_spec = tiny_grpo(loss_type, scale);
     tiny_decoder(&m, ARCH_LLAMA, TASK_GRPO, (DpoSpec){0}, STRATEGY_LORA, &rng);
     tiny_decoder(&lm, ARCH_LLAMA, TASK_CAUSAL_LM, (DpoSpec){0}, STRATEGY_LORA, &rng2);
     set_pairs(&m, 1);
@@ -576,14 +579,8 @@ static void grpo_later_pass(void) {
     Rng rng = {53, 0};
     LfError err;
     float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss[3];
-    grpo_spec = (GrpoSpec){.beta = 0.5f,
-                           .generations = 2,
-                           .loss = GRPO_DAPO,
-                           .scale = GRPO_SCALE_GROUP,
-                           .max_completion = 6,
-                           .iterations = 2,
-                           .eps_low = 0.2f,
-                           .eps_high = 0.2f};
+    grpo_spec = tiny_grpo(GRPO_DAPO, GRPO_SCALE_GROUP);
+    grpo_spec.beta = 0.5f, grpo_spec.iterations = 2;
     tiny_decoder(&m, ARCH_LLAMA, TASK_GRPO, (DpoSpec){0}, STRATEGY_LORA, &rng);
     size_t N = 4 * T;
     float *ref = malloc(N * sizeof *ref), *old = malloc(N * sizeof *old);
@@ -632,13 +629,7 @@ static void objective_accumulation(Task task, GrpoLoss loss_type, GrpoScale scal
     Rng rng = {47, 0};
     LfError err;
     float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss;
-    grpo_spec = (GrpoSpec){.generations = 2,
-                           .loss = loss_type,
-                           .scale = scale_type,
-                           .max_completion = 6,
-                           .iterations = 1,
-                           .eps_low = 0.2f,
-                           .eps_high = 0.2f};
+    grpo_spec = tiny_grpo(loss_type, scale_type);
     tiny_decoder(&m, ARCH_LLAMA, task, (DpoSpec){0.5f, DPO_SIGMOID, 0.0f}, STRATEGY_LORA, &rng);
     int32_t ids[4 * T], mask[4 * T], labels[4 * T];
     pairs_rows(ids, mask, labels, 1);

@@ -83,7 +83,7 @@ bad_adapter r 4.7 "must be an integer"
 bad_adapter r 5000 "out of range \(1..4096\)"
 bad_adapter use_rslora 1 "true or false"; ok
 
-# 6. trainer_state.json: bad counts, another metric_for_best
+# 6. trainer_state.json: bad counts, an unknown metric_for_best, another one
 bad_state() { # KEY VALUE PATTERN [train options]
   local key=$1 value=$2 pattern=$3
   shift 3
@@ -96,6 +96,8 @@ bad_state global_step -5 "key 'global_step' = -5 is out of range"
 bad_state epoch 0.5 "key 'epoch' must be an integer"
 bad_state best_checkpoint '"..\/x"' "key 'best_checkpoint' must be"
 bad_state best_metric '"low"' "key 'best_metric' must be a finite number"
+bad_state metric_for_best '"eval"' \
+  "key 'metric_for_best' must be one of eval_loss\\|accuracy\\|f1\\|reward" # a prefix of one
 bad_state global_step 1 "chosen by eval_loss, but this run's train.metric_for_best is accuracy" \
   --set train.metric_for_best=accuracy; ok
 

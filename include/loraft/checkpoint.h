@@ -52,6 +52,9 @@ int model_open(Model *m, const char *model_dir, const char *adapter_dir, BaseDty
  * written: loraft does not write GGUF tokenizer metadata as a tokenizer.json). */
 int model_dir_save(Model *m, const char *dir, const char *tokenizer_dir, int merge, LfError *err);
 
+/* The metrics a best checkpoint is chosen by (train.metric_for_best's choices). */
+#define CHECKPOINT_METRICS "eval_loss|accuracy|f1|reward"
+
 typedef struct TrainState {
     int global_step, epoch; /* optimizer steps done; epochs finished */
     int evaluated;          /* an evaluation chose best_checkpoint; best_metric is its score */

@@ -409,7 +409,7 @@ typedef struct Model {
      * tokens' weights are the host's), the rewards' sum, the rows above 0, the rows whose rewards'
      * std (their group's, or under scale batch the generation's) is 0, so that their advantage is
      * 0 (TRL's frac_reward_zero_std), and the completion tokens. Where the forward decides the
-     * weights (a KL penalty, or num_iterations > 1), each token's share of the loss and its
+     * weights (a KL penalty, num_iterations > 1, or cispo), each token's share of the loss and its
      * advantage, the reference's per-token losses (beta > 0) and the sampling policy's
      * (old_losses, has_old: set for this batch by grpo_set_old), [max_batch * max_len] backend;
      * grpo_forward_weights: the last loss took them from the device (Ops.grpo_weights) */

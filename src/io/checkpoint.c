@@ -904,6 +904,14 @@ int train_state_save(Model *m, const AdamW *opt, const TrainState *ts, const cha
     return rc;
 }
 
+/* Whether name is one of CHECKPOINT_METRICS. */
+static int metric_known(const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = CHECKPOINT_METRICS; n && *p; p += strcspn(p, "|"), p += *p == '|')
+        if (!strncmp(p, name, n) && (p[n] == '|' || !p[n])) return 1;
+    return 0;
+}
+
 /* best_metric (a number, or null before any evaluation), metric_for_best, best_checkpoint. */
 static int read_best(const cJSON *c, const char *path, TrainState *ts, LfError *err) {
     const cJSON *best = cJSON_GetObjectItemCaseSensitive(c, "best_metric");
@@ -912,13 +920,8 @@ static int read_best(const cJSON *c, const char *path, TrainState *ts, LfError *
     ts->evaluated = best && !cJSON_IsNull(best);
     if (ts->evaluated && json_num(c, "best_metric", path, 0, &ts->best_metric, err)) return -1;
     if (!cJSON_IsString(metric) || strlen(metric->valuestring) >= sizeof ts->metric ||
-        (ts->evaluated && strcmp(metric->valuestring, "eval_loss") &&
-         strcmp(metric->valuestring, "accuracy") && strcmp(metric->valuestring, "f1") &&
-         strcmp(metric->valuestring, "reward")))
-        return lf_fail(err,
-                       "%s: key 'metric_for_best' must be \"eval_loss\", \"accuracy\", \"f1\" or "
-                       "\"reward\"",
-                       path);
+        (ts->evaluated && !metric_known(metric->valuestring)))
+        return lf_fail(err, "%s: key 'metric_for_best' must be one of " CHECKPOINT_METRICS, path);
     if (!cJSON_IsString(dir) || !rundir_valid_checkpoint_ref(dir->valuestring))
         return lf_fail(
             err, "%s: key 'best_checkpoint' must be \"\" or \"" RUNDIR_CHECKPOINTS "/NAME\"", path);

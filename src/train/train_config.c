@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h> /* strcasecmp */
 
+#include "loraft/checkpoint.h" /* CHECKPOINT_METRICS */
 #include "loraft/fileio.h"
 
 /* T_LIST: strings; T_INTS: integers (or one); T_MAP: an object of regular expressions and
@@ -403,7 +404,7 @@ static const Key keys[] = {
     {"train", "save_steps", T_INT, AT(save_steps), .def = "0", RANGE(0, INFINITY),
      .help = "Save every N optimizer steps (save_strategy \"steps\")."},
     {"train", "metric_for_best", T_STR, AT(metric_for_best), .def = "\"eval_loss\"",
-     .choices = "eval_loss|accuracy|f1|reward",
+     .choices = CHECKPOINT_METRICS,
      .help = "Picks the best checkpoint: eval_loss lower is better, accuracy, f1 and reward "
              "higher (accuracy: classification, and dpo / reward, where it is the reward "
              "accuracy; f1: classification only; reward: rloo's and grpo's, which pick by it "
