@@ -161,6 +161,15 @@ CASES = [
          targets=["q_proj", "k_proj", "v_proj", "down_proj"],
          grpo=dict(generations=2, loss="sapo", scale="batch", max_completion=6, iterations=3),
          rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    # RLOO at num_iterations 3: steps 2 and 3 train on step 1's generation, its advantages (the
+    # KL from the sampling policy's log-probs, normalised) kept, one ratio a completion (the exp
+    # of its summed log-ratio: TRL's RLOOTrainer) clipped to [1 - 0.2, 1 + 0.3]
+    dict(name="llama_rloo_iterations", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="rloo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         rloo=dict(beta=0.1, generations=2, normalize=True, iterations=3, epsilon=0.2,
+                   epsilon_high=0.3),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
     dict(name="llama_rloo_tempered", init=["--arch", "llama", "--untied"] + TINY, task="rloo",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "down_proj"], temperature=1.3,
@@ -426,23 +435,31 @@ def dpo_loss(case, pi, ref, count):
     return (-F.logsigmoid(beta * x) * (1 - eps) - F.logsigmoid(-beta * x) * eps).mean()
 
 
-def rloo_loss(case, pi, ref):
-    """TRL 1.16 RLOOTrainer with num_iterations 1: the advantages as _generate_and_score_completions
-    computes them (the KL to the reference, first order and summed over the completion, taken
-    from the reward; the leave-one-out baseline; optionally normalised over the batch with
-    Bessel's std + 1e-4), all under no_grad, and _compute_loss's clipped objective on the
-    sequence log-probs, whose old log-probs are this forward's (detached: the ratio is 1)."""
+def rloo_loss(case, pi, ref, out, old):
+    """TRL 1.16 RLOOTrainer: the advantages as _generate_and_score_completions computes them (the
+    KL to the reference, first order and summed over the completion, from the sampling policy's
+    log-probs, taken from the reward; the leave-one-out baseline; optionally normalised over the
+    generation with Bessel's std + 1e-4), all under no_grad, and _compute_loss's clipped
+    objective on the sequence log-probs, whose old log-probs are the sampling policy's (old: a
+    generation's first step's, under num_iterations > 1; None: this forward's, detached, the
+    ratio 1). out gets the log-probs (old_logps) and the rows clipped low and high (clipped)."""
     d = case["rloo"]
-    k, beta, eps = d["generations"], d["beta"], 0.2
+    k, beta = d["generations"], d["beta"]
+    eps_low = d.get("epsilon", 0.2)
+    eps_high = d.get("epsilon_high", eps_low)
+    old = pi.detach() if old is None else old
     with torch.no_grad():
-        rewards = torch.tensor(case["rewards"]) - beta * (pi - ref)
+        rewards = torch.tensor(case["rewards"]) - beta * (old - ref)
         grouped = rewards.view(-1, k)
         baselines = (grouped.sum(1, keepdim=True) - grouped) / (k - 1)
         adv = (grouped - baselines).view(-1)
         if d["normalize"]:
             adv = (adv - adv.mean()) / (adv.std() + 1e-4)
-    coef_1 = torch.exp(pi - pi.detach())
-    coef_2 = torch.clamp(coef_1, 1 - eps, 1 + eps)
+    coef_1 = torch.exp(pi - old)
+    coef_2 = torch.clamp(coef_1, 1 - eps_low, 1 + eps_high)
+    out["old_logps"] = pi.detach()
+    out["clipped"] = [((coef_1 < 1 - eps_low) & (adv < 0)).sum().item(),
+                      ((coef_1 > 1 + eps_high) & (adv > 0)).sum().item()]
     return -torch.min(coef_1 * adv, coef_2 * adv).mean()
 
 
@@ -520,7 +537,7 @@ def forward(case, model, batch, out, ref, old=None):
     if task == "rloo":
         logits, pi, _ = seq_logps(model, ids, mask, labels, case.get("temperature", 1.0))
         out.update(logits=logits, logps=pi, ref_logps=ref)
-        return rloo_loss(case, pi, ref)
+        return rloo_loss(case, pi, ref, out, old)
     if task == "grpo":
         logits = model(input_ids=ids, attention_mask=mask).logits
         out.update(logits=logits)
@@ -668,14 +685,15 @@ def run_case(case, model_dir, batch):
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"],
                                 foreach=False)
-    old = None  # GRPO's sampling policy's log-probs: the first step's, num_iterations > 1
+    old = None  # RL's sampling policy's log-probs: the first step's, num_iterations > 1
+    iterations = case.get("grpo", case.get("rloo", {})).get("iterations", 1)
     for step in range(STEPS):
         opt.zero_grad()
         res = {}
         loss = forward(case, model, batch, res, ref, old)
         loss.backward()
         first_logps = res.pop("old_logps", None)
-        if step == 0 and case.get("grpo", {}).get("iterations", 1) > 1:
+        if step == 0 and iterations > 1:
             old = first_logps
         if "clipped" in res:  # the last step's
             out["clipped"] = res.pop("clipped")

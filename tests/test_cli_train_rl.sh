@@ -29,9 +29,11 @@
 #     with a KL penalty the later steps' KL is the kept reference's (0 at step 1, small after),
 #     a run resumed at the generation's end trains what the run would have (to the bit), and one
 #     resumed inside a generation (from a checkpoint with a best reward) samples a new one at
-#     once; at importance_sampling_level sequence (GSPO) whole completions are clipped; cispo caps tokens' ratios (some, where the
-#     cap is 1.001, but at a generation's first step), sapo clips none; num_iterations is refused
-#     for rloo.
+#     once; at importance_sampling_level sequence (GSPO) whole completions are clipped; cispo caps
+#     tokens' ratios (some, where the cap is 1.001, but at a generation's first step), sapo clips
+#     none; RLOO at num_iterations 2 (its advantages normalised over the generation) samples at
+#     steps 1 and 3 alone and clips whole completions on the steps between, its KL per token 0 at
+#     step 1 (the policy is the reference) and not after.
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rl gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -287,6 +289,20 @@ assert cispo[0]["cispo_clip_ratio"] == 0 and max(e["cispo_clip_ratio"] for e in 
 assert all("clip_ratio/region_mean" not in e and "cispo_clip_ratio" not in e for e in sapo)
 EOF
 grep -q "step 2: the last generation again, tokens capped" "$tmp/cispo.log" && ok || bad "cispo: the log counts tokens capped"
-refused rloo-iterations "more than 1 is grpo's alone" train --config "$tmp/rloo.json" \
-  --set train.num_iterations=2 --set train.output_dir="$tmp/x8"
+iter_run "$tmp/rloo-iter" 4 --set model.task=rloo --set train.num_iterations=2 \
+  --set train.normalize_advantages=true --set train.epsilon=0.05
+python3 - "$tmp/rloo-iter/metrics.jsonl" <<'EOF' && ok || bad "RLOO, num_iterations 2: completions clipped on a generation's second step"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+rows = 2 * 4 * 4  # gradient_accumulation_steps x batch_size prompts x num_generations
+clipped = [e["clip_ratio/region_mean"] * rows for e in steps]
+print("rloo, num_iterations 2: completions clipped by step " + " ".join("%g" % c for c in clipped)
+      + "; kl by step " + " ".join("%.4f" % e["kl"] for e in steps))
+assert [("reward" in e) for e in steps] == [True, False, True, False], steps
+assert clipped[0] == 0 and clipped[2] == 0 and clipped[1] + clipped[3] > 0, clipped
+assert all(abs(c - round(c)) < 1e-9 for c in clipped), clipped
+assert abs(steps[0]["kl"]) < 1e-6 and abs(steps[2]["kl"]) > 1e-4, steps
+EOF
+grep -q "step 2: the last generation again, kl [-0-9.]*, completions clipped" "$tmp/rloo-iter.log" &&
+  ok || bad "RLOO, num_iterations 2: the log counts completions"
 finish

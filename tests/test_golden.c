@@ -137,15 +137,22 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
             g->eps_low = g->eps_high = (float)v->valuedouble;
         if ((v = cJSON_GetObjectItem(grpo, "epsilon_high"))) g->eps_high = (float)v->valuedouble;
         if ((v = cJSON_GetObjectItem(grpo, "delta"))) g->delta = (float)v->valuedouble;
-        g->sequence = level && !strcmp(level->valuestring, "sequence");
+        if (level && !strcmp(level->valuestring, "sequence")) g->level = OPS_GRPO_SEQUENCE_MEAN;
     }
     const cJSON *temperature = cJSON_GetObjectItem(c, "temperature"); /* RL's */
     if (temperature) s->temperature = (float)temperature->valuedouble;
     const cJSON *rloo = cJSON_GetObjectItem(c, "rloo");
-    if (rloo)
-        s->rloo = (RlooSpec){(float)cJSON_GetObjectItem(rloo, "beta")->valuedouble,
-                             cJSON_GetObjectItem(rloo, "generations")->valueint,
-                             cJSON_IsTrue(cJSON_GetObjectItem(rloo, "normalize"))};
+    if (rloo) { /* TRL's defaults but where the case sets them */
+        RlooSpec *r = &s->rloo;
+        const cJSON *v;
+        r->beta = (float)cJSON_GetObjectItem(rloo, "beta")->valuedouble;
+        r->generations = cJSON_GetObjectItem(rloo, "generations")->valueint;
+        r->normalize = cJSON_IsTrue(cJSON_GetObjectItem(rloo, "normalize"));
+        if ((v = cJSON_GetObjectItem(rloo, "iterations"))) r->iterations = v->valueint;
+        if ((v = cJSON_GetObjectItem(rloo, "epsilon")))
+            r->eps_low = r->eps_high = (float)v->valuedouble;
+        if ((v = cJSON_GetObjectItem(rloo, "epsilon_high"))) r->eps_high = (float)v->valuedouble;
+    }
     if (dpo)
         s->dpo = (DpoSpec){
             (float)cJSON_GetObjectItem(dpo, "beta")->valuedouble,
@@ -207,6 +214,27 @@ static float *download_hf(Model *m, const Param *p, const float *src) {
     transpose_f32(t, h, p->shape[0], p->shape[1]);
     free(h);
     return t;
+}
+
+/* RLOO's generation at the batch set in m: with its KL penalty, the rows' log-probs under the
+ * policy that samples (m as it is) and the reference, compared with the golden's where golden
+ * is given (its first step); then the advantages from them and the rewards. */
+static void rloo_generation(Model *m, const float *rewards, const cJSON *golden) {
+    LfError err;
+    int B = m->B;
+    float logps[B], ref[B];
+    GrpoGeneration gen = {rewards, NULL, NULL, B, 0, 0, 1};
+    if (m->spec.rloo.beta > 0) {
+        CHECK_OK(rl_row_logps(m, logps, ref, &err), &err);
+        gen.logps = logps, gen.ref_logps = ref;
+    }
+    if (golden && gen.logps) {
+        compare("log-probs", logps, B, cJSON_GetObjectItem(golden, "logps"), 1e-12, &worst_logits,
+                NULL, 0, 0);
+        compare("reference log-probs", ref, B, cJSON_GetObjectItem(golden, "ref_logps"), 1e-12,
+                &worst_logits, NULL, 0, 0);
+    }
+    CHECK_OK(grpo_set_rewards(m, rewards, &gen, &err), &err);
 }
 
 static void run_golden(const char *golden_path, const char *model_dir) {
@@ -281,20 +309,15 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     for (int i = 0; i < cJSON_GetArraySize(jl) && i < B * T; i++)
         labels[i] = cJSON_GetArrayItem(jl, i)->valueint;
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err) == 0);
-    if (spec.task == TASK_RLOO || spec.task == TASK_GRPO) {
-        float rewards[B];
-        const cJSON *jr = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "case"), "rewards");
-        for (int i = 0; i < B; i++) rewards[i] = (float)cJSON_GetArrayItem(jr, i)->valuedouble;
-        if (spec.task == TASK_RLOO)
-            rloo_set_rewards(&m, rewards);
-        else
-            CHECK_OK(grpo_set_rewards(&m, rewards, NULL, &err), &err);
-    }
+    float rewards[B];
+    const cJSON *jr = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "case"), "rewards");
+    for (int i = 0; jr && i < B; i++) rewards[i] = (float)cJSON_GetArrayItem(jr, i)->valuedouble;
+    if (spec.task == TASK_GRPO) CHECK_OK(grpo_set_rewards(&m, rewards, NULL, &err), &err);
     if (spec.task == TASK_GRPO && spec.grpo.beta > 0) { /* its per-token losses stay */
         CHECK_OK(reference_forward(&m, &err), &err);
         CHECK_OK(model_read_loss(&m, NULL, NULL, &err), &err);
     }
-    if (spec.task == TASK_DPO || spec.task == TASK_RLOO) { /* the reference, once, adapters off */
+    if (spec.task == TASK_DPO) { /* the reference, once, adapters off */
         CHECK_OK(reference_forward(&m, &err), &err);
         CHECK_OK(model_read_loss(&m, NULL, NULL, &err), &err);
         compare("reference log-probs", m.ref_scores, B, cJSON_GetObjectItem(g, "ref_logps"), 1e-12,
@@ -315,6 +338,9 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     for (int step = 0; step < steps; step++) {
         float loss;
         model_zero_grad(&m);
+        /* RLOO: a new generation but where the later steps train on the first's */
+        if (spec.task == TASK_RLOO && (step == 0 || spec.rloo.iterations == 1))
+            rloo_generation(&m, rewards, step == 0 ? g : NULL);
         /* training mode for LoRA's dropout alone (the golden's model has no other; the step's
          * seed 0, whose masks the golden drew) */
         CHECK_OK(model_forward(&m, spec.dropout > 0, &loss, &err), &err);
@@ -332,7 +358,7 @@ static void run_golden(const char *golden_path, const char *model_dir) {
                         NULL, 0, 0);
                 free(logits);
             }
-            if (spec.task == TASK_DPO || spec.task == TASK_RLOO)
+            if (spec.task == TASK_DPO)
                 compare("log-probs", m.seq_scores, B, cJSON_GetObjectItem(g, "logps"), 1e-12,
                         &worst_logits, NULL, 0, 0);
             CHECK_CLOSE(loss, cJSON_GetObjectItem(g, "loss")->valuedouble, 1e-6, 1e-5);
@@ -352,7 +378,8 @@ static void run_golden(const char *golden_path, const char *model_dir) {
         CHECK_OK(model_read_loss(&m, NULL, &norm, &err), &err);
         if (step == 0)
             CHECK_CLOSE(norm, cJSON_GetObjectItem(g, "grad_norm")->valuedouble, 1e-7, 1e-4);
-        if (step == 0 && spec.task == TASK_GRPO && spec.grpo.iterations > 1) {
+        int iterations = spec.task == TASK_GRPO ? spec.grpo.iterations : spec.rloo.iterations;
+        if (step == 0 && iterations > 1) {
             /* the later steps train on this generation again: its first step's log-probs are
              * the sampling policy's */
             float old[B * T];
@@ -360,10 +387,10 @@ static void run_golden(const char *golden_path, const char *model_dir) {
             CHECK_OK(grpo_set_old(&m, old, &err), &err);
         }
     }
-    const cJSON *clipped = cJSON_GetObjectItem(g, "clipped"); /* GRPO's, at the last step */
-    if (clipped && spec.grpo.iterations > 1) {
-        printf("  tokens clipped at step %d: %g low, %g high (peft: %g, %g)\n", steps,
-               m.rloo_stats.clipped_low, m.rloo_stats.clipped_high,
+    const cJSON *clipped = cJSON_GetObjectItem(g, "clipped"); /* RL's, at the last step */
+    if (clipped && (spec.grpo.iterations > 1 || spec.rloo.iterations > 1)) {
+        printf("  clipped at step %d (tokens; rows by sequence): %g low, %g high (peft: %g, %g)\n",
+               steps, m.rloo_stats.clipped_low, m.rloo_stats.clipped_high,
                cJSON_GetArrayItem(clipped, 0)->valuedouble,
                cJSON_GetArrayItem(clipped, 1)->valuedouble);
         CHECK(m.rloo_stats.clipped_low == cJSON_GetArrayItem(clipped, 0)->valuedouble);

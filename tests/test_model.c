@@ -275,9 +275,13 @@ static void accumulation(const char *dir) {
 /* decoder's LoRA adapts the token embedding (its padding_idx 3, a token of the batches) and
  * the LM head too, while set */
 static int embed_and_head;
-static RlooSpec rloo_spec = {0.5f, 2, 0}; /* TASK_RLOO's */
-static GrpoSpec grpo_spec;                /* TASK_GRPO's (tiny_grpo) */
-static float tiny_temperature = 1.0f;     /* TrainSpec.temperature (RL's, in every loss) */
+static RlooSpec rloo_spec = {.beta = 0.5f,
+                             .generations = 2,
+                             .iterations = 1,
+                             .eps_low = 0.2f,
+                             .eps_high = 0.2f}; /* TASK_RLOO's */
+static GrpoSpec grpo_spec;                      /* TASK_GRPO's (tiny_grpo) */
+static float tiny_temperature = 1.0f;           /* TrainSpec.temperature (RL's, in every loss) */
 
 static void decoder(Model *m, Arch arch, Task task, DpoSpec dpo, Strategy strategy, int layer1,
                     int ckpt, Rng *rng) {
@@ -452,49 +456,54 @@ static void gradient_off(const Model *m, const double *want, double *top, double
     }
 }
 
-/* RLOO (rloo_loss.h) on a tiny Llama, set_pairs' rows as two groups of two completions (k = 2,
- * beta 0.5), in eval mode: the gradient must be sum over rows of (A_b / B) times the gradient of
- * row b's summed token losses, with A_b from the rewards and the log-probs read back (leave-one-
- * out: A_0 = r_0 - r_1 for a group of two, r = reward - beta (logp - ref)). Built here from the
- * causal-LM gradient of each row alone in a model with the same weights (its mean loss times its
- * token count is the row's summed loss, -logp). Relative 1e-4 of the largest gradient. Also with
- * the advantages normalised (mean 0, std 1 with Bessel's correction, + 1e-4), and the refusals. */
+/* RLOO (grpo.c) on a tiny Llama, set_pairs' rows as two groups of two completions (k = 2, beta
+ * 0.5), in eval mode: the rows' log-probs at sampling (rl_row_logps) are each row's summed token
+ * log-probs, the policy's and the reference's (the adapters off); the gradient must be the sum
+ * over rows of (A_b / B) times the gradient of row b's summed token losses, with A_b from the
+ * rewards and those log-probs (leave-one-out: A_0 = r_0 - r_1 for a group of two, r = reward -
+ * beta (logp - ref)). Built here from the causal-LM gradient of each row alone in a model with the
+ * same weights (its mean loss times its token count is the row's summed loss, -logp). Relative
+ * 1e-4 of the largest gradient. Also with the advantages normalised (mean 0, std 1 with Bessel's
+ * correction, + 1e-4); the KL as TRL logs it, per completion token; and the refusals. */
 static void rloo_gradient(int normalize) {
     Model m, lm;
     Rng rng = {41, 0}, rng2 = {41, 0};
     LfError err;
-    float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, loss, rloo_loss;
+    float rewards[4] = {0.3f, -0.2f, 1.0f, 0.4f}, logps[4], refs[4], rloo_loss;
     rloo_spec.normalize = normalize;
     tiny_decoder(&m, ARCH_LLAMA, TASK_RLOO, (DpoSpec){0}, STRATEGY_LORA, &rng);
     tiny_decoder(&lm, ARCH_LLAMA, TASK_CAUSAL_LM, (DpoSpec){0}, STRATEGY_LORA, &rng2);
     set_pairs(&m, 1);
-    rloo_set_rewards(&m, rewards);
+    CHECK(grpo_set_rewards(&m, rewards, NULL, &err) != 0 && strstr(err.msg, "rl_row_logps"));
+    CHECK_OK(rl_row_logps(&m, logps, refs, &err), &err);
+    GrpoGeneration gen = {rewards, logps, refs, 4, 0, 0, 1};
+    CHECK_OK(grpo_set_rewards(&m, rewards, &gen, &err), &err);
     model_step(&m, 7, 1.0f);
-    CHECK(model_forward(&m, 0, &loss, &err) != 0 && strstr(err.msg, "reference forward first"));
-    CHECK_OK(reference_forward(&m, &err), &err);
     model_zero_grad(&m);
     CHECK_OK(model_forward(&m, 0, &rloo_loss, &err), &err);
     CHECK_OK(model_backward(&m, &err), &err);
+    int32_t ids[4 * T], mask[4 * T], labels[4 * T], tokens = 0;
+    pairs_rows(ids, mask, labels, 1);
+    for (int i = 0; i < 4 * T; i++) tokens += i % T && labels[i] >= 0; /* the predicted */
     double r[4], a[4], w[4], mean = 0, var = 0, kl = 0, logp[4], top, off;
     for (int b = 0; b < 4; b++) {
-        logp[b] = m.seq_scores[b];
-        kl += logp[b] - m.ref_scores[b];
-        r[b] = rewards[b] - 0.5 * (logp[b] - m.ref_scores[b]);
-        CHECK(fabs(logp[b] - m.ref_scores[b]) > 1e-3); /* LoRA moves the policy */
+        logp[b] = logps[b];
+        kl += logp[b] - refs[b];
+        r[b] = rewards[b] - 0.5 * (logp[b] - refs[b]);
+        CHECK(fabs(logp[b] - refs[b]) > 1e-3); /* LoRA moves the policy */
     }
     for (int b = 0; b < 4; b++) mean += (a[b] = r[b] - r[b ^ 1]) / 4;
     for (int b = 0; b < 4; b++) var += (a[b] - mean) * (a[b] - mean) / 3;
     for (int b = 0; normalize && b < 4; b++) a[b] = (a[b] - mean) / (sqrt(var) + 1e-4);
     for (int b = 0; b < 4; b++) w[b] = a[b] / 4;
-    CHECK_CLOSE(m.rloo_stats.kl, kl, 1e-5, 1e-6);
+    CHECK_CLOSE(m.rloo_stats.kl, 4 * kl / tokens, 1e-5, 1e-6);
+    CHECK_CLOSE(m.rloo_stats.reward, r[0] + r[1] + r[2] + r[3], 1e-5, 1e-6);
     CHECK_CLOSE(rloo_loss, -(a[0] + a[1] + a[2] + a[3]) / 4, 1e-5, 1e-6);
     double *want = row_gradients(&lm, w, logp);
     gradient_off(&m, want, &top, &off);
     printf("rloo%s: gradient off by %.2e of %.2e, loss %.6f, kl %.4f\n",
            normalize ? " normalised" : "", off, top, (double)rloo_loss, kl);
     CHECK(top > 1e-3 && off <= 1e-4 * top);
-    int32_t ids[4 * T], mask[4 * T], labels[4 * T];
-    pairs_rows(ids, mask, labels, 1);
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, 3, T, &err) != 0 &&
           strstr(err.msg, "groups of 2 completions"));
     free(want);
@@ -618,12 +627,12 @@ static void grpo_later_pass(void) {
     model_free(&m);
 }
 
-/* Gradient accumulation for the objectives whose loss op weighs the LM head's rows (DPO, RLOO) and
- * GRPO's host weights: set_pairs' 4 rows in two halves with loss weight 1/2 give the gradient of
- * the whole batch (eval mode; a pair each, or a group of two: RLOO's advantages not normalised).
- * GRPO's halves are one generation (GrpoGeneration: TRL's generation batch), which dapo's
- * normaliser and scale batch's std span; loss_type grpo and scale group need none of it. Within
- * 1e-5 of the largest gradient. */
+/* Gradient accumulation for the objectives whose loss op weighs the LM head's rows (DPO) and
+ * RL's host weights: set_pairs' 4 rows in two halves with loss weight 1/2 give the gradient of
+ * the whole batch (eval mode; a pair each, or a group of two). RL's halves are one generation
+ * (GrpoGeneration: TRL's generation batch), which dapo's normaliser, scale batch's std and RLOO's
+ * normalised advantages (with their KL penalty, the rows' log-probs taken before) span; loss_type
+ * grpo and scale group need none of it. Within 1e-5 of the largest gradient. */
 static void objective_accumulation(Task task, GrpoLoss loss_type, GrpoScale scale_type) {
     Model m;
     Rng rng = {47, 0};
@@ -633,8 +642,11 @@ static void objective_accumulation(Task task, GrpoLoss loss_type, GrpoScale scal
     tiny_decoder(&m, ARCH_LLAMA, task, (DpoSpec){0.5f, DPO_SIGMOID, 0.0f}, STRATEGY_LORA, &rng);
     int32_t ids[4 * T], mask[4 * T], labels[4 * T];
     pairs_rows(ids, mask, labels, 1);
-    GrpoGeneration gen = {rewards, 4, 0, 2};
+    float logps[4], refs[4];
+    GrpoGeneration gen = {rewards, logps, refs, 4, 0, 0, 2};
     for (int i = 0; i < 4 * T; i++) gen.tokens += i % T && labels[i] >= 0; /* the predicted */
+    CHECK_OK(model_set_batch(&m, ids, NULL, mask, labels, 4, T, &err), &err);
+    if (task == TASK_RLOO) CHECK_OK(rl_row_logps(&m, logps, refs, &err), &err);
     float *whole = malloc(m.n_grads * sizeof *whole);
     for (int half = -1; half < 2; half++) { /* -1: the whole batch */
         int at = half < 0 ? 0 : 2 * half, rows = half < 0 ? 4 : 2;
@@ -642,11 +654,13 @@ static void objective_accumulation(Task task, GrpoLoss loss_type, GrpoScale scal
         CHECK_OK(
             model_set_batch(&m, ids + at * T, NULL, mask + at * T, labels + at * T, rows, T, &err),
             &err);
-        if (task == TASK_RLOO) rloo_set_rewards(&m, rewards + at);
-        if (task == TASK_GRPO)
-            CHECK_OK(grpo_set_rewards(&m, rewards + at, half < 0 ? NULL : &gen, &err), &err);
+        GrpoGeneration whole_batch = {rewards, logps, refs, 4, 0, gen.tokens, 1};
+        gen.first = at;
+        if (task != TASK_DPO)
+            CHECK_OK(grpo_set_rewards(&m, rewards + at, half < 0 ? &whole_batch : &gen, &err),
+                     &err);
         model_step(&m, 7, half < 0 ? 1.0f : 0.5f);
-        if (task != TASK_GRPO) CHECK_OK(reference_forward(&m, &err), &err);
+        if (task == TASK_DPO) CHECK_OK(reference_forward(&m, &err), &err);
         CHECK_OK(model_forward(&m, 0, &loss, &err), &err);
         CHECK_OK(model_backward(&m, &err), &err);
         if (half < 0) memcpy(whole, m.grads, m.n_grads * sizeof *whole);
@@ -659,7 +673,10 @@ static void objective_accumulation(Task task, GrpoLoss loss_type, GrpoScale scal
     printf("%s%s: two half batches of loss weight 1/2 off the whole batch's gradient by %.2e of "
            "%.2e\n",
            m.objective->name,
-           task == TASK_GRPO && loss_type == GRPO_DAPO ? " (dapo, scale batch)" : "", worst, scale);
+           task == TASK_GRPO && loss_type == GRPO_DAPO ? " (dapo, scale batch)"
+           : task == TASK_RLOO                         ? " (normalised, beta 0.5)"
+                                                       : "",
+           worst, scale);
     CHECK(scale > 0 && worst <= 1e-5 * scale);
     free(whole);
     model_free(&m);
@@ -1245,7 +1262,9 @@ int main(void) {
     rloo_gradient(0);
     rloo_gradient(1);
     objective_accumulation(TASK_DPO, GRPO_GRPO, GRPO_SCALE_GROUP);
+    rloo_spec.normalize = 1;
     objective_accumulation(TASK_RLOO, GRPO_GRPO, GRPO_SCALE_GROUP);
+    rloo_spec.normalize = 0;
     objective_accumulation(TASK_GRPO, GRPO_GRPO, GRPO_SCALE_GROUP);
     objective_accumulation(TASK_GRPO, GRPO_DAPO, GRPO_SCALE_BATCH);
     grpo_later_pass();

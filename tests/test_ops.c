@@ -2304,9 +2304,9 @@ static double trl_policy(const OpsGrpoTerms *t, double c, double cd, double a, d
 /* GRPO's loss over GB rows of GT tokens as TRL writes it (GRPOTrainer._compute_loss), in double:
  * lp the policy's log-probs (-loss), old and ref the sampling policy's and the reference's losses
  * (NULL: none). Without old log-probs TRL's are lp detached: old then is the losses the
- * derivative is taken at (at). t->sequence: GSPO's one ratio a row, exp of the row's mean
- * log-ratio over its completion tokens (share > 0). clipped[2] gets the tokens (rows) clipped
- * low, high. */
+ * derivative is taken at (at). At sequence level one ratio a row, the exp of the mean (GSPO) or
+ * the sum (RLOOTrainer's) of its log-ratios over its completion tokens (share > 0). clipped[2]
+ * gets the tokens (rows) clipped low, high. */
 enum { GB = 6, GT = 10 };
 static double grpo_trl_loss(const float *share, const float *adv, const double *loss,
                             const float *ref, const float *old, const double *at,
@@ -2321,17 +2321,19 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
             row_log += (old ? old[i] : at[i]) - loss[i], n++;
             row_at += (old ? old[i] : at[i]) - at[i];
         }
-        double row_c = exp(row_log / fmax(n, 1)), row_cd = exp(row_at / fmax(n, 1));
+        double m = t->level == OPS_GRPO_SEQUENCE_SUM ? 1.0 : fmax(n, 1);
+        double row_c = exp(row_log / m), row_cd = exp(row_at / m);
         int counted = 0; /* at sequence level a row counts once */
         for (int k = 0; k < GT; k++) {
             int i = b * GT + k, low, high;
             if (share[i] == 0) continue;
             double lp = -loss[i], a = adv[i];
-            double c = t->sequence ? row_c : exp(lp + (old ? old[i] : at[i]));
-            double cd = t->sequence ? row_cd : exp(-at[i] + (old ? old[i] : at[i]));
+            int by_row = t->level != OPS_GRPO_TOKEN;
+            double c = by_row ? row_c : exp(lp + (old ? old[i] : at[i]));
+            double cd = by_row ? row_cd : exp(-at[i] + (old ? old[i] : at[i]));
             double kl = ref ? exp(-ref[i] - lp) - (-ref[i] - lp) - 1 : 0.0;
             total += share[i] * (trl_policy(t, c, cd, a, lp, &low, &high) + t->beta * kl * c);
-            if (!t->sequence || !counted++) clipped[0] += low, clipped[1] += high;
+            if (!by_row || !counted++) clipped[0] += low, clipped[1] += high;
         }
     }
     return total;
@@ -2340,12 +2342,14 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
 /* GRPO's token weights (ops.h grpo_weights) against TRL's loss written out in double: the loss
  * and clip counts summed, each token's weight the loss's derivative by central differences (away
  * from the clipping bounds), the KL's mean; with and without a reference and old log-probs, by
- * token and by sequence (GSPO), for each policy term: the clipped ratio over [0.51, 1.81] against
- * the range [0.8, 1.28] (and delta's cap), cispo's cap at 1.2, sapo's sigmoid. */
-static void test_grpo_weights(int with_ref, int with_old, int sequence, OpsGrpoPolicy policy,
+ * token and by sequence (GSPO's mean, RLOO's sum), for each policy term: the clipped ratio over
+ * [0.51, 1.81] against the range [0.8, 1.28] (and delta's cap), cispo's cap at 1.2, sapo's
+ * sigmoid. */
+static void test_grpo_weights(int with_ref, int with_old, OpsGrpoLevel level, OpsGrpoPolicy policy,
                               float delta) {
-    enum { NK = GB * GT };
-    OpsGrpoTerms t = grpo_test_terms(with_ref, sequence, policy, delta);
+    enum { NK = GB * GT, ROW_TOKENS = GT - GT / 5 }; /* a row's tokens with a share */
+    OpsGrpoTerms t = grpo_test_terms(with_ref, level, policy, delta);
+    int sequence = level != OPS_GRPO_TOKEN, sum = level == OPS_GRPO_SEQUENCE_SUM;
     float share[NK], adv[NK], loss[NK], ref[NK], old[NK], row_scale[NK];
     double stats[5], loss_d[NK], want_clipped[2], dummy[2];
     for (int i = 0; i < NK; i++) {
@@ -2354,9 +2358,12 @@ static void test_grpo_weights(int with_ref, int with_old, int sequence, OpsGrpoP
         adv[i] = 0.4f * (float)(b * 3 % 7) - 1.2f;
         loss[i] = 2.0f + 0.1f * (float)(i % 11), loss_d[i] = loss[i];
         ref[i] = loss[i] + 0.1f * (float)(i % 41 - 20);
-        /* c = exp(old - loss); at sequence level a row's tokens share a log-ratio around its own */
-        float ratio = sequence ? 0.51f + 1.3f * (float)(b * 5 % GB) / GB + 0.05f * (float)(i % 3)
-                               : 0.51f + 1.3f * (float)((i * 7) % NK) / NK;
+        /* c = exp(old - loss); at sequence level a row's tokens share a log-ratio around its own
+         * (by the sum, a root of it each) */
+        float row = 0.51f + 1.3f * (float)(b * 5 % GB) / GB + 0.05f * (float)(i % 3);
+        float ratio = sum        ? powf(row, 1.0f / ROW_TOKENS)
+                      : sequence ? row
+                                 : 0.51f + 1.3f * (float)((i * 7) % NK) / NK;
         old[i] = loss[i] + logf(ratio);
     }
     const float *r = with_ref ? ref : NULL, *o = with_old ? old : NULL;
@@ -2379,7 +2386,9 @@ static void test_grpo_weights(int with_ref, int with_old, int sequence, OpsGrpoP
             double row_log = 0, n = 0;
             for (int k = b * GT; k < (b + 1) * GT; k++)
                 if (share[k] > 0) row_log += (with_old ? old[k] : loss[k]) - (double)loss[k], n++;
-            double c = sequence ? exp(row_log / n) : with_old ? exp((double)old[i] - loss[i]) : 1.0;
+            double c = sequence   ? exp(row_log / (sum ? 1.0 : n))
+                       : with_old ? exp((double)old[i] - loss[i])
+                                  : 1.0;
             double x = with_ref ? (double)loss[i] - ref[i] : 0.0;
             kl += c * (exp(x) - x - 1);
         }
@@ -2397,7 +2406,10 @@ static void test_grpo_weights(int with_ref, int with_old, int sequence, OpsGrpoP
     static const char *const names[] = {"clip", "cispo", "sapo"};
     printf("grpo_weights %s%s%s%s%s: weights and sums match (loss %.6f, %g low and %g high of %d "
            "%s clipped)\n",
-           names[policy], delta ? " with delta" : "", sequence ? " by sequence" : "",
+           names[policy], delta ? " with delta" : "",
+           sum        ? " by sequence (sum)"
+           : sequence ? " by sequence"
+                      : "",
            with_ref ? " with a reference" : "", with_old ? " with old log-probs" : "", want,
            want_clipped[0], want_clipped[1], sequence ? GB : tokens, sequence ? "rows" : "tokens");
 }
@@ -2814,15 +2826,17 @@ int main(void) {
     test_dpo_loss(0);
     test_dpo_loss(1);
     test_reward_loss();
-    for (int sequence = 0; sequence < 2; sequence++) {
-        test_grpo_weights(1, 0, sequence, OPS_GRPO_CLIP, 0.0f);
-        test_grpo_weights(0, 1, sequence, OPS_GRPO_CLIP, 0.0f);
-        test_grpo_weights(1, 1, sequence, OPS_GRPO_CLIP, 0.0f);
-        test_grpo_weights(1, 1, sequence, OPS_GRPO_CLIP, 1.5f);
-        test_grpo_weights(1, 1, sequence, OPS_GRPO_CISPO, 0.0f);
-        test_grpo_weights(0, 1, sequence, OPS_GRPO_SAPO, 0.0f);
-        test_grpo_weights(1, 1, sequence, OPS_GRPO_SAPO, 0.0f);
+    for (int level = OPS_GRPO_TOKEN; level <= OPS_GRPO_SEQUENCE_MEAN; level++) {
+        test_grpo_weights(1, 0, level, OPS_GRPO_CLIP, 0.0f);
+        test_grpo_weights(0, 1, level, OPS_GRPO_CLIP, 0.0f);
+        test_grpo_weights(1, 1, level, OPS_GRPO_CLIP, 0.0f);
+        test_grpo_weights(1, 1, level, OPS_GRPO_CLIP, 1.5f);
+        test_grpo_weights(1, 1, level, OPS_GRPO_CISPO, 0.0f);
+        test_grpo_weights(0, 1, level, OPS_GRPO_SAPO, 0.0f);
+        test_grpo_weights(1, 1, level, OPS_GRPO_SAPO, 0.0f);
     }
+    test_grpo_weights(0, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f); /* RLOO's */
+    test_grpo_weights(1, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f);
     test_adamw();
     test_norm_and_memory();
     test_parallel_matches_serial();

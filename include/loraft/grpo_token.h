@@ -17,11 +17,13 @@
  *     d P / d lp = -4 A c s (1 - s), s the sigmoid; nothing clipped.
  * The weight a token's loss gets is d loss / d loss_token = -d loss / d lp.
  *
- * At sequence level (GSPO, Zheng et al. 2025: importance_sampling_level sequence) a row has one
- * ratio, c = exp(mean over its n completion tokens of lp - lp_old), clipped as a whole, the loss
- * the same with it; a token's lp moves c by c / n. With S the row's shares summed and K its w kl
- * summed, a token's weight is -(S dP/dlog c / n + w dP/dlp direct) + beta c (w (exp(x) - 1) - K /
- * n), the direct part cispo's alone (its ratio is detached). */
+ * At sequence level a row has one ratio, clipped as a whole, the loss the same with it: GSPO's
+ * (Zheng et al. 2025: importance_sampling_level sequence) c = exp(mean over its n completion
+ * tokens of lp - lp_old), which a token's lp moves by c / n, or RLOO's (TRL's RLOOTrainer) c =
+ * exp(sum of lp - lp_old), the ratio of the completion's probabilities, moved by c; call the
+ * divisor m (n or 1). With S the row's shares summed and K its w kl summed, a token's weight is
+ * -(S dP/dlog c / m + w dP/dlp direct) + beta c (w (exp(x) - 1) - K / m), the direct part
+ * cispo's alone (its ratio is detached). */
 #pragma once
 #include <math.h>
 #include <stddef.h>
@@ -94,11 +96,12 @@ static inline LF_HOST_DEVICE void grpo_row_add(GrpoRow *r, float share, const fl
  * and clip flags (one a row) to sums[5]. */
 static inline LF_HOST_DEVICE void grpo_row_finish(GrpoRow *r, double sums[5], float a,
                                                   const OpsGrpoTerms *t) {
-    double n = r->n > 1.0 ? r->n : 1.0; /* TRL clamps the count at 1 */
-    r->c = exp(r->log_ratio / n);
+    /* the mean's count, which TRL clamps at 1; a sum's 1 */
+    double m = t->level == OPS_GRPO_SEQUENCE_SUM ? 1.0 : r->n > 1.0 ? r->n : 1.0;
+    r->c = exp(r->log_ratio / m);
     GrpoTerm g = grpo_term(t, r->c, a);
     r->direct = g.direct;
-    r->scale = -(r->share * g.by_ratio + t->beta * r->c * r->share_kl) / n;
+    r->scale = -(r->share * g.by_ratio + t->beta * r->c * r->share_kl) / m;
     sums[0] += r->share * g.ratio_value + g.direct * r->share_lp + t->beta * r->c * r->share_kl;
     sums[1] += r->c * r->kl, sums[2] += r->n, sums[3] += g.low, sums[4] += g.high;
 }

@@ -69,11 +69,14 @@ typedef struct DpoSpec {
     float label_smoothing; /* sigmoid only: the share of pairs assumed mislabelled (cDPO) */
 } DpoSpec;
 
-/* RLOO's settings (TASK_RLOO; rloo_loss.h): a batch holds groups of `generations` rows. */
+/* RLOO's settings (TASK_RLOO; grpo.c): a batch holds groups of `generations` rows.
+ * train_spec_defaults gives TRL's defaults. */
 typedef struct RlooSpec {
-    float beta;      /* the KL penalty's weight in the reward (TRL's 0.05); 0: no reference */
-    int generations; /* completions sampled per prompt, >= 2 */
-    int normalize;   /* advantages to mean 0, std 1 over the batch */
+    float beta;              /* the KL penalty's weight in the reward (TRL's 0.05); 0: none */
+    int generations;         /* completions sampled per prompt, >= 2 */
+    int normalize;           /* advantages to mean 0, std 1 over the generation */
+    int iterations;          /* optimisations per generation (TRL's num_iterations, 1) */
+    float eps_low, eps_high; /* the ratio's clipping range [1 - eps_low, 1 + eps_high] */
 } RlooSpec;
 
 /* GRPO's settings (TASK_GRPO; grpo.c, grpo_token.h): a batch holds groups of `generations` rows.
@@ -99,7 +102,7 @@ typedef struct GrpoSpec {
     int iterations;           /* optimisations per generation (TRL's num_iterations, 1) */
     float eps_low, eps_high;  /* the ratio's clipping range [1 - eps_low, 1 + eps_high] (cispo's
                                  cap: eps_high) */
-    int sequence;             /* one ratio a row (GSPO: importance_sampling_level sequence) */
+    OpsGrpoLevel level;       /* a ratio a token, or a row's (GSPO: OPS_GRPO_SEQUENCE_MEAN) */
     float delta;              /* two-sided clipping's cap on the ratio (0: none) */
     float sapo_pos, sapo_neg; /* sapo's temperatures for advantages > 0 and the others */
 } GrpoSpec;
@@ -204,16 +207,16 @@ typedef struct PairStats {
     double chosen, rejected; /* rewards */
 } PairStats;
 
-/* RLOO's last forward (TASK_RLOO; and GRPO's, TASK_GRPO): sums over the batch's rows
- * (rloo_loss.h, grpo.c). */
+/* RLOO's and GRPO's last forward (TASK_RLOO, TASK_GRPO): sums over the batch's rows (grpo.c). */
 typedef struct RlooStats {
     int rows;
-    double kl;       /* log-prob - reference log-prob (GRPO: rows x its mean per-token KL) */
-    double reward;   /* the penalised rewards, reward - beta kl */
+    double kl;       /* rows x the batch's mean per-token KL (TRL's: RLOO's sampler - reference
+                        log-prob, GRPO's k3) */
+    double reward;   /* the rewards (RLOO's penalised: reward - beta kl) */
     double positive; /* rows whose advantage is above 0 */
-    double zero_std; /* GRPO: rows whose rewards' std is 0 (Model.grpo_zero_std) */
-    double tokens, clipped_low, clipped_high; /* GRPO: completion tokens, those clipped (the
-                                                 rows, at sequence level) */
+    double zero_std; /* rows whose rewards' std is 0 (Model.grpo_zero_std) */
+    double tokens, clipped_low, clipped_high; /* completion tokens, those clipped (the rows, at
+                                                 sequence level) */
 } RlooStats;
 
 /* One named tensor of the parameter table. */
@@ -389,31 +392,32 @@ typedef struct Model {
      * one add a forward, then n_plus_one 1s */
     float *plus_one;
     size_t n_plus_one;
-    /* Preference tasks: a batch holds pairs, rows 2i (chosen) and 2i+1 (rejected); RLOO's
-     * groups of a prompt's completions. The loss op leaves its results in backend memory between
+    /* Preference tasks: a batch holds pairs, rows 2i (chosen) and 2i+1 (rejected); RL's groups
+     * of a prompt's completions. The loss op leaves its results in backend memory between
      * grad_norm and losses (objective.h's pair readout), so model_read_loss's one copy brings
      * them to the host with the loss. */
     double *pair_sums; /* [PAIR_STATS] backend: ops.h dpo_loss .. grpo_weights's stats */
-    float *row_scores; /* [max_batch] backend: each row's response log-prob (dpo, rloo) or reward */
-    float *ref_logps;  /* dpo, rloo: [max_batch] backend, the reference policy's log-probs of the
+    float *row_scores; /* [max_batch] backend: each row's response log-prob (dpo) or reward */
+    float *ref_logps;  /* dpo: [max_batch] backend, the reference policy's log-probs of the
                           batch (dpo_set_reference, reference_forward) */
-    float *row_rewards; /* rloo: [max_batch] backend, the batch's rewards (rloo_set_rewards) */
-    int has_ref;        /* dpo, rloo: ref_logps holds this batch's; 0: the loss is 0 (dpo) or has
-                           no KL (rloo's beta 0) */
+    int has_ref;       /* dpo: ref_logps holds this batch's (0: the loss is 0); grpo: its
+                          reference's losses are set */
     float *seq_scores, *ref_scores; /* host copies of row_scores, ref_logps (model_read_loss) */
     float
         *row_scale; /* dpo, rloo, grpo: [max_batch * max_len] backend, the LM head's row weights */
     PairStats pair_stats; /* of the last model_read_loss with labels */
     RlooStats rloo_stats; /* rloo's and grpo's, the same */
-    /* grpo: what the host knows before the forward (grpo_set_rewards): the loss (when the
+    int losses_only; /* rloo, grpo: the forward leaves the per-token losses alone (rl_row_logps) */
+    /* rloo, grpo: what the host knows before the forward (grpo_set_rewards): the loss (when the
      * tokens' weights are the host's), the rewards' sum, the rows above 0, the rows whose rewards'
      * std (their group's, or under scale batch the generation's) is 0, so that their advantage is
-     * 0 (TRL's frac_reward_zero_std), and the completion tokens. Where the forward decides the
+     * 0 (TRL's frac_reward_zero_std), the completion tokens and RLOO's KL (rows x the mean per
+     * token, from the rows' log-probs at sampling). Where the forward decides the
      * weights (a KL penalty, num_iterations > 1, or cispo), each token's share of the loss and its
      * advantage, the reference's per-token losses (beta > 0) and the sampling policy's
      * (old_losses, has_old: set for this batch by grpo_set_old), [max_batch * max_len] backend;
      * grpo_forward_weights: the last loss took them from the device (Ops.grpo_weights) */
-    double grpo_loss, grpo_reward, grpo_positive, grpo_zero_std, grpo_tokens;
+    double grpo_loss, grpo_reward, grpo_positive, grpo_zero_std, grpo_tokens, grpo_kl;
     float *grpo_share, *grpo_adv, *ref_losses, *old_losses;
     int has_old, grpo_forward_weights;
     int adapters_off; /* linear_forward skips the LoRA branches: the base model (the reference

@@ -1,6 +1,7 @@
 /* objective.h: what a model is trained for: the layout of its labels, the loss and its
  * gradient on the network's output, and PEFT's name for the task. One file per objective
- * (src/objective/: classification.c, causal_lm.c, dpo.c, reward.c, rloo.c, grpo.c); the model core
+ * (src/objective/: classification.c, causal_lm.c, dpo.c, reward.c; grpo.c GRPO's and RLOO's,
+ * which differ in their advantages alone); the model core
  * calls them through this table. */
 #pragma once
 #include <stddef.h>
@@ -64,61 +65,63 @@ void lm_head_branch_backward(Model *m, int dh);
  * the head unless a trainable head or its adapter needs the pass again in backward. */
 void token_weighted_loss(Model *m, const float *row_scale);
 void token_weighted_backward(Model *m, const float *row_scale);
-/* The objectives whose gradient weighs each row's token losses (DPO, RLOO: d loss / d log-prob
- * per row): causal-lm's plan plus m->row_scale [max_batch * max_len], which their loss op writes;
- * the backward is the fused head's with those weights. */
+/* The objectives whose gradient weighs each row's token losses (DPO; RLOO's and GRPO's where the
+ * forward decides the weights): causal-lm's plan plus m->row_scale [max_batch * max_len], which
+ * their loss op (or the host) writes; the backward is the fused head's with those weights. */
 void row_weighted_plan(Model *m, Plan *pl);
 int row_weighted_backward(Model *m, LfError *err);
 
-/* ---- preference pairs and RLOO (pairs.c): the pair readout ----
+/* ---- preference pairs and RL (pairs.c): the pair readout ----
  * What a pair objective's loss op leaves for model_read_loss, in backend memory directly after
  * the gradient norm, so one copy brings the step's loss, norm and pair results to the host:
  * [PAIR_STATS] doubles, ops.h's stats (m->pair_sums); [max_batch] each row's score (m->row_scores);
- * [max_batch] the reference log-probs of DPO and RLOO (m->ref_logps); [max_batch] RLOO's rewards
- * (m->row_rewards, uploaded). */
+ * [max_batch] DPO's reference log-probs (m->ref_logps). */
 #define PAIR_STATS 6 /* doubles */
 static inline size_t pair_readout_floats(size_t max_batch) {
-    return 2 * PAIR_STATS + 3 * max_batch;
+    return 2 * PAIR_STATS + 2 * max_batch;
 }
 /* Points the model's pair buffers into the readout: device (backend memory, NULL while the plan
  * only sizes) and its host copy. */
 void pair_readout_place(Model *m, float *device, float *host);
-/* After model_read_loss's copy: m->pair_stats (m->rloo_stats for RLOO) from the readout's host
- * copy, or GRPO's from m->grpo_sums; the mean loss. */
+/* After model_read_loss's copy: m->pair_stats from the readout's host copy (RLOO's and GRPO's
+ * m->rloo_stats: grpo_readout_loss); the mean loss. */
 float pair_readout_loss(Model *m, const float *host);
 
 /* ---- dpo.c ---- */
 /* The batch's reference log-probs from the host, ref [B] (the values a reference forward left in
  * m->ref_scores), uploaded without waiting; NULL: none (the loss is 0). */
 void dpo_set_reference(Model *m, const float *ref);
-/* The reference forward of DPO and RLOO: the batch through the same model with its adapters off,
- * in eval mode; its log-probs become the batch's reference on the device (m->ref_logps;
- * m->ref_scores after the next model_read_loss). Queues work without waiting. */
+/* The reference forward of DPO, RLOO and GRPO: the batch through the same model with its
+ * adapters off, in eval mode; its log-probs become the batch's reference on the device (DPO's
+ * m->ref_logps, m->ref_scores after the next model_read_loss; GRPO's per-token m->ref_losses).
+ * Queues work without waiting. */
 int reference_forward(Model *m, LfError *err);
 
-/* ---- rloo.c ---- */
-/* The batch's rewards, rewards [B] on the host (the reward model's scores of its rows), uploaded
- * without waiting; the batch's loss needs them. */
-void rloo_set_rewards(Model *m, const float *rewards);
-
-/* ---- grpo.c ---- */
+/* ---- grpo.c: GRPO and RLOO ---- */
 /* TRL's loss_type and scale_rewards by name; -1 for another name. */
 GrpoLoss grpo_loss_named(const char *name);
 GrpoScale grpo_scale_named(const char *name);
-/* The batches of one optimizer step, sampled together (TRL's generation batch): under scale
- * batch the std of all their rewards scales the advantages, and dapo's loss is a sum over their
- * completion tokens divided by how many there are. */
+/* The batches of one optimizer step, sampled together (TRL's generation batch): GRPO's scale
+ * batch divides by the std of all their rewards, dapo's loss is a sum over their completion tokens
+ * divided by how many there are, and RLOO's advantages are normalised over them. */
 typedef struct GrpoGeneration {
     const float *rewards; /* [rows]: every reward of the generation, its batches' in turn */
+    const float *logps, *ref_logps; /* RLOO with a KL penalty: [rows] the rows' log-probs, the
+                                       sampling policy's and the reference's (rl_row_logps) */
     int rows;
+    int first;   /* the batch's first row in it */
     long tokens; /* the completion tokens its rows train on (labelled) */
     int batches; /* the micro-batches a step's loss is the mean of (gradient accumulation) */
 } GrpoGeneration;
+/* RLOO with a KL penalty, when a batch is sampled (model_set_batch done): each row's log-prob
+ * under the policy that sampled it (eval mode) and under the reference (its adapters off), logps
+ * and ref_logps [B] on the host, the sums of the forwards' per-token losses read back. */
+int rl_row_logps(Model *m, float *logps, float *ref_logps, LfError *err);
 /* The batch's rewards, rewards [B] on the host (the reward model's scores of its rows), after
- * model_set_batch; gen: the generation it belongs to (NULL: the batch alone). Every token's share
- * and advantage follow from them and the labels, and for a first pass at beta 0 its gradient
- * weight and the batch's loss (m->grpo_loss ..); uploaded without waiting. With a KL penalty,
- * reference_forward follows. */
+ * model_set_batch; gen: the generation it belongs to (its rows gen->first .. + B; NULL: the batch
+ * alone). Every token's share and advantage follow from them and the labels, and for a first
+ * pass at beta 0 its gradient weight and the batch's loss (m->grpo_loss ..); uploaded without
+ * waiting. With GRPO's KL penalty, reference_forward follows. */
 int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, LfError *err);
 /* A later pass over a generation's batch (num_iterations > 1), after grpo_set_rewards: old [B*T]
  * on the host, the per-token losses of the batch's first pass (the policy that sampled it: the

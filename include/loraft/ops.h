@@ -103,12 +103,18 @@ typedef struct OpsLogitMap {
  * (TRL's loss_type: the clipped ratio of dapo, grpo, bnpo and dr_grpo, cispo's or sapo's); the
  * ratio's clipping range [1 - eps_low, 1 + eps_high] (TRL's epsilon and epsilon_high; cispo's
  * cap is eps_high itself), delta the two-sided clip's cap (0: none), sapo's temperatures for
- * positive and other advantages; whether the ratio is a row's (GSPO: TRL's
- * importance_sampling_level sequence) or each token's. */
+ * positive and other advantages; whether the ratio is each token's or a row's, the exp of the
+ * mean of its tokens' log-ratios (GSPO: TRL's importance_sampling_level sequence) or of their sum
+ * (TRL's RLOOTrainer: the ratio of the completions' probabilities). */
 typedef enum OpsGrpoPolicy { OPS_GRPO_CLIP, OPS_GRPO_CISPO, OPS_GRPO_SAPO } OpsGrpoPolicy;
+typedef enum OpsGrpoLevel {
+    OPS_GRPO_TOKEN,
+    OPS_GRPO_SEQUENCE_MEAN,
+    OPS_GRPO_SEQUENCE_SUM
+} OpsGrpoLevel;
 typedef struct OpsGrpoTerms {
     float beta, eps_low, eps_high, delta, sapo_pos, sapo_neg;
-    int sequence;
+    OpsGrpoLevel level;
     OpsGrpoPolicy policy;
 } OpsGrpoTerms;
 /* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
@@ -127,8 +133,8 @@ typedef struct OpsLoraBackward {
 #define OPS_GRAPH_TRAIN_SLOTS 4
 #define OPS_GRAPH_DECODE_SLOT OPS_GRAPH_TRAIN_SLOTS
 #define OPS_GRAPH_SLOTS (OPS_GRAPH_TRAIN_SLOTS + 1)
-/* The most rows of an RLOO batch (rloo_loss: one GPU block holds their advantages). */
-#define OPS_RLOO_MAX_ROWS 1024
+/* The most rows of an RLOO or GRPO batch (grpo_weights: one GPU block sums them). */
+#define OPS_RL_MAX_ROWS 1024
 /* Tensors longer than this are given to adamw_step in pieces of at most this many values (one
  * GPU block each); adamw_step's scratch in doubles (the norm's partial sums). */
 #define OPS_ADAMW_PIECE 16384
@@ -650,7 +656,7 @@ typedef struct Ops {
      * over pairs, stats[4] (doubles, overwritten), are added in pair order: the loss, the chosen
      * and the rejected rewards, the pairs whose chosen reward is above the rejected one. The
      * gradients are of grad_scale times the mean loss over pairs, times the step's gradient scale
-     * (set_step) where they are the op's own (reward_loss's dscores); a row_scale (DPO's, RLOO's)
+     * (set_step) where they are the op's own (reward_loss's dscores); a row_scale (DPO's)
      * leaves it out: lm_head_cross_entropy applies it to row_scale. Nothing leaves the device: the
      * model reads stats with the step's loss.
      * DPO (TRL 0.12.0's DPOTrainer.dpo_loss): losses, labels [B,T] the LM head's per-token losses
@@ -672,25 +678,15 @@ typedef struct Ops {
      * pooled tokens, overwritten. */
     void (*reward_loss)(double *stats, float *rewards, float *dscores, const float *scores,
                         const int32_t *pos, float grad_scale, int B, int T);
-    /* RLOO (rloo_loss.h, TRL 1.16's RLOOTrainer): B rows in groups of k, one prompt's sampled
-     * completions each, B <= OPS_RLOO_MAX_ROWS; losses [B,T] the LM head's per-token losses (0
-     * where ignored): logps[B] = -(sum over t of losses[b,t]), summed in double; ref [B] the
-     * reference policy's log-probs (NULL: beta is 0, no KL); rewards [B] the reward model's scores
-     * of the rows. stats[4] (overwritten): the sums of the loss, the KL, the penalised rewards and
-     * the rows with an advantage above 0; row_scale [B,T] (NULL: skipped) = d loss / d losses[b,t],
-     * the same for every token of a row. */
-    void (*rloo_loss)(double *stats, float *logps, float *row_scale, const float *losses,
-                      const float *ref, const float *rewards, float beta, int k, int normalize,
-                      float grad_scale, int B, int T);
-    /* GRPO's token weights where the forward decides them (grpo.c; grpo_token.h has the formula,
-     * TRL 1.16's GRPOTrainer): with a KL penalty (ref, the reference's per-token losses; NULL:
-     * beta 0) or a policy that moved since it sampled (old, the sampling policy's per-token
-     * losses, num_iterations > 1; NULL: the ratio 1). B rows of T tokens, each token's share of
-     * the loss in share (0 off the completions: row_scale 0 there and nothing summed), its row's
-     * advantage in adv, the policy's losses in losses, all [B*T], B <= OPS_RLOO_MAX_ROWS.
-     * row_scale [B*T] (overwritten) = d loss / d losses[i]; stats[5] (overwritten) the sums, in
-     * double, of the loss, the bias-corrected KL ratio * kl, the completion tokens and the tokens
-     * (t.sequence: the rows) clipped low and high. */
+    /* GRPO's and RLOO's token weights where the forward decides them (grpo.c; grpo_token.h has
+     * the formula, TRL 1.16's GRPOTrainer and RLOOTrainer): with a KL penalty (ref, the reference's
+     * per-token losses; NULL: beta 0) or a policy that moved since it sampled (old, the sampling
+     * policy's per-token losses, num_iterations > 1; NULL: the ratio 1). B rows of T tokens, each
+     * token's share of the loss in share (0 off the completions: row_scale 0 there and nothing
+     * summed), its row's advantage in adv, the policy's losses in losses, all [B*T], B <=
+     * OPS_RL_MAX_ROWS. row_scale [B*T] (overwritten) = d loss / d losses[i]; stats[5] (overwritten)
+     * the sums, in double, of the loss, the bias-corrected KL ratio * kl, the completion tokens and
+     * the tokens (at sequence level: the rows) clipped low and high. */
     void (*grpo_weights)(double *stats, float *row_scale, const float *share, const float *adv,
                          const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
                          int B, int T);

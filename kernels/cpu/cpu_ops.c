@@ -18,7 +18,6 @@
 #include "loraft/grpo_token.h"
 #include "loraft/ops.h"
 #include "loraft/pair_loss.h"
-#include "loraft/rloo_loss.h"
 #include "loraft/quant.h"
 #include "loraft/quant_block.h" /* qb_bf16 */
 #include "loraft/rng.h"
@@ -1585,32 +1584,16 @@ static void cpu_reward_loss(double *stats, float *rewards, float *dscores, const
     }
 }
 
-/* ---- RLOO: rloo_loss.h's batch from the rows' log-probs ---- */
-
-static void cpu_rloo_loss(double *stats, float *logps, float *row_scale, const float *losses,
-                          const float *ref, const float *rewards, float beta, int k, int normalize,
-                          float grad_scale, int B, int T) {
-    float weight[OPS_RLOO_MAX_ROWS];
-    for (int b = 0; b < B; b++) {
-        double sum = 0.0;
-        for (int t = 0; t < T; t++) sum += losses[(size_t)b * T + t];
-        logps[b] = (float)-sum;
-    }
-    rloo_batch(stats, weight, logps, ref, rewards, beta, k, normalize, grad_scale, B);
-    for (int b = 0; row_scale && b < B; b++)
-        for (int t = 0; t < T; t++) row_scale[(size_t)b * T + t] = weight[b];
-}
-
-/* ---- GRPO's token weights ---- */
+/* ---- GRPO's and RLOO's token weights ---- */
 
 static void cpu_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
                              const float *losses, const float *ref, const float *old,
                              OpsGrpoTerms t, int B, int T) {
     double sums[5] = {0, 0, 0, 0, 0};
     size_t n = (size_t)B * T;
-    for (size_t i = 0; !t.sequence && i < n; i++)
+    for (size_t i = 0; t.level == OPS_GRPO_TOKEN && i < n; i++)
         row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t);
-    for (int b = 0; t.sequence && b < B; b++) {
+    for (int b = 0; t.level != OPS_GRPO_TOKEN && b < B; b++) {
         size_t at = (size_t)b * T;
         GrpoRow r = {0};
         for (size_t i = at; i < at + T; i++) grpo_row_add(&r, share[i], losses, ref, old, i);
@@ -1725,7 +1708,6 @@ const Ops ops_cpu = {
     .lm_head_cross_entropy = cpu_lm_head_cross_entropy,
     .dpo_loss = cpu_dpo_loss,
     .reward_loss = cpu_reward_loss,
-    .rloo_loss = cpu_rloo_loss,
     .grpo_weights = cpu_grpo_weights,
     .adamw_step = cpu_adamw_step,
 };

@@ -614,7 +614,6 @@ extern "C" const Ops ops_cuda = {
     .lm_head_cross_entropy = cuda_lm_head_cross_entropy,
     .dpo_loss = cuda_dpo_loss,
     .reward_loss = cuda_reward_loss,
-    .rloo_loss = cuda_rloo_loss,
     .grpo_weights = cuda_grpo_weights,
     .adamw_step = cuda_adamw_step,
     .graph_begin = cuda_graph_begin,

@@ -376,9 +376,6 @@ void cuda_dpo_loss(double *stats, float *logps, float *row_scale, const float *l
                    int ipo, float grad_scale, int B, int T);
 void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float *scores,
                       const int32_t *pos, float grad_scale, int B, int T);
-void cuda_rloo_loss(double *stats, float *logps, float *row_scale, const float *losses,
-                    const float *ref, const float *rewards, float beta, int k, int normalize,
-                    float grad_scale, int B, int T);
 void cuda_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
                        const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
                        int B, int T);

@@ -1,5 +1,5 @@
-/* pair_loss.cu: the preference losses (ops.h dpo_loss, reward_loss), RLOO's (rloo_loss) and
- * GRPO's token weights (grpo_weights) on the device, so that a DPO, reward-model, RLOO or GRPO
+/* pair_loss.cu: the preference losses (ops.h dpo_loss, reward_loss) and GRPO's and RLOO's token
+ * weights (grpo_weights) on the device, so that a DPO, reward-model, RLOO or GRPO
  * step reads nothing back before its backward. A batch is tens of rows: one block does it all, a
  * round of up to PAIR_THREADS pairs at a time. Warps sum DPO's rows (in double), one thread a pair
  * computes pair_loss.h's terms (in double, as the CPU) and thread 0 adds them in pair order: the
@@ -7,7 +7,6 @@
 #include "cuda_common.cuh"
 #include "loraft/grpo_token.h"
 #include "loraft/pair_loss.h"
-#include "loraft/rloo_loss.h"
 
 enum { PAIR_THREADS = 256 }; /* the block, and the pairs of one round */
 
@@ -111,28 +110,6 @@ void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float
     CUDA_LAUNCHED("reward_loss");
 }
 
-/* losses [B,T] -> logps [B] (a warp a row, in double), then thread 0 runs rloo_loss.h's batch
- * (in double, as the CPU) and every thread writes row_scale [B,T] (may be NULL) */
-__global__ void rloo_loss_kernel(double *stats, float *logps, float *row_scale, const float *losses,
-                                 const float *ref, const float *rewards, float beta, int k,
-                                 int normalize, double scale, int B, int T) {
-    __shared__ float weight[OPS_RLOO_MAX_ROWS];
-    int lane = threadIdx.x % 32, warps = blockDim.x / 32;
-    for (int b = threadIdx.x / 32; b < B; b += warps) {
-        double sum = 0.0;
-        for (int t = lane; t < T; t += 32) sum += losses[(size_t)b * T + t];
-        sum = warp_sum(sum);
-        if (lane == 0) logps[b] = (float)-sum;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0)
-        rloo_batch(stats, weight, logps, ref, rewards, beta, k, normalize, scale, B);
-    __syncthreads();
-    if (row_scale)
-        for (size_t j = threadIdx.x; j < (size_t)B * T; j += blockDim.x)
-            row_scale[j] = weight[j / T];
-}
-
 /* GRPO's token weights over B rows of T tokens: at token level a thread a token at a time; at
  * sequence level a warp a row, its sums over the lanes, lane 0 finishing the row, then its
  * tokens. The five sums in double per thread, then per warp, then by thread 0 over the warps. */
@@ -142,10 +119,10 @@ __global__ void grpo_weights_kernel(double *stats, float *row_scale, const float
     __shared__ double part[PAIR_THREADS / 32][5];
     double sums[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
     size_t n = (size_t)B * T;
-    for (size_t i = threadIdx.x; !t.sequence && i < n; i += blockDim.x)
+    for (size_t i = threadIdx.x; t.level == OPS_GRPO_TOKEN && i < n; i += blockDim.x)
         row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t);
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    for (int b = warp; t.sequence && b < B; b += PAIR_THREADS / 32) {
+    for (int b = warp; t.level != OPS_GRPO_TOKEN && b < B; b += PAIR_THREADS / 32) {
         size_t at = (size_t)b * T;
         GrpoRow r = {};
         for (size_t i = at + lane; i < at + T; i += 32)
@@ -177,12 +154,4 @@ void cuda_grpo_weights(double *stats, float *row_scale, const float *share, cons
     grpo_weights_kernel<<<1, PAIR_THREADS>>>(stats, row_scale, share, adv, losses, ref, old, t, B,
                                              T);
     CUDA_LAUNCHED("grpo_weights");
-}
-
-void cuda_rloo_loss(double *stats, float *logps, float *row_scale, const float *losses,
-                    const float *ref, const float *rewards, float beta, int k, int normalize,
-                    float grad_scale, int B, int T) {
-    rloo_loss_kernel<<<1, PAIR_THREADS>>>(stats, logps, row_scale, losses, ref, rewards, beta, k,
-                                          normalize, grad_scale, B, T);
-    CUDA_LAUNCHED("rloo_loss");
 }

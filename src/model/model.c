@@ -129,6 +129,8 @@ void train_spec_defaults(TrainSpec *s) {
     s->r = 8;
     s->alpha = 8.0f;
     s->dpo = (DpoSpec){0.1f, DPO_SIGMOID, 0.0f};
+    s->rloo = (RlooSpec){
+        .beta = 0.05f, .generations = 2, .iterations = 1, .eps_low = 0.2f, .eps_high = 0.2f};
     s->grpo = (GrpoSpec){.generations = 2,
                          .loss = GRPO_DAPO,
                          .scale = GRPO_SCALE_GROUP,

@@ -1,21 +1,28 @@
-/* grpo.c: Group Relative Policy Optimization (Shao et al. 2024) on a decoder's LM head
- * (objective.h), as TRL 1.16's GRPOTrainer computes it. A batch holds groups of k rows
- * (GrpoSpec.generations), one prompt and each of k completions the policy sampled for it, labels
- * on the completion and its stop token only (the trainer's rollout); a generation is the batches
- * of one optimizer step, sampled together and trained on num_iterations times (GrpoSpec.
- * iterations). Per row b with reward r_b:
- *   A_b    = r_b - mean of its group's r, then (scale group) / (std of the group + 1e-4),
- *            (batch) / (std of the generation + 1e-4), (none) as it is; std with Bessel's
+/* grpo.c: the group policy-gradient objectives on a decoder's LM head (objective.h), as TRL
+ * 1.16's GRPOTrainer and RLOOTrainer compute them: Group Relative Policy Optimization (Shao et al.
+ * 2024) and REINFORCE Leave-One-Out (Ahmadian et al. 2024), which differ in their advantages and
+ * their ratio alone. A batch holds groups of k rows (GrpoSpec.generations, RlooSpec's), one
+ * prompt and each of k completions the policy sampled for it, labels on the completion and its
+ * stop token only (the trainer's rollout); a generation is the batches of one optimizer step,
+ * sampled together and trained on num_iterations times. Per row b with reward r_b:
+ *   GRPO   A_b = r_b - mean of its group's r, then (scale group) / (std of the group + 1e-4),
+ *          (batch) / (std of the generation + 1e-4), (none) as it is; std with Bessel's
+ *   RLOO   r_b -= beta (logp_old_b - logp_ref_b): the KL penalty in the reward, from the rows'
+ *          log-probs summed over the completion, the sampler's and the reference's (the adapters
+ *          off), both taken at sampling (rl_row_logps); A_b = r_b - the mean of the other r of
+ *          its group, then (normalize) (A_b - mean A) / (std A + 1e-4) over the generation
  *   loss   = sum over the completion tokens t of row b of grpo_token.h's
  *            w_b (-min(c A_b, clamp(c) A_b) + beta c kl_bt), c = exp(logp_bt - logp_old_bt)
- *            (GSPO, GrpoSpec.sequence: one c a row, exp of the row's mean of logp - logp_old),
+ *            (GSPO, GrpoSpec.level: one c a row, exp of the row's mean of logp - logp_old;
+ *            RLOO: of its sum, the ratio of the completions' probabilities, and no KL term),
  *            kl_bt = exp(x) - x - 1, x = ref_bt - logp_bt (the reference: the adapters off);
  *            cispo's and sapo's policy terms in place of the min (grpo_token.h)
  *   w_b    = dapo, cispo: the step's micro-batches / the generation's completion tokens (the
- *            step's loss being the mean of its micro-batches'); bnpo: 1 / the batch's; grpo, sapo:
- *            1 / (B n_b), n_b row b's tokens; dr_grpo: 1 / (B max_completion_length)
+ *            step's loss being the mean of its micro-batches'); bnpo: 1 / the batch's; grpo, sapo
+ *            and RLOO: 1 / (B n_b), n_b row b's tokens; dr_grpo: 1 / (B max_completion_length)
  * On a generation's first pass the policy is the sampler (c = 1, no clipping) and, a token's loss
- * being -log p, each token's gradient weight is w_b A_b at beta 0 (TRL's default), known from the
+ * being -log p, each token's gradient weight is w_b A_b at beta 0 (TRL's default; RLOO's n_b
+ * w_b A_b = A_b / B, its row's ratio moving with each token's log-prob whole), known from the
  * rewards and the labels before the forward: the host forms the weights (grpo_set_rewards) and
  * the training forward writes dhidden in its one pass over the head, as causal-lm's; the loss
  * (about 0) and the statistics are the host's. With beta > 0, on a later pass (the policy has
@@ -24,6 +31,7 @@
  * policy's forward forms them on the device (ops.h grpo_weights), and the backward's pass over the
  * head reads them, as DPO's. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "loraft/grpo_token.h"
@@ -43,20 +51,41 @@ GrpoScale grpo_scale_named(const char *name) {
     return (GrpoScale)-1;
 }
 
+static int is_rloo(const Model *m) {
+    return m->spec.task == TASK_RLOO;
+}
+
+/* The loss's settings: GRPO's own, or RLOO's as GRPO's (TRL's RLOOTrainer: the clipped ratio of
+ * a row's summed log-probs, a mean over rows, the KL in the reward and not in the loss). */
+static GrpoSpec loss_spec(const Model *m) {
+    if (!is_rloo(m)) return m->spec.grpo;
+    const RlooSpec *r = &m->spec.rloo;
+    return (GrpoSpec){.generations = r->generations,
+                      .loss = GRPO_GRPO,
+                      .scale = GRPO_SCALE_NONE,
+                      .iterations = r->iterations,
+                      .eps_low = r->eps_low,
+                      .eps_high = r->eps_high,
+                      .level = OPS_GRPO_SEQUENCE_SUM};
+}
+
 /* The op's constants (grpo_token.h) from the spec. */
 static OpsGrpoTerms terms_of(const GrpoSpec *s) {
     OpsGrpoPolicy policy = s->loss == GRPO_CISPO  ? OPS_GRPO_CISPO
                            : s->loss == GRPO_SAPO ? OPS_GRPO_SAPO
                                                   : OPS_GRPO_CLIP;
     return (OpsGrpoTerms){s->beta,     s->eps_low,  s->eps_high, s->delta,
-                          s->sapo_pos, s->sapo_neg, s->sequence, policy};
+                          s->sapo_pos, s->sapo_neg, s->level,    policy};
 }
 
 /* Per-token labels as causal-lm's; n_valid counts rows. */
-static int grpo_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err) {
-    int k = m->spec.grpo.generations;
+static int rl_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out, LfError *err) {
+    int k = loss_spec(m).generations;
+    const char *name = is_rloo(m) ? "an RLOO" : "a GRPO";
     if (k < 2 || B % k)
-        return lf_fail(err, "a GRPO batch holds groups of %d completions, not %d rows", k, B);
+        return lf_fail(err, "%s batch holds groups of %d completions, not %d rows", name, k, B);
+    if (B > OPS_RL_MAX_ROWS)
+        return lf_fail(err, "%s batch of %d rows: at most %d", name, B, OPS_RL_MAX_ROWS);
     if (causal_lm_labels(m, labels, B, T, out, err)) return -1;
     m->n_valid = B;
     m->has_ref = m->has_old = 0; /* a new batch: its reference and old losses still to come */
@@ -67,47 +96,79 @@ static int grpo_labels(Model *m, const int32_t *labels, int B, int T, int32_t *o
  * sampling policy's losses (a generation's later pass), or for cispo, whose loss is the
  * log-probs' (its weights the host's all the same on a first pass, but not its loss). */
 static int weights_on_device(const Model *m) {
-    const GrpoSpec *s = &m->spec.grpo;
-    return m->grpo_adv && (s->beta > 0 || m->has_old || s->loss == GRPO_CISPO);
+    GrpoSpec s = loss_spec(m);
+    return m->grpo_adv && (s.beta > 0 || m->has_old || s.loss == GRPO_CISPO);
 }
 
 /* row_scale [max_batch * max_len], which the host fills for a first pass at beta 0; where the
  * forward may decide the weights, their shares and advantages, and the reference's and the
  * sampling policy's losses. */
-static void grpo_plan(Model *m, Plan *pl) {
+static void rl_plan(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len;
-    const GrpoSpec *s = &m->spec.grpo;
-    int device = m->n_grads > 0 && (s->beta > 0 || s->iterations > 1 || s->loss == GRPO_CISPO);
+    GrpoSpec s = loss_spec(m);
+    int device = m->n_grads > 0 && (s.beta > 0 || s.iterations > 1 || s.loss == GRPO_CISPO);
     row_weighted_plan(m, pl);
     PLAN_TAKE(pl, &m->grpo_share, N, device, NULL);
     PLAN_TAKE(pl, &m->grpo_adv, N, device, NULL);
-    PLAN_TAKE(pl, &m->ref_losses, N, device && s->beta > 0, NULL);
-    PLAN_TAKE(pl, &m->old_losses, N, device && s->iterations > 1, NULL);
+    PLAN_TAKE(pl, &m->ref_losses, N, device && s.beta > 0, NULL);
+    PLAN_TAKE(pl, &m->old_losses, N, device && s.iterations > 1, NULL);
 }
 
 /* The sample standard deviation (Bessel's) of x[0..n), n >= 2. */
-static double sample_std(const float *x, int n) {
+static double sample_std(const double *x, int n) {
     double mean = 0, sq = 0;
     for (int i = 0; i < n; i++) mean += x[i] / (double)n;
     for (int i = 0; i < n; i++) sq += (x[i] - mean) * (x[i] - mean);
     return sqrt(sq / (n - 1));
 }
 
-/* a[B]: each row's reward less its group's mean, scaled as s says (under scale batch by the std of
- * all[n], the generation's rewards); returns the rows whose std is 0, TRL's torch.isclose(std,
- * 0). */
-static int advantages(double *a, const float *r, const GrpoSpec *s, int B, const float *all,
-                      int n) {
-    int k = s->generations, zero = 0;
-    double batch_std = s->scale == GRPO_SCALE_BATCH ? sample_std(all, n) : 0.0;
-    for (int g = 0; g < B; g += k) {
-        double mean = 0, std = s->scale == GRPO_SCALE_BATCH ? batch_std : sample_std(r + g, k);
-        for (int b = g; b < g + k; b++) mean += r[b] / (double)k;
-        for (int b = g; b < g + k; b++)
+/* GRPO's a[rows] over the generation g: each reward less its group's mean, scaled as s says. */
+static void group_relative(double *a, const GrpoSpec *s, const GrpoGeneration *g, const double *r) {
+    int k = s->generations;
+    double batch_std = s->scale == GRPO_SCALE_BATCH ? sample_std(r, g->rows) : 0.0;
+    for (int at = 0; at < g->rows; at += k) {
+        double mean = 0, std = s->scale == GRPO_SCALE_BATCH ? batch_std : sample_std(r + at, k);
+        for (int b = at; b < at + k; b++) mean += r[b] / (double)k;
+        for (int b = at; b < at + k; b++)
             a[b] = s->scale == GRPO_SCALE_NONE ? r[b] - mean : (r[b] - mean) / (std + 1e-4);
-        zero += std <= 1e-8 ? k : 0;
     }
-    return zero;
+}
+
+/* RLOO's a[rows] over the generation g: each penalised reward less the mean of the others of
+ * its group, normalised over the generation where s says. */
+static void leave_one_out(double *a, const RlooSpec *s, const GrpoGeneration *g, const double *r) {
+    int k = s->generations;
+    double mean = 0;
+    for (int at = 0; at < g->rows; at += k) {
+        double sum = 0;
+        for (int b = at; b < at + k; b++) sum += r[b];
+        for (int b = at; b < at + k; b++) mean += (a[b] = r[b] - (sum - r[b]) / (k - 1)) / g->rows;
+    }
+    double std = s->normalize && g->rows > 1 ? sample_std(a, g->rows) : 0.0;
+    for (int b = 0; s->normalize && b < g->rows; b++) a[b] = (a[b] - mean) / (std + 1e-4);
+}
+
+/* The generation's advantages a[rows] and the rewards they come from, r[rows] (RLOO's
+ * penalised); zero counts the rows of the batch [first, first + B) whose std is 0 (TRL's
+ * torch.isclose(std, 0): their group's r, or under GRPO's scale batch the generation's). */
+static int generation_advantages(const Model *m, const GrpoGeneration *g, double *a, double *r,
+                                 int first, int B, double *zero, LfError *err) {
+    GrpoSpec s = loss_spec(m);
+    float beta = is_rloo(m) ? m->spec.rloo.beta : 0.0f;
+    if (beta > 0 && !(g->logps && g->ref_logps))
+        return lf_fail(err, "RLOO's KL penalty needs the rows' log-probs at sampling, the "
+                            "policy's and the reference's (rl_row_logps)");
+    for (int b = 0; b < g->rows; b++)
+        r[b] = g->rewards[b] - (beta > 0 ? beta * ((double)g->logps[b] - g->ref_logps[b]) : 0.0);
+    if (is_rloo(m))
+        leave_one_out(a, &m->spec.rloo, g, r);
+    else
+        group_relative(a, &s, g, r);
+    int k = s.generations, batch = !is_rloo(m) && s.scale == GRPO_SCALE_BATCH;
+    double batch_std = batch ? sample_std(r, g->rows) : 0.0;
+    for (int at = first; at < first + B; at += k)
+        *zero += (batch ? batch_std : sample_std(r + at, k)) <= 1e-8 ? k : 0;
+    return 0;
 }
 
 /* w_b: the share of the step's loss each of row b's n[b] tokens carries; tokens, the batch's. */
@@ -121,8 +182,7 @@ static double token_share(const GrpoSpec *s, const GrpoGeneration *g, const int 
         return 1.0 / ((double)B * s->max_completion);
     case GRPO_DAPO:
     case GRPO_CISPO: /* TRL's num_items_in_batch: the generation's tokens */
-        return g ? g->batches / (double)(g->tokens > 0 ? g->tokens : 1)
-                 : 1.0 / (double)(tokens > 0 ? tokens : 1);
+        return g->batches / (double)(g->tokens > 0 ? g->tokens : 1);
     case GRPO_BNPO:
         break;
     }
@@ -130,35 +190,52 @@ static double token_share(const GrpoSpec *s, const GrpoGeneration *g, const int 
 }
 
 int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, LfError *err) {
-    const GrpoSpec *s = &m->spec.grpo;
+    GrpoSpec s = loss_spec(m);
     const int32_t *y = m->host_labels; /* the shifted labels */
-    int B = m->B, T = m->T, n[OPS_RLOO_MAX_ROWS] = {0};
+    int B = m->B, T = m->T, n[OPS_RL_MAX_ROWS] = {0};
     size_t N = (size_t)B * T;
     long tokens = 0;
-    double a[OPS_RLOO_MAX_ROWS];
-    if (B > OPS_RLOO_MAX_ROWS)
-        return lf_fail(err, "a GRPO batch of %d rows: at most %d", B, OPS_RLOO_MAX_ROWS);
+    double kl = 0;
+    for (size_t i = 0; i < N; i++) n[i / T] += y[i] >= 0;
+    for (int b = 0; b < B; b++) tokens += n[b];
+    GrpoGeneration alone = {rewards, NULL, NULL, B, 0, tokens, 1}; /* the batch its own */
+    const GrpoGeneration *g = gen ? gen : &alone;
+    if (g->first < 0 || g->first + B > g->rows)
+        return lf_fail(err, "a batch of %d rows at row %d of a generation of %d", B, g->first,
+                       g->rows);
+    double *all = malloc(2 * (size_t)g->rows * sizeof *all); /* advantages, then rewards */
+    if (!all) return lf_fail(err, "out of memory for the advantages of %d rows", g->rows);
+    m->grpo_zero_std = 0;
+    if (generation_advantages(m, g, all, all + g->rows, g->first, B, &m->grpo_zero_std, err)) {
+        free(all);
+        return -1;
+    }
+    const double *a = all + g->first, *r = all + g->rows + g->first;
+    int with_kl = is_rloo(m) && g->logps && g->ref_logps; /* the KL penalty's log-probs */
+    const float *logps = with_kl ? g->logps + g->first : NULL;
+    const float *ref = with_kl ? g->ref_logps + g->first : NULL;
     /* the host's room for the weights (Objective.host_per_token): a first pass's (the ratio 1),
      * then w and A apart */
     float *wa = m->host_weights, *share = wa + N, *adv = wa + 2 * N;
-    OpsGrpoTerms t = terms_of(s);
-    for (size_t i = 0; i < N; i++) n[i / T] += y[i] >= 0;
-    for (int b = 0; b < B; b++) tokens += n[b];
-    m->grpo_zero_std =
-        advantages(a, rewards, s, B, gen ? gen->rewards : rewards, gen ? gen->rows : B);
+    OpsGrpoTerms t = terms_of(&s);
     m->grpo_loss = m->grpo_reward = m->grpo_positive = 0;
     m->grpo_tokens = (double)tokens;
     for (int b = 0; b < B; b++) {
-        double w = token_share(s, gen, n, b, tokens, B);
+        double w = token_share(&s, g, n, b, tokens, B);
+        /* by the sum, a token moves its row's log-ratio as its own: its weight is the row's */
+        double moves = s.level == OPS_GRPO_SEQUENCE_SUM ? n[b] : 1;
         GrpoTerm first = grpo_term(&t, 1.0, a[b]); /* at ratio 1 (cispo's loss needs lp) */
         for (size_t i = (size_t)b * T; i < (size_t)(b + 1) * T; i++) {
-            wa[i] = (float)(-w * (first.by_ratio + first.direct));
+            wa[i] = (float)(-w * (moves * first.by_ratio + first.direct));
             share[i] = y[i] >= 0 ? (float)w : 0.0f, adv[i] = (float)a[b];
         }
         m->grpo_loss += w * n[b] * first.ratio_value;
-        m->grpo_reward += rewards[b];
+        m->grpo_reward += r[b];
         m->grpo_positive += a[b] > 0;
+        kl += with_kl ? (double)logps[b] - ref[b] : 0.0;
     }
+    m->grpo_kl = tokens > 0 ? B * kl / (double)tokens : 0.0; /* TRL's: per completion token */
+    free(all);
     if (m->row_scale) m->ops->upload(m->row_scale, wa, N * sizeof *wa);
     if (m->grpo_adv) {
         m->ops->upload(m->grpo_share, share, N * sizeof *share);
@@ -170,13 +247,13 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
 /* Per-token losses [B*T] from the host into dst, a buffer the plan sized where `needs` holds. */
 static int upload_losses(Model *m, float *dst, const float *host, const char *what,
                          const char *needs, LfError *err) {
-    if (!dst) return lf_fail(err, "GRPO's %s need %s and a trainable model", what, needs);
+    if (!dst) return lf_fail(err, "the %s need %s and a trainable model", what, needs);
     m->ops->upload(dst, host, (size_t)m->B * m->T * sizeof *host);
     return 0;
 }
 
 int grpo_set_reference(Model *m, const float *ref, LfError *err) {
-    if (upload_losses(m, m->ref_losses, ref, "reference losses", "beta > 0", err)) return -1;
+    if (upload_losses(m, m->ref_losses, ref, "GRPO's reference losses", "beta > 0", err)) return -1;
     m->has_ref = 1;
     return 0;
 }
@@ -187,34 +264,58 @@ int grpo_set_old(Model *m, const float *old, LfError *err) {
     return 0;
 }
 
-static int grpo_loss(Model *m, LfError *err) {
-    const GrpoSpec *s = &m->spec.grpo;
+/* out[B]: each row's log-prob, minus the sum of the last forward's per-token losses (0 off the
+ * completions), read back. */
+static int row_logps(Model *m, float *out, LfError *err) {
+    size_t T = (size_t)m->T;
+    float *losses = m->host_weights;
+    m->ops->download(losses, m->losses, (size_t)m->B * T * sizeof *losses);
+    if (m->ops->status(err)) return -1;
+    for (int b = 0; b < m->B; b++) {
+        double sum = 0;
+        for (size_t t = 0; t < T; t++) sum += losses[b * T + t];
+        out[b] = (float)-sum;
+    }
+    return 0;
+}
+
+int rl_row_logps(Model *m, float *logps, float *ref_logps, LfError *err) {
+    m->losses_only = 1;
+    int rc = model_forward(m, 0, NULL, err) || row_logps(m, logps, err) ||
+             reference_forward(m, err) || row_logps(m, ref_logps, err);
+    m->losses_only = 0;
+    return rc ? -1 : 0;
+}
+
+static int rl_loss(Model *m, LfError *err) {
+    GrpoSpec s = loss_spec(m);
     size_t N = (size_t)m->B * m->T;
     m->grpo_forward_weights = 0;
-    if (m->adapters_off) { /* the reference forward: its per-token losses kept */
+    if (m->adapters_off || m->losses_only) { /* the per-token losses alone; a reference's kept */
         m->loss_scale = 1.0f;
         lm_head_run(m, 0, 0, NULL);
-        if (m->ref_losses) m->ops->copy(m->ref_losses, m->losses, N * sizeof(float));
-        m->has_ref = 1;
+        if (m->adapters_off && m->ref_losses)
+            m->ops->copy(m->ref_losses, m->losses, N * sizeof(float));
+        m->has_ref |= m->adapters_off;
         return 0;
     }
     if (!weights_on_device(m)) { /* the weights are the host's */
         token_weighted_loss(m, m->row_scale);
         return 0;
     }
-    if (s->beta > 0 && !m->has_ref)
+    if (s.beta > 0 && !m->has_ref)
         return lf_fail(err, "GRPO's KL penalty needs the batch's reference forward first");
     m->loss_scale = 1.0f;
     m->dhidden_ready = 0;
     lm_head_run(m, 0, 0, NULL);
     m->ops->grpo_weights(m->pair_sums, m->row_scale, m->grpo_share, m->grpo_adv, m->losses,
-                         s->beta > 0 ? m->ref_losses : NULL, m->has_old ? m->old_losses : NULL,
-                         terms_of(s), m->B, m->T);
+                         s.beta > 0 ? m->ref_losses : NULL, m->has_old ? m->old_losses : NULL,
+                         terms_of(&s), m->B, m->T);
     m->grpo_forward_weights = 1;
     return 0;
 }
 
-static int grpo_backward(Model *m, LfError *err) {
+static int rl_backward(Model *m, LfError *err) {
     if (weights_on_device(m)) return row_weighted_backward(m, err);
     token_weighted_backward(m, m->row_scale);
     return 0;
@@ -222,9 +323,11 @@ static int grpo_backward(Model *m, LfError *err) {
 
 float grpo_readout_loss(Model *m, const double *sums) {
     int device = m->grpo_forward_weights; /* the device's sums (ops.h grpo_weights) */
-    double kl = device && sums[2] > 0 ? sums[1] / sums[2] : 0.0;
+    double kl = is_rloo(m)              ? m->grpo_kl
+                : device && sums[2] > 0 ? sums[1] / sums[2] * m->n_valid
+                                        : 0.0;
     m->rloo_stats = (RlooStats){.rows = m->n_valid,
-                                .kl = kl * m->n_valid,
+                                .kl = kl,
                                 .reward = m->grpo_reward,
                                 .positive = m->grpo_positive,
                                 .zero_std = m->grpo_zero_std,
@@ -239,10 +342,23 @@ const Objective objective_grpo = {
     .task_type = "CAUSAL_LM",
     .modules_to_save = {NULL, NULL},
     .labels_per_token = 1,
-    .plan = grpo_plan,
-    .prepare_labels = grpo_labels,
+    .plan = rl_plan,
+    .prepare_labels = rl_labels,
     .pairs = 1,
     .host_per_token = 3,
-    .loss = grpo_loss,
-    .loss_backward = grpo_backward,
+    .loss = rl_loss,
+    .loss_backward = rl_backward,
+};
+
+const Objective objective_rloo = {
+    .name = "rloo",
+    .task_type = "CAUSAL_LM",
+    .modules_to_save = {NULL, NULL},
+    .labels_per_token = 1,
+    .plan = rl_plan,
+    .prepare_labels = rl_labels,
+    .pairs = 1,
+    .host_per_token = 3,
+    .loss = rl_loss,
+    .loss_backward = rl_backward,
 };

@@ -1,4 +1,4 @@
-/* pairs.c: what the preference objectives (dpo.c, reward.c) and RL (rloo.c, grpo.c) share: the pair
+/* pairs.c: what the preference objectives (dpo.c, reward.c) and RL (grpo.c) share: the pair
  * readout, which sits beside the gradient norm so that a step's one copy brings its loss and
  * statistics. */
 #include <string.h>
@@ -10,22 +10,16 @@ void pair_readout_place(Model *m, float *device, float *host) {
     m->pair_sums = (double *)device;
     m->row_scores = device ? device + 2 * PAIR_STATS : NULL;
     m->ref_logps = device ? device + 2 * PAIR_STATS + B : NULL;
-    m->row_rewards = device ? device + 2 * PAIR_STATS + 2 * B : NULL;
     m->seq_scores = host + 2 * PAIR_STATS;
     m->ref_scores = host + 2 * PAIR_STATS + B;
 }
 
 float pair_readout_loss(Model *m, const float *host) {
-    /* ops.h's stats: loss, chosen, rejected, correct (rloo: loss, kl, reward, > 0; grpo:
-     * grpo_weights's five) */
+    /* ops.h's stats: loss, chosen, rejected, correct (rloo, grpo: grpo_weights's five) */
     double s[PAIR_STATS];
     memcpy(s, host, sizeof s);
-    if (m->spec.task == TASK_GRPO) return grpo_readout_loss(m, s);
-    if (m->spec.task == TASK_RLOO)
-        m->rloo_stats =
-            (RlooStats){.rows = m->n_valid, .kl = s[1], .reward = s[2], .positive = s[3]};
-    else
-        m->pair_stats =
-            (PairStats){.pairs = m->n_valid, .correct = s[3], .chosen = s[1], .rejected = s[2]};
+    if (m->spec.task == TASK_GRPO || m->spec.task == TASK_RLOO) return grpo_readout_loss(m, s);
+    m->pair_stats =
+        (PairStats){.pairs = m->n_valid, .correct = s[3], .chosen = s[1], .rejected = s[2]};
     return m->n_valid ? (float)(s[0] / m->n_valid) : 0.0f;
 }

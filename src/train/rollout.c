@@ -76,9 +76,9 @@ static int sink_emit(void *ctx, int row, int32_t id) {
 static int sample_rows(Rollout *ro, const Slot *sl, Model *policy, const Batch *prompts,
                        uint64_t seed, int *len, int *P, int *cut, LfError *err) {
     int rows = prompts->B * ro->k;
-    GenPrompt gp[OPS_RLOO_MAX_ROWS];
-    GenStats gs[OPS_RLOO_MAX_ROWS];
-    uint64_t seeds[OPS_RLOO_MAX_ROWS];
+    GenPrompt gp[OPS_RL_MAX_ROWS];
+    GenStats gs[OPS_RL_MAX_ROWS];
+    uint64_t seeds[OPS_RL_MAX_ROWS];
     for (int r = 0; r < rows; r++) {
         int b = r / ro->k;
         const int32_t *ids = prompts->ids + (size_t)b * prompts->T,
@@ -137,7 +137,7 @@ static int score_rows(const Rollout *ro, const Slot *sl, int rows, int T, LfErro
 int rollout_batch(Rollout *ro, int slot, Model *policy, const Batch *prompts, uint64_t seed,
                   Batch *out, RolloutBatch *st, LfError *err) {
     int rows = prompts->B * ro->k, T = 0, clipped = 0;
-    int len[OPS_RLOO_MAX_ROWS], P[OPS_RLOO_MAX_ROWS], cut[OPS_RLOO_MAX_ROWS];
+    int len[OPS_RL_MAX_ROWS], P[OPS_RL_MAX_ROWS], cut[OPS_RL_MAX_ROWS];
     long tokens = 0;
     if (prompts->B > ro->max_prompts)
         return lf_fail(err, "a batch of %d prompts: the rollout holds %d", prompts->B,

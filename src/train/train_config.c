@@ -322,10 +322,11 @@ static const Key keys[] = {
              "x num_generations rows (at most 1024)."},
     {"train", "rloo_beta", T_FLOAT, AT(rloo_beta), .def = "0.05", RANGE(0, INFINITY),
      .help = "rloo: the weight of the KL penalty subtracted from each completion's reward "
-             "(its log-prob minus the reference policy's, the model with the adapters off); 0 = "
-             "none, and no reference forward."},
+             "(its log-prob minus the reference policy's, the model with the adapters off, both "
+             "taken as it is sampled: two forwards more a batch); 0 = none, and no reference."},
     {"train", "normalize_advantages", T_BOOL, AT(normalize_advantages), .def = "false",
-     .help = "rloo: scale the batch's advantages to mean 0 and standard deviation 1."},
+     .help = "rloo: scale the advantages of an optimizer step's batches to mean 0 and standard "
+             "deviation 1."},
     {"train", "grpo_beta", T_FLOAT, AT(grpo_beta), .def = "0", RANGE(0, INFINITY),
      .help = "grpo: the weight of the KL penalty to the reference policy (the model with the "
              "adapters off) in each completion token's loss, TRL's bias-corrected k3 estimate; "
@@ -348,16 +349,17 @@ static const Key keys[] = {
      .help = "grpo: completions cut at max_completion_length without a stop token add nothing "
              "to the loss (DAPO's practice); they still count in their group's rewards."},
     {"train", "num_iterations", T_INT, AT(num_iterations), .def = "1", RANGE(1, 1024),
-     .help = "grpo: optimizer steps on each generation (TRL's num_iterations, the paper's mu): "
-             "the batches of a step are sampled together and trained on num_iterations times, "
-             "each token's loss weighed by its probability's ratio to the sampling policy's, "
-             "clipped (epsilon). An epoch takes num_iterations times the steps."},
+     .help = "rloo, grpo: optimizer steps on each generation (TRL's num_iterations, GRPO's "
+             "mu): the batches of a step are sampled together and trained on num_iterations "
+             "times, each token's loss (rloo: each completion's) weighed by its probability's "
+             "ratio to the sampling policy's, clipped (epsilon). An epoch takes num_iterations "
+             "times the steps."},
     {"train", "epsilon", T_FLOAT, AT(epsilon), .def = "0.2", RANGE(0, 1), .max_open = 1,
-     .help = "grpo: the ratio is clipped below at 1 - epsilon (TRL's epsilon); it acts from a "
-             "generation's second step (num_iterations > 1)."},
+     .help = "rloo, grpo: the ratio is clipped below at 1 - epsilon (TRL's epsilon); it acts "
+             "from a generation's second step (num_iterations > 1)."},
     {"train", "epsilon_high", T_FLOAT, AT(epsilon_high), .def = "-1", RANGE(-1, INFINITY),
-     .help = "grpo: the ratio is clipped above at 1 + epsilon_high (DAPO's clip-higher: TRL's "
-             "epsilon_high); -1 = epsilon."},
+     .help = "rloo, grpo: the ratio is clipped above at 1 + epsilon_high (DAPO's clip-higher: "
+             "TRL's epsilon_high); -1 = epsilon."},
     {"train", "importance_sampling_level", T_STR, AT(importance_sampling_level), .def = "\"token\"",
      .choices = "token|sequence",
      .help = "grpo: the ratio to the sampling policy each token's (token, TRL's default) or one "
@@ -940,9 +942,6 @@ static int rl_check(const TrainConfig *c, LfError *err) {
         return lf_fail(err, "model.task %s needs data.max_prompt_length >= 1", t);
     if (c->devices > 1)
         return lf_fail(err, "model.task %s runs on one device (model.devices 1)", t);
-    if (c->num_iterations > 1 && strcmp(t, "grpo"))
-        return lf_fail(err, "train.num_iterations %d: more than 1 is grpo's alone",
-                       c->num_iterations);
     if (c->delta != 0 && !(c->delta > 1))
         return lf_fail(err, "train.delta %g: the ratio's cap must be above 1 (0: none)",
                        (double)c->delta);

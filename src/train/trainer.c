@@ -117,9 +117,11 @@ static void feed_free(Feed *f) {
 
 /* RLOO and GRPO: the batches of an optimizer step (its window), sampled and scored together at
  * the step's start (TRL's generation batch), then trained on `passes` steps in a row
- * (train.num_iterations); for a later pass GRPO weighs each token by its ratio to the sampling
- * policy, whose per-token losses the first pass leaves (old), as it leaves the reference's (ref:
- * the adapters-off forward is run once a generation). */
+ * (train.num_iterations); for a later pass each token (RLOO: each row) is weighed by its ratio to
+ * the sampling policy, whose per-token losses the first pass leaves (old), as GRPO's leaves the
+ * reference's (ref: the adapters-off forward is run once a generation). RLOO's KL penalty is in
+ * its rewards: each row's log-probs, the sampler's and the reference's, are taken as it is
+ * sampled (logps, ref_logps), so that the advantages span the generation. */
 typedef struct Generation {
     Batch *batches; /* [window]: rollout slots 0 .. n - 1 */
     int n, next;    /* batches in it, the next to train */
@@ -127,9 +129,10 @@ typedef struct Generation {
     float *rewards; /* [window * max rows]: its batches' in turn, rows of them */
     int rows;
     long tokens; /* the completion tokens it trains on */
-    float *old;  /* grpo, num_iterations > 1: [window * old_stride], old_stride a batch's cells */
-    float *ref;  /* and with a KL penalty: the reference's per-token losses, the same way */
+    float *old;  /* num_iterations > 1: [window * old_stride], old_stride a batch's cells */
+    float *ref;  /* grpo's with a KL penalty: the reference's per-token losses, the same way */
     size_t old_stride;
+    float *logps, *ref_logps; /* rloo with a KL penalty: [window * max rows] each, in turn */
 } Generation;
 
 typedef struct Run {
@@ -476,6 +479,7 @@ static void run_close(Run *r) {
     free(r->gen.rewards);
     free(r->gen.old);
     free(r->gen.ref);
+    free(r->gen.logps);
     if (r->joined) r->ops->group_leave();
     if (r->has_log) runlog_close(&r->log);
     if (r->has_train) feed_free(&r->train_f);
@@ -537,10 +541,15 @@ static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
     g->old_stride = (size_t)m->max_batch * m->max_len;
     g->batches = calloc((size_t)c->grad_accum, sizeof *g->batches);
     g->rewards = malloc((size_t)c->grad_accum * m->max_batch * sizeof *g->rewards);
-    int keep_old = c->num_iterations > 1, keep_ref = keep_old && r->model.spec.grpo.beta > 0;
+    int keep_old = c->num_iterations > 1, grpo = r->task == TASK_GRPO;
+    int keep_ref = keep_old && grpo && r->model.spec.grpo.beta > 0;
+    int row_logps = !grpo && r->model.spec.rloo.beta > 0;
+    size_t rows = (size_t)c->grad_accum * m->max_batch;
     if (keep_old) g->old = malloc((size_t)c->grad_accum * g->old_stride * sizeof *g->old);
     if (keep_ref) g->ref = malloc((size_t)c->grad_accum * g->old_stride * sizeof *g->ref);
-    if (!g->batches || !g->rewards || (keep_old && !g->old) || (keep_ref && !g->ref))
+    if (row_logps) g->logps = malloc(2 * rows * sizeof *g->logps), g->ref_logps = g->logps + rows;
+    if (!g->batches || !g->rewards || (keep_old && !g->old) || (keep_ref && !g->ref) ||
+        (row_logps && !g->logps))
         return lf_fail(err, "out of memory for a generation of %d batches", c->grad_accum);
     return rollout_init(&r->rollout, rm, &stops, &sample, c->num_generations,
                         c->max_completion_length, pad, mask_cut, max_prompts,
@@ -624,7 +633,9 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     spec.task = r->task; /* a CAUSAL_LM adapter evaluates as dpo too */
     spec.dpo = (DpoSpec){c->dpo_beta, !strcmp(c->dpo_loss, "ipo") ? DPO_IPO : DPO_SIGMOID,
                          c->dpo_label_smoothing};
-    spec.rloo = (RlooSpec){c->rloo_beta, c->num_generations, c->normalize_advantages};
+    float eps_high = c->epsilon_high < 0 ? c->epsilon : c->epsilon_high;
+    spec.rloo = (RlooSpec){c->rloo_beta,      c->num_generations, c->normalize_advantages,
+                           c->num_iterations, c->epsilon,         eps_high};
     spec.grpo = (GrpoSpec){.beta = c->grpo_beta,
                            .generations = c->num_generations,
                            .loss = grpo_loss_named(c->grpo_loss_type), /* checked by the config */
@@ -632,8 +643,10 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                            .max_completion = c->max_completion_length,
                            .iterations = c->num_iterations,
                            .eps_low = c->epsilon,
-                           .eps_high = c->epsilon_high < 0 ? c->epsilon : c->epsilon_high,
-                           .sequence = !strcmp(c->importance_sampling_level, "sequence"),
+                           .eps_high = eps_high,
+                           .level = !strcmp(c->importance_sampling_level, "sequence")
+                                        ? OPS_GRPO_SEQUENCE_MEAN
+                                        : OPS_GRPO_TOKEN,
                            .delta = c->delta,
                            .sapo_pos = c->sapo_temperature_pos,
                            .sapo_neg = c->sapo_temperature_neg};
@@ -789,6 +802,8 @@ static int generate(Run *r, int step, int *k, int left, LfError *err) {
                       .old = g->old,
                       .ref = g->ref,
                       .old_stride = g->old_stride,
+                      .logps = g->logps,
+                      .ref_logps = g->ref_logps,
                       .left = left};
     while (g->n < r->cfg->grad_accum && feed_next(&r->train_f, &prompts)) {
         uint64_t seed =
@@ -796,6 +811,10 @@ static int generate(Run *r, int step, int *k, int left, LfError *err) {
         RolloutBatch st;
         Batch *b = &g->batches[g->n];
         if (rollout_batch(&r->rollout, g->n, &r->model, &prompts, seed, b, &st, err)) return -1;
+        if (g->logps &&
+            (model_set_batch(&r->model, b->ids, NULL, b->mask, b->labels, b->B, b->T, err) ||
+             rl_row_logps(&r->model, g->logps + g->rows, g->ref_logps + g->rows, err)))
+            return -1;
         for (size_t i = 0; i < (size_t)b->B * b->T; i++) g->tokens += b->labels[i] != LM_IGNORE;
         memcpy(g->rewards + g->rows, rollout_rewards(&r->rollout, g->n), b->B * sizeof(float));
         g->rows += b->B;
@@ -826,29 +845,28 @@ static int rl_next(Run *r, int step, int *k, int passes, int *resume_left, int *
     return 1;
 }
 
-/* RLOO, GRPO: the generation's batch in slot set in the model with its rewards, for GRPO's
- * later passes the first pass's per-token losses, and with a KL penalty the reference forward
- * (a later pass: its losses, which the first pass kept). */
+/* RLOO, GRPO: the generation's batch in slot set in the model with its rewards, for a later
+ * pass the first pass's per-token losses, and with GRPO's KL penalty the reference forward (a
+ * later pass: its losses, which the first pass kept). */
 static int set_rl_batch(Run *r, int slot, LfError *err) {
     Model *m = &r->model;
     const Generation *g = &r->gen;
     const Batch *b = &g->batches[slot];
-    if (model_set_batch(m, b->ids, NULL, b->mask, b->labels, b->B, b->T, err)) return -1;
-    if (r->task == TASK_RLOO) {
-        rloo_set_rewards(m, rollout_rewards(&r->rollout, slot));
-        return m->spec.rloo.beta > 0 ? reference_forward(m, err) : 0;
-    }
-    GrpoGeneration gen = {g->rewards, g->rows, g->tokens, r->cfg->grad_accum};
+    GrpoGeneration gen = {g->rewards, g->logps,  g->ref_logps,      g->rows,
+                          0,          g->tokens, r->cfg->grad_accum};
+    for (int i = 0; i < slot; i++) gen.first += g->batches[i].B;
     size_t at = slot * g->old_stride;
-    if (grpo_set_rewards(m, rollout_rewards(&r->rollout, slot), &gen, err) ||
-        (g->pass > 0 && grpo_set_old(m, g->old + at, err)))
+    if (model_set_batch(m, b->ids, NULL, b->mask, b->labels, b->B, b->T, err) ||
+        grpo_set_rewards(m, rollout_rewards(&r->rollout, slot), &gen, err) ||
+        (g->pass > 0 && g->old && grpo_set_old(m, g->old + at, err)))
         return -1;
+    if (r->task == TASK_RLOO) return 0; /* its KL is in the rewards */
     if (g->pass > 0 && g->ref) return grpo_set_reference(m, g->ref + at, err);
     return m->spec.grpo.beta > 0 ? reference_forward(m, err) : 0;
 }
 
 /* RLOO, GRPO, after the batch's loss was read: its figures for the log and, on a generation's
- * first pass with more to come, GRPO's per-token losses: the sampling policy's and (with a KL
+ * first pass with more to come, its per-token losses: the sampling policy's and (GRPO's KL
  * penalty) the reference's. */
 static void keep_rl(Run *r, int slot) {
     Model *m = &r->model;
@@ -865,26 +883,29 @@ static void keep_rl(Run *r, int slot) {
 
 /* RLOO, GRPO: the completions sampled and the batches trained since the last log line, printed
  * and added to the log entry o: the rewards and lengths (where a generation came since), the KL
- * (RLOO's per completion, GRPO's per token, where it has one: beta > 0), GRPO's share of rows
- * whose rewards' std was 0 (TRL's frac_reward_zero_std: no advantage, nothing learnt) and, with
- * num_iterations > 1, its shares of tokens (at sequence level, of rows) clipped (TRL's
- * clip_ratio; cispo's capped, cispo_clip_ratio, at any num_iterations). */
+ * per completion token where it has one (beta > 0: RLOO's the sampler's log-prob less the
+ * reference's, GRPO's k3), the share of rows whose rewards' std was 0 (TRL's
+ * frac_reward_zero_std: no advantage, nothing learnt) and, with num_iterations > 1, the shares of
+ * tokens (at sequence level, RLOO's too, of rows) clipped (TRL's clip_ratio; cispo's capped,
+ * cispo_clip_ratio, at any num_iterations). */
 static void log_rollouts(Run *r, int step, cJSON *o) {
     const RolloutBatch *t = &r->rolled;
     const RlooStats *s = &r->trained;
     const GrpoSpec *gs = &r->model.spec.grpo;
+    const RlooSpec *rs = &r->model.spec.rloo;
+    int grpo = r->task == TASK_GRPO, sequence = !grpo || gs->level != OPS_GRPO_TOKEN;
     double n = t->rows ? t->rows : 1, mean = t->reward / n, trained = s->rows ? s->rows : 1;
     double var = t->rows > 1 ? (t->reward_sq - n * mean * mean) / (n - 1) : 0;
     double std = var > 0 ? sqrt(var) : 0, kl = s->kl / trained, len = t->completion_tokens / n;
-    double clipped_of = gs->sequence ? s->rows : s->tokens; /* TRL's: rows at sequence level */
+    double clipped_of = sequence ? s->rows : s->tokens; /* TRL's: rows at sequence level */
     if (clipped_of < 1) clipped_of = 1;
     double low = s->clipped_low / clipped_of, high = s->clipped_high / clipped_of;
     char text[96] = "";
-    int grpo = r->task == TASK_GRPO, has_kl = !grpo || gs->beta > 0;
+    int has_kl = grpo ? gs->beta > 0 : rs->beta > 0;
     int cispo = grpo && gs->loss == GRPO_CISPO; /* its cap acts at any ratio */
-    int clips = grpo && gs->iterations > 1 && gs->loss != GRPO_SAPO && !cispo;
+    int clips = grpo ? gs->iterations > 1 && gs->loss != GRPO_SAPO && !cispo : rs->iterations > 1;
     int at = has_kl ? snprintf(text, sizeof text, ", kl %.4f", kl) : 0;
-    const char *what = gs->sequence ? "completions" : "tokens";
+    const char *what = sequence ? "completions" : "tokens";
     if (clips)
         snprintf(text + at, sizeof text - (size_t)at, ", %s clipped %.4f low, %.4f high", what, low,
                  high);
@@ -903,7 +924,7 @@ static void log_rollouts(Run *r, int step, cJSON *o) {
         cJSON_AddNumberToObject(o, "clipped_ratio", t->clipped / n);
     }
     if (has_kl) cJSON_AddNumberToObject(o, "kl", kl);
-    if (grpo) cJSON_AddNumberToObject(o, "frac_reward_zero_std", s->zero_std / trained);
+    cJSON_AddNumberToObject(o, "frac_reward_zero_std", s->zero_std / trained);
     if (cispo) cJSON_AddNumberToObject(o, "cispo_clip_ratio", high);
     if (clips) {
         cJSON_AddNumberToObject(o, "clip_ratio/low_mean", low);

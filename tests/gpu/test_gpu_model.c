@@ -207,7 +207,7 @@ static int gpu_grpo_iterations = 1;  /* and its num_iterations: the steps after 
                                         fp32; in bf16 at TRL's 0.8, 1.2, for a token whose ratio
                                         its rounding moves across a bound changes the gradient
                                         by a step of its own */
-static int gpu_grpo_sequence;        /* and GSPO's ratio, a row's */
+static int gpu_grpo_sequence;        /* and GSPO's ratio, a row's (RLOO's always a row's) */
 static GrpoLoss gpu_grpo_loss;       /* and its loss type (cispo's cap: 1 + the fp32 epsilon) */
 /* run_decoder's LoRA takes other ranks and alphas (PEFT's rank_pattern, alpha_pattern) for q,
  * v and gate, so that q, k, v and gate, up run apart */
@@ -542,10 +542,12 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     train_spec_defaults(&spec);
     spec.task = task;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
-    spec.rloo = (RlooSpec){0.5f, 2, 1}; /* two groups of two, the advantages normalised */
     float eps = prec == PRECISION_BF16 ? 0.2f : 0.02f;
+    /* two groups of two, the advantages normalised */
+    spec.rloo = (RlooSpec){0.5f, 2, 1, gpu_grpo_iterations, eps, 1.5f * eps};
     spec.grpo.beta = gpu_grpo_beta, spec.grpo.max_completion = LT;
-    spec.grpo.iterations = gpu_grpo_iterations, spec.grpo.sequence = gpu_grpo_sequence;
+    spec.grpo.iterations = gpu_grpo_iterations;
+    spec.grpo.level = gpu_grpo_sequence ? OPS_GRPO_SEQUENCE_MEAN : OPS_GRPO_TOKEN;
     spec.grpo.eps_low = eps, spec.grpo.eps_high = 1.5f * eps, spec.grpo.loss = gpu_grpo_loss;
     if (gpu_grpo_loss == GRPO_CISPO) spec.grpo.eps_high = 1.0f + eps;
     spec.temperature = gpu_temperature;
@@ -561,8 +563,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         spec.alpha_pattern[spec.n_alpha_pattern++] = (LoraPattern){"v_proj", 20};
     }
     int rows = task == TASK_CAUSAL_LM ? 3 : 4; /* the preference tasks (and RL): two pairs */
-    int policy = task == TASK_DPO || task == TASK_RLOO; /* a prompt, a reference */
-    int prompt = policy || task == TASK_GRPO;           /* a prompt */
+    int rl = task == TASK_RLOO || task == TASK_GRPO;
+    int prompt = task == TASK_DPO || rl; /* a prompt */
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
     const char *conv[] = {"c_attn", "c_proj", "c_fc"}; /* c_proj: attn's and mlp's */
@@ -647,6 +649,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     }
     Model *ms[2] = {&cpu, &gpu};
     AdamW opt[2];
+    float row_logps[2][2 * LB]; /* RLOO's: cpu, gpu */
     for (int k = 0; k < 2; k++) {
         CHECK_OK(model_set_batch(ms[k], ids, NULL, mask, labels, rows, LT, &err), &err);
         /* eps 1e-6, not 1e-8: AdamW's first steps move every weight by about lr * g / (|g| +
@@ -655,16 +658,21 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
          * differences of 1e-4 and more; with eps 1e-6 the same test stays sensitive to any
          * gradient that is wrong. */
         CHECK_OK(adamw_create(&opt[k], ms[k], 0.9f, 0.999f, adam_eps, 0.01f, 0.0f, &err), &err);
-        if (task == TASK_RLOO) rloo_set_rewards(ms[k], (float[]){0.7f, -0.3f, 1.2f, 0.1f});
-        if (task == TASK_GRPO)
-            CHECK_OK(grpo_set_rewards(ms[k], (float[]){0.7f, -0.3f, 1.2f, 0.1f}, NULL, &err), &err);
-        if (!policy && !(task == TASK_GRPO && gpu_grpo_beta > 0)) continue;
+        float rewards[4] = {0.7f, -0.3f, 1.2f, 0.1f};
+        GrpoGeneration gen = {rewards, row_logps[k], row_logps[k] + rows, rows, 0, 0, 1};
+        if (task == TASK_RLOO) /* its KL from the rows' log-probs as it samples */
+            CHECK_OK(rl_row_logps(ms[k], row_logps[k], row_logps[k] + rows, &err), &err);
+        if (rl) CHECK_OK(grpo_set_rewards(ms[k], rewards, &gen, &err), &err);
+        if (task != TASK_DPO && !(task == TASK_GRPO && gpu_grpo_beta > 0)) continue;
         CHECK_OK(reference_forward(ms[k], &err), &err); /* the reference stays on the device */
         CHECK_OK(model_read_loss(ms[k], NULL, NULL, &err), &err);
     }
     if (task == TASK_CAUSAL_LM) /* a row predicts its length - 1 */
         CHECK(cpu.n_valid == (LT - 1) + (LT - 3) + (LT - 5));
-    if (policy) compare_as(prec, "reference log-probs", gpu.ref_scores, cpu.ref_scores, rows);
+    if (task == TASK_DPO)
+        compare_as(prec, "reference log-probs", gpu.ref_scores, cpu.ref_scores, rows);
+    if (task == TASK_RLOO) /* the policy's and the reference's */
+        compare_as(prec, "RLOO's row log-probs", row_logps[1], row_logps[0], 2 * rows);
     size_t n_logits = (size_t)rows * LT * (task == TASK_REWARD ? 1 : LV);
     float *lg[2] = {malloc(n_logits * sizeof(float)), malloc(n_logits * sizeof(float))};
     float *share[3] = {malloc(n_logits * sizeof(float)), malloc(n_logits * sizeof(float)),
@@ -681,7 +689,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
         }
         check_loss(prec, loss[1], loss[0]);
         compare_as(prec, "lm logits", lg[1], lg[0], n_logits);
-        if (task != TASK_CAUSAL_LM)
+        if (task == TASK_DPO || task == TASK_REWARD)
             compare_as(prec, "sequence scores", gpu.seq_scores, cpu.seq_scores, rows);
         if (step == 0) compare_grads(&gpu, &cpu, prec);
         double norm[2];
@@ -690,15 +698,16 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
             CHECK_OK(model_read_loss(ms[k], NULL, &norm[k], &err), &err);
         }
         check_norm(prec, norm[1], norm[0]);
-        for (int k = 0; task == TASK_GRPO && gpu_grpo_iterations > 1 && step == 0 && k < 2; k++) {
+        for (int k = 0; rl && gpu_grpo_iterations > 1 && step == 0 && k < 2; k++) {
             float old[LB * LT]; /* the generation's first step's: the sampling policy's */
             ms[k]->ops->download(old, ms[k]->losses, (size_t)rows * LT * sizeof *old);
             CHECK_OK(grpo_set_old(ms[k], old, &err), &err);
         }
-        if (task == TASK_GRPO && gpu_grpo_iterations > 1 && step > 0) {
+        if (rl && gpu_grpo_iterations > 1 && step > 0) {
             const RlooStats *c = &cpu.rloo_stats, *g = &gpu.rloo_stats;
-            printf("    step %d: tokens clipped low %g, high %g (cuda %g, %g)\n", step + 1,
-                   c->clipped_low, c->clipped_high, g->clipped_low, g->clipped_high);
+            printf("    step %d: %s clipped low %g, high %g (cuda %g, %g)\n", step + 1,
+                   task == TASK_RLOO || gpu_grpo_sequence ? "rows" : "tokens", c->clipped_low,
+                   c->clipped_high, g->clipped_low, g->clipped_high);
             CHECK(c->clipped_low == g->clipped_low && c->clipped_high == g->clipped_high);
             if (prec != PRECISION_BF16 && gpu_grpo_loss != GRPO_SAPO) /* sapo clips none */
                 CHECK(c->clipped_low + c->clipped_high > 0);
@@ -1283,7 +1292,11 @@ int main(void) {
     printf("llama DPO (LoRA): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_RLOO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_RLOO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
-    printf("llama RLOO (LoRA, fp32 and bf16): cuda model matches cpu\n");
+    gpu_grpo_iterations = 3; /* the steps after the first on a clipped ratio a row */
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_RLOO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_RLOO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
+    gpu_grpo_iterations = 1;
+    printf("llama RLOO (LoRA, fp32 and bf16; num_iterations 3): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
     gpu_grpo_beta = 0.5f;   /* its KL penalty: the reference's losses, the weights on the device, */

@@ -2395,38 +2395,14 @@ static void test_reward_loss(int B, int T, int grads) {
     pairs_free();
 }
 
-/* RLOO: rloo_loss.h's batch in double on both backends from log-probs that are exact in any
- * order (token losses of multiples of 1/256), so the stats within 1e-12 and the row weights
- * within 1e-6; with_ref 0: beta's KL left out; B up to OPS_RLOO_MAX_ROWS (1024). */
-static void test_rloo_loss(int B, int T, int k, int with_ref, int normalize, int grads) {
-    float *loss = malloc((size_t)B * T * sizeof *loss), *lp = malloc(B * sizeof *lp);
-    for (size_t i = 0; i < (size_t)B * T; i++)
-        loss[i] = i % T < (size_t)T / 3 ? 0.0f : (float)(rng_next(&rng) % 2048) / 256.0f;
-    for (int b = 0; b < B; b++) lp[b] = -(float)T * (1.0f + rng_next_uniform(&rng)); /* refs */
-    Pair *losses = pair_upload(loss, (size_t)B * T * sizeof *loss);
-    Pair *refs = with_ref ? pair_upload(lp, B * sizeof *lp) : NULL;
-    free(loss), free(lp);
-    Pair *stats = pair_new(4 * sizeof(double)), *logps = pair_random(B, 1.0f);
-    Pair *rewards = pair_random(B, 2.0f);
-    Pair *row_scale = grads ? pair_random((size_t)B * T, 1.0f) : NULL;
-    BACKENDS(w, o) {
-        o->rloo_loss(stats->mem[w], F(logps, w), F(row_scale, w), F(losses, w), F(refs, w),
-                     F(rewards, w), 0.05f, k, normalize, 0.5f, B, T);
-    }
-    NAME("rloo_loss B=%d T=%d k=%d ref=%d normalize=%d grads=%d", B, T, k, with_ref, normalize,
-         grads);
-    compare("logps", logps, EXACT);
-    if (row_scale) compare("rowsc", row_scale, 0.0, 1e-6);
-    compare_stats(stats, 4);
-    pairs_free();
-}
-
-/* GRPO's token weights over B rows of T tokens, a third of them off the completions (share 0):
- * with a reference (beta 0.3) and old log-probs whose ratio spans [0.5, 1.8] (by sequence, a row's
- * about its own) against the clipping range [0.8, 1.28] (cispo's cap 1.2), by token or by
- * sequence, each policy term */
-static void test_grpo_weights(int B, int T, int with_ref, int with_old, int sequence,
+/* GRPO's and RLOO's token weights over B rows of T tokens, a third of them off the completions
+ * (share 0): with a reference (beta 0.3) and old log-probs whose ratio spans [0.5, 1.8] (by
+ * sequence, a row's about its own: by the sum, its tokens' product) against the clipping range
+ * [0.8, 1.28] (cispo's cap 1.2), by token or by sequence (GSPO's mean, RLOO's sum), each policy
+ * term */
+static void test_grpo_weights(int B, int T, int with_ref, int with_old, OpsGrpoLevel level,
                               OpsGrpoPolicy policy, float delta) {
+    int sequence = level != OPS_GRPO_TOKEN;
     size_t n = (size_t)B * T;
     float *h = malloc(n * sizeof *h), *loss = malloc(n * sizeof *loss);
     for (size_t i = 0; i < n; i++) h[i] = i % 3 ? 0.02f * (1.0f + rng_next_uniform(&rng)) : 0.0f;
@@ -2439,7 +2415,9 @@ static void test_grpo_weights(int B, int T, int with_ref, int with_old, int sequ
     for (size_t i = 0; i < n; i++) {
         if (sequence && i % T == 0) row_ratio = 0.5f + 1.3f * rng_next_uniform(&rng);
         float u = rng_next_uniform(&rng);
-        h[i] = loss[i] + logf(sequence ? row_ratio * (0.95f + 0.1f * u) : 0.5f + 1.3f * u);
+        float ratio = sequence ? row_ratio * (0.95f + 0.1f * u) : 0.5f + 1.3f * u;
+        /* by the sum: a root, the row's tokens with a share being about 2 T / 3 */
+        h[i] = loss[i] + logf(level == OPS_GRPO_SEQUENCE_SUM ? powf(ratio, 1.5f / T) : ratio);
     }
     Pair *olds = pair_upload(h, n * sizeof *h);
     for (int b = 0; b < B; b++) { /* a row's advantage */
@@ -2449,14 +2427,18 @@ static void test_grpo_weights(int B, int T, int with_ref, int with_old, int sequ
     Pair *adv = pair_upload(h, n * sizeof *h);
     free(h), free(loss);
     Pair *stats = pair_new(5 * sizeof(double)), *row_scale = pair_random(n, 1.0f);
-    OpsGrpoTerms t = grpo_test_terms(with_ref, sequence, policy, delta);
+    OpsGrpoTerms t = grpo_test_terms(with_ref, level, policy, delta);
     BACKENDS(w, o) {
         o->grpo_weights(stats->mem[w], F(row_scale, w), F(share, w), F(adv, w), F(losses, w),
                         with_ref ? F(refs, w) : NULL, with_old ? F(olds, w) : NULL, t, B, T);
     }
     static const char *const names[] = {"clip", "cispo", "sapo"};
     NAME("grpo_weights %s B=%d T=%d%s%s%s%s", names[policy], B, T, with_ref ? " ref" : "",
-         with_old ? " old" : "", sequence ? " sequence" : "", delta ? " delta" : "");
+         with_old ? " old" : "",
+         level == OPS_GRPO_SEQUENCE_SUM ? " sum"
+         : sequence                     ? " sequence"
+                                        : "",
+         delta ? " delta" : "");
     compare("rowsc", row_scale, 0.0, 1e-6);
     compare_stats(stats, 5);
     pairs_free();
@@ -2947,18 +2929,19 @@ int main(void) {
     test_reward_loss(8, 37, 1);
     test_reward_loss(4, 20, 0);
     test_reward_loss(518, 3, 1);
-    test_rloo_loss(8, 37, 2, 1, 0, 1);
-    test_rloo_loss(12, 20, 4, 0, 1, 1);
-    test_rloo_loss(6, 700, 3, 1, 1, 0);  /* the warps' rows past their first round of T */
-    test_rloo_loss(1024, 3, 8, 1, 1, 1); /* OPS_RLOO_MAX_ROWS */
-    test_grpo_weights(1, 7, 1, 0, 0, OPS_GRPO_CLIP, 0.0f);
-    test_grpo_weights(64, 250, 1, 0, 0, OPS_GRPO_CLIP, 0.0f); /* many tokens a thread */
-    test_grpo_weights(64, 250, 0, 1, 0, OPS_GRPO_CLIP, 0.0f);
-    test_grpo_weights(37, 27, 1, 1, 0, OPS_GRPO_CLIP, 1.5f);
-    test_grpo_weights(37, 27, 1, 1, 0, OPS_GRPO_CISPO, 0.0f);
-    test_grpo_weights(37, 27, 1, 1, 0, OPS_GRPO_SAPO, 0.0f);
+    /* RLOO's: a row's ratio from its tokens' summed log-ratios */
+    test_grpo_weights(6, 700, 0, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f);  /* long rows */
+    test_grpo_weights(1024, 3, 1, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f); /* the most */
+    test_grpo_weights(1, 7, 1, 0, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f);
+    test_grpo_weights(64, 250, 1, 0, OPS_GRPO_TOKEN, OPS_GRPO_CLIP,
+                      0.0f); /* many tokens a thread */
+    test_grpo_weights(64, 250, 0, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f);
+    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 1.5f);
+    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CISPO, 0.0f);
+    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_SAPO, 0.0f);
     for (int p = OPS_GRPO_CLIP; p <= OPS_GRPO_SAPO; p++) /* a warp a row: rows past the block's 8 */
-        test_grpo_weights(300, 45, 1, 1, 1, (OpsGrpoPolicy)p, p == OPS_GRPO_CLIP ? 1.5f : 0.0f);
+        test_grpo_weights(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, (OpsGrpoPolicy)p,
+                          p == OPS_GRPO_CLIP ? 1.5f : 0.0f);
     const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
     test_adamw(one, 1, 0.1f, 0.0f, 0);
     test_adamw(odd, 5, 0.1f, 0.0f, 0);        /* no clipping */
