@@ -15,7 +15,7 @@ LlamaForSequenceClassification directory both read; 64 HH helpful-base prompts o
 as plain text (no chat template); 2 prompts x 4 completions of up to 48 tokens a step,
 sampled at --temperature (1 by default; the log-probs' logits divided by it on both sides), lr 5e-4
 constant; RLOO beta 0.05, GRPO beta 0 with dapo and rewards scaled by their
-group (TRL's defaults) and --num-iterations steps on each generation (1); 2 threads. A step: sample, score, the reference and
+group (TRL's defaults); --num-iterations steps on each generation (1); 2 threads. A step: sample, score, the reference and
 the training forward, backward, AdamW. Timing: loraft, (run of 1 + STEPS steps - run of 1 step)
 / STEPS; TRL, the steps after the first, from its callbacks. Completions stop at EOS, so their
 lengths differ between the sides: the mean length is printed beside the time."""
@@ -58,8 +58,7 @@ def loraft_run(a, policy, rm, data, steps, out):
             "train.learning_rate": 5e-4, "train.lr_scheduler": "constant",
             "train.warmup_steps": 0, "train.threads": a.threads, "train.output_dir": out,
             "train.temperature": a.temperature}
-    if a.trainer == "grpo":
-        sets["train.num_iterations"] = a.num_iterations
+    sets["train.num_iterations"] = a.num_iterations
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
     log = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -99,14 +98,14 @@ def trl_side(a, policy, rm, data):
                 lens.append(float(logs["completions/mean_length"]))
 
     grpo = a.trainer == "grpo"
-    own = (dict(beta=0.0, loss_type="dapo", scale_rewards="group",
-                num_iterations=a.num_iterations) if grpo else dict(beta=0.05))
+    own = (dict(beta=0.0, loss_type="dapo", scale_rewards="group") if grpo
+           else dict(beta=0.05))
     args = (trl.GRPOConfig if grpo else trl.RLOOConfig)(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8, num_generations=4,
         max_completion_length=48, temperature=a.temperature, learning_rate=5e-4,
         lr_scheduler_type="constant", max_steps=1 + a.steps, logging_steps=1, save_strategy="no",
         report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=False, disable_tqdm=True,
-        seed=0, dataloader_num_workers=0, **own)
+        seed=0, dataloader_num_workers=0, num_iterations=a.num_iterations, **own)
     lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS,
                       task_type="CAUSAL_LM")
     trainer = (trl.GRPOTrainer if grpo else trl.RLOOTrainer)(
@@ -131,7 +130,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3, help="timed steps after the first")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     ap.add_argument("--num-iterations", type=int, default=1,
-                    help="grpo: steps on each generation (TRL's num_iterations)")
+                    help="steps on each generation (TRL's num_iterations)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--side", choices=["trl"], help=argparse.SUPPRESS)  # the TRL process
     ap.add_argument("--dirs", nargs=3, help=argparse.SUPPRESS)
