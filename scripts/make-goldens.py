@@ -148,6 +148,15 @@ CASES = [
                    iterations=3, epsilon=0.005, epsilon_high=0.01,
                    importance_sampling_level="sequence"),
          rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    # LUSPO: GSPO's ratio, each completion's loss summed over its tokens, then the mean over rows;
+    # the KL penalty without the ratio (use_bias_correction_kl False)
+    dict(name="llama_luspo_iterations", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         grpo=dict(beta=0.2, generations=2, loss="luspo", scale="group", max_completion=6,
+                   iterations=3, epsilon=0.01, epsilon_high=0.02,
+                   importance_sampling_level="sequence", bias_correction_kl=False),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
     # the other policy terms: cispo (the ratio capped at epsilon_high, detached, times the
     # log-prob; dapo's sum) and sapo (the ratio's sigmoid; grpo's mean), num_iterations 3
     dict(name="llama_grpo_cispo", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
@@ -479,7 +488,9 @@ def grpo_loss(case, logits, labels, ref, out, old):
     num_iterations > 1; None: this forward's, detached, the ratio 1) plus, with beta > 0, beta
     times the per-token k3 KL to the reference (ref: its per-token log-probs) times the ratio
     (use_bias_correction_kl, TRL's default), aggregated by loss_type over the completion mask;
-    cispo's and sapo's policy terms in place of the clipped one, and delta's two-sided cap.
+    cispo's and sapo's policy terms in place of the clipped one, and delta's two-sided cap; luspo's
+    sum over a completion's tokens (GSPO's loss scaled by its length); the KL without the ratio
+    where bias_correction_kl is False.
     out gets the log-probs (old_logps) and the tokens clipped low and high (clipped)."""
     d = case["grpo"]
     k, beta = d["generations"], d.get("beta", 0.0)
@@ -517,7 +528,9 @@ def grpo_loss(case, logits, labels, ref, out, old):
     out["clipped"] = [(low * counted).sum().item(), (high * counted).sum().item()]
     if beta:
         kl = torch.exp(ref - tok) - (ref - tok) - 1
-        per_token = per_token + beta * kl * coef_1
+        per_token = per_token + beta * kl * (coef_1 if d.get("bias_correction_kl", True) else 1)
+    if d["loss"] == "luspo":  # each completion's sum, then the mean over rows
+        return (per_token * mask).sum(-1).mean()
     if d["loss"] in ("grpo", "sapo"):
         return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
     if d["loss"] == "dr_grpo":

@@ -14,5 +14,6 @@ static inline OpsGrpoTerms grpo_test_terms(int with_ref, OpsGrpoLevel level, Ops
                           .sapo_pos = 1.0f,
                           .sapo_neg = 1.05f,
                           .level = level,
-                          .policy = policy};
+                          .policy = policy,
+                          .kl_corrected = 1};
 }

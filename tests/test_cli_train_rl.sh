@@ -31,7 +31,7 @@
 #     resumed inside a generation (from a checkpoint with a best reward) samples a new one at
 #     once; at importance_sampling_level sequence (GSPO) whole completions are clipped; cispo caps
 #     tokens' ratios (some, where the cap is 1.001, but at a generation's first step), sapo clips
-#     none; RLOO at num_iterations 2 (its advantages normalised over the generation) samples at
+#     none, luspo (with the KL without the ratio) clips completions; RLOO at num_iterations 2 (its advantages normalised over the generation) samples at
 #     steps 1 and 3 alone and clips whole completions on the steps between, its KL per token 0 at
 #     step 1 (the policy is the reference) and not after.
 # Every run uses 1 thread.
@@ -279,6 +279,17 @@ assert clipped[0] == 0 and clipped[1] > 0 and all(abs(c - round(c)) < 1e-9 for c
 EOF
 grep -q "step 2: the last generation again, completions clipped" "$tmp/gspo.log" && ok ||
   bad "GSPO: the log counts completions"
+iter_run "$tmp/luspo" 3 --set train.importance_sampling_level=sequence --set train.epsilon=0.001 \
+  --set train.grpo_loss_type=luspo --set train.grpo_beta=0.1 --set train.use_bias_correction_kl=false
+python3 - "$tmp/luspo/metrics.jsonl" <<'EOF' && ok || bad "LUSPO with the plain KL: completions clipped, the KL after step 1"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+rows = 2 * 4 * 4
+clipped = [e["clip_ratio/region_mean"] * rows for e in steps]
+print("luspo, num_iterations 3, plain KL: completions clipped by step " + " ".join("%g" % c for c in clipped)
+      + "; kl " + " ".join("%.4f" % e["kl"] for e in steps))
+assert clipped[0] == 0 and clipped[1] > 0 and abs(steps[0]["kl"]) < 1e-6 < steps[1]["kl"], steps
+EOF
 iter_run "$tmp/cispo" 3 --set train.grpo_loss_type=cispo --set train.epsilon_high=1.001
 iter_run "$tmp/sapo" 3 --set train.grpo_loss_type=sapo
 python3 - "$tmp/cispo/metrics.jsonl" "$tmp/sapo/metrics.jsonl" <<'EOF' && ok || bad "cispo: tokens capped; sapo: none clipped"

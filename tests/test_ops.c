@@ -2332,7 +2332,8 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
             double c = by_row ? row_c : exp(lp + (old ? old[i] : at[i]));
             double cd = by_row ? row_cd : exp(-at[i] + (old ? old[i] : at[i]));
             double kl = ref ? exp(-ref[i] - lp) - (-ref[i] - lp) - 1 : 0.0;
-            total += share[i] * (trl_policy(t, c, cd, a, lp, &low, &high) + t->beta * kl * c);
+            double kc = t->kl_corrected ? c : 1.0; /* use_bias_correction_kl */
+            total += share[i] * (trl_policy(t, c, cd, a, lp, &low, &high) + t->beta * kl * kc);
             if (!by_row || !counted++) clipped[0] += low, clipped[1] += high;
         }
     }
@@ -2346,9 +2347,10 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
  * [0.51, 1.81] against the range [0.8, 1.28] (and delta's cap), cispo's cap at 1.2, sapo's
  * sigmoid. */
 static void test_grpo_weights(int with_ref, int with_old, OpsGrpoLevel level, OpsGrpoPolicy policy,
-                              float delta) {
+                              float delta, int kl_corrected) {
     enum { NK = GB * GT, ROW_TOKENS = GT - GT / 5 }; /* a row's tokens with a share */
     OpsGrpoTerms t = grpo_test_terms(with_ref, level, policy, delta);
+    t.kl_corrected = kl_corrected;
     int sequence = level != OPS_GRPO_TOKEN, sum = level == OPS_GRPO_SEQUENCE_SUM;
     float share[NK], adv[NK], loss[NK], ref[NK], old[NK], row_scale[NK];
     double stats[5], loss_d[NK], want_clipped[2], dummy[2];
@@ -2390,7 +2392,7 @@ static void test_grpo_weights(int with_ref, int with_old, OpsGrpoLevel level, Op
                        : with_old ? exp((double)old[i] - loss[i])
                                   : 1.0;
             double x = with_ref ? (double)loss[i] - ref[i] : 0.0;
-            kl += c * (exp(x) - x - 1);
+            kl += (kl_corrected ? c : 1.0) * (exp(x) - x - 1);
         }
         if (fabs(row_scale[i] - fd) > 1e-7 + 1e-5 * fabs(fd)) {
             if (bad++ < 5)
@@ -2404,9 +2406,9 @@ static void test_grpo_weights(int with_ref, int with_old, OpsGrpoLevel level, Op
     if (with_old && policy == OPS_GRPO_CLIP) CHECK(want_clipped[0] > 0 && want_clipped[1] > 0);
     if (with_old && policy == OPS_GRPO_CISPO) CHECK(want_clipped[1] > 0); /* some capped */
     static const char *const names[] = {"clip", "cispo", "sapo"};
-    printf("grpo_weights %s%s%s%s%s: weights and sums match (loss %.6f, %g low and %g high of %d "
-           "%s clipped)\n",
-           names[policy], delta ? " with delta" : "",
+    printf("grpo_weights %s%s%s%s%s%s: weights and sums match (loss %.6f, %g low and %g high of "
+           "%d %s clipped)\n",
+           names[policy], delta ? " with delta" : "", kl_corrected ? "" : " (plain KL)",
            sum        ? " by sequence (sum)"
            : sequence ? " by sequence"
                       : "",
@@ -2827,16 +2829,18 @@ int main(void) {
     test_dpo_loss(1);
     test_reward_loss();
     for (int level = OPS_GRPO_TOKEN; level <= OPS_GRPO_SEQUENCE_MEAN; level++) {
-        test_grpo_weights(1, 0, level, OPS_GRPO_CLIP, 0.0f);
-        test_grpo_weights(0, 1, level, OPS_GRPO_CLIP, 0.0f);
-        test_grpo_weights(1, 1, level, OPS_GRPO_CLIP, 0.0f);
-        test_grpo_weights(1, 1, level, OPS_GRPO_CLIP, 1.5f);
-        test_grpo_weights(1, 1, level, OPS_GRPO_CISPO, 0.0f);
-        test_grpo_weights(0, 1, level, OPS_GRPO_SAPO, 0.0f);
-        test_grpo_weights(1, 1, level, OPS_GRPO_SAPO, 0.0f);
+        test_grpo_weights(1, 0, level, OPS_GRPO_CLIP, 0.0f, 1);
+        test_grpo_weights(0, 1, level, OPS_GRPO_CLIP, 0.0f, 1);
+        test_grpo_weights(1, 1, level, OPS_GRPO_CLIP, 0.0f, 1);
+        test_grpo_weights(1, 1, level, OPS_GRPO_CLIP, 1.5f, 1);
+        test_grpo_weights(1, 1, level, OPS_GRPO_CISPO, 0.0f, 1);
+        test_grpo_weights(0, 1, level, OPS_GRPO_SAPO, 0.0f, 1);
+        test_grpo_weights(1, 1, level, OPS_GRPO_SAPO, 0.0f, 1);
     }
-    test_grpo_weights(0, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f); /* RLOO's */
-    test_grpo_weights(1, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f);
+    test_grpo_weights(0, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f, 1); /* RLOO's */
+    test_grpo_weights(1, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f, 1);
+    for (int level = OPS_GRPO_TOKEN; level <= OPS_GRPO_SEQUENCE_MEAN; level++) /* without it */
+        test_grpo_weights(1, 1, level, OPS_GRPO_CLIP, 0.0f, 0);
     test_adamw();
     test_norm_and_memory();
     test_parallel_matches_serial();

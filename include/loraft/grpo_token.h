@@ -6,7 +6,8 @@
  * the policy's probability to the sampling policy's (c = exp(lp - lp_old); old NULL: 1, its
  * derivative still there):
  *   loss  = w (P(c, lp) + beta c kl),  kl = exp(x) - x - 1, x = lp_ref - lp (ref NULL: beta 0)
- * the bias-corrected k3 KL, whose term has d/d lp = -c x, and the policy term P by the loss type:
+ * the bias-corrected k3 KL, whose term has d/d lp = -c x (kl_corrected 0: beta kl, its term's
+ * d/d lp 1 - exp(x)), and the policy term P by the loss type:
  *   clip (dapo, grpo, bnpo, dr_grpo): -min(min(c, delta) A, clamp(c, 1 - eps_low, 1 + eps_high) A),
  *     delta (two-sided clipping, INTELLECT-2) where > 0; where a bound binds on the side the
  *     advantage pushes the min takes a constant and the advantage gives no gradient: the token
@@ -23,7 +24,8 @@
  * exp(sum of lp - lp_old), the ratio of the completion's probabilities, moved by c; call the
  * divisor m (n or 1). With S the row's shares summed and K its w kl summed, a token's weight is
  * -(S dP/dlog c / m + w dP/dlp direct) + beta c (w (exp(x) - 1) - K / m), the direct part
- * cispo's alone (its ratio is detached). */
+ * cispo's alone (its ratio is detached); without the correction, -(S dP/dlog c / m + w dP/dlp
+ * direct) + beta w (exp(x) - 1). */
 #pragma once
 #include <math.h>
 #include <stddef.h>
@@ -69,9 +71,11 @@ static inline LF_HOST_DEVICE float grpo_token(double sums[5], float share, float
     double c = old ? exp((double)old[i] - losses[i]) : 1.0, lp = -(double)losses[i];
     GrpoTerm g = grpo_term(t, c, adv);
     double x = ref ? (double)losses[i] - ref[i] : 0.0, kl = ref ? exp(x) - x - 1.0 : 0.0;
-    sums[0] += share * (g.ratio_value + g.direct * lp + t->beta * c * kl);
-    sums[1] += c * kl, sums[2] += 1.0, sums[3] += g.low, sums[4] += g.high;
-    return (float)(share * (-(g.by_ratio + g.direct) + t->beta * c * x));
+    double kc = t->kl_corrected ? c : 1.0; /* the KL term's factor */
+    sums[0] += share * (g.ratio_value + g.direct * lp + t->beta * kc * kl);
+    sums[1] += kc * kl, sums[2] += 1.0, sums[3] += g.low, sums[4] += g.high;
+    double dkl = t->kl_corrected ? c * x : exp(x) - 1.0; /* -d (kc kl) / d lp */
+    return (float)(share * (-(g.by_ratio + g.direct) + t->beta * dkl));
 }
 
 /* A row at sequence level: its sums over the completion tokens, then its ratio and the part of
@@ -100,10 +104,12 @@ static inline LF_HOST_DEVICE void grpo_row_finish(GrpoRow *r, double sums[5], fl
     double m = t->level == OPS_GRPO_SEQUENCE_SUM ? 1.0 : r->n > 1.0 ? r->n : 1.0;
     r->c = exp(r->log_ratio / m);
     GrpoTerm g = grpo_term(t, r->c, a);
+    double kc = t->kl_corrected ? r->c : 1.0; /* the KL term's factor */
     r->direct = g.direct;
-    r->scale = -(r->share * g.by_ratio + t->beta * r->c * r->share_kl) / m;
-    sums[0] += r->share * g.ratio_value + g.direct * r->share_lp + t->beta * r->c * r->share_kl;
-    sums[1] += r->c * r->kl, sums[2] += r->n, sums[3] += g.low, sums[4] += g.high;
+    r->scale =
+        -(r->share * g.by_ratio + (t->kl_corrected ? t->beta * r->c * r->share_kl : 0.0)) / m;
+    sums[0] += r->share * g.ratio_value + g.direct * r->share_lp + t->beta * kc * r->share_kl;
+    sums[1] += kc * r->kl, sums[2] += r->n, sums[3] += g.low, sums[4] += g.high;
 }
 
 /* Token i's d loss / d losses[i] at sequence level, its row finished. */
@@ -111,6 +117,6 @@ static inline LF_HOST_DEVICE float grpo_row_token(const GrpoRow *r, float share,
                                                   const float *losses, const float *ref, size_t i,
                                                   const OpsGrpoTerms *t) {
     if (share == 0.0f) return 0.0f;
-    double x = ref ? (double)losses[i] - ref[i] : 0.0;
-    return (float)(r->scale - share * r->direct + t->beta * r->c * share * (exp(x) - 1.0));
+    double x = ref ? (double)losses[i] - ref[i] : 0.0, kc = t->kl_corrected ? r->c : 1.0;
+    return (float)(r->scale - share * r->direct + t->beta * kc * share * (exp(x) - 1.0));
 }

@@ -81,7 +81,7 @@ typedef struct RlooSpec {
 
 /* GRPO's settings (TASK_GRPO; grpo.c, grpo_token.h): a batch holds groups of `generations` rows.
  * How the completions' token losses add up and which policy term they take (TRL's loss_type:
- * the clipped ratio's four aggregations, cispo's and sapo's), how a group's rewards are scaled
+ * the clipped ratio's five aggregations, cispo's and sapo's), how a group's rewards are scaled
  * into advantages (TRL's scale_rewards), and the ratio to the sampling policy on a generation's
  * later passes. train_spec_defaults gives TRL's defaults. */
 typedef enum GrpoLoss {
@@ -90,7 +90,8 @@ typedef enum GrpoLoss {
     GRPO_BNPO,
     GRPO_DR_GRPO,
     GRPO_CISPO,
-    GRPO_SAPO
+    GRPO_SAPO,
+    GRPO_LUSPO
 } GrpoLoss;
 typedef enum GrpoScale { GRPO_SCALE_GROUP, GRPO_SCALE_BATCH, GRPO_SCALE_NONE } GrpoScale;
 typedef struct GrpoSpec {
@@ -105,6 +106,7 @@ typedef struct GrpoSpec {
     OpsGrpoLevel level;       /* a ratio a token, or a row's (GSPO: OPS_GRPO_SEQUENCE_MEAN) */
     float delta;              /* two-sided clipping's cap on the ratio (0: none) */
     float sapo_pos, sapo_neg; /* sapo's temperatures for advantages > 0 and the others */
+    int kl_corrected;         /* the KL term times the ratio (TRL's use_bias_correction_kl, 1) */
 } GrpoSpec;
 
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to

@@ -116,6 +116,7 @@ typedef struct OpsGrpoTerms {
     float beta, eps_low, eps_high, delta, sapo_pos, sapo_neg;
     OpsGrpoLevel level;
     OpsGrpoPolicy policy;
+    int kl_corrected; /* the KL term times the ratio (TRL's use_bias_correction_kl); 0: plain */
 } OpsGrpoTerms;
 /* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
  * its bf16(dout) goes in dd (columns dout_col..); adapted (B not NULL): forward's u [N,R], B

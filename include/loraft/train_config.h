@@ -122,6 +122,7 @@ typedef struct TrainConfig {
     char importance_sampling_level[16];     /* grpo: "token" | "sequence" (GSPO) */
     float delta;                            /* grpo: two-sided clipping's cap, 0 (none) */
     float sapo_temperature_pos, sapo_temperature_neg; /* grpo, sapo: 1, 1.05 */
+    int use_bias_correction_kl;                       /* grpo: the KL term times the ratio, 1 */
     char eval_strategy[8];                            /* "epoch" | "steps" | "no" */
     int eval_steps;                                   /* used with eval_strategy "steps" */
     char save_strategy[8];                            /* "epoch" | "steps" | "no" */

@@ -139,7 +139,8 @@ void train_spec_defaults(TrainSpec *s) {
                          .eps_low = 0.2f,
                          .eps_high = 0.2f,
                          .sapo_pos = 1.0f,
-                         .sapo_neg = 1.05f};
+                         .sapo_neg = 1.05f,
+                         .kl_corrected = 1};
     s->temperature = 1.0f;
 }
 
@@ -1349,6 +1350,14 @@ static int check_sizes(const ModelConfig *c, const TrainSpec *s, int max_batch, 
                        "GRPO's num_iterations %d must be >= 1, epsilon %g in [0, 1), "
                        "epsilon_high %g finite and >= 0, delta %g 0 or finite and > 1",
                        g->iterations, (double)g->eps_low, (double)g->eps_high, (double)g->delta);
+    const RlooSpec *rl = &s->rloo;
+    if (s->task == TASK_RLOO &&
+        (rl->iterations < 1 || !(rl->eps_low >= 0.0f && rl->eps_low < 1.0f) ||
+         !(rl->eps_high >= 0.0f) || isinf(rl->eps_high) || !(rl->beta >= 0.0f)))
+        return lf_fail(err,
+                       "RLOO's num_iterations %d must be >= 1, epsilon %g in [0, 1), epsilon_high "
+                       "%g finite and >= 0, beta %g >= 0",
+                       rl->iterations, (double)rl->eps_low, (double)rl->eps_high, (double)rl->beta);
     if (s->task == TASK_GRPO && g->loss == GRPO_SAPO &&
         !(g->sapo_pos > 0.0f && g->sapo_neg > 0.0f && isfinite(g->sapo_pos) &&
           isfinite(g->sapo_neg)))

@@ -19,7 +19,8 @@
  *            cispo's and sapo's policy terms in place of the min (grpo_token.h)
  *   w_b    = dapo, cispo: the step's micro-batches / the generation's completion tokens (the
  *            step's loss being the mean of its micro-batches'); bnpo: 1 / the batch's; grpo, sapo
- *            and RLOO: 1 / (B n_b), n_b row b's tokens; dr_grpo: 1 / (B max_completion_length)
+ *            and RLOO: 1 / (B n_b), n_b row b's tokens; dr_grpo: 1 / (B max_completion_length);
+ *            luspo (GSPO's loss scaled by each completion's length): 1 / B
  * On a generation's first pass the policy is the sampler (c = 1, no clipping) and, a token's loss
  * being -log p, each token's gradient weight is w_b A_b at beta 0 (TRL's default; RLOO's n_b
  * w_b A_b = A_b / B, its row's ratio moving with each token's log-prob whole), known from the
@@ -38,7 +39,8 @@
 #include "loraft/objective.h"
 
 GrpoLoss grpo_loss_named(const char *name) {
-    static const char *const names[] = {"dapo", "grpo", "bnpo", "dr_grpo", "cispo", "sapo"};
+    static const char *const names[] = {"dapo",  "grpo", "bnpo", "dr_grpo",
+                                        "cispo", "sapo", "luspo"};
     for (int i = 0; i < (int)(sizeof names / sizeof *names); i++)
         if (!strcmp(name, names[i])) return (GrpoLoss)i;
     return (GrpoLoss)-1;
@@ -74,8 +76,8 @@ static OpsGrpoTerms terms_of(const GrpoSpec *s) {
     OpsGrpoPolicy policy = s->loss == GRPO_CISPO  ? OPS_GRPO_CISPO
                            : s->loss == GRPO_SAPO ? OPS_GRPO_SAPO
                                                   : OPS_GRPO_CLIP;
-    return (OpsGrpoTerms){s->beta,     s->eps_low,  s->eps_high, s->delta,
-                          s->sapo_pos, s->sapo_neg, s->level,    policy};
+    return (OpsGrpoTerms){s->beta,     s->eps_low, s->eps_high, s->delta,       s->sapo_pos,
+                          s->sapo_neg, s->level,   policy,      s->kl_corrected};
 }
 
 /* Per-token labels as causal-lm's; n_valid counts rows. */
@@ -180,6 +182,8 @@ static double token_share(const GrpoSpec *s, const GrpoGeneration *g, const int 
         return 1.0 / ((double)B * (n[b] > 0 ? n[b] : 1)); /* TRL clamps the count at 1 */
     case GRPO_DR_GRPO:
         return 1.0 / ((double)B * s->max_completion);
+    case GRPO_LUSPO: /* a completion's sum, by its length: its tokens' mean times it */
+        return 1.0 / (double)B;
     case GRPO_DAPO:
     case GRPO_CISPO: /* TRL's num_items_in_batch: the generation's tokens */
         return g->batches / (double)(g->tokens > 0 ? g->tokens : 1);

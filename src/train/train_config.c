@@ -332,14 +332,16 @@ static const Key keys[] = {
              "adapters off) in each completion token's loss, TRL's bias-corrected k3 estimate; "
              "0 (TRL's default) = none, and no reference forward."},
     {"train", "grpo_loss_type", T_STR, AT(grpo_loss_type), .def = "\"dapo\"",
-     .choices = "dapo|grpo|bnpo|dr_grpo|cispo|sapo",
+     .choices = "dapo|grpo|bnpo|dr_grpo|cispo|sapo|luspo",
      .help = "grpo: how the completions' token losses add up (TRL's loss_type): dapo over an "
              "optimizer step's completion tokens (TRL's default), bnpo over each micro-batch's, "
              "grpo over each completion's then the micro-batch's rows, dr_grpo over rows x "
              "max_completion_length, each on the clipped ratio; cispo (MiniMax-M1) as dapo, on "
              "the ratio capped at epsilon_high and detached, times the log-prob (ScaleRL's "
              "epsilon_high: 5); sapo (soft adaptive) as grpo, the ratio's sigmoid in place of "
-             "its clip (sapo_temperature_pos, _neg)."},
+             "its clip (sapo_temperature_pos, _neg); luspo (length-unbiased GSPO: with "
+             "importance_sampling_level sequence) each completion's tokens summed, then the "
+             "mean over the micro-batch's rows."},
     {"train", "scale_rewards", T_STR, AT(scale_rewards), .def = "\"group\"",
      .choices = "group|batch|none",
      .help = "grpo: each reward less its group's mean, divided by the group's standard "
@@ -374,6 +376,10 @@ static const Key keys[] = {
     {"train", "sapo_temperature_neg", T_FLOAT, AT(sapo_temperature_neg), .def = "1.05",
      RANGE(0, INFINITY), .min_open = 1, .max_open = 1,
      .help = "grpo, sapo: the sigmoid's temperature for the other advantages (TRL's)."},
+    {"train", "use_bias_correction_kl", T_BOOL, AT(use_bias_correction_kl), .def = "true",
+     .help = "grpo: the KL penalty's term times the ratio to the sampling policy (TRL's, "
+             "DeepSeek-V3.2's unbiased estimate: it changes the KL's gradient even at ratio 1); "
+             "false: the plain k3 estimate."},
     {"train", "max_completion_length", T_INT, AT(max_completion_length), .def = "256",
      RANGE(1, 1 << 20),
      .help = "rloo, grpo: the most tokens a sampled completion may have (its stop token "

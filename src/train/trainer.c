@@ -649,7 +649,8 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                                         : OPS_GRPO_TOKEN,
                            .delta = c->delta,
                            .sapo_pos = c->sapo_temperature_pos,
-                           .sapo_neg = c->sapo_temperature_neg};
+                           .sapo_neg = c->sapo_temperature_neg,
+                           .kl_corrected = c->use_bias_correction_kl};
     if (r->rl) spec.temperature = c->temperature;
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);

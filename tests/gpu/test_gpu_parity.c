@@ -2401,7 +2401,7 @@ static void test_reward_loss(int B, int T, int grads) {
  * [0.8, 1.28] (cispo's cap 1.2), by token or by sequence (GSPO's mean, RLOO's sum), each policy
  * term */
 static void test_grpo_weights(int B, int T, int with_ref, int with_old, OpsGrpoLevel level,
-                              OpsGrpoPolicy policy, float delta) {
+                              OpsGrpoPolicy policy, float delta, int kl_corrected) {
     int sequence = level != OPS_GRPO_TOKEN;
     size_t n = (size_t)B * T;
     float *h = malloc(n * sizeof *h), *loss = malloc(n * sizeof *loss);
@@ -2428,17 +2428,18 @@ static void test_grpo_weights(int B, int T, int with_ref, int with_old, OpsGrpoL
     free(h), free(loss);
     Pair *stats = pair_new(5 * sizeof(double)), *row_scale = pair_random(n, 1.0f);
     OpsGrpoTerms t = grpo_test_terms(with_ref, level, policy, delta);
+    t.kl_corrected = kl_corrected;
     BACKENDS(w, o) {
         o->grpo_weights(stats->mem[w], F(row_scale, w), F(share, w), F(adv, w), F(losses, w),
                         with_ref ? F(refs, w) : NULL, with_old ? F(olds, w) : NULL, t, B, T);
     }
     static const char *const names[] = {"clip", "cispo", "sapo"};
-    NAME("grpo_weights %s B=%d T=%d%s%s%s%s", names[policy], B, T, with_ref ? " ref" : "",
+    NAME("grpo_weights %s B=%d T=%d%s%s%s%s%s", names[policy], B, T, with_ref ? " ref" : "",
          with_old ? " old" : "",
          level == OPS_GRPO_SEQUENCE_SUM ? " sum"
          : sequence                     ? " sequence"
                                         : "",
-         delta ? " delta" : "");
+         delta ? " delta" : "", kl_corrected ? "" : " plain-kl");
     compare("rowsc", row_scale, 0.0, 1e-6);
     compare_stats(stats, 5);
     pairs_free();
@@ -2930,18 +2931,20 @@ int main(void) {
     test_reward_loss(4, 20, 0);
     test_reward_loss(518, 3, 1);
     /* RLOO's: a row's ratio from its tokens' summed log-ratios */
-    test_grpo_weights(6, 700, 0, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f);  /* long rows */
-    test_grpo_weights(1024, 3, 1, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f); /* the most */
-    test_grpo_weights(1, 7, 1, 0, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f);
-    test_grpo_weights(64, 250, 1, 0, OPS_GRPO_TOKEN, OPS_GRPO_CLIP,
-                      0.0f); /* many tokens a thread */
-    test_grpo_weights(64, 250, 0, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f);
-    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 1.5f);
-    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CISPO, 0.0f);
-    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_SAPO, 0.0f);
+    test_grpo_weights(6, 700, 0, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f, 1);  /* long rows */
+    test_grpo_weights(1024, 3, 1, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f, 1); /* the most */
+    test_grpo_weights(1, 7, 1, 0, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1);
+    /* many tokens a thread */
+    test_grpo_weights(64, 250, 1, 0, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1);
+    test_grpo_weights(64, 250, 0, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1);
+    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 1.5f, 1);
+    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CISPO, 0.0f, 1);
+    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_SAPO, 0.0f, 1);
     for (int p = OPS_GRPO_CLIP; p <= OPS_GRPO_SAPO; p++) /* a warp a row: rows past the block's 8 */
         test_grpo_weights(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, (OpsGrpoPolicy)p,
-                          p == OPS_GRPO_CLIP ? 1.5f : 0.0f);
+                          p == OPS_GRPO_CLIP ? 1.5f : 0.0f, 1);
+    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 0); /* plain KL */
+    test_grpo_weights(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 0);
     const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
     test_adamw(one, 1, 0.1f, 0.0f, 0);
     test_adamw(odd, 5, 0.1f, 0.0f, 0);        /* no clipping */
