@@ -27,6 +27,7 @@ vocabularies come from ../shared/data/tokenizers (bert-base-uncased, gpt2).
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -164,6 +165,14 @@ CASES = [
          targets=["q_proj", "v_proj", "o_proj", "up_proj"],
          grpo=dict(beta=0.1, generations=2, loss="cispo", scale="group", max_completion=6,
                    iterations=3, epsilon_high=1.01),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    # VESPO: each completion's gamma weight (TRL's k 2, lambda 3 for advantages >= 0; 3, 2 below)
+    # of its summed log-ratio, detached, times the log-probs; the KL's ratio each token's
+    dict(name="llama_grpo_vespo", init=["--arch", "llama", "--untied"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "o_proj", "up_proj"],
+         grpo=dict(beta=0.1, generations=2, loss="vespo", scale="group", max_completion=6,
+                   iterations=3),
          rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
     dict(name="llama_grpo_sapo", init=["--arch", "llama", "--untied"] + TINY,
          task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
@@ -515,6 +524,16 @@ def grpo_loss(case, logits, labels, ref, out, old):
     if d["loss"] == "cispo":  # the ratio capped at epsilon_high, detached, times the log-prob
         per_token = -torch.clamp(coef_1, max=eps_high).detach() * adv * tok
         low, high = torch.zeros_like(coef_1), (coef_1 > eps_high) & (adv > 0)
+    elif d["loss"] == "vespo":  # a row's gamma weight of its summed log-ratio, detached, times lp
+        with torch.no_grad():
+            seq = (torch.clamp(tok - old, -20.0, 20.0) * mask).sum(-1, keepdim=True)
+            log_w = torch.clamp(seq, math.log(1e-8), 20.0)
+            pos = adv >= 0
+            k = torch.where(pos, 2.0, 3.0)
+            lam = torch.where(pos, 3.0, 2.0).clamp(min=1e-4)
+            phi = torch.exp(lam + k * log_w - lam * torch.exp(log_w))
+        per_token = -phi * adv * tok
+        low = high = torch.zeros_like(coef_1)
     elif d["loss"] == "sapo":  # the ratio's sigmoid, its temperature by the advantage's sign
         tau = torch.where(adv > 0, d.get("sapo_pos", 1.0), d.get("sapo_neg", 1.05))
         per_token = -torch.sigmoid(tau * (coef_1 - 1)) * 4 / tau * adv
@@ -535,7 +554,7 @@ def grpo_loss(case, logits, labels, ref, out, old):
         return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
     if d["loss"] == "dr_grpo":
         return (per_token * mask).sum() / (per_token.size(0) * d["max_completion"])
-    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)  # dapo, cispo (a micro-batch), bnpo
+    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)  # dapo, cispo, vespo; bnpo
 
 
 def forward(case, model, batch, out, ref, old=None):

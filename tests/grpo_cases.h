@@ -15,5 +15,7 @@ static inline OpsGrpoTerms grpo_test_terms(int with_ref, OpsGrpoLevel level, Ops
                           .sapo_neg = 1.05f,
                           .level = level,
                           .policy = policy,
-                          .kl_corrected = 1};
+                          .kl_corrected = 1,
+                          .vespo_k = {2.0f, 3.0f}, /* TRL's */
+                          .vespo_lambda = {3.0f, 2.0f}};
 }

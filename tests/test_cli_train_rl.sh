@@ -31,7 +31,8 @@
 #     resumed inside a generation (from a checkpoint with a best reward) samples a new one at
 #     once; at importance_sampling_level sequence (GSPO) whole completions are clipped; cispo caps
 #     tokens' ratios (some, where the cap is 1.001, but at a generation's first step), sapo clips
-#     none, luspo (with the KL without the ratio) clips completions; RLOO at num_iterations 2 (its advantages normalised over the generation) samples at
+#     none, nor does vespo (refused at sequence level, which it takes itself), luspo (with the KL
+#     without the ratio) clips completions; RLOO at num_iterations 2 (its advantages normalised over the generation) samples at
 #     steps 1 and 3 alone and clips whole completions on the steps between, its KL per token 0 at
 #     step 1 (the policy is the reference) and not after.
 # Every run uses 1 thread.
@@ -292,13 +293,18 @@ assert clipped[0] == 0 and clipped[1] > 0 and abs(steps[0]["kl"]) < 1e-6 < steps
 EOF
 iter_run "$tmp/cispo" 3 --set train.grpo_loss_type=cispo --set train.epsilon_high=1.001
 iter_run "$tmp/sapo" 3 --set train.grpo_loss_type=sapo
-python3 - "$tmp/cispo/metrics.jsonl" "$tmp/sapo/metrics.jsonl" <<'EOF' && ok || bad "cispo: tokens capped; sapo: none clipped"
+iter_run "$tmp/vespo" 3 --set train.grpo_loss_type=vespo
+python3 - "$tmp/cispo/metrics.jsonl" "$tmp/sapo/metrics.jsonl" "$tmp/vespo/metrics.jsonl" <<'EOF' && ok || bad "cispo: tokens capped; sapo, vespo: none clipped"
 import json, sys
-cispo, sapo = ([e for e in map(json.loads, open(f)) if e["event"] == "train"] for f in sys.argv[1:])
+cispo, sapo, vespo = ([e for e in map(json.loads, open(f)) if e["event"] == "train"] for f in sys.argv[1:])
 print("grpo cispo, num_iterations 3: tokens capped by step " + " ".join("%.3f" % e["cispo_clip_ratio"] for e in cispo))
 assert cispo[0]["cispo_clip_ratio"] == 0 and max(e["cispo_clip_ratio"] for e in cispo[1:]) > 0
-assert all("clip_ratio/region_mean" not in e and "cispo_clip_ratio" not in e for e in sapo)
+assert all("clip_ratio/region_mean" not in e and "cispo_clip_ratio" not in e for e in sapo + vespo)
+assert len(vespo) == 3, vespo
 EOF
+refused vespo-sequence "importance_sampling_level must be token" train --config "$tmp/rloo.json" \
+  --set model.task=grpo --set train.grpo_loss_type=vespo \
+  --set train.importance_sampling_level=sequence --set train.output_dir="$tmp/x8"
 grep -q "step 2: the last generation again, tokens capped" "$tmp/cispo.log" && ok || bad "cispo: the log counts tokens capped"
 iter_run "$tmp/rloo-iter" 4 --set model.task=rloo --set train.num_iterations=2 \
   --set train.normalize_advantages=true --set train.epsilon=0.05

@@ -2281,14 +2281,20 @@ static void test_reward_loss(void) {
     printf("reward_loss: stats and dscores match (loss %.6f)\n", stats[0] / (PB / 2));
 }
 
-/* TRL's policy term at ratio c (its coef_1; cispo's cap reads cd, the ratio detached), advantage
- * a and log-prob lp; low, high as TRL's clip metrics (cispo's cispo_clip_ratio in high). */
+/* TRL's policy term at ratio c (its coef_1; cispo's cap reads cd, the ratio detached; vespo's
+ * gamma weight cd, its row's detached weight), advantage a and log-prob lp; low, high as TRL's
+ * clip metrics (cispo's cispo_clip_ratio in high). */
 static double trl_policy(const OpsGrpoTerms *t, double c, double cd, double a, double lp, int *low,
                          int *high) {
     *low = *high = 0;
     if (t->policy == OPS_GRPO_CISPO) {
         *high = cd > t->eps_high && a > 0;
         return -fmin(cd, t->eps_high) * a * lp;
+    }
+    if (t->policy == OPS_GRPO_VESPO) { /* TRL's get_gamma_weights */
+        double k = a >= 0 ? t->vespo_k[0] : t->vespo_k[1];
+        double lambda = fmax(a >= 0 ? t->vespo_lambda[0] : t->vespo_lambda[1], 1e-4);
+        return -exp(lambda + k * log(cd) - lambda * cd) * a * lp;
     }
     if (t->policy == OPS_GRPO_SAPO) {
         double tau = a > 0 ? t->sapo_pos : t->sapo_neg;
@@ -2314,15 +2320,17 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
     double total = 0;
     clipped[0] = clipped[1] = 0;
     for (int b = 0; b < GB; b++) {
-        double row_log = 0, row_at = 0, n = 0;
+        double row_log = 0, row_at = 0, n = 0, vespo_log = 0;
         for (int k = 0; k < GT; k++) {
             int i = b * GT + k;
             if (share[i] == 0) continue;
             row_log += (old ? old[i] : at[i]) - loss[i], n++;
             row_at += (old ? old[i] : at[i]) - at[i];
+            vespo_log += fmin(fmax((old ? old[i] : at[i]) - at[i], -20.0), 20.0);
         }
         double m = t->level == OPS_GRPO_SEQUENCE_SUM ? 1.0 : fmax(n, 1);
         double row_c = exp(row_log / m), row_cd = exp(row_at / m);
+        double vespo_w = exp(fmin(fmax(vespo_log, log(1e-8)), 20.0)); /* detached */
         int counted = 0; /* at sequence level a row counts once */
         for (int k = 0; k < GT; k++) {
             int i = b * GT + k, low, high;
@@ -2330,7 +2338,9 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
             double lp = -loss[i], a = adv[i];
             int by_row = t->level != OPS_GRPO_TOKEN;
             double c = by_row ? row_c : exp(lp + (old ? old[i] : at[i]));
-            double cd = by_row ? row_cd : exp(-at[i] + (old ? old[i] : at[i]));
+            double cd = t->policy == OPS_GRPO_VESPO ? vespo_w
+                        : by_row                    ? row_cd
+                                                    : exp(-at[i] + (old ? old[i] : at[i]));
             double kl = ref ? exp(-ref[i] - lp) - (-ref[i] - lp) - 1 : 0.0;
             double kc = t->kl_corrected ? c : 1.0; /* use_bias_correction_kl */
             total += share[i] * (trl_policy(t, c, cd, a, lp, &low, &high) + t->beta * kl * kc);
@@ -2405,7 +2415,7 @@ static void test_grpo_weights(int with_ref, int with_old, OpsGrpoLevel level, Op
     CHECK(stats[2] == tokens && stats[3] == want_clipped[0] && stats[4] == want_clipped[1]);
     if (with_old && policy == OPS_GRPO_CLIP) CHECK(want_clipped[0] > 0 && want_clipped[1] > 0);
     if (with_old && policy == OPS_GRPO_CISPO) CHECK(want_clipped[1] > 0); /* some capped */
-    static const char *const names[] = {"clip", "cispo", "sapo"};
+    static const char *const names[] = {"clip", "cispo", "sapo", "vespo"};
     printf("grpo_weights %s%s%s%s%s%s: weights and sums match (loss %.6f, %g low and %g high of "
            "%d %s clipped)\n",
            names[policy], delta ? " with delta" : "", kl_corrected ? "" : " (plain KL)",
@@ -2839,6 +2849,9 @@ int main(void) {
     }
     test_grpo_weights(0, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f, 1); /* RLOO's */
     test_grpo_weights(1, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f, 1);
+    test_grpo_weights(0, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1); /* a row's gamma weight */
+    test_grpo_weights(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1); /* the KL's ratio a token's */
+    test_grpo_weights(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 0);
     for (int level = OPS_GRPO_TOKEN; level <= OPS_GRPO_SEQUENCE_MEAN; level++) /* without it */
         test_grpo_weights(1, 1, level, OPS_GRPO_CLIP, 0.0f, 0);
     test_adamw();

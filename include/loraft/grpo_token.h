@@ -15,7 +15,12 @@
  *   cispo (MiniMax-M1): -sg(min(c, eps_high)) A lp, d P / d lp = -min(c, eps_high) A, clipped
  *     high where c > eps_high and A > 0 (TRL's cispo_clip_ratio);
  *   sapo (soft gating): -sigmoid(tau (c - 1)) 4 / tau A, tau sapo_pos where A > 0 else sapo_neg,
- *     d P / d lp = -4 A c s (1 - s), s the sigmoid; nothing clipped.
+ *     d P / d lp = -4 A c s (1 - s), s the sigmoid; nothing clipped;
+ *   vespo (variational sequence-level soft PO): -sg(phi(w)) A lp with the row's weight w, the
+ *     exp of the sum of its tokens' log-ratios (each clamped to [-20, 20], the sum to [log 1e-8,
+ *     20]) and phi(w) = exp(lambda + k log w - lambda w), k and lambda by the advantage's sign
+ *     (lambda at least 1e-4); d P / d lp = -phi A; nothing clipped. Its KL's ratio is the level's
+ *     (TRL's warns at sequence level; loraft's config refuses it).
  * The weight a token's loss gets is d loss / d loss_token = -d loss / d lp.
  *
  * At sequence level a row has one ratio, clipped as a whole, the loss the same with it: GSPO's
@@ -45,6 +50,12 @@ static inline LF_HOST_DEVICE GrpoTerm grpo_term(const OpsGrpoTerms *t, double c,
     if (t->policy == OPS_GRPO_CISPO) {
         double r = c < t->eps_high ? c : t->eps_high;
         g.direct = -r * a, g.high = c > t->eps_high && a > 0;
+        return g;
+    }
+    if (t->policy == OPS_GRPO_VESPO) { /* c is the row's weight w */
+        int pos = a >= 0;
+        double k = t->vespo_k[!pos], lambda = fmax(t->vespo_lambda[!pos], 1e-4);
+        g.direct = -exp(lambda + k * log(c) - lambda * c) * a;
         return g;
     }
     if (t->policy == OPS_GRPO_SAPO) {
@@ -78,20 +89,34 @@ static inline LF_HOST_DEVICE float grpo_token(double sums[5], float share, float
     return (float)(share * (-(g.by_ratio + g.direct) + t->beta * dkl));
 }
 
-/* A row at sequence level: its sums over the completion tokens, then its ratio and the part of
- * each token's weight the row shares. */
+/* Whether the op takes the rows whole: at sequence level, or for vespo's weight (a row's). */
+static inline LF_HOST_DEVICE int grpo_by_row(const OpsGrpoTerms *t) {
+    return t->level != OPS_GRPO_TOKEN || t->policy == OPS_GRPO_VESPO;
+}
+
+/* A row taken whole: its sums over the completion tokens, then its ratio and the part of each
+ * token's weight the row shares. Its KL sums are the tokens' times their own ratios where the
+ * level is the token's (vespo's), else the row's ratio multiplies them when it is known. */
 typedef struct GrpoRow {
     double log_ratio, n, share, share_lp, share_kl,
         kl;                  /* sums: lp - lp_old, 1, w, w lp, w kl, kl */
     double c, direct, scale; /* the ratio, cispo's dP/dlp, the weight's shared part */
 } GrpoRow;
 
+/* The ratio of token i (old NULL: 1). */
+static inline LF_HOST_DEVICE double grpo_ratio(const float *losses, const float *old, size_t i) {
+    return old ? exp((double)old[i] - losses[i]) : 1.0;
+}
+
 /* Adds token i to its row's sums (share 0: off the completions, nothing). */
 static inline LF_HOST_DEVICE void grpo_row_add(GrpoRow *r, float share, const float *losses,
-                                               const float *ref, const float *old, size_t i) {
+                                               const float *ref, const float *old, size_t i,
+                                               const OpsGrpoTerms *t) {
     if (share == 0.0f) return;
     double x = ref ? (double)losses[i] - ref[i] : 0.0, kl = ref ? exp(x) - x - 1.0 : 0.0;
-    r->log_ratio += old ? (double)old[i] - losses[i] : 0.0;
+    double lr = old ? (double)old[i] - losses[i] : 0.0;
+    if (t->level == OPS_GRPO_TOKEN && t->kl_corrected) kl *= grpo_ratio(losses, old, i);
+    r->log_ratio += t->policy == OPS_GRPO_VESPO ? fmin(fmax(lr, -20.0), 20.0) : lr;
     r->n += 1.0, r->share += share, r->share_lp -= share * (double)losses[i];
     r->share_kl += share * kl, r->kl += kl;
 }
@@ -100,23 +125,31 @@ static inline LF_HOST_DEVICE void grpo_row_add(GrpoRow *r, float share, const fl
  * and clip flags (one a row) to sums[5]. */
 static inline LF_HOST_DEVICE void grpo_row_finish(GrpoRow *r, double sums[5], float a,
                                                   const OpsGrpoTerms *t) {
+    int vespo = t->policy == OPS_GRPO_VESPO, row_kl = t->level != OPS_GRPO_TOKEN;
     /* the mean's count, which TRL clamps at 1; a sum's 1 */
-    double m = t->level == OPS_GRPO_SEQUENCE_SUM ? 1.0 : r->n > 1.0 ? r->n : 1.0;
-    r->c = exp(r->log_ratio / m);
+    double m = t->level == OPS_GRPO_SEQUENCE_SUM || vespo ? 1.0 : r->n > 1.0 ? r->n : 1.0;
+    double log_c = r->log_ratio / m;
+    r->c = exp(vespo ? fmin(fmax(log_c, log(1e-8)), 20.0) : log_c);
     GrpoTerm g = grpo_term(t, r->c, a);
-    double kc = t->kl_corrected ? r->c : 1.0; /* the KL term's factor */
+    double kc = row_kl && t->kl_corrected ? r->c : 1.0; /* the row's factor on the KL sums */
     r->direct = g.direct;
-    r->scale =
-        -(r->share * g.by_ratio + (t->kl_corrected ? t->beta * r->c * r->share_kl : 0.0)) / m;
+    r->scale = -(r->share * g.by_ratio +
+                 (row_kl && t->kl_corrected ? t->beta * r->c * r->share_kl : 0.0)) /
+               m;
     sums[0] += r->share * g.ratio_value + g.direct * r->share_lp + t->beta * kc * r->share_kl;
     sums[1] += kc * r->kl, sums[2] += r->n, sums[3] += g.low, sums[4] += g.high;
 }
 
-/* Token i's d loss / d losses[i] at sequence level, its row finished. */
+/* Token i's d loss / d losses[i] in a row taken whole, its row finished. */
 static inline LF_HOST_DEVICE float grpo_row_token(const GrpoRow *r, float share,
-                                                  const float *losses, const float *ref, size_t i,
+                                                  const float *losses, const float *ref,
+                                                  const float *old, size_t i,
                                                   const OpsGrpoTerms *t) {
     if (share == 0.0f) return 0.0f;
-    double x = ref ? (double)losses[i] - ref[i] : 0.0, kc = t->kl_corrected ? r->c : 1.0;
-    return (float)(r->scale - share * r->direct + t->beta * kc * share * (exp(x) - 1.0));
+    double x = ref ? (double)losses[i] - ref[i] : 0.0, dkl; /* -d (kc kl) / d lp, over beta w */
+    if (t->level == OPS_GRPO_TOKEN) /* vespo's: the token's ratio, as grpo_token's */
+        dkl = t->kl_corrected ? grpo_ratio(losses, old, i) * x : exp(x) - 1.0;
+    else
+        dkl = (t->kl_corrected ? r->c : 1.0) * (exp(x) - 1.0);
+    return (float)(r->scale - share * r->direct + t->beta * share * dkl);
 }

@@ -81,9 +81,9 @@ typedef struct RlooSpec {
 
 /* GRPO's settings (TASK_GRPO; grpo.c, grpo_token.h): a batch holds groups of `generations` rows.
  * How the completions' token losses add up and which policy term they take (TRL's loss_type:
- * the clipped ratio's five aggregations, cispo's and sapo's), how a group's rewards are scaled
- * into advantages (TRL's scale_rewards), and the ratio to the sampling policy on a generation's
- * later passes. train_spec_defaults gives TRL's defaults. */
+ * the clipped ratio's five aggregations, cispo's, sapo's and vespo's), how a group's rewards are
+ * scaled into advantages (TRL's scale_rewards), and the ratio to the sampling policy on a
+ * generation's later passes. train_spec_defaults gives TRL's defaults. */
 typedef enum GrpoLoss {
     GRPO_DAPO,
     GRPO_GRPO,
@@ -91,7 +91,8 @@ typedef enum GrpoLoss {
     GRPO_DR_GRPO,
     GRPO_CISPO,
     GRPO_SAPO,
-    GRPO_LUSPO
+    GRPO_LUSPO,
+    GRPO_VESPO
 } GrpoLoss;
 typedef enum GrpoScale { GRPO_SCALE_GROUP, GRPO_SCALE_BATCH, GRPO_SCALE_NONE } GrpoScale;
 typedef struct GrpoSpec {
@@ -107,6 +108,7 @@ typedef struct GrpoSpec {
     float delta;              /* two-sided clipping's cap on the ratio (0: none) */
     float sapo_pos, sapo_neg; /* sapo's temperatures for advantages > 0 and the others */
     int kl_corrected;         /* the KL term times the ratio (TRL's use_bias_correction_kl, 1) */
+    float vespo_k[2], vespo_lambda[2]; /* vespo's gamma weight, advantages >= 0 then < 0 */
 } GrpoSpec;
 
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to

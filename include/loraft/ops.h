@@ -100,13 +100,19 @@ typedef struct OpsLogitMap {
 } OpsLogitMap;
 #define OPS_LOGITS_PLAIN ((OpsLogitMap){0.0f, 1.0f}) /* neither (a C compound literal) */
 /* GRPO's constants (Ops.grpo_weights, grpo_token.h): the KL penalty's weight; the policy term
- * (TRL's loss_type: the clipped ratio of dapo, grpo, bnpo and dr_grpo, cispo's or sapo's); the
+ * (TRL's loss_type: the clipped ratio of dapo, grpo, bnpo, dr_grpo and luspo, cispo's, sapo's or
+ * vespo's, whose weight is a row's whatever the level: the KL's ratio stays the level's); the
  * ratio's clipping range [1 - eps_low, 1 + eps_high] (TRL's epsilon and epsilon_high; cispo's
  * cap is eps_high itself), delta the two-sided clip's cap (0: none), sapo's temperatures for
  * positive and other advantages; whether the ratio is each token's or a row's, the exp of the
  * mean of its tokens' log-ratios (GSPO: TRL's importance_sampling_level sequence) or of their sum
  * (TRL's RLOOTrainer: the ratio of the completions' probabilities). */
-typedef enum OpsGrpoPolicy { OPS_GRPO_CLIP, OPS_GRPO_CISPO, OPS_GRPO_SAPO } OpsGrpoPolicy;
+typedef enum OpsGrpoPolicy {
+    OPS_GRPO_CLIP,
+    OPS_GRPO_CISPO,
+    OPS_GRPO_SAPO,
+    OPS_GRPO_VESPO
+} OpsGrpoPolicy;
 typedef enum OpsGrpoLevel {
     OPS_GRPO_TOKEN,
     OPS_GRPO_SEQUENCE_MEAN,
@@ -117,6 +123,7 @@ typedef struct OpsGrpoTerms {
     OpsGrpoLevel level;
     OpsGrpoPolicy policy;
     int kl_corrected; /* the KL term times the ratio (TRL's use_bias_correction_kl); 0: plain */
+    float vespo_k[2], vespo_lambda[2]; /* vespo's gamma weight for advantages >= 0, then < 0 */
 } OpsGrpoTerms;
 /* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
  * its bf16(dout) goes in dd (columns dout_col..); adapted (B not NULL): forward's u [N,R], B

@@ -123,10 +123,11 @@ typedef struct TrainConfig {
     float delta;                            /* grpo: two-sided clipping's cap, 0 (none) */
     float sapo_temperature_pos, sapo_temperature_neg; /* grpo, sapo: 1, 1.05 */
     int use_bias_correction_kl;                       /* grpo: the KL term times the ratio, 1 */
-    char eval_strategy[8];                            /* "epoch" | "steps" | "no" */
-    int eval_steps;                                   /* used with eval_strategy "steps" */
-    char save_strategy[8];                            /* "epoch" | "steps" | "no" */
-    int save_steps;                                   /* used with save_strategy "steps" */
+    float vespo_k[2], vespo_lambda[2]; /* grpo, vespo: advantages >= 0, < 0: 2, 3; 3, 2 */
+    char eval_strategy[8];             /* "epoch" | "steps" | "no" */
+    int eval_steps;                    /* used with eval_strategy "steps" */
+    char save_strategy[8];             /* "epoch" | "steps" | "no" */
+    int save_steps;                    /* used with save_strategy "steps" */
     char metric_for_best[16];   /* "eval_loss" (lower is better) | "accuracy" | "f1" | "reward" */
     int eval_before_training;   /* 1 */
     int logging_steps;          /* 10; 0 = no per-step log lines */

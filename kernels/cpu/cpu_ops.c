@@ -1591,15 +1591,16 @@ static void cpu_grpo_weights(double *stats, float *row_scale, const float *share
                              OpsGrpoTerms t, int B, int T) {
     double sums[5] = {0, 0, 0, 0, 0};
     size_t n = (size_t)B * T;
-    for (size_t i = 0; t.level == OPS_GRPO_TOKEN && i < n; i++)
+    int by_row = grpo_by_row(&t);
+    for (size_t i = 0; !by_row && i < n; i++)
         row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t);
-    for (int b = 0; t.level != OPS_GRPO_TOKEN && b < B; b++) {
+    for (int b = 0; by_row && b < B; b++) {
         size_t at = (size_t)b * T;
         GrpoRow r = {0};
-        for (size_t i = at; i < at + T; i++) grpo_row_add(&r, share[i], losses, ref, old, i);
+        for (size_t i = at; i < at + T; i++) grpo_row_add(&r, share[i], losses, ref, old, i, &t);
         grpo_row_finish(&r, sums, adv[at], &t);
         for (size_t i = at; i < at + T; i++)
-            row_scale[i] = grpo_row_token(&r, share[i], losses, ref, i, &t);
+            row_scale[i] = grpo_row_token(&r, share[i], losses, ref, old, i, &t);
     }
     memcpy(stats, sums, sizeof sums);
 }

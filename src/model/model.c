@@ -140,7 +140,9 @@ void train_spec_defaults(TrainSpec *s) {
                          .eps_high = 0.2f,
                          .sapo_pos = 1.0f,
                          .sapo_neg = 1.05f,
-                         .kl_corrected = 1};
+                         .kl_corrected = 1,
+                         .vespo_k = {2.0f, 3.0f},
+                         .vespo_lambda = {3.0f, 2.0f}};
     s->temperature = 1.0f;
 }
 

@@ -16,8 +16,8 @@
  *            (GSPO, GrpoSpec.level: one c a row, exp of the row's mean of logp - logp_old;
  *            RLOO: of its sum, the ratio of the completions' probabilities, and no KL term),
  *            kl_bt = exp(x) - x - 1, x = ref_bt - logp_bt (the reference: the adapters off);
- *            cispo's and sapo's policy terms in place of the min (grpo_token.h)
- *   w_b    = dapo, cispo: the step's micro-batches / the generation's completion tokens (the
+ *            cispo's, sapo's and vespo's policy terms in place of the min (grpo_token.h)
+ *   w_b    = dapo, cispo, vespo: the step's micro-batches / the generation's completion tokens (the
  *            step's loss being the mean of its micro-batches'); bnpo: 1 / the batch's; grpo, sapo
  *            and RLOO: 1 / (B n_b), n_b row b's tokens; dr_grpo: 1 / (B max_completion_length);
  *            luspo (GSPO's loss scaled by each completion's length): 1 / B
@@ -27,10 +27,10 @@
  * rewards and the labels before the forward: the host forms the weights (grpo_set_rewards) and
  * the training forward writes dhidden in its one pass over the head, as causal-lm's; the loss
  * (about 0) and the statistics are the host's. With beta > 0, on a later pass (the policy has
- * moved: grpo_set_old gives the first pass's per-token losses) or for cispo (whose loss is the
- * log-probs times a constant), the weights or the loss depend on the forward's log-probs: the
- * policy's forward forms them on the device (ops.h grpo_weights), and the backward's pass over the
- * head reads them, as DPO's. */
+ * moved: grpo_set_old gives the first pass's per-token losses) or for cispo and vespo (whose
+ * loss is the log-probs times a constant), the weights or the loss depend on the forward's
+ * log-probs: the policy's forward forms them on the device (ops.h grpo_weights), and the backward's
+ * pass over the head reads them, as DPO's. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +39,8 @@
 #include "loraft/objective.h"
 
 GrpoLoss grpo_loss_named(const char *name) {
-    static const char *const names[] = {"dapo",  "grpo", "bnpo", "dr_grpo",
-                                        "cispo", "sapo", "luspo"};
+    static const char *const names[] = {"dapo",  "grpo", "bnpo",  "dr_grpo",
+                                        "cispo", "sapo", "luspo", "vespo"};
     for (int i = 0; i < (int)(sizeof names / sizeof *names); i++)
         if (!strcmp(name, names[i])) return (GrpoLoss)i;
     return (GrpoLoss)-1;
@@ -73,11 +73,21 @@ static GrpoSpec loss_spec(const Model *m) {
 
 /* The op's constants (grpo_token.h) from the spec. */
 static OpsGrpoTerms terms_of(const GrpoSpec *s) {
-    OpsGrpoPolicy policy = s->loss == GRPO_CISPO  ? OPS_GRPO_CISPO
-                           : s->loss == GRPO_SAPO ? OPS_GRPO_SAPO
-                                                  : OPS_GRPO_CLIP;
-    return (OpsGrpoTerms){s->beta,     s->eps_low, s->eps_high, s->delta,       s->sapo_pos,
-                          s->sapo_neg, s->level,   policy,      s->kl_corrected};
+    OpsGrpoPolicy policy = s->loss == GRPO_CISPO   ? OPS_GRPO_CISPO
+                           : s->loss == GRPO_SAPO  ? OPS_GRPO_SAPO
+                           : s->loss == GRPO_VESPO ? OPS_GRPO_VESPO
+                                                   : OPS_GRPO_CLIP;
+    return (OpsGrpoTerms){s->beta,
+                          s->eps_low,
+                          s->eps_high,
+                          s->delta,
+                          s->sapo_pos,
+                          s->sapo_neg,
+                          s->level,
+                          policy,
+                          s->kl_corrected,
+                          {s->vespo_k[0], s->vespo_k[1]},
+                          {s->vespo_lambda[0], s->vespo_lambda[1]}};
 }
 
 /* Per-token labels as causal-lm's; n_valid counts rows. */
@@ -94,12 +104,17 @@ static int rl_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out
     return 0;
 }
 
+/* cispo's and vespo's loss is the log-probs' times a constant: the forward's, even at ratio 1. */
+static int loss_of_logps(const GrpoSpec *s) {
+    return s->loss == GRPO_CISPO || s->loss == GRPO_VESPO;
+}
+
 /* Whether the forward decides the tokens' weights (grpo_token.h): with a KL penalty, with the
- * sampling policy's losses (a generation's later pass), or for cispo, whose loss is the
- * log-probs' (its weights the host's all the same on a first pass, but not its loss). */
+ * sampling policy's losses (a generation's later pass), or for cispo and vespo (their weights
+ * the host's all the same on a first pass, but not their loss). */
 static int weights_on_device(const Model *m) {
     GrpoSpec s = loss_spec(m);
-    return m->grpo_adv && (s.beta > 0 || m->has_old || s.loss == GRPO_CISPO);
+    return m->grpo_adv && (s.beta > 0 || m->has_old || loss_of_logps(&s));
 }
 
 /* row_scale [max_batch * max_len], which the host fills for a first pass at beta 0; where the
@@ -108,7 +123,7 @@ static int weights_on_device(const Model *m) {
 static void rl_plan(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len;
     GrpoSpec s = loss_spec(m);
-    int device = m->n_grads > 0 && (s.beta > 0 || s.iterations > 1 || s.loss == GRPO_CISPO);
+    int device = m->n_grads > 0 && (s.beta > 0 || s.iterations > 1 || loss_of_logps(&s));
     row_weighted_plan(m, pl);
     PLAN_TAKE(pl, &m->grpo_share, N, device, NULL);
     PLAN_TAKE(pl, &m->grpo_adv, N, device, NULL);
@@ -185,7 +200,8 @@ static double token_share(const GrpoSpec *s, const GrpoGeneration *g, const int 
     case GRPO_LUSPO: /* a completion's sum, by its length: its tokens' mean times it */
         return 1.0 / (double)B;
     case GRPO_DAPO:
-    case GRPO_CISPO: /* TRL's num_items_in_batch: the generation's tokens */
+    case GRPO_CISPO:
+    case GRPO_VESPO: /* TRL's num_items_in_batch: the generation's tokens */
         return g->batches / (double)(g->tokens > 0 ? g->tokens : 1);
     case GRPO_BNPO:
         break;
@@ -228,7 +244,7 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
         double w = token_share(&s, g, n, b, tokens, B);
         /* by the sum, a token moves its row's log-ratio as its own: its weight is the row's */
         double moves = s.level == OPS_GRPO_SEQUENCE_SUM ? n[b] : 1;
-        GrpoTerm first = grpo_term(&t, 1.0, a[b]); /* at ratio 1 (cispo's loss needs lp) */
+        GrpoTerm first = grpo_term(&t, 1.0, a[b]); /* at ratio 1 (cispo's, vespo's loss needs lp) */
         for (size_t i = (size_t)b * T; i < (size_t)(b + 1) * T; i++) {
             wa[i] = (float)(-w * (moves * first.by_ratio + first.direct));
             share[i] = y[i] >= 0 ? (float)w : 0.0f, adv[i] = (float)a[b];
@@ -341,28 +357,11 @@ float grpo_readout_loss(Model *m, const double *sums) {
     return (float)(device ? sums[0] : m->grpo_loss);
 }
 
-const Objective objective_grpo = {
-    .name = "grpo",
-    .task_type = "CAUSAL_LM",
-    .modules_to_save = {NULL, NULL},
-    .labels_per_token = 1,
-    .plan = rl_plan,
-    .prepare_labels = rl_labels,
-    .pairs = 1,
-    .host_per_token = 3,
-    .loss = rl_loss,
-    .loss_backward = rl_backward,
-};
-
-const Objective objective_rloo = {
-    .name = "rloo",
-    .task_type = "CAUSAL_LM",
-    .modules_to_save = {NULL, NULL},
-    .labels_per_token = 1,
-    .plan = rl_plan,
-    .prepare_labels = rl_labels,
-    .pairs = 1,
-    .host_per_token = 3,
-    .loss = rl_loss,
-    .loss_backward = rl_backward,
-};
+/* GRPO and RLOO: the same functions, each under its own settings (loss_spec). */
+#define RL_OBJECTIVE(task_name)                                                                    \
+    {                                                                                              \
+        .name = task_name, .task_type = "CAUSAL_LM", .modules_to_save = {NULL, NULL},              \
+        .labels_per_token = 1, .plan = rl_plan, .prepare_labels = rl_labels, .pairs = 1,           \
+        .host_per_token = 3, .loss = rl_loss, .loss_backward = rl_backward,                        \
+    }
+const Objective objective_grpo = RL_OBJECTIVE("grpo"), objective_rloo = RL_OBJECTIVE("rloo");

@@ -332,7 +332,7 @@ static const Key keys[] = {
              "adapters off) in each completion token's loss, TRL's bias-corrected k3 estimate; "
              "0 (TRL's default) = none, and no reference forward."},
     {"train", "grpo_loss_type", T_STR, AT(grpo_loss_type), .def = "\"dapo\"",
-     .choices = "dapo|grpo|bnpo|dr_grpo|cispo|sapo|luspo",
+     .choices = "dapo|grpo|bnpo|dr_grpo|cispo|sapo|luspo|vespo",
      .help = "grpo: how the completions' token losses add up (TRL's loss_type): dapo over an "
              "optimizer step's completion tokens (TRL's default), bnpo over each micro-batch's, "
              "grpo over each completion's then the micro-batch's rows, dr_grpo over rows x "
@@ -341,7 +341,9 @@ static const Key keys[] = {
              "epsilon_high: 5); sapo (soft adaptive) as grpo, the ratio's sigmoid in place of "
              "its clip (sapo_temperature_pos, _neg); luspo (length-unbiased GSPO: with "
              "importance_sampling_level sequence) each completion's tokens summed, then the "
-             "mean over the micro-batch's rows."},
+             "mean over the micro-batch's rows; vespo (variational sequence-level soft PO) as "
+             "dapo, the log-prob times a completion's gamma weight of its probability ratio "
+             "(vespo_k_pos, _lambda_pos, _k_neg, _lambda_neg), detached."},
     {"train", "scale_rewards", T_STR, AT(scale_rewards), .def = "\"group\"",
      .choices = "group|batch|none",
      .help = "grpo: each reward less its group's mean, divided by the group's standard "
@@ -376,6 +378,15 @@ static const Key keys[] = {
     {"train", "sapo_temperature_neg", T_FLOAT, AT(sapo_temperature_neg), .def = "1.05",
      RANGE(0, INFINITY), .min_open = 1, .max_open = 1,
      .help = "grpo, sapo: the sigmoid's temperature for the other advantages (TRL's)."},
+    {"train", "vespo_k_pos", T_FLOAT, AT(vespo_k[0]), .def = "2", RANGE(0, INFINITY),
+     .help = "grpo, vespo: the gamma weight's power for advantages >= 0 (TRL's)."},
+    {"train", "vespo_lambda_pos", T_FLOAT, AT(vespo_lambda[0]), .def = "3", RANGE(0, INFINITY),
+     .help = "grpo, vespo: the gamma weight's decay for advantages >= 0 (TRL's; at least "
+             "1e-4 in use)."},
+    {"train", "vespo_k_neg", T_FLOAT, AT(vespo_k[1]), .def = "3", RANGE(0, INFINITY),
+     .help = "grpo, vespo: the gamma weight's power for negative advantages (TRL's)."},
+    {"train", "vespo_lambda_neg", T_FLOAT, AT(vespo_lambda[1]), .def = "2", RANGE(0, INFINITY),
+     .help = "grpo, vespo: the gamma weight's decay for negative advantages (TRL's)."},
     {"train", "use_bias_correction_kl", T_BOOL, AT(use_bias_correction_kl), .def = "true",
      .help = "grpo: the KL penalty's term times the ratio to the sampling policy (TRL's, "
              "DeepSeek-V3.2's unbiased estimate: it changes the KL's gradient even at ratio 1); "
@@ -948,6 +959,9 @@ static int rl_check(const TrainConfig *c, LfError *err) {
         return lf_fail(err, "model.task %s needs data.max_prompt_length >= 1", t);
     if (c->devices > 1)
         return lf_fail(err, "model.task %s runs on one device (model.devices 1)", t);
+    if (!strcmp(c->grpo_loss_type, "vespo") && strcmp(c->importance_sampling_level, "token"))
+        return lf_fail(err, "train.grpo_loss_type vespo weighs whole completions itself: "
+                            "train.importance_sampling_level must be token");
     if (c->delta != 0 && !(c->delta > 1))
         return lf_fail(err, "train.delta %g: the ratio's cap must be above 1 (0: none)",
                        (double)c->delta);

@@ -650,7 +650,9 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                            .delta = c->delta,
                            .sapo_pos = c->sapo_temperature_pos,
                            .sapo_neg = c->sapo_temperature_neg,
-                           .kl_corrected = c->use_bias_correction_kl};
+                           .kl_corrected = c->use_bias_correction_kl,
+                           .vespo_k = {c->vespo_k[0], c->vespo_k[1]},
+                           .vespo_lambda = {c->vespo_lambda[0], c->vespo_lambda[1]}};
     if (r->rl) spec.temperature = c->temperature;
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
@@ -903,8 +905,9 @@ static void log_rollouts(Run *r, int step, cJSON *o) {
     double low = s->clipped_low / clipped_of, high = s->clipped_high / clipped_of;
     char text[96] = "";
     int has_kl = grpo ? gs->beta > 0 : rs->beta > 0;
-    int cispo = grpo && gs->loss == GRPO_CISPO; /* its cap acts at any ratio */
-    int clips = grpo ? gs->iterations > 1 && gs->loss != GRPO_SAPO && !cispo : rs->iterations > 1;
+    int cispo = grpo && gs->loss == GRPO_CISPO;                 /* its cap acts at any ratio */
+    int soft = gs->loss == GRPO_SAPO || gs->loss == GRPO_VESPO; /* they clip nothing */
+    int clips = grpo ? gs->iterations > 1 && !soft && !cispo : rs->iterations > 1;
     int at = has_kl ? snprintf(text, sizeof text, ", kl %.4f", kl) : 0;
     const char *what = sequence ? "completions" : "tokens";
     if (clips)

@@ -711,7 +711,8 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
                    task == TASK_RLOO || gpu_grpo_sequence ? "rows" : "tokens", c->clipped_low,
                    c->clipped_high, g->clipped_low, g->clipped_high);
             CHECK(c->clipped_low == g->clipped_low && c->clipped_high == g->clipped_high);
-            if (prec != PRECISION_BF16 && gpu_grpo_loss != GRPO_SAPO) /* sapo clips none */
+            /* sapo and vespo clip none */
+            if (prec != PRECISION_BF16 && gpu_grpo_loss != GRPO_SAPO && gpu_grpo_loss != GRPO_VESPO)
                 CHECK(c->clipped_low + c->clipped_high > 0);
         }
     }
@@ -1321,9 +1322,12 @@ int main(void) {
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
     gpu_grpo_loss = GRPO_SAPO; /* its sigmoid */
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
+    gpu_grpo_loss = GRPO_VESPO, gpu_grpo_beta = 0.5f; /* a row's gamma weight, a token's KL */
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
+    gpu_grpo_beta = 0.0f;
     gpu_grpo_iterations = 1, gpu_grpo_loss = GRPO_DAPO;
     printf("llama GRPO (LoRA, fp32 and bf16; beta 0 and 0.5 at temperature 0.7; num_iterations "
-           "3, by token and by sequence; cispo, sapo, luspo): cuda model matches cpu\n");
+           "3, by token and by sequence; cispo, sapo, luspo, vespo): cuda model matches cpu\n");
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     bf16_worst = 0;

@@ -2433,7 +2433,7 @@ static void test_grpo_weights(int B, int T, int with_ref, int with_old, OpsGrpoL
         o->grpo_weights(stats->mem[w], F(row_scale, w), F(share, w), F(adv, w), F(losses, w),
                         with_ref ? F(refs, w) : NULL, with_old ? F(olds, w) : NULL, t, B, T);
     }
-    static const char *const names[] = {"clip", "cispo", "sapo"};
+    static const char *const names[] = {"clip", "cispo", "sapo", "vespo"};
     NAME("grpo_weights %s B=%d T=%d%s%s%s%s%s", names[policy], B, T, with_ref ? " ref" : "",
          with_old ? " old" : "",
          level == OPS_GRPO_SEQUENCE_SUM ? " sum"
@@ -2944,6 +2944,9 @@ int main(void) {
         test_grpo_weights(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, (OpsGrpoPolicy)p,
                           p == OPS_GRPO_CLIP ? 1.5f : 0.0f, 1);
     test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 0); /* plain KL */
+    /* vespo: a warp a row for its weight, the KL's ratio each token's */
+    test_grpo_weights(300, 45, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1);
+    test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 0);
     test_grpo_weights(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 0);
     const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
     test_adamw(one, 1, 0.1f, 0.0f, 0);
