@@ -54,7 +54,7 @@ static inline LF_HOST_DEVICE GrpoTerm grpo_term(const OpsGrpoTerms *t, double c,
     }
     if (t->policy == OPS_GRPO_VESPO) { /* c is the row's weight w */
         int pos = a >= 0;
-        double k = t->vespo_k[!pos], lambda = fmax(t->vespo_lambda[!pos], 1e-4);
+        double k = t->vespo_k[!pos], lambda = fmax((double)t->vespo_lambda[!pos], 1e-4);
         g.direct = -exp(lambda + k * log(c) - lambda * c) * a;
         return g;
     }
