@@ -464,7 +464,8 @@ static void gradient_off(const Model *m, const double *want, double *top, double
  * beta (logp - ref)). Built here from the causal-LM gradient of each row alone in a model with the
  * same weights (its mean loss times its token count is the row's summed loss, -logp). Relative
  * 1e-4 of the largest gradient. Also with the advantages normalised (mean 0, std 1 with Bessel's
- * correction, + 1e-4); the KL as TRL logs it, per completion token; and the refusals. */
+ * correction, + 1e-4); the KL as TRL logs it, per completion token; and the refusals (no
+ * log-probs for the KL, a batch or a generation not of whole groups). */
 static void rloo_gradient(int normalize) {
     Model m, lm;
     Rng rng = {41, 0}, rng2 = {41, 0};
@@ -476,7 +477,11 @@ static void rloo_gradient(int normalize) {
     set_pairs(&m, 1);
     CHECK(grpo_set_rewards(&m, rewards, NULL, &err) != 0 && strstr(err.msg, "rl_row_logps"));
     CHECK_OK(rl_row_logps(&m, logps, refs, &err), &err);
-    GrpoGeneration gen = {rewards, logps, refs, 4, 0, 0, 1};
+    GrpoGeneration gen = {rewards, logps, refs, 4, 1, 0, 1}; /* a batch at row 1: refused */
+    CHECK(grpo_set_rewards(&m, rewards, &gen, &err) != 0 && strstr(err.msg, "groups of 2"));
+    gen.first = 0, gen.rows = 5; /* a generation not of whole groups: refused */
+    CHECK(grpo_set_rewards(&m, rewards, &gen, &err) != 0 && strstr(err.msg, "groups of 2"));
+    gen.rows = 4;
     CHECK_OK(grpo_set_rewards(&m, rewards, &gen, &err), &err);
     model_step(&m, 7, 1.0f);
     model_zero_grad(&m);

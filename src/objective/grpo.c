@@ -32,7 +32,6 @@
  * log-probs: the policy's forward forms them on the device (ops.h grpo_weights), and the backward's
  * pass over the head reads them, as DPO's. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "loraft/grpo_token.h"
@@ -131,61 +130,58 @@ static void rl_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &m->old_losses, N, device && s.iterations > 1, NULL);
 }
 
-/* The sample standard deviation (Bessel's) of x[0..n), n >= 2. */
-static double sample_std(const double *x, int n) {
-    double mean = 0, sq = 0;
-    for (int i = 0; i < n; i++) mean += x[i] / (double)n;
-    for (int i = 0; i < n; i++) sq += (x[i] - mean) * (x[i] - mean);
-    return sqrt(sq / (n - 1));
+/* Row b's reward as the advantages see it: RLOO's less beta times its KL (beta 0: none). */
+static double reward_of(const GrpoGeneration *g, float beta, int b) {
+    return g->rewards[b] - (beta > 0 ? beta * ((double)g->logps[b] - g->ref_logps[b]) : 0.0);
 }
 
-/* GRPO's a[rows] over the generation g: each reward less its group's mean, scaled as s says. */
-static void group_relative(double *a, const GrpoSpec *s, const GrpoGeneration *g, const double *r) {
-    int k = s->generations;
-    double batch_std = s->scale == GRPO_SCALE_BATCH ? sample_std(r, g->rows) : 0.0;
-    for (int at = 0; at < g->rows; at += k) {
-        double mean = 0, std = s->scale == GRPO_SCALE_BATCH ? batch_std : sample_std(r + at, k);
-        for (int b = at; b < at + k; b++) mean += r[b] / (double)k;
-        for (int b = at; b < at + k; b++)
-            a[b] = s->scale == GRPO_SCALE_NONE ? r[b] - mean : (r[b] - mean) / (std + 1e-4);
-    }
+/* The mean and the sample standard deviation (Bessel's) over the rows [at, at + n), whole
+ * groups of k, of their rewards or (loo) of RLOO's leave-one-out differences: each reward less
+ * the mean of its group's others. Nothing is stored: the generation may be any number of rows. */
+static void moments(double *mean, double *std, const GrpoGeneration *g, float beta, int k, int loo,
+                    int at, int n) {
+    double sum[2] = {0, 0};
+    for (int pass = 0; pass < 2; pass++)
+        for (int grp = at; grp < at + n; grp += k) {
+            double group = 0;
+            for (int b = grp; b < grp + k; b++) group += reward_of(g, beta, b);
+            for (int b = grp; b < grp + k; b++) {
+                double r = reward_of(g, beta, b), v = loo ? r - (group - r) / (k - 1) : r;
+                sum[pass] += pass ? (v - *mean) * (v - *mean) : v / n;
+            }
+            if (!pass) *mean = sum[0];
+        }
+    *std = n > 1 ? sqrt(sum[1] / (n - 1)) : 0.0;
 }
 
-/* RLOO's a[rows] over the generation g: each penalised reward less the mean of the others of
- * its group, normalised over the generation where s says. */
-static void leave_one_out(double *a, const RlooSpec *s, const GrpoGeneration *g, const double *r) {
-    int k = s->generations;
-    double mean = 0;
-    for (int at = 0; at < g->rows; at += k) {
-        double sum = 0;
-        for (int b = at; b < at + k; b++) sum += r[b];
-        for (int b = at; b < at + k; b++) mean += (a[b] = r[b] - (sum - r[b]) / (k - 1)) / g->rows;
-    }
-    double std = s->normalize && g->rows > 1 ? sample_std(a, g->rows) : 0.0;
-    for (int b = 0; s->normalize && b < g->rows; b++) a[b] = (a[b] - mean) / (std + 1e-4);
-}
-
-/* The generation's advantages a[rows] and the rewards they come from, r[rows] (RLOO's
- * penalised); zero counts the rows of the batch [first, first + B) whose std is 0 (TRL's
- * torch.isclose(std, 0): their group's r, or under GRPO's scale batch the generation's). */
-static int generation_advantages(const Model *m, const GrpoGeneration *g, double *a, double *r,
-                                 int first, int B, double *zero, LfError *err) {
+/* The batch's advantages a[B] and the rewards they come from, r[B] (RLOO's penalised), its rows
+ * g->first .. + B of the generation g: GRPO's each reward less its group's mean, scaled as its
+ * spec says; RLOO's each reward less the mean of its group's others, normalised over the
+ * generation where its spec says. zero counts the rows whose std is 0 (TRL's
+ * torch.isclose(std, 0): their group's rewards, or under GRPO's scale batch the generation's). */
+static void batch_advantages(const Model *m, const GrpoGeneration *g, double *a, double *r, int B,
+                             double *zero) {
     GrpoSpec s = loss_spec(m);
-    float beta = is_rloo(m) ? m->spec.rloo.beta : 0.0f;
-    if (beta > 0 && !(g->logps && g->ref_logps))
-        return lf_fail(err, "RLOO's KL penalty needs the rows' log-probs at sampling, the "
-                            "policy's and the reference's (rl_row_logps)");
-    for (int b = 0; b < g->rows; b++)
-        r[b] = g->rewards[b] - (beta > 0 ? beta * ((double)g->logps[b] - g->ref_logps[b]) : 0.0);
-    if (is_rloo(m))
-        leave_one_out(a, &m->spec.rloo, g, r);
-    else
-        group_relative(a, &s, g, r);
-    int k = s.generations, batch = !is_rloo(m) && s.scale == GRPO_SCALE_BATCH;
-    double batch_std = batch ? sample_std(r, g->rows) : 0.0;
-    for (int at = first; at < first + B; at += k)
-        *zero += (batch ? batch_std : sample_std(r + at, k)) <= 1e-8 ? k : 0;
-    return 0;
+    int rloo = is_rloo(m), k = s.generations;
+    float beta = rloo ? m->spec.rloo.beta : 0.0f;
+    int normalize = rloo ? m->spec.rloo.normalize : s.scale == GRPO_SCALE_BATCH;
+    double all_mean = 0, all_std = 0; /* over the generation: RLOO's differences, GRPO's rewards */
+    if (normalize) moments(&all_mean, &all_std, g, beta, k, rloo, 0, g->rows);
+    for (int grp = 0; grp < B; grp += k) {
+        double mean = 0, std = 0;
+        moments(&mean, &std, g, beta, k, 0, g->first + grp, k);
+        double zero_std = !rloo && normalize ? all_std : std;
+        *zero += zero_std <= 1e-8 ? k : 0;
+        for (int b = grp; b < grp + k; b++) {
+            r[b] = reward_of(g, beta, g->first + b);
+            if (rloo) {
+                a[b] = r[b] - (mean * k - r[b]) / (k - 1);
+                if (normalize) a[b] = (a[b] - all_mean) / (all_std + 1e-4);
+            } else {
+                a[b] = s.scale == GRPO_SCALE_NONE ? r[b] - mean : (r[b] - mean) / (zero_std + 1e-4);
+            }
+        }
+    }
 }
 
 /* w_b: the share of the step's loss each of row b's n[b] tokens carries; tokens, the batch's. */
@@ -220,18 +216,17 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
     for (int b = 0; b < B; b++) tokens += n[b];
     GrpoGeneration alone = {rewards, NULL, NULL, B, 0, tokens, 1}; /* the batch its own */
     const GrpoGeneration *g = gen ? gen : &alone;
-    if (g->first < 0 || g->first + B > g->rows)
-        return lf_fail(err, "a batch of %d rows at row %d of a generation of %d", B, g->first,
-                       g->rows);
-    double *all = malloc(2 * (size_t)g->rows * sizeof *all); /* advantages, then rewards */
-    if (!all) return lf_fail(err, "out of memory for the advantages of %d rows", g->rows);
+    int k = s.generations;
+    if (g->first < 0 || g->first % k || g->first + B > g->rows || g->rows % k)
+        return lf_fail(err, "a batch of %d rows at row %d of a generation of %d: groups of %d", B,
+                       g->first, g->rows, k);
+    int with_kl = is_rloo(m) && m->spec.rloo.beta > 0; /* the KL penalty's log-probs */
+    if (with_kl && !(g->logps && g->ref_logps))
+        return lf_fail(err, "RLOO's KL penalty needs the rows' log-probs at sampling, the "
+                            "policy's and the reference's (rl_row_logps)");
+    double a[OPS_RL_MAX_ROWS], r[OPS_RL_MAX_ROWS];
     m->grpo_zero_std = 0;
-    if (generation_advantages(m, g, all, all + g->rows, g->first, B, &m->grpo_zero_std, err)) {
-        free(all);
-        return -1;
-    }
-    const double *a = all + g->first, *r = all + g->rows + g->first;
-    int with_kl = is_rloo(m) && g->logps && g->ref_logps; /* the KL penalty's log-probs */
+    batch_advantages(m, g, a, r, B, &m->grpo_zero_std);
     const float *logps = with_kl ? g->logps + g->first : NULL;
     const float *ref = with_kl ? g->ref_logps + g->first : NULL;
     /* the host's room for the weights (Objective.host_per_token): a first pass's (the ratio 1),
@@ -255,7 +250,6 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
         kl += with_kl ? (double)logps[b] - ref[b] : 0.0;
     }
     m->grpo_kl = tokens > 0 ? B * kl / (double)tokens : 0.0; /* TRL's: per completion token */
-    free(all);
     if (m->row_scale) m->ops->upload(m->row_scale, wa, N * sizeof *wa);
     if (m->grpo_adv) {
         m->ops->upload(m->grpo_share, share, N * sizeof *share);
