@@ -193,6 +193,25 @@ CASES = [
          targets=["q_proj", "v_proj", "down_proj"], temperature=1.3,
          rloo=dict(beta=0.1, generations=2, normalize=False), rewards=[0.7, -0.3, 1.2, 0.1],
          prompt_len=3, after_atol=2e-2),
+    # completions no reward function scored (None: TRL's nan-aware advantages, 0 for them):
+    # GRPO over a group of four with one unscored, its KL penalty; RLOO's leave-one-out over the
+    # scored others, normalised; GDPO's second step (multi_objective_aggregation
+    # normalize_then_sum: the sums less the generation's mean, over its std)
+    dict(name="llama_grpo_unscored", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "o_proj", "up_proj"],
+         grpo=dict(beta=0.1, generations=4, loss="dapo", scale="group", max_completion=6),
+         rewards=[0.7, None, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    dict(name="llama_rloo_unscored", init=["--arch", "llama", "--untied"] + TINY, task="rloo",
+         vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "down_proj"],
+         rloo=dict(beta=0.1, generations=4, normalize=True), rewards=[0.7, -0.3, None, 0.1],
+         prompt_len=3, after_atol=2e-2),
+    dict(name="llama_grpo_gdpo", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         grpo=dict(generations=2, loss="grpo", scale="generation", max_completion=6),
+         rewards=[0.9, -1.1, None, 0.4], prompt_len=3, after_atol=2e-2),
     dict(name="llama_reward", init=["--arch", "llama", "--kv-heads", "2"] + TINY, task="reward",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "up_proj"], pad_token_id=102),
@@ -453,6 +472,21 @@ def dpo_loss(case, pi, ref, count):
     return (-F.logsigmoid(beta * x) * (1 - eps) - F.logsigmoid(-beta * x) * eps).mean()
 
 
+def case_rewards(case):
+    """The case's rewards, None (a completion no reward function scored) as NaN."""
+    return torch.tensor([math.nan if x is None else x for x in case["rewards"]])
+
+
+def nanstd(x, dim=None):
+    """TRL 1.16's trl.trainer.utils.nanstd: Bessel's over the values that are not NaN (NaN over
+    fewer than two), over dim or all."""
+    if dim is None:
+        x, dim = x.reshape(-1), 0
+    var = torch.nanmean((x - torch.nanmean(x, dim=dim, keepdim=True)) ** 2, dim=dim)
+    count = torch.sum(~torch.isnan(x), dim=dim)
+    return torch.sqrt(var * torch.where(count > 1, count / (count - 1), math.nan))
+
+
 def rloo_loss(case, pi, ref, out, old):
     """TRL 1.16 RLOOTrainer: the advantages as _generate_and_score_completions computes them (the
     KL to the reference, first order and summed over the completion, from the sampling policy's
@@ -466,13 +500,15 @@ def rloo_loss(case, pi, ref, out, old):
     eps_low = d.get("epsilon", 0.2)
     eps_high = d.get("epsilon_high", eps_low)
     old = pi.detach() if old is None else old
-    with torch.no_grad():
-        rewards = torch.tensor(case["rewards"]) - beta * (old - ref)
+    with torch.no_grad():  # nan-aware: a NaN reward is a completion none scored
+        rewards = case_rewards(case) - beta * (old - ref)
         grouped = rewards.view(-1, k)
-        baselines = (grouped.sum(1, keepdim=True) - grouped) / (k - 1)
-        adv = (grouped - baselines).view(-1)
+        counts = (~torch.isnan(grouped)).sum(1, keepdim=True)
+        baselines = (torch.nansum(grouped, 1, keepdim=True) - grouped) / (counts - 1)
+        adv = rewards - baselines.view(-1)
         if d["normalize"]:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-4)
+            adv = (adv - torch.nanmean(adv)) / (nanstd(adv) + 1e-4)
+        adv = torch.nan_to_num(adv, nan=0.0)
     coef_1 = torch.exp(pi - old)
     coef_2 = torch.clamp(coef_1, 1 - eps_low, 1 + eps_high)
     out["old_logps"] = pi.detach()
@@ -507,14 +543,17 @@ def grpo_loss(case, logits, labels, ref, out, old):
     eps_high = d.get("epsilon_high", eps_low)
     tok, mask = token_logps(logits / case.get("temperature", 1.0), labels)
     old = tok.detach() if old is None else old
-    rewards = torch.tensor(case["rewards"])
-    mean = rewards.view(-1, k).mean(1).repeat_interleave(k)
-    std = (rewards.view(-1, k).std(1).repeat_interleave(k) if d["scale"] == "group"
-           else rewards.std().expand_as(rewards))
-    adv = rewards - mean
-    if d["scale"] != "none":
-        adv = adv / (std + 1e-4)
-    adv = adv.unsqueeze(1)
+    rewards = case_rewards(case)  # nan-aware: a NaN reward is a completion none scored
+    if d["scale"] == "generation":  # multi_objective_aggregation normalize_then_sum's sums
+        adv = (rewards - torch.nanmean(rewards)) / (nanstd(rewards) + 1e-4)
+    else:
+        mean = torch.nanmean(rewards.view(-1, k), dim=1).repeat_interleave(k)
+        std = (nanstd(rewards.view(-1, k), dim=1).repeat_interleave(k) if d["scale"] != "batch"
+               else nanstd(rewards).expand_as(rewards))
+        adv = rewards - mean
+        if d["scale"] != "none":
+            adv = adv / (std + 1e-4)
+    adv = torch.nan_to_num(adv, nan=0.0).unsqueeze(1)
     log_ratio = tok - old
     sequence = d.get("importance_sampling_level") == "sequence"  # GSPO: a row's mean, (B, 1)
     if sequence:

@@ -34,7 +34,16 @@
 #     none, nor does vespo (refused at sequence level, which it takes itself), luspo (with the KL
 #     without the ratio) clips completions; RLOO at num_iterations 2 (its advantages normalised over the generation) samples at
 #     steps 1 and 3 alone and clips whole completions on the steps between, its KL per token 0 at
-#     step 1 (the policy is the reference) and not after.
+#     step 1 (the policy is the reference) and not after;
+#  6. reward functions (train.reward_funcs): GRPO on a program's rewards alone
+#     (train.reward_command, score.py: the polite phrases less the rude ones), the reward model
+#     unused, raises the held-out reward by at least 0.5; the model, repetition_penalty_reward
+#     (of tokens: 1-grams) and the program (no reward for completions of an odd number of tokens)
+#     weighted 1, 2 and 0.5: each function's mean as the program's log and TRL's n-gram formula
+#     give them, and the reward their weighted sum; GDPO's normalize_then_sum and RLOO run on
+#     them; scripts/reward-server.py serves a function written for TRL; a program that scores
+#     nothing trains nothing (frac_unscored 1); think_format_reward alone needs no reward model;
+#     a program that exits or replies with too few rewards stops the run with a clear error.
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rl gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -322,4 +331,117 @@ assert abs(steps[0]["kl"]) < 1e-6 and abs(steps[2]["kl"]) > 1e-4, steps
 EOF
 grep -q "step 2: the last generation again, kl [-0-9.]*, completions clipped" "$tmp/rloo-iter.log" &&
   ok || bad "RLOO, num_iterations 2: the log counts completions"
+
+# 6. reward functions
+cat >"$tmp/score.py" <<'EOF'
+import json, sys
+log, mode = open(sys.argv[1], "a"), sys.argv[2]  # polite | odd-null | null | short
+polite = ("Of course", "Certainly", "Thank", "glad", "happy", "help")  # hh_pairs.py's answers'
+rude = ("No.", "Figure", "yourself", "Stop", "do not care")
+for line in sys.stdin:
+    req = json.loads(line)
+    texts, ids = req["completions"], req["completion_ids"]
+    n = len(texts)
+    assert len(req["prompts"]) == n == len(ids) == len(req["chosen"]) == len(req["rejected"])
+    assert all(p.startswith("Human:") for p in req["prompts"]), req["prompts"]
+    out = [float(sum(w in t for w in polite) - sum(w in t for w in rude)) for t in texts]
+    if mode == "odd-null":
+        out = [None if len(i) % 2 else r for r, i in zip(out, ids)]
+    out = [None] * n if mode == "null" else out[:-1] if mode == "short" else out
+    log.write(json.dumps({"ids": ids, "rewards": out}) + "\n")
+    log.flush()
+    print(json.dumps(out), flush=True)
+EOF
+"$bin" train --config "$tmp/rloo.json" --set model.task=grpo --set train.reward_funcs=command \
+  --set train.reward_command="python3 $tmp/score.py $tmp/polite.requests polite" \
+  --set train.output_dir="$tmp/polite" >"$tmp/polite.log" 2>&1 ||
+  { cat "$tmp/polite.log"; fail "grpo run on a program's rewards"; }
+python3 - "$tmp/polite/metrics.jsonl" "$tmp/polite.log" <<'EOF' && ok || bad "GRPO on a program's rewards: the held-out reward rises"
+import json, sys
+log = list(map(json.loads, open(sys.argv[1])))
+evals = [e["eval_reward"] for e in log if e["event"] == "eval"]
+print(f"grpo, command rewards: held-out reward {evals[0]:.4f} before -> {max(evals[1:]):.4f}")
+assert max(evals[1:]) >= evals[0] + 0.5, evals
+assert "model.reward_model is not used" in open(sys.argv[2]).read()
+EOF
+funcs_run() { # OUT MODE [--set ...]: 3 GRPO steps on the model, repetition and the program
+  local out=$1 mode=$2; shift 2
+  "$bin" train --config "$tmp/rloo.json" --set model.task=grpo --set train.max_steps=3 \
+    --set train.eval_strategy=no --set train.save_steps=3 --set train.output_dir="$out" \
+    --set train.reward_funcs=model,repetition_penalty_reward,command \
+    --set train.reward_weights=1,2,0.5 --set train.repetition_ngram_size=1 \
+    --set train.reward_command="python3 $tmp/score.py $out.requests $mode" "$@" \
+    >"$out.log" 2>&1 || { cat "$out.log"; fail "grpo run with reward functions into $out"; }
+}
+funcs_run "$tmp/funcs" odd-null
+python3 - "$tmp/funcs/metrics.jsonl" "$tmp/funcs.requests" <<'EOF' && ok || bad "reward functions: each one's mean, their weighted sum"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+reqs = list(map(json.loads, open(sys.argv[2])))
+assert len(steps) == len(reqs) == 3, (len(steps), len(reqs))
+def repetition(ids, n=1, most=-1.0):  # TRL's get_repetition_penalty_reward
+    if len(ids) < n:
+        return 0.0
+    grams = list(zip(*[ids[i:] for i in range(n)]))
+    return (1 - len(set(grams)) / len(grams)) * most
+repeats = False  # some completion repeats a token
+for e, q in zip(steps, reqs):
+    rep = [repetition(i) for i in q["ids"]]
+    repeats = repeats or any(rep)
+    cmd = [r for r in q["rewards"] if r is not None]
+    assert 0 < len(cmd) < len(q["rewards"]), q["rewards"]  # some completions odd, some even
+    assert abs(e["rewards/repetition_penalty_reward/mean"] - sum(rep) / len(rep)) < 1e-6, (e, rep)
+    assert abs(e["rewards/command/mean"] - sum(cmd) / len(cmd)) < 1e-6, (e, cmd)
+    total = e["rewards/model/mean"] + 2 * sum(rep) / len(rep) + 0.5 * sum(cmd) / len(rep)
+    assert abs(e["reward"] - total) < 1e-5, (e["reward"], total)
+    assert "frac_unscored" not in e
+assert repeats
+print("reward functions: step 1 reward %.4f = model %.4f + 2 x repetition %.4f + 0.5 x command %.4f"
+      % (steps[0]["reward"], steps[0]["rewards/model/mean"],
+         steps[0]["rewards/repetition_penalty_reward/mean"], steps[0]["rewards/command/mean"]))
+EOF
+grep -qE "step 1: reward [-0-9.]+ \(std [0-9.]+\) \(model [-0-9.]+, repetition_penalty_reward [-0-9.]+, command [-0-9.]+\)" \
+  "$tmp/funcs.log" && ok || bad "reward functions: the log line gives each one's mean"
+# scripts/reward-server.py serves a function written for TRL (its keyword arguments, the records'
+# fields among them) as the program
+cat >"$tmp/my_rewards.py" <<'EOF'
+def length(prompts, completions, completion_ids, chosen, **kwargs):
+    assert len(prompts) == len(completions) == len(completion_ids) == len(chosen)
+    return [None if len(i) % 2 else len(c) / 10 for c, i in zip(completions, completion_ids)]
+EOF
+three_steps "$tmp/served" --set train.reward_funcs=command \
+  --set train.reward_command="python3 scripts/reward-server.py $tmp/my_rewards.py:length"
+python3 - "$tmp/served/metrics.jsonl" <<'EOF' && ok || bad "reward-server.py serves a TRL-style function"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+assert len(steps) == 3 and all(e["rewards/command/mean"] > 0 for e in steps), steps
+assert all(0 < e.get("frac_unscored", 0) < 1 for e in steps[:1]), steps
+EOF
+funcs_run "$tmp/gdpo" odd-null --set train.multi_objective_aggregation=normalize_then_sum
+funcs_run "$tmp/funcs-rloo" odd-null --set model.task=rloo
+grep -q "step 3: reward" "$tmp/gdpo.log" && grep -q "step 3: reward" "$tmp/funcs-rloo.log" && ok ||
+  bad "normalize_then_sum and RLOO on several reward functions"
+three_steps "$tmp/unscored" --set train.reward_funcs=command \
+  --set train.reward_command="python3 $tmp/score.py $tmp/unscored.requests null"
+python3 - "$tmp/unscored/metrics.jsonl" <<'EOF' && lora_b_zero "$tmp/unscored/last" && ok || bad "a program that scores nothing trains nothing"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+assert [e["frac_unscored"] for e in steps] == [1, 1, 1], steps
+EOF
+three_steps "$tmp/think" --set train.reward_funcs=think_format_reward --set model.reward_model= \
+  --set model.reward_adapter=
+python3 - "$tmp/think/metrics.jsonl" <<'EOF' && ok || bad "think_format_reward alone, no reward model"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
+assert [e["rewards/think_format_reward/mean"] for e in steps] == [0, 0, 0], steps
+assert [e["frac_reward_zero_std"] for e in steps] == [1, 1, 1], steps
+EOF
+refused command-exit "exited with status 3" train --config "$tmp/rloo.json" --set model.task=grpo \
+  --set train.reward_funcs=command --set train.reward_command="exit 3" --set train.output_dir="$tmp/x9"
+refused command-short "its reply has [0-9]* rewards for [0-9]* completions" train --config "$tmp/rloo.json" --set model.task=grpo \
+  --set train.reward_funcs=command --set train.output_dir="$tmp/x10" \
+  --set train.reward_command="python3 $tmp/score.py $tmp/short.requests short"
+refused overlong "needs train.soft_punish_cache" train --config "$tmp/rloo.json" \
+  --set model.task=grpo --set train.reward_funcs=soft_overlong_punishment_reward \
+  --set train.output_dir="$tmp/x11"
 finish

@@ -128,7 +128,8 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
         GrpoSpec *g = &s->grpo;
         const cJSON *v, *level = cJSON_GetObjectItem(grpo, "importance_sampling_level");
         g->loss = grpo_loss_named(cJSON_GetObjectItem(grpo, "loss")->valuestring);
-        g->scale = grpo_scale_named(cJSON_GetObjectItem(grpo, "scale")->valuestring);
+        const char *scale = cJSON_GetObjectItem(grpo, "scale")->valuestring;
+        g->scale = !strcmp(scale, "generation") ? GRPO_SCALE_GENERATION : grpo_scale_named(scale);
         g->generations = cJSON_GetObjectItem(grpo, "generations")->valueint;
         g->max_completion = cJSON_GetObjectItem(grpo, "max_completion")->valueint;
         if ((v = cJSON_GetObjectItem(grpo, "beta"))) g->beta = (float)v->valuedouble;
@@ -313,7 +314,10 @@ static void run_golden(const char *golden_path, const char *model_dir) {
     CHECK(model_set_batch(&m, ids, NULL, mask, labels, B, T, &err) == 0);
     float rewards[B];
     const cJSON *jr = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "case"), "rewards");
-    for (int i = 0; jr && i < B; i++) rewards[i] = (float)cJSON_GetArrayItem(jr, i)->valuedouble;
+    for (int i = 0; jr && i < B; i++) { /* null: a row no reward function scored */
+        const cJSON *x = cJSON_GetArrayItem(jr, i);
+        rewards[i] = cJSON_IsNull(x) ? NAN : (float)x->valuedouble;
+    }
     if (spec.task == TASK_GRPO) CHECK_OK(grpo_set_rewards(&m, rewards, NULL, &err), &err);
     if (spec.task == TASK_GRPO && spec.grpo.beta > 0) { /* its per-token losses stay */
         CHECK_OK(reference_forward(&m, &err), &err);

@@ -94,7 +94,14 @@ typedef enum GrpoLoss {
     GRPO_LUSPO,
     GRPO_VESPO
 } GrpoLoss;
-typedef enum GrpoScale { GRPO_SCALE_GROUP, GRPO_SCALE_BATCH, GRPO_SCALE_NONE } GrpoScale;
+/* GENERATION: each reward less the generation's mean, over its std (TRL's second step of
+ * multi_objective_aggregation normalize_then_sum, rewards.h). */
+typedef enum GrpoScale {
+    GRPO_SCALE_GROUP,
+    GRPO_SCALE_BATCH,
+    GRPO_SCALE_NONE,
+    GRPO_SCALE_GENERATION
+} GrpoScale;
 typedef struct GrpoSpec {
     float beta;               /* the KL penalty's weight per token (TRL's 0); 0: no reference */
     int generations;          /* completions sampled per prompt, >= 2 */

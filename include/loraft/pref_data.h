@@ -47,6 +47,7 @@ typedef struct PrefSpec {
     int heldout;                       /* ... are the set (1) or are left out of it (0) */
     const ChatTemplate *chat;          /* NULL: the prompt as it is */
     const LmSpecials *sp;              /* the tokenizer's prefix and the EOS */
+    int keep_records;                  /* PROMPTS: keep each record's JSON text (records) */
 } PrefSpec;
 
 typedef struct PrefSet {
@@ -55,6 +56,7 @@ typedef struct PrefSet {
     int n_items;         /* pairs or single rows */
     int n_truncated;     /* items cut by max_length */
     int group;           /* rows per item: 2 or 1 */
+    char **records;      /* keep_records: [n_items] each item's JSONL line; else NULL */
 } PrefSet;
 
 /* Reads, renders and tokenizes every record (errors name the file and line). */

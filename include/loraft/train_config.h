@@ -11,6 +11,7 @@
 #include "loraft/error.h"
 #include "loraft/lora_targets.h"
 #include "loraft/model_config.h" /* MAX_LABELS, LORA_MAX_R */
+#include "loraft/rewards.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -123,11 +124,20 @@ typedef struct TrainConfig {
     float delta;                            /* grpo: two-sided clipping's cap, 0 (none) */
     float sapo_temperature_pos, sapo_temperature_neg; /* grpo, sapo: 1, 1.05 */
     int use_bias_correction_kl;                       /* grpo: the KL term times the ratio, 1 */
-    float vespo_k[2], vespo_lambda[2]; /* grpo, vespo: advantages >= 0, < 0: 2, 3; 3, 2 */
-    char eval_strategy[8];             /* "epoch" | "steps" | "no" */
-    int eval_steps;                    /* used with eval_strategy "steps" */
-    char save_strategy[8];             /* "epoch" | "steps" | "no" */
-    int save_steps;                    /* used with save_strategy "steps" */
+    float vespo_k[2], vespo_lambda[2];       /* grpo, vespo: advantages >= 0, < 0: 2, 3; 3, 2 */
+    char reward_funcs[REWARD_MAX_FUNCS][40]; /* rloo, grpo: [] = the reward model alone */
+    int n_reward_funcs;
+    float reward_weights[REWARD_MAX_FUNCS]; /* rloo, grpo: a weight a function; [] = 1 each */
+    int n_reward_weights;
+    char multi_objective_aggregation[24]; /* grpo: "sum_then_normalize" | "normalize_then_sum" */
+    char reward_command[CFG_PATH];        /* rloo, grpo: the "command" function's program */
+    int soft_punish_cache;                /* soft_overlong_punishment_reward: 0 = unset */
+    int repetition_ngram_size;            /* repetition_penalty_reward: 3 */
+    float repetition_max_penalty;         /* repetition_penalty_reward: -1 */
+    char eval_strategy[8];                /* "epoch" | "steps" | "no" */
+    int eval_steps;                       /* used with eval_strategy "steps" */
+    char save_strategy[8];                /* "epoch" | "steps" | "no" */
+    int save_steps;                       /* used with save_strategy "steps" */
     char metric_for_best[16];   /* "eval_loss" (lower is better) | "accuracy" | "f1" | "reward" */
     int eval_before_training;   /* 1 */
     int logging_steps;          /* 10; 0 = no per-step log lines */
@@ -157,6 +167,9 @@ int train_config_set(TrainConfig *c, const char *assignment, LfError *err);
 /* Rules that span keys: model is set, labels agree with num_labels, "steps" strategies
  * have a step count. */
 int train_config_check(const TrainConfig *c, LfError *err);
+
+/* rloo, grpo: train.reward_funcs and their settings as a RewardFuncs (rewards.h), checked. */
+int train_config_reward_funcs(const TrainConfig *c, RewardFuncs *f, LfError *err);
 
 /* Writes every key of c as JSON to path, atomically (fileio.h). Loading
  * the result gives back an identical struct. */

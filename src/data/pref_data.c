@@ -2,6 +2,7 @@
  * (see pref_data.h). */
 #include "loraft/pref_data.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@ enum { MAX_FIELDS = 3 };
 typedef struct Record {
     char *f[MAX_FIELDS];
     size_t len[MAX_FIELDS];
+    char *line; /* keep_records: the JSON text */
 } Record;
 
 static int n_fields(PrefKind k) {
@@ -22,8 +24,10 @@ static int n_fields(PrefKind k) {
 }
 
 static void records_free(Record *r, int n) {
-    for (int i = 0; r && i < n; i++)
+    for (int i = 0; r && i < n; i++) {
         for (int k = 0; k < MAX_FIELDS; k++) free(r[i].f[k]);
+        free(r[i].line);
+    }
     free(r);
 }
 
@@ -32,6 +36,15 @@ typedef struct Reading {
     Record *recs;
     int n, cap;
 } Reading;
+
+/* The record's JSON text, as cJSON prints it back (the line may hold bytes a reader of JSON
+ * would not take, such as NUL). */
+static int keep_line(Record *r, const char *line, size_t len, long ln, LfError *err) {
+    cJSON *o = cJSON_ParseWithLength(line, len);
+    r->line = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return r->line ? 0 : lf_fail(err, "line %ld: out of memory", ln);
+}
 
 /* One JSONL line as a Record. */
 static int read_record(void *ctx, const char *line, size_t len, long ln, LfError *err) {
@@ -51,7 +64,7 @@ static int read_record(void *ctx, const char *line, size_t len, long ln, LfError
         DatasetSpec ds = {.path = x->spec->path, .text_column = names[x->spec->kind][k]};
         if (jsonl_record(&ds, line, len, ln, &r->f[k], &r->len[k], &label, err)) return -1;
     }
-    return 0;
+    return x->spec->keep_records ? keep_line(r, line, len, ln, err) : 0;
 }
 
 /* Every non-blank line of the file as a Record. */
@@ -192,6 +205,14 @@ static int set_alloc(PrefSet *s, int rows, int max_length, LfError *err) {
     return lf_fail(err, "out of memory for %d rows of %d tokens", rows, max_length);
 }
 
+/* The n records' JSON texts moved into s->records. */
+static int keep_records(PrefSet *s, Record *recs, int n, LfError *err) {
+    s->records = malloc((size_t)n * sizeof *s->records);
+    if (!s->records) return lf_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) s->records[i] = recs[i].line, recs[i].line = NULL;
+    return 0;
+}
+
 int pref_set_load(PrefSet *s, const PrefSpec *spec, const TextTokenizer *tok, LfError *err) {
     memset(s, 0, sizeof *s);
     s->group = spec->kind == PREF_PAIRS ? 2 : 1;
@@ -213,6 +234,7 @@ int pref_set_load(PrefSet *s, const PrefSpec *spec, const TextTokenizer *tok, Lf
         rc = add_record(s, spec, tok, &recs[i], ids, err);
         if (rc) lf_wrap(err, "%s: record %d", spec->path, i + 1);
     }
+    if (!rc && spec->keep_records) rc = keep_records(s, recs + lo, hi - lo, err);
     for (int k = 0; k < MAX_FIELDS; k++) idlist_free(&ids[k]);
     records_free(recs, n);
     s->n_items = hi - lo;
@@ -223,6 +245,8 @@ int pref_set_load(PrefSet *s, const PrefSpec *spec, const TextTokenizer *tok, Lf
 void pref_set_free(PrefSet *s) {
     tokenized_set_free(&s->rows);
     free(s->prompt_len);
+    for (int i = 0; s->records && i < s->n_items; i++) free(s->records[i]);
+    free(s->records);
     memset(s, 0, sizeof *s);
 }
 

@@ -6,11 +6,14 @@
  * stop token only (the trainer's rollout); a generation is the batches of one optimizer step,
  * sampled together and trained on num_iterations times. Per row b with reward r_b:
  *   GRPO   A_b = r_b - mean of its group's r, then (scale group) / (std of the group + 1e-4),
- *          (batch) / (std of the generation + 1e-4), (none) as it is; std with Bessel's
+ *          (batch) / (std of the generation + 1e-4), (none) as it is; std with Bessel's;
+ *          (generation: GDPO's sums) (r_b - mean of the generation's r) / (its std + 1e-4)
  *   RLOO   r_b -= beta (logp_old_b - logp_ref_b): the KL penalty in the reward, from the rows'
  *          log-probs summed over the completion, the sampler's and the reference's (the adapters
  *          off), both taken at sampling (rl_row_logps); A_b = r_b - the mean of the other r of
  *          its group, then (normalize) (A_b - mean A) / (std A + 1e-4) over the generation
+ *   a row no reward function scored (r_b NaN, rewards.h) is left out of every mean and std, and
+ *   its A_b is 0; a mean or std of none (a std of one) is NaN, and so is every A_b it gives: 0
  *   loss   = sum over the completion tokens t of row b of grpo_token.h's
  *            w_b (-min(c A_b, clamp(c) A_b) + beta c kl_bt), c = exp(logp_bt - logp_old_bt)
  *            (GSPO, GrpoSpec.level: one c a row, exp of the row's mean of logp - logp_old;
@@ -135,51 +138,68 @@ static double reward_of(const GrpoGeneration *g, float beta, int b) {
     return g->rewards[b] - (beta > 0 ? beta * ((double)g->logps[b] - g->ref_logps[b]) : 0.0);
 }
 
-/* The mean and the sample standard deviation (Bessel's) over the rows [at, at + n), whole
- * groups of k, of their rewards or (loo) of RLOO's leave-one-out differences: each reward less
- * the mean of its group's others. Nothing is stored: the generation may be any number of rows. */
-static void moments(double *mean, double *std, const GrpoGeneration *g, float beta, int k, int loo,
-                    int at, int n) {
-    double sum[2] = {0, 0};
-    for (int pass = 0; pass < 2; pass++)
-        for (int grp = at; grp < at + n; grp += k) {
-            double group = 0;
-            for (int b = grp; b < grp + k; b++) group += reward_of(g, beta, b);
-            for (int b = grp; b < grp + k; b++) {
-                double r = reward_of(g, beta, b), v = loo ? r - (group - r) / (k - 1) : r;
-                sum[pass] += pass ? (v - *mean) * (v - *mean) : v / n;
-            }
-            if (!pass) *mean = sum[0];
-        }
-    *std = n > 1 ? sqrt(sum[1] / (n - 1)) : 0.0;
+/* Row b's leave-one-out difference (RLOO's): its reward less the mean of its group's others
+ * that have one; NaN where it has none or they are none. */
+static double loo_of(const GrpoGeneration *g, float beta, int k, int b) {
+    int grp = b - b % k, n = 0;
+    double others = 0, r = reward_of(g, beta, b);
+    for (int j = grp; j < grp + k; j++) {
+        double x = reward_of(g, beta, j);
+        if (j != b && !isnan(x)) others += x, n++;
+    }
+    return isnan(r) || !n ? NAN : r - others / n;
 }
 
-/* The batch's advantages a[B] and the rewards they come from, r[B] (RLOO's penalised), its rows
- * g->first .. + B of the generation g: GRPO's each reward less its group's mean, scaled as its
- * spec says; RLOO's each reward less the mean of its group's others, normalised over the
- * generation where its spec says. zero counts the rows whose std is 0 (TRL's
- * torch.isclose(std, 0): their group's rewards, or under GRPO's scale batch the generation's). */
+/* The mean and the sample standard deviation (Bessel's) over the rows [at, at + n), whole
+ * groups of k, of their rewards or (loo) of RLOO's leave-one-out differences, the ones that are
+ * not NaN (torch's nanmean and TRL's nanstd: NaN over none, the std NaN over one). Nothing is
+ * stored: the generation may be any number of rows. */
+static void moments(double *mean, double *std, const GrpoGeneration *g, float beta, int k, int loo,
+                    int at, int n) {
+    double sum = 0, sq = 0;
+    int count = 0;
+    for (int b = at; b < at + n; b++) {
+        double v = loo ? loo_of(g, beta, k, b) : reward_of(g, beta, b);
+        if (!isnan(v)) sum += v, count++;
+    }
+    *mean = count ? sum / count : NAN;
+    for (int b = at; b < at + n; b++) {
+        double v = loo ? loo_of(g, beta, k, b) : reward_of(g, beta, b);
+        if (!isnan(v)) sq += (v - *mean) * (v - *mean);
+    }
+    *std = count > 1 ? sqrt(sq / (count - 1)) : NAN;
+}
+
+/* The batch's advantages a[B] and the rewards they come from, r[B] (RLOO's penalised; NaN where
+ * none scored the row), its rows g->first .. + B of the generation g: GRPO's each reward less
+ * its group's mean, scaled as its spec says; RLOO's each reward less the mean of its group's
+ * others, normalised over the generation where its spec says; NaN advantages 0. zero counts the
+ * rows whose std is 0 (TRL's torch.isclose(std, 0): their group's rewards, or under GRPO's scale
+ * batch and generation the generation's). */
 static void batch_advantages(const Model *m, const GrpoGeneration *g, double *a, double *r, int B,
                              double *zero) {
     GrpoSpec s = loss_spec(m);
-    int rloo = is_rloo(m), k = s.generations;
+    int rloo = is_rloo(m), k = s.generations, whole = s.scale == GRPO_SCALE_GENERATION;
     float beta = rloo ? m->spec.rloo.beta : 0.0f;
-    int normalize = rloo ? m->spec.rloo.normalize : s.scale == GRPO_SCALE_BATCH;
+    int normalize = rloo ? m->spec.rloo.normalize : s.scale == GRPO_SCALE_BATCH || whole;
     double all_mean = 0, all_std = 0; /* over the generation: RLOO's differences, GRPO's rewards */
     if (normalize) moments(&all_mean, &all_std, g, beta, k, rloo, 0, g->rows);
     for (int grp = 0; grp < B; grp += k) {
         double mean = 0, std = 0;
         moments(&mean, &std, g, beta, k, 0, g->first + grp, k);
         double zero_std = !rloo && normalize ? all_std : std;
-        *zero += zero_std <= 1e-8 ? k : 0;
+        *zero += fabs(zero_std) <= 1e-8 ? k : 0;
         for (int b = grp; b < grp + k; b++) {
             r[b] = reward_of(g, beta, g->first + b);
             if (rloo) {
-                a[b] = r[b] - (mean * k - r[b]) / (k - 1);
+                a[b] = loo_of(g, beta, k, g->first + b);
                 if (normalize) a[b] = (a[b] - all_mean) / (all_std + 1e-4);
             } else {
-                a[b] = s.scale == GRPO_SCALE_NONE ? r[b] - mean : (r[b] - mean) / (zero_std + 1e-4);
+                double center = whole ? all_mean : mean;
+                a[b] = s.scale == GRPO_SCALE_NONE ? r[b] - center
+                                                  : (r[b] - center) / (zero_std + 1e-4);
             }
+            if (isnan(a[b])) a[b] = 0; /* TRL's nan_to_num */
         }
     }
 }
@@ -245,7 +265,7 @@ int grpo_set_rewards(Model *m, const float *rewards, const GrpoGeneration *gen, 
             share[i] = y[i] >= 0 ? (float)w : 0.0f, adv[i] = (float)a[b];
         }
         m->grpo_loss += w * n[b] * first.ratio_value;
-        m->grpo_reward += r[b];
+        m->grpo_reward += isnan(r[b]) ? 0.0 : r[b];
         m->grpo_positive += a[b] > 0;
         kl += with_kl ? (double)logps[b] - ref[b] : 0.0;
     }

@@ -17,16 +17,27 @@
 #include "loraft/checkpoint.h" /* CHECKPOINT_METRICS */
 #include "loraft/fileio.h"
 
-/* T_LIST: strings; T_INTS: integers (or one); T_MAP: an object of regular expressions and
- * numbers (LoraPattern), in the key's range, integers where whole. */
-typedef enum { T_STR, T_CHOICE, T_INT, T_FLOAT, T_BOOL, T_U64, T_LIST, T_INTS, T_MAP } KeyType;
+/* T_LIST: strings; T_INTS: integers (or one); T_FLOATS: numbers (or one); T_MAP: an object of
+ * regular expressions and numbers (LoraPattern), in the key's range, integers where whole. */
+typedef enum {
+    T_STR,
+    T_CHOICE,
+    T_INT,
+    T_FLOAT,
+    T_BOOL,
+    T_U64,
+    T_LIST,
+    T_INTS,
+    T_FLOATS,
+    T_MAP
+} KeyType;
 
 typedef struct Key {
     const char *section, *name;
     KeyType type;
     size_t off, size;       /* field offset; char capacity of a string or of one list item */
-    size_t count_off;       /* T_LIST, T_INTS, T_MAP: offset of the item count */
-    int max_items;          /* T_LIST, T_INTS, T_MAP: capacity */
+    size_t count_off;       /* T_LIST, T_INTS, T_FLOATS, T_MAP: offset of the item count */
+    int max_items;          /* T_LIST, T_INTS, T_FLOATS, T_MAP: capacity */
     int whole;              /* T_MAP: its values are integers */
     const char *def;        /* default, as JSON text */
     int ranged;             /* T_INT, T_FLOAT, T_U64: min/max apply */
@@ -391,6 +402,37 @@ static const Key keys[] = {
      .help = "grpo: the KL penalty's term times the ratio to the sampling policy (TRL's, "
              "DeepSeek-V3.2's unbiased estimate: it changes the KL's gradient even at ratio 1); "
              "false: the plain k3 estimate."},
+    {"train", "reward_funcs", T_LIST, AT_LIST(reward_funcs, n_reward_funcs), .def = "[]",
+     .help = "rloo, grpo: the functions whose rewards add up to a completion's (TRL's "
+             "reward_funcs): model (model.reward_model's score), command (train.reward_command's "
+             "program) and TRL's built-in think_format_reward (1 for \"<think>...</think>\" "
+             "then the answer, else 0), soft_overlong_punishment_reward (DAPO's: from 0 down to "
+             "-1 over the last soft_punish_cache tokens of max_completion_length) and "
+             "repetition_penalty_reward (repeated n-grams' share of the completion's times "
+             "repetition_max_penalty); [] = [\"model\"]."},
+    {"train", "reward_weights", T_FLOATS, AT_LIST(reward_weights, n_reward_weights), .def = "[]",
+     .help = "rloo, grpo: each reward function's weight in the sum, in reward_funcs' order "
+             "(TRL's reward_weights); [] = 1 each."},
+    {"train", "multi_objective_aggregation", T_STR, AT(multi_objective_aggregation),
+     .def = "\"sum_then_normalize\"", .choices = "sum_then_normalize|normalize_then_sum",
+     .help = "grpo: the weighted sum of the rewards, then the advantages as scale_rewards says "
+             "(sum_then_normalize), or each function's rewards normalised over their group "
+             "first, then summed and the sums normalised over the optimizer step's batches "
+             "(normalize_then_sum: GDPO, Liu et al. 2026; scale_rewards unused), as TRL's."},
+    {"train", "reward_command", T_STR, AT(reward_command), .def = "\"\"",
+     .help = "rloo, grpo: the program of reward function command, run by /bin/sh once for the "
+             "run: for each batch it reads a line of JSON, {\"prompts\": [...], \"completions\": "
+             "[...], \"completion_ids\": [[...]], and each other field of the prompts' records "
+             "as a list}, a row a completion, and writes a line, a JSON array of one number or "
+             "null (no reward) a completion: TRL's reward function's arguments and result."},
+    {"train", "soft_punish_cache", T_INT, AT(soft_punish_cache), .def = "0", RANGE(0, 1 << 20),
+     .help = "soft_overlong_punishment_reward: the last tokens of max_completion_length over "
+             "which the punishment grows (DAPO's L_cache); needed by that function."},
+    {"train", "repetition_ngram_size", T_INT, AT(repetition_ngram_size), .def = "3", RANGE(1, 1024),
+     .help = "repetition_penalty_reward: the n-grams' n."},
+    {"train", "repetition_max_penalty", T_FLOAT, AT(repetition_max_penalty), .def = "-1",
+     RANGE(-INFINITY, 0),
+     .help = "repetition_penalty_reward: the reward of a completion of one n-gram repeated."},
     {"train", "max_completion_length", T_INT, AT(max_completion_length), .def = "256",
      RANGE(1, 1 << 20),
      .help = "rloo, grpo: the most tokens a sampled completion may have (its stop token "
@@ -576,8 +618,9 @@ static const char *json_kind(const cJSON *v) {
 
 static const char *type_name(KeyType t) {
     static const char *const names[] = {
-        "string",  "string",           "integer",           "number",           "boolean",
-        "integer", "array of strings", "array of integers", "object of numbers"};
+        "string",           "string",           "integer",          "number",
+        "boolean",          "integer",          "array of strings", "array of integers",
+        "array of numbers", "object of numbers"};
     return names[t];
 }
 
@@ -653,22 +696,33 @@ static int apply_list(TrainConfig *c, const Key *k, const cJSON *v, LfError *err
     return 0;
 }
 
-/* A T_INTS value: integers in the key's range, or one. */
-static int apply_ints(TrainConfig *c, const Key *k, const cJSON *v, LfError *err) {
-    int one = cJSON_IsNumber(v), n = one ? 1 : cJSON_GetArraySize(v), i = 0;
+/* A T_INTS or T_FLOATS value: numbers (T_INTS: integers) in the key's range, or one. */
+static int apply_numbers(TrainConfig *c, const Key *k, const cJSON *v, LfError *err) {
+    int one = cJSON_IsNumber(v), n = one ? 1 : cJSON_GetArraySize(v), i = 0,
+        ints = k->type == T_INTS;
     if (n > k->max_items)
         return lf_fail(err, "%s.%s: %d entries, at most %d allowed", k->section, k->name, n,
                        k->max_items);
-    int *items = (int *)((char *)c + k->off), got[LORA_MAX_TOKENS]; /* max_items at most */
+    double got[LORA_MAX_TOKENS]; /* max_items at most */
     for (const cJSON *e = one ? v : v->child; e; e = one ? NULL : e->next, i++) {
-        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble))
-            return lf_fail(err, "%s.%s[%d]: expected an integer, got %s", k->section, k->name, i,
+        if (!cJSON_IsNumber(e) || (ints && e->valuedouble != floor(e->valuedouble)))
+            return lf_fail(err, "%s.%s[%d]: expected %s, got %s", k->section, k->name, i,
+                           ints ? "an integer" : "a number",
                            cJSON_IsNumber(e) ? "a fraction" : json_kind(e));
+        if (!ints && fabs(e->valuedouble) > FLT_MAX)
+            return lf_fail(err, "%s.%s[%d]: %.16g does not fit a float", k->section, k->name, i,
+                           e->valuedouble);
         if (check_range(k, e->valuedouble, err)) return -1;
-        got[i] = (int)e->valuedouble;
+        got[i] = e->valuedouble;
     }
-    memset(items, 0, (size_t)k->max_items * sizeof *items); /* saved and loaded alike */
-    memcpy(items, got, (size_t)n * sizeof *items);
+    char *items = (char *)c + k->off;
+    size_t size = ints ? sizeof(int) : sizeof(float);
+    memset(items, 0, (size_t)k->max_items * size); /* saved and loaded alike */
+    for (i = 0; i < n; i++)
+        if (ints)
+            ((int *)items)[i] = (int)got[i];
+        else
+            ((float *)items)[i] = (float)got[i];
     *(int *)((char *)c + k->count_off) = n;
     return 0;
 }
@@ -726,12 +780,12 @@ static int apply_number(TrainConfig *c, const Key *k, double x, LfError *err) {
 }
 
 static int key_apply(TrainConfig *c, const Key *k, const cJSON *v, LfError *err) {
-    int ok = k->type == T_STR || k->type == T_CHOICE ? cJSON_IsString(v)
-             : k->type == T_BOOL                     ? cJSON_IsBool(v)
-             : k->type == T_LIST                     ? cJSON_IsArray(v)
-             : k->type == T_INTS                     ? cJSON_IsArray(v) || cJSON_IsNumber(v)
-             : k->type == T_MAP                      ? cJSON_IsObject(v)
-                                                     : cJSON_IsNumber(v);
+    int ok = k->type == T_STR || k->type == T_CHOICE    ? cJSON_IsString(v)
+             : k->type == T_BOOL                        ? cJSON_IsBool(v)
+             : k->type == T_LIST                        ? cJSON_IsArray(v)
+             : k->type == T_INTS || k->type == T_FLOATS ? cJSON_IsArray(v) || cJSON_IsNumber(v)
+             : k->type == T_MAP                         ? cJSON_IsObject(v)
+                                                        : cJSON_IsNumber(v);
     if (!ok) {
         const char *t = type_name(k->type);
         return lf_fail(err, "%s.%s: expected %s %s, got %s", k->section, k->name,
@@ -755,7 +809,8 @@ static int key_apply(TrainConfig *c, const Key *k, const cJSON *v, LfError *err)
     case T_LIST:
         return apply_list(c, k, v, err);
     case T_INTS:
-        return apply_ints(c, k, v, err);
+    case T_FLOATS:
+        return apply_numbers(c, k, v, err);
     case T_MAP:
         return apply_map(c, k, v, err);
     default:
@@ -901,7 +956,7 @@ static cJSON *override_value(const Key *k, const char *text) {
     int textual = k->type == T_STR || k->type == T_CHOICE;
     if (v && (!textual || cJSON_IsString(v))) return v;
     cJSON_Delete(v);
-    if (k->type == T_INTS) { /* 0,1,2 */
+    if (k->type == T_INTS || k->type == T_FLOATS) { /* 0,1,2 */
         char list[1024];
         snprintf(list, sizeof list, "[%.1000s]", text);
         v = cJSON_ParseWithOpts(list, NULL, 1);
@@ -941,15 +996,61 @@ int train_config_set(TrainConfig *c, const char *assignment, LfError *err) {
     return rc ? lf_wrap(err, "override \"%s\"", assignment) : 0;
 }
 
+/* Function i of train.reward_funcs into f, and what it needs. */
+static int reward_func_check(const TrainConfig *c, int i, RewardFuncs *f, LfError *err) {
+    const char *name = c->n_reward_funcs ? c->reward_funcs[i] : "model"; /* [] = ["model"] */
+    int kind = reward_kind_named(name);
+    if (kind < 0)
+        return lf_fail(err,
+                       "train.reward_funcs[%d]: unknown reward function \"%s\" (model, command, "
+                       "think_format_reward, soft_overlong_punishment_reward, "
+                       "repetition_penalty_reward)",
+                       i, name);
+    for (int j = 0; j < i; j++)
+        if (!strcmp(c->reward_funcs[j], name))
+            return lf_fail(err, "train.reward_funcs lists %s twice", name);
+    if (kind == REWARD_MODEL && !c->reward_model[0])
+        return lf_fail(err, "reward function model needs model.reward_model: the reward model that "
+                            "scores the completions (a model.task reward run, merged or as "
+                            "model.reward_adapter on its base)");
+    if (kind == REWARD_COMMAND && !c->reward_command[0])
+        return lf_fail(err, "reward function command needs train.reward_command: the program "
+                            "that scores the completions");
+    if (kind == REWARD_SOFT_OVERLONG &&
+        !(c->soft_punish_cache >= 1 && c->soft_punish_cache <= c->max_completion_length))
+        return lf_fail(err,
+                       "soft_overlong_punishment_reward needs train.soft_punish_cache from 1 to "
+                       "max_completion_length %d (it is %d)",
+                       c->max_completion_length, c->soft_punish_cache);
+    f->kind[i] = (RewardKind)kind;
+    f->weight[i] = c->n_reward_weights ? c->reward_weights[i] : 1.0f;
+    return 0;
+}
+
+int train_config_reward_funcs(const TrainConfig *c, RewardFuncs *f, LfError *err) {
+    int n = c->n_reward_funcs ? c->n_reward_funcs : 1;
+    *f = (RewardFuncs){.n = n,
+                       .normalize_then_sum =
+                           !strcmp(c->multi_objective_aggregation, "normalize_then_sum"),
+                       .max_completion = c->max_completion_length,
+                       .soft_cache = c->soft_punish_cache,
+                       .ngram = c->repetition_ngram_size,
+                       .max_penalty = c->repetition_max_penalty};
+    if (c->n_reward_weights && c->n_reward_weights != n)
+        return lf_fail(err, "train.reward_weights has %d weights for %d reward functions",
+                       c->n_reward_weights, n);
+    if (f->normalize_then_sum && strcmp(c->task, "grpo"))
+        return lf_fail(err, "train.multi_objective_aggregation normalize_then_sum is GRPO's");
+    for (int i = 0; i < f->n; i++)
+        if (reward_func_check(c, i, f, err)) return -1;
+    return 0;
+}
+
 /* model.task rloo's and grpo's settings, which the other tasks ignore. */
 static int rl_check(const TrainConfig *c, LfError *err) {
     const char *t = c->task;
-    if (!c->reward_model[0])
-        return lf_fail(err,
-                       "model.task %s needs model.reward_model: the reward model that scores "
-                       "the completions (a model.task reward run, merged or as "
-                       "model.reward_adapter on its base)",
-                       t);
+    RewardFuncs f;
+    if (train_config_reward_funcs(c, &f, err)) return -1;
     if ((long)c->batch_size * c->num_generations > 1024)
         return lf_fail(err,
                        "train.batch_size %d x train.num_generations %d: a %s batch holds at "
@@ -1080,6 +1181,15 @@ static cJSON *key_to_json(const TrainConfig *c, const Key *k) {
     case T_INTS:
         return cJSON_CreateIntArray((const int *)src,
                                     *(const int *)((const char *)c + k->count_off));
+    case T_FLOATS: {
+        cJSON *list = cJSON_CreateArray();
+        int n = *(const int *)((const char *)c + k->count_off);
+        for (int i = 0; list && i < n; i++) {
+            float_text(((const float *)src)[i], buf, sizeof buf);
+            cJSON_AddItemToArray(list, cJSON_CreateRaw(buf));
+        }
+        return list;
+    }
     case T_MAP: {
         cJSON *map = cJSON_CreateObject();
         const LoraPattern *p = (const LoraPattern *)src;
@@ -1129,7 +1239,8 @@ static void doc_allowed(const Key *k, FILE *out) {
             fprintf(out, "%s`%s`", i ? ", " : "", buf);
     else if (k->ranged) {
         range_text(k, buf, sizeof buf);
-        fprintf(out, "%s%s", k->type == T_MAP || k->type == T_INTS ? "values " : "", buf);
+        fprintf(out, "%s%s",
+                k->type == T_MAP || k->type == T_INTS || k->type == T_FLOATS ? "values " : "", buf);
     } else if (k->type == T_LIST)
         fprintf(out, "at most %d names of < %zu characters", k->max_items, k->size);
 }

@@ -150,11 +150,13 @@ typedef struct Run {
     int pairs;         /* model.task dpo or reward: batches of preference pairs */
     int rl;            /* model.task rloo or grpo: batches of prompts, rolled out (rollout.h) */
     Model model;
-    Model reward;        /* rloo, grpo: the reward model */
-    Rollout rollout;     /* rloo, grpo: a slot per batch of a step, and the evaluation's */
-    Generation gen;      /* rloo, grpo: the step's batches, sampled together */
-    RolloutBatch rolled; /* rloo, grpo: the completions sampled since the last log line */
-    RlooStats trained;   /* rloo, grpo: the sums of the batches trained since then */
+    RewardFuncs funcs;     /* rloo, grpo: what scores the completions */
+    Model reward;          /* rloo, grpo: function model's reward model */
+    RewardCommand command; /* rloo, grpo: function command's program */
+    Rollout rollout;       /* rloo, grpo: a slot per batch of a step, and the evaluation's */
+    Generation gen;        /* rloo, grpo: the step's batches, sampled together */
+    RolloutBatch rolled;   /* rloo, grpo: the completions sampled since the last log line */
+    RlooStats trained;     /* rloo, grpo: the sums of the batches trained since then */
     AdamW opt;
     RunLog log;
     RunDir dir;
@@ -327,7 +329,8 @@ static int load_pairs(Run *r, Feed *f, int train, int batch_size, LfError *err) 
                      .holdout = split ? c->holdout_examples : 0,
                      .heldout = split && !train,
                      .chat = c->chat_template[0] ? &chat : NULL,
-                     .sp = &sp};
+                     .sp = &sp,
+                     .keep_records = r->rl && reward_funcs_has(&r->funcs, REWARD_COMMAND)};
     double t0 = now_seconds();
     f->pairs = 1;
     if (pref_set_load(&f->pset, &spec, &r->tok, err)) return -1;
@@ -474,6 +477,7 @@ static void run_close(Run *r) {
     if (r->totals_dev) r->ops->free(r->totals_dev);
     if (r->has_model) model_free(&r->model);
     if (r->has_reward) model_free(&r->reward);
+    reward_command_stop(&r->command);
     rollout_free(&r->rollout);
     free(r->gen.batches);
     free(r->gen.rewards);
@@ -506,19 +510,12 @@ static const char *split_requantised(const Model *m) {
     return NULL;
 }
 
-/* RLOO and GRPO: the reward model (model.reward_model, with model.reward_adapter) built for a
- * batch's rows of up to max_len tokens, and the rollout that samples them, for batches of up to
- * max_prompts prompts: a slot for each batch of a step and one for evaluation. */
-static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
+/* RLOO and GRPO, reward function model: the reward model (model.reward_model, with
+ * model.reward_adapter) built for a batch's rows of up to max_len tokens. */
+static int open_reward_model(Run *r, int max_len, LfError *err) {
     const TrainConfig *c = r->cfg;
     Model *m = &r->model, *rm = &r->reward;
     const char *adapter = c->reward_adapter[0] ? c->reward_adapter : NULL;
-    ChatTemplate chat;
-    if (r->tok.kind != TEXT_BPE)
-        return lf_fail(err, "model.task %s samples from a decoder: %s has no BPE tokenizer",
-                       c->task, tokenizer_dir(c));
-    if (c->chat_template[0] && chat_template_by_name(c->chat_template, &chat, err))
-        return lf_wrap(err, "data.chat_template");
     if (model_open(rm, c->reward_model, adapter, BASE_F32, m->spec.precision, r->ops, m->max_batch,
                    max_len, err))
         return lf_wrap(err, "model.reward_model");
@@ -533,6 +530,31 @@ static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
                        "model.reward_model has a vocabulary of %d tokens, the policy %d: the "
                        "reward model reads the policy's token ids and needs its tokenizer",
                        rm->cfg.vocab_size, m->cfg.vocab_size);
+    return 0;
+}
+
+/* RLOO and GRPO: the reward functions' models and programs, and the rollout that samples the
+ * batches of up to max_prompts prompts, rows of up to max_len tokens: a slot for each batch of a
+ * step and one for evaluation. */
+static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
+    const TrainConfig *c = r->cfg;
+    Model *m = &r->model;
+    ChatTemplate chat;
+    if (r->tok.kind != TEXT_BPE)
+        return lf_fail(err, "model.task %s samples from a decoder: %s has no BPE tokenizer",
+                       c->task, tokenizer_dir(c));
+    if (c->chat_template[0] && chat_template_by_name(c->chat_template, &chat, err))
+        return lf_wrap(err, "data.chat_template");
+    int model = reward_funcs_has(&r->funcs, REWARD_MODEL);
+    if (model && open_reward_model(r, max_len, err)) return -1;
+    if (!model && c->reward_model[0])
+        fprintf(r->out, "note: model.reward_model is not used: train.reward_funcs has no model\n");
+    if (reward_funcs_has(&r->funcs, REWARD_COMMAND) &&
+        reward_command_start(&r->command, c->reward_command, err))
+        return lf_wrap(err, "train.reward_command");
+    RolloutScoring score = {r->funcs, model ? &r->reward : NULL,
+                            reward_funcs_has(&r->funcs, REWARD_COMMAND) ? &r->command : NULL,
+                            r->tok.bpe};
     GenStops stops = gen_stops(c->chat_template[0] ? &chat : NULL, r->tok.bpe);
     int32_t pad = m->cfg.eos_token_id > 0 ? m->cfg.eos_token_id : 0; /* masked: any id */
     int mask_cut = r->task == TASK_GRPO && c->mask_truncated_completions;
@@ -551,7 +573,7 @@ static int rl_open(Run *r, int max_prompts, int max_len, LfError *err) {
     if (!g->batches || !g->rewards || (keep_old && !g->old) || (keep_ref && !g->ref) ||
         (row_logps && !g->logps))
         return lf_fail(err, "out of memory for a generation of %d batches", c->grad_accum);
-    return rollout_init(&r->rollout, rm, &stops, &sample, c->num_generations,
+    return rollout_init(&r->rollout, &score, &stops, &sample, c->num_generations,
                         c->max_completion_length, pad, mask_cut, max_prompts,
                         max_len - c->max_completion_length, c->grad_accum + 1, err);
 }
@@ -573,6 +595,7 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     r->causal_lm = r->task == TASK_CAUSAL_LM;
     r->pairs = r->task == TASK_DPO || r->task == TASK_REWARD;
     r->rl = r->task == TASK_RLOO || r->task == TASK_GRPO;
+    if (r->rl && train_config_reward_funcs(c, &r->funcs, err)) return -1;
     r->has_val = c->validation_file[0] != 0 || (r->causal_lm && !r->sft && c->holdout_chapter) ||
                  ((r->pairs || r->sft || r->rl) && c->holdout_examples);
     if (!train && !r->has_val)
@@ -636,10 +659,12 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     float eps_high = c->epsilon_high < 0 ? c->epsilon : c->epsilon_high;
     spec.rloo = (RlooSpec){c->rloo_beta,      c->num_generations, c->normalize_advantages,
                            c->num_iterations, c->epsilon,         eps_high};
+    GrpoScale scale = r->funcs.normalize_then_sum ? GRPO_SCALE_GENERATION /* GDPO's sums */
+                                                  : grpo_scale_named(c->scale_rewards);
     spec.grpo = (GrpoSpec){.beta = c->grpo_beta,
                            .generations = c->num_generations,
                            .loss = grpo_loss_named(c->grpo_loss_type), /* checked by the config */
-                           .scale = grpo_scale_named(c->scale_rewards),
+                           .scale = scale,
                            .max_completion = c->max_completion_length,
                            .iterations = c->num_iterations,
                            .eps_low = c->epsilon,
@@ -813,7 +838,9 @@ static int generate(Run *r, int step, int *k, int left, LfError *err) {
             rng_hash(rng_hash(r->cfg->seed, 0x5A3B), (uint64_t)step * 4096 + (uint64_t)g->n + 1);
         RolloutBatch st;
         Batch *b = &g->batches[g->n];
-        if (rollout_batch(&r->rollout, g->n, &r->model, &prompts, seed, b, &st, err)) return -1;
+        if (rollout_batch(&r->rollout, g->n, &r->model, &prompts, r->train_f.pset.records, seed, b,
+                          &st, err))
+            return -1;
         if (g->logps &&
             (model_set_batch(&r->model, b->ids, NULL, b->mask, b->labels, b->B, b->T, err) ||
              rl_row_logps(&r->model, g->logps + g->rows, g->ref_logps + g->rows, err)))
@@ -821,9 +848,7 @@ static int generate(Run *r, int step, int *k, int left, LfError *err) {
         for (size_t i = 0; i < (size_t)b->B * b->T; i++) g->tokens += b->labels[i] != LM_IGNORE;
         memcpy(g->rewards + g->rows, rollout_rewards(&r->rollout, g->n), b->B * sizeof(float));
         g->rows += b->B;
-        RolloutBatch *t = &r->rolled;
-        t->rows += st.rows, t->reward += st.reward, t->reward_sq += st.reward_sq;
-        t->completion_tokens += st.completion_tokens, t->clipped += st.clipped;
+        rollout_batch_add(&r->rolled, &st);
         g->n++, (*k)++;
     }
     return g->n > 0;
@@ -884,6 +909,35 @@ static void keep_rl(Run *r, int slot) {
     if (g->ref) m->ops->download(g->ref + at, m->ref_losses, bytes);
 }
 
+/* The mean and sample std (Bessel's; 0 for one value) of n values of sum and sum of squares. */
+static void sample_moments(double sum, double sq, int n, double *mean, double *std) {
+    *mean = n ? sum / n : 0;
+    double var = n > 1 ? (sq - n * *mean * *mean) / (n - 1) : 0;
+    *std = var > 0 ? sqrt(var) : 0;
+}
+
+/* Each reward function's mean and std (TRL's rewards/NAME/mean, /std) over the completions it
+ * scored, into the log entry and, with several functions, the line; the share of completions
+ * none scored where some were not. */
+static void log_funcs(Run *r, const RolloutBatch *t, cJSON *o) {
+    const RewardFuncs *f = &r->funcs;
+    for (int i = 0; i < f->n; i++) {
+        double mean, std;
+        char key[64];
+        sample_moments(t->func_sum[i], t->func_sq[i], t->func_n[i], &mean, &std);
+        if (f->n > 1) fprintf(r->out, "%s%s %.4f", i ? ", " : " (", reward_name(f->kind[i]), mean);
+        if (!t->func_n[i]) continue;
+        snprintf(key, sizeof key, "rewards/%s/mean", reward_name(f->kind[i]));
+        cJSON_AddNumberToObject(o, key, mean);
+        snprintf(key, sizeof key, "rewards/%s/std", reward_name(f->kind[i]));
+        cJSON_AddNumberToObject(o, key, std);
+    }
+    if (f->n > 1) fprintf(r->out, ")");
+    if (t->scored == t->rows) return;
+    fprintf(r->out, ", %d of %d unscored", t->rows - t->scored, t->rows);
+    cJSON_AddNumberToObject(o, "frac_unscored", (double)(t->rows - t->scored) / t->rows);
+}
+
 /* RLOO, GRPO: the completions sampled and the batches trained since the last log line, printed
  * and added to the log entry o: the rewards and lengths (where a generation came since), the KL
  * per completion token where it has one (beta > 0: RLOO's the sampler's log-prob less the
@@ -897,9 +951,9 @@ static void log_rollouts(Run *r, int step, cJSON *o) {
     const GrpoSpec *gs = &r->model.spec.grpo;
     const RlooSpec *rs = &r->model.spec.rloo;
     int grpo = r->task == TASK_GRPO, sequence = !grpo || gs->level != OPS_GRPO_TOKEN;
-    double n = t->rows ? t->rows : 1, mean = t->reward / n, trained = s->rows ? s->rows : 1;
-    double var = t->rows > 1 ? (t->reward_sq - n * mean * mean) / (n - 1) : 0;
-    double std = var > 0 ? sqrt(var) : 0, kl = s->kl / trained, len = t->completion_tokens / n;
+    double n = t->rows ? t->rows : 1, trained = s->rows ? s->rows : 1, mean, std;
+    double kl = s->kl / trained, len = t->completion_tokens / n;
+    sample_moments(t->reward, t->reward_sq, t->scored, &mean, &std);
     double clipped_of = sequence ? s->rows : s->tokens; /* TRL's: rows at sequence level */
     if (clipped_of < 1) clipped_of = 1;
     double low = s->clipped_low / clipped_of, high = s->clipped_high / clipped_of;
@@ -914,12 +968,12 @@ static void log_rollouts(Run *r, int step, cJSON *o) {
         snprintf(text + at, sizeof text - (size_t)at, ", %s clipped %.4f low, %.4f high", what, low,
                  high);
     if (cispo) snprintf(text + at, sizeof text - (size_t)at, ", %s capped %.4f", what, high);
-    if (t->rows)
-        fprintf(r->out,
-                "step %d: reward %.4f (std %.4f)%s, completions of %.1f tokens (%d of %d cut at "
-                "max_completion_length)\n",
-                step, mean, std, text, len, t->clipped, t->rows);
-    else
+    if (t->rows) {
+        fprintf(r->out, "step %d: reward %.4f (std %.4f)", step, mean, std);
+        log_funcs(r, t, o);
+        fprintf(r->out, "%s, completions of %.1f tokens (%d of %d cut at max_completion_length)\n",
+                text, len, t->clipped, t->rows);
+    } else
         fprintf(r->out, "step %d: the last generation again%s\n", step, text);
     if (t->rows) {
         cJSON_AddNumberToObject(o, "reward", mean);
@@ -979,10 +1033,10 @@ static int evaluate_pairs(Run *r, ClassMetrics *res, int *nonfinite, LfError *er
 }
 
 /* RLOO, GRPO: the held-out prompts continued as in training (num_generations each, sampled by a
- * seed of the evaluation's own, the same at every evaluation) and scored by the reward model: the
- * mean reward and completion length; *nonfinite counts the rewards that are not finite. */
-static int evaluate_rl(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
-    double t[4] = {0, 0, 0, 0}; /* reward sum, completion tokens, rows, non-finite rewards */
+ * seed of the evaluation's own, the same at every evaluation) and scored by the reward functions:
+ * the mean reward (of the completions some function scored) and completion length. */
+static int evaluate_rl(Run *r, ClassMetrics *res, LfError *err) {
+    double t[4] = {0, 0, 0, 0}; /* reward sum, completion tokens, rows, rows scored */
     int k = 0;
     Batch prompts, b;
     Progress p;
@@ -993,16 +1047,17 @@ static int evaluate_rl(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) 
         uint64_t seed = rng_hash(rng_hash(r->cfg->seed, 0xE7A1), (uint64_t)k);
         if (!eval_batch_mine(r, k++)) continue;
         int slot = r->rollout.slots - 1; /* the evaluation's: a generation may be under way */
-        if (rollout_batch(&r->rollout, slot, &r->model, &prompts, seed, &b, &st, err)) return -1;
-        for (int i = 0; i < st.rows; i++) t[3] += !isfinite(rollout_rewards(&r->rollout, slot)[i]);
-        t[0] += st.reward, t[1] += (double)st.completion_tokens, t[2] += st.rows;
+        if (rollout_batch(&r->rollout, slot, &r->model, &prompts, r->val_f.pset.records, seed, &b,
+                          &st, err))
+            return -1;
+        t[0] += st.reward, t[1] += (double)st.completion_tokens, t[2] += st.rows, t[3] += st.scored;
         progress_update(&p, k, NAN, (long)t[1]); /* no loss: the reward is the figure */
     }
     progress_finish(&p);
     if (sum_over_devices(r, t, 4, err)) return -1;
-    double n = t[2] ? t[2] : 1;
-    *nonfinite = (int)t[3];
-    *res = (ClassMetrics){.n = (int)t[2], .reward = t[0] / n, .completion_length = t[1] / n};
+    *res = (ClassMetrics){.n = (int)t[2],
+                          .reward = t[3] ? t[0] / t[3] : 0,
+                          .completion_length = t[1] / (t[2] ? t[2] : 1)};
     return 0;
 }
 
@@ -1011,7 +1066,10 @@ static int evaluate_rl(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) 
 static int evaluate(Run *r, ClassMetrics *res, int *nonfinite, LfError *err) {
     if (r->causal_lm) return evaluate_lm(r, res, nonfinite, err);
     if (r->pairs) return evaluate_pairs(r, res, nonfinite, err);
-    if (r->rl) return evaluate_rl(r, res, nonfinite, err);
+    if (r->rl) {
+        *nonfinite = 0; /* a reward model's NaN is the rollout's error */
+        return evaluate_rl(r, res, err);
+    }
     Model *m = &r->model;
     int K = r->mcfg.num_labels, n = 0, k = 0, mine = 0;
     /* t[0] the loss sum, t[1 + i] example i's predicted class + 2 on its device (1: a NaN or
@@ -1107,9 +1165,6 @@ static int eval_point(Run *r, const char *when, int step, double epoch, ClassMet
                       LfError *err) {
     int nonfinite;
     if (evaluate(r, mt, &nonfinite, err) || log_eval(r, when, step, epoch, mt, err)) return -1;
-    if (r->rl && nonfinite)
-        return lf_fail(err, "%s: %d of %d held-out completions have a NaN or infinite reward", when,
-                       nonfinite, mt->n);
     if (nonfinite || !isfinite(mt->loss))
         return lf_fail(err,
                        "%s: eval_loss is %g and %d of %d examples have NaN or infinite logits: "

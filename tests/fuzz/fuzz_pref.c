@@ -5,6 +5,8 @@
  * max_prompt_length), and every batch masks exactly the padding and labels its tokens with their
  * ids or -100 (on the prompt too where the prompt is masked); on failure nothing is held and the
  * error says why. */
+#include <cjson/cJSON.h>
+
 #include "fuzz_util.h"
 #include "loraft/pref_data.h"
 
@@ -46,7 +48,8 @@ static void check(const char *path, PrefKind kind, int with_chat) {
                      .max_length = prompts ? MAX_PROMPT + 1 : MAX_LEN,
                      .max_prompt_length = MAX_PROMPT,
                      .chat = with_chat ? &chat : NULL,
-                     .sp = &sp};
+                     .sp = &sp,
+                     .keep_records = prompts && with_chat};
     if (pref_set_load(&s, &spec, fuzz_byte_tokenizer(), &err)) {
         FUZZ_ASSERT(s.rows.n == 0 && s.prompt_len == NULL && err.msg[0]);
         return;
@@ -57,6 +60,12 @@ static void check(const char *path, PrefKind kind, int with_chat) {
         FUZZ_ASSERT(len >= 1 && len <= spec.max_length && s.prompt_len[i] <= len);
         FUZZ_ASSERT(!prompts || (s.prompt_len[i] == len && len <= MAX_PROMPT));
     }
+    for (int i = 0; spec.keep_records && i < s.n_items; i++) { /* the record: its prompt */
+        cJSON *rec = cJSON_Parse(s.records[i]);
+        FUZZ_ASSERT(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rec, "prompt")));
+        cJSON_Delete(rec);
+    }
+    FUZZ_ASSERT(!s.records == !spec.keep_records);
     check_batches(&s, kind == PREF_PAIRS);
     pref_set_free(&s);
 }
