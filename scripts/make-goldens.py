@@ -193,6 +193,15 @@ CASES = [
          targets=["q_proj", "v_proj", "down_proj"], temperature=1.3,
          rloo=dict(beta=0.1, generations=2, normalize=False), rewards=[0.7, -0.3, 1.2, 0.1],
          prompt_len=3, after_atol=2e-2),
+    # the off-policy sequence mask (DeepSeek-V3.2, TRL's off_policy_mask_threshold): at steps 2
+    # and 3 a completion whose advantage is negative and whose tokens' mean drift from the
+    # sampling policy (lp_old - lp) is above 0.05 has no policy term, its KL term kept
+    dict(name="llama_grpo_off_policy", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         grpo=dict(beta=0.1, generations=2, loss="dapo", scale="group", max_completion=6,
+                   iterations=3, off_policy_mask=0.05),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
     # completions no reward function scored (None: TRL's nan-aware advantages, 0 for them):
     # GRPO over a group of four with one unscored, its KL penalty; RLOO's leave-one-out over the
     # scored others, normalised; GDPO's second step (multi_objective_aggregation
@@ -582,6 +591,13 @@ def grpo_loss(case, logits, labels, ref, out, old):
         capped = torch.clamp(coef_1, max=d["delta"]) if d.get("delta") else coef_1  # two-sided
         per_token = -torch.min(capped * adv, coef_2 * adv)
         low, high = (capped < 1 - eps_low) & (adv < 0), (capped > 1 + eps_high) & (adv > 0)
+    if d.get("off_policy_mask"):  # get_off_policy_mask: the policy term of far-drifted losers off
+        drift = (((old - tok.detach()) * mask).sum(-1, keepdim=True)
+                 / mask.sum(-1, keepdim=True).clamp(min=1.0))
+        keep = (adv >= 0) | (drift <= d["off_policy_mask"])
+        print("  off-policy mask: rows' drift", [round(x, 5) for x in drift.view(-1).tolist()],
+              "kept", keep.view(-1).tolist(), file=sys.stderr)
+        per_token = per_token * keep.to(per_token.dtype)
     out["old_logps"] = tok.detach()
     out["clipped"] = [(low * counted).sum().item(), (high * counted).sum().item()]
     if beta:

@@ -32,7 +32,9 @@
 #     once; at importance_sampling_level sequence (GSPO) whole completions are clipped; cispo caps
 #     tokens' ratios (some, where the cap is 1.001, but at a generation's first step), sapo clips
 #     none, nor does vespo (refused at sequence level, which it takes itself), luspo (with the KL
-#     without the ratio) clips completions; RLOO at num_iterations 2 (its advantages normalised over the generation) samples at
+#     without the ratio) clips completions; the off-policy sequence mask at a threshold no
+#     completion's drift reaches trains to the bit what no mask does, at 1e-6 something else;
+#     RLOO at num_iterations 2 (its advantages normalised over the generation) samples at
 #     steps 1 and 3 alone and clips whole completions on the steps between, its KL per token 0 at
 #     step 1 (the policy is the reference) and not after;
 #  6. reward functions (train.reward_funcs): GRPO on a program's rewards alone
@@ -278,6 +280,11 @@ steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"]
 print("grpo, num_iterations 3, beta 0.1: kl by step " + " ".join("%.4f" % e["kl"] for e in steps))
 assert abs(steps[0]["kl"]) < 1e-6 and all(0 < e["kl"] < 0.1 for e in steps[1:]), steps
 EOF
+iter_run "$tmp/opsm-none" 3 --set train.grpo_beta=0.1 --set train.off_policy_mask_threshold=1e9
+iter_run "$tmp/opsm" 3 --set train.grpo_beta=0.1 --set train.off_policy_mask_threshold=1e-6
+cmp -s "$tmp/iter-kl/last/adapter_model.safetensors" "$tmp/opsm-none/last/adapter_model.safetensors" &&
+  ! cmp -s "$tmp/iter-kl/last/adapter_model.safetensors" "$tmp/opsm/last/adapter_model.safetensors" &&
+  ok || bad "the off-policy mask: a threshold none reaches changes nothing, a tiny one does"
 iter_run "$tmp/gspo" 3 --set train.importance_sampling_level=sequence --set train.epsilon=0.001
 python3 - "$tmp/gspo/metrics.jsonl" <<'EOF' && ok || bad "GSPO: completions clipped, as a whole"
 import json, sys

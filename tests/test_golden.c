@@ -138,6 +138,8 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
             g->eps_low = g->eps_high = (float)v->valuedouble;
         if ((v = cJSON_GetObjectItem(grpo, "epsilon_high"))) g->eps_high = (float)v->valuedouble;
         if ((v = cJSON_GetObjectItem(grpo, "delta"))) g->delta = (float)v->valuedouble;
+        if ((v = cJSON_GetObjectItem(grpo, "off_policy_mask")))
+            g->off_policy = (float)v->valuedouble;
         if ((v = cJSON_GetObjectItem(grpo, "bias_correction_kl")))
             g->kl_corrected = cJSON_IsTrue(v);
         if (level && !strcmp(level->valuestring, "sequence")) g->level = OPS_GRPO_SEQUENCE_MEAN;

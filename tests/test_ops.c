@@ -2311,23 +2311,29 @@ static double trl_policy(const OpsGrpoTerms *t, double c, double cd, double a, d
  * lp the policy's log-probs (-loss), old and ref the sampling policy's and the reference's losses
  * (NULL: none). Without old log-probs TRL's are lp detached: old then is the losses the
  * derivative is taken at (at). At sequence level one ratio a row, the exp of the mean (GSPO) or
- * the sum (RLOOTrainer's) of its log-ratios over its completion tokens (share > 0). clipped[2]
- * gets the tokens (rows) clipped low, high. */
+ * the sum (RLOOTrainer's) of its log-ratios over its completion tokens (share > 0). Under the
+ * off-policy mask (t->off_policy > 0, TRL's get_off_policy_mask) a row whose advantage is
+ * negative and whose mean of lp_old - lp (detached: at) is above it has no policy term; *masked
+ * counts such rows. clipped[2] gets the tokens (rows) clipped low, high. */
 enum { GB = 6, GT = 10 };
 static double grpo_trl_loss(const float *share, const float *adv, const double *loss,
                             const float *ref, const float *old, const double *at,
-                            const OpsGrpoTerms *t, double *clipped) {
+                            const OpsGrpoTerms *t, double *clipped, int *masked) {
     double total = 0;
     clipped[0] = clipped[1] = 0;
+    *masked = 0;
     for (int b = 0; b < GB; b++) {
-        double row_log = 0, row_at = 0, n = 0, vespo_log = 0;
+        double row_log = 0, row_at = 0, n = 0, vespo_log = 0, drift = 0;
         for (int k = 0; k < GT; k++) {
             int i = b * GT + k;
             if (share[i] == 0) continue;
             row_log += (old ? old[i] : at[i]) - loss[i], n++;
             row_at += (old ? old[i] : at[i]) - at[i];
             vespo_log += fmin(fmax((old ? old[i] : at[i]) - at[i], -20.0), 20.0);
+            drift += at[i] - (old ? old[i] : at[i]);
         }
+        int keep = !(t->off_policy > 0 && adv[b * GT] < 0 && drift / fmax(n, 1) > t->off_policy);
+        *masked += !keep;
         double m = t->level == OPS_GRPO_SEQUENCE_SUM ? 1.0 : fmax(n, 1);
         double row_c = exp(row_log / m), row_cd = exp(row_at / m);
         double vespo_w = exp(fmin(fmax(vespo_log, log(1e-8)), 20.0)); /* detached */
@@ -2343,7 +2349,8 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
                                                     : exp(-at[i] + (old ? old[i] : at[i]));
             double kl = ref ? exp(-ref[i] - lp) - (-ref[i] - lp) - 1 : 0.0;
             double kc = t->kl_corrected ? c : 1.0; /* use_bias_correction_kl */
-            total += share[i] * (trl_policy(t, c, cd, a, lp, &low, &high) + t->beta * kl * kc);
+            double policy = trl_policy(t, c, cd, a, lp, &low, &high);
+            total += share[i] * ((keep ? policy : 0.0) + t->beta * kl * kc);
             if (!by_row || !counted++) clipped[0] += low, clipped[1] += high;
         }
     }
@@ -2356,11 +2363,11 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
  * token and by sequence (GSPO's mean, RLOO's sum), for each policy term: the clipped ratio over
  * [0.51, 1.81] against the range [0.8, 1.28] (and delta's cap), cispo's cap at 1.2, sapo's
  * sigmoid. */
-static void test_grpo_weights(int with_ref, int with_old, OpsGrpoLevel level, OpsGrpoPolicy policy,
-                              float delta, int kl_corrected) {
+static void grpo_weights_case(int with_ref, int with_old, OpsGrpoLevel level, OpsGrpoPolicy policy,
+                              float delta, int kl_corrected, float off_policy) {
     enum { NK = GB * GT, ROW_TOKENS = GT - GT / 5 }; /* a row's tokens with a share */
     OpsGrpoTerms t = grpo_test_terms(with_ref, level, policy, delta);
-    t.kl_corrected = kl_corrected;
+    t.kl_corrected = kl_corrected, t.off_policy = off_policy;
     int sequence = level != OPS_GRPO_TOKEN, sum = level == OPS_GRPO_SEQUENCE_SUM;
     float share[NK], adv[NK], loss[NK], ref[NK], old[NK], row_scale[NK];
     double stats[5], loss_d[NK], want_clipped[2], dummy[2];
@@ -2376,21 +2383,22 @@ static void test_grpo_weights(int with_ref, int with_old, OpsGrpoLevel level, Op
         float ratio = sum        ? powf(row, 1.0f / ROW_TOKENS)
                       : sequence ? row
                                  : 0.51f + 1.3f * (float)((i * 7) % NK) / NK;
-        old[i] = loss[i] + logf(ratio);
+        old[i] = loss[i] + (off_policy > 0 ? -1.0f : 1.0f) * logf(ratio); /* the mask's: drift */
     }
     const float *r = with_ref ? ref : NULL, *o = with_old ? old : NULL;
     ops->grpo_weights(stats, row_scale, share, adv, loss, r, o, t, GB, GT);
     /* the derivative: old (or at, the detached log-probs) held at the unperturbed losses */
     double at[NK];
     memcpy(at, loss_d, sizeof at);
-    double want = grpo_trl_loss(share, adv, loss_d, r, o, at, &t, want_clipped), kl = 0;
+    int masked, none;
+    double want = grpo_trl_loss(share, adv, loss_d, r, o, at, &t, want_clipped, &masked), kl = 0;
     int bad = 0, tokens = 0;
     for (int i = 0; i < NK; i++) {
         double h = 1e-4, keep = loss_d[i];
         loss_d[i] = keep + h;
-        double up = grpo_trl_loss(share, adv, loss_d, r, o, at, &t, dummy);
+        double up = grpo_trl_loss(share, adv, loss_d, r, o, at, &t, dummy, &none);
         loss_d[i] = keep - h;
-        double fd = (up - grpo_trl_loss(share, adv, loss_d, r, o, at, &t, dummy)) / (2 * h);
+        double fd = (up - grpo_trl_loss(share, adv, loss_d, r, o, at, &t, dummy, &none)) / (2 * h);
         loss_d[i] = keep;
         if (share[i] > 0) {
             tokens++;
@@ -2413,17 +2421,25 @@ static void test_grpo_weights(int with_ref, int with_old, OpsGrpoLevel level, Op
     CHECK_CLOSE(stats[0], want, 1e-12, 1e-12);
     CHECK_CLOSE(stats[1], kl, 1e-12, 1e-12);
     CHECK(stats[2] == tokens && stats[3] == want_clipped[0] && stats[4] == want_clipped[1]);
-    if (with_old && policy == OPS_GRPO_CLIP) CHECK(want_clipped[0] > 0 && want_clipped[1] > 0);
+    if (with_old && policy == OPS_GRPO_CLIP && !off_policy) /* the mask's ratios are others */
+        CHECK(want_clipped[0] > 0 && want_clipped[1] > 0);
     if (with_old && policy == OPS_GRPO_CISPO) CHECK(want_clipped[1] > 0); /* some capped */
+    if (off_policy > 0) CHECK(masked > 0 && masked < 3); /* of the 3 rows whose advantage is < 0 */
     static const char *const names[] = {"clip", "cispo", "sapo", "vespo"};
-    printf("grpo_weights %s%s%s%s%s%s: weights and sums match (loss %.6f, %g low and %g high of "
+    printf("grpo_weights %s%s%s%s%s%s%s: weights and sums match (loss %.6f, %g low and %g high of "
            "%d %s clipped)\n",
            names[policy], delta ? " with delta" : "", kl_corrected ? "" : " (plain KL)",
+           off_policy > 0 ? " under the off-policy mask" : "",
            sum        ? " by sequence (sum)"
            : sequence ? " by sequence"
                       : "",
            with_ref ? " with a reference" : "", with_old ? " with old log-probs" : "", want,
            want_clipped[0], want_clipped[1], sequence ? GB : tokens, sequence ? "rows" : "tokens");
+}
+
+static void test_grpo_weights(int with_ref, int with_old, OpsGrpoLevel level, OpsGrpoPolicy policy,
+                              float delta, int kl_corrected) {
+    grpo_weights_case(with_ref, with_old, level, policy, delta, kl_corrected, 0.0f);
 }
 
 /* ---- activations kept in bf16 for backward (ops.h; model.precision bf16) ----
@@ -2852,6 +2868,11 @@ int main(void) {
     test_grpo_weights(0, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1); /* a row's gamma weight */
     test_grpo_weights(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1); /* the KL's ratio a token's */
     test_grpo_weights(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 0);
+    /* the off-policy mask: rows of token ratios, a row's ratio (GSPO), vespo's, cispo's */
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f);
+    grpo_weights_case(0, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f);
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1, 0.05f);
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CISPO, 0.0f, 0, 0.05f);
     for (int level = OPS_GRPO_TOKEN; level <= OPS_GRPO_SEQUENCE_MEAN; level++) /* without it */
         test_grpo_weights(1, 1, level, OPS_GRPO_CLIP, 0.0f, 0);
     test_adamw();

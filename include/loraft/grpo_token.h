@@ -21,6 +21,9 @@
  *     20]) and phi(w) = exp(lambda + k log w - lambda w), k and lambda by the advantage's sign
  *     (lambda at least 1e-4); d P / d lp = -phi A; nothing clipped. Its KL's ratio is the level's
  *     (TRL's warns at sequence level; loraft's config refuses it).
+ * The off-policy sequence mask (DeepSeek-V3.2, TRL's off_policy_mask_threshold delta > 0) drops
+ * the policy term P (not the KL's) of a row whose advantage is negative and whose tokens' mean
+ * lp_old - lp (detached; 0 where old is NULL) is above delta: the op takes such rows whole.
  * The weight a token's loss gets is d loss / d loss_token = -d loss / d lp.
  *
  * At sequence level a row has one ratio, clipped as a whole, the loss the same with it: GSPO's
@@ -73,14 +76,23 @@ static inline LF_HOST_DEVICE GrpoTerm grpo_term(const OpsGrpoTerms *t, double c,
     return g;
 }
 
-/* Token i's d loss / d losses[i] at token level; adds its loss, c kl, 1 and its clip flags to
- * sums[5]. share 0: off the completions, 0 and nothing added. */
+/* The policy term of a row the off-policy mask drops: nothing but its clip flags, which TRL's
+ * clip ratios count all the same. */
+static inline LF_HOST_DEVICE GrpoTerm grpo_masked(GrpoTerm g, int keep) {
+    if (!keep) g.ratio_value = g.by_ratio = g.direct = 0.0;
+    return g;
+}
+
+/* Token i's d loss / d losses[i] at token level, keep 0 where the off-policy mask drops its row;
+ * adds its loss, c kl, 1 and its clip flags to sums[5]. share 0: off the completions, 0 and
+ * nothing added. */
 static inline LF_HOST_DEVICE float grpo_token(double sums[5], float share, float adv,
                                               const float *losses, const float *ref,
-                                              const float *old, size_t i, const OpsGrpoTerms *t) {
+                                              const float *old, size_t i, const OpsGrpoTerms *t,
+                                              int keep) {
     if (share == 0.0f) return 0.0f;
     double c = old ? exp((double)old[i] - losses[i]) : 1.0, lp = -(double)losses[i];
-    GrpoTerm g = grpo_term(t, c, adv);
+    GrpoTerm g = grpo_masked(grpo_term(t, c, adv), keep);
     double x = ref ? (double)losses[i] - ref[i] : 0.0, kl = ref ? exp(x) - x - 1.0 : 0.0;
     double kc = t->kl_corrected ? c : 1.0; /* the KL term's factor */
     sums[0] += share * (g.ratio_value + g.direct * lp + t->beta * kc * kl);
@@ -89,18 +101,26 @@ static inline LF_HOST_DEVICE float grpo_token(double sums[5], float share, float
     return (float)(share * (-(g.by_ratio + g.direct) + t->beta * dkl));
 }
 
-/* Whether the op takes the rows whole: at sequence level, or for vespo's weight (a row's). */
+/* Whether the op takes the rows whole: at sequence level, for vespo's weight (a row's), or for
+ * the off-policy mask (a row's mean). */
 static inline LF_HOST_DEVICE int grpo_by_row(const OpsGrpoTerms *t) {
-    return t->level != OPS_GRPO_TOKEN || t->policy == OPS_GRPO_VESPO;
+    return t->level != OPS_GRPO_TOKEN || t->policy == OPS_GRPO_VESPO || t->off_policy > 0;
+}
+
+/* Whether a row taken whole keeps each token's own ratio and policy term (grpo_token), only its
+ * mask the row's. */
+static inline LF_HOST_DEVICE int grpo_row_of_tokens(const OpsGrpoTerms *t) {
+    return t->level == OPS_GRPO_TOKEN && t->policy != OPS_GRPO_VESPO;
 }
 
 /* A row taken whole: its sums over the completion tokens, then its ratio and the part of each
  * token's weight the row shares. Its KL sums are the tokens' times their own ratios where the
  * level is the token's (vespo's), else the row's ratio multiplies them when it is known. */
 typedef struct GrpoRow {
-    double log_ratio, n, share, share_lp, share_kl,
-        kl;                  /* sums: lp - lp_old, 1, w, w lp, w kl, kl */
+    double log_ratio, n, share, share_lp, share_kl, kl,
+        drift;               /* sums: lp - lp_old, 1, w, w lp, w kl, kl, lp_old - lp */
     double c, direct, scale; /* the ratio, cispo's dP/dlp, the weight's shared part */
+    int keep;                /* 0: the off-policy mask drops the row's policy term */
 } GrpoRow;
 
 /* The ratio of token i (old NULL: 1). */
@@ -118,7 +138,13 @@ static inline LF_HOST_DEVICE void grpo_row_add(GrpoRow *r, float share, const fl
     if (t->level == OPS_GRPO_TOKEN && t->kl_corrected) kl *= grpo_ratio(losses, old, i);
     r->log_ratio += t->policy == OPS_GRPO_VESPO ? fmin(fmax(lr, -20.0), 20.0) : lr;
     r->n += 1.0, r->share += share, r->share_lp -= share * (double)losses[i];
-    r->share_kl += share * kl, r->kl += kl;
+    r->share_kl += share * kl, r->kl += kl, r->drift -= lr;
+}
+
+/* Whether the off-policy mask keeps the row (its sums added), a its advantage: a >= 0, or its
+ * tokens' mean drift at most the threshold (TRL clamps the count at 1). */
+static inline LF_HOST_DEVICE int grpo_row_kept(const GrpoRow *r, float a, const OpsGrpoTerms *t) {
+    return t->off_policy <= 0 || a >= 0 || r->drift / (r->n > 1.0 ? r->n : 1.0) <= t->off_policy;
 }
 
 /* The row's ratio and shared weight from its sums, a its advantage; adds its loss, c kl, tokens
@@ -130,7 +156,7 @@ static inline LF_HOST_DEVICE void grpo_row_finish(GrpoRow *r, double sums[5], fl
     double m = t->level == OPS_GRPO_SEQUENCE_SUM || vespo ? 1.0 : r->n > 1.0 ? r->n : 1.0;
     double log_c = r->log_ratio / m;
     r->c = exp(vespo ? fmin(fmax(log_c, log(1e-8)), 20.0) : log_c);
-    GrpoTerm g = grpo_term(t, r->c, a);
+    GrpoTerm g = grpo_masked(grpo_term(t, r->c, a), r->keep = grpo_row_kept(r, a, t));
     double kc = row_kl && t->kl_corrected ? r->c : 1.0; /* the row's factor on the KL sums */
     r->direct = g.direct;
     r->scale = -(r->share * g.by_ratio +

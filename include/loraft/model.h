@@ -116,6 +116,8 @@ typedef struct GrpoSpec {
     float sapo_pos, sapo_neg; /* sapo's temperatures for advantages > 0 and the others */
     int kl_corrected;         /* the KL term times the ratio (TRL's use_bias_correction_kl, 1) */
     float vespo_k[2], vespo_lambda[2]; /* vespo's gamma weight, advantages >= 0 then < 0 */
+    float off_policy; /* the off-policy sequence mask's threshold (TRL's off_policy_mask_threshold;
+                         0: none) */
 } GrpoSpec;
 
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to

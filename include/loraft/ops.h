@@ -124,6 +124,7 @@ typedef struct OpsGrpoTerms {
     OpsGrpoPolicy policy;
     int kl_corrected; /* the KL term times the ratio (TRL's use_bias_correction_kl); 0: plain */
     float vespo_k[2], vespo_lambda[2]; /* vespo's gamma weight for advantages >= 0, then < 0 */
+    float off_policy; /* the off-policy sequence mask's threshold (> 0; 0: no mask) */
 } OpsGrpoTerms;
 /* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
  * its bf16(dout) goes in dd (columns dout_col..); adapted (B not NULL): forward's u [N,R], B

@@ -124,7 +124,8 @@ typedef struct TrainConfig {
     float delta;                            /* grpo: two-sided clipping's cap, 0 (none) */
     float sapo_temperature_pos, sapo_temperature_neg; /* grpo, sapo: 1, 1.05 */
     int use_bias_correction_kl;                       /* grpo: the KL term times the ratio, 1 */
-    float vespo_k[2], vespo_lambda[2];       /* grpo, vespo: advantages >= 0, < 0: 2, 3; 3, 2 */
+    float vespo_k[2], vespo_lambda[2]; /* grpo, vespo: advantages >= 0, < 0: 2, 3; 3, 2 */
+    float off_policy_mask_threshold;   /* grpo: the off-policy sequence mask's delta, 0 (none) */
     char reward_funcs[REWARD_MAX_FUNCS][40]; /* rloo, grpo: [] = the reward model alone */
     int n_reward_funcs;
     float reward_weights[REWARD_MAX_FUNCS]; /* rloo, grpo: a weight a function; [] = 1 each */

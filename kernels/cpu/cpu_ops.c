@@ -1593,11 +1593,17 @@ static void cpu_grpo_weights(double *stats, float *row_scale, const float *share
     size_t n = (size_t)B * T;
     int by_row = grpo_by_row(&t);
     for (size_t i = 0; !by_row && i < n; i++)
-        row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t);
+        row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, 1);
     for (int b = 0; by_row && b < B; b++) {
         size_t at = (size_t)b * T;
         GrpoRow r = {0};
         for (size_t i = at; i < at + T; i++) grpo_row_add(&r, share[i], losses, ref, old, i, &t);
+        if (grpo_row_of_tokens(&t)) { /* the off-policy mask's row of token ratios */
+            int keep = grpo_row_kept(&r, adv[at], &t);
+            for (size_t i = at; i < at + T; i++)
+                row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, keep);
+            continue;
+        }
         grpo_row_finish(&r, sums, adv[at], &t);
         for (size_t i = at; i < at + T; i++)
             row_scale[i] = grpo_row_token(&r, share[i], losses, ref, old, i, &t);

@@ -111,8 +111,9 @@ void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float
 }
 
 /* GRPO's token weights over B rows of T tokens: at token level a thread a token at a time; rows
- * taken whole (at sequence level, or vespo's) a warp a row, its sums over the lanes, lane 0
- * finishing the row, then its tokens. The five sums in double per thread, then per warp, then by
+ * taken whole (at sequence level, vespo's, or under the off-policy mask) a warp a row, its sums
+ * over the lanes, lane 0 finishing the row (or each lane its tokens, under the mask alone at
+ * token level), then its tokens. The five sums in double per thread, then per warp, then by
  * thread 0 over the warps. */
 __global__ void grpo_weights_kernel(double *stats, float *row_scale, const float *share,
                                     const float *adv, const float *losses, const float *ref,
@@ -122,7 +123,7 @@ __global__ void grpo_weights_kernel(double *stats, float *row_scale, const float
     size_t n = (size_t)B * T;
     int by_row = grpo_by_row(&t);
     for (size_t i = threadIdx.x; !by_row && i < n; i += blockDim.x)
-        row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t);
+        row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, 1);
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     for (int b = warp; by_row && b < B; b += PAIR_THREADS / 32) {
         size_t at = (size_t)b * T;
@@ -131,6 +132,13 @@ __global__ void grpo_weights_kernel(double *stats, float *row_scale, const float
             grpo_row_add(&r, share[i], losses, ref, old, i, &t);
         r.log_ratio = warp_sum(r.log_ratio), r.n = warp_sum(r.n), r.share = warp_sum(r.share);
         r.share_lp = warp_sum(r.share_lp), r.share_kl = warp_sum(r.share_kl), r.kl = warp_sum(r.kl);
+        r.drift = warp_sum(r.drift);
+        if (grpo_row_of_tokens(&t)) { /* the off-policy mask's row of token ratios */
+            int keep = grpo_row_kept(&r, adv[at], &t);
+            for (size_t i = at + lane; i < at + T; i += 32)
+                row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, keep);
+            continue;
+        }
         double mine[5] = {0.0, 0.0, 0.0, 0.0, 0.0}; /* every lane finishes it, lane 0 counts */
         grpo_row_finish(&r, mine, adv[at], &t);
         for (int k = 0; lane == 0 && k < 5; k++) sums[k] += mine[k];

@@ -89,7 +89,8 @@ static OpsGrpoTerms terms_of(const GrpoSpec *s) {
                           policy,
                           s->kl_corrected,
                           {s->vespo_k[0], s->vespo_k[1]},
-                          {s->vespo_lambda[0], s->vespo_lambda[1]}};
+                          {s->vespo_lambda[0], s->vespo_lambda[1]},
+                          s->off_policy};
 }
 
 /* Per-token labels as causal-lm's; n_valid counts rows. */

@@ -398,6 +398,13 @@ static const Key keys[] = {
      .help = "grpo, vespo: the gamma weight's power for negative advantages (TRL's)."},
     {"train", "vespo_lambda_neg", T_FLOAT, AT(vespo_lambda[1]), .def = "2", RANGE(0, INFINITY),
      .help = "grpo, vespo: the gamma weight's decay for negative advantages (TRL's)."},
+    {"train", "off_policy_mask_threshold", T_FLOAT, AT(off_policy_mask_threshold), .def = "0",
+     RANGE(0, INFINITY),
+     .help = "grpo: the off-policy sequence mask (DeepSeek-V3.2, TRL's): a completion whose "
+             "advantage is negative and whose tokens' mean log-prob under the sampling policy "
+             "less the policy's is above this (as num_iterations' later steps drift from it) "
+             "adds nothing to the policy term of the loss (its KL term stays); 0 = none (TRL's "
+             "None; it suggests 0.5)."},
     {"train", "use_bias_correction_kl", T_BOOL, AT(use_bias_correction_kl), .def = "true",
      .help = "grpo: the KL penalty's term times the ratio to the sampling policy (TRL's, "
              "DeepSeek-V3.2's unbiased estimate: it changes the KL's gradient even at ratio 1); "

@@ -677,7 +677,8 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                            .sapo_neg = c->sapo_temperature_neg,
                            .kl_corrected = c->use_bias_correction_kl,
                            .vespo_k = {c->vespo_k[0], c->vespo_k[1]},
-                           .vespo_lambda = {c->vespo_lambda[0], c->vespo_lambda[1]}};
+                           .vespo_lambda = {c->vespo_lambda[0], c->vespo_lambda[1]},
+                           .off_policy = c->off_policy_mask_threshold};
     if (r->rl) spec.temperature = c->temperature;
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);

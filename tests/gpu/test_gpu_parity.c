@@ -2400,8 +2400,9 @@ static void test_reward_loss(int B, int T, int grads) {
  * sequence, a row's about its own: by the sum, its tokens' product) against the clipping range
  * [0.8, 1.28] (cispo's cap 1.2), by token or by sequence (GSPO's mean, RLOO's sum), each policy
  * term */
-static void test_grpo_weights(int B, int T, int with_ref, int with_old, OpsGrpoLevel level,
-                              OpsGrpoPolicy policy, float delta, int kl_corrected) {
+static void grpo_weights_case(int B, int T, int with_ref, int with_old, OpsGrpoLevel level,
+                              OpsGrpoPolicy policy, float delta, int kl_corrected,
+                              float off_policy) {
     int sequence = level != OPS_GRPO_TOKEN;
     size_t n = (size_t)B * T;
     float *h = malloc(n * sizeof *h), *loss = malloc(n * sizeof *loss);
@@ -2428,21 +2429,27 @@ static void test_grpo_weights(int B, int T, int with_ref, int with_old, OpsGrpoL
     free(h), free(loss);
     Pair *stats = pair_new(5 * sizeof(double)), *row_scale = pair_random(n, 1.0f);
     OpsGrpoTerms t = grpo_test_terms(with_ref, level, policy, delta);
-    t.kl_corrected = kl_corrected;
+    t.kl_corrected = kl_corrected, t.off_policy = off_policy;
     BACKENDS(w, o) {
         o->grpo_weights(stats->mem[w], F(row_scale, w), F(share, w), F(adv, w), F(losses, w),
                         with_ref ? F(refs, w) : NULL, with_old ? F(olds, w) : NULL, t, B, T);
     }
     static const char *const names[] = {"clip", "cispo", "sapo", "vespo"};
-    NAME("grpo_weights %s B=%d T=%d%s%s%s%s%s", names[policy], B, T, with_ref ? " ref" : "",
+    NAME("grpo_weights %s B=%d T=%d%s%s%s%s%s%s", names[policy], B, T, with_ref ? " ref" : "",
          with_old ? " old" : "",
          level == OPS_GRPO_SEQUENCE_SUM ? " sum"
          : sequence                     ? " sequence"
                                         : "",
-         delta ? " delta" : "", kl_corrected ? "" : " plain-kl");
+         delta ? " delta" : "", kl_corrected ? "" : " plain-kl",
+         off_policy > 0 ? " off-policy-mask" : "");
     compare("rowsc", row_scale, 0.0, 1e-6);
     compare_stats(stats, 5);
     pairs_free();
+}
+
+static void test_grpo_weights(int B, int T, int with_ref, int with_old, OpsGrpoLevel level,
+                              OpsGrpoPolicy policy, float delta, int kl_corrected) {
+    grpo_weights_case(B, T, with_ref, with_old, level, policy, delta, kl_corrected, 0.0f);
 }
 
 /* ---- errors: reported by status(), never a crash ---- */
@@ -2948,6 +2955,10 @@ int main(void) {
     test_grpo_weights(300, 45, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1);
     test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 0);
     test_grpo_weights(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 0);
+    /* the off-policy mask: a warp a row, each token its own ratio or the row's (GSPO), vespo's */
+    grpo_weights_case(300, 45, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f);
+    grpo_weights_case(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f);
+    grpo_weights_case(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1, 0.05f);
     const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
     test_adamw(one, 1, 0.1f, 0.0f, 0);
     test_adamw(odd, 5, 0.1f, 0.0f, 0);        /* no clipping */
