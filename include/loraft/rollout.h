@@ -42,7 +42,7 @@ typedef struct RolloutScoring {
     RewardFuncs funcs;
     Model *reward;          /* function model's, built for max_prompts * k rows of max_len */
     RewardCommand *command; /* function command's, started */
-    const Bpe *text;        /* decodes the completions for think_format_reward and command */
+    const Bpe *tokenizer;   /* decodes the completions for think_format_reward and command */
 } RolloutScoring;
 
 typedef struct Rollout {

@@ -57,13 +57,18 @@ void rollout_free(Rollout *ro) {
 typedef struct Slot {
     int32_t *ids, *mask, *labels, *reward_labels;
     int *index;
-    float *rewards;
+    float *rewards, *per_func;
 } Slot;
 
 static Slot slot_of(const Rollout *ro, int slot) {
     size_t at = rollout_first_row(ro, slot), cell = at * (size_t)ro->max_len;
-    return (Slot){ro->ids + cell,           ro->mask + cell, ro->labels + cell,
-                  ro->reward_labels + cell, ro->index + at,  ro->rewards + at};
+    return (Slot){ro->ids + cell,
+                  ro->mask + cell,
+                  ro->labels + cell,
+                  ro->reward_labels + cell,
+                  ro->index + at,
+                  ro->rewards + at,
+                  ro->per_func + at * ro->score.funcs.n};
 }
 
 /* gen_batch's tokens into each row of the slot's ids (at stride max_len), after its prompt. */
@@ -129,8 +134,7 @@ static void pack_rows(const Rollout *ro, const Slot *sl, const int *len, const i
 }
 
 /* Function f's rewards: each row's score by the reward model, into column f of per_func. */
-static int score_model(const Rollout *ro, const Slot *sl, int f, int rows, int T, float *per_func,
-                       LfError *err) {
+static int score_model(const Rollout *ro, const Slot *sl, int f, int rows, int T, LfError *err) {
     Model *rm = ro->score.reward;
     int n = ro->score.funcs.n;
     if (model_set_batch(rm, sl->ids, NULL, sl->mask, NULL, rows, T, err) ||
@@ -138,7 +142,7 @@ static int score_model(const Rollout *ro, const Slot *sl, int f, int rows, int T
         return -1;
     for (int r = 0; r < rows; r++) {
         int t = reward_last_token(sl->reward_labels + (size_t)r * T, T, rm->cfg.pad_token_id);
-        float *x = &per_func[(size_t)r * n + f];
+        float *x = &sl->per_func[(size_t)r * n + f];
         if (model_lm_logits(rm, r * T + t, 1, x, err)) return -1;
         if (!isfinite(*x))
             return lf_fail(err,
@@ -193,7 +197,7 @@ static char *command_request(const Rollout *ro, const Slot *sl, const Batch *pro
 /* Function f's rewards by the reward command, into column f of per_func. */
 static int score_command(const Rollout *ro, const Slot *sl, int f, const Batch *prompts,
                          char *const *records, char *const *texts, const int *len, const int *P,
-                         int T, float *per_func, LfError *err) {
+                         int T, LfError *err) {
     int rows = prompts->B * ro->k, n = ro->score.funcs.n;
     float got[OPS_RL_MAX_ROWS];
     if (!records) return lf_fail(err, "the reward command needs the prompts' records");
@@ -201,7 +205,7 @@ static int score_command(const Rollout *ro, const Slot *sl, int f, const Batch *
     if (!req) return -1;
     int rc = reward_command_score(ro->score.command, req, rows, got, err);
     free(req);
-    for (int r = 0; !rc && r < rows; r++) per_func[(size_t)r * n + f] = got[r];
+    for (int r = 0; !rc && r < rows; r++) sl->per_func[(size_t)r * n + f] = got[r];
     return rc;
 }
 
@@ -211,33 +215,31 @@ static int score_rows(const Rollout *ro, const Slot *sl, const Batch *prompts, c
                       const int *len, const int *P, int T, char **texts, LfError *err) {
     const RewardFuncs *fs = &ro->score.funcs;
     int rows = prompts->B * ro->k, rc = 0;
-    float *per_func = ro->per_func + (sl->rewards - ro->rewards) * (size_t)fs->n;
     int text = reward_funcs_has(fs, REWARD_COMMAND) || reward_funcs_has(fs, REWARD_THINK_FORMAT);
     for (int r = 0; !rc && text && r < rows; r++) {
         size_t n;
-        rc = bpe_decode(ro->score.text, sl->ids + (size_t)r * T + P[r], (size_t)(len[r] - P[r]), 1,
-                        &texts[r], &n, err);
+        rc = bpe_decode(ro->score.tokenizer, sl->ids + (size_t)r * T + P[r],
+                        (size_t)(len[r] - P[r]), 1, &texts[r], &n, err);
     }
     for (int f = 0; !rc && f < fs->n; f++) {
         if (fs->kind[f] == REWARD_MODEL)
-            rc = score_model(ro, sl, f, rows, T, per_func, err);
+            rc = score_model(ro, sl, f, rows, T, err);
         else if (fs->kind[f] == REWARD_COMMAND)
-            rc = score_command(ro, sl, f, prompts, records, texts, len, P, T, per_func, err);
+            rc = score_command(ro, sl, f, prompts, records, texts, len, P, T, err);
         else
             for (int r = 0; r < rows; r++)
-                per_func[(size_t)r * fs->n + f] = reward_builtin(
+                sl->per_func[(size_t)r * fs->n + f] = reward_builtin(
                     fs, f, sl->ids + (size_t)r * T + P[r], len[r] - P[r], texts[r], ro->scratch);
     }
-    if (!rc) reward_combine(fs, per_func, rows, ro->k, sl->rewards);
+    if (!rc) reward_combine(fs, sl->per_func, rows, ro->k, sl->rewards);
     return rc;
 }
 
 /* The batch's figures for the log: each function's rewards and their weighted sums. */
 static void batch_stats(const Rollout *ro, const Slot *sl, int rows, RolloutBatch *st) {
     const RewardFuncs *fs = &ro->score.funcs;
-    const float *per_func = ro->per_func + (sl->rewards - ro->rewards) * (size_t)fs->n;
     for (int r = 0; r < rows; r++) {
-        const float *x = per_func + (size_t)r * fs->n;
+        const float *x = sl->per_func + (size_t)r * fs->n;
         double w = reward_weighted(fs, x);
         if (!isnan(w)) st->scored++, st->reward += w, st->reward_sq += w * w;
         for (int f = 0; f < fs->n; f++)
