@@ -210,6 +210,7 @@ static int gpu_grpo_iterations = 1;  /* and its num_iterations: the steps after 
 static int gpu_grpo_sequence;        /* and GSPO's ratio, a row's (RLOO's always a row's) */
 static GrpoLoss gpu_grpo_loss;       /* and its loss type (cispo's cap: 1 + the fp32 epsilon) */
 static int gpu_grpo_plain_kl;        /* and its KL term without the ratio */
+static float gpu_grpo_off_policy;    /* and its off-policy sequence mask's threshold */
 /* run_decoder's LoRA takes other ranks and alphas (PEFT's rank_pattern, alpha_pattern) for q,
  * v and gate, so that q, k, v and gate, up run apart */
 static int gpu_patterns;
@@ -549,7 +550,7 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.grpo.beta = gpu_grpo_beta, spec.grpo.max_completion = LT;
     spec.grpo.iterations = gpu_grpo_iterations;
     spec.grpo.level = gpu_grpo_sequence ? OPS_GRPO_SEQUENCE_MEAN : OPS_GRPO_TOKEN;
-    spec.grpo.kl_corrected = !gpu_grpo_plain_kl;
+    spec.grpo.kl_corrected = !gpu_grpo_plain_kl, spec.grpo.off_policy = gpu_grpo_off_policy;
     spec.grpo.eps_low = eps, spec.grpo.eps_high = 1.5f * eps, spec.grpo.loss = gpu_grpo_loss;
     if (gpu_grpo_loss == GRPO_CISPO) spec.grpo.eps_high = 1.0f + eps;
     spec.temperature = gpu_temperature;
@@ -1309,6 +1310,9 @@ int main(void) {
     gpu_grpo_iterations = 3; /* the steps after the first on a clipped ratio (with the KL) */
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_BF16, 0.0f, 1, NULL);
+    gpu_grpo_off_policy = 1e-4f; /* the off-policy mask: rows taken whole, their tokens' ratios */
+    run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
+    gpu_grpo_off_policy = 0.0f;
     gpu_grpo_beta = 0.0f, gpu_temperature = 1.0f;
     run_decoder(ARCH_LLAMA, 1, STRATEGY_LORA, TASK_GRPO, BASE_F32, PRECISION_FP32, 0.0f, 1, NULL);
     gpu_grpo_sequence = 1, gpu_grpo_beta = 0.5f; /* GSPO, with the KL */
@@ -1327,7 +1331,8 @@ int main(void) {
     gpu_grpo_beta = 0.0f;
     gpu_grpo_iterations = 1, gpu_grpo_loss = GRPO_DAPO;
     printf("llama GRPO (LoRA, fp32 and bf16; beta 0 and 0.5 at temperature 0.7; num_iterations "
-           "3, by token and by sequence; cispo, sapo, luspo, vespo): cuda model matches cpu\n");
+           "3, by token and by sequence, the off-policy mask; cispo, sapo, luspo, vespo): cuda "
+           "model matches cpu\n");
     run_decoder(ARCH_LLAMA, 0, STRATEGY_LORA, TASK_REWARD, BASE_F32, PRECISION_FP32, 0.1f, 1, NULL);
     printf("llama reward model (LoRA): cuda model matches cpu\n");
     bf16_worst = 0;
