@@ -128,7 +128,9 @@ static void test_bad_replies(void) {
     CHECK(fails_with("while read -r l; do echo '{\"a\":1}'; done", "{}", 1,
                      "reply is not a JSON array: {\"a\":1}"));
     CHECK(fails_with("while read -r l; do echo '[1, \"abc\"]'; done", "{}", 2,
-                     "reward 1 is \"abc\", not a number or null"));
+                     "reward 1 is \"abc\", not null or a number within a float's range"));
+    CHECK(fails_with("while read -r l; do echo '[1e300]'; done", "{}", 1, /* inf as a float */
+                     "reward 0 is 1e+300, not null or a number"));
     CHECK(fails_with("while read -r l; do echo '[1, 2'; done", "{}", 2, "not valid JSON: [1, 2"));
     CHECK(fails_with("while read -r l; do echo '[1] x'; done", "{}", 1, "not valid JSON"));
     CHECK(fails_with("while read -r l; do echo; done", "{}", 1, "empty line"));

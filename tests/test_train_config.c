@@ -207,6 +207,17 @@ static void test_errors(void) {
               "lora.layers_to_transform: -1 is out of range");
     CHECK_HAS(load_text(&c, "{\"lora\": {\"layers_to_transform\": [\"0\"]}}"),
               "lora.layers_to_transform[0]: expected an integer, got a string");
+    /* numbers (T_FLOATS): a list or one, each a float */
+    CHECK_LOADS(&c, "{\"train\": {\"reward_weights\": [1, -2.5, 0.1]}}");
+    CHECK(c.n_reward_weights == 3 && c.reward_weights[1] == -2.5f && c.reward_weights[2] == 0.1f);
+    CHECK_LOADS(&c, "{\"train\": {\"reward_weights\": 0.5}}");
+    CHECK(c.n_reward_weights == 1 && c.reward_weights[0] == 0.5f);
+    CHECK_HAS(load_text(&c, "{\"train\": {\"reward_weights\": [1, \"2\"]}}"),
+              "train.reward_weights[1]: expected a number, got a string");
+    CHECK_HAS(load_text(&c, "{\"train\": {\"reward_weights\": [1e40]}}"),
+              "train.reward_weights[0]: 1e+40 does not fit a float");
+    CHECK_HAS(load_text(&c, "{\"train\": {\"reward_weights\": [1, 2, 3, 4, 5, 6, 7, 8, 9]}}"),
+              "train.reward_weights: 9 entries, at most 8 allowed");
     CHECK(train_config_load(&c, "/nonexistent/x.json", &err) == -1);
     CHECK_HAS(err.msg, "/nonexistent/x.json: cannot open");
 }
@@ -402,6 +413,7 @@ static void test_round_trip(void) {
     CHECK_LOADS(&a, full_config);
     CHECK(train_config_set(&a, "lora.alpha=0.3", &err) == 0);
     CHECK(train_config_set(&a, "train.adam_eps=1.5e-7", &err) == 0);
+    CHECK(train_config_set(&a, "train.reward_weights=1,-2.5,0.1", &err) == 0);
     char path[512];
     snprintf(path, sizeof path, "%s/saved.json", dir);
     CHECK(train_config_save(&a, path, &err) == 0);

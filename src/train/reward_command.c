@@ -234,7 +234,7 @@ static int parse_reply(const RewardCommand *rc, const char *line, size_t len, in
     }
     const cJSON *item;
     cJSON_ArrayForEach(item, a) {
-        if (cJSON_IsNumber(item))
+        if (cJSON_IsNumber(item) && isfinite((float)item->valuedouble))
             out[i] = (float)item->valuedouble;
         else if (cJSON_IsNull(item))
             out[i] = NAN;
@@ -245,8 +245,8 @@ static int parse_reply(const RewardCommand *rc, const char *line, size_t len, in
     if (bad < 0) return cJSON_Delete(a), 0;
     char *text = cJSON_PrintUnformatted(cJSON_GetArrayItem(a, bad));
     size_t tl = text ? strlen(text) : 0;
-    fail(rc, err, "reward %d is %.*s%s, not a number or null", bad, excerpt_len(tl),
-         text ? text : "?", tl > EXCERPT ? "..." : "");
+    fail(rc, err, "reward %d is %.*s%s, not null or a number within a float's range", bad,
+         excerpt_len(tl), text ? text : "?", tl > EXCERPT ? "..." : "");
     free(text);
     cJSON_Delete(a);
     return -1;

@@ -926,7 +926,8 @@ static void log_funcs(Run *r, const RolloutBatch *t, cJSON *o) {
         double mean, std;
         char key[64];
         sample_moments(t->func_sum[i], t->func_sq[i], t->func_n[i], &mean, &std);
-        if (f->n > 1) fprintf(r->out, "%s%s %.4f", i ? ", " : " (", reward_name(f->kind[i]), mean);
+        if (f->n > 1) fprintf(r->out, "%s%s ", i ? ", " : " (", reward_name(f->kind[i]));
+        if (f->n > 1) fprintf(r->out, t->func_n[i] ? "%.4f" : "none", mean);
         if (!t->func_n[i]) continue;
         snprintf(key, sizeof key, "rewards/%s/mean", reward_name(f->kind[i]));
         cJSON_AddNumberToObject(o, key, mean);
